@@ -1,0 +1,46 @@
+"""Physical constants and paths shared by every stage (cgs unless the name says otherwise)."""
+import os
+from pathlib import Path
+
+from astropy import constants as const
+from astropy import units as u
+
+SIGMA_SB = const.sigma_sb.cgs.value      # erg s^-1 cm^-2 K^-4
+L_SUN = const.L_sun.cgs.value            # erg s^-1 (IAU 2015 nominal, 3.828e33)
+R_SUN = const.R_sun.cgs.value            # cm
+C_ANGSTROM = const.c.to(u.AA / u.s).value  # speed of light [A/s]
+PC_CM = const.pc.cgs.value               # cm
+MBOL_SUN = 4.74                          # IAU 2015 B2
+
+FLAM_UNIT = u.Unit("erg s-1 cm-2 AA-1")   # surface flux F_lambda
+LLAM_UNIT = u.Unit("erg s-1 AA-1")        # L_lambda of one star
+SSP_UNIT = u.L_sun / u.AA                 # per M_sun formed (the unit says L_sun/A; metadata says per M_sun)
+
+PACKAGE_DATA = Path(__file__).parent / "data"
+LIBRARIES_ENV = "SMNET_SPS_LIBRARIES"
+
+
+def default_library_dir():
+    """Directory holding the native stellar libraries.
+
+    Order: $SMNET_SPS_LIBRARIES, then ``../shared/data/libraries`` next to the current directory or
+    next to the source checkout. Returns ``None`` when none exists.
+    """
+    candidates = []
+    if os.environ.get(LIBRARIES_ENV):
+        candidates.append(Path(os.environ[LIBRARIES_ENV]))
+    candidates.append(Path.cwd() / ".." / "shared" / "data" / "libraries")
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "libraries")
+    for path in candidates:
+        if path.is_dir():
+            return path.resolve()
+    return None
+
+
+def shared_data_dir():
+    """The ``shared/data`` folder beside the checkout, or ``None`` (used by benchmarks and some tests)."""
+    for path in (Path.cwd() / ".." / "shared" / "data",
+                 Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if path.is_dir():
+            return path.resolve()
+    return None
