@@ -1,0 +1,577 @@
+"""The union training grid: every union library resampled onto one wavelength grid, in one HDF5 file.
+
+Pure functions: :func:`build_grid` (read + convert + resample), :func:`save_grid` / :func:`load_grid`
+(the HDF5 format of docs/CONTRACTS.md), :func:`grid_info` (a text summary), :func:`plot_coverage`
+(log Teff - log g diagram coloured by library), :func:`export_phase_libraries` /
+:func:`load_phase_libraries` (the WR / TP-AGB phase libraries as a small ``.npz`` shipped in the package),
+and :func:`add_cli` (``smnet-sps grid build`` / ``smnet-sps grid info``).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+
+from .constants import FLAM_UNIT, PACKAGE_DATA, SIGMA_SB
+from .libraries import IGNORED_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
+from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, default_wavelength, resample
+
+__all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "save_grid", "load_grid", "grid_info", "plot_coverage",
+           "export_phase_libraries", "load_phase_libraries", "PHASE_FILE", "add_cli"]
+
+FORMAT = "smnet-sps union grid"
+FORMAT_VERSION = 1
+PHASE_FILE = PACKAGE_DATA / "phase_libraries.npz"
+
+
+@dataclass
+class PhaseLibrary:
+    """A library without log g (WR, TP-AGB) on the common wavelength grid.
+
+    ``teff`` [K], ``logz`` [dex; NaN = not metallicity specific], ``flux`` (n, n_wave) surface F_lambda
+    [erg s^-1 cm^-2 A^-1] (NaN where unknown), ``mask`` (n, n_wave) True where known, ``meta`` dict
+    (citation, kind, convention, source files, optional ``teff_table``/``logz_table``).
+    """
+
+    teff: np.ndarray
+    logz: np.ndarray
+    flux: np.ndarray
+    mask: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class UnionGrid:
+    """The union training grid (see docs/CONTRACTS.md).
+
+    Attributes
+    ----------
+    wavelength : ndarray (n_wave,)
+        Common grid [Angstrom].
+    teff, logg, logz : ndarray (n,)
+        Teff [K], log g [cgs], [M/H] [dex].
+    library_id : ndarray (n,) int16
+        Index into ``library_names``.
+    library_names : list of str
+    flux : ndarray (n, n_wave) float32
+        Surface F_lambda [erg s^-1 cm^-2 A^-1]; NaN where unknown.
+    mask : ndarray (n, n_wave) bool
+        True where the library has data.
+    source_file : ndarray (n,) str
+        File of each spectrum, relative to the libraries root.
+    libraries : dict
+        Per library: citation, folder, convention, n_spectra, n_dropped, bolometric_deviation.
+    provenance : list of str
+        ``"relative/path sha256"`` of every file read.
+    phase_libraries : dict of str -> PhaseLibrary
+    attrs : dict
+        File attributes (created, build time, notes).
+    """
+
+    wavelength: np.ndarray
+    teff: np.ndarray
+    logg: np.ndarray
+    logz: np.ndarray
+    library_id: np.ndarray
+    library_names: list
+    flux: np.ndarray
+    mask: np.ndarray
+    source_file: np.ndarray
+    libraries: dict
+    provenance: list
+    phase_libraries: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.teff)
+
+    @property
+    def wavelength_quantity(self):
+        """Common wavelength grid as a Quantity [Angstrom]."""
+        return self.wavelength * u.AA
+
+    def flux_quantity(self):
+        """Surface flux as a Quantity [erg s^-1 cm^-2 A^-1] (NaN where unknown)."""
+        return self.flux * FLAM_UNIT
+
+    def select(self, name):
+        """Boolean row selector of library ``name``."""
+        if name not in self.library_names:
+            raise ValueError(f"library {name!r} not in this grid; it holds {', '.join(self.library_names)}")
+        return self.library_id == self.library_names.index(name)
+
+
+# ----------------------------------------------------------------------------------------------- build
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _deviation_stats(ratio):
+    dev = np.asarray(ratio, float) - 1.0
+    return {"median": float(np.median(dev)), "max_abs": float(np.max(np.abs(dev))),
+            "n": int(dev.size)}
+
+
+def _on_grid_ratio(wave, flux, mask, teff):
+    """Integral of the resampled flux over the covered bins / sigma Teff^4 (what a user of the grid sees)."""
+    width = np.diff(bin_edges(wave))
+    return np.nansum(np.where(mask, flux, 0.0) * width, axis=1) / (SIGMA_SB * teff ** 4)
+
+
+def _to_common(lib, wave):
+    """Resample every block of a LibrarySpectra onto ``wave``: (flux (n, n_wave), mask (n, n_wave))."""
+    fluxes, masks = [], []
+    for w, f in zip(lib.wavelengths, lib.fluxes):
+        if w.size == wave.size and np.array_equal(w, wave):
+            out, m = np.array(f, float), np.ones(wave.size, bool)    # already on the grid: no resampling
+        else:
+            out, m = resample(w, f, wave)
+        fluxes.append(out)
+        masks.append(np.broadcast_to(m, out.shape))
+    return np.concatenate(fluxes), np.concatenate(masks)
+
+
+_PHYSICAL = {"ck04", "nextgen", "basel22"}   # stored in physical units: the sigma Teff^4 check is a test
+
+
+def _library_record(lib, flux, mask, wave):
+    """The per-library metadata dict stored in the grid file."""
+    native = _deviation_stats(lib.raw_ratio)
+    native["basis"] = ("integral of the converted native F_lambda over its tabulated range / sigma Teff^4"
+                       if lib.name in _PHYSICAL else
+                       "integral of the native normalised spectrum over its tabulated range / its unit "
+                       "normalisation (before rescaling to sigma Teff^4)")
+    on_grid = _deviation_stats(_on_grid_ratio(wave, flux, mask, lib.teff))
+    return {"citation": lib.citation, "folder": lib.folder, "convention": lib.convention,
+            "n_spectra": int(len(lib)), "n_dropped": int(lib.n_dropped),
+            "physical_units": lib.name in _PHYSICAL,
+            "bolometric_deviation": native, "bolometric_deviation_on_grid": on_grid,
+            "teff_range": [float(lib.teff.min()), float(lib.teff.max())],
+            "logg_range": ([float(np.nanmin(lib.logg)), float(np.nanmax(lib.logg))] if lib.has_logg else None),
+            "logz_range": ([float(np.nanmin(lib.logz)), float(np.nanmax(lib.logz))]
+                           if np.isfinite(lib.logz).any() else None)}
+
+
+def _parse_only(only):
+    if only is None:
+        return list(LIBRARIES)
+    names = [n.strip() for n in (only.split(",") if isinstance(only, str) else only) if n.strip()]
+    bad = [n for n in names if n not in LIBRARIES]
+    if bad or not names:
+        raise ValueError(f"unknown library name(s) {bad or names}; valid names: {', '.join(LIBRARIES)}")
+    return [n for n in LIBRARIES if n in names]
+
+
+def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None):
+    """Read the native libraries and build the union grid (plus the phase libraries).
+
+    Parameters
+    ----------
+    library_dir : path-like
+        Folder holding the library folders (``ck04_castelli_kurucz``, ``nextgen_phoenix``, ...).
+    only : str or list of str, optional
+        Library names to include (comma-separated string or list); default: all. Union libraries:
+        ck04, nextgen, basel22, wmbasic, rauch_tmap, cm87; phase libraries: cmfgen_wn, cmfgen_wc,
+        tpagb_orich, tpagb_crich, tpagb_crich_aringer.
+    wavelength : array-like or Quantity, optional
+        Common wavelength grid [Angstrom]; default :func:`smnet_sps.wavegrid.default_wavelength`.
+    progress : bool
+        Show a tqdm progress bar (one step per file).
+    log : callable, optional
+        Receives one line of text per library (default: print to stderr).
+
+    Returns
+    -------
+    UnionGrid
+    """
+    from tqdm.auto import tqdm
+
+    log = log or (lambda s: print(s, file=sys.stderr))
+    root = Path(library_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"libraries folder {root} does not exist (expected the folder holding "
+                                f"ck04_castelli_kurucz/, nextgen_phoenix/, ...; e.g. ../shared/data/libraries)")
+    names = _parse_only(only)
+    wave = (default_wavelength() if wavelength is None else wavelength)
+    wave = np.asarray(wave.to_value(u.AA) if isinstance(wave, u.Quantity) else wave, float)
+    t0 = time.perf_counter()
+    rows = {k: [] for k in ("teff", "logg", "logz", "library_id", "flux", "mask", "source_file")}
+    union_names, records, phases, prov = [], {}, {}, {}
+    total = sum(LIBRARIES[n].n_files for n in names)
+    with tqdm(total=total, desc="grid build", unit="file", disable=not progress, file=sys.stderr) as bar:
+        for name in names:
+            bar.set_postfix_str(name)
+            lib = read_library(name, root, progress=bar.update)
+            flux, mask = _to_common(lib, wave)
+            for path in lib.files:
+                rel = str(Path(path).resolve().relative_to(root.resolve()))
+                if rel not in prov:
+                    prov[rel] = _sha256(path)
+            rec = _library_record(lib, flux, mask, wave)
+            records[name] = rec
+            dev, dgrid = rec["bolometric_deviation"], rec["bolometric_deviation_on_grid"]
+            log(f"{name:20s} {len(lib):5d} spectra"
+                + (f" ({lib.n_dropped} all-zero columns dropped)" if lib.n_dropped else "")
+                + f"  Teff {lib.teff.min():.0f}-{lib.teff.max():.0f} K"
+                + f"  int F dlambda / sigma Teff^4 - 1: native median {dev['median']:+.4f} max|{dev['max_abs']:.4f}|"
+                + f", on grid median {dgrid['median']:+.4f} max|{dgrid['max_abs']:.4f}|")
+            if LIBRARIES[name].kind == "phase":
+                meta = {"citation": lib.citation, "kind": name, "convention": lib.convention,
+                        "source_file": sorted(set(lib.source_file))}
+                meta.update({k: np.asarray(v) for k, v in lib.extra.items()})
+                phases[name] = PhaseLibrary(lib.teff, lib.logz, flux.astype(np.float32),
+                                            np.array(mask, bool), meta)
+                continue
+            lid = len(union_names)
+            union_names.append(name)
+            rows["teff"].append(lib.teff)
+            rows["logg"].append(lib.logg)
+            rows["logz"].append(lib.logz)
+            rows["library_id"].append(np.full(len(lib), lid, np.int16))
+            rows["flux"].append(flux.astype(np.float32))
+            rows["mask"].append(np.array(mask, bool))
+            rows["source_file"].append(np.array(lib.source_file, dtype=object))
+    if "rauch_tmap" in names:
+        log(f"note: {IGNORED_NOTE}")
+    cat = {k: (np.concatenate(v) if v else None) for k, v in rows.items()}
+    if not union_names:          # only phase libraries requested: an empty union table
+        cat = {"teff": np.zeros(0), "logg": np.zeros(0), "logz": np.zeros(0),
+               "library_id": np.zeros(0, np.int16), "flux": np.zeros((0, wave.size), np.float32),
+               "mask": np.zeros((0, wave.size), bool), "source_file": np.zeros(0, dtype=object)}
+    n = len(cat["teff"])
+    elapsed = time.perf_counter() - t0
+    attrs = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "build_seconds": round(elapsed, 1), "library_dir": str(root.resolve()),
+             "notes": IGNORED_NOTE}
+    grid = UnionGrid(wave, cat["teff"], cat["logg"], cat["logz"], cat["library_id"], union_names, cat["flux"],
+                     cat["mask"], cat["source_file"], records,
+                     [f"{k} {v}" for k, v in sorted(prov.items())], phases, attrs)
+    log(f"union grid: {n} spectra x {wave.size} pixels from {len(union_names)} libraries, "
+        f"{len(phases)} phase libraries, {elapsed:.1f} s")
+    return grid
+
+
+# ------------------------------------------------------------------------------------------ save / load
+def save_grid(grid, path):
+    """Write ``grid`` to an HDF5 file (format of docs/CONTRACTS.md), atomically.
+
+    The file is written under a temporary name in the same folder and then renamed, so a reader never
+    sees a half-written file.
+    """
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    _umask = os.umask(0)
+    os.umask(_umask)
+    os.chmod(tmp, 0o666 & ~_umask)     # mkstemp makes 0600; a grid file is meant to be shared
+    comp = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+    sdt = h5py.string_dtype()
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["flux_unit"] = "erg s-1 cm-2 AA-1"
+            f.attrs["wavelength_unit"] = "AA"
+            f.attrs["wavelength_grid_doc"] = WAVELENGTH_GRID_DOC
+            f.attrs["library_names"] = json.dumps(list(grid.library_names))
+            for k, v in grid.attrs.items():
+                if k not in ("format", "format_version"):
+                    f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
+            f.attrs.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat())
+            f.attrs["bolometric_deviation"] = json.dumps(
+                {k: v["bolometric_deviation"] for k, v in grid.libraries.items()})
+            f.create_dataset("wavelength", data=np.asarray(grid.wavelength, float))
+            for k in ("teff", "logg", "logz"):
+                f.create_dataset(k, data=np.asarray(getattr(grid, k), float))
+            f.create_dataset("library_id", data=np.asarray(grid.library_id, np.int16))
+            chunks = (max(1, min(len(grid), 64)), len(grid.wavelength)) if len(grid) else None
+            f.create_dataset("flux", data=np.asarray(grid.flux, np.float32), chunks=chunks, **comp)
+            f.create_dataset("mask", data=np.asarray(grid.mask, bool), chunks=chunks, **comp)
+            f.create_dataset("source_file", data=np.asarray(grid.source_file, dtype=object), dtype=sdt)
+            g = f.create_group("libraries")
+            for k, v in grid.libraries.items():
+                g.attrs[k] = json.dumps(v)
+            f.create_dataset("provenance", data=np.asarray(grid.provenance, dtype=object), dtype=sdt)
+            ph = f.create_group("phase")
+            for name, lib in grid.phase_libraries.items():
+                pg = ph.create_group(name)
+                pg.create_dataset("teff", data=np.asarray(lib.teff, float))
+                pg.create_dataset("logz", data=np.asarray(lib.logz, float))
+                pg.create_dataset("flux", data=np.asarray(lib.flux, np.float32), **comp)
+                pg.create_dataset("mask", data=np.asarray(lib.mask, bool), **comp)
+                for mk, mv in lib.meta.items():
+                    if isinstance(mv, np.ndarray):
+                        pg.create_dataset(mk, data=mv)
+                    else:
+                        pg.attrs[mk] = mv if isinstance(mv, str) else json.dumps(mv)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def load_grid(path):
+    """Read a union grid file written by :func:`save_grid`.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        The file is not an HDF5 union grid (wrong format, other format version, missing datasets).
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file {path} does not exist (build it with 'smnet-sps grid build "
+                                f"--libraries DIR --out {path}')")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file (truncated or wrong format): {exc}") from exc
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a smnet-sps union grid (format attribute "
+                             f"{f.attrs.get('format')!r}, expected {FORMAT!r})")
+        if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
+            raise ValueError(f"{path}: union grid format_version {f.attrs.get('format_version')} is not "
+                             f"supported (this version reads {FORMAT_VERSION})")
+        try:
+            names = json.loads(f.attrs["library_names"])
+            libraries = {k: json.loads(v) for k, v in f["libraries"].attrs.items()}
+            phases = {}
+            for name, pg in f["phase"].items():
+                meta = {k: v for k, v in pg.attrs.items()}
+                for k in ("source_file",):
+                    if k in meta:
+                        meta[k] = json.loads(meta[k])
+                for k in pg:
+                    if k not in ("teff", "logz", "flux", "mask"):
+                        meta[k] = pg[k][()]
+                phases[name] = PhaseLibrary(pg["teff"][()], pg["logz"][()], pg["flux"][()], pg["mask"][()],
+                                            meta)
+            attrs = {k: v for k, v in f.attrs.items()}
+            grid = UnionGrid(f["wavelength"][()], f["teff"][()], f["logg"][()], f["logz"][()],
+                             f["library_id"][()], names, f["flux"][()], f["mask"][()],
+                             np.array(f["source_file"].asstr()[()], dtype=object), libraries,
+                             list(f["provenance"].asstr()[()]), phases, attrs)
+        except KeyError as exc:
+            raise ValueError(f"{path}: union grid file is missing {exc} (damaged or written by another "
+                             f"tool)") from exc
+    n = len(grid.teff)
+    if grid.flux.shape != (n, grid.wavelength.size) or grid.mask.shape != grid.flux.shape:
+        raise ValueError(f"{path}: flux {grid.flux.shape} / mask {grid.mask.shape} do not match {n} spectra x "
+                         f"{grid.wavelength.size} wavelengths")
+    return grid
+
+
+# ------------------------------------------------------------------------------------------- summaries
+def grid_info(grid):
+    """A text summary: counts per library, parameter ranges, bolometric deviations, pixel coverage."""
+    lines = [f"union grid: {len(grid)} spectra x {grid.wavelength.size} pixels "
+             f"({grid.wavelength[0]:g}-{grid.wavelength[-1]:g} A), {len(grid.library_names)} libraries",
+             f"{'library':20s} {'n':>5s} {'drop':>5s} {'Teff [K]':>15s} {'log g':>11s} {'[M/H]':>11s} "
+             f"{'coverage':>8s} {'dev med':>8s} {'max|dev|':>8s} {'grid med':>8s} {'grid max':>8s}"]
+    for i, name in enumerate(grid.library_names):
+        sel = grid.library_id == i
+        rec = grid.libraries.get(name, {})
+        dev = rec.get("bolometric_deviation", {})
+        dg = rec.get("bolometric_deviation_on_grid", {})
+        cov = grid.mask[sel].mean() if sel.any() else 0.0
+        if not sel.any():
+            continue
+        lines.append(f"{name:20s} {sel.sum():5d} {rec.get('n_dropped', 0):5d} "
+                     f"{grid.teff[sel].min():7.0f}-{grid.teff[sel].max():<7.0f} "
+                     f"{grid.logg[sel].min():5.2f}..{grid.logg[sel].max():<4.2f} "
+                     f"{grid.logz[sel].min():5.2f}..{grid.logz[sel].max():<4.2f} {100 * cov:7.1f}% "
+                     f"{dev.get('median', np.nan):+8.4f} {dev.get('max_abs', np.nan):8.4f} "
+                     f"{dg.get('median', np.nan):+8.4f} {dg.get('max_abs', np.nan):8.4f}")
+    if len(grid):
+        lines.append(f"total: Teff {grid.teff.min():.0f}-{grid.teff.max():.0f} K, log g "
+                     f"{grid.logg.min():g}..{grid.logg.max():g}, [M/H] {grid.logz.min():.2f}..{grid.logz.max():.2f}; "
+                     f"{100 * grid.mask.mean():.1f}% of pixels known")
+    lines.append("dev = int F dlambda / sigma Teff^4 - 1 over the native range (physical libraries ck04, nextgen, "
+                 "basel22) or vs the unit normalisation (others, rescaled to sigma Teff^4); grid = on the "
+                 "common grid (missing flux below 91 A / 100 A shows here)")
+    if grid.phase_libraries:
+        lines.append("phase libraries (no log g):")
+        for name, lib in grid.phase_libraries.items():
+            z = lib.logz[np.isfinite(lib.logz)]
+            zs = f"[M/H] {z.min():.2f}..{z.max():.2f}" if z.size else "[M/H] not metallicity specific"
+            lines.append(f"  {name:20s} {len(lib.teff):4d} spectra, Teff {lib.teff.min():.0f}-{lib.teff.max():.0f} K, "
+                         f"{zs}, {100 * lib.mask.mean():.1f}% of pixels known")
+    for k in ("notes",):
+        if k in grid.attrs:
+            lines.append(f"note: {grid.attrs[k]}")
+    lines.append(f"provenance: {len(grid.provenance)} files with sha256")
+    return "\n".join(lines)
+
+
+def plot_coverage(grid, path):
+    """(log Teff, log g) coverage plot coloured by library, HR-diagram orientation (like SM-Net Fig. 3).
+
+    log Teff increases to the left and log g increases downward. Writes ``path`` (PNG/PDF by suffix).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    markers = "osD^vP*X"
+    for i, name in enumerate(grid.library_names):
+        sel = grid.library_id == i
+        if sel.any():
+            # the largest library filled, the others as open symbols so overlapping grids stay visible
+            filled = i == 0
+            ax.scatter(np.log10(grid.teff[sel]), grid.logg[sel], s=14 if filled else 18,
+                       marker=markers[i % len(markers)], label=f"{name} ({sel.sum()})",
+                       facecolors=f"C{i}" if filled else "none", edgecolors=f"C{i}", linewidths=0.8,
+                       alpha=0.5 if filled else 0.9)
+    ax.invert_xaxis()
+    ax.invert_yaxis()
+    ax.set_xlabel(r"$\log_{10}\,T_\mathrm{eff}$ [K]")
+    ax.set_ylabel(r"$\log g$ [cgs]")
+    ax.set_title(f"Union grid coverage: {len(grid)} spectra")
+    ax.legend(fontsize=8, loc="upper left", markerscale=1.5)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------- phase libraries
+def export_phase_libraries(grid, path=PHASE_FILE):
+    """Write the phase libraries of ``grid`` to a compressed ``.npz`` (float32 flux on the common grid)."""
+    if not grid.phase_libraries:
+        raise ValueError("this grid has no phase libraries; build it without --only or include "
+                         f"{', '.join(PHASE_LIBRARIES)}")
+    data = {"wavelength": np.asarray(grid.wavelength, float), "names": np.array(list(grid.phase_libraries))}
+    cites = []
+    for name, lib in grid.phase_libraries.items():
+        data[f"{name}__teff"] = np.asarray(lib.teff, float)
+        data[f"{name}__logz"] = np.asarray(lib.logz, float)
+        data[f"{name}__flux"] = np.where(lib.mask, lib.flux, np.nan).astype(np.float32)
+        data[f"{name}__mask"] = np.asarray(lib.mask, bool)
+        for k in ("teff_table", "logz_table"):
+            if k in lib.meta:
+                data[f"{name}__{k}"] = np.asarray(lib.meta[k], float)
+        cites.append(f"{lib.meta.get('citation', '')} || {lib.meta.get('convention', '')}")
+    data["citations"] = np.array(cites)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    _umask = os.umask(0)
+    os.umask(_umask)
+    os.chmod(tmp, 0o666 & ~_umask)
+    np.savez_compressed(tmp, **data)
+    os.replace(tmp, path)
+    return path
+
+
+def load_phase_libraries(path=None):
+    """The phase libraries (WR WN/WC, TP-AGB) on the common wavelength grid, without ``../shared``.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        ``.npz`` written by :func:`export_phase_libraries`; default the one shipped in the package.
+
+    Returns
+    -------
+    dict
+        ``{"wavelength": Quantity [A], name: {"teff": Quantity [K], "logz": ndarray (NaN = not
+        metallicity specific), "flux": Quantity (n, n_wave) [erg s^-1 cm^-2 A^-1] (NaN where unknown),
+        "mask": bool ndarray, "citation": str, "convention": str, optional "teff_table", "logz_table"}}``
+        for names cmfgen_wn, cmfgen_wc, tpagb_orich, tpagb_crich, tpagb_crich_aringer.
+    """
+    path = Path(PHASE_FILE if path is None else path)
+    if not path.is_file():
+        raise FileNotFoundError(f"phase-library file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a phase-library .npz ({exc})") from exc
+    if "names" not in data or "wavelength" not in data:
+        raise ValueError(f"{path}: not a phase-library .npz (no 'names'/'wavelength' arrays)")
+    out = {"wavelength": data["wavelength"] * u.AA}
+    for name, cite in zip(data["names"], data["citations"]):
+        name = str(name)
+        citation, _, convention = str(cite).partition(" || ")
+        entry = {"teff": data[f"{name}__teff"] * u.K, "logz": data[f"{name}__logz"],
+                 "flux": data[f"{name}__flux"].astype(float) * FLAM_UNIT, "mask": data[f"{name}__mask"],
+                 "citation": citation, "convention": convention}
+        for k in ("teff_table", "logz_table"):
+            if f"{name}__{k}" in data:
+                entry[k] = data[f"{name}__{k}"]
+        out[name] = entry
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _cmd_build(args):
+    t0 = time.perf_counter()
+    grid = build_grid(args.libraries, only=args.only, progress=not args.no_progress)
+    save_grid(grid, args.out)
+    size = Path(args.out).stat().st_size / 1e6
+    print(grid_info(grid))
+    print(f"wrote {args.out} ({size:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    if args.plot:
+        plot_coverage(grid, args.plot)
+        print(f"wrote {args.plot}")
+    if args.phase_out:
+        export_phase_libraries(grid, args.phase_out)
+        print(f"wrote {args.phase_out}")
+    return 0
+
+
+def _cmd_info(args):
+    grid = load_grid(args.file)
+    print(grid_info(grid))
+    if args.plot:
+        plot_coverage(grid, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def add_cli(subparsers):
+    """Register ``grid build`` and ``grid info`` on the ``smnet-sps`` parser."""
+    p = subparsers.add_parser("grid", help="build or inspect the union training grid")
+    sub = p.add_subparsers(dest="grid_command", metavar="{build,info}")
+    b = sub.add_parser("build", help="read the native libraries and write the union grid (HDF5)")
+    b.add_argument("--libraries", required=True, help="folder holding the native library folders "
+                   "(e.g. ../shared/data/libraries)")
+    b.add_argument("--out", required=True, help="output HDF5 file")
+    b.add_argument("--plot", help="also write a (log Teff, log g) coverage plot (PNG)")
+    b.add_argument("--only", help=f"comma-separated library names (default all): {','.join(LIBRARIES)}")
+    b.add_argument("--phase-out", help="also write the phase libraries as .npz (as shipped in "
+                   "smnet_sps/data/phase_libraries.npz)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=_cmd_build)
+    i = sub.add_parser("info", help="summarise a union grid file")
+    i.add_argument("file")
+    i.add_argument("--plot", help="write a (log Teff, log g) coverage plot (PNG)")
+    i.set_defaults(func=_cmd_info)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -1,0 +1,75 @@
+"""BaSeL 2.2 corrected library (Lejeune, Cuisinier & Buser 1997, 1998), split two-column files.
+
+Layout: ``<root>/lejeune_index.ls`` (``filename Teff logg`` per line) and ``<root>/spectra/<filename>.gz``,
+each with 1,221 rows ``wavelength[A] flux``. The flux is F_lambda / pi (Kurucz "astrophysical flux"
+convention, erg s^-1 cm^-2 A^-1), so it is multiplied by pi to get surface flux. [M/H] = 0 for all.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import LibrarySpectra, check_flux, parse_floats, read_text, require_dir, require_file
+
+NAME = "basel22"
+FOLDER = "basel22_lejeune_solar"
+CITATION = "Lejeune, Cuisinier & Buser 1997, A&AS 125, 229; 1998, A&AS 130, 65"
+CONVENTION = "F_lambda/pi (astrophysical flux) x pi -> surface F_lambda"
+INDEX = "lejeune_index.ls"
+
+
+def read_index(path):
+    """[(filename, Teff, logg)] from ``lejeune_index.ls``."""
+    rows = []
+    for k, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            rows.append((parts[0], float(parts[1]), float(parts[2])))
+        except (IndexError, ValueError) as exc:
+            raise ValueError(f"{path}: line {k} must be 'filename Teff logg', got {line!r}") from exc
+    if not rows:
+        raise ValueError(f"{path}: empty index")
+    return rows
+
+
+def read(folder, progress=None):
+    """Read the BaSeL 2.2 library listed in ``lejeune_index.ls``.
+
+    Returns
+    -------
+    LibrarySpectra
+        Surface F_lambda [erg s^-1 cm^-2 A^-1] on the 1,221-px BaSeL grid [A], [M/H] = 0.
+    """
+    folder = require_dir(folder, "BaSeL 2.2")
+    index = require_file(folder / INDEX, "BaSeL 2.2 index")
+    rows = read_index(index)
+    wave0, flux, teff, logg, src, files = None, [], [], [], [], [index]
+    for name, t, g in rows:
+        path = folder / "spectra" / name
+        if not path.is_file() and (folder / "spectra" / (name + ".gz")).is_file():
+            path = folder / "spectra" / (name + ".gz")
+        require_file(path, f"BaSeL 2.2 spectrum listed in {index.name}")
+        values = parse_floats(read_text(path), path)
+        if values.size % 2 or values.size < 100:
+            raise ValueError(f"{path}: expected two columns 'wavelength flux', got {values.size} numbers "
+                             f"(truncated or wrong format)")
+        values = values.reshape(-1, 2)
+        if wave0 is None:
+            wave0 = values[:, 0]
+        elif values.shape[0] != wave0.size or not np.array_equal(values[:, 0], wave0):
+            raise ValueError(f"{path}: wavelength grid differs from the other BaSeL files "
+                             f"({values.shape[0]} rows, expected {wave0.size})")
+        f = check_flux(values[:, 1] * np.pi, path)
+        flux.append(f)
+        teff.append(t)
+        logg.append(g)
+        src.append(str(path.relative_to(folder.parent)))
+        files.append(path)
+        if progress:
+            progress()
+    teff = np.array(teff)
+    lib = LibrarySpectra(NAME, CITATION, FOLDER, CONVENTION, teff, np.array(logg), np.zeros(len(teff)),
+                         [wave0], [np.array(flux)], src, np.zeros(len(teff)), 0, files)
+    lib.raw_ratio = lib.bolometric_ratio()
+    return lib

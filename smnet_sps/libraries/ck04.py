@@ -1,0 +1,98 @@
+"""Castelli & Kurucz (2004) ATLAS9 grid in the STScI/CDBS ``ck04models`` FITS-table format.
+
+Layout: ``<root>/ck{m,p}NN/ck{m,p}NN_<Teff>.fits[.gz]``; each file is a binary table with a
+``WAVELENGTH`` column [A] and columns ``g00`` .. ``g50`` (log g = 0.0 .. 5.0) of surface F_lambda
+[erg s^-1 cm^-2 A^-1]. A column that is all zeros is a model that was not computed: it is dropped and
+counted (``n_dropped``), never treated as a dark star.
+"""
+from __future__ import annotations
+
+import re
+import numpy as np
+from astropy.io import fits
+
+from ._common import LibrarySpectra, check_flux, require_dir
+
+NAME = "ck04"
+FOLDER = "ck04_castelli_kurucz"
+CITATION = "Castelli & Kurucz 2003, IAU Symp. 210, A20 (astro-ph/0405087)"
+CONVENTION = "F_lambda surface flux [erg/s/cm2/A] as stored; all-zero g columns (not computed) dropped"
+
+_DIR_RE = re.compile(r"^ck([mp])(\d\d)$")
+_FILE_RE = re.compile(r"^ck([mp])(\d\d)_(\d+)\.fits(\.gz)?$")
+
+
+def _read_table(path):
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
+                raise ValueError(f"{path}: expected a binary table in extension 1 (CK04 format)")
+            data = hdul[1].data
+            names = list(data.columns.names)
+            if "WAVELENGTH" not in names:
+                raise ValueError(f"{path}: no WAVELENGTH column (columns: {names}); not a CK04 table")
+            gcols = [n for n in names if re.fullmatch(r"g\d\d", n)]
+            if not gcols:
+                raise ValueError(f"{path}: no g00..g50 flux columns (columns: {names}); not a CK04 table")
+            wave = np.array(data["WAVELENGTH"], dtype=float)
+            flux = np.array([np.asarray(data[c], dtype=float) for c in gcols])
+    except (OSError, TypeError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot be read as FITS (truncated or wrong format: {exc})") from exc
+    return wave, flux, [int(c[1:]) / 10.0 for c in gcols]
+
+
+def read(folder, progress=None):
+    """Read the CK04 grid.
+
+    Parameters
+    ----------
+    folder : path-like
+        The ``ck04_castelli_kurucz`` folder (holding ``ckm25`` .. ``ckp05``).
+    progress : callable, optional
+        Called once per file read (e.g. a tqdm ``update``).
+
+    Returns
+    -------
+    LibrarySpectra
+        Surface F_lambda [erg s^-1 cm^-2 A^-1] on the 1,221-px CK04 wavelength grid [A].
+    """
+    folder = require_dir(folder, "CK04")
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and _DIR_RE.match(p.name))
+    if not subdirs:
+        raise FileNotFoundError(f"CK04: no ckm??/ckp?? metallicity folders in {folder}")
+    teff, logg, logz, flux, src, files = [], [], [], [], [], []
+    wave0, n_dropped = None, 0
+    for sub in subdirs:
+        sign, digits = _DIR_RE.match(sub.name).groups()
+        z = (-1 if sign == "m" else 1) * int(digits) / 10.0
+        for path in sorted(sub.iterdir()):
+            m = _FILE_RE.match(path.name)
+            if not m:
+                continue
+            wave, fl, gs = _read_table(path)
+            if wave0 is None:
+                wave0 = wave
+            elif wave.shape != wave0.shape or not np.array_equal(wave, wave0):
+                raise ValueError(f"{path}: wavelength grid differs from the other CK04 files")
+            check_flux(fl, path)
+            files.append(path)
+            for g, f in zip(gs, fl):
+                if not f.any():        # model not computed
+                    n_dropped += 1
+                    continue
+                teff.append(float(m.group(3)))
+                logg.append(g)
+                logz.append(z)
+                flux.append(f)
+                src.append(str(path.relative_to(folder.parent)))
+            if progress:
+                progress()
+    if not flux:
+        raise ValueError(f"CK04: no computed spectra found under {folder}")
+    flux = np.array(flux)
+    teff = np.array(teff)
+    lib = LibrarySpectra(NAME, CITATION, FOLDER, CONVENTION, teff, np.array(logg), np.array(logz),
+                         [wave0], [flux], src, np.zeros(len(teff)), n_dropped, files)
+    lib.raw_ratio = lib.bolometric_ratio()
+    return lib
+

@@ -1,0 +1,79 @@
+"""CMFGEN Wolf-Rayet spectra (Smith, Norris & Crowther 2002) in FSPS' ``CMFGEN_{WN,WC}_Zall.spec`` format.
+
+``Hot_spectra/CMFGEN_<kind>.teff``: 12 log Teff. ``Hot_spectra/CMFGEN_<kind>_Zall.spec.gz``: 1,963 wavelengths
+[A], then for 5 Z x 12 Teff (Z outer) a line ``logTeff Z`` and 1,963 fluxes. Fluxes are f_nu normalised to
+unit integral: converted to F_lambda and rescaled to integral sigma Teff^4. Teff comes from the ``.teff``
+file (the per-spectrum line has it to 2 decimals only). No log g: WR spectra are wind dominated and are a
+*phase library* (``logg`` = NaN), never given an invented log g. [M/H] = log10(Z / 0.020) (assumption).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..constants import C_ANGSTROM, SIGMA_SB
+from ._common import (LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, integrate_flux, parse_floats, read_text,
+                      require_dir, require_file)
+from .wmbasic import read_column_file
+
+FOLDER = "fsps_hot_and_agb"
+CITATION = "Smith, Norris & Crowther 2002, MNRAS 337, 1309; via FSPS (Conroy, Gunn & White 2009)"
+CONVENTION = ("f_nu with unit integral -> F_lambda, rescaled to integral sigma Teff^4; Teff from CMFGEN_*.teff; "
+              "no log g (phase library); [M/H] = log10(Z/0.020) (assumed)")
+
+
+def read(folder, kind="WN", progress=None):
+    """Read the WN or WC CMFGEN grid (60 spectra: 5 Z x 12 Teff).
+
+    Parameters
+    ----------
+    folder : path-like
+        The FSPS ``fsps_hot_and_agb`` folder.
+    kind : {'WN', 'WC'}
+
+    Returns
+    -------
+    LibrarySpectra
+        Surface F_lambda [erg s^-1 cm^-2 A^-1] on the native 1,963-px grid (91 A - 1 cm); ``logg`` is NaN.
+    """
+    if kind not in ("WN", "WC"):
+        raise ValueError(f"CMFGEN kind must be 'WN' or 'WC', got {kind!r}")
+    folder = require_dir(folder, f"CMFGEN {kind}")
+    hot = folder / "Hot_spectra"
+    teff_path = hot / f"CMFGEN_{kind}.teff"
+    logt = read_column_file(teff_path, f"CMFGEN {kind} Teff")
+    path = hot / f"CMFGEN_{kind}_Zall.spec.gz"
+    if not path.is_file() and path.with_suffix("").is_file():
+        path = path.with_suffix("")
+    lines = [ln for ln in read_text(require_file(path, f"CMFGEN {kind}")).splitlines() if ln.strip()]
+    wave = parse_floats(lines[0], path) if lines else np.array([])
+    nw, nt = wave.size, logt.size
+    if nw < 10 or (len(lines) - 1) % 2 or (len(lines) - 1) // 2 % nt:
+        raise ValueError(f"{path}: expected a wavelength line then pairs of ('logTeff Z', fluxes) lines in "
+                         f"multiples of {nt} Teff; got {len(lines)} lines (truncated or wrong format)")
+    if not np.all(np.diff(wave) > 0):
+        raise ValueError(f"{path}: first line is not an increasing wavelength list (wrong format?)")
+    flux, teff, logz = [], [], []
+    for k in range(0, len(lines) - 1, 2):
+        head = parse_floats(lines[1 + k], path)
+        if head.size != 2 or head[1] <= 0:
+            raise ValueError(f"{path}: line {k + 2} must be 'logTeff Z' with Z > 0, got {lines[1 + k]!r}")
+        j = (k // 2) % nt
+        if abs(head[0] - logt[j]) > 0.01:
+            raise ValueError(f"{path}: spectrum {k // 2} has log Teff {head[0]} but {teff_path.name} row {j} is "
+                             f"{logt[j]}; files do not belong together")
+        f = parse_floats(lines[2 + k], path, expected=nw)
+        flux.append(check_flux(f, path, f"spectrum {k // 2}"))
+        teff.append(np.round(10 ** logt[j], -1))    # log Teff has 5 decimals: round to 10 K
+        logz.append(np.log10(head[1] / ZSUN_MASS_FRACTION))
+    teff = np.array(teff)
+    flam = np.array(flux) * C_ANGSTROM / wave ** 2
+    integral = integrate_flux(wave, flam)
+    if (integral <= 0).any():
+        raise ValueError(f"{path}: a spectrum integrates to zero flux")
+    flam *= (SIGMA_SB * teff ** 4 / integral)[:, None]
+    if progress:
+        progress()
+    name = f"cmfgen_{kind.lower()}"
+    return LibrarySpectra(name, CITATION, FOLDER, CONVENTION, teff, np.full(teff.size, np.nan), np.array(logz),
+                          [wave], [flam], [str(path.relative_to(folder.parent))] * teff.size, integral, 0,
+                          [teff_path, path])

@@ -1,0 +1,113 @@
+"""TP-AGB spectra shipped with FSPS (``AGB_spectra``): Lancon & Mouhcine 2002 O-rich / C-rich empirical
+averages and Aringer et al. 2009 C-star models.
+
+``Orich.spec.gz`` (9 spectra) and ``Crich.spec.gz`` (5): rows ``lambda[A]`` + one column per spectrum,
+F_lambda normalised to integral 1 (Lancon & Mouhcine, see AGB_spectra/README). ``Crich_Aringer.spec.gz``
+(9): f_nu normalised to integral 1. Columns are ordered from coolest to hottest, as the ``.teff`` tables.
+
+Teff: ``Orich.teff`` is a colour x metallicity table (first row: log Z/Zsun); the returned ``teff`` is the
+solar column and ``extra['teff_table']`` / ``extra['logz_table']`` keep the whole Teff(Z) table.
+``Crich.teff`` (colour, Teff) and ``Crich_Aringer.teff`` (Teff) hold one Teff per spectrum.
+All three are rescaled so that the integral over the tabulated range is exactly sigma Teff^4.
+No log g (phase libraries). ``logz`` is NaN for the Lancon & Mouhcine spectra (empirical, used at every
+metallicity: NaN means "not metallicity specific") and 0 for the solar-metallicity Aringer models.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..constants import C_ANGSTROM, SIGMA_SB
+from ._common import LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir, require_file
+
+FOLDER = "fsps_hot_and_agb"
+CITE_LM = "Lancon & Mouhcine 2002, A&A 393, 167; via FSPS (Conroy, Gunn & White 2009)"
+CITE_AR = "Aringer et al. 2009, A&A 503, 913; via FSPS (Conroy, Gunn & White 2009)"
+KINDS = {
+    "tpagb_orich": ("Orich", CITE_LM, False),
+    "tpagb_crich": ("Crich", CITE_LM, False),
+    "tpagb_crich_aringer": ("Crich_Aringer", CITE_AR, True),
+}
+
+
+def _read_teff(path, n_spec):
+    """(teff (n_spec,), teff_table or None, logz_table or None) from an AGB ``.teff`` file."""
+    rows = [ln.split() for ln in read_text(require_file(path, "TP-AGB Teff table")).splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
+    try:
+        table = np.array(rows, dtype=float)
+    except ValueError as exc:
+        raise ValueError(f"{path}: expected a numeric table (rows of equal length), got {rows[:2]}") from exc
+    if table.ndim == 1 or table.shape[1] == 1:              # Teff per line
+        teff = table.ravel()
+        if teff.size != n_spec:
+            raise ValueError(f"{path}: {teff.size} Teff values for {n_spec} spectra")
+        return teff, None, None
+    if table.shape[1] == 2 and table.shape[0] == n_spec:     # colour, Teff
+        return table[:, 1], None, None
+    if table.shape[0] == n_spec + 1:                         # header row of log Z/Zsun, then colour + Teff(Z)
+        logz_table = table[0, 1:]
+        teff_table = table[1:, 1:]
+        solar = int(np.argmin(np.abs(logz_table)))
+        if abs(logz_table[solar]) > 1e-6:
+            raise ValueError(f"{path}: no log Z/Zsun = 0 column in the header row {logz_table}")
+        return teff_table[:, solar].copy(), teff_table, logz_table
+    raise ValueError(f"{path}: table shape {table.shape} does not fit {n_spec} spectra")
+
+
+def read(folder, name="tpagb_orich", progress=None):
+    """Read one TP-AGB library.
+
+    Parameters
+    ----------
+    folder : path-like
+        The FSPS ``fsps_hot_and_agb`` folder.
+    name : {'tpagb_orich', 'tpagb_crich', 'tpagb_crich_aringer'}
+
+    Returns
+    -------
+    LibrarySpectra
+        Surface F_lambda [erg s^-1 cm^-2 A^-1] on the native grid; ``logg`` is NaN.
+    """
+    if name not in KINDS:
+        raise ValueError(f"unknown TP-AGB library {name!r}; choose one of {sorted(KINDS)}")
+    stem, citation, is_fnu = KINDS[name]
+    folder = require_dir(folder, "TP-AGB")
+    agb = folder / "AGB_spectra"
+    path = agb / f"{stem}.spec.gz"
+    if not path.is_file() and path.with_suffix("").is_file():
+        path = path.with_suffix("")
+    text = read_text(require_file(path, f"TP-AGB {stem}"))
+    first = text.split("\n", 1)[0].split()
+    ncol = len(first)
+    if ncol < 2:
+        raise ValueError(f"{path}: first line must be 'lambda flux1 flux2 ...', got {first}")
+    values = parse_floats(text, path)
+    if values.size % ncol:
+        raise ValueError(f"{path}: {values.size} numbers is not a whole number of {ncol}-column rows "
+                         f"(truncated or wrong format)")
+    values = values.reshape(-1, ncol)
+    wave = values[:, 0]
+    if not np.all(np.diff(wave) > 0):
+        raise ValueError(f"{path}: wavelength column is not increasing (wrong format?)")
+    flux = check_flux(values[:, 1:].T, path)
+    teff_path = agb / f"{stem}.teff"
+    teff, teff_table, logz_table = _read_teff(teff_path, flux.shape[0])
+    if is_fnu:
+        flux = flux * C_ANGSTROM / wave ** 2
+    integral = integrate_flux(wave, flux)
+    if (integral <= 0).any():
+        raise ValueError(f"{path}: a spectrum integrates to zero flux")
+    flux = flux * (SIGMA_SB * teff ** 4 / integral)[:, None]
+    extra = {}
+    if teff_table is not None:
+        extra = {"teff_table": teff_table, "logz_table": logz_table}
+    logz = np.zeros(teff.size) if name == "tpagb_crich_aringer" else np.full(teff.size, np.nan)
+    conv = (("f_nu" if is_fnu else "F_lambda") + " with unit integral -> F_lambda rescaled to integral "
+            "sigma Teff^4; no log g (phase library); "
+            + ("[M/H] = 0 (solar models)" if is_fnu else "logz NaN = empirical, not metallicity specific")
+            + ("; Teff = solar column of the Teff(Z) table" if teff_table is not None else ""))
+    if progress:
+        progress()
+    return LibrarySpectra(name, citation, FOLDER, conv, teff, np.full(teff.size, np.nan), logz, [wave], [flux],
+                          [str(path.relative_to(folder.parent))] * teff.size, integral, 0, [path, teff_path],
+                          extra)

@@ -1,0 +1,126 @@
+"""The common wavelength grid of the union grid, and flux-conserving resampling onto it.
+
+Default grid: the 1,221-pixel BaSeL grid, 91 A - 160 um. Steps: 1-8 A below 1000 A, ~10 A in the UV
+(1000-2900 A), 10-20 A in the optical (3000 A - 1 um), 35-55 A in J/H, 75-200 A from 1.6 to 5 um,
+200-400 A to 10 um, then only 7 pixels from 20 to 160 um (enough for the bolometric tail, too coarse
+for anything but broad-band mid/far-IR work). Why this grid:
+
+* it is the native grid of BaSeL 2.2, Rauch and CM87, and (to < 0.6 % in the first 33 pixels, identical
+  elsewhere) of CK04, so four of the six union libraries need no resampling at all and none is
+  *up*-sampled in the optical: it is as fine as the coarsest library there;
+* 91 A - 160 um holds > 99 % of the bolometric flux of stars up to ~40,000 K (> 96 % at 50,000 K;
+  hotter stars lose 1-18 % below 91 A, which the grid reports), so luminosities can be checked, and it spans GALEX FUV to WISE W4 for photometry;
+* 1,221 pixels keep the union grid (~5,000 spectra) at ~25 MB and the network output small.
+
+It is shipped as ``smnet_sps/data/wavelength_basel1221.npy`` (copied from the BaSeL 2.2 files).
+"""
+from __future__ import annotations
+
+import numpy as np
+from astropy import units as u
+
+from .constants import PACKAGE_DATA
+
+__all__ = ["default_wavelength", "bin_edges", "resample", "DEFAULT_GRID_FILE", "WAVELENGTH_GRID_DOC"]
+
+DEFAULT_GRID_FILE = PACKAGE_DATA / "wavelength_basel1221.npy"
+WAVELENGTH_GRID_DOC = ("BaSeL 2.2 1221-pixel grid, 91 A - 160 um (vacuum/air as in the libraries); "
+                       "flux-conserving bin averages, NaN + mask False where a library has no data")
+
+
+def default_wavelength():
+    """The default common wavelength grid.
+
+    Returns
+    -------
+    `~astropy.units.Quantity`
+        1,221 increasing wavelengths [Angstrom], 91 A - 1.6e6 A.
+    """
+    return np.load(DEFAULT_GRID_FILE) * u.AA
+
+
+def _as_angstrom(wave, name):
+    if isinstance(wave, u.Quantity):
+        wave = wave.to_value(u.AA, equivalencies=u.spectral())
+    wave = np.asarray(wave, dtype=float)
+    if wave.ndim != 1 or wave.size < 2:
+        raise ValueError(f"{name} must be a 1-d array of at least 2 wavelengths, got shape {wave.shape}")
+    if not np.all(np.isfinite(wave)) or not np.all(np.diff(wave) > 0):
+        raise ValueError(f"{name} must be finite and strictly increasing [Angstrom]")
+    return wave
+
+
+def bin_edges(wave, clip_to_range=False):
+    """Pixel edges from the midpoints between pixel centres.
+
+    Parameters
+    ----------
+    wave : array-like or Quantity (n,)
+        Increasing pixel centres [Angstrom].
+    clip_to_range : bool
+        If True the outer edges are the first and last centres (the range that has data: nothing is
+        extrapolated beyond a library's tabulated wavelengths); otherwise they lie half a pixel outside.
+
+    Returns
+    -------
+    ndarray (n + 1,)
+        Edges [Angstrom].
+    """
+    wave = _as_angstrom(wave, "wave")
+    mid = 0.5 * (wave[1:] + wave[:-1])
+    if clip_to_range:
+        return np.concatenate([[wave[0]], mid, [wave[-1]]])
+    return np.concatenate([[wave[0] - (mid[0] - wave[0])], mid, [wave[-1] + (wave[-1] - mid[-1])]])
+
+
+def resample(wave_in, flux_in, wave_out):
+    """Flux-conserving resampling (bin-integrated averages) of many spectra at once.
+
+    Each input pixel holds its flux density constant between its edges (midpoints between centres;
+    the outer edges are the first and last tabulated wavelengths, so nothing is extrapolated). Each
+    output pixel gets the integral of that step function over its own edges divided by the width that
+    the input covers. An output pixel whose whole bin lies outside the input range is *unknown*: NaN
+    flux and mask False (never 0). A partly covered bin is the average over the covered part.
+
+    Parameters
+    ----------
+    wave_in : array-like or Quantity (n_in,)
+        Increasing input wavelengths [Angstrom].
+    flux_in : array-like (n_in,) or (n_spec, n_in)
+        Flux densities per Angstrom (any unit; the unit is kept).
+    wave_out : array-like or Quantity (n_out,)
+        Increasing output pixel centres [Angstrom].
+
+    Returns
+    -------
+    flux_out : ndarray (n_out,) or (n_spec, n_out)
+        Bin-averaged flux density, NaN where unknown.
+    mask : ndarray of bool (n_out,)
+        True where the input covers (part of) the output bin.
+
+    Notes
+    -----
+    The integral of the output over the covered bins equals the integral of the input over the same
+    wavelength interval to rounding error, so bolometric fluxes are conserved.
+    """
+    win = _as_angstrom(wave_in, "wave_in")
+    wout = _as_angstrom(wave_out, "wave_out")
+    flux = np.asarray(flux_in, dtype=float)
+    squeeze = flux.ndim == 1
+    flux = np.atleast_2d(flux)
+    if flux.ndim != 2 or flux.shape[1] != win.size:
+        raise ValueError(f"flux_in must have shape (n_in,) or (n_spec, n_in) with n_in = {win.size}, "
+                         f"got {np.shape(flux_in)}")
+    e_in = bin_edges(win, clip_to_range=True)
+    width_in = np.diff(e_in)
+    # cumulative integral of the step function at the input edges, shape (n_spec, n_in + 1)
+    cum = np.zeros((flux.shape[0], win.size + 1))
+    np.cumsum(flux * width_in, axis=1, out=cum[:, 1:])
+    e_out = np.clip(bin_edges(wout), e_in[0], e_in[-1])
+    idx = np.clip(np.searchsorted(e_in, e_out, side="right") - 1, 0, win.size - 1)
+    cum_out = cum[:, idx] + (e_out - e_in[idx]) * flux[:, idx]
+    covered = np.diff(e_out)
+    mask = covered > 0
+    out = np.full((flux.shape[0], wout.size), np.nan)
+    out[:, mask] = np.diff(cum_out, axis=1)[:, mask] / covered[mask]
+    return (out[0] if squeeze else out), mask

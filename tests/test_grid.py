@@ -1,0 +1,207 @@
+"""Common wavelength grid, flux-conserving resampling and the union grid file (build/save/load/info/plot)."""
+import os
+
+import numpy as np
+import pytest
+from astropy import units as u
+
+from smnet_sps.cli import main
+from smnet_sps.grid import PHASE_FILE, build_grid, load_grid, load_phase_libraries, save_grid
+from smnet_sps.libraries import PHASE_LIBRARIES, UNION_LIBRARIES, nextgen, read_library
+from smnet_sps.wavegrid import bin_edges, default_wavelength, resample
+
+
+@pytest.fixture(scope="module")
+def libdir(fixtures_dir):
+    return fixtures_dir / "libraries"
+
+
+@pytest.fixture(scope="module")
+def wave():
+    return default_wavelength().to_value(u.AA)
+
+
+# ------------------------------------------------------------------------------------------ wavegrid
+def test_default_wavelength_grid():
+    w = default_wavelength()
+    assert w.unit == u.AA and w.shape == (1221,)
+    assert w[0].value == 91.0 and w[-1].value == 1.6e6
+    steps = np.diff(w.value)
+    assert steps[(w.value[1:] > 1500) & (w.value[1:] < 2900)].max() <= 12.0      # ~10 A in the UV
+    assert steps[(w.value[1:] > 3100) & (w.value[1:] < 10000)].max() == 20.0     # 10-20 A in the optical
+
+
+def test_resample_conserves_nextgen_integral(libdir, wave):
+    _, _, _, w_in, f_in = nextgen.read_file(libdir / "nextgen_phoenix/Z-0.0/lte58-4.5-0.0.NextGen.spec.gz")
+    out, mask = resample(w_in, f_in, wave)
+    width = np.diff(np.clip(bin_edges(wave), w_in[0], w_in[-1]))
+    native = np.trapezoid(f_in, w_in)
+    assert abs(np.sum(out[mask] * width[mask]) / native - 1) < 0.005
+    # also band by band: the V band region keeps its flux to 0.5 %
+    band = (wave > 5000) & (wave < 6000)
+    sel = (w_in > wave[band][0] - 10) & (w_in < wave[band][-1] + 10)
+    edges = bin_edges(wave)[np.r_[np.flatnonzero(band), np.flatnonzero(band)[-1] + 1]]
+    fine = np.interp(np.linspace(edges[0], edges[-1], 200001), w_in[sel], f_in[sel])
+    assert abs(np.sum(out[band] * np.diff(edges)) / (fine.mean() * (edges[-1] - edges[0])) - 1) < 0.005
+
+
+def test_resample_constant_stays_constant_and_vectorised(wave):
+    w_in = np.linspace(500.0, 30000.0, 7001)
+    flux = np.vstack([np.full(w_in.size, 3.0), np.full(w_in.size, 7.5)])
+    out, mask = resample(w_in, flux, wave)
+    assert out.shape == (2, wave.size)
+    np.testing.assert_allclose(out[0, mask], 3.0, rtol=1e-12)
+    np.testing.assert_allclose(out[1, mask], 7.5, rtol=1e-12)
+
+
+def test_resample_unknown_pixels_are_nan_and_masked(libdir, wave):
+    _, _, _, w_in, f_in = nextgen.read_file(libdir / "nextgen_phoenix/Z-0.0/lte58-4.5-0.0.NextGen.spec.gz")
+    out, mask = resample(w_in, f_in, wave)
+    below = wave < 99.0          # whole bin below NextGen's first wavelength (100 A)
+    assert below.sum() == 4 and not mask[below].any() and np.isnan(out[below]).all()
+    assert mask[~below].all() and np.all(out[~below] >= 0)
+    # a library that stops early: every bin beyond its range is unknown, never 0
+    short = w_in < 20000
+    out2, mask2 = resample(w_in[short], f_in[short], wave)
+    assert not mask2[wave > 20100].any() and np.isnan(out2[wave > 20100]).all()
+
+
+def test_resample_rejects_bad_input(wave):
+    with pytest.raises(ValueError, match="strictly increasing"):
+        resample([1.0, 3.0, 2.0], [1.0, 1.0, 1.0], wave)
+    with pytest.raises(ValueError, match="n_in = 3"):
+        resample([1.0, 2.0, 3.0], [1.0, 1.0], wave)
+
+
+# ---------------------------------------------------------------------------------------- union grid
+@pytest.fixture(scope="module")
+def built(libdir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("grid")
+    h5, png, npz = out / "grid.h5", out / "coverage.png", out / "phase.npz"
+    rc = main(["grid", "build", "--libraries", str(libdir), "--out", str(h5), "--plot", str(png),
+               "--phase-out", str(npz), "--no-progress"])
+    assert rc == 0
+    return h5, png, npz
+
+
+def test_build_load_round_trip_via_cli(built, libdir):
+    h5, _, _ = built
+    grid = load_grid(h5)
+    expected = {n: len(read_library(n, libdir)) for n in UNION_LIBRARIES}
+    assert grid.library_names == list(UNION_LIBRARIES)
+    assert {n: int(grid.select(n).sum()) for n in UNION_LIBRARIES} == expected
+    n = sum(expected.values())
+    assert grid.flux.shape == (n, 1221) and grid.flux.dtype == np.float32
+    assert grid.mask.shape == grid.flux.shape and grid.mask.dtype == bool
+    assert np.isnan(grid.flux[~grid.mask]).all() and np.isfinite(grid.flux[grid.mask]).all()
+    # NextGen starts at 100 A: its first four pixels are unknown, everything else known
+    ng = grid.select("nextgen")
+    assert not grid.mask[ng][:, :4].any() and grid.mask[ng][:, 4:].all()
+    assert grid.libraries["ck04"]["n_dropped"] == 9
+    for name in ("ck04", "nextgen", "basel22"):
+        assert grid.libraries[name]["bolometric_deviation"]["max_abs"] < 0.015
+    assert all(s.split("/")[0] for s in grid.source_file)
+    assert len(grid.provenance) >= 20
+    for line in grid.provenance:
+        rel, sha = line.split()
+        assert (libdir / rel).is_file() and len(sha) == 64
+        assert "ipagb" not in rel
+    assert set(grid.phase_libraries) == set(PHASE_LIBRARIES)
+    wn = grid.phase_libraries["cmfgen_wn"]
+    assert wn.flux.shape == (2, 1221) and "Smith" in wn.meta["citation"]
+
+
+def test_saved_flux_integrates_to_sigma_teff4(built):
+    from smnet_sps.constants import SIGMA_SB
+    grid = load_grid(built[0])
+    width = np.diff(bin_edges(grid.wavelength))
+    sel = grid.select("basel22") | grid.select("nextgen")
+    ratio = np.nansum(grid.flux[sel] * width, axis=1) / (SIGMA_SB * grid.teff[sel] ** 4)
+    assert np.all(np.abs(ratio - 1) < 0.01), ratio
+
+
+def test_grid_info_cli(built, capsys):
+    assert main(["grid", "info", str(built[0])]) == 0
+    text = capsys.readouterr().out
+    for name in UNION_LIBRARIES + PHASE_LIBRARIES:
+        assert name in text
+    assert "ck04                    24     9" in text          # count and dropped columns
+    assert "ipagb" in text and "provenance" in text
+
+
+def test_coverage_plot_written(built, tmp_path):
+    assert built[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and built[1].stat().st_size > 10_000
+    png = tmp_path / "again.png"
+    assert main(["grid", "info", str(built[0]), "--plot", str(png)]) == 0
+    assert png.stat().st_size > 10_000
+
+
+def test_only_and_unknown_names(libdir, tmp_path, capsys):
+    grid = build_grid(libdir, only="basel22,cm87", progress=False, log=lambda s: None)
+    assert grid.library_names == ["basel22", "cm87"] and not grid.phase_libraries
+    rc = main(["grid", "build", "--libraries", str(libdir), "--out", str(tmp_path / "x.h5"), "--only", "kurucz"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "kurucz" in err and "valid names: ck04, nextgen" in err
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(libdir, tmp_path):
+    grid = build_grid(libdir, only=["cm87"], progress=False, log=lambda s: None)
+    save_grid(grid, tmp_path / "g.h5")
+    assert os.listdir(tmp_path) == ["g.h5"]
+
+
+def test_load_grid_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        load_grid(tmp_path / "nope.h5")
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5 at all" * 100)
+    with pytest.raises(ValueError, match="bad.h5"):
+        load_grid(bad)
+    import h5py
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.attrs["format"] = "something else"
+    with pytest.raises(ValueError, match="other.h5: not a smnet-sps union grid"):
+        load_grid(other)
+
+
+def test_missing_library_dir_cli(tmp_path, capsys):
+    assert main(["grid", "build", "--libraries", str(tmp_path / "none"), "--out", str(tmp_path / "g.h5")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------- phase libraries
+def test_phase_npz_round_trip(built):
+    phases = load_phase_libraries(built[2])
+    assert set(phases) - {"wavelength"} == set(PHASE_LIBRARIES)
+    orich = phases["tpagb_orich"]
+    assert orich["teff"].unit == u.K and orich["flux"].shape == (2, 1221)
+    assert orich["teff_table"].shape == (2, 22)
+    assert "Lancon" in orich["citation"]
+
+
+def test_shipped_phase_libraries():
+    assert PHASE_FILE.stat().st_size < 2_000_000
+    phases = load_phase_libraries()
+    assert set(phases) - {"wavelength"} == set(PHASE_LIBRARIES)
+    w = phases["wavelength"].to_value(u.AA)
+    np.testing.assert_array_equal(w, default_wavelength().value)
+    counts = {n: len(phases[n]["teff"]) for n in PHASE_LIBRARIES}
+    assert counts == {"cmfgen_wn": 60, "cmfgen_wc": 60, "tpagb_orich": 9, "tpagb_crich": 5,
+                      "tpagb_crich_aringer": 9}
+    for n in PHASE_LIBRARIES:
+        f, m = phases[n]["flux"].value, phases[n]["mask"]
+        assert np.isnan(f[~m]).all() and np.isfinite(f[m]).all() and (f[m] >= 0).all()
+    # Aringer models start at 3523 A: bluer pixels are unknown, not zero
+    ar = phases["tpagb_crich_aringer"]
+    assert not ar["mask"][:, w < 3500].any()
+
+
+def test_load_phase_libraries_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_phase_libraries(tmp_path / "missing.npz")
+    np.savez(tmp_path / "x.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="x.npz: not a phase-library"):
+        load_phase_libraries(tmp_path / "x.npz")
