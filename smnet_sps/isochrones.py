@@ -1,0 +1,270 @@
+"""Isochrone tables: PARSEC v1.2S and Padova 2007 in FSPS's format, shipped as compact ``.npz`` files.
+
+The tables live in the top-level ``isochrones`` package (``isochrones/parsec.npz``,
+``isochrones/padova.npz``; see ``isochrones/README.md`` for provenance and citations). Each file holds
+every metallicity and age of one family, losslessly: the FSPS text files give fixed decimals (8 for
+initial mass, 4 for the rest), so the columns are stored as scaled integers, delta-encoded and zip
+compressed, and decoded back to exactly the printed numbers.
+
+``load_isochrones("parsec")`` returns an :class:`IsochroneSet`; ``iso.isochrone(iz, ia)`` one isochrone.
+:func:`convert_fsps_isochrones` rebuilds the tables from FSPS's ``isoc_z*.dat.gz`` files.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FAMILIES", "PHASE_NAMES", "Isochrone", "IsochroneSet", "load_isochrones",
+           "convert_fsps_isochrones", "isochrone_dir"]
+
+# FSPS fsps_ev_phases.txt
+PHASE_NAMES = {0: "main sequence", 1: "sub giant branch", 2: "red giant branch",
+               3: "core He burning", 4: "early AGB", 5: "TP-AGB", 6: "post-AGB",
+               7: "blue stragglers", 8: "blue horizontal branch", 9: "Wolf-Rayet",
+               -1: "RGB tip to HB transition"}
+
+FAMILIES = {
+    "parsec": {"file": "parsec.npz", "zsun": 0.0152, "source": "fsps_parsec",
+               "title": "PARSEC v1.2S (FSPS format)",
+               "citation": "Bressan et al. 2012, MNRAS 427, 127; Conroy, Gunn & White 2009, ApJ 699, 486"},
+    "padova": {"file": "padova.npz", "zsun": 0.019, "source": "fsps_padova2007",
+               "title": "Padova 2007 (FSPS format)",
+               "citation": "Marigo et al. 2008, A&A 482, 883; Girardi et al. 2000; "
+                           "Conroy, Gunn & White 2009, ApJ 699, 486"},
+}
+_ALIASES = {"parsec": "parsec", "parsec12s": "parsec", "prsc": "parsec", "padova": "padova",
+            "padova2007": "padova", "pdva": "padova"}
+FORMAT = "smnet-sps isochrones v1"
+
+# integer scales of the FSPS columns (decimals printed in the FSPS files)
+_SCALES = {"mini": 1e8, "mact": 1e4, "logl": 1e4, "logt": 1e4, "logg": 1e4, "co": 1e4}
+_DELTA = ("mini", "mact", "logl", "logt", "logg")
+
+
+def isochrone_dir():
+    """Folder holding the shipped tables (the top-level ``isochrones`` package).
+
+    Falls back to ``<source checkout>/isochrones`` when that package is not importable (an editable
+    install made before the folder existed) or when another distribution named ``isochrones`` (e.g.
+    T. Morton's) shadows it.
+    """
+    try:
+        import isochrones
+        folder = getattr(isochrones, "ISOCHRONE_DIR", None)
+        if folder is not None and (Path(folder) / FAMILIES["parsec"]["file"]).is_file():
+            return Path(folder)
+    except ImportError:
+        pass
+    return Path(__file__).resolve().parents[1] / "isochrones"
+
+
+@dataclass(frozen=True)
+class Isochrone:
+    """One isochrone (one age, one Z). Arrays are in FSPS order (increasing initial mass).
+
+    Attributes
+    ----------
+    log_age : float, log10(age / yr)
+    Z : float, metal mass fraction
+    mini, mact : ndarray, initial and current mass [M_sun]
+    logl : ndarray, log10(L / L_sun)
+    logt : ndarray, log10(Teff / K)
+    logg : ndarray, log10(g / cm s^-2)
+    co : ndarray, surface C/O ("composition" column of FSPS)
+    phase : ndarray of int, FSPS phase code (see :data:`PHASE_NAMES`)
+    """
+
+    family: str
+    log_age: float
+    Z: float
+    mini: np.ndarray
+    mact: np.ndarray
+    logl: np.ndarray
+    logt: np.ndarray
+    logg: np.ndarray
+    co: np.ndarray
+    phase: np.ndarray
+
+    def __len__(self):
+        return self.mini.size
+
+
+class IsochroneSet:
+    """All isochrones of one family: ``Z`` (n_z,), ``log_age`` (n_age,), per-(Z, age) point arrays."""
+
+    def __init__(self, name, arrays, meta):
+        self.name = name
+        self.meta = meta
+        self.zsun = float(meta["zsun"])
+        self.citation = meta["citation"]
+        self.Z = np.asarray(arrays["Z"], float)
+        self.log_age = np.asarray(arrays["log_age"], float)
+        self.start = np.asarray(arrays["start"], np.int64)    # (n_z, n_age)
+        self.count = np.asarray(arrays["count"], np.int64)
+        cols = {}
+        for key, scale in _SCALES.items():
+            raw = np.asarray(arrays[key]).astype(np.int64)
+            if key in _DELTA:
+                raw = np.cumsum(raw)
+            cols[key] = raw / scale
+        cols["phase"] = np.asarray(arrays["phase"]).astype(np.int16)
+        self.columns = cols
+        self.n_points = int(self.count.sum())
+
+    @property
+    def logz(self):
+        """log10(Z / Zsun) of the tabulated metallicities ([M/H] for the generator)."""
+        return np.log10(self.Z / self.zsun)
+
+    def __repr__(self):
+        return (f"IsochroneSet({self.name!r}: {self.Z.size} Z in {self.Z.min():g}-{self.Z.max():g}, "
+                f"{self.log_age.size} ages log t = {self.log_age.min():.2f}-{self.log_age.max():.2f}, "
+                f"{self.n_points} points)")
+
+    def rows(self, iz, ia):
+        """Slice of the flat column arrays for isochrone (iz, ia)."""
+        s = int(self.start[iz, ia])
+        return slice(s, s + int(self.count[iz, ia]))
+
+    def isochrone(self, iz, ia):
+        """The :class:`Isochrone` at metallicity index ``iz`` and age index ``ia``."""
+        if not (0 <= iz < self.Z.size and 0 <= ia < self.log_age.size):
+            raise ValueError(f"isochrone index out of range: iz must be in 0..{self.Z.size - 1}, "
+                             f"ia in 0..{self.log_age.size - 1}; got ({iz}, {ia})")
+        sl = self.rows(iz, ia)
+        c = self.columns
+        return Isochrone(self.name, float(self.log_age[ia]), float(self.Z[iz]), c["mini"][sl], c["mact"][sl],
+                         c["logl"][sl], c["logt"][sl], c["logg"][sl], c["co"][sl], c["phase"][sl])
+
+    def check_age(self, log_age):
+        lo, hi = self.log_age[0], self.log_age[-1]
+        log_age = np.atleast_1d(np.asarray(log_age, float))
+        if not np.all(np.isfinite(log_age)):
+            raise ValueError("age must be finite and positive")
+        if (log_age < lo - 1e-9).any() or (log_age > hi + 1e-9).any():
+            raise ValueError(f"age outside the {self.name} isochrone grid: log10(age/yr) must be in "
+                             f"[{lo:.3f}, {hi:.3f}] ({10**lo / 1e6:.3g} Myr - {10**hi / 1e9:.3g} Gyr); got "
+                             f"{log_age[(log_age < lo - 1e-9) | (log_age > hi + 1e-9)][0]:.4f}")
+
+    def check_z(self, Z):
+        Z = np.atleast_1d(np.asarray(Z, float))
+        if not np.all(np.isfinite(Z)) or (Z <= 0).any():
+            raise ValueError(f"Z (metal mass fraction) must be finite and > 0; valid range for {self.name} "
+                             f"is {self.Z[0]:g}-{self.Z[-1]:g}")
+        lo, hi = self.Z[0], self.Z[-1]
+        bad = (Z < lo * (1 - 1e-9)) | (Z > hi * (1 + 1e-9))
+        if bad.any():
+            zb = Z[bad][0]
+            raise ValueError(f"Z = {zb:g} outside the {self.name} isochrone grid: valid Z is {lo:g}-{hi:g} "
+                             f"(logzsol {np.log10(lo / self.zsun):+.2f}..{np.log10(hi / self.zsun):+.2f}, "
+                             f"Zsun = {self.zsun:g})")
+
+
+def _canonical(name):
+    if not isinstance(name, str) or name.strip().lower() not in _ALIASES:
+        raise ValueError(f"unknown isochrone family {name!r}; valid names are {', '.join(FAMILIES)}")
+    return _ALIASES[name.strip().lower()]
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name, path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"isochrone table {path} not found; rebuild it with "
+                                "smnet_sps.isochrones.convert_fsps_isochrones")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as exc:   # zip/npz corruption
+        raise ValueError(f"{path} is not a readable smnet-sps isochrone table ({exc})") from exc
+    need = {"Z", "log_age", "start", "count", "phase", "format", *_SCALES}
+    missing = need - set(arrays)
+    if missing or str(arrays["format"]) != FORMAT:
+        raise ValueError(f"{path} is not an '{FORMAT}' file (missing {sorted(missing)} or wrong format tag)")
+    meta = dict(FAMILIES.get(name, {}))
+    meta.update({"zsun": float(arrays.get("zsun", meta.get("zsun", np.nan))), "path": str(path)})
+    return IsochroneSet(name, arrays, meta)
+
+
+def load_isochrones(name="parsec", path=None):
+    """Load an isochrone family.
+
+    Parameters
+    ----------
+    name : {"parsec", "padova"}
+        PARSEC v1.2S (Bressan+2012; Zsun = 0.0152; 15 Z 1e-4..0.06; log t 5.5-10.1) or Padova 2007
+        (Marigo+2008; Zsun = 0.019; 22 Z 2e-4..0.03; log t 5.5-10.15), both as distributed with FSPS.
+    path : path-like, optional
+        A table written by :func:`convert_fsps_isochrones` (default: the shipped one).
+    """
+    key = _canonical(name)
+    path = Path(path) if path is not None else isochrone_dir() / FAMILIES[key]["file"]
+    return _load(key, str(path.resolve()))
+
+
+def _read_fsps_file(path):
+    with gzip.open(path, "rt") if str(path).endswith(".gz") else open(path) as fh:
+        data = np.loadtxt(fh, comments="#", ndmin=2)
+    if data.shape[1] != 8:
+        raise ValueError(f"{path}: expected 8 FSPS isochrone columns (log age, Mini, Mact, log L, log Teff, "
+                         f"log g, composition, phase), found {data.shape[1]}")
+    return data
+
+
+def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
+    """Convert FSPS ``isoc_z*.dat(.gz)`` files of one family into one lossless compressed ``.npz``.
+
+    Parameters
+    ----------
+    src_dir : folder with ``isoc_zX.XXXX.dat.gz`` (e.g. ``shared/data/isochrones/fsps_parsec``)
+    out_path : output ``.npz``
+    family : "parsec" or "padova" (sets Zsun and the citation stored in the file)
+    """
+    from tqdm.auto import tqdm
+
+    key = _canonical(family)
+    files = sorted(Path(src_dir).glob("isoc_z*.dat*"))
+    if not files:
+        raise FileNotFoundError(f"no isoc_z*.dat[.gz] files in {src_dir}")
+    zs, blocks = [], []
+    for f in tqdm(files, desc=f"reading {key}", disable=not progress):
+        m = re.match(r"isoc_z([0-9.]+?)\.dat", f.name)
+        zs.append(float(m.group(1)))
+        blocks.append(_read_fsps_file(f))
+    order = np.argsort(zs)
+    zs = np.array(zs)[order]
+    blocks = [blocks[i] for i in order]
+    ages = np.unique(np.round(blocks[0][:, 0], 4))
+    start = np.zeros((zs.size, ages.size), np.int64)
+    count = np.zeros_like(start)
+    rows, pos = [], 0
+    for iz, blk in enumerate(blocks):
+        a = np.round(blk[:, 0], 4)
+        if not np.array_equal(np.unique(a), ages):
+            raise ValueError(f"Z = {zs[iz]}: its ages differ from those of Z = {zs[0]}; a rectangular grid "
+                             "is required")
+        for ia, age in enumerate(ages):
+            sel = blk[a == age]
+            # FSPS order is kept as is: it is increasing initial mass, which the weights rely on
+            if (np.diff(sel[:, 1]) < 0).any():
+                raise ValueError(f"{files[order[iz]].name}, log t = {age}: initial masses are not sorted")
+            start[iz, ia], count[iz, ia] = pos, len(sel)
+            rows.append(sel)
+            pos += len(sel)
+    data = np.concatenate(rows)
+    out = {"format": np.array(FORMAT), "family": np.array(key), "zsun": np.float64(FAMILIES[key]["zsun"]),
+           "citation": np.array(FAMILIES[key]["citation"]), "Z": zs, "log_age": ages,
+           "start": start, "count": count.astype(np.int32)}
+    for j, col in enumerate(("mini", "mact", "logl", "logt", "logg", "co"), start=1):
+        ints = np.round(data[:, j] * _SCALES[col]).astype(np.int64)
+        if col in _DELTA:
+            ints = np.diff(ints, prepend=0)
+        out[col] = ints if col == "mini" else ints.astype(np.int32)
+    out["phase"] = data[:, 7].astype(np.int8)
+    np.savez_compressed(out_path, **out)
+    return Path(out_path)

@@ -1,0 +1,133 @@
+"""StellarLibraryBackend: luminosity conservation, coverage rules, cache, special phases, bad input."""
+import numpy as np
+import pytest
+from astropy import units as u
+
+from smnet_sps.backend import STATUS, StellarLibraryBackend
+from smnet_sps.constants import L_SUN
+from smnet_sps.generator import BlackbodyGenerator
+
+LOGT = np.array([3.5, 3.76, 4.0, 4.5, 5.0])
+LOGG = np.array([1.0, 4.4, 4.0, 4.0, 6.0])
+LOGL = np.array([2.0, 0.0, 1.5, 4.0, 3.0])
+
+
+def integral(ps):
+    return np.trapezoid(ps.llam, ps.wavelength, axis=1)
+
+
+def test_luminosity_conserved_blackbody(blackbody):
+    be = StellarLibraryBackend(blackbody)
+    ps = be.point_spectra(logt=LOGT, logg=LOGG, logz=0.0, logl=LOGL)
+    assert np.allclose(integral(ps), 10**LOGL * L_SUN, rtol=1e-6)  # cached spectra are float32
+    assert np.all(ps.status == STATUS["generator"]) and ps.missing_fraction == 0
+    # the rescaling is tiny for a Planck spectrum on 91 A - 160 um (>97 % of sigma T^4 up to 190 kK)
+    assert np.all((ps.correction > 0.999) & (ps.correction < 1.03))
+    spec = ps.as_spectrum()
+    assert spec.flux.unit == u.Unit("erg s-1 AA-1") and spec.flux.shape == (5, blackbody.wavelength.size)
+
+
+def test_default_model_luminosity_conserved(default_generator):
+    be = StellarLibraryBackend(default_generator)
+    ps = be.point_spectra(logt=LOGT[:3], logg=LOGG[:3], logz=0.0, logl=LOGL[:3])
+    ok = ps.status == STATUS["generator"]
+    assert ok.any()
+    assert np.allclose(integral(ps)[ok], 10**LOGL[:3][ok] * L_SUN, rtol=1e-6)
+    assert np.all(np.isfinite(ps.correction[ok])) and np.all(np.abs(ps.correction[ok] - 1) < 0.2)
+
+
+def test_outside_rules():
+    gen = BlackbodyGenerator(teff_range=(3000.0, 20000.0))      # 10^5 K and 10^5.0 are outside
+    teff = 10**LOGT
+    ex = StellarLibraryBackend(gen, outside="exclude").point_spectra(teff=teff, logg=LOGG, logz=0, logl=LOGL)
+    out = teff > 20000
+    assert np.all(ex.status[out] == STATUS["missing"]) and np.all(ex.llam[out] == 0)
+    assert ex.missing_fraction == pytest.approx((10**LOGL[out]).sum() / (10**LOGL).sum())
+    bb = StellarLibraryBackend(gen, outside="blackbody").point_spectra(teff=teff, logg=LOGG, logz=0, logl=LOGL)
+    assert np.all(bb.status[out] == STATUS["blackbody"]) and bb.missing_fraction == 0
+    assert np.allclose(integral(bb), 10**LOGL * L_SUN, rtol=1e-6)  # cached spectra are float32
+    xt = StellarLibraryBackend(gen, outside="extrapolate").point_spectra(teff=teff, logg=LOGG, logz=0, logl=LOGL)
+    assert np.all(xt.status[out] == STATUS["extrapolated"]) and not xt.inside[out].any()
+
+
+class NaNGenerator(BlackbodyGenerator):
+    name = "nan-above-10kK"
+
+    def _surface_flux_batch(self, teff, logg, logz, dtype=None):
+        f = super()._surface_flux_batch(teff, logg, logz)
+        f[teff > 1e4] = np.nan
+        return f
+
+
+def test_unusable_generator_output_is_missing():
+    ps = StellarLibraryBackend(NaNGenerator()).point_spectra(logt=LOGT, logg=LOGG, logz=0, logl=LOGL)
+    hot = 10**LOGT > 1e4
+    assert np.all(ps.status[hot] == STATUS["missing"]) and np.all(np.isfinite(ps.llam))
+    assert np.all(ps.status[~hot] == STATUS["generator"])
+
+
+def test_cache_hits(blackbody):
+    be = StellarLibraryBackend(blackbody, cache_size=100)
+    be.point_spectra(logt=LOGT, logg=LOGG, logz=0.0, logl=LOGL)
+    assert (be.hits, be.misses) == (0, 5)
+    ps = be.point_spectra(logt=LOGT, logg=LOGG, logz=0.0, logl=LOGL + 1)
+    assert (be.hits, be.misses) == (5, 5)
+    assert np.allclose(integral(ps), 10 ** (LOGL + 1) * L_SUN, rtol=1e-6)
+    be.point_spectra(logt=LOGT, logg=LOGG, logz=0.3, logl=LOGL)   # different [M/H]: new key
+    assert be.misses == 10
+
+
+def test_weighted_sum_streaming_equals_cached(blackbody):
+    be = StellarLibraryBackend(blackbody, batch_size=2)
+    keys = be.point_keys(LOGT, LOGG, np.zeros(5))
+    w = np.array([[1.0, 2, 0, 0, 1], [0, 0, 3, 1, 0]])
+    a, cov_a, _, _ = be.weighted_sum(keys, w, use_cache=True)
+    b, cov_b, _, _ = be.weighted_sum(keys, w, use_cache=False)
+    assert np.allclose(a, b, rtol=1e-6) and np.allclose(cov_a, w.sum(1))
+    assert np.allclose(np.trapezoid(a, be.wavelength, axis=1), w.sum(1), rtol=1e-6)
+
+
+def fake_phase_libraries(wave):
+    from smnet_sps.generator import planck_surface_flux
+    t = np.array([3e4, 6e4, 1e5, 1.4e5])
+    tp = np.array([2000.0, 3000.0, 4000.0])
+    lib = lambda tt, scale: (tt, np.zeros(tt.size), scale * planck_surface_flux(wave, tt),  # noqa: E731
+                             np.ones((tt.size, wave.size), bool), "test")
+    return {"cmfgen_wn": lib(t, 1.0), "cmfgen_wc": lib(t, 2.0), "tpagb_orich": lib(tp, 1.0),
+            "tpagb_crich": lib(tp, 3.0)}
+
+
+def test_dedicated_phases(blackbody):
+    be = StellarLibraryBackend(blackbody, special_phases="dedicated",
+                               phase_libraries=fake_phase_libraries(blackbody.wavelength))
+    ps = be.point_spectra(logt=[4.9, 4.9, 3.5, 3.5, 3.8], logg=[4, 4, 0, 0, 4], logz=0, logl=[5, 5, 3, 3, 0],
+                          phase=[9, 9, 5, 5, 0], co=[0.5, 2.0, 0.5, 1.5, 0.5])
+    assert list(ps.status) == [STATUS["dedicated"]] * 4 + [STATUS["generator"]]
+    assert np.allclose(integral(ps), 10.0 ** np.array([5, 5, 3, 3, 0]) * L_SUN, rtol=1e-6)
+    # outside the dedicated library's Teff range -> the model
+    ps = be.point_spectra(logt=[3.9], logg=[1], logz=0, logl=[3], phase=[5], co=[0.5])
+    assert ps.status[0] == STATUS["generator"]
+
+
+def test_dedicated_without_file_is_a_clear_error(blackbody, monkeypatch):
+    import smnet_sps.grid as grid
+
+    def missing():
+        raise FileNotFoundError("smnet_sps/data/phase_libraries.npz")
+    monkeypatch.setattr(grid, "load_phase_libraries", missing, raising=False)
+    with pytest.raises(ValueError, match="special_phases='model'"):
+        StellarLibraryBackend(blackbody, special_phases="dedicated")
+
+
+def test_bad_options_and_input(blackbody):
+    with pytest.raises(ValueError, match="model, dedicated"):
+        StellarLibraryBackend(blackbody, special_phases="fsps")
+    with pytest.raises(ValueError, match="exclude, blackbody, extrapolate"):
+        StellarLibraryBackend(blackbody, outside="ignore")
+    be = StellarLibraryBackend(blackbody)
+    with pytest.raises(ValueError, match="logl has non-finite"):
+        be.point_spectra(logt=LOGT, logg=LOGG, logz=0, logl=np.r_[LOGL[:4], np.nan])
+    with pytest.raises(ValueError, match="exactly one of teff"):
+        be.point_spectra(logg=LOGG, logz=0, logl=LOGL)
+    with pytest.raises(ValueError, match="positive"):
+        be.point_spectra(teff=-10**LOGT, logg=LOGG, logz=0, logl=LOGL)

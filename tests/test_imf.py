@@ -1,0 +1,109 @@
+"""IMFs and FSPS point weights: normalisation, shapes, remnants, and the FSPS reference SSP."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from smnet_sps.imf import IMF_NAMES, get_imf, imf_weights, mass_intervals, remnant_mass, tpagb_factor
+from smnet_sps.isochrones import load_isochrones
+
+REF = "references/fsps_SSP.out.mags_padova2007_Zsun_kroupa_mass_lbol.txt"
+
+
+def salpeter_callable(m):
+    return m ** -2.35
+
+
+@pytest.mark.parametrize("imf", list(IMF_NAMES) + [salpeter_callable, lambda m: np.exp(-m / 3.0)])
+def test_weights_integrate_to_one_msun(imf):
+    # a dense isochrone spanning the IMF limits: sum(w * m) is the mass formed, 1 Msun by construction
+    mini = np.geomspace(0.08, 120.0, 40001)
+    w = imf_weights(mini, imf)
+    assert np.all(w >= 0)
+    assert np.sum(w * mini) == pytest.approx(1.0, abs=2e-4)
+    obj = get_imf(imf)
+    m = np.geomspace(0.08, 120, 200001)
+    assert np.trapezoid(m * obj.dndm(m), m) == pytest.approx(obj.mass_formed, rel=1e-6)
+    assert np.trapezoid(obj.dndm(m), m) == pytest.approx(float(obj.number(0.08, 120)), rel=1e-6)
+
+
+def test_callable_reproduces_builtin_salpeter():
+    mini = np.sort(np.random.default_rng(1).uniform(0.1, 100, 300))
+    assert np.allclose(imf_weights(mini, salpeter_callable), imf_weights(mini, "salpeter"), rtol=1e-5)
+
+
+def test_shapes_and_continuity():
+    k = get_imf("kroupa")
+    assert k.dndm(0.4) / k.dndm(0.2) == pytest.approx(2 ** -1.3)
+    assert k.dndm(4.0) / k.dndm(2.0) == pytest.approx(2 ** -2.3)
+    assert k.dndm(0.5 - 1e-9) == pytest.approx(k.dndm(0.5 + 1e-9), rel=1e-6)
+    c = get_imf("chabrier")
+    assert c.dndm(1 - 1e-9) == pytest.approx(c.dndm(1 + 1e-9), rel=1e-6)
+    assert c.dndm(8.0) / c.dndm(4.0) == pytest.approx(2 ** -2.3)
+    s = get_imf("salpeter")
+    assert s.dndm(2.0) / s.dndm(1.0) == pytest.approx(2 ** -2.35)
+
+
+def test_intervals_follow_fsps_rule():
+    m1, m2 = mass_intervals([0.1, 0.2, 0.4, 130.0, 140.0])
+    assert m1[0] == 0.08 and m2[0] == pytest.approx(0.15)
+    assert m1[2] == pytest.approx(0.3) and m2[2] == pytest.approx(65.2)
+    assert m1[-1] == 120 and m2[-1] == 120     # above the upper limit: empty interval, zero weight
+    assert imf_weights([0.1, 0.2, 0.4, 130.0, 140.0])[-1] == 0.0
+
+
+def test_remnants():
+    assert remnant_mass(120.0) == 0.0
+    k = get_imf("kroupa")
+    m = np.geomspace(1.0, 120.0, 400001)
+    rem = np.where(m > 40, 0.5 * m, np.where(m > 8.5, 1.4, 0.48 + 0.077 * m))
+    expected = np.trapezoid(rem * k.dndm(m), m) / k.mass_formed
+    assert remnant_mass(1.0, "kroupa") == pytest.approx(expected, rel=1e-4)
+
+
+def test_tpagb_factor():
+    assert tpagb_factor(8.0) == pytest.approx(0.1)
+    assert tpagb_factor(7.0) == pytest.approx(0.1)
+    assert tpagb_factor(10.5) == pytest.approx(1.0)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="salpeter, kroupa, chabrier"):
+        get_imf("kroupa93")
+    with pytest.raises(ValueError, match="non-negative"):
+        get_imf(lambda m: -m)
+    with pytest.raises(ValueError, match="sorted"):
+        imf_weights([1.0, 0.5])
+    with pytest.raises(ValueError, match="finite and positive"):
+        imf_weights([0.1, np.nan])
+    with pytest.raises(ValueError, match="m_low < m_up"):
+        get_imf("kroupa", m_low=1.0, m_up=0.5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0.05, 200.0), min_size=1, max_size=50), st.sampled_from(IMF_NAMES))
+def test_weights_nonnegative_and_bounded(masses, name):
+    w = imf_weights(np.sort(masses), name)
+    assert np.all(np.isfinite(w)) and np.all(w >= 0)
+    # the intervals are disjoint, so the weights cannot exceed all the stars formed per Msun
+    imf = get_imf(name)
+    assert np.sum(w) <= float(imf.number(0.08, 120)) / imf.mass_formed * (1 + 1e-9)
+
+
+def test_fsps_reference_every_tabulated_age(fixtures_dir):
+    """log M (stars + remnants) and log Lbol of FSPS (Padova 2007, Z = 0.019, Kroupa) to 1e-3 dex."""
+    ref = np.loadtxt(fixtures_dir / REF)
+    iso = load_isochrones("padova")
+    iz = int(np.flatnonzero(np.isclose(iso.Z, 0.019))[0])
+    n = 0
+    for ia, la in enumerate(iso.log_age):
+        row = ref[np.isclose(ref[:, 0], la)]
+        assert row.shape[0] == 1
+        c = iso.isochrone(iz, ia)
+        w = imf_weights(c.mini, "kroupa")
+        w = np.where(c.phase == 5, w * tpagb_factor(la), w)
+        log_l = np.log10(np.sum(w * 10**c.logl))
+        log_m = np.log10(np.sum(w * c.mact) + remnant_mass(c.mini.max(), "kroupa"))
+        assert abs(log_l - row[0, 2]) < 1e-3, la
+        assert abs(log_m - row[0, 1]) < 1e-3, la
+        n += 1
+    assert n == 94

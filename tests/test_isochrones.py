@@ -1,0 +1,64 @@
+"""Shipped isochrone tables: content, losslessness against FSPS's files, and errors."""
+import numpy as np
+import pytest
+
+from smnet_sps.constants import shared_data_dir
+from smnet_sps.isochrones import FAMILIES, PHASE_NAMES, isochrone_dir, load_isochrones
+
+
+@pytest.mark.parametrize("name,nz,na,zsun", [("parsec", 15, 93, 0.0152), ("padova", 22, 94, 0.019)])
+def test_families(name, nz, na, zsun):
+    iso = load_isochrones(name)
+    assert iso.Z.size == nz and iso.log_age.size == na and iso.zsun == zsun
+    assert np.all(np.diff(iso.Z) > 0) and np.all(np.diff(iso.log_age) > 0)
+    assert iso.log_age[0] == pytest.approx(5.5)
+    c = iso.isochrone(nz // 2, na // 2)
+    assert len(c) > 50 and np.all(np.diff(c.mini) >= 0)
+    assert set(np.unique(c.phase)) <= set(PHASE_NAMES)
+    assert np.all((c.logt > 3) & (c.logt < 6)) and np.all(c.mact <= c.mini + 1e-4)  # mact printed to 4 decimals
+    assert (isochrone_dir() / FAMILIES[name]["file"]).stat().st_size < 5e6
+
+
+def test_aliases_and_unknown_name():
+    assert load_isochrones("Padova2007").name == "padova"
+    with pytest.raises(ValueError, match="parsec, padova"):
+        load_isochrones("mist")
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="needs ../shared/data (FSPS isochrone files)")
+@pytest.mark.parametrize("name,src,zfile,iz", [("parsec", "fsps_parsec", "isoc_z0.0140.dat.gz", 9),
+                                               ("padova", "fsps_padova2007", "isoc_z0.0190.dat.gz", 19)])
+def test_lossless_against_fsps_files(name, src, zfile, iz):
+    raw = np.loadtxt(shared_data_dir() / "isochrones" / src / zfile)
+    iso = load_isochrones(name)
+    parts = [iso.isochrone(iz, ia) for ia in range(iso.log_age.size)]
+    got = np.column_stack([np.concatenate([np.full(len(p), p.log_age) for p in parts])] +
+                          [np.concatenate([getattr(p, k) for p in parts])
+                           for k in ("mini", "mact", "logl", "logt", "logg", "co", "phase")])
+    assert got.shape == raw.shape
+    assert np.allclose(got, raw, rtol=0, atol=1e-9)
+
+
+def test_corrupt_and_wrong_format(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not a readable"):
+        load_isochrones("parsec", path=bad)
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.arange(3))
+    with pytest.raises(ValueError, match="format"):
+        load_isochrones("parsec", path=other)
+    with pytest.raises(FileNotFoundError):
+        load_isochrones("parsec", path=tmp_path / "missing.npz")
+
+
+def test_range_checks():
+    iso = load_isochrones("parsec")
+    with pytest.raises(ValueError, match=r"5\.500, 10\.100"):
+        iso.check_age(10.3)
+    with pytest.raises(ValueError, match="0.0001-0.06"):
+        iso.check_z(0.1)
+    with pytest.raises(ValueError, match="> 0"):
+        iso.check_z(-0.01)
+    with pytest.raises(ValueError, match="index out of range"):
+        iso.isochrone(15, 0)
