@@ -1,0 +1,176 @@
+"""Filter (bandpass) lookup: speclite and astro-sedpy names, two-column files, synphot objects.
+
+Every filter, whatever its origin, becomes a :class:`synphot.SpectralElement` (wavelength [Angstrom],
+dimensionless throughput) with a name. Nothing here touches the network: speclite and sedpy ship
+their curves inside their packages.
+
+Name conventions
+----------------
+* speclite: ``"group-band"``, e.g. ``"sdss2010-r"``, ``"bessell-V"``, ``"twomass-Ks"``, ``"galex-NUV"``.
+* astro-sedpy (optional dependency): its own names, e.g. ``"sdss_r0"``, ``"bessell_V"``, ``"wise_w1"``.
+* a path to a text file with two columns: wavelength [Angstrom] and throughput (``#`` comments allowed).
+* a ready :class:`synphot.SpectralElement` (its ``meta["name"]`` or ``meta["expr"]`` names the column).
+
+Throughputs are used as given: speclite and sedpy curves are photon-counting response functions
+(fraction of photons detected), which is what synphot's photon-counting effective stimulus expects.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+
+__all__ = ["get_bandpass", "resolve_filters", "speclite_filter_names", "sedpy_filter_names",
+           "available_filter_names", "read_filter_file"]
+
+
+@functools.lru_cache(maxsize=1)
+def speclite_filter_names():
+    """All speclite filter names ("group-band"), read from the package's data folder (no network)."""
+    import speclite.filters as sf
+    folder = Path(sf.__file__).parent / "data" / "filters"
+    return tuple(sorted(p.stem for p in folder.glob("*.ecsv")))
+
+
+@functools.lru_cache(maxsize=1)
+def sedpy_filter_names():
+    """All astro-sedpy filter names, or an empty tuple when sedpy is not installed."""
+    try:
+        import sedpy.observate as ob
+    except ImportError:
+        return ()
+    return tuple(sorted(ob.list_available_filters()))
+
+
+def available_filter_names():
+    """Every filter name understood by :func:`get_bandpass` (speclite, then sedpy)."""
+    return speclite_filter_names() + sedpy_filter_names()
+
+
+def _element(wave_aa, throughput, name):
+    from synphot import SpectralElement
+    from synphot.models import Empirical1D
+    wave_aa = np.asarray(wave_aa, float)
+    throughput = np.asarray(throughput, float)
+    bp = SpectralElement(Empirical1D, points=wave_aa * u.AA, lookup_table=throughput, keep_neg=True,
+                         meta={"name": name})
+    return bp
+
+
+def _validate_curve(wave, thr, name):
+    if wave.ndim != 1 or wave.size < 2 or wave.shape != thr.shape:
+        raise ValueError(f"filter {name!r}: need >= 2 (wavelength, throughput) pairs, got shapes "
+                         f"{wave.shape} and {thr.shape}")
+    if not (np.all(np.isfinite(wave)) and np.all(np.isfinite(thr))):
+        raise ValueError(f"filter {name!r}: wavelengths and throughputs must be finite (found NaN/inf)")
+    if np.any(np.diff(wave) <= 0) or wave[0] <= 0:
+        raise ValueError(f"filter {name!r}: wavelengths must be positive and strictly increasing (Angstrom)")
+    if np.any(thr < 0) or not np.any(thr > 0):
+        raise ValueError(f"filter {name!r}: throughput must be >= 0 everywhere and > 0 somewhere "
+                         f"(got min {thr.min():g}, max {thr.max():g})")
+
+
+def read_filter_file(path, name=None):
+    """Read a two-column text file: wavelength [Angstrom], throughput (dimensionless, >= 0).
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be parsed as two numeric columns, or the curve is invalid.
+    """
+    path = Path(path)
+    name = name or path.stem
+    try:
+        data = np.loadtxt(path, comments="#", ndmin=2)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"filter file {str(path)!r} is not a two-column numeric table "
+                         f"(wavelength [A], throughput): {exc}") from exc
+    if data.shape[1] < 2:
+        raise ValueError(f"filter file {str(path)!r} has {data.shape[1]} column(s); expected 2 "
+                         f"(wavelength [A], throughput)")
+    wave, thr = data[:, 0], data[:, 1]
+    _validate_curve(wave, thr, name)
+    return _element(wave, thr, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _named_bandpass(name):
+    if name in speclite_filter_names():
+        import speclite.filters as sf
+        f = sf.load_filter(name)
+        return _element(f.wavelength, f.response, name)
+    if name in sedpy_filter_names():
+        import sedpy.observate as ob
+        f = ob.Filter(name)
+        return _element(f.wavelength, f.transmission, name)
+    raise KeyError(name)
+
+
+def get_bandpass(spec):
+    """Resolve one filter to ``(name, synphot.SpectralElement)``.
+
+    Parameters
+    ----------
+    spec : str, path-like or synphot.SpectralElement
+        A speclite name ("sdss2010-r"), a sedpy name ("sdss_r0"), a path to a two-column file
+        (wavelength [Angstrom], throughput), or a bandpass object.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (with the closest known names suggested) or an invalid filter file.
+    """
+    from synphot import SpectralElement
+    if isinstance(spec, SpectralElement):
+        name = spec.meta.get("name") or spec.meta.get("expr") or "bandpass"
+        return str(name), spec
+    if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).is_file()):
+        bp = read_filter_file(spec)
+        return bp.meta["name"], bp
+    if not isinstance(spec, str):
+        raise ValueError(f"a filter must be a name, a file path or a synphot.SpectralElement; "
+                         f"got {type(spec).__name__}")
+    try:
+        return spec, _named_bandpass(spec)
+    except KeyError:
+        pass
+    names = available_filter_names()
+    # Case-insensitive matches first ("galex-NUV" -> "galex-nuv"), then difflib, then prefix hints.
+    low = spec.lower().replace("_", "-")
+    close = [n for n in names if n.lower().replace("_", "-") == low]
+    close += [n for n in difflib.get_close_matches(spec, names, n=6, cutoff=0.5) if n not in close]
+    close += [n for n in names if n.lower().startswith(low.split("-")[0].split("_")[0]) and n not in close][:6]
+    hint = f" Did you mean: {', '.join(close[:10])}?" if close else ""
+    sedpy_note = "" if sedpy_filter_names() else " (astro-sedpy is not installed, so its names are unavailable)"
+    raise ValueError(f"unknown filter {spec!r}: not a speclite name ('group-band', e.g. 'sdss2010-r'), "
+                     f"not a sedpy name (e.g. 'sdss_r0'){sedpy_note}, and not an existing file.{hint} "
+                     f"See smnet_sps.filters.available_filter_names() for all {len(names)} names.")
+
+
+def resolve_filters(filters):
+    """Resolve a filter or a list of filters (or a comma-separated string) to ``[(name, bandpass)]``.
+
+    Duplicate names get a numeric suffix so every table column is unique.
+    """
+    from synphot import SpectralElement
+    if isinstance(filters, (str, Path, SpectralElement)):
+        if isinstance(filters, str) and "," in filters and not Path(filters).is_file():
+            filters = [f.strip() for f in filters.split(",") if f.strip()]
+        else:
+            filters = [filters]
+    filters = list(filters)
+    if not filters:
+        raise ValueError("no filters given; pass at least one filter name, file or SpectralElement")
+    out, seen = [], {}
+    for f in filters:
+        name, bp = get_bandpass(f)
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 0
+        out.append((name, bp))
+    return out

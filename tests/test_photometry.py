@@ -1,0 +1,283 @@
+"""Synthetic photometry: analytic blackbodies, the CALSPEC Sun, synphot agreement, error handling, redshift."""
+import warnings
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io import fits
+
+from smnet_sps.constants import C_ANGSTROM, FLAM_UNIT, L_SUN, MBOL_SUN, PC_CM
+from smnet_sps.filters import get_bandpass, resolve_filters
+from smnet_sps.generator import BlackbodyGenerator, planck_surface_flux
+from smnet_sps.photometry import AU_CM, magnitudes, parse_ages, ssp_photometry
+
+FILTERS = ["sdss2010-g", "sdss2010-r", "bessell-V", "twomass-Ks", "galex-nuv", "sdss_i0"]
+
+
+@pytest.fixture(scope="module")
+def sun_10pc(fixtures_dir):
+    """CALSPEC Sun (sun_reference_stis_001, at 1 AU) moved to 10 pc."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # float TNULL keywords in the CALSPEC header
+        with fits.open(fixtures_dir / "spectra" / "sun_reference_stis_001.fits") as hdul:
+            w = np.asarray(hdul[1].data["WAVELENGTH"], float)
+            f = np.asarray(hdul[1].data["FLUX"], float)
+    return w * u.AA, f * (AU_CM / (10 * PC_CM)) ** 2 * FLAM_UNIT
+
+
+def _ab_direct(wave, flam, filt):
+    """AB magnitude by direct numerical integration, independent of synphot.
+
+    Photon-counting mean f_nu = int f_nu T dnu/nu / int T dnu/nu = int f_lam T lam dlam / int T c/lam dlam,
+    evaluated on a fine grid with the analytic spectrum.
+    """
+    import speclite.filters as sf
+    f = sf.load_filter(filt)
+    lam = np.linspace(f.wavelength[0], f.wavelength[-1], 200001)
+    thr = np.interp(lam, f.wavelength, f.response)
+    num = np.trapezoid(flam(lam) * thr * lam, lam)
+    den = np.trapezoid(thr * C_ANGSTROM / lam, lam)
+    return -2.5 * np.log10(num / den) - 48.60
+
+
+@pytest.mark.parametrize("teff", [3500.0, 5800.0, 12000.0])
+@pytest.mark.parametrize("filt", ["sdss2010-g", "bessell-V", "twomass-Ks"])
+def test_blackbody_matches_direct_integration(teff, filt):
+    # A fine grid (1 A) so that linear interpolation of the Planck curve is exact to << 1e-3 mag.
+    wave = np.arange(1000.0, 30000.0, 1.0)
+    flux = planck_surface_flux(wave, [teff])[0] * 1e-20       # some distance, any scale
+    got = magnitudes((wave * u.AA, flux * FLAM_UNIT), [filt])[filt][0]
+    want = _ab_direct(wave, lambda lam: planck_surface_flux(lam, [teff])[0] * 1e-20, filt)
+    assert got == pytest.approx(want, abs=1e-3)
+
+
+def test_sun_absolute_magnitudes(sun_10pc):
+    v = magnitudes(sun_10pc, "bessell-V", system="Vega")["bessell-V"][0]
+    r = magnitudes(sun_10pc, "sdss2010-r", system="AB")["sdss2010-r"][0]
+    assert v == pytest.approx(4.79, abs=0.03)
+    assert r == pytest.approx(4.64, abs=0.03)
+    # radius= treats the 1 AU spectrum as a "surface" at 1 AU: same answer at 10 pc.
+    w, f = sun_10pc
+    f1au = f * (10 * PC_CM / AU_CM) ** 2
+    v2 = magnitudes((w, f1au), "bessell-V", system="Vega", radius=1 * u.au, distance=10 * u.pc)["bessell-V"][0]
+    assert v2 == pytest.approx(v, abs=1e-9)
+
+
+@pytest.mark.parametrize("system", ["AB", "ST", "Vega"])
+def test_vectorised_equals_synphot(system, rng):
+    gen = BlackbodyGenerator()
+    teff = rng.uniform(3000, 40000, 5)
+    spec, _ = gen.spectra(teff, 4.0, 0.0)
+    # Add structure (absorption-like dips) so the test is not only smooth curves.
+    flux = spec.flux.value * (1 - 0.5 * rng.random(spec.flux.shape) ** 8)
+    data = (spec.spectral_axis, flux * spec.flux.unit)
+    fast = magnitudes(data, FILTERS, system=system)
+    slow = magnitudes(data, FILTERS, system=system, method="synphot")
+    for col in fast.colnames:
+        np.testing.assert_allclose(np.asarray(fast[col]), np.asarray(slow[col]), rtol=0, atol=1e-6)
+    assert fast[FILTERS[0]].unit == {"AB": u.ABmag, "ST": u.STmag, "Vega": u.mag}[system]
+    assert fast.meta["system"] == system and len(fast) == 5
+
+
+def test_vega_is_zero_in_vega_system():
+    from smnet_sps.photometry import vega_spectrum
+    w, f = vega_spectrum()
+    t = magnitudes((w * u.AA, f * FLAM_UNIT), ["bessell-V", "sdss2010-r", "twomass-Ks"], system="Vega")
+    for col in t.colnames:
+        assert abs(t[col][0]) < 1e-9
+
+
+def test_single_1d_spectrum_and_units(sun_10pc):
+    w, f = sun_10pc
+    t = magnitudes((w, f), ["sdss2010-g", "sdss2010-r"])
+    assert len(t) == 1 and t.colnames == ["sdss2010-g", "sdss2010-r"]
+    # Same flux in f_nu [Jy] gives the same magnitude.
+    fnu = f.to(u.Jy, u.spectral_density(w))
+    t2 = magnitudes((w, fnu), ["sdss2010-g", "sdss2010-r"])
+    np.testing.assert_allclose(np.asarray(t2["sdss2010-g"]), np.asarray(t["sdss2010-g"]), atol=1e-9)
+
+
+def test_partial_filter_raises_unless_extrapolate():
+    gen = BlackbodyGenerator(wavelength=np.arange(3000.0, 12000.0, 10.0))
+    spec, _ = gen.spectra([5800.0], 4.0, 0.0)
+    with pytest.raises(ValueError, match=r"galex-fuv.*1330.*3000-11990"):
+        magnitudes(spec, ["galex-fuv"])
+    with pytest.raises(ValueError, match="sdss2010-u"):
+        magnitudes(spec, ["sdss2010-u"])
+    t = magnitudes(spec, ["sdss2010-u"], extrapolate=True)
+    slow = magnitudes(spec, ["sdss2010-u"], extrapolate=True, method="synphot")
+    assert abs(t["sdss2010-u"][0] - slow["sdss2010-u"][0]) < 1e-6
+    # Zero-extension makes the spectrum fainter than the full one, never brighter.
+    full, _ = BlackbodyGenerator(wavelength=np.arange(2000.0, 12000.0, 10.0)).spectra([5800.0], 4.0, 0.0)
+    assert t["sdss2010-u"][0] > magnitudes(full, ["sdss2010-u"])["sdss2010-u"][0]
+    with pytest.warns(UserWarning, match="inf"):
+        t = magnitudes(spec, ["galex-fuv"], extrapolate=True)
+    assert np.isinf(t["galex-fuv"][0])
+
+
+def test_unknown_filter_suggests_close_names():
+    with pytest.raises(ValueError, match=r"unknown filter 'sdss2010-R'.*sdss2010-r"):
+        get_bandpass("sdss2010-R")
+    with pytest.raises(ValueError, match=r"galex-nuv"):
+        magnitudes((np.arange(1000, 5000.0) * u.AA, np.ones(4000) * FLAM_UNIT), ["galex-NUV"])
+
+
+def test_nan_flux_raises():
+    w = np.arange(3000.0, 10000.0, 10.0)
+    f = planck_surface_flux(w, [6000.0])[0]
+    f[np.searchsorted(w, 6200.0)] = np.nan          # inside sdss r
+    with pytest.raises(ValueError, match=r"non-finite.*sdss2010-r"):
+        magnitudes((w * u.AA, f * FLAM_UNIT), ["sdss2010-r"])
+    # NaN outside every requested filter is harmless; inside, extrapolate=True zero-fills it.
+    ok = magnitudes((w * u.AA, f * FLAM_UNIT), ["sdss2010-g"])
+    assert np.isfinite(ok["sdss2010-g"][0])
+    with pytest.warns(UserWarning, match="non-finite"):
+        magnitudes((w * u.AA, f * FLAM_UNIT), ["sdss2010-r"], extrapolate=True)
+
+
+def test_bad_inputs_raise_clearly():
+    w = np.arange(3000.0, 10000.0, 10.0) * u.AA
+    f = np.ones(w.size) * FLAM_UNIT
+    with pytest.raises(ValueError, match="system.*AB, ST, Vega"):
+        magnitudes((w, f), "sdss2010-r", system="johnson")
+    with pytest.raises(ValueError, match="neither a flux density"):
+        magnitudes((w, np.ones(w.size) * u.m), "sdss2010-r")
+    with pytest.raises(ValueError, match="distance applies"):
+        magnitudes((w, f), "sdss2010-r", distance=10 * u.pc)
+    with pytest.raises(ValueError, match="redshift"):
+        magnitudes((w, f), "sdss2010-r", redshift=-1)
+    with pytest.raises(ValueError, match="does not match"):
+        magnitudes((w, np.ones(10) * FLAM_UNIT), "sdss2010-r")
+    with pytest.raises(ValueError, match="method"):
+        magnitudes((w, f), "sdss2010-r", method="fast")
+
+
+def test_filter_file_and_bad_file(tmp_path):
+    import speclite.filters as sf
+    r = sf.load_filter("sdss2010-r")
+    path = tmp_path / "myr.dat"
+    np.savetxt(path, np.column_stack([r.wavelength, r.response]), header="wavelength_A throughput")
+    w = np.arange(3000.0, 10000.0, 10.0)
+    data = (w * u.AA, planck_surface_flux(w, [6000.0])[0] * FLAM_UNIT)
+    t = magnitudes(data, [str(path), "sdss2010-r"])
+    assert t.colnames == ["myr", "sdss2010-r"]
+    assert abs(t["myr"][0] - t["sdss2010-r"][0]) < 1e-9
+    bad = tmp_path / "bad.dat"
+    bad.write_text("4000 0.5\n3000 0.2\n")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        resolve_filters([str(bad)])
+    bad.write_text("not a filter\n")
+    with pytest.raises(ValueError, match="two-column"):
+        resolve_filters([str(bad)])
+
+
+def test_redshift_flat_fnu_is_analytic():
+    """A flat f_nu source (L_lambda ~ 1/lambda^2) at fixed luminosity distance brightens by 2.5 log(1+z)."""
+    w = np.geomspace(500.0, 60000.0, 4000)
+    lum = 1e20 * C_ANGSTROM / w ** 2 * u.Unit("erg s-1 AA-1")       # L_nu = 1e20 erg/s/Hz everywhere
+    d = 100 * u.Mpc
+    m0 = magnitudes((w * u.AA, lum), ["sdss2010-r", "twomass-J"], distance=d)
+    want0 = -2.5 * np.log10(1e20 / (4 * np.pi * d.to_value(u.cm) ** 2)) - 48.60
+    for z in (0.1, 0.5, 1.0):
+        mz = magnitudes((w * u.AA, lum), ["sdss2010-r", "twomass-J"], distance=d, redshift=z)
+        for col in mz.colnames:
+            assert m0[col][0] == pytest.approx(want0, abs=1e-4)
+            assert mz[col][0] - m0[col][0] == pytest.approx(-2.5 * np.log10(1 + z), abs=1e-4)
+    # Without a distance, a luminosity spectrum at z > 0 sits at the Planck18 luminosity distance.
+    from astropy.cosmology import Planck18
+    mz = magnitudes((w * u.AA, lum), ["sdss2010-r"], redshift=0.5)
+    dl = Planck18.luminosity_distance(0.5).to_value(u.cm)
+    want = -2.5 * np.log10(1e20 * 1.5 / (4 * np.pi * dl ** 2)) - 48.60
+    assert mz["sdss2010-r"][0] == pytest.approx(want, abs=1e-4)
+
+
+def _fake_ssps(n=4):
+    """SSP-like spectra: sums of blackbodies in L_sun/A per M_sun formed, with log_lbol in meta."""
+    from specutils import Spectrum
+    from smnet_sps.constants import SIGMA_SB
+    w = np.geomspace(91.0, 1.6e6, 1221)
+    ages = np.geomspace(1e7, 1e10, n)
+    lum = np.zeros((n, w.size))
+    lbol = np.zeros(n)
+    for i, age in enumerate(ages):
+        for teff, l_sun in ((30000.0 / (1 + age / 1e7), 100.0 / (1 + age / 1e8)), (4500.0, 1.0)):
+            f = planck_surface_flux(w, [teff])[0]
+            lum[i] += l_sun * f / (SIGMA_SB * teff ** 4)       # L_sun / A, integrates to l_sun
+            lbol[i] += l_sun
+    meta = {"log_lbol": np.log10(lbol), "mstar": np.full(n, 0.6)}
+    return ages, Spectrum(flux=lum * u.L_sun / u.AA, spectral_axis=w * u.AA, meta=meta)
+
+
+def test_ssp_photometry_on_ssp_like_spectra():
+    ages, spec = _fake_ssps()
+    with pytest.warns(UserWarning, match="no solar magnitude for 'wise2010-W3'"):
+        t = ssp_photometry(ages * u.yr, spec, ["sdss2010-g", "sdss2010-r", "wise2010-W3"], redshift=0.3)
+    np.testing.assert_allclose(t["M_bol"], MBOL_SUN - 2.5 * spec.meta["log_lbol"], atol=1e-12)
+    np.testing.assert_allclose(t["age"], ages / 1e9)
+    # M/L from the definition: M* / (L_band / L_sun,band), using the CALSPEC Sun's magnitude.
+    msun = t.meta["M_sun"]["sdss2010-r"]
+    assert msun == pytest.approx(4.64, abs=0.03)
+    np.testing.assert_allclose(t["ML_sdss2010-r"], 0.6 * 10 ** (0.4 * (t["M_sdss2010-r"] - msun)))
+    # W3 (12 micron) is beyond the CALSPEC Sun (2.7 micron): no M/L, stated in a warning, not a guess.
+    assert np.all(np.isnan(t["ML_wise2010-W3"]))
+    assert np.all(np.isfinite(t["m_sdss2010-r"])) and t.meta["luminosity_distance_Mpc"] > 1000
+    # Ages: young SSP bluer than old.
+    gr = np.asarray(t["M_sdss2010-g"]) - np.asarray(t["M_sdss2010-r"])
+    assert gr[0] < gr[-1]
+    with pytest.raises(ValueError, match="ages must be positive"):
+        ssp_photometry([-1, 1, 2, 3], spec, ["sdss2010-r"])
+    with pytest.raises(ValueError, match="luminosity densities"):
+        ssp_photometry(ages, (spec.spectral_axis, spec.flux.value * FLAM_UNIT), ["sdss2010-r"])
+
+
+def test_ssp_luminosity_is_placed_at_10pc():
+    ages, spec = _fake_ssps(1)
+    t = magnitudes(spec, ["sdss2010-r"])
+    w = spec.spectral_axis.value
+    flam = spec.flux.value[0] * L_SUN / (4 * np.pi * (10 * PC_CM) ** 2)
+    t2 = magnitudes((w * u.AA, flam * FLAM_UNIT), ["sdss2010-r"])
+    assert t["sdss2010-r"][0] == pytest.approx(t2["sdss2010-r"][0], abs=1e-9)
+
+
+def test_real_ssp_mbol_matches_metadata(default_generator):
+    ssp = pytest.importorskip("smnet_sps.ssp", reason="smnet_sps.ssp not written yet")
+    spec = ssp.ssp_spectrum(1 * u.Gyr, 0.0152, generator=default_generator)
+    t = ssp_photometry([1e9], spec, ["sdss2010-r"], log_lbol=spec.meta["log_lbol"])
+    assert t["M_bol"][0] == pytest.approx(MBOL_SUN - 2.5 * float(spec.meta["log_lbol"]), abs=0.01)
+    # The bolometric flux of the spectrum itself agrees with log_lbol: independent check of units.
+    lbol = np.trapezoid(spec.flux.to_value(u.L_sun / u.AA).ravel(), spec.spectral_axis.to_value(u.AA))
+    assert MBOL_SUN - 2.5 * np.log10(lbol) == pytest.approx(t["M_bol"][0], abs=0.05)
+
+
+def test_parse_ages():
+    np.testing.assert_allclose(parse_ages("0.01-13Gyr", 3), [1e7, np.sqrt(0.01 * 13) * 1e9, 1.3e10])
+    np.testing.assert_allclose(parse_ages("10,100Myr"), [1e7, 1e8])
+    with pytest.raises(ValueError, match="unit"):
+        parse_ages("1-2parsec")
+    with pytest.raises(ValueError, match="positive"):
+        parse_ages("0-1Gyr", 3)
+
+
+def test_cli_mags_registered():
+    from smnet_sps.cli import build_parser
+    args = build_parser().parse_args(["mags", "--Z", "0.0152", "--filters", "sdss2010-g,sdss2010-r"])
+    assert args.func.__name__ == "_cli_mags" and args.system == "AB"
+
+
+def test_cli_mags_end_to_end(tmp_path, capsys):
+    """`smnet-sps mags` through the real ssp_grid, with the analytic blackbody generator (no trained model)."""
+    pytest.importorskip("smnet_sps.ssp", reason="smnet_sps.ssp not written yet")
+    from astropy.table import Table
+    from smnet_sps.cli import main
+    out, png = tmp_path / "m.ecsv", tmp_path / "c.png"
+    rc = main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g,sdss2010-r", "--ages", "0.1-10Gyr",
+               "--n-ages", "3", "--model", "blackbody", "--out", str(out), "--plot", str(png)])
+    assert rc == 0 and png.stat().st_size > 10000
+    t = Table.read(out)
+    assert len(t) == 3 and {"M_bol", "M_sdss2010-g", "ML_sdss2010-r"} <= set(t.colnames)
+    np.testing.assert_allclose(t["age"], [0.1, 1.0, 10.0], rtol=1e-9)
+    gr = np.asarray(t["M_sdss2010-g"]) - np.asarray(t["M_sdss2010-r"])
+    assert np.all(np.diff(gr) > 0)                    # populations redden with age
+    assert "M_sdss2010-r" in capsys.readouterr().out
+    assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-G", "--model", "blackbody"]) == 1
+    assert "sdss2010-g" in capsys.readouterr().err
