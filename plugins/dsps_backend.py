@@ -1,0 +1,107 @@
+"""DSPS backend: smnet-sps SSP grids as ``dsps.SSPData`` and as the HDF5 file ``dsps.load_ssp_templates`` reads.
+
+DSPS (Hearin et al. 2023) wants ``ssp_lgmet`` = log10 Z (absolute), ``ssp_lg_age_gyr`` = log10(age/Gyr),
+``ssp_wave`` [Angstrom] and ``ssp_flux[n_met, n_age, n_wave]`` in L_sun/Hz per M_sun formed; smnet-sps
+produces L_sun/A, so the only conversion is L_nu = L_lambda * lambda^2 / c.
+Checked against dsps 0.4.8 (``load_ssp_templates``, ``calc_rest_sed_sfh_table_met_table``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from smnet_sps.constants import C_ANGSTROM
+
+from ._common import SSPArrays, as_ssp_arrays, smnet_ssp_grid
+
+HOST = "dsps"
+HOST_VERSIONS = ">=0.4,<0.5"
+DESCRIPTION = "SSP grids as dsps.SSPData / the HDF5 file read by dsps.load_ssp_templates (L_sun/Hz per M_sun)"
+
+__all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "llambda_to_lnu", "to_ssp_data", "from_arrays",
+           "from_smnet", "write_ssp_templates", "load_ssp_templates"]
+
+# The keys dsps.load_ssp_templates reads (dsps.data_loaders.defaults.DEFAULT_SSP_KEYS).
+DSPS_KEYS = ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux")
+
+
+def llambda_to_lnu(wave_aa, l_lambda):
+    """L_lambda [per A] -> L_nu [per Hz]: multiply by lambda^2 / c (lambda in A, c in A/s)."""
+    wave_aa = np.asarray(wave_aa, float)
+    return np.asarray(l_lambda, float) * wave_aa ** 2 / C_ANGSTROM
+
+
+def _dsps_arrays(ssp: SSPArrays):
+    return (ssp.ssp_lgmet.copy(), ssp.ssp_lg_age_gyr.copy(), ssp.ssp_wave.copy(),
+            llambda_to_lnu(ssp.ssp_wave, ssp.ssp_flux))
+
+
+def to_ssp_data(grid=None, **arrays):
+    """Convert an smnet-sps SSP grid (L_sun/A) to ``dsps.SSPData`` (L_sun/Hz per M_sun formed).
+
+    Parameters
+    ----------
+    grid : mapping/object in the DSPS layout (e.g. from ``smnet_sps.ssp.ssp_grid``), or SSPArrays
+    **arrays : ``ssp_lgmet``, ``ssp_lg_age_gyr``, ``ssp_wave``, ``ssp_flux`` given explicitly instead
+
+    Returns
+    -------
+    dsps.SSPData (needs ``dsps`` importable)
+    """
+    from dsps import SSPData          # lazy: the host is optional
+    ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
+    return SSPData(*_dsps_arrays(ssp))
+
+
+from_arrays = to_ssp_data
+
+
+def from_smnet(ages, Zs, **kwargs):
+    """Run ``smnet_sps.ssp.ssp_grid(ages, Zs, **kwargs)`` and return the result as ``dsps.SSPData``."""
+    return to_ssp_data(smnet_ssp_grid(ages, Zs, **kwargs))
+
+
+def write_ssp_templates(path, grid=None, *, overwrite=False, **arrays):
+    """Write the HDF5 file ``dsps.load_ssp_templates(fn=path)`` reads.
+
+    Datasets ``ssp_lgmet``, ``ssp_lg_age_gyr``, ``ssp_wave``, ``ssp_flux`` (L_sun/Hz per M_sun formed);
+    file attributes record units and provenance. Does not need dsps installed.
+
+    Returns
+    -------
+    pathlib.Path of the written file
+
+    Raises
+    ------
+    FileExistsError if ``path`` exists and ``overwrite`` is False
+    """
+    import h5py
+    from smnet_sps import __version__
+
+    ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    lgmet, lgage, wave, flux = _dsps_arrays(ssp)
+    with h5py.File(path, "w") as hdf:
+        for key, value in zip(DSPS_KEYS, (lgmet, lgage, wave, flux)):
+            hdf.create_dataset(key, data=value)
+        hdf.attrs["creator"] = f"smnet-sps {__version__} plugins.dsps_backend"
+        hdf.attrs["ssp_flux_unit"] = "L_sun / Hz per M_sun formed"
+        hdf.attrs["ssp_wave_unit"] = "Angstrom"
+        hdf.attrs["ssp_lgmet"] = "log10 Z (metal mass fraction, absolute)"
+        hdf.attrs["ssp_lg_age_gyr"] = "log10(age / Gyr)"
+        for key, value in ssp.meta.items():
+            if isinstance(value, (str, int, float, bool)):
+                hdf.attrs[f"meta_{key}"] = value
+    return path
+
+
+def load_ssp_templates(path):
+    """Read a file written by :func:`write_ssp_templates` with DSPS's own loader (``dsps.load_ssp_templates``)."""
+    from dsps import load_ssp_templates as _load
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no DSPS SSP file at {path}")
+    return _load(fn=str(path))

@@ -1,0 +1,250 @@
+"""pystellibs backend: a generator behind pystellibs' ``Stellib`` interface.
+
+pystellibs (Fouesneau, github.com/mfouesneau/pystellibs; not on PyPI) interpolates stellar libraries
+normalised to L_bol = 1 and multiplies by the star's luminosity, returning L_lambda in erg s^-1 A^-1.
+:class:`SMNetStellib` reproduces that contract with a generator instead of an interpolated grid, so code
+written against pystellibs (``generate_stellar_spectrum``, ``generate_individual_spectra``,
+``get_boundaries``, ``points_inside``, ``get_weights``, ``get_radius``, ``wavelength``, ``logT``, ``logg``,
+``Teff``, ``Z``, ``logZ``) works unchanged. Interface checked against pystellibs ``src/pystellibs/stellib.py``
+(the repository's current version, commit 3bee430).
+
+Conventions (as in pystellibs): ``Z`` is the metal mass fraction (``logZ = log10 Z``), converted to
+the generator's [M/H] with ``zsun`` (0.02 by default, the BaSeL/pystellibs convention); ``logT`` =
+log10 Teff [K]; ``logg`` [cgs]; ``logL`` = log10(L / L_sun). Outside the generator's coverage spectra are
+``null`` (NaN by default), never silent extrapolations; ``generate_stellar_spectrum`` raises unless
+``raise_extrapolation=False``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from astropy import units as u
+
+from smnet_sps.constants import L_SUN, LLAM_UNIT, SIGMA_SB
+
+HOST = "pystellibs"
+HOST_VERSIONS = "git main (interface of src/pystellibs/stellib.py @ 3bee430; not on PyPI)"
+DESCRIPTION = "Generator behind pystellibs' Stellib interface (L_lambda in erg/s/A scaled by luminosity)"
+
+__all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "SMNetStellib", "register"]
+
+
+
+class SMNetStellib:
+    """A stellar library backed by an smnet-sps generator, with pystellibs' ``Stellib`` interface.
+
+    Parameters
+    ----------
+    generator : smnet_sps.generator.Generator, optional
+        Default: ``smnet_sps.neural.load_generator()`` (the shipped model).
+    zsun : float
+        Solar metal mass fraction converting ``Z`` to [M/H] = log10(Z / zsun).
+    node_step : (float, float)
+        (d logT, d logg) of the representative node grid exposed as ``logT``/``logg``/``Teff`` (a generator
+        has no discrete grid; the nodes sample its coverage for plotting and boundary code).
+    batch_size : int, spectra per generator call.
+    """
+
+    wavelength_unit = "AA"
+
+    def __init__(self, generator=None, *, zsun=0.02, node_step=(0.02, 0.25), batch_size=8192):
+        if generator is None:
+            from smnet_sps.neural import load_generator
+            generator = load_generator()
+        if not (0 < float(zsun) < 1):
+            raise ValueError(f"zsun must be a metal mass fraction in (0, 1), e.g. 0.02; got {zsun}")
+        self.generator = generator
+        self.zsun = float(zsun)
+        self.batch_size = int(batch_size)
+        self.name = f"smnet-sps {getattr(generator, 'name', 'generator')}"
+        self._wavelength = np.asarray(generator.wavelength, float)
+        self._dlogT = 0.0
+        self._dlogg = 0.0
+        boxes = list(generator.library_boxes.values()) or [generator.box]
+        self._boxes = [b for b in boxes if np.isfinite(b.teff).all()]
+        if not self._boxes:
+            raise ValueError(f"generator '{generator.name}' has no finite Teff coverage box")
+        self._nodes = self._make_nodes(*node_step)
+
+    # ---- grid-like attributes -------------------------------------------------------------------
+    def _make_nodes(self, dlogt, dlogg):
+        pts = []
+        for b in self._boxes:
+            lg_lo, lg_hi = (np.clip(b.logg, -1.0, 9.5) if not np.isfinite(b.logg).all() else b.logg)
+            lz = float(np.clip(0.0, *b.logz)) if np.isfinite(b.logz).all() else 0.0
+            lt = np.arange(np.log10(b.teff[0]), np.log10(b.teff[1]) + 1e-9, dlogt)
+            lg = np.arange(lg_lo, lg_hi + 1e-9, dlogg)
+            T, G = np.meshgrid(lt, lg, indexing="ij")
+            pts.append(np.column_stack([T.ravel(), G.ravel(), np.full(T.size, lz)]))
+        return np.unique(np.vstack(pts), axis=0)
+
+    @property
+    def wavelength(self):
+        """Wavelengths [Angstrom] as an astropy Quantity (pystellibs returns a unit-carrying array too)."""
+        return self._wavelength.copy() * u.AA
+
+    @property
+    def flux_units(self):
+        return 1.0 * LLAM_UNIT
+
+    @property
+    def logT(self):
+        return self._nodes[:, 0]
+
+    @property
+    def logg(self):
+        return self._nodes[:, 1]
+
+    @property
+    def Teff(self):
+        return 10.0 ** self.logT
+
+    @property
+    def logZ(self):
+        return np.log10(self.zsun) + self._nodes[:, 2]
+
+    @property
+    def Z(self):
+        return 10.0 ** self.logZ
+
+    def get_interpolation_data(self):
+        return np.array([self.logT, self.logg, self.logZ]).T
+
+    def set_default_extrapolation_bounds(self, dlogT=None, dlogg=None):
+        if dlogT is not None:
+            self._dlogT = float(dlogT)
+        if dlogg is not None:
+            self._dlogg = float(dlogg)
+
+    # ---- coverage --------------------------------------------------------------------------------
+    def get_boundaries(self, dlogT=0.1, dlogg=0.3, **kwargs):
+        """Boundary of the coverage in (logT, logg) as a ``matplotlib.path.Path`` (one rectangle per box).
+
+        Margins ``dlogT``/``dlogg`` widen every box, as pystellibs' margins do.
+        """
+        from matplotlib.path import Path
+        paths = []
+        for b in self._boxes:
+            t0, t1 = np.log10(b.teff[0]) - dlogT, np.log10(b.teff[1]) + dlogT
+            g0, g1 = (np.clip(b.logg, -1.0, 9.5) if not np.isfinite(b.logg).all() else b.logg)
+            g0, g1 = g0 - dlogg, g1 + dlogg
+            paths.append(Path([(t0, g0), (t1, g0), (t1, g1), (t0, g1), (t0, g0)], closed=True))
+        return Path.make_compound_path(*paths)
+
+    def points_inside(self, xypoints, dlogT=0.1, dlogg=0.5, Z=None):
+        """True for (logT, logg) pairs inside the coverage widened by the margins.
+
+        Unlike pystellibs' polygon test, this is exact per training-library box; with ``Z`` (metal mass
+        fractions) the [M/H] range of each box is required too.
+        """
+        xy = np.atleast_2d(np.asarray(xypoints, float))
+        if xy.shape[-1] != 2:
+            raise ValueError(f"xypoints must be a sequence of (logT, logg) pairs; got shape {xy.shape}")
+        if not np.isfinite(xy).all():
+            raise ValueError("xypoints contain NaN or inf; logT and logg must be finite")
+        logz = None if Z is None else self._mh(Z, xy.shape[0])
+        inside = np.zeros(xy.shape[0], bool)
+        for b in self._boxes:
+            ok = ((xy[:, 0] >= np.log10(b.teff[0]) - dlogT) & (xy[:, 0] <= np.log10(b.teff[1]) + dlogT)
+                  & (xy[:, 1] >= b.logg[0] - dlogg) & (xy[:, 1] <= b.logg[1] + dlogg))
+            if logz is not None:
+                ok &= (logz >= b.logz[0]) & (logz <= b.logz[1])
+            inside |= ok
+        return inside
+
+    def _mh(self, Z, n):
+        Z = np.broadcast_to(np.asarray(Z, float), (n,))
+        if not np.isfinite(Z).all() or (Z <= 0).any():
+            raise ValueError("Z must be positive finite metal mass fractions (e.g. 0.02 for solar); "
+                             f"got minimum {np.nanmin(Z) if np.isfinite(Z).any() else Z[0]}")
+        return np.log10(Z / self.zsun)
+
+    # ---- weights and radii (pystellibs units) --------------------------------------------------
+    def get_weights(self, logT, logg, logL, weights=None):
+        """Luminosity [erg/s] by which the L_bol-normalised spectra are multiplied (as pystellibs)."""
+        L = 10.0 ** np.asarray(logL, float) * L_SUN
+        return L if weights is None else np.asarray(weights, float) * L
+
+    def get_radius(self, logl, logt):
+        """Radius [m, SI as pystellibs] of a star of log(L/L_sun) and log Teff: R^2 = L / (4 pi sigma T^4)."""
+        L_w = 10.0 ** np.asarray(logl, float) * L_SUN * 1e-7
+        return np.sqrt(L_w / (4.0 * np.pi * SIGMA_SB * 1e-3 * (10.0 ** np.asarray(logt, float)) ** 4))
+
+    # ---- spectra ---------------------------------------------------------------------------------
+    def _lbol_normalised(self, logT, logg, Z):
+        """F_lambda / (sigma T^4) [1/A]: the spectrum per unit bolometric luminosity."""
+        logT = np.atleast_1d(np.asarray(logT, float))
+        teff = 10.0 ** logT
+        flux, _ = self.generator.surface_flux(teff, logg, self._mh(Z, teff.size), batch_size=self.batch_size)
+        return flux / (SIGMA_SB * teff[:, None] ** 4)
+
+    def _validate_stars(self, logT, logg, logL, Z):
+        arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, float)) for a in (logT, logg, logL, Z)))
+        for name, a in zip(("logT", "logg", "logL", "Z"), arrays):
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name} contains NaN or inf; stellar parameters must be finite")
+        return arrays
+
+    def generate_stellar_spectrum(self, logT, logg, logL, Z, raise_extrapolation=True, **kwargs):
+        """L_lambda [erg s^-1 A^-1] (plain array on ``wavelength``) of one star.
+
+        Outside the coverage: ``RuntimeError`` if ``raise_extrapolation`` (pystellibs' behaviour), else an
+        array filled with ``null`` (default NaN).
+        """
+        null_value = kwargs.pop("null", np.nan)
+        logT, logg, logL, Z = (a[0] for a in self._validate_stars(logT, logg, logL, Z))
+        if not self.points_inside([[logT, logg]], dlogT=0.0, dlogg=0.0, Z=Z)[0]:
+            if raise_extrapolation:
+                raise RuntimeError(f"Outside library interpolation range: logT={logT:g}, logg={logg:g}, Z={Z:g} "
+                                   f"(coverage of {self.name}: {self.generator.box.describe()})")
+            return np.full(self._wavelength.size, null_value)
+        return self._lbol_normalised(logT, logg, Z)[0] * self.get_weights(logT, logg, logL)
+
+    def generate_individual_spectra(self, stars, **kwargs):
+        """Spectra of many stars: ``(wavelength [A] Quantity, L_lambda Quantity (n_star, n_wave) [erg/s/A])``.
+
+        ``stars`` is a mapping/DataFrame with ``logT``, ``logg``, ``logL``, ``Z``. Stars outside the coverage
+        (widened by ``dlogT``/``dlogg``, default 0) get ``null`` (NaN) spectra, as in pystellibs.
+        """
+        null_value = kwargs.pop("null", np.nan)
+        dlogT = kwargs.pop("dlogT", self._dlogT)
+        dlogg = kwargs.pop("dlogg", self._dlogg)
+        try:
+            cols = [stars[k] for k in ("logT", "logg", "logL", "Z")]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ValueError("stars must provide columns logT, logg, logL, Z") from exc
+        logT, logg, logL, Z = self._validate_stars(*cols)
+        bound = self.points_inside(np.column_stack([logT, logg]), dlogT=dlogT, dlogg=dlogg, Z=Z)
+        specs = np.full((logT.size, self._wavelength.size), null_value, dtype=float)
+        if bound.any():
+            specs[bound] = (self._lbol_normalised(logT[bound], logg[bound], Z[bound])
+                            * self.get_weights(logT[bound], logg[bound], logL[bound])[:, None])
+        return self.wavelength, specs * LLAM_UNIT
+
+    def __repr__(self):
+        return f"SMNetStellib({self.name}, {self._wavelength.size} px, zsun={self.zsun})"
+
+
+def register(generator=None, *, name="SMNet", **kwargs):
+    """Expose :class:`SMNetStellib` inside pystellibs (``pystellibs.<name>``) when pystellibs is importable.
+
+    Returns the pystellibs-compatible class (a subclass of ``pystellibs.stellib.Stellib`` when available,
+    so ``+`` composition with pystellibs libraries works), or ``None`` when pystellibs is not installed.
+    """
+    try:
+        import pystellibs
+        from pystellibs.stellib import Stellib
+    except ImportError:
+        return None
+
+    class _Registered(SMNetStellib, Stellib):
+        def __init__(self, generator=generator, **kw):      # skip Stellib.__init__ (no interpolator needed)
+            SMNetStellib.__init__(self, generator, **{**kwargs, **kw})
+
+    _Registered.__name__ = name
+    setattr(pystellibs, name, _Registered)
+    libs = getattr(pystellibs, "libraries", None)
+    if isinstance(libs, dict):
+        libs[name] = _Registered
+    elif isinstance(libs, list):
+        libs.append(_Registered)
+    return _Registered

@@ -1,0 +1,99 @@
+"""pystellibs-interface adapter: shapes, units, luminosity scaling and coverage, with a blackbody generator."""
+import numpy as np
+import pytest
+from astropy import units as u
+
+from plugins.pystellibs_backend import SMNetStellib, register
+from smnet_sps.constants import L_SUN, R_SUN, SIGMA_SB
+from smnet_sps.generator import BlackbodyGenerator, ParameterBox
+
+
+class BoxedBlackbody(BlackbodyGenerator):
+    """Blackbody spectra with two library boxes, like a trained model's coverage."""
+
+    def __init__(self):
+        super().__init__(wavelength=np.geomspace(50.0, 1e7, 4000))
+        self.box = ParameterBox((2500.0, 50000.0), (-1.0, 6.0), (-2.5, 0.5))
+        self.library_boxes = {"cool": ParameterBox((2500.0, 10000.0), (-1.0, 6.0), (-2.5, 0.5)),
+                              "hot": ParameterBox((10000.0, 50000.0), (3.0, 5.0), (-2.5, 0.5))}
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return SMNetStellib(BoxedBlackbody(), zsun=0.02)
+
+
+def test_units_and_luminosity_scaling(lib):
+    sun = dict(logT=np.log10(5772.0), logg=4.44, logL=0.0, Z=0.02)
+    spec = lib.generate_stellar_spectrum(**sun)
+    wave = lib.wavelength
+    assert wave.unit == u.AA and spec.shape == wave.shape
+    # integral of L_lambda = L (the blackbody integrates to sigma T^4 over 50 A - 1 mm to < 1e-4)
+    assert abs(np.trapezoid(spec, wave.value) / L_SUN - 1) < 2e-3
+    # = 4 pi R^2 F_lambda with R from pystellibs' get_radius (SI metres)
+    r_cm = lib.get_radius(0.0, np.log10(5772.0)) * 100
+    assert abs(r_cm / R_SUN - 1) < 1e-3
+    flux, _ = lib.generator.surface_flux(5772.0, 4.44, 0.0)
+    assert np.allclose(spec, 4 * np.pi * r_cm ** 2 * flux[0], rtol=1e-10)
+    # scales linearly with L
+    assert np.allclose(lib.generate_stellar_spectrum(**{**sun, "logL": 2.0}), 100 * spec, rtol=1e-12)
+    assert np.allclose(lib.get_weights(1.0, 4.0, 1.0), 10 * L_SUN)
+
+
+def test_individual_spectra_shapes_and_null_outside(lib):
+    stars = {"logT": np.log10([4000.0, 20000.0, 20000.0, 60000.0]), "logg": [2.0, 4.0, 1.0, 5.0],
+             "logL": [1.0, 3.0, 3.0, 4.0], "Z": [0.02, 0.004, 0.02, 0.02]}
+    wave, specs = lib.generate_individual_spectra(stars)
+    assert specs.unit == u.erg / u.s / u.AA and specs.shape == (4, wave.size)
+    good = np.isfinite(specs.value).all(axis=1)
+    # 3rd: hot star at log g 1 is outside the 'hot' box; 4th: hotter than any box
+    assert good.tolist() == [True, True, False, False]
+    teff = 10 ** np.asarray(stars["logT"])
+    lum = np.trapezoid(specs.value[good], wave.value, axis=1)
+    assert np.allclose(lum / (10 ** np.asarray(stars["logL"])[good] * L_SUN), 1, atol=5e-3)
+    assert teff[good].size == 2
+
+
+def test_boundaries_agree_with_generator_coverage(lib):
+    rng = np.random.default_rng(0)
+    logt = rng.uniform(3.3, 4.8, 400)
+    logg = rng.uniform(-1.5, 6.5, 400)
+    inside = lib.points_inside(np.column_stack([logt, logg]), dlogT=0.0, dlogg=0.0)
+    assert np.array_equal(inside, lib.generator.in_coverage(10 ** logt, logg, 0.0))
+    path = lib.get_boundaries(dlogT=0.0, dlogg=0.0)
+    strict = (inside & (np.abs(logt - 4.0) > 1e-3)
+              & ~np.isclose(logg, 3.0, atol=1e-3) & ~np.isclose(logg, 5.0, atol=1e-3))
+    assert path.contains_points(np.column_stack([logt, logg]))[strict].all()
+    # [M/H] outside every box
+    assert not lib.points_inside([[3.8, 4.0]], dlogT=0, dlogg=0, Z=0.02 * 10 ** 1.0)[0]
+    assert lib.logT.size == lib.logg.size == lib.Z.size and (lib.Teff > 0).all()
+
+
+def test_errors_are_explicit(lib):
+    with pytest.raises(RuntimeError, match="Outside"):
+        lib.generate_stellar_spectrum(np.log10(80000.0), 5.0, 1.0, 0.02)
+    assert np.isnan(lib.generate_stellar_spectrum(np.log10(80000.0), 5.0, 1.0, 0.02,
+                                                  raise_extrapolation=False)).all()
+    with pytest.raises(ValueError, match="NaN"):
+        lib.generate_stellar_spectrum(np.nan, 4.0, 0.0, 0.02)
+    with pytest.raises(ValueError, match="Z must be positive"):
+        lib.generate_stellar_spectrum(3.7, 4.0, 0.0, -0.01)
+    with pytest.raises(ValueError, match="columns"):
+        lib.generate_individual_spectra({"logT": [3.7]})
+    with pytest.raises(ValueError, match="zsun"):
+        SMNetStellib(BoxedBlackbody(), zsun=2.0)
+
+
+def test_register_is_guarded():
+    try:
+        import pystellibs  # noqa: F401
+    except ImportError:
+        assert register(BoxedBlackbody()) is None
+    else:                                    # pragma: no cover - pystellibs is not on PyPI
+        cls = register(BoxedBlackbody())
+        assert cls is not None and cls().generate_stellar_spectrum(3.76, 4.4, 0.0, 0.02).size > 0
+
+
+def test_sigma_constant_consistency():
+    # pystellibs' own constants (W, SI) differ from IAU 2015 by < 0.3%: documented, not hidden
+    assert abs(3.839e33 / L_SUN - 1) < 3e-3 and abs(5.67037321e-5 / SIGMA_SB - 1) < 1e-6

@@ -1,0 +1,44 @@
+"""Adapters fed by the real smnet_sps.ssp.ssp_grid (small 6 ages x 3 Z grid, blackbody generator for speed)."""
+import numpy as np
+import pytest
+
+from plugins import bagpipes_backend as bb
+from plugins import dsps_backend as db
+from plugins import ppxf_backend as pb
+from plugins._common import as_ssp_arrays
+from smnet_sps.constants import C_ANGSTROM
+
+AGES_YR = np.array([0.01, 0.1, 0.5, 1.0, 3.0, 10.0]) * 1e9
+ZS = [0.004, 0.0152, 0.03]
+
+
+@pytest.fixture(scope="module")
+def grid():
+    ssp = pytest.importorskip("smnet_sps.ssp")
+    from smnet_sps.generator import BlackbodyGenerator
+    try:
+        return ssp.ssp_grid(AGES_YR, ZS, generator=BlackbodyGenerator(), progress=False)
+    except (ModuleNotFoundError, FileNotFoundError) as exc:     # isochrone tables not shipped yet
+        pytest.skip(f"ssp_grid not runnable here yet: {exc}")
+
+
+def test_ssp_grid_is_accepted(grid):
+    s = as_ssp_arrays(grid)
+    assert s.ssp_flux.shape == (3, 6, s.ssp_wave.size)
+    assert np.allclose(s.ssp_lgmet, np.log10(ZS)) and np.allclose(10 ** s.ssp_lg_age_gyr * 1e9, AGES_YR)
+    assert s.surviving_mass is not None and ((s.surviving_mass > 0.4) & (s.surviving_mass <= 1)).all()
+    assert "zsun" in s.meta
+
+
+def test_dsps_from_ssp_grid(tmp_path, grid):
+    sd = db.load_ssp_templates(db.write_ssp_templates(tmp_path / "g.h5", grid))
+    assert np.allclose(sd.ssp_flux * C_ANGSTROM / grid.ssp_wave ** 2, grid.ssp_flux, rtol=1e-12)
+
+
+def test_ppxf_and_bagpipes_files_from_ssp_grid(tmp_path, grid):
+    a = np.load(pb.write_sps_lib(tmp_path / "g.npz", grid))
+    assert a["templates"].shape == (grid.ssp_wave.size, 6, 3)
+    assert np.allclose(a["masses"], (10 ** grid.log_mass).T)
+    assert np.allclose(a["metals"], np.log10(np.array(ZS) / grid.attrs["zsun"]))
+    g = bb.read_stellar_grid(bb.write_stellar_grid(tmp_path / "g.fits", grid))
+    assert np.array_equal(g["flux"], grid.ssp_flux)
