@@ -24,17 +24,23 @@ from pathlib import Path
 
 import numpy as np
 
+from smnet_sps.constants import L_SUN
+
 from ._common import SSPArrays, as_ssp_arrays, resolve_zsun, smnet_ssp_grid
 
 HOST = "bagpipes"
 HOST_VERSIONS = ">=1.0,<1.4"
 DESCRIPTION = "SSP grid as bagpipes' stellar-grid FITS file + use_smnet_grid() switch (nebular emission off)"
 
-__all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "BAGPIPES_ZSUN", "write_stellar_grid", "from_arrays",
-           "from_smnet", "read_stellar_grid", "use_smnet_grid", "restore_bagpipes_grid", "smnet_grid"]
+__all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "BAGPIPES_ZSUN", "BAGPIPES_L_SUN", "write_stellar_grid",
+           "from_arrays", "from_smnet", "read_stellar_grid", "use_smnet_grid", "restore_bagpipes_grid",
+           "smnet_grid"]
 
 # bagpipes' metallicities are Z / Z_sun with its BC03 convention Z_sun = 0.02.
 BAGPIPES_ZSUN = 0.02
+# bagpipes turns its grid (L_sun/A) into erg/s/A with this L_sun (model_galaxy.py); ours is IAU 2015's
+# 3.828e33 (smnet_sps.constants.L_SUN), so the grid handed to bagpipes is rescaled by L_SUN / BAGPIPES_L_SUN.
+BAGPIPES_L_SUN = 3.826e33
 _CONFIG_KEYS = ("stellar_file", "metallicities", "wavelengths", "raw_stellar_ages", "live_frac",
                 "raw_stellar_grid", "metallicity_bins")
 _saved_state = []       # stack of saved config states (use_smnet_grid may be called more than once)
@@ -160,8 +166,9 @@ def use_smnet_grid(path):
     config.wavelengths = grid["wavelengths"]
     config.raw_stellar_ages = grid["ages_yr"]
     config.live_frac = grid["live_frac"]
-    # bagpipes indexes raw_stellar_grid[i].data; plain arrays wrapped to keep that interface
-    config.raw_stellar_grid = [_Image(f) for f in grid["flux"]]
+    # bagpipes indexes raw_stellar_grid[i].data; plain arrays wrapped to keep that interface. The file is in
+    # IAU L_sun; bagpipes multiplies by its own L_sun (3.826e33 erg/s), so rescale for exact erg/s output.
+    config.raw_stellar_grid = [_Image(f * (L_SUN / BAGPIPES_L_SUN)) for f in grid["flux"]]
     bins = make_bins(grid["metallicities"], make_rhs=True)[0]
     bins[0], bins[-1] = 0.0, 10.0          # as bagpipes' config.py does for its own grid
     config.metallicity_bins = bins

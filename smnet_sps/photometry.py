@@ -181,7 +181,9 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
     key = (hash(x.tobytes()), x.size, id(bp), bool(extrapolate))
     hit = _WEIGHT_CACHE.get(key)
     if hit is not None and hit[0] is bp:
-        return hit[1]
+        bw = hit[1]
+        # the same filter may be asked for under another name (a duplicate gets a suffix): keep the name
+        return bw if bw.name == name else BandWeights(name, bw.v, bw.norm, bw.pivot, bw.vega, bw.support)
     lo, hi = _bandpass_support(bp)
     if lo < x[0] or hi > x[-1]:
         if not extrapolate:
@@ -461,7 +463,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
 def _sun_mag(name, bp, system):
     ws, fs = sun_spectrum()
     return float(magnitudes((ws * u.AA, fs * FLAM_UNIT * (AU_CM / (10 * PC_CM)) ** 2), [bp],
-                            system=system)[name][0])
+                            system=system).columns[0][0])   # one filter; its column name may differ from name
 
 
 def sun_absolute_magnitudes(filters, system="AB"):

@@ -256,11 +256,14 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     cache_key = None
     if isinstance(imf, str):
         cache_key = (iso.name, tuple(pairs), imf_obj.name, backend.key, by_phase)
-    tab = _SSP_CACHE.get(cache_key) if cache_key is not None else None
+    # backend.key holds id(generator): an entry keeps its generator alive and is only used for that very
+    # object, so a later generator that reuses a freed id never gets another generator's spectra
+    hit = _SSP_CACHE.get(cache_key) if cache_key is not None else None
+    tab = hit[1] if hit is not None and hit[0] is backend.generator else None
     if tab is None:
         tab = _tabulated(iso, pairs, imf_obj, backend, by_phase=by_phase)
         if cache_key is not None:
-            _SSP_CACHE[cache_key] = tab
+            _SSP_CACHE[cache_key] = (backend.generator, tab)
             while len(_SSP_CACHE) > _SSP_CACHE_SIZE:
                 _SSP_CACHE.popitem(last=False)
     else:
@@ -495,6 +498,9 @@ def _cmd_ssp(args):
 
 
 def _cmd_ssp_grid(args):
+    from pathlib import Path
+    if Path(args.out).suffix not in (".h5", ".hdf5", ".npz"):     # fail before the (slow) grid, not after
+        raise ValueError(f"unknown output format {Path(args.out).suffix!r}; use .h5, .hdf5 or .npz")
     gen = _generator_from_arg(args.generator, args.device)
     ages = None if not args.ages else [parse_age(a) for a in args.ages]
     ages = None if ages is None else 10.0 ** np.array(ages)

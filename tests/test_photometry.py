@@ -281,3 +281,16 @@ def test_cli_mags_end_to_end(tmp_path, capsys):
     assert "M_sdss2010-r" in capsys.readouterr().out
     assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-G", "--model", "blackbody"]) == 1
     assert "sdss2010-g" in capsys.readouterr().err
+
+
+def test_duplicate_filter_keeps_every_column():
+    """resolve_filters suffixes a repeated filter ("sdss2010-r_1"); the cached band weights must not bring
+    back the first name, which silently dropped a column (and misaligned ssp_photometry's columns)."""
+    spec, _ = BlackbodyGenerator().spectra([5800.0, 4000.0], 4.4, 0.0)
+    t = magnitudes(spec, ["sdss2010-r", "sdss2010-g", "sdss2010-r"], radius=1 * u.R_sun)
+    assert t.colnames == ["sdss2010-r", "sdss2010-g", "sdss2010-r_1"]
+    assert np.array_equal(t["sdss2010-r"], t["sdss2010-r_1"])
+    lum = (spec.flux * 4 * np.pi * (1 * u.R_sun) ** 2).to(u.L_sun / u.AA)
+    p = ssp_photometry([1e9, 2e9], (spec.spectral_axis, lum), ["sdss2010-r", "sdss2010-g", "sdss2010-r"])
+    assert np.array_equal(p["M_sdss2010-r"], p["M_sdss2010-r_1"])
+    assert not np.array_equal(p["M_sdss2010-r"], p["M_sdss2010-g"])

@@ -136,3 +136,42 @@ def test_dedicated_special_phases_change_tpagb_light(blackbody):
     _check_bookkeeping(d)
     assert d.meta["special_phases"] == "dedicated" and d.meta["log_lbol"] == m.meta["log_lbol"]
     assert not np.allclose(d.flux.value, m.flux.value, rtol=1e-3)    # TP-AGB stars now C/M-star spectra
+
+
+def test_ssp_cache_never_serves_another_generators_spectra():
+    """The SSP memo is keyed on backend.key, which holds id(generator): a new generator that reuses a freed
+    generator's id (CPython does this routinely) must not get the previous generator's cached spectra.
+    The id reuse is made deterministic here by giving two backends the same key."""
+    from smnet_sps.backend import StellarLibraryBackend
+    from smnet_sps.generator import BlackbodyGenerator
+
+    class Tilted(BlackbodyGenerator):
+        def __init__(self, slope):
+            super().__init__()
+            self.slope = slope
+
+        def _surface_flux_batch(self, teff, logg, logz, dtype=None):
+            return super()._surface_flux_batch(teff, logg, logz) * (self.wavelength / 5000.0) ** self.slope
+
+    class SameId(StellarLibraryBackend):
+        key = ("blackbody", 123456789, "model", "exclude")     # what a reused id(generator) looks like
+
+    flat = ssp_spectrum(1e9, 0.0152, generator=SameId(Tilted(0.0))).flux.value
+    tilted = ssp_spectrum(1e9, 0.0152, generator=SameId(Tilted(2.0))).flux.value
+    reference = ssp_spectrum(1e9, 0.0152, generator=Tilted(2.0)).flux.value     # other key: computed afresh
+    assert np.allclose(tilted, reference, rtol=1e-6)
+    assert not np.allclose(flat, tilted, rtol=1e-2)
+
+
+def test_cli_ssp_grid_rejects_output_format_before_computing(tmp_path, monkeypatch, capsys):
+    """A wrong --out suffix is reported at once, not after the whole grid has been computed."""
+    import smnet_sps.ssp as sspmod
+    from smnet_sps.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("ssp_grid ran although the output format is invalid")
+
+    monkeypatch.setattr(sspmod, "ssp_grid", never)
+    assert main(["ssp-grid", "--ages", "1Gyr", "--Z", "0.002", "--generator", "blackbody",
+                 "--out", str(tmp_path / "g.txt")]) == 1
+    assert "unknown output format '.txt'" in capsys.readouterr().err
