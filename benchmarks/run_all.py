@@ -1,0 +1,45 @@
+"""Run every benchmark in this folder and merge their sections into benchmarks/RESULTS.md.
+
+Each ``bench_<topic>.py`` prints its figures and writes ``results_<topic>.md``; this script runs them in
+one process tree, one after another, so the ratios inside each section come from one run on one machine.
+Usage: ``python benchmarks/run_all.py [topic ...]`` (default: all). ``--merge-only`` just rebuilds RESULTS.md.
+"""
+import datetime
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ["generator", "ssp", "photometry"]
+
+
+def merge():
+    sections = []
+    for topic in ORDER + sorted({p.stem[len("results_"):] for p in HERE.glob("results_*.md")} - set(ORDER)):
+        path = HERE / f"results_{topic}.md"
+        if path.exists():
+            sections.append(path.read_text().strip())
+    header = ("# Benchmark results\n\n"
+              f"Merged by `benchmarks/run_all.py` on {datetime.date.today()} ({platform.machine()}, "
+              f"{platform.python_implementation()} {platform.python_version()}). Each section comes from one run "
+              "of its script; compare ratios within a section, not absolute times across machines.\n")
+    (HERE / "RESULTS.md").write_text(header + "\n" + "\n\n".join(sections) + "\n")
+    print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+def main(argv):
+    topics = [a for a in argv if not a.startswith("--")] or ORDER
+    if "--merge-only" not in argv:
+        for topic in topics:
+            script = HERE / f"bench_{topic}.py"
+            if not script.exists():
+                raise SystemExit(f"no benchmark named {topic!r}; available: "
+                                 f"{sorted(p.stem[6:] for p in HERE.glob('bench_*.py'))}")
+            print(f"== {script.name}", flush=True)
+            subprocess.run([sys.executable, str(script)], check=True)
+    merge()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
