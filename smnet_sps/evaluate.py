@@ -1,0 +1,305 @@
+"""Evaluation of generators: held-out accuracy vs an interpolation baseline, seam smoothness, throughput.
+
+``smnet-sps evaluate --model DIR --grid grid.h5 [--out report.json]``
+
+Metrics (docs/generator.md):
+
+* accuracy on the held-out test nodes of the model's split: MSE in SM-Net's log1p01 space (the paper's metric;
+  tau, x_max as stored with the model) and the median / 95th percentile of |F_model / F_true - 1| over
+  1,000-25,000 A (pixels the library knows and brighter than 1e-4 of the spectrum's peak there), per library;
+* the same numbers for the baseline: linear interpolation of the TRAINING nodes of the same library in
+  (log Teff, log g, [M/H]) (scipy's LinearNDInterpolator on log flux; test nodes outside the convex hull of
+  the training nodes are skipped for the baseline and counted);
+* seam smoothness: Teff sweeps in 1 % steps through library overlaps; the jump between neighbouring steps is the
+  mean |d ln F| over 3,000-10,000 A; compared with the same sweep through the raw libraries.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .constants import SIGMA_SB
+from .model import log1p01_forward
+
+__all__ = ["accuracy_table", "interpolation_baseline", "relative_errors", "teff_sweep", "seam_report",
+           "default_sweeps", "throughput", "matmul_peak_gflops", "format_accuracy_table", "add_cli",
+           "BASELINE_STEPS"]
+
+# Axis scales used to make the interpolation baseline's triangulation isotropic (about one grid step each).
+BASELINE_STEPS = (0.02, 0.5, 0.5)
+
+
+def relative_errors(pred, true, mask, wavelength, wave_range=(1000.0, 25000.0), rel_floor=1e-4):
+    """|pred/true - 1| on the known pixels in ``wave_range`` brighter than ``rel_floor`` x the peak there.
+
+    Returns a 1-d array (all spectra pooled). The floor keeps meaningless ratios of ~0/~0 far in a cool
+    star's Wien tail out of the statistics.
+    """
+    inr = (wavelength >= wave_range[0]) & (wavelength <= wave_range[1])
+    true = np.where(mask, true, np.nan)[:, inr]
+    peak = np.nanmax(np.where(np.isfinite(true), true, -np.inf), axis=1, keepdims=True)
+    ok = np.isfinite(true) & (true > rel_floor * peak) & np.isfinite(pred[:, inr])
+    return np.abs(pred[:, inr][ok] / true[ok] - 1)
+
+
+def interpolation_baseline(params, log_flux, query):
+    """Linear interpolation of ``log_flux`` (n, n_wave) given at ``params`` (n, 3) to ``query`` (m, 3).
+
+    Parameters are (log10 Teff, log g, [M/H]); each axis is divided by :data:`BASELINE_STEPS`; axes that are
+    constant over the nodes are dropped. Returns (m, n_wave) with NaN rows outside the convex hull.
+    """
+    from scipy.interpolate import LinearNDInterpolator
+    p = np.asarray(params, float) / BASELINE_STEPS
+    q = np.asarray(query, float) / BASELINE_STEPS
+    keep = np.ptp(p, axis=0) > 1e-9
+    p, q = p[:, keep], q[:, keep]
+    if p.shape[1] == 0:
+        return np.repeat(log_flux[:1], len(q), axis=0)
+    if p.shape[1] == 1:
+        order = np.argsort(p[:, 0])
+        out = np.full((len(q), log_flux.shape[1]), np.nan)
+        for j in range(log_flux.shape[1]):
+            out[:, j] = np.interp(q[:, 0], p[order, 0], log_flux[order, j], left=np.nan, right=np.nan)
+        return out
+    return LinearNDInterpolator(p, log_flux)(q)
+
+
+def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline=True, progress=False):
+    """Per-library accuracy on the test nodes of ``split`` (default: the model's own split).
+
+    Returns a dict library -> {n_test, mse_log1p01, median, p95, baseline_median, baseline_p95,
+    n_baseline, model_median_on_baseline_nodes, model_p95_on_baseline_nodes}; fractions, not per cent.
+    """
+    if split is None:
+        split = gen.nodes["split"]
+    tau, x_max = gen.log1p01["tau"], gen.log1p01["x_max"]
+    wl = grid.wavelength
+    out = {}
+    for j, lib in enumerate(grid.library_names):
+        test = np.flatnonzero((split == 2) & (grid.library_id == j))
+        if test.size == 0:
+            continue
+        train = np.flatnonzero((split == 0) & (grid.library_id == j))
+        true, mask = grid.flux[test].astype(float), grid.mask[test]
+        pred, _ = gen.surface_flux(grid.teff[test], grid.logg[test], grid.logz[test], library=lib,
+                                   progress=progress)
+        norm = SIGMA_SB * grid.teff[test][:, None] ** 4
+        y_true = log1p01_forward(np.where(mask, np.clip(true, 0, None), 0) / norm, tau, x_max)
+        y_pred = log1p01_forward(np.clip(pred, 0, None) / norm, tau, x_max)
+        mse = float(np.mean((y_pred - y_true)[mask] ** 2))
+        err = relative_errors(pred, true, mask, wl, wave_range)
+        # also >= 3000 A: the far-UV of cool stars (fluxes spanning decades) dominates the tail
+        err_opt = relative_errors(pred, true, mask, wl, (max(3000.0, wave_range[0]), wave_range[1]))
+        row = {"n_test": int(test.size), "mse_log1p01": mse, "median": float(np.median(err)),
+               "p95": float(np.percentile(err, 95)), "median_ge3000": float(np.median(err_opt)),
+               "p95_ge3000": float(np.percentile(err_opt, 95))}
+        if baseline and train.size >= 2:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lf = np.log10(np.where(grid.mask[train] & (grid.flux[train] > 0), grid.flux[train], np.nan)
+                              / (SIGMA_SB * grid.teff[train][:, None] ** 4))
+            pp = np.stack([np.log10(grid.teff), grid.logg, grid.logz], 1)
+            base = 10 ** interpolation_baseline(pp[train], lf, pp[test]) * norm
+            ok = np.isfinite(base).any(1)
+            row["n_baseline"] = int(ok.sum())
+            if ok.any():
+                be = relative_errors(base[ok], true[ok], mask[ok], wl, wave_range)
+                me = relative_errors(pred[ok], true[ok], mask[ok], wl, wave_range)
+                bo = relative_errors(base[ok], true[ok], mask[ok], wl, (max(3000.0, wave_range[0]), wave_range[1]))
+                row.update(baseline_median_ge3000=float(np.median(bo)), baseline_p95_ge3000=float(np.percentile(bo, 95)),
+                           baseline_median=float(np.median(be)), baseline_p95=float(np.percentile(be, 95)),
+                           model_median_on_baseline_nodes=float(np.median(me)),
+                           model_p95_on_baseline_nodes=float(np.percentile(me, 95)))
+        out[lib] = row
+    return out
+
+
+def format_accuracy_table(table):
+    """Markdown table of :func:`accuracy_table` (per cent)."""
+    lines = ["| library | test nodes | MSE log1p01 | median | p95 | baseline nodes | model median / p95 there "
+             "| baseline median / p95 | model >= 3000 A median / p95 | baseline >= 3000 A |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for lib, r in table.items():
+        b = (f"{100 * r['model_median_on_baseline_nodes']:.2f} % / {100 * r['model_p95_on_baseline_nodes']:.2f} % "
+             f"| {100 * r['baseline_median']:.2f} % / {100 * r['baseline_p95']:.2f} %"
+             if "baseline_median" in r else "- | -")
+        bo = (f"{100 * r['baseline_median_ge3000']:.2f} % / {100 * r['baseline_p95_ge3000']:.2f} %"
+              if "baseline_median_ge3000" in r else "-")
+        lines.append(f"| {lib} | {r['n_test']} | {r['mse_log1p01']:.2e} | {100 * r['median']:.2f} % | "
+                     f"{100 * r['p95']:.2f} % | {r.get('n_baseline', 0)} | {b} | {100 * r['median_ge3000']:.2f} % / "
+                     f"{100 * r['p95_ge3000']:.2f} % | {bo} |")
+    return "\n".join(lines)
+
+
+# ---- seams ------------------------------------------------------------------------------------------
+def _jumps(flux, wavelength, band=(3000.0, 10000.0)):
+    sel = (wavelength >= band[0]) & (wavelength <= band[1])
+    lf = np.log(np.clip(flux[:, sel], 1e-300, None))
+    d = np.abs(np.diff(lf, axis=0))
+    n = np.isfinite(d).sum(1)
+    # steps where the raw library has no data (NaN) get NaN, not a warning
+    return np.where(n > 0, np.nansum(d, axis=1) / np.maximum(n, 1), np.nan)
+
+
+def teff_sweep(teff_lo, teff_hi, step=0.01):
+    """Teff values from lo to hi in steps of ``step`` (fractional, 1 % default) [K]."""
+    n = int(np.ceil(np.log(teff_hi / teff_lo) / np.log1p(step))) + 1
+    return teff_lo * (1 + step) ** np.arange(n)
+
+
+def _raw_sweep(grid, teff, logg, logz):
+    """Raw-library sweep with hard library edges: at each Teff, the mean in log flux over the libraries whose
+    box contains the point of that library's nodes at the nearest available (log g, [M/H]) plane, linearly
+    interpolated in log Teff. Returns (flux, n_libraries_used) per Teff; NaN where no library covers it."""
+    logs = np.zeros((teff.size, grid.wavelength.size))
+    count = np.zeros((teff.size, grid.wavelength.size))
+    nlib = np.zeros(teff.size, int)
+    for j, lib in enumerate(grid.library_names):
+        sel = np.flatnonzero(grid.library_id == j)
+        if sel.size == 0:
+            continue
+        inbox = ((teff >= grid.teff[sel].min()) & (teff <= grid.teff[sel].max())
+                 & (grid.logg[sel].min() <= logg <= grid.logg[sel].max())
+                 & (grid.logz[sel].min() <= logz <= grid.logz[sel].max()))
+        if not inbox.any():
+            continue
+        d = np.abs(grid.logg[sel] - logg) / 0.5 + np.abs(grid.logz[sel] - logz) / 0.5
+        plane = sel[d <= d.min() + 1e-9]
+        plane = plane[np.argsort(grid.teff[plane])]
+        if plane.size < 2:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lf = np.log(np.where(grid.mask[plane] & (grid.flux[plane] > 0), grid.flux[plane], np.nan))
+        lt = np.log(grid.teff[plane])
+        rows = np.flatnonzero(inbox)
+        for k in range(lf.shape[1]):
+            v = np.interp(np.log(teff[rows]), lt, lf[:, k], left=np.nan, right=np.nan)
+            ok = np.isfinite(v)
+            logs[rows[ok], k] += v[ok]
+            count[rows[ok], k] += 1
+        nlib[rows] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.exp(logs / count), nlib
+
+
+def default_sweeps(gen):
+    """The seam sweeps (name, Teff lo, Teff hi, log g, [M/H]) that make sense for this model's libraries."""
+    names = set(gen.library_names)
+    sweeps = []
+    # Each sweep crosses box edges: CK04 starts at 3500 K, NextGen stops at 10,000 K; WM-basic starts at
+    # 25 kK; at log g 5 CK04/BaSeL stop and Rauch starts at 50 kK (WM-basic has log g <= 4.5, so WM-basic and
+    # Rauch never overlap).
+    if {"nextgen", "ck04"} <= names:
+        sweeps.append(("NextGen/CK04/BaSeL", 3000.0, 12000.0, 4.5, 0.0))
+    if {"ck04", "wmbasic"} <= names:
+        sweeps.append(("CK04/WM-basic", 20000.0, 50000.0, 4.0, 0.0))
+    if "rauch_tmap" in names:
+        sweeps.append(("CK04+BaSeL/Rauch", 35000.0, 80000.0, 5.0, 0.0))
+    if not sweeps:      # any model: a sweep across its whole Teff range at the middle log g
+        b = gen.box
+        sweeps.append(("full range", b.teff[0], b.teff[1], float(np.mean(b.logg)), float(np.mean(b.logz))))
+    return sweeps
+
+
+def seam_report(gen, grid, sweeps=None):
+    """Largest and median jump (mean |d ln F| over 3000-10000 A between 1 % Teff steps), model vs raw.
+
+    The raw sweep (:func:`_raw_sweep`) averages, with hard box edges, the libraries covering each Teff, each
+    interpolated linearly in log Teff between its nodes: its jumps where a library enters or leaves are the
+    libraries' own disagreements.
+    """
+    sweeps = default_sweeps(gen) if sweeps is None else sweeps
+    rows = []
+    for name, lo, hi, g, z in sweeps:
+        t = teff_sweep(lo, hi)
+        import warnings
+        from .generator import CoverageWarning
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CoverageWarning)
+            f, inside = gen.surface_flux(t, g, z)
+        mix = gen.mixture(t, g, z)
+        raw, nlib = _raw_sweep(grid, t, g, z)
+        jm, jr = _jumps(f, gen.wavelength), _jumps(raw, grid.wavelength)
+        switch = np.flatnonzero(nlib[1:] != nlib[:-1])
+        used = (mix > 0).any(0)
+        rows.append({"sweep": name, "teff": [lo, hi], "logg": g, "logz": z, "n_steps": int(t.size),
+                     "model_max_jump": float(np.nanmax(jm)), "model_median_jump": float(np.nanmedian(jm)),
+                     "model_max_at_teff": float(t[np.nanargmax(jm)]),
+                     "raw_max_jump": float(np.nanmax(jr)) if np.isfinite(jr).any() else None,
+                     "raw_median_jump": float(np.nanmedian(jr)) if np.isfinite(jr).any() else None,
+                     "raw_jump_at_library_switch": [float(jr[s]) for s in switch],
+                     "library_switches_at_teff": [float(t[s]) for s in switch],
+                     "libraries": [n for n, u_ in zip(gen.library_names, used) if u_], "fraction_inside": float(inside.mean())})
+    return rows
+
+
+# ---- throughput ------------------------------------------------------------------------------------
+def matmul_peak_gflops(n=2048, repeats=5, device="cpu"):
+    """Best fp32 matmul throughput of torch on this machine [GFLOP/s] (n x n x n, best of ``repeats``)."""
+    import torch
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = np.inf
+    for _ in range(repeats + 1):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def throughput(fn, batch, repeats=3, min_time=0.5):
+    """Spectra per second of ``fn(batch)`` (best of repeats, each at least ``min_time`` s or one call)."""
+    fn(batch)                                   # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn(batch)
+            n += batch
+            dt = time.perf_counter() - t0
+            if dt >= min_time:
+                break
+        best = max(best, n / dt)
+    return best
+
+
+# ---- CLI -------------------------------------------------------------------------------------------
+def add_cli(sub):
+    p = sub.add_parser("evaluate", help="accuracy of a trained model on its held-out grid nodes",
+                       description="Held-out accuracy vs linear interpolation, and seam smoothness.")
+    p.add_argument("--model", default=None, help="model directory (default: the shipped default model)")
+    p.add_argument("--grid", required=True, help="the union grid file the model was trained on")
+    p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-seams", action="store_true")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args):
+    from .neural import NeuralGenerator, load_generator
+    from .train import read_grid
+    gen = load_generator(args.model, device=args.device)
+    if not isinstance(gen, NeuralGenerator):
+        raise ValueError("evaluate needs a model directory trained by smnet-sps (it uses the model's split)")
+    grid = read_grid(args.grid)
+    if gen.config.get("grid_sha256") != grid.sha256:
+        raise ValueError(f"{args.grid} (sha256 {grid.sha256[:12]}) is not the grid this model was trained on "
+                         f"({str(gen.config.get('grid_sha256'))[:12]}); its test split would not apply")
+    table = accuracy_table(gen, grid, progress=True)
+    print(format_accuracy_table(table))
+    report = {"model": str(gen.directory), "grid": str(args.grid), "accuracy": table}
+    if not args.no_seams:
+        report["seams"] = seam_report(gen, grid)
+        for r in report["seams"]:
+            print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} (median {r['model_median_jump']:.4f})"
+                  f", raw max jump {r['raw_max_jump']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.out}")
+    return 0

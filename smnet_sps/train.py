@@ -1,0 +1,429 @@
+"""Training of the generators on the union grid: masked loss, dissimilarity sampling, resumable checkpoints.
+
+``smnet-sps train --grid grid.h5 --out models/NAME [--arch mlp|smnet] [--width W] [--epochs N] [--minutes M]
+[--device auto] [--resume]``
+
+The written model directory is read by :func:`smnet_sps.neural.load_generator` (layout: docs/CONTRACTS.md,
+details: docs/generator.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .constants import SIGMA_SB
+from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
+
+__all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "sampling_weights", "masked_mse",
+           "file_sha256", "add_cli", "TrainingGrid", "SPLIT_CODES"]
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass
+class TrainingGrid:
+    """The arrays training needs (a subset of :class:`smnet_sps.grid.UnionGrid`)."""
+
+    wavelength: np.ndarray
+    teff: np.ndarray
+    logg: np.ndarray
+    logz: np.ndarray
+    library_id: np.ndarray
+    library_names: list
+    flux: np.ndarray
+    mask: np.ndarray
+    path: str = ""
+    sha256: str = ""
+    libraries: dict = field(default_factory=dict)
+
+
+def file_sha256(path, chunk=1 << 20):
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_grid_h5(path):
+    import h5py
+    with h5py.File(path, "r") as f:
+        names = f.attrs["library_names"]
+        names = json.loads(names) if isinstance(names, (str, bytes)) else [str(n) for n in names]
+        return dict(wavelength=f["wavelength"][:], teff=f["teff"][:], logg=f["logg"][:], logz=f["logz"][:],
+                    library_id=f["library_id"][:].astype(int), library_names=list(names),
+                    flux=f["flux"][:], mask=f["mask"][:].astype(bool))
+
+
+def read_grid(path):
+    """Read a union grid file (via :func:`smnet_sps.grid.load_grid` when available) into a TrainingGrid."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file not found: {path} (build one with `smnet-sps grid build`)")
+    try:
+        from .grid import load_grid
+    except ImportError:
+        load_grid = None
+    try:
+        if load_grid is not None:
+            g = load_grid(path)
+            d = dict(wavelength=g.wavelength, teff=g.teff, logg=g.logg, logz=g.logz,
+                     library_id=np.asarray(g.library_id).astype(int), library_names=list(g.library_names),
+                     flux=g.flux, mask=np.asarray(g.mask, bool))
+            libs = dict(getattr(g, "libraries", {}) or {})
+        else:
+            d, libs = _read_grid_h5(path), {}
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable union grid file ({exc}); see docs/CONTRACTS.md") from exc
+    grid = TrainingGrid(**{k: (np.asarray(v) if k != "library_names" else v) for k, v in d.items()},
+                        path=str(path), sha256=file_sha256(path), libraries=libs)
+    if grid.flux.shape != grid.mask.shape or grid.flux.shape != (grid.teff.size, grid.wavelength.size):
+        raise ValueError(f"{path}: inconsistent shapes flux {grid.flux.shape}, mask {grid.mask.shape}, "
+                         f"{grid.teff.size} nodes x {grid.wavelength.size} wavelengths")
+    return grid
+
+
+def log_ratio_targets(flux, mask, teff):
+    """log10(F_lambda / (sigma Teff^4)) [log10 A^-1] floored at LOG_RATIO_FLOOR; NaN where mask is False.
+
+    Known pixels with zero or negative flux (physical zeros far in the Wien tail) get the floor.
+    """
+    ratio = np.asarray(flux, float) / (SIGMA_SB * np.asarray(teff, float)[:, None] ** 4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log10(np.where(ratio > 0, ratio, 0.0))
+    out = np.maximum(np.nan_to_num(out, nan=LOG_RATIO_FLOOR, neginf=LOG_RATIO_FLOOR), LOG_RATIO_FLOOR)
+    return np.where(mask, out, np.nan).astype(np.float32)
+
+
+def split_nodes(teff, logg, logz, library_id, test_every=10, val_fraction=0.05, seed=0):
+    """Deterministic train / validation / test split by grid node; codes in :data:`SPLIT_CODES`.
+
+    Test nodes are interior: per library, a node whose Teff neighbours on both sides (same log g, [M/H],
+    library) exist in the grid; every ``test_every``-th of those (after a seeded shuffle) is held out, and no
+    two test nodes are Teff neighbours of each other (so each keeps both neighbours in training).
+    ``val_fraction`` of the remaining non-edge nodes go to validation.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(teff)
+    split = np.zeros(n, np.int8)
+    interior = np.zeros(n, bool)
+    left = np.full(n, -1)
+    right = np.full(n, -1)
+    keys = {}
+    for i in range(n):
+        keys.setdefault((int(library_id[i]), round(float(logg[i]), 3), round(float(logz[i]), 3)), []).append(i)
+    for idx in keys.values():
+        idx = sorted(idx, key=lambda i: teff[i])
+        for a, b, c in zip(idx[:-2], idx[1:-1], idx[2:]):
+            interior[b] = True
+            left[b], right[b] = a, c
+    cand = rng.permutation(np.flatnonzero(interior))
+    blocked = np.zeros(n, bool)
+    n_test_target = int(round(interior.sum() / test_every))
+    for i in cand:
+        if (split == 2).sum() >= n_test_target:
+            break
+        if blocked[i] or blocked[left[i]] or blocked[right[i]]:
+            continue
+        split[i] = 2
+        blocked[[i, left[i], right[i]]] = True
+    rest = np.flatnonzero((split == 0) & interior & ~blocked)
+    n_val = int(round(val_fraction * n))
+    split[rng.permutation(rest)[:n_val]] = 1
+    return split
+
+
+def sampling_weights(params, log_ratio, library_id, k=6, w_max=5.0):
+    """Dissimilarity weights for sampling training nodes, in [1, w_max].
+
+    For each node: mean over its k nearest neighbours (same library, in scaled parameter space) of the mean
+    |difference| in log10 flux over pixels both know; divided by the median of that over the library, clipped
+    to [1, w_max]. Nodes where the spectrum changes fast (hot/cool edges, molecular onsets) are drawn more
+    often, in the spirit of SM-Net's replication of rare, dissimilar spectra.
+    """
+    from scipy.spatial import cKDTree
+    w = np.ones(len(params))
+    for lib in np.unique(library_id):
+        sel = np.flatnonzero(library_id == lib)
+        if sel.size < 3:
+            continue
+        kk = min(k, sel.size - 1)
+        _, nn = cKDTree(params[sel]).query(params[sel], k=kk + 1)
+        d = np.empty(sel.size)
+        for a in range(sel.size):
+            diffs = np.abs(log_ratio[sel[a]][None, :] - log_ratio[sel[nn[a, 1:]]])
+            d[a] = np.nanmean(diffs) if np.isfinite(diffs).any() else 0.0
+        med = np.median(d[d > 0]) if (d > 0).any() else 1.0
+        w[sel] = np.clip(d / med, 1.0, w_max)
+    return w
+
+
+def masked_mse(pred, target, mask, weights=None):
+    """Mean squared error over known pixels only; masked pixels never enter (even if NaN or inf).
+
+    ``torch.where`` (not multiplication by the mask) so that garbage in masked pixels cannot leak as NaN.
+    Each spectrum's mean over its known pixels is weighted by ``weights`` (default 1).
+    """
+    sq = torch.where(mask, (pred - torch.where(mask, target, torch.zeros_like(target))) ** 2,
+                     torch.zeros_like(pred))
+    per = sq.sum(1) / mask.sum(1).clamp(min=1)
+    if weights is None:
+        return per.mean()
+    return (per * weights).sum() / weights.sum()
+
+
+def _scaled_inputs(grid, lo, hi):
+    p = np.stack([np.log10(grid.teff), grid.logg, grid.logz], 1)
+    return ((p - lo) / (hi - lo)).astype(np.float32)
+
+
+def _boxes(grid):
+    from .generator import ParameterBox
+
+    def box(sel):
+        return ParameterBox((float(grid.teff[sel].min()), float(grid.teff[sel].max())),
+                            (float(grid.logg[sel].min()), float(grid.logg[sel].max())),
+                            (float(grid.logz[sel].min()), float(grid.logz[sel].max())))
+    all_ = np.ones(grid.teff.size, bool)
+    lib = {name: box(grid.library_id == j).as_dict() for j, name in enumerate(grid.library_names)
+           if (grid.library_id == j).any()}
+    return box(all_).as_dict(), lib
+
+
+def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minutes=None, device="auto",
+          resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
+          test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody"):
+    """Train a generator on a union grid and write a model directory.
+
+    Parameters
+    ----------
+    grid : path or TrainingGrid
+    out : path, the model directory to write (config.json, weights.pt, wavelength.npy, nodes.npz,
+        checkpoint.pt for --resume)
+    arch : ``"mlp"`` (default emulator) or ``"smnet"`` (released architecture, base width ``B``)
+    width, depth : MLP hidden width and number of hidden layers
+    epochs : int, maximum number of epochs (one epoch = n_train weighted draws)
+    minutes : float or None, wall-time budget [min]; training stops at whichever of epochs/minutes comes first
+    device : ``"auto"``, ``"cpu"``, ``"cuda"``
+    resume : continue from ``out/checkpoint.pt``
+    patience : early stopping after this many epochs without a better validation loss
+    reference : ``"blackbody"`` (default) or ``"none"``: the MLP predicts log10(F / sigma T^4) minus this
+        reference's log10(pi B_lambda / sigma T^4) (see :func:`smnet_sps.model.blackbody_log_ratio`)
+    save_every : write checkpoint + model every this many epochs
+
+    Returns
+    -------
+    dict, the config written to ``out/config.json``
+    """
+    from .neural import MODEL_FORMAT, resolve_device
+
+    if reference not in ("blackbody", "none"):
+        raise ValueError(f"unknown reference {reference!r}; allowed: ['blackbody', 'none']")
+    if arch not in ("mlp", "smnet"):
+        raise ValueError(f"unknown architecture {arch!r}; allowed: ['mlp', 'smnet']")
+    for nm, val in (("width", width), ("depth", depth), ("epochs", epochs), ("batch_size", batch_size), ("B", B)):
+        if int(val) < 1:
+            raise ValueError(f"{nm} must be >= 1, got {val}")
+    if minutes is not None and not minutes > 0:
+        raise ValueError(f"minutes must be > 0 (or None for no time limit), got {minutes}")
+    if threads:
+        torch.set_num_threads(int(threads))
+    if not isinstance(grid, TrainingGrid):
+        grid = read_grid(grid)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+
+    n, L = grid.flux.shape
+    lo = np.array([np.log10(grid.teff.min()), grid.logg.min(), grid.logz.min()])
+    hi = np.array([np.log10(grid.teff.max()), grid.logg.max(), grid.logz.max()])
+    hi = np.where(hi > lo, hi, lo + 1.0)          # a constant dimension (single-[M/H] grid) scales to 0
+    x_all = _scaled_inputs(grid, lo, hi)
+    split = split_nodes(grid.teff, grid.logg, grid.logz, grid.library_id, test_every=test_every, seed=seed)
+    tr = split == 0
+    log_ratio = log_ratio_targets(grid.flux, grid.mask, grid.teff)
+    mask = grid.mask & np.isfinite(log_ratio)
+    ratio = np.where(mask, 10.0 ** np.nan_to_num(log_ratio), 0.0)
+    tau, x_max = fit_log1p01(ratio[tr], mask[tr])
+    n_lib = len(grid.library_names)
+
+    if arch == "mlp":
+        if reference == "blackbody":
+            log_ratio_ref = log_ratio - blackbody_log_ratio(grid.wavelength, grid.teff).astype(np.float32)
+        else:
+            log_ratio_ref = log_ratio
+        known = mask[tr]
+        vals = np.where(known, log_ratio_ref[tr], 0.0).astype(np.float64)
+        cnt = known.sum(0)
+        mean = np.where(cnt > 0, vals.sum(0) / np.maximum(cnt, 1), 0.0)
+        var = np.where(known, (vals - mean) ** 2, 0.0).sum(0) / np.maximum(cnt, 1)
+        std = np.maximum(np.sqrt(var), 1e-3)       # floor: near-constant pixels must not blow up
+        target = np.where(mask, (np.nan_to_num(log_ratio_ref) - mean) / std, 0.0).astype(np.float32)
+        arch_kwargs = dict(n_wave=L, n_libraries=n_lib, width=int(width), depth=int(depth))
+    else:
+        target = np.where(mask, log1p01_forward(ratio, tau, x_max), 0.0).astype(np.float32)
+        arch_kwargs = dict(B=int(B), L=L)
+    model = build_model(arch, **arch_kwargs)
+    if arch == "mlp":
+        model.out_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        model.out_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+    model.to(dev)
+    weights = sampling_weights(x_all / np.array([0.02, 0.5, 0.5]) * (hi - lo), log_ratio, grid.library_id,
+                               w_max=w_max)
+
+    def to_t(a, dtype=torch.float32):
+        return torch.as_tensor(a, device=dev, dtype=dtype)
+    X, Y, M = to_t(x_all), to_t(target), torch.as_tensor(mask, device=dev)
+    MIX = torch.nn.functional.one_hot(torch.as_tensor(grid.library_id, device=dev).long(), n_lib).float()
+    idx_tr, idx_val = np.flatnonzero(split == 0), np.flatnonzero(split == 1)
+    if idx_val.size == 0:
+        idx_val = idx_tr
+    W = to_t(weights[idx_tr])
+
+    def forward(ix):
+        return model(X[ix], MIX[ix]) if arch == "mlp" else model(X[ix])
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    state = dict(epoch=0, elapsed=0.0, best_val=math.inf, best_epoch=-1, history=[])
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ckpt_path = out / "checkpoint.pt"
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        if ck["arch"] != arch or ck["arch_kwargs"] != arch_kwargs or ck["grid_sha256"] != grid.sha256:
+            raise ValueError(f"--resume: {ckpt_path} was written for {ck['arch']} {ck['arch_kwargs']} on grid "
+                             f"{ck['grid_sha256'][:12]}; now {arch} {arch_kwargs} on {grid.sha256[:12]}")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        state = ck["state"]
+        best_state = ck["best_state"]
+
+    def write(final=False):
+        box, lib_boxes = _boxes(grid)
+        cfg = {"format": MODEL_FORMAT, "format_version": 1, "name": name or out.name, "arch": arch,
+               "arch_kwargs": arch_kwargs, "wavelength_file": "wavelength.npy", "weights_file": "weights.pt",
+               "nodes_file": "nodes.npz",
+               "input_scaling": {"variables": ["log10_teff", "logg", "logz"], "lo": lo.tolist(), "hi": hi.tolist()},
+               "reference": reference if arch == "mlp" else "none",
+               "output": ("per-pixel standardised log10(F_lambda / (sigma Teff^4)) - reference "
+                          "log10(pi B_lambda / sigma Teff^4); buffers out_mean/out_std"
+                          if arch == "mlp" else "log1p01 of F_lambda / (sigma Teff^4) [A^-1]"),
+               "log1p01": {"tau": tau, "x_max": x_max, "fit": "tau = 1% quantile, x_max = max of positive known "
+                           "F/(sigma T^4) over training nodes"},
+               "log_ratio_floor": LOG_RATIO_FLOOR,
+               "box": box, "library_names": list(grid.library_names), "library_boxes": lib_boxes,
+               "grid_file": str(grid.path), "grid_sha256": grid.sha256,
+               "split": {"rule": f"interior nodes, every {test_every}th held out for test (seed {seed}); "
+                                 "5% validation", "n_train": int((split == 0).sum()),
+                         "n_val": int((split == 1).sum()), "n_test": int((split == 2).sum())},
+               "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]",
+               "training": {"epochs_run": state["epoch"], "wall_seconds": round(state["elapsed"], 1),
+                            "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
+                            "batch_size": batch_size, "lr": lr, "device": str(dev),
+                            "torch_threads": torch.get_num_threads(), "finished": final},
+               "history": state["history"][-200:]}
+        sd = {k: v.detach().cpu().float() for k, v in best_state.items()}
+        torch.save(sd, out / "weights.pt")
+        np.save(out / "wavelength.npy", np.asarray(grid.wavelength, float))
+        np.savez(out / "nodes.npz", teff=grid.teff, logg=grid.logg, logz=grid.logz,
+                 library_id=grid.library_id.astype(np.int16), split=split)
+        (out / "config.json").write_text(json.dumps(cfg, indent=1))
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                    "best_state": best_state, "arch": arch, "arch_kwargs": arch_kwargs,
+                    "grid_sha256": grid.sha256}, ckpt_path)
+        return cfg
+
+    @torch.no_grad()
+    def val_loss():
+        model.eval()
+        tot = 0.0
+        for s in range(0, idx_val.size, 1024):
+            ix = idx_val[s:s + 1024]
+            tot += masked_mse(forward(ix), Y[ix], M[ix]).item() * ix.size
+        model.train()
+        return tot / idx_val.size
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=epochs, initial=state["epoch"], desc=f"train {arch}", unit="epoch")
+    gen = torch.Generator(device="cpu").manual_seed(seed + state["epoch"])
+    t0 = time.perf_counter() - state["elapsed"]
+    budget = minutes * 60 if minutes else None
+    model.train()
+    while state["epoch"] < epochs:
+        elapsed = time.perf_counter() - t0
+        if budget and elapsed >= budget:
+            break
+        frac = max(state["epoch"] / epochs, elapsed / budget if budget else 0.0)
+        for g in opt.param_groups:     # cosine decay over whichever budget (epochs or minutes) ends first
+            g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
+        for s in range(0, draw.size, batch_size):
+            ix = idx_tr[draw[s:s + batch_size]]
+            loss = masked_mse(forward(ix), Y[ix], M[ix])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        state["epoch"] += 1
+        v = val_loss()
+        state["elapsed"] = time.perf_counter() - t0
+        state["history"].append([state["epoch"], round(state["elapsed"], 1), float(loss.item()), v])
+        if v < state["best_val"]:
+            state["best_val"], state["best_epoch"] = v, state["epoch"]
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(train=f"{loss.item():.3g}", val=f"{v:.3g}", best=f"{state['best_val']:.3g}")
+        if state["epoch"] % save_every == 0:
+            write()
+        if state["epoch"] - state["best_epoch"] > patience:
+            break
+    if bar is not None:
+        bar.close()
+    state["elapsed"] = time.perf_counter() - t0
+    return write(final=True)
+
+
+def add_cli(sub):
+    p = sub.add_parser("train", help="train a generator on a union grid file",
+                       description="Train a neural stellar-spectrum generator on a union grid (HDF5).")
+    p.add_argument("--grid", required=True, help="union grid file (smnet-sps grid build)")
+    p.add_argument("--out", required=True, help="model directory to write, e.g. models/NAME")
+    p.add_argument("--arch", choices=["mlp", "smnet"], default="mlp")
+    p.add_argument("--width", type=int, default=256, help="MLP hidden width (default 256)")
+    p.add_argument("--depth", type=int, default=3, help="MLP hidden layers (default 3)")
+    p.add_argument("--B", type=int, default=64, help="SM-Net base width (released: 1024)")
+    p.add_argument("--epochs", type=int, default=2000)
+    p.add_argument("--minutes", type=float, default=None, help="wall-time budget [min]")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--patience", type=int, default=200,
+                   help="early stopping: epochs without a better validation loss (default 200)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args):
+    cfg = train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
+                epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads, patience=args.patience,
+                progress=not args.no_progress)
+    t = cfg["training"]
+    print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
+          f"{t['best_val_loss']:.4g} (epoch {t['best_epoch']})")
+    return 0

@@ -1,0 +1,246 @@
+"""Loading generators: released SM-Net checkpoints (layout, scaling, errors) and our trained models."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from astropy import units as u
+
+from smnet_sps.constants import SIGMA_SB
+from smnet_sps.generator import CoverageWarning
+from smnet_sps.model import SMNet
+from smnet_sps.neural import NeuralGenerator, ReleasedSMNetGenerator, load_generator
+
+META = "smnet_official/phoenix_husser_c3k_tmap_OB_all.meta.npz"
+
+
+@pytest.fixture(scope="module")
+def released(fixtures_dir, tmp_path_factory):
+    """Random weights in the released layout (B=2, L=64) + a small-L meta cut from the real one."""
+    d = tmp_path_factory.mktemp("released")
+    with np.load(fixtures_dir / META) as m:
+        meta = {k: m[k] for k in m.files}
+    idx = np.linspace(0, meta["wave"].size - 1, 64).round().astype(int)
+    small = dict(meta, wave=meta["wave"][idx])
+    np.savez(d / "small.meta.npz", **small)
+    torch.manual_seed(3)
+    model = SMNet(B=2, L=64)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    sd = model.state_dict()
+    torch.save(sd, d / "plain.pt")
+    torch.save({"state_dict": dict(sd, **{"refine.pos_encoding": torch.zeros(3, 64)}), "epoch": 3}, d / "wrapped.pt")
+    return d, model.eval(), small
+
+
+@pytest.mark.parametrize("fname", ["plain.pt", "wrapped.pt"])
+def test_released_checkpoint_loads_and_scales_like_hand_computation(released, fname):
+    d, model, meta = released
+    gen = load_generator(d / fname, meta=d / "small.meta.npz", device="cpu")
+    assert isinstance(gen, ReleasedSMNetGenerator) and (gen.B, gen.L) == (2, 64)
+    teff, logg, logz = np.array([5777.0, 30000.0]), np.array([4.44, 4.0]), np.array([0.0, -1.0])
+    flux, inside = gen.surface_flux(teff, logg, logz)
+    assert inside.all()
+    # hand computation, straight from CHECKPOINT_FORMAT.md
+    lo = np.array([meta["Teff_min"], meta["logG_min"], meta["logZ_min"]])
+    hi = np.array([meta["Teff_max"], meta["logG_max"], meta["logZ_max"]])
+    xs = np.clip((np.stack([teff, logg, logz], 1) - lo) / (hi - lo), 0, 1)
+    with torch.no_grad():
+        y = model(torch.tensor(xs, dtype=torch.float32)).double().numpy()
+    tau, xmax = float(meta["tau"]), float(meta["x_max"])
+    x = tau * (np.exp(y * np.log1p(xmax / tau)) - 1)
+    wave = meta["wave"].astype(float)
+    expected = x * (SIGMA_SB * teff**4 / np.trapezoid(x, wave, axis=1))[:, None]
+    np.testing.assert_allclose(flux, expected, rtol=1e-5)
+    np.testing.assert_allclose(np.trapezoid(flux, wave, axis=1), SIGMA_SB * teff**4, rtol=1e-6)
+    assert "sigma*Teff^4" in gen.meta["flux_normalisation"]
+    spec, _ = gen.spectra(5777 * u.K, 4.44, 0.0)
+    assert spec.flux.unit == u.Unit("erg s-1 cm-2 AA-1")
+
+
+def test_released_out_of_box_is_flagged_not_silently_clipped(released):
+    d, _, _ = released
+    gen = load_generator(d / "plain.pt", meta=d / "small.meta.npz", device="cpu")
+    with pytest.warns(CoverageWarning, match="outside"):
+        _, inside = gen.surface_flux([5000.0, 250000.0], 4.0, 0.0)
+    assert inside.tolist() == [True, False]
+    with pytest.raises(ValueError, match="outside"):
+        gen.surface_flux(250000.0, 4.0, 0.0, strict=True)
+    bb = ReleasedSMNetGenerator(d / "plain.pt", d / "small.meta.npz", device="cpu", normalisation="blackbody")
+    f, _ = bb.surface_flux(30000.0, 4.0, 0.0)
+    # a 30 kK star has most of its flux below 3000 A: the blackbody option puts < sigma T^4 in range
+    assert np.trapezoid(f[0], bb.wavelength) < 0.5 * SIGMA_SB * 30000.0**4
+
+
+def test_released_mismatched_meta_names_both(released, fixtures_dir):
+    d, _, _ = released
+    with pytest.raises(ValueError, match=r"L = 64.*11655"):
+        load_generator(d / "plain.pt", meta=fixtures_dir / META, device="cpu")
+
+
+def test_truncated_or_corrupt_weights_raise_clear_error(released, tmp_path):
+    d, _, _ = released
+    data = (d / "plain.pt").read_bytes()
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated.pt.*truncated, corrupt"):
+        load_generator(bad, meta=d / "small.meta.npz", device="cpu")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_generator(junk, meta=d / "small.meta.npz", device="cpu")
+    with pytest.raises(ValueError, match="meta"):
+        load_generator(d / "plain.pt", device="cpu")
+    with pytest.raises(FileNotFoundError):
+        load_generator(tmp_path / "nothing.pt", meta=d / "small.meta.npz")
+
+
+def test_released_nan_input_and_bad_dtype(released):
+    d, _, _ = released
+    gen = load_generator(d / "plain.pt", meta=d / "small.meta.npz", device="cpu")
+    with pytest.raises(ValueError, match="non-finite"):
+        gen.surface_flux([5000.0, np.nan], 4.0, 0.0)
+    with pytest.raises(ValueError, match="allowed"):
+        gen.surface_flux(5000.0, 4.0, 0.0, dtype="int8")
+    f32, _ = gen.surface_flux(5000.0, 4.0, 0.0)
+    bf16, _ = gen.surface_flux(5000.0, 4.0, 0.0, dtype="bfloat16")
+    # bf16 keeps ~3 significant digits of y; log1p01 amplifies dy by log1p(x_max/tau) ~ 32, so bf16 flux is
+    # only good to tens of per cent with these random weights: finite, positive, same order of magnitude.
+    assert np.isfinite(bf16).all() and (bf16 > 0).all()
+    assert np.all(np.abs(np.log(bf16 / f32)) < np.log(3.0))
+
+
+# ---- our trained models -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from test_train import make_synthetic_grid
+    from smnet_sps.train import train
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("tiny")
+    grid = make_synthetic_grid(d / "grid.h5")
+    train(grid, d / "model", width=64, depth=2, epochs=200, batch_size=32, lr=3e-3, progress=False, device="cpu")
+    return d / "model"
+
+
+def test_trained_model_library_choice_and_mixture(tiny_model):
+    # raw output: the synthetic libb is 3 % brighter (not sigma T^4), which renormalisation would remove
+    gen = load_generator(tiny_model, device="cpu", renormalise=False)
+    assert isinstance(gen, NeuralGenerator) and gen.library_names == ["liba", "libb"]
+    # 7500 K, log g 4, [M/H] 0 lies in both boxes; libb is 3 % brighter by construction
+    fa, _ = gen.surface_flux(7500.0, 4.0, 0.0, library="liba")
+    fb, _ = gen.surface_flux(7500.0, 4.0, 0.0, library="libb")
+    fm, _ = gen.surface_flux(7500.0, 4.0, 0.0)
+    sel = (gen.wavelength > 3000) & (gen.wavelength < 20000)
+    ratio = np.median(fb[0, sel] / fa[0, sel])
+    assert 1.005 < ratio < 1.06
+    assert np.all((fm[0, sel] >= np.minimum(fa, fb)[0, sel] * 0.98) & (fm[0, sel] <= np.maximum(fa, fb)[0, sel] * 1.02))
+    with pytest.raises(ValueError, match="liba"):
+        gen.surface_flux(7500.0, 4.0, 0.0, library="ck04")
+    assert gen._active_library is None          # the context was restored
+    g2 = load_generator(tiny_model, device="cpu", library="libb", renormalise=False)
+    np.testing.assert_allclose(g2.surface_flux(7500.0, 4.0, 0.0)[0], fb, rtol=1e-6)
+
+
+def test_trained_model_coverage_flags_holes_and_out_of_box(tiny_model):
+    gen = load_generator(tiny_model, device="cpu")
+    # in liba's box near nodes; libb's box has no [M/H] = -1 models (box logz is 0..0) -> outside at 15 kK
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        inside = gen.in_coverage([5000.0, 15000.0, 15000.0, 30000.0], [4.0, 4.5, 4.5, 4.0], [0.0, 0.0, -1.0, 0.0])
+    assert inside.tolist() == [True, True, False, False]
+    with pytest.warns(CoverageWarning):
+        gen.surface_flux(30000.0, 4.0, 0.0)
+    with pytest.raises(ValueError, match="outside"):
+        gen.surface_flux(30000.0, 4.0, 0.0, strict=True)
+    with pytest.raises(ValueError, match="non-finite"):
+        gen.spectra(np.nan, 4.0, 0.0)
+
+
+def test_trained_model_streams_many_points_in_batches(tiny_model):
+    gen = load_generator(tiny_model, device="cpu")
+    n = 200_000
+    rng = np.random.default_rng(0)
+    teff = rng.uniform(4200, 7800, n)
+    total, sizes = 0, set()
+    for sl, flux, inside in gen.stream(teff, 4.0, 0.0, batch_size=50_000):
+        total += flux.shape[0]
+        sizes.add(flux.shape[0])
+        assert np.isfinite(flux).all() and inside.all()
+    assert total == n and max(sizes) == 50_000
+
+
+def test_model_directory_errors(tiny_model, tmp_path):
+    import shutil
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_generator(tmp_path)
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model, bad)
+    (bad / "weights.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="weights.pt"):
+        load_generator(bad, device="cpu")
+    with pytest.raises(ValueError, match="device"):
+        load_generator(tiny_model, device="tpu")
+
+
+# ---- the shipped default model --------------------------------------------------------------------
+STARS = [(2500.0, 5.0, 0.0), (3500.0, 1.0, 0.0), (5777.0, 4.44, 0.0), (10000.0, 4.0, -1.0), (20000.0, 4.0, 0.0),
+         (40000.0, 4.0, 0.0), (100000.0, 6.0, 0.0), (190000.0, 7.0, 0.0)]
+
+
+def test_default_model_physical_spectra(default_generator):
+    gen = default_generator
+    assert gen.box.teff[0] <= 2000.0 and gen.box.teff[1] >= 190000.0
+    teff, logg, logz = (np.array(c) for c in zip(*STARS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        spec, inside = gen.spectra(teff, logg, logz)
+    flux = spec.flux.to_value(u.Unit("erg s-1 cm-2 AA-1"))
+    assert np.isfinite(flux).all() and (flux > 0).all()
+    integral = np.trapezoid(flux, gen.wavelength, axis=1)
+    np.testing.assert_allclose(integral / (SIGMA_SB * teff**4), 1.0, rtol=1e-6)     # renormalised (default)
+    assert "sigma*Teff^4" in gen.meta["flux_normalisation"]
+    # the raw network output (no renormalisation) already gets cool and solar-type stars right
+    raw = load_generator(device="cpu", renormalise=False)
+    f, _ = raw.surface_flux(teff[:4], logg[:4], logz[:4])
+    np.testing.assert_allclose(np.trapezoid(f, raw.wavelength, axis=1) / (SIGMA_SB * teff[:4] ** 4), 1.0, rtol=0.06)
+    sun, _ = raw.surface_flux(5777.0, 4.44, 0.0)
+    # raw: 1.1 % (the training libraries themselves obey sigma T^4 only to ~1.5 %)
+    assert abs(np.trapezoid(sun[0], raw.wavelength) / (SIGMA_SB * 5777.0**4) - 1) < 0.015
+    # smooth: no pixel-to-pixel spikes in the optical of the Sun beyond what the grid itself shows
+    opt = (gen.wavelength > 4000) & (gen.wavelength < 9000)
+    assert np.abs(np.diff(np.log(sun[0, opt]))).max() < 0.5
+
+
+# ---- evaluation -----------------------------------------------------------------------------------
+def test_interpolation_baseline_is_exact_for_linear_functions():
+    from smnet_sps.evaluate import interpolation_baseline
+    lt, g = np.meshgrid(np.linspace(3.6, 3.9, 7), [3.0, 4.0, 5.0])
+    p = np.stack([lt.ravel(), g.ravel(), np.zeros(lt.size)], 1)        # constant [M/H] axis is dropped
+    f = np.stack([2 * p[:, 0] - 0.3 * p[:, 1], p[:, 1]], 1)
+    q = np.array([[3.75, 3.5, 0.0], [3.65, 4.2, 0.0], [4.5, 4.0, 0.0]])
+    out = interpolation_baseline(p, f, q)
+    np.testing.assert_allclose(out[:2], np.stack([2 * q[:2, 0] - 0.3 * q[:2, 1], q[:2, 1]], 1), atol=1e-9)
+    assert np.isnan(out[2]).all()                                        # outside the hull: no baseline
+
+
+def test_accuracy_seams_and_cli_on_tiny_model(tiny_model, tmp_path):
+    import json
+    from smnet_sps.cli import main
+    from smnet_sps.evaluate import accuracy_table, relative_errors, seam_report
+    from smnet_sps.train import read_grid
+    gen = load_generator(tiny_model, device="cpu")
+    grid = read_grid(tiny_model.parent / "grid.h5")
+    table = accuracy_table(gen, grid)
+    assert set(table) <= {"liba", "libb"} and "liba" in table
+    r = table["liba"]
+    assert 0 < r["median"] < r["p95"] < 0.5 and r["n_baseline"] >= 1 and r["baseline_median"] < 0.05
+    seams = seam_report(gen, grid, sweeps=[("a/b", 6000.0, 10000.0, 4.0, 0.0)])
+    assert seams[0]["libraries"] == ["liba", "libb"] and seams[0]["model_max_jump"] > 0
+    assert seams[0]["library_switches_at_teff"]          # the raw sweep switches library once in 6-10 kK
+    err = relative_errors(np.array([[1.1, 2.0, 1e-9]]), np.array([[1.0, 2.0, 1e-8]]), np.ones((1, 3), bool),
+                          np.array([2000.0, 3000.0, 4000.0]))
+    np.testing.assert_allclose(np.sort(err), [0.0, 0.1])                 # the 1e-8 pixel is below the floor
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tiny_model.parent / "grid.h5"),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    assert "accuracy" in json.loads(out.read_text())

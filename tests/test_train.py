@@ -1,0 +1,140 @@
+"""Training: masked loss, split, sampling weights, a tiny run that learns, resume, model directory layout."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from smnet_sps.constants import SIGMA_SB
+from smnet_sps.generator import planck_surface_flux
+from smnet_sps.train import (log_ratio_targets, masked_mse, read_grid, sampling_weights, split_nodes, train)
+
+
+def make_synthetic_grid(path, seed=0):
+    """A small union grid in the docs/CONTRACTS.md layout: blackbodies with absorption lines, two libraries,
+    the second one not covering the far UV (masked, NaN) plus a few random unknown pixels."""
+    rng = np.random.default_rng(seed)
+    wave = np.geomspace(1000.0, 50000.0, 240)
+    rows = []
+    for t in np.arange(4000, 8001, 250):
+        for g in (3.0, 4.0, 5.0):
+            for z in (-1.0, 0.0):
+                rows.append((t, g, z, 0))
+    for t in np.arange(7000, 20001, 1000):
+        for g in (4.0, 5.0):
+            rows.append((t, g, 0.0, 1))
+    p = np.array(rows, float)
+    teff, logg, logz, lib = p[:, 0], p[:, 1], p[:, 2], p[:, 3].astype(np.int16)
+    flux = planck_surface_flux(wave, teff)
+    for centre, width in ((3934.0, 15.0), (4861.0, 30.0), (6563.0, 40.0), (8542.0, 20.0)):
+        depth = 0.5 * np.exp(-((np.log10(teff) - 3.9) / 0.2) ** 2) * 10 ** (0.3 * logz) * (logg / 4) ** 0.3
+        flux *= 1 - depth[:, None] * np.exp(-0.5 * ((wave - centre) / width) ** 2)[None]
+    flux *= 1 + 0.03 * (lib[:, None] == 1)          # the libraries disagree a little, as real ones do
+    mask = np.ones(flux.shape, bool)
+    mask[lib == 1, :20] = False                      # library 1 lacks the far UV
+    mask[rng.integers(0, len(teff), 15), rng.integers(0, wave.size, 15)] = False
+    flux = np.where(mask, flux, np.nan).astype(np.float32)
+    from smnet_sps.grid import UnionGrid, save_grid
+    libs = {n: {"citation": "synthetic test grid", "folder": "-", "convention": "surface F_lambda",
+                "n_spectra": int((lib == j).sum()), "n_dropped": 0, "bolometric_deviation": {}}
+            for j, n in enumerate(["liba", "libb"])}
+    save_grid(UnionGrid(wavelength=wave, teff=teff, logg=logg, logz=logz, library_id=lib,
+                        library_names=["liba", "libb"], flux=flux, mask=mask,
+                        source_file=np.array([f"synthetic/{i}" for i in range(len(teff))]), libraries=libs,
+                        provenance=[]), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def synth_grid(tmp_path_factory):
+    return make_synthetic_grid(tmp_path_factory.mktemp("grid") / "grid.h5")
+
+
+def test_masked_mse_ignores_garbage_in_masked_pixels():
+    torch.manual_seed(0)
+    pred = torch.randn(4, 50, requires_grad=True)
+    target = torch.randn(4, 50)
+    mask = torch.rand(4, 50) > 0.3
+    loss_a = masked_mse(pred, target, mask)
+    ga, = torch.autograd.grad(loss_a, pred)
+    garbage = target.clone()
+    garbage[~mask] = torch.tensor([1e30, float("nan"), float("inf")]).repeat(100)[: int((~mask).sum())]
+    loss_b = masked_mse(pred, garbage, mask)
+    gb, = torch.autograd.grad(loss_b, pred)
+    assert torch.isfinite(loss_b)
+    assert loss_a.item() == loss_b.item()
+    assert torch.equal(ga, gb)
+    assert (gb[~mask] == 0).all()                   # no gradient through unknown pixels
+    # hand computation on known pixels
+    per = [((pred[i] - target[i])[mask[i]] ** 2).mean() for i in range(4)]
+    assert abs(loss_a.item() - torch.stack(per).mean().item()) < 1e-6
+
+
+def test_log_ratio_targets_floor_and_mask():
+    flux = np.array([[1.0, 0.0, np.nan]]) * SIGMA_SB * 5000.0**4
+    out = log_ratio_targets(flux, np.array([[True, True, False]]), np.array([5000.0]))
+    assert out[0, 0] == 0.0 and out[0, 1] == -30.0 and np.isnan(out[0, 2])
+
+
+def test_split_holds_out_interior_nodes_only(synth_grid):
+    g = read_grid(synth_grid)
+    split = split_nodes(g.teff, g.logg, g.logz, g.library_id, test_every=5)
+    assert (split == 2).sum() > 3
+    for i in np.flatnonzero(split == 2):
+        same = (g.library_id == g.library_id[i]) & (g.logg == g.logg[i]) & (g.logz == g.logz[i]) & (split == 0)
+        assert (g.teff[same] < g.teff[i]).any() and (g.teff[same] > g.teff[i]).any()
+    np.testing.assert_array_equal(split, split_nodes(g.teff, g.logg, g.logz, g.library_id, test_every=5))
+
+
+def test_sampling_weights_favour_fast_changing_nodes(synth_grid):
+    g = read_grid(synth_grid)
+    lr = log_ratio_targets(g.flux, g.mask, g.teff)
+    p = np.stack([np.log10(g.teff) / 0.02, g.logg / 0.5, g.logz / 0.5], 1)
+    w = sampling_weights(p, lr, g.library_id, w_max=4.0)
+    assert w.min() >= 1.0 and w.max() <= 4.0 and w.max() > 1.5
+
+
+def test_tiny_training_run_learns_and_resumes(synth_grid, tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "m"
+    cfg = train(synth_grid, out, width=64, depth=2, epochs=40, batch_size=32, lr=3e-3, progress=False,
+                save_every=20, device="cpu")
+    hist = np.array(cfg["history"])
+    assert hist[-1, 3] < 0.2 * hist[0, 3]            # validation loss fell by > 5x
+    for f in ("config.json", "weights.pt", "wavelength.npy", "nodes.npz", "checkpoint.pt"):
+        assert (out / f).is_file()
+    assert cfg["library_names"] == ["liba", "libb"] and len(cfg["grid_sha256"]) == 64
+    cfg2 = train(synth_grid, out, width=64, depth=2, epochs=50, batch_size=32, lr=3e-3, progress=False,
+                 resume=True, device="cpu")
+    assert cfg2["training"]["epochs_run"] == 50
+    with pytest.raises(ValueError, match="resume"):
+        train(synth_grid, out, width=32, depth=2, epochs=60, resume=True, progress=False, device="cpu")
+
+
+def test_smnet_arch_trains_in_log1p01(synth_grid, tmp_path):
+    torch.set_num_threads(1)
+    cfg = train(synth_grid, tmp_path / "s", arch="smnet", B=4, epochs=6, batch_size=32, progress=False,
+                device="cpu")
+    hist = np.array(cfg["history"])
+    assert hist[-1, 3] < hist[0, 3]
+    assert 0 < cfg["log1p01"]["tau"] < cfg["log1p01"]["x_max"]
+
+
+def test_bad_arguments_raise(synth_grid, tmp_path):
+    with pytest.raises(ValueError, match="allowed"):
+        train(synth_grid, tmp_path / "x", arch="transformer")
+    with pytest.raises(FileNotFoundError):
+        train(tmp_path / "missing.h5", tmp_path / "x")
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not an hdf5 file")
+    with pytest.raises(ValueError, match="not a readable union grid"):
+        train(bad, tmp_path / "x")
+
+
+def test_train_cli(synth_grid, tmp_path, capsys):
+    from smnet_sps.cli import main
+    out = tmp_path / "cli_model"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--width", "16", "--depth", "1",
+                 "--epochs", "3", "--device", "cpu", "--no-progress", "--threads", "1"]) == 0
+    assert "wrote" in capsys.readouterr().out and (out / "config.json").is_file()
+    assert main(["train", "--grid", str(tmp_path / "none.h5"), "--out", str(out)]) == 1    # clear error, no crash
