@@ -15,9 +15,12 @@ can see how far the raw generator was from sigma Teff^4.
 
 Points outside coverage (``outside=``)
 --------------------------------------
-``"exclude"`` (default): the star contributes no spectrum and its luminosity is reported as missing;
+``"extrapolate"`` (default): the generator is used anyway and the point is flagged; with luminosity
+conservation this is a smooth continuation of the learned manifold (e.g. solar-metallicity-only M giants
+of BaSeL used for a [M/H] = -0.04 isochrone), and the SSP reports the share of L_bol such points carry;
 ``"blackbody"``: a Planck spectrum of the same Teff and L is used instead;
-``"extrapolate"``: the generator is used anyway (flagged). Points whose generated spectrum is unusable
+``"exclude"``: the star contributes no spectrum and its luminosity is reported as missing.
+Points whose generated spectrum is unusable
 (non-finite, or non-positive integral) are always treated as outside.
 
 Special phases (``special_phases=``)
@@ -146,7 +149,7 @@ class StellarLibraryBackend:
     special_phases : {"model", "dedicated"}
         How TP-AGB and Wolf-Rayet stars are treated (see the module docstring; default "model").
     outside : {"exclude", "blackbody", "extrapolate"}
-        Rule for points outside the generator's coverage (default "exclude": luminosity reported missing).
+        Rule for points outside the generator's coverage (default "extrapolate": generated and flagged).
     device : str, passed to ``load_generator`` when ``generator`` is None.
     cache_size : int
         Maximum number of per-point spectra kept (float32; 20,000 x 1,221 px = 98 MB).
@@ -154,7 +157,7 @@ class StellarLibraryBackend:
         Points per generator forward pass.
     """
 
-    def __init__(self, generator=None, special_phases="model", outside="exclude", device="auto",
+    def __init__(self, generator=None, special_phases="model", outside="extrapolate", device="auto",
                  cache_size=20000, batch_size=8192, phase_libraries=None):
         if special_phases not in SPECIAL_MODES:
             raise ValueError(f"unknown special_phases {special_phases!r}; valid: {', '.join(SPECIAL_MODES)}")

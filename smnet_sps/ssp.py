@@ -7,7 +7,9 @@ An SSP is the IMF-weighted sum of the spectra of the stars on one isochrone:
 with FSPS's point weights ``w_i`` (:mod:`smnet_sps.imf`), the isochrone luminosities ``L_i``, and the
 unit-integral stellar spectra ``f_i`` from the :class:`~smnet_sps.backend.StellarLibraryBackend` (so the
 spectrum integrates to the isochrone's L_bol minus the luminosity of stars without a spectrum, which is
-reported as ``missing_fraction``). The generator's metallicity is [M/H] = log10(Z / Zsun) with the
+reported as ``missing_fraction``). Stars outside the generator's coverage are, by default
+(``outside="extrapolate"``), still generated (a smooth, luminosity-conserving extrapolation of the learned
+manifold); the fraction of L_bol they carry is always reported as ``outside_fraction``. The generator's metallicity is [M/H] = log10(Z / Zsun) with the
 family's Zsun (PARSEC 0.0152, Padova 0.019).
 
 Between tabulated ages and metallicities we interpolate like FSPS, from the four neighbouring tabulated
@@ -25,7 +27,9 @@ from typing import NamedTuple
 import numpy as np
 from astropy import units as u
 
-from .backend import StellarLibraryBackend
+from .backend import STATUS, StellarLibraryBackend
+
+OUTSIDE_STATUSES = [STATUS[k] for k in ("blackbody", "extrapolated", "missing")]
 from .constants import SSP_UNIT
 from .imf import get_imf, imf_weights, remnant_mass, tpagb_factor
 from .isochrones import PHASE_NAMES, load_isochrones
@@ -77,7 +81,7 @@ def _resolve_z(iso, Z, logzsol):
     return Z
 
 
-def get_backend(generator=None, special_phases="model", outside="exclude", device="auto"):
+def get_backend(generator=None, special_phases="model", outside="extrapolate", device="auto"):
     """A shared :class:`StellarLibraryBackend` per (generator, options), so repeated SSPs hit its cache.
 
     ``generator=None`` -> the shipped default model (:func:`smnet_sps.neural.load_generator`), loaded once.
@@ -141,10 +145,14 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False):
                       shape=(n_rows, cols.size))
     keys = backend.point_keys(c["logt"][cols], c["logg"][cols], logz_pts, c["phase"][cols], c["co"][cols])
     flux, covered, status, corr = backend.weighted_sum(keys, W, progress=progress, desc="isochrone points")
+    # light of stars not generated inside the generator's coverage (extrapolated, blackbody or missing)
+    outside = np.asarray(W @ np.isin(status, OUTSIDE_STATUSES).astype(float)).ravel()
     if by_phase:
         out["phase_flux"] = flux.reshape(n, n_ph, -1)
         flux = out["phase_flux"].sum(axis=1)
         covered = covered.reshape(n, n_ph).sum(axis=1)
+        outside = outside.reshape(n, n_ph).sum(axis=1)
+    out["outside_lum"] = outside
     out["flux"] = flux
     missing = out["lbol"] - covered
     # round-off of the sparse sums must not read as missing light
@@ -175,7 +183,8 @@ def _pairs(plan):
     return [(iz, ia) for iz, _, ages in plan for ia, _ in ages]
 
 
-_LINEAR_KEYS = ("flux", "lbol", "mass_stars", "mass_remnants", "phase_lum", "missing_lum", "phase_flux")
+_LINEAR_KEYS = ("flux", "lbol", "mass_stars", "mass_remnants", "phase_lum", "missing_lum", "outside_lum",
+                "phase_flux")
 
 
 def _combine(tab, index, plan):
@@ -216,7 +225,7 @@ def _combine(tab, index, plan):
 
 # ---- public API -----------------------------------------------------------------------------------
 def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec", generator=None,
-                 special_phases="model", outside="exclude", by_phase=False, device="auto"):
+                 special_phases="model", outside="extrapolate", by_phase=False, device="auto"):
     """The spectrum of a simple stellar population of one age and metallicity.
 
     Parameters
@@ -230,7 +239,8 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     isochrones : "parsec" (default) or "padova"
     generator : Generator, StellarLibraryBackend, or None (the shipped default model)
     special_phases : "model" (default) or "dedicated"; see :mod:`smnet_sps.backend`
-    outside : "exclude" (default), "blackbody" or "extrapolate"; see :mod:`smnet_sps.backend`
+    outside : "extrapolate" (default), "blackbody" or "exclude": what stars outside the generator's coverage
+        contribute (see :mod:`smnet_sps.backend`); their share of L_bol is ``meta["outside_fraction"]``
     by_phase : bool, also return per-phase spectra in ``meta["phase_flux"]`` (dict name -> ndarray)
 
     Returns
@@ -276,6 +286,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         "mass_stars": float(res["mass_stars"]), "mass_remnants": float(res["mass_remnants"]),
         "mass_total": mass, "log_mass": float(np.log10(mass)),
         "missing_fraction": float(res["missing_lum"] / lbol),
+        "outside_fraction": float(res["outside_lum"] / lbol),
         "phase_luminosity": {PHASE_NAMES[p]: float(res["phase_lum"][i]) for i, p in enumerate(_PHASES)
                              if res["phase_lum"][i] > 0},
         "n_points": res["n_points"], "generator": backend.generator.name, "isochrones": iso.name,
@@ -313,10 +324,11 @@ class SSPGrid(NamedTuple):
     mass_remnants: np.ndarray
     missing_fraction: np.ndarray
     attrs: dict
+    outside_fraction: np.ndarray = None    # (n_met, n_age) L_bol fraction of stars outside coverage
 
 
 def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator=None,
-             special_phases="model", outside="exclude", progress=True, device="auto"):
+             special_phases="model", outside="extrapolate", progress=True, device="auto"):
     """A grid of SSP spectra (DSPS layout), from ONE batched generator pass over all isochrone points.
 
     Parameters
@@ -346,13 +358,14 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     index = {p: i for i, p in enumerate(pairs)}
     shape = (Zs.size, log_ages.size)
     flux = np.empty(shape + (backend.wavelength.size,))
-    lbol, mst, mrem, miss = (np.empty(shape) for _ in range(4))
+    lbol, mst, mrem, miss, outf = (np.empty(shape) for _ in range(5))
     for k, plan in enumerate(plans):
         i, j = divmod(k, log_ages.size)
         r = _combine(tab, index, plan)
         flux[i, j] = r["flux"]
         lbol[i, j], mst[i, j], mrem[i, j] = r["lbol"], r["mass_stars"], r["mass_remnants"]
         miss[i, j] = r["missing_lum"] / r["lbol"]
+        outf[i, j] = r["outside_lum"] / r["lbol"]
     attrs = {"flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
              "ssp_lgmet": "log10 Z (metal mass fraction)", "ssp_lg_age_gyr": "log10(age / Gyr)",
              "generator": backend.generator.name, "isochrones": iso.name, "zsun": iso.zsun,
@@ -360,7 +373,7 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
              "n_points": int(tab["n_points"].sum()), "seconds": time.perf_counter() - t0,
              "citation": iso.citation, "luminosity_correction": tab["correction"]}
     return SSPGrid(np.log10(Zs), log_ages - 9.0, backend.wavelength.copy(), flux, np.log10(lbol),
-                   np.log10(mst + mrem), mst, mrem, miss, attrs)
+                   np.log10(mst + mrem), mst, mrem, miss, attrs, outf)
 
 
 def save_ssp_grid(grid, path):
@@ -416,6 +429,7 @@ def _write_fits(spec, path):
              ("MSTARS", m["mass_stars"], "surviving stellar mass [Msun per Msun formed]"),
              ("MREMNANT", m["mass_remnants"], "remnant mass [Msun per Msun formed]"),
              ("MISSFRAC", m["missing_fraction"], "fraction of Lbol without a spectrum"),
+             ("OUTFRAC", m["outside_fraction"], "fraction of Lbol from stars outside coverage"),
              ("NPOINTS", m["n_points"], "isochrone points used"),
              ("GENERATR", m["generator"], "stellar spectrum generator"),
              ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),
@@ -460,7 +474,8 @@ def plot_ssp(spec, path):
     ax.set_xlabel("wavelength [Angstrom]")
     ax.set_ylabel(r"$L_\lambda$ [$L_\odot\,\AA^{-1}\,M_\odot^{-1}$]")
     ax.set_title(f"SSP {m['isochrones']} {m['imf']}  age {m['age_yr'] / 1e9:.3g} Gyr  Z={m['Z']:.4g}  "
-                 f"({m['generator']}; missing {100 * m['missing_fraction']:.2g}% Lbol)", fontsize=9)
+                 f"({m['generator']}; outside coverage {100 * m['outside_fraction']:.2g}%, "
+                 f"missing {100 * m['missing_fraction']:.2g}% Lbol)", fontsize=9)
     ax.legend(fontsize=7, loc="best", ncol=2, framealpha=0.8)
     pl = m["phase_luminosity"]
     names = sorted(pl, key=lambda k: -pl[k])
@@ -485,7 +500,8 @@ def _cmd_ssp(args):
           f"(log t = {m['log_age']:.3f}), Z = {m['Z']:.4g} (logzsol {m['logzsol']:+.2f})")
     print(f"  log Lbol = {m['log_lbol']:.4f} Lsun/Msun   log M = {m['log_mass']:.4f} "
           f"(stars {m['mass_stars']:.4f} + remnants {m['mass_remnants']:.4f} Msun per Msun formed)")
-    print(f"  {m['n_points']} isochrone points; missing Lbol fraction {m['missing_fraction']:.3g}")
+    print(f"  {m['n_points']} isochrone points; Lbol fraction from stars outside coverage "
+          f"{m['outside_fraction']:.3g} (outside={m['outside']}), without a spectrum {m['missing_fraction']:.3g}")
     top = sorted(m["phase_luminosity"].items(), key=lambda kv: -kv[1])[:4]
     print("  Lbol by phase: " + ", ".join(f"{k} {v / m['lbol']:.1%}" for k, v in top))
     if args.out:
@@ -519,7 +535,7 @@ def _common_args(p):
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'blackbody', or a model directory")
     p.add_argument("--special-phases", default="model", choices=("model", "dedicated"))
-    p.add_argument("--outside", default="exclude", choices=("exclude", "blackbody", "extrapolate"))
+    p.add_argument("--outside", default="extrapolate", choices=("exclude", "blackbody", "extrapolate"))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 

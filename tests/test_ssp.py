@@ -38,9 +38,14 @@ def test_spectrum_integral_plus_missing_is_lbol(age, Z, family, blackbody):
 
 @pytest.mark.parametrize("age,Z", [(1e7, 0.0152), (1e9, 0.002), (1e10, 0.03)])
 def test_default_model_bookkeeping(age, Z, default_generator):
-    spec = ssp_spectrum(age, Z, generator=default_generator)
+    spec = ssp_spectrum(age, Z, generator=default_generator)       # outside="extrapolate"
     _check_bookkeeping(spec)
-    assert spec.meta["missing_fraction"] < 0.5
+    assert spec.meta["missing_fraction"] == 0
+    excl = ssp_spectrum(age, Z, generator=default_generator, outside="exclude")
+    _check_bookkeeping(excl)
+    # the light "exclude" leaves out is exactly what the default reports as outside coverage
+    assert excl.meta["missing_fraction"] == pytest.approx(spec.meta["outside_fraction"], abs=1e-9)
+    assert spec.meta["outside_fraction"] < 0.5
     assert np.all(np.isfinite(spec.flux.value)) and np.all(spec.flux.value >= 0)
 
 
