@@ -3,8 +3,8 @@
 Pure functions: :func:`build_grid` (read + convert + resample), :func:`save_grid` / :func:`load_grid`
 (the HDF5 format of docs/CONTRACTS.md), :func:`grid_info` (a text summary), :func:`plot_coverage`
 (log Teff - log g diagram coloured by library), :func:`export_phase_libraries` /
-:func:`load_phase_libraries` (the WR / TP-AGB phase libraries as a small ``.npz`` shipped in the package),
-and :func:`add_cli` (``smnet-sps grid build`` / ``smnet-sps grid info``).
+:func:`load_phase_libraries` (the WR / post-AGB / TP-AGB phase libraries as a small ``.npz`` shipped in
+the package), and :func:`add_cli` (``smnet-sps grid build`` / ``smnet-sps grid info``).
 """
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ import numpy as np
 from astropy import units as u
 
 from .constants import FLAM_UNIT, PACKAGE_DATA, SIGMA_SB
-from .libraries import IGNORED_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
+from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, default_wavelength, resample
 
-__all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "save_grid", "load_grid", "grid_info", "plot_coverage",
+__all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "save_grid", "load_grid", "grid_info", "skipped_libraries",
+           "plot_coverage",
            "export_phase_libraries", "load_phase_libraries", "PHASE_FILE", "add_cli"]
 
 FORMAT = "smnet-sps union grid"
@@ -35,7 +36,7 @@ PHASE_FILE = PACKAGE_DATA / "phase_libraries.npz"
 
 @dataclass
 class PhaseLibrary:
-    """A library without log g (WR, TP-AGB) on the common wavelength grid.
+    """A library without log g (WR, post-AGB, TP-AGB) on the common wavelength grid.
 
     ``teff`` [K], ``logz`` [dex; NaN = not metallicity specific], ``flux`` (n, n_wave) surface F_lambda
     [erg s^-1 cm^-2 A^-1] (NaN where unknown), ``mask`` (n, n_wave) True where known, ``meta`` dict
@@ -167,7 +168,7 @@ def _library_record(lib, flux, mask, wave):
 
 def _parse_only(only):
     if only is None:
-        return list(LIBRARIES)
+        return list(DEFAULT_LIBRARIES)
     names = [n.strip() for n in (only.split(",") if isinstance(only, str) else only) if n.strip()]
     bad = [n for n in names if n not in LIBRARIES]
     if bad or not names:
@@ -175,23 +176,34 @@ def _parse_only(only):
     return [n for n in LIBRARIES if n in names]
 
 
-def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None):
+def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None, strict=False):
     """Read the native libraries and build the union grid (plus the phase libraries).
+
+    A library that cannot be read (missing, damaged or degenerate file: the readers raise
+    ``FileNotFoundError`` / ``ValueError`` naming the file) is, by default, **skipped**: a loud
+    ``SKIPPED`` line goes to the log and the reason is recorded in ``attrs["skipped_libraries"]``
+    (``{name: reason}``, also shown by :func:`grid_info`). Why skip by default: one bad file should not block
+    a rebuild of the other libraries, and the record in the file keeps the omission visible to every later
+    user of the grid. With ``strict=True`` the first unreadable library fails the build. The build always
+    fails if no library (or, when union libraries were asked for, no union library) could be read.
 
     Parameters
     ----------
     library_dir : path-like
         Folder holding the library folders (``ck04_castelli_kurucz``, ``nextgen_phoenix``, ...).
     only : str or list of str, optional
-        Library names to include (comma-separated string or list); default: all. Union libraries:
-        ck04, nextgen, basel22, wmbasic, rauch_tmap, cm87; phase libraries: cmfgen_wn, cmfgen_wc,
-        tpagb_orich, tpagb_crich, tpagb_crich_aringer.
+        Library names to include (comma-separated string or list); default ``DEFAULT_LIBRARIES``: union
+        ck04, nextgen, basel22, wmbasic, cm87; phase cmfgen_wn, cmfgen_wc, rauch_pagb, tpagb_orich,
+        tpagb_crich, tpagb_crich_aringer. ``rauch_tmap`` is read only when named (its shipped file is
+        degenerate and is skipped, or fails the build with ``strict``).
     wavelength : array-like or Quantity, optional
         Common wavelength grid [Angstrom]; default :func:`smnet_sps.wavegrid.default_wavelength`.
     progress : bool
         Show a tqdm progress bar (one step per file).
     log : callable, optional
         Receives one line of text per library (default: print to stderr).
+    strict : bool
+        Fail on the first library that cannot be read instead of skipping it.
 
     Returns
     -------
@@ -209,12 +221,19 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None)
     wave = np.asarray(wave.to_value(u.AA) if isinstance(wave, u.Quantity) else wave, float)
     t0 = time.perf_counter()
     rows = {k: [] for k in ("teff", "logg", "logz", "library_id", "flux", "mask", "source_file")}
-    union_names, records, phases, prov = [], {}, {}, {}
+    union_names, records, phases, prov, skipped = [], {}, {}, {}, {}
     total = sum(LIBRARIES[n].n_files for n in names)
     with tqdm(total=total, desc="grid build", unit="file", disable=not progress, file=sys.stderr) as bar:
         for name in names:
             bar.set_postfix_str(name)
-            lib = read_library(name, root, progress=bar.update)
+            try:
+                lib = read_library(name, root, progress=bar.update)
+            except (ValueError, FileNotFoundError, OSError) as exc:
+                if strict:
+                    raise ValueError(f"library {name} cannot be used (strict build): {exc}") from exc
+                skipped[name] = f"{type(exc).__name__}: {exc}"
+                log(f"!!! SKIPPED library {name}: {exc}")
+                continue
             flux, mask = _to_common(lib, wave)
             for path in lib.files:
                 rel = str(Path(path).resolve().relative_to(root.resolve()))
@@ -244,8 +263,17 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None)
             rows["flux"].append(flux.astype(np.float32))
             rows["mask"].append(np.array(mask, bool))
             rows["source_file"].append(np.array(lib.source_file, dtype=object))
-    if "rauch_tmap" in names:
-        log(f"note: {IGNORED_NOTE}")
+    if not union_names and not phases:
+        raise ValueError("no library could be read, nothing to build: "
+                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    asked_union = [n for n in names if LIBRARIES[n].kind == "union"]
+    if asked_union and not union_names:
+        raise ValueError(f"none of the union libraries {', '.join(asked_union)} could be read: "
+                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    if skipped:
+        log(f"!!! {len(skipped)} librar{'y' if len(skipped) == 1 else 'ies'} SKIPPED (recorded in the file attrs "
+            f"'skipped_libraries'): {', '.join(skipped)}; use --strict to fail instead")
+    log(f"note: {DEFAULT_NOTE}")
     cat = {k: (np.concatenate(v) if v else None) for k, v in rows.items()}
     if not union_names:          # only phase libraries requested: an empty union table
         cat = {"teff": np.zeros(0), "logg": np.zeros(0), "logz": np.zeros(0),
@@ -255,7 +283,7 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None)
     elapsed = time.perf_counter() - t0
     attrs = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
              "build_seconds": round(elapsed, 1), "library_dir": str(root.resolve()),
-             "notes": IGNORED_NOTE}
+             "notes": DEFAULT_NOTE, "skipped_libraries": skipped}
     grid = UnionGrid(wave, cat["teff"], cat["logg"], cat["logz"], cat["library_id"], union_names, cat["flux"],
                      cat["mask"], cat["source_file"], records,
                      [f"{k} {v}" for k, v in sorted(prov.items())], phases, attrs)
@@ -419,6 +447,11 @@ def grid_info(grid):
             zs = f"[M/H] {z.min():.2f}..{z.max():.2f}" if z.size else "[M/H] not metallicity specific"
             lines.append(f"  {name:20s} {len(lib.teff):4d} spectra, Teff {lib.teff.min():.0f}-{lib.teff.max():.0f} K, "
                          f"{zs}, {100 * lib.mask.mean():.1f}% of pixels known")
+    skipped = skipped_libraries(grid)
+    if skipped:
+        lines.append(f"!!! SKIPPED libraries (could not be read; not in this grid): {len(skipped)}")
+        for name, reason in skipped.items():
+            lines.append(f"  {name}: {reason}")
     for k in ("notes",):
         if k in grid.attrs:
             lines.append(f"note: {grid.attrs[k]}")
@@ -426,16 +459,36 @@ def grid_info(grid):
     return "\n".join(lines)
 
 
+def skipped_libraries(grid):
+    """``{name: reason}`` of the libraries the build skipped (``attrs["skipped_libraries"]``; {} if none)."""
+    value = grid.attrs.get("skipped_libraries", {})
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = {"?": value}
+    return dict(value or {})
+
+
 def plot_coverage(grid, path):
     """(log Teff, log g) coverage plot coloured by library, HR-diagram orientation (like SM-Net Fig. 3).
 
-    log Teff increases to the left and log g increases downward. Writes ``path`` (PNG/PDF by suffix).
+    log Teff increases to the left and log g increases downward. The phase libraries (no log g) are drawn
+    as Teff-only rows in a strip above. Writes ``path`` (PNG/PDF by suffix).
     """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5.5))
+    phases = {k: v for k, v in grid.phase_libraries.items() if len(v.teff)}
+    if phases:
+        fig, (top, ax) = plt.subplots(2, 1, figsize=(7, 5.5 + 0.22 * len(phases)), sharex=True,
+                                      layout="constrained",
+                                      gridspec_kw={"height_ratios": [0.35 + 0.22 * len(phases), 5.5]})
+    else:
+        fig, ax = plt.subplots(figsize=(7, 5.5))
     markers = "osD^vP*X"
     for i, name in enumerate(grid.library_names):
         sel = grid.library_id == i
@@ -446,14 +499,30 @@ def plot_coverage(grid, path):
                        marker=markers[i % len(markers)], label=f"{name} ({sel.sum()})",
                        facecolors=f"C{i}" if filled else "none", edgecolors=f"C{i}", linewidths=0.8,
                        alpha=0.5 if filled else 0.9)
+    if phases:
+        for k, (name, lib) in enumerate(phases.items()):
+            t = np.unique(np.asarray(lib.teff, float))
+            top.scatter(np.log10(t), np.full(t.size, k), s=12, marker="|", color=f"C{(k + 3) % 10}",
+                        linewidths=1.5)
+        top.set_yticks(range(len(phases)))
+        top.set_yticklabels([f"{n} ({len(v.teff)})" for n, v in phases.items()], fontsize=7)
+        top.set_ylim(len(phases) - 0.5, -0.5)
+        top.set_title("phase libraries (no log g; Teff only) and union grid", fontsize=9)
+        top.grid(alpha=0.3, axis="x")
+        top.tick_params(axis="x", labelbottom=False)
     ax.invert_xaxis()
     ax.invert_yaxis()
     ax.set_xlabel(r"$\log_{10}\,T_\mathrm{eff}$ [K]")
     ax.set_ylabel(r"$\log g$ [cgs]")
-    ax.set_title(f"Union grid coverage: {len(grid)} spectra")
+    if not phases:
+        ax.set_title(f"Union grid coverage: {len(grid)} spectra")
+    else:
+        ax.text(0.99, 0.98, f"union grid: {len(grid)} spectra", transform=ax.transAxes, ha="right", va="top",
+                fontsize=8)
     ax.legend(fontsize=8, loc="upper left", markerscale=1.5)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    if not phases:
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -491,7 +560,7 @@ def export_phase_libraries(grid, path=PHASE_FILE):
 
 
 def load_phase_libraries(path=None):
-    """The phase libraries (WR WN/WC, TP-AGB) on the common wavelength grid, without ``../shared``.
+    """The phase libraries (WR WN/WC, Rauch post-AGB, TP-AGB) on the common wavelength grid, without ``../shared``.
 
     Parameters
     ----------
@@ -504,7 +573,7 @@ def load_phase_libraries(path=None):
         ``{"wavelength": Quantity [A], name: {"teff": Quantity [K], "logz": ndarray (NaN = not
         metallicity specific), "flux": Quantity (n, n_wave) [erg s^-1 cm^-2 A^-1] (NaN where unknown),
         "mask": bool ndarray, "citation": str, "convention": str, optional "teff_table", "logz_table"}}``
-        for names cmfgen_wn, cmfgen_wc, tpagb_orich, tpagb_crich, tpagb_crich_aringer.
+        for names cmfgen_wn, cmfgen_wc, rauch_pagb, tpagb_orich, tpagb_crich, tpagb_crich_aringer.
     """
     path = Path(PHASE_FILE if path is None else path)
     if not path.is_file():
@@ -533,7 +602,7 @@ def load_phase_libraries(path=None):
 # ------------------------------------------------------------------------------------------------ CLI
 def _cmd_build(args):
     t0 = time.perf_counter()
-    grid = build_grid(args.libraries, only=args.only, progress=not args.no_progress)
+    grid = build_grid(args.libraries, only=args.only, progress=not args.no_progress, strict=args.strict)
     save_grid(grid, args.out)
     size = Path(args.out).stat().st_size / 1e6
     print(grid_info(grid))
@@ -565,7 +634,10 @@ def add_cli(subparsers):
                    "(e.g. ../shared/data/libraries)")
     b.add_argument("--out", required=True, help="output HDF5 file")
     b.add_argument("--plot", help="also write a (log Teff, log g) coverage plot (PNG)")
-    b.add_argument("--only", help=f"comma-separated library names (default all): {','.join(LIBRARIES)}")
+    b.add_argument("--only", help=f"comma-separated library names (default {','.join(DEFAULT_LIBRARIES)}; "
+                   f"all: {','.join(LIBRARIES)})")
+    b.add_argument("--strict", action="store_true", help="fail if any library cannot be read (default: skip it "
+                   "with a loud message and record it in the file attrs 'skipped_libraries')")
     b.add_argument("--phase-out", help="also write the phase libraries as .npz (as shipped in "
                    "smnet_sps/data/phase_libraries.npz)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

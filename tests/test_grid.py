@@ -6,8 +6,9 @@ import pytest
 from astropy import units as u
 
 from smnet_sps.cli import main
-from smnet_sps.grid import PHASE_FILE, build_grid, load_grid, load_phase_libraries, save_grid
-from smnet_sps.libraries import PHASE_LIBRARIES, UNION_LIBRARIES, nextgen, read_library
+from smnet_sps.grid import (PHASE_FILE, build_grid, grid_info, load_grid, load_phase_libraries, save_grid,
+                            skipped_libraries)
+from smnet_sps.libraries import LIBRARIES, PHASE_LIBRARIES, UNION_LIBRARIES, nextgen, read_library
 from smnet_sps.wavegrid import bin_edges, default_wavelength, resample
 
 
@@ -105,7 +106,8 @@ def test_build_load_round_trip_via_cli(built, libdir):
     for line in grid.provenance:
         rel, sha = line.split()
         assert (libdir / rel).is_file() and len(sha) == 64
-        assert "ipagb" not in rel
+    assert not any("rauch_tmap" in line for line in grid.provenance)     # not a default library
+    assert skipped_libraries(grid) == {}
     assert set(grid.phase_libraries) == set(PHASE_LIBRARIES)
     wn = grid.phase_libraries["cmfgen_wn"]
     assert wn.flux.shape == (2, 1221) and "Smith" in wn.meta["citation"]
@@ -126,7 +128,43 @@ def test_grid_info_cli(built, capsys):
     for name in UNION_LIBRARIES + PHASE_LIBRARIES:
         assert name in text
     assert "ck04                    24     9" in text          # count and dropped columns
-    assert "ipagb" in text and "provenance" in text
+    assert "ipagb" in text and "provenance" in text and "SKIPPED" not in text
+
+
+# ------------------------------------------------------------------- a library that cannot be read
+def test_degenerate_library_is_skipped_logged_and_recorded(libdir, tmp_path, capsys):
+    """Naming every library (rauch_tmap included): the degenerate Rauch FITS is skipped, loudly, and recorded."""
+    lines = []
+    grid = build_grid(libdir, only=list(LIBRARIES), progress=False, log=lines.append)
+    assert "rauch_tmap" not in grid.library_names and grid.library_names == list(UNION_LIBRARIES)
+    loud = [ln for ln in lines if "SKIPPED" in ln]
+    assert any("rauch_tmap" in ln and "stellib_Rauch.grid.fits: 4 rows but only 1 distinct spectrum" in ln
+               for ln in loud), lines
+    reasons = skipped_libraries(grid)
+    assert list(reasons) == ["rauch_tmap"] and "degenerate" in reasons["rauch_tmap"]
+    save_grid(grid, tmp_path / "g.h5")
+    assert skipped_libraries(load_grid(tmp_path / "g.h5")) == reasons       # survives the file round trip
+    assert main(["grid", "info", str(tmp_path / "g.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "SKIPPED" in text and "rauch_tmap: ValueError" in text and "1 distinct spectrum" in text
+    assert "SKIPPED" in grid_info(grid)
+
+
+def test_strict_build_fails_on_degenerate_library(libdir, tmp_path, capsys):
+    out = tmp_path / "s.h5"
+    rc = main(["grid", "build", "--libraries", str(libdir), "--out", str(out), "--only", "cm87,rauch_tmap",
+               "--strict", "--no-progress"])
+    assert rc == 1 and not out.exists()
+    assert "rauch_tmap" in capsys.readouterr().err
+    # without --strict the same build succeeds without it
+    rc = main(["grid", "build", "--libraries", str(libdir), "--out", str(out), "--only", "cm87,rauch_tmap",
+               "--no-progress"])
+    assert rc == 0 and load_grid(out).library_names == ["cm87"]
+
+
+def test_build_fails_when_no_library_can_be_read(libdir):
+    with pytest.raises(ValueError, match="no library could be read.*rauch_tmap.*distinct"):
+        build_grid(libdir, only="rauch_tmap", progress=False, log=lambda s: None)
 
 
 def test_coverage_plot_written(built, tmp_path):
@@ -189,7 +227,7 @@ def test_shipped_phase_libraries():
     w = phases["wavelength"].to_value(u.AA)
     np.testing.assert_array_equal(w, default_wavelength().value)
     counts = {n: len(phases[n]["teff"]) for n in PHASE_LIBRARIES}
-    assert counts == {"cmfgen_wn": 60, "cmfgen_wc": 60, "tpagb_orich": 9, "tpagb_crich": 5,
+    assert counts == {"cmfgen_wn": 60, "cmfgen_wc": 60, "rauch_pagb": 28, "tpagb_orich": 9, "tpagb_crich": 5,
                       "tpagb_crich_aringer": 9}
     for n in PHASE_LIBRARIES:
         f, m = phases[n]["flux"].value, phases[n]["mask"]
@@ -197,6 +235,11 @@ def test_shipped_phase_libraries():
     # Aringer models start at 3523 A: bluer pixels are unknown, not zero
     ar = phases["tpagb_crich_aringer"]
     assert not ar["mask"][:, w < 3500].any()
+    # Rauch post-AGB: the 14 Teff columns FSPS uses, solar and halo, no log g in the file
+    pagb = phases["rauch_pagb"]
+    np.testing.assert_allclose(pagb["teff"].value, np.tile(np.arange(50000.0, 180001.0, 10000.0), 2))
+    np.testing.assert_allclose(pagb["logz"], [0.0] * 14 + [-1.0] * 14)
+    assert "Rauch 2003" in pagb["citation"] and pagb["mask"].all()
 
 
 def test_load_phase_libraries_errors(tmp_path):

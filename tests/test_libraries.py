@@ -5,8 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from smnet_sps.libraries import IGNORED_NOTE, LIBRARIES, PHASE_LIBRARIES, UNION_LIBRARIES, read_library
-from smnet_sps.libraries import basel, ck04, cm87, nextgen
+from smnet_sps.constants import C_ANGSTROM, SIGMA_SB
+from smnet_sps.libraries import (DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, UNION_LIBRARIES,
+                                 LibrarySpectra, read_library)
+from smnet_sps.libraries import basel, ck04, cm87, nextgen, rauch, rauch_pagb
 
 
 @pytest.fixture(scope="module")
@@ -16,12 +18,17 @@ def libdir(fixtures_dir):
 
 @pytest.fixture(scope="module")
 def libs(libdir):
-    return {name: read_library(name, libdir) for name in LIBRARIES}
+    return {name: read_library(name, libdir) for name in DEFAULT_LIBRARIES}
 
 
 def test_registry_names_match_contract():
-    assert UNION_LIBRARIES == ("ck04", "nextgen", "basel22", "wmbasic", "rauch_tmap", "cm87")
-    assert PHASE_LIBRARIES == ("cmfgen_wn", "cmfgen_wc", "tpagb_orich", "tpagb_crich", "tpagb_crich_aringer")
+    assert UNION_LIBRARIES == ("ck04", "nextgen", "basel22", "wmbasic", "cm87")
+    assert PHASE_LIBRARIES == ("cmfgen_wn", "cmfgen_wc", "rauch_pagb", "tpagb_orich", "tpagb_crich",
+                               "tpagb_crich_aringer")
+    assert DEFAULT_LIBRARIES == UNION_LIBRARIES + PHASE_LIBRARIES
+    # the pystellibs Rauch reader is kept (a corrected file would work) but is not a default library
+    assert "rauch_tmap" in LIBRARIES and not LIBRARIES["rauch_tmap"].default
+    assert "rauch_tmap" not in DEFAULT_LIBRARIES and "degenerate" in DEFAULT_NOTE
 
 
 def test_unknown_library_name_lists_valid_names(libdir):
@@ -65,7 +72,7 @@ def test_basel_pi_convention(libs, libdir):
     assert list(lib.logg) == [0.0, 4.5, 4.0]
 
 
-@pytest.mark.parametrize("name", ["wmbasic", "cmfgen_wn", "cmfgen_wc", "tpagb_orich", "tpagb_crich",
+@pytest.mark.parametrize("name", ["wmbasic", "cmfgen_wn", "cmfgen_wc", "rauch_pagb", "tpagb_orich", "tpagb_crich",
                                   "tpagb_crich_aringer"])
 def test_normalised_libraries_rescaled_to_sigma_teff4(libs, name):
     np.testing.assert_allclose(libs[name].bolometric_ratio(), 1.0, rtol=1e-10)
@@ -73,7 +80,7 @@ def test_normalised_libraries_rescaled_to_sigma_teff4(libs, name):
     assert np.all(np.abs(libs[name].raw_ratio - 1) < 0.25)
 
 
-@pytest.mark.parametrize("name", ["rauch_tmap", "cm87"])
+@pytest.mark.parametrize("name", ["cm87"])
 def test_unit_bolometric_libraries_times_sigma_teff4(libs, name):
     """~unit bolometric flux x sigma Teff^4: the tabulated range (>= 91 A) misses the EUV below 91 A."""
     lib = libs[name]
@@ -87,8 +94,6 @@ def test_hot_star_parameters(libs):
     assert list(wmb.logg) == [3.5, 3.5, 4.0, 4.0, 4.5, 4.5]       # hard-coded in FSPS, log g major
     np.testing.assert_allclose(wmb.logz, 0.0)                      # Z = 0.020 -> [M/H] = 0 (BPASS convention)
     assert list(wmb.teff) == [25000.0, 26300.0] * 3
-    rauch = libs["rauch_tmap"]
-    assert set(rauch.teff) == {50000.0, 60000.0} and set(rauch.logg) == {6.0, 7.0}
     assert list(libs["cm87"].teff) == [60000.0, 100000.0, 180000.0]
 
 
@@ -106,12 +111,88 @@ def test_phase_libraries_have_no_invented_logg(libs):
     np.testing.assert_allclose(libs["tpagb_crich_aringer"].logz, 0.0)
 
 
-def test_rauch_post_agb_duplicate_not_read(libs):
-    """FSPS ipagb = Rauch (2003) again: only the pystellibs grid (rauch_tmap) is used."""
-    assert not any("ipagb" in n for n in LIBRARIES)
-    for lib in libs.values():
-        assert not any("ipagb" in str(p) for p in lib.files)
-    assert "ipagb" in IGNORED_NOTE and "rauch_tmap" in IGNORED_NOTE
+# ------------------------------------------------------------------------------ degenerate libraries
+def test_degenerate_rauch_fits_is_rejected_with_a_clear_error(libdir):
+    """The pystellibs Rauch FITS holds one spectrum per Z for every Teff / log g: a corrupt library."""
+    with pytest.raises(ValueError, match=r"stellib_Rauch\.grid\.fits: 4 rows but only 1 distinct spectrum.*"
+                                         r"different parameters.*degenerate"):
+        read_library("rauch_tmap", libdir)
+    with pytest.raises(ValueError, match="stellib_Rauch.grid.fits"):
+        rauch.read(libdir / "rauch_tmap_pystellibs")
+
+
+def _synthetic(teff, logg, flux, name="synthetic"):
+    flux = np.asarray(flux, float)
+    n = len(flux)
+    return LibrarySpectra(name, "", "f", "", np.asarray(teff, float), np.asarray(logg, float), np.zeros(n),
+                          [np.arange(1.0, flux.shape[1] + 1)], [flux], [f"f/file{i // 2}.dat" for i in range(n)],
+                          np.ones(n), 0, [])
+
+
+def test_distinct_spectra_check_is_general():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(50), rng.random(50)
+    _synthetic([5000, 6000], [4, 4], [a, b])                       # distinct: fine
+    _synthetic([5000, 5000], [4, 4], [a, a])                       # a repeated model, same parameters: fine
+    with pytest.raises(ValueError, match=r"f/file0.dat, f/file1.dat: 3 rows but only 2 distinct spectra; 1 rows .*row 2 .*Teff 7000 K.* is identical to row 0"):
+        _synthetic([5000, 6000, 7000], [4, 4, 4], [a, b, a])
+    # a rescaled copy (e.g. unit flux x sigma Teff^4) is the same spectrum
+    with pytest.raises(ValueError, match="only 1 distinct spectrum"):
+        _synthetic([5000, 6000], [4, 4], [a, 3.7 * a])
+    # NaN log g (phase libraries) compares equal to NaN: a repeat with the same Teff is fine
+    _synthetic([5000, 5000], [np.nan, np.nan], [a, a])
+
+
+# ---------------------------------------------------------------------- Rauch post-AGB (FSPS ipagb)
+def test_rauch_pagb_parameters_and_no_logg(libs):
+    lib = libs["rauch_pagb"]
+    assert list(lib.teff) == [50000.0, 60000.0, 70000.0] * 2       # fixture: first 3 Teff columns
+    assert list(lib.logz) == [0.0] * 3 + [-1.0] * 3                 # solar, halo (halo = -1 assumed)
+    assert np.isnan(lib.logg).all() and not lib.has_logg             # never invented
+    assert [p.name for p in lib.files] == ["ipagb.teff", "ipagb_solar.spec.gz", "ipagb_halo.spec.gz"]
+    assert "ipagb_solar" in lib.source_file[0] and "ipagb_halo" in lib.source_file[-1]
+
+
+def test_rauch_pagb_sigma_teff4_and_fnu_conversion(libs, libdir):
+    lib = libs["rauch_pagb"]
+    np.testing.assert_allclose(lib.bolometric_ratio(), 1.0, rtol=1e-10)
+    wave, flam = lib.spectrum(1)
+    assert np.all(np.diff(wave) > 0)                                 # repeated 0.1 A wavelengths merged
+    raw = np.loadtxt(libdir / "fsps_hot_and_agb/Hot_spectra/ipagb_solar.spec.gz")
+    assert wave.size == np.unique(raw[:, 0]).size < raw.shape[0]
+    # an unrepeated wavelength: F_lambda = f_nu c / lambda^2 x (sigma Teff^4 / native integral)
+    i = int(np.flatnonzero(raw[:, 0] == 5000.0)[0]) if (raw[:, 0] == 5000.0).any() else raw.shape[0] - 50
+    k = int(np.searchsorted(wave, raw[i, 0]))
+    expected = raw[i, 2] * C_ANGSTROM / raw[i, 0] ** 2 * SIGMA_SB * 60000.0 ** 4 / lib.raw_ratio[1]
+    np.testing.assert_allclose(flam[k], expected, rtol=1e-12)
+
+
+def test_rauch_pagb_reads_all_columns_or_fsps_set(libdir, monkeypatch):
+    """All Teff columns by default; FSPS reads ndim_pagb = 14 (here patched to 2 of 3) on request."""
+    assert rauch_pagb.N_FSPS == 14
+    assert list(rauch_pagb.read(libdir / "fsps_hot_and_agb").teff) == [50000.0, 60000.0, 70000.0] * 2
+    monkeypatch.setattr(rauch_pagb, "N_FSPS", 2)
+    lib = rauch_pagb.read(libdir / "fsps_hot_and_agb", fsps_columns_only=True)
+    assert list(lib.teff) == [50000.0, 60000.0] * 2
+
+
+def test_rauch_pagb_gets_bluer_with_teff(libs):
+    """Teff of the columns is a sensible colour temperature: the flux-weighted mean frequency rises."""
+    lib = libs["rauch_pagb"]
+    for s in (slice(0, 3), slice(3, 6)):
+        wave, flux = lib.wavelengths[0], lib.fluxes[0][s]
+        nu_mean = np.trapezoid(flux * C_ANGSTROM / wave, wave, axis=1) / np.trapezoid(flux, wave, axis=1)
+        assert np.all(np.diff(nu_mean) > 0), nu_mean
+
+
+def test_rauch_pagb_decreasing_wavelength_is_named(copy_lib):
+    folder = copy_lib("fsps_hot_and_agb")
+    path = folder / "Hot_spectra/ipagb_halo.spec.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    lines[30], lines[31] = lines[31], lines[30]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(ValueError, match=r"ipagb_halo\.spec\.gz: wavelength column decreases"):
+        rauch_pagb.read(folder)
 
 
 # ------------------------------------------------------------------------------------------- errors

@@ -7,11 +7,13 @@ and returns a :class:`~smnet_sps.libraries._common.LibrarySpectra` of surface F_
 Two kinds of libraries:
 
 * ``UNION_LIBRARIES`` have (Teff, log g, [M/H]) and form the union training grid;
-* ``PHASE_LIBRARIES`` (Wolf-Rayet, TP-AGB) have no log g; they are kept apart and are never given an
-  invented log g. The SSP stage uses them for the corresponding evolutionary phases.
+* ``PHASE_LIBRARIES`` (Wolf-Rayet, TP-AGB, Rauch post-AGB) have no log g; they are kept apart and are never
+  given an invented log g. The SSP stage uses them for the corresponding evolutionary phases.
 
-FSPS' Rauch post-AGB spectra (``Hot_spectra/ipagb_*.spec``) are the same Rauch (2003) models as the
-pystellibs grid (``rauch_tmap``) and are deliberately not read.
+``DEFAULT_LIBRARIES`` are those ``grid build`` reads when no ``--only`` is given. ``rauch_tmap`` (the
+pystellibs Rauch FITS grid) keeps its reader but is not a default: the shipped file is degenerate (102 rows,
+2 distinct spectra, see :data:`DEFAULT_NOTE`); the Rauch (2003) models are used through FSPS' post-AGB files
+(``Hot_spectra/ipagb_*.spec``) as the phase library ``rauch_pagb``.
 """
 from __future__ import annotations
 
@@ -20,14 +22,16 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from . import basel, ck04, cm87, cmfgen, nextgen, rauch, tpagb, wmbasic
+from . import basel, ck04, cm87, cmfgen, nextgen, rauch, rauch_pagb, tpagb, wmbasic
 from ._common import LibrarySpectra
 
-__all__ = ["LibraryEntry", "LIBRARIES", "UNION_LIBRARIES", "PHASE_LIBRARIES", "read_library",
-           "LibrarySpectra", "IGNORED_NOTE"]
+__all__ = ["LibraryEntry", "LIBRARIES", "UNION_LIBRARIES", "PHASE_LIBRARIES", "DEFAULT_LIBRARIES", "read_library",
+           "LibrarySpectra", "DEFAULT_NOTE"]
 
-IGNORED_NOTE = ("FSPS Hot_spectra/ipagb_{solar,halo}.spec (Rauch 2003 post-AGB) duplicate the pystellibs Rauch "
-                "grid (rauch_tmap) and are not used")
+DEFAULT_NOTE = ("rauch_tmap (pystellibs stellib_Rauch.grid.fits) is not built by default: that file is degenerate "
+                "(102 rows, only 2 distinct spectra, one per Z, for Teff 50-190 kK and log g 5-8); the Rauch (2003) "
+                "post-AGB models are used instead from FSPS Hot_spectra/ipagb_{solar,halo}.spec as the phase "
+                "library rauch_pagb (no log g)")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class LibraryEntry:
     kind: str            # "union" (has log g) or "phase" (no log g)
     citation: str
     n_files: int = 1     # rough number of progress steps (for the progress bar)
+    default: bool = True  # read by ``grid build`` when no ``--only`` is given
 
 
 LIBRARIES = {e.name: e for e in [
@@ -47,17 +52,20 @@ LIBRARIES = {e.name: e for e in [
     LibraryEntry("nextgen", nextgen.FOLDER, nextgen.read, "union", nextgen.CITATION, 404),
     LibraryEntry("basel22", basel.FOLDER, basel.read, "union", basel.CITATION, 467),
     LibraryEntry("wmbasic", wmbasic.FOLDER, wmbasic.read, "union", wmbasic.CITATION, 12),
-    LibraryEntry("rauch_tmap", rauch.FOLDER, rauch.read, "union", rauch.CITATION, 1),
+    LibraryEntry("rauch_tmap", rauch.FOLDER, rauch.read, "union", rauch.CITATION, 1, default=False),
     LibraryEntry("cm87", cm87.FOLDER, cm87.read, "union", cm87.CITATION, 1),
     LibraryEntry("cmfgen_wn", cmfgen.FOLDER, partial(cmfgen.read, kind="WN"), "phase", cmfgen.CITATION, 1),
     LibraryEntry("cmfgen_wc", cmfgen.FOLDER, partial(cmfgen.read, kind="WC"), "phase", cmfgen.CITATION, 1),
+    LibraryEntry("rauch_pagb", rauch_pagb.FOLDER, rauch_pagb.read, "phase", rauch_pagb.CITATION, 2),
     LibraryEntry("tpagb_orich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_orich"), "phase", tpagb.CITE_LM, 1),
     LibraryEntry("tpagb_crich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich"), "phase", tpagb.CITE_LM, 1),
     LibraryEntry("tpagb_crich_aringer", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich_aringer"), "phase",
                  tpagb.CITE_AR, 1),
 ]}
-UNION_LIBRARIES = tuple(n for n, e in LIBRARIES.items() if e.kind == "union")
-PHASE_LIBRARIES = tuple(n for n, e in LIBRARIES.items() if e.kind == "phase")
+#: union (log g) libraries of the default build; ``rauch_tmap`` is readable but not a default
+UNION_LIBRARIES = tuple(n for n, e in LIBRARIES.items() if e.kind == "union" and e.default)
+PHASE_LIBRARIES = tuple(n for n, e in LIBRARIES.items() if e.kind == "phase" and e.default)
+DEFAULT_LIBRARIES = UNION_LIBRARIES + PHASE_LIBRARIES
 
 
 def read_library(name, root, progress=None):
@@ -66,8 +74,14 @@ def read_library(name, root, progress=None):
     Parameters
     ----------
     name : str
-        One of ``LIBRARIES`` (union: ck04, nextgen, basel22, wmbasic, rauch_tmap, cm87; phase: cmfgen_wn,
-        cmfgen_wc, tpagb_orich, tpagb_crich, tpagb_crich_aringer).
+        One of ``LIBRARIES`` (union: ck04, nextgen, basel22, wmbasic, cm87, and rauch_tmap (not a default:
+        its shipped file is degenerate and is rejected); phase: cmfgen_wn, cmfgen_wc, rauch_pagb, tpagb_orich,
+        tpagb_crich, tpagb_crich_aringer).
+
+    Raises
+    ------
+    ValueError
+        Unknown name, or a damaged / degenerate file (the message names the file).
     root : path-like
         Folder holding the library folders (e.g. ``../shared/data/libraries``).
     """

@@ -4,7 +4,10 @@ Every reader returns a :class:`LibrarySpectra` holding surface flux F_lambda [er
 library's own wavelength grid(s). Any problem with a file (missing, truncated, wrong format, NaN or
 negative flux) raises ``FileNotFoundError`` / ``ValueError`` whose message names the file: a corrupt input
 never becomes a silent wrong number. NaN flux is *rejected* (not masked): the native libraries are
-complete model grids, so a NaN means a damaged file rather than a gap to be skipped.
+complete model grids, so a NaN means a damaged file rather than a gap to be skipped. A *degenerate* file, in
+which one spectrum is assigned to different parameters (e.g. the same spectrum for every Teff), is rejected
+too, by :func:`check_distinct_spectra`, which every :class:`LibrarySpectra` runs when it is created, so
+every reader gets it.
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ import numpy as np
 
 from ..constants import SIGMA_SB
 
-__all__ = ["LibrarySpectra", "read_text", "parse_floats", "check_flux", "require_dir", "require_file",
-           "integrate_flux", "ZSUN_MASS_FRACTION"]
+__all__ = ["LibrarySpectra", "read_text", "parse_floats", "check_flux", "check_distinct_spectra", "require_dir",
+           "require_file", "integrate_flux", "ZSUN_MASS_FRACTION"]
 
 #: Solar metal mass fraction used to turn a mass fraction Z into [M/H] = log10(Z / 0.020) (the BPASS
 #: convention, also FSPS' ``zsol_spec`` for its hot-star spectra). An assumption: the libraries do not
@@ -77,6 +80,9 @@ class LibrarySpectra:
     files: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        check_distinct_spectra(self)
+
     def __len__(self):
         return len(self.teff)
 
@@ -97,6 +103,73 @@ class LibrarySpectra:
         """Integral of the stored (converted) F_lambda over the native range / sigma Teff^4, per spectrum."""
         ints = np.concatenate([integrate_flux(w, f) for w, f in zip(self.wavelengths, self.fluxes)])
         return ints / (SIGMA_SB * self.teff ** 4)
+
+
+def _duplicate_labels(flux):
+    """Label per row: the index of the first row with the same spectral *shape* (row / its max, to 1e-9).
+
+    Rows are compared after dividing by their maximum, so a spectrum that was merely rescaled (e.g. a
+    unit-normalised native spectrum x sigma Teff^4) still counts as the same spectrum. Candidates come from a
+    random projection (sorted), each confirmed element by element: O(n n_wave), fine for 3,500 x 1,221.
+    """
+    f = np.asarray(flux, float)
+    n = len(f)
+    labels = np.arange(n)
+    if n < 2:
+        return labels
+    scale = np.max(np.abs(f), axis=1)
+    scale[scale == 0] = 1.0
+    shape = f / scale[:, None]
+    proj = shape @ np.random.default_rng(12345).random(shape.shape[1])
+    order = np.argsort(proj, kind="stable")
+    for a, b in zip(order[:-1], order[1:]):
+        if (abs(proj[b] - proj[a]) <= 1e-9 * max(abs(proj[a]), 1e-300)
+                and np.allclose(shape[a], shape[b], rtol=1e-9, atol=0.0)):
+            labels[b] = labels[a]
+    for root in np.unique(labels):          # label each group by its first row
+        members = labels == root
+        labels[members] = np.flatnonzero(members)[0]
+    return labels
+
+
+def check_distinct_spectra(lib):
+    """Reject a degenerate library: the same spectrum assigned to *different* (Teff, log g, [M/H]).
+
+    A model grid in which e.g. every Teff row holds one identical spectrum is corrupt (a packaging error),
+    and a model trained on it learns a spectrum that does not change with Teff. Spectra are compared within
+    each wavelength block (a file, or the files sharing one grid), as shapes (row / row max, to 1e-9
+    relative), so a rescaled copy counts too. Identical spectra with identical parameters are allowed.
+
+    Raises
+    ------
+    ValueError
+        Naming the file(s), the number of rows and of distinct spectra, and one example pair.
+    """
+    params = np.column_stack([np.asarray(lib.teff, float), np.asarray(lib.logg, float),
+                              np.asarray(lib.logz, float)])
+    start = 0
+    for flux in lib.fluxes:
+        n = len(flux)
+        rows = slice(start, start + n)
+        labels = _duplicate_labels(flux)
+        p = params[rows]
+        bad = [i for i in range(n) if labels[i] != i
+               and not np.array_equal(p[i], p[labels[i]], equal_nan=True)]
+        if bad:
+            # the most telling example: a pair whose Teff differs, if there is one
+            i = next((k for k in bad if p[k, 0] != p[labels[k], 0]), bad[0])
+            j = labels[i]
+            src = sorted({lib.source_file[start + k] for k in bad + [int(labels[k]) for k in bad]})
+            full = [next((str(f) for f in lib.files if str(f).endswith(s)), s) for s in src]
+            fmt = lambda k: (f"Teff {p[k, 0]:.0f} K, log g {p[k, 1]:g}, [M/H] {p[k, 2]:g}")
+            nd = len(np.unique(labels))
+            where = ", ".join(full[:3]) + (f" (+{len(full) - 3} more files)" if len(full) > 3 else "")
+            raise ValueError(
+                f"{where}: {n} rows but only {nd} distinct spectr{'um' if nd == 1 else 'a'}; {len(bad)} rows repeat "
+                f"a spectrum assigned to different parameters (e.g. row {start + i} [{fmt(i)}] is identical to "
+                f"row {start + j} [{fmt(j)}]). The {lib.name} library is degenerate/corrupt (its spectra do not "
+                f"change with its parameters); replace the file with a correct one.")
+        start += n
 
 
 def require_dir(path, what):

@@ -6,7 +6,11 @@ Fluxes are normalised to ~unit bolometric flux (0.93-0.99 of it falls inside 91 
 below 91 A), so they are multiplied by sigma Teff^4 (not divided by the tabulated integral, which would
 put the missing EUV flux back into the tabulated range). [M/H] = log10(Z / 0.02).
 
-FSPS' ``ipagb_*.spec`` are the same Rauch (2003) models; they duplicate this grid and are not used.
+**Not a default library.** The shipped ``stellib_Rauch.grid.fits`` is degenerate: its 102 rows hold only
+2 distinct spectra (every Z = 0.002 row is identical, every Z = 0.02 row too) although the TGZ table claims
+Teff 50-190 kK and log g 5-8; the reader rejects it (``check_distinct_spectra``), and ``grid build`` skips it
+when it is named with ``--only``. The reader is kept so that a corrected file works. The Rauch (2003)
+models are used from FSPS' ``ipagb_*.spec`` instead (``rauch_pagb.py``, a phase library without log g).
 """
 from __future__ import annotations
 
@@ -19,8 +23,7 @@ from ._common import LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, integrate_f
 NAME = "rauch_tmap"
 FOLDER = "rauch_tmap_pystellibs"
 CITATION = "Rauch 2003, A&A 403, 709; grid as packaged by pystellibs (Fouesneau, Zenodo)"
-CONVENTION = ("unit bolometric flux x sigma Teff^4; [M/H] = log10(Z/0.02); Teff = 10**logT rounded to 1000 K; "
-              "FSPS ipagb (same Rauch 2003 models) not used")
+CONVENTION = "unit bolometric flux x sigma Teff^4; [M/H] = log10(Z/0.02); Teff = 10**logT rounded to 1000 K"
 FILENAME = "stellib_Rauch.grid.fits"
 
 
