@@ -166,14 +166,17 @@ def sampling_weights(params, log_ratio, library_id, k=6, w_max=5.0):
     return w
 
 
-def masked_mse(pred, target, mask, weights=None):
+def masked_mse(pred, target, mask, weights=None, pixel_weights=None):
     """Mean squared error over known pixels only; masked pixels never enter (even if NaN or inf).
 
     ``torch.where`` (not multiplication by the mask) so that garbage in masked pixels cannot leak as NaN.
-    Each spectrum's mean over its known pixels is weighted by ``weights`` (default 1).
+    Each spectrum's mean over its known pixels is weighted by ``weights`` (default 1); ``pixel_weights``
+    (n_wave,) weights the squared error of each pixel (default 1).
     """
     sq = torch.where(mask, (pred - torch.where(mask, target, torch.zeros_like(target))) ** 2,
                      torch.zeros_like(pred))
+    if pixel_weights is not None:
+        sq = sq * pixel_weights
     per = sq.sum(1) / mask.sum(1).clamp(min=1)
     if weights is None:
         return per.mean()
@@ -200,7 +203,8 @@ def _boxes(grid):
 
 def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minutes=None, device="auto",
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
-          test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody"):
+          test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
+          pixel_loss="standardised"):
     """Train a generator on a union grid and write a model directory.
 
     Parameters
@@ -218,6 +222,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     reference : ``"blackbody"`` (default) or ``"none"``: the MLP predicts log10(F / sigma T^4) minus this
         reference's log10(pi B_lambda / sigma T^4) (see :func:`smnet_sps.model.blackbody_log_ratio`)
     save_every : write checkpoint + model every this many epochs
+    pixel_loss : ``"standardised"`` (MSE of the per-pixel standardised MLP output) or ``"log"`` (the same
+        errors weighted by each pixel's variance, i.e. MSE in log10 flux: every pixel counts by its relative
+        flux error, which is what the accuracy metric |dF/F| measures). MLP only.
 
     Returns
     -------
@@ -227,6 +234,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
 
     if reference not in ("blackbody", "none"):
         raise ValueError(f"unknown reference {reference!r}; allowed: ['blackbody', 'none']")
+    if pixel_loss not in ("standardised", "log"):
+        raise ValueError(f"unknown pixel_loss {pixel_loss!r}; allowed: ['standardised', 'log']")
     if arch not in ("mlp", "smnet"):
         raise ValueError(f"unknown architecture {arch!r}; allowed: ['mlp', 'smnet']")
     for nm, val in (("width", width), ("depth", depth), ("epochs", epochs), ("batch_size", batch_size), ("B", B)):
@@ -288,6 +297,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if idx_val.size == 0:
         idx_val = idx_tr
     W = to_t(weights[idx_tr])
+    PW = None
+    if arch == "mlp" and pixel_loss == "log":
+        PW = to_t(std**2 / np.mean(std**2))     # standardised error x std = error in log10 flux
 
     def forward(ix):
         return model(X[ix], MIX[ix]) if arch == "mlp" else model(X[ix])
@@ -326,6 +338,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "split": {"rule": f"interior nodes, every {test_every}th held out for test (seed {seed}); "
                                  "5% validation", "n_train": int((split == 0).sum()),
                          "n_val": int((split == 1).sum()), "n_test": int((split == 2).sum())},
+               "pixel_loss": pixel_loss if arch == "mlp" else "log1p01 MSE",
                "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]",
                "training": {"epochs_run": state["epoch"], "wall_seconds": round(state["elapsed"], 1),
                             "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
@@ -349,14 +362,15 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         tot = 0.0
         for s in range(0, idx_val.size, 1024):
             ix = idx_val[s:s + 1024]
-            tot += masked_mse(forward(ix), Y[ix], M[ix]).item() * ix.size
+            tot += masked_mse(forward(ix), Y[ix], M[ix], pixel_weights=PW).item() * ix.size
         model.train()
         return tot / idx_val.size
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=epochs, initial=state["epoch"], desc=f"train {arch}", unit="epoch")
+        # with a wall-time budget the epoch count is open-ended: show a counter, not a meaningless total
+        bar = tqdm(total=None if minutes else epochs, initial=state["epoch"], desc=f"train {arch}", unit="epoch")
     gen = torch.Generator(device="cpu").manual_seed(seed + state["epoch"])
     t0 = time.perf_counter() - state["elapsed"]
     budget = minutes * 60 if minutes else None
@@ -371,7 +385,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
         for s in range(0, draw.size, batch_size):
             ix = idx_tr[draw[s:s + batch_size]]
-            loss = masked_mse(forward(ix), Y[ix], M[ix])
+            loss = masked_mse(forward(ix), Y[ix], M[ix], pixel_weights=PW)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -414,6 +428,8 @@ def add_cli(sub):
                    help="early stopping: epochs without a better validation loss (default 200)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pixel-loss", choices=["standardised", "log"], default="standardised",
+                   help="MLP loss: standardised per-pixel MSE, or MSE in log10 flux (variance-weighted)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli)
 
@@ -422,7 +438,7 @@ def _cli(args):
     cfg = train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
                 epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads, patience=args.patience,
-                progress=not args.no_progress)
+                progress=not args.no_progress, pixel_loss=args.pixel_loss)
     t = cfg["training"]
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
           f"{t['best_val_loss']:.4g} (epoch {t['best_epoch']})")

@@ -111,6 +111,16 @@ def test_tiny_training_run_learns_and_resumes(synth_grid, tmp_path):
         train(synth_grid, out, width=32, depth=2, epochs=60, resume=True, progress=False, device="cpu")
 
 
+def test_log_pixel_loss_trains_and_is_recorded(synth_grid, tmp_path):
+    torch.set_num_threads(1)
+    cfg = train(synth_grid, tmp_path / "lg", width=64, depth=2, epochs=40, batch_size=32, lr=3e-3,
+                progress=False, device="cpu", pixel_loss="log")
+    hist = np.array(cfg["history"])
+    assert hist[-1, 3] < 0.7 * hist[0, 3] and cfg["pixel_loss"] == "log"
+    with pytest.raises(ValueError, match="allowed"):
+        train(synth_grid, tmp_path / "x", pixel_loss="linear")
+
+
 def test_smnet_arch_trains_in_log1p01(synth_grid, tmp_path):
     torch.set_num_threads(1)
     cfg = train(synth_grid, tmp_path / "s", arch="smnet", B=4, epochs=6, batch_size=32, progress=False,
