@@ -76,6 +76,10 @@ def main(argv=None):
                 "| sweep | log g | [M/H] | model max jump (at Teff) | model median | raw max jump | raw jump at "
                 "library switch (Teff) |", "|---|---|---|---|---|---|---|"]
         for r in seams:
+            if r.get("skipped"):
+                out.append(f"| {r['sweep']} | {r.get('logg', '-')} | {r.get('logz', '-')} | not built: "
+                           f"{r['skipped']} | - | - | - |")
+                continue
             sw = ", ".join(f"{j:.4f} ({t:.0f} K)" for j, t in zip(r["raw_jump_at_library_switch"],
                                                                   r["library_switches_at_teff"])) or "-"
             raw = f"{r['raw_max_jump']:.4f}" if r["raw_max_jump"] is not None else "-"

@@ -26,16 +26,21 @@ Points whose generated spectrum is unusable
 Special phases (``special_phases=``)
 ------------------------------------
 ``"model"`` (default): TP-AGB (5), post-AGB (6) and Wolf-Rayet (9) stars are generated like any star by
-the generator at their (Teff, log g, [M/H]); the union model covers 2,000-190,000 K with log g.
-``"dedicated"``: WR stars take CMFGEN WN/WC spectra (WC when C/O > 1) and TP-AGB stars Lancon & Mouhcine
-(O-rich) / Aringer (C-rich, C/O > 1) spectra, linearly interpolated in Teff at the nearest tabulated
-metallicity, read with :func:`smnet_sps.grid.load_phase_libraries` (pixels a library lacks are filled
-with a Planck spectrum of the same Teff scaled to the library's nearest covered pixels); post-AGB stays on the model (its
-dedicated library, Rauch, is already part of the union). Why ``"model"`` is the default: it works with
-every generator (a released SM-Net checkpoint, a blackbody) without the extra data file, keeps the SSP a
-smooth function of the isochrone (fits, gradients), and the dedicated libraries have no log g, a narrow
-Teff range and a coarse metallicity mapping. Use ``"dedicated"`` to mimic FSPS's treatment of these
-phases, whose spectra (C-star bands, WR emission lines) are not hydrostatic atmospheres.
+the generator at their (Teff, log g, [M/H]); the union model covers 2,000-180,000 K with log g (above
+50 kK only CM87's log g 4.5-8).
+``"dedicated"``: WR stars take CMFGEN WN/WC spectra (WC when C/O > 1), TP-AGB stars Lancon & Mouhcine
+(O-rich) / Aringer (C-rich, C/O > 1) spectra and post-AGB stars Rauch (2003) H-Ni NLTE spectra
+(``rauch_pagb``, 50-190 kK), all linearly interpolated in Teff, read with
+:func:`smnet_sps.grid.load_phase_libraries` (pixels a library lacks are filled with a Planck spectrum of the
+same Teff scaled to the library's nearest covered pixels). The metallicity set is the nearest tabulated
+[M/H], except for post-AGB, which follows FSPS (``getspec.f90``: the solar set when Z/Zsun > 0.5, else the
+halo set): halo ([M/H] = -1) when [M/H] <= log10(0.5) = -0.30, solar otherwise. Outside a library's Teff
+range the generator is used. Why ``"model"`` is the default: it works with every generator (a released
+SM-Net checkpoint, a blackbody) without the extra data file, keeps the SSP a smooth function of the
+isochrone (fits, gradients), and the dedicated libraries have no log g, a narrow Teff range and a coarse
+metallicity mapping (two sets for post-AGB). Use ``"dedicated"`` to mimic FSPS's treatment of these
+phases, whose spectra (C-star bands, WR emission lines, post-AGB NLTE atmospheres) the union's hydrostatic
+log g libraries do not represent.
 """
 from __future__ import annotations
 
@@ -61,7 +66,12 @@ STATUS = {"generator": 0, "dedicated": 1, "blackbody": 2, "extrapolated": 3, "mi
 _KEY_SCALE = np.array([1e4, 1e4, 1e4])
 
 # special-phase classes for the key (0 = ordinary star)
-_CLASS_TPAGB_O, _CLASS_TPAGB_C, _CLASS_WN, _CLASS_WC = 1, 2, 3, 4
+_CLASS_TPAGB_O, _CLASS_TPAGB_C, _CLASS_WN, _CLASS_WC, _CLASS_PAGB = 1, 2, 3, 4, 5
+
+# metallicity set of a dedicated library: nearest tabulated [M/H], except where a split is given here:
+# the lowest set at [M/H] <= split, the highest above. Rauch post-AGB (halo [M/H] = -1, solar 0) follows
+# FSPS getspec.f90 (solar set only when Z/Zsun > 0.5).
+_LOGZ_SPLIT = {"rauch_pagb": float(np.log10(0.5))}
 
 
 @dataclass
@@ -147,7 +157,7 @@ class StellarLibraryBackend:
     generator : Generator or None
         None -> :func:`smnet_sps.neural.load_generator` (the shipped default model).
     special_phases : {"model", "dedicated"}
-        How TP-AGB and Wolf-Rayet stars are treated (see the module docstring; default "model").
+        How TP-AGB, post-AGB and Wolf-Rayet stars are treated (see the module docstring; default "model").
     outside : {"exclude", "blackbody", "extrapolate"}
         Rule for points outside the generator's coverage (default "extrapolate": generated and flagged).
     device : str, passed to ``load_generator`` when ``generator`` is None.
@@ -240,7 +250,7 @@ class StellarLibraryBackend:
             integ = flux @ self._wint
             good = integ > 0
             libs[name] = (teff[good], logz[good], flux[good] / integ[good, None])
-        need = {"cmfgen_wn", "cmfgen_wc", "tpagb_orich"}
+        need = {"cmfgen_wn", "cmfgen_wc", "tpagb_orich", "rauch_pagb"}
         if not need <= set(libs):
             raise ValueError(f"phase libraries lack {sorted(need - set(libs))}; found {sorted(libs)}")
         self._dedicated = libs
@@ -252,19 +262,27 @@ class StellarLibraryBackend:
             return "cmfgen_wc"
         if cls == _CLASS_TPAGB_O:
             return "tpagb_orich"
+        if cls == _CLASS_PAGB:
+            return "rauch_pagb"
         for name in ("tpagb_crich_aringer", "tpagb_crich"):
             if name in self._dedicated:
                 return name
         return "tpagb_orich"
 
     def _dedicated_spectra(self, cls, teff, logz):
-        """Unit-integral spectra from a dedicated library: nearest [M/H], linear in Teff. Outside -> NaN."""
-        lt, lz, lf = self._dedicated[self._dedicated_name(cls)]
+        """Unit-integral spectra from a dedicated library: [M/H] set by :data:`_LOGZ_SPLIT` or nearest,
+        linear in Teff. Outside the Teff range -> NaN, inside False."""
+        name = self._dedicated_name(cls)
+        lt, lz, lf = self._dedicated[name]
         out = np.full((teff.size, self.wavelength.size), np.nan)
         inside = np.zeros(teff.size, bool)
         zs = np.unique(lz)
+        split = _LOGZ_SPLIT.get(name)
         for i in range(teff.size):
-            z = zs[np.argmin(np.abs(zs - logz[i]))]
+            if split is None:
+                z = zs[np.argmin(np.abs(zs - logz[i]))]
+            else:
+                z = zs[0] if logz[i] <= split else zs[-1]
             sel = np.flatnonzero(lz == z)
             order = sel[np.argsort(lt[sel])]
             t = lt[order]
@@ -290,6 +308,7 @@ class StellarLibraryBackend:
         cls[(phase == 5) & crich] = _CLASS_TPAGB_C
         cls[(phase == 9) & ~crich] = _CLASS_WN
         cls[(phase == 9) & crich] = _CLASS_WC
+        cls[phase == 6] = _CLASS_PAGB
         return cls
 
     def _keys(self, logt, logg, logz, cls):

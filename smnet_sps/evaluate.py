@@ -25,7 +25,7 @@ from .constants import SIGMA_SB
 from .model import log1p01_forward
 
 __all__ = ["accuracy_table", "interpolation_baseline", "relative_errors", "teff_sweep", "seam_report",
-           "default_sweeps", "throughput", "matmul_peak_gflops", "format_accuracy_table", "add_cli",
+           "default_sweeps", "SEAM_SWEEPS", "throughput", "matmul_peak_gflops", "format_accuracy_table", "add_cli",
            "BASELINE_STEPS"]
 
 # Axis scales used to make the interpolation baseline's triangulation isotropic (about one grid step each).
@@ -184,38 +184,78 @@ def _raw_sweep(grid, teff, logg, logz):
         return np.exp(logs / count), nlib
 
 
+#: The standard seam sweeps: (name, Teff lo, Teff hi, log g, [M/H], libraries the sweep needs). Each crosses
+#: box edges: CK04 starts at 3500 K, NextGen stops at 10,000 K; WM-basic starts at 25 kK; at log g 5.0
+#: CK04/BaSeL stop at 50 kK and CM87 starts at 60 kK (CM87 has log g 5.0 at 60, 80, 100 kK; WM-basic has
+#: log g <= 4.5, so WM-basic and CM87 never meet). The hot seam used to go through rauch_tmap, which is no
+#: longer a union library (its file is degenerate; see docs/grid.md).
+SEAM_SWEEPS = (
+    ("NextGen/CK04/BaSeL", 3000.0, 12000.0, 4.5, 0.0, ("nextgen", "ck04")),
+    ("CK04/WM-basic", 20000.0, 50000.0, 4.0, 0.0, ("ck04", "wmbasic")),
+    ("CK04+BaSeL/CM87", 40000.0, 80000.0, 5.0, 0.0, ("ck04", "cm87")),
+)
+
+
 def default_sweeps(gen):
-    """The seam sweeps (name, Teff lo, Teff hi, log g, [M/H]) that make sense for this model's libraries."""
+    """The seam sweeps (name, Teff lo, Teff hi, log g, [M/H], required libraries) for this model.
+
+    All of :data:`SEAM_SWEEPS` are returned, also those whose libraries the model lacks, so that
+    :func:`seam_report` reports them as not built (with the reason) instead of dropping them silently. If
+    the model has the libraries of none of them, a sweep across its whole Teff range at the middle log g and
+    [M/H] is added.
+    """
     names = set(gen.library_names)
-    sweeps = []
-    # Each sweep crosses box edges: CK04 starts at 3500 K, NextGen stops at 10,000 K; WM-basic starts at
-    # 25 kK; at log g 5 CK04/BaSeL stop and Rauch starts at 50 kK (WM-basic has log g <= 4.5, so WM-basic and
-    # Rauch never overlap).
-    if {"nextgen", "ck04"} <= names:
-        sweeps.append(("NextGen/CK04/BaSeL", 3000.0, 12000.0, 4.5, 0.0))
-    if {"ck04", "wmbasic"} <= names:
-        sweeps.append(("CK04/WM-basic", 20000.0, 50000.0, 4.0, 0.0))
-    if "rauch_tmap" in names:
-        sweeps.append(("CK04+BaSeL/Rauch", 35000.0, 80000.0, 5.0, 0.0))
-    if not sweeps:      # any model: a sweep across its whole Teff range at the middle log g
+    sweeps = list(SEAM_SWEEPS)
+    if not any(set(req) <= names for *_, req in sweeps):
         b = gen.box
-        sweeps.append(("full range", b.teff[0], b.teff[1], float(np.mean(b.logg)), float(np.mean(b.logz))))
+        sweeps.append(("full range", float(b.teff[0]), float(b.teff[1]), float(np.mean(b.logg)),
+                       float(np.mean(b.logz)), ()))
     return sweeps
+
+
+def _sweep_problem(gen, grid, lo, hi, g, z, required):
+    """Why a sweep cannot be built (str), or None."""
+    if not all(np.isfinite(v) for v in (lo, hi, g, z)) or not 0 < lo < hi:
+        return f"invalid sweep: Teff {lo}-{hi} K, log g {g}, [M/H] {z} (need finite values, 0 < lo < hi)"
+    missing = [n for n in required if n not in gen.library_names]
+    if missing:
+        return f"model lacks librar{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)} (it has " \
+               f"{', '.join(gen.library_names)})"
+    missing = [n for n in required if n not in grid.library_names]
+    if missing:
+        return f"grid lacks librar{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)} (it has " \
+               f"{', '.join(grid.library_names)})"
+    return None
 
 
 def seam_report(gen, grid, sweeps=None):
     """Largest and median jump (mean |d ln F| over 3000-10000 A between 1 % Teff steps), model vs raw.
 
+    ``sweeps``: (name, Teff lo, Teff hi, log g, [M/H]) tuples, optionally with a 6th element, the libraries
+    the sweep needs (default :func:`default_sweeps`). A sweep that cannot be built (a required library
+    missing from the model or the grid, an invalid range) gives a row with ``skipped`` = the reason and no
+    jumps; built rows have ``skipped`` None.
+
     The raw sweep (:func:`_raw_sweep`) averages, with hard box edges, the libraries covering each Teff, each
     interpolated linearly in log Teff between its nodes: its jumps where a library enters or leaves are the
     libraries' own disagreements.
     """
+    import warnings
+    from .generator import CoverageWarning
+
     sweeps = default_sweeps(gen) if sweeps is None else sweeps
     rows = []
-    for name, lo, hi, g, z in sweeps:
+    for sw in sweeps:
+        if len(sw) not in (5, 6):
+            raise ValueError(f"a seam sweep is (name, Teff lo, Teff hi, log g, [M/H][, libraries]); got {sw!r}")
+        name, lo, hi, g, z = sw[:5]
+        required = tuple(sw[5]) if len(sw) == 6 else ()
+        head = {"sweep": name, "teff": [lo, hi], "logg": g, "logz": z, "requires": list(required)}
+        problem = _sweep_problem(gen, grid, lo, hi, g, z, required)
+        if problem is not None:
+            rows.append({**head, "skipped": problem})
+            continue
         t = teff_sweep(lo, hi)
-        import warnings
-        from .generator import CoverageWarning
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CoverageWarning)
             f, inside = gen.surface_flux(t, g, z)
@@ -224,7 +264,7 @@ def seam_report(gen, grid, sweeps=None):
         jm, jr = _jumps(f, gen.wavelength), _jumps(raw, grid.wavelength)
         switch = np.flatnonzero(nlib[1:] != nlib[:-1])
         used = (mix > 0).any(0)
-        rows.append({"sweep": name, "teff": [lo, hi], "logg": g, "logz": z, "n_steps": int(t.size),
+        rows.append({**head, "skipped": None, "n_steps": int(t.size),
                      "model_max_jump": float(np.nanmax(jm)), "model_median_jump": float(np.nanmedian(jm)),
                      "model_max_at_teff": float(t[np.nanargmax(jm)]),
                      "raw_max_jump": float(np.nanmax(jr)) if np.isfinite(jr).any() else None,
@@ -297,6 +337,9 @@ def _cli(args):
     if not args.no_seams:
         report["seams"] = seam_report(gen, grid)
         for r in report["seams"]:
+            if r["skipped"]:
+                print(f"seam {r['sweep']}: NOT BUILT: {r['skipped']}")
+                continue
             print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} (median {r['model_median_jump']:.4f})"
                   f", raw max jump {r['raw_max_jump']}")
     if args.out:

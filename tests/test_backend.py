@@ -93,8 +93,13 @@ def fake_phase_libraries(wave):
     tp = np.array([2000.0, 3000.0, 4000.0])
     lib = lambda tt, scale: (tt, np.zeros(tt.size), scale * planck_surface_flux(wave, tt),  # noqa: E731
                              np.ones((tt.size, wave.size), bool), "test")
+    tr = np.array([5e4, 1e5, 1.9e5])
+    pagb = lambda z: (tr, np.full(tr.size, z), planck_surface_flux(wave, tr),  # noqa: E731
+                      np.ones((tr.size, wave.size), bool), "test")
+    rauch = tuple(np.concatenate([a, b]) if isinstance(a, np.ndarray) else a
+                  for a, b in zip(pagb(0.0), pagb(-1.0)))
     return {"cmfgen_wn": lib(t, 1.0), "cmfgen_wc": lib(t, 2.0), "tpagb_orich": lib(tp, 1.0),
-            "tpagb_crich": lib(tp, 3.0)}
+            "tpagb_crich": lib(tp, 3.0), "rauch_pagb": rauch}
 
 
 def test_dedicated_phases(blackbody):
@@ -107,6 +112,50 @@ def test_dedicated_phases(blackbody):
     # outside the dedicated library's Teff range -> the model
     ps = be.point_spectra(logt=[3.9], logg=[1], logz=0, logl=[3], phase=[5], co=[0.5])
     assert ps.status[0] == STATUS["generator"]
+    # post-AGB (phase 6): halo/solar set by [M/H], model outside 50-190 kK
+    ps = be.point_spectra(logt=[5.0, 5.0, 4.6], logg=6, logz=[0.0, -0.5, 0.0], logl=3, phase=6)
+    assert list(ps.status) == [STATUS["dedicated"]] * 2 + [STATUS["generator"]]
+
+
+def _rauch_expected(libs, wave_w, teff, logz_set):
+    """Teff-linear interpolation of the unit-normalised rauch_pagb spectra of one [M/H] set."""
+    r = libs["rauch_pagb"]
+    sel = np.flatnonzero(r["logz"] == logz_set)
+    t = r["teff"].to_value(u.K)[sel]
+    f = r["flux"].value[sel]
+    f = f / (f @ wave_w)[:, None]
+    j = np.searchsorted(t, teff) - 1
+    x = (teff - t[j]) / (t[j + 1] - t[j])
+    return (1 - x) * f[j] + x * f[j + 1]
+
+
+def test_dedicated_post_agb_rauch():
+    from smnet_sps.backend import _trapz_weights
+    from smnet_sps.grid import load_phase_libraries
+
+    libs = load_phase_libraries()
+    wave = libs["wavelength"].to_value(u.AA)
+    be = StellarLibraryBackend(BlackbodyGenerator(wavelength=wave), special_phases="dedicated")
+    w = _trapz_weights(wave)
+    # log Teff on the cache-key resolution (1e-4 dex), so the expected spectra use the same Teff
+    teff = 10 ** np.array([4.9294, 4.9294, 4.9294, 5.0915, 4.6021, 5.2900])   # 85, 85, 85, 123.4, 40, 195 kK
+    logz = np.array([0.0, -1.0, -0.29, -0.31, 0.0, 0.0])
+    logl = np.array([3.0, 3.0, 3.0, 2.5, 3.0, 3.0])
+    ps = be.point_spectra(teff=teff, logg=6.0, logz=logz, logl=logl, phase=6)
+    # inside 50-190 kK: dedicated; outside (40 kK, 195 kK): the generator, as for the other phases
+    assert list(ps.status) == [STATUS["dedicated"]] * 4 + [STATUS["generator"]] * 2
+    unit = ps.llam / (10**logl * L_SUN)[:, None]
+    assert np.allclose(unit @ w, 1.0, rtol=1e-6)
+    # halo set at [M/H] <= log10(0.5) (FSPS getspec.f90: solar only when Z/Zsun > 0.5), solar above
+    for i, zset in enumerate([0.0, -1.0, 0.0, -1.0]):
+        exp = _rauch_expected(libs, w, teff[i], zset)
+        assert np.allclose(unit[i], exp, rtol=1e-5, atol=1e-6 * exp.max()), i
+    assert not np.allclose(unit[0], unit[1], rtol=1e-2)       # the two sets differ
+    assert np.allclose(unit[0], unit[2], rtol=1e-6)            # -0.29 > log10(0.5): solar
+    # "model" ignores the phase
+    ps_m = StellarLibraryBackend(BlackbodyGenerator(wavelength=wave)).point_spectra(
+        teff=teff, logg=6.0, logz=logz, logl=logl, phase=6)
+    assert np.all(ps_m.status == STATUS["generator"])
 
 
 def test_dedicated_without_file_is_a_clear_error(blackbody, monkeypatch):

@@ -237,6 +237,12 @@ def test_accuracy_seams_and_cli_on_tiny_model(tiny_model, tmp_path):
     seams = seam_report(gen, grid, sweeps=[("a/b", 6000.0, 10000.0, 4.0, 0.0)])
     assert seams[0]["libraries"] == ["liba", "libb"] and seams[0]["model_max_jump"] > 0
     assert seams[0]["library_switches_at_teff"]          # the raw sweep switches library once in 6-10 kK
+    # the standard sweeps need libraries the tiny model lacks: reported as not built, with the reason,
+    # plus the whole-range fallback sweep
+    rows = seam_report(gen, grid)
+    assert [r["sweep"] for r in rows[:-1]] == ["NextGen/CK04/BaSeL", "CK04/WM-basic", "CK04+BaSeL/CM87"]
+    assert all("model lacks" in r["skipped"] and "model_max_jump" not in r for r in rows[:-1])
+    assert rows[-1]["sweep"] == "full range" and rows[-1]["skipped"] is None and rows[-1]["model_max_jump"] > 0
     err = relative_errors(np.array([[1.1, 2.0, 1e-9]]), np.array([[1.0, 2.0, 1e-8]]), np.ones((1, 3), bool),
                           np.array([2000.0, 3000.0, 4000.0]))
     np.testing.assert_allclose(np.sort(err), [0.0, 0.1])                 # the 1e-8 pixel is below the floor
