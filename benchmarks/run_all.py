@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["generator", "ssp", "photometry"]
+ORDER = ["generator", "streaming", "ssp", "photometry"]
 
 
 def merge():

@@ -227,7 +227,7 @@ def test_shipped_phase_libraries():
     w = phases["wavelength"].to_value(u.AA)
     np.testing.assert_array_equal(w, default_wavelength().value)
     counts = {n: len(phases[n]["teff"]) for n in PHASE_LIBRARIES}
-    assert counts == {"cmfgen_wn": 60, "cmfgen_wc": 60, "rauch_pagb": 28, "tpagb_orich": 9, "tpagb_crich": 5,
+    assert counts == {"cmfgen_wn": 60, "cmfgen_wc": 60, "rauch_pagb": 30, "tpagb_orich": 9, "tpagb_crich": 5,
                       "tpagb_crich_aringer": 9}
     for n in PHASE_LIBRARIES:
         f, m = phases[n]["flux"].value, phases[n]["mask"]
@@ -235,10 +235,10 @@ def test_shipped_phase_libraries():
     # Aringer models start at 3523 A: bluer pixels are unknown, not zero
     ar = phases["tpagb_crich_aringer"]
     assert not ar["mask"][:, w < 3500].any()
-    # Rauch post-AGB: the 14 Teff columns FSPS uses, solar and halo, no log g in the file
+    # Rauch post-AGB: all 15 Teff columns (50-190 kK), solar and halo, no log g in the file
     pagb = phases["rauch_pagb"]
-    np.testing.assert_allclose(pagb["teff"].value, np.tile(np.arange(50000.0, 180001.0, 10000.0), 2))
-    np.testing.assert_allclose(pagb["logz"], [0.0] * 14 + [-1.0] * 14)
+    np.testing.assert_allclose(pagb["teff"].value, np.tile(np.arange(50000.0, 190001.0, 10000.0), 2))
+    np.testing.assert_allclose(pagb["logz"], [0.0] * 15 + [-1.0] * 15)
     assert "Rauch 2003" in pagb["citation"] and pagb["mask"].all()
 
 
