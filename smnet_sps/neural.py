@@ -97,6 +97,17 @@ class _TorchGenerator(Generator):
         return torch.as_tensor(np.asarray(arr, np.float32), device=self.device).to(dtype)
 
 
+SINGLE_METALLICITY_TOLERANCE = 0.25   # dex: half a nominal [M/H] step (COVERAGE_SPACING[2] / 2)
+
+
+def _with_metallicity_tolerance(box):
+    """A library box with zero [M/H] width widened by +-SINGLE_METALLICITY_TOLERANCE (see in_coverage)."""
+    lo, hi = box.logz
+    if hi > lo:
+        return box
+    return ParameterBox(box.teff, box.logg, (lo - SINGLE_METALLICITY_TOLERANCE, hi + SINGLE_METALLICITY_TOLERANCE))
+
+
 class NeuralGenerator(_TorchGenerator):
     """A generator trained by ``smnet-sps train`` (architecture ``mlp`` or ``smnet``).
 
@@ -221,11 +232,17 @@ class NeuralGenerator(_TorchGenerator):
 
         Near = within ``COVERAGE_FACTOR`` (1.5) x the local grid spacing of some node of that library, with
         distances in nominal grid steps (0.02 dex log Teff, 0.5 dex log g, 0.5 dex [M/H]). This flags holes
-        inside a box (e.g. hot low-gravity corners where a library has no models).
+        inside a box (e.g. hot low-gravity corners where a library has no models). A library computed at a
+        single metallicity (BaSeL 2.2 and CM87 here: [M/H] = 0) is taken to cover +-0.25 dex around it, half
+        a nominal [M/H] step -- the range over which its mixture weight tapers to zero -- instead of a box of
+        zero width that no isochrone off exactly solar metallicity could ever hit.
         """
         from .generator import validate_parameters
         teff, logg, logz = validate_parameters(teff, logg, logz)
-        inside_box = super().in_coverage(teff, logg, logz)
+        boxes = {name: _with_metallicity_tolerance(box) for name, box in self.library_boxes.items()}
+        inside_box = np.zeros(teff.shape, bool)
+        for box in boxes.values():
+            inside_box |= box.contains(teff, logg, logz)
         if self.nodes is None or not inside_box.any():
             return inside_box
         if self._coverage_tree is None:
@@ -237,7 +254,7 @@ class NeuralGenerator(_TorchGenerator):
         dist, idx = dist.reshape(len(pts), k), idx.reshape(len(pts), k)
         near = np.zeros(teff.size, bool)
         for j, name in enumerate(self.library_names):
-            in_box = self.library_boxes[name].contains(teff, logg, logz)
+            in_box = boxes[name].contains(teff, logg, logz)
             ok = (dist <= COVERAGE_FACTOR * spacing[idx]) & (lib_of_node[idx] == j)
             near |= in_box & ok.any(1)
         return inside_box & near

@@ -250,3 +250,9 @@ def test_accuracy_seams_and_cli_on_tiny_model(tiny_model, tmp_path):
     assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tiny_model.parent / "grid.h5"),
                  "--out", str(out), "--device", "cpu"]) == 0
     assert "accuracy" in json.loads(out.read_text())
+
+
+def test_single_metallicity_library_covers_quarter_dex(default_generator):
+    """BaSeL's M giants exist only at [M/H] = 0: covered within +-0.25 dex of it, flagged beyond."""
+    inside = default_generator.in_coverage([3300.0] * 3, [0.3] * 3, [-0.04, 0.2, -0.5])
+    assert inside.tolist() == [True, True, False]
