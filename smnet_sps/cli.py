@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+
+# argparse reads "-1Gyr" as an unknown option; treat anything starting like a negative number as a value,
+# so that `--age -1Gyr` reaches our validation and gets a clear "age must be positive" message.
+_NEGATIVE_VALUE = re.compile(r"^-\.?\d")
 
 # (module, what it adds); modules are imported lazily so `smnet-sps --help` stays fast.
 COMMAND_MODULES = [
@@ -31,6 +36,8 @@ def build_parser():
                 continue
             raise
         module.add_cli(sub)
+    for p in [parser, *sub.choices.values()]:
+        p._negative_number_matcher = _NEGATIVE_VALUE
     return parser
 
 

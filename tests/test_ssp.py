@@ -180,3 +180,9 @@ def test_cli_ssp_grid_rejects_output_format_before_computing(tmp_path, monkeypat
     assert main(["ssp-grid", "--ages", "1Gyr", "--Z", "0.002", "--generator", "blackbody",
                  "--out", str(tmp_path / "g.txt")]) == 1
     assert "unknown output format '.txt'" in capsys.readouterr().err
+
+
+def test_cli_negative_age_gets_a_clear_error(capsys):
+    from smnet_sps.cli import main
+    assert main(["ssp", "--age", "-1Gyr", "--Z", "0.0152", "--generator", "blackbody"]) == 1
+    assert "age must be positive" in capsys.readouterr().err
