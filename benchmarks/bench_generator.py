@@ -10,7 +10,6 @@ torch's fp32 matmul peak) are measured in the same run; absolute times are noisy
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 from pathlib import Path
 

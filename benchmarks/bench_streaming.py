@@ -5,7 +5,6 @@ the figure is the whole process: Python, torch, the model and one batch of spect
 as the number of points grows 10x; time should grow linearly. Writes results_streaming.md.
 """
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path

@@ -11,7 +11,7 @@ import numpy as np
 
 from smnet_sps.constants import L_SUN, SIGMA_SB
 
-from ._common import SSPArrays, as_ssp_arrays
+from ._common import as_ssp_arrays
 
 __all__ = ["toy_ssp_arrays"]
 

@@ -112,7 +112,8 @@ class UnionGrid:
 
 
 # ----------------------------------------------------------------------------------------------- build
-def _sha256(path):
+def file_sha256(path):
+    """Hex sha256 of a file (provenance of the grid's sources; identity of a grid for trained models)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -238,7 +239,7 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
             for path in lib.files:
                 rel = str(Path(path).resolve().relative_to(root.resolve()))
                 if rel not in prov:
-                    prov[rel] = _sha256(path)
+                    prov[rel] = file_sha256(path)
             rec = _library_record(lib, flux, mask, wave)
             records[name] = rec
             dev, dgrid = rec["bolometric_deviation"], rec["bolometric_deviation_on_grid"]

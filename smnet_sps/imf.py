@@ -21,7 +21,7 @@ log M and log L_bol at every tabulated age (``tests/test_imf.py``, ``tests/test_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import erf, log, log10, sqrt
+from math import log, log10, sqrt
 from typing import Callable
 
 import numpy as np

@@ -404,7 +404,6 @@ def _generator_from_arg(name, device):
         return None
     if name == "blackbody":
         from .generator import BlackbodyGenerator
-        from .neural import default_model_path  # noqa: F401  (same grid as the default model if present)
         return BlackbodyGenerator()
     from .neural import load_generator
     return load_generator(name, device=device)

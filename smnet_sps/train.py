@@ -8,7 +8,6 @@ details: docs/generator.md).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -22,7 +21,7 @@ from .constants import SIGMA_SB
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "sampling_weights", "masked_mse",
-           "file_sha256", "add_cli", "TrainingGrid", "SPLIT_CODES"]
+           "add_cli", "TrainingGrid", "SPLIT_CODES"]
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -44,47 +43,22 @@ class TrainingGrid:
     libraries: dict = field(default_factory=dict)
 
 
-def file_sha256(path, chunk=1 << 20):
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_grid_h5(path):
-    import h5py
-    with h5py.File(path, "r") as f:
-        names = f.attrs["library_names"]
-        names = json.loads(names) if isinstance(names, (str, bytes)) else [str(n) for n in names]
-        return dict(wavelength=f["wavelength"][:], teff=f["teff"][:], logg=f["logg"][:], logz=f["logz"][:],
-                    library_id=f["library_id"][:].astype(int), library_names=list(names),
-                    flux=f["flux"][:], mask=f["mask"][:].astype(bool))
-
-
 def read_grid(path):
-    """Read a union grid file (via :func:`smnet_sps.grid.load_grid` when available) into a TrainingGrid."""
+    """Read a union grid file (:func:`smnet_sps.grid.load_grid`) into a TrainingGrid, with its sha256."""
+    from .grid import file_sha256, load_grid
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"grid file not found: {path} (build one with `smnet-sps grid build`)")
     try:
-        from .grid import load_grid
-    except ImportError:
-        load_grid = None
-    try:
-        if load_grid is not None:
-            g = load_grid(path)
-            d = dict(wavelength=g.wavelength, teff=g.teff, logg=g.logg, logz=g.logz,
-                     library_id=np.asarray(g.library_id).astype(int), library_names=list(g.library_names),
-                     flux=g.flux, mask=np.asarray(g.mask, bool))
-            libs = dict(getattr(g, "libraries", {}) or {})
-        else:
-            d, libs = _read_grid_h5(path), {}
+        g = load_grid(path)
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable union grid file ({exc}); see docs/CONTRACTS.md") from exc
-    grid = TrainingGrid(**{k: (np.asarray(v) if k != "library_names" else v) for k, v in d.items()},
-                        path=str(path), sha256=file_sha256(path), libraries=libs)
+    grid = TrainingGrid(wavelength=np.asarray(g.wavelength), teff=np.asarray(g.teff), logg=np.asarray(g.logg),
+                        logz=np.asarray(g.logz), library_id=np.asarray(g.library_id).astype(int),
+                        library_names=list(g.library_names), flux=np.asarray(g.flux),
+                        mask=np.asarray(g.mask, bool), path=str(path), sha256=file_sha256(path),
+                        libraries=dict(g.libraries or {}))
     if grid.flux.shape != grid.mask.shape or grid.flux.shape != (grid.teff.size, grid.wavelength.size):
         raise ValueError(f"{path}: inconsistent shapes flux {grid.flux.shape}, mask {grid.mask.shape}, "
                          f"{grid.teff.size} nodes x {grid.wavelength.size} wavelengths")
@@ -204,7 +178,7 @@ def _boxes(grid):
 def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minutes=None, device="auto",
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
-          pixel_loss="standardised"):
+          pixel_loss="standardised", tail_floor=1e-6):
     """Train a generator on a union grid and write a model directory.
 
     Parameters
@@ -222,6 +196,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     reference : ``"blackbody"`` (default) or ``"none"``: the MLP predicts log10(F / sigma T^4) minus this
         reference's log10(pi B_lambda / sigma T^4) (see :func:`smnet_sps.model.blackbody_log_ratio`)
     save_every : write checkpoint + model every this many epochs
+    tail_floor : float, MLP only: pixels fainter than ``tail_floor`` x the spectrum's peak F_lambda are left
+        out of the loss and of the per-pixel mean/std (0 keeps all). The far Wien tail of cool stars (10^-30
+        of their peak in the EUV) otherwise dominates those pixels' standard deviation, so the standardised
+        loss barely constrains the EUV of hot stars, where most of their luminosity is. With the blackbody
+        reference the prediction in such pixels stays a tiny blackbody tail times a bounded correction.
     pixel_loss : ``"standardised"`` (MSE of the per-pixel standardised MLP output) or ``"log"`` (the same
         errors weighted by each pixel's variance, i.e. MSE in log10 flux: every pixel counts by its relative
         flux error, which is what the accuracy metric |dF/F| measures). MLP only.
@@ -264,6 +243,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     ratio = np.where(mask, 10.0 ** np.nan_to_num(log_ratio), 0.0)
     tau, x_max = fit_log1p01(ratio[tr], mask[tr])
     n_lib = len(grid.library_names)
+    if arch == "mlp" and tail_floor > 0:
+        peak = np.max(np.where(mask, grid.flux, 0.0), axis=1, keepdims=True)
+        mask = mask & (grid.flux >= tail_floor * peak)
 
     if arch == "mlp":
         if reference == "blackbody":
@@ -339,6 +321,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                                  "5% validation", "n_train": int((split == 0).sum()),
                          "n_val": int((split == 1).sum()), "n_test": int((split == 2).sum())},
                "pixel_loss": pixel_loss if arch == "mlp" else "log1p01 MSE",
+               "tail_floor": tail_floor if arch == "mlp" else 0.0,
                "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]",
                "training": {"epochs_run": state["epoch"], "wall_seconds": round(state["elapsed"], 1),
                             "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
@@ -428,6 +411,8 @@ def add_cli(sub):
                    help="early stopping: epochs without a better validation loss (default 200)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tail-floor", type=float, default=1e-6,
+                   help="MLP: leave pixels fainter than this fraction of the spectrum's peak out of the loss")
     p.add_argument("--pixel-loss", choices=["standardised", "log"], default="standardised",
                    help="MLP loss: standardised per-pixel MSE, or MSE in log10 flux (variance-weighted)")
     p.add_argument("--no-progress", action="store_true")
@@ -438,7 +423,8 @@ def _cli(args):
     cfg = train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
                 epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads, patience=args.patience,
-                progress=not args.no_progress, pixel_loss=args.pixel_loss)
+                progress=not args.no_progress, pixel_loss=args.pixel_loss,
+                tail_floor=args.tail_floor)
     t = cfg["training"]
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
           f"{t['best_val_loss']:.4g} (epoch {t['best_epoch']})")
