@@ -60,9 +60,9 @@ def main(argv=None):
             out += [f"(grid {args.grid} differs from the training grid; accuracy skipped)", ""]
             grid = None
     if grid is not None:
-        raw = load_generator(args.model, device="cpu", renormalise=False)
-        for label, g in (("raw network output (renormalise=False)", raw),
-                         ("default generator (each spectrum renormalised to sigma Teff^4)", gen)):
+        renorm = load_generator(args.model, device="cpu", renormalise=True)
+        for label, g in (("default generator: raw network output (renormalise=False)", gen),
+                         ("renormalise=True (each spectrum rescaled to sigma Teff^4)", renorm)):
             table = accuracy_table(g, grid)
             out += [f"### Accuracy on held-out interior grid nodes, {label}", "",
                     "1,000-25,000 A (and >= 3000 A), pixels > 1e-4 of peak; library= the node's library. "

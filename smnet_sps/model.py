@@ -226,6 +226,10 @@ class SpectrumMLP(nn.Module):
         self.net = nn.Sequential(*layers)
         self.register_buffer("out_mean", torch.zeros(self.n_wave))
         self.register_buffer("out_std", torch.ones(self.n_wave))
+        # per-pixel range of the standardised training targets (+ margin): pixels left out of the loss (the
+        # far Wien tail of cool stars) are never pushed outside what the data ever showed there
+        self.register_buffer("out_lo", torch.full((self.n_wave,), -1e6))
+        self.register_buffer("out_hi", torch.full((self.n_wave,), 1e6))
 
     def forward(self, x, mixture):
         """Standardised log spectrum z, shape (n, n_wave), for scaled params x (n, 3) and mixture (n, n_lib)."""
@@ -233,7 +237,15 @@ class SpectrumMLP(nn.Module):
 
     def log_ratio(self, x, mixture):
         """log10(F_lambda / (sigma Teff^4)) [log10 A^-1], shape (n, n_wave)."""
-        return self.out_mean + self.out_std * self.forward(x, mixture)
+        z = torch.maximum(torch.minimum(self.forward(x, mixture), self.out_hi), self.out_lo)
+        return self.out_mean + self.out_std * z
+
+    def load_state_dict(self, state_dict, strict=True, **kwargs):
+        # models saved before out_lo/out_hi existed load unchanged (no clamp)
+        state_dict = dict(state_dict)
+        state_dict.setdefault("out_lo", self.out_lo)
+        state_dict.setdefault("out_hi", self.out_hi)
+        return super().load_state_dict(state_dict, strict=strict, **kwargs)
 
 
 def build_model(arch, **kwargs):

@@ -121,13 +121,14 @@ class NeuralGenerator(_TorchGenerator):
         Default library to imitate (one of ``library_names``); None = the smooth mixture (see
         :func:`smnet_sps.model.mixture_weights`). Every call may override it with ``library=``.
     renormalise : bool
-        True (default): rescale each spectrum so its integral over the model's wavelength grid equals
-        sigma Teff^4 exactly. Every training spectrum obeys this to ~1.5 %, but the network's errors in the
-        extreme UV of hot stars (where most of their flux lies) can reach tens of per cent in the integral;
-        the constraint makes the bolometric luminosity of each isochrone point exact. False: raw output.
+        False (default): the network's output as it is; its integral is sigma Teff^4 to a median 0.1-2 %
+        per library on held-out nodes (benchmarks/RESULTS.md). True: rescale each spectrum so its integral
+        over the model's wavelength grid equals sigma Teff^4 exactly; this moves the network's extreme-UV
+        errors of hot stars into their optical level, so shapes get worse (WM-basic median 1.9 % -> 3.2 %).
+        The SSP backend conserves each star's luminosity itself, whatever this is.
     """
 
-    def __init__(self, directory, device="auto", dtype=None, library=None, renormalise=True):
+    def __init__(self, directory, device="auto", dtype=None, library=None, renormalise=False):
         directory = Path(directory)
         cfg_path = directory / "config.json"
         if not cfg_path.is_file():
@@ -291,8 +292,17 @@ class NeuralGenerator(_TorchGenerator):
         x = self._tensor(self.scale_inputs(teff, logg, logz), dtype)
         norm = SIGMA_SB * np.asarray(teff, float) ** 4
         if self.arch == "mlp":
-            mix = self._tensor(self.mixture(teff, logg, logz, self._active_library), dtype)
-            log_ratio = model.log_ratio(x, mix).float().cpu().numpy().astype(np.float64)
+            # Blend the libraries' *outputs* (geometric mean of their spectra), never their one-hot inputs:
+            # the network only ever saw one-hot vectors, and a fractional one is off its manifold (the Sun with
+            # CK04+NextGen+BaSeL at 1/3 each came out 8 % faint). One pass per library present in the batch.
+            mix = self.mixture(teff, logg, logz, self._active_library)
+            log_ratio = np.zeros((len(teff), self.wavelength.size))
+            for j in np.flatnonzero(mix.max(0) > 0):
+                rows = np.flatnonzero(mix[:, j] > 0)
+                onehot = np.zeros((rows.size, mix.shape[1]))
+                onehot[:, j] = 1.0
+                lr = model.log_ratio(x[torch.as_tensor(rows, device=x.device)], self._tensor(onehot, dtype))
+                log_ratio[rows] += mix[rows, j, None] * lr.float().cpu().numpy().astype(np.float64)
             if self.config.get("reference", "none") == "blackbody":
                 log_ratio += blackbody_log_ratio(self.wavelength, teff)
             ratio = 10.0 ** log_ratio

@@ -65,6 +65,13 @@ def read_grid(path):
     return grid
 
 
+def target_range(target, mask, margin=0.5):
+    """Per-pixel [min - margin, max + margin] of standardised targets over known pixels (+-1e6 if none)."""
+    lo = np.where(mask, target, np.inf).min(0) - margin
+    hi = np.where(mask, target, -np.inf).max(0) + margin
+    return np.where(np.isfinite(lo), lo, -1e6), np.where(np.isfinite(hi), hi, 1e6)
+
+
 def log_ratio_targets(flux, mask, teff):
     """log10(F_lambda / (sigma Teff^4)) [log10 A^-1] floored at LOG_RATIO_FLOOR; NaN where mask is False.
 
@@ -267,6 +274,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if arch == "mlp":
         model.out_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         model.out_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        z_lo, z_hi = target_range(target[tr], mask[tr])
+        model.out_lo.copy_(torch.as_tensor(z_lo, dtype=torch.float32))
+        model.out_hi.copy_(torch.as_tensor(z_hi, dtype=torch.float32))
     model.to(dev)
     weights = sampling_weights(x_all / np.array([0.02, 0.5, 0.5]) * (hi - lo), log_ratio, grid.library_id,
                                w_max=w_max)
