@@ -40,11 +40,16 @@ def blackbody_log_ratio(wavelength, teff):
     departures from it (line blanketing, Balmer/Lyman jumps, molecules), a range of a few dex.
     """
     from .constants import SIGMA_SB
-    from .generator import planck_surface_flux
+    h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
     teff = np.atleast_1d(np.asarray(teff, float))
-    with np.errstate(divide="ignore"):
-        lr = np.log10(planck_surface_flux(wavelength, teff) / (SIGMA_SB * teff[:, None] ** 4))
-    return np.maximum(np.nan_to_num(lr, nan=LOG_RATIO_FLOOR, neginf=LOG_RATIO_FLOOR), LOG_RATIO_FLOOR)
+    lam_cm = np.asarray(wavelength, float) * 1e-8
+    # log10(pi * 2hc^2 / lam^5 / (e^x - 1) * 1e-8 / (sigma T^4)) in logs throughout: no under/overflow, and
+    # ln(e^x - 1) = x + ln(1 - e^-x) is exact for every x > 0
+    x = (h * c / k / lam_cm)[None, :] / teff[:, None]
+    ln_expm1 = x + np.log1p(-np.exp(-x))
+    lr = (np.log10(2 * np.pi * h * c**2 * 1e-8 / SIGMA_SB) - 5 * np.log10(lam_cm)[None, :]
+          - 4 * np.log10(teff)[:, None] - ln_expm1 / np.log(10.0))
+    return np.maximum(lr, LOG_RATIO_FLOOR)
 
 
 # ------------------------------------------------------------------------------------------------
