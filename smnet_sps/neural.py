@@ -289,7 +289,13 @@ class NeuralGenerator(_TorchGenerator):
     @torch.no_grad()
     def _surface_flux_batch(self, teff, logg, logz, dtype=None):
         model, dtype = self._model_for(dtype)
-        x = self._tensor(self.scale_inputs(teff, logg, logz), dtype)
+        scaled = self.scale_inputs(teff, logg, logz)
+        if self.arch == "mlp":
+            # Outside the training box the network's departure from a blackbody is held at its value on the
+            # box edge, while the blackbody itself follows the true Teff: a free MLP extrapolation was
+            # measured 30x too bright at 220 kK. Such points are always flagged (CoverageWarning / inside).
+            scaled = np.clip(scaled, 0.0, 1.0)
+        x = self._tensor(scaled, dtype)
         norm = SIGMA_SB * np.asarray(teff, float) ** 4
         if self.arch == "mlp":
             # Blend the libraries' *outputs* (geometric mean of their spectra), never their one-hot inputs:
