@@ -180,3 +180,13 @@ def test_bad_options_and_input(blackbody):
         be.point_spectra(logg=LOGG, logz=0, logl=LOGL)
     with pytest.raises(ValueError, match="positive"):
         be.point_spectra(teff=-10**LOGT, logg=LOGG, logz=0, logl=LOGL)
+
+
+def test_implausible_extrapolation_becomes_blackbody(default_generator):
+    """57 kK, log g 3.8 lies between the WM-basic, CK04 and CM87 boxes; the raw extrapolation is ~6x too
+    bright, so the backend uses a blackbody there; a plausible extrapolation (a cool giant off the solar
+    metallicity of BaSeL) stays the generator's."""
+    from smnet_sps.backend import STATUS, StellarLibraryBackend
+    be = StellarLibraryBackend(default_generator)
+    ps = be.point_spectra(logt=np.log10([57000.0, 3300.0]), logg=[3.8, 0.3], logz=[0.0, -0.4], logl=[3.0, 3.0])
+    assert ps.status.tolist() == [STATUS["blackbody"], STATUS["extrapolated"]]
