@@ -377,6 +377,7 @@ class StellarLibraryBackend:
             bb = planck_surface_flux(self.wavelength, teff[fill])
             flux[fill] = bb / (bb @ self._wint)[:, None]
             status[fill] = STATUS["blackbody"]
+            correction[fill] = np.nan            # the generator's spectrum was not used
         bad = status == STATUS["missing"]
         if bad.any():
             flux[bad] = 0.0
