@@ -472,7 +472,7 @@ def plot_ssp(spec, path):
     ax.set_xlim(912, 5e4)
     ax.set_xlabel("wavelength [Angstrom]")
     ax.set_ylabel(r"$L_\lambda$ [$L_\odot\,\AA^{-1}\,M_\odot^{-1}$]")
-    ax.set_title(f"SSP {m['isochrones']} {m['imf']}  age {m['age_yr'] / 1e9:.3g} Gyr  Z={m['Z']:.4g}  "
+    ax.set_title(f"SSP {m['isochrones']} {m['imf']}  age {m['age_yr'] / 1e9:.3g} Gyr  Z={m['Z']:.4g}\n"
                  f"({m['generator']}; outside coverage {100 * m['outside_fraction']:.2g}%, "
                  f"missing {100 * m['missing_fraction']:.2g}% Lbol)", fontsize=9)
     ax.legend(fontsize=7, loc="best", ncol=2, framealpha=0.8)
