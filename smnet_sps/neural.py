@@ -302,13 +302,15 @@ class NeuralGenerator(_TorchGenerator):
             # the network only ever saw one-hot vectors, and a fractional one is off its manifold (the Sun with
             # CK04+NextGen+BaSeL at 1/3 each came out 8 % faint). One pass per library present in the batch.
             mix = self.mixture(teff, logg, logz, self._active_library)
-            log_ratio = np.zeros((len(teff), self.wavelength.size))
+            acc = torch.zeros((len(teff), self.wavelength.size), dtype=torch.float32, device=x.device)
             for j in np.flatnonzero(mix.max(0) > 0):
                 rows = np.flatnonzero(mix[:, j] > 0)
                 onehot = np.zeros((rows.size, mix.shape[1]))
                 onehot[:, j] = 1.0
-                lr = model.log_ratio(x[torch.as_tensor(rows, device=x.device)], self._tensor(onehot, dtype))
-                log_ratio[rows] += mix[rows, j, None] * lr.float().cpu().numpy().astype(np.float64)
+                rows_t = torch.as_tensor(rows, device=x.device)
+                lr = model.log_ratio(x[rows_t], self._tensor(onehot, dtype)).float()
+                acc.index_add_(0, rows_t, lr * self._tensor(mix[rows, j, None], torch.float32))
+            log_ratio = acc.cpu().numpy().astype(np.float64)
             if self.config.get("reference", "none") == "blackbody":
                 log_ratio += blackbody_log_ratio(self.wavelength, teff)
             ratio = 10.0 ** log_ratio
