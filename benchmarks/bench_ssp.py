@@ -56,7 +56,6 @@ def main():
         sspmod._SSP_CACHE.clear()                         # SSP memo off: weights + cached point spectra
         return sspmod.ssp_spectrum(age, Z, generator=backend)
     t_pc, _ = timeit(point_cache_only, repeat=10)
-    n_pts = spec.meta["n_points"]
 
     # baseline: one generator call per star (what an SPISEA-style loop over isochrone points costs)
     iso = load_isochrones("parsec")

@@ -1,5 +1,4 @@
 """Training: masked loss, split, sampling weights, a tiny run that learns, resume, model directory layout."""
-import json
 
 import numpy as np
 import pytest
