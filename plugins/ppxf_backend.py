@@ -36,7 +36,7 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, over
     Parameters
     ----------
     path : str or Path, output file (``.npz``)
-    grid : SSP grid in the DSPS layout (see :func:`plugins._common.as_ssp_arrays`)
+    grid : SSP grid in the DSPS layout (see :func:`smnet_sps.plugins._common.as_ssp_arrays`)
     zsun : float, solar Z used for ``metals`` = [M/H] = log10(Z/zsun); default: grid meta or 0.0152
     fwhm : float or array (n_wave,) [A], template FWHM; default :func:`default_fwhm`
     lam_range : (min, max) [A], optional wavelength cut to keep the file small
@@ -77,7 +77,7 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, over
     np.savez_compressed(path, templates=templates, masses=masses, lam=wave[keep], ages=ssp.age_gyr,
                         metals=ssp.logzsol(zsun), fwhm=np.array(fwhm_arr[keep]), zsun=zsun,
                         masses_are_formed_mass=masses_are_formed,
-                        flux_unit="L_sun/Angstrom per M_sun formed", creator="smnet-sps plugins.ppxf_backend")
+                        flux_unit="L_sun/Angstrom per M_sun formed", creator="smnet_sps.plugins.ppxf_backend")
     # np.savez appends .npz when missing
     return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 

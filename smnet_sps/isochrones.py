@@ -1,7 +1,7 @@
 """Isochrone tables: PARSEC v1.2S and Padova 2007 in FSPS's format, shipped as compact ``.npz`` files.
 
-The tables live in the top-level ``isochrones`` package (``isochrones/parsec.npz``,
-``isochrones/padova.npz``; see ``isochrones/README.md`` for provenance and citations). Each file holds
+The tables live in the repository folder ``isochrones/`` (``isochrones/parsec.npz``, ``isochrones/padova.npz``;
+see ``isochrones/README.md`` for provenance and citations), installed as ``smnet_sps.isochrone_tables``. Each file holds
 every metallicity and age of one family, losslessly: the FSPS text files give fixed decimals (8 for
 initial mass, 4 for the rest), so the columns are stored as scaled integers, delta-encoded and zip
 compressed, and decoded back to exactly the printed numbers.
@@ -47,20 +47,15 @@ _DELTA = ("mini", "mact", "logl", "logt", "logg")
 
 
 def isochrone_dir():
-    """Folder holding the shipped tables (the top-level ``isochrones`` package).
+    """Folder holding the shipped tables (``isochrones/`` installed as ``smnet_sps.isochrone_tables``).
 
-    Falls back to ``<source checkout>/isochrones`` when that package is not importable (an editable
-    install made before the folder existed) or when another distribution named ``isochrones`` (e.g.
-    T. Morton's) shadows it.
+    Falls back to ``<source checkout>/isochrones`` when run from a source tree that was not installed.
     """
     try:
-        import isochrones
-        folder = getattr(isochrones, "ISOCHRONE_DIR", None)
-        if folder is not None and (Path(folder) / FAMILIES["parsec"]["file"]).is_file():
-            return Path(folder)
+        from . import isochrone_tables
+        return Path(isochrone_tables.ISOCHRONE_DIR)
     except ImportError:
-        pass
-    return Path(__file__).resolve().parents[1] / "isochrones"
+        return Path(__file__).resolve().parents[1] / "isochrones"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ __all__ = ["ENTRY_POINT_GROUP", "KNOWN_BACKENDS", "BackendInfo", "discover_backe
 
 ENTRY_POINT_GROUP = "smnet_sps.backends"
 # Fallback when smnet-sps is not installed as a distribution (e.g. running from a source tree).
-KNOWN_BACKENDS = {name: f"plugins.{name}_backend" for name in ("dsps", "ppxf", "bagpipes", "pystellibs", "fsps")}
+KNOWN_BACKENDS = {name: f"smnet_sps.plugins.{name}_backend" for name in ("dsps", "ppxf", "bagpipes", "pystellibs", "fsps")}
 
 # The distribution name to ask for a host's version when it differs from the import name.
 _DIST_NAMES = {"fsps": "fsps", "pystellibs": "pystellibs", "dsps": "dsps", "ppxf": "ppxf", "bagpipes": "bagpipes"}

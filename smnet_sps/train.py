@@ -147,6 +147,21 @@ def sampling_weights(params, log_ratio, library_id, k=6, w_max=5.0):
     return w
 
 
+# pixel_loss -> power of each pixel's target variance that weights its squared standardised error
+PIXEL_LOSS_POWERS = {"standardised": 0.0, "mixed": 0.5, "log": 1.0}
+
+
+def library_share_factors(library_id, in_training, balance):
+    """Per-node factor making each library's total draw share ~ n_library ** balance (see :func:`train`)."""
+    library_id = np.asarray(library_id)
+    factors = np.ones(library_id.size)
+    for lib in np.unique(library_id):
+        sel = library_id == lib
+        n_lib = max(int((sel & in_training).sum()), 1)
+        factors[sel] = n_lib ** (float(balance) - 1.0)
+    return factors
+
+
 def masked_mse(pred, target, mask, weights=None, pixel_weights=None):
     """Mean squared error over known pixels only; masked pixels never enter (even if NaN or inf).
 
@@ -185,7 +200,8 @@ def _boxes(grid):
 def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minutes=None, device="auto",
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
-          pixel_loss="standardised", tail_floor=1e-6):
+          pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
+          lr_final=0.02):
     """Train a generator on a union grid and write a model directory.
 
     Parameters
@@ -208,9 +224,18 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         of their peak in the EUV) otherwise dominates those pixels' standard deviation, so the standardised
         loss barely constrains the EUV of hot stars, where most of their luminosity is. With the blackbody
         reference the prediction in such pixels stays a tiny blackbody tail times a bounded correction.
-    pixel_loss : ``"standardised"`` (MSE of the per-pixel standardised MLP output) or ``"log"`` (the same
+    pixel_loss : ``"standardised"`` (MSE of the per-pixel standardised MLP output), ``"log"`` (the same
         errors weighted by each pixel's variance, i.e. MSE in log10 flux: every pixel counts by its relative
-        flux error, which is what the accuracy metric |dF/F| measures). MLP only.
+        flux error, which is what the accuracy metric |dF/F| measures) or ``"mixed"`` (weighted by each
+        pixel's standard deviation: half way between the two). MLP only.
+    init_from : model directory or None. Warm start: begin from that model's weights (same architecture and
+        the same grid, so the same output scaling); the optimiser and schedule start afresh.
+    library_balance : float in [0, 1]. Each library's share of the training draws is proportional to
+        n_library ** library_balance (1: as many draws as nodes, the union's natural mix, dominated by CK04;
+        0: every library drawn equally often; 0.5 gives the small libraries more weight without starving CK04).
+    uv_weight : float >= 1, MLP only: loss weight of the pixels at 1,000-3,000 A (the UV, where young
+        populations and UV photometry need the spectra; the far Wien tail stays masked by ``tail_floor``).
+    lr_final : the cosine schedule ends at ``lr_final`` x ``lr``.
 
     Returns
     -------
@@ -220,8 +245,14 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
 
     if reference not in ("blackbody", "none"):
         raise ValueError(f"unknown reference {reference!r}; allowed: ['blackbody', 'none']")
-    if pixel_loss not in ("standardised", "log"):
-        raise ValueError(f"unknown pixel_loss {pixel_loss!r}; allowed: ['standardised', 'log']")
+    if pixel_loss not in PIXEL_LOSS_POWERS:
+        raise ValueError(f"unknown pixel_loss {pixel_loss!r}; allowed: {sorted(PIXEL_LOSS_POWERS)}")
+    if not 0.0 <= float(library_balance) <= 1.0:
+        raise ValueError(f"library_balance must be in [0, 1], got {library_balance}")
+    if not float(uv_weight) >= 1.0:
+        raise ValueError(f"uv_weight must be >= 1, got {uv_weight}")
+    if not 0.0 < float(lr_final) <= 1.0:
+        raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
     if arch not in ("mlp", "smnet"):
         raise ValueError(f"unknown architecture {arch!r}; allowed: ['mlp', 'smnet']")
     for nm, val in (("width", width), ("depth", depth), ("epochs", epochs), ("batch_size", batch_size), ("B", B)):
@@ -280,6 +311,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     model.to(dev)
     weights = sampling_weights(x_all / np.array([0.02, 0.5, 0.5]) * (hi - lo), log_ratio, grid.library_id,
                                w_max=w_max)
+    weights = weights * library_share_factors(grid.library_id, split == 0, library_balance)
 
     def to_t(a, dtype=torch.float32):
         return torch.as_tensor(a, device=dev, dtype=dtype)
@@ -290,8 +322,13 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         idx_val = idx_tr
     W = to_t(weights[idx_tr])
     PW = None
-    if arch == "mlp" and pixel_loss == "log":
-        PW = to_t(std**2 / np.mean(std**2))     # standardised error x std = error in log10 flux
+    if arch == "mlp" and (pixel_loss != "standardised" or uv_weight != 1.0):
+        # standardised error x std = error in log10 flux; the power picks how far towards that we go
+        pw = std ** (2 * PIXEL_LOSS_POWERS[pixel_loss])
+        pw = pw / np.mean(pw)
+        wl = np.asarray(grid.wavelength)
+        pw = np.where((wl >= 1000.0) & (wl < 3000.0), pw * float(uv_weight), pw)
+        PW = to_t(pw / np.mean(pw))
 
     def forward(ix):
         return model(X[ix], MIX[ix]) if arch == "mlp" else model(X[ix])
@@ -300,6 +337,15 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     state = dict(epoch=0, elapsed=0.0, best_val=math.inf, best_epoch=-1, history=[])
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ckpt_path = out / "checkpoint.pt"
+    if init_from is not None and not resume:
+        from .neural import _torch_load
+        init_dir = Path(init_from)
+        init_cfg = json.loads((init_dir / "config.json").read_text())
+        if init_cfg.get("arch") != arch or init_cfg.get("arch_kwargs") != arch_kwargs:
+            raise ValueError(f"init_from={init_dir}: its architecture {init_cfg.get('arch')} "
+                             f"{init_cfg.get('arch_kwargs')} differs from {arch} {arch_kwargs}")
+        model.load_state_dict({k: v.to(dev) for k, v in _torch_load(init_dir / "weights.pt").items()})
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if resume:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
@@ -332,7 +378,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                          "n_val": int((split == 1).sum()), "n_test": int((split == 2).sum())},
                "pixel_loss": pixel_loss if arch == "mlp" else "log1p01 MSE",
                "tail_floor": tail_floor if arch == "mlp" else 0.0,
-               "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]",
+               "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]; "
+                                   f"library shares ~ n_library^{library_balance}",
+               "uv_weight": float(uv_weight), "init_from": str(init_from) if init_from else None,
                "training": {"epochs_run": state["epoch"], "wall_seconds": round(state["elapsed"], 1),
                             "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
                             "batch_size": batch_size, "lr": lr, "device": str(dev),
@@ -374,7 +422,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             break
         frac = max(state["epoch"] / epochs, elapsed / budget if budget else 0.0)
         for g in opt.param_groups:     # cosine decay over whichever budget (epochs or minutes) ends first
-            g["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+            g["lr"] = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
         for s in range(0, draw.size, batch_size):
             ix = idx_tr[draw[s:s + batch_size]]
@@ -423,8 +471,13 @@ def add_cli(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tail-floor", type=float, default=1e-6,
                    help="MLP: leave pixels fainter than this fraction of the spectrum's peak out of the loss")
-    p.add_argument("--pixel-loss", choices=["standardised", "log"], default="standardised",
-                   help="MLP loss: standardised per-pixel MSE, or MSE in log10 flux (variance-weighted)")
+    p.add_argument("--pixel-loss", choices=sorted(PIXEL_LOSS_POWERS), default="standardised",
+                   help="MLP loss: standardised per-pixel MSE, MSE in log10 flux (log), or half way (mixed)")
+    p.add_argument("--init-from", default=None, help="warm start from this model directory's weights")
+    p.add_argument("--library-balance", type=float, default=1.0,
+                   help="library draw shares ~ n_library^BALANCE (1 natural mix, 0 equal; default 1)")
+    p.add_argument("--uv-weight", type=float, default=1.0, help="MLP loss weight of 1000-3000 A pixels")
+    p.add_argument("--lr-final", type=float, default=0.02, help="cosine schedule ends at LR_FINAL x lr")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli)
 
@@ -434,7 +487,8 @@ def _cli(args):
                 epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads, patience=args.patience,
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
-                tail_floor=args.tail_floor)
+                tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
+                uv_weight=args.uv_weight, lr_final=args.lr_final)
     t = cfg["training"]
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
           f"{t['best_val_loss']:.4g} (epoch {t['best_epoch']})")

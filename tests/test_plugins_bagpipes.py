@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from plugins import bagpipes_backend as bb
-from plugins._toy import toy_ssp_arrays
+from smnet_sps.plugins import bagpipes_backend as bb
+from smnet_sps.plugins._toy import toy_ssp_arrays
 
 bagpipes = pytest.importorskip("bagpipes")
 from smnet_sps.constants import L_SUN   # IAU 2015, 3.828e33 erg/s: the L_sun our grids are in

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from plugins import dsps_backend as db
-from plugins._common import as_ssp_arrays
-from plugins._toy import toy_ssp_arrays
+from smnet_sps.plugins import dsps_backend as db
+from smnet_sps.plugins._common import as_ssp_arrays
+from smnet_sps.plugins._toy import toy_ssp_arrays
 from smnet_sps.constants import C_ANGSTROM
 
 dsps = pytest.importorskip("dsps")

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from plugins import fsps_backend as fb
+from smnet_sps.plugins import fsps_backend as fb
 from smnet_sps.constants import C_ANGSTROM
 from smnet_sps.generator import BlackbodyGenerator, ParameterBox
 

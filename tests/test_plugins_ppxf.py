@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from plugins import ppxf_backend as pb
-from plugins._toy import toy_ssp_arrays
+from smnet_sps.plugins import ppxf_backend as pb
+from smnet_sps.plugins._toy import toy_ssp_arrays
 
 ppxf_mod = pytest.importorskip("ppxf.ppxf")
 

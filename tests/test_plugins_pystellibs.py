@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 
-from plugins.pystellibs_backend import SMNetStellib, register
+from smnet_sps.plugins.pystellibs_backend import SMNetStellib, register
 from smnet_sps.constants import L_SUN, R_SUN, SIGMA_SB
 from smnet_sps.generator import BlackbodyGenerator, ParameterBox
 

@@ -16,7 +16,7 @@ def test_every_backend_declares_host_and_versions():
         i = infos[name]
         assert i.error is None, i.error
         assert i.host == name and i.host_versions and i.description
-        assert i.module == f"plugins.{name}_backend"
+        assert i.module == f"smnet_sps.plugins.{name}_backend"
 
 
 def test_installed_hosts_report_versions():
@@ -44,7 +44,7 @@ def test_entry_points_match_fallback_list():
 
 
 def test_broken_plugin_is_reported_not_raised(monkeypatch):
-    monkeypatch.setattr(reg, "_entry_points", lambda: {"broken": "plugins.does_not_exist"})
+    monkeypatch.setattr(reg, "_entry_points", lambda: {"broken": "smnet_sps.plugins.does_not_exist"})
     infos = {i.name: i for i in reg.discover_backends()}
     assert infos["broken"].status == "broken" and "ModuleNotFoundError" in infos["broken"].error
     with pytest.raises(ValueError, match="available"):

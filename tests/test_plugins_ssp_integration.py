@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from plugins import bagpipes_backend as bb
-from plugins import dsps_backend as db
-from plugins import ppxf_backend as pb
-from plugins._common import as_ssp_arrays
+from smnet_sps.plugins import bagpipes_backend as bb
+from smnet_sps.plugins import dsps_backend as db
+from smnet_sps.plugins import ppxf_backend as pb
+from smnet_sps.plugins._common import as_ssp_arrays
 from smnet_sps.constants import C_ANGSTROM
 
 AGES_YR = np.array([0.01, 0.1, 0.5, 1.0, 3.0, 10.0]) * 1e9
