@@ -107,6 +107,12 @@ def _spec_label(spec):
     return getattr(spec, "__name__", None) or getattr(getattr(spec, "func", None), "__name__", "callable")
 
 
+def _spec_id(spec):
+    """A stable identity of a generator spec for store names and rerun checks (a path, or a pickle hash)."""
+    key = _spec_key(spec, "")
+    return key[0] if key[0] == "default" else f"{key[0]}:{key[1]}"
+
+
 def worker_generator(spec=None, device="auto"):
     """The generator named by ``spec``, loaded at most once per process (worker-local cache).
 
@@ -134,9 +140,31 @@ def worker_generator(spec=None, device="auto"):
     return gen
 
 
+def _generator_fingerprint(gen):
+    """sha1 of what defines a generator's spectra: its files (weights, config, meta) or name + wavelengths.
+
+    Part of every store's identity, so a retrained model (same path, new weights) never fills in a store
+    computed with the old one.
+    """
+    h = hashlib.sha1(f"{type(gen).__name__}:{gen.name}".encode())
+    h.update(np.ascontiguousarray(gen.wavelength, float).tobytes())
+    files = []
+    directory = getattr(gen, "directory", None)
+    if directory is not None:
+        files = sorted(p for p in Path(directory).iterdir() if p.is_file() and p.suffix != ".md")
+    for key in ("weights", "meta_file"):
+        if isinstance(gen.meta, dict) and key in gen.meta:
+            files.append(Path(gen.meta[key]))
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def _generator_info(spec, device):
+    """(name, wavelength [A], fingerprint) of a generator, computed where it is loaded (a worker)."""
     gen = worker_generator(spec, device)
-    return gen.name, np.asarray(gen.wavelength, float)
+    return gen.name, np.asarray(gen.wavelength, float), _generator_fingerprint(gen)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -267,11 +295,10 @@ def _resolve_config(cfg, age_chunk):
         raise ValueError(f"age_chunk must be >= 1, got {age_chunk}")
     desc = {"isochrones": iso.name, "imf": cfg.imf, "generator": _spec_label(cfg.generator),
             "ages_yr": [float(a) for a in ages_yr], "Z": [float(z) for z in Zs],
+            "generator_id": _spec_id(cfg.generator),
             "special_phases": cfg.special_phases, "outside": cfg.outside,
             "age_chunk": int(min(age_chunk or ages_yr.size, ages_yr.size))}
-    digest = hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:10]
-    name = cfg.name or f"ssp_{iso.name}_{cfg.imf}_{desc['generator']}_{digest}"
-    return cfg, desc, digest, name
+    return cfg, desc
 
 
 _SSP_SCALARS = ("log_lbol", "log_mass", "mass_stars", "mass_remnants", "missing_fraction", "outside_fraction")
@@ -304,7 +331,7 @@ def _open_ssp_store(path, desc, digest, gen_name, wave):
         "flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
         "wavelength_medium": "vacuum", "ssp_lgmet": "log10 Z (metal mass fraction)",
         "ssp_lg_age_gyr": "log10(age / Gyr)", "generator": gen_name, "isochrones": desc["isochrones"],
-        "imf": desc["imf"], "special_phases": desc["special_phases"], "outside": desc["outside"],
+        "imf": desc["imf"], "generator_sha1": desc["generator_sha1"], "special_phases": desc["special_phases"], "outside": desc["outside"],
         "done": "1 where block (Z index, age block of age_chunk ages) is complete; written after its data",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
@@ -361,27 +388,31 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
         raise ValueError("configs is empty: give at least one (isochrones, imf, generator, ages, Zs)")
     root = Path(store)
     root.mkdir(parents=True, exist_ok=True)
-    resolved = [_resolve_config(cfg, age_chunk) for cfg in configs]
-    names = [r[3] for r in resolved]
-    if len(set(names)) < len(names):
-        raise ValueError("two configs map to the same store name: remove the duplicate or give distinct names")
-    # generator name and wavelengths, read on a worker (so the client never loads a model)
+    resolved = [_resolve_config(cfg, age_chunk) for cfg in configs]     # every config checked before any work
+    # generator name, wavelengths and fingerprint, read on a worker (so the client never loads a model)
     infos = {}
-    for cfg, _, _, _ in resolved:
+    for cfg, _ in resolved:
         key = _spec_key(cfg.generator, device)
         if key not in infos:
             infos[key] = (_generator_info(cfg.generator, device) if client is None else
                           client.submit(_generator_info, cfg.generator, device, pure=False).result())
-    tasks, paths, n_blocks = [], [], 0
-    for cfg, desc, digest, name in resolved:
-        path = root / f"{name}.zarr"
-        gen_name, wave = infos[_spec_key(cfg.generator, device)]
+    stores = []
+    for cfg, desc in resolved:
+        gen_name, wave, fingerprint = infos[_spec_key(cfg.generator, device)]
+        desc = dict(desc, generator_sha1=fingerprint)
+        digest = hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:10]
+        name = cfg.name or f"ssp_{desc['isochrones']}_{desc['imf']}_{desc['generator']}_{digest}"
+        stores.append((cfg, desc, digest, root / f"{name}.zarr", gen_name, wave))
+    paths = [st[3] for st in stores]
+    if len(set(paths)) < len(paths):
+        raise ValueError("two configs map to the same store: remove the duplicate or give distinct names")
+    tasks, n_blocks = [], 0
+    for cfg, desc, digest, path, gen_name, wave in stores:
         group = _open_ssp_store(path, desc, digest, gen_name, wave)
         done = np.asarray(group["done"][:])
         n_blocks += done.size
         for iz, ib in zip(*np.nonzero(done == 0)):
             tasks.append((_ssp_block, (str(path), desc, cfg.generator, device, int(iz), int(ib))))
-        paths.append(path)
     n_computed = sum(1 for _ in _run_tasks(tasks, client, progress, "SSP blocks"))
     return RunSummary(paths, n_blocks, n_blocks - len(tasks), n_computed, time.perf_counter() - t0,
                       getattr(client, "dashboard_link", None) if client is not None else None)
@@ -620,18 +651,19 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     out_dtype = out_dtype or ("f8" if what == "magnitudes" else "f4")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    gen_name, wave = (_generator_info(generator, device) if client is None else
-                      client.submit(_generator_info, generator, device, pure=False).result())
+    gen_name, wave, fingerprint = (_generator_info(generator, device) if client is None else
+                                   client.submit(_generator_info, generator, device, pure=False).result())
     distance_cm = None if distance is None else float(u.Quantity(distance).to_value(u.cm))
     k = len(filters) if what == "magnitudes" else wave.size
     # the identity of a run: points (dask's deterministic token), filters, generator, chunking
     from dask.base import tokenize
     ident = {"points": tokenize(arr), "what": what, "filters": filters, "system": system,
-             "generator": _spec_label(generator), "distance_cm": distance_cm, "chunk_rows": int(chunk_rows),
+             "generator": _spec_id(generator), "generator_sha1": fingerprint, "distance_cm": distance_cm, "chunk_rows": int(chunk_rows),
              "n": int(n)}
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     attrs = {"format": POINTS_STORE_FORMAT, "format_version": STORE_VERSION, "config_sha1": digest,
              "what": what, "n_points": int(n), "chunk_rows": int(chunk_rows), "generator": gen_name,
+             "generator_sha1": fingerprint,
              "filters": filters, "system": system,
              "unit": ("mag (" + str(system) + "); absolute (10 pc)" if distance_cm is None else
                       f"mag ({system}) at distance {distance_cm:.6g} cm") if what == "magnitudes" else
@@ -701,3 +733,97 @@ def load_points_store(path, allow_incomplete=False):
                          "write_points with the same inputs to finish it (or pass allow_incomplete=True)")
     name = "magnitudes" if group.attrs["what"] == "magnitudes" else "flux"
     return np.asarray(group[name][:]), np.asarray(group["inside"][:]).astype(bool), dict(group.attrs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line (registered by smnet_sps.ssp and smnet_sps.photometry; the logic lives here)
+# ---------------------------------------------------------------------------------------------------
+def add_cluster_args(parser):
+    """``--scheduler`` / ``--workers`` (and ``--chunk-rows``) for a sub-command that can run on Dask."""
+    parser.add_argument("--scheduler", default=None,
+                        help="run on the Dask cluster at this address, e.g. tcp://host:8786 (pip install "
+                             "'smnet-sps[dask]')")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="run on a local Dask cluster of N worker processes (1 thread each)")
+
+
+def wants_cluster(args):
+    return getattr(args, "scheduler", None) is not None or getattr(args, "workers", None) is not None
+
+
+class _CliClient:
+    """Context: a Client on --scheduler, or on a LocalCluster of --workers processes; prints the dashboard."""
+
+    def __init__(self, scheduler, workers):
+        if scheduler is not None and workers is not None:
+            raise ValueError("give --scheduler (an existing cluster) or --workers (a local one), not both")
+        if workers is not None and workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}")
+        self.scheduler, self.workers, self.cluster, self.client = scheduler, workers, None, None
+
+    def __enter__(self):
+        _require_dask()
+        from distributed import Client
+        if self.scheduler is not None:
+            try:
+                self.client = Client(self.scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise ValueError(f"cannot reach the Dask scheduler at {self.scheduler!r}: {exc}") from exc
+        else:
+            self.cluster = local_cluster(self.workers)
+            self.client = Client(self.cluster)
+        n = len(self.client.scheduler_info().get("workers", {}))
+        print(f"Dask: {n} worker(s) at {self.client.scheduler.address}; dashboard: {self.client.dashboard_link}",
+              flush=True)
+        return self.client
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        return False
+
+
+def cli_ssp_grid(args):
+    """``smnet-sps ssp-grid ... --workers N | --scheduler ADDR``: one grid as Dask tasks, then the .h5/.npz."""
+    from .ssp import parse_age, save_ssp_grid
+    out = Path(args.out)
+    if out.suffix not in (".h5", ".hdf5", ".npz"):
+        raise ValueError(f"unknown output format {out.suffix!r}; use .h5, .hdf5 or .npz")
+    ages = None if not args.ages else 10.0 ** np.array([float(parse_age(a)) for a in args.ages])
+    spec = None if args.generator in (None, "default") else args.generator
+    cfg = SSPConfig(args.isochrones, args.imf, spec, ages, args.Z, args.special_phases, args.outside)
+    store = Path(getattr(args, "store", None) or out.with_name(out.name + ".store"))
+    with _CliClient(args.scheduler, args.workers) as client:
+        run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
+                        device=args.device, progress=True)
+    grid = load_ssp_store(run.stores[0])
+    save_ssp_grid(grid, out)
+    print(f"wrote {out}: {grid.ssp_flux.shape[0]} Z x {grid.ssp_flux.shape[1]} ages x {grid.ssp_flux.shape[2]} "
+          f"wavelengths; {run.n_computed} block(s) computed, {run.n_skipped} already in {run.stores[0]} "
+          f"({run.seconds:.1f} s)")
+    return 0
+
+
+def cli_points_mags(args):
+    """``smnet-sps mags --points stars.parquet``: magnitudes of every star, chunk by chunk, to a Zarr store."""
+    points = Path(args.points)
+    filters = [f.strip() for f in args.filters.split(",") if f.strip()]
+    out = Path(args.out) if args.out else points.with_name(points.stem + "_mags.zarr")
+    spec = None if args.model in (None, "default") else args.model
+    if wants_cluster(args):
+        with _CliClient(args.scheduler, args.workers) as client:
+            run = write_points(points, out, filters, args.system, generator=spec, client=client,
+                               chunk_rows=args.chunk_rows, progress=True)
+    else:
+        run = write_points(points, out, filters, args.system, generator=spec, client=None,
+                           chunk_rows=args.chunk_rows, progress=True)
+    import zarr
+    group = zarr.open_group(str(out), mode="r")
+    inside = group["inside"]
+    n_outside = sum(int((inside[i:i + 10**6] == 0).sum()) for i in range(0, inside.shape[0], 10**6))
+    print(f"wrote {out}: magnitudes of {group.attrs['n_points']} stars in {', '.join(filters)} ({args.system}, "
+          f"absolute, 10 pc); {run.n_computed} chunk(s) computed, {run.n_skipped} already there "
+          f"({run.seconds:.1f} s); {n_outside} star(s) outside the generator's coverage")
+    return 0

@@ -514,6 +514,9 @@ def _cmd_ssp(args):
 
 def _cmd_ssp_grid(args):
     from pathlib import Path
+    from . import distributed
+    if distributed.wants_cluster(args):        # --scheduler / --workers: the same grid as Dask tasks
+        return distributed.cli_ssp_grid(args)
     if Path(args.out).suffix not in (".h5", ".hdf5", ".npz"):     # fail before the (slow) grid, not after
         raise ValueError(f"unknown output format {Path(args.out).suffix!r}; use .h5, .hdf5 or .npz")
     gen = _generator_from_arg(args.generator, args.device)
@@ -555,4 +558,6 @@ def add_cli(sub):
     g.add_argument("--Z", nargs="*", type=float, default=None, help="metallicities (default: all tabulated)")
     _common_args(g)
     g.add_argument("--out", required=True, help="output .h5 or .npz")
+    from .distributed import add_cluster_args
+    add_cluster_args(g)                         # --scheduler / --workers (smnet-sps[dask])
     g.set_defaults(func=_cmd_ssp_grid)

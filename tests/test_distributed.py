@@ -143,8 +143,8 @@ def test_killed_worker_loses_and_duplicates_nothing(client, tmp_path, stars, def
     np.testing.assert_array_equal(inside, ref_inside)
 
 
-def test_rerun_recomputes_only_missing_blocks(client, tmp_path, default_generator):
-    cfg = [("parsec", "kroupa", "default", AGES, ZS)]
+def test_rerun_recomputes_only_missing_blocks(client, tmp_path):
+    cfg = [("parsec", "kroupa", "blackbody", AGES, ZS)]
     first = D.ssp_grids(cfg, client=client, store=tmp_path, age_chunk=2, progress=False)
     assert (first.n_blocks, first.n_computed) == (4, 4)
     # the state a killed run leaves: markers missing (data maybe half written) for two blocks
@@ -179,3 +179,31 @@ def test_in_process_path_and_input_errors(tmp_path, stars):
         D.points_array(stars[:, :3])
     with pytest.raises(ValueError, match="age_chunk"):
         D.ssp_grids([("parsec", "kroupa", "blackbody", AGES, ZS)], store=tmp_path, age_chunk=0)
+
+
+def test_cli_on_a_scheduler(client, tmp_path, stars, capsys):
+    """`smnet-sps mags --points` and `ssp-grid --scheduler` on the test cluster: the same numbers as in-process."""
+    import h5py
+    import pandas as pd
+    from smnet_sps.cli import main
+    from smnet_sps.generator import BlackbodyGenerator
+
+    table = tmp_path / "stars.parquet"
+    pd.DataFrame({"teff": stars[:400, 0], "logg": stars[:400, 1], "logz": stars[:400, 2],
+                  "logl": np.log10(stars[:400, 3])}).to_parquet(table)
+    address = client.scheduler.address
+    assert main(["mags", "--points", str(table), "--filters", "sdss2010-g,sdss2010-r", "--model", "blackbody",
+                 "--chunk-rows", "150", "--scheduler", address]) == 0
+    text = capsys.readouterr().out
+    assert "dashboard" in text and "400 stars" in text
+    mags, _, _ = D.load_points_store(tmp_path / "stars_mags.zarr")
+    ref, _ = _single_process_magnitudes(BlackbodyGenerator(), stars[:400], ["sdss2010-g", "sdss2010-r"])
+    np.testing.assert_allclose(mags, ref, rtol=1e-6)
+
+    out = tmp_path / "grid.h5"
+    assert main(["ssp-grid", "--ages", "1Gyr", "5Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out",
+                 str(out), "--scheduler", address]) == 0
+    ref = ssp_grid([1e9, 5e9], [0.0152], generator=BlackbodyGenerator(), progress=False)
+    with h5py.File(out) as f:
+        np.testing.assert_allclose(f["ssp_flux"][:], ref.ssp_flux, rtol=1e-6)
+    assert main(["ssp-grid", "--out", str(out), "--scheduler", address, "--workers", "2"]) == 1
