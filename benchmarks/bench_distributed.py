@@ -10,6 +10,7 @@ Usage: python benchmarks/bench_distributed.py [--sizes 20000,200000,1000000] [--
 Writes results_distributed.md (benchmarks/run_all.py merges it into RESULTS.md).
 """
 import argparse
+import json
 import os
 import platform
 import resource
@@ -32,7 +33,7 @@ def _warm():
 
 
 def stars(n, seed=1, chunks=100_000):
-    """Random dwarfs and giants (Teff 3.2-30 kK, log g 1-5, [M/H] -2..0.4, L 1e-3-1e4 L_sun) as a Dask array."""
+    """Random stars (Teff 3.2-30 kK, log g 1-5, [M/H] -2..0.4, L 1e-3-1e4 L_sun) as a Dask array (n, 4)."""
     import dask.array as da
     rs = da.random.RandomState(seed)
     chunks = min(n, chunks)
@@ -55,12 +56,12 @@ def run_mags(n_workers, n, chunk_rows, batch_size, tmp):
     try:
         # warm-up: every worker loads the model and the filters once
         client.run(_warm)
-        D.write_points(stars(200 * n_workers, seed=99), tmp / f"warm{n_workers}_{n}.zarr", FILTERS, client=client,
-                       chunk_rows=200, batch_size=batch_size, progress=False)
+        D.write_points(stars(200 * n_workers, seed=99), tmp / f"warm{n_workers}_{n}.zarr", FILTERS,
+                       client=client, chunk_rows=200, batch_size=batch_size, progress=False)
         rss_warm = worker_maxrss_mb(client)
         t0 = time.perf_counter()
-        run = D.write_points(stars(n, chunks=chunk_rows), tmp / f"mags{n_workers}_{n}.zarr", FILTERS, client=client,
-                             chunk_rows=chunk_rows, batch_size=batch_size, progress=False)
+        run = D.write_points(stars(n, chunks=chunk_rows), tmp / f"mags{n_workers}_{n}.zarr", FILTERS,
+                             client=client, chunk_rows=chunk_rows, batch_size=batch_size, progress=False)
         wall = time.perf_counter() - t0
         rss = worker_maxrss_mb(client)
         mags, inside, _ = D.load_points_store(run.stores[0]) if n <= 2_000_000 else (None, None, None)
@@ -97,13 +98,19 @@ def main(argv=None):
     ap.add_argument("--chunk-rows", type=int, default=20_000)
     ap.add_argument("--batch-size", type=int, default=2048)
     ap.add_argument("--skip-ssp", action="store_true")
+    ap.add_argument("--rewrite", action="store_true",
+                    help="only rewrite the .md from results_distributed.json")
     args = ap.parse_args(argv)
+    if args.rewrite:
+        raw = json.loads((HERE / "results_distributed.json").read_text())
+        args = argparse.Namespace(**raw["args"])
+        return write_results(args, raw["scaling"], raw["ssp"], raw["memory"], raw["load"], raw["load_after"])
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench_distributed_"))
     load = os.getloadavg()
     try:
-        scaling = [run_mags(w, args.scaling_n, min(args.chunk_rows, args.scaling_n // 4), args.batch_size, tmp)
-                   for w in (1, 2)]
+        chunk = min(args.chunk_rows, args.scaling_n // 4)
+        scaling = [run_mags(w, args.scaling_n, chunk, args.batch_size, tmp) for w in (1, 2)]
         for r in scaling:
             print("scaling", r, flush=True)
         ssp = [] if args.skip_ssp else [run_ssp(w, tmp) for w in (1, 2)]
@@ -116,6 +123,9 @@ def main(argv=None):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = os.getloadavg()
+    raw = {"args": vars(args), "scaling": scaling, "ssp": ssp, "memory": memory, "load": load,
+           "load_after": load_after}
+    (HERE / "results_distributed.json").write_text(json.dumps(raw, indent=1))
     write_results(args, scaling, ssp, memory, load, load_after)
 
 
@@ -128,11 +138,13 @@ def write_results(args, scaling, ssp, memory, load, load_after):
     per_chunk = per_star * args.chunk_rows
     lines = [
         "## More than one machine: Dask (`benchmarks/bench_distributed.py`)", "",
-        f"`smnet_sps.distributed` on a `distributed.LocalCluster` of worker processes (1 thread each) on this "
-        f"machine ({os.cpu_count()} cores, {platform.machine()}), default model on CPU, {nf} SDSS filters, "
-        f"chunks of {args.chunk_rows:,} stars, generator batches of {args.batch_size:,}. The machine was shared: "
-        f"load average {load[0]:.1f} before and {load_after[0]:.1f} after the run (2 cores), so absolute "
-        "times are pessimistic and the 1 -> 2 worker ratio is what the other jobs left over. One run.", "",
+        "`smnet_sps.distributed` on a `distributed.LocalCluster` of worker processes (1 thread each) on "
+        f"this machine ({os.cpu_count()} cores, {platform.machine()}), default model on CPU, "
+        f"{nf} SDSS filters, "
+        f"chunks of {args.chunk_rows:,} stars, generator batches of {args.batch_size:,}. The machine was "
+        f"shared: load average {load[0]:.1f} before and {load_after[0]:.1f} after the run (2 cores), "
+        "so absolute times are pessimistic and the 1 -> 2 worker ratio is what the other jobs left over. "
+        "One run.", "",
         "### Scaling 1 -> 2 workers", "",
         "| workload | 1 worker [s] | 2 workers [s] | speed-up |", "|---|---|---|---|",
         f"| magnitudes of {s1['n']:,} stars ({s1['chunks']} chunks) | {s1['wall']:.1f} | {s2['wall']:.1f} | "
@@ -140,41 +152,45 @@ def write_results(args, scaling, ssp, memory, load, load_after):
     ]
     if ssp:
         lines.append(f"| 2 SSP grids (Kroupa, Salpeter) x 2 Z x 12 ages ({ssp[0]['tasks']} tasks) | "
-                     f"{ssp[0]['wall']:.1f} | {ssp[1]['wall']:.1f} | {ssp[0]['wall'] / ssp[1]['wall']:.2f}x |")
+                     f"{ssp[0]['wall']:.1f} | {ssp[1]['wall']:.1f} | "
+                     f"{ssp[0]['wall'] / ssp[1]['wall']:.2f}x |")
     lines += [
         "", "### Bounded memory: magnitudes of N stars on 2 workers", "",
-        "Peak RSS of each worker process (Python, torch, the model, filters, one chunk of inputs and outputs, "
-        "one batch of spectra); each N on a fresh cluster. Stars are generated on the workers (`dask.array.random`), "
-        "magnitudes written chunk by chunk to Zarr.", "",
+        "Peak RSS of each worker process (Python, torch, the model, filters, one chunk of inputs and "
+        "outputs, one batch of spectra); each N on a fresh cluster. Stars are generated on the workers "
+        "(`dask.array.random`), magnitudes written chunk by chunk to Zarr.", "",
         "| stars | chunks | wall [s] | stars/s | peak RSS per worker [MB] | after warm-up [MB] |",
         "|---|---|---|---|---|---|"]
     for r in memory:
         lines.append(f"| {r['n']:,} | {r['chunks']} | {r['wall']:.1f} | {r['n'] / r['wall']:,.0f} | "
-                     f"{' / '.join(f'{x:.0f}' for x in r['rss'])} | {' / '.join(f'{x:.0f}' for x in r['rss_warm'])} |")
+                     f"{' / '.join(f'{x:.0f}' for x in r['rss'])} | "
+                     f"{' / '.join(f'{x:.0f}' for x in r['rss_warm'])} |")
     growth = max(memory[-1]["rss"]) / max(memory[0]["rss"])
     spectra_gb = big["n"] * 1221 * 8 / 1e9
     n7 = 10**7
     t7 = n7 * per_star / 2
     lines += [
-        "", f"Peak RSS grows {growth:.2f}x while N grows {memory[-1]['n'] / memory[0]['n']:.0f}x; holding the "
-        f"{big['n']:,} spectra at once would take {spectra_gb:,.1f} GB (float64), the magnitudes "
+        "", f"Peak RSS grows {growth:.2f}x while N grows {memory[-1]['n'] / memory[0]['n']:.0f}x; "
+        f"holding the {big['n']:,} spectra at once would take {spectra_gb:,.1f} GB (float64), the magnitudes "
         f"{big['n'] * nf * 8 / 1e6:,.0f} MB. Memory per worker is set by chunk and batch size, not by N.",
         "", "### 10^7 and 10^9 stars (estimates from the measured cost, not runs)", "",
         f"Measured cost per worker core: {per_star * 1e6:.0f} us per star, {per_chunk:.1f} s per chunk of "
         f"{args.chunk_rows:,} (the {big['n']:,}-star run: wall x workers / stars, so it includes scheduling, "
         "Zarr writes and the machine's load).",
-        f"- 10^7 stars here (2 workers): about {t7 / 3600:.1f} h at this rate; memory per worker as in the table "
-        f"(it does not depend on N). {'Not run today: the machine was shared by other jobs.' if big['n'] < n7 else ''}",
+        f"- 10^7 stars here (2 workers): about {t7 / 3600:.1f} h at this rate; memory per worker as in the "
+        "table (it does not depend on N)."
+        + (" Not run today: the machine was shared by other jobs." if big["n"] < n7 else ""),
     ]
     chunk9 = 1_000_000
     for nodes, cores in ((10, 32), (100, 32)):
         t9 = 1e9 * per_star / (nodes * cores)
         lines.append(f"- 10^9 stars on {nodes} nodes x {cores} worker cores, chunks of {chunk9:,} stars "
-                     f"({1e9 / chunk9:,.0f} tasks, {chunk9 * per_star / 60:.0f} min each): about {t9 / 3600:.1f} h "
-                     "at the per-core CPU cost measured here (a GPU worker is far faster per star); output "
+                     f"({1e9 / chunk9:,.0f} tasks, {chunk9 * per_star / 60:.0f} min each): about "
+                     f"{t9 / 3600:.1f} h at the per-core CPU cost measured here (a GPU worker is far faster "
+                     "per star); output "
                      f"{1e9 * nf * 8 / 1e9:.0f} GB of float64 magnitudes + 1 GB of coverage flags.")
-    lines.append("- The scheduler's overhead (~1 ms per task) is negligible at 10^3-10^4 tasks; memory per worker "
-                 "is set by `batch_size` (spectra in flight) and the chunk's inputs/outputs "
+    lines.append("- The scheduler's overhead (~1 ms per task) is negligible at 10^3-10^4 tasks; memory per "
+                 "worker is set by `batch_size` (spectra in flight) and the chunk's inputs/outputs "
                  f"({chunk9 * (4 + nf + 1) * 8 / 1e6:.0f} MB at {chunk9:,} stars), never by N.")
     text = "\n".join(lines) + "\n"
     (HERE / "results_distributed.md").write_text(text)

@@ -10,9 +10,9 @@ Two workloads
   of ages) calls the single-process :func:`smnet_sps.ssp.ssp_grid` on that block, so a grid from here is the
   grid from there (to float32 round-off of the generator's batches, < 1e-6 relative).
 * :func:`magnitudes` / :func:`surface_flux` over a Dask array of stars (Teff [K], log g, [M/H], L [L_sun]) of
-  any length, and :func:`write_points`, which writes them chunk by chunk. A chunk streams through the generator
-  in batches; when only magnitudes are asked for, a batch of spectra lives only inside one task and only
-  ``n_filters`` numbers per star leave it, so 10^9 spectra are never held anywhere.
+  any length, and :func:`write_points`, which writes them chunk by chunk. A chunk streams through the
+  generator in batches; when only magnitudes are asked for, a batch of spectra lives only inside one task and
+  only ``n_filters`` numbers per star leave it, so 10^9 spectra are never held anywhere.
 
 Generators are never pickled into tasks. A task carries a *generator spec* -- ``None`` / ``"default"`` (the
 shipped model), ``"blackbody"``, a model directory or a released ``.pt`` path, or a picklable zero-argument
@@ -63,8 +63,8 @@ def _require_dask():
         import distributed  # noqa: F401
         import zarr  # noqa: F401
     except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(f"smnet_sps.distributed needs the 'dask' extra: pip install \"smnet-sps[dask]\" "
-                                  f"(missing: {exc.name})") from exc
+        raise ModuleNotFoundError("smnet_sps.distributed needs the 'dask' extra: pip install "
+                                  f"\"smnet-sps[dask]\" (missing: {exc.name})") from exc
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -85,9 +85,9 @@ def _spec_key(spec, device):
         except Exception:                           # noqa: BLE001 - cloudpickle will still ship it
             blob = repr(spec).encode()
         return ("callable", hashlib.sha1(blob).hexdigest(), str(device))
-    raise ValueError(f"generator must be None/'default', 'blackbody', a model path, or a picklable zero-argument "
-                     f"callable returning a Generator; got {type(spec).__name__}. Loaded models are not "
-                     "shipped to workers: give what loads one")
+    raise ValueError("generator must be None/'default', 'blackbody', a model path, or a picklable "
+                     f"zero-argument callable returning a Generator; got {type(spec).__name__}. Loaded "
+                     "models are not shipped to workers: give what loads one")
 
 
 def _check_spec(spec):
@@ -186,7 +186,7 @@ def local_cluster(n_workers=2, threads_per_worker=1, memory_limit="auto", dashbo
 
 
 def get_client(client=None):
-    """``client`` if given, else the current default ``distributed.Client``, else None (run in this process)."""
+    """``client`` if given, else the current default ``distributed.Client``, else None (run here)."""
     if client is not None:
         return client
     try:
@@ -197,7 +197,7 @@ def get_client(client=None):
 
 
 def _run_tasks(tasks, client, progress, desc):
-    """Run ``tasks`` [(function, args)] on ``client`` (or here, in order); yield each result as it completes."""
+    """Run ``tasks`` [(function, args)] on ``client`` (or here, in order); yield results as they complete."""
     bar = None
     if progress and tasks:
         from tqdm.auto import tqdm
@@ -257,7 +257,8 @@ def _as_config(cfg):
     if isinstance(cfg, dict):
         unknown = set(cfg) - set(SSPConfig._fields)
         if unknown:
-            raise ValueError(f"unknown SSP config key(s) {sorted(unknown)}; allowed: {list(SSPConfig._fields)}")
+            raise ValueError(f"unknown SSP config key(s) {sorted(unknown)}; "
+                             f"allowed: {list(SSPConfig._fields)}")
         return SSPConfig(**cfg)
     if isinstance(cfg, (tuple, list)) and 1 <= len(cfg) <= len(SSPConfig._fields):
         return SSPConfig(*cfg)
@@ -331,7 +332,8 @@ def _open_ssp_store(path, desc, digest, gen_name, wave):
         "flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
         "wavelength_medium": "vacuum", "ssp_lgmet": "log10 Z (metal mass fraction)",
         "ssp_lg_age_gyr": "log10(age / Gyr)", "generator": gen_name, "isochrones": desc["isochrones"],
-        "imf": desc["imf"], "generator_sha1": desc["generator_sha1"], "special_phases": desc["special_phases"], "outside": desc["outside"],
+        "imf": desc["imf"], "generator_sha1": desc["generator_sha1"],
+        "special_phases": desc["special_phases"], "outside": desc["outside"],
         "done": "1 where block (Z index, age block of age_chunk ages) is complete; written after its data",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
@@ -365,7 +367,8 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
 
     Parameters
     ----------
-    configs : list of :class:`SSPConfig`, dicts with its fields, or tuples (isochrones, imf, generator, ages, Zs)
+    configs : list of :class:`SSPConfig`, dicts with its fields, or tuples
+        (isochrones, imf, generator, ages, Zs)
         ``generator`` is a spec (see :func:`worker_generator`), never a loaded model; ``ages`` a time Quantity
         or years (None: all tabulated), ``Zs`` metal mass fractions (None: all tabulated).
     client : distributed.Client, or None (the default client if one exists, else this process, serially)
@@ -431,8 +434,8 @@ def load_ssp_store(path, allow_incomplete=False):
         raise ValueError(f"{path} is not an smnet-sps SSP grid store")
     done = np.asarray(group["done"][:])
     if not allow_incomplete and not done.all():
-        raise ValueError(f"{path}: {int((done == 0).sum())} of {done.size} blocks are not computed yet; rerun "
-                         "ssp_grids with the same configs to finish it (or pass allow_incomplete=True)")
+        raise ValueError(f"{path}: {int((done == 0).sum())} of {done.size} blocks are not computed yet; "
+                         "rerun ssp_grids with the same configs to finish it (or pass allow_incomplete=True)")
     arr = {k: np.asarray(group[k][:]) for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux",
                                                  *_SSP_SCALARS)}
     attrs = dict(group.attrs)
@@ -460,7 +463,8 @@ def points_array(points, chunk_rows=100_000):
         need = ["teff", "logg", "logz"]
         missing = [c for c in need if c not in cols]
         if missing or not ("L" in cols or "logl" in cols):
-            raise ValueError(f"points table needs columns teff [K], logg, logz and L [L_sun] (or logl); has {cols}")
+            raise ValueError("points table needs columns teff [K], logg, logz and L [L_sun] (or logl); "
+                             f"has {cols}")
         if isinstance(points, pd.DataFrame):
             points = dd.from_pandas(points, npartitions=max(1, math.ceil(len(points) / chunk_rows)))
         lum = points["L"] if "L" in cols else 10.0 ** points["logl"]
@@ -478,7 +482,7 @@ def points_array(points, chunk_rows=100_000):
 
 
 def read_points(path, chunk_rows=100_000):
-    """Stars from a Parquet file or directory (columns teff, logg, logz, L or logl) as :func:`points_array`."""
+    """Stars from a Parquet file or folder (columns teff, logg, logz, L or logl) as :func:`points_array`."""
     _require_dask()
     import dask.dataframe as dd
     path = Path(path)
@@ -491,7 +495,8 @@ def _check_luminosity(lum, offset=0):
     bad = ~np.isfinite(lum) | (lum <= 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"L must be a positive finite luminosity [L_sun]; row {offset + i} has L = {lum[i]!r}")
+        raise ValueError(f"L must be a positive finite luminosity [L_sun]; row {offset + i} has "
+                         f"L = {lum[i]!r}")
 
 
 def _points_block(block, spec, device, what, filters, system, distance_cm, batch_size, out_dtype, offset=0):
@@ -580,7 +585,8 @@ def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype)
     path = Path(path)
     if (path / "zarr.json").exists():
         group = zarr.open_group(str(path), mode="r+")
-        if group.attrs.get("format") != POINTS_STORE_FORMAT or group.attrs.get("config_sha1") != attrs["config_sha1"]:
+        if (group.attrs.get("format") != POINTS_STORE_FORMAT
+                or group.attrs.get("config_sha1") != attrs["config_sha1"]):
             raise ValueError(f"{path} holds another run (other points, filters, generator or chunking); give "
                              "another store or delete it")
         return group
@@ -658,7 +664,8 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     # the identity of a run: points (dask's deterministic token), filters, generator, chunking
     from dask.base import tokenize
     ident = {"points": tokenize(arr), "what": what, "filters": filters, "system": system,
-             "generator": _spec_id(generator), "generator_sha1": fingerprint, "distance_cm": distance_cm, "chunk_rows": int(chunk_rows),
+             "generator": _spec_id(generator), "generator_sha1": fingerprint, "distance_cm": distance_cm,
+             "chunk_rows": int(chunk_rows),
              "n": int(n)}
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     attrs = {"format": POINTS_STORE_FORMAT, "format_version": STORE_VERSION, "config_sha1": digest,
@@ -691,7 +698,8 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
                                                          *args) for i in todo]
         futures = client.compute(writes)
         n_computed = _collect(futures, progress, what)
-    return RunSummary([Path(store)], len(blocks), len(blocks) - todo.size, n_computed, time.perf_counter() - t0,
+    return RunSummary([Path(store)], len(blocks), len(blocks) - todo.size, n_computed,
+                      time.perf_counter() - t0,
                       getattr(client, "dashboard_link", None) if client is not None else None)
 
 
@@ -722,15 +730,16 @@ def _collect(futures, progress, desc):
 
 
 def load_points_store(path, allow_incomplete=False):
-    """Read a :func:`write_points` store: ``(values, inside, attrs)`` as NumPy arrays (use zarr for a slice)."""
+    """Read a :func:`write_points` store: ``(values, inside, attrs)`` as NumPy arrays (zarr for a slice)."""
     import zarr
     group = zarr.open_group(str(path), mode="r")
     if group.attrs.get("format") != POINTS_STORE_FORMAT:
         raise ValueError(f"{path} is not an smnet-sps points store")
     done = np.asarray(group["done"][:])
     if not allow_incomplete and not done.all():
-        raise ValueError(f"{path}: {int((done == 0).sum())} of {done.size} chunks are not computed yet; rerun "
-                         "write_points with the same inputs to finish it (or pass allow_incomplete=True)")
+        raise ValueError(f"{path}: {int((done == 0).sum())} of {done.size} chunks are not computed yet; "
+                         "rerun write_points with the same inputs to finish it "
+                         "(or pass allow_incomplete=True)")
     name = "magnitudes" if group.attrs["what"] == "magnitudes" else "flux"
     return np.asarray(group[name][:]), np.asarray(group["inside"][:]).astype(bool), dict(group.attrs)
 
@@ -773,8 +782,8 @@ class _CliClient:
             self.cluster = local_cluster(self.workers)
             self.client = Client(self.cluster)
         n = len(self.client.scheduler_info().get("workers", {}))
-        print(f"Dask: {n} worker(s) at {self.client.scheduler.address}; dashboard: {self.client.dashboard_link}",
-              flush=True)
+        print(f"Dask: {n} worker(s) at {self.client.scheduler.address}; "
+              f"dashboard: {self.client.dashboard_link}", flush=True)
         return self.client
 
     def __exit__(self, *exc):
@@ -786,7 +795,7 @@ class _CliClient:
 
 
 def cli_ssp_grid(args):
-    """``smnet-sps ssp-grid ... --workers N | --scheduler ADDR``: one grid as Dask tasks, then the .h5/.npz."""
+    """``smnet-sps ssp-grid ... --workers N | --scheduler ADDR``: one grid as Dask tasks, then .h5/.npz."""
     from .ssp import parse_age, save_ssp_grid
     out = Path(args.out)
     if out.suffix not in (".h5", ".hdf5", ".npz"):
@@ -800,14 +809,15 @@ def cli_ssp_grid(args):
                         device=args.device, progress=True)
     grid = load_ssp_store(run.stores[0])
     save_ssp_grid(grid, out)
-    print(f"wrote {out}: {grid.ssp_flux.shape[0]} Z x {grid.ssp_flux.shape[1]} ages x {grid.ssp_flux.shape[2]} "
-          f"wavelengths; {run.n_computed} block(s) computed, {run.n_skipped} already in {run.stores[0]} "
+    n_z, n_age, n_wave = grid.ssp_flux.shape
+    print(f"wrote {out}: {n_z} Z x {n_age} ages x {n_wave} wavelengths; "
+          f"{run.n_computed} block(s) computed, {run.n_skipped} already in {run.stores[0]} "
           f"({run.seconds:.1f} s)")
     return 0
 
 
 def cli_points_mags(args):
-    """``smnet-sps mags --points stars.parquet``: magnitudes of every star, chunk by chunk, to a Zarr store."""
+    """``smnet-sps mags --points stars.parquet``: magnitudes of every star, chunk by chunk, to Zarr."""
     points = Path(args.points)
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     out = Path(args.out) if args.out else points.with_name(points.stem + "_mags.zarr")
@@ -823,7 +833,8 @@ def cli_points_mags(args):
     group = zarr.open_group(str(out), mode="r")
     inside = group["inside"]
     n_outside = sum(int((inside[i:i + 10**6] == 0).sum()) for i in range(0, inside.shape[0], 10**6))
-    print(f"wrote {out}: magnitudes of {group.attrs['n_points']} stars in {', '.join(filters)} ({args.system}, "
-          f"absolute, 10 pc); {run.n_computed} chunk(s) computed, {run.n_skipped} already there "
+    print(f"wrote {out}: magnitudes of {group.attrs['n_points']} stars in {', '.join(filters)} "
+          f"({args.system}, absolute, 10 pc); {run.n_computed} chunk(s) computed, "
+          f"{run.n_skipped} already there "
           f"({run.seconds:.1f} s); {n_outside} star(s) outside the generator's coverage")
     return 0

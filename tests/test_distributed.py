@@ -64,7 +64,8 @@ def _single_process_magnitudes(gen, pts, filters, system="AB"):
 
 def test_ssp_grids_equal_single_process(client, tmp_path, default_generator):
     configs = [("parsec", "kroupa", None, AGES, ZS),
-               {"isochrones": "parsec", "imf": "salpeter", "generator": "default", "ages": AGES, "Zs": [0.0152]}]
+               {"isochrones": "parsec", "imf": "salpeter", "generator": "default", "ages": AGES,
+                "Zs": [0.0152]}]
     run = D.ssp_grids(configs, client=client, store=tmp_path, progress=False)
     assert run.n_blocks == 3 and run.n_computed == 3 and run.n_skipped == 0
     for (iso, imf, Zs), path in zip([("parsec", "kroupa", ZS), ("parsec", "salpeter", [0.0152])], run.stores):
@@ -139,7 +140,7 @@ def test_killed_worker_loses_and_duplicates_nothing(client, tmp_path, stars, def
     mags, inside, _ = D.load_points_store(run.stores[0])
     ref, ref_inside = _single_process_magnitudes(default_generator, stars, FILTERS)
     assert np.isfinite(mags).all()                                      # nothing lost (the fill value is NaN)
-    np.testing.assert_allclose(mags, ref, rtol=1e-6)                    # nothing written twice into wrong rows
+    np.testing.assert_allclose(mags, ref, rtol=1e-6)          # nothing written twice, nothing in wrong rows
     np.testing.assert_array_equal(inside, ref_inside)
 
 
@@ -177,12 +178,17 @@ def test_in_process_path_and_input_errors(tmp_path, stars):
         D.magnitudes(bad, FILTERS, generator="blackbody")[0].compute(scheduler="sync")
     with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
         D.points_array(stars[:, :3])
+    # a named store computed with one generator is never filled in with another
+    named = [D.SSPConfig("parsec", "kroupa", "blackbody", [1e9], [0.0152], name="mine")]
+    assert D.ssp_grids(named, store=tmp_path, progress=False).n_computed == 1
+    with pytest.raises(ValueError, match="another SSP grid"):
+        D.ssp_grids([named[0]._replace(ages=[2e9])], store=tmp_path, progress=False)
     with pytest.raises(ValueError, match="age_chunk"):
         D.ssp_grids([("parsec", "kroupa", "blackbody", AGES, ZS)], store=tmp_path, age_chunk=0)
 
 
 def test_cli_on_a_scheduler(client, tmp_path, stars, capsys):
-    """`smnet-sps mags --points` and `ssp-grid --scheduler` on the test cluster: the same numbers as in-process."""
+    """`smnet-sps mags --points` and `ssp-grid --scheduler` on the test cluster: numbers as in-process."""
     import h5py
     import pandas as pd
     from smnet_sps.cli import main
