@@ -621,7 +621,8 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     Parameters
     ----------
     points : see :func:`points_array`; or a path to a Parquet table (:func:`read_points`)
-    store : path of the Zarr group (created; rerunning with the same inputs fills in only missing chunks)
+    store : path of the Zarr group (created; rerunning with the same inputs fills in only missing chunks --
+        a Parquet path, a NumPy array or a Dask array with a deterministic graph are recognised as the same)
     filters, system, distance : as :func:`magnitudes` (``what="magnitudes"``)
     what : "magnitudes" (n x n_filters numbers per run, the default) or "spectra" (F_lambda, n x n_wave)
     client : distributed.Client or None (the default client if one exists, else this process)
@@ -643,7 +644,10 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     _check_spec(generator)
     client = get_client(client)
     if isinstance(points, (str, Path)):
+        source = _file_identity(points)           # stable across processes, unlike a parquet graph's token
         points = read_points(points, chunk_rows)
+    else:
+        source = None
     arr = points_array(points, chunk_rows)
     n = arr.shape[0]
     if what == "magnitudes":
@@ -663,7 +667,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     k = len(filters) if what == "magnitudes" else wave.size
     # the identity of a run: points (dask's deterministic token), filters, generator, chunking
     from dask.base import tokenize
-    ident = {"points": tokenize(arr), "what": what, "filters": filters, "system": system,
+    ident = {"points": source or tokenize(arr), "what": what, "filters": filters, "system": system,
              "generator": _spec_id(generator), "generator_sha1": fingerprint, "distance_cm": distance_cm,
              "chunk_rows": int(chunk_rows),
              "n": int(n)}
@@ -701,6 +705,13 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     return RunSummary([Path(store)], len(blocks), len(blocks) - todo.size, n_computed,
                       time.perf_counter() - t0,
                       getattr(client, "dashboard_link", None) if client is not None else None)
+
+
+def _file_identity(path):
+    """Path, sizes and modification times of a file or of the files in a folder."""
+    path = Path(path).resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return f"{path}:" + ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
 
 
 def _compute_and_write(block, *args):

@@ -62,6 +62,33 @@ def _single_process_magnitudes(gen, pts, filters, system="AB"):
     return np.column_stack([np.asarray(tab[c], float) for c in tab.colnames]), inside
 
 
+def test_in_process_path_and_input_errors(tmp_path, stars):
+    # no client and no default client (this test runs before the cluster fixture exists): tasks run here
+    assert D.get_client() is None
+    run = D.write_points(stars[:300], tmp_path / "bb.zarr", "sdss2010-r", generator="blackbody",
+                         chunk_rows=100, progress=False)
+    assert (run.n_blocks, run.n_computed) == (3, 3)
+    with pytest.raises(ValueError, match="another run"):
+        D.write_points(stars[:300], tmp_path / "bb.zarr", "sdss2010-g", generator="blackbody", chunk_rows=100,
+                       progress=False)
+    from smnet_sps.generator import BlackbodyGenerator
+    with pytest.raises(ValueError, match="not a loaded Generator"):
+        D.magnitudes(stars, FILTERS, generator=BlackbodyGenerator())
+    bad = stars[:10].copy()
+    bad[3, 3] = -1.0
+    with pytest.raises(ValueError, match="row 3 has L"):
+        D.magnitudes(bad, FILTERS, generator="blackbody")[0].compute(scheduler="sync")
+    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
+        D.points_array(stars[:, :3])
+    # a named store computed with one generator is never filled in with another
+    named = [D.SSPConfig("parsec", "kroupa", "blackbody", [1e9], [0.0152], name="mine")]
+    assert D.ssp_grids(named, store=tmp_path, progress=False).n_computed == 1
+    with pytest.raises(ValueError, match="another SSP grid"):
+        D.ssp_grids([named[0]._replace(ages=[2e9])], store=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="age_chunk"):
+        D.ssp_grids([("parsec", "kroupa", "blackbody", AGES, ZS)], store=tmp_path, age_chunk=0)
+
+
 def test_ssp_grids_equal_single_process(client, tmp_path, default_generator):
     configs = [("parsec", "kroupa", None, AGES, ZS),
                {"isochrones": "parsec", "imf": "salpeter", "generator": "default", "ages": AGES,
@@ -161,32 +188,6 @@ def test_rerun_recomputes_only_missing_blocks(client, tmp_path):
     assert (done.n_skipped, done.n_computed) == (4, 0)
 
 
-def test_in_process_path_and_input_errors(tmp_path, stars):
-    # no client and no default client: the same tasks run here, serially
-    run = D.write_points(stars[:300], tmp_path / "bb.zarr", "sdss2010-r", generator="blackbody",
-                         chunk_rows=100, progress=False)
-    assert (run.n_blocks, run.n_computed) == (3, 3)
-    with pytest.raises(ValueError, match="another run"):
-        D.write_points(stars[:300], tmp_path / "bb.zarr", "sdss2010-g", generator="blackbody", chunk_rows=100,
-                       progress=False)
-    from smnet_sps.generator import BlackbodyGenerator
-    with pytest.raises(ValueError, match="not a loaded Generator"):
-        D.magnitudes(stars, FILTERS, generator=BlackbodyGenerator())
-    bad = stars[:10].copy()
-    bad[3, 3] = -1.0
-    with pytest.raises(ValueError, match="row 3 has L"):
-        D.magnitudes(bad, FILTERS, generator="blackbody")[0].compute(scheduler="sync")
-    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
-        D.points_array(stars[:, :3])
-    # a named store computed with one generator is never filled in with another
-    named = [D.SSPConfig("parsec", "kroupa", "blackbody", [1e9], [0.0152], name="mine")]
-    assert D.ssp_grids(named, store=tmp_path, progress=False).n_computed == 1
-    with pytest.raises(ValueError, match="another SSP grid"):
-        D.ssp_grids([named[0]._replace(ages=[2e9])], store=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="age_chunk"):
-        D.ssp_grids([("parsec", "kroupa", "blackbody", AGES, ZS)], store=tmp_path, age_chunk=0)
-
-
 def test_cli_on_a_scheduler(client, tmp_path, stars, capsys):
     """`smnet-sps mags --points` and `ssp-grid --scheduler` on the test cluster: numbers as in-process."""
     import h5py
@@ -203,6 +204,10 @@ def test_cli_on_a_scheduler(client, tmp_path, stars, capsys):
     text = capsys.readouterr().out
     assert "dashboard" in text and "400 stars" in text
     mags, _, _ = D.load_points_store(tmp_path / "stars_mags.zarr")
+    # the same command again finds every chunk done (a Parquet table is recognised across processes)
+    assert main(["mags", "--points", str(table), "--filters", "sdss2010-g,sdss2010-r", "--model", "blackbody",
+                 "--chunk-rows", "150"]) == 0
+    assert "0 chunk(s) computed, 3 already there" in capsys.readouterr().out
     ref, _ = _single_process_magnitudes(BlackbodyGenerator(), stars[:400], ["sdss2010-g", "sdss2010-r"])
     np.testing.assert_allclose(mags, ref, rtol=1e-6)
 
