@@ -832,6 +832,9 @@ def cli_points_mags(args):
     points = Path(args.points)
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     out = Path(args.out) if args.out else points.with_name(points.stem + "_mags.zarr")
+    if out.suffix != ".zarr":
+        raise ValueError(f"with --points, --out is a Zarr store written chunk by chunk: name it *.zarr "
+                         f"(got {out})")
     spec = None if args.model in (None, "default") else args.model
     if wants_cluster(args):
         with _CliClient(args.scheduler, args.workers) as client:

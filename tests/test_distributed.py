@@ -51,6 +51,12 @@ def stars():
     return np.column_stack([teff, logg, logz, lum])
 
 
+def _loaded_generators():
+    """On a worker: the ids of the generators it holds (unchanged = nothing was reloaded)."""
+    from smnet_sps import distributed
+    return sorted(id(g) for g in distributed._WORKER_GENERATORS.values())
+
+
 def _single_process_magnitudes(gen, pts, filters, system="AB"):
     """The reference: the generator's surface flux -> L_lambda (CONTRACTS) -> photometry.magnitudes."""
     teff, logg, logz, lum = pts.T
@@ -117,9 +123,11 @@ def test_star_magnitudes_equal_single_process(client, tmp_path, stars, default_g
     assert mags.shape == (len(stars), len(FILTERS)) and attrs["filters"] == FILTERS
     np.testing.assert_allclose(mags, ref, rtol=1e-6)
     np.testing.assert_array_equal(inside, ref_inside)
+    loaded = client.run(_loaded_generators)
     # the lazy Dask-array API gives the same numbers on the same cluster
     lazy, lazy_inside = D.magnitudes(stars, FILTERS, chunk_rows=700)
     got, got_inside = client.compute([lazy, lazy_inside], sync=True)
+    assert client.run(_loaded_generators) == loaded          # each worker loaded the model once, kept it
     np.testing.assert_allclose(got, ref, rtol=1e-6)
     np.testing.assert_array_equal(got_inside, ref_inside)
 
