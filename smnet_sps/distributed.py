@@ -389,7 +389,7 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
     configs = list(configs)
     if not configs:
         raise ValueError("configs is empty: give at least one (isochrones, imf, generator, ages, Zs)")
-    root = Path(store)
+    root = Path(store).absolute()                 # workers may not share this process's working directory
     root.mkdir(parents=True, exist_ok=True)
     resolved = [_resolve_config(cfg, age_chunk) for cfg in configs]     # every config checked before any work
     # generator name, wavelengths and fingerprint, read on a worker (so the client never loads a model)
@@ -685,6 +685,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
              "done": "1 where the chunk of chunk_rows stars is complete; written after its data",
              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     blocks = arr.to_delayed().ravel()
+    store = Path(store).absolute()                # workers may not share this process's working directory
     group = _open_points_store(store, n, int(chunk_rows), k, len(blocks), attrs,
                                wave if what == "spectra" else None, out_dtype)
     done = np.asarray(group["done"][:])
@@ -702,7 +703,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
                                                          *args) for i in todo]
         futures = client.compute(writes)
         n_computed = _collect(futures, progress, what)
-    return RunSummary([Path(store)], len(blocks), len(blocks) - todo.size, n_computed,
+    return RunSummary([store], len(blocks), len(blocks) - todo.size, n_computed,
                       time.perf_counter() - t0,
                       getattr(client, "dashboard_link", None) if client is not None else None)
 
