@@ -362,6 +362,22 @@ def _ssp_block(store, desc, spec, device, iz, ib):
     return str(store), iz, ib
 
 
+def _ssp_blocks(items, spec, device):
+    """One task: several blocks that share generator, isochrones and Z (e.g. an IMF family), in one worker.
+
+    The worker's stellar-library backend caches spectra per isochrone point, so the second and later grids of
+    the group reuse the first one's spectra instead of each worker generating them again. A block already
+    marked done (the task is a retry after its worker died) is not computed again.
+    """
+    import zarr
+    out = []
+    for store, desc, iz, ib in items:
+        if not zarr.open_group(str(store), mode="r")["done"][iz, ib]:
+            _ssp_block(store, desc, spec, device, iz, ib)
+        out.append((store, iz, ib))
+    return out
+
+
 def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device="auto", progress=True):
     """Many SSP grids as Dask tasks, one Zarr store per grid, resumable.
 
@@ -373,7 +389,9 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
         or years (None: all tabulated), ``Zs`` metal mass fractions (None: all tabulated).
     client : distributed.Client, or None (the default client if one exists, else this process, serially)
     store : directory holding one ``<name>.zarr`` group per grid (created if missing)
-    age_chunk : ages per task (default: all ages of a grid, i.e. one task per (grid, Z))
+    age_chunk : ages per block (default: all ages of a grid, i.e. one block per (grid, Z)). One task computes
+        the blocks of all grids that share generator, isochrones, options, Z and ages -- grids that differ
+        only in the IMF -- so their stellar spectra are generated once, on one worker.
     device : where workers run the generator ("auto": CUDA when present)
     progress : tqdm bar over tasks
 
@@ -409,15 +427,22 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
     paths = [st[3] for st in stores]
     if len(set(paths)) < len(paths):
         raise ValueError("two configs map to the same store: remove the duplicate or give distinct names")
-    tasks, n_blocks = [], 0
+    # one task per (generator, isochrones, options, Z, age block); grids that differ only in the IMF share it
+    groups, specs, n_blocks, n_missing = {}, {}, 0, 0
     for cfg, desc, digest, path, gen_name, wave in stores:
         group = _open_ssp_store(path, desc, digest, gen_name, wave)
         done = np.asarray(group["done"][:])
         n_blocks += done.size
         for iz, ib in zip(*np.nonzero(done == 0)):
-            tasks.append((_ssp_block, (str(path), desc, cfg.generator, device, int(iz), int(ib))))
-    n_computed = sum(1 for _ in _run_tasks(tasks, client, progress, "SSP blocks"))
-    return RunSummary(paths, n_blocks, n_blocks - len(tasks), n_computed, time.perf_counter() - t0,
+            ac = desc["age_chunk"]
+            key = (_spec_key(cfg.generator, device), desc["isochrones"], desc["special_phases"],
+                   desc["outside"], desc["Z"][iz], tuple(desc["ages_yr"][ib * ac:(ib + 1) * ac]))
+            groups.setdefault(key, []).append((str(path), desc, int(iz), int(ib)))
+            specs[key] = cfg.generator
+            n_missing += 1
+    tasks = [(_ssp_blocks, (items, specs[key], device)) for key, items in groups.items()]
+    n_computed = sum(len(r) for r in _run_tasks(tasks, client, progress, "SSP tasks"))
+    return RunSummary(paths, n_blocks, n_blocks - n_missing, n_computed, time.perf_counter() - t0,
                       getattr(client, "dashboard_link", None) if client is not None else None)
 
 

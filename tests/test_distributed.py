@@ -168,6 +168,7 @@ def test_killed_worker_loses_and_duplicates_nothing(client, tmp_path, stars, def
     run = D.write_points(stars, tmp_path / "mags.zarr", FILTERS, generator=CrashOnce(marker, after=3),
                          client=client, chunk_rows=500, batch_size=250, progress=False)
     assert marker.exists(), "no worker was killed: the fault test did not test anything"
+    client.wait_for_workers(2, timeout=120)        # the run may finish on one worker before the restart
     pids_after = set(client.run(os.getpid).values())
     assert pids_after != pids_before and len(pids_after) == 2          # the nanny restarted the dead worker
     group = zarr.open_group(str(run.stores[0]), mode="r")
