@@ -186,8 +186,8 @@ def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, b
                           f"took {before[0]['wall']:.1f} s on 1 worker and {before[1]['wall']:.1f} s on 2 "
                           f"({before[0]['wall'] / before[1]['wall']:.2f}x), likely because both workers "
                           "generated the same spectra while one worker reused them from its cache (the load "
-                          "differed between the two runs, so compare ratios, not times). With only 2 tasks the "
-                          "2-worker time is the slower task's, on a machine whose cores other jobs were using.")
+                          "differed between the two runs: compare ratios, not times). With only 2 tasks the "
+                          "2-worker time is the slower task's, on cores other jobs were also using.")
     lines += [
         "", "### Bounded memory: magnitudes of N stars on 2 workers", "",
         "Peak RSS of each worker process (Python, torch, the model, filters, one chunk of inputs and "
