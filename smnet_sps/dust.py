@@ -14,7 +14,7 @@ package). FSPS ``dust_type``:
   0.85 - 1.9 dust_index;
 * 5 -- SMC bar, Gordon et al. (2003), ``dust_extinction.G03_SMCBar`` (A_lambda / A_V) inside 1,000 A -
   3.3 um, the x^1.61 IR power law beyond and constant below 1,000 A;
-* 6 -- Reddy et al. (2015), as FSPS (constant below 1,500 A, zero beyond 2.85 um).
+* 6 -- Reddy et al. (2015), as FSPS (constant below 1,500 A, zero beyond 2.85 um; clipped at >= 0).
 
 Dust type 3 (Witt & Gordon 2000 tables) is not available and raises ``ValueError``.
 
@@ -52,17 +52,17 @@ def power_law(wave, index=-0.7):
     return (_wave(wave) / LAMBDA_V) ** float(index)
 
 
-def _extend(wave, inside, a_at_lo_x, a_at_hi_x=None):
-    """Fill wavelengths outside [1000 A, 3.33 um]: IR x^1.61 power law below x = 0.3 and, if given, a
-    far-UV function (else a constant) above x = 10."""
+def _extend(wave, inside_x, far_uv=None):
+    """A_lambda / A_V from ``inside_x(x [1/um])`` on [0.3, 10] um^-1 (dust_extinction's range), extended with
+    an IR x^1.61 power law below x = 0.3 and ``far_uv(x)`` (or a constant) above x = 10."""
     x = 1e4 / wave
-    out = np.empty_like(wave)
-    m = (x >= _X_LO) & (x <= _X_HI)
-    out[m] = inside(wave[m])
+    xc = np.clip(x, _X_LO, _X_HI)
+    out = inside_x(xc)
     ir = x < _X_LO
-    out[ir] = a_at_lo_x * (x[ir] / _X_LO) ** 1.61
-    uv = x > _X_HI
-    out[uv] = a_at_hi_x(x[uv]) if callable(a_at_hi_x) else inside(np.array([1e4 / _X_HI]))[0]
+    out[ir] = out[ir] * (x[ir] / _X_LO) ** 1.61
+    if far_uv is not None:
+        uv = x > _X_HI
+        out[uv] = far_uv(x[uv])
     return out
 
 
@@ -73,15 +73,12 @@ def ccm89(wave, mwr=3.1):
     w = _wave(wave)
     model = CCM89(Rv=float(mwr))
 
-    def inside(wv):
-        return np.asarray(model(wv * u.AA), float)
-
     def far_uv(x):                                   # CCM89 far-UV polynomial, held constant beyond x = 12
         y = np.minimum(x, 12.0) - 8.0
         a = -1.073 - 0.628 * y + 0.137 * y ** 2 - 0.070 * y ** 3
         b = 13.67 + 4.257 * y - 0.42 * y ** 2 + 0.374 * y ** 3
         return a + b / float(mwr)
-    return _extend(w, inside, inside(np.array([1e4 / _X_LO]))[0], far_uv)
+    return _extend(w, lambda x: np.asarray(model(x / u.micron), float), far_uv)
 
 
 def smc_bar(wave):
@@ -90,10 +87,7 @@ def smc_bar(wave):
     from dust_extinction.averages import G03_SMCBar
     w = _wave(wave)
     model = G03_SMCBar()
-
-    def inside(wv):
-        return np.asarray(model(wv * u.AA), float)
-    return _extend(w, inside, inside(np.array([1e4 / _X_LO]))[0])
+    return _extend(w, lambda x: np.asarray(model(x / u.micron), float))
 
 
 def _calzetti_k(w_um):
@@ -130,7 +124,7 @@ def reddy2015(wave):
     k = np.where(w < 1500, -5.726 + 4.004 * x1500 - 0.525 * x1500 ** 2 + 0.029 * x1500 ** 3 + 2.505, k)
     k = np.where((w >= 1500) & (w < 6000), blue, k)
     k = np.where((w >= 6000) & (w <= 28500), red, k)
-    return k / 2.505
+    return np.maximum(k, 0.0) / 2.505           # the red fit dips below 0 near 2.85 um: no amplification
 
 
 def attenuation_curve(wave, dust_type=0, dust_index=-0.7, mwr=3.1, uvb=1.0):

@@ -7,7 +7,7 @@ For a source at redshift z, observed wavelength l_obs = l_rest (1 + z):
   and FSPS's extension to Ly-17), plus metal blanketing 0.0017 (l_obs / 1216 A)^1.68 below Ly alpha;
 * photoelectric absorption below the Lyman limit (912 A), the approximation of Madau's footnote 3 to his
   eq. 16, with x_c = l_obs / 911.75 A;
-* as FSPS does, where the fit turns over at very short wavelengths tau is held at its maximum.
+* as FSPS does, where the fit turns over at very short wavelengths tau is held at its maximum (below 912 A).
 
 ``igm_factor`` scales tau (FSPS's ``igm_factor``). The transmission multiplies the rest-frame spectrum.
 """
@@ -53,13 +53,11 @@ def madau_tau(wave_rest, z, n_lines=17, metals=True, cap=True):
     cont = (0.25 * xc ** 3 * (z1 ** 0.46 - xc ** 0.46) + 9.4 * xc ** 1.5 * (z1 ** 0.18 - xc ** 0.18)
             - 0.7 * xc ** 3 * (xc ** -1.32 - z1 ** -1.32) - 0.023 * (z1 ** 1.68 - xc ** 1.68))
     tau = tau + np.where(lyc, cont, 0.0)
-    if cap and tau.size and np.any(tau > 0):
+    if cap and np.any(lyc):
         # the footnote-3 fit falls apart far below the Lyman limit: hold tau at its maximum bluewards of it
-        order = np.argsort(w)
-        ts = tau[order]
-        k = int(np.argmax(ts))
-        ts[:k] = ts[k]
-        tau[order] = ts
+        sel = np.flatnonzero(lyc)
+        k = sel[np.argmax(tau[sel])]
+        tau = np.where(lyc & (w < w[k]), tau[k], tau)
     return tau
 
 

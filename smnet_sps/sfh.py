@@ -39,6 +39,8 @@ class SFHistory:
     """A star-formation history in lookback time t [yr].
 
     pieces : list of (t_lo, t_hi, f) with f(t) -> SFR [M_sun/yr] (vectorised), smooth on [t_lo, t_hi]
+    breaks : extra lookback times [yr] where the quadrature splits (e.g. multiples of tau from the start,
+        so that a short burst-like tau model is integrated as exactly as a long one)
     bursts : list of (t, mass) instantaneous bursts [yr, M_sun]
     tage_yr : float, age of the population [yr]
     """
@@ -46,6 +48,7 @@ class SFHistory:
     pieces: list = field(default_factory=list)
     bursts: list = field(default_factory=list)
     tage_yr: float = 0.0
+    breaks: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def sfr(self, t):
         """SFR [M_sun/yr] at lookback time(s) t [yr] (bursts excluded)."""
@@ -60,15 +63,19 @@ class SFHistory:
         """Total mass formed [M_sun] (pieces integrated by Gauss-Legendre, plus bursts)."""
         total = sum(m for _, m in self.bursts)
         for lo, hi, f in self.pieces:
-            total += _gl_integral(f, lo, hi)
+            total += _gl_integral(f, lo, hi, self.breaks)
         return float(total)
 
 
-def _gl_integral(f, lo, hi):
+def _gl_integral(f, lo, hi, breaks=()):
     if hi <= lo:
         return 0.0
-    x = 0.5 * (hi - lo) * _GL_X + 0.5 * (hi + lo)
-    return float(0.5 * (hi - lo) * np.dot(_GL_W, f(x)))
+    edges = np.unique(np.concatenate([[lo, hi], [b for b in breaks if lo < b < hi]]))
+    total = 0.0
+    for a, b in zip(edges[:-1], edges[1:]):
+        x = 0.5 * (b - a) * _GL_X + 0.5 * (b + a)
+        total += 0.5 * (b - a) * np.dot(_GL_W, f(x))
+    return float(total)
 
 
 def _positive(name, value):
@@ -117,7 +124,9 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
     if const > 0:
         pieces.append((t_lo, T, lambda t, a=const / s_end: np.full_like(t, a)))
     bursts = [(tb, f_burst)] if f_burst > 0 else []
-    return SFHistory(pieces, bursts, tage * GYR)
+    # quadrature breaks at 1/4 .. 128 e-folding times from the start: exact for tau << the SSP age spacing
+    breaks = T - tau_yr * np.array([0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128])
+    return SFHistory(pieces, bursts, tage * GYR, breaks[(breaks > t_lo) & (breaks < T)])
 
 
 def tabular_sfh(age_gyr, sfr, tage):
@@ -206,9 +215,9 @@ def ssp_weights(history, log_ages, split_yr=None, rtol_outside=1e-9):
         if hi <= lo:
             continue
         if hi > t_max * (1 + 1e-9):
-            beyond += _gl_integral(f, max(lo, t_max), hi)
-        edges = np.concatenate([[lo, hi], node_t[(node_t > lo) & (node_t < hi)],
-                                [split] if lo < split < hi else []])
+            beyond += _gl_integral(f, max(lo, t_max), hi, history.breaks)
+        inner = np.concatenate([node_t, history.breaks, [split]])
+        edges = np.concatenate([[lo, hi], inner[(inner > lo) & (inner < hi)]])
         edges = np.unique(np.clip(edges, lo, min(hi, t_max)))
         for a, b in zip(edges[:-1], edges[1:]):
             if b <= a:
