@@ -15,8 +15,8 @@ def test_matches_synphot_madau(z):
     ours = np.exp(-madau_tau(rest, z, n_lines=4, metals=False, cap=False))
     ok = ref > 1e-6
     # synphot rounds the line and limit wavelengths (1216, 1026, 973, 950, 912 A; FSPS: 1215.67, ..., 911.75 A),
-    # which moves tau by up to ~1 %
-    assert np.allclose(-np.log(ours[ok]), -np.log(ref[ok]), rtol=1e-2, atol=1e-6)
+    # which moves tau by up to ~1 % (and by ~0.005 just below the Lyman limit, where tau starts from 0)
+    assert np.allclose(-np.log(ours[ok]), -np.log(ref[ok]), rtol=1e-2, atol=5e-3)
     assert np.all(ours[rest > 1220] == 1.0)
 
 
