@@ -38,17 +38,17 @@ from .sfh import SFH_TYPES, check_tabular, parametric_sfh, ssp_weights, tabular_
 __all__ = ["StellarPopulation", "ParameterSet", "FSPS_BANDS", "fsps_cosmology", "prospector_basis"]
 
 # ---- python-fsps's parameters and their defaults ---------------------------------------------------------
-_SSP_PARAMS = ["imf_type", "imf_upper_limit", "imf_lower_limit", "imf1", "imf2", "imf3", "vdmc", "mdave", "dell",
-               "delt", "sbss", "fbhb", "pagb", "add_stellar_remnants", "tpagb_norm_type", "add_agb_dust_model",
-               "agb_dust", "redgb", "agb", "masscut", "fcstar", "evtype", "use_wr_spectra", "use_lw_tpagb",
-               "logt_wmb_hot", "add_xrb_emission", "frac_xrb", "smooth_lsf"]
+_SSP_PARAMS = ["imf_type", "imf_upper_limit", "imf_lower_limit", "imf1", "imf2", "imf3", "vdmc", "mdave",
+               "dell", "delt", "sbss", "fbhb", "pagb", "add_stellar_remnants", "tpagb_norm_type",
+               "add_agb_dust_model", "agb_dust", "redgb", "agb", "masscut", "fcstar", "evtype",
+               "use_wr_spectra", "use_lw_tpagb", "logt_wmb_hot", "add_xrb_emission", "frac_xrb", "smooth_lsf"]
 _CSP_PARAMS = ["smooth_velocity", "redshift_colors", "compute_light_ages", "nebemlineinspec", "dust_type",
                "add_dust_emission", "add_neb_emission", "add_neb_continuum", "add_igm_absorption", "zmet",
                "afeindx", "sfh", "wgp1", "wgp2", "wgp3", "tau", "const", "tage", "fburst", "tburst", "dust1",
-               "dust2", "dust3", "logzsol", "afe", "zred", "pmetals", "dust_clumps", "frac_nodust", "dust_index",
-               "dust_tesc", "frac_obrun", "uvb", "mwr", "dust1_index", "sf_start", "sf_trunc", "sf_slope",
-               "duste_gamma", "duste_umin", "duste_qpah", "sigma_smooth", "min_wave_smooth", "max_wave_smooth",
-               "gas_logu", "gas_logz", "igm_factor", "fagn", "agn_tau"]
+               "dust2", "dust3", "logzsol", "afe", "zred", "pmetals", "dust_clumps", "frac_nodust",
+               "dust_index", "dust_tesc", "frac_obrun", "uvb", "mwr", "dust1_index", "sf_start", "sf_trunc",
+               "sf_slope", "duste_gamma", "duste_umin", "duste_qpah", "sigma_smooth", "min_wave_smooth",
+               "max_wave_smooth", "gas_logu", "gas_logz", "igm_factor", "fagn", "agn_tau"]
 # python-fsps defaults, except the emission components smnet-sps does not model (off here, refused when on)
 _DEFAULTS = dict(
     add_agb_dust_model=False, add_dust_emission=False, add_igm_absorption=False, add_neb_emission=False,
@@ -60,8 +60,9 @@ _DEFAULTS = dict(
     logt_wmb_hot=0.0, add_xrb_emission=0, masscut=150.0, sigma_smooth=0.0, min_wave_smooth=1e3,
     max_wave_smooth=1e4, gas_logu=-2, gas_logz=0.0, igm_factor=1.0, sfh=0, tau=1.0, const=0.0, sf_start=0.0,
     sf_trunc=0.0, tage=0.0, dust_tesc=7.0, fburst=0.0, tburst=11.0, sf_slope=0.0, dust_type=0, dust1=0.0,
-    dust2=0.0, dust3=0.0, dust_clumps=-99.0, frac_nodust=0.0, frac_obrun=0.0, dust_index=-0.7, dust1_index=-1.0,
-    mwr=3.1, uvb=1.0, wgp1=1, wgp2=1, wgp3=1, duste_gamma=0.01, duste_umin=1.0, duste_qpah=3.5, fagn=0.0,
+    dust2=0.0, dust3=0.0, dust_clumps=-99.0, frac_nodust=0.0, frac_obrun=0.0, dust_index=-0.7,
+    dust1_index=-1.0, mwr=3.1, uvb=1.0, wgp1=1, wgp2=1, wgp3=1, duste_gamma=0.01, duste_umin=1.0,
+    duste_qpah=3.5, fagn=0.0,
     agn_tau=10.0)
 
 # Parameters that must keep a fixed value, and why. Parameters that only act through a component that is off
@@ -99,27 +100,29 @@ _FIXED = {
 }
 IMF_TYPES = {0: "salpeter", 1: "chabrier", 2: "kroupa"}
 
-# ---- FSPS band names -> smnet-sps filter names (speclite "group-band" or astro-sedpy names) ------------------
+# ---- FSPS band names -> smnet-sps filter names (speclite "group-band" or astro-sedpy names) ---------------
 FSPS_BANDS = {
     "v": "bessell-V", "u": "bessell-U", "b": "bessell-B", "cousins_r": "bessell-R", "cousins_i": "bessell-I",
     "2mass_j": "twomass_J", "2mass_h": "twomass_H", "2mass_ks": "twomass_Ks",
     **{f"sdss_{b}": f"sdss_{b}0" for b in "ugriz"},
-    **{f"wfc_acs_{f}": f"acs_wfc_{f}" for f in ("f435w", "f475w", "f555w", "f606w", "f625w", "f775w", "f814w",
-                                                 "f850lp")},
-    **{f"wfc3_uvis_{f}": f"wfc3_uvis_{f}" for f in ("f225w", "f275w", "f336w", "f390w", "f475w", "f555w",
-                                                     "f606w", "f814w")},
+    **{f"wfc_acs_{f}": f"acs_wfc_{f}"
+       for f in ("f435w", "f475w", "f555w", "f606w", "f625w", "f775w", "f814w", "f850lp")},
+    **{f"wfc3_uvis_{f}": f"wfc3_uvis_{f}"
+       for f in ("f225w", "f275w", "f336w", "f390w", "f475w", "f555w", "f606w", "f814w")},
     **{f"wfc3_ir_{f}": f"wfc3_ir_{f}" for f in ("f098m", "f105w", "f110w", "f125w", "f140w", "f160w")},
     **{f"irac_{i}": f"spitzer_irac_ch{i}" for i in range(1, 5)},
     "isaac_ks": "vlt_isaac_Ks", "galex_fuv": "galex_FUV", "galex_nuv": "galex_NUV",
     "des_g": "decam_g", "des_r": "decam_r", "des_i": "decam_i", "des_z": "decam_z", "des_y": "decam_Y",
     "wfcam_j": "ukirt_wfcam_J", "wfcam_h": "ukirt_wfcam_H", "wfcam_k": "ukirt_wfcam_K",
-    "megacam_u": "cfht_megacam_us_9301", "megacam_g": "cfht_megacam_gs_9401", "megacam_r": "cfht_megacam_rs_9601",
-    "megacam_i": "cfht_megacam_is_9701", "megacam_z": "cfht_megacam_zs_9801",
+    "megacam_u": "cfht_megacam_us_9301", "megacam_g": "cfht_megacam_gs_9401",
+    "megacam_r": "cfht_megacam_rs_9601", "megacam_i": "cfht_megacam_is_9701",
+    "megacam_z": "cfht_megacam_zs_9801",
     **{f"wise_w{i}": f"wise_w{i}" for i in range(1, 5)},
     "uvot_w2": "uvot_w2", "uvot_m2": "uvot_m2", "uvot_w1": "uvot_w1", "mips_24": "spitzer_mips_24",
     "pacs_70": "herschel_pacs_70", "pacs_100": "herschel_pacs_100",
     **{f"stromgren_{b}": f"stromgren_{b}" for b in "uvby"},
-    **{f"jwst_{f}": f"jwst_{f}" for f in ("f070w", "f090w", "f115w", "f150w", "f200w", "f277w", "f356w", "f444w")},
+    **{f"jwst_{f}": f"jwst_{f}" for f in ("f070w", "f090w", "f115w", "f150w", "f200w", "f277w", "f356w",
+                                          "f444w")},
     **{f"newfirm_{b}": f"mayall_newfirm_{b.upper()}" for b in ("j1", "j2", "j3", "h1", "h2", "k")},
     "vista_y": "vista_vircam_Y", "vista_j": "vista_vircam_J", "vista_h": "vista_vircam_H",
     "vista_k": "vista_vircam_Ks",
@@ -146,8 +149,8 @@ class ParameterSet:
 
     ``params[k] = v`` marks the set dirty only when the value changes (``dirtiness`` 2 for SSP-level
     parameters, 1 for CSP-level ones); results are recomputed on the next request. Unknown names raise
-    ``KeyError``. ``all_params``, ``ssp_params``, ``csp_params``, ``dirty``, ``iteritems``, ``keys``, ``items``
-    behave as in python-fsps.
+    ``KeyError``. ``all_params``, ``ssp_params``, ``csp_params``, ``dirty``, ``iteritems``, ``keys``,
+    ``items`` behave as in python-fsps.
     """
 
     ssp_params = list(_SSP_PARAMS)
@@ -230,7 +233,8 @@ class StellarPopulation:
     isochrones : "padova" (default; Z 2e-4..0.03, Zsun 0.019, 0.3 Myr - 14.1 Gyr), "parsec" (to 12.6 Gyr) or
         "mist" (needs the optional ``lachesis-grids`` package)
     special_phases, outside, device : passed to :func:`smnet_sps.ssp.ssp_grid`
-    cosmology : astropy cosmology for apparent magnitudes and observed spectra (default :func:`fsps_cosmology`)
+    cosmology : astropy cosmology for apparent magnitudes and observed spectra
+        (default :func:`fsps_cosmology`)
     **params : any python-fsps parameter (``params.all_params``)
     """
 
@@ -355,7 +359,8 @@ class StellarPopulation:
         if self._zcontinuous == 0:
             zmet = _scalar("zmet", p["zmet"], int)
             if not 1 <= zmet <= self.zlegend.size:
-                raise ValueError(f"zmet={zmet} out of range: it is a 1-based index into zlegend, 1..{self.zlegend.size}")
+                raise ValueError(f"zmet={zmet} out of range: it is a 1-based index into zlegend, "
+                                 f"1..{self.zlegend.size}")
 
     # ---- SSP basis ----
     def _metallicity(self):
@@ -407,9 +412,12 @@ class StellarPopulation:
     def _compute(self, tage):
         """Dict with the attenuated rest-frame L_lambda (before IGM) and bookkeeping at one tage [Gyr]."""
         p = self.params
+
+        def val(name):
+            return _scalar(name, p[name])
         sfh = _scalar("sfh", p["sfh"], int)
         Z = self._metallicity()
-        tesc = 10.0 ** _scalar("dust_tesc", p["dust_tesc"])
+        tesc = 10.0 ** val("dust_tesc")
         if sfh == 0:
             from .ssp import ssp_spectrum
             s = ssp_spectrum(tage * u.Gyr, Z=Z, imf=self._imf(), isochrones=self.isochrone_set.name,
@@ -426,25 +434,20 @@ class StellarPopulation:
                     raise ValueError("sfh=3 needs a tabular SFH: call set_tabular_sfh(age, sfr) first")
                 history = tabular_sfh(*self._tabular, tage)
             else:
-                history = parametric_sfh(sfh, tage, tau=_scalar("tau", p["tau"]), const=_scalar("const", p["const"]),
-                                         sf_start=_scalar("sf_start", p["sf_start"]),
-                                         sf_trunc=_scalar("sf_trunc", p["sf_trunc"]),
-                                         fburst=_scalar("fburst", p["fburst"]), tburst=_scalar("tburst", p["tburst"]))
+                names = ("tau", "const", "sf_start", "sf_trunc", "fburst", "tburst")
+                history = parametric_sfh(sfh, tage, **{k: val(k) for k in names})
+            wy, wo = ssp_weights(history, self.ssp_ages, split_yr=tesc)     # raises before the SSPs are made
             basis = self._basis(Z)
-            wy, wo = ssp_weights(history, self.ssp_ages, split_yr=tesc)
             w = wy + wo
             young, old = wy @ basis["flux"], wo @ basis["flux"]
-            res = {"mass_stars": float(w @ basis["mass_stars"]), "mass_remnants": float(w @ basis["mass_remnants"]),
+            res = {"mass_stars": float(w @ basis["mass_stars"]),
+                   "mass_remnants": float(w @ basis["mass_remnants"]),
                    "lbol": float(w @ basis["lbol"]), "formed": float(w.sum()),
                    "sfr": float(history.sfr(np.array([0.0]))[0])}
         wave = self._get_backend().wavelength
         res["flux"] = attenuate(wave, young, old, dust_type=_scalar("dust_type", p["dust_type"], int),
-                                dust1=_scalar("dust1", p["dust1"]), dust2=_scalar("dust2", p["dust2"]),
-                                dust3=_scalar("dust3", p["dust3"]), dust_index=_scalar("dust_index", p["dust_index"]),
-                                dust1_index=_scalar("dust1_index", p["dust1_index"]),
-                                frac_nodust=_scalar("frac_nodust", p["frac_nodust"]),
-                                frac_obrun=_scalar("frac_obrun", p["frac_obrun"]), mwr=_scalar("mwr", p["mwr"]),
-                                uvb=_scalar("uvb", p["uvb"]))
+                                **{k: val(k) for k in ("dust1", "dust2", "dust3", "dust_index", "dust1_index",
+                                                       "frac_nodust", "frac_obrun", "mwr", "uvb")})
         mass = res["mass_stars"] + (res["mass_remnants"] if _bool(p["add_stellar_remnants"]) else 0.0)
         res["stellar_mass"] = mass
         res["tage"] = tage
@@ -485,7 +488,8 @@ class StellarPopulation:
     def _igm(self, redshift):
         if not _bool(self.params["add_igm_absorption"]) or redshift <= 0:
             return 1.0
-        return igm_transmission(self._get_backend().wavelength, redshift, _scalar("igm_factor", self.params["igm_factor"]))
+        factor = _scalar("igm_factor", self.params["igm_factor"])
+        return igm_transmission(self._get_backend().wavelength, redshift, factor)
 
     # ---- python-fsps API ----
     def get_spectrum(self, zmet=None, tage=0.0, peraa=False, *, as_spectrum=False):
@@ -527,7 +531,7 @@ class StellarPopulation:
                 "medium": "air" if self.vactoair_flag else "vacuum"}
 
     def get_observed_spectrum(self, tage=0.0, redshift=None, *, cosmology=None, as_spectrum=True):
-        """The spectrum an observer sees: f_lambda [erg s^-1 cm^-2 A^-1] per M_sun formed at observed wavelengths.
+        """The spectrum an observer sees: f_lambda [erg s^-1 cm^-2 A^-1] per M_sun formed, observed frame.
 
         At redshift z > 0: lambda_obs = lambda (1 + z), f = L_lambda / (4 pi d_L^2 (1 + z)) with d_L from
         ``cosmology`` (default: this population's), IGM absorption when ``add_igm_absorption`` is on. At z = 0
@@ -547,7 +551,8 @@ class StellarPopulation:
             return wave, flam
         from specutils import Spectrum
         meta = self._meta(results, full)
-        meta.update({"redshift": z, "luminosity_distance_cm": d, "cosmology": str(getattr(cosmo, "name", cosmo))})
+        meta.update({"redshift": z, "luminosity_distance_cm": d,
+                     "cosmology": str(getattr(cosmo, "name", cosmo))})
         return Spectrum(flux=flam * u.Unit("erg s-1 cm-2 AA-1"), spectral_axis=wave * u.AA, meta=meta)
 
     def get_mags(self, zmet=None, tage=0.0, redshift=None, bands=None):
@@ -555,7 +560,8 @@ class StellarPopulation:
 
         redshift None -> ``zred``. At 0: absolute magnitudes (10 pc); > 0: apparent observed-frame magnitudes
         at the luminosity distance of ``cosmology``. ``bands``: FSPS names (``available_bands``) or any
-        speclite / sedpy filter name; None -> all ``available_bands``. Returns (n_bands,) or (n_ages, n_bands).
+        speclite / sedpy filter name; None -> all ``available_bands``.
+        Returns (n_bands,) or (n_ages, n_bands).
         """
         from .photometry import magnitudes
         if zmet is not None:
@@ -563,22 +569,27 @@ class StellarPopulation:
         z = _scalar("zred", self.params["zred"]) if redshift is None else _scalar("redshift", redshift)
         if redshift is not None and z != _scalar("zred", self.params["zred"]) and self.params["zred"] > 0:
             warnings.warn(f"redshift={z} differs from zred={self.params['zred']}", UserWarning, stacklevel=2)
-        names = self.available_bands if bands is None else ([bands] if isinstance(bands, str) else list(bands))
+        if bands is None:
+            names = self.available_bands
+        else:
+            names = [bands] if isinstance(bands, str) else list(bands)
         filters = [FSPS_BANDS.get(str(b).lower(), b) for b in names]
         results, full = self._results_for(tage)
         flam = np.array([r["flux"] for r in results]) * self._igm(z)
         wave = self._get_backend().wavelength
-        table = magnitudes((wave * u.AA, flam * SSP_UNIT), filters, system="Vega" if self.compute_vega_mags else "AB",
-                           redshift=z, cosmology=self.cosmology)
+        system = "Vega" if self.compute_vega_mags else "AB"
+        table = magnitudes((wave * u.AA, flam * SSP_UNIT), filters, system=system, redshift=z,
+                           cosmology=self.cosmology)
         mags = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
         return mags if full else mags[0]
 
     def set_tabular_sfh(self, age, sfr, Z=None):
         """Tabular SFH for ``sfh=3``: ``age`` [Gyr since the big bang, increasing], ``sfr`` [M_sun/yr];
-        piecewise linear in time, zero outside the table. Multi-metallicity tables (``Z``) are not available."""
+        piecewise linear in time, zero outside the table. Multi-metallicity tables (``Z``) are not
+        available."""
         if Z is not None:
-            raise ValueError("multi-metallicity tabular SFHs (Z=...) are not available; the population has one "
-                             "metallicity (logzsol / zmet)")
+            raise ValueError("multi-metallicity tabular SFHs (Z=...) are not available; the population has "
+                             "one metallicity (logzsol / zmet)")
         self._tabular = check_tabular(age, sfr)
         if _scalar("sfh", self.params["sfh"], int) == 3:
             self.params.dirtiness = max(1, self.params.dirtiness)
@@ -627,7 +638,7 @@ class StellarPopulation:
                 f"dust_type={self.params['dust_type']})")
 
 
-# ---- prospector -----------------------------------------------------------------------------------------------
+# ---- prospector -------------------------------------------------------------------------------------------
 _PROSPECTOR_HOME = Path(__file__).parent / "data" / "prospector_sps_home"
 
 
@@ -660,4 +671,3 @@ def prospector_basis(kind="CSPSpecBasis", zcontinuous=1, reserved_params=None, c
     basis.params = {}
     basis.update(**kwargs)
     return basis
-

@@ -1,7 +1,7 @@
 """Star-formation histories and their weights on an SSP age grid (FSPS conventions).
 
-Times follow FSPS: ``tage``, ``sf_start``, ``sf_trunc``, ``tburst`` and tabular ages are *forward* times in Gyr
-(``tage`` is the age of the population, i.e. "now"); internally everything is *lookback* time ``t`` in yr
+Times follow FSPS: ``tage``, ``sf_start``, ``sf_trunc``, ``tburst`` and tabular ages are *forward* times in
+Gyr (``tage`` is the age of the population, i.e. "now"); internally everything is *lookback* time ``t`` in yr
 (t = 0 now, t = tage at the start of time). SFR are in M_sun / yr.
 
 Supported ``sfh`` (FSPS numbering):
@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SFH_TYPES", "SFHistory", "parametric_sfh", "tabular_sfh", "ssp_weights", "mass_formed_closed_form"]
+__all__ = ["SFH_TYPES", "SFHistory", "parametric_sfh", "tabular_sfh", "check_tabular", "ssp_weights",
+           "mass_formed_closed_form"]
 
 SFH_TYPES = {0: "SSP", 1: "tau (+ constant + burst)", 3: "tabular", 4: "delayed tau (+ constant + burst)"}
 GYR = 1e9
@@ -84,7 +85,7 @@ def _positive(name, value):
 
 
 def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fburst=0.0, tburst=11.0):
-    """FSPS ``sfh=1`` (tau) or ``sfh=4`` (delayed tau) with constant and burst parts; 1 M_sun formed by ``tage``.
+    """FSPS ``sfh=1`` (tau) or ``sfh=4`` (delayed tau) with constant and burst parts, 1 M_sun formed by tage.
 
     Parameters are FSPS's, in Gyr of forward time (``tau``: e-folding time in Gyr; ``const``, ``fburst``:
     mass fractions in [0, 1], const + fburst <= 1).
@@ -97,11 +98,13 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
         if not (0.0 <= v <= 1.0):
             raise ValueError(f"{name} is a mass fraction and must be in [0, 1]; got {v!r}")
     if const + fburst > 1.0 + 1e-12:
-        raise ValueError(f"const + fburst must be <= 1 (fractions of the mass formed); got {const + fburst:g}")
+        raise ValueError(f"const + fburst must be <= 1 (fractions of the mass formed); got "
+                         f"{const + fburst:g}")
     if not np.isfinite(sf_start) or sf_start < 0:
         raise ValueError(f"sf_start must be >= 0 Gyr; got {sf_start!r}")
     if sf_start >= tage:
-        raise ValueError(f"tage ({tage:g} Gyr) must be later than sf_start ({sf_start:g} Gyr): no stars formed yet")
+        raise ValueError(f"tage ({tage:g} Gyr) must be later than sf_start ({sf_start:g} Gyr): no stars "
+                         "formed yet")
     T = (tage - sf_start) * GYR                        # duration since the start [yr]
     trunc = (sf_trunc - sf_start) * GYR
     s_end = trunc if 0 < trunc <= T else T             # FSPS: sf_trunc <= sf_start or > tage -> no truncation

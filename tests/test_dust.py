@@ -33,7 +33,7 @@ def test_smc_bar_is_dust_extinction():
 def test_calzetti_published_values_and_sedpy():
     k = calzetti2000(np.array([1500.0, 4400.0, 5500.0])) * 4.05       # k'(lambda), R_V = 4.05
     assert k[0] == pytest.approx(10.33, abs=0.01)                      # A_1500 = 10.33 E(B-V) (Calzetti 2000)
-    assert k[1] - k[2] == pytest.approx(1.0, abs=0.02)                  # k(B) - k(V) = 1 by definition of E(B-V)
+    assert k[1] - k[2] == pytest.approx(1.0, abs=0.02)          # k(B) - k(V) = 1: the definition of E(B-V)
     sedpy_att = pytest.importorskip("sedpy.attenuation")
     w = np.geomspace(1200.0, 22000.0, 300)
     ours = calzetti2000(w) / calzetti2000(np.array([5500.0]))[0]
@@ -65,7 +65,8 @@ def test_every_dust_type_is_finite_and_one_near_v(dust_type):
     assert v == pytest.approx(1.0, abs=0.06)
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(dust_type=3), "Witt & Gordon"), (dict(dust_type=9), "dust_type"),
+@pytest.mark.parametrize("kwargs,match", [(dict(dust_type=3), "Witt & Gordon"),
+                                          (dict(dust_type=9), "dust_type"),
                                           (dict(dust_type=1, uvb=0.5), "uvb")])
 def test_curve_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,4 @@
-"""StellarPopulation: python-fsps's quickstart, units, caching, SSP/CSP consistency, redshift, errors, MIST."""
+"""StellarPopulation: python-fsps's quickstart, units, caching, SSP/CSP sums, redshift, errors, MIST."""
 import numpy as np
 import pytest
 from astropy import units as u
@@ -41,7 +41,8 @@ def test_sfh0_equals_ssp_spectrum_and_units(sp, blackbody):
     sp.params["sfh"] = 0
     sp.params["logzsol"] = -0.37                                  # between tabulated Z
     for tage in (0.0123, 2.345):                                  # between tabulated ages
-        ref = ssp_spectrum(tage * u.Gyr, logzsol=-0.37, imf="kroupa", isochrones="padova", generator=blackbody)
+        ref = ssp_spectrum(tage * u.Gyr, logzsol=-0.37, imf="kroupa", isochrones="padova",
+                           generator=blackbody)
         wave, lam = sp.get_spectrum(tage=tage, peraa=True)
         assert np.array_equal(lam, ref.flux.value)
         assert np.array_equal(wave, ref.spectral_axis.to_value(u.AA))
@@ -94,7 +95,8 @@ def test_csp_tau_model_is_the_weighted_sum_of_ssps(sp):
             t = 10 ** lt
             return np.exp(-(T - t) / 2e9) / norm * np.interp(lt, la, onehot) * t * np.log(10)
         if la[i] - 0.05 < np.log10(T):
-            w[i] = quad(f, max(la[0], la[i] - 0.05), min(np.log10(T), la[i] + 0.05), epsrel=1e-11, epsabs=0)[0]
+            lo, hi = max(la[0], la[i] - 0.05), min(np.log10(T), la[i] + 0.05)
+            w[i] = quad(f, lo, hi, epsrel=1e-11, epsabs=0)[0]
     w[0] += quad(lambda t: np.exp(-(T - t) / 2e9) / norm, 0, 10 ** la[0], epsrel=1e-12)[0]
     assert w.sum() == pytest.approx(1.0, rel=1e-8)
     assert np.allclose(spec, w @ ssp_all, rtol=1e-7)
@@ -202,7 +204,7 @@ def test_tabular_sfh_is_not_normalised(sp):
     assert sp.formed_mass == pytest.approx(9e9, rel=1e-10)        # 3 M_sun/yr for 3 Gyr
     assert sp.sfr == pytest.approx(3.0)
     mass_3 = sp.stellar_mass
-    sp.params["sfh"] = 1                                          # a constant SFR as a tau model: same per M_sun
+    sp.params["sfh"] = 1                                  # a constant SFR as a tau model: the same per M_sun
     sp.params["const"] = 1.0
     sp.get_spectrum(tage=3.0)
     assert mass_3 / 9e9 == pytest.approx(sp.stellar_mass, rel=1e-8)

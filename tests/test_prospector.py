@@ -9,7 +9,7 @@ pytest.importorskip("sedpy")
 
 
 def _maggies_from_lsun_per_hz(spec_nu, mass, zred, lsun_cgs, lumdist_mpc):
-    """L_sun/Hz per M_sun formed -> observed f_nu in maggies (prospector's convention: f_nu (1+z) L / 4 pi d^2)."""
+    """L_sun/Hz per M_sun formed -> observed f_nu in maggies (prospector: f_nu = (1+z) L_nu / 4 pi d^2)."""
     d = lumdist_mpc * u.Mpc.to(u.cm)
     return spec_nu * mass * lsun_cgs * (1 + zred) / (4 * np.pi * d ** 2) / 3631e-23
 
@@ -24,7 +24,7 @@ def test_specmodel_parametric_sfh_with_dust(kind, default_generator):
     from smnet_sps.photometry import magnitudes
 
     sps = prospector_basis(kind, zcontinuous=1)
-    model_params = TemplateLibrary["parametric_sfh"]                       # delayed tau (sfh=4) + power-law dust
+    model_params = TemplateLibrary["parametric_sfh"]                # delayed tau (sfh=4) + power-law dust
     model_params["zred"]["init"] = 0.3
     model_params["sigma_smooth"] = {"N": 1, "isfree": False, "init": 300.0}
     model = SpecModel(model_params)
@@ -60,11 +60,11 @@ def test_specmodel_parametric_sfh_with_dust(kind, default_generator):
     assert np.allclose(binned(spec), binned(direct), rtol=3e-3, atol=0)
     # photometry: prospector's = sedpy's integral of the direct spectrum (same integrator: exact) ...
     flam = maggies * 3631e-23 * 2.99792458e18 / obs_wave ** 2              # erg/s/cm^2/A
-    sedpy_phot = 10 ** (-0.4 * getSED(obs_wave, flam * lightspeed / 2.99792458e18, filters))  # its c = 2.998e18
+    sedpy_phot = 10 ** (-0.4 * getSED(obs_wave, flam * lightspeed / 2.99792458e18, filters))  # c = 2.998e18
     assert np.allclose(phot, sedpy_phot, rtol=1e-8, atol=0)
     # ... and = smnet_sps.magnitudes (synphot's integral; the model's coarse pixels cost up to ~1 % in J)
-    table = magnitudes((obs_wave * u.AA, flam * u.Unit("erg s-1 cm-2 AA-1")), ["sdss_g0", "sdss_r0", "sdss_i0",
-                                                                               "twomass_J"])
+    table = magnitudes((obs_wave * u.AA, flam * u.Unit("erg s-1 cm-2 AA-1")),
+                       ["sdss_g0", "sdss_r0", "sdss_i0", "twomass_J"])
     ours = 10 ** (-0.4 * np.array([table[c][0] for c in table.colnames]))
     assert np.allclose(phot[:3], ours[:3], rtol=1e-3, atol=0)
     assert np.allclose(phot[3], ours[3], rtol=2e-2, atol=0)
@@ -77,7 +77,7 @@ def test_specmodel_parametric_sfh_with_dust(kind, default_generator):
 
 
 def test_faststepbasis_nonparametric_sfh(default_generator):
-    """prospector's binned SFH (FastStepBasis -> set_tabular_sfh, sfh=3) against a sum of constant-SFR bins."""
+    """prospector's binned SFH (FastStepBasis -> set_tabular_sfh, sfh=3) = a sum of constant-SFR bins."""
     from prospect.models import SpecModel
     from prospect.models.templates import TemplateLibrary
     from sedpy.observate import load_filters
