@@ -560,8 +560,8 @@ class StellarPopulation:
 
         redshift None -> ``zred``. At 0: absolute magnitudes (10 pc); > 0: apparent observed-frame magnitudes
         at the luminosity distance of ``cosmology``. ``bands``: FSPS names (``available_bands``) or any
-        speclite / sedpy filter name; None -> all ``available_bands``.
-        Returns (n_bands,) or (n_ages, n_bands).
+        speclite / sedpy filter name; None -> every band of ``available_bands`` inside the observed
+        spectrum, in that order. Returns (n_bands,) or (n_ages, n_bands).
         """
         from .photometry import magnitudes
         if zmet is not None:
@@ -569,8 +569,13 @@ class StellarPopulation:
         z = _scalar("zred", self.params["zred"]) if redshift is None else _scalar("redshift", redshift)
         if redshift is not None and z != _scalar("zred", self.params["zred"]) and self.params["zred"] > 0:
             warnings.warn(f"redshift={z} differs from zred={self.params['zred']}", UserWarning, stacklevel=2)
-        if bands is None:
-            names = self.available_bands
+        if bands is None:                     # every FSPS band that the observed spectrum covers
+            from .filters import get_bandpass
+            from .photometry import _bandpass_support
+            w = self._get_backend().wavelength * (1 + z)
+            names = [b for b in self.available_bands
+                     if w[0] <= _bandpass_support(get_bandpass(FSPS_BANDS[b])[1])[0]
+                     and _bandpass_support(get_bandpass(FSPS_BANDS[b])[1])[1] <= w[-1]]
         else:
             names = [bands] if isinstance(bands, str) else list(bands)
         filters = [FSPS_BANDS.get(str(b).lower(), b) for b in names]

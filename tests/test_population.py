@@ -8,6 +8,7 @@ from smnet_sps.constants import C_ANGSTROM
 from smnet_sps.dust import calzetti2000
 from smnet_sps.igm import igm_transmission
 from smnet_sps.photometry import magnitudes
+from smnet_sps.population import FSPS_BANDS
 from smnet_sps.ssp import ssp_spectrum
 
 
@@ -244,6 +245,17 @@ def test_construction_errors(blackbody):
         sp.get_spectrum(tage=13.7)
     with pytest.raises(ValueError, match="tage"):
         sp.get_spectrum(tage=-1.0)
+
+
+def test_every_fsps_band_resolves_and_bands_none(sp):
+    from smnet_sps.filters import get_bandpass
+    for name in sp.available_bands:
+        get_bandpass(FSPS_BANDS[name])                            # raises for an unknown filter name
+    sp.params["sfh"] = 0
+    all_z0 = sp.get_mags(tage=1.0)
+    all_z1 = sp.get_mags(tage=1.0, redshift=1.0)                  # bands beyond 160 um / 2 are left out
+    assert all_z0.size == len(sp.available_bands) and 0 < all_z1.size < all_z0.size
+    assert np.all(np.isfinite(all_z0)) and np.all(np.isfinite(all_z1))
 
 
 def test_metadata_properties(sp):
