@@ -525,8 +525,10 @@ class StellarPopulation:
 
     def _meta(self, results, full):
         pick = (lambda k: np.array([r[k] for r in results])) if full else (lambda k: results[0][k])
+        with np.errstate(divide="ignore"):                   # no stars yet (tage <= sf_start): -inf
+            log_lbol = np.log10(pick("lbol"))
         return {"tage_gyr": pick("tage"), "stellar_mass": pick("stellar_mass"), "formed_mass": pick("formed"),
-                "log_lbol": np.log10(pick("lbol")), "sfr": pick("sfr"), "units": "per M_sun formed",
+                "log_lbol": log_lbol, "sfr": pick("sfr"), "units": "per M_sun formed",
                 "isochrones": self.isochrone_set.name, "generator": self._get_backend().generator.name,
                 "medium": "air" if self.vactoair_flag else "vacuum"}
 
