@@ -29,8 +29,8 @@ libraries' own predictions. This module computes those weights:
    steps.
 
 3. **Outside every support** (outside all boxes, on a face where no other library takes over, or in a hole
-   that no other library fills) the weights go to the libraries by inverse squared distance to their boxes
-   (in taper widths): continuous, and, except on a face, such points are flagged as outside coverage by the
+   that no other library fills) the weights go to the libraries as distance^-8 to their boxes (in taper
+   widths: practically the nearest box): continuous, and, except on a face, such points are flagged as outside coverage by the
    generator.
 
 Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
@@ -60,9 +60,11 @@ LOGG_EDGES = (3.5,)                                       # giants / dwarfs
 # then the Kurucz models (CK04) for everything they cover, NextGen (M dwarfs), BaSeL (M giants, the only
 # library there), CM87 (the only one above 60 kK).
 DEFAULT_ORDER = ("wmbasic", "ck04", "nextgen", "basel22", "cm87")
+FALLBACK_POWER = 8                      # outside every support: weights ~ distance^-8 (nearly the nearest box)
 MIXTURE_FILE = "mixture.json"
 MIXTURE_FORMAT = "smnet-sps mixture"
 MIN_STARS = 5                           # stars needed to let a pair of libraries be ranked by the data
+MAX_P = 0.05                            # ... and the sign test's p-value they must reach
 
 
 def smoothstep(u):
@@ -290,10 +292,10 @@ class LibraryMixture:
         out = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)
         none = np.flatnonzero(total[:, 0] <= 0)
         if none.size:
-            # outside every support: the libraries by inverse squared distance to their boxes (a point on
+            # outside every support: the libraries by distance^-8 to their boxes (a point on
             # the face of a single box gets that library alone; holes are not considered here)
             d = np.stack([_box_distance(p[none], b) for b in self.boxes], 1)
-            inv = 1.0 / (d + 1e-9) ** 2
+            inv = 1.0 / (d + 1e-9) ** FALLBACK_POWER
             out[none] = inv / inv.sum(1, keepdims=True)
         return out
 
@@ -317,7 +319,7 @@ def blend_log_flux(log_flux_by_library, weights):
 
 
 def rank_libraries(library_names, scores, teff, logg, supported, teff_edges=TEFF_EDGES, logg_edges=LOGG_EDGES,
-                   min_stars=MIN_STARS, meta=None):
+                   min_stars=MIN_STARS, max_p=MAX_P, meta=None):
     """Measured order of preference per region, from per-star scores of each library's imitation.
 
     Parameters
@@ -326,15 +328,17 @@ def rank_libraries(library_names, scores, teff, logg, supported, teff_edges=TEFF
     scores : (n_libraries, n_stars) per-star median |residual| of each library imitation (NaN = not scored)
     teff, logg : (n_stars,) the stars' parameters
     supported : (n_libraries, n_stars) bool, the library can get weight at the star (support factor > 0)
-    min_stars : a pair of libraries is ordered by the data when at least this many stars of the region are
-        supported and scored by both; otherwise by :data:`DEFAULT_ORDER`
+    min_stars, max_p : a pair of libraries is ordered by the data when at least ``min_stars`` stars of the
+        region are supported and scored by both and a two-sided sign test on their per-star scores gives
+        p < ``max_p`` (one library better on significantly more stars); otherwise by :data:`DEFAULT_ORDER`
 
     Returns
     -------
-    MixturePolicy. In a region, library A is preferred to B when the median over their common stars of
-    (score_A - score_B) is negative (a paired comparison); libraries are ordered by their number of such
+    MixturePolicy. In a region, library A is preferred to B when the data decide it (above) and the median
+    over their common stars of (score_A - score_B) is negative (a paired comparison); libraries are ordered by their number of such
     wins (Copeland), ties by the default order. ``evidence`` lists every measured pair.
     """
+    from scipy.stats import binomtest
     names = list(library_names)
     scores = np.asarray(scores, float)
     supported = np.asarray(supported, bool) & np.isfinite(scores)
@@ -354,16 +358,21 @@ def rank_libraries(library_names, scores, teff, logg, supported, teff_edges=TEFF
                 for b in range(a + 1, len(names)):
                     common = in_region & supported[a] & supported[b]
                     na, nb = names[a], names[b]
+                    winner = na if rank0[na] < rank0[nb] else nb          # the default, unless measured
                     if common.sum() >= min_stars:
-                        diff = float(np.median(scores[a, common] - scores[b, common]))
-                        winner = na if diff < 0 else nb
+                        d = scores[a, common] - scores[b, common]
+                        n_a = int((d < 0).sum())
+                        n_dec = int((d != 0).sum())
+                        p = float(binomtest(n_a, n_dec, 0.5).pvalue) if n_dec else 1.0
+                        decided = p < max_p and np.median(d) != 0
+                        if decided:
+                            winner = na if np.median(d) < 0 else nb
                         evidence.append({"teff": [te[i], te[i + 1]], "logg": [ge[k], ge[k + 1]], "pair": [na, nb],
-                                         "n_stars": int(common.sum()),
+                                         "n_stars": int(common.sum()), "n_first_better": n_a,
                                          "median_score": [float(np.median(scores[a, common])),
                                                           float(np.median(scores[b, common]))],
-                                         "median_difference": diff, "preferred": winner})
-                    else:
-                        winner = na if rank0[na] < rank0[nb] else nb
+                                         "median_difference": float(np.median(d)), "sign_test_p": p,
+                                         "decided_by_data": bool(decided), "preferred": winner})
                     wins[winner] += 1
             row.append(sorted(names, key=lambda n: (-wins[n], rank0[n])))
         orders.append(row)
