@@ -296,6 +296,8 @@ class LibraryMixture:
             # the face of a single box gets that library alone; holes are not considered here)
             d = np.stack([_box_distance(p[none], b) for b in self.boxes], 1)
             inv = 1.0 / (d + 1e-9) ** FALLBACK_POWER
+            # on the face of a box (distance 0) only the libraries whose box it is
+            inv = np.where((d == 0).any(1, keepdims=True), (d == 0).astype(float), inv)
             out[none] = inv / inv.sum(1, keepdims=True)
         return out
 
