@@ -410,7 +410,7 @@ def plot_mixture_map(mixture, logz_values=(-1.0, -0.3, 0.0, 0.3), teff_range=(20
         rgb[~covered] = 1.0
         ax.imshow(rgb.reshape(n, n, 3), origin="lower", aspect="auto",
                   extent=(lt[0], lt[-1], lg[0], lg[-1]))
-        ax.set_title(f"[M/H] = {z:+.1f}", fontsize=9)
+        ax.set_title(f"[M/H] = {z:+.2f}", fontsize=9)
         ax.set_xlabel("log10 Teff [K]")
         ax.invert_yaxis()
     axes[0, 0].set_ylabel("log g [cgs]")
