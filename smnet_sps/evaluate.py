@@ -212,8 +212,8 @@ def format_band_table(table):
     for lib, r in table.items():
         for band, b in r.get("bands", {}).items():
             lines.append(f"| {lib} | {band} | {b['n_test']} | {cell(b, '', '_ge3000')} | "
-                         f"{cell(b, 'default_', '_ge3000')} | {cell(b, 'baseline_', '_ge3000')} | {cell(b, '', '_uv')} | "
-                         f"{cell(b, 'default_', '_uv')} | {cell(b, 'baseline_', '_uv')} |")
+                         f"{cell(b, 'default_', '_ge3000')} | {cell(b, 'baseline_', '_ge3000')} | "
+                         f"{cell(b, '', '_uv')} | {cell(b, 'default_', '_uv')} | {cell(b, 'baseline_', '_uv')} |")
     return "\n".join(lines)
 
 

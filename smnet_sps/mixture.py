@@ -30,8 +30,8 @@ libraries' own predictions. This module computes those weights:
 
 3. **Outside every support** (outside all boxes, on a face where no other library takes over, or in a hole
    that no other library fills) the weights go to the libraries as distance^-8 to their boxes (in taper
-   widths: practically the nearest box): continuous, and, except on a face, such points are flagged as outside coverage by the
-   generator.
+   widths: practically the nearest box; on a face, that box's library alone): continuous, and, except on a
+   face, such points are flagged as outside coverage by the generator.
 
 Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
 equal weights wherever libraries overlap, still never outside a box.
@@ -337,8 +337,8 @@ def rank_libraries(library_names, scores, teff, logg, supported, teff_edges=TEFF
     Returns
     -------
     MixturePolicy. In a region, library A is preferred to B when the data decide it (above) and the median
-    over their common stars of (score_A - score_B) is negative (a paired comparison); libraries are ordered by their number of such
-    wins (Copeland), ties by the default order. ``evidence`` lists every measured pair.
+    over their common stars of (score_A - score_B) is negative (a paired comparison); libraries are ordered
+    by their number of such wins (Copeland), ties by the default order. ``evidence`` lists every measured pair.
     """
     from scipy.stats import binomtest
     names = list(library_names)

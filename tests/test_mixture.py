@@ -208,3 +208,16 @@ def test_policy_roundtrip_and_model_without_mixture_file(tmp_path, default_gener
     w = g.mixture(5777.0, 4.44, -0.3)[0]
     names = g.library_names
     assert np.isclose(w[names.index("ck04")], w[names.index("nextgen")]) and w[names.index("basel22")] == 0
+
+
+def test_mixture_and_coverage_rules_agree(default_generator, shipped):
+    """The mixture's hole rule is the coverage flag's: a library supported at a point counts it as covered."""
+    from smnet_sps import mixture, neural
+    assert mixture.NODE_STEPS == neural.COVERAGE_SPACING and mixture.HOLE_ZERO == neural.COVERAGE_FACTOR
+    rng = np.random.default_rng(3)
+    n = 4000
+    p = np.stack([rng.uniform(np.log10(2100), np.log10(170000), n), rng.uniform(-0.9, 7.9, n),
+                  rng.uniform(-2.45, 0.45, n)], 1)
+    supported = shipped.support(*p.T).max(1) > 0
+    assert 0.2 < supported.mean() < 0.95
+    assert default_generator.in_coverage(10 ** p[supported, 0], p[supported, 1], p[supported, 2]).all()
