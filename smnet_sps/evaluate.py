@@ -315,7 +315,8 @@ def add_cli(sub):
                        description="Held-out accuracy vs linear interpolation, and seam smoothness.")
     p.add_argument("--model", default=None, help="model directory (default: the shipped default model)")
     p.add_argument("--grid", required=True, help="the union grid file the model was trained on")
-    p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--out", default=None, help="write the report as JSON here (.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-seams", action="store_true")
     p.set_defaults(func=_cli)
@@ -323,7 +324,9 @@ def add_cli(sub):
 
 def _cli(args):
     from .neural import NeuralGenerator, load_generator
+    from .output_files import atomic_output, check_outputs
     from .train import read_grid
+    outputs = check_outputs(args, {"out": ((".json",), "JSON report")})     # before the slow evaluation
     gen = load_generator(args.model, device=args.device)
     if not isinstance(gen, NeuralGenerator):
         raise ValueError("evaluate needs a model directory trained by smnet-sps (it uses the model's split)")
@@ -342,7 +345,8 @@ def _cli(args):
                 continue
             print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} (median {r['model_median_jump']:.4f})"
                   f", raw max jump {r['raw_max_jump']}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1))
+    if "out" in outputs:
+        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+            tmp.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")
     return 0

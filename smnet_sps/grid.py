@@ -473,14 +473,14 @@ def skipped_libraries(grid):
     return dict(value or {})
 
 
-def plot_coverage(grid, path):
+def plot_coverage(grid, path=None):
     """(log Teff, log g) coverage plot coloured by library, HR-diagram orientation (like SM-Net Fig. 3).
 
     log Teff increases to the left and log g increases downward. The phase libraries (no log g) are drawn
-    as Teff-only rows in a strip above. Writes ``path`` (PNG/PDF by suffix).
+    as Teff-only rows in a strip above. Returns the :class:`matplotlib.figure.Figure` (drawn with the
+    caller's matplotlib backend, which is left unchanged); also saves it to ``path`` when given (PNG/PDF by
+    suffix). Close it with ``matplotlib.pyplot.close(fig)`` when done.
     """
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     phases = {k: v for k, v in grid.phase_libraries.items() if len(v.teff)}
@@ -524,11 +524,11 @@ def plot_coverage(grid, path):
     ax.grid(alpha=0.3)
     if not phases:
         fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
 
 
 # ------------------------------------------------------------------------------------- phase libraries
@@ -601,27 +601,41 @@ def load_phase_libraries(path=None):
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+GRID_SUFFIXES = (".h5", ".hdf5")
+
+
+def _grid_outputs(args):
+    from .output_files import check_outputs, matplotlib_formats
+    return check_outputs(args, {"out": (GRID_SUFFIXES, "union grid (HDF5)"),
+                                "plot": (matplotlib_formats(), "coverage plot"),
+                                "phase_out": ((".npz",), "phase-library file")})
+
+
 def _cmd_build(args):
+    from .output_files import save_figure
+    outputs = _grid_outputs(args)           # before the (minutes-long) build
     t0 = time.perf_counter()
     grid = build_grid(args.libraries, only=args.only, progress=not args.no_progress, strict=args.strict)
-    save_grid(grid, args.out)
+    save_grid(grid, outputs["out"])         # atomic (temporary file + rename)
     size = Path(args.out).stat().st_size / 1e6
     print(grid_info(grid))
     print(f"wrote {args.out} ({size:.1f} MB) in {time.perf_counter() - t0:.1f} s")
-    if args.plot:
-        plot_coverage(grid, args.plot)
+    if "plot" in outputs:
+        save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
         print(f"wrote {args.plot}")
-    if args.phase_out:
-        export_phase_libraries(grid, args.phase_out)
+    if "phase_out" in outputs:
+        export_phase_libraries(grid, outputs["phase_out"])     # atomic
         print(f"wrote {args.phase_out}")
     return 0
 
 
 def _cmd_info(args):
+    from .output_files import save_figure
+    outputs = _grid_outputs(args)
     grid = load_grid(args.file)
     print(grid_info(grid))
-    if args.plot:
-        plot_coverage(grid, args.plot)
+    if "plot" in outputs:
+        save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
         print(f"wrote {args.plot}")
     return 0
 
@@ -642,9 +656,11 @@ def add_cli(subparsers):
     b.add_argument("--phase-out", help="also write the phase libraries as .npz (as shipped in "
                    "smnet_sps/data/phase_libraries.npz)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--overwrite", action="store_true", help="replace existing output files")
     b.set_defaults(func=_cmd_build)
     i = sub.add_parser("info", help="summarise a union grid file")
     i.add_argument("file")
     i.add_argument("--plot", help="write a (log Teff, log g) coverage plot (PNG)")
+    i.add_argument("--overwrite", action="store_true", help="replace an existing plot")
     i.set_defaults(func=_cmd_info)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -642,11 +642,24 @@ def parse_ages(text, n_ages=20):
     return ages
 
 
-def plot_colour_evolution(table, path, filter_names):
-    """Save magnitudes and the first colour vs log age (PNG or any matplotlib format)."""
-    import matplotlib
-    matplotlib.use("Agg")
+def plot_colour_evolution(table, path=None, filter_names=None):
+    """Magnitudes and the first colour vs log age, from an :func:`ssp_magnitudes` table.
+
+    Parameters
+    ----------
+    table : astropy.table.Table with ``log_age`` and ``M_<filter>`` columns
+    path : path-like, optional; also save the figure there (PNG or any matplotlib format)
+    filter_names : list of str, optional; default every ``M_<filter>`` column except ``M_bol``
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Drawn with the caller's matplotlib backend, which is left unchanged; close it with
+        ``matplotlib.pyplot.close(fig)`` when done.
+    """
     import matplotlib.pyplot as plt
+    if filter_names is None:
+        filter_names = [c[2:] for c in table.colnames if c.startswith("M_") and c != "M_bol"]
     n_panels = 2 if len(filter_names) >= 2 else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.2), squeeze=False)
     ax = axes[0, 0]
@@ -669,11 +682,20 @@ def plot_colour_evolution(table, path, filter_names):
     fig.suptitle("SSP colour evolution" + (f", Z = {z:g}" if z is not None else "")
                  + (f", {table.meta.get('isochrones')} + {gen}" if gen else ""))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+# extension of `smnet-sps mags --out` -> astropy format (explicit, so a name never picks a surprising format)
+TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".txt": "ascii.commented_header",
+                 ".fits": "fits", ".fit": "fits"}
 
 
 def _cli_mags(args):
+    from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure, suffix_of
+    outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table"),
+                                   "plot": (matplotlib_formats(), "plot")})
     ages = parse_ages(args.ages, args.n_ages)
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     generator = None
@@ -691,12 +713,14 @@ def _cli_mags(args):
             table[col].info.format = ".4f"
     table["age"].info.format = ".4g"
     table.pprint(max_lines=-1, max_width=-1)
-    if args.out:
-        table.write(args.out, overwrite=True)
+    if "out" in outputs:
+        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
+                table.write(tmp, format=TABLE_FORMATS[suffix_of(outputs["out"])])
         print(f"wrote {args.out}")
-    if args.plot:
-        names = [c[2:] for c in table.colnames if c.startswith("M_") and c != "M_bol"]
-        plot_colour_evolution(table, args.plot, names)
+    if "plot" in outputs:
+        save_figure(plot_colour_evolution(table), outputs["plot"], overwrite=args.overwrite)
         print(f"wrote {args.plot}")
     return 0
 
@@ -721,7 +745,9 @@ def add_cli(subparsers):
     p.add_argument("--model", default=None, help="model directory, or 'blackbody' (default: the shipped default model)")
     p.add_argument("--extrapolate", action="store_true",
                    help="treat the spectrum as zero where a filter reaches beyond it (default: error)")
-    p.add_argument("--out", default=None, help="write the table (format from the extension, e.g. .ecsv)")
+    p.add_argument("--out", default=None, help="write the table; format from the extension: "
+                   + ", ".join(f"{k} ({v})" for k, v in TABLE_FORMATS.items()))
     p.add_argument("--plot", default=None, help="save a magnitude / colour vs log age plot (e.g. colours.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cli_mags)
     return p
