@@ -161,6 +161,9 @@ def resolve_filters(filters):
             filters = [f.strip() for f in filters.split(",") if f.strip()]
         else:
             filters = [filters]
+    if isinstance(filters, (bytes, dict)) or not np.iterable(filters):
+        raise ValueError("filters must be a filter name, a file path, a synphot.SpectralElement or a list of "
+                         f"them (e.g. ['sdss2010-g', 'sdss2010-r']); got {type(filters).__name__} {filters!r}")
     filters = list(filters)
     if not filters:
         raise ValueError("no filters given; pass at least one filter name, file or SpectralElement")

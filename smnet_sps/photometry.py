@@ -26,9 +26,14 @@ What the flux unit of the input means
 * ``redshift`` z moves the spectrum to the observed frame: l_obs = l (1 + z) and
   f_obs(l_obs) = f(l) / (1 + z), with ``distance`` the luminosity distance.
 
-Negative fluxes are set to zero (as synphot does), with a warning. NaN fluxes inside a filter, or a filter
-reaching outside the spectrum's wavelengths, raise ``ValueError`` unless ``extrapolate=True``, which
-treats the spectrum as zero there (documented zero-extension; the result is then a lower limit on flux).
+Bad input is a ``ValueError`` naming the problem, never a silent NaN or inf: a flux that is not real
+(complex), negative flux inside a filter (clip noise yourself, e.g. ``np.clip(flux, 0, None)``), no flux at
+all in a filter (the magnitude would be +inf), an unknown filter, a wavelength or flux unit that does not
+fit. NaN fluxes inside a filter, or a filter reaching outside the spectrum's wavelengths, raise
+``ValueError`` unless ``extrapolate=True``, which treats the spectrum as zero there (documented
+zero-extension; the result is then a lower limit on flux, and +inf, with a warning, where no flux is
+left). Negative fluxes outside every filter are irrelevant and set to zero. Magnitudes are computed from
+the flux scaled by its maximum, so any positive finite flux (1e-300 to 1e308) gives a finite magnitude.
 """
 from __future__ import annotations
 
@@ -256,6 +261,9 @@ def _split_input(spectra):
         wave_aa = wave.to(u.AA, equivalencies=u.spectral())
     except u.UnitConversionError as exc:
         raise ValueError(f"spectral axis unit {wave.unit} is not a wavelength, frequency or energy") from exc
+    if flux.dtype.kind not in "fiu" or wave_aa.dtype.kind not in "fiu":
+        raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and {flux.dtype}"
+                         " (complex or object arrays are not spectra)")
     flux = np.atleast_2d(flux)
     wave_aa = np.atleast_1d(wave_aa)
     if wave_aa.ndim != 1 or flux.ndim != 2 or flux.shape[-1] != wave_aa.size:
@@ -271,6 +279,11 @@ def _split_input(spectra):
 
 def _observed_flux(spectra, distance, radius, redshift, cosmology):
     """-> (observed-frame wavelength [A], f_lambda [erg s^-1 cm^-2 A^-1] (n, n_wave), meta, kind)."""
+    with np.errstate(over="ignore", under="ignore"):     # overflow is detected and named below
+        return _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology)
+
+
+def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
     w, flux, meta = _split_input(spectra)
     z = _check_redshift(redshift)
     unit = flux.unit
@@ -307,18 +320,22 @@ def _observed_flux(spectra, distance, radius, redshift, cosmology):
         raise ValueError(f"flux unit {unit} is neither a flux density (e.g. erg s-1 cm-2 AA-1, Jy) nor a "
                          "luminosity density (e.g. L_sun / AA, erg s-1 AA-1, erg s-1 Hz-1)")
     f = np.asarray(f, float)
+    overflow = np.isfinite(flux.value) & ~np.isfinite(f)
+    if overflow.any():
+        raise ValueError(f"flux too large: {int(overflow.sum())} finite value(s) overflow float64 when converted "
+                         f"to erg s-1 cm-2 AA-1 at the observer (largest input {np.nanmax(flux.value):.3g} {unit})")
     if z > 0:
         w, f = w * (1 + z), f / (1 + z)
     return w, f, meta, kind
 
 
 def _clean_flux(f, bands, w, extrapolate):
-    """Zero negatives (like synphot) and NaN (only with extrapolate); raise on NaN inside a filter."""
+    """Raise on NaN inside a filter (zeroed with extrapolate) and on negative flux inside a filter."""
+    used = np.zeros(w.size, bool)
+    for bw in bands:
+        used |= bw.v != 0
     bad = ~np.isfinite(f)
     if bad.any():
-        used = np.zeros(w.size, bool)
-        for bw in bands:
-            used |= bw.v != 0
         hit = bad & used[None, :]
         if hit.any() and not extrapolate:
             i, k = np.argwhere(hit)[0]
@@ -334,11 +351,14 @@ def _clean_flux(f, bands, w, extrapolate):
             warnings.warn(f"{int(hit.sum())} non-finite flux value(s) inside filters treated as zero "
                           "(extrapolate=True)", UserWarning, stacklevel=3)
         f = np.where(bad, 0.0, f)
-    if (f < 0).any():
-        warnings.warn(f"{int((f < 0).sum())} negative flux value(s) set to zero (as synphot does)",
-                      UserWarning, stacklevel=3)
-        f = np.maximum(f, 0.0)
-    return f
+    negative = (f < 0) & used[None, :]
+    if negative.any():
+        i, k = np.argwhere(negative)[0]
+        names = [bw.name for bw in bands if bw.v[k] != 0]
+        raise ValueError(f"spectrum {i} has {int(negative[i].sum())} negative flux value(s) inside filter "
+                         f"{names[0]!r} (first at {w[k]:.6g} A): flux must be >= 0. If they are noise, clip "
+                         "them first (np.clip(flux, 0, None))")
+    return np.maximum(f, 0.0)          # negatives outside every filter do not matter
 
 
 def _system(system):
@@ -426,7 +446,15 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     -------
     astropy.table.Table
         One row per spectrum, one column per filter, unit mag(AB), mag(ST) or mag (Vega; system in
-        ``meta["system"]``). Zero flux in a band gives +inf (with a warning).
+        ``meta["system"]``), always finite; with ``extrapolate=True`` zero flux in a band gives +inf (with a
+        warning).
+
+    Raises
+    ------
+    ValueError
+        For an unknown filter or system, a flux or wavelength unit that does not fit, complex flux, NaN or
+        negative flux inside a filter, no flux in a filter, or a filter beyond the spectrum (the last three
+        not with ``extrapolate=True``).
     """
     system = _system(system)
     if method not in _METHODS:
@@ -435,6 +463,11 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
     bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
     f = _clean_flux(f, bands, w, extrapolate)
+    # Work with the flux divided by its largest value, and add -2.5 log10(scale) at the end: the integral
+    # then neither overflows (1e308) nor underflows (1e-300), and every positive flux has a finite magnitude.
+    scale = np.max(f, axis=1, keepdims=True)
+    scale = np.where(scale > 0, scale, 1.0)
+    f = f / scale
     if method == "vectorised":
         vmat = np.stack([bw.v for bw in bands], axis=1)           # (n_wave, n_filters) [A^2]
         norms = np.array([bw.norm for bw in bands])
@@ -442,9 +475,17 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         mags = np.column_stack([_to_mag(mean_flam[:, k], bw, system) for k, bw in enumerate(bands)])
     else:
         mags = _synphot_mags(w, f, bands, [bp for _, bp in named], system, extrapolate, progress)
-    n_inf = int(np.isinf(mags).sum())
+    mags = mags - 2.5 * np.log10(scale)
+    dark = np.isinf(mags)
+    if dark.any() and not extrapolate:
+        i, k = np.argwhere(dark)[0]
+        raise ValueError(f"spectrum {i} has no flux in filter {bands[k].name!r} "
+                         f"({bands[k].support[0]:.6g}-{bands[k].support[1]:.6g} A): its magnitude would be +inf. "
+                         "Use a filter where the spectrum is not zero")
+    n_inf = int(dark.sum())
     if n_inf:
-        warnings.warn(f"{n_inf} magnitude(s) are +inf: zero flux in the band", UserWarning, stacklevel=2)
+        warnings.warn(f"{n_inf} magnitude(s) are +inf: zero flux in the band (extrapolate=True)", UserWarning,
+                      stacklevel=2)
     unit = {"AB": u.ABmag, "ST": u.STmag, "Vega": u.mag}[system]
     table = Table()
     for k, bw in enumerate(bands):
