@@ -215,7 +215,10 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
 # Input handling
 # ---------------------------------------------------------------------------------------------------
 def _positive_length(value, name):
-    q = u.Quantity(value)
+    try:
+        q = u.Quantity(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a length Quantity (e.g. 10 * u.pc, 1 * u.R_sun); got {value!r}") from exc
     if q.unit == u.dimensionless_unscaled:
         raise ValueError(f"{name} needs a length unit (e.g. 10 * u.pc, 1 * u.R_sun); got {value!r}")
     try:
@@ -315,7 +318,7 @@ def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
                 d = 10 * PC_CM
         else:
             d = _positive_length(distance, "distance")
-        f = lum / (4 * np.pi * d ** 2)
+        f = lum / (4 * np.pi) / d / d           # not d ** 2: a Python float would raise OverflowError
     else:
         raise ValueError(f"flux unit {unit} is neither a flux density (e.g. erg s-1 cm-2 AA-1, Jy) nor a "
                          "luminosity density (e.g. L_sun / AA, erg s-1 AA-1, erg s-1 Hz-1)")
@@ -559,7 +562,10 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         rest frame), ``ML_<f>`` (M*/L in M_sun/L_sun,<f>; NaN where no solar magnitude exists) and,
         at z > 0, ``m_<f>``.
     """
-    ages_yr = np.atleast_1d(u.Quantity(ages, u.yr).value).astype(float)
+    try:
+        ages_yr = np.atleast_1d(u.Quantity(ages, u.yr).value).astype(float)
+    except (TypeError, ValueError, u.UnitsError) as exc:
+        raise ValueError(f"ages must be times (a Quantity in yr, Myr, Gyr, or numbers in yr); got {ages!r}") from exc
     if not np.all(np.isfinite(ages_yr)) or np.any(ages_yr <= 0):
         raise ValueError(f"ages must be positive and finite (yr or a time Quantity); got {ages!r}")
     system = _system(system)

@@ -74,3 +74,17 @@ def test_zero_flux_with_extrapolate_is_a_warned_inf():
     +inf (a limit), with a warning."""
     with pytest.warns(UserWarning, match=r"\+inf"):
         assert np.isinf(_mag(np.zeros(W.size) * FLAM_UNIT, extrapolate=True)).all()
+
+
+@pytest.mark.parametrize("distance", [1e200 * u.Mpc, 1e308 * u.Mpc, "far", 5.0, 1 * u.s, -1 * u.pc])
+def test_luminosity_at_absurd_distance_is_a_named_error(distance):
+    """1e200 Mpc used to raise OverflowError (d ** 2 of a Python float), 'far' a TypeError."""
+    with pytest.raises(ValueError):
+        _mag(F * u.L_sun / u.AA, distance=distance)
+
+
+@pytest.mark.parametrize("ages", ["old", None, [1, "a"], 1 * u.m])
+def test_ssp_photometry_bad_ages_are_named_errors(ages):
+    from smnet_sps.photometry import ssp_photometry
+    with pytest.raises(ValueError, match="ages"):
+        ssp_photometry(ages, (W * u.AA, F * u.L_sun / u.AA), "sdss2010-r")
