@@ -10,14 +10,13 @@ Metrics (docs/generator.md):
 * the same numbers for the baseline: linear interpolation of the TRAINING nodes of the same library in
   (log Teff, log g, [M/H]) (scipy's LinearNDInterpolator on log flux; test nodes outside the convex hull of
   the training nodes are skipped for the baseline and counted);
-* seam smoothness: Teff sweeps in 1 % steps through library overlaps; the jump between neighbouring steps is the
-  mean |d ln F| over 3,000-10,000 A; compared with the same sweep through the raw libraries.
+* seam smoothness: Teff sweeps in 1 % steps through library overlaps; the jump between neighbouring steps
+  is the mean |d ln F| over 3,000-10,000 A; compared with the same sweep through the raw libraries.
 """
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -25,8 +24,8 @@ from .constants import SIGMA_SB
 from .model import log1p01_forward
 
 __all__ = ["accuracy_table", "interpolation_baseline", "relative_errors", "teff_sweep", "seam_report",
-           "default_sweeps", "SEAM_SWEEPS", "throughput", "matmul_peak_gflops", "format_accuracy_table", "add_cli",
-           "BASELINE_STEPS"]
+           "default_sweeps", "SEAM_SWEEPS", "throughput", "matmul_peak_gflops", "format_accuracy_table",
+           "add_cli", "BASELINE_STEPS"]
 
 # Axis scales used to make the interpolation baseline's triangulation isotropic (about one grid step each).
 BASELINE_STEPS = (0.02, 0.5, 0.5)
@@ -107,8 +106,10 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
             if ok.any():
                 be = relative_errors(base[ok], true[ok], mask[ok], wl, wave_range)
                 me = relative_errors(pred[ok], true[ok], mask[ok], wl, wave_range)
-                bo = relative_errors(base[ok], true[ok], mask[ok], wl, (max(3000.0, wave_range[0]), wave_range[1]))
-                row.update(baseline_median_ge3000=float(np.median(bo)), baseline_p95_ge3000=float(np.percentile(bo, 95)),
+                optical = (max(3000.0, wave_range[0]), wave_range[1])
+                bo = relative_errors(base[ok], true[ok], mask[ok], wl, optical)
+                row.update(baseline_median_ge3000=float(np.median(bo)),
+                           baseline_p95_ge3000=float(np.percentile(bo, 95)),
                            baseline_median=float(np.median(be)), baseline_p95=float(np.percentile(be, 95)),
                            model_median_on_baseline_nodes=float(np.median(me)),
                            model_p95_on_baseline_nodes=float(np.percentile(me, 95)))
@@ -118,17 +119,19 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
 
 def format_accuracy_table(table):
     """Markdown table of :func:`accuracy_table` (per cent)."""
-    lines = ["| library | test nodes | MSE log1p01 | median | p95 | baseline nodes | model median / p95 there "
-             "| baseline median / p95 | model >= 3000 A median / p95 | baseline >= 3000 A |",
+    lines = ["| library | test nodes | MSE log1p01 | median | p95 | baseline nodes | model median / p95 "
+             "there | baseline median / p95 | model >= 3000 A median / p95 | baseline >= 3000 A |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for lib, r in table.items():
-        b = (f"{100 * r['model_median_on_baseline_nodes']:.2f} % / {100 * r['model_p95_on_baseline_nodes']:.2f} % "
+        b = (f"{100 * r['model_median_on_baseline_nodes']:.2f} % / "
+             f"{100 * r['model_p95_on_baseline_nodes']:.2f} % "
              f"| {100 * r['baseline_median']:.2f} % / {100 * r['baseline_p95']:.2f} %"
              if "baseline_median" in r else "- | -")
         bo = (f"{100 * r['baseline_median_ge3000']:.2f} % / {100 * r['baseline_p95_ge3000']:.2f} %"
               if "baseline_median_ge3000" in r else "-")
         lines.append(f"| {lib} | {r['n_test']} | {r['mse_log1p01']:.2e} | {100 * r['median']:.2f} % | "
-                     f"{100 * r['p95']:.2f} % | {r.get('n_baseline', 0)} | {b} | {100 * r['median_ge3000']:.2f} % / "
+                     f"{100 * r['p95']:.2f} % | {r.get('n_baseline', 0)} | {b} | "
+                     f"{100 * r['median_ge3000']:.2f} % / "
                      f"{100 * r['p95_ge3000']:.2f} % | {bo} |")
     return "\n".join(lines)
 
@@ -247,7 +250,8 @@ def seam_report(gen, grid, sweeps=None):
     rows = []
     for sw in sweeps:
         if len(sw) not in (5, 6):
-            raise ValueError(f"a seam sweep is (name, Teff lo, Teff hi, log g, [M/H][, libraries]); got {sw!r}")
+            raise ValueError("a seam sweep is (name, Teff lo, Teff hi, log g, [M/H][, libraries]); got "
+                             f"{sw!r}")
         name, lo, hi, g, z = sw[:5]
         required = tuple(sw[5]) if len(sw) == 6 else ()
         head = {"sweep": name, "teff": [lo, hi], "logg": g, "logz": z, "requires": list(required)}
@@ -271,7 +275,8 @@ def seam_report(gen, grid, sweeps=None):
                      "raw_median_jump": float(np.nanmedian(jr)) if np.isfinite(jr).any() else None,
                      "raw_jump_at_library_switch": [float(jr[s]) for s in switch],
                      "library_switches_at_teff": [float(t[s]) for s in switch],
-                     "libraries": [n for n, u_ in zip(gen.library_names, used) if u_], "fraction_inside": float(inside.mean())})
+                     "libraries": [n for n, u_ in zip(gen.library_names, used) if u_],
+                     "fraction_inside": float(inside.mean())})
     return rows
 
 
@@ -343,8 +348,8 @@ def _cli(args):
             if r["skipped"]:
                 print(f"seam {r['sweep']}: NOT BUILT: {r['skipped']}")
                 continue
-            print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} (median {r['model_median_jump']:.4f})"
-                  f", raw max jump {r['raw_max_jump']}")
+            print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} "
+                  f"(median {r['model_median_jump']:.4f}), raw max jump {r['raw_max_jump']}")
     if "out" in outputs:
         with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
             tmp.write_text(json.dumps(report, indent=1))

@@ -5,7 +5,8 @@ The integral is synphot's photon-counting effective stimulus (``Observation.effs
     <f_lambda> = int f_lambda(l) T(l) l dl / int T(l) l dl          [erg s^-1 cm^-2 A^-1]
 
 on the union of the spectrum's and the filter's wavelengths, with trapezoid integration and linear
-interpolation of the throughput and of the photon flux density (synphot's internal PHOTLAM ~ l f_lambda); AB and ST magnitudes convert <f_lambda> at the filter's pivot wavelength, Vega
+interpolation of the throughput and of the photon flux density (synphot's internal PHOTLAM ~ l f_lambda); AB
+and ST magnitudes convert <f_lambda> at the filter's pivot wavelength, Vega
 magnitudes are the ratio of the photon-counting integrals of the spectrum and of CALSPEC Vega
 (``alpha_lyr_stis_011``, shipped in ``smnet_sps/data/vega``: 0 mag in every band).
 
@@ -115,7 +116,8 @@ class BandWeights:
     """
 
     def __init__(self, name, v, norm, pivot, vega, support):
-        self.name, self.v, self.norm, self.pivot, self.vega, self.support = name, v, norm, pivot, vega, support
+        self.name, self.v, self.norm, self.pivot = name, v, norm, pivot
+        self.vega, self.support = vega, support
 
 
 def _trapezoid_weights(x):
@@ -218,7 +220,8 @@ def _positive_length(value, name):
     try:
         q = u.Quantity(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a length Quantity (e.g. 10 * u.pc, 1 * u.R_sun); got {value!r}") from exc
+        raise ValueError(f"{name} must be a length Quantity (e.g. 10 * u.pc, 1 * u.R_sun); "
+                         f"got {value!r}") from exc
     if q.unit == u.dimensionless_unscaled:
         raise ValueError(f"{name} needs a length unit (e.g. 10 * u.pc, 1 * u.R_sun); got {value!r}")
     try:
@@ -265,8 +268,8 @@ def _split_input(spectra):
     except u.UnitConversionError as exc:
         raise ValueError(f"spectral axis unit {wave.unit} is not a wavelength, frequency or energy") from exc
     if flux.dtype.kind not in "fiu" or wave_aa.dtype.kind not in "fiu":
-        raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and {flux.dtype}"
-                         " (complex or object arrays are not spectra)")
+        raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and "
+                         f"{flux.dtype} (complex or object arrays are not spectra)")
     flux = np.atleast_2d(flux)
     wave_aa = np.atleast_1d(wave_aa)
     if wave_aa.ndim != 1 or flux.ndim != 2 or flux.shape[-1] != wave_aa.size:
@@ -325,8 +328,9 @@ def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
     f = np.asarray(f, float)
     overflow = np.isfinite(flux.value) & ~np.isfinite(f)
     if overflow.any():
-        raise ValueError(f"flux too large: {int(overflow.sum())} finite value(s) overflow float64 when converted "
-                         f"to erg s-1 cm-2 AA-1 at the observer (largest input {np.nanmax(flux.value):.3g} {unit})")
+        raise ValueError(f"flux too large: {int(overflow.sum())} finite value(s) overflow float64 when "
+                         "converted to erg s-1 cm-2 AA-1 at the observer (largest input "
+                         f"{np.nanmax(flux.value):.3g} {unit})")
     if z > 0:
         w, f = w * (1 + z), f / (1 + z)
     return w, f, meta, kind
@@ -347,9 +351,9 @@ def _clean_flux(f, bands, w, extrapolate):
             raise ValueError(f"spectrum {i} has {int(bad[i].sum())} non-finite flux value(s) "
                              f"({nan_w.min():.6g}-{nan_w.max():.6g} A) inside filter {names[0]!r} "
                              f"({bands[[b.name for b in bands].index(names[0])].support[0]:.6g}-"
-                             f"{bands[[b.name for b in bands].index(names[0])].support[1]:.6g} A); the spectrum "
-                             f"covers {w[0]:.6g}-{w[-1]:.6g} A. Fix the spectrum or pass extrapolate=True to "
-                             "treat non-finite flux as zero")
+                             f"{bands[[b.name for b in bands].index(names[0])].support[1]:.6g} A); the "
+                             f"spectrum covers {w[0]:.6g}-{w[-1]:.6g} A. Fix the spectrum or pass "
+                             "extrapolate=True to treat non-finite flux as zero")
         if hit.any():
             warnings.warn(f"{int(hit.sum())} non-finite flux value(s) inside filters treated as zero "
                           "(extrapolate=True)", UserWarning, stacklevel=3)
@@ -483,8 +487,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     if dark.any() and not extrapolate:
         i, k = np.argwhere(dark)[0]
         raise ValueError(f"spectrum {i} has no flux in filter {bands[k].name!r} "
-                         f"({bands[k].support[0]:.6g}-{bands[k].support[1]:.6g} A): its magnitude would be +inf. "
-                         "Use a filter where the spectrum is not zero")
+                         f"({bands[k].support[0]:.6g}-{bands[k].support[1]:.6g} A): its magnitude would be "
+                         "+inf. Use a filter where the spectrum is not zero")
     n_inf = int(dark.sum())
     if n_inf:
         warnings.warn(f"{n_inf} magnitude(s) are +inf: zero flux in the band (extrapolate=True)", UserWarning,
@@ -565,14 +569,16 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     try:
         ages_yr = np.atleast_1d(u.Quantity(ages, u.yr).value).astype(float)
     except (TypeError, ValueError, u.UnitsError) as exc:
-        raise ValueError(f"ages must be times (a Quantity in yr, Myr, Gyr, or numbers in yr); got {ages!r}") from exc
+        raise ValueError("ages must be times (a Quantity in yr, Myr, Gyr, or numbers in yr); "
+                         f"got {ages!r}") from exc
     if not np.all(np.isfinite(ages_yr)) or np.any(ages_yr <= 0):
         raise ValueError(f"ages must be positive and finite (yr or a time Quantity); got {ages!r}")
     system = _system(system)
     z = _check_redshift(redshift)
     w, lum, meta = _split_input(spectra)
     if not (lum.unit.is_equivalent(_LUM_LAM) or lum.unit.is_equivalent(_LUM_NU)):
-        raise ValueError(f"SSP spectra must be luminosity densities (L_sun / A per M_sun formed), got {lum.unit}")
+        raise ValueError("SSP spectra must be luminosity densities (L_sun / A per M_sun formed), got "
+                         f"{lum.unit}")
     if lum.shape[0] != ages_yr.size:
         raise ValueError(f"{ages_yr.size} age(s) for {lum.shape[0]} spectra; give one age per spectrum")
     named = resolve_filters(filters)
@@ -601,7 +607,8 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         age_universe = cosmology.age(z).to_value(u.yr)
         if np.any(ages_yr > age_universe):
             warnings.warn(f"{int((ages_yr > age_universe).sum())} age(s) exceed the age of the universe at "
-                          f"z={z:g} ({age_universe / 1e9:.3g} Gyr in {cosmology.name})", UserWarning, stacklevel=2)
+                          f"z={z:g} ({age_universe / 1e9:.3g} Gyr in {cosmology.name})", UserWarning,
+                          stacklevel=2)
         apparent = magnitudes((w * u.AA, lum), [bp for _, bp in named], system=system, redshift=z,
                               cosmology=cosmology, extrapolate=extrapolate)
         table.meta["luminosity_distance_Mpc"] = float(cosmology.luminosity_distance(z).to_value(u.Mpc))
@@ -613,7 +620,8 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
                                      unit=u.M_sun / u.L_sun, description=f"M*/L in {name}")
         if apparent is not None:
             table[f"m_{name}"] = Column(np.asarray(apparent[col]), unit=apparent[col].unit,
-                                        description=f"apparent {system} magnitude at z={z:g} per M_sun formed")
+                                        description=f"apparent {system} magnitude at z={z:g} "
+                                                    "per M_sun formed")
     table.meta.update({"system": system, "redshift": z, "mass_for_ML": mass_key,
                        "M_sun": msun,
                        "M_sun_source": "CALSPEC sun_reference_stis_001 at 10 pc", "Mbol_sun": MBOL_SUN})
@@ -649,11 +657,13 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
                            extrapolate=extrapolate)
     if get("missing_fraction") is not None:
         table["missing_fraction"] = Column(np.asarray(get("missing_fraction"), float)[0],
-                                           description="fraction of L_bol from isochrone points outside coverage")
-    table.meta["mass_for_ML"] = ("mass_stars: surviving stellar mass per M_sun formed (ssp_grid)" if mstar is not None
-                                 else table.meta["mass_for_ML"])
+                                           description="fraction of L_bol from isochrone points outside "
+                                                       "coverage")
+    table.meta["mass_for_ML"] = ("mass_stars: surviving stellar mass per M_sun formed (ssp_grid)"
+                                 if mstar is not None else table.meta["mass_for_ML"])
     table.meta.update({"Z": float(Z), "imf": str(imf), "isochrones": str(isochrones),
-                       "generator": getattr(generator, "name", "default") if generator is not None else "default"})
+                       "generator": (getattr(generator, "name", "default") if generator is not None
+                                     else "default")})
     return table
 
 
@@ -664,7 +674,8 @@ _AGE_UNITS = {"yr": 1.0, "kyr": 1e3, "myr": 1e6, "gyr": 1e9}
 
 
 def parse_ages(text, n_ages=20):
-    """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; unit yr/kyr/Myr/Gyr (default Gyr)."""
+    """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; unit yr/kyr/Myr/Gyr (default
+    Gyr)."""
     s = str(text).strip().replace(" ", "")
     m = re.fullmatch(r"(.*?)([a-zA-Z]+)?", s)
     body, unit = m.group(1), (m.group(2) or "Gyr").lower()
@@ -782,19 +793,23 @@ def add_cli(subparsers):
     p.add_argument("--filters", required=True,
                    help="comma-separated speclite/sedpy names or files, e.g. sdss2010-g,sdss2010-r")
     p.add_argument("--ages", default="0.01-12.5Gyr",
-                   help="'lo-hi<unit>' (log-spaced) or comma list, e.g. 0.1,1,10Gyr; must lie inside the isochrone "
-                        "grid (PARSEC: 0.316 Myr - 12.6 Gyr). Default 0.01-12.5Gyr")
+                   help="'lo-hi<unit>' (log-spaced) or comma list, e.g. 0.1,1,10Gyr; must lie inside the "
+                        "isochrone grid (PARSEC: 0.316 Myr - 12.6 Gyr). Default 0.01-12.5Gyr")
     p.add_argument("--n-ages", type=int, default=20, help="number of ages for a 'lo-hi' range (default 20)")
     p.add_argument("--system", default="AB", choices=list(SYSTEMS), help="magnitude system (default AB)")
-    p.add_argument("--redshift", type=float, default=0.0, help="observed-frame magnitudes at this z (Planck18)")
+    p.add_argument("--redshift", type=float, default=0.0,
+                   help="observed-frame magnitudes at this z (Planck18)")
     p.add_argument("--imf", default="kroupa", help="IMF name passed to ssp_grid (default kroupa)")
-    p.add_argument("--isochrones", default="parsec", help="isochrone family passed to ssp_grid (default parsec)")
-    p.add_argument("--model", default=None, help="model directory, or 'blackbody' (default: the shipped default model)")
+    p.add_argument("--isochrones", default="parsec",
+                   help="isochrone family passed to ssp_grid (default parsec)")
+    p.add_argument("--model", default=None,
+                   help="model directory, or 'blackbody' (default: the shipped default model)")
     p.add_argument("--extrapolate", action="store_true",
                    help="treat the spectrum as zero where a filter reaches beyond it (default: error)")
     p.add_argument("--out", default=None, help="write the table; format from the extension: "
                    + ", ".join(f"{k} ({v})" for k, v in TABLE_FORMATS.items()))
-    p.add_argument("--plot", default=None, help="save a magnitude / colour vs log age plot (e.g. colours.png)")
+    p.add_argument("--plot", default=None,
+                   help="save a magnitude / colour vs log age plot (e.g. colours.png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cli_mags)
     return p

@@ -512,7 +512,8 @@ def _cmd_ssp(args):
     print(f"  log Lbol = {m['log_lbol']:.4f} Lsun/Msun   log M = {m['log_mass']:.4f} "
           f"(stars {m['mass_stars']:.4f} + remnants {m['mass_remnants']:.4f} Msun per Msun formed)")
     print(f"  {m['n_points']} isochrone points; Lbol fraction from stars outside coverage "
-          f"{m['outside_fraction']:.3g} (outside={m['outside']}), without a spectrum {m['missing_fraction']:.3g}")
+          f"{m['outside_fraction']:.3g} (outside={m['outside']}), "
+          f"without a spectrum {m['missing_fraction']:.3g}")
     top = sorted(m["phase_luminosity"].items(), key=lambda kv: -kv[1])[:4]
     print("  Lbol by phase: " + ", ".join(f"{k} {v / m['lbol']:.1%}" for k, v in top))
     if "out" in outputs:
@@ -537,7 +538,8 @@ def _cmd_ssp_grid(args):
     gen = _generator_from_arg(args.generator, args.device)
     ages = None if args.ages is None else 10.0 ** np.array([parse_age(a) for a in args.ages])
     grid = ssp_grid(ages, args.Z, imf=args.imf, isochrones=args.isochrones, generator=gen,
-                    special_phases=args.special_phases, outside=args.outside, progress=True, device=args.device)
+                    special_phases=args.special_phases, outside=args.outside, progress=True,
+                    device=args.device)
     with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
         save_ssp_grid(grid, tmp)
     print(f"wrote {args.out}: {grid.ssp_flux.shape[0]} Z x {grid.ssp_flux.shape[1]} ages x "

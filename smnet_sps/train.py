@@ -506,7 +506,8 @@ def _cli(args):
     _check_model_dir(args)
     cfg = train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
                 epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads, patience=args.patience,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                patience=args.patience,
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
                 uv_weight=args.uv_weight, lr_final=args.lr_final)

@@ -102,8 +102,8 @@ def test_generator_mixed_batch_regression(gen):
     """Issue 12: one batch mixing a normal point with log g = 1e200 crashed with an IndexError in the coverage
     check; Teff = 1e20 K gave inf, 1e-300 K all zeros, True was taken as 1 K, a log g Quantity in cm/s^2
     was used as a log g."""
-    for args in ([[5777, 5777], [4.44, 1e200], 0.0], [1e20, 4.44, 0.0], [1e-300, 4.44, 0.0], [True, 4.44, 0.0],
-                 [None, 4.44, 0.0]):
+    for args in ([[5777, 5777], [4.44, 1e200], 0.0], [1e20, 4.44, 0.0], [1e-300, 4.44, 0.0],
+                 [True, 4.44, 0.0], [None, 4.44, 0.0]):
         out = _call(gen.surface_flux, *args)
         if out is not None:
             _check_flux(out[0])

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_SUFFIXES = {".npz", ".npy", ".pt", ".fits", ".json", ".h5", ".dat", ".gz", ".txt", ".ls", ".spec", ".teff"}
+DATA_SUFFIXES = {".npz", ".npy", ".pt", ".fits", ".json", ".h5", ".dat", ".gz", ".txt", ".ls", ".spec",
+                 ".teff"}
 
 
 def _run_isolated(code, cwd):

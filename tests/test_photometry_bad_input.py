@@ -53,7 +53,8 @@ def test_extreme_but_valid_flux_gives_finite_exact_magnitudes(scale):
             ref = _mag(F * FLAM_UNIT, ["sdss2010-g", "sdss2010-r"], system=system)
             got = _mag(F * scale * FLAM_UNIT, ["sdss2010-g", "sdss2010-r"], system=system)
             assert np.isfinite(got).all()
-            np.testing.assert_allclose(got, ref - 2.5 * np.log10(scale), atol=1e-6 if scale > 1e-300 else 1e-3)
+            np.testing.assert_allclose(got, ref - 2.5 * np.log10(scale),
+                                       atol=1e-6 if scale > 1e-300 else 1e-3)
 
 
 @pytest.mark.parametrize("filters", [None, 3, 1.5, True, b"sdss2010-r", {"a": 1}, [], "", "nonexistent-x",
@@ -63,7 +64,8 @@ def test_bad_filters_are_named_errors(filters):
         _mag(F * FLAM_UNIT, filters)
 
 
-@pytest.mark.parametrize("wave", [W * u.K, W * u.s, W, np.r_[W[:-1], np.inf] * u.AA, W[::-1].copy() * u.AA * 0])
+@pytest.mark.parametrize("wave", [W * u.K, W * u.s, W, np.r_[W[:-1], np.inf] * u.AA,
+                                  W[::-1].copy() * u.AA * 0])
 def test_bad_wavelengths_are_named_errors(wave):
     with pytest.raises(ValueError):
         magnitudes((wave, F * FLAM_UNIT), "sdss2010-r")

@@ -63,6 +63,7 @@ def test_no_library_code_chooses_a_backend():
 def test_cli_plot_writes_a_png(tmp_path):
     from smnet_sps.cli import main
     png = tmp_path / "c.png"
-    assert main(["ssp", "--age", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--plot", str(png)]) == 0
+    assert main(["ssp", "--age", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--plot",
+                 str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(png.stat().st_size)
