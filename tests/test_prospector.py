@@ -56,7 +56,8 @@ def test_specmodel_parametric_sfh_with_dust(kind, default_generator):
     direct = np.interp(outwave, obs_wave, maggies)
     assert np.all(np.isfinite(spec)) and np.all(spec > 0)
     assert np.median(spec / direct) == pytest.approx(1.0, abs=1e-3)
-    binned = (lambda x: x.reshape(10, 60).mean(axis=1))
+    def binned(x):
+        return x.reshape(10, 60).mean(axis=1)
     assert np.allclose(binned(spec), binned(direct), rtol=3e-3, atol=0)
     # photometry: prospector's = sedpy's integral of the direct spectrum (same integrator: exact) ...
     flam = maggies * 3631e-23 * 2.99792458e18 / obs_wave ** 2              # erg/s/cm^2/A
