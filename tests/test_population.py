@@ -58,6 +58,17 @@ def test_sfh0_equals_ssp_spectrum_and_units(sp, blackbody):
     assert s.flux.unit == u.L_sun / u.AA and s.meta["formed_mass"] == 1.0
 
 
+def test_stellar_mass_and_log_lbol_equal_real_fsps(fixtures_dir, blackbody):
+    """FSPS's SSP.out (Padova 2007, Z = 0.019, Kroupa): stellar_mass and log_lbol at every tabulated age."""
+    ref = np.loadtxt(fixtures_dir / "references" / "fsps_SSP.out.mags_padova2007_Zsun_kroupa_mass_lbol.txt")
+    sp = StellarPopulation(zcontinuous=0, zmet=20, imf_type=2, sfh=0, generator=blackbody)
+    assert sp.zlegend[19] == 0.019
+    sp.get_spectrum(tage=0)
+    rows = [np.flatnonzero(np.abs(ref[:, 0] - la) < 1e-6)[0] for la in sp.ssp_ages]
+    assert np.max(np.abs(np.log10(sp.stellar_mass) - ref[rows, 1])) < 1e-3
+    assert np.max(np.abs(sp.log_lbol - ref[rows, 2])) < 1e-3
+
+
 def test_tage_zero_gives_every_ssp_age(sp):
     sp.params["sfh"] = 0
     sp.params["logzsol"] = 0.0
