@@ -190,7 +190,7 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None):
     dln = velscale / C_KMS
     ln_out = np.arange(np.log(lo), np.log(hi), dln)
     lam_out = np.exp(ln_out)
-    fwhm_in = np.broadcast_to(np.asarray(fwhm, float), wave.shape) if np.ndim(fwhm) else np.full(wave.shape, float(fwhm))
+    fwhm_in = np.broadcast_to(np.asarray(fwhm, float), wave.shape)
     if not np.all(np.isfinite(fwhm_in)):
         raise ValueError("fwhm must be finite [Angstrom]")
     used = (wave >= lo - native) & (wave <= hi + native)
