@@ -79,3 +79,10 @@ def test_arrays_without_extras_still_write(tmp_path, grid):
                           ssp_flux=grid.ssp_flux)
     a = np.load(pb.write_sps_lib(tmp_path / "p.npz", plain))
     assert np.allclose(a["fwhm"], grid_lsf_fwhm(grid.ssp_wave)) and np.isnan(a["outside_fraction"]).all()
+
+
+def test_pystellibs_states_lsf_and_medium(default_generator):
+    from smnet_sps.plugins.pystellibs_backend import SMNetStellib
+    lib = SMNetStellib(default_generator)
+    assert lib.wavelength_medium == "vacuum" and lib.lsf_shape == "box"
+    assert np.allclose(lib.lsf_fwhm.to_value("AA"), grid_lsf_fwhm(lib.wavelength.to_value("AA")))
