@@ -18,7 +18,6 @@ benchmarks/galaxy_fits.png (also docs/galaxy_fits.png).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from importlib import resources
@@ -230,7 +229,8 @@ def plot_fits(results):
         ax.plot(s["lam"], s["bestfit"], "C3", lw=0.8,
                 label=f"smnet-sps: V={s['V']:.0f}, sigma={s['sigma']:.0f} km/s, rms {100 * s['rms']:.2f}%")
         ax.plot(b["lam"], b["bestfit"], "C0", lw=0.8, ls="--",
-                label=f"BC03 (same pixels): V={b['V']:.0f}, sigma={b['sigma']:.0f} km/s, rms {100 * b['rms']:.2f}%")
+                label=f"BC03 (same pixels): V={b['V']:.0f}, sigma={b['sigma']:.0f} km/s, "
+                      f"rms {100 * b['rms']:.2f}%")
         ax.legend(fontsize=7, loc="lower right")
         ax.set_ylabel("normalised flux")
         good = np.zeros(s["lam"].size, bool)

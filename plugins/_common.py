@@ -166,7 +166,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if outside is not None:
         outside = np.asarray(outside, float)
         if outside.shape != expected[:2]:
-            raise ValueError(f"outside_fraction must have shape (n_met, n_age) = {expected[:2]}; got {outside.shape}")
+            raise ValueError(f"outside_fraction must have shape (n_met, n_age) = {expected[:2]}; "
+                             f"got {outside.shape}")
         if not np.isfinite(outside).all() or (outside < 0).any() or (outside > 1 + 1e-9).any():
             raise ValueError("outside_fraction must be finite and in [0, 1] (share of L_bol)")
     return SSPArrays(lgmet, lgage, wave, flux, mass, merged, outside)

@@ -214,7 +214,8 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None):
         lam_range = (wave[3], wave[-4])
     lo, hi = (float(v) for v in lam_range)
     if not (wave[0] <= lo < hi <= wave[-1]):
-        raise ValueError(f"lam_range must satisfy {wave[0]:g} <= min < max <= {wave[-1]:g} Angstrom; got {lam_range}")
+        raise ValueError(f"lam_range must satisfy {wave[0]:g} <= min < max <= {wave[-1]:g} Angstrom; "
+                         f"got {lam_range}")
     dln = velscale / C_KMS
     ln_out = np.arange(np.log(lo), np.log(hi), dln)
     lam_out = np.exp(ln_out)

@@ -106,7 +106,8 @@ def test_grid_file_records_vacuum_and_converts_an_air_library(fixtures_dir, tmp_
     gridmod.save_grid(g, tmp_path / "g.h5")
     back = gridmod.load_grid(tmp_path / "g.h5")
     assert back.attrs["wavelength_medium"] == "vacuum" and "Morton" in back.attrs["medium_conversion"]
-    assert back.attrs["lsf_shape"] == "box" and np.allclose(back.attrs["lsf_fwhm"], lsf.grid_lsf_fwhm(g.wavelength))
+    assert back.attrs["lsf_shape"] == "box"
+    assert np.allclose(back.attrs["lsf_fwhm"], lsf.grid_lsf_fwhm(g.wavelength))
     assert back.libraries["cm87"]["native_medium"] == "vacuum"
     # the same library declared in air is shifted to vacuum before resampling
     monkeypatch.setitem(LIBRARIES, "cm87", dataclasses.replace(LIBRARIES["cm87"], medium="air"))

@@ -44,7 +44,7 @@ def test_dsps_file(tmp_path, grid):
         assert np.allclose(f["ssp_wave"][()], vacuum_to_air(grid.ssp_wave))
         assert np.allclose(f["lsf_fwhm"][()], grid_lsf_fwhm(grid.ssp_wave), rtol=1e-3)
         assert np.allclose(f["outside_fraction"][()], grid.outside_fraction)
-    dsps = pytest.importorskip("dsps")
+    pytest.importorskip("dsps")
     data = db.load_ssp_templates(path)
     assert data.ssp_flux.shape == grid.ssp_flux.shape
 
