@@ -45,6 +45,10 @@ class SMNetStellib:
     """
 
     wavelength_unit = "AA"
+    #: smnet-sps works in vacuum wavelengths (pystellibs itself does not state a medium)
+    wavelength_medium = "vacuum"
+    #: line-spread function of the generator's grid: a box one pixel wide (``lsf_fwhm`` per pixel, smnet_sps.lsf)
+    lsf_shape = "box"
 
     def __init__(self, generator=None, *, zsun=0.02, node_step=(0.02, 0.25), batch_size=8192):
         if generator is None:
@@ -81,6 +85,12 @@ class SMNetStellib:
     def wavelength(self):
         """Wavelengths [Angstrom] as an astropy Quantity (pystellibs returns a unit-carrying array too)."""
         return self._wavelength.copy() * u.AA
+
+    @property
+    def lsf_fwhm(self):
+        """Line-spread FWHM [Angstrom] per wavelength: the pixel width (box LSF of the binned grid)."""
+        from smnet_sps.lsf import grid_lsf_fwhm
+        return grid_lsf_fwhm(self._wavelength) * u.AA
 
     @property
     def flux_units(self):

@@ -23,6 +23,8 @@ from astropy import units as u
 
 from .constants import FLAM_UNIT, PACKAGE_DATA, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
+from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
+from .medium import air_to_vacuum, check_medium
 from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, default_wavelength, resample
 
 __all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "save_grid", "load_grid", "grid_info",
@@ -133,10 +135,37 @@ def _on_grid_ratio(wave, flux, mask, teff):
     return np.nansum(np.where(mask, flux, 0.0) * width, axis=1) / (SIGMA_SB * teff ** 4)
 
 
-def _to_common(lib, wave):
-    """Resample every block of a LibrarySpectra onto ``wave``: (flux (n, n_wave), mask (n, n_wave))."""
-    fluxes, masks = [], []
+#: the one wavelength medium of the union grid and of everything the package returns
+GRID_MEDIUM = "vacuum"
+MEDIUM_CONVERSION = ("air -> vacuum with smnet_sps.medium.air_to_vacuum (Morton 2000 / Ciddor 1996) before "
+                     "resampling; no default library needed it (all are vacuum, see each reader's MEDIUM_NOTE)")
+
+
+def _to_vacuum(lib, medium):
+    """The library's wavelength blocks in vacuum: converted from air (Morton 2000 / Ciddor 1996) if needed.
+
+    The flux density per Angstrom is rescaled by d(lambda_air)/d(lambda_vac) (~1 - 3e-6) so that the integral
+    is kept; this is far below any library's accuracy but keeps the conversion exactly flux conserving.
+    """
+    check_medium(medium)
+    if medium == GRID_MEDIUM:
+        return lib.wavelengths, lib.fluxes
+    waves, fluxes = [], []
     for w, f in zip(lib.wavelengths, lib.fluxes):
+        vac = air_to_vacuum(w)
+        jac = np.gradient(w) / np.gradient(vac)
+        waves.append(vac)
+        fluxes.append(np.asarray(f) * jac)
+    return waves, fluxes
+
+
+def _to_common(lib, wave, medium="vacuum"):
+    """Resample every block of a LibrarySpectra onto ``wave``: (flux (n, n_wave), mask (n, n_wave)).
+
+    A library tabulated in air (``medium="air"``) is converted to vacuum first.
+    """
+    fluxes, masks = [], []
+    for w, f in zip(*_to_vacuum(lib, medium)):
         if w.size == wave.size and np.array_equal(w, wave):
             out, m = np.array(f, float), np.ones(wave.size, bool)    # already on the grid: no resampling
         else:
@@ -149,7 +178,7 @@ def _to_common(lib, wave):
 _PHYSICAL = {"ck04", "nextgen", "basel22"}   # stored in physical units: the sigma Teff^4 check is a test
 
 
-def _library_record(lib, flux, mask, wave):
+def _library_record(lib, flux, mask, wave, medium="vacuum", medium_note=""):
     """The per-library metadata dict stored in the grid file."""
     native = _deviation_stats(lib.raw_ratio)
     native["basis"] = ("integral of the converted native F_lambda over its tabulated range / sigma Teff^4"
@@ -159,6 +188,8 @@ def _library_record(lib, flux, mask, wave):
     on_grid = _deviation_stats(_on_grid_ratio(wave, flux, mask, lib.teff))
     return {"citation": lib.citation, "folder": lib.folder, "convention": lib.convention,
             "n_spectra": int(len(lib)), "n_dropped": int(lib.n_dropped),
+            "native_medium": medium, "medium_note": medium_note,
+            "medium_conversion": ("none (native vacuum)" if medium == GRID_MEDIUM else MEDIUM_CONVERSION),
             "physical_units": lib.name in _PHYSICAL,
             "bolometric_deviation": native, "bolometric_deviation_on_grid": on_grid,
             "teff_range": [float(lib.teff.min()), float(lib.teff.max())],
@@ -237,12 +268,13 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
                 skipped[name] = f"{type(exc).__name__}: {exc}"
                 log(f"!!! SKIPPED library {name}: {exc}")
                 continue
-            flux, mask = _to_common(lib, wave)
+            entry = LIBRARIES[name]
+            flux, mask = _to_common(lib, wave, entry.medium)
             for path in lib.files:
                 rel = str(Path(path).resolve().relative_to(root.resolve()))
                 if rel not in prov:
                     prov[rel] = file_sha256(path)
-            rec = _library_record(lib, flux, mask, wave)
+            rec = _library_record(lib, flux, mask, wave, entry.medium, entry.medium_note)
             records[name] = rec
             dev, dgrid = rec["bolometric_deviation"], rec["bolometric_deviation_on_grid"]
             log(f"{name:20s} {len(lib):5d} spectra"
@@ -253,6 +285,7 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
                 + f", on grid median {dgrid['median']:+.4f} max|{dgrid['max_abs']:.4f}|")
             if LIBRARIES[name].kind == "phase":
                 meta = {"citation": lib.citation, "kind": name, "convention": lib.convention,
+                        "native_medium": entry.medium, "wavelength_medium": GRID_MEDIUM,
                         "source_file": sorted(set(lib.source_file))}
                 meta.update({k: np.asarray(v) for k, v in lib.extra.items()})
                 phases[name] = PhaseLibrary(lib.teff, lib.logz, flux.astype(np.float32),
@@ -287,7 +320,8 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
     elapsed = time.perf_counter() - t0
     attrs = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
              "build_seconds": round(elapsed, 1), "library_dir": str(root.resolve()),
-             "notes": DEFAULT_NOTE, "skipped_libraries": skipped}
+             "notes": DEFAULT_NOTE, "skipped_libraries": skipped,
+             "wavelength_medium": GRID_MEDIUM, "medium_conversion": MEDIUM_CONVERSION}
     grid = UnionGrid(wave, cat["teff"], cat["logg"], cat["logz"], cat["library_id"], union_names, cat["flux"],
                      cat["mask"], cat["source_file"], records,
                      [f"{k} {v}" for k, v in sorted(prov.items())], phases, attrs)
@@ -326,6 +360,11 @@ def save_grid(grid, path):
                 if k not in ("format", "format_version"):
                     f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
             f.attrs.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat())
+            f.attrs["wavelength_medium"] = GRID_MEDIUM
+            f.attrs["medium_conversion"] = MEDIUM_CONVERSION
+            f.attrs["lsf_shape"] = LSF_SHAPE
+            f.attrs["lsf_doc"] = LSF_DOC
+            f.attrs["lsf_fwhm"] = grid_lsf_fwhm(np.asarray(grid.wavelength, float))
             f.attrs["bolometric_deviation"] = json.dumps(
                 {k: v["bolometric_deviation"] for k, v in grid.libraries.items()})
             f.create_dataset("wavelength", data=np.asarray(grid.wavelength, float))
@@ -402,6 +441,8 @@ def load_grid(path):
                 phases[name] = PhaseLibrary(pg["teff"][()], pg["logz"][()], pg["flux"][()], pg["mask"][()],
                                             meta)
             attrs = {k: v for k, v in f.attrs.items()}
+            # files written before the medium was recorded were built from the same (all-vacuum) libraries
+            attrs.setdefault("wavelength_medium", GRID_MEDIUM)
             grid = UnionGrid(f["wavelength"][()], f["teff"][()], f["logg"][()], f["logz"][()],
                              f["library_id"][()], names, f["flux"][()], f["mask"][()],
                              np.array(f["source_file"].asstr()[()], dtype=object), libraries,

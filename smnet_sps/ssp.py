@@ -33,6 +33,7 @@ OUTSIDE_STATUSES = [STATUS[k] for k in ("blackbody", "extrapolated", "missing")]
 from .constants import SSP_UNIT
 from .imf import get_imf, imf_weights, remnant_mass, tpagb_factor
 from .isochrones import PHASE_NAMES, load_isochrones
+from .lsf import lsf_meta
 
 __all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "get_backend", "parse_age", "save_ssp_grid", "add_cli"]
 
@@ -297,6 +298,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
                               for iz, wz, ages in plan for ia, wa in ages],
         "luminosity_correction": tab["correction"],
     }
+    meta.update(lsf_meta(backend.wavelength))          # vacuum wavelengths; box LSF FWHM per pixel [A]
     if by_phase:
         meta["phase_flux"] = {PHASE_NAMES[p]: res["phase_flux"][i] for i, p in enumerate(_PHASES)
                               if res["phase_lum"][i] > 0}
@@ -311,7 +313,9 @@ class SSPGrid(NamedTuple):
     ssp_wave : (n_wave,) [Angstrom]
     ssp_flux : (n_met, n_age, n_wave) [L_sun / A per M_sun formed]
     log_lbol, log_mass, mass_stars, mass_remnants, missing_fraction : (n_met, n_age)
-    attrs : dict of units and provenance
+    attrs : dict of units and provenance; also ``wavelength_medium`` ("vacuum"), ``lsf_shape`` ("box") and
+        ``lsf_fwhm`` (list, n_wave) [A], the line-spread FWHM per pixel (:mod:`smnet_sps.lsf`)
+    outside_fraction : (n_met, n_age) share of L_bol from stars outside the generator's coverage
     """
 
     ssp_lgmet: np.ndarray
@@ -372,6 +376,9 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
              "imf": imf_obj.name, "special_phases": backend.special_phases, "outside": backend.outside,
              "n_points": int(tab["n_points"].sum()), "seconds": time.perf_counter() - t0,
              "citation": iso.citation, "luminosity_correction": tab["correction"]}
+    # medium and LSF (a list, so that the attrs stay JSON/HDF5 friendly)
+    attrs.update({k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                  for k, v in lsf_meta(backend.wavelength).items()})
     return SSPGrid(np.log10(Zs), log_ages - 9.0, backend.wavelength.copy(), flux, np.log10(lbol),
                    np.log10(mst + mrem), mst, mrem, miss, attrs, outf)
 
@@ -414,6 +421,9 @@ def _write_fits(spec, path):
     from astropy.table import Table
 
     t = Table([spec.spectral_axis.to_value(u.AA), spec.flux.value], names=("WAVELENGTH", "FLUX"))
+    if "lsf_fwhm" in spec.meta:
+        t["LSF_FWHM"] = np.asarray(spec.meta["lsf_fwhm"], float)
+        t["LSF_FWHM"].unit = "Angstrom"
     t["WAVELENGTH"].unit = "Angstrom"
     t["FLUX"].unit = "solLum / (Angstrom solMass)"
     hdu = fits.table_to_hdu(t)
@@ -434,6 +444,8 @@ def _write_fits(spec, path):
              ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),
              ("SPECIAL", m["special_phases"], "treatment of TP-AGB / WR stars"),
              ("OUTSIDE", m["outside"], "rule for stars outside coverage"),
+             ("MEDIUM", m.get("wavelength_medium", "vacuum"), "wavelength medium of WAVELENGTH"),
+             ("LSFSHAPE", m.get("lsf_shape", "box"), "line-spread function shape (column LSF_FWHM)"),
              ("BUNIT", "Lsun/Angstrom/Msun", "FLUX per solar mass formed")]
     for key, val, comment in cards:
         h[key] = (val, comment)

@@ -17,6 +17,9 @@ FOLDER = "pegase_cm87_hotstars"
 CITATION = "Clegg & Middlemass 1987, MNRAS 228, 759; via PEGASE (Fioc & Rocca-Volmerange 1997)"
 CONVENTION = ("unit bolometric flux x sigma Teff^4; [M/H] = 0 assumed (composition not stated); "
               "Teff = 10**logT rounded to 1000 K")
+#: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
+MEDIUM = "vacuum"
+MEDIUM_NOTE = ("PEGASE tabulates stellibCM on the BaSeL/Kurucz 1,221-point c/nu grid (vacuum)")
 FILENAME = "stellibCM.dat"
 
 

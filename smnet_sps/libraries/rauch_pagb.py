@@ -37,6 +37,10 @@ CITATION = "Rauch 2003, A&A 403, 709 (H-Ni NLTE post-AGB models); via FSPS (Conr
 CONVENTION = ("f_nu with unit integral -> F_lambda = f_nu c/lambda^2, rescaled to integral sigma Teff^4 over "
               "10 A - 1 cm; all 15 Teff columns (FSPS uses the first 14); no log g (phase library); "
               "[M/H] = 0 for 'solar', -1 for 'halo' (assumed); repeated wavelengths averaged")
+#: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
+MEDIUM = "vacuum"
+MEDIUM_NOTE = ("TMAP NLTE model fluxes (f_nu) computed on a frequency grid; FSPS lists them at lambda = c/nu (v"
+               "acuum)")
 #: number of Teff columns FSPS reads (``ndim_pagb`` in sps_vars.f90); the 15th (190 kK) column is unused
 N_FSPS = 14
 #: abundance set -> [M/H] (halo = -1 is an assumption)
