@@ -75,8 +75,9 @@ _FIXED = {
     "add_xrb_emission": (0, "X-ray binary emission is not modelled"),
     "compute_light_ages": (False, "light-weighted ages are not computed"),
     "smooth_lsf": (False, "line-spread-function smoothing is not available"),
-    "sigma_smooth": (0.0, "velocity smoothing is not available (smooth the returned spectrum yourself; "
-                          "prospector does this itself when sigma_smooth is a reserved parameter)"),
+    "sigma_smooth": (0.0, "velocity smoothing is not available: the model's pixels are 10-20 A (~1,000 km/s "
+                          "in the optical, see smnet_sps.lsf); smooth the returned spectrum yourself "
+                          "(prospector does, with sigma_smooth as a reserved parameter)"),
     "fagn": (0.0, "AGN emission is not modelled"),
     "dust_clumps": (-99.0, "clumpy dust is not supported (FSPS no longer supports it either)"),
     "afe": (0.0, "alpha enhancement is not available"),
