@@ -831,12 +831,14 @@ class _CliClient:
         return False
 
 
-def cli_ssp_grid(args):
-    """``smnet-sps ssp-grid ... --workers N | --scheduler ADDR``: one grid as Dask tasks, then .h5/.npz."""
+def cli_ssp_grid(args, out):
+    """``smnet-sps ssp-grid ... --workers N | --scheduler ADDR``: one grid as Dask tasks, then .h5/.npz.
+
+    ``out`` is the output path the command has already checked (extension, ``--overwrite``).
+    """
+    from .output_files import atomic_output
     from .ssp import parse_age, save_ssp_grid
-    out = Path(args.out)
-    if out.suffix not in (".h5", ".hdf5", ".npz"):
-        raise ValueError(f"unknown output format {out.suffix!r}; use .h5, .hdf5 or .npz")
+    out = Path(out)
     ages = None if not args.ages else 10.0 ** np.array([float(parse_age(a)) for a in args.ages])
     spec = None if args.generator in (None, "default") else args.generator
     cfg = SSPConfig(args.isochrones, args.imf, spec, ages, args.Z, args.special_phases, args.outside)
@@ -845,7 +847,8 @@ def cli_ssp_grid(args):
         run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
                         device=args.device, progress=True)
     grid = load_ssp_store(run.stores[0])
-    save_ssp_grid(grid, out)
+    with atomic_output(out, overwrite=getattr(args, "overwrite", False)) as tmp:
+        save_ssp_grid(grid, tmp)
     n_z, n_age, n_wave = grid.ssp_flux.shape
     print(f"wrote {out}: {n_z} Z x {n_age} ages x {n_wave} wavelengths; "
           f"{run.n_computed} block(s) computed, {run.n_skipped} already in {run.stores[0]} "

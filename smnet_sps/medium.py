@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
-__all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "convert_medium", "check_medium"]
+__all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "convert_medium", "check_medium",
+           "convert_spectrum_medium", "to_medium"]
 
 MEDIA = ("vacuum", "air")
 AIR_CUTOFF_AA = 2000.0   # below this, wavelengths are vacuum by convention
@@ -60,3 +61,63 @@ def convert_medium(wavelength, from_medium, to_medium):
     if from_medium == to_medium:
         return wavelength
     return vacuum_to_air(wavelength) if to_medium == "air" else air_to_vacuum(wavelength)
+
+
+def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium):
+    """Wavelengths and F_lambda-type flux densities (per Angstrom, last axis) in another medium.
+
+    The flux density is multiplied by d(lambda_from)/d(lambda_to) (1 +- 3e-6) so that integrals are kept.
+    Returns ``(wavelength, flux_density)``; a no-op when the media are equal.
+    """
+    check_medium(from_medium)
+    check_medium(to_medium)
+    if from_medium == to_medium:
+        return wavelength, flux_density
+    lam, is_quantity = _as_angstrom(wavelength)
+    new = np.asarray(convert_medium(lam, from_medium, to_medium), float)
+    jac = np.gradient(lam) / np.gradient(new) if lam.size > 1 else np.ones_like(lam)
+    flux = flux_density * jac
+    return (new * u.AA if is_quantity else new), flux
+
+
+def to_medium(obj, medium="air"):
+    """Return a copy of a package output with its wavelengths in ``medium`` ("vacuum" or "air").
+
+    Everything smnet-sps returns is in vacuum (``meta["wavelength_medium"]`` / ``attrs["wavelength_medium"]``
+    say so). This helper converts, with Morton (2000) / Ciddor (1996), a
+
+    * ``specutils.Spectrum`` (``Generator.spectra`` or ``ssp_spectrum`` output): spectral axis, flux density
+      per Angstrom, and ``meta`` (``wavelength_medium``, ``lsf_fwhm`` scaled with the axis);
+    * :class:`smnet_sps.ssp.SSPGrid` (or any NamedTuple with ``ssp_wave``, ``ssp_flux``, ``attrs``).
+
+    Parameters
+    ----------
+    obj : specutils.Spectrum or SSPGrid
+    medium : "air" or "vacuum"
+
+    Raises
+    ------
+    ValueError
+        Unknown medium, or an object that is neither of the above.
+    """
+    check_medium(medium)
+    if hasattr(obj, "spectral_axis"):
+        from specutils import Spectrum
+        meta = dict(obj.meta)
+        current = meta.get("wavelength_medium", "vacuum")
+        lam = obj.spectral_axis.to_value(u.AA)
+        new_lam, flux = convert_spectrum_medium(lam, obj.flux, current, medium)
+        if "lsf_fwhm" in meta and current != medium:
+            meta["lsf_fwhm"] = np.asarray(meta["lsf_fwhm"], float) * (np.asarray(new_lam) / lam)
+        meta["wavelength_medium"] = medium
+        return Spectrum(flux=flux, spectral_axis=np.asarray(new_lam) * u.AA, meta=meta)
+    if hasattr(obj, "ssp_wave") and hasattr(obj, "_replace"):
+        attrs = dict(getattr(obj, "attrs", {}) or {})
+        current = attrs.get("wavelength_medium", "vacuum")
+        new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
+                                                current, medium)
+        if "lsf_fwhm" in attrs and current != medium:
+            attrs["lsf_fwhm"] = list(np.asarray(attrs["lsf_fwhm"], float) * (new_lam / np.asarray(obj.ssp_wave)))
+        attrs["wavelength_medium"] = medium
+        return obj._replace(ssp_wave=new_lam, ssp_flux=flux, attrs=attrs)
+    raise ValueError(f"to_medium takes a specutils.Spectrum or an SSPGrid; got {type(obj).__name__}")

@@ -226,4 +226,5 @@ def test_cli_on_a_scheduler(client, tmp_path, stars, capsys):
     ref = ssp_grid([1e9, 5e9], [0.0152], generator=BlackbodyGenerator(), progress=False)
     with h5py.File(out) as f:
         np.testing.assert_allclose(f["ssp_flux"][:], ref.ssp_flux, rtol=1e-6)
-    assert main(["ssp-grid", "--out", str(out), "--scheduler", address, "--workers", "2"]) == 1
+    other = str(tmp_path / "other.h5")
+    assert main(["ssp-grid", "--out", other, "--scheduler", address, "--workers", "2"]) == 1
