@@ -26,15 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .medium import air_to_vacuum
 from .semi_empirical import (FORMAT, CorrectionNet, density_to_weight, file_sha256, kernel_density,
                              low_order_basis, wavelength_taper)
 
-__all__ = ["CalibrationSettings", "load_empirical_set", "bin_onto_pixels", "prepare", "fit_correction",
-           "stratified_folds", "cross_validate", "calibrate", "add_cli"]
+__all__ = ["CalibrationSettings", "CalibrationData", "prepare", "fit_correction", "write_correction",
+           "calibrate", "add_cli"]
 
-EMPIRICAL_FILE = "miles_v9.1_calibration_stars.npz"
-TEFF_CLASS_EDGES = (4000.0, 5500.0, 7000.0, 10000.0)
 
 
 @dataclass
@@ -60,48 +57,9 @@ class CalibrationSettings:
 
 
 # ---- data --------------------------------------------------------------------------------------------
-def load_empirical_set(path):
-    """The calibration stars: dict miles_id, teff, logg, logz (= [Fe/H]), wave_air (n_pix,) [A], flux, good.
-
-    ``path``: the directory holding ``miles_v9.1_calibration_stars.npz`` or that file.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / EMPIRICAL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"empirical set not found: {path} (expected a directory with {EMPIRICAL_FILE})")
-    with np.load(path) as z:
-        need = ("miles_id", "teff", "logg", "feh", "wave", "flux")
-        missing = [k for k in need if k not in z.files]
-        if missing:
-            raise ValueError(f"{path} lacks {missing}; an empirical set has {need}")
-        flux = np.asarray(z["flux"], float)
-        return {"miles_id": np.asarray(z["miles_id"], int), "teff": np.asarray(z["teff"], float),
-                "logg": np.asarray(z["logg"], float), "logz": np.asarray(z["feh"], float),
-                "wave_air": np.asarray(z["wave"], float), "flux": flux,
-                "good": np.isfinite(flux) & (flux != 0.0), "file": str(path), "sha256": file_sha256(path)}
-
-
 def _edges(w):
     m = 0.5 * (w[1:] + w[:-1])
     return np.concatenate([[w[0] - (m[0] - w[0])], m, [w[-1] + (w[-1] - m[-1])]])
-
-
-def bin_onto_pixels(wave, flux, good, edges):
-    """Flux-conserving mean of piecewise-constant pixels (centres ``wave``) over bins ``edges``.
-
-    Returns (mean (n, n_bins), covered fraction (n, n_bins)); masked (``good`` False) pixels do not count.
-    """
-    we = _edges(np.asarray(wave, float))
-    dw = np.diff(we)
-    flux = np.atleast_2d(flux)
-    good = np.atleast_2d(good)
-    cf = np.concatenate([np.zeros((len(flux), 1)), np.cumsum(np.where(good, flux, 0.0) * dw, 1)], 1)
-    cm = np.concatenate([np.zeros((len(flux), 1)), np.cumsum(np.where(good, dw, 0.0), 1)], 1)
-    F = np.diff(np.stack([np.interp(edges, we, r) for r in cf]), axis=1)
-    M = np.diff(np.stack([np.interp(edges, we, r) for r in cm]), axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return F / M, M / np.diff(edges)
 
 
 @dataclass
@@ -117,25 +75,35 @@ class CalibrationData:
 
 
 def prepare(stars, base, settings=None):
-    """Targets ln(F_obs / F_base) on the base model's pixels inside the observed range (see module doc)."""
+    """Targets ln(F_obs / F_base) on the base model's pixels inside the observed range (see module doc).
+
+    ``stars``: :class:`smnet_sps.empirical.EmpiricalStars` (vacuum wavelengths, NaN in gaps).
+    """
+    from .empirical import overlap_matrix
     st = settings or CalibrationSettings()
     wl = np.asarray(base.wavelength, float)
     e = _edges(wl)
-    wave_vac = air_to_vacuum(stars["wave_air"])
-    obs_lo, obs_hi = _edges(wave_vac)[[0, -1]]
-    pix = np.flatnonzero((e[:-1] >= obs_lo) & (e[1:] <= obs_hi) & (wl >= st.taper_lo) & (wl <= st.taper_hi))
+    obs_edges = _edges(np.asarray(stars.wavelength, float))
+    pix = np.flatnonzero((e[:-1] >= obs_edges[0]) & (e[1:] <= obs_edges[-1]) & (wl >= st.taper_lo)
+                         & (wl <= st.taper_hi))
     start, stop = int(pix[0]), int(pix[-1]) + 1
-    mean, cov = bin_onto_pixels(wave_vac, stars["flux"], stars["good"], e[start:stop + 1])
+    # flux-conserving mean of the observed pixels over each model pixel, and the fraction covered by good data
+    ov = overlap_matrix(obs_edges, e[start:stop + 1])
+    good = np.isfinite(stars.flux)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov_len = (ov @ good.T.astype(float)).T
+        mean = (ov @ np.where(good, stars.flux, 0.0).T).T / cov_len
+    cov = cov_len / np.diff(e[start:stop + 1])
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")       # a few stars lie outside the base model's coverage
-        fbase, _ = base.surface_flux(stars["teff"], stars["logg"], stars["logz"])
+        fbase, _ = base.surface_flux(stars.teff, stars.logg, stars.logz)
     fb = fbase[:, start:stop]
     mask = (cov >= st.min_coverage) & np.isfinite(mean) & (mean > 0) & (fb > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.where(mask, np.log(np.where(mask, mean, 1.0) / np.where(mask, fb, 1.0)), 0.0)
     w = wl[start:stop]
-    return CalibrationData(params=np.stack([np.log10(stars["teff"]), stars["logg"], stars["logz"]], 1),
+    return CalibrationData(params=np.stack([np.log10(stars.teff), stars.logg, stars.logz], 1),
                            y=y, mask=mask, start=start, stop=stop, wavelength=w,
                            taper=wavelength_taper(w, st.taper_lo, st.taper_hi, st.taper_width),
                            basis=low_order_basis(w, st.basis_order))
@@ -170,7 +138,7 @@ def fit_correction(data, rows, settings=None, seed=0):
     n_good = M.sum()
     for _ in range(st.steps):
         jitter = torch.randn(P.shape, generator=gen) * noise
-        r = (Y - net(P + jitter)) * M
+        r = (Y - net(P + jitter, shaped=False)) * M
         coef = torch.einsum("nkp,np->nk", H, r)
         rp = (r - coef @ A.T) * M
         loss = (d2 * (torch.sqrt(1.0 + rp ** 2 / d2) - 1.0)).sum() / n_good
@@ -181,20 +149,6 @@ def fit_correction(data, rows, settings=None, seed=0):
     return net.eval()
 
 
-def stratified_folds(teff, k, seed=0):
-    """Fold index per star: stars sorted by Teff class, shuffled within it (seeded), dealt round-robin."""
-    teff = np.asarray(teff, float)
-    cls = np.searchsorted(TEFF_CLASS_EDGES, teff, side="right")
-    rng = np.random.default_rng(seed)
-    fold = np.empty(teff.size, int)
-    offset = 0
-    for c in np.unique(cls):
-        idx = rng.permutation(np.flatnonzero(cls == c))
-        fold[idx] = (offset + np.arange(idx.size)) % k
-        offset += idx.size
-    return fold
-
-
 def predict_log_correction(nets, data, rows, stars_params, settings):
     """Weighted ensemble correction w * c for ``rows`` of ``data``, with the density from ``stars_params``."""
     st = settings
@@ -203,3 +157,193 @@ def predict_log_correction(nets, data, rows, stars_params, settings):
         c = torch.stack([n(p) for n in nets]).mean(0).double().numpy()
     w = density_to_weight(kernel_density(data.params[rows], stars_params, st.density_scales), st.density_n_half)
     return c * w[:, None], w
+
+
+# ---- writing a correction directory --------------------------------------------------------------------
+def write_correction(out, nets, data, star_params, settings, base_info, extra=None):
+    """Write a correction directory that :class:`~smnet_sps.semi_empirical.SemiEmpiricalGenerator` reads."""
+    st = settings
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for m, net in enumerate(nets):
+        fname = f"correction_{m}.pt"
+        torch.save({k: v.detach().clone().float() for k, v in net.state_dict().items()}, out / fname)
+        files.append(fname)
+    sp = np.asarray(star_params, float)
+    np.savez_compressed(out / "stars.npz", log_teff=sp[:, 0].astype(np.float32), logg=sp[:, 1].astype(np.float32),
+                        logz=sp[:, 2].astype(np.float32))
+    cfg = {"format": FORMAT, "format_version": 1, "name": "semi-empirical",
+           "base": base_info,
+           "pixels": {"start": int(data.start), "stop": int(data.stop), "n": int(data.stop - data.start),
+                      "wavelength": [float(w) for w in data.wavelength]},
+           "taper": {"lo": st.taper_lo, "hi": st.taper_hi, "width": st.taper_width,
+                     "doc": "sin^2 ramps; correction 0 outside [lo, hi] [A, vacuum]"},
+           "basis_order": st.basis_order,
+           "network": {"width": st.width, "depth": st.depth, "weights_files": files,
+                       "doc": "mean of the members; each: MLP (log10 Teff, log g, [M/H]) -> ln-flux correction, "
+                              "orthogonal to Legendre P0..P3 in 1/lambda, times the taper"},
+           "density": {"stars_file": "stars.npz", "scales": list(st.density_scales), "n_half": st.density_n_half,
+                       "weight_floor": 1e-9,
+                       "doc": "empirical weight = 1 - exp(-(n_eff/n_half)^2), n_eff = sum over calibration stars "
+                              "of exp(-d^2/2), d in units of scales (dex log Teff, log g, [M/H])"},
+           "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(st).items()},
+           "citation": ("MILES: Sanchez-Blazquez et al. 2006, MNRAS 371, 703; Cenarro et al. 2007, MNRAS 374, 664; "
+                        "Falcon-Barroso et al. 2011, A&A 532, A95")}
+    cfg.update(extra or {})
+    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    return out
+
+
+def _base_info(name):
+    from .semi_empirical import _base_directory
+    d = _base_directory(name)
+    cfg = json.loads((d / "config.json").read_text())
+    return d, {"name": name, "model_name": cfg.get("name", ""),
+               "weights_sha256": file_sha256(d / cfg.get("weights_file", "weights.pt")),
+               "grid_sha256": cfg.get("grid_sha256", "")}
+
+
+def _fit_members(data, rows, st, seed, progress=None):
+    nets = []
+    for m in range(st.members):
+        nets.append(fit_correction(data, rows, st, seed=seed + m))
+        if progress is not None:
+            progress.update(1)
+    return nets
+
+
+def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None, progress=True):
+    """Fit the semi-empirical correction on an empirical set and write it (plus a k-fold CV report) to ``out``.
+
+    Parameters
+    ----------
+    empirical : directory of the empirical set (``shared/data/empirical/miles_calibration``)
+    out : output directory (the shipped one is ``smnet_sps/data/semi_empirical_model``)
+    base : name of the base model (``"default"``)
+    folds : k of the stratified k-fold cross-validation by star (0 = none)
+    grid : optional union grid file; adds CK04 (+ BaSeL) interpolation to the report
+    Returns the dict of cross-validated scores (name -> EmpiricalScore).
+    """
+    from tqdm.auto import tqdm
+
+    from .empirical import kfold_ids, load_empirical, score_spectra
+    from .neural import load_generator
+    from .semi_empirical import SemiEmpiricalGenerator
+
+    st = settings or CalibrationSettings()
+    torch.set_num_threads(1)
+    t0 = time.time()
+    stars = load_empirical(empirical)
+    base_dir, base_info = _base_info(base)
+    base_gen = load_generator(base_dir, device="cpu")
+    data = prepare(stars, base_gen, st)
+    out = Path(out)
+    n_fit = st.members * ((folds or 0) + 1)
+    bar = tqdm(total=n_fit, desc="fitting corrections", unit="net", disable=not progress)
+    scores = {}
+    if folds:
+        import tempfile
+        pred = np.empty((len(stars), base_gen.wavelength.size))
+        fold_of = np.empty(len(stars), int)
+        for f, (_, held) in enumerate(kfold_ids(stars.star_id, stars.teff, folds, seed=st.seed)):
+            te = stars.rows(held)
+            tr = np.setdiff1d(np.arange(len(stars)), te)
+            fold_of[te] = f
+            nets = _fit_members(data, tr, st, seed=st.seed * 1000 + 100 * (f + 1), progress=bar)
+            with tempfile.TemporaryDirectory() as tmp:
+                write_correction(tmp, nets, data, data.params[tr], st, base_info)
+                gen = SemiEmpiricalGenerator(tmp, base=base_gen)
+                pred[te] = _quiet_flux(gen, stars.teff[te], stars.logg[te], stars.logz[te])
+        scores["semi-empirical (CV)"] = score_spectra("semi-empirical (CV)", base_gen.wavelength, pred, stars)
+        scores["semi-empirical (CV)"].fold = fold_of
+    nets = _fit_members(data, np.arange(len(stars)), st, seed=st.seed * 1000, progress=bar)
+    bar.close()
+    write_correction(out, nets, data, data.params, st, base_info,
+                     extra={"empirical_set": f"{Path(stars.meta.get('file', '')).name} ({len(stars)} stars, sha256 "
+                                             f"{file_sha256(stars.meta['file'])[:16]}...)" if stars.meta.get("file")
+                            else stars.name,
+                            "calibrated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                            "fit_seconds": round(time.time() - t0, 1)})
+    if folds:
+        scores.update(_baseline_scores(stars, base_gen, grid))
+        _write_report(out, scores, folds, st, time.time() - t0)
+    return scores
+
+
+def _quiet_flux(gen, teff, logg, logz):
+    import warnings
+
+    from .generator import CoverageWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        return gen.surface_flux(teff, logg, logz)[0]
+
+
+def _baseline_scores(stars, base_gen, grid=None):
+    from .baselines import InterpolatedLibraryGenerator, nearest_star_flux
+    from .empirical import score_generator, score_spectra
+    out = {"default (theory)": score_generator(base_gen, stars, name="default (theory)")}
+    if grid is not None:
+        from .grid import load_grid
+        interp = InterpolatedLibraryGenerator(load_grid(grid), ("ck04", "basel22"), name="CK04 interpolation")
+        out["CK04 interpolation"] = score_generator(interp, stars, name="CK04 interpolation")
+    flux, _ = nearest_star_flux(stars)
+    out["nearest other MILES star"] = score_spectra("nearest other MILES star", stars.wavelength, flux, stars)
+    return out
+
+
+def _write_report(out, scores, folds, st, seconds):
+    import csv
+
+    from .empirical import format_class_table
+    lst = list(scores.values())
+    semi = scores["semi-empirical (CV)"]
+    text = [f"# Semi-empirical correction: {folds}-fold cross-validation by star", "",
+            f"Held-out stars (stratified by Teff class, seed {st.seed}); each fold's correction (ensemble of "
+            f"{st.members}) was fitted without its held-out stars, and its empirical weight uses only the fitted "
+            "stars. Per-star median |residual| [%] with the shared comparison procedure (smnet_sps.empirical: "
+            "vacuum, 40 A FWHM, cubic in 1/lambda removed); cells: median over stars (n stars). The baselines "
+            "need no fit: the theoretical default model, and each star predicted by its nearest other MILES star.",
+            "", "## Median over stars", "", format_class_table(lst, "median"), "",
+            "## 90th percentile over stars", "", format_class_table(lst, "p90"), "",
+            f"Total time {seconds:.0f} s (one CPU thread)."]
+    (out / "cv_report.md").write_text("\n".join(text) + "\n")
+    with open(out / "cv_per_star.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["miles_id", "teff", "logg", "logz", "fold"] + [f"{k} [%]" for k in scores])
+        for i in range(len(semi.star_id)):
+            w.writerow([int(semi.star_id[i]), semi.teff[i], semi.logg[i], semi.logz[i], int(semi.fold[i])]
+                       + [f"{100 * s.score[i]:.4f}" for s in lst])
+
+
+# ---- command line ---------------------------------------------------------------------------------------
+def add_cli(sub):
+    p = sub.add_parser("calibrate", help="fit the semi-empirical correction on observed stars (MILES)",
+                       description="Fit the semi-empirical correction on top of a base model, with a k-fold "
+                                   "cross-validation report (cv_report.md, cv_per_star.csv) in --out.")
+    p.add_argument("--empirical", required=True, help="empirical set directory (shared/data/empirical/miles_calibration)")
+    p.add_argument("--base", default="default", help="base model name (default: 'default')")
+    p.add_argument("--out", required=True, help="output directory (shipped: smnet_sps/data/semi_empirical_model)")
+    p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation by star (0: none)")
+    p.add_argument("--grid", default=None, help="union grid file: adds CK04 interpolation to the report")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--members", type=int, default=None, help="ensemble size (default 3)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per network (default 1500)")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args):
+    st = CalibrationSettings(seed=args.seed)
+    if args.members:
+        st.members = args.members
+    if args.steps:
+        st.steps = args.steps
+    if args.folds < 0 or args.folds == 1:
+        raise ValueError(f"--folds must be 0 (no cross-validation) or >= 2, got {args.folds}")
+    scores = calibrate(args.empirical, args.out, base=args.base, folds=args.folds, settings=st, grid=args.grid)
+    print(f"wrote the correction to {args.out}")
+    if scores:
+        from .empirical import format_class_table
+        print(format_class_table(list(scores.values())))
+    return 0

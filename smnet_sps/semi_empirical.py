@@ -127,10 +127,17 @@ class CorrectionNet(nn.Module):
         self.register_buffer("in_lo", torch.as_tensor(np.zeros(3) if in_lo is None else in_lo, dtype=torch.float32))
         self.register_buffer("in_hi", torch.as_tensor(np.ones(3) if in_hi is None else in_hi, dtype=torch.float32))
 
-    def forward(self, params):
-        """params: (n, 3) (log10 Teff, log g, [M/H]) -> c (n, n_pix), natural log of the flux factor."""
+    def forward(self, params, shaped=True):
+        """params: (n, 3) (log10 Teff, log g, [M/H]) -> c (n, n_pix), natural log of the flux factor.
+
+        ``shaped=False`` returns the raw u, used in training: the loss removes each star's low-order shape itself,
+        and fitting u without the taper keeps u at the data's amplitude in the taper zones (a tapered fit would
+        inflate u there to undo the taper, i.e. no taper at all).
+        """
         x = (params - self.in_lo) / (self.in_hi - self.in_lo)
         u = self.net(x.clamp(0.0, 1.0))
+        if not shaped:
+            return u
         u = u - (u @ self.q) @ self.q.T
         return u * self.taper
 
