@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .semi_empirical import (FORMAT, CorrectionNet, density_to_weight, file_sha256, kernel_density,
-                             low_order_basis, wavelength_taper)
+from .semi_empirical import (FORMAT, CorrectionNet, base_fingerprint, file_sha256, low_order_basis,
+                             wavelength_taper)
 
 __all__ = ["CalibrationSettings", "CalibrationData", "prepare", "fit_correction", "write_correction",
            "calibrate", "add_cli"]
@@ -149,16 +149,6 @@ def fit_correction(data, rows, settings=None, seed=0):
     return net.eval()
 
 
-def predict_log_correction(nets, data, rows, stars_params, settings):
-    """Weighted ensemble correction w * c for ``rows`` of ``data``, with the density from ``stars_params``."""
-    st = settings
-    with torch.no_grad():
-        p = torch.as_tensor(data.params[rows], dtype=torch.float32)
-        c = torch.stack([n(p) for n in nets]).mean(0).double().numpy()
-    w = density_to_weight(kernel_density(data.params[rows], stars_params, st.density_scales), st.density_n_half)
-    return c * w[:, None], w
-
-
 # ---- writing a correction directory --------------------------------------------------------------------
 def write_correction(out, nets, data, star_params, settings, base_info, extra=None):
     """Write a correction directory that :class:`~smnet_sps.semi_empirical.SemiEmpiricalGenerator` reads."""
@@ -199,8 +189,7 @@ def _base_info(name):
     from .semi_empirical import _base_directory
     d = _base_directory(name)
     cfg = json.loads((d / "config.json").read_text())
-    return d, {"name": name, "model_name": cfg.get("name", ""),
-               "weights_sha256": file_sha256(d / cfg.get("weights_file", "weights.pt")),
+    return d, {"name": name, "model_name": cfg.get("name", ""), **base_fingerprint(d),
                "grid_sha256": cfg.get("grid_sha256", "")}
 
 

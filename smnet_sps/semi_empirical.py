@@ -33,7 +33,7 @@ from torch import nn
 from .constants import PACKAGE_DATA
 from .generator import Generator, validate_parameters
 
-__all__ = ["SemiEmpiricalGenerator", "CorrectionNet", "semi_empirical_model_path", "file_sha256",
+__all__ = ["SemiEmpiricalGenerator", "CorrectionNet", "semi_empirical_model_path", "file_sha256", "base_fingerprint",
            "wavelength_taper", "low_order_basis", "kernel_density", "density_to_weight", "FORMAT"]
 
 FORMAT = "smnet-sps semi-empirical correction"
@@ -260,17 +260,27 @@ def _base_directory(name):
     raise ValueError(f"unknown base model {name!r} in the semi-empirical config (known: 'default')")
 
 
-def _check_base_sha(cfg, base_dir):
+def base_fingerprint(base_dir):
+    """sha256 of what makes a base model's spectra: its weights file and its library-mixture file (if any)."""
+    from .mixture import MIXTURE_FILE
     base_dir = Path(base_dir)
-    weights = base_dir / json.loads((base_dir / "config.json").read_text()).get("weights_file", "weights.pt")
-    have = file_sha256(weights)
-    want = cfg["base"]["weights_sha256"]
-    if have != want:
-        raise ValueError(
-            f"the semi-empirical correction was calibrated on base model {cfg['base']['name']!r} with weights "
-            f"sha256 {want[:16]}..., but {weights} has sha256 {have[:16]}...: the base model has changed. "
-            "Re-run `smnet-sps calibrate --empirical DIR --base default --out smnet_sps/data/semi_empirical_model` "
-            "(see docs/semi_empirical.md), or pass check_base=False to apply the old correction anyway.")
+    cfg = json.loads((base_dir / "config.json").read_text())
+    mix = base_dir / MIXTURE_FILE
+    return {"weights_sha256": file_sha256(base_dir / cfg.get("weights_file", "weights.pt")),
+            "mixture_sha256": file_sha256(mix) if mix.is_file() else "none"}
+
+
+def _check_base_sha(cfg, base_dir):
+    have = base_fingerprint(base_dir)
+    for key, what in (("weights_sha256", "weights"), ("mixture_sha256", "library mixture (mixture.json)")):
+        want = cfg["base"].get(key)
+        if want is not None and have[key] != want:
+            raise ValueError(
+                f"the semi-empirical correction was calibrated on base model {cfg['base']['name']!r} with {what} "
+                f"sha256 {want[:16]}..., but the installed base model in {base_dir} has {have[key][:16]}...: the "
+                "base model has changed. Re-run `smnet-sps calibrate --empirical DIR --base default --out "
+                "smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or pass check_base=False to apply "
+                "the old correction anyway.")
 
 
 def _load_net(directory, cfg):
