@@ -30,7 +30,7 @@ from .semi_empirical import (FORMAT, CorrectionNet, base_fingerprint, file_sha25
                              wavelength_taper)
 
 __all__ = ["CalibrationSettings", "CalibrationData", "prepare", "fit_correction", "write_correction",
-           "calibrate", "add_cli"]
+           "calibrate", "plot_ssp_comparison", "add_cli"]
 
 
 
@@ -304,6 +304,39 @@ def _write_report(out, scores, folds, st, seconds):
         for i in range(len(semi.star_id)):
             w.writerow([int(semi.star_id[i]), semi.teff[i], semi.logg[i], semi.logz[i], int(semi.fold[i])]
                        + [f"{100 * s.score[i]:.4f}" for s in lst])
+
+
+# ---- figures -------------------------------------------------------------------------------------------
+def plot_ssp_comparison(wavelength, theory, semi, labels, wave_range=(3000.0, 9000.0),
+                        empirical_range=(3560.0, 7400.0)):
+    """Figure: SSP spectra from the theoretical and the semi-empirical generator, and their ratio.
+
+    wavelength [A, vacuum] (n_wave,); theory, semi: (n_ssp, n_wave) L_lambda; labels: one per SSP.
+    Top: both spectra (normalised at 5500 A, offset per SSP); bottom: semi / theory. The range where the
+    correction acts is shaded.
+    """
+    import matplotlib.pyplot as plt
+    w = np.asarray(wavelength, float)
+    theory, semi = np.atleast_2d(theory), np.atleast_2d(semi)
+    sel = (w >= wave_range[0]) & (w <= wave_range[1])
+    j = int(np.argmin(np.abs(w - 5500.0)))
+    fig, (ax, axr) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    for k, lab in enumerate(labels):
+        off = 1.0 * k
+        ax.plot(w[sel], theory[k, sel] / theory[k, j] + off, color=f"C{k}", lw=1.0, ls="--",
+                label=f"{lab}: default (theory)")
+        ax.plot(w[sel], semi[k, sel] / semi[k, j] + off, color=f"C{k}", lw=1.2, label=f"{lab}: semi-empirical")
+        axr.plot(w[sel], semi[k, sel] / theory[k, sel], color=f"C{k}", lw=1.2, label=lab)
+    for a in (ax, axr):
+        a.axvspan(*empirical_range, color="0.9", zorder=0)
+    ax.set_ylabel("L_lambda / L_lambda(5500 A) + offset")
+    ax.legend(fontsize=7, ncol=2)
+    axr.axhline(1.0, color="0.5", lw=0.8)
+    axr.set_ylabel("semi-empirical / theory")
+    axr.set_xlabel("vacuum wavelength [A]")
+    fig.suptitle("SSPs: theoretical vs semi-empirical stellar library (shaded: MILES-calibrated range)", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 # ---- command line ---------------------------------------------------------------------------------------
