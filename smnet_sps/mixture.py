@@ -30,8 +30,8 @@ libraries' own predictions. This module computes those weights:
 
 3. **Outside every support** (outside all boxes, on a face where no other library takes over, or in a hole
    that no other library fills) the weights go to the libraries as distance^-8 to their boxes (in taper
-   widths: practically the nearest box): continuous, and, except on a face, such points are flagged as outside coverage by the
-   generator.
+   widths: practically the nearest box; on a face, that box's library alone): continuous, and, except on a
+   face, such points are flagged as outside coverage by the generator.
 
 Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
 equal weights wherever libraries overlap, still never outside a box.
@@ -296,6 +296,8 @@ class LibraryMixture:
             # the face of a single box gets that library alone; holes are not considered here)
             d = np.stack([_box_distance(p[none], b) for b in self.boxes], 1)
             inv = 1.0 / (d + 1e-9) ** FALLBACK_POWER
+            # on the face of a box (distance 0) only the libraries whose box it is
+            inv = np.where((d == 0).any(1, keepdims=True), (d == 0).astype(float), inv)
             out[none] = inv / inv.sum(1, keepdims=True)
         return out
 
@@ -335,8 +337,8 @@ def rank_libraries(library_names, scores, teff, logg, supported, teff_edges=TEFF
     Returns
     -------
     MixturePolicy. In a region, library A is preferred to B when the data decide it (above) and the median
-    over their common stars of (score_A - score_B) is negative (a paired comparison); libraries are ordered by their number of such
-    wins (Copeland), ties by the default order. ``evidence`` lists every measured pair.
+    over their common stars of (score_A - score_B) is negative (a paired comparison); libraries are ordered
+    by their number of such wins (Copeland), ties by the default order. ``evidence`` lists every measured pair.
     """
     from scipy.stats import binomtest
     names = list(library_names)
@@ -408,7 +410,7 @@ def plot_mixture_map(mixture, logz_values=(-1.0, -0.3, 0.0, 0.3), teff_range=(20
         rgb[~covered] = 1.0
         ax.imshow(rgb.reshape(n, n, 3), origin="lower", aspect="auto",
                   extent=(lt[0], lt[-1], lg[0], lg[-1]))
-        ax.set_title(f"[M/H] = {z:+.1f}", fontsize=9)
+        ax.set_title(f"[M/H] = {z:+.2f}", fontsize=9)
         ax.set_xlabel("log10 Teff [K]")
         ax.invert_yaxis()
     axes[0, 0].set_ylabel("log g [cgs]")

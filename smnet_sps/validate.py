@@ -71,7 +71,8 @@ def rank_on_stars(gen, stars, scores=None, log_flux=None, meta=None):
     """:func:`smnet_sps.mixture.rank_libraries` from the library imitations' scores on ``stars``."""
     scores = imitation_scores(gen, stars, log_flux) if scores is None else scores
     _, supported = _support(gen, stars)
-    m = {"stars": len(stars), "empirical_set": stars.name, "model": str(getattr(gen, "directory", gen.name))}
+    m = {"stars": len(stars), "empirical_set": stars.name, "model": gen.name,
+         "command": "smnet-sps validate --empirical DIR --rank-libraries --write-mixture MODEL_DIR"}
     m.update(meta or {})
     return rank_libraries(gen.library_names, np.array([s.score for s in scores]), stars.teff, stars.logg,
                           supported, meta=m)
