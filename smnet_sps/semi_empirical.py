@@ -196,6 +196,8 @@ class SemiEmpiricalGenerator(Generator):
         self._n_half = float(dens["n_half"])
         self._w_floor = float(dens.get("weight_floor", 1e-9))
         self._net = _load_net(directory, cfg)
+        if check_base and "probe_params" in stars.files:
+            _check_base_probe(base, self._i0, self._i1, stars["probe_params"], stars["probe_ln_flux"], dtype)
         taper = cfg["taper"]
         self.meta = {"flux_normalisation": ("base model x exp(empirical weight x correction), rescaled so that "
                                             "the integral equals the base model's; base: "
@@ -281,6 +283,37 @@ def _check_base_sha(cfg, base_dir):
                 "base model has changed. Re-run `smnet-sps calibrate --empirical DIR --base default --out "
                 "smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or pass check_base=False to apply "
                 "the old correction anyway.")
+
+
+PROBE_PARAMS = np.array([(5777.0, 4.44, 0.0), (4500.0, 2.0, 0.0), (3600.0, 4.7, 0.0), (9000.0, 4.0, 0.0),
+                         (5000.0, 2.5, -1.5), (15000.0, 4.0, 0.0), (6500.0, 4.2, -0.5), (4000.0, 1.0, 0.3)])
+PROBE_TOLERANCE = 2e-3          # max |change of ln F| (after removing the mean) at the probe points
+
+
+def probe_ln_flux(base, start, stop, params=PROBE_PARAMS, dtype=None):
+    """ln F_base on the correction's pixels at ``params`` (n, 3), mean removed per point: the base model's
+    spectra as the correction saw them (a changed mixture or code changes them without changing any file)."""
+    import warnings
+
+    from .generator import CoverageWarning
+    p = np.asarray(params, float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        f = base.surface_flux(p[:, 0], p[:, 1], p[:, 2], dtype=dtype)[0][:, start:stop]
+    lf = np.log(f)
+    return lf - lf.mean(1, keepdims=True)
+
+
+def _check_base_probe(base, start, stop, params, ln_flux, dtype):
+    if dtype is not None and str(dtype).replace("torch.", "") not in ("float32", "float64"):
+        return                               # reduced precision moves the spectra by more than the tolerance
+    diff = np.abs(probe_ln_flux(base, start, stop, params) - ln_flux).max()
+    if diff > PROBE_TOLERANCE:
+        raise ValueError(
+            f"the base model's spectra differ from those the semi-empirical correction was calibrated on (max "
+            f"|change of ln F| {diff:.3g} at the probe points > {PROBE_TOLERANCE:g}): the base model has changed. "
+            "Re-run `smnet-sps calibrate --empirical DIR --base default --out "
+            "smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or pass check_base=False.")
 
 
 def _load_net(directory, cfg):
