@@ -79,6 +79,7 @@ def main():
         f"SSP grid time ({len(AGES_GYR)} ages x {len(LOGZSOL)} Z, one thread): default {secs['default']:.1f} s, "
         f"semi-empirical {secs['semi-empirical']:.1f} s.", "",
         "![SSP spectra](../docs/figures/semi_empirical_ssp.png)", ""]
+    lines += star_indices()
     picks = [(LOGZSOL.index(0.0), AGES_GYR.index(12.0)), (LOGZSOL.index(0.0), AGES_GYR.index(1.0)),
              (LOGZSOL.index(-1.0), AGES_GYR.index(12.0))]
     th = np.array([grids["default"].ssp_flux[iz][ia] for iz, ia in picks])
@@ -91,6 +92,44 @@ def main():
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out} and {out_png}")
+
+
+def star_indices():
+    """Lick indices of MILES stars averaged onto the model pixels vs the models at their parameters (in-sample)."""
+    from smnet_sps.calibrate import _edges
+    from smnet_sps.constants import shared_data_dir
+    from smnet_sps.empirical import load_empirical, overlap_matrix
+    from smnet_sps.lick import measure_indices
+    from smnet_sps.neural import load_generator
+    shared = shared_data_dir()
+    if shared is None:
+        return []
+    stars = load_empirical(shared / "empirical" / "miles_calibration")
+    semi = load_generator("semi-empirical", device="cpu")
+    wl = semi.wavelength
+    ov = overlap_matrix(_edges(stars.wavelength), _edges(wl))
+    good = np.isfinite(stars.flux)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        obs = (ov @ np.where(good, stars.flux, 0.0).T).T / (ov @ good.T.astype(float)).T
+    t, g, z = stars.teff, stars.logg, stars.logz
+    groups = [("K giants 4000-5000 K, log g < 3.5, [Fe/H] within +-0.3", (t > 4000) & (t < 5000) & (g < 3.5) & (abs(z) < 0.3)),
+              ("G dwarfs 5300-6200 K, log g > 3.8, [Fe/H] within +-0.3", (t > 5300) & (t < 6200) & (g > 3.8) & (abs(z) < 0.3)),
+              ("metal-poor giants 4300-5200 K, log g < 3, [Fe/H] < -0.8", (t > 4300) & (t < 5200) & (g < 3) & (z < -0.8))]
+    out = ["", "## Lick indices of MILES stars at the model's resolution (in-sample)", "",
+           "MILES spectra averaged onto the model pixels vs the models at the stars' parameters, median over the "
+           "group [A]: the shipped correction was fitted on these stars, so this checks what it learned, not how "
+           "it generalises.", "",
+           "| group (n) | index | MILES | default | semi-empirical |", "|---|---|---|---|---|"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for label, sel in groups:
+            im = measure_indices(wl, obs[sel], INDICES)
+            ib = measure_indices(wl, semi.base.surface_flux(t[sel], g[sel], z[sel])[0], INDICES)
+            isem = measure_indices(wl, semi.surface_flux(t[sel], g[sel], z[sel])[0], INDICES)
+            for k in INDICES:
+                out.append(f"| {label} ({int(sel.sum())}) | {k} | {np.nanmedian(im[k]):.2f} | "
+                           f"{np.median(ib[k]):.2f} | {np.median(isem[k]):.2f} |")
+    return out
 
 
 if __name__ == "__main__":
