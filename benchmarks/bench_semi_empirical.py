@@ -47,7 +47,8 @@ def main():
         secs[name] = time.time() - t0
     wave = np.asarray(grids["default"].ssp_wave, float)
     lines = ["# Semi-empirical generator: results", "",
-             f"Produced by `python benchmarks/bench_semi_empirical.py` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
+             "Produced by `python benchmarks/bench_semi_empirical.py` "
+             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
              "", "## Observed stars (k-fold cross-validation, held-out MILES stars)", ""]
     report = (semi_empirical_model_path() / "cv_report.md").read_text().splitlines()
     lines += report[2:]
@@ -112,9 +113,12 @@ def star_indices():
     with np.errstate(invalid="ignore", divide="ignore"):
         obs = (ov @ np.where(good, stars.flux, 0.0).T).T / (ov @ good.T.astype(float)).T
     t, g, z = stars.teff, stars.logg, stars.logz
-    groups = [("K giants 4000-5000 K, log g < 3.5, [Fe/H] within +-0.3", (t > 4000) & (t < 5000) & (g < 3.5) & (abs(z) < 0.3)),
-              ("G dwarfs 5300-6200 K, log g > 3.8, [Fe/H] within +-0.3", (t > 5300) & (t < 6200) & (g > 3.8) & (abs(z) < 0.3)),
-              ("metal-poor giants 4300-5200 K, log g < 3, [Fe/H] < -0.8", (t > 4300) & (t < 5200) & (g < 3) & (z < -0.8))]
+    groups = [("K giants 4000-5000 K, log g < 3.5, [Fe/H] within +-0.3",
+               (t > 4000) & (t < 5000) & (g < 3.5) & (abs(z) < 0.3)),
+              ("G dwarfs 5300-6200 K, log g > 3.8, [Fe/H] within +-0.3",
+               (t > 5300) & (t < 6200) & (g > 3.8) & (abs(z) < 0.3)),
+              ("metal-poor giants 4300-5200 K, log g < 3, [Fe/H] < -0.8",
+               (t > 4300) & (t < 5200) & (g < 3) & (z < -0.8))]
     out = ["", "## Lick indices of MILES stars at the model's resolution (in-sample)", "",
            "MILES spectra averaged onto the model pixels vs the models at the stars' parameters, median over the "
            "group [A]: the shipped correction was fitted on these stars, so this checks what it learned, not how "

@@ -355,7 +355,8 @@ def add_cli(sub):
     p = sub.add_parser("calibrate", help="fit the semi-empirical correction on observed stars (MILES)",
                        description="Fit the semi-empirical correction on top of a base model, with a k-fold "
                                    "cross-validation report (cv_report.md, cv_per_star.csv) in --out.")
-    p.add_argument("--empirical", required=True, help="empirical set directory (shared/data/empirical/miles_calibration)")
+    p.add_argument("--empirical", required=True,
+                   help="empirical set directory (shared/data/empirical/miles_calibration)")
     p.add_argument("--base", default="default", help="base model name (default: 'default')")
     p.add_argument("--out", required=True, help="output directory (shipped: smnet_sps/data/semi_empirical_model)")
     p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation by star (0: none)")
