@@ -33,7 +33,7 @@ __all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_s
 
 
 def load_any_generator(name_or_path=None, device="cpu"):
-    """``None`` (the shipped model), ``"blackbody"``, a model directory, or a released ``.pt`` (with meta)."""
+    """``None`` (the shipped model), ``"blackbody"`` or a model directory."""
     from .generator import BlackbodyGenerator
     from .neural import load_generator
     if name_or_path == "blackbody":
@@ -160,8 +160,7 @@ def add_cli(sub):
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--empirical", required=True, help="directory (or .npz) of observed stars, MILES layout")
     p.add_argument("--generator", default=None,
-                   help="model directory, released .pt (not with --rank-libraries), or 'blackbody' (default: "
-                        "the shipped model)")
+                   help="model directory or 'blackbody' (default: the shipped model)")
     p.add_argument("--library", default=None, help="score this library imitation instead of the default mixture")
     p.add_argument("--ids", default=None, help="text file of star numbers to use (default: all)")
     p.add_argument("--out", default=None, help="directory for classes.md/.ecsv, per_star.csv, worst_residuals.png")

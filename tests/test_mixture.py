@@ -221,3 +221,20 @@ def test_mixture_and_coverage_rules_agree(default_generator, shipped):
     supported = shipped.support(*p.T).max(1) > 0
     assert 0.2 < supported.mean() < 0.95
     assert default_generator.in_coverage(10 ** p[supported, 0], p[supported, 1], p[supported, 2]).all()
+
+
+def test_default_spectrum_is_the_blend_of_imitations(default_generator):
+    """The default's spectrum is the weighted geometric mean of the library imitations (what the empirical
+    k-fold scoring computes with smnet_sps.mixture.blend_log_flux)."""
+    from smnet_sps.mixture import blend_log_flux
+    g = default_generator
+    teff = np.array([3300.0, 3545.0, 3900.0, 5777.0, 26000.0, 45000.0])
+    logg = np.array([4.9, 4.9, 4.6, 4.44, 4.0, 4.5])
+    logz = np.array([-0.1, -0.3, 0.22, 0.0, -0.2, 0.1])
+    w = g.mixture(teff, logg, logz)
+    assert (np.count_nonzero(w, axis=1) > 1).any()           # some handovers among these points
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        default, _ = g.surface_flux(teff, logg, logz)
+        lf = np.array([np.log10(g.surface_flux(teff, logg, logz, library=n)[0]) for n in g.library_names])
+    assert np.allclose(np.log10(default), blend_log_flux(lf, w), atol=2e-5)
