@@ -80,6 +80,7 @@ def main():
         f"SSP grid time ({len(AGES_GYR)} ages x {len(LOGZSOL)} Z, one thread): default {secs['default']:.1f} s, "
         f"semi-empirical {secs['semi-empirical']:.1f} s.", "",
         "![SSP spectra](../docs/figures/semi_empirical_ssp.png)", ""]
+    lines += throughput()
     lines += star_indices()
     picks = [(LOGZSOL.index(0.0), AGES_GYR.index(12.0)), (LOGZSOL.index(0.0), AGES_GYR.index(1.0)),
              (LOGZSOL.index(-1.0), AGES_GYR.index(12.0))]
@@ -93,6 +94,24 @@ def main():
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out} and {out_png}")
+
+
+def throughput(n=20000):
+    """Spectra per second of both generators on the same random FGKM points (one run: the ratio is the figure)."""
+    from smnet_sps.neural import load_generator
+    semi = load_generator("semi-empirical", device="cpu")
+    rng = np.random.default_rng(0)
+    pts = (10 ** rng.uniform(3.5, 4.3, n), rng.uniform(0.0, 5.0, n), rng.uniform(-2.0, 0.3, n))
+    rate = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, gen in (("default", semi.base), ("semi-empirical", semi)):
+            t0 = time.time()
+            gen.surface_flux(*pts)
+            rate[name] = n / (time.time() - t0)
+    return ["", f"Throughput ({n} random points, 3,200-20,000 K, one thread, CPU): default {rate['default']:.0f} "
+            f"spectra/s, semi-empirical {rate['semi-empirical']:.0f} spectra/s (ratio "
+            f"{rate['semi-empirical'] / rate['default']:.2f})."]
 
 
 def star_indices():

@@ -85,9 +85,12 @@ def kernel_density(points, stars, scales, chunk=4096):
     """
     p = np.asarray(points, float) / np.asarray(scales, float)
     s = np.asarray(stars, float) / np.asarray(scales, float)
+    s2 = (s ** 2).sum(1)
     out = np.empty(len(p))
     for i in range(0, len(p), chunk):
-        d2 = ((p[i:i + chunk, None, :] - s[None, :, :]) ** 2).sum(-1)
+        q = p[i:i + chunk]
+        # |q - s|^2 expanded: one matrix product instead of an (n, m, 3) difference array
+        d2 = np.maximum((q ** 2).sum(1)[:, None] + s2[None, :] - 2.0 * q @ s.T, 0.0)
         out[i:i + chunk] = np.exp(-0.5 * d2).sum(1)
     return out
 
@@ -186,6 +189,9 @@ class SemiEmpiricalGenerator(Generator):
         self.library_boxes = base.library_boxes
         pix = cfg["pixels"]
         self._i0, self._i1 = int(pix["start"]), int(pix["stop"])
+        if not 1 <= self._i0 < self._i1 < self.wavelength.size:
+            raise ValueError(f"{directory}: correction pixels {self._i0}:{self._i1} must lie strictly inside the base "
+                             f"model's {self.wavelength.size} pixels")
         wl = self.wavelength[self._i0:self._i1]
         if wl.size != pix["n"] or not np.allclose(wl, np.asarray(pix["wavelength"], float)):
             raise ValueError(f"{directory}: the correction's pixels do not match the base model's wavelength grid")
@@ -225,27 +231,38 @@ class SemiEmpiricalGenerator(Generator):
         return np.where(w < self._w_floor, 0.0, w)
 
     @torch.no_grad()
+    def _weighted_correction(self, teff, logg, logz):
+        """(rows with a non-zero weight, w * c on the correction's pixels (n_rows, n_pix)) for validated inputs."""
+        w = self.empirical_weight(teff, logg, logz)
+        rows = np.flatnonzero(w > 0)
+        if not rows.size:
+            return rows, np.zeros((0, self._i1 - self._i0))
+        p = torch.as_tensor(np.stack([np.log10(teff[rows]), logg[rows], logz[rows]], 1), dtype=torch.float32)
+        return rows, self._net(p).double().numpy() * w[rows, None]
+
     def correction(self, teff, logg, logz):
         """ln(F_semi / (s F_base)) = w * c on the model's wavelength grid: (n, n_wave) float64 (0 where unset)."""
         teff, logg, logz = validate_parameters(teff, logg, logz)
-        w = self.empirical_weight(teff, logg, logz)
         out = np.zeros((teff.size, self.wavelength.size))
-        rows = np.flatnonzero(w > 0)
-        if rows.size:
-            p = torch.as_tensor(np.stack([np.log10(teff[rows]), logg[rows], logz[rows]], 1), dtype=torch.float32)
-            out[rows, self._i0:self._i1] = self._net(p).double().numpy() * w[rows, None]
+        rows, c = self._weighted_correction(teff, logg, logz)
+        out[rows, self._i0:self._i1] = c
         return out
 
     def _surface_flux_batch(self, teff, logg, logz, dtype=None):
         flux = self.base._surface_flux_batch(teff, logg, logz, dtype=dtype)
-        c = self.correction(teff, logg, logz)
-        rows = np.flatnonzero(np.any(c != 0, axis=1))
+        rows, c = self._weighted_correction(teff, logg, logz)
         if rows.size:
+            # only the correction's pixels change; the pixel on each side (c = 0) closes the trapezoid
+            lo, hi = self._i0 - 1, self._i1 + 1
+            pad = np.zeros((rows.size, hi - lo))
+            pad[:, 1:-1] = c
             f = flux[rows]
-            g = f * np.exp(c[rows])
-            # keep the integral (luminosity) of the base model: only the optical pixels change
-            s = np.trapezoid(f, self.wavelength, axis=1) / np.trapezoid(g, self.wavelength, axis=1)
-            flux[rows] = g * s[:, None]
+            added = np.trapezoid(f[:, lo:hi] * np.expm1(pad), self.wavelength[lo:hi], axis=1)
+            total = np.trapezoid(f, self.wavelength, axis=1)
+            # keep the integral (luminosity) of the base model
+            s = total / (total + added)
+            f[:, lo:hi] *= np.exp(pad)
+            flux[rows] = f * s[:, None]
         return flux
 
     def spectra(self, teff, logg, logz, **kwargs):
