@@ -132,6 +132,11 @@ def test_changed_base_model_is_detected(semi, tmp_path):
     with pytest.raises(ValueError, match="base model has changed"):
         SemiEmpiricalGenerator(d, base=semi.base)
     SemiEmpiricalGenerator(d, base=semi.base, check_base=False)        # explicit opt-out works
+    # same files, different spectra (here: a base imitating one library): caught by the probe spectra
+    from smnet_sps.neural import default_model_path, load_generator
+    other = load_generator(default_model_path(), device="cpu", library="nextgen")
+    with pytest.raises(ValueError, match="spectra differ"):
+        SemiEmpiricalGenerator(semi_empirical_model_path(), base=other)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         SemiEmpiricalGenerator(tmp_path)
 
