@@ -152,11 +152,13 @@ class SemiEmpiricalGenerator(Generator):
     Parameters
     ----------
     directory : path or None
-        Correction directory written by ``smnet-sps calibrate`` (``config.json`` + ``correction.pt``);
+        Correction directory written by ``smnet-sps calibrate`` (``config.json``, ``correction_<k>.pt``,
+        ``stars.npz``);
         None -> the shipped one (:func:`semi_empirical_model_path`).
     base : Generator or None
-        The theoretical base model; None -> the model named in ``config.json`` (the shipped default). Its
-        weights must be those the correction was calibrated on (sha256 checked) unless ``check_base=False``.
+        The theoretical base model; None -> the model named in ``config.json`` (the shipped default). It must
+        be the model the correction was calibrated on (sha256 of its weights and mixture files, and its spectra
+        at 8 probe points, checked: ValueError otherwise) unless ``check_base=False``.
     device, dtype : as :func:`smnet_sps.neural.load_generator` (for the base model; the correction runs on CPU).
     """
 
@@ -196,13 +198,14 @@ class SemiEmpiricalGenerator(Generator):
         if wl.size != pix["n"] or not np.allclose(wl, np.asarray(pix["wavelength"], float)):
             raise ValueError(f"{directory}: the correction's pixels do not match the base model's wavelength grid")
         dens = cfg["density"]
-        stars = np.load(directory / dens["stars_file"])
-        self._stars = np.stack([stars["log_teff"], stars["logg"], stars["logz"]], 1)
+        with np.load(directory / dens["stars_file"]) as z:
+            stars = {k: np.asarray(z[k]) for k in z.files}
+        self._stars = np.stack([stars["log_teff"], stars["logg"], stars["logz"]], 1).astype(float)
         self._scales = np.asarray(dens["scales"], float)
         self._n_half = float(dens["n_half"])
         self._w_floor = float(dens.get("weight_floor", 1e-9))
         self._net = _load_net(directory, cfg)
-        if check_base and "probe_params" in stars.files:
+        if check_base and "probe_params" in stars:
             _check_base_probe(base, self._i0, self._i1, stars["probe_params"], stars["probe_ln_flux"], dtype)
         taper = cfg["taper"]
         self.meta = {"flux_normalisation": ("base model x exp(empirical weight x correction), rescaled so that "
