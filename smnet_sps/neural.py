@@ -424,9 +424,9 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
     """
     if isinstance(path, str) and path == "semi-empirical":     # shipped models by name: "default", "semi-empirical"
         from .semi_empirical import SemiEmpiricalGenerator
-        if library is not None or meta is not None or kwargs:
-            raise ValueError("the semi-empirical model takes only device= and dtype=")
-        return SemiEmpiricalGenerator(device=device, dtype=dtype)
+        if library is not None or meta is not None or set(kwargs) - {"renormalise"}:
+            raise ValueError("the semi-empirical model takes only device=, dtype= and renormalise=")
+        return SemiEmpiricalGenerator(device=device, dtype=dtype, **kwargs)
     if path is None or (isinstance(path, str) and path == "default"):
         path = default_model_path()
         if not (Path(path) / "config.json").is_file():

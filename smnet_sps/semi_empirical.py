@@ -160,9 +160,11 @@ class SemiEmpiricalGenerator(Generator):
         be the model the correction was calibrated on (sha256 of its weights and mixture files, and its spectra
         at 8 probe points, checked: ValueError otherwise) unless ``check_base=False``.
     device, dtype : as :func:`smnet_sps.neural.load_generator` (for the base model; the correction runs on CPU).
+    renormalise : bool, passed to the base model when it is loaded here: True makes every base spectrum, and so
+        every semi-empirical one, integrate to sigma Teff^4 exactly (see :class:`~smnet_sps.neural.NeuralGenerator`).
     """
 
-    def __init__(self, directory=None, base=None, device="auto", dtype=None, check_base=True):
+    def __init__(self, directory=None, base=None, device="auto", dtype=None, check_base=True, renormalise=False):
         directory = Path(semi_empirical_model_path() if directory is None else directory)
         cfg_path = directory / "config.json"
         if not cfg_path.is_file():
@@ -177,7 +179,7 @@ class SemiEmpiricalGenerator(Generator):
             base_path = _base_directory(cfg["base"]["name"])
             if check_base:
                 _check_base_sha(cfg, base_path)
-            base = load_generator(base_path, device=device, dtype=dtype)
+            base = load_generator(base_path, device=device, dtype=dtype, renormalise=renormalise)
         elif check_base:
             base_dir = getattr(base, "directory", None)
             if base_dir is None:

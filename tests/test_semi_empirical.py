@@ -197,3 +197,14 @@ def test_usable_by_name_in_ssp_photometry_and_cli(semi, tmp_path):
     out = tmp_path / "ssp.fits"
     assert main(["ssp", "--age", "10Gyr", "--Z", "0.0152", "--generator", "semi-empirical", "--out", str(out)]) == 0
     assert out.is_file()
+
+
+def test_renormalised_variant_integrates_to_sigma_teff4():
+    from smnet_sps.constants import SIGMA_SB
+    from smnet_sps.neural import load_generator
+    gen = load_generator("semi-empirical", device="cpu", renormalise=True)
+    t, g, z = INSIDE.T
+    f = _flux(gen, t, g, z)
+    assert np.allclose(np.trapezoid(f, gen.wavelength, axis=1), SIGMA_SB * t ** 4, rtol=1e-9)
+    with pytest.raises(ValueError, match="takes only"):
+        load_generator("semi-empirical", library="ck04")
