@@ -1,7 +1,7 @@
 """Benchmark: the semi-empirical generator against the theoretical default (stars and SSPs).
 
 Run: python benchmarks/bench_semi_empirical.py [--threads 1]
-Writes benchmarks/results_semi_empirical.md and docs/figures/semi_empirical_ssp.png:
+Writes benchmarks/results_semi_empirical.md, docs/figures/semi_empirical_ssp.png and semi_empirical_weight.png:
 * the k-fold cross-validation table written by `smnet-sps calibrate` (smnet_sps/data/semi_empirical_model/
   cv_report.md: held-out MILES stars);
 * SSPs (PARSEC, Kroupa) at 1-12 Gyr and [M/H] = -1..+0.2 from both generators: g - r (SDSS, AB) and the Lick
@@ -90,6 +90,10 @@ def main():
     out_png = ROOT / "docs" / "figures" / "semi_empirical_ssp.png"
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
+    from smnet_sps.calibrate import plot_empirical_weight
+    from smnet_sps.neural import load_generator
+    plot_empirical_weight(load_generator("semi-empirical", device="cpu")).savefig(
+        ROOT / "docs" / "figures" / "semi_empirical_weight.png", dpi=100)
     out = ROOT / "benchmarks" / "results_semi_empirical.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

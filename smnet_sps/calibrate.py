@@ -34,7 +34,7 @@ from .semi_empirical import (FORMAT, PROBE_PARAMS, CorrectionNet, base_fingerpri
                              low_order_basis, probe_ln_flux, wavelength_taper)
 
 __all__ = ["CalibrationSettings", "CalibrationData", "prepare", "fit_correction", "write_correction",
-           "calibrate", "plot_ssp_comparison", "add_cli"]
+           "calibrate", "plot_ssp_comparison", "plot_empirical_weight", "add_cli"]
 
 
 
@@ -347,6 +347,33 @@ def plot_ssp_comparison(wavelength, theory, semi, labels, wave_range=(3000.0, 90
     axr.set_xlabel("vacuum wavelength [A]")
     fig.suptitle("SSPs: theoretical vs semi-empirical stellar library (shaded: MILES-calibrated range)", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_empirical_weight(gen, logz_values=(-1.0, 0.0), n=160):
+    """Figure: the empirical weight of a :class:`~smnet_sps.semi_empirical.SemiEmpiricalGenerator` over
+    (Teff, log g) at a few [M/H], with the calibration stars within 0.25 dex of each [M/H] overplotted."""
+    import matplotlib.pyplot as plt
+    lt = np.linspace(np.log10(2500.0), np.log10(40000.0), n)
+    lg = np.linspace(-0.5, 6.0, n)
+    T, G = np.meshgrid(lt, lg)
+    fig, axes = plt.subplots(1, len(logz_values), figsize=(4.6 * len(logz_values) + 1.2, 4.2), squeeze=False,
+                             constrained_layout=True)
+    stars = gen._stars
+    ticks = [3000, 4000, 6000, 10000, 20000, 40000]
+    for ax, z in zip(axes[0], logz_values):
+        w = gen.empirical_weight(10 ** T.ravel(), G.ravel(), np.full(T.size, z)).reshape(T.shape)
+        im = ax.pcolormesh(lt, lg, w, vmin=0, vmax=1, cmap="viridis", shading="auto")
+        near = np.abs(stars[:, 2] - z) < 0.25
+        ax.plot(stars[near, 0], stars[near, 1], "w.", ms=3, label=f"MILES stars, [Fe/H] {z - 0.25:+.2f}..{z + 0.25:+.2f}")
+        ax.set_xticks(np.log10(ticks), [f"{t:g}" for t in ticks])
+        ax.set_xlim(lt[-1], lt[0])
+        ax.set_ylim(lg[-1], lg[0])
+        ax.set_xlabel("Teff [K]")
+        ax.set_ylabel("log g")
+        ax.set_title(f"empirical weight, [M/H] = {z:+g}", fontsize=10)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.colorbar(im, ax=axes[0].tolist(), label="0: theoretical model, 1: set by observed stars")
     return fig
 
 
