@@ -109,6 +109,8 @@ def throughput(n=20000):
     rate = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        for gen in (semi.base, semi):                     # warm-up: coverage trees, mixture tables, caches
+            gen.surface_flux(*(a[:200] for a in pts))
         for name, gen in (("default", semi.base), ("semi-empirical", semi)):
             t0 = time.time()
             gen.surface_flux(*pts)
