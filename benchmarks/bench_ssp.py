@@ -80,13 +80,15 @@ def main():
           f"{t_pc * 1e3:.2f} ms; per-star baseline {t_star * 1e3:.0f} ms ({cols.size} stars)")
     lines += [
         "## SSP synthesis (`benchmarks/bench_ssp.py`)", "",
-        f"Generator: {gen_note}. torch threads: {args.threads}. Machine: {platform.processor() or platform.machine()}, "
+        f"Generator: {gen_note}. torch threads: {args.threads}. Machine: "
+        f"{platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads. One run; ratios are the meaningful numbers.", "",
         "| task | time | note |", "|---|---|---|",
-        f"| one SSP, cold (PARSEC, 10^9.5 yr, Z=0.0152: {len(sspmod._pairs(plan))} isochrones, {cols.size} points) "
-        f"| {t_cold * 1e3:.1f} ms | one batched generator call |",
+        f"| one SSP, cold (PARSEC, 10^9.5 yr, Z=0.0152: {len(sspmod._pairs(plan))} isochrones, {cols.size} "
+        f"points) | {t_cold * 1e3:.1f} ms | one batched generator call |",
         f"| same SSP, warm | {t_warm * 1e3:.2f} ms | SSP memo (best of 20) |",
-        f"| same SSP, warm point cache only | {t_pc * 1e3:.2f} ms | weights + cache lookups + one matrix product |",
+        f"| same SSP, warm point cache only | {t_pc * 1e3:.2f} ms | weights + cache lookups + one matrix "
+        "product |",
         f"| same SSP, one generator call per star (SPISEA-style baseline) | {t_star * 1e3:.0f} ms | "
         f"{t_star / t_cold:.0f}x the cold batched SSP, {t_star / t_pc:.0f}x the warm one |",
     ]
@@ -96,13 +98,14 @@ def main():
         n = g.attrs["n_points"]
         print(f"full PARSEC grid {g.ssp_flux.shape}: {t_grid:.1f} s, {n} points, "
               f"max missing fraction {g.missing_fraction.max():.3g}")
-        lines.append(f"| full PARSEC grid ({g.ssp_flux.shape[0]} Z x {g.ssp_flux.shape[1]} ages, {n} points) | "
-                     f"{t_grid:.1f} s | {n / t_grid:.0f} points/s; max missing L_bol fraction "
+        lines.append(f"| full PARSEC grid ({g.ssp_flux.shape[0]} Z x {g.ssp_flux.shape[1]} ages, {n} "
+                     f"points) | {t_grid:.1f} s | {n / t_grid:.0f} points/s; max missing L_bol fraction "
                      f"{g.missing_fraction.max():.3g}, median {np.median(g.missing_fraction):.3g} |")
         corr = g.attrs["luminosity_correction"]
         if corr:
-            lines += ["", f"Luminosity-conservation rescaling sigma T^4 / integral(F_lambda) over the grid's points: "
-                          f"min {corr['min']:.4f}, median {corr['median']:.4f}, max {corr['max']:.4f}."]
+            lines += ["",
+                      "Luminosity-conservation rescaling sigma T^4 / integral(F_lambda) over the grid's "
+                      f"points: min {corr['min']:.4f}, median {corr['median']:.4f}, max {corr['max']:.4f}."]
     lines += ["", "Targets (2 cores): warm SSP < 10 ms, full grid < 1 minute.", ""]
     out = Path(__file__).with_name("results_ssp.md")
     out.write_text("\n".join(lines))

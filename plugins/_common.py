@@ -116,8 +116,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         try:
             flux = flux.to_value(u.L_sun / u.AA)
         except u.UnitConversionError as exc:
-            raise ValueError(f"ssp_flux must be L_lambda in L_sun/Angstrom per M_sun formed; got unit {flux.unit}"
-                             ) from exc
+            raise ValueError("ssp_flux must be L_lambda in L_sun/Angstrom per M_sun formed; got unit "
+                             f"{flux.unit}") from exc
     lgmet = _as_1d_increasing("ssp_lgmet", values["ssp_lgmet"], "log10 Z, absolute")
     lgage = _as_1d_increasing("ssp_lg_age_gyr", values["ssp_lg_age_gyr"], "log10 age/Gyr")
     wave = _as_1d_increasing("ssp_wave", wave, "Angstrom")
@@ -146,9 +146,11 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if mass is not None:
         mass = np.asarray(mass, dtype=float)
         if mass.shape != expected[:2]:
-            raise ValueError(f"surviving_mass must have shape (n_met, n_age) = {expected[:2]}; got {mass.shape}")
+            raise ValueError(f"surviving_mass must have shape (n_met, n_age) = {expected[:2]}; got "
+                             f"{mass.shape}")
         if not np.isfinite(mass).all() or (mass <= 0).any() or (mass > 1 + 1e-6).any():
-            raise ValueError("surviving_mass must be finite and in (0, 1] (stars + remnants per M_sun formed)")
+            raise ValueError("surviving_mass must be finite and in (0, 1] "
+                             "(stars + remnants per M_sun formed)")
     merged = {}
     for key in ("attrs", "meta"):             # SSPGrid.attrs (units, zsun, provenance) or a plain meta dict
         extra = _get(grid, key)
@@ -164,7 +166,8 @@ def resolve_zsun(ssp, zsun=None):
         zsun = ssp.meta.get("zsun", DEFAULT_ZSUN) if isinstance(ssp, SSPArrays) else DEFAULT_ZSUN
     zsun = float(zsun)
     if not (0 < zsun < 1):
-        raise ValueError(f"zsun must be a metal mass fraction in (0, 1), e.g. 0.0152 (PARSEC) or 0.02; got {zsun}")
+        raise ValueError("zsun must be a metal mass fraction in (0, 1), e.g. 0.0152 (PARSEC) or 0.02; got "
+                         f"{zsun}")
     return zsun
 
 

@@ -199,7 +199,8 @@ def restore_bagpipes_grid():
 
 @contextlib.contextmanager
 def smnet_grid(path):
-    """Context manager: ``with smnet_grid(path): bagpipes.model_galaxy(...)``; restores bagpipes' grid after."""
+    """Context manager: ``with smnet_grid(path): bagpipes.model_galaxy(...)``; restores bagpipes' grid
+    after."""
     grid = use_smnet_grid(path)
     try:
         yield grid

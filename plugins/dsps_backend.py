@@ -1,4 +1,5 @@
-"""DSPS backend: smnet-sps SSP grids as ``dsps.SSPData`` and as the HDF5 file ``dsps.load_ssp_templates`` reads.
+"""DSPS backend: smnet-sps SSP grids as ``dsps.SSPData`` and as the HDF5 file ``dsps.load_ssp_templates``
+reads.
 
 DSPS (Hearin et al. 2023) wants ``ssp_lgmet`` = log10 Z (absolute), ``ssp_lg_age_gyr`` = log10(age/Gyr),
 ``ssp_wave`` [Angstrom] and ``ssp_flux[n_met, n_age, n_wave]`` in L_sun/Hz per M_sun formed; smnet-sps
@@ -99,7 +100,8 @@ def write_ssp_templates(path, grid=None, *, overwrite=False, **arrays):
 
 
 def load_ssp_templates(path):
-    """Read a file written by :func:`write_ssp_templates` with DSPS's own loader (``dsps.load_ssp_templates``)."""
+    """Read a file written by :func:`write_ssp_templates` with DSPS's own loader
+    (``dsps.load_ssp_templates``)."""
     from dsps import load_ssp_templates as _load
     path = Path(path)
     if not path.is_file():

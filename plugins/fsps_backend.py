@@ -103,7 +103,8 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
     """
     if not re.fullmatch(r"c3k[A-Za-z0-9_+.\-]*", str(spec_type)):
         raise ValueError(f"spec_type must start with 'c3k' (FSPS only reads C3K-type libraries from "
-                         f"SPECTRA/C3K) and contain only letters, digits, '_', '+', '-', '.'; got {spec_type!r}")
+                         "SPECTRA/C3K) and contain only letters, digits, '_', '+', '-', '.'; got "
+                         f"{spec_type!r}")
     if generator is None:
         from smnet_sps.neural import load_generator
         generator = load_generator()
@@ -164,14 +165,17 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
             block[inside] = flambda_to_hnu(wave, flux)
         n_uncovered += int((~inside).sum())
         # (n_logg, n_logt, n_wave) in C order == speclib(n_wave, n_logt, n_logg) in Fortran order
-        block.reshape(logg.size, logt.size, wave.size).astype("<f4").tofile(out / f"{spec_type}_z{tag}.spectra.bin")
+        cube = block.reshape(logg.size, logt.size, wave.size).astype("<f4")
+        cube.tofile(out / f"{spec_type}_z{tag}.spectra.bin")
 
     files[6].write_text(json.dumps({
         "generator": getattr(generator, "name", "generator"), "spec_type": spec_type,
         "flux": "Eddington flux H_nu = F_nu/(4 pi) [erg s^-1 cm^-2 Hz^-1], 0 where outside coverage",
-        "layout": "float32 little-endian, C order (n_logg, n_logt, n_wave) = Fortran speclib(nspec,ndim_logt,ndim_logg)",
+        "layout": "float32 little-endian, C order (n_logg, n_logt, n_wave) = Fortran "
+                  "speclib(nspec,ndim_logt,ndim_logg)",
         "n_wave": int(wave.size), "n_logt": int(logt.size), "n_logg": int(logg.size), "n_z": int(zs.size),
-        "zsun": zsun, "z": zs.tolist(), "logzsol_effective": logzsol.tolist(), "n_uncovered_nodes": n_uncovered,
+        "zsun": zsun, "z": zs.tolist(), "logzsol_effective": logzsol.tolist(),
+        "n_uncovered_nodes": n_uncovered,
         "resolution_file": "Gaussian sigma [km/s] of a 2-pixel FWHM unless given",
     }, indent=1))
     return {"directory": out, "files": files, "n_uncovered": n_uncovered, "z": zs, "logzsol": logzsol,
@@ -193,7 +197,8 @@ def read_spectra_bin(path, n_wave, n_logt, n_logg):
 
 
 def read_fsps_nodes(sps_home):
-    """The (logt, logg) nodes an FSPS installation interpolates on, from ``SPECTRA/BaSeL3.1/basel_log{t,g}.dat``
+    """The (logt, logg) nodes an FSPS installation interpolates on, from
+    ``SPECTRA/BaSeL3.1/basel_log{t,g}.dat``
     or, when those are absent, ``SPECTRA/C3K/log{t,g}.dat``. Returns ``(logt, logg)`` arrays."""
     spectra = Path(sps_home) / "SPECTRA"
     for t_file, g_file in ((spectra / "BaSeL3.1" / "basel_logt.dat", spectra / "BaSeL3.1" / "basel_logg.dat"),

@@ -194,8 +194,8 @@ class SMNetStellib:
         logT, logg, logL, Z = (a[0] for a in self._validate_stars(logT, logg, logL, Z))
         if not self.points_inside([[logT, logg]], dlogT=0.0, dlogg=0.0, Z=Z)[0]:
             if raise_extrapolation:
-                raise RuntimeError(f"Outside library interpolation range: logT={logT:g}, logg={logg:g}, Z={Z:g} "
-                                   f"(coverage of {self.name}: {self.generator.box.describe()})")
+                raise RuntimeError(f"Outside library interpolation range: logT={logT:g}, logg={logg:g}, "
+                                   f"Z={Z:g} (coverage of {self.name}: {self.generator.box.describe()})")
             return np.full(self._wavelength.size, null_value)
         return self._lbol_normalised(logT, logg, Z)[0] * self.get_weights(logT, logg, logL)
 

@@ -12,14 +12,13 @@ Metrics (docs/generator.md):
 * the same numbers for the baseline: linear interpolation of the TRAINING nodes of the same library in
   (log Teff, log g, [M/H]) (scipy's LinearNDInterpolator on log flux; test nodes outside the convex hull of
   the training nodes are skipped for the baseline and counted);
-* seam smoothness: Teff sweeps in 1 % steps through library overlaps; the jump between neighbouring steps is the
-  mean |d ln F| over 3,000-10,000 A; compared with the same sweep through the raw libraries.
+* seam smoothness: Teff sweeps in 1 % steps through library overlaps; the jump between neighbouring steps
+  is the mean |d ln F| over 3,000-10,000 A; compared with the same sweep through the raw libraries.
 """
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -187,7 +186,8 @@ def format_accuracy_table(table):
              "| baseline UV |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for lib, r in table.items():
-        b = (f"{100 * r['model_median_on_baseline_nodes']:.2f} % / {100 * r['model_p95_on_baseline_nodes']:.2f} % "
+        b = (f"{100 * r['model_median_on_baseline_nodes']:.2f} % / "
+             f"{100 * r['model_p95_on_baseline_nodes']:.2f} % "
              f"| {100 * r['baseline_median']:.2f} % / {100 * r['baseline_p95']:.2f} %"
              if "baseline_median" in r else "- | -")
         bo = (f"{100 * r['baseline_median_ge3000']:.2f} % / {100 * r['baseline_p95_ge3000']:.2f} %"
@@ -331,7 +331,8 @@ def seam_report(gen, grid, sweeps=None):
     rows = []
     for sw in sweeps:
         if len(sw) not in (5, 6):
-            raise ValueError(f"a seam sweep is (name, Teff lo, Teff hi, log g, [M/H][, libraries]); got {sw!r}")
+            raise ValueError("a seam sweep is (name, Teff lo, Teff hi, log g, [M/H][, libraries]); got "
+                             f"{sw!r}")
         name, lo, hi, g, z = sw[:5]
         required = tuple(sw[5]) if len(sw) == 6 else ()
         head = {"sweep": name, "teff": [lo, hi], "logg": g, "logz": z, "requires": list(required)}
@@ -355,7 +356,8 @@ def seam_report(gen, grid, sweeps=None):
                      "raw_median_jump": float(np.nanmedian(jr)) if np.isfinite(jr).any() else None,
                      "raw_jump_at_library_switch": [float(jr[s]) for s in switch],
                      "library_switches_at_teff": [float(t[s]) for s in switch],
-                     "libraries": [n for n, u_ in zip(gen.library_names, used) if u_], "fraction_inside": float(inside.mean())})
+                     "libraries": [n for n, u_ in zip(gen.library_names, used) if u_],
+                     "fraction_inside": float(inside.mean())})
     return rows
 
 
@@ -399,7 +401,8 @@ def add_cli(sub):
                        description="Held-out accuracy vs linear interpolation, and seam smoothness.")
     p.add_argument("--model", default=None, help="model directory (default: the shipped default model)")
     p.add_argument("--grid", required=True, help="the union grid file the model was trained on")
-    p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--out", default=None, help="write the report as JSON here (.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-seams", action="store_true")
     p.set_defaults(func=_cli)
@@ -407,7 +410,9 @@ def add_cli(sub):
 
 def _cli(args):
     from .neural import NeuralGenerator, load_generator
+    from .output_files import atomic_output, check_outputs
     from .train import read_grid
+    outputs = check_outputs(args, {"out": ((".json",), "JSON report")})     # before the slow evaluation
     gen = load_generator(args.model, device=args.device)
     if not isinstance(gen, NeuralGenerator):
         raise ValueError("evaluate needs a model directory trained by smnet-sps (it uses the model's split)")
@@ -424,9 +429,10 @@ def _cli(args):
             if r["skipped"]:
                 print(f"seam {r['sweep']}: NOT BUILT: {r['skipped']}")
                 continue
-            print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} (median {r['model_median_jump']:.4f})"
-                  f", raw max jump {r['raw_max_jump']}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1))
+            print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} "
+                  f"(median {r['model_median_jump']:.4f}), raw max jump {r['raw_max_jump']}")
+    if "out" in outputs:
+        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+            tmp.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")
     return 0

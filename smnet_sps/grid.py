@@ -25,8 +25,8 @@ from .constants import FLAM_UNIT, PACKAGE_DATA, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, default_wavelength, resample
 
-__all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "save_grid", "load_grid", "grid_info", "skipped_libraries",
-           "plot_coverage",
+__all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "save_grid", "load_grid", "grid_info",
+           "skipped_libraries", "plot_coverage",
            "export_phase_libraries", "load_phase_libraries", "PHASE_FILE", "add_cli"]
 
 FORMAT = "smnet-sps union grid"
@@ -162,7 +162,8 @@ def _library_record(lib, flux, mask, wave):
             "physical_units": lib.name in _PHYSICAL,
             "bolometric_deviation": native, "bolometric_deviation_on_grid": on_grid,
             "teff_range": [float(lib.teff.min()), float(lib.teff.max())],
-            "logg_range": ([float(np.nanmin(lib.logg)), float(np.nanmax(lib.logg))] if lib.has_logg else None),
+            "logg_range": ([float(np.nanmin(lib.logg)), float(np.nanmax(lib.logg))]
+                           if lib.has_logg else None),
             "logz_range": ([float(np.nanmin(lib.logz)), float(np.nanmax(lib.logz))]
                            if np.isfinite(lib.logz).any() else None)}
 
@@ -216,7 +217,8 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
     root = Path(library_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"libraries folder {root} does not exist (expected the folder holding "
-                                f"ck04_castelli_kurucz/, nextgen_phoenix/, ...; e.g. ../shared/data/libraries)")
+                                "ck04_castelli_kurucz/, nextgen_phoenix/, ...; e.g. "
+                                "../shared/data/libraries)")
     names = _parse_only(only)
     wave = (default_wavelength() if wavelength is None else wavelength)
     wave = np.asarray(wave.to_value(u.AA) if isinstance(wave, u.Quantity) else wave, float)
@@ -246,7 +248,8 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
             log(f"{name:20s} {len(lib):5d} spectra"
                 + (f" ({lib.n_dropped} all-zero columns dropped)" if lib.n_dropped else "")
                 + f"  Teff {lib.teff.min():.0f}-{lib.teff.max():.0f} K"
-                + f"  int F dlambda / sigma Teff^4 - 1: native median {dev['median']:+.4f} max|{dev['max_abs']:.4f}|"
+                + f"  int F dlambda / sigma Teff^4 - 1: native median {dev['median']:+.4f} "
+                  f"max|{dev['max_abs']:.4f}|"
                 + f", on grid median {dgrid['median']:+.4f} max|{dgrid['max_abs']:.4f}|")
             if LIBRARIES[name].kind == "phase":
                 meta = {"citation": lib.citation, "kind": name, "convention": lib.convention,
@@ -272,8 +275,8 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
         raise ValueError(f"none of the union libraries {', '.join(asked_union)} could be read: "
                          + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     if skipped:
-        log(f"!!! {len(skipped)} librar{'y' if len(skipped) == 1 else 'ies'} SKIPPED (recorded in the file attrs "
-            f"'skipped_libraries'): {', '.join(skipped)}; use --strict to fail instead")
+        log(f"!!! {len(skipped)} librar{'y' if len(skipped) == 1 else 'ies'} SKIPPED (recorded in the file "
+            f"attrs 'skipped_libraries'): {', '.join(skipped)}; use --strict to fail instead")
     log(f"note: {DEFAULT_NOTE}")
     cat = {k: (np.concatenate(v) if v else None) for k, v in rows.items()}
     if not union_names:          # only phase libraries requested: an empty union table
@@ -408,8 +411,8 @@ def load_grid(path):
                              f"tool)") from exc
     n = len(grid.teff)
     if grid.flux.shape != (n, grid.wavelength.size) or grid.mask.shape != grid.flux.shape:
-        raise ValueError(f"{path}: flux {grid.flux.shape} / mask {grid.mask.shape} do not match {n} spectra x "
-                         f"{grid.wavelength.size} wavelengths")
+        raise ValueError(f"{path}: flux {grid.flux.shape} / mask {grid.mask.shape} do not match {n} spectra "
+                         f"x {grid.wavelength.size} wavelengths")
     return grid
 
 
@@ -436,17 +439,19 @@ def grid_info(grid):
                      f"{dg.get('median', np.nan):+8.4f} {dg.get('max_abs', np.nan):8.4f}")
     if len(grid):
         lines.append(f"total: Teff {grid.teff.min():.0f}-{grid.teff.max():.0f} K, log g "
-                     f"{grid.logg.min():g}..{grid.logg.max():g}, [M/H] {grid.logz.min():.2f}..{grid.logz.max():.2f}; "
+                     f"{grid.logg.min():g}..{grid.logg.max():g}, [M/H] "
+                     f"{grid.logz.min():.2f}..{grid.logz.max():.2f}; "
                      f"{100 * grid.mask.mean():.1f}% of pixels known")
-    lines.append("dev = int F dlambda / sigma Teff^4 - 1 over the native range (physical libraries ck04, nextgen, "
-                 "basel22) or vs the unit normalisation (others, rescaled to sigma Teff^4); grid = on the "
-                 "common grid (missing flux below 91 A / 100 A shows here)")
+    lines.append("dev = int F dlambda / sigma Teff^4 - 1 over the native range (physical libraries ck04, "
+                 "nextgen, basel22) or vs the unit normalisation (others, rescaled to sigma Teff^4); "
+                 "grid = on the common grid (missing flux below 91 A / 100 A shows here)")
     if grid.phase_libraries:
         lines.append("phase libraries (no log g):")
         for name, lib in grid.phase_libraries.items():
             z = lib.logz[np.isfinite(lib.logz)]
             zs = f"[M/H] {z.min():.2f}..{z.max():.2f}" if z.size else "[M/H] not metallicity specific"
-            lines.append(f"  {name:20s} {len(lib.teff):4d} spectra, Teff {lib.teff.min():.0f}-{lib.teff.max():.0f} K, "
+            lines.append(f"  {name:20s} {len(lib.teff):4d} spectra, Teff "
+                         f"{lib.teff.min():.0f}-{lib.teff.max():.0f} K, "
                          f"{zs}, {100 * lib.mask.mean():.1f}% of pixels known")
     skipped = skipped_libraries(grid)
     if skipped:
@@ -473,14 +478,14 @@ def skipped_libraries(grid):
     return dict(value or {})
 
 
-def plot_coverage(grid, path):
+def plot_coverage(grid, path=None):
     """(log Teff, log g) coverage plot coloured by library, HR-diagram orientation (like SM-Net Fig. 3).
 
     log Teff increases to the left and log g increases downward. The phase libraries (no log g) are drawn
-    as Teff-only rows in a strip above. Writes ``path`` (PNG/PDF by suffix).
+    as Teff-only rows in a strip above. Returns the :class:`matplotlib.figure.Figure` (drawn with the
+    caller's matplotlib backend, which is left unchanged); also saves it to ``path`` when given (PNG/PDF by
+    suffix). Close it with ``matplotlib.pyplot.close(fig)`` when done.
     """
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     phases = {k: v for k, v in grid.phase_libraries.items() if len(v.teff)}
@@ -524,11 +529,11 @@ def plot_coverage(grid, path):
     ax.grid(alpha=0.3)
     if not phases:
         fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
 
 
 # ------------------------------------------------------------------------------------- phase libraries
@@ -561,7 +566,8 @@ def export_phase_libraries(grid, path=PHASE_FILE):
 
 
 def load_phase_libraries(path=None):
-    """The phase libraries (WR WN/WC, Rauch post-AGB, TP-AGB) on the common wavelength grid, without ``../shared``.
+    """The phase libraries (WR WN/WC, Rauch post-AGB, TP-AGB) on the common wavelength grid, without
+    ``../shared``.
 
     Parameters
     ----------
@@ -601,27 +607,41 @@ def load_phase_libraries(path=None):
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+GRID_SUFFIXES = (".h5", ".hdf5")
+
+
+def _grid_outputs(args):
+    from .output_files import check_outputs, matplotlib_formats
+    return check_outputs(args, {"out": (GRID_SUFFIXES, "union grid (HDF5)"),
+                                "plot": (matplotlib_formats(), "coverage plot"),
+                                "phase_out": ((".npz",), "phase-library file")})
+
+
 def _cmd_build(args):
+    from .output_files import save_figure
+    outputs = _grid_outputs(args)           # before the (minutes-long) build
     t0 = time.perf_counter()
     grid = build_grid(args.libraries, only=args.only, progress=not args.no_progress, strict=args.strict)
-    save_grid(grid, args.out)
+    save_grid(grid, outputs["out"])         # atomic (temporary file + rename)
     size = Path(args.out).stat().st_size / 1e6
     print(grid_info(grid))
     print(f"wrote {args.out} ({size:.1f} MB) in {time.perf_counter() - t0:.1f} s")
-    if args.plot:
-        plot_coverage(grid, args.plot)
+    if "plot" in outputs:
+        save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
         print(f"wrote {args.plot}")
-    if args.phase_out:
-        export_phase_libraries(grid, args.phase_out)
+    if "phase_out" in outputs:
+        export_phase_libraries(grid, outputs["phase_out"])     # atomic
         print(f"wrote {args.phase_out}")
     return 0
 
 
 def _cmd_info(args):
+    from .output_files import save_figure
+    outputs = _grid_outputs(args)
     grid = load_grid(args.file)
     print(grid_info(grid))
-    if args.plot:
-        plot_coverage(grid, args.plot)
+    if "plot" in outputs:
+        save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
         print(f"wrote {args.plot}")
     return 0
 
@@ -637,14 +657,17 @@ def add_cli(subparsers):
     b.add_argument("--plot", help="also write a (log Teff, log g) coverage plot (PNG)")
     b.add_argument("--only", help=f"comma-separated library names (default {','.join(DEFAULT_LIBRARIES)}; "
                    f"all: {','.join(LIBRARIES)})")
-    b.add_argument("--strict", action="store_true", help="fail if any library cannot be read (default: skip it "
-                   "with a loud message and record it in the file attrs 'skipped_libraries')")
+    b.add_argument("--strict", action="store_true",
+                   help="fail if any library cannot be read (default: skip it with a loud message and "
+                        "record it in the file attrs 'skipped_libraries')")
     b.add_argument("--phase-out", help="also write the phase libraries as .npz (as shipped in "
                    "smnet_sps/data/phase_libraries.npz)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--overwrite", action="store_true", help="replace existing output files")
     b.set_defaults(func=_cmd_build)
     i = sub.add_parser("info", help="summarise a union grid file")
     i.add_argument("file")
     i.add_argument("--plot", help="write a (log Teff, log g) coverage plot (PNG)")
+    i.add_argument("--overwrite", action="store_true", help="replace an existing plot")
     i.set_defaults(func=_cmd_info)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -1,10 +1,10 @@
 """Isochrone tables: PARSEC v1.2S and Padova 2007 in FSPS's format, shipped as compact ``.npz`` files.
 
-The tables live in the repository folder ``isochrones/`` (``isochrones/parsec.npz``, ``isochrones/padova.npz``;
-see ``isochrones/README.md`` for provenance and citations), installed as ``smnet_sps.isochrone_tables``. Each file holds
-every metallicity and age of one family, losslessly: the FSPS text files give fixed decimals (8 for
-initial mass, 4 for the rest), so the columns are stored as scaled integers, delta-encoded and zip
-compressed, and decoded back to exactly the printed numbers.
+The tables live in the repository folder ``isochrones/`` (``isochrones/parsec.npz``,
+``isochrones/padova.npz``; see ``isochrones/README.md`` for provenance and citations), installed as
+``smnet_sps.isochrone_tables``. Each file holds every metallicity and age of one family, losslessly: the
+FSPS text files give fixed decimals (8 for initial mass, 4 for the rest), so the columns are stored as
+scaled integers, delta-encoded and zip compressed, and decoded back to exactly the printed numbers.
 
 ``load_isochrones("parsec")`` returns an :class:`IsochroneSet`; ``iso.isochrone(iz, ia)`` one isochrone.
 :func:`convert_fsps_isochrones` rebuilds the tables from FSPS's ``isoc_z*.dat.gz`` files.

@@ -497,6 +497,7 @@ def add_cli(sub):
     p.add_argument("--patience", type=int, default=200,
                    help="early stopping: epochs without a better validation loss (default 200)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tail-floor", type=float, default=1e-6,
                    help="MLP: leave pixels fainter than this fraction of the spectrum's peak out of the loss")
@@ -513,10 +514,31 @@ def add_cli(sub):
     p.set_defaults(func=_cli)
 
 
+def _check_model_dir(args):
+    """``--out`` of train: a folder (created if missing); an existing model in it is kept unless asked."""
+    import os
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a model folder (e.g. models/mine)")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--out {str(out)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(out)!r}: folder {str(existing)!r} is not writable")
+    has_model = any((out / name).exists() for name in ("config.json", "weights.pt"))
+    if has_model and not (args.resume or args.overwrite):
+        raise ValueError(f"--out {str(out)!r} already holds a model; pass --resume to continue it or "
+                         "--overwrite to replace it")
+
+
 def _cli(args):
+    _check_model_dir(args)
     cfg = train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
                 epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads, patience=args.patience,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                patience=args.patience,
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
                 uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay)

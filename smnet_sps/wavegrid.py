@@ -9,7 +9,8 @@ for anything but broad-band mid/far-IR work). Why this grid:
   elsewhere) of CK04, so four of the six union libraries need no resampling at all and none is
   *up*-sampled in the optical: it is as fine as the coarsest library there;
 * 91 A - 160 um holds > 99 % of the bolometric flux of stars up to ~40,000 K (> 96 % at 50,000 K;
-  hotter stars lose 1-18 % below 91 A, which the grid reports), so luminosities can be checked, and it spans GALEX FUV to WISE W4 for photometry;
+  hotter stars lose 1-18 % below 91 A, which the grid reports), so luminosities can be checked, and it spans
+  GALEX FUV to WISE W4 for photometry;
 * 1,221 pixels keep the union grid (~5,000 spectra) at ~25 MB and the network output small.
 
 It is shipped as ``smnet_sps/data/wavelength_basel1221.npy`` (copied from the BaSeL 2.2 files).

@@ -25,13 +25,13 @@ from typing import Callable
 from . import basel, ck04, cm87, cmfgen, nextgen, rauch, rauch_pagb, tpagb, wmbasic
 from ._common import LibrarySpectra
 
-__all__ = ["LibraryEntry", "LIBRARIES", "UNION_LIBRARIES", "PHASE_LIBRARIES", "DEFAULT_LIBRARIES", "read_library",
-           "LibrarySpectra", "DEFAULT_NOTE"]
+__all__ = ["LibraryEntry", "LIBRARIES", "UNION_LIBRARIES", "PHASE_LIBRARIES", "DEFAULT_LIBRARIES",
+           "read_library", "LibrarySpectra", "DEFAULT_NOTE"]
 
-DEFAULT_NOTE = ("rauch_tmap (pystellibs stellib_Rauch.grid.fits) is not built by default: that file is degenerate "
-                "(102 rows, only 2 distinct spectra, one per Z, for Teff 50-190 kK and log g 5-8); the Rauch (2003) "
-                "post-AGB models are used instead from FSPS Hot_spectra/ipagb_{solar,halo}.spec as the phase "
-                "library rauch_pagb (no log g)")
+DEFAULT_NOTE = ("rauch_tmap (pystellibs stellib_Rauch.grid.fits) is not built by default: that file is "
+                "degenerate (102 rows, only 2 distinct spectra, one per Z, for Teff 50-190 kK and log g "
+                "5-8); the Rauch (2003) post-AGB models are used instead from FSPS "
+                "Hot_spectra/ipagb_{solar,halo}.spec as the phase library rauch_pagb (no log g)")
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,12 @@ LIBRARIES = {e.name: e for e in [
     LibraryEntry("cmfgen_wn", cmfgen.FOLDER, partial(cmfgen.read, kind="WN"), "phase", cmfgen.CITATION, 1),
     LibraryEntry("cmfgen_wc", cmfgen.FOLDER, partial(cmfgen.read, kind="WC"), "phase", cmfgen.CITATION, 1),
     LibraryEntry("rauch_pagb", rauch_pagb.FOLDER, rauch_pagb.read, "phase", rauch_pagb.CITATION, 2),
-    LibraryEntry("tpagb_orich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_orich"), "phase", tpagb.CITE_LM, 1),
-    LibraryEntry("tpagb_crich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich"), "phase", tpagb.CITE_LM, 1),
-    LibraryEntry("tpagb_crich_aringer", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich_aringer"), "phase",
+    LibraryEntry("tpagb_orich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_orich"), "phase", tpagb.CITE_LM,
+                 1),
+    LibraryEntry("tpagb_crich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich"), "phase", tpagb.CITE_LM,
+                 1),
+    LibraryEntry("tpagb_crich_aringer", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich_aringer"),
+                 "phase",
                  tpagb.CITE_AR, 1),
 ]}
 #: union (log g) libraries of the default build; ``rauch_tmap`` is readable but not a default

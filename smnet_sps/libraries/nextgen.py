@@ -77,7 +77,10 @@ def read(folder, progress=None):
         waves.append(g["wave"])
         fluxes.append(np.array([r[3] for r in g["rows"]]))
         for r in g["rows"]:
-            teff.append(r[0]); logg.append(r[1]); logz.append(r[2]); src.append(r[4])
+            teff.append(r[0])
+            logg.append(r[1])
+            logz.append(r[2])
+            src.append(r[4])
     lib = LibrarySpectra(NAME, CITATION, FOLDER, CONVENTION, np.array(teff), np.array(logg),
                          np.array(logz), waves, fluxes, src, np.zeros(len(teff)), 0, paths)
     lib.raw_ratio = lib.bolometric_ratio()

@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir, require_file
+from ._common import (LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir,
+                      require_file)
 from .wmbasic import read_column_file
 
 NAME = "rauch_pagb"
@@ -83,7 +84,8 @@ def read(folder, progress=None, fsps_columns_only=False):
         values = parse_floats(read_text(path), path)
         if values.size == 0 or values.size % ncol:
             raise ValueError(f"{path}: {values.size} numbers is not a whole number of rows of {ncol} columns "
-                             f"(lambda + {teff_all.size} Teff of {teff_path.name}); truncated or wrong format")
+                             f"(lambda + {teff_all.size} Teff of {teff_path.name}); "
+                             "truncated or wrong format")
         values = values.reshape(-1, ncol)
         fnu = check_flux(values[:, 1:1 + n_use].T, path)           # (n_use, n_wave)
         wave, fnu = _merge_repeated(values[:, 0], fnu, path)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir, require_file
+from ._common import (LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir,
+                      require_file)
 
 FOLDER = "fsps_hot_and_agb"
 CITE_LM = "Lancon & Mouhcine 2002, A&A 393, 167; via FSPS (Conroy, Gunn & White 2009)"
@@ -108,6 +109,7 @@ def read(folder, name="tpagb_orich", progress=None):
             + ("; Teff = solar column of the Teff(Z) table" if teff_table is not None else ""))
     if progress:
         progress()
-    return LibrarySpectra(name, citation, FOLDER, conv, teff, np.full(teff.size, np.nan), logz, [wave], [flux],
+    return LibrarySpectra(name, citation, FOLDER, conv, teff, np.full(teff.size, np.nan), logz, [wave],
+                          [flux],
                           [str(path.relative_to(folder.parent))] * teff.size, integral, 0, [path, teff_path],
                           extra)
