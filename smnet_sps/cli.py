@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "smnet_sps.train",        # train
     "smnet_sps.evaluate",     # evaluate
     "smnet_sps.validate",     # validate (observed stars, mixture ranking)
+    "smnet_sps.calibrate",    # calibrate (semi-empirical correction)
     "smnet_sps.ssp",          # ssp / ssp-grid
     "smnet_sps.photometry",   # mags
     "smnet_sps.plugin_registry",  # plugins

@@ -408,8 +408,9 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
 
     Parameters
     ----------
-    path : None, model directory, or released ``.pt`` file
-        None -> the shipped default model (:func:`default_model_path`).
+    path : None, a shipped model's name, model directory, or released ``.pt`` file
+        None or ``"default"`` -> the shipped default model (:func:`default_model_path`); ``"semi-empirical"`` ->
+        the default model calibrated on observed stars (:class:`smnet_sps.semi_empirical.SemiEmpiricalGenerator`).
     meta : path, the released ``.meta.npz`` (required with a ``.pt`` file)
     device : ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     library : default library to imitate for our models (None = smooth mixture)
@@ -421,7 +422,12 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
     -------
     Generator
     """
-    if path is None:
+    if isinstance(path, str) and path == "semi-empirical":     # shipped models by name: "default", "semi-empirical"
+        from .semi_empirical import SemiEmpiricalGenerator
+        if library is not None or meta is not None or set(kwargs) - {"renormalise"}:
+            raise ValueError("the semi-empirical model takes only device=, dtype= and renormalise=")
+        return SemiEmpiricalGenerator(device=device, dtype=dtype, **kwargs)
+    if path is None or (isinstance(path, str) and path == "default"):
         path = default_model_path()
         if not (Path(path) / "config.json").is_file():
             raise FileNotFoundError(f"the default model is not installed at {path}")

@@ -662,7 +662,8 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     table.meta["mass_for_ML"] = ("mass_stars: surviving stellar mass per M_sun formed (ssp_grid)"
                                  if mstar is not None else table.meta["mass_for_ML"])
     table.meta.update({"Z": float(Z), "imf": str(imf), "isochrones": str(isochrones),
-                       "generator": (getattr(generator, "name", "default") if generator is not None
+                       "generator": (generator if isinstance(generator, str)
+                                     else getattr(generator, "name", "default") if generator is not None
                                      else "default")})
     return table
 
@@ -808,8 +809,9 @@ def add_cli(subparsers):
     p.add_argument("--imf", default="kroupa", help="IMF name passed to ssp_grid (default kroupa)")
     p.add_argument("--isochrones", default="parsec",
                    help="isochrone family passed to ssp_grid (default parsec)")
-    p.add_argument("--model", default=None,
-                   help="model directory, or 'blackbody' (default: the shipped default model)")
+    p.add_argument("--generator", "--model", dest="model", default=None,
+                   help="'default', 'semi-empirical', 'blackbody' or a model directory "
+                        "(default: the shipped default model)")
     p.add_argument("--extrapolate", action="store_true",
                    help="treat the spectrum as zero where a filter reaches beyond it (default: error)")
     p.add_argument("--out", default=None, help="write the table; format from the extension: "

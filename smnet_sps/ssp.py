@@ -85,15 +85,17 @@ def _resolve_z(iso, Z, logzsol):
 def get_backend(generator=None, special_phases="model", outside="extrapolate", device="auto"):
     """A shared :class:`StellarLibraryBackend` per (generator, options), so repeated SSPs hit its cache.
 
-    ``generator=None`` -> the shipped default model (:func:`smnet_sps.neural.load_generator`), loaded once.
+    ``generator=None`` -> the shipped default model (:func:`smnet_sps.neural.load_generator`), loaded once; a
+    string names a shipped model (``"default"``, ``"semi-empirical"``) or a model directory.
     """
     if isinstance(generator, StellarLibraryBackend):
         return generator
-    if generator is None:
-        if device not in _DEFAULT_GENERATOR:
+    if generator is None or isinstance(generator, str):      # None / a shipped model's name, loaded once
+        name = generator or "default"
+        if (name, device) not in _DEFAULT_GENERATOR:
             from .neural import load_generator
-            _DEFAULT_GENERATOR[device] = load_generator(device=device)
-        generator = _DEFAULT_GENERATOR[device]
+            _DEFAULT_GENERATOR[(name, device)] = load_generator(name, device=device)
+        generator = _DEFAULT_GENERATOR[(name, device)]
     key = (id(generator), special_phases, outside)
     backend = _BACKENDS.get(key)
     if backend is None or backend.generator is not generator:
@@ -567,7 +569,8 @@ def _common_args(p):
     p.add_argument("--imf", default="kroupa", help="kroupa (default), salpeter or chabrier")
     p.add_argument("--isochrones", default="parsec", help="parsec (default) or padova")
     p.add_argument("--generator", default=None,
-                   help="'default' (shipped model), 'blackbody', or a model directory")
+                   help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), 'blackbody', "
+                        "or a model directory")
     p.add_argument("--special-phases", default="model", choices=("model", "dedicated"))
     p.add_argument("--outside", default="extrapolate", choices=("exclude", "blackbody", "extrapolate"))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
