@@ -158,6 +158,9 @@ def _generator_fingerprint(gen):
     for path in files:
         h.update(path.name.encode())
         h.update(path.read_bytes())
+    base = getattr(gen, "base", None)             # a wrapper (e.g. semi-empirical): its base model too
+    if base is not None and base is not gen and hasattr(base, "wavelength"):
+        h.update(_generator_fingerprint(base).encode())
     return h.hexdigest()
 
 
