@@ -20,7 +20,7 @@ from torch import nn
 
 __all__ = ["SMNet", "SpectrumMLP", "build_model", "load_smnet_state_dict", "infer_smnet_shape",
            "log1p01_forward", "log1p01_inverse", "fit_log1p01", "mixture_weights", "MIXTURE_TAPER",
-           "LOG_RATIO_FLOOR", "blackbody_log_ratio", "blackbody_constants", "blackbody_log_ratio_torch"]
+           "LOG_RATIO_FLOOR", "blackbody_log_ratio", "blackbody_constants"]
 
 # Tapers of the library partition of unity, per dimension (log10 Teff [dex], log g [dex], [M/H] [dex]).
 # 0.02 dex in Teff is about one grid step of CK04; 0.25 dex in log g / [M/H] is half a step.
@@ -57,36 +57,14 @@ def blackbody_constants(wavelength):
 
     Returns ``(a, b)`` with a = log10(2 pi h c^2 1e-8 / sigma) - 5 log10(lam_cm) [log10 A^-1 K^4] and
     b = h c / (k lam_cm) [K], so that log10(pi B_lambda / sigma T^4) = a - 4 log10 T - ln(e^(b/T) - 1) / ln 10.
-    Computed once per model in float64, then cast to the compute dtype (see
-    :func:`blackbody_log_ratio_torch`).
+    Computed once per model in float64; the generators' torch path (``NeuralGenerator._finish_``) uses them
+    as ln(pi B / sigma T^4) = ln10 a - 4 ln T - x - ln(-expm1(-x)) with x = b / T.
     """
     from .constants import SIGMA_SB
     h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
     lam_cm = np.asarray(wavelength, float) * 1e-8
     a = np.log10(2 * np.pi * h * c**2 * 1e-8 / SIGMA_SB) - 5 * np.log10(lam_cm)
     return a, h * c / k / lam_cm
-
-
-def blackbody_log_ratio_torch(log10_teff, inv_teff, a, b, floor=LOG_RATIO_FLOOR):
-    """Torch twin of :func:`blackbody_log_ratio`: log10(pi B_lambda / sigma T^4), shape (n, n_wave).
-
-    Parameters
-    ----------
-    log10_teff, inv_teff : tensors (n,), log10 Teff and 1 / Teff [K^-1]
-    a, b : tensors (n_wave,), from :func:`blackbody_constants`, same dtype and device
-
-    Notes
-    -----
-    ln(e^x - 1) = x + ln(-expm1(-x)) is exact to rounding for every x > 0 in float32: expm1 keeps the
-    relative accuracy of 1 - e^-x as x -> 0 (long wavelengths of hot stars), and for large x (Wien tail) the
-    log term tends to -e^-x, never overflowing. One formula, no branches, so autograd gives finite gradients
-    everywhere (d/dx = 1 + 1/(e^x - 1)). The floor (``LOG_RATIO_FLOOR``) is part of the model's reference:
-    below it the reference, and its gradient, are constant.
-    """
-    x = b[None, :] * inv_teff[:, None]
-    ln_expm1 = x + torch.log(-torch.expm1(-x))
-    lr = (a[None, :] - 4.0 * log10_teff[:, None]) - ln_expm1 * (1.0 / math.log(10.0))
-    return torch.clamp(lr, min=floor)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch
 
 from .constants import PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
-from .model import (LOG_RATIO_FLOOR, blackbody_constants, blackbody_log_ratio_torch, build_model,
+from .model import (LOG_RATIO_FLOOR, blackbody_constants, build_model,
                     load_smnet_state_dict, log1p01_inverse, mixture_weights)
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
@@ -414,7 +414,7 @@ class NeuralGenerator(_TorchGenerator):
     def _network_log_ratio(self, model, x, libs, compute):
         """log10(F / sigma T^4) - reference, shape (m, n_wave), for scaled inputs x (m, 3), library ids (m,)."""
         inp = torch.cat([x, self._constants(x.device, x.dtype)["eye"][libs]], dim=1)
-        z = _padded_net(model.net, inp) if not torch.is_grad_enabled() else model.net(inp)
+        z = _padded_net(model.net, inp)          # padded rows: same rounding as in any larger batch
         z = torch.clamp(z.to(compute), model.out_lo.to(compute), model.out_hi.to(compute))
         return torch.addcmul(model.out_mean.to(compute), model.out_std.to(compute), z)
 
@@ -512,6 +512,19 @@ class NeuralGenerator(_TorchGenerator):
             ratio.div_(torch.trapezoid(ratio, c["wl"], dim=1)[:, None])
         torch.mul(ratio, rows_q["norm"][sl, None], out=out[sl])
 
+    def _ln_blackbody_ratio(self, teff, dtype):
+        """ln(pi B_lambda / sigma T^4), floored, shape (n, n_wave), differentiable (autograd path).
+
+        The same arithmetic as the fast path (:meth:`_finish_`): float64 for the large terms, ``dtype`` for
+        ln(-expm1(-x)), whose derivative 1 + 1/(e^x - 1) is finite for every x > 0.
+        """
+        c, c64 = self._constants(self.device, dtype), self._constants(self.device, torch.float64)
+        t64 = teff.to(torch.float64)
+        rows = torch.stack([1.0 / t64, torch.ones_like(t64), -4.0 * torch.log(t64)], 1)
+        bb = torch.mm(rows, c64["bb_cols"]).to(dtype)
+        xn = torch.outer(1.0 / teff, c["nb"])
+        return torch.clamp(bb - torch.log(-torch.expm1(xn)), min=LOG_RATIO_FLOOR * _LN10)
+
     # ---- differentiable entry point -------------------------------------------------------------
     def torch_surface_flux(self, teff, logg, logz, library=None):
         """F_lambda [erg s^-1 cm^-2 A^-1] as a torch tensor (n, n_wave), differentiable in the parameters.
@@ -543,8 +556,10 @@ class NeuralGenerator(_TorchGenerator):
                                 logz.detach().cpu().numpy())
         model, mdtype = self._model_for(dtype)
         c = self._constants(self.device, dtype)
-        log10t = torch.log10(teff)
-        scaled = (torch.stack([log10t, logg, logz], 1) - c["lo"]) / c["span"]
+        c64 = self._constants(self.device, torch.float64)
+        # scaled in float64 as in the fast path (float32 log10 Teff alone moved far-UV pixels by 7e-5)
+        p64 = torch.stack([torch.log10(teff.to(torch.float64)), logg.to(torch.float64), logz.to(torch.float64)], 1)
+        scaled = ((p64 - c64["lo"]) / c64["span"]).to(dtype)
         norm = SIGMA_SB * teff**4
         if self.arch != "mlp":
             y = model(scaled)
@@ -559,9 +574,10 @@ class NeuralGenerator(_TorchGenerator):
             lr = self._network_log_ratio(model, x[rows], libs, dtype) * w[:, None]
             lr = torch.zeros((teff.numel(), self.wavelength.size), dtype=dtype,
                              device=self.device).index_add(0, rows, lr)
+            ln_ratio = lr * _LN10
             if self._blackbody_reference:
-                lr = lr + blackbody_log_ratio_torch(log10t, 1.0 / teff, c["a"], c["b"])
-            ratio = torch.exp(lr * _LN10)
+                ln_ratio = ln_ratio + self._ln_blackbody_ratio(teff, dtype)
+            ratio = torch.exp(ln_ratio)
         if self.renormalise:
             ratio = ratio / torch.trapezoid(ratio, c["wl"], dim=1)[:, None]
         return ratio * norm[:, None]
