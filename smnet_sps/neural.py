@@ -44,9 +44,10 @@ COVERAGE_NEIGHBOURS = 16
 # Rows per network pass on the CPU. Fixed, so that a spectrum never depends on batch_size or on which other
 # points share its batch: oneDNN picks its kernel (and so the float32 rounding) by matrix shape, and a
 # row computed in a 7-row batch differed from the same row in an 8192-row batch by up to 1.5e-4 in the
-# standardised output (5e-4 in flux). The last chunk is padded to a multiple of _PAD_ROWS rows.
+# standardised output (5e-4 in flux): shapes of 1-3 rows (and 5-7, 9-11 on 2 threads) take another kernel. The
+# last chunk is padded to a multiple of _PAD_ROWS rows.
 FORWARD_CHUNK = 512
-_PAD_ROWS = 16
+_PAD_ROWS = 4
 _LN10 = math.log(10.0)
 
 
@@ -133,6 +134,15 @@ def _padded_net(net, inp, pad_rows=_PAD_ROWS):
     return net(inp)[:m]
 
 
+def _mlp_forward(net, inp):
+    """``net(inp)`` for an MLP whose first layer may be float32 while the rest runs in a lower precision."""
+    first, last = net[0], net[-1]
+    h = first(inp.to(first.weight.dtype))
+    if last.weight.dtype == first.weight.dtype:
+        return net[1:](h)
+    return net[1:](h.to(last.weight.dtype))
+
+
 class _TorchGenerator(Generator):
     """Shared device / dtype handling of the neural generators."""
 
@@ -148,7 +158,11 @@ class _TorchGenerator(Generator):
     def _model_for(self, dtype):
         dtype = _resolve_dtype(dtype) or self.dtype
         if dtype not in self._models:
-            self._models[dtype] = copy.deepcopy(self._model).to(self.device, dtype)
+            model = copy.deepcopy(self._model).to(self.device, dtype)
+            if dtype in (torch.bfloat16, torch.float16) and isinstance(getattr(model, "net", None), torch.nn.Sequential):
+                # the input layer stays float32: bf16 inputs alone would quantise log Teff to ~0.4 %
+                model.net[0] = copy.deepcopy(self._model.net[0]).to(self.device, torch.float32)
+            self._models[dtype] = model
         return self._models[dtype], dtype
 
     @staticmethod
@@ -414,7 +428,7 @@ class NeuralGenerator(_TorchGenerator):
     def _network_log_ratio(self, model, x, libs, compute):
         """log10(F / sigma T^4) - reference, shape (m, n_wave), for scaled inputs x (m, 3), library ids (m,)."""
         inp = torch.cat([x, self._constants(x.device, x.dtype)["eye"][libs]], dim=1)
-        z = _padded_net(model.net, inp)          # padded rows: same rounding as in any larger batch
+        z = _padded_net(lambda t: _mlp_forward(model.net, t), inp)   # padded rows: as in any larger batch
         z = torch.clamp(z.to(compute), model.out_lo.to(compute), model.out_hi.to(compute))
         return torch.addcmul(model.out_mean.to(compute), model.out_std.to(compute), z)
 
@@ -448,7 +462,7 @@ class NeuralGenerator(_TorchGenerator):
         # Outside the training box the network's departure from a blackbody is held at its value on the box
         # edge, while the blackbody itself follows the true Teff: a free MLP extrapolation was measured 30x
         # too bright at 220 kK. Such points are always flagged (CoverageWarning / inside).
-        x = scaled.clamp(0.0, 1.0).to(mdtype)
+        x = scaled.clamp(0.0, 1.0).to(compute)
         rows, libs, w = self._pairs(params[:, 3:])
         w = w.to(compute)
         unit = bool((w == 1).all())
