@@ -20,8 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smnet_sps.evaluate import (accuracy_table, format_accuracy_table, matmul_peak_gflops, seam_report,
-                                throughput)
+from smnet_sps.evaluate import (
+    accuracy_table,
+    format_accuracy_table,
+    matmul_peak_gflops,
+    seam_report,
+    throughput,
+)
 from smnet_sps.generator import CoverageWarning
 from smnet_sps.model import SMNet
 from smnet_sps.neural import load_generator
@@ -148,14 +153,28 @@ def throughput_section(gen, args):
         for batch in batches:
             xb = torch.rand(batch, 3)
             with torch.no_grad():
-                sps = throughput(lambda b: m(xb[:b]), batch, repeats=2, min_time=0.3)
+                sps = throughput(lambda b, m=m, xb=xb: m(xb[:b]), batch, repeats=2, min_time=0.3)
             out.append(f"| {label} | {batch} | {sps:,.1f} | {sps * flops / 1e9:.1f} | {sps * flops / 1e9 / peak:.1%} |")
             print(out[-1])
-        del m
     out.append("")
     text = "## Generator throughput (`benchmarks/bench_generator.py`)\n\n" + "\n".join(out) + "\n"
     (HERE / "results_generator_throughput.md").write_text(text)
     print(f"wrote {HERE / 'results_generator_throughput.md'}")
+
+
+def _old_path():
+    """The pre-torch forward path and coverage rule (kept in tests/ as the reference), for a same-run ratio."""
+    import sys
+    tests = HERE.parent / "tests"
+    if not (tests / "_reference_old.py").is_file():
+        return None
+    sys.path.insert(0, str(tests))
+    from _reference_old import old_in_coverage, old_surface_flux
+
+    def run(gen, teff, logg, logz):
+        old_in_coverage(gen, teff, logg, logz)
+        return old_surface_flux(gen, teff, logg, logz)
+    return run
 
 
 def throughput_table(gen):
@@ -182,6 +201,9 @@ def throughput_table(gen):
            "random_tensor": lambda: gen.surface_flux(*fresh(), as_tensor=True),
            "one": lambda: gen.surface_flux(*fresh_one()),
            "one_tensor": lambda: gen.surface_flux(*fresh_one(), as_tensor=True)}
+    old = _old_path()
+    if old is not None:
+        fns["old"] = lambda: old(gen, *fresh())
     with torch.no_grad():
         best = _interleaved_best(fns)
     peak = 2 * 2048**3 / best["peak"] / 1e9
@@ -206,6 +228,9 @@ def throughput_table(gen):
     row("surface_flux(as_tensor=True), random stars", n, n / best["random_tensor"], passes)
     row("surface_flux, CK04-only strip (5-20 kK, log g 4, [M/H] -1)", n, n / best["one"])
     row("surface_flux(as_tensor=True), CK04-only strip", n, n / best["one_tensor"])
+    if "old" in best:
+        row("previous numpy path (tests/_reference_old.py: coverage + forward), random stars", n, n / best["old"],
+            passes)
     small = {b: (lambda b=b: gen.surface_flux(*[a[:b] for a in fresh()], batch_size=b)) for b in (1, 64, 1024)}
     best_small = _interleaved_best(small, rounds=3)
     for b, t in best_small.items():

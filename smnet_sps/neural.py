@@ -24,8 +24,8 @@ import torch
 
 from .constants import PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
-from .model import (LOG_RATIO_FLOOR, blackbody_constants, build_model,
-                    load_smnet_state_dict, log1p01_inverse, mixture_weights)
+from .model import (LOG_RATIO_FLOOR, blackbody_constants, build_model, load_smnet_state_dict, log1p01_inverse,
+                    mixture_weights)
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
            "resolve_device", "COVERAGE_SPACING", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
@@ -358,13 +358,13 @@ class NeuralGenerator(_TorchGenerator):
         # changing the answer (missing neighbours come back with index == number of nodes). First the nearest
         # node alone: if it qualifies, or nothing is within reach, the point is decided (~80 % of random
         # points); only the rest get the full COVERAGE_NEIGHBOURS query.
-        dist, idx = tree.query(pts, k=1, distance_upper_bound=reach, workers=-1)
+        dist, idx = tree.query(pts, k=1, distance_upper_bound=reach)
         found = idx < spacing.size
         near = self._qualifies(dist, idx, found, spacing, lib_of_node, inbox[sel])
         rest = np.flatnonzero(found & ~near)
         k = min(COVERAGE_NEIGHBOURS, spacing.size)
         if rest.size and k > 1:
-            dist, idx = tree.query(pts[rest], k=k, distance_upper_bound=reach, workers=-1)
+            dist, idx = tree.query(pts[rest], k=k, distance_upper_bound=reach)
             dist, idx = dist.reshape(rest.size, k), idx.reshape(rest.size, k)
             ok = self._qualifies(dist, idx, idx < spacing.size, spacing, lib_of_node, inbox[sel[rest]][:, None, :])
             near[rest] = ok.any(1)
@@ -413,7 +413,9 @@ class NeuralGenerator(_TorchGenerator):
         key = (str(device), dtype)
         if key not in self._consts:
             a, b = blackbody_constants(self.wavelength)
-            as_t = lambda v: torch.as_tensor(np.asarray(v, float), device=device).to(dtype)  # noqa: E731
+
+            def as_t(v):
+                return torch.as_tensor(np.asarray(v, float), device=device).to(dtype)
             self._consts[key] = {"a": as_t(a), "b": as_t(b), "nb": as_t(-b), "wl": as_t(self.wavelength),
                                  "bb_cols": as_t(np.stack([-b, a * np.log(10.0), np.ones_like(a)])),
                                  "lo": as_t(self._in_lo), "span": as_t(self._in_hi - self._in_lo),
@@ -568,7 +570,7 @@ class NeuralGenerator(_TorchGenerator):
         with torch.no_grad():
             validate_parameters(teff.detach().cpu().numpy(), logg.detach().cpu().numpy(),
                                 logz.detach().cpu().numpy())
-        model, mdtype = self._model_for(dtype)
+        model, _ = self._model_for(dtype)
         c = self._constants(self.device, dtype)
         c64 = self._constants(self.device, torch.float64)
         # scaled in float64 as in the fast path (float32 log10 Teff alone moved far-UV pixels by 7e-5)

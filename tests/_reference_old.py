@@ -34,6 +34,9 @@ def old_surface_flux(gen, teff, logg, logz, library=None):
     return ratio * norm[:, None]
 
 
+_TREES = {}
+
+
 def old_in_coverage(gen, teff, logg, logz):
     teff, logg, logz = (np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(teff, logg, logz))
     boxes = {name: _with_metallicity_tolerance(box) for name, box in gen.library_boxes.items()}
@@ -42,18 +45,20 @@ def old_in_coverage(gen, teff, logg, logz):
         inside_box |= box.contains(teff, logg, logz)
     if gen.nodes is None or not inside_box.any():
         return inside_box
-    nodes = gen.nodes
-    pts_n = gen._node_coords(nodes["teff"], nodes["logg"], nodes["logz"])
-    lib = nodes["library_id"].astype(int)
-    spacing = np.zeros(len(pts_n))
-    for j in np.unique(lib):
-        sel = np.flatnonzero(lib == j)
-        if sel.size < 2:
-            spacing[sel] = 1.0
-            continue
-        d, _ = cKDTree(pts_n[sel]).query(pts_n[sel], k=2)
-        spacing[sel] = np.maximum(d[:, 1], 1.0)
-    tree = cKDTree(pts_n)
+    if id(gen) not in _TREES:                       # built once per generator, as the old code did
+        nodes = gen.nodes
+        pts_n = gen._node_coords(nodes["teff"], nodes["logg"], nodes["logz"])
+        lib = nodes["library_id"].astype(int)
+        spacing = np.zeros(len(pts_n))
+        for j in np.unique(lib):
+            sel = np.flatnonzero(lib == j)
+            if sel.size < 2:
+                spacing[sel] = 1.0
+                continue
+            d, _ = cKDTree(pts_n[sel]).query(pts_n[sel], k=2)
+            spacing[sel] = np.maximum(d[:, 1], 1.0)
+        _TREES[id(gen)] = (cKDTree(pts_n), spacing, lib)
+    tree, spacing, lib = _TREES[id(gen)]
     pts = gen._node_coords(teff, logg, logz)
     k = min(16, spacing.size)
     dist, idx = tree.query(pts, k=k)
