@@ -285,6 +285,11 @@ class Generator(ABC):
                     out = np.empty((teff.size, self.wavelength.size), dtype=out_dtype)
             out[sl] = flux
             inside[sl] = ins
+        if out is None:                                     # no points: an empty (0, n_wave) result
+            out = np.empty((0, self.wavelength.size), dtype=out_dtype)
+            if as_tensor:
+                import torch
+                out = torch.as_tensor(out)
         return out, inside
 
     def spectra(self, teff, logg, logz, *, batch_size=8192, strict=False, dtype=None, progress=False,

@@ -46,7 +46,7 @@ COVERAGE_NEIGHBOURS = 16
 # row computed in a 7-row batch differed from the same row in an 8192-row batch by up to 1.5e-4 in the
 # standardised output (5e-4 in flux): shapes of 1-3 rows (and 5-7, 9-11 on 2 threads) take another kernel. The
 # last chunk is padded to a multiple of _PAD_ROWS rows.
-FORWARD_CHUNK = 512
+FORWARD_CHUNK = 2048
 _PAD_ROWS = 4
 _LN10 = math.log(10.0)
 
@@ -489,7 +489,7 @@ class NeuralGenerator(_TorchGenerator):
             lr_all[sl] = lr if unit else lr.mul_(w[sl, None])
         counts = torch.bincount(rows, minlength=n)
         start = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(counts.max().item(), device=self.device)
+        rank = torch.arange(max(int(counts.max().item()), 1), device=self.device)
         pos = torch.where(rank[None, :] < counts[:, None], start[:, None] + rank[None, :], n_pairs)   # (n, K)
         for s in range(0, n, chunk):
             sl = slice(s, min(s + chunk, n))

@@ -101,3 +101,8 @@ def test_inside_domain_outside_coverage_still_answered_with_a_flag(blackbody):
         blackbody.surface_flux(5000.0, 4.0, 0.0, library="ck04")
     with pytest.raises(ValueError, match="batch_size"):
         blackbody.surface_flux(5000.0, 4.0, 0.0, batch_size=True)
+
+
+def test_no_points_give_an_empty_result(blackbody):
+    flux, inside = blackbody.surface_flux([], 4.0, 0.0)
+    assert flux.shape == (0, blackbody.wavelength.size) and inside.shape == (0,)
