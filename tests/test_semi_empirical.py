@@ -205,6 +205,7 @@ def test_renormalised_variant_integrates_to_sigma_teff4():
     gen = load_generator("semi-empirical", device="cpu", renormalise=True)
     t, g, z = INSIDE.T
     f = _flux(gen, t, g, z)
-    assert np.allclose(np.trapezoid(f, gen.wavelength, axis=1), SIGMA_SB * t ** 4, rtol=1e-9)
+    # the forward path runs in float32 on the device: exact to float32 rounding (measured ~7e-8)
+    assert np.allclose(np.trapezoid(f, gen.wavelength, axis=1), SIGMA_SB * t ** 4, rtol=1e-6)
     with pytest.raises(ValueError, match="takes only"):
         load_generator("semi-empirical", library="ck04")
