@@ -99,8 +99,9 @@ def fit_galaxy(name, template_file, fwhm, *, lam_range=FIT_RANGE, mdegree=10, qu
     """Fit one SDSS galaxy with the templates in ``template_file`` (pPXF .npz already on a Gaussian LSF of
     FWHM ``fwhm``); the galaxy is de-redshifted with its SDSS z and degraded to ``fwhm``.
 
-    Returns a dict: V (km/s, relative to SDSS z), sigma, their errors, light-weighted log age [yr] and [M/H],
-    rms of the residual (fraction of the median flux), chi2/DOF, the arrays for a plot, and bound flags.
+    Returns a dict: the galaxy's ``name``, V (km/s, relative to SDSS z), sigma, their errors, light-weighted
+    log age [yr] and [M/H], rms of the residual (fraction of the median flux), chi2/DOF, the arrays for a plot
+    (``lam``, ``galaxy`` = the fitted galaxy flux, ``bestfit``, ``goodpixels``), and bound flags.
     """
     import ppxf.ppxf_util as util
     import ppxf.sps_util as lib
@@ -162,7 +163,7 @@ def fit_galaxy(name, template_file, fwhm, *, lam_range=FIT_RANGE, mdegree=10, qu
     weights = pp.weights[:n_stars].reshape(reg_dim) / pp.weights[:n_stars].sum()
     log_age, mh = sps.mean_age_metal(weights, quiet=True)
     sig_lo, sig_hi = velscale / 100.0, 1000.0    # pPXF's default bounds
-    return {"galaxy": name, "z": z, "V": float(sol[0]), "sigma": float(sol[1]), "dV": float(err[0]),
+    return {"name": name, "z": z, "V": float(sol[0]), "sigma": float(sol[1]), "dV": float(err[0]),
             "dsigma": float(err[1]), "log_age": float(log_age), "mh": float(mh),
             "rms": float(np.std(resid) / np.median(galaxy[pp.goodpixels])), "chi2": float(pp.chi2),
             "velscale": velscale, "n_good": int(pp.goodpixels.size), "seconds": seconds,
