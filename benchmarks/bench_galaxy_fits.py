@@ -35,8 +35,8 @@ FIT_RANGE = (3700.0, 7300.0)                     # rest frame [A]: inside MILES 
 
 
 def load_sdss(name):
-    """(lam [A, vacuum, observed frame], flux normalised, fwhm [A], z) of a DR18 spectrum shipped with
-    ppxf."""
+    """(lam [A, vacuum, observed frame], flux normalised, fwhm [A], z) of a DR18 spectrum shipped
+    with ppxf."""
     from astropy.io import fits
     path = resources.files("ppxf") / "spectra" / f"{name}_SDSS_DR18.fits"
     with fits.open(path) as hdu:
@@ -192,8 +192,7 @@ def bc03_native_file(path, ages_yr, zsol, fwhm, lam_range=(3300.0, 7800.0)):
     keep = (lam > lam_range[0]) & (lam < lam_range[1])
     lam, flux = lam[keep], degrade_to_fwhm(lam[keep], flux[..., keep], 2.5, fwhm)
     np.savez(path, templates=np.transpose(flux, (2, 1, 0)), masses=np.ones((len(ages_yr), len(zsol))),
-             lam=lam,
-             ages=np.asarray(ages_yr) / 1e9, metals=np.log10(np.asarray(zsol) * BC03_ZSUN / 0.0152),
+             lam=lam, ages=np.asarray(ages_yr) / 1e9, metals=np.log10(np.asarray(zsol) * BC03_ZSUN / 0.0152),
              fwhm=np.full(lam.size, fwhm))
     return path
 
@@ -330,16 +329,14 @@ def main():
               f"km/s, degraded to {args.fwhm:g} A, fitted with the binned BC03 templates: V = "
               f"{control[0]:.1f} km/s, sigma = {control[1]:.0f} km/s.",
               "", "Sensitivity of V(smnet) - V(BC03, same pixels) [km/s] to the fit settings (same "
-                  "templates, "
-              "same data):", "", "| emission lines | mdegree | " + " | ".join(GALAXIES) + " |",
+                  "templates, same data):", "", "| emission lines | mdegree | " + " | ".join(GALAXIES) + " |",
               "|---|---|" + "---|" * len(GALAXIES)]
     lines += [f"| {'fitted' if gas else 'masked'} | {md} | " + " | ".join(f"{d:+.1f}" for d in dvs) + " |"
               for gas, md, *dvs in scan]
     n_met = sum(abs(d) < 15 for _, _, *dvs in scan for d in dvs)
     lines += ["", f"|dV| < 15 km/s in {n_met} of {len(scan) * len(GALAXIES)} (settings x galaxies).",
               "", "ppxf's own reference fits (MILES-based templates at full SDSS resolution): NGC3522 V = "
-                  "11, "
-              "sigma = 99 km/s (`ppxf_example_kinematics_sdss`); NGC3073 stars sigma = 35 km/s "
+              "11, sigma = 99 km/s (`ppxf_example_kinematics_sdss`); NGC3073 stars sigma = 35 km/s "
               "(`ppxf_example_gas_sdss_tied`).", "",
               "Reading: velocities from 20-A-pixel templates carry systematic errors of tens of km/s (each "
               "narrow line sits at its pixel's centre, up to +-10 A = +-600 km/s from its true place), "

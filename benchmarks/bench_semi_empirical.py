@@ -91,8 +91,8 @@ def main():
              (LOGZSOL.index(-1.0), AGES_GYR.index(12.0))]
     th = np.array([grids["default"].ssp_flux[iz][ia] for iz, ia in picks])
     se = np.array([grids["semi-empirical"].ssp_flux[iz][ia] for iz, ia in picks])
-    fig = plot_ssp_comparison(wave, th, se, [f"{AGES_GYR[ia]:g} Gyr, [M/H] {LOGZSOL[iz]:+.1f}" for iz,
-                                             ia in picks])
+    fig = plot_ssp_comparison(wave, th, se,
+                              [f"{AGES_GYR[ia]:g} Gyr, [M/H] {LOGZSOL[iz]:+.1f}" for iz, ia in picks])
     out_png = ROOT / "docs" / "figures" / "semi_empirical_ssp.png"
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
@@ -123,8 +123,7 @@ def throughput(n=20000):
             gen.surface_flux(*pts)
             rate[name] = n / (time.time() - t0)
     return ["", f"Throughput ({n} random points, 3,200-20,000 K, one thread, CPU): default "
-                f"{rate['default']:.0f} "
-            f"spectra/s, semi-empirical {rate['semi-empirical']:.0f} spectra/s (ratio "
+            f"{rate['default']:.0f} spectra/s, semi-empirical {rate['semi-empirical']:.0f} spectra/s (ratio "
             f"{rate['semi-empirical'] / rate['default']:.2f})."]
 
 

@@ -7,8 +7,8 @@ All adapters take the same input, the DSPS layout that :func:`smnet_sps.ssp.ssp_
     ssp_wave        (n_wave,)              wavelength [Angstrom], increasing
     ssp_flux        (n_met, n_age, n_wave) L_lambda [L_sun / Angstrom per M_sun formed]
     surviving_mass  (n_met, n_age)         optional: M(stars + remnants) / M formed, in (0, 1]
-    outside_fraction (n_met, n_age)        optional: share of L_bol from stars outside the generator's
-    coverage
+    outside_fraction (n_met, n_age)        optional: share of L_bol from stars outside the
+                                           generator's coverage
 
 Every writer also records the wavelength medium (smnet-sps: vacuum; ``medium="air"`` converts) and the
 line-spread function (box, FWHM = pixel width per pixel, :mod:`smnet_sps.lsf`) in the field its host reads,

@@ -3,18 +3,16 @@
 The procedure (as in shared/data/empirical/miles_calibration/README.md), for each star:
 
 1. the observed spectrum (MILES: air wavelengths, FWHM 2.5 A, arbitrary scale, exact zeros = gaps) is
-   converted
-   to **vacuum** wavelengths (:func:`smnet_sps.medium.air_to_vacuum`; the package works in vacuum) and
-   averaged, flux-conservingly, onto the prediction's own pixels, so both spectra share one pixelisation;
+   converted to **vacuum** wavelengths (:func:`smnet_sps.medium.air_to_vacuum`; the package works in vacuum)
+   and averaged, flux-conservingly, onto the prediction's own pixels, so both spectra share one pixelisation;
 2. both are smoothed with the same Gaussian, FWHM = max(40 A, 2 x the prediction's pixel step), evaluated on a
    20 A grid 3610-7350 A (:data:`COMPARISON_GRID`), each point normalised by the kernel weight of its valid
    pixels (a point whose valid pixels carry < 80 % of the kernel is dropped);
 3. the smooth, low-order shape errors of flux calibration and reddening are divided out: a 3rd-order
-   polynomial
-   in 1/lambda is fitted to log(prediction / observed) with iterative 3-sigma clipping (sigma from the MAD);
+   polynomial in 1/lambda is fitted to log(prediction / observed) with iterative 3-sigma clipping (sigma from
+   the MAD);
 4. residual = prediction / observed / exp(polynomial) - 1 on the grid; the star's score is the median
-   |residual|
-   (NaN if fewer than half of the grid points are valid);
+   |residual| (NaN if fewer than half of the grid points are valid);
 5. a set of stars is summarised by the median (and 90th percentile) of the per-star scores, overall and per
    class: Teff < 4000, 4000-5500, 5500-7000, 7000-10000, >= 10000 K; log g < 3.5 (giants) / >= 3.5 (dwarfs).
 
@@ -195,8 +193,8 @@ class ComparisonOperator:
         self._kernel = np.diff(ndtr(z), axis=1)                   # (n_grid, n_used)
 
     def observed_on_pixels(self, obs_flux):
-        """Observed spectra (n, n_obs; NaN = gap) averaged onto the used prediction pixels -> (mean,
-        coverage)."""
+        """Observed spectra (n, n_obs; NaN = gap) averaged onto the used prediction pixels
+        -> (mean, coverage)."""
         f = np.atleast_2d(np.asarray(obs_flux, float))
         good = np.isfinite(f)
         num = self._overlap @ np.where(good, f, 0.0).T            # (n_used, n)

@@ -119,8 +119,8 @@ def to_medium(obj, medium="air"):
         new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
                                                 current, medium)
         if "lsf_fwhm" in attrs and current != medium:
-            attrs["lsf_fwhm"] = list(np.asarray(attrs["lsf_fwhm"],
-                                                float) * (new_lam / np.asarray(obj.ssp_wave)))
+            attrs["lsf_fwhm"] = list(np.asarray(attrs["lsf_fwhm"], float)
+                                     * (new_lam / np.asarray(obj.ssp_wave)))
         attrs["wavelength_medium"] = medium
         return obj._replace(ssp_wave=new_lam, ssp_flux=flux, attrs=attrs)
     raise ValueError(f"to_medium takes a specutils.Spectrum or an SSPGrid; got {type(obj).__name__}")

@@ -8,8 +8,7 @@ libraries' own predictions. This module computes those weights:
    ``t_l = taper_l x hole_l`` in [0, 1]:
 
    * ``taper_l`` = product over (log10 Teff, log g, [M/H]) of smoothstep(depth_d / width_d), depth_d =
-     distance
-     from the point to the nearest face of the box along d (<= 0 outside). It is 1 deeper than
+     distance from the point to the nearest face of the box along d (<= 0 outside). It is 1 deeper than
      :data:`EDGE_TAPER` = (0.01 dex in Teff, 0.1 dex in log g, 0.05 dex in [M/H]) inside the box and falls
      smoothly (C1) to exactly 0 **at** the face. A library computed at a single metallicity (BaSeL 2.2 and
      CM87 at [M/H] = 0) has a box of zero [M/H] width; it is given +-:data:`SINGLE_METALLICITY_TOLERANCE`
@@ -23,11 +22,11 @@ libraries' own predictions. This module computes those weights:
 2. **Preference -- by measured fidelity.** Parameter space is cut into regions (Teff classes x giants /
    dwarfs, :class:`MixturePolicy`); each region has an order of preference of the libraries, measured
    against observed stars (:func:`rank_libraries`) or, where no star decides, :data:`DEFAULT_ORDER`. Within a
-   region the weights are stacked in that order: w_1 = t_1, w_2 = (1 - t_1) t_2, w_3 = (1 - t_1)(1 - t_2) t_3
-   ..., then normalised: the preferred library takes everything where it is fully supported and hands over to
-   the next one only within its edge taper. Between regions the stacked weights are blended with smooth (C1)
-   memberships over :data:`REGION_TRANSITION` (0.01 dex in Teff, 0.1 dex in log g), so the spectrum never
-   steps.
+   region the weights are stacked in that order: w_1 = t_1, w_2 = (1 - t_1) t_2, w_3 = (1 - t_1)(1 - t_2)
+   t_3 ..., then normalised: the preferred library takes everything where it is fully supported and hands
+   over to the next one only within its edge taper. Between regions the stacked weights are blended with
+   smooth (C1) memberships over :data:`REGION_TRANSITION` (0.01 dex in Teff, 0.1 dex in log g), so the
+   spectrum never steps.
 
 3. **Outside every support** (outside all boxes, on a face where no other library takes over, or in a hole
    that no other library fills) the weights go to the libraries as distance^-8 to their boxes (in taper
@@ -126,8 +125,8 @@ def stacked_weights(support, order):
 
 
 def band_memberships(x, edges, width):
-    """Smooth partition of unity over the len(edges) + 1 bands cut at ``edges`` (C1 over ``width``), (n,
-    B)."""
+    """Smooth partition of unity over the len(edges) + 1 bands cut at ``edges`` (C1 over ``width``),
+    (n, B)."""
     x = np.asarray(x, float)
     above = [np.ones_like(x)] + [smoothstep((x - e) / width + 0.5) for e in edges] + [np.zeros_like(x)]
     return np.stack([above[k] - above[k + 1] for k in range(len(edges) + 1)], 1)

@@ -163,11 +163,10 @@ class SemiEmpiricalGenerator(Generator):
         The theoretical base model; None -> the model named in ``config.json`` (the shipped default). It must
         be the model the correction was calibrated on (sha256 of its weights and mixture files, and its
         spectra at 8 probe points, checked: ValueError otherwise) unless ``check_base=False``.
-    device, dtype : as :func:`smnet_sps.neural.load_generator` (for the base model; the correction runs on
-    CPU).
-    renormalise : bool, passed to the base model when it is loaded here: True makes every base spectrum, and
-        so
-        every semi-empirical one, integrate to sigma Teff^4 exactly (see
+    device, dtype : as :func:`smnet_sps.neural.load_generator` (for the base model; the correction runs
+        on CPU).
+    renormalise : bool, passed to the base model when it is loaded here: True makes every base spectrum,
+        and so every semi-empirical one, integrate to sigma Teff^4 exactly (see
         :class:`~smnet_sps.neural.NeuralGenerator`).
     """
 

@@ -128,8 +128,8 @@ def test_agrees_with_reference_scorer(default_generator):
 
 def test_validate_cli_writes_outputs(tmp_path):
     from smnet_sps.cli import main
-    rc = main(["validate", "--empirical", str(FIXTURE), "--imitations", "--out", str(tmp_path), "--worst",
-               "2"])
+    rc = main(["validate", "--empirical", str(FIXTURE), "--imitations", "--out", str(tmp_path),
+               "--worst", "2"])
     assert rc == 0
     for f in ("classes.md", "classes.ecsv", "per_star.csv", "worst_residuals.png"):
         assert (tmp_path / f).stat().st_size > 0

@@ -78,8 +78,7 @@ def test_arrays_without_extras_still_write(tmp_path, grid):
     vacuum."""
     from smnet_sps.plugins import ppxf_backend as pb
     plain = as_ssp_arrays(ssp_lgmet=grid.ssp_lgmet, ssp_lg_age_gyr=grid.ssp_lg_age_gyr,
-                          ssp_wave=grid.ssp_wave,
-                          ssp_flux=grid.ssp_flux)
+                          ssp_wave=grid.ssp_wave, ssp_flux=grid.ssp_flux)
     a = np.load(pb.write_sps_lib(tmp_path / "p.npz", plain))
     assert np.allclose(a["fwhm"], grid_lsf_fwhm(grid.ssp_wave)) and np.isnan(a["outside_fraction"]).all()
 

@@ -198,8 +198,8 @@ def test_usable_by_name_in_ssp_photometry_and_cli(semi, tmp_path):
     assert np.abs(r[optical] - 1).max() > 0.02
     assert a.meta["log_lbol"] == pytest.approx(b.meta["log_lbol"], abs=1e-9)
     out = tmp_path / "ssp.fits"
-    assert main(["ssp", "--age", "10Gyr", "--Z", "0.0152", "--generator", "semi-empirical", "--out",
-                 str(out)]) == 0
+    assert main(["ssp", "--age", "10Gyr", "--Z", "0.0152", "--generator", "semi-empirical",
+                 "--out", str(out)]) == 0
     assert out.is_file()
 
 
