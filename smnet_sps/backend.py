@@ -46,6 +46,7 @@ log g libraries do not represent.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ from astropy import units as u
 from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
 from .generator import planck_surface_flux
 
-__all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES"]
+__all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
 OUTSIDE_MODES = ("exclude", "blackbody", "extrapolate")
 SPECIAL_MODES = ("model", "dedicated")
@@ -67,8 +68,15 @@ EXTRAPOLATION_LIMIT = 2.0
 # status code of each point: how its spectrum was obtained
 STATUS = {"generator": 0, "dedicated": 1, "blackbody": 2, "extrapolated": 3, "missing": -1}
 
-# cache key resolution: FSPS prints log Teff, log g to 1e-4; [M/H] is an exact log of a tabulated Z
-_KEY_SCALE = np.array([1e4, 1e4, 1e4])
+# Quantisation of points before they reach the generator (dedup key): log Teff, log g and [M/H] rounded to
+# KEY_STEP dex. FSPS's isochrone files print log Teff and log g to 1e-4 and [M/H] is the exact log of a
+# tabulated Z, so at this step two points share a key only when the tables give them the same parameters:
+# the dedup is lossless. Coarser steps were measured on PARSEC and the shipped model (docs/ssp.md,
+# "Deduplication"): 1e-3 dex in log Teff already changes UV pixels of SSPs by 2 % (Wien tails of turn-off
+# stars: d ln F / d ln T = hc / (lambda k T) ~ 10) while removing only 45 % of the points, so no coarser step
+# keeps SSPs within 1e-4.
+KEY_STEP = 1e-4
+_KEY_SCALE = np.array([1.0 / KEY_STEP] * 3)
 
 # special-phase classes for the key (0 = ordinary star)
 _CLASS_TPAGB_O, _CLASS_TPAGB_C, _CLASS_WN, _CLASS_WC, _CLASS_PAGB = 1, 2, 3, 4, 5
@@ -152,6 +160,10 @@ def _fill_masked_with_planck(flux, mask, teff, wave):
         ratio = np.interp(idx, idx[ok], flux[i, ok] / bb[ok])
         out[i, ~mask[i]] = (bb * ratio)[~mask[i]]
     return out
+
+
+def _new_timing():
+    return {"generator_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
 
 
 class StellarLibraryBackend:
@@ -325,8 +337,13 @@ class StellarLibraryBackend:
         return k
 
     # ---- computing unit spectra ----------------------------------------------------------------
-    def _compute(self, keys, progress=False):
-        """Unit-integral spectra (n, n_wave) [1/A] + status, inside, correction for rounded keys."""
+    def _compute(self, keys, progress=False, timing=None):
+        """Unit-integral spectra (n, n_wave) [1/A] + status, inside, correction for rounded keys.
+
+        ``timing`` (dict, optional) accumulates ``generator_s`` (inside ``generator.surface_flux``),
+        ``coverage_s`` and ``n_generated``.
+        """
+        timing = _new_timing() if timing is None else timing
         logt = keys[:, 0] / _KEY_SCALE[0]
         logg = keys[:, 1] / _KEY_SCALE[1]
         logz = keys[:, 2] / _KEY_SCALE[2]
@@ -346,15 +363,28 @@ class StellarLibraryBackend:
             ordinary[idx[~ins]] = True        # outside the dedicated library's Teff range: use the model
         if ordinary.any():
             idx = np.flatnonzero(ordinary)
-            cov = self.generator.in_coverage(teff[idx], logg[idx], logz[idx])
-            inside[idx] = cov
-            run = idx if self.outside == "extrapolate" else idx[cov]
+            if self.outside == "extrapolate":
+                run = idx                  # every point is generated; coverage comes back with the spectra
+            else:
+                t0 = time.perf_counter()
+                cov = self.generator.in_coverage(teff[idx], logg[idx], logz[idx])
+                timing["coverage_s"] += time.perf_counter() - t0
+                inside[idx] = cov
+                run = idx[cov]
             if run.size:
+                t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     # coverage is reported through the status flags, not one warning per call
                     warnings.simplefilter("ignore")
-                    flux[run], _ = self.generator.surface_flux(teff[run], logg[run], logz[run],
-                                                               batch_size=self.batch_size, progress=progress)
+                    f, cov = self.generator.surface_flux(teff[run], logg[run], logz[run],
+                                                         batch_size=self.batch_size, progress=progress)
+                timing["generator_s"] += time.perf_counter() - t0
+                timing["n_generated"] += run.size
+                if run.size == n:
+                    flux = np.asarray(f, float)        # the common case: no second (n, n_wave) block
+                else:
+                    flux[run] = f
+                inside[run] = cov
                 status[run] = np.where(inside[run], STATUS["generator"], STATUS["extrapolated"])
         # normalise; unusable spectra become outside points
         # any NaN/inf pixel makes the integral non-finite, so one product checks and normalises
@@ -383,11 +413,11 @@ class StellarLibraryBackend:
             flux[bad] = 0.0
         return flux, status, inside, correction
 
-    def _unit_spectra_keys(self, ukeys, use_cache=True):
+    def _unit_spectra_keys(self, ukeys, use_cache=True, timing=None):
         """Unit spectra for unique keys, through the LRU cache."""
         n = ukeys.shape[0]
         if not use_cache or self.cache_size == 0:
-            return self._compute(ukeys)
+            return self._compute(ukeys, timing=timing)
         out = np.empty((n, self.wavelength.size), np.float32)
         status = np.empty(n, np.int8)
         inside = np.empty(n, bool)
@@ -406,7 +436,7 @@ class StellarLibraryBackend:
         self.misses += len(todo)
         if todo:
             todo = np.array(todo)
-            f, s, ins, c = self._compute(ukeys[todo])
+            f, s, ins, c = self._compute(ukeys[todo], timing=timing)
             out[todo], status[todo], inside[todo], corr[todo] = f, s, ins, c
             for j, i in enumerate(todo):
                 cache[tuples[i]] = (out[i].copy(), s[j], ins[j], c[j])
@@ -460,14 +490,22 @@ class StellarLibraryBackend:
         llam = f[inv].astype(float) * (lum * L_SUN)[:, None]
         return PointSpectra(self.wavelength, llam, s[inv], ins[inv], c[inv], lum)
 
-    def weighted_sum(self, keys, weights, *, progress=False, use_cache=None, desc="stellar spectra"):
+    def weighted_sum(self, keys, weights, *, progress=False, use_cache=None, desc="stellar spectra",
+                     stats=None):
         """Sum of unit spectra with per-row weights: ``weights @ unit_spectra(keys)``.
+
+        Points are deduplicated on their keys (:data:`KEY_STEP`) first, so each distinct point reaches the
+        generator once. Without the cache the unique points are streamed through the generator in batches
+        of ``batch_size``: memory is bounded by one batch of spectra plus the (n_rows, n_wave) result.
 
         Parameters
         ----------
         keys : int array (n, 4) from :meth:`point_keys`
         weights : scipy.sparse or dense (n_rows, n) [L_sun per point]
         use_cache : bool or None; None -> cache when the unique points fit in the cache
+        stats : dict or None; if given, filled with ``n_points``, ``n_unique`` (points sent to the generator
+            or found in the cache), ``n_generated``, ``seconds`` and the time spent in ``generator_s``
+            (``generator.surface_flux``), ``coverage_s``, ``dedup_s`` and ``accumulate_s`` (weights @ spectra)
 
         Returns
         -------
@@ -478,11 +516,15 @@ class StellarLibraryBackend:
         """
         import scipy.sparse as sp
 
+        t_start = time.perf_counter()
+        timing = _new_timing()
         ukeys, inv = np.unique(keys, axis=0, return_inverse=True)
         inv = inv.ravel()
         n, nu = keys.shape[0], ukeys.shape[0]
         proj = sp.csr_matrix((np.ones(n), (np.arange(n), inv)), shape=(n, nu))
         W = sp.csr_matrix(weights) @ proj                    # (n_rows, n_unique), duplicates summed
+        t_dedup = time.perf_counter() - t_start
+        t_acc = 0.0
         if use_cache is None:
             use_cache = nu <= self.cache_size
         n_rows = W.shape[0]
@@ -490,7 +532,8 @@ class StellarLibraryBackend:
         status = np.empty(nu, np.int8)
         corr = np.empty(nu)
         if use_cache:
-            f, status, _, corr = self._unit_spectra_keys(ukeys, True)
+            f, status, _, corr = self._unit_spectra_keys(ukeys, True, timing=timing)
+            t0 = time.perf_counter()
             # cached spectra are float32: a dense float32 product avoids upcasting the whole matrix
             # (float32 accumulation over ~1e3 stars: ~1e-6 relative, far below any emulator error)
             dense = W.toarray() if n_rows * nu <= 5e7 else None
@@ -498,18 +541,29 @@ class StellarLibraryBackend:
                 flux = (dense.astype(np.float32) @ f).astype(float)
             else:
                 flux = np.asarray(W @ f.astype(float))
+            t_acc += time.perf_counter() - t0
         else:
             Wc = W.tocsc()
-            starts = range(0, nu, self.batch_size)
+            bar = None
             if progress:
                 from tqdm.auto import tqdm
-                starts = tqdm(starts, desc=f"{self.generator.name} {desc}", unit="batch")
-            for s0 in starts:
+                bar = tqdm(total=nu, desc=f"{self.generator.name} {desc}", unit="star", unit_scale=True)
+            for s0 in range(0, nu, self.batch_size):
                 sl = slice(s0, min(s0 + self.batch_size, nu))
-                f, status[sl], _, corr[sl] = self._compute(ukeys[sl])
-                flux += np.asarray(Wc[:, sl] @ f)
+                f, status[sl], _, corr[sl] = self._compute(ukeys[sl], timing=timing)
+                t0 = time.perf_counter()
+                flux += Wc[:, sl] @ f
+                t_acc += time.perf_counter() - t0
+                del f                                   # one batch of spectra alive at a time
+                if bar is not None:
+                    bar.update(sl.stop - sl.start)
+            if bar is not None:
+                bar.close()
         has = (status != STATUS["missing"]).astype(float)
         covered = np.asarray(W @ has).ravel()
+        if stats is not None:
+            stats.update(n_points=int(n), n_unique=int(nu), dedup_s=t_dedup, accumulate_s=t_acc,
+                         seconds=time.perf_counter() - t_start, **timing)
         return flux, covered, status[inv], corr[inv]
 
     def point_keys(self, logt, logg, logz, phase=None, co=None):
