@@ -162,6 +162,25 @@ def _fill_masked_with_planck(flux, mask, teff, wave):
     return out
 
 
+def _unique_rows(keys):
+    """``np.unique(keys, axis=0, return_inverse=True)`` for int64 keys, fast: the columns are packed into one
+    int64 when their ranges fit in 63 bits (true for every isochrone), else the generic row unique."""
+    keys = np.asarray(keys, np.int64)
+    if keys.shape[0] == 0:
+        return keys.copy(), np.zeros(0, np.int64)
+    lo = keys.min(axis=0)
+    span = keys.max(axis=0) - lo + 1
+    bits = np.ceil(np.log2(span.astype(float) + 1)).astype(int)
+    if bits.sum() <= 62:
+        packed = np.zeros(keys.shape[0], np.int64)
+        for j in range(keys.shape[1]):              # most significant first: sorted like np.unique(axis=0)
+            packed = (packed << int(bits[j])) | (keys[:, j] - lo[j])
+        _, first, inv = np.unique(packed, return_index=True, return_inverse=True)
+        return keys[first], inv.ravel()
+    ukeys, inv = np.unique(keys, axis=0, return_inverse=True)
+    return ukeys, inv.ravel()
+
+
 def _new_timing():
     return {"generator_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
 
@@ -337,11 +356,13 @@ class StellarLibraryBackend:
         return k
 
     # ---- computing unit spectra ----------------------------------------------------------------
-    def _compute(self, keys, progress=False, timing=None):
+    def _compute(self, keys, progress=False, timing=None, normalise=True):
         """Unit-integral spectra (n, n_wave) [1/A] + status, inside, correction for rounded keys.
 
-        ``timing`` (dict, optional) accumulates ``generator_s`` (inside ``generator.surface_flux``),
-        ``coverage_s`` and ``n_generated``.
+        ``timing`` (dict, optional) accumulates ``generator_s`` (inside the generator's ``stream``),
+        ``coverage_s`` and ``n_generated``. ``normalise=False`` returns ``(flux, scale, status, inside,
+        correction)`` instead, with the unit spectra = ``flux * scale[:, None]`` (saves a pass over the
+        spectra when the caller folds ``scale`` into its weights).
         """
         timing = _new_timing() if timing is None else timing
         logt = keys[:, 0] / _KEY_SCALE[0]
@@ -376,15 +397,16 @@ class StellarLibraryBackend:
                 with warnings.catch_warnings():
                     # coverage is reported through the status flags, not one warning per call
                     warnings.simplefilter("ignore")
-                    f, cov = self.generator.surface_flux(teff[run], logg[run], logz[run],
-                                                         batch_size=self.batch_size, progress=progress)
+                    batches = self.generator.stream(teff[run], logg[run], logz[run],
+                                                    batch_size=self.batch_size, progress=progress)
+                    for sl, f, cov in batches:
+                        if sl.start == 0 and sl.stop == n:
+                            flux = np.asarray(f, float)   # one batch of all points: no copy of the block
+                        else:
+                            flux[run[sl]] = f
+                        inside[run[sl]] = cov
                 timing["generator_s"] += time.perf_counter() - t0
                 timing["n_generated"] += run.size
-                if run.size == n:
-                    flux = np.asarray(f, float)        # the common case: no second (n, n_wave) block
-                else:
-                    flux[run] = f
-                inside[run] = cov
                 status[run] = np.where(inside[run], STATUS["generator"], STATUS["extrapolated"])
         # normalise; unusable spectra become outside points
         # any NaN/inf pixel makes the integral non-finite, so one product checks and normalises
@@ -397,7 +419,6 @@ class StellarLibraryBackend:
         correction[status == STATUS["dedicated"]] = np.nan     # dedicated spectra are unit-normalised
         scale = np.zeros(n)
         scale[good] = 1.0 / integ[good]
-        flux *= scale[:, None]                  # also zeroes unusable rows (NaN * 0 is fixed below)
         # An extrapolation whose bolometric flux is off by more than 2x is not a spectrum to trust (measured:
         # 6x at 57 kK, log g 3.8, between the WM-basic, CK04 and CM87 boxes): a blackbody replaces it.
         implausible = ((status == STATUS["extrapolated"]) & good
@@ -405,12 +426,17 @@ class StellarLibraryBackend:
         fill = implausible | (~good if self.outside == "blackbody" else False)
         if fill.any():
             bb = planck_surface_flux(self.wavelength, teff[fill])
-            flux[fill] = bb / (bb @ self._wint)[:, None]
+            flux[fill] = bb / (bb @ self._wint)[:, None]      # already unit-integral
+            scale[fill] = 1.0
             status[fill] = STATUS["blackbody"]
             correction[fill] = np.nan            # the generator's spectrum was not used
         bad = status == STATUS["missing"]
         if bad.any():
-            flux[bad] = 0.0
+            flux[bad] = 0.0                      # NaN rows must not leak through a product with weight 0
+            scale[bad] = 0.0
+        if not normalise:
+            return flux, scale, status, inside, correction
+        flux *= scale[:, None]
         return flux, status, inside, correction
 
     def _unit_spectra_keys(self, ukeys, use_cache=True, timing=None):
@@ -483,8 +509,7 @@ class StellarLibraryBackend:
         """
         logt, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co)
         keys = self._keys(logt, logg, logz, cls)
-        ukeys, inv = np.unique(keys, axis=0, return_inverse=True)
-        inv = inv.ravel()
+        ukeys, inv = _unique_rows(keys)
         f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache)
         lum = 10.0**logl
         llam = f[inv].astype(float) * (lum * L_SUN)[:, None]
@@ -518,8 +543,7 @@ class StellarLibraryBackend:
 
         t_start = time.perf_counter()
         timing = _new_timing()
-        ukeys, inv = np.unique(keys, axis=0, return_inverse=True)
-        inv = inv.ravel()
+        ukeys, inv = _unique_rows(keys)
         n, nu = keys.shape[0], ukeys.shape[0]
         proj = sp.csr_matrix((np.ones(n), (np.arange(n), inv)), shape=(n, nu))
         W = sp.csr_matrix(weights) @ proj                    # (n_rows, n_unique), duplicates summed
@@ -550,9 +574,10 @@ class StellarLibraryBackend:
                 bar = tqdm(total=nu, desc=f"{self.generator.name} {desc}", unit="star", unit_scale=True)
             for s0 in range(0, nu, self.batch_size):
                 sl = slice(s0, min(s0 + self.batch_size, nu))
-                f, status[sl], _, corr[sl] = self._compute(ukeys[sl], timing=timing)
+                f, scale, status[sl], _, corr[sl] = self._compute(ukeys[sl], timing=timing, normalise=False)
                 t0 = time.perf_counter()
-                flux += Wc[:, sl] @ f
+                # unit spectra = f * scale: the scale goes into the (sparse) weights, not over the spectra
+                flux += (Wc[:, sl] @ sp.diags(scale)) @ f
                 t_acc += time.perf_counter() - t0
                 del f                                   # one batch of spectra alive at a time
                 if bar is not None:

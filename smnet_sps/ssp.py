@@ -29,7 +29,7 @@ from astropy import units as u
 
 from .backend import STATUS, StellarLibraryBackend
 from .constants import C_ANGSTROM, SSP_UNIT
-from .imf import get_imf, imf_weights, remnant_mass, tpagb_factor
+from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor
 from .isochrones import PHASE_NAMES, load_isochrones
 
 __all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "get_backend", "parse_age", "save_ssp_grid", "load_ssp_grid",
@@ -199,14 +199,15 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
 
 
 # ---- tabulated SSPs -----------------------------------------------------------------------------
-def _isochrone_weights(iso, iz, ia, imf):
-    """FSPS weights (TP-AGB re-weighted for Padova) and remnant mass of isochrone (iz, ia)."""
+def _isochrone_weights(iso, iz, ia, imf, w=None, rem=None):
+    """FSPS weights (TP-AGB re-weighted for Padova) and remnant mass of isochrone (iz, ia); ``w``, ``rem``:
+    its IMF weights and remnant mass if already computed."""
     sl = iso.rows(iz, ia)
     c = iso.columns
-    w = imf_weights(c["mini"][sl], imf)
+    w = imf_weights(c["mini"][sl], imf) if w is None else w
     if iso.name == "padova":           # FSPS tpagb_norm_type=2 applies to Padova 2007 only
         w = np.where(c["phase"][sl] == 5, w * tpagb_factor(iso.log_age[ia]), w)
-    return sl, w, remnant_mass(c["mini"][sl].max(), imf)
+    return sl, w, (remnant_mass(c["mini"][sl].max(), imf) if rem is None else rem)
 
 
 def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=None):
@@ -224,8 +225,14 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
            "phase_lum": np.zeros((n, n_ph)), "n_points": np.zeros(n, int)}
     cols, rows, data, logz_pts = [], [], [], []
     cols_list = cols
+    slices = [iso.rows(iz, ia) for iz, ia in pairs]
+    # IMF weights of every isochrone in one vectorised pass (the same numbers as one call per isochrone)
+    all_w = np.split(imf_weights_many(np.concatenate([c["mini"][sl] for sl in slices]),
+                                      [sl.stop - sl.start for sl in slices], imf),
+                     np.cumsum([sl.stop - sl.start for sl in slices])[:-1])
+    rems = remnant_mass(np.array([c["mini"][sl].max() for sl in slices]), imf)
     for k, (iz, ia) in enumerate(pairs):
-        sl, w, rem = _isochrone_weights(iso, iz, ia, imf)
+        sl, w, rem = _isochrone_weights(iso, iz, ia, imf, all_w[k], rems[k])
         lum = 10.0 ** c["logl"][sl]
         wl = w * lum
         out["lbol"][k] = wl.sum()

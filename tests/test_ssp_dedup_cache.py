@@ -174,3 +174,24 @@ def test_flux_unit_and_dsps_units(small_grid):
     lbol_nu = -np.trapezoid(d.ssp_flux[1, 1], nu)
     lbol_lam = np.trapezoid(g.ssp_flux[1, 1], g.ssp_wave)
     assert lbol_nu == pytest.approx(lbol_lam, rel=2e-3)
+
+
+@pytest.mark.parametrize("imf", ["kroupa", "chabrier", lambda m: m ** -2.35])
+def test_imf_weights_many_equals_per_isochrone(imf):
+    from smnet_sps.imf import imf_weights_many
+    iso = load_isochrones("parsec")
+    slices = [iso.rows(iz, ia) for iz in (0, 7) for ia in range(0, 93, 4)]
+    mini = iso.columns["mini"]
+    many = imf_weights_many(np.concatenate([mini[s] for s in slices]), [s.stop - s.start for s in slices], imf)
+    one = np.concatenate([imf_weights(mini[s], imf) for s in slices])
+    assert np.allclose(many, one, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="sorted"):
+        imf_weights_many(np.array([1.0, 0.5, 0.1, 0.2]), [2, 2])
+
+
+def test_remnant_mass_vectorised_equals_scalar():
+    from smnet_sps.imf import remnant_mass
+    m = np.array([0.5, 1.0, 8.0, 8.5, 20.0, 40.0, 60.0, 119.0, 200.0])
+    for imf in ("kroupa", "salpeter", "chabrier"):
+        assert np.allclose(remnant_mass(m, imf), [remnant_mass(x, imf) for x in m], rtol=1e-13)
+        assert isinstance(remnant_mass(3.0, imf), float)
