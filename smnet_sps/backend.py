@@ -182,7 +182,7 @@ def _unique_rows(keys):
 
 
 def _new_timing():
-    return {"generator_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
+    return {"generator_s": 0.0, "generator_cpu_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
 
 
 class StellarLibraryBackend:
@@ -199,21 +199,25 @@ class StellarLibraryBackend:
     device : str, passed to ``load_generator`` when ``generator`` is None.
     cache_size : int
         Maximum number of per-point spectra kept (float32; 20,000 x 1,221 px = 98 MB).
-    batch_size : int
-        Points per generator forward pass.
+    batch_size : int or None
+        Points per generator forward pass, and per streamed chunk of a large request. None: 4,096 on the
+        CPU (measured on the shipped model: peak memory +0.27 GB at 4,096 against +0.4-0.9 GB at 8,192, same
+        speed), 16,384 on a GPU.
     """
 
     def __init__(self, generator=None, special_phases="model", outside="extrapolate", device="auto",
-                 cache_size=20000, batch_size=8192, phase_libraries=None):
+                 cache_size=20000, batch_size=None, phase_libraries=None):
         if special_phases not in SPECIAL_MODES:
             raise ValueError(f"unknown special_phases {special_phases!r}; valid: {', '.join(SPECIAL_MODES)}")
         if outside not in OUTSIDE_MODES:
             raise ValueError(f"unknown outside rule {outside!r}; valid: {', '.join(OUTSIDE_MODES)}")
-        if int(cache_size) < 0 or int(batch_size) < 1:
-            raise ValueError(f"cache_size must be >= 0 and batch_size >= 1; got {cache_size}, {batch_size}")
         if generator is None:
             from .neural import load_generator
             generator = load_generator(device=device)
+        if batch_size is None:
+            batch_size = 16384 if str(getattr(generator, "device", "cpu")).startswith("cuda") else 4096
+        if int(cache_size) < 0 or int(batch_size) < 1:
+            raise ValueError(f"cache_size must be >= 0 and batch_size >= 1; got {cache_size}, {batch_size}")
         self.generator = generator
         self.special_phases = special_phases
         self.outside = outside
@@ -393,7 +397,7 @@ class StellarLibraryBackend:
                 inside[idx] = cov
                 run = idx[cov]
             if run.size:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 with warnings.catch_warnings():
                     # coverage is reported through the status flags, not one warning per call
                     warnings.simplefilter("ignore")
@@ -406,6 +410,7 @@ class StellarLibraryBackend:
                             flux[run[sl]] = f
                         inside[run[sl]] = cov
                 timing["generator_s"] += time.perf_counter() - t0
+                timing["generator_cpu_s"] += time.process_time() - c0
                 timing["n_generated"] += run.size
                 status[run] = np.where(inside[run], STATUS["generator"], STATUS["extrapolated"])
         # normalise; unusable spectra become outside points
@@ -529,8 +534,9 @@ class StellarLibraryBackend:
         weights : scipy.sparse or dense (n_rows, n) [L_sun per point]
         use_cache : bool or None; None -> cache when the unique points fit in the cache
         stats : dict or None; if given, filled with ``n_points``, ``n_unique`` (points sent to the generator
-            or found in the cache), ``n_generated``, ``seconds`` and the time spent in ``generator_s``
-            (``generator.surface_flux``), ``coverage_s``, ``dedup_s`` and ``accumulate_s`` (weights @ spectra)
+            or found in the cache), ``n_generated``, ``seconds`` (wall) and ``cpu_s`` (this process's CPU
+            time), and the wall time spent in ``generator_s`` (the generator's ``stream``; its CPU time in
+            ``generator_cpu_s``), ``coverage_s``, ``dedup_s`` and ``accumulate_s`` (weights @ spectra)
 
         Returns
         -------
@@ -541,7 +547,7 @@ class StellarLibraryBackend:
         """
         import scipy.sparse as sp
 
-        t_start = time.perf_counter()
+        t_start, c_start = time.perf_counter(), time.process_time()
         timing = _new_timing()
         ukeys, inv = _unique_rows(keys)
         n, nu = keys.shape[0], ukeys.shape[0]
@@ -588,7 +594,7 @@ class StellarLibraryBackend:
         covered = np.asarray(W @ has).ravel()
         if stats is not None:
             stats.update(n_points=int(n), n_unique=int(nu), dedup_s=t_dedup, accumulate_s=t_acc,
-                         seconds=time.perf_counter() - t_start, **timing)
+                         seconds=time.perf_counter() - t_start, cpu_s=time.process_time() - c_start, **timing)
         return flux, covered, status[inv], corr[inv]
 
     def point_keys(self, logt, logg, logz, phase=None, co=None):

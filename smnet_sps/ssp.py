@@ -577,7 +577,8 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
         lbol[i, j], mst[i, j], mrem[i, j] = r["lbol"], r["mass_stars"], r["mass_remnants"]
         miss[i, j] = r["missing_lum"] / r["lbol"]
         outf[i, j] = r["outside_lum"] / r["lbol"]
-    timing = {k: float(stats[k]) for k in ("generator_s", "coverage_s", "dedup_s", "accumulate_s") if k in stats}
+    timing = {k: float(stats[k]) for k in ("generator_s", "generator_cpu_s", "coverage_s", "dedup_s",
+                                           "accumulate_s", "cpu_s") if k in stats}
     attrs = {"flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
              "ssp_lgmet": "log10 Z (metal mass fraction)", "ssp_lg_age_gyr": "log10(age / Gyr)",
              "generator": backend.generator.name, "isochrones": iso.name, "zsun": iso.zsun,
