@@ -195,3 +195,37 @@ def test_remnant_mass_vectorised_equals_scalar():
     for imf in ("kroupa", "salpeter", "chabrier"):
         assert np.allclose(remnant_mass(m, imf), [remnant_mass(x, imf) for x in m], rtol=1e-13)
         assert isinstance(remnant_mass(3.0, imf), float)
+
+
+# ---- fuzz: every input is either a finite spectrum or a named ValueError --------------------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**30, 10**30),
+                     st.floats(5.5, 10.1).map(lambda x: 10**x), st.floats(1e-4, 0.06))
+_some = st.one_of(_numbers, st.booleans(), st.text(max_size=8), st.lists(_numbers, max_size=3),
+                  st.tuples(_numbers, st.sampled_from(["yr", "Gyr", "m", "K", ""])).map(
+                      lambda t: t[0] * u.Unit(t[1]) if t[1] else u.Quantity(t[0])))
+_values = st.one_of(_some, st.none())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(age=_values, z=_values, use_logzsol=st.booleans())
+def test_fuzz_ssp_spectrum_inputs(age, z, use_logzsol):
+    kwargs = {"logzsol": z} if use_logzsol else {"Z": z}
+    try:
+        spec = ssp_spectrum(age, generator="blackbody", **kwargs)
+    except ValueError:
+        return
+    f = spec.flux.value
+    assert np.all(np.isfinite(f)) and np.all(f >= 0) and f.max() > 0
+    assert np.isfinite(spec.meta["log_lbol"]) and np.isfinite(spec.meta["log_mass"])
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ages=_some, zs=_some)          # (None means "all tabulated": a full grid, too slow for a fuzz)
+def test_fuzz_ssp_grid_inputs(ages, zs):
+    try:
+        g = ssp_grid(ages, zs, generator="blackbody", progress=False)
+    except ValueError:
+        return
+    assert np.all(np.isfinite(g.ssp_flux)) and np.all(g.ssp_flux >= 0)
