@@ -32,8 +32,8 @@ from .constants import C_ANGSTROM, SSP_UNIT
 from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor
 from .isochrones import PHASE_NAMES, load_isochrones
 
-__all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "get_backend", "parse_age", "save_ssp_grid", "load_ssp_grid",
-           "clear_ssp_cache", "SSP_FLUX_UNIT", "add_cli"]
+__all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "get_backend", "parse_age", "save_ssp_grid",
+           "load_ssp_grid", "clear_ssp_cache", "SSP_FLUX_UNIT", "add_cli"]
 
 OUTSIDE_STATUSES = [STATUS[k] for k in ("blackbody", "extrapolated", "missing")]
 SSP_FLUX_UNIT = SSP_UNIT                           # L_sun / Angstrom, per M_sun formed
@@ -167,9 +167,10 @@ def _named_generator(name, device):
 def get_backend(generator=None, special_phases="model", outside="extrapolate", device="auto"):
     """A shared :class:`StellarLibraryBackend` per (generator, options), so repeated SSPs hit its cache.
 
-    ``generator``: None or ``"default"`` -> the shipped default model (:func:`smnet_sps.neural.load_generator`),
-    loaded once; another string: ``"blackbody"``, a shipped model name, or a model directory; or a
-    :class:`~smnet_sps.generator.Generator` / :class:`StellarLibraryBackend`.
+    ``generator``: None or ``"default"`` -> the shipped default model
+    (:func:`smnet_sps.neural.load_generator`), loaded once; another string: ``"blackbody"``, a shipped
+    model name, or a model directory; or a :class:`~smnet_sps.generator.Generator` /
+    :class:`StellarLibraryBackend`.
     """
     from .generator import Generator
 
@@ -188,8 +189,9 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
             _DEFAULT_GENERATOR[key] = _named_generator(generator, device)
         generator = _DEFAULT_GENERATOR[key]
     elif not isinstance(generator, Generator):
-        raise ValueError(f"generator must be None, a name ({', '.join(['blackbody', *_generator_names()])}), a "
-                         f"model directory, a Generator or a StellarLibraryBackend; got {type(generator).__name__}")
+        names = ", ".join(["blackbody", *_generator_names()])
+        raise ValueError(f"generator must be None, a name ({names}), a model directory, a Generator or a "
+                         f"StellarLibraryBackend; got {type(generator).__name__}")
     key = (id(generator), special_phases, outside)
     backend = _BACKENDS.get(key)
     if backend is None or backend.generator is not generator:
@@ -507,7 +509,7 @@ class SSPGrid(NamedTuple):
         return self.ssp_flux * SSP_FLUX_UNIT
 
     def ssp_flux_per_hz(self):
-        """``ssp_flux`` converted to L_nu [L_sun / Hz per M_sun formed] (DSPS's unit): L_lambda lambda^2 / c."""
+        """``ssp_flux`` as L_nu [L_sun / Hz per M_sun formed] (DSPS's unit): L_lambda lambda^2 / c."""
         return np.asarray(self.ssp_flux, float) * np.asarray(self.ssp_wave, float) ** 2 / C_ANGSTROM
 
     def to_dsps_units(self):
@@ -529,8 +531,8 @@ def _z_array(Zs, iso):
     if Zs is None:
         return iso.Z.copy()
     if np.size(Zs) == 0:
-        raise ValueError(f"Zs is empty; give at least one metal mass fraction ({iso.Z[0]:g}-{iso.Z[-1]:g} for "
-                         f"{iso.name}) or Zs=None for all {iso.Z.size} tabulated Z")
+        raise ValueError(f"Zs is empty; give at least one metal mass fraction ({iso.Z[0]:g}-{iso.Z[-1]:g} "
+                         f"for {iso.name}) or Zs=None for all {iso.Z.size} tabulated Z")
     return np.atleast_1d(_resolve_z(iso, Zs, None)).astype(float).ravel()
 
 

@@ -1,8 +1,9 @@
-"""SSP grids: deduplicated, streamed generator pass equals the direct sum; per-isochrone cache; issue-12 errors,
-load_ssp_grid round trips and the explicit flux unit of SSPGrid."""
+"""SSP grids: the deduplicated, streamed generator pass equals the direct sum; per-isochrone cache;
+issue-12 errors, load_ssp_grid round trips and the explicit flux unit of SSPGrid."""
 import numpy as np
 import pytest
 from astropy import units as u
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import smnet_sps.ssp as sspmod
 from smnet_sps.backend import KEY_STEP, StellarLibraryBackend
@@ -182,7 +183,8 @@ def test_imf_weights_many_equals_per_isochrone(imf):
     iso = load_isochrones("parsec")
     slices = [iso.rows(iz, ia) for iz in (0, 7) for ia in range(0, 93, 4)]
     mini = iso.columns["mini"]
-    many = imf_weights_many(np.concatenate([mini[s] for s in slices]), [s.stop - s.start for s in slices], imf)
+    counts = [s.stop - s.start for s in slices]
+    many = imf_weights_many(np.concatenate([mini[s] for s in slices]), counts, imf)
     one = np.concatenate([imf_weights(mini[s], imf) for s in slices])
     assert np.allclose(many, one, rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match="sorted"):
@@ -198,7 +200,6 @@ def test_remnant_mass_vectorised_equals_scalar():
 
 
 # ---- fuzz: every input is either a finite spectrum or a named ValueError --------------------------------
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 _numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**30, 10**30),
                      st.floats(5.5, 10.1).map(lambda x: 10**x), st.floats(1e-4, 0.06))
