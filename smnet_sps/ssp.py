@@ -226,7 +226,6 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
     out = {"lbol": np.zeros(n), "mass_stars": np.zeros(n), "mass_remnants": np.zeros(n),
            "phase_lum": np.zeros((n, n_ph)), "n_points": np.zeros(n, int)}
     cols, rows, data, logz_pts = [], [], [], []
-    cols_list = cols
     slices = [iso.rows(iz, ia) for iz, ia in pairs]
     # IMF weights of every isochrone in one vectorised pass (the same numbers as one call per isochrone)
     all_w = np.split(imf_weights_many(np.concatenate([c["mini"][sl] for sl in slices]),
@@ -248,6 +247,7 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
         rows.append((k * n_ph + ph_idx[keep]) if by_phase else np.full(keep.size, k))
         data.append(wl[keep])
         logz_pts.append(np.full(keep.size, np.log10(iso.Z[iz] / iso.zsun)))
+    bounds = np.cumsum([0] + [kept.size for kept in cols])  # per-isochrone point ranges
     cols = np.concatenate(cols)
     logz_pts = np.concatenate(logz_pts)
     # one row per SSP (or per SSP and phase); columns: the points of all requested isochrones
@@ -271,7 +271,6 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
     out["missing_lum"] = np.where(missing > 1e-10 * out["lbol"], missing, 0.0)
     # per-isochrone summary of the luminosity-conservation factor (NaN where no generator spectrum was used)
     corr_stats = np.full((n, 3), np.nan)
-    bounds = np.cumsum([0] + [c.size for c in cols_list])
     for k in range(n):
         ck = corr[bounds[k]:bounds[k + 1]]
         ck = ck[np.isfinite(ck)]
@@ -318,11 +317,12 @@ def _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=False, progres
         stats.update(n_isochrones=len(pairs), n_isochrones_cached=len(pairs) - len(todo))
     if todo:
         tab = _tabulated(iso, todo, imf_obj, backend, progress=progress, by_phase=by_phase, stats=stats)
+        key_of = dict(zip(pairs, keys))
         for i, p in enumerate(todo):
             entry = {key: np.array(val[i]) for key, val in tab.items()}
             found[p] = entry
             if cacheable:
-                k = keys[pairs.index(p)]
+                k = key_of[p]
                 size = sum(v.nbytes for v in entry.values())
                 old = _SSP_CACHE.pop(k, None)
                 if old is not None:
