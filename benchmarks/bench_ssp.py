@@ -233,10 +233,6 @@ def main():
     t_cold = time.perf_counter() - t0
     t_warm = np.min(time_requests(sspmod, backend, [(age, Z)] * 20))
 
-    def point_cache_only():
-        sspmod.clear_ssp_cache()                   # SSP cache off: weights + cached point spectra
-        return sspmod.ssp_spectrum(age, Z, generator=backend)
-    t_pc = min(_timed(point_cache_only) for _ in range(10))
     plan = sspmod._plan(iso, np.log10(age), Z)
     pairs = sspmod._pairs(plan)
     cols = np.concatenate([np.arange(iso.rows(iz, ia).start, iso.rows(iz, ia).stop) for iz, ia in pairs])
@@ -252,13 +248,12 @@ def main():
             out = out + f[0]
         return out
     t_star = _timed(per_star) * cols.size / n_star
-    print(f"SSP cold {t_cold * 1e3:.1f} ms; warm {t_warm * 1e3:.2f} ms; point cache only {t_pc * 1e3:.2f} ms; "
-          f"per-star baseline {t_star * 1e3:.0f} ms", flush=True)
+    print(f"SSP cold {t_cold * 1e3:.1f} ms; warm {t_warm * 1e3:.2f} ms; per-star baseline {t_star * 1e3:.0f} ms",
+          flush=True)
     lines += ["### One SSP", "", "| task | time | note |", "|---|---|---|",
               f"| one SSP, cold (PARSEC, 10^9.5 yr, Z=0.0152: {len(pairs)} isochrones, {cols.size} points) | "
               f"{t_cold * 1e3:.1f} ms | one batched generator call |",
               f"| same SSP, warm | {t_warm * 1e3:.2f} ms | per-isochrone SSP cache (best of 20) |",
-              f"| same SSP, point cache only | {t_pc * 1e3:.2f} ms | weights + cache lookups + one matrix product |",
               f"| same SSP, one generator call per star (SPISEA-style baseline) | {t_star * 1e3:.0f} ms | "
               f"{t_star / t_cold:.0f}x the cold batched SSP (timed on {n_star} stars, scaled) |", ""]
 
