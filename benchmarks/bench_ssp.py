@@ -59,12 +59,39 @@ def random_requests(iso, n, seed):
     return list(zip(10**la, 10**lz))
 
 
-def time_requests(sspmod, backend, requests):
-    times = []
+class GeneratorMeter:
+    """Counts the points a generator streams and the wall / CPU time spent in it (instance-level wrapper)."""
+
+    def __init__(self, gen):
+        self.gen, self.points, self.wall, self.cpu = gen, 0, 0.0, 0.0
+        inner = gen.stream
+
+        def stream(teff, *args, **kwargs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            for item in inner(teff, *args, **kwargs):
+                self.points += item[0].stop - item[0].start
+                yield item
+            self.wall += time.perf_counter() - t0
+            self.cpu += time.process_time() - c0
+        gen.stream = stream
+
+    def remove(self):
+        del self.gen.stream
+
+
+def time_requests(sspmod, backend, requests, meter=None):
+    """Wall time per request; with a meter also (points generated, CPU seconds outside the generator)."""
+    times, points, cpu_out = [], [], []
     for age, z in requests:
-        t0 = time.perf_counter()
+        p0, g0 = (meter.points, meter.cpu) if meter else (0, 0.0)
+        t0, c0 = time.perf_counter(), time.process_time()
         sspmod.ssp_spectrum(age, z, generator=backend)
         times.append(time.perf_counter() - t0)
+        if meter:
+            points.append(meter.points - p0)
+            cpu_out.append(time.process_time() - c0 - (meter.cpu - g0))
+    if meter:
+        return np.array(times), np.array(points), np.array(cpu_out)
     return np.array(times)
 
 
@@ -213,16 +240,24 @@ def main():
     backend = StellarLibraryBackend(gen)
     sspmod.ssp_spectrum(10**9.5, 0.0152, generator=backend)          # torch / first-call warm-up
     reqs = random_requests(iso, 2 * args.n_new, 2)
-    t_first = time_requests(sspmod, backend, reqs[:args.n_new])
-    t_next = time_requests(sspmod, backend, reqs[args.n_new:])
+    meter = GeneratorMeter(gen)
+    t_first, p_first, c_first = time_requests(sspmod, backend, reqs[:args.n_new], meter)
+    t_next, p_next, c_next = time_requests(sspmod, backend, reqs[args.n_new:], meter)
+    meter.remove()
+    proj = np.median(p_next / GENERATOR_TARGET + c_next)
     print(f"new (age, Z) without a grid: first {args.n_new} median {np.median(t_first) * 1e3:.1f} ms, next "
-          f"{args.n_new} median {np.median(t_next) * 1e3:.1f} ms", flush=True)
+          f"{args.n_new} median {np.median(t_next) * 1e3:.1f} ms ({np.median(p_next):.0f} points, "
+          f"{np.median(c_next) * 1e3:.1f} ms CPU outside the generator)", flush=True)
     lines += [f"| no grid, requests 1-{args.n_new} (each computes its uncached neighbouring isochrones) | "
               f"{np.median(t_first) * 1e3:.1f} ms | {np.percentile(t_first, 90) * 1e3:.1f} ms | cold: one batched "
-              "generator call for the missing isochrones |",
+              f"generator call for the missing isochrones; median {np.median(p_first):.0f} points generated, "
+              f"{np.median(c_first) * 1e3:.1f} ms CPU outside the generator |",
               f"| no grid, requests {args.n_new + 1}-{2 * args.n_new} | {np.median(t_next) * 1e3:.1f} ms | "
-              f"{np.percentile(t_next, 90) * 1e3:.1f} ms | neighbours shared with earlier requests are reused |",
-              ""]
+              f"{np.percentile(t_next, 90) * 1e3:.1f} ms | neighbours shared with earlier requests are reused; "
+              f"median {np.median(p_next):.0f} points, {np.median(c_next) * 1e3:.1f} ms CPU outside the generator |",
+              f"| no grid, requests {args.n_new + 1}-{2 * args.n_new}, projected with the generator at "
+              f"{GENERATOR_TARGET:,} spectra/s | {proj * 1e3:.0f} ms | | median of points / {GENERATOR_TARGET:,} "
+              "+ CPU outside the generator |", ""]
 
     # ---- one SSP cold / warm; per-star baseline -----------------------------------------------------
     age, Z = 10**9.5, 0.0152
