@@ -50,7 +50,8 @@ def main(argv=None):
     out += [f"Model `{gen.name}`: {cfg['arch']} {cfg['arch_kwargs']}, {size_mb:.1f} MB on disk, trained "
             f"{cfg['training']['epochs_run']} epochs in {cfg['training']['wall_seconds'] / 60:.1f} min on "
             f"{cfg['training']['device']} ({cfg['training']['torch_threads']} threads); split "
-            f"{cfg['split']['n_train']} train / {cfg['split']['n_val']} val / {cfg['split']['n_test']} test nodes.", ""]
+            f"{cfg['split']['n_train']} train / {cfg['split']['n_val']} val / {cfg['split']['n_test']} test "
+            "nodes.", ""]
 
     grid = None
     if Path(args.grid).is_file():
@@ -66,14 +67,15 @@ def main(argv=None):
             table = accuracy_table(g, grid)
             out += [f"### Accuracy on held-out interior grid nodes, {label}", "",
                     "1,000-25,000 A (and >= 3000 A), pixels > 1e-4 of peak; library= the node's library. "
-                    "Baseline = linear interpolation of the same library's training nodes in (log Teff, log g, [M/H]).",
+                    "Baseline = linear interpolation of the same library's training nodes in (log Teff, log "
+                    "g, [M/H]).",
                     "", format_accuracy_table(table), ""]
             print(label)
             print(format_accuracy_table(table))
         seams = seam_report(gen, grid)
         out += ["### Seam smoothness (Teff sweeps in 1 % steps; jump = mean |d ln F| over 3000-10000 A)", "",
-                "| sweep | log g | [M/H] | model max jump (at Teff) | model median | raw max jump | raw jump at "
-                "library switch (Teff) |", "|---|---|---|---|---|---|---|"]
+                "| sweep | log g | [M/H] | model max jump (at Teff) | model median | raw max jump | raw "
+                "jump at library switch (Teff) |", "|---|---|---|---|---|---|---|"]
         for r in seams:
             if r.get("skipped"):
                 out.append(f"| {r['sweep']} | {r.get('logg', '-')} | {r.get('logz', '-')} | not built: "
@@ -89,8 +91,9 @@ def main(argv=None):
 
     # ---- throughput ----------------------------------------------------------------------------
     peak = matmul_peak_gflops()
-    out += [f"### CPU throughput ({torch.get_num_threads()} threads; torch fp32 matmul peak measured in this run: "
-            f"{peak:.0f} GFLOP/s)", "", "| model | batch | spectra/s | GFLOP/s | fraction of peak |",
+    out += [f"### CPU throughput ({torch.get_num_threads()} threads; torch fp32 matmul peak measured in "
+            f"this run: {peak:.0f} GFLOP/s)", "",
+            "| model | batch | spectra/s | GFLOP/s | fraction of peak |",
             "|---|---|---|---|---|"]
     print(f"matmul peak {peak:.1f} GFLOP/s")
     rng = np.random.default_rng(0)
@@ -110,8 +113,9 @@ def main(argv=None):
         for batch in batches:
             x = torch.rand(batch, 3)
             with torch.no_grad():
-                sps = throughput(lambda b: m(x[:b]), batch, repeats=2, min_time=0.3)
-            out.append(f"| {label} | {batch} | {sps:,.1f} | {sps * flops / 1e9:.1f} | {sps * flops / 1e9 / peak:.1%} |")
+                sps = throughput(lambda b, m=m, x=x: m(x[:b]), batch, repeats=2, min_time=0.3)
+            out.append(f"| {label} | {batch} | {sps:,.1f} | {sps * flops / 1e9:.1f} | "
+                       f"{sps * flops / 1e9 / peak:.1%} |")
             print(out[-1])
         del m
     out.append("")

@@ -28,7 +28,8 @@ with warnings.catch_warnings():
     for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch):
         total += float(flux[:, 500].sum())   # touch the data; keep nothing
 dt = time.perf_counter() - t0
-print(json.dumps({"n": n, "seconds": dt, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"n": n, "seconds": dt, "maxrss_mb": rss_mb}))
 """
 
 
@@ -46,12 +47,15 @@ def main():
     lines = ["## Streaming 10^6 points (`benchmarks/bench_streaming.py`)", "",
              "Default model, CPU, batch 8192, 2 threads; random (Teff 3-40 kK, log g 2-5, [M/H] -1.5..0.3). "
              "Peak RSS of the whole child process. One run.", "",
-             "| points | time [s] | spectra/s | peak RSS [MB] | RSS / RSS(10^4 points) |", "|---|---|---|---|---|"]
+             "| points | time [s] | spectra/s | peak RSS [MB] | RSS / RSS(10^4 points) |",
+             "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:,.0f} | {r['maxrss_mb']:.0f} | "
+        lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:,.0f} | "
+                     f"{r['maxrss_mb']:.0f} | "
                      f"{r['maxrss_mb'] / base['maxrss_mb']:.2f} |")
     full = rows[-1]["n"] * 1221 * 8 / 2**20
-    lines += ["", f"Holding all 10^6 spectra at once would need {full:,.0f} MB (float64); the stream never does."]
+    lines += ["",
+              f"Holding all 10^6 spectra at once would need {full:,.0f} MB (float64); the stream never does."]
     (HERE / "results_streaming.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -22,8 +22,8 @@ def merge():
             sections.append(path.read_text().strip())
     header = ("# Benchmark results\n\n"
               f"Merged by `benchmarks/run_all.py` on {datetime.date.today()} ({platform.machine()}, "
-              f"{platform.python_implementation()} {platform.python_version()}). Each section comes from one run "
-              "of its script; compare ratios within a section, not absolute times across machines.\n")
+              f"{platform.python_implementation()} {platform.python_version()}). Each section comes from "
+              "one run of its script; compare ratios within a section, not absolute times across machines.\n")
     (HERE / "RESULTS.md").write_text(header + "\n" + "\n\n".join(sections) + "\n")
     print(f"wrote {HERE / 'RESULTS.md'}")
 

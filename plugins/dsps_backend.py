@@ -1,9 +1,15 @@
-"""DSPS backend: smnet-sps SSP grids as ``dsps.SSPData`` and as the HDF5 file ``dsps.load_ssp_templates`` reads.
+"""DSPS backend: smnet-sps SSP grids as ``dsps.SSPData`` and as the HDF5 file ``dsps.load_ssp_templates``
+reads.
 
 DSPS (Hearin et al. 2023) wants ``ssp_lgmet`` = log10 Z (absolute), ``ssp_lg_age_gyr`` = log10(age/Gyr),
 ``ssp_wave`` [Angstrom] and ``ssp_flux[n_met, n_age, n_wave]`` in L_sun/Hz per M_sun formed; smnet-sps
 produces L_sun/A, so the only conversion is L_nu = L_lambda * lambda^2 / c.
 Checked against dsps 0.4.8 (``load_ssp_templates``, ``calc_rest_sed_sfh_table_met_table``).
+
+Wavelengths are vacuum (smnet-sps' medium, as DSPS' FSPS-made templates); ``medium="air"`` converts. The HDF5
+file also holds datasets DSPS ignores: ``lsf_fwhm`` (n_wave) [A] (box LSF, one pixel wide: :mod:`smnet_sps.lsf`)
+and ``outside_fraction`` (n_met, n_age) (share of L_bol from stars outside the generator's coverage), with
+file attributes ``wavelength_medium`` and ``lsf_shape``.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import numpy as np
 
 from smnet_sps.constants import C_ANGSTROM
 
-from ._common import SSPArrays, as_ssp_arrays, smnet_ssp_grid
+from ._common import SSPArrays, as_ssp_arrays, in_medium, smnet_ssp_grid, template_lsf
 
 HOST = "dsps"
 HOST_VERSIONS = ">=0.4,<0.5"
@@ -32,26 +38,28 @@ def llambda_to_lnu(wave_aa, l_lambda):
     return np.asarray(l_lambda, float) * wave_aa ** 2 / C_ANGSTROM
 
 
-def _dsps_arrays(ssp: SSPArrays):
-    return (ssp.ssp_lgmet.copy(), ssp.ssp_lg_age_gyr.copy(), ssp.ssp_wave.copy(),
-            llambda_to_lnu(ssp.ssp_wave, ssp.ssp_flux))
+def _dsps_arrays(ssp: SSPArrays, medium="vacuum"):
+    wave, flux, _ = in_medium(ssp, medium)
+    return (ssp.ssp_lgmet.copy(), ssp.ssp_lg_age_gyr.copy(), wave, llambda_to_lnu(wave, flux))
 
 
-def to_ssp_data(grid=None, **arrays):
+def to_ssp_data(grid=None, *, medium="vacuum", **arrays):
     """Convert an smnet-sps SSP grid (L_sun/A) to ``dsps.SSPData`` (L_sun/Hz per M_sun formed).
 
     Parameters
     ----------
     grid : mapping/object in the DSPS layout (e.g. from ``smnet_sps.ssp.ssp_grid``), or SSPArrays
+    medium : "vacuum" (default, smnet-sps' own) or "air": medium of ``ssp_wave``
     **arrays : ``ssp_lgmet``, ``ssp_lg_age_gyr``, ``ssp_wave``, ``ssp_flux`` given explicitly instead
 
     Returns
     -------
-    dsps.SSPData (needs ``dsps`` importable)
+    dsps.SSPData (needs ``dsps`` importable); SSPData has no metadata slot: the medium is the one asked for,
+    the LSF is :func:`smnet_sps.lsf.grid_lsf_fwhm` of ``ssp_wave``
     """
     from dsps import SSPData          # lazy: the host is optional
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
-    return SSPData(*_dsps_arrays(ssp))
+    return SSPData(*_dsps_arrays(ssp, medium))
 
 
 from_arrays = to_ssp_data
@@ -62,11 +70,12 @@ def from_smnet(ages, Zs, **kwargs):
     return to_ssp_data(smnet_ssp_grid(ages, Zs, **kwargs))
 
 
-def write_ssp_templates(path, grid=None, *, overwrite=False, **arrays):
+def write_ssp_templates(path, grid=None, *, medium="vacuum", overwrite=False, **arrays):
     """Write the HDF5 file ``dsps.load_ssp_templates(fn=path)`` reads.
 
-    Datasets ``ssp_lgmet``, ``ssp_lg_age_gyr``, ``ssp_wave``, ``ssp_flux`` (L_sun/Hz per M_sun formed);
-    file attributes record units and provenance. Does not need dsps installed.
+    Datasets ``ssp_lgmet``, ``ssp_lg_age_gyr``, ``ssp_wave``, ``ssp_flux`` (L_sun/Hz per M_sun formed), and
+    ``lsf_fwhm`` [A] and ``outside_fraction`` (ignored by DSPS); file attributes record units, the medium
+    (``medium="air"`` converts the wavelengths) and provenance. Does not need dsps installed.
 
     Returns
     -------
@@ -83,23 +92,33 @@ def write_ssp_templates(path, grid=None, *, overwrite=False, **arrays):
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    lgmet, lgage, wave, flux = _dsps_arrays(ssp)
+    lgmet, lgage, wave, flux = _dsps_arrays(ssp, medium)
+    fwhm, shape = template_lsf(ssp)
     with h5py.File(path, "w") as hdf:
         for key, value in zip(DSPS_KEYS, (lgmet, lgage, wave, flux)):
             hdf.create_dataset(key, data=value)
+        hdf.create_dataset("lsf_fwhm", data=fwhm * (wave / ssp.ssp_wave))
+        hdf["lsf_fwhm"].attrs["unit"] = "Angstrom"
+        hdf["lsf_fwhm"].attrs["shape"] = shape
+        if ssp.outside_fraction is not None:
+            hdf.create_dataset("outside_fraction", data=ssp.outside_fraction)
+            hdf["outside_fraction"].attrs["doc"] = "share of L_bol from stars outside the generator's coverage"
+        hdf.attrs["wavelength_medium"] = medium
+        hdf.attrs["lsf_shape"] = shape
         hdf.attrs["creator"] = f"smnet-sps {__version__} plugins.dsps_backend"
         hdf.attrs["ssp_flux_unit"] = "L_sun / Hz per M_sun formed"
         hdf.attrs["ssp_wave_unit"] = "Angstrom"
         hdf.attrs["ssp_lgmet"] = "log10 Z (metal mass fraction, absolute)"
         hdf.attrs["ssp_lg_age_gyr"] = "log10(age / Gyr)"
         for key, value in ssp.meta.items():
-            if isinstance(value, (str, int, float, bool)):
+            if isinstance(value, (str, int, float, bool)) and key != "wavelength_medium":
                 hdf.attrs[f"meta_{key}"] = value
     return path
 
 
 def load_ssp_templates(path):
-    """Read a file written by :func:`write_ssp_templates` with DSPS's own loader (``dsps.load_ssp_templates``)."""
+    """Read a file written by :func:`write_ssp_templates` with DSPS's own loader
+    (``dsps.load_ssp_templates``)."""
     from dsps import load_ssp_templates as _load
     path = Path(path)
     if not path.is_file():

@@ -18,7 +18,9 @@ The (log Teff, log g) nodes are read from separate files whose name depends on t
 ``SPECTRA/C3K/logg.dat`` with ``<spec_type>_zlegend.dat`` ([M/H]) (C3K_LR/C3K_HR layout). This writer writes
 all of the C3K-folder files; pass the node grid your build was compiled with (``n_logt``, ``n_logg``, and
 in older builds ``nspec``/``nzinit`` are compile-time constants in ``sps_vars.f90``): see
-:func:`read_fsps_nodes`. python-fsps is NOT needed to write or read these files (it needs a Fortran
+:func:`read_fsps_nodes`. Wavelengths are vacuum, as FSPS' own libraries; ``<spec_type>.res`` holds the
+measured LSF (box of one pixel width, as a Gaussian sigma in km/s with the same FWHM) and
+``<spec_type>_smnet_provenance.json`` the medium, LSF shape and FWHM per pixel. python-fsps is NOT needed to write or read these files (it needs a Fortran
 compiler and a full $SPS_HOME to *use* them).
 """
 from __future__ import annotations
@@ -91,8 +93,8 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
     wavelength : array [A], optional output grid (linear interpolation of F_lambda; 0 outside the
         generator's range); default the generator's own grid. Builds with a compiled ``nspec`` need
         exactly that many points.
-    resolution_kms : float or array, written to ``<spec_type>.res``; default the Gaussian sigma [km/s] of a
-        two-pixel FWHM (the sampling limit of a coarse grid)
+    resolution_kms : float or array, written to ``<spec_type>.res``; default the Gaussian sigma [km/s] whose
+        FWHM is the measured LSF FWHM of the generator's grid (one pixel: a box, :mod:`smnet_sps.lsf`)
     overwrite : bool
     progress : bool, tqdm bar over metallicities
 
@@ -103,7 +105,8 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
     """
     if not re.fullmatch(r"c3k[A-Za-z0-9_+.\-]*", str(spec_type)):
         raise ValueError(f"spec_type must start with 'c3k' (FSPS only reads C3K-type libraries from "
-                         f"SPECTRA/C3K) and contain only letters, digits, '_', '+', '-', '.'; got {spec_type!r}")
+                         "SPECTRA/C3K) and contain only letters, digits, '_', '+', '-', '.'; got "
+                         f"{spec_type!r}")
     if generator is None:
         from smnet_sps.neural import load_generator
         generator = load_generator()
@@ -123,8 +126,10 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
     logzsol = np.log10(zs / zsun)
     gen_wave = np.asarray(generator.wavelength, float)
     wave = gen_wave if wavelength is None else _check_axis("wavelength", wavelength, "Angstrom")
+    from smnet_sps.lsf import FWHM_PER_SIGMA, LSF_SHAPE, grid_lsf_fwhm
+    lsf_fwhm = np.interp(wave, gen_wave, grid_lsf_fwhm(gen_wave))
     if resolution_kms is None:
-        resolution_kms = 2.0 * np.gradient(wave) / wave * (C_ANGSTROM * 1e-13) / 2.3548
+        resolution_kms = lsf_fwhm / wave * (C_ANGSTROM * 1e-13) / FWHM_PER_SIGMA
     res = np.broadcast_to(np.asarray(resolution_kms, float), wave.shape)
 
     out = Path(sps_home) / "SPECTRA" / "C3K"
@@ -164,15 +169,21 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
             block[inside] = flambda_to_hnu(wave, flux)
         n_uncovered += int((~inside).sum())
         # (n_logg, n_logt, n_wave) in C order == speclib(n_wave, n_logt, n_logg) in Fortran order
-        block.reshape(logg.size, logt.size, wave.size).astype("<f4").tofile(out / f"{spec_type}_z{tag}.spectra.bin")
+        cube = block.reshape(logg.size, logt.size, wave.size).astype("<f4")
+        cube.tofile(out / f"{spec_type}_z{tag}.spectra.bin")
 
     files[6].write_text(json.dumps({
         "generator": getattr(generator, "name", "generator"), "spec_type": spec_type,
         "flux": "Eddington flux H_nu = F_nu/(4 pi) [erg s^-1 cm^-2 Hz^-1], 0 where outside coverage",
-        "layout": "float32 little-endian, C order (n_logg, n_logt, n_wave) = Fortran speclib(nspec,ndim_logt,ndim_logg)",
+        "layout": "float32 little-endian, C order (n_logg, n_logt, n_wave) = Fortran "
+                  "speclib(nspec,ndim_logt,ndim_logg)",
         "n_wave": int(wave.size), "n_logt": int(logt.size), "n_logg": int(logg.size), "n_z": int(zs.size),
         "zsun": zsun, "z": zs.tolist(), "logzsol_effective": logzsol.tolist(), "n_uncovered_nodes": n_uncovered,
-        "resolution_file": "Gaussian sigma [km/s] of a 2-pixel FWHM unless given",
+        "resolution_file": "Gaussian sigma [km/s] with FWHM = the measured (box) LSF FWHM unless given",
+        "wavelength_medium": "vacuum (as FSPS expects; FSPS' vactoair_flag converts its outputs to air)",
+        "lsf_shape": LSF_SHAPE, "lsf_fwhm_aa": [round(float(v), 4) for v in lsf_fwhm],
+        "outside_fraction": "per-SSP out-of-coverage light is computed by FSPS, not here; nodes outside the "
+                            "generator's coverage are written as 0 (n_uncovered_nodes)",
     }, indent=1))
     return {"directory": out, "files": files, "n_uncovered": n_uncovered, "z": zs, "logzsol": logzsol,
             "wavelength": wave}
@@ -193,7 +204,8 @@ def read_spectra_bin(path, n_wave, n_logt, n_logg):
 
 
 def read_fsps_nodes(sps_home):
-    """The (logt, logg) nodes an FSPS installation interpolates on, from ``SPECTRA/BaSeL3.1/basel_log{t,g}.dat``
+    """The (logt, logg) nodes an FSPS installation interpolates on, from
+    ``SPECTRA/BaSeL3.1/basel_log{t,g}.dat``
     or, when those are absent, ``SPECTRA/C3K/log{t,g}.dat``. Returns ``(logt, logg)`` arrays."""
     spectra = Path(sps_home) / "SPECTRA"
     for t_file, g_file in ((spectra / "BaSeL3.1" / "basel_logt.dat", spectra / "BaSeL3.1" / "basel_logg.dat"),

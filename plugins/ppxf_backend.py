@@ -3,6 +3,12 @@
 ``sps_lib`` (ppxf >= 9.0) loads ``templates[n_pix, n_age, n_met]`` [L_sun/A], ``masses[n_age, n_met]``
 (stars + remnants per M_sun formed), ``ages[n_age]`` [Gyr], ``metals[n_met]`` ([M/H], dex), ``lam[n_pix]``
 [A] and ``fwhm[n_pix]`` [A, the templates' line-spread FWHM]. Checked against ppxf 9.5.2.
+
+``fwhm`` is the measured LSF of the model grid: a box one pixel wide (20 A in the optical, 10 A at
+3,640 A; :mod:`smnet_sps.lsf`), not the 2-pixel Nyquist guess of earlier versions. ``lam`` is in vacuum
+(smnet-sps' medium) unless ``medium="air"``; ``wavelength_medium`` in the file says which. For velocity
+dispersions, write the templates on a Gaussian LSF (``gaussian_fwhm=``, ``velscale=``) and degrade the galaxy
+to the same FWHM (see docs/plugins.md, "Fitting real galaxies").
 """
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import SSPArrays, as_ssp_arrays, resolve_zsun, smnet_ssp_grid
+from ._common import SSPArrays, as_ssp_arrays, grid_medium, resolve_zsun, smnet_ssp_grid, template_lsf
 
 HOST = "ppxf"
 HOST_VERSIONS = ">=9.0,<10"
@@ -21,16 +27,17 @@ __all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "default_fwhm", "write_sps_li
 
 
 def default_fwhm(wave_aa):
-    """Effective FWHM [A] of a sampled spectrum: two local pixel widths (Nyquist), per pixel.
+    """Line-spread FWHM [A] per pixel of smnet-sps templates: the pixel width (box LSF, measured).
 
-    The generator's grid is coarse (20 A in the optical), so the sampling, not the atmosphere models'
-    intrinsic resolution, sets the line width a fit can use.
+    Every library was put on the grid by flux-conserving bin averages, so a pixel responds to a narrow line
+    as a box one pixel wide (:mod:`smnet_sps.lsf`): 20 A from 2,900 A to 1 um, 10 A at 3,640 A.
     """
-    wave_aa = np.asarray(wave_aa, float)
-    return 2.0 * np.gradient(wave_aa)
+    from smnet_sps.lsf import grid_lsf_fwhm
+    return grid_lsf_fwhm(np.asarray(wave_aa, float))
 
 
-def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, overwrite=False, **arrays):
+def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medium="vacuum",
+                  gaussian_fwhm=None, velscale=None, overwrite=False, **arrays):
     """Write the ``np.savez`` file ``ppxf.sps_util.sps_lib(path, velscale, ...)`` reads.
 
     Parameters
@@ -38,8 +45,17 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, over
     path : str or Path, output file (``.npz``)
     grid : SSP grid in the DSPS layout (see :func:`smnet_sps.plugins._common.as_ssp_arrays`)
     zsun : float, solar Z used for ``metals`` = [M/H] = log10(Z/zsun); default: grid meta or 0.0152
-    fwhm : float or array (n_wave,) [A], template FWHM; default :func:`default_fwhm`
+    fwhm : float or array (n_wave,) [A], template FWHM written to ``fwhm``; default the measured LSF of the
+        grid (:func:`default_fwhm`, box of one pixel width; ignored with ``gaussian_fwhm``)
     lam_range : (min, max) [A], optional wavelength cut to keep the file small
+    medium : "vacuum" (default, smnet-sps' own) or "air": the medium of ``lam``. pPXF compares templates and
+        galaxy in whatever medium they share: keep SDSS-like vacuum spectra in vacuum with the default, or
+        write ``medium="air"`` when the galaxy was converted to air (as pPXF's MILES examples do).
+    gaussian_fwhm : float or array on the grid [A], optional
+        Put the templates on a Gaussian LSF of this FWHM (>= the native one) on a log-lambda grid of
+        ``velscale`` km/s (:func:`smnet_sps.lsf.to_gaussian_lsf`), so that pPXF's sigma is the galaxy's own
+        dispersion once the galaxy is degraded to the same FWHM. ``fwhm`` in the file is then this FWHM.
+    velscale : float [km/s], the log-lambda step for ``gaussian_fwhm`` (e.g. the galaxy's velscale)
     overwrite : bool
 
     Returns
@@ -50,15 +66,20 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, over
     -----
     ``masses`` are the surviving mass fractions of the grid; when the grid carries none they are set to 1
     (mass-to-light ratios from ``sps_lib.mass_to_light`` are then per M_sun *formed*), and the file records
-    ``masses_are_formed_mass=True``.
+    ``masses_are_formed_mass=True``. Extra fields that ``sps_lib`` ignores: ``wavelength_medium``,
+    ``lsf_shape`` ("box" or "gaussian"), ``outside_fraction`` [n_age, n_met] (share of L_bol from stars
+    outside the generator's coverage; NaN when the grid does not carry it), ``zsun``, ``flux_unit``.
     """
+    from smnet_sps.lsf import to_gaussian_lsf
+    from smnet_sps.medium import check_medium, convert_spectrum_medium
+
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
     zsun = resolve_zsun(ssp, zsun)
+    check_medium(medium)
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     wave = ssp.ssp_wave
-    keep = np.ones(wave.size, bool)
     if lam_range is not None:
         lo, hi = (float(v) for v in lam_range)
         if not lo < hi:
@@ -67,16 +88,33 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, over
         if keep.sum() < 2:
             raise ValueError(f"lam_range {lam_range} keeps fewer than 2 pixels of the grid "
                              f"({wave[0]:g}-{wave[-1]:g} A)")
-    fwhm_arr = default_fwhm(wave) if fwhm is None else np.broadcast_to(np.asarray(fwhm, float), wave.shape)
+    else:
+        keep = np.ones(wave.size, bool)
+    # sps_lib wants (n_pix, n_age, n_met); ours is (n_met, n_age, n_pix)
+    if gaussian_fwhm is not None:
+        if velscale is None:
+            raise ValueError("gaussian_fwhm needs velscale [km/s], the step of the log-lambda output grid")
+        sel = wave[keep]
+        rng = (max(sel[0], wave[3]), min(sel[-1], wave[-4]))
+        lam, flux, fwhm_arr = to_gaussian_lsf(wave, ssp.ssp_flux, gaussian_fwhm, velscale, lam_range=rng)
+        shape = "gaussian"
+    else:
+        native, shape = template_lsf(ssp)
+        fwhm_arr = native if fwhm is None else np.broadcast_to(np.asarray(fwhm, float), wave.shape)
+        lam, flux, fwhm_arr = wave[keep], ssp.ssp_flux[..., keep], np.array(fwhm_arr[keep], float)
     if not np.isfinite(fwhm_arr).all() or (fwhm_arr < 0).any():
         raise ValueError("fwhm must be finite and >= 0 (Angstrom)")
-    # sps_lib wants (n_pix, n_age, n_met); ours is (n_met, n_age, n_pix)
-    templates = np.transpose(ssp.ssp_flux, (2, 1, 0))[keep]
+    lam_out, flux = convert_spectrum_medium(lam, flux, grid_medium(ssp), medium)
+    fwhm_arr = fwhm_arr * (np.asarray(lam_out) / lam)
+    templates = np.transpose(flux, (2, 1, 0))
     masses_are_formed = ssp.surviving_mass is None
     masses = np.ones((ssp.n_age, ssp.n_met)) if masses_are_formed else ssp.surviving_mass.T.copy()
-    np.savez_compressed(path, templates=templates, masses=masses, lam=wave[keep], ages=ssp.age_gyr,
-                        metals=ssp.logzsol(zsun), fwhm=np.array(fwhm_arr[keep]), zsun=zsun,
-                        masses_are_formed_mass=masses_are_formed,
+    outside = (np.full((ssp.n_age, ssp.n_met), np.nan) if ssp.outside_fraction is None
+               else ssp.outside_fraction.T.copy())
+    np.savez_compressed(path, templates=templates, masses=masses, lam=np.asarray(lam_out, float),
+                        ages=ssp.age_gyr, metals=ssp.logzsol(zsun), fwhm=np.asarray(fwhm_arr, float), zsun=zsun,
+                        masses_are_formed_mass=masses_are_formed, wavelength_medium=medium, lsf_shape=shape,
+                        outside_fraction=outside,
                         flux_unit="L_sun/Angstrom per M_sun formed", creator="smnet_sps.plugins.ppxf_backend")
     # np.savez appends .npz when missing
     return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
@@ -85,10 +123,11 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, over
 from_arrays = write_sps_lib
 
 
-def from_smnet(path, ages, Zs, *, zsun=None, fwhm=None, lam_range=None, overwrite=False, **kwargs):
+def from_smnet(path, ages, Zs, *, zsun=None, fwhm=None, lam_range=None, medium="vacuum", gaussian_fwhm=None,
+               velscale=None, overwrite=False, **kwargs):
     """Run ``smnet_sps.ssp.ssp_grid(ages, Zs, **kwargs)`` and write its pPXF template file to ``path``."""
     return write_sps_lib(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, fwhm=fwhm, lam_range=lam_range,
-                         overwrite=overwrite)
+                         medium=medium, gaussian_fwhm=gaussian_fwhm, velscale=velscale, overwrite=overwrite)
 
 
 def load_sps_lib(path, velscale, **kwargs):

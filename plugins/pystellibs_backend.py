@@ -45,6 +45,10 @@ class SMNetStellib:
     """
 
     wavelength_unit = "AA"
+    #: smnet-sps works in vacuum wavelengths (pystellibs itself does not state a medium)
+    wavelength_medium = "vacuum"
+    #: line-spread function of the generator's grid: a box one pixel wide (``lsf_fwhm`` per pixel, smnet_sps.lsf)
+    lsf_shape = "box"
 
     def __init__(self, generator=None, *, zsun=0.02, node_step=(0.02, 0.25), batch_size=8192):
         if generator is None:
@@ -81,6 +85,12 @@ class SMNetStellib:
     def wavelength(self):
         """Wavelengths [Angstrom] as an astropy Quantity (pystellibs returns a unit-carrying array too)."""
         return self._wavelength.copy() * u.AA
+
+    @property
+    def lsf_fwhm(self):
+        """Line-spread FWHM [Angstrom] per wavelength: the pixel width (box LSF of the binned grid)."""
+        from smnet_sps.lsf import grid_lsf_fwhm
+        return grid_lsf_fwhm(self._wavelength) * u.AA
 
     @property
     def flux_units(self):
@@ -194,8 +204,8 @@ class SMNetStellib:
         logT, logg, logL, Z = (a[0] for a in self._validate_stars(logT, logg, logL, Z))
         if not self.points_inside([[logT, logg]], dlogT=0.0, dlogg=0.0, Z=Z)[0]:
             if raise_extrapolation:
-                raise RuntimeError(f"Outside library interpolation range: logT={logT:g}, logg={logg:g}, Z={Z:g} "
-                                   f"(coverage of {self.name}: {self.generator.box.describe()})")
+                raise RuntimeError(f"Outside library interpolation range: logT={logT:g}, logg={logg:g}, "
+                                   f"Z={Z:g} (coverage of {self.name}: {self.generator.box.describe()})")
             return np.full(self._wavelength.size, null_value)
         return self._lbol_normalised(logT, logg, Z)[0] * self.get_weights(logT, logg, logL)
 

@@ -21,6 +21,7 @@ _EXPORTS = {
     "load_isochrones": "isochrones", "get_imf": "imf",
     "ssp_spectrum": "ssp", "ssp_grid": "ssp",
     "magnitudes": "photometry", "ssp_magnitudes": "photometry",
+    "StellarPopulation": "population",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

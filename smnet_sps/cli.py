@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "smnet_sps.grid",         # grid build / grid info
     "smnet_sps.train",        # train
     "smnet_sps.evaluate",     # evaluate
+    "smnet_sps.validate",     # validate (observed stars, mixture ranking)
+    "smnet_sps.calibrate",    # calibrate (semi-empirical correction)
     "smnet_sps.ssp",          # ssp / ssp-grid
     "smnet_sps.photometry",   # mags
     "smnet_sps.plugin_registry",  # plugins
@@ -41,16 +43,44 @@ def build_parser():
     return parser
 
 
+# Errors that mean "bad input or an unusable path", reported as one line with exit status 1. Anything else
+# (TypeError, RuntimeError, ...) is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError)     # OSError covers FileNotFoundError, PermissionError, IsADirectoryError
+
+
+def _one_line(exc):
+    """The exception as one line: its message with newlines folded (OSError: with the file name)."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text = f"{text}: {exc.filename}"
+    if not text:
+        text = type(exc).__name__
+    return " ".join(text.split())
+
+
+def _use_file_backend(args):
+    """The CLI only writes plots to files: pick matplotlib's file backend (Agg) before anything draws.
+
+    Library plotting functions never choose a backend; this is the one place that does, and only for a
+    command that makes a plot.
+    """
+    if getattr(args, "plot", None):
+        import matplotlib
+        matplotlib.use("Agg")
+
+
 def main(argv=None):
+    """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, 2 usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        _use_file_backend(args)
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"smnet-sps {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
 
 

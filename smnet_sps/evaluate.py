@@ -6,43 +6,80 @@ Metrics (docs/generator.md):
 
 * accuracy on the held-out test nodes of the model's split: MSE in SM-Net's log1p01 space (the paper's metric;
   tau, x_max as stored with the model) and the median / 95th percentile of |F_model / F_true - 1| over
-  1,000-25,000 A (pixels the library knows and brighter than 1e-4 of the spectrum's peak there), per library;
+  1,000-25,000 A (pixels the library knows and brighter than 1e-4 of the spectrum's peak there), over
+  >= 3000 A, and in the UV (1,000-3,000 A, pixels brighter than 1e-6 of the spectrum's peak), per library
+  and optionally per Teff band, for the library imitation and optionally the default mixture;
 * the same numbers for the baseline: linear interpolation of the TRAINING nodes of the same library in
   (log Teff, log g, [M/H]) (scipy's LinearNDInterpolator on log flux; test nodes outside the convex hull of
   the training nodes are skipped for the baseline and counted);
-* seam smoothness: Teff sweeps in 1 % steps through library overlaps; the jump between neighbouring steps is the
-  mean |d ln F| over 3,000-10,000 A; compared with the same sweep through the raw libraries.
+* seam smoothness: Teff sweeps in 1 % steps through library overlaps; the jump between neighbouring steps
+  is the mean |d ln F| over 3,000-10,000 A; compared with the same sweep through the raw libraries.
 """
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from .constants import SIGMA_SB
 from .model import log1p01_forward
 
-__all__ = ["accuracy_table", "interpolation_baseline", "relative_errors", "teff_sweep", "seam_report",
-           "default_sweeps", "SEAM_SWEEPS", "throughput", "matmul_peak_gflops", "format_accuracy_table", "add_cli",
-           "BASELINE_STEPS"]
+__all__ = ["accuracy_table", "interpolation_baseline", "relative_errors", "error_metrics", "teff_sweep",
+           "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput", "matmul_peak_gflops",
+           "format_accuracy_table", "format_band_table", "add_cli", "BASELINE_STEPS", "UV_RANGE", "UV_FLOOR",
+           "TEFF_BANDS"]
 
 # Axis scales used to make the interpolation baseline's triangulation isotropic (about one grid step each).
 BASELINE_STEPS = (0.02, 0.5, 0.5)
 
 
-def relative_errors(pred, true, mask, wavelength, wave_range=(1000.0, 25000.0), rel_floor=1e-4):
-    """|pred/true - 1| on the known pixels in ``wave_range`` brighter than ``rel_floor`` x the peak there.
+def relative_errors(pred, true, mask, wavelength, wave_range=(1000.0, 25000.0), rel_floor=1e-4,
+                    peak_over="range"):
+    """|pred/true - 1| on the known pixels in ``wave_range`` brighter than ``rel_floor`` x the peak.
 
-    Returns a 1-d array (all spectra pooled). The floor keeps meaningless ratios of ~0/~0 far in a cool
-    star's Wien tail out of the statistics.
+    ``peak_over``: "range" -- the peak inside ``wave_range``; "all" -- the spectrum's peak over all its
+    known pixels (the UV metric: 1000-3000 A, pixels > 1e-6 of the peak). Returns a 1-d array (all spectra
+    pooled). The floor keeps meaningless ratios of ~0/~0 far in a cool star's Wien tail out of the statistics.
     """
+    if peak_over not in ("range", "all"):
+        raise ValueError(f"peak_over must be 'range' or 'all', got {peak_over!r}")
     inr = (wavelength >= wave_range[0]) & (wavelength <= wave_range[1])
-    true = np.where(mask, true, np.nan)[:, inr]
-    peak = np.nanmax(np.where(np.isfinite(true), true, -np.inf), axis=1, keepdims=True)
+    known = np.where(mask, true, np.nan)
+    true = known[:, inr]
+    ref = true if peak_over == "range" else known
+    peak = np.nanmax(np.where(np.isfinite(ref), ref, -np.inf), axis=1, keepdims=True)
     ok = np.isfinite(true) & (true > rel_floor * peak) & np.isfinite(pred[:, inr])
     return np.abs(pred[:, inr][ok] / true[ok] - 1)
+
+
+#: the UV metric of the fidelity issue: 1000-3000 A, pixels brighter than 1e-6 of the spectrum's peak
+UV_RANGE = (1000.0, 3000.0)
+UV_FLOOR = 1e-6
+#: Teff bands [K] of the per-band accuracy rows
+TEFF_BANDS = ((0.0, 4000.0), (4000.0, 5500.0), (5500.0, 7000.0), (7000.0, 10000.0), (10000.0, 25000.0),
+              (25000.0, np.inf))
+
+
+def band_name(lo, hi):
+    """'Teff<4000', '4000-5500', ..., 'Teff>=25000' for a band [lo, hi) in K."""
+    if lo <= 0:
+        return f"Teff<{hi:g}"
+    return f"Teff>={lo:g}" if not np.isfinite(hi) else f"{lo:g}-{hi:g}"
+
+
+def error_metrics(pred, true, mask, wavelength, wave_range=(1000.0, 25000.0)):
+    """median / p95 of |pred/true - 1| over ``wave_range`` (peak floor 1e-4), over >= 3000 A, and in the UV
+    (:data:`UV_RANGE`, floor :data:`UV_FLOOR` of the spectrum's peak); fractions. NaN where no pixel counts."""
+    def stats(e):
+        return (float(np.median(e)), float(np.percentile(e, 95))) if e.size else (np.nan, np.nan)
+    out = {}
+    for key, err in (("", relative_errors(pred, true, mask, wavelength, wave_range)),
+                     ("_ge3000", relative_errors(pred, true, mask, wavelength,
+                                                 (max(3000.0, wave_range[0]), wave_range[1]))),
+                     ("_uv", relative_errors(pred, true, mask, wavelength, UV_RANGE, UV_FLOOR, peak_over="all"))):
+        out[f"median{key}"], out[f"p95{key}"] = stats(err)
+    return out
 
 
 def interpolation_baseline(params, log_flux, query):
@@ -67,16 +104,26 @@ def interpolation_baseline(params, log_flux, query):
     return LinearNDInterpolator(p, log_flux)(q)
 
 
-def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline=True, progress=False):
+def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline=True, progress=False,
+                   default=False, bands=False):
     """Per-library accuracy on the test nodes of ``split`` (default: the model's own split).
 
-    Returns a dict library -> {n_test, mse_log1p01, median, p95, baseline_median, baseline_p95,
-    n_baseline, model_median_on_baseline_nodes, model_p95_on_baseline_nodes}; fractions, not per cent.
+    Returns a dict library -> {n_test, mse_log1p01, median, p95, median_ge3000, p95_ge3000, median_uv, p95_uv,
+    baseline_median, baseline_p95, baseline_median_ge3000, baseline_p95_ge3000, baseline_median_uv,
+    baseline_p95_uv, n_baseline, model_median_on_baseline_nodes, model_p95_on_baseline_nodes}; fractions, not
+    per cent. The UV keys use 1000-3000 A and pixels brighter than 1e-6 of the spectrum's peak.
+
+    ``default=True`` adds ``default_*`` keys: the default mixture (``library=None``) at the same nodes, scored
+    against that library. ``bands=True`` adds ``bands``: {Teff band name: the same metrics on the test
+    nodes of that band, :data:`TEFF_BANDS`} (model, baseline where it exists, default if asked).
     """
+    import warnings
+    from .generator import CoverageWarning
     if split is None:
         split = gen.nodes["split"]
     tau, x_max = gen.log1p01["tau"], gen.log1p01["x_max"]
     wl = grid.wavelength
+    pp = np.stack([np.log10(grid.teff), grid.logg, grid.logz], 1)
     out = {}
     for j, lib in enumerate(grid.library_names):
         test = np.flatnonzero((split == 2) & (grid.library_id == j))
@@ -90,28 +137,44 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
         y_true = log1p01_forward(np.where(mask, np.clip(true, 0, None), 0) / norm, tau, x_max)
         y_pred = log1p01_forward(np.clip(pred, 0, None) / norm, tau, x_max)
         mse = float(np.mean((y_pred - y_true)[mask] ** 2))
-        err = relative_errors(pred, true, mask, wl, wave_range)
-        # also >= 3000 A: the far-UV of cool stars (fluxes spanning decades) dominates the tail
-        err_opt = relative_errors(pred, true, mask, wl, (max(3000.0, wave_range[0]), wave_range[1]))
-        row = {"n_test": int(test.size), "mse_log1p01": mse, "median": float(np.median(err)),
-               "p95": float(np.percentile(err, 95)), "median_ge3000": float(np.median(err_opt)),
-               "p95_ge3000": float(np.percentile(err_opt, 95))}
+        row = {"n_test": int(test.size), "mse_log1p01": mse, **error_metrics(pred, true, mask, wl, wave_range)}
+        base = None
         if baseline and train.size >= 2:
             with np.errstate(divide="ignore", invalid="ignore"):
                 lf = np.log10(np.where(grid.mask[train] & (grid.flux[train] > 0), grid.flux[train], np.nan)
                               / (SIGMA_SB * grid.teff[train][:, None] ** 4))
-            pp = np.stack([np.log10(grid.teff), grid.logg, grid.logz], 1)
             base = 10 ** interpolation_baseline(pp[train], lf, pp[test]) * norm
             ok = np.isfinite(base).any(1)
             row["n_baseline"] = int(ok.sum())
             if ok.any():
-                be = relative_errors(base[ok], true[ok], mask[ok], wl, wave_range)
+                bm = error_metrics(base[ok], true[ok], mask[ok], wl, wave_range)
+                row.update({f"baseline_{k}": v for k, v in bm.items()})
                 me = relative_errors(pred[ok], true[ok], mask[ok], wl, wave_range)
-                bo = relative_errors(base[ok], true[ok], mask[ok], wl, (max(3000.0, wave_range[0]), wave_range[1]))
-                row.update(baseline_median_ge3000=float(np.median(bo)), baseline_p95_ge3000=float(np.percentile(bo, 95)),
-                           baseline_median=float(np.median(be)), baseline_p95=float(np.percentile(be, 95)),
-                           model_median_on_baseline_nodes=float(np.median(me)),
+                row.update(model_median_on_baseline_nodes=float(np.median(me)),
                            model_p95_on_baseline_nodes=float(np.percentile(me, 95)))
+        dflt = None
+        if default:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CoverageWarning)
+                dflt, _ = gen.surface_flux(grid.teff[test], grid.logg[test], grid.logz[test], library=None)
+            row.update({f"default_{k}": v for k, v in error_metrics(dflt, true, mask, wl, wave_range).items()})
+        if bands:
+            row["bands"] = {}
+            for lo, hi in TEFF_BANDS:
+                r = (grid.teff[test] >= lo) & (grid.teff[test] < hi)
+                if not r.any():
+                    continue
+                b = {"n_test": int(r.sum()), **error_metrics(pred[r], true[r], mask[r], wl, wave_range)}
+                if base is not None:
+                    rb = r & np.isfinite(base).any(1)
+                    if rb.any():
+                        b["n_baseline"] = int(rb.sum())
+                        b.update({f"baseline_{k}": v for k, v in
+                                  error_metrics(base[rb], true[rb], mask[rb], wl, wave_range).items()})
+                if dflt is not None:
+                    b.update({f"default_{k}": v for k, v in error_metrics(dflt[r], true[r], mask[r], wl,
+                                                                          wave_range).items()})
+                row["bands"][band_name(lo, hi)] = b
         out[lib] = row
     return out
 
@@ -119,17 +182,38 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
 def format_accuracy_table(table):
     """Markdown table of :func:`accuracy_table` (per cent)."""
     lines = ["| library | test nodes | MSE log1p01 | median | p95 | baseline nodes | model median / p95 there "
-             "| baseline median / p95 | model >= 3000 A median / p95 | baseline >= 3000 A |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| baseline median / p95 | model >= 3000 A median / p95 | baseline >= 3000 A | model UV median / p95 "
+             "| baseline UV |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for lib, r in table.items():
-        b = (f"{100 * r['model_median_on_baseline_nodes']:.2f} % / {100 * r['model_p95_on_baseline_nodes']:.2f} % "
+        b = (f"{100 * r['model_median_on_baseline_nodes']:.2f} % / "
+             f"{100 * r['model_p95_on_baseline_nodes']:.2f} % "
              f"| {100 * r['baseline_median']:.2f} % / {100 * r['baseline_p95']:.2f} %"
              if "baseline_median" in r else "- | -")
         bo = (f"{100 * r['baseline_median_ge3000']:.2f} % / {100 * r['baseline_p95_ge3000']:.2f} %"
               if "baseline_median_ge3000" in r else "-")
+        bu = (f"{100 * r['baseline_median_uv']:.2f} % / {100 * r['baseline_p95_uv']:.2f} %"
+              if "baseline_median_uv" in r else "-")
         lines.append(f"| {lib} | {r['n_test']} | {r['mse_log1p01']:.2e} | {100 * r['median']:.2f} % | "
                      f"{100 * r['p95']:.2f} % | {r.get('n_baseline', 0)} | {b} | {100 * r['median_ge3000']:.2f} % / "
-                     f"{100 * r['p95_ge3000']:.2f} % | {bo} |")
+                     f"{100 * r['p95_ge3000']:.2f} % | {bo} | {100 * r['median_uv']:.2f} % / "
+                     f"{100 * r['p95_uv']:.2f} % | {bu} |")
+    return "\n".join(lines)
+
+
+def format_band_table(table):
+    """Markdown: per library and Teff band, median / p95 >= 3000 A and UV median, for the library imitation,
+    the default mixture (if computed) and the interpolation baseline [per cent]."""
+    def cell(b, prefix, key):
+        m, p = b.get(f"{prefix}median{key}"), b.get(f"{prefix}p95{key}")
+        return "-" if m is None or not np.isfinite(m) else f"{100 * m:.2f} / {100 * p:.2f}"
+    lines = ["| library | Teff band | nodes | imitation >= 3000 A | default >= 3000 A | interpolation >= 3000 A "
+             "| imitation UV | default UV | interpolation UV |", "|---|---|---|---|---|---|---|---|---|"]
+    for lib, r in table.items():
+        for band, b in r.get("bands", {}).items():
+            lines.append(f"| {lib} | {band} | {b['n_test']} | {cell(b, '', '_ge3000')} | "
+                         f"{cell(b, 'default_', '_ge3000')} | {cell(b, 'baseline_', '_ge3000')} | "
+                         f"{cell(b, '', '_uv')} | {cell(b, 'default_', '_uv')} | {cell(b, 'baseline_', '_uv')} |")
     return "\n".join(lines)
 
 
@@ -247,7 +331,8 @@ def seam_report(gen, grid, sweeps=None):
     rows = []
     for sw in sweeps:
         if len(sw) not in (5, 6):
-            raise ValueError(f"a seam sweep is (name, Teff lo, Teff hi, log g, [M/H][, libraries]); got {sw!r}")
+            raise ValueError("a seam sweep is (name, Teff lo, Teff hi, log g, [M/H][, libraries]); got "
+                             f"{sw!r}")
         name, lo, hi, g, z = sw[:5]
         required = tuple(sw[5]) if len(sw) == 6 else ()
         head = {"sweep": name, "teff": [lo, hi], "logg": g, "logz": z, "requires": list(required)}
@@ -271,7 +356,8 @@ def seam_report(gen, grid, sweeps=None):
                      "raw_median_jump": float(np.nanmedian(jr)) if np.isfinite(jr).any() else None,
                      "raw_jump_at_library_switch": [float(jr[s]) for s in switch],
                      "library_switches_at_teff": [float(t[s]) for s in switch],
-                     "libraries": [n for n, u_ in zip(gen.library_names, used) if u_], "fraction_inside": float(inside.mean())})
+                     "libraries": [n for n, u_ in zip(gen.library_names, used) if u_],
+                     "fraction_inside": float(inside.mean())})
     return rows
 
 
@@ -315,7 +401,8 @@ def add_cli(sub):
                        description="Held-out accuracy vs linear interpolation, and seam smoothness.")
     p.add_argument("--model", default=None, help="model directory (default: the shipped default model)")
     p.add_argument("--grid", required=True, help="the union grid file the model was trained on")
-    p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--out", default=None, help="write the report as JSON here (.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-seams", action="store_true")
     p.set_defaults(func=_cli)
@@ -323,7 +410,9 @@ def add_cli(sub):
 
 def _cli(args):
     from .neural import NeuralGenerator, load_generator
+    from .output_files import atomic_output, check_outputs
     from .train import read_grid
+    outputs = check_outputs(args, {"out": ((".json",), "JSON report")})     # before the slow evaluation
     gen = load_generator(args.model, device=args.device)
     if not isinstance(gen, NeuralGenerator):
         raise ValueError("evaluate needs a model directory trained by smnet-sps (it uses the model's split)")
@@ -340,9 +429,10 @@ def _cli(args):
             if r["skipped"]:
                 print(f"seam {r['sweep']}: NOT BUILT: {r['skipped']}")
                 continue
-            print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} (median {r['model_median_jump']:.4f})"
-                  f", raw max jump {r['raw_max_jump']}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1))
+            print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} "
+                  f"(median {r['model_median_jump']:.4f}), raw max jump {r['raw_max_jump']}")
+    if "out" in outputs:
+        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+            tmp.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")
     return 0

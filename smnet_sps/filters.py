@@ -142,9 +142,11 @@ def get_bandpass(spec):
     low = spec.lower().replace("_", "-")
     close = [n for n in names if n.lower().replace("_", "-") == low]
     close += [n for n in difflib.get_close_matches(spec, names, n=6, cutoff=0.5) if n not in close]
-    close += [n for n in names if n.lower().startswith(low.split("-")[0].split("_")[0]) and n not in close][:6]
+    stem = low.split("-")[0].split("_")[0]
+    close += [n for n in names if n.lower().startswith(stem) and n not in close][:6]
     hint = f" Did you mean: {', '.join(close[:10])}?" if close else ""
-    sedpy_note = "" if sedpy_filter_names() else " (astro-sedpy is not installed, so its names are unavailable)"
+    sedpy_note = ("" if sedpy_filter_names()
+                  else " (astro-sedpy is not installed, so its names are unavailable)")
     raise ValueError(f"unknown filter {spec!r}: not a speclite name ('group-band', e.g. 'sdss2010-r'), "
                      f"not a sedpy name (e.g. 'sdss_r0'){sedpy_note}, and not an existing file.{hint} "
                      f"See smnet_sps.filters.available_filter_names() for all {len(names)} names.")
@@ -161,6 +163,10 @@ def resolve_filters(filters):
             filters = [f.strip() for f in filters.split(",") if f.strip()]
         else:
             filters = [filters]
+    if isinstance(filters, (bytes, dict)) or not np.iterable(filters):
+        raise ValueError("filters must be a filter name, a file path, a synphot.SpectralElement or a list "
+                         "of them (e.g. ['sdss2010-g', 'sdss2010-r']); got "
+                         f"{type(filters).__name__} {filters!r}")
     filters = list(filters)
     if not filters:
         raise ValueError("no filters given; pass at least one filter name, file or SpectralElement")

@@ -181,6 +181,9 @@ class Generator(ABC):
                                          progress=progress)
         meta = {"generator": self.name, "teff": teff, "logg": logg, "logz": logz, "inside_coverage": inside,
                 **{k: v for k, v in self.meta.items() if isinstance(v, (str, int, float))}}
+        from .lsf import lsf_meta           # wavelength medium (vacuum) and per-pixel LSF of the grid
+        for key, value in lsf_meta(self.wavelength).items():
+            meta.setdefault(key, value)
         return Spectrum(flux=flux * FLAM_UNIT, spectral_axis=self.wavelength_quantity, meta=meta), inside
 
 

@@ -23,10 +23,12 @@ from astropy import units as u
 
 from .constants import FLAM_UNIT, PACKAGE_DATA, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
+from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
+from .medium import air_to_vacuum, check_medium
 from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, default_wavelength, resample
 
-__all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "save_grid", "load_grid", "grid_info", "skipped_libraries",
-           "plot_coverage",
+__all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "save_grid", "load_grid", "grid_info",
+           "skipped_libraries", "plot_coverage",
            "export_phase_libraries", "load_phase_libraries", "PHASE_FILE", "add_cli"]
 
 FORMAT = "smnet-sps union grid"
@@ -133,10 +135,37 @@ def _on_grid_ratio(wave, flux, mask, teff):
     return np.nansum(np.where(mask, flux, 0.0) * width, axis=1) / (SIGMA_SB * teff ** 4)
 
 
-def _to_common(lib, wave):
-    """Resample every block of a LibrarySpectra onto ``wave``: (flux (n, n_wave), mask (n, n_wave))."""
-    fluxes, masks = [], []
+#: the one wavelength medium of the union grid and of everything the package returns
+GRID_MEDIUM = "vacuum"
+MEDIUM_CONVERSION = ("air -> vacuum with smnet_sps.medium.air_to_vacuum (Morton 2000 / Ciddor 1996) before "
+                     "resampling; no default library needed it (all are vacuum, see each reader's MEDIUM_NOTE)")
+
+
+def _to_vacuum(lib, medium):
+    """The library's wavelength blocks in vacuum: converted from air (Morton 2000 / Ciddor 1996) if needed.
+
+    The flux density per Angstrom is rescaled by d(lambda_air)/d(lambda_vac) (~1 - 3e-6) so that the integral
+    is kept; this is far below any library's accuracy but keeps the conversion exactly flux conserving.
+    """
+    check_medium(medium)
+    if medium == GRID_MEDIUM:
+        return lib.wavelengths, lib.fluxes
+    waves, fluxes = [], []
     for w, f in zip(lib.wavelengths, lib.fluxes):
+        vac = air_to_vacuum(w)
+        jac = np.gradient(w) / np.gradient(vac)
+        waves.append(vac)
+        fluxes.append(np.asarray(f) * jac)
+    return waves, fluxes
+
+
+def _to_common(lib, wave, medium="vacuum"):
+    """Resample every block of a LibrarySpectra onto ``wave``: (flux (n, n_wave), mask (n, n_wave)).
+
+    A library tabulated in air (``medium="air"``) is converted to vacuum first.
+    """
+    fluxes, masks = [], []
+    for w, f in zip(*_to_vacuum(lib, medium)):
         if w.size == wave.size and np.array_equal(w, wave):
             out, m = np.array(f, float), np.ones(wave.size, bool)    # already on the grid: no resampling
         else:
@@ -149,7 +178,7 @@ def _to_common(lib, wave):
 _PHYSICAL = {"ck04", "nextgen", "basel22"}   # stored in physical units: the sigma Teff^4 check is a test
 
 
-def _library_record(lib, flux, mask, wave):
+def _library_record(lib, flux, mask, wave, medium="vacuum", medium_note=""):
     """The per-library metadata dict stored in the grid file."""
     native = _deviation_stats(lib.raw_ratio)
     native["basis"] = ("integral of the converted native F_lambda over its tabulated range / sigma Teff^4"
@@ -159,10 +188,13 @@ def _library_record(lib, flux, mask, wave):
     on_grid = _deviation_stats(_on_grid_ratio(wave, flux, mask, lib.teff))
     return {"citation": lib.citation, "folder": lib.folder, "convention": lib.convention,
             "n_spectra": int(len(lib)), "n_dropped": int(lib.n_dropped),
+            "native_medium": medium, "medium_note": medium_note,
+            "medium_conversion": ("none (native vacuum)" if medium == GRID_MEDIUM else MEDIUM_CONVERSION),
             "physical_units": lib.name in _PHYSICAL,
             "bolometric_deviation": native, "bolometric_deviation_on_grid": on_grid,
             "teff_range": [float(lib.teff.min()), float(lib.teff.max())],
-            "logg_range": ([float(np.nanmin(lib.logg)), float(np.nanmax(lib.logg))] if lib.has_logg else None),
+            "logg_range": ([float(np.nanmin(lib.logg)), float(np.nanmax(lib.logg))]
+                           if lib.has_logg else None),
             "logz_range": ([float(np.nanmin(lib.logz)), float(np.nanmax(lib.logz))]
                            if np.isfinite(lib.logz).any() else None)}
 
@@ -216,7 +248,8 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
     root = Path(library_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"libraries folder {root} does not exist (expected the folder holding "
-                                f"ck04_castelli_kurucz/, nextgen_phoenix/, ...; e.g. ../shared/data/libraries)")
+                                "ck04_castelli_kurucz/, nextgen_phoenix/, ...; e.g. "
+                                "../shared/data/libraries)")
     names = _parse_only(only)
     wave = (default_wavelength() if wavelength is None else wavelength)
     wave = np.asarray(wave.to_value(u.AA) if isinstance(wave, u.Quantity) else wave, float)
@@ -235,21 +268,24 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
                 skipped[name] = f"{type(exc).__name__}: {exc}"
                 log(f"!!! SKIPPED library {name}: {exc}")
                 continue
-            flux, mask = _to_common(lib, wave)
+            entry = LIBRARIES[name]
+            flux, mask = _to_common(lib, wave, entry.medium)
             for path in lib.files:
                 rel = str(Path(path).resolve().relative_to(root.resolve()))
                 if rel not in prov:
                     prov[rel] = file_sha256(path)
-            rec = _library_record(lib, flux, mask, wave)
+            rec = _library_record(lib, flux, mask, wave, entry.medium, entry.medium_note)
             records[name] = rec
             dev, dgrid = rec["bolometric_deviation"], rec["bolometric_deviation_on_grid"]
             log(f"{name:20s} {len(lib):5d} spectra"
                 + (f" ({lib.n_dropped} all-zero columns dropped)" if lib.n_dropped else "")
                 + f"  Teff {lib.teff.min():.0f}-{lib.teff.max():.0f} K"
-                + f"  int F dlambda / sigma Teff^4 - 1: native median {dev['median']:+.4f} max|{dev['max_abs']:.4f}|"
+                + f"  int F dlambda / sigma Teff^4 - 1: native median {dev['median']:+.4f} "
+                  f"max|{dev['max_abs']:.4f}|"
                 + f", on grid median {dgrid['median']:+.4f} max|{dgrid['max_abs']:.4f}|")
             if LIBRARIES[name].kind == "phase":
                 meta = {"citation": lib.citation, "kind": name, "convention": lib.convention,
+                        "native_medium": entry.medium, "wavelength_medium": GRID_MEDIUM,
                         "source_file": sorted(set(lib.source_file))}
                 meta.update({k: np.asarray(v) for k, v in lib.extra.items()})
                 phases[name] = PhaseLibrary(lib.teff, lib.logz, flux.astype(np.float32),
@@ -272,8 +308,8 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
         raise ValueError(f"none of the union libraries {', '.join(asked_union)} could be read: "
                          + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     if skipped:
-        log(f"!!! {len(skipped)} librar{'y' if len(skipped) == 1 else 'ies'} SKIPPED (recorded in the file attrs "
-            f"'skipped_libraries'): {', '.join(skipped)}; use --strict to fail instead")
+        log(f"!!! {len(skipped)} librar{'y' if len(skipped) == 1 else 'ies'} SKIPPED (recorded in the file "
+            f"attrs 'skipped_libraries'): {', '.join(skipped)}; use --strict to fail instead")
     log(f"note: {DEFAULT_NOTE}")
     cat = {k: (np.concatenate(v) if v else None) for k, v in rows.items()}
     if not union_names:          # only phase libraries requested: an empty union table
@@ -284,7 +320,8 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
     elapsed = time.perf_counter() - t0
     attrs = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
              "build_seconds": round(elapsed, 1), "library_dir": str(root.resolve()),
-             "notes": DEFAULT_NOTE, "skipped_libraries": skipped}
+             "notes": DEFAULT_NOTE, "skipped_libraries": skipped,
+             "wavelength_medium": GRID_MEDIUM, "medium_conversion": MEDIUM_CONVERSION}
     grid = UnionGrid(wave, cat["teff"], cat["logg"], cat["logz"], cat["library_id"], union_names, cat["flux"],
                      cat["mask"], cat["source_file"], records,
                      [f"{k} {v}" for k, v in sorted(prov.items())], phases, attrs)
@@ -323,6 +360,11 @@ def save_grid(grid, path):
                 if k not in ("format", "format_version"):
                     f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
             f.attrs.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat())
+            f.attrs["wavelength_medium"] = GRID_MEDIUM
+            f.attrs["medium_conversion"] = MEDIUM_CONVERSION
+            f.attrs["lsf_shape"] = LSF_SHAPE
+            f.attrs["lsf_doc"] = LSF_DOC
+            f.attrs["lsf_fwhm"] = grid_lsf_fwhm(np.asarray(grid.wavelength, float))
             f.attrs["bolometric_deviation"] = json.dumps(
                 {k: v["bolometric_deviation"] for k, v in grid.libraries.items()})
             f.create_dataset("wavelength", data=np.asarray(grid.wavelength, float))
@@ -399,6 +441,8 @@ def load_grid(path):
                 phases[name] = PhaseLibrary(pg["teff"][()], pg["logz"][()], pg["flux"][()], pg["mask"][()],
                                             meta)
             attrs = {k: v for k, v in f.attrs.items()}
+            # files written before the medium was recorded were built from the same (all-vacuum) libraries
+            attrs.setdefault("wavelength_medium", GRID_MEDIUM)
             grid = UnionGrid(f["wavelength"][()], f["teff"][()], f["logg"][()], f["logz"][()],
                              f["library_id"][()], names, f["flux"][()], f["mask"][()],
                              np.array(f["source_file"].asstr()[()], dtype=object), libraries,
@@ -408,8 +452,8 @@ def load_grid(path):
                              f"tool)") from exc
     n = len(grid.teff)
     if grid.flux.shape != (n, grid.wavelength.size) or grid.mask.shape != grid.flux.shape:
-        raise ValueError(f"{path}: flux {grid.flux.shape} / mask {grid.mask.shape} do not match {n} spectra x "
-                         f"{grid.wavelength.size} wavelengths")
+        raise ValueError(f"{path}: flux {grid.flux.shape} / mask {grid.mask.shape} do not match {n} spectra "
+                         f"x {grid.wavelength.size} wavelengths")
     return grid
 
 
@@ -436,17 +480,19 @@ def grid_info(grid):
                      f"{dg.get('median', np.nan):+8.4f} {dg.get('max_abs', np.nan):8.4f}")
     if len(grid):
         lines.append(f"total: Teff {grid.teff.min():.0f}-{grid.teff.max():.0f} K, log g "
-                     f"{grid.logg.min():g}..{grid.logg.max():g}, [M/H] {grid.logz.min():.2f}..{grid.logz.max():.2f}; "
+                     f"{grid.logg.min():g}..{grid.logg.max():g}, [M/H] "
+                     f"{grid.logz.min():.2f}..{grid.logz.max():.2f}; "
                      f"{100 * grid.mask.mean():.1f}% of pixels known")
-    lines.append("dev = int F dlambda / sigma Teff^4 - 1 over the native range (physical libraries ck04, nextgen, "
-                 "basel22) or vs the unit normalisation (others, rescaled to sigma Teff^4); grid = on the "
-                 "common grid (missing flux below 91 A / 100 A shows here)")
+    lines.append("dev = int F dlambda / sigma Teff^4 - 1 over the native range (physical libraries ck04, "
+                 "nextgen, basel22) or vs the unit normalisation (others, rescaled to sigma Teff^4); "
+                 "grid = on the common grid (missing flux below 91 A / 100 A shows here)")
     if grid.phase_libraries:
         lines.append("phase libraries (no log g):")
         for name, lib in grid.phase_libraries.items():
             z = lib.logz[np.isfinite(lib.logz)]
             zs = f"[M/H] {z.min():.2f}..{z.max():.2f}" if z.size else "[M/H] not metallicity specific"
-            lines.append(f"  {name:20s} {len(lib.teff):4d} spectra, Teff {lib.teff.min():.0f}-{lib.teff.max():.0f} K, "
+            lines.append(f"  {name:20s} {len(lib.teff):4d} spectra, Teff "
+                         f"{lib.teff.min():.0f}-{lib.teff.max():.0f} K, "
                          f"{zs}, {100 * lib.mask.mean():.1f}% of pixels known")
     skipped = skipped_libraries(grid)
     if skipped:
@@ -473,14 +519,14 @@ def skipped_libraries(grid):
     return dict(value or {})
 
 
-def plot_coverage(grid, path):
+def plot_coverage(grid, path=None):
     """(log Teff, log g) coverage plot coloured by library, HR-diagram orientation (like SM-Net Fig. 3).
 
     log Teff increases to the left and log g increases downward. The phase libraries (no log g) are drawn
-    as Teff-only rows in a strip above. Writes ``path`` (PNG/PDF by suffix).
+    as Teff-only rows in a strip above. Returns the :class:`matplotlib.figure.Figure` (drawn with the
+    caller's matplotlib backend, which is left unchanged); also saves it to ``path`` when given (PNG/PDF by
+    suffix). Close it with ``matplotlib.pyplot.close(fig)`` when done.
     """
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     phases = {k: v for k, v in grid.phase_libraries.items() if len(v.teff)}
@@ -524,11 +570,11 @@ def plot_coverage(grid, path):
     ax.grid(alpha=0.3)
     if not phases:
         fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
 
 
 # ------------------------------------------------------------------------------------- phase libraries
@@ -561,7 +607,8 @@ def export_phase_libraries(grid, path=PHASE_FILE):
 
 
 def load_phase_libraries(path=None):
-    """The phase libraries (WR WN/WC, Rauch post-AGB, TP-AGB) on the common wavelength grid, without ``../shared``.
+    """The phase libraries (WR WN/WC, Rauch post-AGB, TP-AGB) on the common wavelength grid, without
+    ``../shared``.
 
     Parameters
     ----------
@@ -601,27 +648,41 @@ def load_phase_libraries(path=None):
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+GRID_SUFFIXES = (".h5", ".hdf5")
+
+
+def _grid_outputs(args):
+    from .output_files import check_outputs, matplotlib_formats
+    return check_outputs(args, {"out": (GRID_SUFFIXES, "union grid (HDF5)"),
+                                "plot": (matplotlib_formats(), "coverage plot"),
+                                "phase_out": ((".npz",), "phase-library file")})
+
+
 def _cmd_build(args):
+    from .output_files import save_figure
+    outputs = _grid_outputs(args)           # before the (minutes-long) build
     t0 = time.perf_counter()
     grid = build_grid(args.libraries, only=args.only, progress=not args.no_progress, strict=args.strict)
-    save_grid(grid, args.out)
+    save_grid(grid, outputs["out"])         # atomic (temporary file + rename)
     size = Path(args.out).stat().st_size / 1e6
     print(grid_info(grid))
     print(f"wrote {args.out} ({size:.1f} MB) in {time.perf_counter() - t0:.1f} s")
-    if args.plot:
-        plot_coverage(grid, args.plot)
+    if "plot" in outputs:
+        save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
         print(f"wrote {args.plot}")
-    if args.phase_out:
-        export_phase_libraries(grid, args.phase_out)
+    if "phase_out" in outputs:
+        export_phase_libraries(grid, outputs["phase_out"])     # atomic
         print(f"wrote {args.phase_out}")
     return 0
 
 
 def _cmd_info(args):
+    from .output_files import save_figure
+    outputs = _grid_outputs(args)
     grid = load_grid(args.file)
     print(grid_info(grid))
-    if args.plot:
-        plot_coverage(grid, args.plot)
+    if "plot" in outputs:
+        save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
         print(f"wrote {args.plot}")
     return 0
 
@@ -637,14 +698,17 @@ def add_cli(subparsers):
     b.add_argument("--plot", help="also write a (log Teff, log g) coverage plot (PNG)")
     b.add_argument("--only", help=f"comma-separated library names (default {','.join(DEFAULT_LIBRARIES)}; "
                    f"all: {','.join(LIBRARIES)})")
-    b.add_argument("--strict", action="store_true", help="fail if any library cannot be read (default: skip it "
-                   "with a loud message and record it in the file attrs 'skipped_libraries')")
+    b.add_argument("--strict", action="store_true",
+                   help="fail if any library cannot be read (default: skip it with a loud message and "
+                        "record it in the file attrs 'skipped_libraries')")
     b.add_argument("--phase-out", help="also write the phase libraries as .npz (as shipped in "
                    "smnet_sps/data/phase_libraries.npz)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--overwrite", action="store_true", help="replace existing output files")
     b.set_defaults(func=_cmd_build)
     i = sub.add_parser("info", help="summarise a union grid file")
     i.add_argument("file")
     i.add_argument("--plot", help="write a (log Teff, log g) coverage plot (PNG)")
+    i.add_argument("--overwrite", action="store_true", help="replace an existing plot")
     i.set_defaults(func=_cmd_info)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

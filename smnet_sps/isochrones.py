@@ -1,10 +1,10 @@
 """Isochrone tables: PARSEC v1.2S and Padova 2007 in FSPS's format, shipped as compact ``.npz`` files.
 
-The tables live in the repository folder ``isochrones/`` (``isochrones/parsec.npz``, ``isochrones/padova.npz``;
-see ``isochrones/README.md`` for provenance and citations), installed as ``smnet_sps.isochrone_tables``. Each file holds
-every metallicity and age of one family, losslessly: the FSPS text files give fixed decimals (8 for
-initial mass, 4 for the rest), so the columns are stored as scaled integers, delta-encoded and zip
-compressed, and decoded back to exactly the printed numbers.
+The tables live in the repository folder ``isochrones/`` (``isochrones/parsec.npz``,
+``isochrones/padova.npz``; see ``isochrones/README.md`` for provenance and citations), installed as
+``smnet_sps.isochrone_tables``. Each file holds every metallicity and age of one family, losslessly: the
+FSPS text files give fixed decimals (8 for initial mass, 4 for the rest), so the columns are stored as
+scaled integers, delta-encoded and zip compressed, and decoded back to exactly the printed numbers.
 
 ``load_isochrones("parsec")`` returns an :class:`IsochroneSet`; ``iso.isochrone(iz, ia)`` one isochrone.
 :func:`convert_fsps_isochrones` rebuilds the tables from FSPS's ``isoc_z*.dat.gz`` files.
@@ -191,12 +191,16 @@ def load_isochrones(name="parsec", path=None):
 
     Parameters
     ----------
-    name : {"parsec", "padova"}
+    name : {"parsec", "padova", "mist"}
+        ("mist": MIST v2.5 from the optional lachesis-grids package, see :mod:`smnet_sps.mist`.)
         PARSEC v1.2S (Bressan+2012; Zsun = 0.0152; 15 Z 1e-4..0.06; log t 5.5-10.1) or Padova 2007
         (Marigo+2008; Zsun = 0.019; 22 Z 2e-4..0.03; log t 5.5-10.15), both as distributed with FSPS.
     path : path-like, optional
         A table written by :func:`convert_fsps_isochrones` (default: the shipped one).
     """
+    if isinstance(name, str) and name.strip().lower() == "mist":    # optional: read from lachesis-grids
+        from .mist import load_mist_isochrones
+        return load_mist_isochrones(path)
     key = _canonical(name)
     path = Path(path) if path is not None else isochrone_dir() / FAMILIES[key]["file"]
     return _load(key, str(path.resolve()))

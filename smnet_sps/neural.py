@@ -16,7 +16,8 @@ import torch
 
 from .constants import PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox
-from .model import (blackbody_log_ratio, build_model, load_smnet_state_dict, log1p01_inverse, mixture_weights)
+from .mixture import MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy
+from .model import blackbody_log_ratio, build_model, load_smnet_state_dict, log1p01_inverse
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
            "resolve_device", "COVERAGE_SPACING", "COVERAGE_FACTOR"]
@@ -97,9 +98,6 @@ class _TorchGenerator(Generator):
         return torch.as_tensor(np.asarray(arr, np.float32), device=self.device).to(dtype)
 
 
-SINGLE_METALLICITY_TOLERANCE = 0.25   # dex: half a nominal [M/H] step (COVERAGE_SPACING[2] / 2)
-
-
 def _with_metallicity_tolerance(box):
     """A library box with zero [M/H] width widened by +-SINGLE_METALLICITY_TOLERANCE (see in_coverage)."""
     lo, hi = box.logz
@@ -119,7 +117,7 @@ class NeuralGenerator(_TorchGenerator):
     dtype : torch dtype or name, compute dtype (``float32`` default; ``bfloat16`` optional)
     library : str or None
         Default library to imitate (one of ``library_names``); None = the smooth mixture (see
-        :func:`smnet_sps.model.mixture_weights`). Every call may override it with ``library=``.
+        :mod:`smnet_sps.mixture`). Every call may override it with ``library=``.
     renormalise : bool
         False (default): the network's output as it is; its integral is sigma Teff^4 to a median 0.1-2 %
         per library on held-out nodes (benchmarks/RESULTS.md). True: rescale each spectrum so its integral
@@ -149,7 +147,11 @@ class NeuralGenerator(_TorchGenerator):
         self.library_boxes = {k: ParameterBox.from_dict(v) for k, v in cfg["library_boxes"].items()}
         self._in_lo = np.array(cfg["input_scaling"]["lo"], float)
         self._in_hi = np.array(cfg["input_scaling"]["hi"], float)
-        self._mix_boxes = [self._log_box(self.library_boxes[n]) for n in self.library_names]
+        mix_path = directory / MIXTURE_FILE
+        # the measured library preferences (smnet-sps validate --rank-libraries --write-mixture); without
+        # them the default mixture weighs overlapping libraries equally (see smnet_sps.mixture)
+        self.mixture_policy = MixturePolicy.load(mix_path) if mix_path.is_file() else None
+        self._library_mixture = None
         self.log1p01 = cfg.get("log1p01")
         self.renormalise = bool(renormalise)
 
@@ -180,10 +182,6 @@ class NeuralGenerator(_TorchGenerator):
                      "citation": "Anwar et al. 2026 (arXiv:2603.23899) for SM-Net; smnet-sps"}
 
     # ---- library selection ----------------------------------------------------------------------
-    @staticmethod
-    def _log_box(box):
-        return ((np.log10(box.teff[0]), np.log10(box.teff[1])), tuple(box.logg), tuple(box.logz))
-
     def _check_library(self, library):
         if library is None:
             return None
@@ -193,13 +191,18 @@ class NeuralGenerator(_TorchGenerator):
         return library
 
     def mixture(self, teff, logg, logz, library=None):
-        """Library-mixture vectors, shape (n, n_libraries): one-hot for a named library, else the smooth mix."""
+        """Library-mixture weights, shape (n, n_libraries), rows sum to 1: one-hot for a named library, else
+        the default mixture (:class:`smnet_sps.mixture.LibraryMixture`: never outside a library's box or in its
+        holes, preferences from ``mixture.json``)."""
         teff, logg, logz = (np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(teff, logg, logz))
         if library is not None:
             out = np.zeros((teff.size, len(self.library_names)))
-            out[:, self.library_names.index(library)] = 1.0
+            out[:, self.library_names.index(self._check_library(library))] = 1.0
             return out
-        return mixture_weights(np.log10(teff), logg, logz, self._mix_boxes)
+        if self._library_mixture is None:
+            self._library_mixture = LibraryMixture(self.library_names, self.library_boxes, self.nodes,
+                                                   self.mixture_policy)
+        return self._library_mixture.weights(np.log10(teff), logg, logz)
 
     @contextlib.contextmanager
     def _using(self, library):
@@ -405,8 +408,9 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
 
     Parameters
     ----------
-    path : None, model directory, or released ``.pt`` file
-        None -> the shipped default model (:func:`default_model_path`).
+    path : None, a shipped model's name, model directory, or released ``.pt`` file
+        None or ``"default"`` -> the shipped default model (:func:`default_model_path`); ``"semi-empirical"`` ->
+        the default model calibrated on observed stars (:class:`smnet_sps.semi_empirical.SemiEmpiricalGenerator`).
     meta : path, the released ``.meta.npz`` (required with a ``.pt`` file)
     device : ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     library : default library to imitate for our models (None = smooth mixture)
@@ -418,7 +422,12 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
     -------
     Generator
     """
-    if path is None:
+    if isinstance(path, str) and path == "semi-empirical":     # shipped models by name: "default", "semi-empirical"
+        from .semi_empirical import SemiEmpiricalGenerator
+        if library is not None or meta is not None or set(kwargs) - {"renormalise"}:
+            raise ValueError("the semi-empirical model takes only device=, dtype= and renormalise=")
+        return SemiEmpiricalGenerator(device=device, dtype=dtype, **kwargs)
+    if path is None or (isinstance(path, str) and path == "default"):
         path = default_model_path()
         if not (Path(path) / "config.json").is_file():
             raise FileNotFoundError(f"the default model is not installed at {path}")

@@ -5,7 +5,8 @@ The integral is synphot's photon-counting effective stimulus (``Observation.effs
     <f_lambda> = int f_lambda(l) T(l) l dl / int T(l) l dl          [erg s^-1 cm^-2 A^-1]
 
 on the union of the spectrum's and the filter's wavelengths, with trapezoid integration and linear
-interpolation of the throughput and of the photon flux density (synphot's internal PHOTLAM ~ l f_lambda); AB and ST magnitudes convert <f_lambda> at the filter's pivot wavelength, Vega
+interpolation of the throughput and of the photon flux density (synphot's internal PHOTLAM ~ l f_lambda); AB
+and ST magnitudes convert <f_lambda> at the filter's pivot wavelength, Vega
 magnitudes are the ratio of the photon-counting integrals of the spectrum and of CALSPEC Vega
 (``alpha_lyr_stis_011``, shipped in ``smnet_sps/data/vega``: 0 mag in every band).
 
@@ -26,9 +27,14 @@ What the flux unit of the input means
 * ``redshift`` z moves the spectrum to the observed frame: l_obs = l (1 + z) and
   f_obs(l_obs) = f(l) / (1 + z), with ``distance`` the luminosity distance.
 
-Negative fluxes are set to zero (as synphot does), with a warning. NaN fluxes inside a filter, or a filter
-reaching outside the spectrum's wavelengths, raise ``ValueError`` unless ``extrapolate=True``, which
-treats the spectrum as zero there (documented zero-extension; the result is then a lower limit on flux).
+Bad input is a ``ValueError`` naming the problem, never a silent NaN or inf: a flux that is not real
+(complex), negative flux inside a filter (clip noise yourself, e.g. ``np.clip(flux, 0, None)``), no flux at
+all in a filter (the magnitude would be +inf), an unknown filter, a wavelength or flux unit that does not
+fit. NaN fluxes inside a filter, or a filter reaching outside the spectrum's wavelengths, raise
+``ValueError`` unless ``extrapolate=True``, which treats the spectrum as zero there (documented
+zero-extension; the result is then a lower limit on flux, and +inf, with a warning, where no flux is
+left). Negative fluxes outside every filter are irrelevant and set to zero. Magnitudes are computed from
+the flux scaled by its maximum, so any positive finite flux (1e-300 to 1e308) gives a finite magnitude.
 """
 from __future__ import annotations
 
@@ -110,7 +116,8 @@ class BandWeights:
     """
 
     def __init__(self, name, v, norm, pivot, vega, support):
-        self.name, self.v, self.norm, self.pivot, self.vega, self.support = name, v, norm, pivot, vega, support
+        self.name, self.v, self.norm, self.pivot = name, v, norm, pivot
+        self.vega, self.support = vega, support
 
 
 def _trapezoid_weights(x):
@@ -210,7 +217,11 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
 # Input handling
 # ---------------------------------------------------------------------------------------------------
 def _positive_length(value, name):
-    q = u.Quantity(value)
+    try:
+        q = u.Quantity(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a length Quantity (e.g. 10 * u.pc, 1 * u.R_sun); "
+                         f"got {value!r}") from exc
     if q.unit == u.dimensionless_unscaled:
         raise ValueError(f"{name} needs a length unit (e.g. 10 * u.pc, 1 * u.R_sun); got {value!r}")
     try:
@@ -256,6 +267,9 @@ def _split_input(spectra):
         wave_aa = wave.to(u.AA, equivalencies=u.spectral())
     except u.UnitConversionError as exc:
         raise ValueError(f"spectral axis unit {wave.unit} is not a wavelength, frequency or energy") from exc
+    if flux.dtype.kind not in "fiu" or wave_aa.dtype.kind not in "fiu":
+        raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and "
+                         f"{flux.dtype} (complex or object arrays are not spectra)")
     flux = np.atleast_2d(flux)
     wave_aa = np.atleast_1d(wave_aa)
     if wave_aa.ndim != 1 or flux.ndim != 2 or flux.shape[-1] != wave_aa.size:
@@ -271,6 +285,11 @@ def _split_input(spectra):
 
 def _observed_flux(spectra, distance, radius, redshift, cosmology):
     """-> (observed-frame wavelength [A], f_lambda [erg s^-1 cm^-2 A^-1] (n, n_wave), meta, kind)."""
+    with np.errstate(over="ignore", under="ignore"):     # overflow is detected and named below
+        return _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology)
+
+
+def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
     w, flux, meta = _split_input(spectra)
     z = _check_redshift(redshift)
     unit = flux.unit
@@ -302,23 +321,28 @@ def _observed_flux(spectra, distance, radius, redshift, cosmology):
                 d = 10 * PC_CM
         else:
             d = _positive_length(distance, "distance")
-        f = lum / (4 * np.pi * d ** 2)
+        f = lum / (4 * np.pi) / d / d           # not d ** 2: a Python float would raise OverflowError
     else:
         raise ValueError(f"flux unit {unit} is neither a flux density (e.g. erg s-1 cm-2 AA-1, Jy) nor a "
                          "luminosity density (e.g. L_sun / AA, erg s-1 AA-1, erg s-1 Hz-1)")
     f = np.asarray(f, float)
+    overflow = np.isfinite(flux.value) & ~np.isfinite(f)
+    if overflow.any():
+        raise ValueError(f"flux too large: {int(overflow.sum())} finite value(s) overflow float64 when "
+                         "converted to erg s-1 cm-2 AA-1 at the observer (largest input "
+                         f"{np.nanmax(flux.value):.3g} {unit})")
     if z > 0:
         w, f = w * (1 + z), f / (1 + z)
     return w, f, meta, kind
 
 
 def _clean_flux(f, bands, w, extrapolate):
-    """Zero negatives (like synphot) and NaN (only with extrapolate); raise on NaN inside a filter."""
+    """Raise on NaN inside a filter (zeroed with extrapolate) and on negative flux inside a filter."""
+    used = np.zeros(w.size, bool)
+    for bw in bands:
+        used |= bw.v != 0
     bad = ~np.isfinite(f)
     if bad.any():
-        used = np.zeros(w.size, bool)
-        for bw in bands:
-            used |= bw.v != 0
         hit = bad & used[None, :]
         if hit.any() and not extrapolate:
             i, k = np.argwhere(hit)[0]
@@ -327,18 +351,21 @@ def _clean_flux(f, bands, w, extrapolate):
             raise ValueError(f"spectrum {i} has {int(bad[i].sum())} non-finite flux value(s) "
                              f"({nan_w.min():.6g}-{nan_w.max():.6g} A) inside filter {names[0]!r} "
                              f"({bands[[b.name for b in bands].index(names[0])].support[0]:.6g}-"
-                             f"{bands[[b.name for b in bands].index(names[0])].support[1]:.6g} A); the spectrum "
-                             f"covers {w[0]:.6g}-{w[-1]:.6g} A. Fix the spectrum or pass extrapolate=True to "
-                             "treat non-finite flux as zero")
+                             f"{bands[[b.name for b in bands].index(names[0])].support[1]:.6g} A); the "
+                             f"spectrum covers {w[0]:.6g}-{w[-1]:.6g} A. Fix the spectrum or pass "
+                             "extrapolate=True to treat non-finite flux as zero")
         if hit.any():
             warnings.warn(f"{int(hit.sum())} non-finite flux value(s) inside filters treated as zero "
                           "(extrapolate=True)", UserWarning, stacklevel=3)
         f = np.where(bad, 0.0, f)
-    if (f < 0).any():
-        warnings.warn(f"{int((f < 0).sum())} negative flux value(s) set to zero (as synphot does)",
-                      UserWarning, stacklevel=3)
-        f = np.maximum(f, 0.0)
-    return f
+    negative = (f < 0) & used[None, :]
+    if negative.any():
+        i, k = np.argwhere(negative)[0]
+        names = [bw.name for bw in bands if bw.v[k] != 0]
+        raise ValueError(f"spectrum {i} has {int(negative[i].sum())} negative flux value(s) inside filter "
+                         f"{names[0]!r} (first at {w[k]:.6g} A): flux must be >= 0. If they are noise, clip "
+                         "them first (np.clip(flux, 0, None))")
+    return np.maximum(f, 0.0)          # negatives outside every filter do not matter
 
 
 def _system(system):
@@ -426,7 +453,15 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     -------
     astropy.table.Table
         One row per spectrum, one column per filter, unit mag(AB), mag(ST) or mag (Vega; system in
-        ``meta["system"]``). Zero flux in a band gives +inf (with a warning).
+        ``meta["system"]``), always finite; with ``extrapolate=True`` zero flux in a band gives +inf (with a
+        warning).
+
+    Raises
+    ------
+    ValueError
+        For an unknown filter or system, a flux or wavelength unit that does not fit, complex flux, NaN or
+        negative flux inside a filter, no flux in a filter, or a filter beyond the spectrum (the last three
+        not with ``extrapolate=True``).
     """
     system = _system(system)
     if method not in _METHODS:
@@ -435,6 +470,11 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
     bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
     f = _clean_flux(f, bands, w, extrapolate)
+    # Work with the flux divided by its largest value, and add -2.5 log10(scale) at the end: the integral
+    # then neither overflows (1e308) nor underflows (1e-300), and every positive flux has a finite magnitude.
+    scale = np.max(f, axis=1, keepdims=True)
+    scale = np.where(scale > 0, scale, 1.0)
+    f = f / scale
     if method == "vectorised":
         vmat = np.stack([bw.v for bw in bands], axis=1)           # (n_wave, n_filters) [A^2]
         norms = np.array([bw.norm for bw in bands])
@@ -442,9 +482,17 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         mags = np.column_stack([_to_mag(mean_flam[:, k], bw, system) for k, bw in enumerate(bands)])
     else:
         mags = _synphot_mags(w, f, bands, [bp for _, bp in named], system, extrapolate, progress)
-    n_inf = int(np.isinf(mags).sum())
+    mags = mags - 2.5 * np.log10(scale)
+    dark = np.isinf(mags)
+    if dark.any() and not extrapolate:
+        i, k = np.argwhere(dark)[0]
+        raise ValueError(f"spectrum {i} has no flux in filter {bands[k].name!r} "
+                         f"({bands[k].support[0]:.6g}-{bands[k].support[1]:.6g} A): its magnitude would be "
+                         "+inf. Use a filter where the spectrum is not zero")
+    n_inf = int(dark.sum())
     if n_inf:
-        warnings.warn(f"{n_inf} magnitude(s) are +inf: zero flux in the band", UserWarning, stacklevel=2)
+        warnings.warn(f"{n_inf} magnitude(s) are +inf: zero flux in the band (extrapolate=True)", UserWarning,
+                      stacklevel=2)
     unit = {"AB": u.ABmag, "ST": u.STmag, "Vega": u.mag}[system]
     table = Table()
     for k, bw in enumerate(bands):
@@ -518,14 +566,19 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         rest frame), ``ML_<f>`` (M*/L in M_sun/L_sun,<f>; NaN where no solar magnitude exists) and,
         at z > 0, ``m_<f>``.
     """
-    ages_yr = np.atleast_1d(u.Quantity(ages, u.yr).value).astype(float)
+    try:
+        ages_yr = np.atleast_1d(u.Quantity(ages, u.yr).value).astype(float)
+    except (TypeError, ValueError, u.UnitsError) as exc:
+        raise ValueError("ages must be times (a Quantity in yr, Myr, Gyr, or numbers in yr); "
+                         f"got {ages!r}") from exc
     if not np.all(np.isfinite(ages_yr)) or np.any(ages_yr <= 0):
         raise ValueError(f"ages must be positive and finite (yr or a time Quantity); got {ages!r}")
     system = _system(system)
     z = _check_redshift(redshift)
     w, lum, meta = _split_input(spectra)
     if not (lum.unit.is_equivalent(_LUM_LAM) or lum.unit.is_equivalent(_LUM_NU)):
-        raise ValueError(f"SSP spectra must be luminosity densities (L_sun / A per M_sun formed), got {lum.unit}")
+        raise ValueError("SSP spectra must be luminosity densities (L_sun / A per M_sun formed), got "
+                         f"{lum.unit}")
     if lum.shape[0] != ages_yr.size:
         raise ValueError(f"{ages_yr.size} age(s) for {lum.shape[0]} spectra; give one age per spectrum")
     named = resolve_filters(filters)
@@ -554,7 +607,8 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         age_universe = cosmology.age(z).to_value(u.yr)
         if np.any(ages_yr > age_universe):
             warnings.warn(f"{int((ages_yr > age_universe).sum())} age(s) exceed the age of the universe at "
-                          f"z={z:g} ({age_universe / 1e9:.3g} Gyr in {cosmology.name})", UserWarning, stacklevel=2)
+                          f"z={z:g} ({age_universe / 1e9:.3g} Gyr in {cosmology.name})", UserWarning,
+                          stacklevel=2)
         apparent = magnitudes((w * u.AA, lum), [bp for _, bp in named], system=system, redshift=z,
                               cosmology=cosmology, extrapolate=extrapolate)
         table.meta["luminosity_distance_Mpc"] = float(cosmology.luminosity_distance(z).to_value(u.Mpc))
@@ -566,7 +620,8 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
                                      unit=u.M_sun / u.L_sun, description=f"M*/L in {name}")
         if apparent is not None:
             table[f"m_{name}"] = Column(np.asarray(apparent[col]), unit=apparent[col].unit,
-                                        description=f"apparent {system} magnitude at z={z:g} per M_sun formed")
+                                        description=f"apparent {system} magnitude at z={z:g} "
+                                                    "per M_sun formed")
     table.meta.update({"system": system, "redshift": z, "mass_for_ML": mass_key,
                        "M_sun": msun,
                        "M_sun_source": "CALSPEC sun_reference_stis_001 at 10 pc", "Mbol_sun": MBOL_SUN})
@@ -602,11 +657,14 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
                            extrapolate=extrapolate)
     if get("missing_fraction") is not None:
         table["missing_fraction"] = Column(np.asarray(get("missing_fraction"), float)[0],
-                                           description="fraction of L_bol from isochrone points outside coverage")
-    table.meta["mass_for_ML"] = ("mass_stars: surviving stellar mass per M_sun formed (ssp_grid)" if mstar is not None
-                                 else table.meta["mass_for_ML"])
+                                           description="fraction of L_bol from isochrone points outside "
+                                                       "coverage")
+    table.meta["mass_for_ML"] = ("mass_stars: surviving stellar mass per M_sun formed (ssp_grid)"
+                                 if mstar is not None else table.meta["mass_for_ML"])
     table.meta.update({"Z": float(Z), "imf": str(imf), "isochrones": str(isochrones),
-                       "generator": getattr(generator, "name", "default") if generator is not None else "default"})
+                       "generator": (generator if isinstance(generator, str)
+                                     else getattr(generator, "name", "default") if generator is not None
+                                     else "default")})
     return table
 
 
@@ -617,7 +675,8 @@ _AGE_UNITS = {"yr": 1.0, "kyr": 1e3, "myr": 1e6, "gyr": 1e9}
 
 
 def parse_ages(text, n_ages=20):
-    """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; unit yr/kyr/Myr/Gyr (default Gyr)."""
+    """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; unit yr/kyr/Myr/Gyr (default
+    Gyr)."""
     s = str(text).strip().replace(" ", "")
     m = re.fullmatch(r"(.*?)([a-zA-Z]+)?", s)
     body, unit = m.group(1), (m.group(2) or "Gyr").lower()
@@ -642,11 +701,24 @@ def parse_ages(text, n_ages=20):
     return ages
 
 
-def plot_colour_evolution(table, path, filter_names):
-    """Save magnitudes and the first colour vs log age (PNG or any matplotlib format)."""
-    import matplotlib
-    matplotlib.use("Agg")
+def plot_colour_evolution(table, path=None, filter_names=None):
+    """Magnitudes and the first colour vs log age, from an :func:`ssp_magnitudes` table.
+
+    Parameters
+    ----------
+    table : astropy.table.Table with ``log_age`` and ``M_<filter>`` columns
+    path : path-like, optional; also save the figure there (PNG or any matplotlib format)
+    filter_names : list of str, optional; default every ``M_<filter>`` column except ``M_bol``
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Drawn with the caller's matplotlib backend, which is left unchanged; close it with
+        ``matplotlib.pyplot.close(fig)`` when done.
+    """
     import matplotlib.pyplot as plt
+    if filter_names is None:
+        filter_names = [c[2:] for c in table.colnames if c.startswith("M_") and c != "M_bol"]
     n_panels = 2 if len(filter_names) >= 2 else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.2), squeeze=False)
     ax = axes[0, 0]
@@ -669,11 +741,20 @@ def plot_colour_evolution(table, path, filter_names):
     fig.suptitle("SSP colour evolution" + (f", Z = {z:g}" if z is not None else "")
                  + (f", {table.meta.get('isochrones')} + {gen}" if gen else ""))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+# extension of `smnet-sps mags --out` -> astropy format (explicit, so a name never picks a surprising format)
+TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".txt": "ascii.commented_header",
+                 ".fits": "fits", ".fit": "fits"}
 
 
 def _cli_mags(args):
+    from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure, suffix_of
+    outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table"),
+                                   "plot": (matplotlib_formats(), "plot")})
     ages = parse_ages(args.ages, args.n_ages)
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     generator = None
@@ -691,12 +772,14 @@ def _cli_mags(args):
             table[col].info.format = ".4f"
     table["age"].info.format = ".4g"
     table.pprint(max_lines=-1, max_width=-1)
-    if args.out:
-        table.write(args.out, overwrite=True)
+    if "out" in outputs:
+        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
+                table.write(tmp, format=TABLE_FORMATS[suffix_of(outputs["out"])])
         print(f"wrote {args.out}")
-    if args.plot:
-        names = [c[2:] for c in table.colnames if c.startswith("M_") and c != "M_bol"]
-        plot_colour_evolution(table, args.plot, names)
+    if "plot" in outputs:
+        save_figure(plot_colour_evolution(table), outputs["plot"], overwrite=args.overwrite)
         print(f"wrote {args.plot}")
     return 0
 
@@ -711,17 +794,24 @@ def add_cli(subparsers):
     p.add_argument("--filters", required=True,
                    help="comma-separated speclite/sedpy names or files, e.g. sdss2010-g,sdss2010-r")
     p.add_argument("--ages", default="0.01-12.5Gyr",
-                   help="'lo-hi<unit>' (log-spaced) or comma list, e.g. 0.1,1,10Gyr; must lie inside the isochrone "
-                        "grid (PARSEC: 0.316 Myr - 12.6 Gyr). Default 0.01-12.5Gyr")
+                   help="'lo-hi<unit>' (log-spaced) or comma list, e.g. 0.1,1,10Gyr; must lie inside the "
+                        "isochrone grid (PARSEC: 0.316 Myr - 12.6 Gyr). Default 0.01-12.5Gyr")
     p.add_argument("--n-ages", type=int, default=20, help="number of ages for a 'lo-hi' range (default 20)")
     p.add_argument("--system", default="AB", choices=list(SYSTEMS), help="magnitude system (default AB)")
-    p.add_argument("--redshift", type=float, default=0.0, help="observed-frame magnitudes at this z (Planck18)")
+    p.add_argument("--redshift", type=float, default=0.0,
+                   help="observed-frame magnitudes at this z (Planck18)")
     p.add_argument("--imf", default="kroupa", help="IMF name passed to ssp_grid (default kroupa)")
-    p.add_argument("--isochrones", default="parsec", help="isochrone family passed to ssp_grid (default parsec)")
-    p.add_argument("--model", default=None, help="model directory, or 'blackbody' (default: the shipped default model)")
+    p.add_argument("--isochrones", default="parsec",
+                   help="isochrone family passed to ssp_grid (default parsec)")
+    p.add_argument("--generator", "--model", dest="model", default=None,
+                   help="'default', 'semi-empirical', 'blackbody' or a model directory "
+                        "(default: the shipped default model)")
     p.add_argument("--extrapolate", action="store_true",
                    help="treat the spectrum as zero where a filter reaches beyond it (default: error)")
-    p.add_argument("--out", default=None, help="write the table (format from the extension, e.g. .ecsv)")
-    p.add_argument("--plot", default=None, help="save a magnitude / colour vs log age plot (e.g. colours.png)")
+    p.add_argument("--out", default=None, help="write the table; format from the extension: "
+                   + ", ".join(f"{k} ({v})" for k, v in TABLE_FORMATS.items()))
+    p.add_argument("--plot", default=None,
+                   help="save a magnitude / colour vs log age plot (e.g. colours.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cli_mags)
     return p

@@ -16,10 +16,12 @@ __all__ = ["ENTRY_POINT_GROUP", "KNOWN_BACKENDS", "BackendInfo", "discover_backe
 
 ENTRY_POINT_GROUP = "smnet_sps.backends"
 # Fallback when smnet-sps is not installed as a distribution (e.g. running from a source tree).
-KNOWN_BACKENDS = {name: f"smnet_sps.plugins.{name}_backend" for name in ("dsps", "ppxf", "bagpipes", "pystellibs", "fsps")}
+KNOWN_BACKENDS = {name: f"smnet_sps.plugins.{name}_backend"
+                  for name in ("dsps", "ppxf", "bagpipes", "pystellibs", "fsps")}
 
 # The distribution name to ask for a host's version when it differs from the import name.
-_DIST_NAMES = {"fsps": "fsps", "pystellibs": "pystellibs", "dsps": "dsps", "ppxf": "ppxf", "bagpipes": "bagpipes"}
+_DIST_NAMES = {"fsps": "fsps", "pystellibs": "pystellibs", "dsps": "dsps", "ppxf": "ppxf",
+               "bagpipes": "bagpipes"}
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ def _cmd_plugins(args):
 
 def add_cli(subparsers):
     """Register ``smnet-sps plugins``."""
-    p = subparsers.add_parser("plugins", help="list host-code backends (DSPS, pPXF, bagpipes, pystellibs, FSPS)",
+    p = subparsers.add_parser("plugins",
+                              help="list host-code backends (DSPS, pPXF, bagpipes, pystellibs, FSPS)",
                               description="List the backends registered under the entry-point group "
                                           f"'{ENTRY_POINT_GROUP}', the host package each adapts, the host "
                                           "versions it supports and whether that host is installed here.")

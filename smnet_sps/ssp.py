@@ -31,6 +31,7 @@ from .backend import STATUS, StellarLibraryBackend
 from .constants import C_ANGSTROM, SSP_UNIT
 from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor
 from .isochrones import PHASE_NAMES, load_isochrones
+from .lsf import lsf_meta
 
 __all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "get_backend", "parse_age", "save_ssp_grid",
            "load_ssp_grid", "clear_ssp_cache", "SSP_FLUX_UNIT", "add_cli"]
@@ -142,7 +143,8 @@ def _generator_names():
         reg = getattr(neural, attr, None)
         if reg:
             return list(reg)
-    return ["default"]
+    import importlib.util
+    return ["default"] + (["semi-empirical"] if importlib.util.find_spec("smnet_sps.semi_empirical") else [])
 
 
 def _named_generator(name, device):
@@ -169,7 +171,7 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
 
     ``generator``: None or ``"default"`` -> the shipped default model
     (:func:`smnet_sps.neural.load_generator`), loaded once; another string: ``"blackbody"``, a shipped
-    model name, or a model directory; or a :class:`~smnet_sps.generator.Generator` /
+    model name (``"semi-empirical"``), or a model directory; or a :class:`~smnet_sps.generator.Generator` /
     :class:`StellarLibraryBackend`.
     """
     from .generator import Generator
@@ -457,6 +459,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
                               for iz, wz, ages in plan for ia, wa in ages],
         "luminosity_correction": _correction_summary(tab["correction"]),
     }
+    meta.update(lsf_meta(backend.wavelength))          # vacuum wavelengths; box LSF FWHM per pixel [A]
     if by_phase:
         meta["phase_flux"] = {PHASE_NAMES[p]: res["phase_flux"][i] for i, p in enumerate(_PHASES)
                               if res["phase_lum"][i] > 0}
@@ -484,7 +487,9 @@ class SSPGrid(NamedTuple):
     ssp_wave : (n_wave,) [Angstrom]
     ssp_flux : (n_met, n_age, n_wave) [L_sun / A per M_sun formed]
     log_lbol, log_mass, mass_stars, mass_remnants, missing_fraction : (n_met, n_age)
-    attrs : dict of units and provenance (``attrs["flux_unit"]`` repeats the unit as text)
+    attrs : dict of units and provenance (``attrs["flux_unit"]`` repeats the unit as text); also
+        ``wavelength_medium`` ("vacuum"), ``lsf_shape`` ("box") and ``lsf_fwhm`` (list, n_wave) [A], the
+        line-spread FWHM per pixel (:mod:`smnet_sps.lsf`)
     outside_fraction : (n_met, n_age) L_bol fraction of stars outside the generator's coverage
     """
 
@@ -591,6 +596,9 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
              "n_isochrones": len(pairs), "n_isochrones_cached": int(stats.get("n_isochrones_cached", 0)),
              "seconds": time.perf_counter() - t0, "timing": timing,
              "citation": iso.citation, "luminosity_correction": _correction_summary(tab["correction"])}
+    # medium and LSF (a list, so that the attrs stay JSON/HDF5 friendly)
+    attrs.update({k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                  for k, v in lsf_meta(backend.wavelength).items()})
     return SSPGrid(np.log10(Zs), log_ages - 9.0, backend.wavelength.copy(), flux, np.log10(lbol),
                    np.log10(mst + mrem), mst, mrem, miss, attrs, outf)
 
@@ -697,6 +705,9 @@ def _write_fits(spec, path):
     from astropy.table import Table
 
     t = Table([spec.spectral_axis.to_value(u.AA), spec.flux.value], names=("WAVELENGTH", "FLUX"))
+    if "lsf_fwhm" in spec.meta:
+        t["LSF_FWHM"] = np.asarray(spec.meta["lsf_fwhm"], float)
+        t["LSF_FWHM"].unit = "Angstrom"
     t["WAVELENGTH"].unit = "Angstrom"
     t["FLUX"].unit = "solLum / (Angstrom solMass)"
     hdu = fits.table_to_hdu(t)
@@ -717,6 +728,8 @@ def _write_fits(spec, path):
              ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),
              ("SPECIAL", m["special_phases"], "treatment of TP-AGB / WR stars"),
              ("OUTSIDE", m["outside"], "rule for stars outside coverage"),
+             ("MEDIUM", m.get("wavelength_medium", "vacuum"), "wavelength medium of WAVELENGTH"),
+             ("LSFSHAPE", m.get("lsf_shape", "box"), "line-spread function shape (column LSF_FWHM)"),
              ("BUNIT", "Lsun/Angstrom/Msun", "FLUX per solar mass formed")]
     for key, val, comment in cards:
         h[key] = (val, comment)
@@ -725,10 +738,13 @@ def _write_fits(spec, path):
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
 
 
-def plot_ssp(spec, path):
-    """Log-log SSP spectrum (912 A - 5 um) stacked by evolutionary phase, and L_bol fraction per phase."""
-    import matplotlib
-    matplotlib.use("Agg")
+def plot_ssp(spec, path=None):
+    """Log-log SSP spectrum (912 A - 5 um) stacked by evolutionary phase, and L_bol fraction per phase.
+
+    Returns the :class:`matplotlib.figure.Figure` (drawn with the caller's matplotlib backend, which is left
+    unchanged); also saves it to ``path`` when given (format from the extension). Close it with
+    ``matplotlib.pyplot.close(fig)`` when done.
+    """
     import matplotlib.pyplot as plt
 
     m = spec.meta
@@ -768,11 +784,20 @@ def plot_ssp(spec, path):
     bx.invert_yaxis()
     bx.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
+GRID_SUFFIXES = (".h5", ".hdf5", ".npz")
 
 
 def _cmd_ssp(args):
+    from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure
+    # every output is checked before the SSP is computed: a bad path fails in a second, not after a minute
+    outputs = check_outputs(args, {"out": (FITS_SUFFIXES, "FITS table"),
+                                   "plot": (matplotlib_formats(), "plot")})
     gen = _generator_from_arg(args.generator, args.device)
     spec = ssp_spectrum(args.age, Z=args.Z, logzsol=args.logzsol, imf=args.imf, isochrones=args.isochrones,
                         generator=gen, special_phases=args.special_phases, outside=args.outside,
@@ -783,28 +808,36 @@ def _cmd_ssp(args):
     print(f"  log Lbol = {m['log_lbol']:.4f} Lsun/Msun   log M = {m['log_mass']:.4f} "
           f"(stars {m['mass_stars']:.4f} + remnants {m['mass_remnants']:.4f} Msun per Msun formed)")
     print(f"  {m['n_points']} isochrone points; Lbol fraction from stars outside coverage "
-          f"{m['outside_fraction']:.3g} (outside={m['outside']}), without a spectrum {m['missing_fraction']:.3g}")
+          f"{m['outside_fraction']:.3g} (outside={m['outside']}), "
+          f"without a spectrum {m['missing_fraction']:.3g}")
     top = sorted(m["phase_luminosity"].items(), key=lambda kv: -kv[1])[:4]
     print("  Lbol by phase: " + ", ".join(f"{k} {v / m['lbol']:.1%}" for k, v in top))
-    if args.out:
-        _write_fits(spec, args.out)
+    if "out" in outputs:
+        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+            _write_fits(spec, tmp)
         print(f"  wrote {args.out}")
-    if args.plot:
-        plot_ssp(spec, args.plot)
+    if "plot" in outputs:
+        save_figure(plot_ssp(spec), outputs["plot"], overwrite=args.overwrite)
         print(f"  wrote {args.plot}")
     return 0
 
 
 def _cmd_ssp_grid(args):
-    from pathlib import Path
-    if Path(args.out).suffix not in (".h5", ".hdf5", ".npz"):     # fail before the (slow) grid, not after
-        raise ValueError(f"unknown output format {Path(args.out).suffix!r}; use .h5, .hdf5 or .npz")
+    from .output_files import atomic_output, check_outputs
+    outputs = check_outputs(args, {"out": (GRID_SUFFIXES, "SSP grid")})   # fail before the (slow) grid
+    # `--ages` / `--Z` given without a value must not silently mean "all tabulated" (that is: omit the option)
+    for option, values in (("--ages", args.ages), ("--Z", args.Z)):
+        if values is not None and len(values) == 0:
+            raise ValueError(f"{option} was given without a value; give one or more values "
+                             f"(e.g. --ages 1Gyr 3Gyr, --Z 0.002 0.0152) or leave {option} out for all "
+                             "tabulated values")
     gen = _generator_from_arg(args.generator, args.device)
-    ages = None if not args.ages else [parse_age(a) for a in args.ages]
-    ages = None if ages is None else 10.0 ** np.array(ages)
+    ages = None if args.ages is None else 10.0 ** np.array([parse_age(a) for a in args.ages])
     grid = ssp_grid(ages, args.Z, imf=args.imf, isochrones=args.isochrones, generator=gen,
-                    special_phases=args.special_phases, outside=args.outside, progress=True, device=args.device)
-    save_ssp_grid(grid, args.out)
+                    special_phases=args.special_phases, outside=args.outside, progress=True,
+                    device=args.device)
+    with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+        save_ssp_grid(grid, tmp)
     print(f"wrote {args.out}: {grid.ssp_flux.shape[0]} Z x {grid.ssp_flux.shape[1]} ages x "
           f"{grid.ssp_flux.shape[2]} wavelengths ({grid.attrs['n_points']} isochrone points, "
           f"{grid.attrs['seconds']:.1f} s); max missing Lbol fraction {np.max(grid.missing_fraction):.3g}")
@@ -815,7 +848,8 @@ def _common_args(p):
     p.add_argument("--imf", default="kroupa", help="kroupa (default), salpeter or chabrier")
     p.add_argument("--isochrones", default="parsec", help="parsec (default) or padova")
     p.add_argument("--generator", default=None,
-                   help="'default' (shipped model), 'blackbody', or a model directory")
+                   help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), 'blackbody', "
+                        "or a model directory")
     p.add_argument("--special-phases", default="model", choices=("model", "dedicated"))
     p.add_argument("--outside", default="extrapolate", choices=("exclude", "blackbody", "extrapolate"))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -828,8 +862,10 @@ def add_cli(sub):
     p.add_argument("--Z", type=float, default=None, help="metal mass fraction (default: solar of the family)")
     p.add_argument("--logzsol", type=float, default=None, help="log10(Z/Zsun) instead of --Z")
     _common_args(p)
-    p.add_argument("--out", default=None, help="output FITS table (WAVELENGTH, FLUX)")
-    p.add_argument("--plot", default=None, help="output PNG")
+    p.add_argument("--out", default=None,
+                   help="output FITS table (WAVELENGTH, FLUX); extension .fits, .fit, .fts or .fits.gz")
+    p.add_argument("--plot", default=None, help="output plot (.png, .pdf, .svg, ...: any matplotlib format)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_ssp)
 
     g = sub.add_parser("ssp-grid", help="grid of SSP spectra (DSPS layout) to .h5 or .npz",
@@ -837,5 +873,6 @@ def add_cli(sub):
     g.add_argument("--ages", nargs="*", default=None, help="ages with units (default: all tabulated)")
     g.add_argument("--Z", nargs="*", type=float, default=None, help="metallicities (default: all tabulated)")
     _common_args(g)
-    g.add_argument("--out", required=True, help="output .h5 or .npz")
+    g.add_argument("--out", required=True, help="output .h5, .hdf5 or .npz (format from the extension)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     g.set_defaults(func=_cmd_ssp_grid)

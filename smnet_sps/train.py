@@ -201,7 +201,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
-          lr_final=0.02):
+          lr_final=0.02, ema_decay=0.0):
     """Train a generator on a union grid and write a model directory.
 
     Parameters
@@ -236,6 +236,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     uv_weight : float >= 1, MLP only: loss weight of the pixels at 1,000-3,000 A (the UV, where young
         populations and UV photometry need the spectra; the far Wien tail stays masked by ``tail_floor``).
     lr_final : the cosine schedule ends at ``lr_final`` x ``lr``.
+    ema_decay : float in [0, 1). If > 0, validation and the written weights use an exponential moving average
+        of the parameters (decay per optimiser step); averaging over the last few hundred steps smooths the
+        optimiser's noise at no cost at inference.
 
     Returns
     -------
@@ -251,6 +254,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"library_balance must be in [0, 1], got {library_balance}")
     if not float(uv_weight) >= 1.0:
         raise ValueError(f"uv_weight must be >= 1, got {uv_weight}")
+    if not 0.0 <= float(ema_decay) < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
     if not 0.0 < float(lr_final) <= 1.0:
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
     if arch not in ("mlp", "smnet"):
@@ -330,13 +335,15 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         pw = np.where((wl >= 1000.0) & (wl < 3000.0), pw * float(uv_weight), pw)
         PW = to_t(pw / np.mean(pw))
 
-    def forward(ix):
-        return model(X[ix], MIX[ix]) if arch == "mlp" else model(X[ix])
+    def forward(ix, net=None):
+        net = model if net is None else net
+        return net(X[ix], MIX[ix]) if arch == "mlp" else net(X[ix])
 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     state = dict(epoch=0, elapsed=0.0, best_val=math.inf, best_epoch=-1, history=[])
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ckpt_path = out / "checkpoint.pt"
+    ema_state = {}          # filled after init/resume; empty = no averaging
     if init_from is not None and not resume:
         from .neural import _torch_load
         init_dir = Path(init_from)
@@ -357,6 +364,21 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
         best_state = ck["best_state"]
+        if ck.get("ema"):
+            ema_state.update(ck["ema"])
+    if ema_decay > 0 and not ema_state:
+        ema_state.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+    ema_model = None
+    if ema_decay > 0:
+        import copy
+        ema_model = copy.deepcopy(model)
+
+    def update_ema():
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                ema_state[k].lerp_(v.detach(), 1.0 - float(ema_decay))
+            else:
+                ema_state[k].copy_(v)
 
     def write(final=False):
         box, lib_boxes = _boxes(grid)
@@ -380,7 +402,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "tail_floor": tail_floor if arch == "mlp" else 0.0,
                "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]; "
                                    f"library shares ~ n_library^{library_balance}",
-               "uv_weight": float(uv_weight), "init_from": str(init_from) if init_from else None,
+               "uv_weight": float(uv_weight), "ema_decay": float(ema_decay), "init_from": str(init_from) if init_from else None,
                "training": {"epochs_run": state["epoch"], "wall_seconds": round(state["elapsed"], 1),
                             "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
                             "batch_size": batch_size, "lr": lr, "device": str(dev),
@@ -393,17 +415,21 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                  library_id=grid.library_id.astype(np.int16), split=split)
         (out / "config.json").write_text(json.dumps(cfg, indent=1))
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
-                    "best_state": best_state, "arch": arch, "arch_kwargs": arch_kwargs,
+                    "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,
                     "grid_sha256": grid.sha256}, ckpt_path)
         return cfg
 
     @torch.no_grad()
     def val_loss():
-        model.eval()
+        net = model
+        if ema_model is not None:
+            ema_model.load_state_dict(ema_state)
+            net = ema_model
+        net.eval()
         tot = 0.0
         for s in range(0, idx_val.size, 1024):
             ix = idx_val[s:s + 1024]
-            tot += masked_mse(forward(ix), Y[ix], M[ix], pixel_weights=PW).item() * ix.size
+            tot += masked_mse(forward(ix, net), Y[ix], M[ix], pixel_weights=PW).item() * ix.size
         model.train()
         return tot / idx_val.size
 
@@ -430,13 +456,16 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema_model is not None:
+                update_ema()
         state["epoch"] += 1
         v = val_loss()
         state["elapsed"] = time.perf_counter() - t0
         state["history"].append([state["epoch"], round(state["elapsed"], 1), float(loss.item()), v])
         if v < state["best_val"]:
             state["best_val"], state["best_epoch"] = v, state["epoch"]
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            source = ema_state if ema_model is not None else model.state_dict()
+            best_state = {k: t.detach().clone() for k, t in source.items()}
         if bar is not None:
             bar.update(1)
             bar.set_postfix(train=f"{loss.item():.3g}", val=f"{v:.3g}", best=f"{state['best_val']:.3g}")
@@ -468,6 +497,7 @@ def add_cli(sub):
     p.add_argument("--patience", type=int, default=200,
                    help="early stopping: epochs without a better validation loss (default 200)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tail-floor", type=float, default=1e-6,
                    help="MLP: leave pixels fainter than this fraction of the spectrum's peak out of the loss")
@@ -478,17 +508,40 @@ def add_cli(sub):
                    help="library draw shares ~ n_library^BALANCE (1 natural mix, 0 equal; default 1)")
     p.add_argument("--uv-weight", type=float, default=1.0, help="MLP loss weight of 1000-3000 A pixels")
     p.add_argument("--lr-final", type=float, default=0.02, help="cosine schedule ends at LR_FINAL x lr")
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="validate and write an exponential moving average of the weights (e.g. 0.999)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli)
 
 
+def _check_model_dir(args):
+    """``--out`` of train: a folder (created if missing); an existing model in it is kept unless asked."""
+    import os
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a model folder (e.g. models/mine)")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--out {str(out)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(out)!r}: folder {str(existing)!r} is not writable")
+    has_model = any((out / name).exists() for name in ("config.json", "weights.pt"))
+    if has_model and not (args.resume or args.overwrite):
+        raise ValueError(f"--out {str(out)!r} already holds a model; pass --resume to continue it or "
+                         "--overwrite to replace it")
+
+
 def _cli(args):
+    _check_model_dir(args)
     cfg = train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
                 epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads, patience=args.patience,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                patience=args.patience,
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
-                uv_weight=args.uv_weight, lr_final=args.lr_final)
+                uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay)
     t = cfg["training"]
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
           f"{t['best_val_loss']:.4g} (epoch {t['best_epoch']})")

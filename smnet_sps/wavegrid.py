@@ -9,10 +9,17 @@ for anything but broad-band mid/far-IR work). Why this grid:
   elsewhere) of CK04, so four of the six union libraries need no resampling at all and none is
   *up*-sampled in the optical: it is as fine as the coarsest library there;
 * 91 A - 160 um holds > 99 % of the bolometric flux of stars up to ~40,000 K (> 96 % at 50,000 K;
-  hotter stars lose 1-18 % below 91 A, which the grid reports), so luminosities can be checked, and it spans GALEX FUV to WISE W4 for photometry;
+  hotter stars lose 1-18 % below 91 A, which the grid reports), so luminosities can be checked, and it spans
+  GALEX FUV to WISE W4 for photometry;
 * 1,221 pixels keep the union grid (~5,000 spectra) at ~25 MB and the network output small.
 
 It is shipped as ``smnet_sps/data/wavelength_basel1221.npy`` (copied from the BaSeL 2.2 files).
+
+**Medium: vacuum.** The 1,221 wavelengths are Kurucz's ATLAS9 frequency grid expressed as lambda = c / nu, so
+they are vacuum wavelengths, and every default library is tabulated in vacuum (each reader's ``MEDIUM`` /
+``MEDIUM_NOTE``); a library in air would be converted with :func:`smnet_sps.medium.air_to_vacuum` before
+resampling (:mod:`smnet_sps.grid`). **Line-spread function**: the bin average makes each pixel's response
+a box one pixel wide (FWHM = pixel width: 20 A in the optical); see :mod:`smnet_sps.lsf`.
 """
 from __future__ import annotations
 
@@ -24,8 +31,9 @@ from .constants import PACKAGE_DATA
 __all__ = ["default_wavelength", "bin_edges", "resample", "DEFAULT_GRID_FILE", "WAVELENGTH_GRID_DOC"]
 
 DEFAULT_GRID_FILE = PACKAGE_DATA / "wavelength_basel1221.npy"
-WAVELENGTH_GRID_DOC = ("BaSeL 2.2 1221-pixel grid, 91 A - 160 um (vacuum/air as in the libraries); "
-                       "flux-conserving bin averages, NaN + mask False where a library has no data")
+WAVELENGTH_GRID_DOC = ("BaSeL 2.2 1221-pixel grid, 91 A - 160 um, VACUUM wavelengths (the Kurucz c/nu grid; "
+                       "air libraries are converted before resampling); flux-conserving bin averages (box LSF "
+                       "of one pixel width, smnet_sps.lsf), NaN + mask False where a library has no data")
 
 
 def default_wavelength():

@@ -43,10 +43,12 @@ def test_outside_rules():
     out = teff > 20000
     assert np.all(ex.status[out] == STATUS["missing"]) and np.all(ex.llam[out] == 0)
     assert ex.missing_fraction == pytest.approx((10**LOGL[out]).sum() / (10**LOGL).sum())
-    bb = StellarLibraryBackend(gen, outside="blackbody").point_spectra(teff=teff, logg=LOGG, logz=0, logl=LOGL)
+    bb = StellarLibraryBackend(gen, outside="blackbody").point_spectra(teff=teff, logg=LOGG, logz=0,
+                                                                       logl=LOGL)
     assert np.all(bb.status[out] == STATUS["blackbody"]) and bb.missing_fraction == 0
     assert np.allclose(integral(bb), 10**LOGL * L_SUN, rtol=1e-6)  # cached spectra are float32
-    xt = StellarLibraryBackend(gen, outside="extrapolate").point_spectra(teff=teff, logg=LOGG, logz=0, logl=LOGL)
+    xt = StellarLibraryBackend(gen, outside="extrapolate").point_spectra(teff=teff, logg=LOGG, logz=0,
+                                                                         logl=LOGL)
     assert np.all(xt.status[out] == STATUS["extrapolated"]) and not xt.inside[out].any()
 
 
@@ -188,5 +190,6 @@ def test_implausible_extrapolation_becomes_blackbody(default_generator):
     metallicity of BaSeL) stays the generator's."""
     from smnet_sps.backend import STATUS, StellarLibraryBackend
     be = StellarLibraryBackend(default_generator)
-    ps = be.point_spectra(logt=np.log10([57000.0, 3300.0]), logg=[3.8, 0.3], logz=[0.0, -0.4], logl=[3.0, 3.0])
+    ps = be.point_spectra(logt=np.log10([57000.0, 3300.0]), logg=[3.8, 0.3], logz=[0.0, -0.4],
+                          logl=[3.0, 3.0])
     assert ps.status.tolist() == [STATUS["blackbody"], STATUS["extrapolated"]]

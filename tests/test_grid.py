@@ -133,7 +133,8 @@ def test_grid_info_cli(built, capsys):
 
 # ------------------------------------------------------------------- a library that cannot be read
 def test_degenerate_library_is_skipped_logged_and_recorded(libdir, tmp_path, capsys):
-    """Naming every library (rauch_tmap included): the degenerate Rauch FITS is skipped, loudly, and recorded."""
+    """Naming every library (rauch_tmap included): the degenerate Rauch FITS is skipped, loudly, and
+    recorded."""
     lines = []
     grid = build_grid(libdir, only=list(LIBRARIES), progress=False, log=lines.append)
     assert "rauch_tmap" not in grid.library_names and grid.library_names == list(UNION_LIBRARIES)
@@ -177,7 +178,8 @@ def test_coverage_plot_written(built, tmp_path):
 def test_only_and_unknown_names(libdir, tmp_path, capsys):
     grid = build_grid(libdir, only="basel22,cm87", progress=False, log=lambda s: None)
     assert grid.library_names == ["basel22", "cm87"] and not grid.phase_libraries
-    rc = main(["grid", "build", "--libraries", str(libdir), "--out", str(tmp_path / "x.h5"), "--only", "kurucz"])
+    rc = main(["grid", "build", "--libraries", str(libdir), "--out", str(tmp_path / "x.h5"), "--only",
+               "kurucz"])
     assert rc == 1
     err = capsys.readouterr().err
     assert "kurucz" in err and "valid names: ck04, nextgen" in err
@@ -206,7 +208,8 @@ def test_load_grid_errors(tmp_path):
 
 
 def test_missing_library_dir_cli(tmp_path, capsys):
-    assert main(["grid", "build", "--libraries", str(tmp_path / "none"), "--out", str(tmp_path / "g.h5")]) == 1
+    assert main(["grid", "build", "--libraries", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "g.h5")]) == 1
     assert "does not exist" in capsys.readouterr().err
 
 

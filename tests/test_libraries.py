@@ -72,8 +72,8 @@ def test_basel_pi_convention(libs, libdir):
     assert list(lib.logg) == [0.0, 4.5, 4.0]
 
 
-@pytest.mark.parametrize("name", ["wmbasic", "cmfgen_wn", "cmfgen_wc", "rauch_pagb", "tpagb_orich", "tpagb_crich",
-                                  "tpagb_crich_aringer"])
+@pytest.mark.parametrize("name", ["wmbasic", "cmfgen_wn", "cmfgen_wc", "rauch_pagb", "tpagb_orich",
+                                  "tpagb_crich", "tpagb_crich_aringer"])
 def test_normalised_libraries_rescaled_to_sigma_teff4(libs, name):
     np.testing.assert_allclose(libs[name].bolometric_ratio(), 1.0, rtol=1e-10)
     # the native normalisation was close to one (an f_nu read as F_lambda would be ~1e-10 off)
@@ -125,7 +125,8 @@ def _synthetic(teff, logg, flux, name="synthetic"):
     flux = np.asarray(flux, float)
     n = len(flux)
     return LibrarySpectra(name, "", "f", "", np.asarray(teff, float), np.asarray(logg, float), np.zeros(n),
-                          [np.arange(1.0, flux.shape[1] + 1)], [flux], [f"f/file{i // 2}.dat" for i in range(n)],
+                          [np.arange(1.0, flux.shape[1] + 1)], [flux],
+                          [f"f/file{i // 2}.dat" for i in range(n)],
                           np.ones(n), 0, [])
 
 
@@ -134,7 +135,9 @@ def test_distinct_spectra_check_is_general():
     a, b = rng.random(50), rng.random(50)
     _synthetic([5000, 6000], [4, 4], [a, b])                       # distinct: fine
     _synthetic([5000, 5000], [4, 4], [a, a])                       # a repeated model, same parameters: fine
-    with pytest.raises(ValueError, match=r"f/file0.dat, f/file1.dat: 3 rows but only 2 distinct spectra; 1 rows .*row 2 .*Teff 7000 K.* is identical to row 0"):
+    with pytest.raises(ValueError,
+                       match=r"f/file0.dat, f/file1.dat: 3 rows but only 2 distinct spectra; 1 rows .*row 2 "
+                             r".*Teff 7000 K.* is identical to row 0"):
         _synthetic([5000, 6000, 7000], [4, 4, 4], [a, b, a])
     # a rescaled copy (e.g. unit flux x sigma Teff^4) is the same spectrum
     with pytest.raises(ValueError, match="only 1 distinct spectrum"):

@@ -1,4 +1,5 @@
-"""Synthetic photometry: analytic blackbodies, the CALSPEC Sun, synphot agreement, error handling, redshift."""
+"""Synthetic photometry: analytic blackbodies, the CALSPEC Sun, synphot agreement, error handling,
+redshift."""
 import warnings
 
 import numpy as np
@@ -59,7 +60,8 @@ def test_sun_absolute_magnitudes(sun_10pc):
     # radius= treats the 1 AU spectrum as a "surface" at 1 AU: same answer at 10 pc.
     w, f = sun_10pc
     f1au = f * (10 * PC_CM / AU_CM) ** 2
-    v2 = magnitudes((w, f1au), "bessell-V", system="Vega", radius=1 * u.au, distance=10 * u.pc)["bessell-V"][0]
+    v2 = magnitudes((w, f1au), "bessell-V", system="Vega", radius=1 * u.au,
+                    distance=10 * u.pc)["bessell-V"][0]
     assert v2 == pytest.approx(v, abs=1e-9)
 
 
@@ -265,7 +267,8 @@ def test_cli_mags_registered():
 
 
 def test_cli_mags_end_to_end(tmp_path, capsys):
-    """`smnet-sps mags` through the real ssp_grid, with the analytic blackbody generator (no trained model)."""
+    """`smnet-sps mags` through the real ssp_grid, with the analytic blackbody generator (no trained
+    model)."""
     pytest.importorskip("smnet_sps.ssp", reason="smnet_sps.ssp not written yet")
     from astropy.table import Table
     from smnet_sps.cli import main

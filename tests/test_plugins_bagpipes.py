@@ -6,7 +6,7 @@ from smnet_sps.plugins import bagpipes_backend as bb
 from smnet_sps.plugins._toy import toy_ssp_arrays
 
 bagpipes = pytest.importorskip("bagpipes")
-from smnet_sps.constants import L_SUN   # IAU 2015, 3.828e33 erg/s: the L_sun our grids are in
+from smnet_sps.constants import L_SUN  # noqa: E402  IAU 2015, 3.828e33 erg/s: the L_sun our grids are in
 
 L_SUN_BAGPIPES = 3.826e33        # erg/s, the constant bagpipes multiplies by
 

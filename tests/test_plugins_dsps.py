@@ -1,4 +1,5 @@
-"""DSPS adapter checked against the real dsps: file round trip through load_ssp_templates and a composite SED."""
+"""DSPS adapter checked against the real dsps: file round trip through load_ssp_templates and a composite
+SED."""
 import numpy as np
 import pytest
 
@@ -44,7 +45,8 @@ def test_composite_sed_matches_direct_sum(tmp_path, toy):
     sed = np.asarray(res.rest_sed)
     w = np.asarray(res.weights)
     optical = (toy.ssp_wave > 3000) & (toy.ssp_wave < 3e4)
-    assert np.isfinite(sed).all() and (sed >= 0).all() and (sed[optical] > 0).all()   # CK04 is 0 in the far UV
+    # CK04 is 0 in the far UV
+    assert np.isfinite(sed).all() and (sed >= 0).all() and (sed[optical] > 0).all()
     assert w.shape == (toy.n_met, toy.n_age) and abs(w.sum() - 1) < 1e-6
     assert np.argmax(w.sum(axis=1)) == 1                    # the metallicity we asked for dominates
     # independent: mass formed from the SFH table (trapezoid, Gyr -> yr) times the weighted L_lambda sum,

@@ -49,7 +49,8 @@ def test_fit_recovers_two_populations(tmp_path, toy):
     assert abs(pp.sol[0]) < 30                   # no spurious velocity shift
     light = w / w.sum()
     assert abs(light[:5].sum() - 0.4) < 0.1                         # light from < 0.2 Gyr populations
-    lg_age, mh = sps.mean_age_metal(w, quiet=True)                   # light-weighted, eq. 39 of Cappellari 2023
+    # light-weighted, eq. 39 of Cappellari 2023
+    lg_age, mh = sps.mean_age_metal(w, quiet=True)
     true_lg_age = 0.4 * np.log10(sps.age_grid[ia1, iz1]) + 0.6 * np.log10(sps.age_grid[ia2, iz2]) + 9
     true_mh = 0.4 * sps.metal_grid[ia1, iz1] + 0.6 * sps.metal_grid[ia2, iz2]
     step = np.diff(np.log10(sps.age_grid[:, 0])).max()                # one age-grid step (0.31 dex)

@@ -1,4 +1,5 @@
-"""pystellibs-interface adapter: shapes, units, luminosity scaling and coverage, with a blackbody generator."""
+"""pystellibs-interface adapter: shapes, units, luminosity scaling and coverage, with a blackbody
+generator."""
 import numpy as np
 import pytest
 from astropy import units as u

@@ -1,4 +1,5 @@
-"""Adapters fed by the real smnet_sps.ssp.ssp_grid (small 6 ages x 3 Z grid, blackbody generator for speed)."""
+"""Adapters fed by the real smnet_sps.ssp.ssp_grid (small 6 ages x 3 Z grid, blackbody generator for
+speed)."""
 import numpy as np
 import pytest
 

@@ -80,7 +80,8 @@ def test_split_holds_out_interior_nodes_only(synth_grid):
     split = split_nodes(g.teff, g.logg, g.logz, g.library_id, test_every=5)
     assert (split == 2).sum() > 3
     for i in np.flatnonzero(split == 2):
-        same = (g.library_id == g.library_id[i]) & (g.logg == g.logg[i]) & (g.logz == g.logz[i]) & (split == 0)
+        same = ((g.library_id == g.library_id[i]) & (g.logg == g.logg[i]) & (g.logz == g.logz[i])
+                & (split == 0))
         assert (g.teff[same] < g.teff[i]).any() and (g.teff[same] > g.teff[i]).any()
     np.testing.assert_array_equal(split, split_nodes(g.teff, g.logg, g.logz, g.library_id, test_every=5))
 
@@ -146,4 +147,5 @@ def test_train_cli(synth_grid, tmp_path, capsys):
     assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--width", "16", "--depth", "1",
                  "--epochs", "3", "--device", "cpu", "--no-progress", "--threads", "1"]) == 0
     assert "wrote" in capsys.readouterr().out and (out / "config.json").is_file()
-    assert main(["train", "--grid", str(tmp_path / "none.h5"), "--out", str(out)]) == 1    # clear error, no crash
+    # clear error, no crash
+    assert main(["train", "--grid", str(tmp_path / "none.h5"), "--out", str(out)]) == 1

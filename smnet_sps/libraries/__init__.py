@@ -25,13 +25,13 @@ from typing import Callable
 from . import basel, ck04, cm87, cmfgen, nextgen, rauch, rauch_pagb, tpagb, wmbasic
 from ._common import LibrarySpectra
 
-__all__ = ["LibraryEntry", "LIBRARIES", "UNION_LIBRARIES", "PHASE_LIBRARIES", "DEFAULT_LIBRARIES", "read_library",
-           "LibrarySpectra", "DEFAULT_NOTE"]
+__all__ = ["LibraryEntry", "LIBRARIES", "UNION_LIBRARIES", "PHASE_LIBRARIES", "DEFAULT_LIBRARIES",
+           "read_library", "LibrarySpectra", "DEFAULT_NOTE"]
 
-DEFAULT_NOTE = ("rauch_tmap (pystellibs stellib_Rauch.grid.fits) is not built by default: that file is degenerate "
-                "(102 rows, only 2 distinct spectra, one per Z, for Teff 50-190 kK and log g 5-8); the Rauch (2003) "
-                "post-AGB models are used instead from FSPS Hot_spectra/ipagb_{solar,halo}.spec as the phase "
-                "library rauch_pagb (no log g)")
+DEFAULT_NOTE = ("rauch_tmap (pystellibs stellib_Rauch.grid.fits) is not built by default: that file is "
+                "degenerate (102 rows, only 2 distinct spectra, one per Z, for Teff 50-190 kK and log g "
+                "5-8); the Rauch (2003) post-AGB models are used instead from FSPS "
+                "Hot_spectra/ipagb_{solar,halo}.spec as the phase library rauch_pagb (no log g)")
 
 
 @dataclass(frozen=True)
@@ -45,22 +45,38 @@ class LibraryEntry:
     citation: str
     n_files: int = 1     # rough number of progress steps (for the progress bar)
     default: bool = True  # read by ``grid build`` when no ``--only`` is given
+    medium: str = "vacuum"   # wavelength medium of the native tabulation ("vacuum" or "air")
+    medium_note: str = ""    # the evidence for ``medium`` (or the assumption made)
 
 
 LIBRARIES = {e.name: e for e in [
-    LibraryEntry("ck04", ck04.FOLDER, ck04.read, "union", ck04.CITATION, 568),
-    LibraryEntry("nextgen", nextgen.FOLDER, nextgen.read, "union", nextgen.CITATION, 404),
-    LibraryEntry("basel22", basel.FOLDER, basel.read, "union", basel.CITATION, 467),
-    LibraryEntry("wmbasic", wmbasic.FOLDER, wmbasic.read, "union", wmbasic.CITATION, 12),
-    LibraryEntry("rauch_tmap", rauch.FOLDER, rauch.read, "union", rauch.CITATION, 1, default=False),
-    LibraryEntry("cm87", cm87.FOLDER, cm87.read, "union", cm87.CITATION, 1),
-    LibraryEntry("cmfgen_wn", cmfgen.FOLDER, partial(cmfgen.read, kind="WN"), "phase", cmfgen.CITATION, 1),
-    LibraryEntry("cmfgen_wc", cmfgen.FOLDER, partial(cmfgen.read, kind="WC"), "phase", cmfgen.CITATION, 1),
-    LibraryEntry("rauch_pagb", rauch_pagb.FOLDER, rauch_pagb.read, "phase", rauch_pagb.CITATION, 2),
-    LibraryEntry("tpagb_orich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_orich"), "phase", tpagb.CITE_LM, 1),
-    LibraryEntry("tpagb_crich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich"), "phase", tpagb.CITE_LM, 1),
+    LibraryEntry("ck04", ck04.FOLDER, ck04.read, "union", ck04.CITATION, 568,
+                 medium=ck04.MEDIUM, medium_note=ck04.MEDIUM_NOTE),
+    LibraryEntry("nextgen", nextgen.FOLDER, nextgen.read, "union", nextgen.CITATION, 404,
+                 medium=nextgen.MEDIUM, medium_note=nextgen.MEDIUM_NOTE),
+    LibraryEntry("basel22", basel.FOLDER, basel.read, "union", basel.CITATION, 467,
+                 medium=basel.MEDIUM, medium_note=basel.MEDIUM_NOTE),
+    LibraryEntry("wmbasic", wmbasic.FOLDER, wmbasic.read, "union", wmbasic.CITATION, 12,
+                 medium=wmbasic.MEDIUM, medium_note=wmbasic.MEDIUM_NOTE),
+    LibraryEntry("rauch_tmap", rauch.FOLDER, rauch.read, "union", rauch.CITATION, 1,
+                 medium=rauch.MEDIUM, medium_note=rauch.MEDIUM_NOTE, default=False),
+    LibraryEntry("cm87", cm87.FOLDER, cm87.read, "union", cm87.CITATION, 1,
+                 medium=cm87.MEDIUM, medium_note=cm87.MEDIUM_NOTE),
+    LibraryEntry("cmfgen_wn", cmfgen.FOLDER, partial(cmfgen.read, kind="WN"), "phase", cmfgen.CITATION, 1,
+                 medium=cmfgen.MEDIUM, medium_note=cmfgen.MEDIUM_NOTE),
+    LibraryEntry("cmfgen_wc", cmfgen.FOLDER, partial(cmfgen.read, kind="WC"), "phase", cmfgen.CITATION, 1,
+                 medium=cmfgen.MEDIUM, medium_note=cmfgen.MEDIUM_NOTE),
+    LibraryEntry("rauch_pagb", rauch_pagb.FOLDER, rauch_pagb.read, "phase", rauch_pagb.CITATION, 2,
+                 medium=rauch_pagb.MEDIUM, medium_note=rauch_pagb.MEDIUM_NOTE),
+    LibraryEntry("tpagb_orich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_orich"), "phase", tpagb.CITE_LM, 1,
+                 medium=tpagb.MEDIUM["tpagb_orich"],
+                 medium_note=tpagb.MEDIUM_NOTE["tpagb_orich"]),
+    LibraryEntry("tpagb_crich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich"), "phase", tpagb.CITE_LM, 1,
+                 medium=tpagb.MEDIUM["tpagb_crich"],
+                 medium_note=tpagb.MEDIUM_NOTE["tpagb_crich"]),
     LibraryEntry("tpagb_crich_aringer", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich_aringer"), "phase",
-                 tpagb.CITE_AR, 1),
+                 tpagb.CITE_AR, 1, medium=tpagb.MEDIUM["tpagb_crich_aringer"],
+                 medium_note=tpagb.MEDIUM_NOTE["tpagb_crich_aringer"]),
 ]}
 #: union (log g) libraries of the default build; ``rauch_tmap`` is readable but not a default
 UNION_LIBRARIES = tuple(n for n, e in LIBRARIES.items() if e.kind == "union" and e.default)

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..constants import SIGMA_SB
 
-__all__ = ["LibrarySpectra", "read_text", "parse_floats", "check_flux", "check_distinct_spectra", "require_dir",
+__all__ = ["LibrarySpectra", "read_text", "parse_floats", "check_flux", "check_distinct_spectra",
+           "require_dir",
            "require_file", "integrate_flux", "ZSUN_MASS_FRACTION"]
 
 #: Solar metal mass fraction used to turn a mass fraction Z into [M/H] = log10(Z / 0.020) (the BPASS
@@ -161,14 +162,18 @@ def check_distinct_spectra(lib):
             j = labels[i]
             src = sorted({lib.source_file[start + k] for k in bad + [int(labels[k]) for k in bad]})
             full = [next((str(f) for f in lib.files if str(f).endswith(s)), s) for s in src]
-            fmt = lambda k: (f"Teff {p[k, 0]:.0f} K, log g {p[k, 1]:g}, [M/H] {p[k, 2]:g}")
+
+            def fmt(k):
+                return f"Teff {p[k, 0]:.0f} K, log g {p[k, 1]:g}, [M/H] {p[k, 2]:g}"
+
             nd = len(np.unique(labels))
             where = ", ".join(full[:3]) + (f" (+{len(full) - 3} more files)" if len(full) > 3 else "")
             raise ValueError(
-                f"{where}: {n} rows but only {nd} distinct spectr{'um' if nd == 1 else 'a'}; {len(bad)} rows repeat "
-                f"a spectrum assigned to different parameters (e.g. row {start + i} [{fmt(i)}] is identical to "
-                f"row {start + j} [{fmt(j)}]). The {lib.name} library is degenerate/corrupt (its spectra do not "
-                f"change with its parameters); replace the file with a correct one.")
+                f"{where}: {n} rows but only {nd} distinct spectr{'um' if nd == 1 else 'a'}; {len(bad)} "
+                "rows repeat a spectrum assigned to different parameters "
+                f"(e.g. row {start + i} [{fmt(i)}] is identical to "
+                f"row {start + j} [{fmt(j)}]). The {lib.name} library is degenerate/corrupt (its spectra do "
+                f"not change with its parameters); replace the file with a correct one.")
         start += n
 
 
@@ -226,7 +231,8 @@ def check_flux(flux, path, label=""):
         raise ValueError(f"{path}{where}: {int(bad.sum())} NaN/inf flux value(s); the native libraries are "
                          f"complete grids, so this file is damaged. Replace it with the original.")
     if (flux < 0).any():
-        raise ValueError(f"{path}{where}: {int((flux < 0).sum())} negative flux value(s); fluxes must be >= 0")
+        raise ValueError(f"{path}{where}: {int((flux < 0).sum())} negative flux value(s); "
+                         "fluxes must be >= 0")
     return flux
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import SIGMA_SB
-from ._common import LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir, require_file
+from ._common import (LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir,
+                      require_file)
 
 NAME = "cm87"
 FOLDER = "pegase_cm87_hotstars"
 CITATION = "Clegg & Middlemass 1987, MNRAS 228, 759; via PEGASE (Fioc & Rocca-Volmerange 1997)"
-CONVENTION = "unit bolometric flux x sigma Teff^4; [M/H] = 0 assumed (composition not stated); Teff = 10**logT rounded to 1000 K"
+CONVENTION = ("unit bolometric flux x sigma Teff^4; [M/H] = 0 assumed (composition not stated); "
+              "Teff = 10**logT rounded to 1000 K")
+#: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
+MEDIUM = "vacuum"
+MEDIUM_NOTE = ("PEGASE tabulates stellibCM on the BaSeL/Kurucz 1,221-point c/nu grid (vacuum)")
 FILENAME = "stellibCM.dat"
 
 

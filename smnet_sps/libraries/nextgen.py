@@ -17,6 +17,10 @@ NAME = "nextgen"
 FOLDER = "nextgen_phoenix"
 CITATION = "Hauschildt, Allard & Baron 1999, ApJ 512, 377; Allard et al. 1997, ARA&A 35, 137"
 CONVENTION = "F_lambda per cm [erg/s/cm2/cm] x 1e-8 -> per Angstrom"
+#: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
+MEDIUM = "vacuum"
+MEDIUM_NOTE = ("PHOENIX computes and tabulates spectra in vacuum wavelengths (Hauschildt, Allard & Baron 1999; "
+               "as documented for the PHOENIX grids, e.g. Husser et al. 2013)")
 _FILE_RE = re.compile(r"^lte(\d+)-([\d.]+)-([\d.]+)\.NextGen\.spec(\.gz)?$")
 PER_CM_TO_PER_A = 1e-8
 
@@ -77,7 +81,10 @@ def read(folder, progress=None):
         waves.append(g["wave"])
         fluxes.append(np.array([r[3] for r in g["rows"]]))
         for r in g["rows"]:
-            teff.append(r[0]); logg.append(r[1]); logz.append(r[2]); src.append(r[4])
+            teff.append(r[0])
+            logg.append(r[1])
+            logz.append(r[2])
+            src.append(r[4])
     lib = LibrarySpectra(NAME, CITATION, FOLDER, CONVENTION, np.array(teff), np.array(logg),
                          np.array(logz), waves, fluxes, src, np.zeros(len(teff)), 0, paths)
     lib.raw_ratio = lib.bolometric_ratio()

@@ -24,6 +24,9 @@ NAME = "rauch_tmap"
 FOLDER = "rauch_tmap_pystellibs"
 CITATION = "Rauch 2003, A&A 403, 709; grid as packaged by pystellibs (Fouesneau, Zenodo)"
 CONVENTION = "unit bolometric flux x sigma Teff^4; [M/H] = log10(Z/0.02); Teff = 10**logT rounded to 1000 K"
+#: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
+MEDIUM = "vacuum"
+MEDIUM_NOTE = ("TMAP NLTE model fluxes computed on a frequency grid; lambda = c/nu (vacuum)")
 FILENAME = "stellib_Rauch.grid.fits"
 
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir, require_file
+from ._common import (LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir,
+                      require_file)
 from .wmbasic import read_column_file
 
 NAME = "rauch_pagb"
@@ -36,6 +37,10 @@ CITATION = "Rauch 2003, A&A 403, 709 (H-Ni NLTE post-AGB models); via FSPS (Conr
 CONVENTION = ("f_nu with unit integral -> F_lambda = f_nu c/lambda^2, rescaled to integral sigma Teff^4 over "
               "10 A - 1 cm; all 15 Teff columns (FSPS uses the first 14); no log g (phase library); "
               "[M/H] = 0 for 'solar', -1 for 'halo' (assumed); repeated wavelengths averaged")
+#: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
+MEDIUM = "vacuum"
+MEDIUM_NOTE = ("TMAP NLTE model fluxes (f_nu) computed on a frequency grid; FSPS lists them at lambda = c/nu (v"
+               "acuum)")
 #: number of Teff columns FSPS reads (``ndim_pagb`` in sps_vars.f90); the 15th (190 kK) column is unused
 N_FSPS = 14
 #: abundance set -> [M/H] (halo = -1 is an assumption)
@@ -83,7 +88,8 @@ def read(folder, progress=None, fsps_columns_only=False):
         values = parse_floats(read_text(path), path)
         if values.size == 0 or values.size % ncol:
             raise ValueError(f"{path}: {values.size} numbers is not a whole number of rows of {ncol} columns "
-                             f"(lambda + {teff_all.size} Teff of {teff_path.name}); truncated or wrong format")
+                             f"(lambda + {teff_all.size} Teff of {teff_path.name}); "
+                             "truncated or wrong format")
         values = values.reshape(-1, ncol)
         fnu = check_flux(values[:, 1:1 + n_use].T, path)           # (n_use, n_wave)
         wave, fnu = _merge_repeated(values[:, 0], fnu, path)

@@ -1,0 +1,126 @@
+"""Baselines a neural stellar library must beat: interpolated libraries and the nearest observed star.
+
+* :class:`InterpolatedLibraryGenerator` -- linear interpolation of a library's grid nodes in
+  (log10 Teff, log g, [M/H]) on log flux (the classic way SPS codes use a library), with an ordered list of
+  libraries: each point takes the first one whose nodes enclose it (``("ck04", "basel22")``: CK04, and
+  BaSeL 2.2 below CK04's 3500 K). A single-metallicity library is interpolated in (log Teff, log g) only.
+* :func:`nearest_star_flux` -- each observed star predicted by its nearest *other* observed star in
+  (log Teff, log g, [M/H]), an empirical library used as plain look-up.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .generator import Generator, ParameterBox
+
+__all__ = ["InterpolatedLibraryGenerator", "nearest_star_flux", "NODE_SCALE"]
+
+# Axis units for interpolation and neighbour distances: about one grid step each (log Teff, log g, [M/H]),
+# as smnet_sps.evaluate.BASELINE_STEPS.
+NODE_SCALE = (0.02, 0.5, 0.5)
+
+
+class _LibraryInterpolator:
+    def __init__(self, params, log_flux):
+        from scipy.interpolate import LinearNDInterpolator
+        p = np.asarray(params, float) / NODE_SCALE
+        self.keep = np.ptp(p, axis=0) > 1e-9          # drop axes the library does not vary (single [M/H])
+        self.interp = LinearNDInterpolator(p[:, self.keep], log_flux)
+
+    def __call__(self, query):
+        q = np.asarray(query, float) / NODE_SCALE
+        return self.interp(q[:, self.keep])
+
+
+class InterpolatedLibraryGenerator(Generator):
+    """Linear interpolation of grid libraries in (log10 Teff, log g, [M/H]) on log10 F_lambda.
+
+    Parameters
+    ----------
+    grid : UnionGrid or TrainingGrid (``wavelength``, ``teff``, ``logg``, ``logz``, ``library_id``,
+        ``library_names``, ``flux``, ``mask``)
+    libraries : sequence of library names, in order of preference: each point takes the first library whose
+        nodes' convex hull contains it. Points no library encloses get NaN spectra and ``inside`` False.
+    rows : optional boolean or index selector of the grid nodes to use (e.g. training nodes only)
+    """
+
+    def __init__(self, grid, libraries=("ck04", "basel22"), rows=None, name=None):
+        libraries = list(libraries)
+        unknown = [n for n in libraries if n not in grid.library_names]
+        if unknown:
+            raise ValueError(f"libraries {unknown} are not in the grid (it holds {list(grid.library_names)})")
+        use = np.ones(len(grid.teff), bool)
+        if rows is not None:
+            sel = np.zeros(len(grid.teff), bool)
+            sel[rows] = True
+            use &= sel
+        self.wavelength = np.asarray(grid.wavelength, float)
+        self.libraries = libraries
+        self.name = name or "interpolated " + "+".join(libraries)
+        self._interp = []
+        boxes = {}
+        for lib in libraries:
+            sel = np.flatnonzero(use & (np.asarray(grid.library_id) == grid.library_names.index(lib)))
+            if sel.size < 2:
+                raise ValueError(f"library {lib!r} has {sel.size} usable node(s); interpolation needs >= 2")
+            flux = np.asarray(grid.flux[sel], float)
+            ok = np.asarray(grid.mask[sel], bool) & (flux > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logf = np.where(ok, np.log10(np.where(ok, flux, 1.0)), np.nan)
+            p = np.stack([np.log10(grid.teff[sel]), grid.logg[sel], grid.logz[sel]], 1)
+            self._interp.append(_LibraryInterpolator(p, logf))
+            boxes[lib] = ParameterBox((float(grid.teff[sel].min()), float(grid.teff[sel].max())),
+                                      (float(grid.logg[sel].min()), float(grid.logg[sel].max())),
+                                      (float(grid.logz[sel].min()), float(grid.logz[sel].max())))
+        self.library_boxes = boxes
+        lo = np.min([[b.teff[0], b.logg[0], b.logz[0]] for b in boxes.values()], 0)
+        hi = np.max([[b.teff[1], b.logg[1], b.logz[1]] for b in boxes.values()], 0)
+        self.box = ParameterBox((lo[0], hi[0]), (lo[1], hi[1]), (lo[2], hi[2]))
+        self.meta = {"flux_normalisation": "library fluxes, interpolated linearly in log flux",
+                     "libraries": ",".join(libraries)}
+
+    def _log_flux(self, teff, logg, logz):
+        q = np.stack([np.log10(teff), logg, logz], 1)
+        out = np.full((len(q), self.wavelength.size), np.nan)
+        todo = np.ones(len(q), bool)
+        for interp in self._interp:
+            if not todo.any():
+                break
+            v = interp(q[todo])
+            hit = np.isfinite(v).any(1)
+            rows = np.flatnonzero(todo)[hit]
+            out[rows] = v[hit]
+            todo[rows] = False
+        return out
+
+    def in_coverage(self, teff, logg, logz):
+        """True where some library's nodes enclose the point (a spectrum can be interpolated)."""
+        from .generator import validate_parameters
+        teff, logg, logz = validate_parameters(teff, logg, logz)
+        return np.isfinite(self._log_flux(teff, logg, logz)).any(1)
+
+    def _surface_flux_batch(self, teff, logg, logz, dtype=None):
+        return 10.0 ** self._log_flux(teff, logg, logz)
+
+
+def nearest_star_flux(stars, pool=None):
+    """Each star of ``stars`` predicted by its nearest *other* star of ``pool`` (default: ``stars``).
+
+    Distance in (log10 Teff, log g, [M/H]) with axes in :data:`NODE_SCALE` units. Both sets must share the
+    wavelength grid. Returns (flux (n, n_pix) on ``stars.wavelength``, neighbour star numbers (n,)).
+    """
+    from scipy.spatial import cKDTree
+    pool = stars if pool is None else pool
+    if pool.wavelength.shape != stars.wavelength.shape or not np.allclose(pool.wavelength, stars.wavelength):
+        raise ValueError("stars and pool must share one wavelength grid")
+    if len(pool) < 2:
+        raise ValueError("the pool needs at least 2 stars")
+
+    def coords(s):
+        return np.stack([np.log10(s.teff), s.logg, s.logz], 1) / NODE_SCALE
+
+    tree = cKDTree(coords(pool))
+    _, idx = tree.query(coords(stars), k=2)
+    same = pool.star_id[idx[:, 0]] == stars.star_id
+    pick = np.where(same, idx[:, 1], idx[:, 0])
+    return pool.flux[pick], pool.star_id[pick]

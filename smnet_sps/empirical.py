@@ -1,0 +1,424 @@
+"""Scoring generators against observed stars (MILES): shape residuals after a common degradation.
+
+The procedure (as in shared/data/empirical/miles_calibration/README.md), for each star:
+
+1. the observed spectrum (MILES: air wavelengths, FWHM 2.5 A, arbitrary scale, exact zeros = gaps) is converted
+   to **vacuum** wavelengths (:func:`smnet_sps.medium.air_to_vacuum`; the package works in vacuum) and averaged,
+   flux-conservingly, onto the prediction's own pixels, so both spectra share one pixelisation;
+2. both are smoothed with the same Gaussian, FWHM = max(40 A, 2 x the prediction's pixel step), evaluated on a
+   20 A grid 3610-7350 A (:data:`COMPARISON_GRID`), each point normalised by the kernel weight of its valid
+   pixels (a point whose valid pixels carry < 80 % of the kernel is dropped);
+3. the smooth, low-order shape errors of flux calibration and reddening are divided out: a 3rd-order polynomial
+   in 1/lambda is fitted to log(prediction / observed) with iterative 3-sigma clipping (sigma from the MAD);
+4. residual = prediction / observed / exp(polynomial) - 1 on the grid; the star's score is the median |residual|
+   (NaN if fewer than half of the grid points are valid);
+5. a set of stars is summarised by the median (and 90th percentile) of the per-star scores, overall and per
+   class: Teff < 4000, 4000-5500, 5500-7000, 7000-10000, >= 10000 K; log g < 3.5 (giants) / >= 3.5 (dwarfs).
+
+Pure functions and small containers only: the ``smnet-sps validate`` command lives in
+:mod:`smnet_sps.evaluate`, and the baselines (interpolated libraries, nearest observed star) in
+:mod:`smnet_sps.baselines`.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .medium import air_to_vacuum
+
+__all__ = ["EmpiricalStars", "load_empirical", "ComparisonOperator", "EmpiricalScore", "COMPARISON_GRID",
+           "COMPARISON_FWHM", "SHAPE_ORDER", "CLIP_SIGMA", "TEFF_CLASSES", "LOGG_SPLIT", "CLASS_NAMES",
+           "shape_residuals", "remove_shape", "star_score", "score_spectra", "score_generator", "class_stats",
+           "teff_class", "kfold_ids", "format_class_table", "class_table", "plot_worst_residuals"]
+
+COMPARISON_STEP = 20.0                                            # [A]
+COMPARISON_GRID = 3610.0 + COMPARISON_STEP * np.arange(188)       # 3610 ... 7350 A (vacuum)
+COMPARISON_FWHM = 40.0                                            # [A], = 2 x COMPARISON_STEP (Nyquist)
+SHAPE_ORDER = 3
+CLIP_SIGMA = 3.0
+MIN_BIN_COVERAGE = 0.5       # a prediction pixel needs >= half of its width covered by valid observed pixels
+MIN_KERNEL_WEIGHT = 0.8      # a grid point needs >= 80 % of its kernel on valid pixels
+MIN_VALID_FRACTION = 0.5     # a star needs >= half of the grid to get a score
+
+TEFF_CLASSES = (("Teff<4000", 0.0, 4000.0), ("Teff 4000-5500", 4000.0, 5500.0),
+                ("Teff 5500-7000", 5500.0, 7000.0), ("Teff 7000-10000", 7000.0, 10000.0),
+                ("Teff>=10000", 10000.0, np.inf))
+LOGG_SPLIT = 3.5             # log g < 3.5: giants; >= 3.5: dwarfs
+CLASS_NAMES = ("all",) + tuple(c[0] for c in TEFF_CLASSES) + ("giants (logg<3.5)", "dwarfs (logg>=3.5)")
+
+
+# ------------------------------------------------------------------------------------------------ data
+@dataclass
+class EmpiricalStars:
+    """Observed stars on one wavelength grid.
+
+    Attributes
+    ----------
+    star_id : ndarray (n,) int, catalogue number (MILES: ``miles_id``)
+    teff, logg, logz : ndarray (n,), Teff [K], log g [cgs], [M/H] [dex] (MILES gives [Fe/H]; used as [M/H])
+    wavelength : ndarray (n_pix,), **vacuum** wavelength [A]
+    flux : ndarray (n, n_pix), relative F_lambda (arbitrary scale per star); NaN in gaps
+    name : str
+    """
+
+    star_id: np.ndarray
+    teff: np.ndarray
+    logg: np.ndarray
+    logz: np.ndarray
+    wavelength: np.ndarray
+    flux: np.ndarray
+    name: str = "empirical"
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.star_id)
+
+    def rows(self, ids):
+        """Row indices of the stars numbered ``ids`` (ValueError naming unknown numbers)."""
+        lookup = {int(s): i for i, s in enumerate(self.star_id)}
+        ids = np.atleast_1d(np.asarray(ids, int))
+        unknown = [int(i) for i in ids if int(i) not in lookup]
+        if unknown:
+            raise ValueError(f"star numbers {unknown[:10]} are not in {self.name} ({len(self)} stars, numbers "
+                             f"{int(self.star_id.min())}..{int(self.star_id.max())})")
+        return np.array([lookup[int(i)] for i in ids], int)
+
+    def select(self, ids):
+        """The subset of stars numbered ``ids`` (in that order)."""
+        r = self.rows(ids)
+        return EmpiricalStars(self.star_id[r], self.teff[r], self.logg[r], self.logz[r], self.wavelength,
+                              self.flux[r], self.name, dict(self.meta))
+
+
+def load_empirical(directory):
+    """Read an empirical set: a directory holding one ``.npz`` in the MILES calibration layout (or that file).
+
+    Keys: ``miles_id``, ``teff``, ``logg``, ``feh``, ``wave`` (air, A), ``flux`` (n, n_pix; exact 0 = gap).
+    Wavelengths are converted to vacuum; gaps become NaN.
+    """
+    path = Path(directory)
+    if path.is_dir():
+        files = sorted(path.glob("*.npz"))
+        if len(files) != 1:
+            raise ValueError(f"{path}: expected exactly one .npz file of stars, found {len(files)}")
+        path = files[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"empirical set not found: {directory}")
+    with np.load(path) as z:
+        need = ("miles_id", "teff", "logg", "feh", "wave", "flux")
+        missing = [k for k in need if k not in z.files]
+        if missing:
+            raise ValueError(f"{path} lacks keys {missing}; an empirical set needs {list(need)}")
+        d = {k: np.asarray(z[k]) for k in need}
+    flux = d["flux"].astype(np.float64)
+    flux[~np.isfinite(flux) | (flux == 0.0)] = np.nan
+    wave_vac = air_to_vacuum(d["wave"].astype(float))
+    return EmpiricalStars(d["miles_id"].astype(int), d["teff"].astype(float), d["logg"].astype(float),
+                          d["feh"].astype(float), wave_vac, flux, name=path.stem,
+                          meta={"file": str(path), "medium_in_file": "air", "medium": "vacuum"})
+
+
+# -------------------------------------------------------------------------------------- the operator
+def _pixel_edges(centres):
+    mid = 0.5 * (centres[1:] + centres[:-1])
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+
+
+def overlap_matrix(edges_in, edges_out):
+    """Sparse (n_out, n_in) matrix of the overlap length [A] of output bin j with input pixel k."""
+    from scipy import sparse
+    rows, cols, vals = [], [], []
+    k0 = np.searchsorted(edges_in, edges_out[:-1], side="right") - 1
+    k1 = np.searchsorted(edges_in, edges_out[1:], side="left")
+    for j in range(len(edges_out) - 1):
+        ks = np.arange(max(k0[j], 0), min(k1[j], len(edges_in) - 1))
+        if ks.size == 0:
+            continue
+        ov = np.minimum(edges_in[ks + 1], edges_out[j + 1]) - np.maximum(edges_in[ks], edges_out[j])
+        keep = ov > 0
+        rows.append(np.full(keep.sum(), j))
+        cols.append(ks[keep])
+        vals.append(ov[keep])
+    shape = (len(edges_out) - 1, len(edges_in) - 1)
+    if not rows:
+        return sparse.csr_matrix(shape)
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape)
+
+
+class ComparisonOperator:
+    """Steps 1-2 of the procedure for one prediction wavelength grid and one observed wavelength grid.
+
+    Parameters
+    ----------
+    pred_wavelength : ndarray, the prediction's pixel centres [A, vacuum, increasing]
+    obs_wavelength : ndarray, the observed pixel centres [A, vacuum, increasing]
+    grid : ndarray, comparison points [A] (default :data:`COMPARISON_GRID`)
+    fwhm : float or None, Gaussian FWHM [A]; None = max(:data:`COMPARISON_FWHM`, 2 x the prediction's step)
+    """
+
+    def __init__(self, pred_wavelength, obs_wavelength, grid=COMPARISON_GRID, fwhm=None):
+        from scipy.special import ndtr
+        w = np.asarray(pred_wavelength, float)
+        ow = np.asarray(obs_wavelength, float)
+        if w.ndim != 1 or w.size < 3 or np.any(np.diff(w) <= 0):
+            raise ValueError("pred_wavelength must be a strictly increasing 1-d array of >= 3 pixels")
+        if ow.ndim != 1 or ow.size < 3 or np.any(np.diff(ow) <= 0):
+            raise ValueError("obs_wavelength must be a strictly increasing 1-d array of >= 3 pixels")
+        self.grid = np.asarray(grid, float)
+        edges, obs_edges = _pixel_edges(w), _pixel_edges(ow)
+        in_grid = (w >= self.grid[0]) & (w <= self.grid[-1])
+        self.pixel_step = float(np.median(np.diff(w[in_grid]))) if in_grid.sum() > 2 else float(np.median(np.diff(w)))
+        self.fwhm = float(fwhm) if fwhm is not None else max(COMPARISON_FWHM, 2.0 * self.pixel_step)
+        sigma = self.fwhm / np.sqrt(8.0 * np.log(2.0))
+        # prediction pixels lying wholly inside the observed range and within 5 sigma of the comparison grid
+        use = ((edges[:-1] >= obs_edges[0]) & (edges[1:] <= obs_edges[-1])
+               & (w >= self.grid[0] - 5 * sigma) & (w <= self.grid[-1] + 5 * sigma))
+        self.pixels = np.flatnonzero(use)
+        if self.pixels.size < 3:
+            raise ValueError(f"the prediction has < 3 pixels inside the observed range {ow[0]:.0f}-{ow[-1]:.0f} A")
+        if np.any(np.diff(self.pixels) != 1):
+            raise ValueError("the prediction's pixels inside the observed range must be contiguous")
+        e = np.concatenate([edges[self.pixels], [edges[self.pixels[-1] + 1]]])
+        self._overlap = overlap_matrix(obs_edges, e)              # (n_used, n_obs) [A]
+        self._width = np.diff(e)
+        # the Gaussian integrated over each (piecewise-constant) prediction pixel
+        z = (e[None, :] - self.grid[:, None]) / sigma
+        self._kernel = np.diff(ndtr(z), axis=1)                   # (n_grid, n_used)
+
+    def observed_on_pixels(self, obs_flux):
+        """Observed spectra (n, n_obs; NaN = gap) averaged onto the used prediction pixels -> (mean, coverage)."""
+        f = np.atleast_2d(np.asarray(obs_flux, float))
+        good = np.isfinite(f)
+        num = self._overlap @ np.where(good, f, 0.0).T            # (n_used, n)
+        cov = self._overlap @ good.T.astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (num / cov).T, (cov / self._width[:, None]).T
+
+    def smooth_pair(self, pred_flux, obs_flux):
+        """Both spectra degraded identically on the grid -> (pred_s, obs_s, valid), each (n, n_grid)."""
+        p = np.atleast_2d(np.asarray(pred_flux, float))[:, self.pixels]
+        m, cov = self.observed_on_pixels(obs_flux)
+        valid = np.isfinite(p) & (p > 0) & np.isfinite(m) & (m > 0) & (cov >= MIN_BIN_COVERAGE)
+        wsum = valid.astype(float) @ self._kernel.T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ps = (np.where(valid, p, 0.0) @ self._kernel.T) / wsum
+            ms = (np.where(valid, m, 0.0) @ self._kernel.T) / wsum
+        ok = (wsum >= MIN_KERNEL_WEIGHT) & (ps > 0) & (ms > 0)
+        return ps, ms, ok
+
+
+# ---------------------------------------------------------------------------------- shape removal
+def _shape_abscissa(grid):
+    """1/lambda mapped linearly onto [-1, 1] (extinction and Wien slopes are near-polynomial in 1/lambda)."""
+    x = 1.0 / np.asarray(grid, float)
+    return 2.0 * (x - x.min()) / (x.max() - x.min()) - 1.0
+
+
+def remove_shape(log_ratio, x, order=SHAPE_ORDER, clip_sigma=CLIP_SIGMA, max_iter=10):
+    """Fit a polynomial of ``order`` in ``x`` to ``log_ratio`` (NaN = unusable) with iterative sigma clipping.
+
+    Returns (fitted polynomial values on x, mask of the points kept by the final fit); NaN values if fewer
+    than 2 (order + 1) points are usable. Sigma = 1.4826 x the MAD of the kept residuals.
+    """
+    y = np.asarray(log_ratio, float)
+    usable = np.isfinite(y)
+    if usable.sum() < 2 * (order + 1):
+        return np.full(y.shape, np.nan), usable
+    V = np.vander(x, order + 1)
+    keep = usable.copy()
+    for _ in range(max_iter):
+        coef = np.linalg.lstsq(V[keep], y[keep], rcond=None)[0]
+        r = y - V @ coef
+        rk = r[keep]
+        sigma = 1.4826 * np.median(np.abs(rk - np.median(rk)))
+        if not sigma > 0:
+            break
+        new = usable & (np.abs(r) <= clip_sigma * sigma)
+        if new.sum() < 2 * (order + 1) or np.array_equal(new, keep):
+            break
+        keep = new
+    coef = np.linalg.lstsq(V[keep], y[keep], rcond=None)[0]
+    return V @ coef, keep
+
+
+def shape_residuals(pred_s, obs_s, ok, grid=COMPARISON_GRID, order=SHAPE_ORDER):
+    """Residual pred/obs/exp(poly) - 1 per star, (n, n_grid), NaN where not ok (steps 3-4)."""
+    x = _shape_abscissa(grid)
+    out = np.full(np.shape(pred_s), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lr = np.where(ok, np.log(np.where(ok, pred_s, 1.0) / np.where(ok, obs_s, 1.0)), np.nan)
+    for i in range(lr.shape[0]):
+        poly, _ = remove_shape(lr[i], x, order)
+        out[i] = np.expm1(lr[i] - poly)
+    out[~ok] = np.nan
+    return out
+
+
+def star_score(residuals):
+    """Per star: median |residual| over the valid grid points; NaN if < half of the grid is valid."""
+    r = np.atleast_2d(np.asarray(residuals, float))
+    finite = np.isfinite(r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(np.abs(r), axis=1)
+    return np.where(finite.mean(1) >= MIN_VALID_FRACTION, med, np.nan)
+
+
+# ------------------------------------------------------------------------------------------ scores
+@dataclass
+class EmpiricalScore:
+    """The outcome of scoring one spectrum source against a set of stars.
+
+    ``residual`` (n, n_grid) on ``grid`` [A]; ``score`` (n,) per-star median |residual| (fraction);
+    ``inside`` (n,) the generator's coverage flags (all True for sources without any).
+    """
+
+    name: str
+    star_id: np.ndarray
+    teff: np.ndarray
+    logg: np.ndarray
+    logz: np.ndarray
+    residual: np.ndarray
+    score: np.ndarray
+    inside: np.ndarray
+    grid: np.ndarray = field(default_factory=lambda: COMPARISON_GRID.copy())
+    fwhm: float = COMPARISON_FWHM
+
+    def stats(self):
+        """:func:`class_stats` of the per-star scores."""
+        return class_stats(self.score, self.teff, self.logg)
+
+    def subset(self, rows):
+        rows = np.asarray(rows)
+        return EmpiricalScore(self.name, self.star_id[rows], self.teff[rows], self.logg[rows], self.logz[rows],
+                              self.residual[rows], self.score[rows], self.inside[rows], self.grid, self.fwhm)
+
+
+def score_spectra(name, pred_wavelength, pred_flux, stars, inside=None, fwhm=None):
+    """Score predictions ``pred_flux`` (n, n_pix) on ``pred_wavelength`` [A, vacuum] against ``stars`` (row i
+    against star i) -> :class:`EmpiricalScore`."""
+    pred_flux = np.atleast_2d(np.asarray(pred_flux, float))
+    if pred_flux.shape[0] != len(stars):
+        raise ValueError(f"pred_flux has {pred_flux.shape[0]} rows for {len(stars)} stars")
+    op = ComparisonOperator(pred_wavelength, stars.wavelength, fwhm=fwhm)
+    ps, ms, ok = op.smooth_pair(pred_flux, stars.flux)
+    res = shape_residuals(ps, ms, ok, op.grid)
+    inside = np.ones(len(stars), bool) if inside is None else np.asarray(inside, bool)
+    return EmpiricalScore(name, stars.star_id.copy(), stars.teff.copy(), stars.logg.copy(), stars.logz.copy(),
+                          res, star_score(res), inside, op.grid.copy(), op.fwhm)
+
+
+def score_generator(gen, stars, library=None, name=None):
+    """Score a :class:`~smnet_sps.generator.Generator` at the stars' (Teff, log g, [M/H]).
+
+    ``library`` is passed on to generators that imitate libraries (NeuralGenerator). Points outside the
+    generator's coverage are scored too (their flag is kept in ``inside``).
+    """
+    from .generator import CoverageWarning
+    kw = {"library": library} if library is not None else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        flux, inside = gen.surface_flux(stars.teff, stars.logg, stars.logz, **kw)
+    label = name or (f"{gen.name} [{library}]" if library else gen.name)
+    return score_spectra(label, gen.wavelength, flux, stars, inside)
+
+
+def teff_class(teff):
+    """Index into :data:`TEFF_CLASSES` of each Teff [K]."""
+    edges = np.array([c[2] for c in TEFF_CLASSES[:-1]])
+    return np.searchsorted(edges, np.asarray(teff, float), side="right")
+
+
+def _summary(v):
+    v = np.asarray(v, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"n": 0, "median": np.nan, "p90": np.nan}
+    return {"n": int(v.size), "median": float(np.median(v)), "p90": float(np.percentile(v, 90))}
+
+
+def class_stats(score, teff, logg):
+    """{class name: {n, median, p90}} of per-star scores, for every name in :data:`CLASS_NAMES`."""
+    score, teff, logg = (np.asarray(a, float) for a in (score, teff, logg))
+    cls = teff_class(teff)
+    out = {"all": _summary(score)}
+    for k, (name, _, _) in enumerate(TEFF_CLASSES):
+        out[name] = _summary(score[cls == k])
+    out[CLASS_NAMES[-2]] = _summary(score[logg < LOGG_SPLIT])
+    out[CLASS_NAMES[-1]] = _summary(score[logg >= LOGG_SPLIT])
+    return out
+
+
+def class_table(scores):
+    """astropy Table: one row per class, per source the number of stars, median and p90 [per cent]."""
+    from astropy.table import Table
+    t = Table()
+    t["class"] = list(CLASS_NAMES)
+    for s in scores:
+        st = s.stats()
+        t[f"{s.name} n"] = [st[c]["n"] for c in CLASS_NAMES]
+        t[f"{s.name} median %"] = [100 * st[c]["median"] for c in CLASS_NAMES]
+        t[f"{s.name} p90 %"] = [100 * st[c]["p90"] for c in CLASS_NAMES]
+    return t
+
+
+def format_class_table(scores, stat="median"):
+    """Markdown: classes x sources, the ``stat`` ("median" or "p90") of per-star scores [per cent] (n stars)."""
+    head = "| class | " + " | ".join(s.name for s in scores) + " |"
+    lines = [head, "|---" * (len(scores) + 1) + "|"]
+    stats = [s.stats() for s in scores]
+    for c in CLASS_NAMES:
+        cells = []
+        for st in stats:
+            v = st[c]
+            cells.append("-" if v["n"] == 0 else f"{100 * v[stat]:.2f} ({v['n']})")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ k-fold
+def kfold_ids(star_id, teff, k=5, seed=0):
+    """Stratified k-fold split of stars: a list of k (tune_ids, held_out_ids) pairs.
+
+    Stars are shuffled (seeded) within each Teff class of :data:`TEFF_CLASSES` and dealt round-robin into
+    the k folds, so every fold holds ~1/k of each class; every star is held out exactly once.
+    """
+    star_id = np.asarray(star_id, int)
+    if int(k) < 2 or int(k) > star_id.size:
+        raise ValueError(f"k must be between 2 and the number of stars ({star_id.size}); got {k}")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(star_id.size, int)
+    cls = teff_class(teff)
+    offset = 0
+    for c in np.unique(cls):
+        rows = np.flatnonzero(cls == c)
+        rows = rows[rng.permutation(rows.size)]
+        fold[rows] = (offset + np.arange(rows.size)) % k
+        offset += rows.size             # continue dealing where the last class stopped: balanced fold sizes
+    return [(star_id[fold != f], star_id[fold == f]) for f in range(int(k))]
+
+
+# ------------------------------------------------------------------------------------------ plot
+def plot_worst_residuals(score, n=8):
+    """Figure: the ``n`` stars with the largest per-star score, residual (per cent) vs wavelength [A].
+
+    One panel per star, labelled with its number, parameters and score.
+    """
+    import matplotlib.pyplot as plt
+    order = np.argsort(np.where(np.isfinite(score.score), -score.score, np.inf))[:n]
+    n = max(len(order), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(8, 1.5 * n + 0.8), sharex=True, squeeze=False)
+    for ax, i in zip(axes[:, 0], order):
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.plot(score.grid, 100 * score.residual[i], color="C3", lw=1.2)
+        ax.text(0.01, 0.92, f"#{score.star_id[i]}  Teff {score.teff[i]:.0f} K  log g {score.logg[i]:.2f}  "
+                f"[M/H] {score.logz[i]:+.2f}  median |res| {100 * score.score[i]:.2f} %",
+                transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_ylabel("res [%]")
+    axes[-1, 0].set_xlabel("vacuum wavelength [A]")
+    fig.suptitle(f"{score.name}: worst {len(order)} stars (shape-normalised, {score.fwhm:g} A FWHM)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,91 @@
+"""Lick/IDS absorption-line indices (equivalent widths in Angstrom).
+
+Bandpasses of Worthey et al. (1994, ApJS 94, 687) as tabulated by Trager et al. (1998, ApJS 116, 1), which are
+**air** wavelengths; smnet-sps spectra are in vacuum, so by default the bandpasses are converted to vacuum
+(:func:`smnet_sps.medium.air_to_vacuum`, a shift of ~1.4 A at 5000 A).
+
+Index = integral over the central band of (1 - F / F_c) d lambda, with F_c the straight line through the mean
+flux of the blue and red pseudo-continuum bands at their mid-points (Worthey et al. 1994, eq. 2). The flux is
+taken as linear between pixel centres. The indices depend on resolution: to compare two spectra, measure both
+at the same resolution (e.g. two SSPs on the same model grid). On the ~20 A pixels of the shipped models the
+absolute values are NOT on the Lick/IDS system (8-11 A FWHM); only differences between models on the same grid
+are meaningful.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .medium import air_to_vacuum, check_medium
+
+__all__ = ["LICK_INDICES", "index_bands", "band_mean", "measure_index", "measure_indices"]
+
+# name: (blue pseudo-continuum, central band, red pseudo-continuum), air wavelengths [A] (Trager et al. 1998)
+LICK_INDICES = {
+    "Hbeta": ((4827.875, 4847.875), (4847.875, 4876.625), (4876.625, 4891.625)),
+    "Mgb": ((5142.625, 5161.375), (5160.125, 5192.625), (5191.375, 5206.375)),
+    "Fe5270": ((5233.150, 5248.150), (5245.650, 5285.650), (5285.650, 5318.150)),
+    "Fe5335": ((5304.625, 5315.875), (5312.125, 5352.125), (5353.375, 5363.375)),
+}
+
+
+def index_bands(name, medium="vacuum"):
+    """(blue, central, red) bandpasses of index ``name`` [A] in ``medium`` ("vacuum" default, or "air")."""
+    if name not in LICK_INDICES:
+        raise ValueError(f"unknown Lick index {name!r}; known: {sorted(LICK_INDICES)}")
+    check_medium(medium)
+    bands = LICK_INDICES[name]
+    if medium == "air":
+        return bands
+    return tuple(tuple(float(x) for x in air_to_vacuum(np.asarray(b))) for b in bands)
+
+
+def _integral(wave, flux, lo, hi):
+    """Integral over [lo, hi] of the piecewise-linear interpolant of flux (n, n_wave) -> (n,)."""
+    inner = (wave > lo) & (wave < hi)
+    x = np.concatenate([[lo], wave[inner], [hi]])
+    y = np.concatenate([_interp_rows(lo, wave, flux), flux[:, inner], _interp_rows(hi, wave, flux)], axis=1)
+    return np.trapezoid(y, x, axis=1)
+
+
+def _interp_rows(x0, wave, flux):
+    j = int(np.clip(np.searchsorted(wave, x0) - 1, 0, wave.size - 2))
+    t = (x0 - wave[j]) / (wave[j + 1] - wave[j])
+    return ((1 - t) * flux[:, j] + t * flux[:, j + 1])[:, None]
+
+
+def band_mean(wave, flux, lo, hi):
+    """Mean flux over [lo, hi] [A] of the linear interpolant of ``flux`` (..., n_wave)."""
+    wave = np.asarray(wave, float)
+    flux = np.asarray(flux, float)
+    return _integral(wave, flux.reshape(-1, wave.size), lo, hi).reshape(flux.shape[:-1]) / (hi - lo)
+
+
+def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
+    """Lick index ``name`` [A] of spectra ``flux`` (..., n_wave) F_lambda on ``wave`` [A, increasing].
+
+    ``medium``: medium of ``wave`` ("vacuum" for smnet-sps spectra, "air" for e.g. MILES).
+    """
+    wave = np.asarray(wave, float)
+    flux = np.asarray(flux, float)
+    if wave.ndim != 1 or flux.shape[-1] != wave.size:
+        raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and {flux.shape}")
+    if np.any(np.diff(wave) <= 0):
+        raise ValueError("wave must be strictly increasing")
+    blue, band, red = index_bands(name, medium)
+    if wave[0] > blue[0] or wave[-1] < red[1]:
+        raise ValueError(f"index {name} needs {blue[0]:.1f}-{red[1]:.1f} A; the spectrum covers "
+                         f"{wave[0]:.1f}-{wave[-1]:.1f} A")
+    f = flux.reshape(-1, wave.size)
+    fb, fr = band_mean(wave, f, *blue), band_mean(wave, f, *red)
+    lb, lr = 0.5 * (blue[0] + blue[1]), 0.5 * (red[0] + red[1])
+    # sub-grid including the pixel centres: the linear interpolant of F is exact on it
+    x = np.union1d(np.linspace(band[0], band[1], n_sub), wave[(wave > band[0]) & (wave < band[1])])
+    fx = np.stack([np.interp(x, wave, row) for row in f])
+    fc = fb[:, None] + (fr - fb)[:, None] * (x[None, :] - lb) / (lr - lb)
+    ew = np.trapezoid(1.0 - fx / fc, x, axis=1)
+    return ew.reshape(flux.shape[:-1])
+
+
+def measure_indices(wave, flux, names=None, medium="vacuum"):
+    """{name: index [A]} for ``names`` (default: all of :data:`LICK_INDICES`)."""
+    return {n: measure_index(wave, flux, n, medium) for n in (names or LICK_INDICES)}

@@ -1,0 +1,272 @@
+"""Line-spread function (LSF) of the model grid, and templates on a Gaussian LSF for kinematic fits.
+
+Every spectrum smnet-sps returns lives on the union grid's pixels (default: the 1,221-pixel BaSeL grid,
+20 A per pixel in the optical). The libraries were put on that grid by flux-conserving bin averages
+(:func:`smnet_sps.wavegrid.resample`; CK04, BaSeL and CM87 are tabulated on it already), so the response of
+pixel ``i`` to an infinitely narrow line at wavelength ``x`` is a **box**: ``1 / width_i`` when ``x`` lies
+between the pixel's edges (midpoints between neighbouring centres), else 0. Its FWHM is the pixel width,
+
+    FWHM_i = (lambda_{i+1} - lambda_{i-1}) / 2        [Angstrom]
+
+which is 20 A from 2,900 A to 1 um except 15, 10, 15 A at 3,630, 3,640, 3,650 A, 10 A in 1,000-2,900 A,
+50 A in J, 100-200 A in H/K (:func:`grid_lsf_fwhm`; :func:`measure_grid_lsf` measures it by pushing narrow
+lines through the very binning). The generator reproduces the binned libraries, so this is the LSF a fit
+should assume; the model cannot know about lines narrower than a pixel.
+
+A box is not a Gaussian (its sigma is FWHM / sqrt(12) = 0.29 FWHM; a Gaussian's is 0.42 FWHM), while pPXF
+measures a Gaussian line-of-sight velocity dispersion on top of a Gaussian instrumental LSF.
+:func:`to_gaussian_lsf` puts templates on a Gaussian LSF of a chosen FWHM (>= the native one) on a
+log-lambda grid of chosen ``velscale``: each pixel is a box between its edges, and each edge is blurred by
+a Gaussian of sigma^2 = (FWHM / 2.3548)^2 - width^2 / 12, so that every line's profile (box x Gaussian)
+has the second moment of the requested Gaussian (exactly where neighbouring pixels are equal; 3 % low at
+the 10 A pixel) and a FWHM within 10 % of the request at FWHM = native (within 3 % at 1.25 x native); a
+flat spectrum stays flat and every pixel keeps its flux. Degrade the observed spectrum to the same FWHM
+(:func:`degrade_to_fwhm`).
+
+What the binning loses cannot be put back: a line's position *inside* its pixel. In the templates every
+narrow line sits where the pixel is, not where the line is: an offset uniform within +-width/2 (rms
+width / sqrt(12): ~350 km/s at 5,000 A for 20 A pixels), fixed for each line. A kinematic fit averages many
+lines, but with 20-A pixels expect velocities systematically off by tens of km/s and a fitted sigma
+inflated well above the galaxy's own (the fit broadens to cover the offsets); see docs/plugins.md
+("Fitting real galaxies") for measured figures.
+"""
+from __future__ import annotations
+
+import numpy as np
+from astropy import units as u
+
+from .wavegrid import bin_edges, resample
+
+__all__ = ["LSF_SHAPE", "LSF_DOC", "C_KMS", "FWHM_PER_SIGMA", "grid_lsf_fwhm", "lsf_meta", "measure_grid_lsf",
+           "to_gaussian_lsf", "degrade_to_fwhm"]
+
+C_KMS = 299792.458                       # speed of light [km/s]
+FWHM_PER_SIGMA = np.sqrt(8.0 * np.log(2.0))  # 2.3548: Gaussian FWHM / sigma
+LSF_SHAPE = "box"
+LSF_DOC = ("box of full width = pixel width (edges at midpoints between pixel centres): the flux-conserving "
+           "bin average that puts every library on the grid; FWHM per pixel [Angstrom]")
+
+
+def _as_aa(wave, name="wave"):
+    if isinstance(wave, u.Quantity):
+        wave = wave.to_value(u.AA, equivalencies=u.spectral())
+    wave = np.asarray(wave, float)
+    if wave.ndim != 1 or wave.size < 2 or not np.all(np.isfinite(wave)) or not np.all(np.diff(wave) > 0):
+        raise ValueError(f"{name} must be a 1-d, finite, strictly increasing array of >= 2 wavelengths [Angstrom]")
+    return wave
+
+
+def grid_lsf_fwhm(wave):
+    """FWHM [Angstrom] of the box-shaped LSF of every pixel of a binned grid: the pixel width.
+
+    Parameters
+    ----------
+    wave : array-like or Quantity (n,)
+        Increasing pixel centres [Angstrom] (e.g. ``Generator.wavelength``, ``SSPGrid.ssp_wave``).
+
+    Returns
+    -------
+    ndarray (n,)
+        Full width [Angstrom] between the pixel's edges (midpoints between neighbouring centres; the outer
+        pixels are mirrored), which is the FWHM of the box.
+    """
+    return np.diff(bin_edges(_as_aa(wave)))
+
+
+def lsf_meta(wave, medium="vacuum"):
+    """The LSF and medium entries every output carries (Spectrum meta, SSPGrid attrs, plugin files).
+
+    Returns
+    -------
+    dict
+        ``lsf_fwhm`` (ndarray (n,) [Angstrom]), ``lsf_shape`` ("box"), ``lsf_doc`` (str),
+        ``wavelength_medium`` ("vacuum" or "air").
+    """
+    from .medium import check_medium
+    return {"lsf_fwhm": grid_lsf_fwhm(wave), "lsf_shape": LSF_SHAPE, "lsf_doc": LSF_DOC,
+            "wavelength_medium": check_medium(medium)}
+
+
+def measure_grid_lsf(wave, n_positions=40, oversample=50):
+    """Measure the LSF of every pixel of ``wave`` by pushing narrow lines through the library binning.
+
+    A line much narrower than any pixel (one fine pixel of ``width / oversample``) is placed at
+    ``n_positions`` sub-pixel positions across each pixel and its neighbours and binned onto ``wave`` with
+    :func:`smnet_sps.wavegrid.resample` (the very function that puts libraries on the grid). The response of
+    pixel ``i`` as a function of line position is its LSF; its FWHM is the width of the positions where the
+    response is at least half its maximum.
+
+    Returns
+    -------
+    fwhm : ndarray (n,)  measured FWHM [Angstrom] (NaN for the two outermost pixels, which have no neighbour)
+    flatness : ndarray (n,)  min/max of the response inside the half-maximum region (1 for a box)
+    """
+    wave = _as_aa(wave)
+    edges = bin_edges(wave)
+    n = wave.size
+    fwhm = np.full(n, np.nan)
+    flat = np.full(n, np.nan)
+    for i in range(1, n - 1):
+        width = edges[i + 1] - edges[i]
+        # positions every width/n_positions from one pixel width below to one above the pixel, never
+        # closer than half a spacing to an edge, so a line (width/oversample wide) never straddles one
+        spacing = width / n_positions
+        pos = edges[i] - width + (np.arange(3 * n_positions) + 0.5) * spacing
+        step = width / oversample
+        fine = np.arange(pos[0] - 4 * step, pos[-1] + 4 * step, step / 4)
+        lines = (np.abs(fine[None, :] - pos[:, None]) <= step / 2).astype(float)
+        lines /= lines.sum(axis=1, keepdims=True) * (step / 4)          # unit integral
+        binned, _ = resample(fine, lines, wave[i - 1:i + 2])
+        resp = np.nan_to_num(binned[:, 1])
+        half = resp >= 0.5 * resp.max()
+        fwhm[i] = half.sum() * spacing
+        flat[i] = resp[half].min() / resp.max()
+    return fwhm, flat
+
+
+def _gaussian_smooth_variable(flux, sigma_pix):
+    """Convolve the last axis with a normalised Gaussian whose sigma [pixels] varies along it.
+
+    Each output pixel is the kernel-weighted mean of its neighbours with the sigma of that output pixel (a
+    "gather"): a flat spectrum stays exactly flat; integrals are kept where sigma varies slowly (an observed
+    spectrum's resolution). The ends are padded with the edge values.
+    """
+    sig = np.asarray(sigma_pix, float)
+    half = int(np.ceil(4 * max(sig.max(), 0.5)))
+    k = np.arange(-half, half + 1)
+    safe = np.maximum(sig, 1e-3)
+    kern = np.exp(-0.5 * (k[None, :] / safe[:, None]) ** 2)      # (n_pix, n_k), one kernel per output pixel
+    kern[sig < 1e-3] = (k == 0)
+    kern /= kern.sum(axis=1, keepdims=True)
+    n = flux.shape[-1]
+    padded = np.concatenate([np.repeat(flux[..., :1], half, -1), flux, np.repeat(flux[..., -1:], half, -1)], -1)
+    out = np.zeros_like(flux)
+    for j, kk in enumerate(k):
+        out += kern[:, j] * padded[..., half + kk:half + kk + n]
+    return out
+
+
+def _blurred_boxes(edges, flux, sigma_edge, x, block=4096):
+    """Pixels as boxes between ``edges`` whose edges are blurred by Gaussians of ``sigma_edge``, at ``x``.
+
+    The box spectrum sum_i f_i [e_i < x < e_i+1] written as a sum of steps, sum_e (f_e - f_e-1) H(x - e), each
+    step blurred by its own Gaussian: sum_e (f_e - f_e-1) Phi((x - e) / s_e). A flat spectrum stays exactly
+    flat, every pixel keeps its integral, and pixel i's profile has variance width_i^2/12 + (s_i^2 + s_i+1^2)/2.
+    Beyond the ends the first and last values continue.
+    """
+    from scipy.special import ndtr
+
+    jumps = np.diff(flux, axis=-1)                          # (..., n - 1) at the inner edges
+    inner, s_in = edges[1:-1], np.maximum(sigma_edge[1:-1], 1e-6)
+    out = np.empty(flux.shape[:-1] + (x.size,))
+    reach = 6.0 * s_in.max()
+    for start in range(0, x.size, block):
+        xb = x[start:start + block]
+        use = (inner > xb[0] - reach) & (inner < xb[-1] + reach)
+        phi = ndtr((xb[:, None] - inner[None, use]) / s_in[None, use])       # (n_x, n_edges)
+        below = inner <= xb[0] - reach                                          # steps fully passed
+        out[..., start:start + block] = (flux[..., :1] + jumps[..., below].sum(-1, keepdims=True)
+                                         + jumps[..., use] @ phi.T)
+    return out
+
+
+def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None):
+    """Put grid spectra on a Gaussian LSF of FWHM ``fwhm`` on a log-lambda grid of ``velscale`` km/s.
+
+    Parameters
+    ----------
+    wave : array-like or Quantity (n,)
+        Pixel centres of the model grid [Angstrom] (e.g. ``SSPGrid.ssp_wave``).
+    flux : array-like (..., n)
+        Flux densities per Angstrom on ``wave`` (any unit, kept), any leading shape.
+    fwhm : float, array (n,) on ``wave``, or Quantity
+        Target Gaussian FWHM [Angstrom]; must be >= the native box FWHM (:func:`grid_lsf_fwhm`) at every kept
+        pixel: information finer than a pixel does not exist in the templates.
+    velscale : float or Quantity
+        Pixel size of the output grid [km/s] (ln-lambda step x c), e.g. the galaxy's velscale or a fraction.
+    lam_range : (min, max) [Angstrom], optional
+        Output range (default: the whole input range minus 3 native pixels at each end).
+
+    Returns
+    -------
+    wave_out : ndarray (m,)  log-spaced wavelengths [Angstrom]
+    flux_out : ndarray (..., m)  flux density on the Gaussian LSF, same unit as ``flux``
+    fwhm_out : ndarray (m,)  the Gaussian FWHM [Angstrom] at each output pixel
+
+    Raises
+    ------
+    ValueError
+        ``fwhm`` smaller than the native FWHM, non-positive ``velscale``, or a ``lam_range`` outside ``wave``.
+    """
+    wave = _as_aa(wave)
+    flux = np.asarray(flux, float)
+    if flux.shape[-1] != wave.size:
+        raise ValueError(f"flux must have last axis of length {wave.size} (the wavelength grid); got {flux.shape}")
+    if isinstance(velscale, u.Quantity):
+        velscale = velscale.to_value(u.km / u.s)
+    velscale = float(velscale)
+    if not (np.isfinite(velscale) and velscale > 0):
+        raise ValueError(f"velscale must be a positive velocity step [km/s]; got {velscale}")
+    if isinstance(fwhm, u.Quantity):
+        fwhm = fwhm.to_value(u.AA)
+    native = grid_lsf_fwhm(wave)
+    if lam_range is None:
+        lam_range = (wave[3], wave[-4])
+    lo, hi = (float(v) for v in lam_range)
+    if not (wave[0] <= lo < hi <= wave[-1]):
+        raise ValueError(f"lam_range must satisfy {wave[0]:g} <= min < max <= {wave[-1]:g} Angstrom; "
+                         f"got {lam_range}")
+    dln = velscale / C_KMS
+    ln_out = np.arange(np.log(lo), np.log(hi), dln)
+    lam_out = np.exp(ln_out)
+    fwhm_in = np.broadcast_to(np.asarray(fwhm, float), wave.shape)
+    if not np.all(np.isfinite(fwhm_in)):
+        raise ValueError("fwhm must be finite [Angstrom]")
+    used = (wave >= lo - native) & (wave <= hi + native)
+    short = used & (fwhm_in < native * (1 - 1e-9))
+    if short.any():
+        i = np.flatnonzero(short)[0]
+        raise ValueError(f"fwhm must be >= the native box FWHM of the grid (the pixel width) at every pixel; "
+                         f"at {wave[i]:g} A it is {fwhm_in[i]:g} A < {native[i]:g} A")
+    # each native pixel is a box between its edges; every edge is blurred by a Gaussian chosen so that the
+    # pixel's profile (box x Gaussian) has the variance of the requested Gaussian: s_e^2 = sigma_t^2 - the
+    # mean box variance W^2/12 of the two pixels that share the edge (exact where neighbours are equal)
+    shape = flux.shape
+    edges = bin_edges(wave)
+    w2 = native ** 2 / 12.0
+    box_edge = np.concatenate([[w2[0]], 0.5 * (w2[1:] + w2[:-1]), [w2[-1]]])
+    target_edge = np.interp(edges, wave, fwhm_in) / FWHM_PER_SIGMA
+    sigma_edge = np.sqrt(np.clip(target_edge ** 2 - box_edge, 1e-12, None))
+    out = _blurred_boxes(edges, flux.reshape(-1, wave.size), sigma_edge, lam_out)
+    target_sigma = np.interp(lam_out, wave, fwhm_in) / FWHM_PER_SIGMA
+    return lam_out, out.reshape(shape[:-1] + (lam_out.size,)), target_sigma * FWHM_PER_SIGMA
+
+
+def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
+    """Degrade an observed spectrum from a Gaussian LSF of FWHM ``fwhm_in`` to one of ``fwhm_out``.
+
+    Use it to bring a galaxy spectrum (e.g. SDSS, FWHM ~2.5-3 A) to the FWHM of templates made with
+    :func:`to_gaussian_lsf`, so that a fitted velocity dispersion is the galaxy's own.
+
+    Parameters
+    ----------
+    wave : array (n,) [Angstrom], increasing (any sampling; log-lambda is typical)
+    flux : array (..., n)
+    fwhm_in, fwhm_out : float or array (n,) [Angstrom]; ``fwhm_out >= fwhm_in`` everywhere
+
+    Returns
+    -------
+    ndarray (..., n), the smoothed flux (the convolution kernel is a Gaussian of sigma^2 = (fwhm_out^2 -
+    fwhm_in^2) / 2.3548^2, whose width varies along the spectrum)
+    """
+    wave = _as_aa(wave)
+    flux = np.asarray(flux, float)
+    if flux.shape[-1] != wave.size:
+        raise ValueError(f"flux must have last axis of length {wave.size}; got {flux.shape}")
+    fin = np.broadcast_to(np.asarray(fwhm_in, float), wave.shape)
+    fout = np.broadcast_to(np.asarray(fwhm_out, float), wave.shape)
+    if (fout < fin * (1 - 1e-9)).any():
+        i = np.flatnonzero(fout < fin * (1 - 1e-9))[0]
+        raise ValueError(f"fwhm_out must be >= fwhm_in everywhere; at {wave[i]:g} A {fout[i]:g} < {fin[i]:g} A")
+    sigma_aa = np.sqrt(np.clip(fout ** 2 - fin ** 2, 0, None)) / FWHM_PER_SIGMA
+    return _gaussian_smooth_variable(flux, sigma_aa / np.gradient(wave))

@@ -1,0 +1,123 @@
+"""Wavelength medium: vacuum <-> standard air.
+
+smnet-sps works in **vacuum** wavelengths throughout (as FSPS and most SPS codes do). Observed spectra and
+templates tabulated in air (MILES, SDSS-era line lists converted for MILES users, ...) are converted with the
+IAU standard formula of Morton (2000, ApJS 130, 403), based on the refractive index of Ciddor (1996, Appl. Opt.
+35, 1566) for dry air at 15 C, 101 325 Pa, 450 ppm CO2 -- the same conversion as VALD and SDSS use.
+
+By convention wavelengths shorter than 2,000 A are always vacuum: they are returned unchanged by both functions.
+"""
+from __future__ import annotations
+
+import numpy as np
+from astropy import units as u
+
+__all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "convert_medium", "check_medium",
+           "convert_spectrum_medium", "to_medium"]
+
+MEDIA = ("vacuum", "air")
+AIR_CUTOFF_AA = 2000.0   # below this, wavelengths are vacuum by convention
+
+
+def check_medium(medium):
+    """Return ``medium`` if it is one of :data:`MEDIA`, else raise a ValueError naming the allowed values."""
+    if medium not in MEDIA:
+        raise ValueError(f"medium must be one of {MEDIA}, got {medium!r}")
+    return medium
+
+
+def _as_angstrom(wavelength):
+    if isinstance(wavelength, u.Quantity):
+        return wavelength.to_value(u.AA, equivalencies=u.spectral()), True
+    return np.asarray(wavelength, dtype=float), False
+
+
+def vacuum_to_air(wavelength):
+    """Vacuum -> air wavelength (Morton 2000 / Ciddor 1996). Accepts Angstrom floats or a Quantity."""
+    lam, is_quantity = _as_angstrom(wavelength)
+    s2 = (1e4 / np.where(lam > 0, lam, np.inf)) ** 2
+    n = 1 + 0.0000834254 + 0.02406147 / (130 - s2) + 0.00015998 / (38.9 - s2)
+    out = np.where(lam >= AIR_CUTOFF_AA, lam / n, lam)
+    return out * u.AA if is_quantity else out
+
+
+def air_to_vacuum(wavelength):
+    """Air -> vacuum wavelength (the inverse of :func:`vacuum_to_air`, Piskunov's fit as in VALD / Morton 2000).
+
+    Accepts Angstrom floats or a Quantity; agrees with the exact inverse of :func:`vacuum_to_air` to < 1e-4 A.
+    """
+    lam, is_quantity = _as_angstrom(wavelength)
+    s2 = (1e4 / np.where(lam > 0, lam, np.inf)) ** 2
+    n = (1 + 0.00008336624212083 + 0.02408926869968 / (130.1065924522 - s2)
+         + 0.0001599740894897 / (38.92568793293 - s2))
+    out = np.where(lam >= AIR_CUTOFF_AA, lam * n, lam)
+    return out * u.AA if is_quantity else out
+
+
+def convert_medium(wavelength, from_medium, to_medium):
+    """Convert wavelengths between ``"vacuum"`` and ``"air"`` (a no-op when the media are equal)."""
+    check_medium(from_medium)
+    check_medium(to_medium)
+    if from_medium == to_medium:
+        return wavelength
+    return vacuum_to_air(wavelength) if to_medium == "air" else air_to_vacuum(wavelength)
+
+
+def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium):
+    """Wavelengths and F_lambda-type flux densities (per Angstrom, last axis) in another medium.
+
+    The flux density is multiplied by d(lambda_from)/d(lambda_to) (1 +- 3e-6) so that integrals are kept.
+    Returns ``(wavelength, flux_density)``; a no-op when the media are equal.
+    """
+    check_medium(from_medium)
+    check_medium(to_medium)
+    if from_medium == to_medium:
+        return wavelength, flux_density
+    lam, is_quantity = _as_angstrom(wavelength)
+    new = np.asarray(convert_medium(lam, from_medium, to_medium), float)
+    jac = np.gradient(lam) / np.gradient(new) if lam.size > 1 else np.ones_like(lam)
+    flux = flux_density * jac
+    return (new * u.AA if is_quantity else new), flux
+
+
+def to_medium(obj, medium="air"):
+    """Return a copy of a package output with its wavelengths in ``medium`` ("vacuum" or "air").
+
+    Everything smnet-sps returns is in vacuum (``meta["wavelength_medium"]`` / ``attrs["wavelength_medium"]``
+    say so). This helper converts, with Morton (2000) / Ciddor (1996), a
+
+    * ``specutils.Spectrum`` (``Generator.spectra`` or ``ssp_spectrum`` output): spectral axis, flux density
+      per Angstrom, and ``meta`` (``wavelength_medium``, ``lsf_fwhm`` scaled with the axis);
+    * :class:`smnet_sps.ssp.SSPGrid` (or any NamedTuple with ``ssp_wave``, ``ssp_flux``, ``attrs``).
+
+    Parameters
+    ----------
+    obj : specutils.Spectrum or SSPGrid
+    medium : "air" or "vacuum"
+
+    Raises
+    ------
+    ValueError
+        Unknown medium, or an object that is neither of the above.
+    """
+    check_medium(medium)
+    if hasattr(obj, "spectral_axis"):
+        from specutils import Spectrum
+        meta = dict(obj.meta)
+        current = meta.get("wavelength_medium", "vacuum")
+        lam = obj.spectral_axis.to_value(u.AA)
+        new_lam, flux = convert_spectrum_medium(lam, obj.flux, current, medium)
+        if "lsf_fwhm" in meta and current != medium:
+            meta["lsf_fwhm"] = np.asarray(meta["lsf_fwhm"], float) * (np.asarray(new_lam) / lam)
+        meta["wavelength_medium"] = medium
+        return Spectrum(flux=flux, spectral_axis=np.asarray(new_lam) * u.AA, meta=meta)
+    if hasattr(obj, "ssp_wave") and hasattr(obj, "_replace"):
+        attrs = dict(getattr(obj, "attrs", {}) or {})
+        current = attrs.get("wavelength_medium", "vacuum")
+        new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
+                                                current, medium)
+        if "lsf_fwhm" in attrs and current != medium:
+            attrs["lsf_fwhm"] = list(np.asarray(attrs["lsf_fwhm"], float) * (new_lam / np.asarray(obj.ssp_wave)))
+        attrs["wavelength_medium"] = medium
+        return obj._replace(ssp_wave=new_lam, ssp_flux=flux, attrs=attrs)
+    raise ValueError(f"to_medium takes a specutils.Spectrum or an SSPGrid; got {type(obj).__name__}")

@@ -1,0 +1,125 @@
+"""MIST isochrones (v2.5, v/v_crit = 0.4) read at run time from the optional ``lachesis-grids`` package.
+
+``load_isochrones("mist")`` (and ``isochrones="mist"`` anywhere in smnet-sps) lands here. Nothing is copied
+into smnet-sps: the HDF5 grid shipped inside ``lachesis-grids`` (``pip install lachesis-grids``, or
+``pip install smnet-sps[mist]``) is read once per process and turned into an
+:class:`~smnet_sps.isochrones.IsochroneSet`.
+
+The file (LACHESIS "sparse_v1" layout) holds 15 [Fe/H] (-4 .. +0.5) x 107 ages (log t = 5.0 .. 10.3) x EEPs;
+each (Fe/H, age) block is a contiguous EEP range (``offsets`` = first EEP, ``lengths`` = number of EEPs) whose
+missing EEPs are NaN rows. Conversion:
+
+* Z = Zsun 10^[Fe/H] with Zsun = 0.0142 (MIST's protosolar Asplund et al. 2009 scale);
+* points are sorted by initial mass (FSPS's IMF weights need it); NaN rows and phase -9 rows are dropped;
+* phases are MIST's, which FSPS also uses (-1 pre-MS, 0 MS, 2 RGB, 3 core-He, 4 E-AGB, 5 TP-AGB,
+  6 post-AGB / WD, 9 WR); note that :data:`smnet_sps.isochrones.PHASE_NAMES` names -1 after PARSEC's usage;
+* MIST gives no surface C/O here: ``co`` is 0 (all TP-AGB stars O-rich for ``special_phases="dedicated"``).
+
+Citations: Choi et al. 2016, ApJ 823, 102; Dotter 2016, ApJS 222, 8; MIST v2.5 (Dotter et al., in prep.).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from .isochrones import IsochroneSet
+
+__all__ = ["MIST_FILE", "MIST_ZSUN", "load_mist_isochrones", "mist_available"]
+
+MIST_FILE = "mist_v2.5_vvcrit0.4.h5"
+MIST_ZSUN = 0.0142
+CITATION = ("Choi et al. 2016, ApJ 823, 102; Dotter 2016, ApJS 222, 8; MIST v2.5 via the lachesis-grids "
+            "package")
+_INSTALL_HINT = ("MIST isochrones need the optional package 'lachesis-grids' (about 75 MB): "
+                 "pip install lachesis-grids   (or: pip install 'smnet-sps[mist]')")
+
+
+def mist_available():
+    """True when ``lachesis-grids`` (and so the MIST grid) is installed."""
+    try:
+        _grid_file()
+    except ImportError:
+        return False
+    return True
+
+
+def _grid_file():
+    try:
+        import lachesis_grids
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+    try:
+        return Path(lachesis_grids.grid_path(MIST_FILE))
+    except FileNotFoundError as exc:
+        raise ImportError(f"lachesis-grids is installed but has no {MIST_FILE}; {_INSTALL_HINT}") from exc
+
+
+class _ArrayIsochroneSet(IsochroneSet):
+    """An IsochroneSet built from decoded float columns (the shipped tables decode scaled integers)."""
+
+    def __init__(self, name, Z, log_age, start, count, columns, meta):
+        self.name = name
+        self.meta = meta
+        self.zsun = float(meta["zsun"])
+        self.citation = meta["citation"]
+        self.Z = np.asarray(Z, float)
+        self.log_age = np.asarray(log_age, float)
+        self.start = np.asarray(start, np.int64)
+        self.count = np.asarray(count, np.int64)
+        self.columns = columns
+        self.n_points = int(self.count.sum())
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path):
+    import h5py
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("storage") != "sparse_v1" or str(f.attrs.get("grid_name")) != "MIST":
+            raise ValueError(f"{path} is not a LACHESIS 'sparse_v1' MIST grid")
+        cols = [str(c) for c in f.attrs["columns"]]
+        feh = f["feh_values"][:].astype(float)
+        ages = f["age_values"][:].astype(float)
+        lengths = f["lengths"][:].astype(np.int64)
+        values = f["values"][:]
+    if lengths.size != feh.size * ages.size:
+        raise ValueError(f"{path}: {lengths.size} blocks for {feh.size} [Fe/H] x {ages.size} ages")
+    idx = {c: cols.index(c) for c in ("initial_mass", "star_mass", "log_L", "log_Teff", "log_g", "phase")}
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    keep_rows, start, count, pos = [], np.zeros((feh.size, ages.size), np.int64), \
+        np.zeros((feh.size, ages.size), np.int64), 0
+    for k in range(lengths.size):
+        iz, ia = divmod(k, ages.size)
+        block = values[starts[k]:starts[k] + lengths[k]]
+        ok = np.all(np.isfinite(block[:, list(idx.values())]), axis=1) & (block[:, idx["phase"]] != -9)
+        rows = np.flatnonzero(ok) + starts[k]
+        order = np.argsort(values[rows, idx["initial_mass"]], kind="stable")
+        rows = rows[order]
+        mini = values[rows, idx["initial_mass"]]
+        rows = rows[np.concatenate([[True], np.diff(mini) > 0])]      # strictly increasing initial mass
+        if rows.size == 0:
+            raise ValueError(f"{path}: no valid points at [Fe/H] = {feh[iz]}, log t = {ages[ia]}")
+        start[iz, ia], count[iz, ia] = pos, rows.size
+        keep_rows.append(rows)
+        pos += rows.size
+    rows = np.concatenate(keep_rows)
+    v = values[rows].astype(float)
+    columns = {"mini": v[:, idx["initial_mass"]], "mact": v[:, idx["star_mass"]], "logl": v[:, idx["log_L"]],
+               "logt": v[:, idx["log_Teff"]], "logg": v[:, idx["log_g"]], "co": np.zeros(rows.size),
+               "phase": v[:, idx["phase"]].astype(np.int16)}
+    meta = {"zsun": MIST_ZSUN, "citation": CITATION, "title": "MIST v2.5 (vvcrit 0.4) from lachesis-grids",
+            "source": "lachesis-grids", "path": str(path), "feh": feh}
+    return _ArrayIsochroneSet("mist", MIST_ZSUN * 10.0 ** feh, ages, start, count, columns, meta)
+
+
+def load_mist_isochrones(path=None):
+    """The MIST isochrone set (see the module docstring); ``path`` overrides the lachesis-grids file.
+
+    Raises
+    ------
+    ImportError
+        With installation instructions when ``lachesis-grids`` is not installed.
+    """
+    path = Path(path) if path is not None else _grid_file()
+    return _load(str(Path(path).resolve()))

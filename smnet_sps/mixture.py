@@ -1,0 +1,420 @@
+"""The default library mixture: which training library a neural generator imitates where.
+
+A union model imitates any of its training libraries (``library="ck04"``); the default (``library=None``)
+blends them with weights w_l(Teff, log g, [M/H]) >= 0 that sum to 1, as a weighted geometric mean of the
+libraries' own predictions. This module computes those weights:
+
+1. **Support -- never outside a library's box, never in its holes.** Library l's *support factor*
+   ``t_l = taper_l x hole_l`` in [0, 1]:
+
+   * ``taper_l`` = product over (log10 Teff, log g, [M/H]) of smoothstep(depth_d / width_d), depth_d = distance
+     from the point to the nearest face of the box along d (<= 0 outside). It is 1 deeper than
+     :data:`EDGE_TAPER` = (0.01 dex in Teff, 0.1 dex in log g, 0.05 dex in [M/H]) inside the box and falls
+     smoothly (C1) to exactly 0 **at** the face. A library computed at a single metallicity (BaSeL 2.2 and
+     CM87 at [M/H] = 0) has a box of zero [M/H] width; it is given +-:data:`SINGLE_METALLICITY_TOLERANCE`
+     (0.25 dex, half a nominal [M/H] step), so its weight is 1 for |[M/H]| <= 0.20 and 0 from |[M/H]| = 0.25.
+   * ``hole_l`` (when the model's training nodes are known): 1 where a node of library l lies within
+     :data:`HOLE_FULL` (1.25) x that node's local spacing, falling smoothly to 0 at :data:`HOLE_ZERO` (1.5) --
+     the distance at which ``NeuralGenerator.in_coverage`` stops counting the library (distances in nominal
+     grid steps, 0.02 dex / 0.5 dex / 0.5 dex). So the mixture never uses a library where the coverage flag
+     would not count it.
+
+2. **Preference -- by measured fidelity.** Parameter space is cut into regions (Teff classes x giants /
+   dwarfs, :class:`MixturePolicy`); each region has an order of preference of the libraries, measured
+   against observed stars (:func:`rank_libraries`) or, where no star decides, :data:`DEFAULT_ORDER`. Within a
+   region the weights are stacked in that order: w_1 = t_1, w_2 = (1 - t_1) t_2, w_3 = (1 - t_1)(1 - t_2) t_3 ...,
+   then normalised: the preferred library takes everything where it is fully supported and hands over to the
+   next one only within its edge taper. Between regions the stacked weights are blended with smooth (C1)
+   memberships over :data:`REGION_TRANSITION` (0.01 dex in Teff, 0.1 dex in log g), so the spectrum never
+   steps.
+
+3. **Outside every support** (outside all boxes, on a face where no other library takes over, or in a hole
+   that no other library fills) the weights go to the libraries as distance^-8 to their boxes (in taper
+   widths: practically the nearest box; on a face, that box's library alone): continuous, and, except on a
+   face, such points are flagged as outside coverage by the generator.
+
+Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
+equal weights wherever libraries overlap, still never outside a box.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["EDGE_TAPER", "SINGLE_METALLICITY_TOLERANCE", "HOLE_FULL", "HOLE_ZERO", "REGION_TRANSITION",
+           "DEFAULT_ORDER", "TEFF_EDGES", "LOGG_EDGES", "MIXTURE_FILE", "smoothstep", "box_taper",
+           "stacked_weights", "band_memberships", "MixturePolicy", "LibraryMixture", "rank_libraries",
+           "blend_log_flux", "plot_mixture_map", "widen_single_metallicity"]
+
+EDGE_TAPER = (0.01, 0.1, 0.05)          # [dex] log10 Teff, log g, [M/H]: inside width over which a weight -> 0
+SINGLE_METALLICITY_TOLERANCE = 0.25     # [dex] +- around a single-metallicity library (half a nominal step)
+HOLE_FULL, HOLE_ZERO = 1.25, 1.5        # node distance / local spacing: full weight below, none above
+NODE_STEPS = (0.02, 0.5, 0.5)           # nominal grid steps (= neural.COVERAGE_SPACING)
+REGION_TRANSITION = (0.01, 0.1)         # [dex] log10 Teff, log g: width of the handover between regions
+TEFF_EDGES = (4000.0, 5500.0, 7000.0, 10000.0, 25000.0)   # [K] region edges (the empirical Teff classes + O)
+LOGG_EDGES = (3.5,)                                       # giants / dwarfs
+# Preference where no observed star decides: WM-basic (non-LTE, winds) for O/early-B stars as FSPS does,
+# then the Kurucz models (CK04) for everything they cover, NextGen (M dwarfs), BaSeL (M giants, the only
+# library there), CM87 (the only one above 60 kK).
+DEFAULT_ORDER = ("wmbasic", "ck04", "nextgen", "basel22", "cm87")
+FALLBACK_POWER = 8                      # outside every support: weights ~ distance^-8 (nearly the nearest box)
+MIXTURE_FILE = "mixture.json"
+MIXTURE_FORMAT = "smnet-sps mixture"
+MIN_STARS = 5                           # stars needed to let a pair of libraries be ranked by the data
+MAX_P = 0.05                            # ... and the sign test's p-value they must reach
+
+
+def smoothstep(u):
+    """3u^2 - 2u^3 on [0, 1], 0 below, 1 above (C1)."""
+    u = np.clip(u, 0.0, 1.0)
+    return u * u * (3.0 - 2.0 * u)
+
+
+def widen_single_metallicity(box):
+    """(lo, hi) per dimension of a log box, with a zero-width [M/H] range widened by the tolerance."""
+    (t0, t1), (g0, g1), (z0, z1) = box
+    if z1 <= z0:
+        z0, z1 = z0 - SINGLE_METALLICITY_TOLERANCE, z1 + SINGLE_METALLICITY_TOLERANCE
+    return ((t0, t1), (g0, g1), (z0, z1))
+
+
+def _log_box(box):
+    """ParameterBox (Teff linear) or ((lo, hi) x 3 in log Teff) -> log box widened for single metallicity."""
+    if hasattr(box, "teff"):
+        box = ((np.log10(box.teff[0]), np.log10(box.teff[1])), tuple(box.logg), tuple(box.logz))
+    return widen_single_metallicity(tuple(tuple(map(float, b)) for b in box))
+
+
+def box_taper(points, log_box, widths=EDGE_TAPER):
+    """Support factor of one box: 1 deeper than ``widths`` inside, smoothly 0 at and outside the faces.
+
+    points (n, 3) in (log10 Teff, log g, [M/H]); log_box ((lo, hi) x 3); widths [dex] per dimension.
+    """
+    p = np.asarray(points, float)
+    lo = np.array([b[0] for b in log_box])
+    hi = np.array([b[1] for b in log_box])
+    depth = np.minimum(p - lo, hi - p)                  # < 0 outside
+    return np.prod(smoothstep(depth / np.asarray(widths, float)), axis=1)
+
+
+def _box_distance(points, log_box, widths=EDGE_TAPER):
+    """Euclidean distance outside the box, in units of ``widths`` (0 inside)."""
+    p = np.asarray(points, float)
+    lo = np.array([b[0] for b in log_box])
+    hi = np.array([b[1] for b in log_box])
+    d = (np.maximum(lo - p, 0) + np.maximum(p - hi, 0)) / np.asarray(widths, float)
+    return np.sqrt((d ** 2).sum(1))
+
+
+def stacked_weights(support, order):
+    """Weights (n, L) from support factors (n, L) stacked in ``order`` (column indices, most preferred first).
+
+    w_order[0] = t, w_order[1] = (1 - t_order[0]) t, ...; columns not in ``order`` get 0. Not normalised.
+    """
+    w = np.zeros_like(support)
+    remaining = np.ones(support.shape[0])
+    for j in order:
+        w[:, j] = remaining * support[:, j]
+        remaining = remaining * (1.0 - support[:, j])
+    return w
+
+
+def band_memberships(x, edges, width):
+    """Smooth partition of unity over the len(edges) + 1 bands cut at ``edges`` (C1 over ``width``), (n, B)."""
+    x = np.asarray(x, float)
+    above = [np.ones_like(x)] + [smoothstep((x - e) / width + 0.5) for e in edges] + [np.zeros_like(x)]
+    return np.stack([above[k] - above[k + 1] for k in range(len(edges) + 1)], 1)
+
+
+# ------------------------------------------------------------------------------------------ policy
+@dataclass
+class MixturePolicy:
+    """Per region (Teff band x log g band), the order of preference of the libraries.
+
+    ``orders[i][k]`` is the list of library names (most preferred first) of Teff band i, log g band k; bands
+    are cut at ``teff_edges`` [K] and ``logg_edges``. ``orders`` None = equal weights (no preference).
+    ``evidence`` records the measurements behind each order (see :func:`rank_libraries`).
+    """
+
+    teff_edges: tuple = TEFF_EDGES
+    logg_edges: tuple = LOGG_EDGES
+    orders: list | None = None
+    evidence: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def default(cls, library_names=None):
+        """:data:`DEFAULT_ORDER` everywhere (restricted to ``library_names``, others appended)."""
+        order = _default_order(library_names or DEFAULT_ORDER)
+        n_t, n_g = len(TEFF_EDGES) + 1, len(LOGG_EDGES) + 1
+        return cls(orders=[[list(order) for _ in range(n_g)] for _ in range(n_t)],
+                   meta={"source": "default order (no measurement)"})
+
+    def region_names(self):
+        te = [0.0, *self.teff_edges, np.inf]
+        ge = [-np.inf, *self.logg_edges, np.inf]
+        return [[f"Teff {te[i]:g}-{te[i + 1]:g} K, log g {ge[k]:g}..{ge[k + 1]:g}" for k in range(len(ge) - 1)]
+                for i in range(len(te) - 1)]
+
+    def to_dict(self):
+        return {"format": MIXTURE_FORMAT, "format_version": 1, "teff_edges": list(self.teff_edges),
+                "logg_edges": list(self.logg_edges), "orders": self.orders, "evidence": self.evidence,
+                "edge_taper": list(EDGE_TAPER), "single_metallicity_tolerance": SINGLE_METALLICITY_TOLERANCE,
+                "hole": [HOLE_FULL, HOLE_ZERO], "region_transition": list(REGION_TRANSITION), "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d):
+        if d.get("format") != MIXTURE_FORMAT:
+            raise ValueError(f"not a mixture file: format is {d.get('format')!r}, expected {MIXTURE_FORMAT!r}")
+        orders = d.get("orders")
+        n_t, n_g = len(d["teff_edges"]) + 1, len(d["logg_edges"]) + 1
+        if orders is not None and (len(orders) != n_t or any(len(r) != n_g for r in orders)):
+            raise ValueError(f"mixture file: orders must be {n_t} Teff bands x {n_g} log g bands")
+        return cls(tuple(d["teff_edges"]), tuple(d["logg_edges"]), orders, d.get("evidence", []), d.get("meta", {}))
+
+    def save(self, path):
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path):
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        return cls.from_dict(d)
+
+
+def _default_order(names):
+    names = list(names)
+    known = [n for n in DEFAULT_ORDER if n in names]
+    return known + [n for n in names if n not in known]
+
+
+class LibraryMixture:
+    """Default mixture weights of a union model (see the module doc).
+
+    Parameters
+    ----------
+    library_names : list of str
+    library_boxes : dict name -> ParameterBox (Teff [K], log g, [M/H])
+    nodes : dict with ``teff``, ``logg``, ``logz``, ``library_id`` (the model's training nodes) or None
+        (no hole factor)
+    policy : MixturePolicy or None (equal weights)
+    """
+
+    def __init__(self, library_names, library_boxes, nodes=None, policy=None):
+        self.library_names = list(library_names)
+        self.boxes = [_log_box(library_boxes[n]) for n in self.library_names]
+        self.policy = policy
+        self._orders = None
+        if policy is not None and policy.orders is not None:
+            self._orders = [[[self.library_names.index(n) for n in _complete(o, self.library_names)]
+                             for o in row] for row in policy.orders]
+        self._trees = None
+        if nodes is not None:
+            self._build_trees(nodes)
+
+    def _build_trees(self, nodes):
+        from scipy.spatial import cKDTree
+        pts = np.stack([np.log10(nodes["teff"]), nodes["logg"], nodes["logz"]], 1) / NODE_STEPS
+        lib = np.asarray(nodes["library_id"]).astype(int)
+        self._trees = []
+        for j in range(len(self.library_names)):
+            sel = np.flatnonzero(lib == j)
+            if sel.size == 0:
+                self._trees.append(None)
+                continue
+            if sel.size < 2:
+                spacing = np.ones(1)
+            else:
+                d, _ = cKDTree(pts[sel]).query(pts[sel], k=2)
+                spacing = np.maximum(d[:, 1], 1.0)      # at least one nominal step (as in_coverage)
+            self._trees.append((cKDTree(pts[sel]), spacing))
+
+    def _hole_ratio(self, j, points):
+        """min over nearby nodes of library j of distance / local spacing (inf without nodes)."""
+        if self._trees is None:
+            return np.zeros(len(points))
+        if self._trees[j] is None:
+            return np.full(len(points), np.inf)
+        tree, spacing = self._trees[j]
+        q = np.asarray(points) / NODE_STEPS
+        d1, i1 = tree.query(q, k=1)
+        ratio = d1 / spacing[i1]
+        # the nearest node alone settles most points (ratio <= HOLE_FULL: full weight); the others need the
+        # minimum over the nearby nodes, whose local spacings differ
+        far = np.flatnonzero(ratio > HOLE_FULL)
+        if far.size and spacing.size > 1:
+            k = min(16, spacing.size)
+            d, i = tree.query(q[far], k=k)
+            ratio[far] = np.min(d / spacing[i], axis=1)
+        return ratio
+
+    def support(self, log_teff, logg, logz):
+        """Support factors t_l in [0, 1], shape (n, n_libraries) (box taper x hole factor)."""
+        p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)], 1)
+        t = np.stack([box_taper(p, b) for b in self.boxes], 1)
+        for j in range(t.shape[1]):
+            rows = np.flatnonzero(t[:, j] > 0)
+            if rows.size:
+                ratio = self._hole_ratio(j, p[rows])
+                t[rows, j] *= smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
+        return t
+
+    def weights(self, log_teff, logg, logz):
+        """Mixture weights, shape (n, n_libraries), rows sum to 1 (see the module doc)."""
+        p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)], 1)
+        t = self.support(p[:, 0], p[:, 1], p[:, 2])
+        if self._orders is None:
+            w = t
+        else:
+            pol = self.policy
+            mt = band_memberships(p[:, 0], np.log10(pol.teff_edges), REGION_TRANSITION[0])
+            mg = band_memberships(p[:, 1], pol.logg_edges, REGION_TRANSITION[1])
+            w = np.zeros_like(t)
+            cache = {}
+            for i, row in enumerate(self._orders):
+                for k, order in enumerate(row):
+                    m = mt[:, i] * mg[:, k]
+                    if not m.any():
+                        continue
+                    key = tuple(order)
+                    if key not in cache:
+                        s = stacked_weights(t, order)
+                        tot = s.sum(1, keepdims=True)
+                        cache[key] = np.where(tot > 0, s / np.where(tot > 0, tot, 1.0), 0.0)
+                    w += m[:, None] * cache[key]
+        total = w.sum(1, keepdims=True)
+        out = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)
+        none = np.flatnonzero(total[:, 0] <= 0)
+        if none.size:
+            # outside every support: the libraries by distance^-8 to their boxes (a point on
+            # the face of a single box gets that library alone; holes are not considered here)
+            d = np.stack([_box_distance(p[none], b) for b in self.boxes], 1)
+            inv = 1.0 / (d + 1e-9) ** FALLBACK_POWER
+            # on the face of a box (distance 0) only the libraries whose box it is
+            inv = np.where((d == 0).any(1, keepdims=True), (d == 0).astype(float), inv)
+            out[none] = inv / inv.sum(1, keepdims=True)
+        return out
+
+
+def _complete(order, names):
+    """``order`` restricted to ``names``, then the libraries it lacks in the default order."""
+    order = [n for n in order if n in names]
+    return order + [n for n in _default_order(names) if n not in order]
+
+
+# ------------------------------------------------------------------------------------------ ranking
+def blend_log_flux(log_flux_by_library, weights):
+    """The default's spectrum from the libraries' own: sum_l w_l log F_l (geometric mean), (n, n_wave).
+
+    ``log_flux_by_library``: (n_libraries, n, n_wave); libraries with zero weight may hold NaN.
+    """
+    lf = np.asarray(log_flux_by_library, float)
+    w = np.asarray(weights, float).T[:, :, None]
+    with np.errstate(invalid="ignore"):
+        return np.sum(np.where(w > 0, w * lf, 0.0), axis=0)
+
+
+def rank_libraries(library_names, scores, teff, logg, supported, teff_edges=TEFF_EDGES, logg_edges=LOGG_EDGES,
+                   min_stars=MIN_STARS, max_p=MAX_P, meta=None):
+    """Measured order of preference per region, from per-star scores of each library's imitation.
+
+    Parameters
+    ----------
+    library_names : list of str
+    scores : (n_libraries, n_stars) per-star median |residual| of each library imitation (NaN = not scored)
+    teff, logg : (n_stars,) the stars' parameters
+    supported : (n_libraries, n_stars) bool, the library can get weight at the star (support factor > 0)
+    min_stars, max_p : a pair of libraries is ordered by the data when at least ``min_stars`` stars of the
+        region are supported and scored by both and a two-sided sign test on their per-star scores gives
+        p < ``max_p`` (one library better on significantly more stars); otherwise by :data:`DEFAULT_ORDER`
+
+    Returns
+    -------
+    MixturePolicy. In a region, library A is preferred to B when the data decide it (above) and the median
+    over their common stars of (score_A - score_B) is negative (a paired comparison); libraries are ordered
+    by their number of such wins (Copeland), ties by the default order. ``evidence`` lists every measured pair.
+    """
+    from scipy.stats import binomtest
+    names = list(library_names)
+    scores = np.asarray(scores, float)
+    supported = np.asarray(supported, bool) & np.isfinite(scores)
+    default = _default_order(names)
+    rank0 = {n: default.index(n) for n in names}
+    t_band = np.searchsorted(np.asarray(teff_edges, float), np.asarray(teff, float), side="right")
+    g_band = np.searchsorted(np.asarray(logg_edges, float), np.asarray(logg, float), side="right")
+    orders, evidence = [], []
+    te = [0.0, *teff_edges, np.inf]
+    ge = [-np.inf, *logg_edges, np.inf]
+    for i in range(len(teff_edges) + 1):
+        row = []
+        for k in range(len(logg_edges) + 1):
+            in_region = (t_band == i) & (g_band == k)
+            wins = {n: 0.0 for n in names}
+            for a in range(len(names)):
+                for b in range(a + 1, len(names)):
+                    common = in_region & supported[a] & supported[b]
+                    na, nb = names[a], names[b]
+                    winner = na if rank0[na] < rank0[nb] else nb          # the default, unless measured
+                    if common.sum() >= min_stars:
+                        d = scores[a, common] - scores[b, common]
+                        n_a = int((d < 0).sum())
+                        n_dec = int((d != 0).sum())
+                        p = float(binomtest(n_a, n_dec, 0.5).pvalue) if n_dec else 1.0
+                        decided = p < max_p and np.median(d) != 0
+                        if decided:
+                            winner = na if np.median(d) < 0 else nb
+                        evidence.append({"teff": [te[i], te[i + 1]], "logg": [ge[k], ge[k + 1]], "pair": [na, nb],
+                                         "n_stars": int(common.sum()), "n_first_better": n_a,
+                                         "median_score": [float(np.median(scores[a, common])),
+                                                          float(np.median(scores[b, common]))],
+                                         "median_difference": float(np.median(d)), "sign_test_p": p,
+                                         "decided_by_data": bool(decided), "preferred": winner})
+                    wins[winner] += 1
+            row.append(sorted(names, key=lambda n: (-wins[n], rank0[n])))
+        orders.append(row)
+    return MixturePolicy(tuple(float(e) for e in teff_edges), tuple(float(e) for e in logg_edges), orders,
+                         evidence, dict(meta or {}))
+
+
+# ------------------------------------------------------------------------------------------ plot
+def plot_mixture_map(mixture, logz_values=(-1.0, -0.3, 0.0, 0.3), teff_range=(2000.0, 60000.0),
+                     logg_range=(-1.0, 6.0), n=240):
+    """Figure: the library with the largest default weight over Teff x log g, one panel per [M/H].
+
+    Colour = dominant library; pale where its weight < 0.9 (a handover); white where no library supports
+    the point (outside coverage).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Patch
+
+    lt = np.linspace(np.log10(teff_range[0]), np.log10(teff_range[1]), n)
+    lg = np.linspace(logg_range[0], logg_range[1], n)
+    LT, LG = np.meshgrid(lt, lg)
+    colours = [to_rgb(f"C{j}") for j in range(len(mixture.library_names))]
+    fig, axes = plt.subplots(1, len(logz_values), figsize=(3.2 * len(logz_values), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, z in zip(axes[0], logz_values):
+        w = mixture.weights(LT.ravel(), LG.ravel(), np.full(LT.size, z))
+        covered = mixture.support(LT.ravel(), LG.ravel(), np.full(LT.size, z)).max(1) > 0
+        top = w.argmax(1)
+        rgb = np.array(colours)[top]
+        pale = (w.max(1) < 0.9)[:, None]
+        rgb = np.where(pale, 0.55 * rgb + 0.45, rgb)
+        rgb[~covered] = 1.0
+        ax.imshow(rgb.reshape(n, n, 3), origin="lower", aspect="auto",
+                  extent=(lt[0], lt[-1], lg[0], lg[-1]))
+        ax.set_title(f"[M/H] = {z:+.2f}", fontsize=9)
+        ax.set_xlabel("log10 Teff [K]")
+        ax.invert_yaxis()
+    axes[0, 0].set_ylabel("log g [cgs]")
+    handles = [Patch(color=c, label=nm) for c, nm in zip(colours, mixture.library_names)]
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig

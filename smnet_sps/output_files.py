@@ -1,0 +1,151 @@
+"""Safe output files for the command line: check the path before the work, write atomically after it.
+
+Every ``smnet-sps`` writer goes through :func:`check_output` (before any slow computation) and
+:func:`atomic_output` (around the write). Together they guarantee:
+
+* a clear ``ValueError`` naming the option, instead of a traceback, for a directory given as a file, a
+  read-only folder, or an extension the writer does not support (nothing is ever written in a format its
+  extension does not say); a missing folder is created (like ``mkdir -p``);
+* an existing file is never replaced unless ``overwrite=True`` (``--overwrite``);
+* a failed or interrupted write never leaves a truncated file: the data goes to a temporary file in the
+  same folder, which is renamed over the target only once complete (``os.replace`` is atomic on POSIX and
+  Windows within one file system).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_output", "check_output", "matplotlib_formats", "suffix_of"]
+
+
+def suffix_of(path):
+    """Lower-case extension of ``path`` including a compression suffix, e.g. ``".fits.gz"`` or ``".h5"``."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] in (".gz", ".bz2", ".xz"):
+        return "".join(suffixes[-2:])
+    return suffixes[-1] if suffixes else ""
+
+
+def matplotlib_formats():
+    """Extensions matplotlib can save (``.png``, ``.pdf``, ``.svg``, ...), without importing pyplot."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    return tuple(sorted("." + ext for ext in FigureCanvasBase.get_supported_filetypes()))
+
+
+def check_output(path, suffixes, *, option="--out", overwrite=False, what="output file"):
+    """Validate an output file path before any work is done.
+
+    Parameters
+    ----------
+    path : str or path-like
+    suffixes : sequence of str
+        Allowed extensions (lower case, with the dot, e.g. ``(".fits", ".fit")``).
+    option : str
+        Name of the option or parameter, used in the messages.
+    overwrite : bool
+        Allow replacing an existing file.
+    what : str
+        What the file holds, for the messages.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        With one line naming ``option`` and what is allowed.
+    """
+    p = Path(path)
+    allowed = ", ".join(suffixes)
+    if str(path).strip() == "":
+        raise ValueError(f"{option}: an empty path is not a file name; give a {what} ending in {allowed}")
+    if p.is_dir():
+        raise ValueError(f"{option} {str(p)!r} is a directory; give a {what} name ending in {allowed}")
+    suffix = suffix_of(p)
+    if suffix not in suffixes:
+        raise ValueError(f"{option} {str(p)!r}: unknown output format {suffix or '(none)'!r} for the {what}; "
+                         f"use one of {allowed}")
+    # a missing folder is created at write time (like `mkdir -p`); its nearest existing ancestor must be a
+    # writable folder
+    folder = p.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{option} {str(p)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {str(p)!r}: folder {str(existing)!r} is not writable")
+    if p.exists() and not overwrite:
+        raise ValueError(f"{option} {str(p)!r} already exists; pass --overwrite to replace it")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ValueError(f"{option} {str(p)!r} exists and is read-only")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_output(path, *, overwrite=False, option="--out"):
+    """Context manager yielding a temporary path in the target's folder; renamed to ``path`` on success.
+
+    The temporary file keeps the target's extension, so writers that pick the format from the extension
+    (astropy, matplotlib, h5py) behave as for the real name. On an exception the temporary file is removed
+    and the target is untouched. Re-checks ``overwrite`` at the end, in case the file appeared meanwhile.
+    """
+    path = Path(path)
+    suffix = suffix_of(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)          # writers create the file themselves (some refuse to overwrite an empty one)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OSError(f"{option} {str(path)!r}: the writer produced no file")
+        if path.exists() and not overwrite:
+            raise ValueError(f"{option} {str(path)!r} appeared while writing; pass --overwrite to replace it")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)    # mkstemp's 0600 would make outputs private
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def check_outputs(args, specs):
+    """Check several CLI outputs at once; ``specs`` maps attribute name -> (allowed suffixes, what).
+
+    Attributes that are None (option not given) are skipped; two options naming the same file are refused.
+    Returns ``{attribute: Path}`` for the given ones.
+    """
+    overwrite = bool(getattr(args, "overwrite", False))
+    out = {}
+    for attr, (suffixes, what) in specs.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        option = "--" + attr.replace("_", "-")
+        out[attr] = check_output(value, suffixes, option=option, overwrite=overwrite, what=what)
+    resolved = {}
+    for attr, p in out.items():
+        key = p.resolve()
+        if key in resolved:
+            raise ValueError(f"--{resolved[key].replace('_', '-')} and --{attr.replace('_', '-')} name the "
+                             f"same file {str(p)!r}; give two different files")
+        resolved[key] = attr
+    return out
+
+
+def save_figure(fig, path, *, overwrite=False, option="--plot", dpi=110):
+    """Save a matplotlib Figure atomically to ``path`` (format from the extension) and close it."""
+    import matplotlib.pyplot as plt
+    try:
+        with atomic_output(path, overwrite=overwrite, option=option) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=suffix_of(path).lstrip("."))
+    finally:
+        plt.close(fig)
+    return Path(path)

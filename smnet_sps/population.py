@@ -1,0 +1,681 @@
+"""``StellarPopulation``: python-fsps's interface on smnet-sps SSPs (star-formation histories, dust, IGM).
+
+A drop-in for ``fsps.StellarPopulation`` for every parameter that applies to a stellar-only population::
+
+    from smnet_sps import StellarPopulation          # instead of: import fsps
+    sp = StellarPopulation(compute_vega_mags=False, zcontinuous=1, sfh=0, logzsol=0.0, dust_type=2,
+                           dust2=0.2, imf_type=1)
+    wave, spec = sp.get_spectrum(tage=13.7, peraa=True)          # L_sun / A per M_sun formed
+    mags = sp.get_mags(tage=13.7, bands=["sdss_g", "sdss_r"])    # absolute AB magnitudes (10 pc)
+
+Conventions (FSPS's): ``get_spectrum`` returns the rest-frame spectrum in L_sun / Hz per M_sun formed
+(L_sun / A with ``peraa=True``); ``tage`` is in Gyr and ``tage=0`` returns every SSP age (``ssp_ages``,
+log10 yr); ``sfh=3`` (tabular) is not normalised (masses in M_sun); ``stellar_mass`` is stars + remnants
+(stars only with ``add_stellar_remnants=False``); ``get_mags`` gives absolute magnitudes at z = 0 and apparent
+observed-frame magnitudes at z > 0 (luminosity distance of ``cosmology``, default FSPS's flat H0 = 70,
+Omega_m = 0.3). Wavelengths are vacuum (air with ``vactoair_flag=True``). Details: ``docs/population.md``.
+
+What differs from FSPS: the stellar spectra come from an smnet-sps generator (default: the shipped model),
+isochrones default to Padova 2007 (ages to 14.1 Gyr; ``isochrones="parsec"`` or ``"mist"`` for the others),
+and there is no nebular emission, dust emission, AGB circumstellar dust, AGN or smoothing: those parameters
+default to off and switching them on raises ``ValueError`` (as does any other parameter this class cannot
+honour), never a silently different spectrum.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+
+from .constants import C_ANGSTROM, SSP_UNIT
+from .dust import DUST_TYPES, attenuate
+from .igm import igm_transmission
+from .sfh import SFH_TYPES, check_tabular, parametric_sfh, ssp_weights, tabular_sfh
+
+__all__ = ["StellarPopulation", "ParameterSet", "FSPS_BANDS", "fsps_cosmology", "prospector_basis"]
+
+# ---- python-fsps's parameters and their defaults ---------------------------------------------------------
+_SSP_PARAMS = ["imf_type", "imf_upper_limit", "imf_lower_limit", "imf1", "imf2", "imf3", "vdmc", "mdave",
+               "dell", "delt", "sbss", "fbhb", "pagb", "add_stellar_remnants", "tpagb_norm_type",
+               "add_agb_dust_model", "agb_dust", "redgb", "agb", "masscut", "fcstar", "evtype",
+               "use_wr_spectra", "use_lw_tpagb", "logt_wmb_hot", "add_xrb_emission", "frac_xrb", "smooth_lsf"]
+_CSP_PARAMS = ["smooth_velocity", "redshift_colors", "compute_light_ages", "nebemlineinspec", "dust_type",
+               "add_dust_emission", "add_neb_emission", "add_neb_continuum", "add_igm_absorption", "zmet",
+               "afeindx", "sfh", "wgp1", "wgp2", "wgp3", "tau", "const", "tage", "fburst", "tburst", "dust1",
+               "dust2", "dust3", "logzsol", "afe", "zred", "pmetals", "dust_clumps", "frac_nodust",
+               "dust_index", "dust_tesc", "frac_obrun", "uvb", "mwr", "dust1_index", "sf_start", "sf_trunc",
+               "sf_slope", "duste_gamma", "duste_umin", "duste_qpah", "sigma_smooth", "min_wave_smooth",
+               "max_wave_smooth", "gas_logu", "gas_logz", "igm_factor", "fagn", "agn_tau"]
+# python-fsps defaults, except the emission components smnet-sps does not model (off here, refused when on)
+_DEFAULTS = dict(
+    add_agb_dust_model=False, add_dust_emission=False, add_igm_absorption=False, add_neb_emission=False,
+    add_neb_continuum=True, add_stellar_remnants=True, redshift_colors=False, compute_light_ages=False,
+    nebemlineinspec=True, smooth_velocity=True, smooth_lsf=False, agb_dust=1.0, tpagb_norm_type=2, dell=0.0,
+    delt=0.0, redgb=1.0, agb=1.0, fcstar=1.0, fbhb=0.0, sbss=0.0, pagb=1.0, frac_xrb=1.0, zred=0.0, zmet=1,
+    logzsol=0.0, pmetals=2.0, afeindx=1, afe=0.0, imf_type=2, imf_upper_limit=120, imf_lower_limit=0.08,
+    imf1=1.3, imf2=2.3, imf3=2.3, vdmc=0.08, mdave=0.5, evtype=-1, use_wr_spectra=1, use_lw_tpagb=0,
+    logt_wmb_hot=0.0, add_xrb_emission=0, masscut=150.0, sigma_smooth=0.0, min_wave_smooth=1e3,
+    max_wave_smooth=1e4, gas_logu=-2, gas_logz=0.0, igm_factor=1.0, sfh=0, tau=1.0, const=0.0, sf_start=0.0,
+    sf_trunc=0.0, tage=0.0, dust_tesc=7.0, fburst=0.0, tburst=11.0, sf_slope=0.0, dust_type=0, dust1=0.0,
+    dust2=0.0, dust3=0.0, dust_clumps=-99.0, frac_nodust=0.0, frac_obrun=0.0, dust_index=-0.7,
+    dust1_index=-1.0, mwr=3.1, uvb=1.0, wgp1=1, wgp2=1, wgp3=1, duste_gamma=0.01, duste_umin=1.0,
+    duste_qpah=3.5, fagn=0.0,
+    agn_tau=10.0)
+
+# Parameters that must keep a fixed value, and why. Parameters that only act through a component that is off
+# (gas_logu with no nebular emission, duste_* with no dust emission, ...) are accepted and have no effect, as
+# in FSPS.
+_FIXED = {
+    "add_neb_emission": (False, "nebular emission (lines and continuum) is not modelled by smnet-sps"),
+    "add_dust_emission": (False, "dust emission (Draine & Li 2007) is not modelled by smnet-sps"),
+    "add_agb_dust_model": (False, "the AGB circumstellar dust model (Villaume 2014) is not modelled"),
+    "add_xrb_emission": (0, "X-ray binary emission is not modelled"),
+    "compute_light_ages": (False, "light-weighted ages are not computed"),
+    "smooth_lsf": (False, "line-spread-function smoothing is not available"),
+    "sigma_smooth": (0.0, "velocity smoothing is not available: the model's pixels are 10-20 A (~1,000 km/s "
+                          "in the optical, see smnet_sps.lsf); smooth the returned spectrum yourself "
+                          "(prospector does, with sigma_smooth as a reserved parameter)"),
+    "fagn": (0.0, "AGN emission is not modelled"),
+    "dust_clumps": (-99.0, "clumpy dust is not supported (FSPS no longer supports it either)"),
+    "afe": (0.0, "alpha enhancement is not available"),
+    "afeindx": (1, "alpha enhancement is not available"),
+    "imf_upper_limit": (120, "the IMF limits are fixed at 0.08-120 M_sun"),
+    "imf_lower_limit": (0.08, "the IMF limits are fixed at 0.08-120 M_sun"),
+    "evtype": (-1, "SSPs of a single evolutionary phase are not available (see ssp_spectrum(by_phase=True))"),
+    "masscut": (150.0, "masscut is not available"),
+    "tpagb_norm_type": (2, "only FSPS's default TP-AGB normalisation (type 2, applied to Padova) is used"),
+    "dell": (0.0, "isochrone modifications (dell) are not available"),
+    "delt": (0.0, "isochrone modifications (delt) are not available"),
+    "redgb": (1.0, "isochrone modifications (redgb) are not available"),
+    "agb": (1.0, "isochrone modifications (agb) are not available"),
+    "fcstar": (1.0, "isochrone modifications (fcstar) are not available"),
+    "fbhb": (0.0, "blue horizontal-branch modifications are not available"),
+    "sbss": (0.0, "blue straggler modifications are not available"),
+    "pagb": (1.0, "post-AGB weight modifications are not available"),
+    "use_wr_spectra": (1, "stellar-library switches do not apply (choose special_phases= instead)"),
+    "use_lw_tpagb": (0, "stellar-library switches do not apply (choose special_phases= instead)"),
+    "logt_wmb_hot": (0.0, "stellar-library switches do not apply"),
+}
+IMF_TYPES = {0: "salpeter", 1: "chabrier", 2: "kroupa"}
+
+# ---- FSPS band names -> smnet-sps filter names (speclite "group-band" or astro-sedpy names) ---------------
+FSPS_BANDS = {
+    "v": "bessell-V", "u": "bessell-U", "b": "bessell-B", "cousins_r": "bessell-R", "cousins_i": "bessell-I",
+    "2mass_j": "twomass_J", "2mass_h": "twomass_H", "2mass_ks": "twomass_Ks",
+    **{f"sdss_{b}": f"sdss_{b}0" for b in "ugriz"},
+    **{f"wfc_acs_{f}": f"acs_wfc_{f}"
+       for f in ("f435w", "f475w", "f555w", "f606w", "f625w", "f775w", "f814w", "f850lp")},
+    **{f"wfc3_uvis_{f}": f"wfc3_uvis_{f}"
+       for f in ("f225w", "f275w", "f336w", "f390w", "f475w", "f555w", "f606w", "f814w")},
+    **{f"wfc3_ir_{f}": f"wfc3_ir_{f}" for f in ("f098m", "f105w", "f110w", "f125w", "f140w", "f160w")},
+    **{f"irac_{i}": f"spitzer_irac_ch{i}" for i in range(1, 5)},
+    "isaac_ks": "vlt_isaac_Ks", "galex_fuv": "galex_FUV", "galex_nuv": "galex_NUV",
+    "des_g": "decam_g", "des_r": "decam_r", "des_i": "decam_i", "des_z": "decam_z", "des_y": "decam_Y",
+    "wfcam_j": "ukirt_wfcam_J", "wfcam_h": "ukirt_wfcam_H", "wfcam_k": "ukirt_wfcam_K",
+    "megacam_u": "cfht_megacam_us_9301", "megacam_g": "cfht_megacam_gs_9401",
+    "megacam_r": "cfht_megacam_rs_9601", "megacam_i": "cfht_megacam_is_9701",
+    "megacam_z": "cfht_megacam_zs_9801",
+    **{f"wise_w{i}": f"wise_w{i}" for i in range(1, 5)},
+    "uvot_w2": "uvot_w2", "uvot_m2": "uvot_m2", "uvot_w1": "uvot_w1", "mips_24": "spitzer_mips_24",
+    "pacs_70": "herschel_pacs_70", "pacs_100": "herschel_pacs_100",
+    **{f"stromgren_{b}": f"stromgren_{b}" for b in "uvby"},
+    **{f"jwst_{f}": f"jwst_{f}" for f in ("f070w", "f090w", "f115w", "f150w", "f200w", "f277w", "f356w",
+                                          "f444w")},
+    **{f"newfirm_{b}": f"mayall_newfirm_{b.upper()}" for b in ("j1", "j2", "j3", "h1", "h2", "k")},
+    "vista_y": "vista_vircam_Y", "vista_j": "vista_vircam_J", "vista_h": "vista_vircam_H",
+    "vista_k": "vista_vircam_Ks",
+    "suprimecam_b": "subaru_suprimecam_B", "suprimecam_v": "subaru_suprimecam_V",
+    "suprimecam_r": "subaru_suprimecam_Rc", "suprimecam_i": "subaru_suprimecam_ip",
+    "suprimecam_z": "subaru_suprimecam_zp",
+    **{f"ps1_{b}": f"panstarrs_{b}" for b in "grizy"},
+    **{f"lsst_{b}": f"lsst_baseline_{b}" for b in "ugrizy"},
+    **{f"roman_{f}": f"roman_wfi_{f}" for f in ("f062", "f087", "f106", "f129", "f158", "f184")},
+}
+
+_GRID_CACHE: dict = {}
+
+
+def fsps_cosmology():
+    """FSPS's cosmology for apparent magnitudes: flat, H0 = 70 km/s/Mpc, Omega_m = 0.3 (no radiation)."""
+    from astropy.cosmology import FlatLambdaCDM
+    return FlatLambdaCDM(H0=70.0, Om0=0.3, name="FSPS (flat, H0=70, Om0=0.3)")
+
+
+# ---- parameters ------------------------------------------------------------------------------------------
+class ParameterSet:
+    """python-fsps's dict-like parameter set with a dirty flag.
+
+    ``params[k] = v`` marks the set dirty only when the value changes (``dirtiness`` 2 for SSP-level
+    parameters, 1 for CSP-level ones); results are recomputed on the next request. Unknown names raise
+    ``KeyError``. ``all_params``, ``ssp_params``, ``csp_params``, ``dirty``, ``iteritems``, ``keys``,
+    ``items`` behave as in python-fsps.
+    """
+
+    ssp_params = list(_SSP_PARAMS)
+    csp_params = list(_CSP_PARAMS)
+
+    def __init__(self, **kwargs):
+        self.dirtiness = 2
+        self._params = dict(kwargs)
+        self.iteritems = self._params.items
+
+    @property
+    def all_params(self):
+        return self.ssp_params + self.csp_params
+
+    @property
+    def dirty(self):
+        return self.dirtiness > 0
+
+    def __getitem__(self, k):
+        return self._params[k]
+
+    def __setitem__(self, k, v):
+        if k not in self._params:
+            raise KeyError(f"{k!r} is not a python-fsps parameter; see StellarPopulation.params.all_params")
+        changed = np.any(np.asarray(self._params[k] != v))
+        if changed:
+            if k in self.ssp_params:
+                self.dirtiness = 2
+            else:
+                self.dirtiness = max(1, self.dirtiness)
+            self._params[k] = v
+
+    def __contains__(self, k):
+        return k in self._params
+
+    def __iter__(self):
+        return iter(self._params)
+
+    def __len__(self):
+        return len(self._params)
+
+    def keys(self):
+        return self._params.keys()
+
+    def items(self):
+        return self._params.items()
+
+    def __repr__(self):
+        return f"ParameterSet({len(self._params)} parameters, dirtiness={self.dirtiness})"
+
+
+def _scalar(name, v, kind=float):
+    try:
+        arr = np.asarray(v)
+        if arr.size != 1:
+            raise TypeError
+        x = kind(arr.reshape(()).item())
+    except (TypeError, ValueError):
+        raise ValueError(f"parameter {name!r} must be a single {kind.__name__}; got {v!r}") from None
+    if kind is float and not np.isfinite(x):
+        raise ValueError(f"parameter {name!r} must be finite; got {v!r}")
+    return x
+
+
+def _bool(v):
+    return bool(np.asarray(v).reshape(()).item())
+
+
+# ---- the population ----------------------------------------------------------------------------------------
+class StellarPopulation:
+    """A stellar population with python-fsps's parameters, methods and units (see the module docstring).
+
+    Parameters
+    ----------
+    compute_vega_mags : bool, Vega (True) or AB (False, default) magnitudes; fixed at creation
+    vactoair_flag : bool, report wavelengths in air (default vacuum); fixed at creation
+    zcontinuous : 0 (use the tabulated metallicity ``zmet``, 1-based) or 1 (interpolate to ``logzsol``)
+    cloudy_dust : must be False (no nebular emission)
+    generator : smnet-sps Generator / StellarLibraryBackend, or None for the shipped default model
+    isochrones : "padova" (default; Z 2e-4..0.03, Zsun 0.019, 0.3 Myr - 14.1 Gyr), "parsec" (to 12.6 Gyr) or
+        "mist" (needs the optional ``lachesis-grids`` package)
+    special_phases, outside, device : passed to :func:`smnet_sps.ssp.ssp_grid`
+    cosmology : astropy cosmology for apparent magnitudes and observed spectra
+        (default :func:`fsps_cosmology`)
+    **params : any python-fsps parameter (``params.all_params``)
+    """
+
+    def __init__(self, compute_vega_mags=False, vactoair_flag=False, zcontinuous=0, cloudy_dust=False, *,
+                 generator=None, isochrones="padova", special_phases="model", outside="extrapolate",
+                 device="auto", cosmology=None, **kwargs):
+        from .isochrones import load_isochrones
+        self.params = ParameterSet(**_DEFAULTS)
+        for k in list(kwargs):
+            if k in self.params:
+                self.params._params[k] = kwargs.pop(k)
+        if kwargs:
+            raise TypeError(f"__init__() got an unexpected keyword argument {next(iter(kwargs))!r} (not a "
+                            "python-fsps parameter; see StellarPopulation().params.all_params)")
+        if zcontinuous not in (0, 1):
+            raise ValueError(f"zcontinuous must be 0 (tabulated zmet) or 1 (interpolate to logzsol); got "
+                             f"{zcontinuous!r} (metallicity distributions, 2 and 3, are not available)")
+        if cloudy_dust:
+            raise ValueError("cloudy_dust=True needs nebular emission, which smnet-sps does not model")
+        self.compute_vega_mags = bool(compute_vega_mags)
+        self.vactoair_flag = bool(vactoair_flag)
+        self._zcontinuous = int(zcontinuous)
+        self.isochrone_set = load_isochrones(isochrones)
+        self.generator = generator
+        self.special_phases = special_phases
+        self.outside = outside
+        self.device = device
+        self.cosmology = fsps_cosmology() if cosmology is None else cosmology
+        self._tabular = None
+        self._results = {}
+        self._last = None
+        self._backend = None
+
+    # ---- static properties ----
+    def _get_backend(self):
+        if self._backend is None:
+            from .ssp import get_backend
+            self._backend = get_backend(self.generator, self.special_phases, self.outside, self.device)
+        return self._backend
+
+    @property
+    def wavelengths(self):
+        """Rest-frame wavelengths [A], vacuum (air with ``vactoair_flag=True``)."""
+        w = np.asarray(self._get_backend().wavelength, float).copy()
+        if self.vactoair_flag:
+            from .medium import vacuum_to_air
+            w = vacuum_to_air(w)
+        return w
+
+    @property
+    def ssp_ages(self):
+        """log10(age / yr) of the tabulated SSPs (the ages of ``get_spectrum(tage=0)``)."""
+        return self.isochrone_set.log_age.copy()
+
+    @property
+    def zlegend(self):
+        """Tabulated metallicities Z (metal mass fraction); ``zmet`` is a 1-based index into it."""
+        return self.isochrone_set.Z.copy()
+
+    @property
+    def solar_metallicity(self):
+        """Zsun of the isochrone family (``logzsol`` is log10 Z / Zsun)."""
+        return self.isochrone_set.zsun
+
+    @property
+    def libraries(self):
+        """(isochrones, stellar library, dust emission) names, as bytes like python-fsps."""
+        return (self.isochrone_set.name.encode(), self._get_backend().generator.name.encode(), b"none")
+
+    @property
+    def isoc_library(self):
+        return self.libraries[0]
+
+    @property
+    def spec_library(self):
+        return self.libraries[1]
+
+    @property
+    def emline_wavelengths(self):
+        """Nebular emission is not modelled: an empty array [A]."""
+        return np.zeros(0)
+
+    @property
+    def emline_luminosity(self):
+        """Nebular emission is not modelled: an empty array [L_sun per M_sun formed]."""
+        return np.zeros(0)
+
+    @property
+    def available_bands(self):
+        """FSPS band names accepted by :meth:`get_mags` (any speclite / sedpy filter name works as well)."""
+        return sorted(FSPS_BANDS)
+
+    # ---- checks ----
+    def _check_params(self):
+        p = self.params
+        for name, (value, why) in _FIXED.items():
+            v = p[name]
+            same = (_bool(v) == value) if isinstance(value, bool) else (_scalar(name, v) == float(value))
+            if not same:
+                raise ValueError(f"{name}={v!r} is not supported: {why}. Keep the default {name}={value!r}.")
+        imf_type = _scalar("imf_type", p["imf_type"], int)
+        if imf_type not in IMF_TYPES:
+            raise ValueError(f"imf_type={imf_type} is not supported; use 0 (Salpeter), 1 (Chabrier) or 2 "
+                             "(Kroupa)")
+        if imf_type == 2 and (p["imf1"], p["imf2"], p["imf3"]) != (1.3, 2.3, 2.3):
+            raise ValueError("imf_type=2 supports only Kroupa's slopes imf1=1.3, imf2=2.3, imf3=2.3; got "
+                             f"{p['imf1']}, {p['imf2']}, {p['imf3']}")
+        sfh = _scalar("sfh", p["sfh"], int)
+        if sfh not in SFH_TYPES:
+            raise ValueError(f"sfh={sfh} is not supported; use one of {SFH_TYPES}")
+        dust_type = _scalar("dust_type", p["dust_type"], int)
+        if dust_type not in DUST_TYPES:
+            raise ValueError(f"dust_type={dust_type} is not supported; use one of {DUST_TYPES}")
+        if dust_type == 1 and _scalar("uvb", p["uvb"]) != 1.0:
+            raise ValueError("dust_type=1 (CCM89 from dust_extinction) supports only uvb=1.0")
+        for name in ("dust1", "dust2", "dust3"):
+            if _scalar(name, p[name]) < 0:
+                raise ValueError(f"{name} is an optical depth and must be >= 0; got {p[name]!r}")
+        zred = _scalar("zred", p["zred"])
+        if zred < 0:
+            raise ValueError(f"zred must be >= 0; got {zred}")
+        if self._zcontinuous == 0:
+            zmet = _scalar("zmet", p["zmet"], int)
+            if not 1 <= zmet <= self.zlegend.size:
+                raise ValueError(f"zmet={zmet} out of range: it is a 1-based index into zlegend, "
+                                 f"1..{self.zlegend.size}")
+
+    # ---- SSP basis ----
+    def _metallicity(self):
+        iso = self.isochrone_set
+        if self._zcontinuous == 0:
+            return float(iso.Z[_scalar("zmet", self.params["zmet"], int) - 1])
+        Z = iso.zsun * 10.0 ** _scalar("logzsol", self.params["logzsol"])
+        iso.check_z(Z)
+        return float(Z)
+
+    def _imf(self):
+        return IMF_TYPES[_scalar("imf_type", self.params["imf_type"], int)]
+
+    def _tabulated(self, iz):
+        """All tabulated ages at tabulated metallicity iz (cached per generator, IMF, family)."""
+        from .ssp import ssp_grid
+        backend = self._get_backend()
+        key = (self.isochrone_set.name, iz, self._imf(), backend.key)
+        hit = _GRID_CACHE.get(key)
+        if hit is not None and hit[0] is backend.generator:
+            return hit[1]
+        g = ssp_grid(None, [self.isochrone_set.Z[iz]], imf=self._imf(), isochrones=self.isochrone_set.name,
+                     generator=backend, progress=False)
+        tab = {"flux": g.ssp_flux[0], "mass_stars": g.mass_stars[0], "mass_remnants": g.mass_remnants[0],
+               "lbol": 10.0 ** g.log_lbol[0]}
+        if len(_GRID_CACHE) > 64:
+            _GRID_CACHE.clear()
+        _GRID_CACHE[key] = (backend.generator, tab)
+        return tab
+
+    def _basis(self, Z):
+        """SSPs at every tabulated age and metallicity Z, linear in log Z between tabulated Z (as ssp.py)."""
+        from .ssp import _neighbours
+        iso = self.isochrone_set
+        out = None
+        for iz, wz in _neighbours(np.log10(iso.Z), np.log10(Z)):
+            tab = self._tabulated(iz)
+            part = {k: wz * v for k, v in tab.items()}
+            out = part if out is None else {k: out[k] + part[k] for k in out}
+        return out
+
+    # ---- computation ----
+    def _sync(self):
+        if self.params.dirty:
+            self._check_params()
+            self._results = {}
+            self.params.dirtiness = 0
+
+    def _compute(self, tage):
+        """Dict with the attenuated rest-frame L_lambda (before IGM) and bookkeeping at one tage [Gyr]."""
+        p = self.params
+
+        def val(name):
+            return _scalar(name, p[name])
+        sfh = _scalar("sfh", p["sfh"], int)
+        Z = self._metallicity()
+        tesc = 10.0 ** val("dust_tesc")
+        if sfh == 0:
+            from .ssp import ssp_spectrum
+            s = ssp_spectrum(tage * u.Gyr, Z=Z, imf=self._imf(), isochrones=self.isochrone_set.name,
+                             generator=self._get_backend())
+            flux = np.asarray(s.flux.value, float)
+            young_is = tage * 1e9 < tesc
+            young, old = (flux, 0.0 * flux) if young_is else (0.0 * flux, flux)
+            m = s.meta
+            res = {"mass_stars": m["mass_stars"], "mass_remnants": m["mass_remnants"], "lbol": m["lbol"],
+                   "formed": 1.0, "sfr": 0.0}
+        else:
+            if sfh == 3:
+                if self._tabular is None:
+                    raise ValueError("sfh=3 needs a tabular SFH: call set_tabular_sfh(age, sfr) first")
+                history = tabular_sfh(*self._tabular, tage)
+            else:
+                names = ("tau", "const", "sf_start", "sf_trunc", "fburst", "tburst")
+                history = parametric_sfh(sfh, tage, **{k: val(k) for k in names})
+            wy, wo = ssp_weights(history, self.ssp_ages, split_yr=tesc)     # raises before the SSPs are made
+            basis = self._basis(Z)
+            w = wy + wo
+            young, old = wy @ basis["flux"], wo @ basis["flux"]
+            res = {"mass_stars": float(w @ basis["mass_stars"]),
+                   "mass_remnants": float(w @ basis["mass_remnants"]),
+                   "lbol": float(w @ basis["lbol"]), "formed": float(w.sum()),
+                   "sfr": float(history.sfr(np.array([0.0]))[0])}
+        wave = self._get_backend().wavelength
+        res["flux"] = attenuate(wave, young, old, dust_type=_scalar("dust_type", p["dust_type"], int),
+                                **{k: val(k) for k in ("dust1", "dust2", "dust3", "dust_index", "dust1_index",
+                                                       "frac_nodust", "frac_obrun", "mwr", "uvb")})
+        mass = res["mass_stars"] + (res["mass_remnants"] if _bool(p["add_stellar_remnants"]) else 0.0)
+        res["stellar_mass"] = mass
+        res["tage"] = tage
+        return res
+
+    def _ages(self, tage):
+        """tage [Gyr] -> list of ages to compute (tage=0: every SSP age), and whether the output is 2-d."""
+        tage = _scalar("tage", tage)
+        if tage < 0:
+            raise ValueError(f"tage must be > 0 Gyr (or 0 for every SSP age); got {tage}")
+        if tage == 0:
+            return list(10.0 ** self.ssp_ages / 1e9), True
+        return [tage], False
+
+    def _results_for(self, tage):
+        self.params["tage"] = tage
+        self._sync()
+        ages, full = self._ages(tage)
+        out = []
+        for a in ages:
+            key = float(a)
+            if key not in self._results:
+                if full and _scalar("sfh", self.params["sfh"], int) in (1, 4) and \
+                        a <= _scalar("sf_start", self.params["sf_start"]):
+                    r = self._empty(a)
+                else:
+                    r = self._compute(a)
+                self._results[key] = r
+            out.append(self._results[key])
+        self._last = (out, full)
+        return out, full
+
+    def _empty(self, tage):
+        n = self._get_backend().wavelength.size
+        return {"flux": np.zeros(n), "mass_stars": 0.0, "mass_remnants": 0.0, "lbol": 0.0, "formed": 0.0,
+                "sfr": 0.0, "stellar_mass": 0.0, "tage": tage}
+
+    def _igm(self, redshift):
+        if not _bool(self.params["add_igm_absorption"]) or redshift <= 0:
+            return 1.0
+        factor = _scalar("igm_factor", self.params["igm_factor"])
+        return igm_transmission(self._get_backend().wavelength, redshift, factor)
+
+    # ---- python-fsps API ----
+    def get_spectrum(self, zmet=None, tage=0.0, peraa=False, *, as_spectrum=False):
+        """Rest-frame spectrum of the population.
+
+        Parameters
+        ----------
+        zmet : int, optional, 1-based index into ``zlegend`` (used when ``zcontinuous=0``)
+        tage : float [Gyr]; 0 -> every SSP age (``ssp_ages``)
+        peraa : bool, L_sun / A (True) or L_sun / Hz (False, FSPS's default), per M_sun formed
+            (per the tabular SFH's mass for ``sfh=3``)
+        as_spectrum : bool, return a ``specutils.Spectrum`` (with ``meta``) instead of ``(wave, spec)``
+
+        Returns
+        -------
+        wavelengths [A] (n_wave,), spectrum (n_wave,) or (n_ages, n_wave). IGM absorption at ``zred`` is
+        included when ``add_igm_absorption`` is on, as in FSPS.
+        """
+        if zmet is not None:
+            self.params["zmet"] = zmet
+        results, full = self._results_for(tage)
+        trans = self._igm(_scalar("zred", self.params["zred"]))
+        flam = np.array([r["flux"] for r in results]) * trans        # L_sun / A
+        wave = self.wavelengths
+        w_rest = self._get_backend().wavelength
+        spec = flam if peraa else flam * w_rest ** 2 / C_ANGSTROM    # L_nu = L_lambda lambda^2 / c
+        spec = spec if full else spec[0]
+        if not as_spectrum:
+            return wave, spec
+        from specutils import Spectrum
+        unit = SSP_UNIT if peraa else u.L_sun / u.Hz
+        return Spectrum(flux=spec * unit, spectral_axis=wave * u.AA, meta=self._meta(results, full))
+
+    def _meta(self, results, full):
+        pick = (lambda k: np.array([r[k] for r in results])) if full else (lambda k: results[0][k])
+        with np.errstate(divide="ignore"):                   # no stars yet (tage <= sf_start): -inf
+            log_lbol = np.log10(pick("lbol"))
+        return {"tage_gyr": pick("tage"), "stellar_mass": pick("stellar_mass"), "formed_mass": pick("formed"),
+                "log_lbol": log_lbol, "sfr": pick("sfr"), "units": "per M_sun formed",
+                "isochrones": self.isochrone_set.name, "generator": self._get_backend().generator.name,
+                "medium": "air" if self.vactoair_flag else "vacuum"}
+
+    def get_observed_spectrum(self, tage=0.0, redshift=None, *, cosmology=None, as_spectrum=True):
+        """The spectrum an observer sees: f_lambda [erg s^-1 cm^-2 A^-1] per M_sun formed, observed frame.
+
+        At redshift z > 0: lambda_obs = lambda (1 + z), f = L_lambda / (4 pi d_L^2 (1 + z)) with d_L from
+        ``cosmology`` (default: this population's), IGM absorption when ``add_igm_absorption`` is on. At z = 0
+        the population is placed at 10 pc. Returns a ``specutils.Spectrum`` (or ``(wave, flux)`` arrays).
+        """
+        from .constants import L_SUN, PC_CM
+        z = _scalar("zred", self.params["zred"]) if redshift is None else _scalar("redshift", redshift)
+        if z < 0:
+            raise ValueError(f"redshift must be >= 0; got {z}")
+        results, full = self._results_for(tage)
+        cosmo = self.cosmology if cosmology is None else cosmology
+        d = cosmo.luminosity_distance(z).to_value(u.cm) if z > 0 else 10 * PC_CM
+        flam = np.array([r["flux"] for r in results]) * self._igm(z) * L_SUN / (4 * np.pi * d ** 2) / (1 + z)
+        wave = self.wavelengths * (1 + z)
+        flam = flam if full else flam[0]
+        if not as_spectrum:
+            return wave, flam
+        from specutils import Spectrum
+        meta = self._meta(results, full)
+        meta.update({"redshift": z, "luminosity_distance_cm": d,
+                     "cosmology": str(getattr(cosmo, "name", cosmo))})
+        return Spectrum(flux=flam * u.Unit("erg s-1 cm-2 AA-1"), spectral_axis=wave * u.AA, meta=meta)
+
+    def get_mags(self, zmet=None, tage=0.0, redshift=None, bands=None):
+        """Magnitudes per M_sun formed (AB, or Vega with ``compute_vega_mags=True``).
+
+        redshift None -> ``zred``. At 0: absolute magnitudes (10 pc); > 0: apparent observed-frame magnitudes
+        at the luminosity distance of ``cosmology``. ``bands``: FSPS names (``available_bands``) or any
+        speclite / sedpy filter name; None -> every band of ``available_bands`` inside the observed
+        spectrum, in that order. Returns (n_bands,) or (n_ages, n_bands).
+        """
+        from .photometry import magnitudes
+        if zmet is not None:
+            self.params["zmet"] = zmet
+        z = _scalar("zred", self.params["zred"]) if redshift is None else _scalar("redshift", redshift)
+        if redshift is not None and z != _scalar("zred", self.params["zred"]) and self.params["zred"] > 0:
+            warnings.warn(f"redshift={z} differs from zred={self.params['zred']}", UserWarning, stacklevel=2)
+        if bands is None:                     # every FSPS band that the observed spectrum covers
+            from .filters import get_bandpass
+            from .photometry import _bandpass_support
+            w = self._get_backend().wavelength * (1 + z)
+            names = [b for b in self.available_bands
+                     if w[0] <= _bandpass_support(get_bandpass(FSPS_BANDS[b])[1])[0]
+                     and _bandpass_support(get_bandpass(FSPS_BANDS[b])[1])[1] <= w[-1]]
+        else:
+            names = [bands] if isinstance(bands, str) else list(bands)
+        filters = [FSPS_BANDS.get(str(b).lower(), b) for b in names]
+        results, full = self._results_for(tage)
+        flam = np.array([r["flux"] for r in results]) * self._igm(z)
+        wave = self._get_backend().wavelength
+        system = "Vega" if self.compute_vega_mags else "AB"
+        table = magnitudes((wave * u.AA, flam * SSP_UNIT), filters, system=system, redshift=z,
+                           cosmology=self.cosmology)
+        mags = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
+        return mags if full else mags[0]
+
+    def set_tabular_sfh(self, age, sfr, Z=None):
+        """Tabular SFH for ``sfh=3``: ``age`` [Gyr since the big bang, increasing], ``sfr`` [M_sun/yr];
+        piecewise linear in time, zero outside the table. Multi-metallicity tables (``Z``) are not
+        available."""
+        if Z is not None:
+            raise ValueError("multi-metallicity tabular SFHs (Z=...) are not available; the population has "
+                             "one metallicity (logzsol / zmet)")
+        self._tabular = check_tabular(age, sfr)
+        if _scalar("sfh", self.params["sfh"], int) == 3:
+            self.params.dirtiness = max(1, self.params.dirtiness)
+
+    # ---- properties of the last computation (as python-fsps) ----
+    def _stat(self, key):
+        if self._last is None or self.params.dirty:
+            self._results_for(self.params["tage"])
+        out, full = self._last
+        vals = np.array([r[key] for r in out], float)
+        return vals if full else float(vals[0])
+
+    @property
+    def stellar_mass(self):
+        """Surviving stars + remnants [M_sun per M_sun formed] (stars only if add_stellar_remnants=False)."""
+        return self._stat("stellar_mass")
+
+    @property
+    def formed_mass(self):
+        """Mass formed by tage [M_sun]: 1 for sfh 0, 1, 4; the integral of the table for sfh=3."""
+        return self._stat("formed")
+
+    @property
+    def log_lbol(self):
+        """log10 bolometric luminosity of the stars (before dust) [L_sun per M_sun formed]."""
+        with np.errstate(divide="ignore"):
+            return np.log10(self._stat("lbol"))
+
+    @property
+    def sfr(self):
+        """Current star-formation rate [M_sun / yr per M_sun formed] (0 for an SSP)."""
+        return self._stat("sfr")
+
+    @property
+    def log_age(self):
+        """log10(age / yr) of the last computed population(s)."""
+        return np.log10(self._stat("tage") * 1e9)
+
+    @property
+    def dust_mass(self):
+        return 0.0 * self._stat("lbol")
+
+    def __repr__(self):
+        return (f"StellarPopulation(isochrones={self.isochrone_set.name!r}, sfh={self.params['sfh']}, "
+                f"zcontinuous={self._zcontinuous}, imf_type={self.params['imf_type']}, "
+                f"dust_type={self.params['dust_type']})")
+
+
+# ---- prospector -------------------------------------------------------------------------------------------
+_PROSPECTOR_HOME = Path(__file__).parent / "data" / "prospector_sps_home"
+
+
+def prospector_basis(kind="CSPSpecBasis", zcontinuous=1, reserved_params=None, compute_vega_mags=False,
+                     vactoair_flag=False, population_kwargs=None, **kwargs):
+    """A prospector source basis (``prospect.sources.<kind>``) whose ``.ssp`` is a :class:`StellarPopulation`.
+
+    kind : "CSPSpecBasis" (parametric SFHs, any number of components), "FastStepBasis" (non-parametric
+        binned SFH through ``set_tabular_sfh``) or "SSPBasis"
+    population_kwargs : dict for :class:`StellarPopulation` (``generator``, ``isochrones``, ...)
+    **kwargs : initial parameters, as for prospector's own constructors
+
+    prospector's ``SpecModel`` reads the emission-line list from ``$SPS_HOME/data/emlines_info.dat``; when
+    ``SPS_HOME`` is unset it is pointed at an empty list shipped with smnet-sps (no nebular emission).
+    """
+    from prospect import sources
+    if kind not in ("CSPSpecBasis", "FastStepBasis", "SSPBasis"):
+        raise ValueError(f"kind must be 'CSPSpecBasis', 'FastStepBasis' or 'SSPBasis'; got {kind!r}")
+    os.environ.setdefault("SPS_HOME", str(_PROSPECTOR_HOME))
+    cls = getattr(sources, kind)
+    basis = cls.__new__(cls)
+    basis.ssp = StellarPopulation(compute_vega_mags=compute_vega_mags, vactoair_flag=vactoair_flag,
+                                  zcontinuous=zcontinuous, **(population_kwargs or {}))
+    if kind == "CSPSpecBasis":
+        basis.reserved_params = ["sigma_smooth"] if reserved_params is None else reserved_params
+    else:                                   # SSPBasis.__init__ without its fsps import
+        basis.interp_type, basis.mint_log, basis.flux_interp = "logarithmic", -3, "linear"
+        basis.ssp.params["sfh"] = 0
+        basis.reserved_params = ["tage", "sigma_smooth"] if reserved_params is None else reserved_params
+    basis.params = {}
+    basis.update(**kwargs)
+    return basis

@@ -1,0 +1,366 @@
+"""The semi-empirical generator: a theoretical base model times a correction learned from observed stars.
+
+F_semi(lambda; p) = s(p) * F_base(lambda; p) * exp(w(p) * c(lambda; p))
+
+* ``F_base`` is a theoretical generator (the shipped default model unless told otherwise).
+* ``c`` is a small network's output on the base model's optical pixels (3560-7400 A, vacuum), trained on
+  MILES stars (:mod:`smnet_sps.calibrate`). It carries no low-order shape: it is orthogonal to a cubic in
+  1/lambda (so the theoretical continuum, colours and bolometric correction stay those of the base model,
+  and the observed stars' untrusted flux calibration and reddening are never learned), and it is tapered
+  smoothly to zero over 140 A at each end of the MILES range (no step at 3540 or 7410 A).
+* ``w(p)`` in [0, 1] (:meth:`SemiEmpiricalGenerator.empirical_weight`) measures how well observed stars
+  constrain the point: a smooth function of the kernel density of the calibration stars in scaled
+  (log Teff, log g, [M/H]). It is ~1 among the stars and falls smoothly to 0 (below 1e-9) a few kernel widths
+  away, so the spectrum is continuous across the edge of the observed parameter space and equals the base
+  model far from it.
+* ``s(p)`` rescales each spectrum so that its integral equals the base model's (sigma Teff^4 to the base
+  model's accuracy; exactly when the base model is built with ``renormalise=True``).
+
+Outside 3560-7400 A and far from the observed stars the spectrum is the base model's. Resolution: the base
+grid's (~20 A per pixel in the optical); the correction was learned from MILES binned flux-conservingly onto
+those pixels (after air -> vacuum).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .constants import PACKAGE_DATA
+from .generator import Generator, validate_parameters
+
+__all__ = ["SemiEmpiricalGenerator", "CorrectionNet", "semi_empirical_model_path", "file_sha256", "base_fingerprint",
+           "wavelength_taper", "low_order_basis", "kernel_density", "density_to_weight", "FORMAT"]
+
+FORMAT = "smnet-sps semi-empirical correction"
+NAME = "semi-empirical"
+
+
+def semi_empirical_model_path():
+    """Directory of the shipped correction (``smnet_sps/data/semi_empirical_model``)."""
+    return PACKAGE_DATA / "semi_empirical_model"
+
+
+def file_sha256(path):
+    """sha256 hex digest of a file (identifies the base model the correction was calibrated on)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---- pure functions shared with the calibration ---------------------------------------------------------
+def wavelength_taper(wavelength, lo, hi, width):
+    """Smooth window [0, 1]: 0 outside [lo, hi], sin^2 ramps of ``width`` [A] inside each end, 1 between.
+
+    Continuous with a continuous first derivative, so a correction multiplied by it has no step at lo / hi.
+    """
+    w = np.asarray(wavelength, float)
+    a = np.clip((w - lo) / width, 0.0, 1.0)
+    b = np.clip((hi - w) / width, 0.0, 1.0)
+    return np.sin(0.5 * np.pi * a) ** 2 * np.sin(0.5 * np.pi * b) ** 2
+
+
+def low_order_basis(wavelength, order):
+    """Legendre polynomials P_0..P_order of 1/lambda mapped to [-1, 1] over ``wavelength``: (n_pix, order+1).
+
+    A polynomial in 1/lambda describes flux-calibration errors and interstellar reddening (A_lambda ~
+    lambda^-1.3..-1.7) to < 0.05 % at this order, so this is the shape the correction must not carry.
+    """
+    inv = 1.0 / np.asarray(wavelength, float)
+    x = 2.0 * (inv - inv.min()) / (inv.max() - inv.min()) - 1.0
+    return np.polynomial.legendre.legvander(x, order)
+
+
+def kernel_density(points, stars, scales, chunk=4096):
+    """Sum over calibration stars of exp(-d^2 / 2), d = distance in units of ``scales``.
+
+    points : (n, 3) (log10 Teff, log g, [M/H]); stars : (m, 3) the same for the calibration stars;
+    scales : (3,) kernel widths [dex, dex, dex]. Returns (n,) float64 (an effective number of stars).
+    """
+    p = np.asarray(points, float) / np.asarray(scales, float)
+    s = np.asarray(stars, float) / np.asarray(scales, float)
+    s2 = (s ** 2).sum(1)
+    out = np.empty(len(p))
+    for i in range(0, len(p), chunk):
+        q = p[i:i + chunk]
+        # |q - s|^2 expanded: one matrix product instead of an (n, m, 3) difference array
+        d2 = np.maximum((q ** 2).sum(1)[:, None] + s2[None, :] - 2.0 * q @ s.T, 0.0)
+        out[i:i + chunk] = np.exp(-0.5 * d2).sum(1)
+    return out
+
+
+def density_to_weight(n_eff, n_half):
+    """Empirical weight 1 - exp(-(n_eff / n_half)^2): ~0.63 at n_eff = n_half, -> 1 among many stars, ~0 far away.
+
+    Smooth in n_eff, hence in the parameters.
+    """
+    return -np.expm1(-(np.asarray(n_eff, float) / n_half) ** 2)
+
+
+class CorrectionNet(nn.Module):
+    """MLP (scaled log Teff, log g, [M/H]) -> u (n_pix); correction c = taper * (u - Q Q^T u).
+
+    Q is an orthonormal basis of taper x (low-order polynomials in 1/lambda), so c is exactly orthogonal to those
+    polynomials and vanishes where the taper does.
+    """
+
+    def __init__(self, n_pix, width=64, depth=2, taper=None, basis=None, in_lo=None, in_hi=None):
+        super().__init__()
+        layers, n_in = [], 3
+        for _ in range(depth):
+            layers += [nn.Linear(n_in, width), nn.SiLU()]
+            n_in = width
+        layers.append(nn.Linear(n_in, n_pix))
+        self.net = nn.Sequential(*layers)
+        with torch.no_grad():          # start from "no correction"
+            self.net[-1].weight.mul_(0.01)
+            self.net[-1].bias.zero_()
+        taper = torch.ones(n_pix) if taper is None else torch.as_tensor(taper, dtype=torch.float32)
+        if basis is None:
+            basis = torch.zeros(n_pix, 0)
+        q, _ = torch.linalg.qr(torch.as_tensor(basis, dtype=torch.float64) * taper.double()[:, None])
+        self.register_buffer("taper", taper.float())
+        self.register_buffer("q", q.float())
+        self.register_buffer("in_lo", torch.as_tensor(np.zeros(3) if in_lo is None else in_lo, dtype=torch.float32))
+        self.register_buffer("in_hi", torch.as_tensor(np.ones(3) if in_hi is None else in_hi, dtype=torch.float32))
+
+    def forward(self, params, shaped=True):
+        """params: (n, 3) (log10 Teff, log g, [M/H]) -> c (n, n_pix), natural log of the flux factor.
+
+        ``shaped=False`` returns the raw u, used in training: the loss removes each star's low-order shape itself,
+        and fitting u without the taper keeps u at the data's amplitude in the taper zones (a tapered fit would
+        inflate u there to undo the taper, i.e. no taper at all).
+        """
+        x = (params - self.in_lo) / (self.in_hi - self.in_lo)
+        u = self.net(x.clamp(0.0, 1.0))
+        if not shaped:
+            return u
+        u = u - (u @ self.q) @ self.q.T
+        return u * self.taper
+
+
+# ---- the generator -------------------------------------------------------------------------------------
+class SemiEmpiricalGenerator(Generator):
+    """A base generator times a correction calibrated on observed stars (see the module docstring).
+
+    Parameters
+    ----------
+    directory : path or None
+        Correction directory written by ``smnet-sps calibrate`` (``config.json``, ``correction_<k>.pt``,
+        ``stars.npz``);
+        None -> the shipped one (:func:`semi_empirical_model_path`).
+    base : Generator or None
+        The theoretical base model; None -> the model named in ``config.json`` (the shipped default). It must
+        be the model the correction was calibrated on (sha256 of its weights and mixture files, and its spectra
+        at 8 probe points, checked: ValueError otherwise) unless ``check_base=False``.
+    device, dtype : as :func:`smnet_sps.neural.load_generator` (for the base model; the correction runs on CPU).
+    renormalise : bool, passed to the base model when it is loaded here: True makes every base spectrum, and so
+        every semi-empirical one, integrate to sigma Teff^4 exactly (see :class:`~smnet_sps.neural.NeuralGenerator`).
+    """
+
+    def __init__(self, directory=None, base=None, device="auto", dtype=None, check_base=True, renormalise=False):
+        directory = Path(semi_empirical_model_path() if directory is None else directory)
+        cfg_path = directory / "config.json"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a semi-empirical correction directory: no config.json "
+                                    "(write one with `smnet-sps calibrate`)")
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get("format") != FORMAT:
+            raise ValueError(f"{cfg_path}: format is {cfg.get('format')!r}, expected {FORMAT!r}")
+        self.config, self.directory = cfg, directory
+        if base is None:
+            from .neural import load_generator
+            base_path = _base_directory(cfg["base"]["name"])
+            if check_base:
+                _check_base_sha(cfg, base_path)
+            base = load_generator(base_path, device=device, dtype=dtype, renormalise=renormalise)
+        elif check_base:
+            base_dir = getattr(base, "directory", None)
+            if base_dir is None:
+                raise ValueError("base= must be a NeuralGenerator with a model directory (to check its weights "
+                                 "against the calibration), or pass check_base=False")
+            _check_base_sha(cfg, Path(base_dir))
+        self.base = base
+        self.name = NAME
+        self.wavelength = np.asarray(base.wavelength, float)
+        self.box = base.box
+        self.library_boxes = base.library_boxes
+        pix = cfg["pixels"]
+        self._i0, self._i1 = int(pix["start"]), int(pix["stop"])
+        if not 1 <= self._i0 < self._i1 < self.wavelength.size:
+            raise ValueError(f"{directory}: correction pixels {self._i0}:{self._i1} must lie strictly inside the base "
+                             f"model's {self.wavelength.size} pixels")
+        wl = self.wavelength[self._i0:self._i1]
+        if wl.size != pix["n"] or not np.allclose(wl, np.asarray(pix["wavelength"], float)):
+            raise ValueError(f"{directory}: the correction's pixels do not match the base model's wavelength grid")
+        dens = cfg["density"]
+        with np.load(directory / dens["stars_file"]) as z:
+            stars = {k: np.asarray(z[k]) for k in z.files}
+        self._stars = np.stack([stars["log_teff"], stars["logg"], stars["logz"]], 1).astype(float)
+        self._scales = np.asarray(dens["scales"], float)
+        self._n_half = float(dens["n_half"])
+        self._w_floor = float(dens.get("weight_floor", 1e-9))
+        self._net = _load_net(directory, cfg)
+        if check_base and "probe_params" in stars:
+            _check_base_probe(base, self._i0, self._i1, stars["probe_params"], stars["probe_ln_flux"], dtype)
+        taper = cfg["taper"]
+        self.meta = {"flux_normalisation": ("base model x exp(empirical weight x correction), rescaled so that "
+                                            "the integral equals the base model's; base: "
+                                            + str(base.meta.get("flux_normalisation", ""))),
+                     "model": NAME, "base_model": cfg["base"]["name"],
+                     "empirical_range_aa": f"{taper['lo']:g}-{taper['hi']:g} (vacuum)",
+                     "empirical_set": cfg.get("empirical_set", ""),
+                     "citation": cfg.get("citation", "")}
+
+    # coverage flags are the base model's: the correction never extends where the theory is absent
+    def in_coverage(self, teff, logg, logz):
+        """As the base model's :meth:`Generator.in_coverage`."""
+        return self.base.in_coverage(teff, logg, logz)
+
+    def empirical_weight(self, teff, logg, logz):
+        """How strongly observed stars set the spectrum at each point, in [0, 1] (0: purely theoretical).
+
+        1 - exp(-(n_eff / n_half)^2), with n_eff the Gaussian-kernel density of calibration stars in scaled
+        (log10 Teff, log g, [M/H]) (kernel widths in ``config.json["density"]["scales"]``); values below
+        1e-9 are returned as 0.
+        """
+        teff, logg, logz = validate_parameters(teff, logg, logz)
+        pts = np.stack([np.log10(teff), logg, logz], 1)
+        w = density_to_weight(kernel_density(pts, self._stars, self._scales), self._n_half)
+        return np.where(w < self._w_floor, 0.0, w)
+
+    @torch.no_grad()
+    def _weighted_correction(self, teff, logg, logz):
+        """(rows with a non-zero weight, w * c on the correction's pixels (n_rows, n_pix)) for validated inputs."""
+        w = self.empirical_weight(teff, logg, logz)
+        rows = np.flatnonzero(w > 0)
+        if not rows.size:
+            return rows, np.zeros((0, self._i1 - self._i0))
+        p = torch.as_tensor(np.stack([np.log10(teff[rows]), logg[rows], logz[rows]], 1), dtype=torch.float32)
+        return rows, self._net(p).double().numpy() * w[rows, None]
+
+    def correction(self, teff, logg, logz):
+        """ln(F_semi / (s F_base)) = w * c on the model's wavelength grid: (n, n_wave) float64 (0 where unset)."""
+        teff, logg, logz = validate_parameters(teff, logg, logz)
+        out = np.zeros((teff.size, self.wavelength.size))
+        rows, c = self._weighted_correction(teff, logg, logz)
+        out[rows, self._i0:self._i1] = c
+        return out
+
+    def _surface_flux_batch(self, teff, logg, logz, dtype=None):
+        flux = self.base._surface_flux_batch(teff, logg, logz, dtype=dtype)
+        rows, c = self._weighted_correction(teff, logg, logz)
+        if rows.size:
+            # only the correction's pixels change; the pixel on each side (c = 0) closes the trapezoid
+            lo, hi = self._i0 - 1, self._i1 + 1
+            pad = np.zeros((rows.size, hi - lo))
+            pad[:, 1:-1] = c
+            f = flux[rows]
+            added = np.trapezoid(f[:, lo:hi] * np.expm1(pad), self.wavelength[lo:hi], axis=1)
+            total = np.trapezoid(f, self.wavelength, axis=1)
+            # keep the integral (luminosity) of the base model
+            s = total / (total + added)
+            f[:, lo:hi] *= np.exp(pad)
+            flux[rows] = f * s[:, None]
+        return flux
+
+    def spectra(self, teff, logg, logz, **kwargs):
+        """As :meth:`Generator.spectra`; ``meta["empirical_weight"]`` holds :meth:`empirical_weight` per point."""
+        spec, inside = super().spectra(teff, logg, logz, **kwargs)
+        spec.meta["empirical_weight"] = self.empirical_weight(teff, logg, logz)
+        return spec, inside
+
+
+def _base_directory(name):
+    from .neural import default_model_path
+    if name == "default":
+        return default_model_path()
+    raise ValueError(f"unknown base model {name!r} in the semi-empirical config (known: 'default')")
+
+
+def base_fingerprint(base_dir):
+    """sha256 of what makes a base model's spectra: its weights file and its library-mixture file (if any)."""
+    from .mixture import MIXTURE_FILE
+    base_dir = Path(base_dir)
+    cfg = json.loads((base_dir / "config.json").read_text())
+    mix = base_dir / MIXTURE_FILE
+    return {"weights_sha256": file_sha256(base_dir / cfg.get("weights_file", "weights.pt")),
+            "mixture_sha256": file_sha256(mix) if mix.is_file() else "none"}
+
+
+def _check_base_sha(cfg, base_dir):
+    have = base_fingerprint(base_dir)
+    for key, what in (("weights_sha256", "weights"), ("mixture_sha256", "library mixture (mixture.json)")):
+        want = cfg["base"].get(key)
+        if want is not None and have[key] != want:
+            raise ValueError(
+                f"the semi-empirical correction was calibrated on base model {cfg['base']['name']!r} with {what} "
+                f"sha256 {want[:16]}..., but the installed base model in {base_dir} has {have[key][:16]}...: the "
+                "base model has changed. Re-run `smnet-sps calibrate --empirical DIR --base default --out "
+                "smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or pass check_base=False to apply "
+                "the old correction anyway.")
+
+
+PROBE_PARAMS = np.array([(5777.0, 4.44, 0.0), (4500.0, 2.0, 0.0), (3600.0, 4.7, 0.0), (9000.0, 4.0, 0.0),
+                         (5000.0, 2.5, -1.5), (15000.0, 4.0, 0.0), (6500.0, 4.2, -0.5), (4000.0, 1.0, 0.3)])
+PROBE_TOLERANCE = 2e-3          # max |change of ln F| (after removing the mean) at the probe points
+
+
+def probe_ln_flux(base, start, stop, params=PROBE_PARAMS, dtype=None):
+    """ln F_base on the correction's pixels at ``params`` (n, 3), mean removed per point: the base model's
+    spectra as the correction saw them (a changed mixture or code changes them without changing any file)."""
+    import warnings
+
+    from .generator import CoverageWarning
+    p = np.asarray(params, float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        f = base.surface_flux(p[:, 0], p[:, 1], p[:, 2], dtype=dtype)[0][:, start:stop]
+    lf = np.log(f)
+    return lf - lf.mean(1, keepdims=True)
+
+
+def _check_base_probe(base, start, stop, params, ln_flux, dtype):
+    if dtype is not None and str(dtype).replace("torch.", "") not in ("float32", "float64"):
+        return                               # reduced precision moves the spectra by more than the tolerance
+    diff = np.abs(probe_ln_flux(base, start, stop, params) - ln_flux).max()
+    if diff > PROBE_TOLERANCE:
+        raise ValueError(
+            f"the base model's spectra differ from those the semi-empirical correction was calibrated on (max "
+            f"|change of ln F| {diff:.3g} at the probe points > {PROBE_TOLERANCE:g}): the base model has changed. "
+            "Re-run `smnet-sps calibrate --empirical DIR --base default --out "
+            "smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or pass check_base=False.")
+
+
+def _load_net(directory, cfg):
+    from .neural import _torch_load
+    net_cfg = cfg["network"]
+    n = int(cfg["pixels"]["n"])
+    nets = []
+    for fname in net_cfg["weights_files"]:
+        net = CorrectionNet(n, width=net_cfg["width"], depth=net_cfg["depth"],
+                            basis=np.ones((n, int(cfg["basis_order"]) + 1)))
+        sd = _torch_load(directory / fname)
+        try:
+            net.load_state_dict(sd)
+        except RuntimeError as exc:
+            raise ValueError(f"{directory / fname} does not match config.json: {str(exc)[:300]}") from exc
+        nets.append(net.eval())
+    return _Ensemble(nets)
+
+
+class _Ensemble(nn.Module):
+    """Mean of the members' corrections."""
+
+    def __init__(self, nets):
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, params):
+        return torch.stack([n(params) for n in self.nets]).mean(0)

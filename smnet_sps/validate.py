@@ -1,0 +1,258 @@
+"""``smnet-sps validate``: generators against observed stars, and the default mixture's library ranking.
+
+::
+
+    smnet-sps validate --empirical DIR [--generator NAME_OR_PATH] [--library NAME] [--ids FILE] [--out DIR]
+                       [--grid GRID.h5] [--imitations] [--kfold K] [--seed S]
+    smnet-sps validate --empirical DIR --rank-libraries [--ids FILE] --write-mixture MODEL_DIR
+
+The first form scores the generator (and, with ``--imitations``, each of its library imitations; with
+``--grid``, linear interpolation of CK04 + BaSeL; always the nearest other observed star) with the procedure of
+:mod:`smnet_sps.empirical`, prints a median per Teff / log g class, and writes to ``--out``: ``classes.md`` and
+``classes.ecsv`` (median and p90 per class and source), ``per_star.csv`` (one row per star, one column per
+source) and ``worst_residuals.png``. ``--kfold K`` adds the honest test of the default mixture: stars are split
+into K stratified folds; for each, the library preferences are ranked on the other K-1 folds and the default
+mixture so obtained is scored on the held-out fold (the nearest-star baseline draws from the other folds too).
+
+The second form ranks the libraries per region on the given (tuning) stars and writes the model's
+``mixture.json`` (:mod:`smnet_sps.mixture`).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .empirical import (EmpiricalScore, class_table, format_class_table, kfold_ids, load_empirical,
+                        plot_worst_residuals, score_generator, score_spectra)
+from .mixture import MIXTURE_FILE, LibraryMixture, blend_log_flux, rank_libraries
+
+__all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_score", "kfold_validation",
+           "baseline_scores", "load_any_generator", "add_cli"]
+
+
+def load_any_generator(name_or_path=None, device="cpu"):
+    """``None`` (the shipped model), ``"blackbody"`` or a model directory."""
+    from .generator import BlackbodyGenerator
+    from .neural import load_generator
+    if name_or_path == "blackbody":
+        return BlackbodyGenerator()
+    return load_generator(name_or_path, device=device)
+
+
+def imitation_log_flux(gen, stars):
+    """log10 F_lambda of every library imitation at the stars, shape (n_libraries, n_stars, n_wave)."""
+    from .generator import CoverageWarning
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        for lib in gen.library_names:
+            f, _ = gen.surface_flux(stars.teff, stars.logg, stars.logz, library=lib)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out.append(np.log10(f))
+    return np.array(out)
+
+
+def _support(gen, stars, policy=None):
+    mix = LibraryMixture(gen.library_names, gen.library_boxes, gen.nodes, policy)
+    return mix, mix.support(np.log10(stars.teff), stars.logg, stars.logz).T > 0
+
+
+def imitation_scores(gen, stars, log_flux=None):
+    """One :class:`EmpiricalScore` per library imitation (scored at every star, in or outside its box)."""
+    log_flux = imitation_log_flux(gen, stars) if log_flux is None else log_flux
+    _, supported = _support(gen, stars)
+    return [score_spectra(f"{lib} imitation", gen.wavelength, 10.0 ** log_flux[j], stars, supported[j])
+            for j, lib in enumerate(gen.library_names)]
+
+
+def rank_on_stars(gen, stars, scores=None, log_flux=None, meta=None):
+    """:func:`smnet_sps.mixture.rank_libraries` from the library imitations' scores on ``stars``."""
+    scores = imitation_scores(gen, stars, log_flux) if scores is None else scores
+    _, supported = _support(gen, stars)
+    m = {"stars": len(stars), "empirical_set": stars.name, "model": gen.name,
+         "command": "smnet-sps validate --empirical DIR --rank-libraries --write-mixture MODEL_DIR"}
+    m.update(meta or {})
+    return rank_libraries(gen.library_names, np.array([s.score for s in scores]), stars.teff, stars.logg,
+                          supported, meta=m)
+
+
+def mixture_score(gen, stars, policy, log_flux, name="default mixture"):
+    """Score of the default mixture under ``policy`` (a MixturePolicy, or None = equal weights), computed as
+    the generator does: the weighted geometric mean of the library imitations."""
+    mix, _ = _support(gen, stars, policy)
+    w = mix.weights(np.log10(stars.teff), stars.logg, stars.logz)
+    inside = gen.in_coverage(stars.teff, stars.logg, stars.logz)
+    return score_spectra(name, gen.wavelength, 10.0 ** blend_log_flux(log_flux, w), stars, inside)
+
+
+def baseline_scores(stars, grid=None, pool=None):
+    """Scores of the baselines: CK04 (+ BaSeL below 3500 K) interpolation (if ``grid``), nearest other star
+    (from ``pool``, default ``stars``)."""
+    from .baselines import InterpolatedLibraryGenerator, nearest_star_flux
+    out = []
+    if grid is not None:
+        libs = [n for n in ("ck04", "basel22") if n in grid.library_names]
+        interp = InterpolatedLibraryGenerator(grid, libs, name="interpolated " + "+".join(libs))
+        out.append(score_generator(interp, stars))
+    flux, _ = nearest_star_flux(stars, pool)
+    out.append(score_spectra("nearest other star", stars.wavelength, flux, stars))
+    return out
+
+
+def _concat(parts, name):
+    """One EmpiricalScore from per-fold pieces."""
+    cat = {k: np.concatenate([getattr(p, k) for p in parts]) for k in
+           ("star_id", "teff", "logg", "logz", "residual", "score", "inside")}
+    return EmpiricalScore(name, cat["star_id"], cat["teff"], cat["logg"], cat["logz"], cat["residual"],
+                          cat["score"], cat["inside"], parts[0].grid, parts[0].fwhm)
+
+
+def kfold_validation(gen, stars, k=5, seed=0, grid=None, progress=False):
+    """Held-out scores: for each of k stratified folds, rank the libraries on the other folds and score the
+    resulting default mixture on the fold. Returns (list of EmpiricalScore over all held-out stars: default
+    (k-fold ranked), equal-weight mixture, each library imitation, baselines; list of the k policies)."""
+    log_flux = imitation_log_flux(gen, stars)
+    imit = imitation_scores(gen, stars, log_flux)
+    folds = kfold_ids(stars.star_id, stars.teff, k=k, seed=seed)
+    interp = None
+    if grid is not None:
+        from .baselines import InterpolatedLibraryGenerator
+        libs = [n for n in ("ck04", "basel22") if n in grid.library_names]
+        interp = score_generator(InterpolatedLibraryGenerator(grid, libs), stars,
+                                 name="interpolated " + "+".join(libs))
+    parts = {"default": [], "equal": [], "nearest": []}
+    policies = []
+    it = range(len(folds))
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc="folds")
+    for f in it:
+        tune_ids, test_ids = folds[f]
+        tr, te = stars.rows(tune_ids), stars.rows(test_ids)
+        tune = stars.select(tune_ids)
+        test = stars.select(test_ids)
+        policy = rank_on_stars(gen, tune, [s.subset(tr) for s in imit], meta={"fold": f, "k": k, "seed": seed})
+        policies.append(policy)
+        parts["default"].append(mixture_score(gen, test, policy, log_flux[:, te], "default (ranked on other folds)"))
+        parts["equal"].append(mixture_score(gen, test, None, log_flux[:, te], "equal-weight mixture"))
+        flux, _ = _nearest(test, tune)
+        parts["nearest"].append(score_spectra("nearest tuning star", stars.wavelength, flux, test))
+    order = np.concatenate([stars.rows(te) for _, te in folds])
+    out = [_concat(parts["default"], "default (ranked on other folds)"),
+           _concat(parts["equal"], "equal-weight mixture")]
+    out += [s.subset(order) for s in imit]
+    if interp is not None:
+        out.append(interp.subset(order))
+    out.append(_concat(parts["nearest"], "nearest tuning star"))
+    return out, policies
+
+
+def _nearest(stars, pool):
+    from .baselines import nearest_star_flux
+    return nearest_star_flux(stars, pool)
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_cli(sub):
+    p = sub.add_parser("validate", help="score generators against observed stars; rank the default mixture",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--empirical", required=True, help="directory (or .npz) of observed stars, MILES layout")
+    p.add_argument("--generator", default=None,
+                   help="model directory or 'blackbody' (default: the shipped model)")
+    p.add_argument("--library", default=None, help="score this library imitation instead of the default mixture")
+    p.add_argument("--ids", default=None, help="text file of star numbers to use (default: all)")
+    p.add_argument("--out", default=None, help="directory for classes.md/.ecsv, per_star.csv, worst_residuals.png")
+    p.add_argument("--grid", default=None, help="union grid file: adds the CK04 (+BaSeL) interpolation baseline")
+    p.add_argument("--imitations", action="store_true", help="also score every library imitation")
+    p.add_argument("--kfold", type=int, default=0, metavar="K",
+                   help="held-out test of the default mixture: rank on K-1 folds, score the K-th")
+    p.add_argument("--seed", type=int, default=0, help="seed of the k-fold split")
+    p.add_argument("--rank-libraries", action="store_true",
+                   help="rank the libraries per region on the stars (tuning stars: --ids) and print the ranking")
+    p.add_argument("--write-mixture", default=None, metavar="MODEL_DIR",
+                   help=f"with --rank-libraries: write the ranking as MODEL_DIR/{MIXTURE_FILE}")
+    p.add_argument("--worst", type=int, default=8, help="stars in the worst-residual plot")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args):
+    from .neural import NeuralGenerator
+    stars = load_empirical(args.empirical)
+    if args.ids:
+        ids = np.loadtxt(args.ids, dtype=int, ndmin=1)
+        stars = stars.select(ids)
+    gen = load_any_generator(args.generator, device=args.device)
+    if args.write_mixture and not args.rank_libraries:
+        raise ValueError("--write-mixture needs --rank-libraries")
+    if (args.rank_libraries or args.kfold or args.imitations) and not isinstance(gen, NeuralGenerator):
+        raise ValueError("--rank-libraries, --kfold and --imitations need a model trained by smnet-sps "
+                         "(a model directory with library imitations)")
+    if args.library is not None and not isinstance(gen, NeuralGenerator):
+        raise ValueError("--library needs a model trained by smnet-sps")
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+
+    if args.rank_libraries:
+        policy = rank_on_stars(gen, stars, meta={"ids_file": args.ids})
+        names = policy.region_names()
+        for i, row in enumerate(policy.orders):
+            for k, order in enumerate(row):
+                print(f"{names[i][k]:40s} {' > '.join(order)}")
+        for e in policy.evidence:
+            how = "measured" if e["decided_by_data"] else "not significant, default order"
+            print(f"  Teff {e['teff'][0]:g}-{e['teff'][1]:g} K, log g {e['logg'][0]:g}..{e['logg'][1]:g}: "
+                  f"{e['pair'][0]} {100 * e['median_score'][0]:.2f} % vs {e['pair'][1]} "
+                  f"{100 * e['median_score'][1]:.2f} % on {e['n_stars']} stars ({e['pair'][0]} better on "
+                  f"{e['n_first_better']}, sign test p = {e['sign_test_p']:.3f}: {how}) -> {e['preferred']}")
+        if args.write_mixture:
+            path = Path(args.write_mixture) / MIXTURE_FILE
+            policy.save(path)
+            print(f"wrote {path}")
+        return 0
+
+    grid = None
+    if args.grid:
+        from .train import read_grid
+        grid = read_grid(args.grid)
+    if args.kfold:
+        scores, _ = kfold_validation(gen, stars, k=args.kfold, seed=args.seed, grid=grid, progress=True)
+        main = scores[0]
+    else:
+        main = score_generator(gen, stars, library=args.library)
+        scores = [main]
+        if args.imitations:
+            scores += imitation_scores(gen, stars)
+        scores += baseline_scores(stars, grid)
+    print(format_class_table(scores))
+    if out:
+        (out / "classes.md").write_text("Median of per-star median |residual| [%] (number of stars)\n\n"
+                                        + format_class_table(scores) + "\n\n90th percentile [%]\n\n"
+                                        + format_class_table(scores, "p90") + "\n")
+        class_table(scores).write(out / "classes.ecsv", overwrite=True)
+        _write_per_star(out / "per_star.csv", scores)
+        fig = plot_worst_residuals(main, n=args.worst)
+        fig.savefig(out / "worst_residuals.png", dpi=90)
+        print(f"wrote {out}/classes.md, classes.ecsv, per_star.csv, worst_residuals.png")
+    return 0
+
+
+def _write_per_star(path, scores):
+    import csv
+    ref = scores[0]
+    rows = {int(s): i for i, s in enumerate(ref.star_id)}
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["star_id", "teff", "logg", "logz", "inside"] + [f"{s.name} median_abs_residual" for s in scores])
+        cols = []
+        for s in scores:
+            v = np.full(len(ref.star_id), np.nan)
+            for sid, val in zip(s.star_id, s.score):
+                v[rows[int(sid)]] = val
+            cols.append(v)
+        for i in range(len(ref.star_id)):
+            w.writerow([int(ref.star_id[i]), f"{ref.teff[i]:.0f}", f"{ref.logg[i]:.3f}", f"{ref.logz[i]:.3f}",
+                        bool(ref.inside[i])] + [f"{c[i]:.6f}" for c in cols])

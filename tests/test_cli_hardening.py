@@ -1,0 +1,188 @@
+"""Command line against hostile input: every bad path or option is rc 1 and one line, never a traceback;
+outputs are never overwritten without --overwrite and never left half written."""
+import os
+
+import numpy as np
+import pytest
+
+from smnet_sps.cli import main
+
+SSP = ["ssp", "--age", "10Gyr", "--Z", "0.0152", "--generator", "blackbody"]
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture
+def never_compute(monkeypatch):
+    """Make the slow computations fail loudly: a bad output path must be refused before any of them runs."""
+    import smnet_sps.photometry as phot
+    import smnet_sps.ssp as sspmod
+
+    def never(*args, **kwargs):
+        raise AssertionError("the computation ran although the output path is invalid")
+
+    monkeypatch.setattr(sspmod, "ssp_spectrum", never)
+    monkeypatch.setattr(sspmod, "ssp_grid", never)
+    monkeypatch.setattr(phot, "ssp_magnitudes", never)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (SSP + ["--out", "{tmp}/x.txt"], "unknown output format '.txt'"),           # never FITS inside a .txt
+    (SSP + ["--out", "{tmp}"], "is a directory"),
+    (SSP + ["--out", "{tmp}/plain_file/x.fits"], "is a file, not a folder"),
+    (SSP + ["--plot", "{tmp}/x.fits"], "unknown output format '.fits' for the plot"),
+    (SSP + ["--out", "{tmp}/same.fits", "--plot", "{tmp}/same.fits"], "unknown output format"),
+    (["ssp-grid", "--ages", "1Gyr", "--out", "{tmp}/g.txt"], "unknown output format '.txt'"),
+    (["ssp-grid", "--ages", "1Gyr", "--out", "{tmp}"], "is a directory"),
+    (["ssp-grid", "--ages", "--Z", "0.0152", "--out", "{tmp}/g.h5"], "--ages was given without a value"),
+    (["ssp-grid", "--ages", "1Gyr", "--Z", "--out", "{tmp}/g.h5"], "--Z was given without a value"),
+    (["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--out", "{tmp}/m.xyz"], "unknown output format"),
+    (["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--out", "{tmp}/m"], "'(none)'"),
+    (["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--plot", "{tmp}"], "is a directory"),
+    (["grid", "build", "--libraries", "{tmp}", "--out", "{tmp}/g.npz"], "use one of .h5, .hdf5"),
+    (["grid", "info", "{tmp}/none.h5", "--plot", "{tmp}/c.xyz"], "unknown output format"),
+    (["evaluate", "--grid", "{tmp}/none.h5", "--out", "{tmp}/r.txt"], "use one of .json"),
+    (["train", "--grid", "{tmp}/none.h5", "--out", "{tmp}/plain_file"], "is a file"),
+])
+def test_bad_output_path_is_one_line_rc1_before_any_work(argv, expected, tmp_path, capsys, never_compute):
+    (tmp_path / "plain_file").write_text("not a folder")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main(argv) == 1
+    err = _error_line(capsys)
+    assert expected in err
+    assert "--" in err                                    # the message names the option
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain_file"]     # nothing written
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_is_refused(tmp_path, capsys, never_compute):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert main(SSP + ["--out", str(ro / "x.fits")]) == 1
+        assert "not writable" in _error_line(capsys)
+    finally:
+        ro.chmod(0o755)
+
+
+def test_read_only_folder_check_uses_os_access(tmp_path, monkeypatch):
+    """The same check where the tests run as root (which may write anywhere): os.access says no."""
+    from smnet_sps.output_files import check_output
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with pytest.raises(ValueError, match="--out .* is not writable"):
+        check_output(tmp_path / "x.fits", (".fits",))
+
+
+@pytest.mark.parametrize("exc", [PermissionError(13, "Permission denied", "/x/y.fits"),
+                                 IsADirectoryError(21, "Is a directory", "/x"), OSError(28, "No space left"),
+                                 FileNotFoundError(2, "No such file", "grid.h5"),
+                                 ValueError("bad value\nsecond line")])
+def test_main_turns_named_errors_into_one_line(exc, monkeypatch, capsys):
+    import smnet_sps.ssp as sspmod
+
+    def boom(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(sspmod, "ssp_spectrum", boom)
+    assert main(SSP) == 1
+    err = _error_line(capsys)
+    assert err.startswith("smnet-sps ssp: error:")
+    if getattr(exc, "filename", None):
+        assert exc.filename in err
+
+
+def test_main_keeps_tracebacks_for_bugs(monkeypatch):
+    """A TypeError deep inside is a bug, not a user error: it must not be disguised as one."""
+    import smnet_sps.ssp as sspmod
+    monkeypatch.setattr(sspmod, "ssp_spectrum", lambda *a, **k: 1 + "x")
+    with pytest.raises(TypeError):
+        main(SSP)
+
+
+def test_ssp_never_overwrites_without_flag_and_atomically_with_it(tmp_path, capsys):
+    from astropy.io import fits
+    out, png = tmp_path / "s.fits", tmp_path / "s.png"
+    assert main(SSP + ["--out", str(out), "--plot", str(png)]) == 0
+    first, first_png = out.read_bytes(), png.read_bytes()
+    capsys.readouterr()
+    # second run: refused, both files untouched
+    assert main(["ssp", "--age", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]) == 1
+    assert "--overwrite" in _error_line(capsys)
+    assert main(SSP + ["--plot", str(png)]) == 1
+    assert out.read_bytes() == first and png.read_bytes() == first_png
+    # with --overwrite: replaced, and no temporary file is left behind
+    assert main(["ssp", "--age", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out),
+                 "--overwrite"]) == 0
+    with fits.open(out) as h:
+        assert h["SSP"].header["LOGAGE"] == pytest.approx(9.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.fits", "s.png"]
+
+
+def test_failed_write_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch, capsys):
+    """A writer that dies half way (disk full) must not leave a truncated file under the target name."""
+    import smnet_sps.ssp as sspmod
+    out = tmp_path / "s.fits"
+    out.write_bytes(b"previous result")
+
+    def half_write(spec, path):
+        with open(path, "wb") as f:
+            f.write(b"SIMPLE  =  T" * 10)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sspmod, "_write_fits", half_write)
+    assert main(SSP + ["--out", str(out), "--overwrite"]) == 1
+    assert "No space left" in _error_line(capsys)
+    assert out.read_bytes() == b"previous result"
+    assert [p.name for p in tmp_path.iterdir()] == ["s.fits"]
+
+
+def test_ssp_grid_and_mags_never_overwrite(tmp_path, capsys):
+    grid = tmp_path / "g.npz"
+    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.002", "--generator", "blackbody", "--out", str(grid)]
+    assert main(argv) == 0
+    before = grid.read_bytes()
+    assert main(argv) == 1 and "--overwrite" in _error_line(capsys)
+    assert grid.read_bytes() == before
+    assert main(argv + ["--overwrite"]) == 0
+    assert np.load(grid)["ssp_flux"].shape[:2] == (1, 1)
+
+    table = tmp_path / "m.ecsv"
+    argv = ["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--model", "blackbody",
+            "--out", str(table)]
+    assert main(argv) == 0
+    before = table.read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 1 and "--overwrite" in _error_line(capsys)
+    assert table.read_bytes() == before
+    assert main(argv + ["--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("suffix, reader", [(".csv", "ascii.csv"), (".txt", "ascii.commented_header"),
+                                            (".fits", "fits")])
+def test_mags_table_format_follows_extension(suffix, reader, tmp_path):
+    from astropy.table import Table
+    out = tmp_path / f"m{suffix}"
+    assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--model", "blackbody",
+                 "--out", str(out)]) == 0
+    assert "M_sdss2010-g" in Table.read(out, format=reader).colnames
+
+
+def test_missing_output_folder_is_created(tmp_path):
+    out = tmp_path / "new" / "deeper" / "s.fits"
+    assert main(SSP + ["--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
+
+
+def test_train_refuses_to_overwrite_a_model(tmp_path, capsys):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    assert main(["train", "--grid", str(tmp_path / "g.h5"), "--out", str(model)]) == 1
+    assert "--overwrite" in _error_line(capsys)
+    assert (model / "config.json").read_text() == "{}"

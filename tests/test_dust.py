@@ -1,0 +1,80 @@
+"""Dust curves against dust_extinction, sedpy and published Calzetti values; the Charlot & Fall screen."""
+import numpy as np
+import pytest
+from astropy import units as u
+
+from smnet_sps.dust import attenuate, attenuation_curve, calzetti2000, ccm89, power_law, smc_bar
+
+pytest.importorskip("dust_extinction")
+WAVE = np.geomspace(91.0, 1.6e6, 400)          # the generator's range [A]
+
+
+@pytest.mark.parametrize("rv", [2.5, 3.1, 5.0])
+def test_ccm89_is_dust_extinction_inside_its_range(rv):
+    from dust_extinction.parameter_averages import CCM89
+    w = np.geomspace(1000.1, 33333.0, 300)
+    assert np.allclose(ccm89(w, rv), CCM89(Rv=rv)(w * u.AA), rtol=1e-12)
+    assert ccm89(np.array([5500.0]), 3.1)[0] == pytest.approx(1.0, abs=2e-3)   # A_V / A_V
+    full = ccm89(WAVE, rv)
+    assert np.all(np.isfinite(full)) and np.all(full > 0)
+    # continuous where the extensions take over (IR power law, far-UV polynomial)
+    for edge in (1e4 / 0.3, 1e4 / 10.0):
+        lo, hi = ccm89(np.array([edge * 0.999, edge * 1.001]), rv)
+        assert lo == pytest.approx(hi, rel=0.02)
+
+
+def test_smc_bar_is_dust_extinction():
+    from dust_extinction.averages import G03_SMCBar
+    w = np.geomspace(1000.1, 33333.0, 200)
+    assert np.allclose(smc_bar(w), G03_SMCBar()(w * u.AA), rtol=1e-12)
+    assert np.all(np.isfinite(smc_bar(WAVE)))
+
+
+def test_calzetti_published_values_and_sedpy():
+    k = calzetti2000(np.array([1500.0, 4400.0, 5500.0])) * 4.05       # k'(lambda), R_V = 4.05
+    assert k[0] == pytest.approx(10.33, abs=0.01)                      # A_1500 = 10.33 E(B-V) (Calzetti 2000)
+    assert k[1] - k[2] == pytest.approx(1.0, abs=0.02)          # k(B) - k(V) = 1: the definition of E(B-V)
+    sedpy_att = pytest.importorskip("sedpy.attenuation")
+    w = np.geomspace(1200.0, 22000.0, 300)
+    ours = calzetti2000(w) / calzetti2000(np.array([5500.0]))[0]
+    assert np.allclose(ours, sedpy_att.calzetti(w), rtol=1e-10)        # sedpy normalises at 5500 A
+    assert np.all(calzetti2000(np.array([4e4, 1e5])) == 0)              # k' < 0 beyond ~3.1 um -> 0
+
+
+def test_power_law_and_birth_cloud_screen():
+    assert np.allclose(power_law(WAVE, -0.7), (WAVE / 5500.0) ** -0.7)
+    young = np.full(WAVE.size, 2.0)
+    old = np.full(WAVE.size, 3.0)
+    out = attenuate(WAVE, young, old, dust_type=0, dust1=1.0, dust2=0.3, dust_index=-0.7, dust1_index=-1.0)
+    tau2 = 0.3 * (WAVE / 5500) ** -0.7
+    expected = (2.0 * np.exp(-(WAVE / 5500) ** -1.0) + 3.0) * np.exp(-tau2)
+    assert np.allclose(out, expected, rtol=1e-12)
+    # frac_nodust / frac_obrun as FSPS add_dust
+    out = attenuate(WAVE, young, old, dust_type=2, dust1=1.0, dust2=0.3, frac_nodust=0.2, frac_obrun=0.1)
+    cal = calzetti2000(WAVE)
+    cspi = 2.0 * (np.exp(-(WAVE / 5500) ** -1.0) * 0.9 + 0.1) + 3.0
+    assert np.allclose(out, cspi * (0.8 * np.exp(-0.3 * cal) + 0.2), rtol=1e-12)
+    assert np.array_equal(attenuate(WAVE, young, old), young + old)    # no dust
+
+
+@pytest.mark.parametrize("dust_type", [0, 1, 2, 4, 5, 6])
+def test_every_dust_type_is_finite_and_one_near_v(dust_type):
+    c = attenuation_curve(WAVE, dust_type, dust_index=-0.7 if dust_type == 0 else 0.0)
+    assert np.all(np.isfinite(c)) and np.all(c >= 0)
+    v = attenuation_curve(np.array([5500.0]), dust_type, dust_index=0.0)[0]
+    assert v == pytest.approx(1.0, abs=0.06)
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(dust_type=3), "Witt & Gordon"),
+                                          (dict(dust_type=9), "dust_type"),
+                                          (dict(dust_type=1, uvb=0.5), "uvb")])
+def test_curve_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        attenuation_curve(WAVE, **kwargs)
+
+
+def test_attenuate_errors():
+    with pytest.raises(ValueError, match="dust2"):
+        attenuate(WAVE, WAVE, WAVE, dust2=-0.1)
+    with pytest.raises(ValueError, match="frac_nodust"):
+        attenuate(WAVE, WAVE, WAVE, dust2=0.1, frac_nodust=1.5)

@@ -1,0 +1,46 @@
+"""Madau (1995) IGM transmission against its published coefficients and synphot's implementation."""
+import numpy as np
+import pytest
+
+from smnet_sps.igm import igm_transmission, madau_tau
+
+
+@pytest.mark.parametrize("z", [0.5, 2.0, 3.0, 4.5])
+def test_matches_synphot_madau(z):
+    """synphot.reddening.etau_madau is BPZ's Madau (1995): Ly alpha-delta, footnote-3 continuum, no metals."""
+    from synphot.reddening import etau_madau
+    rest = np.linspace(700.0, 1400.0, 2000)
+    rest = rest[np.all(np.abs(rest[:, None] - np.array([1216, 1026, 973, 950, 912])) > 2.0, axis=1)]
+    ref = etau_madau(rest * (1 + z), z)(rest * (1 + z)).value
+    ours = np.exp(-madau_tau(rest, z, n_lines=4, metals=False, cap=False))
+    ok = ref > 1e-6
+    # synphot rounds the line and limit wavelengths (1216, 1026, 973, 950, 912 A; FSPS 1215.67, ..., 911.75),
+    # which moves tau by up to ~1 % (and by ~0.005 just below the Lyman limit, where tau starts from 0)
+    assert np.allclose(-np.log(ours[ok]), -np.log(ref[ok]), rtol=1e-2, atol=5e-3)
+    assert np.all(ours[rest > 1220] == 1.0)
+
+
+def test_published_lyman_alpha_forest_formula():
+    """Between Ly beta and alpha: tau = 0.0036 (l_obs/1216)^3.46 + 0.0017 (l_obs/1216)^1.68 (Madau 1995)."""
+    z = 3.0
+    rest = np.linspace(1030.0, 1210.0, 50)
+    lobs = rest * (1 + z)
+    expected = 0.0036 * (lobs / 1215.67) ** 3.46 + 0.0017 * (lobs / 1215.67) ** 1.68
+    assert np.allclose(madau_tau(rest, z), expected, rtol=1e-12)
+    # mean Ly alpha decrement D_A over 1050-1170 A rest grows with redshift and is ~0.2-0.4 at z = 3
+    da = [1 - igm_transmission(np.linspace(1050, 1170, 200), zz).mean() for zz in (2.0, 3.0, 4.0)]
+    assert da[0] < da[1] < da[2] and 0.15 < da[1] < 0.45
+
+
+def test_factor_zero_redshift_and_cap():
+    rest = np.geomspace(91.0, 2000.0, 500)
+    assert np.all(igm_transmission(rest, 0.0) == 1.0)
+    t1, t2 = igm_transmission(rest, 3.0, 1.0), igm_transmission(rest, 3.0, 2.0)
+    assert np.allclose(t2, t1 ** 2)
+    tau = madau_tau(rest, 6.0)
+    k = np.argmax(tau)
+    assert np.all(tau[:k] == tau[k])           # held at its maximum bluewards (as FSPS)
+    with pytest.raises(ValueError, match="igm_factor"):
+        igm_transmission(rest, 3.0, -1.0)
+    with pytest.raises(ValueError, match="redshift"):
+        madau_tau(rest, -0.5)

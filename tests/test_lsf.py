@@ -1,0 +1,149 @@
+"""Line-spread function and wavelength medium: declared = measured, carried by every output, convertible."""
+import dataclasses
+
+import numpy as np
+import pytest
+from astropy import units as u
+
+from smnet_sps import lsf
+from smnet_sps.medium import MEDIA, air_to_vacuum, to_medium, vacuum_to_air
+from smnet_sps.wavegrid import bin_edges, default_wavelength, resample
+
+WAVE = default_wavelength().to_value(u.AA)
+
+
+def _push_line(centre, wave=WAVE, width=0.02):
+    """A narrow absorption line (Gaussian sigma ``width`` A, EW 1 A) binned onto ``wave`` like a library."""
+    fine = np.arange(centre - 80, centre + 80, width / 4)
+    spec = 1.0 - np.exp(-0.5 * ((fine - centre) / width) ** 2) / (width * np.sqrt(2 * np.pi))
+    out, _ = resample(fine, spec, wave)
+    return np.where(np.isfinite(out), out, 1.0)
+
+
+def test_declared_lsf_equals_measured_at_every_pixel():
+    declared = lsf.grid_lsf_fwhm(WAVE)
+    measured, flatness = lsf.measure_grid_lsf(WAVE)
+    inner = slice(1, -1)
+    assert np.all(np.abs(measured[inner] / declared[inner] - 1) < 0.10)
+    assert np.all(flatness[inner] > 0.99)                       # a box: flat top
+    i = int(np.argmin(np.abs(WAVE - 3640.0)))                     # the one 10 A pixel of the optical grid
+    assert WAVE[i] == 3640.0 and declared[i] == pytest.approx(10.0) and measured[i] == pytest.approx(10.0, rel=0.1)
+    opt = (WAVE > 4000) & (WAVE < 9000)
+    assert np.allclose(declared[opt], 20.0)
+
+
+def test_pixel_response_is_the_box_independently():
+    """Independent of measure_grid_lsf: a line anywhere inside a pixel lands only there, with EW conserved."""
+    i = int(np.argmin(np.abs(WAVE - 5010.0)))
+    lo, hi = bin_edges(WAVE)[i:i + 2]
+    for centre in np.linspace(lo + 0.5, hi - 0.5, 9):
+        binned = _push_line(centre)
+        deficit = 1.0 - binned
+        assert np.argmax(deficit) == i
+        assert deficit[i] * (hi - lo) == pytest.approx(1.0, rel=1e-3)      # EW 1 A all in pixel i
+        assert deficit[i - 1] < 1e-6 and deficit[i + 1] < 1e-6
+
+
+@pytest.mark.parametrize("centre", [3641.5, 5004.0, 5016.0])
+@pytest.mark.parametrize("factor", [1.0, 1.25])
+def test_to_gaussian_lsf_gives_the_requested_fwhm(centre, factor):
+    native = lsf.grid_lsf_fwhm(WAVE)
+    fwhm = factor * native[(WAVE > 3500) & (WAVE < 7000)].max()          # >= native everywhere used
+    m = (WAVE > 3400) & (WAVE < 7400)
+    lam, out, fwhm_out = lsf.to_gaussian_lsf(WAVE[m], _push_line(centre)[m], fwhm, 30.0)
+    assert np.allclose(np.diff(np.log(lam)), 30.0 / lsf.C_KMS)
+    assert np.allclose(fwhm_out, fwhm)
+    prof = 1.0 - out
+    near_jump = abs(centre - 3640) < 20          # the 15-10-15 A pixels: edges shared by unequal pixels
+    assert np.sum(prof * np.gradient(lam)) == pytest.approx(1.0, rel=1e-3)   # EW kept
+    cen = np.sum(prof * lam) / prof.sum()
+    x = np.linspace(-2 * fwhm, 2 * fwhm, 4001)
+    p = np.interp(x, lam - cen, prof)
+    half = x[p >= 0.5 * p.max()]
+    assert half[-1] - half[0] == pytest.approx(fwhm, rel=0.10)
+    sigma = np.sqrt(np.sum(p * x ** 2) / p.sum())
+    assert sigma * lsf.FWHM_PER_SIGMA == pytest.approx(fwhm, rel=0.05 if near_jump else 0.01)   # 2nd moment
+    # what the binning loses: the line's place inside its pixel (at most half a pixel)
+    i = int(np.argmin(np.abs(WAVE - centre)))
+    assert abs(cen - WAVE[i]) < 0.1 and abs(cen - centre) <= 0.5 * native[i]
+    flat = lsf.to_gaussian_lsf(WAVE[m], np.ones(m.sum()), fwhm, 30.0)[1]
+    assert np.allclose(flat, 1.0, atol=1e-12)
+
+
+def test_to_gaussian_lsf_and_degrade_refuse_bad_input():
+    with pytest.raises(ValueError, match="native box FWHM"):
+        lsf.to_gaussian_lsf(WAVE, np.ones(WAVE.size), 15.0, 30.0, lam_range=(4000, 6000))
+    with pytest.raises(ValueError, match="velscale"):
+        lsf.to_gaussian_lsf(WAVE, np.ones(WAVE.size), 25.0, -1.0)
+    with pytest.raises(ValueError, match="fwhm_out must be >= fwhm_in"):
+        lsf.degrade_to_fwhm(WAVE, np.ones(WAVE.size), 30.0, 20.0)
+
+
+def test_degrade_to_fwhm():
+    lam = np.exp(np.arange(np.log(4000), np.log(6000), 1e-4 * np.log(10)))
+    f = np.zeros(lam.size)
+    i = np.searchsorted(lam, 5000)
+    f[i] = 1.0
+    g = lsf.degrade_to_fwhm(lam, f, 0.0, 25.0)
+    x = lam - lam[i]
+    assert np.sqrt(np.sum(g * x ** 2) / g.sum()) * lsf.FWHM_PER_SIGMA == pytest.approx(25.0, rel=0.01)
+
+
+# ------------------------------------------------------------------------------------- the medium
+def test_every_library_states_its_medium():
+    from smnet_sps.libraries import LIBRARIES
+    for name, entry in LIBRARIES.items():
+        assert entry.medium in MEDIA, name
+        assert len(entry.medium_note) > 40, name
+    assert all(e.medium == "vacuum" for e in LIBRARIES.values())      # so the shipped grid needs no conversion
+
+
+def test_grid_file_records_vacuum_and_converts_an_air_library(fixtures_dir, tmp_path, monkeypatch):
+    from smnet_sps import grid as gridmod
+    from smnet_sps.libraries import LIBRARIES
+    libdir = fixtures_dir / "libraries"
+    g = gridmod.build_grid(libdir, only="cm87", progress=False, log=lambda s: None)
+    gridmod.save_grid(g, tmp_path / "g.h5")
+    back = gridmod.load_grid(tmp_path / "g.h5")
+    assert back.attrs["wavelength_medium"] == "vacuum" and "Morton" in back.attrs["medium_conversion"]
+    assert back.attrs["lsf_shape"] == "box"
+    assert np.allclose(back.attrs["lsf_fwhm"], lsf.grid_lsf_fwhm(g.wavelength))
+    assert back.libraries["cm87"]["native_medium"] == "vacuum"
+    # the same library declared in air is shifted to vacuum before resampling
+    monkeypatch.setitem(LIBRARIES, "cm87", dataclasses.replace(LIBRARIES["cm87"], medium="air"))
+    g_air = gridmod.build_grid(libdir, only="cm87", progress=False, log=lambda s: None)
+    rec = g_air.libraries["cm87"]
+    assert rec["native_medium"] == "air" and "air_to_vacuum" in rec["medium_conversion"]
+    lib = gridmod.read_library("cm87", libdir)
+    vac_wave, _ = gridmod._to_vacuum(lib, "air")
+    assert np.allclose(vac_wave[0], air_to_vacuum(lib.wavelengths[0]))
+    assert not np.allclose(g_air.flux, g.flux, rtol=1e-6, equal_nan=True)
+
+
+def test_known_line_through_spectrum_and_ssp_outputs(blackbody):
+    spec, _ = blackbody.spectra([5800.0], [4.4], [0.0])
+    assert spec.meta["wavelength_medium"] == "vacuum" and spec.meta["lsf_shape"] == "box"
+    assert np.allclose(spec.meta["lsf_fwhm"], lsf.grid_lsf_fwhm(spec.spectral_axis.to_value(u.AA)))
+    air = to_medium(spec, "air")
+    assert air.meta["wavelength_medium"] == "air"
+    lam_v, lam_a = spec.spectral_axis.to_value(u.AA), air.spectral_axis.to_value(u.AA)
+    # H-alpha: 6564.61 A in vacuum is 6562.80 A in air (NIST)
+    assert np.interp(6564.61, lam_v, lam_a) == pytest.approx(6562.80, abs=0.02)
+    assert np.array_equal(lam_a[lam_v < 2000], lam_v[lam_v < 2000])
+    back = to_medium(air, "vacuum")
+    assert np.allclose(back.spectral_axis.to_value(u.AA), lam_v, atol=1e-3)
+    with pytest.raises(ValueError, match="medium must be one of"):
+        to_medium(spec, "water")
+
+
+def test_ssp_outputs_carry_lsf_medium_and_outside_fraction(default_generator):
+    from smnet_sps.ssp import ssp_grid, ssp_spectrum
+    g = ssp_grid([1e9, 1e10], [0.0152, 0.03], generator=default_generator, progress=False)
+    assert g.attrs["wavelength_medium"] == "vacuum" and g.attrs["lsf_shape"] == "box"
+    assert np.allclose(g.attrs["lsf_fwhm"], lsf.grid_lsf_fwhm(g.ssp_wave))
+    assert g.outside_fraction.shape == (2, 2) and np.all((g.outside_fraction >= 0) & (g.outside_fraction <= 1))
+    air = to_medium(g, "air")
+    assert air.attrs["wavelength_medium"] == "air"
+    assert np.allclose(air.ssp_wave, vacuum_to_air(g.ssp_wave))
+    s = ssp_spectrum(1e10, Z=0.0152, generator=default_generator)
+    assert s.meta["wavelength_medium"] == "vacuum" and np.size(s.meta["lsf_fwhm"]) == s.spectral_axis.size

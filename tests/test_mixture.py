@@ -1,0 +1,240 @@
+"""The default library mixture: boxes are hard limits, weights are a continuous partition of unity."""
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from smnet_sps.mixture import (EDGE_TAPER, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy,
+                               band_memberships, box_taper, rank_libraries, stacked_weights)
+
+
+@pytest.fixture(scope="module")
+def shipped(default_generator):
+    g = default_generator
+    return LibraryMixture(g.library_names, g.library_boxes, g.nodes, g.mixture_policy)
+
+
+@pytest.fixture(scope="module")
+def scrambled(default_generator):
+    """A policy whose orders differ in every region (stresses the handover between regions)."""
+    g = default_generator
+    rng = np.random.default_rng(1)
+    pol = MixturePolicy.default(g.library_names)
+    pol.orders = [[list(rng.permutation(g.library_names)) for _ in row] for row in pol.orders]
+    return LibraryMixture(g.library_names, g.library_boxes, g.nodes, pol)
+
+
+def _closed_log_boxes(gen):
+    """Per library ((lo, hi) x 3) in (log10 Teff, log g, [M/H]), single metallicity widened."""
+    out = []
+    for n in gen.library_names:
+        b = gen.library_boxes[n]
+        z = tuple(b.logz) if b.logz[1] > b.logz[0] else (b.logz[0] - SINGLE_METALLICITY_TOLERANCE,
+                                                         b.logz[1] + SINGLE_METALLICITY_TOLERANCE)
+        out.append(((np.log10(b.teff[0]), np.log10(b.teff[1])), tuple(b.logg), z))
+    return out
+
+
+def _face_sweeps(gen):
+    """Points crossing every face of every library box (each dimension, both faces), the other two
+    coordinates at 3 x 3 positions inside the box; +-3 taper widths around the face, plus the face itself."""
+    pts = []
+    for box in _closed_log_boxes(gen):
+        for d in range(3):
+            others = [k for k in range(3) if k != d]
+            grids = [np.linspace(box[k][0], box[k][1], 5)[1:-1] for k in others]
+            for face in box[d]:
+                steps = np.concatenate([np.linspace(-3, 3, 121) * EDGE_TAPER[d], [0.0, 1e-9, -1e-9]])
+                for a in grids[0]:
+                    for b in grids[1]:
+                        p = np.empty((steps.size, 3))
+                        p[:, d] = face + steps
+                        p[:, others[0]], p[:, others[1]] = a, b
+                        pts.append(p)
+    return np.concatenate(pts)
+
+
+@pytest.mark.parametrize("which", ["shipped", "scrambled"])
+def test_never_weights_a_library_outside_its_box(default_generator, which, request):
+    gen = default_generator
+    mix = request.getfixturevalue(which)
+    p = _face_sweeps(gen)
+    assert len(p) > 5000
+    w = mix.weights(p[:, 0], p[:, 1], p[:, 2])
+    assert np.allclose(w.sum(1), 1.0, atol=1e-12) and (w >= 0).all()
+    covered = mix.support(p[:, 0], p[:, 1], p[:, 2]).max(1) > 0
+    assert covered.mean() > 0.5
+    for j, box in enumerate(_closed_log_boxes(gen)):
+        outside = np.zeros(len(p), bool)
+        for d in range(3):
+            outside |= (p[:, d] < box[d][0]) | (p[:, d] > box[d][1])
+        # wherever some library supports the point, a library outside its box gets exactly nothing
+        bad = outside & covered & (w[:, j] > 0)
+        assert not bad.any(), f"{gen.library_names[j]} weighted outside its box at {p[bad][:3]}"
+        # where nothing supports the point (outside every box, or on a face with no other library), the
+        # point is flagged as outside coverage unless it is on (not beyond) the face of this library
+        beyond = outside & ~covered & (w[:, j] > 0)
+        if beyond.any():
+            t = 10 ** p[beyond, 0]
+            assert not gen.in_coverage(t, p[beyond, 1], p[beyond, 2]).any()
+
+
+def test_single_metallicity_tolerance(default_generator, shipped):
+    """BaSeL (solar only) covers +-0.25 dex: alone (M giants) it has all the weight there, and beyond it the
+    point is outside coverage; where CK04 overlaps, BaSeL has no weight beyond 0.25 dex."""
+    j = default_generator.library_names.index("basel22")
+    z = np.linspace(-0.4, 0.4, 161)
+    w = shipped.weights(np.full(z.size, np.log10(3000.0)), np.full(z.size, 0.5), z)[:, j]
+    assert np.all(w[np.abs(z) <= SINGLE_METALLICITY_TOLERANCE] == 1)      # the only library there
+    assert shipped.support(np.full(z.size, np.log10(3000.0)), np.full(z.size, 0.5), z)[
+        np.abs(z) >= SINGLE_METALLICITY_TOLERANCE].max() == 0
+    beyond = np.abs(z) > SINGLE_METALLICITY_TOLERANCE
+    assert not default_generator.in_coverage(np.full(beyond.sum(), 3000.0), 0.5, z[beyond]).any()
+    # where CK04 overlaps, BaSeL hands over within the tolerance's inner 0.05 dex
+    w = shipped.weights(np.full(z.size, np.log10(4500.0)), np.full(z.size, 4.6), z)
+    jc = default_generator.library_names.index("ck04")
+    assert np.all(w[np.abs(z) > SINGLE_METALLICITY_TOLERANCE, j] == 0)
+    assert np.allclose(w[np.abs(z) > SINGLE_METALLICITY_TOLERANCE, jc], 1)
+
+
+def test_issue_cases(default_generator):
+    g = default_generator
+    names = g.library_names
+    # WM-basic stops at [M/H] = +0.3: no weight at +0.5
+    assert g.mixture(30000.0, 4.0, 0.5)[0, names.index("wmbasic")] == 0
+    # BaSeL is solar: no weight at [M/H] = -1 or +0.5
+    assert g.mixture(5000.0, 4.5, -1.0)[0, names.index("basel22")] == 0
+    assert g.mixture(5000.0, 4.5, 0.5)[0, names.index("basel22")] == 0
+    # a 3900 K solar dwarf is one library, not three thirds
+    assert g.mixture(3900.0, 4.6, 0.0).max() == 1.0
+    # library= imitation is unchanged: one-hot
+    assert np.array_equal(g.mixture(5777.0, 4.44, 0.0, library="nextgen")[0], np.eye(len(names))[1])
+
+
+@pytest.mark.parametrize("which", ["shipped", "scrambled"])
+def test_weights_are_continuous(default_generator, which, request):
+    """A small step in any parameter changes the weights by little (no step in the spectrum)."""
+    mix = request.getfixturevalue(which)
+    rng = np.random.default_rng(7)
+    n = 20000
+    # points inside the union box, concentrated around faces and region edges
+    p = np.stack([rng.uniform(np.log10(2100), np.log10(170000), n), rng.uniform(-0.9, 7.9, n),
+                  rng.uniform(-2.45, 0.45, n)], 1)
+    step = np.array([1e-4, 1e-3, 5e-4])         # 0.023 % in Teff, 0.001 dex in log g, 0.0005 dex in [M/H]
+    w0 = mix.weights(*p.T)
+    for d in range(3):
+        q = p.copy()
+        q[:, d] += step[d]
+        dw = np.abs(mix.weights(*q.T) - w0).max(1)
+        # smoothstep's slope is 1.5 / width: 1.5 * 1e-4 / 0.01 = 0.015 per library taper
+        assert np.percentile(dw, 99.9) < 0.05, (d, np.sort(dw)[-5:])
+        assert dw.max() < 0.2, (d, p[np.argmax(dw)], dw.max())
+
+
+def test_teff_sweep_spectrum_has_no_step(default_generator):
+    """Across CK04's 3500 K face (CK04 -> NextGen) and the region edges at 4000 and 5500 K, the spectrum
+    (3000-10000 A) is continuous: where 0.1 % steps in Teff change it most, 10x smaller steps change it
+    ~10x less (a step in the spectrum would not shrink)."""
+    g = default_generator
+
+    def jumps(t):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f, _ = g.surface_flux(t, 4.6, -0.1)
+        band = (g.wavelength > 3000) & (g.wavelength < 10000)
+        return np.abs(np.diff(np.log(f[:, band]), axis=0)).mean(1)
+
+    t = 3300.0 * 1.001 ** np.arange(560)        # 3300 -> 5770 K
+    coarse = jumps(t)
+    worst = t[np.argmax(coarse)]
+    fine = jumps(worst * 1.0001 ** np.arange(11))
+    assert fine.max() < 0.2 * coarse.max()
+    assert coarse.max() < 0.05                  # and the handover is spread: < 5 % per 0.1 % in Teff
+
+
+def test_building_blocks():
+    p = np.array([[0.5, 0.5, 0.5], [0.0, 0.5, 0.5], [0.005, 0.5, 0.5], [1.2, 0.5, 0.5]])
+    box = ((0.0, 1.0), (0.0, 1.0), (0.0, 1.0))
+    t = box_taper(p, box, (0.01, 0.1, 0.1))
+    assert t[0] == 1 and t[1] == 0 and 0 < t[2] < 1 and t[3] == 0
+    s = stacked_weights(np.array([[1.0, 1.0], [0.25, 1.0], [0.0, 0.5]]), [0, 1])
+    assert np.allclose(s, [[1, 0], [0.25, 0.75], [0, 0.5]])
+    m = band_memberships(np.linspace(-1, 3, 401), [0.0, 1.0, 2.0], 0.1)
+    assert np.allclose(m.sum(1), 1) and (m >= 0).all()
+
+
+def test_rank_libraries_follows_significant_data():
+    rng = np.random.default_rng(0)
+    n = 60
+    teff = np.concatenate([rng.uniform(4100, 5400, n // 2), rng.uniform(5600, 6900, n // 2)])
+    logg = np.full(n, 4.5)
+    scores = np.stack([np.full(n, 0.010), np.full(n, 0.012), np.full(n, 0.011)])
+    scores[2, n // 2:] = 0.005                # basel better than ck04 for the hotter half only
+    scores[1, :] += rng.normal(0, 1e-4, n)
+    supported = np.ones((3, n), bool)
+    pol = rank_libraries(["ck04", "nextgen", "basel22"], scores, teff, logg, supported)
+    assert pol.orders[1][1][0] == "ck04"      # 4000-5500 K dwarfs
+    assert pol.orders[2][1][0] == "basel22"   # 5500-7000 K dwarfs
+    assert pol.orders[0][0] == ["ck04", "nextgen", "basel22"]   # no stars: default order
+    # too few stars -> the default order, recorded as not decided by the data
+    pol = rank_libraries(["ck04", "nextgen", "basel22"], scores[:, -3:], teff[-3:], logg[-3:], supported[:, -3:])
+    assert pol.orders[2][1][0] == "ck04" and not pol.evidence
+    # equal on most stars: not significant
+    tie = np.stack([np.full(n, 0.01), np.full(n, 0.02), np.full(n, 0.01)])
+    tie[2, :3] = 0.009
+    pol = rank_libraries(["ck04", "nextgen", "basel22"], tie, teff, logg, supported)
+    assert pol.orders[2][1][0] == "ck04"
+
+
+def test_policy_roundtrip_and_model_without_mixture_file(tmp_path, default_generator):
+    from smnet_sps.neural import NeuralGenerator, default_model_path
+    pol = MixturePolicy.default(default_generator.library_names)
+    pol.save(tmp_path / "m.json")
+    again = MixturePolicy.load(tmp_path / "m.json")
+    assert again.orders == pol.orders and again.teff_edges == pol.teff_edges
+    bad = json.loads((tmp_path / "m.json").read_text())
+    bad["format"] = "something else"
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="not a mixture file"):
+        MixturePolicy.load(tmp_path / "bad.json")
+    # a model directory without mixture.json: equal weights where libraries overlap, still inside boxes
+    d = tmp_path / "model"
+    shutil.copytree(default_model_path(), d)
+    (d / "mixture.json").unlink(missing_ok=True)
+    g = NeuralGenerator(d, device="cpu")
+    assert g.mixture_policy is None
+    w = g.mixture(5777.0, 4.44, -0.3)[0]
+    names = g.library_names
+    assert np.isclose(w[names.index("ck04")], w[names.index("nextgen")]) and w[names.index("basel22")] == 0
+
+
+def test_mixture_and_coverage_rules_agree(default_generator, shipped):
+    """The mixture's hole rule is the coverage flag's: a library supported at a point counts it as covered."""
+    from smnet_sps import mixture, neural
+    assert mixture.NODE_STEPS == neural.COVERAGE_SPACING and mixture.HOLE_ZERO == neural.COVERAGE_FACTOR
+    rng = np.random.default_rng(3)
+    n = 4000
+    p = np.stack([rng.uniform(np.log10(2100), np.log10(170000), n), rng.uniform(-0.9, 7.9, n),
+                  rng.uniform(-2.45, 0.45, n)], 1)
+    supported = shipped.support(*p.T).max(1) > 0
+    assert 0.2 < supported.mean() < 0.95
+    assert default_generator.in_coverage(10 ** p[supported, 0], p[supported, 1], p[supported, 2]).all()
+
+
+def test_default_spectrum_is_the_blend_of_imitations(default_generator):
+    """The default's spectrum is the weighted geometric mean of the library imitations (what the empirical
+    k-fold scoring computes with smnet_sps.mixture.blend_log_flux)."""
+    from smnet_sps.mixture import blend_log_flux
+    g = default_generator
+    teff = np.array([3300.0, 3545.0, 3900.0, 5777.0, 26000.0, 45000.0])
+    logg = np.array([4.9, 4.9, 4.6, 4.44, 4.0, 4.5])
+    logz = np.array([-0.1, -0.3, 0.22, 0.0, -0.2, 0.1])
+    w = g.mixture(teff, logg, logz)
+    assert (np.count_nonzero(w, axis=1) > 1).any()           # some handovers among these points
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        default, _ = g.surface_flux(teff, logg, logz)
+        lf = np.array([np.log10(g.surface_flux(teff, logg, logz, library=n)[0]) for n in g.library_names])
+    assert np.allclose(np.log10(default), blend_log_flux(lf, w), atol=2e-5)

@@ -1,0 +1,92 @@
+"""magnitudes() refuses bad spectra, filters and units with a ValueError naming the problem; any positive
+finite flux gives a finite magnitude (no overflow, no silent +inf)."""
+import warnings
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from smnet_sps import magnitudes
+from smnet_sps.constants import FLAM_UNIT
+from smnet_sps.generator import planck_surface_flux
+
+W = np.arange(3000.0, 10000.0, 10.0)
+F = planck_surface_flux(W, [6000.0])[0]
+
+
+def _mag(flux, filters="sdss2010-r", **kw):
+    return np.asarray(magnitudes((W * u.AA, flux), filters, **kw).columns[0])
+
+
+@pytest.mark.parametrize("flux, match", [
+    (np.full(W.size, np.nan) * FLAM_UNIT, "non-finite flux"),
+    (np.full(W.size, np.inf) * FLAM_UNIT, "non-finite flux"),
+    (-F * FLAM_UNIT, "negative flux value.*sdss2010-r.*clip"),
+    (np.zeros(W.size) * FLAM_UNIT, "no flux in filter 'sdss2010-r'.*inf"),
+    ((F + 1j) * FLAM_UNIT, "real numbers.*complex"),
+    (F * u.K, "flux unit K"),
+    (F * u.m, "flux unit m"),
+    (F * u.s, "flux unit s"),
+    (F * u.dimensionless_unscaled, "neither a flux density"),
+    (np.full(W.size, 1e308) * u.L_sun / u.AA, "flux too large"),
+])
+def test_bad_spectrum_is_a_named_error(flux, match):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # and no RuntimeWarning on the way
+        with pytest.raises(ValueError, match=match):
+            _mag(flux)
+
+
+def test_negative_flux_outside_every_filter_is_harmless():
+    f = F.copy()
+    f[W < 4000] = -1.0                          # far below sdss r
+    assert np.isfinite(_mag(f * FLAM_UNIT)).all()
+    np.testing.assert_allclose(_mag(f * FLAM_UNIT), _mag(F * FLAM_UNIT), atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-310 / F.max(), 1e300, 1e308 / F.max()])
+def test_extreme_but_valid_flux_gives_finite_exact_magnitudes(scale):
+    """Magnitudes are exact in log space: scaling the flux by s shifts every magnitude by -2.5 log10 s."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for system in ("AB", "ST", "Vega"):
+            ref = _mag(F * FLAM_UNIT, ["sdss2010-g", "sdss2010-r"], system=system)
+            got = _mag(F * scale * FLAM_UNIT, ["sdss2010-g", "sdss2010-r"], system=system)
+            assert np.isfinite(got).all()
+            np.testing.assert_allclose(got, ref - 2.5 * np.log10(scale),
+                                       atol=1e-6 if scale > 1e-300 else 1e-3)
+
+
+@pytest.mark.parametrize("filters", [None, 3, 1.5, True, b"sdss2010-r", {"a": 1}, [], "", "nonexistent-x",
+                                     ["sdss2010-r", None], "sdss2010-R"])
+def test_bad_filters_are_named_errors(filters):
+    with pytest.raises(ValueError, match="filter"):
+        _mag(F * FLAM_UNIT, filters)
+
+
+@pytest.mark.parametrize("wave", [W * u.K, W * u.s, W, np.r_[W[:-1], np.inf] * u.AA,
+                                  W[::-1].copy() * u.AA * 0])
+def test_bad_wavelengths_are_named_errors(wave):
+    with pytest.raises(ValueError):
+        magnitudes((wave, F * FLAM_UNIT), "sdss2010-r")
+
+
+def test_zero_flux_with_extrapolate_is_a_warned_inf():
+    """The one documented non-finite result: extrapolate=True asks for zero-extension, so an empty band is
+    +inf (a limit), with a warning."""
+    with pytest.warns(UserWarning, match=r"\+inf"):
+        assert np.isinf(_mag(np.zeros(W.size) * FLAM_UNIT, extrapolate=True)).all()
+
+
+@pytest.mark.parametrize("distance", [1e200 * u.Mpc, 1e308 * u.Mpc, "far", 5.0, 1 * u.s, -1 * u.pc])
+def test_luminosity_at_absurd_distance_is_a_named_error(distance):
+    """1e200 Mpc used to raise OverflowError (d ** 2 of a Python float), 'far' a TypeError."""
+    with pytest.raises(ValueError):
+        _mag(F * u.L_sun / u.AA, distance=distance)
+
+
+@pytest.mark.parametrize("ages", ["old", None, [1, "a"], 1 * u.m])
+def test_ssp_photometry_bad_ages_are_named_errors(ages):
+    from smnet_sps.photometry import ssp_photometry
+    with pytest.raises(ValueError, match="ages"):
+        ssp_photometry(ages, (W * u.AA, F * u.L_sun / u.AA), "sdss2010-r")

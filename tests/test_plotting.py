@@ -1,0 +1,69 @@
+"""Plotting functions return a Figure and never change the caller's matplotlib backend (notebooks keep
+``plt.show()``); only the command line picks a backend."""
+import re
+from pathlib import Path
+
+import astropy.units as u
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def svg_backend():
+    """A backend that is not Agg, so that a library calling matplotlib.use("Agg") is caught."""
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")
+    yield "svg"
+    plt.close("all")
+    plt.switch_backend(before)
+
+
+def _check(fig, backend, tmp_path):
+    assert isinstance(fig, Figure) and fig.axes
+    assert matplotlib.get_backend().lower() == backend
+    fig.savefig(tmp_path / "f.png")           # still saves, whatever the backend
+    assert (tmp_path / "f.png").stat().st_size > 5000
+
+
+def test_plot_ssp(svg_backend, blackbody, tmp_path):
+    from smnet_sps.ssp import plot_ssp, ssp_spectrum
+    spec = ssp_spectrum(1 * u.Gyr, Z=0.0152, generator=blackbody, by_phase=True)
+    _check(plot_ssp(spec), svg_backend, tmp_path)
+    out = tmp_path / "ssp.pdf"
+    _check(plot_ssp(spec, out), svg_backend, tmp_path)
+    assert out.read_bytes().startswith(b"%PDF")
+
+
+def test_plot_colour_evolution(svg_backend, blackbody, tmp_path):
+    from smnet_sps.photometry import plot_colour_evolution, ssp_magnitudes
+    table = ssp_magnitudes([0.1, 1.0] * u.Gyr, 0.0152, ["sdss2010-g", "sdss2010-r"], generator=blackbody)
+    _check(plot_colour_evolution(table), svg_backend, tmp_path)
+
+
+def test_plot_coverage(svg_backend, fixtures_dir, tmp_path):
+    from smnet_sps.grid import build_grid, plot_coverage
+    grid = build_grid(fixtures_dir / "libraries", only="ck04,basel22,cmfgen_wn", progress=False)
+    _check(plot_coverage(grid), svg_backend, tmp_path)
+
+
+def test_no_library_code_chooses_a_backend():
+    """Only smnet_sps/cli.py may call matplotlib.use (for the files it writes)."""
+    pattern = re.compile(r"matplotlib\.use\(|switch_backend\(")
+    offenders = [str(p.relative_to(ROOT)) for folder in ("smnet_sps", "plugins")
+                 for p in sorted((ROOT / folder).rglob("*.py"))
+                 if p.name != "cli.py" and pattern.search(p.read_text())]
+    assert offenders == []
+
+
+def test_cli_plot_writes_a_png(tmp_path):
+    from smnet_sps.cli import main
+    png = tmp_path / "c.png"
+    assert main(["ssp", "--age", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--plot",
+                 str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.isfinite(png.stat().st_size)

@@ -1,0 +1,308 @@
+"""StellarPopulation: python-fsps's quickstart, units, caching, SSP/CSP sums, redshift, errors, MIST."""
+import numpy as np
+import pytest
+from astropy import units as u
+
+from smnet_sps import StellarPopulation
+from smnet_sps.constants import C_ANGSTROM
+from smnet_sps.dust import calzetti2000
+from smnet_sps.igm import igm_transmission
+from smnet_sps.photometry import magnitudes
+from smnet_sps.population import FSPS_BANDS
+from smnet_sps.ssp import ssp_spectrum
+
+
+@pytest.fixture(scope="module")
+def sp(blackbody):
+    return StellarPopulation(zcontinuous=1, generator=blackbody)
+
+
+def test_python_fsps_quickstart(default_generator):
+    """python-fsps's quickstart with `from smnet_sps import StellarPopulation` instead of `import fsps`."""
+    sp = StellarPopulation(compute_vega_mags=False, zcontinuous=1, sfh=0, logzsol=0.0, dust_type=2, dust2=0.2,
+                           imf_type=1)
+    wave, spec = sp.get_spectrum(tage=13.7, peraa=True)
+    assert wave.shape == spec.shape == (sp.wavelengths.size,)
+    opt = (wave > 3000) & (wave < 10000)
+    assert np.all(np.isfinite(spec)) and np.all(spec[opt] > 0)
+    mags = sp.get_mags(tage=13.7, bands=["sdss_g", "sdss_r"])
+    assert mags.shape == (2,) and np.all(np.isfinite(mags))
+    assert 0.3 < mags[0] - mags[1] < 1.2                          # an old population is red in g - r
+    # the same through magnitudes() on the returned spectrum (absolute AB, per M_sun formed)
+    ref = magnitudes((wave * u.AA, spec * u.L_sun / u.AA), ["sdss_g0", "sdss_r0"])
+    assert np.allclose(mags, [ref[c][0] for c in ref.colnames], atol=1e-10)
+    assert 0.4 < sp.stellar_mass < 0.8 and sp.formed_mass == 1.0
+    # the dust is Calzetti's: intrinsic / attenuated = exp(dust2 * k'/R_V)
+    sp.params["dust2"] = 0.0
+    _, bare = sp.get_spectrum(tage=13.7, peraa=True)
+    assert np.allclose(spec[opt], bare[opt] * np.exp(-0.2 * calzetti2000(wave[opt])), rtol=1e-12)
+
+
+def test_sfh0_equals_ssp_spectrum_and_units(sp, blackbody):
+    sp.params["sfh"] = 0
+    sp.params["logzsol"] = -0.37                                  # between tabulated Z
+    for tage in (0.0123, 2.345):                                  # between tabulated ages
+        ref = ssp_spectrum(tage * u.Gyr, logzsol=-0.37, imf="kroupa", isochrones="padova",
+                           generator=blackbody)
+        wave, lam = sp.get_spectrum(tage=tage, peraa=True)
+        assert np.array_equal(lam, ref.flux.value)
+        assert np.array_equal(wave, ref.spectral_axis.to_value(u.AA))
+        _, nu = sp.get_spectrum(tage=tage)                        # FSPS default: L_sun / Hz
+        assert np.allclose(nu, lam * wave ** 2 / C_ANGSTROM, rtol=1e-14)
+        assert sp.stellar_mass == pytest.approx(ref.meta["mass_total"], rel=1e-12)
+        assert sp.log_lbol == pytest.approx(ref.meta["log_lbol"], rel=1e-12)
+    sp.params["add_stellar_remnants"] = False
+    assert sp.stellar_mass == pytest.approx(ref.meta["mass_stars"], rel=1e-12)
+    sp.params["add_stellar_remnants"] = True
+    s = sp.get_spectrum(tage=2.345, peraa=True, as_spectrum=True)
+    assert s.flux.unit == u.L_sun / u.AA and s.meta["formed_mass"] == 1.0
+
+
+def test_stellar_mass_and_log_lbol_equal_real_fsps(fixtures_dir, blackbody):
+    """FSPS's SSP.out (Padova 2007, Z = 0.019, Kroupa): stellar_mass and log_lbol at every tabulated age."""
+    ref = np.loadtxt(fixtures_dir / "references" / "fsps_SSP.out.mags_padova2007_Zsun_kroupa_mass_lbol.txt")
+    sp = StellarPopulation(zcontinuous=0, zmet=20, imf_type=2, sfh=0, generator=blackbody)
+    assert sp.zlegend[19] == 0.019
+    sp.get_spectrum(tage=0)
+    rows = [np.flatnonzero(np.abs(ref[:, 0] - la) < 1e-6)[0] for la in sp.ssp_ages]
+    assert np.max(np.abs(np.log10(sp.stellar_mass) - ref[rows, 1])) < 1e-3
+    assert np.max(np.abs(sp.log_lbol - ref[rows, 2])) < 1e-3
+
+
+def test_tage_zero_gives_every_ssp_age(sp):
+    sp.params["sfh"] = 0
+    sp.params["logzsol"] = 0.0
+    wave, spec = sp.get_spectrum(tage=0)
+    assert spec.shape == (sp.ssp_ages.size, wave.size)
+    assert sp.stellar_mass.shape == sp.ssp_ages.shape
+    i = 60
+    _, one = sp.get_spectrum(tage=10 ** sp.ssp_ages[i] / 1e9)
+    assert np.allclose(spec[i], one, rtol=1e-12)
+    mags = sp.get_mags(tage=0, bands=["v", "sdss_r"])
+    assert mags.shape == (sp.ssp_ages.size, 2)
+
+
+def test_csp_tau_model_is_the_weighted_sum_of_ssps(sp):
+    """A tau model built by hand from the SSP grid and FSPS's linear-in-log-age weights (scipy.quad)."""
+    from scipy.integrate import quad
+    sp.params["logzsol"] = 0.0
+    sp.params["sfh"] = 1
+    sp.params["tau"] = 2.0
+    tage = 6.0
+    _, spec = sp.get_spectrum(tage=tage, peraa=True)
+    mass = sp.stellar_mass
+    assert sp.formed_mass == pytest.approx(1.0, rel=1e-10)
+    _, grid = sp.get_spectrum(tage=0, peraa=True)                 # SSPs at every age (sfh=0 below)
+    sp.params["sfh"] = 0
+    _, ssp_all = sp.get_spectrum(tage=0, peraa=True)
+    masses = sp.stellar_mass
+    la = sp.ssp_ages
+    T = tage * 1e9
+    norm = 2e9 * -np.expm1(-tage / 2.0)
+    w = np.zeros(la.size)
+    for i in range(la.size):
+        onehot = np.eye(la.size)[i]
+
+        def f(lt):
+            t = 10 ** lt
+            return np.exp(-(T - t) / 2e9) / norm * np.interp(lt, la, onehot) * t * np.log(10)
+        if la[i] - 0.05 < np.log10(T):
+            lo, hi = max(la[0], la[i] - 0.05), min(np.log10(T), la[i] + 0.05)
+            w[i] = quad(f, lo, hi, epsrel=1e-11, epsabs=0)[0]
+    w[0] += quad(lambda t: np.exp(-(T - t) / 2e9) / norm, 0, 10 ** la[0], epsrel=1e-12)[0]
+    assert w.sum() == pytest.approx(1.0, rel=1e-8)
+    assert np.allclose(spec, w @ ssp_all, rtol=1e-7)
+    assert mass == pytest.approx(w @ masses, rel=1e-8)
+    assert grid.shape == ssp_all.shape
+
+
+def test_tau_to_zero_is_the_ssp(sp):
+    sp.params["logzsol"] = 0.0
+    sp.params["sfh"] = 0
+    tage = 10 ** sp.ssp_ages[70] / 1e9                           # a tabulated age: SSP = grid node
+    _, ssp = sp.get_spectrum(tage=tage)
+    m_ssp = sp.stellar_mass
+    sp.params["sfh"] = 1
+    sp.params["tau"] = 1e-7
+    _, csp = sp.get_spectrum(tage=tage)
+    assert np.allclose(csp, ssp, rtol=1e-5)
+    assert sp.stellar_mass == pytest.approx(m_ssp, rel=1e-6)
+
+
+def test_birth_cloud_dust_acts_on_young_stars_only(sp):
+    sp.params["sfh"] = 0
+    sp.params["dust_type"] = 0
+    sp.params["dust2"] = 0.0
+    wave = sp.wavelengths
+    _, young0 = sp.get_spectrum(tage=0.005, peraa=True)         # 5 Myr < 10^dust_tesc = 10 Myr
+    _, old0 = sp.get_spectrum(tage=1.0, peraa=True)
+    sp.params["dust1"] = 1.0
+    sp.params["dust2"] = 0.3
+    _, young = sp.get_spectrum(tage=0.005, peraa=True)
+    _, old = sp.get_spectrum(tage=1.0, peraa=True)
+    tau2 = 0.3 * (wave / 5500) ** -0.7
+    assert np.allclose(young, young0 * np.exp(-(wave / 5500) ** -1.0 - tau2), rtol=1e-12)
+    assert np.allclose(old, old0 * np.exp(-tau2), rtol=1e-12)
+    sp.params["dust1"] = 0.0
+    sp.params["dust2"] = 0.0
+
+
+def test_params_dirty_flag_and_caching(sp):
+    p = sp.params
+    sp.get_spectrum(tage=1.0)
+    assert not p.dirty
+    p["dust2"] = p["dust2"]                                       # same value: stays clean
+    assert p.dirtiness == 0
+    p["dust2"] = 0.5
+    assert p.dirtiness == 1
+    p["imf_type"] = 0
+    assert p.dirtiness == 2
+    sp.get_spectrum(tage=1.0)
+    assert not p.dirty and sp._results                             # computed and cached
+    first = sp._results[1.0]
+    sp.get_spectrum(tage=1.0)
+    assert sp._results[1.0] is first                               # served from the cache
+    with pytest.raises(KeyError, match="not a python-fsps parameter"):
+        p["no_such_parameter"] = 1
+    assert "logzsol" in p.all_params and "imf_type" in p.ssp_params and "tage" in p.csp_params
+    p["imf_type"] = 2
+    p["dust2"] = 0.0
+
+
+def test_get_mags_equals_magnitudes_at_redshift(sp):
+    sp.params["sfh"] = 4
+    sp.params["tau"] = 1.0
+    z = 1.2
+    mags = sp.get_mags(tage=3.0, redshift=z, bands=["sdss_r", "2mass_ks", "wfc3_ir_f160w"])
+    wave, spec = sp.get_spectrum(tage=3.0, peraa=True)
+    ref = magnitudes((wave * u.AA, spec * u.L_sun / u.AA), ["sdss_r0", "twomass_Ks", "wfc3_ir_f160w"],
+                     redshift=z, cosmology=sp.cosmology)
+    assert np.allclose(mags, [ref[c][0] for c in ref.colnames], atol=1e-10)
+    # the observed spectrum (f_lambda at lambda (1+z), cosmological dimming) gives the same magnitudes
+    obs = sp.get_observed_spectrum(tage=3.0, redshift=z)
+    assert obs.flux.unit == u.Unit("erg s-1 cm-2 AA-1")
+    assert np.allclose(obs.spectral_axis.to_value(u.AA), wave * (1 + z))
+    d = sp.cosmology.luminosity_distance(z).to_value(u.cm)
+    assert np.allclose(obs.flux.value, spec * 3.828e33 / (4 * np.pi * d ** 2) / (1 + z), rtol=1e-12)
+    ref2 = magnitudes(obs, ["sdss_r0", "twomass_Ks", "wfc3_ir_f160w"])
+    assert np.allclose(mags, [ref2[c][0] for c in ref2.colnames], atol=1e-9)
+    vega = StellarPopulation(compute_vega_mags=True, zcontinuous=1, generator=sp.generator, sfh=4, tau=1.0)
+    mv = vega.get_mags(tage=3.0, bands=["v"])
+    ref3 = magnitudes((wave * u.AA, spec * u.L_sun / u.AA), ["bessell-V"], system="Vega")
+    assert mv[0] == pytest.approx(ref3[ref3.colnames[0]][0], abs=1e-10)
+
+
+def test_igm_absorption(sp):
+    sp.params["sfh"] = 1
+    sp.params["tau"] = 1.0
+    sp.params["zred"] = 3.0
+    wave, bare = sp.get_spectrum(tage=0.5, peraa=True)
+    sp.params["add_igm_absorption"] = True
+    sp.params["igm_factor"] = 1.5
+    _, absorbed = sp.get_spectrum(tage=0.5, peraa=True)
+    assert np.allclose(absorbed, bare * igm_transmission(wave, 3.0, 1.5), rtol=1e-12)
+    assert np.array_equal(absorbed[wave > 1250], bare[wave > 1250])
+    assert np.all(absorbed[(wave > 950) & (wave < 1200)] < bare[(wave > 950) & (wave < 1200)])
+    sp.params["add_igm_absorption"] = False
+    sp.params["zred"] = 0.0
+
+
+def test_tabular_sfh_is_not_normalised(sp):
+    sp.params["sfh"] = 3
+    with pytest.raises(ValueError, match="set_tabular_sfh"):
+        StellarPopulation(sfh=3, generator=sp.generator).get_spectrum(tage=1.0)
+    sp.set_tabular_sfh(np.array([0.0, 2.0, 4.0]), np.array([3.0, 3.0, 3.0]))
+    sp.get_spectrum(tage=3.0)
+    assert sp.formed_mass == pytest.approx(9e9, rel=1e-10)        # 3 M_sun/yr for 3 Gyr
+    assert sp.sfr == pytest.approx(3.0)
+    mass_3 = sp.stellar_mass
+    sp.params["sfh"] = 1                                  # a constant SFR as a tau model: the same per M_sun
+    sp.params["const"] = 1.0
+    sp.get_spectrum(tage=3.0)
+    assert mass_3 / 9e9 == pytest.approx(sp.stellar_mass, rel=1e-8)
+    sp.params["const"] = 0.0
+    with pytest.raises(ValueError, match="increasing"):
+        sp.set_tabular_sfh([1.0, 0.5], [1.0, 1.0])
+
+
+@pytest.mark.parametrize("kwargs,err,match", [
+    (dict(add_neb_emission=True), ValueError, "nebular emission"),
+    (dict(add_dust_emission=True), ValueError, "dust emission"),
+    (dict(imf_type=3), ValueError, "imf_type=3"),
+    (dict(imf_type=2, imf1=1.0), ValueError, "Kroupa"),
+    (dict(sfh=5), ValueError, "sfh=5"),
+    (dict(dust_type=3), ValueError, "dust_type=3"),
+    (dict(sigma_smooth=100.0), ValueError, "sigma_smooth"),
+    (dict(fagn=0.1), ValueError, "AGN"),
+    (dict(zcontinuous=1, logzsol=1.5), ValueError, "outside the padova isochrone grid"),
+    (dict(zcontinuous=0, zmet=99), ValueError, "zmet=99"),
+])
+def test_unsupported_parameters_raise(kwargs, err, match, blackbody):
+    sp = StellarPopulation(generator=blackbody, **kwargs)
+    with pytest.raises(err, match=match):
+        sp.get_spectrum(tage=1.0)
+
+
+def test_construction_errors(blackbody):
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        StellarPopulation(not_a_parameter=1)
+    with pytest.raises(ValueError, match="zcontinuous"):
+        StellarPopulation(zcontinuous=2)
+    sp = StellarPopulation(generator=blackbody, zcontinuous=1, isochrones="parsec")
+    with pytest.raises(ValueError, match="isochrone grid"):
+        sp.get_spectrum(tage=13.7)                               # PARSEC stops at 12.6 Gyr
+    sp.params["sfh"] = 1
+    with pytest.raises(ValueError, match="older than the oldest SSP"):
+        sp.get_spectrum(tage=13.7)
+    with pytest.raises(ValueError, match="tage"):
+        sp.get_spectrum(tage=-1.0)
+
+
+def test_every_fsps_band_resolves_and_bands_none(sp):
+    from smnet_sps.filters import get_bandpass
+    for name in sp.available_bands:
+        get_bandpass(FSPS_BANDS[name])                            # raises for an unknown filter name
+    sp.params["sfh"] = 0
+    all_z0 = sp.get_mags(tage=1.0)
+    all_z1 = sp.get_mags(tage=1.0, redshift=20.0)     # the spectrum starts at 91 A x 21: GALEX, UVOT left out
+    assert all_z0.size == len(sp.available_bands) and 0 < all_z1.size < all_z0.size
+    assert np.all(np.isfinite(all_z0)) and np.all(np.isfinite(all_z1))
+
+
+def test_metadata_properties(sp):
+    assert sp.zlegend.size == 22 and sp.solar_metallicity == 0.019
+    assert sp.ssp_ages[0] == pytest.approx(5.5) and sp.ssp_ages[-1] == pytest.approx(10.15)
+    assert "sdss_g" in sp.available_bands and "v" in sp.available_bands
+    assert sp.emline_wavelengths.size == 0 and sp.isoc_library == b"padova"
+    air = StellarPopulation(vactoair_flag=True, generator=sp.generator)
+    assert np.all(air.wavelengths[sp.wavelengths > 2100] < sp.wavelengths[sp.wavelengths > 2100])
+    zmet = StellarPopulation(zcontinuous=0, zmet=20, generator=sp.generator)     # Z = 0.019, as logzsol = 0
+    sp.params["sfh"] = 0
+    sp.params["logzsol"] = 0.0
+    assert np.allclose(zmet.get_spectrum(tage=1.0)[1], sp.get_spectrum(tage=1.0)[1], rtol=1e-12)
+
+
+def test_mist_isochrones(blackbody):
+    from smnet_sps.mist import mist_available
+    if not mist_available():
+        pytest.skip("lachesis-grids not installed")
+    sp = StellarPopulation(zcontinuous=1, isochrones="mist", generator=blackbody, sfh=0)
+    assert sp.solar_metallicity == 0.0142 and sp.ssp_ages[-1] == pytest.approx(10.3)
+    _, spec = sp.get_spectrum(tage=13.7, peraa=True)              # MIST reaches 20 Gyr
+    assert np.all(np.isfinite(spec)) and 0.4 < sp.stellar_mass < 0.8
+
+
+def test_mist_missing_package_message(monkeypatch):
+    import builtins
+    import smnet_sps.mist as mist
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "lachesis_grids":
+            raise ImportError("No module named 'lachesis_grids'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    mist._load.cache_clear()
+    with pytest.raises(ImportError, match="pip install lachesis-grids"):
+        mist.load_mist_isochrones()
+    assert not mist.mist_available()

@@ -1,0 +1,210 @@
+"""The semi-empirical generator: continuity in wavelength and parameters, luminosity, coverage, base checks."""
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from smnet_sps.generator import CoverageWarning
+from smnet_sps.semi_empirical import (CorrectionNet, SemiEmpiricalGenerator, low_order_basis,
+                                      semi_empirical_model_path, wavelength_taper)
+
+# inside the MILES star distribution: Sun, M dwarf, K giant, metal-poor giant, A dwarf, B star
+INSIDE = np.array([(5777, 4.44, 0.0), (3600, 4.7, 0.0), (4300, 1.8, -0.3), (5000, 2.5, -1.5), (9000, 4.0, 0.0),
+                   (15000, 4.0, 0.0)])
+
+
+@pytest.fixture(scope="module")
+def semi():
+    if not (semi_empirical_model_path() / "config.json").is_file():
+        pytest.skip("semi-empirical correction not shipped")
+    from smnet_sps.neural import load_generator
+    return load_generator("semi-empirical", device="cpu")
+
+
+def _flux(gen, t, g, z):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        return gen.surface_flux(t, g, z)[0]
+
+
+def test_loads_by_name_and_wraps_the_default(semi):
+    from smnet_sps.neural import NeuralGenerator
+    assert semi.name == "semi-empirical" and isinstance(semi.base, NeuralGenerator)
+    assert np.array_equal(semi.wavelength, semi.base.wavelength)
+    spec, inside = semi.spectra(*INSIDE.T)
+    w = spec.meta["empirical_weight"]
+    assert w.shape == (len(INSIDE),) and np.all(w > 0.5) and inside.all()
+    assert spec.meta["generator"] == "semi-empirical"
+
+
+def test_correction_only_in_the_optical_and_luminosity_conserved(semi):
+    t, g, z = INSIDE.T
+    f, fb = _flux(semi, t, g, z), _flux(semi.base, t, g, z)
+    wl = semi.wavelength
+    ratio = f / fb
+    outside = (wl < 3560) | (wl > 7400)
+    # outside the MILES range only the luminosity rescaling (one number per star) remains
+    assert np.allclose(ratio[:, outside], ratio[:, outside][:, :1], rtol=1e-9)
+    assert np.all(np.abs(ratio[:, outside][:, 0] - 1) < 0.01)
+    # inside, the correction is real (MILES stars differ from the theory by >= 1 % somewhere)
+    assert np.all(np.abs(np.log(ratio[:, ~outside])).max(1) > 0.01)
+    lum, lum_base = np.trapezoid(f, wl, axis=1), np.trapezoid(fb, wl, axis=1)
+    assert np.allclose(lum, lum_base, rtol=1e-10)
+
+
+def test_no_step_at_the_miles_wavelength_edges(semi):
+    """At 3560 / 7400 A (just inside MILES's 3541-7412 A, vacuum) the correction starts from zero and ramps in
+    over 140 A: the change across the edge is far below the spectrum's own pixel-to-pixel structure (the
+    'noise' a step would have to exceed), and the ramp adds no structure larger than the spectrum's own."""
+    t, g, z = INSIDE.T
+    f, fb = _flux(semi, t, g, z), _flux(semi.base, t, g, z)
+    wl = semi.wavelength
+    dc = np.abs(np.diff(np.log(f / fb), axis=1))          # change of the correction between adjacent pixels
+    own = np.abs(np.diff(np.log(fb), axis=1))             # the theory spectrum's own
+    mid = 0.5 * (wl[1:] + wl[:-1])
+    for edge in (3560.0, 7400.0):
+        at = np.abs(mid - edge) <= 10.0                   # the pixel pair straddling the edge
+        band = np.abs(mid - edge) <= 200.0
+        assert at.sum() == 1
+        assert np.all(dc[:, at].max(1) < 0.005), (edge, dc[:, at].max(1))
+        assert np.all(dc[:, at].max(1) < 0.2 * np.median(own[:, band], axis=1) + 2e-4)
+        assert np.all(dc[:, band].max(1) <= own[:, band].max(1))
+
+
+def _max_step(gen, sweep):
+    """Largest change of ln F between neighbouring sweep points, over the optical pixels (3500-7500 A)."""
+    optical = (gen.wavelength > 3500) & (gen.wavelength < 7500)
+    f = np.log(_flux(gen, *sweep)[:, optical])
+    return np.abs(np.diff(f, axis=0)).max()
+
+
+@pytest.mark.parametrize("axis, lo, hi, fixed", [
+    ("teff", 2600.0, 3700.0, (4.8, 0.0)),          # below the coolest MILES dwarfs
+    ("teff", 20000.0, 45000.0, (4.0, 0.0)),        # above the hottest MILES stars
+    ("logg", 4.0, 7.0, (5777.0, 0.0)),             # denser than any MILES dwarf
+    ("logz", -4.5, -1.5, (5000.0, 2.5)),           # below the most metal-poor MILES giants
+])
+def test_no_step_across_the_edge_of_the_observed_parameter_space(semi, axis, lo, hi, fixed):
+    """Sweep across the edge of the MILES star distribution: the largest change between neighbouring points is
+    comparable to the theory model's own, and shrinks in proportion to the step (no jump)."""
+    def sweep(n):
+        v = np.geomspace(lo, hi, n) if axis == "teff" else np.linspace(lo, hi, n)
+        if axis == "teff":
+            return v, np.full(n, fixed[0]), np.full(n, fixed[1])
+        if axis == "logg":
+            return np.full(n, fixed[0]), v, np.full(n, fixed[1])
+        return np.full(n, fixed[0]), np.full(n, fixed[1]), v
+    coarse, fine = sweep(61), sweep(241)
+    w = semi.empirical_weight(*coarse)
+    assert w.max() > 0.3 and w.min() < 0.05, "the sweep must cross the edge of the observed coverage"
+    semi_step, base_step = _max_step(semi, coarse), _max_step(semi.base, coarse)
+    assert semi_step <= 1.5 * base_step + 0.01, (semi_step, base_step)
+    corr = np.abs(np.diff(np.log(_flux(semi, *coarse) / _flux(semi.base, *coarse)), axis=0)).max()
+    corr_fine = np.abs(np.diff(np.log(_flux(semi, *fine) / _flux(semi.base, *fine)), axis=0)).max()
+    assert corr_fine < 0.45 * corr + 1e-4, (corr, corr_fine)     # ~1/4 for a smooth correction
+
+
+def test_correction_is_zero_far_outside_coverage(semi):
+    t = np.array([45000.0, 100000.0, 2300.0, 5777.0])
+    g = np.array([4.0, 5.5, 5.0, 7.5])
+    z = np.array([0.0, 0.0, 0.0, 0.0])
+    assert np.all(semi.empirical_weight(t, g, z) == 0)
+    assert np.array_equal(_flux(semi, t, g, z), _flux(semi.base, t, g, z))
+
+
+def test_model_call_does_not_change_state(semi):
+    before = {k: v.clone() for k, v in semi._net.state_dict().items()}
+    a = _flux(semi, *INSIDE.T)
+    b = _flux(semi, *INSIDE.T[:, ::-1])[::-1]
+    assert np.allclose(a, b, rtol=1e-6)
+    assert all(torch.equal(before[k], v) for k, v in semi._net.state_dict().items())
+
+
+def test_changed_base_model_is_detected(semi, tmp_path):
+    d = tmp_path / "corr"
+    shutil.copytree(semi_empirical_model_path(), d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["base"]["weights_sha256"] = "0" * 64
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="base model has changed"):
+        SemiEmpiricalGenerator(d, base=semi.base)
+    SemiEmpiricalGenerator(d, base=semi.base, check_base=False)        # explicit opt-out works
+    # same files, different spectra (here: a base imitating one library): caught by the probe spectra
+    from smnet_sps.neural import default_model_path, load_generator
+    other = load_generator(default_model_path(), device="cpu", library="nextgen")
+    with pytest.raises(ValueError, match="spectra differ"):
+        SemiEmpiricalGenerator(semi_empirical_model_path(), base=other)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        SemiEmpiricalGenerator(tmp_path)
+
+
+def test_correction_net_carries_no_low_order_shape():
+    wl = np.arange(3570.0, 7400.0, 20.0)
+    taper = wavelength_taper(wl, 3560.0, 7400.0, 140.0)
+    basis = low_order_basis(wl, 3)
+    torch.manual_seed(1)
+    net = CorrectionNet(wl.size, width=16, depth=2, taper=taper, basis=basis)
+    torch.nn.init.normal_(net.net[-1].weight, std=1.0)
+    c = net(torch.rand(50, 3)).detach().double().numpy()
+    assert np.abs(c).max() > 0.1
+    assert np.abs(c @ basis).max() < 1e-4 * np.abs(c).sum(1).max()
+    assert np.all(c[:, taper == 0] == 0)
+
+
+def test_calibrate_writes_a_loadable_deterministic_correction(tmp_path):
+    """`smnet-sps calibrate` on the 20 fixture MILES stars (few steps): CV report, loadable, bit-reproducible."""
+    from pathlib import Path
+
+    from smnet_sps.calibrate import CalibrationSettings, calibrate
+    from smnet_sps.cli import main
+    fixture = Path(__file__).parent / "fixtures" / "empirical"
+    st = CalibrationSettings(steps=40, members=1)
+    scores = calibrate(fixture, tmp_path / "a", folds=2, settings=st, progress=False)
+    assert {"semi-empirical (CV)", "default (theory)", "nearest other MILES star"} <= set(scores)
+    assert np.isfinite(scores["semi-empirical (CV)"].score).sum() >= 15
+    assert "semi-empirical (CV)" in (tmp_path / "a" / "cv_report.md").read_text()
+    assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "b"), "--folds", "0",
+                 "--steps", "40", "--members", "1"]) == 0
+    a = torch.load(tmp_path / "a" / "correction_0.pt")
+    b = torch.load(tmp_path / "b" / "correction_0.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)                    # same seed, same data: same weights
+    gen = SemiEmpiricalGenerator(tmp_path / "b")
+    f = _flux(gen, 5777.0, 4.44, 0.0)
+    assert f.shape == (1, gen.wavelength.size) and np.all(np.isfinite(f))
+
+
+def test_usable_by_name_in_ssp_photometry_and_cli(semi, tmp_path):
+    import astropy.units as u
+
+    from smnet_sps.cli import main
+    from smnet_sps.photometry import ssp_magnitudes
+    from smnet_sps.ssp import ssp_spectrum
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = ssp_spectrum(10 * u.Gyr, Z=0.0152, generator="semi-empirical")
+        b = ssp_spectrum(10 * u.Gyr, Z=0.0152, generator="default")
+        mags = ssp_magnitudes([10e9], 0.0152, ["sdss2010-g"], generator="semi-empirical")
+    assert a.meta["generator"] == "semi-empirical" and mags.meta["generator"] == "semi-empirical"
+    w = a.spectral_axis.to_value(u.AA)
+    r = a.flux.value / b.flux.value
+    optical = (w > 3560) & (w < 7400)
+    assert np.abs(r[~optical] - 1).max() < 0.005              # each star keeps its luminosity: < 0.5 % outside
+    assert np.abs(r[optical] - 1).max() > 0.02
+    assert a.meta["log_lbol"] == pytest.approx(b.meta["log_lbol"], abs=1e-9)
+    out = tmp_path / "ssp.fits"
+    assert main(["ssp", "--age", "10Gyr", "--Z", "0.0152", "--generator", "semi-empirical", "--out", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_renormalised_variant_integrates_to_sigma_teff4():
+    from smnet_sps.constants import SIGMA_SB
+    from smnet_sps.neural import load_generator
+    gen = load_generator("semi-empirical", device="cpu", renormalise=True)
+    t, g, z = INSIDE.T
+    f = _flux(gen, t, g, z)
+    assert np.allclose(np.trapezoid(f, gen.wavelength, axis=1), SIGMA_SB * t ** 4, rtol=1e-9)
+    with pytest.raises(ValueError, match="takes only"):
+        load_generator("semi-empirical", library="ck04")

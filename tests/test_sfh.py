@@ -1,0 +1,116 @@
+"""Star-formation histories: closed-form masses, exact SSP weights, the SSP limit (smnet_sps.sfh)."""
+import numpy as np
+import pytest
+from scipy.integrate import quad
+
+from smnet_sps.sfh import (mass_formed_closed_form, parametric_sfh, ssp_weights, tabular_sfh)
+
+LOG_AGES = np.arange(5.5, 10.1501, 0.05)       # Padova-like SSP grid [log yr]
+
+
+@pytest.mark.parametrize("sfh", [1, 4])
+@pytest.mark.parametrize("tage,tau", [(13.0, 1.0), (5.0, 20.0), (0.3, 0.05)])
+def test_parametric_sfr_matches_closed_form(sfh, tage, tau):
+    h = parametric_sfh(sfh, tage, tau=tau)
+    T = tage * 1e9
+    norm = mass_formed_closed_form(sfh, tage, tau) * (1e9 if sfh == 1 else 1e18)   # in yr (yr^2)
+    t = np.linspace(0, T * 0.999, 7)
+    s = T - t                                           # time since the start [yr]
+    expected = (np.exp(-s / (tau * 1e9)) if sfh == 1 else s * np.exp(-s / (tau * 1e9))) / norm
+    assert np.allclose(h.sfr(t), expected, rtol=1e-12, atol=0)
+    assert h.mass_formed() == pytest.approx(1.0, rel=1e-10)
+
+
+def test_closed_form_limits():
+    # tau model: tau (1 - exp(-T/tau)) -> T for tau >> T; delayed: tau^2 (1 - (1+x) e^-x) -> T^2 / 2
+    assert mass_formed_closed_form(1, 2.0, 1e6) == pytest.approx(2.0, rel=1e-5)
+    assert mass_formed_closed_form(4, 2.0, 1e6) == pytest.approx(2.0, rel=1e-5)  # T^2/2 = 2
+    assert mass_formed_closed_form(1, 50.0, 1.0) == pytest.approx(1.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("sfh,tau,tage", [(1, 1.0, 10.0), (4, 3.0, 7.5), (1, 0.2, 2.0)])
+def test_weights_equal_independent_quadrature(sfh, tau, tage):
+    """Weight of SSP i = int SFR(t) hat_i(log t) dt, integrated here by scipy.quad with np.interp hats."""
+    h = parametric_sfh(sfh, tage, tau=tau)
+    young, old = ssp_weights(h, LOG_AGES, split_yr=1e7)
+    w = young + old
+    assert w.sum() == pytest.approx(1.0, rel=1e-10)
+    T = tage * 1e9
+    for i in (0, 20, 60, int(np.searchsorted(LOG_AGES, np.log10(T))) - 1):
+        onehot = np.zeros(LOG_AGES.size)
+        onehot[i] = 1.0
+
+        def integrand(lt):
+            t = 10.0 ** lt
+            return h.sfr(np.array([t]))[0] * np.interp(lt, LOG_AGES, onehot) * t * np.log(10)
+        pts = [p for p in LOG_AGES if p < np.log10(T)]
+        ref = quad(integrand, LOG_AGES[0], np.log10(T), points=pts[:50], limit=400, epsabs=0, epsrel=1e-10)[0]
+        if i == 0:              # plus everything younger than the first SSP (nearest neighbour, as FSPS)
+            ref += quad(lambda t: h.sfr(np.array([t]))[0], 0, 10 ** LOG_AGES[0], epsabs=0, epsrel=1e-12)[0]
+        assert w[i] == pytest.approx(ref, rel=1e-7, abs=1e-15)
+    # the young/old split at 10 Myr: young is all mass formed in the last 10 Myr
+    young_ref = quad(lambda t: h.sfr(np.array([t]))[0], 0, 1e7, epsabs=0, epsrel=1e-12)[0]
+    assert young.sum() == pytest.approx(young_ref, rel=1e-9)
+
+
+def test_ssp_limit_of_a_short_tau_model():
+    """tau -> 0: all mass at lookback time tage, i.e. the SSP's linear-in-log-age weights."""
+    tage = 3.0
+    h = parametric_sfh(1, tage, tau=1e-6)
+    young, old = ssp_weights(h, LOG_AGES)
+    w = young + old
+    la = np.log10(tage * 1e9)
+    j = np.searchsorted(LOG_AGES, la) - 1
+    f = (la - LOG_AGES[j]) / (LOG_AGES[j + 1] - LOG_AGES[j])
+    expected = np.zeros_like(w)
+    expected[j], expected[j + 1] = 1 - f, f
+    assert np.allclose(w, expected, atol=2e-5)
+
+
+def test_constant_burst_truncation():
+    tage, tburst = 10.0, 8.0
+    h = parametric_sfh(1, tage, tau=2.0, const=0.3, fburst=0.2, tburst=tburst, sf_start=1.0, sf_trunc=9.0)
+    assert h.mass_formed() == pytest.approx(1.0, rel=1e-10)
+    t = np.array([0.5e9, 0.99e9, 1.01e9, 5e9, 8.99e9, 9.01e9])       # lookback [yr]
+    sfr = h.sfr(t)
+    assert np.all(sfr[:2] == 0)                  # truncated 1 Gyr ago (sf_trunc = 9 of tage = 10)
+    assert np.all(sfr[2:5] > 0) and sfr[5] == 0  # started at sf_start = 1 Gyr (lookback 9 Gyr)
+    # at lookback 5 Gyr (4 Gyr after the start): tau part (0.5 of the mass over the 8 Gyr of star formation)
+    # plus the constant part (0.3 over 8 Gyr)
+    expected = 0.5 * np.exp(-4 / 2) / (2e9 * -np.expm1(-8 / 2)) + 0.3 / 8e9
+    assert sfr[3] == pytest.approx(expected, rel=1e-12)
+    assert h.bursts == [(2e9, 0.2)]
+    young, old = ssp_weights(h, LOG_AGES)
+    assert (young + old).sum() == pytest.approx(1.0, rel=1e-10)
+    # a burst after tage does not happen; the rest still sums to one
+    h2 = parametric_sfh(1, 5.0, tau=2.0, const=0.3, fburst=0.2, tburst=8.0)
+    assert h2.bursts == [] and h2.mass_formed() == pytest.approx(1.0, rel=1e-10)
+
+
+def test_tabular_masses_in_closed_form():
+    # 2 M_sun/yr from 1 to 4 Gyr, then a linear ramp down to 0 at 6 Gyr; observed at tage = 5 Gyr
+    age = np.array([1.0, 4.0, 6.0])
+    sfr = np.array([2.0, 2.0, 0.0])
+    h = tabular_sfh(age, sfr, tage=5.0)
+    expected = 2.0 * 3e9 + (2.0 + 1.0) / 2 * 1e9           # flat part + ramp from 2 to 1 M_sun/yr over 1 Gyr
+    assert h.mass_formed() == pytest.approx(expected, rel=1e-12)
+    young, old = ssp_weights(h, LOG_AGES)
+    assert (young + old).sum() == pytest.approx(expected, rel=1e-10)
+    assert h.sfr(np.array([0.0]))[0] == pytest.approx(1.0)   # current SFR on the ramp
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(sfh=1, tage=1.0, sf_start=2.0), "sf_start"),
+    (dict(sfh=1, tage=1.0, const=0.7, fburst=0.5), "const \\+ fburst"),
+    (dict(sfh=1, tage=1.0, tau=0.0), "tau"),
+    (dict(sfh=2, tage=1.0), "sfh=1"),
+])
+def test_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        parametric_sfh(**kwargs)
+
+
+def test_mass_older_than_the_grid_is_refused():
+    h = parametric_sfh(1, 13.7, tau=1.0)
+    with pytest.raises(ValueError, match="older than the oldest SSP"):
+        ssp_weights(h, np.arange(5.5, 10.1001, 0.05))        # PARSEC stops at 12.6 Gyr
