@@ -1,5 +1,5 @@
-"""Benchmark: SSPs with the shipped model -- the full PARSEC grid (time, points sent, where the time goes, peak
-memory), a new (age, Z) after warm-up, one SSP cold / warm, and the deduplication step study.
+"""Benchmark: SSPs with the shipped model -- the full PARSEC grid (time, points sent, where the time goes,
+peak memory), a new (age, Z) after warm-up, one SSP cold / warm, and the deduplication step study.
 
 Run: python benchmarks/bench_ssp.py [--threads N] [--device cpu] [--skip-grid] [--skip-dedup-study]
 Writes benchmarks/results_ssp.md. Uses the shipped default model when present, else the blackbody
@@ -167,7 +167,8 @@ def main():
     cores = os.cpu_count()
     lines = ["## SSP synthesis (`benchmarks/bench_ssp.py`)", "",
              f"Generator: {gen_note}. torch threads: {args.threads} ({cores} CPUs visible, shared with other "
-             f"jobs). Machine: {platform.processor() or platform.machine()}. One run; ratios are the meaningful "
+             f"jobs). Machine: {platform.processor() or platform.machine()}. One run; "
+             f"ratios are the meaningful "
              "numbers, absolute times vary with the load.", ""]
 
     # ---- full PARSEC grid ------------------------------------------------------------------------
@@ -202,7 +203,8 @@ def main():
             f"({100 * (1 - n_u / n_pts):.2f} % removed) |",
             f"| throughput | {n_pts / t_grid:,.0f} points/s |",
             f"| in `generator.surface_flux` (network, its coverage lookup and post-processing) | "
-            f"{tm['generator_s']:.1f} s ({100 * tm['generator_s'] / t_grid:.0f} %; {gen_rate:,.0f} spectra/s) |",
+            f"{tm['generator_s']:.1f} s ({100 * tm['generator_s'] / t_grid:.0f} %; "
+            f"{gen_rate:,.0f} spectra/s) |",
             f"| dedup (unique keys, sparse weights) | {tm['dedup_s']:.2f} s |",
             f"| accumulation (weights @ spectra, per batch) | {tm['accumulate_s']:.2f} s |",
             f"| everything else (IMF weights, normalisation, bookkeeping, interpolation) | "
@@ -212,12 +214,14 @@ def main():
             f"| projected with the generator at {GENERATOR_TARGET:,} spectra/s | {projected_cpu:.1f} s "
             f"(= {n_u:,} / {GENERATOR_TARGET:,} + {rest_cpu:.1f} s CPU outside the generator; "
             f"{projected:.1f} s with this run's wall time outside it) |",
-            f"| peak resident memory | {mem.peak / 2**20:,.0f} MiB ({(mem.peak - mem.base) / 2**20:,.0f} MiB above "
+            f"| peak resident memory | {mem.peak / 2**20:,.0f} MiB ({(mem.peak - mem.base) / 2**20:,.0f} MiB "
+            f"above "
             f"the {mem.base / 2**20:,.0f} MiB before the call; batch {backend.batch_size} spectra) |",
             f"| max missing L_bol fraction | {g.missing_fraction.max():.3g} |", ""]
         corr = a["luminosity_correction"]
         if corr:
-            lines += [f"Luminosity-conservation rescaling sigma T^4 / integral(F_lambda) over the grid's points: "
+            lines += [f"Luminosity-conservation rescaling sigma T^4 / integral(F_lambda) "
+                      f"over the grid's points: "
                       f"min {corr['min']:.4f}, median of the isochrones' medians {corr['median']:.4f}, "
                       f"max {corr['max']:.4f}.", ""]
 
@@ -225,11 +229,14 @@ def main():
         t_new = time_requests(sspmod, backend, random_requests(iso, args.n_new, 1))
         print(f"new (age, Z) after the grid: median {np.median(t_new) * 1e3:.2f} ms", flush=True)
         lines += ["### A new (age, Z) `ssp_spectrum`", "",
-                  "Random (age, Z) off the tabulated nodes (uniform in log age and log Z over PARSEC's range); "
+                  "Random (age, Z) off the tabulated nodes (uniform in log age and log Z "
+                  "over PARSEC's range); "
                   "each interpolates between up to 4 tabulated isochrone SSPs (as FSPS).", "",
                   "| regime | median | 90th percentile | note |", "|---|---|---|---|",
-                  f"| after `ssp_grid()` with the same generator (warm-up) | **{np.median(t_new) * 1e3:.2f} ms** | "
-                  f"{np.percentile(t_new, 90) * 1e3:.2f} ms | every tabulated SSP cached: interpolation only, no "
+                  f"| after `ssp_grid()` with the same generator (warm-up) | "
+                  f"**{np.median(t_new) * 1e3:.2f} ms** | "
+                  f"{np.percentile(t_new, 90) * 1e3:.2f} ms | every tabulated SSP cached: "
+                  "interpolation only, no "
                   f"generator call ({args.n_new} requests) |"]
     else:
         lines += ["### A new (age, Z) `ssp_spectrum`", "", "| regime | median | 90th percentile | note |",
@@ -249,14 +256,18 @@ def main():
           f"{args.n_new} median {np.median(t_next) * 1e3:.1f} ms ({np.median(p_next):.0f} points, "
           f"{np.median(c_next) * 1e3:.1f} ms CPU outside the generator)", flush=True)
     lines += [f"| no grid, requests 1-{args.n_new} (each computes its uncached neighbouring isochrones) | "
-              f"{np.median(t_first) * 1e3:.1f} ms | {np.percentile(t_first, 90) * 1e3:.1f} ms | cold: one batched "
+              f"{np.median(t_first) * 1e3:.1f} ms | {np.percentile(t_first, 90) * 1e3:.1f} ms | "
+              f"cold: one batched "
               f"generator call for the missing isochrones; median {np.median(p_first):.0f} points generated, "
               f"{np.median(c_first) * 1e3:.1f} ms CPU outside the generator |",
               f"| no grid, requests {args.n_new + 1}-{2 * args.n_new} | {np.median(t_next) * 1e3:.1f} ms | "
-              f"{np.percentile(t_next, 90) * 1e3:.1f} ms | neighbours shared with earlier requests are reused; "
-              f"median {np.median(p_next):.0f} points, {np.median(c_next) * 1e3:.1f} ms CPU outside the generator |",
+              f"{np.percentile(t_next, 90) * 1e3:.1f} ms | "
+              f"neighbours shared with earlier requests are reused; "
+              f"median {np.median(p_next):.0f} points, {np.median(c_next) * 1e3:.1f} ms CPU "
+              f"outside the generator |",
               f"| no grid, requests {args.n_new + 1}-{2 * args.n_new}, projected with the generator at "
-              f"{GENERATOR_TARGET:,} spectra/s | {proj * 1e3:.0f} ms | | median of points / {GENERATOR_TARGET:,} "
+              f"{GENERATOR_TARGET:,} spectra/s | {proj * 1e3:.0f} ms | | "
+              f"median of points / {GENERATOR_TARGET:,} "
               "+ CPU outside the generator |", ""]
 
     # ---- one SSP cold / warm; per-star baseline -----------------------------------------------------
@@ -274,7 +285,7 @@ def main():
     lz = np.concatenate([np.full(iso.count[iz, ia], np.log10(iso.Z[iz] / iso.zsun)) for iz, ia in pairs])
     c = iso.columns
 
-    n_star = min(cols.size, 150)          # timed on the first stars, scaled to all (a full loop takes minutes)
+    n_star = min(cols.size, 150)          # timed on the first stars, scaled to all (a full loop: minutes)
 
     def per_star():
         out = 0.0
@@ -283,8 +294,8 @@ def main():
             out = out + f[0]
         return out
     t_star = _timed(per_star) * cols.size / n_star
-    print(f"SSP cold {t_cold * 1e3:.1f} ms; warm {t_warm * 1e3:.2f} ms; per-star baseline {t_star * 1e3:.0f} ms",
-          flush=True)
+    print(f"SSP cold {t_cold * 1e3:.1f} ms; warm {t_warm * 1e3:.2f} ms; per-star baseline "
+          f"{t_star * 1e3:.0f} ms", flush=True)
     lines += ["### One SSP", "", "| task | time | note |", "|---|---|---|",
               f"| one SSP, cold (PARSEC, 10^9.5 yr, Z=0.0152: {len(pairs)} isochrones, {cols.size} points) | "
               f"{t_cold * 1e3:.1f} ms | one batched generator call |",
@@ -298,16 +309,20 @@ def main():
         steps = [KEY_STEP, 5e-4, 1e-3, 2e-3, 5e-3]
         res = dedup_study(gen, iso, iz, steps)
         lines += [f"### Dedup step (PARSEC Z = {iso.Z[iz]:g}, all {iso.log_age.size} ages)", "",
-                  "Isochrone points rounded to a step in log Teff (and 10x that in log g) before the generator; "
-                  "relative change of the SSPs against the exact points, over pixels above 1e-3 of each SSP's "
+                  "Isochrone points rounded to a step in log Teff (and 10x that in log g) "
+                  "before the generator; "
+                  "relative change of the SSPs against the exact points, over pixels above 1e-3 "
+                  "of each SSP's "
                   "peak.", "",
                   "| step in log Teff [dex] | points | unique points sent | max relative SSP change | "
                   "median | generator time |", "|---|---|---|---|---|---|"]
         for step, n, nu, mx, med, dt in res:
             lines.append(f"| {step:g}{' (KEY_STEP)' if step == KEY_STEP else ''} | {n:,} | {nu:,} "
                          f"({100 * nu / n:.0f} %) | {mx:.2e} | {med:.1e} | {dt:.1f} s |")
-            print(f"dedup step {step:g}: {nu}/{n} unique, max rel change {mx:.2e}, median {med:.1e}", flush=True)
-        lines += ["", "Only the tables' printed precision keeps every SSP within 1e-4: the UV of an SSP is the Wien "
+            print(f"dedup step {step:g}: {nu}/{n} unique, max rel change {mx:.2e}, median {med:.1e}",
+                  flush=True)
+        lines += ["", "Only the tables' printed precision keeps every SSP within 1e-4: "
+                      "the UV of an SSP is the Wien "
                   "tail of its hottest stars, where a 1e-3 dex step in Teff moves the flux by ~1e-2.", ""]
     lines += ["Targets (issue 11, 2 cores): full PARSEC grid < 20 s with the generator at ~40k spectra/s; "
               "a new (age, Z) after warm-up < 50 ms (median).", ""]

@@ -121,7 +121,7 @@ class PointSpectra:
         return {"n": int(c.size), "min": float(c.min()), "median": float(np.median(c)), "max": float(c.max())}
 
     def as_spectrum(self):
-        """The spectra as a :class:`specutils.Spectrum` in erg s^-1 A^-1 (meta: status, inside, correction)."""
+        """The spectra as a :class:`specutils.Spectrum` [erg s^-1 A^-1] (meta: status, inside, correction)."""
         from specutils import Spectrum
         return Spectrum(flux=self.llam * LLAM_UNIT, spectral_axis=self.wavelength * u.AA,
                         meta={"status": self.status, "inside_coverage": self.inside,
@@ -138,7 +138,8 @@ def _trapz_weights(wave):
 
 
 def _get(obj, name, index):
-    """Field of a phase library given as an object with attributes or a tuple (teff, logz, flux, mask, cit)."""
+    """Field of a phase library given as an object with attributes or a tuple (teff, logz, flux, mask,
+    cit)."""
     if hasattr(obj, name):
         return getattr(obj, name)
     if isinstance(obj, dict):
@@ -238,7 +239,8 @@ class StellarLibraryBackend:
         return (self.generator.name, id(self.generator), self.special_phases, self.outside)
 
     def __repr__(self):
-        return (f"StellarLibraryBackend(generator={self.generator.name!r}, special_phases={self.special_phases!r},"
+        return (f"StellarLibraryBackend(generator={self.generator.name!r}, "
+                f"special_phases={self.special_phases!r},"
                 f" outside={self.outside!r}, cached={len(self._cache)})")
 
     def clear_cache(self):
@@ -486,13 +488,13 @@ class StellarLibraryBackend:
             if (teff <= 0).any():
                 raise ValueError("teff must be positive (K)")
             logt = np.log10(teff)
-        arrays = np.broadcast_arrays(np.atleast_1d(np.asarray(logt, float)), np.atleast_1d(np.asarray(logg, float)),
-                                     np.atleast_1d(np.asarray(logz, float)), np.atleast_1d(np.asarray(logl, float)))
+        arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, float)) for a in (logt, logg, logz, logl)))
         logt, logg, logz, logl = (np.ascontiguousarray(a).ravel() for a in arrays)
         for name, arr in (("logt", logt), ("logg", logg), ("logz", logz), ("logl", logl)):
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name} has non-finite values (first at index "
-                                 f"{np.flatnonzero(~np.isfinite(arr))[0]}); stellar parameters must be finite")
+                                 f"{np.flatnonzero(~np.isfinite(arr))[0]}); stellar parameters must be "
+                                 "finite")
         cls = self._classes(phase, co, logt.size)
         return logt, logg, logz, logl, cls
 

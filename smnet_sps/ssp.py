@@ -9,14 +9,14 @@ unit-integral stellar spectra ``f_i`` from the :class:`~smnet_sps.backend.Stella
 spectrum integrates to the isochrone's L_bol minus the luminosity of stars without a spectrum, which is
 reported as ``missing_fraction``). Stars outside the generator's coverage are, by default
 (``outside="extrapolate"``), still generated (a smooth, luminosity-conserving extrapolation of the learned
-manifold); the fraction of L_bol they carry is always reported as ``outside_fraction``. The generator's metallicity is [M/H] = log10(Z / Zsun) with the
-family's Zsun (PARSEC 0.0152, Padova 0.019).
+manifold); the fraction of L_bol they carry is always reported as ``outside_fraction``. The generator's
+metallicity is [M/H] = log10(Z / Zsun) with the family's Zsun (PARSEC 0.0152, Padova 0.019).
 
 Between tabulated ages and metallicities we interpolate like FSPS, from the four neighbouring tabulated
 SSPs: the spectrum and every bookkeeping quantity (L_bol, masses, per-phase luminosity, missing
 luminosity) are interpolated log-linearly (geometrically) in log age and masses linearly -- which
-reproduces FSPS's own intermediate ages (time_res_incr=2) to 5e-5 dex -- and then linearly in the spectra with weights linear in
-log Z. At a tabulated node this is exactly the tabulated SSP.
+reproduces FSPS's own intermediate ages (time_res_incr=2) to 5e-5 dex -- and then linearly in the spectra
+with weights linear in log Z. At a tabulated node this is exactly the tabulated SSP.
 """
 from __future__ import annotations
 
@@ -257,8 +257,8 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
     W = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.arange(cols.size))),
                       shape=(n_rows, cols.size))
     keys = backend.point_keys(c["logt"][cols], c["logg"][cols], logz_pts, c["phase"][cols], c["co"][cols])
-    # The backend's per-point cache is bypassed: isochrone points do not repeat between ages (0.3 % of PARSEC's
-    # points are duplicates), so caching them only costs time; the per-isochrone SSP cache is what pays.
+    # The backend's per-point cache is bypassed: isochrone points do not repeat between ages (0.3 % of
+    # PARSEC's points are duplicates), so caching them only costs time; the per-isochrone SSP cache pays.
     flux, covered, status, corr = backend.weighted_sum(keys, W, progress=progress, desc="isochrone points",
                                                        stats=stats, use_cache=False)
     # light of stars not generated inside the generator's coverage (extrapolated, blackbody or missing)
@@ -352,7 +352,8 @@ def _neighbours(grid, x):
 
 def _plan(iso, log_age, Z):
     """Neighbouring tabulated SSPs of (log_age, Z): [(iz, wz, [(ia, wa), ...]), ...]."""
-    return [(iz, wz, _neighbours(iso.log_age, log_age)) for iz, wz in _neighbours(np.log10(iso.Z), np.log10(Z))]
+    return [(iz, wz, _neighbours(iso.log_age, log_age))
+            for iz, wz in _neighbours(np.log10(iso.Z), np.log10(Z))]
 
 
 def _pairs(plan):
@@ -848,8 +849,8 @@ def _common_args(p):
     p.add_argument("--imf", default="kroupa", help="kroupa (default), salpeter or chabrier")
     p.add_argument("--isochrones", default="parsec", help="parsec (default) or padova")
     p.add_argument("--generator", default=None,
-                   help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), 'blackbody', "
-                        "or a model directory")
+                   help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), "
+                        "'blackbody', or a model directory")
     p.add_argument("--special-phases", default="model", choices=("model", "dedicated"))
     p.add_argument("--outside", default="extrapolate", choices=("exclude", "blackbody", "extrapolate"))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
