@@ -577,7 +577,7 @@ class StellarLibraryBackend:
         else:
             Wc = W.tocsc()
             bar = None
-            if progress:
+            if progress and nu > self.batch_size:        # no bar for work done in one batch
                 from tqdm.auto import tqdm
                 bar = tqdm(total=nu, desc=f"{self.generator.name} {desc}", unit="star", unit_scale=True)
             for s0 in range(0, nu, self.batch_size):

@@ -68,6 +68,12 @@ def parse_age(age):
             age = age.to_value(u.yr)
         except u.UnitConversionError as exc:
             raise ValueError(f"age must be a time (e.g. Gyr, Myr, yr); got unit {age.unit}") from exc
+    if isinstance(age, (list, tuple)) and any(isinstance(a, u.Quantity) for a in age):
+        try:                                   # a list of time Quantities, e.g. [1 * u.Gyr, 500 * u.Myr]
+            age = u.Quantity(age).to_value(u.yr)
+        except (u.UnitsError, TypeError, ValueError) as exc:
+            raise ValueError(f"ages given as a list must all be times (e.g. Gyr, Myr, yr) or all numbers of "
+                             f"years; got {age!r}") from exc
     if isinstance(age, (bool, np.bool_)) or (isinstance(age, np.ndarray) and age.dtype == bool):
         raise ValueError("age must be a time or a number of years, not a boolean")
     try:
@@ -110,8 +116,11 @@ def _as_float_array(value, name):
 
 
 def _scalar(value, name):
-    """One value: arrays are refused (ssp_spectrum takes one age and one Z; ssp_grid takes many)."""
-    if np.ndim(value) != 0 and not isinstance(value, str):
+    """One value: sequences and arrays are refused (ssp_spectrum takes one age and one Z; ssp_grid many)."""
+    if isinstance(value, (list, tuple, set, dict)):
+        raise ValueError(f"ssp_spectrum takes one {name}; got a {type(value).__name__}. Use "
+                         "ssp_grid(ages, Zs) for many ages or metallicities")
+    if isinstance(value, (np.ndarray, u.Quantity)) and np.shape(value) != ():
         raise ValueError(f"ssp_spectrum takes one {name}; got an array of shape {np.shape(value)}. Use "
                          "ssp_grid(ages, Zs) for many ages or metallicities")
     return value
@@ -526,10 +535,21 @@ class SSPGrid(NamedTuple):
                           np.array(self.ssp_wave, float), self.ssp_flux_per_hz())
 
 
+def _is_empty(values):
+    if isinstance(values, (str, u.Quantity)):
+        return isinstance(values, u.Quantity) and values.size == 0
+    if isinstance(values, (list, tuple)):
+        return len(values) == 0
+    try:
+        return np.size(values) == 0
+    except (TypeError, ValueError):
+        return False                    # not array-like: the parser names the problem
+
+
 def _age_array(ages, iso):
     if ages is None:
         return iso.log_age.copy()
-    if np.size(ages) == 0 and not isinstance(ages, str):
+    if _is_empty(ages):
         raise ValueError(f"ages is empty; give at least one age ({_age_range(iso)}) or ages=None for all "
                          f"{iso.log_age.size} tabulated ages")
     return np.atleast_1d(_log_ages(ages, iso)).astype(float).ravel()
@@ -538,7 +558,7 @@ def _age_array(ages, iso):
 def _z_array(Zs, iso):
     if Zs is None:
         return iso.Z.copy()
-    if np.size(Zs) == 0:
+    if _is_empty(Zs):
         raise ValueError(f"Zs is empty; give at least one metal mass fraction ({iso.Z[0]:g}-{iso.Z[-1]:g} "
                          f"for {iso.name}) or Zs=None for all {iso.Z.size} tabulated Z")
     return np.atleast_1d(_resolve_z(iso, Zs, None)).astype(float).ravel()

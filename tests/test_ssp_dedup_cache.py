@@ -92,6 +92,7 @@ def test_neighbouring_ages_share_isochrones():
 # ---- issue 12: named errors --------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs,match", [
     (dict(age=[1e9, 2e9], Z=0.0152), "one age.*ssp_grid"),
+    (dict(age=[1 * u.Gyr], Z=0.0152), "one age"),
     (dict(age=np.array([1e9, 2e9]) * u.yr, Z=0.0152), "one age"),
     (dict(age=1e9, Z=[0.01, 0.02]), "one Z.*ssp_grid"),
     (dict(age=1e9, logzsol=np.zeros(3)), "one logzsol"),
@@ -230,3 +231,10 @@ def test_fuzz_ssp_grid_inputs(ages, zs):
     except ValueError:
         return
     assert np.all(np.isfinite(g.ssp_flux)) and np.all(g.ssp_flux >= 0)
+
+
+def test_ssp_grid_accepts_a_list_of_time_quantities():
+    g = ssp_grid([1 * u.Gyr, 500 * u.Myr], [0.0152], generator="blackbody", progress=False)
+    assert np.allclose(g.ssp_lg_age_gyr, np.log10([1.0, 0.5]))
+    with pytest.raises(ValueError, match="all be times"):
+        ssp_grid([1 * u.Gyr, 3 * u.m], [0.0152], generator="blackbody", progress=False)
