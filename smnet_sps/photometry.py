@@ -752,6 +752,11 @@ TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".txt": "ascii.comm
 
 
 def _cli_mags(args):
+    if args.points:                             # stars from a table, chunk by chunk (smnet_sps.distributed)
+        from .distributed import cli_points_mags
+        return cli_points_mags(args)
+    if args.Z is None:
+        raise ValueError("--Z is required for SSP magnitudes (or give --points stars.parquet)")
     from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure, suffix_of
     outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table"),
                                    "plot": (matplotlib_formats(), "plot")})
@@ -790,7 +795,8 @@ def add_cli(subparsers):
         "mags", help="SSP magnitudes, M/L and colours vs age through named filters",
         description="Absolute (and, at --redshift > 0, apparent) SSP magnitudes per M_sun formed, M*/L and "
                     "M_bol vs age, via smnet_sps.ssp.ssp_grid and synphot.")
-    p.add_argument("--Z", type=float, required=True, help="metal mass fraction, e.g. 0.0152 (PARSEC solar)")
+    p.add_argument("--Z", type=float, default=None, help="metal mass fraction, e.g. 0.0152 (PARSEC solar); "
+                   "required unless --points")
     p.add_argument("--filters", required=True,
                    help="comma-separated speclite/sedpy names or files, e.g. sdss2010-g,sdss2010-r")
     p.add_argument("--ages", default="0.01-12.5Gyr",
@@ -813,5 +819,13 @@ def add_cli(subparsers):
     p.add_argument("--plot", default=None,
                    help="save a magnitude / colour vs log age plot (e.g. colours.png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--points", default=None,
+                   help="Parquet table of stars (teff [K], logg, logz, L [L_sun] or logl): absolute "
+                        "magnitudes of each star, written chunk by chunk to the Zarr store --out (default "
+                        "<table>_mags.zarr)")
+    p.add_argument("--chunk-rows", type=int, default=100_000,
+                   help="stars per task with --points (default 1e5)")
+    from .distributed import add_cluster_args
+    add_cluster_args(p)                         # --scheduler / --workers (smnet-sps[dask])
     p.set_defaults(func=_cli_mags)
     return p

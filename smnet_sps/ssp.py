@@ -852,6 +852,9 @@ def _cmd_ssp_grid(args):
             raise ValueError(f"{option} was given without a value; give one or more values "
                              f"(e.g. --ages 1Gyr 3Gyr, --Z 0.002 0.0152) or leave {option} out for all "
                              "tabulated values")
+    from . import distributed
+    if distributed.wants_cluster(args):        # --scheduler / --workers: the same grid as Dask tasks
+        return distributed.cli_ssp_grid(args, outputs["out"])
     gen = _generator_from_arg(args.generator, args.device)
     ages = None if args.ages is None else 10.0 ** np.array([parse_age(a) for a in args.ages])
     grid = ssp_grid(ages, args.Z, imf=args.imf, isochrones=args.isochrones, generator=gen,
@@ -896,4 +899,6 @@ def add_cli(sub):
     _common_args(g)
     g.add_argument("--out", required=True, help="output .h5, .hdf5 or .npz (format from the extension)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    from .distributed import add_cluster_args
+    add_cluster_args(g)                         # --scheduler / --workers (smnet-sps[dask])
     g.set_defaults(func=_cmd_ssp_grid)

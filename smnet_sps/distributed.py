@@ -1,0 +1,886 @@
+"""Beyond one machine: SSP grid families and star photometry for 10^8-10^9 stars on Dask.
+
+Optional extra: ``pip install "smnet-sps[dask]"`` (``dask[distributed]``, ``zarr``, ``pyarrow``). The
+scheduling, fault tolerance and data movement are Dask's (``distributed.Client`` on a ``LocalCluster``, an
+SSH / HPC / Kubernetes cluster, or a scheduler address); this module only says what one task is.
+
+Two workloads
+-------------
+* :func:`ssp_grids` -- many SSP grids (IMF x isochrones x generator x ages x Z). One task per (grid, Z, block
+  of ages) calls the single-process :func:`smnet_sps.ssp.ssp_grid` on that block, so a grid from here is the
+  grid from there (to float32 round-off of the generator's batches, < 1e-6 relative).
+* :func:`magnitudes` / :func:`surface_flux` over a Dask array of stars (Teff [K], log g, [M/H], L [L_sun]) of
+  any length, and :func:`write_points`, which writes them chunk by chunk. A chunk streams through the
+  generator in batches; when only magnitudes are asked for, a batch of spectra lives only inside one task and
+  only ``n_filters`` numbers per star leave it, so 10^9 spectra are never held anywhere.
+
+Generators are never pickled into tasks. A task carries a *generator spec* -- ``None`` / ``"default"`` (the
+shipped model), ``"blackbody"``, a model directory or a released ``.pt`` path, or a picklable zero-argument
+callable that returns a generator (e.g. ``functools.partial(load_generator, "x.pt", meta="x.meta.npz")``) --
+and each worker process loads it once into a worker-local cache (:func:`worker_generator`).
+
+Stores and resuming
+-------------------
+Every result goes to a Zarr group (a directory; local disk or any path every worker can write to). A task
+writes its block of data, then its completion marker (``done``). A rerun -- after a crash, a killed
+worker, ``Ctrl-C`` or on purpose -- reads the markers and submits only the missing blocks; a block whose
+worker died between writing data and marker is simply written again (the same bytes at the same place), so
+nothing is duplicated. The group's attributes hold units and provenance (see :func:`ssp_grids`,
+:func:`write_points`); :func:`load_ssp_store` and :func:`load_points_store` read them back.
+
+Star spectra and magnitudes follow docs/CONTRACTS.md: L_lambda = L F_lambda / (sigma Teff^4)
+[erg s^-1 A^-1]; magnitudes are those of :func:`smnet_sps.photometry.magnitudes` for that luminosity density
+(absolute magnitudes at 10 pc unless ``distance`` is given). Wavelengths are vacuum (smnet_sps.medium).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from astropy import units as u
+
+from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
+
+__all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
+           "magnitudes", "write_points", "load_points_store", "read_points", "points_array", "local_cluster",
+           "get_client", "POINT_COLUMNS"]
+
+SSP_STORE_FORMAT = "smnet-sps ssp grid store"
+POINTS_STORE_FORMAT = "smnet-sps points store"
+STORE_VERSION = 1
+POINT_COLUMNS = ("teff", "logg", "logz", "L")   # Teff [K], log g [cgs], [M/H] [dex], L [L_sun]
+
+
+def _require_dask():
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+        import zarr  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError("smnet_sps.distributed needs the 'dask' extra: pip install "
+                                  f"\"smnet-sps[dask]\" (missing: {exc.name})") from exc
+
+
+# ---------------------------------------------------------------------------------------------------
+# Generators: loaded once per worker process, never shipped inside a task
+# ---------------------------------------------------------------------------------------------------
+_WORKER_GENERATORS: dict = {}
+
+
+def _spec_key(spec, device):
+    if spec is None or spec == "default":
+        return ("default", str(device))
+    if isinstance(spec, (str, Path)):
+        return ("path", str(spec), str(device))
+    if callable(spec):
+        import pickle
+        try:                                        # a partial's arguments are part of its identity
+            blob = pickle.dumps(spec)
+        except Exception:                           # noqa: BLE001 - cloudpickle will still ship it
+            blob = repr(spec).encode()
+        return ("callable", hashlib.sha1(blob).hexdigest(), str(device))
+    raise ValueError("generator must be None/'default', 'blackbody', a model path, or a picklable "
+                     f"zero-argument callable returning a Generator; got {type(spec).__name__}. Loaded "
+                     "models are not shipped to workers: give what loads one")
+
+
+def _check_spec(spec):
+    from .generator import Generator
+    if isinstance(spec, Generator):
+        raise ValueError("pass the generator as a spec (None/'default', 'blackbody', a model path, or a "
+                         "zero-argument callable), not a loaded Generator: each worker loads it once itself")
+    _spec_key(spec, "cpu")
+    return spec
+
+
+def _spec_label(spec):
+    if spec is None or spec == "default":
+        return "default"
+    if isinstance(spec, (str, Path)):
+        return Path(str(spec)).name or str(spec)
+    return getattr(spec, "__name__", None) or getattr(getattr(spec, "func", None), "__name__", "callable")
+
+
+def _spec_id(spec):
+    """A stable identity of a generator spec for store names and rerun checks (a path, or a pickle hash)."""
+    key = _spec_key(spec, "")
+    return key[0] if key[0] == "default" else f"{key[0]}:{key[1]}"
+
+
+def worker_generator(spec=None, device="auto"):
+    """The generator named by ``spec``, loaded at most once per process (worker-local cache).
+
+    Parameters
+    ----------
+    spec : None or "default" (the shipped model), "blackbody", a model directory / released ``.pt`` path,
+        or a picklable zero-argument callable returning a :class:`~smnet_sps.generator.Generator`
+    device : "auto" (CUDA when present), "cpu", "cuda", ...
+    """
+    key = _spec_key(spec, device)
+    gen = _WORKER_GENERATORS.get(key)
+    if gen is None:
+        if spec is None or spec == "default":
+            from .neural import load_generator
+            gen = load_generator(device=device)
+        elif spec == "blackbody":
+            from .generator import BlackbodyGenerator
+            gen = BlackbodyGenerator()
+        elif isinstance(spec, (str, Path)):
+            from .neural import load_generator
+            gen = load_generator(spec, device=device)
+        else:
+            gen = spec()
+        _WORKER_GENERATORS[key] = gen
+    return gen
+
+
+def _generator_fingerprint(gen):
+    """sha1 of what defines a generator's spectra: its files (weights, config, meta) or name + wavelengths.
+
+    Part of every store's identity, so a retrained model (same path, new weights) never fills in a store
+    computed with the old one.
+    """
+    h = hashlib.sha1(f"{type(gen).__name__}:{gen.name}".encode())
+    h.update(np.ascontiguousarray(gen.wavelength, float).tobytes())
+    files = []
+    directory = getattr(gen, "directory", None)
+    if directory is not None:
+        files = sorted(p for p in Path(directory).iterdir() if p.is_file() and p.suffix != ".md")
+    for key in ("weights", "meta_file"):
+        if isinstance(gen.meta, dict) and key in gen.meta:
+            files.append(Path(gen.meta[key]))
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    base = getattr(gen, "base", None)             # a wrapper (e.g. semi-empirical): its base model too
+    if base is not None and base is not gen and hasattr(base, "wavelength"):
+        h.update(_generator_fingerprint(base).encode())
+    return h.hexdigest()
+
+
+def _generator_info(spec, device):
+    """(name, wavelength [A], fingerprint) of a generator, computed where it is loaded (a worker)."""
+    gen = worker_generator(spec, device)
+    return gen.name, np.asarray(gen.wavelength, float), _generator_fingerprint(gen)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Clients, progress
+# ---------------------------------------------------------------------------------------------------
+def local_cluster(n_workers=2, threads_per_worker=1, memory_limit="auto", dashboard=True):
+    """A ``distributed.LocalCluster`` of worker *processes* on the loopback interface.
+
+    Each worker loads its generator once; torch inside a worker uses one thread (Dask sets OMP_NUM_THREADS=1
+    for the processes it starts), so ``n_workers`` is the number of cores used.
+    """
+    _require_dask()
+    from distributed import LocalCluster
+    if int(n_workers) < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    return LocalCluster(n_workers=int(n_workers), threads_per_worker=int(threads_per_worker), processes=True,
+                        host="127.0.0.1", memory_limit=memory_limit,
+                        dashboard_address="127.0.0.1:0" if dashboard else None)
+
+
+def get_client(client=None):
+    """``client`` if given, else the current default ``distributed.Client``, else None (run here)."""
+    if client is not None:
+        return client
+    try:
+        from distributed import default_client
+        return default_client()
+    except (ModuleNotFoundError, ValueError):
+        return None
+
+
+def _run_tasks(tasks, client, progress, desc):
+    """Run ``tasks`` [(function, args)] on ``client`` (or here, in order); yield results as they complete."""
+    bar = None
+    if progress and tasks:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(tasks), desc=desc, unit="task")
+    try:
+        if client is None:
+            for fn, args in tasks:
+                yield fn(*args)
+                if bar is not None:
+                    bar.update()
+            return
+        from distributed import as_completed
+        # pure=False: a rerun after a failure must run again, never reuse a cached failed key
+        futures = [client.submit(fn, *args, pure=False) for fn, args in tasks]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+                if bar is not None:
+                    bar.update()
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# SSP grid families
+# ---------------------------------------------------------------------------------------------------
+class SSPConfig(NamedTuple):
+    """One SSP grid: isochrone family, IMF, generator spec, ages [yr] and Z (metal mass fraction)."""
+
+    isochrones: str = "parsec"
+    imf: str = "kroupa"
+    generator: object = None
+    ages: object = None          # Quantity [time] or years; None = all tabulated ages of the family
+    Zs: object = None            # metal mass fractions; None = all tabulated Z of the family
+    special_phases: str = "model"
+    outside: str = "extrapolate"
+    name: str | None = None      # store name; default: from the content (stable across reruns)
+
+
+class RunSummary(NamedTuple):
+    """What a distributed run did: ``stores`` (paths), and counts of blocks (tasks)."""
+
+    stores: list
+    n_blocks: int                # blocks in all stores
+    n_skipped: int               # already complete in the store before this run
+    n_computed: int              # computed (and written) by this run
+    seconds: float
+    dashboard: str | None = None
+
+
+def _as_config(cfg):
+    if isinstance(cfg, SSPConfig):
+        return cfg
+    if isinstance(cfg, dict):
+        unknown = set(cfg) - set(SSPConfig._fields)
+        if unknown:
+            raise ValueError(f"unknown SSP config key(s) {sorted(unknown)}; "
+                             f"allowed: {list(SSPConfig._fields)}")
+        return SSPConfig(**cfg)
+    if isinstance(cfg, (tuple, list)) and 1 <= len(cfg) <= len(SSPConfig._fields):
+        return SSPConfig(*cfg)
+    raise ValueError("each config must be an SSPConfig, a dict with keys "
+                     f"{list(SSPConfig._fields)}, or a tuple (isochrones, imf, generator, ages, Zs)")
+
+
+def _resolve_config(cfg, age_chunk):
+    """Validated, JSON-able description of one grid (ages in yr, Z, ages per task) and its store name."""
+    from .imf import get_imf
+    from .isochrones import load_isochrones
+    from .ssp import parse_age
+
+    cfg = _as_config(cfg)
+    if not isinstance(cfg.imf, str):
+        raise ValueError("imf must be a name (kroupa, salpeter, chabrier) in a distributed run")
+    get_imf(cfg.imf)
+    _check_spec(cfg.generator)
+    if cfg.special_phases not in ("model", "dedicated"):
+        raise ValueError(f"special_phases must be 'model' or 'dedicated', got {cfg.special_phases!r}")
+    if cfg.outside not in ("extrapolate", "blackbody", "exclude"):
+        raise ValueError(f"outside must be 'extrapolate', 'blackbody' or 'exclude', got {cfg.outside!r}")
+    iso = load_isochrones(cfg.isochrones)
+    if cfg.ages is None:
+        ages_yr = 10.0 ** iso.log_age
+    else:
+        log_ages = np.atleast_1d(parse_age(cfg.ages)).astype(float)
+        iso.check_age(log_ages)
+        # years as given stay the caller's exact numbers (so a grid equals ssp_grid(ages, ...) bit for bit)
+        ages_yr = (10.0 ** log_ages if isinstance(cfg.ages, (u.Quantity, str))
+                   else np.atleast_1d(np.asarray(cfg.ages, float)))
+    Zs = iso.Z.copy() if cfg.Zs is None else np.atleast_1d(np.asarray(cfg.Zs, float))
+    iso.check_z(Zs)
+    if age_chunk is not None and int(age_chunk) < 1:
+        raise ValueError(f"age_chunk must be >= 1, got {age_chunk}")
+    desc = {"isochrones": iso.name, "imf": cfg.imf, "generator": _spec_label(cfg.generator),
+            "ages_yr": [float(a) for a in ages_yr], "Z": [float(z) for z in Zs],
+            "generator_id": _spec_id(cfg.generator),
+            "special_phases": cfg.special_phases, "outside": cfg.outside,
+            "age_chunk": int(min(age_chunk or ages_yr.size, ages_yr.size))}
+    return cfg, desc
+
+
+_SSP_SCALARS = ("log_lbol", "log_mass", "mass_stars", "mass_remnants", "missing_fraction", "outside_fraction")
+
+
+def _open_ssp_store(path, desc, digest, gen_name, wave):
+    """Create the Zarr group of one grid, or reopen it after checking it holds the same grid."""
+    import zarr
+    path = Path(path)
+    n_z, n_age = len(desc["Z"]), len(desc["ages_yr"])
+    n_blocks = math.ceil(n_age / desc["age_chunk"])
+    if (path / "zarr.json").exists():
+        group = zarr.open_group(str(path), mode="r+")
+        if group.attrs.get("format") != SSP_STORE_FORMAT or group.attrs.get("config_sha1") != digest:
+            raise ValueError(f"{path} holds another SSP grid (or is not an smnet-sps store); give another "
+                             "store directory or delete it")
+        return group
+    group = zarr.open_group(str(path), mode="w")
+    ac = desc["age_chunk"]
+    group.create_array("ssp_flux", shape=(n_z, n_age, wave.size), chunks=(1, ac, wave.size), dtype="f8",
+                       fill_value=np.nan)
+    for key in _SSP_SCALARS:
+        group.create_array(key, shape=(n_z, n_age), chunks=(1, ac), dtype="f8", fill_value=np.nan)
+    group.create_array("done", shape=(n_z, n_blocks), chunks=(1, 1), dtype="u1", fill_value=0)
+    group.create_array("ssp_wave", data=wave)
+    group.create_array("ssp_lgmet", data=np.log10(np.asarray(desc["Z"])))
+    group.create_array("ssp_lg_age_gyr", data=np.log10(np.asarray(desc["ages_yr"])) - 9.0)
+    group.attrs.update({
+        "format": SSP_STORE_FORMAT, "format_version": STORE_VERSION, "config_sha1": digest, "config": desc,
+        "flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
+        "wavelength_medium": "vacuum", "ssp_lgmet": "log10 Z (metal mass fraction)",
+        "ssp_lg_age_gyr": "log10(age / Gyr)", "generator": gen_name, "isochrones": desc["isochrones"],
+        "imf": desc["imf"], "generator_sha1": desc["generator_sha1"],
+        "special_phases": desc["special_phases"], "outside": desc["outside"],
+        "done": "1 where block (Z index, age block of age_chunk ages) is complete; written after its data",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    return group
+
+
+def _ssp_block(store, desc, spec, device, iz, ib):
+    """One task: SSPs at Z[iz] for the ib-th block of ages, written to the store, then marked done."""
+    import zarr
+    from .ssp import ssp_grid
+
+    gen = worker_generator(spec, device)
+    ac = desc["age_chunk"]
+    ages = np.asarray(desc["ages_yr"])[ib * ac:(ib + 1) * ac]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # coverage is recorded in outside_fraction
+        grid = ssp_grid(ages, [desc["Z"][iz]], imf=desc["imf"], isochrones=desc["isochrones"], generator=gen,
+                        special_phases=desc["special_phases"], outside=desc["outside"], progress=False,
+                        device=device)
+    group = zarr.open_group(str(store), mode="r+")
+    sl = slice(ib * ac, ib * ac + ages.size)
+    group["ssp_flux"][iz, sl] = grid.ssp_flux[0]
+    for key in _SSP_SCALARS:
+        group[key][iz, sl] = getattr(grid, key)[0]
+    group["done"][iz, ib] = 1                    # after the data: a marker never points at missing data
+    return str(store), iz, ib
+
+
+def _ssp_blocks(items, spec, device):
+    """One task: several blocks that share generator, isochrones and Z (e.g. an IMF family), in one worker.
+
+    The worker's stellar-library backend caches spectra per isochrone point, so the second and later grids of
+    the group reuse the first one's spectra instead of each worker generating them again. A block already
+    marked done (the task is a retry after its worker died) is not computed again.
+    """
+    import zarr
+    out = []
+    for store, desc, iz, ib in items:
+        if not zarr.open_group(str(store), mode="r")["done"][iz, ib]:
+            _ssp_block(store, desc, spec, device, iz, ib)
+        out.append((store, iz, ib))
+    return out
+
+
+def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device="auto", progress=True):
+    """Many SSP grids as Dask tasks, one Zarr store per grid, resumable.
+
+    Parameters
+    ----------
+    configs : list of :class:`SSPConfig`, dicts with its fields, or tuples
+        (isochrones, imf, generator, ages, Zs)
+        ``generator`` is a spec (see :func:`worker_generator`), never a loaded model; ``ages`` a time Quantity
+        or years (None: all tabulated), ``Zs`` metal mass fractions (None: all tabulated).
+    client : distributed.Client, or None (the default client if one exists, else this process, serially)
+    store : directory holding one ``<name>.zarr`` group per grid (created if missing)
+    age_chunk : ages per block (default: all ages of a grid, i.e. one block per (grid, Z)). One task computes
+        the blocks of all grids that share generator, isochrones, options, Z and ages -- grids that differ
+        only in the IMF -- so their stellar spectra are generated once, on one worker.
+    device : where workers run the generator ("auto": CUDA when present)
+    progress : tqdm bar over tasks
+
+    Returns
+    -------
+    RunSummary
+        ``stores`` in the order of ``configs``; read one with :func:`load_ssp_store` (an
+        :class:`smnet_sps.ssp.SSPGrid`, ``ssp_flux`` in L_sun / A per M_sun formed, vacuum wavelengths [A]).
+    """
+    _require_dask()
+    t0 = time.perf_counter()
+    client = get_client(client)
+    configs = list(configs)
+    if not configs:
+        raise ValueError("configs is empty: give at least one (isochrones, imf, generator, ages, Zs)")
+    root = Path(store).absolute()                 # workers may not share this process's working directory
+    root.mkdir(parents=True, exist_ok=True)
+    resolved = [_resolve_config(cfg, age_chunk) for cfg in configs]     # every config checked before any work
+    # generator name, wavelengths and fingerprint, read on a worker (so the client never loads a model)
+    infos = {}
+    for cfg, _ in resolved:
+        key = _spec_key(cfg.generator, device)
+        if key not in infos:
+            infos[key] = (_generator_info(cfg.generator, device) if client is None else
+                          client.submit(_generator_info, cfg.generator, device, pure=False).result())
+    stores = []
+    for cfg, desc in resolved:
+        gen_name, wave, fingerprint = infos[_spec_key(cfg.generator, device)]
+        desc = dict(desc, generator_sha1=fingerprint)
+        digest = hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:10]
+        name = cfg.name or f"ssp_{desc['isochrones']}_{desc['imf']}_{desc['generator']}_{digest}"
+        stores.append((cfg, desc, digest, root / f"{name}.zarr", gen_name, wave))
+    paths = [st[3] for st in stores]
+    if len(set(paths)) < len(paths):
+        raise ValueError("two configs map to the same store: remove the duplicate or give distinct names")
+    # one task per (generator, isochrones, options, Z, age block); grids that differ only in the IMF share it
+    groups, specs, n_blocks, n_missing = {}, {}, 0, 0
+    for cfg, desc, digest, path, gen_name, wave in stores:
+        group = _open_ssp_store(path, desc, digest, gen_name, wave)
+        done = np.asarray(group["done"][:])
+        n_blocks += done.size
+        for iz, ib in zip(*np.nonzero(done == 0)):
+            ac = desc["age_chunk"]
+            key = (_spec_key(cfg.generator, device), desc["isochrones"], desc["special_phases"],
+                   desc["outside"], desc["Z"][iz], tuple(desc["ages_yr"][ib * ac:(ib + 1) * ac]))
+            groups.setdefault(key, []).append((str(path), desc, int(iz), int(ib)))
+            specs[key] = cfg.generator
+            n_missing += 1
+    tasks = [(_ssp_blocks, (items, specs[key], device)) for key, items in groups.items()]
+    n_computed = sum(len(r) for r in _run_tasks(tasks, client, progress, "SSP tasks"))
+    return RunSummary(paths, n_blocks, n_blocks - n_missing, n_computed, time.perf_counter() - t0,
+                      getattr(client, "dashboard_link", None) if client is not None else None)
+
+
+def load_ssp_store(path, allow_incomplete=False):
+    """Read one grid store of :func:`ssp_grids` as an :class:`smnet_sps.ssp.SSPGrid`.
+
+    Raises ValueError if some blocks are not complete yet (unless ``allow_incomplete``: they are NaN).
+    """
+    import zarr
+    from .ssp import SSPGrid
+
+    group = zarr.open_group(str(path), mode="r")
+    if group.attrs.get("format") != SSP_STORE_FORMAT:
+        raise ValueError(f"{path} is not an smnet-sps SSP grid store")
+    done = np.asarray(group["done"][:])
+    if not allow_incomplete and not done.all():
+        raise ValueError(f"{path}: {int((done == 0).sum())} of {done.size} blocks are not computed yet; "
+                         "rerun ssp_grids with the same configs to finish it (or pass allow_incomplete=True)")
+    arr = {k: np.asarray(group[k][:]) for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux",
+                                                 *_SSP_SCALARS)}
+    attrs = dict(group.attrs)
+    return SSPGrid(arr["ssp_lgmet"], arr["ssp_lg_age_gyr"], arr["ssp_wave"], arr["ssp_flux"], arr["log_lbol"],
+                   arr["log_mass"], arr["mass_stars"], arr["mass_remnants"], arr["missing_fraction"], attrs,
+                   arr["outside_fraction"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stars: (Teff, log g, [M/H], L) -> spectra or magnitudes, chunk by chunk
+# ---------------------------------------------------------------------------------------------------
+def points_array(points, chunk_rows=100_000):
+    """A Dask array (n, 4) of (Teff [K], log g, [M/H], L [L_sun]) chunked along rows only.
+
+    ``points`` may be a Dask or NumPy array (n, 4) in that column order, or a (Dask) DataFrame with columns
+    ``teff``, ``logg``, ``logz`` and ``L`` [L_sun] (or ``logl`` = log10 L/L_sun).
+    """
+    _require_dask()
+    import dask.array as da
+    import dask.dataframe as dd
+    import pandas as pd
+
+    if isinstance(points, (pd.DataFrame, dd.DataFrame)):
+        cols = list(points.columns)
+        need = ["teff", "logg", "logz"]
+        missing = [c for c in need if c not in cols]
+        if missing or not ("L" in cols or "logl" in cols):
+            raise ValueError("points table needs columns teff [K], logg, logz and L [L_sun] (or logl); "
+                             f"has {cols}")
+        if isinstance(points, pd.DataFrame):
+            points = dd.from_pandas(points, npartitions=max(1, math.ceil(len(points) / chunk_rows)))
+        lum = points["L"] if "L" in cols else 10.0 ** points["logl"]
+        frame = points[need].assign(L=lum)
+        arr = frame.to_dask_array(lengths=True).astype(float)
+    elif isinstance(points, da.Array):
+        arr = points.astype(float)
+    else:
+        arr = da.from_array(np.asarray(points, float), chunks=(int(chunk_rows), -1))
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"points must have shape (n, 4) = (teff, logg, logz, L); got {arr.shape}")
+    if int(chunk_rows) < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    return arr.rechunk((int(chunk_rows), 4))
+
+
+def read_points(path, chunk_rows=100_000):
+    """Stars from a Parquet file or folder (columns teff, logg, logz, L or logl) as :func:`points_array`."""
+    _require_dask()
+    import dask.dataframe as dd
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"points table not found: {path}")
+    return points_array(dd.read_parquet(str(path)), chunk_rows)
+
+
+def _check_luminosity(lum, offset=0):
+    bad = ~np.isfinite(lum) | (lum <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"L must be a positive finite luminosity [L_sun]; row {offset + i} has "
+                         f"L = {lum[i]!r}")
+
+
+def _points_block(block, spec, device, what, filters, system, distance_cm, batch_size, out_dtype, offset=0):
+    """(n, k + 1) for one chunk of stars: k magnitudes (or k = n_wave fluxes), then the coverage flag."""
+    from .photometry import magnitudes as _mags
+
+    gen = worker_generator(spec, device)
+    block = np.asarray(block, float)
+    teff, logg, logz, lum = block.T
+    if what == "magnitudes":
+        _check_luminosity(lum, offset)
+        k = len(filters)
+    else:
+        k = gen.wavelength.size
+    out = np.empty((block.shape[0], k + 1), dtype=out_dtype)
+    wave = np.asarray(gen.wavelength, float) * u.AA
+    distance = None if distance_cm is None else distance_cm * u.cm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # coverage goes into the returned flag column
+        for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch_size):
+            if what == "magnitudes":
+                llam = flux * (lum[sl] * L_SUN / (SIGMA_SB * teff[sl] ** 4))[:, None]    # CONTRACTS: star
+                table = _mags((wave, llam * LLAM_UNIT), list(filters), system=system, distance=distance)
+                out[sl, :k] = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
+            else:
+                out[sl, :k] = flux
+            out[sl, k] = inside
+    return out
+
+
+def _map_points(points, spec, device, what, filters, system, distance, batch_size, chunk_rows, k, out_dtype):
+    arr = points_array(points, chunk_rows)
+    distance_cm = None if distance is None else float(u.Quantity(distance).to_value(u.cm))
+    both = arr.map_blocks(_points_block, spec, device, what, tuple(filters or ()), system, distance_cm,
+                          int(batch_size), out_dtype, chunks=(arr.chunks[0], (k + 1,)), dtype=out_dtype)
+    return both[:, :k], both[:, k].astype(bool)
+
+
+def magnitudes(points, filters, system="AB", *, generator=None, distance=None, batch_size=4096,
+               chunk_rows=100_000, device="auto"):
+    """Magnitudes of stars (Teff, log g, [M/H], L) as lazy Dask arrays: no spectrum leaves a task.
+
+    Parameters
+    ----------
+    points : see :func:`points_array` (Dask/NumPy array (n, 4), or a DataFrame with teff, logg, logz, L/logl)
+    filters : list of filter names or files (as :func:`smnet_sps.photometry.magnitudes`)
+    system : "AB", "ST" or "Vega"
+    generator : spec (see :func:`worker_generator`)
+    distance : Quantity [length] or None (10 pc: absolute magnitudes)
+    batch_size : stars per generator pass inside a task (memory: ~batch_size x n_wave x 8 bytes)
+    chunk_rows : stars per task
+
+    Returns
+    -------
+    (mags, inside) : Dask arrays (n, n_filters) [mag] and (n,) bool (inside the generator's coverage)
+    """
+    from .filters import resolve_filters
+    from .photometry import _system
+    _check_spec(generator)
+    filters = [f.strip() for f in filters.split(",")] if isinstance(filters, str) else list(filters)
+    resolve_filters(filters)                      # a bad name fails here, not on a worker
+    system = _system(system)
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return _map_points(points, generator, device, "magnitudes", filters, system, distance, batch_size,
+                       chunk_rows, len(filters), "f8")
+
+
+def surface_flux(points, *, generator=None, batch_size=4096, chunk_rows=10_000, device="auto",
+                 wavelength=None, out_dtype="f4"):
+    """Surface fluxes F_lambda [erg s^-1 cm^-2 A^-1] of stars as lazy Dask arrays (n, n_wave) and (n,) inside.
+
+    ``points`` as :func:`points_array` (L is not used). ``wavelength`` [A]: the generator's grid, needed for
+    the output shape; None loads the generator here once to read it. Write the result chunk by chunk with
+    :func:`write_points` (``what="spectra"``) or ``dask.array.to_zarr``.
+    """
+    _check_spec(generator)
+    if wavelength is None:
+        wavelength = worker_generator(generator, device).wavelength
+    return _map_points(points, generator, device, "spectra", None, None, None, batch_size, chunk_rows,
+                       int(np.size(wavelength)), out_dtype)
+
+
+def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype):
+    import zarr
+    path = Path(path)
+    if (path / "zarr.json").exists():
+        group = zarr.open_group(str(path), mode="r+")
+        if (group.attrs.get("format") != POINTS_STORE_FORMAT
+                or group.attrs.get("config_sha1") != attrs["config_sha1"]):
+            raise ValueError(f"{path} holds another run (other points, filters, generator or chunking); give "
+                             "another store or delete it")
+        return group
+    group = zarr.open_group(str(path), mode="w")
+    name = "magnitudes" if attrs["what"] == "magnitudes" else "flux"
+    group.create_array(name, shape=(n, k), chunks=(chunk_rows, k), dtype=out_dtype, fill_value=np.nan)
+    group.create_array("inside", shape=(n,), chunks=(chunk_rows,), dtype="u1", fill_value=0)
+    group.create_array("done", shape=(n_blocks,), chunks=(1,), dtype="u1", fill_value=0)
+    if wave is not None:
+        group.create_array("wavelength", data=np.asarray(wave, float))
+    group.attrs.update(attrs)
+    return group
+
+
+def _write_block(block, store, what, ib, start, spec, device, filters, system, distance_cm, batch_size,
+                 out_dtype):
+    import zarr
+    out = _points_block(block, spec, device, what, filters, system, distance_cm, batch_size, out_dtype, start)
+    group = zarr.open_group(str(store), mode="r+")
+    k = out.shape[1] - 1
+    group["magnitudes" if what == "magnitudes" else "flux"][start:start + out.shape[0]] = out[:, :k]
+    group["inside"][start:start + out.shape[0]] = out[:, k].astype("u1")
+    group["done"][ib] = 1                         # after the data
+    return ib
+
+
+def write_points(points, store, filters=None, system="AB", *, what="magnitudes", generator=None,
+                 distance=None, client=None, batch_size=4096, chunk_rows=100_000, device="auto",
+                 progress=True, out_dtype=None):
+    """Magnitudes (or spectra) of any number of stars, written chunk by chunk to a resumable Zarr store.
+
+    Parameters
+    ----------
+    points : see :func:`points_array`; or a path to a Parquet table (:func:`read_points`)
+    store : path of the Zarr group (created; rerunning with the same inputs fills in only missing chunks --
+        a Parquet path, a NumPy array or a Dask array with a deterministic graph are recognised as the same)
+    filters, system, distance : as :func:`magnitudes` (``what="magnitudes"``)
+    what : "magnitudes" (n x n_filters numbers per run, the default) or "spectra" (F_lambda, n x n_wave)
+    client : distributed.Client or None (the default client if one exists, else this process)
+    chunk_rows : stars per task and per Zarr chunk
+    out_dtype : "f8" for magnitudes, "f4" for spectra by default
+
+    Returns
+    -------
+    RunSummary (one store); read it with :func:`load_points_store`. The group holds ``magnitudes`` (n,
+    n_filters) [mag] or ``flux`` (n, n_wave) [erg s^-1 cm^-2 A^-1] with ``wavelength`` [A, vacuum],
+    ``inside`` (n,) and ``done`` per chunk; attributes give units, filters, system, generator.
+    """
+    _require_dask()
+    from .filters import resolve_filters
+    from .photometry import _system
+    t0 = time.perf_counter()
+    if what not in ("magnitudes", "spectra"):
+        raise ValueError(f"what must be 'magnitudes' or 'spectra', got {what!r}")
+    _check_spec(generator)
+    client = get_client(client)
+    if isinstance(points, (str, Path)):
+        source = _file_identity(points)           # stable across processes, unlike a parquet graph's token
+        points = read_points(points, chunk_rows)
+    else:
+        source = None
+    arr = points_array(points, chunk_rows)
+    n = arr.shape[0]
+    if what == "magnitudes":
+        if not filters:
+            raise ValueError("filters are required for magnitudes (e.g. ['sdss2010-g', 'sdss2010-r'])")
+        filters = [f.strip() for f in filters.split(",")] if isinstance(filters, str) else list(filters)
+        resolve_filters(filters)
+        system = _system(system)
+    else:
+        filters, system = [], None
+    out_dtype = out_dtype or ("f8" if what == "magnitudes" else "f4")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    gen_name, wave, fingerprint = (_generator_info(generator, device) if client is None else
+                                   client.submit(_generator_info, generator, device, pure=False).result())
+    distance_cm = None if distance is None else float(u.Quantity(distance).to_value(u.cm))
+    k = len(filters) if what == "magnitudes" else wave.size
+    # the identity of a run: points (dask's deterministic token), filters, generator, chunking
+    from dask.base import tokenize
+    ident = {"points": source or tokenize(arr), "what": what, "filters": filters, "system": system,
+             "generator": _spec_id(generator), "generator_sha1": fingerprint, "distance_cm": distance_cm,
+             "chunk_rows": int(chunk_rows),
+             "n": int(n)}
+    digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
+    attrs = {"format": POINTS_STORE_FORMAT, "format_version": STORE_VERSION, "config_sha1": digest,
+             "what": what, "n_points": int(n), "chunk_rows": int(chunk_rows), "generator": gen_name,
+             "generator_sha1": fingerprint,
+             "filters": filters, "system": system,
+             "unit": ("mag (" + str(system) + "); absolute (10 pc)" if distance_cm is None else
+                      f"mag ({system}) at distance {distance_cm:.6g} cm") if what == "magnitudes" else
+             "erg s^-1 cm^-2 Angstrom^-1 (surface flux F_lambda)",
+             "star_luminosity_density": "L_lambda = L * F_lambda / (sigma Teff^4)",
+             "wavelength_unit": "Angstrom", "wavelength_medium": "vacuum",
+             "inside": "1 where the star lies inside the generator's training coverage",
+             "done": "1 where the chunk of chunk_rows stars is complete; written after its data",
+             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    blocks = arr.to_delayed().ravel()
+    store = Path(store).absolute()                # workers may not share this process's working directory
+    group = _open_points_store(store, n, int(chunk_rows), k, len(blocks), attrs,
+                               wave if what == "spectra" else None, out_dtype)
+    done = np.asarray(group["done"][:])
+    starts = np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]])
+    todo = np.flatnonzero(done == 0)
+    args = (generator, device, tuple(filters), system, distance_cm, int(batch_size), out_dtype)
+    if client is None:
+        tasks = [(_compute_and_write, (blocks[i], str(store), what, int(i), int(starts[i]), *args))
+                 for i in todo]
+        n_computed = sum(1 for _ in _run_tasks(tasks, None, progress, what))
+    else:
+        import dask
+        # one delayed task per missing chunk: read that chunk of points and write its results
+        writes = [dask.delayed(_write_block, pure=False)(blocks[i], str(store), what, int(i), int(starts[i]),
+                                                         *args) for i in todo]
+        futures = client.compute(writes)
+        n_computed = _collect(futures, progress, what)
+    return RunSummary([store], len(blocks), len(blocks) - todo.size, n_computed,
+                      time.perf_counter() - t0,
+                      getattr(client, "dashboard_link", None) if client is not None else None)
+
+
+def _file_identity(path):
+    """Path, sizes and modification times of a file or of the files in a folder."""
+    path = Path(path).resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return f"{path}:" + ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+
+def _compute_and_write(block, *args):
+    return _write_block(block.compute(scheduler="sync"), *args)
+
+
+def _collect(futures, progress, desc):
+    from distributed import as_completed
+    bar = None
+    if progress and futures:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(futures), desc=desc, unit="chunk")
+    n = 0
+    try:
+        for fut in as_completed(futures):
+            fut.result()
+            n += 1
+            if bar is not None:
+                bar.update()
+    finally:
+        for f in futures:
+            if not f.done():
+                f.cancel()
+        if bar is not None:
+            bar.close()
+    return n
+
+
+def load_points_store(path, allow_incomplete=False):
+    """Read a :func:`write_points` store: ``(values, inside, attrs)`` as NumPy arrays (zarr for a slice)."""
+    import zarr
+    group = zarr.open_group(str(path), mode="r")
+    if group.attrs.get("format") != POINTS_STORE_FORMAT:
+        raise ValueError(f"{path} is not an smnet-sps points store")
+    done = np.asarray(group["done"][:])
+    if not allow_incomplete and not done.all():
+        raise ValueError(f"{path}: {int((done == 0).sum())} of {done.size} chunks are not computed yet; "
+                         "rerun write_points with the same inputs to finish it "
+                         "(or pass allow_incomplete=True)")
+    name = "magnitudes" if group.attrs["what"] == "magnitudes" else "flux"
+    return np.asarray(group[name][:]), np.asarray(group["inside"][:]).astype(bool), dict(group.attrs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line (registered by smnet_sps.ssp and smnet_sps.photometry; the logic lives here)
+# ---------------------------------------------------------------------------------------------------
+def add_cluster_args(parser):
+    """``--scheduler`` / ``--workers`` (and ``--chunk-rows``) for a sub-command that can run on Dask."""
+    parser.add_argument("--scheduler", default=None,
+                        help="run on the Dask cluster at this address, e.g. tcp://host:8786 (pip install "
+                             "'smnet-sps[dask]')")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="run on a local Dask cluster of N worker processes (1 thread each)")
+
+
+def wants_cluster(args):
+    return getattr(args, "scheduler", None) is not None or getattr(args, "workers", None) is not None
+
+
+class _CliClient:
+    """Context: a Client on --scheduler, or on a LocalCluster of --workers processes; prints the dashboard."""
+
+    def __init__(self, scheduler, workers):
+        if scheduler is not None and workers is not None:
+            raise ValueError("give --scheduler (an existing cluster) or --workers (a local one), not both")
+        if workers is not None and workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}")
+        self.scheduler, self.workers, self.cluster, self.client = scheduler, workers, None, None
+
+    def __enter__(self):
+        _require_dask()
+        from distributed import Client
+        if self.scheduler is not None:
+            try:
+                self.client = Client(self.scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise ValueError(f"cannot reach the Dask scheduler at {self.scheduler!r}: {exc}") from exc
+        else:
+            self.cluster = local_cluster(self.workers)
+            self.client = Client(self.cluster)
+        n = len(self.client.scheduler_info().get("workers", {}))
+        print(f"Dask: {n} worker(s) at {self.client.scheduler.address}; "
+              f"dashboard: {self.client.dashboard_link}", flush=True)
+        return self.client
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        return False
+
+
+def cli_ssp_grid(args, out):
+    """``smnet-sps ssp-grid ... --workers N | --scheduler ADDR``: one grid as Dask tasks, then .h5/.npz.
+
+    ``out`` is the output path the command has already checked (extension, ``--overwrite``).
+    """
+    from .output_files import atomic_output
+    from .ssp import parse_age, save_ssp_grid
+    out = Path(out)
+    ages = None if not args.ages else 10.0 ** np.array([float(parse_age(a)) for a in args.ages])
+    spec = None if args.generator in (None, "default") else args.generator
+    cfg = SSPConfig(args.isochrones, args.imf, spec, ages, args.Z, args.special_phases, args.outside)
+    store = Path(getattr(args, "store", None) or out.with_name(out.name + ".store"))
+    with _CliClient(args.scheduler, args.workers) as client:
+        run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
+                        device=args.device, progress=True)
+    grid = load_ssp_store(run.stores[0])
+    with atomic_output(out, overwrite=getattr(args, "overwrite", False)) as tmp:
+        save_ssp_grid(grid, tmp)
+    n_z, n_age, n_wave = grid.ssp_flux.shape
+    print(f"wrote {out}: {n_z} Z x {n_age} ages x {n_wave} wavelengths; "
+          f"{run.n_computed} block(s) computed, {run.n_skipped} already in {run.stores[0]} "
+          f"({run.seconds:.1f} s)")
+    return 0
+
+
+def cli_points_mags(args):
+    """``smnet-sps mags --points stars.parquet``: magnitudes of every star, chunk by chunk, to Zarr."""
+    points = Path(args.points)
+    filters = [f.strip() for f in args.filters.split(",") if f.strip()]
+    out = Path(args.out) if args.out else points.with_name(points.stem + "_mags.zarr")
+    if out.suffix != ".zarr":
+        raise ValueError(f"with --points, --out is a Zarr store written chunk by chunk: name it *.zarr "
+                         f"(got {out})")
+    spec = None if args.model in (None, "default") else args.model
+    if wants_cluster(args):
+        with _CliClient(args.scheduler, args.workers) as client:
+            run = write_points(points, out, filters, args.system, generator=spec, client=client,
+                               chunk_rows=args.chunk_rows, progress=True)
+    else:
+        run = write_points(points, out, filters, args.system, generator=spec, client=None,
+                           chunk_rows=args.chunk_rows, progress=True)
+    import zarr
+    group = zarr.open_group(str(out), mode="r")
+    inside = group["inside"]
+    n_outside = sum(int((inside[i:i + 10**6] == 0).sum()) for i in range(0, inside.shape[0], 10**6))
+    print(f"wrote {out}: magnitudes of {group.attrs['n_points']} stars in {', '.join(filters)} "
+          f"({args.system}, absolute, 10 pc); {run.n_computed} chunk(s) computed, "
+          f"{run.n_skipped} already there "
+          f"({run.seconds:.1f} s); {n_outside} star(s) outside the generator's coverage")
+    return 0
