@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,6 +181,21 @@ def _unique_rows(keys):
     return ukeys, inv.ravel()
 
 
+_PACK_BITS = 20                      # per key column (log Teff, log g, [M/H] in KEY_STEP units), signed
+_PACK_OFFSET = 1 << (_PACK_BITS - 1)
+
+
+def _pack_keys(keys):
+    """Cache keys (n, 4) -> one int64 each (3 x 20 bits + 3 bits of class) and a mask of the keys that fit
+    (|value| < 2^19 KEY_STEPs, i.e. +-52 dex; anything else is computed but not cached)."""
+    k = np.asarray(keys, np.int64)
+    fits = (np.abs(k[:, :3]) < _PACK_OFFSET).all(axis=1) & (k[:, 3] >= 0) & (k[:, 3] < 8)
+    k = np.where(fits[:, None], k, 0)
+    off = _PACK_OFFSET
+    packed = ((k[:, 0] + off) << 43) | ((k[:, 1] + off) << 23) | ((k[:, 2] + off) << 3) | k[:, 3]
+    return packed, fits
+
+
 def _new_timing():
     return {"generator_s": 0.0, "generator_cpu_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
 
@@ -226,7 +240,11 @@ class StellarLibraryBackend:
         self.batch_size = int(batch_size)
         self.wavelength = np.asarray(generator.wavelength, float)
         self._wint = _trapz_weights(self.wavelength)
-        self._cache = OrderedDict()           # key tuple -> (unit spectrum float32, status, inside, corr)
+        # per-point cache, vectorised: packed key -> slot of a ring buffer of unit spectra (float32), filled
+        # first in, first out; allocated on first use
+        self._slot_of = {}
+        self._store = None
+        self._next_slot = 0
         self._phase_libs = phase_libraries
         self.hits = self.misses = 0
         if special_phases == "dedicated":
@@ -241,10 +259,12 @@ class StellarLibraryBackend:
     def __repr__(self):
         return (f"StellarLibraryBackend(generator={self.generator.name!r}, "
                 f"special_phases={self.special_phases!r},"
-                f" outside={self.outside!r}, cached={len(self._cache)})")
+                f" outside={self.outside!r}, cached={len(self._slot_of)})")
 
     def clear_cache(self):
-        self._cache.clear()
+        self._slot_of.clear()
+        self._store = None
+        self._next_slot = 0
         self.hits = self.misses = 0
 
     # ---- dedicated phase libraries --------------------------------------------------------------
@@ -447,35 +467,50 @@ class StellarLibraryBackend:
         return flux, status, inside, correction
 
     def _unit_spectra_keys(self, ukeys, use_cache=True, timing=None):
-        """Unit spectra for unique keys, through the LRU cache."""
+        """Unit spectra for unique keys, through the per-point cache (vectorised lookups and stores)."""
         n = ukeys.shape[0]
         if not use_cache or self.cache_size == 0:
             return self._compute(ukeys, timing=timing)
+        packed, fits = _pack_keys(ukeys)
+        slot_of = self._slot_of
+        slots = np.fromiter((slot_of.get(k, -1) for k in packed.tolist()), np.int64, n)
+        slots[~fits] = -1
+        hit = slots >= 0
         out = np.empty((n, self.wavelength.size), np.float32)
         status = np.empty(n, np.int8)
         inside = np.empty(n, bool)
         corr = np.empty(n)
-        todo = []
-        cache = self._cache
-        tuples = list(map(tuple, ukeys.tolist()))
-        for i, k in enumerate(tuples):
-            hit = cache.get(k)
-            if hit is None:
-                todo.append(i)
-            else:
-                cache.move_to_end(k)
-                out[i], status[i], inside[i], corr[i] = hit
-        self.hits += n - len(todo)
-        self.misses += len(todo)
-        if todo:
-            todo = np.array(todo)
+        if hit.any():
+            st = self._store
+            src = slots[hit]
+            out[hit], status[hit], inside[hit], corr[hit] = st[0][src], st[1][src], st[2][src], st[3][src]
+        todo = np.flatnonzero(~hit)
+        self.hits += n - todo.size
+        self.misses += todo.size
+        if todo.size:
             f, s, ins, c = self._compute(ukeys[todo], timing=timing)
             out[todo], status[todo], inside[todo], corr[todo] = f, s, ins, c
-            for j, i in enumerate(todo):
-                cache[tuples[i]] = (out[i].copy(), s[j], ins[j], c[j])
-            while len(cache) > self.cache_size:
-                cache.popitem(last=False)
+            keep = todo[fits[todo]][-self.cache_size:]        # what fits the key packing and the cache
+            self._store_rows(packed[keep], out[keep], status[keep], inside[keep], corr[keep])
         return out, status, inside, corr
+
+    def _store_rows(self, packed, flux, status, inside, corr):
+        """Put rows into the ring buffer, replacing the oldest entries."""
+        if not packed.size:
+            return
+        if self._store is None:
+            size = self.cache_size
+            self._store = (np.empty((size, self.wavelength.size), np.float32), np.empty(size, np.int8),
+                           np.empty(size, bool), np.empty(size), np.full(size, -1, np.int64))
+        store, st_status, st_inside, st_corr, st_key = self._store
+        slots = (self._next_slot + np.arange(packed.size)) % self.cache_size
+        self._next_slot = int((self._next_slot + packed.size) % self.cache_size)
+        for old in st_key[slots].tolist():           # evict what those slots held
+            if old != -1:
+                self._slot_of.pop(old, None)
+        store[slots], st_status[slots], st_inside[slots], st_corr[slots] = flux, status, inside, corr
+        st_key[slots] = packed
+        self._slot_of.update(zip(packed.tolist(), slots.tolist()))
 
     # ---- public API -----------------------------------------------------------------------------
     def _prepare(self, teff, logt, logg, logz, logl, phase, co):

@@ -266,10 +266,11 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
     W = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.arange(cols.size))),
                       shape=(n_rows, cols.size))
     keys = backend.point_keys(c["logt"][cols], c["logg"][cols], logz_pts, c["phase"][cols], c["co"][cols])
-    # The backend's per-point cache is bypassed: isochrone points do not repeat between ages (0.3 % of
-    # PARSEC's points are duplicates), so caching them only costs time; the per-isochrone SSP cache pays.
+    # Points go through the backend's per-point cache when they fit in it (a new SSP, a grid block): isochrone
+    # points do not repeat between ages, but the same isochrones with another IMF, by_phase or in a later
+    # block of a Dask IMF family reuse them; a large grid streams past the cache.
     flux, covered, status, corr = backend.weighted_sum(keys, W, progress=progress, desc="isochrone points",
-                                                       stats=stats, use_cache=False)
+                                                       stats=stats)
     # light of stars not generated inside the generator's coverage (extrapolated, blackbody or missing)
     outside = np.asarray(W @ np.isin(status, OUTSIDE_STATUSES).astype(float)).ravel()
     if by_phase:
