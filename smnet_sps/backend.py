@@ -46,8 +46,8 @@ log g libraries do not represent.
 """
 from __future__ import annotations
 
+import time
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +56,7 @@ from astropy import units as u
 from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
 from .generator import planck_surface_flux
 
-__all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES"]
+__all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
 OUTSIDE_MODES = ("exclude", "blackbody", "extrapolate")
 SPECIAL_MODES = ("model", "dedicated")
@@ -67,8 +67,15 @@ EXTRAPOLATION_LIMIT = 2.0
 # status code of each point: how its spectrum was obtained
 STATUS = {"generator": 0, "dedicated": 1, "blackbody": 2, "extrapolated": 3, "missing": -1}
 
-# cache key resolution: FSPS prints log Teff, log g to 1e-4; [M/H] is an exact log of a tabulated Z
-_KEY_SCALE = np.array([1e4, 1e4, 1e4])
+# Quantisation of points before they reach the generator (dedup key): log Teff, log g and [M/H] rounded to
+# KEY_STEP dex. FSPS's isochrone files print log Teff and log g to 1e-4 and [M/H] is the exact log of a
+# tabulated Z, so at this step two points share a key only when the tables give them the same parameters:
+# the dedup is lossless. Coarser steps were measured on PARSEC and the shipped model (docs/ssp.md,
+# "Deduplication"): 1e-3 dex in log Teff already changes UV pixels of SSPs by 2 % (Wien tails of turn-off
+# stars: d ln F / d ln T = hc / (lambda k T) ~ 10) while removing only 45 % of the points, so no coarser step
+# keeps SSPs within 1e-4.
+KEY_STEP = 1e-4
+_KEY_SCALE = np.array([1.0 / KEY_STEP] * 3)
 
 # special-phase classes for the key (0 = ordinary star)
 _CLASS_TPAGB_O, _CLASS_TPAGB_C, _CLASS_WN, _CLASS_WC, _CLASS_PAGB = 1, 2, 3, 4, 5
@@ -113,7 +120,7 @@ class PointSpectra:
         return {"n": int(c.size), "min": float(c.min()), "median": float(np.median(c)), "max": float(c.max())}
 
     def as_spectrum(self):
-        """The spectra as a :class:`specutils.Spectrum` in erg s^-1 A^-1 (meta: status, inside, correction)."""
+        """The spectra as a :class:`specutils.Spectrum` [erg s^-1 A^-1] (meta: status, inside, correction)."""
         from specutils import Spectrum
         return Spectrum(flux=self.llam * LLAM_UNIT, spectral_axis=self.wavelength * u.AA,
                         meta={"status": self.status, "inside_coverage": self.inside,
@@ -130,7 +137,8 @@ def _trapz_weights(wave):
 
 
 def _get(obj, name, index):
-    """Field of a phase library given as an object with attributes or a tuple (teff, logz, flux, mask, cit)."""
+    """Field of a phase library given as an object with attributes or a tuple (teff, logz, flux, mask,
+    cit)."""
     if hasattr(obj, name):
         return getattr(obj, name)
     if isinstance(obj, dict):
@@ -154,6 +162,50 @@ def _fill_masked_with_planck(flux, mask, teff, wave):
     return out
 
 
+def _unique_rows(keys):
+    """``np.unique(keys, axis=0, return_inverse=True)`` for int64 keys, fast: the columns are packed into one
+    int64 when their ranges fit in 63 bits (true for every isochrone), else the generic row unique."""
+    keys = np.asarray(keys, np.int64)
+    if keys.shape[0] == 0:
+        return keys.copy(), np.zeros(0, np.int64)
+    lo = keys.min(axis=0)
+    span = keys.max(axis=0) - lo + 1
+    bits = np.ceil(np.log2(span.astype(float) + 1)).astype(int)
+    if bits.sum() <= 62:
+        packed = np.zeros(keys.shape[0], np.int64)
+        for j in range(keys.shape[1]):              # most significant first: sorted like np.unique(axis=0)
+            packed = (packed << int(bits[j])) | (keys[:, j] - lo[j])
+        _, first, inv = np.unique(packed, return_index=True, return_inverse=True)
+        return keys[first], inv.ravel()
+    ukeys, inv = np.unique(keys, axis=0, return_inverse=True)
+    return ukeys, inv.ravel()
+
+
+_PACK_BITS = 20                      # per key column (log Teff, log g, [M/H] in KEY_STEP units), signed
+_PACK_OFFSET = 1 << (_PACK_BITS - 1)
+
+
+def _pack_keys(keys):
+    """Cache keys (n, 4) -> one int64 each (3 x 20 bits + 3 bits of class) and a mask of the keys that fit
+    (|value| < 2^19 KEY_STEPs, i.e. +-52 dex; anything else is computed but not cached)."""
+    k = np.asarray(keys, np.int64)
+    fits = (np.abs(k[:, :3]) < _PACK_OFFSET).all(axis=1) & (k[:, 3] >= 0) & (k[:, 3] < 8)
+    k = np.where(fits[:, None], k, 0)
+    off = _PACK_OFFSET
+    packed = ((k[:, 0] + off) << 43) | ((k[:, 1] + off) << 23) | ((k[:, 2] + off) << 3) | k[:, 3]
+    return packed, fits
+
+
+def _integrate(flux, weights):
+    """``flux @ weights`` (rows' integrals) without BLAS: einsum's own loop is single-threaded, so it does not
+    wake OpenBLAS's thread pool between the generator's batches (memory-bound either way)."""
+    return np.einsum("ij,j->i", flux, weights)
+
+
+def _new_timing():
+    return {"generator_s": 0.0, "generator_cpu_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
+
+
 class StellarLibraryBackend:
     """Turns isochrone points into stellar spectra L_lambda with one batched generator call.
 
@@ -168,21 +220,25 @@ class StellarLibraryBackend:
     device : str, passed to ``load_generator`` when ``generator`` is None.
     cache_size : int
         Maximum number of per-point spectra kept (float32; 20,000 x 1,221 px = 98 MB).
-    batch_size : int
-        Points per generator forward pass.
+    batch_size : int or None
+        Points per generator forward pass, and per streamed chunk of a large request. None: 4,096 on the
+        CPU (measured on the shipped model: peak memory +0.27 GB at 4,096 against +0.4-0.9 GB at 8,192, same
+        speed), 16,384 on a GPU.
     """
 
     def __init__(self, generator=None, special_phases="model", outside="extrapolate", device="auto",
-                 cache_size=20000, batch_size=8192, phase_libraries=None):
+                 cache_size=20000, batch_size=None, phase_libraries=None):
         if special_phases not in SPECIAL_MODES:
             raise ValueError(f"unknown special_phases {special_phases!r}; valid: {', '.join(SPECIAL_MODES)}")
         if outside not in OUTSIDE_MODES:
             raise ValueError(f"unknown outside rule {outside!r}; valid: {', '.join(OUTSIDE_MODES)}")
-        if int(cache_size) < 0 or int(batch_size) < 1:
-            raise ValueError(f"cache_size must be >= 0 and batch_size >= 1; got {cache_size}, {batch_size}")
         if generator is None:
             from .neural import load_generator
             generator = load_generator(device=device)
+        if batch_size is None:
+            batch_size = 16384 if str(getattr(generator, "device", "cpu")).startswith("cuda") else 4096
+        if int(cache_size) < 0 or int(batch_size) < 1:
+            raise ValueError(f"cache_size must be >= 0 and batch_size >= 1; got {cache_size}, {batch_size}")
         self.generator = generator
         self.special_phases = special_phases
         self.outside = outside
@@ -190,7 +246,11 @@ class StellarLibraryBackend:
         self.batch_size = int(batch_size)
         self.wavelength = np.asarray(generator.wavelength, float)
         self._wint = _trapz_weights(self.wavelength)
-        self._cache = OrderedDict()           # key tuple -> (unit spectrum float32, status, inside, corr)
+        # per-point cache, vectorised: packed key -> slot of a ring buffer of unit spectra (float32), filled
+        # first in, first out; allocated on first use
+        self._slot_of = {}
+        self._store = None
+        self._next_slot = 0
         self._phase_libs = phase_libraries
         self.hits = self.misses = 0
         if special_phases == "dedicated":
@@ -203,11 +263,14 @@ class StellarLibraryBackend:
         return (self.generator.name, id(self.generator), self.special_phases, self.outside)
 
     def __repr__(self):
-        return (f"StellarLibraryBackend(generator={self.generator.name!r}, special_phases={self.special_phases!r},"
-                f" outside={self.outside!r}, cached={len(self._cache)})")
+        return (f"StellarLibraryBackend(generator={self.generator.name!r}, "
+                f"special_phases={self.special_phases!r},"
+                f" outside={self.outside!r}, cached={len(self._slot_of)})")
 
     def clear_cache(self):
-        self._cache.clear()
+        self._slot_of.clear()
+        self._store = None
+        self._next_slot = 0
         self.hits = self.misses = 0
 
     # ---- dedicated phase libraries --------------------------------------------------------------
@@ -252,7 +315,7 @@ class StellarLibraryBackend:
                                  f"the generator has {self.wavelength.size}")
             # NaN [M/H] = not metallicity specific: one group, used at every metallicity
             logz = np.where(np.isfinite(logz), logz, 0.0)
-            integ = flux @ self._wint
+            integ = _integrate(flux, self._wint)
             good = integ > 0
             libs[name] = (teff[good], logz[good], flux[good] / integ[good, None])
         need = {"cmfgen_wn", "cmfgen_wc", "tpagb_orich", "rauch_pagb"}
@@ -325,8 +388,15 @@ class StellarLibraryBackend:
         return k
 
     # ---- computing unit spectra ----------------------------------------------------------------
-    def _compute(self, keys, progress=False):
-        """Unit-integral spectra (n, n_wave) [1/A] + status, inside, correction for rounded keys."""
+    def _compute(self, keys, progress=False, timing=None, normalise=True):
+        """Unit-integral spectra (n, n_wave) [1/A] + status, inside, correction for rounded keys.
+
+        ``timing`` (dict, optional) accumulates ``generator_s`` (inside the generator's ``stream``),
+        ``coverage_s`` and ``n_generated``. ``normalise=False`` returns ``(flux, scale, status, inside,
+        correction)`` instead, with the unit spectra = ``flux * scale[:, None]`` (saves a pass over the
+        spectra when the caller folds ``scale`` into its weights).
+        """
+        timing = _new_timing() if timing is None else timing
         logt = keys[:, 0] / _KEY_SCALE[0]
         logg = keys[:, 1] / _KEY_SCALE[1]
         logz = keys[:, 2] / _KEY_SCALE[2]
@@ -346,20 +416,35 @@ class StellarLibraryBackend:
             ordinary[idx[~ins]] = True        # outside the dedicated library's Teff range: use the model
         if ordinary.any():
             idx = np.flatnonzero(ordinary)
-            cov = self.generator.in_coverage(teff[idx], logg[idx], logz[idx])
-            inside[idx] = cov
-            run = idx if self.outside == "extrapolate" else idx[cov]
+            if self.outside == "extrapolate":
+                run = idx                  # every point is generated; coverage comes back with the spectra
+            else:
+                t0 = time.perf_counter()
+                cov = self.generator.in_coverage(teff[idx], logg[idx], logz[idx])
+                timing["coverage_s"] += time.perf_counter() - t0
+                inside[idx] = cov
+                run = idx[cov]
             if run.size:
+                t0, c0 = time.perf_counter(), time.process_time()
                 with warnings.catch_warnings():
                     # coverage is reported through the status flags, not one warning per call
                     warnings.simplefilter("ignore")
-                    flux[run], _ = self.generator.surface_flux(teff[run], logg[run], logz[run],
-                                                               batch_size=self.batch_size, progress=progress)
+                    batches = self.generator.stream(teff[run], logg[run], logz[run],
+                                                    batch_size=self.batch_size, progress=progress)
+                    for sl, f, cov in batches:
+                        if sl.start == 0 and sl.stop == n:
+                            flux = np.asarray(f, float)   # one batch of all points: no copy of the block
+                        else:
+                            flux[run[sl]] = f
+                        inside[run[sl]] = cov
+                timing["generator_s"] += time.perf_counter() - t0
+                timing["generator_cpu_s"] += time.process_time() - c0
+                timing["n_generated"] += run.size
                 status[run] = np.where(inside[run], STATUS["generator"], STATUS["extrapolated"])
         # normalise; unusable spectra become outside points
         # any NaN/inf pixel makes the integral non-finite, so one product checks and normalises
         with np.errstate(invalid="ignore", over="ignore"):
-            integ = flux @ self._wint
+            integ = _integrate(flux, self._wint)
         good = (status != STATUS["missing"]) & np.isfinite(integ) & (integ > 0)
         status[~good] = STATUS["missing"]
         correction = np.full(n, np.nan)
@@ -367,7 +452,6 @@ class StellarLibraryBackend:
         correction[status == STATUS["dedicated"]] = np.nan     # dedicated spectra are unit-normalised
         scale = np.zeros(n)
         scale[good] = 1.0 / integ[good]
-        flux *= scale[:, None]                  # also zeroes unusable rows (NaN * 0 is fixed below)
         # An extrapolation whose bolometric flux is off by more than 2x is not a spectrum to trust (measured:
         # 6x at 57 kK, log g 3.8, between the WM-basic, CK04 and CM87 boxes): a blackbody replaces it.
         implausible = ((status == STATUS["extrapolated"]) & good
@@ -375,44 +459,64 @@ class StellarLibraryBackend:
         fill = implausible | (~good if self.outside == "blackbody" else False)
         if fill.any():
             bb = planck_surface_flux(self.wavelength, teff[fill])
-            flux[fill] = bb / (bb @ self._wint)[:, None]
+            flux[fill] = bb / _integrate(bb, self._wint)[:, None]      # already unit-integral
+            scale[fill] = 1.0
             status[fill] = STATUS["blackbody"]
             correction[fill] = np.nan            # the generator's spectrum was not used
         bad = status == STATUS["missing"]
         if bad.any():
-            flux[bad] = 0.0
+            flux[bad] = 0.0                      # NaN rows must not leak through a product with weight 0
+            scale[bad] = 0.0
+        if not normalise:
+            return flux, scale, status, inside, correction
+        flux *= scale[:, None]
         return flux, status, inside, correction
 
-    def _unit_spectra_keys(self, ukeys, use_cache=True):
-        """Unit spectra for unique keys, through the LRU cache."""
+    def _unit_spectra_keys(self, ukeys, use_cache=True, timing=None):
+        """Unit spectra for unique keys, through the per-point cache (vectorised lookups and stores)."""
         n = ukeys.shape[0]
         if not use_cache or self.cache_size == 0:
-            return self._compute(ukeys)
+            return self._compute(ukeys, timing=timing)
+        packed, fits = _pack_keys(ukeys)
+        slot_of = self._slot_of
+        slots = np.fromiter((slot_of.get(k, -1) for k in packed.tolist()), np.int64, n)
+        slots[~fits] = -1
+        hit = slots >= 0
         out = np.empty((n, self.wavelength.size), np.float32)
         status = np.empty(n, np.int8)
         inside = np.empty(n, bool)
         corr = np.empty(n)
-        todo = []
-        cache = self._cache
-        tuples = list(map(tuple, ukeys.tolist()))
-        for i, k in enumerate(tuples):
-            hit = cache.get(k)
-            if hit is None:
-                todo.append(i)
-            else:
-                cache.move_to_end(k)
-                out[i], status[i], inside[i], corr[i] = hit
-        self.hits += n - len(todo)
-        self.misses += len(todo)
-        if todo:
-            todo = np.array(todo)
-            f, s, ins, c = self._compute(ukeys[todo])
+        if hit.any():
+            st = self._store
+            src = slots[hit]
+            out[hit], status[hit], inside[hit], corr[hit] = st[0][src], st[1][src], st[2][src], st[3][src]
+        todo = np.flatnonzero(~hit)
+        self.hits += n - todo.size
+        self.misses += todo.size
+        if todo.size:
+            f, s, ins, c = self._compute(ukeys[todo], timing=timing)
             out[todo], status[todo], inside[todo], corr[todo] = f, s, ins, c
-            for j, i in enumerate(todo):
-                cache[tuples[i]] = (out[i].copy(), s[j], ins[j], c[j])
-            while len(cache) > self.cache_size:
-                cache.popitem(last=False)
+            keep = todo[fits[todo]][-self.cache_size:]        # what fits the key packing and the cache
+            self._store_rows(packed[keep], out[keep], status[keep], inside[keep], corr[keep])
         return out, status, inside, corr
+
+    def _store_rows(self, packed, flux, status, inside, corr):
+        """Put rows into the ring buffer, replacing the oldest entries."""
+        if not packed.size:
+            return
+        if self._store is None:
+            size = self.cache_size
+            self._store = (np.empty((size, self.wavelength.size), np.float32), np.empty(size, np.int8),
+                           np.empty(size, bool), np.empty(size), np.full(size, -1, np.int64))
+        store, st_status, st_inside, st_corr, st_key = self._store
+        slots = (self._next_slot + np.arange(packed.size)) % self.cache_size
+        self._next_slot = int((self._next_slot + packed.size) % self.cache_size)
+        for old in st_key[slots].tolist():           # evict what those slots held
+            if old != -1:
+                self._slot_of.pop(old, None)
+        store[slots], st_status[slots], st_inside[slots], st_corr[slots] = flux, status, inside, corr
+        st_key[slots] = packed
+        self._slot_of.update(zip(packed.tolist(), slots.tolist()))
 
     # ---- public API -----------------------------------------------------------------------------
     def _prepare(self, teff, logt, logg, logz, logl, phase, co):
@@ -425,13 +529,13 @@ class StellarLibraryBackend:
             if (teff <= 0).any():
                 raise ValueError("teff must be positive (K)")
             logt = np.log10(teff)
-        arrays = np.broadcast_arrays(np.atleast_1d(np.asarray(logt, float)), np.atleast_1d(np.asarray(logg, float)),
-                                     np.atleast_1d(np.asarray(logz, float)), np.atleast_1d(np.asarray(logl, float)))
+        arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, float)) for a in (logt, logg, logz, logl)))
         logt, logg, logz, logl = (np.ascontiguousarray(a).ravel() for a in arrays)
         for name, arr in (("logt", logt), ("logg", logg), ("logz", logz), ("logl", logl)):
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name} has non-finite values (first at index "
-                                 f"{np.flatnonzero(~np.isfinite(arr))[0]}); stellar parameters must be finite")
+                                 f"{np.flatnonzero(~np.isfinite(arr))[0]}); stellar parameters must be "
+                                 "finite")
         cls = self._classes(phase, co, logt.size)
         return logt, logg, logz, logl, cls
 
@@ -453,21 +557,29 @@ class StellarLibraryBackend:
         """
         logt, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co)
         keys = self._keys(logt, logg, logz, cls)
-        ukeys, inv = np.unique(keys, axis=0, return_inverse=True)
-        inv = inv.ravel()
+        ukeys, inv = _unique_rows(keys)
         f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache)
         lum = 10.0**logl
         llam = f[inv].astype(float) * (lum * L_SUN)[:, None]
         return PointSpectra(self.wavelength, llam, s[inv], ins[inv], c[inv], lum)
 
-    def weighted_sum(self, keys, weights, *, progress=False, use_cache=None, desc="stellar spectra"):
+    def weighted_sum(self, keys, weights, *, progress=False, use_cache=None, desc="stellar spectra",
+                     stats=None):
         """Sum of unit spectra with per-row weights: ``weights @ unit_spectra(keys)``.
+
+        Points are deduplicated on their keys (:data:`KEY_STEP`) first, so each distinct point reaches the
+        generator once. Without the cache the unique points are streamed through the generator in batches
+        of ``batch_size``: memory is bounded by one batch of spectra plus the (n_rows, n_wave) result.
 
         Parameters
         ----------
         keys : int array (n, 4) from :meth:`point_keys`
         weights : scipy.sparse or dense (n_rows, n) [L_sun per point]
         use_cache : bool or None; None -> cache when the unique points fit in the cache
+        stats : dict or None; if given, filled with ``n_points``, ``n_unique`` (points sent to the generator
+            or found in the cache), ``n_generated``, ``seconds`` (wall) and ``cpu_s`` (this process's CPU
+            time), and the wall time spent in ``generator_s`` (the generator's ``stream``; its CPU time in
+            ``generator_cpu_s``), ``coverage_s``, ``dedup_s`` and ``accumulate_s`` (weights @ spectra)
 
         Returns
         -------
@@ -478,11 +590,14 @@ class StellarLibraryBackend:
         """
         import scipy.sparse as sp
 
-        ukeys, inv = np.unique(keys, axis=0, return_inverse=True)
-        inv = inv.ravel()
+        t_start, c_start = time.perf_counter(), time.process_time()
+        timing = _new_timing()
+        ukeys, inv = _unique_rows(keys)
         n, nu = keys.shape[0], ukeys.shape[0]
         proj = sp.csr_matrix((np.ones(n), (np.arange(n), inv)), shape=(n, nu))
         W = sp.csr_matrix(weights) @ proj                    # (n_rows, n_unique), duplicates summed
+        t_dedup = time.perf_counter() - t_start
+        t_acc = 0.0
         if use_cache is None:
             use_cache = nu <= self.cache_size
         n_rows = W.shape[0]
@@ -490,26 +605,35 @@ class StellarLibraryBackend:
         status = np.empty(nu, np.int8)
         corr = np.empty(nu)
         if use_cache:
-            f, status, _, corr = self._unit_spectra_keys(ukeys, True)
-            # cached spectra are float32: a dense float32 product avoids upcasting the whole matrix
-            # (float32 accumulation over ~1e3 stars: ~1e-6 relative, far below any emulator error)
-            dense = W.toarray() if n_rows * nu <= 5e7 else None
-            if dense is not None:
-                flux = (dense.astype(np.float32) @ f).astype(float)
-            else:
-                flux = np.asarray(W @ f.astype(float))
+            f, status, _, corr = self._unit_spectra_keys(ukeys, True, timing=timing)
+            t0 = time.perf_counter()
+            # sparse product (about one weight per point), single-threaded: a dense BLAS product here woke
+            # OpenBLAS's threads, measured +40 ms of CPU per new SSP next to the generator's own threads
+            flux = np.asarray(W @ f.astype(float))
+            t_acc += time.perf_counter() - t0
         else:
             Wc = W.tocsc()
-            starts = range(0, nu, self.batch_size)
-            if progress:
+            bar = None
+            if progress and nu > self.batch_size:        # no bar for work done in one batch
                 from tqdm.auto import tqdm
-                starts = tqdm(starts, desc=f"{self.generator.name} {desc}", unit="batch")
-            for s0 in starts:
+                bar = tqdm(total=nu, desc=f"{self.generator.name} {desc}", unit="star", unit_scale=True)
+            for s0 in range(0, nu, self.batch_size):
                 sl = slice(s0, min(s0 + self.batch_size, nu))
-                f, status[sl], _, corr[sl] = self._compute(ukeys[sl])
-                flux += np.asarray(Wc[:, sl] @ f)
+                f, scale, status[sl], _, corr[sl] = self._compute(ukeys[sl], timing=timing, normalise=False)
+                t0 = time.perf_counter()
+                # unit spectra = f * scale: the scale goes into the (sparse) weights, not over the spectra
+                flux += (Wc[:, sl] @ sp.diags(scale)) @ f
+                t_acc += time.perf_counter() - t0
+                del f                                   # one batch of spectra alive at a time
+                if bar is not None:
+                    bar.update(sl.stop - sl.start)
+            if bar is not None:
+                bar.close()
         has = (status != STATUS["missing"]).astype(float)
         covered = np.asarray(W @ has).ravel()
+        if stats is not None:
+            stats.update(n_points=int(n), n_unique=int(nu), dedup_s=t_dedup, accumulate_s=t_acc,
+                         seconds=time.perf_counter() - t_start, cpu_s=time.process_time() - c_start, **timing)
         return flux, covered, status[inv], corr[inv]
 
     def point_keys(self, logt, logg, logz, phase=None, co=None):

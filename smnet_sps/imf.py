@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 from scipy.special import erf as np_erf
 
-__all__ = ["IMF", "get_imf", "IMF_NAMES", "imf_weights", "remnant_mass", "tpagb_factor",
+__all__ = ["IMF", "get_imf", "IMF_NAMES", "imf_weights", "imf_weights_many", "remnant_mass", "tpagb_factor",
            "M_LOW", "M_UP"]
 
 M_LOW = 0.08     # M_sun, FSPS imf_lower_limit
@@ -242,26 +242,54 @@ def imf_weights(mini, imf="kroupa"):
     return w / imf.mass_formed
 
 
+def imf_weights_many(mini, counts, imf="kroupa"):
+    """:func:`imf_weights` of many isochrones at once: ``mini`` is their initial masses concatenated,
+    ``counts`` the number of points of each (every isochrone non-empty and non-decreasing in mass).
+
+    Same numbers as one :func:`imf_weights` call per isochrone, in one vectorised pass.
+    """
+    imf = get_imf(imf)
+    mini = np.asarray(mini, float)
+    counts = np.asarray(counts, np.int64)
+    if mini.ndim != 1 or counts.sum() != mini.size or (counts < 1).any():
+        raise ValueError("mini must be 1-d and counts positive, summing to mini.size")
+    if not np.all(np.isfinite(mini)) or (mini <= 0).any():
+        raise ValueError("initial masses must be finite and positive (M_sun)")
+    starts = np.cumsum(counts) - counts
+    ends = starts + counts - 1
+    within = np.ones(mini.size, bool)
+    within[starts] = False                         # no neighbour below the first point of an isochrone
+    if (np.diff(mini)[within[1:]] < 0).any():
+        raise ValueError("initial masses must be sorted in non-decreasing order within each isochrone")
+    mid = np.empty(mini.size)
+    mid[1:] = 0.5 * (mini[1:] + mini[:-1])         # mid-point to the lower neighbour
+    m1 = np.where(within, mid, imf.m_low)
+    m2 = np.empty(mini.size)
+    m2[:-1] = mid[1:]
+    m2[ends] = mini[ends]                          # the last point's interval ends at its own mass
+    m1, m2 = np.clip(m1, imf.m_low, imf.m_up), np.clip(m2, imf.m_low, imf.m_up)
+    w = np.where(m2 > m1, imf.number(m1, m2), 0.0)
+    return w / imf.mass_formed
+
+
 def remnant_mass(max_mini, imf="kroupa"):
     """Mass in remnants per M_sun formed for stars born between ``max_mini`` and the upper limit [M_sun].
 
     FSPS ``add_remnants``: black holes 0.5 m above 40 M_sun, neutron stars 1.4 M_sun for 8.5-40 M_sun,
-    white dwarfs 0.48 + 0.077 m below 8.5 M_sun.
+    white dwarfs 0.48 + 0.077 m below 8.5 M_sun. ``max_mini`` may be an array (one value per isochrone);
+    a scalar gives a float.
     """
     imf = get_imf(imf)
-    lo = float(np.clip(max_mini, imf.m_low, imf.m_up))
+    lo = np.clip(np.asarray(max_mini, float), imf.m_low, imf.m_up)
     up = imf.m_up
-    total = 0.0
-    a = max(lo, 40.0)
-    if up > a:
-        total += 0.5 * imf.mass(a, up)
-    a, b = max(lo, 8.5), min(up, 40.0)
-    if b > a:
-        total += 1.4 * imf.number(a, b)
-    a, b = lo, min(up, 8.5)
-    if b > a:
-        total += 0.48 * imf.number(a, b) + 0.077 * imf.mass(a, b)
-    return float(total) / imf.mass_formed
+    a = np.maximum(lo, 40.0)
+    total = np.where(up > a, 0.5 * imf.mass(a, up), 0.0)
+    a, b = np.maximum(lo, 8.5), min(up, 40.0)
+    total = total + np.where(b > a, 1.4 * imf.number(a, b), 0.0)
+    b = min(up, 8.5)
+    total = total + np.where(b > lo, 0.48 * imf.number(lo, b) + 0.077 * imf.mass(lo, b), 0.0)
+    total = total / imf.mass_formed
+    return float(total) if total.ndim == 0 else total
 
 
 def tpagb_factor(log_age):

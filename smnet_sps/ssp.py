@@ -9,14 +9,14 @@ unit-integral stellar spectra ``f_i`` from the :class:`~smnet_sps.backend.Stella
 spectrum integrates to the isochrone's L_bol minus the luminosity of stars without a spectrum, which is
 reported as ``missing_fraction``). Stars outside the generator's coverage are, by default
 (``outside="extrapolate"``), still generated (a smooth, luminosity-conserving extrapolation of the learned
-manifold); the fraction of L_bol they carry is always reported as ``outside_fraction``. The generator's metallicity is [M/H] = log10(Z / Zsun) with the
-family's Zsun (PARSEC 0.0152, Padova 0.019).
+manifold); the fraction of L_bol they carry is always reported as ``outside_fraction``. The generator's
+metallicity is [M/H] = log10(Z / Zsun) with the family's Zsun (PARSEC 0.0152, Padova 0.019).
 
 Between tabulated ages and metallicities we interpolate like FSPS, from the four neighbouring tabulated
 SSPs: the spectrum and every bookkeeping quantity (L_bol, masses, per-phase luminosity, missing
 luminosity) are interpolated log-linearly (geometrically) in log age and masses linearly -- which
-reproduces FSPS's own intermediate ages (time_res_incr=2) to 5e-5 dex -- and then linearly in the spectra with weights linear in
-log Z. At a tabulated node this is exactly the tabulated SSP.
+reproduces FSPS's own intermediate ages (time_res_incr=2) to 5e-5 dex -- and then linearly in the spectra
+with weights linear in log Z. At a tabulated node this is exactly the tabulated SSP.
 """
 from __future__ import annotations
 
@@ -28,26 +28,34 @@ import numpy as np
 from astropy import units as u
 
 from .backend import STATUS, StellarLibraryBackend
-
-OUTSIDE_STATUSES = [STATUS[k] for k in ("blackbody", "extrapolated", "missing")]
-from .constants import SSP_UNIT
-from .imf import get_imf, imf_weights, remnant_mass, tpagb_factor
+from .constants import C_ANGSTROM, SSP_UNIT
+from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor
 from .isochrones import PHASE_NAMES, load_isochrones
 from .lsf import lsf_meta
 
-__all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "get_backend", "parse_age", "save_ssp_grid", "add_cli"]
+__all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "get_backend", "parse_age", "save_ssp_grid",
+           "load_ssp_grid", "clear_ssp_cache", "SSP_FLUX_UNIT", "add_cli"]
 
+OUTSIDE_STATUSES = [STATUS[k] for k in ("blackbody", "extrapolated", "missing")]
+SSP_FLUX_UNIT = SSP_UNIT                           # L_sun / Angstrom, per M_sun formed
 _PHASES = sorted(PHASE_NAMES)                      # FSPS phase codes, -1 .. 9
 _PHASE_INDEX = {p: i for i, p in enumerate(_PHASES)}
 _BACKENDS = {}
 _DEFAULT_GENERATOR = {}
+# Tabulated SSPs, one entry per isochrone (family, iz, ia, IMF, backend, by_phase): a new (age, Z) is
+# interpolated from up to four of them, so neighbouring requests share their isochrones, and a full
+# ssp_grid() leaves every tabulated SSP of its family here (FSPS likewise tabulates every isochrone's SSP
+# once and interpolates between them). Bounded in bytes (a PARSEC grid without by_phase: 14 MB).
 _SSP_CACHE = OrderedDict()
-_SSP_CACHE_SIZE = 512
+_SSP_CACHE_BYTES = 256 * 2**20
+_SSP_CACHE_USED = [0]
 
 
 # ---- inputs -----------------------------------------------------------------------------------
 def parse_age(age):
     """Age -> log10(age / yr). Accepts a time Quantity, a string such as "10 Gyr", or years as a number."""
+    if age is None:
+        raise ValueError("age is required: give a time such as 10 * u.Gyr, '500 Myr' or 1e9 (years)")
     if isinstance(age, str):
         try:
             age = u.Quantity(age)
@@ -60,7 +68,18 @@ def parse_age(age):
             age = age.to_value(u.yr)
         except u.UnitConversionError as exc:
             raise ValueError(f"age must be a time (e.g. Gyr, Myr, yr); got unit {age.unit}") from exc
-    age = np.asarray(age, float)
+    if isinstance(age, (list, tuple)) and any(isinstance(a, u.Quantity) for a in age):
+        try:                                   # a list of time Quantities, e.g. [1 * u.Gyr, 500 * u.Myr]
+            age = u.Quantity(age).to_value(u.yr)
+        except (u.UnitsError, TypeError, ValueError) as exc:
+            raise ValueError(f"ages given as a list must all be times (e.g. Gyr, Myr, yr) or all numbers of "
+                             f"years; got {age!r}") from exc
+    if isinstance(age, (bool, np.bool_)) or (isinstance(age, np.ndarray) and age.dtype == bool):
+        raise ValueError("age must be a time or a number of years, not a boolean")
+    try:
+        age = np.asarray(age, float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"age must be a time or a number of years; got {type(age).__name__}") from exc
     if not np.all(np.isfinite(age)):
         raise ValueError("age must be a finite, positive time; got NaN or inf")
     if (age <= 0).any():
@@ -68,34 +87,122 @@ def parse_age(age):
     return np.log10(age)
 
 
+def _age_range(iso):
+    lo, hi = iso.log_age[0], iso.log_age[-1]
+    return f"{10**lo / 1e6:.3g} Myr - {10**hi / 1e9:.3g} Gyr (log10(age/yr) {lo:.2f}-{hi:.2f}) for {iso.name}"
+
+
+def _log_ages(age, iso):
+    """Parsed, range-checked log10(age / yr); every error names the family's valid range."""
+    try:
+        log_age = parse_age(age)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; valid ages: {_age_range(iso)}") from None
+    iso.check_age(log_age)
+    return log_age
+
+
+def _as_float_array(value, name):
+    if isinstance(value, u.Quantity):
+        if value.unit.physical_type != "dimensionless":
+            raise ValueError(f"{name} is dimensionless; got unit {value.unit}")
+        value = value.to_value(u.dimensionless_unscaled)
+    if value is None or isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    try:
+        return np.asarray(value, float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number; got {type(value).__name__}") from exc
+
+
+def _scalar(value, name):
+    """One value: sequences and arrays are refused (ssp_spectrum takes one age and one Z; ssp_grid many)."""
+    if isinstance(value, (list, tuple, set, dict)):
+        raise ValueError(f"ssp_spectrum takes one {name}; got a {type(value).__name__}. Use "
+                         "ssp_grid(ages, Zs) for many ages or metallicities")
+    if isinstance(value, (np.ndarray, u.Quantity)) and np.shape(value) != ():
+        raise ValueError(f"ssp_spectrum takes one {name}; got an array of shape {np.shape(value)}. Use "
+                         "ssp_grid(ages, Zs) for many ages or metallicities")
+    return value
+
+
 def _resolve_z(iso, Z, logzsol):
     if Z is not None and logzsol is not None:
         raise ValueError("give Z (metal mass fraction) or logzsol (log10 Z/Zsun), not both")
     if Z is None:
-        logzsol = 0.0 if logzsol is None else logzsol
-        logzsol = np.asarray(logzsol, float)
+        logzsol = _as_float_array(0.0 if logzsol is None else logzsol, "logzsol")
+        lo, hi = np.log10(iso.Z[0] / iso.zsun), np.log10(iso.Z[-1] / iso.zsun)
         if not np.all(np.isfinite(logzsol)):
-            raise ValueError("logzsol must be finite")
-        Z = iso.zsun * 10.0**logzsol
-    Z = np.asarray(Z, float)
+            raise ValueError(f"logzsol must be finite; valid logzsol for {iso.name} is {lo:+.2f}..{hi:+.2f}")
+        with np.errstate(over="ignore"):
+            Z = iso.zsun * 10.0**logzsol
+    Z = _as_float_array(Z, "Z")
     iso.check_z(Z)
     return Z
+
+
+def _generator_names():
+    """Names of shipped models accepted as ``generator="name"`` (besides a model directory)."""
+    from . import neural
+    for attr in ("available_generators", "generator_names", "list_generators"):
+        fn = getattr(neural, attr, None)
+        if callable(fn):
+            return list(fn())
+    for attr in ("GENERATORS", "MODEL_NAMES", "MODELS", "REGISTRY"):
+        reg = getattr(neural, attr, None)
+        if reg:
+            return list(reg)
+    import importlib.util
+    return ["default"] + (["semi-empirical"] if importlib.util.find_spec("smnet_sps.semi_empirical") else [])
+
+
+def _named_generator(name, device):
+    """A generator given by name: 'blackbody', a shipped model name, or a model directory."""
+    if name == "blackbody":
+        from .generator import BlackbodyGenerator
+        return BlackbodyGenerator()
+    from pathlib import Path
+
+    from .neural import load_generator
+    allowed = ["blackbody", *_generator_names()]
+    if name not in allowed and not Path(name).is_dir():
+        raise ValueError(f"unknown generator {name!r}; valid: {', '.join(repr(a) for a in allowed)}, a model "
+                         "directory, None (the shipped default), a Generator or a StellarLibraryBackend")
+    try:
+        return load_generator(None if name == "default" else name, device=device)
+    except FileNotFoundError as exc:
+        raise ValueError(f"generator {name!r} is not installed ({exc}); valid: "
+                         f"{', '.join(repr(a) for a in allowed)} or a model directory") from exc
 
 
 def get_backend(generator=None, special_phases="model", outside="extrapolate", device="auto"):
     """A shared :class:`StellarLibraryBackend` per (generator, options), so repeated SSPs hit its cache.
 
-    ``generator=None`` -> the shipped default model (:func:`smnet_sps.neural.load_generator`), loaded once; a
-    string names a shipped model (``"default"``, ``"semi-empirical"``) or a model directory.
+    ``generator``: None or ``"default"`` -> the shipped default model
+    (:func:`smnet_sps.neural.load_generator`), loaded once; another string: ``"blackbody"``, a shipped
+    model name (``"semi-empirical"``), or a model directory; or a :class:`~smnet_sps.generator.Generator` /
+    :class:`StellarLibraryBackend`.
     """
+    from .generator import Generator
+
     if isinstance(generator, StellarLibraryBackend):
         return generator
-    if generator is None or isinstance(generator, str):      # None / a shipped model's name, loaded once
-        name = generator or "default"
-        if (name, device) not in _DEFAULT_GENERATOR:
+    if isinstance(generator, str) and generator == "default":
+        generator = None
+    if generator is None:
+        if device not in _DEFAULT_GENERATOR:
             from .neural import load_generator
-            _DEFAULT_GENERATOR[(name, device)] = load_generator(name, device=device)
-        generator = _DEFAULT_GENERATOR[(name, device)]
+            _DEFAULT_GENERATOR[device] = load_generator(device=device)
+        generator = _DEFAULT_GENERATOR[device]
+    elif isinstance(generator, str):
+        key = ("name", generator, device)
+        if key not in _DEFAULT_GENERATOR:
+            _DEFAULT_GENERATOR[key] = _named_generator(generator, device)
+        generator = _DEFAULT_GENERATOR[key]
+    elif not isinstance(generator, Generator):
+        names = ", ".join(["blackbody", *_generator_names()])
+        raise ValueError(f"generator must be None, a name ({names}), a model directory, a Generator or a "
+                         f"StellarLibraryBackend; got {type(generator).__name__}")
     key = (id(generator), special_phases, outside)
     backend = _BACKENDS.get(key)
     if backend is None or backend.generator is not generator:
@@ -105,18 +212,23 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
 
 
 # ---- tabulated SSPs -----------------------------------------------------------------------------
-def _isochrone_weights(iso, iz, ia, imf):
-    """FSPS weights (TP-AGB re-weighted for Padova) and remnant mass of isochrone (iz, ia)."""
+def _isochrone_weights(iso, iz, ia, imf, w=None, rem=None):
+    """FSPS weights (TP-AGB re-weighted for Padova) and remnant mass of isochrone (iz, ia); ``w``, ``rem``:
+    its IMF weights and remnant mass if already computed."""
     sl = iso.rows(iz, ia)
     c = iso.columns
-    w = imf_weights(c["mini"][sl], imf)
+    w = imf_weights(c["mini"][sl], imf) if w is None else w
     if iso.name == "padova":           # FSPS tpagb_norm_type=2 applies to Padova 2007 only
         w = np.where(c["phase"][sl] == 5, w * tpagb_factor(iso.log_age[ia]), w)
-    return sl, w, remnant_mass(c["mini"][sl].max(), imf)
+    return sl, w, (remnant_mass(c["mini"][sl].max(), imf) if rem is None else rem)
 
 
-def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False):
-    """Tabulated SSPs for a list of (iz, ia): flux [L_sun/A/M_sun] and linear bookkeeping quantities."""
+def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=None):
+    """Tabulated SSPs for a list of (iz, ia): flux [L_sun/A/M_sun] and linear bookkeeping quantities.
+
+    All points of all requested isochrones go through one :meth:`StellarLibraryBackend.weighted_sum`:
+    deduplicated, then streamed through the generator in batches (bounded memory).
+    """
     import scipy.sparse as sp
 
     c = iso.columns
@@ -125,8 +237,14 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False):
     out = {"lbol": np.zeros(n), "mass_stars": np.zeros(n), "mass_remnants": np.zeros(n),
            "phase_lum": np.zeros((n, n_ph)), "n_points": np.zeros(n, int)}
     cols, rows, data, logz_pts = [], [], [], []
+    slices = [iso.rows(iz, ia) for iz, ia in pairs]
+    # IMF weights of every isochrone in one vectorised pass (the same numbers as one call per isochrone)
+    all_w = np.split(imf_weights_many(np.concatenate([c["mini"][sl] for sl in slices]),
+                                      [sl.stop - sl.start for sl in slices], imf),
+                     np.cumsum([sl.stop - sl.start for sl in slices])[:-1])
+    rems = remnant_mass(np.array([c["mini"][sl].max() for sl in slices]), imf)
     for k, (iz, ia) in enumerate(pairs):
-        sl, w, rem = _isochrone_weights(iso, iz, ia, imf)
+        sl, w, rem = _isochrone_weights(iso, iz, ia, imf, all_w[k], rems[k])
         lum = 10.0 ** c["logl"][sl]
         wl = w * lum
         out["lbol"][k] = wl.sum()
@@ -140,6 +258,7 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False):
         rows.append((k * n_ph + ph_idx[keep]) if by_phase else np.full(keep.size, k))
         data.append(wl[keep])
         logz_pts.append(np.full(keep.size, np.log10(iso.Z[iz] / iso.zsun)))
+    bounds = np.cumsum([0] + [kept.size for kept in cols])  # per-isochrone point ranges
     cols = np.concatenate(cols)
     logz_pts = np.concatenate(logz_pts)
     # one row per SSP (or per SSP and phase); columns: the points of all requested isochrones
@@ -147,7 +266,11 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False):
     W = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.arange(cols.size))),
                       shape=(n_rows, cols.size))
     keys = backend.point_keys(c["logt"][cols], c["logg"][cols], logz_pts, c["phase"][cols], c["co"][cols])
-    flux, covered, status, corr = backend.weighted_sum(keys, W, progress=progress, desc="isochrone points")
+    # Points go through the backend's per-point cache when they fit in it (a new SSP, a grid block): isochrone
+    # points do not repeat between ages, but the same isochrones with another IMF, by_phase or in a later
+    # block of a Dask IMF family reuse them; a large grid streams past the cache.
+    flux, covered, status, corr = backend.weighted_sum(keys, W, progress=progress, desc="isochrone points",
+                                                       stats=stats)
     # light of stars not generated inside the generator's coverage (extrapolated, blackbody or missing)
     outside = np.asarray(W @ np.isin(status, OUTSIDE_STATUSES).astype(float)).ravel()
     if by_phase:
@@ -160,10 +283,70 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False):
     missing = out["lbol"] - covered
     # round-off of the sparse sums must not read as missing light
     out["missing_lum"] = np.where(missing > 1e-10 * out["lbol"], missing, 0.0)
-    good = np.isfinite(corr)
-    out["correction"] = ({"min": float(corr[good].min()), "median": float(np.median(corr[good])),
-                          "max": float(corr[good].max())} if good.any() else {})
+    # per-isochrone summary of the luminosity-conservation factor (NaN where no generator spectrum was used)
+    corr_stats = np.full((n, 3), np.nan)
+    for k in range(n):
+        ck = corr[bounds[k]:bounds[k + 1]]
+        ck = ck[np.isfinite(ck)]
+        if ck.size:
+            corr_stats[k] = ck.min(), np.median(ck), ck.max()
+    out["correction"] = corr_stats
     return out
+
+
+def _correction_summary(corr_stats):
+    """min / median (of the per-isochrone medians) / max of the luminosity-conservation factor."""
+    c = np.asarray(corr_stats).reshape(-1, 3)
+    c = c[np.isfinite(c[:, 0])]
+    if not c.size:
+        return {}
+    return {"min": float(c[:, 0].min()), "median": float(np.median(c[:, 1])), "max": float(c[:, 2].max())}
+
+
+def clear_ssp_cache():
+    """Forget every cached tabulated SSP (they are also dropped, least recently used first, past 256 MB)."""
+    _SSP_CACHE.clear()
+    _SSP_CACHE_USED[0] = 0
+
+
+def _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=False, progress=False, stats=None):
+    """Tabulated SSPs of ``pairs`` as :func:`_tabulated` returns them, through the per-isochrone cache.
+
+    Only isochrones not in the cache are computed (in one batched pass). A callable IMF is not cached
+    (it has no stable identity).
+    """
+    cacheable = isinstance(imf, str)
+    keys = [(iso.name, iz, ia, imf_obj.name, backend.key, by_phase) for iz, ia in pairs]
+    # backend.key holds id(generator): an entry keeps its generator alive and is only used for that very
+    # object, so a later generator that reuses a freed id never gets another generator's spectra
+    found = {}
+    if cacheable:
+        for p, k in zip(pairs, keys):
+            hit = _SSP_CACHE.get(k)
+            if hit is not None and hit[0] is backend.generator:
+                _SSP_CACHE.move_to_end(k)
+                found[p] = hit[1]
+    todo = [p for p in pairs if p not in found]
+    if stats is not None:
+        stats.update(n_isochrones=len(pairs), n_isochrones_cached=len(pairs) - len(todo))
+    if todo:
+        tab = _tabulated(iso, todo, imf_obj, backend, progress=progress, by_phase=by_phase, stats=stats)
+        key_of = dict(zip(pairs, keys))
+        for i, p in enumerate(todo):
+            entry = {key: np.array(val[i]) for key, val in tab.items()}
+            found[p] = entry
+            if cacheable:
+                k = key_of[p]
+                size = sum(v.nbytes for v in entry.values())
+                old = _SSP_CACHE.pop(k, None)
+                if old is not None:
+                    _SSP_CACHE_USED[0] -= old[2]
+                _SSP_CACHE[k] = (backend.generator, entry, size)
+                _SSP_CACHE_USED[0] += size
+        while _SSP_CACHE_USED[0] > _SSP_CACHE_BYTES and _SSP_CACHE:
+            _SSP_CACHE_USED[0] -= _SSP_CACHE.popitem(last=False)[1][2]
+    first = found[pairs[0]]
+    return {key: np.stack([found[p][key] for p in pairs]) for key in first}
 
 
 def _neighbours(grid, x):
@@ -179,7 +362,8 @@ def _neighbours(grid, x):
 
 def _plan(iso, log_age, Z):
     """Neighbouring tabulated SSPs of (log_age, Z): [(iz, wz, [(ia, wa), ...]), ...]."""
-    return [(iz, wz, _neighbours(iso.log_age, log_age)) for iz, wz in _neighbours(np.log10(iso.Z), np.log10(Z))]
+    return [(iz, wz, _neighbours(iso.log_age, log_age))
+            for iz, wz in _neighbours(np.log10(iso.Z), np.log10(Z))]
 
 
 def _pairs(plan):
@@ -258,29 +442,15 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     from specutils import Spectrum
 
     iso = load_isochrones(isochrones)
-    log_age = float(parse_age(age))
-    iso.check_age(log_age)
-    Z = float(_resolve_z(iso, Z, logzsol))
+    log_age = float(_log_ages(_scalar(age, "age"), iso))
+    Z = float(_resolve_z(iso, None if Z is None else _scalar(Z, "Z"),
+                         None if logzsol is None else _scalar(logzsol, "logzsol")))
     imf_obj = get_imf(imf)
     backend = get_backend(generator, special_phases, outside, device)
 
     plan = _plan(iso, log_age, Z)
     pairs = _pairs(plan)
-    cache_key = None
-    if isinstance(imf, str):
-        cache_key = (iso.name, tuple(pairs), imf_obj.name, backend.key, by_phase)
-    # backend.key holds id(generator): an entry keeps its generator alive and is only used for that very
-    # object, so a later generator that reuses a freed id never gets another generator's spectra
-    hit = _SSP_CACHE.get(cache_key) if cache_key is not None else None
-    tab = hit[1] if hit is not None and hit[0] is backend.generator else None
-    if tab is None:
-        tab = _tabulated(iso, pairs, imf_obj, backend, by_phase=by_phase)
-        if cache_key is not None:
-            _SSP_CACHE[cache_key] = (backend.generator, tab)
-            while len(_SSP_CACHE) > _SSP_CACHE_SIZE:
-                _SSP_CACHE.popitem(last=False)
-    else:
-        _SSP_CACHE.move_to_end(cache_key)
+    tab = _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=by_phase)
     res = _combine(tab, {p: i for i, p in enumerate(pairs)}, plan)
     lbol = float(res["lbol"])
     mass = float(res["mass_stars"] + res["mass_remnants"])
@@ -298,7 +468,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         "outside": backend.outside, "flux_unit": "L_sun / Angstrom per M_sun formed",
         "interpolated_from": [(float(iso.Z[iz]), float(iso.log_age[ia]), float(wz * wa))
                               for iz, wz, ages in plan for ia, wa in ages],
-        "luminosity_correction": tab["correction"],
+        "luminosity_correction": _correction_summary(tab["correction"]),
     }
     meta.update(lsf_meta(backend.wavelength))          # vacuum wavelengths; box LSF FWHM per pixel [A]
     if by_phase:
@@ -307,17 +477,31 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     return Spectrum(flux=res["flux"] * SSP_UNIT, spectral_axis=backend.wavelength * u.AA, meta=meta)
 
 
+class DSPSArrays(NamedTuple):
+    """DSPS's four SSP arrays in DSPS's own unit: ``ssp_flux`` is L_nu [L_sun / Hz per M_sun formed]."""
+
+    ssp_lgmet: np.ndarray
+    ssp_lg_age_gyr: np.ndarray
+    ssp_wave: np.ndarray
+    ssp_flux: np.ndarray
+
+
 class SSPGrid(NamedTuple):
     """SSP templates in DSPS's layout (first four fields), plus bookkeeping.
+
+    **Unit:** ``ssp_flux`` is L_lambda in **L_sun / Angstrom per M_sun formed** (:attr:`flux_unit`), not
+    DSPS's L_sun / Hz: use :meth:`ssp_flux_per_hz` or :meth:`to_dsps_units` (or
+    ``smnet_sps.plugins.dsps_backend.to_ssp_data``) before handing the arrays to DSPS.
 
     ssp_lgmet : (n_met,) log10 Z (absolute metal mass fraction)
     ssp_lg_age_gyr : (n_age,) log10(age / Gyr)
     ssp_wave : (n_wave,) [Angstrom]
     ssp_flux : (n_met, n_age, n_wave) [L_sun / A per M_sun formed]
     log_lbol, log_mass, mass_stars, mass_remnants, missing_fraction : (n_met, n_age)
-    attrs : dict of units and provenance; also ``wavelength_medium`` ("vacuum"), ``lsf_shape`` ("box") and
-        ``lsf_fwhm`` (list, n_wave) [A], the line-spread FWHM per pixel (:mod:`smnet_sps.lsf`)
-    outside_fraction : (n_met, n_age) share of L_bol from stars outside the generator's coverage
+    attrs : dict of units and provenance (``attrs["flux_unit"]`` repeats the unit as text); also
+        ``wavelength_medium`` ("vacuum"), ``lsf_shape`` ("box") and ``lsf_fwhm`` (list, n_wave) [A], the
+        line-spread FWHM per pixel (:mod:`smnet_sps.lsf`)
+    outside_fraction : (n_met, n_age) L_bol fraction of stars outside the generator's coverage
     """
 
     ssp_lgmet: np.ndarray
@@ -330,12 +514,65 @@ class SSPGrid(NamedTuple):
     mass_remnants: np.ndarray
     missing_fraction: np.ndarray
     attrs: dict
-    outside_fraction: np.ndarray = None    # (n_met, n_age) L_bol fraction of stars outside coverage
+    outside_fraction: np.ndarray = None
+
+    @property
+    def flux_unit(self):
+        """Unit of ``ssp_flux``: L_sun / Angstrom (per M_sun formed), an astropy Unit."""
+        return SSP_FLUX_UNIT
+
+    @property
+    def flux(self):
+        """``ssp_flux`` as a Quantity [L_sun / Angstrom], per M_sun formed."""
+        return self.ssp_flux * SSP_FLUX_UNIT
+
+    def ssp_flux_per_hz(self):
+        """``ssp_flux`` as L_nu [L_sun / Hz per M_sun formed] (DSPS's unit): L_lambda lambda^2 / c."""
+        return np.asarray(self.ssp_flux, float) * np.asarray(self.ssp_wave, float) ** 2 / C_ANGSTROM
+
+    def to_dsps_units(self):
+        """:class:`DSPSArrays` (ssp_lgmet, ssp_lg_age_gyr, ssp_wave [A], ssp_flux [L_sun/Hz per M_sun])."""
+        return DSPSArrays(np.array(self.ssp_lgmet, float), np.array(self.ssp_lg_age_gyr, float),
+                          np.array(self.ssp_wave, float), self.ssp_flux_per_hz())
+
+
+def _is_empty(values):
+    if isinstance(values, (str, u.Quantity)):
+        return isinstance(values, u.Quantity) and values.size == 0
+    if isinstance(values, (list, tuple)):
+        return len(values) == 0
+    try:
+        return np.size(values) == 0
+    except (TypeError, ValueError):
+        return False                    # not array-like: the parser names the problem
+
+
+def _age_array(ages, iso):
+    if ages is None:
+        return iso.log_age.copy()
+    if _is_empty(ages):
+        raise ValueError(f"ages is empty; give at least one age ({_age_range(iso)}) or ages=None for all "
+                         f"{iso.log_age.size} tabulated ages")
+    return np.atleast_1d(_log_ages(ages, iso)).astype(float).ravel()
+
+
+def _z_array(Zs, iso):
+    if Zs is None:
+        return iso.Z.copy()
+    if _is_empty(Zs):
+        raise ValueError(f"Zs is empty; give at least one metal mass fraction ({iso.Z[0]:g}-{iso.Z[-1]:g} "
+                         f"for {iso.name}) or Zs=None for all {iso.Z.size} tabulated Z")
+    return np.atleast_1d(_resolve_z(iso, Zs, None)).astype(float).ravel()
 
 
 def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator=None,
              special_phases="model", outside="extrapolate", progress=True, device="auto"):
-    """A grid of SSP spectra (DSPS layout), from ONE batched generator pass over all isochrone points.
+    """A grid of SSP spectra (DSPS layout), from ONE batched, deduplicated generator pass.
+
+    Every isochrone point the grid needs is deduplicated (:data:`smnet_sps.backend.KEY_STEP`) and streamed
+    through the generator in batches (memory: one batch of spectra plus the result). The tabulated SSPs
+    are kept in the per-isochrone cache, so later :func:`ssp_spectrum` calls with the same generator,
+    options and IMF at any (age, Z) inside the grid are interpolations without a generator call.
 
     Parameters
     ----------
@@ -346,21 +583,20 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
 
     Returns
     -------
-    SSPGrid (``ssp_flux`` in L_sun / A per M_sun formed; see ``attrs``)
+    SSPGrid (``ssp_flux`` in L_sun / A per M_sun formed: :attr:`SSPGrid.flux_unit`). ``attrs`` holds units,
+    provenance, and the cost: ``n_points`` (isochrone points), ``n_unique`` (sent to the generator),
+    ``seconds`` and ``timing`` (generator, coverage, dedup, accumulation seconds).
     """
     iso = load_isochrones(isochrones)
-    if ages is None:
-        log_ages = iso.log_age.copy()
-    else:
-        log_ages = np.atleast_1d(parse_age(ages)).astype(float)
-        iso.check_age(log_ages)
-    Zs = iso.Z.copy() if Zs is None else np.atleast_1d(_resolve_z(iso, Zs, None)).astype(float)
+    log_ages = _age_array(ages, iso)
+    Zs = _z_array(Zs, iso)
     imf_obj = get_imf(imf)
     backend = get_backend(generator, special_phases, outside, device)
     plans = [_plan(iso, la, z) for z in Zs for la in log_ages]
     pairs = sorted({p for plan in plans for p in _pairs(plan)})
     t0 = time.perf_counter()
-    tab = _tabulated(iso, pairs, imf_obj, backend, progress=progress)
+    stats = {}
+    tab = _tabulated_cached(iso, pairs, imf_obj, imf, backend, progress=progress, stats=stats)
     index = {p: i for i, p in enumerate(pairs)}
     shape = (Zs.size, log_ages.size)
     flux = np.empty(shape + (backend.wavelength.size,))
@@ -372,12 +608,16 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
         lbol[i, j], mst[i, j], mrem[i, j] = r["lbol"], r["mass_stars"], r["mass_remnants"]
         miss[i, j] = r["missing_lum"] / r["lbol"]
         outf[i, j] = r["outside_lum"] / r["lbol"]
+    timing = {k: float(stats[k]) for k in ("generator_s", "generator_cpu_s", "coverage_s", "dedup_s",
+                                           "accumulate_s", "cpu_s") if k in stats}
     attrs = {"flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
              "ssp_lgmet": "log10 Z (metal mass fraction)", "ssp_lg_age_gyr": "log10(age / Gyr)",
              "generator": backend.generator.name, "isochrones": iso.name, "zsun": iso.zsun,
              "imf": imf_obj.name, "special_phases": backend.special_phases, "outside": backend.outside,
-             "n_points": int(tab["n_points"].sum()), "seconds": time.perf_counter() - t0,
-             "citation": iso.citation, "luminosity_correction": tab["correction"]}
+             "n_points": int(tab["n_points"].sum()), "n_unique": int(stats.get("n_unique", 0)),
+             "n_isochrones": len(pairs), "n_isochrones_cached": int(stats.get("n_isochrones_cached", 0)),
+             "seconds": time.perf_counter() - t0, "timing": timing,
+             "citation": iso.citation, "luminosity_correction": _correction_summary(tab["correction"])}
     # medium and LSF (a list, so that the attrs stay JSON/HDF5 friendly)
     attrs.update({k: (v.tolist() if isinstance(v, np.ndarray) else v)
                   for k, v in lsf_meta(backend.wavelength).items()})
@@ -385,26 +625,90 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
                    np.log10(mst + mrem), mst, mrem, miss, attrs, outf)
 
 
+_GRID_FORMATS = (".h5", ".hdf5", ".npz")
+_GRID_FORMAT_TAG = "smnet-sps ssp grid v1"
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
+
+
 def save_ssp_grid(grid, path):
-    """Write an :class:`SSPGrid` to ``.h5``/``.hdf5`` (datasets + attrs) or ``.npz``."""
+    """Write an :class:`SSPGrid` to ``.h5``/``.hdf5`` (datasets + attrs) or ``.npz``; read it back with
+    :func:`load_ssp_grid`. ``ssp_flux`` is stored in L_sun / Angstrom per M_sun formed (attribute
+    ``flux_unit``). Overwrites ``path``."""
     import json
     from pathlib import Path
 
     path = Path(path)
-    arrays = {k: v for k, v in grid._asdict().items() if k != "attrs"}
-    attrs = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in grid.attrs.items()}
-    if path.suffix in (".h5", ".hdf5"):
+    if path.suffix.lower() not in _GRID_FORMATS:
+        raise ValueError(f"unknown output format {path.suffix!r}; use .h5, .hdf5 or .npz")
+    arrays = {k: np.asarray(v) for k, v in grid._asdict().items() if k != "attrs" and v is not None}
+    attrs = dict(grid.attrs)
+    attrs["format"] = _GRID_FORMAT_TAG
+    attrs.setdefault("flux_unit", "L_sun / Angstrom per M_sun formed")
+    # all attrs as one JSON text: dicts, numbers and strings round-trip exactly
+    encoded = json.dumps(attrs, default=_json_default)
+    if path.suffix.lower() in (".h5", ".hdf5"):
         import h5py
         with h5py.File(path, "w") as f:
             for k, v in arrays.items():
                 f.create_dataset(k, data=v, compression="gzip" if v.ndim == 3 else None)
-            for k, v in attrs.items():
-                f.attrs[k] = v
-    elif path.suffix == ".npz":
-        np.savez_compressed(path, **arrays, attrs=json.dumps(attrs))
+            for k, v in attrs.items():             # also as plain attributes, for other tools
+                plain = isinstance(v, (str, int, float, np.number)) and not isinstance(v, bool)
+                f.attrs[k] = v if plain else json.dumps(v, default=_json_default)
+            f.attrs["attrs_json"] = encoded
     else:
-        raise ValueError(f"unknown output format {path.suffix!r}; use .h5, .hdf5 or .npz")
+        np.savez_compressed(path, **arrays, attrs=np.array(encoded))
     return path
+
+
+def load_ssp_grid(path):
+    """Read an :class:`SSPGrid` written by :func:`save_ssp_grid` (``.h5``, ``.hdf5`` or ``.npz``).
+
+    Raises ValueError for an unknown extension or a file that is not an smnet-sps SSP grid.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() not in _GRID_FORMATS:
+        raise ValueError(f"unknown SSP grid format {path.suffix!r}; use .h5, .hdf5 or .npz")
+    if not path.is_file():
+        raise FileNotFoundError(f"no SSP grid file at {path}")
+    fields = [f for f in SSPGrid._fields if f != "attrs"]
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files if k in fields}
+                raw = str(f["attrs"]) if "attrs" in f.files else None
+        else:
+            import h5py
+            with h5py.File(path, "r") as f:
+                arrays = {k: f[k][()] for k in f if k in fields}
+                raw = f.attrs.get("attrs_json")
+                if raw is None:                        # a file written before attrs_json existed
+                    raw = json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()})
+                elif isinstance(raw, bytes):
+                    raw = raw.decode()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable SSP grid ({exc})") from exc
+    missing = [k for k in fields if k not in arrays and k != "outside_fraction"]
+    if missing:
+        raise ValueError(f"{path} is not an smnet-sps SSP grid: it lacks {', '.join(missing)}")
+    attrs = json.loads(raw) if raw else {}
+    for k, v in list(attrs.items()):       # dicts stored as JSON text by older writers
+        if isinstance(v, str) and v[:1] in "{[":
+            try:
+                attrs[k] = json.loads(v)
+            except ValueError:
+                pass
+    attrs.pop("format", None)
+    return SSPGrid(attrs=attrs, **{k: arrays.get(k) for k in fields})
 
 
 # ---- command line -------------------------------------------------------------------------------
@@ -569,8 +873,8 @@ def _common_args(p):
     p.add_argument("--imf", default="kroupa", help="kroupa (default), salpeter or chabrier")
     p.add_argument("--isochrones", default="parsec", help="parsec (default) or padova")
     p.add_argument("--generator", default=None,
-                   help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), 'blackbody', "
-                        "or a model directory")
+                   help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), "
+                        "'blackbody', or a model directory")
     p.add_argument("--special-phases", default="model", choices=("model", "dedicated"))
     p.add_argument("--outside", default="extrapolate", choices=("exclude", "blackbody", "extrapolate"))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -193,3 +193,21 @@ def test_implausible_extrapolation_becomes_blackbody(default_generator):
     ps = be.point_spectra(logt=np.log10([57000.0, 3300.0]), logg=[3.8, 0.3], logz=[0.0, -0.4],
                           logl=[3.0, 3.0])
     assert ps.status.tolist() == [STATUS["blackbody"], STATUS["extrapolated"]]
+
+
+def test_point_cache_ring_buffer(blackbody):
+    """The per-point cache holds at most cache_size spectra, evicts the oldest first, never serves a wrong
+    spectrum; keys too large to pack are flagged (computed, not cached)."""
+    be = StellarLibraryBackend(blackbody, cache_size=3)
+    ps = be.point_spectra(logt=LOGT, logg=LOGG, logz=0.0, logl=LOGL)          # 5 misses; the last 3 kept
+    assert (be.hits, be.misses) == (0, 5) and len(be._slot_of) == 3
+    again = be.point_spectra(logt=LOGT, logg=LOGG, logz=0.0, logl=LOGL)
+    assert (be.hits, be.misses) == (3, 7)
+    assert np.array_equal(again.llam, ps.llam)
+    fresh = StellarLibraryBackend(blackbody, cache_size=0).point_spectra(logt=LOGT, logg=LOGG, logz=0.0,
+                                                                        logl=LOGL)
+    assert np.allclose(again.llam, fresh.llam, rtol=1e-6)
+    from smnet_sps.backend import _pack_keys
+    packed, fits = _pack_keys(np.array([[40000, 44000, -3000, 0], [40000, 44000, -3000, 1],
+                                        [40000, 600000, 0, 0]]))
+    assert fits.tolist() == [True, True, False] and packed[0] != packed[1]     # too large: not cached

@@ -119,7 +119,6 @@ ages = st.sampled_from(["1 Gyr", "10Gyr", 1e9, 3e8, 1 * u.Gyr, 500 * u.Myr])
 metallicities = st.sampled_from([0.0152, 0.002, 0.03, None])
 
 
-@GENERATOR_XFAIL
 @FUZZ
 @given(age=parameter(ages), Z=parameter(metallicities))
 def test_fuzz_ssp_spectrum(blackbody, age, Z):
