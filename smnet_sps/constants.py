@@ -16,6 +16,14 @@ FLAM_UNIT = u.Unit("erg s-1 cm-2 AA-1")   # surface flux F_lambda
 LLAM_UNIT = u.Unit("erg s-1 AA-1")        # L_lambda of one star
 SSP_UNIT = u.L_sun / u.AA                 # per M_sun formed (the unit says L_sun/A; metadata says per M_sun)
 
+# Physical domain of stellar parameters accepted by every generator (inclusive). Wider than any training box:
+# points inside it but outside a model's coverage are answered with a CoverageWarning / inside=False flag;
+# points outside it are refused with a ValueError. log g reaches 15 for the remnant phases of the Padova
+# isochrones (log g 13.8) and neutron stars; [M/H] -6 is below the most metal-poor stars known.
+TEFF_DOMAIN = (500.0, 1.0e6)             # K
+LOGG_DOMAIN = (-3.0, 15.0)               # log10(g / cm s^-2)
+LOGZ_DOMAIN = (-6.0, 2.0)                # [M/H], dex
+
 PACKAGE_DATA = Path(__file__).parent / "data"
 LIBRARIES_ENV = "SMNET_SPS_LIBRARIES"
 

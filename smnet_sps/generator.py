@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy import units as u
 
-from .constants import C_ANGSTROM, FLAM_UNIT
+from .constants import C_ANGSTROM, FLAM_UNIT, LOGG_DOMAIN, LOGZ_DOMAIN, TEFF_DOMAIN
 
 __all__ = ["CoverageWarning", "ParameterBox", "Generator", "BlackbodyGenerator", "validate_parameters"]
 
@@ -49,29 +49,116 @@ class ParameterBox:
         return cls(tuple(d["teff"]), tuple(d["logg"]), tuple(d["logz"]))
 
 
-def _strip_unit(value, unit, name):
-    if isinstance(value, u.Quantity):
+_LOGG_DEX = u.dex(u.cm / u.s**2)
+
+
+def _has_bool(value):
+    """True if ``value`` is a bool or a (nested) list / tuple / array holding one."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind == "b"
+    if isinstance(value, (list, tuple)):
+        return any(_has_bool(v) for v in value)
+    return False
+
+
+def _as_float_array(value, name):
+    """A float64 array from a number or (nested) sequence of numbers; refuse None, bools, strings, objects."""
+    if value is None:
+        raise ValueError(f"{name} must be a number or array of numbers, got None")
+    if _has_bool(value):
+        raise ValueError(f"{name} must be a number or array of numbers, got a boolean ({value!r:.60}); "
+                         "True is not a stellar parameter")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:          # ragged nested sequences
+        raise ValueError(f"{name} must be a number or array of numbers: {exc}") from exc
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a number or array of numbers, got {type(value).__name__} "
+                         f"({value!r:.60})")
+    return np.atleast_1d(arr.astype(float))
+
+
+def _teff_value(teff):
+    if isinstance(teff, u.Quantity):
         try:
-            return value.to_value(unit, equivalencies=u.temperature())
+            return teff.to_value(u.K, equivalencies=u.temperature())
         except u.UnitConversionError as exc:
-            raise ValueError(f"{name} must be in units convertible to {unit}, got {value.unit}") from exc
-    return value
+            raise ValueError(f"teff must be a temperature (K), got unit {teff.unit}") from exc
+    return teff
+
+
+def _logg_value(logg):
+    """log g [dex cgs] from a number, a dex Quantity (u.dex(u.cm / u.s**2)) or a linear acceleration."""
+    if not isinstance(logg, u.Quantity):
+        return logg
+    if isinstance(logg.unit, u.LogUnit) or isinstance(logg, u.LogQuantity):
+        try:
+            return np.asarray(logg.to_value(_LOGG_DEX), float)
+        except u.UnitConversionError as exc:
+            raise ValueError(f"logg as a logarithmic quantity must be in dex of an acceleration "
+                             f"(u.dex(u.cm / u.s**2)), got {logg.unit}") from exc
+    if logg.unit.physical_type == "acceleration":
+        g = np.asarray(logg.to_value(u.cm / u.s**2), float)
+        if np.any(~(g > 0)):
+            raise ValueError("logg given as an acceleration must be positive (it is converted to "
+                             "log10(g / cm s^-2))")
+        return np.log10(g)
+    if logg.unit == u.dimensionless_unscaled:
+        return logg.value
+    raise ValueError(f"logg must be log10(g / cm s^-2) as a number, a u.dex(u.cm / u.s**2) quantity or an "
+                     f"acceleration quantity; got unit {logg.unit}")
+
+
+def _logz_value(logz):
+    if not isinstance(logz, u.Quantity):
+        return logz
+    if logz.unit in (u.dex, u.dimensionless_unscaled) or (isinstance(logz.unit, u.LogUnit)
+                                                          and logz.unit.physical_unit == u.dimensionless_unscaled):
+        return np.asarray(logz.value, float)
+    raise ValueError(f"logz ([M/H]) must be a number in dex or a u.dex quantity; got unit {logz.unit}")
 
 
 def validate_parameters(teff, logg, logz):
-    """Broadcast (Teff [K or Quantity], log g, [M/H]) to 1-d float64 arrays; reject NaN, inf and Teff <= 0."""
-    teff = _strip_unit(teff, u.K, "teff")
-    arrays = np.broadcast_arrays(np.atleast_1d(np.asarray(teff, dtype=float)),
-                                 np.atleast_1d(np.asarray(logg, dtype=float)),
-                                 np.atleast_1d(np.asarray(logz, dtype=float)))
+    """Broadcast (Teff, log g, [M/H]) to 1-d float64 arrays inside the physical domain.
+
+    Parameters
+    ----------
+    teff : number, array or Quantity [K] (temperature equivalencies apply)
+    logg : number or array, log10(g / cm s^-2); or a ``u.dex(u.cm / u.s**2)`` Quantity; or a linear
+        acceleration Quantity (converted with log10 of cm s^-2)
+    logz : number or array, [M/H] [dex]; or a ``u.dex`` Quantity
+
+    Raises
+    ------
+    ValueError
+        None, booleans, strings, NaN / inf, or values outside the physical domain
+        (:data:`~smnet_sps.constants.TEFF_DOMAIN`, ``LOGG_DOMAIN``, ``LOGZ_DOMAIN``); the message names the
+        parameter and the allowed range. Points inside the domain but outside a model's training coverage are
+        not refused here: the generators flag them (:class:`CoverageWarning`, ``inside`` = False).
+    """
+    values = {"teff": _as_float_array(_teff_value(teff), "teff"),
+              "logg": _as_float_array(_logg_value(logg), "logg"),
+              "logz": _as_float_array(_logz_value(logz), "logz")}
+    try:
+        arrays = np.broadcast_arrays(*values.values())
+    except ValueError as exc:
+        shapes = {k: v.shape for k, v in values.items()}
+        raise ValueError(f"teff, logg, logz cannot be broadcast together: shapes {shapes}") from exc
     teff, logg, logz = (np.ascontiguousarray(a).ravel() for a in arrays)
+    domains = {"teff": (TEFF_DOMAIN, "K"), "logg": (LOGG_DOMAIN, "dex (cgs)"), "logz": (LOGZ_DOMAIN, "dex")}
     for name, arr in (("teff", teff), ("logg", logg), ("logz", logz)):
         bad = ~np.isfinite(arr)
         if bad.any():
             raise ValueError(f"{name} has {bad.sum()} non-finite value(s) (first at index "
                              f"{np.flatnonzero(bad)[0]}); NaN and inf are not valid stellar parameters")
-    if (teff <= 0).any():
-        raise ValueError(f"teff must be positive (Kelvin); got minimum {teff.min():g}")
+        (lo, hi), unit = domains[name]
+        out = (arr < lo) | (arr > hi)
+        if out.any():
+            i = int(np.flatnonzero(out)[0])
+            raise ValueError(f"{name} = {arr[i]:g} (index {i}) is outside the physical domain {lo:g} .. {hi:g} "
+                             f"{unit} accepted by the generators ({int(out.sum())} value(s) outside)")
     return teff, logg, logz
 
 
@@ -123,51 +210,96 @@ class Generator(ABC):
                           CoverageWarning, stacklevel=3)
         return inside
 
+    # ---- one batch ------------------------------------------------------------------------------
+    def _check_library(self, library):
+        """The library a call imitates; generators without library conditioning accept only None."""
+        if library is not None:
+            raise ValueError(f"generator '{self.name}' has no library conditioning; use library=None")
+        return None
+
+    def _batch(self, teff, logg, logz, *, dtype=None, library=None, as_tensor=False):
+        """F_lambda of one validated batch: ndarray, or a torch tensor with ``as_tensor=True``.
+
+        Neural generators override this to run the whole forward path on their device; analytic ones
+        compute :meth:`_surface_flux_batch` on the host. ``library`` has been checked by the caller.
+        """
+        flux = self._surface_flux_batch(teff, logg, logz, dtype=dtype)
+        if as_tensor:
+            import torch
+            return torch.as_tensor(flux)
+        return flux
+
     # ---- public API -----------------------------------------------------------------------------
     @property
     def wavelength_quantity(self):
         return self.wavelength * u.AA
 
-    def stream(self, teff, logg, logz, *, batch_size=8192, strict=False, dtype=None, progress=False):
+    def stream(self, teff, logg, logz, *, batch_size=8192, strict=False, dtype=None, progress=False,
+               library=None, as_tensor=False, out_dtype=np.float64):
         """Yield ``(slice, flux, inside)`` per batch: bounded memory for any number of points.
 
-        ``flux`` is F_lambda [erg s^-1 cm^-2 A^-1] of shape (batch, n_wave).
+        ``flux`` is F_lambda [erg s^-1 cm^-2 A^-1] of shape (batch, n_wave): an ndarray of ``out_dtype``
+        (float64 by default; None = as computed, float32 for the neural generators), or with
+        ``as_tensor=True`` a torch tensor on the generator's device (no host transfer). ``library`` names a
+        training library to imitate (neural generators; None = the model's default, usually the smooth
+        mixture). It is passed down the call chain, never stored on the generator.
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) \
+                or int(batch_size) < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        library = self._check_library(library)
         inside = self._check_coverage(teff, logg, logz, strict)
-        starts = range(0, teff.size, int(batch_size))
+        return self._stream(teff, logg, logz, inside, int(batch_size), dtype, progress, library, as_tensor,
+                            out_dtype)
+
+    def _stream(self, teff, logg, logz, inside, batch_size, dtype, progress, library, as_tensor, out_dtype):
+        starts = range(0, teff.size, batch_size)
         if progress:
             from tqdm.auto import tqdm
             starts = tqdm(starts, desc=f"{self.name} spectra", unit="batch")
         for start in starts:
-            sl = slice(start, min(start + int(batch_size), teff.size))
-            yield sl, self._surface_flux_batch(teff[sl], logg[sl], logz[sl], dtype=dtype), inside[sl]
+            sl = slice(start, min(start + batch_size, teff.size))
+            flux = self._batch(teff[sl], logg[sl], logz[sl], dtype=dtype, library=library, as_tensor=as_tensor)
+            if not as_tensor and out_dtype is not None:
+                flux = np.asarray(flux, dtype=out_dtype)
+            yield sl, flux, inside[sl]
 
     def surface_flux(self, teff, logg, logz, *, batch_size=8192, strict=False, dtype=None, progress=False,
-                     out_dtype=np.float64):
-        """All spectra as one array: (F_lambda [erg s^-1 cm^-2 A^-1] of shape (n, n_wave), inside flags)."""
+                     out_dtype=np.float64, library=None, as_tensor=False):
+        """All spectra as one array: (F_lambda [erg s^-1 cm^-2 A^-1] of shape (n, n_wave), inside flags).
+
+        With ``as_tensor=True`` the flux is a torch tensor on the generator's device (float32 unless a
+        lower ``dtype`` was asked for); ``inside`` stays an ndarray. ``library``: see :meth:`stream`.
+        """
         teff, logg, logz = validate_parameters(teff, logg, logz)
-        out = np.empty((teff.size, self.wavelength.size), dtype=out_dtype)
-        inside = np.empty(teff.size, bool)
+        out, inside = None, np.empty(teff.size, bool)
         for sl, flux, ins in self.stream(teff, logg, logz, batch_size=batch_size, strict=strict, dtype=dtype,
-                                         progress=progress):
+                                         progress=progress, library=library, as_tensor=as_tensor,
+                                         out_dtype=None):
+            if out is None:
+                if as_tensor:
+                    import torch
+                    out = torch.empty((teff.size, self.wavelength.size), dtype=flux.dtype, device=flux.device)
+                else:
+                    out = np.empty((teff.size, self.wavelength.size), dtype=out_dtype)
             out[sl] = flux
             inside[sl] = ins
         return out, inside
 
-    def spectra(self, teff, logg, logz, *, batch_size=8192, strict=False, dtype=None, progress=False):
+    def spectra(self, teff, logg, logz, *, batch_size=8192, strict=False, dtype=None, progress=False,
+                library=None):
         """Spectra as a :class:`specutils.Spectrum` of shape (n, n_wave) in F_lambda, plus coverage flags.
 
         Parameters
         ----------
         teff : array-like or Quantity [K]
-        logg : array-like, log10 surface gravity [cm s^-2]
+        logg : array-like, log10 surface gravity [cm s^-2] (or a dex / acceleration Quantity)
         logz : array-like, [M/H] [dex relative to solar]
         batch_size : int, points per forward pass
         strict : bool, raise ``ValueError`` (instead of a :class:`CoverageWarning`) for points outside coverage
         dtype : compute dtype for neural generators (e.g. ``torch.float32``); ignored by analytic ones
+        library : training library to imitate (neural generators only; None = default / mixture)
 
         Returns
         -------
@@ -178,7 +310,7 @@ class Generator(ABC):
 
         teff, logg, logz = validate_parameters(teff, logg, logz)
         flux, inside = self.surface_flux(teff, logg, logz, batch_size=batch_size, strict=strict, dtype=dtype,
-                                         progress=progress)
+                                         progress=progress, library=library)
         meta = {"generator": self.name, "teff": teff, "logg": logg, "logz": logz, "inside_coverage": inside,
                 **{k: v for k, v in self.meta.items() if isinstance(v, (str, int, float))}}
         return Spectrum(flux=flux * FLAM_UNIT, spectral_axis=self.wavelength_quantity, meta=meta), inside

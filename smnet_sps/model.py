@@ -20,7 +20,7 @@ from torch import nn
 
 __all__ = ["SMNet", "SpectrumMLP", "build_model", "load_smnet_state_dict", "infer_smnet_shape",
            "log1p01_forward", "log1p01_inverse", "fit_log1p01", "mixture_weights", "MIXTURE_TAPER",
-           "LOG_RATIO_FLOOR", "blackbody_log_ratio"]
+           "LOG_RATIO_FLOOR", "blackbody_log_ratio", "blackbody_constants"]
 
 # Tapers of the library partition of unity, per dimension (log10 Teff [dex], log g [dex], [M/H] [dex]).
 # 0.02 dex in Teff is about one grid step of CK04; 0.25 dex in log g / [M/H] is half a step.
@@ -50,6 +50,21 @@ def blackbody_log_ratio(wavelength, teff):
     lr = (np.log10(2 * np.pi * h * c**2 * 1e-8 / SIGMA_SB) - 5 * np.log10(lam_cm)[None, :]
           - 4 * np.log10(teff)[:, None] - ln_expm1 / np.log(10.0))
     return np.maximum(lr, LOG_RATIO_FLOOR)
+
+
+def blackbody_constants(wavelength):
+    """Per-pixel constants of the blackbody log ratio (float64 ndarrays, shape (n_wave,)).
+
+    Returns ``(a, b)`` with a = log10(2 pi h c^2 1e-8 / sigma) - 5 log10(lam_cm) [log10 A^-1 K^4] and
+    b = h c / (k lam_cm) [K], so that log10(pi B_lambda / sigma T^4) = a - 4 log10 T - ln(e^(b/T) - 1) / ln 10.
+    Computed once per model in float64; the generators' torch path (``NeuralGenerator._finish_``) uses them
+    as ln(pi B / sigma T^4) = ln10 a - 4 ln T - x - ln(-expm1(-x)) with x = b / T.
+    """
+    from .constants import SIGMA_SB
+    h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
+    lam_cm = np.asarray(wavelength, float) * 1e-8
+    a = np.log10(2 * np.pi * h * c**2 * 1e-8 / SIGMA_SB) - 5 * np.log10(lam_cm)
+    return a, h * c / k / lam_cm
 
 
 # ------------------------------------------------------------------------------------------------

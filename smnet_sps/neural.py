@@ -1,13 +1,21 @@
 """Neural generators: our trained models (:class:`NeuralGenerator`) and released SM-Net checkpoints.
 
-``load_generator()`` with no argument returns the shipped default model; ``load_generator(directory)`` a model
-written by ``smnet-sps train``; ``load_generator("lookup_model_....pt", meta="....meta.npz")`` a released
-SM-Net checkpoint (Anwar et al. 2026, arXiv:2603.23899; Zenodo DOI 10.5281/zenodo.18883385).
+``load_generator()`` (or ``load_generator("default")``) returns the shipped default model (the names of the
+shipped models are the keys of :data:`SHIPPED_MODELS`); ``load_generator(directory)`` a model written by
+``smnet-sps train``; ``load_generator("lookup_model_....pt", meta="....meta.npz")`` a released SM-Net checkpoint
+(Anwar et al. 2026, arXiv:2603.23899; Zenodo DOI 10.5281/zenodo.18883385).
+
+The whole forward path runs in torch on the generator's device: input scaling, the network (all
+libraries of a batch in one stacked pass), the blend of the libraries' log spectra, the blackbody reference,
+exponentiation, optional renormalisation and the sigma Teff^4 scale. One host transfer per batch, none with
+``as_tensor=True``; :meth:`NeuralGenerator.torch_surface_flux` is the differentiable entry point.
 """
 from __future__ import annotations
 
-import contextlib
+import copy
+import hashlib
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -15,26 +23,47 @@ import numpy as np
 import torch
 
 from .constants import PACKAGE_DATA, SIGMA_SB
-from .generator import Generator, ParameterBox
+from .generator import Generator, ParameterBox, validate_parameters
 from .mixture import MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy
-from .model import blackbody_log_ratio, build_model, load_smnet_state_dict, log1p01_inverse
+from .model import LOG_RATIO_FLOOR, blackbody_constants, build_model, load_smnet_state_dict, log1p01_inverse
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
-           "resolve_device", "COVERAGE_SPACING", "COVERAGE_FACTOR"]
+           "resolve_device", "COVERAGE_SPACING", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
+           "ModelNotFoundError", "weights_sha256"]
 
 MODEL_FORMAT = "smnet-sps model"
 
 # Coverage rule (see docs/generator.md): distances to training nodes are measured in units of a nominal grid
 # step per dimension: 0.02 dex in log Teff, 0.5 dex in log g, 0.5 dex in [M/H]. A point is "near the nodes"
-# if some training node of a library whose box contains the point lies within COVERAGE_FACTOR times that
-# node's own nearest-neighbour distance (its local grid spacing).
+# if some training node of a library whose box contains the point is among its COVERAGE_NEIGHBOURS nearest
+# nodes and lies within COVERAGE_FACTOR times that node's own nearest-neighbour distance (local spacing).
 COVERAGE_SPACING = (0.02, 0.5, 0.5)
 COVERAGE_FACTOR = 1.5
+COVERAGE_NEIGHBOURS = 16
+
+# Rows per network pass on the CPU. Fixed, so that a spectrum never depends on batch_size or on which other
+# points share its batch: oneDNN picks its kernel (and so the float32 rounding) by matrix shape, and a
+# row computed in a 7-row batch differed from the same row in an 8192-row batch by up to 1.5e-4 in the
+# standardised output (5e-4 in flux). The last chunk is padded to a multiple of _PAD_ROWS rows.
+FORWARD_CHUNK = 512
+_PAD_ROWS = 16
+_LN10 = math.log(10.0)
 
 
 def default_model_path():
     """Directory of the shipped default model (``smnet_sps/data/default_model``)."""
     return PACKAGE_DATA / "default_model"
+
+
+# Shipped models by name: name -> zero-argument callable returning the model directory. Adding a shipped
+# model is one line here (e.g. ``"semi-empirical": lambda: PACKAGE_DATA / "semi_empirical_model"``).
+SHIPPED_MODELS = {
+    "default": default_model_path,
+}
+
+
+class ModelNotFoundError(FileNotFoundError, ValueError):
+    """No shipped model of that name and no model at that path (a FileNotFoundError and a ValueError)."""
 
 
 def resolve_device(device="auto"):
@@ -61,9 +90,19 @@ def _resolve_dtype(dtype):
         if dtype not in _DTYPES.values():
             raise ValueError(f"unsupported dtype {dtype}; allowed: {sorted(_DTYPES)}")
         return dtype
-    if str(dtype) in _DTYPES:
-        return _DTYPES[str(dtype)]
+    name = str(dtype).replace("torch.", "")
+    if name in _DTYPES:
+        return _DTYPES[name]
     raise ValueError(f"unsupported dtype {dtype!r}; allowed: {sorted(_DTYPES)}")
+
+
+def weights_sha256(path):
+    """Hex sha256 of a weights file (recorded as ``weights_sha256`` in a model's config.json)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _torch_load(path):
@@ -78,6 +117,22 @@ def _torch_load(path):
                          f"checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 
+def _check_finite_weights(state_dict, path):
+    bad = [k for k, v in state_dict.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"weights file {path} holds NaN or inf values (in {bad[:5]}); the file is corrupt")
+
+
+def _padded_net(net, inp, pad_rows=_PAD_ROWS):
+    """``net(inp)`` with the rows padded (zeros) to a multiple of ``pad_rows``; returns the first rows."""
+    m = inp.shape[0]
+    mp = max(pad_rows, -(-m // pad_rows) * pad_rows)
+    if mp != m:
+        inp = torch.cat([inp, inp.new_zeros((mp - m, inp.shape[1]))])
+    return net(inp)[:m]
+
+
 class _TorchGenerator(Generator):
     """Shared device / dtype handling of the neural generators."""
 
@@ -85,17 +140,32 @@ class _TorchGenerator(Generator):
         self.device = resolve_device(device)
         self.dtype = _resolve_dtype(dtype) or torch.float32
         self._model = model.eval().to(self.device, self.dtype)
+        for p in self._model.parameters():
+            p.requires_grad_(False)            # gradients flow to the inputs only
         self._models = {self.dtype: self._model}
+        self._consts = {}
 
     def _model_for(self, dtype):
         dtype = _resolve_dtype(dtype) or self.dtype
         if dtype not in self._models:
-            import copy
             self._models[dtype] = copy.deepcopy(self._model).to(self.device, dtype)
         return self._models[dtype], dtype
 
-    def _tensor(self, arr, dtype):
-        return torch.as_tensor(np.asarray(arr, np.float32), device=self.device).to(dtype)
+    @staticmethod
+    def _compute_dtype(model_dtype):
+        """Post-network arithmetic runs in float32 (float64 if the network does)."""
+        return torch.float64 if model_dtype == torch.float64 else torch.float32
+
+    def _chunk(self):
+        """Rows per network pass: fixed on the CPU (batch-size independence), one pass on an accelerator."""
+        return FORWARD_CHUNK if self.device.type == "cpu" else None
+
+    def _batch(self, teff, logg, logz, *, dtype=None, library=None, as_tensor=False):
+        flux = self._forward(teff, logg, logz, dtype=dtype, library=library)
+        return flux if as_tensor else flux.cpu().numpy()
+
+    def _surface_flux_batch(self, teff, logg, logz, dtype=None):
+        return self._batch(teff, logg, logz, dtype=dtype).astype(np.float64)
 
 
 def _with_metallicity_tolerance(box):
@@ -106,18 +176,24 @@ def _with_metallicity_tolerance(box):
     return ParameterBox(box.teff, box.logg, (lo - SINGLE_METALLICITY_TOLERANCE, hi + SINGLE_METALLICITY_TOLERANCE))
 
 
+_REQUIRED_KEYS = ("arch", "arch_kwargs", "library_names", "box", "library_boxes", "input_scaling")
+
+
 class NeuralGenerator(_TorchGenerator):
     """A generator trained by ``smnet-sps train`` (architecture ``mlp`` or ``smnet``).
 
     Parameters
     ----------
     directory : path
-        Model directory (``config.json`` + ``weights.pt`` + ``wavelength.npy`` + ``nodes.npz``).
+        Model directory (``config.json`` + ``weights.pt`` + ``wavelength.npy`` + ``nodes.npz``). When
+        config.json records ``weights_sha256``, the weights file must match it (else ``ValueError``).
     device : str, ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``...
-    dtype : torch dtype or name, compute dtype (``float32`` default; ``bfloat16`` optional)
+    dtype : torch dtype or name, network compute dtype: ``float32`` (default), ``bfloat16`` / ``float16``
+        (faster on accelerators; accuracy in docs/generator.md) or ``float64``
     library : str or None
         Default library to imitate (one of ``library_names``); None = the smooth mixture (see
-        :mod:`smnet_sps.mixture`). Every call may override it with ``library=``.
+        :mod:`smnet_sps.mixture`). Every call may override it with ``library=``; the generator itself never
+        changes.
     renormalise : bool
         False (default): the network's output as it is; its integral is sigma Teff^4 to a median 0.1-2 %
         per library on held-out nodes (benchmarks/RESULTS.md). True: rescale each spectrum so its integral
@@ -135,8 +211,12 @@ class NeuralGenerator(_TorchGenerator):
             cfg = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from exc
-        if cfg.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{cfg_path}: format is {cfg.get('format')!r}, expected {MODEL_FORMAT!r}")
+        if not isinstance(cfg, dict) or cfg.get("format") != MODEL_FORMAT:
+            fmt = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+            raise ValueError(f"{cfg_path}: format is {fmt!r}, expected {MODEL_FORMAT!r}")
+        missing = [k for k in _REQUIRED_KEYS if k not in cfg]
+        if missing:
+            raise ValueError(f"{cfg_path} lacks the key(s) {missing}; a model config needs {list(_REQUIRED_KEYS)}")
         self.config = cfg
         self.directory = directory
         self.name = cfg.get("name", directory.name)
@@ -155,7 +235,18 @@ class NeuralGenerator(_TorchGenerator):
         self.log1p01 = cfg.get("log1p01")
         self.renormalise = bool(renormalise)
 
-        sd = _torch_load(directory / cfg.get("weights_file", "weights.pt"))
+        weights_path = directory / cfg.get("weights_file", "weights.pt")
+        expected = cfg.get("weights_sha256")
+        if expected is not None and weights_path.is_file():
+            got = weights_sha256(weights_path)
+            if got != expected:
+                raise ValueError(f"weights file {weights_path} does not match its config.json: sha256 {got[:16]}... "
+                                 f"!= recorded weights_sha256 {str(expected)[:16]}...; the file is corrupt or was "
+                                 "replaced")
+        sd = _torch_load(weights_path)
+        if not isinstance(sd, dict):
+            raise ValueError(f"weights file {weights_path} is not a state_dict")
+        _check_finite_weights(sd, weights_path)
         model = build_model(self.arch, **cfg["arch_kwargs"])
         try:
             model.load_state_dict({k: v.float() for k, v in sd.items()})
@@ -167,11 +258,12 @@ class NeuralGenerator(_TorchGenerator):
             raise ValueError(f"{directory}: the model has {n_out} output pixels but wavelength.npy has "
                              f"{self.wavelength.size}")
         self._setup_torch(model, device, dtype)
-        self._coverage_tree = None
+        self._blackbody_reference = self.arch == "mlp" and cfg.get("reference", "none") == "blackbody"
+        self._coverage_index = None
+        self._coverage_memo = None
         nodes_path = directory / cfg.get("nodes_file", "nodes.npz")
         self.nodes = dict(np.load(nodes_path)) if nodes_path.is_file() else None
         self.default_library = self._check_library(library)
-        self._active_library = self.default_library
         norm = (f"; each spectrum rescaled so its integral over {self.wavelength[0]:g}-{self.wavelength[-1]:g} A "
                 "= sigma*Teff^4" if self.renormalise else " (not renormalised)")
         self.meta = {"flux_normalisation": ("model predicts log10(F_lambda / (sigma Teff^4)) (relative to a "
@@ -183,8 +275,9 @@ class NeuralGenerator(_TorchGenerator):
 
     # ---- library selection ----------------------------------------------------------------------
     def _check_library(self, library):
+        """The library a call imitates: ``library`` if given (checked), else the model's default."""
         if library is None:
-            return None
+            return getattr(self, "default_library", None)
         if library not in self.library_names:
             raise ValueError(f"unknown library {library!r}; this model knows {self.library_names} (or None for "
                              "the smooth mixture)")
@@ -204,71 +297,84 @@ class NeuralGenerator(_TorchGenerator):
                                                    self.mixture_policy)
         return self._library_mixture.weights(np.log10(teff), logg, logz)
 
-    @contextlib.contextmanager
-    def _using(self, library):
-        previous = self._active_library
-        # None keeps what is active: the base class calls stream() from surface_flux() without library=.
-        if library is not None:
-            self._active_library = self._check_library(library)
-        try:
-            yield
-        finally:
-            self._active_library = previous
-
-    def stream(self, teff, logg, logz, *, library=None, **kwargs):
-        """As :meth:`Generator.stream`; ``library`` picks a training library to imitate (None = mixture)."""
-        with self._using(library):
-            yield from super().stream(teff, logg, logz, **kwargs)
-
-    def surface_flux(self, teff, logg, logz, *, library=None, **kwargs):
-        """As :meth:`Generator.surface_flux`, plus ``library`` (see :meth:`stream`)."""
-        with self._using(library):
-            return super().surface_flux(teff, logg, logz, **kwargs)
-
-    def spectra(self, teff, logg, logz, *, library=None, **kwargs):
-        """As :meth:`Generator.spectra`, plus ``library`` (a training library name, or None = mixture)."""
-        with self._using(library):
-            return super().spectra(teff, logg, logz, **kwargs)
-
     # ---- coverage -------------------------------------------------------------------------------
     def in_coverage(self, teff, logg, logz):
         """True where a point lies inside a library box AND near that library's training nodes.
 
-        Near = within ``COVERAGE_FACTOR`` (1.5) x the local grid spacing of some node of that library, with
-        distances in nominal grid steps (0.02 dex log Teff, 0.5 dex log g, 0.5 dex [M/H]). This flags holes
-        inside a box (e.g. hot low-gravity corners where a library has no models). A library computed at a
-        single metallicity (BaSeL 2.2 and CM87 here: [M/H] = 0) is taken to cover +-0.25 dex around it, half
-        a nominal [M/H] step -- the range over which its mixture weight tapers to zero -- instead of a box of
-        zero width that no isochrone off exactly solar metallicity could ever hit.
+        Near = one of the point's 16 nearest training nodes belongs to a library whose box contains the point
+        and lies within ``COVERAGE_FACTOR`` (1.5) x that node's local grid spacing, with distances in nominal
+        grid steps (0.02 dex log Teff, 0.5 dex log g, 0.5 dex [M/H]). This flags holes inside a box (e.g. hot
+        low-gravity corners where a library has no models). A library computed at a single metallicity
+        (BaSeL 2.2 and CM87 here: [M/H] = 0) is taken to cover +-0.25 dex around it, half a nominal [M/H]
+        step -- the range over which its mixture weight tapers to zero -- instead of a box of zero width that
+        no isochrone off exactly solar metallicity could ever hit.
+
+        One vectorised k-d tree query (bounded by the largest reach of any node, so far points cost little);
+        the last answer is remembered, so the usual ``in_coverage`` then ``surface_flux`` on the same points
+        queries once.
         """
-        from .generator import validate_parameters
         teff, logg, logz = validate_parameters(teff, logg, logz)
-        boxes = {name: _with_metallicity_tolerance(box) for name, box in self.library_boxes.items()}
-        inside_box = np.zeros(teff.shape, bool)
-        for box in boxes.values():
-            inside_box |= box.contains(teff, logg, logz)
+        key = hashlib.blake2b(b"".join(a.tobytes() for a in (teff, logg, logz)), digest_size=16).digest()
+        memo = self._coverage_memo
+        if memo is not None and memo[0] == key:
+            return memo[1].copy()
+        result = self._in_coverage(teff, logg, logz)
+        self._coverage_memo = (key, result)
+        return result.copy()
+
+    def _library_box_matrix(self, teff, logg, logz):
+        """(n, n_libraries) bool: inside each library's box (single-metallicity boxes widened)."""
+        lo = np.empty((len(self.library_names), 3))
+        hi = np.empty_like(lo)
+        for j, name in enumerate(self.library_names):
+            box = _with_metallicity_tolerance(self.library_boxes[name])
+            lo[j] = box.teff[0], box.logg[0], box.logz[0]
+            hi[j] = box.teff[1], box.logg[1], box.logz[1]
+        p = np.stack([teff, logg, logz], 1)[:, None, :]
+        return ((p >= lo[None]) & (p <= hi[None])).all(2)
+
+    def _in_coverage(self, teff, logg, logz):
+        inbox = self._library_box_matrix(teff, logg, logz)
+        inside_box = inbox.any(1)
         if self.nodes is None or not inside_box.any():
             return inside_box
-        if self._coverage_tree is None:
-            self._build_coverage_tree()
-        tree, spacing, lib_of_node = self._coverage_tree
-        pts = self._node_coords(teff, logg, logz)
-        k = min(16, spacing.size)
-        dist, idx = tree.query(pts, k=k)
-        dist, idx = dist.reshape(len(pts), k), idx.reshape(len(pts), k)
-        near = np.zeros(teff.size, bool)
-        for j, name in enumerate(self.library_names):
-            in_box = boxes[name].contains(teff, logg, logz)
-            ok = (dist <= COVERAGE_FACTOR * spacing[idx]) & (lib_of_node[idx] == j)
-            near |= in_box & ok.any(1)
-        return inside_box & near
+        if self._coverage_index is None:
+            self._coverage_index = self._build_coverage_index()
+        tree, spacing, lib_of_node, reach = self._coverage_index
+        sel = np.flatnonzero(inside_box)
+        pts = self._node_coords(teff[sel], logg[sel], logz[sel])
+        # Nodes farther than the largest reach of any node never qualify: the bound prunes the search without
+        # changing the answer (missing neighbours come back with index == number of nodes). First the nearest
+        # node alone: if it qualifies, or nothing is within reach, the point is decided (~80 % of random
+        # points); only the rest get the full COVERAGE_NEIGHBOURS query.
+        dist, idx = tree.query(pts, k=1, distance_upper_bound=reach, workers=-1)
+        found = idx < spacing.size
+        near = self._qualifies(dist, idx, found, spacing, lib_of_node, inbox[sel])
+        rest = np.flatnonzero(found & ~near)
+        k = min(COVERAGE_NEIGHBOURS, spacing.size)
+        if rest.size and k > 1:
+            dist, idx = tree.query(pts[rest], k=k, distance_upper_bound=reach, workers=-1)
+            dist, idx = dist.reshape(rest.size, k), idx.reshape(rest.size, k)
+            ok = self._qualifies(dist, idx, idx < spacing.size, spacing, lib_of_node, inbox[sel[rest]][:, None, :])
+            near[rest] = ok.any(1)
+        out = np.zeros(teff.size, bool)
+        out[sel] = near
+        return out
+
+    @staticmethod
+    def _qualifies(dist, idx, found, spacing, lib_of_node, inbox):
+        """Found neighbours within COVERAGE_FACTOR x their spacing, of a library whose box holds the point."""
+        idx = np.where(found, idx, 0)
+        lib = lib_of_node[idx]
+        in_lib_box = np.take_along_axis(inbox, lib[..., None], axis=-1)[..., 0]
+        return found & (dist <= COVERAGE_FACTOR * spacing[idx]) & in_lib_box
 
     @staticmethod
     def _node_coords(teff, logg, logz):
         return np.stack([np.log10(teff) / COVERAGE_SPACING[0], np.asarray(logg) / COVERAGE_SPACING[1],
                          np.asarray(logz) / COVERAGE_SPACING[2]], 1)
 
-    def _build_coverage_tree(self):
+    def _build_coverage_index(self):
         from scipy.spatial import cKDTree
         nodes = self.nodes
         pts = self._node_coords(nodes["teff"], nodes["logg"], nodes["logz"])
@@ -281,7 +387,9 @@ class NeuralGenerator(_TorchGenerator):
                 continue
             d, _ = cKDTree(pts[sel]).query(pts[sel], k=2)
             spacing[sel] = np.maximum(d[:, 1], 1.0)   # at least one nominal step
-        self._coverage_tree = (cKDTree(pts), spacing, lib)
+        lib = np.clip(lib, 0, len(self.library_names) - 1)
+        reach = float(np.nextafter(COVERAGE_FACTOR * spacing.max(), np.inf)) * (1 + 1e-12)
+        return cKDTree(pts), spacing, lib, reach
 
     # ---- forward --------------------------------------------------------------------------------
     def scale_inputs(self, teff, logg, logz):
@@ -289,40 +397,192 @@ class NeuralGenerator(_TorchGenerator):
         p = np.stack([np.log10(teff), logg, logz], 1)
         return (p - self._in_lo) / (self._in_hi - self._in_lo)
 
+    def _constants(self, device, dtype):
+        """Per-pixel and scaling constants as tensors on ``device`` in ``dtype`` (built once per pair)."""
+        key = (str(device), dtype)
+        if key not in self._consts:
+            a, b = blackbody_constants(self.wavelength)
+            as_t = lambda v: torch.as_tensor(np.asarray(v, float), device=device).to(dtype)  # noqa: E731
+            self._consts[key] = {"a": as_t(a), "b": as_t(b), "nb": as_t(-b), "wl": as_t(self.wavelength),
+                                 "bb_cols": as_t(np.stack([-b, a * np.log(10.0), np.ones_like(a)])),
+                                 "lo": as_t(self._in_lo), "span": as_t(self._in_hi - self._in_lo),
+                                 "eye": as_t(np.eye(len(self.library_names)))}
+        return self._consts[key]
+
+    def _pairs(self, mix):
+        """(row, library, weight) of every non-zero mixture weight, rows ascending, libraries ascending."""
+        rows, libs = torch.nonzero(mix > 0, as_tuple=True)
+        return rows, libs, mix[rows, libs]
+
+    def _network_log_ratio(self, model, x, libs, compute):
+        """log10(F / sigma T^4) - reference, shape (m, n_wave), for scaled inputs x (m, 3), library ids (m,)."""
+        inp = torch.cat([x, self._constants(x.device, x.dtype)["eye"][libs]], dim=1)
+        z = _padded_net(model.net, inp)          # padded rows: same rounding as in any larger batch
+        z = torch.clamp(z.to(compute), model.out_lo.to(compute), model.out_hi.to(compute))
+        return torch.addcmul(model.out_mean.to(compute), model.out_std.to(compute), z)
+
     @torch.no_grad()
-    def _surface_flux_batch(self, teff, logg, logz, dtype=None):
-        model, dtype = self._model_for(dtype)
-        scaled = self.scale_inputs(teff, logg, logz)
+    def _forward(self, teff, logg, logz, dtype=None, library=None):
+        """F_lambda [erg s^-1 cm^-2 A^-1] of one validated batch as a tensor on the device (no autograd)."""
+        model, mdtype = self._model_for(dtype)
+        compute = self._compute_dtype(mdtype)
+        library = self._check_library(library)
+        n = teff.size
+        # one host -> device transfer: parameters and mixture weights (the mixture rule lives on the host)
+        host = np.empty((n, 3 + len(self.library_names)))
+        host[:, 0], host[:, 1], host[:, 2] = teff, logg, logz
+        host[:, 3:] = self.mixture(teff, logg, logz, library) if self.arch == "mlp" else 0.0
+        params = torch.from_numpy(host).to(self.device)
+        c64 = self._constants(self.device, torch.float64)
+        t64 = params[:, 0]
+        scaled = (torch.stack([torch.log10(t64), params[:, 1], params[:, 2]], 1) - c64["lo"]) / c64["span"]
+        inv_t = 1.0 / t64
+        rows_q = {"inv_t": inv_t.to(compute), "norm": (SIGMA_SB * t64**4).to(compute),
+                  # per-row factors of the float64 rank-3 product giving ln10 a - 4 ln T - x (see _finish_)
+                  "bb_rows": torch.stack([inv_t, torch.ones_like(t64), -4.0 * torch.log(t64)], 1)}
+        out = torch.empty((n, self.wavelength.size), dtype=compute, device=self.device)
+        chunk = self._chunk() or max(n, 1)
+        if self.arch != "mlp":
+            for s in range(0, n, chunk):
+                sl = slice(s, min(s + chunk, n))
+                y = _padded_net(model, scaled[sl].to(mdtype)).to(compute)
+                self._finish_(log1p01_inverse(y, self.log1p01["tau"], self.log1p01["x_max"]), rows_q, sl, out)
+            return out
+        # Outside the training box the network's departure from a blackbody is held at its value on the box
+        # edge, while the blackbody itself follows the true Teff: a free MLP extrapolation was measured 30x
+        # too bright at 220 kK. Such points are always flagged (CoverageWarning / inside).
+        x = scaled.clamp(0.0, 1.0).to(mdtype)
+        rows, libs, w = self._pairs(params[:, 3:])
+        w = w.to(compute)
+        unit = bool((w == 1).all())
+        if rows.numel() == n:
+            # one library per point (the common case): no blend; each chunk finished while in cache
+            for s in range(0, n, chunk):
+                sl = slice(s, min(s + chunk, n))
+                lr = self._network_log_ratio(model, x[sl], libs[sl], compute)
+                self._finish_(lr if unit else lr.mul_(w[sl, None]), rows_q, sl, out)
+            return out
+        # Blend the libraries' *outputs* (weighted geometric mean of their spectra), never their one-hot
+        # inputs: the network only ever saw one-hot vectors, and a fractional one is off its manifold (the Sun
+        # with CK04+NextGen+BaSeL at 1/3 each came out 8 % faint). All (point, library) pairs of the batch go
+        # through the network together in fixed-size chunks; each point then sums its pairs in library order
+        # (gathers, no scatter: a zero row pads points with fewer libraries).
+        n_pairs = rows.numel()
+        lr_all = torch.empty((n_pairs + 1, self.wavelength.size), dtype=compute, device=self.device)
+        lr_all[n_pairs] = 0.0
+        for s in range(0, n_pairs, chunk):
+            sl = slice(s, min(s + chunk, n_pairs))
+            lr = self._network_log_ratio(model, x[rows[sl]], libs[sl], compute)
+            lr_all[sl] = lr if unit else lr.mul_(w[sl, None])
+        counts = torch.bincount(rows, minlength=n)
+        start = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(counts.max().item(), device=self.device)
+        pos = torch.where(rank[None, :] < counts[:, None], start[:, None] + rank[None, :], n_pairs)   # (n, K)
+        for s in range(0, n, chunk):
+            sl = slice(s, min(s + chunk, n))
+            acc = lr_all.index_select(0, pos[sl, 0])
+            for k in range(1, pos.shape[1]):
+                acc.add_(lr_all.index_select(0, pos[sl, k]))
+            self._finish_(acc, rows_q, sl, out)
+        return out
+
+    def _finish_(self, v, rows_q, sl, out):
+        """Rows ``sl``: network log10 ratio (``mlp``; the linear ratio for ``smnet``) -> F_lambda into out[sl].
+
+        In place, in the compute dtype: + blackbody reference, exponentiation, optional renormalisation,
+        x sigma Teff^4.
+        """
+        compute = v.dtype
+        c = self._constants(self.device, compute)
         if self.arch == "mlp":
-            # Outside the training box the network's departure from a blackbody is held at its value on the
-            # box edge, while the blackbody itself follows the true Teff: a free MLP extrapolation was
-            # measured 30x too bright at 220 kK. Such points are always flagged (CoverageWarning / inside).
-            scaled = np.clip(scaled, 0.0, 1.0)
-        x = self._tensor(scaled, dtype)
-        norm = SIGMA_SB * np.asarray(teff, float) ** 4
-        if self.arch == "mlp":
-            # Blend the libraries' *outputs* (geometric mean of their spectra), never their one-hot inputs:
-            # the network only ever saw one-hot vectors, and a fractional one is off its manifold (the Sun with
-            # CK04+NextGen+BaSeL at 1/3 each came out 8 % faint). One pass per library present in the batch.
-            mix = self.mixture(teff, logg, logz, self._active_library)
-            acc = torch.zeros((len(teff), self.wavelength.size), dtype=torch.float32, device=x.device)
-            for j in np.flatnonzero(mix.max(0) > 0):
-                rows = np.flatnonzero(mix[:, j] > 0)
-                onehot = np.zeros((rows.size, mix.shape[1]))
-                onehot[:, j] = 1.0
-                rows_t = torch.as_tensor(rows, device=x.device)
-                lr = model.log_ratio(x[rows_t], self._tensor(onehot, dtype)).float()
-                acc.index_add_(0, rows_t, lr * self._tensor(mix[rows, j, None], torch.float32))
-            log_ratio = acc.cpu().numpy().astype(np.float64)
-            if self.config.get("reference", "none") == "blackbody":
-                log_ratio += blackbody_log_ratio(self.wavelength, teff)
-            ratio = 10.0 ** log_ratio
+            if self._blackbody_reference:
+                # ln(pi B / sigma T^4) = ln10 a - 4 ln T - x - ln(-expm1(-x)), x = h c / (lambda k T). The
+                # large terms (x reaches ~70 where the reference meets its floor) come from one float64
+                # rank-3 product, so the float32 result carries one rounding instead of float32's 1e-7
+                # relative error of x (1e-5 in flux there); the small log term is fine in float32.
+                c64 = self._constants(self.device, torch.float64)
+                bb = torch.mm(rows_q["bb_rows"][sl], c64["bb_cols"]).to(compute)
+                xn = torch.outer(rows_q["inv_t"][sl], c["nb"])                 # -x
+                bb.sub_(torch.expm1(xn).neg_().log_()).clamp_(min=LOG_RATIO_FLOOR * _LN10)
+                v = bb.add_(v, alpha=_LN10)
+            else:
+                v = v.mul_(_LN10)
+            ratio = v.exp_()
         else:
-            y = model(x).float().cpu().numpy().astype(np.float64)
-            ratio = log1p01_inverse(y, self.log1p01["tau"], self.log1p01["x_max"])
+            ratio = v
         if self.renormalise:
             # ratio = F / (sigma T^4) [A^-1] must integrate to 1 over wavelength
-            ratio /= np.trapezoid(ratio, self.wavelength, axis=1)[:, None]
+            ratio.div_(torch.trapezoid(ratio, c["wl"], dim=1)[:, None])
+        torch.mul(ratio, rows_q["norm"][sl, None], out=out[sl])
+
+    def _ln_blackbody_ratio(self, teff, dtype):
+        """ln(pi B_lambda / sigma T^4), floored, shape (n, n_wave), differentiable (autograd path).
+
+        The same arithmetic as the fast path (:meth:`_finish_`): float64 for the large terms, ``dtype`` for
+        ln(-expm1(-x)), whose derivative 1 + 1/(e^x - 1) is finite for every x > 0.
+        """
+        c, c64 = self._constants(self.device, dtype), self._constants(self.device, torch.float64)
+        t64 = teff.to(torch.float64)
+        rows = torch.stack([1.0 / t64, torch.ones_like(t64), -4.0 * torch.log(t64)], 1)
+        bb = torch.mm(rows, c64["bb_cols"]).to(dtype)
+        xn = torch.outer(1.0 / teff, c["nb"])
+        return torch.clamp(bb - torch.log(-torch.expm1(xn)), min=LOG_RATIO_FLOOR * _LN10)
+
+    # ---- differentiable entry point -------------------------------------------------------------
+    def torch_surface_flux(self, teff, logg, logz, library=None):
+        """F_lambda [erg s^-1 cm^-2 A^-1] as a torch tensor (n, n_wave), differentiable in the parameters.
+
+        Parameters
+        ----------
+        teff : tensor [K]; logg : tensor, log10(g / cm s^-2); logz : tensor, [M/H] [dex]
+            Any device and floating dtype; broadcast together. float64 inputs run the network in float64
+            (for gradient checks); otherwise float32. The result lives on the generator's device.
+        library : training library to imitate, or None (the model's default, usually the smooth mixture)
+
+        Notes
+        -----
+        Autograd flows from F_lambda to (Teff, log g, [M/H]) through the input scaling, the network, the
+        blackbody reference and sigma Teff^4: no ``no_grad``, no numpy in between. The library-mixture
+        weights are computed on the host and treated as **constants** with respect to the parameters (they
+        are piecewise linear in log Teff, log g, [M/H] inside the tapers and constant elsewhere, so the
+        gradient is exact wherever a point's weights do not vary: inside a single library's box, or where
+        several boxes overlap fully). Inside the training box nothing is clipped; outside it the network
+        input is held at the box edge (gradient zero for that part), as in :meth:`surface_flux`. Points are
+        not validated against coverage here: check them once with :meth:`in_coverage`.
+        """
+        tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
+        dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+        teff, logg, logz = (t.to(self.device, dtype) for t in torch.broadcast_tensors(*tensors))
+        teff, logg, logz = teff.reshape(-1), logg.reshape(-1), logz.reshape(-1)
+        with torch.no_grad():
+            validate_parameters(teff.detach().cpu().numpy(), logg.detach().cpu().numpy(),
+                                logz.detach().cpu().numpy())
+        model, mdtype = self._model_for(dtype)
+        c = self._constants(self.device, dtype)
+        c64 = self._constants(self.device, torch.float64)
+        # scaled in float64 as in the fast path (float32 log10 Teff alone moved far-UV pixels by 7e-5)
+        p64 = torch.stack([torch.log10(teff.to(torch.float64)), logg.to(torch.float64), logz.to(torch.float64)], 1)
+        scaled = ((p64 - c64["lo"]) / c64["span"]).to(dtype)
+        norm = SIGMA_SB * teff**4
+        if self.arch != "mlp":
+            y = model(scaled)
+            ratio = log1p01_inverse(y, self.log1p01["tau"], self.log1p01["x_max"])
+        else:
+            library = self._check_library(library)
+            mix = self.mixture(teff.detach().cpu().numpy(), logg.detach().cpu().numpy(),
+                               logz.detach().cpu().numpy(), library)
+            mix = torch.as_tensor(mix, device=self.device, dtype=dtype)
+            rows, libs, w = self._pairs(mix)
+            x = scaled.clamp(0.0, 1.0)
+            lr = self._network_log_ratio(model, x[rows], libs, dtype) * w[:, None]
+            lr = torch.zeros((teff.numel(), self.wavelength.size), dtype=dtype,
+                             device=self.device).index_add(0, rows, lr)
+            ln_ratio = lr * _LN10
+            if self._blackbody_reference:
+                ln_ratio = ln_ratio + self._ln_blackbody_ratio(teff, dtype)
+            ratio = torch.exp(ln_ratio)
+        if self.renormalise:
+            ratio = ratio / torch.trapezoid(ratio, c["wl"], dim=1)[:, None]
         return ratio * norm[:, None]
 
 
@@ -357,6 +617,7 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         sd = _torch_load(weights)
         try:
             model = load_smnet_state_dict(sd)
+            _check_finite_weights(model.state_dict(), weights)
         except ValueError as exc:
             raise ValueError(f"{weights}: {exc}") from exc
         L = md["wave"].size
@@ -385,22 +646,45 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         p = np.stack([teff, logg, logz], 1)
         return np.clip((p - self._lo) / (self._hi - self._lo), 0.0, 1.0)
 
+    def _target_fraction(self, teff):
+        """Fraction of sigma Teff^4 the covered range must hold: 1, or a blackbody's fraction there."""
+        if self.normalisation != "blackbody":
+            return np.ones(np.size(teff))
+        from .generator import planck_surface_flux
+        wl = np.geomspace(10.0, 1e7, 4000)
+        bb = planck_surface_flux(wl, teff)
+        inside = (wl >= self.wavelength[0]) & (wl <= self.wavelength[-1])
+        return np.trapezoid(bb[:, inside], wl[inside], axis=1) / np.trapezoid(bb, wl, axis=1)
+
     @torch.no_grad()
-    def _surface_flux_batch(self, teff, logg, logz, dtype=None):
-        model, dtype = self._model_for(dtype)
-        y = model(self._tensor(self.scale_inputs(teff, logg, logz), dtype)).float().cpu().numpy()
-        x = log1p01_inverse(y.astype(np.float64), self.tau, self.x_max)
-        integral = np.trapezoid(x, self.wavelength, axis=1)
-        target = SIGMA_SB * np.asarray(teff, float) ** 4
-        if self.normalisation == "blackbody":
-            from .generator import planck_surface_flux
-            wl = np.geomspace(10.0, 1e7, 4000)
-            bb = planck_surface_flux(wl, teff)
-            inside = (wl >= self.wavelength[0]) & (wl <= self.wavelength[-1])
-            target = target * np.trapezoid(bb[:, inside], wl[inside], axis=1) / np.trapezoid(bb, wl, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(integral > 0, target / integral, np.nan)
-        return x * scale[:, None]
+    def _forward(self, teff, logg, logz, dtype=None, library=None):
+        """F_lambda of one batch as a float32 tensor on the device; post-processing in float64 there."""
+        model, mdtype = self._model_for(dtype)
+        host = np.empty((teff.size, 4))
+        host[:, :3] = self.scale_inputs(teff, logg, logz)
+        host[:, 3] = SIGMA_SB * np.asarray(teff, float) ** 4 * self._target_fraction(teff)
+        params = torch.from_numpy(host).to(self.device)          # one transfer
+        y = _padded_net(model, params[:, :3].to(mdtype)).to(torch.float64)
+        x = log1p01_inverse(y, self.tau, self.x_max)
+        if "wl" not in self._consts:
+            self._consts["wl"] = torch.as_tensor(self.wavelength, device=self.device)
+        integral = torch.trapezoid(x, self._consts["wl"], dim=1)
+        return (x * (params[:, 3] / integral)[:, None]).to(torch.float32)
+
+
+def _resolve_model_path(path):
+    if path is None:
+        path = "default"
+    if isinstance(path, str) and path in SHIPPED_MODELS:
+        directory = Path(SHIPPED_MODELS[path]())
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"the shipped model {path!r} is not installed at {directory}")
+        return directory
+    try:
+        return Path(path)
+    except TypeError as exc:
+        raise ValueError(f"model must be a shipped model name {sorted(SHIPPED_MODELS)}, a model directory or a "
+                         f"released .pt checkpoint path; got {type(path).__name__}") from exc
 
 
 def load_generator(path=None, meta=None, device="auto", library=None, dtype=None, **kwargs):
@@ -408,31 +692,33 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
 
     Parameters
     ----------
-    path : None, model directory, or released ``.pt`` file
-        None -> the shipped default model (:func:`default_model_path`).
+    path : None, a shipped model name, a model directory, or a released ``.pt`` file
+        None or ``"default"`` -> the shipped default model; names: the keys of :data:`SHIPPED_MODELS`.
     meta : path, the released ``.meta.npz`` (required with a ``.pt`` file)
     device : ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     library : default library to imitate for our models (None = smooth mixture)
-    dtype : compute dtype, ``float32`` (default) or ``bfloat16`` / ``float16``
+    dtype : compute dtype, ``float32`` (default) or ``bfloat16`` / ``float16`` / ``float64``
     **kwargs : passed to :class:`NeuralGenerator` (``renormalise``) or :class:`ReleasedSMNetGenerator`
         (``normalisation``)
 
     Returns
     -------
     Generator
+
+    Raises
+    ------
+    ModelNotFoundError (a ValueError and a FileNotFoundError)
+        ``path`` is neither a shipped model name nor an existing path; the message lists the shipped models.
     """
-    if path is None:
-        path = default_model_path()
-        if not (Path(path) / "config.json").is_file():
-            raise FileNotFoundError(f"the default model is not installed at {path}")
-    path = Path(path)
+    path = _resolve_model_path(path)
     if path.is_dir():
         if meta is not None:
             warnings.warn("meta= is only used with a released .pt checkpoint; ignored for a model directory")
         return NeuralGenerator(path, device=device, dtype=dtype, library=library, **kwargs)
     if not path.exists():
-        raise FileNotFoundError(f"no model at {path}: give a model directory written by `smnet-sps train` or a "
-                                "released .pt checkpoint with meta=")
+        raise ModelNotFoundError(f"no model named or at {str(path)!r}: the shipped models are "
+                                 f"{sorted(SHIPPED_MODELS)}; otherwise give a model directory written by "
+                                 "`smnet-sps train` or a released .pt checkpoint with meta=")
     if meta is None:
         raise ValueError(f"{path} is a file: a released SM-Net checkpoint needs its meta file "
                          "(meta='....meta.npz'), or give a model directory")

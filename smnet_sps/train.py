@@ -244,7 +244,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     -------
     dict, the config written to ``out/config.json``
     """
-    from .neural import MODEL_FORMAT, resolve_device
+    from .neural import MODEL_FORMAT, resolve_device, weights_sha256
 
     if reference not in ("blackbody", "none"):
         raise ValueError(f"unknown reference {reference!r}; allowed: ['blackbody', 'none']")
@@ -410,6 +410,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "history": state["history"][-200:]}
         sd = {k: v.detach().cpu().float() for k, v in best_state.items()}
         torch.save(sd, out / "weights.pt")
+        cfg["weights_sha256"] = weights_sha256(out / "weights.pt")   # verified when the model is loaded
         np.save(out / "wavelength.npy", np.asarray(grid.wavelength, float))
         np.savez(out / "nodes.npz", teff=grid.teff, logg=grid.logg, logz=grid.logz,
                  library_id=grid.library_id.astype(np.int16), split=split)

@@ -29,19 +29,75 @@ def test_non_finite_inputs_raise(blackbody, bad):
 
 
 def test_negative_teff_raises():
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="teff = -10 .*outside the physical domain"):
         validate_parameters(-10.0, 4.0, 0.0)
 
 
-def test_out_of_box_warns_or_raises(blackbody):
+def test_out_of_box_warns_or_raises():
+    from smnet_sps.generator import BlackbodyGenerator
+    narrow = BlackbodyGenerator(teff_range=(1000.0, 1e5))
     with pytest.warns(CoverageWarning, match="outside the coverage"):
-        _, inside = blackbody.spectra([5000.0, 2e6], 4.0, 0.0)
+        _, inside = narrow.spectra([5000.0, 2e5], 4.0, 0.0)
     assert inside.tolist() == [True, False]
     with pytest.raises(ValueError, match="outside the coverage"):
-        blackbody.spectra([2e6], 4.0, 0.0, strict=True)
+        narrow.spectra([2e5], 4.0, 0.0, strict=True)
 
 
 def test_stream_is_batched(blackbody):
     teff = np.linspace(3000, 9000, 25)
     chunks = list(blackbody.stream(teff, 4.0, 0.0, batch_size=10))
     assert [c[1].shape[0] for c in chunks] == [10, 10, 5]
+
+
+# ---- hardening (issue 12): physical domain, types, units ------------------------------------------
+@pytest.mark.parametrize("teff, match", [(1e20, "teff.*outside the physical domain 500 .. 1e\\+06 K"),
+                                         (1e-300, "teff.*outside the physical domain"),
+                                         (-10.0, "teff.*outside the physical domain"),
+                                         (True, "teff.*boolean"), ([5000.0, True], "teff.*boolean"),
+                                         (None, "teff must be a number or array of numbers, got None"),
+                                         ("5000", "teff must be a number"), ({"a": 1}, "teff must be a number")])
+def test_teff_outside_the_physical_domain_or_of_wrong_type_is_refused(teff, match):
+    with pytest.raises(ValueError, match=match):
+        validate_parameters(teff, 4.0, 0.0)
+
+
+@pytest.mark.parametrize("logg, logz, match", [(1e200, 0.0, "logg.*-3 .. 15"), (-4.0, 0.0, "logg.*-3 .. 15"),
+                                               (4.0, 3.0, "logz.*-6 .. 2"), (4.0, -1e160, "logz.*-6 .. 2"),
+                                               (None, 0.0, "logg must be a number or array of numbers, got None"),
+                                               (4.0, False, "logz.*boolean")])
+def test_logg_and_logz_outside_the_physical_domain_are_refused(logg, logz, match):
+    with pytest.raises(ValueError, match=match):
+        validate_parameters(5777.0, logg, logz)
+
+
+def test_logg_quantities_dex_or_linear_acceleration():
+    _, g, _ = validate_parameters(5777.0, 27542.0 * u.cm / u.s**2, 0.0)
+    np.testing.assert_allclose(g, np.log10(27542.0))                     # never log g = 27542
+    _, g, _ = validate_parameters(5777.0, 275.42 * u.m / u.s**2, 0.0)
+    np.testing.assert_allclose(g, np.log10(27542.0))
+    _, g, _ = validate_parameters(5777.0, u.Dex(4.44, u.dex(u.cm / u.s**2)), 0.0)
+    np.testing.assert_allclose(g, 4.44)
+    _, g, _ = validate_parameters(5777.0, u.Dex(2.44, u.dex(u.m / u.s**2)), 0.0)
+    np.testing.assert_allclose(g, 4.44)
+    _, _, z = validate_parameters(5777.0, 4.44, -0.5 * u.dex)
+    np.testing.assert_allclose(z, -0.5)
+    t, _, _ = validate_parameters(5000.0 * u.deg_C, 4.0, 0.0)
+    np.testing.assert_allclose(t, 5273.15)
+    with pytest.raises(ValueError, match="logg"):
+        validate_parameters(5777.0, 4.44 * u.km, 0.0)
+    with pytest.raises(ValueError, match="teff"):
+        validate_parameters(5777.0 * u.m, 4.44, 0.0)
+    with pytest.raises(ValueError, match="positive"):
+        validate_parameters(5777.0, -3.0 * u.cm / u.s**2, 0.0)
+
+
+def test_inside_domain_outside_coverage_still_answered_with_a_flag(blackbody):
+    from smnet_sps.generator import BlackbodyGenerator
+    narrow = BlackbodyGenerator(teff_range=(1000.0, 1e5))
+    with pytest.warns(CoverageWarning):
+        flux, inside = narrow.surface_flux([5000.0, 600.0, 9e5], 4.0, 0.0)
+    assert inside.tolist() == [True, False, False] and np.isfinite(flux).all() and (flux.max(1) > 0).all()
+    with pytest.raises(ValueError, match="library"):
+        blackbody.surface_flux(5000.0, 4.0, 0.0, library="ck04")
+    with pytest.raises(ValueError, match="batch_size"):
+        blackbody.surface_flux(5000.0, 4.0, 0.0, batch_size=True)

@@ -46,7 +46,10 @@ def test_released_checkpoint_loads_and_scales_like_hand_computation(released, fn
     hi = np.array([meta["Teff_max"], meta["logG_max"], meta["logZ_max"]])
     xs = np.clip((np.stack([teff, logg, logz], 1) - lo) / (hi - lo), 0, 1)
     with torch.no_grad():
-        y = model(torch.tensor(xs, dtype=torch.float32)).double().numpy()
+        # padded to 16 rows as the generator does (oneDNN rounds a 2-row batch differently, ~1e-6 in y,
+        # which log1p01 amplifies x32)
+        xs16 = np.concatenate([xs, np.zeros((14, 3))])
+        y = model(torch.tensor(xs16, dtype=torch.float32))[:2].double().numpy()
     tau, xmax = float(meta["tau"]), float(meta["x_max"])
     x = tau * (np.exp(y * np.log1p(xmax / tau)) - 1)
     wave = meta["wave"].astype(float)
@@ -136,7 +139,6 @@ def test_trained_model_library_choice_and_mixture(tiny_model):
     assert np.all((fm[0, sel] >= np.minimum(fa, fb)[0, sel] * 0.98) & (fm[0, sel] <= np.maximum(fa, fb)[0, sel] * 1.02))
     with pytest.raises(ValueError, match="liba"):
         gen.surface_flux(7500.0, 4.0, 0.0, library="ck04")
-    assert gen._active_library is None          # the context was restored
     g2 = load_generator(tiny_model, device="cpu", library="libb", renormalise=False)
     np.testing.assert_allclose(g2.surface_flux(7500.0, 4.0, 0.0)[0], fb, rtol=1e-6)
 
@@ -264,3 +266,79 @@ def test_single_metallicity_library_covers_quarter_dex(default_generator):
     """BaSeL's M giants exist only at [M/H] = 0: covered within +-0.25 dex of it, flagged beyond."""
     inside = default_generator.in_coverage([3300.0] * 3, [0.3] * 3, [-0.04, 0.2, -0.5])
     assert inside.tolist() == [True, True, False]
+
+
+# ---- hardening (issue 12) -------------------------------------------------------------------------
+def test_huge_logg_in_a_batch_is_a_named_error_not_an_index_error(default_generator):
+    with pytest.raises(ValueError, match=r"logg = 1e\+200 .*physical domain"):
+        default_generator.spectra([5777, 5777], [4.44, 1e200], 0.0)
+    with pytest.raises(ValueError, match="logz"):
+        default_generator.in_coverage([5777, 5777], [4.44, 4.44], [0.0, -1e160])
+
+
+def test_library_of_one_call_never_leaks_into_the_next(default_generator):
+    g = default_generator
+    mixture, _ = g.surface_flux(5777.0, 4.44, 0.0)
+    nextgen, _ = g.surface_flux(5777.0, 4.44, 0.0, library="nextgen")
+    assert np.abs(nextgen / mixture - 1).max() > 1e-3            # the two really differ
+    it = g.stream([5777.0, 6000.0], 4.44, 0.0, library="nextgen", batch_size=1)
+    next(it)                                                      # left suspended mid-stream
+    again, _ = g.surface_flux(5777.0, 4.44, 0.0)
+    np.testing.assert_array_equal(again, mixture)
+    _, f, _ = next(it)                                            # and the stream keeps its own library
+    np.testing.assert_array_equal(f, g.surface_flux(6000.0, 4.44, 0.0, library="nextgen")[0])
+    assert not hasattr(g, "_active_library")
+
+
+def _copy_model(src, dst):
+    import shutil
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    return dst
+
+
+def test_weights_checksum_is_recorded_and_verified(tiny_model, tmp_path):
+    import json
+    from smnet_sps.neural import weights_sha256
+    cfg = json.loads((tiny_model / "config.json").read_text())
+    assert cfg["weights_sha256"] == weights_sha256(tiny_model / "weights.pt")     # written by train()
+    bad = _copy_model(tiny_model, tmp_path / "flipped")
+    data = bytearray((bad / "weights.pt").read_bytes())
+    for i in range(len(data) - 2048, len(data) - 1024):       # flip bytes inside the tensor data
+        data[i] ^= 0xFF
+    (bad / "weights.pt").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"weights.pt does not match its config.json: sha256"):
+        load_generator(bad, device="cpu")
+    # all-NaN weights with a matching checksum: refused as corrupt, never NaN spectra
+    nan = _copy_model(tiny_model, tmp_path / "nan")
+    sd = torch.load(nan / "weights.pt", weights_only=True)
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in sd.items()},
+               nan / "weights.pt")
+    cfg["weights_sha256"] = weights_sha256(nan / "weights.pt")
+    (nan / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        load_generator(nan, device="cpu")
+    # the shipped model records and passes its checksum
+    from smnet_sps.neural import default_model_path
+    shipped = json.loads((default_model_path() / "config.json").read_text())
+    assert shipped["weights_sha256"] == weights_sha256(default_model_path() / shipped["weights_file"])
+
+
+def test_config_without_arch_and_unknown_model_names(tiny_model, tmp_path):
+    import json
+    from smnet_sps.neural import SHIPPED_MODELS, ModelNotFoundError
+    d = _copy_model(tiny_model, tmp_path / "noarch")
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["arch"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"lacks the key\(s\) \['arch'\]"):
+        load_generator(d, device="cpu")
+    for name in ("foo", "semi-empirical-typo"):
+        with pytest.raises(ValueError, match=r"shipped models are \['default'"):
+            load_generator(name)
+    with pytest.raises(ModelNotFoundError):
+        load_generator(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="shipped model name"):
+        load_generator(3.5)
+    assert "default" in SHIPPED_MODELS
+    gen = load_generator("default", device="cpu")
+    assert gen.directory == SHIPPED_MODELS["default"]()

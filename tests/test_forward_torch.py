@@ -1,0 +1,152 @@
+"""The generator's torch forward path: equal to the old numpy path, batch-size independent, tensors out,
+differentiable, low-precision options, the vectorised coverage rule, and a CUDA run where there is one."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from _reference_old import old_in_coverage, old_surface_flux
+from smnet_sps.generator import CoverageWarning
+from smnet_sps.neural import load_generator
+
+
+def random_points(n, seed=0):
+    """Random stars over the whole training box and a bit beyond: many points in library overlaps."""
+    rng = np.random.default_rng(seed)
+    teff = 10 ** rng.uniform(np.log10(2000.0), np.log10(200000.0), n)
+    return teff, rng.uniform(-1.5, 8.5, n), rng.uniform(-3.0, 1.0, n)
+
+
+@pytest.fixture(scope="module")
+def renorm_generator():
+    return load_generator(device="cpu", renormalise=True)
+
+
+def test_fp32_matches_the_old_numpy_path(default_generator, renorm_generator):
+    teff, logg, logz = random_points(500)
+    teff[:20], logg[:20], logz[:20] = 5777.0, 4.44, 0.0          # the Sun: a blend of several libraries
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        for gen in (default_generator, renorm_generator):
+            new, _ = gen.surface_flux(teff, logg, logz)
+            old = old_surface_flux(gen, teff, logg, logz)
+            assert new.dtype == np.float64 and np.isfinite(new).all()
+            np.testing.assert_allclose(new, old, rtol=1e-5, atol=0)
+        gen = default_generator
+        for lib in gen.library_names:
+            new, _ = gen.surface_flux(teff[:60], logg[:60], logz[:60], library=lib)
+            np.testing.assert_allclose(new, old_surface_flux(gen, teff[:60], logg[:60], logz[:60], lib), rtol=1e-5)
+    # the test has teeth: several libraries really were blended in this sample
+    assert ((gen.mixture(teff, logg, logz) > 0).sum(1) > 1).mean() > 0.05
+
+
+def test_results_do_not_depend_on_batch_size(default_generator):
+    gen = default_generator
+    teff, logg, logz = random_points(40, seed=3)
+    teff[:10], logg[:10], logz[:10] = 5777.0, 4.44, 0.0          # the Sun: CK04 + NextGen + BaSeL blend
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        ref, _ = gen.surface_flux(teff, logg, logz, batch_size=8192)
+        for bs in (1, 3, 7, 16, 33):
+            f, _ = gen.surface_flux(teff, logg, logz, batch_size=bs)
+            assert np.abs(f / ref - 1).max() < 1e-6, bs
+        # a point's spectrum does not depend on the other points of its batch either
+        alone, _ = gen.surface_flux(teff[5], logg[5], logz[5])
+    assert np.abs(alone[0] / ref[5] - 1).max() < 1e-6
+
+
+def test_as_tensor_stays_on_the_device(default_generator):
+    gen = default_generator
+    teff, logg, logz = [5777.0, 30000.0], [4.44, 4.0], [0.0, -0.5]
+    t, inside = gen.surface_flux(teff, logg, logz, as_tensor=True)
+    assert isinstance(t, torch.Tensor) and t.device == gen.device and t.dtype == torch.float32
+    assert isinstance(inside, np.ndarray) and inside.all()
+    ref, _ = gen.surface_flux(teff, logg, logz)
+    np.testing.assert_allclose(t.numpy(), ref, rtol=1e-6)
+    chunks = list(gen.stream(teff, logg, logz, batch_size=1, as_tensor=True))
+    assert all(isinstance(c[1], torch.Tensor) for c in chunks)
+    f32 = next(gen.stream(teff, logg, logz, out_dtype=np.float32))[1]
+    assert f32.dtype == np.float32
+
+
+def _log_flux_fn(gen, library):
+    """log F at 25 pixels across the whole range, and one random projection of all pixels (cheap Jacobian)."""
+    pix = torch.arange(0, gen.wavelength.size, gen.wavelength.size // 24)
+    proj = torch.from_numpy(np.random.default_rng(0).normal(size=gen.wavelength.size) / gen.wavelength.size)
+
+    def fn(teff, logg, logz):
+        logf = torch.log(gen.torch_surface_flux(teff, logg, logz, library=library))
+        return torch.cat([logf[:, pix], logf @ proj[:, None]], 1)
+    return fn
+
+
+@pytest.mark.parametrize("library, point", [("ck04", (5777.0, 4.44, 0.0)), ("nextgen", (3900.0, 4.6, -0.2)),
+                                            (None, (20000.0, 4.0, -1.0))])
+def test_torch_surface_flux_gradients_match_finite_differences(default_generator, library, point):
+    """float64 gradcheck of log F_lambda w.r.t. (Teff, log g, [M/H]); (20 kK, 4, -1) is CK04 alone."""
+    gen = default_generator
+    args = [torch.tensor([v], dtype=torch.float64, requires_grad=True) for v in point]
+    assert torch.autograd.gradcheck(_log_flux_fn(gen, library), args, eps=1e-6, atol=1e-5, rtol=1e-3)
+    # and the values are those of the fast path
+    f = gen.torch_surface_flux(*[a.detach().float() for a in args], library=library)
+    assert f.requires_grad is False and f.dtype == torch.float32
+    ref, _ = gen.surface_flux(*point, library=library)
+    # plain float32 here (autograd), the f64-assisted reference in the fast path: a few 1e-5 at most
+    np.testing.assert_allclose(f.numpy(), ref, rtol=1e-5)
+
+
+def test_torch_surface_flux_backpropagates_from_float32(default_generator):
+    teff = torch.tensor([5000.0, 8000.0], requires_grad=True)
+    logg = torch.tensor([4.0, 4.0], requires_grad=True)
+    flux = default_generator.torch_surface_flux(teff, logg, torch.tensor(0.0))
+    flux[:, 600].sum().backward()
+    assert torch.isfinite(teff.grad).all() and (teff.grad != 0).all() and torch.isfinite(logg.grad).all()
+    with pytest.raises(ValueError, match="teff"):
+        default_generator.torch_surface_flux(torch.tensor([1e9]), logg[:1], torch.tensor(0.0))
+
+
+@pytest.mark.parametrize("dtype, median_tol", [("bfloat16", 0.05), ("float16", 0.01)])
+def test_low_precision_is_close_to_float32(default_generator, dtype, median_tol):
+    gen = default_generator
+    teff, logg, logz = random_points(64, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        ref, _ = gen.surface_flux(teff, logg, logz)
+        low, _ = gen.surface_flux(teff, logg, logz, dtype=dtype)
+    assert np.isfinite(low).all() and (low > 0).all()
+    rel = np.abs(low / ref - 1)
+    assert 0 < np.median(rel) < median_tol
+
+
+def test_coverage_equals_the_old_rule(default_generator):
+    gen = default_generator
+    teff, logg, logz = random_points(3000, seed=7)
+    # plus points right on the grid and just off it
+    nodes = gen.nodes
+    pick = np.random.default_rng(1).choice(nodes["teff"].size, 300, replace=False)
+    teff = np.concatenate([teff, nodes["teff"][pick], nodes["teff"][pick] * 1.03])
+    logg = np.concatenate([logg, nodes["logg"][pick], nodes["logg"][pick] + 0.3])
+    logz = np.concatenate([logz, nodes["logz"][pick], nodes["logz"][pick] - 0.2])
+    new = gen.in_coverage(teff, logg, logz)
+    np.testing.assert_array_equal(new, old_in_coverage(gen, teff, logg, logz))
+    assert 0.1 < new.mean() < 0.9
+    new[:] = False                                     # the remembered answer is not shared with callers
+    assert gen.in_coverage(teff, logg, logz).any()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_path_matches_cpu(default_generator):
+    gen = load_generator(device="cuda")
+    teff, logg, logz = random_points(2000, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        ref, _ = default_generator.surface_flux(teff, logg, logz)
+        f, _ = gen.surface_flux(teff, logg, logz)
+        t, _ = gen.surface_flux(teff, logg, logz, as_tensor=True)
+    assert t.device.type == "cuda"
+    np.testing.assert_allclose(f, ref, rtol=1e-4)
+    x = torch.tensor([5777.0], device="cuda", dtype=torch.float64, requires_grad=True)
+    flux = gen.torch_surface_flux(x, torch.tensor([4.44]), torch.tensor([0.0]), library="ck04")
+    flux.sum().backward()
+    assert torch.isfinite(x.grad).all()
