@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["fit_star", "fit_ssp", "StarFit", "SSPFit", "SpectralOperator", "model_fwhm", "C_KMS",
+__all__ = ["fit_star", "fit_ssp", "StarFit", "SSPFit", "SpectralOperator", "model_fwhm", "C_KMS", "mock_star",
+           "empirical_correction", "check_spectrum",
            "STAR_PARAMETERS", "SSP_PARAMETERS", "FitWarning"]
 
 C_KMS = 299792.458
@@ -189,11 +190,13 @@ class SpectralOperator:
             keep = (cov >= _MIN_BIN_COVERAGE) & np.isfinite(f) & (var > 0)
             centres = 0.5 * (w_edges[1:] + w_edges[:-1])
             self.wave, self.edges_lo, self.edges_hi = centres[keep], w_edges[:-1][keep], w_edges[1:][keep]
+            self.model_index = idx[keep]          # the model pixel each working pixel is
             flux_w, ivar_w = f[keep], 1.0 / var[keep]
             sig_inst = np.zeros(keep.sum())
         else:
             d_edges = _edges(wave)
             self.wave, self.edges_lo, self.edges_hi = wave[good], d_edges[:-1][good], d_edges[1:][good]
+            self.model_index = None
             flux_w, ivar_w = flux[good], ivar[good]
             sig_inst = np.sqrt(np.maximum(fwhm_d[good]**2 - fwhm_m[good]**2, 0.0)) / _FWHM_PER_SIGMA
         if self.wave.size < _MIN_PIXELS:
@@ -549,13 +552,16 @@ def _cached_start_grid(gen):
     return _STAR_START_GRID[1], _STAR_START_GRID[2]
 
 
-def _star_model_fn(gen, op, library, dtype=torch.float32):
+def _star_model_fn(gen, op, library, correction=None, dtype=torch.float32):
     src = torch.as_tensor(op.src)
+    corr = None if correction is None else torch.as_tensor(np.asarray(correction, float)[op.src])
 
     def spectrum(theta):
         teff, logg, logz, rv = theta[:, 0], theta[:, 1], theta[:, 2], theta[:, 3]
         flux = gen.torch_surface_flux(teff.to(dtype), logg.to(dtype), logz.to(dtype), library=library)
         flux = flux.to(torch.float64, copy=False).cpu()[:, src]
+        if corr is not None:
+            flux = flux * corr
         return op.apply(flux / flux.mean(dim=1, keepdim=True), rv)
     return spectrum
 
@@ -571,7 +577,7 @@ def _check_generator(generator):
 
 def fit_star(wave, flux, ivar=None, *, resolution_fwhm=None, mask=None, generator=None, library=None,
              degree=3, rv_guess=0.0, max_rv=1000.0, bounds=None, n_starts=3, uncertainty="laplace",
-             scale_errors=True, emcee_kwargs=None):
+             scale_errors=True, emcee_kwargs=None, model_correction=None):
     """Fit Teff, log g, [M/H] and radial velocity to an observed spectrum with the generator.
 
     Parameters
@@ -591,6 +597,8 @@ def fit_star(wave, flux, ivar=None, *, resolution_fwhm=None, mask=None, generato
     n_starts : int, number of distinct grid starts optimised together
     uncertainty : ``"laplace"`` (default) or ``"emcee"``
     scale_errors : bool, multiply the covariance by chi^2_red when it exceeds 1 (default True)
+    model_correction : array (n_model_wave,) or None, multiplies the generator's spectrum on its own pixels
+        (rest frame) before the comparison, e.g. an empirical calibration (:func:`empirical_correction`)
 
     Returns
     -------
@@ -620,7 +628,13 @@ def fit_star(wave, flux, ivar=None, *, resolution_fwhm=None, mask=None, generato
     # optimisation units: log-ish steps (Teff through its relative scale 1 %)
     lo = np.array([lim["teff"][0], lim["logg"][0], lim["logz"][0], lim["rv"][0]])
     hi = np.array([lim["teff"][1], lim["logg"][1], lim["logz"][1], lim["rv"][1]])
-    spectrum = _star_model_fn(gen, op, library)
+    if model_correction is not None:
+        model_correction = np.asarray(model_correction, float)
+        if model_correction.shape != gen.wavelength.shape or not np.all(np.isfinite(model_correction)) \
+                or np.any(model_correction <= 0):
+            raise ValueError(f"model_correction must be a positive, finite array of the model's "
+                             f"{gen.wavelength.size} pixels")
+    spectrum = _star_model_fn(gen, op, library, model_correction)
     # scale: Teff enters as 1 % steps around the start, others absolute
     nodes, grid_flux = _cached_start_grid(gen)
     inb = np.all((nodes >= lo[:3]) & (nodes <= hi[:3]), 1)
@@ -631,6 +645,8 @@ def fit_star(wave, flux, ivar=None, *, resolution_fwhm=None, mask=None, generato
     if flux_in is not None:
         with torch.no_grad():
             f = torch.as_tensor(flux_in[:, op.src], dtype=torch.float64)
+            if model_correction is not None:
+                f = f * torch.as_tensor(model_correction[op.src])
             m = op.apply(f / f.mean(1, keepdim=True), torch.full((f.shape[0],), float(rv_guess), dtype=torch.float64))
             chi2 = _profile(m, op)[0].numpy()
         coords = np.stack([np.log10(nodes_in[:, 0]) / 0.035, nodes_in[:, 1], nodes_in[:, 2] / 0.5], 1)
@@ -728,3 +744,67 @@ def fit_ssp(wave, flux, ivar=None, *, templates=None, resolution_fwhm=None, mask
     return _finish(SSPFit, prob, theta, chi2b, starts, t0, uncertainty, scale_errors, emcee_kwargs,
                    {"degree": op.degree, "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm,
                     "zsun": interp.zsun})
+
+
+# ----------------------------------------------------------------------------- mocks and calibration
+def mock_star(wave, teff, logg, logz, rv=0.0, *, snr=50.0, continuum=None, generator=None, library=None,
+              seed=None):
+    """A noisy mock of the generator's star on the model's own pixels inside ``wave``'s range.
+
+    Made with the same forward model the fit uses (shift by ``rv`` [km/s] on the model's pixels), times a
+    multiplicative Legendre ``continuum`` (coefficients; default 1), plus Gaussian noise of sigma =
+    flux / ``snr`` per pixel. Returns ``(wave [A], flux, ivar, truth_flux)``.
+    """
+    gen = _check_generator(generator)
+    w = np.asarray(wave, float)
+    mw = gen.wavelength
+    sel = (mw >= w[0]) & (mw <= w[-1])
+    pix = mw[sel]
+    one = np.ones(pix.size)
+    op = SpectralOperator(mw, pix, one, one, np.ones(pix.size, bool), max_rv=max(abs(rv) * 1.5, 1.0), degree=0)
+    spec = _star_model_fn(gen, op, library)
+    with torch.no_grad():
+        theta = torch.tensor([[teff, logg, logz, rv]], dtype=torch.float64)
+        m = spec(theta)[0].numpy()
+    x = 2.0 * (op.wave - op.wave[0]) / (op.wave[-1] - op.wave[0]) - 1.0
+    cont = np.polynomial.legendre.legval(x, continuum) if continuum is not None else 1.0
+    truth = m * cont
+    sigma = np.abs(truth) / float(snr)
+    rng = np.random.default_rng(seed)
+    out_wave = pix if op.wave.size == pix.size else op.wave.copy()
+    return out_wave, truth + sigma * rng.standard_normal(truth.size), 1.0 / sigma**2, truth
+
+
+def empirical_correction(wave, fluxes, teff, logg, logz, *, ivars=None, masks=None, resolution_fwhm=None,
+                         generator=None, library=None, degree=3):
+    """An empirical multiplicative correction of the generator on its pixels, from stars of known parameters.
+
+    For each star the model at its catalogue (Teff, log g, [M/H]) is compared, after resolution matching and
+    the continuum polynomial, with the data; the correction is the per-pixel median of data / model over the
+    stars (1 where no star covers a pixel). Derive it from one set of stars and fit others (docs/fit.md).
+
+    Returns
+    -------
+    ndarray (n_model_wave,)
+    """
+    gen = _check_generator(generator)
+    fluxes = np.atleast_2d(np.asarray(fluxes, float))
+    n = fluxes.shape[0]
+    params = [np.broadcast_to(np.asarray(p, float), (n,)) for p in (teff, logg, logz)]
+    ratios = np.full((n, gen.wavelength.size), np.nan)
+    for i in range(n):
+        w, f, iv, good = check_spectrum(wave, fluxes[i], None if ivars is None else ivars[i],
+                                        None if masks is None else masks[i])
+        op = SpectralOperator(gen.wavelength, w, f, iv, good, resolution_fwhm, degree=degree)
+        spec = _star_model_fn(gen, op, library)
+        with torch.no_grad():
+            theta = torch.tensor([[params[0][i], params[1][i], params[2][i], 0.0]], dtype=torch.float64)
+            _, model, _ = _profile(spec(theta), op)
+        if op.model_index is None:
+            raise ValueError("empirical_correction needs spectra finer than the model (they are binned onto its "
+                             "pixels); these are coarser")
+        ratios[i, op.model_index] = op.flux / model[0].numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        corr = np.nanmedian(ratios, axis=0)
+    return np.where(np.isfinite(corr) & (corr > 0), corr, 1.0)
