@@ -1,9 +1,10 @@
-"""Inverse fitting with the generator: stellar parameters (:func:`fit_star`) and single populations (:func:`fit_ssp`).
+"""Inverse fitting with the generator: stars (:func:`fit_star`) and populations (:func:`fit_ssp`).
 
 Both fits share one forward model and one optimiser:
 
 1. **Resolution matching** (:class:`SpectralOperator`). The model grid's effective resolution is its sampling:
-   FWHM = 2 x the local pixel step (~40 A in the optical; as :func:`smnet_sps.plugins.ppxf_backend.default_fwhm`).
+   FWHM = 2 x the local pixel step (~40 A in the optical; as
+   :func:`smnet_sps.plugins.ppxf_backend.default_fwhm`).
    Whichever of data and model is coarser sets the comparison: finer data are averaged, flux-conservingly,
    onto the model's pixels (inverse variances propagated; mode ``"bin"``); coarser data keep their pixels and
    the model is broadened by a Gaussian of FWHM sqrt(FWHM_data^2 - FWHM_model^2) (mode ``"broaden"``). The
@@ -22,6 +23,7 @@ Both fits share one forward model and one optimiser:
 
 Wavelengths are vacuum Angstrom (convert air wavelengths with :func:`smnet_sps.medium.air_to_vacuum`).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,15 +34,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["fit_star", "fit_ssp", "StarFit", "SSPFit", "SpectralOperator", "model_fwhm", "C_KMS", "mock_star",
-           "empirical_correction", "check_spectrum",
-           "STAR_PARAMETERS", "SSP_PARAMETERS", "FitWarning"]
+__all__ = [
+    "fit_star",
+    "fit_ssp",
+    "StarFit",
+    "SSPFit",
+    "SpectralOperator",
+    "model_fwhm",
+    "C_KMS",
+    "mock_star",
+    "empirical_correction",
+    "check_spectrum",
+    "STAR_PARAMETERS",
+    "SSP_PARAMETERS",
+    "FitWarning",
+]
 
 C_KMS = 299792.458
 _FWHM_PER_SIGMA = math.sqrt(8.0 * math.log(2.0))
-_MIN_BIN_COVERAGE = 0.8      # a model pixel needs >= 80 % of its width covered by good data pixels
+_MIN_BIN_COVERAGE = 0.8  # a model pixel needs >= 80 % of its width covered by good data pixels
 _MIN_PIXELS = 20
-_SIGMA_FLOOR_PIX = 0.05      # smallest Gaussian [model pixels] for the shift (keeps chi^2 smooth in v)
+_SIGMA_FLOOR_PIX = 0.05  # smallest Gaussian [model pixels] for the shift (keeps chi^2 smooth in v)
 
 STAR_PARAMETERS = ("teff", "logg", "logz", "rv")
 SSP_PARAMETERS = ("log_age", "logz", "sigma", "av", "rv")
@@ -68,6 +82,7 @@ def _psi(z):
 # ------------------------------------------------------------------------------------- input checks
 def _as_values(x, name, unit=None):
     import astropy.units as u
+
     if isinstance(x, u.Quantity):
         if unit is not None:
             return np.asarray(x.to_value(unit, equivalencies=u.spectral()), float)
@@ -87,6 +102,7 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     masked pixels; ivar must be >= 0 (0 = ignore the pixel). Raises ``ValueError`` naming the problem.
     """
     import astropy.units as u
+
     wave = _as_values(wave, "wave", u.AA)
     flux = _as_values(flux, "flux")
     if wave.ndim != 1 or flux.ndim != 1:
@@ -151,15 +167,30 @@ class SpectralOperator:
     scale : the factor the data were divided by
     """
 
-    def __init__(self, model_wave, wave, flux, ivar, good, resolution_fwhm=None, *, max_rv=1000.0,
-                 max_sigma=0.0, degree=3, dtype=torch.float64):
+    def __init__(
+        self,
+        model_wave,
+        wave,
+        flux,
+        ivar,
+        good,
+        resolution_fwhm=None,
+        *,
+        max_rv=1000.0,
+        max_sigma=0.0,
+        degree=3,
+        dtype=torch.float64,
+    ):
         from .empirical import overlap_matrix
+
         mw = np.asarray(model_wave, float)
         m_edges = _edges(mw)
         lo, hi = wave[good][0], wave[good][-1]
         if lo < m_edges[0] or hi > m_edges[-1]:
-            raise ValueError(f"the spectrum's wavelengths {lo:.1f}-{hi:.1f} A lie outside the model's range "
-                             f"{m_edges[0]:.1f}-{m_edges[-1]:.1f} A")
+            raise ValueError(
+                f"the spectrum's wavelengths {lo:.1f}-{hi:.1f} A lie outside the model's range "
+                f"{m_edges[0]:.1f}-{m_edges[-1]:.1f} A"
+            )
         if resolution_fwhm is None:
             fwhm_d = 2.0 * np.gradient(wave)
         else:
@@ -175,10 +206,12 @@ class SpectralOperator:
             inside = (m_edges[:-1] >= d_edges[0]) & (m_edges[1:] <= d_edges[-1])
             idx = np.flatnonzero(inside)
             if idx.size < _MIN_PIXELS:
-                raise ValueError(f"only {idx.size} model pixels fall inside the spectrum's range "
-                                 f"{wave[0]:.0f}-{wave[-1]:.0f} A; at least {_MIN_PIXELS} are needed")
-            w_edges = m_edges[idx[0]: idx[-1] + 2]
-            ov = overlap_matrix(d_edges, w_edges)                      # (n_work, n_data) [A]
+                raise ValueError(
+                    f"only {idx.size} model pixels fall inside the spectrum's range "
+                    f"{wave[0]:.0f}-{wave[-1]:.0f} A; at least {_MIN_PIXELS} are needed"
+                )
+            w_edges = m_edges[idx[0] : idx[-1] + 2]
+            ov = overlap_matrix(d_edges, w_edges)  # (n_work, n_data) [A]
             width = np.diff(w_edges)
             cov = (ov @ good.astype(float)) / width
             num = ov @ np.where(good, flux, 0.0)
@@ -190,7 +223,7 @@ class SpectralOperator:
             keep = (cov >= _MIN_BIN_COVERAGE) & np.isfinite(f) & (var > 0)
             centres = 0.5 * (w_edges[1:] + w_edges[:-1])
             self.wave, self.edges_lo, self.edges_hi = centres[keep], w_edges[:-1][keep], w_edges[1:][keep]
-            self.model_index = idx[keep]          # the model pixel each working pixel is
+            self.model_index = idx[keep]  # the model pixel each working pixel is
             flux_w, ivar_w = f[keep], 1.0 / var[keep]
             sig_inst = np.zeros(keep.sum())
         else:
@@ -198,29 +231,33 @@ class SpectralOperator:
             self.wave, self.edges_lo, self.edges_hi = wave[good], d_edges[:-1][good], d_edges[1:][good]
             self.model_index = None
             flux_w, ivar_w = flux[good], ivar[good]
-            sig_inst = np.sqrt(np.maximum(fwhm_d[good]**2 - fwhm_m[good]**2, 0.0)) / _FWHM_PER_SIGMA
+            sig_inst = np.sqrt(np.maximum(fwhm_d[good] ** 2 - fwhm_m[good] ** 2, 0.0)) / _FWHM_PER_SIGMA
         if self.wave.size < _MIN_PIXELS:
-            raise ValueError(f"fewer than {_MIN_PIXELS} working pixels after matching the resolution "
-                             f"({self.wave.size}); check the mask and the wavelength range")
+            raise ValueError(
+                f"fewer than {_MIN_PIXELS} working pixels after matching the resolution "
+                f"({self.wave.size}); check the mask and the wavelength range"
+            )
         self.scale = float(np.median(np.abs(flux_w)))
         if not self.scale > 0:
             raise ValueError("the spectrum's median |flux| is zero")
         self.flux, self.ivar = flux_w / self.scale, ivar_w * self.scale**2
         # model pixels the shifted, broadened working pixels can reach
         pix = np.interp(self.wave, mw, np.gradient(mw))
-        sig_max = np.sqrt(sig_inst**2 + (self.wave * max_sigma / C_KMS)**2 + (_SIGMA_FLOOR_PIX * pix)**2)
+        sig_max = np.sqrt(sig_inst**2 + (self.wave * max_sigma / C_KMS) ** 2 + (_SIGMA_FLOOR_PIX * pix) ** 2)
         f_lo, f_hi = 1.0 / (1.0 + max_rv / C_KMS), 1.0 / (1.0 - max_rv / C_KMS)
         need_lo = np.min(self.edges_lo * f_lo - 6 * sig_max)
         need_hi = np.max(self.edges_hi * f_hi + 6 * sig_max)
         src = np.flatnonzero((m_edges[1:] > need_lo) & (m_edges[:-1] < need_hi))
         if need_lo < m_edges[0] or need_hi > m_edges[-1]:
-            raise ValueError(f"the spectrum ({self.wave[0]:.1f}-{self.wave[-1]:.1f} A) reaches the edge of the "
-                             f"model's range {m_edges[0]:.1f}-{m_edges[-1]:.1f} A once shifted by max_rv="
-                             f"{max_rv} km/s and broadened; trim it")
+            raise ValueError(
+                f"the spectrum ({self.wave[0]:.1f}-{self.wave[-1]:.1f} A) reaches the edge of the "
+                f"model's range {m_edges[0]:.1f}-{m_edges[-1]:.1f} A once shifted by max_rv="
+                f"{max_rv} km/s and broadened; trim it"
+            )
         self.src = src
         self.model_wave = mw[src]
-        t = lambda a: torch.as_tensor(np.asarray(a, float), dtype=dtype)   # noqa: E731
-        src_edges = m_edges[src[0]: src[-1] + 2]
+        t = lambda a: torch.as_tensor(np.asarray(a, float), dtype=dtype)
+        src_edges = m_edges[src[0] : src[-1] + 2]
         # banded kernel: working pixel j only reaches source edges first[j] ... first[j] + band
         reach_lo = self.edges_lo * f_lo - 6 * sig_max
         reach_hi = self.edges_hi * f_hi + 6 * sig_max
@@ -231,7 +268,7 @@ class SpectralOperator:
         self._pix_idx = torch.as_tensor(np.minimum(first[:, None] + np.arange(band), src.size - 1))
         self._src_edges = t(src_edges)
         self._lo, self._hi = t(self.edges_lo), t(self.edges_hi)
-        self._sig_inst2 = t(sig_inst**2 + (_SIGMA_FLOOR_PIX * pix)**2)
+        self._sig_inst2 = t(sig_inst**2 + (_SIGMA_FLOOR_PIX * pix) ** 2)
         self._wave_t = t(self.wave)
         x = 2.0 * (self.wave - self.wave[0]) / (self.wave[-1] - self.wave[0]) - 1.0
         if int(degree) != degree or degree < 0:
@@ -239,34 +276,38 @@ class SpectralOperator:
         if degree + 1 > self.wave.size // 4:
             raise ValueError(f"degree {degree} is too high for {self.wave.size} working pixels")
         self.degree = int(degree)
-        self.basis = np.polynomial.legendre.legvander(x, self.degree)       # (n_work, degree + 1)
+        self.basis = np.polynomial.legendre.legvander(x, self.degree)  # (n_work, degree + 1)
         self.data_t, self.ivar_t, self.basis_t = t(self.flux), t(self.ivar), t(self.basis)
         self.dtype = dtype
 
     def apply(self, flux_src, rv, sigma_kms=None):
         """Model pixels (K, n_src) -> working pixels (K, n_work), shifted by rv [km/s] (K,), broadened by a
         Gaussian of dispersion ``sigma_kms`` [km/s] (K,) on top of the resolution matching."""
-        f = 1.0 / (1.0 + rv.reshape(-1, 1) / C_KMS)                              # (K, 1)
-        a1, a2 = self._lo[None, :] * f, self._hi[None, :] * f                     # rest-frame pixel edges
+        f = 1.0 / (1.0 + rv.reshape(-1, 1) / C_KMS)  # (K, 1)
+        a1, a2 = self._lo[None, :] * f, self._hi[None, :] * f  # rest-frame pixel edges
         s2 = self._sig_inst2[None, :]
         if sigma_kms is not None:
             s2 = s2 + (self._wave_t[None, :] * f * sigma_kms.reshape(-1, 1) / C_KMS) ** 2
-        s = torch.sqrt(s2)[..., None]                                            # (K, n_work, 1)
-        b = self._src_edges[self._edge_idx][None]                                # (1, n_work, band + 1)
+        s = torch.sqrt(s2)[..., None]  # (K, n_work, 1)
+        b = self._src_edges[self._edge_idx][None]  # (1, n_work, band + 1)
         # mean over the working pixel of the Gaussian-smoothed, piecewise-constant model
         g = (_psi((b - a1[..., None]) / s) - _psi((b - a2[..., None]) / s)) * s / (a2 - a1)[..., None]
-        kern = g[..., 1:] - g[..., :-1]                                          # (K, n_work, band)
+        kern = g[..., 1:] - g[..., :-1]  # (K, n_work, band)
         return (kern * flux_src[:, self._pix_idx]).sum(-1)
 
 
 def _profile(m, op):
     """chi^2 profiled over the multiplicative polynomial -> (chi2 (K,), model (K, n), coefficients (K, p))."""
     m = m / m.mean(dim=1, keepdim=True)
-    a = m[:, :, None] * op.basis_t[None]                                        # (K, n, p)
+    a = m[:, :, None] * op.basis_t[None]  # (K, n, p)
     aw = a * op.ivar_t[None, :, None]
     normal = aw.transpose(1, 2) @ a
-    normal = normal + 1e-12 * torch.eye(normal.shape[-1], dtype=m.dtype) * normal.diagonal(dim1=1, dim2=2).mean(
-        -1)[:, None, None]
+    normal = (
+        normal
+        + 1e-12
+        * torch.eye(normal.shape[-1], dtype=m.dtype)
+        * normal.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
+    )
     rhs = aw.transpose(1, 2) @ op.data_t
     coef = torch.linalg.solve(normal, rhs)
     model = (a @ coef[..., None])[..., 0]
@@ -281,12 +322,12 @@ class _Problem:
     names: tuple
     lo: np.ndarray
     hi: np.ndarray
-    scale: np.ndarray       # optimisation units: theta = u * scale
+    scale: np.ndarray  # optimisation units: theta = u * scale
 
     def __init__(self, op, names, lo, hi, scale, spectrum_fn):
         self.op, self.names = op, tuple(names)
         self.lo, self.hi, self.scale = (np.asarray(v, float) for v in (lo, hi, scale))
-        self.spectrum_fn = spectrum_fn      # theta (K, P) float64 tensor -> model on working pixels (K, n)
+        self.spectrum_fn = spectrum_fn  # theta (K, P) float64 tensor -> model on working pixels (K, n)
 
     def chi2(self, theta):
         return _profile(self.spectrum_fn(theta), self.op)[0]
@@ -311,8 +352,9 @@ def _optimise(prob, starts, n_adam=60, lr=0.3):
         chi2 = prob.chi2(u * sc)
     best = int(torch.argmin(chi2))
     v = u[best].detach().clone().requires_grad_(True)
-    lb = torch.optim.LBFGS([v], lr=1.0, max_iter=40, line_search_fn="strong_wolfe", tolerance_grad=1e-6,
-                           tolerance_change=1e-9)
+    lb = torch.optim.LBFGS(
+        [v], lr=1.0, max_iter=40, line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9
+    )
 
     def closure():
         lb.zero_grad()
@@ -323,7 +365,7 @@ def _optimise(prob, starts, n_adam=60, lr=0.3):
 
     try:
         lb.step(closure)
-    except RuntimeError:       # a singular step; keep Adam's answer
+    except RuntimeError:  # a singular step; keep Adam's answer
         v = u[best].detach().clone()
     with torch.no_grad():
         theta = torch.minimum(torch.maximum(v, lo), hi) * sc
@@ -334,7 +376,7 @@ def _optimise(prob, starts, n_adam=60, lr=0.3):
 
 
 def _laplace(prob, theta):
-    """Covariance of the physical parameters, marginal over the polynomial (Gauss-Newton, autograd Jacobian)."""
+    """Covariance of the physical parameters, marginal over the polynomial (Gauss-Newton, autograd J)."""
     th = torch.as_tensor(theta, dtype=torch.float64)
     op = prob.op
 
@@ -348,9 +390,9 @@ def _laplace(prob, theta):
     mm = prob.spectrum_fn(rep)
     mm = mm / mm.mean(dim=1, keepdim=True)
     mm.diagonal().sum().backward()
-    jac = rep.grad                                                              # (n, P)
+    jac = rep.grad  # (n, P)
     poly = op.basis_t @ coef[0]
-    design = torch.cat([jac * poly[:, None], m[:, None] * op.basis_t], dim=1)    # (n, P + p)
+    design = torch.cat([jac * poly[:, None], m[:, None] * op.basis_t], dim=1)  # (n, P + p)
     fisher = design.T @ (design * op.ivar_t[:, None])
     npar = len(theta)
     # a parameter the data cannot move (zero column: at a clamp, or a bound) gets an infinite error
@@ -389,8 +431,13 @@ def _emcee(prob, theta, cov, n_walkers=24, n_steps=400, n_burn=150, seed=0):
                 out[ok] = -0.5 * prob.chi2(torch.as_tensor(p[ok])).numpy()
         return out
 
-    sampler = emcee.EnsembleSampler(n_walkers, npar, log_prob, vectorize=True,
-                                    moves=[(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)])
+    sampler = emcee.EnsembleSampler(
+        n_walkers,
+        npar,
+        log_prob,
+        vectorize=True,
+        moves=[(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)],
+    )
     sampler.random_state = np.random.RandomState(seed).get_state()
     sampler.run_mcmc(p0, n_steps, progress=False)
     return sampler.get_chain(discard=n_burn, flat=True)
@@ -405,15 +452,15 @@ class _FitBase:
     covariance: np.ndarray
     chi2: float
     dof: int
-    wave: np.ndarray          # working pixels [A, observed frame]
-    flux: np.ndarray          # data on the working pixels (normalised)
+    wave: np.ndarray  # working pixels [A, observed frame]
+    flux: np.ndarray  # data on the working pixels (normalised)
     ivar: np.ndarray
-    model: np.ndarray         # best model (continuum included) on the working pixels
-    continuum: np.ndarray     # the multiplicative polynomial at the best fit
+    model: np.ndarray  # best model (continuum included) on the working pixels
+    continuum: np.ndarray  # the multiplicative polynomial at the best fit
     mode: str
     method: str
     seconds: float
-    scale: float = 1.0        # the data were divided by this
+    scale: float = 1.0  # the data were divided by this
     samples: np.ndarray = None
     starts: np.ndarray = None
     at_bound: tuple = ()
@@ -441,29 +488,50 @@ class _FitBase:
         """Values, errors and fit statistics as plain floats."""
         d = {p: float(v) for p, v in zip(self.parameters, self.values)}
         d.update({p + "_err": float(e) for p, e in zip(self.parameters, self.errors)})
-        d.update(chi2=float(self.chi2), dof=int(self.dof), mode=self.mode, method=self.method,
-                 seconds=float(self.seconds), at_bound=list(self.at_bound))
+        d.update(
+            chi2=float(self.chi2),
+            dof=int(self.dof),
+            mode=self.mode,
+            method=self.method,
+            seconds=float(self.seconds),
+            at_bound=list(self.at_bound),
+        )
         return d
 
     def as_table(self):
         """An astropy QTable with one row per parameter: value and 1-sigma error, with units."""
         import astropy.units as u
         from astropy.table import QTable
-        units = {"teff": u.K, "logg": u.dex(u.cm / u.s**2), "logz": u.dex, "rv": u.km / u.s,
-                 "log_age": u.dex(u.yr), "sigma": u.km / u.s, "av": u.mag}
-        return QTable({"parameter": list(self.parameters),
-                       "value": [float(v) for v in self.values],
-                       "error": [float(e) for e in self.errors],
-                       "unit": [str(units.get(p, "")) for p in self.parameters]})
+
+        units = {
+            "teff": u.K,
+            "logg": u.dex(u.cm / u.s**2),
+            "logz": u.dex,
+            "rv": u.km / u.s,
+            "log_age": u.dex(u.yr),
+            "sigma": u.km / u.s,
+            "av": u.mag,
+        }
+        return QTable(
+            {
+                "parameter": list(self.parameters),
+                "value": [float(v) for v in self.values],
+                "error": [float(e) for e in self.errors],
+                "unit": [str(units.get(p, "")) for p in self.parameters],
+            }
+        )
 
     def __repr__(self):
-        vals = ", ".join(f"{p}={v:.4g}+-{e:.2g}" for p, v, e in zip(self.parameters, self.values, self.errors))
+        vals = ", ".join(
+            f"{p}={v:.4g}+-{e:.2g}" for p, v, e in zip(self.parameters, self.values, self.errors)
+        )
         return f"{type(self).__name__}({vals}, chi2={self.chi2:.1f}/{self.dof})"
 
 
 class StarFit(_FitBase):
     """Result of :func:`fit_star`: ``.teff`` [K], ``.logg`` [cgs dex], ``.logz`` ([M/H], dex), ``.rv`` [km/s]
-    and ``.teff_err`` etc. (1 sigma), ``.model`` (best model on ``.wave``), ``.chi2``, ``.dof``, ``.covariance``."""
+    and ``.teff_err`` etc. (1 sigma), ``.model`` (best model on ``.wave``), ``.chi2``, ``.dof``,
+    ``.covariance``."""
 
 
 class SSPFit(_FitBase):
@@ -488,7 +556,7 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
         err = np.sqrt(np.diag(cov))
     elif uncertainty == "emcee":
         samples = _emcee(prob, theta, cov, **(samples_kw or {}))
-        if scale_errors and chi2_red > 1:      # inflate the spread about the median by sqrt(chi2_red)
+        if scale_errors and chi2_red > 1:  # inflate the spread about the median by sqrt(chi2_red)
             med = np.median(samples, 0)
             samples = med + (samples - med) * np.sqrt(chi2_red)
         q16, q84 = np.percentile(samples, [16, 84], axis=0)
@@ -497,19 +565,44 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
     else:
         raise ValueError(f"uncertainty must be 'laplace' or 'emcee'; got {uncertainty!r}")
     width = prob.hi - prob.lo
-    at_bound = tuple(n for n, v, lo, hi, w in zip(prob.names, theta, prob.lo, prob.hi, width)
-                     if w > 0 and min(v - lo, hi - v) < 1e-3 * w)
+    at_bound = tuple(
+        n
+        for n, v, lo, hi, w in zip(prob.names, theta, prob.lo, prob.hi, width)
+        if w > 0 and min(v - lo, hi - v) < 1e-3 * w
+    )
     th = torch.as_tensor(theta, dtype=torch.float64)
     with torch.no_grad():
         m = prob.spectrum_fn(th[None])
         _, _, coef = _profile(m, op)
     continuum = op.basis @ coef[0].numpy()
-    res = cls(prob.names, np.asarray(theta, float), err, cov, float(chi2), int(dof), op.wave.copy(),
-              op.flux.copy(), op.ivar.copy(), model, continuum, op.mode, uncertainty,
-              time.perf_counter() - t0, op.scale, samples, starts, at_bound, meta)
+    res = cls(
+        prob.names,
+        np.asarray(theta, float),
+        err,
+        cov,
+        float(chi2),
+        int(dof),
+        op.wave.copy(),
+        op.flux.copy(),
+        op.ivar.copy(),
+        model,
+        continuum,
+        op.mode,
+        uncertainty,
+        time.perf_counter() - t0,
+        op.scale,
+        samples,
+        starts,
+        at_bound,
+        meta,
+    )
     if at_bound:
-        warnings.warn(f"the fit ended on the bound of {', '.join(at_bound)}: the value is a limit and its error "
-                      "is not meaningful", FitWarning, stacklevel=3)
+        warnings.warn(
+            f"the fit ended on the bound of {', '.join(at_bound)}: the value is a limit and its error "
+            "is not meaningful",
+            FitWarning,
+            stacklevel=3,
+        )
     return res
 
 
@@ -546,7 +639,9 @@ def _star_start_grid(gen):
 
 def _cached_start_grid(gen):
     global _STAR_START_GRID
-    key = (id(gen), getattr(gen, "name", ""))
+    # keyed by the model's directory (a model is immutable; two loads of one model share the grid)
+    d = getattr(gen, "directory", None)
+    key = (str(d) if d is not None else id(gen), getattr(gen, "name", ""), gen.wavelength.size)
     if _STAR_START_GRID is None or _STAR_START_GRID[0] != key:
         _STAR_START_GRID = (key,) + _star_start_grid(gen)
     return _STAR_START_GRID[1], _STAR_START_GRID[2]
@@ -563,21 +658,41 @@ def _star_model_fn(gen, op, library, correction=None, dtype=torch.float32):
         if corr is not None:
             flux = flux * corr
         return op.apply(flux / flux.mean(dim=1, keepdim=True), rv)
+
     return spectrum
 
 
 def _check_generator(generator):
     from .neural import load_generator
+
     gen = load_generator() if generator is None else generator
     if not hasattr(gen, "torch_surface_flux"):
-        raise ValueError(f"generator {getattr(gen, 'name', gen)!r} has no differentiable path "
-                         "(torch_surface_flux); use a NeuralGenerator (smnet_sps.neural.load_generator)")
+        raise ValueError(
+            f"generator {getattr(gen, 'name', gen)!r} has no differentiable path "
+            "(torch_surface_flux); use a NeuralGenerator (smnet_sps.neural.load_generator)"
+        )
     return gen
 
 
-def fit_star(wave, flux, ivar=None, *, resolution_fwhm=None, mask=None, generator=None, library=None,
-             degree=3, rv_guess=0.0, max_rv=1000.0, bounds=None, n_starts=3, uncertainty="laplace",
-             scale_errors=True, emcee_kwargs=None, model_correction=None):
+def fit_star(
+    wave,
+    flux,
+    ivar=None,
+    *,
+    resolution_fwhm=None,
+    mask=None,
+    generator=None,
+    library=None,
+    degree=3,
+    rv_guess=0.0,
+    max_rv=1000.0,
+    bounds=None,
+    n_starts=3,
+    uncertainty="laplace",
+    scale_errors=True,
+    emcee_kwargs=None,
+    model_correction=None,
+):
     """Fit Teff, log g, [M/H] and radial velocity to an observed spectrum with the generator.
 
     Parameters
@@ -612,8 +727,9 @@ def fit_star(wave, flux, ivar=None, *, resolution_fwhm=None, mask=None, generato
     t0 = time.perf_counter()
     gen = _check_generator(generator)
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
-    op = SpectralOperator(gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv,
-                          degree=degree)
+    op = SpectralOperator(
+        gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
+    )
     box = gen.box
     lim = {"teff": tuple(box.teff), "logg": tuple(box.logg), "logz": tuple(box.logz), "rv": (-max_rv, max_rv)}
     for k, v in (bounds or {}).items():
@@ -630,10 +746,15 @@ def fit_star(wave, flux, ivar=None, *, resolution_fwhm=None, mask=None, generato
     hi = np.array([lim["teff"][1], lim["logg"][1], lim["logz"][1], lim["rv"][1]])
     if model_correction is not None:
         model_correction = np.asarray(model_correction, float)
-        if model_correction.shape != gen.wavelength.shape or not np.all(np.isfinite(model_correction)) \
-                or np.any(model_correction <= 0):
-            raise ValueError(f"model_correction must be a positive, finite array of the model's "
-                             f"{gen.wavelength.size} pixels")
+        if (
+            model_correction.shape != gen.wavelength.shape
+            or not np.all(np.isfinite(model_correction))
+            or np.any(model_correction <= 0)
+        ):
+            raise ValueError(
+                f"model_correction must be a positive, finite array of the model's "
+                f"{gen.wavelength.size} pixels"
+            )
     spectrum = _star_model_fn(gen, op, library, model_correction)
     # scale: Teff enters as 1 % steps around the start, others absolute
     nodes, grid_flux = _cached_start_grid(gen)
@@ -647,7 +768,9 @@ def fit_star(wave, flux, ivar=None, *, resolution_fwhm=None, mask=None, generato
             f = torch.as_tensor(flux_in[:, op.src], dtype=torch.float64)
             if model_correction is not None:
                 f = f * torch.as_tensor(model_correction[op.src])
-            m = op.apply(f / f.mean(1, keepdim=True), torch.full((f.shape[0],), float(rv_guess), dtype=torch.float64))
+            m = op.apply(
+                f / f.mean(1, keepdim=True), torch.full((f.shape[0],), float(rv_guess), dtype=torch.float64)
+            )
             chi2 = _profile(m, op)[0].numpy()
         coords = np.stack([np.log10(nodes_in[:, 0]) / 0.035, nodes_in[:, 1], nodes_in[:, 2] / 0.5], 1)
         pick = _distinct_best(chi2, coords, n_starts, 1.01)
@@ -658,19 +781,39 @@ def fit_star(wave, flux, ivar=None, *, resolution_fwhm=None, mask=None, generato
     teff_scale = float(np.median(starts[:, 0])) * 0.01
     prob = _Problem(op, STAR_PARAMETERS, lo, hi, np.array([teff_scale, 0.1, 0.05, 10.0]), spectrum)
     theta, chi2, _, _ = _optimise(prob, starts)
-    res = _finish(StarFit, prob, theta, chi2, starts, t0, uncertainty, scale_errors, emcee_kwargs,
-                  {"generator": getattr(gen, "name", ""), "library": library, "degree": op.degree,
-                   "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm})
+    res = _finish(
+        StarFit,
+        prob,
+        theta,
+        chi2,
+        starts,
+        t0,
+        uncertainty,
+        scale_errors,
+        emcee_kwargs,
+        {
+            "generator": getattr(gen, "name", ""),
+            "library": library,
+            "degree": op.degree,
+            "data_fwhm": op.data_fwhm,
+            "model_fwhm": op.model_fwhm,
+        },
+    )
     res.meta["inside_coverage"] = bool(np.asarray(gen.in_coverage(theta[0], theta[1], theta[2])).ravel()[0])
     if not res.meta["inside_coverage"]:
-        warnings.warn(f"best fit Teff={theta[0]:.0f} K, log g={theta[1]:.2f}, [M/H]={theta[2]:.2f} lies outside "
-                      "the generator's coverage", FitWarning, stacklevel=2)
+        warnings.warn(
+            f"best fit Teff={theta[0]:.0f} K, log g={theta[1]:.2f}, [M/H]={theta[2]:.2f} lies outside "
+            "the generator's coverage",
+            FitWarning,
+            stacklevel=2,
+        )
     return res
 
 
 # ------------------------------------------------------------------------------------- populations
 def _ssp_model_fn(interp, op):
     from .ssp_torch import calzetti_attenuation
+
     src = torch.as_tensor(op.src)
     wave_src = interp.wavelength[op.src]
 
@@ -679,12 +822,29 @@ def _ssp_model_fn(interp, op):
         f = interp(log_age, logz)[:, src]
         f = f * calzetti_attenuation(wave_src, av)
         return op.apply(f / f.mean(dim=1, keepdim=True), rv, sigma)
+
     return spectrum
 
 
-def fit_ssp(wave, flux, ivar=None, *, templates=None, resolution_fwhm=None, mask=None, degree=3,
-            rv_guess=0.0, max_rv=1000.0, max_sigma=1000.0, max_av=3.0, bounds=None, n_starts=3,
-            uncertainty="laplace", scale_errors=True, emcee_kwargs=None):
+def fit_ssp(
+    wave,
+    flux,
+    ivar=None,
+    *,
+    templates=None,
+    resolution_fwhm=None,
+    mask=None,
+    degree=3,
+    rv_guess=0.0,
+    max_rv=1000.0,
+    max_sigma=1000.0,
+    max_av=3.0,
+    bounds=None,
+    n_starts=3,
+    uncertainty="laplace",
+    scale_errors=True,
+    emcee_kwargs=None,
+):
     """Fit one stellar population: age, [M/H], velocity dispersion, Calzetti dust A_V and velocity.
 
     Parameters
@@ -708,16 +868,31 @@ def fit_ssp(wave, flux, ivar=None, *, templates=None, resolution_fwhm=None, mask
     barely resolved, and A_V is partly degenerate with the continuum polynomial: their errors say so.
     """
     from .ssp_torch import SSPInterpolator
+
     t0 = time.perf_counter()
     if templates is None:
         raise ValueError("fit_ssp needs templates=: an SSPGrid from smnet_sps.ssp.ssp_grid(ages, Zs)")
     interp = templates if isinstance(templates, SSPInterpolator) else SSPInterpolator(templates)
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
-    op = SpectralOperator(interp.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv,
-                          max_sigma=max_sigma, degree=degree)
+    op = SpectralOperator(
+        interp.wavelength,
+        wave,
+        flux,
+        ivar,
+        good,
+        resolution_fwhm,
+        max_rv=max_rv,
+        max_sigma=max_sigma,
+        degree=degree,
+    )
     (a0, a1), (z0, z1) = interp.bounds
-    lim = {"log_age": (a0, a1), "logz": (z0, z1), "sigma": (0.0, float(max_sigma)), "av": (0.0, float(max_av)),
-           "rv": (-float(max_rv), float(max_rv))}
+    lim = {
+        "log_age": (a0, a1),
+        "logz": (z0, z1),
+        "sigma": (0.0, float(max_sigma)),
+        "av": (0.0, float(max_av)),
+        "rv": (-float(max_rv), float(max_rv)),
+    }
     for k, v in (bounds or {}).items():
         if k not in lim:
             raise ValueError(f"unknown bound {k!r}; fit_ssp's parameters are {SSP_PARAMETERS}")
@@ -730,25 +905,41 @@ def fit_ssp(wave, flux, ivar=None, *, templates=None, resolution_fwhm=None, mask
     spectrum = _ssp_model_fn(interp, op)
     # starts: every grid node x A_V in {0, 0.5, 1}, sigma 100 km/s
     A, Z, D = np.meshgrid(interp.log_age, interp.logz, [0.0, 0.5, 1.0], indexing="ij")
-    nodes = np.stack([A.ravel(), Z.ravel(), np.full(A.size, 100.0), D.ravel(), np.full(A.size, float(rv_guess))], 1)
+    nodes = np.stack(
+        [A.ravel(), Z.ravel(), np.full(A.size, 100.0), D.ravel(), np.full(A.size, float(rv_guess))], 1
+    )
     nodes = np.clip(nodes, lo, hi)
     with torch.no_grad():
-        chi2 = np.concatenate([_profile(spectrum(torch.as_tensor(nodes[s:s + 256])), op)[0].numpy()
-                               for s in range(0, len(nodes), 256)])
+        chi2 = np.concatenate(
+            [
+                _profile(spectrum(torch.as_tensor(nodes[s : s + 256])), op)[0].numpy()
+                for s in range(0, len(nodes), 256)
+            ]
+        )
     da = np.median(np.diff(interp.log_age))
     dz = np.median(np.diff(interp.logz))
     coords = np.stack([nodes[:, 0] / da, nodes[:, 1] / dz, nodes[:, 3] / 0.5], 1)
     starts = nodes[_distinct_best(chi2, coords, n_starts, 1.01)]
     prob = _Problem(op, SSP_PARAMETERS, lo, hi, np.array([0.02, 0.05, 20.0, 0.05, 10.0]), spectrum)
     theta, chi2b, _, _ = _optimise(prob, starts)
-    return _finish(SSPFit, prob, theta, chi2b, starts, t0, uncertainty, scale_errors, emcee_kwargs,
-                   {"degree": op.degree, "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm,
-                    "zsun": interp.zsun})
+    return _finish(
+        SSPFit,
+        prob,
+        theta,
+        chi2b,
+        starts,
+        t0,
+        uncertainty,
+        scale_errors,
+        emcee_kwargs,
+        {"degree": op.degree, "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm, "zsun": interp.zsun},
+    )
 
 
 # ----------------------------------------------------------------------------- mocks and calibration
-def mock_star(wave, teff, logg, logz, rv=0.0, *, snr=50.0, continuum=None, generator=None, library=None,
-              seed=None):
+def mock_star(
+    wave, teff, logg, logz, rv=0.0, *, snr=50.0, continuum=None, generator=None, library=None, seed=None
+):
     """A noisy mock of the generator's star on the model's own pixels inside ``wave``'s range.
 
     Made with the same forward model the fit uses (shift by ``rv`` [km/s] on the model's pixels), times a
@@ -761,7 +952,9 @@ def mock_star(wave, teff, logg, logz, rv=0.0, *, snr=50.0, continuum=None, gener
     sel = (mw >= w[0]) & (mw <= w[-1])
     pix = mw[sel]
     one = np.ones(pix.size)
-    op = SpectralOperator(mw, pix, one, one, np.ones(pix.size, bool), max_rv=max(abs(rv) * 1.5, 1.0), degree=0)
+    op = SpectralOperator(
+        mw, pix, one, one, np.ones(pix.size, bool), max_rv=max(abs(rv) * 1.5, 1.0), degree=0
+    )
     spec = _star_model_fn(gen, op, library)
     with torch.no_grad():
         theta = torch.tensor([[teff, logg, logz, rv]], dtype=torch.float64)
@@ -775,8 +968,20 @@ def mock_star(wave, teff, logg, logz, rv=0.0, *, snr=50.0, continuum=None, gener
     return out_wave, truth + sigma * rng.standard_normal(truth.size), 1.0 / sigma**2, truth
 
 
-def empirical_correction(wave, fluxes, teff, logg, logz, *, ivars=None, masks=None, resolution_fwhm=None,
-                         generator=None, library=None, degree=3):
+def empirical_correction(
+    wave,
+    fluxes,
+    teff,
+    logg,
+    logz,
+    *,
+    ivars=None,
+    masks=None,
+    resolution_fwhm=None,
+    generator=None,
+    library=None,
+    degree=3,
+):
     """An empirical multiplicative correction of the generator on its pixels, from stars of known parameters.
 
     For each star the model at its catalogue (Teff, log g, [M/H]) is compared, after resolution matching and
@@ -793,16 +998,19 @@ def empirical_correction(wave, fluxes, teff, logg, logz, *, ivars=None, masks=No
     params = [np.broadcast_to(np.asarray(p, float), (n,)) for p in (teff, logg, logz)]
     ratios = np.full((n, gen.wavelength.size), np.nan)
     for i in range(n):
-        w, f, iv, good = check_spectrum(wave, fluxes[i], None if ivars is None else ivars[i],
-                                        None if masks is None else masks[i])
+        w, f, iv, good = check_spectrum(
+            wave, fluxes[i], None if ivars is None else ivars[i], None if masks is None else masks[i]
+        )
         op = SpectralOperator(gen.wavelength, w, f, iv, good, resolution_fwhm, degree=degree)
         spec = _star_model_fn(gen, op, library)
         with torch.no_grad():
             theta = torch.tensor([[params[0][i], params[1][i], params[2][i], 0.0]], dtype=torch.float64)
             _, model, _ = _profile(spec(theta), op)
         if op.model_index is None:
-            raise ValueError("empirical_correction needs spectra finer than the model (they are binned onto its "
-                             "pixels); these are coarser")
+            raise ValueError(
+                "empirical_correction needs spectra finer than the model (they are binned onto its "
+                "pixels); these are coarser"
+            )
         ratios[i, op.model_index] = op.flux / model[0].numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -6,6 +6,7 @@ spectra themselves (the weights are linear in both coordinates, so the spectrum 
 to age and metallicity through them, piecewise: the derivative jumps at grid nodes).
 :func:`calzetti_attenuation` is the Calzetti et al. (2000) starburst curve as a differentiable factor.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
 
-CALZETTI_RV = 4.05     # Calzetti et al. 2000, eq. 5
+CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
 
 
 def calzetti_k(wave_aa):
@@ -23,7 +24,7 @@ def calzetti_k(wave_aa):
     (it would turn negative past ~3.1 um).
     """
     is_t = isinstance(wave_aa, torch.Tensor)
-    x = 1.0 / ((wave_aa if is_t else np.asarray(wave_aa, float)) / 1e4)         # 1 / lambda [um^-1]
+    x = 1.0 / ((wave_aa if is_t else np.asarray(wave_aa, float)) / 1e4)  # 1 / lambda [um^-1]
     blue = 2.659 * (-2.156 + 1.509 * x - 0.198 * x**2 + 0.011 * x**3) + CALZETTI_RV
     red = 2.659 * (-1.857 + 1.040 * x) + CALZETTI_RV
     if is_t:
@@ -51,12 +52,14 @@ class SSPInterpolator:
     def __init__(self, grid, zsun=None, dtype=torch.float64, device="cpu"):
         zsun = float(zsun if zsun is not None else (getattr(grid, "attrs", None) or {}).get("zsun", 0.0152))
         self.wavelength = np.asarray(grid.ssp_wave, float)
-        self.log_age = np.asarray(grid.ssp_lg_age_gyr, float) + 9.0            # log10(age / yr)
-        self.logz = np.asarray(grid.ssp_lgmet, float) - np.log10(zsun)           # [M/H]
+        self.log_age = np.asarray(grid.ssp_lg_age_gyr, float) + 9.0  # log10(age / yr)
+        self.logz = np.asarray(grid.ssp_lgmet, float) - np.log10(zsun)  # [M/H]
         flux = np.asarray(grid.ssp_flux, float)
         if flux.shape != (self.logz.size, self.log_age.size, self.wavelength.size):
-            raise ValueError(f"grid.ssp_flux has shape {flux.shape}; expected (n_met, n_age, n_wave) = "
-                             f"{(self.logz.size, self.log_age.size, self.wavelength.size)}")
+            raise ValueError(
+                f"grid.ssp_flux has shape {flux.shape}; expected (n_met, n_age, n_wave) = "
+                f"{(self.logz.size, self.log_age.size, self.wavelength.size)}"
+            )
         if self.log_age.size < 2 or self.logz.size < 2:
             raise ValueError("an SSP grid for fitting needs at least 2 ages and 2 metallicities")
         if np.any(np.diff(self.log_age) <= 0) or np.any(np.diff(self.logz) <= 0):
@@ -76,7 +79,9 @@ class SSPInterpolator:
 
     @staticmethod
     def _weights(nodes, x):
-        i = torch.clamp(torch.searchsorted(nodes, x.detach().contiguous(), right=True) - 1, 0, nodes.numel() - 2)
+        i = torch.clamp(
+            torch.searchsorted(nodes, x.detach().contiguous(), right=True) - 1, 0, nodes.numel() - 2
+        )
         t = (x - nodes[i]) / (nodes[i + 1] - nodes[i])
         return i, t
 
@@ -98,5 +103,6 @@ class SSPInterpolator:
         iz, tz = self._weights(self._lz, logz)
         f = self.flux
         ta, tz = ta[:, None], tz[:, None]
-        return ((1 - tz) * ((1 - ta) * f[iz, ia] + ta * f[iz, ia + 1])
-                + tz * ((1 - ta) * f[iz + 1, ia] + ta * f[iz + 1, ia + 1]))
+        return (1 - tz) * ((1 - ta) * f[iz, ia] + ta * f[iz, ia + 1]) + tz * (
+            (1 - ta) * f[iz + 1, ia] + ta * f[iz + 1, ia + 1]
+        )

@@ -1,4 +1,5 @@
 """smnet_sps.fit: gradients against finite differences, mock recovery, a real MILES star, bad input, CLI."""
+
 import json
 import warnings
 from pathlib import Path
@@ -7,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from smnet_sps.fit import (SpectralOperator, _profile, _ssp_model_fn, _star_model_fn, check_spectrum, fit_ssp,
-                           fit_star, mock_star)
+from smnet_sps.fit import (
+    SpectralOperator,
+    _ssp_model_fn,
+    _star_model_fn,
+    check_spectrum,
+    fit_ssp,
+    fit_star,
+    mock_star,
+)
 from smnet_sps.ssp_torch import SSPInterpolator, calzetti_attenuation, calzetti_k
 
 FIXTURE_MILES = Path(__file__).parent / "fixtures" / "empirical" / "miles_v9.1_fixture_stars.npz"
@@ -42,14 +50,17 @@ def test_star_model_gradient_matches_finite_differences(gen):
 
 def _toy_ssp_grid(rng):
     from smnet_sps.ssp import SSPGrid
+
     wave = np.concatenate([np.arange(3000.0, 9000.0, 20.0)])
-    la = np.array([-1.0, -0.5, 0.0, 0.5])                 # log10(age / Gyr)
+    la = np.array([-1.0, -0.5, 0.0, 0.5])  # log10(age / Gyr)
     lz = np.log10(0.0152) + np.array([-1.0, -0.5, 0.0])
     x = (wave - 6000.0) / 3000.0
     flux = np.empty((lz.size, la.size, wave.size))
     for i, z in enumerate(lz):
         for j, a in enumerate(la):
-            flux[i, j] = (1 + 0.3 * a * x + 0.1 * z * x**2) * (1 - 0.2 * np.exp(-0.5 * ((wave - 5000 - 200 * a) / 15) ** 2))
+            flux[i, j] = (1 + 0.3 * a * x + 0.1 * z * x**2) * (
+                1 - 0.2 * np.exp(-0.5 * ((wave - 5000 - 200 * a) / 15) ** 2)
+            )
     z2 = np.zeros((lz.size, la.size))
     return SSPGrid(lz, la, wave, flux, z2, z2, z2, z2, z2, {"zsun": 0.0152})
 
@@ -66,7 +77,11 @@ def test_ssp_path_gradient_matches_finite_differences(rng):
 def test_calzetti_curve_values():
     # Calzetti et al. 2000: k(V = 5500 A) ~ R_V = 4.05, steeper in the blue, 0 attenuation at A_V = 0
     assert calzetti_k(np.array([5500.0]))[0] == pytest.approx(4.05, abs=0.15)
-    assert calzetti_k(np.array([4400.0]))[0] > calzetti_k(np.array([5500.0]))[0] > calzetti_k(np.array([8000.0]))[0]
+    assert (
+        calzetti_k(np.array([4400.0]))[0]
+        > calzetti_k(np.array([5500.0]))[0]
+        > calzetti_k(np.array([8000.0]))[0]
+    )
     t = calzetti_attenuation(np.array([5500.0]), torch.tensor([1.0], dtype=torch.float64))
     assert float(t) == pytest.approx(10 ** (-0.4 * calzetti_k(np.array([5500.0]))[0] / 4.05), rel=1e-12)
 
@@ -85,21 +100,23 @@ def test_interpolator_is_exact_at_nodes_and_refuses_outside(rng):
 # ------------------------------------------------------------------------------------------- recovery
 def test_noiseless_mock_recovers_truth(gen):
     truth = (5300.0, 3.6, -0.5, 35.0)
-    w, _, iv, f = mock_star(np.array([3600.0, 7400.0]), *truth, snr=100, continuum=[1.0, 0.15, -0.05],
-                            generator=gen, seed=0)
+    w, _, iv, f = mock_star(
+        np.array([3600.0, 7400.0]), *truth, snr=100, continuum=[1.0, 0.15, -0.05], generator=gen, seed=0
+    )
     r = fit_star(w, f, iv, generator=gen)
     assert r.teff == pytest.approx(truth[0], rel=0.003)
     assert r.logg == pytest.approx(truth[1], abs=0.03)
     assert r.logz == pytest.approx(truth[2], abs=0.02)
     assert r.rv == pytest.approx(truth[3], abs=10.0)
-    assert r.chi2_red < 0.05           # noiseless data, noise-level weights: chi^2 ~ 0
+    assert r.chi2_red < 0.05  # noiseless data, noise-level weights: chi^2 ~ 0
     assert r.mode == "bin" and r.model.shape == r.wave.shape
 
 
 def test_noisy_mock_within_errors(gen):
     truth = (6100.0, 4.2, -0.2, -60.0)
-    w, f, iv, _ = mock_star(np.array([3600.0, 7400.0]), *truth, snr=40, continuum=[1.0, -0.2, 0.05],
-                            generator=gen, seed=3)
+    w, f, iv, _ = mock_star(
+        np.array([3600.0, 7400.0]), *truth, snr=40, continuum=[1.0, -0.2, 0.05], generator=gen, seed=3
+    )
     r = fit_star(w, f, iv, generator=gen)
     for k, v in zip(("teff", "logg", "logz", "rv"), truth):
         err = getattr(r, k + "_err")
@@ -112,7 +129,9 @@ def test_fit_ssp_recovers_interpolated_mock(rng):
     interp = SSPInterpolator(_toy_ssp_grid(rng))
     wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
     one = np.ones(wave.size)
-    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000, max_sigma=1000)
+    op = SpectralOperator(
+        interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000, max_sigma=1000
+    )
     truth = torch.tensor([[9.3, -0.2, 300.0, 0.3, 0.0]], dtype=torch.float64)
     with torch.no_grad():
         m = _ssp_model_fn(interp, op)(truth)[0].numpy()
@@ -126,15 +145,22 @@ def test_fit_ssp_recovers_interpolated_mock(rng):
 
 def test_real_miles_star_near_catalogue(gen):
     from smnet_sps.empirical import load_empirical
+
     st = load_empirical(FIXTURE_MILES)
-    i = int(np.flatnonzero(st.star_id == 208)[0])       # a K0 dwarf: 5117 K, log g 4.54, [Fe/H] +0.11
+    i = int(np.flatnonzero(st.star_id == 208)[0])  # a K0 dwarf: 5117 K, log g 4.54, [Fe/H] +0.11
     f = st.flux[i]
     bad = ~np.isfinite(f) | (st.wavelength < 4500)
     fz = np.where(bad, 1.0, f)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = fit_star(st.wavelength, np.where(bad, 0.0, f), 1 / (0.01 * fz) ** 2, mask=bad, resolution_fwhm=2.5,
-                     generator=gen)
+        r = fit_star(
+            st.wavelength,
+            np.where(bad, 0.0, f),
+            1 / (0.01 * fz) ** 2,
+            mask=bad,
+            resolution_fwhm=2.5,
+            generator=gen,
+        )
     assert r.teff == pytest.approx(st.teff[i], rel=0.05)
     assert abs(r.logg - st.logg[i]) < 0.5
     assert abs(r.logz - st.logz[i]) < 0.4
@@ -142,15 +168,18 @@ def test_real_miles_star_near_catalogue(gen):
 
 
 # ------------------------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("case, match", [
-    ("nan", "flux has 1 NaN"),
-    ("shape", "same shape"),
-    ("outside", "outside the model's range"),
-    ("ivar", "ivar must be >= 0"),
-    ("mask", "boolean"),
-    ("decreasing", "strictly increasing"),
-    ("few", "at least 20 pixels"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("nan", "flux has 1 NaN"),
+        ("shape", "same shape"),
+        ("outside", "outside the model's range"),
+        ("ivar", "ivar must be >= 0"),
+        ("mask", "boolean"),
+        ("decreasing", "strictly increasing"),
+        ("few", "at least 20 pixels"),
+    ],
+)
 def test_bad_input_errors(gen, case, match):
     wave = np.linspace(4000.0, 7000.0, 300)
     flux = np.ones_like(wave)
@@ -178,7 +207,7 @@ def test_masked_nan_is_allowed_and_other_errors(gen, blackbody):
     flux = np.ones_like(wave)
     flux[10] = np.nan
     mask = ~np.isfinite(flux)
-    w, f, iv, good = check_spectrum(wave, flux, None, mask)
+    *_, good = check_spectrum(wave, flux, None, mask)
     assert not good[10] and good.sum() == 299
     with pytest.raises(ValueError, match="unknown bound"):
         fit_star(wave, np.where(mask, 0, flux), mask=mask, generator=gen, bounds={"age": (1, 2)})
@@ -191,6 +220,7 @@ def test_masked_nan_is_allowed_and_other_errors(gen, blackbody):
 # ------------------------------------------------------------------------------------------- CLI
 def test_cli_fit_writes_json_and_plot(gen, tmp_path):
     from smnet_sps.cli import main
+
     w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5800.0, 4.4, 0.0, 0.0, snr=80, generator=gen, seed=1)
     spec = tmp_path / "star.txt"
     np.savetxt(spec, np.column_stack([w, f, 1 / np.sqrt(iv)]))
@@ -200,3 +230,25 @@ def test_cli_fit_writes_json_and_plot(gen, tmp_path):
     assert res["teff"] == pytest.approx(5800.0, rel=0.03)
     assert png.stat().st_size > 10000
     assert main(["fit", str(tmp_path / "missing.txt")]) == 1
+
+
+def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
+    from smnet_sps.cli import main
+    from smnet_sps.ssp import save_ssp_grid
+
+    grid = _toy_ssp_grid(rng)
+    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
+    path = save_ssp_grid(grid, tmp_path / "grid.npz")
+    interp = SSPInterpolator(grid)
+    wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
+    one = np.ones(wave.size)
+    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000, max_sigma=1000)
+    with torch.no_grad():
+        m = _ssp_model_fn(interp, op)(torch.tensor([[9.2, -0.7, 100.0, 0.2, 0.0]], dtype=torch.float64))[0]
+    spec = tmp_path / "gal.txt"
+    np.savetxt(spec, np.column_stack([wave, m.numpy(), m.numpy() / 300]))
+    out = tmp_path / "gal.json"
+    assert main(["fit", str(spec), "--ssp-grid", str(path), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["log_age"] == pytest.approx(9.2, abs=0.03)
+    assert res["logz"] == pytest.approx(-0.7, abs=0.03)
