@@ -321,6 +321,13 @@ def report():
     p = HERE / "fit_coverage.json"
     if p.exists():
         c = json.loads(p.read_text())
+        pe = HERE / "fit_coverage_emcee.json"
+        if pe.exists():   # emcee measured on a separate, smaller set of mocks
+            ce = json.loads(pe.read_text())
+            if "emcee" in ce:
+                c["emcee"] = ce["emcee"]
+                c["median_emcee_seconds"] = ce.get("median_emcee_seconds", float("nan"))
+                c["laplace_same_mocks"] = ce.get("laplace")
         lines += [
             f"**Generator mocks** ({c['n']} mocks, Teff 4000-8000 K, log g 1-5, [M/H] -1.5..+0.3, rv +-100 km/s, "
             "S/N 30-100, random continuum; model pixels 3600-7400 A). Fraction of mocks whose 68 % interval "
@@ -329,10 +336,12 @@ def report():
             "| errors | n | Teff | log g | [M/H] | rv | median fit time |",
             "|---|---|---|---|---|---|---|",
         ]
-        for m in ("laplace", "emcee"):
+        if c.get("laplace_same_mocks"):
+            c["laplace (emcee's mocks)"] = c["laplace_same_mocks"]
+        for m in ("laplace", "emcee", "laplace (emcee's mocks)"):
             if m in c:
                 cv = c[m]["coverage"]
-                t = c["median_seconds"] if m == "laplace" else c.get("median_emcee_seconds", float("nan"))
+                t = c.get("median_emcee_seconds", float("nan")) if m == "emcee" else c["median_seconds"]
                 lines.append(
                     f"| {m} | {c[m]['n']} | {cv['teff']:.2f} | {cv['logg']:.2f} | {cv['logz']:.2f} | "
                     f"{cv['rv']:.2f} | {t:.2f} s |"
@@ -392,6 +401,8 @@ def main():
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--n-emcee", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--suffix", default="", help="appended to the JSON name (fit_<part><suffix>.json)")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     parts = (
@@ -399,12 +410,12 @@ def main():
     )
     for part in parts:
         if part == "coverage":
-            out = part_coverage(args.n, args.n_emcee)
+            out = part_coverage(args.n, args.n_emcee, seed=args.seed)
         elif part == "miles":
             out = part_miles()
         else:
             out = part_ssp(12 if args.part == "all" else args.n)
-        (HERE / f"fit_{part}.json").write_text(json.dumps(out, indent=1))
+        (HERE / f"fit_{part}{args.suffix}.json").write_text(json.dumps(out, indent=1))
         print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
     report()
 

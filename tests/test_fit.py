@@ -252,3 +252,22 @@ def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
     res = json.loads(out.read_text())
     assert res["log_age"] == pytest.approx(9.2, abs=0.03)
     assert res["logz"] == pytest.approx(-0.7, abs=0.03)
+
+
+def test_operator_modes_and_flat_spectrum(gen):
+    # finer data -> binned onto model pixels; coarser data -> model broadened; a flat model stays flat
+    wave = np.arange(3800.0, 7200.0, 25.0)
+    one = np.ones(wave.size)
+    coarse = SpectralOperator(gen.wavelength, wave, one, one, np.ones(wave.size, bool), resolution_fwhm=60.0,
+                              max_sigma=500.0)
+    assert coarse.mode == "broaden" and coarse.wave.size == wave.size
+    fine_wave = np.arange(3800.0, 7200.0, 1.0)
+    fine = SpectralOperator(gen.wavelength, fine_wave, np.ones(fine_wave.size), np.ones(fine_wave.size),
+                            np.ones(fine_wave.size, bool), resolution_fwhm=2.5, max_sigma=500.0)
+    assert fine.mode == "bin" and fine.wave.size < 200
+    # ivar of a 20 A bin of 1 A pixels with ivar 1 is ~20
+    assert np.median(fine.ivar) == pytest.approx(20.0, rel=0.05)
+    for op in (coarse, fine):
+        flat = torch.ones((1, op.src.size), dtype=torch.float64)
+        out = op.apply(flat, torch.tensor([150.0], dtype=torch.float64), torch.tensor([300.0], dtype=torch.float64))
+        np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-9)
