@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "smnet_sps.ssp",          # ssp / ssp-grid
     "smnet_sps.photometry",   # mags
     "smnet_sps.plugin_registry",  # plugins
+    "smnet_sps.fit_cli",      # fit (stars, SSPs)
 ]
 
 

@@ -1,0 +1,1018 @@
+"""Inverse fitting with the generator: stars (:func:`fit_star`) and populations (:func:`fit_ssp`).
+
+Both fits share one forward model and one optimiser:
+
+1. **Resolution matching** (:class:`SpectralOperator`). The model grid's effective resolution is its sampling:
+   FWHM = 2 x the local pixel step (~40 A in the optical; as
+   :func:`smnet_sps.plugins.ppxf_backend.default_fwhm`).
+   Whichever of data and model is coarser sets the comparison: finer data are averaged, flux-conservingly,
+   onto the model's pixels (inverse variances propagated; mode ``"bin"``); coarser data keep their pixels and
+   the model is broadened by a Gaussian of FWHM sqrt(FWHM_data^2 - FWHM_model^2) (mode ``"broaden"``). The
+   model is evaluated at rest-frame wavelengths lambda_obs / (1 + v/c) by integrating a Gaussian over each
+   model pixel and each working pixel (exact for piecewise-constant pixels, smooth in v and in the width).
+2. **A multiplicative Legendre polynomial continuum** of degree ``degree`` in the observed wavelength, solved
+   by weighted linear least squares at every step (flux calibration and reddening are not trusted): the chi^2
+   is profiled over it.
+3. **Gradient optimisation** in torch: a grid of starts (one batched generator pass), Adam from the best few
+   distinct starts together, then L-BFGS on the best one.
+4. **Uncertainties**: the Laplace approximation -- the Gauss-Newton Hessian J^T W J of chi^2 / 2 over the
+   physical parameters *and* the polynomial coefficients (Jacobian by autograd), inverted, so the errors are
+   marginal over the continuum -- scaled by sqrt(chi^2_red) when chi^2_red > 1; or ``uncertainty="emcee"``
+   (emcee ensemble over the profiled likelihood, flat priors inside the bounds). Coverage of both on
+   generator mocks: docs/fit.md.
+
+Wavelengths are vacuum Angstrom (convert air wavelengths with :func:`smnet_sps.medium.air_to_vacuum`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = [
+    "fit_star",
+    "fit_ssp",
+    "StarFit",
+    "SSPFit",
+    "SpectralOperator",
+    "model_fwhm",
+    "C_KMS",
+    "mock_star",
+    "empirical_correction",
+    "check_spectrum",
+    "STAR_PARAMETERS",
+    "SSP_PARAMETERS",
+    "FitWarning",
+]
+
+C_KMS = 299792.458
+_FWHM_PER_SIGMA = math.sqrt(8.0 * math.log(2.0))
+_MIN_BIN_COVERAGE = 0.8  # a model pixel needs >= 80 % of its width covered by good data pixels
+_MIN_PIXELS = 20
+_SIGMA_FLOOR_PIX = 0.05  # smallest Gaussian [model pixels] for the shift (keeps chi^2 smooth in v)
+
+STAR_PARAMETERS = ("teff", "logg", "logz", "rv")
+SSP_PARAMETERS = ("log_age", "logz", "sigma", "av", "rv")
+
+
+class FitWarning(UserWarning):
+    """A fit that ended on a bound, outside the generator's coverage, or with a poor chi^2."""
+
+
+def model_fwhm(wavelength):
+    """Effective FWHM [A] of a sampled model spectrum: two local pixel widths (Nyquist), per pixel."""
+    return 2.0 * np.gradient(np.asarray(wavelength, float))
+
+
+def _edges(centres):
+    mid = 0.5 * (centres[1:] + centres[:-1])
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+
+
+def _psi(z):
+    """Integral of the normal CDF: psi(z) = z Phi(z) + phi(z)."""
+    return z * torch.special.ndtr(z) + torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+
+
+# ------------------------------------------------------------------------------------- input checks
+def _as_values(x, name, unit=None):
+    import astropy.units as u
+
+    if isinstance(x, u.Quantity):
+        if unit is not None:
+            return np.asarray(x.to_value(unit, equivalencies=u.spectral()), float)
+        return np.asarray(x.value, float)
+    if x is None:
+        raise ValueError(f"{name} is required")
+    try:
+        return np.asarray(x, float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array; got {type(x).__name__}") from exc
+
+
+def check_spectrum(wave, flux, ivar=None, mask=None):
+    """Validate an observed spectrum -> (wave [A], flux, ivar, good) as float arrays and a bool array.
+
+    ``mask`` is True where a pixel is bad (the specutils convention). NaN/inf flux or ivar is only allowed on
+    masked pixels; ivar must be >= 0 (0 = ignore the pixel). Raises ``ValueError`` naming the problem.
+    """
+    import astropy.units as u
+
+    wave = _as_values(wave, "wave", u.AA)
+    flux = _as_values(flux, "flux")
+    if wave.ndim != 1 or flux.ndim != 1:
+        raise ValueError(f"wave and flux must be 1-d arrays; got shapes {wave.shape} and {flux.shape}")
+    if wave.shape != flux.shape:
+        raise ValueError(f"wave and flux must have the same shape; got {wave.shape} and {flux.shape}")
+    if wave.size < _MIN_PIXELS:
+        raise ValueError(f"a spectrum needs at least {_MIN_PIXELS} pixels; got {wave.size}")
+    if not np.all(np.isfinite(wave)) or np.any(wave <= 0):
+        raise ValueError("wave must be finite and positive (Angstrom)")
+    if np.any(np.diff(wave) <= 0):
+        raise ValueError("wave must be strictly increasing")
+    bad = np.zeros(wave.shape, bool)
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != wave.shape:
+            raise ValueError(f"mask must have the shape of wave {wave.shape}; got {mask.shape}")
+        if mask.dtype != bool:
+            raise ValueError("mask must be a boolean array (True = bad pixel)")
+        bad |= mask
+    if ivar is None:
+        ivar = np.ones_like(flux)
+    else:
+        ivar = _as_values(ivar, "ivar")
+        if ivar.shape != wave.shape:
+            raise ValueError(f"ivar must have the shape of wave {wave.shape}; got {ivar.shape}")
+        nan_iv = ~np.isfinite(ivar) & ~bad
+        if nan_iv.any():
+            raise ValueError(f"ivar has {nan_iv.sum()} NaN/inf values at unmasked pixels; mask them")
+        if np.any(ivar[~bad] < 0):
+            raise ValueError("ivar must be >= 0 (inverse variance; 0 ignores a pixel)")
+    nan_f = ~np.isfinite(flux) & ~bad
+    if nan_f.any():
+        raise ValueError(f"flux has {nan_f.sum()} NaN/inf values at unmasked pixels; mask them (mask=...)")
+    good = ~bad & (ivar > 0)
+    if good.sum() < _MIN_PIXELS:
+        raise ValueError(f"fewer than {_MIN_PIXELS} usable pixels (unmasked, ivar > 0): {good.sum()}")
+    if np.all(flux[good] == 0):
+        raise ValueError("flux is zero at every usable pixel")
+    flux = np.where(good, flux, 0.0)
+    ivar = np.where(good, ivar, 0.0)
+    return wave, flux, ivar, good
+
+
+# ------------------------------------------------------------------------------------ the operator
+class SpectralOperator:
+    """Observed spectrum on its working pixels, and the map from model pixels onto them.
+
+    Parameters
+    ----------
+    model_wave : ndarray, model pixel centres [A, vacuum, increasing]
+    wave, flux, ivar, good : the checked spectrum (:func:`check_spectrum`)
+    resolution_fwhm : float, array (n_pix,) or None, the data's line-spread FWHM [A]; None = 2 pixel widths
+    max_rv : float [km/s], largest |v| the fit may reach (sets the model pixels kept)
+    max_sigma : float [km/s], largest velocity dispersion the fit may reach
+    degree : int, degree of the multiplicative Legendre polynomial
+
+    Attributes
+    ----------
+    mode : ``"bin"`` (data averaged onto model pixels) or ``"broaden"`` (model broadened to the data)
+    wave, flux, ivar : working pixels [A], the data there (normalised to median 1) and its inverse variance
+    scale : the factor the data were divided by
+    """
+
+    def __init__(
+        self,
+        model_wave,
+        wave,
+        flux,
+        ivar,
+        good,
+        resolution_fwhm=None,
+        *,
+        max_rv=1000.0,
+        max_sigma=0.0,
+        degree=3,
+        dtype=torch.float64,
+    ):
+        from .empirical import overlap_matrix
+
+        mw = np.asarray(model_wave, float)
+        m_edges = _edges(mw)
+        lo, hi = wave[good][0], wave[good][-1]
+        if lo < m_edges[0] or hi > m_edges[-1]:
+            raise ValueError(
+                f"the spectrum's wavelengths {lo:.1f}-{hi:.1f} A lie outside the model's range "
+                f"{m_edges[0]:.1f}-{m_edges[-1]:.1f} A"
+            )
+        if resolution_fwhm is None:
+            fwhm_d = 2.0 * np.gradient(wave)
+        else:
+            fwhm_d = np.broadcast_to(_as_values(resolution_fwhm, "resolution_fwhm"), wave.shape).astype(float)
+            if not np.all(np.isfinite(fwhm_d)) or np.any(fwhm_d <= 0):
+                raise ValueError("resolution_fwhm must be finite and > 0 (Angstrom)")
+        fwhm_m = np.interp(wave, mw, model_fwhm(mw))
+        self.data_fwhm = float(np.median(fwhm_d[good]))
+        self.model_fwhm = float(np.median(fwhm_m[good]))
+        self.mode = "broaden" if self.data_fwhm > self.model_fwhm else "bin"
+        if self.mode == "bin":
+            d_edges = _edges(wave)
+            inside = (m_edges[:-1] >= d_edges[0]) & (m_edges[1:] <= d_edges[-1])
+            idx = np.flatnonzero(inside)
+            if idx.size < _MIN_PIXELS:
+                raise ValueError(
+                    f"only {idx.size} model pixels fall inside the spectrum's range "
+                    f"{wave[0]:.0f}-{wave[-1]:.0f} A; at least {_MIN_PIXELS} are needed"
+                )
+            w_edges = m_edges[idx[0] : idx[-1] + 2]
+            ov = overlap_matrix(d_edges, w_edges)  # (n_work, n_data) [A]
+            width = np.diff(w_edges)
+            cov = (ov @ good.astype(float)) / width
+            num = ov @ np.where(good, flux, 0.0)
+            sumw = ov @ good.astype(float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f = num / sumw
+                # variance of a weighted mean: sum(o^2 / ivar) / (sum o)^2
+                var = (ov.multiply(ov)) @ np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0) / sumw**2
+            keep = (cov >= _MIN_BIN_COVERAGE) & np.isfinite(f) & (var > 0)
+            centres = 0.5 * (w_edges[1:] + w_edges[:-1])
+            self.wave, self.edges_lo, self.edges_hi = centres[keep], w_edges[:-1][keep], w_edges[1:][keep]
+            self.model_index = idx[keep]  # the model pixel each working pixel is
+            flux_w, ivar_w = f[keep], 1.0 / var[keep]
+            sig_inst = np.zeros(keep.sum())
+        else:
+            d_edges = _edges(wave)
+            self.wave, self.edges_lo, self.edges_hi = wave[good], d_edges[:-1][good], d_edges[1:][good]
+            self.model_index = None
+            flux_w, ivar_w = flux[good], ivar[good]
+            sig_inst = np.sqrt(np.maximum(fwhm_d[good] ** 2 - fwhm_m[good] ** 2, 0.0)) / _FWHM_PER_SIGMA
+        if self.wave.size < _MIN_PIXELS:
+            raise ValueError(
+                f"fewer than {_MIN_PIXELS} working pixels after matching the resolution "
+                f"({self.wave.size}); check the mask and the wavelength range"
+            )
+        self.scale = float(np.median(np.abs(flux_w)))
+        if not self.scale > 0:
+            raise ValueError("the spectrum's median |flux| is zero")
+        self.flux, self.ivar = flux_w / self.scale, ivar_w * self.scale**2
+        # model pixels the shifted, broadened working pixels can reach
+        pix = np.interp(self.wave, mw, np.gradient(mw))
+        sig_max = np.sqrt(sig_inst**2 + (self.wave * max_sigma / C_KMS) ** 2 + (_SIGMA_FLOOR_PIX * pix) ** 2)
+        f_lo, f_hi = 1.0 / (1.0 + max_rv / C_KMS), 1.0 / (1.0 - max_rv / C_KMS)
+        need_lo = np.min(self.edges_lo * f_lo - 6 * sig_max)
+        need_hi = np.max(self.edges_hi * f_hi + 6 * sig_max)
+        src = np.flatnonzero((m_edges[1:] > need_lo) & (m_edges[:-1] < need_hi))
+        if need_lo < m_edges[0] or need_hi > m_edges[-1]:
+            raise ValueError(
+                f"the spectrum ({self.wave[0]:.1f}-{self.wave[-1]:.1f} A) reaches the edge of the "
+                f"model's range {m_edges[0]:.1f}-{m_edges[-1]:.1f} A once shifted by max_rv="
+                f"{max_rv} km/s and broadened; trim it"
+            )
+        self.src = src
+        self.model_wave = mw[src]
+        t = lambda a: torch.as_tensor(np.asarray(a, float), dtype=dtype)
+        src_edges = m_edges[src[0] : src[-1] + 2]
+        # banded kernel: working pixel j only reaches source edges first[j] ... first[j] + band
+        reach_lo = self.edges_lo * f_lo - 6 * sig_max
+        reach_hi = self.edges_hi * f_hi + 6 * sig_max
+        first = np.clip(np.searchsorted(src_edges, reach_lo, side="right") - 1, 0, src_edges.size - 1)
+        last = np.clip(np.searchsorted(src_edges, reach_hi, side="left"), 0, src_edges.size - 1)
+        band = int(np.max(last - first)) + 1
+        self._edge_idx = torch.as_tensor(np.minimum(first[:, None] + np.arange(band + 1), src_edges.size - 1))
+        self._pix_idx = torch.as_tensor(np.minimum(first[:, None] + np.arange(band), src.size - 1))
+        self._src_edges = t(src_edges)
+        self._lo, self._hi = t(self.edges_lo), t(self.edges_hi)
+        self._sig_inst2 = t(sig_inst**2 + (_SIGMA_FLOOR_PIX * pix) ** 2)
+        self._wave_t = t(self.wave)
+        x = 2.0 * (self.wave - self.wave[0]) / (self.wave[-1] - self.wave[0]) - 1.0
+        if int(degree) != degree or degree < 0:
+            raise ValueError(f"degree must be an integer >= 0; got {degree}")
+        if degree + 1 > self.wave.size // 4:
+            raise ValueError(f"degree {degree} is too high for {self.wave.size} working pixels")
+        self.degree = int(degree)
+        self.basis = np.polynomial.legendre.legvander(x, self.degree)  # (n_work, degree + 1)
+        self.data_t, self.ivar_t, self.basis_t = t(self.flux), t(self.ivar), t(self.basis)
+        self.dtype = dtype
+
+    def apply(self, flux_src, rv, sigma_kms=None):
+        """Model pixels (K, n_src) -> working pixels (K, n_work), shifted by rv [km/s] (K,), broadened by a
+        Gaussian of dispersion ``sigma_kms`` [km/s] (K,) on top of the resolution matching."""
+        f = 1.0 / (1.0 + rv.reshape(-1, 1) / C_KMS)  # (K, 1)
+        a1, a2 = self._lo[None, :] * f, self._hi[None, :] * f  # rest-frame pixel edges
+        s2 = self._sig_inst2[None, :]
+        if sigma_kms is not None:
+            s2 = s2 + (self._wave_t[None, :] * f * sigma_kms.reshape(-1, 1) / C_KMS) ** 2
+        s = torch.sqrt(s2)[..., None]  # (K, n_work, 1)
+        b = self._src_edges[self._edge_idx][None]  # (1, n_work, band + 1)
+        # mean over the working pixel of the Gaussian-smoothed, piecewise-constant model
+        g = (_psi((b - a1[..., None]) / s) - _psi((b - a2[..., None]) / s)) * s / (a2 - a1)[..., None]
+        kern = g[..., 1:] - g[..., :-1]  # (K, n_work, band)
+        return (kern * flux_src[:, self._pix_idx]).sum(-1)
+
+
+def _profile(m, op):
+    """chi^2 profiled over the multiplicative polynomial -> (chi2 (K,), model (K, n), coefficients (K, p))."""
+    m = m / m.mean(dim=1, keepdim=True)
+    a = m[:, :, None] * op.basis_t[None]  # (K, n, p)
+    aw = a * op.ivar_t[None, :, None]
+    normal = aw.transpose(1, 2) @ a
+    normal = (
+        normal
+        + 1e-12
+        * torch.eye(normal.shape[-1], dtype=m.dtype)
+        * normal.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
+    )
+    rhs = aw.transpose(1, 2) @ op.data_t
+    coef = torch.linalg.solve(normal, rhs)
+    model = (a @ coef[..., None])[..., 0]
+    chi2 = ((op.data_t[None] - model) ** 2 * op.ivar_t[None]).sum(1)
+    return chi2, model, coef
+
+
+# ------------------------------------------------------------------------------------- the problem
+class _Problem:
+    """Parameters, bounds, scales and the (unnormalised) model of one fit."""
+
+    names: tuple
+    lo: np.ndarray
+    hi: np.ndarray
+    scale: np.ndarray  # optimisation units: theta = u * scale
+
+    def __init__(self, op, names, lo, hi, scale, spectrum_fn):
+        self.op, self.names = op, tuple(names)
+        self.lo, self.hi, self.scale = (np.asarray(v, float) for v in (lo, hi, scale))
+        self.spectrum_fn = spectrum_fn  # theta (K, P) float64 tensor -> model on working pixels (K, n)
+
+    def chi2(self, theta):
+        return _profile(self.spectrum_fn(theta), self.op)[0]
+
+
+def _optimise(prob, starts, n_adam=60, lr=0.3):
+    """Adam from several starts at once (projected onto the bounds), then L-BFGS on the best."""
+    sc = torch.as_tensor(prob.scale)
+    lo, hi = torch.as_tensor(prob.lo) / sc, torch.as_tensor(prob.hi) / sc
+    u = (torch.as_tensor(np.atleast_2d(starts), dtype=torch.float64) / sc).clone().requires_grad_(True)
+    opt = torch.optim.Adam([u], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_adam, eta_min=lr / 20)
+    for _ in range(n_adam):
+        opt.zero_grad()
+        loss = prob.chi2(u * sc).sum()
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            u.copy_(torch.minimum(torch.maximum(u, lo), hi))
+    with torch.no_grad():
+        chi2 = prob.chi2(u * sc)
+    best = int(torch.argmin(chi2))
+    v = u[best].detach().clone().requires_grad_(True)
+    lb = torch.optim.LBFGS(
+        [v], lr=1.0, max_iter=40, line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9
+    )
+
+    def closure():
+        lb.zero_grad()
+        theta = torch.minimum(torch.maximum(v, lo), hi) * sc
+        loss = prob.chi2(theta[None])[0]
+        loss.backward()
+        return loss
+
+    try:
+        lb.step(closure)
+    except RuntimeError:  # a singular step; keep Adam's answer
+        v = u[best].detach().clone()
+    with torch.no_grad():
+        theta = torch.minimum(torch.maximum(v, lo), hi) * sc
+        chi2_best = float(prob.chi2(theta[None])[0])
+        if chi2_best > float(chi2[best]):
+            theta, chi2_best = u[best] * sc, float(chi2[best])
+    return theta.detach().numpy(), chi2_best, (u * sc).detach().numpy(), chi2.numpy()
+
+
+def _laplace(prob, theta):
+    """Covariance of the physical parameters, marginal over the polynomial (Gauss-Newton, autograd J)."""
+    th = torch.as_tensor(theta, dtype=torch.float64)
+    op = prob.op
+
+    with torch.no_grad():
+        m = prob.spectrum_fn(th[None])[0]
+        m = m / m.mean()
+        _, model, coef = _profile(m[None], op)
+    # Jacobian by reverse mode in one pass: row j of a batch of n copies of theta gives d m_j / d theta
+    n = m.numel()
+    rep = th[None].repeat(n, 1).requires_grad_(True)
+    mm = prob.spectrum_fn(rep)
+    mm = mm / mm.mean(dim=1, keepdim=True)
+    mm.diagonal().sum().backward()
+    jac = rep.grad  # (n, P)
+    poly = op.basis_t @ coef[0]
+    design = torch.cat([jac * poly[:, None], m[:, None] * op.basis_t], dim=1)  # (n, P + p)
+    fisher = design.T @ (design * op.ivar_t[:, None])
+    npar = len(theta)
+    # a parameter the data cannot move (zero column: at a clamp, or a bound) gets an infinite error
+    diag = fisher.diagonal()[:npar]
+    free = diag > 1e-12 * diag.max()
+    keep = torch.cat([free, torch.ones(fisher.shape[0] - npar, dtype=torch.bool)])
+    cov = np.full((npar, npar), np.nan)
+    try:
+        sub = torch.linalg.inv(fisher[keep][:, keep]).numpy()
+        fi = np.flatnonzero(free.numpy())
+        cov[np.ix_(fi, fi)] = sub[: fi.size, : fi.size]
+    except RuntimeError:
+        pass
+    return cov, model[0].numpy()
+
+
+def _emcee(prob, theta, cov, n_walkers=24, n_steps=400, n_burn=150, seed=0):
+    """emcee over the profiled likelihood, flat priors inside the bounds -> samples (n, P)."""
+    try:
+        import emcee
+    except ImportError as exc:
+        raise ImportError("uncertainty='emcee' needs the emcee package (pip install emcee)") from exc
+    rng = np.random.default_rng(seed)
+    npar = len(theta)
+    sd = np.sqrt(np.diag(cov)) if np.all(np.isfinite(np.diag(cov))) else prob.scale
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, prob.scale)
+    p0 = theta + 0.3 * sd * rng.standard_normal((n_walkers, npar))
+    p0 = np.clip(p0, prob.lo + 1e-9 * prob.scale, prob.hi - 1e-9 * prob.scale)
+
+    def log_prob(p):
+        p = np.atleast_2d(p)
+        out = np.full(p.shape[0], -np.inf)
+        ok = np.all((p >= prob.lo) & (p <= prob.hi), axis=1)
+        if ok.any():
+            with torch.no_grad():
+                out[ok] = -0.5 * prob.chi2(torch.as_tensor(p[ok])).numpy()
+        return out
+
+    sampler = emcee.EnsembleSampler(
+        n_walkers,
+        npar,
+        log_prob,
+        vectorize=True,
+        moves=[(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)],
+    )
+    sampler.random_state = np.random.RandomState(seed).get_state()
+    sampler.run_mcmc(p0, n_steps, progress=False)
+    return sampler.get_chain(discard=n_burn, flat=True)
+
+
+# ----------------------------------------------------------------------------------------- results
+@dataclass
+class _FitBase:
+    parameters: tuple
+    values: np.ndarray
+    errors: np.ndarray
+    covariance: np.ndarray
+    chi2: float
+    dof: int
+    wave: np.ndarray  # working pixels [A, observed frame]
+    flux: np.ndarray  # data on the working pixels (normalised)
+    ivar: np.ndarray
+    model: np.ndarray  # best model (continuum included) on the working pixels
+    continuum: np.ndarray  # the multiplicative polynomial at the best fit
+    mode: str
+    method: str
+    seconds: float
+    scale: float = 1.0  # the data were divided by this
+    samples: np.ndarray = None
+    starts: np.ndarray = None
+    at_bound: tuple = ()
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def chi2_red(self):
+        """chi^2 per degree of freedom."""
+        return self.chi2 / max(self.dof, 1)
+
+    @property
+    def residual(self):
+        """(data - model) * sqrt(ivar) on the working pixels."""
+        return (self.flux - self.model) * np.sqrt(self.ivar)
+
+    def __getattr__(self, name):
+        params = self.__dict__.get("parameters", ())
+        if name in params:
+            return float(self.values[params.index(name)])
+        if name.endswith("_err") and name[:-4] in params:
+            return float(self.errors[params.index(name[:-4])])
+        raise AttributeError(name)
+
+    def as_dict(self):
+        """Values, errors and fit statistics as plain floats."""
+        d = {p: float(v) for p, v in zip(self.parameters, self.values)}
+        d.update({p + "_err": float(e) for p, e in zip(self.parameters, self.errors)})
+        d.update(
+            chi2=float(self.chi2),
+            dof=int(self.dof),
+            mode=self.mode,
+            method=self.method,
+            seconds=float(self.seconds),
+            at_bound=list(self.at_bound),
+        )
+        return d
+
+    def as_table(self):
+        """An astropy QTable with one row per parameter: value and 1-sigma error, with units."""
+        import astropy.units as u
+        from astropy.table import QTable
+
+        units = {
+            "teff": u.K,
+            "logg": u.dex(u.cm / u.s**2),
+            "logz": u.dex,
+            "rv": u.km / u.s,
+            "log_age": u.dex(u.yr),
+            "sigma": u.km / u.s,
+            "av": u.mag,
+        }
+        return QTable(
+            {
+                "parameter": list(self.parameters),
+                "value": [float(v) for v in self.values],
+                "error": [float(e) for e in self.errors],
+                "unit": [str(units.get(p, "")) for p in self.parameters],
+            }
+        )
+
+    def __repr__(self):
+        vals = ", ".join(
+            f"{p}={v:.4g}+-{e:.2g}" for p, v, e in zip(self.parameters, self.values, self.errors)
+        )
+        return f"{type(self).__name__}({vals}, chi2={self.chi2:.1f}/{self.dof})"
+
+
+class StarFit(_FitBase):
+    """Result of :func:`fit_star`: ``.teff`` [K], ``.logg`` [cgs dex], ``.logz`` ([M/H], dex), ``.rv`` [km/s]
+    and ``.teff_err`` etc. (1 sigma), ``.model`` (best model on ``.wave``), ``.chi2``, ``.dof``,
+    ``.covariance``."""
+
+
+class SSPFit(_FitBase):
+    """Result of :func:`fit_ssp`: ``.log_age`` (log10 yr), ``.age`` [Gyr], ``.logz`` ([M/H]), ``.sigma``
+    [km/s], ``.av`` [mag, Calzetti], ``.rv`` [km/s], errors ``.log_age_err`` etc., ``.model``, ``.chi2``."""
+
+    @property
+    def age(self):
+        """Age [Gyr]."""
+        return 10 ** (self.log_age - 9.0)
+
+
+def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, samples_kw, meta):
+    op = prob.op
+    cov, model = _laplace(prob, theta)
+    dof = op.wave.size - len(theta) - (op.degree + 1)
+    chi2_red = chi2 / max(dof, 1)
+    samples = None
+    if uncertainty == "laplace":
+        if scale_errors and chi2_red > 1:
+            cov = cov * chi2_red
+        err = np.sqrt(np.diag(cov))
+    elif uncertainty == "emcee":
+        samples = _emcee(prob, theta, cov, **(samples_kw or {}))
+        if scale_errors and chi2_red > 1:  # inflate the spread about the median by sqrt(chi2_red)
+            med = np.median(samples, 0)
+            samples = med + (samples - med) * np.sqrt(chi2_red)
+        q16, q84 = np.percentile(samples, [16, 84], axis=0)
+        err = 0.5 * (q84 - q16)
+        cov = np.cov(samples.T)
+    else:
+        raise ValueError(f"uncertainty must be 'laplace' or 'emcee'; got {uncertainty!r}")
+    width = prob.hi - prob.lo
+    at_bound = tuple(
+        n
+        for n, v, lo, hi, w in zip(prob.names, theta, prob.lo, prob.hi, width)
+        if w > 0 and min(v - lo, hi - v) < 1e-3 * w
+    )
+    th = torch.as_tensor(theta, dtype=torch.float64)
+    with torch.no_grad():
+        m = prob.spectrum_fn(th[None])
+        _, _, coef = _profile(m, op)
+    continuum = op.basis @ coef[0].numpy()
+    res = cls(
+        prob.names,
+        np.asarray(theta, float),
+        err,
+        cov,
+        float(chi2),
+        int(dof),
+        op.wave.copy(),
+        op.flux.copy(),
+        op.ivar.copy(),
+        model,
+        continuum,
+        op.mode,
+        uncertainty,
+        time.perf_counter() - t0,
+        op.scale,
+        samples,
+        starts,
+        at_bound,
+        meta,
+    )
+    if at_bound:
+        warnings.warn(
+            f"the fit ended on the bound of {', '.join(at_bound)}: the value is a limit and its error "
+            "is not meaningful",
+            FitWarning,
+            stacklevel=3,
+        )
+    return res
+
+
+def _distinct_best(chi2, coords, n, min_sep):
+    """Indices of the n lowest chi2 whose coords differ from every chosen one by > min_sep in some axis."""
+    order = np.argsort(chi2)
+    chosen = []
+    for i in order:
+        if all(np.any(np.abs(coords[i] - coords[j]) > min_sep) for j in chosen):
+            chosen.append(i)
+        if len(chosen) == n:
+            break
+    return np.array(chosen)
+
+
+# ----------------------------------------------------------------------------------------- stars
+_STAR_START_GRID = None
+
+
+def _star_start_grid(gen):
+    """A coarse grid of (Teff, log g, [M/H]) inside the generator's box and coverage, with its spectra."""
+    box = gen.box
+    lt = np.arange(np.log10(max(box.teff[0], 2600.0)), np.log10(min(box.teff[1], 40000.0)) + 1e-9, 0.035)
+    lg = np.arange(max(box.logg[0], 0.0), min(box.logg[1], 5.0) + 1e-9, 1.0)
+    lz = np.array([v for v in (-2.0, -1.0, -0.5, 0.0, 0.3) if box.logz[0] <= v <= box.logz[1]])
+    T, G, Z = (a.ravel() for a in np.meshgrid(10**lt, lg, lz, indexing="ij"))
+    ok = np.asarray(gen.in_coverage(T, G, Z), bool)
+    T, G, Z = T[ok], G[ok], Z[ok]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flux, _ = gen.surface_flux(T, G, Z)
+    return np.stack([T, G, Z], 1), flux
+
+
+def _cached_start_grid(gen):
+    global _STAR_START_GRID
+    # keyed by the model's directory (a model is immutable; two loads of one model share the grid)
+    d = getattr(gen, "directory", None)
+    key = (str(d) if d is not None else id(gen), getattr(gen, "name", ""), gen.wavelength.size)
+    if _STAR_START_GRID is None or _STAR_START_GRID[0] != key:
+        _STAR_START_GRID = (key,) + _star_start_grid(gen)
+    return _STAR_START_GRID[1], _STAR_START_GRID[2]
+
+
+def _star_model_fn(gen, op, library, correction=None, dtype=torch.float32):
+    src = torch.as_tensor(op.src)
+    corr = None if correction is None else torch.as_tensor(np.asarray(correction, float)[op.src])
+
+    def spectrum(theta):
+        teff, logg, logz, rv = theta[:, 0], theta[:, 1], theta[:, 2], theta[:, 3]
+        flux = gen.torch_surface_flux(teff.to(dtype), logg.to(dtype), logz.to(dtype), library=library)
+        flux = flux.to(torch.float64, copy=False).cpu()[:, src]
+        if corr is not None:
+            flux = flux * corr
+        return op.apply(flux / flux.mean(dim=1, keepdim=True), rv)
+
+    return spectrum
+
+
+def _check_generator(generator):
+    from .neural import load_generator
+
+    gen = load_generator() if generator is None else generator
+    if not hasattr(gen, "torch_surface_flux"):
+        raise ValueError(
+            f"generator {getattr(gen, 'name', gen)!r} has no differentiable path "
+            "(torch_surface_flux); use a NeuralGenerator (smnet_sps.neural.load_generator)"
+        )
+    return gen
+
+
+def fit_star(
+    wave,
+    flux,
+    ivar=None,
+    *,
+    resolution_fwhm=None,
+    mask=None,
+    generator=None,
+    library=None,
+    degree=3,
+    rv_guess=0.0,
+    max_rv=1000.0,
+    bounds=None,
+    n_starts=3,
+    uncertainty="laplace",
+    scale_errors=True,
+    emcee_kwargs=None,
+    model_correction=None,
+):
+    """Fit Teff, log g, [M/H] and radial velocity to an observed spectrum with the generator.
+
+    Parameters
+    ----------
+    wave : array or Quantity (n,), vacuum wavelengths [A], strictly increasing
+    flux : array (n,), F_lambda in any units (the continuum polynomial absorbs scale and shape)
+    ivar : array (n,) or None, inverse variance of ``flux`` (None: uniform; errors then come from the scatter
+        of the residuals through the chi^2_red scaling)
+    resolution_fwhm : float or array (n,) [A], the data's line-spread FWHM; None = 2 pixel widths
+    mask : bool array (n,), True = bad pixel (excluded)
+    generator : a :class:`smnet_sps.neural.NeuralGenerator` (default: the shipped default model)
+    library : training library to imitate, or None (the default mixture)
+    degree : int, degree of the multiplicative Legendre continuum (default 3)
+    rv_guess, max_rv : [km/s], start and largest |v| (the data should be roughly at rest)
+    bounds : dict name -> (lo, hi) for any of ``teff`` [K], ``logg``, ``logz``, ``rv`` (default: the
+        generator's training box and +-max_rv)
+    n_starts : int, number of distinct grid starts optimised together
+    uncertainty : ``"laplace"`` (default) or ``"emcee"``
+    scale_errors : bool, multiply the covariance by chi^2_red when it exceeds 1 (default True)
+    model_correction : array (n_model_wave,) or None, multiplies the generator's spectrum on its own pixels
+        (rest frame) before the comparison, e.g. an empirical calibration (:func:`empirical_correction`)
+
+    Returns
+    -------
+    StarFit
+
+    Raises
+    ------
+    ValueError for bad input (NaN flux at unmasked pixels, mismatched shapes, wavelengths outside the model's
+    range, too few pixels, unknown bounds), or a generator without a differentiable path.
+    """
+    t0 = time.perf_counter()
+    gen = _check_generator(generator)
+    wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
+    op = SpectralOperator(
+        gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
+    )
+    box = gen.box
+    lim = {"teff": tuple(box.teff), "logg": tuple(box.logg), "logz": tuple(box.logz), "rv": (-max_rv, max_rv)}
+    for k, v in (bounds or {}).items():
+        if k not in lim:
+            raise ValueError(f"unknown bound {k!r}; fit_star's parameters are {STAR_PARAMETERS}")
+        lo, hi = float(v[0]), float(v[1])
+        if not (lim[k][0] <= lo < hi <= lim[k][1]):
+            raise ValueError(f"bounds[{k!r}] = {v} must satisfy {lim[k][0]} <= lo < hi <= {lim[k][1]}")
+        lim[k] = (lo, hi)
+    if not abs(rv_guess) < max_rv:
+        raise ValueError(f"rv_guess must lie within +-max_rv = {max_rv} km/s; got {rv_guess}")
+    # optimisation units: log-ish steps (Teff through its relative scale 1 %)
+    lo = np.array([lim["teff"][0], lim["logg"][0], lim["logz"][0], lim["rv"][0]])
+    hi = np.array([lim["teff"][1], lim["logg"][1], lim["logz"][1], lim["rv"][1]])
+    if model_correction is not None:
+        model_correction = np.asarray(model_correction, float)
+        if (
+            model_correction.shape != gen.wavelength.shape
+            or not np.all(np.isfinite(model_correction))
+            or np.any(model_correction <= 0)
+        ):
+            raise ValueError(
+                f"model_correction must be a positive, finite array of the model's "
+                f"{gen.wavelength.size} pixels"
+            )
+    spectrum = _star_model_fn(gen, op, library, model_correction)
+    # scale: Teff enters as 1 % steps around the start, others absolute
+    nodes, grid_flux = _cached_start_grid(gen)
+    inb = np.all((nodes >= lo[:3]) & (nodes <= hi[:3]), 1)
+    if not inb.any():
+        nodes_in, flux_in = np.array([0.5 * (lo[:3] + hi[:3])]), None
+    else:
+        nodes_in, flux_in = nodes[inb], grid_flux[inb]
+    if flux_in is not None:
+        with torch.no_grad():
+            f = torch.as_tensor(flux_in[:, op.src], dtype=torch.float64)
+            if model_correction is not None:
+                f = f * torch.as_tensor(model_correction[op.src])
+            m = op.apply(
+                f / f.mean(1, keepdim=True), torch.full((f.shape[0],), float(rv_guess), dtype=torch.float64)
+            )
+            chi2 = _profile(m, op)[0].numpy()
+        coords = np.stack([np.log10(nodes_in[:, 0]) / 0.035, nodes_in[:, 1], nodes_in[:, 2] / 0.5], 1)
+        pick = _distinct_best(chi2, coords, n_starts, 1.01)
+        starts3 = nodes_in[pick]
+    else:
+        starts3 = nodes_in
+    starts = np.column_stack([starts3, np.full(len(starts3), float(rv_guess))])
+    teff_scale = float(np.median(starts[:, 0])) * 0.01
+    prob = _Problem(op, STAR_PARAMETERS, lo, hi, np.array([teff_scale, 0.1, 0.05, 10.0]), spectrum)
+    theta, chi2, _, _ = _optimise(prob, starts)
+    res = _finish(
+        StarFit,
+        prob,
+        theta,
+        chi2,
+        starts,
+        t0,
+        uncertainty,
+        scale_errors,
+        emcee_kwargs,
+        {
+            "generator": getattr(gen, "name", ""),
+            "library": library,
+            "degree": op.degree,
+            "data_fwhm": op.data_fwhm,
+            "model_fwhm": op.model_fwhm,
+        },
+    )
+    res.meta["inside_coverage"] = bool(np.asarray(gen.in_coverage(theta[0], theta[1], theta[2])).ravel()[0])
+    if not res.meta["inside_coverage"]:
+        warnings.warn(
+            f"best fit Teff={theta[0]:.0f} K, log g={theta[1]:.2f}, [M/H]={theta[2]:.2f} lies outside "
+            "the generator's coverage",
+            FitWarning,
+            stacklevel=2,
+        )
+    return res
+
+
+# ------------------------------------------------------------------------------------- populations
+def _ssp_model_fn(interp, op):
+    from .ssp_torch import calzetti_attenuation
+
+    src = torch.as_tensor(op.src)
+    wave_src = interp.wavelength[op.src]
+
+    def spectrum(theta):
+        log_age, logz, sigma, av, rv = (theta[:, i] for i in range(5))
+        f = interp(log_age, logz)[:, src]
+        f = f * calzetti_attenuation(wave_src, av)
+        return op.apply(f / f.mean(dim=1, keepdim=True), rv, sigma)
+
+    return spectrum
+
+
+def fit_ssp(
+    wave,
+    flux,
+    ivar=None,
+    *,
+    templates=None,
+    resolution_fwhm=None,
+    mask=None,
+    degree=3,
+    rv_guess=0.0,
+    max_rv=1000.0,
+    max_sigma=1000.0,
+    max_av=3.0,
+    bounds=None,
+    n_starts=3,
+    uncertainty="laplace",
+    scale_errors=True,
+    emcee_kwargs=None,
+):
+    """Fit one stellar population: age, [M/H], velocity dispersion, Calzetti dust A_V and velocity.
+
+    Parameters
+    ----------
+    wave, flux, ivar, resolution_fwhm, mask, degree, rv_guess, max_rv, n_starts, uncertainty, scale_errors :
+        as :func:`fit_star`
+    templates : :class:`smnet_sps.ssp.SSPGrid` (from :func:`smnet_sps.ssp.ssp_grid`) or an
+        :class:`smnet_sps.ssp_torch.SSPInterpolator`; required (computing a grid takes ~1 min)
+    max_sigma : float [km/s], largest velocity dispersion; max_av : largest A_V [mag]
+    bounds : dict name -> (lo, hi) for ``log_age`` (log10 yr), ``logz``, ``sigma``, ``av``, ``rv``
+
+    Returns
+    -------
+    SSPFit (``.log_age``, ``.age`` [Gyr], ``.logz``, ``.sigma``, ``.av``, ``.rv`` and their ``_err``)
+
+    Notes
+    -----
+    The spectrum is the bilinear interpolation of the templates in (log age, [M/H]), attenuated by Calzetti
+    et al. (2000) (A_V, R_V = 4.05) in the rest frame, shifted by rv and broadened by ``sigma`` on top of the
+    resolution matching. With the generator's ~40 A effective resolution a dispersion below ~1000 km/s is
+    barely resolved, and A_V is partly degenerate with the continuum polynomial: their errors say so.
+    """
+    from .ssp_torch import SSPInterpolator
+
+    t0 = time.perf_counter()
+    if templates is None:
+        raise ValueError("fit_ssp needs templates=: an SSPGrid from smnet_sps.ssp.ssp_grid(ages, Zs)")
+    interp = templates if isinstance(templates, SSPInterpolator) else SSPInterpolator(templates)
+    wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
+    op = SpectralOperator(
+        interp.wavelength,
+        wave,
+        flux,
+        ivar,
+        good,
+        resolution_fwhm,
+        max_rv=max_rv,
+        max_sigma=max_sigma,
+        degree=degree,
+    )
+    (a0, a1), (z0, z1) = interp.bounds
+    lim = {
+        "log_age": (a0, a1),
+        "logz": (z0, z1),
+        "sigma": (0.0, float(max_sigma)),
+        "av": (0.0, float(max_av)),
+        "rv": (-float(max_rv), float(max_rv)),
+    }
+    for k, v in (bounds or {}).items():
+        if k not in lim:
+            raise ValueError(f"unknown bound {k!r}; fit_ssp's parameters are {SSP_PARAMETERS}")
+        lo, hi = float(v[0]), float(v[1])
+        if not (lim[k][0] <= lo < hi <= lim[k][1]):
+            raise ValueError(f"bounds[{k!r}] = {v} must satisfy {lim[k][0]} <= lo < hi <= {lim[k][1]}")
+        lim[k] = (lo, hi)
+    lo = np.array([lim[k][0] for k in SSP_PARAMETERS])
+    hi = np.array([lim[k][1] for k in SSP_PARAMETERS])
+    spectrum = _ssp_model_fn(interp, op)
+    # starts: every grid node x A_V in {0, 0.5, 1}, sigma 100 km/s
+    A, Z, D = np.meshgrid(interp.log_age, interp.logz, [0.0, 0.5, 1.0], indexing="ij")
+    nodes = np.stack(
+        [A.ravel(), Z.ravel(), np.full(A.size, 100.0), D.ravel(), np.full(A.size, float(rv_guess))], 1
+    )
+    nodes = np.clip(nodes, lo, hi)
+    with torch.no_grad():
+        chi2 = np.concatenate(
+            [
+                _profile(spectrum(torch.as_tensor(nodes[s : s + 256])), op)[0].numpy()
+                for s in range(0, len(nodes), 256)
+            ]
+        )
+    da = np.median(np.diff(interp.log_age))
+    dz = np.median(np.diff(interp.logz))
+    coords = np.stack([nodes[:, 0] / da, nodes[:, 1] / dz, nodes[:, 3] / 0.5], 1)
+    starts = nodes[_distinct_best(chi2, coords, n_starts, 1.01)]
+    prob = _Problem(op, SSP_PARAMETERS, lo, hi, np.array([0.02, 0.05, 20.0, 0.05, 10.0]), spectrum)
+    theta, chi2b, _, _ = _optimise(prob, starts)
+    return _finish(
+        SSPFit,
+        prob,
+        theta,
+        chi2b,
+        starts,
+        t0,
+        uncertainty,
+        scale_errors,
+        emcee_kwargs,
+        {"degree": op.degree, "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm, "zsun": interp.zsun},
+    )
+
+
+# ----------------------------------------------------------------------------- mocks and calibration
+def mock_star(
+    wave, teff, logg, logz, rv=0.0, *, snr=50.0, continuum=None, generator=None, library=None, seed=None
+):
+    """A noisy mock of the generator's star on the model's own pixels inside ``wave``'s range.
+
+    Made with the same forward model the fit uses (shift by ``rv`` [km/s] on the model's pixels), times a
+    multiplicative Legendre ``continuum`` (coefficients; default 1), plus Gaussian noise of sigma =
+    flux / ``snr`` per pixel. Returns ``(wave [A], flux, ivar, truth_flux)``.
+    """
+    gen = _check_generator(generator)
+    w = np.asarray(wave, float)
+    mw = gen.wavelength
+    sel = (mw >= w[0]) & (mw <= w[-1])
+    pix = mw[sel]
+    one = np.ones(pix.size)
+    op = SpectralOperator(
+        mw, pix, one, one, np.ones(pix.size, bool), max_rv=max(abs(rv) * 1.5, 1.0), degree=0
+    )
+    spec = _star_model_fn(gen, op, library)
+    with torch.no_grad():
+        theta = torch.tensor([[teff, logg, logz, rv]], dtype=torch.float64)
+        m = spec(theta)[0].numpy()
+    x = 2.0 * (op.wave - op.wave[0]) / (op.wave[-1] - op.wave[0]) - 1.0
+    cont = np.polynomial.legendre.legval(x, continuum) if continuum is not None else 1.0
+    truth = m * cont
+    sigma = np.abs(truth) / float(snr)
+    rng = np.random.default_rng(seed)
+    out_wave = pix if op.wave.size == pix.size else op.wave.copy()
+    return out_wave, truth + sigma * rng.standard_normal(truth.size), 1.0 / sigma**2, truth
+
+
+def empirical_correction(
+    wave,
+    fluxes,
+    teff,
+    logg,
+    logz,
+    *,
+    ivars=None,
+    masks=None,
+    resolution_fwhm=None,
+    generator=None,
+    library=None,
+    degree=3,
+):
+    """An empirical multiplicative correction of the generator on its pixels, from stars of known parameters.
+
+    For each star the model at its catalogue (Teff, log g, [M/H]) is compared, after resolution matching and
+    the continuum polynomial, with the data; the correction is the per-pixel median of data / model over the
+    stars (1 where no star covers a pixel). Derive it from one set of stars and fit others (docs/fit.md).
+
+    Returns
+    -------
+    ndarray (n_model_wave,)
+    """
+    gen = _check_generator(generator)
+    fluxes = np.atleast_2d(np.asarray(fluxes, float))
+    n = fluxes.shape[0]
+    params = [np.broadcast_to(np.asarray(p, float), (n,)) for p in (teff, logg, logz)]
+    ratios = np.full((n, gen.wavelength.size), np.nan)
+    for i in range(n):
+        w, f, iv, good = check_spectrum(
+            wave, fluxes[i], None if ivars is None else ivars[i], None if masks is None else masks[i]
+        )
+        op = SpectralOperator(gen.wavelength, w, f, iv, good, resolution_fwhm, degree=degree)
+        spec = _star_model_fn(gen, op, library)
+        with torch.no_grad():
+            theta = torch.tensor([[params[0][i], params[1][i], params[2][i], 0.0]], dtype=torch.float64)
+            _, model, _ = _profile(spec(theta), op)
+        if op.model_index is None:
+            raise ValueError(
+                "empirical_correction needs spectra finer than the model (they are binned onto its "
+                "pixels); these are coarser"
+            )
+        ratios[i, op.model_index] = op.flux / model[0].numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        corr = np.nanmedian(ratios, axis=0)
+    return np.where(np.isfinite(corr) & (corr > 0), corr, 1.0)

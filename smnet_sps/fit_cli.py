@@ -1,0 +1,208 @@
+"""``smnet-sps fit``: fit a star (or, with ``--ssp-grid``, a population) to a spectrum file; plot and JSON.
+
+Reading files, the command line and the plot live here; the fitting itself is :mod:`smnet_sps.fit`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["read_spectrum", "read_ssp_grid", "plot_fit", "add_cli"]
+
+_WAVE_NAMES = ("wave", "wavelength", "lambda", "lam", "wl")
+_FLUX_NAMES = ("flux", "f_lambda", "flam")
+_IVAR_NAMES = ("ivar", "inverse_variance")
+_ERR_NAMES = ("err", "error", "sigma", "flux_err", "uncertainty")
+
+
+def _column(table, names):
+    lower = {c.lower(): c for c in table.colnames}
+    for n in names:
+        if n in lower:
+            return table[lower[n]]
+    return None
+
+
+def read_spectrum(path):
+    """(wave [A], flux, ivar or None) from a table file (FITS, ECSV, CSV) or a 2-3 column text file.
+
+    Table columns: ``wave``/``wavelength``/``lambda``, ``flux``, and ``ivar`` or ``err``/``error``/``sigma``.
+    A column with a unit is converted to Angstrom. Text files: wave, flux[, error] columns.
+    """
+    import astropy.units as u
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no spectrum file at {path}")
+    if path.suffix.lower() in (".txt", ".dat", ".asc"):
+        a = np.loadtxt(path, ndmin=2)
+        if a.shape[1] < 2:
+            raise ValueError(f"{path}: a text spectrum needs columns wave, flux[, error]")
+        err = a[:, 2] if a.shape[1] > 2 else None
+        return a[:, 0], a[:, 1], None if err is None else 1.0 / np.where(err > 0, err, np.inf) ** 2
+    from astropy.table import QTable
+
+    t = QTable.read(path)
+    w, f = _column(t, _WAVE_NAMES), _column(t, _FLUX_NAMES)
+    if w is None or f is None:
+        raise ValueError(
+            f"{path}: needs a wavelength column ({', '.join(_WAVE_NAMES)}) and a flux column "
+            f"({', '.join(_FLUX_NAMES)}); found {t.colnames}"
+        )
+    wave = (
+        w.to_value(u.AA, equivalencies=u.spectral())
+        if isinstance(w, u.Quantity) and w.unit is not None
+        else np.asarray(w, float)
+    )
+    flux = np.asarray(getattr(f, "value", f), float)
+    iv = _column(t, _IVAR_NAMES)
+    if iv is not None:
+        return wave, flux, np.asarray(getattr(iv, "value", iv), float)
+    err = _column(t, _ERR_NAMES)
+    if err is not None:
+        err = np.asarray(getattr(err, "value", err), float)
+        return wave, flux, 1.0 / np.where(err > 0, err, np.inf) ** 2
+    return wave, flux, None
+
+
+def read_ssp_grid(path):
+    """An :class:`smnet_sps.ssp.SSPGrid` from a file written by :func:`smnet_sps.ssp.save_ssp_grid`."""
+    from .ssp import SSPGrid
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no SSP grid file at {path}")
+    fields = SSPGrid._fields
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k in fields and k != "attrs"}
+            attrs = json.loads(str(z["attrs"])) if "attrs" in z.files else {}
+    elif path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            arrays = {k: f[k][()] for k in f if k in fields}
+            attrs = dict(f.attrs)
+    else:
+        raise ValueError(
+            f"unknown SSP grid format {path.suffix!r}; use .h5, .hdf5 or .npz (smnet-sps ssp-grid)"
+        )
+    missing = [k for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}")
+    # optional bookkeeping fields default to zeros of the (n_met, n_age) shape
+    shape = arrays["ssp_flux"].shape[:2]
+    values = {k: arrays.get(k, np.zeros(shape)) for k in fields if k not in ("attrs", "outside_fraction")}
+    return SSPGrid(**values, attrs=attrs, outside_fraction=arrays.get("outside_fraction"))
+
+
+def plot_fit(result, title=None):
+    """Data, best model and normalised residuals of a :class:`smnet_sps.fit.StarFit` or ``SSPFit``.
+
+    Returns a matplotlib Figure (two panels: spectra, residuals / sigma).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (ax, rax) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    err = 1.0 / np.sqrt(result.ivar)
+    ax.fill_between(
+        result.wave, result.flux - err, result.flux + err, color="0.8", step="mid", label="data +-1 sigma"
+    )
+    ax.plot(result.wave, result.flux, color="k", lw=0.8, drawstyle="steps-mid", label="data")
+    ax.plot(result.wave, result.model, color="C3", lw=1.0, label="model")
+    ax.plot(
+        result.wave,
+        result.continuum * np.median(result.model / result.continuum),
+        color="C0",
+        lw=0.8,
+        ls="--",
+        label="continuum polynomial (scaled)",
+    )
+    ax.set_ylabel("flux (normalised)")
+    ax.legend(fontsize=8, loc="best")
+    rax.plot(result.wave, result.residual, color="k", lw=0.7, drawstyle="steps-mid")
+    rax.axhline(0, color="C3", lw=0.8)
+    rax.set_ylabel("(data - model) / sigma")
+    rax.set_xlabel("vacuum wavelength [A]")
+    vals = ", ".join(
+        f"{p} = {v:.4g} +- {e:.2g}" for p, v, e in zip(result.parameters, result.values, result.errors)
+    )
+    ax.set_title(
+        title or f"{vals}\nchi2 = {result.chi2:.1f} / {result.dof} ({result.mode}, {result.method})",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _cmd_fit(args):
+    from .fit import fit_ssp, fit_star
+    from .medium import air_to_vacuum
+
+    wave, flux, ivar = read_spectrum(args.spectrum)
+    if args.medium == "air":
+        wave = air_to_vacuum(wave)
+    mask = ~np.isfinite(flux)
+    if ivar is not None:
+        mask |= ~np.isfinite(ivar)
+    if args.wmin is not None:
+        mask |= wave < args.wmin
+    if args.wmax is not None:
+        mask |= wave > args.wmax
+    flux = np.where(mask, 0.0, flux)
+    if ivar is not None:
+        ivar = np.where(mask, 0.0, ivar)
+    common = dict(
+        resolution_fwhm=args.resolution_fwhm, mask=mask, degree=args.degree, uncertainty=args.uncertainty
+    )
+    if args.ssp_grid:
+        res = fit_ssp(wave, flux, ivar, templates=read_ssp_grid(args.ssp_grid), **common)
+    else:
+        from .neural import load_generator
+
+        gen = load_generator(args.generator) if args.generator else None
+        res = fit_star(wave, flux, ivar, generator=gen, library=args.library, **common)
+    print(res)
+    if args.out:
+        Path(args.out).write_text(json.dumps(res.as_dict(), indent=1))
+        print(f"wrote {args.out}")
+    if args.plot:
+        import matplotlib.pyplot as plt
+
+        fig = plot_fit(res)
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def add_cli(sub):
+    p = sub.add_parser(
+        "fit",
+        help="fit Teff, log g, [M/H], rv of a star (or an SSP with --ssp-grid) to a spectrum",
+        description="Fit a spectrum with the generator (smnet_sps.fit.fit_star) or with SSP "
+        "templates (fit_ssp). Input: FITS/ECSV/CSV table (wave, flux, ivar or err) or "
+        "a text file (wave flux [err]), wavelengths in Angstrom.",
+    )
+    p.add_argument("spectrum", help="spectrum file")
+    p.add_argument(
+        "--medium", choices=["vacuum", "air"], default="vacuum", help="medium of the file's wavelengths"
+    )
+    p.add_argument(
+        "--resolution-fwhm", type=float, default=None, help="data's LSF FWHM [A] (default 2 pixels)"
+    )
+    p.add_argument("--degree", type=int, default=3, help="degree of the multiplicative continuum polynomial")
+    p.add_argument("--wmin", type=float, default=None, help="ignore wavelengths below this [A, vacuum]")
+    p.add_argument("--wmax", type=float, default=None, help="ignore wavelengths above this [A, vacuum]")
+    p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace")
+    p.add_argument("--generator", default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--library", default=None, help="library to imitate (default: the mixture)")
+    p.add_argument(
+        "--ssp-grid", default=None, help="SSP grid file (.h5/.npz from smnet-sps ssp-grid): fit_ssp"
+    )
+    p.add_argument("--out", default=None, help="write the result as JSON")
+    p.add_argument("--plot", default=None, help="save a plot of data, model and residuals (PNG/PDF)")
+    p.set_defaults(func=_cmd_fit)

@@ -1,0 +1,108 @@
+"""A differentiable SSP: interpolation between precomputed SSP spectra, and dust attenuation, in torch.
+
+:class:`SSPInterpolator` holds an :class:`smnet_sps.ssp.SSPGrid` (``ssp_grid``) as a torch tensor and returns
+spectra at any (log age, [M/H]) inside the grid by bilinear interpolation in (log10 age, [M/H]) of the
+spectra themselves (the weights are linear in both coordinates, so the spectrum is differentiable with respect
+to age and metallicity through them, piecewise: the derivative jumps at grid nodes).
+:func:`calzetti_attenuation` is the Calzetti et al. (2000) starburst curve as a differentiable factor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
+
+CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
+
+
+def calzetti_k(wave_aa):
+    """Calzetti et al. (2000, eq. 4) k(lambda) = A_lambda / E(B-V) for wavelengths [A] (numpy or torch).
+
+    Defined on 0.12-2.2 um; the two polynomials are used beyond that as they stand, and k is floored at 0
+    (it would turn negative past ~3.1 um).
+    """
+    is_t = isinstance(wave_aa, torch.Tensor)
+    x = 1.0 / ((wave_aa if is_t else np.asarray(wave_aa, float)) / 1e4)  # 1 / lambda [um^-1]
+    blue = 2.659 * (-2.156 + 1.509 * x - 0.198 * x**2 + 0.011 * x**3) + CALZETTI_RV
+    red = 2.659 * (-1.857 + 1.040 * x) + CALZETTI_RV
+    if is_t:
+        return torch.clamp(torch.where(x > 1.0 / 0.63, blue, red), min=0.0)
+    return np.clip(np.where(x > 1.0 / 0.63, blue, red), 0.0, None)
+
+
+def calzetti_attenuation(wave_aa, av):
+    """Transmission 10^(-0.4 A_V k(lambda) / R_V), shape (n_av, n_wave) for A_V [mag] as a torch tensor."""
+    k = torch.as_tensor(calzetti_k(np.asarray(wave_aa, float)), dtype=av.dtype, device=av.device)
+    return torch.pow(10.0, -0.4 * av.reshape(-1, 1) * k[None, :] / CALZETTI_RV)
+
+
+class SSPInterpolator:
+    """SSP spectra at any (log10 age [yr], [M/H]) inside a precomputed grid, differentiable (torch).
+
+    Parameters
+    ----------
+    grid : :class:`smnet_sps.ssp.SSPGrid` (``ssp_flux`` (n_met, n_age, n_wave) [L_sun / A per M_sun formed],
+        ``ssp_lg_age_gyr``, ``ssp_lgmet`` = log10 Z, ``attrs["zsun"]``); at least 2 ages and 2 metallicities
+    zsun : float or None, solar Z for [M/H] = log10(Z / zsun); default ``grid.attrs["zsun"]``
+    dtype, device : of the stored tensor (float64 on the CPU by default)
+    """
+
+    def __init__(self, grid, zsun=None, dtype=torch.float64, device="cpu"):
+        zsun = float(zsun if zsun is not None else (getattr(grid, "attrs", None) or {}).get("zsun", 0.0152))
+        self.wavelength = np.asarray(grid.ssp_wave, float)
+        self.log_age = np.asarray(grid.ssp_lg_age_gyr, float) + 9.0  # log10(age / yr)
+        self.logz = np.asarray(grid.ssp_lgmet, float) - np.log10(zsun)  # [M/H]
+        flux = np.asarray(grid.ssp_flux, float)
+        if flux.shape != (self.logz.size, self.log_age.size, self.wavelength.size):
+            raise ValueError(
+                f"grid.ssp_flux has shape {flux.shape}; expected (n_met, n_age, n_wave) = "
+                f"{(self.logz.size, self.log_age.size, self.wavelength.size)}"
+            )
+        if self.log_age.size < 2 or self.logz.size < 2:
+            raise ValueError("an SSP grid for fitting needs at least 2 ages and 2 metallicities")
+        if np.any(np.diff(self.log_age) <= 0) or np.any(np.diff(self.logz) <= 0):
+            raise ValueError("the grid's ages and metallicities must be strictly increasing")
+        if not np.all(np.isfinite(flux)):
+            raise ValueError("the SSP grid holds NaN or inf fluxes")
+        self.zsun = zsun
+        self.dtype, self.device = dtype, torch.device(device)
+        self.flux = torch.as_tensor(flux, dtype=dtype, device=self.device)
+        self._la = torch.as_tensor(self.log_age, dtype=dtype, device=self.device)
+        self._lz = torch.as_tensor(self.logz, dtype=dtype, device=self.device)
+
+    @property
+    def bounds(self):
+        """((log_age_min, log_age_max), (logz_min, logz_max))."""
+        return (self.log_age[0], self.log_age[-1]), (self.logz[0], self.logz[-1])
+
+    @staticmethod
+    def _weights(nodes, x):
+        i = torch.clamp(
+            torch.searchsorted(nodes, x.detach().contiguous(), right=True) - 1, 0, nodes.numel() - 2
+        )
+        t = (x - nodes[i]) / (nodes[i + 1] - nodes[i])
+        return i, t
+
+    def __call__(self, log_age, logz):
+        """Spectra (n, n_wave) [L_sun / A per M_sun formed] at log10(age / yr) and [M/H] tensors (n,).
+
+        Values outside the grid raise ``ValueError`` (no extrapolation).
+        """
+        log_age = torch.as_tensor(log_age, dtype=self.dtype, device=self.device).reshape(-1)
+        logz = torch.as_tensor(logz, dtype=self.dtype, device=self.device).reshape(-1)
+        (a0, a1), (z0, z1) = self.bounds
+        tol = 1e-9
+        la, lz = log_age.detach().cpu().numpy(), logz.detach().cpu().numpy()
+        if np.any(~np.isfinite(la)) or np.any(la < a0 - tol) or np.any(la > a1 + tol):
+            raise ValueError(f"log_age must lie inside the SSP grid, {a0:.3f}-{a1:.3f} (log10 yr); got {la}")
+        if np.any(~np.isfinite(lz)) or np.any(lz < z0 - tol) or np.any(lz > z1 + tol):
+            raise ValueError(f"logz must lie inside the SSP grid, {z0:.3f}-{z1:.3f} ([M/H], dex); got {lz}")
+        ia, ta = self._weights(self._la, log_age)
+        iz, tz = self._weights(self._lz, logz)
+        f = self.flux
+        ta, tz = ta[:, None], tz[:, None]
+        return (1 - tz) * ((1 - ta) * f[iz, ia] + ta * f[iz, ia + 1]) + tz * (
+            (1 - ta) * f[iz + 1, ia] + ta * f[iz + 1, ia + 1]
+        )

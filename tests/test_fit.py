@@ -1,0 +1,273 @@
+"""smnet_sps.fit: gradients against finite differences, mock recovery, a real MILES star, bad input, CLI."""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from smnet_sps.fit import (
+    SpectralOperator,
+    _ssp_model_fn,
+    _star_model_fn,
+    check_spectrum,
+    fit_ssp,
+    fit_star,
+    mock_star,
+)
+from smnet_sps.ssp_torch import SSPInterpolator, calzetti_attenuation, calzetti_k
+
+FIXTURE_MILES = Path(__file__).parent / "fixtures" / "empirical" / "miles_v9.1_fixture_stars.npz"
+
+
+@pytest.fixture(scope="module")
+def gen(default_generator):
+    torch.set_num_threads(1)
+    return default_generator
+
+
+def _op(wave_model, lo=3600.0, hi=7400.0, **kw):
+    pix = wave_model[(wave_model >= lo) & (wave_model <= hi)]
+    one = np.ones(pix.size)
+    return SpectralOperator(wave_model, pix, one, one, np.ones(pix.size, bool), **kw)
+
+
+# ------------------------------------------------------------------------------------------- gradients
+def test_star_model_gradient_matches_finite_differences(gen):
+    op = _op(gen.wavelength, max_rv=500.0)
+    spec = _star_model_fn(gen, op, None, dtype=torch.float64)
+    pick = torch.arange(0, op.wave.size, 9)
+
+    def f(theta):
+        return spec(theta)[:, pick]
+
+    # inside one library's box (CK04 only: the mixture weights are constant there) and off a pixel kink in rv
+    theta = torch.tensor([[5400.0, 3.3, -0.4, 37.0]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(f, (theta,), eps=1e-4, atol=1e-6, rtol=1e-3)
+
+
+def _toy_ssp_grid(rng):
+    from smnet_sps.ssp import SSPGrid
+
+    wave = np.concatenate([np.arange(3000.0, 9000.0, 20.0)])
+    la = np.array([-1.0, -0.5, 0.0, 0.5])  # log10(age / Gyr)
+    lz = np.log10(0.0152) + np.array([-1.0, -0.5, 0.0])
+    x = (wave - 6000.0) / 3000.0
+    flux = np.empty((lz.size, la.size, wave.size))
+    for i, z in enumerate(lz):
+        for j, a in enumerate(la):
+            flux[i, j] = (1 + 0.3 * a * x + 0.1 * z * x**2) * (
+                1 - 0.2 * np.exp(-0.5 * ((wave - 5000 - 200 * a) / 15) ** 2)
+            )
+    z2 = np.zeros((lz.size, la.size))
+    return SSPGrid(lz, la, wave, flux, z2, z2, z2, z2, z2, {"zsun": 0.0152})
+
+
+def test_ssp_path_gradient_matches_finite_differences(rng):
+    interp = SSPInterpolator(_toy_ssp_grid(rng))
+    op = _op(interp.wavelength, 4000.0, 8000.0, max_rv=500.0, max_sigma=800.0)
+    spec = _ssp_model_fn(interp, op)
+    # log_age, logz, sigma, av, rv, away from grid nodes (the interpolation's derivative jumps there)
+    theta = torch.tensor([[9.23, -0.31, 250.0, 0.4, 21.0]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: spec(t)[:, ::7], (theta,), eps=1e-5, atol=1e-7, rtol=1e-3)
+
+
+def test_calzetti_curve_values():
+    # Calzetti et al. 2000: k(V = 5500 A) ~ R_V = 4.05, steeper in the blue, 0 attenuation at A_V = 0
+    assert calzetti_k(np.array([5500.0]))[0] == pytest.approx(4.05, abs=0.15)
+    assert (
+        calzetti_k(np.array([4400.0]))[0]
+        > calzetti_k(np.array([5500.0]))[0]
+        > calzetti_k(np.array([8000.0]))[0]
+    )
+    t = calzetti_attenuation(np.array([5500.0]), torch.tensor([1.0], dtype=torch.float64))
+    assert float(t) == pytest.approx(10 ** (-0.4 * calzetti_k(np.array([5500.0]))[0] / 4.05), rel=1e-12)
+
+
+def test_interpolator_is_exact_at_nodes_and_refuses_outside(rng):
+    grid = _toy_ssp_grid(rng)
+    interp = SSPInterpolator(grid)
+    f = interp(torch.tensor([9.5]), torch.tensor([0.0]))
+    np.testing.assert_allclose(f[0].numpy(), grid.ssp_flux[2, 3], rtol=1e-12)
+    with pytest.raises(ValueError, match="log_age"):
+        interp(torch.tensor([11.0]), torch.tensor([0.0]))
+    with pytest.raises(ValueError, match="logz"):
+        interp(torch.tensor([9.0]), torch.tensor([1.0]))
+
+
+# ------------------------------------------------------------------------------------------- recovery
+def test_noiseless_mock_recovers_truth(gen):
+    truth = (5300.0, 3.6, -0.5, 35.0)
+    w, _, iv, f = mock_star(
+        np.array([3600.0, 7400.0]), *truth, snr=100, continuum=[1.0, 0.15, -0.05], generator=gen, seed=0
+    )
+    r = fit_star(w, f, iv, generator=gen)
+    assert r.teff == pytest.approx(truth[0], rel=0.003)
+    assert r.logg == pytest.approx(truth[1], abs=0.03)
+    assert r.logz == pytest.approx(truth[2], abs=0.02)
+    assert r.rv == pytest.approx(truth[3], abs=10.0)
+    assert r.chi2_red < 0.05  # noiseless data, noise-level weights: chi^2 ~ 0
+    assert r.mode == "bin" and r.model.shape == r.wave.shape
+
+
+def test_noisy_mock_within_errors(gen):
+    truth = (6100.0, 4.2, -0.2, -60.0)
+    w, f, iv, _ = mock_star(
+        np.array([3600.0, 7400.0]), *truth, snr=40, continuum=[1.0, -0.2, 0.05], generator=gen, seed=3
+    )
+    r = fit_star(w, f, iv, generator=gen)
+    for k, v in zip(("teff", "logg", "logz", "rv"), truth):
+        err = getattr(r, k + "_err")
+        assert np.isfinite(err) and err > 0
+        assert abs(getattr(r, k) - v) < 4 * err, (k, getattr(r, k), v, err)
+    assert 0.6 < r.chi2_red < 1.5
+
+
+def test_fit_ssp_recovers_interpolated_mock(rng):
+    interp = SSPInterpolator(_toy_ssp_grid(rng))
+    wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
+    one = np.ones(wave.size)
+    op = SpectralOperator(
+        interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000, max_sigma=1000
+    )
+    truth = torch.tensor([[9.3, -0.2, 300.0, 0.3, 0.0]], dtype=torch.float64)
+    with torch.no_grad():
+        m = _ssp_model_fn(interp, op)(truth)[0].numpy()
+    err = m / 200.0
+    noisy = m + err * np.random.default_rng(5).standard_normal(m.size)
+    r = fit_ssp(wave, noisy, 1 / err**2, templates=interp)
+    assert abs(r.log_age - 9.3) < max(4 * r.log_age_err, 0.02)
+    assert abs(r.logz + 0.2) < max(4 * r.logz_err, 0.02)
+    assert r.age == pytest.approx(10 ** (r.log_age - 9))
+
+
+def test_real_miles_star_near_catalogue(gen):
+    from smnet_sps.empirical import load_empirical
+
+    st = load_empirical(FIXTURE_MILES)
+    i = int(np.flatnonzero(st.star_id == 208)[0])  # a K0 dwarf: 5117 K, log g 4.54, [Fe/H] +0.11
+    f = st.flux[i]
+    bad = ~np.isfinite(f) | (st.wavelength < 4500)
+    fz = np.where(bad, 1.0, f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_star(
+            st.wavelength,
+            np.where(bad, 0.0, f),
+            1 / (0.01 * fz) ** 2,
+            mask=bad,
+            resolution_fwhm=2.5,
+            generator=gen,
+        )
+    assert r.teff == pytest.approx(st.teff[i], rel=0.05)
+    assert abs(r.logg - st.logg[i]) < 0.5
+    assert abs(r.logz - st.logz[i]) < 0.4
+    assert abs(r.rv) < 300
+
+
+# ------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("nan", "flux has 1 NaN"),
+        ("shape", "same shape"),
+        ("outside", "outside the model's range"),
+        ("ivar", "ivar must be >= 0"),
+        ("mask", "boolean"),
+        ("decreasing", "strictly increasing"),
+        ("few", "at least 20 pixels"),
+    ],
+)
+def test_bad_input_errors(gen, case, match):
+    wave = np.linspace(4000.0, 7000.0, 300)
+    flux = np.ones_like(wave)
+    ivar, mask = None, None
+    if case == "nan":
+        flux[10] = np.nan
+    elif case == "shape":
+        flux = flux[:-1]
+    elif case == "outside":
+        wave = np.linspace(2.0e6, 3.0e6, 300)
+    elif case == "ivar":
+        ivar = -np.ones_like(wave)
+    elif case == "mask":
+        mask = np.zeros(wave.size, int)
+    elif case == "decreasing":
+        wave = wave[::-1]
+    elif case == "few":
+        wave, flux = wave[:5], flux[:5]
+    with pytest.raises(ValueError, match=match):
+        fit_star(wave, flux, ivar, mask=mask, generator=gen)
+
+
+def test_masked_nan_is_allowed_and_other_errors(gen, blackbody):
+    wave = np.linspace(4000.0, 7000.0, 300)
+    flux = np.ones_like(wave)
+    flux[10] = np.nan
+    mask = ~np.isfinite(flux)
+    *_, good = check_spectrum(wave, flux, None, mask)
+    assert not good[10] and good.sum() == 299
+    with pytest.raises(ValueError, match="unknown bound"):
+        fit_star(wave, np.where(mask, 0, flux), mask=mask, generator=gen, bounds={"age": (1, 2)})
+    with pytest.raises(ValueError, match="differentiable"):
+        fit_star(wave, np.where(mask, 0, flux), mask=mask, generator=blackbody)
+    with pytest.raises(ValueError, match="templates"):
+        fit_ssp(wave, np.where(mask, 0, flux), mask=mask)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def test_cli_fit_writes_json_and_plot(gen, tmp_path):
+    from smnet_sps.cli import main
+
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5800.0, 4.4, 0.0, 0.0, snr=80, generator=gen, seed=1)
+    spec = tmp_path / "star.txt"
+    np.savetxt(spec, np.column_stack([w, f, 1 / np.sqrt(iv)]))
+    out, png = tmp_path / "fit.json", tmp_path / "fit.png"
+    assert main(["fit", str(spec), "--out", str(out), "--plot", str(png)]) == 0
+    res = json.loads(out.read_text())
+    assert res["teff"] == pytest.approx(5800.0, rel=0.03)
+    assert png.stat().st_size > 10000
+    assert main(["fit", str(tmp_path / "missing.txt")]) == 1
+
+
+def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
+    from smnet_sps.cli import main
+    from smnet_sps.ssp import save_ssp_grid
+
+    grid = _toy_ssp_grid(rng)
+    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
+    path = save_ssp_grid(grid, tmp_path / "grid.npz")
+    interp = SSPInterpolator(grid)
+    wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
+    one = np.ones(wave.size)
+    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000, max_sigma=1000)
+    with torch.no_grad():
+        m = _ssp_model_fn(interp, op)(torch.tensor([[9.2, -0.7, 100.0, 0.2, 0.0]], dtype=torch.float64))[0]
+    spec = tmp_path / "gal.txt"
+    np.savetxt(spec, np.column_stack([wave, m.numpy(), m.numpy() / 300]))
+    out = tmp_path / "gal.json"
+    assert main(["fit", str(spec), "--ssp-grid", str(path), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["log_age"] == pytest.approx(9.2, abs=0.03)
+    assert res["logz"] == pytest.approx(-0.7, abs=0.03)
+
+
+def test_operator_modes_and_flat_spectrum(gen):
+    # finer data -> binned onto model pixels; coarser data -> model broadened; a flat model stays flat
+    wave = np.arange(3800.0, 7200.0, 25.0)
+    one = np.ones(wave.size)
+    coarse = SpectralOperator(gen.wavelength, wave, one, one, np.ones(wave.size, bool), resolution_fwhm=60.0,
+                              max_sigma=500.0)
+    assert coarse.mode == "broaden" and coarse.wave.size == wave.size
+    fine_wave = np.arange(3800.0, 7200.0, 1.0)
+    fine = SpectralOperator(gen.wavelength, fine_wave, np.ones(fine_wave.size), np.ones(fine_wave.size),
+                            np.ones(fine_wave.size, bool), resolution_fwhm=2.5, max_sigma=500.0)
+    assert fine.mode == "bin" and fine.wave.size < 200
+    # ivar of a 20 A bin of 1 A pixels with ivar 1 is ~20
+    assert np.median(fine.ivar) == pytest.approx(20.0, rel=0.05)
+    for op in (coarse, fine):
+        flat = torch.ones((1, op.src.size), dtype=torch.float64)
+        out = op.apply(flat, torch.tensor([150.0], dtype=torch.float64), torch.tensor([300.0], dtype=torch.float64))
+        np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-9)
