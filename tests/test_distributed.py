@@ -149,7 +149,7 @@ class CrashOnce:
     def __call__(self):
         from smnet_sps.neural import load_generator
         gen = load_generator(device="cpu")
-        batch, calls = gen._surface_flux_batch, [0]
+        batch, calls = gen._batch, [0]     # the per-batch hook every generator's stream() goes through
 
         def crashing_batch(*args, **kwargs):
             calls[0] += 1
@@ -162,7 +162,7 @@ class CrashOnce:
                     os._exit(1)
             return batch(*args, **kwargs)
 
-        gen._surface_flux_batch = crashing_batch
+        gen._batch = crashing_batch
         return gen
 
 
