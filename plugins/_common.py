@@ -7,7 +7,8 @@ All adapters take the same input, the DSPS layout that :func:`smnet_sps.ssp.ssp_
     ssp_wave        (n_wave,)              wavelength [Angstrom], increasing
     ssp_flux        (n_met, n_age, n_wave) L_lambda [L_sun / Angstrom per M_sun formed]
     surviving_mass  (n_met, n_age)         optional: M(stars + remnants) / M formed, in (0, 1]
-    outside_fraction (n_met, n_age)        optional: share of L_bol from stars outside the generator's coverage
+    outside_fraction (n_met, n_age)        optional: share of L_bol from stars outside the
+                                           generator's coverage
 
 Every writer also records the wavelength medium (smnet-sps: vacuum; ``medium="air"`` converts) and the
 line-spread function (box, FWHM = pixel width per pixel, :mod:`smnet_sps.lsf`) in the field its host reads,
@@ -195,7 +196,8 @@ def template_lsf(ssp):
 
 
 def in_medium(ssp, medium):
-    """(wavelength [A], flux (n_met, n_age, n_wave), fwhm [A]) of ``ssp`` in ``medium`` ("vacuum" or "air")."""
+    """(wavelength [A], flux (n_met, n_age, n_wave), fwhm [A]) of ``ssp`` in ``medium`` ("vacuum" or
+    "air")."""
     from smnet_sps.medium import check_medium, convert_spectrum_medium
     check_medium(medium)
     fwhm, _ = template_lsf(ssp)

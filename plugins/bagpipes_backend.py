@@ -120,8 +120,8 @@ def read_stellar_grid(path):
     Returns
     -------
     dict with ``metallicities`` (Z/Z_sun), ``ages_yr``, ``wavelengths`` [A], ``flux`` (n_met, n_age, n_wave)
-    [L_sun/A per M_sun formed], ``live_frac`` (n_age, n_met), ``zsun``, ``medium``, ``lsf_fwhm`` [A] (or None),
-    ``lsf_shape``, ``outside_fraction`` (n_met, n_age) (or None).
+    [L_sun/A per M_sun formed], ``live_frac`` (n_age, n_met), ``zsun``, ``medium``, ``lsf_fwhm`` [A] (or
+    None), ``lsf_shape``, ``outside_fraction`` (n_met, n_age) (or None).
     """
     from astropy.io import fits
     path = Path(path)

@@ -7,9 +7,9 @@ produces L_sun/A, so the only conversion is L_nu = L_lambda * lambda^2 / c.
 Checked against dsps 0.4.8 (``load_ssp_templates``, ``calc_rest_sed_sfh_table_met_table``).
 
 Wavelengths are vacuum (smnet-sps' medium, as DSPS' FSPS-made templates); ``medium="air"`` converts. The HDF5
-file also holds datasets DSPS ignores: ``lsf_fwhm`` (n_wave) [A] (box LSF, one pixel wide: :mod:`smnet_sps.lsf`)
-and ``outside_fraction`` (n_met, n_age) (share of L_bol from stars outside the generator's coverage), with
-file attributes ``wavelength_medium`` and ``lsf_shape``.
+file also holds datasets DSPS ignores: ``lsf_fwhm`` (n_wave) [A] (box LSF, one pixel wide:
+:mod:`smnet_sps.lsf`) and ``outside_fraction`` (n_met, n_age) (share of L_bol from stars outside the
+generator's coverage), with file attributes ``wavelength_medium`` and ``lsf_shape``.
 """
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ def write_ssp_templates(path, grid=None, *, medium="vacuum", overwrite=False, **
         hdf["lsf_fwhm"].attrs["shape"] = shape
         if ssp.outside_fraction is not None:
             hdf.create_dataset("outside_fraction", data=ssp.outside_fraction)
-            hdf["outside_fraction"].attrs["doc"] = "share of L_bol from stars outside the generator's coverage"
+            hdf["outside_fraction"].attrs["doc"] = ("share of L_bol from stars outside the generator's "
+                                                    "coverage")
         hdf.attrs["wavelength_medium"] = medium
         hdf.attrs["lsf_shape"] = shape
         hdf.attrs["creator"] = f"smnet-sps {__version__} plugins.dsps_backend"

@@ -20,8 +20,8 @@ all of the C3K-folder files; pass the node grid your build was compiled with (``
 in older builds ``nspec``/``nzinit`` are compile-time constants in ``sps_vars.f90``): see
 :func:`read_fsps_nodes`. Wavelengths are vacuum, as FSPS' own libraries; ``<spec_type>.res`` holds the
 measured LSF (box of one pixel width, as a Gaussian sigma in km/s with the same FWHM) and
-``<spec_type>_smnet_provenance.json`` the medium, LSF shape and FWHM per pixel. python-fsps is NOT needed to write or read these files (it needs a Fortran
-compiler and a full $SPS_HOME to *use* them).
+``<spec_type>_smnet_provenance.json`` the medium, LSF shape and FWHM per pixel. python-fsps is NOT needed to
+write or read these files (it needs a Fortran compiler and a full $SPS_HOME to *use* them).
 """
 from __future__ import annotations
 
@@ -178,7 +178,8 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
         "layout": "float32 little-endian, C order (n_logg, n_logt, n_wave) = Fortran "
                   "speclib(nspec,ndim_logt,ndim_logg)",
         "n_wave": int(wave.size), "n_logt": int(logt.size), "n_logg": int(logg.size), "n_z": int(zs.size),
-        "zsun": zsun, "z": zs.tolist(), "logzsol_effective": logzsol.tolist(), "n_uncovered_nodes": n_uncovered,
+        "zsun": zsun, "z": zs.tolist(), "logzsol_effective": logzsol.tolist(),
+        "n_uncovered_nodes": n_uncovered,
         "resolution_file": "Gaussian sigma [km/s] with FWHM = the measured (box) LSF FWHM unless given",
         "wavelength_medium": "vacuum (as FSPS expects; FSPS' vactoair_flag converts its outputs to air)",
         "lsf_shape": LSF_SHAPE, "lsf_fwhm_aa": [round(float(v), 4) for v in lsf_fwhm],

@@ -112,9 +112,9 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     outside = (np.full((ssp.n_age, ssp.n_met), np.nan) if ssp.outside_fraction is None
                else ssp.outside_fraction.T.copy())
     np.savez_compressed(path, templates=templates, masses=masses, lam=np.asarray(lam_out, float),
-                        ages=ssp.age_gyr, metals=ssp.logzsol(zsun), fwhm=np.asarray(fwhm_arr, float), zsun=zsun,
-                        masses_are_formed_mass=masses_are_formed, wavelength_medium=medium, lsf_shape=shape,
-                        outside_fraction=outside,
+                        ages=ssp.age_gyr, metals=ssp.logzsol(zsun), fwhm=np.asarray(fwhm_arr, float),
+                        zsun=zsun, masses_are_formed_mass=masses_are_formed, wavelength_medium=medium,
+                        lsf_shape=shape, outside_fraction=outside,
                         flux_unit="L_sun/Angstrom per M_sun formed", creator="smnet_sps.plugins.ppxf_backend")
     # np.savez appends .npz when missing
     return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")

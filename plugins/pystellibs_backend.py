@@ -47,7 +47,8 @@ class SMNetStellib:
     wavelength_unit = "AA"
     #: smnet-sps works in vacuum wavelengths (pystellibs itself does not state a medium)
     wavelength_medium = "vacuum"
-    #: line-spread function of the generator's grid: a box one pixel wide (``lsf_fwhm`` per pixel, smnet_sps.lsf)
+    #: line-spread function of the generator's grid: a box one pixel wide (``lsf_fwhm`` per pixel,
+    #: smnet_sps.lsf)
     lsf_shape = "box"
 
     def __init__(self, generator=None, *, zsun=0.02, node_step=(0.02, 0.25), batch_size=8192):

@@ -171,7 +171,8 @@ def write_correction(out, nets, data, star_params, settings, base_info, extra=No
         files.append(fname)
     sp = np.asarray(star_params, float)
     probe = {} if base_probe is None else {"probe_params": PROBE_PARAMS, "probe_ln_flux": base_probe}
-    np.savez_compressed(out / "stars.npz", log_teff=sp[:, 0].astype(np.float32), logg=sp[:, 1].astype(np.float32),
+    np.savez_compressed(out / "stars.npz", log_teff=sp[:, 0].astype(np.float32),
+                        logg=sp[:, 1].astype(np.float32),
                         logz=sp[:, 2].astype(np.float32), **probe)
     cfg = {"format": FORMAT, "format_version": 1, "name": "semi-empirical",
            "base": base_info,
@@ -181,15 +182,16 @@ def write_correction(out, nets, data, star_params, settings, base_info, extra=No
                      "doc": "sin^2 ramps; correction 0 outside [lo, hi] [A, vacuum]"},
            "basis_order": st.basis_order,
            "network": {"width": st.width, "depth": st.depth, "weights_files": files,
-                       "doc": "mean of the members; each: MLP (log10 Teff, log g, [M/H]) -> ln-flux correction, "
-                              "orthogonal to Legendre P0..P3 in 1/lambda, times the taper"},
-           "density": {"stars_file": "stars.npz", "scales": list(st.density_scales), "n_half": st.density_n_half,
+                       "doc": "mean of the members; each: MLP (log10 Teff, log g, [M/H]) -> ln-flux "
+                              "correction, orthogonal to Legendre P0..P3 in 1/lambda, times the taper"},
+           "density": {"stars_file": "stars.npz", "scales": list(st.density_scales),
+                       "n_half": st.density_n_half,
                        "weight_floor": 1e-9,
-                       "doc": "empirical weight = 1 - exp(-(n_eff/n_half)^2), n_eff = sum over calibration stars "
-                              "of exp(-d^2/2), d in units of scales (dex log Teff, log g, [M/H])"},
+                       "doc": "empirical weight = 1 - exp(-(n_eff/n_half)^2), n_eff = sum over calibration "
+                              "stars of exp(-d^2/2), d in units of scales (dex log Teff, log g, [M/H])"},
            "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(st).items()},
-           "citation": ("MILES: Sanchez-Blazquez et al. 2006, MNRAS 371, 703; Cenarro et al. 2007, MNRAS 374, 664; "
-                        "Falcon-Barroso et al. 2011, A&A 532, A95")}
+           "citation": ("MILES: Sanchez-Blazquez et al. 2006, MNRAS 371, 703; Cenarro et al. 2007, MNRAS "
+                        "374, 664; Falcon-Barroso et al. 2011, A&A 532, A95")}
     cfg.update(extra or {})
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
     return out
@@ -213,7 +215,8 @@ def _fit_members(data, rows, st, seed, progress=None):
 
 
 def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None, progress=True):
-    """Fit the semi-empirical correction on an empirical set and write it (plus a k-fold CV report) to ``out``.
+    """Fit the semi-empirical correction on an empirical set and write it (plus a k-fold CV report) to
+    ``out``.
 
     Parameters
     ----------
@@ -260,8 +263,9 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     nets = _fit_members(data, np.arange(len(stars)), st, seed=st.seed * 1000, progress=bar)
     bar.close()
     write_correction(out, nets, data, data.params, st, base_info, base_probe=probe,
-                     extra={"empirical_set": f"{Path(stars.meta.get('file', '')).name} ({len(stars)} stars, sha256 "
-                                             f"{file_sha256(stars.meta['file'])[:16]}...)" if stars.meta.get("file")
+                     extra={"empirical_set": f"{Path(stars.meta.get('file', '')).name} ({len(stars)} stars, "
+                                             f"sha256 {file_sha256(stars.meta['file'])[:16]}...)"
+                                             if stars.meta.get("file")
                             else stars.name,
                             "calibrated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                             "fit_seconds": round(time.time() - t0, 1)})
@@ -301,10 +305,11 @@ def _write_report(out, scores, folds, st, seconds):
     semi = scores["semi-empirical (CV)"]
     text = [f"# Semi-empirical correction: {folds}-fold cross-validation by star", "",
             f"Held-out stars (stratified by Teff class, seed {st.seed}); each fold's correction (ensemble of "
-            f"{st.members}) was fitted without its held-out stars, and its empirical weight uses only the fitted "
-            "stars. Per-star median |residual| [%] with the shared comparison procedure (smnet_sps.empirical: "
-            "vacuum, 40 A FWHM, cubic in 1/lambda removed); cells: median over stars (n stars). The baselines "
-            "need no fit: the theoretical default model, and each star predicted by its nearest other MILES star.",
+            f"{st.members}) was fitted without its held-out stars, and its empirical weight uses only the "
+            "fitted stars. Per-star median |residual| [%] with the shared comparison procedure "
+            "(smnet_sps.empirical: vacuum, 40 A FWHM, cubic in 1/lambda removed); cells: median over stars "
+            "(n stars). The baselines need no fit: the theoretical default model, and each star predicted by "
+            "its nearest other MILES star.",
             "", "## Median over stars", "", format_class_table(lst, "median"), "",
             "## 90th percentile over stars", "", format_class_table(lst, "p90"), "",
             f"Total time {seconds:.0f} s (one CPU thread)."]
@@ -336,7 +341,8 @@ def plot_ssp_comparison(wavelength, theory, semi, labels, wave_range=(3000.0, 90
         off = 1.0 * k
         ax.plot(w[sel], theory[k, sel] / theory[k, j] + off, color=f"C{k}", lw=1.0, ls="--",
                 label=f"{lab}: default (theory)")
-        ax.plot(w[sel], semi[k, sel] / semi[k, j] + off, color=f"C{k}", lw=1.2, label=f"{lab}: semi-empirical")
+        ax.plot(w[sel], semi[k, sel] / semi[k, j] + off, color=f"C{k}", lw=1.2,
+                label=f"{lab}: semi-empirical")
         axr.plot(w[sel], semi[k, sel] / theory[k, sel], color=f"C{k}", lw=1.2, label=lab)
     for a in (ax, axr):
         a.axvspan(*empirical_range, color="0.9", zorder=0)
@@ -345,7 +351,8 @@ def plot_ssp_comparison(wavelength, theory, semi, labels, wave_range=(3000.0, 90
     axr.axhline(1.0, color="0.5", lw=0.8)
     axr.set_ylabel("semi-empirical / theory")
     axr.set_xlabel("vacuum wavelength [A]")
-    fig.suptitle("SSPs: theoretical vs semi-empirical stellar library (shaded: MILES-calibrated range)", fontsize=10)
+    fig.suptitle("SSPs: theoretical vs semi-empirical stellar library (shaded: MILES-calibrated range)",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -365,7 +372,8 @@ def plot_empirical_weight(gen, logz_values=(-1.0, 0.0), n=160):
         w = gen.empirical_weight(10 ** T.ravel(), G.ravel(), np.full(T.size, z)).reshape(T.shape)
         im = ax.pcolormesh(lt, lg, w, vmin=0, vmax=1, cmap="viridis", shading="auto")
         near = np.abs(stars[:, 2] - z) < 0.25
-        ax.plot(stars[near, 0], stars[near, 1], "w.", ms=3, label=f"MILES stars, [Fe/H] {z - 0.25:+.2f}..{z + 0.25:+.2f}")
+        ax.plot(stars[near, 0], stars[near, 1], "w.", ms=3,
+                label=f"MILES stars, [Fe/H] {z - 0.25:+.2f}..{z + 0.25:+.2f}")
         ax.set_xticks(np.log10(ticks), [f"{t:g}" for t in ticks])
         ax.set_xlim(lt[-1], lt[0])
         ax.set_ylim(lg[-1], lg[0])
@@ -385,7 +393,8 @@ def add_cli(sub):
     p.add_argument("--empirical", required=True,
                    help="empirical set directory (shared/data/empirical/miles_calibration)")
     p.add_argument("--base", default="default", help="base model name (default: 'default')")
-    p.add_argument("--out", required=True, help="output directory (shipped: smnet_sps/data/semi_empirical_model)")
+    p.add_argument("--out", required=True, help="output directory (shipped: "
+                                                "smnet_sps/data/semi_empirical_model)")
     p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation by star (0: none)")
     p.add_argument("--grid", default=None, help="union grid file: adds CK04 interpolation to the report")
     p.add_argument("--seed", type=int, default=0)
@@ -402,7 +411,8 @@ def _cli(args):
         st.steps = args.steps
     if args.folds < 0 or args.folds == 1:
         raise ValueError(f"--folds must be 0 (no cross-validation) or >= 2, got {args.folds}")
-    scores = calibrate(args.empirical, args.out, base=args.base, folds=args.folds, settings=st, grid=args.grid)
+    scores = calibrate(args.empirical, args.out, base=args.base, folds=args.folds, settings=st,
+                       grid=args.grid)
     print(f"wrote the correction to {args.out}")
     if scores:
         from .empirical import format_class_table

@@ -2,16 +2,17 @@
 
 The procedure (as in shared/data/empirical/miles_calibration/README.md), for each star:
 
-1. the observed spectrum (MILES: air wavelengths, FWHM 2.5 A, arbitrary scale, exact zeros = gaps) is converted
-   to **vacuum** wavelengths (:func:`smnet_sps.medium.air_to_vacuum`; the package works in vacuum) and averaged,
-   flux-conservingly, onto the prediction's own pixels, so both spectra share one pixelisation;
+1. the observed spectrum (MILES: air wavelengths, FWHM 2.5 A, arbitrary scale, exact zeros = gaps) is
+   converted to **vacuum** wavelengths (:func:`smnet_sps.medium.air_to_vacuum`; the package works in vacuum)
+   and averaged, flux-conservingly, onto the prediction's own pixels, so both spectra share one pixelisation;
 2. both are smoothed with the same Gaussian, FWHM = max(40 A, 2 x the prediction's pixel step), evaluated on a
    20 A grid 3610-7350 A (:data:`COMPARISON_GRID`), each point normalised by the kernel weight of its valid
    pixels (a point whose valid pixels carry < 80 % of the kernel is dropped);
-3. the smooth, low-order shape errors of flux calibration and reddening are divided out: a 3rd-order polynomial
-   in 1/lambda is fitted to log(prediction / observed) with iterative 3-sigma clipping (sigma from the MAD);
-4. residual = prediction / observed / exp(polynomial) - 1 on the grid; the star's score is the median |residual|
-   (NaN if fewer than half of the grid points are valid);
+3. the smooth, low-order shape errors of flux calibration and reddening are divided out: a 3rd-order
+   polynomial in 1/lambda is fitted to log(prediction / observed) with iterative 3-sigma clipping (sigma from
+   the MAD);
+4. residual = prediction / observed / exp(polynomial) - 1 on the grid; the star's score is the median
+   |residual| (NaN if fewer than half of the grid points are valid);
 5. a set of stars is summarised by the median (and 90th percentile) of the per-star scores, overall and per
    class: Teff < 4000, 4000-5500, 5500-7000, 7000-10000, >= 10000 K; log g < 3.5 (giants) / >= 3.5 (dwarfs).
 
@@ -82,8 +83,8 @@ class EmpiricalStars:
         ids = np.atleast_1d(np.asarray(ids, int))
         unknown = [int(i) for i in ids if int(i) not in lookup]
         if unknown:
-            raise ValueError(f"star numbers {unknown[:10]} are not in {self.name} ({len(self)} stars, numbers "
-                             f"{int(self.star_id.min())}..{int(self.star_id.max())})")
+            raise ValueError(f"star numbers {unknown[:10]} are not in {self.name} ({len(self)} stars, "
+                             f"numbers {int(self.star_id.min())}..{int(self.star_id.max())})")
         return np.array([lookup[int(i)] for i in ids], int)
 
     def select(self, ids):
@@ -145,7 +146,8 @@ def overlap_matrix(edges_in, edges_out):
     shape = (len(edges_out) - 1, len(edges_in) - 1)
     if not rows:
         return sparse.csr_matrix(shape)
-    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape)
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=shape)
 
 
 class ComparisonOperator:
@@ -170,7 +172,8 @@ class ComparisonOperator:
         self.grid = np.asarray(grid, float)
         edges, obs_edges = _pixel_edges(w), _pixel_edges(ow)
         in_grid = (w >= self.grid[0]) & (w <= self.grid[-1])
-        self.pixel_step = float(np.median(np.diff(w[in_grid]))) if in_grid.sum() > 2 else float(np.median(np.diff(w)))
+        self.pixel_step = (float(np.median(np.diff(w[in_grid]))) if in_grid.sum() > 2
+                           else float(np.median(np.diff(w))))
         self.fwhm = float(fwhm) if fwhm is not None else max(COMPARISON_FWHM, 2.0 * self.pixel_step)
         sigma = self.fwhm / np.sqrt(8.0 * np.log(2.0))
         # prediction pixels lying wholly inside the observed range and within 5 sigma of the comparison grid
@@ -178,7 +181,8 @@ class ComparisonOperator:
                & (w >= self.grid[0] - 5 * sigma) & (w <= self.grid[-1] + 5 * sigma))
         self.pixels = np.flatnonzero(use)
         if self.pixels.size < 3:
-            raise ValueError(f"the prediction has < 3 pixels inside the observed range {ow[0]:.0f}-{ow[-1]:.0f} A")
+            raise ValueError("the prediction has < 3 pixels inside the observed range "
+                             f"{ow[0]:.0f}-{ow[-1]:.0f} A")
         if np.any(np.diff(self.pixels) != 1):
             raise ValueError("the prediction's pixels inside the observed range must be contiguous")
         e = np.concatenate([edges[self.pixels], [edges[self.pixels[-1] + 1]]])
@@ -189,7 +193,8 @@ class ComparisonOperator:
         self._kernel = np.diff(ndtr(z), axis=1)                   # (n_grid, n_used)
 
     def observed_on_pixels(self, obs_flux):
-        """Observed spectra (n, n_obs; NaN = gap) averaged onto the used prediction pixels -> (mean, coverage)."""
+        """Observed spectra (n, n_obs; NaN = gap) averaged onto the used prediction pixels
+        -> (mean, coverage)."""
         f = np.atleast_2d(np.asarray(obs_flux, float))
         good = np.isfinite(f)
         num = self._overlap @ np.where(good, f, 0.0).T            # (n_used, n)
@@ -293,7 +298,8 @@ class EmpiricalScore:
 
     def subset(self, rows):
         rows = np.asarray(rows)
-        return EmpiricalScore(self.name, self.star_id[rows], self.teff[rows], self.logg[rows], self.logz[rows],
+        return EmpiricalScore(self.name, self.star_id[rows], self.teff[rows], self.logg[rows],
+                              self.logz[rows],
                               self.residual[rows], self.score[rows], self.inside[rows], self.grid, self.fwhm)
 
 
@@ -366,7 +372,8 @@ def class_table(scores):
 
 
 def format_class_table(scores, stat="median"):
-    """Markdown: classes x sources, the ``stat`` ("median" or "p90") of per-star scores [per cent] (n stars)."""
+    """Markdown: classes x sources, the ``stat`` ("median" or "p90") of per-star scores [per cent] (n
+    stars)."""
     head = "| class | " + " | ".join(s.name for s in scores) + " |"
     lines = [head, "|---" * (len(scores) + 1) + "|"]
     stats = [s.stats() for s in scores]
@@ -419,6 +426,7 @@ def plot_worst_residuals(score, n=8):
                 transform=ax.transAxes, va="top", fontsize=8)
         ax.set_ylabel("res [%]")
     axes[-1, 0].set_xlabel("vacuum wavelength [A]")
-    fig.suptitle(f"{score.name}: worst {len(order)} stars (shape-normalised, {score.fwhm:g} A FWHM)", fontsize=10)
+    fig.suptitle(f"{score.name}: worst {len(order)} stars (shape-normalised, {score.fwhm:g} A FWHM)",
+                 fontsize=10)
     fig.tight_layout()
     return fig

@@ -70,14 +70,16 @@ def band_name(lo, hi):
 
 def error_metrics(pred, true, mask, wavelength, wave_range=(1000.0, 25000.0)):
     """median / p95 of |pred/true - 1| over ``wave_range`` (peak floor 1e-4), over >= 3000 A, and in the UV
-    (:data:`UV_RANGE`, floor :data:`UV_FLOOR` of the spectrum's peak); fractions. NaN where no pixel counts."""
+    (:data:`UV_RANGE`, floor :data:`UV_FLOOR` of the spectrum's peak); fractions. NaN where no pixel
+    counts."""
     def stats(e):
         return (float(np.median(e)), float(np.percentile(e, 95))) if e.size else (np.nan, np.nan)
     out = {}
     for key, err in (("", relative_errors(pred, true, mask, wavelength, wave_range)),
                      ("_ge3000", relative_errors(pred, true, mask, wavelength,
                                                  (max(3000.0, wave_range[0]), wave_range[1]))),
-                     ("_uv", relative_errors(pred, true, mask, wavelength, UV_RANGE, UV_FLOOR, peak_over="all"))):
+                     ("_uv", relative_errors(pred, true, mask, wavelength, UV_RANGE, UV_FLOOR,
+                                             peak_over="all"))):
         out[f"median{key}"], out[f"p95{key}"] = stats(err)
     return out
 
@@ -137,7 +139,8 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
         y_true = log1p01_forward(np.where(mask, np.clip(true, 0, None), 0) / norm, tau, x_max)
         y_pred = log1p01_forward(np.clip(pred, 0, None) / norm, tau, x_max)
         mse = float(np.mean((y_pred - y_true)[mask] ** 2))
-        row = {"n_test": int(test.size), "mse_log1p01": mse, **error_metrics(pred, true, mask, wl, wave_range)}
+        row = {"n_test": int(test.size), "mse_log1p01": mse,
+               **error_metrics(pred, true, mask, wl, wave_range)}
         base = None
         if baseline and train.size >= 2:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -157,7 +160,8 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CoverageWarning)
                 dflt, _ = gen.surface_flux(grid.teff[test], grid.logg[test], grid.logz[test], library=None)
-            row.update({f"default_{k}": v for k, v in error_metrics(dflt, true, mask, wl, wave_range).items()})
+            row.update({f"default_{k}": v for k, v in error_metrics(dflt, true, mask, wl,
+                                                                    wave_range).items()})
         if bands:
             row["bands"] = {}
             for lo, hi in TEFF_BANDS:
@@ -181,9 +185,9 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
 
 def format_accuracy_table(table):
     """Markdown table of :func:`accuracy_table` (per cent)."""
-    lines = ["| library | test nodes | MSE log1p01 | median | p95 | baseline nodes | model median / p95 there "
-             "| baseline median / p95 | model >= 3000 A median / p95 | baseline >= 3000 A | model UV median / p95 "
-             "| baseline UV |",
+    lines = ["| library | test nodes | MSE log1p01 | median | p95 | baseline nodes | model median / p95 "
+             "there | baseline median / p95 | model >= 3000 A median / p95 | baseline >= 3000 A | model UV "
+             "median / p95 | baseline UV |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for lib, r in table.items():
         b = (f"{100 * r['model_median_on_baseline_nodes']:.2f} % / "
@@ -195,9 +199,9 @@ def format_accuracy_table(table):
         bu = (f"{100 * r['baseline_median_uv']:.2f} % / {100 * r['baseline_p95_uv']:.2f} %"
               if "baseline_median_uv" in r else "-")
         lines.append(f"| {lib} | {r['n_test']} | {r['mse_log1p01']:.2e} | {100 * r['median']:.2f} % | "
-                     f"{100 * r['p95']:.2f} % | {r.get('n_baseline', 0)} | {b} | {100 * r['median_ge3000']:.2f} % / "
-                     f"{100 * r['p95_ge3000']:.2f} % | {bo} | {100 * r['median_uv']:.2f} % / "
-                     f"{100 * r['p95_uv']:.2f} % | {bu} |")
+                     f"{100 * r['p95']:.2f} % | {r.get('n_baseline', 0)} | {b} | "
+                     f"{100 * r['median_ge3000']:.2f} % / {100 * r['p95_ge3000']:.2f} % | {bo} | "
+                     f"{100 * r['median_uv']:.2f} % / {100 * r['p95_uv']:.2f} % | {bu} |")
     return "\n".join(lines)
 
 
@@ -207,13 +211,15 @@ def format_band_table(table):
     def cell(b, prefix, key):
         m, p = b.get(f"{prefix}median{key}"), b.get(f"{prefix}p95{key}")
         return "-" if m is None or not np.isfinite(m) else f"{100 * m:.2f} / {100 * p:.2f}"
-    lines = ["| library | Teff band | nodes | imitation >= 3000 A | default >= 3000 A | interpolation >= 3000 A "
-             "| imitation UV | default UV | interpolation UV |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| library | Teff band | nodes | imitation >= 3000 A | default >= 3000 A | interpolation >= "
+             "3000 A | imitation UV | default UV | interpolation UV |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for lib, r in table.items():
         for band, b in r.get("bands", {}).items():
             lines.append(f"| {lib} | {band} | {b['n_test']} | {cell(b, '', '_ge3000')} | "
                          f"{cell(b, 'default_', '_ge3000')} | {cell(b, 'baseline_', '_ge3000')} | "
-                         f"{cell(b, '', '_uv')} | {cell(b, 'default_', '_uv')} | {cell(b, 'baseline_', '_uv')} |")
+                         f"{cell(b, '', '_uv')} | {cell(b, 'default_', '_uv')} | "
+                         f"{cell(b, 'baseline_', '_uv')} |")
     return "\n".join(lines)
 
 

@@ -114,8 +114,8 @@ def _logg_value(logg):
 def _logz_value(logz):
     if not isinstance(logz, u.Quantity):
         return logz
-    if logz.unit in (u.dex, u.dimensionless_unscaled) or (isinstance(logz.unit, u.LogUnit)
-                                                          and logz.unit.physical_unit == u.dimensionless_unscaled):
+    if logz.unit in (u.dex, u.dimensionless_unscaled) or (
+            isinstance(logz.unit, u.LogUnit) and logz.unit.physical_unit == u.dimensionless_unscaled):
         return np.asarray(logz.value, float)
     raise ValueError(f"logz ([M/H]) must be a number in dex or a u.dex quantity; got unit {logz.unit}")
 
@@ -157,8 +157,8 @@ def validate_parameters(teff, logg, logz):
         out = (arr < lo) | (arr > hi)
         if out.any():
             i = int(np.flatnonzero(out)[0])
-            raise ValueError(f"{name} = {arr[i]:g} (index {i}) is outside the physical domain {lo:g} .. {hi:g} "
-                             f"{unit} accepted by the generators ({int(out.sum())} value(s) outside)")
+            raise ValueError(f"{name} = {arr[i]:g} (index {i}) is outside the physical domain {lo:g} .. "
+                             f"{hi:g} {unit} accepted by the generators ({int(out.sum())} value(s) outside)")
     return teff, logg, logz
 
 
@@ -260,7 +260,8 @@ class Generator(ABC):
             starts = tqdm(starts, desc=f"{self.name} spectra", unit="batch")
         for start in starts:
             sl = slice(start, min(start + batch_size, teff.size))
-            flux = self._batch(teff[sl], logg[sl], logz[sl], dtype=dtype, library=library, as_tensor=as_tensor)
+            flux = self._batch(teff[sl], logg[sl], logz[sl], dtype=dtype, library=library,
+                               as_tensor=as_tensor)
             if not as_tensor and out_dtype is not None:
                 flux = np.asarray(flux, dtype=out_dtype)
             yield sl, flux, inside[sl]
@@ -302,7 +303,8 @@ class Generator(ABC):
         logg : array-like, log10 surface gravity [cm s^-2] (or a dex / acceleration Quantity)
         logz : array-like, [M/H] [dex relative to solar]
         batch_size : int, points per forward pass
-        strict : bool, raise ``ValueError`` (instead of a :class:`CoverageWarning`) for points outside coverage
+        strict : bool, raise ``ValueError`` (instead of a :class:`CoverageWarning`) for points
+            outside coverage
         dtype : compute dtype for neural generators (e.g. ``torch.float32``); ignored by analytic ones
         library : training library to imitate (neural generators only; None = default / mixture)
 
@@ -345,7 +347,8 @@ class BlackbodyGenerator(Generator):
         self.wavelength = np.asarray(u.Quantity(wavelength, u.AA).value, float)
         self.box = ParameterBox(tuple(teff_range), (-np.inf, np.inf), (-np.inf, np.inf))
         self.library_boxes = {}
-        self.meta = {"flux_normalisation": "pi * B_lambda(Teff); integral -> sigma*Teff^4 over all wavelengths"}
+        self.meta = {"flux_normalisation": "pi * B_lambda(Teff); integral -> sigma*Teff^4 over all "
+                                           "wavelengths"}
 
     def _surface_flux_batch(self, teff, logg, logz, dtype=None):
         return planck_surface_flux(self.wavelength, teff)

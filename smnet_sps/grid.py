@@ -138,7 +138,8 @@ def _on_grid_ratio(wave, flux, mask, teff):
 #: the one wavelength medium of the union grid and of everything the package returns
 GRID_MEDIUM = "vacuum"
 MEDIUM_CONVERSION = ("air -> vacuum with smnet_sps.medium.air_to_vacuum (Morton 2000 / Ciddor 1996) before "
-                     "resampling; no default library needed it (all are vacuum, see each reader's MEDIUM_NOTE)")
+                     "resampling; no default library needed it (all are vacuum, see each reader's "
+                     "MEDIUM_NOTE)")
 
 
 def _to_vacuum(lib, medium):

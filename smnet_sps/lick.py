@@ -68,7 +68,8 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     wave = np.asarray(wave, float)
     flux = np.asarray(flux, float)
     if wave.ndim != 1 or flux.shape[-1] != wave.size:
-        raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and {flux.shape}")
+        raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
+                         f"{flux.shape}")
     if np.any(np.diff(wave) <= 0):
         raise ValueError("wave must be strictly increasing")
     blue, band, red = index_bands(name, medium)

@@ -52,7 +52,8 @@ def _as_aa(wave, name="wave"):
         wave = wave.to_value(u.AA, equivalencies=u.spectral())
     wave = np.asarray(wave, float)
     if wave.ndim != 1 or wave.size < 2 or not np.all(np.isfinite(wave)) or not np.all(np.diff(wave) > 0):
-        raise ValueError(f"{name} must be a 1-d, finite, strictly increasing array of >= 2 wavelengths [Angstrom]")
+        raise ValueError(f"{name} must be a 1-d, finite, strictly increasing array of >= 2 wavelengths "
+                         "[Angstrom]")
     return wave
 
 
@@ -139,7 +140,8 @@ def _gaussian_smooth_variable(flux, sigma_pix):
     kern[sig < 1e-3] = (k == 0)
     kern /= kern.sum(axis=1, keepdims=True)
     n = flux.shape[-1]
-    padded = np.concatenate([np.repeat(flux[..., :1], half, -1), flux, np.repeat(flux[..., -1:], half, -1)], -1)
+    padded = np.concatenate([np.repeat(flux[..., :1], half, -1), flux, np.repeat(flux[..., -1:], half, -1)],
+                            -1)
     out = np.zeros_like(flux)
     for j, kk in enumerate(k):
         out += kern[:, j] * padded[..., half + kk:half + kk + n]
@@ -151,8 +153,8 @@ def _blurred_boxes(edges, flux, sigma_edge, x, block=4096):
 
     The box spectrum sum_i f_i [e_i < x < e_i+1] written as a sum of steps, sum_e (f_e - f_e-1) H(x - e), each
     step blurred by its own Gaussian: sum_e (f_e - f_e-1) Phi((x - e) / s_e). A flat spectrum stays exactly
-    flat, every pixel keeps its integral, and pixel i's profile has variance width_i^2/12 + (s_i^2 + s_i+1^2)/2.
-    Beyond the ends the first and last values continue.
+    flat, every pixel keeps its integral, and pixel i's profile has variance width_i^2/12 + (s_i^2 +
+    s_i+1^2)/2. Beyond the ends the first and last values continue.
     """
     from scipy.special import ndtr
 
@@ -201,7 +203,8 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None):
     wave = _as_aa(wave)
     flux = np.asarray(flux, float)
     if flux.shape[-1] != wave.size:
-        raise ValueError(f"flux must have last axis of length {wave.size} (the wavelength grid); got {flux.shape}")
+        raise ValueError(f"flux must have last axis of length {wave.size} (the wavelength grid); got "
+                         f"{flux.shape}")
     if isinstance(velscale, u.Quantity):
         velscale = velscale.to_value(u.km / u.s)
     velscale = float(velscale)
@@ -267,6 +270,7 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
     fout = np.broadcast_to(np.asarray(fwhm_out, float), wave.shape)
     if (fout < fin * (1 - 1e-9)).any():
         i = np.flatnonzero(fout < fin * (1 - 1e-9))[0]
-        raise ValueError(f"fwhm_out must be >= fwhm_in everywhere; at {wave[i]:g} A {fout[i]:g} < {fin[i]:g} A")
+        raise ValueError(f"fwhm_out must be >= fwhm_in everywhere; at {wave[i]:g} A {fout[i]:g} < {fin[i]:g} "
+                         "A")
     sigma_aa = np.sqrt(np.clip(fout ** 2 - fin ** 2, 0, None)) / FWHM_PER_SIGMA
     return _gaussian_smooth_variable(flux, sigma_aa / np.gradient(wave))

@@ -2,10 +2,11 @@
 
 smnet-sps works in **vacuum** wavelengths throughout (as FSPS and most SPS codes do). Observed spectra and
 templates tabulated in air (MILES, SDSS-era line lists converted for MILES users, ...) are converted with the
-IAU standard formula of Morton (2000, ApJS 130, 403), based on the refractive index of Ciddor (1996, Appl. Opt.
-35, 1566) for dry air at 15 C, 101 325 Pa, 450 ppm CO2 -- the same conversion as VALD and SDSS use.
+IAU standard formula of Morton (2000, ApJS 130, 403), based on the refractive index of Ciddor (1996, Appl.
+Opt. 35, 1566) for dry air at 15 C, 101 325 Pa, 450 ppm CO2 -- the same conversion as VALD and SDSS use.
 
-By convention wavelengths shorter than 2,000 A are always vacuum: they are returned unchanged by both functions.
+By convention wavelengths shorter than 2,000 A are always vacuum: they are returned unchanged by both
+functions.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def vacuum_to_air(wavelength):
 
 
 def air_to_vacuum(wavelength):
-    """Air -> vacuum wavelength (the inverse of :func:`vacuum_to_air`, Piskunov's fit as in VALD / Morton 2000).
+    """Air -> vacuum wavelength (the inverse of :func:`vacuum_to_air`, Piskunov's fit as in VALD / Morton
+    2000).
 
     Accepts Angstrom floats or a Quantity; agrees with the exact inverse of :func:`vacuum_to_air` to < 1e-4 A.
     """
@@ -117,7 +119,8 @@ def to_medium(obj, medium="air"):
         new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
                                                 current, medium)
         if "lsf_fwhm" in attrs and current != medium:
-            attrs["lsf_fwhm"] = list(np.asarray(attrs["lsf_fwhm"], float) * (new_lam / np.asarray(obj.ssp_wave)))
+            attrs["lsf_fwhm"] = list(np.asarray(attrs["lsf_fwhm"], float)
+                                     * (new_lam / np.asarray(obj.ssp_wave)))
         attrs["wavelength_medium"] = medium
         return obj._replace(ssp_wave=new_lam, ssp_flux=flux, attrs=attrs)
     raise ValueError(f"to_medium takes a specutils.Spectrum or an SSPGrid; got {type(obj).__name__}")

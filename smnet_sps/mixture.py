@@ -7,8 +7,8 @@ libraries' own predictions. This module computes those weights:
 1. **Support -- never outside a library's box, never in its holes.** Library l's *support factor*
    ``t_l = taper_l x hole_l`` in [0, 1]:
 
-   * ``taper_l`` = product over (log10 Teff, log g, [M/H]) of smoothstep(depth_d / width_d), depth_d = distance
-     from the point to the nearest face of the box along d (<= 0 outside). It is 1 deeper than
+   * ``taper_l`` = product over (log10 Teff, log g, [M/H]) of smoothstep(depth_d / width_d), depth_d =
+     distance from the point to the nearest face of the box along d (<= 0 outside). It is 1 deeper than
      :data:`EDGE_TAPER` = (0.01 dex in Teff, 0.1 dex in log g, 0.05 dex in [M/H]) inside the box and falls
      smoothly (C1) to exactly 0 **at** the face. A library computed at a single metallicity (BaSeL 2.2 and
      CM87 at [M/H] = 0) has a box of zero [M/H] width; it is given +-:data:`SINGLE_METALLICITY_TOLERANCE`
@@ -22,11 +22,11 @@ libraries' own predictions. This module computes those weights:
 2. **Preference -- by measured fidelity.** Parameter space is cut into regions (Teff classes x giants /
    dwarfs, :class:`MixturePolicy`); each region has an order of preference of the libraries, measured
    against observed stars (:func:`rank_libraries`) or, where no star decides, :data:`DEFAULT_ORDER`. Within a
-   region the weights are stacked in that order: w_1 = t_1, w_2 = (1 - t_1) t_2, w_3 = (1 - t_1)(1 - t_2) t_3 ...,
-   then normalised: the preferred library takes everything where it is fully supported and hands over to the
-   next one only within its edge taper. Between regions the stacked weights are blended with smooth (C1)
-   memberships over :data:`REGION_TRANSITION` (0.01 dex in Teff, 0.1 dex in log g), so the spectrum never
-   steps.
+   region the weights are stacked in that order: w_1 = t_1, w_2 = (1 - t_1) t_2, w_3 = (1 - t_1)(1 - t_2)
+   t_3 ..., then normalised: the preferred library takes everything where it is fully supported and hands
+   over to the next one only within its edge taper. Between regions the stacked weights are blended with
+   smooth (C1) memberships over :data:`REGION_TRANSITION` (0.01 dex in Teff, 0.1 dex in log g), so the
+   spectrum never steps.
 
 3. **Outside every support** (outside all boxes, on a face where no other library takes over, or in a hole
    that no other library fills) the weights go to the libraries as distance^-8 to their boxes (in taper
@@ -49,7 +49,8 @@ __all__ = ["EDGE_TAPER", "SINGLE_METALLICITY_TOLERANCE", "HOLE_FULL", "HOLE_ZERO
            "stacked_weights", "band_memberships", "MixturePolicy", "LibraryMixture", "rank_libraries",
            "blend_log_flux", "plot_mixture_map", "widen_single_metallicity"]
 
-EDGE_TAPER = (0.01, 0.1, 0.05)          # [dex] log10 Teff, log g, [M/H]: inside width over which a weight -> 0
+# [dex] log10 Teff, log g, [M/H]: inside width over which a weight -> 0
+EDGE_TAPER = (0.01, 0.1, 0.05)
 SINGLE_METALLICITY_TOLERANCE = 0.25     # [dex] +- around a single-metallicity library (half a nominal step)
 HOLE_FULL, HOLE_ZERO = 1.25, 1.5        # node distance / local spacing: full weight below, none above
 NODE_STEPS = (0.02, 0.5, 0.5)           # nominal grid steps (= neural.COVERAGE_SPACING)
@@ -60,7 +61,8 @@ LOGG_EDGES = (3.5,)                                       # giants / dwarfs
 # then the Kurucz models (CK04) for everything they cover, NextGen (M dwarfs), BaSeL (M giants, the only
 # library there), CM87 (the only one above 60 kK).
 DEFAULT_ORDER = ("wmbasic", "ck04", "nextgen", "basel22", "cm87")
-FALLBACK_POWER = 8                      # outside every support: weights ~ distance^-8 (nearly the nearest box)
+# outside every support: weights ~ distance^-8 (nearly the nearest box)
+FALLBACK_POWER = 8
 MIXTURE_FILE = "mixture.json"
 MIXTURE_FORMAT = "smnet-sps mixture"
 MIN_STARS = 5                           # stars needed to let a pair of libraries be ranked by the data
@@ -123,7 +125,8 @@ def stacked_weights(support, order):
 
 
 def band_memberships(x, edges, width):
-    """Smooth partition of unity over the len(edges) + 1 bands cut at ``edges`` (C1 over ``width``), (n, B)."""
+    """Smooth partition of unity over the len(edges) + 1 bands cut at ``edges`` (C1 over ``width``),
+    (n, B)."""
     x = np.asarray(x, float)
     above = [np.ones_like(x)] + [smoothstep((x - e) / width + 0.5) for e in edges] + [np.zeros_like(x)]
     return np.stack([above[k] - above[k + 1] for k in range(len(edges) + 1)], 1)
@@ -156,24 +159,28 @@ class MixturePolicy:
     def region_names(self):
         te = [0.0, *self.teff_edges, np.inf]
         ge = [-np.inf, *self.logg_edges, np.inf]
-        return [[f"Teff {te[i]:g}-{te[i + 1]:g} K, log g {ge[k]:g}..{ge[k + 1]:g}" for k in range(len(ge) - 1)]
+        return [[f"Teff {te[i]:g}-{te[i + 1]:g} K, log g {ge[k]:g}..{ge[k + 1]:g}"
+                 for k in range(len(ge) - 1)]
                 for i in range(len(te) - 1)]
 
     def to_dict(self):
         return {"format": MIXTURE_FORMAT, "format_version": 1, "teff_edges": list(self.teff_edges),
                 "logg_edges": list(self.logg_edges), "orders": self.orders, "evidence": self.evidence,
                 "edge_taper": list(EDGE_TAPER), "single_metallicity_tolerance": SINGLE_METALLICITY_TOLERANCE,
-                "hole": [HOLE_FULL, HOLE_ZERO], "region_transition": list(REGION_TRANSITION), "meta": self.meta}
+                "hole": [HOLE_FULL, HOLE_ZERO], "region_transition": list(REGION_TRANSITION),
+                "meta": self.meta}
 
     @classmethod
     def from_dict(cls, d):
         if d.get("format") != MIXTURE_FORMAT:
-            raise ValueError(f"not a mixture file: format is {d.get('format')!r}, expected {MIXTURE_FORMAT!r}")
+            raise ValueError(f"not a mixture file: format is {d.get('format')!r}, expected "
+                             f"{MIXTURE_FORMAT!r}")
         orders = d.get("orders")
         n_t, n_g = len(d["teff_edges"]) + 1, len(d["logg_edges"]) + 1
         if orders is not None and (len(orders) != n_t or any(len(r) != n_g for r in orders)):
             raise ValueError(f"mixture file: orders must be {n_t} Teff bands x {n_g} log g bands")
-        return cls(tuple(d["teff_edges"]), tuple(d["logg_edges"]), orders, d.get("evidence", []), d.get("meta", {}))
+        return cls(tuple(d["teff_edges"]), tuple(d["logg_edges"]), orders, d.get("evidence", []),
+                   d.get("meta", {}))
 
     def save(self, path):
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
@@ -256,7 +263,8 @@ class LibraryMixture:
 
     def support(self, log_teff, logg, logz):
         """Support factors t_l in [0, 1], shape (n, n_libraries) (box taper x hole factor)."""
-        p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)], 1)
+        p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)],
+                     1)
         t = np.stack([box_taper(p, b) for b in self.boxes], 1)
         for j in range(t.shape[1]):
             rows = np.flatnonzero(t[:, j] > 0)
@@ -267,7 +275,8 @@ class LibraryMixture:
 
     def weights(self, log_teff, logg, logz):
         """Mixture weights, shape (n, n_libraries), rows sum to 1 (see the module doc)."""
-        p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)], 1)
+        p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)],
+                     1)
         t = self.support(p[:, 0], p[:, 1], p[:, 2])
         if self._orders is None:
             w = t
@@ -338,7 +347,8 @@ def rank_libraries(library_names, scores, teff, logg, supported, teff_edges=TEFF
     -------
     MixturePolicy. In a region, library A is preferred to B when the data decide it (above) and the median
     over their common stars of (score_A - score_B) is negative (a paired comparison); libraries are ordered
-    by their number of such wins (Copeland), ties by the default order. ``evidence`` lists every measured pair.
+    by their number of such wins (Copeland), ties by the default order. ``evidence`` lists every measured
+    pair.
     """
     from scipy.stats import binomtest
     names = list(library_names)
@@ -369,7 +379,8 @@ def rank_libraries(library_names, scores, teff, logg, supported, teff_edges=TEFF
                         decided = p < max_p and np.median(d) != 0
                         if decided:
                             winner = na if np.median(d) < 0 else nb
-                        evidence.append({"teff": [te[i], te[i + 1]], "logg": [ge[k], ge[k + 1]], "pair": [na, nb],
+                        evidence.append({"teff": [te[i], te[i + 1]], "logg": [ge[k], ge[k + 1]],
+                                         "pair": [na, nb],
                                          "n_stars": int(common.sum()), "n_first_better": n_a,
                                          "median_score": [float(np.median(scores[a, common])),
                                                           float(np.median(scores[b, common]))],

@@ -56,9 +56,10 @@ def blackbody_constants(wavelength):
     """Per-pixel constants of the blackbody log ratio (float64 ndarrays, shape (n_wave,)).
 
     Returns ``(a, b)`` with a = log10(2 pi h c^2 1e-8 / sigma) - 5 log10(lam_cm) [log10 A^-1 K^4] and
-    b = h c / (k lam_cm) [K], so that log10(pi B_lambda / sigma T^4) = a - 4 log10 T - ln(e^(b/T) - 1) / ln 10.
-    Computed once per model in float64; the generators' torch path (``NeuralGenerator._finish_``) uses them
-    as ln(pi B / sigma T^4) = ln10 a - 4 ln T - x - ln(-expm1(-x)) with x = b / T.
+    b = h c / (k lam_cm) [K], so that log10(pi B_lambda / sigma T^4) = a - 4 log10 T -
+    ln(e^(b/T) - 1) / ln 10. Computed once per model in float64; the generators' torch path
+    (``NeuralGenerator._finish_``) uses them as ln(pi B / sigma T^4) = ln10 a - 4 ln T - x - ln(-expm1(-x))
+    with x = b / T.
     """
     from .constants import SIGMA_SB
     h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
@@ -112,7 +113,8 @@ class _Refine(nn.Module):
         pos = self.pos_encoding.to(coarse.dtype).unsqueeze(0).expand(n, -1, -1)
         inp = torch.cat([coarse.unsqueeze(1), self.cond_proj(x).unsqueeze(1), pos], dim=1)   # (n, 5, L)
         gelu = nn.functional.gelu
-        branches = torch.cat([gelu(self._conv(self.branch3_conv, inp)), gelu(self._conv(self.branch5_conv, inp)),
+        branches = torch.cat([gelu(self._conv(self.branch3_conv, inp)),
+                              gelu(self._conv(self.branch5_conv, inp)),
                               gelu(self._conv(self.branch7_conv, inp))], dim=1)
         fused = self._conv(self.fuse_conv2, gelu(self._conv(self.fuse_conv1, branches)))
         return coarse + fused.squeeze(1)
@@ -146,7 +148,8 @@ class SMNet(nn.Module):
         self.refine = _Refine(self.L)
         self.baseline = nn.Parameter(torch.zeros(self.L))
         # Zero init so training starts from the learned baseline (as the release does).
-        for mod in (self.layer3, self.input_proj_1, self.input_proj_2, self.input_proj_3, self.refine.fuse_conv2):
+        for mod in (self.layer3, self.input_proj_1, self.input_proj_2, self.input_proj_3,
+                    self.refine.fuse_conv2):
             nn.init.zeros_(mod.weight)
             nn.init.zeros_(mod.bias)
 
@@ -235,9 +238,10 @@ class SpectrumMLP(nn.Module):
     def __init__(self, n_wave, n_libraries=1, width=256, depth=3):
         super().__init__()
         if min(int(n_wave), int(n_libraries), int(width), int(depth)) < 1:
-            raise ValueError(f"SpectrumMLP sizes must be >= 1; got n_wave={n_wave}, n_libraries={n_libraries}, "
-                             f"width={width}, depth={depth}")
-        self.n_wave, self.n_libraries, self.width, self.depth = int(n_wave), int(n_libraries), int(width), int(depth)
+            raise ValueError(f"SpectrumMLP sizes must be >= 1; got n_wave={n_wave}, "
+                             f"n_libraries={n_libraries}, width={width}, depth={depth}")
+        self.n_wave, self.n_libraries = int(n_wave), int(n_libraries)
+        self.width, self.depth = int(width), int(depth)
         layers, n_in = [], 3 + self.n_libraries
         for _ in range(self.depth):
             layers += [nn.Linear(n_in, self.width), nn.SiLU()]
@@ -252,7 +256,8 @@ class SpectrumMLP(nn.Module):
         self.register_buffer("out_hi", torch.full((self.n_wave,), 1e6))
 
     def forward(self, x, mixture):
-        """Standardised log spectrum z, shape (n, n_wave), for scaled params x (n, 3) and mixture (n, n_lib)."""
+        """Standardised log spectrum z, shape (n, n_wave), for scaled params x (n, 3) and
+        mixture (n, n_lib)."""
         return self.net(torch.cat([x, mixture], dim=1))
 
     def log_ratio(self, x, mixture):
@@ -269,7 +274,8 @@ class SpectrumMLP(nn.Module):
 
 
 def build_model(arch, **kwargs):
-    """Instantiate an architecture by name: ``"mlp"`` (:class:`SpectrumMLP`) or ``"smnet"`` (:class:`SMNet`)."""
+    """Instantiate an architecture by name: ``"mlp"`` (:class:`SpectrumMLP`) or ``"smnet"``
+    (:class:`SMNet`)."""
     archs = {"mlp": SpectrumMLP, "smnet": SMNet}
     if arch not in archs:
         raise ValueError(f"unknown architecture {arch!r}; allowed: {sorted(archs)}")
@@ -285,7 +291,8 @@ def log1p01_forward(x, tau, x_max):
 
 
 def log1p01_inverse(y, tau, x_max):
-    """Inverse of :func:`log1p01_forward`: x = tau * (exp(y * log1p(x_max / tau)) - 1). Works on numpy or torch."""
+    """Inverse of :func:`log1p01_forward`: x = tau * (exp(y * log1p(x_max / tau)) - 1). Works on numpy or
+    torch."""
     if isinstance(y, torch.Tensor):
         return tau * torch.expm1(y * math.log1p(x_max / tau))
     return tau * np.expm1(np.asarray(y, float) * np.log1p(x_max / tau))

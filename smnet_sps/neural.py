@@ -2,8 +2,8 @@
 
 ``load_generator()`` (or ``load_generator("default")``) returns the shipped default model (the names of the
 shipped models are the keys of :data:`SHIPPED_MODELS`); ``load_generator(directory)`` a model written by
-``smnet-sps train``; ``load_generator("lookup_model_....pt", meta="....meta.npz")`` a released SM-Net checkpoint
-(Anwar et al. 2026, arXiv:2603.23899; Zenodo DOI 10.5281/zenodo.18883385).
+``smnet-sps train``; ``load_generator("lookup_model_....pt", meta="....meta.npz")`` a released SM-Net
+checkpoint (Anwar et al. 2026, arXiv:2603.23899; Zenodo DOI 10.5281/zenodo.18883385).
 
 The whole forward path runs in torch on the generator's device: input scaling, the network (all
 libraries of a batch in one stacked pass), the blend of the libraries' log spectra, the blackbody reference,
@@ -60,7 +60,8 @@ def default_model_path():
 # model is one line here (e.g. ``"semi-empirical": lambda: PACKAGE_DATA / "semi_empirical_model"``).
 SHIPPED_MODELS = {
     "default": default_model_path,
-    # loaded by load_generator as SemiEmpiricalGenerator (the default model times a MILES-calibrated correction)
+    # loaded by load_generator as SemiEmpiricalGenerator
+    # (the default model times a MILES-calibrated correction)
     "semi-empirical": lambda: PACKAGE_DATA / "semi_empirical_model",
 }
 
@@ -161,7 +162,8 @@ class _TorchGenerator(Generator):
         dtype = _resolve_dtype(dtype) or self.dtype
         if dtype not in self._models:
             model = copy.deepcopy(self._model).to(self.device, dtype)
-            if dtype in (torch.bfloat16, torch.float16) and isinstance(getattr(model, "net", None), torch.nn.Sequential):
+            if (dtype in (torch.bfloat16, torch.float16)
+                    and isinstance(getattr(model, "net", None), torch.nn.Sequential)):
                 # the input layer stays float32: bf16 inputs alone would quantise log Teff to ~0.4 %
                 model.net[0] = copy.deepcopy(self._model.net[0]).to(self.device, torch.float32)
             self._models[dtype] = model
@@ -189,7 +191,8 @@ def _with_metallicity_tolerance(box):
     lo, hi = box.logz
     if hi > lo:
         return box
-    return ParameterBox(box.teff, box.logg, (lo - SINGLE_METALLICITY_TOLERANCE, hi + SINGLE_METALLICITY_TOLERANCE))
+    return ParameterBox(box.teff, box.logg, (lo - SINGLE_METALLICITY_TOLERANCE,
+                                             hi + SINGLE_METALLICITY_TOLERANCE))
 
 
 _REQUIRED_KEYS = ("arch", "arch_kwargs", "library_names", "box", "library_boxes", "input_scaling")
@@ -208,7 +211,8 @@ class NeuralGenerator(_TorchGenerator):
         (faster on accelerators; accuracy in docs/generator.md) or ``float64``
     library : str or None
         Default library to imitate (one of ``library_names``); None = the smooth mixture (see
-        :mod:`smnet_sps.mixture`). Every call may override it with ``library=``; the generator itself never changes.
+        :mod:`smnet_sps.mixture`). Every call may override it with ``library=``; the generator itself never
+        changes.
     renormalise : bool
         False (default): the network's output as it is; its integral is sigma Teff^4 to a median 0.1-2 %
         per library on held-out nodes (benchmarks/RESULTS.md). True: rescale each spectrum so its integral
@@ -231,7 +235,8 @@ class NeuralGenerator(_TorchGenerator):
             raise ValueError(f"{cfg_path}: format is {fmt!r}, expected {MODEL_FORMAT!r}")
         missing = [k for k in _REQUIRED_KEYS if k not in cfg]
         if missing:
-            raise ValueError(f"{cfg_path} lacks the key(s) {missing}; a model config needs {list(_REQUIRED_KEYS)}")
+            raise ValueError(f"{cfg_path} lacks the key(s) {missing}; a model config needs "
+                             f"{list(_REQUIRED_KEYS)}")
         self.config = cfg
         self.directory = directory
         self.name = cfg.get("name", directory.name)
@@ -255,9 +260,9 @@ class NeuralGenerator(_TorchGenerator):
         if expected is not None and weights_path.is_file():
             got = weights_sha256(weights_path)
             if got != expected:
-                raise ValueError(f"weights file {weights_path} does not match its config.json: sha256 {got[:16]}... "
-                                 f"!= recorded weights_sha256 {str(expected)[:16]}...; the file is corrupt or was "
-                                 "replaced")
+                raise ValueError(f"weights file {weights_path} does not match its config.json: sha256 "
+                                 f"{got[:16]}... != recorded weights_sha256 {str(expected)[:16]}...; the "
+                                 "file is corrupt or was replaced")
         sd = _torch_load(weights_path)
         if not isinstance(sd, dict):
             raise ValueError(f"weights file {weights_path} is not a state_dict")
@@ -279,12 +284,14 @@ class NeuralGenerator(_TorchGenerator):
         nodes_path = directory / cfg.get("nodes_file", "nodes.npz")
         self.nodes = dict(np.load(nodes_path)) if nodes_path.is_file() else None
         self.default_library = self._check_library(library)
-        norm = (f"; each spectrum rescaled so its integral over {self.wavelength[0]:g}-{self.wavelength[-1]:g} A "
-                "= sigma*Teff^4" if self.renormalise else " (not renormalised)")
+        norm = ("; each spectrum rescaled so its integral over "
+                f"{self.wavelength[0]:g}-{self.wavelength[-1]:g} A = sigma*Teff^4" if self.renormalise
+                else " (not renormalised)")
         self.meta = {"flux_normalisation": ("model predicts log10(F_lambda / (sigma Teff^4)) (relative to a "
-                                            "blackbody); F_lambda = 10**pred * sigma Teff^4" if self.arch == "mlp" else
-                                            "model predicts F_lambda/(sigma Teff^4) in log1p01 space; F_lambda = "
-                                            "x * sigma Teff^4") + norm,
+                                            "blackbody); F_lambda = 10**pred * sigma Teff^4"
+                                            if self.arch == "mlp" else
+                                            "model predicts F_lambda/(sigma Teff^4) in log1p01 space; "
+                                            "F_lambda = x * sigma Teff^4") + norm,
                      "model": self.name, "arch": self.arch,
                      "citation": "Anwar et al. 2026 (arXiv:2603.23899) for SM-Net; smnet-sps"}
 
@@ -294,15 +301,16 @@ class NeuralGenerator(_TorchGenerator):
         if library is None:
             return getattr(self, "default_library", None)
         if library not in self.library_names:
-            raise ValueError(f"unknown library {library!r}; this model knows {self.library_names} (or None for "
-                             "the smooth mixture)")
+            raise ValueError(f"unknown library {library!r}; this model knows {self.library_names} (or None "
+                             "for the smooth mixture)")
         return library
 
     def mixture(self, teff, logg, logz, library=None):
         """Library-mixture weights, shape (n, n_libraries), rows sum to 1: one-hot for a named library, else
-        the default mixture (:class:`smnet_sps.mixture.LibraryMixture`: never outside a library's box or in its
-        holes, preferences from ``mixture.json``)."""
-        teff, logg, logz = (np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(teff, logg, logz))
+        the default mixture (:class:`smnet_sps.mixture.LibraryMixture`: never outside a library's box or in
+        its holes, preferences from ``mixture.json``)."""
+        teff, logg, logz = (np.atleast_1d(np.asarray(a, float))
+                            for a in np.broadcast_arrays(teff, logg, logz))
         if library is not None:
             out = np.zeros((teff.size, len(self.library_names)))
             out[:, self.library_names.index(self._check_library(library))] = 1.0
@@ -370,7 +378,8 @@ class NeuralGenerator(_TorchGenerator):
         if rest.size and k > 1:
             dist, idx = tree.query(pts[rest], k=k, distance_upper_bound=reach)
             dist, idx = dist.reshape(rest.size, k), idx.reshape(rest.size, k)
-            ok = self._qualifies(dist, idx, idx < spacing.size, spacing, lib_of_node, inbox[sel[rest]][:, None, :])
+            ok = self._qualifies(dist, idx, idx < spacing.size, spacing, lib_of_node,
+                                 inbox[sel[rest]][:, None, :])
             near[rest] = ok.any(1)
         out = np.zeros(teff.size, bool)
         out[sel] = near
@@ -432,7 +441,8 @@ class NeuralGenerator(_TorchGenerator):
         return rows, libs, mix[rows, libs]
 
     def _network_log_ratio(self, model, x, libs, compute):
-        """log10(F / sigma T^4) - reference, shape (m, n_wave), for scaled inputs x (m, 3), library ids (m,)."""
+        """log10(F / sigma T^4) - reference, shape (m, n_wave), for scaled inputs x (m, 3),
+        library ids (m,)."""
         inp = torch.cat([x, self._constants(x.device, x.dtype)["eye"][libs]], dim=1)
         z = _padded_net(lambda t: _mlp_forward(model.net, t), inp)   # padded rows: as in any larger batch
         z = torch.clamp(z.to(compute), model.out_lo.to(compute), model.out_hi.to(compute))
@@ -504,7 +514,8 @@ class NeuralGenerator(_TorchGenerator):
         return out
 
     def _finish_(self, v, rows_q, sl, out):
-        """Rows ``sl``: network log10 ratio (``mlp``; the linear ratio for ``smnet``) -> F_lambda into out[sl].
+        """Rows ``sl``: network log10 ratio (``mlp``; the linear ratio for ``smnet``) -> F_lambda into
+        out[sl].
 
         In place, in the compute dtype: + blackbody reference, exponentiation, optional renormalisation,
         x sigma Teff^4.
@@ -578,7 +589,8 @@ class NeuralGenerator(_TorchGenerator):
         c = self._constants(self.device, dtype)
         c64 = self._constants(self.device, torch.float64)
         # scaled in float64 as in the fast path (float32 log10 Teff alone moved far-UV pixels by 7e-5)
-        p64 = torch.stack([torch.log10(teff.to(torch.float64)), logg.to(torch.float64), logz.to(torch.float64)], 1)
+        p64 = torch.stack([torch.log10(teff.to(torch.float64)), logg.to(torch.float64),
+                           logz.to(torch.float64)], 1)
         scaled = ((p64 - c64["lo"]) / c64["span"]).to(dtype)
         norm = SIGMA_SB * teff**4
         if self.arch != "mlp":
@@ -627,7 +639,8 @@ class ReleasedSMNetGenerator(_TorchGenerator):
                 md = {k: m[k] for k in m.files}
         except Exception as exc:               # noqa: BLE001
             raise ValueError(f"cannot read meta file {meta}: not a valid .npz ({exc})") from exc
-        need = ["wave", "tau", "x_max", "Teff_min", "Teff_max", "logG_min", "logG_max", "logZ_min", "logZ_max"]
+        need = ["wave", "tau", "x_max", "Teff_min", "Teff_max", "logG_min", "logG_max", "logZ_min",
+                "logZ_max"]
         missing = [k for k in need if k not in md]
         if missing:
             raise ValueError(f"meta file {meta} lacks keys {missing}; a released meta.npz has {need}")
@@ -639,13 +652,14 @@ class ReleasedSMNetGenerator(_TorchGenerator):
             raise ValueError(f"{weights}: {exc}") from exc
         L = md["wave"].size
         if model.L != L:
-            raise ValueError(f"weights {weights.name} have L = {model.L} output pixels but meta {meta.name} has "
-                             f"{L} wavelengths; use the meta.npz released with this checkpoint")
+            raise ValueError(f"weights {weights.name} have L = {model.L} output pixels but meta {meta.name} "
+                             f"has {L} wavelengths; use the meta.npz released with this checkpoint")
         self.wavelength = md["wave"].astype(float)
         self.tau, self.x_max = float(md["tau"]), float(md["x_max"])
         self._lo = np.array([md["Teff_min"], md["logG_min"], md["logZ_min"]], float)
         self._hi = np.array([md["Teff_max"], md["logG_max"], md["logZ_max"]], float)
-        self.box = ParameterBox((self._lo[0], self._hi[0]), (self._lo[1], self._hi[1]), (self._lo[2], self._hi[2]))
+        self.box = ParameterBox((self._lo[0], self._hi[0]), (self._lo[1], self._hi[1]),
+                                (self._lo[2], self._hi[2]))
         self.library_boxes = {}
         self.name = weights.stem
         self.B, self.L = model.B, model.L
@@ -656,7 +670,8 @@ class ReleasedSMNetGenerator(_TorchGenerator):
                                                           if normalisation == "blackbody" else
                                                           " (flux outside that range is ignored)")),
             "weights": str(weights), "meta_file": str(meta),
-            "citation": "Anwar, Robotham, Cortese & Vinsen 2026, arXiv:2603.23899; Zenodo 10.5281/zenodo.18883385"}
+            "citation": "Anwar, Robotham, Cortese & Vinsen 2026, arXiv:2603.23899; Zenodo "
+                        "10.5281/zenodo.18883385"}
 
     def scale_inputs(self, teff, logg, logz):
         """The release's scaling: min-max with the meta box (Teff linear), clipped to [0, 1]."""
@@ -700,8 +715,8 @@ def _resolve_model_path(path):
     try:
         return Path(path)
     except TypeError as exc:
-        raise ValueError(f"model must be a shipped model name {sorted(SHIPPED_MODELS)}, a model directory or a "
-                         f"released .pt checkpoint path; got {type(path).__name__}") from exc
+        raise ValueError(f"model must be a shipped model name {sorted(SHIPPED_MODELS)}, a model directory or "
+                         f"a released .pt checkpoint path; got {type(path).__name__}") from exc
 
 
 def load_generator(path=None, meta=None, device="auto", library=None, dtype=None, **kwargs):
@@ -710,9 +725,9 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
     Parameters
     ----------
     path : None, a shipped model name, a model directory, or a released ``.pt`` file
-        None or ``"default"`` -> the shipped default model; ``"semi-empirical"`` -> the default model calibrated
-        on observed stars (:class:`smnet_sps.semi_empirical.SemiEmpiricalGenerator`); names: the keys of
-        :data:`SHIPPED_MODELS`.
+        None or ``"default"`` -> the shipped default model; ``"semi-empirical"`` -> the default model
+        calibrated on observed stars (:class:`smnet_sps.semi_empirical.SemiEmpiricalGenerator`); names: the
+        keys of :data:`SHIPPED_MODELS`.
     meta : path, the released ``.meta.npz`` (required with a ``.pt`` file)
     device : ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     library : default library to imitate for our models (None = smooth mixture)
@@ -729,7 +744,8 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
     ModelNotFoundError (a ValueError and a FileNotFoundError)
         ``path`` is neither a shipped model name nor an existing path; the message lists the shipped models.
     """
-    if isinstance(path, str) and path == "semi-empirical":     # a wrapper of the default model, not a directory
+    # a wrapper of the default model, not a directory
+    if isinstance(path, str) and path == "semi-empirical":
         from .semi_empirical import SemiEmpiricalGenerator
         if library is not None or meta is not None or set(kwargs) - {"renormalise"}:
             raise ValueError("the semi-empirical model takes only device=, dtype= and renormalise=")

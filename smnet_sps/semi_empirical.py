@@ -33,7 +33,8 @@ from torch import nn
 from .constants import PACKAGE_DATA
 from .generator import Generator, validate_parameters
 
-__all__ = ["SemiEmpiricalGenerator", "CorrectionNet", "semi_empirical_model_path", "file_sha256", "base_fingerprint",
+__all__ = ["SemiEmpiricalGenerator", "CorrectionNet", "semi_empirical_model_path", "file_sha256",
+           "base_fingerprint",
            "wavelength_taper", "low_order_basis", "kernel_density", "density_to_weight", "FORMAT"]
 
 FORMAT = "smnet-sps semi-empirical correction"
@@ -96,7 +97,8 @@ def kernel_density(points, stars, scales, chunk=4096):
 
 
 def density_to_weight(n_eff, n_half):
-    """Empirical weight 1 - exp(-(n_eff / n_half)^2): ~0.63 at n_eff = n_half, -> 1 among many stars, ~0 far away.
+    """Empirical weight 1 - exp(-(n_eff / n_half)^2): ~0.63 at n_eff = n_half, -> 1 among many stars, ~0 far
+    away.
 
     Smooth in n_eff, hence in the parameters.
     """
@@ -106,8 +108,8 @@ def density_to_weight(n_eff, n_half):
 class CorrectionNet(nn.Module):
     """MLP (scaled log Teff, log g, [M/H]) -> u (n_pix); correction c = taper * (u - Q Q^T u).
 
-    Q is an orthonormal basis of taper x (low-order polynomials in 1/lambda), so c is exactly orthogonal to those
-    polynomials and vanishes where the taper does.
+    Q is an orthonormal basis of taper x (low-order polynomials in 1/lambda), so c is exactly orthogonal to
+    those polynomials and vanishes where the taper does.
     """
 
     def __init__(self, n_pix, width=64, depth=2, taper=None, basis=None, in_lo=None, in_hi=None):
@@ -127,15 +129,17 @@ class CorrectionNet(nn.Module):
         q, _ = torch.linalg.qr(torch.as_tensor(basis, dtype=torch.float64) * taper.double()[:, None])
         self.register_buffer("taper", taper.float())
         self.register_buffer("q", q.float())
-        self.register_buffer("in_lo", torch.as_tensor(np.zeros(3) if in_lo is None else in_lo, dtype=torch.float32))
-        self.register_buffer("in_hi", torch.as_tensor(np.ones(3) if in_hi is None else in_hi, dtype=torch.float32))
+        self.register_buffer("in_lo", torch.as_tensor(np.zeros(3) if in_lo is None else in_lo,
+                                                      dtype=torch.float32))
+        self.register_buffer("in_hi", torch.as_tensor(np.ones(3) if in_hi is None else in_hi,
+                                                      dtype=torch.float32))
 
     def forward(self, params, shaped=True):
         """params: (n, 3) (log10 Teff, log g, [M/H]) -> c (n, n_pix), natural log of the flux factor.
 
-        ``shaped=False`` returns the raw u, used in training: the loss removes each star's low-order shape itself,
-        and fitting u without the taper keeps u at the data's amplitude in the taper zones (a tapered fit would
-        inflate u there to undo the taper, i.e. no taper at all).
+        ``shaped=False`` returns the raw u, used in training: the loss removes each star's low-order shape
+        itself, and fitting u without the taper keeps u at the data's amplitude in the taper zones (a tapered
+        fit would inflate u there to undo the taper, i.e. no taper at all).
         """
         x = (params - self.in_lo) / (self.in_hi - self.in_lo)
         u = self.net(x.clamp(0.0, 1.0))
@@ -157,19 +161,22 @@ class SemiEmpiricalGenerator(Generator):
         None -> the shipped one (:func:`semi_empirical_model_path`).
     base : Generator or None
         The theoretical base model; None -> the model named in ``config.json`` (the shipped default). It must
-        be the model the correction was calibrated on (sha256 of its weights and mixture files, and its spectra
-        at 8 probe points, checked: ValueError otherwise) unless ``check_base=False``.
-    device, dtype : as :func:`smnet_sps.neural.load_generator` (for the base model; the correction runs on CPU).
-    renormalise : bool, passed to the base model when it is loaded here: True makes every base spectrum, and so
-        every semi-empirical one, integrate to sigma Teff^4 exactly (see :class:`~smnet_sps.neural.NeuralGenerator`).
+        be the model the correction was calibrated on (sha256 of its weights and mixture files, and its
+        spectra at 8 probe points, checked: ValueError otherwise) unless ``check_base=False``.
+    device, dtype : as :func:`smnet_sps.neural.load_generator` (for the base model; the correction runs
+        on CPU).
+    renormalise : bool, passed to the base model when it is loaded here: True makes every base spectrum,
+        and so every semi-empirical one, integrate to sigma Teff^4 exactly (see
+        :class:`~smnet_sps.neural.NeuralGenerator`).
     """
 
-    def __init__(self, directory=None, base=None, device="auto", dtype=None, check_base=True, renormalise=False):
+    def __init__(self, directory=None, base=None, device="auto", dtype=None, check_base=True,
+                 renormalise=False):
         directory = Path(semi_empirical_model_path() if directory is None else directory)
         cfg_path = directory / "config.json"
         if not cfg_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a semi-empirical correction directory: no config.json "
-                                    "(write one with `smnet-sps calibrate`)")
+            raise FileNotFoundError(f"{directory} is not a semi-empirical correction directory: no "
+                                    "config.json (write one with `smnet-sps calibrate`)")
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("format") != FORMAT:
             raise ValueError(f"{cfg_path}: format is {cfg.get('format')!r}, expected {FORMAT!r}")
@@ -183,8 +190,8 @@ class SemiEmpiricalGenerator(Generator):
         elif check_base:
             base_dir = getattr(base, "directory", None)
             if base_dir is None:
-                raise ValueError("base= must be a NeuralGenerator with a model directory (to check its weights "
-                                 "against the calibration), or pass check_base=False")
+                raise ValueError("base= must be a NeuralGenerator with a model directory (to check its "
+                                 "weights against the calibration), or pass check_base=False")
             _check_base_sha(cfg, Path(base_dir))
         self.base = base
         self.name = NAME
@@ -194,11 +201,12 @@ class SemiEmpiricalGenerator(Generator):
         pix = cfg["pixels"]
         self._i0, self._i1 = int(pix["start"]), int(pix["stop"])
         if not 1 <= self._i0 < self._i1 < self.wavelength.size:
-            raise ValueError(f"{directory}: correction pixels {self._i0}:{self._i1} must lie strictly inside the base "
-                             f"model's {self.wavelength.size} pixels")
+            raise ValueError(f"{directory}: correction pixels {self._i0}:{self._i1} must lie strictly inside "
+                             f"the base model's {self.wavelength.size} pixels")
         wl = self.wavelength[self._i0:self._i1]
         if wl.size != pix["n"] or not np.allclose(wl, np.asarray(pix["wavelength"], float)):
-            raise ValueError(f"{directory}: the correction's pixels do not match the base model's wavelength grid")
+            raise ValueError(f"{directory}: the correction's pixels do not match the base model's wavelength "
+                             "grid")
         dens = cfg["density"]
         with np.load(directory / dens["stars_file"]) as z:
             stars = {k: np.asarray(z[k]) for k in z.files}
@@ -210,8 +218,8 @@ class SemiEmpiricalGenerator(Generator):
         if check_base and "probe_params" in stars:
             _check_base_probe(base, self._i0, self._i1, stars["probe_params"], stars["probe_ln_flux"], dtype)
         taper = cfg["taper"]
-        self.meta = {"flux_normalisation": ("base model x exp(empirical weight x correction), rescaled so that "
-                                            "the integral equals the base model's; base: "
+        self.meta = {"flux_normalisation": ("base model x exp(empirical weight x correction), rescaled so "
+                                            "that the integral equals the base model's; base: "
                                             + str(base.meta.get("flux_normalisation", ""))),
                      "model": NAME, "base_model": cfg["base"]["name"],
                      "empirical_range_aa": f"{taper['lo']:g}-{taper['hi']:g} (vacuum)",
@@ -237,7 +245,8 @@ class SemiEmpiricalGenerator(Generator):
 
     @torch.no_grad()
     def _weighted_correction(self, teff, logg, logz):
-        """(rows with a non-zero weight, w * c on the correction's pixels (n_rows, n_pix)) for validated inputs."""
+        """(rows with a non-zero weight, w * c on the correction's pixels (n_rows, n_pix)) for validated
+        inputs."""
         w = self.empirical_weight(teff, logg, logz)
         rows = np.flatnonzero(w > 0)
         if not rows.size:
@@ -246,7 +255,8 @@ class SemiEmpiricalGenerator(Generator):
         return rows, self._net(p).double().numpy() * w[rows, None]
 
     def correction(self, teff, logg, logz):
-        """ln(F_semi / (s F_base)) = w * c on the model's wavelength grid: (n, n_wave) float64 (0 where unset)."""
+        """ln(F_semi / (s F_base)) = w * c on the model's wavelength grid: (n, n_wave) float64 (0 where
+        unset)."""
         teff, logg, logz = validate_parameters(teff, logg, logz)
         out = np.zeros((teff.size, self.wavelength.size))
         rows, c = self._weighted_correction(teff, logg, logz)
@@ -271,7 +281,8 @@ class SemiEmpiricalGenerator(Generator):
         return flux
 
     def spectra(self, teff, logg, logz, **kwargs):
-        """As :meth:`Generator.spectra`; ``meta["empirical_weight"]`` holds :meth:`empirical_weight` per point."""
+        """As :meth:`Generator.spectra`; ``meta["empirical_weight"]`` holds :meth:`empirical_weight` per
+        point."""
         spec, inside = super().spectra(teff, logg, logz, **kwargs)
         spec.meta["empirical_weight"] = self.empirical_weight(teff, logg, logz)
         return spec, inside
@@ -300,11 +311,11 @@ def _check_base_sha(cfg, base_dir):
         want = cfg["base"].get(key)
         if want is not None and have[key] != want:
             raise ValueError(
-                f"the semi-empirical correction was calibrated on base model {cfg['base']['name']!r} with {what} "
-                f"sha256 {want[:16]}..., but the installed base model in {base_dir} has {have[key][:16]}...: the "
-                "base model has changed. Re-run `smnet-sps calibrate --empirical DIR --base default --out "
-                "smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or pass check_base=False to apply "
-                "the old correction anyway.")
+                f"the semi-empirical correction was calibrated on base model {cfg['base']['name']!r} with "
+                f"{what} sha256 {want[:16]}..., but the installed base model in {base_dir} has "
+                f"{have[key][:16]}...: the base model has changed. Re-run `smnet-sps calibrate --empirical "
+                "DIR --base default --out smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or "
+                "pass check_base=False to apply the old correction anyway.")
 
 
 PROBE_PARAMS = np.array([(5777.0, 4.44, 0.0), (4500.0, 2.0, 0.0), (3600.0, 4.7, 0.0), (9000.0, 4.0, 0.0),
@@ -332,9 +343,9 @@ def _check_base_probe(base, start, stop, params, ln_flux, dtype):
     diff = np.abs(probe_ln_flux(base, start, stop, params) - ln_flux).max()
     if diff > PROBE_TOLERANCE:
         raise ValueError(
-            f"the base model's spectra differ from those the semi-empirical correction was calibrated on (max "
-            f"|change of ln F| {diff:.3g} at the probe points > {PROBE_TOLERANCE:g}): the base model has changed. "
-            "Re-run `smnet-sps calibrate --empirical DIR --base default --out "
+            "the base model's spectra differ from those the semi-empirical correction was calibrated on "
+            f"(max |change of ln F| {diff:.3g} at the probe points > {PROBE_TOLERANCE:g}): the base model "
+            "has changed. Re-run `smnet-sps calibrate --empirical DIR --base default --out "
             "smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or pass check_base=False.")
 
 

@@ -100,7 +100,8 @@ def split_nodes(teff, logg, logz, library_id, test_every=10, val_fraction=0.05, 
     right = np.full(n, -1)
     keys = {}
     for i in range(n):
-        keys.setdefault((int(library_id[i]), round(float(logg[i]), 3), round(float(logz[i]), 3)), []).append(i)
+        keys.setdefault((int(library_id[i]), round(float(logg[i]), 3),
+                         round(float(logz[i]), 3)), []).append(i)
     for idx in keys.values():
         idx = sorted(idx, key=lambda i: teff[i])
         for a, b, c in zip(idx[:-2], idx[1:-1], idx[2:]):
@@ -232,7 +233,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         the same grid, so the same output scaling); the optimiser and schedule start afresh.
     library_balance : float in [0, 1]. Each library's share of the training draws is proportional to
         n_library ** library_balance (1: as many draws as nodes, the union's natural mix, dominated by CK04;
-        0: every library drawn equally often; 0.5 gives the small libraries more weight without starving CK04).
+        0: every library drawn equally often; 0.5 gives the small libraries more weight without starving
+        CK04).
     uv_weight : float >= 1, MLP only: loss weight of the pixels at 1,000-3,000 A (the UV, where young
         populations and UV photometry need the spectra; the far Wien tail stays masked by ``tail_floor``).
     lr_final : the cosine schedule ends at ``lr_final`` x ``lr``.
@@ -260,7 +262,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
     if arch not in ("mlp", "smnet"):
         raise ValueError(f"unknown architecture {arch!r}; allowed: ['mlp', 'smnet']")
-    for nm, val in (("width", width), ("depth", depth), ("epochs", epochs), ("batch_size", batch_size), ("B", B)):
+    for nm, val in (("width", width), ("depth", depth), ("epochs", epochs), ("batch_size", batch_size),
+                    ("B", B)):
         if int(val) < 1:
             raise ValueError(f"{nm} must be >= 1, got {val}")
     if minutes is not None and not minutes > 0:
@@ -358,8 +361,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         if ck["arch"] != arch or ck["arch_kwargs"] != arch_kwargs or ck["grid_sha256"] != grid.sha256:
-            raise ValueError(f"--resume: {ckpt_path} was written for {ck['arch']} {ck['arch_kwargs']} on grid "
-                             f"{ck['grid_sha256'][:12]}; now {arch} {arch_kwargs} on {grid.sha256[:12]}")
+            raise ValueError(f"--resume: {ckpt_path} was written for {ck['arch']} {ck['arch_kwargs']} on "
+                             f"grid {ck['grid_sha256'][:12]}; now {arch} {arch_kwargs} on {grid.sha256[:12]}")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
@@ -385,13 +388,14 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         cfg = {"format": MODEL_FORMAT, "format_version": 1, "name": name or out.name, "arch": arch,
                "arch_kwargs": arch_kwargs, "wavelength_file": "wavelength.npy", "weights_file": "weights.pt",
                "nodes_file": "nodes.npz",
-               "input_scaling": {"variables": ["log10_teff", "logg", "logz"], "lo": lo.tolist(), "hi": hi.tolist()},
+               "input_scaling": {"variables": ["log10_teff", "logg", "logz"], "lo": lo.tolist(),
+                                 "hi": hi.tolist()},
                "reference": reference if arch == "mlp" else "none",
                "output": ("per-pixel standardised log10(F_lambda / (sigma Teff^4)) - reference "
                           "log10(pi B_lambda / sigma Teff^4); buffers out_mean/out_std"
                           if arch == "mlp" else "log1p01 of F_lambda / (sigma Teff^4) [A^-1]"),
-               "log1p01": {"tau": tau, "x_max": x_max, "fit": "tau = 1% quantile, x_max = max of positive known "
-                           "F/(sigma T^4) over training nodes"},
+               "log1p01": {"tau": tau, "x_max": x_max, "fit": "tau = 1% quantile, x_max = max of positive "
+                                                              "known F/(sigma T^4) over training nodes"},
                "log_ratio_floor": LOG_RATIO_FLOOR,
                "box": box, "library_names": list(grid.library_names), "library_boxes": lib_boxes,
                "grid_file": str(grid.path), "grid_sha256": grid.sha256,
@@ -402,7 +406,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "tail_floor": tail_floor if arch == "mlp" else 0.0,
                "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]; "
                                    f"library shares ~ n_library^{library_balance}",
-               "uv_weight": float(uv_weight), "ema_decay": float(ema_decay), "init_from": str(init_from) if init_from else None,
+               "uv_weight": float(uv_weight), "ema_decay": float(ema_decay),
+               "init_from": str(init_from) if init_from else None,
                "training": {"epochs_run": state["epoch"], "wall_seconds": round(state["elapsed"], 1),
                             "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
                             "batch_size": batch_size, "lr": lr, "device": str(dev),
@@ -438,7 +443,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if progress:
         from tqdm.auto import tqdm
         # with a wall-time budget the epoch count is open-ended: show a counter, not a meaningless total
-        bar = tqdm(total=None if minutes else epochs, initial=state["epoch"], desc=f"train {arch}", unit="epoch")
+        bar = tqdm(total=None if minutes else epochs, initial=state["epoch"], desc=f"train {arch}",
+                   unit="epoch")
     gen = torch.Generator(device="cpu").manual_seed(seed + state["epoch"])
     t0 = time.perf_counter() - state["elapsed"]
     budget = minutes * 60 if minutes else None

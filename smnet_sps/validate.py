@@ -7,12 +7,13 @@
     smnet-sps validate --empirical DIR --rank-libraries [--ids FILE] --write-mixture MODEL_DIR
 
 The first form scores the generator (and, with ``--imitations``, each of its library imitations; with
-``--grid``, linear interpolation of CK04 + BaSeL; always the nearest other observed star) with the procedure of
-:mod:`smnet_sps.empirical`, prints a median per Teff / log g class, and writes to ``--out``: ``classes.md`` and
-``classes.ecsv`` (median and p90 per class and source), ``per_star.csv`` (one row per star, one column per
-source) and ``worst_residuals.png``. ``--kfold K`` adds the honest test of the default mixture: stars are split
-into K stratified folds; for each, the library preferences are ranked on the other K-1 folds and the default
-mixture so obtained is scored on the held-out fold (the nearest-star baseline draws from the other folds too).
+``--grid``, linear interpolation of CK04 + BaSeL; always the nearest other observed star) with the procedure
+of :mod:`smnet_sps.empirical`, prints a median per Teff / log g class, and writes to ``--out``: ``classes.md``
+and ``classes.ecsv`` (median and p90 per class and source), ``per_star.csv`` (one row per star, one column per
+source) and ``worst_residuals.png``. ``--kfold K`` adds the honest test of the default mixture: stars are
+split into K stratified folds; for each, the library preferences are ranked on the other K-1 folds and the
+default mixture so obtained is scored on the held-out fold (the nearest-star baseline draws from the other
+folds too).
 
 The second form ranks the libraries per region on the given (tuning) stars and writes the model's
 ``mixture.json`` (:mod:`smnet_sps.mixture`).
@@ -133,9 +134,11 @@ def kfold_validation(gen, stars, k=5, seed=0, grid=None, progress=False):
         tr, te = stars.rows(tune_ids), stars.rows(test_ids)
         tune = stars.select(tune_ids)
         test = stars.select(test_ids)
-        policy = rank_on_stars(gen, tune, [s.subset(tr) for s in imit], meta={"fold": f, "k": k, "seed": seed})
+        policy = rank_on_stars(gen, tune, [s.subset(tr) for s in imit],
+                               meta={"fold": f, "k": k, "seed": seed})
         policies.append(policy)
-        parts["default"].append(mixture_score(gen, test, policy, log_flux[:, te], "default (ranked on other folds)"))
+        parts["default"].append(mixture_score(gen, test, policy, log_flux[:, te],
+                                              "default (ranked on other folds)"))
         parts["equal"].append(mixture_score(gen, test, None, log_flux[:, te], "equal-weight mixture"))
         flux, _ = _nearest(test, tune)
         parts["nearest"].append(score_spectra("nearest tuning star", stars.wavelength, flux, test))
@@ -161,16 +164,20 @@ def add_cli(sub):
     p.add_argument("--empirical", required=True, help="directory (or .npz) of observed stars, MILES layout")
     p.add_argument("--generator", default=None,
                    help="model directory or 'blackbody' (default: the shipped model)")
-    p.add_argument("--library", default=None, help="score this library imitation instead of the default mixture")
+    p.add_argument("--library", default=None, help="score this library imitation instead of the default "
+                                                   "mixture")
     p.add_argument("--ids", default=None, help="text file of star numbers to use (default: all)")
-    p.add_argument("--out", default=None, help="directory for classes.md/.ecsv, per_star.csv, worst_residuals.png")
-    p.add_argument("--grid", default=None, help="union grid file: adds the CK04 (+BaSeL) interpolation baseline")
+    p.add_argument("--out", default=None, help="directory for classes.md/.ecsv, per_star.csv, "
+                                               "worst_residuals.png")
+    p.add_argument("--grid", default=None, help="union grid file: adds the CK04 (+BaSeL) interpolation "
+                                                "baseline")
     p.add_argument("--imitations", action="store_true", help="also score every library imitation")
     p.add_argument("--kfold", type=int, default=0, metavar="K",
                    help="held-out test of the default mixture: rank on K-1 folds, score the K-th")
     p.add_argument("--seed", type=int, default=0, help="seed of the k-fold split")
     p.add_argument("--rank-libraries", action="store_true",
-                   help="rank the libraries per region on the stars (tuning stars: --ids) and print the ranking")
+                   help="rank the libraries per region on the stars (tuning stars: --ids) and print the "
+                        "ranking")
     p.add_argument("--write-mixture", default=None, metavar="MODEL_DIR",
                    help=f"with --rank-libraries: write the ranking as MODEL_DIR/{MIXTURE_FILE}")
     p.add_argument("--worst", type=int, default=8, help="stars in the worst-residual plot")
@@ -246,7 +253,8 @@ def _write_per_star(path, scores):
     rows = {int(s): i for i, s in enumerate(ref.star_id)}
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["star_id", "teff", "logg", "logz", "inside"] + [f"{s.name} median_abs_residual" for s in scores])
+        w.writerow(["star_id", "teff", "logg", "logz", "inside"] + [f"{s.name} median_abs_residual"
+                                                                    for s in scores])
         cols = []
         for s in scores:
             v = np.full(len(ref.star_id), np.nan)

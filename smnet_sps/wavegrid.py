@@ -32,8 +32,8 @@ __all__ = ["default_wavelength", "bin_edges", "resample", "DEFAULT_GRID_FILE", "
 
 DEFAULT_GRID_FILE = PACKAGE_DATA / "wavelength_basel1221.npy"
 WAVELENGTH_GRID_DOC = ("BaSeL 2.2 1221-pixel grid, 91 A - 160 um, VACUUM wavelengths (the Kurucz c/nu grid; "
-                       "air libraries are converted before resampling); flux-conserving bin averages (box LSF "
-                       "of one pixel width, smnet_sps.lsf), NaN + mask False where a library has no data")
+                       "air libraries are converted before resampling); flux-conserving bin averages (box "
+                       "LSF of one pixel width, smnet_sps.lsf), NaN + mask False where a library has no data")
 
 
 def default_wavelength():

@@ -1,4 +1,5 @@
-"""The empirical comparison procedure on real MILES stars (tests/fixtures/empirical: 20 stars, all classes)."""
+"""The empirical comparison procedure on real MILES stars (tests/fixtures/empirical: 20 stars, all
+classes)."""
 import warnings
 from pathlib import Path
 
@@ -101,7 +102,8 @@ def test_select_unknown_star(stars):
         stars.select([99999])
 
 
-@pytest.mark.skipif(not (REFERENCE_TOOL.is_file() and MILES_DIR.is_dir()), reason="needs ../shared (reference)")
+@pytest.mark.skipif(not (REFERENCE_TOOL.is_file() and MILES_DIR.is_dir()),
+                    reason="needs ../shared (reference)")
 def test_agrees_with_reference_scorer(default_generator):
     """Per-star medians of the shipped model agree with the shared reference scorer on 40 stars.
 
@@ -126,7 +128,8 @@ def test_agrees_with_reference_scorer(default_generator):
 
 def test_validate_cli_writes_outputs(tmp_path):
     from smnet_sps.cli import main
-    rc = main(["validate", "--empirical", str(FIXTURE), "--imitations", "--out", str(tmp_path), "--worst", "2"])
+    rc = main(["validate", "--empirical", str(FIXTURE), "--imitations", "--out", str(tmp_path),
+               "--worst", "2"])
     assert rc == 0
     for f in ("classes.md", "classes.ecsv", "per_star.csv", "worst_residuals.png"):
         assert (tmp_path / f).stat().st_size > 0

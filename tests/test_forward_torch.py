@@ -36,7 +36,8 @@ def test_fp32_matches_the_old_numpy_path(default_generator, renorm_generator):
         gen = default_generator
         for lib in gen.library_names:
             new, _ = gen.surface_flux(teff[:60], logg[:60], logz[:60], library=lib)
-            np.testing.assert_allclose(new, old_surface_flux(gen, teff[:60], logg[:60], logz[:60], lib), rtol=1e-5)
+            np.testing.assert_allclose(new, old_surface_flux(gen, teff[:60], logg[:60], logz[:60], lib),
+                                       rtol=1e-5)
     # the test has teeth: several libraries really were blended in this sample
     assert ((gen.mixture(teff, logg, logz) > 0).sum(1) > 1).mean() > 0.05
 

@@ -65,7 +65,6 @@ def _call(fn, *args, **kwargs):
 
 
 # ---------------------------------------------------------------------------------------------- generator
-GENERATOR_XFAIL = pytest.mark.xfail(strict=False, reason="fixed in perf/ssp branch")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +75,6 @@ def gen():
     return load_generator(device="cpu")
 
 
-@GENERATOR_XFAIL
 @FUZZ
 @given(teff=parameter(teffs), logg=parameter(loggs), logz=parameter(logzs))
 def test_fuzz_generator_surface_flux(gen, teff, logg, logz):
@@ -87,7 +85,6 @@ def test_fuzz_generator_surface_flux(gen, teff, logg, logz):
         assert inside.dtype == bool and inside.shape == flux.shape[:1]
 
 
-@GENERATOR_XFAIL
 @FUZZ
 @given(teff=parameter(teffs), logg=parameter(loggs), logz=parameter(logzs))
 def test_fuzz_generator_spectra(gen, teff, logg, logz):
@@ -97,7 +94,6 @@ def test_fuzz_generator_spectra(gen, teff, logg, logz):
         _check_flux(spec.flux)
 
 
-@GENERATOR_XFAIL
 def test_generator_mixed_batch_regression(gen):
     """Issue 12: one batch mixing a normal point with log g = 1e200 crashed with an IndexError in the coverage
     check; Teff = 1e20 K gave inf, 1e-300 K all zeros, True was taken as 1 K, a log g Quantity in cm/s^2

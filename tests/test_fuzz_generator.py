@@ -14,7 +14,8 @@ from smnet_sps.generator import CoverageWarning  # noqa: E402
 
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
 PLAUSIBLE = {"teff": st.floats(300.0, 2e6), "logg": st.floats(-4.0, 16.0), "logz": st.floats(-7.0, 3.0)}
-UNITS = [u.K, u.deg_C, u.cm / u.s**2, u.m / u.s**2, u.dex, u.dex(u.cm / u.s**2), u.km, u.dimensionless_unscaled]
+UNITS = [u.K, u.deg_C, u.cm / u.s**2, u.m / u.s**2, u.dex, u.dex(u.cm / u.s**2), u.km,
+         u.dimensionless_unscaled]
 
 
 def parameter(name):

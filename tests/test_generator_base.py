@@ -55,7 +55,8 @@ def test_stream_is_batched(blackbody):
                                          (-10.0, "teff.*outside the physical domain"),
                                          (True, "teff.*boolean"), ([5000.0, True], "teff.*boolean"),
                                          (None, "teff must be a number or array of numbers, got None"),
-                                         ("5000", "teff must be a number"), ({"a": 1}, "teff must be a number")])
+                                         ("5000", "teff must be a number"),
+                                         ({"a": 1}, "teff must be a number")])
 def test_teff_outside_the_physical_domain_or_of_wrong_type_is_refused(teff, match):
     with pytest.raises(ValueError, match=match):
         validate_parameters(teff, 4.0, 0.0)
@@ -63,7 +64,8 @@ def test_teff_outside_the_physical_domain_or_of_wrong_type_is_refused(teff, matc
 
 @pytest.mark.parametrize("logg, logz, match", [(1e200, 0.0, "logg.*-3 .. 15"), (-4.0, 0.0, "logg.*-3 .. 15"),
                                                (4.0, 3.0, "logz.*-6 .. 2"), (4.0, -1e160, "logz.*-6 .. 2"),
-                                               (None, 0.0, "logg must be a number or array of numbers, got None"),
+                                               (None, 0.0,
+                                                "logg must be a number or array of numbers, got None"),
                                                (4.0, False, "logz.*boolean")])
 def test_logg_and_logz_outside_the_physical_domain_are_refused(logg, logz, match):
     with pytest.raises(ValueError, match=match):

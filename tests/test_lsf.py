@@ -27,7 +27,8 @@ def test_declared_lsf_equals_measured_at_every_pixel():
     assert np.all(np.abs(measured[inner] / declared[inner] - 1) < 0.10)
     assert np.all(flatness[inner] > 0.99)                       # a box: flat top
     i = int(np.argmin(np.abs(WAVE - 3640.0)))                     # the one 10 A pixel of the optical grid
-    assert WAVE[i] == 3640.0 and declared[i] == pytest.approx(10.0) and measured[i] == pytest.approx(10.0, rel=0.1)
+    assert WAVE[i] == 3640.0 and declared[i] == pytest.approx(10.0)
+    assert measured[i] == pytest.approx(10.0, rel=0.1)
     opt = (WAVE > 4000) & (WAVE < 9000)
     assert np.allclose(declared[opt], 20.0)
 
@@ -95,7 +96,8 @@ def test_every_library_states_its_medium():
     for name, entry in LIBRARIES.items():
         assert entry.medium in MEDIA, name
         assert len(entry.medium_note) > 40, name
-    assert all(e.medium == "vacuum" for e in LIBRARIES.values())      # so the shipped grid needs no conversion
+    # so the shipped grid needs no conversion
+    assert all(e.medium == "vacuum" for e in LIBRARIES.values())
 
 
 def test_grid_file_records_vacuum_and_converts_an_air_library(fixtures_dir, tmp_path, monkeypatch):
@@ -141,7 +143,8 @@ def test_ssp_outputs_carry_lsf_medium_and_outside_fraction(default_generator):
     g = ssp_grid([1e9, 1e10], [0.0152, 0.03], generator=default_generator, progress=False)
     assert g.attrs["wavelength_medium"] == "vacuum" and g.attrs["lsf_shape"] == "box"
     assert np.allclose(g.attrs["lsf_fwhm"], lsf.grid_lsf_fwhm(g.ssp_wave))
-    assert g.outside_fraction.shape == (2, 2) and np.all((g.outside_fraction >= 0) & (g.outside_fraction <= 1))
+    assert g.outside_fraction.shape == (2, 2)
+    assert np.all((g.outside_fraction >= 0) & (g.outside_fraction <= 1))
     air = to_medium(g, "air")
     assert air.attrs["wavelength_medium"] == "air"
     assert np.allclose(air.ssp_wave, vacuum_to_air(g.ssp_wave))

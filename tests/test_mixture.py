@@ -179,7 +179,8 @@ def test_rank_libraries_follows_significant_data():
     assert pol.orders[2][1][0] == "basel22"   # 5500-7000 K dwarfs
     assert pol.orders[0][0] == ["ck04", "nextgen", "basel22"]   # no stars: default order
     # too few stars -> the default order, recorded as not decided by the data
-    pol = rank_libraries(["ck04", "nextgen", "basel22"], scores[:, -3:], teff[-3:], logg[-3:], supported[:, -3:])
+    pol = rank_libraries(["ck04", "nextgen", "basel22"], scores[:, -3:], teff[-3:], logg[-3:],
+                         supported[:, -3:])
     assert pol.orders[2][1][0] == "ck04" and not pol.evidence
     # equal on most stars: not significant
     tie = np.stack([np.full(n, 0.01), np.full(n, 0.02), np.full(n, 0.01)])

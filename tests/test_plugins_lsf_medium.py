@@ -1,4 +1,5 @@
-"""Every plugin file carries the LSF, the wavelength medium and the out-of-coverage light, and converts media."""
+"""Every plugin file carries the LSF, the wavelength medium and the out-of-coverage light, and converts
+media."""
 import json
 
 import numpy as np
@@ -73,10 +74,11 @@ def test_fsps_files_state_lsf_and_medium(tmp_path, default_generator):
 
 
 def test_arrays_without_extras_still_write(tmp_path, grid):
-    """Plain DSPS-layout arrays (no meta): the LSF comes from the wavelengths, the medium defaults to vacuum."""
+    """Plain DSPS-layout arrays (no meta): the LSF comes from the wavelengths, the medium defaults to
+    vacuum."""
     from smnet_sps.plugins import ppxf_backend as pb
-    plain = as_ssp_arrays(ssp_lgmet=grid.ssp_lgmet, ssp_lg_age_gyr=grid.ssp_lg_age_gyr, ssp_wave=grid.ssp_wave,
-                          ssp_flux=grid.ssp_flux)
+    plain = as_ssp_arrays(ssp_lgmet=grid.ssp_lgmet, ssp_lg_age_gyr=grid.ssp_lg_age_gyr,
+                          ssp_wave=grid.ssp_wave, ssp_flux=grid.ssp_flux)
     a = np.load(pb.write_sps_lib(tmp_path / "p.npz", plain))
     assert np.allclose(a["fwhm"], grid_lsf_fwhm(grid.ssp_wave)) and np.isnan(a["outside_fraction"]).all()
 

@@ -16,8 +16,8 @@ CITATION = "Lejeune, Cuisinier & Buser 1997, A&AS 125, 229; 1998, A&AS 130, 65"
 CONVENTION = "F_lambda/pi (astrophysical flux) x pi -> surface F_lambda"
 #: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
 MEDIUM = "vacuum"
-MEDIUM_NOTE = ("tabulated on the Kurucz/ATLAS9 1,221-point grid of c/nu wavelengths (vacuum), the same as CK04 "
-               "(Lejeune, Cuisinier & Buser 1997, sect. 2)")
+MEDIUM_NOTE = ("tabulated on the Kurucz/ATLAS9 1,221-point grid of c/nu wavelengths (vacuum), the same as "
+               "CK04 (Lejeune, Cuisinier & Buser 1997, sect. 2)")
 INDEX = "lejeune_index.ls"
 
 

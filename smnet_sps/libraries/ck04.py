@@ -19,8 +19,8 @@ CITATION = "Castelli & Kurucz 2003, IAU Symp. 210, A20 (astro-ph/0405087)"
 CONVENTION = "F_lambda surface flux [erg/s/cm2/A] as stored; all-zero g columns (not computed) dropped"
 #: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
 MEDIUM = "vacuum"
-MEDIUM_NOTE = ("ATLAS9 computes fluxes on a frequency grid; its 1,221 wavelengths are c/nu (vacuum), tabulated "
-               "as such in the STScI/CDBS ck04models tables (Castelli & Kurucz 2003)")
+MEDIUM_NOTE = ("ATLAS9 computes fluxes on a frequency grid; its 1,221 wavelengths are c/nu (vacuum), "
+               "tabulated as such in the STScI/CDBS ck04models tables (Castelli & Kurucz 2003)")
 
 _DIR_RE = re.compile(r"^ck([mp])(\d\d)$")
 _FILE_RE = re.compile(r"^ck([mp])(\d\d)_(\d+)\.fits(\.gz)?$")

@@ -22,9 +22,9 @@ CONVENTION = ("f_nu with unit integral -> F_lambda, rescaled to integral sigma T
               "no log g (phase library); [M/H] = log10(Z/0.020) (assumed)")
 #: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
 MEDIUM = "vacuum"
-MEDIUM_NOTE = ("CMFGEN solves the transfer in frequency and FSPS gives f_nu at lambda = c/nu (vacuum); the FSPS"
-               " file does not state a medium, and at its 20 A sampling the air-vacuum shift (1.4 A at 5000 A) "
-               "is 7 % of a pixel")
+MEDIUM_NOTE = ("CMFGEN solves the transfer in frequency and FSPS gives f_nu at lambda = c/nu (vacuum); the "
+               "FSPS file does not state a medium, and at its 20 A sampling the air-vacuum shift (1.4 A at "
+               "5000 A) is 7 % of a pixel")
 
 
 def read(folder, kind="WN", progress=None):

@@ -19,8 +19,8 @@ CITATION = "Hauschildt, Allard & Baron 1999, ApJ 512, 377; Allard et al. 1997, A
 CONVENTION = "F_lambda per cm [erg/s/cm2/cm] x 1e-8 -> per Angstrom"
 #: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
 MEDIUM = "vacuum"
-MEDIUM_NOTE = ("PHOENIX computes and tabulates spectra in vacuum wavelengths (Hauschildt, Allard & Baron 1999; "
-               "as documented for the PHOENIX grids, e.g. Husser et al. 2013)")
+MEDIUM_NOTE = ("PHOENIX computes and tabulates spectra in vacuum wavelengths (Hauschildt, Allard & Baron "
+               "1999; as documented for the PHOENIX grids, e.g. Husser et al. 2013)")
 _FILE_RE = re.compile(r"^lte(\d+)-([\d.]+)-([\d.]+)\.NextGen\.spec(\.gz)?$")
 PER_CM_TO_PER_A = 1e-8
 

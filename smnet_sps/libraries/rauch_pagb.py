@@ -39,8 +39,8 @@ CONVENTION = ("f_nu with unit integral -> F_lambda = f_nu c/lambda^2, rescaled t
               "[M/H] = 0 for 'solar', -1 for 'halo' (assumed); repeated wavelengths averaged")
 #: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
 MEDIUM = "vacuum"
-MEDIUM_NOTE = ("TMAP NLTE model fluxes (f_nu) computed on a frequency grid; FSPS lists them at lambda = c/nu (v"
-               "acuum)")
+MEDIUM_NOTE = ("TMAP NLTE model fluxes (f_nu) computed on a frequency grid; FSPS lists them at lambda = c/nu "
+               "(vacuum)")
 #: number of Teff columns FSPS reads (``ndim_pagb`` in sps_vars.f90); the 15th (190 kK) column is unused
 N_FSPS = 14
 #: abundance set -> [M/H] (halo = -1 is an assumption)

@@ -25,12 +25,12 @@ CITE_LM = "Lancon & Mouhcine 2002, A&A 393, 167; via FSPS (Conroy, Gunn & White 
 CITE_AR = "Aringer et al. 2009, A&A 503, 913; via FSPS (Conroy, Gunn & White 2009)"
 #: wavelength medium per kind (smnet-sps works in vacuum) and the evidence
 MEDIUM = {"tpagb_orich": "vacuum", "tpagb_crich": "vacuum", "tpagb_crich_aringer": "vacuum"}
-_LM_NOTE = ("ASSUMED vacuum, not documented: observed averages of Lancon & Wood 2000 (ground-based, R ~ 1100 in the "
-            "near-IR, lower in the optical); neither the FSPS README nor the CDS ReadMe (J/A+A/393/167) states the "
-            "medium. If they are air, the error is 1.4-6.6 A at 0.5-2.4 um: < 0.07 of an output pixel (20-200 A) "
-            "and below the data's own resolution")
-_AR_NOTE = ("COMARCS opacity-sampling synthetic spectra (Aringer et al. 2009), computed on a wavenumber grid and "
-            "tabulated at constant ln-lambda steps (R ~ 2000): vacuum")
+_LM_NOTE = ("ASSUMED vacuum, not documented: observed averages of Lancon & Wood 2000 (ground-based, R ~ 1100 "
+            "in the near-IR, lower in the optical); neither the FSPS README nor the CDS ReadMe "
+            "(J/A+A/393/167) states the medium. If they are air, the error is 1.4-6.6 A at 0.5-2.4 um: < "
+            "0.07 of an output pixel (20-200 A) and below the data's own resolution")
+_AR_NOTE = ("COMARCS opacity-sampling synthetic spectra (Aringer et al. 2009), computed on a wavenumber grid "
+            "and tabulated at constant ln-lambda steps (R ~ 2000): vacuum")
 MEDIUM_NOTE = {"tpagb_orich": _LM_NOTE, "tpagb_crich": _LM_NOTE, "tpagb_crich_aringer": _AR_NOTE}
 KINDS = {
     "tpagb_orich": ("Orich", CITE_LM, False),

@@ -22,8 +22,8 @@ CONVENTION = ("f_nu with unit integral -> F_lambda = f_nu c/lambda^2, rescaled t
               "log g 3.5/4.0/4.5 hard-coded in FSPS; [M/H] = log10(Z/0.020) (BPASS convention, assumed)")
 #: wavelength medium of the native tabulation (smnet-sps works in vacuum; air would be converted)
 MEDIUM = "vacuum"
-MEDIUM_NOTE = ("WM-basic model fluxes are tabulated as f_nu against frequency; FSPS lists them at lambda = c/nu"
-               " (vacuum)")
+MEDIUM_NOTE = ("WM-basic model fluxes are tabulated as f_nu against frequency; FSPS lists them at lambda = "
+               "c/nu (vacuum)")
 LOGG = (3.5, 4.0, 4.5)      # FSPS sps_setup.f90: wmb_logg = (/3.5,4.0,4.5/)
 
 
