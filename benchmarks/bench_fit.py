@@ -338,8 +338,8 @@ def report():
                 c["laplace_same_mocks"] = ce.get("laplace")
         lines += [
             f"**Generator mocks** ({c['n']} mocks, Teff 4000-8000 K, log g 1-5, [M/H] -1.5..+0.3, "
-            "rv +-100 km/s, S/N 30-100, random continuum; model pixels 3600-7400 A). Fraction of mocks whose 68 % interval "
-            "covers the truth (target 0.60-0.76):",
+            "rv +-100 km/s, S/N 30-100, random continuum; model pixels 3600-7400 A). Fraction of mocks "
+            "whose 68 % interval covers the truth (target 0.60-0.76):",
             "",
             "| errors | n | Teff | log g | [M/H] | rv | median fit time |",
             "|---|---|---|---|---|---|---|",
@@ -391,8 +391,8 @@ def report():
         lines += [
             "**Speed** (`bench_fit_timing.py`): one `fit_star` call with default settings on a generator "
             f"mock (182 pixels, 3 starts, Laplace errors), {t['threads']} torch thread(s): median "
-            f"{t['median_seconds']:.2f} s over {t['n']} fits (min {t['min_seconds']:.2f} s; machine load average "
-            f"{t['load_average'][0]:.1f} on 2 cores). Target: < 2 s on 2 cores.",
+            f"{t['median_seconds']:.2f} s over {t['n']} fits (min {t['min_seconds']:.2f} s; machine load "
+            f"average {t['load_average'][0]:.1f} on 2 cores). Target: < 2 s on 2 cores.",
             "",
         ]
     p = HERE / "fit_ssp.json"
