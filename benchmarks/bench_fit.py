@@ -425,7 +425,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--suffix", default="", help="appended to the JSON name (fit_<part><suffix>.json)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--raw-every", type=int, default=3, help="miles: fit the uncorrected model on every k-th star")
+    ap.add_argument("--raw-every", type=int, default=3,
+                    help="miles: fit the uncorrected model on every k-th star")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     parts = (

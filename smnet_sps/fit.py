@@ -256,7 +256,9 @@ class SpectralOperator:
             )
         self.src = src
         self.model_wave = mw[src]
-        t = lambda a: torch.as_tensor(np.asarray(a, float), dtype=dtype)
+        def t(a):
+            return torch.as_tensor(np.asarray(a, float), dtype=dtype)
+
         src_edges = m_edges[src[0] : src[-1] + 2]
         # banded kernel: working pixel j only reaches source edges first[j] ... first[j] + band
         reach_lo = self.edges_lo * f_lo - 6 * sig_max

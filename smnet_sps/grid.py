@@ -9,7 +9,6 @@ the package), and :func:`add_cli` (``smnet-sps grid build`` / ``smnet-sps grid i
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 
+from .checksums import file_sha256  # noqa: F401 - provenance of sources; also used by train
 from .constants import FLAM_UNIT, PACKAGE_DATA, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
@@ -114,13 +114,6 @@ class UnionGrid:
 
 
 # ----------------------------------------------------------------------------------------------- build
-def file_sha256(path):
-    """Hex sha256 of a file (provenance of the grid's sources; identity of a grid for trained models)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _deviation_stats(ratio):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checksums import file_sha256
 from .constants import PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
 from .mixture import MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy
@@ -102,11 +103,7 @@ def _resolve_dtype(dtype):
 
 def weights_sha256(path):
     """Hex sha256 of a weights file (recorded as ``weights_sha256`` in a model's config.json)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def _torch_load(path):

@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_output", "check_output", "matplotlib_formats", "suffix_of"]
+__all__ = ["atomic_output", "check_creatable_folder", "check_output", "matplotlib_formats", "suffix_of"]
 
 
 def suffix_of(path):
@@ -33,6 +33,18 @@ def matplotlib_formats():
     """Extensions matplotlib can save (``.png``, ``.pdf``, ``.svg``, ...), without importing pyplot."""
     from matplotlib.backend_bases import FigureCanvasBase
     return tuple(sorted("." + ext for ext in FigureCanvasBase.get_supported_filetypes()))
+
+
+def check_creatable_folder(folder, path, *, option="--out"):
+    """A missing folder is created at write time (like `mkdir -p`): its nearest existing ancestor must be a
+    writable folder. ``path`` and ``option`` name what was asked for in the messages."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{option} {str(path)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {str(path)!r}: folder {str(existing)!r} is not writable")
 
 
 def check_output(path, suffixes, *, option="--out", overwrite=False, what="output file"):
@@ -69,16 +81,7 @@ def check_output(path, suffixes, *, option="--out", overwrite=False, what="outpu
     if suffix not in suffixes:
         raise ValueError(f"{option} {str(p)!r}: unknown output format {suffix or '(none)'!r} for the {what}; "
                          f"use one of {allowed}")
-    # a missing folder is created at write time (like `mkdir -p`); its nearest existing ancestor must be a
-    # writable folder
-    folder = p.parent
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"{option} {str(p)!r}: {str(existing)!r} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {str(p)!r}: folder {str(existing)!r} is not writable")
+    check_creatable_folder(p.parent, p, option=option)
     if p.exists() and not overwrite:
         raise ValueError(f"{option} {str(p)!r} already exists; pass --overwrite to replace it")
     if p.exists() and not os.access(p, os.W_OK):

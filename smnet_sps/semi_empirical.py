@@ -22,7 +22,6 @@ those pixels (after air -> vacuum).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checksums import file_sha256
 from .constants import PACKAGE_DATA
 from .generator import Generator, validate_parameters
 
@@ -44,15 +44,6 @@ NAME = "semi-empirical"
 def semi_empirical_model_path():
     """Directory of the shipped correction (``smnet_sps/data/semi_empirical_model``)."""
     return PACKAGE_DATA / "semi_empirical_model"
-
-
-def file_sha256(path):
-    """sha256 hex digest of a file (identifies the base model the correction was calibrated on)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---- pure functions shared with the calibration ---------------------------------------------------------

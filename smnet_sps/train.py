@@ -523,17 +523,11 @@ def add_cli(sub):
 
 def _check_model_dir(args):
     """``--out`` of train: a folder (created if missing); an existing model in it is kept unless asked."""
-    import os
+    from .output_files import check_creatable_folder
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; give a model folder (e.g. models/mine)")
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"--out {str(out)!r}: {str(existing)!r} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {str(out)!r}: folder {str(existing)!r} is not writable")
+    check_creatable_folder(out, out)
     has_model = any((out / name).exists() for name in ("config.json", "weights.pt"))
     if has_model and not (args.resume or args.overwrite):
         raise ValueError(f"--out {str(out)!r} already holds a model; pass --resume to continue it or "

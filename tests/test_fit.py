@@ -242,7 +242,8 @@ def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
     interp = SSPInterpolator(grid)
     wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
     one = np.ones(wave.size)
-    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000, max_sigma=1000)
+    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000,
+                          max_sigma=1000)
     with torch.no_grad():
         m = _ssp_model_fn(interp, op)(torch.tensor([[9.2, -0.7, 100.0, 0.2, 0.0]], dtype=torch.float64))[0]
     spec = tmp_path / "gal.txt"
@@ -269,5 +270,6 @@ def test_operator_modes_and_flat_spectrum(gen):
     assert np.median(fine.ivar) == pytest.approx(20.0, rel=0.05)
     for op in (coarse, fine):
         flat = torch.ones((1, op.src.size), dtype=torch.float64)
-        out = op.apply(flat, torch.tensor([150.0], dtype=torch.float64), torch.tensor([300.0], dtype=torch.float64))
+        out = op.apply(flat, torch.tensor([150.0], dtype=torch.float64),
+                       torch.tensor([300.0], dtype=torch.float64))
         np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-9)
