@@ -75,6 +75,25 @@ def smoothstep(u):
     return u * u * (3.0 - 2.0 * u)
 
 
+def node_coordinates(teff, logg, logz):
+    """Parameters in nominal grid steps (:data:`NODE_STEPS`), where node distances are measured (mixture,
+    coverage)."""
+    return np.stack([np.log10(teff), np.asarray(logg, float), np.asarray(logz, float)], 1) / NODE_STEPS
+
+
+def library_node_spacing(points, library_id):
+    """Each node's local grid spacing: distance to its nearest node of the same library, at least one nominal
+    step (1 for a library with a single node). ``points`` from :func:`node_coordinates`."""
+    from scipy.spatial import cKDTree
+    spacing = np.ones(len(points))
+    for j in np.unique(library_id):
+        sel = np.flatnonzero(library_id == j)
+        if sel.size >= 2:
+            d, _ = cKDTree(points[sel]).query(points[sel], k=2)
+            spacing[sel] = np.maximum(d[:, 1], 1.0)
+    return spacing
+
+
 def widen_single_metallicity(box):
     """(lo, hi) per dimension of a log box, with a zero-width [M/H] range widened by the tolerance."""
     (t0, t1), (g0, g1), (z0, z1) = box
@@ -227,20 +246,13 @@ class LibraryMixture:
 
     def _build_trees(self, nodes):
         from scipy.spatial import cKDTree
-        pts = np.stack([np.log10(nodes["teff"]), nodes["logg"], nodes["logz"]], 1) / NODE_STEPS
+        pts = node_coordinates(nodes["teff"], nodes["logg"], nodes["logz"])
         lib = np.asarray(nodes["library_id"]).astype(int)
+        spacing = library_node_spacing(pts, lib)
         self._trees = []
         for j in range(len(self.library_names)):
             sel = np.flatnonzero(lib == j)
-            if sel.size == 0:
-                self._trees.append(None)
-                continue
-            if sel.size < 2:
-                spacing = np.ones(1)
-            else:
-                d, _ = cKDTree(pts[sel]).query(pts[sel], k=2)
-                spacing = np.maximum(d[:, 1], 1.0)      # at least one nominal step (as in_coverage)
-            self._trees.append((cKDTree(pts[sel]), spacing))
+            self._trees.append((cKDTree(pts[sel]), spacing[sel]) if sel.size else None)
 
     def _hole_ratio(self, j, points):
         """min over nearby nodes of library j of distance / local spacing (inf without nodes)."""

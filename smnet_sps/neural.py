@@ -25,7 +25,9 @@ import torch
 from .checksums import file_sha256
 from .constants import PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
-from .mixture import MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy
+from .mixture import SINGLE_METALLICITY_TOLERANCE  # noqa: F401 - importable from here, as before
+from .mixture import (MIXTURE_FILE, NODE_STEPS, LibraryMixture, MixturePolicy, library_node_spacing,
+                      node_coordinates, widen_single_metallicity)
 from .model import LOG_RATIO_FLOOR, blackbody_constants, build_model, load_smnet_state_dict, log1p01_inverse
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
@@ -38,7 +40,7 @@ MODEL_FORMAT = "smnet-sps model"
 # step per dimension: 0.02 dex in log Teff, 0.5 dex in log g, 0.5 dex in [M/H]. A point is "near the nodes"
 # if some training node of a library whose box contains the point is among its COVERAGE_NEIGHBOURS nearest
 # nodes and lies within COVERAGE_FACTOR times that node's own nearest-neighbour distance (local spacing).
-COVERAGE_SPACING = (0.02, 0.5, 0.5)
+COVERAGE_SPACING = NODE_STEPS
 COVERAGE_FACTOR = 1.5
 COVERAGE_NEIGHBOURS = 16
 
@@ -185,11 +187,7 @@ class _TorchGenerator(Generator):
 
 def _with_metallicity_tolerance(box):
     """A library box with zero [M/H] width widened by +-SINGLE_METALLICITY_TOLERANCE (see in_coverage)."""
-    lo, hi = box.logz
-    if hi > lo:
-        return box
-    return ParameterBox(box.teff, box.logg, (lo - SINGLE_METALLICITY_TOLERANCE,
-                                             hi + SINGLE_METALLICITY_TOLERANCE))
+    return ParameterBox(*widen_single_metallicity((box.teff, box.logg, box.logz)))
 
 
 _REQUIRED_KEYS = ("arch", "arch_kwargs", "library_names", "box", "library_boxes", "input_scaling")
@@ -390,24 +388,14 @@ class NeuralGenerator(_TorchGenerator):
         in_lib_box = np.take_along_axis(inbox, lib[..., None], axis=-1)[..., 0]
         return found & (dist <= COVERAGE_FACTOR * spacing[idx]) & in_lib_box
 
-    @staticmethod
-    def _node_coords(teff, logg, logz):
-        return np.stack([np.log10(teff) / COVERAGE_SPACING[0], np.asarray(logg) / COVERAGE_SPACING[1],
-                         np.asarray(logz) / COVERAGE_SPACING[2]], 1)
+    _node_coords = staticmethod(node_coordinates)
 
     def _build_coverage_index(self):
         from scipy.spatial import cKDTree
         nodes = self.nodes
-        pts = self._node_coords(nodes["teff"], nodes["logg"], nodes["logz"])
+        pts = node_coordinates(nodes["teff"], nodes["logg"], nodes["logz"])
         lib = nodes["library_id"].astype(int)
-        spacing = np.zeros(len(pts))
-        for j in np.unique(lib):
-            sel = np.flatnonzero(lib == j)
-            if sel.size < 2:
-                spacing[sel] = 1.0
-                continue
-            d, _ = cKDTree(pts[sel]).query(pts[sel], k=2)
-            spacing[sel] = np.maximum(d[:, 1], 1.0)   # at least one nominal step
+        spacing = library_node_spacing(pts, lib)
         lib = np.clip(lib, 0, len(self.library_names) - 1)
         reach = float(np.nextafter(COVERAGE_FACTOR * spacing.max(), np.inf)) * (1 + 1e-12)
         return cKDTree(pts), spacing, lib, reach
