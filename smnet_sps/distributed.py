@@ -449,21 +449,28 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
                       getattr(client, "dashboard_link", None) if client is not None else None)
 
 
+def _open_finished_store(path, store_format, what, parts, how_to_finish, allow_incomplete):
+    """Open a Zarr store of ``store_format`` read-only: ``(group, done flags)``; refuse an unfinished one."""
+    import zarr
+    group = zarr.open_group(str(path), mode="r")
+    if group.attrs.get("format") != store_format:
+        raise ValueError(f"{path} is not an smnet-sps {what}")
+    done = np.asarray(group["done"][:])
+    if not allow_incomplete and not done.all():
+        raise ValueError(f"{path}: {int((done == 0).sum())} of {done.size} {parts} are not computed yet; "
+                         f"{how_to_finish} (or pass allow_incomplete=True)")
+    return group, done
+
+
 def load_ssp_store(path, allow_incomplete=False):
     """Read one grid store of :func:`ssp_grids` as an :class:`smnet_sps.ssp.SSPGrid`.
 
     Raises ValueError if some blocks are not complete yet (unless ``allow_incomplete``: they are NaN).
     """
-    import zarr
     from .ssp import SSPGrid
 
-    group = zarr.open_group(str(path), mode="r")
-    if group.attrs.get("format") != SSP_STORE_FORMAT:
-        raise ValueError(f"{path} is not an smnet-sps SSP grid store")
-    done = np.asarray(group["done"][:])
-    if not allow_incomplete and not done.all():
-        raise ValueError(f"{path}: {int((done == 0).sum())} of {done.size} blocks are not computed yet; "
-                         "rerun ssp_grids with the same configs to finish it (or pass allow_incomplete=True)")
+    group, done = _open_finished_store(path, SSP_STORE_FORMAT, "SSP grid store", "blocks",
+                                       "rerun ssp_grids with the same configs to finish it", allow_incomplete)
     arr = {k: np.asarray(group[k][:]) for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux",
                                                  *_SSP_SCALARS)}
     attrs = dict(group.attrs)
@@ -771,15 +778,9 @@ def _collect(futures, progress, desc):
 
 def load_points_store(path, allow_incomplete=False):
     """Read a :func:`write_points` store: ``(values, inside, attrs)`` as NumPy arrays (zarr for a slice)."""
-    import zarr
-    group = zarr.open_group(str(path), mode="r")
-    if group.attrs.get("format") != POINTS_STORE_FORMAT:
-        raise ValueError(f"{path} is not an smnet-sps points store")
-    done = np.asarray(group["done"][:])
-    if not allow_incomplete and not done.all():
-        raise ValueError(f"{path}: {int((done == 0).sum())} of {done.size} chunks are not computed yet; "
-                         "rerun write_points with the same inputs to finish it "
-                         "(or pass allow_incomplete=True)")
+    group, done = _open_finished_store(path, POINTS_STORE_FORMAT, "points store", "chunks",
+                                       "rerun write_points with the same inputs to finish it",
+                                       allow_incomplete)
     name = "magnitudes" if group.attrs["what"] == "magnitudes" else "flux"
     return np.asarray(group[name][:]), np.asarray(group["inside"][:]).astype(bool), dict(group.attrs)
 
