@@ -202,7 +202,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
-          lr_final=0.02, ema_decay=0.0):
+          lr_final=0.02, ema_decay=0.0, libraries=None):
     """Train a generator on a union grid and write a model directory.
 
     Parameters
@@ -241,6 +241,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     ema_decay : float in [0, 1). If > 0, validation and the written weights use an exponential moving average
         of the parameters (decay per optimiser step); averaging over the last few hundred steps smooths the
         optimiser's noise at no cost at inference.
+    libraries : list of library names or None. Draw training and validation nodes from these libraries only
+        (the model keeps its input for every library). With ``init_from`` this fine-tunes a specialist of one
+        library, the member of an expert model (:func:`smnet_sps.experts.build_expert_model`).
 
     Returns
     -------
@@ -325,7 +328,14 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         return torch.as_tensor(a, device=dev, dtype=dtype)
     X, Y, M = to_t(x_all), to_t(target), torch.as_tensor(mask, device=dev)
     MIX = torch.nn.functional.one_hot(torch.as_tensor(grid.library_id, device=dev).long(), n_lib).float()
-    idx_tr, idx_val = np.flatnonzero(split == 0), np.flatnonzero(split == 1)
+    chosen = np.ones(n, bool)
+    if libraries is not None:
+        unknown = sorted(set(libraries) - set(grid.library_names))
+        if unknown or not libraries:
+            raise ValueError(f"libraries={list(libraries)}: unknown {unknown}; the grid holds "
+                             f"{list(grid.library_names)}")
+        chosen = np.isin(grid.library_id, [list(grid.library_names).index(nm) for nm in libraries])
+    idx_tr, idx_val = np.flatnonzero((split == 0) & chosen), np.flatnonzero((split == 1) & chosen)
     if idx_val.size == 0:
         idx_val = idx_tr
     W = to_t(weights[idx_tr])
@@ -408,6 +418,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                                    f"library shares ~ n_library^{library_balance}",
                "uv_weight": float(uv_weight), "ema_decay": float(ema_decay),
                "init_from": str(init_from) if init_from else None,
+               "trained_libraries": list(libraries) if libraries is not None else list(grid.library_names),
                "training": {"epochs_run": state["epoch"], "wall_seconds": round(state["elapsed"], 1),
                             "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
                             "batch_size": batch_size, "lr": lr, "device": str(dev),
@@ -517,6 +528,9 @@ def add_cli(sub):
     p.add_argument("--lr-final", type=float, default=0.02, help="cosine schedule ends at LR_FINAL x lr")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="validate and write an exponential moving average of the weights (e.g. 0.999)")
+    p.add_argument("--libraries", nargs="+", default=None, metavar="NAME",
+                   help="train on these libraries' nodes only (e.g. a specialist: --init-from MODEL "
+                        "--libraries nextgen)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli)
 
@@ -542,7 +556,8 @@ def _cli(args):
                 patience=args.patience,
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
-                uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay)
+                uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay,
+                libraries=args.libraries)
     t = cfg["training"]
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
           f"{t['best_val_loss']:.4g} (epoch {t['best_epoch']})")
