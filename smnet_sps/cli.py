@@ -14,6 +14,7 @@ _NEGATIVE_VALUE = re.compile(r"^-\.?\d")
 COMMAND_MODULES = [
     "smnet_sps.grid",         # grid build / grid info
     "smnet_sps.train",        # train
+    "smnet_sps.experts",      # experts (combine per-library specialists)
     "smnet_sps.evaluate",     # evaluate
     "smnet_sps.validate",     # validate (observed stars, mixture ranking)
     "smnet_sps.calibrate",    # calibrate (semi-empirical correction)

@@ -30,8 +30,10 @@ libraries' own predictions. This module computes those weights:
 
 3. **Outside every support** (outside all boxes, on a face where no other library takes over, or in a hole
    that no other library fills) the weights go to the libraries as distance^-8 to their boxes (in taper
-   widths: practically the nearest box; on a face, that box's library alone): continuous, and, except on a
-   face, such points are flagged as outside coverage by the generator.
+   widths: practically the nearest box; on a face, that box's library alone), each less
+   :data:`FALLBACK_TRIM` (1e-3) and clipped at 0, then renormalised, so that libraries with a negligible
+   weight cost no network pass: continuous, and, except on a face, such points are flagged as outside
+   coverage by the generator.
 
 Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
 equal weights wherever libraries overlap, still never outside a box.
@@ -45,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["EDGE_TAPER", "SINGLE_METALLICITY_TOLERANCE", "HOLE_FULL", "HOLE_ZERO", "REGION_TRANSITION",
-           "DEFAULT_ORDER", "TEFF_EDGES", "LOGG_EDGES", "MIXTURE_FILE", "smoothstep", "box_taper",
+           "DEFAULT_ORDER", "FALLBACK_TRIM", "TEFF_EDGES", "LOGG_EDGES", "MIXTURE_FILE", "smoothstep", "box_taper",
            "stacked_weights", "band_memberships", "MixturePolicy", "LibraryMixture", "rank_libraries",
            "blend_log_flux", "plot_mixture_map", "widen_single_metallicity"]
 
@@ -61,8 +63,11 @@ LOGG_EDGES = (3.5,)                                       # giants / dwarfs
 # then the Kurucz models (CK04) for everything they cover, NextGen (M dwarfs), BaSeL (M giants, the only
 # library there), CM87 (the only one above 60 kK).
 DEFAULT_ORDER = ("wmbasic", "ck04", "nextgen", "basel22", "cm87")
-# outside every support: weights ~ distance^-8 (nearly the nearest box)
+# outside every support: weights ~ distance^-8 (nearly the nearest box), less FALLBACK_TRIM each (clipped at
+# 0, renormalised): continuous, and a library with a negligible weight costs no network pass (a third of
+# the PARSEC isochrone points lie outside every support and went through all five libraries)
 FALLBACK_POWER = 8
+FALLBACK_TRIM = 1e-3
 MIXTURE_FILE = "mixture.json"
 MIXTURE_FORMAT = "smnet-sps mixture"
 MIN_STARS = 5                           # stars needed to let a pair of libraries be ranked by the data
@@ -319,7 +324,8 @@ class LibraryMixture:
             inv = 1.0 / (d + 1e-9) ** FALLBACK_POWER
             # on the face of a box (distance 0) only the libraries whose box it is
             inv = np.where((d == 0).any(1, keepdims=True), (d == 0).astype(float), inv)
-            out[none] = inv / inv.sum(1, keepdims=True)
+            fb = np.maximum(inv / inv.sum(1, keepdims=True) - FALLBACK_TRIM, 0.0)
+            out[none] = fb / fb.sum(1, keepdims=True)
         return out
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SMNet", "SpectrumMLP", "build_model", "load_smnet_state_dict", "infer_smnet_shape",
-           "log1p01_forward", "log1p01_inverse", "fit_log1p01", "mixture_weights", "MIXTURE_TAPER",
-           "LOG_RATIO_FLOOR", "blackbody_log_ratio", "blackbody_constants"]
+__all__ = ["SMNet", "SpectrumMLP", "LibraryExpertMLP", "build_model", "load_smnet_state_dict",
+           "infer_smnet_shape", "log1p01_forward", "log1p01_inverse", "fit_log1p01", "mixture_weights",
+           "MIXTURE_TAPER", "LOG_RATIO_FLOOR", "blackbody_log_ratio", "blackbody_constants"]
 
 # Tapers of the library partition of unity, per dimension (log10 Teff [dex], log g [dex], [M/H] [dex]).
 # 0.02 dex in Teff is about one grid step of CK04; 0.25 dex in log g / [M/H] is half a step.
@@ -273,10 +273,51 @@ class SpectrumMLP(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, **kwargs)
 
 
+class LibraryExpertMLP(nn.Module):
+    """One :class:`SpectrumMLP` per library ("expert"): a pass for library j runs expert ``expert_index[j]``.
+
+    Each expert is the shared model fine-tuned on one library's nodes only (``smnet-sps train --init-from
+    BASE --libraries NAME``), so it spends all its capacity on that library; several libraries may share one
+    expert (e.g. a library too small to fine-tune keeps the shared model). Every pass runs one network of
+    the shared size: the cost per spectrum is that of one :class:`SpectrumMLP`. Inputs, outputs and the
+    output scaling are those of :class:`SpectrumMLP`.
+
+    Parameters
+    ----------
+    n_wave, n_libraries, width, depth : as :class:`SpectrumMLP` (every expert has this shape)
+    expert_index : sequence of int, length n_libraries: the expert of each library
+    """
+
+    def __init__(self, n_wave, n_libraries, width, depth, expert_index):
+        super().__init__()
+        expert_index = [int(e) for e in expert_index]
+        if len(expert_index) != int(n_libraries) or min(expert_index, default=-1) < 0:
+            raise ValueError(f"expert_index needs one expert number >= 0 per library ({n_libraries}); got "
+                             f"{expert_index}")
+        n_experts = max(expert_index) + 1
+        self.n_wave, self.n_libraries = int(n_wave), int(n_libraries)
+        self.expert_index = expert_index
+        self.experts = nn.ModuleList(SpectrumMLP(n_wave, n_libraries, width, depth) for _ in range(n_experts))
+
+    def expert_for(self, library_id):
+        """The :class:`SpectrumMLP` that library number ``library_id`` runs."""
+        return self.experts[self.expert_index[int(library_id)]]
+
+    def forward(self, x, mixture):
+        """Standardised log spectrum z (n, n_wave) for one-hot ``mixture`` rows (each row runs its
+        library's expert)."""
+        libs = mixture.argmax(1)
+        out = x.new_zeros((x.shape[0], self.n_wave))
+        for j in torch.unique(libs).tolist():
+            rows = torch.nonzero(libs == j).squeeze(1)
+            out = out.index_copy(0, rows, self.expert_for(j)(x[rows], mixture[rows]))
+        return out
+
+
 def build_model(arch, **kwargs):
-    """Instantiate an architecture by name: ``"mlp"`` (:class:`SpectrumMLP`) or ``"smnet"``
-    (:class:`SMNet`)."""
-    archs = {"mlp": SpectrumMLP, "smnet": SMNet}
+    """Instantiate an architecture by name: ``"mlp"`` (:class:`SpectrumMLP`), ``"mlp_experts"``
+    (:class:`LibraryExpertMLP`) or ``"smnet"`` (:class:`SMNet`)."""
+    archs = {"mlp": SpectrumMLP, "mlp_experts": LibraryExpertMLP, "smnet": SMNet}
     if arch not in archs:
         raise ValueError(f"unknown architecture {arch!r}; allowed: {sorted(archs)}")
     return archs[arch](**kwargs)

@@ -28,7 +28,8 @@ from .generator import Generator, ParameterBox, validate_parameters
 from .mixture import SINGLE_METALLICITY_TOLERANCE  # noqa: F401 - importable from here, as before
 from .mixture import (MIXTURE_FILE, NODE_STEPS, LibraryMixture, MixturePolicy, library_node_spacing,
                       node_coordinates, widen_single_metallicity)
-from .model import LOG_RATIO_FLOOR, blackbody_constants, build_model, load_smnet_state_dict, log1p01_inverse
+from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, blackbody_constants, build_model,
+                    load_smnet_state_dict, log1p01_inverse)
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
            "resolve_device", "COVERAGE_SPACING", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
@@ -161,10 +162,13 @@ class _TorchGenerator(Generator):
         dtype = _resolve_dtype(dtype) or self.dtype
         if dtype not in self._models:
             model = copy.deepcopy(self._model).to(self.device, dtype)
-            if (dtype in (torch.bfloat16, torch.float16)
-                    and isinstance(getattr(model, "net", None), torch.nn.Sequential)):
+            if dtype in (torch.bfloat16, torch.float16):
                 # the input layer stays float32: bf16 inputs alone would quantise log Teff to ~0.4 %
-                model.net[0] = copy.deepcopy(self._model.net[0]).to(self.device, torch.float32)
+                pairs = (zip(model.experts, self._model.experts) if isinstance(model, LibraryExpertMLP)
+                         else [(model, self._model)])
+                for low, full in pairs:
+                    if isinstance(getattr(low, "net", None), torch.nn.Sequential):
+                        low.net[0] = copy.deepcopy(full.net[0]).to(self.device, torch.float32)
             self._models[dtype] = model
         return self._models[dtype], dtype
 
@@ -194,7 +198,7 @@ _REQUIRED_KEYS = ("arch", "arch_kwargs", "library_names", "box", "library_boxes"
 
 
 class NeuralGenerator(_TorchGenerator):
-    """A generator trained by ``smnet-sps train`` (architecture ``mlp`` or ``smnet``).
+    """A generator trained by ``smnet-sps train`` (architecture ``mlp``, ``mlp_experts`` or ``smnet``).
 
     Parameters
     ----------
@@ -268,12 +272,14 @@ class NeuralGenerator(_TorchGenerator):
         except (RuntimeError, AttributeError) as exc:
             raise ValueError(f"weights in {directory} do not match config.json ({self.arch}, "
                              f"{cfg['arch_kwargs']}): {str(exc)[:300]}") from exc
-        n_out = model.n_wave if self.arch == "mlp" else model.L
+        # "mlp" and "mlp_experts" predict log10(F / sigma T^4); "smnet" (released layout) log1p01 flux
+        self._mlp = self.arch in ("mlp", "mlp_experts")
+        n_out = model.n_wave if self._mlp else model.L
         if n_out != self.wavelength.size:
             raise ValueError(f"{directory}: the model has {n_out} output pixels but wavelength.npy has "
                              f"{self.wavelength.size}")
         self._setup_torch(model, device, dtype)
-        self._blackbody_reference = self.arch == "mlp" and cfg.get("reference", "none") == "blackbody"
+        self._blackbody_reference = self._mlp and cfg.get("reference", "none") == "blackbody"
         self._coverage_index = None
         self._coverage_memo = None
         nodes_path = directory / cfg.get("nodes_file", "nodes.npz")
@@ -284,7 +290,7 @@ class NeuralGenerator(_TorchGenerator):
                 else " (not renormalised)")
         self.meta = {"flux_normalisation": ("model predicts log10(F_lambda / (sigma Teff^4)) (relative to a "
                                             "blackbody); F_lambda = 10**pred * sigma Teff^4"
-                                            if self.arch == "mlp" else
+                                            if self._mlp else
                                             "model predicts F_lambda/(sigma Teff^4) in log1p01 space; "
                                             "F_lambda = x * sigma Teff^4") + norm,
                      "model": self.name, "arch": self.arch,
@@ -428,6 +434,18 @@ class NeuralGenerator(_TorchGenerator):
     def _network_log_ratio(self, model, x, libs, compute):
         """log10(F / sigma T^4) - reference, shape (m, n_wave), for scaled inputs x (m, 3),
         library ids (m,)."""
+        if isinstance(model, LibraryExpertMLP):
+            # each library's rows through its expert (one network pass per row, as for a single MLP)
+            out = x.new_empty((x.shape[0], self.wavelength.size), dtype=compute)
+            for j in torch.unique(libs).tolist():
+                rows = torch.nonzero(libs == j).squeeze(1)
+                out = out.index_copy(0, rows, self._expert_log_ratio(model.expert_for(j), x[rows], libs[rows],
+                                                                     compute))
+            return out
+        return self._expert_log_ratio(model, x, libs, compute)
+
+    def _expert_log_ratio(self, model, x, libs, compute):
+        """:meth:`_network_log_ratio` of one :class:`SpectrumMLP`."""
         inp = torch.cat([x, self._constants(x.device, x.dtype)["eye"][libs]], dim=1)
         z = _padded_net(lambda t: _mlp_forward(model.net, t), inp)   # padded rows: as in any larger batch
         z = torch.clamp(z.to(compute), model.out_lo.to(compute), model.out_hi.to(compute))
@@ -443,7 +461,7 @@ class NeuralGenerator(_TorchGenerator):
         # one host -> device transfer: parameters and mixture weights (the mixture rule lives on the host)
         host = np.empty((n, 3 + len(self.library_names)))
         host[:, 0], host[:, 1], host[:, 2] = teff, logg, logz
-        host[:, 3:] = self.mixture(teff, logg, logz, library) if self.arch == "mlp" else 0.0
+        host[:, 3:] = self.mixture(teff, logg, logz, library) if self._mlp else 0.0
         params = torch.from_numpy(host).to(self.device)
         c64 = self._constants(self.device, torch.float64)
         t64 = params[:, 0]
@@ -454,7 +472,7 @@ class NeuralGenerator(_TorchGenerator):
                   "bb_rows": torch.stack([inv_t, torch.ones_like(t64), -4.0 * torch.log(t64)], 1)}
         out = torch.empty((n, self.wavelength.size), dtype=compute, device=self.device)
         chunk = self._chunk() or max(n, 1)
-        if self.arch != "mlp":
+        if not self._mlp:
             for s in range(0, n, chunk):
                 sl = slice(s, min(s + chunk, n))
                 y = _padded_net(model, scaled[sl].to(mdtype)).to(compute)
@@ -507,7 +525,7 @@ class NeuralGenerator(_TorchGenerator):
         """
         compute = v.dtype
         c = self._constants(self.device, compute)
-        if self.arch == "mlp":
+        if self._mlp:
             if self._blackbody_reference:
                 # ln(pi B / sigma T^4) = ln10 a - 4 ln T - x - ln(-expm1(-x)), x = h c / (lambda k T). The
                 # large terms (x reaches ~70 where the reference meets its floor) come from one float64
@@ -578,7 +596,7 @@ class NeuralGenerator(_TorchGenerator):
                            logz.to(torch.float64)], 1)
         scaled = ((p64 - c64["lo"]) / c64["span"]).to(dtype)
         norm = SIGMA_SB * teff**4
-        if self.arch != "mlp":
+        if not self._mlp:
             y = model(scaled)
             ratio = log1p01_inverse(y, self.log1p01["tau"], self.log1p01["x_max"])
         else:

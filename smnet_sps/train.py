@@ -202,7 +202,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
-          lr_final=0.02, ema_decay=0.0, libraries=None):
+          lr_final=0.02, ema_decay=0.0, libraries=None, keep="best"):
     """Train a generator on a union grid and write a model directory.
 
     Parameters
@@ -244,6 +244,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     libraries : list of library names or None. Draw training and validation nodes from these libraries only
         (the model keeps its input for every library). With ``init_from`` this fine-tunes a specialist of one
         library, the member of an expert model (:func:`smnet_sps.experts.build_expert_model`).
+    keep : ``"best"`` (the weights of the epoch with the lowest validation loss) or ``"final"`` (those at the
+        end of the schedule: for a fixed number of epochs chosen beforehand on the validation nodes; the
+        validation loss, a mean square in standardised units, need not follow the flux error).
 
     Returns
     -------
@@ -261,6 +264,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"uv_weight must be >= 1, got {uv_weight}")
     if not 0.0 <= float(ema_decay) < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+    if keep not in ("best", "final"):
+        raise ValueError(f"keep must be 'best' or 'final', got {keep!r}")
     if not 0.0 < float(lr_final) <= 1.0:
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
     if arch not in ("mlp", "smnet"):
@@ -419,8 +424,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "uv_weight": float(uv_weight), "ema_decay": float(ema_decay),
                "init_from": str(init_from) if init_from else None,
                "trained_libraries": list(libraries) if libraries is not None else list(grid.library_names),
-               "training": {"epochs_run": state["epoch"], "wall_seconds": round(state["elapsed"], 1),
-                            "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
+               "training": {"epochs_run": state["epoch"], "kept": keep,
+                            "wall_seconds": round(state["elapsed"], 1), "best_epoch": state["best_epoch"],
+                            "best_val_loss": state["best_val"],
                             "batch_size": batch_size, "lr": lr, "device": str(dev),
                             "torch_threads": torch.get_num_threads(), "finished": final},
                "history": state["history"][-200:]}
@@ -494,6 +500,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if bar is not None:
         bar.close()
     state["elapsed"] = time.perf_counter() - t0
+    if keep == "final":
+        source = ema_state if ema_model is not None else model.state_dict()
+        best_state = {k: t.detach().clone() for k, t in source.items()}
     return write(final=True)
 
 
@@ -531,6 +540,8 @@ def add_cli(sub):
     p.add_argument("--libraries", nargs="+", default=None, metavar="NAME",
                    help="train on these libraries' nodes only (e.g. a specialist: --init-from MODEL "
                         "--libraries nextgen)")
+    p.add_argument("--keep", choices=["best", "final"], default="best",
+                   help="write the best-validation weights (default) or those at the end of the schedule")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli)
 
@@ -557,7 +568,7 @@ def _cli(args):
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
                 uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay,
-                libraries=args.libraries)
+                libraries=args.libraries, keep=args.keep)
     t = cfg["training"]
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
           f"{t['best_val_loss']:.4g} (epoch {t['best_epoch']})")

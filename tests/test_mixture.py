@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from smnet_sps.mixture import (EDGE_TAPER, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy,
-                               band_memberships, box_taper, rank_libraries, stacked_weights)
+from smnet_sps.mixture import (EDGE_TAPER, FALLBACK_TRIM, SINGLE_METALLICITY_TOLERANCE, LibraryMixture,
+                               MixturePolicy, band_memberships, box_taper, rank_libraries, stacked_weights)
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +239,21 @@ def test_default_spectrum_is_the_blend_of_imitations(default_generator):
         default, _ = g.surface_flux(teff, logg, logz)
         lf = np.array([np.log10(g.surface_flux(teff, logg, logz, library=n)[0]) for n in g.library_names])
     assert np.allclose(np.log10(default), blend_log_flux(lf, w), atol=2e-5)
+
+
+def test_outside_every_support_few_libraries_and_continuous(default_generator, shipped):
+    """Far outside every box the distance^-8 weights lose FALLBACK_TRIM each: libraries with a negligible
+    weight get exactly 0 (no network pass for them), and the weights stay continuous along a sweep."""
+    # a cool, low-gravity, metal-poor giant: outside every box (as a third of PARSEC's points are)
+    logg = np.linspace(-1.5, -0.5, 2001)
+    w = shipped.weights(np.full(logg.size, np.log10(3200.0)), logg, np.full(logg.size, -1.5))
+    assert np.allclose(w.sum(1), 1.0, atol=1e-12)
+    names = default_generator.library_names
+    # CK04 and BaSeL are nearest; the others (boxes far away, weights ~1e-5 before the trim) get exactly 0
+    assert (w > 0).sum(1).max() <= 2
+    for far in ("wmbasic", "cm87"):
+        assert (w[:, names.index(far)] == 0).all()
+    assert 0 < FALLBACK_TRIM <= 1e-3
+    # continuous: steps between neighbouring sweep points shrink with the step (no jump at the trim)
+    assert np.abs(np.diff(w, axis=0)).max() < 0.01
+    assert not default_generator.in_coverage(np.full(5, 3200.0), logg[:5], np.full(5, -1.5)).any()

@@ -1,0 +1,145 @@
+"""Library experts: one fine-tuned copy of the shared MLP per training library, combined into one model.
+
+The shared :class:`~smnet_sps.model.SpectrumMLP` learns every library at once and underfits each: its error
+at its own *training* nodes (NextGen 0.35 %, BaSeL 0.46 %, WM-basic 0.87 % median at >= 3000 A) is above
+linear interpolation's at held-out nodes. A specialist -- the shared model fine-tuned on one library's
+nodes (``smnet-sps train --init-from BASE --libraries NAME``) -- spends all its capacity on that library.
+:func:`build_expert_model` combines specialists into a :class:`~smnet_sps.model.LibraryExpertMLP` model
+directory: a pass for library j runs j's expert, so the cost per spectrum is that of one shared MLP and
+the default mixture, coverage and every API work unchanged. Libraries without a specialist keep the shared
+model.
+
+Workflow (docs/generator.md)::
+
+    smnet-sps train --grid work/grid.h5 --init-from BASE --libraries nextgen --out work/experts/nextgen ...
+    smnet-sps experts --base BASE --expert nextgen=work/experts/nextgen [--expert ...] --out MODEL_DIR
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+__all__ = ["build_expert_model"]
+
+# files of a model directory that travel unchanged from the base model
+_COPIED = ("wavelength.npy", "nodes.npz", "README.md")
+
+
+def _read_model(directory):
+    directory = Path(directory)
+    cfg_path = directory / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{directory} is not a model directory: no config.json")
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("arch") != "mlp":
+        raise ValueError(f"{directory}: experts are built from 'mlp' models; this one is {cfg.get('arch')!r}")
+    sd = torch.load(directory / cfg.get("weights_file", "weights.pt"), map_location="cpu", weights_only=True)
+    return cfg, sd
+
+
+def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=False):
+    """Combine a shared MLP and per-library specialists into one ``mlp_experts`` model directory.
+
+    Parameters
+    ----------
+    base : path, the shared model (``arch`` ``"mlp"``); libraries without a specialist run it.
+    experts : dict library name -> path of its specialist model directory (same architecture, grid and split
+        as ``base``, trained with ``--init-from base --libraries NAME``).
+    out : path, the model directory to write.
+    half : bool, store the weights as float16 (half the file; loaded as float32). Rounding the weights
+        to float16 moves the spectra by ~1e-4 relative (measured in docs/generator.md).
+    name : model name (default: the base's name + " + library experts").
+    overwrite : replace a model already in ``out``.
+
+    Returns
+    -------
+    dict, the written config.
+    """
+    from .neural import weights_sha256
+
+    base, out = Path(base), Path(out)
+    base_cfg, base_sd = _read_model(base)
+    names = list(base_cfg["library_names"])
+    if not experts:
+        raise ValueError("no experts given: pass at least one library=model_dir pair")
+    unknown = sorted(set(experts) - set(names))
+    if unknown:
+        raise ValueError(f"experts for unknown libraries {unknown}; the base model knows {names}")
+    if out.exists() and any((out / f).exists() for f in ("config.json", "weights.pt")) and not overwrite:
+        raise ValueError(f"{out} already holds a model; pass overwrite=True (--overwrite) to replace it")
+    members, cfgs = [base_sd], {}
+    expert_index = [0] * len(names)
+    for lib in names:
+        if lib not in experts:
+            continue
+        cfg, sd = _read_model(experts[lib])
+        for key in ("arch_kwargs", "input_scaling", "library_names", "grid_sha256", "reference"):
+            if cfg.get(key) != base_cfg.get(key):
+                raise ValueError(f"specialist {experts[lib]} differs from the base {base} in {key!r}: "
+                                 f"{cfg.get(key)} vs {base_cfg.get(key)}")
+        trained = cfg.get("trained_libraries")
+        if trained != [lib]:
+            raise ValueError(f"specialist {experts[lib]} was trained on {trained}, not on [{lib!r}] alone "
+                             "(smnet-sps train --init-from BASE --libraries NAME)")
+        for buf in ("out_mean", "out_std"):
+            if not torch.equal(sd[buf], base_sd[buf]):
+                raise ValueError(f"specialist {experts[lib]}: its output scaling {buf} differs from the "
+                                 "base's")
+        expert_index[names.index(lib)] = len(members)
+        members.append(sd)
+        cfgs[lib] = {"from": str(experts[lib]), "training": cfg.get("training"),
+                     "pixel_loss": cfg.get("pixel_loss"), "uv_weight": cfg.get("uv_weight")}
+    dtype = torch.float16 if half else torch.float32
+    state = {f"experts.{i}.{k}": (v.to(dtype) if v.is_floating_point() and not k.startswith("out_") else v)
+             for i, sd in enumerate(members) for k, v in sd.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out / "weights.pt")
+    for fname in _COPIED:
+        if (base / fname).is_file():
+            shutil.copy2(base / fname, out / fname)
+    cfg = dict(base_cfg)
+    cfg.pop("history", None)
+    cfg.update({"name": name or f"{base_cfg.get('name', base.name)} + library experts", "arch": "mlp_experts",
+                "arch_kwargs": dict(base_cfg["arch_kwargs"], expert_index=expert_index),
+                "experts": {"base": str(base), "base_weights_sha256": base_cfg.get("weights_sha256"),
+                            "libraries": cfgs, "weights_dtype": str(dtype).replace("torch.", "")},
+                "weights_sha256": weights_sha256(out / "weights.pt")})
+    # the library ranking was measured for the base model's spectra: re-rank for the new ones
+    # (smnet-sps validate --rank-libraries --write-mixture OUT); until then the base's preferences apply
+    if (base / "mixture.json").is_file() and not (out / "mixture.json").is_file():
+        shutil.copy2(base / "mixture.json", out / "mixture.json")
+    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    return cfg
+
+
+def add_cli(sub):
+    p = sub.add_parser("experts", help="combine per-library specialists into one model",
+                       description="Combine a shared MLP model and per-library specialists (smnet-sps train "
+                                   "--init-from BASE --libraries NAME) into one library-expert model.")
+    p.add_argument("--base", required=True, help="the shared model directory")
+    p.add_argument("--expert", action="append", required=True, metavar="LIBRARY=DIR",
+                   help="a specialist: library name = its model directory (repeat per library)")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
+    p.add_argument("--name", default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args):
+    experts = {}
+    for item in args.expert:
+        lib, sep, path = item.partition("=")
+        if not sep or not lib or not path:
+            raise ValueError(f"--expert {item!r}: expected LIBRARY=DIR, e.g. nextgen=work/experts/nextgen")
+        experts[lib] = path
+    cfg = build_expert_model(args.base, experts, args.out, half=args.half, name=args.name,
+                             overwrite=args.overwrite)
+    size = (Path(args.out) / "weights.pt").stat().st_size / 1e6
+    print(f"wrote {args.out}: {len(cfg['arch_kwargs']['expert_index'])} libraries, "
+          f"{max(cfg['arch_kwargs']['expert_index']) + 1} networks, weights {size:.1f} MB")
+    return 0
+

@@ -1,0 +1,101 @@
+"""Library experts: specialist fine-tunes (train --libraries), combined into one model that routes each
+library's passes to its expert."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from smnet_sps.experts import build_expert_model
+from smnet_sps.model import LibraryExpertMLP, SpectrumMLP
+from smnet_sps.neural import load_generator
+from smnet_sps.train import train
+
+from test_train import make_synthetic_grid
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experts")
+    grid = make_synthetic_grid(root / "grid.h5")
+    kw = dict(width=32, depth=2, threads=1, progress=False, batch_size=32)
+    base = root / "base"
+    train(grid, base, epochs=40, **kw)
+    spec = root / "libb"
+    train(grid, spec, epochs=30, init_from=base, libraries=["libb"], keep="final", lr=1e-3, **kw)
+    return grid, base, spec, root
+
+
+def test_specialist_trains_on_its_library_only(models):
+    grid, base, spec, _ = models
+    cfg = json.loads((spec / "config.json").read_text())
+    assert cfg["trained_libraries"] == ["libb"]
+    assert cfg["training"]["kept"] == "final"
+    # the specialist's weights moved away from the base (it was trained), its output scaling did not
+    sd_b, sd_s = (torch.load(d / "weights.pt") for d in (base, spec))
+    assert not torch.equal(sd_b["net.0.weight"], sd_s["net.0.weight"])
+    assert torch.equal(sd_b["out_mean"], sd_s["out_mean"])
+
+
+def test_expert_model_routes_each_library_to_its_expert(models):
+    _, base, spec, root = models
+    out = root / "combined"
+    cfg = build_expert_model(base, {"libb": spec}, out)
+    assert cfg["arch"] == "mlp_experts" and cfg["arch_kwargs"]["expert_index"] == [0, 1]
+    g_base, g_spec, g_comb = (load_generator(d, device="cpu") for d in (base, spec, out))
+    teff, logg, logz = np.array([5000.0, 9000.0, 12000.0]), np.array([4.0, 4.0, 4.5]), np.zeros(3)
+    for lib, ref in (("liba", g_base), ("libb", g_spec)):
+        a, _ = g_comb.surface_flux(teff, logg, logz, library=lib)
+        b, _ = ref.surface_flux(teff, logg, logz, library=lib)
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # the default mixture blends the experts' outputs exactly as it blends one network's library passes
+    mix = g_comb.mixture(teff, logg, logz)
+    assert (mix > 0).sum(1).max() >= 1
+    full, _ = g_comb.surface_flux(teff, logg, logz)
+    la = np.log(g_base.surface_flux(teff, logg, logz, library="liba")[0])
+    lb = np.log(g_spec.surface_flux(teff, logg, logz, library="libb")[0])
+    np.testing.assert_allclose(np.log(full), mix[:, :1] * la + mix[:, 1:2] * lb, atol=1e-5)
+
+
+def test_half_precision_storage_halves_the_file_and_stays_close(models):
+    _, base, spec, root = models
+    build_expert_model(base, {"libb": spec}, root / "f32")
+    build_expert_model(base, {"libb": spec}, root / "f16", half=True)
+    s32, s16 = ((root / d / "weights.pt").stat().st_size for d in ("f32", "f16"))
+    assert s16 < 0.6 * s32
+    teff, logg, logz = np.array([5000.0, 9000.0]), np.array([4.0, 4.0]), np.zeros(2)
+    a = load_generator(root / "f32", device="cpu").surface_flux(teff, logg, logz)[0]
+    b = load_generator(root / "f16", device="cpu").surface_flux(teff, logg, logz)[0]
+    assert np.median(np.abs(b / a - 1)) < 2e-3
+
+
+def test_bad_expert_sets_are_refused(models):
+    grid, base, spec, root = models
+    with pytest.raises(ValueError, match="unknown libraries"):
+        build_expert_model(base, {"nosuch": spec}, root / "x1")
+    with pytest.raises(ValueError, match="not on"):
+        build_expert_model(base, {"liba": spec}, root / "x2")       # trained on libb, offered for liba
+    with pytest.raises(ValueError, match="no experts"):
+        build_expert_model(base, {}, root / "x3")
+    with pytest.raises(ValueError, match="already holds"):
+        build_expert_model(base, {"libb": spec}, root / "x4")
+        build_expert_model(base, {"libb": spec}, root / "x4")
+    with pytest.raises(ValueError, match="unknown"):
+        train(grid, root / "x5", epochs=1, width=8, depth=1, progress=False, libraries=["nosuch"])
+    with pytest.raises(ValueError, match="keep"):
+        train(grid, root / "x6", epochs=1, width=8, depth=1, progress=False, keep="latest")
+
+
+def test_expert_module_matches_its_members():
+    torch.manual_seed(0)
+    m = LibraryExpertMLP(n_wave=7, n_libraries=3, width=8, depth=2, expert_index=[0, 1, 0])
+    x = torch.rand(6, 3)
+    mix = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 1, 0, 2]), 3).float()
+    out = m(x, mix)
+    for i, lib in enumerate([0, 1, 2, 1, 0, 2]):
+        member = m.expert_for(lib)
+        assert isinstance(member, SpectrumMLP)
+        torch.testing.assert_close(out[i], member(x[i:i + 1], mix[i:i + 1])[0])
+    with pytest.raises(ValueError, match="expert_index"):
+        LibraryExpertMLP(n_wave=7, n_libraries=3, width=8, depth=2, expert_index=[0, 1])
