@@ -20,12 +20,21 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 __all__ = ["build_expert_model"]
 
 # files of a model directory that travel unchanged from the base model
 _COPIED = ("wavelength.npy", "nodes.npz", "README.md")
+
+
+def _nodes(directory):
+    path = Path(directory) / "nodes.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} has no nodes.npz (the grid nodes and split of its training)")
+    with np.load(path) as f:
+        return {k: f[k] for k in ("teff", "logg", "logz", "library_id", "split") if k in f}
 
 
 def _read_model(directory):
@@ -70,16 +79,25 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
         raise ValueError(f"experts for unknown libraries {unknown}; the base model knows {names}")
     if out.exists() and any((out / f).exists() for f in ("config.json", "weights.pt")) and not overwrite:
         raise ValueError(f"{out} already holds a model; pass overwrite=True (--overwrite) to replace it")
-    members, cfgs = [base_sd], {}
+    members, cfgs, grids = [base_sd], {}, set()
     expert_index = [0] * len(names)
+    base_nodes = _nodes(base)
     for lib in names:
         if lib not in experts:
             continue
         cfg, sd = _read_model(experts[lib])
-        for key in ("arch_kwargs", "input_scaling", "library_names", "grid_sha256", "reference"):
+        for key in ("arch_kwargs", "input_scaling", "library_names", "reference"):
             if cfg.get(key) != base_cfg.get(key):
                 raise ValueError(f"specialist {experts[lib]} differs from the base {base} in {key!r}: "
                                  f"{cfg.get(key)} vs {base_cfg.get(key)}")
+        # the same grid nodes and split (a grid rebuilt since the base was trained, e.g. converted to
+        # vacuum wavelengths, has a new hash but the same nodes): the held-out test nodes stay held out
+        nodes = _nodes(experts[lib])
+        if base_nodes.keys() != nodes.keys() or not all(np.array_equal(base_nodes[k], nodes[k])
+                                                        for k in base_nodes):
+            raise ValueError(f"specialist {experts[lib]} was trained on other grid nodes or another "
+                             f"train/validation/test split than the base {base}")
+        grids.add(cfg.get("grid_sha256"))
         trained = cfg.get("trained_libraries")
         if trained != [lib]:
             raise ValueError(f"specialist {experts[lib]} was trained on {trained}, not on [{lib!r}] alone "
@@ -102,9 +120,13 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
             shutil.copy2(base / fname, out / fname)
     cfg = dict(base_cfg)
     cfg.pop("history", None)
-    cfg.update({"name": name or f"{base_cfg.get('name', base.name)} + library experts", "arch": "mlp_experts",
+    # the grid the specialists were trained on (kept: the base's, beside it)
+    grid_sha = grids.pop() if len(grids) == 1 else base_cfg.get("grid_sha256")
+    cfg.update({"grid_sha256": grid_sha, "arch": "mlp_experts",
+                "name": name or f"{base_cfg.get('name', base.name)} + library experts",
                 "arch_kwargs": dict(base_cfg["arch_kwargs"], expert_index=expert_index),
                 "experts": {"base": str(base), "base_weights_sha256": base_cfg.get("weights_sha256"),
+                            "base_grid_sha256": base_cfg.get("grid_sha256"),
                             "libraries": cfgs, "weights_dtype": str(dtype).replace("torch.", "")},
                 "weights_sha256": weights_sha256(out / "weights.pt")})
     # the library ranking was measured for the base model's spectra: re-rank for the new ones

@@ -81,6 +81,11 @@ def test_bad_expert_sets_are_refused(models):
     with pytest.raises(ValueError, match="already holds"):
         build_expert_model(base, {"libb": spec}, root / "x4")
         build_expert_model(base, {"libb": spec}, root / "x4")
+    other_split = root / "seed1"
+    train(grid, other_split, epochs=2, width=32, depth=2, progress=False, init_from=base, libraries=["libb"],
+          seed=1, batch_size=32)
+    with pytest.raises(ValueError, match="split"):
+        build_expert_model(base, {"libb": other_split}, root / "x7")
     with pytest.raises(ValueError, match="unknown"):
         train(grid, root / "x5", epochs=1, width=8, depth=1, progress=False, libraries=["nosuch"])
     with pytest.raises(ValueError, match="keep"):
