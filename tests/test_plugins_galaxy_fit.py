@@ -84,9 +84,9 @@ def _bc03(ages_gyr, zsol=(1.0,)):
 
 def test_binned_templates_recover_a_known_dispersion(tmp_path):
     """Control for the sub-pixel position share: a BC03 SSP at MILES resolution with sigma = 200 km/s,
-    degraded to 20 A, fitted with BC03 binned onto the model grid and put on the Gaussian LSF by the pPXF plugin.
-    Without the share (position_share=0) sigma comes out ~330 km/s (the lines' unknown places in the 20-A
-    pixels); with the shipped share it is the galaxy's own (measured ~210)."""
+    degraded to 20 A, fitted with BC03 binned onto the model grid and put on the Gaussian LSF by the pPXF
+    plugin. Without the share (position_share=0) sigma comes out ~330 km/s (the lines' unknown places in the
+    20-A pixels); with the shipped share it is the galaxy's own (measured ~230)."""
     from ppxf.ppxf import ppxf
     import ppxf.sps_util as lib
 
