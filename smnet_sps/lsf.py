@@ -25,7 +25,7 @@ narrow line sits where the pixel is, not where the line is: an offset uniform wi
 width^2 / 12: rms ~350 km/s at 5,000 A for 20 A pixels), fixed for each line. A least-squares fit answers
 such scattered offsets by broadening its kernel: with templates whose line profile has exactly the
 requested Gaussian's second moment (``position_share=0``), the fitted dispersion comes out as
-sqrt(sigma^2 + ~(width^2/12)) -- a galaxy with sigma = 100 km/s is fitted with ~290 km/s. The templates
+sqrt(sigma^2 + ~(width^2/12)) -- a galaxy with sigma = 100 km/s is fitted with ~280 km/s. The templates
 therefore carry a share of that position variance themselves: the edge blur is
 
     s_e^2 = (FWHM / 2.3548)^2 - (1 - position_share) * width^2 / 12
@@ -33,12 +33,15 @@ therefore carry a share of that position variance themselves: the edge blur is
 so that every line's profile (box x Gaussian) has variance (FWHM / 2.3548)^2 + position_share * width^2 / 12
 around its pixel centre (exact where neighbouring pixels are equal; 3 % low at the 10 A pixel).
 ``position_share = 1`` is the least-squares optimum for isolated narrow lines; broad features (Balmer wings,
-band heads) are already blurred by the binning and want less. :data:`POSITION_SHARE` = 0.45 is calibrated
-on observed stars (MILES, 3,900-6,500 K; ``benchmarks/bench_lsf_position_share.py``): degraded to 20 A with
-sigma = 100-300 km/s and fitted with their own binned spectrum, the median fitted sigma is unbiased to ~10 %
-(with ``position_share=0``: +90 to +170 km/s). It does nothing for the *velocities*: each line's offset
-is fixed, and a fit averages them only partly; expect systematic velocity errors of ~10-20 km/s with
-20-A pixels; see docs/plugins.md ("Fitting real galaxies") for measured figures.
+band heads) are already blurred by the binning and want less. :data:`POSITION_SHARE` = 0.45 is calibrated on
+observed stars (335 MILES stars of 3,900-6,500 K, half of them held out;
+``benchmarks/bench_lsf_position_share.py``): degraded to 20 A with sigma = 100 / 200 / 300 km/s and fitted
+with their own binned spectrum, the held-out median fitted sigma is 109 / 198 / 290 km/s
+(``position_share=0``: 278 / 322 / 386); ~5 % of the stars with sigma = 100 km/s then reach pPXF's lower bound
+(the instrumental sigma at 20 A is ~500 km/s). It does nothing for the *velocities*: each line's offset is
+fixed, and a fit averages them only partly; with 20-A pixels expect systematic velocity errors of ~20 km/s,
+and far more when the fit loses its anchoring lines (Ca H+K); see docs/plugins.md ("Fitting real galaxies")
+for measured figures.
 """
 from __future__ import annotations
 
