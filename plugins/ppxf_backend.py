@@ -37,7 +37,7 @@ def default_fwhm(wave_aa):
 
 
 def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medium="vacuum",
-                  gaussian_fwhm=None, velscale=None, overwrite=False, **arrays):
+                  gaussian_fwhm=None, velscale=None, position_share=None, overwrite=False, **arrays):
     """Write the ``np.savez`` file ``ppxf.sps_util.sps_lib(path, velscale, ...)`` reads.
 
     Parameters
@@ -56,6 +56,12 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
         ``velscale`` km/s (:func:`smnet_sps.lsf.to_gaussian_lsf`), so that pPXF's sigma is the galaxy's own
         dispersion once the galaxy is degraded to the same FWHM. ``fwhm`` in the file is then this FWHM.
     velscale : float [km/s], the log-lambda step for ``gaussian_fwhm`` (e.g. the galaxy's velscale)
+    position_share : float in [0, 1], optional (with ``gaussian_fwhm``)
+        Share of the sub-pixel position variance (pixel width^2 / 12) added to the templates' line profiles
+        so that the fitted sigma is not inflated by the lines' unknown places inside the 20-A pixels;
+        default :data:`smnet_sps.lsf.POSITION_SHARE` (calibrated on MILES stars); 0 gives line profiles of
+        exactly the requested Gaussian's second moment (sigma then comes out ~300 km/s too high for a
+        100 km/s galaxy). Written to the file as ``lsf_position_share``.
     overwrite : bool
 
     Returns
@@ -67,10 +73,11 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     ``masses`` are the surviving mass fractions of the grid; when the grid carries none they are set to 1
     (mass-to-light ratios from ``sps_lib.mass_to_light`` are then per M_sun *formed*), and the file records
     ``masses_are_formed_mass=True``. Extra fields that ``sps_lib`` ignores: ``wavelength_medium``,
-    ``lsf_shape`` ("box" or "gaussian"), ``outside_fraction`` [n_age, n_met] (share of L_bol from stars
-    outside the generator's coverage; NaN when the grid does not carry it), ``zsun``, ``flux_unit``.
+    ``lsf_shape`` ("box" or "gaussian"), ``lsf_position_share`` (NaN for "box"), ``outside_fraction``
+    [n_age, n_met] (share of L_bol from stars outside the generator's coverage; NaN when the grid does not
+    carry it), ``zsun``, ``flux_unit``.
     """
-    from smnet_sps.lsf import to_gaussian_lsf
+    from smnet_sps.lsf import POSITION_SHARE, to_gaussian_lsf
     from smnet_sps.medium import check_medium, convert_spectrum_medium
 
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
@@ -96,9 +103,14 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
             raise ValueError("gaussian_fwhm needs velscale [km/s], the step of the log-lambda output grid")
         sel = wave[keep]
         rng = (max(sel[0], wave[3]), min(sel[-1], wave[-4]))
-        lam, flux, fwhm_arr = to_gaussian_lsf(wave, ssp.ssp_flux, gaussian_fwhm, velscale, lam_range=rng)
+        share = POSITION_SHARE if position_share is None else float(position_share)
+        lam, flux, fwhm_arr = to_gaussian_lsf(wave, ssp.ssp_flux, gaussian_fwhm, velscale, lam_range=rng,
+                                              position_share=share)
         shape = "gaussian"
     else:
+        if position_share is not None:
+            raise ValueError("position_share applies only with gaussian_fwhm (templates on a Gaussian LSF)")
+        share = np.nan
         native, shape = template_lsf(ssp)
         fwhm_arr = native if fwhm is None else np.broadcast_to(np.asarray(fwhm, float), wave.shape)
         lam, flux, fwhm_arr = wave[keep], ssp.ssp_flux[..., keep], np.array(fwhm_arr[keep], float)
@@ -114,7 +126,7 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     np.savez_compressed(path, templates=templates, masses=masses, lam=np.asarray(lam_out, float),
                         ages=ssp.age_gyr, metals=ssp.logzsol(zsun), fwhm=np.asarray(fwhm_arr, float),
                         zsun=zsun, masses_are_formed_mass=masses_are_formed, wavelength_medium=medium,
-                        lsf_shape=shape, outside_fraction=outside,
+                        lsf_shape=shape, lsf_position_share=share, outside_fraction=outside,
                         flux_unit="L_sun/Angstrom per M_sun formed", creator="smnet_sps.plugins.ppxf_backend")
     # np.savez appends .npz when missing
     return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
@@ -124,10 +136,15 @@ from_arrays = write_sps_lib
 
 
 def from_smnet(path, ages, Zs, *, zsun=None, fwhm=None, lam_range=None, medium="vacuum", gaussian_fwhm=None,
-               velscale=None, overwrite=False, **kwargs):
-    """Run ``smnet_sps.ssp.ssp_grid(ages, Zs, **kwargs)`` and write its pPXF template file to ``path``."""
+               velscale=None, position_share=None, overwrite=False, **kwargs):
+    """Run ``smnet_sps.ssp.ssp_grid(ages, Zs, **kwargs)`` and write its pPXF template file to ``path``.
+
+    ``generator="semi-empirical"`` (passed on to ``ssp_grid``) gives templates whose optical lines are
+    calibrated on MILES stars: the better choice for kinematic fits (docs/plugins.md, "Fitting real
+    galaxies")."""
     return write_sps_lib(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, fwhm=fwhm, lam_range=lam_range,
-                         medium=medium, gaussian_fwhm=gaussian_fwhm, velscale=velscale, overwrite=overwrite)
+                         medium=medium, gaussian_fwhm=gaussian_fwhm, velscale=velscale,
+                         position_share=position_share, overwrite=overwrite)
 
 
 def load_sps_lib(path, velscale, **kwargs):

@@ -51,7 +51,7 @@ def test_to_gaussian_lsf_gives_the_requested_fwhm(centre, factor):
     native = lsf.grid_lsf_fwhm(WAVE)
     fwhm = factor * native[(WAVE > 3500) & (WAVE < 7000)].max()          # >= native everywhere used
     m = (WAVE > 3400) & (WAVE < 7400)
-    lam, out, fwhm_out = lsf.to_gaussian_lsf(WAVE[m], _push_line(centre)[m], fwhm, 30.0)
+    lam, out, fwhm_out = lsf.to_gaussian_lsf(WAVE[m], _push_line(centre)[m], fwhm, 30.0, position_share=0.0)
     assert np.allclose(np.diff(np.log(lam)), 30.0 / lsf.C_KMS)
     assert np.allclose(fwhm_out, fwhm)
     prof = 1.0 - out
@@ -71,11 +71,30 @@ def test_to_gaussian_lsf_gives_the_requested_fwhm(centre, factor):
     assert np.allclose(flat, 1.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("share", [lsf.POSITION_SHARE, 1.0])
+def test_to_gaussian_lsf_adds_the_position_share_of_the_box_variance(share):
+    """A line's profile: the requested Gaussian's variance + share x width^2/12 (its unknown place)."""
+    fwhm, centre = 20.0, 5004.0
+    m = (WAVE > 3400) & (WAVE < 7400)
+    lam, out, fwhm_out = lsf.to_gaussian_lsf(WAVE[m], _push_line(centre)[m], fwhm, 30.0, position_share=share)
+    assert np.allclose(fwhm_out, fwhm)                     # the Gaussian to degrade the galaxy to
+    prof = 1.0 - out
+    assert np.sum(prof * np.gradient(lam)) == pytest.approx(1.0, rel=1e-3)        # EW kept
+    cen = np.sum(prof * lam) / prof.sum()
+    var = np.sum(prof * (lam - cen) ** 2) / prof.sum()
+    width = lsf.grid_lsf_fwhm(WAVE)[int(np.argmin(np.abs(WAVE - centre)))]
+    assert var == pytest.approx((fwhm / lsf.FWHM_PER_SIGMA) ** 2 + share * width ** 2 / 12, rel=0.01)
+    flat = lsf.to_gaussian_lsf(WAVE[m], np.ones(m.sum()), fwhm, 30.0, position_share=share)[1]
+    assert np.allclose(flat, 1.0, atol=1e-12)
+
+
 def test_to_gaussian_lsf_and_degrade_refuse_bad_input():
     with pytest.raises(ValueError, match="native box FWHM"):
         lsf.to_gaussian_lsf(WAVE, np.ones(WAVE.size), 15.0, 30.0, lam_range=(4000, 6000))
     with pytest.raises(ValueError, match="velscale"):
         lsf.to_gaussian_lsf(WAVE, np.ones(WAVE.size), 25.0, -1.0)
+    with pytest.raises(ValueError, match="position_share"):
+        lsf.to_gaussian_lsf(WAVE, np.ones(WAVE.size), 25.0, 30.0, position_share=1.5)
     with pytest.raises(ValueError, match="fwhm_out must be >= fwhm_in"):
         lsf.degrade_to_fwhm(WAVE, np.ones(WAVE.size), 30.0, 20.0)
 
