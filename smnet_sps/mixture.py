@@ -48,8 +48,8 @@ import numpy as np
 
 __all__ = ["EDGE_TAPER", "SINGLE_METALLICITY_TOLERANCE", "HOLE_FULL", "HOLE_ZERO", "REGION_TRANSITION",
            "DEFAULT_ORDER", "FALLBACK_TRIM", "TEFF_EDGES", "LOGG_EDGES", "MIXTURE_FILE", "smoothstep",
-           "box_taper", "stacked_weights", "band_memberships", "MixturePolicy", "LibraryMixture", "rank_libraries",
-           "blend_log_flux", "plot_mixture_map", "widen_single_metallicity"]
+           "box_taper", "stacked_weights", "band_memberships", "MixturePolicy", "LibraryMixture",
+           "rank_libraries", "blend_log_flux", "plot_mixture_map", "widen_single_metallicity"]
 
 # [dex] log10 Teff, log g, [M/H]: inside width over which a weight -> 0
 EDGE_TAPER = (0.01, 0.1, 0.05)
