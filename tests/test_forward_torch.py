@@ -94,7 +94,7 @@ def test_torch_surface_flux_gradients_match_finite_differences(default_generator
     assert f.requires_grad is False and f.dtype == torch.float32
     ref, _ = gen.surface_flux(*point, library=library)
     # plain float32 here (autograd), the f64-assisted reference in the fast path: a few 1e-5 at most
-    np.testing.assert_allclose(f.numpy(), ref, rtol=1e-5)
+    np.testing.assert_allclose(f.numpy(), ref, rtol=3e-5)
 
 
 def test_torch_surface_flux_backpropagates_from_float32(default_generator):
