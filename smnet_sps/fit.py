@@ -730,7 +730,9 @@ def _resolve_prior(prior):
     """A prior object with ``log_prob`` from fit_star's ``prior=`` (named isochrone priors are cached)."""
     if isinstance(prior, str):
         if prior not in ("parsec", "padova"):
-            raise ValueError(f"prior must be None, 'parsec', 'padova' or an object with log_prob; got {prior!r}")
+            raise ValueError(
+                f"prior must be None, 'parsec', 'padova' or an object with log_prob; got {prior!r}"
+            )
         if prior not in _PRIORS:
             from .stellar_prior import IsochronePrior
 

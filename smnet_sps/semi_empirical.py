@@ -272,7 +272,7 @@ class SemiEmpiricalGenerator(Generator):
         return flux
 
     def torch_surface_flux(self, teff, logg, logz, library=None):
-        """F_lambda as a torch tensor (n, n_wave), differentiable in the parameters (for :mod:`smnet_sps.fit`).
+        """F_lambda as a torch tensor (n, n_wave), differentiable in the parameters (for fitting).
 
         The same spectrum as :meth:`surface_flux` (base model x exp(empirical weight x correction), rescaled
         to the base model's integral), written in torch: the base model's

@@ -75,7 +75,8 @@ class IsochronePrior:
         if min(bandwidth) <= 0 or min(cell) <= 0 or logz_width <= 0:
             raise ValueError("bandwidth, cell and logz_width must be > 0")
         iso = load_isochrones(family)
-        sel_age = np.flatnonzero((iso.log_age >= log_age_range[0] - 1e-9) & (iso.log_age <= log_age_range[1] + 1e-9))
+        in_range = (iso.log_age >= log_age_range[0] - 1e-9) & (iso.log_age <= log_age_range[1] + 1e-9)
+        sel_age = np.flatnonzero(in_range)
         if sel_age.size == 0:
             raise ValueError(
                 f"log_age_range {log_age_range} holds no {family} isochrone (ages "
