@@ -229,6 +229,9 @@ def test_cli_fit_writes_json_and_plot(gen, tmp_path):
     res = json.loads(out.read_text())
     assert res["teff"] == pytest.approx(5800.0, rel=0.03)
     assert png.stat().st_size > 10000
+    assert main(["fit", str(spec), "--out", str(out), "--prior", "parsec", "--degree", "5"]) == 0
+    res_p = json.loads(out.read_text())
+    assert res_p["teff"] == pytest.approx(5800.0, rel=0.03) and abs(res_p["logg"] - 4.4) < 0.3
     assert main(["fit", str(tmp_path / "missing.txt")]) == 1
 
 
