@@ -37,6 +37,7 @@ CONFIGS = {
     "deg2": {"degree": 2},
     "deg5": {"degree": 5},
     "deg8": {"degree": 8},
+    "deg12": {"degree": 12},
     "w4000": {"wmin": 4000.0},
     "w4200": {"wmin": 4200.0},
     "w4800": {"wmin": 4800.0},
@@ -209,6 +210,27 @@ def summarise(res):
         print(f"{name:14s} {s['n']:4d} {100 * s['teff'][0]:+7.1f} {100 * s['teff'][1]:6.2f}    "
               f"{s['logg'][0]:+6.2f} {s['logg'][1]:5.3f}    {s['logz'][0]:+6.2f} {s['logz'][1]:5.3f}"
               f"    {h[0]:.3f} {h[1]:.3f}   {np.median([x['seconds'] for x in r['rows']]):.2f}")
+
+
+def logg_bootstrap(res, name, ref="base", n=1000, seed=0, lo=4500, hi=6500):
+    """68 % bootstrap interval of the log g scatter of ``name`` and the paired change against ``ref``
+    (the same resampled stars for both) -> (lo16, hi84, change, change_sd)."""
+    def dlogg(c):
+        rows = [r for r in res[c]["rows"] if lo <= r["truth"][0] < hi]
+        return {r["id"]: r["fit"][1] - r["truth"][1] for r in rows}
+
+    a, b = dlogg(name), dlogg(ref)
+    ids = sorted(set(a) & set(b))
+    da, db = np.array([a[i] for i in ids]), np.array([b[i] for i in ids])
+
+    def mad(x):
+        return 1.4826 * np.median(np.abs(x - np.median(x)), axis=-1)
+
+    k = np.random.default_rng(seed).integers(0, len(ids), (n, len(ids)))
+    sa = np.array([mad(da[j]) for j in k])
+    sb = np.array([mad(db[j]) for j in k])
+    return (float(np.percentile(sa, 16)), float(np.percentile(sa, 84)), float(mad(da) - mad(db)),
+            float(np.std(sa - sb)))
 
 
 def badness(sc):
