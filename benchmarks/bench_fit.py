@@ -360,6 +360,10 @@ LEVER_NOTES = {
     "prior": "isochrone prior (PARSEC, Kroupa, default IsochronePrior)",
     "prior_L": "isochrone prior weighted by L^1.5 (magnitude-limited sample)",
     "rvfix": "rv held within +-5 km/s (MILES spectra are at rest)",
+    "nomgb": "Mg b + MgH 5100-5250 A masked",
+    "nonad": "Na D 5860-5930 A masked",
+    "gwin": "only 4500-4800, 5000-5400, 5800-6000, 6100-6200, 6500-6620 A (gravity windows)",
+    "mgbx4": "Mg b 5100-5250 A weighted x4 (ivar)",
     "semi": "semi-empirical generator, 5-fold: each star fitted with a correction network that did not see "
             "it; no 2-fold correction on top",
 }

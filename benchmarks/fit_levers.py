@@ -48,6 +48,7 @@ CONFIGS = {
     "gwin": {"mask_keep": [[4500, 4800], [5000, 5400], [5800, 6000], [6100, 6200], [6500, 6620]]},
     "nomgb": {"mask": [[5100, 5250]]},
     "nonad": {"mask": [[5860, 5930]]},
+    "mgbx4": {"weight": [[5100, 5250, 4.0]]},
     "noha": {"mask": [[6520, 6610]]},
     "notell": {"mask": [[6860, 6960], [7160, 7340]]},
     "prior": {"prior": "parsec"},
@@ -103,7 +104,10 @@ def prep(st, i, s):
             keep |= (w >= lo) & (w <= hi)
         bad |= ~keep
     fz = np.where(bad, 1.0, f)
-    return np.where(bad, 0.0, f), 1.0 / (0.01 * fz) ** 2, bad
+    ivar = 1.0 / (0.01 * fz) ** 2
+    for lo, hi, factor in s.get("weight", []):
+        ivar = np.where((w >= lo) & (w <= hi), ivar * factor, ivar)
+    return np.where(bad, 0.0, f), ivar, bad
 
 
 _SEMI = {}
