@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 MILES = HERE.parent.parent / "shared" / "data" / "empirical" / "miles_calibration"
 PARAMS = ("teff", "logg", "logz", "rv")
 
@@ -113,7 +115,10 @@ def part_coverage(n, n_emcee, seed=0):
     return out
 
 
-def part_miles(wmin=4500.0, tmin=4000.0, tmax=7000.0, raw_every=3):
+def part_miles(wmin=4500.0, tmin=4000.0, tmax=7000.0, raw_every=3, degree=3, prior="parsec"):
+    """MILES stars 4000-7000 K: ``raw`` (the model as it is, every ``raw_every``-th star), ``corrected``
+    (2-fold empirical correction) and, when ``prior`` is set, ``corrected+prior`` (the same with
+    fit_star's isochrone prior); continuum degree ``degree`` for all."""
     from smnet_sps.empirical import load_empirical
     from smnet_sps.fit import empirical_correction, fit_star
     from smnet_sps.neural import load_generator
@@ -144,6 +149,7 @@ def part_miles(wmin=4500.0, tmin=4000.0, tmax=7000.0, raw_every=3):
                 masks=[d[2] for d in data],
                 resolution_fwhm=2.5,
                 generator=gen,
+                degree=degree,
             )
         )
     rows = []
@@ -155,13 +161,24 @@ def part_miles(wmin=4500.0, tmin=4000.0, tmax=7000.0, raw_every=3):
                 "truth": [float(st.teff[i]), float(st.logg[i]), float(st.logz[i])],
             }
             # the uncorrected model on every raw_every-th star only (CPU time)
-            todo = (("raw", None),) if j % raw_every == 0 else ()
+            todo = (("raw", None, None),) if j % raw_every == 0 else ()
+            todo += (("corrected", corr[1 - k], None),)
+            if prior:
+                todo += (("corrected+prior", corr[1 - k], prior),)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                for label, c in todo + (("corrected", corr[1 - k]),):
+                for label, c, pr in todo:
                     t0 = time.perf_counter()
                     r = fit_star(
-                        st.wavelength, f, iv, mask=bad, resolution_fwhm=2.5, generator=gen, model_correction=c
+                        st.wavelength,
+                        f,
+                        iv,
+                        mask=bad,
+                        resolution_fwhm=2.5,
+                        generator=gen,
+                        model_correction=c,
+                        degree=degree,
+                        prior=pr,
                     )
                     row[label] = (
                         list(map(float, r.values))
@@ -179,8 +196,10 @@ def part_miles(wmin=4500.0, tmin=4000.0, tmax=7000.0, raw_every=3):
     ]
     table = []
     tr = np.array([r["truth"] for r in rows])
-    for label in ("raw", "corrected"):
+    for label in ("raw", "corrected", "corrected+prior"):
         has = np.array([label in r for r in rows])
+        if not has.any():
+            continue
         v = np.array([r.get(label, [np.nan] * 10) for r in rows])
         for name, lo, hi in classes:
             s = (tr[:, 0] >= lo) & (tr[:, 0] < hi) & has
@@ -202,9 +221,14 @@ def part_miles(wmin=4500.0, tmin=4000.0, tmax=7000.0, raw_every=3):
             )
     return {
         "wmin": wmin,
+        "degree": degree,
+        "prior": prior,
         "rows": rows,
         "table": table,
         "median_seconds": float(np.median([r["corrected"][-2] for r in rows])),
+        "median_seconds_prior": (
+            float(np.median([r["corrected+prior"][-2] for r in rows])) if prior else None
+        ),
         "raw_every": raw_every,
     }
 
@@ -323,6 +347,71 @@ def part_ssp(n_mocks=12, snr=50.0, seed=1):
     return {"grid_seconds": t_grid, "age_spacing": da, "logz_spacing": dz, "rows": rows, "summary": summ}
 
 
+LEVER_NOTES = {
+    "base": "as `corrected` above: lambda >= 4500 A, degree 3, flat prior",
+    "raw": "no empirical correction",
+    "deg1": "continuum degree 1",
+    "deg2": "degree 2",
+    "deg5": "degree 5",
+    "deg8": "degree 8",
+    "deg12": "degree 12",
+    "w4000": "lambda >= 4000 A",
+    "w4800": "lambda >= 4800 A",
+    "prior": "isochrone prior (PARSEC, Kroupa, default IsochronePrior)",
+    "prior_L": "isochrone prior weighted by L^1.5 (magnitude-limited sample)",
+    "rvfix": "rv held within +-5 km/s (MILES spectra are at rest)",
+    "nomgb": "Mg b + MgH 5100-5250 A masked",
+    "nonad": "Na D 5860-5930 A masked",
+    "gwin": "only 4500-4800, 5000-5400, 5800-6000, 6100-6200, 6500-6620 A (gravity windows)",
+    "mgbx4": "Mg b 5100-5250 A weighted x4 (ivar)",
+    "semi": "semi-empirical generator, 5-fold: each star fitted with a correction network that did not see "
+            "it; no 2-fold correction on top",
+}
+
+
+def _lever_lines(files):
+    """The lever table: every configuration of fit_levers.py on the 4500-6500 K stars."""
+    from fit_levers import badness, logg_bootstrap, nested, scores
+
+    res = {}
+    for f in files:
+        res.update(json.loads(f.read_text()))
+
+    def note(name):
+        return "; ".join(LEVER_NOTES.get(p, p) for p in name.split("+"))
+
+    lines = [
+        "**Levers for log g** (`benchmarks/fit_levers.py`; 4500-6500 K stars, 1 % errors, the 2-fold "
+        "empirical correction unless stated; one change at a time from `base`; scatter = 1.4826 MAD):",
+        "",
+        "| configuration | what changes | n | Teff scatter | log g bias | log g scatter (68 % bootstrap) | "
+        "log g change vs `base` (paired) | [M/H] scatter | worst / target | median fit time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in res.items():
+        sc = scores(r["rows"])
+        b16, b84, dd, dsd = logg_bootstrap(res, name) if "base" in res else (np.nan,) * 4
+        lines.append(
+            f"| `{name}` | {note(name)} | {sc['n']} | {100 * sc['teff'][1]:.2f} % | {sc['logg'][0]:+.2f} | "
+            f"{sc['logg'][1]:.3f} ({b16:.3f}-{b84:.3f}) | {dd:+.3f} +- {dsd:.3f} | {sc['logz'][1]:.3f} | "
+            f"{badness(sc):.2f} | {np.median([x['seconds'] for x in r['rows']]):.2f} s |"
+        )
+    family = [c for c in ("base", "deg5", "deg8", "deg12", "prior", "deg5+prior", "deg8+prior") if c in res]
+    every = [c for c in res if c not in ("raw", "semi") and not c.startswith("semi+")]
+    lines += [""]
+    for label, cands in (("the continuum degree x prior family", family),
+                         ("every non-semi-empirical configuration", every)):
+        sc, chosen = nested(res, cands)
+        lines.append(
+            f"Choosing among {label} ({len(cands)}: {', '.join(f'`{c}`' for c in cands)}) on one half of the "
+            "stars (smallest worst scatter / target) and scoring the choice on the other half: half 0 gets "
+            f"`{chosen[0]}`, half 1 `{chosen[1]}`; held-out scatter Teff {100 * sc['teff'][1]:.2f} %, "
+            f"log g {sc['logg'][1]:.3f}, [M/H] {sc['logz'][1]:.3f} dex (n {sc['n']})."
+        )
+        lines.append("")
+    return lines
+
+
 def report():
     """benchmarks/results_fit.md from the fit_*.json files present."""
     lines = ["## Fitting stars and populations (`benchmarks/bench_fit.py`)", ""]
@@ -367,9 +456,15 @@ def report():
         lines += [
             (
                 f"**MILES calibration stars** (vacuum, lambda >= {m['wmin']:.0f} A, 1 % relative errors, "
-                "degree-3 continuum; `corrected` = empirical model correction from the *other* half of the "
-                "stars, 2-fold; `raw` = the model as it is"
+                f"degree-{m.get('degree', 3)} continuum; `corrected` = empirical model correction from the "
+                "*other* half of the stars, 2-fold; `raw` = the model as it is"
                 + ("" if m.get("raw_every", 1) == 1 else f", on 1 star in {m['raw_every']} by Teff")
+                + (
+                    f"; `corrected+prior` = corrected, with fit_star's `prior={m['prior']!r}` (isochrone "
+                    "density, no star's catalogue value in it)"
+                    if m.get("prior")
+                    else ""
+                )
                 + "). Bias = median, scatter = 1.4826 MAD of (fit - catalogue); Teff relative. Targets for "
                 "4500-6500 K: scatter Teff <= 3 %, log g <= 0.3 dex, [M/H] <= 0.2 dex."
             ),
@@ -384,7 +479,17 @@ def report():
                 f"{100 * r['teff_scatter']:.1f} % | {r['logg_bias']:+.2f} | {r['logg_scatter']:.2f} | "
                 f"{r['logz_bias']:+.2f} | {r['logz_scatter']:.2f} |"
             )
-        lines += ["", f"Median fit time {m['median_seconds']:.2f} s (1 torch thread, loaded machine).", ""]
+        tp = m.get("median_seconds_prior")
+        lines += [
+            "",
+            f"Median fit time {m['median_seconds']:.2f} s"
+            + (f" ({tp:.2f} s with the prior: two optimisations)" if tp else "")
+            + " (1 torch thread, loaded machine).",
+            "",
+        ]
+    lever_files = sorted(HERE.glob("fit_levers*.json"))
+    if lever_files:
+        lines += _lever_lines(lever_files)
     p = HERE / "fit_timing.json"
     if p.exists():
         t = json.loads(p.read_text())
@@ -427,6 +532,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--raw-every", type=int, default=3,
                     help="miles: fit the uncorrected model on every k-th star")
+    ap.add_argument("--degree", type=int, default=3, help="miles: continuum polynomial degree")
+    ap.add_argument("--prior", default="parsec",
+                    help="miles: fit_star prior of the third variant ('' = none)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     parts = (
@@ -436,7 +544,7 @@ def main():
         if part == "coverage":
             out = part_coverage(args.n, args.n_emcee, seed=args.seed)
         elif part == "miles":
-            out = part_miles(raw_every=args.raw_every)
+            out = part_miles(raw_every=args.raw_every, degree=args.degree, prior=args.prior or None)
         else:
             out = part_ssp(12 if args.part == "all" else args.n)
         (HERE / f"fit_{part}{args.suffix}.json").write_text(json.dumps(out, indent=1))

@@ -326,13 +326,21 @@ class _Problem:
     hi: np.ndarray
     scale: np.ndarray  # optimisation units: theta = u * scale
 
-    def __init__(self, op, names, lo, hi, scale, spectrum_fn):
+    def __init__(self, op, names, lo, hi, scale, spectrum_fn, penalty=None, chi2_scale=1.0):
         self.op, self.names = op, tuple(names)
         self.lo, self.hi, self.scale = (np.asarray(v, float) for v in (lo, hi, scale))
         self.spectrum_fn = spectrum_fn  # theta (K, P) float64 tensor -> model on working pixels (K, n)
+        self.penalty = penalty  # theta (K, P) -> -2 ln prior (K,), or None (flat prior)
+        self.chi2_scale = float(chi2_scale)  # chi^2 is divided by this in the objective (>= 1)
 
     def chi2(self, theta):
         return _profile(self.spectrum_fn(theta), self.op)[0]
+
+    def objective(self, theta):
+        """-2 ln posterior (up to a constant): chi^2 / chi2_scale + penalty; plain chi^2 without a prior."""
+        if self.penalty is None:
+            return self.chi2(theta)
+        return self.chi2(theta) / self.chi2_scale + self.penalty(theta)
 
 
 def _optimise(prob, starts, n_adam=60, lr=0.3):
@@ -344,14 +352,14 @@ def _optimise(prob, starts, n_adam=60, lr=0.3):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_adam, eta_min=lr / 20)
     for _ in range(n_adam):
         opt.zero_grad()
-        loss = prob.chi2(u * sc).sum()
+        loss = prob.objective(u * sc).sum()
         loss.backward()
         opt.step()
         sched.step()
         with torch.no_grad():
             u.copy_(torch.minimum(torch.maximum(u, lo), hi))
     with torch.no_grad():
-        chi2 = prob.chi2(u * sc)
+        chi2 = prob.objective(u * sc)
     best = int(torch.argmin(chi2))
     v = u[best].detach().clone().requires_grad_(True)
     lb = torch.optim.LBFGS(
@@ -361,7 +369,7 @@ def _optimise(prob, starts, n_adam=60, lr=0.3):
     def closure():
         lb.zero_grad()
         theta = torch.minimum(torch.maximum(v, lo), hi) * sc
-        loss = prob.chi2(theta[None])[0]
+        loss = prob.objective(theta[None])[0]
         loss.backward()
         return loss
 
@@ -371,7 +379,7 @@ def _optimise(prob, starts, n_adam=60, lr=0.3):
         v = u[best].detach().clone()
     with torch.no_grad():
         theta = torch.minimum(torch.maximum(v, lo), hi) * sc
-        chi2_best = float(prob.chi2(theta[None])[0])
+        chi2_best = float(prob.objective(theta[None])[0])
         if chi2_best > float(chi2[best]):
             theta, chi2_best = u[best] * sc, float(chi2[best])
     return theta.detach().numpy(), chi2_best, (u * sc).detach().numpy(), chi2.numpy()
@@ -430,7 +438,7 @@ def _emcee(prob, theta, cov, n_walkers=24, n_steps=400, n_burn=150, seed=0):
         ok = np.all((p >= prob.lo) & (p <= prob.hi), axis=1)
         if ok.any():
             with torch.no_grad():
-                out[ok] = -0.5 * prob.chi2(torch.as_tensor(p[ok])).numpy()
+                out[ok] = -0.5 * prob.objective(torch.as_tensor(p[ok])).numpy()
         return out
 
     sampler = emcee.EnsembleSampler(
@@ -546,19 +554,65 @@ class SSPFit(_FitBase):
         return 10 ** (self.log_age - 9.0)
 
 
+def _with_prior_curvature(prob, theta, cov):
+    """Covariance of the posterior: inverse of (the likelihood's precision + the Hessian of -ln prior).
+
+    The prior's Hessian is taken by central differences over steps of 2 optimisation units (it is an
+    interpolated table: its curvature is meaningful on the scale of its smoothing, not of one cell); negative
+    eigenvalues (where the prior curves upwards) are dropped, so the prior never widens the errors.
+    """
+    npar = len(theta)
+    h = 2.0 * prob.scale
+    th = torch.as_tensor(theta, dtype=torch.float64)
+    pts = [th.clone()]
+    for i in range(npar):
+        for j in range(npar):
+            for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+                d = torch.zeros(npar, dtype=torch.float64)
+                d[i] += si * h[i]
+                d[j] += sj * h[j]
+                pts.append(th + d)
+    with torch.no_grad():
+        # penalty = -2 ln p; the Hessian of -ln p is half its Hessian
+        v = 0.5 * prob.penalty(torch.stack(pts)).numpy()
+    hess = np.empty((npar, npar))
+    k = 1
+    for i in range(npar):
+        for j in range(npar):
+            pp, pm, mp, mm = v[k : k + 4]
+            hess[i, j] = (pp - pm - mp + mm) / (4 * h[i] * h[j])
+            k += 4
+    hess = 0.5 * (hess + hess.T)
+    ev, vec = np.linalg.eigh(hess)
+    hess = (vec * np.maximum(ev, 0.0)) @ vec.T
+    free = np.isfinite(np.diag(cov))
+    out = np.full_like(cov, np.nan)
+    if free.any():
+        sub = cov[np.ix_(free, free)]
+        try:
+            out[np.ix_(free, free)] = np.linalg.inv(np.linalg.inv(sub) + hess[np.ix_(free, free)])
+        except np.linalg.LinAlgError:
+            out[np.ix_(free, free)] = sub
+    return out
+
+
 def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, samples_kw, meta):
     op = prob.op
     cov, model = _laplace(prob, theta)
     dof = op.wave.size - len(theta) - (op.degree + 1)
     chi2_red = chi2 / max(dof, 1)
     samples = None
+    if prob.penalty is not None:
+        # the objective already divides chi^2 by chi2_scale (the errors' inflation); add the prior's curvature
+        cov = _with_prior_curvature(prob, theta, cov * prob.chi2_scale)
     if uncertainty == "laplace":
-        if scale_errors and chi2_red > 1:
+        if scale_errors and chi2_red > 1 and prob.penalty is None:
             cov = cov * chi2_red
         err = np.sqrt(np.diag(cov))
     elif uncertainty == "emcee":
         samples = _emcee(prob, theta, cov, **(samples_kw or {}))
-        if scale_errors and chi2_red > 1:  # inflate the spread about the median by sqrt(chi2_red)
+        if scale_errors and chi2_red > 1 and prob.penalty is None:
+            # inflate the spread about the median by sqrt(chi2_red)
             med = np.median(samples, 0)
             samples = med + (samples - med) * np.sqrt(chi2_red)
         q16, q84 = np.percentile(samples, [16, 84], axis=0)
@@ -641,12 +695,17 @@ def _star_start_grid(gen):
 
 def _cached_start_grid(gen):
     global _STAR_START_GRID
-    # keyed by the model's directory (a model is immutable; two loads of one model share the grid)
+    # keyed by the model's directory (a model is immutable; two loads of one model share the grid); a few
+    # models are kept (e.g. the folds of a cross-validation)
     d = getattr(gen, "directory", None)
     key = (str(d) if d is not None else id(gen), getattr(gen, "name", ""), gen.wavelength.size)
-    if _STAR_START_GRID is None or _STAR_START_GRID[0] != key:
-        _STAR_START_GRID = (key,) + _star_start_grid(gen)
-    return _STAR_START_GRID[1], _STAR_START_GRID[2]
+    if _STAR_START_GRID is None:
+        _STAR_START_GRID = {}
+    if key not in _STAR_START_GRID:
+        if len(_STAR_START_GRID) >= 8:
+            _STAR_START_GRID.pop(next(iter(_STAR_START_GRID)))
+        _STAR_START_GRID[key] = _star_start_grid(gen)
+    return _STAR_START_GRID[key]
 
 
 def _star_model_fn(gen, op, library, correction=None, dtype=torch.float32):
@@ -662,6 +721,29 @@ def _star_model_fn(gen, op, library, correction=None, dtype=torch.float32):
         return op.apply(flux / flux.mean(dim=1, keepdim=True), rv)
 
     return spectrum
+
+
+_PRIORS = {}
+
+
+def _resolve_prior(prior):
+    """A prior object with ``log_prob`` from fit_star's ``prior=`` (named isochrone priors are cached)."""
+    if isinstance(prior, str):
+        if prior not in ("parsec", "padova"):
+            raise ValueError(
+                f"prior must be None, 'parsec', 'padova' or an object with log_prob; got {prior!r}"
+            )
+        if prior not in _PRIORS:
+            from .stellar_prior import IsochronePrior
+
+            _PRIORS[prior] = IsochronePrior(prior)
+        return _PRIORS[prior]
+    if not callable(getattr(prior, "log_prob", None)):
+        raise ValueError(
+            f"prior must be None, 'parsec', 'padova' or an object with log_prob(teff, logg, logz); "
+            f"got {type(prior).__name__}"
+        )
+    return prior
 
 
 def _check_generator(generator):
@@ -694,6 +776,7 @@ def fit_star(
     scale_errors=True,
     emcee_kwargs=None,
     model_correction=None,
+    prior=None,
 ):
     """Fit Teff, log g, [M/H] and radial velocity to an observed spectrum with the generator.
 
@@ -716,6 +799,14 @@ def fit_star(
     scale_errors : bool, multiply the covariance by chi^2_red when it exceeds 1 (default True)
     model_correction : array (n_model_wave,) or None, multiplies the generator's spectrum on its own pixels
         (rest frame) before the comparison, e.g. an empirical calibration (:func:`empirical_correction`)
+    prior : None (default: flat inside the bounds), ``"parsec"`` / ``"padova"`` (an
+        :class:`smnet_sps.stellar_prior.IsochronePrior` of that family with its default settings: where
+        stars are in the Kiel diagram), or any object with a torch-differentiable
+        ``log_prob(teff, logg, logz)``. With a prior the fit runs twice: flat first, then the posterior
+        -2 ln p = chi^2 / s - 2 ln prior from the flat optimum and the starts, where s = max(1, chi^2_red of
+        the flat fit) when ``scale_errors`` (the data's errors inflated to the model's misfit, as for the
+        error bars; otherwise s = 1). The errors are then those of the posterior (the prior's curvature
+        added). See docs/fit.md for what it does on MILES stars.
 
     Returns
     -------
@@ -783,6 +874,21 @@ def fit_star(
     teff_scale = float(np.median(starts[:, 0])) * 0.01
     prob = _Problem(op, STAR_PARAMETERS, lo, hi, np.array([teff_scale, 0.1, 0.05, 10.0]), spectrum)
     theta, chi2, _, _ = _optimise(prob, starts)
+    prior_meta = {}
+    if prior is not None:
+        log_prior = _resolve_prior(prior)
+        dof = op.wave.size - 4 - (op.degree + 1)
+        s = max(1.0, chi2 / max(dof, 1)) if scale_errors else 1.0
+
+        def penalty(th):
+            return -2.0 * log_prior.log_prob(th[:, 0], th[:, 1], th[:, 2])
+
+        prob = _Problem(op, STAR_PARAMETERS, lo, hi, prob.scale, spectrum, penalty=penalty, chi2_scale=s)
+        starts = np.vstack([theta[None], starts])
+        theta, _, _, _ = _optimise(prob, starts)
+        with torch.no_grad():
+            chi2 = float(prob.chi2(torch.as_tensor(theta, dtype=torch.float64)[None])[0])
+        prior_meta = {"prior": repr(log_prior), "chi2_scale": s}
     res = _finish(
         StarFit,
         prob,
@@ -799,6 +905,7 @@ def fit_star(
             "degree": op.degree,
             "data_fwhm": op.data_fwhm,
             "model_fwhm": op.model_fwhm,
+            **prior_meta,
         },
     )
     res.meta["inside_coverage"] = bool(np.asarray(gen.in_coverage(theta[0], theta[1], theta[2])).ravel()[0])

@@ -164,7 +164,7 @@ def _cmd_fit(args):
         from .neural import load_generator
 
         gen = load_generator(args.generator) if args.generator else None
-        res = fit_star(wave, flux, ivar, generator=gen, library=args.library, **common)
+        res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior, **common)
     print(res)
     if args.out:
         Path(args.out).write_text(json.dumps(res.as_dict(), indent=1))
@@ -200,6 +200,12 @@ def add_cli(sub):
     p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace")
     p.add_argument("--generator", default=None, help="model directory (default: the shipped model)")
     p.add_argument("--library", default=None, help="library to imitate (default: the mixture)")
+    p.add_argument(
+        "--prior",
+        choices=["parsec", "padova"],
+        default=None,
+        help="stars: isochrone prior on (Teff, log g, [M/H]) (default: flat; docs/fit.md)",
+    )
     p.add_argument(
         "--ssp-grid", default=None, help="SSP grid file (.h5/.npz from smnet-sps ssp-grid): fit_ssp"
     )

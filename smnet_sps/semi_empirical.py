@@ -271,6 +271,39 @@ class SemiEmpiricalGenerator(Generator):
             flux[rows] = f * s[:, None]
         return flux
 
+    def torch_surface_flux(self, teff, logg, logz, library=None):
+        """F_lambda as a torch tensor (n, n_wave), differentiable in the parameters (for fitting).
+
+        The same spectrum as :meth:`surface_flux` (base model x exp(empirical weight x correction), rescaled
+        to the base model's integral), written in torch: the base model's
+        :meth:`~smnet_sps.neural.NeuralGenerator.torch_surface_flux`, the correction network and the
+        kernel-density weight all carry gradients. The network runs on CPU in float32; the result is on the
+        base model's device in its dtype. ``library`` is passed to the base model.
+        """
+        flux = self.base.torch_surface_flux(teff, logg, logz, library=library)
+        tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
+        t, g, z = (v.reshape(-1) for v in torch.broadcast_tensors(*[v.double() for v in tensors]))
+        p = torch.stack([torch.log10(t), g, z], 1).cpu()
+        sc = torch.as_tensor(self._scales, dtype=torch.float64)
+        stars = torch.as_tensor(self._stars, dtype=torch.float64) / sc
+        d2 = ((p[:, None, :] / sc - stars[None]) ** 2).sum(-1)
+        n_eff = torch.exp(-0.5 * d2).sum(1)
+        w = -torch.expm1(-(n_eff / self._n_half) ** 2)
+        w = torch.where(w < self._w_floor, torch.zeros_like(w), w)
+        for q in self._net.parameters():      # a model call never changes the model: no gradients stored
+            q.requires_grad_(False)
+        c = self._net(p.float()).double() * w[:, None]
+        c = c.to(flux.device, flux.dtype)
+        lo, hi = self._i0 - 1, self._i1 + 1
+        pad = torch.nn.functional.pad(c, (1, 1))
+        wl = torch.as_tensor(self.wavelength, dtype=flux.dtype, device=flux.device)
+        seg = flux[:, lo:hi]
+        added = torch.trapezoid(seg * torch.expm1(pad), wl[lo:hi], dim=1)
+        total = torch.trapezoid(flux, wl, dim=1)
+        factor = torch.ones_like(flux)
+        factor = torch.cat([factor[:, :lo], torch.exp(pad), factor[:, hi:]], dim=1)
+        return flux * factor * (total / (total + added))[:, None]
+
     def spectra(self, teff, logg, logz, **kwargs):
         """As :meth:`Generator.spectra`; ``meta["empirical_weight"]`` holds :meth:`empirical_weight` per
         point."""

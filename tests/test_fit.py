@@ -229,6 +229,9 @@ def test_cli_fit_writes_json_and_plot(gen, tmp_path):
     res = json.loads(out.read_text())
     assert res["teff"] == pytest.approx(5800.0, rel=0.03)
     assert png.stat().st_size > 10000
+    assert main(["fit", str(spec), "--out", str(out), "--prior", "parsec", "--degree", "5"]) == 0
+    res_p = json.loads(out.read_text())
+    assert res_p["teff"] == pytest.approx(5800.0, rel=0.03) and abs(res_p["logg"] - 4.4) < 0.3
     assert main(["fit", str(tmp_path / "missing.txt")]) == 1
 
 
@@ -273,3 +276,71 @@ def test_operator_modes_and_flat_spectrum(gen):
         out = op.apply(flat, torch.tensor([150.0], dtype=torch.float64),
                        torch.tensor([300.0], dtype=torch.float64))
         np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------ priors and models
+@pytest.fixture(scope="module")
+def iso_prior():
+    from smnet_sps.stellar_prior import IsochronePrior
+
+    return IsochronePrior("parsec")
+
+
+def test_isochrone_prior_follows_stellar_evolution(iso_prior):
+    lp = iso_prior.log_prob
+    # solar-metallicity main sequence and red clump / RGB are populated; the Hertzsprung gap at 5800 K and
+    # a 6000 K supergiant-like log g far less; far outside every isochrone the floor holds
+    assert lp(5800.0, 4.4, 0.0) > lp(5800.0, 3.0, 0.0) + 2.0
+    assert lp(4800.0, 2.5, 0.0) > lp(5800.0, 3.0, 0.0) + 2.0
+    assert lp(5800.0, 4.4, 0.0) > lp(6000.0, 1.5, 0.0) + 2.0
+    floor = lp(30000.0, 0.5, 0.0)
+    assert np.isfinite(floor) and floor >= lp(5800.0, 4.4, 0.0) + np.log(iso_prior.settings["floor"]) - 1e-9
+    # differentiable and consistent with finite differences (smooth on the kernel's scale)
+    t = torch.tensor([5200.0], dtype=torch.float64, requires_grad=True)
+    g = torch.tensor([3.0], dtype=torch.float64, requires_grad=True)
+    z = torch.tensor([-0.3], dtype=torch.float64, requires_grad=True)
+    iso_prior.log_prob(t, g, z).sum().backward()
+    h = 0.1
+    fd = (lp(5200.0, 3.0 + h, -0.3) - lp(5200.0, 3.0 - h, -0.3)) / (2 * h)
+    assert float(g.grad) == pytest.approx(float(fd), abs=0.3 * abs(float(fd)) + 0.05)
+    assert torch.isfinite(t.grad).all() and torch.isfinite(z.grad).all()
+    with pytest.raises(ValueError, match="power"):
+        type(iso_prior)(power=0.0)
+    with pytest.raises(ValueError, match="log_age_range"):
+        type(iso_prior)(log_age_range=(11.0, 12.0))
+
+
+def test_fit_star_prior_moves_a_weak_fit_towards_stars(gen, iso_prior):
+    # a low-S/N mock in the Hertzsprung gap: the flat fit sits near the truth, the posterior moves to where
+    # the isochrones put stars, its errors shrink, and a noiseless mock is left where it is
+    truth = (5800.0, 3.2, 0.0, 0.0)
+    w, f, iv, clean = mock_star(np.array([4500.0, 7400.0]), *truth, snr=8, generator=gen, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flat = fit_star(w, f, iv, generator=gen)
+        post = fit_star(w, f, iv, generator=gen, prior=iso_prior)
+        sharp = fit_star(w, clean, iv * 1e4, generator=gen, prior="parsec")
+    lp = iso_prior.log_prob
+    assert lp(post.teff, post.logg, post.logz) > lp(flat.teff, flat.logg, flat.logz) + 0.3
+    assert post.chi2 >= flat.chi2 - 1e-6 * flat.chi2  # the prior costs chi^2, never gains it
+    assert post.logg_err <= flat.logg_err * 1.001
+    assert "IsochronePrior" in post.meta["prior"]
+    assert sharp.logg == pytest.approx(truth[1], abs=0.05)
+    with pytest.raises(ValueError, match="prior"):
+        fit_star(w, f, iv, generator=gen, prior="mist")
+
+
+def test_fit_star_with_semi_empirical_generator(gen):
+    from smnet_sps.neural import load_generator
+
+    semi = load_generator("semi-empirical", device="cpu")
+    T, G, Z = np.array([5000.0, 5800.0]), np.array([2.5, 4.4]), np.array([0.0, -0.5])
+    ref = semi.surface_flux(T, G, Z)[0]
+    tt = torch.tensor(T, requires_grad=True)
+    out = semi.torch_surface_flux(tt, torch.tensor(G), torch.tensor(Z))
+    np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-4)
+    out[:, (semi.wavelength > 5000) & (semi.wavelength < 5300)].sum().backward()
+    assert torch.isfinite(tt.grad).all() and (tt.grad != 0).all()
+    w, f, iv, _ = mock_star(np.array([4500.0, 7400.0]), 5600.0, 4.3, -0.2, snr=200, generator=semi, seed=2)
+    r = fit_star(w, f, iv, generator=semi)
+    assert r.teff == pytest.approx(5600.0, rel=0.01) and abs(r.logg - 4.3) < 0.1
