@@ -39,6 +39,17 @@ from smnet_sps.neural import load_generator
 HERE = Path(__file__).parent
 
 
+def _experts_note(cfg):
+    """For a library-expert model: the shared network's training (above) plus each specialist's."""
+    experts = cfg.get("experts")
+    if not experts:
+        return ""
+    parts = [f"{lib} {d['training']['epochs_run']} epochs in {d['training']['wall_seconds'] / 60:.0f} min"
+             for lib, d in experts["libraries"].items()]
+    return (" That is the shared network; library specialists fine-tuned from it (1 thread each): "
+            + "; ".join(parts) + f"; weights stored as {experts.get('weights_dtype', 'float32')}.")
+
+
 def one_network(gen):
     """The MLP one network pass runs (for a library-expert model: one expert; all have the same shape)."""
     model = gen._model
@@ -73,7 +84,7 @@ def main(argv=None):
             f"{cfg['training']['epochs_run']} epochs in {cfg['training']['wall_seconds'] / 60:.1f} min on "
             f"{cfg['training']['device']} ({cfg['training']['torch_threads']} threads); split "
             f"{cfg['split']['n_train']} train / {cfg['split']['n_val']} val / {cfg['split']['n_test']} test "
-            "nodes.", ""]
+            "nodes." + _experts_note(cfg), ""]
 
     grid = None
     if Path(args.grid).is_file() and not args.throughput_only:
