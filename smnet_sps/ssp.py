@@ -754,6 +754,8 @@ def _write_fits(spec, path):
              ("LSFSHAPE", m.get("lsf_shape", "box"), "line-spread function shape (column LSF_FWHM)"),
              ("BUNIT", "Lsun/Angstrom/Msun", "FLUX per solar mass formed")]
     for key, val, comment in cards:
+        if isinstance(val, str) and len(val) + len(comment) > 64:
+            comment = ""            # a long value (e.g. a model name) keeps its card whole, without a comment
         h[key] = (val, comment)
     for i, (name, lum) in enumerate(m["phase_luminosity"].items()):
         h[f"PHLUM{i}"] = (lum, f"L [Lsun/Msun] of phase: {name}"[:47])
