@@ -45,7 +45,8 @@ def _read_model(directory):
     cfg = json.loads(cfg_path.read_text())
     if cfg.get("arch") != "mlp":
         raise ValueError(f"{directory}: experts are built from 'mlp' models; this one is {cfg.get('arch')!r}")
-    sd = torch.load(directory / cfg.get("weights_file", "weights.pt"), map_location="cpu", weights_only=True)
+    from .neural import _torch_load         # a clear ValueError for a missing, truncated or corrupt file
+    sd = _torch_load(directory / cfg.get("weights_file", "weights.pt"))
     return cfg, sd
 
 

@@ -81,6 +81,13 @@ def test_bad_expert_sets_are_refused(models):
     with pytest.raises(ValueError, match="already holds"):
         build_expert_model(base, {"libb": spec}, root / "x4")
         build_expert_model(base, {"libb": spec}, root / "x4")
+    corrupt = root / "corrupt"
+    corrupt.mkdir()
+    for f in ("config.json", "nodes.npz"):
+        (corrupt / f).write_bytes((spec / f).read_bytes())
+    (corrupt / "weights.pt").write_bytes((spec / "weights.pt").read_bytes()[:500])
+    with pytest.raises(ValueError, match="truncated, corrupt"):
+        build_expert_model(base, {"libb": corrupt}, root / "x8")
     other_split = root / "seed1"
     train(grid, other_split, epochs=2, width=32, depth=2, progress=False, init_from=base, libraries=["libb"],
           seed=1, batch_size=32)
