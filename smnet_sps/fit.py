@@ -27,6 +27,7 @@ Wavelengths are vacuum Angstrom (convert air wavelengths with :func:`smnet_sps.m
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -746,10 +747,19 @@ def _resolve_prior(prior):
     return prior
 
 
+_NAMED_GENERATORS = {}
+
+
 def _check_generator(generator):
+    """A generator object, or one loaded once by name (``"default"``, ``"semi-empirical"``, a model path)."""
     from .neural import load_generator
 
-    gen = load_generator() if generator is None else generator
+    if generator is None or isinstance(generator, (str, os.PathLike)):
+        key = "default" if generator is None else str(generator)
+        if key not in _NAMED_GENERATORS:
+            _NAMED_GENERATORS[key] = load_generator(None if generator is None else generator)
+        return _check_generator(_NAMED_GENERATORS[key])
+    gen = generator
     if not hasattr(gen, "torch_surface_flux"):
         raise ValueError(
             f"generator {getattr(gen, 'name', gen)!r} has no differentiable path "
@@ -788,7 +798,8 @@ def fit_star(
         of the residuals through the chi^2_red scaling)
     resolution_fwhm : float or array (n,) [A], the data's line-spread FWHM; None = 2 pixel widths
     mask : bool array (n,), True = bad pixel (excluded)
-    generator : a :class:`smnet_sps.neural.NeuralGenerator` (default: the shipped default model)
+    generator : a :class:`smnet_sps.neural.NeuralGenerator`, or a shipped model name or model directory (e.g.
+        ``"semi-empirical"``, loaded once); default: the shipped default model
     library : training library to imitate, or None (the default mixture)
     degree : int, degree of the multiplicative Legendre continuum (default 3)
     rv_guess, max_rv : [km/s], start and largest |v| (the data should be roughly at rest)
