@@ -747,19 +747,11 @@ def _resolve_prior(prior):
     return prior
 
 
-_NAMED_GENERATORS = {}
-
-
 def _check_generator(generator):
     """A generator object, or one loaded once by name (``"default"``, ``"semi-empirical"``, a model path)."""
-    from .neural import load_generator
+    from .ssp import resolve_generator
 
-    if generator is None or isinstance(generator, (str, os.PathLike)):
-        key = "default" if generator is None else str(generator)
-        if key not in _NAMED_GENERATORS:
-            _NAMED_GENERATORS[key] = load_generator(None if generator is None else generator)
-        return _check_generator(_NAMED_GENERATORS[key])
-    gen = generator
+    gen = resolve_generator(str(generator) if isinstance(generator, os.PathLike) else generator)
     if not hasattr(gen, "torch_surface_flux"):
         raise ValueError(
             f"generator {getattr(gen, 'name', gen)!r} has no differentiable path "

@@ -175,6 +175,33 @@ def _named_generator(name, device):
                          f"{', '.join(repr(a) for a in allowed)} or a model directory") from exc
 
 
+def resolve_generator(generator=None, device="auto"):
+    """The :class:`~smnet_sps.generator.Generator` meant by ``generator``, each name loaded once per device.
+
+    None or ``"default"`` -> the shipped default model; another string: ``"blackbody"``, a shipped model name
+    (``"semi-empirical"``) or a model directory; a Generator is returned as it is.
+    """
+    from .generator import Generator
+
+    if isinstance(generator, str) and generator == "default":
+        generator = None
+    if generator is None:
+        if device not in _DEFAULT_GENERATOR:
+            from .neural import load_generator
+            _DEFAULT_GENERATOR[device] = load_generator(device=device)
+        return _DEFAULT_GENERATOR[device]
+    if isinstance(generator, str):
+        key = ("name", generator, device)
+        if key not in _DEFAULT_GENERATOR:
+            _DEFAULT_GENERATOR[key] = _named_generator(generator, device)
+        return _DEFAULT_GENERATOR[key]
+    if not isinstance(generator, Generator):
+        names = ", ".join(["blackbody", *_generator_names()])
+        raise ValueError(f"generator must be None, a name ({names}), a model directory, a Generator or a "
+                         f"StellarLibraryBackend; got {type(generator).__name__}")
+    return generator
+
+
 def get_backend(generator=None, special_phases="model", outside="extrapolate", device="auto"):
     """A shared :class:`StellarLibraryBackend` per (generator, options), so repeated SSPs hit its cache.
 
@@ -183,26 +210,9 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
     model name (``"semi-empirical"``), or a model directory; or a :class:`~smnet_sps.generator.Generator` /
     :class:`StellarLibraryBackend`.
     """
-    from .generator import Generator
-
     if isinstance(generator, StellarLibraryBackend):
         return generator
-    if isinstance(generator, str) and generator == "default":
-        generator = None
-    if generator is None:
-        if device not in _DEFAULT_GENERATOR:
-            from .neural import load_generator
-            _DEFAULT_GENERATOR[device] = load_generator(device=device)
-        generator = _DEFAULT_GENERATOR[device]
-    elif isinstance(generator, str):
-        key = ("name", generator, device)
-        if key not in _DEFAULT_GENERATOR:
-            _DEFAULT_GENERATOR[key] = _named_generator(generator, device)
-        generator = _DEFAULT_GENERATOR[key]
-    elif not isinstance(generator, Generator):
-        names = ", ".join(["blackbody", *_generator_names()])
-        raise ValueError(f"generator must be None, a name ({names}), a model directory, a Generator or a "
-                         f"StellarLibraryBackend; got {type(generator).__name__}")
+    generator = resolve_generator(generator, device)
     key = (id(generator), special_phases, outside)
     backend = _BACKENDS.get(key)
     if backend is None or backend.generator is not generator:
