@@ -303,22 +303,26 @@ class LibraryExpertMLP(nn.Module):
         """The :class:`SpectrumMLP` that library number ``library_id`` runs."""
         return self.experts[self.expert_index[int(library_id)]]
 
-    def _route(self, method, x, mixture):
-        libs = mixture.argmax(1)
-        out = x.new_zeros((x.shape[0], self.n_wave))
+    def route(self, fn, libs, out):
+        """Fill ``out`` (n, n_wave): the rows of library j with ``fn(expert of j, their row indices)``.
+
+        Returns the filled tensor (``index_copy``, not in place, so autograd flows through).
+        """
         for j in torch.unique(libs).tolist():
             rows = torch.nonzero(libs == j).squeeze(1)
-            out = out.index_copy(0, rows, getattr(self.expert_for(j), method)(x[rows], mixture[rows]))
+            out = out.index_copy(0, rows, fn(self.expert_for(j), rows))
         return out
 
     def forward(self, x, mixture):
         """Standardised log spectrum z (n, n_wave) for one-hot ``mixture`` rows (each row runs its
         library's expert)."""
-        return self._route("forward", x, mixture)
+        return self.route(lambda expert, rows: expert(x[rows], mixture[rows]), mixture.argmax(1),
+                          x.new_empty((x.shape[0], self.n_wave)))
 
     def log_ratio(self, x, mixture):
         """log10(F_lambda / (sigma Teff^4)) [log10 A^-1] (n, n_wave), each row from its library's expert."""
-        return self._route("log_ratio", x, mixture)
+        return self.route(lambda expert, rows: expert.log_ratio(x[rows], mixture[rows]), mixture.argmax(1),
+                          x.new_empty((x.shape[0], self.n_wave)))
 
 
 def build_model(arch, **kwargs):

@@ -436,12 +436,9 @@ class NeuralGenerator(_TorchGenerator):
         library ids (m,)."""
         if isinstance(model, LibraryExpertMLP):
             # each library's rows through its expert (one network pass per row, as for a single MLP)
-            out = x.new_empty((x.shape[0], self.wavelength.size), dtype=compute)
-            for j in torch.unique(libs).tolist():
-                rows = torch.nonzero(libs == j).squeeze(1)
-                out = out.index_copy(0, rows, self._expert_log_ratio(model.expert_for(j), x[rows], libs[rows],
-                                                                     compute))
-            return out
+            def one_expert(expert, rows):
+                return self._expert_log_ratio(expert, x[rows], libs[rows], compute)
+            return model.route(one_expert, libs, x.new_empty((x.shape[0], self.wavelength.size), dtype=compute))
         return self._expert_log_ratio(model, x, libs, compute)
 
     def _expert_log_ratio(self, model, x, libs, compute):
