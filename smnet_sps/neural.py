@@ -438,7 +438,8 @@ class NeuralGenerator(_TorchGenerator):
             # each library's rows through its expert (one network pass per row, as for a single MLP)
             def one_expert(expert, rows):
                 return self._expert_log_ratio(expert, x[rows], libs[rows], compute)
-            return model.route(one_expert, libs, x.new_empty((x.shape[0], self.wavelength.size), dtype=compute))
+            out = x.new_empty((x.shape[0], self.wavelength.size), dtype=compute)
+            return model.route(one_expert, libs, out)
         return self._expert_log_ratio(model, x, libs, compute)
 
     def _expert_log_ratio(self, model, x, libs, compute):
