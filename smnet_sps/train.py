@@ -391,6 +391,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         import copy
         ema_model = copy.deepcopy(model)
 
+    def current_weights():
+        """A copy of the weights that would be written now (the moving average when there is one)."""
+        source = ema_state if ema_model is not None else model.state_dict()
+        return {k: t.detach().clone() for k, t in source.items()}
+
     def update_ema():
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
@@ -488,8 +493,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         state["history"].append([state["epoch"], round(state["elapsed"], 1), float(loss.item()), v])
         if v < state["best_val"]:
             state["best_val"], state["best_epoch"] = v, state["epoch"]
-            source = ema_state if ema_model is not None else model.state_dict()
-            best_state = {k: t.detach().clone() for k, t in source.items()}
+            best_state = current_weights()
         if bar is not None:
             bar.update(1)
             bar.set_postfix(train=f"{loss.item():.3g}", val=f"{v:.3g}", best=f"{state['best_val']:.3g}")
@@ -501,8 +505,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         bar.close()
     state["elapsed"] = time.perf_counter() - t0
     if keep == "final":
-        source = ema_state if ema_model is not None else model.state_dict()
-        best_state = {k: t.detach().clone() for k, t in source.items()}
+        best_state = current_weights()
     return write(final=True)
 
 
