@@ -453,7 +453,7 @@ class StellarLibraryBackend:
         scale = np.zeros(n)
         scale[good] = 1.0 / integ[good]
         # An extrapolation whose bolometric flux is off by more than 2x is not a spectrum to trust (measured:
-        # 6x at 57 kK, log g 3.8, between the WM-basic, CK04 and CM87 boxes): a blackbody replaces it.
+        # 8x at 50 kK, log g 3.0, below the WM-basic box, between CK04's and CM87's): a blackbody replaces it.
         implausible = ((status == STATUS["extrapolated"]) & good
                        & ((correction < 1.0 / EXTRAPOLATION_LIMIT) | (correction > EXTRAPOLATION_LIMIT)))
         fill = implausible | (~good if self.outside == "blackbody" else False)

@@ -185,12 +185,12 @@ def test_bad_options_and_input(blackbody):
 
 
 def test_implausible_extrapolation_becomes_blackbody(default_generator):
-    """57 kK, log g 3.8 lies between the WM-basic, CK04 and CM87 boxes; the raw extrapolation is ~6x too
-    bright, so the backend uses a blackbody there; a plausible extrapolation (a cool giant off the solar
-    metallicity of BaSeL) stays the generator's."""
+    """50 kK, log g 3.0 lies below the WM-basic box (log g >= 3.5) and between CK04's and CM87's; the raw
+    extrapolation is ~8x too bright, so the backend uses a blackbody there; a plausible extrapolation (a cool
+    giant off the solar metallicity of BaSeL) stays the generator's."""
     from smnet_sps.backend import STATUS, StellarLibraryBackend
     be = StellarLibraryBackend(default_generator)
-    ps = be.point_spectra(logt=np.log10([57000.0, 3300.0]), logg=[3.8, 0.3], logz=[0.0, -0.4],
+    ps = be.point_spectra(logt=np.log10([50000.0, 3300.0]), logg=[3.0, 0.3], logz=[0.0, -0.4],
                           logl=[3.0, 3.0])
     assert ps.status.tolist() == [STATUS["blackbody"], STATUS["extrapolated"]]
 

@@ -149,3 +149,18 @@ def test_train_cli(synth_grid, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out and (out / "config.json").is_file()
     # clear error, no crash
     assert main(["train", "--grid", str(tmp_path / "none.h5"), "--out", str(out)]) == 1
+
+
+def test_input_jitter_enters_training_only_when_asked(synth_grid, tmp_path):
+    torch.set_num_threads(1)
+    kw = dict(width=16, depth=1, epochs=4, batch_size=32, progress=False, device="cpu", seed=3)
+    plain = train(synth_grid, tmp_path / "plain", **kw)
+    train(synth_grid, tmp_path / "off", input_jitter=0.0, **kw)
+    on = train(synth_grid, tmp_path / "on", input_jitter=0.5, **kw)
+    assert on["input_jitter"] == 0.5 and plain["input_jitter"] == 0.0
+    # off: bit-identical to a run without the option (no extra random draws); on: the noise changes the fit
+    w = {n: torch.load(tmp_path / n / "weights.pt") for n in ("plain", "off", "on")}
+    assert all(torch.equal(w["plain"][k], w["off"][k]) for k in w["plain"])
+    assert not all(torch.equal(w["plain"][k], w["on"][k]) for k in w["plain"])
+    with pytest.raises(ValueError, match="input_jitter"):
+        train(synth_grid, tmp_path / "bad", input_jitter=-1.0, **kw)
