@@ -44,8 +44,16 @@ def _experts_note(cfg):
     experts = cfg.get("experts")
     if not experts:
         return ""
-    parts = [f"{lib} {d['training']['epochs_run']} epochs in {d['training']['wall_seconds'] / 60:.0f} min"
-             for lib, d in experts["libraries"].items()]
+    def part(lib, d):
+        stages = d.get("earlier_stages", []) + [d]      # a specialist may continue earlier runs of itself
+        epochs = " + ".join(str(st["training"]["epochs_run"]) for st in stages)
+        minutes = " + ".join(f"{st['training']['wall_seconds'] / 60:.0f}" for st in stages)
+        text = f"{lib} {epochs} epochs in {minutes} min"
+        if d.get("input_jitter"):
+            last = " in the last stage" if len(stages) > 1 else ""
+            text += f" (input jitter {d['input_jitter']:g}{last})"
+        return text
+    parts = [part(lib, d) for lib, d in experts["libraries"].items()]
     return (" That is the shared network; library specialists fine-tuned from it (1 thread each): "
             + "; ".join(parts) + f"; weights stored as {experts.get('weights_dtype', 'float32')}.")
 

@@ -164,15 +164,11 @@ def run(name, st, idx, half_of, gen, tmin=4500.0, tmax=6500.0):
         for k in (0, 1):
             h = [i for i in idx if half_of[int(i)] == k]
             data = [prep(st, i, s) for i in h]
-            if s["generator"] == "semi-cv":
-                # the correction of the residual on top of each star's own fold generator is not defined
-                # for a set of stars; use the base model's (derived on the other half)
-                g = gen
-            else:
-                g = gen
+            # always the base model's correction (derived on the other half): with "semi-cv" each star has its
+            # own fold generator, and a residual correction on top of those is not defined for a set of stars
             corr[k] = empirical_correction(st.wavelength, [d[0] for d in data], st.teff[h], st.logg[h],
                                            st.logz[h], ivars=[d[1] for d in data], masks=[d[2] for d in data],
-                                           resolution_fwhm=2.5, generator=g, degree=s["degree"])
+                                           resolution_fwhm=2.5, generator=gen, degree=s["degree"])
     rows = []
     t0 = time.perf_counter()
     for i in idx:

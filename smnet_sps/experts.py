@@ -50,6 +50,20 @@ def _read_model(directory):
     return cfg, sd
 
 
+def _earlier_stages(init_from, lib):
+    """Training records of the runs a specialist continued (``--init-from`` an earlier specialist of the
+    same library), oldest first; empty when it started from the shared model."""
+    stages = []
+    while init_from and (Path(init_from) / "config.json").is_file():
+        cfg = json.loads((Path(init_from) / "config.json").read_text())
+        if cfg.get("trained_libraries") != [lib] or len(stages) > 20:
+            break
+        stages.insert(0, {"from": str(init_from), "training": cfg.get("training"),
+                          "input_jitter": cfg.get("input_jitter", 0.0)})
+        init_from = cfg.get("init_from")
+    return stages
+
+
 def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=False):
     """Combine a shared MLP and per-library specialists into one ``mlp_experts`` model directory.
 
@@ -110,7 +124,9 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
         expert_index[names.index(lib)] = len(members)
         members.append(sd)
         cfgs[lib] = {"from": str(experts[lib]), "training": cfg.get("training"),
-                     "pixel_loss": cfg.get("pixel_loss"), "uv_weight": cfg.get("uv_weight")}
+                     "pixel_loss": cfg.get("pixel_loss"), "uv_weight": cfg.get("uv_weight"),
+                     "input_jitter": cfg.get("input_jitter", 0.0), "init_from": cfg.get("init_from"),
+                     "earlier_stages": _earlier_stages(cfg.get("init_from"), lib)}
     dtype = torch.float16 if half else torch.float32
     state = {f"experts.{i}.{k}": (v.to(dtype) if v.is_floating_point() and not k.startswith("out_") else v)
              for i, sd in enumerate(members) for k, v in sd.items()}

@@ -203,7 +203,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
-          lr_final=0.02, ema_decay=0.0, libraries=None, keep="best", input_jitter=0.0):
+          lr_final=0.02, ema_decay=0.0, libraries=None, keep="best", input_jitter=0.0, exclude_nodes=None):
     """Train a generator on a union grid and write a model directory.
 
     Parameters
@@ -252,6 +252,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         (0.02 dex in Teff, 0.5 dex in log g and [M/H]: :data:`smnet_sps.evaluate.BASELINE_STEPS`). The
         network then has to vary smoothly between the nodes instead of threading every node exactly; where a
         library's nodes scatter (NextGen, WM-basic) that lowers the error at nodes it never saw. 0: off.
+    exclude_nodes : int array or None, grid node indices left out of training and validation (k-fold
+        cross-validation over nodes, e.g. benchmarks/bench_node_cv.py); recorded in config.json.
 
     Returns
     -------
@@ -348,6 +350,14 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                              f"{list(grid.library_names)}")
         chosen = np.isin(grid.library_id, [list(grid.library_names).index(nm) for nm in libraries])
     idx_tr, idx_val = np.flatnonzero((split == 0) & chosen), np.flatnonzero((split == 1) & chosen)
+    if exclude_nodes is not None:
+        exclude_nodes = np.unique(np.asarray(exclude_nodes, dtype=int))
+        if exclude_nodes.size and (exclude_nodes.min() < 0 or exclude_nodes.max() >= n):
+            raise ValueError(f"exclude_nodes must be grid node indices in [0, {n}); got "
+                             f"{exclude_nodes.min()}..{exclude_nodes.max()}")
+        idx_tr, idx_val = np.setdiff1d(idx_tr, exclude_nodes), np.setdiff1d(idx_val, exclude_nodes)
+        if idx_tr.size == 0:
+            raise ValueError("exclude_nodes leaves no training node")
     if idx_val.size == 0:
         idx_val = idx_tr
     W = to_t(weights[idx_tr])
@@ -441,6 +451,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                                    f"library shares ~ n_library^{library_balance}",
                "uv_weight": float(uv_weight), "ema_decay": float(ema_decay),
                "input_jitter": float(input_jitter),
+               "excluded_nodes": [] if exclude_nodes is None else exclude_nodes.tolist(),
                "init_from": str(init_from) if init_from else None,
                "trained_libraries": list(libraries) if libraries is not None else list(grid.library_names),
                "training": {"epochs_run": state["epoch"], "kept": keep,

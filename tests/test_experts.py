@@ -43,6 +43,9 @@ def test_expert_model_routes_each_library_to_its_expert(models):
     out = root / "combined"
     cfg = build_expert_model(base, {"libb": spec}, out)
     assert cfg["arch"] == "mlp_experts" and cfg["arch_kwargs"]["expert_index"] == [0, 1]
+    # provenance of each specialist: where it started and how it was trained
+    assert cfg["experts"]["libraries"]["libb"]["init_from"] == str(base)
+    assert cfg["experts"]["libraries"]["libb"]["input_jitter"] == 0.0
     g_base, g_spec, g_comb = (load_generator(d, device="cpu") for d in (base, spec, out))
     teff, logg, logz = np.array([5000.0, 9000.0, 12000.0]), np.array([4.0, 4.0, 4.5]), np.zeros(3)
     for lib, ref in (("liba", g_base), ("libb", g_spec)):
@@ -111,3 +114,16 @@ def test_expert_module_matches_its_members():
         torch.testing.assert_close(out[i], member(x[i:i + 1], mix[i:i + 1])[0])
     with pytest.raises(ValueError, match="expert_index"):
         LibraryExpertMLP(n_wave=7, n_libraries=3, width=8, depth=2, expert_index=[0, 1])
+
+
+def test_expert_records_the_runs_a_specialist_continued(models):
+    grid, base, spec, root = models
+    stage2 = root / "libb_stage2"
+    train(grid, stage2, epochs=3, width=32, depth=2, threads=1, progress=False, batch_size=32,
+          init_from=spec, libraries=["libb"], keep="final", lr=1e-4, input_jitter=0.1)
+    cfg = build_expert_model(base, {"libb": stage2}, root / "combined2")
+    rec = cfg["experts"]["libraries"]["libb"]
+    assert rec["input_jitter"] == 0.1 and rec["init_from"] == str(spec)
+    # one earlier stage (the first specialist run, which started from the shared model: not a stage)
+    assert [st["from"] for st in rec["earlier_stages"]] == [str(spec)]
+    assert rec["earlier_stages"][0]["training"]["epochs_run"] == 30

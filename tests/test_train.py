@@ -164,3 +164,21 @@ def test_input_jitter_enters_training_only_when_asked(synth_grid, tmp_path):
     assert not all(torch.equal(w["plain"][k], w["on"][k]) for k in w["plain"])
     with pytest.raises(ValueError, match="input_jitter"):
         train(synth_grid, tmp_path / "bad", input_jitter=-1.0, **kw)
+
+
+def test_exclude_nodes_leaves_nodes_out_of_training(synth_grid, tmp_path):
+    """k-fold over nodes (benchmarks/bench_node_cv.py): excluded nodes are recorded and never trained on."""
+    from smnet_sps.grid import load_grid
+    torch.set_num_threads(1)
+    kw = dict(width=16, depth=1, epochs=2, batch_size=32, progress=False, device="cpu", libraries=["libb"])
+    g = load_grid(synth_grid)
+    first = train(synth_grid, tmp_path / "all", **kw)
+    split = np.load(tmp_path / "all" / "nodes.npz")["split"]
+    libb = np.flatnonzero((split == 0) & (g.library_id == 1))
+    cfg = train(synth_grid, tmp_path / "cv", exclude_nodes=libb[::2], **kw)
+    assert cfg["excluded_nodes"] == sorted(libb[::2].tolist()) and first["excluded_nodes"] == []
+    # excluding every training node of the library leaves nothing to train on: refused, not silently ignored
+    with pytest.raises(ValueError, match="no training node"):
+        train(synth_grid, tmp_path / "none", exclude_nodes=libb, **kw)
+    with pytest.raises(ValueError, match="grid node indices"):
+        train(synth_grid, tmp_path / "bad", exclude_nodes=[len(g.teff)], **kw)
