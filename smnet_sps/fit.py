@@ -597,11 +597,16 @@ def _with_prior_curvature(prob, theta, cov):
     return out
 
 
+def _reduced_chi2(chi2, op, n_params):
+    """(chi^2 / degrees of freedom, dof): the pixels less the fitted parameters and continuum coefficients."""
+    dof = op.wave.size - n_params - (op.degree + 1)
+    return chi2 / max(dof, 1), dof
+
+
 def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, samples_kw, meta):
     op = prob.op
     cov, model = _laplace(prob, theta)
-    dof = op.wave.size - len(theta) - (op.degree + 1)
-    chi2_red = chi2 / max(dof, 1)
+    chi2_red, dof = _reduced_chi2(chi2, op, len(theta))
     samples = None
     if prob.penalty is not None:
         # the objective already divides chi^2 by chi2_scale (the errors' inflation); add the prior's curvature
@@ -880,8 +885,7 @@ def fit_star(
     prior_meta = {}
     if prior is not None:
         log_prior = _resolve_prior(prior)
-        dof = op.wave.size - 4 - (op.degree + 1)
-        s = max(1.0, chi2 / max(dof, 1)) if scale_errors else 1.0
+        s = max(1.0, _reduced_chi2(chi2, op, len(theta))[0]) if scale_errors else 1.0
 
         def penalty(th):
             return -2.0 * log_prior.log_prob(th[:, 0], th[:, 1], th[:, 2])

@@ -290,8 +290,6 @@ class SemiEmpiricalGenerator(Generator):
         n_eff = torch.exp(-0.5 * d2).sum(1)
         w = -torch.expm1(-(n_eff / self._n_half) ** 2)
         w = torch.where(w < self._w_floor, torch.zeros_like(w), w)
-        for q in self._net.parameters():      # a model call never changes the model: no gradients stored
-            q.requires_grad_(False)
         c = self._net(p.float()).double() * w[:, None]
         c = c.to(flux.device, flux.dtype)
         lo, hi = self._i0 - 1, self._i1 + 1
@@ -387,7 +385,10 @@ def _load_net(directory, cfg):
         except RuntimeError as exc:
             raise ValueError(f"{directory / fname} does not match config.json: {str(exc)[:300]}") from exc
         nets.append(net.eval())
-    return _Ensemble(nets)
+    ensemble = _Ensemble(nets)
+    # frozen once here: gradients flow to the inputs (torch_surface_flux), none are stored in the weights
+    ensemble.requires_grad_(False)
+    return ensemble
 
 
 class _Ensemble(nn.Module):
