@@ -74,26 +74,49 @@ def kernel_density(points, stars, scales, chunk=4096):
 
     points : (n, 3) (log10 Teff, log g, [M/H]); stars : (m, 3) the same for the calibration stars;
     scales : (3,) kernel widths [dex, dex, dex]. Returns (n,) float64 (an effective number of stars).
+    NumPy arrays in and out; torch tensors in, a tensor out that carries gradients in ``points``.
     """
-    p = np.asarray(points, float) / np.asarray(scales, float)
-    s = np.asarray(stars, float) / np.asarray(scales, float)
+    if isinstance(points, torch.Tensor):
+        return _kernel_density(points, stars, scales, chunk)
+    with torch.no_grad():
+        return _kernel_density(torch.as_tensor(np.asarray(points, float)), stars, scales, chunk).numpy()
+
+
+def _kernel_density(points, stars, scales, chunk):
+    scales = torch.as_tensor(np.asarray(scales, float), device=points.device)
+    p = points.double() / scales
+    s = torch.as_tensor(np.asarray(stars, float), device=points.device) / scales
     s2 = (s ** 2).sum(1)
-    out = np.empty(len(p))
-    for i in range(0, len(p), chunk):
-        q = p[i:i + chunk]
-        # |q - s|^2 expanded: one matrix product instead of an (n, m, 3) difference array
-        d2 = np.maximum((q ** 2).sum(1)[:, None] + s2[None, :] - 2.0 * q @ s.T, 0.0)
-        out[i:i + chunk] = np.exp(-0.5 * d2).sum(1)
-    return out
+    # |q - s|^2 expanded: one matrix product per chunk instead of an (n, m, 3) difference array
+    parts = [torch.exp(-0.5 * torch.clamp((q ** 2).sum(1)[:, None] + s2[None, :] - 2.0 * q @ s.T, min=0.0))
+             .sum(1) for q in torch.split(p, chunk)]
+    return torch.cat(parts) if parts else p.new_zeros(0)
 
 
 def density_to_weight(n_eff, n_half):
     """Empirical weight 1 - exp(-(n_eff / n_half)^2): ~0.63 at n_eff = n_half, -> 1 among many stars, ~0 far
     away.
 
-    Smooth in n_eff, hence in the parameters.
+    Smooth in n_eff, hence in the parameters. NumPy or torch in, the same out.
     """
+    if isinstance(n_eff, torch.Tensor):
+        return -torch.expm1(-(n_eff / n_half) ** 2)
     return -np.expm1(-(np.asarray(n_eff, float) / n_half) ** 2)
+
+
+def _apply_correction(flux, c, wavelength, start, stop):
+    """flux (n, n_wave) x exp(c) on pixels start:stop, rescaled so each row keeps its integral (torch).
+
+    c (n, stop - start) is the weighted correction in natural log; the pixel on each side (c = 0) closes
+    the trapezoid.
+    """
+    lo, hi = start - 1, stop + 1
+    pad = torch.nn.functional.pad(c, (1, 1))
+    added = torch.trapezoid(flux[:, lo:hi] * torch.expm1(pad), wavelength[lo:hi], dim=1)
+    total = torch.trapezoid(flux, wavelength, dim=1)
+    ones = torch.ones_like(flux)
+    factor = torch.cat([ones[:, :lo], torch.exp(pad), ones[:, hi:]], dim=1)
+    return flux * factor * (total / (total + added))[:, None]
 
 
 class CorrectionNet(nn.Module):
@@ -230,9 +253,14 @@ class SemiEmpiricalGenerator(Generator):
         1e-9 are returned as 0.
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
-        pts = np.stack([np.log10(teff), logg, logz], 1)
-        w = density_to_weight(kernel_density(pts, self._stars, self._scales), self._n_half)
-        return np.where(w < self._w_floor, 0.0, w)
+        with torch.no_grad():
+            return self._weight(torch.as_tensor(np.stack([np.log10(teff), logg, logz], 1))).numpy()
+
+    def _weight(self, points):
+        """:meth:`empirical_weight` of (n, 3) (log10 Teff, log g, [M/H]) as a float64 tensor (with
+        gradients)."""
+        w = density_to_weight(_kernel_density(points, self._stars, self._scales, 4096), self._n_half)
+        return torch.where(w < self._w_floor, torch.zeros_like(w), w)
 
     @torch.no_grad()
     def _weighted_correction(self, teff, logg, logz):
@@ -257,50 +285,29 @@ class SemiEmpiricalGenerator(Generator):
     def _surface_flux_batch(self, teff, logg, logz, dtype=None):
         flux = self.base._surface_flux_batch(teff, logg, logz, dtype=dtype)
         rows, c = self._weighted_correction(teff, logg, logz)
-        if rows.size:
-            # only the correction's pixels change; the pixel on each side (c = 0) closes the trapezoid
-            lo, hi = self._i0 - 1, self._i1 + 1
-            pad = np.zeros((rows.size, hi - lo))
-            pad[:, 1:-1] = c
-            f = flux[rows]
-            added = np.trapezoid(f[:, lo:hi] * np.expm1(pad), self.wavelength[lo:hi], axis=1)
-            total = np.trapezoid(f, self.wavelength, axis=1)
-            # keep the integral (luminosity) of the base model
-            s = total / (total + added)
-            f[:, lo:hi] *= np.exp(pad)
-            flux[rows] = f * s[:, None]
+        if rows.size:       # only rows near observed stars change
+            with torch.no_grad():
+                f = torch.as_tensor(flux[rows])
+                flux[rows] = _apply_correction(f, torch.as_tensor(c, dtype=f.dtype),
+                                               torch.as_tensor(self.wavelength, dtype=f.dtype), self._i0,
+                                               self._i1).numpy()
         return flux
 
     def torch_surface_flux(self, teff, logg, logz, library=None):
         """F_lambda as a torch tensor (n, n_wave), differentiable in the parameters (for fitting).
 
-        The same spectrum as :meth:`surface_flux` (base model x exp(empirical weight x correction), rescaled
-        to the base model's integral), written in torch: the base model's
-        :meth:`~smnet_sps.neural.NeuralGenerator.torch_surface_flux`, the correction network and the
-        kernel-density weight all carry gradients. The network runs on CPU in float32; the result is on the
-        base model's device in its dtype. ``library`` is passed to the base model.
+        The same spectrum as :meth:`surface_flux` (the same weight and correction functions, here on every
+        row): the base model's :meth:`~smnet_sps.neural.NeuralGenerator.torch_surface_flux`, the correction
+        network and the kernel-density weight all carry gradients. The correction runs on CPU in float32;
+        the result is on the base model's device in its dtype. ``library`` is passed to the base model.
         """
         flux = self.base.torch_surface_flux(teff, logg, logz, library=library)
         tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
         t, g, z = (v.reshape(-1) for v in torch.broadcast_tensors(*[v.double() for v in tensors]))
         p = torch.stack([torch.log10(t), g, z], 1).cpu()
-        sc = torch.as_tensor(self._scales, dtype=torch.float64)
-        stars = torch.as_tensor(self._stars, dtype=torch.float64) / sc
-        d2 = ((p[:, None, :] / sc - stars[None]) ** 2).sum(-1)
-        n_eff = torch.exp(-0.5 * d2).sum(1)
-        w = -torch.expm1(-(n_eff / self._n_half) ** 2)
-        w = torch.where(w < self._w_floor, torch.zeros_like(w), w)
-        c = self._net(p.float()).double() * w[:, None]
-        c = c.to(flux.device, flux.dtype)
-        lo, hi = self._i0 - 1, self._i1 + 1
-        pad = torch.nn.functional.pad(c, (1, 1))
+        c = self._net(p.float()).double() * self._weight(p)[:, None]
         wl = torch.as_tensor(self.wavelength, dtype=flux.dtype, device=flux.device)
-        seg = flux[:, lo:hi]
-        added = torch.trapezoid(seg * torch.expm1(pad), wl[lo:hi], dim=1)
-        total = torch.trapezoid(flux, wl, dim=1)
-        factor = torch.ones_like(flux)
-        factor = torch.cat([factor[:, :lo], torch.exp(pad), factor[:, hi:]], dim=1)
-        return flux * factor * (total / (total + added))[:, None]
+        return _apply_correction(flux, c.to(flux.device, flux.dtype), wl, self._i0, self._i1)
 
     def spectra(self, teff, logg, logz, **kwargs):
         """As :meth:`Generator.spectra`; ``meta["empirical_weight"]`` holds :meth:`empirical_weight` per
