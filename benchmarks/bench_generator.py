@@ -51,7 +51,12 @@ def _experts_note(cfg):
         text = f"{lib} {epochs} epochs in {minutes} min"
         if d.get("input_jitter"):
             last = " in the last stage" if len(stages) > 1 else ""
-            text += f" (input jitter {d['input_jitter']:g}{last})"
+            j = d["input_jitter"]
+            if isinstance(j, (int, float)):
+                j = f"{j:g}"
+            else:
+                j = "(" + ", ".join(f"{v:g}" for v in j) + ") in Teff, log g, [M/H]"
+            text += f" (input jitter {j}{last})"
         return text
     parts = [part(lib, d) for lib, d in experts["libraries"].items()]
     return (" That is the shared network; library specialists fine-tuned from it (1 thread each): "

@@ -199,6 +199,16 @@ def _boxes(grid):
     return box(all_).as_dict(), lib
 
 
+def _jitter_steps(input_jitter):
+    """``input_jitter`` (one value or one per input) as three noise widths in grid steps, checked."""
+    steps = np.broadcast_to(np.asarray(input_jitter, dtype=float), (3,)) if np.ndim(input_jitter) == 0 \
+        else np.asarray(input_jitter, dtype=float)
+    if steps.shape != (3,) or not np.all((steps >= 0.0) & (steps < 10.0)):
+        raise ValueError(f"input_jitter must be one value or three (Teff, log g, [M/H]), each in [0, 10) "
+                         f"grid steps; got {input_jitter!r}")
+    return steps.copy()
+
+
 def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minutes=None, device="auto",
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
@@ -248,10 +258,13 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     keep : ``"best"`` (the weights of the epoch with the lowest validation loss) or ``"final"`` (those at the
         end of the schedule: for a fixed number of epochs chosen beforehand on the validation nodes; the
         validation loss, a mean square in standardised units, need not follow the flux error).
-    input_jitter : float >= 0. Gaussian noise added to each training draw's inputs, in units of a grid step
-        (0.02 dex in Teff, 0.5 dex in log g and [M/H]: :data:`smnet_sps.evaluate.BASELINE_STEPS`). The
-        network then has to vary smoothly between the nodes instead of threading every node exactly; where a
-        library's nodes scatter (NextGen, WM-basic) that lowers the error at nodes it never saw. 0: off.
+    input_jitter : float >= 0, or three of them (Teff, log g, [M/H]). Gaussian noise added to each training
+        draw's inputs, in units of a grid step (0.02 dex in Teff, 0.5 dex in log g and [M/H]:
+        :data:`smnet_sps.evaluate.BASELINE_STEPS`). The network then has to vary smoothly between the nodes
+        instead of threading every node exactly; where a library's nodes scatter (NextGen, WM-basic) that
+        lowers the error at nodes it never saw. Three values set each input's noise on its own, for a library
+        whose nodes are closer than a step along one axis (WM-basic's [M/H] nodes are 0.1-0.2 dex apart).
+        0: off.
     exclude_nodes : int array or None, grid node indices left out of training and validation (k-fold
         cross-validation over nodes, e.g. benchmarks/bench_node_cv.py); recorded in config.json.
 
@@ -275,8 +288,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"keep must be 'best' or 'final', got {keep!r}")
     if not 0.0 < float(lr_final) <= 1.0:
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
-    if not 0.0 <= float(input_jitter) < 10.0:
-        raise ValueError(f"input_jitter must be in [0, 10) grid steps, got {input_jitter}")
+    jitter_steps = _jitter_steps(input_jitter)
     if arch not in ("mlp", "smnet"):
         raise ValueError(f"unknown architecture {arch!r}; allowed: ['mlp', 'smnet']")
     for nm, val in (("width", width), ("depth", depth), ("epochs", epochs), ("batch_size", batch_size),
@@ -371,12 +383,12 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         PW = to_t(pw / np.mean(pw))
 
     # one grid step per input, in scaled units (log g and [M/H] share a step; see input_jitter)
-    jitter_sigma = to_t(float(input_jitter) * np.asarray(BASELINE_STEPS) / (hi - lo))
+    jitter_sigma = to_t(jitter_steps * np.asarray(BASELINE_STEPS) / (hi - lo))
 
     def forward(ix, net=None, jitter=False):
         net = model if net is None else net
         x = X[ix]
-        if jitter and input_jitter > 0:
+        if jitter and jitter_steps.any():
             x = x + jitter_sigma * torch.randn(x.shape, generator=gen, device="cpu").to(dev)
         return net(x, MIX[ix]) if arch == "mlp" else net(x)
 
@@ -450,7 +462,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]; "
                                    f"library shares ~ n_library^{library_balance}",
                "uv_weight": float(uv_weight), "ema_decay": float(ema_decay),
-               "input_jitter": float(input_jitter),
+               "input_jitter": (float(jitter_steps[0]) if np.ndim(input_jitter) == 0
+                                else jitter_steps.tolist()),
                "excluded_nodes": [] if exclude_nodes is None else exclude_nodes.tolist(),
                "init_from": str(init_from) if init_from else None,
                "trained_libraries": list(libraries) if libraries is not None else list(grid.library_names),
@@ -570,9 +583,10 @@ def add_cli(sub):
                         "--libraries nextgen)")
     p.add_argument("--keep", choices=["best", "final"], default="best",
                    help="write the best-validation weights (default) or those at the end of the schedule")
-    p.add_argument("--input-jitter", type=float, default=0.0, metavar="STEPS",
+    p.add_argument("--input-jitter", type=float, nargs="+", default=[0.0], metavar="STEPS",
                    help="Gaussian noise on the training inputs, in grid steps (0.02 dex Teff, 0.5 dex log g "
-                        "and [M/H]); smooths the network between scattered nodes (default 0: off)")
+                        "and [M/H]); one value, or three for Teff, log g and [M/H] on their own; smooths the "
+                        "network between scattered nodes (default 0: off)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli)
 
@@ -599,7 +613,8 @@ def _cli(args):
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
                 uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay,
-                libraries=args.libraries, keep=args.keep, input_jitter=args.input_jitter)
+                libraries=args.libraries, keep=args.keep,
+                input_jitter=args.input_jitter[0] if len(args.input_jitter) == 1 else args.input_jitter)
     t = cfg["training"]
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
           f"{t['best_val_loss']:.4g} (epoch {t['best_epoch']})")

@@ -162,8 +162,17 @@ def test_input_jitter_enters_training_only_when_asked(synth_grid, tmp_path):
     w = {n: torch.load(tmp_path / n / "weights.pt") for n in ("plain", "off", "on")}
     assert all(torch.equal(w["plain"][k], w["off"][k]) for k in w["plain"])
     assert not all(torch.equal(w["plain"][k], w["on"][k]) for k in w["plain"])
-    with pytest.raises(ValueError, match="input_jitter"):
-        train(synth_grid, tmp_path / "bad", input_jitter=-1.0, **kw)
+    # per input: (Teff, log g, [M/H]); (0.5, 0.5, 0.5) is the single value 0.5 (same random draws)
+    same = train(synth_grid, tmp_path / "same", input_jitter=[0.5, 0.5, 0.5], **kw)
+    assert same["input_jitter"] == [0.5, 0.5, 0.5]
+    w_same = torch.load(tmp_path / "same" / "weights.pt")
+    assert all(torch.equal(w["on"][k], w_same[k]) for k in w_same)
+    train(synth_grid, tmp_path / "mh", input_jitter=[0.0, 0.0, 0.5], **kw)
+    w_mh = torch.load(tmp_path / "mh" / "weights.pt")
+    assert not all(torch.equal(w["on"][k], w_mh[k]) for k in w_mh)
+    for bad in (-1.0, [0.1, 0.2], [0.1, float("nan"), 0.1]):
+        with pytest.raises(ValueError, match="input_jitter"):
+            train(synth_grid, tmp_path / "bad", input_jitter=bad, **kw)
 
 
 def test_exclude_nodes_leaves_nodes_out_of_training(synth_grid, tmp_path):
