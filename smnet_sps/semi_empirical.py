@@ -82,7 +82,7 @@ def kernel_density(points, stars, scales, chunk=4096):
         return _kernel_density(torch.as_tensor(np.asarray(points, float)), stars, scales, chunk).numpy()
 
 
-def _kernel_density(points, stars, scales, chunk):
+def _kernel_density(points, stars, scales, chunk=4096):
     scales = torch.as_tensor(np.asarray(scales, float), device=points.device)
     p = points.double() / scales
     s = torch.as_tensor(np.asarray(stars, float), device=points.device) / scales
@@ -259,7 +259,7 @@ class SemiEmpiricalGenerator(Generator):
     def _weight(self, points):
         """:meth:`empirical_weight` of (n, 3) (log10 Teff, log g, [M/H]) as a float64 tensor (with
         gradients)."""
-        w = density_to_weight(_kernel_density(points, self._stars, self._scales, 4096), self._n_half)
+        w = density_to_weight(_kernel_density(points, self._stars, self._scales), self._n_half)
         return torch.where(w < self._w_floor, torch.zeros_like(w), w)
 
     @torch.no_grad()
@@ -287,10 +287,9 @@ class SemiEmpiricalGenerator(Generator):
         rows, c = self._weighted_correction(teff, logg, logz)
         if rows.size:       # only rows near observed stars change
             with torch.no_grad():
-                f = torch.as_tensor(flux[rows])
-                flux[rows] = _apply_correction(f, torch.as_tensor(c, dtype=f.dtype),
-                                               torch.as_tensor(self.wavelength, dtype=f.dtype), self._i0,
-                                               self._i1).numpy()
+                f = torch.as_tensor(flux[rows], dtype=torch.float64)   # integrals in float64 always
+                flux[rows] = _apply_correction(f, torch.as_tensor(c), torch.as_tensor(self.wavelength),
+                                               self._i0, self._i1).numpy()
         return flux
 
     def torch_surface_flux(self, teff, logg, logz, library=None):
