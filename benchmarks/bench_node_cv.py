@@ -44,8 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smnet_sps.constants import SIGMA_SB
-from smnet_sps.evaluate import UV_FLOOR, UV_RANGE, interpolation_baseline, relative_errors
+from smnet_sps.evaluate import UV_FLOOR, UV_RANGE, interpolate_grid_nodes, relative_errors
 from smnet_sps.grid import load_grid
 from smnet_sps.neural import load_generator
 from smnet_sps.train import train
@@ -67,16 +66,6 @@ def figures(pred, grid, idx):
     opt = relative_errors(pred, true, mask, grid.wavelength, (3000.0, 25000.0))
     uv = relative_errors(pred, true, mask, grid.wavelength, UV_RANGE, UV_FLOOR, peak_over="all")
     return 100 * np.median(opt), 100 * np.percentile(opt, 95), 100 * np.median(uv)
-
-
-def interpolate(grid, known, query):
-    """Linear interpolation of log10(F / sigma T^4) over nodes ``known`` at nodes ``query`` (NaN outside)."""
-    params = np.stack([np.log10(grid.teff), grid.logg, grid.logz], 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ok = grid.mask[known] & (grid.flux[known] > 0)
-        lf = np.log10(np.where(ok, grid.flux[known], np.nan) / (SIGMA_SB * grid.teff[known][:, None] ** 4))
-    return 10 ** interpolation_baseline(params[known], lf, params[query]) * (
-        SIGMA_SB * grid.teff[query][:, None] ** 4)
 
 
 def refit_base(base, grid_path, fold, out):
@@ -177,7 +166,8 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     idx = np.concatenate(folds)
-    base_pred = np.concatenate([interpolate(grid, np.setdiff1d(train_nodes, f), f) for f in folds])
+    base_pred = np.concatenate([interpolate_grid_nodes(grid, np.setdiff1d(train_nodes, f), f)
+                                for f in folds])
     inside = np.isfinite(base_pred).any(1)                 # inside the other folds' hull
     interior = inside & interior_nodes(grid, lib_id, idx)
 

@@ -25,8 +25,9 @@ import numpy as np
 from .constants import SIGMA_SB
 from .model import log1p01_forward
 
-__all__ = ["accuracy_table", "interpolation_baseline", "relative_errors", "error_metrics", "teff_sweep",
-           "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput", "matmul_peak_gflops",
+__all__ = ["accuracy_table", "interpolation_baseline", "interpolate_grid_nodes", "relative_errors",
+           "error_metrics", "teff_sweep", "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput",
+           "matmul_peak_gflops",
            "format_accuracy_table", "format_band_table", "add_cli", "BASELINE_STEPS", "UV_RANGE", "UV_FLOOR",
            "TEFF_BANDS"]
 
@@ -106,6 +107,18 @@ def interpolation_baseline(params, log_flux, query):
     return LinearNDInterpolator(p, log_flux)(q)
 
 
+def interpolate_grid_nodes(grid, known, query):
+    """Flux at grid nodes ``query`` by :func:`interpolation_baseline` of log10(F / sigma Teff^4) over nodes
+    ``known`` (indices into ``grid``); (len(query), n_wave) in the grid's flux units, NaN rows outside the
+    known nodes' hull. Unknown or zero flux at a known node does not enter."""
+    params = np.stack([np.log10(grid.teff), grid.logg, grid.logz], 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = grid.mask[known] & (grid.flux[known] > 0)
+        lf = np.log10(np.where(ok, grid.flux[known], np.nan) / (SIGMA_SB * grid.teff[known][:, None] ** 4))
+    return 10 ** interpolation_baseline(params[known], lf, params[query]) * (
+        SIGMA_SB * grid.teff[query][:, None] ** 4)
+
+
 def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline=True, progress=False,
                    default=False, bands=False):
     """Per-library accuracy on the test nodes of ``split`` (default: the model's own split).
@@ -125,7 +138,6 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
         split = gen.nodes["split"]
     tau, x_max = gen.log1p01["tau"], gen.log1p01["x_max"]
     wl = grid.wavelength
-    pp = np.stack([np.log10(grid.teff), grid.logg, grid.logz], 1)
     out = {}
     for j, lib in enumerate(grid.library_names):
         test = np.flatnonzero((split == 2) & (grid.library_id == j))
@@ -143,10 +155,7 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
                **error_metrics(pred, true, mask, wl, wave_range)}
         base = None
         if baseline and train.size >= 2:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                lf = np.log10(np.where(grid.mask[train] & (grid.flux[train] > 0), grid.flux[train], np.nan)
-                              / (SIGMA_SB * grid.teff[train][:, None] ** 4))
-            base = 10 ** interpolation_baseline(pp[train], lf, pp[test]) * norm
+            base = interpolate_grid_nodes(grid, train, test)
             ok = np.isfinite(base).any(1)
             row["n_baseline"] = int(ok.sum())
             if ok.any():

@@ -346,7 +346,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         model.out_lo.copy_(torch.as_tensor(z_lo, dtype=torch.float32))
         model.out_hi.copy_(torch.as_tensor(z_hi, dtype=torch.float32))
     model.to(dev)
-    weights = sampling_weights(x_all / np.array([0.02, 0.5, 0.5]) * (hi - lo), log_ratio, grid.library_id,
+    weights = sampling_weights(x_all / np.asarray(BASELINE_STEPS) * (hi - lo), log_ratio, grid.library_id,
                                w_max=w_max)
     weights = weights * library_share_factors(grid.library_id, split == 0, library_balance)
 
