@@ -11,25 +11,43 @@ from __future__ import annotations
 
 import numpy as np
 
+from .constants import NODE_STEPS
 from .generator import Generator, ParameterBox
 
-__all__ = ["InterpolatedLibraryGenerator", "nearest_star_flux", "NODE_SCALE"]
-
-# Axis units for interpolation and neighbour distances: about one grid step each (log Teff, log g, [M/H]),
-# as smnet_sps.evaluate.BASELINE_STEPS.
-NODE_SCALE = (0.02, 0.5, 0.5)
+__all__ = ["NodeInterpolator", "InterpolatedLibraryGenerator", "nearest_star_flux"]
 
 
-class _LibraryInterpolator:
-    def __init__(self, params, log_flux):
-        from scipy.interpolate import LinearNDInterpolator
-        p = np.asarray(params, float) / NODE_SCALE
-        self.keep = np.ptp(p, axis=0) > 1e-9          # drop axes the library does not vary (single [M/H])
-        self.interp = LinearNDInterpolator(p[:, self.keep], log_flux)
+class NodeInterpolator:
+    """Linear interpolation of ``values`` (n, m) given at parameter nodes ``params`` (n, 3) =
+    (log10 Teff, log g, [M/H]); call it with query points (k, 3) to get (k, m), NaN rows outside the nodes'
+    convex hull.
+
+    Each axis is measured in :data:`~smnet_sps.constants.NODE_STEPS` (so the triangulation is about isotropic)
+    and axes the nodes do not vary are dropped (a single-metallicity library is interpolated in
+    (log Teff, log g) only; a library varying one axis, along that axis).
+    """
+
+    def __init__(self, params, values):
+        p = np.asarray(params, float) / NODE_STEPS
+        self.values = np.asarray(values, float)
+        self.keep = np.ptp(p, axis=0) > 1e-9
+        p = p[:, self.keep]
+        if p.shape[1] >= 2:
+            from scipy.interpolate import LinearNDInterpolator
+            self._interp = LinearNDInterpolator(p, self.values)
+        elif p.shape[1] == 1:
+            self._order = np.argsort(p[:, 0])
+            self._axis = p[self._order, 0]
 
     def __call__(self, query):
-        q = np.asarray(query, float) / NODE_SCALE
-        return self.interp(q[:, self.keep])
+        q = (np.asarray(query, float) / NODE_STEPS)[:, self.keep]
+        if q.shape[1] >= 2:
+            return self._interp(q)
+        if q.shape[1] == 0:                          # every node at one point: that spectrum everywhere
+            return np.repeat(self.values[:1], len(q), axis=0)
+        ordered = self.values[self._order]
+        return np.stack([np.interp(q[:, 0], self._axis, ordered[:, j], left=np.nan, right=np.nan)
+                         for j in range(ordered.shape[1])], 1)
 
 
 class InterpolatedLibraryGenerator(Generator):
@@ -68,7 +86,7 @@ class InterpolatedLibraryGenerator(Generator):
             with np.errstate(divide="ignore", invalid="ignore"):
                 logf = np.where(ok, np.log10(np.where(ok, flux, 1.0)), np.nan)
             p = np.stack([np.log10(grid.teff[sel]), grid.logg[sel], grid.logz[sel]], 1)
-            self._interp.append(_LibraryInterpolator(p, logf))
+            self._interp.append(NodeInterpolator(p, logf))
             boxes[lib] = ParameterBox((float(grid.teff[sel].min()), float(grid.teff[sel].max())),
                                       (float(grid.logg[sel].min()), float(grid.logg[sel].max())),
                                       (float(grid.logz[sel].min()), float(grid.logz[sel].max())))
@@ -106,7 +124,7 @@ class InterpolatedLibraryGenerator(Generator):
 def nearest_star_flux(stars, pool=None):
     """Each star of ``stars`` predicted by its nearest *other* star of ``pool`` (default: ``stars``).
 
-    Distance in (log10 Teff, log g, [M/H]) with axes in :data:`NODE_SCALE` units. Both sets must share the
+    Distance in (log10 Teff, log g, [M/H]) with axes in :data:`NODE_STEPS` units. Both sets must share the
     wavelength grid. Returns (flux (n, n_pix) on ``stars.wavelength``, neighbour star numbers (n,)).
     """
     from scipy.spatial import cKDTree
@@ -117,7 +135,7 @@ def nearest_star_flux(stars, pool=None):
         raise ValueError("the pool needs at least 2 stars")
 
     def coords(s):
-        return np.stack([np.log10(s.teff), s.logg, s.logz], 1) / NODE_SCALE
+        return np.stack([np.log10(s.teff), s.logg, s.logz], 1) / NODE_STEPS
 
     tree = cKDTree(coords(pool))
     _, idx = tree.query(coords(stars), k=2)

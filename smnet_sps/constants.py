@@ -24,6 +24,11 @@ TEFF_DOMAIN = (500.0, 1.0e6)             # K
 LOGG_DOMAIN = (-3.0, 15.0)               # log10(g / cm s^-2)
 LOGZ_DOMAIN = (-6.0, 2.0)                # [M/H], dex
 
+# Nominal grid step per input (log10 Teff, log g, [M/H], each in dex): the unit in which distances between
+# parameter points are measured everywhere (mixture hole test, coverage flags, interpolation baselines,
+# training-sample weights and input jitter), so that one step along any axis counts alike.
+NODE_STEPS = (0.02, 0.5, 0.5)
+
 PACKAGE_DATA = Path(__file__).parent / "data"
 LIBRARIES_ENV = "SMNET_SPS_LIBRARIES"
 

@@ -28,11 +28,9 @@ from .model import log1p01_forward
 __all__ = ["accuracy_table", "interpolation_baseline", "interpolate_grid_nodes", "relative_errors",
            "error_metrics", "teff_sweep", "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput",
            "matmul_peak_gflops",
-           "format_accuracy_table", "format_band_table", "add_cli", "BASELINE_STEPS", "UV_RANGE", "UV_FLOOR",
+           "format_accuracy_table", "format_band_table", "add_cli", "UV_RANGE", "UV_FLOOR",
            "TEFF_BANDS"]
 
-# Axis scales used to make the interpolation baseline's triangulation isotropic (about one grid step each).
-BASELINE_STEPS = (0.02, 0.5, 0.5)
 
 
 def relative_errors(pred, true, mask, wavelength, wave_range=(1000.0, 25000.0), rel_floor=1e-4,
@@ -86,25 +84,12 @@ def error_metrics(pred, true, mask, wavelength, wave_range=(1000.0, 25000.0)):
 
 
 def interpolation_baseline(params, log_flux, query):
-    """Linear interpolation of ``log_flux`` (n, n_wave) given at ``params`` (n, 3) to ``query`` (m, 3).
-
-    Parameters are (log10 Teff, log g, [M/H]); each axis is divided by :data:`BASELINE_STEPS`; axes that are
-    constant over the nodes are dropped. Returns (m, n_wave) with NaN rows outside the convex hull.
+    """Linear interpolation of ``log_flux`` (n, n_wave) given at ``params`` (n, 3) to ``query`` (m, 3):
+    :class:`smnet_sps.baselines.NodeInterpolator` (axes in nominal grid steps, constant axes dropped).
+    Returns (m, n_wave) with NaN rows outside the convex hull.
     """
-    from scipy.interpolate import LinearNDInterpolator
-    p = np.asarray(params, float) / BASELINE_STEPS
-    q = np.asarray(query, float) / BASELINE_STEPS
-    keep = np.ptp(p, axis=0) > 1e-9
-    p, q = p[:, keep], q[:, keep]
-    if p.shape[1] == 0:
-        return np.repeat(log_flux[:1], len(q), axis=0)
-    if p.shape[1] == 1:
-        order = np.argsort(p[:, 0])
-        out = np.full((len(q), log_flux.shape[1]), np.nan)
-        for j in range(log_flux.shape[1]):
-            out[:, j] = np.interp(q[:, 0], p[order, 0], log_flux[order, j], left=np.nan, right=np.nan)
-        return out
-    return LinearNDInterpolator(p, log_flux)(q)
+    from .baselines import NodeInterpolator
+    return NodeInterpolator(params, log_flux)(query)
 
 
 def interpolate_grid_nodes(grid, known, query):

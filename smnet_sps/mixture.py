@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .constants import NODE_STEPS
+
 __all__ = ["EDGE_TAPER", "SINGLE_METALLICITY_TOLERANCE", "HOLE_FULL", "HOLE_ZERO", "REGION_TRANSITION",
            "DEFAULT_ORDER", "FALLBACK_TRIM", "TEFF_EDGES", "LOGG_EDGES", "MIXTURE_FILE", "smoothstep",
            "box_taper", "stacked_weights", "band_memberships", "MixturePolicy", "LibraryMixture",
@@ -55,7 +57,6 @@ __all__ = ["EDGE_TAPER", "SINGLE_METALLICITY_TOLERANCE", "HOLE_FULL", "HOLE_ZERO
 EDGE_TAPER = (0.01, 0.1, 0.05)
 SINGLE_METALLICITY_TOLERANCE = 0.25     # [dex] +- around a single-metallicity library (half a nominal step)
 HOLE_FULL, HOLE_ZERO = 1.25, 1.5        # node distance / local spacing: full weight below, none above
-NODE_STEPS = (0.02, 0.5, 0.5)           # nominal grid steps (= neural.COVERAGE_SPACING)
 REGION_TRANSITION = (0.01, 0.1)         # [dex] log10 Teff, log g: width of the handover between regions
 TEFF_EDGES = (4000.0, 5500.0, 7000.0, 10000.0, 25000.0)   # [K] region edges (the empirical Teff classes + O)
 LOGG_EDGES = (3.5,)                                       # giants / dwarfs

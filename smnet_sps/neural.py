@@ -26,22 +26,22 @@ from .checksums import file_sha256
 from .constants import PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
 from .mixture import SINGLE_METALLICITY_TOLERANCE  # noqa: F401 - importable from here, as before
-from .mixture import (MIXTURE_FILE, NODE_STEPS, LibraryMixture, MixturePolicy, library_node_spacing,
+from .mixture import (MIXTURE_FILE, LibraryMixture, MixturePolicy, library_node_spacing,
                       node_coordinates, widen_single_metallicity)
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, blackbody_constants, build_model,
                     load_smnet_state_dict, log1p01_inverse)
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
-           "resolve_device", "COVERAGE_SPACING", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
+           "resolve_device", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
            "ModelNotFoundError", "weights_sha256"]
 
 MODEL_FORMAT = "smnet-sps model"
 
-# Coverage rule (see docs/generator.md): distances to training nodes are measured in units of a nominal grid
-# step per dimension: 0.02 dex in log Teff, 0.5 dex in log g, 0.5 dex in [M/H]. A point is "near the nodes"
-# if some training node of a library whose box contains the point is among its COVERAGE_NEIGHBOURS nearest
-# nodes and lies within COVERAGE_FACTOR times that node's own nearest-neighbour distance (local spacing).
-COVERAGE_SPACING = NODE_STEPS
+# Coverage rule (see docs/generator.md): distances to training nodes are measured in nominal grid steps
+# (constants.NODE_STEPS: 0.02 dex in log Teff, 0.5 dex in log g, 0.5 dex in [M/H]). A point is "near the
+# nodes" if some training node of a library whose box contains the point is among its COVERAGE_NEIGHBOURS
+# nearest nodes and lies within COVERAGE_FACTOR times that node's own nearest-neighbour distance (local
+# spacing).
 COVERAGE_FACTOR = 1.5
 COVERAGE_NEIGHBOURS = 16
 

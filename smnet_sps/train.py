@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .constants import SIGMA_SB
-from .evaluate import BASELINE_STEPS
+from .constants import NODE_STEPS, SIGMA_SB
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "sampling_weights", "masked_mse",
@@ -260,7 +259,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         validation loss, a mean square in standardised units, need not follow the flux error).
     input_jitter : float >= 0, or three of them (Teff, log g, [M/H]). Gaussian noise added to each training
         draw's inputs, in units of a grid step (0.02 dex in Teff, 0.5 dex in log g and [M/H]:
-        :data:`smnet_sps.evaluate.BASELINE_STEPS`). The network then has to vary smoothly between the nodes
+        :data:`smnet_sps.constants.NODE_STEPS`). The network then has to vary smoothly between the nodes
         instead of threading every node exactly; where a library's nodes scatter (NextGen, WM-basic) that
         lowers the error at nodes it never saw. Three values set each input's noise on its own, for a library
         whose nodes are closer than a step along one axis (WM-basic's [M/H] nodes are 0.1-0.2 dex apart).
@@ -346,7 +345,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         model.out_lo.copy_(torch.as_tensor(z_lo, dtype=torch.float32))
         model.out_hi.copy_(torch.as_tensor(z_hi, dtype=torch.float32))
     model.to(dev)
-    weights = sampling_weights(x_all / np.asarray(BASELINE_STEPS) * (hi - lo), log_ratio, grid.library_id,
+    weights = sampling_weights(x_all / np.asarray(NODE_STEPS) * (hi - lo), log_ratio, grid.library_id,
                                w_max=w_max)
     weights = weights * library_share_factors(grid.library_id, split == 0, library_balance)
 
@@ -383,7 +382,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         PW = to_t(pw / np.mean(pw))
 
     # one grid step per input, in scaled units (log g and [M/H] share a step; see input_jitter)
-    jitter_sigma = to_t(jitter_steps * np.asarray(BASELINE_STEPS) / (hi - lo))
+    jitter_sigma = to_t(jitter_steps * np.asarray(NODE_STEPS) / (hi - lo))
 
     def forward(ix, net=None, jitter=False):
         net = model if net is None else net

@@ -238,6 +238,18 @@ def test_interpolation_baseline_is_exact_for_linear_functions():
     assert np.isnan(out[2]).all()                                        # outside the hull: no baseline
 
 
+def test_node_interpolator_along_one_axis_and_at_one_point():
+    """A library varying one axis only is interpolated along it (Qhull needs two); one node is constant."""
+    from smnet_sps.baselines import NodeInterpolator
+    p = np.stack([np.linspace(3.6, 3.9, 5), np.full(5, 4.0), np.zeros(5)], 1)
+    f = np.stack([3 * p[:, 0], -p[:, 0]], 1)
+    q = np.array([[3.63, 4.0, 0.0], [3.88, 4.0, 0.0], [3.95, 4.0, 0.0], [3.5, 4.0, 0.0]])
+    out = NodeInterpolator(p, f)(q)
+    np.testing.assert_allclose(out[:2], np.stack([3 * q[:2, 0], -q[:2, 0]], 1), atol=1e-12)
+    assert np.isnan(out[2:]).all()
+    np.testing.assert_array_equal(NodeInterpolator(p[:1], f[:1])(q), np.repeat(f[:1], 4, 0))
+
+
 def test_accuracy_seams_and_cli_on_tiny_model(tiny_model, tmp_path):
     import json
     from smnet_sps.cli import main
