@@ -9,7 +9,8 @@ Writes ``benchmarks/results_fidelity.md`` (merged into RESULTS.md by run_all.py)
 
 1. held-out grid nodes of the model's split, per library and Teff band: the library imitation
    (``library=NAME``), the default mixture (``library=None``) and linear interpolation of the library's
-   training nodes, median / p95 of |dF/F| at >= 3000 A and in the UV (1000-3000 A, pixels > 1e-6 of peak);
+   training nodes, median / p95 of |dF/F| at >= 3000 A and in the UV (1000-3000 A, pixels > 1e-6 of peak),
+   and how firm each criterion verdict is (the test nodes resampled, bootstrap);
 2. observed stars (MILES calibration half): every source on all stars, and the k-fold held-out test of the
    default mixture (library preferences ranked on k-1 folds, scored on the k-th);
 3. SSP g-r and M_r (PARSEC, Kroupa) of the model and of ``--previous`` at the same isochrone points.
@@ -60,6 +61,56 @@ def grid_section(gen, grid):
                    f"{_pct(r['baseline_median_ge3000'])}) | {'yes' if ok2 else 'NO'} "
                    f"({_pct(r['p95_ge3000'])} vs {_pct(r['baseline_p95_ge3000'])}) | "
                    f"{'yes' if ok3 else 'NO'} ({_pct(r['median_uv'])} vs {_pct(r['baseline_median_uv'])}) |")
+    return out + [""]
+
+
+def criteria_resampling(gen, grid, n_draws=2000, seed=0):
+    """How firm each criterion verdict is: the test nodes (those inside the interpolation baseline's hull)
+    resampled with replacement ``n_draws`` times; per library the fraction of draws in which the imitation
+    meets each criterion, and the 5-95 % range of model / interpolation for the medians and p95."""
+    from smnet_sps.evaluate import UV_FLOOR, UV_RANGE, interpolate_grid_nodes, relative_errors
+    split = gen.nodes["split"]
+    rng = np.random.default_rng(seed)
+    out = ["Resampling the test nodes (bootstrap over nodes, paired: model and interpolation on the same "
+           f"draw; {n_draws} draws, seed {seed}): the fraction of draws in which each criterion holds, and "
+           "the 5-95 % range of model / interpolation. A fraction near 0.5 means the test split is too small "
+           "to tell the two apart.", "",
+           "| library | nodes | median: holds / ratio 5-95 % | p95: holds / ratio | "
+           "UV median <= 1.5x: holds / ratio |", "|---|---|---|---|---|"]
+    for j, lib in enumerate(grid.library_names):
+        test = np.flatnonzero((split == 2) & (grid.library_id == j))
+        train = np.flatnonzero((split == 0) & (grid.library_id == j))
+        if test.size == 0 or train.size < 2:
+            continue
+        base = interpolate_grid_nodes(grid, train, test)
+        test = test[np.isfinite(base).any(1)]
+        base = base[np.isfinite(base).any(1)]
+        if test.size < 3:
+            continue
+        pred, _ = gen.surface_flux(grid.teff[test], grid.logg[test], grid.logz[test], library=lib)
+        true, mask = grid.flux[test].astype(float), grid.mask[test]
+
+        def per_node(flux, wave_range, floor, peak_over):
+            return [relative_errors(flux[i:i + 1], true[i:i + 1], mask[i:i + 1], grid.wavelength, wave_range,
+                                    floor, peak_over) for i in range(test.size)]
+        pairs = [(per_node(pred, (3000.0, 25000.0), 1e-4, "range"), per_node(base, (3000.0, 25000.0), 1e-4,
+                                                                               "range")),
+                 (per_node(pred, UV_RANGE, UV_FLOOR, "all"), per_node(base, UV_RANGE, UV_FLOOR, "all"))]
+        ratios = {"median": [], "p95": [], "uv": []}
+        for _ in range(n_draws):
+            draw = rng.integers(0, test.size, test.size)
+            (m_opt, b_opt), (m_uv, b_uv) = [[np.concatenate([e[i] for i in draw]) for e in pair]
+                                            for pair in pairs]
+            ratios["median"].append(np.median(m_opt) / np.median(b_opt))
+            ratios["p95"].append(np.percentile(m_opt, 95) / np.percentile(b_opt, 95))
+            ratios["uv"].append(np.median(m_uv) / np.median(b_uv) if m_uv.size and b_uv.size else np.nan)
+        cells = []
+        for key, limit in (("median", 1.0), ("p95", 1.0), ("uv", 1.5)):
+            r = np.asarray(ratios[key])
+            r = r[np.isfinite(r)]
+            cells.append(f"{np.mean(r <= limit):.2f} / {np.percentile(r, 5):.2f}-{np.percentile(r, 95):.2f}"
+                         if r.size else "-")
+        out.append(f"| {lib} | {test.size} | " + " | ".join(cells) + " |")
     return out + [""]
 
 
@@ -171,6 +222,7 @@ def main(argv=None):
                 test_grid = None
         if test_grid is not None:
             out += grid_section(gen, test_grid)
+            out += criteria_resampling(gen, test_grid)
             print("grid section done", f"{time.perf_counter() - t0:.0f} s", flush=True)
     else:
         out += [f"(no grid file at {args.grid}: node accuracy and the interpolation baseline skipped)", ""]

@@ -16,8 +16,8 @@ nodes, so the figures are optimistic for the network (``steps 0`` shows how much
 scored at nodes it saw). They are not a win over interpolation, and even the ranking leans towards settings
 that move a specialist little from the shared model (they keep more of its memory of the fold);
 docs/generator.md shows a setting ranked first here that was no better on the test nodes. Figures are given
-for all scored nodes and for the interior ones (strictly inside the library's range on every axis, like the
-test split's nodes).
+for all scored nodes and for the interior ones (a Teff neighbour on both sides at the same log g and [M/H]:
+the pool the test split draws from).
 
 Usage::
 
@@ -25,10 +25,11 @@ Usage::
         --setting jitter0:0:6000 jitter0.15:0.15:6000 jitter0.3:0.3:6000 [--folds 5] [--threads 1] \
         [--refit-base]
 
-A setting is NAME:INPUT_JITTER:STEPS (optimiser steps of batch 64; lr 1e-3 cosine to 2 %); INPUT_JITTER is one
-value or three separated by commas (Teff, log g, [M/H]: ``train(input_jitter=...)``). Each fold's
-predictions are cached in work/node_cv/ (a re-run skips what is there). Writes benchmarks/results_node_cv.md
-(or results_node_cv_refit.md).
+A setting is NAME:INPUT_JITTER:STEPS[:KEY=VALUE,...] (optimiser steps of batch 64; lr 1e-3 cosine to 2 %,
+mixed pixel loss, UV weight 3 unless KEY=VALUE replaces them: lr, lr_final, pixel_loss, uv_weight);
+INPUT_JITTER is one value or three separated by commas (Teff, log g, [M/H]: ``train(input_jitter=...)``).
+Each fold's predictions are cached in work/node_cv/ under NAME (a re-run skips what is there). Writes
+benchmarks/results_node_cv.md (or results_node_cv_refit.md).
 About 1 min per fold and 6k steps on one CPU thread.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ import torch
 from smnet_sps.evaluate import UV_FLOOR, UV_RANGE, interpolate_grid_nodes, relative_errors
 from smnet_sps.grid import load_grid
 from smnet_sps.neural import load_generator
-from smnet_sps.train import train
+from smnet_sps.train import teff_neighbours, train
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -85,17 +86,20 @@ def refit_base(base, grid_path, fold, out):
     return out
 
 
-def fold_prediction(grid, grid_path, base, library, fold, others, jitter, steps, cache):
-    """The fold's nodes predicted by a specialist trained without them (cached)."""
+SPECIALIST = {"lr": 1e-3, "lr_final": 0.02, "pixel_loss": "mixed", "uv_weight": 3.0}   # docs/generator.md
+
+
+def fold_prediction(grid, grid_path, base, library, fold, others, jitter, steps, cache, **overrides):
+    """The fold's nodes predicted by a specialist trained without them (cached); ``overrides`` replace
+    entries of :data:`SPECIALIST`."""
     if cache.exists():
         return np.load(cache)["pred"]
     epochs = max(1, math.ceil(steps * BATCH / others.size))
     with tempfile.TemporaryDirectory() as tmp:
         if steps > 0:
             train(grid_path, tmp, init_from=base, libraries=[library], exclude_nodes=fold,
-                  input_jitter=jitter, epochs=epochs, lr=1e-3, lr_final=0.02, batch_size=BATCH,
-                  pixel_loss="mixed", uv_weight=3.0, keep="final", patience=10**9, progress=False,
-                  **_shape(base))
+                  input_jitter=jitter, epochs=epochs, batch_size=BATCH, keep="final", patience=10**9,
+                  progress=False, **{**SPECIALIST, **overrides}, **_shape(base))
             gen = load_generator(tmp, device="cpu")
         else:
             gen = load_generator(base, device="cpu")
@@ -107,16 +111,27 @@ def fold_prediction(grid, grid_path, base, library, fold, others, jitter, steps,
     return pred
 
 
-def interior_nodes(grid, lib_id, idx):
-    """True for nodes ``idx`` strictly inside their library's range on every axis that varies (like the
-    test split's nodes: "interior nodes, every 10th held out")."""
-    own = grid.library_id == lib_id
-    out = np.ones(idx.size, bool)
-    for values in (grid.teff, grid.logg, grid.logz):
-        lo, hi = values[own].min(), values[own].max()
-        if hi > lo:
-            out &= (values[idx] > lo) & (values[idx] < hi)
-    return out
+def interior_nodes(grid, idx):
+    """True for nodes ``idx`` with a Teff neighbour on both sides in their library's grid (same log g and
+    [M/H]): the pool the test split draws from (``smnet_sps.train.split_nodes``)."""
+    left, right = teff_neighbours(grid.teff, grid.logg, grid.logz, grid.library_id)
+    return (left[idx] >= 0) & (right[idx] >= 0)
+
+
+def parse_setting(text):
+    """NAME:INPUT_JITTER:STEPS[:KEY=VALUE,...] -> (name, jitter, steps, overrides of SPECIALIST)."""
+    fields = text.split(":")
+    if len(fields) not in (3, 4):
+        raise SystemExit(f"setting {text!r}: expected NAME:INPUT_JITTER:STEPS[:KEY=VALUE,...]")
+    name, jitter, steps, *rest = fields
+    jitter = [float(v) for v in jitter.split(",")]
+    overrides = {}
+    for item in (rest[0].split(",") if rest else []):
+        key, _, value = item.partition("=")
+        if key not in SPECIALIST:
+            raise SystemExit(f"setting {text!r}: unknown key {key!r}; allowed: {sorted(SPECIALIST)}")
+        overrides[key] = type(SPECIALIST[key])(value)
+    return name, jitter[0] if len(jitter) == 1 else jitter, int(steps), overrides
 
 
 def _steps_text(jitter):
@@ -158,24 +173,20 @@ def main(argv=None):
     lib_id = list(grid.library_names).index(args.library)
     train_nodes = np.flatnonzero((split == 0) & (grid.library_id == lib_id))
     folds = folds_of(train_nodes, args.folds)
-    settings = []
-    for s in args.setting:
-        name, jitter, steps = s.split(":")
-        jitter = [float(v) for v in jitter.split(",")]
-        settings.append((name, jitter[0] if len(jitter) == 1 else jitter, int(steps)))
+    settings = [parse_setting(s) for s in args.setting]
 
     t0 = time.perf_counter()
     idx = np.concatenate(folds)
     base_pred = np.concatenate([interpolate_grid_nodes(grid, np.setdiff1d(train_nodes, f), f)
                                 for f in folds])
     inside = np.isfinite(base_pred).any(1)                 # inside the other folds' hull
-    interior = inside & interior_nodes(grid, lib_id, idx)
+    interior = inside & interior_nodes(grid, idx)
 
     def scores(pred):
         return figures(pred[inside], grid, idx[inside]) + figures(pred[interior], grid, idx[interior])
     rows = [("linear interpolation of the other folds", scores(base_pred))]
     n_cached = 0
-    for name, jitter, steps in settings:
+    for name, jitter, steps, overrides in settings:
         preds = []
         for k, fold in enumerate(folds):
             tag = f"{args.library}_{name}_{args.folds}fold{k}" + ("_refit" if args.refit_base else "")
@@ -186,10 +197,11 @@ def main(argv=None):
                 base = refit_base(args.base, args.grid, fold,
                                   Path(args.cache) / f"{args.library}_base_{args.folds}fold{k}")
             preds.append(fold_prediction(grid, args.grid, base, args.library, fold,
-                                         np.setdiff1d(train_nodes, fold), jitter, steps, cache))
+                                         np.setdiff1d(train_nodes, fold), jitter, steps, cache, **overrides))
             print(f"{name} fold {k}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
         pred = np.concatenate(preds)
-        label = f"`{name}` (input jitter {_steps_text(jitter)}, {steps} steps)"
+        label = f"`{name}` (input jitter {_steps_text(jitter)}, {steps} steps" + "".join(
+            f", {k} {v}" for k, v in overrides.items()) + ")"
         rows.append((label, scores(pred)))
     if args.refit_base:
         start = (f"from a shared model retrained without the fold's nodes (the settings of "
@@ -207,8 +219,8 @@ def main(argv=None):
              f"{args.folds}-fold over the library's {train_nodes.size} training nodes ({inside.sum()} inside "
              "the other folds' hull, scored); |dF/F| pooled over all folds [%]; the test nodes are not used. "
              "Each fold's specialist is fine-tuned without the fold's nodes, " + start, "",
-             f"Last three columns: the {interior.sum()} of them strictly inside the library's range on every "
-             "axis, like the test split's nodes.", "",
+             f"Last three columns: the {interior.sum()} of them with a Teff neighbour on both sides at the "
+             "same log g and [M/H], the pool the test split draws from.", "",
              "| setting | median >= 3000 A | p95 >= 3000 A | UV median | interior: median | p95 | UV |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {label} | {m:.3f} | {p:.2f} | {u:.2f} | {mi:.3f} | {pi:.2f} | {ui:.2f} |"

@@ -20,8 +20,8 @@ import torch
 from .constants import NODE_STEPS, SIGMA_SB
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
 
-__all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "sampling_weights", "masked_mse",
-           "add_cli", "TrainingGrid", "SPLIT_CODES"]
+__all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "sampling_weights",
+           "masked_mse", "add_cli", "TrainingGrid", "SPLIT_CODES"]
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -84,6 +84,24 @@ def log_ratio_targets(flux, mask, teff):
     return np.where(mask, out, np.nan).astype(np.float32)
 
 
+def teff_neighbours(teff, logg, logz, library_id):
+    """Each node's neighbours along Teff in its own library at the same log g and [M/H]: (left, right)
+    index arrays, -1 where there is none. Nodes with both are the "interior" nodes the test split draws
+    from (:func:`split_nodes`)."""
+    n = len(teff)
+    left = np.full(n, -1)
+    right = np.full(n, -1)
+    rows = {}
+    for i in range(n):
+        rows.setdefault((int(library_id[i]), round(float(logg[i]), 3),
+                         round(float(logz[i]), 3)), []).append(i)
+    for idx in rows.values():
+        idx = sorted(idx, key=lambda i: teff[i])
+        for a, b, c in zip(idx[:-2], idx[1:-1], idx[2:]):
+            left[b], right[b] = a, c
+    return left, right
+
+
 def split_nodes(teff, logg, logz, library_id, test_every=10, val_fraction=0.05, seed=0):
     """Deterministic train / validation / test split by grid node; codes in :data:`SPLIT_CODES`.
 
@@ -95,18 +113,8 @@ def split_nodes(teff, logg, logz, library_id, test_every=10, val_fraction=0.05, 
     rng = np.random.default_rng(seed)
     n = len(teff)
     split = np.zeros(n, np.int8)
-    interior = np.zeros(n, bool)
-    left = np.full(n, -1)
-    right = np.full(n, -1)
-    keys = {}
-    for i in range(n):
-        keys.setdefault((int(library_id[i]), round(float(logg[i]), 3),
-                         round(float(logz[i]), 3)), []).append(i)
-    for idx in keys.values():
-        idx = sorted(idx, key=lambda i: teff[i])
-        for a, b, c in zip(idx[:-2], idx[1:-1], idx[2:]):
-            interior[b] = True
-            left[b], right[b] = a, c
+    left, right = teff_neighbours(teff, logg, logz, library_id)
+    interior = (left >= 0) & (right >= 0)
     cand = rng.permutation(np.flatnonzero(interior))
     blocked = np.zeros(n, bool)
     n_test_target = int(round(interior.sum() / test_every))

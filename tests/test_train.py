@@ -86,6 +86,17 @@ def test_split_holds_out_interior_nodes_only(synth_grid):
     np.testing.assert_array_equal(split, split_nodes(g.teff, g.logg, g.logz, g.library_id, test_every=5))
 
 
+def test_teff_neighbours_are_the_adjacent_nodes_of_the_same_row():
+    from smnet_sps.train import teff_neighbours
+    teff = np.array([5000.0, 4000.0, 6000.0, 5000.0, 7000.0, 4500.0])
+    logg = np.array([4.0, 4.0, 4.0, 3.0, 4.0, 4.0])
+    logz = np.zeros(6)
+    lib = np.array([0, 0, 0, 0, 0, 1])           # the last node is another library's
+    left, right = teff_neighbours(teff, logg, logz, lib)
+    np.testing.assert_array_equal(left, [1, -1, 0, -1, -1, -1])
+    np.testing.assert_array_equal(right, [2, -1, 4, -1, -1, -1])
+
+
 def test_sampling_weights_favour_fast_changing_nodes(synth_grid):
     g = read_grid(synth_grid)
     lr = log_ratio_targets(g.flux, g.mask, g.teff)
