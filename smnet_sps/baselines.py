@@ -36,8 +36,8 @@ class NodeInterpolator:
             from scipy.interpolate import LinearNDInterpolator
             self._interp = LinearNDInterpolator(p, self.values)
         elif p.shape[1] == 1:
-            self._order = np.argsort(p[:, 0])
-            self._axis = p[self._order, 0]
+            order = np.argsort(p[:, 0])
+            self._axis, self._ordered = p[order, 0], self.values[order]
 
     def __call__(self, query):
         q = (np.asarray(query, float) / NODE_STEPS)[:, self.keep]
@@ -45,9 +45,8 @@ class NodeInterpolator:
             return self._interp(q)
         if q.shape[1] == 0:                          # every node at one point: that spectrum everywhere
             return np.repeat(self.values[:1], len(q), axis=0)
-        ordered = self.values[self._order]
-        return np.stack([np.interp(q[:, 0], self._axis, ordered[:, j], left=np.nan, right=np.nan)
-                         for j in range(ordered.shape[1])], 1)
+        return np.stack([np.interp(q[:, 0], self._axis, self._ordered[:, j], left=np.nan, right=np.nan)
+                         for j in range(self._ordered.shape[1])], 1)
 
 
 class InterpolatedLibraryGenerator(Generator):
@@ -134,11 +133,9 @@ def nearest_star_flux(stars, pool=None):
     if len(pool) < 2:
         raise ValueError("the pool needs at least 2 stars")
 
-    def coords(s):
-        return np.stack([np.log10(s.teff), s.logg, s.logz], 1) / NODE_STEPS
-
-    tree = cKDTree(coords(pool))
-    _, idx = tree.query(coords(stars), k=2)
+    from .mixture import node_coordinates
+    tree = cKDTree(node_coordinates(pool.teff, pool.logg, pool.logz))
+    _, idx = tree.query(node_coordinates(stars.teff, stars.logg, stars.logz), k=2)
     same = pool.star_id[idx[:, 0]] == stars.star_id
     pick = np.where(same, idx[:, 1], idx[:, 0])
     return pool.flux[pick], pool.star_id[pick]

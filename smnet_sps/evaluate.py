@@ -27,10 +27,8 @@ from .model import log1p01_forward
 
 __all__ = ["accuracy_table", "interpolation_baseline", "interpolate_grid_nodes", "relative_errors",
            "error_metrics", "teff_sweep", "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput",
-           "matmul_peak_gflops",
-           "format_accuracy_table", "format_band_table", "add_cli", "UV_RANGE", "UV_FLOOR",
-           "TEFF_BANDS"]
-
+           "matmul_peak_gflops", "format_accuracy_table", "format_band_table", "add_cli", "UV_RANGE",
+           "UV_FLOOR", "TEFF_BANDS"]
 
 
 def relative_errors(pred, true, mask, wavelength, wave_range=(1000.0, 25000.0), rel_floor=1e-4,
