@@ -26,7 +26,8 @@ Usage::
         [--refit-base]
 
 A setting is NAME:INPUT_JITTER:STEPS[:KEY=VALUE,...] (optimiser steps of batch 64; lr 1e-3 cosine to 2 %,
-mixed pixel loss, UV weight 3 unless KEY=VALUE replaces them: lr, lr_final, pixel_loss, uv_weight);
+mixed pixel loss, UV weight 3, sampling weights clipped at 5, no weight average or decay, seed 0 unless
+KEY=VALUE replaces them: lr, lr_final, pixel_loss, uv_weight, w_max, ema_decay, weight_decay, seed);
 INPUT_JITTER is one value or three separated by commas (Teff, log g, [M/H]: ``train(input_jitter=...)``).
 Each fold's predictions are cached in work/node_cv/ under NAME (a re-run skips what is there). Writes
 benchmarks/results_node_cv.md (or results_node_cv_refit.md).
@@ -86,7 +87,9 @@ def refit_base(base, grid_path, fold, out):
     return out
 
 
-SPECIALIST = {"lr": 1e-3, "lr_final": 0.02, "pixel_loss": "mixed", "uv_weight": 3.0}   # docs/generator.md
+# docs/generator.md; the last four are train()'s defaults, listed so that a setting can override them
+SPECIALIST = {"lr": 1e-3, "lr_final": 0.02, "pixel_loss": "mixed", "uv_weight": 3.0,
+              "w_max": 5.0, "ema_decay": 0.0, "weight_decay": 0.0, "seed": 0}
 
 
 def fold_prediction(grid, grid_path, base, library, fold, others, jitter, steps, cache, **overrides):

@@ -41,7 +41,9 @@ def run(n, batch=8192, threads=2):
 
 
 def main():
+    load_before = os.getloadavg()[0]
     rows = [run(n) for n in (10_000, 100_000, 1_000_000)]
+    load_after = os.getloadavg()[0]
     for r in rows:
         print(r)
     base = rows[0]
@@ -49,8 +51,8 @@ def main():
              "Default model, CPU, batch 8192, 2 threads, OMP_WAIT_POLICY="
              f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; random (Teff 3-40 kK, log g 2-5, [M/H] "
              "-1.5..0.3). Peak RSS of the whole child process (it includes the coverage lookup of all points "
-             "at once, which precedes the batches). One run on the shared machine (load average ~10 on 2 "
-             "cores).", "",
+             "at once, which precedes the batches). One run on the shared machine (1-minute load average "
+             f"{load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores).", "",
              "| points | time [s] | spectra/s | peak RSS [MB] | RSS / RSS(10^4 points) |",
              "|---|---|---|---|---|"]
     for r in rows:
