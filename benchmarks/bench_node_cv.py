@@ -29,8 +29,11 @@ A setting is NAME:INPUT_JITTER:STEPS[:KEY=VALUE,...] (optimiser steps of batch 6
 mixed pixel loss, UV weight 3, sampling weights clipped at 5, no weight average or decay, seed 0 unless
 KEY=VALUE replaces them: lr, lr_final, pixel_loss, uv_weight, w_max, ema_decay, weight_decay, seed);
 INPUT_JITTER is one value or three separated by commas (Teff, log g, [M/H]: ``train(input_jitter=...)``).
-Each fold's predictions are cached in work/node_cv/ under NAME (a re-run skips what is there). Writes
-benchmarks/results_node_cv.md (or results_node_cv_refit.md).
+``soup_of=A+B+C`` trains nothing: each fold's expert is the weight average of settings A, B and C's
+specialists of that fold (``build_expert_model`` with several runs per library; runs of one setting with
+different seeds), e.g. ``--setting s0:0,0,0.2:24000 s1:0,0,0.2:24000:seed=1 avg01:0:0:soup_of=s0+s1``.
+Each fold's predictions and specialist are cached in work/node_cv/ under NAME (a re-run skips what is
+there). Writes benchmarks/results_node_cv.md (or results_node_cv_refit.md).
 About 1 min per fold and 6k steps on one CPU thread.
 """
 from __future__ import annotations
@@ -46,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from smnet_sps.experts import build_expert_model
 from smnet_sps.evaluate import UV_FLOOR, UV_RANGE, interpolate_grid_nodes, relative_errors
 from smnet_sps.grid import load_grid
 from smnet_sps.neural import load_generator
@@ -92,24 +96,50 @@ SPECIALIST = {"lr": 1e-3, "lr_final": 0.02, "pixel_loss": "mixed", "uv_weight": 
               "w_max": 5.0, "ema_decay": 0.0, "weight_decay": 0.0, "seed": 0}
 
 
+def specialist_dir(cache):
+    """Where a fold's specialist is kept beside its cached predictions (for weight averages)."""
+    return cache.with_name(cache.stem + "_model")
+
+
+def _predict(gen, grid, fold, library):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gen.surface_flux(grid.teff[fold], grid.logg[fold], grid.logz[fold], library=library)[0]
+
+
 def fold_prediction(grid, grid_path, base, library, fold, others, jitter, steps, cache, **overrides):
-    """The fold's nodes predicted by a specialist trained without them (cached); ``overrides`` replace
-    entries of :data:`SPECIALIST`."""
+    """The fold's nodes predicted by a specialist trained without them (cached, with the specialist);
+    ``overrides`` replace entries of :data:`SPECIALIST`."""
     if cache.exists():
         return np.load(cache)["pred"]
     epochs = max(1, math.ceil(steps * BATCH / others.size))
-    with tempfile.TemporaryDirectory() as tmp:
-        if steps > 0:
-            train(grid_path, tmp, init_from=base, libraries=[library], exclude_nodes=fold,
-                  input_jitter=jitter, epochs=epochs, batch_size=BATCH, keep="final", patience=10**9,
-                  progress=False, **{**SPECIALIST, **overrides}, **_shape(base))
-            gen = load_generator(tmp, device="cpu")
-        else:
-            gen = load_generator(base, device="cpu")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pred, _ = gen.surface_flux(grid.teff[fold], grid.logg[fold], grid.logz[fold], library=library)
+    if steps > 0:
+        model = specialist_dir(cache)
+        train(grid_path, model, init_from=base, libraries=[library], exclude_nodes=fold,
+              input_jitter=jitter, epochs=epochs, batch_size=BATCH, keep="final", patience=10**9,
+              progress=False, **{**SPECIALIST, **overrides}, **_shape(base))
+        (model / "checkpoint.pt").unlink(missing_ok=True)      # the optimiser state is not needed
+    else:
+        model = base
+    pred = _predict(load_generator(model, device="cpu"), grid, fold, library)
     cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, idx=fold, pred=pred)
+    return pred
+
+
+def soup_prediction(grid, base, library, fold, members, cache):
+    """The fold's nodes predicted by the weight average of the member settings' specialists of this fold
+    (``members``: their cache paths); cached."""
+    if cache.exists():
+        return np.load(cache)["pred"]
+    dirs = [specialist_dir(m) for m in members]
+    missing = [str(d) for d in dirs if not (d / "weights.pt").is_file()]
+    if missing:
+        raise SystemExit(f"soup_of: no cached specialist at {missing}; run those settings first (this "
+                         "version keeps them)")
+    with tempfile.TemporaryDirectory() as tmp:
+        build_expert_model(base, {library: dirs}, tmp, overwrite=True)
+        pred = _predict(load_generator(tmp, device="cpu"), grid, fold, library)
     np.savez(cache, idx=fold, pred=pred)
     return pred
 
@@ -131,8 +161,12 @@ def parse_setting(text):
     overrides = {}
     for item in (rest[0].split(",") if rest else []):
         key, _, value = item.partition("=")
+        if key == "soup_of":
+            overrides[key] = value.split("+")
+            continue
         if key not in SPECIALIST:
-            raise SystemExit(f"setting {text!r}: unknown key {key!r}; allowed: {sorted(SPECIALIST)}")
+            raise SystemExit(f"setting {text!r}: unknown key {key!r}; allowed: {sorted(SPECIALIST)} "
+                             "and soup_of")
         overrides[key] = type(SPECIALIST[key])(value)
     return name, jitter[0] if len(jitter) == 1 else jitter, int(steps), overrides
 
@@ -192,19 +226,28 @@ def main(argv=None):
     for name, jitter, steps, overrides in settings:
         preds = []
         for k, fold in enumerate(folds):
-            tag = f"{args.library}_{name}_{args.folds}fold{k}" + ("_refit" if args.refit_base else "")
-            cache = Path(args.cache) / f"{tag}.npz"
+            def cache_of(setting):
+                tag = f"{args.library}_{setting}_{args.folds}fold{k}" + ("_refit" if args.refit_base else "")
+                return Path(args.cache) / f"{tag}.npz"
+            cache = cache_of(name)
             n_cached += cache.exists()
             base = args.base
             if args.refit_base and not cache.exists():
                 base = refit_base(args.base, args.grid, fold,
                                   Path(args.cache) / f"{args.library}_base_{args.folds}fold{k}")
-            preds.append(fold_prediction(grid, args.grid, base, args.library, fold,
-                                         np.setdiff1d(train_nodes, fold), jitter, steps, cache, **overrides))
+            if "soup_of" in overrides:
+                preds.append(soup_prediction(grid, base, args.library, fold,
+                                             [cache_of(m) for m in overrides["soup_of"]], cache))
+            else:
+                preds.append(fold_prediction(grid, args.grid, base, args.library, fold,
+                                             np.setdiff1d(train_nodes, fold), jitter, steps, cache,
+                                             **overrides))
             print(f"{name} fold {k}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
         pred = np.concatenate(preds)
-        label = f"`{name}` (input jitter {_steps_text(jitter)}, {steps} steps" + "".join(
-            f", {k} {v}" for k, v in overrides.items()) + ")"
+        label = (f"`{name}` (weight average of " + ", ".join(f"`{m}`" for m in overrides["soup_of"]) + ")"
+                 if "soup_of" in overrides else
+                 f"`{name}` (input jitter {_steps_text(jitter)}, {steps} steps" + "".join(
+                     f", {k} {v}" for k, v in overrides.items()) + ")")
         rows.append((label, scores(pred)))
     if args.refit_base:
         start = (f"from a shared model retrained without the fold's nodes (the settings of "
@@ -229,7 +272,7 @@ def main(argv=None):
     lines += [f"| {label} | {m:.3f} | {p:.2f} | {u:.2f} | {mi:.3f} | {pi:.2f} | {ui:.2f} |"
               for label, (m, p, u, mi, pi, ui) in rows]
     lines += ["", f"This run: {time.perf_counter() - t0:.0f} s on {args.threads} thread(s), "
-              f"{len(settings) * args.folds - n_cached} fold(s) trained and {n_cached} read from "
+              f"{len(settings) * args.folds - n_cached} fold(s) computed and {n_cached} read from "
               f"{Path(args.cache).name}/ (a fold takes ~1 min per 6k steps on one thread)."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -13,6 +13,11 @@ Workflow (docs/generator.md)::
 
     smnet-sps train --grid work/grid.h5 --init-from BASE --libraries nextgen --out work/experts/nextgen ...
     smnet-sps experts --base BASE --expert nextgen=work/experts/nextgen [--expert ...] --out MODEL_DIR
+
+A library may name several specialists (``--expert wmbasic=DIR1,DIR2,DIR3``: the same training settings
+with different ``--seed``): its expert is then their weight average, one network as fast as each. Runs
+fine-tuned from one start for a few thousand small steps stay in one basin of the loss, where the average
+of their weights behaves like the average of their outputs and has less of each run's seed noise.
 """
 from __future__ import annotations
 
@@ -64,6 +69,30 @@ def _earlier_stages(init_from, lib):
     return stages
 
 
+def _read_specialist(directory, lib, base, base_cfg, base_sd, base_nodes):
+    """A specialist's (config, weights), checked against the base it must have started from."""
+    cfg, sd = _read_model(directory)
+    for key in ("arch_kwargs", "input_scaling", "library_names", "reference"):
+        if cfg.get(key) != base_cfg.get(key):
+            raise ValueError(f"specialist {directory} differs from the base {base} in {key!r}: "
+                             f"{cfg.get(key)} vs {base_cfg.get(key)}")
+    # the same grid nodes and split (a grid rebuilt since the base was trained, e.g. converted to
+    # vacuum wavelengths, has a new hash but the same nodes): the held-out test nodes stay held out
+    nodes = _nodes(directory)
+    if base_nodes.keys() != nodes.keys() or not all(np.array_equal(base_nodes[k], nodes[k])
+                                                    for k in base_nodes):
+        raise ValueError(f"specialist {directory} was trained on other grid nodes or another "
+                         f"train/validation/test split than the base {base}")
+    trained = cfg.get("trained_libraries")
+    if trained != [lib]:
+        raise ValueError(f"specialist {directory} was trained on {trained}, not on [{lib!r}] alone "
+                         "(smnet-sps train --init-from BASE --libraries NAME)")
+    for buf in ("out_mean", "out_std"):
+        if not torch.equal(sd[buf], base_sd[buf]):
+            raise ValueError(f"specialist {directory}: its output scaling {buf} differs from the base's")
+    return cfg, sd
+
+
 def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=False):
     """Combine a shared MLP and per-library specialists into one ``mlp_experts`` model directory.
 
@@ -71,7 +100,8 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     ----------
     base : path, the shared model (``arch`` ``"mlp"``); libraries without a specialist run it.
     experts : dict library name -> path of its specialist model directory (same architecture, grid and split
-        as ``base``, trained with ``--init-from base --libraries NAME``).
+        as ``base``, trained with ``--init-from base --libraries NAME``), or a list of such paths: runs of one
+        setting with different seeds, whose weights are averaged into the library's expert.
     out : path, the model directory to write.
     half : bool, store the weights as float16 (half the file; loaded as float32). Rounding the weights
         to float16 moves the spectra by ~1e-4 relative (measured in docs/generator.md).
@@ -100,33 +130,30 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     for lib in names:
         if lib not in experts:
             continue
-        cfg, sd = _read_model(experts[lib])
-        for key in ("arch_kwargs", "input_scaling", "library_names", "reference"):
-            if cfg.get(key) != base_cfg.get(key):
-                raise ValueError(f"specialist {experts[lib]} differs from the base {base} in {key!r}: "
-                                 f"{cfg.get(key)} vs {base_cfg.get(key)}")
-        # the same grid nodes and split (a grid rebuilt since the base was trained, e.g. converted to
-        # vacuum wavelengths, has a new hash but the same nodes): the held-out test nodes stay held out
-        nodes = _nodes(experts[lib])
-        if base_nodes.keys() != nodes.keys() or not all(np.array_equal(base_nodes[k], nodes[k])
-                                                        for k in base_nodes):
-            raise ValueError(f"specialist {experts[lib]} was trained on other grid nodes or another "
-                             f"train/validation/test split than the base {base}")
-        grids.add(cfg.get("grid_sha256"))
-        trained = cfg.get("trained_libraries")
-        if trained != [lib]:
-            raise ValueError(f"specialist {experts[lib]} was trained on {trained}, not on [{lib!r}] alone "
-                             "(smnet-sps train --init-from BASE --libraries NAME)")
-        for buf in ("out_mean", "out_std"):
-            if not torch.equal(sd[buf], base_sd[buf]):
-                raise ValueError(f"specialist {experts[lib]}: its output scaling {buf} differs from the "
-                                 "base's")
+        runs = [experts[lib]] if isinstance(experts[lib], (str, Path)) else list(experts[lib])
+        if not runs:
+            raise ValueError(f"no specialist directory given for {lib!r}")
+        read = [_read_specialist(run, lib, base, base_cfg, base_sd, base_nodes) for run in runs]
+        cfg = read[0][0]
+        for run, (other, _) in zip(runs[1:], read[1:]):
+            # a weight average only makes sense for runs of one setting from one start
+            for key in ("init_from", "input_jitter", "pixel_loss", "uv_weight"):
+                if other.get(key) != cfg.get(key):
+                    raise ValueError(f"specialists {runs[0]} and {run} of {lib!r} differ in {key!r} "
+                                     f"({cfg.get(key)} vs {other.get(key)}); only runs of one setting that "
+                                     "differ in --seed can be averaged")
+        grids.update(c.get("grid_sha256") for c, _ in read)
+        sd = {k: (torch.stack([s[k].float() for _, s in read]).mean(0) if v.is_floating_point()
+                  and not k.startswith("out_") else v) for k, v in read[0][1].items()}
         expert_index[names.index(lib)] = len(members)
         members.append(sd)
-        cfgs[lib] = {"from": str(experts[lib]), "training": cfg.get("training"),
+        cfgs[lib] = {"from": str(runs[0]) if len(runs) == 1 else [str(r) for r in runs],
+                     "training": cfg.get("training"),
                      "pixel_loss": cfg.get("pixel_loss"), "uv_weight": cfg.get("uv_weight"),
                      "input_jitter": cfg.get("input_jitter", 0.0), "init_from": cfg.get("init_from"),
                      "earlier_stages": _earlier_stages(cfg.get("init_from"), lib)}
+        if len(runs) > 1:
+            cfgs[lib]["weight_average_of_seeds"] = [c.get("seed", 0) for c, _ in read]
     dtype = torch.float16 if half else torch.float32
     state = {f"experts.{i}.{k}": (v.to(dtype) if v.is_floating_point() and not k.startswith("out_") else v)
              for i, sd in enumerate(members) for k, v in sd.items()}
@@ -159,8 +186,10 @@ def add_cli(sub):
                        description="Combine a shared MLP model and per-library specialists (smnet-sps train "
                                    "--init-from BASE --libraries NAME) into one library-expert model.")
     p.add_argument("--base", required=True, help="the shared model directory")
-    p.add_argument("--expert", action="append", required=True, metavar="LIBRARY=DIR",
-                   help="a specialist: library name = its model directory (repeat per library)")
+    p.add_argument("--expert", action="append", required=True, metavar="LIBRARY=DIR[,DIR...]",
+                   help="a specialist: library name = its model directory (repeat per library); several "
+                        "directories, comma-separated (runs of one setting with different --seed), are "
+                        "averaged into one network")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
     p.add_argument("--name", default=None)
@@ -174,7 +203,7 @@ def _cli(args):
         lib, sep, path = item.partition("=")
         if not sep or not lib or not path:
             raise ValueError(f"--expert {item!r}: expected LIBRARY=DIR, e.g. nextgen=work/experts/nextgen")
-        experts[lib] = path
+        experts[lib] = path.split(",") if "," in path else path
     cfg = build_expert_model(args.base, experts, args.out, half=args.half, name=args.name,
                              overwrite=args.overwrite)
     size = (Path(args.out) / "weights.pt").stat().st_size / 1e6

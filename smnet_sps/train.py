@@ -220,7 +220,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
-          lr_final=0.02, ema_decay=0.0, libraries=None, keep="best", input_jitter=0.0, exclude_nodes=None):
+          lr_final=0.02, ema_decay=0.0, libraries=None, keep="best", input_jitter=0.0, exclude_nodes=None,
+          split_seed=0):
     """Train a generator on a union grid and write a model directory.
 
     Parameters
@@ -234,6 +235,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     minutes : float or None, wall-time budget [min]; training stops at whichever of epochs/minutes comes first
     device : ``"auto"``, ``"cpu"``, ``"cuda"``
     resume : continue from ``out/checkpoint.pt``
+    seed : int, the optimisation's randomness (initial weights, the order of the draws, input jitter); it
+        never moves the held-out nodes
+    split_seed : int, the shuffle of :func:`split_nodes` that picks the validation and test nodes (default 0,
+        the split of the shipped models). A warm start (``init_from``) must use its model's split: its
+        output scaling was fitted on that split's training nodes, and its test nodes must stay unseen.
     patience : early stopping after this many epochs without a better validation loss
     reference : ``"blackbody"`` (default) or ``"none"``: the MLP predicts log10(F / sigma T^4) minus this
         reference's log10(pi B_lambda / sigma T^4) (see :func:`smnet_sps.model.blackbody_log_ratio`)
@@ -318,7 +324,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     hi = np.array([np.log10(grid.teff.max()), grid.logg.max(), grid.logz.max()])
     hi = np.where(hi > lo, hi, lo + 1.0)          # a constant dimension (single-[M/H] grid) scales to 0
     x_all = _scaled_inputs(grid, lo, hi)
-    split = split_nodes(grid.teff, grid.logg, grid.logz, grid.library_id, test_every=test_every, seed=seed)
+    split = split_nodes(grid.teff, grid.logg, grid.logz, grid.library_id, test_every=test_every,
+                        seed=split_seed)
     tr = split == 0
     log_ratio = log_ratio_targets(grid.flux, grid.mask, grid.teff)
     mask = grid.mask & np.isfinite(log_ratio)
@@ -411,6 +418,15 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         if init_cfg.get("arch") != arch or init_cfg.get("arch_kwargs") != arch_kwargs:
             raise ValueError(f"init_from={init_dir}: its architecture {init_cfg.get('arch')} "
                              f"{init_cfg.get('arch_kwargs')} differs from {arch} {arch_kwargs}")
+        init_nodes = init_dir / "nodes.npz"
+        if init_nodes.is_file():
+            with np.load(init_nodes) as f:
+                same = f["split"].shape == split.shape and np.array_equal(f["split"], split)
+            if not same:
+                raise ValueError(f"init_from={init_dir} was trained on another train/validation/test split "
+                                 f"than split_seed={split_seed} gives on this grid; warm-start with its own "
+                                 "split (its split_seed, recorded in its config.json) so that its test nodes "
+                                 "stay held out")
         model.load_state_dict({k: v.to(dev) for k, v in _torch_load(init_dir / "weights.pt").items()})
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if resume:
@@ -461,9 +477,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "log_ratio_floor": LOG_RATIO_FLOOR,
                "box": box, "library_names": list(grid.library_names), "library_boxes": lib_boxes,
                "grid_file": str(grid.path), "grid_sha256": grid.sha256,
-               "split": {"rule": f"interior nodes, every {test_every}th held out for test (seed {seed}); "
-                                 "5% validation", "n_train": int((split == 0).sum()),
-                         "n_val": int((split == 1).sum()), "n_test": int((split == 2).sum())},
+               "split": {"rule": f"interior nodes, every {test_every}th held out for test "
+                                 f"(seed {split_seed}); 5% validation", "n_train": int((split == 0).sum()),
+                         "n_val": int((split == 1).sum()), "n_test": int((split == 2).sum()),
+                         "split_seed": int(split_seed)},
+               "seed": int(seed),
                "pixel_loss": pixel_loss if arch == "mlp" else "log1p01 MSE",
                "tail_floor": tail_floor if arch == "mlp" else 0.0,
                "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]; "
@@ -573,7 +591,11 @@ def add_cli(sub):
                    help="early stopping: epochs without a better validation loss (default 200)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="randomness of the optimisation (initial weights, draws, jitter); not of the split")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="shuffle that picks the validation and test nodes (default 0, the shipped models' "
+                        "split; a warm start must use its model's)")
     p.add_argument("--tail-floor", type=float, default=1e-6,
                    help="MLP: leave pixels fainter than this fraction of the spectrum's peak out of the loss")
     p.add_argument("--pixel-loss", choices=sorted(PIXEL_LOSS_POWERS), default="standardised",
@@ -615,7 +637,8 @@ def _cli(args):
     _check_model_dir(args)
     cfg = train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
                 epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, split_seed=args.split_seed,
+                threads=args.threads,
                 patience=args.patience,
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,

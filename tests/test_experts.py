@@ -91,11 +91,23 @@ def test_bad_expert_sets_are_refused(models):
     (corrupt / "weights.pt").write_bytes((spec / "weights.pt").read_bytes()[:500])
     with pytest.raises(ValueError, match="truncated, corrupt"):
         build_expert_model(base, {"libb": corrupt}, root / "x8")
-    other_split = root / "seed1"
-    train(grid, other_split, epochs=2, width=32, depth=2, progress=False, init_from=base, libraries=["libb"],
-          seed=1, batch_size=32)
+    # another split: a warm start refuses it (its test nodes would be trained on), and so does the builder
+    with pytest.raises(ValueError, match="another train/validation/test split"):
+        train(grid, root / "x9", epochs=1, width=32, depth=2, progress=False, init_from=base,
+              libraries=["libb"], split_seed=1, batch_size=32)
+    other_split = root / "split1"
+    train(grid, other_split, epochs=2, width=32, depth=2, progress=False, libraries=["libb"], split_seed=1,
+          batch_size=32)
     with pytest.raises(ValueError, match="split"):
         build_expert_model(base, {"libb": other_split}, root / "x7")
+    # another optimisation seed keeps the split: same held-out nodes as the base, accepted by the builder
+    seed1 = root / "seed1"
+    cfg1 = train(grid, seed1, epochs=2, width=32, depth=2, progress=False, init_from=base, libraries=["libb"],
+                 seed=1, batch_size=32)
+    assert cfg1["seed"] == 1 and cfg1["split"]["split_seed"] == 0
+    with np.load(base / "nodes.npz") as a, np.load(seed1 / "nodes.npz") as b:
+        assert np.array_equal(a["split"], b["split"])
+    build_expert_model(base, {"libb": seed1}, root / "x10")
     with pytest.raises(ValueError, match="unknown"):
         train(grid, root / "x5", epochs=1, width=8, depth=1, progress=False, libraries=["nosuch"])
     with pytest.raises(ValueError, match="keep"):
@@ -127,3 +139,38 @@ def test_expert_records_the_runs_a_specialist_continued(models):
     # one earlier stage (the first specialist run, which started from the shared model: not a stage)
     assert [st["from"] for st in rec["earlier_stages"]] == [str(spec)]
     assert rec["earlier_stages"][0]["training"]["epochs_run"] == 30
+
+
+def test_several_seeds_of_one_setting_are_averaged_into_one_expert(models):
+    grid, base, spec, root = models
+    kw = dict(width=32, depth=2, threads=1, progress=False, batch_size=32, epochs=30, init_from=base,
+              libraries=["libb"], keep="final", lr=1e-3)
+    spec1 = root / "libb_seed1"
+    train(grid, spec1, seed=1, **kw)
+    out = root / "averaged"
+    cfg = build_expert_model(base, {"libb": [spec, spec1]}, out)
+    rec = cfg["experts"]["libraries"]["libb"]
+    assert rec["weight_average_of_seeds"] == [0, 1] and rec["from"] == [str(spec), str(spec1)]
+    assert cfg["arch_kwargs"]["expert_index"] == [0, 1]          # still one network per library
+    w = torch.load(out / "weights.pt")
+    w0, w1 = (torch.load(d / "weights.pt") for d in (spec, spec1))
+    assert not torch.equal(w0["net.0.weight"], w1["net.0.weight"])     # the seeds trained differently
+    torch.testing.assert_close(w["experts.1.net.0.weight"], (w0["net.0.weight"] + w1["net.0.weight"]) / 2)
+    assert torch.equal(w["experts.1.out_mean"], w0["out_mean"])
+    # the average is a working expert: its spectra lie near its members'
+    teff, logg, logz = np.array([9000.0, 12000.0]), np.array([4.0, 4.5]), np.zeros(2)
+    f = load_generator(out, device="cpu").surface_flux(teff, logg, logz, library="libb")[0]
+    f0, f1 = (load_generator(d, device="cpu").surface_flux(teff, logg, logz, library="libb")[0]
+              for d in (spec, spec1))
+    assert np.all(np.abs(np.log(f / np.sqrt(f0 * f1))) < 0.05)
+    # the same from the command line: several directories after one library name
+    from smnet_sps.cli import main
+    assert main(["experts", "--base", str(base), "--expert", f"libb={spec},{spec1}", "--out",
+                 str(root / "averaged_cli")]) == 0
+    assert torch.equal(torch.load(root / "averaged_cli" / "weights.pt")["experts.1.net.0.weight"],
+                       w["experts.1.net.0.weight"])
+    # runs of different settings are not averaged
+    other = root / "libb_jitter"
+    train(grid, other, input_jitter=0.3, **kw)
+    with pytest.raises(ValueError, match="input_jitter"):
+        build_expert_model(base, {"libb": [spec, other]}, root / "x11")
