@@ -436,6 +436,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         if ck["arch"] != arch or ck["arch_kwargs"] != arch_kwargs or ck["grid_sha256"] != grid.sha256:
             raise ValueError(f"--resume: {ckpt_path} was written for {ck['arch']} {ck['arch_kwargs']} on "
                              f"grid {ck['grid_sha256'][:12]}; now {arch} {arch_kwargs} on {grid.sha256[:12]}")
+        if ck.get("split_seed", split_seed) != split_seed:
+            raise ValueError(f"--resume: {ckpt_path} was trained with split_seed={ck['split_seed']}; "
+                             "resume it with the same split (--split-seed)")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
@@ -507,7 +510,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         (out / "config.json").write_text(json.dumps(cfg, indent=1))
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                     "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,
-                    "grid_sha256": grid.sha256}, ckpt_path)
+                    "grid_sha256": grid.sha256, "split_seed": int(split_seed)}, ckpt_path)
         return cfg
 
     @torch.no_grad()

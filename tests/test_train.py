@@ -120,6 +120,9 @@ def test_tiny_training_run_learns_and_resumes(synth_grid, tmp_path):
     assert cfg2["training"]["epochs_run"] == 50
     with pytest.raises(ValueError, match="resume"):
         train(synth_grid, out, width=32, depth=2, epochs=60, resume=True, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="split_seed=0"):        # another held-out split is not a resume
+        train(synth_grid, out, width=64, depth=2, epochs=60, batch_size=32, resume=True, progress=False,
+              device="cpu", split_seed=1)
 
 
 def test_log_pixel_loss_trains_and_is_recorded(synth_grid, tmp_path):
