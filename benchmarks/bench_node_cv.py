@@ -31,7 +31,9 @@ KEY=VALUE replaces them: lr, lr_final, pixel_loss, uv_weight, w_max, ema_decay, 
 INPUT_JITTER is one value or three separated by commas (Teff, log g, [M/H]: ``train(input_jitter=...)``).
 ``soup_of=A+B+C`` trains nothing: each fold's expert is the weight average of settings A, B and C's
 specialists of that fold (``build_expert_model`` with several runs per library; runs of one setting with
-different seeds), e.g. ``--setting s0:0,0,0.2:24000 s1:0,0,0.2:24000:seed=1 avg01:0:0:soup_of=s0+s1``.
+different seeds), e.g. ``--setting s0:0,0,0.2:24000 s1:0,0,0.2:24000:seed=1 avg01:0:0:soup_of=s0+s1``;
+``ensemble_of=A+B+C`` the geometric mean of their cached predictions (an output ensemble: one network pass
+per member, for comparison).
 Each fold's predictions and specialist are cached in work/node_cv/ under NAME (a re-run skips what is
 there). Writes benchmarks/results_node_cv.md (or results_node_cv_refit.md).
 About 1 min per fold and 6k steps on one CPU thread.
@@ -161,12 +163,12 @@ def parse_setting(text):
     overrides = {}
     for item in (rest[0].split(",") if rest else []):
         key, _, value = item.partition("=")
-        if key == "soup_of":
+        if key in ("soup_of", "ensemble_of"):
             overrides[key] = value.split("+")
             continue
         if key not in SPECIALIST:
-            raise SystemExit(f"setting {text!r}: unknown key {key!r}; allowed: {sorted(SPECIALIST)} "
-                             "and soup_of")
+            raise SystemExit(f"setting {text!r}: unknown key {key!r}; allowed: {sorted(SPECIALIST)}, "
+                             "soup_of and ensemble_of")
         overrides[key] = type(SPECIALIST[key])(value)
     return name, jitter[0] if len(jitter) == 1 else jitter, int(steps), overrides
 
@@ -235,7 +237,13 @@ def main(argv=None):
             if args.refit_base and not cache.exists():
                 base = refit_base(args.base, args.grid, fold,
                                   Path(args.cache) / f"{args.library}_base_{args.folds}fold{k}")
-            if "soup_of" in overrides:
+            if "ensemble_of" in overrides:
+                members = [cache_of(m) for m in overrides["ensemble_of"]]
+                missing = [str(m) for m in members if not m.exists()]
+                if missing:
+                    raise SystemExit(f"ensemble_of: no cached predictions at {missing}; run those first")
+                preds.append(np.exp(np.mean([np.log(np.load(m)["pred"]) for m in members], axis=0)))
+            elif "soup_of" in overrides:
                 preds.append(soup_prediction(grid, base, args.library, fold,
                                              [cache_of(m) for m in overrides["soup_of"]], cache))
             else:
@@ -244,8 +252,10 @@ def main(argv=None):
                                              **overrides))
             print(f"{name} fold {k}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
         pred = np.concatenate(preds)
-        label = (f"`{name}` (weight average of " + ", ".join(f"`{m}`" for m in overrides["soup_of"]) + ")"
-                 if "soup_of" in overrides else
+        combined = {"soup_of": "weight average", "ensemble_of": "output ensemble (geometric mean)"}
+        kind = next((k for k in combined if k in overrides), None)
+        label = (f"`{name}` ({combined[kind]} of " + ", ".join(f"`{m}`" for m in overrides[kind]) + ")"
+                 if kind else
                  f"`{name}` (input jitter {_steps_text(jitter)}, {steps} steps" + "".join(
                      f", {k} {v}" for k, v in overrides.items()) + ")")
         rows.append((label, scores(pred)))

@@ -15,9 +15,9 @@ Workflow (docs/generator.md)::
     smnet-sps experts --base BASE --expert nextgen=work/experts/nextgen [--expert ...] --out MODEL_DIR
 
 A library may name several specialists (``--expert wmbasic=DIR1,DIR2,DIR3``: the same training settings
-with different ``--seed``): its expert is then their weight average, one network as fast as each. Runs
-fine-tuned from one start for a few thousand small steps stay in one basin of the loss, where the average
-of their weights behaves like the average of their outputs and has less of each run's seed noise.
+with different ``--seed``, fine-tuned from one start): its expert is then their weight average, one network
+as fast as each, meant to carry less of each run's seed noise. A weight average is not an average of the
+outputs; whether it helps is measured per library (docs/generator.md).
 """
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
         cfg = read[0][0]
         for run, (other, _) in zip(runs[1:], read[1:]):
             # a weight average only makes sense for runs of one setting from one start
-            for key in ("init_from", "input_jitter", "pixel_loss", "uv_weight"):
+            for key in ("init_from", "input_jitter", "pixel_loss", "uv_weight", "excluded_nodes"):
                 if other.get(key) != cfg.get(key):
                     raise ValueError(f"specialists {runs[0]} and {run} of {lib!r} differ in {key!r} "
                                      f"({cfg.get(key)} vs {other.get(key)}); only runs of one setting that "
