@@ -98,6 +98,11 @@ SPECIALIST = {"lr": 1e-3, "lr_final": 0.02, "pixel_loss": "mixed", "uv_weight": 
               "w_max": 5.0, "ema_decay": 0.0, "weight_decay": 0.0, "seed": 0}
 
 
+def fold_cache(cache_dir, library, setting, n_folds, k, refit):
+    """The cached predictions of a setting's specialist of fold ``k`` (its model beside them)."""
+    return Path(cache_dir) / (f"{library}_{setting}_{n_folds}fold{k}" + ("_refit" if refit else "") + ".npz")
+
+
 def specialist_dir(cache):
     """Where a fold's specialist is kept beside its cached predictions (for weight averages)."""
     return cache.with_name(cache.stem + "_model")
@@ -229,12 +234,12 @@ def main(argv=None):
         preds = []
         for k, fold in enumerate(folds):
             def cache_of(setting):
-                tag = f"{args.library}_{setting}_{args.folds}fold{k}" + ("_refit" if args.refit_base else "")
-                return Path(args.cache) / f"{tag}.npz"
+                return fold_cache(args.cache, args.library, setting, args.folds, k, args.refit_base)
             cache = cache_of(name)
             n_cached += cache.exists()
             base = args.base
-            if args.refit_base and not cache.exists():
+            # an output ensemble only reads cached predictions: it needs no base model
+            if args.refit_base and not cache.exists() and "ensemble_of" not in overrides:
                 base = refit_base(args.base, args.grid, fold,
                                   Path(args.cache) / f"{args.library}_base_{args.folds}fold{k}")
             if "ensemble_of" in overrides:

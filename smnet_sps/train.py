@@ -421,7 +421,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         init_nodes = init_dir / "nodes.npz"
         if init_nodes.is_file():
             with np.load(init_nodes) as f:
-                same = f["split"].shape == split.shape and np.array_equal(f["split"], split)
+                same = np.array_equal(f["split"], split)
             if not same:
                 raise ValueError(f"init_from={init_dir} was trained on another train/validation/test split "
                                  f"than split_seed={split_seed} gives on this grid; warm-start with its own "
