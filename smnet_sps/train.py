@@ -308,6 +308,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                     ("B", B)):
         if int(val) < 1:
             raise ValueError(f"{nm} must be >= 1, got {val}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or split_seed < 0:
+        raise ValueError(f"split_seed must be a non-negative integer, got {split_seed!r}")
     if minutes is not None and not minutes > 0:
         raise ValueError(f"minutes must be > 0 (or None for no time limit), got {minutes}")
     if threads:

@@ -123,6 +123,9 @@ def test_tiny_training_run_learns_and_resumes(synth_grid, tmp_path):
     with pytest.raises(ValueError, match="split_seed=0"):        # another held-out split is not a resume
         train(synth_grid, out, width=64, depth=2, epochs=60, batch_size=32, resume=True, progress=False,
               device="cpu", split_seed=1)
+    for bad in (-1, 1.5, float("nan"), "0"):
+        with pytest.raises(ValueError, match="split_seed must be a non-negative integer"):
+            train(synth_grid, tmp_path / "bad", width=8, depth=1, epochs=1, progress=False, split_seed=bad)
 
 
 def test_log_pixel_loss_trains_and_is_recorded(synth_grid, tmp_path):
