@@ -352,7 +352,9 @@ def save_grid(grid, path):
             f.attrs["library_names"] = json.dumps(list(grid.library_names))
             for k, v in grid.attrs.items():
                 if k not in ("format", "format_version"):
-                    f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
+                    # numbers, strings and arrays (lsf_fwhm) as they are; dicts and lists as JSON
+                    plain = isinstance(v, (int, float, str, np.ndarray, np.generic))
+                    f.attrs[k] = v if plain else json.dumps(v)
             f.attrs.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat())
             f.attrs["wavelength_medium"] = GRID_MEDIUM
             f.attrs["medium_conversion"] = MEDIUM_CONVERSION

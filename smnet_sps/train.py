@@ -362,10 +362,6 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         model.out_lo.copy_(torch.as_tensor(z_lo, dtype=torch.float32))
         model.out_hi.copy_(torch.as_tensor(z_hi, dtype=torch.float32))
     model.to(dev)
-    weights = sampling_weights(x_all / np.asarray(NODE_STEPS) * (hi - lo), log_ratio, grid.library_id,
-                               w_max=w_max)
-    weights = weights * library_share_factors(grid.library_id, split == 0, library_balance)
-
     def to_t(a, dtype=torch.float32):
         return torch.as_tensor(a, device=dev, dtype=dtype)
     X, Y, M = to_t(x_all), to_t(target), torch.as_tensor(mask, device=dev)
@@ -388,7 +384,13 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             raise ValueError("exclude_nodes leaves no training node")
     if idx_val.size == 0:
         idx_val = idx_tr
-    W = to_t(weights[idx_tr])
+    # Draw weights from the nodes this run trains on only: a held-out node's spectrum must not decide how
+    # often its neighbours are drawn (before 2026-12-01 the neighbour search also saw held-out nodes).
+    in_training = np.zeros(n, bool)
+    in_training[idx_tr] = True
+    W = to_t(sampling_weights(x_all[idx_tr] / np.asarray(NODE_STEPS) * (hi - lo), log_ratio[idx_tr],
+                              grid.library_id[idx_tr], w_max=w_max)
+             * library_share_factors(grid.library_id, in_training, library_balance)[idx_tr])
     PW = None
     if arch == "mlp" and (pixel_loss != "standardised" or uv_weight != 1.0):
         # standardised error x std = error in log10 flux; the power picks how far towards that we go
@@ -489,7 +491,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "seed": int(seed),
                "pixel_loss": pixel_loss if arch == "mlp" else "log1p01 MSE",
                "tail_floor": tail_floor if arch == "mlp" else 0.0,
-               "sampling_weights": f"kNN (k=6) mean |d log10 F| / library median, clipped to [1, {w_max}]; "
+               "sampling_weights": f"kNN (k=6, among the training nodes) mean |d log10 F| / library median, "
+                                   f"clipped to [1, {w_max}]; "
                                    f"library shares ~ n_library^{library_balance}",
                "uv_weight": float(uv_weight), "ema_decay": float(ema_decay),
                "input_jitter": (float(jitter_steps[0]) if np.ndim(input_jitter) == 0

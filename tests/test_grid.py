@@ -113,6 +113,16 @@ def test_build_load_round_trip_via_cli(built, libdir):
     assert wn.flux.shape == (2, 1221) and "Smith" in wn.meta["citation"]
 
 
+def test_loaded_grid_saves_and_loads_unchanged(built, tmp_path):
+    """A grid read from disk (edited, subset) can be written again: its array attributes (lsf_fwhm) too."""
+    grid = load_grid(built[0])
+    save_grid(grid, tmp_path / "again.h5")
+    again = load_grid(tmp_path / "again.h5")
+    np.testing.assert_array_equal(again.flux, grid.flux)
+    np.testing.assert_array_equal(again.attrs["lsf_fwhm"], grid.attrs["lsf_fwhm"])
+    assert again.library_names == grid.library_names and again.libraries == grid.libraries
+
+
 def test_saved_flux_integrates_to_sigma_teff4(built):
     from smnet_sps.constants import SIGMA_SB
     grid = load_grid(built[0])

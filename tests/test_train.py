@@ -208,3 +208,22 @@ def test_exclude_nodes_leaves_nodes_out_of_training(synth_grid, tmp_path):
         train(synth_grid, tmp_path / "none", exclude_nodes=libb, **kw)
     with pytest.raises(ValueError, match="grid node indices"):
         train(synth_grid, tmp_path / "bad", exclude_nodes=[len(g.teff)], **kw)
+
+
+def test_held_out_spectra_do_not_steer_training(synth_grid, tmp_path):
+    """The spectrum at a test node must not change the trained weights (it once did through the sampling
+    weights, whose neighbour search saw held-out nodes): training twice, with one test node's flux changed by
+    a factor of 3, gives bit-identical weights. Validation nodes may differ: they choose the epoch kept."""
+    from smnet_sps.grid import load_grid, save_grid
+    torch.set_num_threads(1)
+    kw = dict(width=16, depth=1, epochs=3, batch_size=16, progress=False, device="cpu", keep="final")
+    train(synth_grid, tmp_path / "a", **kw)
+    split = np.load(tmp_path / "a" / "nodes.npz")["split"]
+    g = load_grid(synth_grid)
+    test_node = np.flatnonzero(split == 2)[0]
+    g.flux[test_node] *= 3.0
+    changed = tmp_path / "changed.h5"
+    save_grid(g, changed)
+    train(changed, tmp_path / "b", **kw)
+    wa, wb = (torch.load(tmp_path / n / "weights.pt") for n in ("a", "b"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
