@@ -210,16 +210,15 @@ def main(argv=None):
         from smnet_sps.train import read_grid
         grid = read_grid(args.grid)
         test_grid = grid
-        if grid.sha256 != gen.config.get("grid_sha256"):
-            same_nodes = gen.nodes is not None and len(gen.nodes["teff"]) == len(grid.teff) and all(
-                np.array_equal(gen.nodes[k], np.asarray(getattr(grid, k))) for k in ("teff", "logg", "logz"))
-            if same_nodes:
-                out += [f"(grid {args.grid} differs from the training grid file by its hash but has the same "
-                        "nodes: the model's split applies)", ""]
-            else:
-                out += [f"(grid {args.grid} is not the model's training grid: held-out node accuracy "
-                        "skipped)", ""]
-                test_grid = None
+        from smnet_sps.evaluate import grid_split_applies
+        applies = grid_split_applies(gen, grid)
+        if applies == "same nodes":
+            out += [f"(grid {args.grid} differs from the training grid file by its hash but has the same "
+                    "nodes: the model's split applies)", ""]
+        elif applies is None:
+            out += [f"(grid {args.grid} is not the model's training grid: held-out node accuracy "
+                    "skipped)", ""]
+            test_grid = None
         if test_grid is not None:
             out += grid_section(gen, test_grid)
             out += criteria_resampling(gen, test_grid)

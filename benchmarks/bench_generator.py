@@ -28,6 +28,7 @@ import torch
 from smnet_sps.evaluate import (
     accuracy_table,
     format_accuracy_table,
+    grid_split_applies,
     matmul_peak_gflops,
     seam_report,
     throughput,
@@ -103,9 +104,13 @@ def main(argv=None):
     if Path(args.grid).is_file() and not args.throughput_only:
         from smnet_sps.train import read_grid
         grid = read_grid(args.grid)
-        if grid.sha256 != cfg.get("grid_sha256"):
-            out += [f"(grid {args.grid} differs from the training grid; accuracy skipped)", ""]
+        applies = grid_split_applies(gen, grid)
+        if applies is None:
+            out += [f"(grid {args.grid} is not the model's training grid: accuracy skipped)", ""]
             grid = None
+        elif applies == "same nodes":
+            out += [f"(grid {args.grid} differs from the training grid file by its hash but has the same "
+                    "nodes: the model's split applies)", ""]
     if grid is not None:
         renorm = load_generator(args.model, device="cpu", renormalise=True)
         for label, g in (("default generator: raw network output (renormalise=False)", gen),

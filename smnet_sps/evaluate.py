@@ -28,7 +28,22 @@ from .model import log1p01_forward
 __all__ = ["accuracy_table", "interpolation_baseline", "interpolate_grid_nodes", "relative_errors",
            "error_metrics", "teff_sweep", "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput",
            "matmul_peak_gflops", "format_accuracy_table", "format_band_table", "add_cli", "UV_RANGE",
-           "UV_FLOOR", "TEFF_BANDS"]
+           "UV_FLOOR", "TEFF_BANDS", "grid_split_applies"]
+
+
+def grid_split_applies(gen, grid):
+    """Whether the model's train/validation/test split can be used on ``grid``: "same file" (the grid the
+    model was trained on, by sha256), "same nodes" (another build of it with the same nodes in the same order,
+    e.g. rebuilt after a reader change: a new hash, the same split) or None (another grid). ``grid`` from
+    :func:`smnet_sps.train.read_grid` carries its sha256; one without it is compared by its nodes only."""
+    sha = getattr(grid, "sha256", None)
+    if sha is not None and gen.config.get("grid_sha256") == sha:
+        return "same file"
+    nodes = getattr(gen, "nodes", None)
+    if nodes is not None and len(nodes["teff"]) == len(grid.teff) and all(
+            np.array_equal(nodes[k], np.asarray(getattr(grid, k))) for k in ("teff", "logg", "logz")):
+        return "same nodes"
+    return None
 
 
 def relative_errors(pred, true, mask, wavelength, wave_range=(1000.0, 25000.0), rel_floor=1e-4,
@@ -415,9 +430,10 @@ def _cli(args):
     if not isinstance(gen, NeuralGenerator):
         raise ValueError("evaluate needs a model directory trained by smnet-sps (it uses the model's split)")
     grid = read_grid(args.grid)
-    if gen.config.get("grid_sha256") != grid.sha256:
+    if grid_split_applies(gen, grid) is None:
         raise ValueError(f"{args.grid} (sha256 {grid.sha256[:12]}) is not the grid this model was trained on "
-                         f"({str(gen.config.get('grid_sha256'))[:12]}); its test split would not apply")
+                         f"({str(gen.config.get('grid_sha256'))[:12]}) and its nodes differ; its test split "
+                         "would not apply")
     table = accuracy_table(gen, grid, progress=True)
     print(format_accuracy_table(table))
     report = {"model": str(gen.directory), "grid": str(args.grid), "accuracy": table}

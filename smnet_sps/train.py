@@ -262,6 +262,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     uv_weight : float >= 1, MLP only: loss weight of the pixels at 1,000-3,000 A (the UV, where young
         populations and UV photometry need the spectra; the far Wien tail stays masked by ``tail_floor``).
     lr_final : the cosine schedule ends at ``lr_final`` x ``lr``.
+    w_max : float >= 1, the cap of the sampling weights (:func:`sampling_weights`): a node is drawn up to
+        W_MAX times as often as the library's typical node where its spectrum changes fast; 1 draws
+        every node of a library equally often (the WM-basic expert: its nodes scatter, and up-weighting
+        them chases the scatter; docs/generator.md).
     ema_decay : float in [0, 1). If > 0, validation and the written weights use an exponential moving average
         of the parameters (decay per optimiser step); averaging over the last few hundred steps smooths the
         optimiser's noise at no cost at inference.
@@ -295,6 +299,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"library_balance must be in [0, 1], got {library_balance}")
     if not float(uv_weight) >= 1.0:
         raise ValueError(f"uv_weight must be >= 1, got {uv_weight}")
+    if not float(w_max) >= 1.0 or not np.isfinite(float(w_max)):
+        raise ValueError(f"w_max must be a finite number >= 1, got {w_max}")
     if not 0.0 <= float(ema_decay) < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
     if keep not in ("best", "final"):
@@ -612,6 +618,9 @@ def add_cli(sub):
     p.add_argument("--library-balance", type=float, default=1.0,
                    help="library draw shares ~ n_library^BALANCE (1 natural mix, 0 equal; default 1)")
     p.add_argument("--uv-weight", type=float, default=1.0, help="MLP loss weight of 1000-3000 A pixels")
+    p.add_argument("--w-max", type=float, default=5.0,
+                   help="cap of the sampling weights: fast-changing nodes are drawn up to W_MAX times as "
+                        "often (default 5; 1: every node of a library equally often)")
     p.add_argument("--lr-final", type=float, default=0.02, help="cosine schedule ends at LR_FINAL x lr")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="validate and write an exponential moving average of the weights (e.g. 0.999)")
@@ -650,7 +659,7 @@ def _cli(args):
                 patience=args.patience,
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
-                uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay,
+                uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay, w_max=args.w_max,
                 libraries=args.libraries, keep=args.keep,
                 input_jitter=args.input_jitter[0] if len(args.input_jitter) == 1 else args.input_jitter)
     t = cfg["training"]

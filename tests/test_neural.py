@@ -360,3 +360,26 @@ def test_config_without_arch_and_unknown_model_names(tiny_model, tmp_path):
     assert "default" in SHIPPED_MODELS
     gen = load_generator("default", device="cpu")
     assert gen.directory == SHIPPED_MODELS["default"]()
+
+
+def test_a_rebuilt_grid_with_the_same_nodes_keeps_the_split(tiny_model, tmp_path):
+    """`evaluate` scores a grid rebuilt with the same nodes (new hash) on the model's split and refuses a grid
+    whose nodes differ."""
+    from smnet_sps.cli import main
+    from smnet_sps.evaluate import grid_split_applies
+    from smnet_sps.grid import load_grid, save_grid
+    from smnet_sps.neural import load_generator
+    from smnet_sps.train import read_grid                   # with the file's sha256
+    gen = load_generator(tiny_model, device="cpu")
+    assert grid_split_applies(gen, read_grid(tiny_model.parent / "grid.h5")) == "same file"
+    grid = load_grid(tiny_model.parent / "grid.h5")
+    grid.flux[0] *= 1.01                                     # a rebuild: other fluxes, same nodes
+    save_grid(grid, tmp_path / "rebuilt.h5")
+    assert grid_split_applies(gen, read_grid(tmp_path / "rebuilt.h5")) == "same nodes"
+    assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "rebuilt.h5"),
+                 "--out", str(tmp_path / "r.json"), "--device", "cpu", "--no-seams"]) == 0
+    grid.teff[0] += 1.0                                      # another grid
+    save_grid(grid, tmp_path / "other.h5")
+    assert grid_split_applies(gen, read_grid(tmp_path / "other.h5")) is None
+    assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "other.h5"),
+                 "--out", str(tmp_path / "r2.json"), "--device", "cpu", "--no-seams"]) == 1

@@ -1,5 +1,7 @@
 """Training: masked loss, split, sampling weights, a tiny run that learns, resume, model directory layout."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -156,6 +158,9 @@ def test_bad_arguments_raise(synth_grid, tmp_path):
     bad.write_bytes(b"not an hdf5 file")
     with pytest.raises(ValueError, match="not a readable union grid"):
         train(bad, tmp_path / "x")
+    for w_max in (0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="w_max must be a finite number >= 1"):
+            train(synth_grid, tmp_path / "x", w_max=w_max)
 
 
 def test_train_cli(synth_grid, tmp_path, capsys):
@@ -164,6 +169,10 @@ def test_train_cli(synth_grid, tmp_path, capsys):
     assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--width", "16", "--depth", "1",
                  "--epochs", "3", "--device", "cpu", "--no-progress", "--threads", "1"]) == 0
     assert "wrote" in capsys.readouterr().out and (out / "config.json").is_file()
+    uniform = tmp_path / "uniform"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(uniform), "--width", "16", "--depth", "1",
+                 "--epochs", "3", "--device", "cpu", "--no-progress", "--threads", "1", "--w-max", "1"]) == 0
+    assert "clipped to [1, 1.0]" in json.loads((uniform / "config.json").read_text())["sampling_weights"]
     # clear error, no crash
     assert main(["train", "--grid", str(tmp_path / "none.h5"), "--out", str(out)]) == 1
 
