@@ -263,7 +263,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         populations and UV photometry need the spectra; the far Wien tail stays masked by ``tail_floor``).
     lr_final : the cosine schedule ends at ``lr_final`` x ``lr``.
     w_max : float >= 1, the cap of the sampling weights (:func:`sampling_weights`): a node is drawn up to
-        W_MAX times as often as the library's typical node where its spectrum changes fast; 1 draws
+        ``w_max`` times as often as the library's typical node where its spectrum changes fast; 1 draws
         every node of a library equally often (the WM-basic expert: its nodes scatter, and up-weighting
         them chases the scatter; docs/generator.md).
     ema_decay : float in [0, 1). If > 0, validation and the written weights use an exponential moving average
@@ -299,8 +299,13 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"library_balance must be in [0, 1], got {library_balance}")
     if not float(uv_weight) >= 1.0:
         raise ValueError(f"uv_weight must be >= 1, got {uv_weight}")
-    if not float(w_max) >= 1.0 or not np.isfinite(float(w_max)):
-        raise ValueError(f"w_max must be a finite number >= 1, got {w_max}")
+    try:
+        cap = float(w_max)
+    except (TypeError, ValueError):
+        cap = float("nan")
+    if not (np.isfinite(cap) and cap >= 1.0):
+        raise ValueError(f"w_max must be a finite number >= 1, got {w_max!r}")
+    w_max = cap
     if not 0.0 <= float(ema_decay) < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
     if keep not in ("best", "final"):

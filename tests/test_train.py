@@ -158,7 +158,7 @@ def test_bad_arguments_raise(synth_grid, tmp_path):
     bad.write_bytes(b"not an hdf5 file")
     with pytest.raises(ValueError, match="not a readable union grid"):
         train(bad, tmp_path / "x")
-    for w_max in (0.5, float("nan"), float("inf")):
+    for w_max in (0.5, float("nan"), float("inf"), "five"):
         with pytest.raises(ValueError, match="w_max must be a finite number >= 1"):
             train(synth_grid, tmp_path / "x", w_max=w_max)
 
