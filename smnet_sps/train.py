@@ -171,18 +171,25 @@ def library_share_factors(library_id, in_training, balance):
     return factors
 
 
-def masked_mse(pred, target, mask, weights=None, pixel_weights=None):
+def masked_mse(pred, target, mask, weights=None, pixel_weights=None, node_loss="mse"):
     """Mean squared error over known pixels only; masked pixels never enter (even if NaN or inf).
 
     ``torch.where`` (not multiplication by the mask) so that garbage in masked pixels cannot leak as NaN.
     Each spectrum's mean over its known pixels is weighted by ``weights`` (default 1); ``pixel_weights``
-    (n_wave,) weights the squared error of each pixel (default 1).
+    (n_wave,) weights the squared error of each pixel (default 1). ``node_loss="pseudo_huber"`` replaces each
+    spectrum's mean square e by 2 m (sqrt(1 + e / m) - 1), m = the batch median of e (not differentiated):
+    ~e for a spectrum at or below the median, ~2 sqrt(m e) for one far above it (a scattered grid node).
     """
     sq = torch.where(mask, (pred - torch.where(mask, target, torch.zeros_like(target))) ** 2,
                      torch.zeros_like(pred))
     if pixel_weights is not None:
         sq = sq * pixel_weights
     per = sq.sum(1) / mask.sum(1).clamp(min=1)
+    if node_loss == "pseudo_huber":
+        m = per.detach().median().clamp(min=1e-12)
+        per = 2.0 * m * (torch.sqrt(1.0 + per / m) - 1.0)
+    elif node_loss != "mse":
+        raise ValueError(f"node_loss must be 'mse' or 'pseudo_huber', got {node_loss!r}")
     if weights is None:
         return per.mean()
     return (per * weights).sum() / weights.sum()
@@ -221,6 +228,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
           lr_final=0.02, ema_decay=0.0, libraries=None, keep="best", input_jitter=0.0, exclude_nodes=None,
+          node_loss="mse",
           split_seed=0):
     """Train a generator on a union grid and write a model directory.
 
@@ -266,6 +274,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         ``w_max`` times as often as the library's typical node where its spectrum changes fast; 1 draws
         every node of a library equally often (the WM-basic expert: its nodes scatter, and up-weighting
         them chases the scatter; docs/generator.md).
+    node_loss : "mse" (default) or "pseudo_huber": the training loss per spectrum (:func:`masked_mse`); the
+        pseudo-Huber form lets a node far off its neighbours pull less (validation stays plain MSE).
     ema_decay : float in [0, 1). If > 0, validation and the written weights use an exponential moving average
         of the parameters (decay per optimiser step); averaging over the last few hundred steps smooths the
         optimiser's noise at no cost at inference.
@@ -306,6 +316,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if not (np.isfinite(cap) and cap >= 1.0):
         raise ValueError(f"w_max must be a finite number >= 1, got {w_max!r}")
     w_max = cap
+    if node_loss not in ("mse", "pseudo_huber"):
+        raise ValueError(f"node_loss must be 'mse' or 'pseudo_huber', got {node_loss!r}")
     if not 0.0 <= float(ema_decay) < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
     if keep not in ("best", "final"):
@@ -505,7 +517,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "sampling_weights": f"kNN (k=6, among the training nodes) mean |d log10 F| / library median, "
                                    f"clipped to [1, {w_max}]; "
                                    f"library shares ~ n_library^{library_balance}",
-               "uv_weight": float(uv_weight), "ema_decay": float(ema_decay),
+               "uv_weight": float(uv_weight), "ema_decay": float(ema_decay), "node_loss": node_loss,
                "input_jitter": (float(jitter_steps[0]) if np.ndim(input_jitter) == 0
                                 else jitter_steps.tolist()),
                "excluded_nodes": [] if exclude_nodes is None else exclude_nodes.tolist(),
@@ -563,7 +575,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
         for s in range(0, draw.size, batch_size):
             ix = idx_tr[draw[s:s + batch_size]]
-            loss = masked_mse(forward(ix, jitter=True), Y[ix], M[ix], pixel_weights=PW)
+            loss = masked_mse(forward(ix, jitter=True), Y[ix], M[ix], pixel_weights=PW, node_loss=node_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -626,6 +638,9 @@ def add_cli(sub):
     p.add_argument("--w-max", type=float, default=5.0,
                    help="cap of the sampling weights: fast-changing nodes are drawn up to W_MAX times as "
                         "often (default 5; 1: every node of a library equally often)")
+    p.add_argument("--node-loss", choices=["mse", "pseudo_huber"], default="mse",
+                   help="training loss per spectrum: mse, or pseudo_huber (a node far off the others "
+                        "pulls less)")
     p.add_argument("--lr-final", type=float, default=0.02, help="cosine schedule ends at LR_FINAL x lr")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="validate and write an exponential moving average of the weights (e.g. 0.999)")
@@ -665,6 +680,7 @@ def _cli(args):
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
                 uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay, w_max=args.w_max,
+                node_loss=args.node_loss,
                 libraries=args.libraries, keep=args.keep,
                 input_jitter=args.input_jitter[0] if len(args.input_jitter) == 1 else args.input_jitter)
     t = cfg["training"]
