@@ -94,7 +94,7 @@ def refit_base(base, grid_path, fold, out):
     return out
 
 
-# docs/generator.md; the last four are train()'s defaults, listed so that a setting can override them
+# docs/generator.md; the last five are train()'s defaults, listed so that a setting can override them
 SPECIALIST = {"lr": 1e-3, "lr_final": 0.02, "pixel_loss": "mixed", "uv_weight": 3.0,
               "w_max": 5.0, "ema_decay": 0.0, "weight_decay": 0.0, "seed": 0, "node_loss": "mse"}
 
