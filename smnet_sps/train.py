@@ -158,6 +158,8 @@ def sampling_weights(params, log_ratio, library_id, k=6, w_max=5.0):
 
 # pixel_loss -> power of each pixel's target variance that weights its squared standardised error
 PIXEL_LOSS_POWERS = {"standardised": 0.0, "mixed": 0.5, "log": 1.0}
+# the training loss per spectrum (masked_mse): its mean square, or that through a pseudo-Huber
+NODE_LOSSES = ("mse", "pseudo_huber")
 
 
 def library_share_factors(library_id, in_training, balance):
@@ -185,11 +187,11 @@ def masked_mse(pred, target, mask, weights=None, pixel_weights=None, node_loss="
     if pixel_weights is not None:
         sq = sq * pixel_weights
     per = sq.sum(1) / mask.sum(1).clamp(min=1)
+    if node_loss not in NODE_LOSSES:
+        raise ValueError(f"node_loss must be 'mse' or 'pseudo_huber', got {node_loss!r}")
     if node_loss == "pseudo_huber":
         m = per.detach().median().clamp(min=1e-12)
         per = 2.0 * m * (torch.sqrt(1.0 + per / m) - 1.0)
-    elif node_loss != "mse":
-        raise ValueError(f"node_loss must be 'mse' or 'pseudo_huber', got {node_loss!r}")
     if weights is None:
         return per.mean()
     return (per * weights).sum() / weights.sum()
@@ -316,7 +318,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if not (np.isfinite(cap) and cap >= 1.0):
         raise ValueError(f"w_max must be a finite number >= 1, got {w_max!r}")
     w_max = cap
-    if node_loss not in ("mse", "pseudo_huber"):
+    if node_loss not in NODE_LOSSES:
         raise ValueError(f"node_loss must be 'mse' or 'pseudo_huber', got {node_loss!r}")
     if not 0.0 <= float(ema_decay) < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
@@ -638,7 +640,7 @@ def add_cli(sub):
     p.add_argument("--w-max", type=float, default=5.0,
                    help="cap of the sampling weights: fast-changing nodes are drawn up to W_MAX times as "
                         "often (default 5; 1: every node of a library equally often)")
-    p.add_argument("--node-loss", choices=["mse", "pseudo_huber"], default="mse",
+    p.add_argument("--node-loss", choices=NODE_LOSSES, default="mse",
                    help="training loss per spectrum: mse, or pseudo_huber (a node far off the others "
                         "pulls less)")
     p.add_argument("--lr-final", type=float, default=0.02, help="cosine schedule ends at LR_FINAL x lr")
