@@ -34,7 +34,10 @@ INPUT_JITTER is one value or three separated by commas (Teff, log g, [M/H]: ``tr
 specialists of that fold (``build_expert_model`` with several runs per library; runs of one setting with
 different seeds), e.g. ``--setting s0:0,0,0.2:24000 s1:0,0,0.2:24000:seed=1 avg01:0:0:soup_of=s0+s1``;
 ``ensemble_of=A+B+C`` the geometric mean of their cached predictions (an output ensemble: one network pass
-per member, for comparison).
+per member, for comparison). ``bases=NAME`` (with ``--refit-base``) starts the setting's specialists from
+another set of fold bases, cached as work/node_cv/LIB_NAME_KfoldK (retrained with the current code where
+missing; default ``base``): a second realisation of the shared network, for output ensembles across shared
+networks (``ensemble_of`` a setting on each set).
 Each fold's predictions and specialist are cached in work/node_cv/ under NAME (a re-run skips what is
 there). Writes benchmarks/results_node_cv.md (or results_node_cv_refit.md).
 About 1 min per fold and 6k steps on one CPU thread.
@@ -172,9 +175,12 @@ def parse_setting(text):
         if key in ("soup_of", "ensemble_of"):
             overrides[key] = value.split("+")
             continue
+        if key == "bases":
+            overrides[key] = value
+            continue
         if key not in SPECIALIST:
             raise SystemExit(f"setting {text!r}: unknown key {key!r}; allowed: {sorted(SPECIALIST)}, "
-                             "soup_of and ensemble_of")
+                             "soup_of, ensemble_of and bases")
         overrides[key] = type(SPECIALIST[key])(value)
     return name, jitter[0] if len(jitter) == 1 else jitter, int(steps), overrides
 
@@ -232,6 +238,7 @@ def main(argv=None):
     rows = [("linear interpolation of the other folds", scores(base_pred))]
     n_cached = 0
     for name, jitter, steps, overrides in settings:
+        bases = overrides.pop("bases", "base")
         preds = []
         for k, fold in enumerate(folds):
             def cache_of(setting):
@@ -242,7 +249,7 @@ def main(argv=None):
             # an output ensemble only reads cached predictions: it needs no base model
             if args.refit_base and not cache.exists() and "ensemble_of" not in overrides:
                 base = refit_base(args.base, args.grid, fold,
-                                  Path(args.cache) / f"{args.library}_base_{args.folds}fold{k}")
+                                  Path(args.cache) / f"{args.library}_{bases}_{args.folds}fold{k}")
             if "ensemble_of" in overrides:
                 members = [cache_of(m) for m in overrides["ensemble_of"]]
                 missing = [str(m) for m in members if not m.exists()]
@@ -263,7 +270,8 @@ def main(argv=None):
         label = (f"`{name}` ({combined[kind]} of " + ", ".join(f"`{m}`" for m in overrides[kind]) + ")"
                  if kind else
                  f"`{name}` (input jitter {_steps_text(jitter)}, {steps} steps" + "".join(
-                     f", {k} {v}" for k, v in overrides.items()) + ")")
+                     f", {k} {v}" for k, v in overrides.items()) + ("" if bases == "base" else
+                                                                   f", fold bases `{bases}`") + ")")
         rows.append((label, scores(pred)))
     if args.refit_base:
         start = (f"from a shared model retrained without the fold's nodes (the settings of "
