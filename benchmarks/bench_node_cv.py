@@ -176,6 +176,8 @@ def parse_setting(text):
             overrides[key] = value.split("+")
             continue
         if key == "bases":
+            if not value:
+                raise SystemExit(f"setting {text!r}: bases= needs a name (the fold bases' cache name)")
             overrides[key] = value
             continue
         if key not in SPECIALIST:

@@ -162,6 +162,11 @@ PIXEL_LOSS_POWERS = {"standardised": 0.0, "mixed": 0.5, "log": 1.0}
 NODE_LOSSES = ("mse", "pseudo_huber")
 
 
+def _check_node_loss(node_loss):
+    if node_loss not in NODE_LOSSES:
+        raise ValueError("node_loss must be " + " or ".join(map(repr, NODE_LOSSES)) + f", got {node_loss!r}")
+
+
 def library_share_factors(library_id, in_training, balance):
     """Per-node factor making each library's total draw share ~ n_library ** balance (see :func:`train`)."""
     library_id = np.asarray(library_id)
@@ -187,8 +192,7 @@ def masked_mse(pred, target, mask, weights=None, pixel_weights=None, node_loss="
     if pixel_weights is not None:
         sq = sq * pixel_weights
     per = sq.sum(1) / mask.sum(1).clamp(min=1)
-    if node_loss not in NODE_LOSSES:
-        raise ValueError(f"node_loss must be 'mse' or 'pseudo_huber', got {node_loss!r}")
+    _check_node_loss(node_loss)
     if node_loss == "pseudo_huber":
         m = per.detach().median().clamp(min=1e-12)
         per = 2.0 * m * (torch.sqrt(1.0 + per / m) - 1.0)
@@ -318,8 +322,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if not (np.isfinite(cap) and cap >= 1.0):
         raise ValueError(f"w_max must be a finite number >= 1, got {w_max!r}")
     w_max = cap
-    if node_loss not in NODE_LOSSES:
-        raise ValueError(f"node_loss must be 'mse' or 'pseudo_huber', got {node_loss!r}")
+    _check_node_loss(node_loss)                 # before the grid is read, not at the first batch
     if not 0.0 <= float(ema_decay) < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
     if keep not in ("best", "final"):
