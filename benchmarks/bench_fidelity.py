@@ -210,14 +210,11 @@ def main(argv=None):
         from smnet_sps.train import read_grid
         grid = read_grid(args.grid)
         test_grid = grid
-        from smnet_sps.evaluate import grid_split_applies
+        from smnet_sps.evaluate import grid_split_applies, grid_split_note
         applies = grid_split_applies(gen, grid)
-        if applies == "same nodes":
-            out += [f"(grid {args.grid} differs from the training grid file by its hash but has the same "
-                    "nodes: the model's split applies)", ""]
-        elif applies is None:
-            out += [f"(grid {args.grid} is not the model's training grid: held-out node accuracy "
-                    "skipped)", ""]
+        if grid_split_note(applies, args.grid):
+            out += [grid_split_note(applies, args.grid), ""]
+        if applies is None:
             test_grid = None
         if test_grid is not None:
             out += grid_section(gen, test_grid)

@@ -29,6 +29,7 @@ from smnet_sps.evaluate import (
     accuracy_table,
     format_accuracy_table,
     grid_split_applies,
+    grid_split_note,
     matmul_peak_gflops,
     seam_report,
     throughput,
@@ -105,12 +106,10 @@ def main(argv=None):
         from smnet_sps.train import read_grid
         grid = read_grid(args.grid)
         applies = grid_split_applies(gen, grid)
+        if grid_split_note(applies, args.grid):
+            out += [grid_split_note(applies, args.grid), ""]
         if applies is None:
-            out += [f"(grid {args.grid} is not the model's training grid: accuracy skipped)", ""]
             grid = None
-        elif applies == "same nodes":
-            out += [f"(grid {args.grid} differs from the training grid file by its hash but has the same "
-                    "nodes: the model's split applies)", ""]
     if grid is not None:
         renorm = load_generator(args.model, device="cpu", renormalise=True)
         for label, g in (("default generator: raw network output (renormalise=False)", gen),

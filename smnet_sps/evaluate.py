@@ -28,7 +28,8 @@ from .model import log1p01_forward
 __all__ = ["accuracy_table", "interpolation_baseline", "interpolate_grid_nodes", "relative_errors",
            "error_metrics", "teff_sweep", "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput",
            "matmul_peak_gflops", "format_accuracy_table", "format_band_table", "add_cli", "UV_RANGE",
-           "UV_FLOOR", "TEFF_BANDS", "grid_split_applies"]
+           "UV_FLOOR", "TEFF_BANDS", "grid_split_applies",
+           "grid_split_note"]
 
 
 def grid_split_applies(gen, grid):
@@ -43,6 +44,17 @@ def grid_split_applies(gen, grid):
     if nodes is not None and len(nodes["teff"]) == len(grid.teff) and all(
             np.array_equal(nodes[k], np.asarray(getattr(grid, k))) for k in ("teff", "logg", "logz")):
         return "same nodes"
+    return None
+
+
+def grid_split_note(applies, grid_path):
+    """One line for a report on what :func:`grid_split_applies` found for the grid at ``grid_path``, or None
+    where the grid is the model's own file."""
+    if applies == "same nodes":
+        return (f"(grid {grid_path} differs from the training grid file by its hash but has the same nodes: "
+                "the model's split applies)")
+    if applies is None:
+        return f"(grid {grid_path} is not the model's training grid: held-out node accuracy skipped)"
     return None
 
 

@@ -366,7 +366,7 @@ def test_a_rebuilt_grid_with_the_same_nodes_keeps_the_split(tiny_model, tmp_path
     """`evaluate` scores a grid rebuilt with the same nodes (new hash) on the model's split and refuses a grid
     whose nodes differ."""
     from smnet_sps.cli import main
-    from smnet_sps.evaluate import grid_split_applies
+    from smnet_sps.evaluate import grid_split_applies, grid_split_note
     from smnet_sps.grid import load_grid, save_grid
     from smnet_sps.neural import load_generator
     from smnet_sps.train import read_grid                   # with the file's sha256
@@ -376,10 +376,13 @@ def test_a_rebuilt_grid_with_the_same_nodes_keeps_the_split(tiny_model, tmp_path
     grid.flux[0] *= 1.01                                     # a rebuild: other fluxes, same nodes
     save_grid(grid, tmp_path / "rebuilt.h5")
     assert grid_split_applies(gen, read_grid(tmp_path / "rebuilt.h5")) == "same nodes"
+    assert "split applies" in grid_split_note("same nodes", "g.h5")
+    assert grid_split_note("same file", "g.h5") is None
     assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "rebuilt.h5"),
                  "--out", str(tmp_path / "r.json"), "--device", "cpu", "--no-seams"]) == 0
     grid.teff[0] += 1.0                                      # another grid
     save_grid(grid, tmp_path / "other.h5")
     assert grid_split_applies(gen, read_grid(tmp_path / "other.h5")) is None
+    assert "skipped" in grid_split_note(None, "other.h5")
     assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "other.h5"),
                  "--out", str(tmp_path / "r2.json"), "--device", "cpu", "--no-seams"]) == 1
