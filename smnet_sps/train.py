@@ -20,8 +20,8 @@ import torch
 from .constants import NODE_STEPS, SIGMA_SB
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
 
-__all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "sampling_weights",
-           "masked_mse", "add_cli", "TrainingGrid", "SPLIT_CODES"]
+__all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "blend_edges",
+           "sampling_weights", "masked_mse", "add_cli", "TrainingGrid", "SPLIT_CODES"]
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -100,6 +100,41 @@ def teff_neighbours(teff, logg, logz, library_id):
         for a, b, c in zip(idx[:-2], idx[1:-1], idx[2:]):
             left[b], right[b] = a, c
     return left, right
+
+
+def blend_edges(teff, logg, logz, library_id, nodes):
+    """Pairs of neighbouring nodes among ``nodes`` (indices into the grid): along each input (Teff, log g,
+    [M/H]) in turn, consecutive nodes of one library whose other two inputs are equal. An (m, 2) index array,
+    the segments :func:`train` draws blended spectra from (``node_blend``). A node not in ``nodes`` (held out)
+    is spanned by the segment between its neighbours, as linear interpolation spans it."""
+    nodes = np.asarray(nodes, dtype=int)
+    coords = np.stack([np.log10(teff), logg, logz], 1)[nodes]
+    keys = np.stack([np.round(np.asarray(teff, float)[nodes]), np.round(np.asarray(logg, float)[nodes], 3),
+                     np.round(np.asarray(logz, float)[nodes], 3)], 1)
+    edges = []
+    for axis in range(3):
+        rows = {}
+        for a in range(nodes.size):
+            key = (int(library_id[nodes[a]]),) + tuple(keys[a, [b for b in range(3) if b != axis]])
+            rows.setdefault(key, []).append(a)
+        for members in rows.values():
+            members = sorted(members, key=lambda a: coords[a, axis])
+            edges += [(nodes[a], nodes[b]) for a, b in zip(members[:-1], members[1:])]
+    return np.array(edges, dtype=int).reshape(-1, 2)
+
+
+def blend_reference_shift(wavelength, teff_a, teff_b, t, reference="blackbody"):
+    """What to add (in log10, per pixel) to the blend (1 - t) y_a + t y_b of two nodes' reference-subtracted
+    targets y = log10(F / sigma Teff^4) - reference(Teff) so that it becomes the blended log10(F / sigma
+    Teff^4) minus the reference at the blended Teff, 10^((1 - t) log10 Teff_a + t log10 Teff_b). Shape (n,
+    n_wave); zero (to rounding) where the two Teff are equal, and with ``reference="none"``."""
+    teff_a, teff_b = np.atleast_1d(np.asarray(teff_a, float)), np.atleast_1d(np.asarray(teff_b, float))
+    t = np.atleast_1d(np.asarray(t, float))[:, None]
+    if reference != "blackbody":
+        return np.zeros((teff_a.size, len(wavelength)))
+    teff_t = 10 ** ((1 - t[:, 0]) * np.log10(teff_a) + t[:, 0] * np.log10(teff_b))
+    return ((1 - t) * blackbody_log_ratio(wavelength, teff_a) + t * blackbody_log_ratio(wavelength, teff_b)
+            - blackbody_log_ratio(wavelength, teff_t))
 
 
 def split_nodes(teff, logg, logz, library_id, test_every=10, val_fraction=0.05, seed=0):
@@ -234,7 +269,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
           lr_final=0.02, ema_decay=0.0, libraries=None, keep="best", input_jitter=0.0, exclude_nodes=None,
-          node_loss="mse",
+          node_loss="mse", node_blend=0.0,
           split_seed=0):
     """Train a generator on a union grid and write a model directory.
 
@@ -300,6 +335,12 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         0: off.
     exclude_nodes : int array or None, grid node indices left out of training and validation (k-fold
         cross-validation over nodes, e.g. benchmarks/bench_node_cv.py); recorded in config.json.
+    node_blend : float in [0, 1), MLP only. This share of the training draws is replaced by points on the
+        segments between neighbouring training nodes (:func:`blend_edges`; segments drawn uniformly), at a
+        uniform position t, with the target the same blend of the two nodes' log10(F / sigma Teff^4) (the
+        space linear interpolation works in; the blackbody reference is re-evaluated at the blended Teff) and
+        the pixels both nodes know. Between nodes the network is then pulled towards the straight line
+        rather than left free to swing. 0: off (no random numbers are drawn for it).
 
     Returns
     -------
@@ -330,6 +371,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if not 0.0 < float(lr_final) <= 1.0:
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
     jitter_steps = _jitter_steps(input_jitter)
+    if not 0.0 <= float(node_blend) < 1.0:
+        raise ValueError(f"node_blend must be in [0, 1), got {node_blend}")
+    node_blend = float(node_blend)
+    if node_blend > 0 and arch != "mlp":
+        raise ValueError("node_blend needs arch='mlp' (its targets are linear in log10 flux)")
     if arch not in ("mlp", "smnet"):
         raise ValueError(f"unknown architecture {arch!r}; allowed: ['mlp', 'smnet']")
     for nm, val in (("width", width), ("depth", depth), ("epochs", epochs), ("batch_size", batch_size),
@@ -431,12 +477,39 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     # one grid step per input, in scaled units (log g and [M/H] share a step; see input_jitter)
     jitter_sigma = to_t(jitter_steps * np.asarray(NODE_STEPS) / (hi - lo))
 
-    def forward(ix, net=None, jitter=False):
+    def forward(ix, net=None, jitter=False, inputs=None):
+        """The network on nodes ``ix`` (or on ``inputs`` = (x, one-hot library), e.g. blended draws)."""
         net = model if net is None else net
-        x = X[ix]
+        x, mix = (X[ix], MIX[ix]) if inputs is None else inputs
         if jitter and jitter_steps.any():
             x = x + jitter_sigma * torch.randn(x.shape, generator=gen, device="cpu").to(dev)
-        return net(x, MIX[ix]) if arch == "mlp" else net(x)
+        return net(x, mix) if arch == "mlp" else net(x)
+
+    edges = None
+    if node_blend > 0:
+        edges = blend_edges(grid.teff, grid.logg, grid.logz, grid.library_id, idx_tr)
+        if edges.size == 0:
+            raise ValueError("node_blend > 0 but no two training nodes are neighbours (blend_edges)")
+        inv_std = to_t(1.0 / std)
+
+    def batch(ix):
+        """Inputs, targets and masks of the draws ``ix``, a ``node_blend`` share of them made blends."""
+        x, mix, y, m = X[ix], MIX[ix], Y[ix], M[ix]
+        if edges is None:
+            return (x, mix), y, m
+        rows = np.flatnonzero((torch.rand(len(ix), generator=gen) < node_blend).numpy())
+        if rows.size == 0:
+            return (x, mix), y, m
+        i, j = edges[torch.randint(len(edges), (rows.size,), generator=gen).numpy()].T
+        t = torch.rand(rows.size, 1, generator=gen, dtype=torch.float64).numpy()
+        shift = blend_reference_shift(grid.wavelength, grid.teff[i], grid.teff[j], t[:, 0], reference)
+        tt = to_t(t)
+        x, mix, y, m = x.clone(), mix.clone(), y.clone(), m.clone()
+        x[rows] = (1 - tt) * X[i] + tt * X[j]
+        mix[rows] = MIX[i]
+        y[rows] = (1 - tt) * Y[i] + tt * Y[j] + to_t(shift) * inv_std
+        m[rows] = M[i] & M[j]
+        return (x, mix), y, m
 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     state = dict(epoch=0, elapsed=0.0, best_val=math.inf, best_epoch=-1, history=[])
@@ -523,6 +596,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                                    f"clipped to [1, {w_max}]; "
                                    f"library shares ~ n_library^{library_balance}",
                "uv_weight": float(uv_weight), "ema_decay": float(ema_decay), "node_loss": node_loss,
+               "node_blend": node_blend,
                "input_jitter": (float(jitter_steps[0]) if np.ndim(input_jitter) == 0
                                 else jitter_steps.tolist()),
                "excluded_nodes": [] if exclude_nodes is None else exclude_nodes.tolist(),
@@ -579,8 +653,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             g["lr"] = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
         for s in range(0, draw.size, batch_size):
-            ix = idx_tr[draw[s:s + batch_size]]
-            loss = masked_mse(forward(ix, jitter=True), Y[ix], M[ix], pixel_weights=PW, node_loss=node_loss)
+            inputs, y, m = batch(idx_tr[draw[s:s + batch_size]])
+            loss = masked_mse(forward(None, jitter=True, inputs=inputs), y, m, pixel_weights=PW,
+                              node_loss=node_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -646,6 +721,9 @@ def add_cli(sub):
     p.add_argument("--node-loss", choices=NODE_LOSSES, default="mse",
                    help="training loss per spectrum: mse, or pseudo_huber (a node far off the others "
                         "pulls less)")
+    p.add_argument("--node-blend", type=float, default=0.0,
+                   help="share of the draws replaced by blends of two neighbouring training nodes (inputs "
+                        "and log flux blended alike; default 0)")
     p.add_argument("--lr-final", type=float, default=0.02, help="cosine schedule ends at LR_FINAL x lr")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="validate and write an exponential moving average of the weights (e.g. 0.999)")
@@ -685,7 +763,7 @@ def _cli(args):
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
                 uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay, w_max=args.w_max,
-                node_loss=args.node_loss,
+                node_loss=args.node_loss, node_blend=args.node_blend,
                 libraries=args.libraries, keep=args.keep,
                 input_jitter=args.input_jitter[0] if len(args.input_jitter) == 1 else args.input_jitter)
     t = cfg["training"]

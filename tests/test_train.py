@@ -261,3 +261,56 @@ def test_pseudo_huber_node_loss_damps_an_outlying_spectrum():
     assert 0.05 < ratio[0] < 0.15 and np.allclose(ratio[1:], ratio[1], rtol=1e-6) and 0.6 < ratio[1] <= 1.0
     with pytest.raises(ValueError, match="node_loss"):
         masked_mse(pred, target, mask, node_loss="huber")
+
+
+def test_blend_edges_join_neighbours_along_each_input_and_span_held_out_nodes():
+    """Segments for node_blend: consecutive nodes of one library along Teff, log g or [M/H] with the other
+    two inputs equal; a node left out of ``nodes`` is spanned by its neighbours' segment; never across
+    libraries or between nodes that differ in two inputs."""
+    from smnet_sps.train import blend_edges
+    teff = np.array([4000., 4250., 4500., 4000., 4250., 4000.])
+    logg = np.array([4.0, 4.0, 4.0, 4.5, 4.5, 4.0])
+    logz = np.zeros(6)
+    lib = np.array([0, 0, 0, 0, 0, 1])
+    edges = {tuple(e) for e in blend_edges(teff, logg, logz, lib, np.arange(6)).tolist()}
+    assert edges == {(0, 1), (1, 2), (3, 4), (0, 3), (1, 4)}
+    held_out = {tuple(e) for e in blend_edges(teff, logg, logz, lib, [0, 2, 3, 4, 5]).tolist()}
+    assert held_out == {(0, 2), (3, 4), (0, 3)}
+    assert blend_edges(teff, logg, logz, lib, [5]).shape == (0, 2)
+
+
+def test_blend_reference_shift_makes_the_target_the_blend_of_log_flux():
+    """Blending two nodes' reference-subtracted targets and adding the shift gives, at the blended Teff, the
+    blend of log10(F / sigma Teff^4) -- the space of the interpolation baseline -- not the blend of the
+    departures from two different blackbodies."""
+    from smnet_sps.model import blackbody_log_ratio
+    from smnet_sps.train import blend_reference_shift
+    wave = np.geomspace(1000.0, 20000.0, 40)
+    teff_a, teff_b, t = np.array([5000.0, 30000.0]), np.array([6000.0, 30000.0]), np.array([0.3, 0.6])
+    rng = np.random.default_rng(1)
+    lr_a, lr_b = rng.normal(-4, 0.5, (2, 40)), rng.normal(-4, 0.5, (2, 40))    # log10 F / sigma T^4
+    y_a, y_b = lr_a - blackbody_log_ratio(wave, teff_a), lr_b - blackbody_log_ratio(wave, teff_b)
+    shift = blend_reference_shift(wave, teff_a, teff_b, t)
+    teff_t = 10 ** ((1 - t) * np.log10(teff_a) + t * np.log10(teff_b))
+    rebuilt = (1 - t[:, None]) * y_a + t[:, None] * y_b + shift + blackbody_log_ratio(wave, teff_t)
+    np.testing.assert_allclose(rebuilt, (1 - t[:, None]) * lr_a + t[:, None] * lr_b, atol=1e-9)
+    assert np.abs(shift[1]).max() < 1e-12 and np.abs(shift[0]).max() > 0.01   # equal Teff: nothing to move
+    assert np.all(blend_reference_shift(wave, teff_a, teff_b, t, reference="none") == 0.0)
+
+
+def test_node_blend_enters_training_only_when_asked(synth_grid, tmp_path):
+    torch.set_num_threads(1)
+    kw = dict(width=16, depth=1, epochs=4, batch_size=32, progress=False, device="cpu", seed=3)
+    plain = train(synth_grid, tmp_path / "plain", **kw)
+    train(synth_grid, tmp_path / "off", node_blend=0.0, **kw)
+    on = train(synth_grid, tmp_path / "on", node_blend=0.5, **kw)
+    assert on["node_blend"] == 0.5 and plain["node_blend"] == 0.0
+    w = {n: torch.load(tmp_path / n / "weights.pt") for n in ("plain", "off", "on")}
+    assert all(torch.equal(w["plain"][k], w["off"][k]) for k in w["plain"])
+    assert not all(torch.equal(w["plain"][k], w["on"][k]) for k in w["plain"])
+    assert all(torch.isfinite(v).all() for v in w["on"].values())
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="node_blend"):
+            train(synth_grid, tmp_path / "bad", node_blend=bad, **kw)
+    with pytest.raises(ValueError, match="node_blend needs arch='mlp'"):
+        train(synth_grid, tmp_path / "bad", arch="smnet", node_blend=0.5, **kw)
