@@ -184,25 +184,31 @@ def test_train_cli(synth_grid, tmp_path, capsys):
     assert main(["train", "--grid", str(tmp_path / "none.h5"), "--out", str(out)]) == 1
 
 
-def test_input_jitter_enters_training_only_when_asked(synth_grid, tmp_path):
+def _option_off_and_on(synth_grid, tmp_path, option, value):
+    """Train without ``option``, with it at 0 and at ``value`` (tiny runs, same seed): (configs, weights)."""
     torch.set_num_threads(1)
     kw = dict(width=16, depth=1, epochs=4, batch_size=32, progress=False, device="cpu", seed=3)
-    plain = train(synth_grid, tmp_path / "plain", **kw)
-    train(synth_grid, tmp_path / "off", input_jitter=0.0, **kw)
-    on = train(synth_grid, tmp_path / "on", input_jitter=0.5, **kw)
-    assert on["input_jitter"] == 0.5 and plain["input_jitter"] == 0.0
+    cfgs = {"plain": train(synth_grid, tmp_path / "plain", **kw),
+            "off": train(synth_grid, tmp_path / "off", **{option: 0.0}, **kw),
+            "on": train(synth_grid, tmp_path / "on", **{option: value}, **kw)}
+    return cfgs, {n: torch.load(tmp_path / n / "weights.pt") for n in cfgs}, kw
+
+
+def _same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_input_jitter_enters_training_only_when_asked(synth_grid, tmp_path):
+    cfgs, w, kw = _option_off_and_on(synth_grid, tmp_path, "input_jitter", 0.5)
+    assert cfgs["on"]["input_jitter"] == 0.5 and cfgs["plain"]["input_jitter"] == 0.0
     # off: bit-identical to a run without the option (no extra random draws); on: the noise changes the fit
-    w = {n: torch.load(tmp_path / n / "weights.pt") for n in ("plain", "off", "on")}
-    assert all(torch.equal(w["plain"][k], w["off"][k]) for k in w["plain"])
-    assert not all(torch.equal(w["plain"][k], w["on"][k]) for k in w["plain"])
+    assert _same_weights(w["plain"], w["off"]) and not _same_weights(w["plain"], w["on"])
     # per input: (Teff, log g, [M/H]); (0.5, 0.5, 0.5) is the single value 0.5 (same random draws)
     same = train(synth_grid, tmp_path / "same", input_jitter=[0.5, 0.5, 0.5], **kw)
     assert same["input_jitter"] == [0.5, 0.5, 0.5]
-    w_same = torch.load(tmp_path / "same" / "weights.pt")
-    assert all(torch.equal(w["on"][k], w_same[k]) for k in w_same)
+    assert _same_weights(w["on"], torch.load(tmp_path / "same" / "weights.pt"))
     train(synth_grid, tmp_path / "mh", input_jitter=[0.0, 0.0, 0.5], **kw)
-    w_mh = torch.load(tmp_path / "mh" / "weights.pt")
-    assert not all(torch.equal(w["on"][k], w_mh[k]) for k in w_mh)
+    assert not _same_weights(w["on"], torch.load(tmp_path / "mh" / "weights.pt"))
     for bad in (-1.0, [0.1, 0.2], [0.1, float("nan"), 0.1]):
         with pytest.raises(ValueError, match="input_jitter"):
             train(synth_grid, tmp_path / "bad", input_jitter=bad, **kw)
@@ -299,15 +305,9 @@ def test_blend_reference_shift_makes_the_target_the_blend_of_log_flux():
 
 
 def test_node_blend_enters_training_only_when_asked(synth_grid, tmp_path):
-    torch.set_num_threads(1)
-    kw = dict(width=16, depth=1, epochs=4, batch_size=32, progress=False, device="cpu", seed=3)
-    plain = train(synth_grid, tmp_path / "plain", **kw)
-    train(synth_grid, tmp_path / "off", node_blend=0.0, **kw)
-    on = train(synth_grid, tmp_path / "on", node_blend=0.5, **kw)
-    assert on["node_blend"] == 0.5 and plain["node_blend"] == 0.0
-    w = {n: torch.load(tmp_path / n / "weights.pt") for n in ("plain", "off", "on")}
-    assert all(torch.equal(w["plain"][k], w["off"][k]) for k in w["plain"])
-    assert not all(torch.equal(w["plain"][k], w["on"][k]) for k in w["plain"])
+    cfgs, w, kw = _option_off_and_on(synth_grid, tmp_path, "node_blend", 0.5)
+    assert cfgs["on"]["node_blend"] == 0.5 and cfgs["plain"]["node_blend"] == 0.0
+    assert _same_weights(w["plain"], w["off"]) and not _same_weights(w["plain"], w["on"])
     assert all(torch.isfinite(v).all() for v in w["on"].values())
     for bad in (-0.1, 1.0, float("nan")):
         with pytest.raises(ValueError, match="node_blend"):
