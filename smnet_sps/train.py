@@ -371,9 +371,13 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if not 0.0 < float(lr_final) <= 1.0:
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
     jitter_steps = _jitter_steps(input_jitter)
-    if not 0.0 <= float(node_blend) < 1.0:
-        raise ValueError(f"node_blend must be in [0, 1), got {node_blend}")
-    node_blend = float(node_blend)
+    try:
+        blend = float(node_blend)
+    except (TypeError, ValueError):
+        blend = float("nan")
+    if not 0.0 <= blend < 1.0:
+        raise ValueError(f"node_blend must be a number in [0, 1), got {node_blend!r}")
+    node_blend = blend
     if node_blend > 0 and arch != "mlp":
         raise ValueError("node_blend needs arch='mlp' (its targets are linear in log10 flux)")
     if arch not in ("mlp", "smnet"):

@@ -309,7 +309,7 @@ def test_node_blend_enters_training_only_when_asked(synth_grid, tmp_path):
     assert cfgs["on"]["node_blend"] == 0.5 and cfgs["plain"]["node_blend"] == 0.0
     assert _same_weights(w["plain"], w["off"]) and not _same_weights(w["plain"], w["on"])
     assert all(torch.isfinite(v).all() for v in w["on"].values())
-    for bad in (-0.1, 1.0, float("nan")):
+    for bad in (-0.1, 1.0, float("nan"), "half", None):
         with pytest.raises(ValueError, match="node_blend"):
             train(synth_grid, tmp_path / "bad", node_blend=bad, **kw)
     with pytest.raises(ValueError, match="node_blend needs arch='mlp'"):
