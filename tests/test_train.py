@@ -180,6 +180,15 @@ def test_train_cli(synth_grid, tmp_path, capsys):
                  "--epochs", "3", "--device", "cpu", "--no-progress", "--threads", "1",
                  "--node-loss", "pseudo_huber"]) == 0
     assert json.loads((robust / "config.json").read_text())["node_loss"] == "pseudo_huber"
+    blended = tmp_path / "blended"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(blended), "--width", "16", "--depth", "1",
+                 "--epochs", "3", "--device", "cpu", "--no-progress", "--threads", "1",
+                 "--node-blend", "0.25"]) == 0
+    assert json.loads((blended / "config.json").read_text())["node_blend"] == 0.25
+    capsys.readouterr()
+    assert main(["train", "--grid", str(synth_grid), "--out", str(tmp_path / "bad_blend"),
+                 "--node-blend", "1.5", "--no-progress"]) == 1
+    assert "node_blend must be a number in [0, 1)" in capsys.readouterr().err
     # clear error, no crash
     assert main(["train", "--grid", str(tmp_path / "none.h5"), "--out", str(out)]) == 1
 
