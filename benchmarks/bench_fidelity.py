@@ -212,8 +212,9 @@ def main(argv=None):
         test_grid = grid
         from smnet_sps.evaluate import grid_split_applies, grid_split_note
         applies = grid_split_applies(gen, grid)
-        if grid_split_note(applies, args.grid):
-            out += [grid_split_note(applies, args.grid), ""]
+        note = grid_split_note(applies, args.grid)
+        if note:
+            out += [note, ""]
         if applies is None:
             test_grid = None
         if test_grid is not None:

@@ -106,8 +106,9 @@ def main(argv=None):
         from smnet_sps.train import read_grid
         grid = read_grid(args.grid)
         applies = grid_split_applies(gen, grid)
-        if grid_split_note(applies, args.grid):
-            out += [grid_split_note(applies, args.grid), ""]
+        note = grid_split_note(applies, args.grid)
+        if note:
+            out += [note, ""]
         if applies is None:
             grid = None
     if grid is not None:

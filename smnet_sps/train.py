@@ -84,6 +84,19 @@ def log_ratio_targets(flux, mask, teff):
     return np.where(mask, out, np.nan).astype(np.float32)
 
 
+def _grid_lines(teff, logg, logz, library_id, nodes, axis):
+    """The nodes of ``nodes`` on each line of the grid along input ``axis`` (0 Teff, 1 log g, 2 [M/H]):
+    those of one library whose other two inputs are equal, sorted along ``axis``; a list of index lists."""
+    params = (teff, logg, logz)
+    digits = (0, 3, 3)                    # Teff in K; log g and [M/H] in dex
+    lines = {}
+    for i in nodes:
+        key = (int(library_id[i]),) + tuple(round(float(params[b][i]), digits[b])
+                                            for b in range(3) if b != axis)
+        lines.setdefault(key, []).append(int(i))
+    return [sorted(line, key=lambda i: params[axis][i]) for line in lines.values()]
+
+
 def teff_neighbours(teff, logg, logz, library_id):
     """Each node's neighbours along Teff in its own library at the same log g and [M/H]: (left, right)
     index arrays, -1 where there is none. Nodes with both are the "interior" nodes the test split draws
@@ -91,12 +104,7 @@ def teff_neighbours(teff, logg, logz, library_id):
     n = len(teff)
     left = np.full(n, -1)
     right = np.full(n, -1)
-    rows = {}
-    for i in range(n):
-        rows.setdefault((int(library_id[i]), round(float(logg[i]), 3),
-                         round(float(logz[i]), 3)), []).append(i)
-    for idx in rows.values():
-        idx = sorted(idx, key=lambda i: teff[i])
+    for idx in _grid_lines(teff, logg, logz, library_id, range(n), axis=0):
         for a, b, c in zip(idx[:-2], idx[1:-1], idx[2:]):
             left[b], right[b] = a, c
     return left, right
@@ -107,19 +115,9 @@ def blend_edges(teff, logg, logz, library_id, nodes):
     [M/H]) in turn, consecutive nodes of one library whose other two inputs are equal. An (m, 2) index array,
     the segments :func:`train` draws blended spectra from (``node_blend``). A node not in ``nodes`` (held out)
     is spanned by the segment between its neighbours, as linear interpolation spans it."""
-    nodes = np.asarray(nodes, dtype=int)
-    coords = np.stack([np.log10(teff), logg, logz], 1)[nodes]
-    keys = np.stack([np.round(np.asarray(teff, float)[nodes]), np.round(np.asarray(logg, float)[nodes], 3),
-                     np.round(np.asarray(logz, float)[nodes], 3)], 1)
-    edges = []
-    for axis in range(3):
-        rows = {}
-        for a in range(nodes.size):
-            key = (int(library_id[nodes[a]]),) + tuple(keys[a, [b for b in range(3) if b != axis]])
-            rows.setdefault(key, []).append(a)
-        for members in rows.values():
-            members = sorted(members, key=lambda a: coords[a, axis])
-            edges += [(nodes[a], nodes[b]) for a, b in zip(members[:-1], members[1:])]
+    edges = [(a, b) for axis in range(3)
+             for line in _grid_lines(teff, logg, logz, library_id, np.asarray(nodes, dtype=int), axis)
+             for a, b in zip(line[:-1], line[1:])]
     return np.array(edges, dtype=int).reshape(-1, 2)
 
 
