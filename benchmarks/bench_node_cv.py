@@ -37,7 +37,8 @@ different seeds), e.g. ``--setting s0:0,0,0.2:24000 s1:0,0,0.2:24000:seed=1 avg0
 per member, for comparison). ``bases=NAME`` (with ``--refit-base``) starts the setting's specialists from
 another set of fold bases, cached as work/node_cv/LIB_NAME_KfoldK (retrained with the current code where
 missing; default ``base``): a second realisation of the shared network, for output ensembles across shared
-networks (``ensemble_of`` a setting on each set).
+networks (``ensemble_of`` a setting on each set). ``base_node_blend=P`` retrains those fold bases with
+``train(node_blend=P)`` (cached as LIB_base-blendP_KfoldK unless ``bases=`` names them).
 Each fold's predictions and specialist are cached in work/node_cv/ under NAME (a re-run skips what is
 there). Writes benchmarks/results_node_cv.md (or results_node_cv_refit.md).
 About 1 min per fold and 6k steps on one CPU thread.
@@ -80,10 +81,10 @@ def figures(pred, grid, idx):
     return 100 * np.median(opt), 100 * np.percentile(opt, 95), 100 * np.median(uv)
 
 
-def refit_base(base, grid_path, fold, out):
+def refit_base(base, grid_path, fold, out, node_blend=0.0):
     """The shared model retrained from scratch without the fold's nodes, with the settings ``base`` records
-    (architecture, epochs, batch, lr, pixel loss, tail floor; the rest at train()'s defaults); cached in
-    ``out``. Its specialists then never start from a model that saw the fold."""
+    (architecture, epochs, batch, lr, pixel loss, tail floor; the rest at train()'s defaults, ``node_blend``
+    excepted); cached in ``out``. Its specialists then never start from a model that saw the fold."""
     out = Path(out)
     if (out / "config.json").is_file() and json.loads((out / "config.json").read_text())["training"].get(
             "finished"):
@@ -93,7 +94,7 @@ def refit_base(base, grid_path, fold, out):
     train(grid_path, out, exclude_nodes=fold, epochs=run["epochs_run"], batch_size=run["batch_size"],
           lr=run["lr"], pixel_loss=cfg.get("pixel_loss", "standardised"),
           tail_floor=cfg.get("tail_floor", 1e-6), uv_weight=cfg.get("uv_weight") or 1.0, patience=10**9,
-          progress=False, **_shape(base))
+          node_blend=node_blend, progress=False, **_shape(base))
     return out
 
 
@@ -176,6 +177,9 @@ def parse_setting(text):
         if key in ("soup_of", "ensemble_of"):
             overrides[key] = value.split("+")
             continue
+        if key == "base_node_blend":
+            overrides[key] = float(value)
+            continue
         if key == "bases":
             if not value:
                 raise SystemExit(f"setting {text!r}: bases= needs a name (the fold bases' cache name)")
@@ -183,7 +187,7 @@ def parse_setting(text):
             continue
         if key not in SPECIALIST:
             raise SystemExit(f"setting {text!r}: unknown key {key!r}; allowed: {sorted(SPECIALIST)}, "
-                             "soup_of, ensemble_of and bases")
+                             "soup_of, ensemble_of, bases and base_node_blend")
         overrides[key] = type(SPECIALIST[key])(value)
     return name, jitter[0] if len(jitter) == 1 else jitter, int(steps), overrides
 
@@ -241,7 +245,8 @@ def main(argv=None):
     rows = [("linear interpolation of the other folds", scores(base_pred))]
     n_cached = 0
     for name, jitter, steps, overrides in settings:
-        bases = overrides.pop("bases", "base")
+        base_blend = overrides.pop("base_node_blend", 0.0)
+        bases = overrides.pop("bases", f"base-blend{base_blend:g}" if base_blend else "base")
         preds = []
         for k, fold in enumerate(folds):
             def cache_of(setting):
@@ -252,7 +257,8 @@ def main(argv=None):
             # an output ensemble only reads cached predictions: it needs no base model
             if args.refit_base and not cache.exists() and "ensemble_of" not in overrides:
                 base = refit_base(args.base, args.grid, fold,
-                                  Path(args.cache) / f"{args.library}_{bases}_{args.folds}fold{k}")
+                                  Path(args.cache) / f"{args.library}_{bases}_{args.folds}fold{k}",
+                                  node_blend=base_blend)
             if "ensemble_of" in overrides:
                 members = [cache_of(m) for m in overrides["ensemble_of"]]
                 missing = [str(m) for m in members if not m.exists()]
@@ -274,7 +280,8 @@ def main(argv=None):
                  if kind else
                  f"`{name}` (input jitter {_steps_text(jitter)}, {steps} steps" + "".join(
                      f", {k} {v}" for k, v in overrides.items()) + ("" if bases == "base" else
-                                                                   f", fold bases `{bases}`") + ")")
+                                                                   f", fold bases `{bases}`") + (
+                     f" retrained with node_blend {base_blend:g}" if base_blend else "") + ")")
         rows.append((label, scores(pred)))
     if args.refit_base:
         start = (f"from a shared model retrained without the fold's nodes (the settings of "
