@@ -86,9 +86,15 @@ def refit_base(base, grid_path, fold, out, node_blend=0.0):
     (architecture, epochs, batch, lr, pixel loss, tail floor; the rest at train()'s defaults, ``node_blend``
     excepted); cached in ``out``. Its specialists then never start from a model that saw the fold."""
     out = Path(out)
-    if (out / "config.json").is_file() and json.loads((out / "config.json").read_text())["training"].get(
-            "finished"):
-        return out
+    if (out / "config.json").is_file():
+        cached = json.loads((out / "config.json").read_text())
+        if (cached.get("node_blend") or 0.0) != node_blend:
+            # a name reused for bases of another recipe would score the wrong setting without a word
+            raise SystemExit(f"{out} holds a shared model trained with node_blend "
+                             f"{cached.get('node_blend') or 0.0:g}, not {node_blend:g}; name these bases "
+                             "differently (bases=NAME)")
+        if cached["training"].get("finished"):
+            return out
     cfg = json.loads((Path(base) / "config.json").read_text())
     run = cfg["training"]
     train(grid_path, out, exclude_nodes=fold, epochs=run["epochs_run"], batch_size=run["batch_size"],
