@@ -88,11 +88,11 @@ def refit_base(base, grid_path, fold, out, node_blend=0.0):
     out = Path(out)
     if (out / "config.json").is_file():
         cached = json.loads((out / "config.json").read_text())
-        if (cached.get("node_blend") or 0.0) != node_blend:
+        cached_blend = cached.get("node_blend") or 0.0       # absent in models older than the option
+        if cached_blend != node_blend:
             # a name reused for bases of another recipe would score the wrong setting without a word
-            raise SystemExit(f"{out} holds a shared model trained with node_blend "
-                             f"{cached.get('node_blend') or 0.0:g}, not {node_blend:g}; name these bases "
-                             "differently (bases=NAME)")
+            raise SystemExit(f"{out} holds a shared model trained with node_blend {cached_blend:g}, not "
+                             f"{node_blend:g}; name these bases differently (bases=NAME)")
         if cached["training"].get("finished"):
             return out
     cfg = json.loads((Path(base) / "config.json").read_text())

@@ -479,10 +479,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     # one grid step per input, in scaled units (log g and [M/H] share a step; see input_jitter)
     jitter_sigma = to_t(jitter_steps * np.asarray(NODE_STEPS) / (hi - lo))
 
-    def forward(ix, net=None, jitter=False, inputs=None):
-        """The network on nodes ``ix`` (or on ``inputs`` = (x, one-hot library), e.g. blended draws)."""
+    def forward(x, mix, net=None, jitter=False):
+        """The network on scaled inputs ``x`` with one-hot libraries ``mix`` (nodes or blended draws)."""
         net = model if net is None else net
-        x, mix = (X[ix], MIX[ix]) if inputs is None else inputs
         if jitter and jitter_steps.any():
             x = x + jitter_sigma * torch.randn(x.shape, generator=gen, device="cpu").to(dev)
         return net(x, mix) if arch == "mlp" else net(x)
@@ -632,7 +631,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         tot = 0.0
         for s in range(0, idx_val.size, 1024):
             ix = idx_val[s:s + 1024]
-            tot += masked_mse(forward(ix, net), Y[ix], M[ix], pixel_weights=PW).item() * ix.size
+            tot += masked_mse(forward(X[ix], MIX[ix], net), Y[ix], M[ix], pixel_weights=PW).item() * ix.size
         model.train()
         return tot / idx_val.size
 
@@ -656,7 +655,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
         for s in range(0, draw.size, batch_size):
             inputs, y, m = batch(idx_tr[draw[s:s + batch_size]])
-            loss = masked_mse(forward(None, jitter=True, inputs=inputs), y, m, pixel_weights=PW,
+            loss = masked_mse(forward(*inputs, jitter=True), y, m, pixel_weights=PW,
                               node_loss=node_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
