@@ -16,14 +16,20 @@ nodes, so the figures are optimistic for the network (``steps 0`` shows how much
 scored at nodes it saw). They are not a win over interpolation, and even the ranking leans towards settings
 that move a specialist little from the shared model (they keep more of its memory of the fold);
 docs/generator.md shows a setting ranked first here that was no better on the test nodes. Figures are given
-for all scored nodes and for the interior ones (a Teff neighbour on both sides at the same log g and [M/H]:
-the pool the test split draws from).
+for all scored nodes, for the interior ones (a Teff neighbour on both sides at the same log g and [M/H]:
+the pool the test split draws from) and for the test-like ones (interior, with both Teff neighbours in other
+folds: the test split's geometry, :func:`test_like_nodes`; the folds are random, so elsewhere a neighbour
+may be held out with the node and interpolation is handicapped).
 
 Usage::
 
     python benchmarks/bench_node_cv.py --library wmbasic --base work/models/default_v1 \\
         --setting jitter0:0:6000 jitter0.15:0.15:6000 jitter0.3:0.3:6000 [--folds 5] [--threads 1] \
-        [--refit-base]
+        [--refit-base] [--fold-scheme teff-lines]
+
+``--fold-scheme teff-lines`` deals the folds so that no two Teff neighbours share one (:func:`folds_of`;
+caches named ``..._5tlfoldK``): more of the scored nodes then have both Teff neighbours known, as a test node
+has, than with the default random folds.
 
 A setting is NAME:INPUT_JITTER:STEPS[:KEY=VALUE,...] (optimiser steps of batch 64; lr 1e-3 cosine to 2 %,
 mixed pixel loss, UV weight 3, sampling weights clipped at 5, no weight average or decay, seed 0 unless
@@ -60,17 +66,41 @@ from smnet_sps.experts import build_expert_model
 from smnet_sps.evaluate import UV_FLOOR, UV_RANGE, interpolate_grid_nodes, relative_errors
 from smnet_sps.grid import load_grid
 from smnet_sps.neural import load_generator
-from smnet_sps.train import teff_neighbours, train
+from smnet_sps.train import grid_lines, teff_neighbours, train
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BATCH = 64
 
 
-def folds_of(train_nodes, k, seed=0):
-    """Deal the training nodes into k folds at random (fixed seed): a list of index arrays."""
-    order = np.random.default_rng(seed).permutation(train_nodes)
-    return [np.sort(order[i::k]) for i in range(k)]
+FOLD_SCHEMES = ("random", "teff-lines")
+
+
+def folds_of(train_nodes, k, seed=0, scheme="random", grid=None):
+    """Deal the training nodes into k folds (fixed seed): a list of index arrays.
+
+    ``scheme="random"`` deals them at random, so a node is often held out together with a Teff neighbour.
+    ``"teff-lines"`` (needs ``grid``) puts the node at position i along its grid's Teff line (same library,
+    log g and [M/H]) in fold (i + r) mod k, r drawn per line: no two Teff neighbours share a fold, so every
+    interior node whose Teff neighbours are training nodes is scored with both of them known, as a test node
+    is."""
+    rng = np.random.default_rng(seed)
+    if scheme == "random":
+        order = rng.permutation(train_nodes)
+        return [np.sort(order[i::k]) for i in range(k)]
+    if scheme != "teff-lines" or grid is None:
+        raise ValueError(f"fold scheme must be one of {FOLD_SCHEMES} (teff-lines with a grid), "
+                         f"got {scheme!r}")
+    fold_id = np.full(len(grid.teff), -1)
+    lines = grid_lines(grid.teff, grid.logg, grid.logz, grid.library_id, range(len(grid.teff)), axis=0)
+    for line in lines:
+        fold_id[line] = (np.arange(len(line)) + rng.integers(k)) % k
+    return [np.sort(train_nodes[fold_id[train_nodes] == i]) for i in range(k)]
+
+
+def fold_label(n_folds, k, scheme="random"):
+    """How fold ``k`` is named in the caches: 5fold2, or 5tlfold2 for the teff-lines scheme."""
+    return f"{n_folds}{'tl' if scheme == 'teff-lines' else ''}fold{k}"
 
 
 def figures(pred, grid, idx):
@@ -110,9 +140,10 @@ SPECIALIST = {"lr": 1e-3, "lr_final": 0.02, "pixel_loss": "mixed", "uv_weight": 
               "node_blend": 0.0}
 
 
-def fold_cache(cache_dir, library, setting, n_folds, k, refit):
+def fold_cache(cache_dir, library, setting, n_folds, k, refit, scheme="random"):
     """The cached predictions of a setting's specialist of fold ``k`` (its model beside them)."""
-    return Path(cache_dir) / (f"{library}_{setting}_{n_folds}fold{k}" + ("_refit" if refit else "") + ".npz")
+    return Path(cache_dir) / (f"{library}_{setting}_{fold_label(n_folds, k, scheme)}"
+                              + ("_refit" if refit else "") + ".npz")
 
 
 def specialist_dir(cache):
@@ -170,6 +201,16 @@ def interior_nodes(grid, idx):
     return (left[idx] >= 0) & (right[idx] >= 0)
 
 
+def test_like_nodes(grid, fold, others):
+    """True for the fold's nodes whose Teff neighbours on both sides are among ``others`` (the nodes the fold
+    is trained and interpolated on), as at a test node. Random folds also hold out some nodes together with a
+    Teff neighbour, a wider gap for interpolation than any test node has. (The interpolation is 3D, over the
+    log g and [M/H] neighbours too, and a fold holds out a fifth of the nodes where the test split holds out
+    a tenth: even these nodes have a sparser neighbourhood than a test node.)"""
+    left, right = teff_neighbours(grid.teff, grid.logg, grid.logz, grid.library_id)
+    return np.isin(left[fold], others) & np.isin(right[fold], others)
+
+
 def parse_setting(text):
     """NAME:INPUT_JITTER:STEPS[:KEY=VALUE,...] -> (name, jitter, steps, overrides of SPECIALIST)."""
     fields = text.split(":")
@@ -222,6 +263,9 @@ def main(argv=None):
                          "recorded settings; ~9 min per fold on 2 threads), and start the fold's specialists "
                          "from it")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--fold-scheme", choices=FOLD_SCHEMES, default="random",
+                    help="random (a node may be held out with a Teff neighbour), or teff-lines: no two Teff "
+                         "neighbours in one fold, every interior node scored as a test node is")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=str(ROOT / "work" / "node_cv"))
     ap.add_argument("--out", default=None,
@@ -236,7 +280,7 @@ def main(argv=None):
     split = np.load(Path(args.base) / "nodes.npz")["split"]
     lib_id = list(grid.library_names).index(args.library)
     train_nodes = np.flatnonzero((split == 0) & (grid.library_id == lib_id))
-    folds = folds_of(train_nodes, args.folds)
+    folds = folds_of(train_nodes, args.folds, scheme=args.fold_scheme, grid=grid)
     settings = [parse_setting(s) for s in args.setting]
 
     t0 = time.perf_counter()
@@ -245,9 +289,11 @@ def main(argv=None):
                                 for f in folds])
     inside = np.isfinite(base_pred).any(1)                 # inside the other folds' hull
     interior = inside & interior_nodes(grid, idx)
+    test_like = inside & np.concatenate([test_like_nodes(grid, f, np.setdiff1d(train_nodes, f))
+                                         for f in folds])
 
     def scores(pred):
-        return figures(pred[inside], grid, idx[inside]) + figures(pred[interior], grid, idx[interior])
+        return sum((figures(pred[s], grid, idx[s]) for s in (inside, interior, test_like)), ())
     rows = [("linear interpolation of the other folds", scores(base_pred))]
     n_cached = 0
     for name, jitter, steps, overrides in settings:
@@ -256,14 +302,15 @@ def main(argv=None):
         preds = []
         for k, fold in enumerate(folds):
             def cache_of(setting):
-                return fold_cache(args.cache, args.library, setting, args.folds, k, args.refit_base)
+                return fold_cache(args.cache, args.library, setting, args.folds, k, args.refit_base,
+                                  args.fold_scheme)
             cache = cache_of(name)
             n_cached += cache.exists()
             base = args.base
             # an output ensemble only reads cached predictions: it needs no base model
             if args.refit_base and not cache.exists() and "ensemble_of" not in overrides:
-                base = refit_base(args.base, args.grid, fold,
-                                  Path(args.cache) / f"{args.library}_{bases}_{args.folds}fold{k}",
+                where = f"{args.library}_{bases}_{fold_label(args.folds, k, args.fold_scheme)}"
+                base = refit_base(args.base, args.grid, fold, Path(args.cache) / where,
                                   node_blend=base_blend)
             if "ensemble_of" in overrides:
                 members = [cache_of(m) for m in overrides["ensemble_of"]]
@@ -302,15 +349,23 @@ def main(argv=None):
     kind = "no leak" if args.refit_base else "specialists from the shared model"
     lines = [f"## Node cross-validation: {args.library} specialists, {kind} (`benchmarks/bench_node_cv.py`)",
              "",
-             f"{args.folds}-fold over the library's {train_nodes.size} training nodes ({inside.sum()} inside "
+             f"{args.folds}-fold ({args.fold_scheme} folds) over the library's {train_nodes.size} training "
+             f"nodes ({inside.sum()} inside "
              "the other folds' hull, scored); |dF/F| pooled over all folds [%]; the test nodes are not used. "
              "Each fold's specialist is fine-tuned without the fold's nodes, " + start, "",
-             f"Last three columns: the {interior.sum()} of them with a Teff neighbour on both sides at the "
-             "same log g and [M/H], the pool the test split draws from.", "",
-             "| setting | median >= 3000 A | p95 >= 3000 A | UV median | interior: median | p95 | UV |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {label} | {m:.3f} | {p:.2f} | {u:.2f} | {mi:.3f} | {pi:.2f} | {ui:.2f} |"
-              for label, (m, p, u, mi, pi, ui) in rows]
+             f"Interior: the {interior.sum()} of them with a Teff neighbour on both sides at the same log g "
+             "and [M/H], the pool the test split draws from. Test-like: the "
+             f"{test_like.sum()} of those whose two Teff neighbours are both in other folds, as at a test "
+             "node (at the other interior nodes a Teff neighbour was held out with the node, a wider gap for "
+             "interpolation than any test node has). The interpolation is 3D (log g and [M/H] neighbours "
+             "too) and a fold holds out a fifth of the nodes, the test split a tenth, so even the test-like "
+             "nodes have sparser neighbourhoods than the test nodes.", "",
+             "| setting | median >= 3000 A | p95 >= 3000 A | UV median | interior: median | p95 | UV "
+             "| test-like: median | p95 | UV |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| " + label + " | " + " | ".join(f"{v:.3f}" if i % 3 == 0 else f"{v:.2f}"
+                                                for i, v in enumerate(figs)) + " |"
+              for label, figs in rows]
     lines += ["", f"This run: {time.perf_counter() - t0:.0f} s on {args.threads} thread(s), "
               f"{len(settings) * args.folds - n_cached} fold(s) computed and {n_cached} read from "
               f"{Path(args.cache).name}/ (a fold takes ~1 min per 6k steps on one thread)."]

@@ -84,7 +84,7 @@ def log_ratio_targets(flux, mask, teff):
     return np.where(mask, out, np.nan).astype(np.float32)
 
 
-def _grid_lines(teff, logg, logz, library_id, nodes, axis):
+def grid_lines(teff, logg, logz, library_id, nodes, axis):
     """The nodes of ``nodes`` on each line of the grid along input ``axis`` (0 Teff, 1 log g, 2 [M/H]):
     those of one library whose other two inputs are equal, sorted along ``axis``; a list of index lists."""
     params = (teff, logg, logz)
@@ -104,7 +104,7 @@ def teff_neighbours(teff, logg, logz, library_id):
     n = len(teff)
     left = np.full(n, -1)
     right = np.full(n, -1)
-    for idx in _grid_lines(teff, logg, logz, library_id, range(n), axis=0):
+    for idx in grid_lines(teff, logg, logz, library_id, range(n), axis=0):
         for a, b, c in zip(idx[:-2], idx[1:-1], idx[2:]):
             left[b], right[b] = a, c
     return left, right
@@ -116,7 +116,7 @@ def blend_edges(teff, logg, logz, library_id, nodes):
     the segments :func:`train` draws blended spectra from (``node_blend``). A node not in ``nodes`` (held out)
     is spanned by the segment between its neighbours, as linear interpolation spans it."""
     edges = [(a, b) for axis in range(3)
-             for line in _grid_lines(teff, logg, logz, library_id, np.asarray(nodes, dtype=int), axis)
+             for line in grid_lines(teff, logg, logz, library_id, np.asarray(nodes, dtype=int), axis)
              for a, b in zip(line[:-1], line[1:])]
     return np.array(edges, dtype=int).reshape(-1, 2)
 

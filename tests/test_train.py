@@ -323,3 +323,27 @@ def test_node_blend_enters_training_only_when_asked(synth_grid, tmp_path):
             train(synth_grid, tmp_path / "bad", node_blend=bad, **kw)
     with pytest.raises(ValueError, match="node_blend needs arch='mlp'"):
         train(synth_grid, tmp_path / "bad", arch="smnet", node_blend=0.5, **kw)
+
+
+def test_node_cv_test_like_nodes_need_both_teff_neighbours_outside_the_fold(synth_grid):
+    """benchmarks/bench_node_cv.py scores a "test-like" subset: held-out nodes whose two Teff neighbours are
+    both among the nodes it trains and interpolates on (the test split's geometry). A node held out with one
+    of its neighbours is not test-like; an edge node never is."""
+    import importlib.util
+    from pathlib import Path
+    from smnet_sps.grid import load_grid
+    from smnet_sps.train import teff_neighbours
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_node_cv.py"
+    spec = importlib.util.spec_from_file_location("bench_node_cv", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    g = load_grid(synth_grid)
+    left, right = teff_neighbours(g.teff, g.logg, g.logz, g.library_id)
+    node = np.flatnonzero((left >= 0) & (right >= 0))[0]
+    everything = np.arange(len(g.teff))
+    others = np.setdiff1d(everything, [node])
+    assert bench.test_like_nodes(g, np.array([node]), others).tolist() == [True]
+    fold = np.array([node, right[node]])                    # held out with its right neighbour
+    assert bench.test_like_nodes(g, fold, np.setdiff1d(everything, fold)).tolist() == [False, False]
+    edge = np.flatnonzero(left < 0)[:3]
+    assert not bench.test_like_nodes(g, edge, np.setdiff1d(everything, edge)).any()
