@@ -18,8 +18,8 @@ that move a specialist little from the shared model (they keep more of its memor
 docs/generator.md shows a setting ranked first here that was no better on the test nodes. Figures are given
 for all scored nodes, for the interior ones (a Teff neighbour on both sides at the same log g and [M/H]:
 the pool the test split draws from) and for the test-like ones (interior, with both Teff neighbours in other
-folds: the test split's geometry, :func:`test_like_nodes`; the folds are random, so elsewhere a neighbour
-may be held out with the node and interpolation is handicapped).
+folds, as at a test node, :func:`test_like_nodes`; with random folds a neighbour is often held out with the
+node, and interpolation is then handicapped as it never is at a test node).
 
 Usage::
 
@@ -265,7 +265,8 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--fold-scheme", choices=FOLD_SCHEMES, default="random",
                     help="random (a node may be held out with a Teff neighbour), or teff-lines: no two Teff "
-                         "neighbours in one fold, every interior node scored as a test node is")
+                         "neighbours in one fold, so an interior node whose Teff neighbours are training "
+                         "nodes is scored with both known, as a test node is")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=str(ROOT / "work" / "node_cv"))
     ap.add_argument("--out", default=None,

@@ -347,3 +347,17 @@ def test_node_cv_test_like_nodes_need_both_teff_neighbours_outside_the_fold(synt
     assert bench.test_like_nodes(g, fold, np.setdiff1d(everything, fold)).tolist() == [False, False]
     edge = np.flatnonzero(left < 0)[:3]
     assert not bench.test_like_nodes(g, edge, np.setdiff1d(everything, edge)).any()
+    # teff-lines folds: a partition in which no two Teff neighbours share a fold, so every interior node is
+    # test-like; random folds put some neighbours together
+    tl = bench.folds_of(everything, 3, scheme="teff-lines", grid=g)
+    assert sorted(np.concatenate(tl).tolist()) == everything.tolist()
+    fold_of = np.empty(len(everything), int)
+    for k, f in enumerate(tl):
+        fold_of[f] = k
+    inner = np.flatnonzero((left >= 0) & (right >= 0))
+    assert (fold_of[inner] != fold_of[left[inner]]).all() and (fold_of[inner] != fold_of[right[inner]]).all()
+    assert sum(bench.test_like_nodes(g, f, np.setdiff1d(everything, f)).sum() for f in tl) == inner.size
+    rnd = bench.folds_of(everything, 3)
+    assert sum(bench.test_like_nodes(g, f, np.setdiff1d(everything, f)).sum() for f in rnd) < inner.size
+    with pytest.raises(ValueError, match="fold scheme"):
+        bench.folds_of(everything, 3, scheme="teff-lines")
