@@ -327,8 +327,8 @@ def test_node_blend_enters_training_only_when_asked(synth_grid, tmp_path):
 
 def test_node_cv_test_like_nodes_need_both_teff_neighbours_outside_the_fold(synth_grid):
     """benchmarks/bench_node_cv.py scores a "test-like" subset: held-out nodes whose two Teff neighbours are
-    both among the nodes it trains and interpolates on (the test split's geometry). A node held out with one
-    of its neighbours is not test-like; an edge node never is."""
+    both among the nodes it trains and interpolates on, as at a test node. A node held out with one of its
+    neighbours is not test-like; an edge node never is."""
     import importlib.util
     from pathlib import Path
     from smnet_sps.grid import load_grid
