@@ -21,7 +21,8 @@ from .constants import NODE_STEPS, SIGMA_SB
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "blend_edges",
-           "sampling_weights", "masked_mse", "add_cli", "TrainingGrid", "SPLIT_CODES"]
+           "blend_simplices", "blend_reference_shift", "sampling_weights", "masked_mse", "add_cli",
+           "TrainingGrid", "SPLIT_CODES"]
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -121,18 +122,67 @@ def blend_edges(teff, logg, logz, library_id, nodes):
     return np.array(edges, dtype=int).reshape(-1, 2)
 
 
+def blend_simplices(teff, logg, logz, library_id, nodes):
+    """The Delaunay simplices of each library's nodes among ``nodes`` (indices into the grid), in the
+    coordinates of the interpolation baseline (:class:`smnet_sps.baselines.NodeInterpolator`: log10 Teff,
+    log g, [M/H] in grid steps, the inputs a library does not vary left out), so a point drawn in a simplex
+    with the barycentric blend of its vertices is the baseline's interpolant there (``node_blend_kind=
+    "simplices"``). Returns an (m, 4) index array -- a library varying two inputs gives triangles, one input
+    segments, each padded with its first vertex -- and the (m,) vertex counts. Flat simplices (qhull
+    triangulates a regular grid with some of zero volume) are left out: they hold no point of the hull. A
+    library whose nodes span no simplex (too few, or all on one line or plane) contributes none, as the
+    baseline cannot interpolate it either."""
+    from math import factorial
+
+    from scipy.spatial import Delaunay, QhullError
+    nodes = np.asarray(nodes, dtype=int)
+    coords = np.stack([np.log10(teff), logg, logz], 1)[nodes] / np.asarray(NODE_STEPS)
+    groups, counts = [], []
+    for lib in np.unique(library_id[nodes]):
+        own = nodes[library_id[nodes] == lib]
+        p = coords[library_id[nodes] == lib]
+        p = p[:, np.ptp(p, axis=0) > 1e-9]
+        dim = p.shape[1]
+        if dim == 0 or len(own) <= dim:
+            continue
+        if dim == 1:
+            order = np.argsort(p[:, 0])
+            simplices = np.stack([order[:-1], order[1:]], 1)
+        else:
+            try:
+                simplices = Delaunay(p).simplices
+            except QhullError:
+                continue
+        edges = p[simplices[:, 1:]] - p[simplices[:, :1]]
+        volume = np.abs(np.linalg.det(edges)) / factorial(dim) if dim > 1 else np.abs(edges[:, 0, 0])
+        simplices = simplices[volume > 1e-9 * np.median(volume)]
+        padded = np.repeat(simplices[:, :1], 4, axis=1)
+        padded[:, :dim + 1] = simplices
+        groups.append(own[padded])
+        counts.append(np.full(len(simplices), dim + 1))
+    if not groups:
+        return np.zeros((0, 4), int), np.zeros(0, int)
+    return np.concatenate(groups), np.concatenate(counts)
+
+
 def blend_reference_shift(wavelength, teff_a, teff_b, t, reference="blackbody"):
     """What to add (in log10, per pixel) to the blend (1 - t) y_a + t y_b of two nodes' reference-subtracted
     targets y = log10(F / sigma Teff^4) - reference(Teff) so that it becomes the blended log10(F / sigma
     Teff^4) minus the reference at the blended Teff, 10^((1 - t) log10 Teff_a + t log10 Teff_b). Shape (n,
     n_wave); zero (to rounding) where the two Teff are equal, and with ``reference="none"``."""
-    teff_a, teff_b = np.atleast_1d(np.asarray(teff_a, float)), np.atleast_1d(np.asarray(teff_b, float))
-    t = np.atleast_1d(np.asarray(t, float))[:, None]
+    t = np.atleast_1d(np.asarray(t, float))
+    return _reference_shift(wavelength, [teff_a, teff_b], [1 - t, t], reference)
+
+
+def _reference_shift(wavelength, teffs, weights, reference):
+    """:func:`blend_reference_shift` for the blend sum_k w_k y_k of any number of nodes (lists of arrays)."""
+    teffs = [np.atleast_1d(np.asarray(v, float)) for v in teffs]
+    weights = [np.atleast_1d(np.asarray(v, float)) for v in weights]
     if reference != "blackbody":
-        return np.zeros((teff_a.size, len(wavelength)))
-    teff_t = 10 ** ((1 - t[:, 0]) * np.log10(teff_a) + t[:, 0] * np.log10(teff_b))
-    return ((1 - t) * blackbody_log_ratio(wavelength, teff_a) + t * blackbody_log_ratio(wavelength, teff_b)
-            - blackbody_log_ratio(wavelength, teff_t))
+        return np.zeros((teffs[0].size, len(wavelength)))
+    log_teff = sum(w * np.log10(te) for w, te in zip(weights, teffs))
+    blend = sum(w[:, None] * blackbody_log_ratio(wavelength, te) for w, te in zip(weights, teffs))
+    return blend - blackbody_log_ratio(wavelength, 10 ** log_teff)
 
 
 def split_nodes(teff, logg, logz, library_id, test_every=10, val_fraction=0.05, seed=0):
@@ -267,7 +317,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
           lr_final=0.02, ema_decay=0.0, libraries=None, keep="best", input_jitter=0.0, exclude_nodes=None,
-          node_loss="mse", node_blend=0.0,
+          node_loss="mse", node_blend=0.0, node_blend_kind="segments",
           split_seed=0):
     """Train a generator on a union grid and write a model directory.
 
@@ -339,6 +389,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         space linear interpolation works in; the blackbody reference is re-evaluated at the blended Teff) and
         the pixels both nodes know. Between nodes the network is then pulled towards the straight line
         rather than left free to swing. 0: off (no random numbers are drawn for it).
+    node_blend_kind : "segments" (above) or "simplices": the blended draws are uniform points in the
+        Delaunay simplices of each library's training nodes (:func:`blend_simplices`, simplices drawn
+        uniformly), with the barycentric blend of the vertices' log10(F / sigma Teff^4) as the target, i.e.
+        the interpolation baseline's value at that point (pixels all vertices know).
 
     Returns
     -------
@@ -378,6 +432,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     node_blend = blend
     if node_blend > 0 and arch != "mlp":
         raise ValueError("node_blend needs arch='mlp' (its targets are linear in log10 flux)")
+    if node_blend_kind not in ("segments", "simplices"):
+        raise ValueError(f"node_blend_kind must be 'segments' or 'simplices', got {node_blend_kind!r}")
     if arch not in ("mlp", "smnet"):
         raise ValueError(f"unknown architecture {arch!r}; allowed: ['mlp', 'smnet']")
     for nm, val in (("width", width), ("depth", depth), ("epochs", epochs), ("batch_size", batch_size),
@@ -486,31 +542,52 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             x = x + jitter_sigma * torch.randn(x.shape, generator=gen, device="cpu").to(dev)
         return net(x, mix) if arch == "mlp" else net(x)
 
-    edges = None
-    if node_blend > 0:
+    edges = simplices = None
+    if node_blend > 0 and node_blend_kind == "segments":
         edges = blend_edges(grid.teff, grid.logg, grid.logz, grid.library_id, idx_tr)
         if edges.size == 0:
             raise ValueError("node_blend > 0 but no two training nodes are neighbours (blend_edges)")
-        inv_std = to_t(1.0 / std)
+    elif node_blend > 0:
+        simplices, n_vertices = blend_simplices(grid.teff, grid.logg, grid.logz, grid.library_id, idx_tr)
+        if simplices.size == 0:
+            raise ValueError("node_blend > 0 but the training nodes span no simplex (blend_simplices)")
+        vertex_used = np.arange(4)[None, :] < n_vertices[:, None]
+    inv_std = to_t(1.0 / std) if node_blend > 0 else None
+
+    def blended(rows, x, mix, y, m, vertices, weights, weights_t):
+        """The draws ``rows`` replaced by the blends sum_k weights[k] x node vertices[k] (inputs and
+        reference-subtracted log flux alike; the pixels every vertex knows); ``weights_t``: the same
+        weights as (n, 1) tensors on the device."""
+        shift = _reference_shift(grid.wavelength, [grid.teff[v] for v in vertices],
+                                 [w[:, 0] for w in weights], reference)
+        x, mix, y, m = x.clone(), mix.clone(), y.clone(), m.clone()
+        x_b, y_b, m_b = weights_t[0] * X[vertices[0]], weights_t[0] * Y[vertices[0]], M[vertices[0]]
+        for v, w in zip(vertices[1:], weights_t[1:]):
+            x_b, y_b, m_b = x_b + w * X[v], y_b + w * Y[v], m_b & M[v]
+        x[rows], mix[rows], m[rows] = x_b, MIX[vertices[0]], m_b
+        y[rows] = y_b + to_t(shift) * inv_std
+        return (x, mix), y, m
 
     def batch(ix):
         """Inputs, targets and masks of the draws ``ix``, a ``node_blend`` share of them made blends."""
         x, mix, y, m = X[ix], MIX[ix], Y[ix], M[ix]
-        if edges is None:
+        if edges is None and simplices is None:
             return (x, mix), y, m
         rows = np.flatnonzero((torch.rand(len(ix), generator=gen) < node_blend).numpy())
         if rows.size == 0:
             return (x, mix), y, m
-        i, j = edges[torch.randint(len(edges), (rows.size,), generator=gen).numpy()].T
-        t = torch.rand(rows.size, 1, generator=gen, dtype=torch.float64).numpy()
-        shift = blend_reference_shift(grid.wavelength, grid.teff[i], grid.teff[j], t[:, 0], reference)
-        tt = to_t(t)
-        x, mix, y, m = x.clone(), mix.clone(), y.clone(), m.clone()
-        x[rows] = (1 - tt) * X[i] + tt * X[j]
-        mix[rows] = MIX[i]
-        y[rows] = (1 - tt) * Y[i] + tt * Y[j] + to_t(shift) * inv_std
-        m[rows] = M[i] & M[j]
-        return (x, mix), y, m
+        if edges is not None:
+            i, j = edges[torch.randint(len(edges), (rows.size,), generator=gen).numpy()].T
+            t = torch.rand(rows.size, 1, generator=gen, dtype=torch.float64).numpy()
+            tt = to_t(t)
+            return blended(rows, x, mix, y, m, [i, j], [1 - t, t], [1 - tt, tt])
+        pick = torch.randint(len(simplices), (rows.size,), generator=gen).numpy()
+        # uniform in the simplex: normalised exponential draws (Dirichlet(1, ..., 1)) over its vertices
+        e = -np.log1p(-torch.rand(rows.size, 4, generator=gen, dtype=torch.float64).numpy())
+        e = np.where(vertex_used[pick], e, 0.0)
+        w = e / e.sum(1, keepdims=True)
+        weights = [w[:, k:k + 1] for k in range(4)]
+        return blended(rows, x, mix, y, m, list(simplices[pick].T), weights, [to_t(v) for v in weights])
 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     state = dict(epoch=0, elapsed=0.0, best_val=math.inf, best_epoch=-1, history=[])
@@ -597,7 +674,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                                    f"clipped to [1, {w_max}]; "
                                    f"library shares ~ n_library^{library_balance}",
                "uv_weight": float(uv_weight), "ema_decay": float(ema_decay), "node_loss": node_loss,
-               "node_blend": node_blend,
+               "node_blend": node_blend, "node_blend_kind": node_blend_kind,
                "input_jitter": (float(jitter_steps[0]) if np.ndim(input_jitter) == 0
                                 else jitter_steps.tolist()),
                "excluded_nodes": [] if exclude_nodes is None else exclude_nodes.tolist(),
@@ -725,6 +802,9 @@ def add_cli(sub):
     p.add_argument("--node-blend", type=float, default=0.0,
                    help="share of the draws replaced by blends of two neighbouring training nodes (inputs "
                         "and log flux blended alike; default 0)")
+    p.add_argument("--node-blend-kind", choices=("segments", "simplices"), default="segments",
+                   help="where the blends lie: on segments between neighbouring nodes (default), or in the "
+                        "Delaunay simplices of the nodes with the interpolation baseline's value as target")
     p.add_argument("--lr-final", type=float, default=0.02, help="cosine schedule ends at LR_FINAL x lr")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="validate and write an exponential moving average of the weights (e.g. 0.999)")
@@ -764,7 +844,7 @@ def _cli(args):
                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
                 uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay, w_max=args.w_max,
-                node_loss=args.node_loss, node_blend=args.node_blend,
+                node_loss=args.node_loss, node_blend=args.node_blend, node_blend_kind=args.node_blend_kind,
                 libraries=args.libraries, keep=args.keep,
                 input_jitter=args.input_jitter[0] if len(args.input_jitter) == 1 else args.input_jitter)
     t = cfg["training"]

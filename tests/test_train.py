@@ -313,6 +313,59 @@ def test_blend_reference_shift_makes_the_target_the_blend_of_log_flux():
     assert np.all(blend_reference_shift(wave, teff_a, teff_b, t, reference="none") == 0.0)
 
 
+def test_blend_simplices_draw_the_interpolation_baselines_value():
+    """Simplices for node_blend_kind="simplices": a point drawn in one with the barycentric blend of its
+    vertices' values is what the interpolation baseline (NodeInterpolator over the same nodes) gives there;
+    simplices never mix libraries, tile the hull without flat ones, and a library varying fewer inputs gets
+    triangles or segments, padded with their first vertex."""
+    from smnet_sps.baselines import NodeInterpolator
+    from smnet_sps.train import blend_simplices
+    t, g, z = np.meshgrid([20000., 25000., 30000., 36000.], [3.5, 4.0, 4.5], [-1.0, -0.5, 0.0], indexing="ij")
+    teff = np.concatenate([t.ravel(), [4000., 4500., 5000., 4000., 4500.], [6000., 7000., 8000.]])
+    logg = np.concatenate([g.ravel(), [4.0, 4.0, 4.0, 4.5, 4.5], [2.0, 2.0, 2.0]])
+    logz = np.concatenate([z.ravel(), np.zeros(5), np.zeros(3)])
+    lib = np.repeat([0, 1, 2], [t.size, 5, 3])
+    held_out = 13                                        # an interior node of library 0
+    nodes = np.setdiff1d(np.arange(len(teff)), [held_out])
+    simplices, counts = blend_simplices(teff, logg, logz, lib, nodes)
+    assert simplices.shape == (len(counts), 4) and set(counts) == {2, 3, 4}
+    assert held_out not in simplices
+    for s_, c in zip(simplices, counts):
+        assert len(set(lib[s_])) == 1 and len(set(s_[:c])) == c and set(s_[c:]) <= {s_[0]}
+    assert (counts[lib[simplices[:, 0]] == 2] == 2).sum() == 2          # one input varies: two segments
+    params = np.stack([np.log10(teff), logg, logz], 1)
+    values = np.random.default_rng(3).normal(size=(len(teff), 6))
+    rng = np.random.default_rng(4)
+    volumes = []
+    for library in (0, 1):
+        own = nodes[lib[nodes] == library]
+        rows = np.flatnonzero(lib[simplices[:, 0]] == library)
+        pick = rows[rng.integers(len(rows), size=300)]
+        w = rng.dirichlet(np.ones(4), size=300) * (np.arange(4) < counts[pick][:, None])
+        w /= w.sum(1, keepdims=True)
+        point = (w[:, :, None] * params[simplices[pick]]).sum(1)
+        blend = (w[:, :, None] * values[simplices[pick]]).sum(1)
+        np.testing.assert_allclose(NodeInterpolator(params[own], values[own])(point), blend, atol=1e-10)
+        if library == 0:
+            p = params[simplices[rows]] / np.asarray([0.02, 0.5, 0.5])
+            volumes = np.abs(np.linalg.det(p[:, 1:] - p[:, :1])) / 6
+    from scipy.spatial import ConvexHull
+    hull = ConvexHull(params[nodes[lib[nodes] == 0]] / np.asarray([0.02, 0.5, 0.5])).volume
+    assert volumes.min() > 0 and np.isclose(volumes.sum(), hull, rtol=1e-9)
+
+
+def test_node_blend_kind_simplices_trains_and_is_recorded(synth_grid, tmp_path):
+    torch.set_num_threads(1)
+    kw = dict(width=16, depth=1, epochs=3, batch_size=32, progress=False, device="cpu", seed=3)
+    seg = train(synth_grid, tmp_path / "seg", node_blend=0.5, **kw)
+    simp = train(synth_grid, tmp_path / "simp", node_blend=0.5, node_blend_kind="simplices", **kw)
+    assert seg["node_blend_kind"] == "segments" and simp["node_blend_kind"] == "simplices"
+    w_seg, w_simp = (torch.load(tmp_path / d / "weights.pt") for d in ("seg", "simp"))
+    assert not _same_weights(w_seg, w_simp) and all(torch.isfinite(v).all() for v in w_simp.values())
+    with pytest.raises(ValueError, match="node_blend_kind must be 'segments' or 'simplices'"):
+        train(synth_grid, tmp_path / "bad", node_blend=0.5, node_blend_kind="cells", **kw)
+
+
 def test_node_blend_enters_training_only_when_asked(synth_grid, tmp_path):
     cfgs, w, kw = _option_off_and_on(synth_grid, tmp_path, "node_blend", 0.5)
     assert cfgs["on"]["node_blend"] == 0.5 and cfgs["plain"]["node_blend"] == 0.0
