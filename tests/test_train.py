@@ -183,8 +183,9 @@ def test_train_cli(synth_grid, tmp_path, capsys):
     blended = tmp_path / "blended"
     assert main(["train", "--grid", str(synth_grid), "--out", str(blended), "--width", "16", "--depth", "1",
                  "--epochs", "3", "--device", "cpu", "--no-progress", "--threads", "1",
-                 "--node-blend", "0.25"]) == 0
-    assert json.loads((blended / "config.json").read_text())["node_blend"] == 0.25
+                 "--node-blend", "0.25", "--node-blend-kind", "simplices"]) == 0
+    blended_cfg = json.loads((blended / "config.json").read_text())
+    assert blended_cfg["node_blend"] == 0.25 and blended_cfg["node_blend_kind"] == "simplices"
     capsys.readouterr()
     assert main(["train", "--grid", str(synth_grid), "--out", str(tmp_path / "bad_blend"),
                  "--node-blend", "1.5", "--no-progress"]) == 1
@@ -318,7 +319,10 @@ def test_blend_simplices_draw_the_interpolation_baselines_value():
     vertices' values is what the interpolation baseline (NodeInterpolator over the same nodes) gives there;
     simplices never mix libraries, tile the hull without flat ones, and a library varying fewer inputs gets
     triangles or segments, padded with their first vertex."""
+    from scipy.spatial import ConvexHull
+
     from smnet_sps.baselines import NodeInterpolator
+    from smnet_sps.constants import NODE_STEPS
     from smnet_sps.train import blend_simplices
     t, g, z = np.meshgrid([20000., 25000., 30000., 36000.], [3.5, 4.0, 4.5], [-1.0, -0.5, 0.0], indexing="ij")
     teff = np.concatenate([t.ravel(), [4000., 4500., 5000., 4000., 4500.], [6000., 7000., 8000.]])
@@ -336,7 +340,6 @@ def test_blend_simplices_draw_the_interpolation_baselines_value():
     params = np.stack([np.log10(teff), logg, logz], 1)
     values = np.random.default_rng(3).normal(size=(len(teff), 6))
     rng = np.random.default_rng(4)
-    volumes = []
     for library in (0, 1):
         own = nodes[lib[nodes] == library]
         rows = np.flatnonzero(lib[simplices[:, 0]] == library)
@@ -346,11 +349,11 @@ def test_blend_simplices_draw_the_interpolation_baselines_value():
         point = (w[:, :, None] * params[simplices[pick]]).sum(1)
         blend = (w[:, :, None] * values[simplices[pick]]).sum(1)
         np.testing.assert_allclose(NodeInterpolator(params[own], values[own])(point), blend, atol=1e-10)
-        if library == 0:
-            p = params[simplices[rows]] / np.asarray([0.02, 0.5, 0.5])
-            volumes = np.abs(np.linalg.det(p[:, 1:] - p[:, :1])) / 6
-    from scipy.spatial import ConvexHull
-    hull = ConvexHull(params[nodes[lib[nodes] == 0]] / np.asarray([0.02, 0.5, 0.5])).volume
+    # library 0's tetrahedra, in the baseline's grid-step units, fill its hull exactly, none of them flat
+    steps = params / np.asarray(NODE_STEPS)
+    corners = steps[simplices[lib[simplices[:, 0]] == 0]]
+    volumes = np.abs(np.linalg.det(corners[:, 1:] - corners[:, :1])) / 6
+    hull = ConvexHull(steps[nodes[lib[nodes] == 0]]).volume
     assert volumes.min() > 0 and np.isclose(volumes.sum(), hull, rtol=1e-9)
 
 
