@@ -383,11 +383,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         0: off.
     exclude_nodes : int array or None, grid node indices left out of training and validation (k-fold
         cross-validation over nodes, e.g. benchmarks/bench_node_cv.py); recorded in config.json.
-    node_blend : float in [0, 1), MLP only. This share of the training draws is replaced by points on the
-        segments between neighbouring training nodes (:func:`blend_edges`; segments drawn uniformly), at a
-        uniform position t, with the target the same blend of the two nodes' log10(F / sigma Teff^4) (the
-        space linear interpolation works in; the blackbody reference is re-evaluated at the blended Teff) and
-        the pixels both nodes know. Between nodes the network is then pulled towards the straight line
+    node_blend : float in [0, 1), MLP only. This share of the training draws is replaced by blends: with
+        ``node_blend_kind="segments"`` (the default), points on the segments between neighbouring training
+        nodes (:func:`blend_edges`; segments drawn uniformly), at a uniform position t, with the target the
+        same blend of the two nodes' log10(F / sigma Teff^4) (the space linear interpolation works in; the
+        blackbody reference is re-evaluated at the blended Teff) and the pixels both nodes know. Between nodes the network is then pulled towards the straight line
         rather than left free to swing. 0: off (no random numbers are drawn for it).
     node_blend_kind : "segments" (above) or "simplices": the blended draws are uniform points in the
         Delaunay simplices of each library's training nodes (:func:`blend_simplices`, simplices drawn
@@ -800,8 +800,8 @@ def add_cli(sub):
                    help="training loss per spectrum: mse, or pseudo_huber (a node far off the others "
                         "pulls less)")
     p.add_argument("--node-blend", type=float, default=0.0,
-                   help="share of the draws replaced by blends of two neighbouring training nodes (inputs "
-                        "and log flux blended alike; default 0)")
+                   help="share of the draws replaced by blends of neighbouring training nodes (inputs and "
+                        "log flux blended alike; where: --node-blend-kind; default 0)")
     p.add_argument("--node-blend-kind", choices=("segments", "simplices"), default="segments",
                    help="where the blends lie: on segments between neighbouring nodes (default), or in the "
                         "Delaunay simplices of the nodes with the interpolation baseline's value as target")
