@@ -387,8 +387,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         ``node_blend_kind="segments"`` (the default), points on the segments between neighbouring training
         nodes (:func:`blend_edges`; segments drawn uniformly), at a uniform position t, with the target the
         same blend of the two nodes' log10(F / sigma Teff^4) (the space linear interpolation works in; the
-        blackbody reference is re-evaluated at the blended Teff) and the pixels both nodes know. Between nodes the network is then pulled towards the straight line
-        rather than left free to swing. 0: off (no random numbers are drawn for it).
+        blackbody reference is re-evaluated at the blended Teff) and the pixels both nodes know. Between
+        nodes the network is then pulled towards the straight line rather than left free to swing. 0: off
+        (no random numbers are drawn for it).
     node_blend_kind : "segments" (above) or "simplices": the blended draws are uniform points in the
         Delaunay simplices of each library's training nodes (:func:`blend_simplices`, simplices drawn
         uniformly), with the barycentric blend of the vertices' log10(F / sigma Teff^4) as the target, i.e.
