@@ -139,8 +139,8 @@ def blend_simplices(teff, logg, logz, library_id, nodes):
     coords = np.stack([np.log10(teff), logg, logz], 1)[nodes] / np.asarray(NODE_STEPS)
     groups, counts = [], []
     for lib in np.unique(library_id[nodes]):
-        own = nodes[library_id[nodes] == lib]
-        p = coords[library_id[nodes] == lib]
+        mine = library_id[nodes] == lib
+        own, p = nodes[mine], coords[mine]
         p = p[:, np.ptp(p, axis=0) > 1e-9]
         dim = p.shape[1]
         if dim == 0 or len(own) <= dim:
@@ -558,7 +558,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     def blended(rows, x, mix, y, m, vertices, weights, weights_t):
         """The draws ``rows`` replaced by the blends sum_k weights[k] x node vertices[k] (inputs and
         reference-subtracted log flux alike; the pixels every vertex knows); ``weights_t``: the same
-        weights as (n, 1) tensors on the device."""
+        weights as (n, 1) tensors on the device, made by the caller so that a segment's float32 (1 - t, t)
+        keep the exact draws of the runs before simplices existed."""
         shift = _reference_shift(grid.wavelength, [grid.teff[v] for v in vertices],
                                  [w[:, 0] for w in weights], reference)
         x, mix, y, m = x.clone(), mix.clone(), y.clone(), m.clone()
