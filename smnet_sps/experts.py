@@ -14,6 +14,10 @@ Workflow (docs/generator.md)::
     smnet-sps train --grid work/grid.h5 --init-from BASE --libraries nextgen --out work/experts/nextgen ...
     smnet-sps experts --base BASE --expert nextgen=work/experts/nextgen [--expert ...] --out MODEL_DIR
 
+:func:`replace_experts` swaps one library's expert in an existing expert model and keeps every other network
+as it is (``smnet-sps experts --model MODEL_DIR --expert wmbasic=DIR --out NEW_DIR``): the way to update a
+shipped model whose other specialists' run directories are not kept.
+
 A library may name several specialists (``--expert wmbasic=DIR1,DIR2,DIR3``: the same training settings
 with different ``--seed``, fine-tuned from one start): its expert is then their weight average, one network
 as fast as each, meant to carry less of each run's seed noise. A weight average is not an average of the
@@ -22,13 +26,14 @@ outputs; whether it helps is measured per library (docs/generator.md: for WM-bas
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["build_expert_model"]
+__all__ = ["build_expert_model", "replace_experts"]
 
 # files of a model directory that travel unchanged from the base model
 _COPIED = ("wavelength.npy", "nodes.npz", "README.md")
@@ -42,14 +47,14 @@ def _nodes(directory):
         return {k: f[k] for k in ("teff", "logg", "logz", "library_id", "split") if k in f}
 
 
-def _read_model(directory):
+def _read_model(directory, arch="mlp"):
     directory = Path(directory)
     cfg_path = directory / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{directory} is not a model directory: no config.json")
     cfg = json.loads(cfg_path.read_text())
-    if cfg.get("arch") != "mlp":
-        raise ValueError(f"{directory}: experts are built from 'mlp' models; this one is {cfg.get('arch')!r}")
+    if cfg.get("arch") != arch:
+        raise ValueError(f"{directory}: expected an {arch!r} model here; this one is {cfg.get('arch')!r}")
     from .neural import _torch_load         # a clear ValueError for a missing, truncated or corrupt file
     sd = _torch_load(directory / cfg.get("weights_file", "weights.pt"))
     return cfg, sd
@@ -69,28 +74,66 @@ def _earlier_stages(init_from, lib):
     return stages
 
 
-def _read_specialist(directory, lib, base, base_cfg, base_sd, base_nodes):
-    """A specialist's (config, weights), checked against the base it must have started from."""
+def _shape(cfg):
+    """A model's network shape; an expert model's routing table (``expert_index``) is not part of it."""
+    return {k: v for k, v in cfg.get("arch_kwargs", {}).items() if k != "expert_index"}
+
+
+def _read_specialist(directory, lib, ref, ref_cfg, ref_scaling, ref_nodes):
+    """A specialist's (config, weights), checked against the model ``ref`` it is to join: the shared model
+    it must have started from, or an expert model built from that shared model."""
     cfg, sd = _read_model(directory)
-    for key in ("arch_kwargs", "input_scaling", "library_names", "reference"):
-        if cfg.get(key) != base_cfg.get(key):
-            raise ValueError(f"specialist {directory} differs from the base {base} in {key!r}: "
-                             f"{cfg.get(key)} vs {base_cfg.get(key)}")
+    if _shape(cfg) != _shape(ref_cfg):
+        raise ValueError(f"specialist {directory} differs from {ref} in its network shape: "
+                         f"{_shape(cfg)} vs {_shape(ref_cfg)}")
+    for key in ("input_scaling", "library_names", "reference"):
+        if cfg.get(key) != ref_cfg.get(key):
+            raise ValueError(f"specialist {directory} differs from {ref} in {key!r}: "
+                             f"{cfg.get(key)} vs {ref_cfg.get(key)}")
     # the same grid nodes and split (a grid rebuilt since the base was trained, e.g. converted to
     # vacuum wavelengths, has a new hash but the same nodes): the held-out test nodes stay held out
     nodes = _nodes(directory)
-    if base_nodes.keys() != nodes.keys() or not all(np.array_equal(base_nodes[k], nodes[k])
-                                                    for k in base_nodes):
+    if ref_nodes.keys() != nodes.keys() or not all(np.array_equal(ref_nodes[k], nodes[k]) for k in ref_nodes):
         raise ValueError(f"specialist {directory} was trained on other grid nodes or another "
-                         f"train/validation/test split than the base {base}")
+                         f"train/validation/test split than {ref}")
     trained = cfg.get("trained_libraries")
     if trained != [lib]:
         raise ValueError(f"specialist {directory} was trained on {trained}, not on [{lib!r}] alone "
                          "(smnet-sps train --init-from BASE --libraries NAME)")
-    for buf in ("out_mean", "out_std"):
-        if not torch.equal(sd[buf], base_sd[buf]):
-            raise ValueError(f"specialist {directory}: its output scaling {buf} differs from the base's")
+    for buf, ref_value in ref_scaling.items():
+        if not torch.equal(sd[buf].float(), ref_value.float()):
+            raise ValueError(f"specialist {directory}: its output scaling {buf} differs from {ref}'s")
     return cfg, sd
+
+
+def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes):
+    """One library's expert from its specialist run(s): (float32 state dict, provenance record, grid hashes).
+    Several runs (seeds of one setting from one start) are weight-averaged into one network."""
+    runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    if not runs:
+        raise ValueError(f"no specialist directory given for {lib!r}")
+    read = [_read_specialist(run, lib, ref, ref_cfg, ref_scaling, ref_nodes) for run in runs]
+    cfg = read[0][0]
+    for run, (other, _) in zip(runs[1:], read[1:]):
+        # a weight average only makes sense for runs of one setting from one start
+        for key in ("init_from", "input_jitter", "pixel_loss", "uv_weight", "excluded_nodes"):
+            if other.get(key) != cfg.get(key):
+                raise ValueError(f"specialists {runs[0]} and {run} of {lib!r} differ in {key!r} "
+                                 f"({cfg.get(key)} vs {other.get(key)}); only runs of one setting that "
+                                 "differ in --seed can be averaged")
+    sd = {k: (torch.stack([s[k].float() for _, s in read]).mean(0) if v.is_floating_point()
+              and not k.startswith("out_") else v) for k, v in read[0][1].items()}
+    record = {"from": str(runs[0]) if len(runs) == 1 else [str(r) for r in runs],
+              "training": cfg.get("training"),
+              "pixel_loss": cfg.get("pixel_loss"), "uv_weight": cfg.get("uv_weight"),
+              "input_jitter": cfg.get("input_jitter", 0.0), "init_from": cfg.get("init_from"),
+              "earlier_stages": _earlier_stages(cfg.get("init_from"), lib)}
+    for key in ("sampling_weights", "node_loss", "node_blend", "node_blend_kind"):
+        if key in cfg:
+            record[key] = cfg[key]
+    if len(runs) > 1:
+        record["weight_average_of_seeds"] = [c.get("seed", 0) for c, _ in read]
+    return sd, record, {c.get("grid_sha256") for c, _ in read}
 
 
 def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=False):
@@ -127,33 +170,14 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     members, cfgs, grids = [base_sd], {}, set()
     expert_index = [0] * len(names)
     base_nodes = _nodes(base)
+    base_scaling = {buf: base_sd[buf] for buf in ("out_mean", "out_std")}
     for lib in names:
         if lib not in experts:
             continue
-        runs = [experts[lib]] if isinstance(experts[lib], (str, Path)) else list(experts[lib])
-        if not runs:
-            raise ValueError(f"no specialist directory given for {lib!r}")
-        read = [_read_specialist(run, lib, base, base_cfg, base_sd, base_nodes) for run in runs]
-        cfg = read[0][0]
-        for run, (other, _) in zip(runs[1:], read[1:]):
-            # a weight average only makes sense for runs of one setting from one start
-            for key in ("init_from", "input_jitter", "pixel_loss", "uv_weight", "excluded_nodes"):
-                if other.get(key) != cfg.get(key):
-                    raise ValueError(f"specialists {runs[0]} and {run} of {lib!r} differ in {key!r} "
-                                     f"({cfg.get(key)} vs {other.get(key)}); only runs of one setting that "
-                                     "differ in --seed can be averaged")
-        grids.update(c.get("grid_sha256") for c, _ in read)
-        sd = {k: (torch.stack([s[k].float() for _, s in read]).mean(0) if v.is_floating_point()
-                  and not k.startswith("out_") else v) for k, v in read[0][1].items()}
+        sd, cfgs[lib], shas = _expert_of(lib, experts[lib], base, base_cfg, base_scaling, base_nodes)
+        grids.update(shas)
         expert_index[names.index(lib)] = len(members)
         members.append(sd)
-        cfgs[lib] = {"from": str(runs[0]) if len(runs) == 1 else [str(r) for r in runs],
-                     "training": cfg.get("training"),
-                     "pixel_loss": cfg.get("pixel_loss"), "uv_weight": cfg.get("uv_weight"),
-                     "input_jitter": cfg.get("input_jitter", 0.0), "init_from": cfg.get("init_from"),
-                     "earlier_stages": _earlier_stages(cfg.get("init_from"), lib)}
-        if len(runs) > 1:
-            cfgs[lib]["weight_average_of_seeds"] = [c.get("seed", 0) for c, _ in read]
     dtype = torch.float16 if half else torch.float32
     state = {f"experts.{i}.{k}": (v.to(dtype) if v.is_floating_point() and not k.startswith("out_") else v)
              for i, sd in enumerate(members) for k, v in sd.items()}
@@ -181,18 +205,109 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     return cfg
 
 
+def replace_experts(model, experts, out, *, overwrite=False):
+    """Replace some libraries' experts in an existing ``mlp_experts`` model; every other network is kept
+    bit for bit, in the dtype the model stores.
+
+    Parameters
+    ----------
+    model : path, a library-expert model directory (e.g. ``smnet_sps/data/default_model``).
+    experts : dict library name -> path of the new specialist (or a list of seed runs, averaged), trained
+        with ``--init-from`` the shared model this expert model was built from (same shape, grid nodes, split
+        and output scaling: checked).
+    out : path, the model directory to write; all of ``model``'s other files (mixture.json, README.md, ...)
+        are copied there. ``out`` may be ``model`` itself (with ``overwrite``): the new files are written
+        beside the old ones and renamed over them, so an interrupted call never leaves a half-written file.
+    overwrite : replace a model already in ``out``.
+
+    A library whose expert it shares with others (e.g. several libraries on the shared network) gets a network
+    of its own; the others keep theirs. The library's record in ``config.json["experts"]`` says what the new
+    expert replaced. The mixture's library ranking (``mixture.json``) was measured for the old spectra:
+    re-rank with ``smnet-sps validate --rank-libraries --write-mixture OUT``.
+
+    Returns
+    -------
+    dict, the written config.
+    """
+    from .neural import weights_sha256
+
+    model, out = Path(model), Path(out)
+    cfg, state = _read_model(model, arch="mlp_experts")
+    names = list(cfg["library_names"])
+    if not experts:
+        raise ValueError("no experts given: pass at least one library=model_dir pair")
+    unknown = sorted(set(experts) - set(names))
+    if unknown:
+        raise ValueError(f"experts for unknown libraries {unknown}; the model knows {names}")
+    in_place = out.exists() and out.resolve() == model.resolve()
+    if (in_place or (out.exists() and any((out / f).exists() for f in ("config.json", "weights.pt")))) \
+            and not overwrite:
+        raise ValueError(f"{out} already holds a model; pass overwrite=True (--overwrite) to replace it")
+    index = list(cfg["arch_kwargs"]["expert_index"])
+    stored = state[f"experts.{index[0]}.net.0.weight"].dtype      # float16 in the shipped model
+    scaling = {buf: state[f"experts.{index[0]}.{buf}"] for buf in ("out_mean", "out_std")}
+    nodes = _nodes(model)
+    records = dict(cfg.get("experts", {}).get("libraries", {}))
+    for lib in names:
+        if lib not in experts:
+            continue
+        sd, record, _ = _expert_of(lib, experts[lib], model, cfg, scaling, nodes)
+        j = names.index(lib)
+        slot = index[j] if index.count(index[j]) == 1 else max(index) + 1
+        missing = [f"experts.{slot}.{k}" for k in sd
+                   if slot <= max(index) and f"experts.{slot}.{k}" not in state]
+        if missing:
+            raise ValueError(f"{model}: its weights lack {missing[:3]} although config.json routes {lib!r} "
+                             f"to expert {slot}")
+        for key, value in sd.items():
+            state[f"experts.{slot}.{key}"] = (value.to(stored) if value.is_floating_point()
+                                              and not key.startswith("out_") else value)
+        old = records.get(lib)
+        record["replaces"] = {"from": old["from"] if old else f"the shared network (expert {index[j]})",
+                              "model_weights_sha256": cfg.get("weights_sha256")}
+        records[lib] = record
+        index[j] = slot
+    if not in_place:
+        out.mkdir(parents=True, exist_ok=True)
+        for path in model.iterdir():
+            if path.is_file() and path.name not in ("weights.pt", "config.json"):
+                shutil.copy2(path, out / path.name)
+    # written beside the target, then renamed over it; a folder of its own keeps the file name, which torch
+    # writes into the archive (so the same weights give the same weights_sha256)
+    partial = out / ".partial"
+    partial.mkdir(exist_ok=True)
+    torch.save(state, partial / "weights.pt")
+    new_cfg = dict(cfg, arch_kwargs=dict(cfg["arch_kwargs"], expert_index=index),
+                   experts=dict(cfg.get("experts", {}), libraries=records),
+                   weights_sha256=weights_sha256(partial / "weights.pt"))
+    (partial / "config.json").write_text(json.dumps(new_cfg, indent=1))
+    # two renames: between them the old config sits beside the new weights, which load_generator refuses
+    # (weights_sha256 mismatch) rather than running a model its config does not describe
+    os.replace(partial / "weights.pt", out / "weights.pt")
+    os.replace(partial / "config.json", out / "config.json")
+    partial.rmdir()
+    return new_cfg
+
+
 def add_cli(sub):
-    p = sub.add_parser("experts", help="combine per-library specialists into one model",
+    p = sub.add_parser("experts", help="combine per-library specialists into one model, or replace one",
                        description="Combine a shared MLP model and per-library specialists (smnet-sps train "
-                                   "--init-from BASE --libraries NAME) into one library-expert model.")
-    p.add_argument("--base", required=True, help="the shared model directory")
+                                   "--init-from BASE --libraries NAME) into one library-expert model "
+                                   "(--base), or replace some libraries' experts in an existing one "
+                                   "(--model).")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--base", help="the shared model directory: build a new expert model from it")
+    start.add_argument("--model", help="an existing library-expert model: replace the experts of the "
+                                       "libraries given with --expert, keep every other network")
     p.add_argument("--expert", action="append", required=True, metavar="LIBRARY=DIR[,DIR...]",
                    help="a specialist: library name = its model directory (repeat per library); several "
                         "directories, comma-separated (runs of one setting with different --seed), are "
                         "averaged into one network")
-    p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
-    p.add_argument("--name", default=None)
+    p.add_argument("--out", required=True, help="model directory to write (with --model it may be the model "
+                                                "itself, with --overwrite)")
+    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size; with "
+                                                        "--base only: --model keeps the model's dtype)")
+    p.add_argument("--name", default=None, help="model name (with --base only)")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
     p.set_defaults(func=_cli)
 
@@ -204,10 +319,19 @@ def _cli(args):
         if not sep or not lib or not path:
             raise ValueError(f"--expert {item!r}: expected LIBRARY=DIR, e.g. nextgen=work/experts/nextgen")
         experts[lib] = path.split(",") if "," in path else path
-    cfg = build_expert_model(args.base, experts, args.out, half=args.half, name=args.name,
-                             overwrite=args.overwrite)
+    if args.model:
+        if args.half or args.name:
+            raise ValueError("--half and --name apply to a new model (--base); --model keeps the model's "
+                             "dtype and name")
+        cfg = replace_experts(args.model, experts, args.out, overwrite=args.overwrite)
+    else:
+        cfg = build_expert_model(args.base, experts, args.out, half=args.half, name=args.name,
+                                 overwrite=args.overwrite)
     size = (Path(args.out) / "weights.pt").stat().st_size / 1e6
     print(f"wrote {args.out}: {len(cfg['arch_kwargs']['expert_index'])} libraries, "
           f"{max(cfg['arch_kwargs']['expert_index']) + 1} networks, weights {size:.1f} MB")
+    if args.model and (Path(args.out) / "mixture.json").is_file():
+        print("the library ranking (mixture.json) was measured for the old experts: re-rank with "
+              f"smnet-sps validate --empirical DIR --generator {args.out} --rank-libraries "
+              f"--write-mixture {args.out}")
     return 0
-

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from smnet_sps.experts import build_expert_model
+from smnet_sps.experts import build_expert_model, replace_experts
 from smnet_sps.model import LibraryExpertMLP, SpectrumMLP
 from smnet_sps.neural import load_generator
 from smnet_sps.train import train
@@ -174,3 +174,95 @@ def test_several_seeds_of_one_setting_are_averaged_into_one_expert(models):
     train(grid, other, input_jitter=0.3, **kw)
     with pytest.raises(ValueError, match="input_jitter"):
         build_expert_model(base, {"libb": [spec, other]}, root / "x11")
+
+
+def test_one_expert_is_replaced_and_every_other_network_kept_bit_for_bit(models):
+    grid, base, spec, root = models
+    built = root / "to_replace"
+    build_expert_model(base, {"libb": spec}, built, half=True)
+    stage2 = root / "libb_stage2_r"
+    train(grid, stage2, epochs=3, width=32, depth=2, threads=1, progress=False, batch_size=32,
+          init_from=spec, libraries=["libb"], keep="final", lr=1e-4)
+    out = root / "replaced"
+    cfg = replace_experts(built, {"libb": stage2}, out)
+    old_cfg = json.loads((built / "config.json").read_text())
+    assert cfg["arch_kwargs"]["expert_index"] == [0, 1]
+    rec = cfg["experts"]["libraries"]["libb"]
+    assert rec["from"] == str(stage2) and rec["init_from"] == str(spec)
+    assert rec["replaces"] == {"from": str(spec), "model_weights_sha256": old_cfg["weights_sha256"]}
+    # the other files travel with the model; no partial file is left behind
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in built.iterdir())
+    w_old, w_new, w_s2 = (torch.load(d / "weights.pt") for d in (built, out, stage2))
+    assert w_new.keys() == w_old.keys()
+    for key in w_old:
+        if key.startswith("experts.0."):                      # liba's network: untouched
+            assert torch.equal(w_new[key], w_old[key]) and w_new[key].dtype == w_old[key].dtype
+    # libb's network is the new specialist's, stored in the model's dtype (float16 here)
+    assert w_new["experts.1.net.0.weight"].dtype == torch.float16
+    assert torch.equal(w_new["experts.1.net.0.weight"], w_s2["net.0.weight"].half())
+    assert not torch.equal(w_new["experts.1.net.0.weight"], w_old["experts.1.net.0.weight"])
+    teff, logg, logz = np.array([5000.0, 9000.0, 12000.0]), np.array([4.0, 4.0, 4.5]), np.zeros(3)
+    g_old, g_new, g_s2 = (load_generator(d, device="cpu") for d in (built, out, stage2))
+    np.testing.assert_array_equal(g_new.surface_flux(teff, logg, logz, library="liba")[0],
+                                  g_old.surface_flux(teff, logg, logz, library="liba")[0])
+    a = g_new.surface_flux(teff, logg, logz, library="libb")[0]
+    b = g_s2.surface_flux(teff, logg, logz, library="libb")[0]
+    assert np.median(np.abs(a / b - 1)) < 2e-3                    # float16 storage, as for a built model
+    # replacing an expert by the specialist it came from gives the same file, byte for byte
+    again = replace_experts(out, {"libb": spec}, root / "round_trip")
+    assert again["weights_sha256"] == old_cfg["weights_sha256"]
+
+
+def test_in_place_replacement_and_a_library_that_shared_a_network(models):
+    grid, base, spec, root = models
+    # an expert model whose two libraries both run the shared network (expert 0)
+    shared = root / "both_shared"
+    build_expert_model(base, {"libb": spec}, shared)
+    state = {k: v for k, v in torch.load(shared / "weights.pt").items() if k.startswith("experts.0.")}
+    torch.save(state, shared / "weights.pt")
+    cfg = json.loads((shared / "config.json").read_text())
+    cfg["arch_kwargs"]["expert_index"] = [0, 0]
+    del cfg["experts"]["libraries"]["libb"]
+    from smnet_sps.neural import weights_sha256
+    cfg["weights_sha256"] = weights_sha256(shared / "weights.pt")
+    (shared / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="already holds"):
+        replace_experts(shared, {"libb": spec}, shared)
+    new = replace_experts(shared, {"libb": spec}, shared, overwrite=True)
+    # libb gets a network of its own; liba keeps the shared one
+    assert new["arch_kwargs"]["expert_index"] == [0, 1]
+    assert new["experts"]["libraries"]["libb"]["replaces"]["from"] == "the shared network (expert 0)"
+    assert not (shared / ".partial").exists()
+    teff, logg, logz = np.array([5000.0, 12000.0]), np.array([4.0, 4.5]), np.zeros(2)
+    g, g_base, g_spec = (load_generator(d, device="cpu") for d in (shared, base, spec))
+    np.testing.assert_allclose(g.surface_flux(teff, logg, logz, library="liba")[0],
+                               g_base.surface_flux(teff, logg, logz, library="liba")[0], rtol=1e-6)
+    np.testing.assert_allclose(g.surface_flux(teff, logg, logz, library="libb")[0],
+                               g_spec.surface_flux(teff, logg, logz, library="libb")[0], rtol=1e-6)
+
+
+def test_bad_replacements_are_refused(models, capsys):
+    grid, base, spec, root = models
+    built = root / "refuse"
+    build_expert_model(base, {"libb": spec}, built)
+    with pytest.raises(ValueError, match="'mlp_experts' model"):
+        replace_experts(base, {"libb": spec}, root / "y1")         # a plain MLP is not an expert model
+    with pytest.raises(ValueError, match="unknown libraries"):
+        replace_experts(built, {"nosuch": spec}, root / "y2")
+    with pytest.raises(ValueError, match="no experts"):
+        replace_experts(built, {}, root / "y3")
+    with pytest.raises(ValueError, match="not on"):
+        replace_experts(built, {"liba": spec}, root / "y4")
+    narrow = root / "narrow"
+    train(grid, narrow, epochs=2, width=16, depth=2, progress=False, libraries=["libb"], batch_size=32)
+    with pytest.raises(ValueError, match="network shape"):
+        replace_experts(built, {"libb": narrow}, root / "y5")
+    assert not any((root / f"y{i}").exists() for i in range(1, 6))     # nothing written on a refusal
+    from smnet_sps.cli import main
+    assert main(["experts", "--model", str(built), "--expert", f"libb={spec}", "--out", str(root / "y6"),
+                 "--half"]) == 1
+    assert "--half and --name apply to a new model" in capsys.readouterr().err
+    assert main(["experts", "--model", str(built), "--expert", f"libb={spec}", "--out",
+                 str(root / "y7")]) == 0
+    assert json.loads((root / "y7" / "config.json").read_text())["weights_sha256"] == \
+        json.loads((built / "config.json").read_text())["weights_sha256"]
