@@ -204,9 +204,9 @@ def interior_nodes(grid, idx):
 def test_like_nodes(grid, fold, others):
     """True for the fold's nodes whose Teff neighbours on both sides are among ``others`` (the nodes the fold
     is trained and interpolated on), as at a test node. Random folds also hold out some nodes together with a
-    Teff neighbour, a wider gap for interpolation than any test node has. (The interpolation is 3D, over the
-    log g and [M/H] neighbours too, and a fold holds out a fifth of the nodes where the test split holds out
-    a tenth: even these nodes have a sparser neighbourhood than a test node.)"""
+    Teff neighbour, a wider gap for interpolation than any test node has. (The interpolation also uses the
+    log g and [M/H] neighbours where the library spans them, and a fold holds out a fifth of the nodes where
+    the test split holds out a tenth: even these nodes have a sparser neighbourhood than a test node.)"""
     left, right = teff_neighbours(grid.teff, grid.logg, grid.logz, grid.library_id)
     return np.isin(left[fold], others) & np.isin(right[fold], others)
 
@@ -348,6 +348,9 @@ def main(argv=None):
                  "keep more of its memory of the fold); docs/generator.md gives a WM-basic setting ranked "
                  "first here that was no better on the test nodes. `--refit-base` removes the leak.")
     kind = "no leak" if args.refit_base else "specialists from the shared model"
+    # the baseline interpolates over the axes the library's nodes span (CM87: one [M/H], so Teff and log g)
+    spanned = [name for name, v in (("log g", grid.logg), ("[M/H]", grid.logz)) if np.ptp(v[train_nodes]) > 0]
+    interp_dims = f"{1 + len(spanned)}D" + (f" ({' and '.join(spanned)} neighbours too)" if spanned else "")
     lines = [f"## Node cross-validation: {args.library} specialists, {kind} (`benchmarks/bench_node_cv.py`)",
              "",
              f"{args.folds}-fold ({args.fold_scheme} folds) over the library's {train_nodes.size} training "
@@ -358,8 +361,8 @@ def main(argv=None):
              "and [M/H], the pool the test split draws from. Test-like: the "
              f"{test_like.sum()} of those whose two Teff neighbours are both in other folds, as at a test "
              "node (at the other interior nodes a Teff neighbour was held out with the node, a wider gap for "
-             "interpolation than any test node has). The interpolation is 3D (log g and [M/H] neighbours "
-             "too) and a fold holds out a fifth of the nodes, the test split a tenth, so even the test-like "
+             "interpolation than any test node has). The interpolation is " + interp_dims + " and a fold "
+             "holds out a fifth of the nodes, the test split a tenth, so even the test-like "
              "nodes have sparser neighbourhoods than the test nodes.", "",
              "| setting | median >= 3000 A | p95 >= 3000 A | UV median | interior: median | p95 | UV "
              "| test-like: median | p95 | UV |",
