@@ -306,7 +306,7 @@ def main(argv=None):
                 return fold_cache(args.cache, args.library, setting, args.folds, k, args.refit_base,
                                   args.fold_scheme)
             cache = cache_of(name)
-            n_cached += cache.exists()
+            n_cached += cache.exists() or "ensemble_of" in overrides     # an ensemble trains nothing
             base = args.base
             # an output ensemble only reads cached predictions: it needs no base model
             if args.refit_base and not cache.exists() and "ensemble_of" not in overrides:
