@@ -136,6 +136,17 @@ def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes):
     return sd, record, {c.get("grid_sha256") for c, _ in read}
 
 
+def _check_request(experts, names, model, out, overwrite):
+    """Refuse an empty or unknown set of libraries, and an ``out`` that holds a model unless ``overwrite``."""
+    if not experts:
+        raise ValueError("no experts given: pass at least one library=model_dir pair")
+    unknown = sorted(set(experts) - set(names))
+    if unknown:
+        raise ValueError(f"experts for unknown libraries {unknown}; {model} knows {names}")
+    if out.exists() and any((out / f).exists() for f in ("config.json", "weights.pt")) and not overwrite:
+        raise ValueError(f"{out} already holds a model; pass overwrite=True (--overwrite) to replace it")
+
+
 def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=False):
     """Combine a shared MLP and per-library specialists into one ``mlp_experts`` model directory.
 
@@ -160,13 +171,7 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     base, out = Path(base), Path(out)
     base_cfg, base_sd = _read_model(base)
     names = list(base_cfg["library_names"])
-    if not experts:
-        raise ValueError("no experts given: pass at least one library=model_dir pair")
-    unknown = sorted(set(experts) - set(names))
-    if unknown:
-        raise ValueError(f"experts for unknown libraries {unknown}; the base model knows {names}")
-    if out.exists() and any((out / f).exists() for f in ("config.json", "weights.pt")) and not overwrite:
-        raise ValueError(f"{out} already holds a model; pass overwrite=True (--overwrite) to replace it")
+    _check_request(experts, names, base, out, overwrite)
     members, cfgs, grids = [base_sd], {}, set()
     expert_index = [0] * len(names)
     base_nodes = _nodes(base)
@@ -234,15 +239,8 @@ def replace_experts(model, experts, out, *, overwrite=False):
     model, out = Path(model), Path(out)
     cfg, state = _read_model(model, arch="mlp_experts")
     names = list(cfg["library_names"])
-    if not experts:
-        raise ValueError("no experts given: pass at least one library=model_dir pair")
-    unknown = sorted(set(experts) - set(names))
-    if unknown:
-        raise ValueError(f"experts for unknown libraries {unknown}; the model knows {names}")
-    in_place = out.exists() and out.resolve() == model.resolve()
-    if (in_place or (out.exists() and any((out / f).exists() for f in ("config.json", "weights.pt")))) \
-            and not overwrite:
-        raise ValueError(f"{out} already holds a model; pass overwrite=True (--overwrite) to replace it")
+    _check_request(experts, names, model, out, overwrite)      # out = model needs overwrite too
+    in_place = out.resolve() == model.resolve()
     index = list(cfg["arch_kwargs"]["expert_index"])
     stored = state[f"experts.{index[0]}.net.0.weight"].dtype      # float16 in the shipped model
     scaling = {buf: state[f"experts.{index[0]}.{buf}"] for buf in ("out_mean", "out_std")}
