@@ -58,11 +58,17 @@ def mlp_speed(gens, n=8192, rounds=6):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", action="append", required=True, help="a trained mlp model directory (repeat)")
+    ap.add_argument("--model", action="append", default=None,
+                    help="a trained mlp model directory (repeat; default work/models/depth3 and depth4)")
     ap.add_argument("--grid", default=str(HERE.parent / "work" / "grid.h5"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(HERE / "results_depth.md"))
     args = ap.parse_args(argv)
+    args.model = args.model or [str(HERE.parent / "work" / "models" / f"depth{d}") for d in (3, 4)]
+    missing = [m for m in args.model if not (Path(m) / "config.json").is_file()]
+    if missing:
+        raise SystemExit(f"no trained model at {missing}: train them first (the commands at the top of "
+                         f"{Path(__file__).name})")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     grid = load_grid(args.grid)
