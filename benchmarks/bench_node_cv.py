@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from smnet_sps.baselines import node_coordinates
 from smnet_sps.experts import build_expert_model
 from smnet_sps.evaluate import UV_FLOOR, UV_RANGE, interpolate_grid_nodes, relative_errors
 from smnet_sps.grid import load_grid
@@ -349,8 +350,9 @@ def main(argv=None):
                  "first here that was no better on the test nodes. `--refit-base` removes the leak.")
     kind = "no leak" if args.refit_base else "specialists from the shared model"
     # the baseline interpolates over the axes the library's nodes span (CM87: one [M/H], so Teff and log g)
-    spanned = [name for name, v in (("log g", grid.logg), ("[M/H]", grid.logz)) if np.ptp(v[train_nodes]) > 0]
-    interp_dims = f"{1 + len(spanned)}D" + (f" ({' and '.join(spanned)} neighbours too)" if spanned else "")
+    _, axes = node_coordinates(np.stack([np.log10(grid.teff), grid.logg, grid.logz], 1)[train_nodes])
+    spanned = [name for name, kept in zip(("log g", "[M/H]"), axes[1:]) if kept]
+    interp_dims = f"{axes.sum()}D" + (f" ({' and '.join(spanned)} neighbours too)" if spanned else "")
     lines = [f"## Node cross-validation: {args.library} specialists, {kind} (`benchmarks/bench_node_cv.py`)",
              "",
              f"{args.folds}-fold ({args.fold_scheme} folds) over the library's {train_nodes.size} training "

@@ -17,6 +17,15 @@ from .generator import Generator, ParameterBox
 __all__ = ["NodeInterpolator", "InterpolatedLibraryGenerator", "nearest_star_flux"]
 
 
+def node_coordinates(params):
+    """The interpolation baseline's coordinates of nodes ``params`` (n, 3) = (log10 Teff, log g, [M/H]): each
+    axis in :data:`~smnet_sps.constants.NODE_STEPS`, only the axes the nodes vary; returns them (n, k) and
+    the (3,) mask of the axes kept."""
+    p = np.asarray(params, float) / NODE_STEPS
+    keep = np.ptp(p, axis=0) > 1e-9
+    return p[:, keep], keep
+
+
 class NodeInterpolator:
     """Linear interpolation of ``values`` (n, m) given at parameter nodes ``params`` (n, 3) =
     (log10 Teff, log g, [M/H]); call it with query points (k, 3) to get (k, m), NaN rows outside the nodes'
@@ -28,10 +37,8 @@ class NodeInterpolator:
     """
 
     def __init__(self, params, values):
-        p = np.asarray(params, float) / NODE_STEPS
+        p, self.keep = node_coordinates(params)
         self.values = np.asarray(values, float)
-        self.keep = np.ptp(p, axis=0) > 1e-9
-        p = p[:, self.keep]
         if p.shape[1] >= 2:
             from scipy.interpolate import LinearNDInterpolator
             self._interp = LinearNDInterpolator(p, self.values)

@@ -135,13 +135,14 @@ def blend_simplices(teff, logg, logz, library_id, nodes):
     from math import factorial
 
     from scipy.spatial import Delaunay, QhullError
+
+    from .baselines import node_coordinates
     nodes = np.asarray(nodes, dtype=int)
-    coords = np.stack([np.log10(teff), logg, logz], 1)[nodes] / np.asarray(NODE_STEPS)
+    params = np.stack([np.log10(teff), logg, logz], 1)[nodes]
     groups, counts = [], []
     for lib in np.unique(library_id[nodes]):
         mine = library_id[nodes] == lib
-        own, p = nodes[mine], coords[mine]
-        p = p[:, np.ptp(p, axis=0) > 1e-9]
+        own, (p, _) = nodes[mine], node_coordinates(params[mine])
         dim = p.shape[1]
         if dim == 0 or len(own) <= dim:
             continue
