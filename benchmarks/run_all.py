@@ -19,7 +19,11 @@ def merge():
     for topic in ORDER + sorted({p.stem[len("results_"):] for p in HERE.glob("results_*.md")} - set(ORDER)):
         path = HERE / f"results_{topic}.md"
         if path.exists():
-            sections.append(path.read_text().strip())
+            sections.append((path.name, path.read_text().strip()))
+    # several runs of one script (e.g. bench_node_cv's experiments) share a heading: name their files
+    headings = [text.split("\n", 1)[0] for _, text in sections]
+    sections = [text.replace(heading, f"{heading}: `{name}`", 1) if headings.count(heading) > 1 else text
+                for (name, text), heading in zip(sections, headings)]
     header = ("# Benchmark results\n\n"
               f"Merged by `benchmarks/run_all.py` on {datetime.date.today()} ({platform.machine()}, "
               f"{platform.python_implementation()} {platform.python_version()}). Each section comes from "

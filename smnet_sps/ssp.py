@@ -887,8 +887,13 @@ def _common_args(p):
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), "
                         "'blackbody', or a model directory")
-    p.add_argument("--special-phases", default="model", choices=("model", "dedicated"))
-    p.add_argument("--outside", default="extrapolate", choices=("exclude", "blackbody", "extrapolate"))
+    p.add_argument("--special-phases", default="model", choices=("model", "dedicated"),
+                   help="TP-AGB, post-AGB and Wolf-Rayet stars: 'model' (default) generates them like any "
+                        "star; 'dedicated' takes Lancon/Aringer, Rauch and CMFGEN spectra as FSPS does")
+    p.add_argument("--outside", default="extrapolate", choices=("exclude", "blackbody", "extrapolate"),
+                   help="stars outside the generator's coverage: 'extrapolate' (default, flagged), "
+                        "'blackbody' (Planck spectrum of the same Teff and L) or 'exclude' (their L_bol "
+                        "reported as missing)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
