@@ -1,5 +1,5 @@
-"""Every ```python block of README.md runs as written, in order, in one namespace (like a notebook), in a
-temporary folder.
+"""Every ```python block of README.md and of each docs/*.md runs as written, in order, in one namespace per
+file (like a notebook), in a temporary folder.
 
 A block may be skipped only with a marker comment on the line right above its fence, saying why:
 
@@ -12,8 +12,11 @@ sections are tested as soon as they are written.
 import re
 from pathlib import Path
 
+import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 SKIP = re.compile(r"<!--\s*readme-test:\s*skip\s*\((.+?)\)\s*-->\s*$")
 IMPORT = re.compile(r"^\s*(?:import|from)\s+([A-Za-z_][\w]*)", re.M)
@@ -43,7 +46,8 @@ def test_readme_has_python_blocks():
     assert len(readme_blocks(README.read_text())) >= 3
 
 
-def test_readme_python_blocks_run(tmp_path, monkeypatch):
+def run_blocks(path, tmp_path, monkeypatch):
+    """Run the ```python blocks of ``path`` in one namespace; returns (ran, skipped reasons)."""
     import importlib.util
 
     import matplotlib
@@ -52,19 +56,36 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     matplotlib.use("Agg")                 # a snippet that plots must not need a display
     namespace = {"__name__": "__readme__"}
     ran, skipped = 0, []
-    for line, code, skip in readme_blocks(README.read_text()):
+    for line, code, skip in readme_blocks(path.read_text()):
+        where = f"{path.relative_to(ROOT)}:{line}"
         if skip:
-            skipped.append(f"README.md:{line}: {skip}")
+            skipped.append(f"{where}: {skip}")
             continue
         missing = [name for name in IMPORT.findall(code) if importlib.util.find_spec(name) is None]
         if missing:
-            skipped.append(f"README.md:{line}: {', '.join(missing)} not installed")
+            skipped.append(f"{where}: {', '.join(missing)} not installed")
             continue
         try:
-            exec(compile(code, f"README.md:{line}", "exec"), namespace)
+            exec(compile(code, where, "exec"), namespace)
         except Exception as exc:
-            raise AssertionError(f"README.md block at line {line} failed: {type(exc).__name__}: {exc}\n"
-                                 f"{code}") from exc
+            raise AssertionError(f"{where}: block failed: {type(exc).__name__}: {exc}\n{code}") from exc
         ran += 1
+    print(f"ran {ran} blocks of {path.name}; skipped: {skipped}")
+    return ran, skipped
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    ran, skipped = run_blocks(README, tmp_path, monkeypatch)
     assert ran >= 3, skipped
-    print(f"ran {ran} README blocks; skipped: {skipped}")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+def test_docs_python_blocks_run(doc, tmp_path, monkeypatch):
+    ran, skipped = run_blocks(doc, tmp_path, monkeypatch)
+    # a page whose every block is skipped must say why for each (the marker or a missing host package)
+    assert ran + len(skipped) == len(readme_blocks(doc.read_text()))
+
+
+def test_docs_have_runnable_blocks():
+    runnable = [b for d in DOCS for b in readme_blocks(d.read_text()) if b[2] is None]
+    assert len(runnable) >= 10
