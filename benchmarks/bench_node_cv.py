@@ -15,7 +15,7 @@ Caveat printed with the table without ``--refit-base``: the shared model was tra
 nodes, so the figures are optimistic for the network (``steps 0`` shows how much: the shared model itself,
 scored at nodes it saw). They are not a win over interpolation, and even the ranking leans towards settings
 that move a specialist little from the shared model (they keep more of its memory of the fold);
-docs/generator.md shows a setting ranked first here that was no better on the test nodes. Figures are given
+docs/experiments.md shows a setting ranked first here that was no better on the test nodes. Figures are given
 for all scored nodes, for the interior ones (a Teff neighbour on both sides at the same log g and [M/H]:
 the pool the test split draws from) and for the test-like ones (interior, with both Teff neighbours in other
 folds, as at a test node, :func:`test_like_nodes`; with random folds a neighbour is often held out with the
@@ -346,7 +346,7 @@ def main(argv=None):
         start = (f"from the shared model (`{Path(args.base).name}`). **Optimistic for the network**: the "
                  "shared model was trained on these nodes (`0 steps` = the shared model itself). Even the "
                  "ranking leans towards settings that move a specialist little from the shared model (they "
-                 "keep more of its memory of the fold); docs/generator.md gives a WM-basic setting ranked "
+                 "keep more of its memory of the fold); docs/experiments.md gives a WM-basic setting ranked "
                  "first here that was no better on the test nodes. `--refit-base` removes the leak.")
     kind = "no leak" if args.refit_base else "specialists from the shared model"
     # the baseline interpolates over the axes the library's nodes span (CM87: one [M/H], so Teff and log g)

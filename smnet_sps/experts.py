@@ -21,7 +21,7 @@ shipped model whose other specialists' run directories are not kept.
 A library may name several specialists (``--expert wmbasic=DIR1,DIR2,DIR3``: the same training settings
 with different ``--seed``, fine-tuned from one start): its expert is then their weight average, one network
 as fast as each, meant to carry less of each run's seed noise. A weight average is not an average of the
-outputs; whether it helps is measured per library (docs/generator.md: for WM-basic it did not).
+outputs; whether it helps is measured per library (docs/experiments.md: for WM-basic it did not).
 """
 from __future__ import annotations
 
