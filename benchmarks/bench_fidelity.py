@@ -141,13 +141,23 @@ def empirical_section(gen, grid, empirical, k, seed=0):
             f"Default (held out) {100 * med[scores[0].name]:.3f} % vs best single-library imitation "
             f"({best_imit[1]}) {100 * best_imit[0]:.3f} %"
             + (f" vs {interp[0]} {100 * med[interp[0]]:.3f} %" if interp else "") + ".", ""]
+    # an order lists every library; only those whose box reaches into the region can take weight there
+    te = [0.0, *policies[0].teff_edges, np.inf]
+    ge = [-np.inf, *policies[0].logg_edges, np.inf]
+
+    def reaches(name, i, kk):
+        box = gen.library_boxes[name]
+        return (box.teff[0] < te[i + 1] and box.teff[1] > te[i] and box.logg[0] < ge[kk + 1]
+                and box.logg[1] > ge[kk])
+
     orders = {}
     for pol in policies:
         for i, row in enumerate(pol.orders):
             for kk, order in enumerate(row):
-                orders.setdefault((i, kk), set()).add(" > ".join(order[:3]))
+                orders.setdefault((i, kk), set()).add(" > ".join(n for n in order if reaches(n, i, kk)))
     names = policies[0].region_names()
-    out += ["Preferences found per fold (first three; a region with several entries changed between folds):",
+    out += ["Preferences found per fold (the libraries whose box reaches into the region, in the order found; "
+            "a region with several entries changed between folds):",
             "",
             "| region | orders |", "|---|---|"]
     out += [f"| {names[i][kk]} | {'; '.join(sorted(v))} |" for (i, kk), v in sorted(orders.items())]
