@@ -156,7 +156,8 @@ def empirical_section(gen, grid, empirical, k, seed=0):
             for kk, order in enumerate(row):
                 orders.setdefault((i, kk), set()).add(" > ".join(n for n in order if reaches(n, i, kk)))
     names = policies[0].region_names()
-    out += ["Preferences found per fold (the libraries whose box reaches into the region, in the order found; "
+    out += ["Preferences found per fold (the libraries whose box reaches into the region, in the order "
+            "found; "
             "a region with several entries changed between folds):",
             "",
             "| region | orders |", "|---|---|"]

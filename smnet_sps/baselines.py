@@ -117,10 +117,11 @@ class InterpolatedLibraryGenerator(Generator):
             todo[rows] = False
         return out
 
-    def in_coverage(self, teff, logg, logz):
+    def in_coverage(self, teff, logg, logz, library=None):
         """True where some library's nodes enclose the point (a spectrum can be interpolated)."""
         from .generator import validate_parameters
         teff, logg, logz = validate_parameters(teff, logg, logz)
+        self._check_library(library)                    # no library conditioning: only None
         return np.isfinite(self._log_flux(teff, logg, logz)).any(1)
 
     def _surface_flux_batch(self, teff, logg, logz, dtype=None):

@@ -915,7 +915,8 @@ def fit_star(
             **prior_meta,
         },
     )
-    res.meta["inside_coverage"] = bool(np.asarray(gen.in_coverage(theta[0], theta[1], theta[2])).ravel()[0])
+    res.meta["inside_coverage"] = bool(np.asarray(
+        gen.in_coverage(theta[0], theta[1], theta[2], library=library)).ravel()[0])
     if not res.meta["inside_coverage"]:
         warnings.warn(
             f"best fit Teff={theta[0]:.0f} K, log g={theta[1]:.2f}, [M/H]={theta[2]:.2f} lies outside "

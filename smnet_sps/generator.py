@@ -186,9 +186,13 @@ class Generator(ABC):
         """Surface flux F_lambda [erg s^-1 cm^-2 A^-1], shape (n, n_wave), for validated 1-d inputs."""
 
     # ---- coverage -----------------------------------------------------------------------------
-    def in_coverage(self, teff, logg, logz):
-        """True where a point lies inside at least one training-library box (or the overall box)."""
+    def in_coverage(self, teff, logg, logz, library=None):
+        """True where a point lies inside at least one training-library box (or the overall box); with
+        ``library`` (generators with library conditioning), inside that library's box."""
         teff, logg, logz = validate_parameters(teff, logg, logz)
+        library = self._check_library(library)
+        if library is not None:
+            return self.library_boxes[library].contains(teff, logg, logz)
         if not self.library_boxes:
             return self.box.contains(teff, logg, logz)
         inside = np.zeros(teff.shape, bool)
@@ -196,14 +200,17 @@ class Generator(ABC):
             inside |= box.contains(teff, logg, logz)
         return inside
 
-    def _check_coverage(self, teff, logg, logz, strict):
-        inside = self.in_coverage(teff, logg, logz)
+    def _check_coverage(self, teff, logg, logz, strict, library=None):
+        """Coverage flags of a call (``library``: the checked library it imitates, or None)."""
+        inside = self.in_coverage(teff, logg, logz, library=library)
         if not inside.all():
             n_out = int((~inside).sum())
             i = int(np.flatnonzero(~inside)[0])
-            msg = (f"{n_out} of {inside.size} point(s) lie outside the coverage of generator '{self.name}' "
-                   f"(first: Teff={teff[i]:g} K, log g={logg[i]:g}, [M/H]={logz[i]:g}); "
-                   f"training box: {self.box.describe()}")
+            where = (f"training box: {self.box.describe()}" if library is None
+                     else f"library {library!r} box: {self.library_boxes[library].describe()}")
+            msg = (f"{n_out} of {inside.size} point(s) lie outside the coverage of generator '{self.name}'"
+                   + (f" imitating {library!r}" if library is not None else "")
+                   + f" (first: Teff={teff[i]:g} K, log g={logg[i]:g}, [M/H]={logz[i]:g}); {where}")
             if strict:
                 raise ValueError(msg)
             warnings.warn(msg + ". Their spectra are extrapolations; see the returned coverage flags.",
@@ -249,7 +256,7 @@ class Generator(ABC):
                 or int(batch_size) < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         library = self._check_library(library)
-        inside = self._check_coverage(teff, logg, logz, strict)
+        inside = self._check_coverage(teff, logg, logz, strict, library)
         return self._stream(teff, logg, logz, inside, int(batch_size), dtype, progress, library, as_tensor,
                             out_dtype)
 

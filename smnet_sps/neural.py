@@ -322,8 +322,11 @@ class NeuralGenerator(_TorchGenerator):
         return self._library_mixture.weights(np.log10(teff), logg, logz)
 
     # ---- coverage -------------------------------------------------------------------------------
-    def in_coverage(self, teff, logg, logz):
+    def in_coverage(self, teff, logg, logz, library=None):
         """True where a point lies inside a library box AND near that library's training nodes.
+
+        With ``library`` (or a model loaded with a default library), only that library's box and nodes
+        count: an imitation is covered where that library has models, not where another library does.
 
         Near = one of the point's 16 nearest training nodes belongs to a library whose box contains the point
         and lies within ``COVERAGE_FACTOR`` (1.5) x that node's local grid spacing, with distances in nominal
@@ -338,11 +341,13 @@ class NeuralGenerator(_TorchGenerator):
         queries once.
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
-        key = hashlib.blake2b(b"".join(a.tobytes() for a in (teff, logg, logz)), digest_size=16).digest()
+        library = self._check_library(library)
+        key = hashlib.blake2b(b"".join(a.tobytes() for a in (teff, logg, logz)) + str(library).encode(),
+                              digest_size=16).digest()
         memo = self._coverage_memo
         if memo is not None and memo[0] == key:
             return memo[1].copy()
-        result = self._in_coverage(teff, logg, logz)
+        result = self._in_coverage(teff, logg, logz, library)
         self._coverage_memo = (key, result)
         return result.copy()
 
@@ -357,8 +362,10 @@ class NeuralGenerator(_TorchGenerator):
         p = np.stack([teff, logg, logz], 1)[:, None, :]
         return ((p >= lo[None]) & (p <= hi[None])).all(2)
 
-    def _in_coverage(self, teff, logg, logz):
+    def _in_coverage(self, teff, logg, logz, library=None):
         inbox = self._library_box_matrix(teff, logg, logz)
+        if library is not None:         # an imitation: only its library's box (and so its nodes) count
+            inbox &= np.arange(len(self.library_names)) == self.library_names.index(library)
         inside_box = inbox.any(1)
         if self.nodes is None or not inside_box.any():
             return inside_box

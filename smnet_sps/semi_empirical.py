@@ -241,8 +241,9 @@ class SemiEmpiricalGenerator(Generator):
                      "citation": cfg.get("citation", "")}
 
     # coverage flags are the base model's: the correction never extends where the theory is absent
-    def in_coverage(self, teff, logg, logz):
-        """As the base model's :meth:`Generator.in_coverage`."""
+    def in_coverage(self, teff, logg, logz, library=None):
+        """As the base model's :meth:`Generator.in_coverage` (no library conditioning: ``library`` None)."""
+        self._check_library(library)
         return self.base.in_coverage(teff, logg, logz)
 
     def empirical_weight(self, teff, logg, logz):

@@ -162,6 +162,33 @@ def test_trained_model_coverage_flags_holes_and_out_of_box(tiny_model):
         gen.spectra(np.nan, 4.0, 0.0)
 
 
+def test_imitation_coverage_is_its_own_librarys(tiny_model, default_generator):
+    # 12 kK, log g 4 lies only in libb's box, 5 kK at [M/H] -1 only in liba's: an imitation of the other
+    # library there is an extrapolation and must say so (it used to report the union's coverage: inside)
+    gen = load_generator(tiny_model, device="cpu")
+    teff, logg, logz = [12000.0, 5000.0], [4.0, 3.0], [0.0, -1.0]
+    assert gen.in_coverage(teff, logg, logz).tolist() == [True, True]
+    assert gen.in_coverage(teff, logg, logz, library="liba").tolist() == [False, True]
+    assert gen.in_coverage(teff, logg, logz, library="libb").tolist() == [True, False]
+    with pytest.warns(CoverageWarning, match="imitating 'liba'"):
+        _, inside = gen.surface_flux(teff, logg, logz, library="liba")
+    assert inside.tolist() == [False, True]
+    with pytest.raises(ValueError, match="library 'liba' box: Teff 4000-8000 K"):
+        gen.surface_flux(teff, logg, logz, library="liba", strict=True)
+    # a model loaded with a default library flags by that library
+    assert load_generator(tiny_model, device="cpu", library="libb").in_coverage(teff, logg, logz).tolist() \
+        == [True, False]
+    # the shipped model: CK04 stops at 50 kK, NextGen at 10 kK; the default hands 100 kK to CM87
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        assert default_generator.in_coverage(1e5, 4.5, 0.0).tolist() == [True]
+        assert default_generator.in_coverage(1e5, 4.5, 0.0, library="ck04").tolist() == [False]
+        assert default_generator.in_coverage(3e4, 4.0, 0.0, library="nextgen").tolist() == [False]
+        assert default_generator.in_coverage(5777.0, 4.44, 0.0, library="ck04").tolist() == [True]
+    with pytest.raises(ValueError, match="unknown library"):
+        default_generator.in_coverage(5777.0, 4.44, 0.0, library="kurucz")
+
+
 def test_trained_model_streams_many_points_in_batches(tiny_model):
     gen = load_generator(tiny_model, device="cpu")
     n = 200_000
