@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,33 @@ def _with_metallicity_tolerance(box):
     return ParameterBox(*widen_single_metallicity((box.teff, box.logg, box.logz)))
 
 
+def _load_wavelength(path):
+    """A model's wavelength grid [A], checked: 1-d, finite, strictly increasing, in Angstrom."""
+    try:
+        wave = np.asarray(np.load(path, allow_pickle=False), float)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model file {path} is missing (the model's wavelength grid)") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable .npy wavelength grid: {exc}") from exc
+    if wave.ndim != 1 or wave.size < 2 or not np.isfinite(wave).all() or np.any(np.diff(wave) <= 0):
+        raise ValueError(f"{path}: the wavelength grid must be a 1-d, finite, strictly increasing array; got "
+                         f"shape {wave.shape}" + (f", {wave[0]:g}..{wave[-1]:g}" if wave.size else ""))
+    if wave[0] < 1.0 or wave[-1] > 1e8:
+        raise ValueError(f"{path}: wavelengths {wave[0]:g}..{wave[-1]:g} are not in Angstrom (expected "
+                         "within 1 A - 1e8 A; e.g. 91 A - 1.6e6 A for the shipped grid)")
+    return wave
+
+
+def _load_nodes(path):
+    """A model's training nodes (teff, logg, logz, library_id, split) from its .npz."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a readable .npz of training nodes ({type(exc).__name__}: {exc}); "
+                         "the file is corrupt or was replaced") from exc
+
+
 _REQUIRED_KEYS = ("arch", "arch_kwargs", "library_names", "box", "library_boxes", "input_scaling")
 
 
@@ -240,8 +268,15 @@ class NeuralGenerator(_TorchGenerator):
         self.directory = directory
         self.name = cfg.get("name", directory.name)
         self.arch = cfg["arch"]
-        self.wavelength = np.load(directory / cfg.get("wavelength_file", "wavelength.npy")).astype(float)
+        self.wavelength = _load_wavelength(directory / cfg.get("wavelength_file", "wavelength.npy"))
         self.library_names = list(cfg["library_names"])
+        if sorted(cfg["library_boxes"]) != sorted(self.library_names):
+            raise ValueError(f"{cfg_path}: library_boxes {sorted(cfg['library_boxes'])} do not match "
+                             f"library_names {self.library_names}")
+        n_lib = cfg["arch_kwargs"].get("n_libraries") if isinstance(cfg["arch_kwargs"], dict) else None
+        if cfg["arch"] in ("mlp", "mlp_experts") and n_lib != len(self.library_names):
+            raise ValueError(f"{cfg_path}: {len(self.library_names)} library_names {self.library_names} but "
+                             f"the network takes n_libraries = {n_lib} (arch_kwargs)")
         self.box = ParameterBox.from_dict(cfg["box"])
         self.library_boxes = {k: ParameterBox.from_dict(v) for k, v in cfg["library_boxes"].items()}
         self._in_lo = np.array(cfg["input_scaling"]["lo"], float)
@@ -252,6 +287,8 @@ class NeuralGenerator(_TorchGenerator):
         self.mixture_policy = MixturePolicy.load(mix_path) if mix_path.is_file() else None
         self._library_mixture = None
         self.log1p01 = cfg.get("log1p01")
+        if not isinstance(renormalise, (bool, np.bool_)):
+            raise ValueError(f"renormalise must be True or False, got {renormalise!r}")
         self.renormalise = bool(renormalise)
 
         weights_path = directory / cfg.get("weights_file", "weights.pt")
@@ -283,7 +320,11 @@ class NeuralGenerator(_TorchGenerator):
         self._coverage_index = None
         self._coverage_memo = None
         nodes_path = directory / cfg.get("nodes_file", "nodes.npz")
-        self.nodes = dict(np.load(nodes_path)) if nodes_path.is_file() else None
+        if "nodes_file" in cfg and not nodes_path.is_file():
+            # without the nodes the coverage flags fall back to the boxes alone: weaker, so never silently
+            raise FileNotFoundError(f"{directory}: config.json names {cfg['nodes_file']!r} (the training "
+                                    "nodes the coverage flags need) but the file is missing")
+        self.nodes = _load_nodes(nodes_path) if nodes_path.is_file() else None
         self.default_library = self._check_library(library)
         norm = ("; each spectrum rescaled so its integral over "
                 f"{self.wavelength[0]:g}-{self.wavelength[-1]:g} A = sigma*Teff^4" if self.renormalise

@@ -368,6 +368,38 @@ def test_weights_checksum_is_recorded_and_verified(tiny_model, tmp_path):
     assert shipped["weights_sha256"] == weights_sha256(default_model_path() / shipped["weights_file"])
 
 
+def test_damaged_model_files_raise_clear_errors(tiny_model, tmp_path):
+    """Each of these used to load: a reversed grid gave spectra integrating to a negative sigma T^4, a
+    grid in microns or a missing nodes file silently changed the answer, a library list shorter than the
+    network's input crashed inside torch at the first call."""
+    import json
+    wave = np.load(tiny_model / "wavelength.npy")
+    cases = {
+        "reversed": (lambda d: np.save(d / "wavelength.npy", wave[::-1]), ValueError, "strictly increasing"),
+        "microns": (lambda d: np.save(d / "wavelength.npy", wave * 1e-4), ValueError, "not in Angstrom"),
+        "no_wavelength": (lambda d: (d / "wavelength.npy").unlink(), FileNotFoundError, "wavelength.npy"),
+        "no_nodes": (lambda d: (d / "nodes.npz").unlink(), FileNotFoundError, "nodes.npz"),
+        "truncated_nodes": (lambda d: (d / "nodes.npz").write_bytes((d / "nodes.npz").read_bytes()[:100]),
+                            ValueError, "nodes.npz is not a readable"),
+    }
+    for name, (damage, error, message) in cases.items():
+        bad = _copy_model(tiny_model, tmp_path / name)
+        damage(bad)
+        with pytest.raises(error, match=message):
+            load_generator(bad, device="cpu")
+    cfg = json.loads((tiny_model / "config.json").read_text())
+    for name, change, message in (("one_library", {"library_names": ["liba"]}, "do not match library_names"),
+                                  ("one_library_boxes", {"library_names": ["liba"], "library_boxes":
+                                                         {"liba": cfg["library_boxes"]["liba"]}},
+                                   "n_libraries = 2")):
+        bad = _copy_model(tiny_model, tmp_path / name)
+        (bad / "config.json").write_text(json.dumps({**cfg, **change}))
+        with pytest.raises(ValueError, match=message):
+            load_generator(bad, device="cpu")
+    with pytest.raises(ValueError, match="renormalise must be True or False"):
+        load_generator(tiny_model, device="cpu", renormalise="yes")
+
+
 def test_config_without_arch_and_unknown_model_names(tiny_model, tmp_path):
     import json
     from smnet_sps.neural import SHIPPED_MODELS, ModelNotFoundError
