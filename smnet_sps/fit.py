@@ -99,8 +99,9 @@ def _as_values(x, name, unit=None):
 def check_spectrum(wave, flux, ivar=None, mask=None):
     """Validate an observed spectrum -> (wave [A], flux, ivar, good) as float arrays and a bool array.
 
-    ``mask`` is True where a pixel is bad (the specutils convention). NaN/inf flux or ivar is only allowed on
-    masked pixels; ivar must be >= 0 (0 = ignore the pixel). Raises ``ValueError`` naming the problem.
+    ``mask`` is True where a pixel is bad (the specutils convention). NaN/inf ivar is only allowed on masked
+    pixels, NaN/inf flux on masked pixels or where ivar is 0; ivar must be >= 0 (0 = ignore the pixel).
+    Raises ``ValueError`` naming the problem.
     """
     import astropy.units as u
 
@@ -135,9 +136,11 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
             raise ValueError(f"ivar has {nan_iv.sum()} NaN/inf values at unmasked pixels; mask them")
         if np.any(ivar[~bad] < 0):
             raise ValueError("ivar must be >= 0 (inverse variance; 0 ignores a pixel)")
-    nan_f = ~np.isfinite(flux) & ~bad
+    # NaN flux where ivar is 0 is the usual survey convention for a pixel without data: ignored like a mask
+    nan_f = ~np.isfinite(flux) & ~bad & (ivar != 0)
     if nan_f.any():
-        raise ValueError(f"flux has {nan_f.sum()} NaN/inf values at unmasked pixels; mask them (mask=...)")
+        raise ValueError(f"flux has {nan_f.sum()} NaN/inf values at unmasked pixels with ivar > 0; mask them "
+                         "(mask=...) or set their ivar to 0")
     good = ~bad & (ivar > 0)
     if good.sum() < _MIN_PIXELS:
         raise ValueError(f"fewer than {_MIN_PIXELS} usable pixels (unmasked, ivar > 0): {good.sum()}")

@@ -141,7 +141,13 @@ def plot_fit(result, title=None):
 def _cmd_fit(args):
     from .fit import fit_ssp, fit_star
     from .medium import air_to_vacuum
+    from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure
 
+    # refuse bad or existing outputs before the (slow) fit, as every command does
+    outputs = check_outputs(args, {"out": ((".json",), "JSON result"),
+                                   "plot": (matplotlib_formats(), "plot")})
+    if args.wmin is not None and args.wmax is not None and args.wmin >= args.wmax:
+        raise ValueError(f"--wmin ({args.wmin:g} A) must be below --wmax ({args.wmax:g} A)")
     wave, flux, ivar = read_spectrum(args.spectrum)
     if args.medium == "air":
         wave = air_to_vacuum(wave)
@@ -166,15 +172,15 @@ def _cmd_fit(args):
         gen = load_generator(args.generator) if args.generator else None
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior, **common)
     print(res)
-    if args.out:
-        Path(args.out).write_text(json.dumps(res.as_dict(), indent=1))
+    if ivar is None:
+        print("  (no ivar or err column: chi2 is in the flux units squared; the errors come from the scatter "
+              "of the residuals)")
+    if "out" in outputs:
+        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+            Path(tmp).write_text(json.dumps(res.as_dict(), indent=1))
         print(f"wrote {args.out}")
-    if args.plot:
-        import matplotlib.pyplot as plt
-
-        fig = plot_fit(res)
-        fig.savefig(args.plot, dpi=120)
-        plt.close(fig)
+    if "plot" in outputs:
+        save_figure(plot_fit(res), outputs["plot"], overwrite=args.overwrite, dpi=120)
         print(f"wrote {args.plot}")
     return 0
 
@@ -189,16 +195,20 @@ def add_cli(sub):
     )
     p.add_argument("spectrum", help="spectrum file")
     p.add_argument(
-        "--medium", choices=["vacuum", "air"], default="vacuum", help="medium of the file's wavelengths"
+        "--medium", choices=["vacuum", "air"], default="vacuum",
+        help="medium of the file's wavelengths (default vacuum)"
     )
     p.add_argument(
         "--resolution-fwhm", type=float, default=None, help="data's LSF FWHM [A] (default 2 pixels)"
     )
-    p.add_argument("--degree", type=int, default=3, help="degree of the multiplicative continuum polynomial")
+    p.add_argument("--degree", type=int, default=3,
+                   help="degree of the multiplicative continuum polynomial (default 3)")
     p.add_argument("--wmin", type=float, default=None, help="ignore wavelengths below this [A, vacuum]")
     p.add_argument("--wmax", type=float, default=None, help="ignore wavelengths above this [A, vacuum]")
     p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace")
-    p.add_argument("--generator", default=None, help="model directory (default: the shipped model)")
+    p.add_argument("--generator", default=None,
+                   help="'default' (shipped model), 'semi-empirical' or a model directory (default: the "
+                        "shipped model)")
     p.add_argument("--library", default=None, help="library to imitate (default: the mixture)")
     p.add_argument(
         "--prior",
@@ -209,6 +219,8 @@ def add_cli(sub):
     p.add_argument(
         "--ssp-grid", default=None, help="SSP grid file (.h5/.npz from smnet-sps ssp-grid): fit_ssp"
     )
-    p.add_argument("--out", default=None, help="write the result as JSON")
-    p.add_argument("--plot", default=None, help="save a plot of data, model and residuals (PNG/PDF)")
+    p.add_argument("--out", default=None, help="write the result as JSON (.json)")
+    p.add_argument("--plot", default=None,
+                   help="save a plot of data, model and residuals (.png, .pdf, ...: any matplotlib format)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_fit)

@@ -209,6 +209,12 @@ def test_masked_nan_is_allowed_and_other_errors(gen, blackbody):
     mask = ~np.isfinite(flux)
     *_, good = check_spectrum(wave, flux, None, mask)
     assert not good[10] and good.sum() == 299
+    # NaN flux where ivar is 0 (the survey convention for a pixel without data) is ignored like a mask
+    ivar = np.where(mask, 0.0, 1.0)
+    *_, good = check_spectrum(wave, flux, ivar)
+    assert not good[10] and good.sum() == 299
+    with pytest.raises(ValueError, match="NaN/inf values at unmasked pixels with ivar > 0"):
+        check_spectrum(wave, flux, np.ones_like(wave))
     with pytest.raises(ValueError, match="unknown bound"):
         fit_star(wave, np.where(mask, 0, flux), mask=mask, generator=gen, bounds={"age": (1, 2)})
     with pytest.raises(ValueError, match="differentiable"):
@@ -229,7 +235,14 @@ def test_cli_fit_writes_json_and_plot(gen, tmp_path):
     res = json.loads(out.read_text())
     assert res["teff"] == pytest.approx(5800.0, rel=0.03)
     assert png.stat().st_size > 10000
-    assert main(["fit", str(spec), "--out", str(out), "--prior", "parsec", "--degree", "5"]) == 0
+    # outputs are checked before the fit: an existing file needs --overwrite, a bad extension is refused
+    before = out.read_text()
+    assert main(["fit", str(spec), "--out", str(out)]) == 1
+    assert main(["fit", str(spec), "--out", str(tmp_path / "fit.yaml")]) == 1
+    assert main(["fit", str(spec), "--wmin", "6000", "--wmax", "5000"]) == 1
+    assert out.read_text() == before and not (tmp_path / "fit.yaml").exists()
+    assert main(["fit", str(spec), "--out", str(out), "--prior", "parsec", "--degree", "5",
+                 "--overwrite"]) == 0
     res_p = json.loads(out.read_text())
     assert res_p["teff"] == pytest.approx(5800.0, rel=0.03) and abs(res_p["logg"] - 4.4) < 0.3
     assert main(["fit", str(tmp_path / "missing.txt")]) == 1
