@@ -69,34 +69,11 @@ def read_spectrum(path):
 
 
 def read_ssp_grid(path):
-    """An :class:`smnet_sps.ssp.SSPGrid` from a file written by :func:`smnet_sps.ssp.save_ssp_grid`."""
-    from .ssp import SSPGrid
+    """An :class:`smnet_sps.ssp.SSPGrid` from a file written by :func:`smnet_sps.ssp.save_ssp_grid` (its
+    reader: one place knows the file layout and the flux unit on disk)."""
+    from .ssp import load_ssp_grid
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no SSP grid file at {path}")
-    fields = SSPGrid._fields
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files if k in fields and k != "attrs"}
-            attrs = json.loads(str(z["attrs"])) if "attrs" in z.files else {}
-    elif path.suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            arrays = {k: f[k][()] for k in f if k in fields}
-            attrs = dict(f.attrs)
-    else:
-        raise ValueError(
-            f"unknown SSP grid format {path.suffix!r}; use .h5, .hdf5 or .npz (smnet-sps ssp-grid)"
-        )
-    missing = [k for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux") if k not in arrays]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}")
-    # optional bookkeeping fields default to zeros of the (n_met, n_age) shape
-    shape = arrays["ssp_flux"].shape[:2]
-    values = {k: arrays.get(k, np.zeros(shape)) for k in fields if k not in ("attrs", "outside_fraction")}
-    return SSPGrid(**values, attrs=attrs, outside_fraction=arrays.get("outside_fraction"))
+    return load_ssp_grid(path)
 
 
 def plot_fit(result, title=None):

@@ -647,10 +647,20 @@ def _json_default(v):
     return str(v)
 
 
+# HDF5 attribute that marks ``ssp_flux`` stored in DSPS's unit (L_sun / Hz per M_sun formed)
+_H5_FLUX_UNIT_KEY = "ssp_flux_unit"
+_H5_FLUX_PER_HZ = "L_sun / Hz per M_sun formed"
+
+
 def save_ssp_grid(grid, path):
     """Write an :class:`SSPGrid` to ``.h5``/``.hdf5`` (datasets + attrs) or ``.npz``; read it back with
-    :func:`load_ssp_grid`. ``ssp_flux`` is stored in L_sun / Angstrom per M_sun formed (attribute
-    ``flux_unit``). Overwrites ``path``."""
+    :func:`load_ssp_grid`. Overwrites ``path``.
+
+    The ``.h5`` file is DSPS's template layout in DSPS's unit: ``dsps.load_ssp_templates(fn=path)`` reads it
+    as it is, so its ``ssp_flux`` dataset is L_nu [L_sun / Hz per M_sun formed] (HDF5 attribute
+    ``ssp_flux_unit``; the grid in memory is L_sun / Angstrom, and :func:`load_ssp_grid` converts back, to
+    float64 rounding). The ``.npz`` stores L_sun / Angstrom per M_sun formed, as in memory.
+    """
     import json
     from pathlib import Path
 
@@ -665,6 +675,8 @@ def save_ssp_grid(grid, path):
     encoded = json.dumps(attrs, default=_json_default)
     if path.suffix.lower() in (".h5", ".hdf5"):
         import h5py
+        # a DSPS reader takes ssp_flux as L_nu: give it L_nu, never L_lambda under DSPS's name
+        arrays["ssp_flux"] = grid.ssp_flux_per_hz()
         with h5py.File(path, "w") as f:
             for k, v in arrays.items():
                 f.create_dataset(k, data=v, compression="gzip" if v.ndim == 3 else None)
@@ -672,6 +684,8 @@ def save_ssp_grid(grid, path):
                 plain = isinstance(v, (str, int, float, np.number)) and not isinstance(v, bool)
                 f.attrs[k] = v if plain else json.dumps(v, default=_json_default)
             f.attrs["attrs_json"] = encoded
+            f.attrs[_H5_FLUX_UNIT_KEY] = _H5_FLUX_PER_HZ
+            f.attrs["flux_unit"] = _H5_FLUX_PER_HZ + " (dataset ssp_flux)"
     else:
         np.savez_compressed(path, **arrays, attrs=np.array(encoded))
     return path
@@ -691,6 +705,7 @@ def load_ssp_grid(path):
     if not path.is_file():
         raise FileNotFoundError(f"no SSP grid file at {path}")
     fields = [f for f in SSPGrid._fields if f != "attrs"]
+    per_hz = False
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as f:
@@ -700,6 +715,7 @@ def load_ssp_grid(path):
             import h5py
             with h5py.File(path, "r") as f:
                 arrays = {k: f[k][()] for k in f if k in fields}
+                per_hz = f.attrs.get(_H5_FLUX_UNIT_KEY) == _H5_FLUX_PER_HZ    # absent in files before 2026-12
                 raw = f.attrs.get("attrs_json")
                 if raw is None:                        # a file written before attrs_json existed
                     raw = json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()})
@@ -710,6 +726,8 @@ def load_ssp_grid(path):
     missing = [k for k in fields if k not in arrays and k != "outside_fraction"]
     if missing:
         raise ValueError(f"{path} is not an smnet-sps SSP grid: it lacks {', '.join(missing)}")
+    if per_hz:                                  # L_nu on disk (DSPS's unit) -> L_lambda, as in memory
+        arrays["ssp_flux"] = arrays["ssp_flux"] * C_ANGSTROM / np.asarray(arrays["ssp_wave"], float) ** 2
     attrs = json.loads(raw) if raw else {}
     for k, v in list(attrs.items()):       # dicts stored as JSON text by older writers
         if isinstance(v, str) and v[:1] in "{[":
@@ -915,7 +933,9 @@ def add_cli(sub):
     g.add_argument("--ages", nargs="*", default=None, help="ages with units (default: all tabulated)")
     g.add_argument("--Z", nargs="*", type=float, default=None, help="metallicities (default: all tabulated)")
     _common_args(g)
-    g.add_argument("--out", required=True, help="output .h5, .hdf5 or .npz (format from the extension)")
+    g.add_argument("--out", required=True,
+                   help="output .h5 / .hdf5 (DSPS's template file: ssp_flux in L_sun/Hz per M_sun, read as "
+                        "it is by dsps.load_ssp_templates) or .npz (ssp_flux in L_sun/A per M_sun)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     from .distributed import add_cluster_args
     add_cluster_args(g)                         # --scheduler / --workers (smnet-sps[dask])

@@ -144,9 +144,26 @@ def test_save_load_round_trip(small_grid, tmp_path, suffix):
     for name in SSPGrid._fields:
         if name == "attrs":
             continue
+        if name == "ssp_flux" and suffix != ".npz":    # stored as L_nu (DSPS's unit), converted back
+            np.testing.assert_allclose(back.ssp_flux, small_grid.ssp_flux, rtol=1e-14, atol=0)
+            continue
         assert np.array_equal(getattr(back, name), getattr(small_grid, name)), name
     assert back.attrs == small_grid.attrs
     assert back.flux_unit == u.L_sun / u.AA
+
+
+def test_h5_grid_is_read_by_dsps_in_its_unit(small_grid, tmp_path):
+    """DSPS reads ``ssp_flux`` as L_sun / Hz: the .h5 gives it that, not L_sun / A under DSPS's name (which
+    made every SED from `smnet-sps ssp-grid --out g.h5` wrong by lambda^2 / c)."""
+    import h5py
+    path = save_ssp_grid(small_grid, tmp_path / "grid.h5")
+    with h5py.File(path, "r") as f:
+        assert f.attrs["ssp_flux_unit"] == "L_sun / Hz per M_sun formed"
+        np.testing.assert_allclose(f["ssp_flux"][()], small_grid.ssp_flux_per_hz(), rtol=1e-15)
+    dsps = pytest.importorskip("dsps")
+    ssp = dsps.load_ssp_templates(fn=str(path))
+    np.testing.assert_allclose(ssp.ssp_flux, small_grid.ssp_flux_per_hz(), rtol=1e-12)
+    np.testing.assert_array_equal(ssp.ssp_wave, small_grid.ssp_wave)
 
 
 def test_load_ssp_grid_errors(tmp_path):
