@@ -841,9 +841,9 @@ def cli_ssp_grid(args, out):
     ``out`` is the output path the command has already checked (extension, ``--overwrite``).
     """
     from .output_files import atomic_output
-    from .ssp import parse_age, save_ssp_grid
+    from .ssp import cli_ages, save_ssp_grid
     out = Path(out)
-    ages = None if not args.ages else 10.0 ** np.array([float(parse_age(a)) for a in args.ages])
+    ages = cli_ages(args.ages or None)
     spec = None if args.generator in (None, "default") else args.generator
     cfg = SSPConfig(args.isochrones, args.imf, spec, ages, args.Z, args.special_phases, args.outside)
     store = Path(getattr(args, "store", None) or out.with_name(out.name + ".store"))

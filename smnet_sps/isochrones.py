@@ -136,15 +136,29 @@ class IsochroneSet:
         return Isochrone(self.name, float(self.log_age[ia]), float(self.Z[iz]), c["mini"][sl], c["mact"][sl],
                          c["logl"][sl], c["logt"][sl], c["logg"][sl], c["co"][sl], c["phase"][sl])
 
+    def age_range_text(self):
+        """The tabulated age range in words, e.g. '0.3163 Myr - 12.58 Gyr (log10(age/yr) 5.500-10.100)'.
+
+        The limits are rounded inwards to 4 significant digits, so that an age typed as shown is accepted.
+        """
+        lo, hi = self.log_age[0], self.log_age[-1]
+
+        def inward(value, up):
+            scale = 10.0 ** (np.floor(np.log10(value)) - 3)
+            return (np.ceil(value / scale - 1e-9) if up else np.floor(value / scale + 1e-9)) * scale
+        return (f"{inward(10**lo / 1e6, True):.4g} Myr - {inward(10**hi / 1e9, False):.4g} Gyr "
+                f"(log10(age/yr) {lo:.3f}-{hi:.3f})")
+
     def check_age(self, log_age):
         lo, hi = self.log_age[0], self.log_age[-1]
         log_age = np.atleast_1d(np.asarray(log_age, float))
         if not np.all(np.isfinite(log_age)):
             raise ValueError("age must be finite and positive")
         if (log_age < lo - 1e-9).any() or (log_age > hi + 1e-9).any():
-            raise ValueError(f"age outside the {self.name} isochrone grid: log10(age/yr) must be in "
-                             f"[{lo:.3f}, {hi:.3f}] ({10**lo / 1e6:.3g} Myr - {10**hi / 1e9:.3g} Gyr); got "
-                             f"{log_age[(log_age < lo - 1e-9) | (log_age > hi + 1e-9)][0]:.4f}")
+            bad = log_age[(log_age < lo - 1e-9) | (log_age > hi + 1e-9)][0]
+            raise ValueError(f"age outside the {self.name} isochrone grid: valid ages are "
+                             f"{self.age_range_text()}; got {10**bad / 1e9:.4g} Gyr (log10(age/yr) "
+                             f"{bad:.4f})")
 
     def check_z(self, Z):
         Z = np.atleast_1d(np.asarray(Z, float))

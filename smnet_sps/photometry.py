@@ -643,6 +643,9 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     resolve_filters(filters)    # fail on a bad filter name before the (slow) SSP grid is computed
     _system(system)
     _check_redshift(redshift)
+    if np.ndim(Z) != 0:
+        raise ValueError(f"ssp_magnitudes takes one metallicity Z (a number); got {Z!r}: call it once per "
+                         "Z, or use ssp_grid(ages, Zs) with ssp_photometry for several")
     ages_q = u.Quantity(ages, u.yr)
     grid = ssp_grid(np.atleast_1d(ages_q), [float(Z)], imf=imf, isochrones=isochrones, generator=generator)
     get = (lambda k: grid.get(k)) if isinstance(grid, dict) else (lambda k: getattr(grid, k, None))
@@ -675,11 +678,13 @@ _AGE_UNITS = {"yr": 1.0, "kyr": 1e3, "myr": 1e6, "gyr": 1e9}
 
 
 def parse_ages(text, n_ages=20):
-    """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; unit yr/kyr/Myr/Gyr (default
-    Gyr)."""
+    """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; unit yr/kyr/Myr/Gyr
+    (required)."""
     s = str(text).strip().replace(" ", "")
     m = re.fullmatch(r"(.*?)([a-zA-Z]+)?", s)
-    body, unit = m.group(1), (m.group(2) or "Gyr").lower()
+    if m.group(2) is None:          # 'ssp --age 1' would be 1 yr: a bare number is never guessed
+        raise ValueError(f"--ages {text!r} has no unit; give one, e.g. {s}Gyr (yr, kyr, Myr or Gyr)")
+    body, unit = m.group(1), m.group(2).lower()
     if unit not in _AGE_UNITS:
         raise ValueError(f"unknown age unit {m.group(2)!r} in {text!r}; use one of yr, kyr, Myr, Gyr")
     try:
@@ -801,7 +806,7 @@ def add_cli(subparsers):
                    help="comma-separated speclite/sedpy names or files, e.g. sdss2010-g,sdss2010-r")
     p.add_argument("--ages", default="0.01-12.5Gyr",
                    help="'lo-hi<unit>' (log-spaced) or comma list, e.g. 0.1,1,10Gyr; must lie inside the "
-                        "isochrone grid (PARSEC: 0.316 Myr - 12.6 Gyr). Default 0.01-12.5Gyr")
+                        "isochrone grid (PARSEC: 0.3163 Myr - 12.58 Gyr). Default 0.01-12.5Gyr")
     p.add_argument("--n-ages", type=int, default=20, help="number of ages for a 'lo-hi' range (default 20)")
     p.add_argument("--system", default="AB", choices=list(SYSTEMS), help="magnitude system (default AB)")
     p.add_argument("--redshift", type=float, default=0.0,

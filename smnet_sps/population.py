@@ -231,7 +231,7 @@ class StellarPopulation:
     zcontinuous : 0 (use the tabulated metallicity ``zmet``, 1-based) or 1 (interpolate to ``logzsol``)
     cloudy_dust : must be False (no nebular emission)
     generator : smnet-sps Generator / StellarLibraryBackend, or None for the shipped default model
-    isochrones : "padova" (default; Z 2e-4..0.03, Zsun 0.019, 0.3 Myr - 14.1 Gyr), "parsec" (to 12.6 Gyr) or
+    isochrones : "padova" (default; Z 2e-4..0.03, Zsun 0.019, 0.3 Myr - 14.1 Gyr), "parsec" (to 12.58 Gyr) or
         "mist" (needs the optional ``lachesis-grids`` package)
     special_phases, outside, device : passed to :func:`smnet_sps.ssp.ssp_grid`
     cosmology : astropy cosmology for apparent magnitudes and observed spectra

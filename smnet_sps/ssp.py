@@ -68,6 +68,9 @@ def parse_age(age):
             age = age.to_value(u.yr)
         except u.UnitConversionError as exc:
             raise ValueError(f"age must be a time (e.g. Gyr, Myr, yr); got unit {age.unit}") from exc
+    if isinstance(age, (list, tuple)) and any(isinstance(a, str) for a in age):
+        age = [parse_age(a) for a in age]                # each string as a single age, e.g. "500 Myr"
+        return np.asarray(age, float)
     if isinstance(age, (list, tuple)) and any(isinstance(a, u.Quantity) for a in age):
         try:                                   # a list of time Quantities, e.g. [1 * u.Gyr, 500 * u.Myr]
             age = u.Quantity(age).to_value(u.yr)
@@ -87,9 +90,28 @@ def parse_age(age):
     return np.log10(age)
 
 
+def cli_age(text, option="--age"):
+    """An age typed on the command line -> a time Quantity; a unit is required (a bare '1' would be 1 yr
+    here but 1 Gyr to many users, so neither is guessed)."""
+    try:
+        age = u.Quantity(str(text))
+    except (TypeError, ValueError):
+        raise ValueError(f"cannot read {option} {text!r}; give a time with its unit, e.g. 10Gyr, '500 Myr' "
+                         "or 1e9yr") from None
+    if age.unit == u.dimensionless_unscaled:
+        raise ValueError(f"{option} {text!r} has no unit; give one, e.g. {text}Gyr or {text}yr")
+    return age
+
+
+def cli_ages(texts, option="--ages"):
+    """Ages typed on the command line (each with its unit) -> ages [yr]; None stays None (all tabulated)."""
+    if texts is None:
+        return None
+    return 10.0 ** np.array([float(parse_age(cli_age(a, option))) for a in texts])
+
+
 def _age_range(iso):
-    lo, hi = iso.log_age[0], iso.log_age[-1]
-    return f"{10**lo / 1e6:.3g} Myr - {10**hi / 1e9:.3g} Gyr (log10(age/yr) {lo:.2f}-{hi:.2f}) for {iso.name}"
+    return f"{iso.age_range_text()} for {iso.name}"
 
 
 def _log_ages(age, iso):
@@ -851,9 +873,9 @@ def _cmd_ssp(args):
     outputs = check_outputs(args, {"out": (FITS_SUFFIXES, "FITS table"),
                                    "plot": (matplotlib_formats(), "plot")})
     gen = _generator_from_arg(args.generator, args.device)
-    spec = ssp_spectrum(args.age, Z=args.Z, logzsol=args.logzsol, imf=args.imf, isochrones=args.isochrones,
-                        generator=gen, special_phases=args.special_phases, outside=args.outside,
-                        by_phase=bool(args.plot), device=args.device)
+    spec = ssp_spectrum(cli_age(args.age), Z=args.Z, logzsol=args.logzsol, imf=args.imf,
+                        isochrones=args.isochrones, generator=gen, special_phases=args.special_phases,
+                        outside=args.outside, by_phase=bool(args.plot), device=args.device)
     m = spec.meta
     print(f"SSP {m['isochrones']} / {m['imf']} / {m['generator']}: age {m['age_yr'] / 1e9:.4g} Gyr "
           f"(log t = {m['log_age']:.3f}), Z = {m['Z']:.4g} (logzsol {m['logzsol']:+.2f})")
@@ -887,7 +909,7 @@ def _cmd_ssp_grid(args):
     if distributed.wants_cluster(args):        # --scheduler / --workers: the same grid as Dask tasks
         return distributed.cli_ssp_grid(args, outputs["out"])
     gen = _generator_from_arg(args.generator, args.device)
-    ages = None if args.ages is None else 10.0 ** np.array([parse_age(a) for a in args.ages])
+    ages = cli_ages(args.ages)
     grid = ssp_grid(ages, args.Z, imf=args.imf, isochrones=args.isochrones, generator=gen,
                     special_phases=args.special_phases, outside=args.outside, progress=True,
                     device=args.device)

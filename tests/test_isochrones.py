@@ -55,7 +55,7 @@ def test_corrupt_and_wrong_format(tmp_path):
 
 def test_range_checks():
     iso = load_isochrones("parsec")
-    with pytest.raises(ValueError, match=r"5\.500, 10\.100"):
+    with pytest.raises(ValueError, match=r"5\.500-10\.100"):
         iso.check_age(10.3)
     with pytest.raises(ValueError, match="0.0001-0.06"):
         iso.check_z(0.1)

@@ -250,7 +250,7 @@ def test_construction_errors(blackbody):
         StellarPopulation(zcontinuous=2)
     sp = StellarPopulation(generator=blackbody, zcontinuous=1, isochrones="parsec")
     with pytest.raises(ValueError, match="isochrone grid"):
-        sp.get_spectrum(tage=13.7)                               # PARSEC stops at 12.6 Gyr
+        sp.get_spectrum(tage=13.7)                               # PARSEC stops at 12.58 Gyr
     sp.params["sfh"] = 1
     with pytest.raises(ValueError, match="older than the oldest SSP"):
         sp.get_spectrum(tage=13.7)

@@ -113,4 +113,4 @@ def test_errors(kwargs, match):
 def test_mass_older_than_the_grid_is_refused():
     h = parametric_sfh(1, 13.7, tau=1.0)
     with pytest.raises(ValueError, match="older than the oldest SSP"):
-        ssp_weights(h, np.arange(5.5, 10.1001, 0.05))        # PARSEC stops at 12.6 Gyr
+        ssp_weights(h, np.arange(5.5, 10.1001, 0.05))        # PARSEC stops at 12.58 Gyr

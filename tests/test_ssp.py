@@ -85,7 +85,7 @@ def test_imfs_and_callable(blackbody):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(age=20 * u.Gyr, Z=0.0152), r"\[5\.500, 10\.100\]"),
+    (dict(age=20 * u.Gyr, Z=0.0152), r"0\.3163 Myr - 12\.58 Gyr \(log10\(age/yr\) 5\.500-10\.100\)"),
     (dict(age=-1 * u.Gyr, Z=0.0152), "positive"),
     (dict(age=np.nan, Z=0.0152), "finite"),
     (dict(age=3 * u.m, Z=0.0152), "time"),
@@ -186,3 +186,24 @@ def test_cli_negative_age_gets_a_clear_error(capsys):
     from smnet_sps.cli import main
     assert main(["ssp", "--age", "-1Gyr", "--Z", "0.0152", "--generator", "blackbody"]) == 1
     assert "age must be positive" in capsys.readouterr().err
+
+
+def test_age_limits_as_printed_are_accepted_and_cli_ages_need_a_unit(capsys):
+    from smnet_sps.cli import main
+    from smnet_sps.generator import BlackbodyGenerator
+    from smnet_sps.isochrones import load_isochrones
+    from smnet_sps.ssp import parse_age
+    iso = load_isochrones("parsec")
+    text = iso.age_range_text()                       # limits rounded inwards: typing them back works
+    assert text.startswith("0.3163 Myr - 12.58 Gyr")
+    for age in (0.3163 * u.Myr, 12.58 * u.Gyr):
+        spec = ssp_spectrum(age, Z=0.0152, generator=BlackbodyGenerator())
+        assert np.isfinite(spec.meta["log_lbol"])
+    with pytest.raises(ValueError, match="12.58 Gyr.*got 12.6 Gyr"):
+        ssp_spectrum(12.6 * u.Gyr, Z=0.0152, generator=BlackbodyGenerator())
+    np.testing.assert_allclose(parse_age(["1 Gyr", "500 Myr"]), [9.0, np.log10(5e8)])
+    # on the command line a bare number is neither years nor Gyr: it is refused, naming the option
+    assert main(["ssp", "--age", "1", "--generator", "blackbody"]) == 1
+    assert "--age '1' has no unit" in capsys.readouterr().err
+    assert main(["mags", "--Z", "0.0152", "--ages", "1,2", "--filters", "sdss2010-r"]) == 1
+    assert "--ages '1,2' has no unit" in capsys.readouterr().err
