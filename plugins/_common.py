@@ -24,7 +24,7 @@ import numpy as np
 from astropy import units as u
 
 __all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN", "grid_medium",
-           "template_lsf", "in_medium"]
+           "template_lsf", "in_medium", "output_path"]
 
 # PARSEC v1.2S solar metallicity (Bressan+2012), the project's default isochrones. Hosts that want
 # [M/H] or Z/Z_sun use this unless the grid's metadata or the caller says otherwise.
@@ -228,3 +228,22 @@ def smnet_ssp_grid(ages, Zs, **kwargs):
         raise ImportError("smnet_sps.ssp is not available in this installation; build the SSP arrays "
                           "yourself and pass them to the adapter's from_arrays()") from exc
     return as_ssp_arrays(ssp_grid(ages, Zs, **kwargs))
+
+
+def output_path(path, suffixes, what, overwrite, append=None):
+    """``path`` as a Path, checked before anything is written: its extension is one of ``suffixes`` (a
+    writer that appended its own to ``x.txt``, or wrote HDF5 into it, would hide the file from the host
+    code), and an existing file is replaced only with ``overwrite``. ``append``: the extension a path without
+    one gets (``np.savez``'s convention, which pPXF's users know)."""
+    from pathlib import Path
+
+    from smnet_sps.output_files import suffix_of
+    path = Path(path)
+    if append and not path.suffix:
+        path = path.with_name(path.name + append)
+    if suffix_of(path) not in suffixes:
+        raise ValueError(f"{path}: a {what} must end in {', '.join(suffixes)}; got "
+                         f"{suffix_of(path) or 'no extension'!r}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    return path

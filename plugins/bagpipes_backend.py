@@ -30,7 +30,8 @@ import numpy as np
 
 from smnet_sps.constants import L_SUN
 
-from ._common import SSPArrays, as_ssp_arrays, in_medium, resolve_zsun, smnet_ssp_grid, template_lsf
+from ._common import (SSPArrays, as_ssp_arrays, in_medium, output_path, resolve_zsun, smnet_ssp_grid,
+                      template_lsf)
 
 HOST = "bagpipes"
 HOST_VERSIONS = ">=1.0,<1.4"
@@ -70,9 +71,7 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
 
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
     zsun = resolve_zsun(ssp, zsun)
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path = output_path(path, (".fits",), "bagpipes stellar grid", overwrite)
     zmet = 10.0 ** ssp.ssp_lgmet / zsun
     ages_yr = ssp.age_gyr * 1e9
     wave, flux, fwhm = in_medium(ssp, medium)

@@ -19,7 +19,7 @@ import numpy as np
 
 from smnet_sps.constants import C_ANGSTROM
 
-from ._common import SSPArrays, as_ssp_arrays, in_medium, smnet_ssp_grid, template_lsf
+from ._common import SSPArrays, as_ssp_arrays, output_path, in_medium, smnet_ssp_grid, template_lsf
 
 HOST = "dsps"
 HOST_VERSIONS = ">=0.4,<0.5"
@@ -89,9 +89,7 @@ def write_ssp_templates(path, grid=None, *, medium="vacuum", overwrite=False, **
     from smnet_sps import __version__
 
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path = output_path(path, (".h5", ".hdf5"), "DSPS template file", overwrite)
     lgmet, lgage, wave, flux = _dsps_arrays(ssp, medium)
     fwhm, shape = template_lsf(ssp)
     with h5py.File(path, "w") as hdf:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import SSPArrays, as_ssp_arrays, grid_medium, resolve_zsun, smnet_ssp_grid, template_lsf
+from ._common import (SSPArrays, as_ssp_arrays, grid_medium, output_path, resolve_zsun, smnet_ssp_grid,
+                      template_lsf)
 
 HOST = "ppxf"
 HOST_VERSIONS = ">=9.0,<10"
@@ -83,9 +84,7 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
     zsun = resolve_zsun(ssp, zsun)
     check_medium(medium)
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path = output_path(path, (".npz",), "pPXF sps_lib file", overwrite, append=".npz")
     wave = ssp.ssp_wave
     if lam_range is not None:
         lo, hi = (float(v) for v in lam_range)
@@ -128,8 +127,7 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
                         zsun=zsun, masses_are_formed_mass=masses_are_formed, wavelength_medium=medium,
                         lsf_shape=shape, lsf_position_share=share, outside_fraction=outside,
                         flux_unit="L_sun/Angstrom per M_sun formed", creator="smnet_sps.plugins.ppxf_backend")
-    # np.savez appends .npz when missing
-    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    return path
 
 
 from_arrays = write_sps_lib

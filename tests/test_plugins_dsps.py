@@ -33,6 +33,9 @@ def test_file_round_trip_with_dsps_loader(tmp_path, toy):
     assert np.allclose(back, toy.ssp_flux, rtol=1e-12, atol=0)
     with pytest.raises(FileExistsError):
         db.write_ssp_templates(path, toy)
+    with pytest.raises(ValueError, match=r"must end in \.h5, \.hdf5"):     # HDF5 never hides in d.txt
+        db.write_ssp_templates(tmp_path / "d.txt", toy)
+    assert not (tmp_path / "d.txt").exists()
 
 
 def test_composite_sed_matches_direct_sum(tmp_path, toy):

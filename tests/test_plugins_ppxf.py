@@ -17,6 +17,12 @@ def toy(fixtures_dir):
 def test_file_layout_read_by_sps_lib(tmp_path, toy):
     path = pb.write_sps_lib(tmp_path / "smnet", toy, lam_range=(3000, 9000))
     assert path.name == "smnet.npz"
+    # the file a bare name becomes is the one checked for existence; another extension is refused
+    with pytest.raises(FileExistsError, match="smnet.npz exists"):
+        pb.write_sps_lib(tmp_path / "smnet", toy)
+    with pytest.raises(ValueError, match=r"must end in \.npz; got '\.txt'"):
+        pb.write_sps_lib(tmp_path / "x.txt", toy)
+    assert not (tmp_path / "x.txt").exists() and not (tmp_path / "x.txt.npz").exists()
     a = np.load(path)
     keep = (toy.ssp_wave >= 3000) & (toy.ssp_wave <= 9000)
     assert a["templates"].shape == (keep.sum(), toy.n_age, toy.n_met)
