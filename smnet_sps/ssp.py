@@ -38,6 +38,10 @@ __all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "get_backend", "
 
 OUTSIDE_STATUSES = [STATUS[k] for k in ("blackbody", "extrapolated", "missing")]
 SSP_FLUX_UNIT = SSP_UNIT                           # L_sun / Angstrom, per M_sun formed
+# share of L_bol from stars outside the generator's coverage above which an SSP warns (CoverageWarning):
+# the flag meta["outside_fraction"] is always there, but a spectrum made mostly of extrapolations (PARSEC's
+# Z = 0.06: all of it) should not pass unnoticed
+OUTSIDE_WARN_FRACTION = 0.5
 _PHASES = sorted(PHASE_NAMES)                      # FSPS phase codes, -1 .. 9
 _PHASE_INDEX = {p: i for i, p in enumerate(_PHASES)}
 _BACKENDS = {}
@@ -503,6 +507,8 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         "luminosity_correction": _correction_summary(tab["correction"]),
     }
     meta.update(lsf_meta(backend.wavelength))          # vacuum wavelengths; box LSF FWHM per pixel [A]
+    _warn_outside(meta["outside_fraction"], f"the SSP at {10**log_age / 1e9:.4g} Gyr, Z = {Z:.4g}",
+                  backend.outside)
     if by_phase:
         meta["phase_flux"] = {PHASE_NAMES[p]: res["phase_flux"][i] for i, p in enumerate(_PHASES)
                               if res["phase_lum"][i] > 0}
@@ -653,8 +659,26 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     # medium and LSF (a list, so that the attrs stay JSON/HDF5 friendly)
     attrs.update({k: (v.tolist() if isinstance(v, np.ndarray) else v)
                   for k, v in lsf_meta(backend.wavelength).items()})
+    worst = np.unravel_index(np.argmax(outf), outf.shape) if outf.size else None
+    if worst is not None:
+        where = f"worst: Z = {Zs[worst[0]]:.4g}, {10**log_ages[worst[1]] / 1e9:.4g} Gyr"
+        _warn_outside(float(outf[worst]), f"{int((outf > OUTSIDE_WARN_FRACTION).sum())} SSP(s) of the grid "
+                      f"({where})", backend.outside)
     return SSPGrid(np.log10(Zs), log_ages - 9.0, backend.wavelength.copy(), flux, np.log10(lbol),
                    np.log10(mst + mrem), mst, mrem, miss, attrs, outf)
+
+
+def _warn_outside(fraction, what, rule):
+    """A CoverageWarning when more than OUTSIDE_WARN_FRACTION of L_bol comes from outside the coverage."""
+    if fraction > OUTSIDE_WARN_FRACTION:
+        import warnings
+
+        from .generator import CoverageWarning
+        treated = {"extrapolate": "their spectra are extrapolations", "blackbody": "they are blackbodies",
+                   "exclude": "their light is missing"}.get(rule, f"outside={rule!r}")
+        warnings.warn(f"{fraction:.0%} of L_bol of {what} comes from stars outside the generator's coverage: "
+                      f"{treated} (outside={rule!r}; meta['outside_fraction'] or SSPGrid.outside_fraction "
+                      "give the share per SSP)", CoverageWarning, stacklevel=3)
 
 
 _GRID_FORMATS = (".h5", ".hdf5", ".npz")

@@ -207,3 +207,16 @@ def test_age_limits_as_printed_are_accepted_and_cli_ages_need_a_unit(capsys):
     assert "--age '1' has no unit" in capsys.readouterr().err
     assert main(["mags", "--Z", "0.0152", "--ages", "1,2", "--filters", "sdss2010-r"]) == 1
     assert "--ages '1,2' has no unit" in capsys.readouterr().err
+
+
+def test_an_ssp_made_mostly_of_extrapolations_warns():
+    import warnings
+
+    from smnet_sps.generator import CoverageWarning
+    # PARSEC's Z = 0.06 ([M/H] ~ +0.6) lies beyond every library's metallicity: all of L_bol is extrapolated
+    with pytest.warns(CoverageWarning, match=r"100% of L_bol of the SSP at 1 Gyr, Z = 0.06"):
+        spec = ssp_spectrum(1 * u.Gyr, Z=0.06)
+    assert spec.meta["outside_fraction"] > 0.99
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CoverageWarning)        # 22 % at Z = 0.03: flagged in meta, no warning
+        assert 0.1 < ssp_spectrum(1 * u.Gyr, Z=0.03).meta["outside_fraction"] < 0.5
