@@ -108,7 +108,11 @@ def load_empirical(directory):
         path = files[0]
     if not path.is_file():
         raise FileNotFoundError(f"empirical set not found: {directory}")
-    with np.load(path) as z:
+    import zipfile
+    if path.suffix.lower() != ".npz" or not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: an empirical set is a .npz in the MILES calibration layout (or a "
+                         "directory holding one); see shared/data/empirical/miles_calibration/README.md")
+    with np.load(path, allow_pickle=False) as z:
         need = ("miles_id", "teff", "logg", "feh", "wave", "flux")
         missing = [k for k in need if k not in z.files]
         if missing:

@@ -146,6 +146,10 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
         raise ValueError(f"fewer than {_MIN_PIXELS} usable pixels (unmasked, ivar > 0): {good.sum()}")
     if np.all(flux[good] == 0):
         raise ValueError("flux is zero at every usable pixel")
+    if np.median(flux[good]) <= 0:
+        # the continuum polynomial would absorb the sign and fit a mirrored spectrum without a word
+        raise ValueError("flux is negative at most usable pixels (median <= 0); give F_lambda, not a "
+                         "sky- or continuum-subtracted spectrum")
     flux = np.where(good, flux, 0.0)
     ivar = np.where(good, ivar, 0.0)
     return wave, flux, ivar, good
@@ -671,6 +675,12 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
     return res
 
 
+def _check_n_starts(n_starts):
+    if isinstance(n_starts, (bool, np.bool_)) or not isinstance(n_starts, (int, np.integer)) or n_starts < 1:
+        raise ValueError(f"n_starts must be an integer >= 1 (distinct starting points); got {n_starts!r}")
+    return int(n_starts)
+
+
 def _distinct_best(chi2, coords, n, min_sep):
     """Indices of the n lowest chi2 whose coords differ from every chosen one by > min_sep in some axis."""
     order = np.argsort(chi2)
@@ -877,7 +887,7 @@ def fit_star(
             )
             chi2 = _profile(m, op)[0].numpy()
         coords = np.stack([np.log10(nodes_in[:, 0]) / 0.035, nodes_in[:, 1], nodes_in[:, 2] / 0.5], 1)
-        pick = _distinct_best(chi2, coords, n_starts, 1.01)
+        pick = _distinct_best(chi2, coords, _check_n_starts(n_starts), 1.01)
         starts3 = nodes_in[pick]
     else:
         starts3 = nodes_in
@@ -1039,7 +1049,7 @@ def fit_ssp(
     da = np.median(np.diff(interp.log_age))
     dz = np.median(np.diff(interp.logz))
     coords = np.stack([nodes[:, 0] / da, nodes[:, 1] / dz, nodes[:, 3] / 0.5], 1)
-    starts = nodes[_distinct_best(chi2, coords, n_starts, 1.01)]
+    starts = nodes[_distinct_best(chi2, coords, _check_n_starts(n_starts), 1.01)]
     prob = _Problem(op, SSP_PARAMETERS, lo, hi, np.array([0.02, 0.05, 20.0, 0.05, 10.0]), spectrum)
     theta, chi2b, _, _ = _optimise(prob, starts)
     return _finish(

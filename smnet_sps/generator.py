@@ -231,9 +231,10 @@ class Generator(ABC):
         compute :meth:`_surface_flux_batch` on the host. ``library`` has been checked by the caller.
         """
         flux = self._surface_flux_batch(teff, logg, logz, dtype=dtype)
-        if as_tensor:
+        if as_tensor:       # float32, as the neural generators' tensors (surface_flux's documented dtype)
             import torch
-            return torch.as_tensor(flux)
+            t = torch.as_tensor(flux)
+            return t.float() if t.dtype == torch.float64 else t
         return flux
 
     # ---- public API -----------------------------------------------------------------------------

@@ -85,6 +85,9 @@ def resolve_device(device="auto"):
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but Apple's MPS is not available here; use 'auto' or "
+                         "'cpu'")
     return dev
 
 
@@ -99,7 +102,11 @@ def _resolve_dtype(dtype):
         if dtype not in _DTYPES.values():
             raise ValueError(f"unsupported dtype {dtype}; allowed: {sorted(_DTYPES)}")
         return dtype
-    name = str(dtype).replace("torch.", "")
+    try:        # numpy dtypes and types (np.float32) by name; bfloat16 has no numpy equivalent
+        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    except TypeError:
+        name = str(dtype)
+    name = name.replace("torch.", "")
     if name in _DTYPES:
         return _DTYPES[name]
     raise ValueError(f"unsupported dtype {dtype!r}; allowed: {sorted(_DTYPES)}")

@@ -160,7 +160,9 @@ def _nearest(stars, pool):
 # --------------------------------------------------------------------------------------------- CLI
 def add_cli(sub):
     p = sub.add_parser("validate", help="score generators against observed stars; rank the default mixture",
-                       description=__doc__.split("\n\n")[0])
+                       description="Score a generator against observed stars with the MILES calibration "
+                                   "set's procedure (per Teff / log g class, per star, worst residuals), "
+                                   "and rank the libraries per region for the default mixture.")
     p.add_argument("--empirical", required=True, help="directory (or .npz) of observed stars, MILES layout")
     p.add_argument("--generator", default=None,
                    help="model directory or 'blackbody' (default: the shipped model)")
@@ -174,14 +176,14 @@ def add_cli(sub):
     p.add_argument("--imitations", action="store_true", help="also score every library imitation")
     p.add_argument("--kfold", type=int, default=0, metavar="K",
                    help="held-out test of the default mixture: rank on K-1 folds, score the K-th")
-    p.add_argument("--seed", type=int, default=0, help="seed of the k-fold split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the k-fold split (default 0)")
     p.add_argument("--rank-libraries", action="store_true",
                    help="rank the libraries per region on the stars (tuning stars: --ids) and print the "
                         "ranking")
     p.add_argument("--write-mixture", default=None, metavar="MODEL_DIR",
                    help=f"with --rank-libraries: write the ranking as MODEL_DIR/{MIXTURE_FILE}")
-    p.add_argument("--worst", type=int, default=8, help="stars in the worst-residual plot")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--worst", type=int, default=8, help="stars in the worst-residual plot (default 8)")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
     p.set_defaults(func=_cli)
 
 

@@ -29,6 +29,14 @@ def test_load_converts_air_to_vacuum_and_gaps(stars):
     assert len(stars) == 20 and set(teff_class(stars.teff)) == {0, 1, 2, 3, 4}
 
 
+def test_load_refuses_what_is_not_an_empirical_set(tmp_path):
+    (tmp_path / "star.fits").write_bytes(b"SIMPLE  =                    T")
+    (tmp_path / "h5.npz").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))       # an HDF5 file renamed
+    for name in ("star.fits", "h5.npz"):
+        with pytest.raises(ValueError, match="MILES calibration layout"):
+            load_empirical(tmp_path / name)
+
+
 def test_star_against_itself_scores_zero(stars):
     s = score_spectra("self", stars.wavelength, stars.flux, stars)
     assert np.all(s.score < 1e-6)

@@ -371,3 +371,11 @@ def test_fit_star_takes_a_generator_by_name():
     assert resolve_generator("semi-empirical") is resolve_generator("semi-empirical")      # loaded once
     with pytest.raises((ValueError, FileNotFoundError)):
         fit_star(wave, flux, ivar, generator="no-such-model")
+
+
+def test_fit_star_refuses_a_mirrored_spectrum_and_no_starts(gen):
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5800.0, 4.4, 0.0, 0.0, snr=80, generator=gen, seed=2)
+    with pytest.raises(ValueError, match="negative at most usable pixels"):
+        fit_star(w, -f, iv, generator=gen)
+    with pytest.raises(ValueError, match="n_starts must be an integer >= 1"):
+        fit_star(w, f, iv, generator=gen, n_starts=0)

@@ -445,3 +445,17 @@ def test_a_rebuilt_grid_with_the_same_nodes_keeps_the_split(tiny_model, tmp_path
     assert "skipped" in grid_split_note(None, "other.h5")
     assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "other.h5"),
                  "--out", str(tmp_path / "r2.json"), "--device", "cpu", "--no-seams"]) == 1
+
+
+def test_dtype_and_device_arguments_say_what_is_allowed(tiny_model):
+    from smnet_sps.neural import _resolve_dtype, resolve_device
+    assert _resolve_dtype(np.float32) is torch.float32
+    assert _resolve_dtype(np.dtype("float64")) is torch.float64
+    with pytest.raises(ValueError, match="allowed: .*float32"):
+        _resolve_dtype(np.int32)
+    if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        with pytest.raises(ValueError, match="MPS is not available"):
+            resolve_device("mps")
+    gen = load_generator(tiny_model, device="cpu")
+    f32, _ = gen.surface_flux(6000.0, 4.0, 0.0, dtype=np.float32)
+    np.testing.assert_array_equal(f32, gen.surface_flux(6000.0, 4.0, 0.0, dtype="float32")[0])
