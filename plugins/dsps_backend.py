@@ -39,6 +39,13 @@ def llambda_to_lnu(wave_aa, l_lambda):
 
 
 def _dsps_arrays(ssp: SSPArrays, medium="vacuum"):
+    if ssp.n_age < 3 or ssp.n_met < 3:
+        import warnings
+        # measured with dsps 0.4.8: calc_rest_sed_sfh_table_met_table / _lognormal_mdf raise an IndexError
+        # inside JAX for 1 or 2 ages or metallicities (their bin widths need 3 grid points)
+        warnings.warn(f"this grid has {ssp.n_age} age(s) x {ssp.n_met} metallicity(ies); DSPS's "
+                      "SED-from-SFH functions need at least 3 of each (with fewer they fail inside JAX with "
+                      "an IndexError)", UserWarning, stacklevel=3)
     wave, flux, _ = in_medium(ssp, medium)
     return (ssp.ssp_lgmet.copy(), ssp.ssp_lg_age_gyr.copy(), wave, llambda_to_lnu(wave, flux))
 

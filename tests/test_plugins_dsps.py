@@ -75,3 +75,11 @@ def test_bad_input_is_rejected(toy):
         db.to_ssp_data({"ssp_lgmet": toy.ssp_lgmet})
     with pytest.raises(FileNotFoundError):
         db.load_ssp_templates("/nonexistent/ssp.h5")
+
+
+def test_a_grid_dsps_cannot_integrate_is_flagged(tmp_path, toy):
+    # DSPS's SED-from-SFH functions fail inside JAX (IndexError) with fewer than 3 metallicities or ages
+    with pytest.warns(UserWarning, match="need at least 3 of each"):
+        db.write_ssp_templates(tmp_path / "two.h5", ssp_lgmet=toy.ssp_lgmet[:2],
+                               ssp_lg_age_gyr=toy.ssp_lg_age_gyr, ssp_wave=toy.ssp_wave,
+                               ssp_flux=toy.ssp_flux[:2])
