@@ -783,15 +783,34 @@ def _cli_mags(args):
     table["age"].info.format = ".4g"
     table.pprint(max_lines=-1, max_width=-1)
     if "out" in outputs:
+        fmt = TABLE_FORMATS[suffix_of(outputs["out"])]
         with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
-                table.write(tmp, format=TABLE_FORMATS[suffix_of(outputs["out"])])
+                (_fits_ready(table) if fmt == "fits" else table).write(tmp, format=fmt)
         print(f"wrote {args.out}")
     if "plot" in outputs:
         save_figure(plot_colour_evolution(table), outputs["plot"], overwrite=args.overwrite)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _fits_ready(table):
+    """A copy FITS can hold without loss: logarithmic units (dex(yr), mag(AB)) become plain numbers with
+    the unit in TUNIT as text, and dict metadata JSON text (FITS has neither)."""
+    import json
+
+    out = table.copy()
+    for name in out.colnames:
+        unit = out[name].unit
+        if isinstance(unit, u.FunctionUnitBase):
+            out[name] = Column(np.asarray(getattr(out[name], "value", out[name]), float), name=name,
+                               unit=None, description=(out[name].description or "") + f" [{unit}]")
+            out.meta[f"TUNIT_{name}"[:68]] = str(unit)
+    for key, value in list(out.meta.items()):
+        if isinstance(value, (dict, list, tuple)):
+            out.meta[key] = json.dumps(value, default=str)
+    return out
 
 
 def add_cli(subparsers):

@@ -614,8 +614,9 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
 
     Parameters
     ----------
-    ages : Quantity array, array of years, or None (all tabulated ages of the family)
-    Zs : array of metal mass fractions, or None (all tabulated Z of the family)
+    ages : Quantity array, array of years, or None (all tabulated ages of the family); sorted, repeats
+        dropped (the layout's axes increase)
+    Zs : array of metal mass fractions, or None (all tabulated Z of the family); sorted, repeats dropped
     imf, isochrones, generator, special_phases, outside : as :func:`ssp_spectrum`
     progress : bool, tqdm progress bar over the generator batches
 
@@ -626,8 +627,9 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     ``seconds`` and ``timing`` (generator, coverage, dedup, accumulation seconds).
     """
     iso = load_isochrones(isochrones)
-    log_ages = _age_array(ages, iso)
-    Zs = _z_array(Zs, iso)
+    # the DSPS layout (and every host code's) wants increasing, distinct axes: sorted, repeats dropped
+    log_ages = np.unique(_age_array(ages, iso))
+    Zs = np.unique(_z_array(Zs, iso))
     imf_obj = get_imf(imf)
     backend = get_backend(generator, special_phases, outside, device)
     plans = [_plan(iso, la, z) for z in Zs for la in log_ages]

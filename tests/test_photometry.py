@@ -284,6 +284,16 @@ def test_cli_mags_end_to_end(tmp_path, capsys):
     assert "M_sdss2010-r" in capsys.readouterr().out
     assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-G", "--model", "blackbody"]) == 1
     assert "sdss2010-g" in capsys.readouterr().err
+    # FITS keeps what it cannot hold natively: log units as text, dict metadata as JSON
+    import json
+    fits_out = tmp_path / "m.fits"
+    assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g,sdss2010-r", "--ages", "0.1-10Gyr",
+                 "--n-ages", "3", "--model", "blackbody", "--out", str(fits_out)]) == 0
+    f = Table.read(fits_out)
+    np.testing.assert_allclose(f["log_age"], np.asarray(t["log_age"].value if hasattr(t["log_age"], "value")
+                                                         else t["log_age"], float), rtol=1e-12)
+    assert f.meta["TUNIT_log_age"] == "dex(yr)"
+    assert set(json.loads(f.meta["M_SUN"])) == {"sdss2010-g", "sdss2010-r"}
 
 
 def test_duplicate_filter_keeps_every_column():

@@ -220,3 +220,12 @@ def test_an_ssp_made_mostly_of_extrapolations_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error", CoverageWarning)        # 22 % at Z = 0.03: flagged in meta, no warning
         assert 0.1 < ssp_spectrum(1 * u.Gyr, Z=0.03).meta["outside_fraction"] < 0.5
+
+
+def test_ssp_grid_axes_increase_whatever_the_order_given():
+    from smnet_sps.generator import BlackbodyGenerator
+    g = ssp_grid([1e10, 1e9, 1e9], [0.0152, 0.002, 0.0152], generator=BlackbodyGenerator(), progress=False)
+    np.testing.assert_allclose(g.ssp_lg_age_gyr, [0.0, 1.0])
+    np.testing.assert_allclose(10 ** g.ssp_lgmet, [0.002, 0.0152])
+    ref = ssp_grid([1e9, 1e10], [0.002, 0.0152], generator=BlackbodyGenerator(), progress=False)
+    np.testing.assert_array_equal(g.ssp_flux, ref.ssp_flux)
