@@ -123,6 +123,9 @@ def _logz_value(logz):
 def validate_parameters(teff, logg, logz):
     """Broadcast (Teff, log g, [M/H]) to 1-d float64 arrays inside the physical domain.
 
+    Inputs of any shape are broadcast together and flattened in C order: a (2, 3) Teff gives 6 points, whose
+    spectra come back as (6, n_wave) rows (``reshape(2, 3, -1)`` restores the layout).
+
     Parameters
     ----------
     teff : number, array or Quantity [K] (temperature equivalencies apply)
@@ -307,7 +310,7 @@ class Generator(ABC):
 
         Parameters
         ----------
-        teff : array-like or Quantity [K]
+        teff : array-like or Quantity [K] (any shape; broadcast with logg, logz and flattened to n points)
         logg : array-like, log10 surface gravity [cm s^-2] (or a dex / acceleration Quantity)
         logz : array-like, [M/H] [dex relative to solar]
         batch_size : int, points per forward pass
