@@ -341,6 +341,14 @@ def _open_ssp_store(path, desc, digest, gen_name, wave):
         "done": "1 where block (Z index, age block of age_chunk ages) is complete; written after its data",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
+    # what ssp_grid's attrs carry besides: the family's solar Z (a Padova grid read without it was taken
+    # as Zsun = 0.0152, 0.1 dex off in [M/H]), its citation, and the grid's medium and LSF
+    from .isochrones import load_isochrones
+    from .lsf import lsf_meta
+    iso = load_isochrones(desc["isochrones"])
+    group.attrs.update({"zsun": float(iso.zsun), "citation": iso.citation,
+                        **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                           for k, v in lsf_meta(np.asarray(wave, float)).items()}})
     return group
 
 
@@ -795,7 +803,9 @@ def add_cluster_args(parser):
                         help="run on the Dask cluster at this address, e.g. tcp://host:8786 (pip install "
                              "'smnet-sps[dask]')")
     parser.add_argument("--workers", type=int, default=None,
-                        help="run on a local Dask cluster of N worker processes (1 thread each)")
+                        help="run on a local Dask cluster of N worker processes (1 thread each). With "
+                             "--scheduler or --workers the finished blocks are kept in a Zarr store beside "
+                             "the output (OUT.store/): the same command resumes from it; delete it when done")
 
 
 def wants_cluster(args):

@@ -119,6 +119,10 @@ def test_ssp_grids_equal_single_process(client, tmp_path, default_generator):
         a = got.attrs
         assert a["flux_unit"] == "L_sun / Angstrom per M_sun formed" and a["wavelength_medium"] == "vacuum"
         assert (a["isochrones"], a["imf"], a["generator"]) == (iso, imf, default_generator.name)
+        # the keys a reader needs are those of ssp_grid's attrs (Zsun: a Padova grid read without it was
+        # converted to [M/H] with PARSEC's 0.0152)
+        for key in ("zsun", "citation", "lsf_fwhm", "lsf_shape", "wavelength_medium"):
+            assert a[key] == ref.attrs[key], key
 
 
 def test_star_magnitudes_equal_single_process(client, tmp_path, stars, default_generator):
