@@ -63,10 +63,11 @@ def band_mean(wave, flux, lo, hi):
 def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     """Lick index ``name`` [A] of spectra ``flux`` (..., n_wave) F_lambda on ``wave`` [A, increasing].
 
-    ``medium``: medium of ``wave`` ("vacuum" for smnet-sps spectra, "air" for e.g. MILES).
+    ``medium``: medium of ``wave`` ("vacuum" for smnet-sps spectra, "air" for e.g. MILES). ``wave`` may be a
+    Quantity in any spectral unit (converted to Angstrom; a plain array is taken as Angstrom).
     """
-    wave = np.asarray(wave, float)
-    flux = np.asarray(flux, float)
+    wave = _angstrom(wave)
+    flux = np.asarray(getattr(flux, "value", flux), float)
     if wave.ndim != 1 or flux.shape[-1] != wave.size:
         raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
                          f"{flux.shape}")
@@ -76,6 +77,11 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     if wave[0] > blue[0] or wave[-1] < red[1]:
         raise ValueError(f"index {name} needs {blue[0]:.1f}-{red[1]:.1f} A; the spectrum covers "
                          f"{wave[0]:.1f}-{wave[-1]:.1f} A")
+    if not np.any((wave > band[0]) & (wave < band[1])):
+        import warnings
+        warnings.warn(f"index {name}: no pixel lies inside its central band {band[0]:.1f}-{band[1]:.1f} A "
+                      "(pixels coarser than the band); the value only interpolates the neighbouring pixels",
+                      UserWarning, stacklevel=2)
     f = flux.reshape(-1, wave.size)
     fb, fr = band_mean(wave, f, *blue), band_mean(wave, f, *red)
     lb, lr = 0.5 * (blue[0] + blue[1]), 0.5 * (red[0] + red[1])
@@ -88,5 +94,18 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
 
 
 def measure_indices(wave, flux, names=None, medium="vacuum"):
-    """{name: index [A]} for ``names`` (default: all of :data:`LICK_INDICES`)."""
+    """{name: index [A]} for ``names`` (one name or a list; default: all of :data:`LICK_INDICES`)."""
+    if isinstance(names, str):
+        names = [names]
     return {n: measure_index(wave, flux, n, medium) for n in (names or LICK_INDICES)}
+
+
+def _angstrom(wave):
+    """Wavelengths as a float array [A]: a Quantity in any spectral unit is converted, an array taken as A."""
+    import astropy.units as u
+    if isinstance(wave, u.Quantity):
+        try:
+            return np.asarray(wave.to_value(u.AA, equivalencies=u.spectral()), float)
+        except u.UnitConversionError:
+            raise ValueError(f"wave must be a wavelength (e.g. Angstrom, nm); got unit {wave.unit}") from None
+    return np.asarray(wave, float)

@@ -44,3 +44,20 @@ def test_vectorised_and_errors():
         measure_index(wave, flux, "Hgamma")
     with pytest.raises(ValueError, match="needs"):
         measure_index(wave[wave < 5200], flux[:, wave < 5200], "Fe5335")
+
+
+def test_wavelength_units_and_a_single_name():
+    import astropy.units as u
+    wave = np.linspace(4000.0, 6500.0, 2000)
+    flux = np.ones_like(wave)
+    lo, hi = index_bands("Mgb", "vacuum")[1]
+    flux[(wave > lo) & (wave < hi)] = 0.5
+    ref = measure_index(wave, flux, "Mgb")
+    # a Quantity in nm is converted (it was read as Angstrom: a silent -0.08 instead of ~2)
+    assert measure_index((wave * u.AA).to(u.nm), flux, "Mgb") == pytest.approx(ref, rel=1e-12)
+    with pytest.raises(ValueError, match="must be a wavelength"):
+        measure_index(wave * u.s, flux, "Mgb")
+    assert list(measure_indices(wave, flux, "Mgb")) == ["Mgb"]          # a name, not its letters
+    with pytest.warns(UserWarning, match="no pixel lies inside its central band"):
+        coarse = np.arange(4000.0, 6500.0, 100.0)
+        measure_index(coarse, np.ones_like(coarse), "Mgb")
