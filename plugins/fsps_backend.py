@@ -26,6 +26,7 @@ write or read these files (it needs a Fortran compiler and a full $SPS_HOME to *
 from __future__ import annotations
 
 import json
+import warnings
 import re
 from pathlib import Path
 
@@ -49,6 +50,10 @@ C3K_LOGG = np.arange(-1.0, 5.51, 0.5)
 C3K_LR_LOGZSOL = np.arange(-2.0, 0.51, 0.25)
 C3K_ZSUN = 0.0134        # zsol_spec FSPS assigns to the C3K libraries (sps_setup.f90)
 
+
+
+# how far FSPS's F6.4 Z rounding may move a library metallicity in [M/H] and still count as the node [dex]
+_ROUNDING_DEX = 0.002
 
 def flambda_to_hnu(wave_aa, f_lambda):
     """Surface F_lambda [erg/s/cm2/A] -> Eddington flux H_nu = F_nu / (4 pi) [erg/s/cm2/Hz]."""
@@ -158,9 +163,18 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(iterator, desc="FSPS library", unit="Z")
+    box_mh = getattr(getattr(generator, "box", None), "logz", (-np.inf, np.inf))
     for mh, tag in iterator:
+        # F6.4 rounding can push an edge node just past the box (logzsol +0.5 -> Z 0.0424 -> +0.50026):
+        # computed on the edge (< 0.002 dex away) instead of written as zeros
+        mh = float(np.clip(mh, box_mh[0], box_mh[1])) if min(abs(mh - box_mh[0]), abs(mh - box_mh[1])) \
+            < _ROUNDING_DEX else mh
         inside = generator.in_coverage(teff, grav, np.full(teff.size, mh))
         block = np.zeros((teff.size, wave.size), np.float32)
+        if inside.mean() < 0.5:
+            warnings.warn(f"Z = {tag} ([M/H] {mh:+.3f}): {int((~inside).sum())} of {inside.size} nodes lie "
+                          "outside the generator's coverage and are written as zeros (FSPS reads them as no "
+                          "light)", UserWarning, stacklevel=2)
         if inside.any():
             flux, _ = generator.surface_flux(teff[inside], grav[inside], np.full(int(inside.sum()), mh),
                                              batch_size=batch_size)
@@ -190,7 +204,7 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
             "wavelength": wave}
 
 
-def read_spectra_bin(path, n_wave, n_logt, n_logg):
+def read_spectra_bin(path, *, n_wave, n_logt, n_logg):
     """Read one ``.spectra.bin`` as an array (n_logg, n_logt, n_wave) of H_nu [erg/s/cm2/Hz].
 
     Raises ``ValueError`` when the file size does not match the given dimensions (wrong grid or file).

@@ -981,9 +981,10 @@ def fit_ssp(
     ----------
     wave, flux, ivar, resolution_fwhm, mask, degree, rv_guess, max_rv, n_starts, uncertainty, scale_errors :
         as :func:`fit_star`
-    templates : :class:`smnet_sps.ssp.SSPGrid` (from :func:`smnet_sps.ssp.ssp_grid`) or an
-        :class:`smnet_sps.ssp_torch.SSPInterpolator`; required (computing a grid takes ~1 min)
-    max_sigma : float [km/s], largest velocity dispersion; max_av : largest A_V [mag]
+    templates : :class:`smnet_sps.ssp.SSPGrid` (from :func:`smnet_sps.ssp.ssp_grid`), the path of a file
+        :func:`smnet_sps.ssp.save_ssp_grid` wrote, or an :class:`smnet_sps.ssp_torch.SSPInterpolator`;
+        required (computing a grid takes ~1 min)
+    max_sigma : float [km/s], largest velocity dispersion; max_av : largest A_V [mag] (both > 0)
     bounds : dict name -> (lo, hi) for ``log_age`` (log10 yr), ``logz``, ``sigma``, ``av``, ``rv``
 
     Returns
@@ -1002,6 +1003,12 @@ def fit_ssp(
     t0 = time.perf_counter()
     if templates is None:
         raise ValueError("fit_ssp needs templates=: an SSPGrid from smnet_sps.ssp.ssp_grid(ages, Zs)")
+    for name, value in (("max_sigma", max_sigma), ("max_av", max_av), ("max_rv", max_rv)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive, finite limit; got {value!r}")
+    if isinstance(templates, (str, os.PathLike)):         # a file from smnet-sps ssp-grid / save_ssp_grid
+        from .ssp import load_ssp_grid
+        templates = load_ssp_grid(templates)
     interp = templates if isinstance(templates, SSPInterpolator) else SSPInterpolator(templates)
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     op = SpectralOperator(

@@ -379,3 +379,20 @@ def test_fit_star_refuses_a_mirrored_spectrum_and_no_starts(gen):
         fit_star(w, -f, iv, generator=gen)
     with pytest.raises(ValueError, match="n_starts must be an integer >= 1"):
         fit_star(w, f, iv, generator=gen, n_starts=0)
+
+
+def test_fit_ssp_limits_must_be_positive_and_templates_may_be_a_file(tmp_path, rng):
+    from smnet_sps.ssp import save_ssp_grid
+    grid = _toy_ssp_grid(rng)
+    wave = np.linspace(4000.0, 8000.0, 400)
+    flux = np.ones_like(wave)
+    for kw in (dict(max_sigma=-5.0), dict(max_sigma=0.0), dict(max_av=-1.0), dict(max_rv=np.nan)):
+        with pytest.raises(ValueError, match="must be a positive, finite limit"):
+            fit_ssp(wave, flux, templates=grid, **kw)
+    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
+    path = save_ssp_grid(grid, tmp_path / "g.npz")
+    slope = np.linspace(1.0, 0.7, wave.size)
+    from_file = fit_ssp(wave, slope, templates=str(path), n_starts=1)
+    in_memory = fit_ssp(wave, slope, templates=grid, n_starts=1)
+    assert from_file.log_age == pytest.approx(in_memory.log_age, abs=1e-9)
+    assert from_file.chi2 == pytest.approx(in_memory.chi2, rel=1e-9)

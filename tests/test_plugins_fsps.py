@@ -70,7 +70,8 @@ def test_binary_layout_against_generator(written):
     # the highest Z (log 0.0424/0.0134 = +0.50) lies outside the generator's [M/H] <= 0.3: all zeros
     assert not np.fromfile(d / "c3k_lr_z0.0424.spectra.bin", dtype="<f4").any()
     assert res["n_uncovered"] == 3 * 80 * 14 - 2 * expected.sum()
-    assert np.array_equal(fb.read_spectra_bin(d / "c3k_lr_z0.0134.spectra.bin", n_wave, logt.size, logg.size),
+    assert np.array_equal(fb.read_spectra_bin(d / "c3k_lr_z0.0134.spectra.bin", n_wave=n_wave,
+                                              n_logt=logt.size, n_logg=logg.size),
                           np.transpose(speclib, (2, 1, 0)))
 
 
@@ -79,7 +80,8 @@ def test_resampled_wavelength_and_errors(tmp_path):
     wave = np.geomspace(1000, 20000, 500)
     res = fb.write_fsps_library(tmp_path, gen, logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2],
                                 wavelength=wave, spec_type="c3k_smnet")
-    spec = fb.read_spectra_bin(tmp_path / "SPECTRA/C3K/c3k_smnet_z0.0134.spectra.bin", 500, 2, 2)
+    spec = fb.read_spectra_bin(tmp_path / "SPECTRA/C3K/c3k_smnet_z0.0134.spectra.bin", n_wave=500, n_logt=2,
+                              n_logg=2)
     f = fb.hnu_to_flambda(wave, spec[0, 1])
     exact = gen.surface_flux(10 ** 3.8, 4.0, 0.0)[0][0]
     assert np.allclose(f, np.interp(wave, gen.wavelength, exact), rtol=1e-5)
@@ -94,5 +96,18 @@ def test_resampled_wavelength_and_errors(tmp_path):
     with pytest.raises(ValueError, match="collide"):
         fb.write_fsps_library(tmp_path, gen, logzsol=[0.0, 0.001])
     with pytest.raises(ValueError, match="bytes"):
-        fb.read_spectra_bin(tmp_path / "SPECTRA/C3K/c3k_smnet_z0.0134.spectra.bin", 501, 2, 2)
+        fb.read_spectra_bin(tmp_path / "SPECTRA/C3K/c3k_smnet_z0.0134.spectra.bin", n_wave=501, n_logt=2,
+                                n_logg=2)
     assert np.allclose(fb.read_fsps_nodes(tmp_path)[0], [3.7, 3.8])
+
+
+def test_edge_metallicity_survives_the_file_name_rounding(tmp_path, default_generator):
+    # logzsol +0.5 is the shipped model's edge; FSPS's F6.4 name rounds Z to 0.0424, i.e. [M/H] +0.50026:
+    # computed on the edge, not written as zeros (it was, silently)
+    res = fb.write_fsps_library(tmp_path / "a", default_generator, logzsol=[0.0, 0.5])
+    top = np.fromfile(res["directory"] / "c3k_lr_z0.0424.spectra.bin", dtype="<f4")
+    assert top.any() and np.count_nonzero(top) > 0.3 * top.size
+    # a metallicity beyond the coverage is written as zeros, with a warning that says so
+    with pytest.warns(UserWarning, match="outside the generator's coverage and are written as zeros"):
+        fb.write_fsps_library(tmp_path / "b", default_generator, logzsol=[0.0, 1.0])
+
