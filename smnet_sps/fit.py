@@ -126,7 +126,12 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
             raise ValueError("mask must be a boolean array (True = bad pixel)")
         bad |= mask
     if ivar is None:
-        ivar = np.ones_like(flux)
+        # uniform weights in units of the spectrum's typical flux: the fit and its chi^2 then do not depend
+        # on the flux unit (ones in raw units left a spectrum stored as ~1e-5 L_sun/A with chi^2 ~ 1e-9, and
+        # the optimiser stopped at its start); errors come from the residuals' scatter (chi^2_red scaling)
+        finite = np.isfinite(flux) & ~bad
+        typical = float(np.median(np.abs(flux[finite]))) if finite.any() else 1.0
+        ivar = np.full_like(flux, 1.0 / typical**2 if typical > 0 else 1.0)
     else:
         ivar = _as_values(ivar, "ivar")
         if ivar.shape != wave.shape:

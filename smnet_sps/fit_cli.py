@@ -150,8 +150,8 @@ def _cmd_fit(args):
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior, **common)
     print(res)
     if ivar is None:
-        print("  (no ivar or err column: chi2 is in the flux units squared; the errors come from the scatter "
-              "of the residuals)")
+        print("  (no ivar or err column: uniform weights, so chi2 sums the squared residuals relative to the "
+              "median flux; the errors come from their scatter)")
     if "out" in outputs:
         with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
             Path(tmp).write_text(json.dumps(res.as_dict(), indent=1))

@@ -396,3 +396,19 @@ def test_fit_ssp_limits_must_be_positive_and_templates_may_be_a_file(tmp_path, r
     in_memory = fit_ssp(wave, slope, templates=grid, n_starts=1)
     assert from_file.log_age == pytest.approx(in_memory.log_age, abs=1e-9)
     assert from_file.chi2 == pytest.approx(in_memory.chi2, rel=1e-9)
+
+
+def test_fit_without_ivar_does_not_depend_on_the_flux_unit(rng):
+    grid = _toy_ssp_grid(rng)
+    interp = SSPInterpolator(grid)
+    wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
+    one = np.ones(wave.size)
+    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000,
+                          max_sigma=1000)
+    with torch.no_grad():
+        m = _ssp_model_fn(interp, op)(torch.tensor([[9.2, -0.7, 100.0, 0.2, 0.0]], dtype=torch.float64))[0]
+    m = m.numpy() * (1 + 0.003 * rng.standard_normal(wave.size))
+    # with unit weights in raw units a spectrum stored as ~1e-5 gave chi^2 ~ 1e-10 and stayed at its start
+    small, large = (fit_ssp(wave, m * s, templates=grid, n_starts=1) for s in (1e-5, 1e5))
+    assert small.log_age == pytest.approx(large.log_age, abs=1e-6)
+    assert small.log_age == pytest.approx(9.2, abs=0.05) and small.chi2 == pytest.approx(large.chi2, rel=1e-6)
