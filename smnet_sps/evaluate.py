@@ -449,7 +449,10 @@ def _cli(args):
                          "would not apply")
     table = accuracy_table(gen, grid, progress=True)
     print(format_accuracy_table(table))
-    report = {"model": str(gen.directory), "grid": str(args.grid), "accuracy": table}
+    report = {"model": str(gen.directory), "grid": str(args.grid),
+              "units": "accuracy figures are fractions (|dF/F|: 0.01 = 1 %, as the table prints in %); "
+                       "MSE in log1p01 space; seam jumps in ln F",
+              "accuracy": table}
     if not args.no_seams:
         report["seams"] = seam_report(gen, grid)
         for r in report["seams"]:
