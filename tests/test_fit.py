@@ -248,6 +248,18 @@ def test_cli_fit_writes_json_and_plot(gen, tmp_path):
     assert main(["fit", str(tmp_path / "missing.txt")]) == 1
 
 
+def _toy_galaxy(grid, theta=(9.2, -0.7, 100.0, 0.2, 0.0)):
+    """(wave, flux) of the fit's own SSP model at theta = (log age, [M/H], sigma, A_V, rv), 4000-8000 A."""
+    interp = SSPInterpolator(grid)
+    wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
+    one = np.ones(wave.size)
+    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000,
+                          max_sigma=1000)
+    with torch.no_grad():
+        m = _ssp_model_fn(interp, op)(torch.tensor([list(theta)], dtype=torch.float64))[0]
+    return wave, m.numpy()
+
+
 def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
     from smnet_sps.cli import main
     from smnet_sps.ssp import save_ssp_grid
@@ -255,15 +267,9 @@ def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
     grid = _toy_ssp_grid(rng)
     grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
     path = save_ssp_grid(grid, tmp_path / "grid.npz")
-    interp = SSPInterpolator(grid)
-    wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
-    one = np.ones(wave.size)
-    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000,
-                          max_sigma=1000)
-    with torch.no_grad():
-        m = _ssp_model_fn(interp, op)(torch.tensor([[9.2, -0.7, 100.0, 0.2, 0.0]], dtype=torch.float64))[0]
+    wave, m = _toy_galaxy(grid)
     spec = tmp_path / "gal.txt"
-    np.savetxt(spec, np.column_stack([wave, m.numpy(), m.numpy() / 300]))
+    np.savetxt(spec, np.column_stack([wave, m, m / 300]))
     out = tmp_path / "gal.json"
     assert main(["fit", str(spec), "--ssp-grid", str(path), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
@@ -400,14 +406,8 @@ def test_fit_ssp_limits_must_be_positive_and_templates_may_be_a_file(tmp_path, r
 
 def test_fit_without_ivar_does_not_depend_on_the_flux_unit(rng):
     grid = _toy_ssp_grid(rng)
-    interp = SSPInterpolator(grid)
-    wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
-    one = np.ones(wave.size)
-    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=1000,
-                          max_sigma=1000)
-    with torch.no_grad():
-        m = _ssp_model_fn(interp, op)(torch.tensor([[9.2, -0.7, 100.0, 0.2, 0.0]], dtype=torch.float64))[0]
-    m = m.numpy() * (1 + 0.003 * rng.standard_normal(wave.size))
+    wave, m = _toy_galaxy(grid)
+    m = m * (1 + 0.003 * rng.standard_normal(wave.size))
     # with unit weights in raw units a spectrum stored as ~1e-5 gave chi^2 ~ 1e-10 and stayed at its start
     small, large = (fit_ssp(wave, m * s, templates=grid, n_starts=1) for s in (1e-5, 1e5))
     # the same fit up to the optimiser's tolerance (the rounding of the two scalings differs)
