@@ -19,7 +19,7 @@ import numpy as np
 
 from smnet_sps.constants import C_ANGSTROM
 
-from ._common import SSPArrays, as_ssp_arrays, output_path, in_medium, smnet_ssp_grid, template_lsf
+from ._common import SSPArrays, as_ssp_arrays, in_medium, output_path, smnet_ssp_grid, template_lsf
 
 HOST = "dsps"
 HOST_VERSIONS = ">=0.4,<0.5"

@@ -159,6 +159,7 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
     T, G = np.meshgrid(logt, logg, indexing="xy")      # (n_logg, n_logt): C order of the Fortran array
     teff, grav = 10.0 ** T.ravel(), G.ravel()
     n_uncovered = 0
+    covered = {}
     iterator = list(zip(logzsol, tags))
     if progress:
         from tqdm.auto import tqdm
@@ -170,11 +171,8 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
         mh = float(np.clip(mh, box_mh[0], box_mh[1])) if min(abs(mh - box_mh[0]), abs(mh - box_mh[1])) \
             < _ROUNDING_DEX else mh
         inside = generator.in_coverage(teff, grav, np.full(teff.size, mh))
+        covered[tag] = int(inside.sum())
         block = np.zeros((teff.size, wave.size), np.float32)
-        if inside.mean() < 0.5:
-            warnings.warn(f"Z = {tag} ([M/H] {mh:+.3f}): {int((~inside).sum())} of {inside.size} nodes lie "
-                          "outside the generator's coverage and are written as zeros (FSPS reads them as no "
-                          "light)", UserWarning, stacklevel=2)
         if inside.any():
             flux, _ = generator.surface_flux(teff[inside], grav[inside], np.full(int(inside.sum()), mh),
                                              batch_size=batch_size)
@@ -186,6 +184,13 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
         cube = block.reshape(logg.size, logt.size, wave.size).astype("<f4")
         cube.tofile(out / f"{spec_type}_z{tag}.spectra.bin")
 
+    # C3K's grid has corners no library covers (about half its nodes at every Z): a metallicity is flagged
+    # when it has less than half the covered nodes of the best-covered one (e.g. beyond the [M/H] range)
+    thin = [t for t, n in covered.items() if n < 0.5 * max(covered.values(), default=0)]
+    if thin:
+        warnings.warn(f"metallicities Z = {', '.join(thin)} have less than half the covered nodes of the "
+                      f"best one ({max(covered.values())} of {teff.size}); their other nodes are written as "
+                      "zeros, which FSPS reads as no light", UserWarning, stacklevel=2)
     files[6].write_text(json.dumps({
         "generator": getattr(generator, "name", "generator"), "spec_type": spec_type,
         "flux": "Eddington flux H_nu = F_nu/(4 pi) [erg s^-1 cm^-2 Hz^-1], 0 where outside coverage",

@@ -797,7 +797,7 @@ def _cli_mags(args):
 
 def _fits_ready(table):
     """A copy FITS can hold without loss: logarithmic units (dex(yr), mag(AB)) become plain numbers with
-    the unit in TUNIT as text, and dict metadata JSON text (FITS has neither)."""
+    the unit as text in a UNIT_<column> keyword, and dict metadata JSON text (FITS has neither)."""
     import json
 
     out = table.copy()
@@ -806,7 +806,7 @@ def _fits_ready(table):
         if isinstance(unit, u.FunctionUnitBase):
             out[name] = Column(np.asarray(getattr(out[name], "value", out[name]), float), name=name,
                                unit=None, description=(out[name].description or "") + f" [{unit}]")
-            out.meta[f"TUNIT_{name}"[:68]] = str(unit)
+            out.meta[f"UNIT_{name}"[:68]] = str(unit)
     for key, value in list(out.meta.items()):
         if isinstance(value, (dict, list, tuple)):
             out.meta[key] = json.dumps(value, default=str)

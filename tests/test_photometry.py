@@ -292,7 +292,7 @@ def test_cli_mags_end_to_end(tmp_path, capsys):
     f = Table.read(fits_out)
     np.testing.assert_allclose(f["log_age"], np.asarray(t["log_age"].value if hasattr(t["log_age"], "value")
                                                          else t["log_age"], float), rtol=1e-12)
-    assert f.meta["TUNIT_log_age"] == "dex(yr)"
+    assert f.meta["UNIT_log_age"] == "dex(yr)"
     assert set(json.loads(f.meta["M_SUN"])) == {"sdss2010-g", "sdss2010-r"}
 
 
