@@ -160,6 +160,13 @@ def test_h5_grid_is_read_by_dsps_in_its_unit(small_grid, tmp_path):
     with h5py.File(path, "r") as f:
         assert f.attrs["ssp_flux_unit"] == "L_sun / Hz per M_sun formed"
         np.testing.assert_allclose(f["ssp_flux"][()], small_grid.ssp_flux_per_hz(), rtol=1e-15)
+    # a file written before 2026-12-01 (L_sun/A on disk, no ssp_flux_unit attribute) still reads correctly
+    old = tmp_path / "old.h5"
+    save_ssp_grid(small_grid, old)
+    with h5py.File(old, "r+") as f:
+        f["ssp_flux"][...] = np.asarray(small_grid.ssp_flux, float)
+        del f.attrs["ssp_flux_unit"]
+    np.testing.assert_array_equal(load_ssp_grid(old).ssp_flux, small_grid.ssp_flux)
     dsps = pytest.importorskip("dsps")
     ssp = dsps.load_ssp_templates(fn=str(path))
     np.testing.assert_allclose(ssp.ssp_flux, small_grid.ssp_flux_per_hz(), rtol=1e-12)
