@@ -18,6 +18,7 @@ Each host then converts units and layout on its own side.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,7 +240,7 @@ def output_path(path, suffixes, what, overwrite, append=None):
 
     from smnet_sps.output_files import suffix_of
     path = Path(path)
-    if append and not path.suffix:
+    if append and not re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]*", path.suffix):   # none, or 'tmpl_z0.02'
         path = path.with_name(path.name + append)
     if suffix_of(path) not in suffixes:
         raise ValueError(f"{path}: a {what} must end in {', '.join(suffixes)}; got "

@@ -291,8 +291,10 @@ def _resolve_config(cfg, age_chunk):
         log_ages = np.atleast_1d(parse_age(cfg.ages)).astype(float)
         iso.check_age(log_ages)
         # years as given stay the caller's exact numbers (so a grid equals ssp_grid(ages, ...) bit for bit)
-        ages_yr = (10.0 ** log_ages if isinstance(cfg.ages, (u.Quantity, str))
-                   else np.atleast_1d(np.asarray(cfg.ages, float)))
+        plain = not isinstance(cfg.ages, (u.Quantity, str)) and all(
+            isinstance(a, (int, float, np.integer, np.floating)) for a in np.atleast_1d(np.asarray(cfg.ages,
+                                                                                             object)))
+        ages_yr = np.atleast_1d(np.asarray(cfg.ages, float)) if plain else 10.0 ** log_ages
     Zs = iso.Z.copy() if cfg.Zs is None else np.atleast_1d(np.asarray(cfg.Zs, float))
     iso.check_z(Zs)
     ages_yr, Zs = np.unique(ages_yr), np.unique(Zs)      # increasing, distinct axes, as ssp_grid's

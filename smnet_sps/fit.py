@@ -845,6 +845,7 @@ def fit_star(
     """
     t0 = time.perf_counter()
     gen = _check_generator(generator)
+    _check_n_starts(n_starts)
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     op = SpectralOperator(
         gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree

@@ -280,7 +280,8 @@ class NeuralGenerator(_TorchGenerator):
         if sorted(cfg["library_boxes"]) != sorted(self.library_names):
             raise ValueError(f"{cfg_path}: library_boxes {sorted(cfg['library_boxes'])} do not match "
                              f"library_names {self.library_names}")
-        n_lib = cfg["arch_kwargs"].get("n_libraries") if isinstance(cfg["arch_kwargs"], dict) else None
+        n_lib = (cfg["arch_kwargs"].get("n_libraries", 1 if cfg["arch"] == "mlp" else None)   # SpectrumMLP's
+                 if isinstance(cfg["arch_kwargs"], dict) else None)                        # default is 1
         if cfg["arch"] in ("mlp", "mlp_experts") and n_lib != len(self.library_names):
             raise ValueError(f"{cfg_path}: {len(self.library_names)} library_names {self.library_names} but "
                              f"the network takes n_libraries = {n_lib} (arch_kwargs)")

@@ -787,6 +787,7 @@ def _cli_mags(args):
         with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
+                warnings.filterwarnings("ignore", message=".*HIERARCH card will be created.*")
                 (_fits_ready(table) if fmt == "fits" else table).write(tmp, format=fmt)
         print(f"wrote {args.out}")
     if "plot" in outputs:

@@ -209,7 +209,7 @@ class SemiEmpiricalGenerator(Generator):
             _check_base_sha(cfg, Path(base_dir))
         self.base = base
         self.name = NAME
-        self.device = base.device            # the base model's: the correction runs where its spectra are
+        self.device = getattr(base, "device", "cpu")   # the base model's: the correction runs there
         self.wavelength = np.asarray(base.wavelength, float)
         self.box = base.box
         self.library_boxes = base.library_boxes

@@ -898,8 +898,9 @@ def _cmd_ssp(args):
     # every output is checked before the SSP is computed: a bad path fails in a second, not after a minute
     outputs = check_outputs(args, {"out": (FITS_SUFFIXES, "FITS table"),
                                    "plot": (matplotlib_formats(), "plot")})
+    age = cli_age(args.age)                      # a bad age fails before the model loads
     gen = _generator_from_arg(args.generator, args.device)
-    spec = ssp_spectrum(cli_age(args.age), Z=args.Z, logzsol=args.logzsol, imf=args.imf,
+    spec = ssp_spectrum(age, Z=args.Z, logzsol=args.logzsol, imf=args.imf,
                         isochrones=args.isochrones, generator=gen, special_phases=args.special_phases,
                         outside=args.outside, by_phase=bool(args.plot), device=args.device)
     m = spec.meta

@@ -239,3 +239,11 @@ def test_cli_on_a_scheduler(client, tmp_path, stars, capsys):
         np.testing.assert_allclose(f["ssp_flux"][:], ref.ssp_flux_per_hz(), rtol=1e-6)   # DSPS's unit on disk
     other = str(tmp_path / "other.h5")
     assert main(["ssp-grid", "--out", other, "--scheduler", address, "--workers", "2"]) == 1
+
+
+def test_config_ages_as_strings_or_quantities_like_ssp_grid():
+    # ssp_grid takes ["1 Gyr", "500 Myr"] and [1 * u.Gyr, ...]; the Dask twin read them as numbers and failed
+    import astropy.units as u
+    for ages in (["1 Gyr", "500 Myr"], [1 * u.Gyr, 500 * u.Myr], [1e9, 5e8]):
+        cfg, desc = D._resolve_config(("parsec", "kroupa", "blackbody", ages, [0.0152]), None)
+        np.testing.assert_allclose(desc["ages_yr"], [5e8, 1e9], rtol=1e-12)

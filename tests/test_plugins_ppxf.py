@@ -23,6 +23,7 @@ def test_file_layout_read_by_sps_lib(tmp_path, toy):
     with pytest.raises(ValueError, match=r"must end in \.npz; got '\.txt'"):
         pb.write_sps_lib(tmp_path / "x.txt", toy)
     assert not (tmp_path / "x.txt").exists() and not (tmp_path / "x.txt.npz").exists()
+    assert pb.write_sps_lib(tmp_path / "tmpl_z0.02", toy).name == "tmpl_z0.02.npz"    # a dot, no extension
     a = np.load(path)
     keep = (toy.ssp_wave >= 3000) & (toy.ssp_wave <= 9000)
     assert a["templates"].shape == (keep.sum(), toy.n_age, toy.n_met)
