@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .medium import air_to_vacuum, check_medium
+from .medium import _as_angstrom, air_to_vacuum, check_medium
 
 __all__ = ["LICK_INDICES", "index_bands", "band_mean", "measure_index", "measure_indices"]
 
@@ -66,7 +66,7 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     ``medium``: medium of ``wave`` ("vacuum" for smnet-sps spectra, "air" for e.g. MILES). ``wave`` may be a
     Quantity in any spectral unit (converted to Angstrom; a plain array is taken as Angstrom).
     """
-    wave = _angstrom(wave)
+    wave = np.asarray(_as_angstrom(wave, "wave")[0], float)
     flux = np.asarray(getattr(flux, "value", flux), float)
     if wave.ndim != 1 or flux.shape[-1] != wave.size:
         raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
@@ -98,14 +98,3 @@ def measure_indices(wave, flux, names=None, medium="vacuum"):
     if isinstance(names, str):
         names = [names]
     return {n: measure_index(wave, flux, n, medium) for n in (names or LICK_INDICES)}
-
-
-def _angstrom(wave):
-    """Wavelengths as a float array [A]: a Quantity in any spectral unit is converted, an array taken as A."""
-    import astropy.units as u
-    if isinstance(wave, u.Quantity):
-        try:
-            return np.asarray(wave.to_value(u.AA, equivalencies=u.spectral()), float)
-        except u.UnitConversionError:
-            raise ValueError(f"wave must be a wavelength (e.g. Angstrom, nm); got unit {wave.unit}") from None
-    return np.asarray(wave, float)

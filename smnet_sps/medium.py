@@ -27,9 +27,14 @@ def check_medium(medium):
     return medium
 
 
-def _as_angstrom(wavelength):
+def _as_angstrom(wavelength, name="wavelength"):
+    """(wavelengths [A] as floats, whether a Quantity was given); a plain array is taken as Angstrom."""
     if isinstance(wavelength, u.Quantity):
-        return wavelength.to_value(u.AA, equivalencies=u.spectral()), True
+        try:
+            return wavelength.to_value(u.AA, equivalencies=u.spectral()), True
+        except u.UnitConversionError:
+            raise ValueError(f"{name} must be a wavelength (e.g. Angstrom, nm); got unit {wavelength.unit}") \
+                from None
     return np.asarray(wavelength, dtype=float), False
 
 

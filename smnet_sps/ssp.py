@@ -661,11 +661,10 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     # medium and LSF (a list, so that the attrs stay JSON/HDF5 friendly)
     attrs.update({k: (v.tolist() if isinstance(v, np.ndarray) else v)
                   for k, v in lsf_meta(backend.wavelength).items()})
-    worst = np.unravel_index(np.argmax(outf), outf.shape) if outf.size else None
-    if worst is not None:
-        where = f"worst: Z = {Zs[worst[0]]:.4g}, {10**log_ages[worst[1]] / 1e9:.4g} Gyr"
-        _warn_outside(float(outf[worst]), f"{int((outf > OUTSIDE_WARN_FRACTION).sum())} SSP(s) of the grid "
-                      f"({where})", backend.outside)
+    worst = np.unravel_index(np.argmax(outf), outf.shape)           # a grid has at least one SSP
+    where = f"worst: Z = {Zs[worst[0]]:.4g}, {10**log_ages[worst[1]] / 1e9:.4g} Gyr"
+    _warn_outside(float(outf[worst]), f"{int((outf > OUTSIDE_WARN_FRACTION).sum())} SSP(s) of the grid "
+                  f"({where})", backend.outside)
     return SSPGrid(np.log10(Zs), log_ages - 9.0, backend.wavelength.copy(), flux, np.log10(lbol),
                    np.log10(mst + mrem), mst, mrem, miss, attrs, outf)
 
