@@ -238,7 +238,7 @@ def output_path(path, suffixes, what, overwrite, append=None):
     one gets (``np.savez``'s convention, which pPXF's users know)."""
     from pathlib import Path
 
-    from smnet_sps.output_files import suffix_of
+    from smnet_sps.output_files import check_output, suffix_of
     path = Path(path)
     if append and not re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]*", path.suffix):   # none, or 'tmpl_z0.02'
         path = path.with_name(path.name + append)
@@ -247,4 +247,5 @@ def output_path(path, suffixes, what, overwrite, append=None):
                          f"{suffix_of(path) or 'no extension'!r}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    return path
+    # the rest of the command line's rules: not a directory, a folder that exists (or can be made), writable
+    return check_output(path, suffixes, option="path", overwrite=True, what=what)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from smnet_sps.constants import L_SUN
+from smnet_sps.output_files import atomic_output
 
 from ._common import (SSPArrays, as_ssp_arrays, in_medium, output_path, resolve_zsun, smnet_ssp_grid,
                       template_lsf)
@@ -100,7 +101,8 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     hdus.append(fits.ImageHDU(table, name="LIV_MSTAR_FRAC"))
     hdus.append(fits.ImageHDU(ages_yr, name="STELLAR_AGE_YR"))
     hdus.append(fits.ImageHDU(wave, name="WAVELENGTHS_AA"))
-    fits.HDUList(hdus).writeto(path, overwrite=overwrite)
+    with atomic_output(path, overwrite=overwrite, option="path") as tmp:     # never a half-written file
+        fits.HDUList(hdus).writeto(tmp)
     return path
 
 

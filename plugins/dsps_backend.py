@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from smnet_sps.constants import C_ANGSTROM
+from smnet_sps.output_files import atomic_output
 
 from ._common import SSPArrays, as_ssp_arrays, in_medium, output_path, smnet_ssp_grid, template_lsf
 
@@ -99,7 +100,7 @@ def write_ssp_templates(path, grid=None, *, medium="vacuum", overwrite=False, **
     path = output_path(path, (".h5", ".hdf5"), "DSPS template file", overwrite)
     lgmet, lgage, wave, flux = _dsps_arrays(ssp, medium)
     fwhm, shape = template_lsf(ssp)
-    with h5py.File(path, "w") as hdf:
+    with atomic_output(path, overwrite=overwrite, option="path") as tmp, h5py.File(tmp, "w") as hdf:
         for key, value in zip(DSPS_KEYS, (lgmet, lgage, wave, flux)):
             hdf.create_dataset(key, data=value)
         hdf.create_dataset("lsf_fwhm", data=fwhm * (wave / ssp.ssp_wave))

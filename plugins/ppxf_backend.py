@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from smnet_sps.output_files import atomic_output
+
 from ._common import (SSPArrays, as_ssp_arrays, grid_medium, output_path, resolve_zsun, smnet_ssp_grid,
                       template_lsf)
 
@@ -122,11 +124,13 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     masses = np.ones((ssp.n_age, ssp.n_met)) if masses_are_formed else ssp.surviving_mass.T.copy()
     outside = (np.full((ssp.n_age, ssp.n_met), np.nan) if ssp.outside_fraction is None
                else ssp.outside_fraction.T.copy())
-    np.savez_compressed(path, templates=templates, masses=masses, lam=np.asarray(lam_out, float),
-                        ages=ssp.age_gyr, metals=ssp.logzsol(zsun), fwhm=np.asarray(fwhm_arr, float),
-                        zsun=zsun, masses_are_formed_mass=masses_are_formed, wavelength_medium=medium,
-                        lsf_shape=shape, lsf_position_share=share, outside_fraction=outside,
-                        flux_unit="L_sun/Angstrom per M_sun formed", creator="smnet_sps.plugins.ppxf_backend")
+    with atomic_output(path, overwrite=overwrite, option="path") as tmp:     # never a half-written file
+        np.savez_compressed(tmp, templates=templates, masses=masses, lam=np.asarray(lam_out, float),
+                            ages=ssp.age_gyr, metals=ssp.logzsol(zsun), fwhm=np.asarray(fwhm_arr, float),
+                            zsun=zsun, masses_are_formed_mass=masses_are_formed, wavelength_medium=medium,
+                            lsf_shape=shape, lsf_position_share=share, outside_fraction=outside,
+                            flux_unit="L_sun/Angstrom per M_sun formed",
+                            creator="smnet_sps.plugins.ppxf_backend")
     return path
 
 

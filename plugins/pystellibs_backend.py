@@ -38,9 +38,10 @@ class SMNetStellib:
         Default: ``smnet_sps.neural.load_generator()`` (the shipped model).
     zsun : float
         Solar metal mass fraction converting ``Z`` to [M/H] = log10(Z / zsun).
-    node_step : (float, float)
-        (d logT, d logg) of the representative node grid exposed as ``logT``/``logg``/``Teff`` (a generator
-        has no discrete grid; the nodes sample its coverage for plotting and boundary code).
+    node_step : (float, float) or (float, float, float)
+        (d logT, d logg[, d [M/H]]) of the representative node grid exposed as ``logT``/``logg``/``Teff``/
+        ``logZ``/``Z`` (a generator has no discrete grid; the nodes sample each training library's box, at
+        every [M/H] step of it, default 0.5 dex, for plotting and boundary code).
     batch_size : int, spectra per generator call.
     """
 
@@ -68,18 +69,21 @@ class SMNetStellib:
         self._boxes = [b for b in boxes if np.isfinite(b.teff).all()]
         if not self._boxes:
             raise ValueError(f"generator '{generator.name}' has no finite Teff coverage box")
+        if len(node_step) not in (2, 3) or not all(np.isfinite(v) and v > 0 for v in node_step):
+            raise ValueError(f"node_step must be (d logT, d logg) or (d logT, d logg, d [M/H]), all > 0; "
+                             f"got {node_step}")
         self._nodes = self._make_nodes(*node_step)
 
     # ---- grid-like attributes -------------------------------------------------------------------
-    def _make_nodes(self, dlogt, dlogg):
+    def _make_nodes(self, dlogt, dlogg, dlogz=0.5):
         pts = []
         for b in self._boxes:
             lg_lo, lg_hi = (np.clip(b.logg, -1.0, 9.5) if not np.isfinite(b.logg).all() else b.logg)
-            lz = float(np.clip(0.0, *b.logz)) if np.isfinite(b.logz).all() else 0.0
+            lz = (np.arange(b.logz[0], b.logz[1] + 1e-9, dlogz) if np.isfinite(b.logz).all() else np.zeros(1))
             lt = np.arange(np.log10(b.teff[0]), np.log10(b.teff[1]) + 1e-9, dlogt)
             lg = np.arange(lg_lo, lg_hi + 1e-9, dlogg)
-            T, G = np.meshgrid(lt, lg, indexing="ij")
-            pts.append(np.column_stack([T.ravel(), G.ravel(), np.full(T.size, lz)]))
+            T, G, Z = np.meshgrid(lt, lg, lz, indexing="ij")
+            pts.append(np.column_stack([T.ravel(), G.ravel(), Z.ravel()]))
         return np.unique(np.vstack(pts), axis=0)
 
     @property

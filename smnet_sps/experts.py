@@ -36,7 +36,7 @@ import torch
 __all__ = ["build_expert_model", "replace_experts"]
 
 # files of a model directory that travel unchanged from the base model
-_COPIED = ("wavelength.npy", "nodes.npz", "README.md")
+_COPIED = ("wavelength.npy", "nodes.npz", "tail.npz", "README.md")
 
 
 def _nodes(directory):

@@ -82,11 +82,16 @@ def _psi(z):
 
 # ------------------------------------------------------------------------------------- input checks
 def _as_values(x, name, unit=None):
+    """Floats from an array or Quantity; with ``unit``, a Quantity is converted to it (else ValueError)."""
     import astropy.units as u
 
     if isinstance(x, u.Quantity):
         if unit is not None:
-            return np.asarray(x.to_value(unit, equivalencies=u.spectral()), float)
+            try:
+                return np.asarray(x.to_value(unit), float)
+            except u.UnitConversionError:
+                raise ValueError(f"{name} must be in units of {unit.physical_type} (e.g. {unit}); got "
+                                 f"{x.unit}") from None
         return np.asarray(x.value, float)
     if x is None:
         raise ValueError(f"{name} is required")
@@ -103,9 +108,14 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     pixels, NaN/inf flux on masked pixels or where ivar is 0; ivar must be >= 0 (0 = ignore the pixel).
     Raises ``ValueError`` naming the problem.
     """
-    import astropy.units as u
+    from .medium import _as_angstrom
 
-    wave = _as_values(wave, "wave", u.AA)
+    if wave is None:
+        raise ValueError("wave is required")
+    try:
+        wave = _as_angstrom(wave, "wave")[0]
+    except TypeError as exc:
+        raise ValueError(f"wave must be a numeric array; got {type(wave).__name__}") from exc
     flux = _as_values(flux, "flux")
     if wave.ndim != 1 or flux.ndim != 1:
         raise ValueError(f"wave and flux must be 1-d arrays; got shapes {wave.shape} and {flux.shape}")
@@ -207,7 +217,9 @@ class SpectralOperator:
         if resolution_fwhm is None:
             fwhm_d = 2.0 * np.gradient(wave)
         else:
-            fwhm_d = np.broadcast_to(_as_values(resolution_fwhm, "resolution_fwhm"), wave.shape).astype(float)
+            import astropy.units as u
+            fwhm = _as_values(resolution_fwhm, "resolution_fwhm", u.AA)   # an interval: not spectral()
+            fwhm_d = np.broadcast_to(fwhm, wave.shape).astype(float)
             if not np.all(np.isfinite(fwhm_d)) or np.any(fwhm_d <= 0):
                 raise ValueError("resolution_fwhm must be finite and > 0 (Angstrom)")
         fwhm_m = np.interp(wave, mw, model_fwhm(mw))

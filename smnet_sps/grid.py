@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 
-from .checksums import file_sha256  # noqa: F401 - provenance of sources; also used by train
+from .checksums import file_sha256
 from .constants import FLAM_UNIT, PACKAGE_DATA, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm

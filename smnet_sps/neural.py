@@ -31,6 +31,7 @@ from .mixture import (MIXTURE_FILE, LibraryMixture, MixturePolicy, library_node_
                       node_coordinates, widen_single_metallicity)
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, blackbody_constants, build_model,
                     load_smnet_state_dict, log1p01_inverse)
+from .tail import WienTail
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
            "resolve_device", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
@@ -253,9 +254,15 @@ class NeuralGenerator(_TorchGenerator):
         over the model's wavelength grid equals sigma Teff^4 exactly; this moves the network's extreme-UV
         errors of hot stars into their optical level, so shapes get worse (WM-basic median 1.9 % -> 3.2 %).
         The SSP backend conserves each star's luminosity itself, whatever this is.
+    fill_tail : bool
+        True (default): pixels the network was never trained on -- on the Wien side, fainter than
+        ``tail_floor`` (1e-6) x the peak at every node of the enclosing simplex of the library's training
+        nodes -- are those nodes interpolated (:mod:`smnet_sps.tail`; needs the model's ``tail.npz``).
+        False: the network's own, unconstrained output there (a median 4-6 dex too bright at the training
+        nodes; docs/generator.md).
     """
 
-    def __init__(self, directory, device="auto", dtype=None, library=None, renormalise=False):
+    def __init__(self, directory, device="auto", dtype=None, library=None, renormalise=False, fill_tail=True):
         directory = Path(directory)
         cfg_path = directory / "config.json"
         if not cfg_path.is_file():
@@ -333,6 +340,9 @@ class NeuralGenerator(_TorchGenerator):
             raise FileNotFoundError(f"{directory}: config.json names {cfg['nodes_file']!r} (the training "
                                     "nodes the coverage flags need) but the file is missing")
         self.nodes = _load_nodes(nodes_path) if nodes_path.is_file() else None
+        if not isinstance(fill_tail, (bool, np.bool_)):
+            raise ValueError(f"fill_tail must be True or False, got {fill_tail!r}")
+        self.tail = self._load_tail(directory, cfg) if fill_tail and self._mlp else None
         self.default_library = self._check_library(library)
         norm = ("; each spectrum rescaled so its integral over "
                 f"{self.wavelength[0]:g}-{self.wavelength[-1]:g} A = sigma*Teff^4" if self.renormalise
@@ -344,6 +354,38 @@ class NeuralGenerator(_TorchGenerator):
                                             "F_lambda = x * sigma Teff^4") + norm,
                      "model": self.name, "arch": self.arch,
                      "citation": "Anwar et al. 2026 (arXiv:2603.23899) for SM-Net; smnet-sps"}
+
+    def _load_tail(self, directory, cfg):
+        """The model's :class:`~smnet_sps.tail.WienTail`, or None for a model without a tail table."""
+        if "tail_file" not in cfg:
+            return None
+        path = directory / cfg["tail_file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory}: config.json names {cfg['tail_file']!r} (the Wien-tail "
+                                    "table of the training nodes) but the file is missing")
+        if self.nodes is None:
+            raise ValueError(f"{directory}: a tail table needs the model's training nodes (nodes.npz)")
+        expected = cfg.get("tail_sha256")
+        if expected is not None and file_sha256(path) != expected:
+            raise ValueError(f"tail table {path} does not match its config.json (tail_sha256); the file is "
+                             "corrupt or was replaced")
+        return WienTail(path, self.nodes, self.library_names, self.wavelength.size)
+
+    def _tail_lookup(self, teff, logg, logz, mix):
+        """Host side: (n, n_libraries, 5) int64, each library's tail vertices (4) and simplex (1) for
+        the points it weighs (zeros elsewhere), at the point held inside the training box as the network
+        input is; None without a tail table."""
+        if self.tail is None:
+            return None
+        p = np.stack([np.log10(teff), logg, logz], 1)
+        span = self._in_hi - self._in_lo
+        held = self._in_lo + np.clip((p - self._in_lo) / span, 0.0, 1.0) * span
+        look = np.zeros((teff.size, len(self.library_names), 5), np.int64)
+        for j in range(len(self.library_names)):
+            sel = np.flatnonzero(mix[:, j] > 0)
+            if sel.size:
+                look[sel, j, :4], look[sel, j, 4] = self.tail.locate(*held[sel].T, j)
+        return look
 
     # ---- library selection ----------------------------------------------------------------------
     def _check_library(self, library):
@@ -487,16 +529,21 @@ class NeuralGenerator(_TorchGenerator):
         rows, libs = torch.nonzero(mix > 0, as_tuple=True)
         return rows, libs, mix[rows, libs]
 
-    def _network_log_ratio(self, model, x, libs, compute):
+    def _network_log_ratio(self, model, x, libs, compute, tail=None):
         """log10(F / sigma T^4) - reference, shape (m, n_wave), for scaled inputs x (m, 3),
-        library ids (m,)."""
+        library ids (m,); ``tail`` = (held parameters (m, 3), lookup (m, 5)) fills the untrained Wien tail."""
         if isinstance(model, LibraryExpertMLP):
             # each library's rows through its expert (one network pass per row, as for a single MLP)
             def one_expert(expert, rows):
                 return self._expert_log_ratio(expert, x[rows], libs[rows], compute)
             out = x.new_empty((x.shape[0], self.wavelength.size), dtype=compute)
-            return model.route(one_expert, libs, out)
-        return self._expert_log_ratio(model, x, libs, compute)
+            out = model.route(one_expert, libs, out)
+        else:
+            out = self._expert_log_ratio(model, x, libs, compute)
+        if tail is not None:
+            held, look = tail
+            out = self.tail.fill_(out, held, libs, look[:, :4], look[:, 4])
+        return out
 
     def _expert_log_ratio(self, model, x, libs, compute):
         """:meth:`_network_log_ratio` of one :class:`SpectrumMLP`."""
@@ -511,11 +558,15 @@ class NeuralGenerator(_TorchGenerator):
         model, mdtype = self._model_for(dtype)
         compute = self._compute_dtype(mdtype)
         library = self._check_library(library)
-        n = teff.size
-        # one host -> device transfer: parameters and mixture weights (the mixture rule lives on the host)
-        host = np.empty((n, 3 + len(self.library_names)))
+        n, n_lib = teff.size, len(self.library_names)
+        # one host -> device transfer: parameters, mixture weights and tail lookup (rules living on the host)
+        mix = self.mixture(teff, logg, logz, library) if self._mlp else np.zeros((n, n_lib))
+        look = self._tail_lookup(teff, logg, logz, mix)
+        host = np.empty((n, 3 + n_lib + (5 * n_lib if look is not None else 0)))
         host[:, 0], host[:, 1], host[:, 2] = teff, logg, logz
-        host[:, 3:] = self.mixture(teff, logg, logz, library) if self._mlp else 0.0
+        host[:, 3:3 + n_lib] = mix
+        if look is not None:
+            host[:, 3 + n_lib:] = look.reshape(n, -1)      # small integers, exact in float64
         params = torch.from_numpy(host).to(self.device)
         c64 = self._constants(self.device, torch.float64)
         t64 = params[:, 0]
@@ -535,15 +586,22 @@ class NeuralGenerator(_TorchGenerator):
         # Outside the training box the network's departure from a blackbody is held at its value on the box
         # edge, while the blackbody itself follows the true Teff: a free MLP extrapolation was measured 30x
         # too bright at 220 kK. Such points are always flagged (CoverageWarning / inside).
-        x = scaled.clamp(0.0, 1.0).to(compute)
-        rows, libs, w = self._pairs(params[:, 3:])
+        held = scaled.clamp(0.0, 1.0)
+        x = held.to(compute)
+        rows, libs, w = self._pairs(params[:, 3:3 + n_lib])
         w = w.to(compute)
         unit = bool((w == 1).all())
+        if self.tail is not None:
+            held = c64["lo"] + held * c64["span"]        # (log10 Teff, log g, [M/H]) as the network sees them
+            look = params[:, 3 + n_lib:].reshape(n, n_lib, 5)[rows, libs].long()
+
+        def tail_of(pair_rows, pairs):
+            return None if self.tail is None else (held[pair_rows], look[pairs])
         if rows.numel() == n:
             # one library per point (the common case): no blend; each chunk finished while in cache
             for s in range(0, n, chunk):
                 sl = slice(s, min(s + chunk, n))
-                lr = self._network_log_ratio(model, x[sl], libs[sl], compute)
+                lr = self._network_log_ratio(model, x[sl], libs[sl], compute, tail_of(sl, sl))
                 self._finish_(lr if unit else lr.mul_(w[sl, None]), rows_q, sl, out)
             return out
         # Blend the libraries' *outputs* (weighted geometric mean of their spectra), never their one-hot
@@ -556,7 +614,7 @@ class NeuralGenerator(_TorchGenerator):
         lr_all[n_pairs] = 0.0
         for s in range(0, n_pairs, chunk):
             sl = slice(s, min(s + chunk, n_pairs))
-            lr = self._network_log_ratio(model, x[rows[sl]], libs[sl], compute)
+            lr = self._network_log_ratio(model, x[rows[sl]], libs[sl], compute, tail_of(rows[sl], sl))
             lr_all[sl] = lr if unit else lr.mul_(w[sl, None])
         counts = torch.bincount(rows, minlength=n)
         start = torch.cumsum(counts, 0) - counts
@@ -592,6 +650,10 @@ class NeuralGenerator(_TorchGenerator):
                 v = bb.add_(v, alpha=_LN10)
             else:
                 v = v.mul_(_LN10)
+            if self.tail is not None:
+                # the training targets' floor, 1e-30 sigma T^4 per A: a filled tail pixel below it (a node's far
+                # tail, held at the box edge for a far cooler star) would otherwise underflow to 0
+                v.clamp_(min=LOG_RATIO_FLOOR * _LN10)
             ratio = v.exp_()
         else:
             ratio = v
@@ -655,17 +717,24 @@ class NeuralGenerator(_TorchGenerator):
             ratio = log1p01_inverse(y, self.log1p01["tau"], self.log1p01["x_max"])
         else:
             library = self._check_library(library)
-            mix = self.mixture(teff.detach().cpu().numpy(), logg.detach().cpu().numpy(),
-                               logz.detach().cpu().numpy(), library)
+            host = [a.detach().cpu().numpy() for a in (teff, logg, logz)]
+            mix = self.mixture(*host, library)
+            look = self._tail_lookup(*host, mix)
             mix = torch.as_tensor(mix, device=self.device, dtype=dtype)
             rows, libs, w = self._pairs(mix)
             x = scaled.clamp(0.0, 1.0)
-            lr = self._network_log_ratio(model, x[rows], libs, dtype) * w[:, None]
+            tail = None
+            if look is not None:
+                held = c64["lo"] + ((p64 - c64["lo"]) / c64["span"]).clamp(0.0, 1.0) * c64["span"]
+                tail = (held[rows], torch.as_tensor(look, device=self.device)[rows, libs])
+            lr = self._network_log_ratio(model, x[rows], libs, dtype, tail) * w[:, None]
             lr = torch.zeros((teff.numel(), self.wavelength.size), dtype=dtype,
                              device=self.device).index_add(0, rows, lr)
             ln_ratio = lr * _LN10
             if self._blackbody_reference:
                 ln_ratio = ln_ratio + self._ln_blackbody_ratio(teff, dtype)
+            if self.tail is not None:
+                ln_ratio = torch.clamp(ln_ratio, min=LOG_RATIO_FLOOR * _LN10)     # as in _finish_
             ratio = torch.exp(ln_ratio)
         if self.renormalise:
             ratio = ratio / torch.trapezoid(ratio, c["wl"], dim=1)[:, None]
@@ -789,8 +858,8 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
     device : ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     library : default library to imitate for our models (None = smooth mixture)
     dtype : compute dtype, ``float32`` (default) or ``bfloat16`` / ``float16`` / ``float64``
-    **kwargs : passed to :class:`NeuralGenerator` (``renormalise``) or :class:`ReleasedSMNetGenerator`
-        (``normalisation``)
+    **kwargs : passed to :class:`NeuralGenerator` (``renormalise``, ``fill_tail``) or
+        :class:`ReleasedSMNetGenerator` (``normalisation``)
 
     Returns
     -------

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checksums import file_sha256
 from .constants import NODE_STEPS, SIGMA_SB
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
+from .tail import TAIL_FILE, tabulate_tail, wien_tail_mask
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "blend_edges",
            "blend_simplices", "blend_reference_shift", "sampling_weights", "masked_mse", "add_cli",
@@ -46,7 +48,7 @@ class TrainingGrid:
 
 def read_grid(path):
     """Read a union grid file (:func:`smnet_sps.grid.load_grid`) into a TrainingGrid, with its sha256."""
-    from .grid import file_sha256, load_grid
+    from .grid import load_grid
 
     path = Path(path)
     if not path.is_file():
@@ -468,6 +470,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     ratio = np.where(mask, 10.0 ** np.nan_to_num(log_ratio), 0.0)
     tau, x_max = fit_log1p01(ratio[tr], mask[tr])
     n_lib = len(grid.library_names)
+    known_all = mask
     if arch == "mlp" and tail_floor > 0:
         peak = np.max(np.where(mask, grid.flux, 0.0), axis=1, keepdims=True)
         mask = mask & (grid.flux >= tail_floor * peak)
@@ -518,6 +521,16 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             raise ValueError("exclude_nodes leaves no training node")
     if idx_val.size == 0:
         idx_val = idx_tr
+    tail_table = None
+    if arch == "mlp" and reference == "blackbody" and tail_floor > 0:
+        # the training nodes' Wien tail, left out of the loss, filled in at run time (smnet_sps.tail); nodes
+        # excluded from this run are not training nodes of it
+        tail_split = split.copy()
+        if exclude_nodes is not None:
+            tail_split[exclude_nodes] = -1
+        tail_table = tabulate_tail(grid.wavelength, log_ratio_ref,
+                                   wien_tail_mask(grid.wavelength, grid.flux, known_all, tail_floor),
+                                   grid.library_id, tail_split, grid.library_names)
     # Draw weights from the nodes this run trains on only: a held-out node's spectrum must not decide how
     # often its neighbours are drawn (before 2026-12-01 the neighbour search also saw held-out nodes).
     in_training = np.zeros(n, bool)
@@ -650,6 +663,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             else:
                 ema_state[k].copy_(v)
 
+    cfg_tail = {}            # the tail table is written once per run (it does not depend on the weights)
+
     def write(final=False):
         box, lib_boxes = _boxes(grid)
         cfg = {"format": MODEL_FORMAT, "format_version": 1, "name": name or out.name, "arch": arch,
@@ -695,6 +710,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         np.save(out / "wavelength.npy", np.asarray(grid.wavelength, float))
         np.savez(out / "nodes.npz", teff=grid.teff, logg=grid.logg, logz=grid.logz,
                  library_id=grid.library_id.astype(np.int16), split=split)
+        if tail_table is not None:
+            if cfg_tail.get("sha256") is None:
+                np.savez_compressed(out / TAIL_FILE, **tail_table)
+                cfg_tail["sha256"] = file_sha256(out / TAIL_FILE)
+            cfg.update(tail_file=TAIL_FILE, tail_sha256=cfg_tail["sha256"])
         (out / "config.json").write_text(json.dumps(cfg, indent=1))
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                     "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,

@@ -27,6 +27,7 @@ import numpy as np
 from astropy import units as u
 
 from .constants import PACKAGE_DATA
+from .medium import _as_angstrom as as_angstrom
 
 __all__ = ["default_wavelength", "bin_edges", "resample", "DEFAULT_GRID_FILE", "WAVELENGTH_GRID_DOC"]
 
@@ -48,9 +49,8 @@ def default_wavelength():
 
 
 def _as_angstrom(wave, name):
-    if isinstance(wave, u.Quantity):
-        wave = wave.to_value(u.AA, equivalencies=u.spectral())
-    wave = np.asarray(wave, dtype=float)
+    """A pixel grid [A] as floats, checked: 1-d, at least 2 pixels, finite, strictly increasing."""
+    wave = as_angstrom(wave, name)[0]
     if wave.ndim != 1 or wave.size < 2:
         raise ValueError(f"{name} must be a 1-d array of at least 2 wavelengths, got shape {wave.shape}")
     if not np.all(np.isfinite(wave)) or not np.all(np.diff(wave) > 0):

@@ -46,7 +46,11 @@ def test_expert_model_routes_each_library_to_its_expert(models):
     # provenance of each specialist: where it started and how it was trained
     assert cfg["experts"]["libraries"]["libb"]["init_from"] == str(base)
     assert cfg["experts"]["libraries"]["libb"]["input_jitter"] == 0.0
+    # the base's Wien-tail table travels with it (it depends on the grid and split, not on the weights)
+    assert cfg["tail_file"] == "tail.npz"
+    assert (out / "tail.npz").read_bytes() == (base / "tail.npz").read_bytes()
     g_base, g_spec, g_comb = (load_generator(d, device="cpu") for d in (base, spec, out))
+    assert g_comb.tail is not None
     teff, logg, logz = np.array([5000.0, 9000.0, 12000.0]), np.array([4.0, 4.0, 4.5]), np.zeros(3)
     for lib, ref in (("liba", g_base), ("libb", g_spec)):
         a, _ = g_comb.surface_flux(teff, logg, logz, library=lib)

@@ -295,6 +295,14 @@ def test_operator_modes_and_flat_spectrum(gen):
         out = op.apply(flat, torch.tensor([150.0], dtype=torch.float64),
                        torch.tensor([300.0], dtype=torch.float64))
         np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-9)
+    # a resolution given with a unit is converted (6 nm = 60 A), one that is not a length is refused
+    import astropy.units as u
+    in_nm = SpectralOperator(gen.wavelength, wave, one, one, np.ones(wave.size, bool),
+                             resolution_fwhm=6.0 * u.nm, max_sigma=500.0)
+    assert in_nm.data_fwhm == pytest.approx(coarse.data_fwhm) == pytest.approx(60.0)
+    with pytest.raises(ValueError, match="resolution_fwhm must be in units of length"):
+        SpectralOperator(gen.wavelength, wave, one, one, np.ones(wave.size, bool),
+                         resolution_fwhm=60.0 * u.km / u.s, max_sigma=500.0)
 
 
 # ------------------------------------------------------------------------------------ priors and models

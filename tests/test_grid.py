@@ -72,6 +72,11 @@ def test_resample_rejects_bad_input(wave):
         resample([1.0, 3.0, 2.0], [1.0, 1.0, 1.0], wave)
     with pytest.raises(ValueError, match="n_in = 3"):
         resample([1.0, 2.0, 3.0], [1.0, 1.0], wave)
+    import astropy.units as u
+    with pytest.raises(ValueError, match="wave_in must be a wavelength"):
+        resample([1.0, 2.0, 3.0] * u.s, [1.0, 1.0, 1.0], wave)
+    # a wavelength in another unit is converted: nm in, the same as Angstrom
+    np.testing.assert_allclose(bin_edges(wave[:50] / 10 * u.nm), bin_edges(wave[:50]), rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------- union grid

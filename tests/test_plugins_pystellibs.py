@@ -68,6 +68,10 @@ def test_boundaries_agree_with_generator_coverage(lib):
     # [M/H] outside every box
     assert not lib.points_inside([[3.8, 4.0]], dlogT=0, dlogg=0, Z=0.02 * 10 ** 1.0)[0]
     assert lib.logT.size == lib.logg.size == lib.Z.size and (lib.Teff > 0).all()
+    # the representative nodes span every box's metallicities, not solar alone: [M/H] -2.5 .. +0.5
+    mh = np.log10(lib.Z / lib.zsun)
+    assert np.isclose(mh.min(), -2.5) and np.isclose(mh.max(), 0.5) and np.unique(mh.round(6)).size >= 7
+    assert all(np.any(np.isclose(mh, v)) for v in (-2.0, -1.0, 0.0))
 
 
 def test_errors_are_explicit(lib):

@@ -1,0 +1,386 @@
+"""The far Wien tail: where the network never learned, the library's own training nodes fill in.
+
+Training leaves out every pixel fainter than ``tail_floor`` (1e-6) x its spectrum's peak
+(docs/generator.md): the far and extreme UV of cool stars, the EUV of hot stars beyond their ionisation
+edges. There the network is unconstrained, and at CK04's own training nodes it came out a median 4 dex too
+bright (NextGen and WM-basic 6 dex, up to 12-22 dex), enough for red giants' tails to make most of an old
+population's far UV.
+
+So a pixel where *every* node that weighs in the enclosing simplex of the library's training nodes lies in
+its tail -- where the network had no training signal nearby -- takes the linear interpolation of those
+nodes, in the network's own output space (log10 F_lambda/(sigma Teff^4) minus the blackbody reference, i.e.
+log10 F_lambda / pi B_lambda), with barycentric weights over a Delaunay triangulation in nominal grid steps
+(:data:`~smnet_sps.constants.NODE_STEPS`); outside the nodes' hull the nearest training node stands in.
+Every other pixel keeps the network's output, so no pixel the network learned at a neighbouring node
+changes. (Filling where *any* node is in its tail was measured too: the tail no better on held-out nodes,
+the UV above the floor worse, p95 of CK04's 4000-5500 K nodes 9 % -> 24 %.) The table (``tail.npz`` of a
+model directory) holds the tail pixels of the training nodes only, so held-out nodes stay held out.
+
+A library may be left out of the table (its spectra cannot be shipped) and take another's tail instead (a
+"stand-in": the shipped model's BaSeL takes CK04's), then only :data:`STAND_IN_DEPTH` pixels or more inside
+that tail.
+
+Pure numpy for the table and the host-side lookup; :meth:`WienTail.fill_` is torch (device, dtype and
+autograd follow the network's output).
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .constants import NODE_STEPS
+
+__all__ = ["TAIL_FILE", "wien_tail_mask", "tabulate_tail", "write_tail_table", "WienTail"]
+
+TAIL_FILE = "tail.npz"
+TAIL_FORMAT = "smnet-sps wien tail"
+WEIGHT_TOL = 1e-9
+STAND_IN_DEPTH = 5     # [pixels] see WienTail
+SHEAR = np.array([[1.0, 0.137, 0.071], [0.0, 1.0, 0.113], [0.0, 0.0, 1.0]])   # see _LibraryTail
+
+
+def wien_tail_mask(wavelength, flux, mask, tail_floor):
+    """Known pixels shortward of the spectrum's peak, fainter than ``tail_floor`` x the peak; (n, n_wave).
+
+    The pixels training left out on the Wien side (the Rayleigh-Jeans side, which the network does learn
+    through its blackbody reference, is not included).
+    """
+    flux = np.where(mask, flux, -np.inf)
+    peak_col = np.argmax(flux, axis=1)
+    peak = np.take_along_axis(flux, peak_col[:, None], 1)
+    blue = np.arange(np.size(wavelength))[None, :] < peak_col[:, None]
+    return mask & blue & (flux < tail_floor * peak)
+
+
+def _node_points(log_teff, logg, logz):
+    return np.stack([log_teff, logg, logz], 1) / np.asarray(NODE_STEPS)
+
+
+def tabulate_tail(wavelength, log_ratio_ref, tail, library_id, split, library_names, libraries=None,
+                  stand_ins=None):
+    """The tail table: per library, its training nodes' tail pixels in the network's output space.
+
+    Parameters
+    ----------
+    wavelength : (n_wave,) [A]; log_ratio_ref : (n, n_wave) training targets, log10(F/(sigma T^4)) minus
+        the blackbody reference (as in ``smnet_sps.train``); tail : (n, n_wave) bool from
+        :func:`wien_tail_mask`; library_id, split : (n,) as in the model's nodes.npz (split 0 = training);
+    libraries : names to tabulate (default: all); a library left out keeps the network's own tail, or
+    stand_ins : dict, library left out -> tabulated library whose tail it takes (``{"basel22": "ck04"}``).
+
+    Returns
+    -------
+    dict of arrays for ``np.savez_compressed``, per library: ``node:<name>`` (indices into nodes.npz) and
+    ``log_ratio:<name>`` (float16, (n_nodes, n_cols), NaN off the tail) over the first n_cols pixels, the
+    blue end of the grid up to the library's reddest tail pixel.
+    """
+    table = {"format": np.array(TAIL_FORMAT), "wavelength": np.asarray(wavelength, float)}
+    for j, name in enumerate(library_names):
+        if libraries is not None and name not in libraries:
+            continue
+        nodes = np.flatnonzero((np.asarray(library_id) == j) & (np.asarray(split) == 0))
+        cols = np.flatnonzero(tail[nodes].any(0)) if nodes.size else np.array([], int)
+        n_cols = int(cols.max()) + 1 if cols.size else 0
+        values = np.where(tail[nodes, :n_cols], log_ratio_ref[nodes, :n_cols], np.nan)
+        table[f"node:{name}"] = nodes.astype(np.int32)
+        table[f"log_ratio:{name}"] = values.astype(np.float16)
+    for name, stand_in in (stand_ins or {}).items():
+        if f"node:{stand_in}" not in table or f"node:{name}" in table:
+            raise ValueError(f"stand-in {name}={stand_in}: {stand_in!r} must be tabulated and {name!r} not")
+        table[f"stand_in:{name}"] = np.array(stand_in)
+    return table
+
+
+def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
+    """Tabulate the Wien tail of a model's training nodes from its grid into ``model_dir/tail.npz``.
+
+    ``libraries``: the names to tabulate (default all); the others keep the network's own tail (the shipped
+    model leaves out BaSeL 2.2 and CM87, whose copies came from GPL-3 repositories: the table holds pieces of
+    the spectra themselves, not a fit). ``stand_ins``: library left out -> tabulated library whose tail it
+    takes (the shipped model: BaSeL 2.2 takes CK04's, whose Kurucz models BaSeL's above 3,500 K are
+    corrections of; outside CK04's nodes, cooler giants, the nearest CK04 node's).
+
+    Records ``tail_file`` and ``tail_sha256`` in config.json (checked when the model is loaded). The grid
+    must be the one the model was trained on: its nodes are checked against the model's nodes.npz.
+    """
+    from .checksums import file_sha256
+    from .grid import load_grid
+    from .model import blackbody_log_ratio
+    from .train import log_ratio_targets
+
+    model_dir = Path(model_dir)
+    cfg_path = model_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("arch") not in ("mlp", "mlp_experts") or cfg.get("reference") != "blackbody":
+        raise ValueError(f"{model_dir}: a tail table needs an 'mlp' or 'mlp_experts' model with the "
+                         f"blackbody reference; this one is {cfg.get('arch')!r}, reference "
+                         f"{cfg.get('reference')!r}")
+    tail_floor = float(cfg.get("tail_floor", 0.0))
+    if not tail_floor > 0:
+        raise ValueError(f"{model_dir}: trained with tail_floor = {tail_floor} (every pixel in the loss); it "
+                         "has no untrained tail to fill")
+    with np.load(model_dir / cfg.get("nodes_file", "nodes.npz")) as f:
+        nodes = {k: f[k] for k in f.files}
+    grid = load_grid(grid_path)
+    names = list(cfg["library_names"])
+    stand_ins = dict(stand_ins or {})
+    unknown = sorted((set(libraries or ()) | set(stand_ins) | set(stand_ins.values())) - set(names))
+    if unknown:
+        raise ValueError(f"unknown libraries {unknown}; {model_dir} knows {names}")
+    same = (grid.teff.shape == nodes["teff"].shape and list(grid.library_names) == names
+            and np.array_equal(grid.teff, nodes["teff"]) and np.array_equal(grid.logg, nodes["logg"])
+            and np.array_equal(grid.logz, nodes["logz"])
+            and np.array_equal(grid.library_id, nodes["library_id"]))
+    if not same:
+        raise ValueError(f"{grid_path} is not the grid {model_dir} was trained on (its nodes differ from "
+                         f"nodes.npz; the model records grid_file {cfg.get('grid_file')!r})")
+    if not np.allclose(grid.wavelength, np.load(model_dir / cfg.get("wavelength_file", "wavelength.npy"))):
+        raise ValueError(f"{grid_path}: its wavelength grid differs from the model's")
+    log_ratio = log_ratio_targets(grid.flux, grid.mask, grid.teff)
+    known = grid.mask & np.isfinite(log_ratio)
+    log_ratio_ref = log_ratio - blackbody_log_ratio(grid.wavelength, grid.teff).astype(np.float32)
+    tail = wien_tail_mask(grid.wavelength, grid.flux, known, tail_floor)
+    table = tabulate_tail(grid.wavelength, log_ratio_ref, tail, grid.library_id, nodes["split"], names,
+                          libraries, stand_ins)
+    # each file written beside its target and renamed over it: an interrupted call leaves the old pair
+    out = model_dir / TAIL_FILE
+    partial = model_dir / (TAIL_FILE + ".partial.npz")
+    np.savez_compressed(partial, **table)
+    cfg["tail_file"] = TAIL_FILE
+    cfg["tail_sha256"] = file_sha256(partial)
+    os.replace(partial, out)
+    partial_cfg = cfg_path.with_name("config.json.partial")
+    partial_cfg.write_text(json.dumps(cfg, indent=1))
+    os.replace(partial_cfg, cfg_path)
+    return out
+
+
+def _read_table(path, library_names, n_wave):
+    """The arrays of a tail.npz, checked; ValueError naming the file otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a readable tail table ({type(exc).__name__}: {exc}); the file is "
+                         "corrupt or was replaced") from exc
+    if str(data.get("format", "")) != TAIL_FORMAT:
+        raise ValueError(f"{path}: format {str(data.get('format'))!r}, expected {TAIL_FORMAT!r}")
+    for name in library_names:
+        if f"node:{name}" not in data and f"log_ratio:{name}" not in data:
+            continue                        # not tabulated: the network's own tail
+        if f"node:{name}" not in data or f"log_ratio:{name}" not in data:
+            raise ValueError(f"{path}: the table of library {name!r} is incomplete")
+        values, n_nodes = data[f"log_ratio:{name}"], data[f"node:{name}"].size
+        if values.ndim != 2 or values.shape[0] != n_nodes or values.shape[1] > n_wave:
+            raise ValueError(f"{path}: table of {name!r} has shape {values.shape}, inconsistent with its "
+                             f"{n_nodes} nodes and {n_wave} pixels")
+    return data
+
+
+class _LibraryTail:
+    """One library's training nodes: triangulation (host) and tail values (tensors per device/dtype)."""
+
+    def __init__(self, points, values):
+        from scipy.spatial import Delaunay, QhullError, cKDTree
+        self.values = values
+        self.n_cols = values.shape[1]
+        # dimensions along which the nodes vary (a single-[M/H] library is triangulated in 2-D)
+        self.kept = np.flatnonzero(np.ptp(points, axis=0) > 0) if len(points) > 1 else np.array([], int)
+        self.ndim = self.kept.size
+        nodes = points[:, self.kept]
+        self.tree = cKDTree(nodes) if len(nodes) else None
+        self.tri = None                  # None: 1-D (sorted nodes) or too few nodes (nearest node only)
+        if self.ndim >= 2 and len(nodes) > self.ndim:
+            # Triangulated after a fixed shear: on a regular lattice every cell's corners are cospherical,
+            # so qhull returns flat simplices (13 % for CK04) whose NaN transforms make locating a point fall
+            # back to a search of every simplex (190 us per point instead of 2). Barycentric weights are
+            # affine invariant, so the shear changes no weight, only which diagonal splits each cell.
+            self.shear = SHEAR[:self.ndim, :self.ndim]
+            try:
+                self.tri = Delaunay(nodes @ self.shear.T, qhull_options="Qbb Qc Q12")
+            except QhullError:           # nodes on one hyperplane: nearest node only
+                self.tri = None
+            if self.tri is not None:
+                self.flat = ~np.isfinite(self.tri.transform).all(axis=(1, 2))
+        if self.ndim == 1:
+            self.order = np.argsort(nodes[:, 0])
+            self.axis = nodes[self.order, 0]
+        self._tensors = {}
+
+    def locate(self, points):
+        """Per query point: vertex indices (n, 4) and simplex (n,), -1 where the nearest node stands in.
+
+        Vertex slots: the ndim nodes whose barycentric weights the inverse transform gives, padding (weight
+        0), then the simplex's last node.
+        """
+        q = points[:, self.kept]
+        n = len(q)
+        verts = np.zeros((n, 4), np.int64)
+        simplex = np.full(n, -1, np.int64)
+        if self.tri is not None:
+            simplex = self.tri.find_simplex(q @ self.shear.T).astype(np.int64)
+            simplex[simplex >= 0] = np.where(self.flat[simplex[simplex >= 0]], -1, simplex[simplex >= 0])
+            inside = simplex >= 0
+            corners = self.tri.simplices[simplex[inside]]
+            verts[inside, :self.ndim] = corners[:, :self.ndim]
+            verts[inside, self.ndim:3] = corners[:, :1]
+            verts[inside, 3] = corners[:, self.ndim]
+        elif self.ndim == 1 and len(self.axis) > 1:
+            x = q[:, 0]
+            k = np.clip(np.searchsorted(self.axis, x) - 1, 0, len(self.axis) - 2)
+            inside = (x >= self.axis[0]) & (x <= self.axis[-1])
+            simplex[inside] = k[inside]
+            verts[inside, :3] = self.order[k[inside]][:, None]
+            verts[inside, 3] = self.order[k[inside] + 1]
+        outside = simplex < 0
+        if outside.any() and self.tree is not None:
+            if self.ndim:
+                verts[outside] = np.asarray(self.tree.query(q[outside])[1])[:, None]
+            # else: one node (or identical ones), index 0
+        return verts, simplex
+
+    def weights(self, points, simplex):
+        """Barycentric weights (m, 4), float64 torch, differentiable in ``points`` (node coordinates, all
+        three dimensions); in :meth:`locate`'s vertex slots; (1, 0, 0, 0) where the nearest node stands in."""
+        inside = simplex >= 0
+        w = torch.zeros((points.shape[0], 4), dtype=torch.float64, device=points.device)
+        w[:, 0] = 1.0
+        if not bool(inside.any()):
+            return w
+        q = points[inside][:, torch.as_tensor(self.kept, device=points.device)]
+        k = simplex[inside]
+        if self.tri is not None:
+            tr = self._tensor("transform", points.device, torch.float64, lambda: self.tri.transform)[k]
+            q = q @ self._tensor("shear", points.device, torch.float64, lambda: self.shear).T
+            b = torch.einsum("mij,mj->mi", tr[:, :self.ndim, :], q - tr[:, self.ndim, :])
+        else:
+            axis = self._tensor("axis", points.device, torch.float64, lambda: self.axis)
+            b = ((axis[k + 1] - q[:, 0]) / (axis[k + 1] - axis[k]))[:, None]
+        pad = b.new_zeros((b.shape[0], 3 - self.ndim))
+        return w.index_copy(0, inside.nonzero()[:, 0], torch.cat([b, pad, 1.0 - b.sum(1, keepdim=True)], 1))
+
+    def _tensor(self, key, device, dtype, make):
+        k = (key, str(device), dtype)
+        if k not in self._tensors:
+            self._tensors[k] = torch.as_tensor(np.asarray(make()), device=device).to(dtype)
+        return self._tensors[k]
+
+    def table(self, device, dtype, depth=0):
+        """(tail values with NaN -> 0, tail mask) as tensors; zeros, not NaN, so that no NaN reaches a
+        gradient through a pixel that is not filled. ``depth`` > 0: only pixels with ``depth`` more tail
+        pixels redward of them count as tail."""
+        values = self._tensor("values", device, dtype, lambda: np.nan_to_num(self.values.astype(np.float32)))
+        tail = self._tensor(f"tail{depth}", device, torch.bool,
+                            lambda: _eroded(np.isfinite(self.values), depth))
+        return values, tail
+
+
+def _eroded(tail, depth):
+    """Tail pixels with at least ``depth`` tail pixels redward of them (beyond the table: not tail)."""
+    deep = tail.copy()
+    for k in range(1, depth + 1):
+        deep[:, :-k] &= tail[:, k:]
+        deep[:, -k:] = False
+    return deep
+
+
+class WienTail:
+    """The tail table of a model, ready to fill a network's output (see the module docstring).
+
+    Parameters
+    ----------
+    path : the model's tail.npz; nodes : dict of the model's nodes.npz arrays; library_names : list;
+    n_wave : the model's number of pixels.
+    """
+
+    def __init__(self, path, nodes, library_names, n_wave):
+        data = _read_table(path, library_names, n_wave)
+        self.library_names = list(library_names)
+        points = _node_points(np.log10(nodes["teff"]), nodes["logg"], nodes["logz"])
+        self.libraries = []
+        for name in self.library_names:
+            if f"node:{name}" not in data:
+                self.libraries.append(None)         # the network's own tail, or a stand-in's (below)
+                continue
+            idx = data[f"node:{name}"]
+            if idx.size and (idx.min() < 0 or idx.max() >= len(points)):
+                raise ValueError(f"{path}: node indices of {name!r} outside the model's {len(points)} nodes")
+            self.libraries.append(_LibraryTail(points[idx], data[f"log_ratio:{name}"]))
+        self.stand_ins = {}
+        for j, name in enumerate(self.library_names):
+            stand_in = str(data[f"stand_in:{name}"]) if f"stand_in:{name}" in data else None
+            if stand_in is not None:
+                k = self.library_names.index(stand_in) if stand_in in self.library_names else None
+                if k is None or self.libraries[k] is None:
+                    raise ValueError(f"{path}: {name!r} takes the tail of {stand_in!r}, which has no table")
+                self.libraries[j] = self.libraries[k]
+                self.stand_ins[name] = stand_in
+        # a stand-in fills only pixels STAND_IN_DEPTH pixels or more inside its own tail: near the edge the
+        # library's own network was trained, and there another library's tail cost BaSeL's coolest test nodes
+        # UV p95 45 % -> 61 % (5 pixels: 47 %; its tail median 0.23 -> 0.24 dex)
+        self.depth = [STAND_IN_DEPTH if name in self.stand_ins else 0 for name in self.library_names]
+    def locate(self, log_teff, logg, logz, library_index):
+        """Host side, once per batch: vertex indices (n, 4) and simplex codes (n,) of library
+        ``library_index`` for points (log10 Teff, log g, [M/H]) already held inside the training box."""
+        lib = self.libraries[library_index]
+        if lib is None:
+            return np.zeros((np.size(log_teff), 4), np.int64), np.full(np.size(log_teff), -1, np.int64)
+        return lib.locate(_node_points(log_teff, logg, logz))
+
+    def fill_(self, log_ratio, params, libs, verts, simplex):
+        """In place: tail pixels of ``log_ratio`` (m, n_wave; network output space) from the nodes.
+
+        params : (m, 3) tensor (log10 Teff, log g, [M/H]) as held inside the box (differentiable); libs (m,)
+        library index; verts (m, 4), simplex (m,) from :meth:`locate` (tensors on the same device).
+        """
+        points = params.to(torch.float64) / torch.as_tensor(NODE_STEPS, dtype=torch.float64,
+                                                            device=params.device)
+        for j in torch.unique(libs).tolist():
+            lib = self.libraries[j]
+            if lib is None or lib.n_cols == 0 or lib.tree is None:
+                continue
+            rows = (libs == j).nonzero()[:, 0]
+            w = lib.weights(points[rows], simplex[rows])
+            values, tail = lib.table(log_ratio.device, log_ratio.dtype, self.depth[j])
+            v = verts[rows]
+            interp = torch.einsum("mk,mkc->mc", w.to(log_ratio.dtype), values[v])
+            # every node that weighs is in its tail (a rounding-size weight, 1e-16 at a node, does not weigh)
+            fill = (tail[v] | (w <= WEIGHT_TOL)[:, :, None]).all(1)
+            log_ratio[rows, :lib.n_cols] = torch.where(fill, interp, log_ratio[rows, :lib.n_cols])
+        return log_ratio
+
+
+def add_cli(sub):
+    p = sub.add_parser("tail", help="tabulate a model's untrained Wien tail from its training grid",
+                       description="Write tail.npz into a model directory: the tail pixels (fainter than the "
+                                   "model's tail_floor x peak, shortward of the peak) of its training nodes, "
+                                   "which fill the network's output where it was never trained "
+                                   "(docs/generator.md). `smnet-sps train` writes it itself; this adds it to "
+                                   "a model trained before.")
+    p.add_argument("--model", required=True, help="model directory (arch mlp or mlp_experts)")
+    p.add_argument("--grid", required=True, help="the union grid the model was trained on (.h5)")
+    p.add_argument("--libraries", default=None, help="comma-separated library names to tabulate (default: "
+                                                     "all); the others keep the network's own tail")
+    p.add_argument("--stand-in", action="append", default=[], metavar="LIBRARY=TABULATED",
+                   help="a library left out of --libraries takes the tail of a tabulated one (repeatable), "
+                        "e.g. basel22=ck04")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args):
+    libraries = [s.strip() for s in args.libraries.split(",") if s.strip()] if args.libraries else None
+    stand_ins = {}
+    for item in args.stand_in:
+        name, sep, stand_in = item.partition("=")
+        if not sep or not name or not stand_in:
+            raise ValueError(f"--stand-in {item!r}: expected LIBRARY=TABULATED, e.g. basel22=ck04")
+        stand_ins[name] = stand_in
+    out = write_tail_table(args.model, args.grid, libraries, stand_ins)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+

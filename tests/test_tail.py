@@ -1,0 +1,224 @@
+"""The untrained Wien tail filled from the training nodes (smnet_sps.tail): exact at training nodes, right at
+held-out CK04 nodes where the network alone is orders of magnitude off, kept out of every learned pixel, the
+far UV of an old SSP, gradients, training writes the table, and damaged tables refused."""
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from smnet_sps.constants import SIGMA_SB
+from smnet_sps.generator import CoverageWarning
+from smnet_sps.model import blackbody_log_ratio
+from smnet_sps.neural import default_model_path, load_generator
+from smnet_sps.tail import TAIL_FILE, wien_tail_mask
+
+
+@pytest.fixture(scope="module")
+def raw_generator():
+    return load_generator(device="cpu", fill_tail=False)
+
+
+@pytest.fixture(scope="module")
+def ck04_fixture_grid(fixtures_dir):
+    """Real CK04 spectra (5750 K at [M/H] = 0 and -1, every log g) on the model's grid."""
+    from smnet_sps.grid import build_grid
+    return build_grid(fixtures_dir / "libraries", only=["ck04"], progress=False, log=lambda s: None)
+
+
+def _model_log_ratio(gen, flux, teff):
+    """log10(F / sigma T^4) minus the blackbody reference: the space the table is stored in."""
+    with np.errstate(divide="ignore"):
+        return (np.log10(flux / (SIGMA_SB * np.asarray(teff)[:, None] ** 4))
+                - blackbody_log_ratio(gen.wavelength, np.asarray(teff)))
+
+
+def test_training_nodes_get_their_own_tail_back(default_generator, raw_generator):
+    gen = default_generator
+    with np.load(default_model_path() / TAIL_FILE) as table:
+        nodes, values = table["node:ck04"][::97], table["log_ratio:ck04"][::97].astype(float)
+    teff, logg, logz = (gen.nodes[k][nodes] for k in ("teff", "logg", "logz"))
+    assert (gen.nodes["split"][nodes] == 0).all() and (gen.nodes["library_id"][nodes] == 0).all()
+    tail = np.isfinite(values)
+    assert tail.sum() > 1000
+    flux, _ = gen.surface_flux(teff, logg, logz, library="ck04")
+    got = _model_log_ratio(gen, flux, teff)[:, :values.shape[1]]
+    # the stored values are float16: 0.008 dex at |value| < 32
+    np.testing.assert_allclose(got[tail], values[tail], atol=0.01)
+    raw, _ = raw_generator.surface_flux(teff, logg, logz, library="ck04")
+    off = np.abs(_model_log_ratio(gen, raw, teff)[:, :values.shape[1]][tail] - values[tail])
+    assert np.median(off) > 1.0                  # the network alone is far off there: the test has teeth
+
+
+@pytest.mark.parametrize("logg", [1.5, 4.0])
+def test_held_out_node_far_uv_matches_ck04(default_generator, raw_generator, ck04_fixture_grid, logg):
+    """5750 K, [M/H] = 0, log g 1.5 and 4.0 are test nodes of the shipped model (never trained on, not in the
+    table); their 1000-1300 A flux is below 1e-6 of the peak."""
+    g = ck04_fixture_grid
+    i = np.flatnonzero((g.teff == 5750.0) & (g.logz == 0.0) & (g.logg == logg))[0]
+    nodes = default_generator.nodes
+    node = np.flatnonzero((nodes["teff"] == 5750.0) & (nodes["logg"] == logg) & (nodes["logz"] == 0.0)
+                          & (nodes["library_id"] == 0))
+    assert nodes["split"][node[0]] == 2
+    wave = default_generator.wavelength
+    band = (wave >= 1000.0) & (wave < 1300.0)
+    assert np.nanmax(g.flux[i, band]) < 1e-6 * np.nanmax(g.flux[i])
+    truth = np.trapezoid(g.flux[i, band], wave[band])
+    ratio = {}
+    for name, gen in (("filled", default_generator), ("raw", raw_generator)):
+        flux, _ = gen.surface_flux(5750.0, logg, 0.0, library="ck04")
+        ratio[name] = np.trapezoid(flux[0, band], wave[band]) / truth
+    assert 0.7 < ratio["filled"] < 1.4, ratio
+    assert ratio["raw"] > 10.0, ratio                # what the fill corrects
+
+
+def test_no_pixel_the_network_learned_changes(default_generator, raw_generator, ck04_fixture_grid):
+    """Above 1e-6 of the peak (where the loss reached) filled and raw spectra are the same."""
+    g = ck04_fixture_grid
+    filled, _ = default_generator.surface_flux(g.teff, g.logg, g.logz, library="ck04")
+    raw, _ = raw_generator.surface_flux(g.teff, g.logg, g.logz, library="ck04")
+    learned = g.flux >= 1e-5 * np.nanmax(g.flux, 1, keepdims=True)         # by the library's own spectra
+    np.testing.assert_array_equal(filled[learned], raw[learned])
+    assert (filled != raw).sum(1).min() > 10        # and every one of these stars had pixels filled
+
+
+def test_old_ssp_far_uv_no_longer_comes_from_red_giants(raw_generator):
+    """10 Gyr, solar PARSEC: the far UV of an SSP without hot horizontal-branch stars is the turn-off's; the
+    unconstrained tails of the giants made 72 % of it before."""
+    import astropy.units as u
+
+    from smnet_sps import ssp_spectrum
+    share = {}
+    for name, gen in (("filled", None), ("raw", raw_generator)):
+        ssp = ssp_spectrum(10 * u.Gyr, Z=0.0152, by_phase=True, generator=gen)
+        wave = ssp.spectral_axis.to_value(u.AA)
+        band = (wave > 1350.0) & (wave < 1750.0)
+        total = np.trapezoid(ssp.flux.value[band], wave[band])
+        giants = sum(np.trapezoid(ssp.meta["phase_flux"][p][band], wave[band])
+                     for p in ("red giant branch", "early AGB", "TP-AGB"))
+        share[name] = giants / total
+    assert share["filled"] < 0.05 and share["raw"] > 0.5, share
+
+
+def test_gradients_through_filled_pixels_match_finite_differences(default_generator):
+    gen = default_generator
+    pix = np.flatnonzero((gen.wavelength > 1000.0) & (gen.wavelength < 1700.0))[::6]
+    point = (4530.0, 2.46, 0.07)                      # off every node and face: the fill is linear here
+    args = [torch.tensor([v], dtype=torch.float64, requires_grad=True) for v in point]
+
+    def log_flux(teff, logg, logz):
+        return torch.log(gen.torch_surface_flux(teff, logg, logz, library="ck04"))[:, pix]
+    assert torch.autograd.gradcheck(log_flux, args, eps=1e-6, atol=1e-5, rtol=1e-3)
+    fast, _ = gen.surface_flux(*point, library="ck04")
+    slow = gen.torch_surface_flux(*[torch.tensor([v]) for v in point], library="ck04").numpy()
+    np.testing.assert_allclose(slow, fast, rtol=3e-5)
+    # these pixels are filled (the network alone would be > 10x off), so the check covers the fill
+    raw = load_generator(device="cpu", fill_tail=False).surface_flux(*point, library="ck04")[0]
+    assert np.median(np.abs(np.log10(raw[0, pix] / fast[0, pix]))) > 1.0
+
+
+def test_points_outside_the_nodes_use_the_nearest_node(default_generator):
+    """Held at the training box like the network input; the fill stays finite and bounded there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        flux, inside = default_generator.surface_flux([2100.0, 3600.0, 250000.0], [8.4, -0.9, 5.0],
+                                                      [0.9, -2.9, 0.0])
+    assert not inside.any() and np.isfinite(flux).all() and (flux >= 0).all()
+
+
+def test_shipped_table_holds_no_gpl_distributed_spectra_and_basel_takes_ck04s(default_generator):
+    """BaSeL 2.2 and CM87 were trained from GPL-3 copies: the table (pieces of the spectra) leaves them out;
+    BaSeL fills its tail from CK04's nodes, CM87 keeps the network's own."""
+    with np.load(default_model_path() / TAIL_FILE) as table:
+        assert not any(k.endswith((":basel22", ":cm87")) and not k.startswith("stand_in:")
+                       for k in table.files)
+        assert str(table["stand_in:basel22"]) == "ck04"
+    tail = default_generator.tail
+    names = default_generator.library_names
+    assert tail.stand_ins == {"basel22": "ck04"} and tail.libraries[names.index("cm87")] is None
+    # a 3000 K M giant, BaSeL alone covers it: its far UV now follows CK04's coolest giant, not the network
+    wave = default_generator.wavelength
+    band = (wave > 1300) & (wave < 1800)
+    f = {}
+    for name, gen in (("filled", default_generator), ("raw", load_generator(device="cpu", fill_tail=False))):
+        flux, _ = gen.surface_flux(3000.0, 0.5, 0.0, library="basel22")
+        f[name] = np.trapezoid(flux[0, band], wave[band]) / np.trapezoid(flux[0], wave)
+    ck04, _ = default_generator.surface_flux(3500.0, 0.5, 0.0, library="ck04")
+    ck04_share = np.trapezoid(ck04[0, band], wave[band]) / np.trapezoid(ck04[0], wave)
+    assert f["filled"] < ck04_share < 1e-3 * f["raw"], (f, ck04_share)
+
+
+def test_wien_tail_mask_is_the_blue_side_below_the_floor():
+    wave = np.array([100.0, 200.0, 300.0, 400.0, 500.0, 600.0])
+    flux = np.array([[1e-9, 1e-7, 1e-3, 1.0, 1e-8, 1e-9]])
+    mask = np.array([[True, False, True, True, True, True]])
+    # red side below the floor (500, 600 A) is not the Wien tail; 200 A is not known
+    np.testing.assert_array_equal(wien_tail_mask(wave, flux, mask, 1e-6), [[True, False, False, False, False,
+                                                                             False]])
+
+
+def test_training_writes_the_table_and_it_fills(tmp_path):
+    from test_train import make_synthetic_grid
+
+    from smnet_sps.train import train
+    torch.set_num_threads(1)
+    grid_path = make_synthetic_grid(tmp_path / "grid.h5")
+    out = tmp_path / "m"
+    cfg = train(grid_path, out, width=32, depth=2, epochs=3, batch_size=32, progress=False, device="cpu")
+    assert cfg["tail_file"] == TAIL_FILE and (out / TAIL_FILE).is_file()
+    gen = load_generator(out, device="cpu")
+    with np.load(out / TAIL_FILE) as table:
+        nodes, values = table["node:liba"], table["log_ratio:liba"].astype(float)
+    assert (gen.nodes["split"][nodes] == 0).all()
+    coolest = np.argmin(gen.nodes["teff"][nodes])
+    i = nodes[coolest]
+    tail = np.isfinite(values[coolest])
+    assert tail.sum() >= 3                            # the far UV of a 4000 K blackbody
+    flux, _ = gen.surface_flux(*(gen.nodes[k][i] for k in ("teff", "logg", "logz")), library="liba")
+    got = _model_log_ratio(gen, flux, [gen.nodes["teff"][i]])[0, :values.shape[1]]
+    np.testing.assert_allclose(got[tail], values[coolest, tail], atol=0.01)
+
+
+@pytest.fixture
+def model_copy(tmp_path):
+    out = tmp_path / "model"
+    shutil.copytree(default_model_path(), out)
+    return out
+
+
+def test_damaged_or_missing_tables_are_refused(model_copy):
+    (model_copy / TAIL_FILE).write_bytes((model_copy / TAIL_FILE).read_bytes()[:1000])
+    with pytest.raises(ValueError, match="tail table .* does not match its config.json"):
+        load_generator(model_copy, device="cpu")
+    cfg = json.loads((model_copy / "config.json").read_text())
+    del cfg["tail_sha256"]
+    (model_copy / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="not a readable tail table"):
+        load_generator(model_copy, device="cpu")
+    (model_copy / TAIL_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="tail.npz"):
+        load_generator(model_copy, device="cpu")
+    assert load_generator(model_copy, device="cpu", fill_tail=False).tail is None
+    with pytest.raises(ValueError, match="fill_tail must be True or False"):
+        load_generator(model_copy, device="cpu", fill_tail="yes")
+
+
+def test_a_model_without_a_table_still_loads(model_copy):
+    cfg = json.loads((model_copy / "config.json").read_text())
+    del cfg["tail_file"], cfg["tail_sha256"]
+    (model_copy / "config.json").write_text(json.dumps(cfg))
+    (model_copy / TAIL_FILE).unlink()
+    assert load_generator(model_copy, device="cpu").tail is None
+
+
+def test_tail_cli_refuses_a_grid_the_model_was_not_trained_on(model_copy, tmp_path):
+    from test_train import make_synthetic_grid
+
+    from smnet_sps.cli import main
+    grid_path = make_synthetic_grid(tmp_path / "other.h5")
+    assert main(["tail", "--model", str(model_copy), "--grid", str(grid_path)]) == 1
+    with pytest.raises(ValueError, match="is not the grid"):
+        from smnet_sps.tail import write_tail_table
+        write_tail_table(model_copy, grid_path)
