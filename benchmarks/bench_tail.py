@@ -63,13 +63,15 @@ def ssp_changes(model):
     import astropy.units as u
 
     from smnet_sps import magnitudes, ssp_spectrum
+    from smnet_sps.constants import L_SUN
     from smnet_sps.neural import load_generator
     bands = ["galex-fuv", "galex-nuv", "sdss2010-u", "sdss2010-g"]
+    hc = 1.98644586e-8                                  # [erg A]
     out = []
     gens = {fill: load_generator(model, device="cpu", fill_tail=fill) for fill in (False, True)}
-    for Z in (0.002, 0.0152, 0.03):
-        for age in (0.1, 1.0, 10.0):
-            mags, share = {}, {}
+    for Z in (0.002, 0.0152, 0.03, 0.06):
+        for age in (0.01, 0.1, 1.0, 3.0, 10.0, 12.5):
+            mags, share, log_q = {}, {}, {}
             for fill, gen in gens.items():
                 ssp = ssp_spectrum(age * u.Gyr, Z=Z, generator=gen, by_phase=True)
                 m = magnitudes(ssp, bands)
@@ -81,12 +83,17 @@ def ssp_changes(model):
                 giants = sum(np.trapezoid(phases[p][band], w[band])
                              for p in ("red giant branch", "early AGB", "TP-AGB") if p in phases)
                 share[fill] = giants / total
+                # ionising photon rates per M_sun formed: H (< 912 A) and He+ (< 228 A)
+                photons = ssp.flux.value * L_SUN * w / hc
+                log_q[fill] = [np.log10(np.trapezoid(photons[w < edge], w[w < edge]))
+                               for edge in (912.0, 228.0)]
             out.append({"Z": Z, "age_gyr": age, "delta": (mags[True] - mags[False]).tolist(),
-                        "giant_share_raw": share[False], "giant_share_filled": share[True]})
+                        "giant_share_raw": share[False], "giant_share_filled": share[True],
+                        "log_q_raw": log_q[False], "log_q_filled": log_q[True]})
     return bands, out
 
 
-def throughput(model, n=20000, repeats=3):
+def throughput(model, n=20000, repeats=5):
     """surface_flux rate without and with the fill, interleaved, for two samples: isochrone-like stars and
     random stars over the whole box and beyond (bench_generator's sample)."""
     from smnet_sps.neural import load_generator
@@ -149,15 +156,23 @@ def main():
         lines.append(f"| {r['library']} | {r['nodes']} | {r['pixels']} | {table} | "
                      + " | ".join(tail_cells + uv_cells) + " |")
         print(r)
-    lines += ["", "PARSEC SSPs (Kroupa): filled minus network alone [mag], and the share of 1350-1750 A "
-                  "light from red-giant-branch and AGB stars.", "",
-              "| Z | age [Gyr] | " + " | ".join(f"d{b}" for b in bands) + " | giant share alone | filled |",
-              "|---|---|" + "---|" * (len(bands) + 2)]
+    lines += ["", "PARSEC SSPs (Kroupa): filled minus network alone [mag]; the share of 1350-1750 A light "
+                  "from red-giant-branch and AGB stars; log10 of the H- (< 912 A) and He+-ionising (< 228 A) "
+                  "photon rates [s^-1 per M_sun formed].", "",
+              "| Z | age [Gyr] | " + " | ".join(f"d{b}" for b in bands)
+              + " | giant share alone | filled | log Q(H) alone / filled | log Q(He+) alone / filled |",
+              "|---|---|" + "---|" * (len(bands) + 4)]
     for s in ssps:
         lines.append(f"| {s['Z']} | {s['age_gyr']:g} | " + " | ".join(f"{d:+.3f}" for d in s["delta"])
-                     + f" | {s['giant_share_raw']:.1%} | {s['giant_share_filled']:.1%} |")
+                     + f" | {s['giant_share_raw']:.1%} | {s['giant_share_filled']:.1%} | "
+                     f"{s['log_q_raw'][0]:.2f} / {s['log_q_filled'][0]:.2f} | "
+                     f"{s['log_q_raw'][1]:.2f} / {s['log_q_filled'][1]:.2f} |")
         print(s)
-    lines += ["", "End-to-end `surface_flux` throughput, 20,000 points, best of 3, interleaved:", ""]
+    d = np.array([s["delta"] for s in ssps])
+    lines += ["", "Largest |change| over these SSPs [mag]: " + ", ".join(
+        f"{b} {np.abs(d[:, i]).max():.3f}" for i, b in enumerate(bands)) + "."]
+    lines += ["", "End-to-end `surface_flux` throughput, 20,000 points, best of 5, interleaved (on a shared "
+                  "machine: a ratio above 1 would be noise):", ""]
     lines += [f"- {label}: network alone {a:,.0f} /s, filled {b:,.0f} /s (ratio {b / a:.2f})"
               for label, (a, b) in rates.items()]
     lines += ["", f"Run time {time.perf_counter() - t0:.0f} s."]

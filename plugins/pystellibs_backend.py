@@ -29,6 +29,11 @@ __all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "SMNetStellib", "register"]
 
 
 
+def _steps(lo, hi, step):
+    """lo, lo + step, ... and hi itself: both edges of a box range, whatever its width."""
+    return np.unique(np.append(np.arange(lo, hi, step), hi))
+
+
 class SMNetStellib:
     """A stellar library backed by an smnet-sps generator, with pystellibs' ``Stellib`` interface.
 
@@ -79,9 +84,9 @@ class SMNetStellib:
         pts = []
         for b in self._boxes:
             lg_lo, lg_hi = (np.clip(b.logg, -1.0, 9.5) if not np.isfinite(b.logg).all() else b.logg)
-            lz = (np.arange(b.logz[0], b.logz[1] + 1e-9, dlogz) if np.isfinite(b.logz).all() else np.zeros(1))
-            lt = np.arange(np.log10(b.teff[0]), np.log10(b.teff[1]) + 1e-9, dlogt)
-            lg = np.arange(lg_lo, lg_hi + 1e-9, dlogg)
+            lz = _steps(*b.logz, dlogz) if np.isfinite(b.logz).all() else np.zeros(1)
+            lt = _steps(np.log10(b.teff[0]), np.log10(b.teff[1]), dlogt)
+            lg = _steps(lg_lo, lg_hi, dlogg)
             T, G, Z = np.meshgrid(lt, lg, lz, indexing="ij")
             pts.append(np.column_stack([T.ravel(), G.ravel(), Z.ravel()]))
         return np.unique(np.vstack(pts), axis=0)

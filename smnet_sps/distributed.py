@@ -146,7 +146,10 @@ def _generator_fingerprint(gen):
     Part of every store's identity, so a retrained model (same path, new weights) never fills in a store
     computed with the old one.
     """
-    h = hashlib.sha1(f"{type(gen).__name__}:{gen.name}".encode())
+    # load options that change the spectra of the same files
+    options = {k: getattr(gen, k) for k in ("renormalise",) if hasattr(gen, k)}
+    options["fill_tail"] = getattr(gen, "tail", None) is not None
+    h = hashlib.sha1(f"{type(gen).__name__}:{gen.name}:{sorted(options.items())}".encode())
     h.update(np.ascontiguousarray(gen.wavelength, float).tobytes())
     files = []
     directory = getattr(gen, "directory", None)

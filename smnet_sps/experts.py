@@ -96,6 +96,11 @@ def _read_specialist(directory, lib, ref, ref_cfg, ref_scaling, ref_nodes):
     if ref_nodes.keys() != nodes.keys() or not all(np.array_equal(ref_nodes[k], nodes[k]) for k in ref_nodes):
         raise ValueError(f"specialist {directory} was trained on other grid nodes or another "
                          f"train/validation/test split than {ref}")
+    if ref_cfg.get("tail_file") and cfg.get("tail_floor") != ref_cfg.get("tail_floor"):
+        # the tail table fills the pixels below the model's floor: a specialist that learned them loses them
+        raise ValueError(f"specialist {directory} was trained with tail_floor {cfg.get('tail_floor')}, {ref} "
+                         f"with {ref_cfg.get('tail_floor')}, whose Wien-tail table would overwrite what the "
+                         f"specialist learned; train it with --tail-floor {ref_cfg.get('tail_floor')}")
     trained = cfg.get("trained_libraries")
     if trained != [lib]:
         raise ValueError(f"specialist {directory} was trained on {trained}, not on [{lib!r}] alone "
@@ -131,9 +136,20 @@ def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes):
     for key in ("sampling_weights", "node_loss", "node_blend", "node_blend_kind"):
         if key in cfg:
             record[key] = cfg[key]
+    if cfg.get("excluded_nodes"):
+        record["excluded_nodes"] = list(cfg["excluded_nodes"])
     if len(runs) > 1:
         record["weight_average_of_seeds"] = [c.get("seed", 0) for c, _ in read]
     return sd, record, {c.get("grid_sha256") for c, _ in read}
+
+
+def _tail_without_excluded(out, cfg, records):
+    """Nodes a specialist was not trained on (a cross-validation fold) leave the model's Wien-tail table too,
+    or their tails would come back through it; updates ``cfg["tail_sha256"]``."""
+    from .tail import TAIL_FILE, write_without_nodes
+    excluded = sorted({int(i) for r in records.values() for i in r.get("excluded_nodes", [])})
+    if excluded and cfg.get("tail_file") and (Path(out) / TAIL_FILE).is_file():
+        cfg["tail_sha256"] = write_without_nodes(Path(out) / TAIL_FILE, Path(out) / TAIL_FILE, excluded)
 
 
 def _check_request(experts, names, model, out, overwrite):
@@ -202,6 +218,7 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
                             "base_grid_sha256": base_cfg.get("grid_sha256"),
                             "libraries": cfgs, "weights_dtype": str(dtype).replace("torch.", "")},
                 "weights_sha256": weights_sha256(out / "weights.pt")})
+    _tail_without_excluded(out, cfg, cfgs)
     # the library ranking was measured for the base model's spectra: re-rank for the new ones
     # (smnet-sps validate --rank-libraries --write-mixture OUT); until then the base's preferences apply
     if (base / "mixture.json").is_file() and not (out / "mixture.json").is_file():
@@ -278,6 +295,7 @@ def replace_experts(model, experts, out, *, overwrite=False):
     new_cfg = dict(cfg, arch_kwargs=dict(cfg["arch_kwargs"], expert_index=index),
                    experts=dict(cfg.get("experts", {}), libraries=records),
                    weights_sha256=weights_sha256(partial / "weights.pt"))
+    _tail_without_excluded(out, new_cfg, records)
     (partial / "config.json").write_text(json.dumps(new_cfg, indent=1))
     # two renames: between them the old config sits beside the new weights, which load_generator refuses
     # (weights_sha256 mismatch) rather than running a model its config does not describe

@@ -353,6 +353,9 @@ class NeuralGenerator(_TorchGenerator):
                                             "model predicts F_lambda/(sigma Teff^4) in log1p01 space; "
                                             "F_lambda = x * sigma Teff^4") + norm,
                      "model": self.name, "arch": self.arch,
+                     "tail": ("pixels below tail_floor x the peak on the Wien side: the training nodes "
+                              f"interpolated ({cfg.get('tail_file')})" if self.tail is not None else
+                              "the network's own output everywhere"),
                      "citation": "Anwar et al. 2026 (arXiv:2603.23899) for SM-Net; smnet-sps"}
 
     def _load_tail(self, directory, cfg):
@@ -651,8 +654,8 @@ class NeuralGenerator(_TorchGenerator):
             else:
                 v = v.mul_(_LN10)
             if self.tail is not None:
-                # the training targets' floor, 1e-30 sigma T^4 per A: a filled tail pixel below it (a node's far
-                # tail, held at the box edge for a far cooler star) would otherwise underflow to 0
+                # the training targets' floor, 1e-30 sigma T^4 per A: a filled tail pixel below it (a node's
+                # far tail, held at the box edge for a far cooler star) would otherwise underflow to 0
                 v.clamp_(min=LOG_RATIO_FLOOR * _LN10)
             ratio = v.exp_()
         else:
@@ -717,7 +720,8 @@ class NeuralGenerator(_TorchGenerator):
             ratio = log1p01_inverse(y, self.log1p01["tau"], self.log1p01["x_max"])
         else:
             library = self._check_library(library)
-            host = [a.detach().cpu().numpy() for a in (teff, logg, logz)]
+            # float64 on the host, as in the fast path: float32 put points on a hull face on another side
+            host = [a.detach().cpu().numpy().astype(np.float64) for a in (teff, logg, logz)]
             mix = self.mixture(*host, library)
             look = self._tail_lookup(*host, mix)
             mix = torch.as_tensor(mix, device=self.device, dtype=dtype)
@@ -873,8 +877,9 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
     # a wrapper of the default model, not a directory
     if isinstance(path, str) and path == "semi-empirical":
         from .semi_empirical import SemiEmpiricalGenerator
-        if library is not None or meta is not None or set(kwargs) - {"renormalise"}:
-            raise ValueError("the semi-empirical model takes only device=, dtype= and renormalise=")
+        if library is not None or meta is not None or set(kwargs) - {"renormalise", "fill_tail"}:
+            raise ValueError("the semi-empirical model takes only device=, dtype=, renormalise= and "
+                             "fill_tail=")
         return SemiEmpiricalGenerator(device=device, dtype=dtype, **kwargs)
     path = _resolve_model_path(path)
     if path.is_dir():

@@ -182,10 +182,12 @@ class SemiEmpiricalGenerator(Generator):
     renormalise : bool, passed to the base model when it is loaded here: True makes every base spectrum,
         and so every semi-empirical one, integrate to sigma Teff^4 exactly (see
         :class:`~smnet_sps.neural.NeuralGenerator`).
+    fill_tail : bool, passed to the base model when it is loaded here (default True: the untrained Wien
+        tail filled from the training nodes; the correction only acts at 3,540-7,410 A).
     """
 
     def __init__(self, directory=None, base=None, device="auto", dtype=None, check_base=True,
-                 renormalise=False):
+                 renormalise=False, fill_tail=True):
         directory = Path(semi_empirical_model_path() if directory is None else directory)
         cfg_path = directory / "config.json"
         if not cfg_path.is_file():
@@ -200,7 +202,8 @@ class SemiEmpiricalGenerator(Generator):
             base_path = _base_directory(cfg["base"]["name"])
             if check_base:
                 _check_base_sha(cfg, base_path)
-            base = load_generator(base_path, device=device, dtype=dtype, renormalise=renormalise)
+            base = load_generator(base_path, device=device, dtype=dtype, renormalise=renormalise,
+                                  fill_tail=fill_tail)
         elif check_base:
             base_dir = getattr(base, "directory", None)
             if base_dir is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -523,8 +524,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         idx_val = idx_tr
     tail_table = None
     if arch == "mlp" and reference == "blackbody" and tail_floor > 0:
-        # the training nodes' Wien tail, left out of the loss, filled in at run time (smnet_sps.tail); nodes
-        # excluded from this run are not training nodes of it
+        # the training nodes' Wien tail, left out of the loss, filled in at run time (smnet_sps.tail). Nodes
+        # excluded from this run (a cross-validation fold) are left out of it too; every library's training
+        # nodes are in it, also those outside `libraries` (the table is the library's data, not the network's)
         tail_split = split.copy()
         if exclude_nodes is not None:
             tail_split[exclude_nodes] = -1
@@ -712,8 +714,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                  library_id=grid.library_id.astype(np.int16), split=split)
         if tail_table is not None:
             if cfg_tail.get("sha256") is None:
-                np.savez_compressed(out / TAIL_FILE, **tail_table)
-                cfg_tail["sha256"] = file_sha256(out / TAIL_FILE)
+                partial = out / (TAIL_FILE + ".partial.npz")      # renamed over the old one when complete
+                np.savez_compressed(partial, **tail_table)
+                cfg_tail["sha256"] = file_sha256(partial)
+                os.replace(partial, out / TAIL_FILE)
             cfg.update(tail_file=TAIL_FILE, tail_sha256=cfg_tail["sha256"])
         (out / "config.json").write_text(json.dumps(cfg, indent=1))
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,

@@ -270,3 +270,22 @@ def test_bad_replacements_are_refused(models, capsys):
                  str(root / "y7")]) == 0
     assert json.loads((root / "y7" / "config.json").read_text())["weights_sha256"] == \
         json.loads((built / "config.json").read_text())["weights_sha256"]
+
+
+def test_specialists_must_share_the_tail_floor_and_their_held_out_nodes_leave_the_table(models):
+    grid, base, spec, root = models
+    kw = dict(width=32, depth=2, threads=1, progress=False, batch_size=32, init_from=base, libraries=["libb"])
+    learned_tail = root / "libb_floor0"
+    train(grid, learned_tail, epochs=2, tail_floor=0.0, **kw)
+    with pytest.raises(ValueError, match="tail_floor 0.0.*--tail-floor 1e-06"):
+        build_expert_model(base, {"libb": learned_tail}, root / "t1")
+    # a cross-validation fold: nodes this specialist never saw must not come back through the tail table
+    with np.load(base / "tail.npz") as table:
+        fold = table["node:libb"][:3]
+    held_out = root / "libb_fold"
+    train(grid, held_out, epochs=2, exclude_nodes=fold, **kw)
+    cfg = build_expert_model(base, {"libb": held_out}, root / "t2")
+    with np.load(root / "t2" / "tail.npz") as table:
+        assert not np.isin(fold, table["node:libb"]).any() and table["node:liba"].size > 0
+    assert cfg["experts"]["libraries"]["libb"]["excluded_nodes"] == sorted(fold.tolist())
+    assert load_generator(root / "t2", device="cpu").tail is not None       # sha256 updated, loads

@@ -150,6 +150,38 @@ def test_shipped_table_holds_no_gpl_distributed_spectra_and_basel_takes_ck04s(de
     assert f["filled"] < ck04_share < 1e-3 * f["raw"], (f, ck04_share)
 
 
+def test_the_fill_is_continuous_across_a_librarys_edge(default_generator):
+    """On NextGen's coolest face (2600 K) and just across it the far UV moves smoothly: a point on the face
+    once fell outside the sheared hull (the nearest node then stood in, 1.4 dex off), and a point beyond it
+    is clipped onto the face."""
+    gen = default_generator
+    pix = np.flatnonzero((gen.wavelength > 1000) & (gen.wavelength < 2500))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        flux, _ = gen.surface_flux([2600.0, 2600.0 * (1 + 1e-9), 2599.9, 2600.1], 5.284, -0.294)
+    step = np.abs(np.log10(flux[1:, pix] / flux[0, pix])).max(1)
+    assert step[0] < 1e-4 and step[1:].max() < 0.05, step
+    # the float32 autograd path agrees there (its host lookup is float64 too)
+    slow = gen.torch_surface_flux(torch.tensor([2600.0]), torch.tensor([5.284]), torch.tensor([-0.294]))
+    assert np.abs(np.log10(slow.numpy()[0, pix] / flux[0, pix])).max() < 1e-3
+
+
+def test_degenerate_libraries_load_and_interpolate():
+    """One node (or copies of one) and a 1-D library with a repeated node: no crash, no NaN."""
+    from smnet_sps.tail import _LibraryTail
+    one = _LibraryTail(np.zeros((1, 3)), np.zeros((1, 4), np.float16))
+    verts, simplex = one.locate(np.array([[1.0, 2.0, 3.0]]))
+    assert (verts == 0).all() and (simplex == -1).all()
+    points = np.array([[0.0, 1.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0], [2.0, 1.0, 1.0]])
+    line = _LibraryTail(points, np.arange(8, dtype=np.float16).reshape(4, 2))
+    query = np.array([[0.0, 1.0, 1.0], [0.5, 1.0, 1.0], [-3.0, 1.0, 1.0]])
+    verts, simplex = line.locate(query)
+    w = line.weights(torch.tensor(query, dtype=torch.float64), torch.tensor(simplex)).numpy()
+    assert np.isfinite(w).all() and np.allclose(w.sum(1), 1.0)
+    values = (w[:, :, None] * line.values.astype(float)[verts]).sum(1)
+    np.testing.assert_allclose(values[:, 0], [0.0, 2.0, 0.0])     # node 0 (value 0) .. node 2 (value 4)
+
+
 def test_wien_tail_mask_is_the_blue_side_below_the_floor():
     wave = np.array([100.0, 200.0, 300.0, 400.0, 500.0, 600.0])
     flux = np.array([[1e-9, 1e-7, 1e-3, 1.0, 1e-8, 1e-9]])
@@ -211,6 +243,46 @@ def test_a_model_without_a_table_still_loads(model_copy):
     (model_copy / "config.json").write_text(json.dumps(cfg))
     (model_copy / TAIL_FILE).unlink()
     assert load_generator(model_copy, device="cpu").tail is None
+
+
+def test_a_hand_made_table_with_impossible_values_is_refused(model_copy):
+    """A table whose sha256 matches (config.json updated too) but whose values would give inf flux."""
+    from smnet_sps.checksums import file_sha256
+    with np.load(model_copy / TAIL_FILE) as f:
+        data = {k: f[k] for k in f.files}
+    known = np.isfinite(data["log_ratio:ck04"])
+    data["log_ratio:ck04"] = np.where(known, np.float16(6e4), np.float16(np.nan))
+    np.savez_compressed(model_copy / TAIL_FILE, **data)
+    cfg = json.loads((model_copy / "config.json").read_text())
+    cfg["tail_sha256"] = file_sha256(model_copy / TAIL_FILE)
+    (model_copy / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="beyond"):
+        load_generator(model_copy, device="cpu")
+
+
+def test_meta_says_whether_the_tail_is_filled(default_generator, raw_generator):
+    assert "training nodes interpolated" in default_generator.meta["tail"]
+    assert raw_generator.meta["tail"] == "the network's own output everywhere"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--libraries", ","], "no library to tabulate"),
+    (["--libraries", ""], "no library to tabulate"),
+    (["--libraries", "ck04", "--stand-in", "cm87=ck04"], "Teff ranges do not overlap"),
+    (["--libraries", "ck04", "--stand-in", "basel22"], "expected LIBRARY=TABULATED"),
+])
+def test_tail_cli_explains_bad_options(model_copy, extra, message, capsys):
+    from smnet_sps.cli import main
+    before = (model_copy / TAIL_FILE).read_bytes()
+    assert main(["tail", "--model", str(model_copy), "--grid", "nowhere.h5", *extra]) == 1
+    assert message in capsys.readouterr().err
+    assert (model_copy / TAIL_FILE).read_bytes() == before               # nothing written
+
+
+def test_tail_cli_on_what_is_not_a_model(tmp_path, capsys):
+    from smnet_sps.cli import main
+    assert main(["tail", "--model", str(tmp_path / "none"), "--grid", "g.h5"]) == 1
+    assert "is not a model directory: no config.json" in capsys.readouterr().err
 
 
 def test_tail_cli_refuses_a_grid_the_model_was_not_trained_on(model_copy, tmp_path):
