@@ -233,6 +233,21 @@ def _load_nodes(path):
 _REQUIRED_KEYS = ("arch", "arch_kwargs", "library_names", "box", "library_boxes", "input_scaling")
 
 
+def read_model_config(directory):
+    """A model directory's config.json as a dict, checked: present, valid JSON, an smnet-sps model's."""
+    cfg_path = Path(directory) / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{directory} is not a model directory: no config.json")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from exc
+    if not isinstance(cfg, dict) or cfg.get("format") != MODEL_FORMAT:
+        fmt = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+        raise ValueError(f"{cfg_path}: format is {fmt!r}, expected {MODEL_FORMAT!r}")
+    return cfg
+
+
 class NeuralGenerator(_TorchGenerator):
     """A generator trained by ``smnet-sps train`` (architecture ``mlp``, ``mlp_experts`` or ``smnet``).
 
@@ -256,24 +271,16 @@ class NeuralGenerator(_TorchGenerator):
         The SSP backend conserves each star's luminosity itself, whatever this is.
     fill_tail : bool
         True (default): pixels the network was never trained on -- on the Wien side, fainter than
-        ``tail_floor`` (1e-6) x the peak at every node of the enclosing simplex of the library's training
-        nodes -- are those nodes interpolated (:mod:`smnet_sps.tail`; needs the model's ``tail.npz``).
-        False: the network's own, unconstrained output there (a median 4-6 dex too bright at the training
-        nodes; docs/generator.md).
+        ``tail_floor`` (1e-6) x the peak at the surrounding training nodes of the library -- are those nodes
+        interpolated, continuously blended with the network where only some of them are in their tail
+        (:mod:`smnet_sps.tail`; needs the model's ``tail.npz``). False: the network's own, unconstrained
+        output there (a median 3.8-5.5 dex too bright on held-out nodes; docs/generator.md).
     """
 
     def __init__(self, directory, device="auto", dtype=None, library=None, renormalise=False, fill_tail=True):
         directory = Path(directory)
+        cfg = read_model_config(directory)
         cfg_path = directory / "config.json"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a model directory: no config.json")
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from exc
-        if not isinstance(cfg, dict) or cfg.get("format") != MODEL_FORMAT:
-            fmt = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
-            raise ValueError(f"{cfg_path}: format is {fmt!r}, expected {MODEL_FORMAT!r}")
         missing = [k for k in _REQUIRED_KEYS if k not in cfg]
         if missing:
             raise ValueError(f"{cfg_path} lacks the key(s) {missing}; a model config needs "

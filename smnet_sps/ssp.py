@@ -228,6 +228,15 @@ def resolve_generator(generator=None, device="auto"):
     return generator
 
 
+def _tail_filled(generator):
+    """Whether the generator (or the base model it wraps) fills its untrained Wien tail from its training
+    nodes (smnet_sps.tail): the far UV of cool stars and the He+-ionising flux depend on it."""
+    for gen in (generator, getattr(generator, "base", None)):
+        if getattr(gen, "tail", None) is not None:
+            return True
+    return False
+
+
 def get_backend(generator=None, special_phases="model", outside="extrapolate", device="auto"):
     """A shared :class:`StellarLibraryBackend` per (generator, options), so repeated SSPs hit its cache.
 
@@ -472,8 +481,9 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         flux in L_sun / A **per M_sun formed**; ``meta`` holds: ``log_lbol`` (isochrone, L_sun per M_sun
         formed), ``mass_stars``, ``mass_remnants``, ``log_mass`` (log10 of stars + remnants, as FSPS),
         ``missing_fraction`` (of L_bol from stars without a spectrum), ``phase_luminosity`` (dict phase
-        name -> L_sun), ``n_points``, ``generator``, ``isochrones``, ``imf``, ``log_age``, ``age_yr``,
-        ``Z``, ``logzsol``, ``zsun``, ``special_phases``, ``outside``, ``flux_unit``.
+        name -> L_sun), ``n_points``, ``generator``, ``tail_filled`` (the generator fills its untrained
+        Wien tail from its training nodes: docs/generator.md), ``isochrones``, ``imf``, ``log_age``,
+        ``age_yr``, ``Z``, ``logzsol``, ``zsun``, ``special_phases``, ``outside``, ``flux_unit``.
     """
     from specutils import Spectrum
 
@@ -498,7 +508,8 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         "outside_fraction": float(res["outside_lum"] / lbol),
         "phase_luminosity": {PHASE_NAMES[p]: float(res["phase_lum"][i]) for i, p in enumerate(_PHASES)
                              if res["phase_lum"][i] > 0},
-        "n_points": res["n_points"], "generator": backend.generator.name, "isochrones": iso.name,
+        "n_points": res["n_points"], "generator": backend.generator.name,
+        "tail_filled": _tail_filled(backend.generator), "isochrones": iso.name,
         "imf": imf_obj.name, "log_age": log_age, "age_yr": 10.0**log_age, "Z": Z,
         "logzsol": float(np.log10(Z / iso.zsun)), "zsun": iso.zsun, "special_phases": backend.special_phases,
         "outside": backend.outside, "flux_unit": "L_sun / Angstrom per M_sun formed",
@@ -652,7 +663,8 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
                                            "accumulate_s", "cpu_s") if k in stats}
     attrs = {"flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
              "ssp_lgmet": "log10 Z (metal mass fraction)", "ssp_lg_age_gyr": "log10(age / Gyr)",
-             "generator": backend.generator.name, "isochrones": iso.name, "zsun": iso.zsun,
+             "generator": backend.generator.name, "tail_filled": _tail_filled(backend.generator),
+             "isochrones": iso.name, "zsun": iso.zsun,
              "imf": imf_obj.name, "special_phases": backend.special_phases, "outside": backend.outside,
              "n_points": int(tab["n_points"].sum()), "n_unique": int(stats.get("n_unique", 0)),
              "n_isochrones": len(pairs), "n_isochrones_cached": int(stats.get("n_isochrones_cached", 0)),
@@ -822,6 +834,7 @@ def _write_fits(spec, path):
              ("OUTFRAC", m["outside_fraction"], "fraction of Lbol from stars outside coverage"),
              ("NPOINTS", m["n_points"], "isochrone points used"),
              ("GENERATR", m["generator"], "stellar spectrum generator"),
+             ("TAILFILL", bool(m.get("tail_filled", False)), "untrained Wien tail from training nodes"),
              ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),
              ("SPECIAL", m["special_phases"], "treatment of TP-AGB / WR stars"),
              ("OUTSIDE", m["outside"], "rule for stars outside coverage"),

@@ -76,7 +76,8 @@ def tabulate_tail(wavelength, log_ratio_ref, tail, library_id, split, library_na
     wavelength : (n_wave,) [A]; log_ratio_ref : (n, n_wave) training targets, log10(F/(sigma T^4)) minus
         the blackbody reference (as in ``smnet_sps.train``); tail : (n, n_wave) bool from
         :func:`wien_tail_mask`; library_id, split : (n,) as in the model's nodes.npz (split 0 = training);
-    libraries : names to tabulate (default: all); a library left out keeps the network's own tail, or
+    libraries : names to tabulate (default: all); a library left out keeps the network's own tail, unless
+        it has a stand-in.
     stand_ins : dict, library left out -> tabulated library whose tail it takes (``{"basel22": "ck04"}``).
 
     Returns
@@ -109,7 +110,7 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     model leaves out BaSeL 2.2 and CM87, whose copies came from GPL-3 repositories: the table holds pieces of
     the spectra themselves, not a fit). ``stand_ins``: library left out -> tabulated library whose tail it
     takes (the shipped model: BaSeL 2.2 takes CK04's, whose Kurucz models BaSeL's above 3,500 K are
-    corrections of; outside CK04's nodes, cooler giants, the nearest CK04 node's).
+    corrections of; giants cooler than CK04's nodes take its 3,500 K face).
 
     Records ``tail_file`` and ``tail_sha256`` in config.json (checked when the model is loaded). The grid
     must be the one the model was trained on: its nodes are checked against the model's nodes.npz.
@@ -119,20 +120,15 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     from .model import blackbody_log_ratio
     from .train import log_ratio_targets
 
+    from .neural import read_model_config       # here: neural imports this module
+
     model_dir = Path(model_dir)
     cfg_path = model_dir / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model directory: no config.json")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from exc
-    if not isinstance(cfg, dict) or cfg.get("arch") not in ("mlp", "mlp_experts") \
-            or cfg.get("reference") != "blackbody":
-        what = (f"arch {cfg.get('arch')!r}, reference {cfg.get('reference')!r}" if isinstance(cfg, dict)
-                else "not a model config")
+    cfg = read_model_config(model_dir)
+    if cfg.get("arch") not in ("mlp", "mlp_experts") or cfg.get("reference") != "blackbody":
         raise ValueError(f"{model_dir}: a tail table is for a model trained by smnet-sps (arch 'mlp' or "
-                         f"'mlp_experts', blackbody reference); this one has {what}")
+                         f"'mlp_experts', blackbody reference); this one has arch {cfg.get('arch')!r}, "
+                         f"reference {cfg.get('reference')!r}")
     if "tail_floor" not in cfg:
         raise ValueError(f"{cfg_path} records no tail_floor: the pixels its training left out are unknown")
     tail_floor = float(cfg["tail_floor"])

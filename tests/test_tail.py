@@ -99,6 +99,7 @@ def test_old_ssp_far_uv_no_longer_comes_from_red_giants(raw_generator):
         giants = sum(np.trapezoid(ssp.meta["phase_flux"][p][band], wave[band])
                      for p in ("red giant branch", "early AGB", "TP-AGB"))
         share[name] = giants / total
+        assert ssp.meta["tail_filled"] is (name == "filled")          # the provenance says which
     assert share["filled"] < 0.05 and share["raw"] > 0.5, share
 
 
