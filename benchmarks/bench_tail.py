@@ -98,7 +98,14 @@ def throughput(model, n=20000, repeats=5):
     random stars over the whole box and beyond (bench_generator's sample)."""
     from smnet_sps.neural import load_generator
     rng = np.random.default_rng(0)
-    samples = {"3,000-40,000 K, log g 0-5, [M/H] -2..0.4":
+    from smnet_sps.isochrones import load_isochrones
+    iso = load_isochrones("parsec")
+    cols = iso.columns
+    mh = np.repeat(np.log10(iso.Z / iso.zsun), iso.count.sum(1))        # rows are grouped by Z, then age
+    pick = rng.choice(iso.n_points, n, replace=False)
+    samples = {"PARSEC isochrone points (all ages and Z)":
+               (10 ** np.asarray(cols["logt"])[pick], np.asarray(cols["logg"])[pick], mh[pick]),
+               "3,000-40,000 K, log g 0-5, [M/H] -2..0.4":
                (10 ** rng.uniform(np.log10(3000), np.log10(40000), n), rng.uniform(0, 5, n),
                 rng.uniform(-2, 0.4, n)),
                "2,000-200,000 K, log g -1.5..8.5, [M/H] -3..1 (bench_generator's)":

@@ -382,19 +382,19 @@ class NeuralGenerator(_TorchGenerator):
         return WienTail(path, self.nodes, self.library_names, self.wavelength.size)
 
     def _tail_lookup(self, teff, logg, logz, mix):
-        """Host side: (n, n_libraries, 5) int64, each library's tail vertices (4) and simplex (1) for
-        the points it weighs (zeros elsewhere), at the point held inside the training box as the network
+        """Host side: (n, n_libraries, 8) float64, each library's :meth:`~smnet_sps.tail.WienTail.locate`
+        for the points it weighs (zeros elsewhere), at the point held inside the training box as the network
         input is; None without a tail table."""
         if self.tail is None:
             return None
         p = np.stack([np.log10(teff), logg, logz], 1)
         span = self._in_hi - self._in_lo
         held = self._in_lo + np.clip((p - self._in_lo) / span, 0.0, 1.0) * span
-        look = np.zeros((teff.size, len(self.library_names), 5), np.int64)
+        look = np.zeros((teff.size, len(self.library_names), 8))
         for j in range(len(self.library_names)):
             sel = np.flatnonzero(mix[:, j] > 0)
             if sel.size:
-                look[sel, j, :4], look[sel, j, 4] = self.tail.locate(*held[sel].T, j)
+                look[sel, j] = self.tail.locate(*held[sel].T, j)
         return look
 
     # ---- library selection ----------------------------------------------------------------------
@@ -541,7 +541,7 @@ class NeuralGenerator(_TorchGenerator):
 
     def _network_log_ratio(self, model, x, libs, compute, tail=None):
         """log10(F / sigma T^4) - reference, shape (m, n_wave), for scaled inputs x (m, 3),
-        library ids (m,); ``tail`` = (held parameters (m, 3), lookup (m, 5)) fills the untrained Wien tail."""
+        library ids (m,); ``tail`` = (held parameters (m, 3), lookup (m, 8)) fills the untrained Wien tail."""
         if isinstance(model, LibraryExpertMLP):
             # each library's rows through its expert (one network pass per row, as for a single MLP)
             def one_expert(expert, rows):
@@ -552,7 +552,7 @@ class NeuralGenerator(_TorchGenerator):
             out = self._expert_log_ratio(model, x, libs, compute)
         if tail is not None:
             held, look = tail
-            out = self.tail.fill_(out, held, libs, look[:, :4], look[:, 4])
+            out = self.tail.fill_(out, held, libs, look)
         return out
 
     def _expert_log_ratio(self, model, x, libs, compute):
@@ -572,11 +572,11 @@ class NeuralGenerator(_TorchGenerator):
         # one host -> device transfer: parameters, mixture weights and tail lookup (rules living on the host)
         mix = self.mixture(teff, logg, logz, library) if self._mlp else np.zeros((n, n_lib))
         look = self._tail_lookup(teff, logg, logz, mix)
-        host = np.empty((n, 3 + n_lib + (5 * n_lib if look is not None else 0)))
+        host = np.empty((n, 3 + n_lib + (8 * n_lib if look is not None else 0)))
         host[:, 0], host[:, 1], host[:, 2] = teff, logg, logz
         host[:, 3:3 + n_lib] = mix
         if look is not None:
-            host[:, 3 + n_lib:] = look.reshape(n, -1)      # small integers, exact in float64
+            host[:, 3 + n_lib:] = look.reshape(n, -1)      # indices: small integers, exact in float64
         params = torch.from_numpy(host).to(self.device)
         c64 = self._constants(self.device, torch.float64)
         t64 = params[:, 0]
@@ -603,7 +603,7 @@ class NeuralGenerator(_TorchGenerator):
         unit = bool((w == 1).all())
         if self.tail is not None:
             held = c64["lo"] + held * c64["span"]        # (log10 Teff, log g, [M/H]) as the network sees them
-            look = params[:, 3 + n_lib:].reshape(n, n_lib, 5)[rows, libs].long()
+            look = params[:, 3 + n_lib:].reshape(n, n_lib, 8)[rows, libs]
 
         def tail_of(pair_rows, pairs):
             return None if self.tail is None else (held[pair_rows], look[pairs])

@@ -10,14 +10,14 @@ So the pixels where the nodes of the enclosing simplex of the library's training
 where the network had no training signal nearby -- take the linear interpolation of those nodes, in the
 network's own output space (log10 F_lambda/(sigma Teff^4) minus the blackbody reference, i.e. log10 F_lambda
 / pi B_lambda), with barycentric weights over a Delaunay triangulation in nominal grid steps
-(:data:`~smnet_sps.constants.NODE_STEPS`), at the point clipped to the nodes' bounding box; where that is
-outside the nodes' hull the nearest training node stands in. Where only some of the nodes are in their tail,
-the interpolation of those is blended with the network's output by f^8, f their total weight: the nodes
-alone where all of them are in their tail, the network alone where none is, continuous in Teff, log g and
-[M/H] across every simplex face. Pixels the network learned at the surrounding nodes keep its output (but
-for the 1e-30 sigma Teff^4 per A floor, the training targets', that every spectrum is then held to). The
-table (``tail.npz`` of a model directory) holds the tail pixels of the training nodes only, so held-out
-nodes stay held out.
+(:data:`~smnet_sps.constants.NODE_STEPS`), at the point clipped to the nodes' bounding box and, where that
+is still outside the nodes' hull (a grid's holes), projected onto the hull: continuous everywhere, unlike
+the nearest node. Where only some of the nodes are in their tail, the interpolation of those is blended with
+the network's output by f^8, f their total weight: the nodes alone where all of them are in their tail, the
+network alone where none is, continuous in Teff, log g and [M/H] across every simplex face. Pixels the
+network learned at the surrounding nodes keep its output (but for the 1e-30 sigma Teff^4 per A floor, the
+training targets', that every spectrum is then held to). The table (``tail.npz`` of a model directory) holds
+the tail pixels of the training nodes only, so held-out nodes stay held out.
 
 A library may be left out of the table (its spectra cannot be shipped) and take another's tail instead (a
 "stand-in": the shipped model's BaSeL takes CK04's), then only :data:`STAND_IN_DEPTH` pixels or more inside
@@ -44,9 +44,11 @@ __all__ = ["TAIL_FILE", "wien_tail_mask", "tabulate_tail", "write_tail_table", "
 TAIL_FILE = "tail.npz"
 TAIL_FORMAT = "smnet-sps wien tail"
 MAX_LOG_RATIO = 100.0  # [dex] largest |log10 F / pi B| a table may hold (real ones: within 40)
-BLEND_POWER = 8        # f^8: near 0 until nearly all the weight is on tail nodes (see WienTail.fill_)
+BLEND_SQUARINGS = 3    # f^(2^3) = f^8: near 0 until nearly all the weight is on tail nodes (WienTail.fill_)
 LOCATE_TOL = 1e-9      # barycentric coordinate by which a point may lie outside a simplex and still be in it
 STAND_IN_DEPTH = 5     # [pixels] see WienTail
+FACE_TOL = 1e-9        # a barycentric coordinate this small: the point is on a face shared by two simplices
+PROJECT_TOL = 1e-7     # a point projected onto the hull lies on it to rounding: tolerance to find its simplex
 SHEAR = np.array([[1.0, 0.137, 0.071], [0.0, 1.0, 0.113], [0.0, 0.0, 1.0]])   # see _LibraryTail
 
 
@@ -61,6 +63,45 @@ def wien_tail_mask(wavelength, flux, mask, tail_floor):
     peak = np.take_along_axis(flux, peak_col[:, None], 1)
     blue = np.arange(np.size(wavelength))[None, :] < peak_col[:, None]
     return mask & blue & (flux < tail_floor * peak)
+
+
+def _closest_on_segments(q, a, b):
+    """Closest points to q (m, 2) on segments a-b (m, k, 2) -> (m, k, 2)."""
+    ab = b - a
+    t = np.clip(np.einsum("mkd,mkd->mk", q[:, None] - a, ab) / np.maximum(np.einsum("mkd,mkd->mk", ab, ab),
+                                                                           1e-300), 0.0, 1.0)
+    return a + t[..., None] * ab
+
+
+def _closest_on_triangles(p, a, b, c):
+    """Closest points to p (m, 3) on triangles a, b, c (m, k, 3) -> (m, k, 3) (Ericson 2005, 5.1.5)."""
+    p = np.broadcast_to(p[:, None], a.shape)
+    ab, ac, ap = b - a, c - a, p - a
+    d1, d2 = (ab * ap).sum(-1), (ac * ap).sum(-1)
+    bp = p - b
+    d3, d4 = (ab * bp).sum(-1), (ac * bp).sum(-1)
+    cp = p - c
+    d5, d6 = (ab * cp).sum(-1), (ac * cp).sum(-1)
+    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
+    tiny = 1e-300
+    # face region by default, then the edges and vertices override it
+    denom = np.where(np.abs(va + vb + vc) > tiny, va + vb + vc, tiny)
+    v, w = vb / denom, vc / denom
+    out = a + v[..., None] * ab + w[..., None] * ac
+    cases = [
+        ((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0),                                  # edge bc
+         lambda: b + ((d4 - d3) / np.maximum((d4 - d3) + (d5 - d6), tiny))[..., None] * (c - b)),
+        ((vb <= 0) & (d2 >= 0) & (d6 <= 0),                                             # edge ac
+         lambda: a + (d2 / np.maximum(d2 - d6, tiny))[..., None] * ac),
+        ((vc <= 0) & (d1 >= 0) & (d3 <= 0),                                             # edge ab
+         lambda: a + (d1 / np.maximum(d1 - d3, tiny))[..., None] * ab),
+        ((d6 >= 0) & (d5 <= d6), lambda: c),                                            # vertex c
+        ((d3 >= 0) & (d4 <= d3), lambda: b),                                            # vertex b
+        ((d1 <= 0) & (d2 <= 0), lambda: a),                                             # vertex a
+    ]
+    for mask, value in cases:
+        out = np.where(mask[..., None], value(), out)
+    return out
 
 
 def _node_points(log_teff, logg, logz):
@@ -237,7 +278,8 @@ class _LibraryTail:
 
     A query point is first clipped to the nodes' bounding box (as the network input is held at its box):
     a cooler giant than the coolest node takes the interpolation on that face, continuous across it.
-    Where the clipped point is still outside the nodes' hull (holes, corners) the nearest node stands in.
+    Where the clipped point is still outside the nodes' hull (holes, corners) it is projected onto the hull;
+    the nearest node stands in only where the nodes have no hull (fewer than ndim + 1, or all on a plane).
     """
 
     def __init__(self, points, values):
@@ -263,12 +305,33 @@ class _LibraryTail:
                 self.tri = None
             if self.tri is not None:
                 self.flat = ~np.isfinite(self.tri.transform).all(axis=(1, 2))
+                # the hull's facets (in sheared coordinates), for projecting points outside it onto it
+                self.facets = self.tri.points[self.tri.convex_hull]                # (n_facets, ndim, ndim)
+                # outward unit normals and offsets of the hull's facets: the closest point of the hull to a
+                # point outside it lies on a facet that faces the point (positive distance to its plane)
+                edges = self.facets[:, 1:] - self.facets[:, :1]
+                normal = (np.cross(edges[:, 0], edges[:, 1]) if self.ndim == 3
+                          else np.stack([-edges[:, 0, 1], edges[:, 0, 0]], 1))
+                normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
+                inward = self.tri.points.mean(0) - self.facets[:, 0]
+                normal *= np.where((normal * inward).sum(1) > 0, -1.0, 1.0)[:, None]
+                self.facet_normal, self.facet_offset = normal, -(normal * self.facets[:, 0]).sum(1)
+                self.hull_nodes = cKDTree(self.tri.points[np.unique(self.tri.convex_hull)])
+                # the simplices around each node (padded with -1), for points on an edge or at a node
+                owner = np.repeat(np.arange(len(self.tri.simplices)), self.ndim + 1)
+                node = self.tri.simplices.ravel()
+                order = np.argsort(node, kind="stable")
+                count = np.bincount(node, minlength=len(nodes))
+                slot = np.arange(node.size) - np.repeat(np.cumsum(count) - count, count)
+                self.incident = np.full((len(nodes), max(int(count.max()), 1)), -1, np.int64)
+                self.incident[node[order], slot] = owner[order]
         if self.ndim == 1:
             self.axis, self.order = np.unique(nodes[:, 0], return_index=True)    # copies of a node: once
         self._tensors = {}
 
     def locate(self, points):
-        """Per query point: vertex indices (n, 4) and simplex (n,), -1 where the nearest node stands in.
+        """Per query point: vertex indices (n, 4), simplex (n,) (-1 where the nearest node stands in) and the
+        point projected onto the hull (n, 3; kept dimensions first, NaN where the point was inside it).
 
         Vertex slots: the ndim nodes whose barycentric weights the inverse transform gives, padding (weight
         0), then the simplex's last node.
@@ -280,8 +343,7 @@ class _LibraryTail:
         if self.tri is not None:
             # a point on a face of the hull (clipped there, or a node's Teff) sits ~1e-14 outside it after
             # the shear: a tolerance keeps it on the face instead of handing it to the nearest node
-            simplex = self.tri.find_simplex(q @ self.shear.T, tol=LOCATE_TOL).astype(np.int64)
-            simplex[simplex >= 0] = np.where(self.flat[simplex[simplex >= 0]], -1, simplex[simplex >= 0])
+            simplex = self._find(q @ self.shear.T, LOCATE_TOL)
             inside = simplex >= 0
             corners = self.tri.simplices[simplex[inside]]
             verts[inside, :self.ndim] = corners[:, :self.ndim]
@@ -293,14 +355,93 @@ class _LibraryTail:
             simplex = k.astype(np.int64)              # clipped: always between two nodes
             verts[:, :3] = self.order[k][:, None]
             verts[:, 3] = self.order[k + 1]
+        projected = np.full((n, 3), np.nan)
+        outside = np.flatnonzero(simplex < 0)
+        if outside.size and self.tri is not None:
+            # outside the hull (a grid's holes, e.g. CK04's hot low-gravity corner): the closest point of the
+            # hull, continuous in the query point, unlike the nearest node
+            on_hull = self._project(q[outside] @ self.shear.T)
+            s2 = self._find(on_hull, PROJECT_TOL)
+            hit = s2 >= 0
+            rows = outside[hit]
+            corners = self.tri.simplices[s2[hit]]
+            simplex[rows] = s2[hit]
+            verts[rows, :self.ndim] = corners[:, :self.ndim]
+            verts[rows, self.ndim:3] = corners[:, :1]
+            verts[rows, 3] = corners[:, self.ndim]
+            projected[rows, :self.ndim] = on_hull[hit] @ np.linalg.inv(self.shear).T
         outside = simplex < 0
         if outside.any() and self.tree is not None:
             verts[outside] = np.asarray(self.tree.query(q[outside])[1])[:, None]
-        return verts, simplex
+        return verts, simplex, projected
 
-    def weights(self, points, simplex):
+    def _find(self, x, tol):
+        """The simplex holding each point x (sheared coordinates; -1: none, or a flat one), the same whatever
+        the other points. qhull's walk starts from the previous point's simplex, so a point on a face shared
+        by two simplices could land in either (their weights then differ by rounding): such a point takes the
+        lower-numbered of the two; a point on an edge or a vertex (several zero coordinates) the first simplex
+        of all that hold it."""
+        simplex = self.tri.find_simplex(x, tol=tol).astype(np.int64)
+        found = np.flatnonzero(simplex >= 0)
+        if found.size:
+            zero = self._barycentric(x[found], simplex[found]) <= FACE_TOL
+            one = zero.sum(1) == 1
+            rows = found[one]
+            across = self.tri.neighbors[simplex[rows], np.argmax(zero[one], axis=1)]     # -1: a hull face
+            lower = across >= 0
+            lower[lower] = across[lower] < simplex[rows[lower]]
+            if lower.any():
+                inside = self._barycentric(x[rows[lower]], across[lower]).min(1) >= -tol
+                simplex[rows[lower][inside]] = across[lower][inside]
+            several = found[zero.sum(1) > 1]
+            if several.size:
+                # every simplex holding a point on an edge or at a node holds its heaviest node
+                bary = self._barycentric(x[several], simplex[several])
+                heaviest = self.tri.simplices[simplex[several], np.argmax(bary, axis=1)]
+                cand = self.incident[heaviest]                                   # (k, max degree), -1 pads
+                inside = np.full(cand.shape, False)
+                for col in range(cand.shape[1]):
+                    ok = cand[:, col] >= 0
+                    if ok.any():
+                        inside[ok, col] = self._barycentric(x[several[ok]], cand[ok, col]).min(1) >= -tol
+                first = np.where(inside, cand, np.iinfo(np.int64).max).min(1)
+                simplex[several] = np.where(inside.any(1), first, simplex[several])
+        simplex[simplex >= 0] = np.where(self.flat[simplex[simplex >= 0]], -1, simplex[simplex >= 0])
+        return simplex
+
+    def _barycentric(self, x, simplex):
+        """All ndim + 1 barycentric coordinates of points x (sheared) in the given simplices."""
+        tr = self.tri.transform[simplex]
+        b = np.einsum("mij,mj->mi", tr[:, :self.ndim], x - tr[:, self.ndim])
+        return np.concatenate([b, 1.0 - b.sum(1, keepdims=True)], 1)
+
+    def _project(self, x):
+        """Closest points of the hull to points x (m, ndim) outside it, in sheared coordinates: the nearest of
+        the closest points on the facets that face x (exact for a convex hull) and whose planes are no farther
+        than the nearest hull node, 2,000 points at a time."""
+        closest = np.empty_like(x)
+        reach = self.hull_nodes.query(x)[0] + 1e-12
+        for start in range(0, len(x), 2000):
+            xs = x[start:start + 2000]
+            height = xs @ self.facet_normal.T + self.facet_offset                      # (m, n_facets)
+            facing = (height > -1e-12) & (height <= reach[start:start + 2000, None])
+            width = max(int(facing.sum(1).max()), 1)
+            order = np.argsort(~facing, axis=1, kind="stable")[:, :width]            # facing facets first
+            cand = np.where(np.take_along_axis(facing, order, 1), order, -1)
+            f = self.facets[np.maximum(cand, 0)]
+            if self.ndim == 2:
+                c = _closest_on_segments(xs, f[:, :, 0], f[:, :, 1])
+            else:
+                c = _closest_on_triangles(xs, f[:, :, 0], f[:, :, 1], f[:, :, 2])
+            d = np.where(cand >= 0, ((c - xs[:, None]) ** 2).sum(-1), np.inf)
+            closest[start:start + 2000] = c[np.arange(len(xs)), np.argmin(d, axis=1)]
+        return closest
+
+    def weights(self, points, simplex, projected=None):
         """Barycentric weights (m, 4), float64 torch, differentiable in ``points`` (node coordinates, all
-        three dimensions); in :meth:`locate`'s vertex slots; (1, 0, 0, 0) where the nearest node stands in."""
+        three dimensions); in :meth:`locate`'s vertex slots; (1, 0, 0, 0) where the nearest node stands in.
+        ``projected`` (m, 3): where finite, the point's projection onto the hull (kept dimensions first),
+        used instead of it (a constant: no derivative outside the hull)."""
         inside = simplex >= 0
         w = torch.zeros((points.shape[0], 4), dtype=torch.float64, device=points.device)
         w[:, 0] = 1.0
@@ -310,6 +451,9 @@ class _LibraryTail:
         q = points[inside][:, self._tensor("kept", dev, torch.long, lambda: self.kept)]
         q = torch.clamp(q, self._tensor("lo", dev, torch.float64, lambda: self.lo),
                         self._tensor("hi", dev, torch.float64, lambda: self.hi))
+        if projected is not None:
+            proj = projected[inside][:, :self.ndim].to(torch.float64)
+            q = torch.where(torch.isfinite(proj), proj, q)
         k = simplex[inside]
         if self.tri is not None:
             tr = self._tensor("transform", dev, torch.float64, lambda: self.tri.transform)[k]
@@ -384,19 +528,25 @@ class WienTail:
         self._steps = {}
 
     def locate(self, log_teff, logg, logz, library_index):
-        """Host side, once per batch: vertex indices (n, 4) and simplex codes (n,) of library
-        ``library_index`` for points (log10 Teff, log g, [M/H]) already held inside the training box."""
+        """Host side, once per batch: (n, 8) float64 per point of library ``library_index``: vertex indices
+        (4), simplex (1; -1: the nearest node), the point projected onto the nodes' hull (3; NaN: inside), for
+        points (log10 Teff, log g, [M/H]) already held inside the training box."""
+        n = np.size(log_teff)
+        out = np.full((n, 8), np.nan)
         lib = self.libraries[library_index]
         if lib is None:
-            return np.zeros((np.size(log_teff), 4), np.int64), np.full(np.size(log_teff), -1, np.int64)
-        return lib.locate(_node_points(log_teff, logg, logz))
+            out[:, :4], out[:, 4] = 0, -1
+            return out
+        out[:, :4], out[:, 4], out[:, 5:] = lib.locate(_node_points(log_teff, logg, logz))
+        return out
 
-    def fill_(self, log_ratio, params, libs, verts, simplex):
+    def fill_(self, log_ratio, params, libs, located):
         """In place: tail pixels of ``log_ratio`` (m, n_wave; network output space) from the nodes.
 
         params : (m, 3) tensor (log10 Teff, log g, [M/H]) as held inside the box (differentiable); libs (m,)
-        library index; verts (m, 4), simplex (m,) from :meth:`locate` (tensors on the same device).
+        library index; located (m, 8) float64 from :meth:`locate` (a tensor on the same device).
         """
+        verts, simplex, projected = located[:, :4].long(), located[:, 4].long(), located[:, 5:]
         steps = self._steps.get(params.device)
         if steps is None:
             steps = self._steps[params.device] = torch.as_tensor(NODE_STEPS, dtype=torch.float64,
@@ -408,35 +558,45 @@ class WienTail:
                 continue
             rows = (libs == j).nonzero()[:, 0]
             whole = rows.numel() == libs.numel()          # one library in this chunk: views, no row gathers
-            w = lib.weights(points if whole else points[rows], simplex if whole else simplex[rows])
+            w = lib.weights(points if whole else points[rows], simplex if whole else simplex[rows],
+                            projected if whole else projected[rows])
             values, tail = lib.table(log_ratio.device, log_ratio.dtype, self.depth[j])
             v = verts if whole else verts[rows]
             weights = w.to(log_ratio.dtype)
             # The tail value at a pixel is the interpolation of the nodes in their tail there (renormalised
-            # to them), blended with the network's output by f^BLEND_POWER, f = those nodes' total weight:
-            # where every node that weighs is in its tail only they count, where none is the network stands,
-            # and across a simplex face, where a node's weight goes to 0, the spectrum stays continuous
+            # to them), blended with the network's output by f^8, f = those nodes' total weight: where every
+            # node that weighs is in its tail only they count, where none is the network stands, and across
+            # a simplex face, where a node's weight goes to 0, the spectrum stays continuous. Only plain
+            # products and sums: pow, lerp and addcmul round differently in their vectorised and scalar loops,
+            # so the last row of a chunk came out 1e-6 dex apart from the same row elsewhere.
             t = tail[v[:, 0]].to(log_ratio.dtype) * weights[:, :1]
-            wsum = t.clone()
+            wsum = t
             interp = values[v[:, 0]] * t
             for k in range(1, 4):                 # slot by slot: half the time of one (m, 4, n_cols) gather
                 t = tail[v[:, k]].to(log_ratio.dtype) * weights[:, k:k + 1]
                 wsum = wsum + t
-                interp = interp.addcmul(values[v[:, k]], t)
-            f = wsum.clamp(0.0, 1.0) ** BLEND_POWER
-            interp = interp / torch.where(wsum > 0, wsum, torch.ones_like(wsum))
+                interp = interp + values[v[:, k]] * t
+            f = wsum.clamp(0.0, 1.0)
+            for _ in range(BLEND_SQUARINGS):
+                f = f * f
+            # (below 1e-6, f < 1e-48: the interpolation does not count, and dividing by ~0 would give NaN
+            # gradients)
+            interp = interp / torch.where(wsum > 1e-6, wsum, torch.ones_like(wsum))
             n = lib.n_cols
             if not (torch.is_grad_enabled() and log_ratio.requires_grad):
                 if whole:                                  # the fast path: in place
                     block = log_ratio[:, :n]
-                    block.copy_(torch.lerp(block, interp, f))
+                    block.add_(f * (interp - block))
                 else:
-                    log_ratio[rows, :n] = torch.lerp(log_ratio[rows, :n], interp, f)
-            elif whole:                                    # autograd: lerp keeps its inputs, so no in-place
-                log_ratio = torch.cat([torch.lerp(log_ratio[:, :n], interp, f), log_ratio[:, n:]], 1)
+                    old = log_ratio[rows, :n]
+                    log_ratio[rows, :n] = old + f * (interp - old)
+            elif whole:                                    # autograd: no in-place on what backward keeps
+                block = log_ratio[:, :n]
+                log_ratio = torch.cat([block + f * (interp - block), log_ratio[:, n:]], 1)
             else:
-                new = torch.cat([torch.lerp(log_ratio[rows, :n], interp, f), log_ratio[rows, n:]], 1)
-                log_ratio = log_ratio.index_copy(0, rows, new)
+                old = log_ratio[rows, :n]
+                log_ratio = log_ratio.index_copy(0, rows, torch.cat([old + f * (interp - old),
+                                                                     log_ratio[rows, n:]], 1))
         return log_ratio
 
 

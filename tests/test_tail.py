@@ -167,16 +167,45 @@ def test_the_fill_is_continuous_across_a_librarys_edge(default_generator):
     assert np.abs(np.log10(slow.numpy()[0, pix] / flux[0, pix])).max() < 1e-3
 
 
+@pytest.mark.parametrize("library, teff, logg, logz", [
+    (None, 4350.0, 5.7, -0.2),          # NextGen's hull face inside its box (log g 5.5 stops at some Teff)
+    ("ck04", 14500.0, 1.805293, -2.0),  # CK04's hot low-gravity hole
+    (None, 7800.0, 0.536775, -1.75),
+])
+def test_the_fill_is_continuous_across_inner_hull_faces(default_generator, library, teff, logg, logz):
+    """Outside a library's node hull but inside its box the point is projected onto the hull (the nearest
+    node made jumps of 0.7-15 dex there)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        flux, _ = default_generator.surface_flux([teff] * 2, [logg - 1e-6, logg + 1e-6], [logz] * 2,
+                                                 library=library)
+    assert np.abs(np.log10(flux[0] / flux[1])).max() < 1e-3
+
+
+def test_a_spectrum_does_not_depend_on_its_batch(default_generator):
+    """Bit for bit: a point on a face shared by two simplices, or in the last row of a chunk, gets the same
+    spectrum whatever the other points are."""
+    rng = np.random.default_rng(2)
+    teff = 10 ** rng.uniform(np.log10(2000.0), np.log10(200000.0), 5000)
+    logg, logz = rng.uniform(-1.5, 8.5, 5000), rng.uniform(-3.0, 1.0, 5000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        for library in (None, "ck04"):
+            forward, _ = default_generator.surface_flux(teff, logg, logz, library=library)
+            backward, _ = default_generator.surface_flux(teff[::-1], logg[::-1], logz[::-1], library=library)
+            np.testing.assert_array_equal(forward, backward[::-1])
+
+
 def test_degenerate_libraries_load_and_interpolate():
     """One node (or copies of one) and a 1-D library with a repeated node: no crash, no NaN."""
     from smnet_sps.tail import _LibraryTail
     one = _LibraryTail(np.zeros((1, 3)), np.zeros((1, 4), np.float16))
-    verts, simplex = one.locate(np.array([[1.0, 2.0, 3.0]]))
+    verts, simplex, _ = one.locate(np.array([[1.0, 2.0, 3.0]]))
     assert (verts == 0).all() and (simplex == -1).all()
     points = np.array([[0.0, 1.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0], [2.0, 1.0, 1.0]])
     line = _LibraryTail(points, np.arange(8, dtype=np.float16).reshape(4, 2))
     query = np.array([[0.0, 1.0, 1.0], [0.5, 1.0, 1.0], [-3.0, 1.0, 1.0]])
-    verts, simplex = line.locate(query)
+    verts, simplex, _ = line.locate(query)
     w = line.weights(torch.tensor(query, dtype=torch.float64), torch.tensor(simplex)).numpy()
     assert np.isfinite(w).all() and np.allclose(w.sum(1), 1.0)
     values = (w[:, :, None] * line.values.astype(float)[verts]).sum(1)
