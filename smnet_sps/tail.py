@@ -342,7 +342,7 @@ class _LibraryTail:
         simplex = np.full(n, -1, np.int64)
         if self.tri is not None:
             # a point on a face of the hull (clipped there, or a node's Teff) sits ~1e-14 outside it after
-            # the shear: a tolerance keeps it on the face instead of handing it to the nearest node
+            # the shear: a tolerance keeps it in its simplex instead of sending it through the projection
             simplex = self._find(q @ self.shear.T, LOCATE_TOL)
             inside = simplex >= 0
             corners = self.tri.simplices[simplex[inside]]
