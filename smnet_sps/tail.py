@@ -47,7 +47,7 @@ MAX_LOG_RATIO = 100.0  # [dex] largest |log10 F / pi B| a table may hold (real o
 BLEND_SQUARINGS = 3    # f^(2^3) = f^8: near 0 until nearly all the weight is on tail nodes (WienTail.fill_)
 LOCATE_TOL = 1e-9      # barycentric coordinate by which a point may lie outside a simplex and still be in it
 STAND_IN_DEPTH = 5     # [pixels] see WienTail
-FACE_TOL = 1e-9        # a barycentric coordinate this small: the point is on a face shared by two simplices
+NEAR_FACE = 1e-6       # a barycentric coordinate this small: the point may be on a face (see _find)
 PROJECT_TOL = 1e-7     # a point projected onto the hull lies on it to rounding: tolerance to find its simplex
 SHEAR = np.array([[1.0, 0.137, 0.071], [0.0, 1.0, 0.113], [0.0, 0.0, 1.0]])   # see _LibraryTail
 
@@ -380,11 +380,12 @@ class _LibraryTail:
         the other points. qhull's walk starts from the previous point's simplex, so a point on a face shared
         by two simplices could land in either (their weights then differ by rounding): such a point takes the
         lower-numbered of the two; a point on an edge or a vertex (several zero coordinates) the first simplex
-        of all that hold it."""
+        of all that hold it. "On" is judged loosely (NEAR_FACE, well above ``tol``), so that the simplex qhull
+        happened to return cannot change which rule applies."""
         simplex = self.tri.find_simplex(x, tol=tol).astype(np.int64)
         found = np.flatnonzero(simplex >= 0)
         if found.size:
-            zero = self._barycentric(x[found], simplex[found]) <= FACE_TOL
+            zero = self._barycentric(x[found], simplex[found]) <= NEAR_FACE
             one = zero.sum(1) == 1
             rows = found[one]
             across = self.tri.neighbors[simplex[rows], np.argmax(zero[one], axis=1)]     # -1: a hull face
@@ -434,7 +435,9 @@ class _LibraryTail:
             else:
                 c = _closest_on_triangles(xs, f[:, :, 0], f[:, :, 1], f[:, :, 2])
             d = np.where(cand >= 0, ((c - xs[:, None]) ** 2).sum(-1), np.inf)
-            closest[start:start + 2000] = c[np.arange(len(xs)), np.argmin(d, axis=1)]
+            pick = c[np.arange(len(xs)), np.argmin(d, axis=1)]
+            # no facet faces a point inside the hull (not reached: _find found none there): left as it is
+            closest[start:start + 2000] = np.where(np.isfinite(d).any(1)[:, None], pick, xs)
         return closest
 
     def weights(self, points, simplex, projected=None):
