@@ -38,8 +38,8 @@ import torch
 
 from .constants import NODE_STEPS
 
-__all__ = ["TAIL_FILE", "wien_tail_mask", "tabulate_tail", "write_tail_table", "write_without_nodes",
-           "WienTail"]
+__all__ = ["TAIL_FILE", "wien_tail_mask", "tabulate_tail", "save_table", "write_tail_table",
+           "write_without_nodes", "WienTail"]
 
 TAIL_FILE = "tail.npz"
 TAIL_FORMAT = "smnet-sps wien tail"
@@ -144,6 +144,18 @@ def tabulate_tail(wavelength, log_ratio_ref, tail, library_id, split, library_na
     return table
 
 
+def save_table(table, path):
+    """Write a tail table (:func:`tabulate_tail`'s dict) to ``path``, beside it first and renamed over it, so
+    that an interrupted write never leaves half a file; returns its sha256 (config.json's ``tail_sha256``)."""
+    from .checksums import file_sha256
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez_compressed(partial, **table)
+    sha = file_sha256(partial)
+    os.replace(partial, path)
+    return sha
+
+
 def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     """Tabulate the Wien tail of a model's training nodes from its grid into ``model_dir/tail.npz``.
 
@@ -156,12 +168,10 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     Records ``tail_file`` and ``tail_sha256`` in config.json (checked when the model is loaded). The grid
     must be the one the model was trained on: its nodes are checked against the model's nodes.npz.
     """
-    from .checksums import file_sha256
     from .grid import load_grid
     from .model import blackbody_log_ratio
-    from .train import log_ratio_targets
-
     from .neural import read_model_config       # here: neural imports this module
+    from .train import log_ratio_targets
 
     model_dir = Path(model_dir)
     cfg_path = model_dir / "config.json"
@@ -215,11 +225,8 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     # each file written beside its target and renamed over it: an interrupted call leaves the old pair, or
     # (between the two renames) a table that config.json's tail_sha256 does not match, which loading refuses
     out = model_dir / TAIL_FILE
-    partial = model_dir / (TAIL_FILE + ".partial.npz")
-    np.savez_compressed(partial, **table)
     cfg["tail_file"] = TAIL_FILE
-    cfg["tail_sha256"] = file_sha256(partial)
-    os.replace(partial, out)
+    cfg["tail_sha256"] = save_table(table, out)
     partial_cfg = cfg_path.with_name("config.json.partial")
     partial_cfg.write_text(json.dumps(cfg, indent=1))
     os.replace(partial_cfg, cfg_path)
@@ -229,7 +236,6 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
 def write_without_nodes(path, out, nodes):
     """Copy the tail table ``path`` to ``out`` without the given node indices (nodes a member network was not
     trained on, e.g. a cross-validation fold), written atomically; returns ``out``'s sha256."""
-    from .checksums import file_sha256
     drop = np.asarray(sorted({int(i) for i in nodes}), np.int64)
     with np.load(path, allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
@@ -237,11 +243,7 @@ def write_without_nodes(path, out, nodes):
         name = key[len("node:"):]
         keep = ~np.isin(data[key], drop)
         data[key], data[f"log_ratio:{name}"] = data[key][keep], data[f"log_ratio:{name}"][keep]
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial.npz")
-    np.savez_compressed(partial, **data)
-    os.replace(partial, out)
-    return file_sha256(out)
+    return save_table(data, out)
 
 
 def _read_table(path, library_names, n_wave):
@@ -344,11 +346,8 @@ class _LibraryTail:
             # a point on a face of the hull (clipped there, or a node's Teff) sits ~1e-14 outside it after
             # the shear: a tolerance keeps it in its simplex instead of sending it through the projection
             simplex = self._find(q @ self.shear.T, LOCATE_TOL)
-            inside = simplex >= 0
-            corners = self.tri.simplices[simplex[inside]]
-            verts[inside, :self.ndim] = corners[:, :self.ndim]
-            verts[inside, self.ndim:3] = corners[:, :1]
-            verts[inside, 3] = corners[:, self.ndim]
+            inside = np.flatnonzero(simplex >= 0)
+            verts[inside] = self._slots(simplex[inside])
         elif self.ndim == 1 and len(self.axis) > 1:
             x = q[:, 0]
             k = np.clip(np.searchsorted(self.axis, x) - 1, 0, len(self.axis) - 2)
@@ -364,16 +363,20 @@ class _LibraryTail:
             s2 = self._find(on_hull, PROJECT_TOL)
             hit = s2 >= 0
             rows = outside[hit]
-            corners = self.tri.simplices[s2[hit]]
             simplex[rows] = s2[hit]
-            verts[rows, :self.ndim] = corners[:, :self.ndim]
-            verts[rows, self.ndim:3] = corners[:, :1]
-            verts[rows, 3] = corners[:, self.ndim]
+            verts[rows] = self._slots(s2[hit])
             projected[rows, :self.ndim] = on_hull[hit] @ np.linalg.inv(self.shear).T
         outside = simplex < 0
         if outside.any() and self.tree is not None:
             verts[outside] = np.asarray(self.tree.query(q[outside])[1])[:, None]
         return verts, simplex, projected
+
+    def _slots(self, simplex):
+        """The vertex slots of :meth:`locate` for simplices ``simplex``: the first ndim nodes, padding (the
+        first node again, weight 0), then the last node."""
+        corners = self.tri.simplices[simplex]
+        return np.concatenate([corners[:, :self.ndim], np.repeat(corners[:, :1], 3 - self.ndim, axis=1),
+                               corners[:, self.ndim:]], 1)
 
     def _find(self, x, tol):
         """The simplex holding each point x (sheared coordinates; -1: none, or a flat one), the same whatever
@@ -621,15 +624,13 @@ def add_cli(sub):
 
 
 def _cli(args):
-    libraries = (None if args.libraries is None
-                 else [name.strip() for name in args.libraries.split(",") if name.strip()])
     stand_ins = {}
     for item in args.stand_in:
         name, sep, stand_in = item.partition("=")
         if not sep or not name or not stand_in:
             raise ValueError(f"--stand-in {item!r}: expected LIBRARY=TABULATED, e.g. basel22=ck04")
         stand_ins[name] = stand_in
-    out = write_tail_table(args.model, args.grid, libraries, stand_ins)
+    out = write_tail_table(args.model, args.grid, args.libraries, stand_ins)      # a comma-separated list
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 

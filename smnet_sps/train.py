@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from .checksums import file_sha256
 from .constants import NODE_STEPS, SIGMA_SB
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
-from .tail import TAIL_FILE, tabulate_tail, wien_tail_mask
+from .tail import TAIL_FILE, save_table, tabulate_tail, wien_tail_mask
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "blend_edges",
            "blend_simplices", "blend_reference_shift", "sampling_weights", "masked_mse", "add_cli",
@@ -714,10 +713,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                  library_id=grid.library_id.astype(np.int16), split=split)
         if tail_table is not None:
             if cfg_tail.get("sha256") is None:
-                partial = out / (TAIL_FILE + ".partial.npz")      # renamed over the old one when complete
-                np.savez_compressed(partial, **tail_table)
-                cfg_tail["sha256"] = file_sha256(partial)
-                os.replace(partial, out / TAIL_FILE)
+                cfg_tail["sha256"] = save_table(tail_table, out / TAIL_FILE)
             cfg.update(tail_file=TAIL_FILE, tail_sha256=cfg_tail["sha256"])
         (out / "config.json").write_text(json.dumps(cfg, indent=1))
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
