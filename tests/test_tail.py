@@ -182,6 +182,58 @@ def test_the_fill_is_continuous_across_inner_hull_faces(default_generator, libra
     assert np.abs(np.log10(flux[0] / flux[1])).max() < 1e-3
 
 
+@pytest.mark.parametrize("first", [4, None, 64])
+@pytest.mark.parametrize("library", ["ck04", "nextgen", "wmbasic"])
+def test_the_projection_onto_the_hull_is_the_closest_point_of_any_facet(default_generator, library, first,
+                                                                       monkeypatch):
+    """The pruned search of _LibraryTail._project (only facets whose distance bound is within reach) finds
+    the same distance as measuring every facet of the hull, for points far outside the hull (clipped to the
+    box's corners: ~20 facets meet at the closest point) and just outside it (fewer facing facets than it
+    measures first), whatever the number of facets measured first."""
+    from smnet_sps import tail
+    from smnet_sps.tail import _closest_on_triangles, _node_points
+    if first is not None:
+        monkeypatch.setattr(tail, "PROJECT_FIRST", first)
+    lib = default_generator.tail.libraries[default_generator.library_names.index(library)]
+    rng = np.random.default_rng(5)
+    n = 3000
+    far = _node_points(rng.uniform(np.log10(2000.0), np.log10(200000.0), n), rng.uniform(-1.5, 8.5, n),
+                       rng.uniform(-3.0, 1.0, n))
+    far = np.clip(far[:, lib.kept], lib.lo, lib.hi) @ lib.shear.T
+    hull = lib.tri.points[np.unique(lib.tri.convex_hull)]
+    near = hull + rng.normal(size=hull.shape) * 0.3
+    x = np.concatenate([far, near])
+    x = x[lib._find(x, 1e-9) < 0][:600]
+    assert len(x) > 100
+    got = np.linalg.norm(lib._project(x) - x, axis=1)
+    f = np.broadcast_to(lib.facets, (len(x),) + lib.facets.shape)
+    every = np.sqrt(((_closest_on_triangles(x, f[:, :, 0], f[:, :, 1], f[:, :, 2]) - x[:, None]) ** 2)
+                    .sum(-1).min(1))
+    np.testing.assert_allclose(got, every, rtol=0, atol=1e-12)
+    assert every.min() > 0
+
+
+@pytest.mark.parametrize("first", [2, None])
+def test_the_projection_in_two_dimensions_is_the_closest_point_of_any_edge(first, monkeypatch):
+    """A single-[M/H] library is triangulated in 2-D: its hull's facets are segments."""
+    from smnet_sps import tail
+    from smnet_sps.tail import _closest_on_segments, _LibraryTail
+    if first is not None:
+        monkeypatch.setattr(tail, "PROJECT_FIRST", first)
+    rng = np.random.default_rng(3)
+    t, g = np.meshgrid(np.arange(180.0, 200.0), np.arange(0.0, 10.0))
+    keep = (t - 180.0) > 2 * g - 4                      # a lattice with a cut-off corner, like CK04's
+    points = np.stack([t[keep], g[keep], np.full(keep.sum(), -1.0)], 1)
+    lib = _LibraryTail(points, np.zeros((len(points), 2)))
+    assert lib.ndim == 2
+    x = np.stack([rng.uniform(170, 210, 4000), rng.uniform(-5, 15, 4000)], 1) @ lib.shear.T
+    x = x[lib._find(x, 1e-9) < 0]
+    got = np.linalg.norm(lib._project(x) - x, axis=1)
+    f = np.broadcast_to(lib.facets, (len(x),) + lib.facets.shape)
+    every = np.sqrt(((_closest_on_segments(x, f[:, :, 0], f[:, :, 1]) - x[:, None]) ** 2).sum(-1).min(1))
+    np.testing.assert_allclose(got, every, rtol=0, atol=1e-12)
+
+
 def test_a_spectrum_does_not_depend_on_its_batch(default_generator):
     """Bit for bit: a point on a face shared by two simplices, or in the last row of a chunk, gets the same
     spectrum whatever the other points are."""
