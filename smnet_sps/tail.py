@@ -283,7 +283,8 @@ class _LibraryTail:
     A query point is first clipped to the nodes' bounding box (as the network input is held at its box):
     a cooler giant than the coolest node takes the interpolation on that face, continuous across it.
     Where the clipped point is still outside the nodes' hull (holes, corners) it is projected onto the hull;
-    the nearest node stands in only where the nodes have no hull (fewer than ndim + 1, or all on a plane).
+    the nearest node stands in only where the nodes have no hull (fewer than ndim + 2, which qhull needs, or
+    all on a plane).
     """
 
     def __init__(self, points, values):
@@ -427,23 +428,28 @@ class _LibraryTail:
     def _project(self, x):
         """Closest points of the hull to points x (m, ndim) outside it, in sheared coordinates: the nearest of
         the closest points on the facets that face x (exact for a convex hull; ties go to the lower facet
-        number), PROJECT_CHUNK points at a time (their (points, facets) arrays then stay in the CPU cache).
+        number), PROJECT_CHUNK points at a time (their (points, facets) arrays then stay in the L3 cache).
 
-        Measuring every facing facet cost up to ~1 ms per point far from the hull. A facet is measured only if
-        a lower bound on its distance (from its plane's height and its bounding sphere) is within the
+        Measuring every facing facet cost up to a few ms per point far from the hull. A facet is measured only
+        if a lower bound on its distance (from its plane's height and its bounding sphere) is within the
         distance found: first the PROJECT_FIRST facets of lowest bound, then, for the points where more
         bounds are within that distance (e.g. a hull corner, where ~20 facets meet at the closest point),
         all of those.
         """
         closest = np.empty_like(x)
-        k = min(PROJECT_FIRST, len(self.facets))
-        rows = np.arange(min(PROJECT_CHUNK, len(x)))
+        k = max(1, min(PROJECT_FIRST, len(self.facets)))
         for start in range(0, len(x), PROJECT_CHUNK):
             xs = x[start:start + PROJECT_CHUNK]
-            height = xs @ self.facet_normal.T + self.facet_offset                      # (m, n_facets)
+            rows = np.arange(len(xs))
+            # elementwise, not a matrix product: BLAS rounds a row differently in batches of different
+            # sizes, and whether a facet faces the point must not depend on the batch
+            height = self.facet_offset + xs[:, :1] * self.facet_normal[:, 0]            # (m, n_facets)
+            for axis in range(1, self.ndim):
+                height = height + xs[:, axis:axis + 1] * self.facet_normal[:, axis]
             # The facet lies in its plane within its bounding sphere: its distance is at least the height
             # combined with the in-plane distance from the foot of x to that sphere. |x - c|^2 is expanded
-            # (no (m, n_facets, ndim) array); the 1e-6 covers its rounding.
+            # (no (m, n_facets, ndim) array); the 1e-6 covers its rounding (~1e-10 for coordinates of a
+            # few hundred grid steps, as here, against the smallest facet radius, ~0.3).
             square = ((xs ** 2).sum(1)[:, None] - 2 * xs @ self.facet_centre.T
                       + (self.facet_centre ** 2).sum(1))
             in_plane = np.sqrt(np.maximum(square - height ** 2, 0.0)) - self.facet_radius - 1e-6
@@ -455,16 +461,16 @@ class _LibraryTail:
             cand = np.where(np.isfinite(np.take_along_axis(bound, cand, 1)), cand, -1)
             d = self._facet_distances(xs, cand)
             # a facet whose bound is within the distance found (to rounding) could be as near: measured too
-            within = bound <= np.sqrt(d.min(1, keepdims=True)) * (1 + 1e-9) + 1e-12
+            within = (bound <= np.sqrt(d.min(1, keepdims=True)) * (1 + 1e-9) + 1e-12) & np.isfinite(bound)
             more = np.flatnonzero(within.sum(1) > (cand >= 0).sum(1))
             pick = np.argmin(d, axis=1)
-            out = self._closest(xs, cand[rows[:len(xs)], pick][:, None])[:, 0]
+            out = self._closest(xs, cand[rows, pick][:, None])[:, 0]
             if more.size:
                 width = int(within[more].sum(1).max())
                 wide = np.argsort(~within[more], axis=1, kind="stable")[:, :width]     # in facet order
                 wide = np.where(np.take_along_axis(within[more], wide, 1), wide, -1)
                 d = self._facet_distances(xs[more], wide)
-                nearest = wide[rows[:len(more)], np.argmin(d, axis=1)]
+                nearest = wide[np.arange(len(more)), np.argmin(d, axis=1)]
                 out[more] = self._closest(xs[more], nearest[:, None])[:, 0]
             # no facet faces a point inside the hull (not reached: _find found none there): left as it is
             none = (cand < 0).all(1)
