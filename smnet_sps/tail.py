@@ -29,7 +29,6 @@ autograd follow the network's output).
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from .constants import NODE_STEPS
+from .output_files import atomic_output
 
 __all__ = ["TAIL_FILE", "wien_tail_mask", "tabulate_tail", "save_table", "write_tail_table",
            "write_without_nodes", "WienTail"]
@@ -147,14 +147,12 @@ def tabulate_tail(wavelength, log_ratio_ref, tail, library_id, split, library_na
 
 
 def save_table(table, path):
-    """Write a tail table (:func:`tabulate_tail`'s dict) to ``path``, beside it first and renamed over it, so
-    that an interrupted write never leaves half a file; returns its sha256 (config.json's ``tail_sha256``)."""
+    """Write a tail table (:func:`tabulate_tail`'s dict) to ``path`` atomically (an interrupted write never
+    leaves half a file); returns its sha256 (config.json's ``tail_sha256``)."""
     from .checksums import file_sha256
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(partial, **table)
-    sha = file_sha256(partial)
-    os.replace(partial, path)
+    with atomic_output(path, overwrite=True, option="tail table") as partial:
+        np.savez_compressed(partial, **table)
+        sha = file_sha256(partial)
     return sha
 
 
@@ -229,9 +227,8 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     out = model_dir / TAIL_FILE
     cfg["tail_file"] = TAIL_FILE
     cfg["tail_sha256"] = save_table(table, out)
-    partial_cfg = cfg_path.with_name("config.json.partial")
-    partial_cfg.write_text(json.dumps(cfg, indent=1))
-    os.replace(partial_cfg, cfg_path)
+    with atomic_output(cfg_path, overwrite=True, option="model config") as partial_cfg:
+        partial_cfg.write_text(json.dumps(cfg, indent=1))
     return out
 
 
