@@ -50,6 +50,8 @@ STAND_IN_DEPTH = 5     # [pixels] see WienTail
 NEAR_FACE = 1e-6       # a barycentric coordinate this small: the point may be on a face (see _find)
 PROJECT_FIRST = 24     # facets of lowest distance bound measured first per point (see _LibraryTail._project)
 PROJECT_CHUNK = 256    # points per block of _LibraryTail._project
+PROJECT_NEAR = (32, 256)  # small facets per point found by their centres, in turn (_LibraryTail._project)
+SMALL_FACET = 1.5      # [grid steps] facets with a larger bounding radius are measured for every point
 PROJECT_TOL = 1e-7     # a point projected onto the hull lies on it to rounding: tolerance to find its simplex
 SHEAR = np.array([[1.0, 0.137, 0.071], [0.0, 1.0, 0.113], [0.0, 0.0, 1.0]])   # see _LibraryTail
 
@@ -322,6 +324,12 @@ class _LibraryTail:
                 # distance to each facet, so that only the few facets near its closest point are measured
                 self.facet_centre = self.facets.mean(1)
                 self.facet_radius = np.linalg.norm(self.facets - self.facet_centre[:, None], axis=2).max(1)
+                # a point's candidates: the small facets whose centres are nearest (a k-d tree) and the few
+                # large ones (CK04: 2,476 facets, 121 of them large), instead of bounds on every facet
+                small = self.facet_radius <= SMALL_FACET
+                self.small_facets, self.large_facets = np.flatnonzero(small), np.flatnonzero(~small)
+                self.small_radius = self.facet_radius[small].max() if small.any() else 0.0
+                self.centre_tree = cKDTree(self.facet_centre[small]) if small.any() else None
                 # the simplices around each node (padded with -1), for points on an edge or at a node
                 owner = np.repeat(np.arange(len(self.tri.simplices)), self.ndim + 1)
                 node = self.tri.simplices.ravel()
@@ -427,53 +435,99 @@ class _LibraryTail:
         the closest points on the facets that face x (exact for a convex hull; ties go to the lower facet
         number), PROJECT_CHUNK points at a time (their (points, facets) arrays then stay in the L3 cache).
 
-        Measuring every facing facet cost up to a few ms per point far from the hull. A facet is measured only
-        if a lower bound on its distance (from its plane's height and its bounding sphere) is within the
-        distance found: first the PROJECT_FIRST facets of lowest bound, then, for the points where more
-        bounds are within that distance (e.g. a hull corner, where ~20 facets meet at the closest point),
-        all of those.
+        Measuring every facing facet cost up to a few ms per point far from the hull, and bounding every
+        facet's distance still 50-500 us for CK04. So a point's candidates are first the facets near it
+        (:meth:`_near_facets`, PROJECT_NEAR[0] small ones), then, where the closest point found is not nearer
+        than every facet left out, more (PROJECT_NEAR[1]), then all. Each search measures a facet only if a
+        lower bound on its distance (from its plane's height and its bounding sphere) is within the distance
+        found (:meth:`_project_among`).
         """
         closest = np.empty_like(x)
-        k = max(1, min(PROJECT_FIRST, len(self.facets)))
         for start in range(0, len(x), PROJECT_CHUNK):
             xs = x[start:start + PROJECT_CHUNK]
-            rows = np.arange(len(xs))
-            # elementwise, not a matrix product: BLAS rounds a row differently in batches of different
-            # sizes, and whether a facet faces the point must not depend on the batch
-            height = self.facet_offset + xs[:, :1] * self.facet_normal[:, 0]            # (m, n_facets)
-            for axis in range(1, self.ndim):
-                height = height + xs[:, axis:axis + 1] * self.facet_normal[:, axis]
-            # The facet lies in its plane within its bounding sphere: its distance is at least the height
-            # combined with the in-plane distance from the foot of x to that sphere. |x - c|^2 is expanded
-            # (no (m, n_facets, ndim) array); the 1e-6 covers its rounding (~1e-10 for coordinates of a
-            # few hundred grid steps, as here, against the smallest facet radius, ~0.3).
+            todo = np.arange(len(xs))
+            for near in PROJECT_NEAR + (None,):
+                ids, reach = self._near_facets(xs[todo], near)
+                out, best = self._project_among(xs[todo], ids)
+                closest[start + todo] = out
+                # a facet left out is at least ``reach`` away: where the best is not nearer, it could win
+                todo = todo[~(best * (1 + 1e-9) + 1e-9 < reach)]
+                if not todo.size:
+                    break
+        return closest
+
+    def _near_facets(self, xs, near):
+        """Candidate facets of points xs: (m, C) facet numbers, ascending (the large facets and the ``near``
+        small ones whose centres are nearest), and per point the distance within which no other facet lies:
+        the last of those centres' distance less the largest small radius. (None, inf): every facet is a
+        candidate (``near`` None, or at least the number of small facets)."""
+        k = len(self.small_facets) if near is None else min(near, len(self.small_facets))
+        if k == len(self.small_facets):
+            return None, np.full(len(xs), np.inf)
+        dist, near = self.centre_tree.query(xs, k=k)
+        dist, near = dist.reshape(len(xs), k), near.reshape(len(xs), k)
+        large = np.broadcast_to(self.large_facets, (len(xs), len(self.large_facets)))
+        ids = np.sort(np.concatenate([self.small_facets[near], large], 1), axis=1)     # facet order: ties
+        return ids, dist[:, -1] - self.small_radius - 1e-6
+
+    def _project_among(self, xs, ids):
+        """:meth:`_project` of points xs among candidate facets ``ids`` ((m, C) facet numbers, ascending;
+        None: all facets): (closest points (m, ndim), their distances (m,); inf where no candidate faces the
+        point, which is then left as it is).
+
+        The PROJECT_FIRST candidates of lowest bound are measured first, then, for the points where more
+        bounds are within the distance found (e.g. a hull corner, where ~20 facets meet at the closest
+        point), all of those.
+        """
+        def facet(values):                       # a per-facet array, per point's candidate (or all facets)
+            return values if ids is None else values[ids]
+
+        def numbers(cols, among=slice(None)):    # candidate columns -> facet numbers (-1 stays -1)
+            if ids is None:
+                return cols
+            return np.where(cols >= 0, np.take_along_axis(ids[among], np.maximum(cols, 0), 1), -1)
+        rows = np.arange(len(xs))
+        # elementwise, not a matrix product: BLAS rounds a row differently in batches of different sizes,
+        # and whether a facet faces the point must not depend on the batch
+        normal = facet(self.facet_normal)
+        height = facet(self.facet_offset) + xs[:, :1] * normal[..., 0]                # (m, candidates)
+        for axis in range(1, self.ndim):
+            height = height + xs[:, axis:axis + 1] * normal[..., axis]
+        # The facet lies in its plane within its bounding sphere: its distance is at least the height
+        # combined with the in-plane distance from the foot of x to that sphere. For all facets |x - c|^2 is
+        # expanded (no (m, n_facets, ndim) array); the 1e-6 covers its rounding (~1e-10 for coordinates of a
+        # few hundred grid steps, as here, against the smallest facet radius, ~0.3).
+        if ids is None:
             square = ((xs ** 2).sum(1)[:, None] - 2 * xs @ self.facet_centre.T
                       + (self.facet_centre ** 2).sum(1))
-            in_plane = np.sqrt(np.maximum(square - height ** 2, 0.0)) - self.facet_radius - 1e-6
-            bound = np.sqrt(height ** 2 + np.maximum(in_plane, 0.0) ** 2) - 1e-9
-            bound = np.where(height > -1e-12, bound, np.inf)                            # inf: not facing
-            cand = (np.argpartition(bound, k - 1, axis=1)[:, :k] if k < bound.shape[1]
-                    else np.broadcast_to(np.arange(k), bound.shape))
-            cand = np.sort(cand, axis=1)                                  # facet order, for the ties
-            cand = np.where(np.isfinite(np.take_along_axis(bound, cand, 1)), cand, -1)
-            d = self._facet_distances(xs, cand)
-            # a facet whose bound is within the distance found (to rounding) could be as near: measured too
-            within = (bound <= np.sqrt(d.min(1, keepdims=True)) * (1 + 1e-9) + 1e-12) & np.isfinite(bound)
-            more = np.flatnonzero(within.sum(1) > (cand >= 0).sum(1))
-            pick = np.argmin(d, axis=1)
-            out = self._closest(xs, cand[rows, pick][:, None])[:, 0]
-            if more.size:
-                width = int(within[more].sum(1).max())
-                wide = np.argsort(~within[more], axis=1, kind="stable")[:, :width]     # in facet order
-                wide = np.where(np.take_along_axis(within[more], wide, 1), wide, -1)
-                d = self._facet_distances(xs[more], wide)
-                nearest = wide[np.arange(len(more)), np.argmin(d, axis=1)]
-                out[more] = self._closest(xs[more], nearest[:, None])[:, 0]
-            # no facet faces a point inside the hull (not reached: _find found none there): left as it is
-            none = (cand < 0).all(1)
-            out[none] = xs[none]
-            closest[start:start + PROJECT_CHUNK] = out
-        return closest
+        else:
+            square = ((xs[:, None] - self.facet_centre[ids]) ** 2).sum(-1)
+        in_plane = np.sqrt(np.maximum(square - height ** 2, 0.0)) - facet(self.facet_radius) - 1e-6
+        bound = np.sqrt(height ** 2 + np.maximum(in_plane, 0.0) ** 2) - 1e-9
+        bound = np.where(height > -1e-12, bound, np.inf)                                # inf: not facing
+        k = max(1, min(PROJECT_FIRST, bound.shape[1]))
+        cand = (np.argpartition(bound, k - 1, axis=1)[:, :k] if k < bound.shape[1]
+                else np.broadcast_to(np.arange(k), bound.shape))
+        cand = np.sort(cand, axis=1)                                      # facet order, for the ties
+        cand = np.where(np.isfinite(np.take_along_axis(bound, cand, 1)), cand, -1)
+        d = self._facet_distances(xs, numbers(cand))
+        best = d.min(1)
+        # a facet whose bound is within the distance found (to rounding) could be as near: measured too
+        within = (bound <= np.sqrt(best[:, None]) * (1 + 1e-9) + 1e-12) & np.isfinite(bound)
+        more = np.flatnonzero(within.sum(1) > (cand >= 0).sum(1))
+        out = self._closest(xs, numbers(cand)[rows, np.argmin(d, axis=1)][:, None])[:, 0]
+        if more.size:
+            width = int(within[more].sum(1).max())
+            wide = np.argsort(~within[more], axis=1, kind="stable")[:, :width]         # in facet order
+            wide = numbers(np.where(np.take_along_axis(within[more], wide, 1), wide, -1), more)
+            d = self._facet_distances(xs[more], wide)
+            best[more] = d.min(1)
+            nearest = wide[np.arange(len(more)), np.argmin(d, axis=1)]
+            out[more] = self._closest(xs[more], nearest[:, None])[:, 0]
+        # no facet faces a point inside the hull (not reached: _find found none there): left as it is
+        none = (cand < 0).all(1)
+        out[none] = xs[none]
+        return out, np.sqrt(best)
 
     def _closest(self, xs, cand):
         """Closest points (m, k, ndim) of facets cand (m, k; -1: none, facet 0 stands in) to points xs."""

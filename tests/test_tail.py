@@ -192,42 +192,70 @@ def _nearest_facing(lib, x, closest):
     return closest[np.arange(len(x)), np.argmin(d, axis=1)]
 
 
-@pytest.mark.parametrize("first", [4, None, 64])
-@pytest.mark.parametrize("library", ["ck04", "nextgen", "wmbasic"])
-def test_the_projection_onto_the_hull_is_the_closest_point_of_any_facet(default_generator, library, first,
-                                                                       monkeypatch):
-    """The pruned search of _LibraryTail._project (only facets whose distance bound is within reach) finds
-    the same point, bit for bit, as measuring every facing facet (ties to the lower facet number), for points
-    far outside the hull (clipped to the box's corners: ~20 facets meet at the closest point) and just outside
-    it (fewer facing facets than it measures first), whatever the number of facets measured first."""
-    from smnet_sps import tail
+_BRUTE_FORCE = {}
+
+
+def _outside_points_and_their_projection(lib, library):
+    """Points outside a 3-D library's hull, far (clipped to the box's corners) and near, and their closest
+    hull points by measuring every facing facet; the same for every search setting, so computed once."""
     from smnet_sps.tail import _closest_on_triangles, _node_points
-    if first is not None:
-        monkeypatch.setattr(tail, "PROJECT_FIRST", first)
-    lib = default_generator.tail.libraries[default_generator.library_names.index(library)]
-    rng = np.random.default_rng(5)
-    n = 3000
-    far = _node_points(rng.uniform(np.log10(2000.0), np.log10(200000.0), n), rng.uniform(-1.5, 8.5, n),
-                       rng.uniform(-3.0, 1.0, n))
-    far = np.clip(far[:, lib.kept], lib.lo, lib.hi) @ lib.shear.T
-    hull = lib.tri.points[np.unique(lib.tri.convex_hull)]
-    near = hull + rng.normal(size=hull.shape) * 0.3
-    x = np.concatenate([far, near])
-    x = x[lib._find(x, 1e-9) < 0][:600]
+    if library not in _BRUTE_FORCE:
+        rng = np.random.default_rng(5)
+        n = 3000
+        far = _node_points(rng.uniform(np.log10(2000.0), np.log10(200000.0), n), rng.uniform(-1.5, 8.5, n),
+                           rng.uniform(-3.0, 1.0, n))
+        far = np.clip(far[:, lib.kept], lib.lo, lib.hi) @ lib.shear.T
+        hull = lib.tri.points[np.unique(lib.tri.convex_hull)]
+        near = hull + rng.normal(size=hull.shape) * 0.3
+        x = np.concatenate([far, near])
+        x = x[lib._find(x, 1e-9) < 0][:600]
+        f = np.broadcast_to(lib.facets, (len(x),) + lib.facets.shape)
+        _BRUTE_FORCE[library] = x, _nearest_facing(lib, x, _closest_on_triangles(x, f[:, :, 0], f[:, :, 1],
+                                                                                 f[:, :, 2]))
+    x, every = _BRUTE_FORCE[library]
     assert len(x) > 100
-    f = np.broadcast_to(lib.facets, (len(x),) + lib.facets.shape)
-    every = _nearest_facing(lib, x, _closest_on_triangles(x, f[:, :, 0], f[:, :, 1], f[:, :, 2]))
+    return x, every
+
+
+# the pruned search's settings: (PROJECT_FIRST, PROJECT_NEAR, SMALL_FACET); None keeps the shipped value.
+# (4, (1,), ...): nearly every point falls through to the search of all facets; SMALL_FACET 0: no k-d tree
+SEARCHES = [(None, None, None), (4, (1,), None), (64, (4, 16), None), (None, (32,), 0.0), (None, None, 100.0)]
+
+
+def _set_search(monkeypatch, search):
+    from smnet_sps import tail
+    for name, value in zip(("PROJECT_FIRST", "PROJECT_NEAR", "SMALL_FACET"), search):
+        if value is not None:
+            monkeypatch.setattr(tail, name, value)
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+@pytest.mark.parametrize("library", ["ck04", "nextgen", "wmbasic"])
+def test_the_projection_onto_the_hull_is_the_closest_point_of_any_facet(default_generator, library, search,
+                                                                       monkeypatch):
+    """The pruned search of _LibraryTail._project (candidate facets near the point, then only those whose
+    distance bound is within reach) finds the same point, bit for bit, as measuring every facing facet (ties
+    to the lower facet number), for points far outside the hull (clipped to the box's corners: ~20 facets
+    meet at the closest point) and just outside it (fewer facing facets than it measures first), whatever
+    the numbers of facets measured first and taken as candidates, and which facets count as small."""
+    from smnet_sps.neural import default_model_path
+    from smnet_sps.tail import TAIL_FILE, _LibraryTail, _node_points, _read_table
+    _set_search(monkeypatch, search)
+    # the shipped library's nodes triangulated afresh: SMALL_FACET is read then
+    gen = default_generator
+    table = _read_table(default_model_path() / TAIL_FILE, gen.library_names, gen.wavelength.size)
+    nodes = _node_points(np.log10(gen.nodes["teff"]), gen.nodes["logg"], gen.nodes["logz"])
+    lib = _LibraryTail(nodes[table[f"node:{library}"]], table[f"log_ratio:{library}"])
+    x, every = _outside_points_and_their_projection(lib, library)
     np.testing.assert_array_equal(lib._project(x), every)
     assert np.linalg.norm(every - x, axis=1).min() > 0
 
 
-@pytest.mark.parametrize("first", [2, None])
-def test_the_projection_in_two_dimensions_is_the_closest_point_of_any_edge(first, monkeypatch):
+@pytest.mark.parametrize("search", [(None, None, None), (2, (2,), None), (None, (8,), 0.0)])
+def test_the_projection_in_two_dimensions_is_the_closest_point_of_any_edge(search, monkeypatch):
     """A single-[M/H] library is triangulated in 2-D: its hull's facets are segments."""
-    from smnet_sps import tail
     from smnet_sps.tail import _closest_on_segments, _LibraryTail
-    if first is not None:
-        monkeypatch.setattr(tail, "PROJECT_FIRST", first)
+    _set_search(monkeypatch, search)
     rng = np.random.default_rng(3)
     t, g = np.meshgrid(np.arange(180.0, 200.0), np.arange(0.0, 10.0))
     keep = (t - 180.0) > 2 * g - 4                      # a lattice with a cut-off corner, like CK04's
