@@ -262,3 +262,35 @@ def test_outside_every_support_few_libraries_and_continuous(default_generator, s
     # continuous: steps between neighbouring sweep points shrink with the step (no jump at the trim)
     assert np.abs(np.diff(w, axis=0)).max() < 0.01
     assert not default_generator.in_coverage(np.full(5, 3200.0), logg[:5], np.full(5, -1.5)).any()
+
+
+def test_a_training_node_takes_only_libraries_with_nodes_near_it(default_generator, shipped):
+    """At every training node of the shipped model, each library with weight has a node within HOLE_ZERO x
+    its spacing: on the face of its own box a library's support is 0, and the fallback used to share such a
+    node equally with the libraries whose boxes hold it in a hole (WM-basic's node at 50,000 K, log g 3.5
+    took a third each of WM-basic, CK04 and BaSeL: 1.85 sigma Teff^4)."""
+    from smnet_sps.mixture import HOLE_ZERO
+    nodes = default_generator.nodes
+    p = np.stack([np.log10(nodes["teff"]), nodes["logg"], nodes["logz"]], 1)
+    w = shipped.weights(*p.T)
+    ratio = np.stack([shipped._hole_ratio(j, p) for j in range(w.shape[1])], 1)
+    assert (ratio[w > 0] < HOLE_ZERO).all()
+    # the nodes on a face of their library's box where no other library has nodes take it alone
+    wm = default_generator.library_names.index("wmbasic")
+    own = np.flatnonzero((nodes["library_id"] == wm) & (nodes["teff"] == 50000.0))
+    assert own.size > 5 and (w[own, wm] == 1).all()
+
+
+def test_hot_stars_on_wmbasic_faces_keep_their_luminosity(default_generator):
+    """The default spectrum at WM-basic's training nodes on its hottest face integrates to sigma Teff^4 (the
+    blackbody's share of the wavelength grid) within 3 %."""
+    from smnet_sps.generator import planck_surface_flux
+    g = default_generator
+    nodes = g.nodes
+    sel = (nodes["library_id"] == g.library_names.index("wmbasic")) & (nodes["teff"] == 50000.0)
+    teff, logg, logz = nodes["teff"][sel], nodes["logg"][sel], nodes["logz"][sel]
+    flux, inside = g.surface_flux(teff, logg, logz)
+    assert inside.all()
+    blackbody = np.trapezoid(planck_surface_flux(g.wavelength, teff), g.wavelength, axis=1)
+    ratio = np.trapezoid(flux, g.wavelength, axis=1) / blackbody
+    assert np.abs(ratio - 1).max() < 0.03
