@@ -26,6 +26,18 @@ def _column(table, names):
     return None
 
 
+_TEXT_SUFFIXES = (".txt", ".dat", ".asc")
+
+
+def _unreadable(path, why):
+    """One line: the file, why it could not be read (an exception or text), and what ``read_spectrum``
+    accepts."""
+    reason = " ".join(str(why).split()) or type(why).__name__
+    return (f"{path}: cannot read a spectrum from this file ({reason}); accepted: a FITS, ECSV or CSV table "
+            f"with wavelength and flux columns, or a text file ({', '.join(_TEXT_SUFFIXES)}) with columns "
+            "wave, flux[, error]")
+
+
 def read_spectrum(path):
     """(wave [A], flux, ivar or None) from a table file (FITS, ECSV, CSV) or a 2-3 column text file.
 
@@ -37,15 +49,26 @@ def read_spectrum(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no spectrum file at {path}")
-    if path.suffix.lower() in (".txt", ".dat", ".asc"):
-        a = np.loadtxt(path, ndmin=2)
+    if path.suffix.lower() in _TEXT_SUFFIXES:
+        try:
+            a = np.loadtxt(path, ndmin=2)
+        except ValueError as exc:                   # binary junk, text that is not numbers
+            raise ValueError(_unreadable(path, exc)) from exc
         if a.shape[1] < 2:
             raise ValueError(f"{path}: a text spectrum needs columns wave, flux[, error]")
         err = a[:, 2] if a.shape[1] > 2 else None
         return a[:, 0], a[:, 1], None if err is None else 1.0 / np.where(err > 0, err, np.inf) ** 2
+    from astropy.io.registry import IORegistryError
     from astropy.table import QTable
 
-    t = QTable.read(path)
+    # IORegistryError (no format recognised: random bytes, an empty file) is no ValueError/OSError, so the
+    # command line would show a traceback; a corrupt FITS file gives an OSError that names no format
+    try:
+        t = QTable.read(path)
+    except IORegistryError as exc:          # its message lists ~60 astropy formats: keep the line short
+        raise ValueError(_unreadable(path, "no table format recognised in its contents")) from exc
+    except (OSError, ValueError) as exc:
+        raise ValueError(_unreadable(path, exc)) from exc
     w, f = _column(t, _WAVE_NAMES), _column(t, _FLUX_NAMES)
     if w is None or f is None:
         raise ValueError(

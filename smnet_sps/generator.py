@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
+from astropy.utils.masked import Masked
 
 from .constants import C_ANGSTROM, FLAM_UNIT, LOGG_DOMAIN, LOGZ_DOMAIN, TEFF_DOMAIN
 
@@ -80,6 +81,21 @@ def _as_float_array(value, name):
     return np.atleast_1d(arr.astype(float))
 
 
+def _refuse_masked(value, name):
+    """Refuse a masked array (numpy's or astropy's ``Masked``) with any masked element: ``np.asarray`` drops
+    the mask, so the hidden value under it would be computed as if it were valid."""
+    if isinstance(value, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(value)
+    elif isinstance(value, Masked):
+        mask = np.asarray(value.mask, bool)
+    else:
+        return
+    if mask.any():
+        raise ValueError(f"{name} is a masked array with {int(mask.sum())} masked value(s) (first at flat "
+                         f"index {int(np.flatnonzero(mask)[0])}); masked values are not supported: remove "
+                         "those points or fill them with valid values (e.g. np.ma.filled) before the call")
+
+
 def _teff_value(teff):
     if isinstance(teff, u.Quantity):
         try:
@@ -136,11 +152,14 @@ def validate_parameters(teff, logg, logz):
     Raises
     ------
     ValueError
-        None, booleans, strings, NaN / inf, or values outside the physical domain
+        None, booleans, strings, masked arrays with a masked element, NaN / inf, or values outside the
+        physical domain
         (:data:`~smnet_sps.constants.TEFF_DOMAIN`, ``LOGG_DOMAIN``, ``LOGZ_DOMAIN``); the message names the
         parameter and the allowed range. Points inside the domain but outside a model's training coverage are
         not refused here: the generators flag them (:class:`CoverageWarning`, ``inside`` = False).
     """
+    for name, value in (("teff", teff), ("logg", logg), ("logz", logz)):
+        _refuse_masked(value, name)
     values = {"teff": _as_float_array(_teff_value(teff), "teff"),
               "logg": _as_float_array(_logg_value(logg), "logg"),
               "logz": _as_float_array(_logz_value(logz), "logz")}

@@ -21,14 +21,14 @@ import numpy as np
 from astropy import units as u
 
 from .checksums import file_sha256
-from .constants import FLAM_UNIT, PACKAGE_DATA, SIGMA_SB
+from .constants import FLAM_UNIT, LOGG_DOMAIN, LOGZ_DOMAIN, PACKAGE_DATA, SIGMA_SB, TEFF_DOMAIN
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
 from .medium import air_to_vacuum, check_medium
 from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, default_wavelength, resample
 
-__all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "save_grid", "load_grid", "grid_info",
-           "skipped_libraries", "plot_coverage",
+__all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "check_stellar_parameters", "save_grid", "load_grid",
+           "grid_info", "skipped_libraries", "plot_coverage",
            "export_phase_libraries", "load_phase_libraries", "PHASE_FILE", "add_cli"]
 
 FORMAT = "smnet-sps union grid"
@@ -193,6 +193,41 @@ def _library_record(lib, flux, mask, wave, medium="vacuum", medium_note=""):
                            if np.isfinite(lib.logz).any() else None)}
 
 
+_DOMAINS = (("teff", "Teff", TEFF_DOMAIN, "K"), ("logg", "log g", LOGG_DOMAIN, "dex (cgs)"),
+            ("logz", "[M/H]", LOGZ_DOMAIN, "dex"))
+
+
+def check_stellar_parameters(lib, root=None):
+    """Refuse a library holding a star outside the physical domain the generators accept.
+
+    The domain is the generators' own (:data:`~smnet_sps.constants.TEFF_DOMAIN`, ``LOGG_DOMAIN``,
+    ``LOGZ_DOMAIN``), so the grid never holds a node no generator could be asked about. Checked here, on
+    every reader's output, rather than in each reader. NaN log g (phase libraries have none) and NaN [M/H]
+    (not metallicity specific) are allowed in phase libraries only; a union library trains the model on all
+    three parameters. ``root`` (the libraries folder) makes the file name in the message complete.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the star (its position in that file, counted from 1), the value and the range.
+    """
+    kind = LIBRARIES[lib.name].kind if lib.name in LIBRARIES else "union"
+    for attr, label, (lo, hi), unit in _DOMAINS:
+        values = np.asarray(getattr(lib, attr), float)
+        missing_ok = kind == "phase" and attr != "teff"
+        bad = (values < lo) | (values > hi) | (np.isnan(values) & ~missing_ok) | np.isinf(values)
+        if not bad.any():
+            continue
+        i = int(np.flatnonzero(bad)[0])
+        source = lib.source_file[i]
+        star = sum(1 for other in lib.source_file[:i] if other == source) + 1
+        path = Path(root) / source if root is not None else Path(source)
+        raise ValueError(f"{path}: star {star} of this file (counted from 1; Teff {lib.teff[i]:g} K) has "
+                         f"{label} = {values[i]:g}, outside the physical range {lo:g} .. {hi:g} {unit}; "
+                         f"{int(bad.sum())} star(s) of {lib.name} outside, so the file is damaged: replace "
+                         "it with the original")
+
+
 def _parse_only(only):
     if only is None:
         return list(DEFAULT_LIBRARIES)
@@ -207,7 +242,8 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
     """Read the native libraries and build the union grid (plus the phase libraries).
 
     A library that cannot be read (missing, damaged or degenerate file: the readers raise
-    ``FileNotFoundError`` / ``ValueError`` naming the file) is, by default, **skipped**: a loud
+    ``FileNotFoundError`` / ``ValueError`` naming the file; or a star outside the generators' physical
+    domain, see :func:`check_stellar_parameters`) is, by default, **skipped**: a loud
     ``SKIPPED`` line goes to the log and the reason is recorded in ``attrs["skipped_libraries"]``
     (``{name: reason}``, also shown by :func:`grid_info`). Why skip by default: one bad file should not block
     a rebuild of the other libraries, and the record in the file keeps the omission visible to every later
@@ -256,6 +292,7 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
             bar.set_postfix_str(name)
             try:
                 lib = read_library(name, root, progress=bar.update)
+                check_stellar_parameters(lib, root)     # an impossible star: a bad file, like NaN flux
             except (ValueError, FileNotFoundError, OSError) as exc:
                 if strict:
                     raise ValueError(f"library {name} cannot be used (strict build): {exc}") from exc
@@ -695,8 +732,9 @@ def add_cli(subparsers):
     b.add_argument("--only", help=f"comma-separated library names (default {','.join(DEFAULT_LIBRARIES)}; "
                    f"all: {','.join(LIBRARIES)})")
     b.add_argument("--strict", action="store_true",
-                   help="fail if any library cannot be read (default: skip it with a loud message and "
-                        "record it in the file attrs 'skipped_libraries')")
+                   help="fail if any library cannot be read or holds a star outside the physical domain "
+                        "(default: skip it with a loud message and record it in the file attrs "
+                        "'skipped_libraries')")
     b.add_argument("--phase-out", help="also write the phase libraries as .npz (as shipped in "
                    "smnet_sps/data/phase_libraries.npz)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

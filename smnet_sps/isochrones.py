@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAMILIES", "PHASE_NAMES", "Isochrone", "IsochroneSet", "load_isochrones",
+__all__ = ["FAMILIES", "PHASE_NAMES", "UNFLAGGED_PHASE", "Isochrone", "IsochroneSet", "load_isochrones",
            "convert_fsps_isochrones", "isochrone_dir"]
 
 # FSPS fsps_ev_phases.txt
@@ -27,6 +27,11 @@ PHASE_NAMES = {0: "main sequence", 1: "sub giant branch", 2: "red giant branch",
                3: "core He burning", 4: "early AGB", 5: "TP-AGB", 6: "post-AGB",
                7: "blue stragglers", 8: "blue horizontal branch", 9: "Wolf-Rayet",
                -1: "RGB tip to HB transition"}
+
+#: name of phase 0 in a set whose tables flag none of the giant phases 1-4 (FSPS's Padova 2007 files flag
+#: only 0, 5, 6, 9): there code 0 holds everything from the main sequence to the early AGB
+UNFLAGGED_PHASE = "not flagged (main sequence to E-AGB)"
+_GIANT_PHASES = (1, 2, 3, 4)
 
 FAMILIES = {
     "parsec": {"file": "parsec.npz", "zsun": 0.0152, "source": "fsps_parsec",
@@ -111,6 +116,16 @@ class IsochroneSet:
         self.columns = cols
         self.n_points = int(self.count.sum())
 
+    @functools.cached_property
+    def phase_names(self):
+        """Phase code -> name for this set: :data:`PHASE_NAMES`, except that code 0 is
+        :data:`UNFLAGGED_PHASE` where the tables flag none of the giant phases 1-4 (Padova), so that a
+        per-phase summary does not call red giants "main sequence"."""
+        names = dict(PHASE_NAMES)
+        if not np.isin(self.columns["phase"], _GIANT_PHASES).any():
+            names[0] = UNFLAGGED_PHASE
+        return names
+
     @property
     def logz(self):
         """log10(Z / Zsun) of the tabulated metallicities ([M/H] for the generator)."""
@@ -176,7 +191,8 @@ class IsochroneSet:
 
 def _canonical(name):
     if not isinstance(name, str) or name.strip().lower() not in _ALIASES:
-        raise ValueError(f"unknown isochrone family {name!r}; valid names are {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown isochrone family {name!r}; valid names are {', '.join(FAMILIES)} and "
+                         "mist (needs the optional package lachesis-grids)")
     return _ALIASES[name.strip().lower()]
 
 

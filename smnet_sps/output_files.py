@@ -4,8 +4,9 @@ Every ``smnet-sps`` writer goes through :func:`check_output` (before any slow co
 :func:`atomic_output` (around the write). Together they guarantee:
 
 * a clear ``ValueError`` naming the option, instead of a traceback, for a directory given as a file, a
-  read-only folder, or an extension the writer does not support (nothing is ever written in a format its
-  extension does not say); a missing folder is created (like ``mkdir -p``);
+  folder where no file can be created (checked by creating and removing one), or an extension the writer
+  does not support (nothing is ever written in a format its extension does not say); a missing folder is
+  created (like ``mkdir -p``);
 * an existing file is never replaced unless ``overwrite=True`` (``--overwrite``);
 * a failed or interrupted write never leaves a truncated file: the data goes to a temporary file in the
   same folder, which is renamed over the target only once complete (``os.replace`` is atomic on POSIX and
@@ -37,7 +38,8 @@ def matplotlib_formats():
 
 def check_creatable_folder(folder, path, *, option="--out"):
     """A missing folder is created at write time (like `mkdir -p`): its nearest existing ancestor must be a
-    writable folder. ``path`` and ``option`` name what was asked for in the messages."""
+    folder in which a file can be created (tried). ``path`` and ``option`` name what was asked for in the
+    messages."""
     existing = Path(folder)
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -45,6 +47,15 @@ def check_creatable_folder(folder, path, *, option="--out"):
         raise ValueError(f"{option} {str(path)!r}: {str(existing)!r} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {str(path)!r}: folder {str(existing)!r} is not writable")
+    # os.access trusts the permission bits, which root ignores and which say nothing of a read-only mount,
+    # /proc or a full quota: create (and remove) a real file, as the writer will after the slow work
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".smnet-sps-write-check.", dir=existing)
+    except OSError as exc:
+        raise ValueError(f"{option} {str(path)!r}: cannot create a file in folder {str(existing)!r} "
+                         f"({exc.strerror or exc}); give a path in a writable folder") from exc
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_output(path, suffixes, *, option="--out", overwrite=False, what="output file"):

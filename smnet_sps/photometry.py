@@ -766,6 +766,8 @@ def _cli_mags(args):
     outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table"),
                                    "plot": (matplotlib_formats(), "plot")})
     ages = parse_ages(args.ages, args.n_ages)
+    from .ssp import cli_isochrones
+    cli_isochrones(args.isochrones)             # an unknown or uninstalled family fails before any work
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     generator = None
     if args.model == "blackbody":          # analytic reference: lets the command run without a trained model
@@ -833,7 +835,8 @@ def add_cli(subparsers):
                    help="observed-frame magnitudes at this z (Planck18)")
     p.add_argument("--imf", default="kroupa", help="IMF name passed to ssp_grid (default kroupa)")
     p.add_argument("--isochrones", default="parsec",
-                   help="isochrone family passed to ssp_grid (default parsec)")
+                   help="isochrone family passed to ssp_grid: parsec (default), padova, or mist (needs the "
+                        "optional package lachesis-grids)")
     p.add_argument("--generator", "--model", dest="model", default=None,
                    help="'default', 'semi-empirical', 'blackbody' or a model directory "
                         "(default: the shipped default model)")

@@ -114,6 +114,18 @@ def cli_ages(texts, option="--ages"):
     return 10.0 ** np.array([float(parse_age(cli_age(a, option))) for a in texts])
 
 
+def cli_isochrones(name, option="--isochrones"):
+    """An isochrone family named on the command line -> its IsochroneSet, loaded before any slow work.
+
+    The library raises ImportError when MIST's optional package is missing (the right type for code); on
+    the command line that is an input the user can fix, so it becomes a ValueError: one line, exit status 1.
+    """
+    try:
+        return load_isochrones(name)
+    except ImportError as exc:
+        raise ValueError(f"{option} {name}: {exc}") from exc
+
+
 def _age_range(iso):
     return f"{iso.age_range_text()} for {iso.name}"
 
@@ -468,7 +480,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     logzsol : float, log10(Z / Zsun) with the family's Zsun (0.0152 PARSEC, 0.019 Padova).
         Neither given -> solar.
     imf : "kroupa" (default), "salpeter", "chabrier", or a callable dN/dm(m [M_sun])
-    isochrones : "parsec" (default) or "padova"
+    isochrones : "parsec" (default), "padova", or "mist" (needs the optional package lachesis-grids)
     generator : Generator, StellarLibraryBackend, or None (the shipped default model)
     special_phases : "model" (default) or "dedicated"; see :mod:`smnet_sps.backend`
     outside : "extrapolate" (default), "blackbody" or "exclude": what stars outside the generator's coverage
@@ -506,7 +518,8 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         "mass_total": mass, "log_mass": float(np.log10(mass)),
         "missing_fraction": float(res["missing_lum"] / lbol),
         "outside_fraction": float(res["outside_lum"] / lbol),
-        "phase_luminosity": {PHASE_NAMES[p]: float(res["phase_lum"][i]) for i, p in enumerate(_PHASES)
+        # the set's names: Padova's unflagged code 0 is not called "main sequence"
+        "phase_luminosity": {iso.phase_names[p]: float(res["phase_lum"][i]) for i, p in enumerate(_PHASES)
                              if res["phase_lum"][i] > 0},
         "n_points": res["n_points"], "generator": backend.generator.name,
         "tail_filled": _tail_filled(backend.generator), "isochrones": iso.name,
@@ -521,7 +534,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     _warn_outside(meta["outside_fraction"], f"the SSP at {10**log_age / 1e9:.4g} Gyr, Z = {Z:.4g}",
                   backend.outside)
     if by_phase:
-        meta["phase_flux"] = {PHASE_NAMES[p]: res["phase_flux"][i] for i, p in enumerate(_PHASES)
+        meta["phase_flux"] = {iso.phase_names[p]: res["phase_flux"][i] for i, p in enumerate(_PHASES)
                               if res["phase_lum"][i] > 0}
     return Spectrum(flux=res["flux"] * SSP_UNIT, spectral_axis=backend.wavelength * u.AA, meta=meta)
 
@@ -709,6 +722,7 @@ def _json_default(v):
 # HDF5 attribute that marks ``ssp_flux`` stored in DSPS's unit (L_sun / Hz per M_sun formed)
 _H5_FLUX_UNIT_KEY = "ssp_flux_unit"
 _H5_FLUX_PER_HZ = "L_sun / Hz per M_sun formed"
+_FLUX_PER_AA = "L_sun / Angstrom per M_sun formed"       # the unit in memory and in .npz files
 
 
 def save_ssp_grid(grid, path):
@@ -717,8 +731,9 @@ def save_ssp_grid(grid, path):
 
     The ``.h5`` file is DSPS's template layout in DSPS's unit: ``dsps.load_ssp_templates(fn=path)`` reads it
     as it is, so its ``ssp_flux`` dataset is L_nu [L_sun / Hz per M_sun formed] (HDF5 attribute
-    ``ssp_flux_unit``; the grid in memory is L_sun / Angstrom, and :func:`load_ssp_grid` converts back, to
-    float64 rounding). The ``.npz`` stores L_sun / Angstrom per M_sun formed, as in memory.
+    ``ssp_flux_unit``, and ``flux_unit`` in the attributes and in ``attrs_json``; the grid in memory is
+    L_sun / Angstrom, and :func:`load_ssp_grid` converts back, to float64 rounding). The ``.npz`` stores
+    L_sun / Angstrom per M_sun formed, as in memory.
     """
     import json
     from pathlib import Path
@@ -729,10 +744,12 @@ def save_ssp_grid(grid, path):
     arrays = {k: np.asarray(v) for k, v in grid._asdict().items() if k != "attrs" and v is not None}
     attrs = dict(grid.attrs)
     attrs["format"] = _GRID_FORMAT_TAG
-    attrs.setdefault("flux_unit", "L_sun / Angstrom per M_sun formed")
+    h5 = path.suffix.lower() in (".h5", ".hdf5")
+    # the unit of the ssp_flux written below: attrs_json describes the file, and the .h5 holds L_nu
+    attrs["flux_unit"] = _H5_FLUX_PER_HZ if h5 else _FLUX_PER_AA
     # all attrs as one JSON text: dicts, numbers and strings round-trip exactly
     encoded = json.dumps(attrs, default=_json_default)
-    if path.suffix.lower() in (".h5", ".hdf5"):
+    if h5:
         import h5py
         # a DSPS reader takes ssp_flux as L_nu: give it L_nu, never L_lambda under DSPS's name
         arrays["ssp_flux"] = grid.ssp_flux_per_hz()
@@ -788,6 +805,8 @@ def load_ssp_grid(path):
     if per_hz:                                  # L_nu on disk (DSPS's unit) -> L_lambda, as in memory
         arrays["ssp_flux"] = arrays["ssp_flux"] * C_ANGSTROM / np.asarray(arrays["ssp_wave"], float) ** 2
     attrs = json.loads(raw) if raw else {}
+    if per_hz:          # attrs_json says L_sun / Hz (older files: L_sun / A); the arrays are now per A
+        attrs["flux_unit"] = _FLUX_PER_AA
     for k, v in list(attrs.items()):       # dicts stored as JSON text by older writers
         if isinstance(v, str) and v[:1] in "{[":
             try:
@@ -911,6 +930,7 @@ def _cmd_ssp(args):
     outputs = check_outputs(args, {"out": (FITS_SUFFIXES, "FITS table"),
                                    "plot": (matplotlib_formats(), "plot")})
     age = cli_age(args.age)                      # a bad age fails before the model loads
+    cli_isochrones(args.isochrones)              # so does an unknown or uninstalled isochrone family
     gen = _generator_from_arg(args.generator, args.device)
     spec = ssp_spectrum(age, Z=args.Z, logzsol=args.logzsol, imf=args.imf,
                         isochrones=args.isochrones, generator=gen, special_phases=args.special_phases,
@@ -944,6 +964,7 @@ def _cmd_ssp_grid(args):
             raise ValueError(f"{option} was given without a value; give one or more values "
                              f"(e.g. --ages 1Gyr 3Gyr, --Z 0.002 0.0152) or leave {option} out for all "
                              "tabulated values")
+    cli_isochrones(args.isochrones)              # an unknown or uninstalled family fails before any work
     from . import distributed
     if distributed.wants_cluster(args):        # --scheduler / --workers: the same grid as Dask tasks
         return distributed.cli_ssp_grid(args, outputs["out"])
@@ -962,7 +983,8 @@ def _cmd_ssp_grid(args):
 
 def _common_args(p):
     p.add_argument("--imf", default="kroupa", help="kroupa (default), salpeter or chabrier")
-    p.add_argument("--isochrones", default="parsec", help="parsec (default) or padova")
+    p.add_argument("--isochrones", default="parsec",
+                   help="parsec (default), padova, or mist (needs the optional package lachesis-grids)")
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), "
                         "'blackbody', or a model directory")

@@ -79,6 +79,38 @@ def test_read_only_folder_check_uses_os_access(tmp_path, monkeypatch):
         check_output(tmp_path / "x.fits", (".fits",))
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+@pytest.mark.parametrize("argv", [SSP + ["--out", "/proc/x.fits"], SSP + ["--plot", "/proc/new/x.png"],
+                                  ["ssp-grid", "--ages", "1Gyr", "--out", "/proc/g.h5"],
+                                  ["mags", "--Z", "0.0152", "--filters", "sdss2010-g",
+                                   "--out", "/proc/m.ecsv"],
+                                  ["grid", "build", "--libraries", ".", "--out", "/proc/g.h5"]])
+def test_folder_where_no_file_can_be_created_is_refused_before_any_work(argv, capsys, never_compute):
+    """/proc passes os.access for root, but no file can be created there: the check tries, so the command
+    fails in a second instead of after the whole computation."""
+    assert main(argv) == 1
+    err = _error_line(capsys)
+    assert "'/proc'" in err and ("cannot create a file in folder" in err or "is not writable" in err)
+
+
+def test_write_check_creates_a_real_file_and_leaves_none(tmp_path, monkeypatch):
+    """The check does not trust os.access alone (root, read-only mounts): a failed creation is refused, a
+    successful one leaves nothing behind."""
+    import errno
+    import tempfile
+
+    from smnet_sps.output_files import check_output
+    assert check_output(tmp_path / "x.fits", (".fits",)) == tmp_path / "x.fits"
+    assert list(tmp_path.iterdir()) == []
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(ValueError, match=r"--out .*cannot create a file in folder .*\(Read-only file sys"):
+        check_output(tmp_path / "sub" / "x.fits", (".fits",))
+
+
 @pytest.mark.parametrize("exc", [PermissionError(13, "Permission denied", "/x/y.fits"),
                                  IsADirectoryError(21, "Is a directory", "/x"), OSError(28, "No space left"),
                                  FileNotFoundError(2, "No such file", "grid.h5"),

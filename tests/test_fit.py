@@ -248,6 +248,23 @@ def test_cli_fit_writes_json_and_plot(gen, tmp_path):
     assert main(["fit", str(tmp_path / "missing.txt")]) == 1
 
 
+@pytest.mark.parametrize("name, content", [("garbage.fits", bytes(range(256)) * 12), ("empty.fits", b""),
+                                           ("garbage.ecsv", bytes(range(256)) * 12),
+                                           ("garbage.txt", bytes(range(128, 256)) * 12)])
+def test_cli_fit_unreadable_spectrum_is_one_line(name, content, tmp_path, capsys):
+    """A file that is no table (random bytes, empty) is a one-line error naming it and the accepted formats,
+    whatever its extension; before, astropy's IORegistryError escaped as a traceback for .fits."""
+    from smnet_sps.cli import main
+
+    spec = tmp_path / name
+    spec.write_bytes(content)
+    assert main(["fit", str(spec)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith(f"smnet-sps fit: error: {spec}: cannot read a spectrum")
+    assert "accepted: a FITS, ECSV or CSV table" in err and ".txt, .dat, .asc" in err
+
+
 def _toy_galaxy(grid, theta=(9.2, -0.7, 100.0, 0.2, 0.0)):
     """(wave, flux) of the fit's own SSP model at theta = (log age, [M/H], sigma, A_V, rv), 4000-8000 A."""
     interp = SSPInterpolator(grid)

@@ -28,6 +28,26 @@ def test_non_finite_inputs_raise(blackbody, bad):
         blackbody.spectra([5000.0, bad], 4.0, 0.0)
 
 
+def test_masked_values_are_refused_not_computed(blackbody):
+    """np.asarray drops a mask: the masked 6000 K was computed as if valid. A masked element is refused (numpy
+    or astropy masked arrays, any parameter); a masked array with nothing masked is plain data."""
+    from astropy.utils.masked import Masked
+    teff = np.ma.masked_array([5000.0, 6000.0], mask=[0, 1])
+    with pytest.raises(ValueError, match=r"teff is a masked array with 1 masked value.*not supported: rem"):
+        blackbody.spectra(teff, 4.4, 0.0)
+    with pytest.raises(ValueError, match="masked values are not supported"):
+        blackbody.surface_flux(teff, 4.4, 0.0)
+    with pytest.raises(ValueError, match="logg is a masked array"):
+        validate_parameters(5000.0, np.ma.masked_array([4.4, 4.5], mask=[1, 0]), 0.0)
+    with pytest.raises(ValueError, match="logz is a masked array"):
+        validate_parameters(5000.0, 4.4, np.ma.masked)
+    with pytest.raises(ValueError, match="teff is a masked array"):
+        validate_parameters(Masked([5000.0, 6000.0] * u.K, mask=[False, True]), 4.4, 0.0)
+    for unmasked in (np.ma.masked_array([5000.0, 6000.0]), np.ma.masked_array([5000.0, 6000.0], mask=[0, 0]),
+                     Masked([5000.0, 6000.0] * u.K, mask=[False, False])):
+        np.testing.assert_array_equal(validate_parameters(unmasked, 4.4, 0.0)[0], [5000.0, 6000.0])
+
+
 def test_negative_teff_raises():
     with pytest.raises(ValueError, match="teff = -10 .*outside the physical domain"):
         validate_parameters(-10.0, 4.0, 0.0)

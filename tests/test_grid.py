@@ -178,6 +178,31 @@ def test_strict_build_fails_on_degenerate_library(libdir, tmp_path, capsys):
     assert rc == 0 and load_grid(out).library_names == ["cm87"]
 
 
+def test_impossible_stellar_parameters_fail_strict_and_skip_otherwise(libdir, tmp_path, capsys):
+    """A star outside the generators' physical domain (log g = -99 in stellibCM.dat) is a damaged file, like
+    NaN flux: --strict fails naming the file, the star and the range; otherwise the library is skipped and
+    recorded (it was built into the grid, whose info then read log g -99..8)."""
+    import shutil
+
+    libs = tmp_path / "libs"
+    for folder in ("pegase_cm87_hotstars", "basel22_lejeune_solar"):
+        shutil.copytree(libdir / folder, libs / folder)
+    path = libs / "pegase_cm87_hotstars" / "stellibCM.dat"
+    lines = path.read_text().splitlines(keepends=True)
+    assert lines[2].startswith("5.000 5.50 ")                     # star 2 of the file
+    lines[2] = lines[2].replace("5.000 5.50 ", "5.000 -99.0 ", 1)
+    path.write_text("".join(lines))
+    out = tmp_path / "g.h5"
+    assert main(["grid", "build", "--libraries", str(libs), "--out", str(out), "--only", "cm87,basel22",
+                 "--strict", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert not out.exists()
+    assert f"{path}: star 2 of this file" in err and "log g = -99, outside the physical range -3 .. 15" in err
+    grid = build_grid(libs, only="cm87,basel22", progress=False, log=lambda s: None)
+    assert grid.library_names == ["basel22"] and "log g = -99" in skipped_libraries(grid)["cm87"]
+    assert grid.logg.min() >= -3
+
+
 def test_build_fails_when_no_library_can_be_read(libdir):
     with pytest.raises(ValueError, match="no library could be read.*rauch_tmap.*distinct"):
         build_grid(libdir, only="rauch_tmap", progress=False, log=lambda s: None)

@@ -209,6 +209,64 @@ def test_age_limits_as_printed_are_accepted_and_cli_ages_need_a_unit(capsys):
     assert "--ages '1,2' has no unit" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["ssp", "--age", "10Gyr"],
+                                  ["ssp-grid", "--ages", "1Gyr", "--out", "{tmp}/g.h5"],
+                                  ["mags", "--Z", "0.0152", "--filters", "sdss2010-g"]])
+def test_cli_mist_without_lachesis_grids_is_one_line(argv, tmp_path, monkeypatch, capsys):
+    """--isochrones mist without the optional package: the install hint as one line, exit 1, before any work
+    (it was an ImportError traceback after the model had loaded); --help lists mist and what it needs."""
+    import sys
+
+    import smnet_sps.photometry as phot
+    import smnet_sps.ssp as sspmod
+    from smnet_sps.cli import main
+
+    monkeypatch.setitem(sys.modules, "lachesis_grids", None)          # `import lachesis_grids` fails
+    for module, name in ((sspmod, "ssp_spectrum"), (sspmod, "ssp_grid"), (phot, "ssp_magnitudes")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("computed before the check"))
+    argv = [a.format(tmp=tmp_path) for a in argv] + ["--isochrones", "mist", "--generator", "blackbody"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "error: --isochrones mist: MIST isochrones need the optional package 'lachesis-grids'" in err
+    assert "pip install lachesis-grids" in err
+    with pytest.raises(SystemExit):
+        main([argv[0], "--help"])
+    text = "".join(capsys.readouterr().out.split())        # argparse wraps lines, also at "lachesis-"
+    assert "mist(needstheoptionalpackagelachesis-grids)" in text
+
+
+def test_padova_unflagged_phase_is_not_called_main_sequence(blackbody, capsys):
+    """FSPS's Padova files flag only phases 0, 5, 6, 9, so code 0 holds giants too: the summary, the plot and
+    meta name it for what it holds (the numbers are unchanged); PARSEC, which flags the giants, keeps
+    "main sequence"."""
+    import matplotlib.pyplot as plt
+
+    from smnet_sps.cli import main
+    from smnet_sps.isochrones import PHASE_NAMES, UNFLAGGED_PHASE, load_isochrones
+    from smnet_sps.ssp import plot_ssp
+
+    assert load_isochrones("padova").phase_names[0] == UNFLAGGED_PHASE
+    assert UNFLAGGED_PHASE == "not flagged (main sequence to E-AGB)"
+    assert load_isochrones("parsec").phase_names == PHASE_NAMES
+    spec = ssp_spectrum("500 Myr", logzsol=-0.5, imf="chabrier", isochrones="padova", generator=blackbody,
+                        by_phase=True)
+    lum = spec.meta["phase_luminosity"]
+    assert "main sequence" not in lum and set(lum) <= {UNFLAGGED_PHASE, "TP-AGB", "post-AGB", "Wolf-Rayet"}
+    assert lum[UNFLAGGED_PHASE] / spec.meta["lbol"] == pytest.approx(0.905, abs=0.005)
+    assert set(spec.meta["phase_flux"]) == set(lum)
+    fig = plot_ssp(spec)
+    try:
+        assert UNFLAGGED_PHASE in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    finally:
+        plt.close(fig)
+    assert main(["ssp", "--age", "500 Myr", "--logzsol", "-0.5", "--imf", "chabrier",
+                 "--isochrones", "padova", "--generator", "blackbody"]) == 0
+    assert f"Lbol by phase: {UNFLAGGED_PHASE} 90.5%, TP-AGB 9.3%" in capsys.readouterr().out
+    parsec = ssp_spectrum("500 Myr", logzsol=-0.5, generator=blackbody).meta["phase_luminosity"]
+    assert "main sequence" in parsec and UNFLAGGED_PHASE not in parsec
+
+
 def test_an_ssp_made_mostly_of_extrapolations_warns():
     import warnings
 

@@ -173,6 +173,28 @@ def test_h5_grid_is_read_by_dsps_in_its_unit(small_grid, tmp_path):
     np.testing.assert_array_equal(ssp.ssp_wave, small_grid.ssp_wave)
 
 
+def test_h5_attrs_json_states_the_unit_of_the_data(small_grid, tmp_path):
+    """attrs_json's flux_unit is the unit of the ssp_flux dataset (it said L_sun / A over L_sun / Hz data);
+    reading gives the in-memory unit back, for new files and for those written with the stale text."""
+    import json
+
+    import h5py
+    path = save_ssp_grid(small_grid, tmp_path / "grid.h5")
+    with h5py.File(path, "r") as f:
+        stored = json.loads(f.attrs["attrs_json"])
+        assert stored["flux_unit"] == f.attrs["ssp_flux_unit"] == "L_sun / Hz per M_sun formed"
+        np.testing.assert_allclose(f["ssp_flux"][()], small_grid.ssp_flux_per_hz(), rtol=1e-15)
+    back = load_ssp_grid(path)
+    assert back.attrs == small_grid.attrs and back.attrs["flux_unit"] == "L_sun / Angstrom per M_sun formed"
+    with h5py.File(path, "r+") as f:                   # as written before this fix: per Hz data, per A text
+        f.attrs["attrs_json"] = json.dumps({**stored, "flux_unit": "L_sun / Angstrom per M_sun formed"})
+    old = load_ssp_grid(path)
+    assert old.attrs == small_grid.attrs
+    np.testing.assert_allclose(old.ssp_flux, small_grid.ssp_flux, rtol=1e-14, atol=0)
+    npz = load_ssp_grid(save_ssp_grid(small_grid, tmp_path / "grid.npz"))     # .npz holds L_sun / A
+    assert npz.attrs["flux_unit"] == "L_sun / Angstrom per M_sun formed"
+
+
 def test_load_ssp_grid_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown SSP grid format"):
         load_ssp_grid(tmp_path / "g.txt")
