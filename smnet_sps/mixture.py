@@ -200,6 +200,9 @@ class MixturePolicy:
 
     @classmethod
     def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise ValueError(f"not a mixture file: it holds a JSON {type(d).__name__}, expected an object "
+                             f"with format {MIXTURE_FORMAT!r}")
         if d.get("format") != MIXTURE_FORMAT:
             raise ValueError(f"not a mixture file: format is {d.get('format')!r}, expected "
                              f"{MIXTURE_FORMAT!r}")

@@ -303,9 +303,17 @@ class NeuralGenerator(_TorchGenerator):
         self.library_boxes = {k: ParameterBox.from_dict(v) for k, v in cfg["library_boxes"].items()}
         self._in_lo = np.array(cfg["input_scaling"]["lo"], float)
         self._in_hi = np.array(cfg["input_scaling"]["hi"], float)
-        mix_path = directory / MIXTURE_FILE
-        # the measured library preferences (smnet-sps validate --rank-libraries --write-mixture); without
-        # them the default mixture weighs overlapping libraries equally (see smnet_sps.mixture)
+        # the measured library preferences (smnet-sps validate --rank-libraries --write-mixture, which records
+        # the file in config.json); a model without them weighs overlapping libraries equally (see
+        # smnet_sps.mixture), but a recorded file that is missing or changed is refused, not ignored
+        mix_path = directory / cfg.get("mixture_file", MIXTURE_FILE)
+        if "mixture_file" in cfg and not mix_path.is_file():
+            raise FileNotFoundError(f"{directory}: config.json names {cfg['mixture_file']!r} (the library "
+                                    "mixture's measured preferences) but the file is missing")
+        expected = cfg.get("mixture_sha256")
+        if expected is not None and file_sha256(mix_path) != expected:
+            raise ValueError(f"library mixture {mix_path} does not match its config.json (mixture_sha256); "
+                             "the file is corrupt or was replaced")
         self.mixture_policy = MixturePolicy.load(mix_path) if mix_path.is_file() else None
         self._library_mixture = None
         self.log1p01 = cfg.get("log1p01")

@@ -187,6 +187,29 @@ def add_cli(sub):
     p.set_defaults(func=_cli)
 
 
+def write_mixture(policy, model_dir):
+    """Write ``policy`` as MODEL_DIR/mixture.json and record it in MODEL_DIR/config.json (``mixture_file``,
+    ``mixture_sha256``), each file written whole or not at all; loading then refuses a missing or changed
+    mixture file instead of silently falling back to equal weights. Returns the mixture file's path."""
+    import json
+
+    from .checksums import file_sha256
+    from .output_files import atomic_output
+    model_dir = Path(model_dir)
+    cfg_path = model_dir / "config.json"
+    if not cfg_path.is_file():
+        raise ValueError(f"--write-mixture {str(model_dir)!r}: not a model directory (no config.json)")
+    cfg = json.loads(cfg_path.read_text())
+    path = model_dir / MIXTURE_FILE
+    with atomic_output(path, overwrite=True, option="--write-mixture") as partial:
+        policy.save(partial)
+    # config.json last: between the two renames, loading refuses the pair (sha256 mismatch), never mixes them
+    cfg["mixture_file"], cfg["mixture_sha256"] = MIXTURE_FILE, file_sha256(path)
+    with atomic_output(cfg_path, overwrite=True, option="model config") as partial:
+        partial.write_text(json.dumps(cfg, indent=1))
+    return path
+
+
 def _cli(args):
     from .neural import NeuralGenerator
     stars = load_empirical(args.empirical)
@@ -218,9 +241,8 @@ def _cli(args):
                   f"{100 * e['median_score'][1]:.2f} % on {e['n_stars']} stars ({e['pair'][0]} better on "
                   f"{e['n_first_better']}, sign test p = {e['sign_test_p']:.3f}: {how}) -> {e['preferred']}")
         if args.write_mixture:
-            path = Path(args.write_mixture) / MIXTURE_FILE
-            policy.save(path)
-            print(f"wrote {path}")
+            path = write_mixture(policy, args.write_mixture)
+            print(f"wrote {path} (recorded in its config.json)")
         return 0
 
     grid = None

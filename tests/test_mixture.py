@@ -200,15 +200,43 @@ def test_policy_roundtrip_and_model_without_mixture_file(tmp_path, default_gener
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="not a mixture file"):
         MixturePolicy.load(tmp_path / "bad.json")
-    # a model directory without mixture.json: equal weights where libraries overlap, still inside boxes
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ValueError, match="not a mixture file: it holds a JSON list"):
+        MixturePolicy.load(tmp_path / "list.json")
+    # a model directory built without mixture.json (none recorded in config.json): equal weights where
+    # libraries overlap, still inside boxes
     d = tmp_path / "model"
     shutil.copytree(default_model_path(), d)
     (d / "mixture.json").unlink(missing_ok=True)
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["mixture_file"], cfg["mixture_sha256"]
+    (d / "config.json").write_text(json.dumps(cfg))
     g = NeuralGenerator(d, device="cpu")
     assert g.mixture_policy is None
     w = g.mixture(5777.0, 4.44, -0.3)[0]
     names = g.library_names
     assert np.isclose(w[names.index("ck04")], w[names.index("nextgen")]) and w[names.index("basel22")] == 0
+
+
+def test_a_recorded_mixture_file_must_be_there_and_unchanged(tmp_path, default_generator):
+    """The shipped config.json records mixture.json: a model directory that lost it, or holds another one,
+    is refused instead of silently weighing the libraries equally (5,000 K dwarfs moved by up to 0.18 dex)."""
+    from smnet_sps.neural import NeuralGenerator, default_model_path
+    from smnet_sps.validate import write_mixture
+    d = tmp_path / "model"
+    shutil.copytree(default_model_path(), d)
+    (d / "mixture.json").rename(tmp_path / "kept.json")
+    with pytest.raises(FileNotFoundError, match="config.json names 'mixture.json'.*missing"):
+        NeuralGenerator(d, device="cpu")
+    pol = MixturePolicy.load(tmp_path / "kept.json")
+    pol.orders[0][0] = list(reversed(pol.orders[0][0]))
+    pol.save(d / "mixture.json")                                      # another ranking, not recorded
+    with pytest.raises(ValueError, match="does not match its config.json"):
+        NeuralGenerator(d, device="cpu")
+    write_mixture(pol, d)                                             # as validate --write-mixture does
+    g = NeuralGenerator(d, device="cpu")
+    assert g.mixture_policy.orders == pol.orders
+    assert not list(d.glob(".*part*"))                                # no partial file left behind
 
 
 def test_mixture_and_coverage_rules_agree(default_generator, shipped):
