@@ -31,12 +31,12 @@ libraries' own predictions. This module computes those weights:
 3. **Outside every support** (outside all boxes, on a face where no other library takes over, or in a hole
    that no other library fills) the weights go to the libraries as distance^-8 to their boxes (in taper
    widths: practically the nearest box; on a face, that box's library alone), except that the libraries
-   whose boxes hold the point and whose training nodes are near it (on its face, or in another library's
-   hole) take a share max(hole_l) of it in their order of preference: at WM-basic's nodes on its own faces,
-   WM-basic rather than the libraries whose boxes hold the point in a hole. Each weight is then less
-   :data:`FALLBACK_TRIM` (1e-3) and clipped at 0, then renormalised, so that libraries with a negligible
-   weight cost no network pass: continuous but across the faces of boxes, and, except on a face, such
-   points are flagged as outside coverage by the generator.
+   whose boxes hold the point (on a face) and whose training nodes are near it take a share max(hole_l) of
+   it in their order of preference: at WM-basic's nodes on its own faces, WM-basic rather than the libraries
+   whose boxes hold the point in a hole. Each weight is then less :data:`FALLBACK_TRIM` (1e-3) and clipped
+   at 0, then renormalised, so that libraries with a negligible weight cost no network pass. Continuous,
+   except across a face of one box that lies inside another (there the set of boxes holding the point
+   changes, as it always did); except on a face, such points are flagged as outside coverage.
 
 Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
 equal weights wherever libraries overlap, still never outside a box.
@@ -344,7 +344,7 @@ class LibraryMixture:
             # nodes are near it take a share max(h) of it, h = their hole factor, in their order of preference
             # (as the supports are). The libraries whose boxes held the point in a hole took an equal share:
             # WM-basic's node at 50,000 K, log g 3.5 on its box's face came out 1.85 sigma Teff^4 from a third
-            # each of WM-basic, CK04 and BaSeL. The share -> 0 as h -> 0: continuous but across the faces.
+            # each of WM-basic, CK04 and BaSeL. The share -> 0 as h -> 0, so nothing steps where h does.
             ratio = np.stack([self._hole_ratio(j, p) for j in range(len(self.boxes))], 1)
             h = np.where(d == 0, smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL)), 0.0)
             near, _ = self._preferred(p, h)
