@@ -33,6 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checksums import file_sha256
+from .mixture import MIXTURE_FILE
+
 __all__ = ["build_expert_model", "replace_experts"]
 
 # files of a model directory that travel unchanged from the base model
@@ -223,6 +226,12 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     # (smnet-sps validate --rank-libraries --write-mixture OUT); until then the base's preferences apply
     if (base / "mixture.json").is_file() and not (out / "mixture.json").is_file():
         shutil.copy2(base / "mixture.json", out / "mixture.json")
+    # the config records the mixture file that is in OUT (re-ranked there, or the base's copied above), not
+    # the base's checksum: loading refuses a recorded file that does not match
+    cfg.pop("mixture_file", None)
+    cfg.pop("mixture_sha256", None)
+    if (out / MIXTURE_FILE).is_file():
+        cfg.update(mixture_file=MIXTURE_FILE, mixture_sha256=file_sha256(out / MIXTURE_FILE))
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
     return cfg
 

@@ -35,8 +35,11 @@ libraries' own predictions. This module computes those weights:
    it in their order of preference: at WM-basic's nodes on its own faces, WM-basic rather than the libraries
    whose boxes hold the point in a hole. Each weight is then less :data:`FALLBACK_TRIM` (1e-3) and clipped
    at 0, then renormalised, so that libraries with a negligible weight cost no network pass. Continuous,
-   except across a face of one box that lies inside another (there the set of boxes holding the point
-   changes, as it always did); except on a face, such points are flagged as outside coverage.
+   except across a face of one box that lies inside another (the set of boxes holding the point changes
+   there, as it always did) and on a face shared by several boxes that end there (e.g. CK04, BaSeL and
+   WM-basic at 50,000 K: just inside, their tapers fall together and their weights tend to their ratio,
+   0.5 / 0.5; on the face the preferred one with nodes near takes it). Except on a face, such points are
+   flagged as outside coverage.
 
 Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
 equal weights wherever libraries overlap, still never outside a box.

@@ -212,13 +212,16 @@ def write_mixture(policy, model_dir):
 
 def _cli(args):
     from .neural import NeuralGenerator
+    # option errors before the stars and the model are loaded and the (slow) ranking runs
+    if args.write_mixture and not args.rank_libraries:
+        raise ValueError("--write-mixture needs --rank-libraries")
+    if args.write_mixture and not (Path(args.write_mixture) / "config.json").is_file():
+        raise ValueError(f"--write-mixture {args.write_mixture!r}: not a model directory (no config.json)")
     stars = load_empirical(args.empirical)
     if args.ids:
         ids = np.loadtxt(args.ids, dtype=int, ndmin=1)
         stars = stars.select(ids)
     gen = load_any_generator(args.generator, device=args.device)
-    if args.write_mixture and not args.rank_libraries:
-        raise ValueError("--write-mixture needs --rank-libraries")
     if (args.rank_libraries or args.kfold or args.imitations) and not isinstance(gen, NeuralGenerator):
         raise ValueError("--rank-libraries, --kfold and --imitations need a model trained by smnet-sps "
                          "(a model directory with library imitations)")

@@ -155,3 +155,17 @@ def test_validate_cli_errors(tmp_path):
     from smnet_sps.cli import main
     assert main(["validate", "--empirical", str(tmp_path)]) == 1              # no .npz there
     assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody", "--imitations"]) == 1
+
+
+def test_write_mixture_to_what_is_not_a_model_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    """--write-mixture into a folder without config.json is refused before the stars, the model and the
+    ranking, not after the ranking."""
+    from smnet_sps import validate
+    from smnet_sps.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("the stars were loaded although --write-mixture names no model directory")
+    monkeypatch.setattr(validate, "load_empirical", never)
+    assert main(["validate", "--empirical", str(FIXTURE), "--rank-libraries", "--write-mixture",
+                 str(tmp_path)]) == 1
+    assert "not a model directory (no config.json)" in capsys.readouterr().err

@@ -289,3 +289,26 @@ def test_specialists_must_share_the_tail_floor_and_their_held_out_nodes_leave_th
         assert not np.isin(fold, table["node:libb"]).any() and table["node:liba"].size > 0
     assert cfg["experts"]["libraries"]["libb"]["excluded_nodes"] == sorted(fold.tolist())
     assert load_generator(root / "t2", device="cpu").tail is not None       # sha256 updated, loads
+
+
+def test_a_rebuilt_expert_model_records_the_mixture_file_it_holds(models, tmp_path):
+    """build_expert_model copies the base's config, which records the base's mixture.json, but keeps a
+    mixture.json already re-ranked in OUT: the config must record the file that is there, or the model is
+    refused at load (sha256 mismatch)."""
+    import shutil
+
+    from smnet_sps.mixture import MixturePolicy
+    from smnet_sps.validate import write_mixture
+    _, base_model, spec, _ = models
+    base = tmp_path / "base"
+    shutil.copytree(base_model, base)
+    names = json.loads((base / "config.json").read_text())["library_names"]
+    write_mixture(MixturePolicy.default(names), base)          # the base ranked: its config records it
+    out = tmp_path / "combined"
+    build_expert_model(base, {"libb": spec}, out)
+    assert load_generator(out, device="cpu").mixture_policy is not None
+    reranked = MixturePolicy.default(list(reversed(names)))
+    write_mixture(reranked, out)                               # re-ranked for the experts, as advised
+    build_expert_model(base, {"libb": spec}, out, overwrite=True)          # e.g. a new specialist
+    gen = load_generator(out, device="cpu")
+    assert gen.mixture_policy.orders == reranked.orders
