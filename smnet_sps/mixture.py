@@ -23,8 +23,11 @@ libraries' own predictions. This module computes those weights:
    dwarfs, :class:`MixturePolicy`); each region has an order of preference of the libraries, measured
    against observed stars (:func:`rank_libraries`) or, where no star decides, :data:`DEFAULT_ORDER`. Within a
    region the weights are stacked in that order: w_1 = t_1, w_2 = (1 - t_1) t_2, w_3 = (1 - t_1)(1 - t_2)
-   t_3 ..., then normalised: the preferred library takes everything where it is fully supported and hands
-   over to the next one only within its edge taper. Between regions the stacked weights are blended with
+   t_3 ..., with each t_l relative to the point's largest support factor, then normalised: the preferred
+   library takes everything where it is as well supported as any and hands over to the next one only within
+   its edge taper. (Relative, because where every library that supports a point tapers at once -- boxes that
+   end on one face, as CK04, BaSeL and WM-basic at 50,000 K -- absolute factors tend to equal weights, t :
+   (1 - t) t -> 1 : 1, whatever the order.) Between regions the stacked weights are blended with
    smooth (C1) memberships over :data:`REGION_TRANSITION` (0.01 dex in Teff, 0.1 dex in log g), so the
    spectrum never steps.
 
@@ -311,8 +314,11 @@ class LibraryMixture:
         return out
 
     def _preferred(self, p, t):
-        """Support-like factors t (n, n_libraries) stacked in each region's order of preference, blended
-        across regions and normalised (rows of 0 where t is all 0); and the rows' totals before that."""
+        """Support-like factors t (n, n_libraries), relative to each row's largest, stacked in each region's
+        order of preference, blended across regions and normalised (rows of 0 where t is all 0); and the
+        rows' totals before that."""
+        top = t.max(1, keepdims=True)
+        t = np.where(top > 0, t / np.where(top > 0, top, 1.0), 0.0)
         if self._orders is None:
             w = t
         else:

@@ -322,3 +322,22 @@ def test_hot_stars_on_wmbasic_faces_keep_their_luminosity(default_generator):
     blackbody = np.trapezoid(planck_surface_flux(g.wavelength, teff), g.wavelength, axis=1)
     ratio = np.trapezoid(flux, g.wavelength, axis=1) / blackbody
     assert np.abs(ratio - 1).max() < 0.03
+
+
+def test_boxes_ending_on_one_face_keep_the_order_of_preference(default_generator, shipped):
+    """CK04, BaSeL and WM-basic all end at 50,000 K. Their tapers fall together there, and stacked absolute
+    supports tended to equal weights (t : (1 - t) t -> 1 : 1): at 49,999 K, log g 4, [M/H] -1 CK04 and
+    WM-basic took half each, 1.16 sigma Teff^4. Relative supports keep the preferred WM-basic up to and on
+    the face."""
+    from smnet_sps.generator import planck_surface_flux
+    names = default_generator.library_names
+    teff = np.linspace(48000.0, 50000.0, 401)
+    w = shipped.weights(np.log10(teff), np.full(teff.size, 4.0), np.full(teff.size, -1.0))
+    assert (w[:, names.index("wmbasic")] > 0.99).all()
+    assert np.abs(np.diff(w, axis=0)).max() < 0.01                       # no step, the face included
+    flux, inside = default_generator.surface_flux(teff[-3:], 4.0, -1.0)
+    assert inside.all()
+    ratio = (np.trapezoid(flux, default_generator.wavelength, axis=1)
+             / np.trapezoid(planck_surface_flux(default_generator.wavelength, teff[-3:]),
+                            default_generator.wavelength, axis=1))
+    assert np.abs(ratio - 1).max() < 0.03
