@@ -39,10 +39,9 @@ libraries' own predictions. This module computes those weights:
    whose boxes hold the point in a hole. Each weight is then less :data:`FALLBACK_TRIM` (1e-3) and clipped
    at 0, then renormalised, so that libraries with a negligible weight cost no network pass. Continuous,
    except across a face of one box that lies inside another (the set of boxes holding the point changes
-   there, as it always did) and on a face shared by several boxes that end there (e.g. CK04, BaSeL and
-   WM-basic at 50,000 K: just inside, their tapers fall together and their weights tend to their ratio,
-   0.5 / 0.5; on the face the preferred one with nodes near takes it). Except on a face, such points are
-   flagged as outside coverage.
+   there, as it always did); on a face where several boxes end (CK04, BaSeL and WM-basic at 50,000 K) the
+   preferred library with nodes near (hole factor 1) takes the point just inside (relative supports, 2.)
+   and on the face alike. Except on a face, such points are flagged as outside coverage.
 
 Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
 equal weights wherever libraries overlap, still never outside a box.
