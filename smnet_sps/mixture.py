@@ -295,12 +295,18 @@ class LibraryMixture:
         p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)],
                      1)
         t = np.stack([box_taper(p, b) for b in self.boxes], 1)
-        for j in range(t.shape[1]):
-            rows = np.flatnonzero(t[:, j] > 0)
+        return t * self._hole_factors(p, t > 0)
+
+    def _hole_factors(self, p, where):
+        """hole_l (module doc, 1.) at points p (n, 3) where ``where`` (n, L) is True, else 1 (no node
+        query there: most points need few libraries')."""
+        h = np.ones(where.shape)
+        for j in range(where.shape[1]):
+            rows = np.flatnonzero(where[:, j])
             if rows.size:
                 ratio = self._hole_ratio(j, p[rows])
-                t[rows, j] *= smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
-        return t
+                h[rows, j] = smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
+        return h
 
     def weights(self, log_teff, logg, logz):
         """Mixture weights, shape (n, n_libraries), rows sum to 1 (see the module doc)."""
@@ -353,8 +359,7 @@ class LibraryMixture:
             # (as the supports are). The libraries whose boxes held the point in a hole took an equal share:
             # WM-basic's node at 50,000 K, log g 3.5 on its box's face came out 1.85 sigma Teff^4 from a third
             # each of WM-basic, CK04 and BaSeL. The share -> 0 as h -> 0, so nothing steps where h does.
-            ratio = np.stack([self._hole_ratio(j, p) for j in range(len(self.boxes))], 1)
-            h = np.where(d == 0, smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL)), 0.0)
+            h = np.where(d == 0, self._hole_factors(p, d == 0), 0.0)
             near, _ = self._preferred(p, h)
             share = h.max(1, keepdims=True)
             w = share * near + (1 - share) * w
