@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checksums import file_sha256
-from .mixture import MIXTURE_FILE
+from .mixture import MIXTURE_FILE, recorded_mixture
 
 __all__ = ["build_expert_model", "replace_experts"]
 
@@ -224,14 +223,13 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     _tail_without_excluded(out, cfg, cfgs)
     # the library ranking was measured for the base model's spectra: re-rank for the new ones
     # (smnet-sps validate --rank-libraries --write-mixture OUT); until then the base's preferences apply
-    if (base / "mixture.json").is_file() and not (out / "mixture.json").is_file():
-        shutil.copy2(base / "mixture.json", out / "mixture.json")
+    if (base / MIXTURE_FILE).is_file() and not (out / MIXTURE_FILE).is_file():
+        shutil.copy2(base / MIXTURE_FILE, out / MIXTURE_FILE)
     # the config records the mixture file that is in OUT (re-ranked there, or the base's copied above), not
     # the base's checksum: loading refuses a recorded file that does not match
     cfg.pop("mixture_file", None)
     cfg.pop("mixture_sha256", None)
-    if (out / MIXTURE_FILE).is_file():
-        cfg.update(mixture_file=MIXTURE_FILE, mixture_sha256=file_sha256(out / MIXTURE_FILE))
+    cfg.update(recorded_mixture(out))
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
     return cfg
 

@@ -54,12 +54,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .checksums import file_sha256
 from .constants import NODE_STEPS
 
 __all__ = ["EDGE_TAPER", "SINGLE_METALLICITY_TOLERANCE", "HOLE_FULL", "HOLE_ZERO", "REGION_TRANSITION",
            "DEFAULT_ORDER", "FALLBACK_TRIM", "TEFF_EDGES", "LOGG_EDGES", "MIXTURE_FILE", "smoothstep",
            "box_taper", "stacked_weights", "band_memberships", "MixturePolicy", "LibraryMixture",
-           "rank_libraries", "blend_log_flux", "plot_mixture_map", "widen_single_metallicity"]
+           "rank_libraries", "blend_log_flux", "plot_mixture_map", "widen_single_metallicity",
+           "recorded_mixture"]
 
 # [dex] log10 Teff, log g, [M/H]: inside width over which a weight -> 0
 EDGE_TAPER = (0.01, 0.1, 0.05)
@@ -229,6 +231,13 @@ class MixturePolicy:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON: {exc}") from exc
         return cls.from_dict(d)
+
+
+def recorded_mixture(model_dir):
+    """The config.json entries that record MODEL_DIR's mixture file (``mixture_file``, ``mixture_sha256``;
+    loading refuses a recorded file that is missing or changed); {} where the directory has none."""
+    path = Path(model_dir) / MIXTURE_FILE
+    return {"mixture_file": MIXTURE_FILE, "mixture_sha256": file_sha256(path)} if path.is_file() else {}
 
 
 def _default_order(names):

@@ -193,7 +193,7 @@ def write_mixture(policy, model_dir):
     mixture file instead of silently falling back to equal weights. Returns the mixture file's path."""
     import json
 
-    from .checksums import file_sha256
+    from .mixture import recorded_mixture
     from .output_files import atomic_output
     model_dir = Path(model_dir)
     cfg_path = model_dir / "config.json"
@@ -204,7 +204,7 @@ def write_mixture(policy, model_dir):
     with atomic_output(path, overwrite=True, option="--write-mixture") as partial:
         policy.save(partial)
     # config.json last: between the two renames, loading refuses the pair (sha256 mismatch), never mixes them
-    cfg["mixture_file"], cfg["mixture_sha256"] = MIXTURE_FILE, file_sha256(path)
+    cfg.update(recorded_mixture(model_dir))
     with atomic_output(cfg_path, overwrite=True, option="model config") as partial:
         partial.write_text(json.dumps(cfg, indent=1))
     return path
