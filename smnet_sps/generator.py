@@ -15,7 +15,7 @@ import numpy as np
 from astropy import units as u
 from astropy.utils.masked import Masked
 
-from .constants import C_ANGSTROM, FLAM_UNIT, LOGG_DOMAIN, LOGZ_DOMAIN, TEFF_DOMAIN
+from .constants import C_ANGSTROM, FLAM_UNIT, PARAMETER_DOMAINS
 
 __all__ = ["CoverageWarning", "ParameterBox", "Generator", "BlackbodyGenerator", "validate_parameters"]
 
@@ -169,13 +169,12 @@ def validate_parameters(teff, logg, logz):
         shapes = {k: v.shape for k, v in values.items()}
         raise ValueError(f"teff, logg, logz cannot be broadcast together: shapes {shapes}") from exc
     teff, logg, logz = (np.ascontiguousarray(a).ravel() for a in arrays)
-    domains = {"teff": (TEFF_DOMAIN, "K"), "logg": (LOGG_DOMAIN, "dex (cgs)"), "logz": (LOGZ_DOMAIN, "dex")}
     for name, arr in (("teff", teff), ("logg", logg), ("logz", logz)):
         bad = ~np.isfinite(arr)
         if bad.any():
             raise ValueError(f"{name} has {bad.sum()} non-finite value(s) (first at index "
                              f"{np.flatnonzero(bad)[0]}); NaN and inf are not valid stellar parameters")
-        (lo, hi), unit = domains[name]
+        (lo, hi), unit = PARAMETER_DOMAINS[name]
         out = (arr < lo) | (arr > hi)
         if out.any():
             i = int(np.flatnonzero(out)[0])

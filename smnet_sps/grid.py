@@ -21,7 +21,7 @@ import numpy as np
 from astropy import units as u
 
 from .checksums import file_sha256
-from .constants import FLAM_UNIT, LOGG_DOMAIN, LOGZ_DOMAIN, PACKAGE_DATA, SIGMA_SB, TEFF_DOMAIN
+from .constants import FLAM_UNIT, PACKAGE_DATA, PARAMETER_DOMAINS, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
 from .medium import air_to_vacuum, check_medium
@@ -193,8 +193,7 @@ def _library_record(lib, flux, mask, wave, medium="vacuum", medium_note=""):
                            if np.isfinite(lib.logz).any() else None)}
 
 
-_DOMAINS = (("teff", "Teff", TEFF_DOMAIN, "K"), ("logg", "log g", LOGG_DOMAIN, "dex (cgs)"),
-            ("logz", "[M/H]", LOGZ_DOMAIN, "dex"))
+_LABELS = {"teff": "Teff", "logg": "log g", "logz": "[M/H]"}
 
 
 def check_stellar_parameters(lib, root=None):
@@ -212,7 +211,8 @@ def check_stellar_parameters(lib, root=None):
         Naming the file, the star (its position in that file, counted from 1), the value and the range.
     """
     kind = LIBRARIES[lib.name].kind if lib.name in LIBRARIES else "union"
-    for attr, label, (lo, hi), unit in _DOMAINS:
+    for attr, ((lo, hi), unit) in PARAMETER_DOMAINS.items():
+        label = _LABELS[attr]
         values = np.asarray(getattr(lib, attr), float)
         missing_ok = kind == "phase" and attr != "teff"
         bad = (values < lo) | (values > hi) | (np.isnan(values) & ~missing_ok) | np.isinf(values)
