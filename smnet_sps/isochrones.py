@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAMILIES", "PHASE_NAMES", "UNFLAGGED_PHASE", "Isochrone", "IsochroneSet", "load_isochrones",
-           "convert_fsps_isochrones", "isochrone_dir"]
+__all__ = ["FAMILIES", "FAMILY_CHOICES", "PHASE_NAMES", "UNFLAGGED_PHASE", "Isochrone", "IsochroneSet",
+           "load_isochrones", "convert_fsps_isochrones", "isochrone_dir"]
 
 # FSPS fsps_ev_phases.txt
 PHASE_NAMES = {0: "main sequence", 1: "sub giant branch", 2: "red giant branch",
@@ -187,6 +187,10 @@ class IsochroneSet:
             raise ValueError(f"Z = {zb:g} outside the {self.name} isochrone grid: valid Z is {lo:g}-{hi:g} "
                              f"(logzsol {np.log10(lo / self.zsun):+.2f}..{np.log10(hi / self.zsun):+.2f}, "
                              f"Zsun = {self.zsun:g})")
+
+
+#: the isochrone families a user can name, for the command line's help texts
+FAMILY_CHOICES = "parsec (default), padova, or mist (needs the optional package lachesis-grids)"
 
 
 def _canonical(name):

@@ -818,6 +818,7 @@ def _fits_ready(table):
 
 def add_cli(subparsers):
     """Register ``smnet-sps mags``."""
+    from .isochrones import FAMILY_CHOICES    # here: photometry does not need the isochrones at import
     p = subparsers.add_parser(
         "mags", help="SSP magnitudes, M/L and colours vs age through named filters",
         description="Absolute (and, at --redshift > 0, apparent) SSP magnitudes per M_sun formed, M*/L and "
@@ -835,8 +836,7 @@ def add_cli(subparsers):
                    help="observed-frame magnitudes at this z (Planck18)")
     p.add_argument("--imf", default="kroupa", help="IMF name passed to ssp_grid (default kroupa)")
     p.add_argument("--isochrones", default="parsec",
-                   help="isochrone family passed to ssp_grid: parsec (default), padova, or mist (needs the "
-                        "optional package lachesis-grids)")
+                   help=f"isochrone family passed to ssp_grid: {FAMILY_CHOICES}")
     p.add_argument("--generator", "--model", dest="model", default=None,
                    help="'default', 'semi-empirical', 'blackbody' or a model directory "
                         "(default: the shipped default model)")

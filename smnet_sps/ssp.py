@@ -30,7 +30,7 @@ from astropy import units as u
 from .backend import STATUS, StellarLibraryBackend
 from .constants import C_ANGSTROM, SSP_UNIT
 from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor
-from .isochrones import PHASE_NAMES, load_isochrones
+from .isochrones import FAMILY_CHOICES, PHASE_NAMES, load_isochrones
 from .lsf import lsf_meta
 
 __all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "get_backend", "parse_age", "save_ssp_grid",
@@ -984,7 +984,7 @@ def _cmd_ssp_grid(args):
 def _common_args(p):
     p.add_argument("--imf", default="kroupa", help="kroupa (default), salpeter or chabrier")
     p.add_argument("--isochrones", default="parsec",
-                   help="parsec (default), padova, or mist (needs the optional package lachesis-grids)")
+                   help=FAMILY_CHOICES)
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), "
                         "'blackbody', or a model directory")
