@@ -453,7 +453,7 @@ class StellarLibraryBackend:
         scale = np.zeros(n)
         scale[good] = 1.0 / integ[good]
         # An extrapolation whose bolometric flux is off by more than 2x is not a spectrum to trust (measured:
-        # 8x at 50 kK, log g 3.0, below the WM-basic box, between CK04's and CM87's): a blackbody replaces it.
+        # 16x at 80 kK, log g 5, [M/H] -0.75, 0.75 dex off CM87's one metallicity): a blackbody replaces it.
         implausible = ((status == STATUS["extrapolated"]) & good
                        & ((correction < 1.0 / EXTRAPOLATION_LIMIT) | (correction > EXTRAPOLATION_LIMIT)))
         fill = implausible | (~good if self.outside == "blackbody" else False)

@@ -24,14 +24,14 @@ import numpy as np
 import torch
 
 from .checksums import file_sha256
-from .constants import PACKAGE_DATA, SIGMA_SB
+from .constants import NODE_STEPS, PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
 from .mixture import SINGLE_METALLICITY_TOLERANCE  # noqa: F401 - importable from here, as before
 from .mixture import (MIXTURE_FILE, LibraryMixture, MixturePolicy, library_node_spacing,
                       node_coordinates, widen_single_metallicity)
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, blackbody_constants, build_model,
                     load_smnet_state_dict, log1p01_inverse)
-from .tail import WienTail
+from .tail import WienTail, node_hull, node_points
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
            "resolve_device", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
@@ -230,6 +230,8 @@ def _load_nodes(path):
                          "the file is corrupt or was replaced") from exc
 
 
+HOLD_TOL = 1e-9    # [grid steps] a point held on a library's hull by less has not moved (_held_inputs)
+
 _REQUIRED_KEYS = ("arch", "arch_kwargs", "library_names", "box", "library_boxes", "input_scaling")
 
 
@@ -358,6 +360,7 @@ class NeuralGenerator(_TorchGenerator):
         if not isinstance(fill_tail, (bool, np.bool_)):
             raise ValueError(f"fill_tail must be True or False, got {fill_tail!r}")
         self.tail = self._load_tail(directory, cfg) if fill_tail and self._mlp else None
+        self._node_hulls = {}          # library index -> hull of its training nodes (_node_hull), on use
         self.default_library = self._check_library(library)
         norm = ("; each spectrum rescaled so its integral over "
                 f"{self.wavelength[0]:g}-{self.wavelength[-1]:g} A = sigma*Teff^4" if self.renormalise
@@ -389,21 +392,62 @@ class NeuralGenerator(_TorchGenerator):
                              "corrupt or was replaced")
         return WienTail(path, self.nodes, self.library_names, self.wavelength.size)
 
-    def _tail_lookup(self, teff, logg, logz, mix):
-        """Host side: (n, n_libraries, 8) float64, each library's :meth:`~smnet_sps.tail.WienTail.locate`
-        for the points it weighs (zeros elsewhere), at the point held inside the training box as the network
-        input is; None without a tail table."""
-        if self.tail is None:
-            return None
+    def _held_inputs(self, teff, logg, logz, mix):
+        """Host side: where each library's network is evaluated for the points it weighs, and the tail lookup.
+
+        Returns ``held`` (n, n_libraries, 3) float64 (log10 Teff, log g, [M/H]; NaN where the point stays
+        where the training box holds it, so that its inputs keep their exact arithmetic) and ``look`` (n,
+        n_libraries, 8), each library's :meth:`~smnet_sps.tail.WienTail.locate` (None without a tail table);
+        zeros where a library does not weigh the point.
+
+        A point is held inside the training box, then on the hull of the library's training nodes
+        (:meth:`_node_hull`): beyond its last nodes a library's network extrapolates (a 20,000 K, log g 2.0
+        supergiant, half a step past CK04's and BaSeL's lowest gravity, came out at 1.90 sigma Teff^4), so
+        its departure from a blackbody is taken at the nearest point of the hull, while the blackbody follows
+        the true Teff (as at the box edge). Inside the hull nothing moves.
+        """
         p = np.stack([np.log10(teff), logg, logz], 1)
         span = self._in_hi - self._in_lo
-        held = self._in_lo + np.clip((p - self._in_lo) / span, 0.0, 1.0) * span
-        look = np.zeros((teff.size, len(self.library_names), 8))
-        for j in range(len(self.library_names)):
+        boxed = self._in_lo + np.clip((p - self._in_lo) / span, 0.0, 1.0) * span
+        n, n_lib = teff.size, len(self.library_names)
+        held = np.full((n, n_lib, 3), np.nan)
+        look = None if self.tail is None else np.zeros((n, n_lib, 8))
+        for j in range(n_lib):
             sel = np.flatnonzero(mix[:, j] > 0)
-            if sel.size:
-                look[sel, j] = self.tail.locate(*held[sel].T, j)
-        return look
+            if not sel.size:
+                continue
+            pts = node_points(*boxed[sel].T)
+            hull = self._node_hull(j)
+            if look is not None and hull is not None and self.tail.libraries[j] is hull:
+                look[sel, j], on_hull = self.tail.locate(pts, j)     # the tail's triangulation: one search
+            else:
+                on_hull = pts if hull is None else hull.locate(pts)[3]
+                if look is not None:
+                    look[sel, j] = self.tail.locate(on_hull, j)[0]
+            # points that did not move keep their exact inputs ((x / step) * step need not give x back, and
+            # the box's min-max scaling moves a node on the hull's face by an ulp)
+            moved = (np.abs(on_hull - pts) > HOLD_TOL).any(1)
+            held[sel, j] = np.where(moved[:, None], on_hull * np.asarray(NODE_STEPS), np.nan)
+        return held, look
+
+    def _node_hull(self, j):
+        """The hull of library j's training nodes (:func:`~smnet_sps.tail.node_hull`; the tail table's own
+        triangulation where it holds the same nodes), or None for a model without nodes."""
+        if self.nodes is None:
+            return None
+        if j not in self._node_hulls:
+            split = self.nodes.get("split", np.zeros(self.nodes["teff"].size, np.int8))
+            train = np.flatnonzero((split == 0) & (self.nodes["library_id"] == j))
+            name = self.library_names[j]
+            own = None if self.tail is None else self.tail.node_index.get(name)
+            if own is not None and np.array_equal(np.sort(own), train):
+                self._node_hulls[j] = self.tail.libraries[j]
+            else:
+                self._node_hulls[j] = (node_hull(node_points(np.log10(self.nodes["teff"][train]),
+                                                             self.nodes["logg"][train],
+                                                             self.nodes["logz"][train]))
+                                       if train.size else None)
+        return self._node_hulls[j]
 
     # ---- library selection ----------------------------------------------------------------------
     def _check_library(self, library):
@@ -579,12 +623,15 @@ class NeuralGenerator(_TorchGenerator):
         n, n_lib = teff.size, len(self.library_names)
         # one host -> device transfer: parameters, mixture weights and tail lookup (rules living on the host)
         mix = self.mixture(teff, logg, logz, library) if self._mlp else np.zeros((n, n_lib))
-        look = self._tail_lookup(teff, logg, logz, mix)
-        host = np.empty((n, 3 + n_lib + (8 * n_lib if look is not None else 0)))
+        held, look = self._held_inputs(teff, logg, logz, mix) if self._mlp else (None, None)
+        host = np.empty((n, 3 + n_lib + (3 * n_lib if held is not None else 0)
+                         + (8 * n_lib if look is not None else 0)))
         host[:, 0], host[:, 1], host[:, 2] = teff, logg, logz
         host[:, 3:3 + n_lib] = mix
+        if held is not None:
+            host[:, 3 + n_lib:3 + 4 * n_lib] = held.reshape(n, -1)
         if look is not None:
-            host[:, 3 + n_lib:] = look.reshape(n, -1)      # indices: small integers, exact in float64
+            host[:, 3 + 4 * n_lib:] = look.reshape(n, -1)      # indices: small integers, exact in float64
         params = torch.from_numpy(host).to(self.device)
         c64 = self._constants(self.device, torch.float64)
         t64 = params[:, 0]
@@ -601,25 +648,29 @@ class NeuralGenerator(_TorchGenerator):
                 y = _padded_net(model, scaled[sl].to(mdtype)).to(compute)
                 self._finish_(log1p01_inverse(y, self.log1p01["tau"], self.log1p01["x_max"]), rows_q, sl, out)
             return out
-        # Outside the training box the network's departure from a blackbody is held at its value on the box
-        # edge, while the blackbody itself follows the true Teff: a free MLP extrapolation was measured 30x
-        # too bright at 220 kK. Such points are always flagged (CoverageWarning / inside).
-        held = scaled.clamp(0.0, 1.0)
-        x = held.to(compute)
+        # Outside the training box, and beyond a library's last nodes, the network's departure from a
+        # blackbody is held at its value on the box edge and on the nodes' hull (_held_inputs), while the
+        # blackbody itself follows the true Teff: a free MLP extrapolation was measured 30x too bright at
+        # 220 kK. Points outside the box are always flagged (CoverageWarning / inside).
         rows, libs, w = self._pairs(params[:, 3:3 + n_lib])
         w = w.to(compute)
         unit = bool((w == 1).all())
+        boxed = scaled.clamp(0.0, 1.0)[rows]
+        on_hull = params[:, 3 + n_lib:3 + 4 * n_lib].reshape(n, n_lib, 3)[rows, libs]    # NaN: not moved
+        stays = torch.isnan(on_hull[:, :1])
+        x = torch.where(stays, boxed, (on_hull - c64["lo"]) / c64["span"]).to(compute)
+        # (log10 Teff, log g, [M/H]) as each library's network sees them
+        held = torch.where(stays, c64["lo"] + boxed * c64["span"], on_hull)
         if self.tail is not None:
-            held = c64["lo"] + held * c64["span"]        # (log10 Teff, log g, [M/H]) as the network sees them
-            look = params[:, 3 + n_lib:].reshape(n, n_lib, 8)[rows, libs]
+            look = params[:, 3 + 4 * n_lib:].reshape(n, n_lib, 8)[rows, libs]
 
-        def tail_of(pair_rows, pairs):
-            return None if self.tail is None else (held[pair_rows], look[pairs])
+        def tail_of(pairs):
+            return None if self.tail is None else (held[pairs], look[pairs])
         if rows.numel() == n:
             # one library per point (the common case): no blend; each chunk finished while in cache
             for s in range(0, n, chunk):
                 sl = slice(s, min(s + chunk, n))
-                lr = self._network_log_ratio(model, x[sl], libs[sl], compute, tail_of(sl, sl))
+                lr = self._network_log_ratio(model, x[sl], libs[sl], compute, tail_of(sl))
                 self._finish_(lr if unit else lr.mul_(w[sl, None]), rows_q, sl, out)
             return out
         # Blend the libraries' *outputs* (weighted geometric mean of their spectra), never their one-hot
@@ -632,7 +683,7 @@ class NeuralGenerator(_TorchGenerator):
         lr_all[n_pairs] = 0.0
         for s in range(0, n_pairs, chunk):
             sl = slice(s, min(s + chunk, n_pairs))
-            lr = self._network_log_ratio(model, x[rows[sl]], libs[sl], compute, tail_of(rows[sl], sl))
+            lr = self._network_log_ratio(model, x[sl], libs[sl], compute, tail_of(sl))
             lr_all[sl] = lr if unit else lr.mul_(w[sl, None])
         counts = torch.bincount(rows, minlength=n)
         start = torch.cumsum(counts, 0) - counts
@@ -712,7 +763,9 @@ class NeuralGenerator(_TorchGenerator):
         are piecewise linear in log Teff, log g, [M/H] inside the tapers and constant elsewhere, so the
         gradient is exact wherever a point's weights do not vary: inside a single library's box, or where
         several boxes overlap fully). Inside the training box nothing is clipped; outside it the network
-        input is held at the box edge (gradient zero for that part), as in :meth:`surface_flux`. Points are
+        input is held at the box edge (gradient zero for that part), and beyond a library's training nodes
+        on their hull (a constant: that library's network part has no derivative there), as in
+        :meth:`surface_flux`. Points are
         not validated against coverage here: check them once with :meth:`in_coverage`.
         """
         tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
@@ -738,15 +791,20 @@ class NeuralGenerator(_TorchGenerator):
             # float64 on the host, as in the fast path: float32 put points on a hull face on another side
             host = [a.detach().cpu().numpy().astype(np.float64) for a in (teff, logg, logz)]
             mix = self.mixture(*host, library)
-            look = self._tail_lookup(*host, mix)
+            on_hull, look = self._held_inputs(*host, mix)
             mix = torch.as_tensor(mix, device=self.device, dtype=dtype)
             rows, libs, w = self._pairs(mix)
-            x = scaled.clamp(0.0, 1.0)
+            # as in the fast path; a point held on a library's hull is a constant there (no derivative)
+            on_hull = torch.as_tensor(on_hull, device=self.device)[rows, libs]
+            stays = torch.isnan(on_hull[:, :1])
+            x = torch.where(stays, scaled.clamp(0.0, 1.0)[rows],
+                            ((on_hull - c64["lo"]) / c64["span"]).to(dtype))
             tail = None
             if look is not None:
                 held = c64["lo"] + ((p64 - c64["lo"]) / c64["span"]).clamp(0.0, 1.0) * c64["span"]
-                tail = (held[rows], torch.as_tensor(look, device=self.device)[rows, libs])
-            lr = self._network_log_ratio(model, x[rows], libs, dtype, tail) * w[:, None]
+                tail = (torch.where(stays, held[rows], on_hull),
+                        torch.as_tensor(look, device=self.device)[rows, libs])
+            lr = self._network_log_ratio(model, x, libs, dtype, tail) * w[:, None]
             lr = torch.zeros((teff.numel(), self.wavelength.size), dtype=dtype,
                              device=self.device).index_add(0, rows, lr)
             ln_ratio = lr * _LN10

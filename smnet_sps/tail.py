@@ -39,7 +39,7 @@ from .constants import NODE_STEPS
 from .output_files import atomic_output
 
 __all__ = ["TAIL_FILE", "wien_tail_mask", "tabulate_tail", "save_table", "write_tail_table",
-           "write_without_nodes", "WienTail"]
+           "write_without_nodes", "WienTail", "node_hull", "node_points"]
 
 TAIL_FILE = "tail.npz"
 TAIL_FORMAT = "smnet-sps wien tail"
@@ -108,7 +108,8 @@ def _closest_on_triangles(p, a, b, c):
     return out
 
 
-def _node_points(log_teff, logg, logz):
+def node_points(log_teff, logg, logz):
+    """(log10 Teff, log g, [M/H]) -> node coordinates (n, 3), each in grid steps (NODE_STEPS)."""
     return np.stack([log_teff, logg, logz], 1) / np.asarray(NODE_STEPS)
 
 
@@ -343,8 +344,10 @@ class _LibraryTail:
         self._tensors = {}
 
     def locate(self, points):
-        """Per query point: vertex indices (n, 4), simplex (n,) (-1 where the nearest node stands in) and the
-        point projected onto the hull (n, 3; kept dimensions first, NaN where the point was inside it).
+        """Per query point (node coordinates, grid steps): vertex indices (n, 4), simplex (n,) (-1 where the
+        nearest node stands in), the point projected onto the hull (n, 3; kept dimensions first, NaN where the
+        point was inside it) and the point as located (n, 3: clipped to the nodes' bounding box, then onto
+        the hull or the nearest node; unchanged along dimensions the nodes do not vary in).
 
         Vertex slots: the ndim nodes whose barycentric weights the inverse transform gives, padding (weight
         0), then the simplex's last node.
@@ -377,10 +380,14 @@ class _LibraryTail:
             simplex[rows] = s2[hit]
             verts[rows] = self._slots(s2[hit])
             projected[rows, :self.ndim] = on_hull[hit] @ np.linalg.inv(self.shear).T
+        held = np.array(points, dtype=float)
+        held[:, self.kept] = np.where(np.isnan(projected[:, :self.ndim]), q, projected[:, :self.ndim])
         outside = simplex < 0
         if outside.any() and self.tree is not None:
-            verts[outside] = np.asarray(self.tree.query(q[outside])[1])[:, None]
-        return verts, simplex, projected
+            nearest = np.asarray(self.tree.query(q[outside])[1])
+            verts[outside] = nearest[:, None]
+            held[np.ix_(outside, self.kept)] = self.tree.data[nearest]
+        return verts, simplex, projected, held
 
     def _slots(self, simplex):
         """The vertex slots of :meth:`locate` for simplices ``simplex``: the first ndim nodes, padding (the
@@ -584,6 +591,12 @@ class _LibraryTail:
         return values, tail
 
 
+def node_hull(points):
+    """The triangulated hull of one library's nodes (n, 3; node coordinates, grid steps), without tail values:
+    its ``locate`` holds points on it (:mod:`smnet_sps.neural` evaluates a library's network there)."""
+    return _LibraryTail(np.asarray(points, float), np.zeros((len(points), 0), np.float32))
+
+
 def _eroded(tail, depth):
     """Tail pixels with at least ``depth`` tail pixels redward of them (beyond the table: not tail)."""
     deep = tail.copy()
@@ -605,8 +618,9 @@ class WienTail:
     def __init__(self, path, nodes, library_names, n_wave):
         data = _read_table(path, library_names, n_wave)
         self.library_names = list(library_names)
-        points = _node_points(np.log10(nodes["teff"]), nodes["logg"], nodes["logz"])
+        points = node_points(np.log10(nodes["teff"]), nodes["logg"], nodes["logz"])
         self.libraries = []
+        self.node_index = {}          # library -> the model's nodes its own table holds
         for name in self.library_names:
             if f"node:{name}" not in data:
                 self.libraries.append(None)         # the network's own tail, or a stand-in's (below)
@@ -615,6 +629,7 @@ class WienTail:
             if idx.size and (idx.min() < 0 or idx.max() >= len(points)):
                 raise ValueError(f"{path}: node indices of {name!r} outside the model's {len(points)} nodes")
             self.libraries.append(_LibraryTail(points[idx], data[f"log_ratio:{name}"]))
+            self.node_index[name] = idx
         self.stand_ins = {}
         for j, name in enumerate(self.library_names):
             stand_in = str(data[f"stand_in:{name}"]) if f"stand_in:{name}" in data else None
@@ -630,18 +645,19 @@ class WienTail:
         self.depth = [STAND_IN_DEPTH if name in self.stand_ins else 0 for name in self.library_names]
         self._steps = {}
 
-    def locate(self, log_teff, logg, logz, library_index):
-        """Host side, once per batch: (n, 8) float64 per point of library ``library_index``: vertex indices
-        (4), simplex (1; -1: the nearest node), the point projected onto the nodes' hull (3; NaN: inside), for
-        points (log10 Teff, log g, [M/H]) already held inside the training box."""
-        n = np.size(log_teff)
+    def locate(self, points, library_index):
+        """Host side, once per batch, for points of library ``library_index`` in node coordinates (n, 3; grid
+        steps, :data:`~smnet_sps.constants.NODE_STEPS`) already held inside the training box: (n, 8) float64
+        -- vertex indices (4), simplex (1; -1: the nearest node), the point projected onto the nodes' hull (3;
+        NaN: inside) -- and the points as located (n, 3; see :meth:`_LibraryTail.locate`)."""
+        n = len(points)
         out = np.full((n, 8), np.nan)
         lib = self.libraries[library_index]
         if lib is None:
             out[:, :4], out[:, 4] = 0, -1
-            return out
-        out[:, :4], out[:, 4], out[:, 5:] = lib.locate(_node_points(log_teff, logg, logz))
-        return out
+            return out, np.array(points, dtype=float)
+        out[:, :4], out[:, 4], out[:, 5:], held = lib.locate(points)
+        return out, held
 
     def fill_(self, log_ratio, params, libs, located):
         """In place: tail pixels of ``log_ratio`` (m, n_wave; network output space) from the nodes.

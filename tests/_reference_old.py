@@ -17,13 +17,22 @@ def old_surface_flux(gen, teff, logg, logz, library=None):
     x = torch.as_tensor(scaled.astype(np.float32))
     norm = SIGMA_SB * teff ** 4
     mix = gen.mixture(teff, logg, logz, library)
+    # since 2026-12-02 each library's input is held on the hull of its training nodes (tested on its own in
+    # test_tail / test_neural_hull); where it moved, the network sees the held point
+    held = gen._held_inputs(teff, logg, logz, mix)[0]
     acc = torch.zeros((len(teff), gen.wavelength.size), dtype=torch.float32)
     for j in np.flatnonzero(mix.max(0) > 0):
         rows = np.flatnonzero(mix[:, j] > 0)
         onehot = np.zeros((rows.size, mix.shape[1]), np.float32)
         onehot[:, j] = 1.0
         rows_t = torch.as_tensor(rows)
-        lr = model.log_ratio(x[rows_t], torch.as_tensor(onehot)).float()
+        moved = np.isfinite(held[rows, j, 0])
+        xj = x[rows_t].clone()
+        if moved.any():
+            h = held[rows[moved], j]
+            xj[torch.as_tensor(moved)] = torch.as_tensor(
+                gen.scale_inputs(10 ** h[:, 0], h[:, 1], h[:, 2]).astype(np.float32))
+        lr = model.log_ratio(xj, torch.as_tensor(onehot)).float()
         acc.index_add_(0, rows_t, lr * torch.as_tensor(mix[rows, j, None].astype(np.float32)))
     log_ratio = acc.numpy().astype(np.float64)
     if gen.config.get("reference", "none") == "blackbody":

@@ -185,14 +185,17 @@ def test_bad_options_and_input(blackbody):
 
 
 def test_implausible_extrapolation_becomes_blackbody(default_generator):
-    """50 kK, log g 3.0 lies below the WM-basic box (log g >= 3.5) and between CK04's and CM87's; the raw
-    extrapolation is ~8x too bright, so the backend uses a blackbody there; a plausible extrapolation (a cool
-    giant off the solar metallicity of BaSeL) stays the generator's."""
+    """80 kK, log g 5.0, [M/H] -0.75 lies 0.75 dex below CM87's single metallicity, in no other box: its raw
+    extrapolation is ~16x too bright, so the backend uses a blackbody there. Plausible extrapolations stay
+    the generator's: a cool giant off BaSeL's solar metallicity, and 50 kK, log g 3.0 (below the WM-basic
+    box, between CK04's and CM87's), ~8x too bright until each library's input was held on its nodes' hull
+    (2026-12-02), now within 1 %."""
     from smnet_sps.backend import STATUS, StellarLibraryBackend
     be = StellarLibraryBackend(default_generator)
-    ps = be.point_spectra(logt=np.log10([50000.0, 3300.0]), logg=[3.0, 0.3], logz=[0.0, -0.4],
-                          logl=[3.0, 3.0])
-    assert ps.status.tolist() == [STATUS["blackbody"], STATUS["extrapolated"]]
+    ps = be.point_spectra(logt=np.log10([80000.0, 3300.0, 50000.0]), logg=[5.0, 0.3, 3.0],
+                          logz=[-0.75, -0.4, 0.0], logl=[3.0, 3.0, 3.0])
+    assert ps.status.tolist() == [STATUS["blackbody"], STATUS["extrapolated"], STATUS["extrapolated"]]
+    assert abs(ps.correction[2] - 1.0) < 0.02
 
 
 def test_point_cache_ring_buffer(blackbody):

@@ -198,11 +198,11 @@ _BRUTE_FORCE = {}
 def _outside_points_and_their_projection(lib, library):
     """Points outside a 3-D library's hull, far (clipped to the box's corners) and near, and their closest
     hull points by measuring every facing facet; the same for every search setting, so computed once."""
-    from smnet_sps.tail import _closest_on_triangles, _node_points
+    from smnet_sps.tail import _closest_on_triangles, node_points
     if library not in _BRUTE_FORCE:
         rng = np.random.default_rng(5)
         n = 3000
-        far = _node_points(rng.uniform(np.log10(2000.0), np.log10(200000.0), n), rng.uniform(-1.5, 8.5, n),
+        far = node_points(rng.uniform(np.log10(2000.0), np.log10(200000.0), n), rng.uniform(-1.5, 8.5, n),
                            rng.uniform(-3.0, 1.0, n))
         far = np.clip(far[:, lib.kept], lib.lo, lib.hi) @ lib.shear.T
         hull = lib.tri.points[np.unique(lib.tri.convex_hull)]
@@ -239,12 +239,12 @@ def test_the_projection_onto_the_hull_is_the_closest_point_of_any_facet(default_
     meet at the closest point) and just outside it (fewer facing facets than it measures first), whatever
     the numbers of facets measured first and taken as candidates, and which facets count as small."""
     from smnet_sps.neural import default_model_path
-    from smnet_sps.tail import TAIL_FILE, _LibraryTail, _node_points, _read_table
+    from smnet_sps.tail import TAIL_FILE, _LibraryTail, node_points, _read_table
     _set_search(monkeypatch, search)
     # the shipped library's nodes triangulated afresh: SMALL_FACET is read then
     gen = default_generator
     table = _read_table(default_model_path() / TAIL_FILE, gen.library_names, gen.wavelength.size)
-    nodes = _node_points(np.log10(gen.nodes["teff"]), gen.nodes["logg"], gen.nodes["logz"])
+    nodes = node_points(np.log10(gen.nodes["teff"]), gen.nodes["logg"], gen.nodes["logz"])
     lib = _LibraryTail(nodes[table[f"node:{library}"]], table[f"log_ratio:{library}"])
     x, every = _outside_points_and_their_projection(lib, library)
     np.testing.assert_array_equal(lib._project(x), every)
@@ -287,12 +287,12 @@ def test_degenerate_libraries_load_and_interpolate():
     """One node (or copies of one) and a 1-D library with a repeated node: no crash, no NaN."""
     from smnet_sps.tail import _LibraryTail
     one = _LibraryTail(np.zeros((1, 3)), np.zeros((1, 4), np.float16))
-    verts, simplex, _ = one.locate(np.array([[1.0, 2.0, 3.0]]))
+    verts, simplex, *_ = one.locate(np.array([[1.0, 2.0, 3.0]]))
     assert (verts == 0).all() and (simplex == -1).all()
     points = np.array([[0.0, 1.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0], [2.0, 1.0, 1.0]])
     line = _LibraryTail(points, np.arange(8, dtype=np.float16).reshape(4, 2))
     query = np.array([[0.0, 1.0, 1.0], [0.5, 1.0, 1.0], [-3.0, 1.0, 1.0]])
-    verts, simplex, _ = line.locate(query)
+    verts, simplex, *_ = line.locate(query)
     w = line.weights(torch.tensor(query, dtype=torch.float64), torch.tensor(simplex)).numpy()
     assert np.isfinite(w).all() and np.allclose(w.sum(1), 1.0)
     values = (w[:, :, None] * line.values.astype(float)[verts]).sum(1)
