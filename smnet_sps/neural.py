@@ -230,6 +230,7 @@ def _load_nodes(path):
                          "the file is corrupt or was replaced") from exc
 
 
+HOLD_STEP = 1e-6   # [dex] the central differences of NeuralGenerator._hold_jacobian
 HOLD_TOL = 1e-9    # [grid steps] a point held on a library's hull by less has not moved (_held_inputs)
 
 _REQUIRED_KEYS = ("arch", "arch_kwargs", "library_names", "box", "library_boxes", "input_scaling")
@@ -392,33 +393,38 @@ class NeuralGenerator(_TorchGenerator):
                              "corrupt or was replaced")
         return WienTail(path, self.nodes, self.library_names, self.wavelength.size)
 
-    def _held_inputs(self, teff, logg, logz, mix):
+    def _held_inputs(self, teff, logg, logz, mix, with_tail=True):
         """Host side: where each library's network is evaluated for the points it weighs, and the tail lookup.
 
         Returns ``held`` (n, n_libraries, 3) float64 (log10 Teff, log g, [M/H]; NaN where the point stays
         where the training box holds it, so that its inputs keep their exact arithmetic) and ``look`` (n,
-        n_libraries, 8), each library's :meth:`~smnet_sps.tail.WienTail.locate` (None without a tail table);
-        zeros where a library does not weigh the point.
+        n_libraries, 8), each library's :meth:`~smnet_sps.tail.WienTail.locate` (None without a tail table
+        or with ``with_tail=False``); zeros where a library does not weigh the point.
 
         A point is held inside the training box, then on the hull of the library's training nodes
         (:meth:`_node_hull`): beyond its last nodes a library's network extrapolates (a 20,000 K, log g 2.0
         supergiant, half a step past CK04's and BaSeL's lowest gravity, came out at 1.90 sigma Teff^4), so
-        its departure from a blackbody is taken at the nearest point of the hull, while the blackbody follows
-        the true Teff (as at the box edge). Inside the hull nothing moves.
+        its departure from a blackbody is taken at the hull, while the blackbody follows the true Teff (as at
+        the box edge). Inside the hull nothing moves. "At the hull": the point clipped to the nodes' bounding
+        box, then projected onto the hull in the sheared node coordinates the triangulation uses -- within
+        0.2 grid steps of the closest hull point for covered points. A single-metallicity library (BaSeL,
+        CM87) is triangulated in (Teff, log g) only and keeps the point's [M/H], as its mixture weight's
+        tolerance of +-0.25 dex does; nodes without a hull (too few, or on a plane) clip to their box only.
         """
         p = np.stack([np.log10(teff), logg, logz], 1)
         span = self._in_hi - self._in_lo
         boxed = self._in_lo + np.clip((p - self._in_lo) / span, 0.0, 1.0) * span
         n, n_lib = teff.size, len(self.library_names)
         held = np.full((n, n_lib, 3), np.nan)
-        look = None if self.tail is None else np.zeros((n, n_lib, 8))
+        look = None if self.tail is None or not with_tail else np.zeros((n, n_lib, 8))
         for j in range(n_lib):
             sel = np.flatnonzero(mix[:, j] > 0)
             if not sel.size:
                 continue
             pts = node_points(*boxed[sel].T)
             hull = self._node_hull(j)
-            if look is not None and hull is not None and self.tail.libraries[j] is hull:
+            shared = look is not None and hull is not None and self.tail.libraries[j] is hull
+            if shared:
                 look[sel, j], on_hull = self.tail.locate(pts, j)     # the tail's triangulation: one search
             else:
                 on_hull = pts if hull is None else hull.locate(pts)[3]
@@ -428,7 +434,34 @@ class NeuralGenerator(_TorchGenerator):
             # the box's min-max scaling moves a node on the hull's face by an ulp)
             moved = (np.abs(on_hull - pts) > HOLD_TOL).any(1)
             held[sel, j] = np.where(moved[:, None], on_hull * np.asarray(NODE_STEPS), np.nan)
+            if shared:
+                # the fill then takes its weights from the held point itself (on the hull, in the simplex
+                # found), not from a constant projection: torch_surface_flux keeps their derivative
+                look[sel[moved], j, 5:] = np.nan
         return held, look
+
+    def _hold_jacobian(self, teff, logg, logz, mix, held):
+        """(n, n_libraries, 3, 3): d(held point) / d(log10 Teff, log g, [M/H]) where :meth:`_held_inputs`
+        moved a library's input (zeros elsewhere), by central differences of the hold, which is piecewise
+        affine (exact but within HOLD_STEP of its kinks): beyond a hull the held point slides along the hull's
+        face as the star moves, so torch_surface_flux keeps that part of the derivative."""
+        jac = np.zeros(held.shape + (3,))
+        rows = np.flatnonzero(np.isfinite(held[..., 0]).any(1))
+        if not rows.size:
+            return jac
+        p = np.stack([np.log10(teff), logg, logz], 1)[rows]
+        span = self._in_hi - self._in_lo
+        sides = []
+        for axis in range(3):
+            for sign in (1.0, -1.0):
+                q = p.copy()
+                q[:, axis] += sign * HOLD_STEP
+                h, _ = self._held_inputs(10 ** q[:, 0], q[:, 1], q[:, 2], mix[rows], with_tail=False)
+                boxed = self._in_lo + np.clip((q - self._in_lo) / span, 0.0, 1.0) * span
+                sides.append(np.where(np.isnan(h), boxed[:, None, :], h))
+        for axis in range(3):
+            jac[rows, :, :, axis] = (sides[2 * axis] - sides[2 * axis + 1]) / (2 * HOLD_STEP)
+        return jac
 
     def _node_hull(self, j):
         """The hull of library j's training nodes (:func:`~smnet_sps.tail.node_hull`; the tail table's own
@@ -656,11 +689,11 @@ class NeuralGenerator(_TorchGenerator):
         w = w.to(compute)
         unit = bool((w == 1).all())
         boxed = scaled.clamp(0.0, 1.0)[rows]
-        on_hull = params[:, 3 + n_lib:3 + 4 * n_lib].reshape(n, n_lib, 3)[rows, libs]    # NaN: not moved
-        stays = torch.isnan(on_hull[:, :1])
-        x = torch.where(stays, boxed, (on_hull - c64["lo"]) / c64["span"]).to(compute)
+        moved_to = params[:, 3 + n_lib:3 + 4 * n_lib].reshape(n, n_lib, 3)[rows, libs]    # NaN: not moved
+        stays = torch.isnan(moved_to[:, :1])
+        x = torch.where(stays, boxed, (moved_to - c64["lo"]) / c64["span"]).to(compute)
         # (log10 Teff, log g, [M/H]) as each library's network sees them
-        held = torch.where(stays, c64["lo"] + boxed * c64["span"], on_hull)
+        held = torch.where(stays, c64["lo"] + boxed * c64["span"], moved_to)
         if self.tail is not None:
             look = params[:, 3 + 4 * n_lib:].reshape(n, n_lib, 8)[rows, libs]
 
@@ -762,10 +795,10 @@ class NeuralGenerator(_TorchGenerator):
         weights are computed on the host and treated as **constants** with respect to the parameters (they
         are piecewise linear in log Teff, log g, [M/H] inside the tapers and constant elsewhere, so the
         gradient is exact wherever a point's weights do not vary: inside a single library's box, or where
-        several boxes overlap fully). Inside the training box nothing is clipped; outside it the network
-        input is held at the box edge (gradient zero for that part), and beyond a library's training nodes
-        on their hull (a constant: that library's network part has no derivative there), as in
-        :meth:`surface_flux`. Points are
+        several boxes overlap fully). Outside the training box the network input is held at the box edge
+        (gradient zero for the clipped coordinates), and beyond a library's training nodes on their hull, as
+        in :meth:`surface_flux`: there the derivative follows the held point as it slides along the hull
+        (central differences of the piecewise-affine hold, :meth:`_hold_jacobian`). Points are
         not validated against coverage here: check them once with :meth:`in_coverage`.
         """
         tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
@@ -791,18 +824,23 @@ class NeuralGenerator(_TorchGenerator):
             # float64 on the host, as in the fast path: float32 put points on a hull face on another side
             host = [a.detach().cpu().numpy().astype(np.float64) for a in (teff, logg, logz)]
             mix = self.mixture(*host, library)
-            on_hull, look = self._held_inputs(*host, mix)
+            moved_to, look = self._held_inputs(*host, mix)
+            jac = self._hold_jacobian(*host, mix, moved_to)
             mix = torch.as_tensor(mix, device=self.device, dtype=dtype)
             rows, libs, w = self._pairs(mix)
-            # as in the fast path; a point held on a library's hull is a constant there (no derivative)
-            on_hull = torch.as_tensor(on_hull, device=self.device)[rows, libs]
-            stays = torch.isnan(on_hull[:, :1])
+            # as in the fast path; a point held on a library's hull keeps the derivative of the hold (its
+            # slide along the hull's face): value moved_to, gradient jac through a zero-valued difference
+            moved_to = torch.as_tensor(moved_to, device=self.device)[rows, libs]
+            stays = torch.isnan(moved_to[:, :1])
+            jac = torch.as_tensor(jac, device=self.device)[rows, libs]
+            zero = (p64 - p64.detach())[rows]
+            slide = torch.nan_to_num(moved_to) + torch.einsum("mij,mj->mi", jac, zero)
             x = torch.where(stays, scaled.clamp(0.0, 1.0)[rows],
-                            ((on_hull - c64["lo"]) / c64["span"]).to(dtype))
+                            ((slide - c64["lo"]) / c64["span"]).to(dtype))
             tail = None
             if look is not None:
                 held = c64["lo"] + ((p64 - c64["lo"]) / c64["span"]).clamp(0.0, 1.0) * c64["span"]
-                tail = (torch.where(stays, held[rows], on_hull),
+                tail = (torch.where(stays, held[rows], slide),
                         torch.as_tensor(look, device=self.device)[rows, libs])
             lr = self._network_log_ratio(model, x, libs, dtype, tail) * w[:, None]
             lr = torch.zeros((teff.numel(), self.wavelength.size), dtype=dtype,

@@ -346,8 +346,9 @@ class _LibraryTail:
     def locate(self, points):
         """Per query point (node coordinates, grid steps): vertex indices (n, 4), simplex (n,) (-1 where the
         nearest node stands in), the point projected onto the hull (n, 3; kept dimensions first, NaN where the
-        point was inside it) and the point as located (n, 3: clipped to the nodes' bounding box, then onto
-        the hull or the nearest node; unchanged along dimensions the nodes do not vary in).
+        point was inside it) and the point held on the hull (n, 3: clipped to the nodes' bounding box, then,
+        outside the hull, projected onto it; unchanged along dimensions the nodes do not vary in, and where
+        the nodes have no hull: continuous in the query point, unlike the nearest node).
 
         Vertex slots: the ndim nodes whose barycentric weights the inverse transform gives, padding (weight
         0), then the simplex's last node.
@@ -369,24 +370,24 @@ class _LibraryTail:
             verts[:, :3] = self.order[k][:, None]
             verts[:, 3] = self.order[k + 1]
         projected = np.full((n, 3), np.nan)
+        held = np.array(points, dtype=float)
+        held[:, self.kept] = q
         outside = np.flatnonzero(simplex < 0)
         if outside.size and self.tri is not None:
             # outside the hull (a grid's holes, e.g. CK04's hot low-gravity corner): the closest point of the
             # hull, continuous in the query point, unlike the nearest node
-            on_hull = self._project(q[outside] @ self.shear.T)
-            s2 = self._find(on_hull, PROJECT_TOL)
+            sheared = self._project(q[outside] @ self.shear.T)
+            on_hull = sheared @ np.linalg.inv(self.shear).T
+            held[np.ix_(outside, self.kept)] = on_hull
+            s2 = self._find(sheared, PROJECT_TOL)
             hit = s2 >= 0
             rows = outside[hit]
             simplex[rows] = s2[hit]
             verts[rows] = self._slots(s2[hit])
-            projected[rows, :self.ndim] = on_hull[hit] @ np.linalg.inv(self.shear).T
-        held = np.array(points, dtype=float)
-        held[:, self.kept] = np.where(np.isnan(projected[:, :self.ndim]), q, projected[:, :self.ndim])
+            projected[rows, :self.ndim] = on_hull[hit]
         outside = simplex < 0
         if outside.any() and self.tree is not None:
-            nearest = np.asarray(self.tree.query(q[outside])[1])
-            verts[outside] = nearest[:, None]
-            held[np.ix_(outside, self.kept)] = self.tree.data[nearest]
+            verts[outside] = np.asarray(self.tree.query(q[outside])[1])[:, None]
         return verts, simplex, projected, held
 
     def _slots(self, simplex):

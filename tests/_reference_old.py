@@ -18,7 +18,7 @@ def old_surface_flux(gen, teff, logg, logz, library=None):
     norm = SIGMA_SB * teff ** 4
     mix = gen.mixture(teff, logg, logz, library)
     # since 2026-12-02 each library's input is held on the hull of its training nodes (tested on its own in
-    # test_tail / test_neural_hull); where it moved, the network sees the held point
+    # test_tail and test_hull_hold); where it moved, the network sees the held point
     held = gen._held_inputs(teff, logg, logz, mix)[0]
     acc = torch.zeros((len(teff), gen.wavelength.size), dtype=torch.float32)
     for j in np.flatnonzero(mix.max(0) > 0):

@@ -121,3 +121,50 @@ def test_autograd_path_holds_the_same_points(default_generator):
     np.testing.assert_allclose(f[bright], fast[bright], rtol=1e-4)
     flux.sum().backward()
     assert torch.isfinite(teff.grad).all() and (teff.grad != 0).all()
+
+
+@pytest.mark.parametrize("library, teff, logg, logz", [("ck04", 9000.0, 0.6, -1.0),
+                                                       ("ck04", 20000.0, 2.0, 0.0),
+                                                       ("basel22", 40570.0, 4.13, 0.0),
+                                                       ("nextgen", 9800.0, 3.6, -0.25),
+                                                       (None, 29800.0, 2.77, 0.0)])
+def test_gradients_beyond_the_hull_match_finite_differences(default_generator, library, teff, logg, logz):
+    """Beyond the hull the held point slides along the hull's face as the star moves: autograd follows it
+    (before: 0 for d/d[M/H] at 20,000 K, log g 2.0, against 44.9 by finite differences), through the network
+    and the tail fill's weights."""
+    gen = default_generator
+    if library is not None:
+        assert np.isfinite(held_for(gen, np.array([teff]), np.array([logg]), np.array([logz]), library)).all()
+    band = (gen.wavelength > 1000) & (gen.wavelength < 10000)
+
+    def objective(*values):
+        tensors = [torch.tensor([v], dtype=torch.float64) for v in values]
+        return torch.log(gen.torch_surface_flux(*tensors, library=library))[0, band].sum()
+    x = [teff, logg, logz]
+    tensors = [torch.tensor([v], dtype=torch.float64, requires_grad=True) for v in x]
+    value = torch.log(gen.torch_surface_flux(*tensors, library=library))[0, band].sum()
+    grads = torch.autograd.grad(value, tensors)
+    for k in range(3):
+        h = 1e-5 * (teff if k == 0 else 1.0)
+        up, down = list(x), list(x)
+        up[k] += h
+        down[k] -= h
+        with torch.no_grad():
+            fd = (objective(*up) - objective(*down)).item() / (2 * h)
+        assert grads[k].item() == pytest.approx(fd, rel=1e-4, abs=1e-6), (k, grads[k].item(), fd)
+
+
+@pytest.mark.parametrize("nodes", [[[0, 0, 0], [2, 0, 0], [0, 2, 0]],                    # too few for qhull
+                                   [[0, 0, 0], [2, 0, 0], [0, 2, 0], [0, 0, 2]],
+                                   [[0, 0, 0], [1, 1, 0], [2, 2, 0], [3, 3, 0]],         # on a line
+                                   [[0, 0, 0], [2, 0, 1], [0, 2, 1], [2, 2, 2], [1, 1, 1]]])   # on a plane
+def test_nodes_without_a_hull_only_clip_to_their_box(nodes):
+    """Where the nodes cannot be triangulated the tail takes the nearest node, but the hold must stay
+    continuous: a point inside their box does not move, one outside is clipped to it."""
+    from smnet_sps.tail import node_hull
+    hull = node_hull(np.array(nodes, float))
+    inside = np.array(nodes, float).mean(0, keepdims=True) + 0.01
+    beyond = inside + 10.0
+    held = hull.locate(np.concatenate([inside, beyond]))[3]
+    np.testing.assert_array_equal(held[0], inside[0])
+    np.testing.assert_array_equal(held[1][hull.kept], np.array(nodes, float)[:, hull.kept].max(0))
