@@ -10,7 +10,11 @@ written against pystellibs (``generate_stellar_spectrum``, ``generate_individual
 
 Conventions (as in pystellibs): ``Z`` is the metal mass fraction (``logZ = log10 Z``), converted to
 the generator's [M/H] with ``zsun`` (0.02 by default, the BaSeL/pystellibs convention); ``logT`` =
-log10 Teff [K]; ``logg`` [cgs]; ``logL`` = log10(L / L_sun). Outside the generator's coverage spectra are
+log10 Teff [K]; ``logg`` [cgs]; ``logL`` = log10(L / L_sun). Shapes as pystellibs: one star's parameters
+are numbers (``generate_stellar_spectrum``), many stars' are 1-d columns, one value per star
+(``generate_individual_spectra``, ``points_inside``; a number stands for every star); other shapes raise a
+``ValueError`` naming the parameter and its shape (``get_weights`` and ``get_radius`` are elementwise and
+take any shape, as in pystellibs). Outside the generator's coverage spectra are
 ``null`` (NaN by default), never silent extrapolations; ``generate_stellar_spectrum`` raises unless
 ``raise_extrapolation=False``.
 """
@@ -157,8 +161,9 @@ class SMNetStellib:
         fractions) the [M/H] range of each box is required too.
         """
         xy = np.atleast_2d(np.asarray(xypoints, float))
-        if xy.shape[-1] != 2:
-            raise ValueError(f"xypoints must be a sequence of (logT, logg) pairs; got shape {xy.shape}")
+        if xy.ndim != 2 or xy.shape[-1] != 2:
+            raise ValueError(f"xypoints must be a sequence of (logT, logg) pairs, shape (n, 2); got shape "
+                             f"{xy.shape}")
         if not np.isfinite(xy).all():
             raise ValueError("xypoints contain NaN or inf; logT and logg must be finite")
         logz = None if Z is None else self._mh(Z, xy.shape[0])
@@ -172,7 +177,11 @@ class SMNetStellib:
         return inside
 
     def _mh(self, Z, n):
-        Z = np.broadcast_to(np.asarray(Z, float), (n,))
+        Z = np.asarray(Z, float)
+        if Z.ndim > 1 or Z.size not in (1, n):
+            raise ValueError(f"Z must be a number or a 1-d array of metal mass fractions, one per star "
+                             f"({n}); got shape {Z.shape}")
+        Z = np.broadcast_to(Z.reshape(-1), (n,))
         if not np.isfinite(Z).all() or (Z <= 0).any():
             raise ValueError("Z must be positive finite metal mass fractions (e.g. 0.02 for solar); "
                              f"got minimum {np.nanmin(Z) if np.isfinite(Z).any() else Z[0]}")
@@ -197,9 +206,32 @@ class SMNetStellib:
         flux, _ = self.generator.surface_flux(teff, logg, self._mh(Z, teff.size), batch_size=self.batch_size)
         return flux / (SIGMA_SB * teff[:, None] ** 4)
 
-    def _validate_stars(self, logT, logg, logL, Z):
-        arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, float)) for a in (logT, logg, logL, Z)))
-        for name, a in zip(("logT", "logg", "logL", "Z"), arrays):
+    def _validate_stars(self, logT, logg, logL, Z, single=False):
+        """(logT, logg, logL, Z) as 1-d float arrays of one common length, checked.
+
+        ``single`` (one star): every parameter must be a number (a one-element array is taken as one);
+        otherwise each is a number or a 1-d array with one value per star, as pystellibs' columns.
+        """
+        names = ("logT", "logg", "logL", "Z")
+        arrays = []
+        for name, a in zip(names, (logT, logg, logL, Z)):
+            try:
+                arr = np.asarray(a, float)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a number or a 1-d array of numbers; got {a!r}") from None
+            if single and arr.size != 1:
+                raise ValueError(f"generate_stellar_spectrum makes one star: {name} must be a number; got "
+                                 f"shape {arr.shape} (use generate_individual_spectra for many stars)")
+            if not single and arr.ndim > 1:
+                raise ValueError(f"{name} must be a number or a 1-d array (one value per star, as "
+                                 f"pystellibs' columns); got shape {arr.shape}")
+            arrays.append(np.atleast_1d(arr).reshape(-1))
+        sizes = {a.size for a in arrays} - {1}
+        if len(sizes) > 1:
+            got = ", ".join(f"{n}: {a.size}" for n, a in zip(names, arrays))
+            raise ValueError(f"logT, logg, logL, Z must have one value per star (or one for all); got {got}")
+        arrays = np.broadcast_arrays(*arrays)
+        for name, a in zip(names, arrays):
             if not np.isfinite(a).all():
                 raise ValueError(f"{name} contains NaN or inf; stellar parameters must be finite")
         return arrays
@@ -207,11 +239,14 @@ class SMNetStellib:
     def generate_stellar_spectrum(self, logT, logg, logL, Z, raise_extrapolation=True, **kwargs):
         """L_lambda [erg s^-1 A^-1] (plain array on ``wavelength``) of one star.
 
+        ``logT``, ``logg``, ``logL``, ``Z`` are numbers (a one-element array counts as one); several values
+        raise ``ValueError`` (use :meth:`generate_individual_spectra`).
+
         Outside the coverage: ``RuntimeError`` if ``raise_extrapolation`` (pystellibs' behaviour), else an
         array filled with ``null`` (default NaN).
         """
         null_value = kwargs.pop("null", np.nan)
-        logT, logg, logL, Z = (a[0] for a in self._validate_stars(logT, logg, logL, Z))
+        logT, logg, logL, Z = (a[0] for a in self._validate_stars(logT, logg, logL, Z, single=True))
         if not self.points_inside([[logT, logg]], dlogT=0.0, dlogg=0.0, Z=Z)[0]:
             if raise_extrapolation:
                 raise RuntimeError(f"Outside library interpolation range: logT={logT:g}, logg={logg:g}, "
@@ -222,7 +257,8 @@ class SMNetStellib:
     def generate_individual_spectra(self, stars, **kwargs):
         """Spectra of many stars: ``(wavelength [A] Quantity, L_lambda Quantity (n_star, n_wave) [erg/s/A])``.
 
-        ``stars`` is a mapping/DataFrame with ``logT``, ``logg``, ``logL``, ``Z``. Stars outside the coverage
+        ``stars`` is a mapping/DataFrame with ``logT``, ``logg``, ``logL``, ``Z``: 1-d columns, one value per
+        star (a number stands for every star); other shapes raise ``ValueError``. Stars outside the coverage
         (widened by ``dlogT``/``dlogg``, default 0) get ``null`` (NaN) spectra, as in pystellibs.
         """
         null_value = kwargs.pop("null", np.nan)

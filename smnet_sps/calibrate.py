@@ -400,17 +400,29 @@ def add_cli(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--members", type=int, default=None, help="ensemble size (default 3)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per network (default 1500)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a correction already in --out (the shipped one included)")
     p.set_defaults(func=_cli)
 
 
+#: what ``smnet-sps calibrate --out DIR`` writes (a correction, and the CV report with --folds)
+CORRECTION_FILES = ("config.json", "stars.npz", "correction_*.pt", "cv_report.md", "cv_per_star.csv")
+
+
 def _cli(args):
+    from .output_files import check_output_folder
+    # every option checked before the stars, the base model and the (minutes-long) fit
     st = CalibrationSettings(seed=args.seed)
-    if args.members:
+    for option, value in (("--members", args.members), ("--steps", args.steps)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be >= 1 (or left out for the default), got {value}")
+    if args.members is not None:
         st.members = args.members
-    if args.steps:
+    if args.steps is not None:
         st.steps = args.steps
     if args.folds < 0 or args.folds == 1:
         raise ValueError(f"--folds must be 0 (no cross-validation) or >= 2, got {args.folds}")
+    check_output_folder(args.out, CORRECTION_FILES, overwrite=args.overwrite, what="a correction")
     scores = calibrate(args.empirical, args.out, base=args.base, folds=args.folds, settings=st,
                        grid=args.grid)
     print(f"wrote the correction to {args.out}")

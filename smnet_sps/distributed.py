@@ -650,6 +650,15 @@ def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype)
     return group
 
 
+def _any_done(store):
+    """Whether a points store holds at least one finished chunk (False if it cannot be read)."""
+    import zarr
+    try:
+        return bool(np.asarray(zarr.open_group(str(store), mode="r")["done"][:]).any())
+    except Exception:
+        return False
+
+
 def _write_block(block, store, what, ib, start, spec, device, filters, system, distance_cm, batch_size,
                  out_dtype):
     import zarr
@@ -735,23 +744,32 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     blocks = arr.to_delayed().ravel()
     store = Path(store).absolute()                # workers may not share this process's working directory
+    created = not store.exists()
     group = _open_points_store(store, n, int(chunk_rows), k, len(blocks), attrs,
                                wave if what == "spectra" else None, out_dtype)
     done = np.asarray(group["done"][:])
     starts = np.concatenate([[0], np.cumsum(arr.chunks[0])[:-1]])
     todo = np.flatnonzero(done == 0)
     args = (generator, device, tuple(filters), system, distance_cm, int(batch_size), out_dtype)
-    if client is None:
-        tasks = [(_compute_and_write, (blocks[i], str(store), what, int(i), int(starts[i]), *args))
-                 for i in todo]
-        n_computed = sum(1 for _ in _run_tasks(tasks, None, progress, what))
-    else:
-        import dask
-        # one delayed task per missing chunk: read that chunk of points and write its results
-        writes = [dask.delayed(_write_block, pure=False)(blocks[i], str(store), what, int(i), int(starts[i]),
-                                                         *args) for i in todo]
-        futures = client.compute(writes)
-        n_computed = _collect(futures, progress, what)
+    try:
+        if client is None:
+            tasks = [(_compute_and_write, (blocks[i], str(store), what, int(i), int(starts[i]), *args))
+                     for i in todo]
+            n_computed = sum(1 for _ in _run_tasks(tasks, None, progress, what))
+        else:
+            import dask
+            # one delayed task per missing chunk: read that chunk of points and write its results
+            writes = [dask.delayed(_write_block, pure=False)(blocks[i], str(store), what, int(i),
+                                                             int(starts[i]), *args) for i in todo]
+            futures = client.compute(writes)
+            n_computed = _collect(futures, progress, what)
+    except BaseException:
+        # a store this call created and that holds no finished chunk is nothing to resume: removed, so that
+        # a corrected table (e.g. one NaN Teff fixed) is not refused as "another run" next time
+        if created and not _any_done(store):
+            import shutil
+            shutil.rmtree(store, ignore_errors=True)
+        raise
     return RunSummary([store], len(blocks), len(blocks) - todo.size, n_computed,
                       time.perf_counter() - t0,
                       getattr(client, "dashboard_link", None) if client is not None else None)

@@ -519,16 +519,28 @@ class _FitBase:
             return float(self.errors[params.index(name[:-4])])
         raise AttributeError(name)
 
-    def as_dict(self):
-        """Values, errors and fit statistics as plain floats."""
-        d = {p: float(v) for p, v in zip(self.parameters, self.values)}
-        d.update({p + "_err": float(e) for p, e in zip(self.parameters, self.errors)})
+    def as_dict(self, json_safe=False):
+        """Values, errors and fit statistics as plain floats.
+
+        Parameters
+        ----------
+        json_safe : bool
+            Write non-finite floats (NaN: e.g. the error of a parameter the data cannot move, at a bound;
+            inf) as ``None``, so that ``json.dumps(..., allow_nan=False)`` gives strict JSON (``null``), as
+            ``smnet-sps fit --out`` writes. Default False: NaN / inf kept.
+        """
+        def num(x):
+            x = float(x)
+            return None if json_safe and not np.isfinite(x) else x
+
+        d = {p: num(v) for p, v in zip(self.parameters, self.values)}
+        d.update({p + "_err": num(e) for p, e in zip(self.parameters, self.errors)})
         d.update(
-            chi2=float(self.chi2),
+            chi2=num(self.chi2),
             dof=int(self.dof),
             mode=self.mode,
             method=self.method,
-            seconds=float(self.seconds),
+            seconds=num(self.seconds),
             at_bound=list(self.at_bound),
         )
         return d

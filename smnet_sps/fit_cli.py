@@ -140,7 +140,7 @@ def plot_fit(result, title=None):
 
 def _cmd_fit(args):
     from .fit import fit_ssp, fit_star
-    from .medium import air_to_vacuum
+    from .medium import axis_air_to_vacuum
     from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure
 
     # refuse bad or existing outputs before the (slow) fit, as every command does
@@ -150,7 +150,7 @@ def _cmd_fit(args):
         raise ValueError(f"--wmin ({args.wmin:g} A) must be below --wmax ({args.wmax:g} A)")
     wave, flux, ivar = read_spectrum(args.spectrum)
     if args.medium == "air":
-        wave = air_to_vacuum(wave)
+        wave = axis_air_to_vacuum(wave)
     mask = ~np.isfinite(flux)
     if ivar is not None:
         mask |= ~np.isfinite(ivar)
@@ -177,7 +177,8 @@ def _cmd_fit(args):
               "median flux; the errors come from their scatter)")
     if "out" in outputs:
         with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
-            Path(tmp).write_text(json.dumps(res.as_dict(), indent=1))
+            # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
+            Path(tmp).write_text(json.dumps(res.as_dict(json_safe=True), indent=1, allow_nan=False))
         print(f"wrote {args.out}")
     if "plot" in outputs:
         save_figure(plot_fit(res), outputs["plot"], overwrite=args.overwrite, dpi=120)
@@ -219,7 +220,9 @@ def add_cli(sub):
     p.add_argument(
         "--ssp-grid", default=None, help="SSP grid file (.h5/.npz from smnet-sps ssp-grid): fit_ssp"
     )
-    p.add_argument("--out", default=None, help="write the result as JSON (.json)")
+    p.add_argument("--out", default=None,
+                   help="write the result as JSON (.json): values, errors (name_err), chi2, dof, ...; a "
+                        "non-finite number (e.g. the error of a parameter at a bound) is written as null")
     p.add_argument("--plot", default=None,
                    help="save a plot of data, model and residuals (.png, .pdf, ...: any matplotlib format)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -73,6 +73,32 @@ def _as_aa(wave, name="wave"):
     return wave
 
 
+def _as_fwhm(fwhm, name, wave):
+    """``fwhm`` [Angstrom] (scalar, array (n,) on ``wave`` or Quantity) as an array (n,), checked.
+
+    Every FWHM must be finite and >= 0 (0: an infinitely narrow LSF, e.g. ``fwhm_in=0`` to convolve with a
+    line-of-sight velocity distribution alone); the ValueError names ``name``, the first bad value and
+    where it is.
+    """
+    if isinstance(fwhm, u.Quantity):
+        fwhm = fwhm.to_value(u.AA, equivalencies=u.spectral())
+    try:
+        arr = np.asarray(fwhm, float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or an array of numbers [Angstrom]; got {fwhm!r}") from None
+    try:
+        out = np.broadcast_to(arr, wave.shape)
+    except ValueError:
+        raise ValueError(f"{name} must be a number or an array of {wave.size} numbers (one per pixel of the "
+                         f"wavelength grid) [Angstrom]; got shape {arr.shape}") from None
+    bad = ~(np.isfinite(out) & (out >= 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        where = "" if arr.ndim == 0 else f" at {wave[i]:g} A"
+        raise ValueError(f"{name} must be finite and >= 0 [Angstrom]; got {float(out[i])!r}{where}")
+    return out
+
+
 def grid_lsf_fwhm(wave):
     """FWHM [Angstrom] of the box-shaped LSF of every pixel of a binned grid: the pixel width.
 
@@ -233,8 +259,7 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
     velscale = float(velscale)
     if not (np.isfinite(velscale) and velscale > 0):
         raise ValueError(f"velscale must be a positive velocity step [km/s]; got {velscale}")
-    if isinstance(fwhm, u.Quantity):
-        fwhm = fwhm.to_value(u.AA)
+    fwhm_in = _as_fwhm(fwhm, "fwhm", wave)
     position_share = float(position_share)
     if not 0.0 <= position_share <= 1.0:
         raise ValueError(f"position_share must be in [0, 1] (share of the sub-pixel position variance); got "
@@ -249,9 +274,6 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
     dln = velscale / C_KMS
     ln_out = np.arange(np.log(lo), np.log(hi), dln)
     lam_out = np.exp(ln_out)
-    fwhm_in = np.broadcast_to(np.asarray(fwhm, float), wave.shape)
-    if not np.all(np.isfinite(fwhm_in)):
-        raise ValueError("fwhm must be finite [Angstrom]")
     used = (wave >= lo - native) & (wave <= hi + native)
     short = used & (fwhm_in < native * (1 - 1e-9))
     if short.any():
@@ -283,22 +305,44 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
     ----------
     wave : array (n,) [Angstrom], increasing (any sampling; log-lambda is typical)
     flux : array (..., n)
-    fwhm_in, fwhm_out : float or array (n,) [Angstrom]; ``fwhm_out >= fwhm_in`` everywhere
+    fwhm_in, fwhm_out : float, array (n,) or Quantity [Angstrom]
+        Finite and >= 0 (``fwhm_in=0``: the spectrum has no LSF yet, e.g. to convolve with a velocity
+        dispersion alone), ``fwhm_out >= fwhm_in`` everywhere, and ``fwhm_out`` no wider than the spectrum
+        can hold: the smoothing Gaussian's sigma, in pixels of ``wave``, must be at most n / 4 at every
+        pixel, so that the kernel (cut at +-4 sigma) spans at most twice the spectrum. A wider kernel would
+        only average the whole spectrum with its edge padding, and its weights (n x kernel pixels) would not
+        fit in memory.
 
     Returns
     -------
     ndarray (..., n), the smoothed flux (the convolution kernel is a Gaussian of sigma^2 = (fwhm_out^2 -
     fwhm_in^2) / 2.3548^2, whose width varies along the spectrum)
+
+    Raises
+    ------
+    ValueError
+        ``fwhm_in`` or ``fwhm_out`` not finite, negative, of the wrong length, ``fwhm_out < fwhm_in``, or a
+        kernel wider than n / 4 pixels (sigma), with the value, where, and the allowed range.
     """
     wave = _as_aa(wave)
     flux = np.asarray(flux, float)
     if flux.shape[-1] != wave.size:
         raise ValueError(f"flux must have last axis of length {wave.size}; got {flux.shape}")
-    fin = np.broadcast_to(np.asarray(fwhm_in, float), wave.shape)
-    fout = np.broadcast_to(np.asarray(fwhm_out, float), wave.shape)
+    fin = _as_fwhm(fwhm_in, "fwhm_in", wave)
+    fout = _as_fwhm(fwhm_out, "fwhm_out", wave)
     if (fout < fin * (1 - 1e-9)).any():
         i = np.flatnonzero(fout < fin * (1 - 1e-9))[0]
         raise ValueError(f"fwhm_out must be >= fwhm_in everywhere; at {wave[i]:g} A {fout[i]:g} < {fin[i]:g} "
                          "A")
     sigma_aa = np.sqrt(np.clip(fout ** 2 - fin ** 2, 0, None)) / FWHM_PER_SIGMA
-    return _gaussian_smooth_variable(flux, sigma_aa / np.gradient(wave))
+    step = np.gradient(wave)
+    sigma_pix = sigma_aa / step
+    max_pix = wave.size / 4.0               # kernel cut at +-4 sigma: at most twice the spectrum's length
+    if (sigma_pix > max_pix).any():
+        i = int(np.argmax(sigma_pix > max_pix))
+        limit = np.hypot(fin[i], max_pix * step[i] * FWHM_PER_SIGMA)
+        raise ValueError(f"fwhm_out = {fout[i]:g} A (fwhm_in = {fin[i]:g} A) at {wave[i]:g} A needs a "
+                         f"Gaussian kernel of sigma {sigma_pix[i]:.4g} pixels, wider than the spectrum can "
+                         f"hold: sigma must be <= n / 4 = {max_pix:g} pixels ({wave.size} pixels), i.e. "
+                         f"fwhm_out <= {limit:.6g} A there")
+    return _gaussian_smooth_variable(flux, sigma_pix)

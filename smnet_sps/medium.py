@@ -5,16 +5,21 @@ templates tabulated in air (MILES, SDSS-era line lists converted for MILES users
 IAU standard formula of Morton (2000, ApJS 130, 403), based on the refractive index of Ciddor (1996, Appl.
 Opt. 35, 1566) for dry air at 15 C, 101 325 Pa, 450 ppm CO2 -- the same conversion as VALD and SDSS use.
 
-By convention wavelengths shorter than 2,000 A are always vacuum: they are returned unchanged by both
-functions.
+By convention wavelengths shorter than 2,000 A are always vacuum: :func:`vacuum_to_air` and
+:func:`air_to_vacuum` (for line and band wavelengths) return them unchanged. A spectrum's wavelength axis
+cannot follow that convention across 2,000 A: vacuum 2,000.0 A is 1,999.35 A in air, so the converted axis
+would run backwards there (flux densities of the wrong sign, a Spectrum refused). Its axis is therefore
+converted by :func:`axis_vacuum_to_air` / :func:`axis_air_to_vacuum`: the formula from 2,000 A (vacuum) up,
+and below it the refractive index at 2,000 A (the formula's poles lie at 877 and 1,603 A): ordered,
+continuous, a shift of at most 0.65 A below 2,000 A.
 """
 from __future__ import annotations
 
 import numpy as np
 from astropy import units as u
 
-__all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "convert_medium", "check_medium",
-           "convert_spectrum_medium", "to_medium"]
+__all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "axis_vacuum_to_air",
+           "axis_air_to_vacuum", "convert_medium", "check_medium", "convert_spectrum_medium", "to_medium"]
 
 MEDIA = ("vacuum", "air")
 AIR_CUTOFF_AA = 2000.0   # below this, wavelengths are vacuum by convention
@@ -38,26 +43,55 @@ def _as_angstrom(wavelength, name="wavelength"):
     return np.asarray(wavelength, dtype=float), False
 
 
-def vacuum_to_air(wavelength):
-    """Vacuum -> air wavelength (Morton 2000 / Ciddor 1996). Accepts Angstrom floats or a Quantity."""
-    lam, is_quantity = _as_angstrom(wavelength)
+def _index_at_vacuum(lam):
+    """Refractive index of standard air at vacuum wavelengths lam [A] (Morton 2000)."""
     s2 = (1e4 / np.where(lam > 0, lam, np.inf)) ** 2
-    n = 1 + 0.0000834254 + 0.02406147 / (130 - s2) + 0.00015998 / (38.9 - s2)
-    out = np.where(lam >= AIR_CUTOFF_AA, lam / n, lam)
+    return 1 + 0.0000834254 + 0.02406147 / (130 - s2) + 0.00015998 / (38.9 - s2)
+
+
+def _index_at_air(lam):
+    """Refractive index at air wavelengths lam [A] (Piskunov's fit of the inverse, as in VALD)."""
+    s2 = (1e4 / np.where(lam > 0, lam, np.inf)) ** 2
+    return (1 + 0.00008336624212083 + 0.02408926869968 / (130.1065924522 - s2)
+            + 0.0001599740894897 / (38.92568793293 - s2))
+
+
+def vacuum_to_air(wavelength):
+    """Vacuum -> air wavelength (Morton 2000 / Ciddor 1996); below 2,000 A unchanged (vacuum by convention).
+    Accepts Angstrom floats or a Quantity. For a spectrum's axis use :func:`axis_vacuum_to_air`."""
+    lam, is_quantity = _as_angstrom(wavelength)
+    out = np.where(lam >= AIR_CUTOFF_AA, lam / _index_at_vacuum(lam), lam)
     return out * u.AA if is_quantity else out
 
 
 def air_to_vacuum(wavelength):
     """Air -> vacuum wavelength (the inverse of :func:`vacuum_to_air`, Piskunov's fit as in VALD / Morton
-    2000).
+    2000); below 2,000 A unchanged.
 
     Accepts Angstrom floats or a Quantity; agrees with the exact inverse of :func:`vacuum_to_air` to < 1e-4 A.
+    For a spectrum's axis use :func:`axis_air_to_vacuum`.
     """
     lam, is_quantity = _as_angstrom(wavelength)
-    s2 = (1e4 / np.where(lam > 0, lam, np.inf)) ** 2
-    n = (1 + 0.00008336624212083 + 0.02408926869968 / (130.1065924522 - s2)
-         + 0.0001599740894897 / (38.92568793293 - s2))
-    out = np.where(lam >= AIR_CUTOFF_AA, lam * n, lam)
+    out = np.where(lam >= AIR_CUTOFF_AA, lam * _index_at_air(lam), lam)
+    return out * u.AA if is_quantity else out
+
+
+def axis_vacuum_to_air(wavelength):
+    """A spectrum's wavelength axis, vacuum -> air: :func:`vacuum_to_air` from 2,000 A up, below it divided
+    by the refractive index at 2,000 A, so that an increasing axis stays increasing (see the module notes).
+    Angstrom floats or a Quantity."""
+    lam, is_quantity = _as_angstrom(wavelength)
+    n = np.where(lam >= AIR_CUTOFF_AA, _index_at_vacuum(lam), _index_at_vacuum(AIR_CUTOFF_AA))
+    out = lam / n
+    return out * u.AA if is_quantity else out
+
+
+def axis_air_to_vacuum(wavelength):
+    """A spectrum's wavelength axis, air -> vacuum: the inverse of :func:`axis_vacuum_to_air` (to < 1e-4 A).
+    Angstrom floats or a Quantity."""
+    lam, is_quantity = _as_angstrom(wavelength)
+    edge = AIR_CUTOFF_AA / _index_at_vacuum(AIR_CUTOFF_AA)           # air wavelength of vacuum 2,000 A
+    out = np.where(lam >= edge, lam * _index_at_air(lam), lam * _index_at_vacuum(AIR_CUTOFF_AA))
     return out * u.AA if is_quantity else out
 
 
@@ -73,7 +107,9 @@ def convert_medium(wavelength, from_medium, to_medium):
 def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium):
     """Wavelengths and F_lambda-type flux densities (per Angstrom, last axis) in another medium.
 
-    The flux density is multiplied by d(lambda_from)/d(lambda_to) (1 +- 3e-6) so that integrals are kept.
+    The axis is converted with :func:`axis_vacuum_to_air` / :func:`axis_air_to_vacuum` (ordered across
+    2,000 A). The flux density is multiplied by d(lambda_from)/d(lambda_to) (about the refractive index:
+    1.00028-1.00032 for vacuum -> air from the optical to 2,000 A) so that integrals are kept.
     Returns ``(wavelength, flux_density)``; a no-op when the media are equal.
     """
     check_medium(from_medium)
@@ -81,7 +117,7 @@ def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium):
     if from_medium == to_medium:
         return wavelength, flux_density
     lam, is_quantity = _as_angstrom(wavelength)
-    new = np.asarray(convert_medium(lam, from_medium, to_medium), float)
+    new = np.asarray(axis_vacuum_to_air(lam) if to_medium == "air" else axis_air_to_vacuum(lam), float)
     jac = np.gradient(lam) / np.gradient(new) if lam.size > 1 else np.ones_like(lam)
     flux = flux_density * jac
     return (new * u.AA if is_quantity else new), flux

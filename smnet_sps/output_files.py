@@ -58,6 +58,23 @@ def check_creatable_folder(folder, path, *, option="--out"):
     os.unlink(probe)
 
 
+def check_output_folder(path, holds, *, option="--out", overwrite=False, what="outputs"):
+    """A CLI option naming a folder of outputs, checked before any work: not a file, creatable and writable
+    (:func:`check_creatable_folder`), and, where it already holds files matching ``holds`` (glob patterns),
+    only replaced with ``--overwrite``. Returns the folder as a Path."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {str(out)!r} is a file; give a folder for {what}")
+    check_creatable_folder(out, out, option=option)
+    if out.is_dir() and not overwrite:
+        present = sorted({p.name for pattern in holds for p in out.glob(pattern)})
+        if present:
+            listed = ", ".join(present[:4]) + (", ..." if len(present) > 4 else "")
+            raise ValueError(f"{option} {str(out)!r} already holds {what} ({listed}); pass --overwrite to "
+                             "replace it")
+    return out
+
+
 def check_output(path, suffixes, *, option="--out", overwrite=False, what="output file"):
     """Validate an output file path before any work is done.
 

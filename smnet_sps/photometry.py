@@ -660,8 +660,12 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
                            extrapolate=extrapolate)
     if get("missing_fraction") is not None:
         table["missing_fraction"] = Column(np.asarray(get("missing_fraction"), float)[0],
-                                           description="fraction of L_bol from isochrone points outside "
-                                                       "coverage")
+                                           description="fraction of L_bol from isochrone points without a "
+                                                       "spectrum (left out of the SSP)")
+    if get("outside_fraction") is not None:
+        table["outside_fraction"] = Column(np.asarray(get("outside_fraction"), float)[0],
+                                           description="fraction of L_bol from stars outside the generator's "
+                                                       "coverage (extrapolated, blackbody or missing)")
     table.meta["mass_for_ML"] = ("mass_stars: surviving stellar mass per M_sun formed (ssp_grid)"
                                  if mstar is not None else table.meta["mass_for_ML"])
     table.meta.update({"Z": float(Z), "imf": str(imf), "isochrones": str(isochrones),
@@ -756,6 +760,17 @@ TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".txt": "ascii.comm
                  ".fits": "fits", ".fit": "fits"}
 
 
+def _with_comment_header(table):
+    """A copy whose meta is comment lines (``# key: value``, then each column's unit and description): the
+    plain-text table keeps the magnitude system, redshift, Z and units, and reads back with astropy."""
+    out = table.copy(copy_data=False)
+    lines = [f"{k}: {v}" for k, v in table.meta.items()]
+    lines += [f"column {c}: [{table[c].unit or ''}] {table[c].description or ''}".rstrip()
+              for c in table.colnames]
+    out.meta = {"comments": lines}
+    return out
+
+
 def _cli_mags(args):
     if args.points:                             # stars from a table, chunk by chunk (smnet_sps.distributed)
         from .distributed import cli_points_mags
@@ -790,8 +805,13 @@ def _cli_mags(args):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
                 warnings.filterwarnings("ignore", message=".*HIERARCH card will be created.*")
-                (_fits_ready(table) if fmt == "fits" else table).write(tmp, format=fmt)
+                (_fits_ready(table) if fmt == "fits" else
+                 _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(tmp,
+                                                                                                  format=fmt)
         print(f"wrote {args.out}")
+        if fmt == "ascii.csv":
+            print("  (a CSV holds no units and no metadata -- magnitude system, redshift, Z, IMF: .ecsv or "
+                  ".fits keep them, .txt as comment lines)")
     if "plot" in outputs:
         save_figure(plot_colour_evolution(table), outputs["plot"], overwrite=args.overwrite)
         print(f"wrote {args.plot}")
@@ -843,7 +863,9 @@ def add_cli(subparsers):
     p.add_argument("--extrapolate", action="store_true",
                    help="treat the spectrum as zero where a filter reaches beyond it (default: error)")
     p.add_argument("--out", default=None, help="write the table; format from the extension: "
-                   + ", ".join(f"{k} ({v})" for k, v in TABLE_FORMATS.items()))
+                   + ", ".join(f"{k} ({v})" for k, v in TABLE_FORMATS.items())
+                   + "; .ecsv and .fits keep units and metadata (system, redshift, Z), .txt as comment "
+                   "lines, .csv neither")
     p.add_argument("--plot", default=None,
                    help="save a magnitude / colour vs log age plot (e.g. colours.png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -281,8 +281,8 @@ class StellarPopulation:
         """Rest-frame wavelengths [A], vacuum (air with ``vactoair_flag=True``)."""
         w = np.asarray(self._get_backend().wavelength, float).copy()
         if self.vactoair_flag:
-            from .medium import vacuum_to_air
-            w = vacuum_to_air(w)
+            from .medium import axis_vacuum_to_air
+            w = axis_vacuum_to_air(w)
         return w
 
     @property

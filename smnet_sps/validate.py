@@ -32,6 +32,9 @@ from .mixture import MIXTURE_FILE, LibraryMixture, blend_log_flux, rank_librarie
 __all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_score", "kfold_validation",
            "baseline_scores", "load_any_generator", "add_cli"]
 
+#: what ``smnet-sps validate --out DIR`` writes
+REPORT_FILES = ("classes.md", "classes.ecsv", "per_star.csv", "worst_residuals.png")
+
 
 def load_any_generator(name_or_path=None, device="cpu"):
     """``None`` (the shipped model), ``"blackbody"`` or a model directory."""
@@ -169,8 +172,9 @@ def add_cli(sub):
     p.add_argument("--library", default=None, help="score this library imitation instead of the default "
                                                    "mixture")
     p.add_argument("--ids", default=None, help="text file of star numbers to use (default: all)")
-    p.add_argument("--out", default=None, help="directory for classes.md/.ecsv, per_star.csv, "
-                                               "worst_residuals.png")
+    p.add_argument("--out", default=None, help="directory for " + ", ".join(REPORT_FILES)
+                   + " (an existing report there is replaced only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
     p.add_argument("--grid", default=None, help="union grid file: adds the CK04 (+BaSeL) interpolation "
                                                 "baseline")
     p.add_argument("--imitations", action="store_true", help="also score every library imitation")
@@ -212,14 +216,17 @@ def write_mixture(policy, model_dir):
 
 def _cli(args):
     from .neural import NeuralGenerator
+    from .output_files import check_output_folder
     # option errors before the stars and the model are loaded and the (slow) ranking runs
     if args.write_mixture and not args.rank_libraries:
         raise ValueError("--write-mixture needs --rank-libraries")
     if args.write_mixture and not (Path(args.write_mixture) / "config.json").is_file():
         raise ValueError(f"--write-mixture {args.write_mixture!r}: not a model directory (no config.json)")
+    out = (check_output_folder(args.out, REPORT_FILES, overwrite=args.overwrite, what="a validation report")
+           if args.out else None)
+    ids = _read_ids(args.ids) if args.ids else None
     stars = load_empirical(args.empirical)
-    if args.ids:
-        ids = np.loadtxt(args.ids, dtype=int, ndmin=1)
+    if ids is not None:
         stars = stars.select(ids)
     gen = load_any_generator(args.generator, device=args.device)
     if (args.rank_libraries or args.kfold or args.imitations) and not isinstance(gen, NeuralGenerator):
@@ -227,7 +234,6 @@ def _cli(args):
                          "(a model directory with library imitations)")
     if args.library is not None and not isinstance(gen, NeuralGenerator):
         raise ValueError("--library needs a model trained by smnet-sps")
-    out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -270,8 +276,17 @@ def _cli(args):
         _write_per_star(out / "per_star.csv", scores)
         fig = plot_worst_residuals(main, n=args.worst)
         fig.savefig(out / "worst_residuals.png", dpi=90)
-        print(f"wrote {out}/classes.md, classes.ecsv, per_star.csv, worst_residuals.png")
+        print(f"wrote {', '.join(str(out / name) for name in REPORT_FILES)}")
     return 0
+
+
+def _read_ids(path):
+    """Star numbers (one integer per line) from ``--ids``; a ValueError naming the file otherwise."""
+    try:
+        return np.loadtxt(path, dtype=int, ndmin=1)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--ids {str(path)!r}: expected a text file of star numbers, one integer per line "
+                         f"({exc})") from None
 
 
 def _write_per_star(path, scores):

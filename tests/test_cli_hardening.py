@@ -205,6 +205,21 @@ def test_mags_table_format_follows_extension(suffix, reader, tmp_path):
     assert "M_sdss2010-g" in Table.read(out, format=reader).colnames
 
 
+def test_mags_text_tables_say_their_system_and_redshift(tmp_path, capsys):
+    """A plain-text table used to lose the magnitude system, redshift and units: a Vega table at z = 0.1
+    looked like an AB one at z = 0. .txt now carries them as comment lines; .csv says it cannot."""
+    from astropy.table import Table
+    argv = ["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--model", "blackbody",
+            "--system", "Vega", "--redshift", "0.1", "--out"]
+    assert main(argv + [str(tmp_path / "m.txt")]) == 0
+    text = (tmp_path / "m.txt").read_text()
+    assert "# system: Vega" in text and "# redshift: 0.1" in text and "column M_sdss2010-g: [mag]" in text
+    assert Table.read(tmp_path / "m.txt", format="ascii.commented_header")["m_sdss2010-g"].size == 1
+    capsys.readouterr()
+    assert main(argv + [str(tmp_path / "m.csv")]) == 0
+    assert "no units and no metadata" in capsys.readouterr().out
+
+
 def test_missing_output_folder_is_created(tmp_path):
     out = tmp_path / "new" / "deeper" / "s.fits"
     assert main(SSP + ["--out", str(out)]) == 0
@@ -218,3 +233,37 @@ def test_train_refuses_to_overwrite_a_model(tmp_path, capsys):
     assert main(["train", "--grid", str(tmp_path / "g.h5"), "--out", str(model)]) == 1
     assert "--overwrite" in _error_line(capsys)
     assert (model / "config.json").read_text() == "{}"
+
+
+EMPIRICAL = os.path.join(os.path.dirname(__file__), "fixtures", "empirical")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/c", "--steps", "0"], "--steps must be >= 1"),
+    (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/c", "--members", "0"], "--members must be >= 1"),
+    (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/c", "--folds", "1"], "--folds must be 0"),
+    (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/plain_file"], "is a file"),
+    (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/made"], "already holds a correction"),
+    (["validate", "--empirical", EMPIRICAL, "--out", "{tmp}/plain_file"], "is a file"),
+    (["validate", "--empirical", EMPIRICAL, "--out", "{tmp}/made"], "already holds a validation report"),
+    (["validate", "--empirical", EMPIRICAL, "--ids", "{tmp}/plain_file"], "one integer per line"),
+])
+def test_calibrate_and_validate_check_options_before_any_work(argv, expected, tmp_path, capsys, monkeypatch):
+    """calibrate took --steps 0 / --members 0 for the defaults, accepted --steps -5, and found a bad or
+    occupied --out only after minutes of fitting; validate replaced an existing report without --overwrite
+    and named neither the option nor the file on a bad --ids file."""
+    import smnet_sps.calibrate as cal
+    import smnet_sps.validate as val
+
+    def never(*args, **kwargs):
+        raise AssertionError("the work started although an option is invalid")
+    monkeypatch.setattr(cal, "calibrate", never)
+    monkeypatch.setattr(val, "load_empirical", never)
+    (tmp_path / "plain_file").write_text("not a folder")
+    (tmp_path / "made").mkdir()
+    for name in ("config.json", "classes.md"):
+        (tmp_path / "made" / name).write_text("{}")
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 1
+    err = _error_line(capsys)
+    assert expected in err and "--" in err
+    assert (tmp_path / "made" / "config.json").read_text() == "{}"

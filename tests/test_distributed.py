@@ -84,6 +84,15 @@ def test_in_process_path_and_input_errors(tmp_path, stars):
     with pytest.raises(ValueError, match="another run"):
         D.write_points(stars[:300], tmp_path / "bb.zarr", "sdss2010-g", generator="blackbody", chunk_rows=100,
                        progress=False)
+    # a table whose first chunk fails leaves no store behind (it was refused as "another run" once fixed)
+    bad_table = stars[:300].copy()
+    bad_table[5, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        D.write_points(bad_table, tmp_path / "nan.zarr", "sdss2010-r", generator="blackbody", chunk_rows=100,
+                       progress=False)
+    assert not (tmp_path / "nan.zarr").exists()
+    assert D.write_points(stars[:300], tmp_path / "nan.zarr", "sdss2010-r", generator="blackbody",
+                          chunk_rows=100, progress=False).n_computed == 3
     from smnet_sps.generator import BlackbodyGenerator
     with pytest.raises(ValueError, match="not a loaded Generator"):
         D.magnitudes(stars, FILTERS, generator=BlackbodyGenerator())

@@ -23,3 +23,25 @@ def test_round_trip_and_uv_convention():
     assert q.unit == u.AA and np.all(q.value < [5000.0, 7000.0])
     with pytest.raises(ValueError, match="medium must be one of"):
         convert_medium(5000.0, "vacuum", "water")
+
+
+def test_a_spectrum_axis_stays_ordered_across_2000_angstrom():
+    """Vacuum 2,000.0 A is 1,999.35 A in air: with the line convention (unchanged below 2,000 A) an axis
+    crossing 2,000 A ran backwards, flux densities came out negative and a Spectrum was refused."""
+    from specutils import Spectrum
+
+    from smnet_sps.medium import axis_air_to_vacuum, axis_vacuum_to_air, convert_spectrum_medium, to_medium
+    lam = np.arange(1990.0, 2010.0, 0.25)
+    air = axis_vacuum_to_air(lam)
+    assert np.all(np.diff(air) > 0)
+    np.testing.assert_allclose(air[lam >= 2000], vacuum_to_air(lam[lam >= 2000]), rtol=0, atol=1e-9)
+    assert np.max(np.abs(lam - air)) < 0.7                         # below 2,000 A: at most 0.65 A
+    np.testing.assert_allclose(axis_air_to_vacuum(air), lam, rtol=0, atol=1e-4)
+    model = np.geomspace(91.0, 1e5, 4000)                          # a model grid from the EUV to the IR
+    assert np.all(np.diff(axis_vacuum_to_air(model)) > 0)
+    _, flux = convert_spectrum_medium(lam, np.ones_like(lam), "vacuum", "air")
+    assert np.all((flux > 1.0) & (flux < 1.0004))                  # d lambda_vac / d lambda_air ~ n
+    spec = Spectrum(flux=np.ones(lam.size) * u.erg / u.s / u.cm ** 2 / u.AA, spectral_axis=lam * u.AA)
+    back = to_medium(to_medium(spec, "air"), "vacuum")
+    np.testing.assert_allclose(back.spectral_axis.value, lam, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(back.flux.value, 1.0, rtol=1e-6)

@@ -307,3 +307,20 @@ def test_duplicate_filter_keeps_every_column():
     p = ssp_photometry([1e9, 2e9], (spec.spectral_axis, lum), ["sdss2010-r", "sdss2010-g", "sdss2010-r"])
     assert np.array_equal(p["M_sdss2010-r"], p["M_sdss2010-r_1"])
     assert not np.array_equal(p["M_sdss2010-r"], p["M_sdss2010-g"])
+
+
+def test_ssp_magnitudes_report_the_light_outside_coverage(default_generator):
+    """Z = 0.06 lies beyond every library's [M/H] box, so all of its light is extrapolated: the table said
+    'missing_fraction ... outside coverage' = 0 (it held the light *without a spectrum*) and had no
+    outside_fraction."""
+    from smnet_sps.generator import CoverageWarning
+    from smnet_sps.photometry import ssp_magnitudes
+    from smnet_sps.ssp import ssp_grid
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        table = ssp_magnitudes([1e9, 1e10] * u.yr, 0.06, ["sdss2010-r"], generator=default_generator)
+        grid = ssp_grid([1e9, 1e10] * u.yr, [0.06], generator=default_generator, progress=False)
+    np.testing.assert_allclose(table["outside_fraction"], grid.outside_fraction[0])
+    assert np.all(table["outside_fraction"] > 0.99)
+    np.testing.assert_allclose(table["missing_fraction"], grid.missing_fraction[0])
+    assert "without a spectrum" in table["missing_fraction"].description

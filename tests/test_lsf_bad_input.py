@@ -1,0 +1,48 @@
+"""smnet_sps.lsf refuses widths it cannot use: NaN, negative, or a kernel wider than the spectrum."""
+import numpy as np
+import pytest
+from astropy import units as u
+
+from smnet_sps import lsf
+
+W = np.linspace(4000.0, 5000.0, 1001)            # 1 A pixels, n = 1001
+F = np.ones_like(W)
+
+
+@pytest.mark.parametrize("fwhm_in, fwhm_out, match", [
+    (np.nan, 20.0, r"fwhm_in must be finite and >= 0 \[Angstrom\]; got nan"),
+    (2.5, np.inf, r"fwhm_out must be finite and >= 0 \[Angstrom\]; got inf"),
+    (-2.5, -1.0, r"fwhm_in must be finite and >= 0 \[Angstrom\]; got -2.5"),
+    (0.0, np.where(W > 4500, -1.0, 3.0),
+     r"fwhm_out must be finite and >= 0 \[Angstrom\]; got -1.0 at 4501 A"),
+    (2.5, np.full(5, 20.0), r"fwhm_out must be a number or an array of 1001 numbers .* got shape \(5,\)"),
+])
+def test_degrade_refuses_non_finite_negative_or_misshaped_widths(fwhm_in, fwhm_out, match):
+    with pytest.raises(ValueError, match=match):
+        lsf.degrade_to_fwhm(W, F, fwhm_in, fwhm_out)
+
+
+@pytest.mark.parametrize("fwhm_out", [1e6, 2000.0])
+def test_degrade_refuses_a_kernel_wider_than_the_spectrum(fwhm_out):
+    """sigma of the kernel <= n/4 pixels: refused at once (1e6 A used to ask for 25 GiB; 2000 A ran)."""
+    with pytest.raises(ValueError, match=r"fwhm_out = .* wider than the spectrum can hold: sigma must be <= "
+                                         r"n / 4 = 250.25 pixels .* fwhm_out <= 589.299 A there"):
+        lsf.degrade_to_fwhm(W, F, 2.5, fwhm_out)
+
+
+def test_degrade_keeps_valid_uses():
+    # right at the limit, fwhm_in = 0 (a velocity dispersion alone), zero widths, Quantities
+    limit = np.hypot(2.5, W.size / 4 * lsf.FWHM_PER_SIGMA)
+    assert np.allclose(lsf.degrade_to_fwhm(W, F, 2.5, 0.999 * limit), 1.0)
+    assert np.allclose(lsf.degrade_to_fwhm(W, F, 0.0, 20.0), 1.0)
+    assert np.array_equal(lsf.degrade_to_fwhm(W, F, 0.0, 0.0), F)
+    g = lsf.degrade_to_fwhm(W, np.sin(W / 7), 2.5 * u.AA, 0.3 * u.nm)
+    assert np.allclose(g, lsf.degrade_to_fwhm(W, np.sin(W / 7), 2.5, 3.0))
+
+
+def test_to_gaussian_lsf_shares_the_width_check():
+    wave = np.arange(3000.0, 9000.0, 20.0)
+    with pytest.raises(ValueError, match=r"fwhm must be finite and >= 0 \[Angstrom\]; got -25.0"):
+        lsf.to_gaussian_lsf(wave, np.ones(wave.size), -25.0, 30.0)
+    with pytest.raises(ValueError, match=r"fwhm must be a number or an array of 300 numbers"):
+        lsf.to_gaussian_lsf(wave, np.ones(wave.size), np.full(7, 25.0), 30.0)
