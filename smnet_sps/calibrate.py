@@ -272,6 +272,9 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     if folds:
         scores.update(_baseline_scores(stars, base_gen, grid))
         _write_report(out, scores, folds, st, time.time() - t0)
+    else:
+        for stale in ("cv_report.md", "cv_per_star.csv"):   # an earlier correction's report, not this one's
+            (out / stale).unlink(missing_ok=True)
     return scores
 
 

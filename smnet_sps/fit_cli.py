@@ -140,7 +140,7 @@ def plot_fit(result, title=None):
 
 def _cmd_fit(args):
     from .fit import fit_ssp, fit_star
-    from .medium import axis_air_to_vacuum
+    from .medium import air_to_vacuum
     from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure
 
     # refuse bad or existing outputs before the (slow) fit, as every command does
@@ -150,7 +150,7 @@ def _cmd_fit(args):
         raise ValueError(f"--wmin ({args.wmin:g} A) must be below --wmax ({args.wmax:g} A)")
     wave, flux, ivar = read_spectrum(args.spectrum)
     if args.medium == "air":
-        wave = axis_air_to_vacuum(wave)
+        wave = air_to_vacuum(wave)
     mask = ~np.isfinite(flux)
     if ivar is not None:
         mask |= ~np.isfinite(ivar)

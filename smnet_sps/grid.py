@@ -24,7 +24,7 @@ from .checksums import file_sha256
 from .constants import FLAM_UNIT, PACKAGE_DATA, PARAMETER_DOMAINS, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
-from .medium import axis_air_to_vacuum, check_medium
+from .medium import air_to_vacuum, check_medium
 from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, default_wavelength, resample
 
 __all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "check_stellar_parameters", "save_grid", "load_grid",
@@ -130,7 +130,7 @@ def _on_grid_ratio(wave, flux, mask, teff):
 
 #: the one wavelength medium of the union grid and of everything the package returns
 GRID_MEDIUM = "vacuum"
-MEDIUM_CONVERSION = ("air -> vacuum with smnet_sps.medium.axis_air_to_vacuum (Morton 2000 / Ciddor 1996) "
+MEDIUM_CONVERSION = ("air -> vacuum with smnet_sps.medium.air_to_vacuum (Morton 2000 / Ciddor 1996) "
                      "before resampling; no default library needed it (all are vacuum, see each reader's "
                      "MEDIUM_NOTE)")
 
@@ -140,14 +140,15 @@ def _to_vacuum(lib, medium):
 
     The flux density per Angstrom is rescaled by d(lambda_air)/d(lambda_vac) (~1 / 1.0003) so that the
     integral is kept; this is far below any library's accuracy but keeps the conversion exactly flux
-    conserving. The axis stays ordered across 2,000 A (:func:`smnet_sps.medium.axis_air_to_vacuum`).
+    conserving. Below 2,000 A wavelengths are vacuum by convention and stay as they are (the axis stays
+    ordered: air -> vacuum only opens a 0.65 A gap at 2,000 A).
     """
     check_medium(medium)
     if medium == GRID_MEDIUM:
         return lib.wavelengths, lib.fluxes
     waves, fluxes = [], []
     for w, f in zip(lib.wavelengths, lib.fluxes):
-        vac = axis_air_to_vacuum(w)
+        vac = air_to_vacuum(w)
         jac = np.gradient(w) / np.gradient(vac)
         waves.append(vac)
         fluxes.append(np.asarray(f) * jac)

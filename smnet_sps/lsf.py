@@ -81,7 +81,7 @@ def _as_fwhm(fwhm, name, wave):
     where it is.
     """
     if isinstance(fwhm, u.Quantity):
-        fwhm = fwhm.to_value(u.AA, equivalencies=u.spectral())
+        fwhm = fwhm.to_value(u.AA)         # a width: no spectral equivalency (1e8 GHz is not 30 A)
     try:
         arr = np.asarray(fwhm, float)
     except (TypeError, ValueError):

@@ -11,7 +11,9 @@ cannot follow that convention across 2,000 A: vacuum 2,000.0 A is 1,999.35 A in 
 would run backwards there (flux densities of the wrong sign, a Spectrum refused). Its axis is therefore
 converted by :func:`axis_vacuum_to_air` / :func:`axis_air_to_vacuum`: the formula from 2,000 A (vacuum) up,
 and below it the refractive index at 2,000 A (the formula's poles lie at 877 and 1,603 A): ordered,
-continuous, a shift of at most 0.65 A below 2,000 A.
+continuous, a shift of at most 0.65 A below 2,000 A, and :func:`axis_air_to_vacuum` takes such an axis
+back. An axis read in air (an observed spectrum, a library file) is converted by :func:`air_to_vacuum`: air ->
+vacuum with the convention only opens a 0.65 A gap at 2,000 A, and keeps the order.
 """
 from __future__ import annotations
 

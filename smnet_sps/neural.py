@@ -409,7 +409,8 @@ class NeuralGenerator(_TorchGenerator):
         box, then projected onto the hull in the sheared node coordinates the triangulation uses -- within
         0.2 grid steps of the closest hull point for covered points. A single-metallicity library (BaSeL,
         CM87) is triangulated in (Teff, log g) only and keeps the point's [M/H], as its mixture weight's
-        tolerance of +-0.25 dex does; nodes without a hull (too few, or on a plane) clip to their box only.
+        tolerance of +-0.25 dex does; nodes without a hull (too few, or on a plane) clip to their bounding
+        box only, and a library without training nodes is held inside the training box only.
         """
         p = np.stack([np.log10(teff), logg, logz], 1)
         span = self._in_hi - self._in_lo

@@ -1,7 +1,8 @@
 """Safe output files for the command line: check the path before the work, write atomically after it.
 
-Every ``smnet-sps`` writer goes through :func:`check_output` (before any slow computation) and
-:func:`atomic_output` (around the write). Together they guarantee:
+Every ``smnet-sps`` writer goes through :func:`check_output` (a file; :func:`check_output_folder` for a
+folder of outputs: a model, a correction, a report) before any slow computation and :func:`atomic_output`
+(around the write). Together they guarantee:
 
 * a clear ``ValueError`` naming the option, instead of a traceback, for a directory given as a file, a
   folder where no file can be created (checked by creating and removing one), or an extension the writer
@@ -19,7 +20,8 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_output", "check_creatable_folder", "check_output", "matplotlib_formats", "suffix_of"]
+__all__ = ["atomic_output", "check_creatable_folder", "check_output", "check_output_folder",
+           "matplotlib_formats", "suffix_of"]
 
 
 def suffix_of(path):
@@ -58,10 +60,11 @@ def check_creatable_folder(folder, path, *, option="--out"):
     os.unlink(probe)
 
 
-def check_output_folder(path, holds, *, option="--out", overwrite=False, what="outputs"):
+def check_output_folder(path, holds, *, option="--out", overwrite=False, what="outputs",
+                        remedy="pass --overwrite to replace it"):
     """A CLI option naming a folder of outputs, checked before any work: not a file, creatable and writable
     (:func:`check_creatable_folder`), and, where it already holds files matching ``holds`` (glob patterns),
-    only replaced with ``--overwrite``. Returns the folder as a Path."""
+    only replaced with ``overwrite`` (``remedy`` says how, in the message). Returns the folder as a Path."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{option} {str(out)!r} is a file; give a folder for {what}")
@@ -70,8 +73,7 @@ def check_output_folder(path, holds, *, option="--out", overwrite=False, what="o
         present = sorted({p.name for pattern in holds for p in out.glob(pattern)})
         if present:
             listed = ", ".join(present[:4]) + (", ..." if len(present) > 4 else "")
-            raise ValueError(f"{option} {str(out)!r} already holds {what} ({listed}); pass --overwrite to "
-                             "replace it")
+            raise ValueError(f"{option} {str(out)!r} already holds {what} ({listed}); {remedy}")
     return out
 
 

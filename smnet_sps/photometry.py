@@ -765,8 +765,8 @@ def _with_comment_header(table):
     plain-text table keeps the magnitude system, redshift, Z and units, and reads back with astropy."""
     out = table.copy(copy_data=False)
     lines = [f"{k}: {v}" for k, v in table.meta.items()]
-    lines += [f"column {c}: [{table[c].unit or ''}] {table[c].description or ''}".rstrip()
-              for c in table.colnames]
+    lines += [f"column {c}:" + (f" [{table[c].unit}]" if table[c].unit is not None else "")
+              + (f" {table[c].description}" if table[c].description else "") for c in table.colnames]
     out.meta = {"comments": lines}
     return out
 

@@ -347,7 +347,8 @@ def _check_base_sha(cfg, base_dir):
                 f"the semi-empirical correction was calibrated on base model {cfg['base']['name']!r} with "
                 f"{what} sha256 {want[:16]}..., but the installed base model in {base_dir} has "
                 f"{have[key][:16]}...: the base model has changed. Re-run `smnet-sps calibrate --empirical "
-                "DIR --base default --out smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or "
+                "DIR --base default --out smnet_sps/data/semi_empirical_model --overwrite` "
+                "(docs/semi_empirical.md), or "
                 "pass check_base=False to apply the old correction anyway.")
 
 
@@ -379,7 +380,8 @@ def _check_base_probe(base, start, stop, params, ln_flux, dtype):
             "the base model's spectra differ from those the semi-empirical correction was calibrated on "
             f"(max |change of ln F| {diff:.3g} at the probe points > {PROBE_TOLERANCE:g}): the base model "
             "has changed. Re-run `smnet-sps calibrate --empirical DIR --base default --out "
-            "smnet_sps/data/semi_empirical_model` (docs/semi_empirical.md), or pass check_base=False.")
+            "smnet_sps/data/semi_empirical_model --overwrite` (docs/semi_empirical.md), or pass "
+            "check_base=False.")
 
 
 def _load_net(directory, cfg):

@@ -846,15 +846,9 @@ def add_cli(sub):
 
 def _check_model_dir(args):
     """``--out`` of train: a folder (created if missing); an existing model in it is kept unless asked."""
-    from .output_files import check_creatable_folder
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; give a model folder (e.g. models/mine)")
-    check_creatable_folder(out, out)
-    has_model = any((out / name).exists() for name in ("config.json", "weights.pt"))
-    if has_model and not (args.resume or args.overwrite):
-        raise ValueError(f"--out {str(out)!r} already holds a model; pass --resume to continue it or "
-                         "--overwrite to replace it")
+    from .output_files import check_output_folder
+    check_output_folder(args.out, ("config.json", "weights.pt"), overwrite=args.resume or args.overwrite,
+                        what="a model", remedy="pass --resume to continue it or --overwrite to replace it")
 
 
 def _cli(args):

@@ -46,3 +46,11 @@ def test_to_gaussian_lsf_shares_the_width_check():
         lsf.to_gaussian_lsf(wave, np.ones(wave.size), -25.0, 30.0)
     with pytest.raises(ValueError, match=r"fwhm must be a number or an array of 300 numbers"):
         lsf.to_gaussian_lsf(wave, np.ones(wave.size), np.full(7, 25.0), 30.0)
+
+
+def test_a_width_in_frequency_is_refused_not_read_as_a_wavelength():
+    """1e8 GHz converted with the spectral equivalency is 30 A: a frequency is not a line width in A."""
+    with pytest.raises(u.UnitConversionError):
+        lsf.degrade_to_fwhm(W, F, 0.0, 1e8 * u.GHz)
+    with pytest.raises(u.UnitConversionError):
+        lsf.to_gaussian_lsf(W, F, 1e8 * u.GHz, 60.0)

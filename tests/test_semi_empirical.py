@@ -194,8 +194,13 @@ def test_calibrate_writes_a_loadable_deterministic_correction(tmp_path):
     assert {"semi-empirical (CV)", "default (theory)", "nearest other MILES star"} <= set(scores)
     assert np.isfinite(scores["semi-empirical (CV)"].score).sum() >= 15
     assert "semi-empirical (CV)" in (tmp_path / "a" / "cv_report.md").read_text()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "cv_report.md").write_text("an earlier correction's report")
     assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "b"), "--folds", "0",
-                 "--steps", "40", "--members", "1"]) == 0
+                 "--steps", "40", "--members", "1"]) == 1                  # an occupied folder: --overwrite
+    assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "b"), "--folds", "0",
+                 "--steps", "40", "--members", "1", "--overwrite"]) == 0
+    assert not (tmp_path / "b" / "cv_report.md").exists()            # no CV this time: no stale report
     a = torch.load(tmp_path / "a" / "correction_0.pt")
     b = torch.load(tmp_path / "b" / "correction_0.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)                    # same seed, same data: same weights
