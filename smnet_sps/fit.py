@@ -1036,6 +1036,8 @@ def fit_ssp(
     for name, value in (("max_sigma", max_sigma), ("max_av", max_av), ("max_rv", max_rv)):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive, finite limit; got {value!r}")
+    if not abs(rv_guess) < max_rv:            # as fit_star: a start outside the bounds was clipped silently
+        raise ValueError(f"rv_guess must lie within +-max_rv = {max_rv} km/s; got {rv_guess}")
     if isinstance(templates, (str, os.PathLike)):         # a file from smnet-sps ssp-grid / save_ssp_grid
         from .ssp import load_ssp_grid
         templates = load_ssp_grid(templates)

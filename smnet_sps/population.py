@@ -579,6 +579,14 @@ class StellarPopulation:
         z = _scalar("zred", self.params["zred"]) if redshift is None else _scalar("redshift", redshift)
         if redshift is not None and z != _scalar("zred", self.params["zred"]) and self.params["zred"] > 0:
             warnings.warn(f"redshift={z} differs from zred={self.params['zred']}", UserWarning, stacklevel=2)
+        if z > 0 and np.ndim(tage) == 0 and float(tage) > 0:
+            # as ssp_photometry does (FSPS says nothing): a population older than the universe at z
+            from astropy.cosmology import Planck18
+            cosmology = self.cosmology or Planck18
+            age_universe = float(cosmology.age(z).to_value(u.Gyr))
+            if float(tage) > age_universe:
+                warnings.warn(f"tage = {float(tage):g} Gyr exceeds the age of the universe at z = {z:g} "
+                              f"({age_universe:.3g} Gyr in {cosmology.name})", UserWarning, stacklevel=2)
         if bands is None:                     # every FSPS band that the observed spectrum covers
             from .filters import get_bandpass
             from .photometry import _bandpass_support

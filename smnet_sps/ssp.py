@@ -20,6 +20,7 @@ with weights linear in log Z. At a tabulated node this is exactly the tabulated 
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from typing import NamedTuple
@@ -738,6 +739,10 @@ def save_ssp_grid(grid, path):
     import json
     from pathlib import Path
 
+    if isinstance(grid, (str, os.PathLike)) and hasattr(path, "ssp_wave"):
+        # the plugin writers take (path, grid): say which order this one wants, not a TypeError from Path
+        raise TypeError("save_ssp_grid takes (grid, path); got (path, grid): call save_ssp_grid(grid, "
+                        f"{str(grid)!r})")
     path = Path(path)
     if path.suffix.lower() not in _GRID_FORMATS:
         raise ValueError(f"unknown output format {path.suffix!r}; use .h5, .hdf5 or .npz")

@@ -438,3 +438,12 @@ def test_fit_without_ivar_does_not_depend_on_the_flux_unit(rng):
     # the same fit up to the optimiser's tolerance (the rounding of the two scalings differs)
     assert small.log_age == pytest.approx(large.log_age, abs=0.01)
     assert small.log_age == pytest.approx(9.2, abs=0.05) and small.chi2 == pytest.approx(large.chi2, rel=0.02)
+
+
+def test_fit_ssp_refuses_a_velocity_start_outside_its_bounds():
+    """rv_guess 5000 km/s with max_rv 1000 used to be clipped silently (the fit then ran to a wrong age and
+    A_V); fit_star already refused it."""
+    from smnet_sps.fit import fit_ssp
+    w = np.linspace(4000.0, 6000.0, 500)
+    with pytest.raises(ValueError, match=r"rv_guess must lie within \+-max_rv"):
+        fit_ssp(w, np.ones_like(w), templates="never_read.h5", rv_guess=5000.0)

@@ -306,3 +306,16 @@ def test_mist_missing_package_message(monkeypatch):
     with pytest.raises(ImportError, match="pip install lachesis-grids"):
         mist.load_mist_isochrones()
     assert not mist.mist_available()
+
+
+def test_get_mags_warns_for_a_population_older_than_the_universe():
+    """tage 13 Gyr at z = 3 (the universe is 2.1 Gyr old there): a magnitude came back without a word."""
+    import warnings
+
+    from smnet_sps.generator import BlackbodyGenerator
+    sp = StellarPopulation(sfh=1, generator=BlackbodyGenerator())
+    with pytest.warns(UserWarning, match="exceeds the age of the universe at z = 3"):
+        sp.get_mags(tage=13.0, redshift=3.0, bands=["sdss_r"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        sp.get_mags(tage=1.0, redshift=3.0, bands=["sdss_r"])

@@ -287,3 +287,12 @@ def test_ssp_grid_axes_increase_whatever_the_order_given():
     np.testing.assert_allclose(10 ** g.ssp_lgmet, [0.002, 0.0152])
     ref = ssp_grid([1e9, 1e10], [0.002, 0.0152], generator=BlackbodyGenerator(), progress=False)
     np.testing.assert_array_equal(g.ssp_flux, ref.ssp_flux)
+
+
+def test_save_ssp_grid_names_its_argument_order(tmp_path):
+    """The plugin writers take (path, grid); save_ssp_grid takes (grid, path): swapped, it says so."""
+    from types import SimpleNamespace
+
+    from smnet_sps.ssp import save_ssp_grid
+    with pytest.raises(TypeError, match=r"save_ssp_grid takes \(grid, path\)"):
+        save_ssp_grid(str(tmp_path / "g.h5"), SimpleNamespace(ssp_wave=np.ones(3)))
