@@ -399,7 +399,7 @@ class NeuralGenerator(_TorchGenerator):
         Returns ``held`` (n, n_libraries, 3) float64 (log10 Teff, log g, [M/H]; NaN where the point stays
         where the training box holds it, so that its inputs keep their exact arithmetic) and ``look`` (n,
         n_libraries, 8), each library's :meth:`~smnet_sps.tail.WienTail.locate` (None without a tail table
-        or with ``with_tail=False``); zeros where a library does not weigh the point.
+        or with ``with_tail=False``); where a library does not weigh the point, NaN and zeros.
 
         A point is held inside the training box, then on the hull of the library's training nodes
         (:meth:`_node_hull`): beyond its last nodes a library's network extrapolates (a 20,000 K, log g 2.0
