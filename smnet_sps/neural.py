@@ -412,9 +412,7 @@ class NeuralGenerator(_TorchGenerator):
         tolerance of +-0.25 dex does; nodes without a hull (too few, or on a plane) clip to their bounding
         box only, and a library without training nodes is held inside the training box only.
         """
-        p = np.stack([np.log10(teff), logg, logz], 1)
-        span = self._in_hi - self._in_lo
-        boxed = self._in_lo + np.clip((p - self._in_lo) / span, 0.0, 1.0) * span
+        boxed = self._boxed(np.stack([np.log10(teff), logg, logz], 1))
         n, n_lib = teff.size, len(self.library_names)
         held = np.full((n, n_lib, 3), np.nan)
         look = None if self.tail is None or not with_tail else np.zeros((n, n_lib, 8))
@@ -451,18 +449,22 @@ class NeuralGenerator(_TorchGenerator):
         if not rows.size:
             return jac
         p = np.stack([np.log10(teff), logg, logz], 1)[rows]
-        span = self._in_hi - self._in_lo
         sides = []
         for axis in range(3):
             for sign in (1.0, -1.0):
                 q = p.copy()
                 q[:, axis] += sign * HOLD_STEP
                 h, _ = self._held_inputs(10 ** q[:, 0], q[:, 1], q[:, 2], mix[rows], with_tail=False)
-                boxed = self._in_lo + np.clip((q - self._in_lo) / span, 0.0, 1.0) * span
-                sides.append(np.where(np.isnan(h), boxed[:, None, :], h))
+                sides.append(np.where(np.isnan(h), self._boxed(q)[:, None, :], h))
         for axis in range(3):
             jac[rows, :, :, axis] = (sides[2 * axis] - sides[2 * axis + 1]) / (2 * HOLD_STEP)
         return jac
+
+    def _boxed(self, p):
+        """Points (n, 3) of (log10 Teff, log g, [M/H]) held inside the training box, as the network sees them
+        there (the same arithmetic for the hold and its derivative)."""
+        span = self._in_hi - self._in_lo
+        return self._in_lo + np.clip((p - self._in_lo) / span, 0.0, 1.0) * span
 
     def _node_hull(self, j):
         """The hull of library j's training nodes (:func:`~smnet_sps.tail.node_hull`; the tail table's own
