@@ -650,15 +650,6 @@ def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype)
     return group
 
 
-def _any_done(store):
-    """Whether a points store holds at least one finished chunk (False if it cannot be read)."""
-    import zarr
-    try:
-        return bool(np.asarray(zarr.open_group(str(store), mode="r")["done"][:]).any())
-    except Exception:
-        return False
-
-
 def _write_block(block, store, what, ib, start, spec, device, filters, system, distance_cm, batch_size,
                  out_dtype):
     import zarr
@@ -766,7 +757,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     except BaseException:
         # a store this call created and that holds no finished chunk is nothing to resume: removed, so that
         # a corrected table (e.g. one NaN Teff fixed) is not refused as "another run" next time
-        if created and not _any_done(store):
+        if created and not np.asarray(group["done"][:]).any():
             import shutil
             shutil.rmtree(store, ignore_errors=True)
         raise
