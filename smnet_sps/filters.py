@@ -6,7 +6,7 @@ their curves inside their packages.
 
 Name conventions
 ----------------
-* speclite: ``"group-band"``, e.g. ``"sdss2010-r"``, ``"bessell-V"``, ``"twomass-Ks"``, ``"galex-NUV"``.
+* speclite: ``"group-band"``, e.g. ``"sdss2010-r"``, ``"bessell-V"``, ``"twomass-Ks"``, ``"galex-nuv"``.
 * astro-sedpy (optional dependency): its own names, e.g. ``"sdss_r0"``, ``"bessell_V"``, ``"wise_w1"``.
 * a path to a text file with two columns: wavelength [Angstrom] and throughput (``#`` comments allowed).
 * a ready :class:`synphot.SpectralElement` (its ``meta["name"]`` or ``meta["expr"]`` names the column).

@@ -9,7 +9,7 @@ from astropy import units as u
 from smnet_sps.constants import SIGMA_SB
 from smnet_sps.generator import CoverageWarning
 from smnet_sps.model import SMNet
-from smnet_sps.neural import NeuralGenerator, ReleasedSMNetGenerator, load_generator
+from smnet_sps.neural import _PAD_ROWS, NeuralGenerator, ReleasedSMNetGenerator, load_generator
 
 META = "smnet_official/phoenix_husser_c3k_tmap_OB_all.meta.npz"
 
@@ -47,10 +47,10 @@ def test_released_checkpoint_loads_and_scales_like_hand_computation(released, fn
     hi = np.array([meta["Teff_max"], meta["logG_max"], meta["logZ_max"]])
     xs = np.clip((np.stack([teff, logg, logz], 1) - lo) / (hi - lo), 0, 1)
     with torch.no_grad():
-        # padded to 4 rows as the generator does (oneDNN rounds a 2-row batch differently, ~1e-6 in y,
-        # which log1p01 amplifies x32)
-        xs16 = np.concatenate([xs, np.zeros((2, 3))])
-        y = model(torch.tensor(xs16, dtype=torch.float32))[:2].double().numpy()
+        # padded as the generator does (oneDNN rounds a 2-row batch differently, ~1e-6 in y, which log1p01
+        # amplifies x32)
+        padded = np.concatenate([xs, np.zeros((_PAD_ROWS - 2, 3))])
+        y = model(torch.tensor(padded, dtype=torch.float32))[:2].double().numpy()
     tau, xmax = float(meta["tau"]), float(meta["x_max"])
     x = tau * (np.exp(y * np.log1p(xmax / tau)) - 1)
     wave = meta["wave"].astype(float)
