@@ -26,6 +26,7 @@ import torch
 from .checksums import file_sha256
 from .constants import NODE_STEPS, PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
+from .gravity_range import GravityRange
 from .mixture import SINGLE_METALLICITY_TOLERANCE  # noqa: F401 - importable from here, as before
 from .mixture import (MIXTURE_FILE, LibraryMixture, MixturePolicy, library_node_spacing,
                       node_coordinates, widen_single_metallicity)
@@ -363,6 +364,7 @@ class NeuralGenerator(_TorchGenerator):
             raise ValueError(f"fill_tail must be True or False, got {fill_tail!r}")
         self.tail = self._load_tail(directory, cfg) if fill_tail and self._mlp else None
         self._node_hulls = {}          # library index -> hull of its training nodes (_node_hull), on use
+        self._gravity_ranges = {}      # library index -> log g range of its grid (_gravity_range), on use
         self.default_library = self._check_library(library)
         norm = ("; each spectrum rescaled so its integral over "
                 f"{self.wavelength[0]:g}-{self.wavelength[-1]:g} A = sigma*Teff^4" if self.renormalise
@@ -411,7 +413,10 @@ class NeuralGenerator(_TorchGenerator):
         0.2 grid steps of the closest hull point for covered points. A single-metallicity library (BaSeL,
         CM87) is triangulated in (Teff, log g) only and keeps the point's [M/H], as its mixture weight's
         tolerance of +-0.25 dex does; nodes without a hull (too few, or on a plane) clip to their bounding
-        box only, and a library without training nodes is held inside the training box only.
+        box only, and a library without training nodes is held inside the training box only. Last, log g is
+        clipped into the range the library's grid spans at that (Teff, [M/H]) (:meth:`_gravity_range`): the
+        convex hull bridges a grid's concave edges, where a 4,300 K, log g -0.4 supergiant lay 0.4 dex below
+        BaSeL's lowest model there and came out at 0.86 sigma Teff^4.
         """
         boxed = self._boxed(np.stack([np.log10(teff), logg, logz], 1))
         n, n_lib = teff.size, len(self.library_names)
@@ -428,8 +433,21 @@ class NeuralGenerator(_TorchGenerator):
                 look[sel, j], on_hull = self.tail.locate(pts, j)     # the tail's triangulation: one search
             else:
                 on_hull = pts if hull is None else hull.locate(pts)[3]
-                if look is not None:
-                    look[sel, j] = self.tail.locate(on_hull, j)[0]
+            # then into the log g range of the library's grid at that (Teff, [M/H]), which the hull bridges
+            # where the grid's edge is concave; the lookups again for the points that moved
+            gravity = self._gravity_range(j)
+            if gravity is not None:
+                clipped = gravity.clip(on_hull)
+                narrowed = (np.abs(clipped - on_hull) > HOLD_TOL).any(1)
+                if narrowed.any():
+                    rows = sel[narrowed]
+                    if shared:
+                        look[rows, j], clipped[narrowed] = self.tail.locate(clipped[narrowed], j)
+                    elif hull is not None:                     # (clipped within rounding of the hull)
+                        clipped[narrowed] = hull.locate(clipped[narrowed])[3]
+                    on_hull = clipped
+            if look is not None and not shared:
+                look[sel, j] = self.tail.locate(on_hull, j)[0]
             # points that did not move keep their exact inputs ((x / step) * step need not give x back, and
             # the box's min-max scaling moves a node on the hull's face by an ulp)
             moved = (np.abs(on_hull - pts) > HOLD_TOL).any(1)
@@ -460,6 +478,18 @@ class NeuralGenerator(_TorchGenerator):
         for axis in range(3):
             jac[rows, :, :, axis] = (sides[2 * axis] - sides[2 * axis + 1]) / (2 * HOLD_STEP)
         return jac
+
+    def _gravity_range(self, j):
+        """The log g range of library j's grid (:class:`~smnet_sps.gravity_range.GravityRange`, from all of
+        its nodes: where it has models), or None for a model without nodes."""
+        if self.nodes is None:
+            return None
+        if j not in self._gravity_ranges:
+            own = self.nodes["library_id"] == j
+            points = node_points(np.log10(self.nodes["teff"][own]), self.nodes["logg"][own],
+                                 self.nodes["logz"][own])
+            self._gravity_ranges[j] = GravityRange(points) if own.any() else None
+        return self._gravity_ranges[j]
 
     def _boxed(self, p):
         """Points (n, 3) of (log10 Teff, log g, [M/H]) held inside the training box, as the network sees them
