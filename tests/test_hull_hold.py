@@ -127,19 +127,25 @@ def test_autograd_path_holds_the_same_points(default_generator):
     assert torch.isfinite(teff.grad).all() and (teff.grad != 0).all()
 
 
-@pytest.mark.parametrize("library, teff, logg, logz", [("ck04", 9000.0, 0.6, -1.0),
-                                                       ("ck04", 20000.0, 2.0, 0.0),
-                                                       ("basel22", 40570.0, 4.13, 0.0),
-                                                       ("nextgen", 9800.0, 3.6, -0.25),
-                                                       (None, 29800.0, 2.77, 0.0)])
-def test_gradients_beyond_the_hull_match_finite_differences(default_generator, library, teff, logg, logz):
+@pytest.mark.parametrize("library, teff, logg, logz, blue", [("ck04", 9000.0, 0.6, -1.0, 1000.0),
+                                                             ("ck04", 20000.0, 2.0, 0.0, 1000.0),
+                                                             ("basel22", 40570.0, 4.13, 0.0, 1000.0),
+                                                             ("nextgen", 9800.0, 3.6, -0.25, 1000.0),
+                                                             # below BaSeL's gravity range, inside its hull
+                                                             # (from 3000 A: its stand-in tail, CK04's, is
+                                                             # located beyond CK04's 3,500 K face, where
+                                                             # the fill's weights are constants)
+                                                             ("basel22", 3420.0, -0.7, 0.0, 3000.0),
+                                                             (None, 29800.0, 2.77, 0.0, 1000.0)])
+def test_gradients_beyond_the_hull_match_finite_differences(default_generator, library, teff, logg, logz,
+                                                            blue):
     """Beyond the hull the held point slides along the hull's face as the star moves: autograd follows it
     (before: 0 for d/d[M/H] at 20,000 K, log g 2.0, against 44.9 by finite differences), through the network
     and the tail fill's weights."""
     gen = default_generator
     if library is not None:
         assert np.isfinite(held_for(gen, np.array([teff]), np.array([logg]), np.array([logz]), library)).all()
-    band = (gen.wavelength > 1000) & (gen.wavelength < 10000)
+    band = (gen.wavelength > blue) & (gen.wavelength < 10000)
 
     def objective(*values):
         tensors = [torch.tensor([v], dtype=torch.float64) for v in values]
