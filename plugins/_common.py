@@ -6,7 +6,8 @@ All adapters take the same input, the DSPS layout that :func:`smnet_sps.ssp.ssp_
     ssp_lg_age_gyr  (n_age,)               log10(age / Gyr), increasing
     ssp_wave        (n_wave,)              wavelength [Angstrom], increasing
     ssp_flux        (n_met, n_age, n_wave) L_lambda [L_sun / Angstrom per M_sun formed]
-    surviving_mass  (n_met, n_age)         optional: M(stars + remnants) / M formed, in (0, 1]
+    surviving_mass  (n_met, n_age)         optional: M(stars + remnants) / M formed,
+                                           in (0, MAX_SURVIVING_MASS]
     outside_fraction (n_met, n_age)        optional: share of L_bol from stars outside the
                                            generator's coverage
 
@@ -30,6 +31,11 @@ __all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFA
 # PARSEC v1.2S solar metallicity (Bressan+2012), the project's default isochrones. Hosts that want
 # [M/H] or Z/Z_sun use this unless the grid's metadata or the caller says otherwise.
 DEFAULT_ZSUN = 0.0152
+# FSPS's IMF weights (smnet_sps.imf.imf_weights, reproduced on purpose) give an isochrone's lowest point
+# the stars from 0.08 M_sun up at that point's mass: where PARSEC's youngest isochrones start at 0.10-0.11
+# M_sun the surviving mass per M_sun formed exceeds 1 (up to 1.005 with Kroupa, 1.023 with Salpeter); more
+# is an error
+MAX_SURVIVING_MASS = 1.05
 
 # Names under which a grid may carry the surviving (stars + remnants) mass fraction; the first found wins.
 _MASS_KEYS = ("surviving_mass", "ssp_surviving_mass", "ssp_mass", "mass_fraction", "ssp_mstar",
@@ -107,7 +113,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     Raises
     ------
     ValueError
-        Missing arrays, wrong shapes, NaN/inf, negative flux, non-increasing axes or masses outside (0, 1].
+        Missing arrays, wrong shapes, NaN/inf, negative flux, non-increasing axes or masses outside
+        (0, MAX_SURVIVING_MASS].
     """
     values = {}
     for key in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux"):
@@ -122,6 +129,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         wave = wave.to_value(u.AA, equivalencies=u.spectral())
     flux = values["ssp_flux"]
     if isinstance(flux, u.Quantity):
+        if flux.unit.is_equivalent(u.L_sun / u.AA / u.M_sun):      # as `smnet-sps ssp --out` writes FITS
+            flux = flux * u.M_sun
         try:
             flux = flux.to_value(u.L_sun / u.AA)
         except u.UnitConversionError as exc:
@@ -157,9 +166,9 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         if mass.shape != expected[:2]:
             raise ValueError(f"surviving_mass must have shape (n_met, n_age) = {expected[:2]}; got "
                              f"{mass.shape}")
-        if not np.isfinite(mass).all() or (mass <= 0).any() or (mass > 1 + 1e-6).any():
-            raise ValueError("surviving_mass must be finite and in (0, 1] "
-                             "(stars + remnants per M_sun formed)")
+        if not np.isfinite(mass).all() or (mass <= 0).any() or (mass > MAX_SURVIVING_MASS).any():
+            raise ValueError(f"surviving_mass must be finite and in (0, {MAX_SURVIVING_MASS:g}] (stars + "
+                             f"remnants per M_sun formed); got {np.nanmin(mass):g}..{np.nanmax(mass):g}")
     merged = {}
     for key in ("attrs", "meta"):             # SSPGrid.attrs (units, zsun, provenance) or a plain meta dict
         extra = _get(grid, key)

@@ -184,9 +184,11 @@ class IsochroneSet:
         bad = (Z < lo * (1 - 1e-9)) | (Z > hi * (1 + 1e-9))
         if bad.any():
             zb = Z[bad][0]
+            # the logzsol limits rounded inward, so that the numbers printed are themselves accepted
+            lz_lo = np.ceil(np.log10(lo / self.zsun) * 100 - 1e-9) / 100
+            lz_hi = np.floor(np.log10(hi / self.zsun) * 100 + 1e-9) / 100
             raise ValueError(f"Z = {zb:g} outside the {self.name} isochrone grid: valid Z is {lo:g}-{hi:g} "
-                             f"(logzsol {np.log10(lo / self.zsun):+.2f}..{np.log10(hi / self.zsun):+.2f}, "
-                             f"Zsun = {self.zsun:g})")
+                             f"(logzsol {lz_lo:+.2f}..{lz_hi:+.2f}, Zsun = {self.zsun:g})")
 
 
 #: the isochrone families a user can name, for the command line's help texts

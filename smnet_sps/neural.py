@@ -213,6 +213,11 @@ def _load_wavelength(path):
         raise FileNotFoundError(f"model file {path} is missing (the model's wavelength grid)") from None
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"{path} is not a readable .npy wavelength grid: {exc}") from exc
+    return _checked_wavelength(wave, path)
+
+
+def _checked_wavelength(wave, path):
+    """A wavelength grid [A] read from ``path``, checked: 1-d, finite, strictly increasing, in Angstrom."""
     if wave.ndim != 1 or wave.size < 2 or not np.isfinite(wave).all() or np.any(np.diff(wave) <= 0):
         raise ValueError(f"{path}: the wavelength grid must be a 1-d, finite, strictly increasing array; got "
                          f"shape {wave.shape}" + (f", {wave[0]:g}..{wave[-1]:g}" if wave.size else ""))
@@ -226,10 +231,15 @@ def _load_nodes(path):
     """A model's training nodes (teff, logg, logz, library_id, split) from its .npz."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            nodes = {k: f[k] for k in f.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path} is not a readable .npz of training nodes ({type(exc).__name__}: {exc}); "
                          "the file is corrupt or was replaced") from exc
+    shapes = {k: v.shape for k, v in nodes.items()}
+    if len(set(shapes.values())) > 1 or any(len(shape) != 1 for shape in shapes.values()):
+        raise ValueError(f"{path}: the arrays of training nodes must be 1-d and of one length (one entry per "
+                         f"node); got shapes {shapes}; the file is corrupt or was replaced")
+    return nodes
 
 
 HOLD_STEP = 1e-6   # [dex] the central differences of NeuralGenerator._hold_jacobian
@@ -929,10 +939,17 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         if model.L != L:
             raise ValueError(f"weights {weights.name} have L = {model.L} output pixels but meta {meta.name} "
                              f"has {L} wavelengths; use the meta.npz released with this checkpoint")
-        self.wavelength = md["wave"].astype(float)
+        # a decreasing grid gave negative integrals, so every flux came out negative
+        self.wavelength = _checked_wavelength(np.asarray(md["wave"], float), f"{meta} (key 'wave')")
         self.tau, self.x_max = float(md["tau"]), float(md["x_max"])
         self._lo = np.array([md["Teff_min"], md["logG_min"], md["logZ_min"]], float)
         self._hi = np.array([md["Teff_max"], md["logG_max"], md["logZ_max"]], float)
+        finite = np.isfinite([self.tau, self.x_max, *self._lo, *self._hi]).all()
+        ordered = (self._lo < self._hi).all() and self._lo[0] > 0
+        if not (finite and ordered and self.tau > 0 and self.x_max > 0):
+            raise ValueError(f"meta file {meta}: tau and x_max must be positive and finite, and each of "
+                             f"Teff, log g, log Z a finite range min < max (Teff > 0); got tau {self.tau}, "
+                             f"x_max {self.x_max}, min {self._lo.tolist()}, max {self._hi.tolist()}")
         self.box = ParameterBox((self._lo[0], self._hi[0]), (self._lo[1], self._hi[1]),
                                 (self._lo[2], self._hi[2]))
         self.library_boxes = {}

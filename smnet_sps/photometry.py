@@ -23,7 +23,9 @@ What the flux unit of the input means
   and is scaled by (radius / distance)^2 (``distance`` defaults to 10 pc: absolute magnitudes).
 * **Luminosity density** (convertible to erg s^-1 A^-1 or erg s^-1 Hz^-1, e.g. an SSP in L_sun/A per
   M_sun formed): placed at ``distance`` (default 10 pc; at redshift > 0 the luminosity distance of
-  ``cosmology``): f = L / (4 pi d^2). Magnitudes of an SSP are then per M_sun formed.
+  ``cosmology``): f = L / (4 pi d^2). Magnitudes of an SSP are then per M_sun formed. A luminosity
+  density per unit mass (L_sun / A / M_sun, as ``smnet-sps ssp --out`` writes it into FITS) is taken for
+  1 M_sun formed, the same numbers.
 * ``redshift`` z moves the spectrum to the observed frame: l_obs = l (1 + z) and
   f_obs(l_obs) = f(l) / (1 + z), with ``distance`` the luminosity distance.
 
@@ -243,6 +245,16 @@ def _check_redshift(redshift):
     return z
 
 
+def _per_mass_formed(flux):
+    """A luminosity density per unit mass formed (L_sun / A / M_sun, the unit ``smnet-sps ssp --out`` writes
+    into FITS) as the luminosity density of 1 M_sun formed (L_sun / A, as :func:`~smnet_sps.ssp.ssp_spectrum`
+    returns it); any other unit as it is."""
+    for per_mass in (_LUM_LAM / u.M_sun, _LUM_NU / u.M_sun):
+        if flux.unit.is_equivalent(per_mass):
+            return flux * u.M_sun
+    return flux
+
+
 def _split_input(spectra):
     """-> (wavelength Quantity 1-d, flux Quantity 2-d, meta dict)."""
     meta = {}
@@ -270,7 +282,7 @@ def _split_input(spectra):
     if flux.dtype.kind not in "fiu" or wave_aa.dtype.kind not in "fiu":
         raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and "
                          f"{flux.dtype} (complex or object arrays are not spectra)")
-    flux = np.atleast_2d(flux)
+    flux = np.atleast_2d(_per_mass_formed(flux))
     wave_aa = np.atleast_1d(wave_aa)
     if wave_aa.ndim != 1 or flux.ndim != 2 or flux.shape[-1] != wave_aa.size:
         raise ValueError(f"flux shape {flux.shape} does not match the spectral axis ({wave_aa.size} points); "

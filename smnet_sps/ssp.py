@@ -464,6 +464,13 @@ def _combine(tab, index, plan):
         # geometric interpolation of each phase does not sum to that of the total: keep the per-phase
         # fractions and make them add up to L_bol
         res["phase_lum"] = res["phase_lum"] * (res["lbol"] / res["phase_lum"].sum())
+    if "phase_flux" in res:
+        # likewise per pixel (at a tabulated age the sum is already the total; between ages it was off by
+        # up to 1e-3): the phases' spectra add up to the SSP's, each keeping its share
+        phase_sum = res["phase_flux"].sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(phase_sum > 0, res["flux"] / phase_sum, 0.0)
+        res["phase_flux"] = res["phase_flux"] * scale
     res["n_points"] = int(sum(tab["n_points"][index[p]] for p in _pairs(plan)))
     return res
 

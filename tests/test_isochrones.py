@@ -63,3 +63,17 @@ def test_range_checks():
         iso.check_z(-0.01)
     with pytest.raises(ValueError, match="index out of range"):
         iso.isochrone(15, 0)
+
+
+@pytest.mark.parametrize("family", ["parsec", "padova"])
+def test_the_logzsol_limits_an_error_prints_are_accepted(family):
+    """The message used to round the limits outward (PARSEC '+0.60' for +0.596, Padova '+0.20' for +0.198):
+    typed back in, three of the four were refused."""
+    import re
+    iso = load_isochrones(family)
+    with pytest.raises(ValueError, match="logzsol") as err:
+        iso.check_z(1.0)
+    limits = re.search(r"logzsol ([-+]\d\.\d\d)\.\.([-+]\d\.\d\d)", str(err.value)).groups()
+    lo, hi = (float(v) for v in limits)
+    iso.check_z(iso.zsun * 10 ** np.array([lo, hi]))
+    assert hi > np.log10(iso.Z[-1] / iso.zsun) - 0.01 and lo < np.log10(iso.Z[0] / iso.zsun) + 0.01

@@ -459,3 +459,30 @@ def test_dtype_and_device_arguments_say_what_is_allowed(tiny_model):
     gen = load_generator(tiny_model, device="cpu")
     f32, _ = gen.surface_flux(6000.0, 4.0, 0.0, dtype=np.float32)
     np.testing.assert_array_equal(f32, gen.surface_flux(6000.0, 4.0, 0.0, dtype="float32")[0])
+
+
+@pytest.mark.parametrize("change, match", [({"wave": "reversed"}, "strictly increasing"),
+                                           ({"tau": -1.0}, "tau and x_max must be positive"),
+                                           ({"Teff_min": 1e6}, "finite range min < max")])
+def test_a_damaged_released_meta_is_refused(released, tmp_path, change, match):
+    """A meta.npz whose 'wave' ran backwards loaded, and every flux came out negative (-1.3e7 .. -6.1e4)."""
+    d, _, meta = released
+    bad = dict(meta)
+    for key, value in change.items():
+        bad[key] = meta["wave"][::-1].copy() if value == "reversed" else np.asarray(value)
+    np.savez(tmp_path / "bad.meta.npz", **bad)
+    with pytest.raises(ValueError, match=match):
+        load_generator(d / "plain.pt", meta=tmp_path / "bad.meta.npz", device="cpu")
+
+
+def test_training_nodes_of_unequal_lengths_are_refused(tmp_path):
+    import shutil
+    from smnet_sps.constants import PACKAGE_DATA
+    model = tmp_path / "model"
+    shutil.copytree(PACKAGE_DATA / "default_model", model)
+    with np.load(model / "nodes.npz") as f:
+        nodes = {k: f[k] for k in f.files}
+    nodes["split"] = nodes["split"][:-3]
+    np.savez(model / "nodes.npz", **nodes)
+    with pytest.raises(ValueError, match=r"nodes.npz: the arrays of training nodes must be 1-d and of one"):
+        NeuralGenerator(model, device="cpu")

@@ -324,3 +324,30 @@ def test_ssp_magnitudes_report_the_light_outside_coverage(default_generator):
     assert np.all(table["outside_fraction"] > 0.99)
     np.testing.assert_allclose(table["missing_fraction"], grid.missing_fraction[0])
     assert "without a spectrum" in table["missing_fraction"].description
+
+
+def test_the_ssp_fits_file_feeds_photometry_and_the_adapters(tmp_path):
+    """`smnet-sps ssp --out x.fits` writes FLUX in L_sun / A / M_sun (per M_sun formed). magnitudes(),
+    ssp_photometry() and the adapters refused it ('neither a flux density nor a luminosity density'); they
+    now take it for 1 M_sun formed, the numbers of the same SSP from ssp_spectrum."""
+    from astropy.table import QTable
+    from smnet_sps.cli import main
+    from smnet_sps.plugins._common import as_ssp_arrays
+    from smnet_sps.ssp import ssp_spectrum
+    out = tmp_path / "ssp.fits"
+    assert main(["ssp", "--age", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]) == 0
+    t = QTable.read(out)
+    assert t["FLUX"].unit == u.L_sun / u.AA / u.M_sun
+    spec = ssp_spectrum(1 * u.Gyr, Z=0.0152, generator="blackbody")
+    bands = ["sdss2010-g", "sdss2010-r"]
+    direct = magnitudes(spec, bands)
+    from_file = magnitudes((t["WAVELENGTH"], t["FLUX"]), bands)
+    def first(column):
+        return float(np.ravel(column)[0])
+    for band in bands:
+        assert first(from_file[band]) == pytest.approx(first(direct[band]), abs=1e-6)
+    table = ssp_photometry([1] * u.Gyr, (t["WAVELENGTH"], t["FLUX"][None, :]), bands)
+    assert first(table["M_sdss2010-r"]) == pytest.approx(first(direct["sdss2010-r"]), abs=1e-6)
+    grid = as_ssp_arrays(ssp_lgmet=[np.log10(0.0152)], ssp_lg_age_gyr=[0.0], ssp_wave=t["WAVELENGTH"],
+                         ssp_flux=t["FLUX"][None, None, :])
+    np.testing.assert_allclose(grid.ssp_flux[0, 0], spec.flux.to_value(u.L_sun / u.AA), rtol=1e-6)

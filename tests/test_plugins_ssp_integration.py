@@ -43,3 +43,21 @@ def test_ppxf_and_bagpipes_files_from_ssp_grid(tmp_path, grid):
     assert np.allclose(a["metals"], np.log10(np.array(ZS) / grid.attrs["zsun"]))
     g = bb.read_stellar_grid(bb.write_stellar_grid(tmp_path / "g.fits", grid))
     assert np.array_equal(g["flux"], grid.ssp_flux)
+
+
+def test_young_grids_whose_mass_exceeds_one_are_accepted(tmp_path):
+    """FSPS's IMF weights (reproduced on purpose) count the stars from 0.08 M_sun at an isochrone's lowest
+    point's mass: PARSEC's youngest isochrones, starting at 0.10-0.11 M_sun, then give more than 1 M_sun per
+    M_sun formed (here up to 1.0016). The writers refused every grid holding such an SSP, e.g. a bare
+    ssp_grid(); a mass beyond MAX_SURVIVING_MASS is still refused."""
+    from smnet_sps.plugins._common import MAX_SURVIVING_MASS
+    from smnet_sps.ssp import ssp_grid
+    young = ssp_grid([1e6, 3e6, 1e7], [1e-4, 2e-4], generator="blackbody", progress=False)
+    assert (10 ** young.log_mass > 1).any()
+    templates = db.load_ssp_templates(db.write_ssp_templates(tmp_path / "y.h5", young))
+    assert templates.ssp_flux.shape[:2] == (2, 3)
+    masses = np.load(pb.write_sps_lib(tmp_path / "y.npz", young))["masses"]
+    assert np.allclose(masses, (10 ** young.log_mass).T)
+    bb.write_stellar_grid(tmp_path / "y.fits", young)
+    with pytest.raises(ValueError, match=r"surviving_mass must be finite and in \(0, 1.05\]"):
+        as_ssp_arrays(young, surviving_mass=np.full((2, 3), MAX_SURVIVING_MASS + 0.01))
