@@ -210,7 +210,8 @@ def check_stellar_parameters(lib, root=None):
     Raises
     ------
     ValueError
-        Naming the file, the star (its position in that file, counted from 1), the value and the range.
+        Naming the file, the star (its position in that file, counted from 1), the value and the range; for
+        a value read from an index or Teff table (``lib.parameter_source``), that file and its line.
     """
     kind = LIBRARIES[lib.name].kind if lib.name in LIBRARIES else "union"
     for attr, ((lo, hi), unit) in PARAMETER_DOMAINS.items():
@@ -221,6 +222,13 @@ def check_stellar_parameters(lib, root=None):
         if not bad.any():
             continue
         i = int(np.flatnonzero(bad)[0])
+        held = getattr(lib, "parameter_source", {}).get(attr)
+        if held:        # the value comes from an index / Teff table, not from the spectrum file: blame that
+            source, line = held[i]
+            path = Path(root) / source if root is not None else Path(source)
+            raise ValueError(f"{path}: line {line} gives {label} = {values[i]:g} (for {lib.source_file[i]}), "
+                             f"outside the physical range {lo:g} .. {hi:g} {unit}; {int(bad.sum())} star(s) "
+                             f"of {lib.name} outside, so the file is damaged: replace it with the original")
         source = lib.source_file[i]
         star = sum(1 for other in lib.source_file[:i] if other == source) + 1
         path = Path(root) / source if root is not None else Path(source)
@@ -228,6 +236,23 @@ def check_stellar_parameters(lib, root=None):
                          f"{label} = {values[i]:g}, outside the physical range {lo:g} .. {hi:g} {unit}; "
                          f"{int(bad.sum())} star(s) of {lib.name} outside, so the file is damaged: replace "
                          "it with the original")
+
+
+def _relative_to_root(path, root):
+    """``path`` relative to the libraries folder as given, for the provenance list.
+
+    Not resolved: library folders linked into ``root`` (symlinks) resolve outside it, and the path the user
+    gave is the meaningful one. A file that is not below ``root`` at all keeps its absolute path.
+    """
+    path = Path(path)
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        pass
+    try:
+        return str(path.resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 def _parse_only(only):
@@ -238,6 +263,33 @@ def _parse_only(only):
     if bad or not names:
         raise ValueError(f"unknown library name(s) {bad or names}; valid names: {', '.join(LIBRARIES)}")
     return [n for n in LIBRARIES if n in names]
+
+
+#: wavelengths [A] a grid may span (as the model loader accepts): numbers outside are not in Angstrom
+WAVELENGTH_LIMITS = (1.0, 1e8)
+
+
+def _checked_wavelength(wavelength):
+    """The common wavelength grid [A] as a float array: 1-d, finite, strictly increasing, in Angstrom."""
+    if isinstance(wavelength, u.Quantity):
+        try:
+            wavelength = wavelength.to_value(u.AA)
+        except u.UnitConversionError as exc:
+            raise ValueError(f"wavelength grid in {wavelength.unit} is not a wavelength (give Angstrom, or a "
+                             "Quantity in a length unit)") from exc
+    try:
+        wave = np.asarray(wavelength, float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"wavelength grid must be an array of numbers [Angstrom]: {exc}") from exc
+    if wave.ndim != 1 or wave.size < 2 or not np.isfinite(wave).all() or np.any(np.diff(wave) <= 0):
+        raise ValueError(f"wavelength grid must be a 1-d, finite, strictly increasing array of at least 2 "
+                         f"wavelengths [Angstrom]; got shape {wave.shape}"
+                         + (f", {wave.flat[0]:g}..{wave.flat[-1]:g}" if wave.size else ""))
+    lo, hi = WAVELENGTH_LIMITS
+    if wave[0] < lo or wave[-1] > hi:
+        raise ValueError(f"wavelength grid {wave[0]:g}..{wave[-1]:g} is not in Angstrom: allowed {lo:g} A .. "
+                         f"{hi:g} A (e.g. 91 A - 1.6e6 A, the default); give micron x 1e4, or a Quantity")
+    return wave
 
 
 def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None, strict=False):
@@ -262,7 +314,9 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
         tpagb_crich, tpagb_crich_aringer. ``rauch_tmap`` is read only when named (its shipped file is
         degenerate and is skipped, or fails the build with ``strict``).
     wavelength : array-like or Quantity, optional
-        Common wavelength grid [Angstrom]; default :func:`smnet_sps.wavegrid.default_wavelength`.
+        Common wavelength grid [Angstrom] (1-d, finite, strictly increasing, within 1 A - 1e8 A; a
+        ``ValueError`` otherwise, and if it holds no known pixel of a library read); default
+        :func:`smnet_sps.wavegrid.default_wavelength`.
     progress : bool
         Show a tqdm progress bar (one step per file).
     log : callable, optional
@@ -283,8 +337,7 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
                                 "ck04_castelli_kurucz/, nextgen_phoenix/, ...; e.g. "
                                 "../shared/data/libraries)")
     names = _parse_only(only)
-    wave = (default_wavelength() if wavelength is None else wavelength)
-    wave = np.asarray(wave.to_value(u.AA) if isinstance(wave, u.Quantity) else wave, float)
+    wave = _checked_wavelength(default_wavelength() if wavelength is None else wavelength)
     t0 = time.perf_counter()
     rows = {k: [] for k in ("teff", "logg", "logz", "library_id", "flux", "mask", "source_file")}
     union_names, records, phases, prov, skipped = [], {}, {}, {}, {}
@@ -303,8 +356,13 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
                 continue
             entry = LIBRARIES[name]
             flux, mask = _to_common(lib, wave, entry.medium)
+            if not mask.any():       # a grid beside the library: it would hold only NaN rows
+                lo, hi = min(w[0] for w in lib.wavelengths), max(w[-1] for w in lib.wavelengths)
+                raise ValueError(f"wavelength grid {wave[0]:g}..{wave[-1]:g} A does not overlap library "
+                                 f"{name} ({lo:g}..{hi:g} A): it would hold no known pixel; give a grid in "
+                                 "Angstrom that overlaps it, or leave the library out with only=")
             for path in lib.files:
-                rel = str(Path(path).resolve().relative_to(root.resolve()))
+                rel = _relative_to_root(path, root)
                 if rel not in prov:
                     prov[rel] = file_sha256(path)
             rec = _library_record(lib, flux, mask, wave, entry.medium, entry.medium_note)
@@ -442,7 +500,8 @@ def load_grid(path):
     FileNotFoundError
         The file does not exist.
     ValueError
-        The file is not an HDF5 union grid (wrong format, other format version, missing datasets).
+        The file is not an HDF5 union grid (wrong format, other format version, missing datasets), or it is
+        corrupt (a data chunk that cannot be read); the message names the file.
     """
     import h5py
 
@@ -485,6 +544,9 @@ def load_grid(path):
         except KeyError as exc:
             raise ValueError(f"{path}: union grid file is missing {exc} (damaged or written by another "
                              f"tool)") from exc
+        except (OSError, ValueError) as exc:     # h5py: a damaged data chunk or attribute fails to decode
+            raise ValueError(f"{path}: union grid file is corrupt, its data cannot be read ({exc}); rebuild "
+                             "it with 'smnet-sps grid build' or copy it again") from exc
     n = len(grid.teff)
     if grid.flux.shape != (n, grid.wavelength.size) or grid.mask.shape != grid.flux.shape:
         raise ValueError(f"{path}: flux {grid.flux.shape} / mask {grid.mask.shape} do not match {n} spectra "
@@ -693,11 +755,24 @@ def _grid_outputs(args):
                                 "phase_out": ((".npz",), "phase-library file")})
 
 
+def _no_phase_libraries(only):
+    """The --phase-out error: the grid asked for (or built) holds no phase library to export."""
+    asked = f"--only {only}" if only else "this build"
+    return ValueError(f"--phase-out needs phase libraries, but {asked} has none (none asked for, or all "
+                      f"skipped); include one of {', '.join(PHASE_LIBRARIES)} or drop --phase-out")
+
+
 def _cmd_build(args):
     from .output_files import save_figure
     outputs = _grid_outputs(args)           # before the (minutes-long) build
+    # --phase-out is checked before anything is written: a grid file written and then an error would make
+    # the rerun fail on the existing output
+    if "phase_out" in outputs and not any(LIBRARIES[n].kind == "phase" for n in _parse_only(args.only)):
+        raise _no_phase_libraries(args.only)
     t0 = time.perf_counter()
     grid = build_grid(args.libraries, only=args.only, progress=not args.no_progress, strict=args.strict)
+    if "phase_out" in outputs and not grid.phase_libraries:      # asked for, but every one was skipped
+        raise _no_phase_libraries(args.only)
     save_grid(grid, outputs["out"])         # atomic (temporary file + rename)
     size = Path(args.out).stat().st_size / 1e6
     print(grid_info(grid))

@@ -12,6 +12,7 @@ every reader gets it.
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 from ..constants import SIGMA_SB
 
 __all__ = ["LibrarySpectra", "read_text", "parse_floats", "check_flux", "check_distinct_spectra",
-           "require_dir",
+           "check_last_number", "check_row_count", "odd_ones_out", "require_dir",
            "require_file", "integrate_flux", "ZSUN_MASS_FRACTION"]
 
 #: Solar metal mass fraction used to turn a mass fraction Z into [M/H] = log10(Z / 0.020) (the BPASS
@@ -64,6 +65,10 @@ class LibrarySpectra:
         Every file read (for provenance hashes).
     extra : dict
         Library-specific extras (e.g. the TP-AGB Teff(Z) table).
+    parameter_source : dict
+        ``{"teff" / "logg" / "logz": [(file relative to the library root, line counted from 1), ...]}``, one
+        entry per spectrum, for parameters read from a file other than the spectrum's own (an index or Teff
+        table), so that an impossible value is blamed on the file that holds it. Absent: ``source_file``.
     """
 
     name: str
@@ -80,6 +85,7 @@ class LibrarySpectra:
     n_dropped: int = 0
     files: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    parameter_source: dict = field(default_factory=dict)
 
     def __post_init__(self):
         check_distinct_spectra(self)
@@ -220,6 +226,57 @@ def parse_floats(text, path, expected=None):
         raise ValueError(f"{path}: expected {expected} numbers, found {values.size} "
                          f"(file truncated or not in the expected format)")
     return values
+
+
+def _number_layout(token):
+    """How a number is written, whatever its digits and signs: '7.2557E-05' -> '9.9999E+99'."""
+    token = re.sub(r"[EeDd][+-]?", "E+", token.lstrip("+-"))
+    return re.sub(r"\d", "9", token)
+
+
+def check_last_number(text, path, same_line=True):
+    """Reject a file cut inside its last number (``7.2557E-05`` cut to ``7.2557`` still parses).
+
+    The tabulated files write every flux in one fixed Fortran format, so the last number must be written like
+    the one before it: on the same line (``same_line``, rows of several fluxes) or at the end of the line
+    above (two-column files, whose previous token on the line is a wavelength).
+    """
+    body = text.rstrip()
+    cut = body.rfind("\n")
+    last = body[cut + 1:].split()
+    if same_line:
+        reference = last[-2] if len(last) > 1 else None
+    else:
+        above = body[:max(cut, 0)].rstrip()
+        reference = (above[above.rfind("\n") + 1:].split() or [None])[-1]
+    if last and reference is not None and _number_layout(last[-1]) != _number_layout(reference):
+        raise ValueError(f"{path}: the last number {last[-1]!r} is not written like the others (e.g. "
+                         f"{reference!r}): the file is truncated; replace it with the original")
+
+
+def check_row_count(n_rows, expected, path, what):
+    """Reject a file with other than the documented number of wavelength rows (truncated or wrong file)."""
+    if n_rows != expected:
+        raise ValueError(f"{path}: {n_rows} wavelength rows, expected {expected:,} ({what}); the file is "
+                         "truncated or not in the expected format: replace it with the original")
+
+
+def odd_ones_out(arrays):
+    """Indices of the arrays that differ from the one most of them share; all of them if no majority.
+
+    Used to name the damaged file among files that must share one wavelength grid, whichever file that is
+    (comparing against the first file would blame a healthy second file when the first one is damaged).
+    """
+    groups = {}
+    for i, a in enumerate(arrays):
+        groups.setdefault(np.ascontiguousarray(a).tobytes(), []).append(i)
+    if len(groups) < 2:
+        return []
+    sizes = sorted((len(g) for g in groups.values()), reverse=True)
+    if sizes[0] == sizes[1]:                   # no majority: every file is suspect
+        return list(range(len(arrays)))
+    common = set(max(groups.values(), key=len))
+    return [i for i in range(len(arrays)) if i not in common]
 
 
 def check_flux(flux, path, label=""):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import (LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, integrate_flux, parse_floats, read_text,
-                      require_dir, require_file)
-from .wmbasic import read_column_file
+from ._common import (LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, check_last_number, integrate_flux,
+                      parse_floats, read_text, require_dir, require_file)
+from .wmbasic import check_log_teff, read_column_lines
 
 FOLDER = "fsps_hot_and_agb"
 CITATION = "Smith, Norris & Crowther 2002, MNRAS 337, 1309; via FSPS (Conroy, Gunn & White 2009)"
+#: the FSPS grid: 1,963 wavelengths, 5 Z x 12 Teff per file
+N_WAVE, N_Z, N_TEFF = 1963, 5, 12
 CONVENTION = ("f_nu with unit integral -> F_lambda, rescaled to integral sigma Teff^4; Teff from "
               "CMFGEN_*.teff; "
               "no log g (phase library); [M/H] = log10(Z/0.020) (assumed)")
@@ -36,6 +38,13 @@ def read(folder, kind="WN", progress=None):
         The FSPS ``fsps_hot_and_agb`` folder.
     kind : {'WN', 'WC'}
 
+    Raises
+    ------
+    ValueError
+        Naming the damaged file: another number of wavelengths than 1,963, a file without spectra, a
+        truncated one (not 5 Z x 12 Teff when the Teff file lists the full 12; a last number cut short),
+        or a Teff file that does not fit the spectra.
+
     Returns
     -------
     LibrarySpectra
@@ -46,31 +55,57 @@ def read(folder, kind="WN", progress=None):
     folder = require_dir(folder, f"CMFGEN {kind}")
     hot = folder / "Hot_spectra"
     teff_path = hot / f"CMFGEN_{kind}.teff"
-    logt = read_column_file(teff_path, f"CMFGEN {kind} Teff")
+    logt, teff_lines = read_column_lines(teff_path, f"CMFGEN {kind} Teff")
+    check_log_teff(logt, teff_path)
     path = hot / f"CMFGEN_{kind}_Zall.spec.gz"
     if not path.is_file() and path.with_suffix("").is_file():
         path = path.with_suffix("")
-    lines = [ln for ln in read_text(require_file(path, f"CMFGEN {kind}")).splitlines() if ln.strip()]
+    text = read_text(require_file(path, f"CMFGEN {kind}"))
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     wave = parse_floats(lines[0], path) if lines else np.array([])
     nw, nt = wave.size, logt.size
-    if nw < 10 or (len(lines) - 1) % 2 or (len(lines) - 1) // 2 % nt:
-        raise ValueError(f"{path}: expected a wavelength line then pairs of ('logTeff Z', fluxes) lines in "
-                         f"multiples of {nt} Teff; got {len(lines)} lines (truncated or wrong format)")
+    if nw != N_WAVE:
+        raise ValueError(f"{path}: the first line holds {nw} wavelengths, expected {N_WAVE:,} (wrong format "
+                         "or damaged file)")
     if not np.all(np.diff(wave) > 0):
         raise ValueError(f"{path}: first line is not an increasing wavelength list (wrong format?)")
-    flux, teff, logz = [], [], []
-    for k in range(0, len(lines) - 1, 2):
-        head = parse_floats(lines[1 + k], path)
+    n_spec, odd_line = divmod(len(lines) - 1, 2)
+    if n_spec == 0:
+        raise ValueError(f"{path}: only the wavelength line, no spectra; expected pairs of ('logTeff Z', "
+                         f"{N_WAVE:,} fluxes) lines for {N_Z} Z x {nt} Teff: the file is truncated")
+    heads = [parse_floats(lines[1 + 2 * i], path) for i in range(n_spec)]
+    for i, head in enumerate(heads):
         if head.size != 2 or head[1] <= 0:
-            raise ValueError(f"{path}: line {k + 2} must be 'logTeff Z' with Z > 0, got {lines[1 + k]!r}")
-        j = (k // 2) % nt
+            raise ValueError(f"{path}: line {2 * i + 2} must be 'logTeff Z' with Z > 0, got "
+                             f"{lines[1 + 2 * i]!r}")
+    # Teff per metallicity as the file has it (log Teff restarts with each Z): two or more blocks of one size
+    # other than the Teff file's count mean the Teff file, not the spectra, has extra or missing lines (a
+    # truncated spectra file ends in a shorter block instead)
+    starts = [0] + [i for i in range(1, n_spec) if heads[i][0] <= heads[i - 1][0]] + [n_spec]
+    blocks = set(np.diff(starts).tolist())
+    if len(starts) > 2 and len(blocks) == 1 and blocks != {nt} and not odd_line:
+        raise ValueError(f"{teff_path}: {nt} log Teff values, but {path.name} has {blocks.pop()} Teff per "
+                         "metallicity: the Teff file has extra or missing lines")
+    if odd_line or n_spec % nt:
+        raise ValueError(f"{path}: expected a wavelength line then pairs of ('logTeff Z', fluxes) lines in "
+                         f"multiples of {nt} Teff ({teff_path.name}); got {len(lines)} lines (truncated or "
+                         "wrong format)")
+    if nt == N_TEFF and n_spec != N_Z * N_TEFF:     # the full FSPS grid (a cut-down copy has fewer Teff)
+        raise ValueError(f"{path}: {n_spec} spectra = {n_spec // nt} metallicities x {nt} Teff, expected "
+                         f"{N_Z} x {N_TEFF}: the file is truncated; replace it with the original")
+    check_last_number(text, path)
+    flux, teff, logz, teff_source = [], [], [], []
+    teff_rel = str(teff_path.relative_to(folder.parent))
+    for i, head in enumerate(heads):
+        j = i % nt
         if abs(head[0] - logt[j]) > 0.01:
-            raise ValueError(f"{path}: spectrum {k // 2} has log Teff {head[0]} but {teff_path.name} row "
+            raise ValueError(f"{path}: spectrum {i} has log Teff {head[0]} but {teff_path.name} row "
                              f"{j} is {logt[j]}; files do not belong together")
-        f = parse_floats(lines[2 + k], path, expected=nw)
-        flux.append(check_flux(f, path, f"spectrum {k // 2}"))
+        f = parse_floats(lines[2 + 2 * i], path, expected=nw)
+        flux.append(check_flux(f, path, f"spectrum {i}"))
         teff.append(np.round(10 ** logt[j], -1))    # log Teff has 5 decimals: round to 10 K
         logz.append(np.log10(head[1] / ZSUN_MASS_FRACTION))
+        teff_source.append((teff_rel, teff_lines[j]))
     teff = np.array(teff)
     flam = np.array(flux) * C_ANGSTROM / wave ** 2
     integral = integrate_flux(wave, flam)
@@ -83,4 +118,4 @@ def read(folder, kind="WN", progress=None):
     return LibrarySpectra(name, CITATION, FOLDER, CONVENTION, teff, np.full(teff.size, np.nan),
                           np.array(logz),
                           [wave], [flam], [str(path.relative_to(folder.parent))] * teff.size, integral, 0,
-                          [teff_path, path])
+                          [teff_path, path], parameter_source={"teff": teff_source})

@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import (LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir,
-                      require_file)
-from .wmbasic import read_column_file
+from ._common import (LibrarySpectra, check_flux, check_last_number, integrate_flux, parse_floats, read_text,
+                      require_dir, require_file)
+from .wmbasic import read_column_lines
 
 NAME = "rauch_pagb"
 FOLDER = "fsps_hot_and_agb"
@@ -45,6 +45,9 @@ MEDIUM_NOTE = ("TMAP NLTE model fluxes (f_nu) computed on a frequency grid; FSPS
 N_FSPS = 14
 #: abundance set -> [M/H] (halo = -1 is an assumption)
 SETS = (("solar", 0.0), ("halo", -1.0))
+#: tabulated range [A] (10 A - 1 cm: first and last rows 10.1 A and 1.0001e8 A): the unit normalisation, and
+#: so the rescaling to sigma Teff^4, needs all of it; a file ending earlier is truncated
+WAVE_RANGE = (10.1, 1.0001e8)
 
 
 def _merge_repeated(wave, flux, path):
@@ -73,7 +76,7 @@ def read(folder, progress=None, fsps_columns_only=False):
     folder = require_dir(folder, "Rauch post-AGB (FSPS ipagb)")
     hot = folder / "Hot_spectra"
     teff_path = hot / "ipagb.teff"
-    teff_all = read_column_file(teff_path, "Rauch post-AGB Teff")
+    teff_all, teff_lines = read_column_lines(teff_path, "Rauch post-AGB Teff")
     if np.any(teff_all < 1e4) or np.any(np.diff(teff_all) <= 0):
         raise ValueError(f"{teff_path}: expected increasing linear Teff [K] >= 10,000, got {teff_all}")
     n_use = min(N_FSPS, teff_all.size) if fsps_columns_only else teff_all.size
@@ -85,12 +88,18 @@ def read(folder, progress=None, fsps_columns_only=False):
         if not path.is_file() and path.with_suffix("").is_file():
             path = path.with_suffix("")
         require_file(path, f"Rauch post-AGB {label} spectra")
-        values = parse_floats(read_text(path), path)
+        text = read_text(path)
+        values = parse_floats(text, path)
         if values.size == 0 or values.size % ncol:
             raise ValueError(f"{path}: {values.size} numbers is not a whole number of rows of {ncol} columns "
                              f"(lambda + {teff_all.size} Teff of {teff_path.name}); "
                              "truncated or wrong format")
         values = values.reshape(-1, ncol)
+        if values[0, 0] > WAVE_RANGE[0] or values[-1, 0] < WAVE_RANGE[1]:
+            raise ValueError(f"{path}: wavelengths {values[0, 0]:g}..{values[-1, 0]:g} A, expected "
+                             f"{WAVE_RANGE[0]:g}..{WAVE_RANGE[1]:g} A (10 A - 1 cm): the file is truncated; "
+                             "replace it with the original")
+        check_last_number(text, path)
         fnu = check_flux(values[:, 1:1 + n_use].T, path)           # (n_use, n_wave)
         wave, fnu = _merge_repeated(values[:, 0], fnu, path)
         if wave[0] <= 0:
@@ -113,5 +122,8 @@ def read(folder, progress=None, fsps_columns_only=False):
         if progress:
             progress()
     teff = np.concatenate(teff)
+    teff_rel = str(teff_path.relative_to(folder.parent))
+    teff_source = [(teff_rel, k) for k in teff_lines[:n_use]] * len(SETS)
     return LibrarySpectra(NAME, CITATION, FOLDER, CONVENTION, teff, np.full(teff.size, np.nan),
-                          np.concatenate(logz), waves, fluxes, src, np.concatenate(raw), 0, files)
+                          np.concatenate(logz), waves, fluxes, src, np.concatenate(raw), 0, files,
+                          parameter_source={"teff": teff_source})

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import (LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir,
-                      require_file)
+from ._common import (LibrarySpectra, check_flux, check_last_number, check_row_count, integrate_flux,
+                      parse_floats, read_text, require_dir, require_file)
 
 FOLDER = "fsps_hot_and_agb"
 CITE_LM = "Lancon & Mouhcine 2002, A&A 393, 167; via FSPS (Conroy, Gunn & White 2009)"
@@ -37,12 +37,17 @@ KINDS = {
     "tpagb_crich": ("Crich", CITE_LM, False),
     "tpagb_crich_aringer": ("Crich_Aringer", CITE_AR, True),
 }
+#: wavelength rows of each file (FSPS AGB_spectra): a file with fewer is truncated
+N_WAVE = {"Orich": 6146, "Crich": 6146, "Crich_Aringer": 9032}
 
 
 def _read_teff(path, n_spec):
-    """(teff (n_spec,), teff_table or None, logz_table or None) from an AGB ``.teff`` file."""
-    rows = [ln.split() for ln in read_text(require_file(path, "TP-AGB Teff table")).splitlines()
-            if ln.strip() and not ln.lstrip().startswith("#")]
+    """(teff (n_spec,), teff_table or None, logz_table or None, line of each Teff) of a ``.teff`` file."""
+    numbered = [(k, ln.split()) for k, ln in
+                enumerate(read_text(require_file(path, "TP-AGB Teff table")).splitlines(), 1)
+                if ln.strip() and not ln.lstrip().startswith("#")]
+    rows = [r for _, r in numbered]
+    line_of = [k for k, _ in numbered]
     try:
         table = np.array(rows, dtype=float)
     except ValueError as exc:
@@ -51,16 +56,16 @@ def _read_teff(path, n_spec):
         teff = table.ravel()
         if teff.size != n_spec:
             raise ValueError(f"{path}: {teff.size} Teff values for {n_spec} spectra")
-        return teff, None, None
+        return teff, None, None, line_of
     if table.shape[1] == 2 and table.shape[0] == n_spec:     # colour, Teff
-        return table[:, 1], None, None
+        return table[:, 1], None, None, line_of
     if table.shape[0] == n_spec + 1:                         # header row of log Z/Zsun, then colour + Teff(Z)
         logz_table = table[0, 1:]
         teff_table = table[1:, 1:]
         solar = int(np.argmin(np.abs(logz_table)))
         if abs(logz_table[solar]) > 1e-6:
             raise ValueError(f"{path}: no log Z/Zsun = 0 column in the header row {logz_table}")
-        return teff_table[:, solar].copy(), teff_table, logz_table
+        return teff_table[:, solar].copy(), teff_table, logz_table, line_of[1:]
     raise ValueError(f"{path}: table shape {table.shape} does not fit {n_spec} spectra")
 
 
@@ -96,12 +101,14 @@ def read(folder, name="tpagb_orich", progress=None):
         raise ValueError(f"{path}: {values.size} numbers is not a whole number of {ncol}-column rows "
                          f"(truncated or wrong format)")
     values = values.reshape(-1, ncol)
+    check_row_count(len(values), N_WAVE[stem], path, f"TP-AGB {stem} spectra")
+    check_last_number(text, path)
     wave = values[:, 0]
     if not np.all(np.diff(wave) > 0):
         raise ValueError(f"{path}: wavelength column is not increasing (wrong format?)")
     flux = check_flux(values[:, 1:].T, path)
     teff_path = agb / f"{stem}.teff"
-    teff, teff_table, logz_table = _read_teff(teff_path, flux.shape[0])
+    teff, teff_table, logz_table, teff_lines = _read_teff(teff_path, flux.shape[0])
     if is_fnu:
         flux = flux * C_ANGSTROM / wave ** 2
     integral = integrate_flux(wave, flux)
@@ -118,7 +125,8 @@ def read(folder, name="tpagb_orich", progress=None):
             + ("; Teff = solar column of the Teff(Z) table" if teff_table is not None else ""))
     if progress:
         progress()
+    teff_rel = str(teff_path.relative_to(folder.parent))
     return LibrarySpectra(name, citation, FOLDER, conv, teff, np.full(teff.size, np.nan), logz, [wave],
                           [flux],
                           [str(path.relative_to(folder.parent))] * teff.size, integral, 0, [path, teff_path],
-                          extra)
+                          extra, {"teff": [(teff_rel, k) for k in teff_lines]})

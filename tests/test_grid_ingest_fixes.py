@@ -1,0 +1,287 @@
+"""Grid ingest: symlinked library folders, truncated / damaged files named correctly, --phase-out checked
+before writing, the wavelength grid checked, a corrupt grid file named. Damaged copies of the fixture files
+(cut from the real libraries) in tmp_path; every test reads one small library."""
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+from smnet_sps.cli import main
+from smnet_sps.grid import build_grid, check_stellar_parameters, load_grid, save_grid
+from smnet_sps.libraries import read_library
+
+
+@pytest.fixture(scope="module")
+def libdir(fixtures_dir):
+    return fixtures_dir / "libraries"
+
+
+@pytest.fixture
+def copy_lib(libdir, tmp_path):
+    """A writable copy of one fixture library folder below tmp_path/libs; returns the libraries root."""
+    def _copy(folder):
+        shutil.copytree(libdir / folder, tmp_path / "libs" / folder)
+        return tmp_path / "libs"
+    return _copy
+
+
+def read_gz(path):
+    return gzip.decompress(path.read_bytes()).decode()
+
+
+def write_gz(path, text):
+    path.write_bytes(gzip.compress(text.encode()))
+
+
+def cut_last_number(path, keep):
+    """Cut the file inside its last number, keeping ``keep`` characters of it (as a truncated copy would)."""
+    text = read_gz(path).rstrip()
+    last = text.split()[-1]
+    write_gz(path, text[: len(text) - len(last) + keep])
+
+
+# ------------------------------------------------------------------------------------------- 1 symlinks
+def test_symlinked_library_folders_build(libdir, tmp_path):
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for folder in libdir.iterdir():
+        if folder.is_dir():
+            (linked / folder.name).symlink_to(folder.resolve())
+    grid = build_grid(linked, only="cm87", progress=False, log=lambda s: None)
+    # provenance relative to the folder given, not to where the links point
+    assert [line.split()[0] for line in grid.provenance] == ["pegase_cm87_hotstars/stellibCM.dat"]
+    assert len(grid) > 0
+
+
+# ----------------------------------------------------------------------------------- 2 truncated files
+@pytest.mark.parametrize("stem", ["Crich_Aringer", "Orich"])
+def test_tpagb_cut_inside_last_number_is_an_error(copy_lib, stem):
+    root = copy_lib("fsps_hot_and_agb")
+    path = root / f"fsps_hot_and_agb/AGB_spectra/{stem}.spec.gz"
+    cut_last_number(path, keep=6)            # 7.3549E-22 -> 7.3549
+    name = {"Crich_Aringer": "tpagb_crich_aringer", "Orich": "tpagb_orich"}[stem]
+    with pytest.raises(ValueError, match=rf"{stem}\.spec\.gz: the last number .* truncated"):
+        read_library(name, root)
+
+
+def test_tpagb_cut_at_a_row_is_an_error(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    path = root / "fsps_hot_and_agb/AGB_spectra/Crich.spec.gz"
+    write_gz(path, "\n".join(read_gz(path).splitlines()[:-100]) + "\n")
+    with pytest.raises(ValueError, match=r"Crich\.spec\.gz: 6046 wavelength rows, expected 6,146"):
+        read_library("tpagb_crich", root)
+
+
+def test_rauch_pagb_cut_inside_last_number_is_an_error(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    path = root / "fsps_hot_and_agb/Hot_spectra/ipagb_halo.spec.gz"
+    cut_last_number(path, keep=4)
+    with pytest.raises(ValueError, match=r"ipagb_halo\.spec\.gz: the last number .* truncated"):
+        read_library("rauch_pagb", root)
+
+
+def test_rauch_pagb_cut_at_a_row_is_an_error(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    path = root / "fsps_hot_and_agb/Hot_spectra/ipagb_solar.spec.gz"
+    write_gz(path, "\n".join(read_gz(path).splitlines()[:-20]) + "\n")
+    with pytest.raises(ValueError, match=r"ipagb_solar\.spec\.gz: wavelengths 10\.1\.\..* truncated"):
+        read_library("rauch_pagb", root)
+
+
+def test_cmfgen_cut_inside_last_number_is_an_error(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    cut_last_number(root / "fsps_hot_and_agb/Hot_spectra/CMFGEN_WC_Zall.spec.gz", keep=3)
+    with pytest.raises(ValueError, match=r"CMFGEN_WC_Zall\.spec\.gz: the last number .* truncated"):
+        read_library("cmfgen_wc", root)
+
+
+#: log Teff of the full FSPS CMFGEN WN grid (CMFGEN_WN.teff, 12 values)
+WN_LOG_TEFF = [4.47712, 4.50515, 4.54407, 4.60206, 4.65321, 4.69897, 4.77815, 4.84510, 4.90309, 4.95424,
+               5.00000, 5.07918]
+
+
+def test_cmfgen_cut_after_four_of_five_metallicities_is_an_error(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    hot = root / "fsps_hot_and_agb/Hot_spectra"
+    lines = read_gz(hot / "CMFGEN_WN_Zall.spec.gz").splitlines()
+    (hot / "CMFGEN_WN.teff").write_text("".join(f"{t:12.5f}\n" for t in WN_LOG_TEFF))
+    body = [lines[0]]
+    for z in (0.001, 0.004, 0.008, 0.020):        # the fifth metallicity (0.040) is missing
+        for t in WN_LOG_TEFF:
+            body += [f" {t:.2f} {z:.3f}", lines[2]]
+    write_gz(hot / "CMFGEN_WN_Zall.spec.gz", "\n".join(body) + "\n")
+    with pytest.raises(ValueError, match=r"CMFGEN_WN_Zall\.spec\.gz: 48 spectra = 4 metallicities x 12 Teff, "
+                                         r"expected 5 x 12"):
+        read_library("cmfgen_wn", root)
+
+
+def test_cmfgen_with_only_its_wavelength_line_is_a_clear_error(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    path = root / "fsps_hot_and_agb/Hot_spectra/CMFGEN_WN_Zall.spec.gz"
+    write_gz(path, read_gz(path).splitlines()[0] + "\n")
+    with pytest.raises(ValueError, match=r"CMFGEN_WN_Zall\.spec\.gz: only the wavelength line, no spectra"):
+        read_library("cmfgen_wn", root)
+
+
+def test_truncated_phase_file_is_skipped_not_built(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    cut_last_number(root / "fsps_hot_and_agb/AGB_spectra/Crich_Aringer.spec.gz", keep=6)
+    grid = build_grid(root, only="tpagb_crich_aringer,tpagb_crich", progress=False, log=lambda s: None)
+    assert set(grid.phase_libraries) == {"tpagb_crich"}
+    assert "Crich_Aringer.spec.gz" in grid.attrs["skipped_libraries"]["tpagb_crich_aringer"]
+
+
+# ----------------------------------------------------------------------------- 3 the right file named
+def test_basel_damaged_first_file_is_the_one_named(copy_lib):
+    root = copy_lib("basel22_lejeune_solar")
+    path = root / "basel22_lejeune_solar/spectra/lej_t03500g00.0.txt.gz"      # first in the index
+    write_gz(path, "\n".join(read_gz(path).splitlines()[:-50]) + "\n")
+    with pytest.raises(ValueError, match=r"lej_t03500g00\.0\.txt\.gz: 1171 wavelength rows, expected 1,221"):
+        read_library("basel22", root)
+
+
+def test_basel_first_file_with_a_wrong_wavelength_is_the_one_named(copy_lib):
+    root = copy_lib("basel22_lejeune_solar")
+    path = root / "basel22_lejeune_solar/spectra/lej_t03500g00.0.txt.gz"
+    lines = read_gz(path).splitlines()
+    wave, flux = lines[600].split()
+    lines[600] = f"{float(wave) + 1:.1f} {flux}"
+    write_gz(path, "\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"lej_t03500g00\.0\.txt\.gz: wavelength .* in row 601"):
+        read_library("basel22", root)
+
+
+def test_basel_cut_inside_last_number_is_an_error(copy_lib):
+    root = copy_lib("basel22_lejeune_solar")
+    cut_last_number(root / "basel22_lejeune_solar/spectra/lej_t30000g04.0.txt.gz", keep=4)
+    with pytest.raises(ValueError, match=r"lej_t30000g04\.0\.txt\.gz: the last number"):
+        read_library("basel22", root)
+
+
+def wmbasic_three_metallicities(root):
+    """The fixture's one WM-basic file as three metallicities (the readers compare their grids)."""
+    hot = root / "fsps_hot_and_agb/Hot_spectra"
+    (hot / "WMBASIC_zlegend.dat").write_text(" 0.0100\n 0.0140\n 0.0200\n")
+    for z in ("0.0100", "0.0140"):
+        shutil.copy(hot / "WMBASIC_z0.0200.spec.gz", hot / f"WMBASIC_z{z}.spec.gz")
+    return hot
+
+
+def test_wmbasic_damaged_first_file_is_the_one_named(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    hot = wmbasic_three_metallicities(root)
+    first = hot / "WMBASIC_z0.0100.spec.gz"
+    lines = read_gz(first).splitlines()
+    parts = lines[2000].split()
+    lines[2000] = " ".join([f"{float(parts[0]) + 0.5:.1f}"] + parts[1:])     # still increasing
+    write_gz(first, "\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"WMBASIC_z0\.0100\.spec\.gz: wavelength grid differs") as err:
+        read_library("wmbasic", root)
+    assert "0.0140" not in str(err.value) and "0.0200" not in str(err.value)
+
+
+def test_wmbasic_truncated_first_file_is_the_one_named(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    hot = wmbasic_three_metallicities(root)
+    first = hot / "WMBASIC_z0.0100.spec.gz"
+    write_gz(first, "\n".join(read_gz(first).splitlines()[:-8]) + "\n")
+    with pytest.raises(ValueError, match=r"WMBASIC_z0\.0100\.spec\.gz: 5500 wavelength rows, expected 5,508"):
+        read_library("wmbasic", root)
+
+
+def test_bad_logg_in_basel_index_names_the_index(copy_lib):
+    root = copy_lib("basel22_lejeune_solar")
+    index = root / "basel22_lejeune_solar/lejeune_index.ls"
+    index.write_text(index.read_text().replace("5750   4.5", "5750   45"))
+    lib = read_library("basel22", root)
+    with pytest.raises(ValueError, match=r"lejeune_index\.ls: line 2 gives log g = 45 "
+                                         r"\(for basel22_lejeune_solar/spectra/lej_t05750g04\.5\.txt\.gz\)"):
+        check_stellar_parameters(lib, root)
+
+
+def test_extra_line_in_wmbasic_teff_names_the_teff_file(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    teff = root / "fsps_hot_and_agb/Hot_spectra/WMBASIC.teff"
+    teff.write_text(teff.read_text() + "      4.44871\n")
+    with pytest.raises(ValueError, match=r"WMBASIC\.teff: 3 Teff values, but WMBASIC_z0\.0200\.spec\.gz "
+                                         r"has 6 flux columns"):
+        read_library("wmbasic", root)
+
+
+def test_linear_wmbasic_teff_names_the_teff_file(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    (root / "fsps_hot_and_agb/Hot_spectra/WMBASIC.teff").write_text("  25000.0\n  26300.0\n")
+    with pytest.raises(ValueError, match=r"WMBASIC\.teff: value 1 is 25000; expected log10 Teff"):
+        read_library("wmbasic", root)
+
+
+def test_bad_teff_in_tpagb_table_names_the_table(copy_lib):
+    root = copy_lib("fsps_hot_and_agb")
+    teff = root / "fsps_hot_and_agb/AGB_spectra/Crich_Aringer.teff"
+    teff.write_text(teff.read_text().replace("2600.00", "26.00"))
+    lib = read_library("tpagb_crich_aringer", root)
+    with pytest.raises(ValueError, match=r"Crich_Aringer\.teff: line 2 gives Teff = 26 "):
+        check_stellar_parameters(lib, root)
+
+
+# ------------------------------------------------------------------------- 4 --phase-out precondition
+def test_phase_out_without_phase_libraries_writes_nothing(libdir, tmp_path, capsys):
+    out, npz = tmp_path / "o.h5", tmp_path / "o.npz"
+    rc = main(["grid", "build", "--libraries", str(libdir), "--only", "cm87", "--out", str(out),
+               "--phase-out", str(npz), "--no-progress"])
+    assert rc == 1
+    assert "--phase-out needs phase libraries" in capsys.readouterr().err
+    assert not out.exists() and not npz.exists()
+
+
+def test_phase_out_with_every_phase_library_skipped_writes_nothing(copy_lib, tmp_path, capsys):
+    root = copy_lib("pegase_cm87_hotstars")
+    out, npz = tmp_path / "o.h5", tmp_path / "o.npz"
+    # tpagb_orich asked for, but its folder is missing: skipped, so there is nothing to export
+    rc = main(["grid", "build", "--libraries", str(root), "--only", "cm87,tpagb_orich", "--out", str(out),
+               "--phase-out", str(npz), "--no-progress"])
+    assert rc == 1
+    assert "--phase-out needs phase libraries" in capsys.readouterr().err
+    assert not out.exists() and not npz.exists()
+
+
+# ----------------------------------------------------------------------------- 5 the wavelength grid
+@pytest.mark.parametrize("wave, match", [
+    (np.linspace(0.3, 1.0, 50), r"0\.3\.\.1 is not in Angstrom"),              # micron
+    (np.linspace(1e3, 1e9, 50), r"not in Angstrom"),
+    (np.array([5000.0, 4000.0, 6000.0]), "strictly increasing"),
+    (np.array([4000.0, np.nan, 6000.0]), "finite"),
+    (np.array([5000.0]), "at least 2"),
+    (np.linspace(2.0, 50.0, 20), r"does not overlap library cm87 \(91\.\."),    # Angstrom, beside it
+])
+def test_wavelength_grid_is_checked(libdir, wave, match):
+    with pytest.raises(ValueError, match=match):
+        build_grid(libdir, only="cm87", wavelength=wave, progress=False, log=lambda s: None)
+
+
+def test_wavelength_grid_as_quantity_in_micron_is_converted(libdir):
+    import astropy.units as u
+    grid = build_grid(libdir, only="cm87", wavelength=np.linspace(0.3, 1.0, 50) * u.um, progress=False,
+                      log=lambda s: None)
+    assert grid.wavelength[0] == pytest.approx(3000.0) and grid.mask.all()
+    with pytest.raises(ValueError, match="not a wavelength"):
+        build_grid(libdir, only="cm87", wavelength=np.linspace(1, 2, 5) * u.s, progress=False)
+
+
+# --------------------------------------------------------------------------------- 6 corrupt grid file
+def test_corrupt_data_chunk_names_the_file(libdir, tmp_path, capsys):
+    import h5py
+
+    path = tmp_path / "grid.h5"
+    save_grid(build_grid(libdir, only="cm87", progress=False, log=lambda s: None), path)
+    with h5py.File(path, "r") as f:
+        chunk = f["flux"].id.get_chunk_info(0)
+    data = bytearray(path.read_bytes())
+    data[chunk.byte_offset:chunk.byte_offset + chunk.size] = b"\xff" * chunk.size
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{path}: union grid file is corrupt"):
+        load_grid(path)
+    assert main(["grid", "info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "corrupt" in err
