@@ -192,8 +192,12 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     nodes_path = model_dir / cfg.get("nodes_file", "nodes.npz")
     if not nodes_path.is_file():
         raise FileNotFoundError(f"{model_dir} has no {nodes_path.name} (its training nodes and split)")
-    with np.load(nodes_path) as f:
-        nodes = {k: f[k] for k in f.files}
+    try:
+        with np.load(nodes_path, allow_pickle=False) as f:
+            nodes = {k: f[k] for k in ("teff", "logg", "logz", "library_id", "split")}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{nodes_path} is not a readable nodes file ({type(exc).__name__}: {exc}); the file "
+                         "is truncated or corrupt: retrain the model or put back a good copy") from None
     names = list(cfg["library_names"])
     if isinstance(libraries, str):
         libraries = [name.strip() for name in libraries.split(",") if name.strip()]
@@ -219,11 +223,23 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
                          f"nodes.npz; the model records grid_file {cfg.get('grid_file')!r})")
     if not np.allclose(grid.wavelength, np.load(model_dir / cfg.get("wavelength_file", "wavelength.npy"))):
         raise ValueError(f"{grid_path}: its wavelength grid differs from the model's")
+    # nodes train(exclude_nodes=...) left out (a cross-validation fold) are no training nodes: as when the
+    # model was trained, their spectra stay out of the table
+    split = np.array(nodes["split"], copy=True)
+    excluded = cfg.get("excluded_nodes") or []
+    try:
+        excluded = np.asarray(excluded, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        excluded = None
+    if excluded is None or (excluded.size and (excluded.min() < 0 or excluded.max() >= split.size)):
+        raise ValueError(f"{cfg_path}: excluded_nodes must be a list of node indices in [0, {split.size}); "
+                         "the config is damaged")
+    split[excluded] = -1
     log_ratio = log_ratio_targets(grid.flux, grid.mask, grid.teff)
     known = grid.mask & np.isfinite(log_ratio)
     log_ratio_ref = log_ratio - blackbody_log_ratio(grid.wavelength, grid.teff).astype(np.float32)
     tail = wien_tail_mask(grid.wavelength, grid.flux, known, tail_floor)
-    table = tabulate_tail(grid.wavelength, log_ratio_ref, tail, grid.library_id, nodes["split"], names,
+    table = tabulate_tail(grid.wavelength, log_ratio_ref, tail, grid.library_id, split, names,
                           libraries, stand_ins)
     # each file written beside its target and renamed over it: an interrupted call leaves the old pair, or
     # (between the two renames) a table that config.json's tail_sha256 does not match, which loading refuses

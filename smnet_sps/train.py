@@ -20,6 +20,7 @@ import torch
 from .checksums import file_sha256
 from .constants import NODE_STEPS, SIGMA_SB
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
+from .output_files import atomic_output
 from .tail import TAIL_FILE, save_table, tabulate_tail, wien_tail_mask
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "blend_edges",
@@ -315,8 +316,63 @@ def _jitter_steps(input_jitter):
     return steps.copy()
 
 
+# what a checkpoint must hold for --resume (checkpoints written before 2026-12 lack "recipe" and still load)
+CHECKPOINT_KEYS = ("model", "optimizer", "state", "best_state", "arch", "arch_kwargs", "grid_sha256")
+# the options a resume may change: how long and where the run goes on, and which weights it writes; every
+# other option shapes the targets, the draws, the loss or the schedule and is kept in the checkpoint's recipe
+RESUME_MAY_CHANGE = "--epochs, --minutes, --patience, --keep, --threads, --device"
+_CLI_FLAGS = {"tail_floor", "pixel_loss", "uv_weight", "w_max", "library_balance", "libraries", "node_loss",
+              "node_blend", "node_blend_kind", "input_jitter", "lr", "lr_final", "batch_size", "ema_decay",
+              "seed", "init_from"}
+
+
+def _show(value):
+    """A recipe value for a message: long lists (excluded nodes) shortened."""
+    if isinstance(value, list) and len(value) > 6:
+        return f"[{', '.join(map(str, value[:3]))}, ... ({len(value)} values)]"
+    return repr(value)
+
+
+def _recipe_mismatch(ckpt_path, recorded, recipe):
+    """ValueError text listing the options in which ``recipe`` differs from the checkpoint's, or None."""
+    diffs = [f"{'--' + k.replace('_', '-') if k in _CLI_FLAGS else k} {_show(recorded[k])} in the "
+             f"checkpoint, {_show(v)} now" for k, v in recipe.items() if k in recorded and recorded[k] != v]
+    if not diffs:
+        return None
+    return (f"--resume: {ckpt_path} was trained with other options ({'; '.join(diffs)}); resume with the "
+            f"checkpoint's options (only {RESUME_MAY_CHANGE} may change) or train into a new --out")
+
+
+def _read_checkpoint(ckpt_path, device):
+    """The dict of a checkpoint written by :func:`train`; a one-line ValueError naming the file otherwise."""
+    remedy = ("remove it and start again (--overwrite instead of --resume), or put back a good copy of it")
+    try:
+        # plain tensors, dicts, lists, numbers and strings only: no code runs while it is read
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+    except Exception as exc:                   # noqa: BLE001 - torch raises many types for bad files
+        detail = " ".join(str(exc).split()).split(". ")[0][:160]      # torch's first sentence says what
+        raise ValueError(f"--resume: cannot read {ckpt_path}: it is truncated, corrupt or not a checkpoint "
+                         f"of smnet-sps train ({type(exc).__name__}: {detail}); {remedy}") from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else list(CHECKPOINT_KEYS)
+    state = ck.get("state") if isinstance(ck, dict) else None
+    if not missing and not (isinstance(state, dict)
+                            and all(k in state for k in ("epoch", "elapsed", "best_val", "best_epoch",
+                                                         "history"))):
+        missing = ["state"]
+    if missing:
+        raise ValueError(f"--resume: {ckpt_path} is not a checkpoint of smnet-sps train (no valid "
+                         f"{', '.join(missing)}); {remedy}")
+    return ck
+
+
+def _finite_or_none(x):
+    """JSON has no NaN or inf: a loss that is not a finite number is written as null."""
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
 def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minutes=None, device="auto",
-          resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50, seed=0,
+          resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50,
+          save_minutes=10.0, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
           lr_final=0.02, ema_decay=0.0, libraries=None, keep="best", input_jitter=0.0, exclude_nodes=None,
@@ -334,7 +390,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     epochs : int, maximum number of epochs (one epoch = n_train weighted draws)
     minutes : float or None, wall-time budget [min]; training stops at whichever of epochs/minutes comes first
     device : ``"auto"``, ``"cpu"``, ``"cuda"``
-    resume : continue from ``out/checkpoint.pt``
+    resume : continue from ``out/checkpoint.pt``. The checkpoint records the run's recipe (every option
+        that shapes the targets, the draws, the loss or the schedule); a resume with other values is refused.
+        ``epochs`` (e.g. larger, to extend a run: the cosine schedule then stretches to the new total from
+        the epoch reached), ``minutes``, ``patience``, ``keep``, ``threads`` and ``device`` may change.
     seed : int, the optimisation's randomness (initial weights, the order of the draws, input jitter); it
         never moves the held-out nodes
     split_seed : int, the shuffle of :func:`split_nodes` that picks the validation and test nodes (default 0,
@@ -344,11 +403,16 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     reference : ``"blackbody"`` (default) or ``"none"``: the MLP predicts log10(F / sigma T^4) minus this
         reference's log10(pi B_lambda / sigma T^4) (see :func:`smnet_sps.model.blackbody_log_ratio`)
     save_every : write checkpoint + model every this many epochs
-    tail_floor : float, MLP only: pixels fainter than ``tail_floor`` x the spectrum's peak F_lambda are left
-        out of the loss and of the per-pixel mean/std (0 keeps all). The far Wien tail of cool stars (10^-30
-        of their peak in the EUV) otherwise dominates those pixels' standard deviation, so the standardised
-        loss barely constrains the EUV of hot stars, where most of their luminosity is. With the blackbody
-        reference the prediction in such pixels stays a tiny blackbody tail times a bounded correction.
+    save_minutes : also write them when this many minutes have passed since the last write (an epoch of a
+        large network takes ~30 s); an interruption (KeyboardInterrupt: Ctrl-C, or SIGTERM under the CLI)
+        writes them too, then re-raises. Every file is written under a temporary name and renamed when
+        complete, so a kill during a write leaves the previous checkpoint.
+    tail_floor : float in [0, 1), MLP only: pixels fainter than ``tail_floor`` x the spectrum's peak
+        F_lambda are left out of the loss and of the per-pixel mean/std (0 keeps all). The far Wien tail of
+        cool stars (10^-30 of their peak in the EUV) otherwise dominates those pixels' standard deviation,
+        so the standardised loss barely constrains the EUV of hot stars, where most of their luminosity is.
+        With the blackbody reference the prediction in such pixels stays a tiny blackbody tail times a
+        bounded correction.
     pixel_loss : ``"standardised"`` (MSE of the per-pixel standardised MLP output), ``"log"`` (the same
         errors weighted by each pixel's variance, i.e. MSE in log10 flux: every pixel counts by its relative
         flux error, which is what the accuracy metric |dF/F| measures) or ``"mixed"`` (weighted by each
@@ -419,6 +483,16 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if not (np.isfinite(cap) and cap >= 1.0):
         raise ValueError(f"w_max must be a finite number >= 1, got {w_max!r}")
     w_max = cap
+    try:
+        floor = float(tail_floor)
+    except (TypeError, ValueError):
+        floor = float("nan")
+    if not 0.0 <= floor < 1.0:          # 1 or more would leave every pixel out of the loss; NaN fails too
+        raise ValueError(f"tail_floor must be a number in [0, 1) (a fraction of each spectrum's peak; 0 "
+                         f"keeps every pixel in the loss), got {tail_floor!r}")
+    tail_floor = floor
+    if not (isinstance(save_minutes, (int, float)) and save_minutes > 0):
+        raise ValueError(f"save_minutes must be a number > 0, got {save_minutes!r}")
     _check_node_loss(node_loss)                 # before the grid is read, not at the first batch
     if not 0.0 <= float(ema_decay) < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
@@ -448,10 +522,18 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"split_seed must be a non-negative integer, got {split_seed!r}")
     if minutes is not None and not minutes > 0:
         raise ValueError(f"minutes must be > 0 (or None for no time limit), got {minutes}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or threads < 1):
+        raise ValueError(f"threads must be a whole number >= 1 (or None for torch's default), got "
+                         f"{threads!r}")
     if threads:
         torch.set_num_threads(int(threads))
     if not isinstance(grid, TrainingGrid):
         grid = read_grid(grid)
+    if grid.teff.size == 0:
+        raise ValueError(f"{grid.path or 'the grid'} holds no stellar spectra (0 nodes; a grid of phase-only "
+                         "libraries such as cmfgen_wn, built with --only, has none); train on a grid built "
+                         "with at least one stellar library")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -606,6 +688,23 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         weights = [w[:, k:k + 1] for k in range(4)]
         return blended(rows, x, mix, y, m, list(simplices[pick].T), weights, [to_t(v) for v in weights])
 
+    # the run's recipe, kept in the checkpoint: a resume continues the same targets (the checkpoint's output
+    # scaling was fitted with them), draws, loss and schedule, or is refused. Equivalent spellings compare
+    # equal (libraries=None and all of them, one jitter width and three equal ones); MLP-only options are
+    # None for SM-Net, which does not use them.
+    mlp = arch == "mlp"
+    recipe = {"reference": reference if mlp else None, "tail_floor": tail_floor if mlp else None,
+              "pixel_loss": pixel_loss if mlp else None, "uv_weight": float(uv_weight) if mlp else None,
+              "test_every": int(test_every), "w_max": float(w_max), "library_balance": float(library_balance),
+              "libraries": sorted(set(libraries)) if libraries is not None else sorted(grid.library_names),
+              "exclude_nodes": [] if exclude_nodes is None else [int(i) for i in exclude_nodes],
+              "node_loss": node_loss, "node_blend": node_blend,
+              "node_blend_kind": node_blend_kind if node_blend > 0 else None,
+              "input_jitter": [float(v) for v in jitter_steps], "batch_size": int(batch_size),
+              "lr": float(lr), "lr_final": float(lr_final), "weight_decay": float(weight_decay),
+              "ema_decay": float(ema_decay), "seed": int(seed),
+              "init_from": str(Path(init_from)) if init_from else None}
+
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     state = dict(epoch=0, elapsed=0.0, best_val=math.inf, best_epoch=-1, history=[])
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -632,15 +731,26 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if resume:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        ck = _read_checkpoint(ckpt_path, dev)
         if ck["arch"] != arch or ck["arch_kwargs"] != arch_kwargs or ck["grid_sha256"] != grid.sha256:
             raise ValueError(f"--resume: {ckpt_path} was written for {ck['arch']} {ck['arch_kwargs']} on "
                              f"grid {ck['grid_sha256'][:12]}; now {arch} {arch_kwargs} on {grid.sha256[:12]}")
         if ck.get("split_seed", split_seed) != split_seed:
             raise ValueError(f"--resume: {ckpt_path} was trained with split_seed={ck['split_seed']}; "
                              "resume it with the same split (--split-seed)")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        mismatch = _recipe_mismatch(ckpt_path, ck.get("recipe") or {}, recipe)
+        if mismatch:
+            raise ValueError(mismatch)
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            model.load_state_dict(ck["best_state"])       # checked only: the live weights go back below
+            model.load_state_dict(ck["model"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            detail = " ".join(str(exc).split())[:160]
+            raise ValueError(f"--resume: {ckpt_path} holds weights that do not fit this network ({detail}); "
+                             "remove it and start again (--overwrite instead of --resume), or put back a "
+                             "good copy of it") from None
         state = ck["state"]
         best_state = ck["best_state"]
         if ck.get("ema"):
@@ -666,7 +776,16 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
 
     cfg_tail = {}            # the tail table is written once per run (it does not depend on the weights)
 
+    def write_checkpoint():
+        with atomic_output(ckpt_path, overwrite=True, option="checkpoint") as partial:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                        "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,
+                        "grid_sha256": grid.sha256, "split_seed": int(split_seed), "recipe": recipe}, partial)
+
     def write(final=False):
+        """Checkpoint, then the model files; each under a temporary name, renamed when complete (a kill
+        mid-write leaves the previous file, never a truncated one)."""
+        write_checkpoint()
         box, lib_boxes = _boxes(grid)
         cfg = {"format": MODEL_FORMAT, "format_version": 1, "name": name or out.name, "arch": arch,
                "arch_kwargs": arch_kwargs, "wavelength_file": "wavelength.npy", "weights_file": "weights.pt",
@@ -701,24 +820,27 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "trained_libraries": list(libraries) if libraries is not None else list(grid.library_names),
                "training": {"epochs_run": state["epoch"], "kept": keep,
                             "wall_seconds": round(state["elapsed"], 1), "best_epoch": state["best_epoch"],
-                            "best_val_loss": state["best_val"],
+                            "best_val_loss": _finite_or_none(state["best_val"]),
                             "batch_size": batch_size, "lr": lr, "device": str(dev),
                             "torch_threads": torch.get_num_threads(), "finished": final},
-               "history": state["history"][-200:]}
+               "history": [row[:2] + [_finite_or_none(x) for x in row[2:]]
+                           for row in state["history"][-200:]]}
         sd = {k: v.detach().cpu().float() for k, v in best_state.items()}
-        torch.save(sd, out / "weights.pt")
-        cfg["weights_sha256"] = weights_sha256(out / "weights.pt")   # verified when the model is loaded
-        np.save(out / "wavelength.npy", np.asarray(grid.wavelength, float))
-        np.savez(out / "nodes.npz", teff=grid.teff, logg=grid.logg, logz=grid.logz,
-                 library_id=grid.library_id.astype(np.int16), split=split)
+        with atomic_output(out / "weights.pt", overwrite=True, option="weights") as partial:
+            torch.save(sd, partial)
+            cfg["weights_sha256"] = weights_sha256(partial)   # verified when the model is loaded
+        with atomic_output(out / "wavelength.npy", overwrite=True, option="wavelength") as partial:
+            np.save(partial, np.asarray(grid.wavelength, float))
+        with atomic_output(out / "nodes.npz", overwrite=True, option="nodes") as partial:
+            np.savez(partial, teff=grid.teff, logg=grid.logg, logz=grid.logz,
+                     library_id=grid.library_id.astype(np.int16), split=split)
         if tail_table is not None:
             if cfg_tail.get("sha256") is None:
                 cfg_tail["sha256"] = save_table(tail_table, out / TAIL_FILE)
             cfg.update(tail_file=TAIL_FILE, tail_sha256=cfg_tail["sha256"])
-        (out / "config.json").write_text(json.dumps(cfg, indent=1))
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
-                    "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,
-                    "grid_sha256": grid.sha256, "split_seed": int(split_seed)}, ckpt_path)
+        # last: a config.json always names weights that are complete
+        with atomic_output(out / "config.json", overwrite=True, option="model config") as partial:
+            partial.write_text(json.dumps(cfg, indent=1))
         return cfg
 
     @torch.no_grad()
@@ -744,38 +866,59 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     gen = torch.Generator(device="cpu").manual_seed(seed + state["epoch"])
     t0 = time.perf_counter() - state["elapsed"]
     budget = minutes * 60 if minutes else None
+    last_write = time.perf_counter()
     model.train()
-    while state["epoch"] < epochs:
-        elapsed = time.perf_counter() - t0
-        if budget and elapsed >= budget:
-            break
-        frac = max(state["epoch"] / epochs, elapsed / budget if budget else 0.0)
-        for g in opt.param_groups:     # cosine decay over whichever budget (epochs or minutes) ends first
-            g["lr"] = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
-        draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
-        for s in range(0, draw.size, batch_size):
-            inputs, y, m = batch(idx_tr[draw[s:s + batch_size]])
-            loss = masked_mse(forward(*inputs, jitter=True), y, m, pixel_weights=PW,
-                              node_loss=node_loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema_model is not None:
-                update_ema()
-        state["epoch"] += 1
-        v = val_loss()
-        state["elapsed"] = time.perf_counter() - t0
-        state["history"].append([state["epoch"], round(state["elapsed"], 1), float(loss.item()), v])
-        if v < state["best_val"]:
-            state["best_val"], state["best_epoch"] = v, state["epoch"]
-            best_state = current_weights()
+    try:
+        while state["epoch"] < epochs:
+            elapsed = time.perf_counter() - t0
+            if budget and elapsed >= budget:
+                break
+            frac = max(state["epoch"] / epochs, elapsed / budget if budget else 0.0)
+            for g in opt.param_groups:     # cosine decay over whichever budget (epochs or minutes) ends first
+                g["lr"] = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+            draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
+            for s in range(0, draw.size, batch_size):
+                inputs, y, m = batch(idx_tr[draw[s:s + batch_size]])
+                loss = masked_mse(forward(*inputs, jitter=True), y, m, pixel_weights=PW,
+                                  node_loss=node_loss)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if ema_model is not None:
+                    update_ema()
+            state["epoch"] += 1
+            v = val_loss()
+            state["elapsed"] = time.perf_counter() - t0
+            state["history"].append([state["epoch"], round(state["elapsed"], 1), float(loss.item()), v])
+            if v < state["best_val"]:
+                state["best_val"], state["best_epoch"] = v, state["epoch"]
+                best_state = current_weights()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(train=f"{loss.item():.3g}", val=f"{v:.3g}", best=f"{state['best_val']:.3g}")
+            # by epochs, and by time too: with a large network 50 epochs are half an hour of work
+            if state["epoch"] % save_every == 0 or time.perf_counter() - last_write >= save_minutes * 60:
+                write()
+                last_write = time.perf_counter()
+            if state["epoch"] - state["best_epoch"] > patience:
+                break
+    except KeyboardInterrupt as exc:
+        # keep the work done: the checkpoint as of now (the weights part way into the next epoch) and, once
+        # an epoch is complete, the model; before that there is no validated model to write
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(train=f"{loss.item():.3g}", val=f"{v:.3g}", best=f"{state['best_val']:.3g}")
-        if state["epoch"] % save_every == 0:
+            bar.close()
+        state["elapsed"] = time.perf_counter() - t0
+        if state["epoch"] > 0:
             write()
-        if state["epoch"] - state["best_epoch"] > patience:
-            break
+        else:
+            write_checkpoint()
+        note = (f"interrupted after {state['epoch']} epochs; the checkpoint is saved in {ckpt_path}: "
+                "continue with the same options and --resume")
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:                                   # Python 3.10 has no add_note; the CLI reads __notes__
+            exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+        raise
     if bar is not None:
         bar.close()
     state["elapsed"] = time.perf_counter() - t0
@@ -801,7 +944,9 @@ def add_cli(sub):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--patience", type=int, default=200,
                    help="early stopping: epochs without a better validation loss (default 200)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.pt with the same options (only " + RESUME_MAY_CHANGE
+                   + " may change)")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
     p.add_argument("--seed", type=int, default=0,
                    help="randomness of the optimisation (initial weights, draws, jitter); not of the split")
@@ -809,7 +954,8 @@ def add_cli(sub):
                    help="shuffle that picks the validation and test nodes (default 0, the shipped models' "
                         "split; a warm start must use its model's)")
     p.add_argument("--tail-floor", type=float, default=1e-6,
-                   help="MLP: leave pixels fainter than this fraction of the spectrum's peak out of the loss")
+                   help="MLP: leave pixels fainter than this fraction of the spectrum's peak out of the loss "
+                        "(in [0, 1); 0 keeps every pixel)")
     p.add_argument("--pixel-loss", choices=sorted(PIXEL_LOSS_POWERS), default="standardised",
                    help="MLP loss: standardised per-pixel MSE, MSE in log10 flux (log), or half way (mixed)")
     p.add_argument("--init-from", default=None, help="warm start from this model directory's weights")
@@ -851,20 +997,45 @@ def _check_model_dir(args):
                         what="a model", remedy="pass --resume to continue it or --overwrite to replace it")
 
 
+def _terminate(signum, frame):
+    """SIGTERM (a batch system's kill, ``kill PID``) as Ctrl-C: train saves its checkpoint before exiting."""
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def _cli(args):
+    import signal
+    import sys
+    import threading
+
     _check_model_dir(args)
-    cfg = train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
-                epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed, split_seed=args.split_seed,
-                threads=args.threads,
-                patience=args.patience,
-                progress=not args.no_progress, pixel_loss=args.pixel_loss,
-                tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
-                uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay, w_max=args.w_max,
-                node_loss=args.node_loss, node_blend=args.node_blend, node_blend_kind=args.node_blend_kind,
-                libraries=args.libraries, keep=args.keep,
-                input_jitter=args.input_jitter[0] if len(args.input_jitter) == 1 else args.input_jitter)
+    previous = None
+    if threading.current_thread() is threading.main_thread():      # signal handlers live in the main thread
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        cfg = _cli_train(args)
+    except KeyboardInterrupt as exc:
+        notes = getattr(exc, "__notes__", None) or ["interrupted before training began; nothing written"]
+        print(f"smnet-sps train: {notes[-1]}", file=sys.stderr)
+        return 128 + int(signal.SIGTERM if exc.args == ("SIGTERM",) else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     t = cfg["training"]
+    best = "none finite" if t["best_val_loss"] is None else f"{t['best_val_loss']:.4g}"
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
-          f"{t['best_val_loss']:.4g} (epoch {t['best_epoch']})")
+          f"{best} (epoch {t['best_epoch']})")
     return 0
+
+
+def _cli_train(args):
+    return train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
+                 epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
+                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, split_seed=args.split_seed,
+                 threads=args.threads,
+                 patience=args.patience,
+                 progress=not args.no_progress, pixel_loss=args.pixel_loss,
+                 tail_floor=args.tail_floor, init_from=args.init_from, library_balance=args.library_balance,
+                 uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay, w_max=args.w_max,
+                 node_loss=args.node_loss, node_blend=args.node_blend, node_blend_kind=args.node_blend_kind,
+                 libraries=args.libraries, keep=args.keep,
+                 input_jitter=args.input_jitter[0] if len(args.input_jitter) == 1 else args.input_jitter)

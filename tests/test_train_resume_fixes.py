@@ -1,0 +1,267 @@
+"""Training's outputs survive interruptions, --resume continues only the run it was given, and clear errors.
+
+Tiny runs (width 16, depth 1, a few epochs) on the synthetic grid of test_train.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_train import make_synthetic_grid
+
+import smnet_sps.train as train_module
+from smnet_sps.train import TrainingGrid, train
+
+TINY = dict(width=16, depth=1, batch_size=32, progress=False, device="cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def synth_grid(tmp_path_factory):
+    return make_synthetic_grid(tmp_path_factory.mktemp("grid") / "grid.h5")
+
+
+@pytest.fixture(scope="module")
+def trained(synth_grid, tmp_path_factory):
+    """A finished two-epoch run; tests copy it before changing anything."""
+    out = tmp_path_factory.mktemp("trained") / "m"
+    train(synth_grid, out, epochs=2, **TINY)
+    return out
+
+
+@pytest.fixture
+def model_copy(trained, tmp_path):
+    import shutil
+    out = tmp_path / "m"
+    shutil.copytree(trained, out)
+    return out
+
+
+def _epoch(ckpt):
+    return torch.load(ckpt, weights_only=True)["state"]["epoch"]
+
+
+# 1. atomic writes and unreadable checkpoints
+
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(synth_grid, model_copy, monkeypatch):
+    before = {f: (model_copy / f).read_bytes() for f in ("checkpoint.pt", "weights.pt", "config.json")}
+    real_save = torch.save
+
+    def dying_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:            # a kill part way: some bytes, not the whole file
+            fh.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("simulated kill during the write")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(OSError, match="simulated kill"):
+        train(synth_grid, model_copy, epochs=4, save_every=1, resume=True, **TINY)
+    monkeypatch.setattr(torch, "save", real_save)
+    for f, data in before.items():
+        assert (model_copy / f).read_bytes() == data, f
+    assert not [p.name for p in model_copy.iterdir() if ".part" in p.name]      # no temporary file left
+    cfg = train(synth_grid, model_copy, epochs=4, resume=True, **TINY)
+    assert cfg["training"]["epochs_run"] == 4
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_keys", "pickled_object"])
+def test_an_unreadable_checkpoint_is_a_clear_error(synth_grid, model_copy, damage):
+    ckpt = model_copy / "checkpoint.pt"
+    if damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:2000])
+    elif damage == "garbage":
+        ckpt.write_bytes(b"this is not a checkpoint at all" * 10)
+    elif damage == "empty":
+        ckpt.write_bytes(b"")
+    elif damage == "wrong_keys":
+        torch.save({"weights": torch.zeros(3)}, ckpt)
+    else:                                    # a pickle that would run code: refused, not executed
+        torch.save({"model": TrainingGrid}, ckpt)
+    with pytest.raises(ValueError, match="checkpoint.pt") as err:
+        train(synth_grid, model_copy, epochs=3, resume=True, **TINY)
+    message = str(err.value)
+    assert "\n" not in message and "put back a good copy" in message and "--overwrite" in message
+
+
+# 2. the recipe of the run is kept and a resume must match it
+
+def test_resume_refuses_other_training_options_and_lists_them(synth_grid, model_copy):
+    before = (model_copy / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError) as err:
+        train(synth_grid, model_copy, epochs=3, resume=True, tail_floor=1e-3, lr=1e-3, libraries=["liba"],
+              **TINY)
+    message = str(err.value)
+    for part in ("--tail-floor 1e-06 in the checkpoint, 0.001 now", "--lr 0.002 in the checkpoint, 0.001 now",
+                 "--libraries ['liba', 'libb'] in the checkpoint, ['liba'] now", "train into a new --out"):
+        assert part in message
+    assert (model_copy / "checkpoint.pt").read_bytes() == before
+    for option in (dict(pixel_loss="log"), dict(uv_weight=2.0), dict(input_jitter=0.1), dict(node_blend=0.2),
+                   dict(w_max=2.0), dict(seed=1), dict(ema_decay=0.9), dict(exclude_nodes=[3, 4]),
+                   dict(init_from=str(model_copy))):
+        with pytest.raises(ValueError, match="was trained with other options"):
+            train(synth_grid, model_copy, epochs=3, resume=True, **option, **TINY)
+
+
+def test_resume_may_extend_the_run_and_change_where_and_how_long_it_runs(synth_grid, model_copy):
+    # the same recipe spelled otherwise (all libraries named, one jitter width as three) is the same run
+    cfg = train(synth_grid, model_copy, epochs=3, resume=True, minutes=30, patience=5, keep="final",
+                libraries=["libb", "liba"], input_jitter=[0.0, 0.0, 0.0], **dict(TINY, threads=2))
+    assert cfg["training"]["epochs_run"] == 3 and cfg["training"]["kept"] == "final"
+    torch.set_num_threads(1)
+
+
+def test_a_checkpoint_without_a_recipe_still_resumes(synth_grid, model_copy):
+    ckpt = model_copy / "checkpoint.pt"
+    old = torch.load(ckpt, weights_only=True)
+    del old["recipe"]                       # as written before the recipe was recorded
+    torch.save(old, ckpt)
+    cfg = train(synth_grid, model_copy, epochs=3, resume=True, **TINY)
+    assert cfg["training"]["epochs_run"] == 3
+    assert "recipe" in torch.load(ckpt, weights_only=True)      # recorded from now on
+    with pytest.raises(ValueError, match="resume"):             # architecture, grid and split still checked
+        train(synth_grid, model_copy, epochs=4, resume=True, **dict(TINY, width=8))
+
+
+# 3. checkpoints by time and on interruption
+
+def _count_checkpoint_writes(monkeypatch):
+    writes = []
+    real = train_module.atomic_output
+
+    def counting(path, **kwargs):
+        if path.name == "checkpoint.pt":
+            writes.append(path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(train_module, "atomic_output", counting)
+    return writes
+
+
+def test_a_checkpoint_is_written_when_enough_time_has_passed(synth_grid, tmp_path, monkeypatch):
+    writes = _count_checkpoint_writes(monkeypatch)
+    train(synth_grid, tmp_path / "m", epochs=3, save_every=1000, save_minutes=1e-9, **TINY)
+    assert len(writes) == 4                  # after each of the 3 epochs, and the final write
+    writes.clear()
+    train(synth_grid, tmp_path / "n", epochs=3, save_every=1000, **TINY)
+    assert len(writes) == 1                  # default: every 10 minutes; only the final write here
+
+
+def _interrupt_after(monkeypatch, n_batches):
+    """Ctrl-C during the training batch number ``n_batches`` (validation passes are not counted)."""
+    calls = []
+    real = train_module.masked_mse
+
+    def interrupted(*args, **kwargs):
+        if "node_loss" in kwargs:
+            calls.append(1)
+            if len(calls) == n_batches:
+                raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "masked_mse", interrupted)
+
+
+def test_an_interruption_saves_a_checkpoint_and_resume_continues(synth_grid, tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    _interrupt_after(monkeypatch, 10)        # in the third epoch (4 batches each)
+    with pytest.raises(KeyboardInterrupt) as err:
+        train(synth_grid, out, epochs=50, **TINY)
+    assert "after 2 epochs" in err.value.__notes__[-1]
+    assert _epoch(out / "checkpoint.pt") == 2
+    cfg = json.loads((out / "config.json").read_text())            # the model so far, valid JSON
+    assert cfg["training"]["epochs_run"] == 2 and not cfg["training"]["finished"]
+    monkeypatch.undo()
+    assert train(synth_grid, out, epochs=3, resume=True, **TINY)["training"]["epochs_run"] == 3
+
+
+def test_an_interruption_in_the_first_epoch_saves_the_checkpoint_only(synth_grid, tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(synth_grid, out, epochs=50, **TINY)
+    assert _epoch(out / "checkpoint.pt") == 0 and not (out / "config.json").exists()
+    monkeypatch.undo()
+    assert train(synth_grid, out, epochs=1, resume=True, **TINY)["training"]["epochs_run"] == 1
+
+
+def test_cli_interruption_is_one_line_and_says_how_to_continue(synth_grid, tmp_path, monkeypatch, capsys):
+    from smnet_sps.cli import main
+    _interrupt_after(monkeypatch, 3)         # the CLI batch (256) is one per epoch
+    out = tmp_path / "m"
+    try:
+        code = main(["train", "--grid", str(synth_grid), "--out", str(out), "--width", "16", "--depth", "1",
+                     "--epochs", "50", "--device", "cpu", "--no-progress", "--threads", "1"])
+    except KeyboardInterrupt:               # escaping, it would stop the whole pytest session
+        pytest.fail("the CLI let the interruption through as a traceback")
+    assert code == 130
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "interrupted after 2 epochs" in err and "--resume" in err
+    assert _epoch(out / "checkpoint.pt") == 2
+
+
+# 4. clear errors for bad options and grids
+
+@pytest.mark.parametrize("threads", [-1, 0, 1.5, True])
+def test_threads_must_be_a_positive_whole_number(synth_grid, tmp_path, threads):
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        train(synth_grid, tmp_path / "m", **dict(TINY, threads=threads))
+
+
+def test_cli_threads_minus_one_is_a_one_line_error(synth_grid, tmp_path, capsys):
+    from smnet_sps.cli import main
+    assert main(["train", "--grid", str(synth_grid), "--out", str(tmp_path / "m"), "--threads", "-1",
+                 "--no-progress"]) == 1
+    assert "threads must be a whole number >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("floor", [2.0, 1.0, -1.0, float("nan"), float("inf"), "x"])
+def test_tail_floor_must_be_a_fraction_below_one(synth_grid, tmp_path, floor):
+    with pytest.raises(ValueError, match=r"tail_floor must be a number in \[0, 1\)"):
+        train(synth_grid, tmp_path / "m", epochs=1, tail_floor=floor, **TINY)
+    assert not (tmp_path / "m" / "config.json").exists()
+
+
+def test_tail_floor_zero_keeps_every_pixel_and_writes_valid_json(synth_grid, tmp_path):
+    cfg = train(synth_grid, tmp_path / "m", epochs=1, tail_floor=0.0, **TINY)
+    assert cfg["tail_floor"] == 0.0 and "tail_file" not in cfg
+    json.loads((tmp_path / "m" / "config.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+
+
+def test_a_grid_without_stellar_spectra_is_refused(tmp_path):
+    wave = np.geomspace(1000.0, 50000.0, 20)
+    empty = TrainingGrid(wavelength=wave, teff=np.zeros(0), logg=np.zeros(0), logz=np.zeros(0),
+                         library_id=np.zeros(0, int), library_names=[], flux=np.zeros((0, 20)),
+                         mask=np.zeros((0, 20), bool), path="phase_only.h5")
+    with pytest.raises(ValueError, match="phase_only.h5 holds no stellar spectra"):
+        train(empty, tmp_path / "m", epochs=1, **TINY)
+
+
+# 5. smnet-sps tail and the nodes a run left out
+
+def test_tail_rebuild_leaves_out_the_excluded_nodes(synth_grid, tmp_path):
+    from smnet_sps.tail import TAIL_FILE, write_tail_table
+    from smnet_sps.train import read_grid, split_nodes
+    g = read_grid(synth_grid)
+    split = split_nodes(g.teff, g.logg, g.logz, g.library_id)
+    held_out = np.flatnonzero(split == 0)[:12]
+    out = tmp_path / "cv"
+    train(synth_grid, out, epochs=1, exclude_nodes=held_out, **TINY)
+
+    def tabulated():
+        with np.load(out / TAIL_FILE) as f:
+            return np.concatenate([f[k] for k in f.files if k.startswith("node:")])
+
+    assert not np.isin(held_out, tabulated()).any()
+    write_tail_table(out, synth_grid)
+    nodes = tabulated()
+    assert nodes.size and not np.isin(held_out, nodes).any()
+
+
+def test_tail_with_a_truncated_nodes_file_is_a_clear_error(synth_grid, model_copy, capsys):
+    from smnet_sps.cli import main
+    from smnet_sps.tail import write_tail_table
+    nodes = model_copy / "nodes.npz"
+    nodes.write_bytes(nodes.read_bytes()[:300])
+    with pytest.raises(ValueError, match="nodes.npz is not a readable nodes file"):
+        write_tail_table(model_copy, synth_grid)
+    assert main(["tail", "--model", str(model_copy), "--grid", str(synth_grid)]) == 1
+    assert "nodes.npz is not a readable nodes file" in capsys.readouterr().err
