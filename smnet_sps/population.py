@@ -161,6 +161,7 @@ class ParameterSet:
         self.dirtiness = 2
         self._params = dict(kwargs)
         self.iteritems = self._params.items
+        self.changed_since_sync = set()       # names set to a new value since the results were last synced
 
     @property
     def all_params(self):
@@ -183,6 +184,7 @@ class ParameterSet:
             else:
                 self.dirtiness = max(1, self.dirtiness)
             self._params[k] = v
+            self.changed_since_sync.add(k)
 
     def __contains__(self, k):
         return k in self._params
@@ -416,6 +418,7 @@ class StellarPopulation:
             self._check_params()
             self._results = {}
             self.params.dirtiness = 0
+        self.params.changed_since_sync = set()
 
     def _compute(self, tage):
         """Dict with the attenuated rest-frame L_lambda (before IGM) and bookkeeping at one tage [Gyr]."""
@@ -471,7 +474,12 @@ class StellarPopulation:
         return [tage], False
 
     def _results_for(self, tage):
+        # results are keyed by age (_compute takes it as an argument), so a new tage alone does not make the
+        # others stale: asking for a second age used to empty the cache of the first
+        self._sync()
         self.params["tage"] = tage
+        if self.params.dirtiness == 1 and set(self.params.changed_since_sync) <= {"tage"}:
+            self.params.dirtiness = 0
         self._sync()
         ages, full = self._ages(tage)
         out = []

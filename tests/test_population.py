@@ -319,3 +319,23 @@ def test_get_mags_warns_for_a_population_older_than_the_universe():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         sp.get_mags(tage=1.0, redshift=3.0, bands=["sdss_r"])
+
+
+def test_results_are_kept_per_tage_until_a_parameter_changes(blackbody):
+    """Asking for a second tage emptied the cache of the first (docs: results cached per tage until a
+    parameter changes); any other parameter still empties it."""
+    sp = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, generator=blackbody)
+    calls = []
+    compute = sp._compute
+
+    def counted(tage):
+        calls.append(tage)
+        return compute(tage)
+    sp._compute = counted
+    first = sp.get_spectrum(tage=1.0)[1]
+    sp.get_spectrum(tage=5.0)
+    again = sp.get_spectrum(tage=1.0)[1]
+    assert calls == [1.0, 5.0] and np.array_equal(first, again)
+    sp.params["dust2"] = 0.3
+    dusty = sp.get_spectrum(tage=1.0)[1]
+    assert calls == [1.0, 5.0, 1.0] and not np.array_equal(dusty, first)
