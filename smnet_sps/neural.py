@@ -537,14 +537,19 @@ class NeuralGenerator(_TorchGenerator):
         return library
 
     def mixture(self, teff, logg, logz, library=None):
-        """Library-mixture weights, shape (n, n_libraries), rows sum to 1: one-hot for a named library, else
-        the default mixture (:class:`smnet_sps.mixture.LibraryMixture`: never outside a library's box or in
-        its holes, preferences from ``mixture.json``)."""
-        teff, logg, logz = (np.atleast_1d(np.asarray(a, float))
-                            for a in np.broadcast_arrays(teff, logg, logz))
+        """Library-mixture weights, shape (n, n_libraries), rows sum to 1: one-hot for a named library (or the
+        model's default library), else the default mixture (:class:`smnet_sps.mixture.LibraryMixture`: never
+        outside a library's box or in its holes, preferences from ``mixture.json``).
+
+        Inputs as for :meth:`surface_flux` (numbers, arrays of any shape, flattened; Quantities converted; NaN
+        or values outside the physical domain a ``ValueError``)."""
+        return self._mixture(*validate_parameters(teff, logg, logz), self._check_library(library))
+
+    def _mixture(self, teff, logg, logz, library):
+        """:meth:`mixture` of validated 1-d arrays; ``library`` already resolved (None: the mixture)."""
         if library is not None:
             out = np.zeros((teff.size, len(self.library_names)))
-            out[:, self.library_names.index(self._check_library(library))] = 1.0
+            out[:, self.library_names.index(library)] = 1.0
             return out
         if self._library_mixture is None:
             self._library_mixture = LibraryMixture(self.library_names, self.library_boxes, self.nodes,
@@ -699,7 +704,7 @@ class NeuralGenerator(_TorchGenerator):
         library = self._check_library(library)
         n, n_lib = teff.size, len(self.library_names)
         # one host -> device transfer: parameters, mixture weights and tail lookup (rules living on the host)
-        mix = self.mixture(teff, logg, logz, library) if self._mlp else np.zeros((n, n_lib))
+        mix = self._mixture(teff, logg, logz, library) if self._mlp else np.zeros((n, n_lib))
         held, look = self._held_inputs(teff, logg, logz, mix) if self._mlp else (None, None)
         host = np.empty((n, 3 + n_lib + (3 * n_lib if held is not None else 0)
                          + (8 * n_lib if look is not None else 0)))
@@ -867,7 +872,7 @@ class NeuralGenerator(_TorchGenerator):
             library = self._check_library(library)
             # float64 on the host, as in the fast path: float32 put points on a hull face on another side
             host = [a.detach().cpu().numpy().astype(np.float64) for a in (teff, logg, logz)]
-            mix = self.mixture(*host, library)
+            mix = self._mixture(*host, library)
             moved_to, look = self._held_inputs(*host, mix)
             jac = self._hold_jacobian(*host, mix, moved_to)
             mix = torch.as_tensor(mix, device=self.device, dtype=dtype)

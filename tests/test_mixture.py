@@ -341,3 +341,20 @@ def test_boxes_ending_on_one_face_keep_the_order_of_preference(default_generator
              / np.trapezoid(planck_surface_flux(default_generator.wavelength, teff[-3:]),
                             default_generator.wavelength, axis=1))
     assert np.abs(ratio - 1).max() < 0.03
+
+
+def test_mixture_follows_the_default_library_and_checks_its_input():
+    """mixture() of a generator loaded with library="nextgen" returned the default mixture (CK04 at 5000 K)
+    while its spectra were NextGen's; Quantities were read as plain numbers (log g 1e4 cm/s^2 as log g
+    10,000) and NaN gave an all-zero row."""
+    import astropy.units as u
+    from smnet_sps.neural import load_generator
+    nextgen = load_generator(library="nextgen")
+    np.testing.assert_array_equal(nextgen.mixture(5000.0, 4.0, 0.0)[0],
+                                  np.eye(len(nextgen.library_names))[nextgen.library_names.index("nextgen")])
+    gen = load_generator()
+    as_quantity = gen.mixture(30000.0, 1e4 * u.cm / u.s ** 2, 0.0)
+    np.testing.assert_array_equal(as_quantity, gen.mixture(30000.0, 4.0, 0.0))
+    assert gen.mixture(np.full((2, 3), 5000.0), 4.0, 0.0).shape == (6, len(gen.library_names))
+    with pytest.raises(ValueError, match="teff"):
+        gen.mixture(np.nan, 4.0, 0.0)
