@@ -27,7 +27,7 @@ from .checksums import file_sha256
 from .constants import NODE_STEPS, PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
 from .gravity_range import GravityRange
-from .mixture import SINGLE_METALLICITY_TOLERANCE  # noqa: F401 - importable from here, as before
+from .mixture import SINGLE_METALLICITY_TOLERANCE
 from .mixture import (MIXTURE_FILE, LibraryMixture, MixturePolicy, library_node_spacing,
                       node_coordinates, widen_single_metallicity)
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, blackbody_constants, build_model,
@@ -426,7 +426,8 @@ class NeuralGenerator(_TorchGenerator):
         box only, and a library without training nodes is held inside the training box only. Last, log g is
         clipped into the range the library's grid spans at that (Teff, [M/H]) (:meth:`_gravity_range`): the
         convex hull bridges a grid's concave edges, where a 4,300 K, log g -0.4 supergiant lay 0.4 dex below
-        BaSeL's lowest model there and came out at 0.86 sigma Teff^4.
+        BaSeL's lowest model there and came out at 0.86 sigma Teff^4; and a single-metallicity library's
+        [M/H] is held within its tolerance (outside coverage beyond it, where the network extrapolated).
         """
         boxed = self._boxed(np.stack([np.log10(teff), logg, logz], 1))
         n, n_lib = teff.size, len(self.library_names)
@@ -444,10 +445,16 @@ class NeuralGenerator(_TorchGenerator):
             else:
                 on_hull = pts if hull is None else hull.locate(pts)[3]
             # then into the log g range of the library's grid at that (Teff, [M/H]), which the hull bridges
-            # where the grid's edge is concave; the lookups again for the points that moved
+            # where the grid's edge is concave, and a single-metallicity library's [M/H] within its tolerance
+            # (beyond it the network extrapolated freely: CM87 at 87 kK, [M/H] -0.8, 14 sigma Teff^4); the
+            # lookups again for the points that moved
             gravity = self._gravity_range(j)
             if gravity is not None:
                 clipped = gravity.clip(on_hull)
+                if gravity.single_metallicity:
+                    m0 = gravity.columns[0, 1]
+                    tol = SINGLE_METALLICITY_TOLERANCE / NODE_STEPS[2]
+                    clipped[:, 2] = np.clip(clipped[:, 2], m0 - tol, m0 + tol)
                 narrowed = (np.abs(clipped - on_hull) > HOLD_TOL).any(1)
                 if narrowed.any():
                     rows = sel[narrowed]

@@ -104,3 +104,17 @@ def test_below_the_range_log_g_has_no_derivative(default_generator):
     value = torch.log(gen.torch_surface_flux(*tensors, library="basel22"))[0, band].sum()
     d_teff, d_logg, _ = torch.autograd.grad(value, tensors)
     assert d_logg.item() == pytest.approx(0.0, abs=1e-6) and abs(d_teff.item()) > 1e-3
+
+
+@pytest.mark.parametrize("library, teff, logg", [("cm87", 87327.0, 5.54), ("basel22", 3000.0, 0.0)])
+def test_a_single_metallicity_library_is_held_within_its_tolerance(default_generator, library, teff, logg):
+    """Beyond +-0.25 dex of its one [M/H] (outside coverage) the network extrapolated freely: CM87 at
+    87,327 K, log g 5.54 integrated to 2.0 / 10.1 / 14.1 sigma Teff^4 at [M/H] -0.3 / -0.5 / -0.8, BaSeL's
+    3,000 K giant changed 40x in the optical between -0.25 and -1. Within the tolerance nothing moves."""
+    gen = default_generator
+    logz = np.array([-0.25, -0.5, -0.8, -1.5])
+    flux, inside = flux_of(gen, np.full(4, teff), np.full(4, logg), logz, library=library)
+    assert not inside[1:].any()
+    np.testing.assert_allclose(flux[1:], np.repeat(flux[:1], 3, axis=0), rtol=1e-6)
+    within = held_for(gen, np.array([teff]), np.array([logg]), np.array([-0.2]), library)
+    assert np.isnan(within).all() or within[0, 2] == pytest.approx(-0.2)
