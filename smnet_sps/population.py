@@ -484,14 +484,13 @@ class StellarPopulation:
         ages, full = self._ages(tage)
         out = []
         for a in ages:
-            key = float(a)
+            # in the tage=0 table an age before sf_start is an empty population; asked for alone it is an
+            # error (_compute says so), so the empty row is kept under its own key
+            empty = (full and _scalar("sfh", self.params["sfh"], int) in (1, 4)
+                     and a <= _scalar("sf_start", self.params["sf_start"]))
+            key = ("before sf_start", float(a)) if empty else float(a)
             if key not in self._results:
-                if full and _scalar("sfh", self.params["sfh"], int) in (1, 4) and \
-                        a <= _scalar("sf_start", self.params["sf_start"]):
-                    r = self._empty(a)
-                else:
-                    r = self._compute(a)
-                self._results[key] = r
+                self._results[key] = self._empty(a) if empty else self._compute(a)
             out.append(self._results[key])
         self._last = (out, full)
         return out, full

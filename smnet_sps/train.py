@@ -703,7 +703,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
               "input_jitter": [float(v) for v in jitter_steps], "batch_size": int(batch_size),
               "lr": float(lr), "lr_final": float(lr_final), "weight_decay": float(weight_decay),
               "ema_decay": float(ema_decay), "seed": int(seed),
-              "init_from": str(Path(init_from)) if init_from else None}
+              "init_from": str(Path(init_from).resolve()) if init_from else None}
 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     state = dict(epoch=0, elapsed=0.0, best_val=math.inf, best_epoch=-1, history=[])
@@ -825,7 +825,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                             "torch_threads": torch.get_num_threads(), "finished": final},
                "history": [row[:2] + [_finite_or_none(x) for x in row[2:]]
                            for row in state["history"][-200:]]}
-        sd = {k: v.detach().cpu().float() for k, v in best_state.items()}
+        # the weights kept: the best epoch's, or (keep="final") the latest; best_state itself stays the best
+        # epoch's, so that a checkpoint resumed with the other --keep still knows it
+        kept = current_weights() if keep == "final" else best_state
+        sd = {k: v.detach().cpu().float() for k, v in kept.items()}
         with atomic_output(out / "weights.pt", overwrite=True, option="weights") as partial:
             torch.save(sd, partial)
             cfg["weights_sha256"] = weights_sha256(partial)   # verified when the model is loaded
@@ -922,8 +925,6 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if bar is not None:
         bar.close()
     state["elapsed"] = time.perf_counter() - t0
-    if keep == "final":
-        best_state = current_weights()
     return write(final=True)
 
 
@@ -1014,8 +1015,16 @@ def _cli(args):
     try:
         cfg = _cli_train(args)
     except KeyboardInterrupt as exc:
-        notes = getattr(exc, "__notes__", None) or ["interrupted before training began; nothing written"]
-        print(f"smnet-sps train: {notes[-1]}", file=sys.stderr)
+        notes = getattr(exc, "__notes__", None)
+        ckpt = Path(args.out) / "checkpoint.pt"
+        if notes:
+            message = notes[-1]
+        elif ckpt.is_file():          # e.g. during the last write, after the loop: earlier files are kept
+            message = (f"interrupted; {ckpt} holds the last checkpoint: continue with the same options and "
+                       "--resume")
+        else:
+            message = "interrupted before training began; nothing written"
+        print(f"smnet-sps train: {message}", file=sys.stderr)
         return 128 + int(signal.SIGTERM if exc.args == ("SIGTERM",) else signal.SIGINT)
     finally:
         if previous is not None:

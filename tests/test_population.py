@@ -339,3 +339,16 @@ def test_results_are_kept_per_tage_until_a_parameter_changes(blackbody):
     sp.params["dust2"] = 0.3
     dusty = sp.get_spectrum(tage=1.0)[1]
     assert calls == [1.0, 5.0, 1.0] and not np.array_equal(dusty, first)
+
+
+def test_an_age_before_sf_start_stays_an_error_after_the_full_table(blackbody):
+    """The tage=0 table holds empty rows before sf_start; with results kept per tage, asking for one of those
+    ages alone returned that empty row instead of the error a fresh population gives."""
+    sp = StellarPopulation(zcontinuous=1, sfh=1, const=1.0, sf_start=1.0, generator=blackbody)
+    early = 10 ** sp.ssp_ages[np.searchsorted(sp.ssp_ages, 8.5)] / 1e9          # ~0.3 Gyr < sf_start
+    with pytest.raises(ValueError, match="sf_start"):
+        StellarPopulation(zcontinuous=1, sfh=1, const=1.0, sf_start=1.0, generator=blackbody).get_spectrum(
+            tage=early)
+    sp.get_spectrum(tage=0)
+    with pytest.raises(ValueError, match="sf_start"):
+        sp.get_spectrum(tage=early)

@@ -265,3 +265,20 @@ def test_tail_with_a_truncated_nodes_file_is_a_clear_error(synth_grid, model_cop
         write_tail_table(model_copy, synth_grid)
     assert main(["tail", "--model", str(model_copy), "--grid", str(synth_grid)]) == 1
     assert "nodes.npz is not a readable nodes file" in capsys.readouterr().err
+
+
+def test_resuming_a_keep_final_run_with_keep_best_writes_the_best_epoch(synth_grid, tmp_path):
+    """keep="final" overwrote the checkpoint's best weights with the final ones, so a resume with keep="best"
+    (--keep may change) wrote the final weights labelled as the best epoch's."""
+    out = tmp_path / "m"
+    train(synth_grid, out, epochs=15, lr=0.05, keep="final", **TINY)
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    final = torch.load(out / "weights.pt", weights_only=True)
+    best = {k: v.float() for k, v in ck["best_state"].items()}
+    assert ck["state"]["best_epoch"] < 15, "the test needs a best epoch before the last"
+    assert all(torch.equal(final[k], ck["model"][k].float()) for k in final)      # keep="final": the latest
+    assert not all(torch.equal(final[k], best[k]) for k in final)
+    train(synth_grid, out, epochs=15, lr=0.05, keep="best", resume=True, **TINY)
+    kept = torch.load(out / "weights.pt", weights_only=True)
+    assert all(torch.equal(kept[k], best[k]) for k in kept)
+    assert json.loads((out / "config.json").read_text())["training"]["kept"] == "best"
