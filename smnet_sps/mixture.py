@@ -34,14 +34,16 @@ libraries' own predictions. This module computes those weights:
 3. **Outside every support** (outside all boxes, on a face where no other library takes over, or in a hole
    that no other library fills) the weights go to the libraries as distance^-8 to their boxes (in taper
    widths: practically the nearest box; on a face, that box's library alone), except that the libraries
-   whose boxes hold the point (on a face) and whose training nodes are near it take a share max(hole_l) of
-   it in their order of preference: at WM-basic's nodes on its own faces, WM-basic rather than the libraries
-   whose boxes hold the point in a hole. Each weight is then less :data:`FALLBACK_TRIM` (1e-3) and clipped
+   whose boxes are nearest (on a face: hold the point) and whose training nodes are near their box's closest
+   point take a share max(h_l) of it in their order of preference, h_l = that hole factor x (d_min / d_l)^8:
+   at WM-basic's nodes on its own faces, WM-basic rather than the libraries whose boxes hold the point in a
+   hole. Each weight is then less :data:`FALLBACK_TRIM` (1e-3) and clipped
    at 0, then renormalised, so that libraries with a negligible weight cost no network pass. Continuous,
    except across a face of one box that lies inside another (the set of boxes holding the point changes
    there, as it always did); on a face where several boxes end (CK04, BaSeL and WM-basic at 50,000 K) the
-   preferred library with nodes near (hole factor 1) takes the point just inside (relative supports, 2.)
-   and on the face alike. Except on a face, such points are flagged as outside coverage.
+   preferred library with nodes near (hole factor 1) takes the point just inside (relative supports, 2.),
+   on the face and just beyond it alike (the preference share is taken at each box's closest point, scaled
+   by its closeness). Except on a face, such points are flagged as outside coverage.
 
 Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
 equal weights wherever libraries overlap, still never outside a box.
@@ -363,12 +365,25 @@ class LibraryMixture:
         inv = np.where((d == 0).any(1, keepdims=True), (d == 0).astype(float), inv)
         w = inv / inv.sum(1, keepdims=True)
         if self._trees is not None:
-            # The libraries whose boxes hold the point (on a face: its support is 0 there) and whose training
-            # nodes are near it take a share max(h) of it, h = their hole factor, in their order of preference
-            # (as the supports are). The libraries whose boxes held the point in a hole took an equal share:
+            # The libraries whose boxes are nearest to the point (on a face: the boxes that hold it, where its
+            # support is 0) and whose training nodes are near the box's closest point take a share max(h) of
+            # it, h = that hole factor x closeness (d_min / d)^8, in their order of preference (as the
+            # supports are). The libraries whose boxes held the point in a hole took an equal share:
             # WM-basic's node at 50,000 K, log g 3.5 on its box's face came out 1.85 sigma Teff^4 from a third
-            # each of WM-basic, CK04 and BaSeL. The share -> 0 as h -> 0, so nothing steps where h does.
-            h = np.where(d == 0, self._hole_factors(p, d == 0), 0.0)
+            # each of WM-basic, CK04 and BaSeL. On the face only its boxes count (closeness 1, the others
+            # ~0); just beyond it the same boxes are equally near and their closest points are the face
+            # point, so the weights go on as on the face (they went to a third each there: the optical
+            # stepped by 7-15 % across 50,000 K). The share -> 0 as h -> 0, so nothing steps where h does.
+            closeness = ((d.min(1, keepdims=True) + 1e-9) / (d + 1e-9)) ** FALLBACK_POWER
+            h = np.zeros_like(d)
+            for j, box in enumerate(self.boxes):
+                rows = np.flatnonzero(closeness[:, j] > 1e-12)       # below: no node query, h < 1e-12
+                if rows.size:
+                    lo = np.array([b[0] for b in box])
+                    hi = np.array([b[1] for b in box])
+                    ratio = self._hole_ratio(j, np.clip(p[rows], lo, hi))
+                    hole = smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
+                    h[rows, j] = closeness[rows, j] * hole
             near, _ = self._preferred(p, h)
             share = h.max(1, keepdims=True)
             w = share * near + (1 - share) * w

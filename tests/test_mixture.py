@@ -358,3 +358,19 @@ def test_mixture_follows_the_default_library_and_checks_its_input():
     assert gen.mixture(np.full((2, 3), 5000.0), 4.0, 0.0).shape == (6, len(gen.library_names))
     with pytest.raises(ValueError, match="teff"):
         gen.mixture(np.nan, 4.0, 0.0)
+
+
+@pytest.mark.parametrize("logg", [3.5, 4.0, 4.5])
+def test_no_step_just_beyond_the_face_where_three_boxes_end(default_generator, logg):
+    """CK04, BaSeL and WM-basic end at 50,000 K: on the face the preferred library took the point, just
+    beyond it the equidistant boxes a third each, and the optical spectrum stepped by 5-7 % (15 % at a pixel)
+    across 1e-9 of Teff. Beyond the face the weights now go on as on it."""
+    gen = default_generator
+    teff = np.array([50000.0, 50000.0 * (1 + 1e-9)])
+    w = gen.mixture(teff, logg, 0.0)
+    np.testing.assert_allclose(w[1], w[0], atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flux, _ = gen.surface_flux(teff, logg, 0.0)
+    optical = (gen.wavelength > 3000) & (gen.wavelength < 10000)
+    assert np.abs(np.log(flux[1, optical] / flux[0, optical])).max() < 1e-4
