@@ -25,7 +25,7 @@ from .constants import FLAM_UNIT, PACKAGE_DATA, PARAMETER_DOMAINS, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
 from .medium import air_to_vacuum, check_medium
-from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, default_wavelength, resample
+from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, check_wavelength_grid, default_wavelength, resample
 
 __all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "check_stellar_parameters", "save_grid", "load_grid",
            "grid_info", "skipped_libraries", "plot_coverage",
@@ -265,12 +265,9 @@ def _parse_only(only):
     return [n for n in LIBRARIES if n in names]
 
 
-#: wavelengths [A] a grid may span (as the model loader accepts): numbers outside are not in Angstrom
-WAVELENGTH_LIMITS = (1.0, 1e8)
-
-
 def _checked_wavelength(wavelength):
-    """The common wavelength grid [A] as a float array: 1-d, finite, strictly increasing, in Angstrom."""
+    """The common wavelength grid [A] as a float array (a Quantity converted), checked by
+    :func:`~smnet_sps.wavegrid.check_wavelength_grid`."""
     if isinstance(wavelength, u.Quantity):
         try:
             wavelength = wavelength.to_value(u.AA)
@@ -281,15 +278,7 @@ def _checked_wavelength(wavelength):
         wave = np.asarray(wavelength, float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"wavelength grid must be an array of numbers [Angstrom]: {exc}") from exc
-    if wave.ndim != 1 or wave.size < 2 or not np.isfinite(wave).all() or np.any(np.diff(wave) <= 0):
-        raise ValueError(f"wavelength grid must be a 1-d, finite, strictly increasing array of at least 2 "
-                         f"wavelengths [Angstrom]; got shape {wave.shape}"
-                         + (f", {wave.flat[0]:g}..{wave.flat[-1]:g}" if wave.size else ""))
-    lo, hi = WAVELENGTH_LIMITS
-    if wave[0] < lo or wave[-1] > hi:
-        raise ValueError(f"wavelength grid {wave[0]:g}..{wave[-1]:g} is not in Angstrom: allowed {lo:g} A .. "
-                         f"{hi:g} A (e.g. 91 A - 1.6e6 A, the default); give micron x 1e4, or a Quantity")
-    return wave
+    return check_wavelength_grid(wave)
 
 
 def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None, strict=False):

@@ -33,6 +33,7 @@ from .mixture import (MIXTURE_FILE, LibraryMixture, MixturePolicy, library_node_
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, blackbody_constants, build_model,
                     load_smnet_state_dict, log1p01_inverse)
 from .tail import WienTail, node_hull, node_points
+from .wavegrid import check_wavelength_grid
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
            "resolve_device", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
@@ -213,18 +214,7 @@ def _load_wavelength(path):
         raise FileNotFoundError(f"model file {path} is missing (the model's wavelength grid)") from None
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"{path} is not a readable .npy wavelength grid: {exc}") from exc
-    return _checked_wavelength(wave, path)
-
-
-def _checked_wavelength(wave, path):
-    """A wavelength grid [A] read from ``path``, checked: 1-d, finite, strictly increasing, in Angstrom."""
-    if wave.ndim != 1 or wave.size < 2 or not np.isfinite(wave).all() or np.any(np.diff(wave) <= 0):
-        raise ValueError(f"{path}: the wavelength grid must be a 1-d, finite, strictly increasing array; got "
-                         f"shape {wave.shape}" + (f", {wave[0]:g}..{wave[-1]:g}" if wave.size else ""))
-    if wave[0] < 1.0 or wave[-1] > 1e8:
-        raise ValueError(f"{path}: wavelengths {wave[0]:g}..{wave[-1]:g} are not in Angstrom (expected "
-                         "within 1 A - 1e8 A; e.g. 91 A - 1.6e6 A for the shipped grid)")
-    return wave
+    return check_wavelength_grid(wave, f"{path}: the wavelength grid")
 
 
 def _load_nodes(path):
@@ -952,7 +942,7 @@ class ReleasedSMNetGenerator(_TorchGenerator):
             raise ValueError(f"weights {weights.name} have L = {model.L} output pixels but meta {meta.name} "
                              f"has {L} wavelengths; use the meta.npz released with this checkpoint")
         # a decreasing grid gave negative integrals, so every flux came out negative
-        self.wavelength = _checked_wavelength(np.asarray(md["wave"], float), f"{meta} (key 'wave')")
+        self.wavelength = check_wavelength_grid(md["wave"], f"meta file {meta}: the wavelength grid 'wave'")
         self.tau, self.x_max = float(md["tau"]), float(md["x_max"])
         self._lo = np.array([md["Teff_min"], md["logG_min"], md["logZ_min"]], float)
         self._hi = np.array([md["Teff_max"], md["logG_max"], md["logZ_max"]], float)

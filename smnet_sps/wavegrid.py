@@ -29,12 +29,32 @@ from astropy import units as u
 from .constants import PACKAGE_DATA
 from .medium import _as_angstrom as as_angstrom
 
-__all__ = ["default_wavelength", "bin_edges", "resample", "DEFAULT_GRID_FILE", "WAVELENGTH_GRID_DOC"]
+__all__ = ["default_wavelength", "bin_edges", "resample", "check_wavelength_grid", "DEFAULT_GRID_FILE",
+           "WAVELENGTH_GRID_DOC", "WAVELENGTH_LIMITS"]
 
 DEFAULT_GRID_FILE = PACKAGE_DATA / "wavelength_basel1221.npy"
 WAVELENGTH_GRID_DOC = ("BaSeL 2.2 1221-pixel grid, 91 A - 160 um, VACUUM wavelengths (the Kurucz c/nu grid; "
                        "air libraries are converted before resampling); flux-conserving bin averages (box "
                        "LSF of one pixel width, smnet_sps.lsf), NaN + mask False where a library has no data")
+
+
+#: wavelengths [A] a grid may span: numbers outside are not in Angstrom (a grid in micron is 0.3-1)
+WAVELENGTH_LIMITS = (1.0, 1e8)
+
+
+def check_wavelength_grid(wave, what="wavelength grid"):
+    """A wavelength grid [A] (float array), checked: 1-d, finite, strictly increasing, at least 2 points, in
+    Angstrom (within :data:`WAVELENGTH_LIMITS`); ``ValueError`` naming ``what`` otherwise."""
+    wave = np.asarray(wave, float)
+    if wave.ndim != 1 or wave.size < 2 or not np.isfinite(wave).all() or np.any(np.diff(wave) <= 0):
+        raise ValueError(f"{what} must be a 1-d, finite, strictly increasing array of at least 2 wavelengths "
+                         f"[Angstrom]; got shape {wave.shape}"
+                         + (f", {wave.flat[0]:g}..{wave.flat[-1]:g}" if wave.size else ""))
+    lo, hi = WAVELENGTH_LIMITS
+    if wave[0] < lo or wave[-1] > hi:
+        raise ValueError(f"{what} {wave[0]:g}..{wave[-1]:g} is not in Angstrom: allowed {lo:g} A .. {hi:g} A "
+                         "(e.g. 91 A - 1.6e6 A, the default grid); give micron x 1e4, or a Quantity")
+    return wave
 
 
 def default_wavelength():
