@@ -161,7 +161,6 @@ class ParameterSet:
         self.dirtiness = 2
         self._params = dict(kwargs)
         self.iteritems = self._params.items
-        self.changed_since_sync = set()       # names set to a new value since the results were last synced
 
     @property
     def all_params(self):
@@ -184,7 +183,6 @@ class ParameterSet:
             else:
                 self.dirtiness = max(1, self.dirtiness)
             self._params[k] = v
-            self.changed_since_sync.add(k)
 
     def __contains__(self, k):
         return k in self._params
@@ -418,7 +416,6 @@ class StellarPopulation:
             self._check_params()
             self._results = {}
             self.params.dirtiness = 0
-        self.params.changed_since_sync = set()
 
     def _compute(self, tage):
         """Dict with the attenuated rest-frame L_lambda (before IGM) and bookkeeping at one tage [Gyr]."""
@@ -474,13 +471,11 @@ class StellarPopulation:
         return [tage], False
 
     def _results_for(self, tage):
-        # results are keyed by age (_compute takes it as an argument), so a new tage alone does not make the
-        # others stale: asking for a second age used to empty the cache of the first
-        self._sync()
+        self._sync()                    # the caller's own changes: checked, cached results emptied
+        # results are keyed by age (_compute takes it as an argument), so a new tage alone makes none of them
+        # stale: asking for a second age used to empty the cache of the first
         self.params["tage"] = tage
-        if self.params.dirtiness == 1 and set(self.params.changed_since_sync) <= {"tage"}:
-            self.params.dirtiness = 0
-        self._sync()
+        self.params.dirtiness = 0
         ages, full = self._ages(tage)
         out = []
         for a in ages:
