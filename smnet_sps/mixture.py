@@ -127,14 +127,18 @@ def _log_box(box):
     return widen_single_metallicity(tuple(tuple(map(float, b)) for b in box))
 
 
+def _bounds(log_box):
+    """(lo (3,), hi (3,)) of a box ((lo, hi) x 3)."""
+    return np.array([b[0] for b in log_box]), np.array([b[1] for b in log_box])
+
+
 def box_taper(points, log_box, widths=EDGE_TAPER):
     """Support factor of one box: 1 deeper than ``widths`` inside, smoothly 0 at and outside the faces.
 
     points (n, 3) in (log10 Teff, log g, [M/H]); log_box ((lo, hi) x 3); widths [dex] per dimension.
     """
     p = np.asarray(points, float)
-    lo = np.array([b[0] for b in log_box])
-    hi = np.array([b[1] for b in log_box])
+    lo, hi = _bounds(log_box)
     depth = np.minimum(p - lo, hi - p)                  # < 0 outside
     return np.prod(smoothstep(depth / np.asarray(widths, float)), axis=1)
 
@@ -142,8 +146,7 @@ def box_taper(points, log_box, widths=EDGE_TAPER):
 def _box_distance(points, log_box, widths=EDGE_TAPER):
     """Euclidean distance outside the box, in units of ``widths`` (0 inside)."""
     p = np.asarray(points, float)
-    lo = np.array([b[0] for b in log_box])
-    hi = np.array([b[1] for b in log_box])
+    lo, hi = _bounds(log_box)
     d = (np.maximum(lo - p, 0) + np.maximum(p - hi, 0)) / np.asarray(widths, float)
     return np.sqrt((d ** 2).sum(1))
 
@@ -379,9 +382,7 @@ class LibraryMixture:
             for j, box in enumerate(self.boxes):
                 rows = np.flatnonzero(closeness[:, j] > 1e-12)       # below: no node query, h < 1e-12
                 if rows.size:
-                    lo = np.array([b[0] for b in box])
-                    hi = np.array([b[1] for b in box])
-                    ratio = self._hole_ratio(j, np.clip(p[rows], lo, hi))
+                    ratio = self._hole_ratio(j, np.clip(p[rows], *_bounds(box)))
                     hole = smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
                     h[rows, j] = closeness[rows, j] * hole
             near, _ = self._preferred(p, h)
