@@ -129,8 +129,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         wave = wave.to_value(u.AA, equivalencies=u.spectral())
     flux = values["ssp_flux"]
     if isinstance(flux, u.Quantity):
-        if flux.unit.is_equivalent(u.L_sun / u.AA / u.M_sun):      # as `smnet-sps ssp --out` writes FITS
-            flux = flux * u.M_sun
+        from smnet_sps.photometry import per_mass_formed
+        flux = per_mass_formed(flux)          # L_sun / A / M_sun, as `smnet-sps ssp --out` writes FITS
         try:
             flux = flux.to_value(u.L_sun / u.AA)
         except u.UnitConversionError as exc:

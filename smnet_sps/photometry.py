@@ -245,7 +245,7 @@ def _check_redshift(redshift):
     return z
 
 
-def _per_mass_formed(flux):
+def per_mass_formed(flux):
     """A luminosity density per unit mass formed (L_sun / A / M_sun, the unit ``smnet-sps ssp --out`` writes
     into FITS) as the luminosity density of 1 M_sun formed (L_sun / A, as :func:`~smnet_sps.ssp.ssp_spectrum`
     returns it); any other unit as it is."""
@@ -282,7 +282,7 @@ def _split_input(spectra):
     if flux.dtype.kind not in "fiu" or wave_aa.dtype.kind not in "fiu":
         raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and "
                          f"{flux.dtype} (complex or object arrays are not spectra)")
-    flux = np.atleast_2d(_per_mass_formed(flux))
+    flux = np.atleast_2d(per_mass_formed(flux))
     wave_aa = np.atleast_1d(wave_aa)
     if wave_aa.ndim != 1 or flux.ndim != 2 or flux.shape[-1] != wave_aa.size:
         raise ValueError(f"flux shape {flux.shape} does not match the spectral axis ({wave_aa.size} points); "
