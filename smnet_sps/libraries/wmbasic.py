@@ -46,11 +46,6 @@ def read_column_lines(path, what):
     return values, [k for k, _ in numbered]
 
 
-def read_column_file(path, what):
-    """Floats of a one-value-per-line file (``*.teff``, ``*_zlegend.dat``)."""
-    return read_column_lines(path, what)[0]
-
-
 def check_log_teff(logt, path):
     """Reject a log Teff file holding linear Teff (or other nonsense), naming the file and line."""
     lo, hi = LOG_TEFF_RANGE
