@@ -23,7 +23,7 @@ node, and interpolation is then handicapped as it never is at a test node).
 
 Usage::
 
-    python benchmarks/bench_node_cv.py --library wmbasic --base work/models/default_v1 \\
+    python benchmarks/bench_node_cv.py --library wmbasic --base smnet_sps/data/default_model --refit-base \\
         --setting jitter0:0:6000 jitter0.15:0.15:6000 jitter0.3:0.3:6000 [--folds 5] [--threads 1] \
         [--refit-base] [--fold-scheme teff-lines]
 
@@ -44,7 +44,9 @@ per member, for comparison). ``bases=NAME`` (with ``--refit-base``) starts the s
 another set of fold bases, cached as work/node_cv/LIB_NAME_KfoldK (retrained with the current code where
 missing; default ``base``): a second realisation of the shared network, for output ensembles across shared
 networks (``ensemble_of`` a setting on each set). ``base_node_blend=P`` retrains those fold bases with
-``train(node_blend=P)`` (cached as LIB_base-blendP_KfoldK unless ``bases=`` names them).
+``train(node_blend=P)`` (cached as LIB_base-blendP_KfoldK unless ``bases=`` names them), ``base_seed=S`` with
+``train(seed=S)`` (LIB_base-seedS_KfoldK): another realisation of the same recipe. ``--only-folds 0 1`` scores
+those folds only (a first look at a costly lever, on fewer nodes).
 Each fold's predictions and specialist are cached in work/node_cv/ under NAME (a re-run skips what is
 there). Writes benchmarks/results_node_cv.md (or results_node_cv_refit.md).
 About 1 min per fold and 6k steps on one CPU thread.
@@ -112,18 +114,21 @@ def figures(pred, grid, idx):
     return 100 * np.median(opt), 100 * np.percentile(opt, 95), 100 * np.median(uv)
 
 
-def refit_base(base, grid_path, fold, out, node_blend=0.0):
+def refit_base(base, grid_path, fold, out, node_blend=0.0, seed=0):
     """The shared model retrained from scratch without the fold's nodes, with the settings ``base`` records
     (architecture, epochs, batch, lr, pixel loss, tail floor; the rest at train()'s defaults, ``node_blend``
-    excepted); cached in ``out``. Its specialists then never start from a model that saw the fold."""
+    and ``seed`` excepted); cached in ``out``. Its specialists then never start from a model that saw the
+    fold."""
     out = Path(out)
     if (out / "config.json").is_file():
         cached = json.loads((out / "config.json").read_text())
         cached_blend = cached.get("node_blend") or 0.0       # absent in models older than the option
-        if cached_blend != node_blend:
+        cached_seed = cached.get("seed") or 0
+        if (cached_blend, cached_seed) != (node_blend, seed):
             # a name reused for bases of another recipe would score the wrong setting without a word
-            raise SystemExit(f"{out} holds a shared model trained with node_blend {cached_blend:g}, not "
-                             f"{node_blend:g}; name these bases differently (bases=NAME)")
+            raise SystemExit(f"{out} holds a shared model trained with node_blend {cached_blend:g} and seed "
+                             f"{cached_seed}, not {node_blend:g} and {seed}; name these bases differently "
+                             "(bases=NAME)")
         if cached["training"].get("finished"):
             return out
     cfg = json.loads((Path(base) / "config.json").read_text())
@@ -131,7 +136,7 @@ def refit_base(base, grid_path, fold, out, node_blend=0.0):
     train(grid_path, out, exclude_nodes=fold, epochs=run["epochs_run"], batch_size=run["batch_size"],
           lr=run["lr"], pixel_loss=cfg.get("pixel_loss", "standardised"),
           tail_floor=cfg.get("tail_floor", 1e-6), uv_weight=cfg.get("uv_weight") or 1.0, patience=10**9,
-          node_blend=node_blend, progress=False, **_shape(base))
+          node_blend=node_blend, seed=seed, progress=False, **_shape(base))
     return out
 
 
@@ -225,8 +230,8 @@ def parse_setting(text):
         if key in ("soup_of", "ensemble_of"):
             overrides[key] = value.split("+")
             continue
-        if key == "base_node_blend":
-            overrides[key] = float(value)
+        if key in ("base_node_blend", "base_seed"):
+            overrides[key] = float(value) if key == "base_node_blend" else int(value)
             continue
         if key == "bases":
             if not value:
@@ -235,7 +240,7 @@ def parse_setting(text):
             continue
         if key not in SPECIALIST:
             raise SystemExit(f"setting {text!r}: unknown key {key!r}; allowed: {sorted(SPECIALIST)}, "
-                             "soup_of, ensemble_of, bases and base_node_blend")
+                             "soup_of, ensemble_of, bases, base_node_blend and base_seed")
         overrides[key] = type(SPECIALIST[key])(value)
     return name, jitter[0] if len(jitter) == 1 else jitter, int(steps), overrides
 
@@ -268,11 +273,16 @@ def main(argv=None):
                     help="random (a node may be held out with a Teff neighbour), or teff-lines: no two Teff "
                          "neighbours in one fold, so an interior node whose Teff neighbours are training "
                          "nodes is scored with both known, as a test node is")
+    ap.add_argument("--only-folds", type=int, nargs="+", default=None, metavar="K",
+                    help="score these folds only (0-based; e.g. 0 1), for a first look at a costly lever")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=str(ROOT / "work" / "node_cv"))
     ap.add_argument("--out", default=None,
                     help="default benchmarks/results_node_cv.md (results_node_cv_refit.md with --refit-base)")
     args = ap.parse_args(argv)
+    fold_ids = list(range(args.folds)) if args.only_folds is None else sorted(set(args.only_folds))
+    if not set(fold_ids) <= set(range(args.folds)):
+        raise SystemExit(f"--only-folds {args.only_folds}: folds are numbered 0 to {args.folds - 1}")
     if args.out is None:
         args.out = str(HERE / ("results_node_cv_refit.md" if args.refit_base else "results_node_cv.md"))
     torch.set_num_threads(args.threads)
@@ -286,13 +296,13 @@ def main(argv=None):
     settings = [parse_setting(s) for s in args.setting]
 
     t0 = time.perf_counter()
-    idx = np.concatenate(folds)
-    base_pred = np.concatenate([interpolate_grid_nodes(grid, np.setdiff1d(train_nodes, f), f)
-                                for f in folds])
+    idx = np.concatenate([folds[k] for k in fold_ids])
+    base_pred = np.concatenate([interpolate_grid_nodes(grid, np.setdiff1d(train_nodes, folds[k]), folds[k])
+                                for k in fold_ids])
     inside = np.isfinite(base_pred).any(1)                 # inside the other folds' hull
     interior = inside & interior_nodes(grid, idx)
-    test_like = inside & np.concatenate([test_like_nodes(grid, f, np.setdiff1d(train_nodes, f))
-                                         for f in folds])
+    test_like = inside & np.concatenate([test_like_nodes(grid, folds[k], np.setdiff1d(train_nodes, folds[k]))
+                                         for k in fold_ids])
 
     def scores(pred):
         return sum((figures(pred[s], grid, idx[s]) for s in (inside, interior, test_like)), ())
@@ -300,9 +310,13 @@ def main(argv=None):
     n_cached = 0
     for name, jitter, steps, overrides in settings:
         base_blend = overrides.pop("base_node_blend", 0.0)
-        bases = overrides.pop("bases", f"base-blend{base_blend:g}" if base_blend else "base")
+        base_seed = int(overrides.pop("base_seed", 0))
+        default_bases = "base" + (f"-blend{base_blend:g}" if base_blend else "") + (
+            f"-seed{base_seed}" if base_seed else "")
+        bases = overrides.pop("bases", default_bases)
         preds = []
-        for k, fold in enumerate(folds):
+        for k in fold_ids:
+            fold = folds[k]
             def cache_of(setting):
                 return fold_cache(args.cache, args.library, setting, args.folds, k, args.refit_base,
                                   args.fold_scheme)
@@ -313,7 +327,7 @@ def main(argv=None):
             if args.refit_base and not cache.exists() and "ensemble_of" not in overrides:
                 where = f"{args.library}_{bases}_{fold_label(args.folds, k, args.fold_scheme)}"
                 base = refit_base(args.base, args.grid, fold, Path(args.cache) / where,
-                                  node_blend=base_blend)
+                                  node_blend=base_blend, seed=base_seed)
             if "ensemble_of" in overrides:
                 members = [cache_of(m) for m in overrides["ensemble_of"]]
                 missing = [str(m) for m in members if not m.exists()]
@@ -336,7 +350,8 @@ def main(argv=None):
                  f"`{name}` (input jitter {_steps_text(jitter)}, {steps} steps" + "".join(
                      f", {k} {v}" for k, v in overrides.items()) + ("" if bases == "base" else
                                                                    f", fold bases `{bases}`") + (
-                     f" retrained with node_blend {base_blend:g}" if base_blend else "") + ")")
+                     f" retrained with node_blend {base_blend:g}" if base_blend else "") + (
+                     f" retrained with seed {base_seed}" if base_seed else "") + ")")
         rows.append((label, scores(pred)))
     if args.refit_base:
         start = (f"from a shared model retrained without the fold's nodes (the settings of "
@@ -355,7 +370,9 @@ def main(argv=None):
     interp_dims = f"{axes.sum()}D" + (f" ({' and '.join(spanned)} neighbours too)" if spanned else "")
     lines = [f"## Node cross-validation: {args.library} specialists, {kind} (`benchmarks/bench_node_cv.py`)",
              "",
-             f"{args.folds}-fold ({args.fold_scheme} folds) over the library's {train_nodes.size} training "
+             f"{args.folds}-fold ({args.fold_scheme} folds"
+             + ("" if args.only_folds is None else f"; folds {', '.join(map(str, fold_ids))} only") +
+             f") over the library's {train_nodes.size} training "
              f"nodes ({inside.sum()} inside "
              "the other folds' hull, scored); |dF/F| pooled over all folds [%]; the test nodes are not used. "
              "Each fold's specialist is fine-tuned without the fold's nodes, " + start, "",
@@ -373,7 +390,7 @@ def main(argv=None):
                                                 for i, v in enumerate(figs)) + " |"
               for label, figs in rows]
     lines += ["", f"This run: {time.perf_counter() - t0:.0f} s on {args.threads} thread(s), "
-              f"{len(settings) * args.folds - n_cached} fold(s) computed and {n_cached} read from "
+              f"{len(settings) * len(fold_ids) - n_cached} fold(s) computed and {n_cached} read from "
               f"{Path(args.cache).name}/ (a fold takes ~1 min per 6k steps on one thread)."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

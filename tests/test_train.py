@@ -417,3 +417,25 @@ def test_node_cv_test_like_nodes_need_both_teff_neighbours_outside_the_fold(synt
     assert sum(bench.test_like_nodes(g, f, np.setdiff1d(everything, f)).sum() for f in rnd) < inner.size
     with pytest.raises(ValueError, match="fold scheme"):
         bench.folds_of(everything, 3, scheme="teff-lines")
+
+
+def test_node_cv_bases_of_another_seed_are_kept_apart(tmp_path):
+    """``base_seed=S`` retrains the fold bases with train(seed=S) under their own cache name; cached bases of
+    another seed are refused, not silently reused (they would score the wrong realisation)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_node_cv.py"
+    spec = importlib.util.spec_from_file_location("bench_node_cv", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    name, _, steps, over = bench.parse_setting("b:0,0,0.3:24000:node_blend=0.75,base_seed=1")
+    assert (name, steps, over) == ("b", 24000, {"node_blend": 0.75, "base_seed": 1})
+    cached = tmp_path / "wmbasic_base_5tlfold0"
+    cached.mkdir()
+    (cached / "config.json").write_text(json.dumps({"seed": 0, "training": {"finished": True}}))
+    assert bench.refit_base("unused", "unused", np.arange(3), cached) == cached
+    with pytest.raises(SystemExit, match="seed 0, not 0 and 1"):
+        bench.refit_base("unused", "unused", np.arange(3), cached, seed=1)
+    with pytest.raises(SystemExit, match="folds are numbered 0 to 4"):
+        bench.main(["--only-folds", "5", "--grid", str(tmp_path / "nosuch.h5")])
