@@ -25,7 +25,11 @@ Usage::
 
     python benchmarks/bench_node_cv.py --library wmbasic --base smnet_sps/data/default_model --refit-base \\
         --setting jitter0:0:6000 jitter0.15:0.15:6000 jitter0.3:0.3:6000 [--folds 5] [--threads 1] \
-        [--refit-base] [--fold-scheme teff-lines]
+        [--fold-scheme teff-lines] [--only-folds 0 1]
+
+With ``--refit-base``, BASE is read for its recorded training settings and split only: the shipped model
+records its shared network's (``config.json["training"]``). Without it, BASE must be the shared network itself
+(arch ``mlp``, e.g. ``work/models/default_v1``: the leaky mode, kept for the record).
 
 ``--fold-scheme teff-lines`` deals the folds so that no two Teff neighbours share one (:func:`folds_of`;
 caches named ``..._5tlfoldK``): more of the scored nodes then have both Teff neighbours known, as a test node
