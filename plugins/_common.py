@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
+from smnet_sps.constants import C_ANGSTROM
+
 __all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN", "grid_medium",
            "template_lsf", "in_medium", "output_path"]
 
@@ -36,6 +38,12 @@ DEFAULT_ZSUN = 0.0152
 # M_sun the surviving mass per M_sun formed exceeds 1 (up to 1.005 with Kroupa, 1.023 with Salpeter); more
 # is an error
 MAX_SURVIVING_MASS = 1.05
+# Unit slips caught on input: Z above 0.1 is no stellar population (it is [M/H] read as log10 Z), ages
+# beyond 30 Gyr are log10(age / yr) read as log10(age / Gyr), and a grid whose reddest wavelength is bluer
+# than the Lyman limit is in microns (or nm), not Angstrom
+MAX_LGMET = -1.0
+MAX_LG_AGE_GYR = np.log10(30.0)
+MIN_REDDEST_WAVE = 912.0
 
 # Names under which a grid may carry the surviving (stars + remnants) mass fraction; the first found wins.
 _MASS_KEYS = ("surviving_mass", "ssp_surviving_mass", "ssp_mass", "mass_fraction", "ssp_mstar",
@@ -69,6 +77,12 @@ class SSPArrays:
     def logzsol(self, zsun=DEFAULT_ZSUN):
         """[M/H] = log10(Z / Z_sun) of every metallicity."""
         return self.ssp_lgmet - np.log10(zsun)
+
+
+def _is_dsps_ssp_data(grid):
+    """True for DSPS's own ``SSPData`` (its flux is L_nu per Hz, not smnet-sps' L_lambda per A)."""
+    cls = type(grid)
+    return cls.__name__ == "SSPData" and cls.__module__.split(".")[0] == "dsps"
 
 
 def _get(grid, key):
@@ -113,8 +127,13 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     Raises
     ------
     ValueError
-        Missing arrays, wrong shapes, NaN/inf, negative flux, non-increasing axes or masses outside
-        (0, MAX_SURVIVING_MASS].
+        Missing arrays, wrong shapes, NaN/inf, negative flux, non-increasing axes, masses outside
+        (0, MAX_SURVIVING_MASS], and the usual unit slips: Z above 0.1 ([M/H] given as log10 Z), ages beyond
+        30 Gyr (log10 yr given as log10 Gyr), a wavelength axis ending bluer than 912 A (microns).
+
+    A ``dsps.SSPData`` (from :func:`plugins.dsps_backend.to_ssp_data` or ``dsps.load_ssp_templates``) holds
+    L_nu [L_sun / Hz]; it is converted back to L_lambda here (its wavelengths taken as given), so it can be
+    passed to every writer.
     """
     values = {}
     for key in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux"):
@@ -128,6 +147,9 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if isinstance(wave, u.Quantity):
         wave = wave.to_value(u.AA, equivalencies=u.spectral())
     flux = values["ssp_flux"]
+    if _is_dsps_ssp_data(grid) and ssp_flux is None:
+        # dsps.SSPData (to_ssp_data, dsps.load_ssp_templates) holds L_nu [L_sun / Hz]: back to L_lambda
+        flux = np.asarray(flux, float) * C_ANGSTROM / np.asarray(wave, float) ** 2
     if isinstance(flux, u.Quantity):
         from smnet_sps.photometry import per_mass_formed
         flux = per_mass_formed(flux)          # L_sun / A / M_sun, as `smnet-sps ssp --out` writes FITS
@@ -141,9 +163,17 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     wave = _as_1d_increasing("ssp_wave", wave, "Angstrom")
     if (wave <= 0).any():
         raise ValueError("ssp_wave must be positive wavelengths in Angstrom")
-    if (lgmet >= 0).any():
-        raise ValueError(f"ssp_lgmet must be log10 of the metal mass fraction Z (< 0, e.g. log10(0.0152) = "
-                         f"-1.82); got maximum {lgmet.max():g}. Did you pass [M/H] instead?")
+    if (lgmet > MAX_LGMET).any():
+        raise ValueError(f"ssp_lgmet must be log10 of the metal mass fraction Z (at most log10(0.1) = -1, "
+                         f"e.g. log10(0.0152) = -1.82); got maximum {lgmet.max():g} "
+                         f"(Z = {10 ** lgmet.max():.3g}). Did you pass [M/H] instead?")
+    if lgage.max() > MAX_LG_AGE_GYR:
+        raise ValueError(f"ssp_lg_age_gyr must be log10(age / Gyr) (at most {MAX_LG_AGE_GYR:g}, "
+                         f"{10 ** MAX_LG_AGE_GYR:.0f} Gyr); got maximum {lgage.max():g}. Did you pass "
+                         "log10(age / yr)?")
+    if wave.max() < MIN_REDDEST_WAVE:
+        raise ValueError(f"ssp_wave must be in Angstrom; its reddest value is {wave.max():g}, bluer than "
+                         f"{MIN_REDDEST_WAVE:g} A (microns given?)")
     flux = np.asarray(flux, dtype=float)
     expected = (lgmet.size, lgage.size, wave.size)
     if flux.shape != expected:

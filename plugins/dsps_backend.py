@@ -118,7 +118,9 @@ def write_ssp_templates(path, grid=None, *, medium="vacuum", overwrite=False, **
         hdf.attrs["ssp_lgmet"] = "log10 Z (metal mass fraction, absolute)"
         hdf.attrs["ssp_lg_age_gyr"] = "log10(age / Gyr)"
         for key, value in ssp.meta.items():
-            if isinstance(value, (str, int, float, bool)) and key != "wavelength_medium":
+            # the grid's medium and flux unit are those of the arrays written here (attrs above), not the
+            # grid's own (L_sun / A): copying them would state two units for one dataset
+            if isinstance(value, (str, int, float, bool)) and key not in ("wavelength_medium", "flux_unit"):
                 hdf.attrs[f"meta_{key}"] = value
     return path
 

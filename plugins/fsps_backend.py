@@ -131,6 +131,16 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
     logzsol = np.log10(zs / zsun)
     gen_wave = np.asarray(generator.wavelength, float)
     wave = gen_wave if wavelength is None else _check_axis("wavelength", wavelength, "Angstrom")
+    beyond = (wave < gen_wave[0]) | (wave > gen_wave[-1])
+    if beyond.mean() > 0.5:
+        # e.g. microns for Angstrom: the spectra would be written as zeros without a word
+        raise ValueError(f"wavelength must be in Angstrom and lie mostly within the generator's "
+                         f"{gen_wave[0]:g}-{gen_wave[-1]:g} A; {int(beyond.sum())} of {wave.size} points "
+                         f"({wave[0]:g}-{wave[-1]:g}) lie outside it (microns given?)")
+    if beyond.any():
+        warnings.warn(f"{int(beyond.sum())} of {wave.size} wavelengths lie outside the generator's "
+                      f"{gen_wave[0]:g}-{gen_wave[-1]:g} A; their spectra are written as 0", UserWarning,
+                      stacklevel=2)
     from smnet_sps.lsf import FWHM_PER_SIGMA, LSF_SHAPE, grid_lsf_fwhm
     lsf_fwhm = np.interp(wave, gen_wave, grid_lsf_fwhm(gen_wave))
     if resolution_kms is None:

@@ -24,6 +24,7 @@ import numpy as np
 from astropy import units as u
 
 from smnet_sps.constants import L_SUN, LLAM_UNIT, SIGMA_SB
+from smnet_sps.mixture import widen_single_metallicity
 
 HOST = "pystellibs"
 HOST_VERSIONS = "git main (interface of src/pystellibs/stellib.py @ 3bee430; not on PyPI)"
@@ -157,8 +158,13 @@ class SMNetStellib:
     def points_inside(self, xypoints, dlogT=0.1, dlogg=0.5, Z=None):
         """True for (logT, logg) pairs inside the coverage widened by the margins.
 
-        Unlike pystellibs' polygon test, this is exact per training-library box; with ``Z`` (metal mass
-        fractions) the [M/H] range of each box is required too.
+        With ``Z`` (metal mass fractions) and no margins (``dlogT = dlogg = 0``, what the spectrum methods
+        use by default) this is the generator's own coverage flag (``generator.in_coverage``: inside a
+        library box *and* near that library's grid nodes, so the holes of a grid are outside, and a
+        single-metallicity library covers +-0.25 dex around it). With margins, or without ``Z``, it is the
+        test of pystellibs' polygon: inside a training-library box widened by the margins (the [M/H] range
+        of each box required when ``Z`` is given); a point accepted only by the margins gets the generator's
+        extrapolation and a ``CoverageWarning``.
         """
         xy = np.atleast_2d(np.asarray(xypoints, float))
         if xy.ndim != 2 or xy.shape[-1] != 2:
@@ -167,12 +173,15 @@ class SMNetStellib:
         if not np.isfinite(xy).all():
             raise ValueError("xypoints contain NaN or inf; logT and logg must be finite")
         logz = None if Z is None else self._mh(Z, xy.shape[0])
+        if logz is not None and dlogT == 0 and dlogg == 0:
+            return np.asarray(self.generator.in_coverage(10.0 ** xy[:, 0], xy[:, 1], logz), bool)
         inside = np.zeros(xy.shape[0], bool)
         for b in self._boxes:
             ok = ((xy[:, 0] >= np.log10(b.teff[0]) - dlogT) & (xy[:, 0] <= np.log10(b.teff[1]) + dlogT)
                   & (xy[:, 1] >= b.logg[0] - dlogg) & (xy[:, 1] <= b.logg[1] + dlogg))
             if logz is not None:
-                ok &= (logz >= b.logz[0]) & (logz <= b.logz[1])
+                lo, hi = widen_single_metallicity((b.teff, b.logg, b.logz))[2]
+                ok &= (logz >= lo) & (logz <= hi)
             inside |= ok
         return inside
 

@@ -83,3 +83,37 @@ def test_a_grid_dsps_cannot_integrate_is_flagged(tmp_path, toy):
         db.write_ssp_templates(tmp_path / "two.h5", ssp_lgmet=toy.ssp_lgmet[:2],
                                ssp_lg_age_gyr=toy.ssp_lg_age_gyr, ssp_wave=toy.ssp_wave,
                                ssp_flux=toy.ssp_flux[:2])
+
+
+def test_dsps_own_ssp_data_is_read_as_lnu(tmp_path, toy):
+    """dsps.SSPData holds L_nu: every writer converts it back to L_lambda instead of taking L_nu per Hz as
+    L_sun per Angstrom (a factor lambda^2 / c, ~1e-11 in the optical), and the DSPS file states one unit."""
+    import h5py
+    from smnet_sps.plugins import ppxf_backend
+    sd = db.to_ssp_data(toy)
+    back = as_ssp_arrays(sd)
+    np.testing.assert_allclose(back.ssp_flux, toy.ssp_flux, rtol=1e-12)
+    np.testing.assert_allclose(db.to_ssp_data(sd).ssp_flux, sd.ssp_flux, rtol=1e-12)   # idempotent
+    loaded = db.load_ssp_templates(db.write_ssp_templates(tmp_path / "a.h5", toy))
+    np.testing.assert_allclose(as_ssp_arrays(loaded).ssp_flux, toy.ssp_flux, rtol=1e-12)
+    with np.load(ppxf_backend.write_sps_lib(tmp_path / "p.npz", sd)) as a:
+        direct = np.load(ppxf_backend.write_sps_lib(tmp_path / "q.npz", toy))
+        np.testing.assert_allclose(a["templates"], direct["templates"], rtol=1e-10)
+    grid = {"ssp_lgmet": toy.ssp_lgmet, "ssp_lg_age_gyr": toy.ssp_lg_age_gyr, "ssp_wave": toy.ssp_wave,
+            "ssp_flux": toy.ssp_flux, "meta": {"flux_unit": "L_sun / Angstrom per M_sun formed"}}
+    with h5py.File(db.write_ssp_templates(tmp_path / "b.h5", as_ssp_arrays(grid, meta=grid["meta"]))) as h:
+        assert h.attrs["ssp_flux_unit"] == "L_sun / Hz per M_sun formed"
+        assert not any("Angstrom per" in str(v) for k, v in h.attrs.items() if k != "ssp_wave_unit")
+
+
+def test_unit_slips_in_the_axes_are_refused(toy):
+    arrays = dict(ssp_lgmet=toy.ssp_lgmet, ssp_lg_age_gyr=toy.ssp_lg_age_gyr, ssp_wave=toy.ssp_wave,
+                  ssp_flux=toy.ssp_flux)
+    with pytest.raises(ValueError, match=r"log10\(age / yr\)"):
+        as_ssp_arrays(**{**arrays, "ssp_lg_age_gyr": toy.ssp_lg_age_gyr + 9})
+    with pytest.raises(ValueError, match="microns"):
+        as_ssp_arrays(**{**arrays, "ssp_wave": toy.ssp_wave / 1e4})
+    sub_solar_mh = np.linspace(-1.5, -0.5, toy.n_met)          # [M/H], all negative: read as Z 0.03-0.3
+    with pytest.raises(ValueError, match=r"\[M/H\]"):
+        as_ssp_arrays(**{**arrays, "ssp_lgmet": sub_solar_mh})
+    as_ssp_arrays(**{**arrays, "ssp_lg_age_gyr": np.linspace(-3.0, np.log10(20.0), toy.n_age)})  # 20 Gyr ok

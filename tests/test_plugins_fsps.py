@@ -99,6 +99,15 @@ def test_resampled_wavelength_and_errors(tmp_path):
         fb.read_spectra_bin(tmp_path / "SPECTRA/C3K/c3k_smnet_z0.0134.spectra.bin", n_wave=501, n_logt=2,
                                 n_logg=2)
     assert np.allclose(fb.read_fsps_nodes(tmp_path)[0], [3.7, 3.8])
+    # microns for Angstrom: refused, not written as a library of zeros
+    with pytest.raises(ValueError, match="microns"):
+        fb.write_fsps_library(tmp_path / "um", gen, logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2],
+                              wavelength=np.linspace(0.3, 1.0, 100))
+    assert not (tmp_path / "um" / "SPECTRA").exists()
+    lo = gen.wavelength[0]
+    with pytest.warns(UserWarning, match="written as 0"):      # a grid reaching past the generator's
+        fb.write_fsps_library(tmp_path / "wide", gen, logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2],
+                              wavelength=np.geomspace(lo / 2, 20000, 300))
 
 
 def test_edge_metallicity_survives_the_file_name_rounding(tmp_path, default_generator):

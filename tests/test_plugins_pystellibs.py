@@ -119,3 +119,26 @@ def test_spectra_carry_the_stars_luminosity_whatever_the_generators_integral():
     wave, specs = dim.generate_individual_spectra(stars)
     lum = np.trapezoid(specs.value, wave.value, axis=1) / (10 ** np.asarray(stars["logL"]) * L_SUN)
     np.testing.assert_allclose(lum, 1.0, rtol=1e-9)
+
+
+def test_coverage_with_z_is_the_shipped_generators_own():
+    """With Z and no margins the adapter answers as ``generator.in_coverage``: an M giant 0.04 dex below
+    solar is covered (BaSeL covers +-0.25 dex around its one metallicity) and gets a spectrum; a hot
+    supergiant in the grids' hole is not, and gets NaN rather than a silent extrapolation."""
+    from smnet_sps.neural import load_generator
+    gen = load_generator(device="cpu")
+    lib = SMNetStellib(gen, zsun=0.02)
+    rng = np.random.default_rng(1)
+    logt, logg = rng.uniform(3.4, 4.8, 3000), rng.uniform(-0.5, 5.5, 3000)
+    z = 0.02 * 10 ** rng.uniform(-2.0, 0.4, 3000)
+    inside = lib.points_inside(np.column_stack([logt, logg]), 0, 0, Z=z)
+    assert np.array_equal(inside, gen.in_coverage(10 ** logt, logg, np.log10(z / 0.02)))
+    assert 0.2 < inside.mean() < 0.95
+    assert lib.points_inside([[3.5, 0.5]], 0, 0, Z=0.019)[0]
+    assert np.isfinite(lib.generate_stellar_spectrum(3.5, 0.5, 2.0, 0.019)).all()
+    assert not lib.points_inside([[4.5, 1.0]], 0, 0, Z=0.02)[0]
+    _, specs = lib.generate_individual_spectra({"logT": [3.5, 4.5], "logg": [0.5, 1.0], "logL": [2.0, 5.0],
+                                                "Z": [0.019, 0.02]})
+    assert np.isfinite(specs.value[0]).all() and np.isnan(specs.value[1]).all()
+    # margins keep pystellibs' widened-box test, with BaSeL's +-0.25 dex
+    assert lib.points_inside([[3.5, 0.5]], 0.01, 0.01, Z=0.019)[0]
