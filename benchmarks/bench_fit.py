@@ -100,11 +100,12 @@ def part_coverage(n, n_emcee, seed=0):
         tr = np.array([r["truth"] for r in rr])
         v = np.array([r[method][0] for r in rr])
         e = np.array([r[method][1] for r in rr])
-        cov = np.abs(v - tr) <= e
+        cov = np.abs(v - tr) <= e          # a parameter ending on a bound has no error (NaN): not covered
         out[method] = {
             "n": len(rr),
             "coverage": dict(zip(PARAMS, map(float, cov.mean(0)))),
-            "median_z": dict(zip(PARAMS, map(float, np.median(np.abs(v - tr) / e, 0)))),
+            "median_z": dict(zip(PARAMS, map(float, np.nanmedian(np.abs(v - tr) / e, 0)))),
+            "at_bound": dict(zip(PARAMS, map(int, (~np.isfinite(e)).sum(0)))),
         }
     out["median_seconds"] = float(np.median([r["seconds"] for r in rows]))
     out["torch_threads"] = torch.get_num_threads()
@@ -440,7 +441,13 @@ def report():
     if p.exists():
         c = json.loads(p.read_text())
         pe = HERE / "fit_coverage_emcee.json"
-        if pe.exists():   # emcee measured on a separate, smaller set of mocks
+        if "emcee" in c:  # emcee on a subset of these mocks: Laplace on the same ones beside it
+            same = [r for r in c["rows"] if "emcee" in r]
+            tr = np.array([r["truth"] for r in same])
+            v, e = (np.array([r["laplace"][k] for r in same]) for k in (0, 1))
+            covered = (np.abs(v - tr) <= e).mean(0)
+            c["laplace_same_mocks"] = {"n": len(same), "coverage": dict(zip(PARAMS, map(float, covered)))}
+        elif pe.exists():   # emcee measured on a separate, smaller set of mocks
             ce = json.loads(pe.read_text())
             if "emcee" in ce:
                 c["emcee"] = ce["emcee"]

@@ -55,7 +55,7 @@ C_KMS = 299792.458
 _FWHM_PER_SIGMA = math.sqrt(8.0 * math.log(2.0))
 _MIN_BIN_COVERAGE = 0.8  # a model pixel needs >= 80 % of its width covered by good data pixels
 _MIN_PIXELS = 20
-_SIGMA_FLOOR_PIX = 0.05  # smallest Gaussian [model pixels] for the shift (keeps chi^2 smooth in v)
+_SIGMA_FLOOR_PIX = 1e-3  # smallest Gaussian [model pixels]: keeps the kernel finite (0.05 biased rv)
 
 STAR_PARAMETERS = ("teff", "logg", "logz", "rv")
 SSP_PARAMETERS = ("log_age", "logz", "sigma", "av", "rv")
