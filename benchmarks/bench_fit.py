@@ -495,6 +495,7 @@ def report():
                 )
                 + "). Bias = median, scatter = 1.4826 MAD of (fit - catalogue); Teff relative. Targets for "
                 "4500-6500 K: scatter Teff <= 3 %, log g <= 0.3 dex, [M/H] <= 0.2 dex."
+                + (f" {m['note']}" if m.get("note") else "")
             ),
             "",
             "| model | Teff class | n | Teff bias | Teff scatter | log g bias | log g scatter | [M/H] bias | "
