@@ -421,6 +421,23 @@ def _lever_lines(files):
             f"(n {sc['n']}; log g target 0.3 dex, margin {margin:+.3f}).",
             "",
         ]
+    cut = HERE / "fit_floor_cut.json"
+    if cut.exists():
+        # every lever row above was fitted with the shift's old smoothing floor (0.05 model pixels)
+        after = {**res, **json.loads(cut.read_text())}
+        cands = list(json.loads(cut.read_text()))
+        sc, chosen = nested(after, cands)
+        each = {c: scores(after[c]["rows"]) for c in cands}
+        rows = "; ".join(f"`{c}` {100 * e['teff'][1]:.2f} % / {e['logg'][1]:.3f} / {e['logz'][1]:.3f}"
+                         for c, e in each.items())
+        lines += [
+            "**After the smoothing floor was cut** (fit.py's shift, 0.05 -> 0.001 model pixels, 2026-12-02; "
+            "every row above was fitted with 0.05; benchmarks/fit_floor_cut.json): Teff / log g / [M/H] scatter "
+            f"{rows}; choosing among them on one half and scoring on the other, half 0 gets `{chosen[0]}`, "
+            f"half 1 `{chosen[1]}`; held-out **Teff {100 * sc['teff'][1]:.2f} %, log g {sc['logg'][1]:.3f}, "
+            f"[M/H] {sc['logz'][1]:.3f} dex**.",
+            "",
+        ]
     for label, cands in (("the continuum degree x prior family", family),
                          ("every non-semi-empirical configuration", every)):
         sc, chosen = nested(res, cands)
