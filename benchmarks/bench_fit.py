@@ -433,9 +433,9 @@ def _lever_lines(files):
         lines += [
             "**After the smoothing floor was cut** (fit.py's shift, 0.05 -> 0.001 model pixels, 2026-12-02; "
             "every row above was fitted with 0.05; benchmarks/fit_floor_cut.json): Teff / log g / [M/H] "
-            f"scatter {rows}; choosing among them on one half and scoring on the other, half 0 gets `{chosen[0]}`, "
-            f"half 1 `{chosen[1]}`; held-out **Teff {100 * sc['teff'][1]:.2f} %, log g {sc['logg'][1]:.3f}, "
-            f"[M/H] {sc['logz'][1]:.3f} dex**.",
+            f"scatter {rows}; choosing among them on one half and scoring on the other, half 0 gets "
+            f"`{chosen[0]}`, half 1 `{chosen[1]}`; held-out **Teff {100 * sc['teff'][1]:.2f} %, "
+            f"log g {sc['logg'][1]:.3f}, [M/H] {sc['logz'][1]:.3f} dex**.",
             "",
         ]
     for label, cands in (("the continuum degree x prior family", family),
