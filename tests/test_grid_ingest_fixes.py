@@ -35,6 +35,11 @@ def write_gz(path, text):
     path.write_bytes(gzip.compress(text.encode()))
 
 
+def drop_last_lines(path, n):
+    """A gzipped library file cut short by its last ``n`` lines (a truncated download)."""
+    write_gz(path, "\n".join(read_gz(path).splitlines()[:-n]) + "\n")
+
+
 def cut_last_number(path, keep):
     """Cut the file inside its last number, keeping ``keep`` characters of it (as a truncated copy would)."""
     text = read_gz(path).rstrip()
@@ -72,7 +77,7 @@ def test_a_file_cut_inside_its_last_number_is_an_error(copy_lib, library, file, 
 def test_tpagb_cut_at_a_row_is_an_error(copy_lib):
     root = copy_lib("fsps_hot_and_agb")
     path = root / "fsps_hot_and_agb/AGB_spectra/Crich.spec.gz"
-    write_gz(path, "\n".join(read_gz(path).splitlines()[:-100]) + "\n")
+    drop_last_lines(path, 100)
     with pytest.raises(ValueError, match=r"Crich\.spec\.gz: 6046 wavelength rows, expected 6,146"):
         read_library("tpagb_crich", root)
 
@@ -80,7 +85,7 @@ def test_tpagb_cut_at_a_row_is_an_error(copy_lib):
 def test_rauch_pagb_cut_at_a_row_is_an_error(copy_lib):
     root = copy_lib("fsps_hot_and_agb")
     path = root / "fsps_hot_and_agb/Hot_spectra/ipagb_solar.spec.gz"
-    write_gz(path, "\n".join(read_gz(path).splitlines()[:-20]) + "\n")
+    drop_last_lines(path, 20)
     with pytest.raises(ValueError, match=r"ipagb_solar\.spec\.gz: wavelengths 10\.1\.\..* truncated"):
         read_library("rauch_pagb", root)
 
@@ -125,7 +130,7 @@ def test_truncated_phase_file_is_skipped_not_built(copy_lib):
 def test_basel_damaged_first_file_is_the_one_named(copy_lib):
     root = copy_lib("basel22_lejeune_solar")
     path = root / "basel22_lejeune_solar/spectra/lej_t03500g00.0.txt.gz"      # first in the index
-    write_gz(path, "\n".join(read_gz(path).splitlines()[:-50]) + "\n")
+    drop_last_lines(path, 50)
     with pytest.raises(ValueError, match=r"lej_t03500g00\.0\.txt\.gz: 1171 wavelength rows, expected 1,221"):
         read_library("basel22", root)
 
@@ -174,7 +179,7 @@ def test_wmbasic_truncated_first_file_is_the_one_named(copy_lib):
     root = copy_lib("fsps_hot_and_agb")
     hot = wmbasic_three_metallicities(root)
     first = hot / "WMBASIC_z0.0100.spec.gz"
-    write_gz(first, "\n".join(read_gz(first).splitlines()[:-8]) + "\n")
+    drop_last_lines(first, 8)
     with pytest.raises(ValueError, match=r"WMBASIC_z0\.0100\.spec\.gz: 5500 wavelength rows, expected 5,508"):
         read_library("wmbasic", root)
 
