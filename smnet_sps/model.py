@@ -204,7 +204,12 @@ def load_smnet_state_dict(state_dict, dropout=0.0):
     sd = _strip_state_dict(state_dict)
     B, L = infer_smnet_shape(sd)
     model = SMNet(B, L, dropout=dropout)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as exc:          # a layer of another shape: corrupt, or another SM-Net variant
+        shapes = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise ValueError(f"SM-Net state_dict does not match the released layout (B={B}, L={L} inferred from "
+                         f"its first layers): {'; '.join(shapes[:3]) or exc}") from None
     if missing or unexpected:
         raise ValueError(f"SM-Net state_dict does not match the released layout (B={B}, L={L}): missing keys "
                          f"{sorted(missing)[:5]}, unexpected keys {sorted(unexpected)[:5]}")

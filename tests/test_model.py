@@ -56,6 +56,11 @@ def test_load_state_dict_plain_wrapped_and_pos_encoding():
         infer_smnet_shape({"foo": torch.zeros(2)})
     with pytest.raises(ValueError, match="state_dict"):
         load_smnet_state_dict([1, 2, 3])
+    # released key names but a layer of another shape (corrupt, or another variant): a ValueError naming it,
+    # not torch's RuntimeError from load_state_dict
+    bad = dict(sd, **{"layer2.fc2.weight": torch.zeros(5, 5)})
+    with pytest.raises(ValueError, match="size mismatch for layer2.fc2.weight"):
+        load_smnet_state_dict(bad)
 
 
 def test_log1p01_roundtrip_and_range():
