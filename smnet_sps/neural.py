@@ -443,7 +443,8 @@ class NeuralGenerator(_TorchGenerator):
                 clipped = gravity.clip(on_hull)
                 if gravity.single_metallicity:
                     m0 = gravity.columns[0, 1]
-                    tol = SINGLE_METALLICITY_TOLERANCE / NODE_STEPS[2]
+                    tol = (SINGLE_METALLICITY_TOLERANCE / NODE_STEPS[2]
+                           if self._metallicity_trend_taught(j) else 0.0)
                     clipped[:, 2] = np.clip(clipped[:, 2], m0 - tol, m0 + tol)
                 narrowed = (np.abs(clipped - on_hull) > HOLD_TOL).any(1)
                 if narrowed.any():
@@ -485,6 +486,20 @@ class NeuralGenerator(_TorchGenerator):
         for axis in range(3):
             jac[rows, :, :, axis] = (sides[2 * axis] - sides[2 * axis + 1]) / (2 * HOLD_STEP)
         return jac
+
+    def _metallicity_trend_taught(self, j):
+        """True if library j spans several [M/H], or another library that does overlaps its Teff range: then
+        the network has learned a trend with [M/H] there, which a single-metallicity library's input may
+        follow within its tolerance. Otherwise (CM87 at 60-180 kK, above every library with several [M/H])
+        the input is held at the library's own [M/H]: the [M/H] direction was never trained there (CM87
+        at 80 kK, log g 5 integrated to 1.2 / 2.8 / 6.1 sigma Teff^4 at [M/H] -0.1 / -0.2 / -0.25)."""
+        def spans_metallicity(box):
+            return box.logz[1] > box.logz[0]
+        own = self.library_boxes[self.library_names[j]]
+        if spans_metallicity(own):
+            return True
+        return any(spans_metallicity(box) and box.teff[0] < own.teff[1] and own.teff[0] < box.teff[1]
+                   for name, box in self.library_boxes.items() if name != self.library_names[j])
 
     def _gravity_range(self, j):
         """The log g range of library j's grid (:class:`~smnet_sps.gravity_range.GravityRange`, from all of

@@ -185,17 +185,30 @@ def test_bad_options_and_input(blackbody):
 
 
 def test_implausible_extrapolation_becomes_blackbody(default_generator):
-    """80 kK, log g 5.0, [M/H] -0.75 lies 0.75 dex below CM87's single metallicity, in no other box: its raw
-    extrapolation is ~16x too bright, so the backend uses a blackbody there. Plausible extrapolations stay
-    the generator's: a cool giant off BaSeL's solar metallicity, and 50 kK, log g 3.0 (below the WM-basic
-    box, between CK04's and CM87's), ~8x too bright until each library's input was held on its nodes' hull
-    (2026-12-02), now within 1 %."""
+    """An extrapolated spectrum whose integral is off sigma Teff^4 by more than 2x is replaced by a blackbody
+    (a generator 16x too bright outside its box: CM87's network at 80 kK, [M/H] -0.75 was, until its input
+    was held at CM87's one [M/H], 2026-12-02). Plausible extrapolations stay the generator's: that star now
+    (CM87's solar spectrum), a cool giant off BaSeL's solar metallicity, and 50 kK, log g 3.0 (below the
+    WM-basic box, between CK04's and CM87's), ~8x too bright until each library's input was held on its
+    nodes' hull (2026-12-02), now within 1 %."""
     from smnet_sps.backend import STATUS, StellarLibraryBackend
+    from smnet_sps.generator import BlackbodyGenerator, planck_surface_flux
+
+    class TooBrightOutside(BlackbodyGenerator):
+        def _surface_flux_batch(self, teff, logg, logz, dtype=None):
+            return planck_surface_flux(self.wavelength, teff) * np.where(teff > 5000.0, 16.0, 1.0)[:, None]
+
+    be = StellarLibraryBackend(TooBrightOutside(default_generator.wavelength, teff_range=(1000.0, 5000.0)))
+    ps = be.point_spectra(logt=np.log10([4000.0, 8000.0]), logg=4.0, logz=0.0, logl=3.0)
+    assert ps.status.tolist() == [STATUS["generator"], STATUS["blackbody"]]
+    bb = planck_surface_flux(default_generator.wavelength, [8000.0])[0]
+    bright = bb > 1e-6 * bb.max()             # float32 cache, Teff rounded to the cache key
+    np.testing.assert_allclose((ps.llam[1] / ps.llam[1].max())[bright], (bb / bb.max())[bright], rtol=2e-3)
     be = StellarLibraryBackend(default_generator)
     ps = be.point_spectra(logt=np.log10([80000.0, 3300.0, 50000.0]), logg=[5.0, 0.3, 3.0],
                           logz=[-0.75, -0.4, 0.0], logl=[3.0, 3.0, 3.0])
-    assert ps.status.tolist() == [STATUS["blackbody"], STATUS["extrapolated"], STATUS["extrapolated"]]
-    assert abs(ps.correction[2] - 1.0) < 0.02
+    assert ps.status.tolist() == [STATUS["extrapolated"]] * 3
+    assert abs(ps.correction[0] - 1.0) < 0.02 and abs(ps.correction[2] - 1.0) < 0.02
 
 
 def test_point_cache_ring_buffer(blackbody):

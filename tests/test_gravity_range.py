@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from smnet_sps.constants import SIGMA_SB
 from smnet_sps.generator import CoverageWarning, planck_surface_flux
 from smnet_sps.gravity_range import GravityRange
 from smnet_sps.tail import node_points
@@ -110,11 +111,30 @@ def test_below_the_range_log_g_has_no_derivative(default_generator):
 def test_a_single_metallicity_library_is_held_within_its_tolerance(default_generator, library, teff, logg):
     """Beyond +-0.25 dex of its one [M/H] (outside coverage) the network extrapolated freely: CM87 at
     87,327 K, log g 5.54 integrated to 2.0 / 10.1 / 14.1 sigma Teff^4 at [M/H] -0.3 / -0.5 / -0.8, BaSeL's
-    3,000 K giant changed 40x in the optical between -0.25 and -1. Within the tolerance nothing moves."""
+    3,000 K giant changed 40x in the optical between -0.25 and -1. Within the tolerance BaSeL's input keeps
+    the star's [M/H] (CK04 and NextGen taught the network a trend there); CM87's is held at its own [M/H]
+    everywhere, since no library with several [M/H] reaches 60 kK."""
     gen = default_generator
     logz = np.array([-0.25, -0.5, -0.8, -1.5])
     flux, inside = flux_of(gen, np.full(4, teff), np.full(4, logg), logz, library=library)
     assert not inside[1:].any()
     np.testing.assert_allclose(flux[1:], np.repeat(flux[:1], 3, axis=0), rtol=1e-6)
     within = held_for(gen, np.array([teff]), np.array([logg]), np.array([-0.2]), library)
-    assert np.isnan(within).all() or within[0, 2] == pytest.approx(-0.2)
+    follows = library == "basel22"
+    assert (np.isnan(within).all() or within[0, 2] == pytest.approx(-0.2)) == follows
+    assert gen._metallicity_trend_taught(gen.library_names.index(library)) == follows
+
+
+def test_cm87_does_not_depend_on_metallicity_within_its_tolerance(default_generator):
+    """CM87 ([M/H] = 0 only) at 80 kK, log g 5: covered from -0.25 to +0.25 dex. The network's input used to
+    follow the star's [M/H] there, a direction it never learned above 50 kK: the spectrum integrated to 1.2 /
+    2.8 / 6.1 sigma Teff^4 at -0.1 / -0.2 / -0.25 (all in the EUV), and the backend, which keeps L, made the
+    optical 6x too faint. Now it is the [M/H] = 0 spectrum, integrating to sigma Teff^4."""
+    gen = default_generator
+    logz = np.array([0.0, -0.1, -0.2, -0.25, 0.2])
+    flux, inside = flux_of(gen, np.full(5, 80000.0), np.full(5, 5.0), logz)
+    assert inside.all()
+    assert gen.mixture(80000.0, 5.0, logz)[:, gen.library_names.index("cm87")] == pytest.approx(1.0)
+    np.testing.assert_allclose(flux[1:], np.repeat(flux[:1], 4, axis=0), rtol=1e-6)
+    integral = np.trapezoid(flux, gen.wavelength, axis=1) / (SIGMA_SB * 80000.0**4)
+    np.testing.assert_allclose(integral, 1.0, atol=0.01)

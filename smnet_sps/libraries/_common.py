@@ -6,8 +6,10 @@ negative flux) raises ``FileNotFoundError`` / ``ValueError`` whose message names
 never becomes a silent wrong number. NaN flux is *rejected* (not masked): the native libraries are
 complete model grids, so a NaN means a damaged file rather than a gap to be skipped. A *degenerate* file, in
 which one spectrum is assigned to different parameters (e.g. the same spectrum for every Teff), is rejected
-too, by :func:`check_distinct_spectra`, which every :class:`LibrarySpectra` runs when it is created, so
-every reader gets it.
+too, by :func:`check_distinct_spectra`, and so is the reverse, two different spectra at the same
+parameters (a mislabelled file or index line, which would leave a hole at the true parameters), by
+:func:`check_unique_parameters`; every :class:`LibrarySpectra` runs both when it is created, so every reader
+gets them.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import numpy as np
 from ..constants import SIGMA_SB
 
 __all__ = ["LibrarySpectra", "read_text", "parse_floats", "check_flux", "check_distinct_spectra",
+           "check_unique_parameters",
            "check_last_number", "check_row_count", "odd_ones_out", "require_dir",
            "require_file", "integrate_flux", "ZSUN_MASS_FRACTION"]
 
@@ -89,6 +92,7 @@ class LibrarySpectra:
 
     def __post_init__(self):
         check_distinct_spectra(self)
+        check_unique_parameters(self)
 
     def __len__(self):
         return len(self.teff)
@@ -181,6 +185,51 @@ def check_distinct_spectra(lib):
                 f"row {start + j} [{fmt(j)}]). The {lib.name} library is degenerate/corrupt (its spectra do "
                 f"not change with its parameters); replace the file with a correct one.")
         start += n
+
+
+def check_unique_parameters(lib):
+    """Reject two *different* spectra at the same (Teff, log g, [M/H]) (NaN equal to NaN).
+
+    A mislabelled file or index line puts a second spectrum at one grid point and leaves a hole where it
+    belongs; trained on, the network learns an average of the two. Identical spectra (to 1e-9 relative, in one
+    wavelength block) at identical parameters are allowed.
+
+    Raises
+    ------
+    ValueError
+        Naming both rows' files (and the files their parameters were read from, where those differ).
+    """
+    params = np.column_stack([np.asarray(lib.teff, float), np.asarray(lib.logg, float),
+                              np.asarray(lib.logz, float)])
+    if len(params) < 2:
+        return
+    key = np.where(np.isnan(params), np.inf, params)          # NaN (no log g) as one value
+    order = np.lexsort(key.T[::-1])
+    same = (key[order[1:]] == key[order[:-1]]).all(1)
+    if not same.any():
+        return
+    block = np.concatenate([np.full(len(f), b) for b, f in enumerate(lib.fluxes)])
+    for a, b in zip(order[:-1][same], order[1:][same]):
+        if block[a] == block[b]:
+            _, fa = lib.spectrum(int(a))
+            _, fb = lib.spectrum(int(b))
+            ra, rb = fa / max(np.max(np.abs(fa)), 1e-300), fb / max(np.max(np.abs(fb)), 1e-300)
+            if np.allclose(ra, rb, rtol=1e-9, atol=0.0) and np.allclose(np.max(fa), np.max(fb), rtol=1e-9):
+                continue
+
+        def origin(k):
+            read_from = {}                  # (file, line) -> the parameters read there
+            for name, entries in lib.parameter_source.items():
+                if k < len(entries) and entries[k][0] != lib.source_file[k]:
+                    read_from.setdefault(tuple(entries[k]), []).append(name)
+            return "; ".join([lib.source_file[k]] + [f"{', '.join(names)} from {where} line {line}"
+                                                      for (where, line), names in read_from.items()])
+
+        t, g, z = params[a]
+        raise ValueError(
+            f"{lib.name}: two different spectra at Teff {t:.0f} K, log g {g:g}, [M/H] {z:g}: row {a} "
+            f"({origin(a)}) and row {b} ({origin(b)}). A file or index line is mislabelled (the grid would "
+            "have a hole where the other spectrum belongs); correct it.")
 
 
 def require_dir(path, what):
