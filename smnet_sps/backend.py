@@ -5,13 +5,17 @@ rule for every point the generator should not be trusted with.
 
 Luminosity conservation
 -----------------------
-A star of luminosity L has L_lambda = 4 pi R^2 F_lambda = L F_lambda / (sigma Teff^4). The generator's
-grid (91 A - 160 um) holds > 97 % of sigma Teff^4 for every Teff up to 190 kK, and emulated spectra carry
-percent-level bolometric errors, so we **rescale each star so that its integral over the wavelength grid
-equals L**: L_lambda = L F_lambda / integral(F_lambda dlambda). The SSP's bolometric luminosity is then
-exactly that of the isochrone (minus the reported missing part). The applied correction
-``sigma Teff^4 / integral(F_lambda)`` is returned per point (:attr:`PointSpectra.correction`) so a user
-can see how far the raw generator was from sigma Teff^4.
+A star of luminosity L has L_lambda = 4 pi R^2 F_lambda = L F_lambda / (sigma Teff^4). Emulated spectra
+carry percent-level bolometric errors, so we **rescale each star so that its integral over the wavelength
+grid equals the share of L the grid holds**: L_lambda = L f F_lambda / integral(F_lambda dlambda), where
+f = :func:`~smnet_sps.generator.planck_fraction` is the share of a blackbody of the star's Teff between the
+grid's first and last wavelength. The default grid (91 A - 160 um) holds f > 0.9999 below 100 kK (0.969 at
+190 kK), so there the SSP's bolometric luminosity is that of the isochrone (minus the reported missing part);
+a generator on a shorter grid (a released SM-Net checkpoint, 3,000 A - 10 um) keeps its stars' L_lambda right
+where it has them instead of piling a hot star's whole L into its optical (f = 0.055 at 40 kK), and the light
+beyond the grid is simply not in the spectrum. The applied correction ``f sigma Teff^4 /
+integral(F_lambda)`` is returned per point (:attr:`PointSpectra.correction`) so a user can see how far the
+raw generator was from the bolometric flux it should have on its grid.
 
 Points outside coverage (``outside=``)
 --------------------------------------
@@ -54,7 +58,7 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
-from .generator import planck_surface_flux
+from .generator import planck_fraction, planck_surface_flux
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -96,8 +100,10 @@ class PointSpectra:
     llam : ndarray (n, n_wave), L_lambda [erg s^-1 A^-1]; zero rows for missing points
     status : ndarray (n,) int, see :data:`STATUS`
     inside : ndarray (n,) bool, inside the generator's coverage (or the dedicated library's Teff range)
-    correction : ndarray (n,), sigma Teff^4 / integral(F_lambda) applied to the raw spectrum (NaN if none)
+    correction : ndarray (n,), f sigma Teff^4 / integral(F_lambda) applied to the raw spectrum (NaN if none)
     luminosity : ndarray (n,) [L_sun]
+    grid_fraction : ndarray (n,), f: the share of each star's luminosity on the wavelength grid (a
+        blackbody's, :func:`~smnet_sps.generator.planck_fraction`), which its L_lambda integrates to
     """
 
     wavelength: np.ndarray
@@ -106,6 +112,7 @@ class PointSpectra:
     inside: np.ndarray
     correction: np.ndarray
     luminosity: np.ndarray
+    grid_fraction: np.ndarray = None
 
     @property
     def missing_fraction(self):
@@ -450,8 +457,11 @@ class StellarLibraryBackend:
         correction = np.full(n, np.nan)
         correction[good] = SIGMA_SB * teff[good] ** 4 / integ[good]
         correction[status == STATUS["dedicated"]] = np.nan     # dedicated spectra are unit-normalised
+        # the share of sigma Teff^4 the grid holds (what a spectrum on it should integrate to)
+        on_grid = planck_fraction(self.wavelength[0], self.wavelength[-1], teff)
+        correction[good] *= on_grid[good]
         scale = np.zeros(n)
-        scale[good] = 1.0 / integ[good]
+        scale[good] = on_grid[good] / integ[good]
         # An extrapolation whose bolometric flux is off by more than 2x is not a spectrum to trust (measured:
         # 16x at 80 kK, log g 5, [M/H] -0.75, 0.75 dex off CM87's one metallicity): a blackbody replaces it.
         implausible = ((status == STATUS["extrapolated"]) & good
@@ -460,7 +470,7 @@ class StellarLibraryBackend:
         if fill.any():
             bb = planck_surface_flux(self.wavelength, teff[fill])
             flux[fill] = bb / _integrate(bb, self._wint)[:, None]      # already unit-integral
-            scale[fill] = 1.0
+            scale[fill] = on_grid[fill]
             status[fill] = STATUS["blackbody"]
             correction[fill] = np.nan            # the generator's spectrum was not used
         bad = status == STATUS["missing"]
@@ -561,7 +571,9 @@ class StellarLibraryBackend:
         f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache)
         lum = 10.0**logl
         llam = f[inv].astype(float) * (lum * L_SUN)[:, None]
-        return PointSpectra(self.wavelength, llam, s[inv], ins[inv], c[inv], lum)
+        teff_keys = 10.0 ** (keys[:, 0] / _KEY_SCALE[0])
+        on_grid = planck_fraction(self.wavelength[0], self.wavelength[-1], teff_keys)
+        return PointSpectra(self.wavelength, llam, s[inv], ins[inv], c[inv], lum, on_grid)
 
     def weighted_sum(self, keys, weights, *, progress=False, use_cache=None, desc="stellar spectra",
                      stats=None):

@@ -238,6 +238,37 @@ def check_stellar_parameters(lib, root=None):
                          "it with the original")
 
 
+#: a physical-unit spectrum whose integral is outside [1/2, 2] x sigma Teff^4 is in other units or damaged
+#: (the real libraries stay within 4 %: CK04 0.037, NextGen 1e-4, BaSeL 6e-4)
+BOLOMETRIC_LIMIT = 2.0
+
+
+def check_bolometric_flux(lib, root=None):
+    """Refuse a library stored in physical units (CK04, NextGen, BaSeL) with a spectrum whose integral over
+    its native range is off sigma Teff^4 by more than :data:`BOLOMETRIC_LIMIT` (a file in other flux units,
+    or scaled): it would pass into the grid with its wrong scale. Libraries normalised per spectrum are
+    rescaled to sigma Teff^4 anyway.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the star and its integral in units of sigma Teff^4.
+    """
+    if lib.name not in _PHYSICAL:
+        return
+    ratio = np.asarray(lib.raw_ratio, float)
+    bad = ~((ratio >= 1.0 / BOLOMETRIC_LIMIT) & (ratio <= BOLOMETRIC_LIMIT))
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    path = Path(root) / lib.source_file[i] if root is not None else Path(lib.source_file[i])
+    n_bad = int(bad.sum())
+    raise ValueError(f"{path}: the spectrum at Teff {lib.teff[i]:g} K, log g {lib.logg[i]:g}, [M/H] "
+                     f"{lib.logz[i]:g} integrates to {ratio[i]:.4g} x sigma Teff^4 (the {lib.name} models "
+                     f"hold it to a few per cent); {n_bad} spectr{'um' if n_bad == 1 else 'a'} of {lib.name} "
+                     f"outside 1/{BOLOMETRIC_LIMIT:g}..{BOLOMETRIC_LIMIT:g}: the file is in other flux units "
+                     "or damaged; replace it with the original")
+
 def _relative_to_root(path, root):
     """``path`` relative to the libraries folder as given, for the provenance list.
 
@@ -337,6 +368,7 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
             try:
                 lib = read_library(name, root, progress=bar.update)
                 check_stellar_parameters(lib, root)     # an impossible star: a bad file, like NaN flux
+                check_bolometric_flux(lib, root)        # a file in other flux units
             except (ValueError, FileNotFoundError, OSError) as exc:
                 if strict:
                     raise ValueError(f"library {name} cannot be used (strict build): {exc}") from exc

@@ -319,7 +319,13 @@ class NeuralGenerator(_TorchGenerator):
         if expected is not None and file_sha256(mix_path) != expected:
             raise ValueError(f"library mixture {mix_path} does not match its config.json (mixture_sha256); "
                              "the file is corrupt or was replaced")
-        self.mixture_policy = MixturePolicy.load(mix_path) if mix_path.is_file() else None
+        recorded = "mixture_file" in cfg
+        if not recorded and mix_path.is_file():
+            # e.g. left by another model that `train --overwrite` replaced: not this network's measurement
+            warnings.warn(f"{mix_path} is not recorded in {cfg_path} (mixture_file), so it is ignored and "
+                          "overlapping libraries are weighed equally; `smnet-sps validate --rank-libraries "
+                          "--write-mixture` measures and records one for this model", stacklevel=3)
+        self.mixture_policy = MixturePolicy.load(mix_path) if recorded else None
         self._library_mixture = None
         self.log1p01 = cfg.get("log1p01")
         if not isinstance(renormalise, (bool, np.bool_)):
@@ -991,11 +997,8 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         """Fraction of sigma Teff^4 the covered range must hold: 1, or a blackbody's fraction there."""
         if self.normalisation != "blackbody":
             return np.ones(np.size(teff))
-        from .generator import planck_surface_flux
-        wl = np.geomspace(10.0, 1e7, 4000)
-        bb = planck_surface_flux(wl, teff)
-        inside = (wl >= self.wavelength[0]) & (wl <= self.wavelength[-1])
-        return np.trapezoid(bb[:, inside], wl[inside], axis=1) / np.trapezoid(bb, wl, axis=1)
+        from .generator import planck_fraction
+        return planck_fraction(self.wavelength[0], self.wavelength[-1], np.atleast_1d(teff))
 
     @torch.no_grad()
     def _forward(self, teff, logg, logz, dtype=None, library=None):

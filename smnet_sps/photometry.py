@@ -387,6 +387,15 @@ def _system(system):
     raise ValueError(f"unknown magnitude system {system!r}; choose one of {', '.join(SYSTEMS)}")
 
 
+def _system_option(text):
+    """``--system``: any case (``vega``), an error naming the choices otherwise."""
+    import argparse
+    try:
+        return _system(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _to_mag(mean_flam, bw, system):
     """<f_lambda> [erg s^-1 cm^-2 A^-1] -> magnitudes; +inf where the flux is zero."""
     out = np.full(mean_flam.shape, np.inf)
@@ -568,15 +577,15 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     log_lbol : array (n_age,), log10 L_bol / L_sun per M_sun formed; default ``spectra.meta["log_lbol"]``
     mstar : array (n_age,), stellar mass [M_sun] per M_sun formed for M/L; default from ``meta``
         (keys tried: mstar, surviving_mass, stellar_mass, ...; log_ keys are un-logged), else 1 (mass formed)
-    redshift : float >= 0; > 0 adds observed-frame apparent magnitudes ``m_<filter>`` per M_sun formed at the
-        luminosity distance of ``cosmology`` (default Planck18)
+    redshift : float >= 0; > 0 adds observed-frame apparent magnitudes ``m_obs_<filter>`` per M_sun formed
+        at the luminosity distance of ``cosmology`` (default Planck18)
 
     Returns
     -------
     astropy.table.Table
         Columns ``age`` [Gyr], ``log_age`` [log10 yr], ``M_bol``, and per filter ``M_<f>`` (absolute,
         rest frame), ``ML_<f>`` (M*/L in M_sun/L_sun,<f>; NaN where no solar magnitude exists) and,
-        at z > 0, ``m_<f>``.
+        at z > 0, ``m_obs_<f>`` (not ``m_<f>``: FITS compares column names without case).
     """
     try:
         ages_yr = np.atleast_1d(u.Quantity(ages, u.yr).value).astype(float)
@@ -631,7 +640,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         table[f"ML_{name}"] = Column(mstar * 10 ** (0.4 * (np.asarray(absolute[col]) - msun[name])),
                                      unit=u.M_sun / u.L_sun, description=f"M*/L in {name}")
         if apparent is not None:
-            table[f"m_{name}"] = Column(np.asarray(apparent[col]), unit=apparent[col].unit,
+            table[f"m_obs_{name}"] = Column(np.asarray(apparent[col]), unit=apparent[col].unit,
                                         description=f"apparent {system} magnitude at z={z:g} "
                                                     "per M_sun formed")
     table.meta.update({"system": system, "redshift": z, "mass_for_ML": mass_key,
@@ -863,7 +872,8 @@ def add_cli(subparsers):
                    help="'lo-hi<unit>' (log-spaced) or comma list, e.g. 0.1,1,10Gyr; must lie inside the "
                         "isochrone grid (PARSEC: 0.3163 Myr - 12.58 Gyr). Default 0.01-12.5Gyr")
     p.add_argument("--n-ages", type=int, default=20, help="number of ages for a 'lo-hi' range (default 20)")
-    p.add_argument("--system", default="AB", choices=list(SYSTEMS), help="magnitude system (default AB)")
+    p.add_argument("--system", default="AB", type=_system_option, metavar="{AB,ST,Vega}",
+                   help="magnitude system, any case (default AB)")
     p.add_argument("--redshift", type=float, default=0.0,
                    help="observed-frame magnitudes at this z (Planck18)")
     p.add_argument("--imf", default="kroupa", help="IMF name passed to ssp_grid (default kroupa)")

@@ -19,6 +19,7 @@ import torch
 
 from .checksums import file_sha256
 from .constants import NODE_STEPS, SIGMA_SB
+from .mixture import MIXTURE_FILE
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
 from .output_files import atomic_output
 from .tail import TAIL_FILE, save_table, tabulate_tail, wien_tail_mask
@@ -996,6 +997,11 @@ def _check_model_dir(args):
     from .output_files import check_output_folder
     check_output_folder(args.out, ("config.json", "weights.pt"), overwrite=args.resume or args.overwrite,
                         what="a model", remedy="pass --resume to continue it or --overwrite to replace it")
+    stale = Path(args.out) / MIXTURE_FILE
+    if args.overwrite and not args.resume and stale.is_file():
+        # the replaced model's measured library preferences: the new network would otherwise be mixed by them
+        stale.unlink()
+        print(f"removed {stale}: the library preferences measured for the model being replaced")
 
 
 def _terminate(signum, frame):

@@ -13,7 +13,8 @@ LOGL = np.array([2.0, 0.0, 1.5, 4.0, 3.0])
 
 
 def integral(ps):
-    return np.trapezoid(ps.llam, ps.wavelength, axis=1)
+    """The luminosity each spectrum stands for: its integral over the grid / the share of L on the grid."""
+    return np.trapezoid(ps.llam, ps.wavelength, axis=1) / ps.grid_fraction
 
 
 def test_luminosity_conserved_blackbody(blackbody):
@@ -86,7 +87,9 @@ def test_weighted_sum_streaming_equals_cached(blackbody):
     a, cov_a, _, _ = be.weighted_sum(keys, w, use_cache=True)
     b, cov_b, _, _ = be.weighted_sum(keys, w, use_cache=False)
     assert np.allclose(a, b, rtol=1e-6) and np.allclose(cov_a, w.sum(1))
-    assert np.allclose(np.trapezoid(a, be.wavelength, axis=1), w.sum(1), rtol=1e-6)
+    # each star's spectrum holds the share of its L on the grid (1 - 1e-4 at 10^5 K)
+    on_grid = be.point_spectra(logt=LOGT, logg=LOGG, logz=0.0, logl=0.0).grid_fraction
+    assert np.allclose(np.trapezoid(a, be.wavelength, axis=1), w @ on_grid, rtol=1e-6)
 
 
 def fake_phase_libraries(wave):
@@ -146,7 +149,7 @@ def test_dedicated_post_agb_rauch():
     ps = be.point_spectra(teff=teff, logg=6.0, logz=logz, logl=logl, phase=6)
     # inside 50-190 kK: dedicated; outside (40 kK, 195 kK): the generator, as for the other phases
     assert list(ps.status) == [STATUS["dedicated"]] * 4 + [STATUS["generator"]] * 2
-    unit = ps.llam / (10**logl * L_SUN)[:, None]
+    unit = ps.llam / (10**logl * L_SUN * ps.grid_fraction)[:, None]     # unit integral over the grid
     assert np.allclose(unit @ w, 1.0, rtol=1e-6)
     # halo set at [M/H] <= log10(0.5) (FSPS getspec.f90: solar only when Z/Zsun > 0.5), solar above
     for i, zset in enumerate([0.0, -1.0, 0.0, -1.0]):
@@ -227,3 +230,38 @@ def test_point_cache_ring_buffer(blackbody):
     packed, fits = _pack_keys(np.array([[40000, 44000, -3000, 0], [40000, 44000, -3000, 1],
                                         [40000, 600000, 0, 0]]))
     assert fits.tolist() == [True, True, False] and packed[0] != packed[1]     # too large: not cached
+
+
+def test_a_generator_on_a_short_grid_keeps_each_stars_l_lambda():
+    """A generator whose grid holds only part of sigma Teff^4 (a released SM-Net checkpoint: 3,000 A -
+    10 um) must give L_lambda = L pi B_lambda / (sigma Teff^4) where it has pixels. The backend used to scale
+    each spectrum's grid integral to the whole L, piling a hot star's UV into its optical: 18x too bright at
+    40 kK, 212x at 100 kK (exact Planck generator)."""
+    from smnet_sps.backend import STATUS, StellarLibraryBackend
+    from smnet_sps.constants import L_SUN, SIGMA_SB
+    from smnet_sps.generator import BlackbodyGenerator, planck_surface_flux
+    wave = np.geomspace(3000.0, 1e5, 900)
+    teff = np.array([3500.0, 5777.0, 10000.0, 20000.0, 40000.0, 100000.0])
+    backend = StellarLibraryBackend(BlackbodyGenerator(wave))
+    ps = backend.point_spectra(teff=teff, logg=4.0, logz=0.0, logl=2.0)
+    assert (ps.status == STATUS["generator"]).all()
+    truth = 100 * L_SUN * planck_surface_flux(wave, 10 ** np.round(np.log10(teff), 4)) / (
+        SIGMA_SB * 10 ** (4 * np.round(np.log10(teff), 4)))[:, None]
+    bright = truth > 1e-6 * truth.max(axis=1, keepdims=True)
+    np.testing.assert_allclose(ps.llam[bright], truth[bright], rtol=2e-3)
+    np.testing.assert_allclose(ps.correction, 1.0, rtol=2e-3)     # an exact generator needs no correction
+
+
+def test_planck_fraction_matches_quadrature():
+    from scipy.integrate import quad
+
+    from smnet_sps.generator import planck_fraction
+
+    def by_quad(lo, hi, t):
+        hc_k = 1.438776877e8
+        value = quad(lambda x: x**3 / np.expm1(x), hc_k / (hi * t), hc_k / (lo * t), limit=200)[0]
+        return value * 15 / np.pi**4
+    for lo, hi in ((91.0, 1.6e6), (3000.0, 1e5)):
+        for t in (2000.0, 5777.0, 40000.0, 190000.0):
+            assert planck_fraction(lo, hi, t) == pytest.approx(by_quad(lo, hi, t), rel=1e-9, abs=1e-12)
+    assert planck_fraction(91.0, 1.6e6, 190000.0) == pytest.approx(0.9685, abs=1e-4)

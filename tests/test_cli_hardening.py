@@ -214,7 +214,7 @@ def test_mags_text_tables_say_their_system_and_redshift(tmp_path, capsys):
     assert main(argv + [str(tmp_path / "m.txt")]) == 0
     text = (tmp_path / "m.txt").read_text()
     assert "# system: Vega" in text and "# redshift: 0.1" in text and "column M_sdss2010-g: [mag]" in text
-    assert Table.read(tmp_path / "m.txt", format="ascii.commented_header")["m_sdss2010-g"].size == 1
+    assert Table.read(tmp_path / "m.txt", format="ascii.commented_header")["m_obs_sdss2010-g"].size == 1
     capsys.readouterr()
     assert main(argv + [str(tmp_path / "m.csv")]) == 0
     assert "no units and no metadata" in capsys.readouterr().out
@@ -267,3 +267,23 @@ def test_calibrate_and_validate_check_options_before_any_work(argv, expected, tm
     err = _error_line(capsys)
     assert expected in err and "--" in err
     assert (tmp_path / "made" / "config.json").read_text() == "{}"
+
+
+def test_mags_fits_at_redshift_has_case_distinct_columns_and_any_case_system(tmp_path, capsys):
+    """FITS compares column names without case: absolute M_<f> and apparent m_<f> clashed (astropy: "Ambiguous
+    key name", and one UNIT_ keyword overwrote the other). The apparent ones are m_obs_<f> now; --system
+    takes any case, as the Python API does."""
+    from astropy.io import fits
+    out = tmp_path / "m.fits"
+    assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--model", "blackbody",
+                 "--system", "vega", "--redshift", "0.2", "--out", str(out)]) == 0
+    with fits.open(out) as hdul:
+        names = hdul[1].columns.names
+        assert len({n.upper() for n in names}) == len(names)
+        absolute, apparent = hdul[1].data["M_SDSS2010-G"], hdul[1].data["m_obs_sdss2010-g"]
+        assert np.isfinite(absolute).all() and (apparent > absolute + 30).all()    # z = 0.2: ~40 mag fainter
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--system", "xx",
+              "--out", str(tmp_path / "x.fits")])
+    assert "choose one of AB, ST, Vega" in capsys.readouterr().err

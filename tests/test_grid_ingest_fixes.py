@@ -184,6 +184,49 @@ def test_wmbasic_truncated_first_file_is_the_one_named(copy_lib):
         read_library("wmbasic", root)
 
 
+
+def test_ck04_damaged_first_file_is_the_one_named(copy_lib):
+    """CK04 compared every file's grid with the first one read, so damage there blamed the next, healthy
+    file; now the grid most files share is the reference (as for WM-basic)."""
+    from astropy.io import fits
+    root = copy_lib("ck04_castelli_kurucz")
+    first = sorted((root / "ck04_castelli_kurucz").glob("ck*/*.fits.gz"))[0]
+    with fits.open(first) as hdul:
+        hdul[1].data["WAVELENGTH"] = hdul[1].data["WAVELENGTH"] * 1e-4     # micron instead of Angstrom
+        hdul.writeto(first, overwrite=True)
+    named = first.name.replace(".", "[.]")
+    with pytest.raises(ValueError, match=rf"{named}: wavelength grid differs") as err:
+        read_library("ck04", root)
+    assert str(err.value).count(".fits.gz") == 1
+
+
+def test_two_spectra_at_one_grid_point_are_refused(copy_lib):
+    """A mislabelled index line put a second spectrum at 5750 K, log g 4.5 and left a hole at 30,000 K: the
+    build accepted it even with --strict (the only trace, a 0.4 bolometric deviation in the log)."""
+    root = copy_lib("basel22_lejeune_solar")
+    index = root / "basel22_lejeune_solar/lejeune_index.ls"
+    index.write_text(index.read_text().replace("30000   4.0", " 5750   4.5"))
+    with pytest.raises(ValueError, match=r"two different spectra at Teff 5750 K, log g 4.5.*lej_t30000g04"
+                                         r".*lejeune_index\.ls line 3"):
+        read_library("basel22", root)
+
+
+def test_a_spectrum_in_other_flux_units_is_refused(copy_lib, tmp_path):
+    """One BaSeL file with its flux x 1e8 (other units) was built into the grid even with --strict, the
+    only trace a deviation of 1e8 in the log."""
+    from smnet_sps.grid import check_bolometric_flux
+    root = copy_lib("basel22_lejeune_solar")
+    path = root / "basel22_lejeune_solar/spectra/lej_t05750g04.5.txt.gz"
+    rows = [line.split() for line in read_gz(path).splitlines() if line.strip()]
+    write_gz(path, "\n".join(f"{w} {float(f) * 1e8:.6E}" for w, f in rows) + "\n")
+    lib = read_library("basel22", root)
+    with pytest.raises(ValueError, match=r"lej_t05750g04\.5\.txt\.gz: the spectrum at Teff 5750 K.*"
+                                         r"1e\+08 x sigma"):
+        check_bolometric_flux(lib, root)
+    assert main(["grid", "build", "--libraries", str(root), "--only", "basel22", "--strict", "--no-progress",
+                 "--out", str(tmp_path / "g.h5")]) == 1
+    assert not (tmp_path / "g.h5").exists()
+
 def test_bad_logg_in_basel_index_names_the_index(copy_lib):
     root = copy_lib("basel22_lejeune_solar")
     index = root / "basel22_lejeune_solar/lejeune_index.ls"

@@ -222,7 +222,7 @@ def test_ssp_photometry_on_ssp_like_spectra():
     np.testing.assert_allclose(t["ML_sdss2010-r"], 0.6 * 10 ** (0.4 * (t["M_sdss2010-r"] - msun)))
     # W3 (12 micron) is beyond the CALSPEC Sun (2.7 micron): no M/L, stated in a warning, not a guess.
     assert np.all(np.isnan(t["ML_wise2010-W3"]))
-    assert np.all(np.isfinite(t["m_sdss2010-r"])) and t.meta["luminosity_distance_Mpc"] > 1000
+    assert np.all(np.isfinite(t["m_obs_sdss2010-r"])) and t.meta["luminosity_distance_Mpc"] > 1000
     # Ages: young SSP bluer than old.
     gr = np.asarray(t["M_sdss2010-g"]) - np.asarray(t["M_sdss2010-r"])
     assert gr[0] < gr[-1]

@@ -29,14 +29,16 @@ class CountingBlackbody(BlackbodyGenerator):
 
 def _direct_ssp(iso, iz, ia, gen):
     """Reference without dedup, rounding or cache: every isochrone point through the generator at its own
-    (unrounded) parameters, normalised to its luminosity, IMF-weighted and summed."""
+    (unrounded) parameters, normalised to the share of its luminosity on the grid, IMF-weighted and summed."""
+    from smnet_sps.generator import planck_fraction
     c = iso.columns
     sl = iso.rows(iz, ia)
     w = imf_weights(c["mini"][sl], get_imf("kroupa")) * 10.0 ** c["logl"][sl]
     keep = w > 0
-    f, _ = gen.surface_flux(10.0 ** c["logt"][sl][keep], c["logg"][sl][keep],
-                            np.log10(iso.Z[iz] / iso.zsun))
-    f /= np.trapezoid(f, gen.wavelength, axis=1)[:, None]
+    teff = 10.0 ** c["logt"][sl][keep]
+    f, _ = gen.surface_flux(teff, c["logg"][sl][keep], np.log10(iso.Z[iz] / iso.zsun))
+    on_grid = planck_fraction(gen.wavelength[0], gen.wavelength[-1], teff)
+    f *= (on_grid / np.trapezoid(f, gen.wavelength, axis=1))[:, None]
     return w[keep] @ f
 
 

@@ -282,3 +282,25 @@ def test_resuming_a_keep_final_run_with_keep_best_writes_the_best_epoch(synth_gr
     kept = torch.load(out / "weights.pt", weights_only=True)
     assert all(torch.equal(kept[k], best[k]) for k in kept)
     assert json.loads((out / "config.json").read_text())["training"]["kept"] == "best"
+
+
+def test_a_replaced_model_does_not_pass_on_its_library_mixture(synth_grid, model_copy, capsys):
+    """`train --overwrite` into a folder holding another model used to leave that model's mixture.json, and
+    the new network was then mixed by the old model's measured library preferences (optical flux up to 84 %
+    off a fresh run of the same weights). The CLI removes it; a mixture.json not recorded in config.json
+    is ignored with a warning."""
+    import shutil
+    import warnings
+
+    from smnet_sps.cli import main
+    from smnet_sps.neural import default_model_path, load_generator
+    shutil.copy(default_model_path() / "mixture.json", model_copy / "mixture.json")
+    with pytest.warns(UserWarning, match="not recorded"):
+        assert load_generator(model_copy, device="cpu").mixture_policy is None
+    args = ["--width", "16", "--depth", "1", "--epochs", "1", "--device", "cpu", "--no-progress",
+            "--threads", "1"]
+    assert main(["train", "--grid", str(synth_grid), "--out", str(model_copy), *args, "--overwrite"]) == 0
+    assert "removed" in capsys.readouterr().out and not (model_copy / "mixture.json").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_generator(model_copy, device="cpu").mixture_policy is None

@@ -11,7 +11,7 @@ import re
 import numpy as np
 from astropy.io import fits
 
-from ._common import LibrarySpectra, check_flux, require_dir
+from ._common import LibrarySpectra, check_flux, odd_ones_out, require_dir
 
 NAME = "ck04"
 FOLDER = "ck04_castelli_kurucz"
@@ -64,8 +64,8 @@ def read(folder, progress=None):
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and _DIR_RE.match(p.name))
     if not subdirs:
         raise FileNotFoundError(f"CK04: no ckm??/ckp?? metallicity folders in {folder}")
-    teff, logg, logz, flux, src, files = [], [], [], [], [], []
-    wave0, n_dropped = None, 0
+    teff, logg, logz, flux, src, files, waves = [], [], [], [], [], [], []
+    n_dropped = 0
     for sub in subdirs:
         sign, digits = _DIR_RE.match(sub.name).groups()
         z = (-1 if sign == "m" else 1) * int(digits) / 10.0
@@ -74,12 +74,9 @@ def read(folder, progress=None):
             if not m:
                 continue
             wave, fl, gs = _read_table(path)
-            if wave0 is None:
-                wave0 = wave
-            elif wave.shape != wave0.shape or not np.array_equal(wave, wave0):
-                raise ValueError(f"{path}: wavelength grid differs from the other CK04 files")
             check_flux(fl, path)
             files.append(path)
+            waves.append(wave)
             for g, f in zip(gs, fl):
                 if not f.any():        # model not computed
                     n_dropped += 1
@@ -91,8 +88,15 @@ def read(folder, progress=None):
                 src.append(str(path.relative_to(folder.parent)))
             if progress:
                 progress()
+    odd = odd_ones_out(waves)        # the damaged file, even when it is the first one read
+    if odd:
+        raise ValueError(f"{', '.join(str(files[i]) for i in odd[:5])}"
+                         + (f" (+{len(odd) - 5} more)" if len(odd) > 5 else "")
+                         + f": wavelength grid differs from the other CK04 files ({len(waves) - len(odd)} of "
+                         f"{len(waves)} share one grid); replace the damaged file with the original")
     if not flux:
         raise ValueError(f"CK04: no computed spectra found under {folder}")
+    wave0 = waves[0]
     flux = np.array(flux)
     teff = np.array(teff)
     lib = LibrarySpectra(NAME, CITATION, FOLDER, CONVENTION, teff, np.array(logg), np.array(logz),
