@@ -655,7 +655,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
 
     Parameters
     ----------
-    ages : Quantity [time] or array [yr]
+    ages : Quantity [time] or array [yr]; the table has one row per age, in the order given
     Z : float, metal mass fraction (e.g. 0.0152 = solar for PARSEC)
     imf, isochrones, generator : passed to ``ssp_grid``
     Other parameters and the returned table: see :func:`ssp_photometry`.
@@ -687,6 +687,10 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
         table["outside_fraction"] = Column(np.asarray(get("outside_fraction"), float)[0],
                                            description="fraction of L_bol from stars outside the generator's "
                                                        "coverage (extrapolated, blackbody or missing)")
+    # ssp_grid's ages are sorted and distinct; the rows follow the ages as given (repeats repeated)
+    unique, given_order = np.unique(np.atleast_1d(ages_q.to_value(u.yr)), return_inverse=True)
+    if unique.size == len(table):
+        table = table[given_order.ravel()]
     table.meta["mass_for_ML"] = ("mass_stars: surviving stellar mass per M_sun formed (ssp_grid)"
                                  if mstar is not None else table.meta["mass_for_ML"])
     table.meta.update({"Z": float(Z), "imf": str(imf), "isochrones": str(isochrones),

@@ -351,3 +351,14 @@ def test_the_ssp_fits_file_feeds_photometry_and_the_adapters(tmp_path):
     grid = as_ssp_arrays(ssp_lgmet=[np.log10(0.0152)], ssp_lg_age_gyr=[0.0], ssp_wave=t["WAVELENGTH"],
                          ssp_flux=t["FLUX"][None, None, :])
     np.testing.assert_allclose(grid.ssp_flux[0, 0], spec.flux.to_value(u.L_sun / u.AA), rtol=1e-6)
+
+
+def test_ssp_magnitudes_rows_follow_the_ages_given(blackbody):
+    """ssp_grid sorts and merges ages; ssp_magnitudes([10, 1, 1] Gyr) used to return two rows, ascending,
+    no longer lined up with the ages passed."""
+    from smnet_sps.photometry import ssp_magnitudes
+    t = ssp_magnitudes([10, 1, 1] * u.Gyr, 0.0152, ["sdss2010-g"], generator=blackbody)
+    np.testing.assert_allclose(t["age"], [10, 1, 1])
+    one = ssp_magnitudes([1] * u.Gyr, 0.0152, ["sdss2010-g"], generator=blackbody)
+    assert t["M_sdss2010-g"][1] == t["M_sdss2010-g"][2] == pytest.approx(one["M_sdss2010-g"][0], abs=1e-9)
+    assert t["M_sdss2010-g"][0] > t["M_sdss2010-g"][1]            # 10 Gyr is fainter
