@@ -58,7 +58,7 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
-from .generator import planck_fraction, planck_surface_flux
+from .generator import _as_float_array, _refuse_masked, planck_fraction, planck_surface_flux
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -532,14 +532,19 @@ class StellarLibraryBackend:
     def _prepare(self, teff, logt, logg, logz, logl, phase, co):
         if (teff is None) == (logt is None):
             raise ValueError("give exactly one of teff [K] or logt [log10 K]")
+        # the generator's own checks: a string, a boolean (logl=True was taken as 10 L_sun) or a masked
+        # element (its hidden value was used) is refused, not converted
+        for name, value in (("teff", teff), ("logt", logt), ("logg", logg), ("logz", logz), ("logl", logl)):
+            _refuse_masked(value, name)
         if teff is not None:
             if isinstance(teff, u.Quantity):
                 teff = teff.to_value(u.K, equivalencies=u.temperature())
-            teff = np.asarray(teff, float)
+            teff = _as_float_array(teff, "teff")
             if (teff <= 0).any():
                 raise ValueError("teff must be positive (K)")
             logt = np.log10(teff)
-        arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, float)) for a in (logt, logg, logz, logl)))
+        arrays = np.broadcast_arrays(*(_as_float_array(a, name) for name, a in
+                                       (("logt", logt), ("logg", logg), ("logz", logz), ("logl", logl))))
         logt, logg, logz, logl = (np.ascontiguousarray(a).ravel() for a in arrays)
         for name, arr in (("logt", logt), ("logg", logg), ("logz", logz), ("logl", logl)):
             if not np.all(np.isfinite(arr)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from astropy import units as u
@@ -51,6 +52,18 @@ class ParameterBox:
 
 
 _LOGG_DEX = u.dex(u.cm / u.s**2)
+
+
+def _user_stacklevel():
+    """The ``stacklevel`` for ``warnings.warn`` called by this function's caller that points at the first
+    frame outside the package: the user's line, whichever public method (stream, surface_flux, spectra,
+    ...) the call went through."""
+    import sys
+    package = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(2), 2            # 1: the warn call's frame, as warnings counts
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _has_bool(value):
@@ -235,7 +248,7 @@ class Generator(ABC):
             if strict:
                 raise ValueError(msg)
             warnings.warn(msg + ". Their spectra are extrapolations; see the returned coverage flags.",
-                          CoverageWarning, stacklevel=3)
+                          CoverageWarning, stacklevel=_user_stacklevel())
         return inside
 
     # ---- one batch ------------------------------------------------------------------------------
@@ -299,8 +312,9 @@ class Generator(ABC):
                      out_dtype=np.float64, library=None, as_tensor=False):
         """All spectra as one array: (F_lambda [erg s^-1 cm^-2 A^-1] of shape (n, n_wave), inside flags).
 
-        With ``as_tensor=True`` the flux is a torch tensor on the generator's device (float32 unless a
-        lower ``dtype`` was asked for); ``inside`` stays an ndarray. ``library``: see :meth:`stream`.
+        With ``as_tensor=True`` the flux is a torch tensor on the generator's device, in its compute dtype
+        (float32 unless another ``dtype`` was asked for, at load or here); ``inside`` stays an ndarray.
+        ``library``: see :meth:`stream`.
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
         out, inside = None, np.empty(teff.size, bool)
@@ -317,9 +331,10 @@ class Generator(ABC):
             inside[sl] = ins
         if out is None:                                     # no points: an empty (0, n_wave) result
             out = np.empty((0, self.wavelength.size), dtype=out_dtype)
-            if as_tensor:
+            if as_tensor:                                   # as a batch would come: float32 on the device
                 import torch
-                out = torch.as_tensor(out)
+                out = torch.empty((0, self.wavelength.size), dtype=torch.float32,
+                                  device=getattr(self, "device", "cpu"))
         return out, inside
 
     def spectra(self, teff, logg, logz, *, batch_size=8192, strict=False, dtype=None, progress=False,

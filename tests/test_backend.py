@@ -265,3 +265,15 @@ def test_planck_fraction_matches_quadrature():
         for t in (2000.0, 5777.0, 40000.0, 190000.0):
             assert planck_fraction(lo, hi, t) == pytest.approx(by_quad(lo, hi, t), rel=1e-9, abs=1e-12)
     assert planck_fraction(91.0, 1.6e6, 190000.0) == pytest.approx(0.9685, abs=1e-4)
+
+
+@pytest.mark.parametrize("bad, match", [(dict(teff="5777"), "teff must be a number"),
+                                        (dict(logl=True), "logl must be a number.*boolean"),
+                                        (dict(teff=np.ma.array([5777.0, 6000.0], mask=[False, True])),
+                                         "teff is a masked array")])
+def test_backend_inputs_are_checked_like_the_generators(blackbody, bad, match):
+    """The backend converted what the generator refuses: a string Teff, logl=True (as 10 L_sun) and a masked
+    Teff (its hidden value computed as if valid)."""
+    kwargs = dict(teff=5777.0, logg=4.0, logz=0.0, logl=0.0) | bad
+    with pytest.raises(ValueError, match=match):
+        StellarLibraryBackend(blackbody).point_spectra(**kwargs)

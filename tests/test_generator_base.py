@@ -128,3 +128,17 @@ def test_inside_domain_outside_coverage_still_answered_with_a_flag(blackbody):
 def test_no_points_give_an_empty_result(blackbody):
     flux, inside = blackbody.surface_flux([], 4.0, 0.0)
     assert flux.shape == (0, blackbody.wavelength.size) and inside.shape == (0,)
+
+
+def test_coverage_warning_points_at_the_callers_line(default_generator):
+    """Through surface_flux or spectra the warning was reported at a line inside generator.py; it points at
+    the user's call whichever public method the call went through."""
+    import warnings
+    gen = default_generator
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gen.surface_flux(1000.0, 4.0, 0.0)
+        gen.spectra(1000.0, 4.0, 0.0)
+        list(gen.stream(1000.0, 4.0, 0.0))
+    coverage = [w for w in caught if issubclass(w.category, CoverageWarning)]
+    assert len(coverage) == 3 and all(w.filename == __file__ for w in coverage)
