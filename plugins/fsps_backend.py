@@ -1,33 +1,45 @@
 """FSPS backend: write a generator as a stellar library in the binary format FSPS reads from $SPS_HOME.
 
-What FSPS reads for a C3K-type spectral library (``spec_type`` starting with ``c3k``; checked in
-cconroy20/fsps ``src/sps_setup.f90``, ``src/spec_bin.f90`` and ``src/getspec.f90``, and the files of
-``SPECTRA/C3K/`` in the repository)::
+Two layouts, as FSPS's Fortran reads them (``src/sps_setup.f90`` and ``src/sps_vars.f90`` of
+cconroy20/fsps at the tags named; ``spec_type`` starting with ``c3k``):
 
-    $SPS_HOME/SPECTRA/C3K/<spec_type>.lambda     n_wave lines: wavelength [A]          (list-directed read)
-    $SPS_HOME/SPECTRA/C3K/<spec_type>.res        n_wave lines: resolution per pixel    (list-directed read)
-    $SPS_HOME/SPECTRA/C3K/zlegend.dat            one metal mass fraction Z per line; file names use F6.4
+``layout="v4"`` (FSPS 4.0 and its C3K_LR / C3K_HR builds; the default)::
+
+    $SPS_HOME/SPECTRA/C3K/<spec_type>/<spec_type>.lambda    nspec lines: wavelength [A]       (list-directed)
+    $SPS_HOME/SPECTRA/C3K/<spec_type>/<spec_type>.res       nspec lines: resolution, sigma [km/s]
+    $SPS_HOME/SPECTRA/C3K/<spec_type>/<spec_type>_zlegend.dat   [M/H] per line, read as '(A5)' ("-0.25")
+    $SPS_HOME/SPECTRA/C3K/<spec_type>/logt.dat, logg.dat    the node grid (ndim_logt, ndim_logg lines)
+    $SPS_HOME/SPECTRA/C3K/<spec_type>/<spec_type>_feh<[M/H]:A5>_afe+0.0.spec.bin
+
+``layout="v3.3"`` (FSPS 3.3's C3K build, ``spec_type='c3k_afe+0.0'``)::
+
+    $SPS_HOME/SPECTRA/C3K/<spec_type>.lambda, <spec_type>.res
+    $SPS_HOME/SPECTRA/C3K/zlegend.dat                       metal mass fraction Z per line (shared file)
     $SPS_HOME/SPECTRA/C3K/<spec_type>_z<Z:F6.4>.spectra.bin
-        FORM='UNFORMATTED', ACCESS='DIRECT', one record of n_wave*n_logt*n_logg 4-byte reals (no record
-        markers): the Fortran array speclib(n_wave, n_logt, n_logg), i.e. C order (n_logg, n_logt, n_wave),
-        flux = Eddington flux H_nu = F_nu / (4 pi) [erg s^-1 cm^-2 Hz^-1] (getspec multiplies by
-        16 pi^2 R^2 / L_sun to get L_nu), 0 where the library has no model.
+    nodes from $SPS_HOME/SPECTRA/BaSeL3.1/basel_logt.dat, basel_logg.dat (BaSeL's 68 x 19 grid)
 
-The (log Teff, log g) nodes are read from separate files whose name depends on the FSPS version:
-``SPECTRA/BaSeL3.1/basel_logt.dat`` / ``basel_logg.dat`` (3.x) or ``SPECTRA/C3K/logt.dat`` /
-``SPECTRA/C3K/logg.dat`` with ``<spec_type>_zlegend.dat`` ([M/H]) (C3K_LR/C3K_HR layout). This writer writes
-all of the C3K-folder files; pass the node grid your build was compiled with (``n_logt``, ``n_logg``, and
-in older builds ``nspec``/``nzinit`` are compile-time constants in ``sps_vars.f90``): see
-:func:`read_fsps_nodes`. Wavelengths are vacuum, as FSPS' own libraries; ``<spec_type>.res`` holds the
-measured LSF (box of one pixel width, as a Gaussian sigma in km/s with the same FWHM) and
-``<spec_type>_smnet_provenance.json`` the medium, LSF shape and FWHM per pixel. python-fsps is NOT needed to
-write or read these files (it needs a Fortran compiler and a full $SPS_HOME to *use* them).
+Each ``.bin`` is FORM='UNFORMATTED', ACCESS='DIRECT', one record of nspec*ndim_logt*ndim_logg 4-byte reals
+(no record markers): the Fortran array speclib(nspec, ndim_logt, ndim_logg), i.e. C order (n_logg, n_logt,
+n_wave), flux = Eddington flux H_nu = F_nu / (4 pi) [erg s^-1 cm^-2 Hz^-1] (getspec multiplies by 16 pi^2
+R^2 / L_sun to get L_nu), 0 where the library has no model. ``nspec``, ``ndim_logt``, ``ndim_logg`` and
+``nzinit`` (the zlegend lines read) are compile-time constants: a stock C3K_LR build of 4.0 reads 1,936
+wavelengths, 80 x 14 nodes and 11 metallicities, so either pass ``wavelength=`` its ``c3k_lr.lambda`` or
+recompile with this library's numbers (the writer warns when they differ from the stock build's).
+Wavelengths are vacuum, as FSPS' own libraries; ``<spec_type>.res`` holds the measured LSF (box of one pixel
+width, as a Gaussian sigma in km/s with the same FWHM) and ``<spec_type>_smnet_provenance.json`` the medium,
+LSF shape and FWHM per pixel. python-fsps is NOT needed to write or read these files (it needs a Fortran
+compiler and a full $SPS_HOME to *use* them).
+
+Until 2026-12-02 this writer mixed the two: 4.0's node grid and name with 3.3's flat folder and Z file names,
+which no FSPS release reads.
 """
 from __future__ import annotations
 
 import json
-import warnings
+import os
 import re
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,25 +47,32 @@ import numpy as np
 from smnet_sps.constants import C_ANGSTROM
 
 HOST = "fsps"
-HOST_VERSIONS = ">=3.2 (Fortran FSPS; C3K slot)"
+HOST_VERSIONS = "3.3 (C3K build) and 4.0 (C3K_LR / C3K_HR builds); Fortran FSPS"
 DESCRIPTION = "Stellar library as FSPS $SPS_HOME/SPECTRA/C3K binary files (H_nu on a logT x logg x Z grid)"
 
-__all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "C3K_LOGT", "C3K_LOGG", "C3K_LR_LOGZSOL", "C3K_ZSUN",
-           "flambda_to_hnu", "hnu_to_flambda", "z_tag", "write_fsps_library", "read_spectra_bin",
-           "read_fsps_nodes"]
+__all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "LAYOUTS", "C3K_LOGT", "C3K_LOGG", "C3K_LR_LOGZSOL",
+           "ZSUN", "STOCK_BUILDS", "flambda_to_hnu", "hnu_to_flambda", "z_tag", "feh_tag",
+           "write_fsps_library", "read_spectra_bin", "read_fsps_nodes", "library_files"]
 
-# C3K's native node grid in FSPS (SPECTRA/C3K/c3k_hr/logt.dat, SPECTRA/C3K/logg.dat, c3k_lr_zlegend.dat).
+LAYOUTS = ("v4", "v3.3")
+
+# C3K's node grid in FSPS 4.0 (SPECTRA/C3K/c3k_lr/logt.dat, logg.dat and c3k_lr_zlegend.dat)
 _C3K_TEFF = np.array([2500, 2800, 3000, 3200] + list(range(3500, 3750, 250)) + list(range(3750, 13001, 250))
                      + list(range(14000, 50001, 1000)), float)
 C3K_LOGT = np.round(np.log10(_C3K_TEFF), 4)
 C3K_LOGG = np.arange(-1.0, 5.51, 0.5)
-C3K_LR_LOGZSOL = np.arange(-2.0, 0.51, 0.25)
-C3K_ZSUN = 0.0134        # zsol_spec FSPS assigns to the C3K libraries (sps_setup.f90)
-
-
+C3K_LR_LOGZSOL = np.arange(-2.5, 0.51, 0.25)      # the 13 lines of 4.0's c3k_lr_zlegend.dat
+#: zsol_spec FSPS assigns to its C3K libraries (sps_vars.f90): 0.0185 in 4.0, 0.0134 in 3.3
+ZSUN = {"v4": 0.0185, "v3.3": 0.0134}
+#: what a stock build reads (sps_vars.f90): (nspec, ndim_logt, ndim_logg, nzinit)
+STOCK_BUILDS = {("v4", "c3k_lr"): (1936, 80, 14, 11), ("v4", "c3k_hr"): (10992, 80, 14, 11),
+                ("v3.3", "c3k_afe+0.0"): (11149, 68, 19, 11)}
+_DEFAULT_SPEC_TYPE = {"v4": "c3k_lr", "v3.3": "c3k_afe+0.0"}
+_AFE_TAG = "+0.0"                                  # afe_str of the builds without AFE_FLAG
 
 # how far FSPS's F6.4 Z rounding may move a library metallicity in [M/H] and still count as the node [dex]
 _ROUNDING_DEX = 0.002
+
 
 def flambda_to_hnu(wave_aa, f_lambda):
     """Surface F_lambda [erg/s/cm2/A] -> Eddington flux H_nu = F_nu / (4 pi) [erg/s/cm2/Hz]."""
@@ -73,6 +92,34 @@ def z_tag(z):
     return f"{z:6.4f}"
 
 
+def feh_tag(mh):
+    """FSPS 4.0's [M/H] tag in C3K file names and zlegend files: 5 characters, read as '(A5)' (e.g. -0.25 ->
+    '-0.25', 0 -> '+0.00'). FSPS then reads the value from the tag as '(F4.2)', i.e. from its first four
+    characters (-0.25 -> -0.2): its own files carry the same quirk."""
+    mh = float(mh)
+    if not -9.995 < mh < 9.995:
+        raise ValueError(f"[M/H] must lie within +-9.99 to fit FSPS's 5-character tags; got {mh}")
+    return f"{mh:+.2f}"
+
+
+def library_files(sps_home, spec_type="c3k_lr", logzsol=C3K_LR_LOGZSOL, layout="v4", zsun=None):
+    """The paths FSPS opens for a C3K-slot library (``layout`` as :func:`write_fsps_library`): a dict with
+    ``lambda``, ``res``, ``zlegend``, ``logt``, ``logg`` and ``spectra`` (a list, one per metallicity)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
+    spectra = Path(sps_home) / "SPECTRA"
+    if layout == "v4":
+        d = spectra / "C3K" / spec_type
+        return {"lambda": d / f"{spec_type}.lambda", "res": d / f"{spec_type}.res",
+                "zlegend": d / f"{spec_type}_zlegend.dat", "logt": d / "logt.dat", "logg": d / "logg.dat",
+                "spectra": [d / f"{spec_type}_feh{feh_tag(m)}_afe{_AFE_TAG}.spec.bin" for m in logzsol]}
+    d = spectra / "C3K"
+    zsun = ZSUN["v3.3"] if zsun is None else float(zsun)
+    return {"lambda": d / f"{spec_type}.lambda", "res": d / f"{spec_type}.res", "zlegend": d / "zlegend.dat",
+            "logt": spectra / "BaSeL3.1" / "basel_logt.dat", "logg": spectra / "BaSeL3.1" / "basel_logg.dat",
+            "spectra": [d / f"{spec_type}_z{z_tag(zsun * 10.0 ** m)}.spectra.bin" for m in logzsol]}
+
+
 def _check_axis(name, values, unit):
     arr = np.asarray(values, float)
     if arr.ndim != 1 or arr.size < 2 or not np.isfinite(arr).all() or not (np.diff(arr) > 0).all():
@@ -80,56 +127,77 @@ def _check_axis(name, values, unit):
     return arr
 
 
-def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K_LOGT, logg=C3K_LOGG,
-                       logzsol=C3K_LR_LOGZSOL, zsun=C3K_ZSUN, wavelength=None, resolution_kms=None,
-                       overwrite=False, progress=False, batch_size=8192):
+def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None, logt=None, logg=None,
+                       logzsol=None, zsun=None, wavelength=None, resolution_kms=None, overwrite=False,
+                       progress=False, batch_size=8192):
     """Write ``generator``'s spectra as an FSPS C3K-slot library under ``<sps_home>/SPECTRA/C3K``.
 
     Parameters
     ----------
-    sps_home : str or Path, the FSPS data root ($SPS_HOME); ``SPECTRA/C3K`` is created inside
+    sps_home : str or Path, the FSPS data root ($SPS_HOME; a copy of yours, or a new folder)
     generator : Generator, default ``smnet_sps.neural.load_generator()``
-    spec_type : str, FSPS library name; must start with ``c3k`` for FSPS to look in ``SPECTRA/C3K``
-    logt, logg : node grids (log10 Teff [K], log g [cgs]); must be the ones your FSPS build interpolates on
-    logzsol : requested [M/H] of the metallicity nodes; Z = zsun * 10**logzsol is rounded to FSPS's F6.4
-        file-name precision and the spectra are computed at the [M/H] of that rounded Z (``logzsol`` in the
-        returned dict)
-    zsun : float, solar Z of the library (FSPS assumes 0.0134 for C3K)
+    layout : "v4" (FSPS 4.0, default) or "v3.3" (FSPS 3.3's C3K build): see the module docstring
+    spec_type : str, FSPS library name, starting with ``c3k``; default ``c3k_lr`` (v4) or ``c3k_afe+0.0``
+        (v3.3)
+    logt, logg : node grids (log10 Teff [K], log g [cgs]) your FSPS build interpolates on; default C3K's
+        80 x 14 (v4), or for v3.3 the BaSeL nodes read from ``sps_home`` (:func:`read_fsps_nodes`)
+    logzsol : [M/H] of the metallicity nodes, default 4.0's 13 (-2.5 to +0.5 in 0.25). v4 names files by
+        [M/H] to 0.01 dex (values are rounded to that); v3.3 by Z = zsun 10^[M/H] to 4 decimals, and the
+        spectra are computed at the [M/H] of that rounded Z (``logzsol`` in the returned dict)
+    zsun : float, FSPS's solar Z for the library (default :data:`ZSUN`: 0.0185 in 4.0, 0.0134 in 3.3)
     wavelength : array [A], optional output grid (linear interpolation of F_lambda; 0 outside the
-        generator's range); default the generator's own grid. Builds with a compiled ``nspec`` need
-        exactly that many points.
+        generator's range); default the generator's own grid. A stock build reads exactly ``nspec`` points
+        (:data:`STOCK_BUILDS`): pass its ``<spec_type>.lambda`` or recompile FSPS
     resolution_kms : float or array, written to ``<spec_type>.res``; default the Gaussian sigma [km/s] whose
         FWHM is the measured LSF FWHM of the generator's grid (one pixel: a box, :mod:`smnet_sps.lsf`)
-    overwrite : bool
+    overwrite : bool, replace an existing library of that name
     progress : bool, tqdm bar over metallicities
 
     Returns
     -------
     dict with ``directory``, ``files`` (list of Paths), ``n_uncovered`` (nodes written as zeros), ``z`` and
-    ``logzsol`` (the metallicities actually written) and ``wavelength``
+    ``logzsol`` (the metallicities actually written), ``wavelength`` and ``layout``
     """
-    if not re.fullmatch(r"c3k[A-Za-z0-9_+.\-]*", str(spec_type)):
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS} (FSPS 4.0 or 3.3); got {layout!r}")
+    spec_type = _DEFAULT_SPEC_TYPE[layout] if spec_type is None else str(spec_type)
+    if not re.fullmatch(r"c3k[A-Za-z0-9_+.\-]*", spec_type):
         raise ValueError(f"spec_type must start with 'c3k' (FSPS only reads C3K-type libraries from "
                          "SPECTRA/C3K) and contain only letters, digits, '_', '+', '-', '.'; got "
                          f"{spec_type!r}")
-    if generator is None:
-        from smnet_sps.neural import load_generator
-        generator = load_generator()
-    logt = _check_axis("logt", logt, "log10 K")
-    logg = _check_axis("logg", logg, "cgs")
-    logzsol = _check_axis("logzsol", logzsol, "dex")
-    zsun = float(zsun)
+    if logt is None and logg is None and layout == "v3.3":
+        try:
+            logt, logg = read_fsps_nodes(sps_home, layout="v3.3")
+        except FileNotFoundError as exc:
+            raise ValueError(f"{exc}; FSPS 3.3 reads its C3K library on BaSeL's nodes: pass logt= and logg= "
+                             "(they are written there if absent)") from None
+    logt = _check_axis("logt", C3K_LOGT if logt is None else logt, "log10 K")
+    logg = _check_axis("logg", C3K_LOGG if logg is None else logg, "cgs")
+    requested = C3K_LR_LOGZSOL if logzsol is None else logzsol
+    if layout == "v3.3" and logzsol is None:
+        requested = np.arange(-2.0, 0.51, 0.25)     # 11 nodes, as the build's nzinit
+    logzsol = _check_axis("logzsol", requested, "dex")
+    zsun = ZSUN[layout] if zsun is None else float(zsun)
     if not 0 < zsun < 1:
         raise ValueError(f"zsun must be in (0, 1); got {zsun}")
-    tags = [z_tag(z) for z in zsun * 10.0 ** logzsol]
-    if len(set(tags)) != len(tags) or float(tags[0]) <= 0:
-        raise ValueError(f"metallicities zsun*10**logzsol collide or round to 0 in FSPS's F6.4 file names "
-                         f"{tags}; use fewer / higher logzsol nodes (Z >= 0.0001)")
-    # FSPS knows each library metallicity only through its F6.4 tag, so the spectra are computed at the
-    # [M/H] of the rounded Z it will read (e.g. -2.0 -> Z 0.0001 -> -2.127), never mislabelled
-    zs = np.array([float(t) for t in tags])
-    logzsol = np.log10(zs / zsun)
-    gen_wave = np.asarray(generator.wavelength, float)
+    if layout == "v4":
+        tags = [feh_tag(m) for m in logzsol]
+        if len(set(tags)) != len(tags):
+            raise ValueError(f"metallicities {logzsol.tolist()} collide in FSPS's [M/H] file names {tags} "
+                             "(0.01 dex); use distinct nodes")
+        logzsol = np.array([float(t) for t in tags])
+        zs = zsun * 10.0 ** logzsol
+    else:
+        tags = [z_tag(z) for z in zsun * 10.0 ** logzsol]
+        if len(set(tags)) != len(tags) or float(tags[0]) <= 0:
+            raise ValueError(f"metallicities zsun*10**logzsol collide or round to 0 in FSPS's F6.4 file "
+                             f"names {tags}; use fewer / higher logzsol nodes (Z >= 0.0001)")
+        # FSPS knows each library metallicity only through its F6.4 tag, so the spectra are computed at the
+        # [M/H] of the rounded Z it will read (e.g. -2.0 -> Z 0.0001 -> -2.127), never mislabelled
+        zs = np.array([float(t) for t in tags])
+        logzsol = np.log10(zs / zsun)
+    gen = _default_generator(generator)
+    gen_wave = np.asarray(gen.wavelength, float)
     wave = gen_wave if wavelength is None else _check_axis("wavelength", wavelength, "Angstrom")
     beyond = (wave < gen_wave[0]) | (wave > gen_wave[-1])
     if beyond.mean() > 0.5:
@@ -141,82 +209,153 @@ def write_fsps_library(sps_home, generator=None, *, spec_type="c3k_lr", logt=C3K
         warnings.warn(f"{int(beyond.sum())} of {wave.size} wavelengths lie outside the generator's "
                       f"{gen_wave[0]:g}-{gen_wave[-1]:g} A; their spectra are written as 0", UserWarning,
                       stacklevel=2)
+    _warn_if_not_stock(layout, spec_type, wave.size, logt.size, logg.size, logzsol.size)
     from smnet_sps.lsf import FWHM_PER_SIGMA, LSF_SHAPE, grid_lsf_fwhm
     lsf_fwhm = np.interp(wave, gen_wave, grid_lsf_fwhm(gen_wave))
     if resolution_kms is None:
         resolution_kms = lsf_fwhm / wave * (C_ANGSTROM * 1e-13) / FWHM_PER_SIGMA
     res = np.broadcast_to(np.asarray(resolution_kms, float), wave.shape)
 
-    out = Path(sps_home) / "SPECTRA" / "C3K"
-    out.mkdir(parents=True, exist_ok=True)
-    names = [f"{spec_type}.lambda", f"{spec_type}.res", "zlegend.dat", f"{spec_type}_zlegend.dat",
-             "logt.dat", "logg.dat", f"{spec_type}_smnet_provenance.json"] + \
-            [f"{spec_type}_z{t}.spectra.bin" for t in tags]
-    files = [out / n for n in names]
-    existing = [f for f in files if f.exists()]
+    final = library_files(sps_home, spec_type, logzsol, layout, zsun)
+    provenance = final["lambda"].with_name(f"{spec_type}_smnet_provenance.json")
+    ours = [final["lambda"], final["res"], provenance] + final["spectra"]
+    if layout == "v4":
+        ours += [final["zlegend"], final["logt"], final["logg"]]
+    existing = [f for f in ours if f.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]} exists (and {len(existing) - 1} more); pass overwrite=True")
+    node_files = _v33_node_files(final, logt, logg) if layout == "v3.3" else {}
+    zlegend_text = "".join(f"{t}\n" for t in tags)       # [M/H] '(A5)' (v4) or Z 'F6.4' (v3.3)
+    if layout == "v3.3" and final["zlegend"].is_file() and final["zlegend"].read_text() != zlegend_text:
+        warnings.warn(f"{final['zlegend']} lists other metallicities and is shared by every C3K library of "
+                      "FSPS 3.3 in that folder; it is replaced (the other libraries' Z files no longer match "
+                      "it)", UserWarning, stacklevel=2)
 
-    np.savetxt(files[0], wave, fmt="%.10g")
-    np.savetxt(files[1], res, fmt="%.6e")
-    # list-directed reads accept full precision; F6.4 formatted reads take the first 6 characters,
-    # so values are written with 4 decimals after a leading '0.' when Z < 1
-    files[2].write_text("".join(f"{t}\n" for t in tags))
-    files[3].write_text("".join(f"{m:+.2f}\n" for m in logzsol))
-    files[4].write_text("".join(f"{t:7.4f} {10 ** t:8.0f}\n" for t in logt))
-    files[5].write_text("".join(f"{g:5.2f}\n" for g in logg))
-
-    T, G = np.meshgrid(logt, logg, indexing="xy")      # (n_logg, n_logt): C order of the Fortran array
-    teff, grav = 10.0 ** T.ravel(), G.ravel()
-    n_uncovered = 0
-    covered = {}
-    iterator = list(zip(logzsol, tags))
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc="FSPS library", unit="Z")
-    box_mh = getattr(getattr(generator, "box", None), "logz", (-np.inf, np.inf))
-    for mh, tag in iterator:
-        # F6.4 rounding can push an edge node just past the box (logzsol +0.5 -> Z 0.0424 -> +0.50026):
-        # computed on the edge (< 0.002 dex away) instead of written as zeros
-        mh = float(np.clip(mh, box_mh[0], box_mh[1])) if min(abs(mh - box_mh[0]), abs(mh - box_mh[1])) \
-            < _ROUNDING_DEX else mh
-        inside = generator.in_coverage(teff, grav, np.full(teff.size, mh))
-        covered[tag] = int(inside.sum())
-        block = np.zeros((teff.size, wave.size), np.float32)
-        if inside.any():
-            flux, _ = generator.surface_flux(teff[inside], grav[inside], np.full(int(inside.sum()), mh),
-                                             batch_size=batch_size)
-            if wavelength is not None:
-                flux = np.stack([np.interp(wave, gen_wave, f, left=0.0, right=0.0) for f in flux])
-            block[inside] = flambda_to_hnu(wave, flux)
-        n_uncovered += int((~inside).sum())
-        # (n_logg, n_logt, n_wave) in C order == speclib(n_wave, n_logt, n_logg) in Fortran order
-        cube = block.reshape(logg.size, logt.size, wave.size).astype("<f4")
-        cube.tofile(out / f"{spec_type}_z{tag}.spectra.bin")
+    # everything is written into a staging folder first and moved into place at the end: an interruption
+    # leaves the previous library, never half of one
+    staging = final["lambda"].parent / f".{spec_type}.partial-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        def staged(path):
+            return staging / path.name
+        np.savetxt(staged(final["lambda"]), wave, fmt="%.10g")
+        np.savetxt(staged(final["res"]), res, fmt="%.6e")
+        staged(final["zlegend"]).write_text(zlegend_text)
+        if layout == "v4":
+            staged(final["logt"]).write_text("".join(f"{t:7.4f} {10 ** t:8.0f}\n" for t in logt))
+            staged(final["logg"]).write_text("".join(f"{g:5.2f}\n" for g in logg))
+        n_uncovered, covered = _write_spectra(gen, staged, final["spectra"], tags, logt, logg, logzsol, wave,
+                                              wavelength is not None, gen_wave, batch_size, progress)
+        staged(provenance).write_text(json.dumps({
+            "generator": getattr(gen, "name", "generator"), "spec_type": spec_type, "fsps_layout": layout,
+            "flux": "Eddington flux H_nu = F_nu/(4 pi) [erg s^-1 cm^-2 Hz^-1], 0 where outside coverage",
+            "layout": "float32 little-endian, C order (n_logg, n_logt, n_wave) = Fortran "
+                      "speclib(nspec,ndim_logt,ndim_logg)",
+            "n_wave": int(wave.size), "n_logt": int(logt.size), "n_logg": int(logg.size), "n_z": int(zs.size),
+            "zsun": zsun, "z": zs.tolist(), "logzsol_effective": logzsol.tolist(),
+            "fsps_reads_logzsol": ([float(t[:4]) for t in tags] if layout == "v4" else logzsol.tolist()),
+            "n_uncovered_nodes": n_uncovered,
+            "resolution_file": "Gaussian sigma [km/s] with FWHM = the measured (box) LSF FWHM unless given",
+            "wavelength_medium": "vacuum (as FSPS expects; FSPS' vactoair_flag converts its outputs to air)",
+            "lsf_shape": LSF_SHAPE, "lsf_fwhm_aa": [round(float(v), 4) for v in lsf_fwhm],
+            "outside_fraction": "per-SSP out-of-coverage light is computed by FSPS, not here; nodes outside "
+                                "the generator's coverage are written as 0 (n_uncovered_nodes)",
+        }, indent=1))
+        for name, values in node_files.items():         # v3.3: BaSeL's node files, only where absent
+            staged(final[name]).write_text(values)
+        # into place
+        for path in ours + ([final["zlegend"]] if layout == "v3.3" else []) + \
+                [final[n] for n in node_files]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged(path), path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
     # C3K's grid has corners no library covers (about half its nodes at every Z): a metallicity is flagged
     # when it has less than half the covered nodes of the best-covered one (e.g. beyond the [M/H] range)
     thin = [t for t, n in covered.items() if n < 0.5 * max(covered.values(), default=0)]
     if thin:
-        warnings.warn(f"metallicities Z = {', '.join(thin)} have less than half the covered nodes of the "
-                      f"best one ({max(covered.values())} of {teff.size}); their other nodes are written as "
-                      "zeros, which FSPS reads as no light", UserWarning, stacklevel=2)
-    files[6].write_text(json.dumps({
-        "generator": getattr(generator, "name", "generator"), "spec_type": spec_type,
-        "flux": "Eddington flux H_nu = F_nu/(4 pi) [erg s^-1 cm^-2 Hz^-1], 0 where outside coverage",
-        "layout": "float32 little-endian, C order (n_logg, n_logt, n_wave) = Fortran "
-                  "speclib(nspec,ndim_logt,ndim_logg)",
-        "n_wave": int(wave.size), "n_logt": int(logt.size), "n_logg": int(logg.size), "n_z": int(zs.size),
-        "zsun": zsun, "z": zs.tolist(), "logzsol_effective": logzsol.tolist(),
-        "n_uncovered_nodes": n_uncovered,
-        "resolution_file": "Gaussian sigma [km/s] with FWHM = the measured (box) LSF FWHM unless given",
-        "wavelength_medium": "vacuum (as FSPS expects; FSPS' vactoair_flag converts its outputs to air)",
-        "lsf_shape": LSF_SHAPE, "lsf_fwhm_aa": [round(float(v), 4) for v in lsf_fwhm],
-        "outside_fraction": "per-SSP out-of-coverage light is computed by FSPS, not here; nodes outside the "
-                            "generator's coverage are written as 0 (n_uncovered_nodes)",
-    }, indent=1))
-    return {"directory": out, "files": files, "n_uncovered": n_uncovered, "z": zs, "logzsol": logzsol,
-            "wavelength": wave}
+        label = "[M/H]" if layout == "v4" else "Z"
+        warnings.warn(f"metallicities {label} = {', '.join(thin)} have less than half the covered nodes of "
+                      f"the best one ({max(covered.values())} of {logt.size * logg.size}); their other nodes "
+                      "are written as zeros, which FSPS reads as no light", UserWarning, stacklevel=2)
+    files = ours + ([final["zlegend"]] if layout == "v3.3" else []) + [final[n] for n in node_files]
+    return {"directory": final["lambda"].parent, "files": files, "n_uncovered": n_uncovered, "z": zs,
+            "logzsol": logzsol, "wavelength": wave, "layout": layout}
+
+
+def _default_generator(generator):
+    if generator is None:
+        from smnet_sps.neural import load_generator
+        return load_generator()
+    return generator
+
+
+def _warn_if_not_stock(layout, spec_type, n_wave, n_logt, n_logg, n_z):
+    """A stock build of ``spec_type`` reads its compiled numbers of wavelengths, nodes and metallicities."""
+    stock = STOCK_BUILDS.get((layout, spec_type))
+    if stock is None:
+        return
+    nspec, nlogt, nlogg, nzinit = stock
+    differ = [f"{what} {have} (the stock build reads {want})" for what, have, want in
+              (("wavelengths", n_wave, nspec), ("logt nodes", n_logt, nlogt), ("logg nodes", n_logg, nlogg))
+              if have != want]
+    if n_z < nzinit:
+        differ.append(f"metallicities {n_z} (the stock build reads the first {nzinit})")
+    if differ:
+        warnings.warn(f"a stock FSPS {layout} build of {spec_type!r} will not read this library as it is: "
+                      + "; ".join(differ) + ". Recompile FSPS with these numbers (sps_vars.f90), or pass "
+                      "the stock grid (wavelength= its .lambda, logt=/logg= via read_fsps_nodes)",
+                      UserWarning, stacklevel=3)
+
+
+def _v33_node_files(final, logt, logg):
+    """FSPS 3.3 reads the C3K library on BaSeL's nodes: the node files to write (where absent), after
+    checking that present ones hold the grid asked for."""
+    out = {}
+    for name, grid, fmt in (("logt", logt, "{:.4f}\n"), ("logg", logg, "{:.2f}\n")):
+        path = final[name]
+        if path.is_file():
+            have = np.loadtxt(path, ndmin=2)[:, 0]
+            if have.shape != grid.shape or not np.allclose(have, grid, atol=1e-4):
+                raise ValueError(f"{path} holds {have.size} nodes other than the {grid.size} asked for; FSPS "
+                                 "3.3 reads the C3K library on these nodes: pass them (read_fsps_nodes)")
+        else:
+            out[name] = "".join(fmt.format(v) for v in grid)
+    return out
+
+
+def _write_spectra(gen, staged, paths, tags, logt, logg, logzsol, wave, resample, gen_wave, batch_size,
+                   progress):
+    """One direct-access record per metallicity; returns (nodes written as zeros, covered nodes per tag)."""
+    T, G = np.meshgrid(logt, logg, indexing="xy")      # (n_logg, n_logt): C order of the Fortran array
+    teff, grav = 10.0 ** T.ravel(), G.ravel()
+    n_uncovered, covered = 0, {}
+    iterator = list(zip(logzsol, tags, paths))
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, desc="FSPS library", unit="Z")
+    box_mh = getattr(getattr(gen, "box", None), "logz", (-np.inf, np.inf))
+    for mh, tag, path in iterator:
+        # F6.4 rounding can push an edge node just past the box (logzsol +0.5 -> Z 0.0424 -> +0.50026):
+        # computed on the edge (< 0.002 dex away) instead of written as zeros
+        mh = float(np.clip(mh, box_mh[0], box_mh[1])) if min(abs(mh - box_mh[0]), abs(mh - box_mh[1])) \
+            < _ROUNDING_DEX else mh
+        inside = gen.in_coverage(teff, grav, np.full(teff.size, mh))
+        covered[tag] = int(inside.sum())
+        block = np.zeros((teff.size, wave.size), np.float32)
+        if inside.any():
+            flux, _ = gen.surface_flux(teff[inside], grav[inside], np.full(int(inside.sum()), mh),
+                                       batch_size=batch_size)
+            if resample:
+                flux = np.stack([np.interp(wave, gen_wave, f, left=0.0, right=0.0) for f in flux])
+            block[inside] = flambda_to_hnu(wave, flux)
+        n_uncovered += int((~inside).sum())
+        # (n_logg, n_logt, n_wave) in C order == speclib(n_wave, n_logt, n_logg) in Fortran order
+        block.reshape(logg.size, logt.size, wave.size).astype("<f4").tofile(staged(path))
+    return n_uncovered, covered
 
 
 def read_spectra_bin(path, *, n_wave, n_logt, n_logg):
@@ -233,14 +372,19 @@ def read_spectra_bin(path, *, n_wave, n_logt, n_logg):
     return np.fromfile(path, dtype="<f4").reshape(int(n_logg), int(n_logt), int(n_wave))
 
 
-def read_fsps_nodes(sps_home):
-    """The (logt, logg) nodes an FSPS installation interpolates on, from
-    ``SPECTRA/BaSeL3.1/basel_log{t,g}.dat``
-    or, when those are absent, ``SPECTRA/C3K/log{t,g}.dat``. Returns ``(logt, logg)`` arrays."""
+def read_fsps_nodes(sps_home, spec_type="c3k_lr", layout=None):
+    """The (logt, logg) nodes an FSPS installation interpolates its C3K library on: 4.0's
+    ``SPECTRA/C3K/<spec_type>/log{t,g}.dat``, or 3.3's ``SPECTRA/BaSeL3.1/basel_log{t,g}.dat``
+    (``layout`` None: whichever exists, 4.0's first). Returns ``(logt, logg)`` arrays."""
     spectra = Path(sps_home) / "SPECTRA"
-    for t_file, g_file in ((spectra / "BaSeL3.1" / "basel_logt.dat", spectra / "BaSeL3.1" / "basel_logg.dat"),
-                           (spectra / "C3K" / "logt.dat", spectra / "C3K" / "logg.dat")):
+    places = {"v4": (spectra / "C3K" / spec_type / "logt.dat", spectra / "C3K" / spec_type / "logg.dat"),
+              "v3.3": (spectra / "BaSeL3.1" / "basel_logt.dat", spectra / "BaSeL3.1" / "basel_logg.dat")}
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS} or None; got {layout!r}")
+    for key in ([layout] if layout else list(places)):
+        t_file, g_file = places[key]
         if t_file.is_file() and g_file.is_file():
             logt = np.loadtxt(t_file, ndmin=2)[:, 0]      # C3K logt.dat has a second column (Teff)
-            return logt.astype(float), np.loadtxt(g_file, ndmin=1).astype(float).ravel()
-    raise FileNotFoundError(f"no basel_logt.dat/basel_logg.dat or C3K/logt.dat/logg.dat under {spectra}")
+            return logt.astype(float), np.loadtxt(g_file, ndmin=2)[:, 0].astype(float)
+    looked = ", ".join(str(p) for key in ([layout] if layout else list(places)) for p in places[key])
+    raise FileNotFoundError(f"no FSPS node files under {spectra} (looked for {looked})")

@@ -1,12 +1,14 @@
-"""FSPS library writer: files read back with an independent reader following FSPS's documented layout."""
+"""FSPS library writer: files read back the way FSPS's Fortran opens them (sps_setup.f90 of 4.0 and 3.3),
+by an independent reader, and compared with the generator."""
 import json
+import warnings
 
 import numpy as np
 import pytest
 
-from smnet_sps.plugins import fsps_backend as fb
 from smnet_sps.constants import C_ANGSTROM
 from smnet_sps.generator import BlackbodyGenerator, ParameterBox
+from smnet_sps.plugins import fsps_backend as fb
 
 
 class BoxedBlackbody(BlackbodyGenerator):
@@ -16,45 +18,57 @@ class BoxedBlackbody(BlackbodyGenerator):
         self.library_boxes = {}
 
 
+def fsps_v4_open(home, spec_type, nzinit):
+    """What FSPS 4.0's sps_setup.f90 opens for a C3K library (lines 225-307): the subfolder's .lambda, .res,
+    logt.dat / logg.dat, and for the first nzinit lines of <spec_type>_zlegend.dat (read '(A5)') the file
+    <spec_type>_feh<A5>_afe+0.0.spec.bin; the [M/H] it uses is that tag read '(F4.2)'."""
+    d = home / "SPECTRA" / "C3K" / spec_type
+    wave = np.loadtxt(d / f"{spec_type}.lambda")
+    res = np.loadtxt(d / f"{spec_type}.res")
+    logt = np.loadtxt(d / "logt.dat")[:, 0]
+    logg = np.loadtxt(d / "logg.dat")
+    tags = [line[:5] for line in (d / f"{spec_type}_zlegend.dat").read_text().splitlines()[:nzinit]]
+    cubes = [np.fromfile(d / f"{spec_type}_feh{t}_afe+0.0.spec.bin", dtype="<f4") for t in tags]
+    for cube in cubes:                  # recl = nspec * ndim_logg * ndim_logt * 4 bytes, one record
+        assert cube.size == wave.size * logt.size * logg.size
+    speclib = [c.reshape((wave.size, logt.size, logg.size), order="F") for c in cubes]
+    return wave, res, logt, logg, [float(t[:4]) for t in tags], speclib
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     home = tmp_path_factory.mktemp("sps_home")
     gen = BoxedBlackbody()
-    return gen, home, fb.write_fsps_library(home, gen, logzsol=[-1.0, 0.0, 0.5])
+    with pytest.warns(UserWarning, match="stock FSPS v4 build of 'c3k_lr' will not read"):
+        out = fb.write_fsps_library(home, gen, logzsol=[-1.0, 0.0, 0.5])
+    return gen, home, out
 
 
-def test_files_and_text_formats(written):
+def test_v4_layout_is_what_fsps_4_opens(written):
+    """Until 2026-12-02 the writer put 4.0's nodes and name into 3.3's flat folder with Z file names: no
+    FSPS release could read it."""
     gen, home, res = written
-    d = home / "SPECTRA" / "C3K"
-    assert np.allclose(np.loadtxt(d / "c3k_lr.lambda"), gen.wavelength, rtol=1e-9)
-    assert np.loadtxt(d / "c3k_lr.res").shape == gen.wavelength.shape
-    tags = (d / "zlegend.dat").read_text().split()
-    assert tags == ["0.0013", "0.0134", "0.0424"]                  # F6.4, as FSPS writes/reads file names
-    assert all((d / f"c3k_lr_z{t}.spectra.bin").is_file() for t in tags)
-    logt = np.loadtxt(d / "logt.dat")
-    assert logt.shape == (80, 2) and np.allclose(10 ** logt[:, 0], logt[:, 1], rtol=1e-3)
-    assert np.allclose(np.loadtxt(d / "logg.dat"), np.arange(-1, 5.51, 0.5))
+    wave, sigma, logt, logg, fsps_mh, speclib = fsps_v4_open(home, "c3k_lr", nzinit=3)
+    assert np.allclose(wave, gen.wavelength, rtol=1e-9) and sigma.shape == wave.shape
+    assert logt.size == 80 and logg.size == 14 and np.allclose(logg, np.arange(-1, 5.51, 0.5))
+    d = home / "SPECTRA" / "C3K" / "c3k_lr"
+    assert (d / "c3k_lr_zlegend.dat").read_text().split() == ["-1.00", "+0.00", "+0.50"]
+    assert fsps_mh == [-1.0, 0.0, 0.5] and np.allclose(res["logzsol"], [-1.0, 0.0, 0.5])
     meta = json.loads((d / "c3k_lr_smnet_provenance.json").read_text())
-    assert meta["n_logt"] == 80 and meta["n_logg"] == 14 and meta["n_z"] == 3
-    # the spectra sit at the [M/H] of the rounded Z FSPS will read
-    assert np.allclose(res["logzsol"], np.log10(np.array([0.0013, 0.0134, 0.0424]) / 0.0134))
+    assert meta["n_logt"] == 80 and meta["n_logg"] == 14 and meta["n_z"] == 3 and meta["zsun"] == 0.0185
+    assert not list((home / "SPECTRA" / "C3K").glob(".c3k_lr.partial*"))      # the staging folder is gone
+    # nothing of the old flat layout
+    assert not (home / "SPECTRA" / "C3K" / "zlegend.dat").exists()
 
 
 def test_binary_layout_against_generator(written):
     gen, home, res = written
-    d = home / "SPECTRA" / "C3K"
-    logt = np.loadtxt(d / "logt.dat")[:, 0]
-    logg = np.loadtxt(d / "logg.dat")
-    n_wave = np.loadtxt(d / "c3k_lr.lambda").size
-    # independent reader: direct-access record = Fortran speclib(nspec, ndim_logt, ndim_logg), float32
-    raw = np.fromfile(d / "c3k_lr_z0.0134.spectra.bin", dtype="<f4")
-    assert raw.size == n_wave * logt.size * logg.size
-    speclib = raw.reshape((n_wave, logt.size, logg.size), order="F")
-    wave = gen.wavelength
+    wave, _, logt, logg, _, speclib = fsps_v4_open(home, "c3k_lr", nzinit=3)
+    solar = speclib[1]
     for jt, jg in [(30, 10), (5, 12), (60, 9), (40, 2), (79, 11), (0, 0)]:
         teff, g = 10 ** logt[jt], logg[jg]
-        h_nu = speclib[:, jt, jg].astype(float)
-        if gen.in_coverage(teff, g, res["logzsol"][1])[0]:
+        h_nu = solar[:, jt, jg].astype(float)
+        if gen.in_coverage(teff, g, 0.0)[0]:
             f_lambda = h_nu * 4 * np.pi * C_ANGSTROM / wave ** 2
             expected = gen.surface_flux(teff, g, 0.0)[0][0]
             big = expected > expected.max() * 1e-6
@@ -63,16 +77,57 @@ def test_binary_layout_against_generator(written):
             assert (h_nu == 0).all(), (teff, g)
     # coverage: Teff 3000-30000 K and log g 0-5 only
     teff_nodes = 10 ** logt
-    covered = (speclib.max(axis=0) > 0)
+    covered = solar.max(axis=0) > 0
     expected = ((teff_nodes[:, None] >= 3000) & (teff_nodes[:, None] <= 30000)
                 & (logg[None, :] >= 0) & (logg[None, :] <= 5))
     assert np.array_equal(covered, expected)
-    # the highest Z (log 0.0424/0.0134 = +0.50) lies outside the generator's [M/H] <= 0.3: all zeros
-    assert not np.fromfile(d / "c3k_lr_z0.0424.spectra.bin", dtype="<f4").any()
+    # [M/H] +0.5 lies outside the generator's [M/H] <= 0.3: all zeros
+    assert not speclib[2].any()
     assert res["n_uncovered"] == 3 * 80 * 14 - 2 * expected.sum()
-    assert np.array_equal(fb.read_spectra_bin(d / "c3k_lr_z0.0134.spectra.bin", n_wave=n_wave,
-                                              n_logt=logt.size, n_logg=logg.size),
-                          np.transpose(speclib, (2, 1, 0)))
+    path = home / "SPECTRA/C3K/c3k_lr/c3k_lr_feh+0.00_afe+0.0.spec.bin"
+    assert np.array_equal(fb.read_spectra_bin(path, n_wave=wave.size, n_logt=logt.size, n_logg=logg.size),
+                          np.transpose(solar, (2, 1, 0)))
+    assert np.allclose(fb.read_fsps_nodes(home)[0], logt) and fb.read_fsps_nodes(home)[1].size == 14
+
+
+def test_a_stock_grid_gives_no_warning_and_fsps_reads_the_quarter_dex_tags_as_it_does(tmp_path):
+    """The stock C3K_LR grid (1,936 wavelengths, 80 x 14 nodes, 11+ metallicities) passes without a
+    warning; FSPS reads '-0.75' with F4.2 as -0.7, for its own files as for these (provenance says so)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fb._warn_if_not_stock("v4", "c3k_lr", 1936, 80, 14, 13)
+        fb._warn_if_not_stock("v4", "c3k_mine", 1221, 2, 2, 1)          # not a stock name: no numbers
+    gen = BoxedBlackbody()
+    wave = np.geomspace(gen.wavelength[0], gen.wavelength[-1], 1936)
+    with pytest.warns(UserWarning, match=r"logt nodes 2 \(the stock build reads 80\)"):
+        fb.write_fsps_library(tmp_path / "small", gen, wavelength=wave, logt=fb.C3K_LOGT[40:42],
+                              logg=fb.C3K_LOGG[9:11], logzsol=fb.C3K_LR_LOGZSOL[:11])
+    prov = json.loads((tmp_path / "small/SPECTRA/C3K/c3k_lr/c3k_lr_smnet_provenance.json").read_text())
+    assert prov["fsps_reads_logzsol"][7] == -0.7 and prov["logzsol_effective"][7] == -0.75
+
+
+def test_v33_layout(tmp_path):
+    """FSPS 3.3: flat SPECTRA/C3K, zlegend.dat of Z (F6.4), <spec_type>_z<Z>.spectra.bin, on BaSeL's nodes
+    from SPECTRA/BaSeL3.1 (read from the installation, or written there when absent)."""
+    gen = BoxedBlackbody()
+    with pytest.raises(ValueError, match="BaSeL's nodes"):
+        fb.write_fsps_library(tmp_path, gen, layout="v3.3")
+    with pytest.warns(UserWarning, match="stock FSPS v3.3 build"):
+        res = fb.write_fsps_library(tmp_path, gen, layout="v3.3", logt=[3.7, 3.8], logg=[4.0, 4.5],
+                                    logzsol=[0.0, 0.2])
+    d = tmp_path / "SPECTRA" / "C3K"
+    assert (d / "zlegend.dat").read_text().split() == ["0.0134", "0.0212"]
+    assert np.allclose(fb.read_fsps_nodes(tmp_path, layout="v3.3")[0], [3.7, 3.8])
+    spec = fb.read_spectra_bin(d / "c3k_afe+0.0_z0.0134.spectra.bin", n_wave=gen.wavelength.size, n_logt=2,
+                               n_logg=2)
+    f = fb.hnu_to_flambda(gen.wavelength, spec[0, 1])
+    assert np.allclose(f, gen.surface_flux(10 ** 3.8, 4.0, 0.0)[0][0], rtol=1e-5)
+    assert np.allclose(res["logzsol"], np.log10(np.array([0.0134, 0.0212]) / 0.0134))
+    # the installation's nodes are used, and other ones refused
+    with pytest.warns(UserWarning):
+        fb.write_fsps_library(tmp_path, gen, layout="v3.3", logzsol=[0.0, 0.2], overwrite=True)
+    with pytest.raises(ValueError, match="holds 2 nodes other than"):
+        fb.write_fsps_library(tmp_path, gen, layout="v3.3", logt=[3.7, 3.9], logg=[4.0, 4.5], overwrite=True)
 
 
 def test_resampled_wavelength_and_errors(tmp_path):
@@ -80,8 +135,8 @@ def test_resampled_wavelength_and_errors(tmp_path):
     wave = np.geomspace(1000, 20000, 500)
     res = fb.write_fsps_library(tmp_path, gen, logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2],
                                 wavelength=wave, spec_type="c3k_smnet")
-    spec = fb.read_spectra_bin(tmp_path / "SPECTRA/C3K/c3k_smnet_z0.0134.spectra.bin", n_wave=500, n_logt=2,
-                              n_logg=2)
+    spec = fb.read_spectra_bin(tmp_path / "SPECTRA/C3K/c3k_smnet/c3k_smnet_feh+0.00_afe+0.0.spec.bin",
+                               n_wave=500, n_logt=2, n_logg=2)
     f = fb.hnu_to_flambda(wave, spec[0, 1])
     exact = gen.surface_flux(10 ** 3.8, 4.0, 0.0)[0][0]
     assert np.allclose(f, np.interp(wave, gen.wavelength, exact), rtol=1e-5)
@@ -91,14 +146,18 @@ def test_resampled_wavelength_and_errors(tmp_path):
                               wavelength=wave, spec_type="c3k_smnet")
     with pytest.raises(ValueError, match="c3k"):
         fb.write_fsps_library(tmp_path, gen, spec_type="miles")
+    with pytest.raises(ValueError, match="layout"):
+        fb.write_fsps_library(tmp_path, gen, layout="3.2")
     with pytest.raises(ValueError, match="increasing"):
         fb.write_fsps_library(tmp_path, gen, logt=[3.8, 3.7])
     with pytest.raises(ValueError, match="collide"):
         fb.write_fsps_library(tmp_path, gen, logzsol=[0.0, 0.001])
     with pytest.raises(ValueError, match="bytes"):
-        fb.read_spectra_bin(tmp_path / "SPECTRA/C3K/c3k_smnet_z0.0134.spectra.bin", n_wave=501, n_logt=2,
-                                n_logg=2)
-    assert np.allclose(fb.read_fsps_nodes(tmp_path)[0], [3.7, 3.8])
+        fb.read_spectra_bin(tmp_path / "SPECTRA/C3K/c3k_smnet/c3k_smnet_feh+0.00_afe+0.0.spec.bin",
+                            n_wave=501, n_logt=2, n_logg=2)
+    assert np.allclose(fb.read_fsps_nodes(tmp_path, "c3k_smnet")[0], [3.7, 3.8])
+    with pytest.raises(FileNotFoundError, match="no FSPS node files"):
+        fb.read_fsps_nodes(tmp_path / "nothing")
     # microns for Angstrom: refused, not written as a library of zeros
     with pytest.raises(ValueError, match="microns"):
         fb.write_fsps_library(tmp_path / "um", gen, logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2],
@@ -110,13 +169,29 @@ def test_resampled_wavelength_and_errors(tmp_path):
                               wavelength=np.geomspace(lo / 2, 20000, 300))
 
 
+def test_an_interrupted_write_leaves_the_previous_library(tmp_path, monkeypatch):
+    gen = BoxedBlackbody()
+    kw = dict(logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2], spec_type="c3k_smnet")
+    first = fb.write_fsps_library(tmp_path, gen, **kw)
+    before = {p: p.read_bytes() for p in first["files"]}
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(fb, "_write_spectra", fail)
+    with pytest.raises(KeyboardInterrupt):
+        fb.write_fsps_library(tmp_path, gen, overwrite=True, resolution_kms=1.0, **kw)
+    assert {p: p.read_bytes() for p in first["files"]} == before
+    assert not list((tmp_path / "SPECTRA" / "C3K").glob(".c3k_smnet.partial*"))
+
+
 def test_edge_metallicity_survives_the_file_name_rounding(tmp_path, default_generator):
-    # logzsol +0.5 is the shipped model's edge; FSPS's F6.4 name rounds Z to 0.0424, i.e. [M/H] +0.50026:
-    # computed on the edge, not written as zeros (it was, silently)
-    res = fb.write_fsps_library(tmp_path / "a", default_generator, logzsol=[0.0, 0.5])
-    top = np.fromfile(res["directory"] / "c3k_lr_z0.0424.spectra.bin", dtype="<f4")
+    # v3.3: logzsol +0.5 is the shipped model's edge; FSPS's F6.4 name rounds Z to 0.0424, i.e. [M/H]
+    # +0.50026: computed on the edge, not written as zeros (it was, silently)
+    kw = dict(layout="v3.3", logt=fb.C3K_LOGT, logg=fb.C3K_LOGG)
+    with pytest.warns(UserWarning, match="stock"):
+        res = fb.write_fsps_library(tmp_path / "a", default_generator, logzsol=[0.0, 0.5], **kw)
+    top = np.fromfile(res["directory"] / "c3k_afe+0.0_z0.0424.spectra.bin", dtype="<f4")
     assert top.any() and np.count_nonzero(top) > 0.3 * top.size
     # a metallicity beyond the coverage is written as zeros, with a warning that says so
     with pytest.warns(UserWarning, match=r"Z = 0\.1340 have less than half the covered nodes"):
-        fb.write_fsps_library(tmp_path / "b", default_generator, logzsol=[0.0, 1.0])
-
+        fb.write_fsps_library(tmp_path / "b", default_generator, logzsol=[0.0, 1.0], **kw)
