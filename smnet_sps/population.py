@@ -557,7 +557,10 @@ class StellarPopulation:
         cosmo = self.cosmology if cosmology is None else cosmology
         d = cosmo.luminosity_distance(z).to_value(u.cm) if z > 0 else 10 * PC_CM
         flam = np.array([r["flux"] for r in results]) * self._igm(z) * L_SUN / (4 * np.pi * d ** 2) / (1 + z)
-        wave = self.wavelengths * (1 + z)
+        wave = np.asarray(self._get_backend().wavelength, float) * (1 + z)      # vacuum, observed frame
+        if self.vactoair_flag:        # the air index at the wavelength the light is observed at, not at rest
+            from .medium import axis_vacuum_to_air
+            wave = axis_vacuum_to_air(wave)
         flam = flam if full else flam[0]
         if not as_spectrum:
             return wave, flam

@@ -210,7 +210,7 @@ def ssp_weights(history, log_ages, split_yr=None, rtol_outside=1e-9):
     t_max = 10.0 ** log_ages[-1]
     young = np.zeros(log_ages.size)
     old = np.zeros(log_ages.size)
-    split = np.inf if split_yr is None else float(split_yr)
+    split = -np.inf if split_yr is None else float(split_yr)      # None: nothing is young
     total = history.mass_formed()
     beyond = 0.0
     node_t = 10.0 ** log_ages

@@ -352,3 +352,15 @@ def test_an_age_before_sf_start_stays_an_error_after_the_full_table(blackbody):
     sp.get_spectrum(tage=0)
     with pytest.raises(ValueError, match="sf_start"):
         sp.get_spectrum(tage=early)
+
+
+def test_observed_air_wavelengths_use_the_observed_wavelength(sp):
+    """With vactoair_flag, the observed frame is vacuum_to_air(lambda_vac (1 + z)): the index of air at the
+    wavelength the light arrives with. It was converted at rest and then redshifted (-1.4 km/s at 1 um,
+    z = 1; -13 km/s for Ly-alpha at z = 3)."""
+    from smnet_sps.medium import axis_vacuum_to_air
+    air = StellarPopulation(vactoair_flag=True, generator=sp.generator, sfh=0, zcontinuous=1)
+    for z in (1.0, 3.0):
+        wave, _ = air.get_observed_spectrum(tage=1.0, redshift=z, as_spectrum=False)
+        vacuum = np.asarray(sp.generator.wavelength, float) * (1 + z)
+        np.testing.assert_allclose(wave, axis_vacuum_to_air(vacuum), rtol=1e-12)

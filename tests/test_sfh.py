@@ -114,3 +114,13 @@ def test_mass_older_than_the_grid_is_refused():
     h = parametric_sfh(1, 13.7, tau=1.0)
     with pytest.raises(ValueError, match="older than the oldest SSP"):
         ssp_weights(h, np.arange(5.5, 10.1001, 0.05))        # PARSEC stops at 12.58 Gyr
+
+
+def test_no_split_puts_every_star_in_old():
+    """split_yr=None is documented as "everything in 'old'"; it put everything in 'young'."""
+    h = parametric_sfh(1, 5.0, tau=1.0, fburst=0.2, tburst=4.0)
+    young, old = ssp_weights(h, LOG_AGES)
+    assert not young.any() and old.sum() == pytest.approx(1.0, rel=1e-10)
+    split = ssp_weights(h, LOG_AGES, split_yr=1e7)
+    np.testing.assert_allclose(split[0] + split[1], old, rtol=1e-12, atol=1e-15)
+    assert 0 < split[0].sum() < 0.01
