@@ -170,10 +170,13 @@ class IsochroneSet:
         if not np.all(np.isfinite(log_age)):
             raise ValueError("age must be finite and positive")
         if (log_age < lo - 1e-9).any() or (log_age > hi + 1e-9).any():
-            bad = log_age[(log_age < lo - 1e-9) | (log_age > hi + 1e-9)][0]
+            outside = log_age[(log_age < lo - 1e-9) | (log_age > hi + 1e-9)]
+            # the farthest one: of a range 0.01-20 Gyr, the 20 Gyr asked for, not the first grid age past 13
+            bad = outside[np.argmax(np.maximum(lo - outside, outside - hi))]
+            many = f" ({outside.size} of {log_age.size} ages outside)" if log_age.size > 1 else ""
             raise ValueError(f"age outside the {self.name} isochrone grid: valid ages are "
                              f"{self.age_range_text()}; got {10**bad / 1e9:.4g} Gyr (log10(age/yr) "
-                             f"{bad:.4f})")
+                             f"{bad:.4f}){many}")
 
     def check_z(self, Z):
         Z = np.atleast_1d(np.asarray(Z, float))

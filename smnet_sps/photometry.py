@@ -721,8 +721,8 @@ def parse_ages(text, n_ages=20):
             ages = np.array([float(a) for a in body.split(",")])
         elif re.fullmatch(r"[0-9.eE+]+-[0-9.eE+]+", body) and not re.search(r"[eE]-", body):
             lo, hi = (float(a) for a in body.split("-"))
-            if int(n_ages) < 1:
-                raise ValueError(f"--n-ages must be >= 1, got {n_ages}")
+            if int(n_ages) < 2:          # one age of a range would silently be its lower end
+                raise ValueError(f"--n-ages must be >= 2 for a range of ages, got {n_ages}")
             ages = np.geomspace(lo, hi, int(n_ages)) if lo > 0 and hi > 0 else np.array([lo, hi])
         else:
             ages = np.array([float(body)])

@@ -287,3 +287,15 @@ def test_mags_fits_at_redshift_has_case_distinct_columns_and_any_case_system(tmp
         main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--system", "xx",
               "--out", str(tmp_path / "x.fits")])
     assert "choose one of AB, ST, Vega" in capsys.readouterr().err
+
+
+def test_mags_age_range_errors_name_what_was_asked(tmp_path, capsys):
+    """--ages 0.01-20Gyr was refused naming 13.41 Gyr (the first grid age past the isochrones), not the 20
+    Gyr typed; --ages 1-2Gyr --n-ages 1 computed 1 Gyr alone without a word."""
+    base = ["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--model", "blackbody", "--out"]
+    assert main(base + [str(tmp_path / "a.ecsv"), "--ages", "0.01-20Gyr"]) == 1
+    err = capsys.readouterr().err
+    assert "got 20 Gyr" in err and "2 of 20 ages outside" in err
+    assert main(base + [str(tmp_path / "b.ecsv"), "--ages", "1-2Gyr", "--n-ages", "1"]) == 1
+    assert "--n-ages must be >= 2 for a range" in capsys.readouterr().err
+    assert not (tmp_path / "a.ecsv").exists() and not (tmp_path / "b.ecsv").exists()
