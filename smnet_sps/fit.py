@@ -250,13 +250,19 @@ class SpectralOperator:
             self.wave, self.edges_lo, self.edges_hi = centres[keep], w_edges[:-1][keep], w_edges[1:][keep]
             self.model_index = idx[keep]  # the model pixel each working pixel is
             flux_w, ivar_w = f[keep], 1.0 / var[keep]
-            sig_inst = np.zeros(keep.sum())
         else:
             d_edges = _edges(wave)
             self.wave, self.edges_lo, self.edges_hi = wave[good], d_edges[:-1][good], d_edges[1:][good]
             self.model_index = None
             flux_w, ivar_w = flux[good], ivar[good]
-            sig_inst = np.sqrt(np.maximum(fwhm_d[good] ** 2 - fwhm_m[good] ** 2, 0.0)) / _FWHM_PER_SIGMA
+        # The model's own line-spread function is a box one model pixel wide (smnet_sps.lsf; variance w^2/12);
+        # the data's is a Gaussian of the given FWHM: the model is broadened by the difference of their
+        # variances, in both modes. Until 2026-12-02 the bin mode ignored the data's LSF and the broaden mode
+        # took the model's as two pixels: a MILES giant degraded to 30 A FWHM came out 250 K cooler, 0.8 dex
+        # lower in log g and 330 km/s off in rv; now within 1-2 sigma of its fit at 2.5 A.
+        pix_w = np.interp(self.wave, mw, np.gradient(mw))
+        fwhm_w = np.interp(self.wave, wave, fwhm_d)
+        sig_inst = np.sqrt(np.maximum((fwhm_w / _FWHM_PER_SIGMA) ** 2 - pix_w**2 / 12.0, 0.0))
         if self.wave.size < _MIN_PIXELS:
             raise ValueError(
                 f"fewer than {_MIN_PIXELS} working pixels after matching the resolution "
@@ -410,6 +416,9 @@ def _optimise(prob, starts, n_adam=60, lr=0.3):
     return theta.detach().numpy(), chi2_best, (u * sc).detach().numpy(), chi2.numpy()
 
 
+_JACOBIAN_ELEMENTS = 2e6        # kernel values per block of spectra (a few 100 MB with their temporaries)
+
+
 def _laplace(prob, theta):
     """Covariance of the physical parameters, marginal over the polynomial (Gauss-Newton, autograd J)."""
     th = torch.as_tensor(theta, dtype=torch.float64)
@@ -419,13 +428,21 @@ def _laplace(prob, theta):
         m = prob.spectrum_fn(th[None])[0]
         m = m / m.mean()
         _, model, coef = _profile(m[None], op)
-    # Jacobian by reverse mode in one pass: row j of a batch of n copies of theta gives d m_j / d theta
+    # Jacobian by reverse mode: row j of a batch of copies of theta gives d m_j / d theta. In chunks of
+    # copies, so that memory stays bounded (all n copies at once held n^2 x band kernel values: 5 GB for 1,200
+    # working pixels in broaden mode, and a MILES star on its 0.9 A pixels was killed for memory)
     n = m.numel()
-    rep = th[None].repeat(n, 1).requires_grad_(True)
-    mm = prob.spectrum_fn(rep)
-    mm = mm / mm.mean(dim=1, keepdim=True)
-    mm.diagonal().sum().backward()
-    jac = rep.grad  # (n, P)
+    band = op._pix_idx.shape[1]
+    chunk = max(1, min(n, int(_JACOBIAN_ELEMENTS // (n * band))))
+    jac = torch.empty((n, th.numel()), dtype=th.dtype)
+    for start in range(0, n, chunk):
+        k = min(chunk, n - start)
+        rep = th[None].repeat(k, 1).requires_grad_(True)
+        mm = prob.spectrum_fn(rep)
+        mm = mm / mm.mean(dim=1, keepdim=True)
+        rows = torch.arange(k)
+        mm[rows, start + rows].sum().backward()
+        jac[start:start + k] = rep.grad  # (k, P)
     poly = op.basis_t @ coef[0]
     design = torch.cat([jac * poly[:, None], m[:, None] * op.basis_t], dim=1)  # (n, P + p)
     fisher = design.T @ (design * op.ivar_t[:, None])
@@ -647,14 +664,18 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
     if prob.penalty is not None:
         # the objective already divides chi^2 by chi2_scale (the errors' inflation); add the prior's curvature
         cov = _with_prior_curvature(prob, theta, cov * prob.chi2_scale)
+    # Without an ivar the weights are uniform at an arbitrary level (S/N 1 per pixel): the errors come from
+    # the residuals' scatter, scaled by chi^2_red both ways (only inflating them left them ~100x too large)
+    from_scatter = scale_errors == "always"
+    rescale = prob.penalty is None and (from_scatter or (scale_errors and chi2_red > 1))
     if uncertainty == "laplace":
-        if scale_errors and chi2_red > 1 and prob.penalty is None:
+        if rescale:
             cov = cov * chi2_red
         err = np.sqrt(np.diag(cov))
     elif uncertainty == "emcee":
         samples = _emcee(prob, theta, cov, **(samples_kw or {}))
-        if scale_errors and chi2_red > 1 and prob.penalty is None:
-            # inflate the spread about the median by sqrt(chi2_red)
+        if rescale:
+            # scale the spread about the median by sqrt(chi2_red)
             med = np.median(samples, 0)
             samples = med + (samples - med) * np.sqrt(chi2_red)
         q16, q84 = np.percentile(samples, [16, 84], axis=0)
@@ -846,7 +867,9 @@ def fit_star(
         generator's training box and +-max_rv)
     n_starts : int, number of distinct grid starts optimised together
     uncertainty : ``"laplace"`` (default) or ``"emcee"``
-    scale_errors : bool, multiply the covariance by chi^2_red when it exceeds 1 (default True)
+    scale_errors : bool, multiply the covariance by chi^2_red when it exceeds 1 (default True); without
+        ``ivar`` the covariance is always multiplied by chi^2_red (the errors come from the residuals'
+        scatter)
     model_correction : array (n_model_wave,) or None, multiplies the generator's spectrum on its own pixels
         (rest frame) before the comparison, e.g. an empirical calibration (:func:`empirical_correction`)
     prior : None (default: flat inside the bounds), ``"parsec"`` / ``"padova"`` (an
@@ -870,6 +893,8 @@ def fit_star(
     t0 = time.perf_counter()
     gen = _check_generator(generator)
     _check_n_starts(n_starts)
+    if ivar is None:
+        scale_errors = "always"         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     op = SpectralOperator(
         gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
@@ -903,19 +928,27 @@ def fit_star(
     # scale: Teff enters as 1 % steps around the start, others absolute
     nodes, grid_flux = _cached_start_grid(gen)
     inb = np.all((nodes >= lo[:3]) & (nodes <= hi[:3]), 1)
-    if not inb.any():
-        nodes_in, flux_in = np.array([0.5 * (lo[:3] + hi[:3])]), None
-    else:
+    if inb.sum() >= _check_n_starts(n_starts):
         nodes_in, flux_in = nodes[inb], grid_flux[inb]
+    elif len(nodes):
+        # bounds narrower than the start grid (log g 4.2-4.6 holds no node): every node is moved onto the
+        # bounds and ranked by its own spectrum; the box centre (91 kK in linear Teff) was a start far away
+        nodes_in, flux_in = np.clip(nodes, lo[:3], hi[:3]), grid_flux
+    else:
+        nodes_in, flux_in = np.array([0.5 * (lo[:3] + hi[:3])]), None
     if flux_in is not None:
         with torch.no_grad():
             f = torch.as_tensor(flux_in[:, op.src], dtype=torch.float64)
             if model_correction is not None:
                 f = f * torch.as_tensor(model_correction[op.src])
-            m = op.apply(
-                f / f.mean(1, keepdim=True), torch.full((f.shape[0],), float(rv_guess), dtype=torch.float64)
-            )
-            chi2 = _profile(m, op)[0].numpy()
+            f = f / f.mean(1, keepdim=True)
+            # in blocks of nodes: all of them at once held nodes x pixels x band kernel values (GBs for a
+            # spectrum of thousands of pixels)
+            block = max(1, int(_JACOBIAN_ELEMENTS // (op.wave.size * op._pix_idx.shape[1])))
+            chi2 = np.concatenate([
+                _profile(op.apply(f[i:i + block], torch.full((min(block, f.shape[0] - i),), float(rv_guess),
+                                                              dtype=torch.float64)), op)[0].numpy()
+                for i in range(0, f.shape[0], block)])
         coords = np.stack([np.log10(nodes_in[:, 0]) / 0.035, nodes_in[:, 1], nodes_in[:, 2] / 0.5], 1)
         pick = _distinct_best(chi2, coords, _check_n_starts(n_starts), 1.01)
         starts3 = nodes_in[pick]
@@ -928,7 +961,10 @@ def fit_star(
     prior_meta = {}
     if prior is not None:
         log_prior = _resolve_prior(prior)
-        s = max(1.0, _reduced_chi2(chi2, op, len(theta))[0]) if scale_errors else 1.0
+        red = _reduced_chi2(chi2, op, len(theta))[0]
+        # the data's errors inflated to the model's misfit; without an ivar, set by it (the uniform weights'
+        # level is arbitrary, and at S/N 1 per pixel the prior alone decided)
+        s = red if scale_errors == "always" else max(1.0, red) if scale_errors else 1.0
 
         def penalty(th):
             return -2.0 * log_prior.log_prob(th[:, 0], th[:, 1], th[:, 2])
@@ -1042,6 +1078,8 @@ def fit_ssp(
         from .ssp import load_ssp_grid
         templates = load_ssp_grid(templates)
     interp = templates if isinstance(templates, SSPInterpolator) else SSPInterpolator(templates)
+    if ivar is None:
+        scale_errors = "always"         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     op = SpectralOperator(
         interp.wavelength,

@@ -23,17 +23,19 @@ def test_cli_fit_json_is_strict_when_an_error_is_nan(tmp_path, rng):
     grid = _toy_ssp_grid(rng)
     grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
     path = save_ssp_grid(grid, tmp_path / "grid.npz")
-    # no velocity dispersion: sigma ends on its bound 0, where the data cannot move it -> error NaN
-    wave, m = _toy_galaxy(grid, theta=(9.2, -0.7, 0.0, 0.2, 0.0))
+    # no velocity dispersion, data sharper than a model pixel: sigma ends on its bound 0, where the data
+    # cannot move it -> error NaN
+    wave, m = _toy_galaxy(grid, theta=(9.2, -0.7, 0.0, 0.2, 0.0), resolution_fwhm=5.0)
     spec = tmp_path / "gal.txt"
     np.savetxt(spec, np.column_stack([wave, m, m / 300]))
     out = tmp_path / "gal.json"
     with pytest.warns(FitWarning, match="bound of sigma"):
-        assert main(["fit", str(spec), "--ssp-grid", str(path), "--out", str(out)]) == 0
+        assert main(["fit", str(spec), "--ssp-grid", str(path), "--out", str(out),
+                     "--resolution-fwhm", "5"]) == 0
     res = _strict(out.read_text())
     assert "sigma" in res["at_bound"] and res["sigma_err"] is None
     assert res["log_age"] == pytest.approx(9.2, abs=0.03) and res["log_age_err"] > 0
     # the Python API keeps NaN unless asked for JSON-safe values
     with pytest.warns(FitWarning):
-        fit = fit_ssp(wave, m, (300 / m) ** 2, templates=path)
+        fit = fit_ssp(wave, m, (300 / m) ** 2, templates=path, resolution_fwhm=5.0)
     assert np.isnan(fit.as_dict()["sigma_err"]) and fit.as_dict(json_safe=True)["sigma_err"] is None
