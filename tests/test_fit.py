@@ -527,3 +527,17 @@ def test_without_ivar_the_errors_come_from_the_residuals(gen):
     np.testing.assert_allclose(without.errors, with_ivar.errors, rtol=0.5)
     assert abs(prior.logg - with_ivar.logg) < 2 * with_ivar.logg_err
     assert abs(prior.rv - 30.0) < 3 * prior.rv_err
+
+
+@pytest.mark.parametrize("rv, max_rv", [(-800.0, 1000.0), (5000.0, 8000.0)])
+def test_a_fast_star_is_found_from_rest(gen, rv, max_rv):
+    """The optimiser moves rv by a few hundred km/s from its start: a star at -800 km/s started at rest
+    ended at -250 with chi^2 20x the truth's, and one at 5000 km/s (max_rv 8000) was lost even from a guess
+    of 4500. The start velocity is now scanned over the bounds."""
+    w, f, iv, _ = mock_star(np.array([3800.0, 7000.0]), 5600.0, 4.3, -0.2, rv=rv, snr=100.0, generator=gen,
+                            seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_star(w, f, iv, generator=gen, max_rv=max_rv)
+    assert abs(r.rv - rv) < 3 * r.rv_err and abs(r.teff - 5600.0) < 3 * r.teff_err
+    assert r.chi2 / r.dof < 1.5
