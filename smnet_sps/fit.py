@@ -967,11 +967,11 @@ def fit_star(
             if model_correction is not None:
                 f = f * torch.as_tensor(model_correction[op.src])
             f = f / f.mean(1, keepdim=True)
-            # the velocity: the 64 best nodes at rv_guess scanned on a coarse grid (20 steps over the rv
+            # the velocity: the 24 best nodes at rv_guess scanned on a coarse grid (20 steps over the rv
             # bounds), every node ranked at rv_guess and at the best velocity found; the starts then on a fine
             # grid (_scan_rv's 100 km/s)
             chi2 = _scan_rv(op, f, (rv_guess, rv_guess), rv_guess)[1]
-            top = np.argsort(chi2)[:64]
+            top = np.argsort(chi2)[:24]
             span = lim["rv"][1] - lim["rv"][0]
             rv_top, chi2_top = _scan_rv(op, f[top], lim["rv"], rv_guess, step=max(200.0, span / 20))
             rv_best = float(rv_top[np.argmin(chi2_top)])
