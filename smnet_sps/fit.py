@@ -112,6 +112,7 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
 
     if wave is None:
         raise ValueError("wave is required")
+    wave_in = wave
     try:
         wave = _as_angstrom(wave, "wave")[0]
     except TypeError as exc:
@@ -127,6 +128,10 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
         raise ValueError("wave must be finite and positive (Angstrom)")
     if np.any(np.diff(wave) <= 0):
         raise ValueError("wave must be strictly increasing")
+    if wave[-1] < 1000.0 and not hasattr(wave_in, "unit"):
+        # an optical spectrum in nm (or um) read as A lands in the extreme UV and fits without an error
+        warnings.warn(f"wave ends at {wave[-1]:g}: read as Angstrom, this spectrum lies below 1000 A; if the "
+                      "numbers are nm or um, pass a Quantity (e.g. wave * u.nm)", FitWarning, stacklevel=3)
     bad = np.zeros(wave.shape, bool)
     if mask is not None:
         mask = np.asarray(mask)

@@ -148,6 +148,11 @@ def _cmd_fit(args):
                                    "plot": (matplotlib_formats(), "plot")})
     if args.wmin is not None and args.wmax is not None and args.wmin >= args.wmax:
         raise ValueError(f"--wmin ({args.wmin:g} A) must be below --wmax ({args.wmax:g} A)")
+    star_only = [f"--{name}" for name in ("generator", "library", "prior") if getattr(args, name) is not None]
+    if args.ssp_grid and star_only:
+        # they were silently ignored: an SSP fit uses the grid's spectra and no stellar prior
+        raise ValueError(f"{', '.join(star_only)} apply to star fits only; with --ssp-grid the templates "
+                         "come from the grid file")
     wave, flux, ivar = read_spectrum(args.spectrum)
     if args.medium == "air":
         wave = air_to_vacuum(wave)

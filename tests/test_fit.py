@@ -295,6 +295,8 @@ def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
     res = json.loads(out.read_text())
     assert res["log_age"] == pytest.approx(9.2, abs=0.03)
     assert res["logz"] == pytest.approx(-0.7, abs=0.03)
+    # star-fit options with an SSP grid were silently ignored
+    assert main(["fit", str(spec), "--ssp-grid", str(path), "--prior", "parsec"]) == 1
 
 
 def test_operator_modes_and_flat_spectrum(gen):
@@ -541,3 +543,18 @@ def test_a_fast_star_is_found_from_rest(gen, rv, max_rv):
         r = fit_star(w, f, iv, generator=gen, max_rv=max_rv)
     assert abs(r.rv - rv) < 3 * r.rv_err and abs(r.teff - 5600.0) < 3 * r.teff_err
     assert r.chi2 / r.dof < 1.5
+
+
+def test_wavelengths_that_look_like_nm_warn():
+    """An optical spectrum given in nm as a plain array was read as 380-700 A and fitted in the extreme UV
+    with no word but a bound warning."""
+    import astropy.units as u
+
+    from smnet_sps.fit import FitWarning, check_spectrum
+    wave, flux = np.linspace(380.0, 700.0, 300), np.ones(300)
+    with pytest.warns(FitWarning, match="if the numbers are nm"):
+        check_spectrum(wave, flux)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_spectrum(wave * u.nm, flux)              # a Quantity says what it is
+        check_spectrum(wave * 10, flux)                # Angstrom
