@@ -252,6 +252,10 @@ class StellarLibraryBackend:
         self.cache_size = int(cache_size)
         self.batch_size = int(batch_size)
         self.wavelength = np.asarray(generator.wavelength, float)
+        if self.wavelength.ndim != 1 or self.wavelength.size < 2 or not np.all(np.diff(self.wavelength) > 0):
+            name = getattr(generator, "name", generator)
+            raise ValueError(f"generator {name!r} has no strictly increasing wavelength grid [A]; the "
+                             "backend integrates its spectra over it")
         self._wint = _trapz_weights(self.wavelength)
         # per-point cache, vectorised: packed key -> slot of a ring buffer of unit spectra (float32), filled
         # first in, first out; allocated on first use
@@ -577,8 +581,11 @@ class StellarLibraryBackend:
         lum = 10.0**logl
         llam = f[inv].astype(float) * (lum * L_SUN)[:, None]
         teff_keys = 10.0 ** (keys[:, 0] / _KEY_SCALE[0])
-        on_grid = planck_fraction(self.wavelength[0], self.wavelength[-1], teff_keys)
-        return PointSpectra(self.wavelength, llam, s[inv], ins[inv], c[inv], lum, on_grid)
+        status = s[inv]
+        # a point without a spectrum holds none of its light
+        on_grid = np.where(status == STATUS["missing"], 0.0,
+                           planck_fraction(self.wavelength[0], self.wavelength[-1], teff_keys))
+        return PointSpectra(self.wavelength, llam, status, ins[inv], c[inv], lum, on_grid)
 
     def weighted_sum(self, keys, weights, *, progress=False, use_cache=None, desc="stellar spectra",
                      stats=None):

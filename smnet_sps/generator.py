@@ -408,6 +408,8 @@ def planck_fraction(wave_lo, wave_hi, teff):
     (91 A - 160 um, the default grid: > 0.9999 below 100 kK, 0.969 at 190 kK; 3,000 A - 10 um, a released
     SM-Net grid: 0.97 at 5,777 K, 0.055 at 40 kK).
     """
+    if not 0 < float(wave_lo) < float(wave_hi):
+        raise ValueError(f"planck_fraction needs 0 < wave_lo < wave_hi [A]; got {wave_lo!r}, {wave_hi!r}")
     hc_k = 1.438776877e8                               # h c / k [A K]
     teff = np.asarray(teff, float)
     return (_planck_fraction_shortward(hc_k / (float(wave_hi) * teff))

@@ -277,3 +277,17 @@ def test_backend_inputs_are_checked_like_the_generators(blackbody, bad, match):
     kwargs = dict(teff=5777.0, logg=4.0, logz=0.0, logl=0.0) | bad
     with pytest.raises(ValueError, match=match):
         StellarLibraryBackend(blackbody).point_spectra(**kwargs)
+
+
+def test_grid_fraction_of_missing_points_and_bad_grids():
+    """A point without a spectrum holds none of its light (grid_fraction was the blackbody's share there);
+    a decreasing wavelength grid is refused up front (it gave negative shares and every star missing)."""
+    from smnet_sps.generator import planck_fraction
+    be = StellarLibraryBackend(BlackbodyGenerator(teff_range=(3000.0, 20000.0)), outside="exclude")
+    ps = be.point_spectra(teff=[5777.0, 50000.0], logg=4.0, logz=0.0, logl=0.0)
+    assert ps.status.tolist() == [STATUS["generator"], STATUS["missing"]]
+    assert ps.grid_fraction[0] > 0.99 and ps.grid_fraction[1] == 0.0
+    with pytest.raises(ValueError, match="strictly increasing"):
+        StellarLibraryBackend(BlackbodyGenerator(wavelength=np.geomspace(1.6e6, 91.0, 100)))
+    with pytest.raises(ValueError, match="wave_lo < wave_hi"):
+        planck_fraction(1.6e6, 91.0, 5777.0)
