@@ -71,6 +71,10 @@ def ccm89(wave, mwr=3.1):
     from astropy import units as u
     from dust_extinction.parameter_averages import CCM89
     w = _wave(wave)
+    lo, hi = CCM89.Rv_range
+    if not lo <= float(mwr) <= hi:        # dust_extinction's own error names its Rv, not this option
+        raise ValueError(f"mwr (R_V of the Milky Way curve, dust_type 1) must be within {lo:g}-{hi:g} "
+                         f"(CCM89); got {mwr!r}")
     model = CCM89(Rv=float(mwr))
 
     def far_uv(x):                                   # CCM89 far-UV polynomial, held constant beyond x = 12

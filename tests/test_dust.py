@@ -78,3 +78,9 @@ def test_attenuate_errors():
         attenuate(WAVE, WAVE, WAVE, dust2=-0.1)
     with pytest.raises(ValueError, match="frac_nodust"):
         attenuate(WAVE, WAVE, WAVE, dust2=0.1, frac_nodust=1.5)
+
+
+def test_mwr_outside_ccm89s_range_names_mwr():
+    """dust_type 1 with mwr=-1 raised dust_extinction's error about 'Rv', an option the user never set."""
+    with pytest.raises(ValueError, match=r"mwr \(R_V.*2-6"):
+        ccm89(np.array([5000.0]), -1.0)
