@@ -142,3 +142,19 @@ def test_coverage_with_z_is_the_shipped_generators_own():
     assert np.isfinite(specs.value[0]).all() and np.isnan(specs.value[1]).all()
     # margins keep pystellibs' widened-box test, with BaSeL's +-0.25 dex
     assert lib.points_inside([[3.5, 0.5]], 0.01, 0.01, Z=0.019)[0]
+
+
+def test_a_short_grid_keeps_each_stars_l_lambda():
+    """As the SSP backend: on a generator grid holding only part of sigma Teff^4 (3,000 A - 10 um) a hot
+    star's L_lambda is L pi B_lambda / sigma T^4, not its whole L piled into the grid."""
+    from smnet_sps.constants import L_SUN, SIGMA_SB
+    from smnet_sps.generator import BlackbodyGenerator, planck_surface_flux
+    from smnet_sps.plugins.pystellibs_backend import SMNetStellib
+    wave = np.geomspace(3000.0, 1e5, 600)
+    lib = SMNetStellib(BlackbodyGenerator(wave))
+    _, spec = lib.generate_individual_spectra({"logT": [3.76, 4.6], "logg": [4.4, 4.0], "logL": [0.0, 3.0],
+                                               "Z": [0.02, 0.02]})
+    teff = 10 ** np.array([3.76, 4.6])
+    lum = np.array([1.0, 1e3])[:, None] * L_SUN
+    truth = lum * planck_surface_flux(wave, teff) / (SIGMA_SB * teff[:, None] ** 4)
+    np.testing.assert_allclose(np.asarray(getattr(spec, "value", spec)), truth, rtol=1e-3)
