@@ -222,7 +222,8 @@ def restore_bagpipes_grid():
 @contextlib.contextmanager
 def smnet_grid(path):
     """Context manager: ``with smnet_grid(path): bagpipes.model_galaxy(...)``; restores bagpipes' grid
-    after."""
+    after. Build, update and fit models inside it: bagpipes holds its grid in module-level arrays, and a
+    model used after the restore would combine the two grids."""
     grid = use_smnet_grid(path)
     try:
         yield grid
