@@ -417,9 +417,11 @@ class NeuralGenerator(_TorchGenerator):
         the box edge). Inside the hull nothing moves. "At the hull": the point clipped to the nodes' bounding
         box, then projected onto the hull in the sheared node coordinates the triangulation uses -- within
         0.2 grid steps of the closest hull point for covered points. A single-metallicity library (BaSeL,
-        CM87) is triangulated in (Teff, log g) only and keeps the point's [M/H], as its mixture weight's
-        tolerance of +-0.25 dex does; nodes without a hull (too few, or on a plane) clip to their bounding
-        box only, and a library without training nodes is held inside the training box only. Last, log g is
+        CM87) is triangulated in (Teff, log g) only and keeps the point's [M/H] within its mixture weight's
+        tolerance of +-0.25 dex where a library spanning [M/H] taught the network a trend there (BaSeL), and
+        is held at its own [M/H] where none did (CM87: :meth:`_metallicity_trend_taught`); nodes without a
+        hull (too few, or on a plane) clip to their bounding box only, and a library without training nodes
+        is held inside the training box only. Last, log g is
         clipped into the range the library's grid spans at that (Teff, [M/H]) (:meth:`_gravity_range`): the
         convex hull bridges a grid's concave edges, where a 4,300 K, log g -0.4 supergiant lay 0.4 dex below
         BaSeL's lowest model there and came out at 0.86 sigma Teff^4; and a single-metallicity library's
