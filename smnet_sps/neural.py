@@ -1033,6 +1033,15 @@ def _resolve_model_path(path):
                          f"a released .pt checkpoint path; got {type(path).__name__}") from exc
 
 
+def _is_semi_empirical(directory):
+    """True for a folder written by ``smnet-sps calibrate`` (its config.json says so)."""
+    from .semi_empirical import FORMAT
+    try:
+        return json.loads((Path(directory) / "config.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def load_generator(path=None, meta=None, device="auto", library=None, dtype=None, **kwargs):
     """Load a generator.
 
@@ -1041,7 +1050,8 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
     path : None, a shipped model name, a model directory, or a released ``.pt`` file
         None or ``"default"`` -> the shipped default model; ``"semi-empirical"`` -> the default model
         calibrated on observed stars (:class:`smnet_sps.semi_empirical.SemiEmpiricalGenerator`); names: the
-        keys of :data:`SHIPPED_MODELS`.
+        keys of :data:`SHIPPED_MODELS`. A correction directory written by ``smnet-sps calibrate --out`` loads
+        as a semi-empirical generator on the base it records.
     meta : path, the released ``.meta.npz`` (required with a ``.pt`` file)
     device : ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     library : default library to imitate for our models (None = smooth mixture)
@@ -1066,6 +1076,13 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
                              "fill_tail=")
         return SemiEmpiricalGenerator(device=device, dtype=dtype, **kwargs)
     path = _resolve_model_path(path)
+    if path.is_dir() and _is_semi_empirical(path):
+        # a correction written by `smnet-sps calibrate --out DIR`: loaded with the base it records
+        from .semi_empirical import SemiEmpiricalGenerator
+        if library is not None or meta is not None or set(kwargs) - {"renormalise", "fill_tail"}:
+            raise ValueError(f"{path} is a semi-empirical correction: it takes only device=, dtype=, "
+                             "renormalise= and fill_tail=")
+        return SemiEmpiricalGenerator(path, device=device, dtype=dtype, **kwargs)
     if path.is_dir():
         if meta is not None:
             warnings.warn("meta= is only used with a released .pt checkpoint; ignored for a model directory")

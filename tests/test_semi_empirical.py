@@ -243,3 +243,17 @@ def test_renormalised_variant_integrates_to_sigma_teff4():
     assert np.allclose(np.trapezoid(f, gen.wavelength, axis=1), SIGMA_SB * t ** 4, rtol=1e-6)
     with pytest.raises(ValueError, match="takes only"):
         load_generator("semi-empirical", library="ck04")
+
+
+def test_a_correction_directory_loads_by_path():
+    """`load_generator(path)` of a folder written by `smnet-sps calibrate --out` failed ("format is 'smnet-sps
+    semi-empirical correction', expected 'smnet-sps model'"); it loads as the semi-empirical generator."""
+    from smnet_sps.neural import PACKAGE_DATA, load_generator
+    from smnet_sps.semi_empirical import SemiEmpiricalGenerator
+    by_path = load_generator(PACKAGE_DATA / "semi_empirical_model", device="cpu")
+    assert isinstance(by_path, SemiEmpiricalGenerator)
+    by_name = load_generator("semi-empirical", device="cpu")
+    star = (5800.0, 4.4, 0.0)
+    np.testing.assert_array_equal(by_path.surface_flux(*star)[0], by_name.surface_flux(*star)[0])
+    with pytest.raises(ValueError, match="semi-empirical correction"):
+        load_generator(PACKAGE_DATA / "semi_empirical_model", library="ck04")
