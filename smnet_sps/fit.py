@@ -680,7 +680,7 @@ def _with_prior_curvature(prob, theta, cov):
 
 def _reduced_chi2(chi2, op, n_params):
     """(chi^2 / degrees of freedom, dof): the pixels less the fitted parameters and continuum coefficients."""
-    dof = op.wave.size - n_params - (op.degree + 1)
+    dof = int((op.ivar_t > 0).sum()) - n_params - (op.degree + 1)     # clipped pixels do not count
     return chi2 / max(dof, 1), dof
 
 
@@ -875,6 +875,7 @@ def fit_star(
     emcee_kwargs=None,
     model_correction=None,
     prior=None,
+    clip=None,
 ):
     """Fit Teff, log g, [M/H] and radial velocity to an observed spectrum with the generator.
 
@@ -910,6 +911,10 @@ def fit_star(
         the flat fit) when ``scale_errors`` (the data's errors inflated to the model's misfit, as for the
         error bars; otherwise s = 1). The errors are then those of the posterior (the prior's curvature
         added). See docs/fit.md for what it does on MILES stars.
+    clip : float or None, sigma-clipping of outliers (cosmic rays, bad sky lines): after the fit, working
+        pixels whose residual exceeds ``clip`` times their error (inflated by sqrt(chi^2_red) when above 1)
+        are dropped and the fit is repeated from its result, up to 3 times; ``meta["n_clipped"]`` counts
+        them. None (default): no clipping (one 100x pixel can then decide the fit)
 
     Returns
     -------
@@ -993,7 +998,23 @@ def fit_star(
     teff_scale = float(np.median(starts[:, 0])) * 0.01
     prob = _Problem(op, STAR_PARAMETERS, lo, hi, np.array([teff_scale, 0.1, 0.05, 10.0]), spectrum)
     theta, chi2, _, _ = _optimise(prob, starts)
-    prior_meta = {}
+    n_clipped = 0
+    if clip is not None:
+        if not (np.isfinite(clip) and clip > 0):
+            raise ValueError(f"clip must be a positive number of sigmas; got {clip!r}")
+        for _ in range(3):
+            with torch.no_grad():
+                best = prob.spectrum_fn(torch.as_tensor(theta, dtype=torch.float64)[None])
+                z = (op.data_t - _profile(best, op)[1][0]) * torch.sqrt(op.ivar_t)
+            inflate = max(1.0, _reduced_chi2(chi2, op, len(theta))[0])
+            out = (z.abs() > clip * np.sqrt(inflate)) & (op.ivar_t > 0)
+            if not bool(out.any()):
+                break
+            op.ivar_t = torch.where(out, torch.zeros_like(op.ivar_t), op.ivar_t)     # dropped from chi^2
+            op.ivar = op.ivar_t.numpy().copy()
+            n_clipped += int(out.sum())
+            theta, chi2, _, _ = _optimise(prob, np.vstack([theta[None], starts]))
+    prior_meta = {"n_clipped": n_clipped} if clip is not None else {}
     if prior is not None:
         log_prior = _resolve_prior(prior)
         red = _reduced_chi2(chi2, op, len(theta))[0]
@@ -1009,7 +1030,7 @@ def fit_star(
         theta, _, _, _ = _optimise(prob, starts)
         with torch.no_grad():
             chi2 = float(prob.chi2(torch.as_tensor(theta, dtype=torch.float64)[None])[0])
-        prior_meta = {"prior": repr(log_prior), "chi2_scale": s}
+        prior_meta.update({"prior": repr(log_prior), "chi2_scale": s})
     res = _finish(
         StarFit,
         prob,

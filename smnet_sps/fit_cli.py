@@ -148,7 +148,8 @@ def _cmd_fit(args):
                                    "plot": (matplotlib_formats(), "plot")})
     if args.wmin is not None and args.wmax is not None and args.wmin >= args.wmax:
         raise ValueError(f"--wmin ({args.wmin:g} A) must be below --wmax ({args.wmax:g} A)")
-    star_only = [f"--{name}" for name in ("generator", "library", "prior") if getattr(args, name) is not None]
+    star_only = [f"--{name}" for name in ("generator", "library", "prior", "clip")
+                 if getattr(args, name) is not None]
     if args.ssp_grid and star_only:
         # they were silently ignored: an SSP fit uses the grid's spectra and no stellar prior
         raise ValueError(f"{', '.join(star_only)} apply to star fits only; with --ssp-grid the templates "
@@ -175,7 +176,8 @@ def _cmd_fit(args):
         from .neural import load_generator
 
         gen = load_generator(args.generator) if args.generator else None
-        res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior, **common)
+        res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior,
+                       clip=args.clip, **common)
     print(res)
     if ivar is None:
         print("  (no ivar or err column: uniform weights, so chi2 sums the squared residuals relative to the "
@@ -216,6 +218,9 @@ def add_cli(sub):
                    help="'default' (shipped model), 'semi-empirical' or a model directory (default: the "
                         "shipped model)")
     p.add_argument("--library", default=None, help="library to imitate (default: the mixture)")
+    p.add_argument("--clip", type=float, default=None, metavar="SIGMA",
+                   help="stars: drop pixels whose residual exceeds SIGMA errors and refit, up to 3 times "
+                        "(cosmic rays; default: no clipping)")
     p.add_argument(
         "--prior",
         choices=["parsec", "padova"],

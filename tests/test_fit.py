@@ -558,3 +558,30 @@ def test_wavelengths_that_look_like_nm_warn():
         warnings.simplefilter("error")
         check_spectrum(wave * u.nm, flux)              # a Quantity says what it is
         check_spectrum(wave * 10, flux)                # Angstrom
+
+
+def test_clip_drops_a_cosmic_ray(gen):
+    """One pixel 100x too bright (a cosmic ray) decided the fit: 3,900 K and [M/H] +0.5 for a 5,200 K,
+    [M/H] -0.5 star. With clip=5 that working pixel is dropped and the fit repeated."""
+    teff, logg, logz, rv = 5200.0, 3.0, -0.5, 20.0
+    m = gen.surface_flux(teff, logg, logz)[0][0]
+    mw = gen.wavelength
+    edges = np.r_[mw[0] - (mw[1] - mw[0]) / 2, (mw[1:] + mw[:-1]) / 2, mw[-1] + (mw[-1] - mw[-2]) / 2]
+    cum = np.r_[0.0, np.cumsum(m * np.diff(edges))]
+    data_edges, f = np.arange(3900.0, 6902.0, 2.0), 1 + rv / 299792.458
+    integral = np.interp(data_edges / f, edges, cum)          # the piecewise-constant model, shifted
+    flux = np.diff(integral) / (2.0 / f)
+    wave = 0.5 * (data_edges[1:] + data_edges[:-1])
+    err = flux / 100
+    noisy = flux + err * np.random.default_rng(1).standard_normal(flux.size)
+    noisy[700] *= 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = fit_star(wave, noisy, 1 / err**2, generator=gen)
+        clipped = fit_star(wave, noisy, 1 / err**2, generator=gen, clip=5.0)
+    assert abs(raw.teff - teff) > 500                                  # the failure it guards against
+    assert clipped.meta["n_clipped"] == 1 and clipped.dof == raw.dof - 1
+    assert abs(clipped.teff - teff) < 3 * clipped.teff_err + 20 and abs(clipped.logz - logz) < 0.1
+    assert clipped.chi2 / clipped.dof < 1.5
+    with pytest.raises(ValueError, match="clip"):
+        fit_star(wave, noisy, 1 / err**2, generator=gen, clip=-1.0)
