@@ -225,6 +225,8 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]} exists (and {len(existing) - 1} more); pass overwrite=True")
     node_files = _v33_node_files(final, logt, logg) if layout == "v3.3" else {}
+    # every file this call writes: its own, and for 3.3 the shared zlegend and any node files it adds
+    files = ours + ([final["zlegend"]] if layout == "v3.3" else []) + [final[n] for n in node_files]
     zlegend_text = "".join(f"{t}\n" for t in tags)       # [M/H] '(A5)' (v4) or Z 'F6.4' (v3.3)
     if layout == "v3.3" and final["zlegend"].is_file() and final["zlegend"].read_text() != zlegend_text:
         warnings.warn(f"{final['zlegend']} lists other metallicities and is shared by every C3K library of "
@@ -266,8 +268,7 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
         for name, values in node_files.items():         # v3.3: BaSeL's node files, only where absent
             staged(final[name]).write_text(values)
         # into place
-        for path in ours + ([final["zlegend"]] if layout == "v3.3" else []) + \
-                [final[n] for n in node_files]:
+        for path in files:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged(path), path)
     finally:
@@ -281,7 +282,6 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
         warnings.warn(f"metallicities {label} = {', '.join(thin)} have less than half the covered nodes of "
                       f"the best one ({max(covered.values())} of {logt.size * logg.size}); their other nodes "
                       "are written as zeros, which FSPS reads as no light", UserWarning, stacklevel=2)
-    files = ours + ([final["zlegend"]] if layout == "v3.3" else []) + [final[n] for n in node_files]
     return {"directory": final["lambda"].parent, "files": files, "n_uncovered": n_uncovered, "z": zs,
             "logzsol": logzsol, "wavelength": wave, "layout": layout}
 
