@@ -684,7 +684,8 @@ def _reduced_chi2(chi2, op, n_params):
     return chi2 / max(dof, 1), dof
 
 
-def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, samples_kw, meta):
+def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, samples_kw, meta,
+            from_scatter=False):
     op = prob.op
     cov, model = _laplace(prob, theta)
     chi2_red, dof = _reduced_chi2(chi2, op, len(theta))
@@ -694,7 +695,6 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
         cov = _with_prior_curvature(prob, theta, cov * prob.chi2_scale)
     # Without an ivar the weights are uniform at an arbitrary level (S/N 1 per pixel): the errors come from
     # the residuals' scatter, scaled by chi^2_red both ways (only inflating them left them ~100x too large)
-    from_scatter = scale_errors == "always"
     rescale = prob.penalty is None and (from_scatter or (scale_errors and chi2_red > 1))
     if uncertainty == "laplace":
         if rescale:
@@ -928,8 +928,7 @@ def fit_star(
     t0 = time.perf_counter()
     gen = _check_generator(generator)
     _check_n_starts(n_starts)
-    if ivar is None:
-        scale_errors = "always"         # uniform weights: the errors can only come from the residuals
+    from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     op = SpectralOperator(
         gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
@@ -1020,7 +1019,7 @@ def fit_star(
         red = _reduced_chi2(chi2, op, len(theta))[0]
         # the data's errors inflated to the model's misfit; without an ivar, set by it (the uniform weights'
         # level is arbitrary, and at S/N 1 per pixel the prior alone decided)
-        s = red if scale_errors == "always" else max(1.0, red) if scale_errors else 1.0
+        s = red if from_scatter else max(1.0, red) if scale_errors else 1.0
 
         def penalty(th):
             return -2.0 * log_prior.log_prob(th[:, 0], th[:, 1], th[:, 2])
@@ -1049,6 +1048,7 @@ def fit_star(
             "model_fwhm": op.model_fwhm,
             **prior_meta,
         },
+        from_scatter=from_scatter,
     )
     res.meta["inside_coverage"] = bool(np.asarray(
         gen.in_coverage(theta[0], theta[1], theta[2], library=library)).ravel()[0])
@@ -1134,8 +1134,7 @@ def fit_ssp(
         from .ssp import load_ssp_grid
         templates = load_ssp_grid(templates)
     interp = templates if isinstance(templates, SSPInterpolator) else SSPInterpolator(templates)
-    if ivar is None:
-        scale_errors = "always"         # uniform weights: the errors can only come from the residuals
+    from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     op = SpectralOperator(
         interp.wavelength,
@@ -1198,6 +1197,7 @@ def fit_ssp(
         scale_errors,
         emcee_kwargs,
         {"degree": op.degree, "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm, "zsun": interp.zsun},
+        from_scatter=from_scatter,
     )
 
 
