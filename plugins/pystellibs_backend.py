@@ -212,18 +212,18 @@ class SMNetStellib:
         """f F_lambda / integral(F_lambda) [1/A]: the spectrum per unit bolometric luminosity.
 
         Divided by its own integral over the generator's grid and multiplied by f, the share of a blackbody
-        of that Teff on the grid (:func:`smnet_sps.generator.planck_fraction`), as the SSP backend scales each
-        star: the spectrum of a star of luminosity L integrates to f L there. Dividing by sigma T^4
+        of that Teff on the grid (:func:`smnet_sps.generator.luminosity_scale`, the rule the SSP backend scales
+        each star by): the spectrum of a star of luminosity L integrates to f L there. Dividing by sigma T^4
         (4 pi R^2 F_lambda) carried the generator's integral error into L_bol (0.91 L at 150,000 K, log g
         6.5); without f, a generator on a short grid (a released SM-Net checkpoint, 3,000 A - 10 um) put a
         hot star's whole L into its optical (18x too bright at 40 kK)."""
-        from smnet_sps.generator import planck_fraction
+        from smnet_sps.generator import luminosity_scale
         logT = np.atleast_1d(np.asarray(logT, float))
         teff = 10.0 ** logT
         flux, _ = self.generator.surface_flux(teff, logg, self._mh(Z, teff.size), batch_size=self.batch_size)
-        on_grid = planck_fraction(self._wavelength[0], self._wavelength[-1], teff)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return flux * (on_grid / np.trapezoid(flux, self._wavelength, axis=1))[:, None]
+        with np.errstate(invalid="ignore", over="ignore"):
+            integral = np.trapezoid(flux, self._wavelength, axis=1)
+        return flux * luminosity_scale(integral, self._wavelength, teff)[:, None]
 
     def _validate_stars(self, logT, logg, logL, Z, single=False):
         """(logT, logg, logL, Z) as 1-d float arrays of one common length, checked.

@@ -58,7 +58,8 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
-from .generator import _as_float_array, _refuse_masked, planck_fraction, planck_surface_flux
+from .generator import (_as_float_array, _refuse_masked, luminosity_scale, planck_fraction,
+                        planck_surface_flux)
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -456,16 +457,13 @@ class StellarLibraryBackend:
         # any NaN/inf pixel makes the integral non-finite, so one product checks and normalises
         with np.errstate(invalid="ignore", over="ignore"):
             integ = _integrate(flux, self._wint)
-        good = (status != STATUS["missing"]) & np.isfinite(integ) & (integ > 0)
+        # f / integral: f the share of sigma Teff^4 the grid holds (what a spectrum on it should integrate to)
+        unit_scale = luminosity_scale(integ, self.wavelength, teff)
+        good = (status != STATUS["missing"]) & np.isfinite(unit_scale)
         status[~good] = STATUS["missing"]
-        correction = np.full(n, np.nan)
-        correction[good] = SIGMA_SB * teff[good] ** 4 / integ[good]
+        correction = np.where(good, SIGMA_SB * teff**4 * unit_scale, np.nan)
         correction[status == STATUS["dedicated"]] = np.nan     # dedicated spectra are unit-normalised
-        # the share of sigma Teff^4 the grid holds (what a spectrum on it should integrate to)
-        on_grid = planck_fraction(self.wavelength[0], self.wavelength[-1], teff)
-        correction[good] *= on_grid[good]
-        scale = np.zeros(n)
-        scale[good] = on_grid[good] / integ[good]
+        scale = np.where(good, unit_scale, 0.0)
         # An extrapolation whose bolometric flux is off by more than 2x is not a spectrum to trust (measured:
         # 16x at 80 kK, log g 5, [M/H] -0.75, 0.75 dex off CM87's one metallicity): a blackbody replaces it.
         implausible = ((status == STATUS["extrapolated"]) & good
@@ -474,7 +472,7 @@ class StellarLibraryBackend:
         if fill.any():
             bb = planck_surface_flux(self.wavelength, teff[fill])
             flux[fill] = bb / _integrate(bb, self._wint)[:, None]      # already unit-integral
-            scale[fill] = on_grid[fill]
+            scale[fill] = planck_fraction(self.wavelength[0], self.wavelength[-1], teff[fill])
             status[fill] = STATUS["blackbody"]
             correction[fill] = np.nan            # the generator's spectrum was not used
         bad = status == STATUS["missing"]

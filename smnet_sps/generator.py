@@ -415,6 +415,27 @@ def planck_fraction(wave_lo, wave_hi, teff):
     return (_planck_fraction_shortward(hc_k / (float(wave_hi) * teff))
             - _planck_fraction_shortward(hc_k / (float(wave_lo) * teff)))
 
+def luminosity_scale(integral, wavelength, teff):
+    """Factor that turns surface fluxes into spectra per unit bolometric luminosity [1/A], per star.
+
+    f / integral(F_lambda d lambda), f = :func:`planck_fraction` over the grid: a star of luminosity L then has
+    L_lambda = L x factor x F_lambda, integrating to f L on the grid. Without f, a generator on a short grid
+    (a released SM-Net checkpoint, 3,000 A - 10 um) would put a hot star's whole L into its optical (18x too
+    bright at 40 kK). One rule for every caller (the SSP backend, the pystellibs plugin).
+
+    Parameters
+    ----------
+    integral : array (n,), each spectrum's integral over the grid [erg s^-1 cm^-2]; non-positive or non-finite
+        values give NaN (the caller decides what an unusable spectrum becomes)
+    wavelength : array, the grid [A] (only its ends are used; increasing)
+    teff : array (n,) [K]
+    """
+    integral = np.asarray(integral, float)
+    on_grid = planck_fraction(wavelength[0], wavelength[-1], teff)
+    usable = np.isfinite(integral) & (integral > 0)
+    return np.where(usable, on_grid / np.where(usable, integral, 1.0), np.nan)
+
+
 class BlackbodyGenerator(Generator):
     """Planck spectra: an exact reference for tests and a documented fallback outside coverage."""
 

@@ -267,6 +267,18 @@ def test_planck_fraction_matches_quadrature():
     assert planck_fraction(91.0, 1.6e6, 190000.0) == pytest.approx(0.9685, abs=1e-4)
 
 
+def test_luminosity_scale_puts_the_grid_share_of_l_on_the_grid():
+    """The one rule the backend and the pystellibs plugin scale stars by: a blackbody on a short grid times
+    L x luminosity_scale integrates to planck_fraction x L; an unusable integral gives NaN, not inf."""
+    from smnet_sps.generator import luminosity_scale, planck_fraction, planck_surface_flux
+    wave = np.geomspace(3000.0, 1e5, 20000)
+    teff = np.array([5777.0, 40000.0])
+    flux = planck_surface_flux(wave, teff)
+    llam = flux * luminosity_scale(np.trapezoid(flux, wave, axis=1), wave, teff)[:, None]
+    assert np.trapezoid(llam, wave, axis=1) == pytest.approx(planck_fraction(3000.0, 1e5, teff), rel=1e-6)
+    assert np.isnan(luminosity_scale(np.array([0.0, -1.0, np.nan, np.inf]), wave, np.full(4, 5777.0))).all()
+
+
 @pytest.mark.parametrize("bad, match", [(dict(teff="5777"), "teff must be a number"),
                                         (dict(logl=True), "logl must be a number.*boolean"),
                                         (dict(teff=np.ma.array([5777.0, 6000.0], mask=[False, True])),
