@@ -895,7 +895,7 @@ def fit_star(
     rv_guess, max_rv : [km/s], a velocity to try first and the largest |v|; the start velocity is scanned
         over +-max_rv (or the rv bounds) anyway
     bounds : dict name -> (lo, hi) for any of ``teff`` [K], ``logg``, ``logz``, ``rv`` (default: the
-        generator's training box and +-max_rv)
+        generator's training box, or the imitated library's box, and +-max_rv)
     n_starts : int, number of distinct grid starts optimised together
     uncertainty : ``"laplace"`` (default) or ``"emcee"``
     scale_errors : bool, multiply the covariance by chi^2_red when it exceeds 1 (default True); without
@@ -933,7 +933,9 @@ def fit_star(
     op = SpectralOperator(
         gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
     )
-    box = gen.box
+    # a library imitation is searched inside that library's box (NextGen's 40 kK fit ran to 180 kK, outside it)
+    imitated = gen._check_library(library) if hasattr(gen, "_check_library") else library
+    box = getattr(gen, "library_boxes", {}).get(imitated, gen.box) if imitated is not None else gen.box
     lim = {"teff": tuple(box.teff), "logg": tuple(box.logg), "logz": tuple(box.logz), "rv": (-max_rv, max_rv)}
     for k, v in (bounds or {}).items():
         if k not in lim:

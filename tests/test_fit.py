@@ -585,3 +585,20 @@ def test_clip_drops_a_cosmic_ray(gen):
     assert clipped.chi2 / clipped.dof < 1.5
     with pytest.raises(ValueError, match="clip"):
         fit_star(wave, noisy, 1 / err**2, generator=gen, clip=-1.0)
+
+
+def test_a_library_imitation_is_fitted_inside_that_librarys_box(gen):
+    """fit_star(library=...) searched the whole model's box: a 40 kK star fitted with NextGen (<= 10 kK
+    models) ended at 180,000 K, a spectrum NextGen never had. The imitated library's box is now the default
+    bounds, and bounds beyond it are refused, naming its limits."""
+    box = gen.library_boxes["nextgen"]
+    w, f, iv, _ = mock_star(np.array([3800.0, 7000.0]), 40000.0, 4.0, 0.0, snr=50.0, generator=gen, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_star(w, f, iv, generator=gen, library="nextgen")
+    assert box.teff[0] <= r.teff <= box.teff[1] and box.logg[0] <= r.logg <= box.logg[1]
+    assert r.meta["inside_coverage"]
+    with pytest.raises(ValueError, match=f"{box.teff[1]:g}"):
+        fit_star(w, f, iv, generator=gen, library="nextgen", bounds={"teff": (5000.0, 40000.0)})
+    with pytest.raises(ValueError, match="unknown library 'kurucz'"):
+        fit_star(w, f, iv, generator=gen, library="kurucz")
