@@ -845,7 +845,8 @@ def _cli_mags(args):
 
 def _fits_ready(table):
     """A copy FITS can hold without loss: logarithmic units (dex(yr), mag(AB)) become plain numbers with
-    the unit as text in a UNIT_<column> keyword, and dict metadata JSON text (FITS has neither)."""
+    the unit as text in a UNIT_<column> keyword, and dict metadata JSON text (FITS has neither). Magnitudes
+    keep TUNIT 'mag' (FITS's own unit; the system is in UNIT_<column>), so a FITS reader still sees them."""
     import json
 
     out = table.copy()
@@ -853,7 +854,8 @@ def _fits_ready(table):
         unit = out[name].unit
         if isinstance(unit, u.FunctionUnitBase):
             out[name] = Column(np.asarray(getattr(out[name], "value", out[name]), float), name=name,
-                               unit=None, description=(out[name].description or "") + f" [{unit}]")
+                               unit=u.mag if isinstance(unit, u.MagUnit) else None,
+                               description=(out[name].description or "") + f" [{unit}]")
             out.meta[f"UNIT_{name}"[:68]] = str(unit)
     for key, value in list(out.meta.items()):
         if isinstance(value, (dict, list, tuple)):

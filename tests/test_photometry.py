@@ -293,6 +293,8 @@ def test_cli_mags_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(f["log_age"], np.asarray(t["log_age"].value if hasattr(t["log_age"], "value")
                                                          else t["log_age"], float), rtol=1e-12)
     assert f.meta["UNIT_log_age"] == "dex(yr)"
+    # magnitudes keep FITS's own unit 'mag' (they had none; the system is in UNIT_<column>)
+    assert f["M_sdss2010-g"].unit == u.mag and f.meta["UNIT_M_sdss2010-g"] == "mag(AB)"
     assert set(json.loads(f.meta["M_SUN"])) == {"sdss2010-g", "sdss2010-r"}
 
 
