@@ -553,8 +553,9 @@ def _sun_mag_or_nan(name, bp, system):
         return np.nan
 
 
-_MASS_KEYS = ("mstar", "mass_stars", "surviving_mass", "stellar_mass", "mass_surviving", "log_mstar",
-              "log_mass_stars", "log_surviving_mass", "log_stellar_mass")
+# surviving stars only; not "stellar_mass", which FSPS (and StellarPopulation) count with the remnants
+_MASS_KEYS = ("mstar", "mass_stars", "surviving_mass", "mass_surviving", "log_mstar", "log_mass_stars",
+              "log_surviving_mass")
 
 
 def _find(meta, keys):
@@ -576,7 +577,8 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     filters, system : as in :func:`magnitudes`
     log_lbol : array (n_age,), log10 L_bol / L_sun per M_sun formed; default ``spectra.meta["log_lbol"]``
     mstar : array (n_age,), stellar mass [M_sun] per M_sun formed for M/L; default from ``meta``
-        (keys tried: mstar, surviving_mass, stellar_mass, ...; log_ keys are un-logged), else 1 (mass formed)
+        (keys tried: mstar, mass_stars, surviving_mass, ...; log_ keys are un-logged; not ``stellar_mass``,
+        which counts remnants in FSPS), else 1 (mass formed)
     redshift : float >= 0; > 0 adds observed-frame apparent magnitudes ``m_obs_<filter>`` per M_sun formed
         at the luminosity distance of ``cosmology`` (default Planck18)
 

@@ -128,7 +128,7 @@ FSPS_BANDS = {
     "vista_y": "vista_vircam_Y", "vista_j": "vista_vircam_J", "vista_h": "vista_vircam_H",
     "vista_k": "vista_vircam_Ks",
     "suprimecam_b": "subaru_suprimecam_B", "suprimecam_v": "subaru_suprimecam_V",
-    "suprimecam_r": "subaru_suprimecam_Rc", "suprimecam_i": "subaru_suprimecam_ip",
+    "suprimecam_r": "subaru_suprimecam_rp", "suprimecam_i": "subaru_suprimecam_ip",
     "suprimecam_z": "subaru_suprimecam_zp",
     **{f"ps1_{b}": f"panstarrs_{b}" for b in "grizy"},
     **{f"lsst_{b}": f"lsst_baseline_{b}" for b in "ugrizy"},
@@ -537,7 +537,10 @@ class StellarPopulation:
         pick = (lambda k: np.array([r[k] for r in results])) if full else (lambda k: results[0][k])
         with np.errstate(divide="ignore"):                   # no stars yet (tage <= sf_start): -inf
             log_lbol = np.log10(pick("lbol"))
-        return {"tage_gyr": pick("tage"), "stellar_mass": pick("stellar_mass"), "formed_mass": pick("formed"),
+        # mass_stars (surviving stars only) beside FSPS's stellar_mass (with remnants when add_stellar_remnants):
+        # ssp_photometry's M/L is stars only and read stellar_mass as such (0.598 for 0.454 M_sun at 10 Gyr)
+        return {"tage_gyr": pick("tage"), "stellar_mass": pick("stellar_mass"), "mass_stars": pick("mass_stars"),
+                "mass_remnants": pick("mass_remnants"), "formed_mass": pick("formed"),
                 "log_lbol": log_lbol, "sfr": pick("sfr"), "units": "per M_sun formed",
                 "isochrones": self.isochrone_set.name, "generator": self._get_backend().generator.name,
                 "medium": "air" if self.vactoair_flag else "vacuum"}
