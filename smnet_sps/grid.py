@@ -172,6 +172,9 @@ def _to_common(lib, wave, medium="vacuum"):
 
 
 _PHYSICAL = {"ck04", "nextgen", "basel22"}   # stored in physical units: the sigma Teff^4 check is a test
+# CM87 is stored per unit bolometric flux and multiplied by sigma Teff^4, not divided by its own integral, so
+# its integral (0.82-1.00 in the PEGASE file) is a test too: a damaged value would pass with its scale
+_SCALE_KEPT = _PHYSICAL | {"cm87"}
 
 
 def _library_record(lib, flux, mask, wave, medium="vacuum", medium_note=""):
@@ -244,17 +247,17 @@ BOLOMETRIC_LIMIT = 2.0
 
 
 def check_bolometric_flux(lib, root=None):
-    """Refuse a library stored in physical units (CK04, NextGen, BaSeL) with a spectrum whose integral over
-    its native range is off sigma Teff^4 by more than :data:`BOLOMETRIC_LIMIT` (a file in other flux units,
-    or scaled): it would pass into the grid with its wrong scale. Libraries normalised per spectrum are
-    rescaled to sigma Teff^4 anyway.
+    """Refuse a library whose scale is kept (CK04, NextGen, BaSeL in physical units; CM87 per unit flux) with a
+    spectrum whose integral over its native range is off sigma Teff^4 by more than :data:`BOLOMETRIC_LIMIT`
+    (a file in other flux units, scaled, or damaged): it would pass into the grid with its wrong scale.
+    Libraries normalised per spectrum are rescaled to sigma Teff^4 anyway.
 
     Raises
     ------
     ValueError
         Naming the file, the star and its integral in units of sigma Teff^4.
     """
-    if lib.name not in _PHYSICAL:
+    if lib.name not in _SCALE_KEPT:
         return
     ratio = np.asarray(lib.raw_ratio, float)
     bad = ~((ratio >= 1.0 / BOLOMETRIC_LIMIT) & (ratio <= BOLOMETRIC_LIMIT))

@@ -211,6 +211,16 @@ def test_two_spectra_at_one_grid_point_are_refused(copy_lib):
         read_library("basel22", root)
 
 
+def test_two_copies_of_one_spectrum_are_refused(copy_lib):
+    """gunzip -k leaves ckp00_5750.fits beside ckp00_5750.fits.gz: both were read and the grid held the node
+    twice, so the split could test on one copy and train on the other. Refused, naming both files."""
+    root = copy_lib("ck04_castelli_kurucz")
+    packed = root / "ck04_castelli_kurucz/ckp00/ckp00_5750.fits.gz"
+    packed.with_suffix("").write_bytes(gzip.decompress(packed.read_bytes()))
+    with pytest.raises(ValueError, match=r"the same spectrum twice at Teff 5750 K.*ckp00_5750\.fits"):
+        read_library("ck04", root)
+
+
 def test_a_spectrum_in_other_flux_units_is_refused(copy_lib, tmp_path):
     """One BaSeL file with its flux x 1e8 (other units) was built into the grid even with --strict, the
     only trace a deviation of 1e8 in the log."""
@@ -322,3 +332,27 @@ def test_corrupt_data_chunk_names_the_file(libdir, tmp_path, capsys):
     assert main(["grid", "info", str(path)]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and "corrupt" in err
+
+
+def test_cm87_cut_inside_its_last_number_is_an_error(libdir, tmp_path):
+    """stellibCM.dat cut from .8174E-17 to .8174 still held the right count of numbers: its 180 kK star's
+    160 um pixel came out 1e17x too bright and integrated to 81,740 sigma Teff^4, even with --strict."""
+    folder = tmp_path / "pegase_cm87_hotstars"
+    folder.mkdir()
+    text = (libdir / "pegase_cm87_hotstars" / "stellibCM.dat").read_text().rstrip()
+    (folder / "stellibCM.dat").write_text(text[:-4] + "\n")
+    with pytest.raises(ValueError, match=r"stellibCM\.dat: the last number .* truncated"):
+        read_library("cm87", tmp_path)
+
+
+def test_cm87_with_a_damaged_flux_value_is_refused(libdir, tmp_path):
+    """CM87 is multiplied by sigma Teff^4, not divided by its integral, so one damaged value (a whole exponent
+    lost) kept its scale in the grid: the bolometric check now covers it, naming the file."""
+    from smnet_sps.grid import build_grid
+    folder = tmp_path / "pegase_cm87_hotstars"
+    folder.mkdir()
+    text = (libdir / "pegase_cm87_hotstars" / "stellibCM.dat").read_text().rstrip()
+    last = text.split()[-1]                               # e.g. .3097E-16, the 160 um pixel
+    (folder / "stellibCM.dat").write_text(text[: -len(last)] + last.split("E")[0] + "E+03\n")
+    with pytest.raises(ValueError, match=r"stellibCM\.dat: the spectrum at Teff .* integrates to"):
+        build_grid(tmp_path, only="cm87", progress=False, log=lambda s: None)

@@ -134,7 +134,8 @@ def test_distinct_spectra_check_is_general():
     rng = np.random.default_rng(1)
     a, b = rng.random(50), rng.random(50)
     _synthetic([5000, 6000], [4, 4], [a, b])                       # distinct: fine
-    _synthetic([5000, 5000], [4, 4], [a, a])                       # a repeated model, same parameters: fine
+    with pytest.raises(ValueError, match="the same spectrum twice at Teff 5000 K"):   # a repeated model
+        _synthetic([5000, 5000], [4, 4], [a, a])
     with pytest.raises(ValueError,
                        match=r"f/file0.dat, f/file1.dat: 3 rows but only 2 distinct spectra; 1 rows .*row 2 "
                              r".*Teff 7000 K.* is identical to row 0"):
@@ -142,8 +143,9 @@ def test_distinct_spectra_check_is_general():
     # a rescaled copy (e.g. unit flux x sigma Teff^4) is the same spectrum
     with pytest.raises(ValueError, match="only 1 distinct spectrum"):
         _synthetic([5000, 6000], [4, 4], [a, 3.7 * a])
-    # NaN log g (phase libraries) compares equal to NaN: a repeat with the same Teff is fine
-    _synthetic([5000, 5000], [np.nan, np.nan], [a, a])
+    # NaN log g (phase libraries) compares equal to NaN: a repeat with the same Teff is a repeat
+    with pytest.raises(ValueError, match="the same spectrum twice"):
+        _synthetic([5000, 5000], [np.nan, np.nan], [a, a])
 
 
 # ---------------------------------------------------------------------- Rauch post-AGB (FSPS ipagb)

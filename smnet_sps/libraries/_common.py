@@ -188,11 +188,13 @@ def check_distinct_spectra(lib):
 
 
 def check_unique_parameters(lib):
-    """Reject two *different* spectra at the same (Teff, log g, [M/H]) (NaN equal to NaN).
+    """Reject two spectra at the same (Teff, log g, [M/H]) (NaN equal to NaN).
 
     A mislabelled file or index line puts a second spectrum at one grid point and leaves a hole where it
-    belongs; trained on, the network learns an average of the two. Identical spectra (to 1e-9 relative, in one
-    wavelength block) at identical parameters are allowed.
+    belongs; trained on, the network learns an average of the two. Two copies of one spectrum (``x.fits`` and
+    ``x.fits.gz`` side by side, a backup in a sub-folder, a repeated index line) are refused too: the split
+    could put one copy among the test nodes and the other among the training nodes, and the copy would count
+    as a neighbour at distance 0. No real library holds either.
 
     Raises
     ------
@@ -210,12 +212,12 @@ def check_unique_parameters(lib):
         return
     block = np.concatenate([np.full(len(f), b) for b, f in enumerate(lib.fluxes)])
     for a, b in zip(order[:-1][same], order[1:][same]):
+        copies = False
         if block[a] == block[b]:
             _, fa = lib.spectrum(int(a))
             _, fb = lib.spectrum(int(b))
             ra, rb = fa / max(np.max(np.abs(fa)), 1e-300), fb / max(np.max(np.abs(fb)), 1e-300)
-            if np.allclose(ra, rb, rtol=1e-9, atol=0.0) and np.allclose(np.max(fa), np.max(fb), rtol=1e-9):
-                continue
+            copies = np.allclose(ra, rb, rtol=1e-9, atol=0.0) and np.allclose(np.max(fa), np.max(fb), rtol=1e-9)
 
         def origin(k):
             read_from = {}                  # (file, line) -> the parameters read there
@@ -226,6 +228,12 @@ def check_unique_parameters(lib):
                                                       for (where, line), names in read_from.items()])
 
         t, g, z = params[a]
+        if copies:
+            raise ValueError(
+                f"{lib.name}: the same spectrum twice at Teff {t:.0f} K, log g {g:g}, [M/H] {z:g}: row {a} "
+                f"({origin(a)}) and row {b} ({origin(b)}). A copy of a file (e.g. .fits beside .fits.gz, a "
+                "backup in a sub-folder) or a repeated index line; remove one (a duplicate node could be split "
+                "into both the test and the training nodes).")
         raise ValueError(
             f"{lib.name}: two different spectra at Teff {t:.0f} K, log g {g:g}, [M/H] {z:g}: row {a} "
             f"({origin(a)}) and row {b} ({origin(b)}). A file or index line is mislabelled (the grid would "

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import SIGMA_SB
-from ._common import (LibrarySpectra, check_flux, integrate_flux, parse_floats, read_text, require_dir,
-                      require_file)
+from ._common import (LibrarySpectra, check_flux, check_last_number, integrate_flux, parse_floats, read_text,
+                      require_dir, require_file)
 
 NAME = "cm87"
 FOLDER = "pegase_cm87_hotstars"
@@ -33,7 +33,8 @@ def read(folder, progress=None):
     """
     folder = require_dir(folder, "CM87")
     path = require_file(folder / FILENAME, "CM87")
-    values = parse_floats(read_text(path), path)
+    text = read_text(path)
+    values = parse_floats(text, path)
     if values.size < 2:
         raise ValueError(f"{path}: empty file; expected 'n_spec n_wave' on line 1 (PEGASE stellib format)")
     n_spec, n_wave = values[0], values[1]
@@ -45,6 +46,8 @@ def read(folder, progress=None):
     if values.size != expected:
         raise ValueError(f"{path}: expected {expected} numbers for {n_spec} spectra x {n_wave} wavelengths, "
                          f"found {values.size} (file truncated or not in the PEGASE stellib format)")
+    # the count still matches when the file is cut inside its last number (.8174E-17 -> .8174: 1e17x)
+    check_last_number(text, path)
     params = values[2:2 + 5 * n_spec].reshape(n_spec, 5)
     wave = values[2 + 5 * n_spec:2 + 5 * n_spec + n_wave]
     flux = values[2 + 5 * n_spec + n_wave:].reshape(n_spec, n_wave)
