@@ -232,6 +232,31 @@ def _load_nodes(path):
     return nodes
 
 
+def _check_nodes(nodes, path, cfg, library_names, library_boxes):
+    """Refuse a nodes.npz that is not this model's: by ``nodes_sha256`` where config.json records it, else by
+    its library ids and boxes. Another model's nodes loaded silently and moved spectra by up to 1e6x (the
+    coverage flags, the hulls the networks are held on and the tail table all index them)."""
+    expected = cfg.get("nodes_sha256")
+    if expected is not None and file_sha256(path) != expected:
+        raise ValueError(f"training nodes {path} do not match its config.json (nodes_sha256); the file is "
+                         "corrupt or was replaced (e.g. by another model's)")
+    missing = {"teff", "logg", "logz", "library_id"} - set(nodes)
+    if missing:
+        raise ValueError(f"{path}: no {sorted(missing)} array; not a model's nodes.npz")
+    ids = np.asarray(nodes["library_id"])
+    if ids.size and (ids.min() < 0 or ids.max() >= len(library_names)):
+        raise ValueError(f"{path}: library ids {int(ids.min())}..{int(ids.max())}, but the model has "
+                         f"{len(library_names)} libraries {library_names}; the file is another model's")
+    for i, name in enumerate(library_names):
+        box, own = library_boxes.get(name), ids == i
+        if box is None or not own.any():
+            continue
+        inside = np.asarray(box.contains(nodes["teff"][own], nodes["logg"][own], nodes["logz"][own]), bool)
+        if not inside.all():
+            raise ValueError(f"{path}: {int((~inside).sum())} nodes of {name!r} lie outside its box "
+                             f"({box.describe()}); the file is another model's")
+
+
 HOLD_STEP = 1e-6   # [dex] the central differences of NeuralGenerator._hold_jacobian
 HOLD_TOL = 1e-9    # [grid steps] a point held on a library's hull by less has not moved (_held_inputs)
 
@@ -366,6 +391,8 @@ class NeuralGenerator(_TorchGenerator):
             raise FileNotFoundError(f"{directory}: config.json names {cfg['nodes_file']!r} (the training "
                                     "nodes the coverage flags need) but the file is missing")
         self.nodes = _load_nodes(nodes_path) if nodes_path.is_file() else None
+        if self.nodes is not None:
+            _check_nodes(self.nodes, nodes_path, cfg, self.library_names, self.library_boxes)
         if not isinstance(fill_tail, (bool, np.bool_)):
             raise ValueError(f"fill_tail must be True or False, got {fill_tail!r}")
         self.tail = self._load_tail(directory, cfg) if fill_tail and self._mlp else None

@@ -838,6 +838,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         with atomic_output(out / "nodes.npz", overwrite=True, option="nodes") as partial:
             np.savez(partial, teff=grid.teff, logg=grid.logg, logz=grid.logz,
                      library_id=grid.library_id.astype(np.int16), split=split)
+            cfg["nodes_sha256"] = file_sha256(partial)          # verified when the model is loaded
         if tail_table is not None:
             if cfg_tail.get("sha256") is None:
                 cfg_tail["sha256"] = save_table(tail_table, out / TAIL_FILE)

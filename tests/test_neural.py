@@ -486,3 +486,24 @@ def test_training_nodes_of_unequal_lengths_are_refused(tmp_path):
     np.savez(model / "nodes.npz", **nodes)
     with pytest.raises(ValueError, match=r"nodes.npz: the arrays of training nodes must be 1-d and of one"):
         NeuralGenerator(model, device="cpu")
+
+
+def test_another_models_nodes_are_refused(tiny_model, tmp_path):
+    """A nodes.npz copied from another model loaded silently and moved spectra by up to 1e6x (coverage, the
+    hulls the networks are held on and the tail table index it). Refused by the recorded nodes_sha256, and
+    for a model without one, by its library ids."""
+    import json
+    import shutil
+    from smnet_sps.constants import PACKAGE_DATA
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    assert json.loads((model / "config.json").read_text())["nodes_sha256"]
+    NeuralGenerator(model, device="cpu")                                     # its own nodes: fine
+    shutil.copy(PACKAGE_DATA / "default_model" / "nodes.npz", model / "nodes.npz")
+    with pytest.raises(ValueError, match=r"nodes.npz do not match its config.json \(nodes_sha256\)"):
+        NeuralGenerator(model, device="cpu")
+    cfg = json.loads((model / "config.json").read_text())
+    del cfg["nodes_sha256"]
+    (model / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"library ids 0..4, but the model has 2 libraries"):
+        NeuralGenerator(model, device="cpu")
