@@ -212,11 +212,11 @@ class SMNetStellib:
         """f F_lambda / integral(F_lambda) [1/A]: the spectrum per unit bolometric luminosity.
 
         Divided by its own integral over the generator's grid and multiplied by f, the share of a blackbody
-        of that Teff on the grid (:func:`smnet_sps.generator.luminosity_scale`, the rule the SSP backend scales
-        each star by): the spectrum of a star of luminosity L integrates to f L there. Dividing by sigma T^4
-        (4 pi R^2 F_lambda) carried the generator's integral error into L_bol (0.91 L at 150,000 K, log g
-        6.5); without f, a generator on a short grid (a released SM-Net checkpoint, 3,000 A - 10 um) put a
-        hot star's whole L into its optical (18x too bright at 40 kK)."""
+        of that Teff on the grid (:func:`smnet_sps.generator.luminosity_scale`, the rule the SSP backend
+        scales each star by): the spectrum of a star of luminosity L integrates to f L there. Dividing by
+        sigma T^4 (4 pi R^2 F_lambda) carried the generator's integral error into L_bol (0.91 L at
+        150,000 K, log g 6.5); without f, a generator on a short grid (a released SM-Net checkpoint,
+        3,000 A - 10 um) put a hot star's whole L into its optical (18x too bright at 40 kK)."""
         from smnet_sps.generator import luminosity_scale
         logT = np.atleast_1d(np.asarray(logT, float))
         teff = 10.0 ** logT

@@ -933,7 +933,8 @@ def fit_star(
     op = SpectralOperator(
         gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
     )
-    # a library imitation is searched inside that library's box (NextGen's 40 kK fit ran to 180 kK, outside it)
+    # a library imitation is searched inside that library's box (a 40 kK star fitted with NextGen ran to
+    # 180 kK, outside it)
     imitated = gen._check_library(library) if hasattr(gen, "_check_library") else library
     box = getattr(gen, "library_boxes", {}).get(imitated, gen.box) if imitated is not None else gen.box
     lim = {"teff": tuple(box.teff), "logg": tuple(box.logg), "logz": tuple(box.logz), "rv": (-max_rv, max_rv)}

@@ -418,10 +418,10 @@ def planck_fraction(wave_lo, wave_hi, teff):
 def luminosity_scale(integral, wavelength, teff):
     """Factor that turns surface fluxes into spectra per unit bolometric luminosity [1/A], per star.
 
-    f / integral(F_lambda d lambda), f = :func:`planck_fraction` over the grid: a star of luminosity L then has
-    L_lambda = L x factor x F_lambda, integrating to f L on the grid. Without f, a generator on a short grid
-    (a released SM-Net checkpoint, 3,000 A - 10 um) would put a hot star's whole L into its optical (18x too
-    bright at 40 kK). One rule for every caller (the SSP backend, the pystellibs plugin).
+    f / integral(F_lambda d lambda), f = :func:`planck_fraction` over the grid: a star of luminosity L then
+    has L_lambda = L x factor x F_lambda, integrating to f L on the grid. Without f, a generator on a short
+    grid (a released SM-Net checkpoint, 3,000 A - 10 um) would put a hot star's whole L into its optical
+    (18x too bright at 40 kK). One rule for every caller (the SSP backend, the pystellibs plugin).
 
     Parameters
     ----------

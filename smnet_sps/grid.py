@@ -247,9 +247,10 @@ BOLOMETRIC_LIMIT = 2.0
 
 
 def check_bolometric_flux(lib, root=None):
-    """Refuse a library whose scale is kept (CK04, NextGen, BaSeL in physical units; CM87 per unit flux) with a
-    spectrum whose integral over its native range is off sigma Teff^4 by more than :data:`BOLOMETRIC_LIMIT`
-    (a file in other flux units, scaled, or damaged): it would pass into the grid with its wrong scale.
+    """Refuse a library whose scale is kept (CK04, NextGen, BaSeL in physical units; CM87 per unit flux)
+    with a spectrum whose integral over its native range is off sigma Teff^4 by more than
+    :data:`BOLOMETRIC_LIMIT` (a file in other flux units, scaled, or damaged): it would pass into the grid
+    with its wrong scale.
     Libraries normalised per spectrum are rescaled to sigma Teff^4 anyway.
 
     Raises
@@ -575,7 +576,59 @@ def load_grid(path):
     if grid.flux.shape != (n, grid.wavelength.size) or grid.mask.shape != grid.flux.shape:
         raise ValueError(f"{path}: flux {grid.flux.shape} / mask {grid.mask.shape} do not match {n} spectra "
                          f"x {grid.wavelength.size} wavelengths")
+    check_grid_contents(grid, path)
     return grid
+
+
+def check_grid_contents(grid, path):
+    """Refuse a grid file whose arrays a build could not have written (edited or damaged after the build).
+
+    What the native readers refuse must not come back through the grid file: trained on, a NaN or negative
+    flux at a known pixel became the 1e-30 floor, a decreasing wavelength axis made a model that
+    ``load_generator`` then refused, and a NaN Teff or a library id beyond the names crashed deep in scipy
+    or torch.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the dataset and the first offending spectrum.
+    """
+    wave = np.asarray(grid.wavelength, float)
+    if wave.ndim != 1 or not (np.all(np.isfinite(wave)) and wave[0] > 0 and np.all(np.diff(wave) > 0)):
+        raise ValueError(f"{path}: 'wavelength' must be positive, finite and strictly increasing [A]")
+    ids = np.asarray(grid.library_id)
+    n_lib = len(grid.library_names)
+    for name, values in (("teff", grid.teff), ("logg", grid.logg), ("logz", grid.logz)):
+        values = np.asarray(values, float)
+        bad = ~np.isfinite(values) | ((values <= 0) if name == "teff" else False)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{path}: '{name}' of spectrum {i} is {float(values[i])!r} "
+                             f"({int(bad.sum())} such); the file is damaged: rebuild it with "
+                             "'smnet-sps grid build'")
+    if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= n_lib):
+        raise ValueError(f"{path}: 'library_id' holds {ids.min()}..{ids.max()}, but the file names {n_lib} "
+                         f"libraries {list(grid.library_names)} (ids 0..{n_lib - 1})")
+    known = np.asarray(grid.mask, bool)
+    flux = np.asarray(grid.flux)
+    with np.errstate(invalid="ignore"):
+        bad = known & (~(flux >= 0) | np.isinf(flux))      # negative, NaN or inf
+    empty = ~(known & (flux > 0)).any(1)
+    if bad.any() or empty.any():
+        i = int(np.flatnonzero(bad.any(1) | empty)[0])
+        what = ("no positive known pixel" if empty[i] else
+                f"{int(bad[i].sum())} known pixels that are negative or not finite")
+        raise ValueError(f"{path}: spectrum {i} (Teff {grid.teff[i]:g} K, log g {grid.logg[i]:g}, [M/H] "
+                         f"{grid.logz[i]:g}, {grid.library_names[ids[i]]}) has {what}; the file is damaged: "
+                         "rebuild it with 'smnet-sps grid build'")
+    key = np.column_stack([np.asarray(grid.teff, float), np.asarray(grid.logg, float),
+                           np.asarray(grid.logz, float), ids.astype(float)])
+    _, first, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        i = int(first[np.flatnonzero(counts > 1)[0]])
+        raise ValueError(f"{path}: {int((counts - 1).sum())} spectra repeat the parameters of another of "
+                         f"their library, e.g. Teff {grid.teff[i]:g} K, log g {grid.logg[i]:g}, [M/H] "
+                         f"{grid.logz[i]:g} ({grid.library_names[ids[i]]}); one node must be one spectrum")
 
 
 # ------------------------------------------------------------------------------------------- summaries

@@ -537,10 +537,11 @@ class StellarPopulation:
         pick = (lambda k: np.array([r[k] for r in results])) if full else (lambda k: results[0][k])
         with np.errstate(divide="ignore"):                   # no stars yet (tage <= sf_start): -inf
             log_lbol = np.log10(pick("lbol"))
-        # mass_stars (surviving stars only) beside FSPS's stellar_mass (with remnants when add_stellar_remnants):
-        # ssp_photometry's M/L is stars only and read stellar_mass as such (0.598 for 0.454 M_sun at 10 Gyr)
-        return {"tage_gyr": pick("tage"), "stellar_mass": pick("stellar_mass"), "mass_stars": pick("mass_stars"),
-                "mass_remnants": pick("mass_remnants"), "formed_mass": pick("formed"),
+        # mass_stars (surviving stars only) beside FSPS's stellar_mass (with remnants when
+        # add_stellar_remnants): ssp_photometry's M/L is stars only (it read 0.598 for 0.454 M_sun at 10 Gyr)
+        return {"tage_gyr": pick("tage"), "stellar_mass": pick("stellar_mass"),
+                "mass_stars": pick("mass_stars"), "mass_remnants": pick("mass_remnants"),
+                "formed_mass": pick("formed"),
                 "log_lbol": log_lbol, "sfr": pick("sfr"), "units": "per M_sun formed",
                 "isochrones": self.isochrone_set.name, "generator": self._get_backend().generator.name,
                 "medium": "air" if self.vactoair_flag else "vacuum"}

@@ -291,3 +291,48 @@ def test_load_phase_libraries_errors(tmp_path):
     np.savez(tmp_path / "x.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="x.npz: not a phase-library"):
         load_phase_libraries(tmp_path / "x.npz")
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("nan_flux", r"spectrum 3 .* known pixels that are negative or not finite"),
+    ("negative_flux", r"spectrum 3 .* known pixels that are negative or not finite"),
+    ("zero_spectrum", r"spectrum 3 .* no positive known pixel"),
+    ("nan_teff", r"'teff' of spectrum 3 is nan"),
+    ("library_id", r"'library_id' holds 0..7, but the file names 2 libraries"),
+    ("reversed_wavelength", r"'wavelength' must be positive, finite and strictly increasing"),
+    ("repeated_node", r"1 spectra repeat the parameters of another of their library"),
+])
+def test_a_damaged_grid_file_is_refused_on_load(tmp_path, damage, match):
+    """What the native readers refuse must not come back through an edited or damaged grid file: NaN or
+    negative known flux was trained on as the 1e-30 floor, a reversed wavelength axis gave a model that
+    load_generator refused, a NaN Teff or an out-of-range library id crashed inside scipy / torch."""
+    import h5py
+    from test_train import make_synthetic_grid
+
+    from smnet_sps.grid import load_grid
+    path = make_synthetic_grid(tmp_path / "grid.h5")
+    load_grid(path)                                                     # intact: fine
+    with h5py.File(path, "r+") as f:
+        if damage in ("nan_flux", "negative_flux", "zero_spectrum"):
+            flux = f["flux"][()]
+            flux[3, 100] = {"nan_flux": np.nan, "negative_flux": -1.0}.get(damage, 0.0)
+            if damage == "zero_spectrum":
+                flux[3] = 0.0
+            f["flux"][...] = flux
+        elif damage == "nan_teff":
+            teff = f["teff"][()]
+            teff[3] = np.nan
+            f["teff"][...] = teff
+        elif damage == "library_id":
+            ids = f["library_id"][()]
+            ids[5] = 7
+            f["library_id"][...] = ids
+        elif damage == "reversed_wavelength":
+            f["wavelength"][...] = f["wavelength"][()][::-1]
+        else:
+            for name in ("teff", "logg", "logz"):
+                values = f[name][()]
+                values[1] = values[0]
+                f[name][...] = values
+    with pytest.raises(ValueError, match=match):
+        load_grid(path)

@@ -217,7 +217,8 @@ def check_unique_parameters(lib):
             _, fa = lib.spectrum(int(a))
             _, fb = lib.spectrum(int(b))
             ra, rb = fa / max(np.max(np.abs(fa)), 1e-300), fb / max(np.max(np.abs(fb)), 1e-300)
-            copies = np.allclose(ra, rb, rtol=1e-9, atol=0.0) and np.allclose(np.max(fa), np.max(fb), rtol=1e-9)
+            copies = (np.allclose(ra, rb, rtol=1e-9, atol=0.0)
+                      and np.allclose(np.max(fa), np.max(fb), rtol=1e-9))
 
         def origin(k):
             read_from = {}                  # (file, line) -> the parameters read there
@@ -232,8 +233,8 @@ def check_unique_parameters(lib):
             raise ValueError(
                 f"{lib.name}: the same spectrum twice at Teff {t:.0f} K, log g {g:g}, [M/H] {z:g}: row {a} "
                 f"({origin(a)}) and row {b} ({origin(b)}). A copy of a file (e.g. .fits beside .fits.gz, a "
-                "backup in a sub-folder) or a repeated index line; remove one (a duplicate node could be split "
-                "into both the test and the training nodes).")
+                "backup in a sub-folder) or a repeated index line; remove one (a duplicate node could be "
+                "split into both the test and the training nodes).")
         raise ValueError(
             f"{lib.name}: two different spectra at Teff {t:.0f} K, log g {g:g}, [M/H] {z:g}: row {a} "
             f"({origin(a)}) and row {b} ({origin(b)}). A file or index line is mislabelled (the grid would "
