@@ -101,17 +101,37 @@ def _as_values(x, name, unit=None):
         raise ValueError(f"{name} must be a numeric array; got {type(x).__name__}") from exc
 
 
+def _unmask(x):
+    """(values, mask or None) of a masked array (numpy's or astropy's ``Masked``; True = masked), else (x, None).
+
+    ``np.asarray`` drops the mask: the junk under it was fitted (Teff 2,400 K, chi^2_red 2e6, no warning)."""
+    from astropy.utils.masked import Masked
+
+    if isinstance(x, np.ma.MaskedArray):
+        return np.ma.getdata(x), np.ma.getmaskarray(x)
+    if isinstance(x, Masked):
+        return x.unmasked, np.asarray(x.mask, bool)
+    return x, None
+
+
 def check_spectrum(wave, flux, ivar=None, mask=None):
     """Validate an observed spectrum -> (wave [A], flux, ivar, good) as float arrays and a bool array.
 
-    ``mask`` is True where a pixel is bad (the specutils convention). NaN/inf ivar is only allowed on masked
-    pixels, NaN/inf flux on masked pixels or where ivar is 0; ivar must be >= 0 (0 = ignore the pixel).
-    Raises ``ValueError`` naming the problem.
+    ``mask`` is True where a pixel is bad (the specutils convention). A masked ``flux`` or ``ivar`` (numpy's
+    or astropy's ``Masked``) adds its masked pixels to ``mask``; a masked ``wave`` is refused. NaN/inf ivar is
+    only allowed on masked pixels, NaN/inf flux on masked pixels or where ivar is 0; ivar must be >= 0
+    (0 = ignore the pixel). Raises ``ValueError`` naming the problem.
     """
     from .medium import _as_angstrom
 
     if wave is None:
         raise ValueError("wave is required")
+    wave, wave_mask = _unmask(wave)
+    if wave_mask is not None and wave_mask.any():
+        raise ValueError(f"wave is a masked array with {int(wave_mask.sum())} masked value(s): a pixel needs a "
+                         "wavelength; mask bad pixels in flux (or with mask=) instead")
+    flux, flux_mask = _unmask(flux)
+    ivar, ivar_mask = _unmask(ivar)
     wave_in = wave
     try:
         wave = _as_angstrom(wave, "wave")[0]
@@ -140,6 +160,11 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
         if mask.dtype != bool:
             raise ValueError("mask must be a boolean array (True = bad pixel)")
         bad |= mask
+    for name, masked in (("flux", flux_mask), ("ivar", ivar_mask)):
+        if masked is not None:
+            if masked.shape != wave.shape:
+                raise ValueError(f"{name}'s mask must have the shape of wave {wave.shape}; got {masked.shape}")
+            bad |= masked
     if ivar is None:
         # uniform weights in units of the spectrum's typical flux: the fit and its chi^2 then do not depend
         # on the flux unit (ones in raw units left a spectrum stored as ~1e-5 L_sun/A with chi^2 ~ 1e-9, and
@@ -1212,10 +1237,18 @@ def mock_star(
 
     Made with the same forward model the fit uses (shift by ``rv`` [km/s] on the model's pixels), times a
     multiplicative Legendre ``continuum`` (coefficients; default 1), plus Gaussian noise of sigma =
-    flux / ``snr`` per pixel. Returns ``(wave [A], flux, ivar, truth_flux)``.
+    flux / ``snr`` per pixel. ``wave`` [A or a length Quantity] gives the range; ``teff`` [K or a temperature
+    Quantity], ``logg`` and ``logz`` are single values, converted as by the generators. Returns
+    ``(wave [A], flux, ivar, truth_flux)``.
     """
+    from .generator import validate_parameters
+    from .medium import _as_angstrom
+
     gen = _check_generator(generator)
-    w = np.asarray(wave, float)
+    w = _as_angstrom(wave, "wave")[0]         # np.asarray dropped a Quantity's unit: 380-700 nm was 380-700 A
+    teff, logg, logz = (float(v[0]) if v.size == 1 else v for v in validate_parameters(teff, logg, logz))
+    if not isinstance(teff, float):
+        raise ValueError("mock_star makes one star: teff, logg and logz must be single values")
     mw = gen.wavelength
     sel = (mw >= w[0]) & (mw <= w[-1])
     pix = mw[sel]

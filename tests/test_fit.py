@@ -602,3 +602,35 @@ def test_a_library_imitation_is_fitted_inside_that_librarys_box(gen):
         fit_star(w, f, iv, generator=gen, library="nextgen", bounds={"teff": (5000.0, 40000.0)})
     with pytest.raises(ValueError, match="unknown library 'kurucz'"):
         fit_star(w, f, iv, generator=gen, library="kurucz")
+
+
+def test_masked_flux_and_ivar_are_honoured_and_a_masked_wave_refused(gen):
+    """np.asarray dropped the mask of a masked flux or ivar: the junk under 10 masked pixels was fitted
+    (Teff 2,400-2,600 K, chi^2_red 1e5-1e6, no warning). Their masks now join mask=."""
+    from astropy.utils.masked import Masked
+    w, f, iv, _ = mock_star(np.linspace(3800, 7000, 500), 5600.0, 4.3, -0.2, rv=30.0, snr=80.0, generator=gen,
+                            seed=1)
+    bad = np.zeros(w.size, bool)
+    bad[30:40] = True
+    junk = np.where(bad, 50 * f, f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = fit_star(w, junk, iv, mask=bad, generator=gen)
+        for flux, ivar in ((Masked(junk, mask=bad), iv), (np.ma.array(junk, mask=bad), iv),
+                           (junk, np.ma.array(iv, mask=bad))):
+            r = fit_star(w, flux, ivar, generator=gen)
+            assert r.teff == pytest.approx(reference.teff, rel=1e-6) and r.chi2 / r.dof < 2
+    with pytest.raises(ValueError, match="wave is a masked array"):
+        fit_star(np.ma.array(w, mask=bad), f, iv, generator=gen)
+
+
+def test_mock_star_takes_quantities():
+    """mock_star read a wavelength Quantity in nm as Angstrom (380-700 nm -> 34 pixels at 385-695 A) and
+    failed on a Teff in kK; it now converts both as fit_star and the generators do."""
+    import astropy.units as u
+    in_nm = mock_star(np.linspace(380.0, 700.0, 500) * u.nm, 5.6 * u.kK, 4.3, -0.2, seed=1)
+    in_aa = mock_star(np.linspace(3800.0, 7000.0, 500), 5600.0, 4.3, -0.2, seed=1)
+    np.testing.assert_allclose(in_nm[0], in_aa[0])
+    np.testing.assert_allclose(in_nm[1], in_aa[1])
+    with pytest.raises(ValueError, match="one star"):
+        mock_star(np.linspace(3800.0, 7000.0, 500), [5600.0, 5700.0], 4.3, -0.2)
