@@ -58,8 +58,8 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
-from .generator import (_as_float_array, _refuse_masked, luminosity_scale, planck_fraction,
-                        planck_surface_flux)
+from .generator import (_as_float_array, _logg_value, _logz_value, _refuse_masked, _teff_value,
+                        luminosity_scale, planck_fraction, planck_surface_flux)
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -202,6 +202,25 @@ def _pack_keys(keys):
     off = _PACK_OFFSET
     packed = ((k[:, 0] + off) << 43) | ((k[:, 1] + off) << 23) | ((k[:, 2] + off) << 3) | k[:, 3]
     return packed, fits
+
+
+def _log_value(value, name, unit, meaning):
+    """log10 of a quantity in ``unit`` from a number (already the log), a dex Quantity of ``unit``, or a linear
+    Quantity convertible to ``unit`` (e.g. logl = 3.2 L_sun or 1e34 erg/s)."""
+    if not isinstance(value, u.Quantity):
+        return value
+    try:
+        if isinstance(value.unit, u.LogUnit) or isinstance(value, u.LogQuantity):
+            return np.asarray(value.to_value(u.dex(unit)), float)
+        if value.unit == u.dimensionless_unscaled:
+            return np.asarray(value.value, float)
+        linear = np.asarray(value.to_value(unit), float)
+    except u.UnitConversionError:
+        raise ValueError(f"{name} must be {meaning} as a number, a u.dex({unit}) quantity or a quantity in "
+                         f"units of {unit}; got unit {value.unit}") from None
+    if np.any(~(linear > 0)):
+        raise ValueError(f"{name} given as a linear quantity must be positive (it is converted to {meaning})")
+    return np.log10(linear)
 
 
 def _integrate(flux, weights):
@@ -538,10 +557,12 @@ class StellarLibraryBackend:
         # element (its hidden value was used) is refused, not converted
         for name, value in (("teff", teff), ("logt", logt), ("logg", logg), ("logz", logz), ("logl", logl)):
             _refuse_masked(value, name)
+        # units as the generators read them (a Quantity's unit was dropped: logl = 1 L_sun came out 10 L_sun)
+        logg, logz = _logg_value(logg), _logz_value(logz)
+        logl = _log_value(logl, "logl", u.L_sun, "log10(L / L_sun)")
+        logt = _log_value(logt, "logt", u.K, "log10(Teff / K)") if logt is not None else None
         if teff is not None:
-            if isinstance(teff, u.Quantity):
-                teff = teff.to_value(u.K, equivalencies=u.temperature())
-            teff = _as_float_array(teff, "teff")
+            teff = _as_float_array(_teff_value(teff), "teff")
             if (teff <= 0).any():
                 raise ValueError("teff must be positive (K)")
             logt = np.log10(teff)
@@ -561,9 +582,9 @@ class StellarLibraryBackend:
 
         Parameters
         ----------
-        logg : array, log10 surface gravity [cm s^-2]
-        logz : array, [M/H] [dex] for the generator
-        logl : array, log10(L / L_sun)
+        logg : array, log10 surface gravity [cm s^-2] (or a Quantity, as the generators take it)
+        logz : array, [M/H] [dex]
+        logl : array, log10(L / L_sun); or a ``u.dex(u.L_sun)`` or luminosity Quantity (converted)
         teff : array or Quantity [K], or ``logt`` : array, log10(Teff / K) (give exactly one)
         phase : array of FSPS phase codes (optional; used by ``special_phases="dedicated"``)
         co : array of surface C/O (optional; C/O > 1 selects WC / C-rich spectra)

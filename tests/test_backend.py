@@ -303,3 +303,23 @@ def test_grid_fraction_of_missing_points_and_bad_grids():
         StellarLibraryBackend(BlackbodyGenerator(wavelength=np.geomspace(1.6e6, 91.0, 100)))
     with pytest.raises(ValueError, match="wave_lo < wave_hi"):
         planck_fraction(1.6e6, 91.0, 5777.0)
+
+
+def test_backend_reads_parameter_units_as_the_generators_do(blackbody):
+    """point_spectra dropped a Quantity's unit: logl = 1 L_sun was read as log10 L = 1 (10x too bright), a
+    log g acceleration was 'outside the physical domain', a Teff in nm a bare astropy error."""
+    backend = StellarLibraryBackend(blackbody)
+    plain = backend.point_spectra(teff=5772.0, logg=4.44, logz=0.0, logl=0.5)
+    for kwargs in (dict(logl=10**0.5 * u.L_sun), dict(logl=u.Dex(0.5, u.dex(u.L_sun))),
+                   dict(logl=10**0.5 * 3.828e33 * u.erg / u.s), dict(logl=0.5, logg=10**4.44 * u.cm / u.s**2),
+                   dict(logl=0.5, teff=5.772 * u.kK), dict(logl=0.5, logt=np.log10(5772.0) * u.dex(u.K))):
+        args = dict(teff=5772.0, logg=4.44, logz=0.0) | kwargs
+        if "logt" in args:
+            del args["teff"]
+        got = backend.point_spectra(**args)
+        np.testing.assert_allclose(got.luminosity, plain.luminosity, rtol=1e-9)
+        np.testing.assert_allclose(got.llam, plain.llam, rtol=1e-6)
+    for bad, match in ((dict(teff=500 * u.nm), "teff must be a temperature"),
+                       (dict(logl=1 * u.m), "logl must be log10"), (dict(logl=-1 * u.L_sun), "must be positive")):
+        with pytest.raises(ValueError, match=match):
+            backend.point_spectra(**(dict(teff=5772.0, logg=4.44, logz=0.0, logl=0.0) | bad))
