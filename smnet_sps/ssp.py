@@ -30,6 +30,7 @@ from astropy import units as u
 
 from .backend import STATUS, StellarLibraryBackend, _trapz_weights
 from .constants import C_ANGSTROM, SSP_UNIT
+from .generator import _refuse_masked
 from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor
 from .isochrones import FAMILY_CHOICES, PHASE_NAMES, load_isochrones
 from .lsf import lsf_meta
@@ -61,6 +62,7 @@ def parse_age(age):
     """Age -> log10(age / yr). Accepts a time Quantity, a string such as "10 Gyr", or years as a number."""
     if age is None:
         raise ValueError("age is required: give a time such as 10 * u.Gyr, '500 Myr' or 1e9 (years)")
+    _refuse_masked(age, "age")           # np.asarray drops the mask: the hidden age would be computed
     if isinstance(age, str):
         try:
             age = u.Quantity(age)
@@ -142,6 +144,7 @@ def _log_ages(age, iso):
 
 
 def _as_float_array(value, name):
+    _refuse_masked(value, name)
     if isinstance(value, u.Quantity):
         if value.unit.physical_type != "dimensionless":
             raise ValueError(f"{name} is dimensionless; got unit {value.unit}")

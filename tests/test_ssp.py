@@ -322,3 +322,12 @@ def test_phase_spectra_add_up_to_the_ssp_between_tabulated_ages():
     total = sum(s.meta["phase_flux"].values())
     flux = s.flux.value
     np.testing.assert_allclose(total[flux > 0], flux[flux > 0], rtol=1e-12)
+
+
+def test_masked_ages_and_metallicities_are_refused():
+    """np.asarray dropped the mask: ssp_grid computed a masked 5 Gyr, ssp_spectrum a masked Z, as if valid."""
+    with pytest.raises(ValueError, match="age is a masked array with 1 masked"):
+        ssp_grid(np.ma.array([1e9, 3e9, 5e9], mask=[0, 0, 1]), [0.0152], generator="blackbody")
+    with pytest.raises(ValueError, match="Z is a masked array"):
+        ssp_spectrum(1e10, Z=np.ma.array(0.0152, mask=True), generator="blackbody")
+    assert ssp_grid(np.ma.array([1e9, 3e9]), [0.0152], generator="blackbody").ssp_flux.shape[1] == 2
