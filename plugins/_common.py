@@ -133,7 +133,9 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
 
     A ``dsps.SSPData`` (from :func:`plugins.dsps_backend.to_ssp_data` or ``dsps.load_ssp_templates``) holds
     L_nu [L_sun / Hz]; it is converted back to L_lambda here (its wavelengths taken as given), so it can be
-    passed to every writer.
+    passed to every writer. It cannot record its wavelength medium: it is taken as vacuum, and a writer asked
+    for air refuses it (an SSPData made with ``medium="air"`` would be converted twice, 1.4 A at 5000 A);
+    pass the SSPGrid itself, or ``meta={"wavelength_medium": "air"}`` for one that is air.
     """
     values = {}
     for key in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux"):
@@ -204,6 +206,11 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         extra = _get(grid, key)
         if isinstance(extra, dict):
             merged.update(extra)
+    if _is_dsps_ssp_data(grid) and "wavelength_medium" not in merged:
+        # an SSPData has nowhere to record its medium: taken as vacuum (to_ssp_data's default), and marked,
+        # so that a conversion to air is refused rather than applied a second time to air wavelengths
+        merged["wavelength_medium"] = "vacuum"
+        merged["wavelength_medium_assumed"] = True
     merged.update(meta or {})
     outside = _get(grid, "outside_fraction")
     if outside is not None:
@@ -235,11 +242,22 @@ def template_lsf(ssp):
     return grid_lsf_fwhm(ssp.ssp_wave), LSF_SHAPE
 
 
+def check_conversion(ssp, medium):
+    """Check ``medium`` and refuse to convert a grid whose own medium was assumed (a ``dsps.SSPData``)."""
+    from smnet_sps.medium import check_medium
+    check_medium(medium)
+    if ssp.meta.get("wavelength_medium_assumed") and medium != grid_medium(ssp):
+        raise ValueError(f"this SSP grid came as a dsps.SSPData, which does not record its wavelength medium "
+                         f"(taken as {grid_medium(ssp)}); converting it to {medium} would shift an SSPData "
+                         "already in air a second time. Pass the SSPGrid from smnet_sps.ssp_grid, or give "
+                         "the medium with as_ssp_arrays(sspdata, meta={'wavelength_medium': ...})")
+
+
 def in_medium(ssp, medium):
     """(wavelength [A], flux (n_met, n_age, n_wave), fwhm [A]) of ``ssp`` in ``medium`` ("vacuum" or
     "air")."""
-    from smnet_sps.medium import check_medium, convert_spectrum_medium
-    check_medium(medium)
+    from smnet_sps.medium import convert_spectrum_medium
+    check_conversion(ssp, medium)
     fwhm, _ = template_lsf(ssp)
     wave, flux = convert_spectrum_medium(ssp.ssp_wave, ssp.ssp_flux, grid_medium(ssp), medium)
     return np.asarray(wave, float), np.asarray(flux, float), fwhm * (np.asarray(wave, float) / ssp.ssp_wave)

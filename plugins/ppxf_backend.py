@@ -18,8 +18,8 @@ import numpy as np
 
 from smnet_sps.output_files import atomic_output
 
-from ._common import (SSPArrays, as_ssp_arrays, grid_medium, output_path, resolve_zsun, smnet_ssp_grid,
-                      template_lsf)
+from ._common import (SSPArrays, as_ssp_arrays, check_conversion, grid_medium, output_path, resolve_zsun,
+                      smnet_ssp_grid, template_lsf)
 
 HOST = "ppxf"
 HOST_VERSIONS = ">=9.0,<10"
@@ -81,11 +81,11 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     carry it), ``zsun``, ``flux_unit``.
     """
     from smnet_sps.lsf import POSITION_SHARE, to_gaussian_lsf
-    from smnet_sps.medium import check_medium, convert_spectrum_medium
+    from smnet_sps.medium import convert_spectrum_medium
 
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
     zsun = resolve_zsun(ssp, zsun)
-    check_medium(medium)
+    check_conversion(ssp, medium)
     path = output_path(path, (".npz",), "pPXF sps_lib file", overwrite, append=".npz")
     wave = ssp.ssp_wave
     if lam_range is not None:
@@ -113,7 +113,11 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
             raise ValueError("position_share applies only with gaussian_fwhm (templates on a Gaussian LSF)")
         share = np.nan
         native, shape = template_lsf(ssp)
-        fwhm_arr = native if fwhm is None else np.broadcast_to(np.asarray(fwhm, float), wave.shape)
+        fwhm_arr = native if fwhm is None else np.asarray(fwhm, float)
+        if fwhm_arr.shape not in ((), wave.shape):
+            raise ValueError(f"fwhm must be a number or an array of the grid's {wave.size} pixels (before "
+                             f"lam_range is applied) [A]; got shape {fwhm_arr.shape}")
+        fwhm_arr = np.broadcast_to(fwhm_arr, wave.shape)
         lam, flux, fwhm_arr = wave[keep], ssp.ssp_flux[..., keep], np.array(fwhm_arr[keep], float)
     if not np.isfinite(fwhm_arr).all() or (fwhm_arr < 0).any():
         raise ValueError("fwhm must be finite and >= 0 (Angstrom)")

@@ -39,6 +39,12 @@ def _steps(lo, hi, step):
     return np.unique(np.append(np.arange(lo, hi, step), hi))
 
 
+def _pystellibs_margins(dlogT, dlogg):
+    """Margins as pystellibs' ``Stellib.get_boundaries`` reads them: None means 0.1 in log T, 0.3 in log g
+    (pystellibs' ``CompositeStellib`` passes None; ``lib_a + SMNet`` failed with a TypeError)."""
+    return (0.1 if dlogT is None else float(dlogT)), (0.3 if dlogg is None else float(dlogg))
+
+
 class SMNetStellib:
     """A stellar library backed by an smnet-sps generator, with pystellibs' ``Stellib`` interface.
 
@@ -144,9 +150,11 @@ class SMNetStellib:
     def get_boundaries(self, dlogT=0.1, dlogg=0.3, **kwargs):
         """Boundary of the coverage in (logT, logg) as a ``matplotlib.path.Path`` (one rectangle per box).
 
-        Margins ``dlogT``/``dlogg`` widen every box, as pystellibs' margins do.
+        Margins ``dlogT``/``dlogg`` widen every box, as pystellibs' margins do; None means pystellibs'
+        defaults, 0.1 and 0.3 (its ``CompositeStellib`` passes None when no bounds are given).
         """
         from matplotlib.path import Path
+        dlogT, dlogg = _pystellibs_margins(dlogT, dlogg)
         paths = []
         for b in self._boxes:
             t0, t1 = np.log10(b.teff[0]) - dlogT, np.log10(b.teff[1]) + dlogT
@@ -166,6 +174,7 @@ class SMNetStellib:
         of each box required when ``Z`` is given); a point accepted only by the margins gets the generator's
         extrapolation and a ``CoverageWarning``.
         """
+        dlogT, dlogg = _pystellibs_margins(dlogT, dlogg)
         xy = np.atleast_2d(np.asarray(xypoints, float))
         if xy.ndim != 2 or xy.shape[-1] != 2:
             raise ValueError(f"xypoints must be a sequence of (logT, logg) pairs, shape (n, 2); got shape "

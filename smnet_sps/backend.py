@@ -205,8 +205,8 @@ def _pack_keys(keys):
 
 
 def _log_value(value, name, unit, meaning):
-    """log10 of a quantity in ``unit`` from a number (already the log), a dex Quantity of ``unit``, or a linear
-    Quantity convertible to ``unit`` (e.g. logl = 3.2 L_sun or 1e34 erg/s)."""
+    """log10 of a quantity in ``unit`` from a number (already the log), a dex Quantity of ``unit``, or a
+    linear Quantity convertible to ``unit`` (e.g. logl = 3.2 L_sun or 1e34 erg/s)."""
     if not isinstance(value, u.Quantity):
         return value
     try:

@@ -102,7 +102,8 @@ def _as_values(x, name, unit=None):
 
 
 def _unmask(x):
-    """(values, mask or None) of a masked array (numpy's or astropy's ``Masked``; True = masked), else (x, None).
+    """(values, mask or None) of a masked array (numpy's or astropy's ``Masked``; True = masked), else
+    (x, None).
 
     ``np.asarray`` drops the mask: the junk under it was fitted (Teff 2,400 K, chi^2_red 2e6, no warning)."""
     from astropy.utils.masked import Masked
@@ -128,8 +129,8 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
         raise ValueError("wave is required")
     wave, wave_mask = _unmask(wave)
     if wave_mask is not None and wave_mask.any():
-        raise ValueError(f"wave is a masked array with {int(wave_mask.sum())} masked value(s): a pixel needs a "
-                         "wavelength; mask bad pixels in flux (or with mask=) instead")
+        raise ValueError(f"wave is a masked array with {int(wave_mask.sum())} masked value(s): a pixel needs "
+                         "a wavelength; mask bad pixels in flux (or with mask=) instead")
     flux, flux_mask = _unmask(flux)
     ivar, ivar_mask = _unmask(ivar)
     wave_in = wave
@@ -163,7 +164,8 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     for name, masked in (("flux", flux_mask), ("ivar", ivar_mask)):
         if masked is not None:
             if masked.shape != wave.shape:
-                raise ValueError(f"{name}'s mask must have the shape of wave {wave.shape}; got {masked.shape}")
+                raise ValueError(f"{name}'s mask must have the shape of wave {wave.shape}; got "
+                                 f"{masked.shape}")
             bad |= masked
     if ivar is None:
         # uniform weights in units of the spectrum's typical flux: the fit and its chi^2 then do not depend

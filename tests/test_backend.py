@@ -320,6 +320,7 @@ def test_backend_reads_parameter_units_as_the_generators_do(blackbody):
         np.testing.assert_allclose(got.luminosity, plain.luminosity, rtol=1e-9)
         np.testing.assert_allclose(got.llam, plain.llam, rtol=1e-6)
     for bad, match in ((dict(teff=500 * u.nm), "teff must be a temperature"),
-                       (dict(logl=1 * u.m), "logl must be log10"), (dict(logl=-1 * u.L_sun), "must be positive")):
+                       (dict(logl=1 * u.m), "logl must be log10"),
+                       (dict(logl=-1 * u.L_sun), "must be positive")):
         with pytest.raises(ValueError, match=match):
             backend.point_spectra(**(dict(teff=5772.0, logg=4.44, logz=0.0, logl=0.0) | bad))

@@ -117,3 +117,18 @@ def test_unit_slips_in_the_axes_are_refused(toy):
     with pytest.raises(ValueError, match=r"\[M/H\]"):
         as_ssp_arrays(**{**arrays, "ssp_lgmet": sub_solar_mh})
     as_ssp_arrays(**{**arrays, "ssp_lg_age_gyr": np.linspace(-3.0, np.log10(20.0), toy.n_age)})  # 20 Gyr ok
+
+
+def test_an_ssp_data_is_never_converted_to_air_a_second_time(tmp_path, toy):
+    """A dsps.SSPData cannot record its medium and was taken as vacuum: one made with medium="air" and written
+    for pPXF with medium="air" was shifted again (5000 A vacuum at 4997.21 instead of 4998.61, 84 km/s).
+    Converting an SSPData to another medium is refused; with its medium given, it is written as it is."""
+    from smnet_sps.plugins import ppxf_backend
+    sd_air = db.to_ssp_data(toy, medium="air")
+    with pytest.raises(ValueError, match="does not record its wavelength medium"):
+        ppxf_backend.write_sps_lib(tmp_path / "x.npz", sd_air, medium="air")
+    given = as_ssp_arrays(sd_air, meta={"wavelength_medium": "air"})
+    with np.load(ppxf_backend.write_sps_lib(tmp_path / "y.npz", given, medium="air")) as a:
+        np.testing.assert_allclose(a["lam"], sd_air.ssp_wave[(sd_air.ssp_wave >= a["lam"][0])
+                                                             & (sd_air.ssp_wave <= a["lam"][-1])], rtol=1e-12)
+    ppxf_backend.write_sps_lib(tmp_path / "z.npz", db.to_ssp_data(toy))       # vacuum to vacuum: fine

@@ -77,3 +77,12 @@ def test_bad_arguments(tmp_path, toy):
         pb.write_sps_lib(tmp_path / "x.npz", toy)
     with pytest.raises(FileNotFoundError):
         pb.load_sps_lib(tmp_path / "missing.npz", 300.0)
+
+
+def test_a_fwhm_array_of_the_wrong_length_is_named(tmp_path, toy):
+    """fwhm with one value per kept pixel (after lam_range) failed inside numpy's broadcasting."""
+    from smnet_sps.plugins import ppxf_backend
+    n = toy.ssp_wave.size
+    with pytest.raises(ValueError, match=rf"fwhm must be a number or an array of the grid's {n} pixels"):
+        ppxf_backend.write_sps_lib(tmp_path / "b.npz", toy, fwhm=np.full(n - 5, 20.0))
+    ppxf_backend.write_sps_lib(tmp_path / "c.npz", toy, fwhm=np.full(n, 20.0))

@@ -158,3 +158,12 @@ def test_a_short_grid_keeps_each_stars_l_lambda():
     lum = np.array([1.0, 1e3])[:, None] * L_SUN
     truth = lum * planck_surface_flux(wave, teff) / (SIGMA_SB * teff[:, None] ** 4)
     np.testing.assert_allclose(np.asarray(getattr(spec, "value", spec)), truth, rtol=1e-3)
+
+
+def test_margins_of_none_are_pystellibs_defaults(lib):
+    """pystellibs' CompositeStellib (lib_a + SMNet without bounds) passes dlogT = dlogg = None, which its own
+    Stellib.get_boundaries reads as 0.1 / 0.3; ours raised a TypeError (float - None)."""
+    xy = np.array([[3.76, 4.4], [5.5, 4.0], [3.4, 9.0]])
+    np.testing.assert_array_equal(lib.points_inside(xy, dlogT=None, dlogg=None),
+                                  lib.points_inside(xy, dlogT=0.1, dlogg=0.3))
+    assert lib.get_boundaries(None, None).vertices.tolist() == lib.get_boundaries(0.1, 0.3).vertices.tolist()
