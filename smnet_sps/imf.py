@@ -50,11 +50,19 @@ class IMF:
     m_low: float = M_LOW
     m_up: float = M_UP
     params: dict = field(default_factory=dict)
+    #: optional (m1, m2, p) -> integral of m^p dN/dm over [m1, m2] computed directly (power laws): a
+    #: difference of cumulatives loses digits on narrow intervals (Salpeter, N(<m) ~ 1e4 from 1e-3 M_sun,
+    #: was 2e-3 off on PARSEC's narrowest, 5e-7 M_sun wide)
+    _between: Callable = None
 
     def number(self, m1, m2):
+        if self._between is not None:
+            return self._between(m1, m2, 0.0)
         return self._ncum(np.asarray(m2, float)) - self._ncum(np.asarray(m1, float))
 
     def mass(self, m1, m2):
+        if self._between is not None:
+            return self._between(m1, m2, 1.0)
         return self._mcum(np.asarray(m2, float)) - self._mcum(np.asarray(m1, float))
 
     @property
@@ -93,13 +101,31 @@ def _broken_power_law(name, breaks, slopes, m_low, m_up):
             out += np.where(m > lo, val, 0.0)
         return out
 
+    def between(m1, m2, p):
+        """Integral of A m^(p - s) over [m1, m2] per segment, as lo^e expm1(e ln(hi / lo)) / e: no
+        cancellation however narrow the interval."""
+        m1, m2 = np.broadcast_arrays(np.asarray(m1, float), np.asarray(m2, float))
+        sign = np.where(m2 < m1, -1.0, 1.0)              # signed, as a difference of cumulatives
+        m1, m2 = np.minimum(m1, m2), np.maximum(m1, m2)
+        out = np.zeros(m1.shape)
+        for k in range(len(slopes)):
+            lo = np.clip(m1, edges[k], edges[k + 1])
+            hi = np.clip(m2, edges[k], edges[k + 1])
+            use = (hi > lo) & (lo > 0)
+            lo_safe, hi_safe = np.where(use, lo, 1.0), np.where(use, hi, 1.0)
+            span = np.log(hi_safe / lo_safe)
+            e = p - slopes[k] + 1.0
+            val = span if abs(e) < 1e-12 else lo_safe**e * np.expm1(e * span) / e
+            out += np.where(use, amps[k] * val, 0.0)
+        return sign * out
+
     def dndm(m):
         m = np.asarray(m, float)
         k = np.searchsorted(np.asarray(breaks, float), m, side="right")
         return amps[k] * m ** (-slopes[k])
 
     return IMF(name, dndm, lambda m: seg_int(m, 0.0), lambda m: seg_int(m, 1.0), m_low, m_up,
-               {"breaks": list(breaks), "slopes": list(slopes)})
+               {"breaks": list(breaks), "slopes": list(slopes)}, between)
 
 
 def _chabrier(m_low, m_up, mc=0.08, sigma=0.69, slope=1.3):
