@@ -629,6 +629,16 @@ def surface_flux(points, *, generator=None, batch_size=4096, chunk_rows=10_000, 
                        int(np.size(wavelength)), out_dtype)
 
 
+def _is_points_store(path):
+    """True for a Zarr store written by :func:`write_points` (its format attribute)."""
+    import json
+    meta = Path(path) / "zarr.json"
+    try:
+        return json.loads(meta.read_text()).get("attributes", {}).get("format") == POINTS_STORE_FORMAT
+    except (OSError, ValueError):
+        return False
+
+
 def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype):
     import zarr
     path = Path(path)
@@ -887,12 +897,31 @@ def cli_ssp_grid(args, out):
 
 def cli_points_mags(args):
     """``smnet-sps mags --points stars.parquet``: magnitudes of every star, chunk by chunk, to Zarr."""
+    # the SSP options mean nothing for a table of stars: refused, not silently dropped (--redshift 0.5 gave
+    # absolute magnitudes at 10 pc and --plot no plot, with exit status 0)
+    ssp_only = [name for name, given in (
+        ("--Z", args.Z is not None), ("--ages", args.ages != "0.01-12.5Gyr"), ("--n-ages", args.n_ages != 20),
+        ("--redshift", args.redshift != 0), ("--imf", args.imf != "kroupa"),
+        ("--isochrones", args.isochrones != "parsec"), ("--extrapolate", args.extrapolate),
+        ("--plot", args.plot is not None)) if given]
+    if ssp_only:
+        raise ValueError(f"{', '.join(ssp_only)} appl{'ies' if len(ssp_only) == 1 else 'y'} to SSP magnitudes "
+                         "only; with --points each star's absolute magnitudes (10 pc) are written to a Zarr "
+                         "store")
     points = Path(args.points)
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     out = Path(args.out) if args.out else points.with_name(points.stem + "_mags.zarr")
     if out.suffix != ".zarr":
         raise ValueError(f"with --points, --out is a Zarr store written chunk by chunk: name it *.zarr "
                          f"(got {out})")
+    if args.overwrite and out.exists():
+        # a store of this command only (a run with other points or filters is refused otherwise; the same
+        # run resumes)
+        if not _is_points_store(out):
+            raise ValueError(f"--overwrite: {out} is not a magnitude store written by 'mags --points'; "
+                             "not removed")
+        import shutil
+        shutil.rmtree(out)
     spec = None if args.model in (None, "default") else args.model
     if wants_cluster(args):
         with _CliClient(args.scheduler, args.workers) as client:

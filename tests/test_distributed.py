@@ -256,3 +256,28 @@ def test_config_ages_as_strings_or_quantities_like_ssp_grid():
     for ages in (["1 Gyr", "500 Myr"], [1 * u.Gyr, 500 * u.Myr], [1e9, 5e8]):
         cfg, desc = D._resolve_config(("parsec", "kroupa", "blackbody", ages, [0.0152]), None)
         np.testing.assert_allclose(desc["ages_yr"], [5e8, 1e9], rtol=1e-12)
+
+
+def test_cli_points_refuses_ssp_options_and_overwrites_its_own_store(tmp_path, stars, capsys):
+    """`mags --points` dropped --redshift, --plot, --Z, --ages ... silently (exit 0, absolute magnitudes at
+    10 pc, no plot), and --overwrite did not replace a store of another run."""
+    import pandas as pd
+    from smnet_sps.cli import main
+
+    table = tmp_path / "stars.parquet"
+    pd.DataFrame({"teff": stars[:50, 0], "logg": stars[:50, 1], "logz": stars[:50, 2],
+                  "logl": np.log10(stars[:50, 3])}).to_parquet(table)
+    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50"]
+    assert main(base + ["--filters", "sdss2010-g", "--redshift", "0.5", "--plot", str(tmp_path / "p.png")]) == 1
+    assert "--redshift, --plot apply to SSP magnitudes only" in capsys.readouterr().err
+    assert main(base + ["--filters", "sdss2010-g"]) == 0
+    assert main(base + ["--filters", "sdss2010-r"]) == 1                   # another run: refused ...
+    assert "holds another run" in capsys.readouterr().err
+    assert main(base + ["--filters", "sdss2010-r", "--overwrite"]) == 0    # ... replaced with --overwrite
+    mags, _, _ = D.load_points_store(tmp_path / "stars_mags.zarr")
+    assert mags.shape[0] == 50
+    other = tmp_path / "not_a_store.zarr"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(base + ["--filters", "sdss2010-r", "--out", str(other), "--overwrite"]) == 1
+    assert (other / "keep.txt").exists()
