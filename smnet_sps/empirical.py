@@ -419,7 +419,9 @@ def plot_worst_residuals(score, n=8):
     One panel per star, labelled with its number, parameters and score.
     """
     import matplotlib.pyplot as plt
-    order = np.argsort(np.where(np.isfinite(score.score), -score.score, np.inf))[:n]
+    if isinstance(n, (bool, np.bool_)) or int(n) != n or n < 1:
+        raise ValueError(f"n must be a number of stars >= 1; got {n!r}")
+    order = np.argsort(np.where(np.isfinite(score.score), -score.score, np.inf))[:int(n)]
     n = max(len(order), 1)
     fig, axes = plt.subplots(n, 1, figsize=(8, 1.5 * n + 0.8), sharex=True, squeeze=False)
     for ax, i in zip(axes[:, 0], order):

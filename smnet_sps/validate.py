@@ -218,6 +218,9 @@ def _cli(args):
     from .neural import NeuralGenerator
     from .output_files import check_output_folder
     # option errors before the stars and the model are loaded and the (slow) ranking runs
+    if args.worst < 1:
+        # order[:n] with n < 0 drew all but |n| stars (a 700-inch figure that never finished)
+        raise ValueError(f"--worst must be a number of stars >= 1; got {args.worst}")
     if args.write_mixture and not args.rank_libraries:
         raise ValueError("--write-mixture needs --rank-libraries")
     if args.write_mixture and not (Path(args.write_mixture) / "config.json").is_file():

@@ -155,6 +155,9 @@ def test_validate_cli_errors(tmp_path):
     from smnet_sps.cli import main
     assert main(["validate", "--empirical", str(tmp_path)]) == 1              # no .npz there
     assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody", "--imitations"]) == 1
+    # --worst -3 drew all but 3 stars (a 700-inch figure that never finished, after half the report)
+    assert main(["validate", "--empirical", str(FIXTURE), "--worst", "-3", "--out", str(tmp_path / "r")]) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_write_mixture_to_what_is_not_a_model_fails_before_any_work(tmp_path, capsys, monkeypatch):
