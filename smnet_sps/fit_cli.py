@@ -146,6 +146,9 @@ def _cmd_fit(args):
     # refuse bad or existing outputs before the (slow) fit, as every command does
     outputs = check_outputs(args, {"out": ((".json",), "JSON result"),
                                    "plot": (matplotlib_formats(), "plot")})
+    for option, value in (("--wmin", args.wmin), ("--wmax", args.wmax)):
+        if value is not None and not (np.isfinite(value) and value > 0):      # nan masked nothing, silently
+            raise ValueError(f"{option} must be a finite, positive wavelength [A]; got {value}")
     if args.wmin is not None and args.wmax is not None and args.wmin >= args.wmax:
         raise ValueError(f"--wmin ({args.wmin:g} A) must be below --wmax ({args.wmax:g} A)")
     star_only = [f"--{name}" for name in ("generator", "library", "prior", "clip")

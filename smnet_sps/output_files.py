@@ -33,9 +33,17 @@ def suffix_of(path):
 
 
 def matplotlib_formats():
-    """Extensions matplotlib can save (``.png``, ``.pdf``, ``.svg``, ...), without importing pyplot."""
+    """Extensions matplotlib can save (``.png``, ``.pdf``, ``.svg``, ...) here, without importing pyplot.
+
+    ``.pgf`` only where a TeX engine is installed: matplotlib lists it anyway, and the save failed after the
+    work was done (RuntimeError: 'xelatex' not found)."""
+    import shutil
+
     from matplotlib.backend_bases import FigureCanvasBase
-    return tuple(sorted("." + ext for ext in FigureCanvasBase.get_supported_filetypes()))
+    formats = {"." + ext for ext in FigureCanvasBase.get_supported_filetypes()}
+    if not any(shutil.which(tex) for tex in ("xelatex", "lualatex", "pdflatex")):
+        formats.discard(".pgf")
+    return tuple(sorted(formats))
 
 
 def check_creatable_folder(folder, path, *, option="--out"):

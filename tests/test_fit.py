@@ -634,3 +634,13 @@ def test_mock_star_takes_quantities():
     np.testing.assert_allclose(in_nm[1], in_aa[1])
     with pytest.raises(ValueError, match="one star"):
         mock_star(np.linspace(3800.0, 7000.0, 500), [5600.0, 5700.0], 4.3, -0.2)
+
+
+def test_cli_fit_refuses_a_nan_wavelength_limit(tmp_path, capsys):
+    """--wmin nan masked nothing (wave < nan is False), silently."""
+    from smnet_sps.cli import main
+    spectrum = tmp_path / "s.txt"
+    w = np.linspace(4000.0, 6000.0, 100)
+    np.savetxt(spectrum, np.column_stack([w, np.ones_like(w)]))
+    assert main(["fit", str(spectrum), "--wmin", "nan"]) == 1
+    assert "--wmin must be a finite, positive wavelength" in capsys.readouterr().err
