@@ -86,7 +86,10 @@ def control(template_file, native_file, picks=((-2, 2), (5, 2), (-1, 3), (2, 1))
 
 
 def main():
+    import argparse
+
     import torch
+    argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0]).parse_args()   # --help; no options
     torch.set_num_threads(1)
     ages = B.bc03_ages_yr()
     z_abs = np.array(B.BC03_ZSOL) * B.BC03_ZSUN

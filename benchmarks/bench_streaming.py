@@ -41,6 +41,8 @@ def run(n, batch=8192, threads=2):
 
 
 def main():
+    import argparse
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()     # --help; no options
     load_before = os.getloadavg()[0]
     rows = [run(n) for n in (10_000, 100_000, 1_000_000)]
     load_after = os.getloadavg()[0]

@@ -33,8 +33,16 @@ def merge():
 
 
 def main(argv):
-    topics = [a for a in argv if not a.startswith("--")] or ORDER
-    if "--merge-only" not in argv:
+    import argparse
+    # parsed, not filtered: "--help" (or a mistyped option) used to mean "run everything" and overwrite the
+    # results files
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("topics", nargs="*", help=f"benchmarks to run (default {' '.join(ORDER)}); one of "
+                    f"{sorted(p.stem[6:] for p in HERE.glob('bench_*.py'))}")
+    ap.add_argument("--merge-only", action="store_true", help="only rebuild RESULTS.md from results_*.md")
+    args = ap.parse_args(argv)
+    topics = args.topics or ORDER
+    if not args.merge_only:
         for topic in topics:
             script = HERE / f"bench_{topic}.py"
             if not script.exists():
