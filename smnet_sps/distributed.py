@@ -905,9 +905,9 @@ def cli_points_mags(args):
         ("--isochrones", args.isochrones != "parsec"), ("--extrapolate", args.extrapolate),
         ("--plot", args.plot is not None)) if given]
     if ssp_only:
-        raise ValueError(f"{', '.join(ssp_only)} appl{'ies' if len(ssp_only) == 1 else 'y'} to SSP magnitudes "
-                         "only; with --points each star's absolute magnitudes (10 pc) are written to a Zarr "
-                         "store")
+        verb = "applies" if len(ssp_only) == 1 else "apply"
+        raise ValueError(f"{', '.join(ssp_only)} {verb} to SSP magnitudes only; with --points each star's "
+                         "absolute magnitudes (10 pc) are written to a Zarr store")
     points = Path(args.points)
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     out = Path(args.out) if args.out else points.with_name(points.stem + "_mags.zarr")

@@ -268,7 +268,8 @@ def test_cli_points_refuses_ssp_options_and_overwrites_its_own_store(tmp_path, s
     pd.DataFrame({"teff": stars[:50, 0], "logg": stars[:50, 1], "logz": stars[:50, 2],
                   "logl": np.log10(stars[:50, 3])}).to_parquet(table)
     base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50"]
-    assert main(base + ["--filters", "sdss2010-g", "--redshift", "0.5", "--plot", str(tmp_path / "p.png")]) == 1
+    plot = str(tmp_path / "p.png")
+    assert main(base + ["--filters", "sdss2010-g", "--redshift", "0.5", "--plot", plot]) == 1
     assert "--redshift, --plot apply to SSP magnitudes only" in capsys.readouterr().err
     assert main(base + ["--filters", "sdss2010-g"]) == 0
     assert main(base + ["--filters", "sdss2010-r"]) == 1                   # another run: refused ...
