@@ -206,12 +206,13 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         extra = _get(grid, key)
         if isinstance(extra, dict):
             merged.update(extra)
+    merged.update(meta or {})
     if _is_dsps_ssp_data(grid) and "wavelength_medium" not in merged:
         # an SSPData has nowhere to record its medium: taken as vacuum (to_ssp_data's default), and marked,
-        # so that a conversion to air is refused rather than applied a second time to air wavelengths
+        # so that a conversion is refused rather than applied a second time to air wavelengths; a medium
+        # the caller states (meta=) is taken as known
         merged["wavelength_medium"] = "vacuum"
         merged["wavelength_medium_assumed"] = True
-    merged.update(meta or {})
     outside = _get(grid, "outside_fraction")
     if outside is not None:
         outside = np.asarray(outside, float)
@@ -248,9 +249,10 @@ def check_conversion(ssp, medium):
     check_medium(medium)
     if ssp.meta.get("wavelength_medium_assumed") and medium != grid_medium(ssp):
         raise ValueError(f"this SSP grid came as a dsps.SSPData, which does not record its wavelength medium "
-                         f"(taken as {grid_medium(ssp)}); converting it to {medium} would shift an SSPData "
-                         "already in air a second time. Pass the SSPGrid from smnet_sps.ssp_grid, or give "
-                         "the medium with as_ssp_arrays(sspdata, meta={'wavelength_medium': ...})")
+                         f"(taken as {grid_medium(ssp)}); converting it to {medium} would be wrong if it is "
+                         "not (an SSPData made in air would be shifted a second time). Pass the SSPGrid "
+                         "from smnet_sps.ssp_grid, or state its medium: as_ssp_arrays(sspdata, "
+                         "meta={'wavelength_medium': 'vacuum' or 'air'})")
 
 
 def in_medium(ssp, medium):

@@ -212,7 +212,7 @@ def _log_value(value, name, unit, meaning):
     try:
         if isinstance(value.unit, u.LogUnit) or isinstance(value, u.LogQuantity):
             return np.asarray(value.to_value(u.dex(unit)), float)
-        if value.unit == u.dimensionless_unscaled:
+        if value.unit in (u.dimensionless_unscaled, u.dex):          # already the log, as logz takes it
             return np.asarray(value.value, float)
         linear = np.asarray(value.to_value(unit), float)
     except u.UnitConversionError:

@@ -629,14 +629,15 @@ def surface_flux(points, *, generator=None, batch_size=4096, chunk_rows=10_000, 
                        int(np.size(wavelength)), out_dtype)
 
 
-def _is_points_store(path):
-    """True for a Zarr store written by :func:`write_points` (its format attribute)."""
+def _is_points_store(path, what):
+    """True for a Zarr store of ``what`` ("magnitudes" / "spectra") written by :func:`write_points`."""
     import json
     meta = Path(path) / "zarr.json"
     try:
-        return json.loads(meta.read_text()).get("attributes", {}).get("format") == POINTS_STORE_FORMAT
+        attrs = json.loads(meta.read_text()).get("attributes", {})
     except (OSError, ValueError):
         return False
+    return attrs.get("format") == POINTS_STORE_FORMAT and attrs.get("what") == what
 
 
 def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype):
@@ -915,11 +916,14 @@ def cli_points_mags(args):
         raise ValueError(f"with --points, --out is a Zarr store written chunk by chunk: name it *.zarr "
                          f"(got {out})")
     if args.overwrite and out.exists():
-        # a store of this command only (a run with other points or filters is refused otherwise; the same
-        # run resumes)
-        if not _is_points_store(out):
+        # a magnitude store of this command only (a run with other points or filters is refused otherwise;
+        # the same run resumes); removed once the points and the filters are known to be readable
+        if not _is_points_store(out, "magnitudes"):
             raise ValueError(f"--overwrite: {out} is not a magnitude store written by 'mags --points'; "
                              "not removed")
+        from .filters import resolve_filters
+        read_points(points, args.chunk_rows)
+        resolve_filters(filters)
         import shutil
         shutil.rmtree(out)
     spec = None if args.model in (None, "default") else args.model

@@ -921,8 +921,8 @@ def fit_star(
     degree : int, degree of the multiplicative Legendre continuum (default 3)
     rv_guess, max_rv : [km/s], a velocity to try first and the largest |v|; the start velocity is scanned
         over +-max_rv (or the rv bounds) anyway
-    bounds : dict name -> (lo, hi) for any of ``teff`` [K], ``logg``, ``logz``, ``rv`` (default: the
-        generator's training box, or the imitated library's box, and +-max_rv)
+    bounds : dict name -> (lo, hi) for any of ``teff`` [K], ``logg``, ``logz``, ``rv`` within the generator's
+        training box and +-max_rv (default: that box, or with ``library=`` the imitated library's box)
     n_starts : int, number of distinct grid starts optimised together
     uncertainty : ``"laplace"`` (default) or ``"emcee"``
     scale_errors : bool, multiply the covariance by chi^2_red when it exceeds 1 (default True); without
@@ -960,17 +960,21 @@ def fit_star(
     op = SpectralOperator(
         gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
     )
-    # a library imitation is searched inside that library's box (a 40 kK star fitted with NextGen ran to
-    # 180 kK, outside it)
+    box = gen.box
+    limit = {"teff": tuple(box.teff), "logg": tuple(box.logg), "logz": tuple(box.logz),
+             "rv": (-max_rv, max_rv)}
+    # a library imitation is searched inside that library's box unless bounds say otherwise (a 40 kK star
+    # fitted with NextGen ran to 180 kK, outside every NextGen model)
     imitated = gen._check_library(library) if hasattr(gen, "_check_library") else library
-    box = getattr(gen, "library_boxes", {}).get(imitated, gen.box) if imitated is not None else gen.box
-    lim = {"teff": tuple(box.teff), "logg": tuple(box.logg), "logz": tuple(box.logz), "rv": (-max_rv, max_rv)}
+    own = getattr(gen, "library_boxes", {}).get(imitated) if imitated is not None else None
+    lim = dict(limit) if own is None else {"teff": tuple(own.teff), "logg": tuple(own.logg),
+                                           "logz": tuple(own.logz), "rv": limit["rv"]}
     for k, v in (bounds or {}).items():
         if k not in lim:
             raise ValueError(f"unknown bound {k!r}; fit_star's parameters are {STAR_PARAMETERS}")
         lo, hi = float(v[0]), float(v[1])
-        if not (lim[k][0] <= lo < hi <= lim[k][1]):
-            raise ValueError(f"bounds[{k!r}] = {v} must satisfy {lim[k][0]} <= lo < hi <= {lim[k][1]}")
+        if not (limit[k][0] <= lo < hi <= limit[k][1]):
+            raise ValueError(f"bounds[{k!r}] = {v} must satisfy {limit[k][0]} <= lo < hi <= {limit[k][1]}")
         lim[k] = (lo, hi)
     if not abs(rv_guess) < max_rv:
         raise ValueError(f"rv_guess must lie within +-max_rv = {max_rv} km/s; got {rv_guess}")
@@ -1295,10 +1299,18 @@ def empirical_correction(
     -------
     ndarray (n_model_wave,)
     """
+    from .generator import _logg_value, _logz_value, _teff_value
+
     gen = _check_generator(generator)
-    fluxes = np.atleast_2d(np.asarray(fluxes, float))
+    # keep a masked array's mask (np.asarray drops it: the data under it were fitted) and parameter units
+    fluxes, flux_masks = _unmask(fluxes)
+    fluxes = np.atleast_2d(np.asarray(getattr(fluxes, "value", fluxes), float))
     n = fluxes.shape[0]
-    params = [np.broadcast_to(np.asarray(p, float), (n,)) for p in (teff, logg, logz)]
+    if flux_masks is not None:
+        flux_masks = np.broadcast_to(np.atleast_2d(flux_masks), fluxes.shape)
+        masks = flux_masks if masks is None else np.asarray(masks, bool) | flux_masks
+    params = [np.broadcast_to(np.asarray(p, float), (n,))
+              for p in (_teff_value(teff), _logg_value(logg), _logz_value(logz))]
     ratios = np.full((n, gen.wavelength.size), np.nan)
     for i in range(n):
         w, f, iv, good = check_spectrum(

@@ -39,9 +39,10 @@ def matplotlib_formats():
     work was done (RuntimeError: 'xelatex' not found)."""
     import shutil
 
+    import matplotlib
     from matplotlib.backend_bases import FigureCanvasBase
     formats = {"." + ext for ext in FigureCanvasBase.get_supported_filetypes()}
-    if not any(shutil.which(tex) for tex in ("xelatex", "lualatex", "pdflatex")):
+    if not shutil.which(matplotlib.rcParams["pgf.texsystem"]):        # the engine matplotlib will call
         formats.discard(".pgf")
     return tuple(sorted(formats))
 

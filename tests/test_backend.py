@@ -311,6 +311,7 @@ def test_backend_reads_parameter_units_as_the_generators_do(blackbody):
     backend = StellarLibraryBackend(blackbody)
     plain = backend.point_spectra(teff=5772.0, logg=4.44, logz=0.0, logl=0.5)
     for kwargs in (dict(logl=10**0.5 * u.L_sun), dict(logl=u.Dex(0.5, u.dex(u.L_sun))),
+                   dict(logl=0.5 * u.dex),
                    dict(logl=10**0.5 * 3.828e33 * u.erg / u.s), dict(logl=0.5, logg=10**4.44 * u.cm / u.s**2),
                    dict(logl=0.5, teff=5.772 * u.kK), dict(logl=0.5, logt=np.log10(5772.0) * u.dex(u.K))):
         args = dict(teff=5772.0, logg=4.44, logz=0.0) | kwargs

@@ -282,3 +282,8 @@ def test_cli_points_refuses_ssp_options_and_overwrites_its_own_store(tmp_path, s
     (other / "keep.txt").write_text("mine")
     assert main(base + ["--filters", "sdss2010-r", "--out", str(other), "--overwrite"]) == 1
     assert (other / "keep.txt").exists()
+    # the store is removed only once the new run's table and filters are known to be readable
+    gone = ["mags", "--points", str(tmp_path / "none.parquet"), "--model", "blackbody", "--filters",
+            "sdss2010-r", "--out", str(tmp_path / "stars_mags.zarr"), "--overwrite"]
+    assert main(gone) == 1
+    assert D.load_points_store(tmp_path / "stars_mags.zarr")[0].shape[0] == 50

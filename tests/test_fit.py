@@ -598,8 +598,9 @@ def test_a_library_imitation_is_fitted_inside_that_librarys_box(gen):
         r = fit_star(w, f, iv, generator=gen, library="nextgen")
     assert box.teff[0] <= r.teff <= box.teff[1] and box.logg[0] <= r.logg <= box.logg[1]
     assert r.meta["inside_coverage"]
-    with pytest.raises(ValueError, match=f"{box.teff[1]:g}"):
-        fit_star(w, f, iv, generator=gen, library="nextgen", bounds={"teff": (5000.0, 40000.0)})
+    # explicit bounds may go beyond the library's box (to the model's), as before
+    wide = fit_star(w, f, iv, generator=gen, library="nextgen", bounds={"teff": (5000.0, 60000.0)})
+    assert wide.teff > box.teff[1]
     with pytest.raises(ValueError, match="unknown library 'kurucz'"):
         fit_star(w, f, iv, generator=gen, library="kurucz")
 
@@ -644,3 +645,20 @@ def test_cli_fit_refuses_a_nan_wavelength_limit(tmp_path, capsys):
     np.savetxt(spectrum, np.column_stack([w, np.ones_like(w)]))
     assert main(["fit", str(spectrum), "--wmin", "nan"]) == 1
     assert "--wmin must be a finite, positive wavelength" in capsys.readouterr().err
+
+
+def test_empirical_correction_keeps_a_masked_arrays_mask(gen):
+    """empirical_correction took np.asarray of the fluxes: junk under a masked array's mask was fitted (the
+    correction reached 2.0 instead of 1.0)."""
+    from smnet_sps.fit import empirical_correction
+    w, f, _, _ = mock_star(np.linspace(4000.0, 7000.0, 1500), 6000.0, 4.0, 0.0, generator=gen, seed=1,
+                           snr=1e4)
+    fluxes = np.vstack([f, f])
+    bad = np.zeros(fluxes.shape, bool)
+    bad[:, 100:200] = True
+    junk = np.where(bad, 1e6, fluxes)
+    kwargs = dict(teff=[6000.0] * 2, logg=[4.0] * 2, logz=[0.0] * 2, generator=gen)
+    masked = empirical_correction(w, np.ma.array(junk, mask=bad), **kwargs)
+    explicit = empirical_correction(w, junk, masks=bad, **kwargs)
+    np.testing.assert_allclose(masked, explicit, rtol=1e-12)
+    assert np.nanmax(masked) < 1.01

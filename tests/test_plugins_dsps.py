@@ -132,3 +132,6 @@ def test_an_ssp_data_is_never_converted_to_air_a_second_time(tmp_path, toy):
         np.testing.assert_allclose(a["lam"], sd_air.ssp_wave[(sd_air.ssp_wave >= a["lam"][0])
                                                              & (sd_air.ssp_wave <= a["lam"][-1])], rtol=1e-12)
     ppxf_backend.write_sps_lib(tmp_path / "z.npz", db.to_ssp_data(toy))       # vacuum to vacuum: fine
+    stated = as_ssp_arrays(db.to_ssp_data(toy), meta={"wavelength_medium": "vacuum"})   # a medium stated:
+    with np.load(ppxf_backend.write_sps_lib(tmp_path / "w.npz", stated, medium="air")) as a:  # converted
+        assert str(a["wavelength_medium"]) == "air"
