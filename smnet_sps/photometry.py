@@ -198,7 +198,8 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
         if not extrapolate:
             raise ValueError(f"filter {name!r} ({lo:.6g}-{hi:.6g} A) reaches outside the spectrum's "
                              f"wavelengths ({x[0]:.6g}-{x[-1]:.6g} A); use a filter inside that range or "
-                             f"pass extrapolate=True to treat the spectrum as zero outside it")
+                             "pass extrapolate=True (--extrapolate on the command line) to treat the "
+                             "spectrum as zero outside it")
         xp, nl, nr = _pad_for_zero_extension(x, lo, hi)
         v = _weights_on_grid(xp, bp)[nl:xp.size - nr]      # padded points carry zero flux: drop them
     else:
