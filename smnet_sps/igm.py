@@ -30,14 +30,28 @@ METAL_COEFF = 0.0017
 def madau_tau(wave_rest, z, n_lines=17, metals=True, cap=True):
     """Effective IGM optical depth at rest-frame wavelengths ``wave_rest`` [A] of a source at redshift z.
 
-    ``n_lines`` (1-17) Lyman lines, ``metals`` the metal-line term, ``cap`` FSPS's hold at the maximum.
+    ``n_lines`` (1-17) Lyman lines, ``metals`` the metal-line term, ``cap`` FSPS's hold at the maximum
+    (taken on a fixed fine grid below the Lyman limit, so that the value at a wavelength does not depend on
+    the other wavelengths asked for: it was the maximum over the points given).
     """
-    w = np.asarray(wave_rest, float)
     z = float(z)
     if not np.isfinite(z) or z < 0:
         raise ValueError(f"redshift must be finite and >= 0; got {z!r}")
     if not 1 <= int(n_lines) <= LYMAN_LINES.size:
         raise ValueError(f"n_lines must be in 1..{LYMAN_LINES.size}; got {n_lines!r}")
+    w = np.asarray(wave_rest, float)
+    tau = _tau(w.reshape(-1), z, int(n_lines), metals)
+    if cap and z > 0:
+        # the footnote-3 fit falls apart far below the Lyman limit: hold tau at its maximum bluewards of it
+        grid = np.linspace(1.0, LYMAN_LIMIT, 9112)            # 0.1 A steps
+        on_grid = _tau(grid, z, int(n_lines), metals)
+        k = int(np.argmax(on_grid))
+        tau = np.where(w.reshape(-1) < grid[k], on_grid[k], tau)
+    return tau.reshape(w.shape)
+
+
+def _tau(w, z, n_lines, metals):
+    """Madau (1995) effective optical depth at rest wavelengths w (1-d) [A], without FSPS's hold."""
     tau = np.zeros_like(w)
     if z == 0:
         return tau
@@ -52,13 +66,7 @@ def madau_tau(wave_rest, z, n_lines=17, metals=True, cap=True):
     xc = lobs / LYMAN_LIMIT
     cont = (0.25 * xc ** 3 * (z1 ** 0.46 - xc ** 0.46) + 9.4 * xc ** 1.5 * (z1 ** 0.18 - xc ** 0.18)
             - 0.7 * xc ** 3 * (xc ** -1.32 - z1 ** -1.32) - 0.023 * (z1 ** 1.68 - xc ** 1.68))
-    tau = tau + np.where(lyc, cont, 0.0)
-    if cap and np.any(lyc):
-        # the footnote-3 fit falls apart far below the Lyman limit: hold tau at its maximum bluewards of it
-        sel = np.flatnonzero(lyc)
-        k = sel[np.argmax(tau[sel])]
-        tau = np.where(lyc & (w < w[k]), tau[k], tau)
-    return tau
+    return tau + np.where(lyc, cont, 0.0)
 
 
 def igm_transmission(wave_rest, z, igm_factor=1.0, **kwargs):

@@ -35,7 +35,8 @@ from .dust import DUST_TYPES, attenuate
 from .igm import igm_transmission
 from .sfh import SFH_TYPES, check_tabular, parametric_sfh, ssp_weights, tabular_sfh
 
-__all__ = ["StellarPopulation", "ParameterSet", "FSPS_BANDS", "fsps_cosmology", "prospector_basis"]
+__all__ = ["StellarPopulation", "ParameterSet", "FSPS_BANDS", "EMPTY_MAGNITUDE", "fsps_cosmology",
+           "prospector_basis"]
 
 # ---- python-fsps's parameters and their defaults ---------------------------------------------------------
 _SSP_PARAMS = ["imf_type", "imf_upper_limit", "imf_lower_limit", "imf1", "imf2", "imf3", "vdmc", "mdave",
@@ -100,6 +101,8 @@ _FIXED = {
     "logt_wmb_hot": (0.0, "stellar-library switches do not apply"),
 }
 IMF_TYPES = {0: "salpeter", 1: "chabrier", 2: "kroupa"}
+#: get_mags of a population with no stars yet (FSPS getmags.f90 writes 99 where the band flux is ~0)
+EMPTY_MAGNITUDE = 99.0
 
 # ---- FSPS band names -> smnet-sps filter names (speclite "group-band" or astro-sedpy names) ---------------
 FSPS_BANDS = {
@@ -145,6 +148,15 @@ def fsps_cosmology():
 
 
 # ---- parameters ------------------------------------------------------------------------------------------
+def _refuse_quantity(name, value):
+    """python-fsps parameters are plain numbers in FSPS's units (Gyr for tage, tau, sf_start ...): a Quantity
+    lost its unit (tage = 5 Myr computed 5 Gyr). A dimensionless one is its number."""
+    if isinstance(value, u.Quantity) and value.unit != u.dimensionless_unscaled:
+        raise ValueError(f"parameter {name!r} is a plain number in FSPS's units (ages and timescales in Gyr, "
+                         f"dust_tesc in log10 yr); got the Quantity {value}: pass e.g. "
+                         f"value.to_value(u.Gyr)")
+
+
 class ParameterSet:
     """python-fsps's dict-like parameter set with a dirty flag.
 
@@ -159,6 +171,8 @@ class ParameterSet:
 
     def __init__(self, **kwargs):
         self.dirtiness = 2
+        for k, v in kwargs.items():
+            _refuse_quantity(k, v)
         self._params = dict(kwargs)
         self.iteritems = self._params.items
 
@@ -176,6 +190,7 @@ class ParameterSet:
     def __setitem__(self, k, v):
         if k not in self._params:
             raise KeyError(f"{k!r} is not a python-fsps parameter; see StellarPopulation.params.all_params")
+        _refuse_quantity(k, v)
         changed = np.any(np.asarray(self._params[k] != v))
         if changed:
             if k in self.ssp_params:
@@ -246,6 +261,7 @@ class StellarPopulation:
         self.params = ParameterSet(**_DEFAULTS)
         for k in list(kwargs):
             if k in self.params:
+                _refuse_quantity(k, kwargs[k])
                 self.params._params[k] = kwargs.pop(k)
         if kwargs:
             raise TypeError(f"__init__() got an unexpected keyword argument {next(iter(kwargs))!r} (not a "
@@ -471,6 +487,9 @@ class StellarPopulation:
         return [tage], False
 
     def _results_for(self, tage):
+        # a call that fails leaves no properties behind: stellar_mass & co. described the previous model
+        # after a ValueError (logzsol outside the isochrones, tage beyond them)
+        self._last = None
         self._sync()                    # the caller's own changes: checked, cached results emptied
         # results are keyed by age (_compute takes it as an argument), so a new tage alone makes none of them
         # stale: asking for a second age used to empty the cache of the first
@@ -580,7 +599,8 @@ class StellarPopulation:
         redshift None -> ``zred``. At 0: absolute magnitudes (10 pc); > 0: apparent observed-frame magnitudes
         at the luminosity distance of ``cosmology``. ``bands``: FSPS names (``available_bands``) or any
         speclite / sedpy filter name; None -> every band of ``available_bands`` inside the observed
-        spectrum, in that order. Returns (n_bands,) or (n_ages, n_bands).
+        spectrum, in that order. Returns (n_bands,) or (n_ages, n_bands); a population with no stars yet
+        (before ``sf_start``, before a tabular SFH starts) gets :data:`EMPTY_MAGNITUDE` (99, as FSPS).
         """
         from .photometry import magnitudes
         if zmet is not None:
@@ -610,9 +630,15 @@ class StellarPopulation:
         flam = np.array([r["flux"] for r in results]) * self._igm(z)
         wave = self._get_backend().wavelength
         system = "Vega" if self.compute_vega_mags else "AB"
-        table = magnitudes((wave * u.AA, flam * SSP_UNIT), filters, system=system, redshift=z,
-                           cosmology=self.cosmology)
-        mags = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
+        # an empty population (no stars formed yet: the tage=0 table before sf_start, a tabular SFH that
+        # starts later) has no magnitude: EMPTY_MAGNITUDE, as FSPS writes; magnitudes() refuses zero flux
+        # and one empty row made the whole table fail
+        formed = np.array([r["formed"] > 0 and np.any(r["flux"] > 0) for r in results])
+        mags = np.full((len(results), len(filters)), EMPTY_MAGNITUDE)
+        if formed.any():
+            table = magnitudes((wave * u.AA, flam[formed] * SSP_UNIT), filters, system=system, redshift=z,
+                               cosmology=self.cosmology)
+            mags[formed] = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
         return mags if full else mags[0]
 
     def set_tabular_sfh(self, age, sfr, Z=None):

@@ -44,3 +44,19 @@ def test_factor_zero_redshift_and_cap():
         igm_transmission(rest, 3.0, -1.0)
     with pytest.raises(ValueError, match="redshift"):
         madau_tau(rest, -0.5)
+
+
+def test_transmission_at_a_wavelength_does_not_depend_on_the_others():
+    """FSPS's hold at the maximum below the Lyman limit was taken over the wavelengths given: 300 A at z = 3
+    was 0.067 alone and 0.020 beside 600 A; a scalar wavelength raised IndexError."""
+    from smnet_sps.igm import igm_transmission, madau_tau
+    alone = igm_transmission([300.0], 3.0)[0]
+    assert igm_transmission([300.0, 600.0], 3.0)[0] == pytest.approx(alone, rel=1e-12)
+    grid = np.linspace(100.0, 2000.0, 777)
+    on_grid = igm_transmission(grid, 3.0)
+    np.testing.assert_allclose(on_grid[::50], [igm_transmission([g], 3.0)[0] for g in grid[::50]], rtol=1e-12)
+    assert np.ndim(madau_tau(800.0, 3.0)) == 0 and madau_tau(800.0, 3.0) == madau_tau([800.0], 3.0)[0]
+    # held below the maximum: tau is flat there, and the maximum of the unheld fit
+    fine = np.linspace(50.0, 911.0, 3000)
+    tau = madau_tau(fine, 3.0)
+    assert np.all(np.diff(tau[: np.argmax(tau)]) == 0)

@@ -418,3 +418,27 @@ def test_population_spectra_give_the_same_ml_as_ssp_spectra():
     assert from_population.meta["mass_for_ML"] == "mass_stars"
     np.testing.assert_allclose(from_population["ML_sdss2010-r"], from_ssp["ML_sdss2010-r"], rtol=1e-6)
     assert sp.stellar_mass > 1.2 * sp.get_spectrum(tage=10.0, peraa=True, as_spectrum=True).meta["mass_stars"]
+
+
+def test_a_failed_call_leaves_no_stale_properties_and_empty_rows_have_a_magnitude():
+    """After a ValueError (logzsol beyond the isochrones) stellar_mass still described the previous model;
+    get_mags(tage=0) raised when the table held empty rows (before sf_start); a tage Quantity in Myr was
+    computed as Gyr."""
+    from smnet_sps.generator import BlackbodyGenerator
+    from smnet_sps.population import EMPTY_MAGNITUDE
+    sp = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, generator=BlackbodyGenerator())
+    sp.get_spectrum(tage=5.0)
+    assert sp.stellar_mass > 0
+    sp.params["logzsol"] = 1.0
+    with pytest.raises(ValueError, match="outside the padova isochrone grid"):
+        sp.get_spectrum(tage=5.0)
+    with pytest.raises(ValueError, match="outside the padova isochrone grid"):
+        sp.stellar_mass
+    late = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, sf_start=1.0, generator=BlackbodyGenerator())
+    mags = late.get_mags(tage=0, bands=["v"])
+    ages_gyr = 10.0 ** late.ssp_ages / 1e9
+    assert np.all(mags[ages_gyr <= 1.0, 0] == EMPTY_MAGNITUDE) and np.all(mags[ages_gyr > 1.1, 0] < 30)
+    with pytest.raises(ValueError, match="plain number in FSPS's units"):
+        late.get_spectrum(tage=5 * u.Myr)
+    with pytest.raises(ValueError, match="plain number in FSPS's units"):
+        StellarPopulation(sfh=4, tau=500 * u.Myr)
