@@ -165,6 +165,16 @@ def _check_request(experts, names, model, out, overwrite):
         raise ValueError(f"{out} already holds a model; pass overwrite=True (--overwrite) to replace it")
 
 
+def _same_base(out, base_cfg):
+    """True when ``out`` holds an expert model built on the same base weights (by their sha256)."""
+    try:
+        previous = json.loads((Path(out) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    sha = base_cfg.get("weights_sha256")
+    return sha is not None and previous.get("experts", {}).get("base_weights_sha256") == sha
+
+
 def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=False):
     """Combine a shared MLP and per-library specialists into one ``mlp_experts`` model directory.
 
@@ -187,6 +197,9 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     from .neural import weights_sha256
 
     base, out = Path(base), Path(out)
+    if out.exists() and out.resolve() == base.resolve():
+        # weights.pt was replaced before the base's own files were copied onto themselves: the base was lost
+        raise ValueError(f"--out {out} is the base model itself; write the expert model to another folder")
     base_cfg, base_sd = _read_model(base)
     names = list(base_cfg["library_names"])
     _check_request(experts, names, base, out, overwrite)
@@ -205,6 +218,12 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     state = {f"experts.{i}.{k}": (v.to(dtype) if v.is_floating_point() and not k.startswith("out_") else v)
              for i, sd in enumerate(members) for k, v in sd.items()}
     out.mkdir(parents=True, exist_ok=True)
+    if overwrite and not _same_base(out, base_cfg):
+        # another model's files (its measured library preferences, its notes) must not pass as the new
+        # model's: its mixture.json was kept and recorded as this model's ranking. A ranking made for an
+        # expert model of the same base (re-ranked in OUT, then rebuilt with a new specialist) is kept.
+        for fname in (MIXTURE_FILE, "README.md"):
+            (out / fname).unlink(missing_ok=True)
     torch.save(state, out / "weights.pt")
     for fname in _COPIED:
         if (base / fname).is_file():

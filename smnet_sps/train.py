@@ -998,11 +998,23 @@ def _check_model_dir(args):
     from .output_files import check_output_folder
     check_output_folder(args.out, ("config.json", "weights.pt"), overwrite=args.resume or args.overwrite,
                         what="a model", remedy="pass --resume to continue it or --overwrite to replace it")
+
+
+def _remove_stale_mixture(args):
+    """After ``--overwrite`` wrote a new model: the replaced model's measured library preferences go (the new
+    network would otherwise be mixed by them). Only once the new config.json is there and does not record
+    them: removed up front, a run that then failed (a mistyped --grid) left the old model unloadable."""
     stale = Path(args.out) / MIXTURE_FILE
-    if args.overwrite and not args.resume and stale.is_file():
-        # the replaced model's measured library preferences: the new network would otherwise be mixed by them
+    cfg_path = Path(args.out) / "config.json"
+    if not (args.overwrite and not args.resume and stale.is_file() and cfg_path.is_file()):
+        return
+    try:
+        recorded = "mixture_sha256" in json.loads(cfg_path.read_text())
+    except (OSError, ValueError):
+        return
+    if not recorded:
         stale.unlink()
-        print(f"removed {stale}: the library preferences measured for the model being replaced")
+        print(f"removed {stale}: the library preferences measured for the model that was replaced")
 
 
 def _terminate(signum, frame):
@@ -1031,11 +1043,13 @@ def _cli(args):
                        "--resume")
         else:
             message = "interrupted before training began; nothing written"
+        _remove_stale_mixture(args)
         print(f"smnet-sps train: {message}", file=sys.stderr)
         return 128 + int(signal.SIGTERM if exc.args == ("SIGTERM",) else signal.SIGINT)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    _remove_stale_mixture(args)
     t = cfg["training"]
     best = "none finite" if t["best_val_loss"] is None else f"{t['best_val_loss']:.4g}"
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "

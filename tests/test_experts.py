@@ -312,3 +312,23 @@ def test_a_rebuilt_expert_model_records_the_mixture_file_it_holds(models, tmp_pa
     build_expert_model(base, {"libb": spec}, out, overwrite=True)          # e.g. a new specialist
     gen = load_generator(out, device="cpu")
     assert gen.mixture_policy.orders == reranked.orders
+
+
+def test_the_base_is_never_the_output_and_a_replaced_models_mixture_goes(models, tmp_path):
+    """`experts --base X --out X --overwrite` replaced X's weights and then failed: the base was lost. And
+    --overwrite of another model kept that model's mixture.json, recorded as the new model's own."""
+    import shutil
+
+    from smnet_sps.neural import default_model_path
+    _, base, spec, root = models
+    copy = tmp_path / "base_copy"
+    shutil.copytree(base, copy)
+    before = (copy / "weights.pt").read_bytes()
+    with pytest.raises(ValueError, match="is the base model itself"):
+        build_expert_model(copy, {"libb": spec}, copy, overwrite=True)
+    assert (copy / "weights.pt").read_bytes() == before
+    other = tmp_path / "replaced"
+    shutil.copytree(default_model_path(), other)
+    cfg = build_expert_model(base, {"libb": spec}, other, overwrite=True)
+    assert not (other / "mixture.json").exists() and "mixture_sha256" not in cfg
+    load_generator(other, device="cpu")

@@ -304,3 +304,18 @@ def test_a_replaced_model_does_not_pass_on_its_library_mixture(synth_grid, model
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_generator(model_copy, device="cpu").mixture_policy is None
+
+
+def test_a_failed_overwrite_leaves_the_old_model_loadable(tmp_path, capsys):
+    """`train --overwrite` removed the old model's mixture.json before checking anything: a mistyped --grid
+    then failed and left a model whose config.json names a missing mixture.json (unloadable)."""
+    import shutil
+
+    from smnet_sps.cli import main
+    from smnet_sps.neural import default_model_path, load_generator
+    old = tmp_path / "model"
+    shutil.copytree(default_model_path(), old)
+    assert main(["train", "--grid", str(tmp_path / "nosuch.h5"), "--out", str(old), "--overwrite",
+                 "--device", "cpu", "--no-progress", "--threads", "1"]) == 1
+    assert (old / "mixture.json").is_file()
+    assert load_generator(old, device="cpu").mixture_policy is not None
