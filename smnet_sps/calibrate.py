@@ -425,6 +425,14 @@ def _cli(args):
         st.steps = args.steps
     if args.folds < 0 or args.folds == 1:
         raise ValueError(f"--folds must be 0 (no cross-validation) or >= 2, got {args.folds}")
+    if args.grid is not None:
+        # the grid is read for the baseline after the whole fit: a wrong one failed minutes later, with the
+        # correction half written
+        from .grid import load_grid
+        libraries = load_grid(args.grid).library_names
+        if "ck04" not in libraries:
+            raise ValueError(f"--grid {args.grid}: holds {list(libraries)}; the CK04 interpolation baseline "
+                             "needs a grid with ck04")
     check_output_folder(args.out, CORRECTION_FILES, overwrite=args.overwrite, what="a correction")
     scores = calibrate(args.empirical, args.out, base=args.base, folds=args.folds, settings=st,
                        grid=args.grid)

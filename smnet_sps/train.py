@@ -475,8 +475,12 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"unknown pixel_loss {pixel_loss!r}; allowed: {sorted(PIXEL_LOSS_POWERS)}")
     if not 0.0 <= float(library_balance) <= 1.0:
         raise ValueError(f"library_balance must be in [0, 1], got {library_balance}")
-    if not float(uv_weight) >= 1.0:
-        raise ValueError(f"uv_weight must be >= 1, got {uv_weight}")
+    if not (np.isfinite(float(uv_weight)) and float(uv_weight) >= 1.0):
+        raise ValueError(f"uv_weight must be a finite number >= 1, got {uv_weight}")
+    if not (np.isfinite(float(lr)) and float(lr) > 0):
+        raise ValueError(f"lr must be a finite learning rate > 0, got {lr}")
+    if isinstance(patience, bool) or int(patience) != patience or patience < 1:
+        raise ValueError(f"patience must be a whole number of epochs >= 1, got {patience!r}")
     try:
         cap = float(w_max)
     except (TypeError, ValueError):
@@ -718,6 +722,14 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         if init_cfg.get("arch") != arch or init_cfg.get("arch_kwargs") != arch_kwargs:
             raise ValueError(f"init_from={init_dir}: its architecture {init_cfg.get('arch')} "
                              f"{init_cfg.get('arch_kwargs')} differs from {arch} {arch_kwargs}")
+        # its output scaling (out_mean / out_std, loaded with its weights) was fitted to its targets: a
+        # warm start must build the same ones (another tail_floor put up to 7 dex between them)
+        if arch == "mlp":
+            theirs = (init_cfg.get("reference", "none"), float(init_cfg.get("tail_floor", tail_floor)))
+            if theirs != (reference, tail_floor):
+                raise ValueError(f"init_from={init_dir} was trained with reference={theirs[0]!r}, "
+                                 f"tail_floor={theirs[1]:g}; a warm start needs the same (got "
+                                 f"reference={reference!r}, tail_floor={tail_floor:g})")
         init_nodes = init_dir / "nodes.npz"
         if init_nodes.is_file():
             with np.load(init_nodes) as f:
@@ -787,6 +799,12 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         """Checkpoint, then the model files; each under a temporary name, renamed when complete (a kill
         mid-write leaves the previous file, never a truncated one)."""
         write_checkpoint()
+        if state["best_epoch"] < 0 and state["epoch"] > 0:
+            # no epoch gave a finite validation loss (the loss is NaN): there is no trained network to write;
+            # the untrained weights were written as a valid model, exit status 0
+            raise ValueError(f"no epoch gave a finite validation loss after {state['epoch']} epoch(s) (the "
+                             "loss is NaN or inf: the network diverged; try a smaller --lr); no model "
+                             "written")
         box, lib_boxes = _boxes(grid)
         cfg = {"format": MODEL_FORMAT, "format_version": 1, "name": name or out.name, "arch": arch,
                "arch_kwargs": arch_kwargs, "wavelength_file": "wavelength.npy", "weights_file": "weights.pt",

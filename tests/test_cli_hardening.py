@@ -249,6 +249,9 @@ EMPIRICAL = os.path.join(os.path.dirname(__file__), "fixtures", "empirical")
     (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/c", "--folds", "1"], "--folds must be 0"),
     (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/plain_file"], "is a file"),
     (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/made"], "already holds a correction"),
+    # the baseline's grid was read after the whole fit (minutes), the correction half written
+    (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/c", "--grid", "{tmp}/nosuch.h5"],
+     "does not exist"),
     (["validate", "--empirical", EMPIRICAL, "--out", "{tmp}/plain_file"], "is a file"),
     (["validate", "--empirical", EMPIRICAL, "--out", "{tmp}/made"], "already holds a validation report"),
     (["validate", "--empirical", EMPIRICAL, "--ids", "{tmp}/plain_file"], "one integer per line"),

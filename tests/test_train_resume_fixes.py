@@ -319,3 +319,28 @@ def test_a_failed_overwrite_leaves_the_old_model_loadable(tmp_path, capsys):
                  "--device", "cpu", "--no-progress", "--threads", "1"]) == 1
     assert (old / "mixture.json").is_file()
     assert load_generator(old, device="cpu").mixture_policy is not None
+
+
+@pytest.mark.parametrize("bad, match", [(dict(uv_weight=float("inf")), "uv_weight must be a finite"),
+                                        (dict(lr=float("inf")), "lr must be a finite"),
+                                        (dict(lr=0.0), "lr must be a finite"),
+                                        (dict(patience=-5), "patience must be a whole number")])
+def test_options_that_make_the_loss_nan_or_stop_at_once_are_refused(synth_grid, tmp_path, bad, match):
+    """--uv-weight inf / --lr inf trained on NaN losses and wrote the untrained weights as a model with exit
+    status 0; --lr 0 and a negative --patience were accepted."""
+    with pytest.raises(ValueError, match=match):
+        train(synth_grid, tmp_path / "m", epochs=1, **(TINY | bad))
+    assert not (tmp_path / "m" / "weights.pt").exists()
+
+
+def test_a_diverged_run_writes_no_model(synth_grid, tmp_path):
+    with pytest.raises(ValueError, match="no epoch gave a finite validation loss"):
+        train(synth_grid, tmp_path / "m", epochs=2, **(TINY | dict(lr=1e30)))
+    assert not (tmp_path / "m" / "weights.pt").exists()
+
+
+def test_a_warm_start_needs_the_same_output_scaling(synth_grid, trained, tmp_path):
+    """train --init-from BASE --tail-floor 0 (BASE: 1e-6) loaded BASE's out_mean / out_std over the ones
+    fitted to this run's targets: de-standardised with scalings up to 7 dex apart."""
+    with pytest.raises(ValueError, match="tail_floor=1e-06; a warm start needs the same"):
+        train(synth_grid, tmp_path / "w", epochs=1, init_from=trained, **(TINY | dict(tail_floor=0.0)))
