@@ -360,6 +360,9 @@ def _cli(args):
         lib, sep, path = item.partition("=")
         if not sep or not lib or not path:
             raise ValueError(f"--expert {item!r}: expected LIBRARY=DIR, e.g. nextgen=work/experts/nextgen")
+        if lib in experts:              # the last one silently won
+            raise ValueError(f"--expert names {lib!r} twice; give several specialists of one library as "
+                             f"{lib}=DIR1,DIR2 (their weights are averaged)")
         experts[lib] = path.split(",") if "," in path else path
     if args.model:
         if args.half or args.name:

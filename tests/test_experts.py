@@ -332,3 +332,9 @@ def test_the_base_is_never_the_output_and_a_replaced_models_mixture_goes(models,
     cfg = build_expert_model(base, {"libb": spec}, other, overwrite=True)
     assert not (other / "mixture.json").exists() and "mixture_sha256" not in cfg
     load_generator(other, device="cpu")
+
+
+def test_a_library_named_twice_is_refused(capsys):
+    from smnet_sps.cli import main
+    assert main(["experts", "--base", "b", "--expert", "cm87=a", "--expert", "cm87=c", "--out", "o"]) == 1
+    assert "names 'cm87' twice" in capsys.readouterr().err
