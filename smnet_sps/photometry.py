@@ -446,7 +446,7 @@ def _synphot_mags(w, f, bands, bps, system, extrapolate, progress):
 # Public API
 # ---------------------------------------------------------------------------------------------------
 def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapolate=False, *, radius=None,
-               cosmology=None, method="vectorised", progress=False):
+               cosmology=None, method="vectorised", progress=False, _dark_is_inf=False):
     """Synthetic magnitudes of one or many spectra through one or many filters.
 
     Parameters
@@ -506,6 +506,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         mags = _synphot_mags(w, f, bands, [bp for _, bp in named], system, extrapolate, progress)
     mags = mags - 2.5 * np.log10(scale)
     dark = np.isinf(mags)
+    if _dark_is_inf:                    # the caller takes +inf for a band without flux (StellarPopulation)
+        dark = np.zeros_like(dark)
     if dark.any() and not extrapolate:
         i, k = np.argwhere(dark)[0]
         raise ValueError(f"spectrum {i} has no flux in filter {bands[k].name!r} "

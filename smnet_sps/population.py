@@ -148,13 +148,27 @@ def fsps_cosmology():
 
 
 # ---- parameters ------------------------------------------------------------------------------------------
-def _refuse_quantity(name, value):
-    """python-fsps parameters are plain numbers in FSPS's units (Gyr for tage, tau, sf_start ...): a Quantity
-    lost its unit (tage = 5 Myr computed 5 Gyr). A dimensionless one is its number."""
-    if isinstance(value, u.Quantity) and value.unit != u.dimensionless_unscaled:
-        raise ValueError(f"parameter {name!r} is a plain number in FSPS's units (ages and timescales in Gyr, "
-                         f"dust_tesc in log10 yr); got the Quantity {value}: pass e.g. "
-                         f"value.to_value(u.Gyr)")
+# FSPS's units of the parameters a Quantity may be given for (the others are numbers, dex or fractions)
+_PARAMETER_UNITS = {"tage": u.Gyr, "tau": u.Gyr, "sf_start": u.Gyr, "sf_trunc": u.Gyr, "tburst": u.Gyr,
+                    "dust_tesc": u.dex(u.yr)}
+
+
+def _plain_value(name, value):
+    """A parameter as python-fsps holds it, a plain number in FSPS's units: a Quantity is converted (its unit
+    was dropped: tage = 5 Myr computed 5 Gyr), dimensionless and dex ones give their number; any other unit
+    is refused, naming the one expected."""
+    if not isinstance(value, u.Quantity):
+        return value
+    unit = _PARAMETER_UNITS.get(name)
+    try:
+        if unit is not None and not (value.unit == u.dex and unit == u.dex(u.yr)):
+            return value.to_value(unit)
+        if value.unit in (u.dimensionless_unscaled, u.dex):
+            return value.value
+    except u.UnitConversionError:
+        pass
+    raise ValueError(f"parameter {name!r} is in {unit if unit is not None else 'no unit (a number or dex)'}; "
+                     f"got the Quantity {value}")
 
 
 class ParameterSet:
@@ -171,9 +185,7 @@ class ParameterSet:
 
     def __init__(self, **kwargs):
         self.dirtiness = 2
-        for k, v in kwargs.items():
-            _refuse_quantity(k, v)
-        self._params = dict(kwargs)
+        self._params = {k: _plain_value(k, v) for k, v in kwargs.items()}
         self.iteritems = self._params.items
 
     @property
@@ -190,7 +202,7 @@ class ParameterSet:
     def __setitem__(self, k, v):
         if k not in self._params:
             raise KeyError(f"{k!r} is not a python-fsps parameter; see StellarPopulation.params.all_params")
-        _refuse_quantity(k, v)
+        v = _plain_value(k, v)
         changed = np.any(np.asarray(self._params[k] != v))
         if changed:
             if k in self.ssp_params:
@@ -261,8 +273,7 @@ class StellarPopulation:
         self.params = ParameterSet(**_DEFAULTS)
         for k in list(kwargs):
             if k in self.params:
-                _refuse_quantity(k, kwargs[k])
-                self.params._params[k] = kwargs.pop(k)
+                self.params._params[k] = _plain_value(k, kwargs.pop(k))
         if kwargs:
             raise TypeError(f"__init__() got an unexpected keyword argument {next(iter(kwargs))!r} (not a "
                             "python-fsps parameter; see StellarPopulation().params.all_params)")
@@ -494,6 +505,7 @@ class StellarPopulation:
         # results are keyed by age (_compute takes it as an argument), so a new tage alone makes none of them
         # stale: asking for a second age used to empty the cache of the first
         self.params["tage"] = tage
+        tage = self.params["tage"]              # as stored: a Quantity converted to Gyr
         self.params.dirtiness = 0
         ages, full = self._ages(tage)
         out = []
@@ -608,6 +620,7 @@ class StellarPopulation:
         z = _scalar("zred", self.params["zred"]) if redshift is None else _scalar("redshift", redshift)
         if redshift is not None and z != _scalar("zred", self.params["zred"]) and self.params["zred"] > 0:
             warnings.warn(f"redshift={z} differs from zred={self.params['zred']}", UserWarning, stacklevel=2)
+        tage = _plain_value("tage", tage)
         if z > 0 and np.ndim(tage) == 0 and float(tage) > 0:
             # as ssp_photometry does (FSPS says nothing): a population older than the universe at z
             from astropy.cosmology import Planck18
@@ -630,15 +643,17 @@ class StellarPopulation:
         flam = np.array([r["flux"] for r in results]) * self._igm(z)
         wave = self._get_backend().wavelength
         system = "Vega" if self.compute_vega_mags else "AB"
-        # an empty population (no stars formed yet: the tage=0 table before sf_start, a tabular SFH that
-        # starts later) has no magnitude: EMPTY_MAGNITUDE, as FSPS writes; magnitudes() refuses zero flux
-        # and one empty row made the whole table fail
+        # a band without flux (no stars formed yet: the tage=0 table before sf_start, a tabular SFH that
+        # starts later; or a band the IGM blanks at high z) has no magnitude: EMPTY_MAGNITUDE, as FSPS writes
+        # where the band flux is below its tiny_number; magnitudes() refuses zero flux, and one such row or
+        # band made the whole table fail
         formed = np.array([r["formed"] > 0 and np.any(r["flux"] > 0) for r in results])
         mags = np.full((len(results), len(filters)), EMPTY_MAGNITUDE)
         if formed.any():
             table = magnitudes((wave * u.AA, flam[formed] * SSP_UNIT), filters, system=system, redshift=z,
-                               cosmology=self.cosmology)
-            mags[formed] = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
+                               cosmology=self.cosmology, _dark_is_inf=True)
+            got = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
+            mags[formed] = np.where(np.isfinite(got) & (got < EMPTY_MAGNITUDE), got, EMPTY_MAGNITUDE)
         return mags if full else mags[0]
 
     def set_tabular_sfh(self, age, sfr, Z=None):

@@ -479,8 +479,12 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"uv_weight must be a finite number >= 1, got {uv_weight}")
     if not (np.isfinite(float(lr)) and float(lr) > 0):
         raise ValueError(f"lr must be a finite learning rate > 0, got {lr}")
-    if isinstance(patience, bool) or int(patience) != patience or patience < 1:
-        raise ValueError(f"patience must be a whole number of epochs >= 1, got {patience!r}")
+    try:
+        wait = float(patience)                  # inf: no early stopping
+    except (TypeError, ValueError):
+        wait = float("nan")
+    if isinstance(patience, bool) or not (wait >= 1 and (wait == math.inf or wait == int(wait))):
+        raise ValueError(f"patience must be a whole number of epochs >= 1 (or inf), got {patience!r}")
     try:
         cap = float(w_max)
     except (TypeError, ValueError):
@@ -496,6 +500,15 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"tail_floor must be a number in [0, 1) (a fraction of each spectrum's peak; 0 "
                          f"keeps every pixel in the loss), got {tail_floor!r}")
     tail_floor = floor
+    if init_from is not None and arch == "mlp" and (Path(init_from) / "config.json").is_file():
+        # its output scaling (out_mean / out_std, loaded with its weights) was fitted to its targets: a
+        # warm start must build the same ones (another tail_floor put up to 7 dex between them)
+        init_cfg = json.loads((Path(init_from) / "config.json").read_text())
+        theirs = (init_cfg.get("reference", "none"), float(init_cfg.get("tail_floor", tail_floor)))
+        if theirs != (reference, tail_floor):
+            raise ValueError(f"init_from={init_from} was trained with reference={theirs[0]!r}, "
+                             f"tail_floor={theirs[1]:g}; a warm start needs the same (got "
+                             f"reference={reference!r}, tail_floor={tail_floor:g})")
     if not (isinstance(save_minutes, (int, float)) and save_minutes > 0):
         raise ValueError(f"save_minutes must be a number > 0, got {save_minutes!r}")
     _check_node_loss(node_loss)                 # before the grid is read, not at the first batch
@@ -722,14 +735,6 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         if init_cfg.get("arch") != arch or init_cfg.get("arch_kwargs") != arch_kwargs:
             raise ValueError(f"init_from={init_dir}: its architecture {init_cfg.get('arch')} "
                              f"{init_cfg.get('arch_kwargs')} differs from {arch} {arch_kwargs}")
-        # its output scaling (out_mean / out_std, loaded with its weights) was fitted to its targets: a
-        # warm start must build the same ones (another tail_floor put up to 7 dex between them)
-        if arch == "mlp":
-            theirs = (init_cfg.get("reference", "none"), float(init_cfg.get("tail_floor", tail_floor)))
-            if theirs != (reference, tail_floor):
-                raise ValueError(f"init_from={init_dir} was trained with reference={theirs[0]!r}, "
-                                 f"tail_floor={theirs[1]:g}; a warm start needs the same (got "
-                                 f"reference={reference!r}, tail_floor={tail_floor:g})")
         init_nodes = init_dir / "nodes.npz"
         if init_nodes.is_file():
             with np.load(init_nodes) as f:

@@ -276,7 +276,15 @@ def test_specialists_must_share_the_tail_floor_and_their_held_out_nodes_leave_th
     grid, base, spec, root = models
     kw = dict(width=32, depth=2, threads=1, progress=False, batch_size=32, init_from=base, libraries=["libb"])
     learned_tail = root / "libb_floor0"
-    train(grid, learned_tail, epochs=2, tail_floor=0.0, **kw)
+    # train itself refuses a warm start with another tail_floor (the base's output scaling would be loaded
+    # over this run's); a specialist that records one (an older run) is refused by the builder too
+    with pytest.raises(ValueError, match="a warm start needs the same"):
+        train(grid, learned_tail, epochs=2, tail_floor=0.0, **kw)
+    import shutil
+    shutil.copytree(spec, learned_tail)
+    cfg = json.loads((learned_tail / "config.json").read_text())
+    cfg["tail_floor"] = 0.0
+    (learned_tail / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="tail_floor 0.0.*--tail-floor 1e-06"):
         build_expert_model(base, {"libb": learned_tail}, root / "t1")
     # a cross-validation fold: nodes this specialist never saw must not come back through the tail table

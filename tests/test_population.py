@@ -438,7 +438,11 @@ def test_a_failed_call_leaves_no_stale_properties_and_empty_rows_have_a_magnitud
     mags = late.get_mags(tage=0, bands=["v"])
     ages_gyr = 10.0 ** late.ssp_ages / 1e9
     assert np.all(mags[ages_gyr <= 1.0, 0] == EMPTY_MAGNITUDE) and np.all(mags[ages_gyr > 1.1, 0] < 30)
-    with pytest.raises(ValueError, match="plain number in FSPS's units"):
-        late.get_spectrum(tage=5 * u.Myr)
-    with pytest.raises(ValueError, match="plain number in FSPS's units"):
-        StellarPopulation(sfh=4, tau=500 * u.Myr)
+    # Quantities are converted to FSPS's units (5 Myr ran as 5 Gyr), other units refused
+    np.testing.assert_array_equal(late.get_spectrum(tage=2500 * u.Myr)[1], late.get_spectrum(tage=2.5)[1])
+    assert StellarPopulation(sfh=4, tau=500 * u.Myr).params["tau"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="parameter 'tau' is in Gyr"):
+        StellarPopulation(sfh=4, tau=3 * u.m)
+    # a band the IGM blanks at high z gets 99 too, not an error for the whole table
+    young = StellarPopulation(zcontinuous=1, sfh=0, add_igm_absorption=True, generator=BlackbodyGenerator())
+    assert np.all(young.get_mags(tage=0.1, redshift=20.0, bands=["sdss_r", "2mass_ks"]) == EMPTY_MAGNITUDE)
