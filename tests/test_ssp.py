@@ -331,3 +331,17 @@ def test_masked_ages_and_metallicities_are_refused():
     with pytest.raises(ValueError, match="Z is a masked array"):
         ssp_spectrum(1e10, Z=np.ma.array(0.0152, mask=True), generator="blackbody")
     assert ssp_grid(np.ma.array([1e9, 3e9]), [0.0152], generator="blackbody").ssp_flux.shape[1] == 2
+
+
+def test_each_phase_keeps_its_light_between_tabulated_ages():
+    """PARSEC's RGB at log t 6.725 (85-219 kK at 6.70, 5-10 kK at 6.75): the pixel-wise geometric mean of
+    its two neighbours' spectra held 2.45 L_sun of its 37.6 (the rest went to the main sequence), and the
+    `ssp --plot` stack drew it invisible. Each phase now integrates to its phase luminosity."""
+    for log_age in (6.725, 7.025):
+        s = ssp_spectrum(10**log_age, Z=0.014, by_phase=True, generator="blackbody")
+        w = s.spectral_axis.value
+        lum = s.meta["phase_luminosity"]
+        for name, flux in s.meta["phase_flux"].items():
+            if lum[name] > 1e-3 * s.meta["lbol"]:
+                assert np.trapezoid(flux, w) == pytest.approx(lum[name], rel=0.02), (log_age, name)
+        np.testing.assert_allclose(sum(s.meta["phase_flux"].values()), s.flux.value, rtol=1e-9)
