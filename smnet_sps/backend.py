@@ -283,6 +283,7 @@ class StellarLibraryBackend:
         self._store = None
         self._next_slot = 0
         self._phase_libs = phase_libraries
+        self._phase_libs_token = None if phase_libraries is None else id(phase_libraries)   # in key
         self.hits = self.misses = 0
         if special_phases == "dedicated":
             self._load_phase_libraries()
@@ -290,8 +291,10 @@ class StellarLibraryBackend:
     # ---- identity -------------------------------------------------------------------------------
     @property
     def key(self):
-        """Identity of the backend's spectra: generator + options (used by SSP-level caches)."""
-        return (self.generator.name, id(self.generator), self.special_phases, self.outside)
+        """Identity of the backend's spectra: generator + options (used by SSP-level caches), and the phase
+        libraries when they are not the shipped ones (another backend's SSPs were served from the cache)."""
+        return (self.generator.name, id(self.generator), self.special_phases, self.outside,
+                self._phase_libs_token)
 
     def __repr__(self):
         return (f"StellarLibraryBackend(generator={self.generator.name!r}, "

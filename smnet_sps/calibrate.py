@@ -430,9 +430,10 @@ def _cli(args):
         # correction half written
         from .grid import load_grid
         libraries = load_grid(args.grid).library_names
-        if "ck04" not in libraries:
+        missing = sorted({"ck04", "basel22"} - set(libraries))
+        if missing:
             raise ValueError(f"--grid {args.grid}: holds {list(libraries)}; the CK04 interpolation baseline "
-                             "needs a grid with ck04")
+                             f"(CK04, BaSeL below 3,500 K) needs {missing} too")
     check_output_folder(args.out, CORRECTION_FILES, overwrite=args.overwrite, what="a correction")
     scores = calibrate(args.empirical, args.out, base=args.base, folds=args.folds, settings=st,
                        grid=args.grid)

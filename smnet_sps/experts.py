@@ -197,9 +197,15 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     from .neural import weights_sha256
 
     base, out = Path(base), Path(out)
-    if out.exists() and out.resolve() == base.resolve():
+    if out.exists():
         # weights.pt was replaced before the base's own files were copied onto themselves: the base was lost
-        raise ValueError(f"--out {out} is the base model itself; write the expert model to another folder")
+        # (a specialist named as --out the same way)
+        sources = [base] + [Path(p) for v in experts.values() for p in ([v] if isinstance(v, (str, Path))
+                                                                         else v)]
+        for source in sources:
+            if Path(source).exists() and out.resolve() == Path(source).resolve():
+                what = "the base model" if source is base else "a specialist"
+                raise ValueError(f"--out {out} is {what} itself; write the expert model to another folder")
     base_cfg, base_sd = _read_model(base)
     names = list(base_cfg["library_names"])
     _check_request(experts, names, base, out, overwrite)

@@ -622,6 +622,7 @@ class _FitBase:
             method=self.method,
             seconds=num(self.seconds),
             at_bound=list(self.at_bound),
+            unconstrained=list(self.meta.get("unconstrained", [])),
         )
         return d
 

@@ -220,6 +220,11 @@ def _load(name, path):
     missing = need - set(arrays)
     if missing or str(arrays["format"]) != FORMAT:
         raise ValueError(f"{path} is not an '{FORMAT}' file (missing {sorted(missing)} or wrong format tag)")
+    family = str(arrays["family"]) if "family" in arrays else name
+    if family != name:
+        # a Padova table named "parsec" was cited as PARSEC and lost Padova's TP-AGB re-weighting
+        raise ValueError(f"{path} holds {family!r} isochrones, not {name!r}; load it as "
+                         f"load_isochrones({family!r}, path=...)")
     meta = dict(FAMILIES.get(name, {}))
     meta.update({"zsun": float(arrays.get("zsun", meta.get("zsun", np.nan))), "path": str(path)})
     return IsochroneSet(name, arrays, meta)

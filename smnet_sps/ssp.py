@@ -261,7 +261,21 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
     model name (``"semi-empirical"``), or a model directory; or a :class:`~smnet_sps.generator.Generator` /
     :class:`StellarLibraryBackend`.
     """
+    from .backend import OUTSIDE_MODES, SPECIAL_MODES
+    # checked before they key the cache (a list raised TypeError: unhashable), and against a backend passed
+    # in, whose own options apply (special_phases="dedicated" was ignored silently, "bogus" too)
+    for name, value, allowed in (("special_phases", special_phases, SPECIAL_MODES),
+                                 ("outside", outside, OUTSIDE_MODES)):
+        if not isinstance(value, str) or value not in allowed:
+            raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(allowed)}")
     if isinstance(generator, StellarLibraryBackend):
+        for name, value, default, own in (
+                ("special_phases", special_phases, "model", generator.special_phases),
+                ("outside", outside, "extrapolate", generator.outside)):
+            if value != default and value != own:
+                raise ValueError(f"{name}={value!r} differs from the backend's own {name}={own!r}; make the "
+                                 f"backend with it (StellarLibraryBackend(..., {name}={value!r})) or pass "
+                                 "the generator instead")
         return generator
     generator = resolve_generator(generator, device)
     key = (id(generator), special_phases, outside)

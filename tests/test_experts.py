@@ -335,6 +335,9 @@ def test_the_base_is_never_the_output_and_a_replaced_models_mixture_goes(models,
     with pytest.raises(ValueError, match="is the base model itself"):
         build_expert_model(copy, {"libb": spec}, copy, overwrite=True)
     assert (copy / "weights.pt").read_bytes() == before
+    with pytest.raises(ValueError, match="is a specialist itself"):
+        build_expert_model(base, {"libb": copy}, copy, overwrite=True)
+    assert (copy / "weights.pt").read_bytes() == before
     other = tmp_path / "replaced"
     shutil.copytree(default_model_path(), other)
     cfg = build_expert_model(base, {"libb": spec}, other, overwrite=True)

@@ -696,3 +696,4 @@ def test_an_unconstrained_interior_parameter_is_flagged(gen, monkeypatch):
     with pytest.warns(FitWarning, match="do not constrain logz"):
         r = fit_star(w, f, iv, generator=gen)
     assert r.meta["unconstrained"] == ["logz"] and not np.isfinite(r.logz_err)
+    assert r.as_dict(json_safe=True)["unconstrained"] == ["logz"]

@@ -345,3 +345,30 @@ def test_each_phase_keeps_its_light_between_tabulated_ages():
             if lum[name] > 1e-3 * s.meta["lbol"]:
                 assert np.trapezoid(flux, w) == pytest.approx(lum[name], rel=0.02), (log_age, name)
         np.testing.assert_allclose(sum(s.meta["phase_flux"].values()), s.flux.value, rtol=1e-9)
+
+
+def test_options_of_a_backend_and_unhashable_options_are_checked():
+    """A StellarLibraryBackend passed as generator silently ignored special_phases / outside (even 'bogus');
+    a list as special_phases raised TypeError: unhashable; the SSP cache served one backend's SSPs to another
+    with other phase libraries."""
+    from smnet_sps.backend import StellarLibraryBackend
+    from smnet_sps.generator import BlackbodyGenerator
+    backend = StellarLibraryBackend(BlackbodyGenerator())
+    with pytest.raises(ValueError, match="differs from the backend's own special_phases='model'"):
+        ssp_spectrum(1e9, Z=0.014, generator=backend, special_phases="dedicated")
+    with pytest.raises(ValueError, match="unknown outside 'bogus'"):
+        ssp_spectrum(1e9, Z=0.014, generator=backend, outside="bogus")
+    with pytest.raises(ValueError, match="unknown special_phases"):
+        ssp_spectrum(1e9, Z=0.014, special_phases=["dedicated"], generator="blackbody")
+    generator = backend.generator
+    assert (StellarLibraryBackend(generator, phase_libraries={}).key != StellarLibraryBackend(generator).key
+            == backend.key)
+
+
+def test_an_isochrone_table_of_another_family_is_refused():
+    from pathlib import Path
+
+    from smnet_sps.isochrones import load_isochrones
+    padova = Path(__file__).parents[1] / "isochrones" / "padova.npz"
+    with pytest.raises(ValueError, match="holds 'padova' isochrones, not 'parsec'"):
+        load_isochrones("parsec", path=padova)
