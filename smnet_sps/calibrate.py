@@ -23,6 +23,7 @@ Everything is seeded (torch + numpy, one thread): the same inputs give the same 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,18 +163,23 @@ def write_correction(out, nets, data, star_params, settings, base_info, extra=No
     st = settings
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("correction_*.pt"):       # a previous calibration may have had more members
-        stale.unlink()
-    files = []
+    # Every file is written under a temporary name first, then the old config.json goes, the new files are
+    # renamed into place, and the new config.json comes last, recording each file's sha256 (checked at load).
+    # Written in place, an interruption left new weights beside the old config and stars, and the folder
+    # loaded silently with spectra up to 76 % off.
+    files, staged = [], []
     for m, net in enumerate(nets):
         fname = f"correction_{m}.pt"
-        torch.save({k: v.detach().clone().float() for k, v in net.state_dict().items()}, out / fname)
+        state = {k: v.detach().clone().float() for k, v in net.state_dict().items()}
+        torch.save(state, out / (fname + ".part"))
         files.append(fname)
     sp = np.asarray(star_params, float)
     probe = {} if base_probe is None else {"probe_params": PROBE_PARAMS, "probe_ln_flux": base_probe}
-    np.savez_compressed(out / "stars.npz", log_teff=sp[:, 0].astype(np.float32),
-                        logg=sp[:, 1].astype(np.float32),
-                        logz=sp[:, 2].astype(np.float32), **probe)
+    with open(out / "stars.npz.part", "wb") as handle:
+        np.savez_compressed(handle, log_teff=sp[:, 0].astype(np.float32), logg=sp[:, 1].astype(np.float32),
+                            logz=sp[:, 2].astype(np.float32), **probe)
+    staged = files + ["stars.npz"]
+    sha = {fname: file_sha256(out / (fname + ".part")) for fname in staged}
     cfg = {"format": FORMAT, "format_version": 1, "name": "semi-empirical",
            "base": base_info,
            "pixels": {"start": int(data.start), "stop": int(data.stop), "n": int(data.stop - data.start),
@@ -182,9 +188,11 @@ def write_correction(out, nets, data, star_params, settings, base_info, extra=No
                      "doc": "sin^2 ramps; correction 0 outside [lo, hi] [A, vacuum]"},
            "basis_order": st.basis_order,
            "network": {"width": st.width, "depth": st.depth, "weights_files": files,
+                       "weights_sha256": [sha[f] for f in files],
                        "doc": "mean of the members; each: MLP (log10 Teff, log g, [M/H]) -> ln-flux "
                               "correction, orthogonal to Legendre P0..P3 in 1/lambda, times the taper"},
-           "density": {"stars_file": "stars.npz", "scales": list(st.density_scales),
+           "density": {"stars_file": "stars.npz", "stars_sha256": sha["stars.npz"],
+                       "scales": list(st.density_scales),
                        "n_half": st.density_n_half,
                        "weight_floor": 1e-9,
                        "doc": "empirical weight = 1 - exp(-(n_eff/n_half)^2), n_eff = sum over calibration "
@@ -193,7 +201,12 @@ def write_correction(out, nets, data, star_params, settings, base_info, extra=No
            "citation": ("MILES: Sanchez-Blazquez et al. 2006, MNRAS 371, 703; Cenarro et al. 2007, MNRAS "
                         "374, 664; Falcon-Barroso et al. 2011, A&A 532, A95")}
     cfg.update(extra or {})
-    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    (out / "config.json.part").write_text(json.dumps(cfg, indent=1))
+    (out / "config.json").unlink(missing_ok=True)        # from here until the end the folder does not load
+    for stale in out.glob("correction_*.pt"):             # a previous calibration may have had more members
+        stale.unlink()
+    for fname in staged + ["config.json"]:
+        os.replace(out / (fname + ".part"), out / fname)
     return out
 
 

@@ -194,6 +194,9 @@ def test_calibrate_writes_a_loadable_deterministic_correction(tmp_path):
     assert {"semi-empirical (CV)", "default (theory)", "nearest other MILES star"} <= set(scores)
     assert np.isfinite(scores["semi-empirical (CV)"].score).sum() >= 15
     assert "semi-empirical (CV)" in (tmp_path / "a" / "cv_report.md").read_text()
+    assert not list((tmp_path / "a").glob("*.part"))                    # staged files all renamed
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert len(cfg["network"]["weights_sha256"]) == 1 and cfg["density"]["stars_sha256"]
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "cv_report.md").write_text("an earlier correction's report")
     assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "b"), "--folds", "0",
@@ -257,3 +260,19 @@ def test_a_correction_directory_loads_by_path():
     np.testing.assert_array_equal(by_path.surface_flux(*star)[0], by_name.surface_flux(*star)[0])
     with pytest.raises(ValueError, match="semi-empirical correction"):
         load_generator(PACKAGE_DATA / "semi_empirical_model", library="ck04")
+
+
+def test_correction_files_are_checked_against_their_config(tmp_path):
+    """An interrupted calibration wrote new weights beside the old config and stars, and the folder loaded
+    silently (spectra up to 76 % off). The files are now written aside and renamed at the end, and the config
+    records their sha256: a member from elsewhere is refused."""
+    import shutil
+
+    from smnet_sps.semi_empirical import SemiEmpiricalGenerator, semi_empirical_model_path
+    copy = tmp_path / "se"
+    shutil.copytree(semi_empirical_model_path(), copy)
+    SemiEmpiricalGenerator(copy)                                  # as shipped: loads
+    first, second = copy / "correction_0.pt", copy / "correction_1.pt"
+    first.write_bytes(second.read_bytes())
+    with pytest.raises(ValueError, match="correction_0.pt does not match its config.json"):
+        SemiEmpiricalGenerator(copy)
