@@ -32,6 +32,13 @@ def suffix_of(path):
     return suffixes[-1] if suffixes else ""
 
 
+def fits_text(value):
+    """A string as a FITS header can hold it (printable ASCII): other characters escaped (\\u00e8), so that a
+    model named "modèle" neither fails the write after the work nor is dropped from the header."""
+    text = str(value).encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if 32 <= ord(c) < 127 else f"\\x{ord(c):02x}" for c in text)
+
+
 def matplotlib_formats():
     """Extensions matplotlib can save (``.png``, ``.pdf``, ``.svg``, ...) here, without importing pyplot.
 

@@ -819,7 +819,9 @@ def save_ssp_grid(grid, path):
             f.attrs[_H5_FLUX_UNIT_KEY] = _H5_FLUX_PER_HZ
             f.attrs["flux_unit"] = _H5_FLUX_PER_HZ + " (dataset ssp_flux)"
     else:
-        np.savez_compressed(path, **arrays, attrs=np.array(encoded))
+        # through a handle: numpy appends ".npz" to a name that does not end in it ("x.NPZ" -> "x.NPZ.npz")
+        with open(path, "wb") as handle:
+            np.savez_compressed(handle, **arrays, attrs=np.array(encoded))
     return path
 
 
@@ -916,7 +918,10 @@ def _write_fits(spec, path):
              ("MEDIUM", m.get("wavelength_medium", "vacuum"), "wavelength medium of WAVELENGTH"),
              ("LSFSHAPE", m.get("lsf_shape", "box"), "line-spread function shape (column LSF_FWHM)"),
              ("BUNIT", "Lsun/Angstrom/Msun", "FLUX per solar mass formed")]
+    from .output_files import fits_text
     for key, val, comment in cards:
+        if isinstance(val, str):
+            val = fits_text(val)
         if isinstance(val, str) and len(val) + len(comment) > 64:
             comment = ""            # a long value (e.g. a model name) keeps its card whole, without a comment
         h[key] = (val, comment)

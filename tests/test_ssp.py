@@ -372,3 +372,19 @@ def test_an_isochrone_table_of_another_family_is_refused():
     padova = Path(__file__).parents[1] / "isochrones" / "padova.npz"
     with pytest.raises(ValueError, match="holds 'padova' isochrones, not 'parsec'"):
         load_isochrones("parsec", path=padova)
+
+
+def test_upper_case_npz_and_a_non_ascii_generator_name_are_written(tmp_path):
+    """save_ssp_grid(grid, "x.NPZ") wrote x.NPZ.npz and returned a path that did not exist; a model named
+    "modèle" failed the FITS write of `ssp --out` after the whole computation."""
+    from astropy.io import fits
+
+    from smnet_sps.ssp import _write_fits, load_ssp_grid, save_ssp_grid
+    grid = ssp_grid([1e9], [0.0152], generator="blackbody", progress=False)
+    path = save_ssp_grid(grid, tmp_path / "x.NPZ")
+    assert path.is_file()
+    np.testing.assert_allclose(load_ssp_grid(path).ssp_flux, grid.ssp_flux)
+    spec = ssp_spectrum(1e9, Z=0.0152, generator="blackbody")
+    spec.meta["generator"] = "modèle α"
+    _write_fits(spec, tmp_path / "s.fits")
+    assert fits.getheader(tmp_path / "s.fits", 1)["GENERATR"] == "mod\\xe8le \\u03b1"
