@@ -272,13 +272,20 @@ def _cli(args):
         scores += baseline_scores(stars, grid)
     print(format_class_table(scores))
     if out:
-        (out / "classes.md").write_text("Median of per-star median |residual| [%] (number of stars)\n\n"
-                                        + format_class_table(scores) + "\n\n90th percentile [%]\n\n"
-                                        + format_class_table(scores, "p90") + "\n")
-        class_table(scores).write(out / "classes.ecsv", overwrite=True)
-        _write_per_star(out / "per_star.csv", scores)
+        from .output_files import atomic_output, save_figure
+        # everything made before anything is written, each file written aside and renamed (a failure in the
+        # plot left three of the four files, which then blocked the rerun), the figure closed
+        text = ("Median of per-star median |residual| [%] (number of stars)\n\n" + format_class_table(scores)
+                + "\n\n90th percentile [%]\n\n" + format_class_table(scores, "p90") + "\n")
+        table = class_table(scores)
         fig = plot_worst_residuals(main, n=args.worst)
-        fig.savefig(out / "worst_residuals.png", dpi=90)
+        save_figure(fig, out / "worst_residuals.png", overwrite=True, option="--out", dpi=90)
+        with atomic_output(out / "per_star.csv", overwrite=True) as tmp:
+            _write_per_star(tmp, scores)
+        with atomic_output(out / "classes.ecsv", overwrite=True) as tmp:
+            table.write(tmp, format="ascii.ecsv", overwrite=True)
+        with atomic_output(out / "classes.md", overwrite=True) as tmp:
+            Path(tmp).write_text(text)
         print(f"wrote {', '.join(str(out / name) for name in REPORT_FILES)}")
     return 0
 

@@ -172,3 +172,17 @@ def test_write_mixture_to_what_is_not_a_model_fails_before_any_work(tmp_path, ca
     assert main(["validate", "--empirical", str(FIXTURE), "--rank-libraries", "--write-mixture",
                  str(tmp_path)]) == 1
     assert "not a model directory (no config.json)" in capsys.readouterr().err
+
+
+def test_a_failed_report_writes_nothing(tmp_path, monkeypatch):
+    """The report was written file by file: a failure in the plot left three of the four files, and the
+    rerun was refused ("already holds a validation report")."""
+    import smnet_sps.validate as validate
+    from smnet_sps.cli import main
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(validate, "plot_worst_residuals", broken)
+    assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody", "--out",
+                 str(tmp_path / "r")]) == 1
+    assert not list((tmp_path / "r").glob("*")) if (tmp_path / "r").exists() else True
