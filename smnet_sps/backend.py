@@ -13,7 +13,8 @@ grid's first and last wavelength. The default grid (91 A - 160 um) holds f > 0.9
 190 kK), so there the SSP's bolometric luminosity is that of the isochrone (minus the reported missing part);
 a generator on a shorter grid (a released SM-Net checkpoint, 3,000 A - 10 um) keeps its stars' L_lambda right
 where it has them instead of piling a hot star's whole L into its optical (f = 0.055 at 40 kK), and the light
-beyond the grid is simply not in the spectrum. The applied correction ``f sigma Teff^4 /
+beyond the grid is simply not in the spectrum. A dedicated library's spectrum (91 A - 160 um) keeps its own
+share of L on the grid instead of a blackbody's. The applied correction ``f sigma Teff^4 /
 integral(F_lambda)`` is returned per point (:attr:`PointSpectra.correction`) so a user can see how far the
 raw generator was from the bolometric flux it should have on its grid.
 
@@ -340,10 +341,16 @@ class StellarLibraryBackend:
             flux = np.where(mask, np.maximum(flux, 0.0), 0.0)
             flux = _fill_masked_with_planck(flux, mask, teff, src_wave if src_wave is not None
                                             else self.wavelength)
+            share = np.ones(teff.size)
             if src_wave is not None and not (src_wave.size == self.wavelength.size
                                              and np.allclose(src_wave, self.wavelength, rtol=1e-6)):
-                # onto the generator's grid (linear; zero outside the library's range)
+                # onto the generator's grid (linear; zero outside the library's range), keeping the share of
+                # its light the library puts there: a blackbody's share (what the generator's spectra get)
+                # made a WC star on 3,000 A - 10 um 0.58x too faint, a post-AGB star 1.28x too bright
+                native = _integrate(flux, _trapz_weights(src_wave))
                 flux = np.array([np.interp(self.wavelength, src_wave, f, left=0.0, right=0.0) for f in flux])
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    share = np.where(native > 0, _integrate(flux, self._wint) / native, 0.0)
             elif flux.shape[1] != self.wavelength.size:
                 raise ValueError(f"phase library {name!r} has {flux.shape[1]} pixels and no wavelength grid; "
                                  f"the generator has {self.wavelength.size}")
@@ -351,7 +358,8 @@ class StellarLibraryBackend:
             logz = np.where(np.isfinite(logz), logz, 0.0)
             integ = _integrate(flux, self._wint)
             good = integ > 0
-            libs[name] = (teff[good], logz[good], flux[good] / integ[good, None])
+            # per unit luminosity: integrating to the library's own share of it on the grid
+            libs[name] = (teff[good], logz[good], flux[good] * (share[good] / integ[good])[:, None])
         need = {"cmfgen_wn", "cmfgen_wc", "tpagb_orich", "rauch_pagb"}
         if not need <= set(libs):
             raise ValueError(f"phase libraries lack {sorted(need - set(libs))}; found {sorted(libs)}")
@@ -486,6 +494,7 @@ class StellarLibraryBackend:
         correction = np.where(good, SIGMA_SB * teff**4 * unit_scale, np.nan)
         correction[status == STATUS["dedicated"]] = np.nan     # dedicated spectra are unit-normalised
         scale = np.where(good, unit_scale, 0.0)
+        scale[good & (status == STATUS["dedicated"])] = 1.0     # already per unit L, with their own share
         # An extrapolation whose bolometric flux is off by more than 2x is not a spectrum to trust (measured:
         # 16x at 80 kK, log g 5, [M/H] -0.75, 0.75 dex off CM87's one metallicity): a blackbody replaces it.
         implausible = ((status == STATUS["extrapolated"]) & good
@@ -602,11 +611,10 @@ class StellarLibraryBackend:
         f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache)
         lum = 10.0**logl
         llam = f[inv].astype(float) * (lum * L_SUN)[:, None]
-        teff_keys = 10.0 ** (keys[:, 0] / _KEY_SCALE[0])
         status = s[inv]
-        # a point without a spectrum holds none of its light
-        on_grid = np.where(status == STATUS["missing"], 0.0,
-                           planck_fraction(self.wavelength[0], self.wavelength[-1], teff_keys))
+        # the share of each star's light on the grid: what its unit spectrum integrates to (a blackbody's
+        # share for the generator's spectra, a dedicated library's own; none for a point without a spectrum)
+        on_grid = np.where(status == STATUS["missing"], 0.0, _integrate(f, self._wint)[inv])
         return PointSpectra(self.wavelength, llam, status, ins[inv], c[inv], lum, on_grid)
 
     def weighted_sum(self, keys, weights, *, progress=False, use_cache=None, desc="stellar spectra",

@@ -325,3 +325,23 @@ def test_backend_reads_parameter_units_as_the_generators_do(blackbody):
                        (dict(logl=-1 * u.L_sun), "must be positive")):
         with pytest.raises(ValueError, match=match):
             backend.point_spectra(**(dict(teff=5772.0, logg=4.44, logz=0.0, logl=0.0) | bad))
+
+
+def test_dedicated_spectra_keep_their_light_on_a_short_grid():
+    """On a generator grid of 3,000 A - 10 um the dedicated spectra got a blackbody's share of each star's
+    light: a WC star 0.58x, a WN star 0.83x too faint and a post-AGB star 1.28x too bright in the optical. They
+    keep their own library's share now."""
+    from smnet_sps.generator import BlackbodyGenerator
+    full = StellarLibraryBackend(BlackbodyGenerator(), special_phases="dedicated")
+    short = StellarLibraryBackend(BlackbodyGenerator(wavelength=np.geomspace(3000, 1e5, 3000)),
+                                  special_phases="dedicated")
+    kwargs = dict(teff=[45000.0, 45000.0, 100000.0], logg=4.0, logz=0.0, logl=3.0, phase=[9, 9, 6],
+                  co=[0.0, 10.0, 0.0])
+    a, b = full.point_spectra(**kwargs), short.point_spectra(**kwargs)
+    assert np.all(a.status == 1) and np.all(b.status == 1)                # dedicated
+    for i in range(3):
+        for x in (5500.0, 2.2e4):
+            ratio = np.interp(x, short.wavelength, b.llam[i]) / np.interp(x, full.wavelength, a.llam[i])
+            assert ratio == pytest.approx(1.0, abs=0.02), (i, x)
+    np.testing.assert_allclose(np.trapezoid(b.llam, short.wavelength, axis=1) / (b.luminosity * 3.828e33),
+                               b.grid_fraction, rtol=1e-3)
