@@ -329,8 +329,8 @@ def test_backend_reads_parameter_units_as_the_generators_do(blackbody):
 
 def test_dedicated_spectra_keep_their_light_on_a_short_grid():
     """On a generator grid of 3,000 A - 10 um the dedicated spectra got a blackbody's share of each star's
-    light: a WC star 0.58x, a WN star 0.83x too faint and a post-AGB star 1.28x too bright in the optical. They
-    keep their own library's share now."""
+    light: a WC star 0.58x, a WN star 0.83x too faint and a post-AGB star 1.28x too bright in the optical.
+    They keep their own library's share now."""
     from smnet_sps.generator import BlackbodyGenerator
     full = StellarLibraryBackend(BlackbodyGenerator(), special_phases="dedicated")
     short = StellarLibraryBackend(BlackbodyGenerator(wavelength=np.geomspace(3000, 1e5, 3000)),
