@@ -942,6 +942,14 @@ def plot_ssp(spec, path=None):
     m = spec.meta
     wave = spec.spectral_axis.to_value(u.AA)
     flux = spec.flux.value
+    # checked before the figure exists (an error after it left an orphan figure in pyplot)
+    need = ("isochrones", "imf", "age_yr", "Z", "generator", "outside_fraction", "missing_fraction",
+            "phase_luminosity", "lbol")
+    lacking = [k for k in need if k not in m]
+    if lacking:
+        raise ValueError(f"plot_ssp needs a spectrum from ssp_spectrum (meta {lacking} missing)")
+    if not np.any(np.isfinite(flux) & (flux > 0)):
+        raise ValueError("plot_ssp: the spectrum has no positive finite flux to draw")
     fig, (ax, bx) = plt.subplots(2, 1, figsize=(8, 7), gridspec_kw={"height_ratios": [3, 1.2]})
     vis = (wave >= 912) & (wave <= 5e4)
     if "phase_flux" in m:

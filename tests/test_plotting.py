@@ -67,3 +67,24 @@ def test_cli_plot_writes_a_png(tmp_path):
                  str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(png.stat().st_size)
+
+
+def test_bad_input_to_the_plots_is_refused_before_a_figure_exists():
+    """plot_ssp with an all-NaN spectrum or without smnet metadata, plot_colour_evolution with an unknown
+    filter: errors from inside matplotlib after the figure was made, which stayed open in pyplot."""
+    import matplotlib.pyplot as plt
+    from astropy.table import Table
+
+    from smnet_sps.photometry import plot_colour_evolution
+    from smnet_sps.ssp import plot_ssp, ssp_spectrum
+    plt.close("all")
+    spec = ssp_spectrum(1e9, Z=0.0152, generator="blackbody")
+    broken = spec.__class__(flux=spec.flux * np.nan, spectral_axis=spec.spectral_axis, meta=dict(spec.meta))
+    with pytest.raises(ValueError, match="no positive finite flux"):
+        plot_ssp(broken)
+    bare = spec.__class__(flux=spec.flux, spectral_axis=spec.spectral_axis)
+    with pytest.raises(ValueError, match="needs a spectrum from ssp_spectrum"):
+        plot_ssp(bare)
+    with pytest.raises(ValueError, match="no M_ column for \\['nope'\\]"):
+        plot_colour_evolution(Table({"log_age": [9.0], "M_g": [5.0]}), filter_names=["nope"])
+    assert plt.get_fignums() == []
