@@ -13,10 +13,10 @@ grid's first and last wavelength. The default grid (91 A - 160 um) holds f > 0.9
 190 kK), so there the SSP's bolometric luminosity is that of the isochrone (minus the reported missing part);
 a generator on a shorter grid (a released SM-Net checkpoint, 3,000 A - 10 um) keeps its stars' L_lambda right
 where it has them instead of piling a hot star's whole L into its optical (f = 0.055 at 40 kK), and the light
-beyond the grid is simply not in the spectrum. A dedicated library's spectrum (91 A - 160 um) keeps its own
-share of L on the grid instead of a blackbody's. The applied correction ``f sigma Teff^4 /
-integral(F_lambda)`` is returned per point (:attr:`PointSpectra.correction`) so a user can see how far the
-raw generator was from the bolometric flux it should have on its grid.
+beyond the grid is simply not in the spectrum. A dedicated library's spectrum (91 A - 160 um) holds a
+blackbody's share of L over its native range, and of that the part that falls on the grid. The applied
+correction ``f sigma Teff^4 / integral(F_lambda)`` is returned per point (:attr:`PointSpectra.correction`) so
+a user can see how far the raw generator was from the bolometric flux it should have on its grid.
 
 Points outside coverage (``outside=``)
 --------------------------------------
@@ -104,8 +104,9 @@ class PointSpectra:
     inside : ndarray (n,) bool, inside the generator's coverage (or the dedicated library's Teff range)
     correction : ndarray (n,), f sigma Teff^4 / integral(F_lambda) applied to the raw spectrum (NaN if none)
     luminosity : ndarray (n,) [L_sun]
-    grid_fraction : ndarray (n,), f: the share of each star's luminosity on the wavelength grid (a
-        blackbody's, :func:`~smnet_sps.generator.planck_fraction`), which its L_lambda integrates to
+    grid_fraction : ndarray (n,), f: the share of each star's luminosity on the wavelength grid, which its
+        L_lambda integrates to (a blackbody's, :func:`~smnet_sps.generator.planck_fraction`, for the
+        generator's spectra; for a dedicated library's, the part of its own spectrum on the grid)
     """
 
     wavelength: np.ndarray
@@ -341,7 +342,8 @@ class StellarLibraryBackend:
             flux = np.where(mask, np.maximum(flux, 0.0), 0.0)
             flux = _fill_masked_with_planck(flux, mask, teff, src_wave if src_wave is not None
                                             else self.wavelength)
-            share = np.ones(teff.size)
+            # the part of each library spectrum's light that lands on the generator's grid (1 on its own grid)
+            on_grid = np.ones(teff.size)
             if src_wave is not None and not (src_wave.size == self.wavelength.size
                                              and np.allclose(src_wave, self.wavelength, rtol=1e-6)):
                 # onto the generator's grid (linear; zero outside the library's range), keeping the share of
@@ -350,7 +352,7 @@ class StellarLibraryBackend:
                 native = _integrate(flux, _trapz_weights(src_wave))
                 flux = np.array([np.interp(self.wavelength, src_wave, f, left=0.0, right=0.0) for f in flux])
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    share = np.where(native > 0, _integrate(flux, self._wint) / native, 0.0)
+                    on_grid = np.where(native > 0, _integrate(flux, self._wint) / native, 0.0)
             elif flux.shape[1] != self.wavelength.size:
                 raise ValueError(f"phase library {name!r} has {flux.shape[1]} pixels and no wavelength grid; "
                                  f"the generator has {self.wavelength.size}")
@@ -358,12 +360,15 @@ class StellarLibraryBackend:
             logz = np.where(np.isfinite(logz), logz, 0.0)
             integ = _integrate(flux, self._wint)
             good = integ > 0
-            # per unit luminosity: integrating to the library's own share of it on the grid
-            libs[name] = (teff[good], logz[good], flux[good] * (share[good] / integ[good])[:, None])
+            libs[name] = (teff[good], logz[good], flux[good] / integ[good, None], on_grid[good])
         need = {"cmfgen_wn", "cmfgen_wc", "tpagb_orich", "rauch_pagb"}
         if not need <= set(libs):
             raise ValueError(f"phase libraries lack {sorted(need - set(libs))}; found {sorted(libs)}")
         self._dedicated = libs
+        # the libraries hold sigma Teff^4 over their native range; as for the generator's stars, that range
+        # is taken to hold a blackbody's share of L (on the default grid, the libraries' own, as before)
+        native = src_wave if src_wave is not None else self.wavelength
+        self._dedicated_range = (float(native[0]), float(native[-1]))
 
     def _dedicated_name(self, cls):
         if cls == _CLASS_WN:
@@ -380,10 +385,13 @@ class StellarLibraryBackend:
         return "tpagb_orich"
 
     def _dedicated_spectra(self, cls, teff, logz):
-        """Unit-integral spectra from a dedicated library: [M/H] set by :data:`_LOGZ_SPLIT` or nearest,
-        linear in Teff. Outside the Teff range -> NaN, inside False."""
+        """Spectra per unit luminosity from a dedicated library: [M/H] set by :data:`_LOGZ_SPLIT` or nearest,
+        linear in Teff, each integrating to its share of L on the grid (a blackbody's over the library's
+        native range, times the part of the library's spectrum on the grid). Outside the Teff range -> NaN,
+        inside False."""
         name = self._dedicated_name(cls)
-        lt, lz, lf = self._dedicated[name]
+        lt, lz, lf, part = self._dedicated[name]
+        share = np.zeros(teff.size)
         out = np.full((teff.size, self.wavelength.size), np.nan)
         inside = np.zeros(teff.size, bool)
         zs = np.unique(lz)
@@ -400,11 +408,14 @@ class StellarLibraryBackend:
                 continue
             j = int(np.clip(np.searchsorted(t, teff[i]) - 1, 0, max(t.size - 2, 0)))
             if t.size == 1:
-                out[i] = lf[order[0]]
+                out[i], share[i] = lf[order[0]], part[order[0]]
             else:
                 x = (teff[i] - t[j]) / (t[j + 1] - t[j]) if t[j + 1] > t[j] else 0.0
                 out[i] = (1 - x) * lf[order[j]] + x * lf[order[j + 1]]
+                share[i] = (1 - x) * part[order[j]] + x * part[order[j + 1]]
             inside[i] = True
+        share = share * planck_fraction(*self._dedicated_range, teff)
+        out = out * share[:, None]
         return out, inside
 
     # ---- keys -----------------------------------------------------------------------------------

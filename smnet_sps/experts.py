@@ -200,8 +200,8 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     if out.exists():
         # weights.pt was replaced before the base's own files were copied onto themselves: the base was lost
         # (a specialist named as --out the same way)
-        sources = [base] + [Path(p) for v in experts.values() for p in ([v] if isinstance(v, (str, Path))
-                                                                         else v)]
+        sources = [base] + [Path(p) for v in (experts or {}).values()
+                            for p in ([v] if isinstance(v, (str, Path)) else v)]
         for source in sources:
             if Path(source).exists() and out.resolve() == Path(source).resolve():
                 what = "the base model" if source is base else "a specialist"

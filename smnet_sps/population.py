@@ -160,11 +160,11 @@ def _plain_value(name, value):
     if not isinstance(value, u.Quantity):
         return value
     unit = _PARAMETER_UNITS.get(name)
+    if value.unit in (u.dimensionless_unscaled, u.dex):          # already the number in FSPS's unit
+        return value.value
     try:
-        if unit is not None and not (value.unit == u.dex and unit == u.dex(u.yr)):
+        if unit is not None:
             return value.to_value(unit)
-        if value.unit in (u.dimensionless_unscaled, u.dex):
-            return value.value
     except u.UnitConversionError:
         pass
     raise ValueError(f"parameter {name!r} is in {unit if unit is not None else 'no unit (a number or dex)'}; "

@@ -479,10 +479,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"uv_weight must be a finite number >= 1, got {uv_weight}")
     if not (np.isfinite(float(lr)) and float(lr) > 0):
         raise ValueError(f"lr must be a finite learning rate > 0, got {lr}")
-    try:
-        wait = float(patience)                  # inf: no early stopping
-    except (TypeError, ValueError):
-        wait = float("nan")
+    wait = float(patience) if isinstance(patience, (int, float, np.integer, np.floating)) else float("nan")
     if isinstance(patience, bool) or not (wait >= 1 and (wait == math.inf or wait == int(wait))):
         raise ValueError(f"patience must be a whole number of epochs >= 1 (or inf), got {patience!r}")
     try:

@@ -443,6 +443,7 @@ def test_a_failed_call_leaves_no_stale_properties_and_empty_rows_have_a_magnitud
     assert StellarPopulation(sfh=4, tau=500 * u.Myr).params["tau"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="parameter 'tau' is in Gyr"):
         StellarPopulation(sfh=4, tau=3 * u.m)
+    assert StellarPopulation(sfh=4, tau=(5 * u.Gyr) / (1 * u.Gyr)).params["tau"] == pytest.approx(5.0)
     # a band the IGM blanks at high z gets 99 too, not an error for the whole table
     young = StellarPopulation(zcontinuous=1, sfh=0, add_igm_absorption=True, generator=BlackbodyGenerator())
     assert np.all(young.get_mags(tage=0.1, redshift=20.0, bands=["sdss_r", "2mass_ks"]) == EMPTY_MAGNITUDE)

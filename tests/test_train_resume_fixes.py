@@ -324,7 +324,8 @@ def test_a_failed_overwrite_leaves_the_old_model_loadable(tmp_path, capsys):
 @pytest.mark.parametrize("bad, match", [(dict(uv_weight=float("inf")), "uv_weight must be a finite"),
                                         (dict(lr=float("inf")), "lr must be a finite"),
                                         (dict(lr=0.0), "lr must be a finite"),
-                                        (dict(patience=-5), "patience must be a whole number")])
+                                        (dict(patience=-5), "patience must be a whole number"),
+                                        (dict(patience="200"), "patience must be a whole number")])
 def test_options_that_make_the_loss_nan_or_stop_at_once_are_refused(synth_grid, tmp_path, bad, match):
     """--uv-weight inf / --lr inf trained on NaN losses and wrote the untrained weights as a model with exit
     status 0; --lr 0 and a negative --patience were accepted."""
