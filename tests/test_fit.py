@@ -697,3 +697,28 @@ def test_an_unconstrained_interior_parameter_is_flagged(gen, monkeypatch):
         r = fit_star(w, f, iv, generator=gen)
     assert r.meta["unconstrained"] == ["logz"] and not np.isfinite(r.logz_err)
     assert r.as_dict(json_safe=True)["unconstrained"] == ["logz"]
+
+
+def test_hot_stars_coarse_pixels_and_uniform_weights(gen):
+    """Three fit_star defaults a user found wrong: the start grid stopped at 40 kK (a 70 kK star fitted as
+    38 kK, unflagged); data pixels wider than the model's were binned onto them and counted twice (dof > the
+    data points); without ivar the S/N-1 weights left chi^2 ~ 1e-3 and the optimiser stopped short."""
+    w, f, iv, _ = mock_star(np.linspace(1200.0, 7000.0, 10), 70000.0, 5.5, 0.0, rv=30.0, snr=100.0,
+                            generator=gen, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hot = fit_star(w, f, iv, generator=gen)
+    assert abs(hot.teff - 70000.0) < 3000.0
+    keep = (gen.wavelength > 3800) & (gen.wavelength < 7000)
+    coarse_w = gen.wavelength[keep][::2]
+    coarse_f = gen.surface_flux(5200.0, 3.0, -0.5)[0][0, keep][::2]
+    ones = np.ones(coarse_w.size)
+    op = SpectralOperator(gen.wavelength, coarse_w, coarse_f, ones, ones.astype(bool), resolution_fwhm=30.0)
+    assert op.mode == "broaden" and op.wave.size == coarse_w.size
+    w, f, _, _ = mock_star(np.array([3800.0, 7000.0]), 5200.0, 3.0, -0.5, rv=30.0, snr=300.0, generator=gen,
+                           seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uniform = fit_star(w, f, generator=gen)
+        scaled = fit_star(w, f, np.full(f.size, 1e4 / np.median(np.abs(f)) ** 2), generator=gen)
+    np.testing.assert_allclose(uniform.values, scaled.values, rtol=1e-3, atol=0.5)
