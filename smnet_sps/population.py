@@ -611,8 +611,9 @@ class StellarPopulation:
         redshift None -> ``zred``. At 0: absolute magnitudes (10 pc); > 0: apparent observed-frame magnitudes
         at the luminosity distance of ``cosmology``. ``bands``: FSPS names (``available_bands``) or any
         speclite / sedpy filter name; None -> every band of ``available_bands`` inside the observed
-        spectrum, in that order. Returns (n_bands,) or (n_ages, n_bands); a population with no stars yet
-        (before ``sf_start``, before a tabular SFH starts) gets :data:`EMPTY_MAGNITUDE` (99, as FSPS).
+        spectrum, in that order. Returns (n_bands,) or (n_ages, n_bands); a band without flux (no stars yet:
+        before ``sf_start`` or a tabular SFH's start; or blanked by the IGM at high z) gets
+        :data:`EMPTY_MAGNITUDE` (99, as FSPS).
         """
         from .photometry import magnitudes
         if zmet is not None:
