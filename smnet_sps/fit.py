@@ -1014,6 +1014,10 @@ def fit_star(
         lim[k] = (lo, hi)
     if not abs(rv_guess) < max_rv:
         raise ValueError(f"rv_guess must lie within +-max_rv = {max_rv} km/s; got {rv_guess}")
+    # checked before the fit, not after it
+    numeric = isinstance(clip, (int, float, np.number)) and not isinstance(clip, bool)
+    if clip is not None and not (numeric and np.isfinite(clip) and clip > 0):
+        raise ValueError(f"clip must be a positive number of sigmas; got {clip!r}")
     # optimisation units: log-ish steps (Teff through its relative scale 1 %)
     lo = np.array([lim["teff"][0], lim["logg"][0], lim["logz"][0], lim["rv"][0]])
     hi = np.array([lim["teff"][1], lim["logg"][1], lim["logz"][1], lim["rv"][1]])
@@ -1040,7 +1044,11 @@ def fit_star(
         nodes_in, flux_in = np.clip(nodes, lo[:3], hi[:3]), grid_flux
     else:
         nodes_in, flux_in = np.array([0.5 * (lo[:3] + hi[:3])]), None
-    if flux_in is not None:
+
+    def pick_starts():
+        """The distinct best grid nodes and their velocities, ranked on the working pixels as they are."""
+        if flux_in is None:
+            return np.column_stack([nodes_in, np.full(len(nodes_in), float(rv_guess))])
         with torch.no_grad():
             f = torch.as_tensor(flux_in[:, op.src], dtype=torch.float64)
             if model_correction is not None:
@@ -1058,19 +1066,14 @@ def fit_star(
                 chi2 = np.minimum(chi2, _scan_rv(op, f, (rv_best, rv_best), rv_best)[1])
         coords = np.stack([np.log10(nodes_in[:, 0]) / 0.035, nodes_in[:, 1], nodes_in[:, 2] / 0.5], 1)
         pick = _distinct_best(chi2, coords, _check_n_starts(n_starts), 1.01)
-        starts3 = nodes_in[pick]
-        start_rv = _scan_rv(op, f[pick], lim["rv"], rv_guess)[0]
-    else:
-        starts3 = nodes_in
-        start_rv = np.full(len(starts3), float(rv_guess))
-    starts = np.column_stack([starts3, start_rv])
+        return np.column_stack([nodes_in[pick], _scan_rv(op, f[pick], lim["rv"], rv_guess)[0]])
+
+    starts = pick_starts()
     teff_scale = float(np.median(starts[:, 0])) * 0.01
     prob = _Problem(op, STAR_PARAMETERS, lo, hi, np.array([teff_scale, 0.1, 0.05, 10.0]), spectrum)
     theta, chi2, _, _ = _optimise(prob, starts)
     n_clipped = 0
     if clip is not None:
-        if not (np.isfinite(clip) and clip > 0):
-            raise ValueError(f"clip must be a positive number of sigmas; got {clip!r}")
         for _ in range(3):
             with torch.no_grad():
                 best = prob.spectrum_fn(torch.as_tensor(theta, dtype=torch.float64)[None])
@@ -1082,6 +1085,9 @@ def fit_star(
             op.ivar_t = torch.where(out, torch.zeros_like(op.ivar_t), op.ivar_t)     # dropped from chi^2
             op.ivar = op.ivar_t.numpy().copy()
             n_clipped += int(out.sum())
+            # the starts re-picked without the outliers: those ranked with a 100x pixel in the data led
+            # the refit astray (3,211 K for a 5,200 K star on the model's own pixels)
+            starts = pick_starts()
             theta, chi2, _, _ = _optimise(prob, np.vstack([theta[None], starts]))
     prior_meta = {"n_clipped": n_clipped} if clip is not None else {}
     if prior is not None:
