@@ -84,23 +84,6 @@ def _broken_power_law(name, breaks, slopes, m_low, m_up):
     amps = np.array(amps)
     slopes = np.array(slopes, float)
 
-    def seg_int(m, p):
-        """Integral from edges[k] (or m_ref) of A m^(p - s) over each segment, cumulative from 1e-3."""
-        m = np.asarray(m, float)
-        out = np.zeros_like(m)
-        ref = 1e-3                           # cumulative origin (below any sensible m_low)
-        for k in range(len(slopes)):
-            lo = max(edges[k], ref)
-            hi = edges[k + 1]
-            mm = np.clip(m, lo, hi)
-            e = p - slopes[k] + 1.0
-            if abs(e) < 1e-12:
-                val = amps[k] * (np.log(mm) - log(lo))
-            else:
-                val = amps[k] * (mm ** e - lo ** e) / e
-            out += np.where(m > lo, val, 0.0)
-        return out
-
     def between(m1, m2, p):
         """Integral of A m^(p - s) over [m1, m2] per segment, as lo^e expm1(e ln(hi / lo)) / e: no
         cancellation however narrow the interval."""
@@ -124,7 +107,12 @@ def _broken_power_law(name, breaks, slopes, m_low, m_up):
         k = np.searchsorted(np.asarray(breaks, float), m, side="right")
         return amps[k] * m ** (-slopes[k])
 
-    return IMF(name, dndm, lambda m: seg_int(m, 0.0), lambda m: seg_int(m, 1.0), m_low, m_up,
+    def cumulative(m, p):
+        """Integral of m^p dN/dm from 1e-3 M_sun (below any sensible m_low) to m; 0 below it."""
+        ref = 1e-3
+        return between(ref, np.maximum(np.asarray(m, float), ref), p)
+
+    return IMF(name, dndm, lambda m: cumulative(m, 0.0), lambda m: cumulative(m, 1.0), m_low, m_up,
                {"breaks": list(breaks), "slopes": list(slopes)}, between)
 
 
