@@ -167,7 +167,7 @@ def write_correction(out, nets, data, star_params, settings, base_info, extra=No
     # renamed into place, and the new config.json comes last, recording each file's sha256 (checked at load).
     # Written in place, an interruption left new weights beside the old config and stars, and the folder
     # loaded silently with spectra up to 76 % off.
-    files, staged = [], []
+    files = []
     for m, net in enumerate(nets):
         fname = f"correction_{m}.pt"
         state = {k: v.detach().clone().float() for k, v in net.state_dict().items()}

@@ -215,8 +215,8 @@ class SpectralOperator:
     ----------
     model_wave : ndarray, model pixel centres [A, vacuum, increasing]
     wave, flux, ivar, good : the checked spectrum (:func:`check_spectrum`)
-    resolution_fwhm : float, array (n_pix,) or None, the data's line-spread FWHM [A]; None = 2 pixel widths,
-        and no broader than the model's pixels where the data are binned onto them
+    resolution_fwhm : float, array (n_pix,) or None, the data's line-spread FWHM [A]; None = 2 pixel widths
+        (for data on the model's own pixels, the model's box: no broadening)
     max_rv : float [km/s], largest |v| the fit may reach (sets the model pixels kept)
     max_sigma : float [km/s], largest velocity dispersion the fit may reach
     degree : int, degree of the multiplicative Legendre polynomial
@@ -307,8 +307,6 @@ class SpectralOperator:
         # variances, in both modes. Until 2026-12-02 the bin mode ignored the data's LSF and the broaden mode
         # took the model's as two pixels: a MILES giant degraded to 30 A FWHM came out 250 K cooler, 0.8 dex
         # lower in log g and 330 km/s off in rv; now within 1-2 sigma of its fit at 2.5 A.
-        # Not given, data binned onto the model's pixels are taken as no broader than those pixels (a spectrum
-        # of this package, or any finer one): the model is not broadened.
         pix_w = np.interp(self.wave, mw, np.gradient(mw))
         fwhm_w = np.interp(self.wave, wave, fwhm_d)
         sig_inst = np.sqrt(np.maximum((fwhm_w / _FWHM_PER_SIGMA) ** 2 - pix_w**2 / 12.0, 0.0))
@@ -740,7 +738,7 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
     if prob.penalty is not None:
         # the objective already divides chi^2 by chi2_scale (the errors' inflation); add the prior's curvature
         cov = _with_prior_curvature(prob, theta, cov * prob.chi2_scale)
-    # Without an ivar the weights are uniform at an arbitrary level (S/N 1 per pixel): the errors come from
+    # Without an ivar the weights are uniform at an arbitrary level (check_spectrum): the errors come from
     # the residuals' scatter, scaled by chi^2_red both ways (only inflating them left them ~100x too large)
     rescale = prob.penalty is None and (from_scatter or (scale_errors and chi2_red > 1))
     if uncertainty == "laplace":
@@ -1094,7 +1092,7 @@ def fit_star(
         log_prior = _resolve_prior(prior)
         red = _reduced_chi2(chi2, op, len(theta))[0]
         # the data's errors inflated to the model's misfit; without an ivar, set by it (the uniform weights'
-        # level is arbitrary, and at S/N 1 per pixel the prior alone decided)
+        # level is arbitrary: when it was S/N 1 per pixel the prior alone decided)
         s = red if from_scatter else max(1.0, red) if scale_errors else 1.0
 
         def penalty(th):

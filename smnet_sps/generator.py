@@ -415,6 +415,7 @@ def planck_fraction(wave_lo, wave_hi, teff):
     return (_planck_fraction_shortward(hc_k / (float(wave_hi) * teff))
             - _planck_fraction_shortward(hc_k / (float(wave_lo) * teff)))
 
+
 def luminosity_scale(integral, wavelength, teff):
     """Factor that turns surface fluxes into spectra per unit bolometric luminosity [1/A], per star.
 

@@ -760,10 +760,12 @@ def plot_colour_evolution(table, path=None, filter_names=None):
         filter_names = [c[2:] for c in table.colnames if c.startswith("M_") and c != "M_bol"]
     # checked before the figure exists (a KeyError after it left an orphan figure in pyplot)
     missing = [name for name in filter_names if f"M_{name}" not in table.colnames]
-    if "log_age" not in table.colnames or missing or not filter_names:
+    if "log_age" not in table.colnames:
+        raise ValueError("plot_colour_evolution needs a log_age column")
+    if not filter_names or missing:
+        problem = f"no M_ column for {missing}" if missing else "no filters"
         raise ValueError(f"plot_colour_evolution needs an ssp_magnitudes table with log_age and M_<filter> "
-                         f"columns; {'no filters' if not filter_names else f'no M_ column for {missing}'}"
-                         if "log_age" in table.colnames else "plot_colour_evolution needs a log_age column")
+                         f"columns; {problem}")
     n_panels = 2 if len(filter_names) >= 2 else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.2), squeeze=False)
     ax = axes[0, 0]
