@@ -415,6 +415,9 @@ class _Problem:
         self.spectrum_fn = spectrum_fn  # theta (K, P) float64 tensor -> model on working pixels (K, n)
         self.penalty = penalty  # theta (K, P) -> -2 ln prior (K,), or None (flat prior)
         self.chi2_scale = float(chi2_scale)  # chi^2 is divided by this in the objective (>= 1)
+        # a parameter whose bounds are one value (a single-metallicity library's [M/H]) is held there: it
+        # has no error, no degree of freedom and no walkers
+        self.free = self.hi > self.lo
 
     def chi2(self, theta):
         return _profile(self.spectrum_fn(theta), self.op)[0]
@@ -521,7 +524,7 @@ def _laplace(prob, theta):
     # in the optimisation units (the raw diagonals are in K^-2, dex^-2, (km/s)^-2: a small but interior
     # velocity dispersion was dropped as if unconstrained, its error NaN and the others conditional on it)
     diag = fisher.diagonal()[:npar] * torch.as_tensor(prob.scale, dtype=fisher.dtype) ** 2
-    free = diag > 1e-12 * diag.max()
+    free = (diag > 1e-12 * diag.max()) & torch.as_tensor(prob.free)
     keep = torch.cat([free, torch.ones(fisher.shape[0] - npar, dtype=torch.bool)])
     cov = np.full((npar, npar), np.nan)
     try:
@@ -540,19 +543,26 @@ def _emcee(prob, theta, cov, n_walkers=24, n_steps=400, n_burn=150, seed=0):
     except ImportError as exc:
         raise ImportError("uncertainty='emcee' needs the emcee package (pip install emcee)") from exc
     rng = np.random.default_rng(seed)
-    npar = len(theta)
-    sd = np.sqrt(np.diag(cov)) if np.all(np.isfinite(np.diag(cov))) else prob.scale
-    sd = np.where(np.isfinite(sd) & (sd > 0), sd, prob.scale)
-    p0 = theta + 0.3 * sd * rng.standard_normal((n_walkers, npar))
-    p0 = np.clip(p0, prob.lo + 1e-9 * prob.scale, prob.hi - 1e-9 * prob.scale)
+    free = prob.free            # a held parameter (bounds of one value) gets no walkers: zero spread
+    npar = int(free.sum())
+    lo, hi, scale = prob.lo[free], prob.hi[free], prob.scale[free]
+    sd = np.sqrt(np.diag(cov))[free]
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, scale)
+    p0 = theta[free] + 0.3 * sd * rng.standard_normal((n_walkers, npar))
+    p0 = np.clip(p0, lo + 1e-9 * scale, hi - 1e-9 * scale)
+
+    def full(p):
+        out = np.repeat(np.asarray(theta, float)[None], p.shape[0], axis=0)
+        out[:, free] = p
+        return out
 
     def log_prob(p):
         p = np.atleast_2d(p)
         out = np.full(p.shape[0], -np.inf)
-        ok = np.all((p >= prob.lo) & (p <= prob.hi), axis=1)
+        ok = np.all((p >= lo) & (p <= hi), axis=1)
         if ok.any():
             with torch.no_grad():
-                out[ok] = -0.5 * prob.objective(torch.as_tensor(p[ok])).numpy()
+                out[ok] = -0.5 * prob.objective(torch.as_tensor(full(p[ok]))).numpy()
         return out
 
     sampler = emcee.EnsembleSampler(
@@ -564,7 +574,7 @@ def _emcee(prob, theta, cov, n_walkers=24, n_steps=400, n_burn=150, seed=0):
     )
     sampler.random_state = np.random.RandomState(seed).get_state()
     sampler.run_mcmc(p0, n_steps, progress=False)
-    return sampler.get_chain(discard=n_burn, flat=True)
+    return full(sampler.get_chain(discard=n_burn, flat=True))
 
 
 # ----------------------------------------------------------------------------------------- results
@@ -632,7 +642,12 @@ class _FitBase:
             seconds=num(self.seconds),
             at_bound=list(self.at_bound),
             unconstrained=list(self.meta.get("unconstrained", [])),
+            held=list(self.meta.get("held", [])),
         )
+        # what the fit was made with and how it ended, where the fit recorded it
+        for key in ("generator", "library", "inside_coverage", "n_clipped"):
+            if key in self.meta:
+                d[key] = self.meta[key]
         return d
 
     def as_table(self):
@@ -723,9 +738,11 @@ def _with_prior_curvature(prob, theta, cov):
     return out
 
 
-def _reduced_chi2(chi2, op, n_params):
-    """(chi^2 / degrees of freedom, dof): the pixels less the fitted parameters and continuum coefficients."""
-    dof = int((op.ivar_t > 0).sum()) - n_params - (op.degree + 1)     # clipped pixels do not count
+def _reduced_chi2(chi2, prob):
+    """(chi^2 / degrees of freedom, dof): the pixels less the fitted (not held) parameters and the
+    continuum coefficients."""
+    op = prob.op
+    dof = int((op.ivar_t > 0).sum()) - int(prob.free.sum()) - (op.degree + 1)  # clipped pixels do not count
     return chi2 / max(dof, 1), dof
 
 
@@ -733,7 +750,7 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
             from_scatter=False):
     op = prob.op
     cov, model = _laplace(prob, theta)
-    chi2_red, dof = _reduced_chi2(chi2, op, len(theta))
+    chi2_red, dof = _reduced_chi2(chi2, prob)
     samples = None
     if prob.penalty is not None:
         # the objective already divides chi^2 by chi2_scale (the errors' inflation); add the prior's curvature
@@ -756,6 +773,12 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
         cov = np.cov(samples.T)
     else:
         raise ValueError(f"uncertainty must be 'laplace' or 'emcee'; got {uncertainty!r}")
+    # a held parameter is known exactly: error 0, no covariance (the Laplace inverse left it NaN)
+    held = ~prob.free
+    cov[held, :] = 0.0
+    cov[:, held] = 0.0
+    err = np.where(held, 0.0, err)
+    meta = {**meta, "held": [n for n, h in zip(prob.names, held) if h]}
     width = prob.hi - prob.lo
     at_bound = tuple(
         n
@@ -1076,7 +1099,7 @@ def fit_star(
             with torch.no_grad():
                 best = prob.spectrum_fn(torch.as_tensor(theta, dtype=torch.float64)[None])
                 z = (op.data_t - _profile(best, op)[1][0]) * torch.sqrt(op.ivar_t)
-            inflate = max(1.0, _reduced_chi2(chi2, op, len(theta))[0])
+            inflate = max(1.0, _reduced_chi2(chi2, prob)[0])
             out = (z.abs() > clip * np.sqrt(inflate)) & (op.ivar_t > 0)
             if not bool(out.any()):
                 break
@@ -1090,7 +1113,7 @@ def fit_star(
     prior_meta = {"n_clipped": n_clipped} if clip is not None else {}
     if prior is not None:
         log_prior = _resolve_prior(prior)
-        red = _reduced_chi2(chi2, op, len(theta))[0]
+        red = _reduced_chi2(chi2, prob)[0]
         # the data's errors inflated to the model's misfit; without an ivar, set by it (the uniform weights'
         # level is arbitrary: when it was S/N 1 per pixel the prior alone decided)
         s = red if from_scatter else max(1.0, red) if scale_errors else 1.0

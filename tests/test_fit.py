@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from smnet_sps.fit import (
+    FitWarning,
     SpectralOperator,
     _ssp_model_fn,
     _star_model_fn,
@@ -739,3 +740,33 @@ def test_clipping_a_strong_outlier_on_the_model_pixels(gen):
     assert abs(clipped.teff - masked.teff) < 0.2 * masked.teff_err and clipped.chi2 < 1.01 * masked.chi2
     with pytest.raises(ValueError, match="clip must be a positive number"):
         fit_star(w, f, iv, clip=-1, generator=gen)
+
+
+def test_a_single_metallicity_library_holds_its_metallicity(gen):
+    """fit_star(library="basel22") searches BaSeL's box, whose [M/H] is one value (0). That parameter used to
+    get a Laplace error (+-0.15 dex, a number the fit never measured), count as a fitted degree of freedom,
+    and collapse emcee's walkers (differential moves with no spread in one dimension: Teff +-13 K against the
+    Laplace 62 K, with 1,440 numpy warnings). It is now held: error 0, no degree of freedom, no walkers,
+    named in meta["held"] and the JSON."""
+    w, f, iv, _ = mock_star(np.array([4000.0, 6500.0]), 5800.0, 4.4, 0.0, snr=50.0, generator=gen,
+                            library="basel22", seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # no numpy warnings from the sampler
+        warnings.simplefilter("ignore", FitWarning)
+        lap = fit_star(w, f, iv, generator=gen, library="basel22")
+        mc = fit_star(w, f, iv, generator=gen, library="basel22", uncertainty="emcee",
+                      emcee_kwargs={"n_steps": 80, "n_burn": 30})
+    free = fit_star(w, f, iv, generator=gen, library="ck04", bounds={"logz": (-0.5, 0.5)})
+    for r in (lap, mc):
+        assert r.logz == 0.0 and r.logz_err == 0.0
+        assert r.meta["held"] == ["logz"] and r.as_dict()["held"] == ["logz"]
+        assert np.all(r.covariance[2] == 0) and np.all(r.covariance[:, 2] == 0)
+        assert np.isfinite(r.teff_err) and r.teff_err > 0
+        # pixels less Teff, log g, rv and the 4 continuum coefficients
+        assert r.dof == np.count_nonzero(r.ivar > 0) - 3 - 4
+    assert free.meta["held"] == [] and free.dof == np.count_nonzero(free.ivar > 0) - 4 - 4
+    # the sampler explores Teff as the Laplace approximation says it should (it collapsed to a fifth)
+    assert 0.5 < mc.teff_err / lap.teff_err < 2.0
+    d = lap.as_dict(json_safe=True)
+    assert d["library"] == "basel22" and d["inside_coverage"] is True
+    json.dumps(d, allow_nan=False)
