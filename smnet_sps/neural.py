@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checksums import file_sha256
+from .checksums import check_recorded_sha256, file_sha256
 from .constants import NODE_STEPS, PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
 from .gravity_range import GravityRange
@@ -236,10 +236,7 @@ def _check_nodes(nodes, path, cfg, library_names, library_boxes):
     """Refuse a nodes.npz that is not this model's: by ``nodes_sha256`` where config.json records it, else by
     its library ids and boxes. Another model's nodes loaded silently and moved spectra by up to 1e6x (the
     coverage flags, the hulls the networks are held on and the tail table all index them)."""
-    expected = cfg.get("nodes_sha256")
-    if expected is not None and file_sha256(path) != expected:
-        raise ValueError(f"training nodes {path} do not match its config.json (nodes_sha256); the file is "
-                         "corrupt or was replaced (e.g. by another model's)")
+    check_recorded_sha256(path, cfg.get("nodes_sha256"), "nodes_sha256", "training nodes")
     missing = {"teff", "logg", "logz", "library_id"} - set(nodes)
     if missing:
         raise ValueError(f"{path}: no {sorted(missing)} array; not a model's nodes.npz")
@@ -340,10 +337,7 @@ class NeuralGenerator(_TorchGenerator):
         if "mixture_file" in cfg and not mix_path.is_file():
             raise FileNotFoundError(f"{directory}: config.json names {cfg['mixture_file']!r} (the library "
                                     "mixture's measured preferences) but the file is missing")
-        expected = cfg.get("mixture_sha256")
-        if expected is not None and file_sha256(mix_path) != expected:
-            raise ValueError(f"library mixture {mix_path} does not match its config.json (mixture_sha256); "
-                             "the file is corrupt or was replaced")
+        check_recorded_sha256(mix_path, cfg.get("mixture_sha256"), "mixture_sha256", "library mixture")
         recorded = "mixture_file" in cfg
         if not recorded and mix_path.is_file():
             # e.g. left by another model that `train --overwrite` replaced: not this network's measurement
@@ -358,13 +352,8 @@ class NeuralGenerator(_TorchGenerator):
         self.renormalise = bool(renormalise)
 
         weights_path = directory / cfg.get("weights_file", "weights.pt")
-        expected = cfg.get("weights_sha256")
-        if expected is not None and weights_path.is_file():
-            got = weights_sha256(weights_path)
-            if got != expected:
-                raise ValueError(f"weights file {weights_path} does not match its config.json: sha256 "
-                                 f"{got[:16]}... != recorded weights_sha256 {str(expected)[:16]}...; the "
-                                 "file is corrupt or was replaced")
+        if weights_path.is_file():         # a missing file is named by _torch_load
+            check_recorded_sha256(weights_path, cfg.get("weights_sha256"), "weights_sha256", "weights file")
         sd = _torch_load(weights_path)
         if not isinstance(sd, dict):
             raise ValueError(f"weights file {weights_path} is not a state_dict")
@@ -423,10 +412,7 @@ class NeuralGenerator(_TorchGenerator):
                                     "table of the training nodes) but the file is missing")
         if self.nodes is None:
             raise ValueError(f"{directory}: a tail table needs the model's training nodes (nodes.npz)")
-        expected = cfg.get("tail_sha256")
-        if expected is not None and file_sha256(path) != expected:
-            raise ValueError(f"tail table {path} does not match its config.json (tail_sha256); the file is "
-                             "corrupt or was replaced")
+        check_recorded_sha256(path, cfg.get("tail_sha256"), "tail_sha256", "tail table")
         return WienTail(path, self.nodes, self.library_names, self.wavelength.size)
 
     def _held_inputs(self, teff, logg, logz, mix, with_tail=True):

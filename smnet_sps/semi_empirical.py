@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checksums import file_sha256
+from .checksums import check_recorded_sha256, file_sha256
 from .constants import PACKAGE_DATA
 from .generator import Generator, validate_parameters
 
@@ -226,7 +226,7 @@ class SemiEmpiricalGenerator(Generator):
             raise ValueError(f"{directory}: the correction's pixels do not match the base model's wavelength "
                              "grid")
         dens = cfg["density"]
-        _check_sha(directory / dens["stars_file"], dens.get("stars_sha256"))
+        _check_sha(directory / dens["stars_file"], dens.get("stars_sha256"), "stars_sha256")
         with np.load(directory / dens["stars_file"]) as z:
             stars = {k: np.asarray(z[k]) for k in z.files}
         self._stars = np.stack([stars["log_teff"], stars["logg"], stars["logz"]], 1).astype(float)
@@ -385,11 +385,11 @@ def _check_base_probe(base, start, stop, params, ln_flux, dtype):
             "check_base=False.")
 
 
-def _check_sha(path, expected):
+def _check_sha(path, expected, key):
     """Refuse a file its config.json does not describe (corrupt, or left by an interrupted calibration)."""
-    if expected is not None and Path(path).is_file() and file_sha256(path) != expected:
-        raise ValueError(f"{path} does not match its config.json (sha256); the file is corrupt or from "
-                         "another calibration: re-run smnet-sps calibrate")
+    if Path(path).is_file():           # a missing file is named where it is read
+        check_recorded_sha256(path, expected, key, "correction file",
+                              "the file is corrupt or from another calibration: re-run smnet-sps calibrate")
 
 
 def _load_net(directory, cfg):
@@ -399,7 +399,7 @@ def _load_net(directory, cfg):
     nets = []
     shas = net_cfg.get("weights_sha256") or [None] * len(net_cfg["weights_files"])
     for fname, sha in zip(net_cfg["weights_files"], shas):
-        _check_sha(directory / fname, sha)
+        _check_sha(directory / fname, sha, "weights_sha256")
         net = CorrectionNet(n, width=net_cfg["width"], depth=net_cfg["depth"],
                             basis=np.ones((n, int(cfg["basis_order"]) + 1)))
         sd = _torch_load(directory / fname)
