@@ -246,8 +246,8 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
                             "libraries": cfgs, "weights_dtype": str(dtype).replace("torch.", "")},
                 "weights_sha256": weights_sha256(out / "weights.pt")})
     _tail_without_excluded(out, cfg, cfgs)
-    # the library ranking was measured for the base model's spectra: re-rank for the new ones
-    # (smnet-sps validate --rank-libraries --write-mixture OUT); until then the base's preferences apply
+    # the library ranking was measured for the base model's spectra: re-rank for the new ones (smnet-sps
+    # validate --rank-libraries --write-mixture OUT --overwrite); until then the base's preferences apply
     if (base / MIXTURE_FILE).is_file() and not (out / MIXTURE_FILE).is_file():
         shutil.copy2(base / MIXTURE_FILE, out / MIXTURE_FILE)
     # the config records the mixture file that is in OUT (re-ranked there, or the base's copied above), not
@@ -277,7 +277,7 @@ def replace_experts(model, experts, out, *, overwrite=False):
     A library whose expert it shares with others (e.g. several libraries on the shared network) gets a network
     of its own; the others keep theirs. The library's record in ``config.json["experts"]`` says what the new
     expert replaced. The mixture's library ranking (``mixture.json``) was measured for the old spectra:
-    re-rank with ``smnet-sps validate --rank-libraries --write-mixture OUT``.
+    re-rank with ``smnet-sps validate --rank-libraries --write-mixture OUT --overwrite``.
 
     Returns
     -------
@@ -384,5 +384,5 @@ def _cli(args):
     if args.model and (Path(args.out) / "mixture.json").is_file():
         print("the library ranking (mixture.json) was measured for the old experts: re-rank with "
               f"smnet-sps validate --empirical DIR --generator {args.out} --rank-libraries "
-              f"--write-mixture {args.out}")
+              f"--write-mixture {args.out} --overwrite")
     return 0

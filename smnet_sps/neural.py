@@ -343,7 +343,8 @@ class NeuralGenerator(_TorchGenerator):
             # e.g. left by another model that `train --overwrite` replaced: not this network's measurement
             warnings.warn(f"{mix_path} is not recorded in {cfg_path} (mixture_file), so it is ignored and "
                           "overlapping libraries are weighed equally; `smnet-sps validate --rank-libraries "
-                          "--write-mixture` measures and records one for this model", stacklevel=3)
+                          "--write-mixture DIR --overwrite` measures and records one for this model",
+                          stacklevel=3)
         self.mixture_policy = MixturePolicy.load(mix_path) if recorded else None
         self._library_mixture = None
         self.log1p01 = cfg.get("log1p01")

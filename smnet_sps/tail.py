@@ -750,6 +750,8 @@ def add_cli(sub):
     p.add_argument("--stand-in", action="append", default=[], metavar="LIBRARY=TABULATED",
                    help="a library left out of --libraries takes the tail of a tabulated one (repeatable), "
                         "e.g. basel22=ck04")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the model's existing tail table (one config.json already records)")
     p.set_defaults(func=_cli)
 
 
@@ -760,6 +762,12 @@ def _cli(args):
         if not sep or not name or not stand_in:
             raise ValueError(f"--stand-in {item!r}: expected LIBRARY=TABULATED, e.g. basel22=ck04")
         stand_ins[name] = stand_in
+    from .neural import read_model_config       # here: neural imports this module
+    recorded = read_model_config(args.model).get("tail_file")
+    if recorded and not args.overwrite:
+        # a tail table changes the model's spectra: replaced only when asked, as every output file is
+        raise ValueError(f"{args.model}: the model already has a tail table ({recorded}); --overwrite "
+                         "replaces it")
     out = write_tail_table(args.model, args.grid, args.libraries, stand_ins)      # a comma-separated list
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0

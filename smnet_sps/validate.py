@@ -174,7 +174,9 @@ def add_cli(sub):
     p.add_argument("--ids", default=None, help="text file of star numbers to use (default: all)")
     p.add_argument("--out", default=None, help="directory for " + ", ".join(REPORT_FILES)
                    + " (an existing report there is replaced only with --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing report in --out, and with --write-mixture the model's "
+                        f"existing {MIXTURE_FILE}")
     p.add_argument("--grid", default=None, help="union grid file: adds the CK04 (+BaSeL) interpolation "
                                                 "baseline")
     p.add_argument("--imitations", action="store_true", help="also score every library imitation")
@@ -214,6 +216,14 @@ def write_mixture(policy, model_dir):
     return path
 
 
+def _has_mixture(model_dir):
+    """True if MODEL_DIR holds a mixture file or its config.json records one."""
+    import json
+    model_dir = Path(model_dir)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    return "mixture_file" in cfg or (model_dir / MIXTURE_FILE).is_file()
+
+
 def _cli(args):
     from .neural import NeuralGenerator
     from .output_files import check_output_folder
@@ -225,6 +235,10 @@ def _cli(args):
         raise ValueError("--write-mixture needs --rank-libraries")
     if args.write_mixture and not (Path(args.write_mixture) / "config.json").is_file():
         raise ValueError(f"--write-mixture {args.write_mixture!r}: not a model directory (no config.json)")
+    if args.write_mixture and not args.overwrite and _has_mixture(args.write_mixture):
+        # the model's measured preferences are replaced only when asked, as every output file is
+        raise ValueError(f"--write-mixture {args.write_mixture!r}: the model already has a library mixture "
+                         f"({MIXTURE_FILE}); --overwrite replaces it")
     out = (check_output_folder(args.out, REPORT_FILES, overwrite=args.overwrite, what="a validation report")
            if args.out else None)
     ids = _read_ids(args.ids) if args.ids else None

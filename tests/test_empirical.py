@@ -174,6 +174,33 @@ def test_write_mixture_to_what_is_not_a_model_fails_before_any_work(tmp_path, ca
     assert "not a model directory (no config.json)" in capsys.readouterr().err
 
 
+def test_write_mixture_replaces_a_models_mixture_only_with_overwrite(tmp_path, capsys, monkeypatch):
+    """--write-mixture replaced a model's measured mixture.json without being asked (every other output is
+    replaced only with --overwrite); refused before any work, and with --overwrite it goes ahead."""
+    import shutil
+
+    from smnet_sps import validate
+    from smnet_sps.cli import main
+    from smnet_sps.neural import default_model_path
+    model = tmp_path / "model"
+    shutil.copytree(default_model_path(), model)
+    before = (model / "mixture.json").read_bytes()
+
+    def never(*args, **kwargs):
+        raise AssertionError("the stars were loaded although the mixture may not be replaced")
+    monkeypatch.setattr(validate, "load_empirical", never)
+    assert main(["validate", "--empirical", str(FIXTURE), "--rank-libraries", "--write-mixture",
+                 str(model)]) == 1
+    assert "already has a library mixture (mixture.json); --overwrite replaces it" in capsys.readouterr().err
+    assert (model / "mixture.json").read_bytes() == before
+    monkeypatch.undo()
+    written = []
+    monkeypatch.setattr(validate, "write_mixture", lambda policy, d: written.append(d) or Path(d) / "m")
+    assert main(["validate", "--empirical", str(FIXTURE), "--rank-libraries", "--write-mixture",
+                 str(model), "--overwrite"]) == 0
+    assert written == [str(model)]
+
+
 def test_a_failed_report_writes_nothing(tmp_path, monkeypatch):
     """The report was written file by file: a failure in the plot left three of the four files, and the
     rerun was refused ("already holds a validation report")."""

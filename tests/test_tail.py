@@ -391,7 +391,7 @@ def test_meta_says_whether_the_tail_is_filled(default_generator, raw_generator):
 def test_tail_cli_explains_bad_options(model_copy, extra, message, capsys):
     from smnet_sps.cli import main
     before = (model_copy / TAIL_FILE).read_bytes()
-    assert main(["tail", "--model", str(model_copy), "--grid", "nowhere.h5", *extra]) == 1
+    assert main(["tail", "--model", str(model_copy), "--grid", "nowhere.h5", "--overwrite", *extra]) == 1
     assert message in capsys.readouterr().err
     assert (model_copy / TAIL_FILE).read_bytes() == before               # nothing written
 
@@ -407,7 +407,17 @@ def test_tail_cli_refuses_a_grid_the_model_was_not_trained_on(model_copy, tmp_pa
 
     from smnet_sps.cli import main
     grid_path = make_synthetic_grid(tmp_path / "other.h5")
-    assert main(["tail", "--model", str(model_copy), "--grid", str(grid_path)]) == 1
+    assert main(["tail", "--model", str(model_copy), "--grid", str(grid_path), "--overwrite"]) == 1
     with pytest.raises(ValueError, match="is not the grid"):
         from smnet_sps.tail import write_tail_table
         write_tail_table(model_copy, grid_path)
+
+
+def test_tail_cli_replaces_a_recorded_table_only_with_overwrite(model_copy, capsys):
+    """`smnet-sps tail` rewrote a model's tail table (and so its spectra) without being asked; every other
+    command replaces an existing file only with --overwrite. Refused before the grid is read."""
+    from smnet_sps.cli import main
+    before = (model_copy / TAIL_FILE).read_bytes()
+    assert main(["tail", "--model", str(model_copy), "--grid", "nowhere.h5"]) == 1
+    assert "already has a tail table (tail.npz); --overwrite replaces it" in capsys.readouterr().err
+    assert (model_copy / TAIL_FILE).read_bytes() == before

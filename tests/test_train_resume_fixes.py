@@ -263,7 +263,7 @@ def test_tail_with_a_truncated_nodes_file_is_a_clear_error(synth_grid, model_cop
     nodes.write_bytes(nodes.read_bytes()[:300])
     with pytest.raises(ValueError, match="nodes.npz is not a readable nodes file"):
         write_tail_table(model_copy, synth_grid)
-    assert main(["tail", "--model", str(model_copy), "--grid", str(synth_grid)]) == 1
+    assert main(["tail", "--model", str(model_copy), "--grid", str(synth_grid), "--overwrite"]) == 1
     assert "nodes.npz is not a readable nodes file" in capsys.readouterr().err
 
 
