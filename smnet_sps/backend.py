@@ -58,9 +58,9 @@ from dataclasses import dataclass
 import numpy as np
 from astropy import units as u
 
-from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
+from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB
 from .generator import (_as_float_array, _logg_value, _logz_value, _refuse_masked, _teff_value,
-                        luminosity_scale, planck_fraction, planck_surface_flux)
+                        luminosity_scale, planck_fraction, planck_surface_flux, validate_parameters)
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -172,12 +172,14 @@ def _fill_masked_with_planck(flux, mask, teff, wave):
     return out
 
 
-def _unique_rows(keys):
+def _unique_rows(keys, return_first=False):
     """``np.unique(keys, axis=0, return_inverse=True)`` for int64 keys, fast: the columns are packed into one
-    int64 when their ranges fit in 63 bits (true for every isochrone), else the generic row unique."""
+    int64 when their ranges fit in 63 bits (true for every isochrone), else the generic row unique.
+    ``return_first``: also the index of each unique key's first row."""
     keys = np.asarray(keys, np.int64)
     if keys.shape[0] == 0:
-        return keys.copy(), np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int64)
+        return (keys.copy(), empty, empty) if return_first else (keys.copy(), empty)
     lo = keys.min(axis=0)
     span = keys.max(axis=0) - lo + 1
     bits = np.ceil(np.log2(span.astype(float) + 1)).astype(int)
@@ -186,9 +188,9 @@ def _unique_rows(keys):
         for j in range(keys.shape[1]):              # most significant first: sorted like np.unique(axis=0)
             packed = (packed << int(bits[j])) | (keys[:, j] - lo[j])
         _, first, inv = np.unique(packed, return_index=True, return_inverse=True)
-        return keys[first], inv.ravel()
-    ukeys, inv = np.unique(keys, axis=0, return_inverse=True)
-    return ukeys, inv.ravel()
+    else:
+        _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return (keys[first], inv.ravel(), first) if return_first else (keys[first], inv.ravel())
 
 
 _PACK_BITS = 20                      # per key column (log Teff, log g, [M/H] in KEY_STEP units), signed
@@ -223,6 +225,29 @@ def _log_value(value, name, unit, meaning):
     if np.any(~(linear > 0)):
         raise ValueError(f"{name} given as a linear quantity must be positive (it is converted to {meaning})")
     return np.log10(linear)
+
+
+def _check_finite(values, name):
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (first at index "
+                         f"{np.flatnonzero(bad)[0]}); stellar parameters must be finite")
+
+
+def _point_codes(values, name, n, meaning):
+    """``phase`` or ``co`` as n finite floats (one value or one per point), or None: a masked element, text,
+    NaN or a length that is not the points' was used as given or ignored (masked phases made TP-AGB stars)."""
+    if values is None:
+        return None
+    _refuse_masked(values, name)
+    arr = np.asarray(values)
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be numbers ({meaning}); got {arr.dtype} values")
+    arr = arr.astype(float).ravel()
+    if arr.size not in (1, n):
+        raise ValueError(f"{name} has {arr.size} values for {n} points; give one value or one per point")
+    _check_finite(arr, name)
+    return np.broadcast_to(arr, (n,))
 
 
 def _integrate(flux, weights):
@@ -420,11 +445,12 @@ class StellarLibraryBackend:
 
     # ---- keys -----------------------------------------------------------------------------------
     def _classes(self, phase, co, n):
+        phase = _point_codes(phase, "phase", n, "FSPS phase codes")
+        co = _point_codes(co, "co", n, "surface C/O ratios")
         cls = np.zeros(n, np.int64)
         if self.special_phases != "dedicated" or phase is None:
             return cls
-        phase = np.broadcast_to(np.asarray(phase), (n,))
-        crich = np.broadcast_to(np.asarray(co if co is not None else 0.0, float), (n,)) > 1.0
+        crich = (co if co is not None else np.zeros(n)) > 1.0
         cls[(phase == 5) & ~crich] = _CLASS_TPAGB_O
         cls[(phase == 5) & crich] = _CLASS_TPAGB_C
         cls[(phase == 9) & ~crich] = _CLASS_WN
@@ -441,8 +467,11 @@ class StellarLibraryBackend:
         return k
 
     # ---- computing unit spectra ----------------------------------------------------------------
-    def _compute(self, keys, progress=False, timing=None, normalise=True):
+    def _compute(self, keys, progress=False, timing=None, normalise=True, values=None):
         """Unit-integral spectra (n, n_wave) [1/A] + status, inside, correction for rounded keys.
+
+        ``values`` (n, 3), optional: the (Teff [K], log g, [M/H]) each key stands for, used instead of the
+        rounded keys (rounding moved a star on a library's face, e.g. 50,000 K, outside it: 50,003 K).
 
         ``timing`` (dict, optional) accumulates ``generator_s`` (inside the generator's ``stream``),
         ``coverage_s`` and ``n_generated``. ``normalise=False`` returns ``(flux, scale, status, inside,
@@ -450,11 +479,12 @@ class StellarLibraryBackend:
         spectra when the caller folds ``scale`` into its weights).
         """
         timing = _new_timing() if timing is None else timing
-        logt = keys[:, 0] / _KEY_SCALE[0]
-        logg = keys[:, 1] / _KEY_SCALE[1]
-        logz = keys[:, 2] / _KEY_SCALE[2]
+        if values is None:
+            logt, logg, logz = (keys[:, j] / _KEY_SCALE[j] for j in range(3))
+            teff = 10.0**logt
+        else:
+            teff, logg, logz = np.asarray(values, float).T
         cls = keys[:, 3]
-        teff = 10.0**logt
         n = keys.shape[0]
         flux = np.zeros((n, self.wavelength.size))       # rows never computed stay zero (missing)
         status = np.full(n, STATUS["missing"], np.int8)
@@ -526,11 +556,12 @@ class StellarLibraryBackend:
         flux *= scale[:, None]
         return flux, status, inside, correction
 
-    def _unit_spectra_keys(self, ukeys, use_cache=True, timing=None):
-        """Unit spectra for unique keys, through the per-point cache (vectorised lookups and stores)."""
+    def _unit_spectra_keys(self, ukeys, use_cache=True, timing=None, values=None):
+        """Unit spectra for unique keys, through the per-point cache (vectorised lookups and stores);
+        ``values``: the parameters the keys stand for (see :meth:`_compute`)."""
         n = ukeys.shape[0]
         if not use_cache or self.cache_size == 0:
-            return self._compute(ukeys, timing=timing)
+            return self._compute(ukeys, timing=timing, values=values)
         packed, fits = _pack_keys(ukeys)
         slot_of = self._slot_of
         slots = np.fromiter((slot_of.get(k, -1) for k in packed.tolist()), np.int64, n)
@@ -548,7 +579,8 @@ class StellarLibraryBackend:
         self.hits += n - todo.size
         self.misses += todo.size
         if todo.size:
-            f, s, ins, c = self._compute(ukeys[todo], timing=timing)
+            f, s, ins, c = self._compute(ukeys[todo], timing=timing,
+                                         values=None if values is None else values[todo])
             out[todo], status[todo], inside[todo], corr[todo] = f, s, ins, c
             keep = todo[fits[todo]][-self.cache_size:]        # what fits the key packing and the cache
             self._store_rows(packed[keep], out[keep], status[keep], inside[keep], corr[keep])
@@ -581,24 +613,35 @@ class StellarLibraryBackend:
         for name, value in (("teff", teff), ("logt", logt), ("logg", logg), ("logz", logz), ("logl", logl)):
             _refuse_masked(value, name)
         # units as the generators read them (a Quantity's unit was dropped: logl = 1 L_sun came out 10 L_sun)
-        logg, logz = _logg_value(logg), _logz_value(logz)
-        logl = _log_value(logl, "logl", u.L_sun, "log10(L / L_sun)")
-        logt = _log_value(logt, "logt", u.K, "log10(Teff / K)") if logt is not None else None
-        if teff is not None:
+        logl = _as_float_array(_log_value(logl, "logl", u.L_sun, "log10(L / L_sun)"), "logl")
+        if teff is None:
+            logt = _as_float_array(_log_value(logt, "logt", u.K, "log10(Teff / K)"), "logt")
+            _check_finite(logt, "logt")
+            teff = 10.0**logt
+        else:
             teff = _as_float_array(_teff_value(teff), "teff")
-            if (teff <= 0).any():
-                raise ValueError("teff must be positive (K)")
-            logt = np.log10(teff)
-        arrays = np.broadcast_arrays(*(_as_float_array(a, name) for name, a in
-                                       (("logt", logt), ("logg", logg), ("logz", logz), ("logl", logl))))
-        logt, logg, logz, logl = (np.ascontiguousarray(a).ravel() for a in arrays)
-        for name, arr in (("logt", logt), ("logg", logg), ("logz", logz), ("logl", logl)):
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{name} has non-finite values (first at index "
-                                 f"{np.flatnonzero(~np.isfinite(arr))[0]}); stellar parameters must be "
-                                 "finite")
-        cls = self._classes(phase, co, logt.size)
-        return logt, logg, logz, logl, cls
+        logg, logz = _as_float_array(_logg_value(logg), "logg"), _as_float_array(_logz_value(logz), "logz")
+        given = {"teff" if logt is None else "logt": teff, "logg": logg, "logz": logz, "logl": logl}
+        try:
+            arrays = np.broadcast_arrays(*given.values())
+        except ValueError:
+            shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in given.items())
+            raise ValueError(f"the points' parameters cannot be broadcast together: {shapes}") from None
+        teff, logg, logz, logl = (np.ascontiguousarray(a).ravel() for a in arrays)
+        # the generators' physical domain, checked here on the values given (not on the rounded, deduplicated
+        # keys: the index and value named were the keys'; and dedicated spectra never reached the check)
+        teff, logg, logz = validate_parameters(teff, logg, logz)
+        _check_finite(logl, "logl")
+        lo, hi = LOGL_DOMAIN
+        out = (logl < lo) | (logl > hi)
+        if out.any():
+            # e.g. L in L_sun given as logl: 1e5 made an inf spectrum flagged as good
+            i = int(np.flatnonzero(out)[0])
+            raise ValueError(f"logl = {logl[i]:g} (index {i}) is outside {lo:g} .. {hi:g}, log10(L / L_sun) "
+                             f"({int(out.sum())} value(s) outside); a luminosity in L_sun goes in as "
+                             "logl=np.log10(L) or as a Quantity (L * u.L_sun)")
+        cls = self._classes(phase, co, teff.size)
+        return teff, logg, logz, logl, cls
 
     def point_spectra(self, *, logg, logz, logl, teff=None, logt=None, phase=None, co=None, use_cache=True):
         """L_lambda of isochrone points, in one batched generator call.
@@ -616,10 +659,12 @@ class StellarLibraryBackend:
         -------
         PointSpectra (``.as_spectrum()`` gives a specutils.Spectrum in erg s^-1 A^-1)
         """
-        logt, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co)
-        keys = self._keys(logt, logg, logz, cls)
-        ukeys, inv = _unique_rows(keys)
-        f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache)
+        teff, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co)
+        keys = self._keys(np.log10(teff), logg, logz, cls)
+        ukeys, inv, first = _unique_rows(keys, return_first=True)
+        # each key computed at the parameters of its first point, not at the rounded key
+        values = np.stack([teff, logg, logz], 1)[first]
+        f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache, values=values)
         lum = 10.0**logl
         llam = f[inv].astype(float) * (lum * L_SUN)[:, None]
         status = s[inv]
@@ -703,5 +748,5 @@ class StellarLibraryBackend:
 
     def point_keys(self, logt, logg, logz, phase=None, co=None):
         """Cache keys (rounded log Teff, log g, [M/H], special-phase class) of points, shape (n, 4)."""
-        logt, logg, logz, _, cls = self._prepare(None, logt, logg, logz, 0.0, phase, co)
-        return self._keys(logt, logg, logz, cls)
+        teff, logg, logz, _, cls = self._prepare(None, logt, logg, logz, 0.0, phase, co)
+        return self._keys(np.log10(teff), logg, logz, cls)

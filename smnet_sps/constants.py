@@ -23,6 +23,7 @@ SSP_UNIT = u.L_sun / u.AA                 # per M_sun formed (the unit says L_su
 TEFF_DOMAIN = (500.0, 1.0e6)             # K
 LOGG_DOMAIN = (-3.0, 15.0)               # log10(g / cm s^-2)
 LOGZ_DOMAIN = (-6.0, 2.0)                # [M/H], dex
+LOGL_DOMAIN = (-10.0, 10.0)              # log10(L / L_sun) of a star (isochrones: about -6 .. 7)
 # each parameter's domain and unit, as the error messages of every stage name them
 PARAMETER_DOMAINS = {"teff": (TEFF_DOMAIN, "K"), "logg": (LOGG_DOMAIN, "dex (cgs)"),
                      "logz": (LOGZ_DOMAIN, "dex")}

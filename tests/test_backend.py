@@ -179,11 +179,11 @@ def test_bad_options_and_input(blackbody):
     with pytest.raises(ValueError, match="exclude, blackbody, extrapolate"):
         StellarLibraryBackend(blackbody, outside="ignore")
     be = StellarLibraryBackend(blackbody)
-    with pytest.raises(ValueError, match="logl has non-finite"):
+    with pytest.raises(ValueError, match=r"logl has 1 non-finite value\(s\) \(first at index 4\)"):
         be.point_spectra(logt=LOGT, logg=LOGG, logz=0, logl=np.r_[LOGL[:4], np.nan])
     with pytest.raises(ValueError, match="exactly one of teff"):
         be.point_spectra(logg=LOGG, logz=0, logl=LOGL)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"teff = -\S+ \(index 0\) is outside the physical domain 500"):
         be.point_spectra(teff=-10**LOGT, logg=LOGG, logz=0, logl=LOGL)
 
 
@@ -345,3 +345,50 @@ def test_dedicated_spectra_keep_their_light_on_a_short_grid():
             assert ratio == pytest.approx(1.0, abs=0.02), (i, x)
     np.testing.assert_allclose(np.trapezoid(b.llam, short.wavelength, axis=1) / (b.luminosity * 3.828e33),
                                b.grid_fraction, rtol=1e-3)
+
+
+def test_points_are_checked_as_given_in_every_mode(default_generator):
+    """The physical domain was checked only inside the generator, on the rounded, deduplicated keys: in
+    special_phases="dedicated" a post-AGB star at log g 100, [M/H] 50 got a spectrum flagged covered, and the
+    errors named the keys' index and value (index 3 for the user's index 0, teff 1.99986e6 for 2e6).
+    logl had no range: 1e5 (L in L_sun given as the log) made an inf spectrum with status "generator"."""
+    be = StellarLibraryBackend(default_generator, special_phases="dedicated")
+    with pytest.raises(ValueError, match=r"logg = 100 \(index 0\) is outside the physical domain"):
+        be.point_spectra(teff=[100000.0], logg=100.0, logz=50.0, logl=3.0, phase=[6])
+    with pytest.raises(ValueError, match=r"logg = 20 \(index 0\)"):
+        be.point_spectra(teff=[8000.0, 5000, 6000, 7000], logg=[20.0, 4, 4, 4], logz=0, logl=0)
+    with pytest.raises(ValueError, match=r"teff = 2e\+06 \(index 0\)"):
+        be.point_spectra(teff=2e6, logg=4, logz=0, logl=0)
+    with pytest.raises(ValueError, match=r"logl = 100000 \(index 0\) is outside -10 .. 10"):
+        be.point_spectra(teff=[40000.0, 5772.0], logg=[4.0, 4.44], logz=0.0, logl=[1e5, 0.0])
+    with pytest.raises(ValueError, match=r"cannot be broadcast together: teff \(2,\), logg \(3,\)"):
+        be.point_spectra(teff=[5000.0, 5000.0], logg=[4, 4, 4], logz=0, logl=0)
+    # phase and C/O: a masked phase was used as its hidden value, text and NaN as ordinary stars
+    for phase, match in ((np.ma.array([5, 5], mask=[0, 1]), "phase is a masked array"),
+                         ([5, 5, 5], "phase has 3 values for 2 points"),
+                         (["TPAGB", "x"], "phase must be numbers"), ([np.nan, 1], "phase has 1 non-finite")):
+        with pytest.raises(ValueError, match=match):
+            be.point_spectra(teff=[3000.0, 3000.0], logg=0.0, logz=0.0, logl=3.0, phase=phase)
+    with pytest.raises(ValueError, match="co has 3 values for 2 points"):
+        be.point_spectra(teff=[3000.0, 3000.0], logg=0.0, logz=0.0, logl=3.0, phase=5, co=[1, 2, 3])
+
+
+def test_a_star_on_a_librarys_face_keeps_its_coverage(default_generator):
+    """The dedup key rounds log Teff to 1e-4 dex and the spectrum used to be computed at the rounded value:
+    50,000 K (CK04's top, a CK04 node) became 50,003 K, outside every box, so outside="exclude" dropped the
+    star and "blackbody" replaced it; 2,000 K and 180,000 K likewise. Each key is now computed at the
+    parameters of its first point."""
+    teff, logg = np.array([2000.0, 50000.0, 180000.0]), np.array([5.5, 4.0, 6.0])
+    covered = default_generator.in_coverage(teff, logg, 0.0)
+    assert covered.all()
+    ps = StellarLibraryBackend(default_generator).point_spectra(teff=teff, logg=logg, logz=0.0, logl=0.0)
+    assert np.array_equal(ps.inside, covered) and np.all(ps.status == STATUS["generator"])
+    for outside in ("exclude", "blackbody"):
+        be = StellarLibraryBackend(default_generator, outside=outside)
+        st = be.point_spectra(teff=[50000.0], logg=4.0, logz=0.0, logl=5.0).status
+        assert st.tolist() == [STATUS["generator"]]
+    # the spectrum is the generator's at the point given
+    flux = default_generator.surface_flux(50000.0, 4.0, 0.0)[0][0]
+    mine = ps.llam[1] / np.trapezoid(ps.llam[1], ps.wavelength)
+    ref = flux / np.trapezoid(flux, default_generator.wavelength)
+    assert np.allclose(mine, ref, rtol=1e-5, atol=0)
