@@ -55,8 +55,10 @@ def _element(wave_aa, throughput, name):
     from synphot.models import Empirical1D
     wave_aa = np.asarray(wave_aa, float)
     throughput = np.asarray(throughput, float)
+    # zero outside the curve: synphot holds a curve's end values beyond it unless its ends are zero (134 of
+    # the named filters end above zero: decam_u took the spectrum out to 160 um, 0.34 mag too bright)
     bp = SpectralElement(Empirical1D, points=wave_aa * u.AA, lookup_table=throughput, keep_neg=True,
-                         meta={"name": name})
+                         fill_value=0.0, meta={"name": name})
     return bp
 
 

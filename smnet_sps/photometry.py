@@ -104,6 +104,11 @@ def _vega_synphot():
 # ---------------------------------------------------------------------------------------------------
 # The integral as a weight vector
 # ---------------------------------------------------------------------------------------------------
+# the largest share of a filter's weight (int T lambda dlambda) beyond the CALSPEC Vega spectrum for which a
+# Vega magnitude is given
+VEGA_OUTSIDE_MAX = 1e-3
+
+
 class BandWeights:
     """Precomputed photon-counting weights of one filter on one wavelength grid.
 
@@ -208,7 +213,12 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
     norm = float(abs(np.trapezoid(b * bp(b).value, x=b)))
     pivot = float(bp.pivot().to_value(u.AA))
     wv, fv = vega_spectrum()
-    vega = float(fv @ _weights_on_grid(wv, bp))
+    # NaN where more than VEGA_OUTSIDE_MAX of the filter's weight lies beyond the CALSPEC Vega spectrum: its
+    # end value was held there (SPIRE 500 um 1.6 mag off); magnitudes() refuses Vega magnitudes for such a
+    # filter (SPIRE 250 um has 8e-4 of its weight beyond 300 um: kept, ~1 mmag)
+    tb = b * bp(b).value
+    outside = float(abs(np.trapezoid(np.where((b < wv[0]) | (b > wv[-1]), tb, 0.0), x=b))) / norm
+    vega = float(fv @ _weights_on_grid(wv, bp)) if outside <= VEGA_OUTSIDE_MAX else np.nan
     bw = BandWeights(name, v, norm, pivot, vega, (lo, hi))
     if len(_WEIGHT_CACHE) > 512:
         _WEIGHT_CACHE.clear()
@@ -237,6 +247,9 @@ def _positive_length(value, name):
 
 
 def _check_redshift(redshift):
+    # float() read the text "0.5" and True (z = 1)
+    if isinstance(redshift, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"redshift must be a number >= 0, got {redshift!r}")
     try:
         z = float(redshift)
     except (TypeError, ValueError) as exc:
@@ -397,6 +410,17 @@ def _system_option(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _check_vega_covers(bands):
+    """Vega magnitudes need Vega's spectrum over the whole filter."""
+    for bw in bands:
+        if not np.isfinite(bw.vega):
+            wv = vega_spectrum()[0]
+            raise ValueError(f"filter {bw.name!r} ({bw.support[0]:.6g}-{bw.support[1]:.6g} A) reaches beyond "
+                             f"the CALSPEC Vega spectrum ({wv[0]:.6g}-{wv[-1]:.6g} A; more than "
+                             f"{VEGA_OUTSIDE_MAX:g} of its weight outside): no Vega magnitude is defined "
+                             "there; use system='AB' or 'ST'")
+
+
 def _to_mag(mean_flam, bw, system):
     """<f_lambda> [erg s^-1 cm^-2 A^-1] -> magnitudes; +inf where the flux is zero."""
     out = np.full(mean_flam.shape, np.inf)
@@ -491,6 +515,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     named = resolve_filters(filters)
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
     bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
+    if system == "Vega":
+        _check_vega_covers(bands)
     f = _clean_flux(f, bands, w, extrapolate)
     # Work with the flux divided by its largest value, and add -2.5 log10(scale) at the end: the integral
     # then neither overflows (1e308) nor underflows (1e-300), and every positive flux has a finite magnitude.

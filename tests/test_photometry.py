@@ -376,3 +376,41 @@ def test_mags_csv_keeps_full_precision(tmp_path):
     csv, ecsv = Table.read(tmp_path / "m.csv"), Table.read(tmp_path / "m.ecsv")
     for col in ("age", "ML_bessell-V", "M_bessell-V"):
         np.testing.assert_allclose(np.asarray(csv[col], float), np.asarray(ecsv[col], float), rtol=1e-12)
+
+
+def test_a_filter_curve_ending_above_zero_is_zero_beyond_it():
+    """134 named filters (decam_*, hsc_*, jwst_*, ...) end above zero; synphot held the end value beyond the
+    curve, so decam_u (3330-4150 A, last throughput 9e-5) took in the spectrum out to the grid's end: a 10 Gyr
+    SSP came out 0.34 mag too bright (sedpy 8.895, the package 8.556). A flat f_nu = 3631 Jy source with a
+    1e6x brighter infrared must give AB 0 whatever lies outside the filter."""
+    _, bp = get_bandpass("decam_u")
+    assert float(bp(bp.waveset[-1]).value) > 0                     # the curve does end above zero
+    assert np.all(bp([5000.0, 1e4, 1e5, 1e6] * u.AA).value == 0)
+    w = np.geomspace(1000.0, 1e6, 20000)
+    fnu = np.where(w < 8000.0, 3631e-23, 3631e-17)                   # erg s^-1 cm^-2 Hz^-1
+    flam = fnu * C_ANGSTROM / w**2 * FLAM_UNIT
+    for method in ("vectorised", "synphot"):
+        m = magnitudes((w * u.AA, flam), ["decam_u", "hsc_g"], method=method)
+        assert m["decam_u"][0] == pytest.approx(0.0, abs=2e-3)
+        assert m["hsc_g"][0] == pytest.approx(0.0, abs=2e-3)
+
+
+def test_vega_magnitudes_need_vega_over_the_whole_filter(tmp_path):
+    """Vega's end values were held beyond the CALSPEC spectrum (900 A - 300 um): SPIRE 500 um Vega magnitudes
+    1.6 mag off, a 400-800 A filter -11.8 mag, silently. Refused, naming Vega's range; AB still works."""
+    euv = tmp_path / "euv.dat"
+    np.savetxt(euv, np.column_stack([np.linspace(400.0, 800.0, 41), np.r_[0.0, np.ones(39), 0.0]]))
+    w = np.geomspace(100.0, 1e8, 5000)
+    flam = planck_surface_flux(w, np.array([10000.0]))[0] * FLAM_UNIT
+    for band in (str(euv), "herschel_spire_500"):
+        with pytest.raises(ValueError, match="reaches beyond the CALSPEC Vega spectrum"):
+            magnitudes((w * u.AA, flam), [band], system="Vega")
+        assert np.isfinite(magnitudes((w * u.AA, flam), [band], system="AB")[0][0])
+    assert np.isfinite(magnitudes((w * u.AA, flam), ["herschel_spire_250"], system="Vega")[0][0])
+
+
+@pytest.mark.parametrize("z", ["0.5", True])
+def test_redshift_as_text_or_boolean_is_refused(z):
+    w = np.geomspace(1000.0, 1e5, 2000)
+    with pytest.raises(ValueError, match="redshift must be a number"):
+        magnitudes((w * u.AA, np.ones(w.size) * FLAM_UNIT), ["sdss2010-r"], distance=10 * u.pc, redshift=z)
