@@ -235,8 +235,12 @@ def _scalar(name, v, kind=float):
         arr = np.asarray(v)
         if arr.size != 1:
             raise TypeError
-        x = kind(arr.reshape(()).item())
-    except (TypeError, ValueError):
+        item = arr.reshape(()).item()
+        x = kind(item)
+        # a switch (imf_type, sfh, dust_type, zmet) was cut to an integer: imf_type=1.9 ran as Chabrier
+        if kind is int and x != item:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"parameter {name!r} must be a single {kind.__name__}; got {v!r}") from None
     if kind is float and not np.isfinite(x):
         raise ValueError(f"parameter {name!r} must be finite; got {v!r}")

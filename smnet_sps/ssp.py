@@ -30,7 +30,7 @@ from astropy import units as u
 
 from .backend import STATUS, StellarLibraryBackend, _trapz_weights
 from .constants import C_ANGSTROM, SSP_UNIT
-from .generator import _refuse_masked
+from .generator import _logz_value, _refuse_masked
 from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor
 from .isochrones import FAMILY_CHOICES, PHASE_NAMES, load_isochrones
 from .lsf import lsf_meta
@@ -172,6 +172,13 @@ def _resolve_z(iso, Z, logzsol):
     if Z is not None and logzsol is not None:
         raise ValueError("give Z (metal mass fraction) or logzsol (log10 Z/Zsun), not both")
     if Z is None:
+        if isinstance(logzsol, u.Quantity):
+            # a log quantity's number in dex (u.Dex(-1) was read as its linear value 0.1: Z 12.6x too high)
+            try:
+                logzsol = _logz_value(logzsol)
+            except ValueError:
+                raise ValueError("logzsol (log10 Z / Zsun) must be a number or a u.dex quantity; got unit "
+                                 f"{logzsol.unit}") from None
         logzsol = _as_float_array(0.0 if logzsol is None else logzsol, "logzsol")
         lo, hi = np.log10(iso.Z[0] / iso.zsun), np.log10(iso.Z[-1] / iso.zsun)
         if not np.all(np.isfinite(logzsol)):

@@ -447,3 +447,15 @@ def test_a_failed_call_leaves_no_stale_properties_and_empty_rows_have_a_magnitud
     # a band the IGM blanks at high z gets 99 too, not an error for the whole table
     young = StellarPopulation(zcontinuous=1, sfh=0, add_igm_absorption=True, generator=BlackbodyGenerator())
     assert np.all(young.get_mags(tage=0.1, redshift=20.0, bands=["sdss_r", "2mass_ks"]) == EMPTY_MAGNITUDE)
+
+
+@pytest.mark.parametrize("switch, value", [("imf_type", 1.9), ("sfh", 4.5), ("dust_type", 2.9),
+                                           ("imf_type", float("nan"))])
+def test_a_switch_that_is_not_a_whole_number_is_refused(switch, value):
+    """imf_type=1.9 ran as imf_type=1 (Chabrier), sfh=4.5 as 4, dust_type=2.9 as 2: cut to an integer,
+    spectra bit-identical to the truncated switch's. Refused; a whole float (1.0) is still taken."""
+    from smnet_sps import StellarPopulation
+    with pytest.raises(ValueError, match=f"parameter '{switch}' must be a single int"):
+        StellarPopulation(zcontinuous=1, generator="blackbody", **{switch: value}).get_spectrum(tage=1.0)
+    sp = StellarPopulation(zcontinuous=1, generator="blackbody", imf_type=1.0)
+    assert np.isfinite(sp.get_spectrum(tage=1.0)[1]).all()

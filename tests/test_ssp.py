@@ -388,3 +388,15 @@ def test_upper_case_npz_and_a_non_ascii_generator_name_are_written(tmp_path):
     spec.meta["generator"] = "modèle α"
     _write_fits(spec, tmp_path / "s.fits")
     assert fits.getheader(tmp_path / "s.fits", 1)["GENERATR"] == "mod\\xe8le \\u03b1"
+
+
+def test_logzsol_as_a_log_quantity_is_read_in_dex(blackbody):
+    """ssp_spectrum(logzsol=u.Dex(-1)) took the Dex's linear value 0.1 as logzsol (Z 12.6x too high, no
+    warning), and -1 * u.dex was refused as "logzsol is dimensionless; got unit dex" although
+    StellarPopulation takes both."""
+    plain = ssp_spectrum(1e9, logzsol=-1.0, generator=blackbody).meta["Z"]
+    assert plain == pytest.approx(0.00152)
+    for logzsol in (u.Dex(-1.0), -1.0 * u.dex):
+        assert ssp_spectrum(1e9, logzsol=logzsol, generator=blackbody).meta["Z"] == plain
+    with pytest.raises(ValueError, match="logzsol .* must be a number or a u.dex quantity; got unit K"):
+        ssp_spectrum(1e9, logzsol=1 * u.K, generator=blackbody)
