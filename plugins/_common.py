@@ -85,6 +85,12 @@ def _is_dsps_ssp_data(grid):
     return cls.__name__ == "SSPData" and cls.__module__.split(".")[0] == "dsps"
 
 
+def _is_dsps_arrays(grid):
+    """True for smnet-sps' own DSPS-unit arrays (``SSPGrid.to_dsps_units()``: L_nu [L_sun / Hz], vacuum)."""
+    from smnet_sps.ssp import DSPSArrays
+    return isinstance(grid, DSPSArrays)
+
+
 def _get(grid, key):
     if grid is None:
         return None
@@ -132,7 +138,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         30 Gyr (log10 yr given as log10 Gyr), a wavelength axis ending bluer than 912 A (microns).
 
     A ``dsps.SSPData`` (from :func:`plugins.dsps_backend.to_ssp_data` or ``dsps.load_ssp_templates``) holds
-    L_nu [L_sun / Hz]; it is converted back to L_lambda here (its wavelengths taken as given), so it can be
+    L_nu [L_sun / Hz], as do ``SSPGrid.to_dsps_units()``'s arrays (vacuum); both are converted back to
+    L_lambda here (its wavelengths taken as given), so it can be
     passed to every writer. It cannot record its wavelength medium: it is taken as vacuum, and a writer asked
     for air refuses it (an SSPData made with ``medium="air"`` would be converted twice, 1.4 A at 5000 A);
     pass the SSPGrid itself, or ``meta={"wavelength_medium": "air"}`` for one that is air.
@@ -149,8 +156,9 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if isinstance(wave, u.Quantity):
         wave = wave.to_value(u.AA, equivalencies=u.spectral())
     flux = values["ssp_flux"]
-    if _is_dsps_ssp_data(grid) and ssp_flux is None:
-        # dsps.SSPData (to_ssp_data, dsps.load_ssp_templates) holds L_nu [L_sun / Hz]: back to L_lambda
+    if (_is_dsps_ssp_data(grid) or _is_dsps_arrays(grid)) and ssp_flux is None:
+        # dsps.SSPData (to_ssp_data, dsps.load_ssp_templates) and SSPGrid.to_dsps_units() hold L_nu
+        # [L_sun / Hz]: back to L_lambda (the latter was taken as L_lambda: fluxes 1e-11 of the truth)
         flux = np.asarray(flux, float) * C_ANGSTROM / np.asarray(wave, float) ** 2
     if isinstance(flux, u.Quantity):
         from smnet_sps.photometry import per_mass_formed
@@ -213,6 +221,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         # the caller states (meta=) is taken as known
         merged["wavelength_medium"] = "vacuum"
         merged["wavelength_medium_assumed"] = True
+    if _is_dsps_arrays(grid) and "wavelength_medium" not in merged:
+        merged["wavelength_medium"] = "vacuum"        # an SSPGrid's wavelengths, always vacuum
     outside = _get(grid, "outside_fraction")
     if outside is not None:
         outside = np.asarray(outside, float)

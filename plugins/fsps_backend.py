@@ -122,6 +122,10 @@ def library_files(sps_home, spec_type="c3k_lr", logzsol=C3K_LR_LOGZSOL, layout="
 
 def _check_axis(name, values, unit):
     arr = np.asarray(values, float)
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        # FSPS 4's .lambda files hold two columns (wavelength, resolution); FSPS reads the first
+        raise ValueError(f"{name} has two columns, shape {arr.shape}: FSPS's .lambda files hold the "
+                         "wavelength and a resolution; pass the first column (np.loadtxt(path, usecols=0))")
     if arr.ndim != 1 or arr.size < 2 or not np.isfinite(arr).all() or not (np.diff(arr) > 0).all():
         raise ValueError(f"{name} must be a strictly increasing 1-d array of >= 2 finite values ({unit})")
     return arr

@@ -135,3 +135,20 @@ def test_an_ssp_data_is_never_converted_to_air_a_second_time(tmp_path, toy):
     stated = as_ssp_arrays(db.to_ssp_data(toy), meta={"wavelength_medium": "vacuum"})   # a medium stated:
     with np.load(ppxf_backend.write_sps_lib(tmp_path / "w.npz", stated, medium="air")) as a:  # converted
         assert str(a["wavelength_medium"]) == "air"
+
+
+def test_the_packages_own_dsps_unit_arrays_are_read_as_lnu(tmp_path):
+    """SSPGrid.to_dsps_units() (L_nu per Hz, the docs' way to DSPS's unit) was taken as L_lambda by every
+    adapter: to_ssp_data converted it a second time (fluxes 1e-11 of the truth at 5510 A) and the pPXF file
+    held L_nu as L_sun/A, silently. Read as L_nu, as dsps.SSPData is, and known to be vacuum."""
+    from smnet_sps.plugins import ppxf_backend
+    from smnet_sps.ssp import ssp_grid
+    g = ssp_grid([1e9, 3e9], [0.0152], generator="blackbody", progress=False)
+    arr = g.to_dsps_units()
+    back = as_ssp_arrays(arr)
+    np.testing.assert_allclose(back.ssp_flux, g.ssp_flux, rtol=1e-12)
+    assert back.meta["wavelength_medium"] == "vacuum" and "wavelength_medium_assumed" not in back.meta
+    np.testing.assert_allclose(db.to_ssp_data(arr).ssp_flux, db.to_ssp_data(g).ssp_flux, rtol=1e-12)
+    with np.load(ppxf_backend.write_sps_lib(tmp_path / "a.npz", arr)) as a, \
+            np.load(ppxf_backend.write_sps_lib(tmp_path / "b.npz", g)) as b:
+        np.testing.assert_allclose(a["templates"], b["templates"], rtol=1e-10)

@@ -195,3 +195,21 @@ def test_edge_metallicity_survives_the_file_name_rounding(tmp_path, default_gene
     # a metallicity beyond the coverage is written as zeros, with a warning that says so
     with pytest.warns(UserWarning, match=r"Z = 0\.1340 have less than half the covered nodes"):
         fb.write_fsps_library(tmp_path / "b", default_generator, logzsol=[0.0, 1.0], **kw)
+
+
+def test_fsps_4s_two_column_lambda_file_is_explained(tmp_path):
+    """FSPS 4's c3k_lr.lambda holds two columns (wavelength, a signed resolution; first lines of the real
+    file below); the docs loaded it whole and write_fsps_library answered only "must be a strictly increasing
+    1-d array". The error now says to take the first column, and that column works."""
+    path = tmp_path / "c3k_lr.lambda"
+    wave = np.geomspace(101.0, BoxedBlackbody().wavelength[-1], 1934)
+    path.write_text("99.99999999999994  -1273.1333786317405\n100.50125208594005  -1273.1333786317405\n"
+                    + "".join(f"{float(w)!r}  -1273.1333786317405\n" for w in wave))
+    with pytest.raises(ValueError, match=r"two columns.*np.loadtxt\(path, usecols=0\)"):
+        fb.write_fsps_library(tmp_path / "a", BoxedBlackbody(), wavelength=np.loadtxt(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fb.write_fsps_library(tmp_path / "b", BoxedBlackbody(), wavelength=np.loadtxt(path, usecols=0),
+                              logt=fb.C3K_LOGT[40:42], logg=fb.C3K_LOGG[9:11], logzsol=[-0.25, 0.0])
+    written = np.loadtxt(tmp_path / "b/SPECTRA/C3K/c3k_lr/c3k_lr.lambda")
+    assert written.shape == (1936,) and written[0] == pytest.approx(99.99999999999994)
