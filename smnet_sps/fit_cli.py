@@ -176,9 +176,9 @@ def _cmd_fit(args):
     if args.ssp_grid:
         res = fit_ssp(wave, flux, ivar, templates=read_ssp_grid(args.ssp_grid), **common)
     else:
-        from .neural import load_generator
+        from .neural import load_generator_option
 
-        gen = load_generator(args.generator) if args.generator else None
+        gen = load_generator_option(args.generator, args.meta)
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior,
                        clip=args.clip, **common)
     print(res)
@@ -218,8 +218,10 @@ def add_cli(sub):
     p.add_argument("--wmax", type=float, default=None, help="ignore wavelengths above this [A, vacuum]")
     p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace")
     p.add_argument("--generator", default=None,
-                   help="'default' (shipped model), 'semi-empirical' or a model directory (default: the "
-                        "shipped model)")
+                   help="'default' (shipped model), 'semi-empirical', a model directory or a released "
+                        "SM-Net checkpoint (.pt, with --meta) (default: the shipped model)")
+    p.add_argument("--meta", default=None, metavar="META.npz",
+                   help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
     p.add_argument("--library", default=None, help="library to imitate (default: the mixture)")
     p.add_argument("--clip", type=float, default=None, metavar="SIGMA",
                    help="stars: drop pixels whose residual exceeds SIGMA errors and refit, up to 3 times "

@@ -48,7 +48,15 @@ class ParameterBox:
 
     @classmethod
     def from_dict(cls, d):
-        return cls(tuple(d["teff"]), tuple(d["logg"]), tuple(d["logz"]))
+        """A box from ``{"teff": [lo, hi], "logg": [lo, hi], "logz": [lo, hi]}`` (numbers, lo <= hi)."""
+        try:
+            bounds = [tuple(float(v) for v in d[k]) for k in ("teff", "logg", "logz")]
+        except (TypeError, KeyError, ValueError, IndexError):
+            bounds = None
+        if bounds is None or any(len(b) != 2 or not b[0] <= b[1] for b in bounds):
+            raise ValueError('a parameter box is {"teff": [lo, hi], "logg": [lo, hi], "logz": [lo, hi]} with '
+                             f"lo <= hi; got {d!r}")
+        return cls(*bounds)
 
 
 _LOGG_DEX = u.dex(u.cm / u.s**2)
@@ -77,6 +85,12 @@ def _has_bool(value):
     return False
 
 
+def _has_quantity(value):
+    """True for a (nested) list or tuple holding a Quantity."""
+    return isinstance(value, (list, tuple)) and any(isinstance(v, u.Quantity) or _has_quantity(v)
+                                                    for v in value)
+
+
 def _as_float_array(value, name):
     """A float64 array from a number or (nested) sequence of numbers; refuse None, bools, strings, objects."""
     if value is None:
@@ -84,6 +98,10 @@ def _as_float_array(value, name):
     if _has_bool(value):
         raise ValueError(f"{name} must be a number or array of numbers, got a boolean ({value!r:.60}); "
                          "True is not a stellar parameter")
+    if _has_quantity(value):
+        # np.asarray of a list of Quantities takes their linear values ([u.Dex(-0.5)] became +0.316)
+        raise ValueError(f"{name}: a list of Quantities loses their units; give one array Quantity (e.g. "
+                         "np.array([...]) * u.dex) or plain numbers")
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:          # ragged nested sequences
@@ -143,8 +161,9 @@ def _logg_value(logg):
 def _logz_value(logz):
     if not isinstance(logz, u.Quantity):
         return logz
+    # dex only: a magnitude is a log unit too (u.Magnitude(-0.5) was read as -0.5 dex; it is +0.2)
     if logz.unit in (u.dex, u.dimensionless_unscaled) or (
-            isinstance(logz.unit, u.LogUnit) and logz.unit.physical_unit == u.dimensionless_unscaled):
+            isinstance(logz.unit, u.DexUnit) and logz.unit.physical_unit == u.dimensionless_unscaled):
         return np.asarray(logz.value, float)
     raise ValueError(f"logz ([M/H]) must be a number in dex or a u.dex quantity; got unit {logz.unit}")
 

@@ -37,7 +37,7 @@ from .wavegrid import check_wavelength_grid
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
            "resolve_device", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
-           "ModelNotFoundError", "weights_sha256"]
+           "ModelNotFoundError", "weights_sha256", "load_generator_option"]
 
 MODEL_FORMAT = "smnet-sps model"
 
@@ -129,8 +129,17 @@ def _torch_load(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:                   # noqa: BLE001 - torch raises many types for bad files
+        text = str(exc)
+        if "Weights only load failed" in text:
+            # a readable checkpoint holding Python objects besides tensors (numpy scalars, an argparse
+            # Namespace): its reason sits deep in torch's long message, which the cut to 200 characters lost
+            reason = next((line.strip() for line in text.splitlines() if "Unsupported global" in line
+                           or "WeightsUnpickler error" in line), "objects other than tensors")
+            raise ValueError(f"cannot read weights file {path} with torch.load(weights_only=True): it holds "
+                             f"Python objects besides tensors ({reason[:200]}); save its state_dict alone "
+                             "(torch.save(model.state_dict(), path))") from exc
         raise ValueError(f"cannot read weights file {path}: it is truncated, corrupt or not a PyTorch "
-                         f"checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from exc
+                         f"checkpoint ({type(exc).__name__}: {text[:200]})") from exc
 
 
 def _check_finite_weights(state_dict, path):
@@ -164,20 +173,24 @@ class _TorchGenerator(Generator):
     def _setup_torch(self, model, device, dtype):
         self.device = resolve_device(device)
         self.dtype = _resolve_dtype(dtype) or torch.float32
-        self._model = model.eval().to(self.device, self.dtype)
-        for p in self._model.parameters():
+        # the float32 network is kept: every other precision is made from it (a bfloat16 load used to
+        # replace it, so its input layer was bf16 too and a per-call float32 was 2.6 % off)
+        self._float32 = model.eval().to(self.device, torch.float32)
+        for p in self._float32.parameters():
             p.requires_grad_(False)            # gradients flow to the inputs only
-        self._models = {self.dtype: self._model}
+        self._models = {torch.float32: self._float32}
         self._consts = {}
+        self._model = self._model_for(self.dtype)[0]
 
     def _model_for(self, dtype):
         dtype = _resolve_dtype(dtype) or self.dtype
         if dtype not in self._models:
-            model = copy.deepcopy(self._model).to(self.device, dtype)
+            full = self._float32
+            model = copy.deepcopy(full).to(self.device, dtype)
             if dtype in (torch.bfloat16, torch.float16):
                 # the input layer stays float32: bf16 inputs alone would quantise log Teff to ~0.4 %
-                pairs = (zip(model.experts, self._model.experts) if isinstance(model, LibraryExpertMLP)
-                         else [(model, self._model)])
+                pairs = (zip(model.experts, full.experts) if isinstance(model, LibraryExpertMLP)
+                         else [(model, full)])
                 for low, full in pairs:
                     if isinstance(getattr(low, "net", None), torch.nn.Sequential):
                         low.net[0] = copy.deepcopy(full.net[0]).to(self.device, torch.float32)
@@ -275,6 +288,20 @@ def read_model_config(directory):
     return cfg
 
 
+def _input_scaling(scaling, cfg_path):
+    """The network's input scaling (lo, hi: log10 Teff, log g, [M/H]), checked: three finite values each,
+    lo < hi (swapped bounds loaded silently, spectra 5e4x off)."""
+    try:
+        lo, hi = (np.array(scaling[k], float) for k in ("lo", "hi"))
+        good = lo.shape == hi.shape == (3,) and bool(np.all(np.isfinite(lo) & np.isfinite(hi) & (lo < hi)))
+    except (TypeError, KeyError, ValueError, IndexError):
+        good = False
+    if not good:
+        raise ValueError(f"{cfg_path}: input_scaling must hold lo and hi, three finite numbers each (log10 "
+                         f"Teff, log g, [M/H]) with lo < hi; got {scaling!r}")
+    return lo, hi
+
+
 class NeuralGenerator(_TorchGenerator):
     """A generator trained by ``smnet-sps train`` (architecture ``mlp``, ``mlp_experts`` or ``smnet``).
 
@@ -326,10 +353,15 @@ class NeuralGenerator(_TorchGenerator):
         if cfg["arch"] in ("mlp", "mlp_experts") and n_lib != len(self.library_names):
             raise ValueError(f"{cfg_path}: {len(self.library_names)} library_names {self.library_names} but "
                              f"the network takes n_libraries = {n_lib} (arch_kwargs)")
-        self.box = ParameterBox.from_dict(cfg["box"])
-        self.library_boxes = {k: ParameterBox.from_dict(v) for k, v in cfg["library_boxes"].items()}
-        self._in_lo = np.array(cfg["input_scaling"]["lo"], float)
-        self._in_hi = np.array(cfg["input_scaling"]["hi"], float)
+        try:
+            self.box = ParameterBox.from_dict(cfg["box"])
+            self.library_boxes = {k: ParameterBox.from_dict(v) for k, v in cfg["library_boxes"].items()}
+        except (ValueError, AttributeError) as exc:
+            raise ValueError(f"{cfg_path}: box or library_boxes: {exc}; the config is corrupt") from None
+        self._in_lo, self._in_hi = _input_scaling(cfg["input_scaling"], cfg_path)
+        # the output's reference: any other text was read as "none" (a typo gave spectra 1e4-1e6x off)
+        if cfg.get("reference", "none") not in ("blackbody", "none"):
+            raise ValueError(f"{cfg_path}: reference must be 'blackbody' or 'none'; got {cfg['reference']!r}")
         # the measured library preferences (smnet-sps validate --rank-libraries --write-mixture, which records
         # the file in config.json); a model without them weighs overlapping libraries equally (see
         # smnet_sps.mixture), but a recorded file that is missing or changed is refused, not ignored
@@ -359,7 +391,12 @@ class NeuralGenerator(_TorchGenerator):
         if not isinstance(sd, dict):
             raise ValueError(f"weights file {weights_path} is not a state_dict")
         _check_finite_weights(sd, weights_path)
-        model = build_model(self.arch, **cfg["arch_kwargs"])
+        try:
+            model = build_model(self.arch, **cfg["arch_kwargs"])
+        except (TypeError, ValueError) as exc:
+            # e.g. an expert model's arch_kwargs under arch "mlp": a TypeError deep in torch's modules
+            raise ValueError(f"{cfg_path}: arch {self.arch!r} cannot be built with arch_kwargs "
+                             f"{cfg['arch_kwargs']!r} ({exc}); the config is corrupt") from None
         try:
             model.load_state_dict({k: v.float() for k, v in sd.items()})
         except (RuntimeError, AttributeError) as exc:
@@ -1107,8 +1144,26 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
                                  "`smnet-sps train` or a released .pt checkpoint with meta=")
     if meta is None:
         raise ValueError(f"{path} is a file: a released SM-Net checkpoint needs its meta file "
-                         "(meta='....meta.npz'), or give a model directory")
+                         "(meta='....meta.npz'; --meta on the command line), or give a model directory")
     if library is not None:
         raise ValueError("library= applies to models trained by smnet-sps; a released checkpoint has no "
                          "library conditioning (use library=None)")
     return ReleasedSMNetGenerator(path, meta, device=device, dtype=dtype, **kwargs)
+
+
+def load_generator_option(name=None, meta=None, device="auto"):
+    """The generator a command's ``--generator NAME [--meta META.npz]`` names.
+
+    None or ``"default"`` -> None (the command's default, the shipped model); ``"blackbody"`` -> the
+    analytic :class:`~smnet_sps.generator.BlackbodyGenerator`; a released SM-Net ``.pt`` checkpoint with
+    its ``meta`` file (CHECKPOINT_FORMAT: ``--weights ... --meta ...``); otherwise :func:`load_generator`.
+    """
+    if meta is not None and (name is None or Path(name).suffix != ".pt"):
+        raise ValueError("--meta is the .meta.npz of a released SM-Net checkpoint: give it with "
+                         "--generator CHECKPOINT.pt")
+    if name in (None, "default"):
+        return None
+    if name == "blackbody":
+        from .generator import BlackbodyGenerator
+        return BlackbodyGenerator()
+    return load_generator(name, meta=meta, device=device)

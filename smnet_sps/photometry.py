@@ -848,13 +848,9 @@ def _cli_mags(args):
     from .ssp import cli_isochrones
     cli_isochrones(args.isochrones)             # an unknown or uninstalled family fails before any work
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
-    generator = None
-    if args.model == "blackbody":          # analytic reference: lets the command run without a trained model
-        from .generator import BlackbodyGenerator
-        generator = BlackbodyGenerator()
-    elif args.model:
-        from .neural import load_generator
-        generator = load_generator(args.model)
+    from .neural import load_generator_option
+    # 'blackbody' (analytic) lets the command run without a trained model
+    generator = load_generator_option(args.model, args.meta)
     table = ssp_magnitudes(ages * u.yr, args.Z, filters, system=args.system, imf=args.imf,
                            isochrones=args.isochrones, generator=generator, redshift=args.redshift,
                            extrapolate=args.extrapolate)
@@ -930,8 +926,10 @@ def add_cli(subparsers):
     p.add_argument("--isochrones", default="parsec",
                    help=f"isochrone family passed to ssp_grid: {FAMILY_CHOICES}")
     p.add_argument("--generator", "--model", dest="model", default=None,
-                   help="'default', 'semi-empirical', 'blackbody' or a model directory "
-                        "(default: the shipped default model)")
+                   help="'default', 'semi-empirical', 'blackbody', a model directory or a released SM-Net "
+                        "checkpoint (.pt, with --meta) (default: the shipped default model)")
+    p.add_argument("--meta", default=None, metavar="META.npz",
+                   help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
     p.add_argument("--extrapolate", action="store_true",
                    help="treat the spectrum as zero where a filter reaches beyond it (default: error)")
     p.add_argument("--out", default=None, help="write the table; format from the extension: "

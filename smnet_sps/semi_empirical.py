@@ -196,6 +196,7 @@ class SemiEmpiricalGenerator(Generator):
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("format") != FORMAT:
             raise ValueError(f"{cfg_path}: format is {cfg.get('format')!r}, expected {FORMAT!r}")
+        _check_config(cfg, cfg_path)
         self.config, self.directory = cfg, directory
         if base is None:
             from .neural import load_generator
@@ -298,6 +299,16 @@ class SemiEmpiricalGenerator(Generator):
                                                self._i0, self._i1).numpy()
         return flux
 
+    def _batch(self, teff, logg, logz, *, dtype=None, library=None, as_tensor=False):
+        flux = self._surface_flux_batch(teff, logg, logz, dtype=dtype)
+        if not as_tensor:
+            return flux
+        # on the base model's device in its compute dtype, as every generator's tensors (it came back float32
+        # on the host for a float64 model)
+        model_for = getattr(self.base, "_model_for", None)
+        compute = self.base._compute_dtype(model_for(dtype)[1]) if model_for else torch.float32
+        return torch.as_tensor(flux, dtype=compute, device=self.device)
+
     def torch_surface_flux(self, teff, logg, logz, library=None):
         """F_lambda as a torch tensor (n, n_wave), differentiable in the parameters (for fitting).
 
@@ -383,6 +394,41 @@ def _check_base_probe(base, start, stop, params, ln_flux, dtype):
             "has changed. Re-run `smnet-sps calibrate --empirical DIR --base default --out "
             "smnet_sps/data/semi_empirical_model --overwrite` (docs/semi_empirical.md), or pass "
             "check_base=False.")
+
+
+def _check_config(cfg, cfg_path):
+    """The fields a correction config needs, checked before any is used: a missing key was a KeyError, a
+    shorter weights_sha256 list silently dropped ensemble members, n_half 0 put full empirical weight where
+    no star is, zero density scales a NaN weight that dropped the correction."""
+    def fail(what):
+        raise ValueError(f"{cfg_path}: {what}; the config is corrupt (re-run smnet-sps calibrate)")
+    try:
+        name = cfg["base"]["name"]
+        pix = cfg["pixels"]
+        int(pix["start"]), int(pix["stop"]), int(pix["n"]), list(pix["wavelength"])
+        dens, net = cfg["density"], cfg["network"]
+        stars_file, n_half = dens["stars_file"], float(dens["n_half"])
+        scales = np.asarray(dens["scales"], float)
+        files, width, depth = list(net["weights_files"]), net["width"], net["depth"]
+        order, taper = cfg["basis_order"], cfg["taper"]
+        float(taper["lo"]), float(taper["hi"])
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(f"missing or malformed field ({type(exc).__name__}: {exc})")
+    if not isinstance(name, str) or not isinstance(stars_file, str):
+        fail("base.name and density.stars_file must be text")
+    if scales.shape != (3,) or not np.all(np.isfinite(scales) & (scales > 0)):
+        fail(f"density.scales must be three positive numbers; got {dens['scales']!r}")
+    if not (np.isfinite(n_half) and n_half > 0):
+        fail(f"density.n_half must be a positive number; got {dens['n_half']!r}")
+    if not files:
+        fail("network.weights_files is empty")
+    shas = net.get("weights_sha256")
+    if shas is not None and (not isinstance(shas, list) or len(shas) != len(files)):
+        fail(f"network.weights_sha256 must give one sha256 per weights file ({len(files)}); got {shas!r}")
+    for key, value, least in (("network.width", width, 1), ("network.depth", depth, 1),
+                              ("basis_order", order, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            fail(f"{key} must be a whole number >= {least}; got {value!r}")
 
 
 def _check_sha(path, expected, key):

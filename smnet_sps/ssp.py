@@ -883,14 +883,9 @@ def load_ssp_grid(path):
 
 
 # ---- command line -------------------------------------------------------------------------------
-def _generator_from_arg(name, device):
-    if name in (None, "default"):
-        return None
-    if name == "blackbody":
-        from .generator import BlackbodyGenerator
-        return BlackbodyGenerator()
-    from .neural import load_generator
-    return load_generator(name, device=device)
+def _generator_from_arg(name, device, meta=None):
+    from .neural import load_generator_option
+    return load_generator_option(name, meta, device=device)
 
 
 def _write_fits(spec, path):
@@ -1007,7 +1002,7 @@ def _cmd_ssp(args):
                                    "plot": (matplotlib_formats(), "plot")})
     age = cli_age(args.age)                      # a bad age fails before the model loads
     cli_isochrones(args.isochrones)              # so does an unknown or uninstalled isochrone family
-    gen = _generator_from_arg(args.generator, args.device)
+    gen = _generator_from_arg(args.generator, args.device, args.meta)
     spec = ssp_spectrum(age, Z=args.Z, logzsol=args.logzsol, imf=args.imf,
                         isochrones=args.isochrones, generator=gen, special_phases=args.special_phases,
                         outside=args.outside, by_phase=bool(args.plot), device=args.device)
@@ -1044,7 +1039,7 @@ def _cmd_ssp_grid(args):
     from . import distributed
     if distributed.wants_cluster(args):        # --scheduler / --workers: the same grid as Dask tasks
         return distributed.cli_ssp_grid(args, outputs["out"])
-    gen = _generator_from_arg(args.generator, args.device)
+    gen = _generator_from_arg(args.generator, args.device, args.meta)
     ages = cli_ages(args.ages)
     grid = ssp_grid(ages, args.Z, imf=args.imf, isochrones=args.isochrones, generator=gen,
                     special_phases=args.special_phases, outside=args.outside, progress=True,
@@ -1063,7 +1058,9 @@ def _common_args(p):
                    help=FAMILY_CHOICES)
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), "
-                        "'blackbody', or a model directory")
+                        "'blackbody', a model directory or a released SM-Net checkpoint (.pt, with --meta)")
+    p.add_argument("--meta", default=None, metavar="META.npz",
+                   help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
     p.add_argument("--special-phases", default="model", choices=("model", "dedicated"),
                    help="TP-AGB, post-AGB and Wolf-Rayet stars: 'model' (default) generates them like any "
                         "star; 'dedicated' takes Lancon/Aringer, Rauch and CMFGEN spectra as FSPS does")

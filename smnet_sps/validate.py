@@ -36,13 +36,11 @@ __all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_s
 REPORT_FILES = ("classes.md", "classes.ecsv", "per_star.csv", "worst_residuals.png")
 
 
-def load_any_generator(name_or_path=None, device="cpu"):
-    """``None`` (the shipped model), ``"blackbody"`` or a model directory."""
-    from .generator import BlackbodyGenerator
-    from .neural import load_generator
-    if name_or_path == "blackbody":
-        return BlackbodyGenerator()
-    return load_generator(name_or_path, device=device)
+def load_any_generator(name_or_path=None, device="cpu", meta=None):
+    """``None`` (the shipped model), ``"blackbody"``, a model directory or a released ``.pt`` with
+    ``meta``."""
+    from .neural import load_generator, load_generator_option
+    return load_generator_option(name_or_path, meta, device=device) or load_generator(None, device=device)
 
 
 def imitation_log_flux(gen, stars):
@@ -168,7 +166,10 @@ def add_cli(sub):
                                    "and rank the libraries per region for the default mixture.")
     p.add_argument("--empirical", required=True, help="directory (or .npz) of observed stars, MILES layout")
     p.add_argument("--generator", default=None,
-                   help="model directory or 'blackbody' (default: the shipped model)")
+                   help="model directory, 'blackbody' or a released SM-Net checkpoint (.pt, with --meta) "
+                        "(default: the shipped model)")
+    p.add_argument("--meta", default=None, metavar="META.npz",
+                   help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
     p.add_argument("--library", default=None, help="score this library imitation instead of the default "
                                                    "mixture")
     p.add_argument("--ids", default=None, help="text file of star numbers to use (default: all)")
@@ -245,7 +246,7 @@ def _cli(args):
     stars = load_empirical(args.empirical)
     if ids is not None:
         stars = stars.select(ids)
-    gen = load_any_generator(args.generator, device=args.device)
+    gen = load_any_generator(args.generator, device=args.device, meta=args.meta)
     if (args.rank_libraries or args.kfold or args.imitations) and not isinstance(gen, NeuralGenerator):
         raise ValueError("--rank-libraries, --kfold and --imitations need a model trained by smnet-sps "
                          "(a model directory with library imitations)")

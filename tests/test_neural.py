@@ -507,3 +507,83 @@ def test_another_models_nodes_are_refused(tiny_model, tmp_path):
     (model / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"library ids 0..4, but the model has 2 libraries"):
         NeuralGenerator(model, device="cpu")
+
+
+def test_a_released_checkpoint_from_the_command_line(released, tmp_path, capsys):
+    """CHECKPOINT_FORMAT asks that a user can point the project at a downloaded checkpoint and its meta
+    file; the commands took only --generator and answered "needs its meta file (meta=...)". --meta goes with
+    a .pt, and alone it is refused."""
+    from smnet_sps.cli import main
+    d, _, _ = released
+    out = tmp_path / "ssp.fits"
+    assert main(["ssp", "--age", "1Gyr", "--generator", str(d / "plain.pt"), "--meta",
+                 str(d / "small.meta.npz"), "--out", str(out)]) == 0
+    assert out.is_file() and "plain" in capsys.readouterr().out
+    assert main(["ssp", "--age", "1Gyr", "--meta", str(d / "small.meta.npz")]) == 1
+    assert "give it with --generator CHECKPOINT.pt" in capsys.readouterr().err
+    assert main(["mags", "--ages", "1Gyr", "--Z", "0.0152", "--filters", "sdss2010-r", "--generator",
+                 str(d / "plain.pt")]) == 1
+    assert "needs its meta file (meta='....meta.npz'; --meta on the command line)" in capsys.readouterr().err
+
+
+def test_a_low_precision_load_keeps_the_float32_network(default_generator):
+    """load_generator(dtype="bfloat16") converted the whole network, input layer included (docs: it stays
+    float32), and every other precision was then made from the rounded weights: a per-call float32 was
+    2.6 % off the float32 model. A low-precision load now equals the per-call low precision, and float32
+    from it equals the float32 model."""
+    rng = np.random.default_rng(0)
+    t = 10 ** rng.uniform(np.log10(3200.0), np.log10(40000.0), 300)
+    g, z = rng.uniform(1.0, 5.0, 300), rng.uniform(-2.0, 0.3, 300)
+    f32 = default_generator.surface_flux(t, g, z)[0]
+    low = load_generator(dtype="bfloat16", device="cpu")
+    assert all(e.net[0].weight.dtype == torch.float32 for e in low._model.experts)
+    np.testing.assert_array_equal(low.surface_flux(t, g, z)[0],
+                                  default_generator.surface_flux(t, g, z, dtype="bfloat16")[0])
+    np.testing.assert_array_equal(low.surface_flux(t, g, z, dtype="float32")[0], f32)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c.update(reference="blakbody"), "reference must be 'blackbody' or 'none'; got 'blakbody'"),
+    (lambda c: c["input_scaling"].update(lo=c["input_scaling"]["hi"], hi=c["input_scaling"]["lo"]),
+     "input_scaling must hold lo and hi"),
+    (lambda c: c["input_scaling"].pop("hi"), "input_scaling must hold lo and hi"),
+    (lambda c: c.update(box="all"), "box or library_boxes: a parameter box is"),
+    (lambda c: c["library_boxes"]["ck04"].update(teff=[3500.0]), "box or library_boxes"),
+    (lambda c: c.update(arch="mlp"), "arch 'mlp' cannot be built with arch_kwargs"),
+])
+def test_a_corrupt_config_field_is_named(tmp_path, edit, match, capsys):
+    """A wrong value in config.json loaded silently (a reference typo gave spectra 1e4-1e6x off, swapped
+    input bounds 5e4x) or failed deep in Python (TypeError, IndexError, KeyError: a CLI traceback)."""
+    import json
+    import shutil
+
+    from smnet_sps.cli import main
+    from smnet_sps.constants import PACKAGE_DATA
+    model = tmp_path / "model"
+    shutil.copytree(PACKAGE_DATA / "default_model", model)
+    cfg = json.loads((model / "config.json").read_text())
+    edit(cfg)
+    (model / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=match):
+        load_generator(model, device="cpu")
+    assert main(["ssp", "--age", "1Gyr", "--generator", str(model)]) == 1
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_log_units_of_metallicity_are_read_as_dex_or_refused(default_generator):
+    """u.Magnitude(-0.5) was read as [M/H] -0.5 (it is +0.2 dex) and [u.Dex(-0.5)] as +0.316 (the list's
+    linear value)."""
+    with pytest.raises(ValueError, match="got unit mag"):
+        default_generator.surface_flux(5777.0, 4.44, u.Magnitude(-0.5))
+    with pytest.raises(ValueError, match="a list of Quantities loses their units"):
+        default_generator.surface_flux(5777.0, 4.44, [u.Dex(-0.5)])
+    want = default_generator.surface_flux(5777.0, 4.44, -0.5)[0]
+    np.testing.assert_array_equal(default_generator.surface_flux(5777.0, 4.44, u.Dex(-0.5))[0], want)
+
+
+def test_a_checkpoint_with_python_objects_says_why(tmp_path):
+    import argparse
+    from smnet_sps.neural import _torch_load
+    torch.save({"w": torch.ones(2), "args": argparse.Namespace(a=1)}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match=r"holds Python objects besides tensors .*argparse.Namespace"):
+        _torch_load(tmp_path / "c.pt")

@@ -276,3 +276,36 @@ def test_correction_files_are_checked_against_their_config(tmp_path):
     first.write_bytes(second.read_bytes())
     with pytest.raises(ValueError, match="correction_0.pt does not match its config.json"):
         SemiEmpiricalGenerator(copy)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["network"].update(weights_sha256=c["network"]["weights_sha256"][:1]),
+     "one sha256 per weights file"),
+    (lambda c: c["density"].update(n_half=0), "density.n_half must be a positive number"),
+    (lambda c: c["density"].update(scales=[0, 0, 0]), "density.scales must be three positive numbers"),
+    (lambda c: c.pop("base"), "missing or malformed field .KeyError: 'base'"),
+    (lambda c: c.pop("density"), "missing or malformed field .KeyError: 'density'"),
+    (lambda c: c["network"].update(depth="two"), "network.depth must be a whole number"),
+])
+def test_a_corrupt_correction_config_is_named(tmp_path, edit, match):
+    """A shorter weights_sha256 list silently dropped ensemble members (spectra 0.49 % off), n_half 0 gave
+    full empirical weight at 45 kK, zero scales a NaN weight that dropped the correction, and a missing key
+    was a KeyError (a CLI traceback)."""
+    copy = tmp_path / "se"
+    shutil.copytree(semi_empirical_model_path(), copy)
+    cfg = json.loads((copy / "config.json").read_text())
+    edit(cfg)
+    (copy / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=match):
+        SemiEmpiricalGenerator(copy, device="cpu")
+
+
+def test_tensors_come_in_the_base_models_compute_dtype():
+    """surface_flux(as_tensor=True) gave float32 on the host whatever the base model ran in (the docs: on the
+    generator's device, in its compute dtype)."""
+    from smnet_sps.neural import load_generator
+    t64 = load_generator("semi-empirical", dtype="float64", device="cpu").surface_flux(5777, 4.4, 0,
+                                                                                      as_tensor=True)[0]
+    t32 = load_generator("semi-empirical", device="cpu").surface_flux(5777, 4.4, 0, as_tensor=True)[0]
+    assert t64.dtype == torch.float64 and t32.dtype == torch.float32
+    np.testing.assert_allclose(t64.numpy(), t32.numpy(), rtol=2e-3)
