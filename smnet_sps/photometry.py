@@ -664,7 +664,8 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         apparent = magnitudes((w * u.AA, lum), [bp for _, bp in named], system=system, redshift=z,
                               cosmology=cosmology, extrapolate=extrapolate)
         table.meta["luminosity_distance_Mpc"] = float(cosmology.luminosity_distance(z).to_value(u.Mpc))
-        table.meta["cosmology"] = str(cosmology.name)
+        # an unnamed cosmology (FlatLambdaCDM(H0=70, Om0=0.3)) was written "None": its parameters instead
+        table.meta["cosmology"] = str(cosmology.name) if cosmology.name else repr(cosmology)
     for (name, bp), col in zip(named, absolute.colnames):
         table[f"M_{name}"] = Column(np.asarray(absolute[col]), unit=absolute[col].unit,
                                     description=f"absolute {system} magnitude per M_sun formed")

@@ -414,3 +414,13 @@ def test_redshift_as_text_or_boolean_is_refused(z):
     w = np.geomspace(1000.0, 1e5, 2000)
     with pytest.raises(ValueError, match="redshift must be a number"):
         magnitudes((w * u.AA, np.ones(w.size) * FLAM_UNIT), ["sdss2010-r"], distance=10 * u.pc, redshift=z)
+
+
+def test_an_unnamed_cosmology_is_recorded_by_its_parameters():
+    """meta["cosmology"] held the text "None" for a cosmology made without a name."""
+    from astropy.cosmology import FlatLambdaCDM
+    ages, spec = _fake_ssps()
+    cosmo = FlatLambdaCDM(H0=70, Om0=0.3)
+    t = ssp_photometry(ages * u.yr, spec, ["sdss2010-r"], redshift=0.3, cosmology=cosmo)
+    assert t.meta["cosmology"].startswith("FlatLambdaCDM(") and "Om0=0.3" in t.meta["cosmology"]
+    assert ssp_photometry(ages * u.yr, spec, ["sdss2010-r"], redshift=0.3).meta["cosmology"] == "Planck18"
