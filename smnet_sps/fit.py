@@ -303,13 +303,16 @@ class SpectralOperator:
             self.model_index = None
             flux_w, ivar_w = flux[good], ivar[good]
         # The model's own line-spread function is a box one model pixel wide (smnet_sps.lsf; variance w^2/12);
-        # the data's is a Gaussian of the given FWHM: the model is broadened by the difference of their
-        # variances, in both modes. Until 2026-12-02 the bin mode ignored the data's LSF and the broaden mode
-        # took the model's as two pixels: a MILES giant degraded to 30 A FWHM came out 250 K cooler, 0.8 dex
-        # lower in log g and 330 km/s off in rv; now within 1-2 sigma of its fit at 2.5 A.
+        # the data's is a Gaussian of the given FWHM. Broaden mode: the model is broadened by the difference
+        # of their variances (a MILES giant degraded to 30 A FWHM, fitted with the model's LSF taken as two
+        # pixels, came out 250 K cooler, 0.8 dex lower in log g, 330 km/s off in rv). Bin mode: the data are
+        # averaged over the model's own pixels, the same box the model carries, so the model takes the data's
+        # whole Gaussian (the box subtracted a second time left any FWHM below 13.6 A unbroadened: an SSP at
+        # 8 A FWHM fitted sigma 249 km/s for 0, 320 for 200; a star's rv moved 70-140 km/s)
         pix_w = np.interp(self.wave, mw, np.gradient(mw))
         fwhm_w = np.interp(self.wave, wave, fwhm_d)
-        sig_inst = np.sqrt(np.maximum((fwhm_w / _FWHM_PER_SIGMA) ** 2 - pix_w**2 / 12.0, 0.0))
+        box = 0.0 if self.mode == "bin" else pix_w**2 / 12.0
+        sig_inst = np.sqrt(np.maximum((fwhm_w / _FWHM_PER_SIGMA) ** 2 - box, 0.0))
         if resolution_fwhm is None and self.mode == "bin" and pix_d >= pix_m * (1 - _MODE_TOLERANCE):
             # data on the model's own pixels (the package's spectra, mocks): their LSF is the model's box.
             # Finer data keep the default of 2 data pixels, which is continuous with the broaden mode (data

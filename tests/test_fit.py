@@ -474,7 +474,9 @@ def test_a_noise_free_copy_of_the_model_is_fitted_exactly(gen):
         wave = 0.5 * (data_edges[1:] + data_edges[:-1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            r = fit_star(wave, flux, 1 / (flux / 1000) ** 2, generator=gen)
+            # these data have no LSF of their own (the default assumes two data pixels of FWHM, which the
+            # bin mode applies in full since 2026-12-02)
+            r = fit_star(wave, flux, 1 / (flux / 1000) ** 2, generator=gen, resolution_fwhm=1e-3)
         assert abs(r.rv - rv) < 1.0 and abs(r.teff - teff) < 10 and abs(r.logg - logg) < 0.02
         assert r.chi2 / r.dof < 1e-3
 
@@ -578,8 +580,9 @@ def test_clip_drops_a_cosmic_ray(gen):
     noisy[700] *= 100
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        raw = fit_star(wave, noisy, 1 / err**2, generator=gen)
-        clipped = fit_star(wave, noisy, 1 / err**2, generator=gen, clip=5.0)
+        # no LSF of their own: the piecewise-constant model itself, shifted and averaged
+        raw = fit_star(wave, noisy, 1 / err**2, generator=gen, resolution_fwhm=1e-3)
+        clipped = fit_star(wave, noisy, 1 / err**2, generator=gen, clip=5.0, resolution_fwhm=1e-3)
     assert abs(raw.teff - teff) > 500                                  # the failure it guards against
     assert clipped.meta["n_clipped"] == 1 and clipped.dof == raw.dof - 1
     assert abs(clipped.teff - teff) < 3 * clipped.teff_err + 20 and abs(clipped.logz - logz) < 0.1
@@ -770,3 +773,45 @@ def test_a_single_metallicity_library_holds_its_metallicity(gen):
     d = lap.as_dict(json_safe=True)
     assert d["library"] == "basel22" and d["inside_coverage"] is True
     json.dumps(d, allow_nan=False)
+
+
+def _binned_mock(g, iz, ia, sigma, rv, fwhm, pix=0.5, lo=3700.0, hi=7200.0):
+    """An SSP template seen through a LOSVD, a shift and a Gaussian LSF of ``fwhm`` [A], averaged onto ``pix``
+    A pixels: built with numpy/scipy alone (the template as a step function on its pixels, 5 km/s steps in
+    ln lambda), not with the fit's forward model."""
+    from scipy.ndimage import gaussian_filter1d
+    c = 299792.458
+    w = np.asarray(g.ssp_wave, float)
+    mid = 0.5 * (w[1:] + w[:-1])
+    edges = np.concatenate([[2 * w[0] - mid[0]], mid, [2 * w[-1] - mid[-1]]])
+    lam = np.exp(np.arange(np.log(3000.0), np.log(9000.0), 5.0 / c))
+    f = g.ssp_flux[iz, ia][np.searchsorted(edges, lam) - 1]
+    if sigma > 0:
+        f = gaussian_filter1d(f, sigma / 5.0, mode="nearest")
+    fine = np.arange(lo - 100.0, hi + 100.0, 0.05)
+    f = gaussian_filter1d(np.interp(fine, lam * (1 + rv / c), f), fwhm / 2.3548 / 0.05, mode="nearest")
+    wo = np.arange(lo, hi, pix)
+    e = np.concatenate([[wo[0] - pix / 2], wo + pix / 2])
+    cum = np.concatenate([[0.0], np.cumsum(f) * 0.05])
+    fe = np.concatenate([[fine[0] - 0.025], fine + 0.025])
+    flux = np.diff(np.interp(e, fe, cum)) / pix
+    return wo, flux / np.median(flux)
+
+
+def test_binned_data_get_their_whole_lsf():
+    """Data finer than the model's 20-A pixels are averaged onto them, the same box the model carries; the
+    model was broadened by the data's LSF less that box a second time, so any FWHM below 13.6 A got none: an
+    SSP with sigma 200 km/s seen at 8 A FWHM came out 320 km/s, one with sigma 0 at 249 km/s (the helper's
+    mocks, with numpy's own convolution and binning), and a MILES star's rv moved 70-140 km/s when its
+    spectrum was degraded to 8-12 A."""
+    from smnet_sps.ssp import ssp_grid
+    g = ssp_grid([3e9, 6e9, 1.2e10], [0.0076, 0.0152], progress=False)
+    for sigma in (0.0, 200.0):
+        wo, flux = _binned_mock(g, 1, 1, sigma, 150.0, fwhm=8.0)
+        ivar = (1e4 / flux) ** 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            r = fit_ssp(wo, flux, ivar, templates=g, resolution_fwhm=8.0)
+        assert r.mode == "bin"
+        assert r.sigma == pytest.approx(sigma, abs=15.0)
+        assert r.rv == pytest.approx(150.0, abs=2.0)
