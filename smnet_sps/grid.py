@@ -386,6 +386,14 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
                 raise ValueError(f"wavelength grid {wave[0]:g}..{wave[-1]:g} A does not overlap library "
                                  f"{name} ({lo:g}..{hi:g} A): it would hold no known pixel; give a grid in "
                                  "Angstrom that overlaps it, or leave the library out with only=")
+            dark = ~(mask & (flux > 0)).any(1)
+            if dark.any():
+                # written, then refused by load_grid as "damaged" (BaSeL's cool stars are zero below 912 A)
+                i = int(np.flatnonzero(dark)[0])
+                raise ValueError(f"wavelength grid {wave[0]:g}..{wave[-1]:g} A leaves {int(dark.sum())} "
+                                 f"spectra of {name} with no positive known pixel (e.g. Teff {lib.teff[i]:g} "
+                                 f"K, log g {lib.logg[i]:g}: zero flux there); give a grid that reaches "
+                                 "their light, or leave the library out with only=")
             for path in lib.files:
                 rel = _relative_to_root(path, root)
                 if rel not in prov:

@@ -205,8 +205,18 @@ def test_two_spectra_at_one_grid_point_are_refused(copy_lib):
     build accepted it even with --strict (the only trace, a 0.4 bolometric deviation in the log)."""
     root = copy_lib("basel22_lejeune_solar")
     index = root / "basel22_lejeune_solar/lejeune_index.ls"
-    index.write_text(index.read_text().replace("30000   4.0", " 5750   4.5"))
-    with pytest.raises(ValueError, match=r"two different spectra at Teff 5750 K, log g 4.5.*lej_t30000g04"
+    text = index.read_text()
+    index.write_text(text.replace("30000   4.0", " 5750   4.5"))
+    # the file's name says otherwise: refused by the index check, naming the line (since 2026-12-02)
+    with pytest.raises(ValueError, match=r"lejeune_index\.ls: line 3 gives Teff 5750 K, log g 4\.5 for "
+                                         r"lej_t30000g04\.0\.txt, whose name says 30000 K, log g 4"):
+        read_library("basel22", root)
+    # a file whose name carries no parameters: the duplicate check still finds the second spectrum
+    spectra = root / "basel22_lejeune_solar/spectra"
+    (spectra / "other.txt.gz").write_bytes((spectra / "lej_t30000g04.0.txt.gz").read_bytes())
+    index.write_text(text.replace("lej_t30000g04.0.txt             30000   4.0",
+                                  "other.txt             5750   4.5"))
+    with pytest.raises(ValueError, match=r"two different spectra at Teff 5750 K, log g 4.5.*other\.txt"
                                          r".*lejeune_index\.ls line 3"):
         read_library("basel22", root)
 
@@ -241,9 +251,17 @@ def test_bad_logg_in_basel_index_names_the_index(copy_lib):
     root = copy_lib("basel22_lejeune_solar")
     index = root / "basel22_lejeune_solar/lejeune_index.ls"
     index.write_text(index.read_text().replace("5750   4.5", "5750   45"))
+    # caught by the index check against the file's name (since 2026-12-02), naming the line
+    with pytest.raises(ValueError, match=r"lejeune_index\.ls: line 2 gives Teff 5750 K, log g 45 for "
+                                         r"lej_t05750g04\.5\.txt, whose name says 5750 K, log g 4\.5"):
+        read_library("basel22", root)
+    # a name without parameters: the physical-range check names the index line
+    spectra = root / "basel22_lejeune_solar/spectra"
+    (spectra / "lej_t05750g04.5.txt.gz").rename(spectra / "other.txt.gz")
+    index.write_text(index.read_text().replace("lej_t05750g04.5.txt", "other.txt"))
     lib = read_library("basel22", root)
     with pytest.raises(ValueError, match=r"lejeune_index\.ls: line 2 gives log g = 45 "
-                                         r"\(for basel22_lejeune_solar/spectra/lej_t05750g04\.5\.txt\.gz\)"):
+                                         r"\(for basel22_lejeune_solar/spectra/other\.txt\.gz\)"):
         check_stellar_parameters(lib, root)
 
 
@@ -266,9 +284,9 @@ def test_linear_wmbasic_teff_names_the_teff_file(copy_lib):
 def test_bad_teff_in_tpagb_table_names_the_table(copy_lib):
     root = copy_lib("fsps_hot_and_agb")
     teff = root / "fsps_hot_and_agb/AGB_spectra/Crich_Aringer.teff"
-    teff.write_text(teff.read_text().replace("2600.00", "26.00"))
+    teff.write_text(teff.read_text().replace("2400.00", "24.00"))      # still increasing: read
     lib = read_library("tpagb_crich_aringer", root)
-    with pytest.raises(ValueError, match=r"Crich_Aringer\.teff: line 2 gives Teff = 26 "):
+    with pytest.raises(ValueError, match=r"Crich_Aringer\.teff: line 1 gives Teff = 24 "):
         check_stellar_parameters(lib, root)
 
 
@@ -356,3 +374,67 @@ def test_cm87_with_a_damaged_flux_value_is_refused(libdir, tmp_path):
     (folder / "stellibCM.dat").write_text(text[: -len(last)] + last.split("E")[0] + "E+03\n")
     with pytest.raises(ValueError, match=r"stellibCM\.dat: the spectrum at Teff .* integrates to"):
         build_grid(tmp_path, only="cm87", progress=False, log=lambda s: None)
+
+
+# ------------------------------------------------------------------------- labels a file carries itself
+def test_a_truncated_uncompressed_ck04_table_is_named(copy_lib):
+    """An uncompressed CK04 table cut short failed in numpy's reshape ("cannot reshape array of size 1155")
+    with no file named, and the default build then skipped all of CK04 without saying which file."""
+    root = copy_lib("ck04_castelli_kurucz")
+    packed = root / "ck04_castelli_kurucz/ckp00/ckp00_5750.fits.gz"
+    raw = gzip.decompress(packed.read_bytes())
+    packed.with_suffix("").write_bytes(raw[:-5000])
+    packed.unlink()
+    with pytest.raises(ValueError, match=r"ckp00_5750\.fits: cannot be read as FITS"):
+        read_library("ck04", root)
+
+
+@pytest.mark.parametrize("move, match", [
+    (("ckp00/ckp00_5750.fits.gz", "ckm10/ckp00_5750.fits.gz"),
+     r"ckp00_5750\.fits\.gz: its name says \[M/H\] \+0\.0 but it lies in the folder for -1\.0"),
+    (("ckp00/ckp00_5750.fits.gz", "ckp00/ckp00_5800.fits.gz"),
+     r"ckp00_5800\.fits\.gz: its name says Teff 5800 K but its header TEFF = 5750"),
+])
+def test_a_ck04_file_in_the_wrong_place_or_renamed_is_refused(copy_lib, move, match):
+    """The folder alone gave [M/H] (a ckp00 file copied into ckm10 was built as [M/H] -1) and the name alone
+    Teff (a renamed file took the new name's Teff); the file's name and header must agree with both."""
+    root = copy_lib("ck04_castelli_kurucz") / "ck04_castelli_kurucz"
+    (root / move[0]).rename(root / move[1])
+    with pytest.raises(ValueError, match=match):
+        read_library("ck04", root.parent)
+
+
+def test_a_renamed_nextgen_file_is_refused(copy_lib):
+    root = copy_lib("nextgen_phoenix") / "nextgen_phoenix"
+    (root / "Z-0.0/lte58-4.5-0.0.NextGen.spec.gz").rename(root / "Z-0.0/lte59-4.5-0.0.NextGen.spec.gz")
+    with pytest.raises(ValueError, match=r"lte59-4\.5-0\.0\.NextGen\.spec\.gz: its header gives Teff 5800 K"):
+        read_library("nextgen", root.parent)
+
+
+@pytest.mark.parametrize("library, path", [("wmbasic", "Hot_spectra/WMBASIC.teff"),
+                                           ("tpagb_crich_aringer", "AGB_spectra/Crich_Aringer.teff")])
+def test_a_reordered_teff_table_is_refused(copy_lib, library, path):
+    """The spectra's columns are in Teff order and nothing else labels them: a reversed WMBASIC.teff gave the
+    "25,000 K" spectrum one that peaks at 610 A (Wien 47,500 K); no bolometric check can see it."""
+    root = copy_lib("fsps_hot_and_agb")
+    teff = root / "fsps_hot_and_agb" / path
+    lines = [ln for ln in teff.read_text().splitlines() if ln.strip()]
+    teff.write_text("\n".join(reversed(lines)) + "\n")
+    with pytest.raises(ValueError, match=r"must increase .* a reordered or damaged file"):
+        read_library(library, root)
+
+
+def test_a_grid_that_leaves_a_spectrum_dark_is_refused_at_build(copy_lib):
+    """build_grid(wavelength=91-912 A) wrote BaSeL's cool stars (exactly zero below 912 A in the real
+    files; here the fixture's 3,500 K star made so) as all-zero rows, which load_grid then refused as
+    "damaged: rebuild it" (the rebuild made the same file)."""
+    from smnet_sps.grid import default_wavelength
+    root = copy_lib("basel22_lejeune_solar")
+    path = root / "basel22_lejeune_solar/spectra/lej_t03500g00.0.txt.gz"
+    rows = np.loadtxt(gzip.open(path, "rt"))
+    rows[rows[:, 0] < 912, 1] = 0.0
+    write_gz(path, "".join(f"{w!r} {f!r}\n" for w, f in rows.tolist()))
+    w = default_wavelength().value
+    with pytest.raises(ValueError, match=r"leaves 1 spectra of basel22 with no positive known pixel "
+                                         r"\(e\.g\. Teff 3500 K"):
+        build_grid(root, only="basel22", wavelength=w[(w >= 91) & (w <= 912)])

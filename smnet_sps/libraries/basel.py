@@ -6,6 +6,8 @@ convention, erg s^-1 cm^-2 A^-1), so it is multiplied by pi to get surface flux.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..constants import PACKAGE_DATA
@@ -27,6 +29,9 @@ INDEX = "lejeune_index.ls"
 GRID_FILE = PACKAGE_DATA / "wavelength_basel1221.npy"
 
 
+_NAME_RE = re.compile(r"^lej_t(\d+)g(-?\d+(?:\.\d+)?)\.txt(?:\.gz)?$")
+
+
 def read_index(path):
     """[(filename, Teff, logg)] from ``lejeune_index.ls``."""
     return [row[:3] for row in _read_index_lines(path)]
@@ -45,6 +50,13 @@ def _read_index_lines(path):
             raise ValueError(f"{path}: line {k} must be 'filename Teff logg', got {line!r}") from exc
     if not rows:
         raise ValueError(f"{path}: empty index")
+    for name, teff, logg, k in rows:
+        # the file name carries the parameters too (lej_t05000g04.5.txt): an index line that disagrees was
+        # taken as it stood (5100 K for that file)
+        m = _NAME_RE.match(name)
+        if m and (abs(float(m.group(1)) - teff) > 0.5 or abs(float(m.group(2)) - logg) > 1e-6):
+            raise ValueError(f"{path}: line {k} gives Teff {teff:g} K, log g {logg:g} for {name}, whose name "
+                             f"says {float(m.group(1)):g} K, log g {float(m.group(2)):g}")
     return rows
 
 

@@ -40,9 +40,27 @@ def _read_table(path):
                 raise ValueError(f"{path}: no g00..g50 flux columns (columns: {names}); not a CK04 table")
             wave = np.array(data["WAVELENGTH"], dtype=float)
             flux = np.array([np.asarray(data[c], dtype=float) for c in gcols])
-    except (OSError, TypeError, EOFError) as exc:
+            header = {k: hdul[0].header.get(k) for k in ("TEFF", "LOG_Z")}
+    except (OSError, TypeError, EOFError, ValueError) as exc:
+        if str(path) in str(exc):          # our own message, naming the file
+            raise
+        # a truncated uncompressed table fails in numpy's reshape, a text column in float(): name the file
         raise ValueError(f"{path}: cannot be read as FITS (truncated or wrong format: {exc})") from exc
-    return wave, flux, [int(c[1:]) / 10.0 for c in gcols]
+    return wave, flux, [int(c[1:]) / 10.0 for c in gcols], header
+
+
+def _check_labels(path, folder_z, file_z, teff, header):
+    """The file's [M/H] and Teff as its folder, its name and its header give them must agree: the folder
+    alone decided (a ckp00 file copied into ckm05 was built as [M/H] -0.5), and a renamed file took the
+    name's Teff."""
+    if file_z != folder_z:
+        raise ValueError(f"{path}: its name says [M/H] {file_z:+.1f} but it lies in the folder for "
+                         f"{folder_z:+.1f}; a file moved or copied between metallicity folders")
+    h_teff, h_z = header.get("TEFF"), header.get("LOG_Z")
+    if h_teff is not None and abs(float(h_teff) - teff) > 0.5:
+        raise ValueError(f"{path}: its name says Teff {teff:g} K but its header TEFF = {h_teff}")
+    if h_z is not None and abs(float(h_z) - file_z) > 1e-6:
+        raise ValueError(f"{path}: its name says [M/H] {file_z:+.1f} but its header LOG_Z = {h_z}")
 
 
 def read(folder, progress=None):
@@ -73,7 +91,9 @@ def read(folder, progress=None):
             m = _FILE_RE.match(path.name)
             if not m:
                 continue
-            wave, fl, gs = _read_table(path)
+            wave, fl, gs, header = _read_table(path)
+            file_z = (-1 if m.group(1) == "m" else 1) * int(m.group(2)) / 10.0
+            _check_labels(path, z, file_z, float(m.group(3)), header)
             check_flux(fl, path)
             files.append(path)
             waves.append(wave)

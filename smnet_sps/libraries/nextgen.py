@@ -8,6 +8,7 @@ multiplied by 1e-8 to get per Angstrom. Two wavelength grids exist (21,312 px an
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +41,13 @@ def read_file(path):
                          f"got {lines[0][:60]!r} / {lines[1][:60]!r}") from exc
     if not 1000 < n < 10 ** 6:
         raise ValueError(f"{path}: implausible number of wavelength points {n} (NextGen format)")
+    # the name carries the parameters too (lte37-3.5-0.5: 3,700 K in 100s, log g 3.5, [M/H] -0.5): a header
+    # that disagrees was taken as it stood, unseen unless it collided with another node
+    m = _FILE_RE.match(Path(path).name)
+    if m and (abs(100 * float(m.group(1)) - teff) > 50 or abs(float(m.group(2)) - logg) > 1e-6
+              or abs(-float(m.group(3)) - mh) > 1e-6):
+        raise ValueError(f"{path}: its header gives Teff {teff:g} K, log g {logg:g}, [M/H] {mh:g}, but its "
+                         "name says otherwise; a renamed or damaged file")
     values = parse_floats(lines[2], path, expected=3 * n)
     wave = values[:n]
     flux = values[n:2 * n] * PER_CM_TO_PER_A

@@ -42,7 +42,20 @@ N_WAVE = {"Orich": 6146, "Crich": 6146, "Crich_Aringer": 9032}
 
 
 def _read_teff(path, n_spec):
-    """(teff (n_spec,), teff_table or None, logz_table or None, line of each Teff) of a ``.teff`` file."""
+    """(teff (n_spec,), teff_table or None, logz_table or None, line of each Teff) of a ``.teff`` file,
+    Teff increasing down the file (the spectra are in that order; a reversed file was accepted)."""
+    teff, table, logz_table, line_of = _read_teff_table(path, n_spec)
+    for column in (teff[:, None] if table is None else table).T:
+        down = np.flatnonzero(np.diff(column) <= 0)
+        if down.size:
+            k = int(down[0])
+            raise ValueError(f"{path}: Teff must increase down the file, as the spectra do; line "
+                             f"{line_of[k + 1]} ({column[k + 1]:g} K) follows {column[k]:g} K: a reordered "
+                             "or damaged file")
+    return teff, table, logz_table, line_of
+
+
+def _read_teff_table(path, n_spec):
     numbered = [(k, ln.split()) for k, ln in
                 enumerate(read_text(require_file(path, "TP-AGB Teff table")).splitlines(), 1)
                 if ln.strip() and not ln.lstrip().startswith("#")]

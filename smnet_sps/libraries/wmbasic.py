@@ -55,6 +55,13 @@ def check_log_teff(logt, path):
         raise ValueError(f"{path}: value {k + 1} is {logt[k]:g}; expected log10 Teff [K] within "
                          f"{lo:g}..{hi:g} (e.g. 4.39794 for 25,000 K), one per line: linear Teff or a "
                          "damaged file")
+    # the spectra's columns are in Teff order, and nothing else labels them: a reversed or shuffled file gave
+    # every spectrum another's Teff (the "25,000 K" one peaking at 610 A, Wien 47,500 K), unseen by any check
+    down = np.flatnonzero(np.diff(logt) <= 0)
+    if down.size:
+        k = int(down[0])
+        raise ValueError(f"{path}: log Teff must increase line by line, as the spectra's columns do; value "
+                         f"{k + 2} ({logt[k + 1]:g}) follows {logt[k]:g}: a reordered or damaged file")
 
 
 def read(folder, progress=None):
