@@ -172,14 +172,12 @@ def _fill_masked_with_planck(flux, mask, teff, wave):
     return out
 
 
-def _unique_rows(keys, return_first=False):
+def _unique_rows(keys):
     """``np.unique(keys, axis=0, return_inverse=True)`` for int64 keys, fast: the columns are packed into one
-    int64 when their ranges fit in 63 bits (true for every isochrone), else the generic row unique.
-    ``return_first``: also the index of each unique key's first row."""
+    int64 when their ranges fit in 63 bits (true for every isochrone), else the generic row unique."""
     keys = np.asarray(keys, np.int64)
     if keys.shape[0] == 0:
-        empty = np.zeros(0, np.int64)
-        return (keys.copy(), empty, empty) if return_first else (keys.copy(), empty)
+        return keys.copy(), np.zeros(0, np.int64)
     lo = keys.min(axis=0)
     span = keys.max(axis=0) - lo + 1
     bits = np.ceil(np.log2(span.astype(float) + 1)).astype(int)
@@ -188,9 +186,9 @@ def _unique_rows(keys, return_first=False):
         for j in range(keys.shape[1]):              # most significant first: sorted like np.unique(axis=0)
             packed = (packed << int(bits[j])) | (keys[:, j] - lo[j])
         _, first, inv = np.unique(packed, return_index=True, return_inverse=True)
-    else:
-        _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return (keys[first], inv.ravel(), first) if return_first else (keys[first], inv.ravel())
+        return keys[first], inv.ravel()
+    ukeys, inv = np.unique(keys, axis=0, return_inverse=True)
+    return ukeys, inv.ravel()
 
 
 _PACK_BITS = 20                      # per key column (log Teff, log g, [M/H] in KEY_STEP units), signed
@@ -466,12 +464,46 @@ class StellarLibraryBackend:
         k[:, 3] = cls
         return k
 
-    # ---- computing unit spectra ----------------------------------------------------------------
-    def _compute(self, keys, progress=False, timing=None, normalise=True, values=None):
-        """Unit-integral spectra (n, n_wave) [1/A] + status, inside, correction for rounded keys.
+    def _faces(self):
+        """Per parameter (log Teff, log g, [M/H]), the box faces of the generator, its libraries and the
+        dedicated libraries' Teff ranges, and the physical domain: the values a key is snapped onto."""
+        if getattr(self, "_face_cache", None) is None:
+            from .constants import LOGG_DOMAIN, LOGZ_DOMAIN, TEFF_DOMAIN
+            from .mixture import widen_single_metallicity
+            boxes = [self.generator.box, *getattr(self.generator, "library_boxes", {}).values()]
+            teff, logg, logz = set(TEFF_DOMAIN), set(LOGG_DOMAIN), set(LOGZ_DOMAIN)
+            for box in boxes:
+                bounds = widen_single_metallicity((box.teff, box.logg, box.logz))
+                for values, pair in zip((teff, logg, logz), bounds):
+                    values.update(pair)
+            for lt, *_ in (getattr(self, "_dedicated", None) or {}).values():
+                teff.update((float(np.min(lt)), float(np.max(lt))))
+            self._face_cache = tuple(np.array(sorted(v for v in values if np.isfinite(v)), float)
+                                     for values in (teff, logg, logz))
+        return self._face_cache
 
-        ``values`` (n, 3), optional: the (Teff [K], log g, [M/H]) each key stands for, used instead of the
-        rounded keys (rounding moved a star on a library's face, e.g. 50,000 K, outside it: 50,003 K).
+    def _key_parameters(self, keys):
+        """(Teff [K], log g, [M/H]) a key stands for: the rounded values, except that a value within half a
+        key step of a box face (a library's, the generator's, a dedicated library's Teff range) is that face.
+        Rounding moved stars on a face outside it (50,000 K, CK04's top and a CK04 node, became 50,003 K:
+        outside="exclude" dropped it); snapped, every point of a key gets the same answer in every path."""
+        logt, logg, logz = (keys[:, j] / _KEY_SCALE[j] for j in range(3))
+        teff = 10.0**logt
+        half = 0.5 * KEY_STEP * (1 + 1e-9)
+        faces_t, faces_g, faces_z = self._faces()
+        columns = ((teff, logt, faces_t, np.log10(faces_t)), (logg, logg, faces_g, faces_g),
+                   (logz, logz, faces_z, faces_z))
+        for values, key_values, faces, probe in columns:
+            if faces.size and values.size:
+                dist = np.abs(key_values[:, None] - probe[None, :])       # (n keys, a few dozen faces)
+                nearest = dist.argmin(1)
+                snap = dist[np.arange(values.size), nearest] <= half
+                values[snap] = faces[nearest[snap]]
+        return teff, logg, logz
+
+    # ---- computing unit spectra ----------------------------------------------------------------
+    def _compute(self, keys, progress=False, timing=None, normalise=True):
+        """Unit-integral spectra (n, n_wave) [1/A] + status, inside, correction for rounded keys.
 
         ``timing`` (dict, optional) accumulates ``generator_s`` (inside the generator's ``stream``),
         ``coverage_s`` and ``n_generated``. ``normalise=False`` returns ``(flux, scale, status, inside,
@@ -479,11 +511,7 @@ class StellarLibraryBackend:
         spectra when the caller folds ``scale`` into its weights).
         """
         timing = _new_timing() if timing is None else timing
-        if values is None:
-            logt, logg, logz = (keys[:, j] / _KEY_SCALE[j] for j in range(3))
-            teff = 10.0**logt
-        else:
-            teff, logg, logz = np.asarray(values, float).T
+        teff, logg, logz = self._key_parameters(keys)
         cls = keys[:, 3]
         n = keys.shape[0]
         flux = np.zeros((n, self.wavelength.size))       # rows never computed stay zero (missing)
@@ -556,12 +584,11 @@ class StellarLibraryBackend:
         flux *= scale[:, None]
         return flux, status, inside, correction
 
-    def _unit_spectra_keys(self, ukeys, use_cache=True, timing=None, values=None):
-        """Unit spectra for unique keys, through the per-point cache (vectorised lookups and stores);
-        ``values``: the parameters the keys stand for (see :meth:`_compute`)."""
+    def _unit_spectra_keys(self, ukeys, use_cache=True, timing=None):
+        """Unit spectra for unique keys, through the per-point cache (vectorised lookups and stores)."""
         n = ukeys.shape[0]
         if not use_cache or self.cache_size == 0:
-            return self._compute(ukeys, timing=timing, values=values)
+            return self._compute(ukeys, timing=timing)
         packed, fits = _pack_keys(ukeys)
         slot_of = self._slot_of
         slots = np.fromiter((slot_of.get(k, -1) for k in packed.tolist()), np.int64, n)
@@ -579,8 +606,7 @@ class StellarLibraryBackend:
         self.hits += n - todo.size
         self.misses += todo.size
         if todo.size:
-            f, s, ins, c = self._compute(ukeys[todo], timing=timing,
-                                         values=None if values is None else values[todo])
+            f, s, ins, c = self._compute(ukeys[todo], timing=timing)
             out[todo], status[todo], inside[todo], corr[todo] = f, s, ins, c
             keep = todo[fits[todo]][-self.cache_size:]        # what fits the key packing and the cache
             self._store_rows(packed[keep], out[keep], status[keep], inside[keep], corr[keep])
@@ -661,10 +687,8 @@ class StellarLibraryBackend:
         """
         teff, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co)
         keys = self._keys(np.log10(teff), logg, logz, cls)
-        ukeys, inv, first = _unique_rows(keys, return_first=True)
-        # each key computed at the parameters of its first point, not at the rounded key
-        values = np.stack([teff, logg, logz], 1)[first]
-        f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache, values=values)
+        ukeys, inv = _unique_rows(keys)
+        f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache)
         lum = 10.0**logl
         llam = f[inv].astype(float) * (lum * L_SUN)[:, None]
         status = s[inv]

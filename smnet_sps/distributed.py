@@ -880,7 +880,8 @@ def cli_ssp_grid(args, out):
     from .ssp import cli_ages, save_ssp_grid
     out = Path(out)
     ages = cli_ages(args.ages or None)
-    spec = None if args.generator in (None, "default") else args.generator
+    from .neural import generator_spec_option
+    spec = generator_spec_option(args.generator, getattr(args, "meta", None))
     cfg = SSPConfig(args.isochrones, args.imf, spec, ages, args.Z, args.special_phases, args.outside)
     store = Path(getattr(args, "store", None) or out.with_name(out.name + ".store"))
     with _CliClient(args.scheduler, args.workers) as client:
@@ -926,7 +927,8 @@ def cli_points_mags(args):
         resolve_filters(filters)
         import shutil
         shutil.rmtree(out)
-    spec = None if args.model in (None, "default") else args.model
+    from .neural import generator_spec_option
+    spec = generator_spec_option(args.model, getattr(args, "meta", None))
     if wants_cluster(args):
         with _CliClient(args.scheduler, args.workers) as client:
             run = write_points(points, out, filters, args.system, generator=spec, client=client,

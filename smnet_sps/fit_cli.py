@@ -151,7 +151,7 @@ def _cmd_fit(args):
             raise ValueError(f"{option} must be a finite, positive wavelength [A]; got {value}")
     if args.wmin is not None and args.wmax is not None and args.wmin >= args.wmax:
         raise ValueError(f"--wmin ({args.wmin:g} A) must be below --wmax ({args.wmax:g} A)")
-    star_only = [f"--{name}" for name in ("generator", "library", "prior", "clip")
+    star_only = [f"--{name}" for name in ("generator", "meta", "library", "prior", "clip")
                  if getattr(args, name) is not None]
     if args.ssp_grid and star_only:
         # they were silently ignored: an SSP fit uses the grid's spectra and no stellar prior

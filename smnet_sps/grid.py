@@ -386,7 +386,8 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
                 raise ValueError(f"wavelength grid {wave[0]:g}..{wave[-1]:g} A does not overlap library "
                                  f"{name} ({lo:g}..{hi:g} A): it would hold no known pixel; give a grid in "
                                  "Angstrom that overlaps it, or leave the library out with only=")
-            dark = ~(mask & (flux > 0)).any(1)
+            # (a phase library's dark spectrum is dropped by the backend, as it always was)
+            dark = ~(mask & (flux > 0)).any(1) & (LIBRARIES[name].kind != "phase")
             if dark.any():
                 # written, then refused by load_grid as "damaged" (BaSeL's cool stars are zero below 912 A)
                 i = int(np.flatnonzero(dark)[0])

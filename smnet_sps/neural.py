@@ -37,7 +37,8 @@ from .wavegrid import check_wavelength_grid
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
            "resolve_device", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
-           "ModelNotFoundError", "weights_sha256", "load_generator_option"]
+           "ModelNotFoundError", "weights_sha256", "load_generator_option",
+           "generator_spec_option"]
 
 MODEL_FORMAT = "smnet-sps model"
 
@@ -1158,12 +1159,28 @@ def load_generator_option(name=None, meta=None, device="auto"):
     analytic :class:`~smnet_sps.generator.BlackbodyGenerator`; a released SM-Net ``.pt`` checkpoint with
     its ``meta`` file (CHECKPOINT_FORMAT: ``--weights ... --meta ...``); otherwise :func:`load_generator`.
     """
-    if meta is not None and (name is None or Path(name).suffix != ".pt"):
-        raise ValueError("--meta is the .meta.npz of a released SM-Net checkpoint: give it with "
-                         "--generator CHECKPOINT.pt")
+    _check_meta_option(name, meta)
     if name in (None, "default"):
         return None
     if name == "blackbody":
         from .generator import BlackbodyGenerator
         return BlackbodyGenerator()
     return load_generator(name, meta=meta, device=device)
+
+
+def generator_spec_option(name=None, meta=None):
+    """What the distributed commands hand their workers for ``--generator NAME [--meta META.npz]``: None
+    (the shipped model), the name or path, or for a released checkpoint with its meta file a picklable
+    ``functools.partial`` of :func:`load_generator` (``--meta`` was dropped there: the workers failed with
+    "needs its meta file")."""
+    import functools
+    _check_meta_option(name, meta)
+    if name in (None, "default"):
+        return None
+    return name if meta is None else functools.partial(load_generator, name, meta=meta)
+
+
+def _check_meta_option(name, meta):
+    if meta is not None and (name is None or not Path(name).is_file()):
+        raise ValueError("--meta is the .meta.npz of a released SM-Net checkpoint: give it with "
+                         "--generator CHECKPOINT.pt (the checkpoint file)")

@@ -231,6 +231,9 @@ class ParameterSet:
 
 
 def _scalar(name, v, kind=float):
+    # text and (for a number) True were converted: redshift="0.5" ran at 0.5, redshift=True at z = 1
+    if isinstance(v, (str, bytes)) or (kind is float and isinstance(v, (bool, np.bool_))):
+        raise ValueError(f"parameter {name!r} must be a single {kind.__name__}; got {v!r}")
     try:
         arr = np.asarray(v)
         if arr.size != 1:

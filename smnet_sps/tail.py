@@ -764,9 +764,10 @@ def _cli(args):
         stand_ins[name] = stand_in
     from .neural import read_model_config       # here: neural imports this module
     recorded = read_model_config(args.model).get("tail_file")
-    if recorded and not args.overwrite:
+    present = recorded or (TAIL_FILE if (Path(args.model) / TAIL_FILE).is_file() else None)
+    if present and not args.overwrite:
         # a tail table changes the model's spectra: replaced only when asked, as every output file is
-        raise ValueError(f"{args.model}: the model already has a tail table ({recorded}); --overwrite "
+        raise ValueError(f"{args.model}: the model already has a tail table ({present}); --overwrite "
                          "replaces it")
     out = write_tail_table(args.model, args.grid, args.libraries, stand_ins)      # a comma-separated list
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")

@@ -392,3 +392,20 @@ def test_a_star_on_a_librarys_face_keeps_its_coverage(default_generator):
     mine = ps.llam[1] / np.trapezoid(ps.llam[1], ps.wavelength)
     ref = flux / np.trapezoid(flux, default_generator.wavelength)
     assert np.allclose(mine, ref, rtol=1e-5, atol=0)
+
+
+def test_a_key_gives_one_answer_whatever_came_first(default_generator):
+    """Computing each key at its first point's parameters made the answer depend on call order and the cache:
+    50,000 K (on CK04's face) then 50,004 K (4 K outside, the same key) gave both "generator"; the reverse
+    order dropped both with outside="exclude", and the SSP path (weighted_sum) never saw the fix. A key
+    within half a step of a box face now stands for the face, on every path."""
+    answers = []
+    for order in ([50000.0, 50004.0], [50004.0, 50000.0]):
+        be = StellarLibraryBackend(default_generator, outside="exclude")
+        ps = be.point_spectra(teff=order, logg=4.0, logz=0.0, logl=5.0)
+        _, _, status, _ = be.weighted_sum(be.point_keys(np.log10([50000.0]), 4.0, 0.0), np.ones((1, 1)))
+        answers.append((ps.status.tolist(), ps.inside.tolist(), status.tolist()))
+        fresh = StellarLibraryBackend(default_generator, outside="exclude")
+        _, _, status, _ = fresh.weighted_sum(fresh.point_keys(np.log10([50000.0]), 4.0, 0.0), np.ones((1, 1)))
+        assert status.tolist() == [STATUS["generator"]]
+    assert answers[0] == answers[1] == ([STATUS["generator"]] * 2, [True, True], [STATUS["generator"]])

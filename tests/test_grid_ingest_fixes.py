@@ -438,3 +438,10 @@ def test_a_grid_that_leaves_a_spectrum_dark_is_refused_at_build(copy_lib):
     with pytest.raises(ValueError, match=r"leaves 1 spectra of basel22 with no positive known pixel "
                                          r"\(e\.g\. Teff 3500 K"):
         build_grid(root, only="basel22", wavelength=w[(w >= 91) & (w <= 912)])
+
+
+def test_a_phase_library_dark_on_the_grid_still_builds(libdir):
+    """The dark-spectrum refusal is for the union grid that load_grid checks; an O-rich TP-AGB library is
+    zero below 3,500 A and builds on a UV grid as before (the backend drops its dark spectra)."""
+    grid = build_grid(libdir, only="tpagb_orich", wavelength=np.arange(100.0, 3000.0, 10.0))
+    assert "tpagb_orich" in grid.phase_libraries

@@ -587,3 +587,35 @@ def test_a_checkpoint_with_python_objects_says_why(tmp_path):
     torch.save({"w": torch.ones(2), "args": argparse.Namespace(a=1)}, tmp_path / "c.pt")
     with pytest.raises(ValueError, match=r"holds Python objects besides tensors .*argparse.Namespace"):
         _torch_load(tmp_path / "c.pt")
+
+
+def test_meta_reaches_the_distributed_paths(released, tmp_path, capsys):
+    """mags --points (and ssp-grid --workers) handed the workers the checkpoint's path alone and dropped
+    --meta: they failed with "needs its meta file (...; --meta on the command line)". A released checkpoint
+    travels as a picklable partial of load_generator with its meta file; --meta with anything but a file is
+    refused on every path."""
+    import functools
+    import pickle
+
+    import pandas as pd
+
+    from smnet_sps.cli import main
+    from smnet_sps.neural import generator_spec_option
+    d, _, _ = released
+    spec = generator_spec_option(str(d / "plain.pt"), str(d / "small.meta.npz"))
+    assert isinstance(spec, functools.partial) and pickle.loads(pickle.dumps(spec)).keywords["meta"]
+    assert generator_spec_option("blackbody") == "blackbody" and generator_spec_option("default") is None
+    table = tmp_path / "stars.parquet"
+    pd.DataFrame({"teff": [5000.0, 6000.0], "logg": [4.0, 4.0], "logz": [0.0, 0.0],
+                  "logl": [0.0, 0.5]}).to_parquet(table)
+    assert main(["mags", "--points", str(table), "--filters", "sdss2010-r", "--generator",
+                 str(d / "plain.pt"), "--meta", str(d / "small.meta.npz")]) == 0
+    assert "2 stars" in capsys.readouterr().out
+    for argv in (["mags", "--points", str(table), "--filters", "sdss2010-r", "--generator", "blackbody",
+                  "--meta", str(d / "small.meta.npz"), "--overwrite"],
+                 ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--meta",
+                  str(d / "small.meta.npz"), "--workers", "1", "--out", str(tmp_path / "g.h5")],
+                 ["fit", "x.txt", "--ssp-grid", "g.npz", "--meta", str(d / "small.meta.npz")]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "--meta" in err, err

@@ -459,3 +459,16 @@ def test_a_switch_that_is_not_a_whole_number_is_refused(switch, value):
         StellarPopulation(zcontinuous=1, generator="blackbody", **{switch: value}).get_spectrum(tage=1.0)
     sp = StellarPopulation(zcontinuous=1, generator="blackbody", imf_type=1.0)
     assert np.isfinite(sp.get_spectrum(tage=1.0)[1]).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"redshift": True}, {"redshift": "0.5"}])
+def test_a_redshift_as_text_or_boolean_is_refused(kwargs):
+    """get_mags(redshift=True) ran at z = 1 and redshift="0.5" at 0.5 (population's own conversion came
+    before photometry's check)."""
+    from smnet_sps.generator import BlackbodyGenerator
+    sp = StellarPopulation(zcontinuous=1, sfh=0, generator=BlackbodyGenerator())
+    with pytest.raises(ValueError, match="parameter 'redshift' must be a single float"):
+        sp.get_mags(tage=1.0, bands=["sdss_r"], **kwargs)
+    with pytest.raises(ValueError, match="parameter 'zred' must be a single float"):
+        StellarPopulation(zcontinuous=1, sfh=0, zred=True, generator=BlackbodyGenerator()).get_mags(
+            tage=1.0, bands=["sdss_r"])

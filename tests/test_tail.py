@@ -421,3 +421,17 @@ def test_tail_cli_replaces_a_recorded_table_only_with_overwrite(model_copy, caps
     assert main(["tail", "--model", str(model_copy), "--grid", "nowhere.h5"]) == 1
     assert "already has a tail table (tail.npz); --overwrite replaces it" in capsys.readouterr().err
     assert (model_copy / TAIL_FILE).read_bytes() == before
+
+
+def test_tail_cli_also_guards_an_unrecorded_table(model_copy, capsys):
+    """A tail.npz in the folder that config.json does not record was replaced silently (validate's mixture
+    check looks at the file too)."""
+    import json
+
+    from smnet_sps.cli import main
+    cfg = json.loads((model_copy / "config.json").read_text())
+    cfg.pop("tail_file", None)
+    cfg.pop("tail_sha256", None)
+    (model_copy / "config.json").write_text(json.dumps(cfg))
+    assert main(["tail", "--model", str(model_copy), "--grid", "nowhere.h5"]) == 1
+    assert "already has a tail table (tail.npz)" in capsys.readouterr().err
