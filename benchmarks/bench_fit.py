@@ -433,7 +433,8 @@ def _lever_lines(files):
         lines += [
             "**After the smoothing floor was cut** (fit.py's shift, 0.05 -> 0.001 model pixels, 2026-12-02; "
             "every row above was fitted with 0.05; benchmarks/fit_floor_cut.json, re-run on 2026-12-02 "
-            "evening with the fit as it is now: the data's LSF, the rv start scan, errors without ivar): "
+            "night with the fit as it is now: the data's LSF (whole in bin mode), the rv start scan, errors "
+            "without ivar): "
             "Teff / log g / [M/H] "
             f"scatter {rows}; choosing among them on one half and scoring on the other, half 0 gets "
             f"`{chosen[0]}`, half 1 `{chosen[1]}`; held-out **Teff {100 * sc['teff'][1]:.2f} %, "
