@@ -550,7 +550,6 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                          "libraries such as cmfgen_wn, built with --only, has none); train on a grid built "
                          "with at least one stellar library")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     torch.manual_seed(seed)
 
@@ -882,6 +881,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         model.train()
         return tot / idx_val.size
 
+    # made once every check has passed (a refused --resume or recipe left an empty folder behind)
+    out.mkdir(parents=True, exist_ok=True)
     bar = None
     if progress:
         from tqdm.auto import tqdm

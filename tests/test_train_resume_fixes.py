@@ -345,3 +345,13 @@ def test_a_warm_start_needs_the_same_output_scaling(synth_grid, trained, tmp_pat
     fitted to this run's targets: de-standardised with scalings up to 7 dex apart."""
     with pytest.raises(ValueError, match="tail_floor=1e-06; a warm start needs the same"):
         train(synth_grid, tmp_path / "w", epochs=1, init_from=trained, **(TINY | dict(tail_floor=0.0)))
+
+
+def test_a_refused_run_leaves_no_empty_model_folder(synth_grid, tmp_path, capsys):
+    """A training refused by its checks (an unknown library, --resume without a checkpoint) left an empty
+    --out folder behind; the folder is made once every check has passed."""
+    from smnet_sps.cli import main
+    for extra in (["--libraries", "nosuch"], ["--resume"]):
+        out = tmp_path / f"model{len(extra)}"
+        assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--epochs", "1", *extra]) == 1
+        assert not out.exists(), capsys.readouterr().err
