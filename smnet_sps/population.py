@@ -619,8 +619,9 @@ class StellarPopulation:
         at the luminosity distance of ``cosmology``. ``bands``: FSPS names (``available_bands``) or any
         speclite / sedpy filter name; None -> every band of ``available_bands`` inside the observed
         spectrum, in that order. Returns (n_bands,) or (n_ages, n_bands); a band without flux (no stars yet:
-        before ``sf_start`` or a tabular SFH's start; or blanked by the IGM at high z) gets
-        :data:`EMPTY_MAGNITUDE` (99, as FSPS).
+        the ``tage=0`` table's ages before ``sf_start``, or a tabular SFH before its start; or blanked by the
+        IGM at high z) gets :data:`EMPTY_MAGNITUDE` (99, as FSPS). A single ``tage`` before ``sf_start``
+        raises ``ValueError``.
         """
         from .photometry import magnitudes
         if zmet is not None:
