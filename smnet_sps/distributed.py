@@ -46,6 +46,7 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
+from .generator import validate_parameters
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
            "magnitudes", "write_points", "load_points_store", "read_points", "points_array", "local_cluster",
@@ -314,6 +315,14 @@ def _resolve_config(cfg, age_chunk):
 _SSP_SCALARS = ("log_lbol", "log_mass", "mass_stars", "mass_remnants", "missing_fraction", "outside_fraction")
 
 
+def _refuse_foreign_folder(path):
+    """A store is created only where nothing is: zarr's mode "w" empties a folder, and an existing folder
+    that is not a store (a user's results, a Zarr v2 store) was wiped without --overwrite."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"{path} exists and is not an smnet-sps store: it is not replaced; give another "
+                         "store path or remove it")
+
+
 def _open_ssp_store(path, desc, digest, gen_name, wave):
     """Create the Zarr group of one grid, or reopen it after checking it holds the same grid."""
     import zarr
@@ -326,6 +335,7 @@ def _open_ssp_store(path, desc, digest, gen_name, wave):
             raise ValueError(f"{path} holds another SSP grid (or is not an smnet-sps store); give another "
                              "store directory or delete it")
         return group
+    _refuse_foreign_folder(path)
     group = zarr.open_group(str(path), mode="w")
     ac = desc["age_chunk"]
     group.create_array("ssp_flux", shape=(n_z, n_age, wave.size), chunks=(1, ac, wave.size), dtype="f8",
@@ -555,6 +565,16 @@ def _points_block(block, spec, device, what, filters, system, distance_cm, batch
     gen = worker_generator(spec, device)
     block = np.asarray(block, float)
     teff, logg, logz, lum = block.T
+    # named by the row in the table, not in the chunk (a NaN Teff at row 1500 was "index 500")
+    for name, values in (("teff", teff), ("logg", logg), ("logz", logz)):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ValueError(f"{name} is not finite at row {offset + int(bad[0])} ({bad.size} such row(s) in "
+                             "its chunk); stellar parameters must be finite")
+    try:
+        validate_parameters(teff, logg, logz)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (the index counts from row {offset} of the table)") from None
     if what == "magnitudes":
         _check_luminosity(lum, offset)
         k = len(filters)
@@ -650,6 +670,7 @@ def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype)
             raise ValueError(f"{path} holds another run (other points, filters, generator or chunking); give "
                              "another store or delete it")
         return group
+    _refuse_foreign_folder(path)
     group = zarr.open_group(str(path), mode="w")
     name = "magnitudes" if attrs["what"] == "magnitudes" else "flux"
     group.create_array(name, shape=(n, k), chunks=(chunk_rows, k), dtype=out_dtype, fill_value=np.nan)
@@ -715,6 +736,10 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
             raise ValueError("filters are required for magnitudes (e.g. ['sdss2010-g', 'sdss2010-r'])")
         filters = [f.strip() for f in filters.split(",")] if isinstance(filters, str) else list(filters)
         resolve_filters(filters)
+        # a filter file by its absolute path (a worker resolved a relative one in its own folder) and its
+        # contents in the run's identity (an edited file resumed a store of the old curve's magnitudes)
+        filters = [str(Path(f).resolve()) if isinstance(f, (str, Path)) and Path(f).is_file() else f
+                   for f in filters]
         system = _system(system)
     else:
         filters, system = [], None
@@ -727,7 +752,10 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     k = len(filters) if what == "magnitudes" else wave.size
     # the identity of a run: points (dask's deterministic token), filters, generator, chunking
     from dask.base import tokenize
+    from .checksums import file_sha256
+    filter_files = {f: file_sha256(f) for f in filters if isinstance(f, str) and Path(f).is_file()}
     ident = {"points": source or tokenize(arr), "what": what, "filters": filters, "system": system,
+             "filter_files": filter_files,
              "generator": _spec_id(generator), "generator_sha1": fingerprint, "distance_cm": distance_cm,
              "chunk_rows": int(chunk_rows),
              "n": int(n)}
@@ -916,26 +944,40 @@ def cli_points_mags(args):
     if out.suffix != ".zarr":
         raise ValueError(f"with --points, --out is a Zarr store written chunk by chunk: name it *.zarr "
                          f"(got {out})")
+    from .neural import generator_spec_option
+    spec = generator_spec_option(args.model, getattr(args, "meta", None))
+    import shutil
+    replaced = None
     if args.overwrite and out.exists():
         # a magnitude store of this command only (a run with other points or filters is refused otherwise;
-        # the same run resumes); removed once the points and the filters are known to be readable
+        # the same run resumes); set aside once the points, filters and generator are known to be readable,
+        # and put back if the new run fails (it was deleted first: a failed rerun lost it)
         if not _is_points_store(out, "magnitudes"):
             raise ValueError(f"--overwrite: {out} is not a magnitude store written by 'mags --points'; "
                              "not removed")
         from .filters import resolve_filters
         read_points(points, args.chunk_rows)
         resolve_filters(filters)
-        import shutil
-        shutil.rmtree(out)
-    from .neural import generator_spec_option
-    spec = generator_spec_option(args.model, getattr(args, "meta", None))
-    if wants_cluster(args):
-        with _CliClient(args.scheduler, args.workers) as client:
-            run = write_points(points, out, filters, args.system, generator=spec, client=client,
+        replaced = out.with_name(out.name + ".replaced")
+        if replaced.exists():
+            shutil.rmtree(replaced)
+        out.rename(replaced)
+    try:
+        if wants_cluster(args):
+            with _CliClient(args.scheduler, args.workers) as client:
+                run = write_points(points, out, filters, args.system, generator=spec, client=client,
+                                   chunk_rows=args.chunk_rows, progress=True)
+        else:
+            run = write_points(points, out, filters, args.system, generator=spec, client=None,
                                chunk_rows=args.chunk_rows, progress=True)
-    else:
-        run = write_points(points, out, filters, args.system, generator=spec, client=None,
-                           chunk_rows=args.chunk_rows, progress=True)
+    except BaseException:
+        if replaced is not None:
+            if out.exists():
+                shutil.rmtree(out)
+            replaced.rename(out)
+        raise
+    if replaced is not None:
+        shutil.rmtree(replaced)
     import zarr
     group = zarr.open_group(str(out), mode="r")
     inside = group["inside"]

@@ -1177,7 +1177,11 @@ def generator_spec_option(name=None, meta=None):
     _check_meta_option(name, meta)
     if name in (None, "default"):
         return None
-    return name if meta is None else functools.partial(load_generator, name, meta=meta)
+    # a model on disk by its absolute path: a worker started elsewhere resolved a relative one in its own
+    # folder (another model there was used silently)
+    if name not in SHIPPED_MODELS and name != "blackbody" and Path(name).exists():
+        name = str(Path(name).resolve())
+    return name if meta is None else functools.partial(load_generator, name, meta=str(Path(meta).resolve()))
 
 
 def _check_meta_option(name, meta):

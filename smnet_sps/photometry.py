@@ -842,6 +842,13 @@ def _cli_mags(args):
         return cli_points_mags(args)
     if args.Z is None:
         raise ValueError("--Z is required for SSP magnitudes (or give --points stars.parquet)")
+    points_only = [name for name, given in (("--workers", getattr(args, "workers", None) is not None),
+                                            ("--scheduler", getattr(args, "scheduler", None) is not None),
+                                            ("--chunk-rows", args.chunk_rows != 100_000)) if given]
+    if points_only:
+        # they were silently ignored (an unreachable --scheduler ran in-process with exit status 0)
+        raise ValueError(f"{', '.join(points_only)} apply to --points tables only; SSP magnitudes run in "
+                         "this process")
     from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure, suffix_of
     outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table"),
                                    "plot": (matplotlib_formats(), "plot")})

@@ -87,7 +87,7 @@ def test_in_process_path_and_input_errors(tmp_path, stars):
     # a table whose first chunk fails leaves no store behind (it was refused as "another run" once fixed)
     bad_table = stars[:300].copy()
     bad_table[5, 0] = np.nan
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="teff is not finite at row 5"):
         D.write_points(bad_table, tmp_path / "nan.zarr", "sdss2010-r", generator="blackbody", chunk_rows=100,
                        progress=False)
     assert not (tmp_path / "nan.zarr").exists()
@@ -287,3 +287,49 @@ def test_cli_points_refuses_ssp_options_and_overwrites_its_own_store(tmp_path, s
             "sdss2010-r", "--out", str(tmp_path / "stars_mags.zarr"), "--overwrite"]
     assert main(gone) == 1
     assert D.load_points_store(tmp_path / "stars_mags.zarr")[0].shape[0] == 50
+
+
+def test_points_stores_never_wipe_what_is_not_theirs(tmp_path, stars, capsys, monkeypatch):
+    """`mags --points --out X.zarr` emptied an existing folder that was not a store (zarr's mode "w"),
+    without --overwrite; --overwrite deleted the old store before the generator was checked, so a failed
+    rerun lost it; an edited filter file resumed a store of the old curve's magnitudes; a relative filter
+    path or model was resolved in each worker's own folder; a NaN row was named by its index in the chunk;
+    and SSP `mags` ignored --workers / --scheduler."""
+    import pandas as pd
+    from smnet_sps.cli import main
+
+    table = tmp_path / "stars.parquet"
+    frame = pd.DataFrame({"teff": stars[:60, 0], "logg": stars[:60, 1], "logz": stars[:60, 2],
+                          "logl": np.log10(stars[:60, 3])})
+    frame.to_parquet(table)
+    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "20"]
+    mine = tmp_path / "results.zarr"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "sub" / "notes.txt").write_text("important")
+    assert main(base + ["--filters", "sdss2010-g", "--out", str(mine)]) == 1
+    assert "exists and is not an smnet-sps store" in capsys.readouterr().err
+    assert (mine / "sub" / "notes.txt").read_text() == "important"
+    # a failed --overwrite rerun keeps the old store
+    store = tmp_path / "ow.zarr"
+    assert main(base + ["--filters", "sdss2010-g", "--out", str(store)]) == 0
+    assert main(base + ["--filters", "sdss2010-g", "--out", str(store), "--overwrite", "--model",
+                        str(tmp_path / "no_model")]) == 1
+    assert D.load_points_store(store)[0].shape == (60, 1)
+    # a filter file: by absolute path, and its contents in the run's identity
+    curve = tmp_path / "f.dat"
+    np.savetxt(curve, np.column_stack([np.linspace(5000, 6000, 11), np.r_[0, np.ones(9), 0]]))
+    monkeypatch.chdir(tmp_path)
+    assert main(base + ["--filters", "f.dat", "--out", str(tmp_path / "f.zarr")]) == 0
+    np.savetxt(curve, np.column_stack([np.linspace(6000, 7000, 11), np.r_[0, np.ones(9), 0]]))
+    assert main(base + ["--filters", "f.dat", "--out", str(tmp_path / "f.zarr")]) == 1
+    assert "holds another run" in capsys.readouterr().err
+    import zarr
+    assert str(curve) in zarr.open_group(str(tmp_path / "f.zarr"), mode="r").attrs["filters"][0]
+    # a NaN row named by its row in the table
+    frame.loc[45, "teff"] = np.nan
+    frame.to_parquet(table)
+    assert main(base + ["--filters", "sdss2010-g", "--out", str(tmp_path / "nan.zarr")]) == 1
+    assert "teff is not finite at row 45" in capsys.readouterr().err
+    assert main(["mags", "--Z", "0.0152", "--ages", "1,2Gyr", "--filters", "sdss2010-g", "--model",
+                 "blackbody", "--scheduler", "tcp://127.0.0.1:1"]) == 1
+    assert "--scheduler apply to --points tables only" in capsys.readouterr().err
