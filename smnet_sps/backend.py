@@ -310,6 +310,7 @@ class StellarLibraryBackend:
         self._phase_libs = phase_libraries
         self._phase_libs_token = None if phase_libraries is None else id(phase_libraries)   # in key
         self.hits = self.misses = 0
+        self._face_cache = None            # the box faces keys snap onto (_faces), on first use
         if special_phases == "dedicated":
             self._load_phase_libraries()
 
@@ -467,7 +468,7 @@ class StellarLibraryBackend:
     def _faces(self):
         """Per parameter (log Teff, log g, [M/H]), the box faces of the generator, its libraries and the
         dedicated libraries' Teff ranges, and the physical domain: the values a key is snapped onto."""
-        if getattr(self, "_face_cache", None) is None:
+        if self._face_cache is None:
             from .constants import LOGG_DOMAIN, LOGZ_DOMAIN, TEFF_DOMAIN
             from .mixture import widen_single_metallicity
             boxes = [self.generator.box, *getattr(self.generator, "library_boxes", {}).values()]

@@ -1157,7 +1157,8 @@ def load_generator_option(name=None, meta=None, device="auto"):
 
     None or ``"default"`` -> None (the command's default, the shipped model); ``"blackbody"`` -> the
     analytic :class:`~smnet_sps.generator.BlackbodyGenerator`; a released SM-Net ``.pt`` checkpoint with
-    its ``meta`` file (CHECKPOINT_FORMAT: ``--weights ... --meta ...``); otherwise :func:`load_generator`.
+    its ``meta`` file (the weights-and-meta pair the release's CHECKPOINT_FORMAT asks for); otherwise
+    :func:`load_generator`.
     """
     _check_meta_option(name, meta)
     if name in (None, "default"):
