@@ -59,8 +59,9 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB
-from .generator import (_as_float_array, _logg_value, _logz_value, _refuse_masked, _teff_value,
-                        luminosity_scale, planck_fraction, planck_surface_flux, validate_parameters)
+from .generator import (_as_float_array, _check_finite, _logg_value, _logz_value, _refuse_masked,
+                        _teff_value, luminosity_scale, planck_fraction, planck_surface_flux,
+                        validate_parameters)
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -223,13 +224,6 @@ def _log_value(value, name, unit, meaning):
     if np.any(~(linear > 0)):
         raise ValueError(f"{name} given as a linear quantity must be positive (it is converted to {meaning})")
     return np.log10(linear)
-
-
-def _check_finite(values, name):
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (first at index "
-                         f"{np.flatnonzero(bad)[0]}); stellar parameters must be finite")
 
 
 def _point_codes(values, name, n, meaning):

@@ -168,6 +168,14 @@ def _logz_value(logz):
     raise ValueError(f"logz ([M/H]) must be a number in dex or a u.dex quantity; got unit {logz.unit}")
 
 
+def _check_finite(values, name):
+    """Refuse NaN / inf in a stellar parameter, naming it, the count and the first index."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) (first at index "
+                         f"{np.flatnonzero(bad)[0]}); NaN and inf are not valid stellar parameters")
+
+
 def validate_parameters(teff, logg, logz):
     """Broadcast (Teff, log g, [M/H]) to 1-d float64 arrays inside the physical domain.
 
@@ -202,10 +210,7 @@ def validate_parameters(teff, logg, logz):
         raise ValueError(f"teff, logg, logz cannot be broadcast together: shapes {shapes}") from exc
     teff, logg, logz = (np.ascontiguousarray(a).ravel() for a in arrays)
     for name, arr in (("teff", teff), ("logg", logg), ("logz", logz)):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            raise ValueError(f"{name} has {bad.sum()} non-finite value(s) (first at index "
-                             f"{np.flatnonzero(bad)[0]}); NaN and inf are not valid stellar parameters")
+        _check_finite(arr, name)
         (lo, hi), unit = PARAMETER_DOMAINS[name]
         out = (arr < lo) | (arr > hi)
         if out.any():
