@@ -24,6 +24,7 @@ import numpy as np
 from ..constants import SIGMA_SB
 
 __all__ = ["LibrarySpectra", "read_text", "parse_floats", "check_flux", "check_distinct_spectra",
+           "check_increasing",
            "check_unique_parameters",
            "check_last_number", "check_row_count", "odd_ones_out", "require_dir",
            "require_file", "integrate_flux", "ZSUN_MASS_FRACTION"]
@@ -310,6 +311,19 @@ def check_last_number(text, path, same_line=True):
     if last and reference is not None and _number_layout(last[-1]) != _number_layout(reference):
         raise ValueError(f"{path}: the last number {last[-1]!r} is not written like the others (e.g. "
                          f"{reference!r}): the file is truncated; replace it with the original")
+
+
+def check_increasing(values, path, what, where=None):
+    """Refuse a table that labels a file's columns (or rows) by Teff and does not increase down the file, as
+    those columns do: nothing else labels them, so a reversed or shuffled table gave every spectrum another's
+    Teff (the "25,000 K" WM-basic one peaking at 610 A, Wien 47,500 K), unseen by any flux check. ``where``:
+    the line of each value (default: its position, counted from 1)."""
+    down = np.flatnonzero(np.diff(values) <= 0)
+    if down.size:
+        k = int(down[0])
+        place = f"line {where[k + 1]}" if where is not None else f"value {k + 2}"
+        raise ValueError(f"{path}: {what} must increase down the file, as the spectra do; {place} "
+                         f"({values[k + 1]:g}) follows {values[k]:g}: a reordered or damaged file")
 
 
 def check_row_count(n_rows, expected, path, what):

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import (LibrarySpectra, check_flux, check_last_number, check_row_count, integrate_flux,
-                      parse_floats, read_text, require_dir, require_file)
+from ._common import (LibrarySpectra, check_flux, check_increasing, check_last_number, check_row_count,
+                      integrate_flux, parse_floats, read_text, require_dir, require_file)
 
 FOLDER = "fsps_hot_and_agb"
 CITE_LM = "Lancon & Mouhcine 2002, A&A 393, 167; via FSPS (Conroy, Gunn & White 2009)"
@@ -46,12 +46,7 @@ def _read_teff(path, n_spec):
     Teff increasing down the file (the spectra are in that order; a reversed file was accepted)."""
     teff, table, logz_table, line_of = _read_teff_table(path, n_spec)
     for column in (teff[:, None] if table is None else table).T:
-        down = np.flatnonzero(np.diff(column) <= 0)
-        if down.size:
-            k = int(down[0])
-            raise ValueError(f"{path}: Teff must increase down the file, as the spectra do; line "
-                             f"{line_of[k + 1]} ({column[k + 1]:g} K) follows {column[k]:g} K: a reordered "
-                             "or damaged file")
+        check_increasing(column, path, "Teff", where=line_of)
     return teff, table, logz_table, line_of
 
 

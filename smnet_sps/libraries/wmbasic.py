@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import (LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, check_last_number, check_row_count,
-                      integrate_flux, odd_ones_out, parse_floats, read_text, require_dir, require_file)
+from ._common import (LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, check_increasing, check_last_number,
+                      check_row_count, integrate_flux, odd_ones_out, parse_floats, read_text, require_dir,
+                      require_file)
 
 NAME = "wmbasic"
 FOLDER = "fsps_hot_and_agb"
@@ -55,13 +56,7 @@ def check_log_teff(logt, path):
         raise ValueError(f"{path}: value {k + 1} is {logt[k]:g}; expected log10 Teff [K] within "
                          f"{lo:g}..{hi:g} (e.g. 4.39794 for 25,000 K), one per line: linear Teff or a "
                          "damaged file")
-    # the spectra's columns are in Teff order, and nothing else labels them: a reversed or shuffled file gave
-    # every spectrum another's Teff (the "25,000 K" one peaking at 610 A, Wien 47,500 K), unseen by any check
-    down = np.flatnonzero(np.diff(logt) <= 0)
-    if down.size:
-        k = int(down[0])
-        raise ValueError(f"{path}: log Teff must increase line by line, as the spectra's columns do; value "
-                         f"{k + 2} ({logt[k + 1]:g}) follows {logt[k]:g}: a reordered or damaged file")
+    check_increasing(logt, path, "log Teff")
 
 
 def read(folder, progress=None):
