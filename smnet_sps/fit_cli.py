@@ -197,6 +197,7 @@ def _cmd_fit(args):
 
 
 def add_cli(sub):
+    from .neural import add_meta_option
     p = sub.add_parser(
         "fit",
         help="fit Teff, log g, [M/H], rv of a star (or an SSP with --ssp-grid) to a spectrum",
@@ -220,8 +221,7 @@ def add_cli(sub):
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical', a model directory or a released "
                         "SM-Net checkpoint (.pt, with --meta) (default: the shipped model)")
-    p.add_argument("--meta", default=None, metavar="META.npz",
-                   help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
+    add_meta_option(p)
     p.add_argument("--library", default=None, help="library to imitate (default: the mixture)")
     p.add_argument("--clip", type=float, default=None, metavar="SIGMA",
                    help="stars: drop pixels whose residual exceeds SIGMA errors and refit, up to 3 times "

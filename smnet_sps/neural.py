@@ -38,7 +38,7 @@ from .wavegrid import check_wavelength_grid
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
            "resolve_device", "COVERAGE_FACTOR", "SHIPPED_MODELS", "FORWARD_CHUNK",
            "ModelNotFoundError", "weights_sha256", "load_generator_option",
-           "generator_spec_option"]
+           "generator_spec_option", "add_meta_option", "model_file_in_use"]
 
 MODEL_FORMAT = "smnet-sps model"
 
@@ -1183,6 +1183,20 @@ def generator_spec_option(name=None, meta=None):
     if name not in SHIPPED_MODELS and name != "blackbody" and Path(name).exists():
         name = str(Path(name).resolve())
     return name if meta is None else functools.partial(load_generator, name, meta=str(Path(meta).resolve()))
+
+
+def add_meta_option(parser):
+    """``--meta META.npz`` beside a command's ``--generator`` (read by :func:`load_generator_option` and
+    :func:`generator_spec_option`)."""
+    parser.add_argument("--meta", default=None, metavar="META.npz",
+                        help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
+
+
+def model_file_in_use(directory, key, filename):
+    """The name of the file a model's config.json records under ``key``, or ``filename`` where that file is in
+    the folder unrecorded; None if neither (what a command must not replace without --overwrite)."""
+    recorded = read_model_config(directory).get(key)
+    return recorded or (filename if (Path(directory) / filename).is_file() else None)
 
 
 def _check_meta_option(name, meta):

@@ -912,6 +912,7 @@ def _fits_ready(table):
 
 
 def add_cli(subparsers):
+    from .neural import add_meta_option
     """Register ``smnet-sps mags``."""
     from .isochrones import FAMILY_CHOICES    # here: photometry does not need the isochrones at import
     p = subparsers.add_parser(
@@ -936,8 +937,7 @@ def add_cli(subparsers):
     p.add_argument("--generator", "--model", dest="model", default=None,
                    help="'default', 'semi-empirical', 'blackbody', a model directory or a released SM-Net "
                         "checkpoint (.pt, with --meta) (default: the shipped default model)")
-    p.add_argument("--meta", default=None, metavar="META.npz",
-                   help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
+    add_meta_option(p)
     p.add_argument("--extrapolate", action="store_true",
                    help="treat the spectrum as zero where a filter reaches beyond it (default: error)")
     p.add_argument("--out", default=None, help="write the table; format from the extension: "

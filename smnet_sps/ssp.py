@@ -883,11 +883,6 @@ def load_ssp_grid(path):
 
 
 # ---- command line -------------------------------------------------------------------------------
-def _generator_from_arg(name, device, meta=None):
-    from .neural import load_generator_option
-    return load_generator_option(name, meta, device=device)
-
-
 def _write_fits(spec, path):
     from astropy.io import fits
     from astropy.table import Table
@@ -1002,7 +997,8 @@ def _cmd_ssp(args):
                                    "plot": (matplotlib_formats(), "plot")})
     age = cli_age(args.age)                      # a bad age fails before the model loads
     cli_isochrones(args.isochrones)              # so does an unknown or uninstalled isochrone family
-    gen = _generator_from_arg(args.generator, args.device, args.meta)
+    from .neural import load_generator_option
+    gen = load_generator_option(args.generator, args.meta, device=args.device)
     spec = ssp_spectrum(age, Z=args.Z, logzsol=args.logzsol, imf=args.imf,
                         isochrones=args.isochrones, generator=gen, special_phases=args.special_phases,
                         outside=args.outside, by_phase=bool(args.plot), device=args.device)
@@ -1039,7 +1035,8 @@ def _cmd_ssp_grid(args):
     from . import distributed
     if distributed.wants_cluster(args):        # --scheduler / --workers: the same grid as Dask tasks
         return distributed.cli_ssp_grid(args, outputs["out"])
-    gen = _generator_from_arg(args.generator, args.device, args.meta)
+    from .neural import load_generator_option
+    gen = load_generator_option(args.generator, args.meta, device=args.device)
     ages = cli_ages(args.ages)
     grid = ssp_grid(ages, args.Z, imf=args.imf, isochrones=args.isochrones, generator=gen,
                     special_phases=args.special_phases, outside=args.outside, progress=True,
@@ -1053,14 +1050,14 @@ def _cmd_ssp_grid(args):
 
 
 def _common_args(p):
+    from .neural import add_meta_option
     p.add_argument("--imf", default="kroupa", help="kroupa (default), salpeter or chabrier")
     p.add_argument("--isochrones", default="parsec",
                    help=FAMILY_CHOICES)
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), "
                         "'blackbody', a model directory or a released SM-Net checkpoint (.pt, with --meta)")
-    p.add_argument("--meta", default=None, metavar="META.npz",
-                   help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
+    add_meta_option(p)
     p.add_argument("--special-phases", default="model", choices=("model", "dedicated"),
                    help="TP-AGB, post-AGB and Wolf-Rayet stars: 'model' (default) generates them like any "
                         "star; 'dedicated' takes Lancon/Aringer, Rauch and CMFGEN spectra as FSPS does")

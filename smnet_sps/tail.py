@@ -762,9 +762,8 @@ def _cli(args):
         if not sep or not name or not stand_in:
             raise ValueError(f"--stand-in {item!r}: expected LIBRARY=TABULATED, e.g. basel22=ck04")
         stand_ins[name] = stand_in
-    from .neural import read_model_config       # here: neural imports this module
-    recorded = read_model_config(args.model).get("tail_file")
-    present = recorded or (TAIL_FILE if (Path(args.model) / TAIL_FILE).is_file() else None)
+    from .neural import model_file_in_use       # here: neural imports this module
+    present = model_file_in_use(args.model, "tail_file", TAIL_FILE)
     if present and not args.overwrite:
         # a tail table changes the model's spectra: replaced only when asked, as every output file is
         raise ValueError(f"{args.model}: the model already has a tail table ({present}); --overwrite "

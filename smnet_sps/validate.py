@@ -160,6 +160,7 @@ def _nearest(stars, pool):
 
 # --------------------------------------------------------------------------------------------- CLI
 def add_cli(sub):
+    from .neural import add_meta_option
     p = sub.add_parser("validate", help="score generators against observed stars; rank the default mixture",
                        description="Score a generator against observed stars with the MILES calibration "
                                    "set's procedure (per Teff / log g class, per star, worst residuals), "
@@ -168,8 +169,7 @@ def add_cli(sub):
     p.add_argument("--generator", default=None,
                    help="model directory, 'blackbody' or a released SM-Net checkpoint (.pt, with --meta) "
                         "(default: the shipped model)")
-    p.add_argument("--meta", default=None, metavar="META.npz",
-                   help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
+    add_meta_option(p)
     p.add_argument("--library", default=None, help="score this library imitation instead of the default "
                                                    "mixture")
     p.add_argument("--ids", default=None, help="text file of star numbers to use (default: all)")
@@ -217,16 +217,8 @@ def write_mixture(policy, model_dir):
     return path
 
 
-def _has_mixture(model_dir):
-    """True if MODEL_DIR holds a mixture file or its config.json records one."""
-    import json
-    model_dir = Path(model_dir)
-    cfg = json.loads((model_dir / "config.json").read_text())
-    return "mixture_file" in cfg or (model_dir / MIXTURE_FILE).is_file()
-
-
 def _cli(args):
-    from .neural import NeuralGenerator
+    from .neural import NeuralGenerator, model_file_in_use
     from .output_files import check_output_folder
     # option errors before the stars and the model are loaded and the (slow) ranking runs
     if args.worst < 1:
@@ -236,7 +228,8 @@ def _cli(args):
         raise ValueError("--write-mixture needs --rank-libraries")
     if args.write_mixture and not (Path(args.write_mixture) / "config.json").is_file():
         raise ValueError(f"--write-mixture {args.write_mixture!r}: not a model directory (no config.json)")
-    if args.write_mixture and not args.overwrite and _has_mixture(args.write_mixture):
+    if (args.write_mixture and not args.overwrite
+            and model_file_in_use(args.write_mixture, "mixture_file", MIXTURE_FILE)):
         # the model's measured preferences are replaced only when asked, as every output file is
         raise ValueError(f"--write-mixture {args.write_mixture!r}: the model already has a library mixture "
                          f"({MIXTURE_FILE}); --overwrite replaces it")
