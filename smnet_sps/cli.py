@@ -64,10 +64,12 @@ def _one_line(exc):
 def _use_file_backend(args):
     """The CLI only writes plots to files: pick matplotlib's file backend (Agg) before anything draws.
 
-    Library plotting functions never choose a backend; this is the one place that does, and only for a
-    command that makes a plot.
+    Library plotting functions never choose a backend; this is the one place that does, only for a command
+    that makes a plot, and only where nobody has set one up: ``main()`` called in a session that already
+    imported pyplot (a notebook) keeps that session's backend (the CLI saves and closes its figures, which
+    every backend can do).
     """
-    if getattr(args, "plot", None):
+    if getattr(args, "plot", None) and "matplotlib.pyplot" not in sys.modules:
         import matplotlib
         matplotlib.use("Agg")
 

@@ -88,3 +88,13 @@ def test_bad_input_to_the_plots_is_refused_before_a_figure_exists():
     with pytest.raises(ValueError, match="no M_ column for \\['nope'\\]"):
         plot_colour_evolution(Table({"log_age": [9.0], "M_g": [5.0]}), filter_names=["nope"])
     assert plt.get_fignums() == []
+
+
+def test_cli_in_a_session_keeps_its_backend(svg_backend, fixtures_dir, tmp_path):
+    """``smnet_sps.cli.main`` run in-process after pyplot was set up (a notebook) leaves the backend alone
+    (it once switched it to Agg) and still writes the plot."""
+    from smnet_sps.cli import main
+    out = tmp_path / "cov.png"
+    assert main(["grid", "build", "--libraries", str(fixtures_dir / "libraries"), "--only", "ck04,basel22",
+                 "--out", str(tmp_path / "g.h5"), "--plot", str(out), "--no-progress"]) == 0
+    assert matplotlib.get_backend().lower() == svg_backend and out.stat().st_size > 5000
