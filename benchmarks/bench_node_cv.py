@@ -38,7 +38,7 @@ has, than with the default random folds.
 A setting is NAME:INPUT_JITTER:STEPS[:KEY=VALUE,...] (optimiser steps of batch 64; lr 1e-3 cosine to 2 %,
 mixed pixel loss, UV weight 3, sampling weights clipped at 5, no weight average or decay, seed 0 unless
 KEY=VALUE replaces them: lr, lr_final, pixel_loss, uv_weight, w_max, ema_decay, weight_decay, seed,
-node_loss, node_blend, node_blend_kind);
+node_loss, node_blend, node_blend_kind, jitter_floor, jitter_quantile);
 INPUT_JITTER is one value or three separated by commas (Teff, log g, [M/H]: ``train(input_jitter=...)``).
 ``soup_of=A+B+C`` trains nothing: each fold's expert is the weight average of settings A, B and C's
 specialists of that fold (``build_expert_model`` with several runs per library; runs of one setting with
@@ -144,10 +144,11 @@ def refit_base(base, grid_path, fold, out, node_blend=0.0, seed=0):
     return out
 
 
-# docs/generator.md; the last five are train()'s defaults, listed so that a setting can override them
+# docs/generator.md's specialist settings (the first four), then train()'s defaults, listed so that a
+# setting can override them
 SPECIALIST = {"lr": 1e-3, "lr_final": 0.02, "pixel_loss": "mixed", "uv_weight": 3.0,
               "w_max": 5.0, "ema_decay": 0.0, "weight_decay": 0.0, "seed": 0, "node_loss": "mse",
-              "node_blend": 0.0, "node_blend_kind": "segments"}
+              "node_blend": 0.0, "node_blend_kind": "segments", "jitter_floor": 1.0, "jitter_quantile": 0.5}
 
 
 def fold_cache(cache_dir, library, setting, n_folds, k, refit, scheme="random"):

@@ -25,8 +25,8 @@ from .output_files import atomic_output
 from .tail import TAIL_FILE, save_table, tabulate_tail, wien_tail_mask
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "blend_edges",
-           "blend_simplices", "blend_reference_shift", "sampling_weights", "masked_mse", "add_cli",
-           "TrainingGrid", "SPLIT_CODES"]
+           "blend_simplices", "blend_reference_shift", "sampling_weights", "line_departures", "jitter_shares",
+           "masked_mse", "add_cli", "TrainingGrid", "SPLIT_CODES"]
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -244,6 +244,51 @@ def sampling_weights(params, log_ratio, library_id, k=6, w_max=5.0):
     return w
 
 
+
+def line_departures(teff, logg, logz, library_id, log_flux, known, nodes):
+    """How far each node departs from the straight line through its two neighbours, along each input.
+
+    For every grid line of ``nodes`` along Teff, log g and [M/H] (:func:`grid_lines`): the median over the
+    pixels the three nodes know of |log_flux - the line through the neighbours| (linear in log Teff, log g
+    or [M/H]), at each node with a neighbour on both sides; a line's end node takes its nearest interior
+    node's value (its own departure is unknown, its neighbour's is the best stand-in). An (n, 3) array in
+    the units of ``log_flux`` (dex); NaN outside ``nodes`` and on lines of fewer than three nodes.
+    """
+    coords = (np.log10(np.asarray(teff, float)), np.asarray(logg, float), np.asarray(logz, float))
+    out = np.full((len(teff), 3), np.nan)
+    for axis in range(3):
+        for line in grid_lines(teff, logg, logz, library_id, nodes, axis):
+            if len(line) < 3:
+                continue
+            d = []
+            for a, b, c in zip(line[:-2], line[1:-1], line[2:]):
+                t = (coords[axis][b] - coords[axis][a]) / (coords[axis][c] - coords[axis][a])
+                both = known[a] & known[b] & known[c]
+                off = log_flux[b] - (1 - t) * log_flux[a] - t * log_flux[c]
+                d.append(float(np.median(np.abs(off[both]))) if both.any() else np.nan)
+            out[line, axis] = [d[0], *d, d[-1]]
+    return out
+
+
+def jitter_shares(departures, library_id, floor=1.0, quantile=0.5):
+    """The share of ``input_jitter`` each node gets along each input (:func:`train`'s ``jitter_floor``):
+    its departure (:func:`line_departures`) over its library's ``quantile`` of them along that input,
+    clipped to [floor, 1]; 1 where the departure is unknown. ``floor`` 1: every node the full jitter."""
+    shares = np.ones(departures.shape)
+    if floor >= 1.0:
+        return shares
+    for lib in np.unique(library_id):
+        sel = library_id == lib
+        for axis in range(departures.shape[1]):
+            d = departures[sel, axis]
+            known = np.isfinite(d)
+            if not known.any():
+                continue
+            ref = np.quantile(d[known], quantile)
+            col = np.where(known, np.clip(d / ref if ref > 0 else 1.0, floor, 1.0), 1.0)
+            shares[np.flatnonzero(sel), axis] = col
+    return shares
+
 # pixel_loss -> power of each pixel's target variance that weights its squared standardised error
 PIXEL_LOSS_POWERS = {"standardised": 0.0, "mixed": 0.5, "log": 1.0}
 # the training loss per spectrum (masked_mse): its mean square, or that through a pseudo-Huber
@@ -323,8 +368,8 @@ CHECKPOINT_KEYS = ("model", "optimizer", "state", "best_state", "arch", "arch_kw
 # other option shapes the targets, the draws, the loss or the schedule and is kept in the checkpoint's recipe
 RESUME_MAY_CHANGE = "--epochs, --minutes, --patience, --keep, --threads, --device"
 _CLI_FLAGS = {"tail_floor", "pixel_loss", "uv_weight", "w_max", "library_balance", "libraries", "node_loss",
-              "node_blend", "node_blend_kind", "input_jitter", "lr", "lr_final", "batch_size", "ema_decay",
-              "seed", "init_from"}
+              "node_blend", "node_blend_kind", "input_jitter", "jitter_floor", "jitter_quantile", "lr",
+              "lr_final", "batch_size", "ema_decay", "seed", "init_from"}
 
 
 def _show(value):
@@ -377,7 +422,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
           lr_final=0.02, ema_decay=0.0, libraries=None, keep="best", input_jitter=0.0, exclude_nodes=None,
-          node_loss="mse", node_blend=0.0, node_blend_kind="segments",
+          node_loss="mse", node_blend=0.0, node_blend_kind="segments", jitter_floor=1.0, jitter_quantile=0.5,
           split_seed=0):
     """Train a generator on a union grid and write a model directory.
 
@@ -449,6 +494,14 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         lowers the error at nodes it never saw. Three values set each input's noise on its own, for a library
         whose nodes are closer than a step along one axis (WM-basic's [M/H] nodes are 0.1-0.2 dex apart).
         0: off.
+    jitter_floor : float in (0, 1]. With 1 (the default) every node gets the whole ``input_jitter``. Below
+        1, a node's jitter along each input is scaled by how far its spectrum departs from the straight line
+        through its two neighbours along that input (:func:`line_departures`, training nodes only), divided
+        by its library's ``jitter_quantile`` of those departures and clipped to [jitter_floor, 1]
+        (:func:`jitter_shares`): a node on a smooth stretch of the grid is smoothed less than one that
+        scatters (docs/experiments.md, WM-basic, nineteenth round). A blended draw takes its vertices'
+        blend of the shares.
+    jitter_quantile : float in (0, 1], the quantile of a library's departures that gets the whole jitter.
     exclude_nodes : int array or None, grid node indices left out of training and validation (k-fold
         cross-validation over nodes, e.g. benchmarks/bench_node_cv.py); recorded in config.json.
     node_blend : float in [0, 1), MLP only. This share of the training draws is replaced by blends: with
@@ -516,6 +569,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if not 0.0 < float(lr_final) <= 1.0:
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
     jitter_steps = _jitter_steps(input_jitter)
+    for nm, val in (("jitter_floor", jitter_floor), ("jitter_quantile", jitter_quantile)):
+        if isinstance(val, (bool, str)) or not (isinstance(val, (int, float, np.number)) and 0 < val <= 1):
+            raise ValueError(f"{nm} must be a number in (0, 1], got {val!r}")
+    jitter_floor, jitter_quantile = float(jitter_floor), float(jitter_quantile)
     try:
         blend = float(node_blend)
     except (TypeError, ValueError):
@@ -646,12 +703,20 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
 
     # one grid step per input, in scaled units (log g and [M/H] share a step; see input_jitter)
     jitter_sigma = to_t(jitter_steps * np.asarray(NODE_STEPS) / (hi - lo))
+    node_sigma = None                       # per node and input, with jitter_floor < 1
+    if jitter_floor < 1 and jitter_steps.any():
+        departures = line_departures(grid.teff, grid.logg, grid.logz, grid.library_id,
+                                     log_ratio_ref if arch == "mlp" else log_ratio, mask, idx_tr)
+        node_sigma = jitter_sigma * to_t(jitter_shares(departures, grid.library_id, jitter_floor,
+                                                       jitter_quantile))
 
-    def forward(x, mix, net=None, jitter=False):
-        """The network on scaled inputs ``x`` with one-hot libraries ``mix`` (nodes or blended draws)."""
+    def forward(x, mix, net=None, jitter=None):
+        """The network on scaled inputs ``x`` with one-hot libraries ``mix`` (nodes or blended draws);
+        ``jitter``: the noise width per draw and input (node_sigma's rows), or True for ``input_jitter``'s."""
         net = model if net is None else net
-        if jitter and jitter_steps.any():
-            x = x + jitter_sigma * torch.randn(x.shape, generator=gen, device="cpu").to(dev)
+        if jitter is not None and jitter is not False and jitter_steps.any():
+            sigma = jitter_sigma if jitter is True else jitter
+            x = x + sigma * torch.randn(x.shape, generator=gen, device="cpu").to(dev)
         return net(x, mix) if arch == "mlp" else net(x)
 
     edges = simplices = None
@@ -666,11 +731,12 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         vertex_used = np.arange(4)[None, :] < n_vertices[:, None]
     inv_std = to_t(1.0 / std) if node_blend > 0 else None
 
-    def blended(rows, x, mix, y, m, vertices, weights, weights_t):
+    def blended(rows, x, mix, y, m, sigma, vertices, weights, weights_t):
         """The draws ``rows`` replaced by the blends sum_k weights[k] x node vertices[k] (inputs and
         reference-subtracted log flux alike; the pixels every vertex knows); ``weights_t``: the same
         weights as (n, 1) tensors on the device, made by the caller so that a segment's float32 (1 - t, t)
-        keep the exact draws of the runs before simplices existed."""
+        keep the exact draws of the runs before simplices existed. ``sigma``: the draws' jitter widths
+        (True: input_jitter's, kept), the blended rows given the vertices' blend of them."""
         shift = _reference_shift(grid.wavelength, [grid.teff[v] for v in vertices],
                                  [w[:, 0] for w in weights], reference)
         x, mix, y, m = x.clone(), mix.clone(), y.clone(), m.clone()
@@ -679,28 +745,34 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             x_b, y_b, m_b = x_b + w * X[v], y_b + w * Y[v], m_b & M[v]
         x[rows], mix[rows], m[rows] = x_b, MIX[vertices[0]], m_b
         y[rows] = y_b + to_t(shift) * inv_std
-        return (x, mix), y, m
+        if sigma is not True:
+            sigma = sigma.clone()
+            sigma[rows] = sum(w * node_sigma[v] for v, w in zip(vertices, weights_t))
+        return (x, mix), y, m, sigma
 
     def batch(ix):
-        """Inputs, targets and masks of the draws ``ix``, a ``node_blend`` share of them made blends."""
+        """Inputs, targets, masks and jitter widths of the draws ``ix``, a ``node_blend`` share of them made
+        blends."""
         x, mix, y, m = X[ix], MIX[ix], Y[ix], M[ix]
+        sigma = True if node_sigma is None else node_sigma[ix]
         if edges is None and simplices is None:
-            return (x, mix), y, m
+            return (x, mix), y, m, sigma
         rows = np.flatnonzero((torch.rand(len(ix), generator=gen) < node_blend).numpy())
         if rows.size == 0:
-            return (x, mix), y, m
+            return (x, mix), y, m, sigma
         if edges is not None:
             i, j = edges[torch.randint(len(edges), (rows.size,), generator=gen).numpy()].T
             t = torch.rand(rows.size, 1, generator=gen, dtype=torch.float64).numpy()
             tt = to_t(t)
-            return blended(rows, x, mix, y, m, [i, j], [1 - t, t], [1 - tt, tt])
+            return blended(rows, x, mix, y, m, sigma, [i, j], [1 - t, t], [1 - tt, tt])
         pick = torch.randint(len(simplices), (rows.size,), generator=gen).numpy()
         # uniform in the simplex: normalised exponential draws (Dirichlet(1, ..., 1)) over its vertices
         e = -np.log1p(-torch.rand(rows.size, 4, generator=gen, dtype=torch.float64).numpy())
         e = np.where(vertex_used[pick], e, 0.0)
         w = e / e.sum(1, keepdims=True)
         weights = [w[:, k:k + 1] for k in range(4)]
-        return blended(rows, x, mix, y, m, list(simplices[pick].T), weights, [to_t(v) for v in weights])
+        return blended(rows, x, mix, y, m, sigma, list(simplices[pick].T), weights,
+                       [to_t(v) for v in weights])
 
     # the run's recipe, kept in the checkpoint: a resume continues the same targets (the checkpoint's output
     # scaling was fitted with them), draws, loss and schedule, or is refused. Equivalent spellings compare
@@ -715,6 +787,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
               "node_loss": node_loss, "node_blend": node_blend,
               "node_blend_kind": node_blend_kind if node_blend > 0 else None,
               "input_jitter": [float(v) for v in jitter_steps], "batch_size": int(batch_size),
+              "jitter_floor": jitter_floor, "jitter_quantile": jitter_quantile,
               "lr": float(lr), "lr_final": float(lr_final), "weight_decay": float(weight_decay),
               "ema_decay": float(ema_decay), "seed": int(seed),
               "init_from": str(Path(init_from).resolve()) if init_from else None}
@@ -835,6 +908,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "node_blend": node_blend, "node_blend_kind": node_blend_kind,
                "input_jitter": (float(jitter_steps[0]) if np.ndim(input_jitter) == 0
                                 else jitter_steps.tolist()),
+               "jitter_floor": jitter_floor, "jitter_quantile": jitter_quantile,
                "excluded_nodes": [] if exclude_nodes is None else exclude_nodes.tolist(),
                "init_from": str(init_from) if init_from else None,
                "trained_libraries": list(libraries) if libraries is not None else list(grid.library_names),
@@ -904,8 +978,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                 g["lr"] = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
             draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
             for s in range(0, draw.size, batch_size):
-                inputs, y, m = batch(idx_tr[draw[s:s + batch_size]])
-                loss = masked_mse(forward(*inputs, jitter=True), y, m, pixel_weights=PW,
+                inputs, y, m, sigma = batch(idx_tr[draw[s:s + batch_size]])
+                loss = masked_mse(forward(*inputs, jitter=sigma), y, m, pixel_weights=PW,
                                   node_loss=node_loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -1010,6 +1084,12 @@ def add_cli(sub):
                    help="Gaussian noise on the training inputs, in grid steps (0.02 dex Teff, 0.5 dex log g "
                         "and [M/H]); one value, or three for Teff, log g and [M/H] on their own; smooths the "
                         "network between scattered nodes (default 0: off)")
+    p.add_argument("--jitter-floor", type=float, default=1.0, metavar="F",
+                   help="scale each node's --input-jitter by its departure from the line through its "
+                        "neighbours, over its library's --jitter-quantile of them, clipped to [F, 1] "
+                        "(default 1: every node the whole jitter)")
+    p.add_argument("--jitter-quantile", type=float, default=0.5, metavar="Q",
+                   help="the quantile of a library's departures that gets the whole jitter (default 0.5)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cli)
 
@@ -1089,4 +1169,5 @@ def _cli_train(args):
                  uv_weight=args.uv_weight, lr_final=args.lr_final, ema_decay=args.ema_decay, w_max=args.w_max,
                  node_loss=args.node_loss, node_blend=args.node_blend, node_blend_kind=args.node_blend_kind,
                  libraries=args.libraries, keep=args.keep,
-                 input_jitter=args.input_jitter[0] if len(args.input_jitter) == 1 else args.input_jitter)
+                 input_jitter=args.input_jitter[0] if len(args.input_jitter) == 1 else args.input_jitter,
+                 jitter_floor=args.jitter_floor, jitter_quantile=args.jitter_quantile)

@@ -224,6 +224,72 @@ def test_input_jitter_enters_training_only_when_asked(synth_grid, tmp_path):
             train(synth_grid, tmp_path / "bad", input_jitter=bad, **kw)
 
 
+
+def test_line_departures_measure_each_node_against_its_neighbours_line():
+    """One [M/H] line of five nodes, unevenly spaced, log flux linear in [M/H] but for one node raised by
+    0.1 dex: that node departs by 0.1, its two neighbours by 0.05 (half way along their lines), the end nodes
+    take their interior neighbours' values; a node left out of ``nodes`` is skipped (the line is drawn over
+    it), pixels some node lacks are not counted, and lines of fewer than three nodes give NaN."""
+    from smnet_sps.train import line_departures
+    logz = np.array([-1.0, -0.5, 0.0, 0.25, 0.5, 0.0, 0.5])
+    teff = np.array([30000.0] * 5 + [30000.0, 30000.0])
+    logg = np.array([4.0] * 5 + [3.5, 3.5])
+    lib = np.zeros(7, int)
+    slope = np.linspace(-1, 1, 8)
+    log_flux = 0.3 + slope[None, :] * logz[:, None]
+    log_flux[2] += 0.1
+    known = np.ones(log_flux.shape, bool)
+    log_flux[3, 0], known[3, 0] = 50.0, False          # a pixel node 3 lacks: never counted
+    d = line_departures(teff, logg, logz, lib, log_flux, known, np.arange(7))
+    assert np.allclose(d[:5, 2], [0.05, 0.05, 0.1, 0.05, 0.05], atol=1e-12)
+    assert np.isnan(d[5:, 2]).all() and np.isnan(d[:, :2]).all()      # 2-node line; one node per Teff / log g
+    held_out = line_departures(teff, logg, logz, lib, log_flux, known, [0, 1, 3, 4])
+    assert np.isnan(held_out[2, 2]) and np.allclose(held_out[[0, 1, 3, 4], 2], 0.0, atol=1e-12)
+    # along Teff the line is straight in log Teff
+    teff_line = np.array([10000.0, 20000.0, 40000.0])
+    flux_t = 2.0 * np.log10(teff_line)[:, None] + np.zeros((3, 4))
+    flat = line_departures(teff_line, np.full(3, 4.0), np.zeros(3), np.zeros(3, int), flux_t,
+                           np.ones((3, 4), bool), np.arange(3))
+    assert np.allclose(flat[:, 0], 0.0, atol=1e-12)
+
+
+def test_jitter_shares_scale_by_departure_within_each_library():
+    from smnet_sps.train import jitter_shares
+    dep = np.array([[np.nan, 0.0, 0.01], [np.nan, 0.0, 0.02], [np.nan, 0.0, 0.04], [np.nan, 0.0, 0.08],
+                    [np.nan, 0.0, 1.0], [np.nan, 0.0, 2.0]])
+    lib = np.array([0, 0, 0, 0, 1, 1])
+    shares = jitter_shares(dep, lib, floor=0.25, quantile=0.5)
+    # library 0: median 0.03 -> 0.01 / 0.03 = 1/3, 2/3, then capped at 1; library 1 on its own median (1.5)
+    assert np.allclose(shares[:, 2], [1 / 3, 2 / 3, 1, 1, 2 / 3, 1])
+    assert np.allclose(shares[:, :2], 1.0)          # unknown (NaN) and all-zero departures: the whole jitter
+    assert np.allclose(jitter_shares(dep, lib, floor=0.5, quantile=0.5)[:2, 2], [0.5, 2 / 3])
+    assert np.array_equal(jitter_shares(dep, lib, floor=1.0), np.ones(dep.shape))
+
+
+def test_jitter_floor_enters_training_only_when_asked(synth_grid, tmp_path):
+    """jitter_floor 1 (the default) is bit-identical to the plain jitter run; a quantile so low that every
+    node reaches the whole jitter is too; a floor below 1 otherwise changes the fit, with node blending too;
+    the options are recorded and checked."""
+    torch.set_num_threads(1)
+    kw = dict(width=16, depth=1, epochs=4, batch_size=32, progress=False, device="cpu", seed=3,
+              input_jitter=[0.5, 0.0, 0.5])
+    plain = train(synth_grid, tmp_path / "plain", **kw)
+    train(synth_grid, tmp_path / "one", jitter_floor=1.0, **kw)
+    train(synth_grid, tmp_path / "all_full", jitter_floor=0.1, jitter_quantile=1e-9, **kw)
+    on = train(synth_grid, tmp_path / "on", jitter_floor=0.1, jitter_quantile=0.9, **kw)
+    w = {n: torch.load(tmp_path / n / "weights.pt") for n in ("plain", "one", "all_full", "on")}
+    assert plain["jitter_floor"] == 1.0 and on["jitter_floor"] == 0.1 and on["jitter_quantile"] == 0.9
+    assert _same_weights(w["plain"], w["one"]) and _same_weights(w["plain"], w["all_full"])
+    assert not _same_weights(w["plain"], w["on"])
+    blend = {f: train(synth_grid, tmp_path / f"b{f}", node_blend=0.5, jitter_floor=f, **kw) for f in (1.0, 0.1)}
+    wb = {f: torch.load(tmp_path / f"b{f}" / "weights.pt") for f in blend}
+    assert not _same_weights(wb[1.0], wb[0.1]) and all(torch.isfinite(v).all() for v in wb[0.1].values())
+    for key, bad in (("jitter_floor", 0.0), ("jitter_floor", 1.5), ("jitter_floor", float("nan")),
+                     ("jitter_quantile", 0.0), ("jitter_floor", "0.5"), ("jitter_quantile", True)):
+        with pytest.raises(ValueError, match=f"{key} must be a number in \\(0, 1\\]"):
+            train(synth_grid, tmp_path / "bad", **{key: bad}, **kw)
+    assert not (tmp_path / "bad").exists()
+
 def test_exclude_nodes_leaves_nodes_out_of_training(synth_grid, tmp_path):
     """k-fold over nodes (benchmarks/bench_node_cv.py): excluded nodes are recorded and never trained on."""
     from smnet_sps.grid import load_grid
