@@ -281,7 +281,8 @@ def test_jitter_floor_enters_training_only_when_asked(synth_grid, tmp_path):
     assert plain["jitter_floor"] == 1.0 and on["jitter_floor"] == 0.1 and on["jitter_quantile"] == 0.9
     assert _same_weights(w["plain"], w["one"]) and _same_weights(w["plain"], w["all_full"])
     assert not _same_weights(w["plain"], w["on"])
-    blend = {f: train(synth_grid, tmp_path / f"b{f}", node_blend=0.5, jitter_floor=f, **kw) for f in (1.0, 0.1)}
+    blend = {f: train(synth_grid, tmp_path / f"b{f}", node_blend=0.5, jitter_floor=f, **kw)
+             for f in (1.0, 0.1)}
     wb = {f: torch.load(tmp_path / f"b{f}" / "weights.pt") for f in blend}
     assert not _same_weights(wb[1.0], wb[0.1]) and all(torch.isfinite(v).all() for v in wb[0.1].values())
     for key, bad in (("jitter_floor", 0.0), ("jitter_floor", 1.5), ("jitter_floor", float("nan")),
