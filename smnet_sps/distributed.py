@@ -169,9 +169,11 @@ def _generator_fingerprint(gen):
 
 
 def _generator_info(spec, device):
-    """(name, wavelength [A], fingerprint) of a generator, computed where it is loaded (a worker)."""
+    """(name, wavelength [A], fingerprint, tail filled) of a generator, computed where it is loaded (a
+    worker)."""
+    from .ssp import _tail_filled
     gen = worker_generator(spec, device)
-    return gen.name, np.asarray(gen.wavelength, float), _generator_fingerprint(gen)
+    return gen.name, np.asarray(gen.wavelength, float), _generator_fingerprint(gen), _tail_filled(gen)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -323,7 +325,7 @@ def _refuse_foreign_folder(path):
                          "store path or remove it")
 
 
-def _open_ssp_store(path, desc, digest, gen_name, wave):
+def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled):
     """Create the Zarr group of one grid, or reopen it after checking it holds the same grid."""
     import zarr
     path = Path(path)
@@ -334,6 +336,7 @@ def _open_ssp_store(path, desc, digest, gen_name, wave):
         if group.attrs.get("format") != SSP_STORE_FORMAT or group.attrs.get("config_sha1") != digest:
             raise ValueError(f"{path} holds another SSP grid (or is not an smnet-sps store); give another "
                              "store directory or delete it")
+        group.attrs.setdefault("tail_filled", bool(tail_filled))     # a store begun before it was recorded
         return group
     _refuse_foreign_folder(path)
     group = zarr.open_group(str(path), mode="w")
@@ -350,7 +353,8 @@ def _open_ssp_store(path, desc, digest, gen_name, wave):
         "format": SSP_STORE_FORMAT, "format_version": STORE_VERSION, "config_sha1": digest, "config": desc,
         "flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
         "wavelength_medium": "vacuum", "ssp_lgmet": "log10 Z (metal mass fraction)",
-        "ssp_lg_age_gyr": "log10(age / Gyr)", "generator": gen_name, "isochrones": desc["isochrones"],
+        "ssp_lg_age_gyr": "log10(age / Gyr)", "generator": gen_name, "tail_filled": bool(tail_filled),
+        "isochrones": desc["isochrones"],
         "imf": desc["imf"], "generator_sha1": desc["generator_sha1"],
         "special_phases": desc["special_phases"], "outside": desc["outside"],
         "done": "1 where block (Z index, age block of age_chunk ages) is complete; written after its data",
@@ -446,18 +450,18 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
                           client.submit(_generator_info, cfg.generator, device, pure=False).result())
     stores = []
     for cfg, desc in resolved:
-        gen_name, wave, fingerprint = infos[_spec_key(cfg.generator, device)]
+        gen_name, wave, fingerprint, tail_filled = infos[_spec_key(cfg.generator, device)]
         desc = dict(desc, generator_sha1=fingerprint)
         digest = hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:10]
         name = cfg.name or f"ssp_{desc['isochrones']}_{desc['imf']}_{desc['generator']}_{digest}"
-        stores.append((cfg, desc, digest, root / f"{name}.zarr", gen_name, wave))
+        stores.append((cfg, desc, digest, root / f"{name}.zarr", gen_name, wave, tail_filled))
     paths = [st[3] for st in stores]
     if len(set(paths)) < len(paths):
         raise ValueError("two configs map to the same store: remove the duplicate or give distinct names")
     # one task per (generator, isochrones, options, Z, age block); grids that differ only in the IMF share it
     groups, specs, n_blocks, n_missing = {}, {}, 0, 0
-    for cfg, desc, digest, path, gen_name, wave in stores:
-        group = _open_ssp_store(path, desc, digest, gen_name, wave)
+    for cfg, desc, digest, path, gen_name, wave, tail_filled in stores:
+        group = _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled)
         done = np.asarray(group["done"][:])
         n_blocks += done.size
         for iz, ib in zip(*np.nonzero(done == 0)):
@@ -490,6 +494,11 @@ def load_ssp_store(path, allow_incomplete=False):
     """Read one grid store of :func:`ssp_grids` as an :class:`smnet_sps.ssp.SSPGrid`.
 
     Raises ValueError if some blocks are not complete yet (unless ``allow_incomplete``: they are NaN).
+    ``attrs`` are :func:`smnet_sps.ssp.ssp_grid`'s units and provenance (generator, ``tail_filled``,
+    isochrones and their ``zsun`` and citation, IMF, rules, medium, LSF), not its costs and per-isochrone
+    statistics of one process (``n_points``, ``n_unique``, ``seconds``, ``timing``,
+    ``luminosity_correction``): the blocks were computed apart; the run's wall time is
+    :func:`ssp_grids`' ``seconds``.
     """
     from .ssp import SSPGrid
 
@@ -669,6 +678,7 @@ def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype)
                 or group.attrs.get("config_sha1") != attrs["config_sha1"]):
             raise ValueError(f"{path} holds another run (other points, filters, generator or chunking); give "
                              "another store or delete it")
+        group.attrs.setdefault("tail_filled", attrs["tail_filled"])   # a store begun before it was recorded
         return group
     _refuse_foreign_folder(path)
     group = zarr.open_group(str(path), mode="w")
@@ -746,8 +756,9 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     out_dtype = out_dtype or ("f8" if what == "magnitudes" else "f4")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    gen_name, wave, fingerprint = (_generator_info(generator, device) if client is None else
-                                   client.submit(_generator_info, generator, device, pure=False).result())
+    gen_name, wave, fingerprint, tail_filled = (
+        _generator_info(generator, device) if client is None else
+        client.submit(_generator_info, generator, device, pure=False).result())
     distance_cm = None if distance is None else float(u.Quantity(distance).to_value(u.cm))
     k = len(filters) if what == "magnitudes" else wave.size
     # the identity of a run: points (dask's deterministic token), filters, generator, chunking
@@ -762,7 +773,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     attrs = {"format": POINTS_STORE_FORMAT, "format_version": STORE_VERSION, "config_sha1": digest,
              "what": what, "n_points": int(n), "chunk_rows": int(chunk_rows), "generator": gen_name,
-             "generator_sha1": fingerprint,
+             "generator_sha1": fingerprint, "tail_filled": bool(tail_filled),
              "filters": filters, "system": system,
              "unit": ("mag (" + str(system) + "); absolute (10 pc)" if distance_cm is None else
                       f"mag ({system}) at distance {distance_cm:.6g} cm") if what == "magnitudes" else

@@ -130,7 +130,7 @@ def test_ssp_grids_equal_single_process(client, tmp_path, default_generator):
         assert (a["isochrones"], a["imf"], a["generator"]) == (iso, imf, default_generator.name)
         # the keys a reader needs are those of ssp_grid's attrs (Zsun: a Padova grid read without it was
         # converted to [M/H] with PARSEC's 0.0152)
-        for key in ("zsun", "citation", "lsf_fwhm", "lsf_shape", "wavelength_medium"):
+        for key in ("zsun", "citation", "lsf_fwhm", "lsf_shape", "wavelength_medium", "tail_filled"):
             assert a[key] == ref.attrs[key], key
 
 
@@ -141,6 +141,7 @@ def test_star_magnitudes_equal_single_process(client, tmp_path, stars, default_g
     assert run.n_blocks == 3 and run.n_computed == 3
     mags, inside, attrs = D.load_points_store(run.stores[0])
     assert mags.shape == (len(stars), len(FILTERS)) and attrs["filters"] == FILTERS
+    assert attrs["tail_filled"] is (default_generator.tail is not None) is True
     _assert_same_flux(mags, ref)
     np.testing.assert_array_equal(inside, ref_inside)
     loaded = client.run(_loaded_generators)
