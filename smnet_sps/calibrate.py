@@ -214,7 +214,8 @@ def _base_info(name):
     from .semi_empirical import _base_directory
     d = _base_directory(name)
     cfg = json.loads((d / "config.json").read_text())
-    return d, {"name": name, "model_name": cfg.get("name", ""), **base_fingerprint(d),
+    return d, {"name": "default" if name == "default" else str(d), "model_name": cfg.get("name", ""),
+               **base_fingerprint(d),
                "grid_sha256": cfg.get("grid_sha256", "")}
 
 
@@ -235,7 +236,8 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     ----------
     empirical : directory of the empirical set (``shared/data/empirical/miles_calibration``)
     out : output directory (the shipped one is ``smnet_sps/data/semi_empirical_model``)
-    base : name of the base model (``"default"``)
+    base : ``"default"`` (the shipped model) or the path of a model directory (``smnet-sps train`` or
+        ``experts`` output), recorded resolved in the correction's config
     folds : k of the stratified k-fold cross-validation by star (0 = none)
     grid : optional union grid file; adds CK04 (+ BaSeL) interpolation to the report
     Returns the dict of cross-validated scores (name -> EmpiricalScore).
@@ -303,7 +305,11 @@ def _quiet_flux(gen, teff, logg, logz):
 def _baseline_scores(stars, base_gen, grid=None):
     from .baselines import InterpolatedLibraryGenerator, nearest_star_flux
     from .empirical import score_generator, score_spectra
-    out = {"default (theory)": score_generator(base_gen, stars, name="default (theory)")}
+    from .neural import default_model_path
+    # the base model's own score, under its name ("default" for the shipped one)
+    shipped = Path(base_gen.directory).resolve() == Path(default_model_path()).resolve()
+    label = f"{'default' if shipped else base_gen.name} (theory)"
+    out = {label: score_generator(base_gen, stars, name=label)}
     if grid is not None:
         from .grid import load_grid
         interp = InterpolatedLibraryGenerator(load_grid(grid), ("ck04", "basel22"), name="CK04 interpolation")
@@ -408,7 +414,8 @@ def add_cli(sub):
                                    "cross-validation report (cv_report.md, cv_per_star.csv) in --out.")
     p.add_argument("--empirical", required=True,
                    help="empirical set directory (shared/data/empirical/miles_calibration)")
-    p.add_argument("--base", default="default", help="base model name (default: 'default')")
+    p.add_argument("--base", default="default",
+                   help="base model: 'default' (the shipped model, the default) or a model directory")
     p.add_argument("--out", required=True, help="output directory (shipped: "
                                                 "smnet_sps/data/semi_empirical_model)")
     p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation by star (0: none)")

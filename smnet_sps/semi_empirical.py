@@ -202,7 +202,7 @@ class SemiEmpiricalGenerator(Generator):
             from .neural import load_generator
             base_path = _base_directory(cfg["base"]["name"])
             if check_base:
-                _check_base_sha(cfg, base_path)
+                _check_base_sha(cfg, base_path, directory)
             base = load_generator(base_path, device=device, dtype=dtype, renormalise=renormalise,
                                   fill_tail=fill_tail)
         elif check_base:
@@ -210,7 +210,7 @@ class SemiEmpiricalGenerator(Generator):
             if base_dir is None:
                 raise ValueError("base= must be a NeuralGenerator with a model directory (to check its "
                                  "weights against the calibration), or pass check_base=False")
-            _check_base_sha(cfg, Path(base_dir))
+            _check_base_sha(cfg, Path(base_dir), directory)
         self.base = base
         self.name = NAME
         self.device = getattr(base, "device", "cpu")   # the base model's: the correction runs there
@@ -236,7 +236,8 @@ class SemiEmpiricalGenerator(Generator):
         self._w_floor = float(dens.get("weight_floor", 1e-9))
         self._net = _load_net(directory, cfg)
         if check_base and "probe_params" in stars:
-            _check_base_probe(base, self._i0, self._i1, stars["probe_params"], stars["probe_ln_flux"], dtype)
+            _check_base_probe(base, self._i0, self._i1, stars["probe_params"], stars["probe_ln_flux"], dtype,
+                              _recalibrate_hint(cfg, directory))
         taper = cfg["taper"]
         self.meta = {"flux_normalisation": ("base model x exp(empirical weight x correction), rescaled so "
                                             "that the integral equals the base model's; base: "
@@ -334,10 +335,17 @@ class SemiEmpiricalGenerator(Generator):
 
 
 def _base_directory(name):
+    """The model directory of a base model: ``"default"`` (the shipped one) or a model directory's path (one
+    written by ``smnet-sps train`` or ``experts``; a correction records it resolved, so it loads from any
+    working directory)."""
     from .neural import default_model_path
     if name == "default":
         return default_model_path()
-    raise ValueError(f"unknown base model {name!r} in the semi-empirical config (known: 'default')")
+    path = Path(name)
+    if (path / "config.json").is_file():
+        return path.resolve()
+    raise ValueError(f"base model {name!r}: give 'default' (the shipped model) or a model directory holding "
+                     "a config.json (written by `smnet-sps train` or `smnet-sps experts`)")
 
 
 def base_fingerprint(base_dir):
@@ -350,7 +358,13 @@ def base_fingerprint(base_dir):
             "mixture_sha256": file_sha256(mix) if mix.is_file() else "none"}
 
 
-def _check_base_sha(cfg, base_dir):
+def _recalibrate_hint(cfg, directory):
+    """The command that fits this correction again on its base model as it is now."""
+    return (f"Re-run `smnet-sps calibrate --empirical DIR --base {cfg['base']['name']} --out {directory} "
+            "--overwrite` (docs/semi_empirical.md)")
+
+
+def _check_base_sha(cfg, base_dir, directory):
     have = base_fingerprint(base_dir)
     for key, what in (("weights_sha256", "weights"), ("mixture_sha256", "library mixture (mixture.json)")):
         want = cfg["base"].get(key)
@@ -358,10 +372,8 @@ def _check_base_sha(cfg, base_dir):
             raise ValueError(
                 f"the semi-empirical correction was calibrated on base model {cfg['base']['name']!r} with "
                 f"{what} sha256 {want[:16]}..., but the installed base model in {base_dir} has "
-                f"{have[key][:16]}...: the base model has changed. Re-run `smnet-sps calibrate --empirical "
-                "DIR --base default --out smnet_sps/data/semi_empirical_model --overwrite` "
-                "(docs/semi_empirical.md), or "
-                "pass check_base=False to apply the old correction anyway.")
+                f"{have[key][:16]}...: the base model has changed. {_recalibrate_hint(cfg, directory)}, "
+                "or pass check_base=False to apply the old correction anyway.")
 
 
 PROBE_PARAMS = np.array([(5777.0, 4.44, 0.0), (4500.0, 2.0, 0.0), (3600.0, 4.7, 0.0), (9000.0, 4.0, 0.0),
@@ -383,7 +395,7 @@ def probe_ln_flux(base, start, stop, params=PROBE_PARAMS, dtype=None):
     return lf - lf.mean(1, keepdims=True)
 
 
-def _check_base_probe(base, start, stop, params, ln_flux, dtype):
+def _check_base_probe(base, start, stop, params, ln_flux, dtype, hint):
     if dtype is not None and str(dtype).replace("torch.", "") not in ("float32", "float64"):
         return                               # reduced precision moves the spectra by more than the tolerance
     diff = np.abs(probe_ln_flux(base, start, stop, params) - ln_flux).max()
@@ -391,9 +403,7 @@ def _check_base_probe(base, start, stop, params, ln_flux, dtype):
         raise ValueError(
             "the base model's spectra differ from those the semi-empirical correction was calibrated on "
             f"(max |change of ln F| {diff:.3g} at the probe points > {PROBE_TOLERANCE:g}): the base model "
-            "has changed. Re-run `smnet-sps calibrate --empirical DIR --base default --out "
-            "smnet_sps/data/semi_empirical_model --overwrite` (docs/semi_empirical.md), or pass "
-            "check_base=False.")
+            f"has changed. {hint}, or pass check_base=False.")
 
 
 def _check_config(cfg, cfg_path):

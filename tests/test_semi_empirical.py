@@ -309,3 +309,33 @@ def test_tensors_come_in_the_base_models_compute_dtype():
     t32 = load_generator("semi-empirical", device="cpu").surface_flux(5777, 4.4, 0, as_tensor=True)[0]
     assert t64.dtype == torch.float64 and t32.dtype == torch.float32
     np.testing.assert_allclose(t64.numpy(), t32.numpy(), rtol=2e-3)
+
+
+def test_calibrate_on_a_model_directory_of_ones_own(tmp_path):
+    """--base takes a trained model's directory as well as 'default': the correction records it resolved,
+    loads its base from there, and scores it under its own name; anything else is refused by name."""
+    import shutil
+    from pathlib import Path
+
+    from smnet_sps.calibrate import CalibrationSettings, calibrate
+    from smnet_sps.cli import main
+    from smnet_sps.neural import default_model_path
+    fixture = Path(__file__).parent / "fixtures" / "empirical"
+    mine = tmp_path / "my_model"
+    shutil.copytree(default_model_path(), mine)
+    cfg = json.loads((mine / "config.json").read_text())
+    cfg["name"] = "my-model"
+    (mine / "config.json").write_text(json.dumps(cfg))
+    scores = calibrate(fixture, tmp_path / "c", base=str(mine), folds=2,
+                       settings=CalibrationSettings(steps=20, members=1), progress=False)
+    assert "my-model (theory)" in scores and "default (theory)" not in scores
+    recorded = json.loads((tmp_path / "c" / "config.json").read_text())["base"]
+    assert recorded["name"] == str(mine.resolve()) and recorded["model_name"] == "my-model"
+    gen = SemiEmpiricalGenerator(tmp_path / "c")
+    assert Path(gen.base.directory).resolve() == mine.resolve()
+    assert np.all(np.isfinite(_flux(gen, 5777.0, 4.44, 0.0)))
+    (mine / "weights.pt").write_bytes(b"retrained")             # the base changed under the correction
+    with pytest.raises(ValueError, match="base model has changed"):
+        SemiEmpiricalGenerator(tmp_path / "c")
+    assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "d"),
+                 "--base", str(tmp_path / "nowhere"), "--folds", "0"]) == 1
