@@ -210,12 +210,12 @@ def write_correction(out, nets, data, star_params, settings, base_info, extra=No
     return out
 
 
-def _base_info(name):
-    from .semi_empirical import _base_directory
+def _base_info(name, out):
+    """The base model's directory and what the correction written to ``out`` records of it."""
+    from .semi_empirical import _base_directory, base_record
     d = _base_directory(name)
     cfg = json.loads((d / "config.json").read_text())
-    return d, {"name": "default" if name == "default" else str(d), "model_name": cfg.get("name", ""),
-               **base_fingerprint(d),
+    return d, {**base_record(d, out), "model_name": cfg.get("name", ""), **base_fingerprint(d),
                "grid_sha256": cfg.get("grid_sha256", "")}
 
 
@@ -237,7 +237,8 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     empirical : directory of the empirical set (``shared/data/empirical/miles_calibration``)
     out : output directory (the shipped one is ``smnet_sps/data/semi_empirical_model``)
     base : ``"default"`` (the shipped model) or the path of a model directory (``smnet-sps train`` or
-        ``experts`` output), recorded resolved in the correction's config
+        ``experts`` output): the correction records "default", or the model's absolute path and its path
+        relative to the correction (:func:`smnet_sps.semi_empirical.base_record`)
     folds : k of the stratified k-fold cross-validation by star (0 = none)
     grid : optional union grid file; adds CK04 (+ BaSeL) interpolation to the report
     Returns the dict of cross-validated scores (name -> EmpiricalScore).
@@ -252,7 +253,7 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     torch.set_num_threads(1)
     t0 = time.time()
     stars = load_empirical(empirical)
-    base_dir, base_info = _base_info(base)
+    base_dir, base_info = _base_info(base, out)
     base_gen = load_generator(base_dir, device="cpu")
     data = prepare(stars, base_gen, st)
     probe = probe_ln_flux(base_gen, data.start, data.stop)
@@ -330,8 +331,8 @@ def _write_report(out, scores, folds, st, seconds):
             f"{st.members}) was fitted without its held-out stars, and its empirical weight uses only the "
             "fitted stars. Per-star median |residual| [%] with the shared comparison procedure "
             "(smnet_sps.empirical: vacuum, 40 A FWHM, cubic in 1/lambda removed); cells: median over stars "
-            "(n stars). The baselines need no fit: the theoretical default model, and each star predicted by "
-            "its nearest other MILES star.",
+            "(n stars). The baselines need no fit: the theoretical base model the correction sits on, and "
+            "each star predicted by its nearest other MILES star.",
             "", "## Median over stars", "", format_class_table(lst, "median"), "",
             "## 90th percentile over stars", "", format_class_table(lst, "p90"), "",
             f"Total time {seconds:.0f} s (one CPU thread)."]
@@ -346,10 +347,11 @@ def _write_report(out, scores, folds, st, seconds):
 
 # ---- figures -------------------------------------------------------------------------------------------
 def plot_ssp_comparison(wavelength, theory, semi, labels, wave_range=(3000.0, 9000.0),
-                        empirical_range=(3560.0, 7400.0)):
+                        empirical_range=(3560.0, 7400.0), theory_name="default"):
     """Figure: SSP spectra from the theoretical and the semi-empirical generator, and their ratio.
 
-    wavelength [A, vacuum] (n_wave,); theory, semi: (n_ssp, n_wave) L_lambda; labels: one per SSP.
+    wavelength [A, vacuum] (n_wave,); theory, semi: (n_ssp, n_wave) L_lambda; labels: one per SSP;
+    theory_name: the theoretical (base) model's name in the legend.
     Top: both spectra (normalised at 5500 A, offset per SSP); bottom: semi / theory. The range where the
     correction acts is shaded.
     """
@@ -362,7 +364,7 @@ def plot_ssp_comparison(wavelength, theory, semi, labels, wave_range=(3000.0, 90
     for k, lab in enumerate(labels):
         off = 1.0 * k
         ax.plot(w[sel], theory[k, sel] / theory[k, j] + off, color=f"C{k}", lw=1.0, ls="--",
-                label=f"{lab}: default (theory)")
+                label=f"{lab}: {theory_name} (theory)")
         ax.plot(w[sel], semi[k, sel] / semi[k, j] + off, color=f"C{k}", lw=1.2,
                 label=f"{lab}: semi-empirical")
         axr.plot(w[sel], semi[k, sel] / theory[k, sel], color=f"C{k}", lw=1.2, label=lab)

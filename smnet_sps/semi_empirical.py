@@ -200,7 +200,7 @@ class SemiEmpiricalGenerator(Generator):
         self.config, self.directory = cfg, directory
         if base is None:
             from .neural import load_generator
-            base_path = _base_directory(cfg["base"]["name"])
+            base_path = _recorded_base_directory(cfg, directory)
             if check_base:
                 _check_base_sha(cfg, base_path, directory)
             base = load_generator(base_path, device=device, dtype=dtype, renormalise=renormalise,
@@ -335,17 +335,56 @@ class SemiEmpiricalGenerator(Generator):
 
 
 def _base_directory(name):
-    """The model directory of a base model: ``"default"`` (the shipped one) or a model directory's path (one
-    written by ``smnet-sps train`` or ``experts``; a correction records it resolved, so it loads from any
-    working directory)."""
-    from .neural import default_model_path
+    """The model directory of a base model given by the user: ``"default"`` (the shipped one) or the path of a
+    model directory (written by ``smnet-sps train`` or ``experts``)."""
+    from .neural import MODEL_FORMAT, default_model_path
     if name == "default":
         return default_model_path()
     path = Path(name)
-    if (path / "config.json").is_file():
+    cfg_path = path / "config.json"
+    fmt = json.loads(cfg_path.read_text()).get("format") if cfg_path.is_file() else None
+    if fmt == MODEL_FORMAT:
         return path.resolve()
-    raise ValueError(f"base model {name!r}: give 'default' (the shipped model) or a model directory holding "
-                     "a config.json (written by `smnet-sps train` or `smnet-sps experts`)")
+    what = ("is a semi-empirical correction, not a model: give the model it corrects (its config.json "
+            "'base')" if fmt == FORMAT else
+            "is not a model directory (no config.json of format " + repr(MODEL_FORMAT) + ")")
+    raise ValueError(f"base model {name!r} {what}; give 'default' (the shipped model) or a model directory "
+                     "written by `smnet-sps train` or `smnet-sps experts`")
+
+
+def base_record(base_dir, correction_dir):
+    """How a correction in ``correction_dir`` names its base model: ``"default"`` for the shipped model, else
+    the model's absolute path and its path relative to the correction (a project folder holding both can
+    move, or go to another machine, and still load)."""
+    import os
+
+    from .neural import default_model_path
+    base_dir = Path(base_dir).resolve()
+    if base_dir == Path(default_model_path()).resolve():
+        return {"name": "default"}
+    return {"name": str(base_dir), "relative_path": os.path.relpath(base_dir, Path(correction_dir).resolve())}
+
+
+def _recorded_base_directory(cfg, correction_dir):
+    """The base model directory a correction's config records: the shipped model, the model at its recorded
+    path relative to the correction, or at its absolute path; a ValueError saying what to do otherwise."""
+    from .neural import MODEL_FORMAT, default_model_path
+    rec = cfg["base"]
+    if rec["name"] == "default":
+        return default_model_path()
+    candidates = ([Path(correction_dir) / rec["relative_path"]] if rec.get("relative_path") else [])
+    candidates.append(Path(rec["name"]))
+    for path in candidates:
+        cfg_path = path / "config.json"
+        if cfg_path.is_file() and json.loads(cfg_path.read_text()).get("format") == MODEL_FORMAT:
+            return path.resolve()
+    raise ValueError(
+        f"the semi-empirical correction in {correction_dir} was calibrated on the base model "
+        f"{rec.get('model_name') or rec['name']!r} at {rec['name']}"
+        + (f" ({rec['relative_path']} from the correction)" if rec.get("relative_path") else "")
+        + ", and no model is there: put the model back, or load it and pass it: "
+        f"SemiEmpiricalGenerator({str(correction_dir)!r}, base=load_generator(PATH)) (its weights are "
+        "still checked against the calibration)")
 
 
 def base_fingerprint(base_dir):

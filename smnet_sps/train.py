@@ -270,10 +270,19 @@ def line_departures(teff, logg, logz, library_id, log_flux, known, nodes):
     return out
 
 
+def _check_jitter_share_options(floor, quantile):
+    for name, value in (("jitter_floor", floor), ("jitter_quantile", quantile)):
+        number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if not (number and 0 < value <= 1):
+            raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+
+
 def jitter_shares(departures, library_id, floor=1.0, quantile=0.5):
     """The share of ``input_jitter`` each node gets along each input (:func:`train`'s ``jitter_floor``):
     its departure (:func:`line_departures`) over its library's ``quantile`` of them along that input,
-    clipped to [floor, 1]; 1 where the departure is unknown. ``floor`` 1: every node the full jitter."""
+    clipped to [floor, 1]; 1 where the departure is unknown, or where the library's quantile is 0. ``floor``
+    1: every node the full jitter. ``floor`` and ``quantile`` are numbers in (0, 1]."""
+    _check_jitter_share_options(floor, quantile)
     shares = np.ones(departures.shape)
     if floor >= 1.0:
         return shares
@@ -379,8 +388,28 @@ def _show(value):
     return repr(value)
 
 
+# options added to the recipe after it was first recorded, with the behaviour of the runs before them: a
+# checkpoint that lacks one was trained with that value
+_RECIPE_BEFORE = {"jitter_floor": 1.0, "jitter_quantile": 0.5}
+
+
+def _canonical_recipe(recipe, reference):
+    """``recipe`` with what an older checkpoint left out filled in (where ``reference``, the current recipe,
+    has the key) and spellings that train alike made equal: the jitter floor and quantile mean nothing
+    without input jitter, the quantile nothing with floor 1."""
+    r = dict(recipe)
+    for key, before in _RECIPE_BEFORE.items():
+        if key in reference and key not in r and r:
+            r[key] = before
+    if "jitter_floor" in r:
+        if r["jitter_floor"] is None or r["jitter_floor"] >= 1 or not any(r.get("input_jitter") or [0.0]):
+            r["jitter_floor"], r["jitter_quantile"] = 1.0, None
+    return r
+
+
 def _recipe_mismatch(ckpt_path, recorded, recipe):
     """ValueError text listing the options in which ``recipe`` differs from the checkpoint's, or None."""
+    recorded, recipe = _canonical_recipe(recorded, recipe), _canonical_recipe(recipe, recipe)
     diffs = [f"{'--' + k.replace('_', '-') if k in _CLI_FLAGS else k} {_show(recorded[k])} in the "
              f"checkpoint, {_show(v)} now" for k, v in recipe.items() if k in recorded and recorded[k] != v]
     if not diffs:
@@ -569,9 +598,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if not 0.0 < float(lr_final) <= 1.0:
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
     jitter_steps = _jitter_steps(input_jitter)
-    for nm, val in (("jitter_floor", jitter_floor), ("jitter_quantile", jitter_quantile)):
-        if isinstance(val, (bool, str)) or not (isinstance(val, (int, float, np.number)) and 0 < val <= 1):
-            raise ValueError(f"{nm} must be a number in (0, 1], got {val!r}")
+    _check_jitter_share_options(jitter_floor, jitter_quantile)
     jitter_floor, jitter_quantile = float(jitter_floor), float(jitter_quantile)
     try:
         blend = float(node_blend)

@@ -312,30 +312,55 @@ def test_tensors_come_in_the_base_models_compute_dtype():
 
 
 def test_calibrate_on_a_model_directory_of_ones_own(tmp_path):
-    """--base takes a trained model's directory as well as 'default': the correction records it resolved,
-    loads its base from there, and scores it under its own name; anything else is refused by name."""
+    """--base takes a trained model's directory as well as 'default': the correction records its absolute
+    path and its path relative to the correction (a project folder holding both can move), loads and checks
+    its base from there, and scores it under its own name; a correction or any other folder is refused by
+    name, and a base that is gone says what to do."""
     import shutil
     from pathlib import Path
 
     from smnet_sps.calibrate import CalibrationSettings, calibrate
     from smnet_sps.cli import main
-    from smnet_sps.neural import default_model_path
+    from smnet_sps.neural import default_model_path, load_generator
     fixture = Path(__file__).parent / "fixtures" / "empirical"
-    mine = tmp_path / "my_model"
+    project = tmp_path / "project"
+    mine = project / "my_model"
     shutil.copytree(default_model_path(), mine)
     cfg = json.loads((mine / "config.json").read_text())
     cfg["name"] = "my-model"
     (mine / "config.json").write_text(json.dumps(cfg))
-    scores = calibrate(fixture, tmp_path / "c", base=str(mine), folds=2,
+    scores = calibrate(fixture, project / "c", base=str(mine), folds=2,
                        settings=CalibrationSettings(steps=20, members=1), progress=False)
     assert "my-model (theory)" in scores and "default (theory)" not in scores
-    recorded = json.loads((tmp_path / "c" / "config.json").read_text())["base"]
-    assert recorded["name"] == str(mine.resolve()) and recorded["model_name"] == "my-model"
-    gen = SemiEmpiricalGenerator(tmp_path / "c")
+    assert "my-model (theory)" in (project / "c" / "cv_report.md").read_text()
+    recorded = json.loads((project / "c" / "config.json").read_text())["base"]
+    assert recorded["name"] == str(mine.resolve()) and recorded["relative_path"] == "../my_model"
+    assert recorded["model_name"] == "my-model"
+    gen = SemiEmpiricalGenerator(project / "c")
     assert Path(gen.base.directory).resolve() == mine.resolve()
+    flux = _flux(gen, 5777.0, 4.44, 0.0)
+    assert np.all(np.isfinite(flux))
+    moved = tmp_path / "elsewhere"                               # the whole project moves: found again
+    project.rename(moved)
+    gen = SemiEmpiricalGenerator(moved / "c")
+    assert Path(gen.base.directory).resolve() == (moved / "my_model").resolve()
+    np.testing.assert_allclose(_flux(gen, 5777.0, 4.44, 0.0), flux, rtol=1e-6)
+    shutil.move(moved / "my_model", tmp_path / "apart")          # the base alone goes: what to do
+    with pytest.raises(ValueError, match=r"no model is there.*base=load_generator") as err:
+        SemiEmpiricalGenerator(moved / "c")
+    assert "my-model" in str(err.value)
+    gen = SemiEmpiricalGenerator(moved / "c", base=load_generator(tmp_path / "apart"))
     assert np.all(np.isfinite(_flux(gen, 5777.0, 4.44, 0.0)))
-    (mine / "weights.pt").write_bytes(b"retrained")             # the base changed under the correction
+    shutil.move(tmp_path / "apart", moved / "my_model")
+    (moved / "my_model" / "weights.pt").write_bytes(b"retrained")     # the base changed under it
     with pytest.raises(ValueError, match="base model has changed"):
-        SemiEmpiricalGenerator(tmp_path / "c")
-    assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "d"),
-                 "--base", str(tmp_path / "nowhere"), "--folds", "0"]) == 1
+        SemiEmpiricalGenerator(moved / "c")
+    # the shipped model named by its path is 'default'; a correction or another folder is refused by name
+    from smnet_sps.calibrate import _base_info
+    assert _base_info(str(default_model_path()), tmp_path / "d")[1]["name"] == "default"
+    for base, why in ((str(moved / "c"), "is a semi-empirical correction, not a model"),
+                      (str(tmp_path / "nowhere"), "is not a model directory")):
+        with pytest.raises(ValueError, match=why):
+            calibrate(fixture, tmp_path / "d", base=base, folds=0, progress=False)
+        assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "d"),
+                     "--base", base, "--folds", "0"]) == 1

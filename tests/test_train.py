@@ -264,6 +264,9 @@ def test_jitter_shares_scale_by_departure_within_each_library():
     assert np.allclose(shares[:, :2], 1.0)          # unknown (NaN) and all-zero departures: the whole jitter
     assert np.allclose(jitter_shares(dep, lib, floor=0.5, quantile=0.5)[:2, 2], [0.5, 2 / 3])
     assert np.array_equal(jitter_shares(dep, lib, floor=1.0), np.ones(dep.shape))
+    for bad in (dict(floor=0.0), dict(floor=-3), dict(floor=2.0), dict(quantile=1.5), dict(quantile=np.nan)):
+        with pytest.raises(ValueError, match=r"must be a number in \(0, 1\]"):
+            jitter_shares(dep, lib, **bad)
 
 
 def test_jitter_floor_enters_training_only_when_asked(synth_grid, tmp_path):

@@ -107,6 +107,25 @@ def test_resume_may_extend_the_run_and_change_where_and_how_long_it_runs(synth_g
                 libraries=["libb", "liba"], input_jitter=[0.0, 0.0, 0.0], **dict(TINY, threads=2))
     assert cfg["training"]["epochs_run"] == 3 and cfg["training"]["kept"] == "final"
     torch.set_num_threads(1)
+    # without input jitter, the jitter floor and quantile train nothing: any value resumes the same run
+    cfg = train(synth_grid, model_copy, epochs=4, resume=True, jitter_floor=0.5, jitter_quantile=0.9, **TINY)
+    assert cfg["training"]["epochs_run"] == 4
+
+
+def test_options_added_to_the_recipe_later_count_as_their_old_behaviour(synth_grid, tmp_path):
+    out = tmp_path / "j"
+    train(synth_grid, out, epochs=2, input_jitter=[0.5, 0.0, 0.5], **TINY)
+    ckpt = out / "checkpoint.pt"
+    old = torch.load(ckpt, weights_only=True)
+    for key in ("jitter_floor", "jitter_quantile"):          # as written before the per-node jitter existed
+        del old["recipe"][key]
+    torch.save(old, ckpt)
+    with pytest.raises(ValueError, match="--jitter-floor 1.0 in the checkpoint, 0.2 now"):
+        train(synth_grid, out, epochs=3, resume=True, input_jitter=[0.5, 0.0, 0.5], jitter_floor=0.2, **TINY)
+    # the quantile means nothing at floor 1 (the old behaviour): resumed as the same run
+    cfg = train(synth_grid, out, epochs=3, resume=True, input_jitter=[0.5, 0.0, 0.5], jitter_quantile=0.9,
+                **TINY)
+    assert cfg["training"]["epochs_run"] == 3
 
 
 def test_a_checkpoint_without_a_recipe_still_resumes(synth_grid, model_copy):
