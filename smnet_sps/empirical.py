@@ -88,7 +88,13 @@ class EmpiricalStars:
         return np.array([lookup[int(i)] for i in ids], int)
 
     def select(self, ids):
-        """The subset of stars numbered ``ids`` (in that order)."""
+        """The subset of stars numbered ``ids`` (in that order; each star once: a repeated star counted twice
+        in every class and was its own nearest other star)."""
+        ids = np.atleast_1d(np.asarray(ids, int))
+        values, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"star numbers {values[counts > 1][:10].tolist()} are given more than once; "
+                             "select each star once")
         r = self.rows(ids)
         return EmpiricalStars(self.star_id[r], self.teff[r], self.logg[r], self.logz[r], self.wavelength,
                               self.flux[r], self.name, dict(self.meta))

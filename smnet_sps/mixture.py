@@ -326,6 +326,11 @@ class LibraryMixture:
         """Mixture weights, shape (n, n_libraries), rows sum to 1 (see the module doc)."""
         p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)],
                      1)
+        bad = np.flatnonzero(~np.isfinite(p).all(1))
+        if bad.size:
+            # a NaN row came out all zeros (not summing to 1), an infinite [M/H] as NaN weights
+            raise ValueError(f"mixture weights need finite log10 Teff, log g and [M/H]; row {int(bad[0])} is "
+                             f"{p[bad[0]].tolist()} ({bad.size} such row(s))")
         out, total = self._preferred(p, self.support(p[:, 0], p[:, 1], p[:, 2]))
         none = np.flatnonzero(total <= 0)
         if none.size:

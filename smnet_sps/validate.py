@@ -228,6 +228,25 @@ def _cli(args):
         raise ValueError("--write-mixture needs --rank-libraries")
     if args.write_mixture and not (Path(args.write_mixture) / "config.json").is_file():
         raise ValueError(f"--write-mixture {args.write_mixture!r}: not a model directory (no config.json)")
+    if args.write_mixture:
+        # the ranking measures the imitations of the model it is written into: without --generator that
+        # model, with it the same one (the shipped model's ranking went silently into another model's folder)
+        if args.generator is None:
+            args.generator = args.write_mixture
+        elif not (Path(args.generator).is_dir()
+                  and Path(args.generator).resolve() == Path(args.write_mixture).resolve()):
+            raise ValueError(f"--write-mixture {args.write_mixture!r} ranks that model's own library "
+                             f"imitations: leave out --generator, or give the same directory "
+                             f"(got --generator {args.generator!r})")
+    ignored = [name for name, given in (("--out", args.out), ("--kfold", args.kfold),
+                                         ("--library", args.library), ("--imitations", args.imitations),
+                                         ("--grid", args.grid)) if given]
+    if args.rank_libraries and ignored:
+        raise ValueError(f"--rank-libraries ranks and prints (and with --write-mixture writes) the mixture; "
+                         f"{', '.join(ignored)} belong to scoring: run them without --rank-libraries")
+    if args.kfold and args.library is not None:
+        raise ValueError("--kfold tests the default mixture, ranked on the other folds; --library scores one "
+                         "library imitation: give one of them")
     if (args.write_mixture and not args.overwrite
             and model_file_in_use(args.write_mixture, "mixture_file", MIXTURE_FILE)):
         # the model's measured preferences are replaced only when asked, as every output file is
@@ -236,7 +255,7 @@ def _cli(args):
     out = (check_output_folder(args.out, REPORT_FILES, overwrite=args.overwrite, what="a validation report")
            if args.out else None)
     ids = _read_ids(args.ids) if args.ids else None
-    stars = load_empirical(args.empirical)
+    all_stars = stars = load_empirical(args.empirical)
     if ids is not None:
         stars = stars.select(ids)
     gen = load_any_generator(args.generator, device=args.device, meta=args.meta)
@@ -277,7 +296,8 @@ def _cli(args):
         scores = [main]
         if args.imitations:
             scores += imitation_scores(gen, stars)
-        scores += baseline_scores(stars, grid)
+        # the nearest other star of the whole set, as without --ids (the subset alone made the baseline worse)
+        scores += baseline_scores(stars, grid, pool=all_stars)
     print(format_class_table(scores))
     if out:
         from .output_files import atomic_output, save_figure

@@ -1,5 +1,6 @@
 """The empirical comparison procedure on real MILES stars (tests/fixtures/empirical: 20 stars, all
 classes)."""
+import json
 import warnings
 from pathlib import Path
 
@@ -213,3 +214,62 @@ def test_a_failed_report_writes_nothing(tmp_path, monkeypatch):
     assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody", "--out",
                  str(tmp_path / "r")]) == 1
     assert not list((tmp_path / "r").glob("*")) if (tmp_path / "r").exists() else True
+
+
+def test_write_mixture_ranks_the_model_it_writes_into(tmp_path, capsys, monkeypatch):
+    """Without --generator the shipped model was ranked and its ranking written into another model's
+    folder; now the model of MODEL_DIR is ranked, and another --generator is refused before any work."""
+    import shutil
+
+    from smnet_sps import validate
+    from smnet_sps.cli import main
+    from smnet_sps.neural import default_model_path
+    model = tmp_path / "model"
+    shutil.copytree(default_model_path(), model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["name"] = "my own model"
+    (model / "config.json").write_text(json.dumps(cfg))
+    ranked = []
+    real = validate.rank_on_stars
+    monkeypatch.setattr(validate, "rank_on_stars", lambda gen, *a, **k: ranked.append(gen.name) or
+                        real(gen, *a, **k))
+    assert main(["validate", "--empirical", str(FIXTURE), "--rank-libraries", "--write-mixture", str(model),
+                 "--overwrite"]) == 0
+    assert ranked == ["my own model"]
+    assert json.loads((model / "mixture.json").read_text())["meta"]["model"] == "my own model"
+    assert main(["validate", "--empirical", str(FIXTURE), "--rank-libraries", "--write-mixture", str(model),
+                 "--generator", str(default_model_path()), "--overwrite"]) == 1
+    assert "ranks that model's own library imitations" in capsys.readouterr().err
+    assert ranked == ["my own model"]
+
+
+def test_validate_refuses_repeated_stars_and_options_it_would_ignore(tmp_path, capsys):
+    from smnet_sps.cli import main
+    ids = tmp_path / "ids.txt"
+    z = np.load(next(FIXTURE.glob("*.npz")))
+    ids.write_text(f"{z['miles_id'][0]}\n{z['miles_id'][0]}\n{z['miles_id'][1]}\n")
+    assert main(["validate", "--empirical", str(FIXTURE), "--ids", str(ids)]) == 1
+    assert "given more than once" in capsys.readouterr().err
+    for extra, what in ((["--rank-libraries", "--out", str(tmp_path / "r")], "--out"),
+                        (["--rank-libraries", "--kfold", "3"], "--kfold"),
+                        (["--kfold", "3", "--library", "nextgen"], "give one of them")):
+        assert main(["validate", "--empirical", str(FIXTURE), *extra]) == 1
+        assert what in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_nearest_other_star_of_a_subset_is_searched_in_the_whole_set(stars, capsys, tmp_path):
+    """With --ids the baseline searched only the chosen stars (worse than the same stars' baseline in the
+    whole set); one star alone failed after scoring."""
+    from smnet_sps.baselines import nearest_star_flux
+    from smnet_sps.cli import main
+    sub = stars.select(stars.star_id[:4])
+    _, in_whole = nearest_star_flux(sub, stars)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(str(int(i)) for i in sub.star_id[:1]))
+    assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody", "--ids", str(ids),
+                 "--out", str(tmp_path / "r")]) == 0
+    per_star = (tmp_path / "r" / "per_star.csv").read_text().splitlines()
+    assert len(per_star) == 2 and "nan" not in per_star[1]
+    _, alone = nearest_star_flux(sub, sub)
+    assert (in_whole != alone).any()              # the whole set has nearer neighbours for some

@@ -358,6 +358,12 @@ def test_mixture_follows_the_default_library_and_checks_its_input():
     assert gen.mixture(np.full((2, 3), 5000.0), 4.0, 0.0).shape == (6, len(gen.library_names))
     with pytest.raises(ValueError, match="teff"):
         gen.mixture(np.nan, 4.0, 0.0)
+    # the public LibraryMixture too: a NaN row was all zeros, an infinite [M/H] NaN weights
+    mix = LibraryMixture(gen.library_names, gen.library_boxes, gen.nodes, gen.mixture_policy)
+    for bad in ((np.nan, 4.0, 0.0), (np.log10(5777.0), 4.44, np.inf)):
+        with pytest.raises(ValueError, match="need finite log10 Teff"):
+            mix.weights(*bad)
+    assert np.allclose(mix.weights([np.log10(5777.0)] * 2, 4.44, 0.0).sum(1), 1.0)
 
 
 @pytest.mark.parametrize("logg", [3.5, 4.0, 4.5])
