@@ -113,6 +113,22 @@ def _read_specialist(directory, lib, ref, ref_cfg, ref_scaling, ref_nodes):
     return cfg, sd
 
 
+# what makes runs "one setting": every training option a specialist's config.json records, but its seed
+_SAME_SETTING = ("init_from", "input_jitter", "jitter_floor", "jitter_quantile", "pixel_loss", "uv_weight",
+                 "tail_floor", "excluded_nodes", "node_loss", "node_blend", "node_blend_kind", "ema_decay",
+                 "sampling_weights", "training.lr", "training.lr_final", "training.weight_decay",
+                 "training.batch_size", "training.kept")
+
+
+def _setting(cfg, key):
+    """A training option from a config.json (``training.lr``: inside its ``training`` record); paths
+    resolved, so that one start spelled two ways is one."""
+    value = cfg.get("training", {}).get(key.split(".", 1)[1]) if key.startswith("training.") else cfg.get(key)
+    if key == "init_from" and value:
+        value = str(Path(value).resolve())
+    return value
+
+
 def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes):
     """One library's expert from its specialist run(s): (float32 state dict, provenance record, grid hashes).
     Several runs (seeds of one setting from one start) are weight-averaged into one network."""
@@ -123,11 +139,11 @@ def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes):
     cfg = read[0][0]
     for run, (other, _) in zip(runs[1:], read[1:]):
         # a weight average only makes sense for runs of one setting from one start
-        for key in ("init_from", "input_jitter", "pixel_loss", "uv_weight", "excluded_nodes"):
-            if other.get(key) != cfg.get(key):
+        for key in _SAME_SETTING:
+            if _setting(other, key) != _setting(cfg, key):
                 raise ValueError(f"specialists {runs[0]} and {run} of {lib!r} differ in {key!r} "
-                                 f"({cfg.get(key)} vs {other.get(key)}); only runs of one setting that "
-                                 "differ in --seed can be averaged")
+                                 f"({_setting(cfg, key)} vs {_setting(other, key)}); only runs of one "
+                                 "setting that differ in --seed can be averaged")
     sd = {k: (torch.stack([s[k].float() for _, s in read]).mean(0) if v.is_floating_point()
               and not k.startswith("out_") else v) for k, v in read[0][1].items()}
     record = {"from": str(runs[0]) if len(runs) == 1 else [str(r) for r in runs],
@@ -135,7 +151,8 @@ def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes):
               "pixel_loss": cfg.get("pixel_loss"), "uv_weight": cfg.get("uv_weight"),
               "input_jitter": cfg.get("input_jitter", 0.0), "init_from": cfg.get("init_from"),
               "earlier_stages": _earlier_stages(cfg.get("init_from"), lib)}
-    for key in ("sampling_weights", "node_loss", "node_blend", "node_blend_kind"):
+    for key in ("sampling_weights", "node_loss", "node_blend", "node_blend_kind", "jitter_floor",
+                "jitter_quantile", "seed"):
         if key in cfg:
             record[key] = cfg[key]
     if cfg.get("excluded_nodes"):
@@ -163,6 +180,19 @@ def _check_request(experts, names, model, out, overwrite):
         raise ValueError(f"experts for unknown libraries {unknown}; {model} knows {names}")
     if out.exists() and any((out / f).exists() for f in ("config.json", "weights.pt")) and not overwrite:
         raise ValueError(f"{out} already holds a model; pass overwrite=True (--overwrite) to replace it")
+
+
+def _refuse_out_among_sources(out, experts, base=None):
+    """``out`` may not be the base model or a specialist run being read: weights.pt was replaced before the
+    sources' own files were read or copied, and the run was lost."""
+    if not Path(out).exists():
+        return
+    sources = ([Path(base)] if base is not None else []) + [
+        Path(p) for v in (experts or {}).values() for p in ([v] if isinstance(v, (str, Path)) else v)]
+    for source in sources:
+        if source.exists() and Path(out).resolve() == source.resolve():
+            what = "the base model" if base is not None and source == Path(base) else "a specialist"
+            raise ValueError(f"--out {out} is {what} itself; write the expert model to another folder")
 
 
 def _same_base(out, base_cfg):
@@ -197,15 +227,7 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     from .neural import weights_sha256
 
     base, out = Path(base), Path(out)
-    if out.exists():
-        # weights.pt was replaced before the base's own files were copied onto themselves: the base was lost
-        # (a specialist named as --out the same way)
-        sources = [base] + [Path(p) for v in (experts or {}).values()
-                            for p in ([v] if isinstance(v, (str, Path)) else v)]
-        for source in sources:
-            if Path(source).exists() and out.resolve() == Path(source).resolve():
-                what = "the base model" if source is base else "a specialist"
-                raise ValueError(f"--out {out} is {what} itself; write the expert model to another folder")
+    _refuse_out_among_sources(out, experts, base)
     base_cfg, base_sd = _read_model(base)
     names = list(base_cfg["library_names"])
     _check_request(experts, names, base, out, overwrite)
@@ -288,6 +310,7 @@ def replace_experts(model, experts, out, *, overwrite=False):
     model, out = Path(model), Path(out)
     cfg, state = _read_model(model, arch="mlp_experts")
     names = list(cfg["library_names"])
+    _refuse_out_among_sources(out, experts)                    # out = model itself is allowed (in place)
     _check_request(experts, names, model, out, overwrite)      # out = model needs overwrite too
     in_place = out.resolve() == model.resolve()
     index = list(cfg["arch_kwargs"]["expert_index"])

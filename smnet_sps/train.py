@@ -597,6 +597,16 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"keep must be 'best' or 'final', got {keep!r}")
     if not 0.0 < float(lr_final) <= 1.0:
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a whole number in 0 .. 2**63 - 1, got {seed!r}")
+    if arch != "mlp":
+        # SM-Net trains on log1p-scaled flux with its own loss: these would be recorded but never applied
+        unused = [f"{name}={value!r}" for name, value, default in (
+            ("uv_weight", uv_weight, 1.0), ("pixel_loss", pixel_loss, "standardised"),
+            ("tail_floor", tail_floor, 1e-6)) if value != default]
+        if unused:
+            raise ValueError(f"{', '.join(unused)}: MLP-only option(s); arch={arch!r} does not use them "
+                             "(leave them at their defaults)")
     jitter_steps = _jitter_steps(input_jitter)
     _check_jitter_share_options(jitter_floor, jitter_quantile)
     jitter_floor, jitter_quantile = float(jitter_floor), float(jitter_quantile)
@@ -689,6 +699,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         if unknown or not libraries:
             raise ValueError(f"libraries={list(libraries)}: unknown {unknown}; the grid holds "
                              f"{list(grid.library_names)}")
+        repeated = sorted({nm for nm in libraries if list(libraries).count(nm) > 1})
+        if repeated:
+            # config.json recorded the list as given, which `experts` then refused as another library set
+            raise ValueError(f"libraries={list(libraries)}: {repeated} named more than once; name each once")
         chosen = np.isin(grid.library_id, [list(grid.library_names).index(nm) for nm in libraries])
     idx_tr, idx_val = np.flatnonzero((split == 0) & chosen), np.flatnonzero((split == 1) & chosen)
     if exclude_nodes is not None:
@@ -831,6 +845,13 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         if init_cfg.get("arch") != arch or init_cfg.get("arch_kwargs") != arch_kwargs:
             raise ValueError(f"init_from={init_dir}: its architecture {init_cfg.get('arch')} "
                              f"{init_cfg.get('arch_kwargs')} differs from {arch} {arch_kwargs}")
+        theirs = init_cfg.get("library_names")
+        if theirs is not None and list(theirs) != list(grid.library_names):
+            # its one-hot library inputs and output scaling belong to that grid (the split check below
+            # caught it, but blamed the split seed)
+            raise ValueError(f"init_from={init_dir} was trained on a grid of libraries {list(theirs)}; "
+                             f"this grid holds {list(grid.library_names)}: warm-start from a model of the "
+                             "same grid")
         init_nodes = init_dir / "nodes.npz"
         if init_nodes.is_file():
             with np.load(init_nodes) as f:
@@ -937,12 +958,13 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                                 else jitter_steps.tolist()),
                "jitter_floor": jitter_floor, "jitter_quantile": jitter_quantile,
                "excluded_nodes": [] if exclude_nodes is None else exclude_nodes.tolist(),
-               "init_from": str(init_from) if init_from else None,
+               "init_from": str(Path(init_from).resolve()) if init_from else None,
                "trained_libraries": list(libraries) if libraries is not None else list(grid.library_names),
                "training": {"epochs_run": state["epoch"], "kept": keep,
                             "wall_seconds": round(state["elapsed"], 1), "best_epoch": state["best_epoch"],
                             "best_val_loss": _finite_or_none(state["best_val"]),
-                            "batch_size": batch_size, "lr": lr, "device": str(dev),
+                            "batch_size": batch_size, "lr": lr, "lr_final": float(lr_final),
+                            "weight_decay": float(weight_decay), "device": str(dev),
                             "torch_threads": torch.get_num_threads(), "finished": final},
                "history": [row[:2] + [_finite_or_none(x) for x in row[2:]]
                            for row in state["history"][-200:]]}
@@ -951,7 +973,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         kept = current_weights() if keep == "final" else best_state
         sd = {k: v.detach().cpu().float() for k, v in kept.items()}
         with atomic_output(out / "weights.pt", overwrite=True, option="weights") as partial:
-            torch.save(sd, partial)
+            # through a file object: torch names the zip's folder after a path (here the temporary one), so
+            # the same weights gave another sha256 each time; a file object gets the fixed name "archive"
+            with open(partial, "wb") as fh:
+                torch.save(sd, fh)
             cfg["weights_sha256"] = weights_sha256(partial)   # verified when the model is loaded
         with atomic_output(out / "wavelength.npy", overwrite=True, option="wavelength") as partial:
             np.save(partial, np.asarray(grid.wavelength, float))

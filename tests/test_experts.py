@@ -178,6 +178,19 @@ def test_several_seeds_of_one_setting_are_averaged_into_one_expert(models):
     train(grid, other, input_jitter=0.3, **kw)
     with pytest.raises(ValueError, match="input_jitter"):
         build_expert_model(base, {"libb": [spec, other]}, root / "x11")
+    # ... nor runs that differ in any other recorded setting (only five were compared: a pseudo-Huber,
+    # blended, other-lr run was averaged with plain ones and recorded as the first run's setting)
+    for key, option in (("node_loss", dict(node_loss="pseudo_huber")),
+                        ("training.lr_final", dict(lr_final=0.5)),
+                        ("jitter_floor", dict(input_jitter=0.3, jitter_floor=0.2))):
+        run = root / f"libb_{key}"
+        train(grid, run, seed=2, **dict(kw, **option))
+        first = other if "input_jitter" in option else spec
+        with pytest.raises(ValueError, match=f"differ in '{key}'"):
+            build_expert_model(base, {"libb": [first, run]}, root / "x12")
+    assert not (root / "x12").exists()
+    single = build_expert_model(base, {"libb": spec1}, root / "single")["experts"]["libraries"]["libb"]
+    assert single["seed"] == 1 and single["training"]["lr_final"] == 0.02 and single["jitter_floor"] == 1.0
 
 
 def test_one_expert_is_replaced_and_every_other_network_kept_bit_for_bit(models):
@@ -262,6 +275,14 @@ def test_bad_replacements_are_refused(models, capsys):
     with pytest.raises(ValueError, match="network shape"):
         replace_experts(built, {"libb": narrow}, root / "y5")
     assert not any((root / f"y{i}").exists() for i in range(1, 6))     # nothing written on a refusal
+    # a specialist being swapped in is never the output (it was overwritten with the expert model)
+    import shutil
+    swap = root / "swap_run"
+    shutil.copytree(spec, swap)
+    before = (swap / "weights.pt").read_bytes()
+    with pytest.raises(ValueError, match="is a specialist itself"):
+        replace_experts(built, {"libb": swap}, swap, overwrite=True)
+    assert (swap / "weights.pt").read_bytes() == before
     from smnet_sps.cli import main
     assert main(["experts", "--model", str(built), "--expert", f"libb={spec}", "--out", str(root / "y6"),
                  "--half"]) == 1

@@ -163,6 +163,35 @@ def test_bad_arguments_raise(synth_grid, tmp_path):
             train(synth_grid, tmp_path / "x", w_max=w_max)
     with pytest.raises(ValueError, match="node_loss must be 'mse' or 'pseudo_huber'"):
         train(synth_grid, tmp_path / "x", node_loss="huber")
+    for seed in (-1, 2**63, True, 1.5):
+        with pytest.raises(ValueError, match=r"seed must be a whole number in 0 \.\. 2\*\*63 - 1"):
+            train(synth_grid, tmp_path / "x", seed=seed)
+    for option in (dict(uv_weight=3.0), dict(pixel_loss="log"), dict(tail_floor=1e-3)):
+        with pytest.raises(ValueError, match="MLP-only option"):
+            train(synth_grid, tmp_path / "x", arch="smnet", **option)
+    with pytest.raises(ValueError, match=r"\['liba'\] named more than once"):
+        train(synth_grid, tmp_path / "x", libraries=["liba", "liba"])
+    assert not (tmp_path / "x").exists()
+
+
+def test_what_config_json_records_is_what_ran(synth_grid, tmp_path, monkeypatch):
+    """The same run twice gives the same weights_sha256 (torch named the zip's folder after the temporary
+    file, so it differed every time); init_from is recorded resolved, lr_final and weight_decay with lr; a
+    warm start from another grid's model names the grid, not the split seed."""
+    torch.set_num_threads(1)
+    kw = dict(width=16, depth=1, epochs=2, batch_size=32, progress=False, device="cpu", seed=3)
+    a = train(synth_grid, tmp_path / "a", **kw)
+    b = train(synth_grid, tmp_path / "b", **kw)
+    assert a["weights_sha256"] == b["weights_sha256"]
+    monkeypatch.chdir(tmp_path)
+    c = train(synth_grid, "c", init_from="a", lr_final=0.5, **kw)
+    assert c["init_from"] == str((tmp_path / "a").resolve())
+    assert c["training"]["lr_final"] == 0.5 and c["training"]["weight_decay"] == 0.0
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    cfg["library_names"] = ["liba", "libz"]
+    (tmp_path / "a" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"trained on a grid of libraries \['liba', 'libz'\]"):
+        train(synth_grid, "d", init_from="a", **kw)
 
 
 def test_train_cli(synth_grid, tmp_path, capsys):
