@@ -41,8 +41,9 @@ KEY=VALUE replaces them: lr, lr_final, pixel_loss, uv_weight, w_max, ema_decay, 
 node_loss, node_blend, node_blend_kind, jitter_floor, jitter_quantile);
 INPUT_JITTER is one value or three separated by commas (Teff, log g, [M/H]: ``train(input_jitter=...)``).
 ``soup_of=A+B+C`` trains nothing: each fold's expert is the weight average of settings A, B and C's
-specialists of that fold (``build_expert_model`` with several runs per library; runs of one setting with
-different seeds), e.g. ``--setting s0:0,0,0.2:24000 s1:0,0,0.2:24000:seed=1 avg01:0:0:soup_of=s0+s1``;
+specialists of that fold (``build_expert_model`` with several runs per library, ``same_setting=False``:
+runs of one setting with different seeds, or of several settings), e.g.
+``--setting s0:0,0,0.2:24000 s1:0,0,0.2:24000:seed=1 avg01:0:0:soup_of=s0+s1``;
 ``ensemble_of=A+B+C`` the geometric mean of their cached predictions (an output ensemble: one network pass
 per member, for comparison). ``bases=NAME`` (with ``--refit-base``) starts the setting's specialists from
 another set of fold bases, cached as work/node_cv/LIB_NAME_KfoldK (retrained with the current code where
@@ -199,7 +200,8 @@ def soup_prediction(grid, base, library, fold, members, cache):
         raise SystemExit(f"soup_of: no cached specialist at {missing}; run those settings first (this "
                          "version keeps them)")
     with tempfile.TemporaryDirectory() as tmp:
-        build_expert_model(base, {library: dirs}, tmp, overwrite=True)
+        # the experiments average seeds of one setting and, in the tenth round, two settings
+        build_expert_model(base, {library: dirs}, tmp, overwrite=True, same_setting=False)
         pred = _predict(load_generator(tmp, device="cpu"), grid, fold, library)
     np.savez(cache, idx=fold, pred=pred)
     return pred

@@ -126,7 +126,7 @@ def semi_cv_generators(st, base):
     from smnet_sps.calibrate import _base_info
 
     cs = CalibrationSettings()
-    _, base_info = _base_info("default")
+    _, base_info = _base_info("default", tempfile.gettempdir())     # the shipped base: recorded as "default"
     data = prepare(st, base, cs)
     probe = probe_ln_flux(base, data.start, data.stop)
     t0 = time.perf_counter()

@@ -118,32 +118,53 @@ _SAME_SETTING = ("init_from", "input_jitter", "jitter_floor", "jitter_quantile",
                  "tail_floor", "excluded_nodes", "node_loss", "node_blend", "node_blend_kind", "ema_decay",
                  "sampling_weights", "training.lr", "training.lr_final", "training.weight_decay",
                  "training.batch_size", "training.kept")
+# options config.json did not record before 2026-12-03, with the values every run before then trained with
+_RECORDED_LATER = {"jitter_floor": 1.0, "jitter_quantile": 0.5, "training.lr_final": 0.02,
+                   "training.weight_decay": 0.0}
 
 
-def _setting(cfg, key):
-    """A training option from a config.json (``training.lr``: inside its ``training`` record); paths
-    resolved, so that one start spelled two ways is one."""
-    value = cfg.get("training", {}).get(key.split(".", 1)[1]) if key.startswith("training.") else cfg.get(key)
-    if key == "init_from" and value:
-        value = str(Path(value).resolve())
-    return value
+def _settings(cfg):
+    """The training options of a config.json (``training.lr``: inside its ``training`` record), spelled so
+    that runs which trained alike compare equal: an option recorded later at its earlier value, one input
+    jitter as three equal ones, a start path resolved, the jitter floor and quantile and the blend kind as
+    nothing where they act on nothing (as a resume compares them, smnet_sps.train)."""
+    out = {}
+    for key in _SAME_SETTING:
+        value = (cfg.get("training", {}).get(key.split(".", 1)[1]) if key.startswith("training.")
+                 else cfg.get(key))
+        out[key] = _RECORDED_LATER.get(key) if value is None else value
+    if out["init_from"]:
+        out["init_from"] = str(Path(out["init_from"]).resolve())
+    jitter = out["input_jitter"] or 0.0
+    out["input_jitter"] = [float(v) for v in (jitter if isinstance(jitter, list) else [jitter] * 3)]
+    if not any(out["input_jitter"]) or out["jitter_floor"] >= 1:
+        out["jitter_floor"], out["jitter_quantile"] = 1.0, None
+    if not out["node_blend"]:
+        out["node_blend_kind"] = None
+    return out
 
 
-def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes):
+def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes, same_setting=True):
     """One library's expert from its specialist run(s): (float32 state dict, provenance record, grid hashes).
-    Several runs (seeds of one setting from one start) are weight-averaged into one network."""
+    Several runs (seeds of one setting from one start; any runs with ``same_setting=False``) are
+    weight-averaged into one network."""
     runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
     if not runs:
         raise ValueError(f"no specialist directory given for {lib!r}")
+    if len({Path(r).resolve() for r in runs}) < len(runs):
+        raise ValueError(f"a specialist of {lib!r} is named twice in {[str(r) for r in runs]}")
     read = [_read_specialist(run, lib, ref, ref_cfg, ref_scaling, ref_nodes) for run in runs]
     cfg = read[0][0]
+    first = _settings(cfg)
     for run, (other, _) in zip(runs[1:], read[1:]):
-        # a weight average only makes sense for runs of one setting from one start
-        for key in _SAME_SETTING:
-            if _setting(other, key) != _setting(cfg, key):
+        # a weight average only makes sense for runs of one setting from one start (experiments that average
+        # across settings say so: same_setting=False)
+        theirs = _settings(other)
+        for key in _SAME_SETTING if same_setting else ():
+            if theirs[key] != first[key]:
                 raise ValueError(f"specialists {runs[0]} and {run} of {lib!r} differ in {key!r} "
-                                 f"({_setting(cfg, key)} vs {_setting(other, key)}); only runs of one "
-                                 "setting that differ in --seed can be averaged")
+                                 f"({first[key]} vs {theirs[key]}); only runs of one setting that differ "
+                                 "in --seed can be averaged")
     sd = {k: (torch.stack([s[k].float() for _, s in read]).mean(0) if v.is_floating_point()
               and not k.startswith("out_") else v) for k, v in read[0][1].items()}
     record = {"from": str(runs[0]) if len(runs) == 1 else [str(r) for r in runs],
@@ -158,7 +179,11 @@ def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes):
     if cfg.get("excluded_nodes"):
         record["excluded_nodes"] = list(cfg["excluded_nodes"])
     if len(runs) > 1:
+        record.pop("seed", None)                    # the first run's alone would mislead
         record["weight_average_of_seeds"] = [c.get("seed", 0) for c, _ in read]
+        if not same_setting:
+            record["settings_of_each_run"] = [{k: v for k, v in _settings(c).items() if v != first[k]}
+                                              for c, _ in read]
     return sd, record, {c.get("grid_sha256") for c, _ in read}
 
 
@@ -205,7 +230,7 @@ def _same_base(out, base_cfg):
     return sha is not None and previous.get("experts", {}).get("base_weights_sha256") == sha
 
 
-def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=False):
+def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=False, same_setting=True):
     """Combine a shared MLP and per-library specialists into one ``mlp_experts`` model directory.
 
     Parameters
@@ -219,6 +244,9 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
         to float16 moves the spectra by ~1e-4 relative (measured in docs/generator.md).
     name : model name (default: the base's name + " + library experts").
     overwrite : replace a model already in ``out``.
+    same_setting : False averages several runs of a library whatever their settings (an experiment, e.g.
+        ``benchmarks/bench_node_cv.py``'s ``soup_of`` across settings; the record lists where each run
+        differs from the first); True (the default) refuses runs that differ in more than their seed.
 
     Returns
     -------
@@ -238,7 +266,8 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     for lib in names:
         if lib not in experts:
             continue
-        sd, cfgs[lib], shas = _expert_of(lib, experts[lib], base, base_cfg, base_scaling, base_nodes)
+        sd, cfgs[lib], shas = _expert_of(lib, experts[lib], base, base_cfg, base_scaling, base_nodes,
+                                         same_setting)
         grids.update(shas)
         expert_index[names.index(lib)] = len(members)
         members.append(sd)

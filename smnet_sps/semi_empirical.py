@@ -237,12 +237,12 @@ class SemiEmpiricalGenerator(Generator):
         self._net = _load_net(directory, cfg)
         if check_base and "probe_params" in stars:
             _check_base_probe(base, self._i0, self._i1, stars["probe_params"], stars["probe_ln_flux"], dtype,
-                              _recalibrate_hint(cfg, directory))
+                              _recalibrate_hint(cfg, directory, getattr(base, "directory", None)))
         taper = cfg["taper"]
         self.meta = {"flux_normalisation": ("base model x exp(empirical weight x correction), rescaled so "
                                             "that the integral equals the base model's; base: "
                                             + str(base.meta.get("flux_normalisation", ""))),
-                     "model": NAME, "base_model": cfg["base"]["name"],
+                     "model": NAME, "base_model": _base_label(cfg, getattr(base, "directory", None)),
                      "empirical_range_aa": f"{taper['lo']:g}-{taper['hi']:g} (vacuum)",
                      "empirical_set": cfg.get("empirical_set", ""),
                      "citation": cfg.get("citation", "")}
@@ -397,10 +397,16 @@ def base_fingerprint(base_dir):
             "mixture_sha256": file_sha256(mix) if mix.is_file() else "none"}
 
 
-def _recalibrate_hint(cfg, directory):
+def _base_label(cfg, base_dir):
+    """How messages and meta name the base model: "default", or the directory it was loaded from (after a
+    move, not the path recorded at calibration)."""
+    return "default" if cfg["base"]["name"] == "default" or base_dir is None else str(base_dir)
+
+
+def _recalibrate_hint(cfg, directory, base_dir):
     """The command that fits this correction again on its base model as it is now."""
-    return (f"Re-run `smnet-sps calibrate --empirical DIR --base {cfg['base']['name']} --out {directory} "
-            "--overwrite` (docs/semi_empirical.md)")
+    return (f"Re-run `smnet-sps calibrate --empirical DIR --base {_base_label(cfg, base_dir)} --out "
+            f"{directory} --overwrite` (docs/semi_empirical.md)")
 
 
 def _check_base_sha(cfg, base_dir, directory):
@@ -411,8 +417,9 @@ def _check_base_sha(cfg, base_dir, directory):
             raise ValueError(
                 f"the semi-empirical correction was calibrated on base model {cfg['base']['name']!r} with "
                 f"{what} sha256 {want[:16]}..., but the installed base model in {base_dir} has "
-                f"{have[key][:16]}...: the base model has changed. {_recalibrate_hint(cfg, directory)}, "
-                "or pass check_base=False to apply the old correction anyway.")
+                f"{have[key][:16]}...: the base model has changed. "
+                f"{_recalibrate_hint(cfg, directory, base_dir)}, or pass check_base=False to apply the old "
+                "correction anyway.")
 
 
 PROBE_PARAMS = np.array([(5777.0, 4.44, 0.0), (4500.0, 2.0, 0.0), (3600.0, 4.7, 0.0), (9000.0, 4.0, 0.0),

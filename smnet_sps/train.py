@@ -599,6 +599,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"lr_final must be in (0, 1], got {lr_final}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be a whole number in 0 .. 2**63 - 1, got {seed!r}")
+    seed = int(seed)                            # torch's generators take Python integers only
     if arch != "mlp":
         # SM-Net trains on log1p-scaled flux with its own loss: these would be recorded but never applied
         unused = [f"{name}={value!r}" for name, value, default in (

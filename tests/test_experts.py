@@ -146,6 +146,7 @@ def test_expert_records_the_runs_a_specialist_continued(models):
 
 
 def test_several_seeds_of_one_setting_are_averaged_into_one_expert(models):
+    import shutil
     grid, base, spec, root = models
     kw = dict(width=32, depth=2, threads=1, progress=False, batch_size=32, epochs=30, init_from=base,
               libraries=["libb"], keep="final", lr=1e-3)
@@ -189,6 +190,28 @@ def test_several_seeds_of_one_setting_are_averaged_into_one_expert(models):
         with pytest.raises(ValueError, match=f"differ in '{key}'"):
             build_expert_model(base, {"libb": [first, run]}, root / "x12")
     assert not (root / "x12").exists()
+    # ... but runs that trained alike are one setting: a config from before lr_final / weight_decay / the
+    # jitter floor were recorded, one jitter width spelled as three, a quantile at floor 1
+    old = root / "libb_old_record"
+    shutil.copytree(spec, old)
+    cfg = json.loads((old / "config.json").read_text())
+    for key in ("jitter_floor", "jitter_quantile"):
+        del cfg[key]
+    for key in ("lr_final", "weight_decay"):
+        del cfg["training"][key]
+    (old / "config.json").write_text(json.dumps(cfg))
+    rec = build_expert_model(base, {"libb": [old, spec1]}, root / "x13")["experts"]["libraries"]["libb"]
+    assert rec["weight_average_of_seeds"] == [0, 1] and "seed" not in rec
+    three = root / "libb_three"
+    train(grid, three, seed=4, **dict(kw, input_jitter=[0.3, 0.3, 0.3], jitter_quantile=0.9))
+    build_expert_model(base, {"libb": [other, three]}, root / "x14")
+    with pytest.raises(ValueError, match="named twice"):
+        build_expert_model(base, {"libb": [spec, root / "libb" / "."]}, root / "x15")
+    # experiments may average across settings, and the record says where each run differs
+    huber = root / "libb_node_loss"
+    rec = build_expert_model(base, {"libb": [spec, huber]}, root / "x16",
+                             same_setting=False)["experts"]["libraries"]["libb"]
+    assert rec["settings_of_each_run"] == [{}, {"node_loss": "pseudo_huber"}]
     single = build_expert_model(base, {"libb": spec1}, root / "single")["experts"]["libraries"]["libb"]
     assert single["seed"] == 1 and single["training"]["lr_final"] == 0.02 and single["jitter_floor"] == 1.0
 

@@ -344,6 +344,7 @@ def test_calibrate_on_a_model_directory_of_ones_own(tmp_path):
     project.rename(moved)
     gen = SemiEmpiricalGenerator(moved / "c")
     assert Path(gen.base.directory).resolve() == (moved / "my_model").resolve()
+    assert Path(gen.meta["base_model"]).resolve() == (moved / "my_model").resolve()   # where it was loaded
     np.testing.assert_allclose(_flux(gen, 5777.0, 4.44, 0.0), flux, rtol=1e-6)
     shutil.move(moved / "my_model", tmp_path / "apart")          # the base alone goes: what to do
     with pytest.raises(ValueError, match=r"no model is there.*base=load_generator") as err:
@@ -353,8 +354,9 @@ def test_calibrate_on_a_model_directory_of_ones_own(tmp_path):
     assert np.all(np.isfinite(_flux(gen, 5777.0, 4.44, 0.0)))
     shutil.move(tmp_path / "apart", moved / "my_model")
     (moved / "my_model" / "weights.pt").write_bytes(b"retrained")     # the base changed under it
-    with pytest.raises(ValueError, match="base model has changed"):
+    with pytest.raises(ValueError, match="base model has changed") as err:
         SemiEmpiricalGenerator(moved / "c")
+    assert f"--base {(moved / 'my_model').resolve()} --out" in str(err.value)     # the hint's base is there
     # the shipped model named by its path is 'default'; a correction or another folder is refused by name
     from smnet_sps.calibrate import _base_info
     assert _base_info(str(default_model_path()), tmp_path / "d")[1]["name"] == "default"

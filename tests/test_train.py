@@ -181,7 +181,7 @@ def test_what_config_json_records_is_what_ran(synth_grid, tmp_path, monkeypatch)
     torch.set_num_threads(1)
     kw = dict(width=16, depth=1, epochs=2, batch_size=32, progress=False, device="cpu", seed=3)
     a = train(synth_grid, tmp_path / "a", **kw)
-    b = train(synth_grid, tmp_path / "b", **kw)
+    b = train(synth_grid, tmp_path / "b", **dict(kw, seed=np.int64(3)))     # a numpy seed is the same seed
     assert a["weights_sha256"] == b["weights_sha256"]
     monkeypatch.chdir(tmp_path)
     c = train(synth_grid, "c", init_from="a", lr_final=0.5, **kw)
