@@ -250,8 +250,12 @@ def _scalar(name, v, kind=float):
     return x
 
 
-def _bool(v):
-    return bool(np.asarray(v).reshape(()).item())
+def _bool(name, v):
+    """A switch: True / False or 1 / 0 (any other value refused: the string "False" read as True)."""
+    x = np.asarray(v)
+    if x.ndim != 0 or not (x.dtype == bool or (np.issubdtype(x.dtype, np.number) and x.item() in (0, 1))):
+        raise ValueError(f"{name} is a switch: True / False (or 1 / 0); got {v!r}")
+    return bool(x.item())
 
 
 # ---- the population ----------------------------------------------------------------------------------------
@@ -367,9 +371,12 @@ class StellarPopulation:
         p = self.params
         for name, (value, why) in _FIXED.items():
             v = p[name]
-            same = (_bool(v) == value) if isinstance(value, bool) else (_scalar(name, v) == float(value))
+            same = ((_bool(name, v) == value) if isinstance(value, bool)
+                    else (_scalar(name, v) == float(value)))
             if not same:
                 raise ValueError(f"{name}={v!r} is not supported: {why}. Keep the default {name}={value!r}.")
+        for name in ("add_igm_absorption", "add_stellar_remnants"):     # refused before any work
+            _bool(name, p[name])
         imf_type = _scalar("imf_type", p["imf_type"], int)
         if imf_type not in IMF_TYPES:
             raise ValueError(f"imf_type={imf_type} is not supported; use 0 (Salpeter), 1 (Chabrier) or 2 "
@@ -490,7 +497,8 @@ class StellarPopulation:
         res["flux"] = attenuate(wave, young, old, dust_type=_scalar("dust_type", p["dust_type"], int),
                                 **{k: val(k) for k in ("dust1", "dust2", "dust3", "dust_index", "dust1_index",
                                                        "frac_nodust", "frac_obrun", "mwr", "uvb")})
-        mass = res["mass_stars"] + (res["mass_remnants"] if _bool(p["add_stellar_remnants"]) else 0.0)
+        remnants = _bool("add_stellar_remnants", p["add_stellar_remnants"])
+        mass = res["mass_stars"] + (res["mass_remnants"] if remnants else 0.0)
         res["stellar_mass"] = mass
         res["tage"] = tage
         return res
@@ -533,8 +541,20 @@ class StellarPopulation:
         return {"flux": np.zeros(n), "mass_stars": 0.0, "mass_remnants": 0.0, "lbol": 0.0, "formed": 0.0,
                 "sfr": 0.0, "stellar_mass": 0.0, "tage": tage}
 
+    def _warn_older_than_universe(self, tage, z, cosmology=None):
+        """As ssp_photometry does (FSPS says nothing): a UserWarning for a population older than the
+        universe at z (get_spectrum at zred, get_observed_spectrum, get_mags alike)."""
+        tage = _plain_value("tage", tage)
+        if z > 0 and np.ndim(tage) == 0 and float(tage) > 0:
+            from astropy.cosmology import Planck18
+            cosmology = cosmology or self.cosmology or Planck18
+            age_universe = float(cosmology.age(z).to_value(u.Gyr))
+            if float(tage) > age_universe:
+                warnings.warn(f"tage = {float(tage):g} Gyr exceeds the age of the universe at z = {z:g} "
+                              f"({age_universe:.3g} Gyr in {cosmology.name})", UserWarning, stacklevel=3)
+
     def _igm(self, redshift):
-        if not _bool(self.params["add_igm_absorption"]) or redshift <= 0:
+        if not _bool("add_igm_absorption", self.params["add_igm_absorption"]) or redshift <= 0:
             return 1.0
         factor = _scalar("igm_factor", self.params["igm_factor"])
         return igm_transmission(self._get_backend().wavelength, redshift, factor)
@@ -559,6 +579,7 @@ class StellarPopulation:
         if zmet is not None:
             self.params["zmet"] = zmet
         results, full = self._results_for(tage)
+        self._warn_older_than_universe(tage, _scalar("zred", self.params["zred"]))
         trans = self._igm(_scalar("zred", self.params["zred"]))
         flam = np.array([r["flux"] for r in results]) * trans        # L_sun / A
         wave = self.wavelengths
@@ -597,6 +618,7 @@ class StellarPopulation:
             raise ValueError(f"redshift must be >= 0; got {z}")
         results, full = self._results_for(tage)
         cosmo = self.cosmology if cosmology is None else cosmology
+        self._warn_older_than_universe(tage, z, cosmo)
         d = cosmo.luminosity_distance(z).to_value(u.cm) if z > 0 else 10 * PC_CM
         flam = np.array([r["flux"] for r in results]) * self._igm(z) * L_SUN / (4 * np.pi * d ** 2) / (1 + z)
         wave = np.asarray(self._get_backend().wavelength, float) * (1 + z)      # vacuum, observed frame
@@ -630,14 +652,7 @@ class StellarPopulation:
         if redshift is not None and z != _scalar("zred", self.params["zred"]) and self.params["zred"] > 0:
             warnings.warn(f"redshift={z} differs from zred={self.params['zred']}", UserWarning, stacklevel=2)
         tage = _plain_value("tage", tage)
-        if z > 0 and np.ndim(tage) == 0 and float(tage) > 0:
-            # as ssp_photometry does (FSPS says nothing): a population older than the universe at z
-            from astropy.cosmology import Planck18
-            cosmology = self.cosmology or Planck18
-            age_universe = float(cosmology.age(z).to_value(u.Gyr))
-            if float(tage) > age_universe:
-                warnings.warn(f"tage = {float(tage):g} Gyr exceeds the age of the universe at z = {z:g} "
-                              f"({age_universe:.3g} Gyr in {cosmology.name})", UserWarning, stacklevel=2)
+        self._warn_older_than_universe(tage, z)
         if bands is None:                     # every FSPS band that the observed spectrum covers
             from .filters import get_bandpass
             from .photometry import _bandpass_support

@@ -319,6 +319,27 @@ def test_get_mags_warns_for_a_population_older_than_the_universe():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         sp.get_mags(tage=1.0, redshift=3.0, bands=["sdss_r"])
+    # the spectra warn alike (only get_mags did)
+    with pytest.warns(UserWarning, match="exceeds the age of the universe at z = 1.5"):
+        sp.get_observed_spectrum(tage=10.0, redshift=1.5)
+    at_z = StellarPopulation(sfh=1, zred=1.5, generator=BlackbodyGenerator())
+    with pytest.warns(UserWarning, match="exceeds the age of the universe at z = 1.5"):
+        at_z.get_spectrum(tage=10.0)
+
+
+def test_switches_and_burst_times_are_checked(blackbody):
+    """The string "False" switched IGM absorption and remnants on; a negative tburst (before the Big Bang)
+    made a '1 Gyr' population the 10 Gyr SSP."""
+    from smnet_sps.generator import BlackbodyGenerator
+    for name in ("add_igm_absorption", "add_stellar_remnants"):
+        for bad in ("False", "0", 2, None):
+            with pytest.raises(ValueError, match=f"{name} is a switch"):
+                StellarPopulation(generator=BlackbodyGenerator(), **{name: bad}).get_spectrum(tage=1.0)
+    for good in (True, 0, np.bool_(False), 1.0):
+        StellarPopulation(generator=BlackbodyGenerator(), add_igm_absorption=good).get_spectrum(tage=1.0)
+    with pytest.raises(ValueError, match="tburst is a forward time"):
+        StellarPopulation(sfh=1, tau=1.0, fburst=1.0, tburst=-9.0,
+                          generator=BlackbodyGenerator()).get_spectrum(tage=1.0)
 
 
 def test_results_are_kept_per_tage_until_a_parameter_changes(blackbody):
