@@ -942,8 +942,9 @@ def _check_generator(generator):
     gen = resolve_generator(str(generator) if isinstance(generator, os.PathLike) else generator)
     if not hasattr(gen, "torch_surface_flux"):
         raise ValueError(
-            f"generator {getattr(gen, 'name', gen)!r} has no differentiable path "
-            "(torch_surface_flux); use a NeuralGenerator (smnet_sps.neural.load_generator)"
+            f"generator {getattr(gen, 'name', gen)!r} has no differentiable path (torch_surface_flux; "
+            "released SM-Net checkpoints and the blackbody have none): fit with 'default', "
+            "'semi-empirical' or a model directory trained by smnet-sps (smnet_sps.neural.load_generator)"
         )
     return gen
 

@@ -30,7 +30,7 @@ from .gravity_range import GravityRange
 from .mixture import SINGLE_METALLICITY_TOLERANCE
 from .mixture import (MIXTURE_FILE, LibraryMixture, MixturePolicy, library_node_spacing,
                       node_coordinates, widen_single_metallicity)
-from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, blackbody_constants, build_model,
+from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, SMNet, blackbody_constants, build_model,
                     load_smnet_state_dict, log1p01_inverse)
 from .tail import WienTail, node_hull, node_points
 from .wavegrid import check_wavelength_grid
@@ -159,6 +159,32 @@ def _padded_net(net, inp, pad_rows=_PAD_ROWS):
     return net(inp)[:m]
 
 
+# (module path, attribute) of the SM-Net layers that take the scaled inputs themselves
+_SMNET_INPUT_LAYERS = (("", "layer1"), ("", "input_proj_1"), ("", "input_proj_2"), ("", "input_proj_3"),
+                       ("refine", "cond_proj"))
+# rows per SM-Net pass: its refinement holds ~7.7 MB per spectrum (L = 11,655), so the default chunk
+# (FORWARD_CHUNK) needed ~16 GB and a batch of 8192 ~63 GB; fixed, so results stay batch-size independent
+SMNET_CHUNK = {"cpu": 64, "accelerator": 512}
+
+
+def _get_attr_path(module, path):
+    for part in filter(None, path.split(".")):
+        module = getattr(module, part)
+    return module
+
+
+class _Float32Input(torch.nn.Module):
+    """A float32 copy of a layer that reads the network's inputs, its output cast to the network's lower
+    precision."""
+
+    def __init__(self, layer, out_dtype):
+        super().__init__()
+        self.layer, self.out_dtype = copy.deepcopy(layer).float(), out_dtype
+
+    def forward(self, x):
+        return self.layer(x.float()).to(self.out_dtype)
+
+
 def _mlp_forward(net, inp):
     """``net(inp)`` for an MLP whose first layer may be float32 while the rest runs in a lower precision."""
     first, last = net[0], net[-1]
@@ -195,6 +221,12 @@ class _TorchGenerator(Generator):
                 for low, full in pairs:
                     if isinstance(getattr(low, "net", None), torch.nn.Sequential):
                         low.net[0] = copy.deepcopy(full.net[0]).to(self.device, torch.float32)
+                if isinstance(model, SMNet):
+                    # the layers that read SM-Net's inputs stay float32 too (bf16 inputs came in steps of
+                    # 0.04 dex in log g and 0.02 dex in [M/H] on the union box)
+                    for owner, name in _SMNET_INPUT_LAYERS:
+                        layer = getattr(_get_attr_path(full, owner), name)
+                        setattr(_get_attr_path(model, owner), name, _Float32Input(layer, dtype))
             self._models[dtype] = model
         return self._models[dtype], dtype
 
@@ -977,6 +1009,12 @@ class NeuralGenerator(_TorchGenerator):
         return ratio * norm[:, None]
 
 
+def _float32_decimal(value):
+    """The shortest decimal that a float32 meta value stands for (np.float32(-2.1) -> -2.1)."""
+    v = np.asarray(value).reshape(())
+    return float(str(np.float32(v))) if v.dtype == np.float32 else float(v)     # str: the shortest repr
+
+
 class ReleasedSMNetGenerator(_TorchGenerator):
     """A released SM-Net checkpoint (``lookup_model_*.pt`` + ``*.meta.npz``).
 
@@ -1019,8 +1057,10 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         # a decreasing grid gave negative integrals, so every flux came out negative
         self.wavelength = check_wavelength_grid(md["wave"], f"meta file {meta}: the wavelength grid 'wave'")
         self.tau, self.x_max = float(md["tau"]), float(md["x_max"])
-        self._lo = np.array([md["Teff_min"], md["logG_min"], md["logZ_min"]], float)
-        self._hi = np.array([md["Teff_max"], md["logG_max"], md["logZ_max"]], float)
+        # the meta stores its box in float32 (-2.1 as -2.0999999): back to the decimal it stands for, so
+        # that a point on the box's face is inside it
+        self._lo = np.array([_float32_decimal(md[k]) for k in ("Teff_min", "logG_min", "logZ_min")])
+        self._hi = np.array([_float32_decimal(md[k]) for k in ("Teff_max", "logG_max", "logZ_max")])
         finite = np.isfinite([self.tau, self.x_max, *self._lo, *self._hi]).all()
         ordered = (self._lo < self._hi).all() and self._lo[0] > 0
         if not (finite and ordered and self.tau > 0 and self.x_max > 0):
@@ -1062,12 +1102,16 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         host[:, :3] = self.scale_inputs(teff, logg, logz)
         host[:, 3] = SIGMA_SB * np.asarray(teff, float) ** 4 * self._target_fraction(teff)
         params = torch.from_numpy(host).to(self.device)          # one transfer
-        y = _padded_net(model, params[:, :3].to(mdtype)).to(torch.float64)
+        # low precisions take float32 inputs (their input layers stay float32: _model_for)
+        inp = params[:, :3].to(mdtype if mdtype in (torch.float32, torch.float64) else torch.float32)
+        chunk = SMNET_CHUNK["cpu" if self.device.type == "cpu" else "accelerator"]
+        y = torch.cat([_padded_net(model, inp[i:i + chunk]) for i in range(0, max(len(inp), 1), chunk)]
+                      ).to(torch.float64)
         x = log1p01_inverse(y, self.tau, self.x_max)
         if "wl" not in self._consts:
             self._consts["wl"] = torch.as_tensor(self.wavelength, device=self.device)
         integral = torch.trapezoid(x, self._consts["wl"], dim=1)
-        return (x * (params[:, 3] / integral)[:, None]).to(torch.float32)
+        return (x * (params[:, 3] / integral)[:, None]).to(self._compute_dtype(mdtype))
 
 
 def _resolve_model_path(path):

@@ -619,3 +619,36 @@ def test_meta_reaches_the_distributed_paths(released, tmp_path, capsys):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert "--meta" in err, err
+    # a star fit needs a differentiable model: refused before the spectrum (here absent) is read
+    assert main(["fit", "x.txt", "--generator", str(d / "plain.pt"), "--meta",
+                 str(d / "small.meta.npz")]) == 1
+    assert "no differentiable path" in capsys.readouterr().err
+
+
+def test_released_checkpoints_run_in_small_chunks_keep_float32_inputs_and_their_box(released, tmp_path,
+                                                                                   monkeypatch):
+    """A released SM-Net holds ~7.7 MB per spectrum in its refinement: a whole batch in one pass needed
+    tens of GB (now fixed chunks, results independent of the batch); in bfloat16 its inputs were rounded
+    (7 [M/H] values in 0-0.03 gave 2 spectra); float64 came back float32; a meta box stored in float32
+    (-2.1 as -2.0999999) put its own face outside."""
+    import smnet_sps.neural as neural
+    d, _, meta = released
+    gen = load_generator(d / "plain.pt", meta=d / "small.meta.npz", device="cpu")
+    teff = 5000.0 + 37.0 * np.arange(150)
+    whole = gen.surface_flux(teff, 4.4, 0.0)[0]
+    monkeypatch.setitem(neural.SMNET_CHUNK, "cpu", 16)
+    calls = []
+    real = neural._padded_net
+    monkeypatch.setattr(neural, "_padded_net", lambda net, inp: calls.append(len(inp)) or real(net, inp))
+    parts = np.concatenate([gen.surface_flux(teff[i:i + 41], 4.4, 0.0)[0] for i in range(0, 150, 41)])
+    assert max(calls) == 16 and np.array_equal(parts, whole)
+    monkeypatch.undo()
+    z = np.linspace(0.0, 0.03, 7)
+    low = gen.surface_flux(np.full(7, 5777.0), 4.44, z, dtype="bfloat16")[0]
+    assert len({row.tobytes() for row in low}) == 7
+    as_64 = gen.surface_flux([5777.0, 6000.0], 4.4, 0.0, dtype="float64", as_tensor=True)[0]
+    assert as_64.dtype == torch.float64
+    np.savez(tmp_path / "f32box.meta.npz", **dict(meta, logZ_min=np.float32(-2.1)))
+    boxed = load_generator(d / "plain.pt", meta=tmp_path / "f32box.meta.npz", device="cpu")
+    assert boxed.box.logz[0] == -2.1 and boxed.in_coverage(5000.0, 4.0, -2.1).all()
+    boxed.surface_flux(5000.0, 4.0, -2.1, strict=True)
