@@ -102,6 +102,10 @@ def _as_float_array(value, name):
         # np.asarray of a list of Quantities takes their linear values ([u.Dex(-0.5)] became +0.316)
         raise ValueError(f"{name}: a list of Quantities loses their units; give one array Quantity (e.g. "
                          "np.array([...]) * u.dex) or plain numbers")
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        # a torch tensor (one that requires grad, or on a GPU, ended in torch's own RuntimeError): its values;
+        # the differentiable path is torch_surface_flux
+        value = value.detach().cpu().numpy()
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:          # ragged nested sequences

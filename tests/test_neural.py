@@ -112,6 +112,9 @@ def test_released_nan_input_and_bad_dtype(released):
     # only good to tens of per cent with these random weights: finite, positive, same order of magnitude.
     assert np.isfinite(bf16).all() and (bf16 > 0).all()
     assert np.all(np.abs(np.log(bf16 / f32)) < np.log(3.0))
+    # a tensor that requires grad is read for its values (it ended in torch's RuntimeError)
+    t = torch.tensor([5000.0], requires_grad=True)
+    np.testing.assert_array_equal(gen.surface_flux(t, 4.0, 0.0)[0], f32)
 
 
 # ---- our trained models -----------------------------------------------------------------------------
