@@ -227,7 +227,8 @@ def add_cli(sub):
                    help="'default' (shipped model), 'semi-empirical' or a model directory trained by "
                         "smnet-sps (default: the shipped model; a released SM-Net checkpoint has no "
                         "differentiable path and cannot fit)")
-    add_meta_option(p)
+    add_meta_option(p, help="refused: a released SM-Net checkpoint (--generator CHECKPOINT.pt --meta "
+                            "META.npz) has no differentiable path to fit with")
     p.add_argument("--library", default=None, help="library to imitate (default: the mixture)")
     p.add_argument("--clip", type=float, default=None, metavar="SIGMA",
                    help="stars: drop pixels whose residual exceeds SIGMA errors and refit, up to 3 times "

@@ -105,7 +105,7 @@ def _as_float_array(value, name):
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         # a torch tensor (one that requires grad, or on a GPU, ended in torch's own RuntimeError): its values;
         # the differentiable path is torch_surface_flux
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu().double().numpy()        # double: numpy has no bfloat16
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:          # ragged nested sequences

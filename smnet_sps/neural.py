@@ -1010,9 +1010,11 @@ class NeuralGenerator(_TorchGenerator):
 
 
 def _float32_decimal(value):
-    """The shortest decimal that a float32 meta value stands for (np.float32(-2.1) -> -2.1)."""
-    v = np.asarray(value).reshape(())
-    return float(str(np.float32(v))) if v.dtype == np.float32 else float(v)     # str: the shortest repr
+    """The shortest decimal a meta value that is a float32 number stands for (-2.0999999046325684, stored in
+    float32 or float64, -> -2.1); other values as they are."""
+    v = float(np.asarray(value).reshape(()))
+    as32 = np.float32(v)
+    return float(str(as32)) if float(as32) == v else v         # str: the shortest repr of the float32
 
 
 class ReleasedSMNetGenerator(_TorchGenerator):
@@ -1229,11 +1231,11 @@ def generator_spec_option(name=None, meta=None):
     return name if meta is None else functools.partial(load_generator, name, meta=str(Path(meta).resolve()))
 
 
-def add_meta_option(parser):
+def add_meta_option(parser,
+                    help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz"):
     """``--meta META.npz`` beside a command's ``--generator`` (read by :func:`load_generator_option` and
     :func:`generator_spec_option`)."""
-    parser.add_argument("--meta", default=None, metavar="META.npz",
-                        help="with --generator CHECKPOINT.pt: the released SM-Net checkpoint's .meta.npz")
+    parser.add_argument("--meta", default=None, metavar="META.npz", help=help)
 
 
 def model_file_in_use(directory, key, filename):

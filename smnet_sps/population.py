@@ -253,9 +253,10 @@ def _scalar(name, v, kind=float):
 def _bool(name, v):
     """A switch: True / False or 1 / 0 (any other value refused: the string "False" read as True)."""
     x = np.asarray(v)
-    if x.ndim != 0 or not (x.dtype == bool or (np.issubdtype(x.dtype, np.number) and x.item() in (0, 1))):
+    # one value (prospector passes its parameters as 1-element arrays)
+    if x.size != 1 or not (x.dtype == bool or (np.issubdtype(x.dtype, np.number) and x.item() in (0, 1))):
         raise ValueError(f"{name} is a switch: True / False (or 1 / 0); got {v!r}")
-    return bool(x.item())
+    return bool(x.reshape(()).item())
 
 
 # ---- the population ----------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
                          f"{const + fburst:g}")
     if not np.isfinite(sf_start) or sf_start < 0:
         raise ValueError(f"sf_start must be >= 0 Gyr; got {sf_start!r}")
-    if not np.isfinite(tburst) or tburst < 0:
+    if fburst > 0 and (not np.isfinite(tburst) or tburst < 0):
         # a forward time: tburst < 0 put the burst before the Big Bang, older than tage (a "1 Gyr" population
         # came out as the 10 Gyr SSP)
         raise ValueError(f"tburst is a forward time in Gyr and must be >= 0 (after tage: no burst); got "

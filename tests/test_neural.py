@@ -115,6 +115,9 @@ def test_released_nan_input_and_bad_dtype(released):
     # a tensor that requires grad is read for its values (it ended in torch's RuntimeError)
     t = torch.tensor([5000.0], requires_grad=True)
     np.testing.assert_array_equal(gen.surface_flux(t, 4.0, 0.0)[0], f32)
+    # a bfloat16 tensor too (numpy has no bfloat16: it was torch's TypeError); 5120 K is exact in bfloat16
+    np.testing.assert_array_equal(gen.surface_flux(torch.tensor([5120.0]).bfloat16(), 4.0, 0.0)[0],
+                                  gen.surface_flux(5120.0, 4.0, 0.0)[0])
 
 
 # ---- our trained models -----------------------------------------------------------------------------
@@ -651,7 +654,8 @@ def test_released_checkpoints_run_in_small_chunks_keep_float32_inputs_and_their_
     assert len({row.tobytes() for row in low}) == 7
     as_64 = gen.surface_flux([5777.0, 6000.0], 4.4, 0.0, dtype="float64", as_tensor=True)[0]
     assert as_64.dtype == torch.float64
-    np.savez(tmp_path / "f32box.meta.npz", **dict(meta, logZ_min=np.float32(-2.1)))
+    # as C3K_all.meta.npz stores it: a float32 number in a float64 field
+    np.savez(tmp_path / "f32box.meta.npz", **dict(meta, logZ_min=np.float64(np.float32(-2.1))))
     boxed = load_generator(d / "plain.pt", meta=tmp_path / "f32box.meta.npz", device="cpu")
     assert boxed.box.logz[0] == -2.1 and boxed.in_coverage(5000.0, 4.0, -2.1).all()
     boxed.surface_flux(5000.0, 4.0, -2.1, strict=True)

@@ -493,3 +493,18 @@ def test_a_redshift_as_text_or_boolean_is_refused(kwargs):
     with pytest.raises(ValueError, match="parameter 'zred' must be a single float"):
         StellarPopulation(zcontinuous=1, sfh=0, zred=True, generator=BlackbodyGenerator()).get_mags(
             tage=1.0, bands=["sdss_r"])
+
+
+def test_switches_as_one_element_arrays_and_no_burst_times(blackbody):
+    """prospector passes its parameters as 1-element arrays (np.atleast_1d): a switch so given was refused;
+    a tburst that no burst uses (fburst 0) was refused too."""
+    from smnet_sps.generator import BlackbodyGenerator
+    on = StellarPopulation(zred=3.0, add_igm_absorption=np.array([True]), generator=BlackbodyGenerator())
+    off = StellarPopulation(zred=3.0, add_igm_absorption=np.array([0]), generator=BlackbodyGenerator())
+    w, f_on = on.get_spectrum(tage=1.0, peraa=True)
+    _, f_off = off.get_spectrum(tage=1.0, peraa=True)
+    assert f_on[np.argmin(np.abs(w - 1000.0))] < f_off[np.argmin(np.abs(w - 1000.0))]
+    with pytest.raises(ValueError, match="is a switch"):
+        StellarPopulation(add_igm_absorption=np.array([True, False]),
+                          generator=BlackbodyGenerator()).get_spectrum(tage=1.0)
+    StellarPopulation(sfh=1, fburst=0.0, tburst=-1.0, generator=BlackbodyGenerator()).get_spectrum(tage=1.0)
