@@ -1310,18 +1310,42 @@ def fit_ssp(
     A, Z, D, S = np.meshgrid(interp.log_age, interp.logz, [0.0, 0.5, 1.0], sigmas, indexing="ij")
     nodes = np.stack([A.ravel(), Z.ravel(), S.ravel(), D.ravel(), np.full(A.size, float(rv_guess))], 1)
     nodes = np.clip(nodes, lo, hi)
-    with torch.no_grad():
-        chi2 = np.concatenate(
-            [
-                _profile(spectrum(torch.as_tensor(nodes[s : s + 256])), op)[0].numpy()
-                for s in range(0, len(nodes), 256)
-            ]
-        )
+
+    def chi2_of(theta):
+        with torch.no_grad():
+            return np.concatenate([_profile(spectrum(torch.as_tensor(theta[s:s + 256])), op)[0].numpy()
+                                   for s in range(0, len(theta), 256)])
+
+    def scan_rv(theta, step):
+        """Each start's best velocity on a grid over the rv bounds (``step`` apart, with rv_guess), and its
+        chi^2 there (as fit_star's _scan_rv: the optimiser moves rv by a few hundred km/s only, so a galaxy
+        at -800 km/s started at rest ended with sigma and A_V on their bounds, chi^2 3.5x the truth's)."""
+        r0, r1 = lim["rv"]
+        grid = np.unique(np.r_[np.linspace(r0, r1, max(2, int(np.ceil((r1 - r0) / step)) + 1)),
+                               float(rv_guess)])
+        trial = np.repeat(theta[None], grid.size, 0)
+        trial[:, :, 4] = grid[:, None]
+        c = chi2_of(trial.reshape(-1, theta.shape[1])).reshape(grid.size, len(theta))
+        return grid[np.argmin(c, 0)], c.min(0)
+
+    chi2 = chi2_of(nodes)
+    # the velocity: the 24 best nodes at rv_guess scanned coarsely over the bounds, every node ranked at
+    # rv_guess and at the best velocity found; the starts then on a 100 km/s grid
+    top = np.argsort(chi2)[:24]
+    rv_top, chi2_top = scan_rv(nodes[top], max(200.0, (lim["rv"][1] - lim["rv"][0]) / 20))
+    rv_best = float(rv_top[np.argmin(chi2_top)])
+    if rv_best != float(rv_guess):
+        moved = nodes.copy()
+        moved[:, 4] = rv_best
+        chi2_moved = chi2_of(moved)
+        better = chi2_moved < chi2
+        nodes[better], chi2[better] = moved[better], chi2_moved[better]
     da = np.median(np.diff(interp.log_age))
     dz = np.median(np.diff(interp.logz))
     coords = np.stack([nodes[:, 0] / da, nodes[:, 1] / dz, nodes[:, 3] / 0.5,
                        np.log10(np.maximum(nodes[:, 2], 1.0)) / 0.45], 1)
     starts = nodes[_distinct_best(chi2, coords, _check_n_starts(n_starts), 1.01)]
+    starts[:, 4] = scan_rv(starts, 100.0)[0]
     prob = _Problem(op, SSP_PARAMETERS, lo, hi, np.array([0.02, 0.05, 20.0, 0.05, 10.0]), spectrum)
     theta, chi2b, _, _ = _optimise(prob, starts)
     return _finish(

@@ -854,3 +854,27 @@ def test_masked_table_entries_are_masked_in_every_format(tmp_path, ext):
     wave, flux, ivar = read_spectrum(tmp_path / f"s.{ext}")
     np.testing.assert_array_equal(np.isnan(flux), hidden)
     assert not ivar[7] > 0 and np.allclose(ivar[np.arange(20) != 7], 100.0)     # a masked error: no weight
+
+
+@pytest.fixture(scope="module")
+def real_ssp_grid(default_generator):
+    """A small SSP grid of the default model (PARSEC, Kroupa)."""
+    from smnet_sps.ssp import ssp_grid
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ssp_grid(10 ** np.array([8.8, 9.2, 9.6, 10.0]), [0.006, 0.0152, 0.03],
+                        generator=default_generator, progress=False)
+
+
+@pytest.mark.parametrize("rv", [-850.0, 850.0])
+def test_fit_ssp_finds_a_fast_galaxy_from_rest(real_ssp_grid, rv):
+    """fit_ssp started every fit at rv_guess: a galaxy at -800 km/s (inside max_rv 1000) ended with sigma
+    and A_V on their bounds, chi^2 3.5x the truth's. Its starts now scan the velocity as fit_star's do."""
+    wave, m = _toy_galaxy(real_ssp_grid, theta=(9.5, 0.0, 200.0, 0.3, rv))
+    err = m / 100.0
+    noisy = m + err * np.random.default_rng(3).standard_normal(m.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_ssp(wave, noisy, 1 / err**2, templates=SSPInterpolator(real_ssp_grid))
+    assert abs(r.rv - rv) < max(4 * r.rv_err, 30.0)
+    assert r.chi2_red < 1.5
