@@ -120,11 +120,17 @@ def plot_fit(result, title=None):
     import matplotlib.pyplot as plt
 
     fig, (ax, rax) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    err = 1.0 / np.sqrt(result.ivar)
-    ax.fill_between(
-        result.wave, result.flux - err, result.flux + err, color="0.8", step="mid", label="data +-1 sigma"
-    )
-    ax.plot(result.wave, result.flux, color="k", lw=0.8, drawstyle="steps-mid", label="data")
+    # pixels without weight (clipped by --clip, ivar 0) are not data the fit used: a clipped cosmic ray
+    # stretched the axis 100x and drew a zero residual
+    used = np.asarray(result.ivar) > 0
+    flux = np.where(used, result.flux, np.nan)
+    with np.errstate(divide="ignore"):
+        err = np.where(used, 1.0 / np.sqrt(np.where(used, result.ivar, 1.0)), np.nan)
+    ax.fill_between(result.wave, flux - err, flux + err, color="0.8", step="mid", label="data +-1 sigma")
+    ax.plot(result.wave, flux, color="k", lw=0.8, drawstyle="steps-mid", label="data")
+    if not used.all():
+        ax.plot(result.wave[~used], result.model[~used], "x", color="0.5", ms=4,
+                label=f"{int((~used).sum())} pixel(s) left out (clipped or no weight)")
     ax.plot(result.wave, result.model, color="C3", lw=1.0, label="model")
     ax.plot(
         result.wave,
@@ -136,7 +142,7 @@ def plot_fit(result, title=None):
     )
     ax.set_ylabel("flux (normalised)")
     ax.legend(fontsize=8, loc="best")
-    rax.plot(result.wave, result.residual, color="k", lw=0.7, drawstyle="steps-mid")
+    rax.plot(result.wave, np.where(used, result.residual, np.nan), color="k", lw=0.7, drawstyle="steps-mid")
     rax.axhline(0, color="C3", lw=0.8)
     rax.set_ylabel("(data - model) / sigma")
     rax.set_xlabel("vacuum wavelength [A]")

@@ -878,3 +878,24 @@ def test_fit_ssp_finds_a_fast_galaxy_from_rest(real_ssp_grid, rv):
         r = fit_ssp(wave, noisy, 1 / err**2, templates=SSPInterpolator(real_ssp_grid))
     assert abs(r.rv - rv) < max(4 * r.rv_err, 30.0)
     assert r.chi2_red < 1.5
+
+
+def test_fit_plot_leaves_out_clipped_pixels(gen):
+    """A cosmic ray removed by --clip was still drawn as data (the axis ran to 100x the spectrum) with a
+    zero residual, and 1 / sqrt(ivar) divided by zero."""
+    import matplotlib.pyplot as plt
+
+    from smnet_sps.fit_cli import plot_fit
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5800.0, 4.4, 0.0, 0.0, snr=80, generator=gen, seed=2)
+    f = f.copy()
+    f[len(f) // 2] *= 100.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_star(w, f, iv, generator=gen, clip=5.0)
+    assert r.meta["n_clipped"] >= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fig = plot_fit(r)
+    top = fig.axes[0].get_ylim()[1]
+    assert top < 5 * np.nanmax(np.where(r.ivar > 0, r.flux, np.nan))
+    plt.close(fig)
