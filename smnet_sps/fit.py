@@ -80,16 +80,19 @@ def _edges(centres):
     return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
 
 
-def _fill_gaps(wave, flux, ivar, good, fwhm=None, jump=2.0):
+def _fill_gaps(wave, flux, ivar, good, fwhm=None, jump=5.0):
     """A spectrum whose sampling has holes (a removed range, the gap between two arms) with masked pixels
     inserted at the local spacing: pixel edges are set halfway between centres (:func:`_edges`), so the pixel
     on each side of a hole was stretched across half of it and the fit made up data there at full weight
     (600 A cut from a mock: 30 invented working pixels, parameters 2-3 sigma off). A hole is a spacing over
-    ``jump`` times the smaller of its two neighbouring spacings; ``fwhm`` (per pixel, or None) follows."""
+    ``jump`` times the running median of the spacings (21 of them): uneven or jittered sampling and a
+    near-duplicate wavelength are no holes. ``fwhm`` (per pixel, or None) follows."""
+    from scipy.ndimage import median_filter
+
     d = np.diff(wave)
     if d.size < 3:
         return wave, flux, ivar, good, fwhm
-    ref = np.minimum(np.concatenate([[d[1]], d[:-1]]), np.concatenate([d[1:], [d[-2]]]))
+    ref = median_filter(d, size=min(21, d.size), mode="nearest")
     holes = np.flatnonzero(d > jump * ref)
     if not holes.size:
         return wave, flux, ivar, good, fwhm
@@ -1322,7 +1325,7 @@ def fit_ssp(
         at -800 km/s started at rest ended with sigma and A_V on their bounds, chi^2 3.5x the truth's)."""
         r0, r1 = lim["rv"]
         grid = np.unique(np.r_[np.linspace(r0, r1, max(2, int(np.ceil((r1 - r0) / step)) + 1)),
-                               float(rv_guess)])
+                               np.clip(float(rv_guess), r0, r1)])
         trial = np.repeat(theta[None], grid.size, 0)
         trial[:, :, 4] = grid[:, None]
         c = chi2_of(trial.reshape(-1, theta.shape[1])).reshape(grid.size, len(theta))

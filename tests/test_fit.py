@@ -837,7 +837,13 @@ def test_a_removed_range_is_fitted_as_a_masked_one(gen):
     xf, ff, ivf, gf, fw = _fill_gaps(x, np.ones(20), np.ones(20), np.ones(20, bool), np.full(20, 2.5))
     np.testing.assert_array_equal(xf, np.arange(30.0))
     assert gf.sum() == 20 and not gf[10:20].any() and (ivf[10:20] == 0).all() and (fw == 2.5).all()
-    assert _fill_gaps(np.geomspace(4000, 7000, 50), np.ones(50), np.ones(50), np.ones(50, bool))[0].size == 50
+    ones = (np.ones(3000), np.ones(3000), np.ones(3000, bool))
+    assert _fill_gaps(np.geomspace(4000, 7000, 3000), *ones)[0].size == 3000
+    # jittered sampling and a near-duplicate wavelength are no holes (they inserted 1,361 pixels, and 149 GB)
+    jittered = 4000.0 + np.arange(3000) + np.random.default_rng(0).uniform(-0.4, 0.4, 3000)
+    assert _fill_gaps(jittered, *ones)[0].size == 3000
+    twin = np.sort(np.r_[4000.0 + np.arange(2999), 4070.0 + 1e-9])
+    assert _fill_gaps(twin, *ones)[0].size == 3000
 
 
 @pytest.mark.parametrize("ext", ["ecsv", "csv", "fits"])
