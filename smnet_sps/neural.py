@@ -1059,8 +1059,8 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         # a decreasing grid gave negative integrals, so every flux came out negative
         self.wavelength = check_wavelength_grid(md["wave"], f"meta file {meta}: the wavelength grid 'wave'")
         self.tau, self.x_max = float(md["tau"]), float(md["x_max"])
-        # the meta stores its box in float32 (-2.1 as -2.0999999): back to the decimal it stands for, so
-        # that a point on the box's face is inside it
+        # the meta's box went through float32 (C3K's -2.1 is stored as -2.0999999046): back to the decimal it
+        # stands for, so that a point on the box's face is inside it
         self._lo = np.array([_float32_decimal(md[k]) for k in ("Teff_min", "logG_min", "logZ_min")])
         self._hi = np.array([_float32_decimal(md[k]) for k in ("Teff_max", "logG_max", "logZ_max")])
         finite = np.isfinite([self.tau, self.x_max, *self._lo, *self._hi]).all()
