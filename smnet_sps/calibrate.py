@@ -306,10 +306,9 @@ def _quiet_flux(gen, teff, logg, logz):
 def _baseline_scores(stars, base_gen, grid=None):
     from .baselines import InterpolatedLibraryGenerator, nearest_star_flux
     from .empirical import score_generator, score_spectra
-    from .neural import default_model_path
+    from .semi_empirical import is_shipped_model
     # the base model's own score, under its name ("default" for the shipped one)
-    shipped = Path(base_gen.directory).resolve() == Path(default_model_path()).resolve()
-    label = f"{'default' if shipped else base_gen.name} (theory)"
+    label = f"{'default' if is_shipped_model(base_gen.directory) else base_gen.name} (theory)"
     out = {label: score_generator(base_gen, stars, name=label)}
     if grid is not None:
         from .grid import load_grid

@@ -119,8 +119,8 @@ _SAME_SETTING = ("init_from", "input_jitter", "jitter_floor", "jitter_quantile",
                  "sampling_weights", "training.lr", "training.lr_final", "training.weight_decay",
                  "training.batch_size", "training.kept")
 # options config.json did not record before 2026-12-03, with the values every run before then trained with
-_RECORDED_LATER = {"jitter_floor": 1.0, "jitter_quantile": 0.5, "training.lr_final": 0.02,
-                   "training.weight_decay": 0.0}
+# (the jitter options: those a resume assumes for an older checkpoint, smnet_sps.train._RECIPE_BEFORE)
+_RECORDED_LATER = {"training.lr_final": 0.02, "training.weight_decay": 0.0}
 
 
 def _settings(cfg):
@@ -128,17 +128,19 @@ def _settings(cfg):
     that runs which trained alike compare equal: an option recorded later at its earlier value, one input
     jitter as three equal ones, a start path resolved, the jitter floor and quantile and the blend kind as
     nothing where they act on nothing (as a resume compares them, smnet_sps.train)."""
+    from .train import _RECIPE_BEFORE, _canonical_jitter_shares
+    recorded_later = {**_RECIPE_BEFORE, **_RECORDED_LATER}
     out = {}
     for key in _SAME_SETTING:
         value = (cfg.get("training", {}).get(key.split(".", 1)[1]) if key.startswith("training.")
                  else cfg.get(key))
-        out[key] = _RECORDED_LATER.get(key) if value is None else value
+        out[key] = recorded_later.get(key) if value is None else value
     if out["init_from"]:
         out["init_from"] = str(Path(out["init_from"]).resolve())
     jitter = out["input_jitter"] or 0.0
     out["input_jitter"] = [float(v) for v in (jitter if isinstance(jitter, list) else [jitter] * 3)]
-    if not any(out["input_jitter"]) or out["jitter_floor"] >= 1:
-        out["jitter_floor"], out["jitter_quantile"] = 1.0, None
+    out["jitter_floor"], out["jitter_quantile"] = _canonical_jitter_shares(
+        out["input_jitter"], out["jitter_floor"], out["jitter_quantile"])
     if not out["node_blend"]:
         out["node_blend_kind"] = None
     return out

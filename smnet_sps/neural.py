@@ -1131,13 +1131,19 @@ def _resolve_model_path(path):
                          f"a released .pt checkpoint path; got {type(path).__name__}") from exc
 
 
+def _config_format(directory):
+    """The ``format`` a folder's config.json declares (a model, a semi-empirical correction), or None where
+    there is no readable config.json."""
+    try:
+        return json.loads((Path(directory) / "config.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _is_semi_empirical(directory):
     """True for a folder written by ``smnet-sps calibrate`` (its config.json says so)."""
     from .semi_empirical import FORMAT
-    try:
-        return json.loads((Path(directory) / "config.json").read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+    return _config_format(directory) == FORMAT
 
 
 def load_generator(path=None, meta=None, device="auto", library=None, dtype=None, **kwargs):

@@ -337,12 +337,11 @@ class SemiEmpiricalGenerator(Generator):
 def _base_directory(name):
     """The model directory of a base model given by the user: ``"default"`` (the shipped one) or the path of a
     model directory (written by ``smnet-sps train`` or ``experts``)."""
-    from .neural import MODEL_FORMAT, default_model_path
+    from .neural import MODEL_FORMAT, _config_format, default_model_path
     if name == "default":
         return default_model_path()
     path = Path(name)
-    cfg_path = path / "config.json"
-    fmt = json.loads(cfg_path.read_text()).get("format") if cfg_path.is_file() else None
+    fmt = _config_format(path)
     if fmt == MODEL_FORMAT:
         return path.resolve()
     what = ("is a semi-empirical correction, not a model: give the model it corrects (its config.json "
@@ -352,15 +351,20 @@ def _base_directory(name):
                      "written by `smnet-sps train` or `smnet-sps experts`")
 
 
+def is_shipped_model(directory):
+    """True for the shipped default model's directory, however it is spelled."""
+    from .neural import default_model_path
+    return Path(directory).resolve() == Path(default_model_path()).resolve()
+
+
 def base_record(base_dir, correction_dir):
     """How a correction in ``correction_dir`` names its base model: ``"default"`` for the shipped model, else
     the model's absolute path and its path relative to the correction (a project folder holding both can
     move, or go to another machine, and still load)."""
     import os
 
-    from .neural import default_model_path
     base_dir = Path(base_dir).resolve()
-    if base_dir == Path(default_model_path()).resolve():
+    if is_shipped_model(base_dir):
         return {"name": "default"}
     return {"name": str(base_dir), "relative_path": os.path.relpath(base_dir, Path(correction_dir).resolve())}
 
@@ -368,15 +372,14 @@ def base_record(base_dir, correction_dir):
 def _recorded_base_directory(cfg, correction_dir):
     """The base model directory a correction's config records: the shipped model, the model at its recorded
     path relative to the correction, or at its absolute path; a ValueError saying what to do otherwise."""
-    from .neural import MODEL_FORMAT, default_model_path
+    from .neural import MODEL_FORMAT, _config_format, default_model_path
     rec = cfg["base"]
     if rec["name"] == "default":
         return default_model_path()
     candidates = ([Path(correction_dir) / rec["relative_path"]] if rec.get("relative_path") else [])
     candidates.append(Path(rec["name"]))
     for path in candidates:
-        cfg_path = path / "config.json"
-        if cfg_path.is_file() and json.loads(cfg_path.read_text()).get("format") == MODEL_FORMAT:
+        if _config_format(path) == MODEL_FORMAT:
             return path.resolve()
     raise ValueError(
         f"the semi-empirical correction in {correction_dir} was calibrated on the base model "

@@ -393,17 +393,25 @@ def _show(value):
 _RECIPE_BEFORE = {"jitter_floor": 1.0, "jitter_quantile": 0.5}
 
 
+def _canonical_jitter_shares(input_jitter, floor, quantile):
+    """(floor, quantile) as they act on training: (1, None) where they act on nothing -- no input jitter,
+    or floor 1 (the quantile then scales nothing). Runs, resumes and averaged specialists compare these."""
+    steps = input_jitter if isinstance(input_jitter, (list, tuple)) else [input_jitter or 0.0]
+    if floor is None or floor >= 1 or not any(steps):
+        return 1.0, None
+    return floor, quantile
+
+
 def _canonical_recipe(recipe, reference):
     """``recipe`` with what an older checkpoint left out filled in (where ``reference``, the current recipe,
-    has the key) and spellings that train alike made equal: the jitter floor and quantile mean nothing
-    without input jitter, the quantile nothing with floor 1."""
+    has the key) and spellings that train alike made equal (:func:`_canonical_jitter_shares`)."""
     r = dict(recipe)
     for key, before in _RECIPE_BEFORE.items():
         if key in reference and key not in r and r:
             r[key] = before
     if "jitter_floor" in r:
-        if r["jitter_floor"] is None or r["jitter_floor"] >= 1 or not any(r.get("input_jitter") or [0.0]):
-            r["jitter_floor"], r["jitter_quantile"] = 1.0, None
+        r["jitter_floor"], r["jitter_quantile"] = _canonical_jitter_shares(
+            r.get("input_jitter"), r["jitter_floor"], r.get("jitter_quantile"))
     return r
 
 
