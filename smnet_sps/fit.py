@@ -514,12 +514,17 @@ def _optimise(prob, starts, n_adam=60, lr=0.3):
     return theta.detach().numpy(), chi2_best, (u * sc).detach().numpy(), chi2.numpy()
 
 
+def _rv_grid(rv_bounds, rv_guess, step):
+    """The velocities a start scan tries [km/s]: ``step`` apart over ``rv_bounds``, and ``rv_guess``."""
+    lo, hi = float(rv_bounds[0]), float(rv_bounds[1])
+    return np.unique(np.r_[np.linspace(lo, hi, max(2, int(np.ceil((hi - lo) / step)) + 1)), float(rv_guess)])
+
+
 def _scan_rv(op, flux_src, rv_bounds, rv_guess, step=100.0):
     """Each start spectrum's best velocity [km/s] on a grid over ``rv_bounds`` (``step`` apart, with
     ``rv_guess``), and its chi^2 there: the optimiser moves rv by only a few hundred km/s from its start, so a
     star at -800 km/s started at rest ended at -250 with chi^2 20x the truth's."""
-    lo, hi = float(rv_bounds[0]), float(rv_bounds[1])
-    grid = np.unique(np.r_[np.linspace(lo, hi, max(2, int(np.ceil((hi - lo) / step)) + 1)), float(rv_guess)])
+    grid = _rv_grid(rv_bounds, rv_guess, step)
     with torch.no_grad():
         k = flux_src.shape[0]
         rv = torch.as_tensor(np.repeat(grid, k), dtype=torch.float64)
@@ -1323,9 +1328,7 @@ def fit_ssp(
         """Each start's best velocity on a grid over the rv bounds (``step`` apart, with rv_guess), and its
         chi^2 there (as fit_star's _scan_rv: the optimiser moves rv by a few hundred km/s only, so a galaxy
         at -800 km/s started at rest ended with sigma and A_V on their bounds, chi^2 3.5x the truth's)."""
-        r0, r1 = lim["rv"]
-        grid = np.unique(np.r_[np.linspace(r0, r1, max(2, int(np.ceil((r1 - r0) / step)) + 1)),
-                               np.clip(float(rv_guess), r0, r1)])
+        grid = _rv_grid(lim["rv"], np.clip(float(rv_guess), *lim["rv"]), step)
         trial = np.repeat(theta[None], grid.size, 0)
         trial[:, :, 4] = grid[:, None]
         c = chi2_of(trial.reshape(-1, theta.shape[1])).reshape(grid.size, len(theta))
