@@ -35,8 +35,10 @@ all in a filter (the magnitude would be +inf), an unknown filter, a wavelength o
 fit. NaN fluxes inside a filter, or a filter reaching outside the spectrum's wavelengths, raise
 ``ValueError`` unless ``extrapolate=True``, which treats the spectrum as zero there (documented
 zero-extension; the result is then a lower limit on flux, and +inf, with a warning, where no flux is
-left). Negative fluxes outside every filter are irrelevant and set to zero. Magnitudes are computed from
-the flux scaled by its maximum, so any positive finite flux (1e-300 to 1e308) gives a finite magnitude.
+left). Masked pixels (a specutils ``Spectrum.mask`` or an astropy ``Masked`` flux; True = bad) are NaN
+pixels: an error inside a filter, zero with ``extrapolate=True``, ignored outside every filter. Negative
+fluxes outside every filter are irrelevant and set to zero. Magnitudes are computed from the flux scaled by
+its maximum, so any positive finite flux (1e-300 to 1e308) gives a finite magnitude.
 """
 from __future__ import annotations
 
@@ -269,11 +271,44 @@ def per_mass_formed(flux):
     return flux
 
 
+def _unmask(x):
+    """(values, mask or None) of an astropy ``Masked`` array (True = masked), else (x, None).
+
+    The same rule as ``fit._unmask``, written here because fit imports torch."""
+    from astropy.utils.masked import Masked
+
+    if isinstance(x, Masked):
+        return x.unmasked, np.asarray(x.mask, bool)
+    return x, None
+
+
+def _masked_as_nan(flux, masks):
+    """Flux with masked pixels (True = bad, in any of ``masks``) set to NaN, so that they follow the NaN rule
+    of :func:`_clean_flux` (an error inside a filter, zero with extrapolate=True); they were integrated as
+    good pixels (garbage under a mask made sdss r 12 mag too bright)."""
+    bad = np.zeros(flux.shape, bool)
+    for mask in masks:
+        if mask is None:
+            continue
+        mask = np.asarray(mask)
+        try:
+            # specutils' convention: any non-zero value marks a bad pixel
+            bad |= np.broadcast_to(mask != 0, flux.shape)
+        except ValueError as exc:
+            raise ValueError(f"the flux mask's shape {mask.shape} does not fit the flux {flux.shape}; it "
+                             "needs one value per flux pixel (True = bad)") from exc
+    if not bad.any():
+        return flux
+    return u.Quantity(np.where(bad, np.nan, flux.value), flux.unit)
+
+
 def _split_input(spectra):
-    """-> (wavelength Quantity 1-d, flux Quantity 2-d, meta dict)."""
-    meta = {}
+    """-> (wavelength Quantity 1-d, flux Quantity 2-d, meta dict); masked flux pixels (a specutils
+    ``Spectrum.mask`` or an astropy ``Masked`` flux) come back as NaN."""
+    meta, mask = {}, None
     if hasattr(spectra, "spectral_axis") and hasattr(spectra, "flux"):
         wave, flux, meta = spectra.spectral_axis, spectra.flux, dict(spectra.meta or {})
+        mask = getattr(spectra, "mask", None)
         if hasattr(wave, "quantity"):
             wave = wave.quantity
     elif hasattr(spectra, "waveset") and hasattr(spectra, "model"):   # synphot SourceSpectrum
@@ -286,6 +321,11 @@ def _split_input(spectra):
     else:
         raise ValueError("spectra must be a specutils.Spectrum, a synphot SourceSpectrum or a "
                          f"(wavelength Quantity, flux Quantity) pair; got {type(spectra).__name__}")
+    wave, wave_mask = _unmask(wave)
+    if wave_mask is not None and wave_mask.any():
+        raise ValueError(f"the wavelengths are a masked array with {int(wave_mask.sum())} masked value(s): "
+                         "every pixel needs a wavelength; mask bad pixels in the flux instead")
+    flux, flux_mask = _unmask(flux)
     if not isinstance(wave, u.Quantity) or not isinstance(flux, u.Quantity):
         raise ValueError("wavelength and flux must be astropy Quantities (e.g. wave * u.AA, "
                          "flux * u.Unit('erg s-1 cm-2 AA-1') or u.L_sun / u.AA)")
@@ -296,7 +336,7 @@ def _split_input(spectra):
     if flux.dtype.kind not in "fiu" or wave_aa.dtype.kind not in "fiu":
         raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and "
                          f"{flux.dtype} (complex or object arrays are not spectra)")
-    flux = np.atleast_2d(per_mass_formed(flux))
+    flux = np.atleast_2d(per_mass_formed(_masked_as_nan(flux, (mask, flux_mask))))
     wave_aa = np.atleast_1d(wave_aa)
     if wave_aa.ndim != 1 or flux.ndim != 2 or flux.shape[-1] != wave_aa.size:
         raise ValueError(f"flux shape {flux.shape} does not match the spectral axis ({wave_aa.size} points); "
@@ -374,15 +414,15 @@ def _clean_flux(f, bands, w, extrapolate):
             i, k = np.argwhere(hit)[0]
             names = [bw.name for bw in bands if bw.v[k] != 0]
             nan_w = w[bad[i]]
-            raise ValueError(f"spectrum {i} has {int(bad[i].sum())} non-finite flux value(s) "
-                             f"({nan_w.min():.6g}-{nan_w.max():.6g} A) inside filter {names[0]!r} "
+            raise ValueError(f"spectrum {i} has {int(bad[i].sum())} non-finite flux value(s) (NaN, inf or "
+                             f"masked; {nan_w.min():.6g}-{nan_w.max():.6g} A) inside filter {names[0]!r} "
                              f"({bands[[b.name for b in bands].index(names[0])].support[0]:.6g}-"
                              f"{bands[[b.name for b in bands].index(names[0])].support[1]:.6g} A); the "
                              f"spectrum covers {w[0]:.6g}-{w[-1]:.6g} A. Fix the spectrum or pass "
-                             "extrapolate=True to treat non-finite flux as zero")
+                             "extrapolate=True to treat non-finite and masked flux as zero")
         if hit.any():
-            warnings.warn(f"{int(hit.sum())} non-finite flux value(s) inside filters treated as zero "
-                          "(extrapolate=True)", UserWarning, stacklevel=3)
+            warnings.warn(f"{int(hit.sum())} non-finite flux value(s) (NaN, inf or masked) inside filters "
+                          "treated as zero (extrapolate=True)", UserWarning, stacklevel=3)
         f = np.where(bad, 0.0, f)
     negative = (f < 0) & used[None, :]
     if negative.any():
@@ -477,7 +517,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     ----------
     spectra : specutils.Spectrum (1-d or (n, n_wave)), synphot.SourceSpectrum, or (wavelength, flux) pair
         Flux density (erg s^-1 cm^-2 A^-1, Jy, ...) or luminosity density (L_sun / A, erg s^-1 A^-1, ...);
-        see the module docstring for what each means.
+        see the module docstring for what each means. Masked pixels (``Spectrum.mask`` or an astropy
+        ``Masked`` flux; True = bad) count as NaN.
     filters : str, path, synphot.SpectralElement or a list of them (or "a,b,c")
         speclite names ("sdss2010-r"), sedpy names ("sdss_r0"), two-column files (A, throughput).
     system : {"AB", "ST", "Vega"}
@@ -486,7 +527,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         the luminosity distance of ``cosmology``; for flux spectra only meaningful with ``radius``.
     redshift : float >= 0
     extrapolate : bool
-        False (default): a filter reaching outside the spectrum, or NaN flux inside a filter, raises
+        False (default): a filter reaching outside the spectrum, or NaN or masked flux inside a filter, raises
         ValueError. True: the spectrum is taken as zero there.
     radius : Quantity [length] or None
         Stellar radius: turns a surface flux into the flux at ``distance`` (factor (radius/distance)^2).

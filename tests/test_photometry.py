@@ -137,6 +137,50 @@ def test_nan_flux_raises():
         magnitudes((w * u.AA, f * FLAM_UNIT), ["sdss2010-r"], extrapolate=True)
 
 
+def _spectrum_with_masked_garbage():
+    """A power law with garbage (1e5 x the flux) at 6000-6500 A, inside sdss r, and a mask over it."""
+    w = np.geomspace(900.0, 3e5, 5000)
+    f = (w / 5000.0) ** -2 * 1e-15
+    bad = (w > 6000) & (w < 6500)
+    garbage = np.where(bad, 1e-10, f)
+    return w, f, garbage, bad
+
+
+def test_masked_flux_is_treated_like_nan():
+    """A Spectrum.mask or an astropy Masked flux marks bad pixels: they were integrated as good (the garbage
+    under the mask made sdss r 4.51 instead of 16.60 mag)."""
+    from astropy.utils.masked import Masked
+    from specutils import Spectrum
+    w, f, garbage, bad = _spectrum_with_masked_garbage()
+    as_nan = np.where(bad, np.nan, f)
+    with pytest.warns(UserWarning, match="non-finite"):
+        want = magnitudes((w * u.AA, as_nan * FLAM_UNIT), ["sdss2010-g", "sdss2010-r"], extrapolate=True)
+    clean = magnitudes((w * u.AA, f * FLAM_UNIT), ["sdss2010-g", "sdss2010-r"])
+    for masked in (Spectrum(flux=garbage * FLAM_UNIT, spectral_axis=w * u.AA, mask=bad),
+                   (w * u.AA, Masked(garbage * FLAM_UNIT, mask=bad))):
+        with pytest.raises(ValueError, match=r"masked.*inside filter 'sdss2010-r'"):
+            magnitudes(masked, ["sdss2010-r"])
+        # outside every requested filter a masked pixel does not matter
+        np.testing.assert_allclose(magnitudes(masked, ["sdss2010-g"])["sdss2010-g"], clean["sdss2010-g"],
+                                   atol=1e-12)
+        with pytest.warns(UserWarning, match="masked"):
+            got = magnitudes(masked, ["sdss2010-g", "sdss2010-r"], extrapolate=True)
+        for col in got.colnames:
+            np.testing.assert_allclose(got[col], want[col], atol=1e-12)
+        assert got["sdss2010-r"][0] > clean["sdss2010-r"][0]     # the masked light is missing, not added
+    # a batch: the mask of the second spectrum does not touch the first
+    batch = Spectrum(flux=np.vstack([f, garbage]) * FLAM_UNIT, spectral_axis=w * u.AA,
+                     mask=np.vstack([np.zeros_like(bad), bad]))
+    with pytest.raises(ValueError, match=f"spectrum 1 has {int(bad.sum())} non-finite"):
+        magnitudes(batch, ["sdss2010-r"])
+    with pytest.warns(UserWarning, match="masked"):
+        got = magnitudes(batch, ["sdss2010-r"], extrapolate=True)["sdss2010-r"]
+    np.testing.assert_allclose(got, [clean["sdss2010-r"][0], want["sdss2010-r"][0]], atol=1e-12)
+    # a masked wavelength has no place to put its pixel
+    with pytest.raises(ValueError, match="wavelengths are a masked array"):
+        magnitudes((Masked(w * u.AA, mask=bad), f * FLAM_UNIT), ["sdss2010-r"])
+
+
 def test_bad_inputs_raise_clearly():
     w = np.arange(3000.0, 10000.0, 10.0) * u.AA
     f = np.ones(w.size) * FLAM_UNIT
