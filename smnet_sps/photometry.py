@@ -20,7 +20,7 @@ What the flux unit of the input means
 --------------------------------------
 * **Flux density** (anything convertible to erg s^-1 cm^-2 A^-1, e.g. a generator's surface flux, Jy):
   used as the flux at the observer, unchanged, unless ``radius=`` is given; then it is a surface flux
-  and is scaled by (radius / distance)^2 (``distance`` defaults to 10 pc: absolute magnitudes).
+  and is scaled by (radius / distance)^2 (``distance`` defaults as for a luminosity density, below).
 * **Luminosity density** (convertible to erg s^-1 A^-1 or erg s^-1 Hz^-1, e.g. an SSP in L_sun/A per
   M_sun formed): placed at ``distance`` (default 10 pc; at redshift > 0 the luminosity distance of
   ``cosmology``): f = L / (4 pi d^2). Magnitudes of an SSP are then per M_sun formed. A luminosity
@@ -349,6 +349,18 @@ def _split_input(spectra):
     return w, flux, meta
 
 
+def _distance_cm(distance, z, cosmology):
+    """``distance`` [cm]; None: 10 pc (absolute magnitudes), at z > 0 the luminosity distance of
+    ``cosmology`` (default Planck18)."""
+    if distance is not None:
+        return _positive_length(distance, "distance")
+    if z > 0:
+        if cosmology is None:
+            from astropy.cosmology import Planck18 as cosmology
+        return float(cosmology.luminosity_distance(z).to_value(u.cm))
+    return 10 * PC_CM
+
+
 def _observed_flux(spectra, distance, radius, redshift, cosmology):
     """-> (observed-frame wavelength [A], f_lambda [erg s^-1 cm^-2 A^-1] (n, n_wave), meta, kind)."""
     with np.errstate(over="ignore", under="ignore"):     # overflow is detected and named below
@@ -363,7 +375,9 @@ def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
         kind = "flux"
         f = flux.to_value(FLAM_UNIT, equivalencies=u.spectral_density(w * u.AA))
         if radius is not None:
-            d = _positive_length(distance if distance is not None else 10 * u.pc, "distance")
+            # the same default distance as a luminosity spectrum (a star at z = 1 was put at 10 pc: 44 mag
+            # brighter than its luminosity L = 4 pi R^2 F)
+            d = _distance_cm(distance, z, cosmology)
             f = f * (_positive_length(radius, "radius") / d) ** 2
         elif distance is not None:
             raise ValueError("distance applies to luminosity spectra (e.g. L_sun/A) or together with radius= "
@@ -378,15 +392,7 @@ def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
             lum = flux.to_value(_LUM_LAM)
         else:
             lum = flux.to_value(_LUM_NU) * C_ANGSTROM / w ** 2
-        if distance is None:
-            if z > 0:
-                if cosmology is None:
-                    from astropy.cosmology import Planck18 as cosmology
-                d = float(cosmology.luminosity_distance(z).to_value(u.cm))
-            else:
-                d = 10 * PC_CM
-        else:
-            d = _positive_length(distance, "distance")
+        d = _distance_cm(distance, z, cosmology)
         f = lum / (4 * np.pi) / d / d           # not d ** 2: a Python float would raise OverflowError
     else:
         raise ValueError(f"flux unit {unit} is neither a flux density (e.g. erg s-1 cm-2 AA-1, Jy) nor a "
@@ -523,15 +529,17 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         speclite names ("sdss2010-r"), sedpy names ("sdss_r0"), two-column files (A, throughput).
     system : {"AB", "ST", "Vega"}
     distance : Quantity [length] or None
-        Luminosity distance. None: 10 pc for luminosity spectra (absolute magnitudes) or, at redshift > 0,
-        the luminosity distance of ``cosmology``; for flux spectra only meaningful with ``radius``.
+        Luminosity distance. None: 10 pc (absolute magnitudes) or, at redshift > 0, the luminosity distance
+        of ``cosmology``, for luminosity spectra and surface fluxes with ``radius``; for flux spectra only
+        meaningful with ``radius``.
     redshift : float >= 0
     extrapolate : bool
         False (default): a filter reaching outside the spectrum, or NaN or masked flux inside a filter, raises
         ValueError. True: the spectrum is taken as zero there.
     radius : Quantity [length] or None
         Stellar radius: turns a surface flux into the flux at ``distance`` (factor (radius/distance)^2).
-    cosmology : astropy.cosmology instance, default Planck18 (used only for luminosity spectra at z > 0)
+    cosmology : astropy.cosmology instance, default Planck18 (used only at z > 0 without ``distance``, for
+        luminosity spectra and for surface fluxes with ``radius``)
     method : {"vectorised", "synphot"}
         Same integral; "synphot" calls ``Observation.effstim`` per spectrum (slow, the reference).
     progress : bool, tqdm progress bar for the synphot path

@@ -237,6 +237,29 @@ def test_redshift_flat_fnu_is_analytic():
     assert mz["sdss2010-r"][0] == pytest.approx(want, abs=1e-4)
 
 
+def test_surface_flux_with_radius_at_redshift_sits_at_the_luminosity_distance():
+    """radius= at z > 0 without distance: at d_L of the cosmology, like the same star given as a luminosity
+    (it was put at 10 pc: sdss r 6.02 against 50.18 mag at z = 1)."""
+    from astropy.cosmology import FlatLambdaCDM, Planck18
+    spec, _ = BlackbodyGenerator().spectra(teff=[5800.0], logg=4.4, logz=0.0)
+    radius = 1 * u.R_sun
+    lum = (spec.flux * 4 * np.pi * radius ** 2).to(u.erg / u.s / u.AA)
+    band = ["sdss2010-r"]
+    for cosmology in (None, FlatLambdaCDM(H0=60, Om0=0.4)):         # None: Planck18
+        d_l = (Planck18 if cosmology is None else cosmology).luminosity_distance(1.0)
+        surface = magnitudes(spec, band, radius=radius, redshift=1, cosmology=cosmology)["sdss2010-r"][0]
+        luminous = magnitudes((spec.spectral_axis, lum), band, redshift=1,
+                              cosmology=cosmology)["sdss2010-r"][0]
+        assert surface == pytest.approx(luminous, abs=1e-6)
+        at_10pc = magnitudes(spec, band, radius=radius, distance=10 * u.pc, redshift=1)["sdss2010-r"][0]
+        assert surface - at_10pc == pytest.approx(5 * np.log10(d_l.to_value(u.pc) / 10), abs=1e-6)
+        explicit = magnitudes(spec, band, radius=radius, distance=d_l, redshift=1)["sdss2010-r"][0]
+        assert surface == pytest.approx(explicit, abs=1e-6)
+    # at z = 0 the default stays 10 pc (absolute magnitudes)
+    assert magnitudes(spec, band, radius=radius)["sdss2010-r"][0] == pytest.approx(
+        magnitudes(spec, band, radius=radius, distance=10 * u.pc)["sdss2010-r"][0], abs=1e-12)
+
+
 def _fake_ssps(n=4):
     """SSP-like spectra: sums of blackbodies in L_sun/A per M_sun formed, with log_lbol in meta."""
     from specutils import Spectrum
