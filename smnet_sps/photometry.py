@@ -644,6 +644,57 @@ def _find(meta, keys):
     return None, None
 
 
+def _one_per_age(values, name, n_ages):
+    """``values`` as a float array (n_ages,): one value per age, or one for all."""
+    try:
+        arr = np.asarray(values, float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numbers, one per age ({n_ages}); got {values!r}") from exc
+    if arr.size == 1:
+        return np.full(n_ages, float(arr.ravel()[0]))
+    if arr.shape != (n_ages,):
+        raise ValueError(f"{name} needs one value per age ({n_ages}), or one for all; got shape {arr.shape}")
+    return arr
+
+
+def _stellar_mass_per_age(mstar, name, n_ages):
+    """Surviving stellar mass [M_sun per M_sun formed], finite and > 0, one per age. A Quantity is converted
+    to M_sun (1 kg was read as 1 M_sun); plain numbers and a dimensionless ratio are M_sun per M_sun
+    formed."""
+    unit = getattr(mstar, "unit", None)
+    if unit is not None and unit != u.dimensionless_unscaled:
+        try:
+            mstar = u.Quantity(mstar).to_value(u.M_sun)
+        except u.UnitConversionError as exc:
+            raise ValueError(f"{name} must be a mass (e.g. u.M_sun) or numbers in M_sun per M_sun formed; "
+                             f"got unit {unit}") from exc
+    elif unit is not None:
+        mstar = u.Quantity(mstar).value
+    values = _one_per_age(mstar, name, n_ages)
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        # a negative or NaN mass gave a negative or NaN M/L without a word
+        raise ValueError(f"{name} must be finite and > 0 (M_sun per M_sun formed); got {values}")
+    return values
+
+
+def _log_lbol_per_age(log_lbol, name, n_ages):
+    """log10 L_bol / L_sun per M_sun formed, finite, one per age; a Quantity in dex(L_sun) (or a luminosity,
+    taken to dex(L_sun)) is converted."""
+    unit = getattr(log_lbol, "unit", None)
+    if unit is not None and unit != u.dimensionless_unscaled:
+        try:
+            log_lbol = log_lbol.to_value(u.dex(u.L_sun))
+        except (u.UnitsError, ValueError) as exc:
+            raise ValueError(f"{name} must be log10 L_bol / L_sun (numbers or dex(L_sun)); got unit "
+                             f"{unit}") from exc
+    elif unit is not None:
+        log_lbol = u.Quantity(log_lbol).value
+    values = _one_per_age(log_lbol, name, n_ages)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} must be finite (log10 L_bol / L_sun per M_sun formed); got {values}")
+    return values
+
+
 def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=None, redshift=0,
                    cosmology=None, extrapolate=False):
     """Photometry of SSPs given their spectra: absolute magnitudes, M/L, M_bol, apparent magnitudes at z.
@@ -653,10 +704,12 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     ages : Quantity [time] or array [yr], one per spectrum
     spectra : specutils.Spectrum (n_age, n_wave) or (wavelength, L_lambda) pair, L_sun / A per M_sun formed
     filters, system : as in :func:`magnitudes`
-    log_lbol : array (n_age,), log10 L_bol / L_sun per M_sun formed; default ``spectra.meta["log_lbol"]``
-    mstar : array (n_age,), stellar mass [M_sun] per M_sun formed for M/L; default from ``meta``
-        (keys tried: mstar, mass_stars, surviving_mass, ...; log_ keys are un-logged; not ``stellar_mass``,
-        which counts remnants in FSPS), else 1 (mass formed)
+    log_lbol : array (n_age,) or one value, log10 L_bol / L_sun per M_sun formed (numbers, or a Quantity in
+        dex(L_sun)), finite; default ``spectra.meta["log_lbol"]``
+    mstar : array (n_age,) or one value, stellar mass per M_sun formed for M/L: a mass Quantity (converted
+        to M_sun) or numbers in M_sun, finite and > 0; default from ``meta`` (keys tried: mstar, mass_stars,
+        surviving_mass, ...; log_ keys are un-logged; not ``stellar_mass``, which counts remnants in FSPS),
+        else 1 (mass formed)
     redshift : float >= 0; > 0 adds observed-frame apparent magnitudes ``m_obs_<filter>`` per M_sun formed
         at the luminosity distance of ``cosmology`` (default Planck18)
 
@@ -687,10 +740,11 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     table = Table()
     table["age"] = Column(ages_yr / 1e9, unit=u.Gyr)
     table["log_age"] = Column(np.log10(ages_yr), unit=u.dex(u.yr), description="log10 age [yr]")
+    lbol_source = "log_lbol"
     if log_lbol is None:
-        log_lbol = meta.get("log_lbol")
+        log_lbol, lbol_source = meta.get("log_lbol"), "spectra.meta['log_lbol']"
     if log_lbol is not None:
-        log_lbol = np.broadcast_to(np.asarray(log_lbol, float), ages_yr.shape)
+        log_lbol = _log_lbol_per_age(log_lbol, lbol_source, ages_yr.size)
         table["M_bol"] = Column(MBOL_SUN - 2.5 * log_lbol, unit=u.mag,
                                 description="4.74 - 2.5 log10(L_bol / L_sun) per M_sun formed")
     if mstar is None:
@@ -699,7 +753,8 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         mass_key = "argument"
     if mstar is None:
         mstar, mass_key = np.ones(ages_yr.size), "none (1 M_sun formed)"
-    mstar = np.broadcast_to(np.asarray(mstar, float), ages_yr.shape)
+    mstar = _stellar_mass_per_age(mstar, "mstar" if mass_key == "argument" else f"spectra.meta[{mass_key!r}]",
+                                  ages_yr.size)
     msun = {name: _sun_mag_or_nan(name, bp, system) for name, bp in named}
     apparent = None
     if z > 0:

@@ -90,3 +90,38 @@ def test_ssp_photometry_bad_ages_are_named_errors(ages):
     from smnet_sps.photometry import ssp_photometry
     with pytest.raises(ValueError, match="ages"):
         ssp_photometry(ages, (W * u.AA, F * u.L_sun / u.AA), "sdss2010-r")
+
+
+def test_ssp_photometry_checks_mstar_and_log_lbol():
+    """mstar in kg was read as M_sun, a negative or NaN mass or log_lbol gave a negative or NaN M/L and M_bol,
+    and a wrong length failed with numpy's broadcast message."""
+    from smnet_sps.constants import MBOL_SUN
+    from smnet_sps.photometry import ssp_photometry
+    spectra = (W * u.AA, np.vstack([F, 2 * F]) * u.L_sun / u.AA)
+    ages = [1, 2] * u.Gyr
+
+    def table(**kw):
+        return ssp_photometry(ages, spectra, "sdss2010-r", **kw)
+
+    per_msun = np.asarray(table(mstar=[1.0, 1.0])["ML_sdss2010-r"])
+    in_kg = np.asarray(table(mstar=[1.0, 2.0] * u.kg)["ML_sdss2010-r"])
+    np.testing.assert_allclose(in_kg, per_msun * [1.0, 2.0] * (1 * u.kg).to_value(u.M_sun), rtol=1e-12)
+    np.testing.assert_allclose(table(mstar=[0.5, 0.6] * u.M_sun)["ML_sdss2010-r"],
+                               table(mstar=[0.5, 0.6])["ML_sdss2010-r"], rtol=1e-12)
+    np.testing.assert_allclose(table(mstar=0.5)["ML_sdss2010-r"], 0.5 * per_msun, rtol=1e-12)
+    np.testing.assert_allclose(table(log_lbol=[0.0, 1.0] * u.dex(u.L_sun))["M_bol"],
+                               MBOL_SUN - 2.5 * np.array([0.0, 1.0]), atol=1e-12)
+    for kw, match in ((dict(mstar=[-1.0, 1.0]), r"mstar must be finite and > 0"),
+                      (dict(mstar=[1.0, np.nan]), r"mstar must be finite and > 0"),
+                      (dict(mstar=[1.0, 1.0] * u.s), r"mstar must be a mass.*unit s"),
+                      (dict(mstar=[1.0, 2.0, 3.0]), r"mstar needs one value per age \(2\).*shape \(3,\)"),
+                      (dict(log_lbol=[0.0, np.nan]), r"log_lbol must be finite"),
+                      (dict(log_lbol=[0.0, 1.0, 2.0]), r"log_lbol needs one value per age \(2\)"),
+                      (dict(log_lbol=[0.0, 1.0] * u.kg), r"log_lbol must be log10 L_bol.*unit kg")):
+        with pytest.raises(ValueError, match=match):
+            table(**kw)
+    # the same rule for values read from the spectra's metadata
+    from specutils import Spectrum
+    spec = Spectrum(flux=spectra[1], spectral_axis=spectra[0], meta={"mstar": [0.6, -0.6]})
+    with pytest.raises(ValueError, match=r"spectra.meta\['mstar'\] must be finite and > 0"):
+        ssp_photometry(ages, spec, "sdss2010-r")
