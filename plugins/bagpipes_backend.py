@@ -52,6 +52,14 @@ _CONFIG_KEYS = ("stellar_file", "metallicities", "wavelengths", "raw_stellar_age
 _saved_state = []       # stack of saved config states (use_smnet_grid may be called more than once)
 
 
+def _check_bagpipes_shape(n_age, n_met, what):
+    """bagpipes bins ages and metallicities between neighbouring grid points (``utils.make_bins`` reads the
+    second point), so a grid needs at least 2 of each; it fails with an IndexError otherwise."""
+    if n_age < 2 or n_met < 2:
+        raise ValueError(f"{what} has {n_age} age(s) and {n_met} metallicity(ies); bagpipes needs at least 2 "
+                         "ages and at least 2 metallicities (it bins both between neighbouring grid points)")
+
+
 def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", overwrite=False, **arrays):
     """Write an SSP grid as a bagpipes stellar-grid FITS file.
 
@@ -66,11 +74,17 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        A grid with fewer than 2 ages or 2 metallicities (bagpipes cannot bin it).
     """
     from astropy.io import fits
     from smnet_sps import __version__
 
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
+    _check_bagpipes_shape(ssp.n_age, ssp.n_met, "the SSP grid")
     zsun = resolve_zsun(ssp, zsun)
     path = output_path(path, (".fits",), "bagpipes stellar grid", overwrite)
     zmet = 10.0 ** ssp.ssp_lgmet / zsun
@@ -173,6 +187,11 @@ def use_smnet_grid(path):
     Returns
     -------
     dict, the grid as read by :func:`read_stellar_grid`
+
+    Raises
+    ------
+    ValueError
+        A grid with fewer than 2 ages or 2 metallicities; bagpipes' config is then left as it was.
     """
     import importlib
 
@@ -182,18 +201,19 @@ def use_smnet_grid(path):
     mg = importlib.import_module("bagpipes.models.model_galaxy")
 
     grid = read_stellar_grid(path)
-    _saved_state.append(({k: getattr(config, k) for k in _CONFIG_KEYS}, mg.nebular))
-    config.stellar_file = str(Path(path).resolve())
-    config.metallicities = grid["metallicities"]
-    config.wavelengths = grid["wavelengths"]
-    config.raw_stellar_ages = grid["ages_yr"]
-    config.live_frac = grid["live_frac"]
-    # bagpipes indexes raw_stellar_grid[i].data; plain arrays wrapped to keep that interface. The file is in
-    # IAU L_sun; bagpipes multiplies by its own L_sun (3.826e33 erg/s), so rescale for exact erg/s output.
-    config.raw_stellar_grid = [_Image(f * (L_SUN / BAGPIPES_L_SUN)) for f in grid["flux"]]
+    _check_bagpipes_shape(grid["ages_yr"].size, grid["metallicities"].size, str(path))
+    # everything is computed before bagpipes' config is touched: a grid it cannot use leaves it as it was
     bins = make_bins(grid["metallicities"], make_rhs=True)[0]
     bins[0], bins[-1] = 0.0, 10.0          # as bagpipes' config.py does for its own grid
-    config.metallicity_bins = bins
+    # bagpipes indexes raw_stellar_grid[i].data; plain arrays wrapped to keep that interface. The file is in
+    # IAU L_sun; bagpipes multiplies by its own L_sun (3.826e33 erg/s), so rescale for exact erg/s output.
+    images = [_Image(f * (L_SUN / BAGPIPES_L_SUN)) for f in grid["flux"]]
+    values = {"stellar_file": str(Path(path).resolve()), "metallicities": grid["metallicities"],
+              "wavelengths": grid["wavelengths"], "raw_stellar_ages": grid["ages_yr"],
+              "live_frac": grid["live_frac"], "raw_stellar_grid": images, "metallicity_bins": bins}
+    _saved_state.append(({k: getattr(config, k) for k in _CONFIG_KEYS}, mg.nebular))
+    for key, value in values.items():
+        setattr(config, key, value)
     mg.nebular = _raise_nebular
     return grid
 
@@ -224,6 +244,8 @@ def smnet_grid(path):
     """Context manager: ``with smnet_grid(path): bagpipes.model_galaxy(...)``; restores bagpipes' grid
     after. Build, update and fit models inside it: bagpipes holds its grid in module-level arrays, and a
     model used after the restore would combine the two grids."""
+    # use_smnet_grid changes nothing when it fails, so only a successful activation is restored here (a
+    # restore after a failed one would undo the enclosing activation of a nested ``with``)
     grid = use_smnet_grid(path)
     try:
         yield grid

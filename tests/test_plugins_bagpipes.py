@@ -72,3 +72,50 @@ def test_rejects_foreign_or_corrupt_files(tmp_path):
         bb.read_stellar_grid(corrupt)
     with pytest.raises(FileNotFoundError):
         bb.use_smnet_grid(tmp_path / "missing.fits")
+
+
+def _bagpipes_state():
+    """bagpipes' grid as its models read it: the config values use_smnet_grid patches, the nebular hook."""
+    import importlib
+
+    from bagpipes import config
+    mg = importlib.import_module("bagpipes.models.model_galaxy")
+    return [getattr(config, k) for k in bb._CONFIG_KEYS] + [mg.nebular]
+
+
+@pytest.fixture(scope="module")
+def thin_grids(fixtures_dir):
+    """Toy grids bagpipes cannot bin: one metallicity (3 ages), and one age (2 metallicities)."""
+    d = np.load(fixtures_dir / "plugins" / "ck04_cut.npz")
+    one_z = toy_ssp_arrays([0.0, 0.5, 1.0], d["logz"][:1], d["teff"], d["flux"][:1], d["wavelength"])
+    one_age = toy_ssp_arrays([0.5], d["logz"][:2], d["teff"], d["flux"][:2], d["wavelength"])
+    return {"1 metallicity": one_z, "1 age": one_age}
+
+
+@pytest.mark.parametrize("case", ["1 metallicity", "1 age"])
+def test_grid_bagpipes_cannot_bin_is_refused_and_leaves_bagpipes_as_it_was(case, thin_grids, grid_file,
+                                                                         tmp_path, monkeypatch):
+    """bagpipes bins ages and metallicities between neighbours (utils.make_bins reads the second point).
+    Until 2026-12-03 a one-metallicity grid was written without a word, and activating it raised IndexError
+    with bagpipes' config half switched (metallicities [0.76], 1,221 wavelengths instead of its 7 Zs and
+    13,216), even inside ``with smnet_grid()``; a one-age grid failed later, inside model_galaxy."""
+    with pytest.raises(ValueError, match=rf"{case}\(.*needs at least 2 ages and at least 2 metallicities"):
+        bb.write_stellar_grid(tmp_path / "thin.fits", thin_grids[case])
+    assert not (tmp_path / "thin.fits").exists()
+    # a file written before the writer checked (or by hand) is refused at activation, config untouched
+    with monkeypatch.context() as m:
+        m.setattr(bb, "_check_bagpipes_shape", lambda *args: None)
+        legacy = bb.write_stellar_grid(tmp_path / "legacy.fits", thin_grids[case])
+    before = _bagpipes_state()
+    for activate in (bb.use_smnet_grid, lambda p: bb.smnet_grid(p).__enter__()):
+        with pytest.raises(ValueError, match=rf"legacy.fits has .*{case}\("):
+            activate(legacy)
+        assert all(a is b for a, b in zip(_bagpipes_state(), before))
+    # nested: the failed inner activation leaves the outer grid active, and leaving the outer one restores
+    with bb.smnet_grid(grid_file[1]):
+        outer = _bagpipes_state()
+        with pytest.raises(ValueError, match="needs at least 2"):
+            with bb.smnet_grid(legacy):
+                pass
+        assert all(a is b for a, b in zip(_bagpipes_state(), outer))
+    assert all(a is b for a, b in zip(_bagpipes_state(), before))
