@@ -72,6 +72,8 @@ _AFE_TAG = "+0.0"                                  # afe_str of the builds witho
 
 # how far FSPS's F6.4 Z rounding may move a library metallicity in [M/H] and still count as the node [dex]
 _ROUNDING_DEX = 0.002
+# log10 Teff [K] a node may have (1,000 K to 10^6 K): values beyond it are Teff in K, not its log
+_LOGT_RANGE = (3.0, 6.0)
 
 
 def flambda_to_hnu(wave_aa, f_lambda):
@@ -131,6 +133,33 @@ def _check_axis(name, values, unit):
     return arr
 
 
+def _check_logt_range(logt):
+    """``logt`` (already a checked axis) holds log10 Teff [K] within :data:`_LOGT_RANGE`."""
+    lo, hi = _LOGT_RANGE
+    outside = (logt < lo) | (logt > hi)
+    if outside.any():
+        hint = "; did you pass Teff instead of log10 Teff?" if (logt > hi).any() else ""
+        raise ValueError(f"logt must be log10 Teff [K] within {lo:g}-{hi:g} (Teff 1,000 K - 1e6 K); "
+                         f"{int(outside.sum())} of {logt.size} values lie outside it, e.g. "
+                         f"{logt[outside][0]:g}{hint}")
+    return logt
+
+
+def _resolution_per_pixel(resolution_kms, n_wave):
+    """``resolution_kms`` [km/s] as one value per wavelength. Negative values are kept: FSPS uses the
+    absolute value, and stock C3K .res files mark an undefined resolution with a negative sign."""
+    res = np.asarray(resolution_kms, float)
+    if res.ndim > 1 or res.size not in (1, n_wave):
+        raise ValueError(f"resolution_kms must be one value or one per wavelength ({n_wave}) [km/s]; got "
+                         f"shape {res.shape}")
+    bad = np.flatnonzero(~np.isfinite(res.reshape(-1)))
+    if bad.size:
+        where = f" at {bad.size} of {n_wave} wavelengths, first index {bad[0]}" if res.size > 1 else ""
+        raise ValueError(f"resolution_kms must be finite [km/s] (a negative value marks it undefined); got "
+                         f"{res.reshape(-1)[bad[0]]}{where}")
+    return np.broadcast_to(res, (n_wave,))
+
+
 def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None, logt=None, logg=None,
                        logzsol=None, zsun=None, wavelength=None, resolution_kms=None, overwrite=False,
                        progress=False, batch_size=8192):
@@ -143,8 +172,9 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
     layout : "v4" (FSPS 4.0, default) or "v3.3" (FSPS 3.3's C3K build): see the module docstring
     spec_type : str, FSPS library name, starting with ``c3k``; default ``c3k_lr`` (v4) or ``c3k_afe+0.0``
         (v3.3)
-    logt, logg : node grids (log10 Teff [K], log g [cgs]) your FSPS build interpolates on; default C3K's
-        80 x 14 (v4), or for v3.3 the BaSeL nodes read from ``sps_home`` (:func:`read_fsps_nodes`)
+    logt, logg : node grids (log10 Teff [K] within 3-6, log g [cgs]) your FSPS build interpolates on;
+        default C3K's 80 x 14 (v4), or for v3.3 the BaSeL nodes read from ``sps_home``
+        (:func:`read_fsps_nodes`)
     logzsol : [M/H] of the metallicity nodes, default 4.0's 13 (-2.5 to +0.5 in 0.25). v4 names files by
         [M/H] to 0.01 dex (values are rounded to that); v3.3 by Z = zsun 10^[M/H] to 4 decimals, and the
         spectra are computed at the [M/H] of that rounded Z (``logzsol`` in the returned dict)
@@ -152,8 +182,10 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
     wavelength : array [A], optional output grid (linear interpolation of F_lambda; 0 outside the
         generator's range); default the generator's own grid. A stock build reads exactly ``nspec`` points
         (:data:`STOCK_BUILDS`): pass its ``<spec_type>.lambda`` or recompile FSPS
-    resolution_kms : float or array, written to ``<spec_type>.res``; default the Gaussian sigma [km/s] whose
-        FWHM is the measured LSF FWHM of the generator's grid (one pixel: a box, :mod:`smnet_sps.lsf`)
+    resolution_kms : float or array of one value per wavelength [km/s], finite, written to
+        ``<spec_type>.res``; default the Gaussian sigma whose FWHM is the measured LSF FWHM of the
+        generator's grid (one pixel: a box, :mod:`smnet_sps.lsf`). Negative values are written as given
+        (FSPS uses the absolute value; stock C3K files mark an undefined resolution with a negative sign)
     overwrite : bool, replace an existing library of that name
     progress : bool, tqdm bar over metallicities
 
@@ -175,7 +207,7 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
         except FileNotFoundError as exc:
             raise ValueError(f"{exc}; FSPS 3.3 reads its C3K library on BaSeL's nodes: pass logt= and logg= "
                              "(they are written there if absent)") from None
-    logt = _check_axis("logt", C3K_LOGT if logt is None else logt, "log10 K")
+    logt = _check_logt_range(_check_axis("logt", C3K_LOGT if logt is None else logt, "log10 K"))
     logg = _check_axis("logg", C3K_LOGG if logg is None else logg, "cgs")
     requested = C3K_LR_LOGZSOL if logzsol is None else logzsol
     if layout == "v3.3" and logzsol is None:
@@ -218,7 +250,7 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
     lsf_fwhm = np.interp(wave, gen_wave, grid_lsf_fwhm(gen_wave))
     if resolution_kms is None:
         resolution_kms = lsf_fwhm / wave * (C_ANGSTROM * 1e-13) / FWHM_PER_SIGMA
-    res = np.broadcast_to(np.asarray(resolution_kms, float), wave.shape)
+    res = _resolution_per_pixel(resolution_kms, wave.size)
 
     final = library_files(sps_home, spec_type, logzsol, layout, zsun)
     provenance = final["lambda"].with_name(f"{spec_type}_smnet_provenance.json")

@@ -213,3 +213,30 @@ def test_fsps_4s_two_column_lambda_file_is_explained(tmp_path):
                               logt=fb.C3K_LOGT[40:42], logg=fb.C3K_LOGG[9:11], logzsol=[-0.25, 0.0])
     written = np.loadtxt(tmp_path / "b/SPECTRA/C3K/c3k_lr/c3k_lr.lambda")
     assert written.shape == (1936,) and written[0] == pytest.approx(99.99999999999994)
+
+
+def test_resolution_and_logt_are_checked_before_anything_is_written(tmp_path):
+    """FSPS reads <spec_type>.res as the spectral resolution. Until 2026-12-03 resolution_kms=NaN was written
+    as 1,221 lines of 'nan', two values for 1,221 wavelengths failed in numpy's broadcasting, and Teff in K
+    for logt (4000, 5000) failed deep in the generator as 'teff has 4 non-finite value(s)'."""
+    gen = BoxedBlackbody()
+    n = gen.wavelength.size
+    kw = dict(logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2], spec_type="c3k_smnet")
+    one_nan = np.full(n, 12.0)
+    one_nan[700] = np.nan
+    for bad, match in [(np.nan, "finite.*got nan$"), (np.inf, "finite.*got inf$"),
+                       (one_nan, f"finite.*got nan at 1 of {n} wavelengths, first index 700"),
+                       ([1.0, 2.0], rf"one value or one per wavelength \({n}\).*shape \(2,\)"),
+                       (np.ones((2, n)), r"one value or one per wavelength.*shape \(2, \d+\)")]:
+        with pytest.raises(ValueError, match=f"resolution_kms must be {match}"):
+            fb.write_fsps_library(tmp_path / "bad", gen, resolution_kms=bad, **kw)
+    teff_for_logt = r"logt must be log10 Teff \[K\] within 3-6.*e\.g\. 4000; did you pass Teff instead"
+    with pytest.raises(ValueError, match=teff_for_logt):
+        fb.write_fsps_library(tmp_path / "bad", gen, **{**kw, "logt": [4000.0, 5000.0]})
+    assert not (tmp_path / "bad").exists()
+    # negative values stay allowed (stock C3K .res files mark "undefined" so; FSPS uses the absolute value)
+    sigma = -np.linspace(50.0, 10.0, n)
+    out = fb.write_fsps_library(tmp_path / "ok", gen, resolution_kms=sigma, **kw)
+    assert np.allclose(np.loadtxt(out["directory"] / "c3k_smnet.res"), sigma, rtol=1e-6)
+    fb.write_fsps_library(tmp_path / "ok", gen, resolution_kms=[-1273.1333786317405], overwrite=True, **kw)
+    assert np.allclose(np.loadtxt(out["directory"] / "c3k_smnet.res"), np.full(n, -1273.1333786317405))
