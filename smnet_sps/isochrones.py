@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import gzip
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,8 +206,20 @@ def _canonical(name):
     return _ALIASES[name.strip().lower()]
 
 
+def _file_version(path):
+    """(mtime_ns, size, inode) of a file, or None if it is not one: part of the cache key of :func:`_load`,
+    so that a table rewritten in the same session (convert_fsps_isochrones onto the same path) is read
+    again, while an unchanged one costs only this stat."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
 @functools.lru_cache(maxsize=8)
-def _load(name, path):
+def _load(name, path, version):
+    """The table at ``path`` (resolved); ``version`` (:func:`_file_version`) only keys the cache."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"isochrone table {path} not found; rebuild it with "
@@ -240,14 +253,15 @@ def load_isochrones(name="parsec", path=None):
         PARSEC v1.2S (Bressan+2012; Zsun = 0.0152; 15 Z 1e-4..0.06; log t 5.5-10.1) or Padova 2007
         (Marigo+2008; Zsun = 0.019; 22 Z 2e-4..0.03; log t 5.5-10.15), both as distributed with FSPS.
     path : path-like, optional
-        A table written by :func:`convert_fsps_isochrones` (default: the shipped one).
+        A table written by :func:`convert_fsps_isochrones` (default: the shipped one). Tables are read once
+        per session and file version: a file rewritten since (same path) is read again.
     """
     if isinstance(name, str) and name.strip().lower() == "mist":    # optional: read from lachesis-grids
         from .mist import load_mist_isochrones
         return load_mist_isochrones(path)
     key = _canonical(name)
-    path = Path(path) if path is not None else isochrone_dir() / FAMILIES[key]["file"]
-    return _load(key, str(path.resolve()))
+    path = (Path(path) if path is not None else isochrone_dir() / FAMILIES[key]["file"]).resolve()
+    return _load(key, str(path), _file_version(path))
 
 
 def _read_fsps_file(path):

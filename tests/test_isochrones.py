@@ -121,3 +121,33 @@ def test_the_two_parsec_outliers_in_lbol_are_those_documented():
     assert np.abs(departure[others]).max() < 0.09
     _, padova, _ = _lbol_departures("padova")
     assert 0.12 < np.abs(padova).max() < 0.13
+
+
+def _write_fsps_file(folder, name, Z):
+    """A tiny FSPS isochrone file: two ages of three points (log age, Mini, Mact, log L, log Teff, log g,
+    C/O, phase), luminosities scaled with Z so that the tables of different Z differ."""
+    rows = [(log_age, m, m, np.log10(m) * 4 + 100 * Z, 3.7, 4.4, 0.3, 0)
+            for log_age in (9.0, 9.1) for m in (0.5, 0.8, 1.0)]
+    np.savetxt(folder / name, rows, fmt="%.4f %.8f %.4f %.4f %.4f %.4f %.4f %d")
+
+
+def test_a_table_rewritten_in_the_same_session_is_read_again(tmp_path):
+    """load_isochrones(path=...) kept returning the first table read from a path (cached on the path
+    only): converted again with a second Z, the file held 2 Z and the loader still gave 1."""
+    from smnet_sps.isochrones import convert_fsps_isochrones
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    _write_fsps_file(one, "isoc_z0.0010.dat", 0.001)
+    for z in (0.001, 0.02):
+        _write_fsps_file(two, f"isoc_z{z:.4f}.dat", z)
+    table = tmp_path / "mine.npz"
+    convert_fsps_isochrones(one, table, "parsec", progress=False)
+    first = load_isochrones("parsec", path=table)
+    assert first.Z.tolist() == [0.001]
+    assert load_isochrones("parsec", path=table) is first          # unchanged file: served from the cache
+    convert_fsps_isochrones(two, table, "parsec", progress=False)
+    again = load_isochrones("parsec", path=table)
+    assert again.Z.tolist() == [0.001, 0.02]
+    assert again.isochrone(1, 0).logl[0] == pytest.approx(np.log10(0.5) * 4 + 2.0, abs=1e-4)
+
