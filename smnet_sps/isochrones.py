@@ -264,6 +264,10 @@ def load_isochrones(name="parsec", path=None):
     return _load(key, str(path), _file_version(path))
 
 
+#: FSPS isochrone file names: isoc_z<Z>.dat, optionally gzipped
+_FSPS_NAME = re.compile(r"isoc_z(\d*\.?\d+)\.dat(\.gz)?")
+
+
 def _read_fsps_file(path):
     with gzip.open(path, "rt") if str(path).endswith(".gz") else open(path) as fh:
         data = np.loadtxt(fh, comments="#", ndmin=2)
@@ -278,7 +282,9 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
 
     Parameters
     ----------
-    src_dir : folder with ``isoc_zX.XXXX.dat.gz`` (e.g. ``shared/data/isochrones/fsps_parsec``)
+    src_dir : folder with ``isoc_zX.XXXX.dat.gz`` (e.g. ``shared/data/isochrones/fsps_parsec``); another
+        ``isoc_z*.dat*`` file there (``isoc_z0.0010_mine.dat.gz``) is refused (ValueError), other names are
+        ignored
     out_path : output ``.npz``
     family : "parsec" or "padova" (sets Zsun and the citation stored in the file)
     """
@@ -289,9 +295,15 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
     if not files:
         raise FileNotFoundError(f"no isoc_z*.dat[.gz] files in {src_dir}")
     zs, blocks = [], []
+    # Z is read from each name, so a file the glob picks up whose name does not give it
+    # (isoc_z0.0010_mine.dat) is refused before anything is read rather than left out of the table unseen
+    for f in files:
+        if _FSPS_NAME.fullmatch(f.name) is None:
+            raise ValueError(f"{f}: not an FSPS isochrone file name; every isoc_z* file in {src_dir} must "
+                             "be named isoc_zX.XXXX.dat[.gz] (X.XXXX: the metal mass fraction Z); rename or "
+                             "move it out of the folder")
     for f in tqdm(files, desc=f"reading {key}", disable=not progress):
-        m = re.match(r"isoc_z([0-9.]+?)\.dat", f.name)
-        zs.append(float(m.group(1)))
+        zs.append(float(_FSPS_NAME.fullmatch(f.name).group(1)))
         blocks.append(_read_fsps_file(f))
     order = np.argsort(zs)
     zs = np.array(zs)[order]

@@ -151,3 +151,13 @@ def test_a_table_rewritten_in_the_same_session_is_read_again(tmp_path):
     assert again.Z.tolist() == [0.001, 0.02]
     assert again.isochrone(1, 0).logl[0] == pytest.approx(np.log10(0.5) * 4 + 2.0, abs=1e-4)
 
+
+def test_a_file_the_glob_picks_up_without_a_metallicity_in_its_name_is_refused(tmp_path):
+    """isoc_z0.0010_mine.dat.gz matches isoc_z*.dat* but its Z cannot be read from the name: the conversion
+    stopped with AttributeError ('NoneType' object has no attribute 'group')."""
+    from smnet_sps.isochrones import convert_fsps_isochrones
+    _write_fsps_file(tmp_path, "isoc_z0.0010.dat", 0.001)
+    _write_fsps_file(tmp_path, "isoc_z0.0010_mine.dat", 0.001)
+    with pytest.raises(ValueError, match=r"isoc_z0\.0010_mine\.dat.*isoc_zX\.XXXX\.dat\[\.gz\]"):
+        convert_fsps_isochrones(tmp_path, tmp_path / "out.npz", "parsec", progress=False)
+    assert not (tmp_path / "out.npz").exists()
