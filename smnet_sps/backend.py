@@ -28,7 +28,7 @@ replaced by a blackbody (status "blackbody");
 ``"blackbody"``: a Planck spectrum of the same Teff and L is used instead;
 ``"exclude"``: the star contributes no spectrum and its luminosity is reported as missing.
 Points whose generated spectrum is unusable
-(non-finite, or non-positive integral) are always treated as outside.
+(any pixel negative or non-finite, or a non-positive integral) are always treated as outside.
 
 Special phases (``special_phases=``)
 ------------------------------------
@@ -551,6 +551,9 @@ class StellarLibraryBackend:
         # any NaN/inf pixel makes the integral non-finite, so one product checks and normalises
         with np.errstate(invalid="ignore", over="ignore"):
             integ = _integrate(flux, self._wint)
+            # a negative pixel is unusable too, whatever the integral (it went into the SSP as negative
+            # light); zero pixels are legitimate (tails a generator masks). min: no (n, n_wave) temporary
+            integ[flux.min(axis=1) < 0] = np.nan
         # f / integral: f the share of sigma Teff^4 the grid holds (what a spectrum on it should integrate to)
         unit_scale = luminosity_scale(integ, self.wavelength, teff)
         good = (status != STATUS["missing"]) & np.isfinite(unit_scale)

@@ -69,6 +69,38 @@ def test_unusable_generator_output_is_missing():
     assert np.all(ps.status[~hot] == STATUS["generator"])
 
 
+class NegativePixelGenerator(BlackbodyGenerator):
+    """A Planck spectrum with pixel 600 at -5x its value above 10 kK, and pixel 0 at zero below (a masked
+    tail, which is legitimate)."""
+    name = "negative-pixel-above-10kK"
+
+    def _surface_flux_batch(self, teff, logg, logz, dtype=None):
+        f = super()._surface_flux_batch(teff, logg, logz)
+        f[teff > 1e4, 600] *= -5.0
+        f[teff <= 1e4, 0] = 0.0
+        return f
+
+
+@pytest.mark.parametrize("outside, hot_status", [("extrapolate", "missing"), ("blackbody", "blackbody")])
+def test_a_generated_spectrum_with_a_negative_pixel_is_unusable(outside, hot_status):
+    """A negative pixel passed as a normal spectrum (status 'generator', negative L_lambda) and went into SSPs
+    as negative light (a 1 Gyr SSP's pixel at -3.7e-4 L_sun/A); now it is unusable like a NaN spectrum:
+    missing, or a blackbody under outside='blackbody'. A zero pixel keeps the spectrum usable."""
+    be = StellarLibraryBackend(NegativePixelGenerator(), outside=outside)
+    ps = be.point_spectra(logt=LOGT, logg=LOGG, logz=0, logl=LOGL)
+    hot = 10**LOGT > 1e4
+    assert np.all(ps.status[hot] == STATUS[hot_status]) and np.all(ps.status[~hot] == STATUS["generator"])
+    assert ps.llam.min() >= 0.0
+    with np.errstate(invalid="ignore"):                 # missing points hold no share of their light
+        assert np.allclose(integral(ps)[~hot], 10**LOGL[~hot] * L_SUN, rtol=1e-6)
+    # the streamed path of SSPs (scale folded into the weights) and the cached one agree
+    keys = be.point_keys(LOGT, LOGG, np.zeros(LOGT.size))
+    for use_cache in (False, True):
+        flux, covered, status, _ = be.weighted_sum(keys, np.diag(10**LOGL), use_cache=use_cache)
+        assert flux.min() >= 0.0 and np.array_equal(status, ps.status)
+        assert np.array_equal(covered > 0, ps.status != STATUS["missing"])
+
+
 def test_cache_hits(blackbody):
     be = StellarLibraryBackend(blackbody, cache_size=100)
     be.point_spectra(logt=LOGT, logg=LOGG, logz=0.0, logl=LOGL)
