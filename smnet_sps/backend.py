@@ -51,6 +51,7 @@ log g libraries do not represent.
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -59,8 +60,8 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB
-from .generator import (_as_float_array, _check_finite, _logg_value, _logz_value, _refuse_masked,
-                        _teff_value, luminosity_scale, planck_fraction, planck_surface_flux,
+from .generator import (Generator, _as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
+                        _refuse_masked, _teff_value, luminosity_scale, planck_fraction, planck_surface_flux,
                         validate_parameters)
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
@@ -257,16 +258,18 @@ class StellarLibraryBackend:
 
     Parameters
     ----------
-    generator : Generator or None
-        None -> :func:`smnet_sps.neural.load_generator` (the shipped default model).
+    generator : Generator, str or None
+        None -> :func:`smnet_sps.neural.load_generator` (the shipped default model); a name (``"default"``,
+        ``"semi-empirical"``, ``"blackbody"``) or a model directory is resolved as ``ssp_spectrum`` resolves
+        it (:func:`smnet_sps.ssp.resolve_generator`). Anything else is a ValueError.
     special_phases : {"model", "dedicated"}
         How TP-AGB, post-AGB and Wolf-Rayet stars are treated (see the module docstring; default "model").
     outside : {"exclude", "blackbody", "extrapolate"}
         Rule for points outside the generator's coverage (default "extrapolate": generated and flagged).
     device : str, passed to ``load_generator`` when ``generator`` is None.
-    cache_size : int
-        Maximum number of per-point spectra kept (float32; 20,000 x 1,221 px = 98 MB).
-    batch_size : int or None
+    cache_size : int >= 0
+        Maximum number of per-point spectra kept (float32; 20,000 x 1,221 px = 98 MB); 0: no cache.
+    batch_size : int >= 1 or None
         Points per generator forward pass, and per streamed chunk of a large request. None: 4,096 on the
         CPU (measured on the shipped model: peak memory +0.27 GB at 4,096 against +0.4-0.9 GB at 8,192, same
         speed), 16,384 on a GPU.
@@ -278,18 +281,28 @@ class StellarLibraryBackend:
             raise ValueError(f"unknown special_phases {special_phases!r}; valid: {', '.join(SPECIAL_MODES)}")
         if outside not in OUTSIDE_MODES:
             raise ValueError(f"unknown outside rule {outside!r}; valid: {', '.join(OUTSIDE_MODES)}")
+        cache_size = _check_count(cache_size, "cache_size", 0, "0: no per-point cache")
+        if batch_size is not None:
+            batch_size = _check_count(batch_size, "batch_size", 1)
         if generator is None:
             from .neural import load_generator
             generator = load_generator(device=device)
+        elif isinstance(generator, (str, os.PathLike)):
+            # a name, as ssp_spectrum takes it (a str had no attribute 'wavelength')
+            from .ssp import resolve_generator
+            generator = resolve_generator(os.fspath(generator), device)
+        if not isinstance(generator, Generator):
+            from .ssp import _generator_names
+            names = ", ".join(repr(n) for n in ["blackbody", *_generator_names()])
+            raise ValueError(f"generator must be None (the shipped default), a name ({names}), a model "
+                             f"directory or a smnet_sps Generator; got {type(generator).__name__}")
         if batch_size is None:
             batch_size = 16384 if str(getattr(generator, "device", "cpu")).startswith("cuda") else 4096
-        if int(cache_size) < 0 or int(batch_size) < 1:
-            raise ValueError(f"cache_size must be >= 0 and batch_size >= 1; got {cache_size}, {batch_size}")
         self.generator = generator
         self.special_phases = special_phases
         self.outside = outside
-        self.cache_size = int(cache_size)
-        self.batch_size = int(batch_size)
+        self.cache_size = cache_size
+        self.batch_size = batch_size
         self.wavelength = np.asarray(generator.wavelength, float)
         if self.wavelength.ndim != 1 or self.wavelength.size < 2 or not np.all(np.diff(self.wavelength) > 0):
             name = getattr(generator, "name", generator)

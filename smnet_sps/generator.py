@@ -224,6 +224,16 @@ def validate_parameters(teff, logg, logz):
     return teff, logg, logz
 
 
+def _check_count(value, name, minimum, meaning=""):
+    """``value`` as an int >= ``minimum``, else a ValueError naming ``name``: a bool, a float (2.7) or text
+    is refused, not truncated (batch_size=True was 1 point per batch). ``meaning``: a note for the message."""
+    integer = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not integer or int(value) < minimum:
+        note = f" ({meaning})" if meaning else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{note}, got {value!r}")
+    return int(value)
+
+
 class Generator(ABC):
     """Base class of every spectrum generator.
 
@@ -315,12 +325,10 @@ class Generator(ABC):
         mixture). It is passed down the call chain, never stored on the generator.
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
-        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) \
-                or int(batch_size) < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = _check_count(batch_size, "batch_size", 1)
         library = self._check_library(library)
         inside = self._check_coverage(teff, logg, logz, strict, library)
-        return self._stream(teff, logg, logz, inside, int(batch_size), dtype, progress, library, as_tensor,
+        return self._stream(teff, logg, logz, inside, batch_size, dtype, progress, library, as_tensor,
                             out_dtype)
 
     def _stream(self, teff, logg, logz, inside, batch_size, dtype, progress, library, as_tensor, out_dtype):

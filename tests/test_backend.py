@@ -219,6 +219,29 @@ def test_bad_options_and_input(blackbody):
         be.point_spectra(teff=-10**LOGT, logg=LOGG, logz=0, logl=LOGL)
 
 
+def test_constructor_resolves_generator_names_and_refuses_bad_arguments(blackbody, tmp_path):
+    """A name ('blackbody', as ssp_spectrum takes it) raised AttributeError ('str' object has no attribute
+    'wavelength'), as any non-generator did; batch_size=True / 2.7 became 1 / 2 and cache_size=1.5 became 1
+    silently, cache_size=None a TypeError from int()."""
+    from smnet_sps.ssp import resolve_generator
+    by_name = StellarLibraryBackend("blackbody")
+    assert by_name.generator is resolve_generator("blackbody")        # the one ssp_spectrum uses
+    ps = by_name.point_spectra(logt=LOGT, logg=LOGG, logz=0.0, logl=LOGL)
+    assert np.allclose(integral(ps), 10**LOGL * L_SUN, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown generator 'no-such-model'; valid: 'blackbody'"):
+        StellarLibraryBackend("no-such-model")
+    for bad in (object(), 3.0, StellarLibraryBackend(blackbody)):
+        with pytest.raises(ValueError, match=f"generator must be None .* got {type(bad).__name__}"):
+            StellarLibraryBackend(bad)
+    for name, value, minimum in (("batch_size", True, 1), ("batch_size", 2.7, 1), ("batch_size", 0, 1),
+                                 ("cache_size", 1.5, 0), ("cache_size", None, 0), ("cache_size", -1, 0),
+                                 ("cache_size", np.bool_(True), 0)):
+        with pytest.raises(ValueError, match=rf"{name} must be an integer >= {minimum}.*got {value!r}"):
+            StellarLibraryBackend(blackbody, **{name: value})
+    be = StellarLibraryBackend(blackbody, batch_size=np.int64(7), cache_size=np.int32(0))
+    assert (be.batch_size, be.cache_size) == (7, 0) and type(be.batch_size) is int
+
+
 def test_implausible_extrapolation_becomes_blackbody(default_generator):
     """An extrapolated spectrum whose integral is off sigma Teff^4 by more than 2x is replaced by a blackbody
     (a generator 16x too bright outside its box: CM87's network at 80 kK, [M/H] -0.75 was, until its input
