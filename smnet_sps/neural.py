@@ -80,14 +80,24 @@ class ModelNotFoundError(FileNotFoundError, ValueError):
     """No shipped model of that name and no model at that path (a FileNotFoundError and a ValueError)."""
 
 
+# the torch device types the generators run on (others, e.g. "meta", hold no data: the first spectrum failed
+# inside torch)
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+_DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+
+
 def resolve_device(device="auto"):
-    """``"auto"`` -> CUDA when available, else CPU; any other string or torch.device is passed to torch."""
+    """``"auto"`` (or None) -> CUDA when available, else CPU; otherwise ``"cpu"``, ``"cuda"``, ``"cuda:N"``
+    or ``"mps"`` (a string or torch.device), available here; anything else ("meta", "xpu", ...) is a
+    ValueError."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+        raise ValueError(f"unknown device {device!r}; use {_DEVICE_CHOICES}") from exc
+    if dev.type not in _DEVICE_TYPES:
+        raise ValueError(f"device {device!r} is not one the generators run on; use {_DEVICE_CHOICES}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

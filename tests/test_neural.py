@@ -467,6 +467,19 @@ def test_dtype_and_device_arguments_say_what_is_allowed(tiny_model):
     np.testing.assert_array_equal(f32, gen.surface_flux(6000.0, 4.0, 0.0, dtype="float32")[0])
 
 
+@pytest.mark.parametrize("device", ["meta", torch.device("meta"), "xpu"])
+def test_a_device_the_generators_do_not_run_on_is_refused(tiny_model, device):
+    """device='meta' was accepted (torch knows it), then the first spectrum failed inside torch
+    (NotImplementedError from torch.nonzero)."""
+    from smnet_sps.neural import resolve_device
+    with pytest.raises(ValueError, match=r"is not one the generators run on; use 'auto', 'cpu', 'cuda', "
+                                         r"'cuda:N' or 'mps'"):
+        resolve_device(device)
+    with pytest.raises(ValueError, match="not one the generators run on"):
+        load_generator(tiny_model, device=device)
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
 @pytest.mark.parametrize("change, match", [({"wave": "reversed"}, "strictly increasing"),
                                            ({"tau": -1.0}, "tau and x_max must be positive"),
                                            ({"Teff_min": 1e6}, "finite range min < max")])
