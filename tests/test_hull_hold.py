@@ -39,6 +39,21 @@ def test_hot_supergiants_beyond_the_last_nodes_keep_their_bolometric_flux(defaul
     assert np.all(np.abs(ratio - 1.0) < 0.03), ratio
 
 
+def test_cm87_off_its_metallicity_is_its_own_metallicity_spectrum(default_generator):
+    """docs/generator.md ("Beyond a library's last nodes") gave CM87 at 100 kK, log g 6, [M/H] -0.25 as
+    0.79 sigma Teff^4, a figure from before CM87's [M/H] was held at its own: the shipped model gives 0.993,
+    the [M/H] 0 spectrum, with the default mixture (all CM87 there) and with library='cm87'."""
+    from smnet_sps.constants import SIGMA_SB
+    gen = default_generator
+    teff = np.array([1e5, 1e5])
+    for library in (None, "cm87"):
+        flux, inside = gen.surface_flux(teff, np.array([6.0, 6.0]), np.array([-0.25, 0.0]), library=library)
+        assert inside.all()
+        np.testing.assert_array_equal(flux[0], flux[1])
+        ratio = np.trapezoid(flux[0], gen.wavelength) / (SIGMA_SB * teff[0] ** 4)
+        assert abs(ratio - 1.0) < 0.01, ratio
+
+
 @pytest.mark.parametrize("library, teff, logg, logz", [("ck04", 20000.0, 2.0, 0.0),
                                                        ("ck04", 9000.0, 0.6, -1.0),
                                                        ("nextgen", 9800.0, 3.6, -0.25),
