@@ -1,4 +1,4 @@
-"""The untrained Wien tail, filled from the training nodes (smnet_sps.tail): accuracy, SSPs, cost.
+"""The untrained tails, filled from the training nodes (smnet_sps.tail): accuracy, SSPs, cost.
 
 Usage::
 
@@ -6,9 +6,10 @@ Usage::
 
 On the model's held-out test nodes (each library imitated, ``library=NAME``): |log10 F_model / F_library| over
 the tail pixels (below 1e-6 of the spectrum's peak, above the 1e-30 sigma Teff^4 floor of the training
-targets, < 4300 A), the network alone (``fill_tail=False``) against the filled spectra; the UV above the
-floor (1000-3000 A, > 1e-6 of the peak, the issue-9 UV figure) for both, to show it does not move. Then
-PARSEC SSPs (GALEX FUV/NUV, SDSS u, g), the share of 1350-1750 A light from red giants and AGB stars, and
+targets, < 4300 A; the Rayleigh-Jeans tail: below 1e-6 of the peak longward of it), the network alone
+(``fill_tail=False``) against the filled spectra; the UV above the floor (1000-3000 A, > 1e-6 of the peak, the
+issue-9 UV figure) for both, to show it does not move. Then PARSEC SSPs (GALEX FUV/NUV, SDSS u, g, WISE W3/W4
+and the 100 um pixel), the share of 1350-1750 A light from red giants and AGB stars, and
 the end-to-end surface_flux throughput with and without the fill, measured in one run. Writes
 ``results_tail.md``.
 """
@@ -38,6 +39,8 @@ def tail_accuracy(model, grid_path):
     known = np.where(mask, flux, np.nan)
     peak = np.nanmax(known, 1, keepdims=True)
     tail = mask & (known < 1e-6 * peak) & (known > 1e-30 * SIGMA_SB * teff[:, None] ** 4) & (wave < 4300)
+    peak_wave = wave[np.nanargmax(known, 1)][:, None]
+    red_tail = mask & (known < 1e-6 * peak) & (wave > peak_wave)
     uv = mask & (known > 1e-6 * peak) & (wave >= 1000) & (wave <= 3000)
     rows = []
     for j, name in enumerate(names):
@@ -50,10 +53,14 @@ def tail_accuracy(model, grid_path):
         for fill, gen in gens.items():
             pred, _ = gen.surface_flux(teff[sel], logg[sel], logz[sel], library=name)
             with np.errstate(divide="ignore", invalid="ignore"):
-                dex = np.abs(np.log10(pred / flux[sel]))[tail[sel]]
+                dex_all = np.abs(np.log10(pred / flux[sel]))
+                dex, red = dex_all[tail[sel]], dex_all[red_tail[sel]]
                 rel = np.abs(pred / flux[sel] - 1)[uv[sel]] * 100
             key = "filled" if fill else "raw"
             row[key] = (float(np.median(dex)), float(np.percentile(dex, 95)), float(dex.max()))
+            row[key + "_red"] = ((float(np.median(red)), float(np.percentile(red, 95)), float(red.max()))
+                                 if red.size else (np.nan,) * 3)
+            row["red_pixels"] = int(red_tail[sel].sum())
             row[key + "_uv"] = (float(np.median(rel)), float(np.percentile(rel, 95)))
         rows.append(row)
     return rows
@@ -65,7 +72,7 @@ def ssp_changes(model):
     from smnet_sps import magnitudes, ssp_spectrum
     from smnet_sps.constants import L_SUN
     from smnet_sps.neural import load_generator
-    bands = ["galex-fuv", "galex-nuv", "sdss2010-u", "sdss2010-g"]
+    bands = ["galex-fuv", "galex-nuv", "sdss2010-u", "sdss2010-g", "wise2010-W3", "wise2010-W4"]
     hc = 1.98644586e-8                                  # [erg A]
     out = []
     gens = {fill: load_generator(model, device="cpu", fill_tail=fill) for fill in (False, True)}
@@ -75,8 +82,10 @@ def ssp_changes(model):
             for fill, gen in gens.items():
                 ssp = ssp_spectrum(age * u.Gyr, Z=Z, generator=gen, by_phase=True)
                 m = magnitudes(ssp, bands)
-                mags[fill] = np.array([float(m[b][0]) for b in bands])
                 w = ssp.spectral_axis.to_value(u.AA)
+                # the 100 um pixel as a magnitude difference too (no filter in the table reaches it)
+                far_ir = -2.5 * np.log10(ssp.flux.value[np.argmin(np.abs(w - 1e6))])
+                mags[fill] = np.array([float(m[b][0]) for b in bands] + [far_ir])
                 band = (w > 1350) & (w < 1750)
                 total = np.trapezoid(ssp.flux.value[band], w[band])
                 phases = ssp.meta["phase_flux"]
@@ -90,7 +99,7 @@ def ssp_changes(model):
             out.append({"Z": Z, "age_gyr": age, "delta": (mags[True] - mags[False]).tolist(),
                         "giant_share_raw": share[False], "giant_share_filled": share[True],
                         "log_q_raw": log_q[False], "log_q_filled": log_q[True]})
-    return bands, out
+    return bands + ["100 um"], out
 
 
 def throughput(model, n=20000, repeats=5):
@@ -145,23 +154,28 @@ def main():
     rows = tail_accuracy(model, args.grid)
     bands, ssps = ssp_changes(model)
     rates = throughput(model)
-    lines = ["## The untrained Wien tail, filled from the training nodes",
+    lines = ["## The untrained tails, filled from the training nodes",
              "",
              f"Model `{Path(model).name}`; `benchmarks/bench_tail.py`, {args.threads} thread(s). Held-out "
              "test nodes, each library imitated: |log10 F_model / F_library| [dex] over the tail pixels "
              "(below 1e-6 of the peak, above the 1e-30 sigma Teff^4 target floor, < 4300 A), and the UV "
-             "above the floor (1000-3000 A, > 1e-6 of the peak) [%], network alone vs filled.",
+             "above the floor (1000-3000 A, > 1e-6 of the peak) [%], network alone vs filled; the same "
+             "over the Rayleigh-Jeans tail (below 1e-6 of the peak, longward of it: the mid and far "
+             "infrared of hot stars).",
              "",
              "| library | test nodes | tail pixels | table | tail, network alone: median / p95 / max | "
-             "tail, filled | UV > floor, alone: median / p95 | UV > floor, filled |",
-             "|---|---|---|---|---|---|---|---|"]
+             "tail, filled | UV > floor, alone: median / p95 | UV > floor, filled | RJ-tail pixels | "
+             "RJ tail, alone | RJ tail, filled |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         table = "own" if r["tabulated"] and not r["stand_in"] else (f"{r['stand_in']}'s" if r["stand_in"]
                                                                      else "none")
         tail_cells = [f"{a:.2f} / {b:.2f} / {c:.1f}" for a, b, c in (r["raw"], r["filled"])]
         uv_cells = [f"{a:.2f} / {b:.2f}" for a, b in (r["raw_uv"], r["filled_uv"])]
+        red_cells = [str(r["red_pixels"])] + [f"{a:.4f} / {b:.4f} / {c:.3f}"
+                                              for a, b, c in (r["raw_red"], r["filled_red"])]
         lines.append(f"| {r['library']} | {r['nodes']} | {r['pixels']} | {table} | "
-                     + " | ".join(tail_cells + uv_cells) + " |")
+                     + " | ".join(tail_cells + uv_cells + red_cells) + " |")
         print(r)
     lines += ["", "PARSEC SSPs (Kroupa): filled minus network alone [mag]; the share of 1350-1750 A light "
                   "from red-giant-branch and AGB stars; log10 of the H- (< 912 A) and He+-ionising (< 228 A) "

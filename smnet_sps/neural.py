@@ -32,7 +32,7 @@ from .mixture import (MIXTURE_FILE, LibraryMixture, MixturePolicy, library_node_
                       node_coordinates, widen_single_metallicity)
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, SMNet, blackbody_constants, build_model,
                     load_smnet_state_dict, log1p01_inverse)
-from .tail import WienTail, node_hull, node_points
+from .tail import UntrainedTails, node_hull, node_points
 from .wavegrid import check_wavelength_grid
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
@@ -367,11 +367,12 @@ class NeuralGenerator(_TorchGenerator):
         errors of hot stars into their optical level, so shapes get worse (WM-basic median 1.9 % -> 3.2 %).
         The SSP backend conserves each star's luminosity itself, whatever this is.
     fill_tail : bool
-        True (default): pixels the network was never trained on -- on the Wien side, fainter than
+        True (default): pixels the network was never trained on -- on either side of the peak, fainter than
         ``tail_floor`` (1e-6) x the peak at the surrounding training nodes of the library -- are those nodes
         interpolated, continuously blended with the network where only some of them are in their tail
         (:mod:`smnet_sps.tail`; needs the model's ``tail.npz``). False: the network's own, unconstrained
-        output there (a median 3.8-5.5 dex too bright on held-out nodes; docs/generator.md).
+        output there (on the Wien side a median 3.8-5.5 dex too bright on held-out nodes, on the
+        Rayleigh-Jeans side 0.01-0.12 dex off; docs/generator.md).
     """
 
     def __init__(self, directory, device="auto", dtype=None, library=None, renormalise=False, fill_tail=True):
@@ -478,31 +479,32 @@ class NeuralGenerator(_TorchGenerator):
                                             "model predicts F_lambda/(sigma Teff^4) in log1p01 space; "
                                             "F_lambda = x * sigma Teff^4") + norm,
                      "model": self.name, "arch": self.arch,
-                     "tail": ("pixels below tail_floor x the peak on the Wien side: the training nodes "
-                              f"interpolated ({cfg.get('tail_file')})" if self.tail is not None else
+                     "tail": ("pixels below tail_floor x the peak (the Wien side; also the Rayleigh-Jeans "
+                              "side where the table has it): the training nodes interpolated "
+                              f"({cfg.get('tail_file')})" if self.tail is not None else
                               "the network's own output everywhere"),
                      "citation": "Anwar et al. 2026 (arXiv:2603.23899) for SM-Net; smnet-sps"}
 
     def _load_tail(self, directory, cfg):
-        """The model's :class:`~smnet_sps.tail.WienTail`, or None for a model without a tail table."""
+        """The model's :class:`~smnet_sps.tail.UntrainedTails`, or None for a model without a tail table."""
         if "tail_file" not in cfg:
             return None
         path = directory / cfg["tail_file"]
         if not path.is_file():
-            raise FileNotFoundError(f"{directory}: config.json names {cfg['tail_file']!r} (the Wien-tail "
+            raise FileNotFoundError(f"{directory}: config.json names {cfg['tail_file']!r} (the tail "
                                     "table of the training nodes) but the file is missing")
         if self.nodes is None:
             raise ValueError(f"{directory}: a tail table needs the model's training nodes (nodes.npz)")
         check_recorded_sha256(path, cfg.get("tail_sha256"), "tail_sha256", "tail table")
-        return WienTail(path, self.nodes, self.library_names, self.wavelength.size)
+        return UntrainedTails(path, self.nodes, self.library_names, self.wavelength.size)
 
     def _held_inputs(self, teff, logg, logz, mix, with_tail=True):
         """Host side: where each library's network is evaluated for the points it weighs, and the tail lookup.
 
         Returns ``held`` (n, n_libraries, 3) float64 (log10 Teff, log g, [M/H]; NaN where the point stays
         where the training box holds it, so that its inputs keep their exact arithmetic) and ``look`` (n,
-        n_libraries, 8), each library's :meth:`~smnet_sps.tail.WienTail.locate` (None without a tail table
-        or with ``with_tail=False``); where a library does not weigh the point, NaN and zeros.
+        n_libraries, 8), each library's :meth:`~smnet_sps.tail.UntrainedTails.locate` (None without a tail
+        table or with ``with_tail=False``); where a library does not weigh the point, NaN and zeros.
 
         A point is held inside the training box, then on the hull of the library's training nodes
         (:meth:`_node_hull`): beyond its last nodes a library's network extrapolates (a 20,000 K, log g 2.0
@@ -789,7 +791,7 @@ class NeuralGenerator(_TorchGenerator):
 
     def _network_log_ratio(self, model, x, libs, compute, tail=None):
         """log10(F / sigma T^4) - reference, shape (m, n_wave), for scaled inputs x (m, 3),
-        library ids (m,); ``tail`` = (held parameters (m, 3), lookup (m, 8)) fills the untrained Wien tail."""
+        library ids (m,); ``tail`` = (held parameters (m, 3), lookup (m, 8)) fills the untrained tails."""
         if isinstance(model, LibraryExpertMLP):
             # each library's rows through its expert (one network pass per row, as for a single MLP)
             def one_expert(expert, rows):

@@ -1,10 +1,14 @@
-"""The far Wien tail: where the network never learned, the library's own training nodes fill in.
+"""The untrained tails: where the network never learned, the library's own training nodes fill in.
 
 Training leaves out every pixel fainter than ``tail_floor`` (1e-6) x its spectrum's peak
-(docs/generator.md): the far and extreme UV of cool stars, the EUV of hot stars beyond their ionisation
-edges. There the network is unconstrained: on the held-out test nodes it came out a median 3.8 (CK04) to 5.5
-(WM-basic) dex too bright, p95 11-12 dex, enough for red giants' tails to make most of an old population's
-far UV and for B stars to emit He+-ionising photons.
+(docs/generator.md). On the Wien side that is the far and extreme UV of cool stars and the EUV of hot stars
+beyond their ionisation edges: there the network came out a median 3.8 (CK04) to 5.5 (WM-basic) dex too
+bright on the held-out test nodes, p95 11-12 dex, enough for red giants' tails to make most of an old
+population's far UV and for B stars to emit He+-ionising photons. On the Rayleigh-Jeans side it is the mid
+and far infrared of hot stars (WM-basic from ~5 um, CK04 A stars from ~20 um): there the network's output,
+held near the blackbody reference, was off by a median 0.01-0.12 dex and a p95 0.2-0.7 dex at the training
+nodes themselves, against 0.0002-0.002 dex at the pixels it learned (until 2026-12-03 only the Wien side was
+filled). Both sides are filled alike; the table holds a block at each end of the grid.
 
 So the pixels where the nodes of the enclosing simplex of the library's training nodes lie in their tail --
 where the network had no training signal nearby -- take the linear interpolation of those nodes, in the
@@ -17,13 +21,16 @@ the network's output by f^8, f their total weight: the nodes alone where all of 
 network alone where none is, continuous in Teff, log g and [M/H] across every simplex face. Pixels the
 network learned at the surrounding nodes keep its output (but for the 1e-30 sigma Teff^4 per A floor, the
 training targets', that every spectrum is then held to). The table (``tail.npz`` of a model directory) holds
-the tail pixels of the training nodes only, so held-out nodes stay held out.
+the tail pixels of the training nodes only, so held-out nodes stay held out: per library a blue block
+(``log_ratio:<name>``, the first pixels of the grid up to its reddest Wien-tail pixel) and a red block
+(``red_log_ratio:<name>``, from its bluest Rayleigh-Jeans-tail pixel to the end; absent in tables written
+before 2026-12-03, whose red tails stay the network's).
 
 A library may be left out of the table (its spectra cannot be shipped) and take another's tail instead (a
 "stand-in": the shipped model's BaSeL takes CK04's), then only :data:`STAND_IN_DEPTH` pixels or more inside
 that tail.
 
-Pure numpy for the table and the host-side lookup; :meth:`WienTail.fill_` is torch (device, dtype and
+Pure numpy for the table and the host-side lookup; :meth:`UntrainedTails.fill_` is torch (device, dtype and
 autograd follow the network's output).
 """
 from __future__ import annotations
@@ -38,15 +45,15 @@ import torch
 from .constants import NODE_STEPS
 from .output_files import atomic_output
 
-__all__ = ["TAIL_FILE", "wien_tail_mask", "tabulate_tail", "save_table", "write_tail_table",
-           "write_without_nodes", "WienTail", "node_hull", "node_points"]
+__all__ = ["TAIL_FILE", "wien_tail_mask", "red_tail_mask", "tabulate_tail", "save_table", "write_tail_table",
+           "write_without_nodes", "UntrainedTails", "node_hull", "node_points"]
 
 TAIL_FILE = "tail.npz"
 TAIL_FORMAT = "smnet-sps wien tail"
 MAX_LOG_RATIO = 100.0  # [dex] largest |log10 F / pi B| a table may hold (real ones: within 40)
-BLEND_SQUARINGS = 3    # f^(2^3) = f^8: near 0 until nearly all the weight is on tail nodes (WienTail.fill_)
+BLEND_SQUARINGS = 3    # f^(2^3) = f^8: near 0 until nearly all the weight is on tail nodes (see fill_)
 LOCATE_TOL = 1e-9      # barycentric coordinate by which a point may lie outside a simplex and still be in it
-STAND_IN_DEPTH = 5     # [pixels] see WienTail
+STAND_IN_DEPTH = 5     # [pixels] see UntrainedTails
 NEAR_FACE = 1e-6       # a barycentric coordinate this small: the point may be on a face (see _find)
 PROJECT_FIRST = 24     # facets of lowest distance bound measured first per point (see _LibraryTail._project)
 PROJECT_CHUNK = 256    # points per block of _LibraryTail._project
@@ -56,17 +63,25 @@ PROJECT_TOL = 1e-7     # a point projected onto the hull lies on it to rounding:
 SHEAR = np.array([[1.0, 0.137, 0.071], [0.0, 1.0, 0.113], [0.0, 0.0, 1.0]])   # see _LibraryTail
 
 
-def wien_tail_mask(wavelength, flux, mask, tail_floor):
-    """Known pixels shortward of the spectrum's peak, fainter than ``tail_floor`` x the peak; (n, n_wave).
-
-    The pixels training left out on the Wien side (the Rayleigh-Jeans side, which the network does learn
-    through its blackbody reference, is not included).
-    """
+def _faint_side(wavelength, flux, mask, tail_floor, blue):
     flux = np.where(mask, flux, -np.inf)
     peak_col = np.argmax(flux, axis=1)
     peak = np.take_along_axis(flux, peak_col[:, None], 1)
-    blue = np.arange(np.size(wavelength))[None, :] < peak_col[:, None]
-    return mask & blue & (flux < tail_floor * peak)
+    col = np.arange(np.size(wavelength))[None, :]
+    side = col < peak_col[:, None] if blue else col > peak_col[:, None]
+    return mask & side & (flux < tail_floor * peak)
+
+
+def wien_tail_mask(wavelength, flux, mask, tail_floor):
+    """Known pixels shortward of the spectrum's peak, fainter than ``tail_floor`` x the peak; (n, n_wave):
+    the pixels training left out on the Wien side."""
+    return _faint_side(wavelength, flux, mask, tail_floor, blue=True)
+
+
+def red_tail_mask(wavelength, flux, mask, tail_floor):
+    """Known pixels longward of the spectrum's peak, fainter than ``tail_floor`` x the peak; (n, n_wave):
+    the pixels training left out on the Rayleigh-Jeans side (the mid and far infrared of hot stars)."""
+    return _faint_side(wavelength, flux, mask, tail_floor, blue=False)
 
 
 def _closest_on_segments(q, a, b):
@@ -114,34 +129,47 @@ def node_points(log_teff, logg, logz):
 
 
 def tabulate_tail(wavelength, log_ratio_ref, tail, library_id, split, library_names, libraries=None,
-                  stand_ins=None):
+                  stand_ins=None, red_tail=None):
     """The tail table: per library, its training nodes' tail pixels in the network's output space.
 
     Parameters
     ----------
     wavelength : (n_wave,) [A]; log_ratio_ref : (n, n_wave) training targets, log10(F/(sigma T^4)) minus
-        the blackbody reference (as in ``smnet_sps.train``); tail : (n, n_wave) bool from
-        :func:`wien_tail_mask`; library_id, split : (n,) as in the model's nodes.npz (split 0 = training);
+        the blackbody reference (as in ``smnet_sps.train``); tail, red_tail : (n, n_wave) bool from
+        :func:`wien_tail_mask` and :func:`red_tail_mask` (red_tail None: no red block); library_id, split :
+        (n,) as in the model's nodes.npz (split 0 = training);
     libraries : names to tabulate (default: all); a library left out keeps the network's own tail, unless
         it has a stand-in.
     stand_ins : dict, library left out -> tabulated library whose tail it takes (``{"basel22": "ck04"}``).
 
     Returns
     -------
-    dict of arrays for ``np.savez_compressed``, per library: ``node:<name>`` (indices into nodes.npz) and
+    dict of arrays for ``np.savez_compressed``, per library: ``node:<name>`` (indices into nodes.npz),
     ``log_ratio:<name>`` (float16, (n_nodes, n_cols), NaN off the tail) over the first n_cols pixels, the
-    blue end of the grid up to the library's reddest tail pixel.
+    blue end of the grid up to the library's reddest Wien-tail pixel, and ``red_log_ratio:<name>`` likewise
+    over the last pixels, from the library's bluest Rayleigh-Jeans-tail pixel to the red end.
     """
+    n_wave = np.size(wavelength)
     table = {"format": np.array(TAIL_FORMAT), "wavelength": np.asarray(wavelength, float)}
     for j, name in enumerate(library_names):
         if libraries is not None and name not in libraries:
             continue
         nodes = np.flatnonzero((np.asarray(library_id) == j) & (np.asarray(split) == 0))
-        cols = np.flatnonzero(tail[nodes].any(0)) if nodes.size else np.array([], int)
+        blue, red = tail[nodes], (red_tail[nodes] if red_tail is not None else None)
+        cols = np.flatnonzero(blue.any(0))
         n_cols = int(cols.max()) + 1 if cols.size else 0
-        values = np.where(tail[nodes, :n_cols], log_ratio_ref[nodes, :n_cols], np.nan)
+        start = n_wave
+        if red is not None:
+            cols = np.flatnonzero(red.any(0))
+            start = int(cols.min()) if cols.size else n_wave
+            if start < n_cols:              # the two sides meet across the library's nodes: one block
+                blue, n_cols, start = blue | red, n_wave, n_wave
         table[f"node:{name}"] = nodes.astype(np.int32)
-        table[f"log_ratio:{name}"] = values.astype(np.float16)
+        table[f"log_ratio:{name}"] = np.where(blue[:, :n_cols], log_ratio_ref[nodes, :n_cols],
+                                              np.nan).astype(np.float16)
+        if red is not None:
+            table[f"red_log_ratio:{name}"] = np.where(red[:, start:], log_ratio_ref[nodes, start:],
+                                                      np.nan).astype(np.float16)
     for name, stand_in in (stand_ins or {}).items():
         if f"node:{stand_in}" not in table or f"node:{name}" in table:
             raise ValueError(f"stand-in {name}={stand_in}: {stand_in!r} must be tabulated and {name!r} not")
@@ -160,7 +188,8 @@ def save_table(table, path):
 
 
 def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
-    """Tabulate the Wien tail of a model's training nodes from its grid into ``model_dir/tail.npz``.
+    """Tabulate the untrained tails (both sides) of a model's training nodes from its grid into
+    ``model_dir/tail.npz``.
 
     ``libraries``: the names to tabulate (default all); the others keep the network's own tail (the shipped
     model leaves out BaSeL 2.2 and CM87, whose copies came from GPL-3 repositories: the table holds pieces of
@@ -238,9 +267,10 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     log_ratio = log_ratio_targets(grid.flux, grid.mask, grid.teff)
     known = grid.mask & np.isfinite(log_ratio)
     log_ratio_ref = log_ratio - blackbody_log_ratio(grid.wavelength, grid.teff).astype(np.float32)
-    tail = wien_tail_mask(grid.wavelength, grid.flux, known, tail_floor)
-    table = tabulate_tail(grid.wavelength, log_ratio_ref, tail, grid.library_id, split, names,
-                          libraries, stand_ins)
+    table = tabulate_tail(grid.wavelength, log_ratio_ref,
+                          wien_tail_mask(grid.wavelength, grid.flux, known, tail_floor), grid.library_id,
+                          split, names, libraries, stand_ins,
+                          red_tail=red_tail_mask(grid.wavelength, grid.flux, known, tail_floor))
     # each file written beside its target and renamed over it: an interrupted call leaves the old pair, or
     # (between the two renames) a table that config.json's tail_sha256 does not match, which loading refuses
     out = model_dir / TAIL_FILE
@@ -260,7 +290,10 @@ def write_without_nodes(path, out, nodes):
     for key in [k for k in data if k.startswith("node:")]:
         name = key[len("node:"):]
         keep = ~np.isin(data[key], drop)
-        data[key], data[f"log_ratio:{name}"] = data[key][keep], data[f"log_ratio:{name}"][keep]
+        for block in (f"log_ratio:{name}", f"red_log_ratio:{name}"):
+            if block in data:
+                data[block] = data[block][keep]
+        data[key] = data[key][keep]
     return save_table(data, out)
 
 
@@ -279,17 +312,22 @@ def _read_table(path, library_names, n_wave):
             continue                        # not tabulated: the network's own tail
         if f"node:{name}" not in data or f"log_ratio:{name}" not in data:
             raise ValueError(f"{path}: the table of library {name!r} is incomplete")
-        values, idx = data[f"log_ratio:{name}"], data[f"node:{name}"]
+        idx = data[f"node:{name}"]
         if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"{path}: node indices of {name!r} must be a 1-d integer array; got {idx.dtype} "
                              f"of shape {idx.shape}")
-        if values.ndim != 2 or values.shape[0] != idx.size or values.shape[1] > n_wave:
-            raise ValueError(f"{path}: table of {name!r} has shape {values.shape}, inconsistent with its "
-                             f"{idx.size} nodes and {n_wave} pixels")
-        # log10 F / pi B of real spectra lies within tens of dex; more is a damaged table (inf flux)
-        finite = values[np.isfinite(values)]
-        if np.isinf(values).any() or (finite.size and np.abs(finite.astype(float)).max() > MAX_LOG_RATIO):
-            raise ValueError(f"{path}: table of {name!r} holds values beyond +-{MAX_LOG_RATIO:g} dex")
+        blocks = [k for k in (f"log_ratio:{name}", f"red_log_ratio:{name}") if k in data]
+        if sum(data[k].shape[1] if data[k].ndim == 2 else 0 for k in blocks) > n_wave:
+            raise ValueError(f"{path}: the blocks of {name!r} hold more than the model's {n_wave} pixels")
+        for key in blocks:
+            values = data[key]
+            if values.ndim != 2 or values.shape[0] != idx.size or values.shape[1] > n_wave:
+                raise ValueError(f"{path}: table {key!r} has shape {values.shape}, inconsistent with its "
+                                 f"{idx.size} nodes and {n_wave} pixels")
+            # log10 F / pi B of real spectra lies within tens of dex; more is a damaged table (inf flux)
+            finite = values[np.isfinite(values)]
+            if np.isinf(values).any() or (finite.size and np.abs(finite.astype(float)).max() > MAX_LOG_RATIO):
+                raise ValueError(f"{path}: table of {name!r} holds values beyond +-{MAX_LOG_RATIO:g} dex")
     return data
 
 
@@ -303,10 +341,15 @@ class _LibraryTail:
     all on a plane).
     """
 
-    def __init__(self, points, values):
+    def __init__(self, points, values, red_values=None, n_wave=None):
         from scipy.spatial import Delaunay, QhullError, cKDTree
         self.values = values
         self.n_cols = values.shape[1]
+        # the table's blocks: (first pixel, values (n_nodes, n_cols) with NaN off the tail, True where a
+        # stand-in's depth counts redward: the blue block's tail ends toward the peak on its red side)
+        self.blocks = [(0, values, True)] if self.n_cols else []
+        if red_values is not None and red_values.shape[1]:
+            self.blocks.append((n_wave - red_values.shape[1], red_values, False))
         # dimensions along which the nodes vary (a single-[M/H] library is triangulated in 2-D)
         self.kept = np.flatnonzero(np.ptp(points, axis=0) > 0) if len(points) > 1 else np.array([], int)
         self.ndim = self.kept.size
@@ -598,14 +641,28 @@ class _LibraryTail:
             self._tensors[k] = torch.as_tensor(np.asarray(make()), device=device).to(dtype)
         return self._tensors[k]
 
-    def table(self, device, dtype, depth=0):
-        """(tail values with NaN -> 0, tail mask) as tensors; zeros, not NaN, so that no NaN reaches a
-        gradient through a pixel that is not filled. ``depth`` > 0: only pixels with ``depth`` more tail
-        pixels redward of them count as tail."""
-        values = self._tensor("values", device, dtype, lambda: np.nan_to_num(self.values.astype(np.float32)))
-        tail = self._tensor(f"tail{depth}", device, torch.bool,
-                            lambda: _eroded(np.isfinite(self.values), depth))
-        return values, tail
+    def tables(self, device, dtype, depth=0):
+        """Per block: (first pixel, which way its tail ends toward the peak, tail values with NaN -> 0, tail
+        mask, each node's extent) as tensors; zeros, not NaN, so that no NaN reaches a gradient through a
+        pixel that is not filled. ``depth`` > 0: only
+        pixels with ``depth`` more tail pixels on their side toward the peak count as tail. The extent is the
+        number of the block's pixels, counted from its outer end, that reach the node's innermost tail pixel
+        (0: none): a batch fills only as far as its nodes reach."""
+        out = []
+        for b, (start, values, redward) in enumerate(self.blocks):
+            def tail(values=values, redward=redward):
+                return _eroded(np.isfinite(values), depth, redward)
+
+            def extent(redward=redward, tail=tail):
+                deep = tail()
+                inner = np.argmax(deep[:, ::-1] if redward else deep, 1)   # from the block's inner end
+                return np.where(deep.any(1), deep.shape[1] - inner, 0)
+            out.append((start, redward,
+                        self._tensor(f"values{b}", device, dtype,
+                                     lambda values=values: np.nan_to_num(values.astype(np.float32))),
+                        self._tensor(f"tail{b},{depth}", device, torch.bool, tail),
+                        self._tensor(f"extent{b},{depth}", device, torch.int64, extent)))
+        return out
 
 
 def node_hull(points):
@@ -614,16 +671,18 @@ def node_hull(points):
     return _LibraryTail(np.asarray(points, float), np.zeros((len(points), 0), np.float32))
 
 
-def _eroded(tail, depth):
-    """Tail pixels with at least ``depth`` tail pixels redward of them (beyond the table: not tail)."""
-    deep = tail.copy()
+def _eroded(tail, depth, redward=True):
+    """Tail pixels with at least ``depth`` tail pixels redward (``redward=False``: blueward) of them (beyond
+    the table: not tail)."""
+    deep = tail.copy() if redward else tail[:, ::-1].copy()
+    ordered = tail if redward else tail[:, ::-1]
     for k in range(1, depth + 1):
-        deep[:, :-k] &= tail[:, k:]
+        deep[:, :-k] &= ordered[:, k:]
         deep[:, -k:] = False
-    return deep
+    return deep if redward else np.ascontiguousarray(deep[:, ::-1])
 
 
-class WienTail:
+class UntrainedTails:
     """The tail table of a model, ready to fill a network's output (see the module docstring).
 
     Parameters
@@ -645,7 +704,8 @@ class WienTail:
             idx = data[f"node:{name}"]
             if idx.size and (idx.min() < 0 or idx.max() >= len(points)):
                 raise ValueError(f"{path}: node indices of {name!r} outside the model's {len(points)} nodes")
-            self.libraries.append(_LibraryTail(points[idx], data[f"log_ratio:{name}"]))
+            self.libraries.append(_LibraryTail(points[idx], data[f"log_ratio:{name}"],
+                                               data.get(f"red_log_ratio:{name}"), n_wave))
             self.node_index[name] = idx
         self.stand_ins = {}
         for j, name in enumerate(self.library_names):
@@ -690,57 +750,67 @@ class WienTail:
         points = params.to(torch.float64) / steps
         for j in torch.unique(libs).tolist():
             lib = self.libraries[j]
-            if lib is None or lib.n_cols == 0 or len(lib.values) == 0:
+            if lib is None or not lib.blocks or len(lib.values) == 0:
                 continue
             rows = (libs == j).nonzero()[:, 0]
             whole = rows.numel() == libs.numel()          # one library in this chunk: views, no row gathers
             w = lib.weights(points if whole else points[rows], simplex if whole else simplex[rows],
                             projected if whole else projected[rows])
-            values, tail = lib.table(log_ratio.device, log_ratio.dtype, self.depth[j])
             v = verts if whole else verts[rows]
             weights = w.to(log_ratio.dtype)
-            # The tail value at a pixel is the interpolation of the nodes in their tail there (renormalised
-            # to them), blended with the network's output by f^8, f = those nodes' total weight: where every
-            # node that weighs is in its tail only they count, where none is the network stands, and across
-            # a simplex face, where a node's weight goes to 0, the spectrum stays continuous. Only plain
-            # products and sums: pow, lerp and addcmul round differently in their vectorised and scalar loops,
-            # so the last row of a chunk came out 1e-6 dex apart from the same row elsewhere.
-            t = tail[v[:, 0]].to(log_ratio.dtype) * weights[:, :1]
-            wsum = t
-            interp = values[v[:, 0]] * t
-            for k in range(1, 4):                 # slot by slot: half the time of one (m, 4, n_cols) gather
-                t = tail[v[:, k]].to(log_ratio.dtype) * weights[:, k:k + 1]
-                wsum = wsum + t
-                interp = interp + values[v[:, k]] * t
-            f = wsum.clamp(0.0, 1.0)
-            for _ in range(BLEND_SQUARINGS):
-                f = f * f
-            # (below 1e-6, f < 1e-48: the interpolation does not count, and dividing by ~0 would give NaN
-            # gradients)
-            interp = interp / torch.where(wsum > 1e-6, wsum, torch.ones_like(wsum))
-            n = lib.n_cols
-            if not (torch.is_grad_enabled() and log_ratio.requires_grad):
-                if whole:                                  # the fast path: in place
-                    block = log_ratio[:, :n]
-                    block.add_(f * (interp - block))
-                else:
-                    old = log_ratio[rows, :n]
-                    log_ratio[rows, :n] = old + f * (interp - old)
-            elif whole:                                    # autograd: no in-place on what backward keeps
-                block = log_ratio[:, :n]
-                log_ratio = torch.cat([block + f * (interp - block), log_ratio[:, n:]], 1)
-            else:
-                old = log_ratio[rows, :n]
-                log_ratio = log_ratio.index_copy(0, rows, torch.cat([old + f * (interp - old),
-                                                                     log_ratio[rows, n:]], 1))
+            for start, redward, values, tail, extent in lib.tables(log_ratio.device, log_ratio.dtype,
+                                                                  self.depth[j]):
+                # only as far into the block as these points' nodes have tail pixels: elsewhere the blend
+                # weight is 0 and the network's output stays as it is, bit for bit
+                reach = int(extent[v].max())
+                if reach == 0:
+                    continue
+                keep = slice(0, reach) if redward else slice(values.shape[1] - reach, values.shape[1])
+                log_ratio = _fill_block(log_ratio, start + keep.start, values[:, keep], tail[:, keep], v,
+                                        weights, rows, whole)
         return log_ratio
 
 
+def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole):
+    """Pixels start .. start + width of a library's table (values, tail mask) filled into ``log_ratio``."""
+    # The tail value at a pixel is the interpolation of the nodes in their tail there (renormalised to them),
+    # blended with the network's output by f^8, f = those nodes' total weight: where every node that weighs
+    # is in its tail only they count, where none is the network stands, and across a simplex face, where a
+    # node's weight goes to 0, the spectrum stays continuous. Only plain products and sums: pow, lerp and
+    # addcmul round differently in their vectorised and scalar loops, so the last row of a chunk came out
+    # 1e-6 dex apart from the same row elsewhere.
+    t = tail[verts[:, 0]].to(log_ratio.dtype) * weights[:, :1]
+    wsum = t
+    interp = values[verts[:, 0]] * t
+    for k in range(1, 4):                 # slot by slot: half the time of one (m, 4, n_cols) gather
+        t = tail[verts[:, k]].to(log_ratio.dtype) * weights[:, k:k + 1]
+        wsum = wsum + t
+        interp = interp + values[verts[:, k]] * t
+    f = wsum.clamp(0.0, 1.0)
+    for _ in range(BLEND_SQUARINGS):
+        f = f * f
+    # (below 1e-6, f < 1e-48: the interpolation does not count, and dividing by ~0 would give NaN gradients)
+    interp = interp / torch.where(wsum > 1e-6, wsum, torch.ones_like(wsum))
+    cols = slice(start, start + values.shape[1])
+    if not (torch.is_grad_enabled() and log_ratio.requires_grad):
+        if whole:                                  # the fast path: in place
+            block = log_ratio[:, cols]
+            block.add_(f * (interp - block))
+        else:
+            old = log_ratio[rows, cols]
+            log_ratio[rows, cols] = old + f * (interp - old)
+        return log_ratio
+    # autograd: no in-place on what backward keeps
+    old = log_ratio if whole else log_ratio[rows]
+    new = torch.cat([old[:, :cols.start], old[:, cols] + f * (interp - old[:, cols]), old[:, cols.stop:]], 1)
+    return new if whole else log_ratio.index_copy(0, rows, new)
+
+
 def add_cli(sub):
-    p = sub.add_parser("tail", help="tabulate a model's untrained Wien tail from its training grid",
+    p = sub.add_parser("tail", help="tabulate a model's untrained tails from its training grid",
                        description="Write tail.npz into a model directory: the tail pixels (fainter than the "
-                                   "model's tail_floor x peak, shortward of the peak) of its training nodes, "
-                                   "which fill the network's output where it was never trained "
+                                   "model's tail_floor x peak, on either side of the peak) of its training "
+                                   "nodes, which fill the network's output where it was never trained "
                                    "(docs/generator.md). `smnet-sps train` writes it itself; this adds it to "
                                    "a model trained before.")
     p.add_argument("--model", required=True, help="model directory (arch mlp or mlp_experts)")

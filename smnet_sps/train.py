@@ -22,7 +22,7 @@ from .constants import NODE_STEPS, SIGMA_SB
 from .mixture import MIXTURE_FILE
 from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
 from .output_files import atomic_output
-from .tail import TAIL_FILE, save_table, tabulate_tail, wien_tail_mask
+from .tail import TAIL_FILE, red_tail_mask, save_table, tabulate_tail, wien_tail_mask
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "blend_edges",
            "blend_simplices", "blend_reference_shift", "sampling_weights", "line_departures", "jitter_shares",
@@ -726,15 +726,17 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         idx_val = idx_tr
     tail_table = None
     if arch == "mlp" and reference == "blackbody" and tail_floor > 0:
-        # the training nodes' Wien tail, left out of the loss, filled in at run time (smnet_sps.tail). Nodes
-        # excluded from this run (a cross-validation fold) are left out of it too; every library's training
-        # nodes are in it, also those outside `libraries` (the table is the library's data, not the network's)
+        # the training nodes' tails (both sides), left out of the loss, filled in at run time
+        # (smnet_sps.tail). Nodes excluded from this run (a cross-validation fold) are left out of it too;
+        # every library's training nodes are in it, also those outside `libraries` (the table is the
+        # library's data, not the network's)
         tail_split = split.copy()
         if exclude_nodes is not None:
             tail_split[exclude_nodes] = -1
         tail_table = tabulate_tail(grid.wavelength, log_ratio_ref,
                                    wien_tail_mask(grid.wavelength, grid.flux, known_all, tail_floor),
-                                   grid.library_id, tail_split, grid.library_names)
+                                   grid.library_id, tail_split, grid.library_names,
+                                   red_tail=red_tail_mask(grid.wavelength, grid.flux, known_all, tail_floor))
     # Draw weights from the nodes this run trains on only: a held-out node's spectrum must not decide how
     # often its neighbours are drawn (before 2026-12-01 the neighbour search also saw held-out nodes).
     in_training = np.zeros(n, bool)

@@ -1,6 +1,7 @@
-"""The untrained Wien tail filled from the training nodes (smnet_sps.tail): exact at training nodes, right at
-held-out CK04 nodes where the network alone is orders of magnitude off, kept out of every learned pixel, the
-far UV of an old SSP, gradients, training writes the table, and damaged tables refused."""
+"""The untrained tails filled from the training nodes (smnet_sps.tail): exact at training nodes, right at
+held-out CK04 nodes where the network alone is orders of magnitude off (far UV) or tens of per cent off (far
+infrared), kept out of every learned pixel, the far UV of an old SSP, gradients, training writes the table,
+and damaged tables refused."""
 import json
 import shutil
 import warnings
@@ -13,7 +14,7 @@ from smnet_sps.constants import SIGMA_SB
 from smnet_sps.generator import CoverageWarning
 from smnet_sps.model import blackbody_log_ratio
 from smnet_sps.neural import default_model_path, load_generator
-from smnet_sps.tail import TAIL_FILE, wien_tail_mask
+from smnet_sps.tail import TAIL_FILE, _eroded, red_tail_mask, wien_tail_mask
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,42 @@ def test_training_nodes_get_their_own_tail_back(default_generator, raw_generator
     raw, _ = raw_generator.surface_flux(teff, logg, logz, library="ck04")
     off = np.abs(_model_log_ratio(gen, raw, teff)[:, :values.shape[1]][tail] - values[tail])
     assert np.median(off) > 1.0                  # the network alone is far off there: the test has teeth
+
+
+@pytest.mark.parametrize("library", ["ck04", "wmbasic"])
+def test_training_nodes_get_their_own_rayleigh_jeans_tail_back(default_generator, raw_generator, library):
+    """The red block: the mid / far infrared of hot stars, below 1e-6 of their peak (left out of training)."""
+    gen = default_generator
+    with np.load(default_model_path() / TAIL_FILE) as table:
+        nodes = table[f"node:{library}"][::13]
+        values = table[f"red_log_ratio:{library}"][::13].astype(float)
+    start = gen.wavelength.size - values.shape[1]
+    assert gen.wavelength[start] > 2e4                       # the infrared only
+    teff, logg, logz = (gen.nodes[k][nodes] for k in ("teff", "logg", "logz"))
+    tail = np.isfinite(values)
+    assert tail.sum() > 500
+    flux, _ = gen.surface_flux(teff, logg, logz, library=library)
+    np.testing.assert_allclose(_model_log_ratio(gen, flux, teff)[:, start:][tail], values[tail], atol=0.01)
+    raw, _ = raw_generator.surface_flux(teff, logg, logz, library=library)
+    off = np.abs(_model_log_ratio(gen, raw, teff)[:, start:][tail] - values[tail])
+    assert np.percentile(off, 90) > 0.05          # the network alone was tens of per cent off there
+
+
+@pytest.mark.parametrize("logg", [1.5, 4.0])
+def test_held_out_node_far_infrared_matches_ck04(default_generator, raw_generator, ck04_fixture_grid, logg):
+    """5750 K test nodes: at 60-160 um (below 1e-6 of the peak) the filled spectrum follows CK04's own to 2 %;
+    the network alone was 1.3-1.4x too bright there."""
+    g = ck04_fixture_grid
+    i = np.flatnonzero((g.teff == 5750.0) & (g.logz == 0.0) & (g.logg == logg))[0]
+    wave = default_generator.wavelength
+    band = wave >= 5.5e5
+    assert np.nanmax(g.flux[i, band]) < 1e-6 * np.nanmax(g.flux[i])
+    ratio = {}
+    for name, gen in (("filled", default_generator), ("raw", raw_generator)):
+        flux, _ = gen.surface_flux(5750.0, logg, 0.0, library="ck04")
+        ratio[name] = flux[0, band] / g.flux[i, band]
+    np.testing.assert_allclose(ratio["filled"], 1.0, rtol=0.02)
+    assert np.median(ratio["raw"]) > 1.15, ratio
 
 
 @pytest.mark.parametrize("logg", [1.5, 4.0])
@@ -308,6 +345,22 @@ def test_wien_tail_mask_is_the_blue_side_below_the_floor():
                                                                              False]])
 
 
+def test_red_tail_mask_is_the_red_side_below_the_floor():
+    wave = np.array([100.0, 200.0, 300.0, 400.0, 500.0, 600.0])
+    flux = np.array([[1e-9, 1e-7, 1e-3, 1.0, 1e-8, 1e-5]])
+    mask = np.array([[True, True, True, True, True, False]])
+    np.testing.assert_array_equal(red_tail_mask(wave, flux, mask, 1e-6), [[False, False, False, False, True,
+                                                                           False]])
+
+
+def test_a_stand_ins_depth_counts_toward_the_peak_on_either_side():
+    """Blue block: a pixel needs `depth` tail pixels redward of it; red block: blueward."""
+    tail = np.array([[True, True, True, False, True, True, True]])
+    np.testing.assert_array_equal(_eroded(tail, 1), [[True, True, False, False, True, True, False]])
+    np.testing.assert_array_equal(_eroded(tail, 1, redward=False),
+                                  [[False, True, True, False, False, True, True]])
+
+
 def test_training_writes_the_table_and_it_fills(tmp_path):
     from test_train import make_synthetic_grid
 
@@ -320,6 +373,7 @@ def test_training_writes_the_table_and_it_fills(tmp_path):
     gen = load_generator(out, device="cpu")
     with np.load(out / TAIL_FILE) as table:
         nodes, values = table["node:liba"], table["log_ratio:liba"].astype(float)
+        assert table["red_log_ratio:liba"].shape[0] == nodes.size        # the red block too (empty here)
     assert (gen.nodes["split"][nodes] == 0).all()
     coolest = np.argmin(gen.nodes["teff"][nodes])
     i = nodes[coolest]
@@ -360,6 +414,27 @@ def test_a_model_without_a_table_still_loads(model_copy):
     (model_copy / "config.json").write_text(json.dumps(cfg))
     (model_copy / TAIL_FILE).unlink()
     assert load_generator(model_copy, device="cpu").tail is None
+
+
+def test_a_table_from_before_the_red_block_still_fills_its_blue_side(model_copy, default_generator,
+                                                                    raw_generator):
+    """A table from before 2026-12-03 has no red block: its far UV is filled, its infrared the network's."""
+    from smnet_sps.checksums import file_sha256
+    with np.load(model_copy / TAIL_FILE) as f:
+        data = {k: f[k] for k in f.files if not k.startswith("red_log_ratio:")}
+    np.savez_compressed(model_copy / TAIL_FILE, **data)
+    cfg = json.loads((model_copy / "config.json").read_text())
+    cfg["tail_sha256"] = file_sha256(model_copy / TAIL_FILE)
+    (model_copy / "config.json").write_text(json.dumps(cfg))
+    old = load_generator(model_copy, device="cpu")
+    wave = old.wavelength
+    got, _ = old.surface_flux(9000.0, 4.1, -0.3, library="ck04")
+    now, _ = default_generator.surface_flux(9000.0, 4.1, -0.3, library="ck04")
+    raw, _ = raw_generator.surface_flux(9000.0, 4.1, -0.3, library="ck04")
+    blue, red = wave < 3000.0, wave > 1e5
+    np.testing.assert_array_equal(got[0, blue], now[0, blue])
+    np.testing.assert_array_equal(got[0, red], raw[0, red])
+    assert not np.array_equal(now[0, red], raw[0, red])
 
 
 def test_a_hand_made_table_with_impossible_values_is_refused(model_copy):
