@@ -229,6 +229,27 @@ def test_truncated_gzip_is_named(copy_lib):
         nextgen.read(folder)
 
 
+def test_nextgen_reads_super_solar_files_with_a_plus_sign(copy_lib):
+    """PHOENIX names [M/H] > 0 with '+' (lte58-4.5+0.3): such files were skipped without a word."""
+    folder = copy_lib("nextgen_phoenix")
+    src = folder / "Z-0.0/lte58-4.5-0.0.NextGen.spec.gz"
+    head, count, body = gzip.decompress(src.read_bytes()).decode().split("\n", 2)
+    teff, logg = head.split()[:2]
+    n = int(count.split()[0])
+    values = np.array(body.split(), float)
+    values[n:2 * n] *= 1.02                 # a spectrum of its own (a copy would be refused as degenerate)
+    rest = f"{count}\n" + "\n".join(f"{v:.7e}" for v in values) + "\n"
+    (folder / "Z+0.3").mkdir()
+    plus = folder / "Z+0.3/lte58-4.5+0.3.NextGen.spec.gz"
+    plus.write_bytes(gzip.compress(f"{teff} {logg} 0.3\n{rest}".encode()))
+    lib = nextgen.read(folder)
+    assert 0.3 in set(np.round(lib.logz, 6)) and (lib.logz <= 0).sum() == len(lib) - 1
+    # the sign counts when the name is checked against the header
+    plus.write_bytes(gzip.compress(f"{teff} {logg} -0.3\n{rest}".encode()))
+    with pytest.raises(ValueError, match="name says otherwise"):
+        nextgen.read(folder)
+
+
 def test_truncated_numbers_are_named(copy_lib):
     folder = copy_lib("nextgen_phoenix")
     path = folder / "Z-0.0/lte58-4.5-0.0.NextGen.spec.gz"

@@ -22,7 +22,8 @@ CONVENTION = "F_lambda per cm [erg/s/cm2/cm] x 1e-8 -> per Angstrom"
 MEDIUM = "vacuum"
 MEDIUM_NOTE = ("PHOENIX computes and tabulates spectra in vacuum wavelengths (Hauschildt, Allard & Baron "
                "1999; as documented for the PHOENIX grids, e.g. Husser et al. 2013)")
-_FILE_RE = re.compile(r"^lte(\d+)-([\d.]+)-([\d.]+)\.NextGen\.spec(\.gz)?$")
+# lte<Teff/100>-<log g><signed [M/H]>: PHOENIX writes solar and sub-solar as -0.0, -0.5, super-solar as +0.3
+_FILE_RE = re.compile(r"^lte(\d+)-([\d.]+)([-+][\d.]+)\.NextGen\.spec(\.gz)?$")
 PER_CM_TO_PER_A = 1e-8
 
 
@@ -45,7 +46,7 @@ def read_file(path):
     # that disagrees was taken as it stood, unseen unless it collided with another node
     m = _FILE_RE.match(Path(path).name)
     if m and (abs(100 * float(m.group(1)) - teff) > 50 or abs(float(m.group(2)) - logg) > 1e-6
-              or abs(-float(m.group(3)) - mh) > 1e-6):
+              or abs(float(m.group(3)) - mh) > 1e-6):
         raise ValueError(f"{path}: its header gives Teff {teff:g} K, log g {logg:g}, [M/H] {mh:g}, but its "
                          "name says otherwise; a renamed or damaged file")
     values = parse_floats(lines[2], path, expected=3 * n)
