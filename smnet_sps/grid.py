@@ -25,7 +25,8 @@ from .constants import FLAM_UNIT, PACKAGE_DATA, PARAMETER_DOMAINS, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
 from .medium import air_to_vacuum, check_medium
-from .wavegrid import WAVELENGTH_GRID_DOC, bin_edges, check_wavelength_grid, default_wavelength, resample
+from .wavegrid import (POINT_SAMPLE_WIDTH, WAVELENGTH_GRID_DOC, bin_edges, check_wavelength_grid,
+                       default_wavelength, resample)
 
 __all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "check_stellar_parameters", "save_grid", "load_grid",
            "grid_info", "skipped_libraries", "plot_coverage",
@@ -161,11 +162,15 @@ def _to_common(lib, wave, medium="vacuum"):
     A library tabulated in air (``medium="air"``) is converted to vacuum first.
     """
     fluxes, masks = [], []
+    # on the default grid CK04, BaSeL and CM87 are copied as tabulated: samples at the wide far-infrared
+    # pixels, which every other library then takes too (wavegrid.POINT_SAMPLE_WIDTH)
+    default = default_wavelength().value
+    point_above = POINT_SAMPLE_WIDTH if wave.size == default.size and np.allclose(wave, default) else None
     for w, f in zip(*_to_vacuum(lib, medium)):
         if w.size == wave.size and np.array_equal(w, wave):
             out, m = np.array(f, float), np.ones(wave.size, bool)    # already on the grid: no resampling
         else:
-            out, m = resample(w, f, wave)
+            out, m = resample(w, f, wave, point_above=point_above)
         fluxes.append(out)
         masks.append(np.broadcast_to(m, out.shape))
     return np.concatenate(fluxes), np.concatenate(masks)

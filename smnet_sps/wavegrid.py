@@ -3,7 +3,8 @@
 Default grid: the 1,221-pixel BaSeL grid, 91 A - 160 um. Steps: 1-8 A below 1000 A, ~10 A in the UV
 (1000-2900 A), 10-20 A in the optical (3000 A - 1 um), 35-55 A in J/H, 75-200 A from 1.6 to 5 um,
 200-400 A to 10 um, then only 7 pixels from 20 to 160 um (enough for the bolometric tail, too coarse
-for anything but broad-band mid/far-IR work). Why this grid:
+for anything but broad-band mid/far-IR work; its 9 pixels from 10 um on are samples at their wavelength, not
+bin averages: :data:`POINT_SAMPLE_WIDTH`). Why this grid:
 
 * it is the native grid of BaSeL 2.2, Rauch and CM87, and (to < 0.6 % in the first 33 pixels, identical
   elsewhere) of CK04, so four of the six union libraries need no resampling at all and none is
@@ -30,12 +31,22 @@ from .constants import PACKAGE_DATA
 from .medium import _as_angstrom as as_angstrom
 
 __all__ = ["default_wavelength", "bin_edges", "resample", "check_wavelength_grid", "DEFAULT_GRID_FILE",
-           "WAVELENGTH_GRID_DOC", "WAVELENGTH_LIMITS"]
+           "WAVELENGTH_GRID_DOC", "WAVELENGTH_LIMITS", "POINT_SAMPLE_WIDTH"]
 
 DEFAULT_GRID_FILE = PACKAGE_DATA / "wavelength_basel1221.npy"
 WAVELENGTH_GRID_DOC = ("BaSeL 2.2 1221-pixel grid, 91 A - 160 um, VACUUM wavelengths (the Kurucz c/nu grid; "
                        "air libraries are converted before resampling); flux-conserving bin averages (box "
-                       "LSF of one pixel width, smnet_sps.lsf), NaN + mask False where a library has no data")
+                       "LSF of one pixel width, smnet_sps.lsf), but the 9 pixels of 10-160 um (wider than 5 "
+                       "% of their wavelength) are the flux density at their wavelength, as CK04 and BaSeL "
+                       "tabulate it; NaN + mask False where a library has no data")
+
+#: pixels wider than this fraction of their wavelength are samples at their centre, not bin averages: the
+#: default grid's 9 pixels of 10-160 um (the 10 um pixel spans 10-15 um, the 20 um one 15-30 um), where CK04,
+#: BaSeL and CM87 tabulate the flux density at the pixel's wavelength. A bin average there is a different
+#: quantity (0.47x the centre value at 10 um for a Rayleigh-Jeans tail), and a library sampled more sparsely
+#: than these pixels (NextGen: 21, 71 and 121 um) put its 21 um flux into the 40 um pixel (11x too bright).
+#: Every other default pixel is at most 3.5 % wide (the extreme UV), under 1 % longward of 1,050 A.
+POINT_SAMPLE_WIDTH = 0.05
 
 
 #: wavelengths [A] a grid may span: numbers outside are not in Angstrom (a grid in micron is 0.3-1)
@@ -101,7 +112,7 @@ def bin_edges(wave, clip_to_range=False):
     return np.concatenate([[wave[0] - (mid[0] - wave[0])], mid, [wave[-1] + (wave[-1] - mid[-1])]])
 
 
-def resample(wave_in, flux_in, wave_out):
+def resample(wave_in, flux_in, wave_out, point_above=None):
     """Flux-conserving resampling (bin-integrated averages) of many spectra at once.
 
     Each input pixel holds its flux density constant between its edges (midpoints between centres;
@@ -114,26 +125,33 @@ def resample(wave_in, flux_in, wave_out):
     ----------
     wave_in : array-like or Quantity (n_in,)
         Increasing input wavelengths [Angstrom].
-    flux_in : array-like (n_in,) or (n_spec, n_in)
-        Flux densities per Angstrom (any unit; the unit is kept).
+    flux_in : array-like or Quantity (n_in,) or (n_spec, n_in)
+        Flux densities per Angstrom (any unit; a Quantity's unit is kept).
     wave_out : array-like or Quantity (n_out,)
         Increasing output pixel centres [Angstrom].
+    point_above : float, optional
+        Output pixels wider than this fraction of their wavelength take the input's flux density *at* their
+        centre instead of the bin average: the straight line between the two input points around it in log
+        lambda - log F (in F where either is not positive). Such a pixel whose centre lies outside the input
+        range is unknown. :mod:`smnet_sps.grid` passes :data:`POINT_SAMPLE_WIDTH` for the default grid's far
+        infrared (see there). None (default): every pixel is a bin average.
 
     Returns
     -------
-    flux_out : ndarray (n_out,) or (n_spec, n_out)
-        Bin-averaged flux density, NaN where unknown.
+    flux_out : ndarray or Quantity (n_out,) or (n_spec, n_out)
+        Bin-averaged flux density (or sampled, see ``point_above``), NaN where unknown.
     mask : ndarray of bool (n_out,)
-        True where the input covers (part of) the output bin.
+        True where the input covers (part of) the output bin (its centre, for a sampled pixel).
 
     Notes
     -----
-    The integral of the output over the covered bins equals the integral of the input over the same
+    The integral of the output over the covered, averaged bins equals the integral of the input over the same
     wavelength interval to rounding error, so bolometric fluxes are conserved.
     """
     win = _as_angstrom(wave_in, "wave_in")
     wout = _as_angstrom(wave_out, "wave_out")
-    flux = np.asarray(flux_in, dtype=float)
+    unit = flux_in.unit if isinstance(flux_in, u.Quantity) else None
+    flux = np.asarray(flux_in.value if unit is not None else flux_in, dtype=float)
     squeeze = flux.ndim == 1
     flux = np.atleast_2d(flux)
     if flux.ndim != 2 or flux.shape[1] != win.size:
@@ -144,11 +162,34 @@ def resample(wave_in, flux_in, wave_out):
     # cumulative integral of the step function at the input edges, shape (n_spec, n_in + 1)
     cum = np.zeros((flux.shape[0], win.size + 1))
     np.cumsum(flux * width_in, axis=1, out=cum[:, 1:])
-    e_out = np.clip(bin_edges(wout), e_in[0], e_in[-1])
+    edges_out = bin_edges(wout)
+    e_out = np.clip(edges_out, e_in[0], e_in[-1])
     idx = np.clip(np.searchsorted(e_in, e_out, side="right") - 1, 0, win.size - 1)
     cum_out = cum[:, idx] + (e_out - e_in[idx]) * flux[:, idx]
     covered = np.diff(e_out)
     mask = covered > 0
     out = np.full((flux.shape[0], wout.size), np.nan)
     out[:, mask] = np.diff(cum_out, axis=1)[:, mask] / covered[mask]
+    if point_above is not None:
+        wide = np.diff(edges_out) > float(point_above) * wout
+        inside = wide & (wout >= win[0]) & (wout <= win[-1])
+        out[:, wide] = np.nan
+        mask = mask & ~wide | inside
+        out[:, inside] = _sample(win, flux, wout[inside])
+    if unit is not None:
+        out = out * unit
     return (out[0] if squeeze else out), mask
+
+
+def _sample(win, flux, x):
+    """Flux densities (n_spec, n_in) on ``win`` at wavelengths ``x`` inside it: linear in log lambda - log F
+    between the two neighbouring input points (linear in F where either is not positive)."""
+    hi = np.clip(np.searchsorted(win, x, side="right"), 1, win.size - 1)
+    lo = hi - 1
+    t = np.log(x / win[lo]) / np.log(win[hi] / win[lo])
+    f0, f1 = flux[:, lo], flux[:, hi]
+    positive = (f0 > 0) & (f1 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log0, log1 = np.log(np.where(positive, f0, 1.0)), np.log(np.where(positive, f1, 1.0))
+        logged = np.exp(log0 * (1 - t) + log1 * t)
+    return np.where(positive, logged, f0 * (1 - t) + f1 * t)

@@ -67,6 +67,42 @@ def test_resample_unknown_pixels_are_nan_and_masked(libdir, wave):
     assert not mask2[wave > 20100].any() and np.isnan(out2[wave > 20100]).all()
 
 
+def test_resample_samples_the_wide_far_infrared_pixels_at_their_wavelength(wave):
+    """A Rayleigh-Jeans tail sampled as NextGen is (21, 71, 121 um): each pixel wider than POINT_SAMPLE_WIDTH
+    takes the flux density at its own wavelength (exact for a power law), as CK04 and BaSeL tabulate it; the
+    bin average put the 21 um flux into the 40 um pixel (11x) and made the 10 um pixel (10-15 um) 0.47x."""
+    from smnet_sps.wavegrid import POINT_SAMPLE_WIDTH
+    w_in = np.r_[np.geomspace(5e4, 2.1e5, 400), 7.1e5, 1.21e6, 1.7e6]
+    flux = 3e14 * w_in ** -4.0
+    wide = np.diff(bin_edges(wave)) > POINT_SAMPLE_WIDTH * wave
+    assert wide.sum() == 9 and (wave[wide] >= 1e5).all()
+    sampled, mask = resample(w_in, flux, wave, point_above=POINT_SAMPLE_WIDTH)
+    np.testing.assert_allclose(sampled[wide], 3e14 * wave[wide] ** -4.0, rtol=1e-10)
+    averaged, mask_avg = resample(w_in, flux, wave)
+    assert averaged[wave == 4e5][0] / (3e14 * 4e5 ** -4.0) > 5           # what it was
+    # every narrow pixel is the bin average, bit for bit
+    np.testing.assert_array_equal(sampled[~wide & mask], averaged[~wide & mask])
+    np.testing.assert_array_equal(mask, mask_avg)
+    # a wide pixel whose wavelength lies beyond the input is unknown, not the last value carried on
+    short, short_mask = resample(w_in[:-1], flux[:-1], wave, point_above=POINT_SAMPLE_WIDTH)
+    assert not short_mask[wave > 1.21e6].any() and np.isnan(short[wave > 1.21e6]).all()
+    # a Quantity flux keeps its unit
+    per_aa = u.erg / u.s / u.cm ** 2 / u.AA
+    assert resample(w_in, flux * per_aa, wave)[0].unit == per_aa
+
+
+def test_grid_far_infrared_follows_rayleigh_jeans_for_nextgen(built, libdir):
+    """In the built grid NextGen's far infrared falls as lambda^-4 from pixel to pixel within 10 %, as CK04's
+    tabulated samples do (bin averages gave 0.5-14x steps)."""
+    g = load_grid(built[0])
+    far = g.wavelength >= 1e5                       # the 9 wide pixels, 10-160 um
+    for name in ("nextgen", "ck04"):
+        rows = np.flatnonzero(g.library_id == g.library_names.index(name))
+        f = g.flux[np.ix_(rows, np.flatnonzero(far))]
+        slope = np.log(f[:, 1:] / f[:, :-1]) / np.log(g.wavelength[far][1:] / g.wavelength[far][:-1])
+        assert np.all(np.abs(slope + 4.0) < 0.5), (name, slope.round(2))
+
+
 def test_resample_rejects_bad_input(wave):
     with pytest.raises(ValueError, match="strictly increasing"):
         resample([1.0, 3.0, 2.0], [1.0, 1.0, 1.0], wave)
