@@ -14,7 +14,7 @@ from smnet_sps.constants import SIGMA_SB
 from smnet_sps.generator import CoverageWarning
 from smnet_sps.model import blackbody_log_ratio
 from smnet_sps.neural import default_model_path, load_generator
-from smnet_sps.tail import TAIL_FILE, _eroded, red_tail_mask, wien_tail_mask
+from smnet_sps.tail import TAIL_FILE, red_tail_mask, wien_tail_mask
 
 
 @pytest.fixture(scope="module")
@@ -353,12 +353,16 @@ def test_red_tail_mask_is_the_red_side_below_the_floor():
                                                                            False]])
 
 
-def test_a_stand_ins_depth_counts_toward_the_peak_on_either_side():
-    """Blue block: a pixel needs `depth` tail pixels redward of it; red block: blueward."""
-    tail = np.array([[True, True, True, False, True, True, True]])
-    np.testing.assert_array_equal(_eroded(tail, 1), [[True, True, False, False, True, True, False]])
-    np.testing.assert_array_equal(_eroded(tail, 1, redward=False),
-                                  [[False, True, True, False, False, True, True]])
+def test_basel_takes_ck04s_rayleigh_jeans_tail_without_the_wien_sides_depth(default_generator, raw_generator):
+    """A 9,000 K BaSeL dwarf: its 40-160 um (below 1e-6 of its peak) come from CK04's nodes from the first
+    tail pixel on; the Wien side's 5-pixel depth withheld the 5 wide far-infrared pixels (0.1-0.3 dex off)."""
+    wave = default_generator.wavelength
+    far = wave >= 4e5
+    filled, _ = default_generator.surface_flux(9000.0, 4.0, 0.0, library="basel22")
+    raw, _ = raw_generator.surface_flux(9000.0, 4.0, 0.0, library="basel22")
+    ck04, _ = default_generator.surface_flux(9000.0, 4.0, 0.0, library="ck04")
+    np.testing.assert_allclose(filled[0, far], ck04[0, far], rtol=0.02)
+    assert np.abs(np.log10(raw[0, far] / ck04[0, far])).max() > 0.05
 
 
 def test_training_writes_the_table_and_it_fills(tmp_path):
