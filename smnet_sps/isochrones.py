@@ -277,13 +277,27 @@ def _read_fsps_file(path):
     return data
 
 
+def _check_one_file_per_z(files, src_dir):
+    """Refuse two files giving the same Z (isoc_z0.0010.dat beside isoc_z0.0010.dat.gz, or isoc_z0.001.dat):
+    both were read, and the table got that Z twice (Z = [0.001, 0.001]), as two metallicity nodes."""
+    seen = {}
+    for f in files:
+        z = float(_FSPS_NAME.fullmatch(f.name).group(1))
+        if z in seen:
+            raise ValueError(f"the same metallicity twice in {src_dir}: {seen[z].name} and {f.name} both "
+                             f"give Z = {z:g}. A copy of a file (e.g. .dat beside .dat.gz); remove one "
+                             "(every Z must come from one isoc_zX.XXXX.dat[.gz] file)")
+        seen[z] = f
+
+
 def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
     """Convert FSPS ``isoc_z*.dat(.gz)`` files of one family into one lossless compressed ``.npz``.
 
     Parameters
     ----------
     src_dir : folder with ``isoc_zX.XXXX.dat.gz`` (e.g. ``shared/data/isochrones/fsps_parsec``); another
-        ``isoc_z*.dat*`` file there (``isoc_z0.0010_mine.dat.gz``) is refused (ValueError), other names are
+        ``isoc_z*.dat*`` file there (``isoc_z0.0010_mine.dat.gz``) is refused (ValueError), and so are two
+        files giving the same Z (``isoc_z0.0010.dat`` beside ``isoc_z0.0010.dat.gz``); other names are
         ignored
     out_path : output ``.npz``
     family : "parsec" or "padova" (sets Zsun and the citation stored in the file)
@@ -302,6 +316,7 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
             raise ValueError(f"{f}: not an FSPS isochrone file name; every isoc_z* file in {src_dir} must "
                              "be named isoc_zX.XXXX.dat[.gz] (X.XXXX: the metal mass fraction Z); rename or "
                              "move it out of the folder")
+    _check_one_file_per_z(files, src_dir)
     for f in tqdm(files, desc=f"reading {key}", disable=not progress):
         zs.append(float(_FSPS_NAME.fullmatch(f.name).group(1)))
         blocks.append(_read_fsps_file(f))

@@ -1,4 +1,6 @@
 """Shipped isochrone tables: content, losslessness against FSPS's files, and errors."""
+import re
+
 import numpy as np
 import pytest
 
@@ -159,5 +161,25 @@ def test_a_file_the_glob_picks_up_without_a_metallicity_in_its_name_is_refused(t
     _write_fsps_file(tmp_path, "isoc_z0.0010.dat", 0.001)
     _write_fsps_file(tmp_path, "isoc_z0.0010_mine.dat", 0.001)
     with pytest.raises(ValueError, match=r"isoc_z0\.0010_mine\.dat.*isoc_zX\.XXXX\.dat\[\.gz\]"):
+        convert_fsps_isochrones(tmp_path, tmp_path / "out.npz", "parsec", progress=False)
+    assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("copy", ["isoc_z0.0010.dat.gz", "isoc_z0.001.dat"])
+def test_two_files_of_one_metallicity_are_refused(tmp_path, copy):
+    """isoc_z0.0010.dat beside isoc_z0.0010.dat.gz were both read: the table got Z = [0.001, 0.001]."""
+    import gzip
+    import shutil
+
+    from smnet_sps.isochrones import convert_fsps_isochrones
+    _write_fsps_file(tmp_path, "isoc_z0.0010.dat", 0.001)
+    if copy.endswith(".gz"):
+        with open(tmp_path / "isoc_z0.0010.dat", "rb") as src, gzip.open(tmp_path / copy, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    else:
+        shutil.copy(tmp_path / "isoc_z0.0010.dat", tmp_path / copy)
+    first, second = sorted(["isoc_z0.0010.dat", copy])
+    expected = rf"same metallicity twice.*{re.escape(first)} and {re.escape(second)} both give Z = 0\.001\b"
+    with pytest.raises(ValueError, match=expected + ".*remove one"):
         convert_fsps_isochrones(tmp_path, tmp_path / "out.npz", "parsec", progress=False)
     assert not (tmp_path / "out.npz").exists()
