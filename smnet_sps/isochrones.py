@@ -207,9 +207,9 @@ def _canonical(name):
 
 
 def _file_version(path):
-    """(mtime_ns, size, inode) of a file, or None if it is not one: part of the cache key of :func:`_load`,
-    so that a table rewritten in the same session (convert_fsps_isochrones onto the same path) is read
-    again, while an unchanged one costs only this stat."""
+    """(mtime_ns, size, inode) of a file, or None if it is not one: part of the cache key of :func:`_load`
+    (and of :mod:`smnet_sps.mist`'s), so that a table rewritten in the same session (convert_fsps_isochrones
+    onto the same path) is read again, while an unchanged one costs only this stat."""
     try:
         st = path.stat()
     except OSError:

@@ -2,7 +2,7 @@
 
 ``load_isochrones("mist")`` (and ``isochrones="mist"`` anywhere in smnet-sps) lands here. Nothing is copied
 into smnet-sps: the HDF5 grid shipped inside ``lachesis-grids`` (``pip install lachesis-grids``, or
-``pip install smnet-sps[mist]``) is read once per process and turned into an
+``pip install smnet-sps[mist]``) is read once per process (again if the file changes) and turned into an
 :class:`~smnet_sps.isochrones.IsochroneSet`.
 
 The file (LACHESIS "sparse_v1" layout) holds 15 [Fe/H] (-4 .. +0.5) x 107 ages (log t = 5.0 .. 10.3) x EEPs;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .isochrones import IsochroneSet
+from .isochrones import IsochroneSet, _file_version
 
 __all__ = ["MIST_FILE", "MIST_ZSUN", "load_mist_isochrones", "mist_available"]
 
@@ -73,7 +73,10 @@ class _ArrayIsochroneSet(IsochroneSet):
 
 
 @functools.lru_cache(maxsize=2)
-def _load(path):
+def _load(path, version):
+    """The MIST set in the grid file ``path`` (resolved); ``version``
+    (:func:`smnet_sps.isochrones._file_version`) only keys the cache: a file rewritten in the same session
+    is read again."""
     import h5py
     with h5py.File(path, "r") as f:
         if f.attrs.get("storage") != "sparse_v1" or str(f.attrs.get("grid_name")) != "MIST":
@@ -116,10 +119,12 @@ def _load(path):
 def load_mist_isochrones(path=None):
     """The MIST isochrone set (see the module docstring); ``path`` overrides the lachesis-grids file.
 
+    The grid is read once per session and file version: a file rewritten since (same path) is read again.
+
     Raises
     ------
     ImportError
         With installation instructions when ``lachesis-grids`` is not installed.
     """
-    path = Path(path) if path is not None else _grid_file()
-    return _load(str(Path(path).resolve()))
+    path = (Path(path) if path is not None else _grid_file()).resolve()
+    return _load(str(path), _file_version(path))

@@ -183,3 +183,33 @@ def test_two_files_of_one_metallicity_are_refused(tmp_path, copy):
     with pytest.raises(ValueError, match=expected + ".*remove one"):
         convert_fsps_isochrones(tmp_path, tmp_path / "out.npz", "parsec", progress=False)
     assert not (tmp_path / "out.npz").exists()
+
+
+def _write_mist_file(path, feh):
+    """A small LACHESIS 'sparse_v1' MIST grid: 2 ages x 3 points per [Fe/H], log L = 4 log m + [Fe/H]."""
+    h5py = pytest.importorskip("h5py")
+    ages = np.array([9.0, 9.1])
+    rows = [[m, m, np.log10(m) * 4 + z, 3.7, 4.5, 0] for z in feh for _ in ages for m in (0.5, 0.8, 1.0)]
+    with h5py.File(path, "w") as f:
+        f.attrs["storage"] = "sparse_v1"
+        f.attrs["grid_name"] = "MIST"
+        f.attrs["columns"] = ["initial_mass", "star_mass", "log_L", "log_Teff", "log_g", "phase"]
+        f["feh_values"] = np.array(feh, float)
+        f["age_values"] = ages
+        f["lengths"] = np.full(len(feh) * ages.size, 3)
+        f["values"] = np.array(rows, float)
+
+
+def test_a_mist_grid_rewritten_in_the_same_session_is_read_again(tmp_path):
+    """The MIST loader kept the first grid read from a path (cached on the path only): rewritten with
+    [Fe/H] -1 and 0, the file held 2 Z and the loader still gave 1 (Z = [0.0142])."""
+    from smnet_sps.mist import MIST_ZSUN
+    grid = tmp_path / "mist.h5"
+    _write_mist_file(grid, [0.0])
+    first = load_isochrones("mist", path=grid)
+    assert first.Z == pytest.approx([MIST_ZSUN])
+    assert load_isochrones("mist", path=grid) is first             # unchanged file: served from the cache
+    _write_mist_file(grid, [-1.0, 0.0])
+    again = load_isochrones("mist", path=grid)
+    assert again.Z == pytest.approx([MIST_ZSUN / 10, MIST_ZSUN])
+    assert again.isochrone(0, 0).logl[0] == pytest.approx(np.log10(0.5) * 4 - 1.0)
