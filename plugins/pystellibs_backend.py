@@ -16,7 +16,8 @@ are numbers (``generate_stellar_spectrum``), many stars' are 1-d columns, one va
 ``ValueError`` naming the parameter and its shape (``get_weights`` and ``get_radius`` are elementwise and
 take any shape, as in pystellibs). Outside the generator's coverage spectra are
 ``null`` (NaN by default), never silent extrapolations; ``generate_stellar_spectrum`` raises unless
-``raise_extrapolation=False``.
+``raise_extrapolation=False``. A generated spectrum with any pixel negative or non-finite is unusable and
+treated as outside, as the SSP backend treats it (:mod:`smnet_sps.backend`).
 """
 from __future__ import annotations
 
@@ -225,13 +226,19 @@ class SMNetStellib:
         scales each star by): the spectrum of a star of luminosity L integrates to f L there. Dividing by
         sigma T^4 (4 pi R^2 F_lambda) carried the generator's integral error into L_bol (0.91 L at
         150,000 K, log g 6.5); without f, a generator on a short grid (a released SM-Net checkpoint,
-        3,000 A - 10 um) put a hot star's whole L into its optical (18x too bright at 40 kK)."""
+        3,000 A - 10 um) put a hot star's whole L into its optical (18x too bright at 40 kK).
+
+        The row of an unusable spectrum (any pixel negative or non-finite) is NaN: the callers treat it as
+        outside the coverage."""
         from smnet_sps.generator import luminosity_scale
         logT = np.atleast_1d(np.asarray(logT, float))
         teff = 10.0 ** logT
         flux, _ = self.generator.surface_flux(teff, logg, self._mh(Z, teff.size), batch_size=self.batch_size)
         with np.errstate(invalid="ignore", over="ignore"):
             integral = np.trapezoid(flux, self._wavelength, axis=1)
+            # the SSP backend's rule: a negative pixel is unusable whatever the integral (it was returned as
+            # negative light, -5e30 erg/s/A); zero pixels are legitimate (tails a generator masks)
+            integral[flux.min(axis=1) < 0] = np.nan
         return flux * luminosity_scale(integral, self._wavelength, teff)[:, None]
 
     def _validate_stars(self, logT, logg, logL, Z, single=False):
@@ -270,8 +277,9 @@ class SMNetStellib:
         ``logT``, ``logg``, ``logL``, ``Z`` are numbers (a one-element array counts as one); several values
         raise ``ValueError`` (use :meth:`generate_individual_spectra`).
 
-        Outside the coverage: ``RuntimeError`` if ``raise_extrapolation`` (pystellibs' behaviour), else an
-        array filled with ``null`` (default NaN).
+        Outside the coverage, or where the generated spectrum is unusable (a negative or non-finite pixel):
+        ``RuntimeError`` if ``raise_extrapolation`` (pystellibs' behaviour), else an array filled with
+        ``null`` (default NaN).
         """
         null_value = kwargs.pop("null", np.nan)
         logT, logg, logL, Z = (a[0] for a in self._validate_stars(logT, logg, logL, Z, single=True))
@@ -280,14 +288,22 @@ class SMNetStellib:
                 raise RuntimeError(f"Outside library interpolation range: logT={logT:g}, logg={logg:g}, "
                                    f"Z={Z:g} (coverage of {self.name}: {self.generator.box.describe()})")
             return np.full(self._wavelength.size, null_value)
-        return self._lbol_normalised(logT, logg, Z)[0] * self.get_weights(logT, logg, logL)
+        spectrum = self._lbol_normalised(logT, logg, Z)[0]
+        if not np.isfinite(spectrum).all():
+            if raise_extrapolation:
+                raise RuntimeError(f"unusable generated spectrum (a pixel negative or non-finite) at "
+                                   f"logT={logT:g}, logg={logg:g}, Z={Z:g} from {self.name}; treated as "
+                                   "outside the library's range, as the SSP backend treats it")
+            return np.full(self._wavelength.size, null_value)
+        return spectrum * self.get_weights(logT, logg, logL)
 
     def generate_individual_spectra(self, stars, **kwargs):
         """Spectra of many stars: ``(wavelength [A] Quantity, L_lambda Quantity (n_star, n_wave) [erg/s/A])``.
 
         ``stars`` is a mapping/DataFrame with ``logT``, ``logg``, ``logL``, ``Z``: 1-d columns, one value per
         star (a number stands for every star); other shapes raise ``ValueError``. Stars outside the coverage
-        (widened by ``dlogT``/``dlogg``, default 0) get ``null`` (NaN) spectra, as in pystellibs.
+        (widened by ``dlogT``/``dlogg``, default 0) get ``null`` (NaN) spectra, as in pystellibs, and so do
+        stars whose generated spectrum is unusable (a negative or non-finite pixel).
         """
         null_value = kwargs.pop("null", np.nan)
         dlogT = kwargs.pop("dlogT", self._dlogT)
@@ -300,8 +316,10 @@ class SMNetStellib:
         bound = self.points_inside(np.column_stack([logT, logg]), dlogT=dlogT, dlogg=dlogg, Z=Z)
         specs = np.full((logT.size, self._wavelength.size), null_value, dtype=float)
         if bound.any():
-            specs[bound] = (self._lbol_normalised(logT[bound], logg[bound], Z[bound])
-                            * self.get_weights(logT[bound], logg[bound], logL[bound])[:, None])
+            scaled = (self._lbol_normalised(logT[bound], logg[bound], Z[bound])
+                      * self.get_weights(logT[bound], logg[bound], logL[bound])[:, None])
+            usable = np.isfinite(scaled).all(axis=1)            # unusable spectra keep null, as outside
+            specs[np.flatnonzero(bound)[usable]] = scaled[usable]
         return self.wavelength, specs * LLAM_UNIT
 
     def __repr__(self):

@@ -167,3 +167,37 @@ def test_margins_of_none_are_pystellibs_defaults(lib):
     np.testing.assert_array_equal(lib.points_inside(xy, dlogT=None, dlogg=None),
                                   lib.points_inside(xy, dlogT=0.1, dlogg=0.3))
     assert lib.get_boundaries(None, None).vertices.tolist() == lib.get_boundaries(0.1, 0.3).vertices.tolist()
+
+
+class FaultyPixelBlackbody(BoxedBlackbody):
+    """Pixel 600 at -5x its value (or NaN) above 10 kK; pixel 0 at zero below (a masked tail, legitimate)."""
+
+    def __init__(self, fault):
+        super().__init__()
+        self.fault = fault
+
+    def _surface_flux_batch(self, teff, logg, logz, dtype=None):
+        f = super()._surface_flux_batch(teff, logg, logz, dtype)
+        f[teff > 1e4, 600] = -5.0 * f[teff > 1e4, 600] if self.fault == "negative" else np.nan
+        f[teff <= 1e4, 0] = 0.0
+        return f
+
+
+@pytest.mark.parametrize("fault", ["negative", "nan"])
+def test_an_unusable_generated_spectrum_is_treated_as_outside(fault):
+    """A negative pixel came back as negative light (L_lambda -5.1e30 erg/s/A at 20 kK, log L 2) and a NaN
+    one as a NaN spectrum even under null=0 or raise_extrapolation; as in the SSP backend, either makes the
+    spectrum unusable: null in generate_individual_spectra, RuntimeError (or null) in
+    generate_stellar_spectrum. A zero pixel keeps it usable."""
+    lib = SMNetStellib(FaultyPixelBlackbody(fault), zsun=0.02)
+    stars = {"logT": np.log10([5000.0, 20000.0]), "logg": [4.0, 4.0], "logL": [0.0, 2.0], "Z": [0.02, 0.02]}
+    wave, specs = lib.generate_individual_spectra(stars, null=0.0)
+    assert specs.value.min() == 0.0 and not specs.value[1].any()
+    np.testing.assert_allclose(np.trapezoid(specs.value[0], wave.value), L_SUN, rtol=2e-3)
+    assert np.isnan(lib.generate_individual_spectra(stars)[1].value[1]).all()
+    hot = dict(logT=np.log10(20000.0), logg=4.0, logL=2.0, Z=0.02)
+    with pytest.raises(RuntimeError, match=r"unusable generated spectrum .*logT=4\.30103, logg=4, Z=0\.02"):
+        lib.generate_stellar_spectrum(**hot)
+    assert np.isnan(lib.generate_stellar_spectrum(**hot, raise_extrapolation=False)).all()
+    cool = lib.generate_stellar_spectrum(np.log10(5000.0), 4.0, 0.0, 0.02)
+    np.testing.assert_array_equal(cool, specs.value[0])
