@@ -205,8 +205,14 @@ def _generator_names():
     return ["default"] + (["semi-empirical"] if importlib.util.find_spec("smnet_sps.semi_empirical") else [])
 
 
-def _named_generator(name, device):
-    """A generator given by name: 'blackbody', a shipped model name, or a model directory."""
+def _either(choices):
+    """'a, b or c': the choices an error message lists."""
+    return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+
+
+def _named_generator(name, device, accepts=("a Generator",)):
+    """A generator given by name: 'blackbody', a shipped model name, or a model directory (``accepts``: see
+    :func:`resolve_generator`)."""
     if name == "blackbody":
         from .generator import BlackbodyGenerator
         return BlackbodyGenerator()
@@ -215,8 +221,8 @@ def _named_generator(name, device):
     from .neural import load_generator
     allowed = ["blackbody", *_generator_names()]
     if name not in allowed and not Path(name).is_dir():
-        raise ValueError(f"unknown generator {name!r}; valid: {', '.join(repr(a) for a in allowed)}, a model "
-                         "directory, None (the shipped default), a Generator or a StellarLibraryBackend")
+        valid = _either([*map(repr, allowed), "a model directory", "None (the shipped default)", *accepts])
+        raise ValueError(f"unknown generator {name!r}; valid: {valid}")
     try:
         return load_generator(None if name == "default" else name, device=device)
     except FileNotFoundError as exc:
@@ -224,11 +230,15 @@ def _named_generator(name, device):
                          f"{', '.join(repr(a) for a in allowed)} or a model directory") from exc
 
 
-def resolve_generator(generator=None, device="auto"):
+def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
     """The :class:`~smnet_sps.generator.Generator` meant by ``generator``, each name loaded once per device.
 
     None or ``"default"`` -> the shipped default model; another string: ``"blackbody"``, a shipped model name
     (``"semi-empirical"``) or a model directory; a Generator is returned as it is.
+
+    ``accepts``: the objects the caller takes besides None, names and directories, as its error messages
+    list them (:func:`get_backend`: ``("a Generator", "a StellarLibraryBackend")``; the default names no
+    backend, which StellarLibraryBackend's own constructor does not take).
     """
     from .generator import Generator
 
@@ -242,12 +252,12 @@ def resolve_generator(generator=None, device="auto"):
     if isinstance(generator, str):
         key = ("name", generator, device)
         if key not in _DEFAULT_GENERATOR:
-            _DEFAULT_GENERATOR[key] = _named_generator(generator, device)
+            _DEFAULT_GENERATOR[key] = _named_generator(generator, device, accepts)
         return _DEFAULT_GENERATOR[key]
     if not isinstance(generator, Generator):
         names = ", ".join(["blackbody", *_generator_names()])
-        raise ValueError(f"generator must be None, a name ({names}), a model directory, a Generator or a "
-                         f"StellarLibraryBackend; got {type(generator).__name__}")
+        valid = _either(["None", f"a name ({names})", "a model directory", *accepts])
+        raise ValueError(f"generator must be {valid}; got {type(generator).__name__}")
     return generator
 
 
@@ -284,7 +294,7 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
                                  f"backend with it (StellarLibraryBackend(..., {name}={value!r})) or pass "
                                  "the generator instead")
         return generator
-    generator = resolve_generator(generator, device)
+    generator = resolve_generator(generator, device, accepts=("a Generator", "a StellarLibraryBackend"))
     key = (id(generator), special_phases, outside)
     backend = _BACKENDS.get(key)
     if backend is None or backend.generator is not generator:

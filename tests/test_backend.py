@@ -242,6 +242,23 @@ def test_constructor_resolves_generator_names_and_refuses_bad_arguments(blackbod
     assert (be.batch_size, be.cache_size) == (7, 0) and type(be.batch_size) is int
 
 
+
+def test_an_unknown_generator_name_lists_what_the_callers_take():
+    """StellarLibraryBackend('no-such-model') showed ssp_spectrum's message, listing 'a StellarLibraryBackend'
+    among the accepted types, which the constructor refuses; get_backend (ssp_spectrum) does take one."""
+    from smnet_sps.ssp import get_backend
+    with pytest.raises(ValueError) as own:
+        StellarLibraryBackend("no-such-model")
+    assert str(own.value).startswith("unknown generator 'no-such-model'; valid: 'blackbody', 'default'")
+    assert str(own.value).endswith(", a model directory, None (the shipped default) or a Generator")
+    assert "StellarLibraryBackend" not in str(own.value)
+    with pytest.raises(ValueError, match=r"^unknown generator 'no-such-model'; valid: 'blackbody'.*, a model "
+                                         r"directory, None \(the shipped default\), a Generator or a "
+                                         r"StellarLibraryBackend$"):
+        get_backend("no-such-model")
+    with pytest.raises(ValueError, match=r"directory, a Generator or a StellarLibraryBackend; got object$"):
+        get_backend(object())
+
 def test_implausible_extrapolation_becomes_blackbody(default_generator):
     """An extrapolated spectrum whose integral is off sigma Teff^4 by more than 2x is replaced by a blackbody
     (a generator 16x too bright outside its box: CM87's network at 80 kK, [M/H] -0.75 was, until its input
