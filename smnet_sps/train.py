@@ -320,6 +320,30 @@ def library_share_factors(library_id, in_training, balance):
     return factors
 
 
+def _warm_start_scaling(model, mean, std, log_ratio_ref, mask, train_rows, Y, inv_std):
+    """A warm start keeps its own output scaling: the targets ``Y`` (and the node blends' ``inv_std``) are
+    standardised with the loaded ``out_mean`` / ``out_std``, and its clamps widened to the targets. On the
+    grid it was trained on nothing changes; on a rebuilt grid whose targets moved (the sampled far-infrared
+    pixels of 2026-12-03) they were fitted in this grid's standardisation and read out in the old one.
+    Returns the (mean, std) in use."""
+    loaded_mean, loaded_std = (b.detach().cpu().numpy().astype(np.float64) for b in (model.out_mean,
+                                                                                      model.out_std))
+    if (np.array_equal(loaded_mean, np.float32(mean).astype(np.float64))
+            and np.array_equal(loaded_std, np.float32(std).astype(np.float64))):
+        return mean, std
+    target = np.where(mask, (np.nan_to_num(log_ratio_ref) - loaded_mean) / loaded_std, 0.0).astype(np.float32)
+    Y.copy_(torch.as_tensor(target, device=Y.device))
+    lo, hi = target_range(target[train_rows], mask[train_rows])
+    with torch.no_grad():
+        model.out_lo.copy_(torch.minimum(model.out_lo, torch.as_tensor(lo, dtype=torch.float32,
+                                                                       device=model.out_lo.device)))
+        model.out_hi.copy_(torch.maximum(model.out_hi, torch.as_tensor(hi, dtype=torch.float32,
+                                                                       device=model.out_hi.device)))
+    if inv_std is not None:
+        inv_std.copy_(torch.as_tensor(1.0 / loaded_std, dtype=inv_std.dtype, device=inv_std.device))
+    return loaded_mean, loaded_std
+
+
 def masked_mse(pred, target, mask, weights=None, pixel_weights=None, node_loss="mse"):
     """Mean squared error over known pixels only; masked pixels never enter (even if NaN or inf).
 
@@ -873,6 +897,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                                  "split (its split_seed, recorded in its config.json) so that its test nodes "
                                  "stay held out")
         model.load_state_dict({k: v.to(dev) for k, v in _torch_load(init_dir / "weights.pt").items()})
+        if arch == "mlp":
+            mean, std = _warm_start_scaling(model, mean, std, log_ratio_ref, mask, tr, Y, inv_std)
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if resume:
         if not ckpt_path.is_file():
