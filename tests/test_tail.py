@@ -336,21 +336,15 @@ def test_degenerate_libraries_load_and_interpolate():
     np.testing.assert_allclose(values[:, 0], [0.0, 2.0, 0.0])     # node 0 (value 0) .. node 2 (value 4)
 
 
-def test_wien_tail_mask_is_the_blue_side_below_the_floor():
+@pytest.mark.parametrize("side, expected", [
+    (wien_tail_mask, [True, False, False, False, False, False]),      # 200 A is not known
+    (red_tail_mask, [False, False, False, False, True, False]),       # 600 A is not known
+])
+def test_each_tail_mask_is_its_side_of_the_peak_below_the_floor(side, expected):
     wave = np.array([100.0, 200.0, 300.0, 400.0, 500.0, 600.0])
     flux = np.array([[1e-9, 1e-7, 1e-3, 1.0, 1e-8, 1e-9]])
-    mask = np.array([[True, False, True, True, True, True]])
-    # red side below the floor (500, 600 A) is not the Wien tail; 200 A is not known
-    np.testing.assert_array_equal(wien_tail_mask(wave, flux, mask, 1e-6), [[True, False, False, False, False,
-                                                                             False]])
-
-
-def test_red_tail_mask_is_the_red_side_below_the_floor():
-    wave = np.array([100.0, 200.0, 300.0, 400.0, 500.0, 600.0])
-    flux = np.array([[1e-9, 1e-7, 1e-3, 1.0, 1e-8, 1e-5]])
-    mask = np.array([[True, True, True, True, True, False]])
-    np.testing.assert_array_equal(red_tail_mask(wave, flux, mask, 1e-6), [[False, False, False, False, True,
-                                                                           False]])
+    mask = np.array([[True, False, True, True, True, False]])
+    np.testing.assert_array_equal(side(wave, flux, mask, 1e-6), [expected])
 
 
 def test_basel_takes_ck04s_rayleigh_jeans_tail_without_the_wien_sides_depth(default_generator, raw_generator):
