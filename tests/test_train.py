@@ -541,9 +541,9 @@ def test_node_cv_bases_of_another_seed_are_kept_apart(tmp_path):
 
 
 def test_a_warm_start_on_a_rebuilt_grid_keeps_its_own_output_scaling(synth_grid, tmp_path):
-    """Grid rebuilt with one pixel 10x brighter in every spectrum (as the sampled far infrared moved NextGen's):
-    the warm start learns it in its own standardisation. Fitted in the new grid's and read out in the loaded
-    one, the pixel stayed ~1 dex off whatever the training."""
+    """Grid rebuilt with one pixel 10x brighter in every spectrum (as the sampled far infrared moved
+    NextGen's): the warm start learns it in its own standardisation. Fitted in the new grid's and read out in
+    the loaded one, the pixel stayed ~1 dex off whatever the training."""
     from smnet_sps.grid import load_grid, save_grid
     from smnet_sps.neural import load_generator
     torch.set_num_threads(1)
