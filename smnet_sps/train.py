@@ -320,6 +320,16 @@ def library_share_factors(library_id, in_training, balance):
     return factors
 
 
+def _pixel_weights(std, pixel_loss, uv_weight, wavelength):
+    """Per-pixel loss weights (mean 1): standardised error x std = error in log10 flux, and the pixel loss's
+    power picks how far towards that we go; the UV (1000-3000 A) times ``uv_weight``."""
+    pw = std ** (2 * PIXEL_LOSS_POWERS[pixel_loss])
+    pw = pw / np.mean(pw)
+    wl = np.asarray(wavelength)
+    pw = np.where((wl >= 1000.0) & (wl < 3000.0), pw * float(uv_weight), pw)
+    return pw / np.mean(pw)
+
+
 def _warm_start_scaling(model, mean, std, log_ratio_ref, mask, train_rows, Y, inv_std):
     """A warm start keeps its own output scaling: the targets ``Y`` (and the node blends' ``inv_std``) are
     standardised with the loaded ``out_mean`` / ``out_std``, and its clamps widened to the targets. On the
@@ -770,12 +780,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
              * library_share_factors(grid.library_id, in_training, library_balance)[idx_tr])
     PW = None
     if arch == "mlp" and (pixel_loss != "standardised" or uv_weight != 1.0):
-        # standardised error x std = error in log10 flux; the power picks how far towards that we go
-        pw = std ** (2 * PIXEL_LOSS_POWERS[pixel_loss])
-        pw = pw / np.mean(pw)
-        wl = np.asarray(grid.wavelength)
-        pw = np.where((wl >= 1000.0) & (wl < 3000.0), pw * float(uv_weight), pw)
-        PW = to_t(pw / np.mean(pw))
+        PW = to_t(_pixel_weights(std, pixel_loss, uv_weight, grid.wavelength))
 
     # one grid step per input, in scaled units (log g and [M/H] share a step; see input_jitter)
     jitter_sigma = to_t(jitter_steps * np.asarray(NODE_STEPS) / (hi - lo))
@@ -899,6 +904,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         model.load_state_dict({k: v.to(dev) for k, v in _torch_load(init_dir / "weights.pt").items()})
         if arch == "mlp":
             mean, std = _warm_start_scaling(model, mean, std, log_ratio_ref, mask, tr, Y, inv_std)
+            if PW is not None:         # the pixels' spread is the loaded scaling's too
+                PW.copy_(to_t(_pixel_weights(std, pixel_loss, uv_weight, grid.wavelength)))
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if resume:
         if not ckpt_path.is_file():

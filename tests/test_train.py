@@ -561,3 +561,28 @@ def test_a_warm_start_on_a_rebuilt_grid_keeps_its_own_output_scaling(synth_grid,
     flux, _ = gen.surface_flux(g.teff[rows], g.logg[rows], g.logz[rows], library=g.library_names[0])
     off = np.abs(np.log10(flux[:, pixel] / g.flux[rows, pixel]))
     assert np.median(off) < 0.3, np.median(off)
+
+
+def test_a_warm_starts_pixel_weights_come_from_the_loaded_scaling(synth_grid, tmp_path, monkeypatch):
+    """pixel_loss='log' weights each pixel by its spread: after a warm start on a rebuilt grid, the loaded
+    out_std's spread, not the new grid's (a pixel whose spread grew got 980x its weight)."""
+    import smnet_sps.train as train_module
+    from smnet_sps.grid import load_grid, save_grid
+    from smnet_sps.train import _pixel_weights
+    torch.set_num_threads(1)
+    kw = dict(width=32, depth=2, batch_size=32, progress=False, device="cpu", pixel_loss="log")
+    base = tmp_path / "base"
+    train(synth_grid, base, epochs=2, **kw)
+    g = load_grid(synth_grid)
+    g.flux[:, 150] *= (g.teff / 5000.0) ** 8                 # the spread of this pixel's targets grows
+    moved = save_grid(g, tmp_path / "moved.h5")
+    seen = []
+    real = train_module.masked_mse
+
+    def spy(*args, pixel_weights=None, **kwargs):
+        seen.append(pixel_weights.detach().cpu().numpy().copy())
+        return real(*args, pixel_weights=pixel_weights, **kwargs)
+    monkeypatch.setattr(train_module, "masked_mse", spy)
+    train(moved, tmp_path / "tuned", epochs=1, init_from=base, **kw)
+    loaded_std = torch.load(base / "weights.pt", weights_only=True)["out_std"].double().numpy()
+    np.testing.assert_allclose(seen[0], _pixel_weights(loaded_std, "log", 1.0, g.wavelength), rtol=1e-5)
