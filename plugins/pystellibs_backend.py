@@ -236,10 +236,9 @@ class SMNetStellib:
         flux, _ = self.generator.surface_flux(teff, logg, self._mh(Z, teff.size), batch_size=self.batch_size)
         with np.errstate(invalid="ignore", over="ignore"):
             integral = np.trapezoid(flux, self._wavelength, axis=1)
-            # the SSP backend's rule: a negative pixel is unusable whatever the integral (it was returned as
-            # negative light, -5e30 erg/s/A); zero pixels are legitimate (tails a generator masks)
-            integral[flux.min(axis=1) < 0] = np.nan
-        return flux * luminosity_scale(integral, self._wavelength, teff)[:, None]
+        # the SSP backend's rule: a spectrum with a negative pixel is unusable (it was returned as negative
+        # light, -5e30 erg/s/A)
+        return flux * luminosity_scale(integral, self._wavelength, teff, flux)[:, None]
 
     def _validate_stars(self, logT, logg, logL, Z, single=False):
         """(logT, logg, logL, Z) as 1-d float arrays of one common length, checked.

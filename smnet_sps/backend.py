@@ -60,7 +60,7 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB
-from .generator import (Generator, _as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
+from .generator import (_as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
                         _refuse_masked, _teff_value, luminosity_scale, planck_fraction, planck_surface_flux,
                         validate_parameters)
 
@@ -287,15 +287,12 @@ class StellarLibraryBackend:
         if generator is None:
             from .neural import load_generator
             generator = load_generator(device=device)
-        elif isinstance(generator, (str, os.PathLike)):
-            # a name, as ssp_spectrum takes it (a str had no attribute 'wavelength')
+        else:
+            # a name, as ssp_spectrum takes it (a str had no attribute 'wavelength'), or a Generator; anything
+            # else a ValueError saying what is accepted
             from .ssp import resolve_generator
-            generator = resolve_generator(os.fspath(generator), device)
-        if not isinstance(generator, Generator):
-            from .ssp import _generator_names
-            names = ", ".join(repr(n) for n in ["blackbody", *_generator_names()])
-            raise ValueError(f"generator must be None (the shipped default), a name ({names}), a model "
-                             f"directory or a smnet_sps Generator; got {type(generator).__name__}")
+            generator = resolve_generator(os.fspath(generator) if isinstance(generator, os.PathLike)
+                                          else generator, device)
         if batch_size is None:
             batch_size = 16384 if str(getattr(generator, "device", "cpu")).startswith("cuda") else 4096
         self.generator = generator
@@ -564,11 +561,9 @@ class StellarLibraryBackend:
         # any NaN/inf pixel makes the integral non-finite, so one product checks and normalises
         with np.errstate(invalid="ignore", over="ignore"):
             integ = _integrate(flux, self._wint)
-            # a negative pixel is unusable too, whatever the integral (it went into the SSP as negative
-            # light); zero pixels are legitimate (tails a generator masks). min: no (n, n_wave) temporary
-            integ[flux.min(axis=1) < 0] = np.nan
-        # f / integral: f the share of sigma Teff^4 the grid holds (what a spectrum on it should integrate to)
-        unit_scale = luminosity_scale(integ, self.wavelength, teff)
+        # f / integral: f the share of sigma Teff^4 the grid holds (what a spectrum on it integrates to);
+        # a spectrum with a negative pixel is unusable too
+        unit_scale = luminosity_scale(integ, self.wavelength, teff, flux)
         good = (status != STATUS["missing"]) & np.isfinite(unit_scale)
         status[~good] = STATUS["missing"]
         correction = np.where(good, SIGMA_SB * teff**4 * unit_scale, np.nan)

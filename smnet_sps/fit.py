@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .generator import _unmask
+
 __all__ = [
     "fit_star",
     "fit_ssp",
@@ -136,20 +138,6 @@ def _as_values(x, name, unit=None):
         return np.asarray(x, float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a numeric array; got {type(x).__name__}") from exc
-
-
-def _unmask(x):
-    """(values, mask or None) of a masked array (numpy's or astropy's ``Masked``; True = masked), else
-    (x, None).
-
-    ``np.asarray`` drops the mask: the junk under it was fitted (Teff 2,400 K, chi^2_red 2e6, no warning)."""
-    from astropy.utils.masked import Masked
-
-    if isinstance(x, np.ma.MaskedArray):
-        return np.ma.getdata(x), np.ma.getmaskarray(x)
-    if isinstance(x, Masked):
-        return x.unmasked, np.asarray(x.mask, bool)
-    return x, None
 
 
 def check_spectrum(wave, flux, ivar=None, mask=None):

@@ -116,16 +116,21 @@ def _as_float_array(value, name):
     return np.atleast_1d(arr.astype(float))
 
 
+def _unmask(x):
+    """(values, mask or None) of a masked array (numpy's or astropy's ``Masked``; True = masked), else
+    (x, None): ``np.asarray`` drops a mask, so what lies under it would be used as valid."""
+    if isinstance(x, np.ma.MaskedArray):
+        return np.ma.getdata(x), np.ma.getmaskarray(x)
+    if isinstance(x, Masked):
+        return x.unmasked, np.asarray(x.mask, bool)
+    return x, None
+
+
 def _refuse_masked(value, name):
     """Refuse a masked array (numpy's or astropy's ``Masked``) with any masked element: ``np.asarray`` drops
     the mask, so the hidden value under it would be computed as if it were valid."""
-    if isinstance(value, np.ma.MaskedArray):
-        mask = np.ma.getmaskarray(value)
-    elif isinstance(value, Masked):
-        mask = np.asarray(value.mask, bool)
-    else:
-        return
-    if mask.any():
+    _, mask = _unmask(value)
+    if mask is not None and mask.any():
         raise ValueError(f"{name} is a masked array with {int(mask.sum())} masked value(s) (first at flat "
                          f"index {int(np.flatnonzero(mask)[0])}); masked values are not supported: remove "
                          "those points or fill them with valid values (e.g. np.ma.filled) before the call")
@@ -452,7 +457,7 @@ def planck_fraction(wave_lo, wave_hi, teff):
             - _planck_fraction_shortward(hc_k / (float(wave_lo) * teff)))
 
 
-def luminosity_scale(integral, wavelength, teff):
+def luminosity_scale(integral, wavelength, teff, flux=None):
     """Factor that turns surface fluxes into spectra per unit bolometric luminosity [1/A], per star.
 
     f / integral(F_lambda d lambda), f = :func:`planck_fraction` over the grid: a star of luminosity L then
@@ -466,10 +471,14 @@ def luminosity_scale(integral, wavelength, teff):
         values give NaN (the caller decides what an unusable spectrum becomes)
     wavelength : array, the grid [A] (only its ends are used; increasing)
     teff : array (n,) [K]
+    flux : array (n, n_wave), optional: the spectra; one with a negative pixel is unusable too, whatever its
+        integral (it went into SSPs as negative light); zero pixels are legitimate (tails a generator masks)
     """
     integral = np.asarray(integral, float)
     on_grid = planck_fraction(wavelength[0], wavelength[-1], teff)
     usable = np.isfinite(integral) & (integral > 0)
+    if flux is not None:
+        usable &= ~(np.asarray(flux).min(axis=1) < 0)       # min: no (n, n_wave) temporary
     return np.where(usable, on_grid / np.where(usable, integral, 1.0), np.nan)
 
 

@@ -52,6 +52,7 @@ from astropy.table import Column, Table
 
 from .constants import C_ANGSTROM, FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
 from .filters import resolve_filters
+from .generator import _unmask
 
 __all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "bandpass_weights", "BandWeights",
            "vega_spectrum", "sun_spectrum", "sun_absolute_magnitudes", "SYSTEMS", "add_cli"]
@@ -269,17 +270,6 @@ def per_mass_formed(flux):
         if flux.unit.is_equivalent(per_mass):
             return flux * u.M_sun
     return flux
-
-
-def _unmask(x):
-    """(values, mask or None) of an astropy ``Masked`` array (True = masked), else (x, None).
-
-    The same rule as ``fit._unmask``, written here because fit imports torch."""
-    from astropy.utils.masked import Masked
-
-    if isinstance(x, Masked):
-        return x.unmasked, np.asarray(x.mask, bool)
-    return x, None
 
 
 def _masked_as_nan(flux, masks):
@@ -680,11 +670,12 @@ def _stellar_mass_per_age(mstar, name, n_ages):
 def _log_lbol_per_age(log_lbol, name, n_ages):
     """log10 L_bol / L_sun per M_sun formed, finite, one per age; a Quantity in dex(L_sun) (or a luminosity,
     taken to dex(L_sun)) is converted."""
+    log_lbol = getattr(log_lbol, "quantity", log_lbol)       # a table Column with a unit: its Quantity
     unit = getattr(log_lbol, "unit", None)
     if unit is not None and unit != u.dimensionless_unscaled:
         try:
             log_lbol = log_lbol.to_value(u.dex(u.L_sun))
-        except (u.UnitsError, ValueError) as exc:
+        except (u.UnitsError, ValueError, TypeError, AttributeError) as exc:
             raise ValueError(f"{name} must be log10 L_bol / L_sun (numbers or dex(L_sun)); got unit "
                              f"{unit}") from exc
     elif unit is not None:

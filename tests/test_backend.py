@@ -231,7 +231,7 @@ def test_constructor_resolves_generator_names_and_refuses_bad_arguments(blackbod
     with pytest.raises(ValueError, match="unknown generator 'no-such-model'; valid: 'blackbody'"):
         StellarLibraryBackend("no-such-model")
     for bad in (object(), 3.0, StellarLibraryBackend(blackbody)):
-        with pytest.raises(ValueError, match=f"generator must be None .* got {type(bad).__name__}"):
+        with pytest.raises(ValueError, match=f"generator must be None.* got {type(bad).__name__}"):
             StellarLibraryBackend(bad)
     for name, value, minimum in (("batch_size", True, 1), ("batch_size", 2.7, 1), ("batch_size", 0, 1),
                                  ("cache_size", 1.5, 0), ("cache_size", None, 0), ("cache_size", -1, 0),

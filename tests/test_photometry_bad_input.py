@@ -111,6 +111,11 @@ def test_ssp_photometry_checks_mstar_and_log_lbol():
     np.testing.assert_allclose(table(mstar=0.5)["ML_sdss2010-r"], 0.5 * per_msun, rtol=1e-12)
     np.testing.assert_allclose(table(log_lbol=[0.0, 1.0] * u.dex(u.L_sun))["M_bol"],
                                MBOL_SUN - 2.5 * np.array([0.0, 1.0]), atol=1e-12)
+    # a table column with a unit, as an SSP table gives it (Column has no to_value: an AttributeError)
+    from astropy.table import Column
+    for column in (Column([0.0, 1.0], unit=u.dex(u.L_sun)), Column([1.0, 10.0], unit=u.L_sun)):
+        np.testing.assert_allclose(table(log_lbol=column)["M_bol"], MBOL_SUN - 2.5 * np.array([0.0, 1.0]),
+                                   atol=1e-12)
     for kw, match in ((dict(mstar=[-1.0, 1.0]), r"mstar must be finite and > 0"),
                       (dict(mstar=[1.0, np.nan]), r"mstar must be finite and > 0"),
                       (dict(mstar=[1.0, 1.0] * u.s), r"mstar must be a mass.*unit s"),
