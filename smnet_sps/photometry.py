@@ -174,6 +174,9 @@ def _pad_for_zero_extension(x, lo, hi):
     return np.concatenate([left, x, right]), len(left), len(right)
 
 
+#: points per wide step of a spectrum (:func:`_power_law_steps`): 1e-4 mag of the exact power-law integral
+POWER_LAW_POINTS = 32
+
 _WEIGHT_CACHE: dict = {}
 
 
@@ -398,6 +401,34 @@ def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
     return w, f, meta, kind
 
 
+def _power_law_steps(w, f):
+    """The spectrum with points added inside steps wider than :data:`~smnet_sps.wavegrid.POINT_SAMPLE_WIDTH`
+    of their wavelength, on the power law through the two samples (log F linear in log lambda; a straight
+    line where either is not positive, NaN where either is).
+
+    The photometry joins samples by straight lines, as synphot does; the default grid's 10-160 um are samples
+    a factor 2 apart, and a straight line between two samples of a Rayleigh-Jeans tail counted 0.2-0.3 mag too
+    much light in WISE W3 / W4 and MIPS 24 um (0.05-0.1 in PACS 70 / 100) for every star and SSP. Steps this
+    wide hold no resolved lines; narrower steps are left as they are."""
+    from .wavegrid import POINT_SAMPLE_WIDTH
+    wide = np.flatnonzero(w[1:] > w[:-1] * (1 + POINT_SAMPLE_WIDTH))
+    if wide.size == 0:
+        return w, f
+    t = np.arange(1, POWER_LAW_POINTS) / POWER_LAW_POINTS          # interior points, evenly in log lambda
+    lo, hi = w[wide][:, None], w[wide + 1][:, None]
+    w_new = lo * (hi / lo) ** t                                     # (k, m)
+    f0, f1 = f[:, wide][..., None], f[:, wide + 1][..., None]       # (n, k, 1)
+    positive = (f0 > 0) & (f1 > 0) & np.isfinite(f0) & np.isfinite(f1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        power = np.exp(np.log(np.where(positive, f0, 1.0)) * (1 - t)
+                       + np.log(np.where(positive, f1, 1.0)) * t)
+    line = f0 + (f1 - f0) * ((w_new - lo) / (hi - lo))
+    f_new = np.where(positive, power, line)
+    order = np.argsort(np.concatenate([w, w_new.ravel()]), kind="stable")
+    return (np.concatenate([w, w_new.ravel()])[order],
+            np.concatenate([f, f_new.reshape(f.shape[0], -1)], axis=1)[:, order])
+
+
 def _clean_flux(f, bands, w, extrapolate):
     """Raise on NaN inside a filter (zeroed with extrapolate) and on negative flux inside a filter."""
     used = np.zeros(w.size, bool)
@@ -553,6 +584,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(_METHODS)}")
     named = resolve_filters(filters)
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
+    w, f = _power_law_steps(w, f)
     bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
     if system == "Vega":
         _check_vega_covers(bands)
