@@ -7,7 +7,8 @@ Usage::
 Prints the figures and writes ``benchmarks/results_generator.md`` (accuracy, seams) and
 ``benchmarks/results_generator_throughput.md`` (end-to-end surface_flux vs the MLP alone, low-precision
 accuracy). Throughput ratios (achieved GFLOP/s over torch's fp32 matmul peak) are measured in the same run;
-absolute times are noisy on a shared machine. ``--throughput-only`` skips the accuracy part.
+absolute times are noisy on a shared machine. ``--throughput-only`` skips the accuracy part,
+``--accuracy-only`` the throughput part.
 """
 from __future__ import annotations
 
@@ -88,7 +89,11 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="skip the released-size (B=1024) model")
     ap.add_argument("--throughput-only", action="store_true",
                     help="only the throughput section (results_generator_throughput.md)")
+    ap.add_argument("--accuracy-only", action="store_true",
+                    help="only the accuracy and seam sections (results_generator.md)")
     args = ap.parse_args(argv)
+    if args.throughput_only and args.accuracy_only:
+        ap.error("--throughput-only and --accuracy-only exclude each other")
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", CoverageWarning)
     out = ["## Generator (SM-Net stage)", ""]
@@ -143,7 +148,8 @@ def main(argv=None):
     if not args.throughput_only:
         (HERE / "results_generator.md").write_text("\n".join(out) + "\n")
         print(f"wrote {HERE / 'results_generator.md'}")
-    throughput_section(gen, args)
+    if not args.accuracy_only:
+        throughput_section(gen, args)
 
 
 def _best_time(fn, repeats=3):

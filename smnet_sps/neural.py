@@ -496,7 +496,8 @@ class NeuralGenerator(_TorchGenerator):
         if self.nodes is None:
             raise ValueError(f"{directory}: a tail table needs the model's training nodes (nodes.npz)")
         check_recorded_sha256(path, cfg.get("tail_sha256"), "tail_sha256", "tail table")
-        return UntrainedTails(path, self.nodes, self.library_names, self.wavelength.size)
+        return UntrainedTails(path, self.nodes, self.library_names, self.wavelength.size, self.wavelength,
+                              cfg.get("tail_floor"))
 
     def _held_inputs(self, teff, logg, logz, mix, with_tail=True):
         """Host side: where each library's network is evaluated for the points it weighs, and the tail lookup.

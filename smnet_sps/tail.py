@@ -54,6 +54,7 @@ MAX_LOG_RATIO = 100.0  # [dex] largest |log10 F / pi B| a table may hold (real o
 BLEND_SQUARINGS = 3    # f^(2^3) = f^8: near 0 until nearly all the weight is on tail nodes (see fill_)
 LOCATE_TOL = 1e-9      # barycentric coordinate by which a point may lie outside a simplex and still be in it
 STAND_IN_DEPTH = 5     # [pixels] see UntrainedTails
+HOLD_BLEND = 0.02      # [dex of Teff] a stand-in's red block fades into the hold beyond its Teff range
 NEAR_FACE = 1e-6       # a barycentric coordinate this small: the point may be on a face (see _find)
 PROJECT_FIRST = 24     # facets of lowest distance bound measured first per point (see _LibraryTail._project)
 PROJECT_CHUNK = 256    # points per block of _LibraryTail._project
@@ -692,7 +693,7 @@ class UntrainedTails:
     n_wave : the model's number of pixels.
     """
 
-    def __init__(self, path, nodes, library_names, n_wave):
+    def __init__(self, path, nodes, library_names, n_wave, wavelength=None, tail_floor=None):
         data = _read_table(path, library_names, n_wave)
         self.library_names = list(library_names)
         points = node_points(np.log10(nodes["teff"]), nodes["logg"], nodes["logz"])
@@ -721,6 +722,23 @@ class UntrainedTails:
         # the library's own network was trained, and there another library's tail cost BaSeL's coolest test
         # nodes UV p95 45 % -> 61 % (5 pixels: 47 %; its tail median 0.23 -> 0.24 dex)
         self.depth = [STAND_IN_DEPTH if name in self.stand_ins else 0 for name in self.library_names]
+        # the Rayleigh-Jeans side of a library without a red block of its own (no table: CM87; a table from
+        # before 2026-12-03) is held at the network's departure from the blackbody where the network last
+        # learned (hold_): its untrained output was far off (CM87 at 40 um: 17-23x too bright), a constant
+        # ratio of brightness temperature to Teff is not (CM87's nodes: median 0.003 dex). A stand-in's red
+        # block serves inside the stand-in's Teff range only (BaSeL with CK04's: median 0.001-0.008 dex at
+        # 10-160 um above 3,500 K), beyond it the hold (cooler BaSeL stars took CK04's 3,500 K face: 0.11 dex
+        # median, 1.8x at 2,500 K; held 0.0003), blended over HOLD_BLEND dex of log Teff
+        self.held_red = [lib is None or name in self.stand_ins
+                         or not any(not redward for *_, redward in lib.blocks)
+                         for name, lib in zip(self.library_names, self.libraries)]
+        self.red_teff_range = np.tile([np.inf, -np.inf], (len(self.library_names), 1))   # log10 Teff
+        for name, stand_in in self.stand_ins.items():
+            if any(not redward for *_, redward in self.libraries[self.library_names.index(name)].blocks):
+                teff = np.log10(nodes["teff"][self.node_index[stand_in]])
+                self.red_teff_range[self.library_names.index(name)] = teff.min(), teff.max()
+        self.wavelength = None if wavelength is None else np.asarray(wavelength, float)
+        self.tail_floor = tail_floor
         self._steps = {}
 
     def locate(self, points, library_index):
@@ -749,6 +767,7 @@ class UntrainedTails:
             steps = self._steps[params.device] = torch.as_tensor(NODE_STEPS, dtype=torch.float64,
                                                                  device=params.device)
         points = params.to(torch.float64) / steps
+        plan = self._hold_plan(log_ratio, params, libs)
         for j in torch.unique(libs).tolist():
             lib = self.libraries[j]
             if lib is None or not lib.blocks or len(lib.values) == 0:
@@ -759,6 +778,12 @@ class UntrainedTails:
                             projected if whole else projected[rows])
             v = verts if whole else verts[rows]
             weights = w.to(log_ratio.dtype)
+            # a stand-in's red block only inside the stand-in's Teff range (beyond it the hold, _hold_plan)
+            strength = None
+            if self.held_red[j] and np.isfinite(self.red_teff_range[j, 0]):
+                log_t = (params if whole else params[rows])[:, 0].to(torch.float64)
+                strength = self._red_weight(torch.full_like(log_t, j, dtype=torch.long), log_t)
+                strength = strength.to(log_ratio.dtype)[:, None]
             for start, redward, values, tail, extent in lib.tables(log_ratio.device, log_ratio.dtype,
                                                                   self.depth[j]):
                 # only as far into the block as these points' nodes have tail pixels: elsewhere the blend
@@ -768,12 +793,76 @@ class UntrainedTails:
                     continue
                 keep = slice(0, reach) if redward else slice(values.shape[1] - reach, values.shape[1])
                 log_ratio = _fill_block(log_ratio, start + keep.start, values[:, keep], tail[:, keep], v,
-                                        weights, rows, whole)
+                                        weights, rows, whole, None if redward else strength)
+        return log_ratio if plan is None else self._hold(log_ratio, plan)
+
+
+    def _hold_plan(self, log_ratio, params, libs):
+        """Where and at what the Rayleigh-Jeans tail of the libraries in :attr:`held_red` is held, read from
+        the network's own output (before any fill): per row, the first pixel redward of the peak fainter than
+        ``tail_floor`` x the peak (where training left out the nodes around it) and the network's log10(F /
+        pi B) of the pixel before, a constant ratio of brightness temperature to Teff from there on; with the
+        weight of a stand-in's red block (1 inside its Teff range, 0 beyond HOLD_BLEND of it). None where
+        there is nothing to hold (or an older caller gave no wavelengths or floor)."""
+        held_libs = [j for j, held in enumerate(self.held_red) if held]
+        if not held_libs or self.wavelength is None or not self.tail_floor:
+            return None
+        rows = torch.isin(libs, torch.as_tensor(held_libs, device=libs.device)).nonzero()[:, 0]
+        if rows.numel() == 0:
+            return None
+        consts = self._hold_constants(log_ratio.device)
+        log_t = params[rows, 0].detach().to(torch.float64)
+        lr = log_ratio[rows]
+        # log10 F up to a constant: the network's ratio + log10 B_lambda(T), B ~ lambda^-5 / (e^x - 1), with
+        # ln(e^x - 1) = x + ln(1 - e^-x) (no overflow in the far UV of cool stars)
+        x = consts["hc_over_k"][None, :] / (10.0 ** log_t)[:, None]
+        ln_expm1 = x + torch.log1p(-torch.exp(-x))
+        log_flux = (lr.detach().to(torch.float64) + consts["minus5_log_lam"][None, :]
+                    - ln_expm1 / np.log(10.0))
+        peak = log_flux.argmax(1, keepdim=True)
+        faint = ((consts["cols"][None, :] > peak)
+                 & (log_flux < log_flux.gather(1, peak) + np.log10(self.tail_floor)))
+        first = torch.where(faint.any(1, keepdim=True), faint.to(torch.int8).argmax(1, keepdim=True),
+                            torch.full_like(peak, log_ratio.shape[1]))
+        last_learned = lr.gather(1, (first - 1).clamp(min=0))
+        # (the weight follows Teff with its derivative; which pixel holds does not)
+        weight = self._red_weight(libs[rows], params[rows, 0].to(torch.float64))
+        return rows, first, last_learned, weight.to(lr.dtype)[:, None]
+
+    def _red_weight(self, libs, log_t):
+        """Per row, the weight of the library's stand-in red block: 1 inside the stand-in's Teff range, 0
+        beyond HOLD_BLEND dex of it (and for a library without one)."""
+        lo, hi = (torch.as_tensor(self.red_teff_range[:, k], dtype=torch.float64, device=libs.device)[libs]
+                  for k in (0, 1))
+        return ((log_t - lo) / HOLD_BLEND + 1).clamp(0, 1) * ((hi - log_t) / HOLD_BLEND + 1).clamp(0, 1)
+
+    def _hold(self, log_ratio, plan):
+        """The hold of :meth:`_hold_plan` applied after the fill: from each row's first faint pixel on, the
+        held value, blended with a stand-in's filled red block by its weight there."""
+        rows, first, last_learned, inside = plan
+        lr = log_ratio[rows]
+        tail = self._hold_constants(log_ratio.device)["cols"][None, :] >= first
+        new = torch.where(tail, last_learned + inside * (lr - last_learned), lr)
+        if torch.is_grad_enabled() and log_ratio.requires_grad:
+            return log_ratio.index_copy(0, rows, new)
+        log_ratio[rows] = new
         return log_ratio
 
+    def _hold_constants(self, device):
+        key = ("hold", str(device))
+        if key not in self._steps:
+            lam_cm = self.wavelength * 1e-8
+            h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
+            self._steps[key] = {
+                "hc_over_k": torch.as_tensor(h * c / k / lam_cm, dtype=torch.float64, device=device),
+                "minus5_log_lam": torch.as_tensor(-5.0 * np.log10(lam_cm), dtype=torch.float64,
+                                                  device=device),
+                "cols": torch.arange(self.wavelength.size, device=device)}
+        return self._steps[key]
 
-def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole):
-    """Pixels start .. start + width of a library's table (values, tail mask) filled into ``log_ratio``."""
+def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole, strength=None):
+    """Pixels start .. start + width of a library's table (values, tail mask) filled into ``log_ratio``;
+    ``strength`` (rows, 1): a factor on the blend weight per row (None: 1)."""
     # The tail value at a pixel is the interpolation of the nodes in their tail there (renormalised to them),
     # blended with the network's output by f^8, f = those nodes' total weight: where every node that weighs
     # is in its tail only they count, where none is the network stands, and across a simplex face, where a
@@ -790,6 +879,8 @@ def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole):
     f = wsum.clamp(0.0, 1.0)
     for _ in range(BLEND_SQUARINGS):
         f = f * f
+    if strength is not None:
+        f = f * strength
     # (below 1e-6, f < 1e-48: the interpolation does not count, and dividing by ~0 would give NaN gradients)
     interp = interp / torch.where(wsum > 1e-6, wsum, torch.ones_like(wsum))
     cols = slice(start, start + values.shape[1])
