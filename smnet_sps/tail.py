@@ -810,15 +810,14 @@ class UntrainedTails:
         rows = torch.isin(libs, torch.as_tensor(held_libs, device=libs.device)).nonzero()[:, 0]
         if rows.numel() == 0:
             return None
-        consts = self._hold_constants(log_ratio.device)
-        log_t = params[rows, 0].detach().to(torch.float64)
         lr = log_ratio[rows]
+        consts = self._hold_constants(log_ratio.device, lr.dtype)
         # log10 F up to a constant: the network's ratio + log10 B_lambda(T), B ~ lambda^-5 / (e^x - 1), with
-        # ln(e^x - 1) = x + ln(1 - e^-x) (no overflow in the far UV of cool stars)
-        x = consts["hc_over_k"][None, :] / (10.0 ** log_t)[:, None]
-        ln_expm1 = x + torch.log1p(-torch.exp(-x))
-        log_flux = (lr.detach().to(torch.float64) + consts["minus5_log_lam"][None, :]
-                    - ln_expm1 / np.log(10.0))
+        # ln(e^x - 1) = x + ln(1 - e^-x) (no overflow in the far UV of cool stars); in the network's dtype,
+        # which places a threshold 6 dex below the peak well enough
+        x = consts["hc_over_k"][None, :] * (10.0 ** -params[rows, 0].detach()).to(lr.dtype)[:, None]
+        log_flux = (lr.detach() + consts["minus5_log_lam"][None, :]
+                    - (x + torch.log1p(-torch.exp(-x))) / np.log(10.0))
         peak = log_flux.argmax(1, keepdim=True)
         faint = ((consts["cols"][None, :] > peak)
                  & (log_flux < log_flux.gather(1, peak) + np.log10(self.tail_floor)))
@@ -841,24 +840,24 @@ class UntrainedTails:
         held value, blended with a stand-in's filled red block by its weight there."""
         rows, first, last_learned, inside = plan
         lr = log_ratio[rows]
-        tail = self._hold_constants(log_ratio.device)["cols"][None, :] >= first
+        tail = self._hold_constants(log_ratio.device, log_ratio.dtype)["cols"][None, :] >= first
         new = torch.where(tail, last_learned + inside * (lr - last_learned), lr)
         if torch.is_grad_enabled() and log_ratio.requires_grad:
             return log_ratio.index_copy(0, rows, new)
         log_ratio[rows] = new
         return log_ratio
 
-    def _hold_constants(self, device):
-        key = ("hold", str(device))
+    def _hold_constants(self, device, dtype=torch.float64):
+        key = ("hold", str(device), dtype)
         if key not in self._steps:
             lam_cm = self.wavelength * 1e-8
             h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
             self._steps[key] = {
-                "hc_over_k": torch.as_tensor(h * c / k / lam_cm, dtype=torch.float64, device=device),
-                "minus5_log_lam": torch.as_tensor(-5.0 * np.log10(lam_cm), dtype=torch.float64,
-                                                  device=device),
+                "hc_over_k": torch.as_tensor(h * c / k / lam_cm, device=device).to(dtype),
+                "minus5_log_lam": torch.as_tensor(-5.0 * np.log10(lam_cm), device=device).to(dtype),
                 "cols": torch.arange(self.wavelength.size, device=device)}
         return self._steps[key]
+
 
 def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole, strength=None):
     """Pixels start .. start + width of a library's table (values, tail mask) filled into ``log_ratio``;
