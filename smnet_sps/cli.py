@@ -15,7 +15,7 @@ COMMAND_MODULES = [
     "smnet_sps.grid",         # grid build / grid info
     "smnet_sps.train",        # train
     "smnet_sps.experts",      # experts (combine per-library specialists)
-    "smnet_sps.tail",         # tail (tabulate the untrained Wien tail into a model)
+    "smnet_sps.tail",         # tail (tabulate the untrained tails into a model)
     "smnet_sps.evaluate",     # evaluate
     "smnet_sps.validate",     # validate (observed stars, mixture ranking)
     "smnet_sps.calibrate",    # calibrate (semi-empirical correction)

@@ -101,7 +101,7 @@ def _read_specialist(directory, lib, ref, ref_cfg, ref_scaling, ref_nodes):
     if ref_cfg.get("tail_file") and cfg.get("tail_floor") != ref_cfg.get("tail_floor"):
         # the tail table fills the pixels below the model's floor: a specialist that learned them loses them
         raise ValueError(f"specialist {directory} was trained with tail_floor {cfg.get('tail_floor')}, {ref} "
-                         f"with {ref_cfg.get('tail_floor')}, whose Wien-tail table would overwrite what the "
+                         f"with {ref_cfg.get('tail_floor')}, whose tail table would overwrite what the "
                          f"specialist learned; train it with --tail-floor {ref_cfg.get('tail_floor')}")
     trained = cfg.get("trained_libraries")
     if trained != [lib]:
@@ -190,7 +190,7 @@ def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes, same_setting=Tru
 
 
 def _tail_without_excluded(out, cfg, records):
-    """Nodes a specialist was not trained on (a cross-validation fold) leave the model's Wien-tail table too,
+    """Nodes a specialist was not trained on (a cross-validation fold) leave the model's tail table too,
     or their tails would come back through it; updates ``cfg["tail_sha256"]``."""
     from .tail import TAIL_FILE, write_without_nodes
     excluded = sorted({int(i) for r in records.values() for i in r.get("excluded_nodes", [])})

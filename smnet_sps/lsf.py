@@ -11,7 +11,10 @@ between the pixel's edges (midpoints between neighbouring centres), else 0. Its 
 which is 20 A from 2,900 A to 1 um except 15, 10, 15 A at 3,630, 3,640, 3,650 A, 10 A in 1,000-2,900 A,
 50 A in J, 100-200 A in H/K (:func:`grid_lsf_fwhm`; :func:`measure_grid_lsf` measures it by pushing narrow
 lines through the very binning). The generator reproduces the binned libraries, so this is the LSF a fit
-should assume; the model cannot know about lines narrower than a pixel.
+should assume; the model cannot know about lines narrower than a pixel. The default grid's 9 pixels of
+10-160 um are the exception: 12-75 % of their wavelength wide, they hold samples at their wavelength, not
+bin averages (:data:`smnet_sps.wavegrid.POINT_SAMPLE_WIDTH`), so they have no box LSF (their declared FWHM is
+their width; nobody fits lines there).
 
 A box is not a Gaussian (its sigma is FWHM / sqrt(12) = 0.29 FWHM; a Gaussian's is 0.42 FWHM), while pPXF
 measures a Gaussian line-of-sight velocity dispersion on top of a Gaussian instrumental LSF.
@@ -60,7 +63,9 @@ FWHM_PER_SIGMA = np.sqrt(8.0 * np.log(2.0))  # 2.3548: Gaussian FWHM / sigma
 POSITION_SHARE = 0.45
 LSF_SHAPE = "box"
 LSF_DOC = ("box of full width = pixel width (edges at midpoints between pixel centres): the flux-conserving "
-           "bin average that puts every library on the grid; FWHM per pixel [Angstrom]")
+           "bin average that puts every library on the grid; FWHM per pixel [Angstrom]; on the default grid "
+           "the 9 pixels of 10-160 um are samples at their wavelength "
+           "(smnet_sps.wavegrid.POINT_SAMPLE_WIDTH), their FWHM only their width")
 
 
 def _as_aa(wave, name="wave"):

@@ -262,7 +262,7 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
 
 
 def _tail_filled(generator):
-    """Whether the generator (or the base model it wraps) fills its untrained Wien tail from its training
+    """Whether the generator (or the base model it wraps) fills its untrained tails from its training
     nodes (smnet_sps.tail): the far UV of cool stars and the He+-ionising flux depend on it."""
     for gen in (generator, getattr(generator, "base", None)):
         if getattr(gen, "tail", None) is not None:
@@ -579,7 +579,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         formed), ``mass_stars``, ``mass_remnants``, ``log_mass`` (log10 of stars + remnants, as FSPS),
         ``missing_fraction`` (of L_bol from stars without a spectrum), ``phase_luminosity`` (dict phase
         name -> L_sun), ``n_points``, ``generator``, ``tail_filled`` (the generator fills its untrained
-        Wien tail from its training nodes: docs/generator.md), ``isochrones``, ``imf``, ``log_age``,
+        tails from its training nodes: docs/generator.md), ``isochrones``, ``imf``, ``log_age``,
         ``age_yr``, ``Z``, ``logzsol``, ``zsun``, ``special_phases``, ``outside``, ``flux_unit``.
     """
     from specutils import Spectrum
@@ -935,7 +935,7 @@ def _write_fits(spec, path):
              ("OUTFRAC", m["outside_fraction"], "fraction of Lbol from stars outside coverage"),
              ("NPOINTS", m["n_points"], "isochrone points used"),
              ("GENERATR", m["generator"], "stellar spectrum generator"),
-             ("TAILFILL", bool(m.get("tail_filled", False)), "untrained Wien tail from training nodes"),
+             ("TAILFILL", bool(m.get("tail_filled", False)), "untrained tails from training nodes"),
              ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),
              ("SPECIAL", m["special_phases"], "treatment of TP-AGB / WR stars"),
              ("OUTSIDE", m["outside"], "rule for stars outside coverage"),

@@ -24,11 +24,15 @@ training targets', that every spectrum is then held to). The table (``tail.npz``
 the tail pixels of the training nodes only, so held-out nodes stay held out: per library a blue block
 (``log_ratio:<name>``, the first pixels of the grid up to its reddest Wien-tail pixel) and a red block
 (``red_log_ratio:<name>``, from its bluest Rayleigh-Jeans-tail pixel to the end; absent in tables written
-before 2026-12-03, whose red tails stay the network's).
+before 2026-12-03).
 
 A library may be left out of the table (its spectra cannot be shipped) and take another's tail instead (a
-"stand-in": the shipped model's BaSeL takes CK04's), then only :data:`STAND_IN_DEPTH` pixels or more inside
-that tail.
+"stand-in": the shipped model's BaSeL takes CK04's), then on the Wien side only :data:`STAND_IN_DEPTH` pixels
+or more inside that tail, and on the Rayleigh-Jeans side only within the stand-in's Teff range. Where a
+library has no red block of its own to use (no table: CM87; beyond its stand-in's Teff range; an older
+table), its Rayleigh-Jeans tail is *held*: from the first pixel the network's output puts below the floor,
+the network's log10(F / pi B) of the pixel before (a constant ratio of brightness temperature to Teff),
+where the untrained output was off by up to 20x.
 
 Pure numpy for the table and the host-side lookup; :meth:`UntrainedTails.fill_` is torch (device, dtype and
 autograd follow the network's output).

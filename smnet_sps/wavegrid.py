@@ -2,7 +2,7 @@
 
 Default grid: the 1,221-pixel BaSeL grid, 91 A - 160 um. Steps: 1-8 A below 1000 A, ~10 A in the UV
 (1000-2900 A), 10-20 A in the optical (3000 A - 1 um), 35-55 A in J/H, 75-200 A from 1.6 to 5 um,
-200-400 A to 10 um, then only 7 pixels from 20 to 160 um (enough for the bolometric tail, too coarse
+200-400 A to 10 um, then only 8 pixels from 20 to 160 um (enough for the bolometric tail, too coarse
 for anything but broad-band mid/far-IR work; its 9 pixels from 10 um on are samples at their wavelength, not
 bin averages: :data:`POINT_SAMPLE_WIDTH`). Why this grid:
 
