@@ -167,8 +167,11 @@ def tabulate_tail(wavelength, log_ratio_ref, tail, library_id, split, library_na
         if red is not None:
             cols = np.flatnonzero(red.any(0))
             start = int(cols.min()) if cols.size else n_wave
-            if start < n_cols:              # the two sides meet across the library's nodes: one block
-                blue, n_cols, start = blue | red, n_wave, n_wave
+            if start < n_cols:
+                # the two sides overlap across the library's nodes: the blue block takes both sides' pixels
+                # up to its end, the red block starts there (each side keeps a block, so the red side is
+                # never mistaken for one without)
+                blue, start = blue | red, n_cols
         table[f"node:{name}"] = nodes.astype(np.int32)
         table[f"log_ratio:{name}"] = np.where(blue[:, :n_cols], log_ratio_ref[nodes, :n_cols],
                                               np.nan).astype(np.float16)

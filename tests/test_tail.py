@@ -540,3 +540,21 @@ def test_gradients_through_the_held_tail_and_its_blend_match_finite_differences(
         def log_flux(teff, logg, logz, lib=lib):
             return torch.log(gen.torch_surface_flux(teff, logg, logz, library=lib))[:, pix]
         assert torch.autograd.gradcheck(log_flux, args, eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_tail_blocks_that_overlap_keep_a_red_block():
+    """A library whose nodes' Wien tails reach past other nodes' Rayleigh-Jeans tails: the blue block takes
+    both sides up to its end and the red block starts there, so the library still has a red block of its own
+    (it is not held) and every tail pixel is tabulated once."""
+    from smnet_sps.tail import tabulate_tail
+    wave = np.arange(1.0, 11.0)
+    values = np.arange(20.0).reshape(2, 10)
+    blue = np.zeros((2, 10), bool)
+    red = np.zeros((2, 10), bool)
+    blue[0, :7] = True                  # a cool node: Wien tail to pixel 6
+    red[1, 4:] = True                   # a hot node: Rayleigh-Jeans tail from pixel 4
+    table = tabulate_tail(wave, values, blue, np.zeros(2, int), np.zeros(2, int), ["lib"], red_tail=red)
+    b, r = table["log_ratio:lib"].astype(float), table["red_log_ratio:lib"].astype(float)
+    assert b.shape == (2, 7) and r.shape == (2, 3)
+    np.testing.assert_array_equal(np.isfinite(np.hstack([b, r])), blue | red)
+    np.testing.assert_array_equal(np.hstack([b, r])[blue | red], values[blue | red])
