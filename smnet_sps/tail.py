@@ -775,6 +775,11 @@ class UntrainedTails:
                                                                  device=params.device)
         points = params.to(torch.float64) / steps
         plan = self._hold_plan(log_ratio, params, libs)
+        first_all = None
+        if plan is not None:       # per row, where its hold begins (n_wave: none)
+            first_all = torch.full((libs.numel(), 1), log_ratio.shape[1], dtype=torch.long,
+                                   device=libs.device)
+            first_all[plan[0]] = plan[1]
         for j in torch.unique(libs).tolist():
             lib = self.libraries[j]
             if lib is None or not lib.blocks or len(lib.values) == 0:
@@ -785,12 +790,14 @@ class UntrainedTails:
                             projected if whole else projected[rows])
             v = verts if whole else verts[rows]
             weights = w.to(log_ratio.dtype)
-            # a stand-in's red block only inside the stand-in's Teff range (beyond it the hold, _hold_plan)
-            strength = None
+            # a stand-in's red block only inside the stand-in's Teff range: its weight there scales the fill
+            # short of where the hold begins; from there on _hold blends the full fill with the held value
+            strength = first = None
             if self.held_red[j] and np.isfinite(self.red_teff_range[j, 0]):
                 log_t = (params if whole else params[rows])[:, 0].to(torch.float64)
                 strength = self._red_weight(torch.full_like(log_t, j, dtype=torch.long), log_t)
                 strength = strength.to(log_ratio.dtype)[:, None]
+                first = None if first_all is None else (first_all if whole else first_all[rows])
             for start, redward, values, tail, extent in lib.tables(log_ratio.device, log_ratio.dtype,
                                                                   self.depth[j]):
                 # only as far into the block as these points' nodes have tail pixels: elsewhere the blend
@@ -799,8 +806,14 @@ class UntrainedTails:
                 if reach == 0:
                     continue
                 keep = slice(0, reach) if redward else slice(values.shape[1] - reach, values.shape[1])
+                block_strength = None
+                if strength is not None and not redward:
+                    block_strength = strength
+                if block_strength is not None and first is not None:
+                    cols = torch.arange(start + keep.start, start + keep.stop, device=libs.device)[None, :]
+                    block_strength = torch.where(cols >= first, torch.ones_like(strength), strength)
                 log_ratio = _fill_block(log_ratio, start + keep.start, values[:, keep], tail[:, keep], v,
-                                        weights, rows, whole, None if redward else strength)
+                                        weights, rows, whole, block_strength)
         return log_ratio if plan is None else self._hold(log_ratio, plan)
 
 
@@ -823,11 +836,16 @@ class UntrainedTails:
         # ln(e^x - 1) = x + ln(1 - e^-x) (no overflow in the far UV of cool stars); in the network's dtype,
         # which places a threshold 6 dex below the peak well enough
         x = consts["hc_over_k"][None, :] * (10.0 ** -params[rows, 0].detach()).to(lr.dtype)[:, None]
-        log_flux = (lr.detach() + consts["minus5_log_lam"][None, :]
-                    - (x + torch.log1p(-torch.exp(-x))) / np.log(10.0))
+        log_planck = consts["minus5_log_lam"][None, :] - (x + torch.log1p(-torch.exp(-x))) / np.log(10.0)
+        ratio = lr.detach()
+        log_flux = ratio + log_planck
         peak = log_flux.argmax(1, keepdim=True)
+        # a pixel is faint if the blackbody times the smaller of its own ratio and its blue neighbour's is: an
+        # untrained pixel the network made brighter (ratio ~0 where the library has -0.4) then cannot pass
+        # for a learned one and be held (a 2,082 K BaSeL dwarf held one: 2.4x at 80-160 um)
+        low = torch.minimum(ratio, torch.cat([ratio[:, :1], ratio[:, :-1]], 1))
         faint = ((consts["cols"][None, :] > peak)
-                 & (log_flux < log_flux.gather(1, peak) + np.log10(self.tail_floor)))
+                 & (low + log_planck < log_flux.gather(1, peak) + np.log10(self.tail_floor)))
         first = torch.where(faint.any(1, keepdim=True), faint.to(torch.int8).argmax(1, keepdim=True),
                             torch.full_like(peak, log_ratio.shape[1]))
         last_learned = lr.gather(1, (first - 1).clamp(min=0))
@@ -868,7 +886,7 @@ class UntrainedTails:
 
 def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole, strength=None):
     """Pixels start .. start + width of a library's table (values, tail mask) filled into ``log_ratio``;
-    ``strength`` (rows, 1): a factor on the blend weight per row (None: 1)."""
+    ``strength`` (rows, 1 or width): a factor on the blend weight (None: 1)."""
     # The tail value at a pixel is the interpolation of the nodes in their tail there (renormalised to them),
     # blended with the network's output by f^8, f = those nodes' total weight: where every node that weighs
     # is in its tail only they count, where none is the network stands, and across a simplex face, where a
