@@ -519,3 +519,28 @@ def test_the_far_infrared_samples_are_joined_by_power_laws():
     np.testing.assert_allclose(f2[1, between], 2.0 - 2.0 * (w2[between] - 1e5) / 1e5, rtol=1e-12)
     assert np.isnan(f2[2, added & (w2 < 2e5)]).all()
     assert not ((w2 > 2e5) & (w2 < 2.05e5)).any()                 # a 2.5 % step is left as it is
+
+
+def test_wide_steps_are_refined_after_the_nan_rule_and_only_where_a_filter_reaches():
+    """A NaN sample is judged as given (one value named, not the 63 points refined around it; zeroed with
+    extrapolate=True, not a blanked 40 um step: W4 2.3 mag faint), and optical filters leave the far-infrared
+    steps as they are (no cost)."""
+    import warnings
+
+    from smnet_sps.generator import planck_surface_flux
+    from smnet_sps.photometry import _power_law_steps
+    from smnet_sps.wavegrid import default_wavelength
+    flam = u.Unit("erg s-1 cm-2 AA-1")
+    grid = default_wavelength().value
+    flux = planck_surface_flux(grid, np.array([5000.0]))
+    holed = flux.copy()
+    holed[0, np.argmin(np.abs(grid - 4e5))] = np.nan
+    with pytest.raises(ValueError, match=r"has 1 non-finite flux value"):
+        magnitudes((grid * u.AA, holed * flam), "wise2010-W4")
+    clean = magnitudes((grid * u.AA, flux * flam), "wise2010-W4")["wise2010-W4"][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zeroed = magnitudes((grid * u.AA, holed * flam), "wise2010-W4", extrapolate=True)["wise2010-W4"][0]
+    assert abs(float(zeroed - clean)) < 0.5
+    w2, f2 = _power_law_steps(grid, flux, [(5000.0, 7000.0)])
+    assert w2 is grid and f2 is flux
