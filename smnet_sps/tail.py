@@ -170,7 +170,9 @@ def tabulate_tail(wavelength, log_ratio_ref, tail, library_id, split, library_na
             if start < n_cols:
                 # the two sides overlap across the library's nodes: the blue block takes both sides' pixels
                 # up to its end, the red block starts there (each side keeps a block, so the red side is
-                # never mistaken for one without)
+                # never mistaken for one without). Known limit: for a stand-in, the red-side pixels inside
+                # the blue block get the Wien side's depth and no Teff-range weight (no shipped table has
+                # such an overlap: CK04's blocks end at pixel 294 and start at 980)
                 blue, start = blue | red, n_cols
         table[f"node:{name}"] = nodes.astype(np.int32)
         table[f"log_ratio:{name}"] = np.where(blue[:, :n_cols], log_ratio_ref[nodes, :n_cols],

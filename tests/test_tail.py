@@ -562,8 +562,8 @@ def test_tail_blocks_that_overlap_keep_a_red_block():
 
 def test_the_hold_neither_jumps_nor_overshoots(default_generator):
     """An untrained pixel the network made brighter must not pass for a learned one and be held (BaSeL held
-    one at 2,082 K but not at 2,083 K: 2.4x at 80-160 um), and across the 0.02 dex where CK04's red block fades
-    into the hold the far infrared moves monotonically (blending the fill twice overshot both ends)."""
+    one at 2,082 K but not at 2,083 K: 2.4x at 80-160 um), and across the 0.02 dex where CK04's red block
+    fades into the hold the far infrared moves monotonically (blending the fill twice overshot both ends)."""
     from smnet_sps.model import blackbody_log_ratio
     gen = default_generator
     far = gen.wavelength >= 8e5
