@@ -59,6 +59,7 @@ BLEND_SQUARINGS = 3    # f^(2^3) = f^8: near 0 until nearly all the weight is on
 LOCATE_TOL = 1e-9      # barycentric coordinate by which a point may lie outside a simplex and still be in it
 STAND_IN_DEPTH = 5     # [pixels] see UntrainedTails
 HOLD_BLEND = 0.02      # [dex of Teff] a stand-in's red block fades into the hold beyond its Teff range
+HOLD_SOFT = 0.03       # [dex of flux] a pixel moves from its own value to the held one this near the floor
 NEAR_FACE = 1e-6       # a barycentric coordinate this small: the point may be on a face (see _find)
 PROJECT_FIRST = 24     # facets of lowest distance bound measured first per point (see _LibraryTail._project)
 PROJECT_CHUNK = 256    # points per block of _LibraryTail._project
@@ -777,11 +778,10 @@ class UntrainedTails:
                                                                  device=params.device)
         points = params.to(torch.float64) / steps
         plan = self._hold_plan(log_ratio, params, libs)
-        first_all = None
-        if plan is not None:       # per row, where its hold begins (n_wave: none)
-            first_all = torch.full((libs.numel(), 1), log_ratio.shape[1], dtype=torch.long,
-                                   device=libs.device)
-            first_all[plan[0]] = plan[1]
+        held_all = None
+        if plan is not None:       # per row and pixel, how much it is held (0 for rows without a hold)
+            held_all = torch.zeros(log_ratio.shape, dtype=log_ratio.dtype, device=log_ratio.device)
+            held_all[plan[0]] = plan[1].detach()
         for j in torch.unique(libs).tolist():
             lib = self.libraries[j]
             if lib is None or not lib.blocks or len(lib.values) == 0:
@@ -793,13 +793,13 @@ class UntrainedTails:
             v = verts if whole else verts[rows]
             weights = w.to(log_ratio.dtype)
             # a stand-in's red block only inside the stand-in's Teff range: its weight there scales the fill
-            # short of where the hold begins; from there on _hold blends the full fill with the held value
-            strength = first = None
+            # where nothing is held; where the hold acts _hold blends the full fill with the held value
+            strength = held = None
             if self.held_red[j] and np.isfinite(self.red_teff_range[j, 0]):
                 log_t = (params if whole else params[rows])[:, 0].to(torch.float64)
                 strength = self._red_weight(torch.full_like(log_t, j, dtype=torch.long), log_t)
                 strength = strength.to(log_ratio.dtype)[:, None]
-                first = None if first_all is None else (first_all if whole else first_all[rows])
+                held = None if held_all is None else (held_all if whole else held_all[rows])
             for start, redward, values, tail, extent in lib.tables(log_ratio.device, log_ratio.dtype,
                                                                   self.depth[j]):
                 # only as far into the block as these points' nodes have tail pixels: elsewhere the blend
@@ -811,9 +811,9 @@ class UntrainedTails:
                 block_strength = None
                 if strength is not None and not redward:
                     block_strength = strength
-                if block_strength is not None and first is not None:
-                    cols = torch.arange(start + keep.start, start + keep.stop, device=libs.device)[None, :]
-                    block_strength = torch.where(cols >= first, torch.ones_like(strength), strength)
+                    if held is not None:
+                        h = held[:, start + keep.start:start + keep.stop]
+                        block_strength = strength + h * (1.0 - strength)
                 log_ratio = _fill_block(log_ratio, start + keep.start, values[:, keep], tail[:, keep], v,
                                         weights, rows, whole, block_strength)
         return log_ratio if plan is None else self._hold(log_ratio, plan)
@@ -823,9 +823,9 @@ class UntrainedTails:
         """Where and at what the Rayleigh-Jeans tail of the libraries in :attr:`held_red` is held, read from
         the network's own output (before any fill): per row, the first pixel redward of the peak fainter than
         ``tail_floor`` x the peak (where training left out the nodes around it) and the network's log10(F /
-        pi B) of the pixel before, a constant ratio of brightness temperature to Teff from there on; with the
-        weight of a stand-in's red block (1 inside its Teff range, 0 beyond HOLD_BLEND of it). None where
-        there is nothing to hold (or an older caller gave no wavelengths or floor)."""
+        pi B) where the floor is crossed, a constant ratio of brightness temperature to Teff from there on;
+        with the weight of a stand-in's red block (1 inside its Teff range, 0 beyond HOLD_BLEND of it). None
+        where there is nothing to hold (or an older caller gave no wavelengths or floor)."""
         held_libs = [j for j, held in enumerate(self.held_red) if held]
         if not held_libs or self.wavelength is None or not self.tail_floor:
             return None
@@ -837,23 +837,39 @@ class UntrainedTails:
         # log10 F up to a constant: the network's ratio + log10 B_lambda(T), B ~ lambda^-5 / (e^x - 1), with
         # ln(e^x - 1) = x + ln(1 - e^-x) (no overflow in the far UV of cool stars); in the network's dtype,
         # which places a threshold 6 dex below the peak well enough
-        x = consts["hc_over_k"][None, :] * (10.0 ** -params[rows, 0].detach()).to(lr.dtype)[:, None]
+        x = consts["hc_over_k"][None, :] * (10.0 ** -params[rows, 0]).to(lr.dtype)[:, None]
         log_planck = consts["minus5_log_lam"][None, :] - (x + torch.log1p(-torch.exp(-x))) / np.log(10.0)
-        ratio = lr.detach()
-        log_flux = ratio + log_planck
-        peak = log_flux.argmax(1, keepdim=True)
+        log_flux = lr + log_planck
+        peak = log_flux.detach().argmax(1, keepdim=True)
+        threshold = log_flux.gather(1, peak) + np.log10(self.tail_floor)
         # a pixel is faint if the blackbody times the smaller of its own ratio and its blue neighbour's is: an
         # untrained pixel the network made brighter (ratio ~0 where the library has -0.4) then cannot pass
         # for a learned one and be held (a 2,082 K BaSeL dwarf held one: 2.4x at 80-160 um)
-        low = torch.minimum(ratio, torch.cat([ratio[:, :1], ratio[:, :-1]], 1))
-        faint = ((consts["cols"][None, :] > peak)
-                 & (low + log_planck < log_flux.gather(1, peak) + np.log10(self.tail_floor)))
+        low = torch.minimum(lr, torch.cat([lr[:, :1], lr[:, :-1]], 1))
+        low_flux = low + log_planck
+        faint = (consts["cols"][None, :] > peak) & (low_flux.detach() < threshold.detach())
+        n = log_ratio.shape[1]
         first = torch.where(faint.any(1, keepdim=True), faint.to(torch.int8).argmax(1, keepdim=True),
-                            torch.full_like(peak, log_ratio.shape[1]))
-        last_learned = lr.gather(1, (first - 1).clamp(min=0))
-        # (the weight follows Teff with its derivative; which pixel holds does not)
+                            torch.full_like(peak, n))
+        # the level held: the ratio where the floor is crossed, interpolated between the last pixel above it
+        # and the first below, so that it moves continuously when the crossing moves from one pixel to the
+        # next (the ratio of the pixel before jumped by up to 0.09 dex per K, a review found)
+        k = first.clamp(max=n - 1)
+        above, below = low_flux.gather(1, k - 1), low_flux.gather(1, k)
+        gap = above - below
+        u = torch.where(gap > 0, (above - threshold) / torch.where(gap > 0, gap, torch.ones_like(gap)),
+                        torch.zeros_like(gap)).clamp(0.0, 1.0)
+        last_learned = low.gather(1, k - 1) + u * (low.gather(1, k) - low.gather(1, k - 1))
+        # how much each pixel is held: 0 above the floor by HOLD_SOFT dex, 1 below it by as much, linear
+        # between and never less than at a bluer pixel of the red side, so that a pixel passing the floor
+        # moves continuously (pixel by pixel it jumped between its own value and the held one)
+        soft = ((threshold + HOLD_SOFT - low_flux) / (2 * HOLD_SOFT)).clamp(0.0, 1.0)
+        soft = torch.where(consts["cols"][None, :] > peak, soft, torch.zeros_like(soft))
+        soft = torch.where(first < n, soft, torch.zeros_like(soft))       # nothing below the floor: no hold
+        held = torch.cummax(soft, dim=1).values
+        # (the blend weight follows Teff with its derivative)
         weight = self._red_weight(libs[rows], params[rows, 0].to(torch.float64))
-        return rows, first, last_learned, weight.to(lr.dtype)[:, None]
+        return rows, held, last_learned, weight.to(lr.dtype)[:, None]
 
     def _red_weight(self, libs, log_t):
         """Per row, the weight of the library's stand-in red block: 1 inside the stand-in's Teff range, 0
@@ -863,12 +879,11 @@ class UntrainedTails:
         return ((log_t - lo) / HOLD_BLEND + 1).clamp(0, 1) * ((hi - log_t) / HOLD_BLEND + 1).clamp(0, 1)
 
     def _hold(self, log_ratio, plan):
-        """The hold of :meth:`_hold_plan` applied after the fill: from each row's first faint pixel on, the
-        held value, blended with a stand-in's filled red block by its weight there."""
-        rows, first, last_learned, inside = plan
+        """The hold of :meth:`_hold_plan` applied after the fill: each pixel moved toward the held value by
+        how much it is held, less a stand-in's red-block weight (which keeps the filled value)."""
+        rows, held, last_learned, inside = plan
         lr = log_ratio[rows]
-        tail = self._hold_constants(log_ratio.device, log_ratio.dtype)["cols"][None, :] >= first
-        new = torch.where(tail, last_learned + inside * (lr - last_learned), lr)
+        new = lr + held * (1.0 - inside) * (last_learned - lr)
         if torch.is_grad_enabled() and log_ratio.requires_grad:
             return log_ratio.index_copy(0, rows, new)
         log_ratio[rows] = new
