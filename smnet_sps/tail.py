@@ -781,7 +781,9 @@ class UntrainedTails:
         held_all = None
         if plan is not None:       # per row and pixel, how much it is held (0 for rows without a hold)
             held_all = torch.zeros(log_ratio.shape, dtype=log_ratio.dtype, device=log_ratio.device)
-            held_all[plan[0]] = plan[1].detach()
+            # kept in the graph: the fill's strength follows the hold weight with its derivative
+            held_all = (held_all.index_copy(0, plan[0], plan[1]) if plan[1].requires_grad
+                        else held_all.index_put_((plan[0],), plan[1]))
         for j in torch.unique(libs).tolist():
             lib = self.libraries[j]
             if lib is None or not lib.blocks or len(lib.values) == 0:
