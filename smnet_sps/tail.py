@@ -820,7 +820,6 @@ class UntrainedTails:
                                         weights, rows, whole, block_strength)
         return log_ratio if plan is None else self._hold(log_ratio, plan)
 
-
     def _hold_plan(self, log_ratio, params, libs):
         """Where and at what the Rayleigh-Jeans tail of the libraries in :attr:`held_red` is held, read from
         the network's own output (before any fill): per row, the first pixel redward of the peak fainter than
