@@ -414,7 +414,7 @@ def _power_law_steps(w, f, supports=None):
     1.2-2x apart, and a straight line between two samples of a Rayleigh-Jeans tail counted 0.2-0.3 mag too
     much light in WISE W3 / W4 and MIPS 24 um (0.05-0.1 in PACS 70 / 100) for every star and SSP. Steps this
     wide hold no resolved lines; narrower steps, and steps no filter reaches, are left as they are."""
-    from .wavegrid import POINT_SAMPLE_WIDTH
+    from .wavegrid import POINT_SAMPLE_WIDTH, _sample
     wide = w[1:] > w[:-1] * (1 + POINT_SAMPLE_WIDTH)
     if supports is not None:
         reached = np.zeros(wide.shape, bool)
@@ -427,13 +427,7 @@ def _power_law_steps(w, f, supports=None):
     t = np.arange(1, POWER_LAW_POINTS) / POWER_LAW_POINTS          # interior points, evenly in log lambda
     lo, hi = w[wide][:, None], w[wide + 1][:, None]
     w_new = lo * (hi / lo) ** t                                     # (k, m)
-    f0, f1 = f[:, wide][..., None], f[:, wide + 1][..., None]       # (n, k, 1)
-    positive = (f0 > 0) & (f1 > 0) & np.isfinite(f0) & np.isfinite(f1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        power = np.exp(np.log(np.where(positive, f0, 1.0)) * (1 - t)
-                       + np.log(np.where(positive, f1, 1.0)) * t)
-    line = f0 + (f1 - f0) * ((w_new - lo) / (hi - lo))
-    f_new = np.where(positive, power, line)                         # (n, k, m)
+    f_new = _sample(w, f, w_new.ravel()).reshape(f.shape[0], *w_new.shape)       # (n, k, m)
     # spliced in step by step (one copy, no sort of every column)
     cuts = np.concatenate([[0], wide + 1, [w.size]])
     w_parts, f_parts = [], []

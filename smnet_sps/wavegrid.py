@@ -182,14 +182,16 @@ def resample(wave_in, flux_in, wave_out, point_above=None):
 
 
 def _sample(win, flux, x):
-    """Flux densities (n_spec, n_in) on ``win`` at wavelengths ``x`` inside it: linear in log lambda - log F
-    between the two neighbouring input points (linear in F where either is not positive)."""
+    """Flux densities (n_spec, n_in) on ``win`` at wavelengths ``x`` inside it, on the power law through the
+    two neighbouring input points (linear in log lambda - log F; a straight line in lambda - F where either is
+    not positive or not finite, so NaN stays NaN). The one rule for sampling between samples: the grid's wide
+    far-infrared pixels and the photometry's power-law steps (:mod:`smnet_sps.photometry`)."""
     hi = np.clip(np.searchsorted(win, x, side="right"), 1, win.size - 1)
     lo = hi - 1
     t = np.log(x / win[lo]) / np.log(win[hi] / win[lo])
     f0, f1 = flux[:, lo], flux[:, hi]
-    positive = (f0 > 0) & (f1 > 0)
+    positive = (f0 > 0) & (f1 > 0) & np.isfinite(f0) & np.isfinite(f1)
     with np.errstate(divide="ignore", invalid="ignore"):
         log0, log1 = np.log(np.where(positive, f0, 1.0)), np.log(np.where(positive, f1, 1.0))
         logged = np.exp(log0 * (1 - t) + log1 * t)
-    return np.where(positive, logged, f0 * (1 - t) + f1 * t)
+    return np.where(positive, logged, f0 + (f1 - f0) * ((x - win[lo]) / (win[hi] - win[lo])))
