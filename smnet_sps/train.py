@@ -320,6 +320,11 @@ def library_share_factors(library_id, in_training, balance):
     return factors
 
 
+def _standardised(log_ratio_ref, mask, mean, std):
+    """The training targets: log ratios standardised per pixel (0 where masked), float32."""
+    return np.where(mask, (np.nan_to_num(log_ratio_ref) - mean) / std, 0.0).astype(np.float32)
+
+
 def _pixel_weights(std, pixel_loss, uv_weight, wavelength):
     """Per-pixel loss weights (mean 1): standardised error x std = error in log10 flux, and the pixel loss's
     power picks how far towards that we go; the UV (1000-3000 A) times ``uv_weight``."""
@@ -335,13 +340,13 @@ def _warm_start_scaling(model, mean, std, log_ratio_ref, mask, train_rows, Y, in
     standardised with the loaded ``out_mean`` / ``out_std``, and its clamps widened to the targets. On the
     grid it was trained on nothing changes; on a rebuilt grid whose targets moved (the sampled far-infrared
     pixels of 2026-12-03) they were fitted in this grid's standardisation and read out in the old one.
-    Returns the (mean, std) in use."""
+    Returns the per-pixel spread in use (the pixel weights follow it)."""
     loaded_mean, loaded_std = (b.detach().cpu().numpy().astype(np.float64) for b in (model.out_mean,
                                                                                       model.out_std))
     if (np.array_equal(loaded_mean, np.float32(mean).astype(np.float64))
             and np.array_equal(loaded_std, np.float32(std).astype(np.float64))):
-        return mean, std
-    target = np.where(mask, (np.nan_to_num(log_ratio_ref) - loaded_mean) / loaded_std, 0.0).astype(np.float32)
+        return std
+    target = _standardised(log_ratio_ref, mask, loaded_mean, loaded_std)
     Y.copy_(torch.as_tensor(target, device=Y.device))
     lo, hi = target_range(target[train_rows], mask[train_rows])
     with torch.no_grad():
@@ -351,7 +356,7 @@ def _warm_start_scaling(model, mean, std, log_ratio_ref, mask, train_rows, Y, in
                                                                        device=model.out_hi.device)))
     if inv_std is not None:
         inv_std.copy_(torch.as_tensor(1.0 / loaded_std, dtype=inv_std.dtype, device=inv_std.device))
-    return loaded_mean, loaded_std
+    return loaded_std
 
 
 def masked_mse(pred, target, mask, weights=None, pixel_weights=None, node_loss="mse"):
@@ -719,7 +724,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         mean = np.where(cnt > 0, vals.sum(0) / np.maximum(cnt, 1), 0.0)
         var = np.where(known, (vals - mean) ** 2, 0.0).sum(0) / np.maximum(cnt, 1)
         std = np.maximum(np.sqrt(var), 1e-3)       # floor: near-constant pixels must not blow up
-        target = np.where(mask, (np.nan_to_num(log_ratio_ref) - mean) / std, 0.0).astype(np.float32)
+        target = _standardised(log_ratio_ref, mask, mean, std)
         arch_kwargs = dict(n_wave=L, n_libraries=n_lib, width=int(width), depth=int(depth))
     else:
         target = np.where(mask, log1p01_forward(ratio, tau, x_max), 0.0).astype(np.float32)
@@ -903,7 +908,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                                  "stay held out")
         model.load_state_dict({k: v.to(dev) for k, v in _torch_load(init_dir / "weights.pt").items()})
         if arch == "mlp":
-            mean, std = _warm_start_scaling(model, mean, std, log_ratio_ref, mask, tr, Y, inv_std)
+            std = _warm_start_scaling(model, mean, std, log_ratio_ref, mask, tr, Y, inv_std)
             if PW is not None:         # the pixels' spread is the loaded scaling's too
                 PW.copy_(to_t(_pixel_weights(std, pixel_loss, uv_weight, grid.wavelength)))
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
