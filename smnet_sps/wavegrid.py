@@ -171,7 +171,14 @@ def resample(wave_in, flux_in, wave_out, point_above=None):
     out = np.full((flux.shape[0], wout.size), np.nan)
     out[:, mask] = np.diff(cum_out, axis=1)[:, mask] / covered[mask]
     if point_above is not None:
-        wide = np.diff(edges_out) > float(point_above) * wout
+        try:
+            share = float(point_above)
+        except (TypeError, ValueError):
+            share = float("nan")
+        if not (np.isfinite(share) and share > 0):
+            raise ValueError(f"point_above must be a number > 0 (a pixel's width / its wavelength, e.g. "
+                             f"{POINT_SAMPLE_WIDTH}), or None; got {point_above!r}")
+        wide = np.diff(edges_out) > share * wout
         inside = wide & (wout >= win[0]) & (wout <= win[-1])
         out[:, wide] = np.nan
         mask = mask & ~wide | inside

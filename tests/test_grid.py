@@ -86,6 +86,9 @@ def test_resample_samples_the_wide_far_infrared_pixels_at_their_wavelength(wave)
     # a wide pixel whose wavelength lies beyond the input is unknown, not the last value carried on
     short, short_mask = resample(w_in[:-1], flux[:-1], wave, point_above=POINT_SAMPLE_WIDTH)
     assert not short_mask[wave > 1.21e6].any() and np.isnan(short[wave > 1.21e6]).all()
+    for bad in (0.0, -0.1, np.nan, "wide"):
+        with pytest.raises(ValueError, match="point_above must be a number > 0"):
+            resample(w_in, flux, wave, point_above=bad)
     # a Quantity flux keeps its unit
     per_aa = u.erg / u.s / u.cm ** 2 / u.AA
     assert resample(w_in, flux * per_aa, wave)[0].unit == per_aa
