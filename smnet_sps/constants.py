@@ -11,6 +11,11 @@ R_SUN = const.R_sun.cgs.value            # cm
 C_ANGSTROM = const.c.to(u.AA / u.s).value  # speed of light [A/s]
 PC_CM = const.pc.cgs.value               # cm
 MBOL_SUN = 4.74                          # IAU 2015 B2
+# exact in the 2019 SI; the blackbody's constants, one place for every stage
+PLANCK_H = 6.62607015e-27                # erg s
+LIGHT_C = 2.99792458e10                  # cm / s
+BOLTZMANN_K = 1.380649e-16               # erg / K
+HC_OVER_K = PLANCK_H * LIGHT_C / BOLTZMANN_K * 1e8   # h c / k [A K]: x = HC_OVER_K / (lambda T)
 
 FLAM_UNIT = u.Unit("erg s-1 cm-2 AA-1")   # surface flux F_lambda
 LLAM_UNIT = u.Unit("erg s-1 AA-1")        # L_lambda of one star

@@ -915,6 +915,9 @@ def _cached_start_grid(gen):
     # keyed by the model's directory (a model is immutable; two loads of one model share the grid); a few
     # models are kept (e.g. the folds of a cross-validation)
     d = getattr(gen, "directory", None)
+    if d is None and isinstance(getattr(gen, "meta", None), dict):
+        # a released checkpoint: its two files (an id can be reused once the generator is gone)
+        d = (gen.meta.get("weights"), gen.meta.get("meta_file")) if "weights" in gen.meta else None
     key = (str(d) if d is not None else id(gen), getattr(gen, "name", ""), gen.wavelength.size)
     if _STAR_START_GRID is None:
         _STAR_START_GRID = {}
@@ -971,8 +974,8 @@ def _check_generator(generator):
     if not hasattr(gen, "torch_surface_flux"):
         raise ValueError(
             f"generator {getattr(gen, 'name', gen)!r} has no differentiable path (torch_surface_flux; "
-            "released SM-Net checkpoints and the blackbody have none): fit with 'default', "
-            "'semi-empirical' or a model directory trained by smnet-sps (smnet_sps.neural.load_generator)"
+            "the blackbody has none): fit with 'default', 'semi-empirical', a model directory trained by "
+            "smnet-sps or a released SM-Net checkpoint (smnet_sps.neural.load_generator)"
         )
     return gen
 

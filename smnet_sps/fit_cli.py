@@ -176,11 +176,6 @@ def _cmd_fit(args):
         # they were silently ignored: an SSP fit uses the grid's spectra and no stellar prior
         raise ValueError(f"{', '.join(star_only)} apply to star fits only; with --ssp-grid the templates "
                          "come from the grid file")
-    if args.meta is not None:
-        # refused before the spectrum and the 2 GB checkpoint are read (it failed after loading them)
-        raise ValueError("--meta loads a released SM-Net checkpoint, which has no differentiable path: a "
-                         "star fit needs 'default', 'semi-empirical' or a model directory trained by "
-                         "smnet-sps")
     wave, flux, ivar = read_spectrum(args.spectrum)
     if args.medium == "air":
         wave = air_to_vacuum(wave)
@@ -243,11 +238,10 @@ def add_cli(sub):
     p.add_argument("--wmax", type=float, default=None, help="ignore wavelengths above this [A, vacuum]")
     p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace")
     p.add_argument("--generator", default=None,
-                   help="'default' (shipped model), 'semi-empirical' or a model directory trained by "
-                        "smnet-sps (default: the shipped model; a released SM-Net checkpoint has no "
-                        "differentiable path and cannot fit)")
-    add_meta_option(p, help="refused: a released SM-Net checkpoint (--generator CHECKPOINT.pt --meta "
-                            "META.npz) has no differentiable path to fit with")
+                   help="'default' (shipped model), 'semi-empirical', a model directory trained by "
+                        "smnet-sps, or a released SM-Net checkpoint CHECKPOINT.pt with --meta "
+                        "(default: the shipped model)")
+    add_meta_option(p)
     p.add_argument("--library", default=None, help="library to imitate (default: the mixture)")
     p.add_argument("--clip", type=float, default=None, metavar="SIGMA",
                    help="stars: drop pixels whose residual exceeds SIGMA errors and refit, up to 3 times "

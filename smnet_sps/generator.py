@@ -16,7 +16,7 @@ import numpy as np
 from astropy import units as u
 from astropy.utils.masked import Masked
 
-from .constants import C_ANGSTROM, FLAM_UNIT, PARAMETER_DOMAINS
+from .constants import BOLTZMANN_K, C_ANGSTROM, FLAM_UNIT, HC_OVER_K, LIGHT_C, PARAMETER_DOMAINS, PLANCK_H
 
 __all__ = ["CoverageWarning", "ParameterBox", "Generator", "BlackbodyGenerator", "validate_parameters"]
 
@@ -413,7 +413,7 @@ class Generator(ABC):
 
 def planck_surface_flux(wavelength_aa, teff):
     """pi * B_lambda(T): the surface flux of a blackbody [erg s^-1 cm^-2 A^-1], shape (n_teff, n_wave)."""
-    h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
+    h, c, k = PLANCK_H, LIGHT_C, BOLTZMANN_K
     lam_cm = np.asarray(wavelength_aa, float)[None, :] * 1e-8
     x = h * c / (lam_cm * np.asarray(teff, float)[:, None] * k)
     with np.errstate(over="ignore"):
@@ -451,10 +451,29 @@ def planck_fraction(wave_lo, wave_hi, teff):
     """
     if not 0 < float(wave_lo) < float(wave_hi):
         raise ValueError(f"planck_fraction needs 0 < wave_lo < wave_hi [A]; got {wave_lo!r}, {wave_hi!r}")
-    hc_k = 1.438776877e8                               # h c / k [A K]
     teff = np.asarray(teff, float)
-    return (_planck_fraction_shortward(hc_k / (float(wave_hi) * teff))
-            - _planck_fraction_shortward(hc_k / (float(wave_lo) * teff)))
+    return (_planck_fraction_shortward(HC_OVER_K / (float(wave_hi) * teff))
+            - _planck_fraction_shortward(HC_OVER_K / (float(wave_lo) * teff)))
+
+
+def planck_fraction_derivative(wave_lo, wave_hi, teff):
+    """d :func:`planck_fraction` / d Teff [1/K]: how fast a blackbody's share between ``wave_lo`` and
+    ``wave_hi`` [A] changes with Teff [K] (the differentiable path of a generator normalised by it).
+
+    With x = h c / (lambda k T), the share shortward of lambda S(x) has dS/dx = -(15 / pi^4) x^3 / (e^x - 1)
+    and dx/dT = -x / T, so dS/dT = (15 / pi^4) x^4 / ((e^x - 1) T), taken at ``wave_hi`` minus at ``wave_lo``.
+    """
+    if not 0 < float(wave_lo) < float(wave_hi):
+        raise ValueError(f"planck_fraction_derivative needs 0 < wave_lo < wave_hi [A]; got {wave_lo!r}, "
+                         f"{wave_hi!r}")
+    teff = np.asarray(teff, float)
+
+    def shortward_rate(wave):
+        x = HC_OVER_K / (float(wave) * teff)
+        with np.errstate(over="ignore"):            # e^x overflows far on the Wien side: the rate is 0 there
+            return 15 / np.pi**4 * x**4 / np.expm1(x) / teff
+
+    return shortward_rate(wave_hi) - shortward_rate(wave_lo)
 
 
 def luminosity_scale(integral, wavelength, teff, flux=None):

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .constants import BOLTZMANN_K, LIGHT_C, PLANCK_H
+
 __all__ = ["SMNet", "SpectrumMLP", "LibraryExpertMLP", "build_model", "load_smnet_state_dict",
            "infer_smnet_shape", "log1p01_forward", "log1p01_inverse", "fit_log1p01", "mixture_weights",
            "MIXTURE_TAPER", "LOG_RATIO_FLOOR", "blackbody_log_ratio", "blackbody_constants"]
@@ -40,7 +42,7 @@ def blackbody_log_ratio(wavelength, teff):
     departures from it (line blanketing, Balmer/Lyman jumps, molecules), a range of a few dex.
     """
     from .constants import SIGMA_SB
-    h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
+    h, c, k = PLANCK_H, LIGHT_C, BOLTZMANN_K
     teff = np.atleast_1d(np.asarray(teff, float))
     lam_cm = np.asarray(wavelength, float) * 1e-8
     # log10(pi * 2hc^2 / lam^5 / (e^x - 1) * 1e-8 / (sigma T^4)) in logs throughout: no under/overflow, and
@@ -62,7 +64,7 @@ def blackbody_constants(wavelength):
     with x = b / T.
     """
     from .constants import SIGMA_SB
-    h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
+    h, c, k = PLANCK_H, LIGHT_C, BOLTZMANN_K
     lam_cm = np.asarray(wavelength, float) * 1e-8
     a = np.log10(2 * np.pi * h * c**2 * 1e-8 / SIGMA_SB) - 5 * np.log10(lam_cm)
     return a, h * c / k / lam_cm

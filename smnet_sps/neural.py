@@ -1109,6 +1109,21 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         from .generator import planck_fraction
         return planck_fraction(self.wavelength[0], self.wavelength[-1], np.atleast_1d(teff))
 
+    def _flux(self, model, mdtype, scaled, target):
+        """F_lambda from inputs already min-max scaled (n, 3; float64) and each spectrum's target integral
+        sigma Teff^4 x fraction (n,; float64): network, log1p01 inverse, rescaling. One arithmetic for the
+        fast path (under no_grad) and the differentiable one."""
+        # low precisions take float32 inputs (their input layers stay float32: _model_for)
+        inp = scaled.to(mdtype if mdtype in (torch.float32, torch.float64) else torch.float32)
+        chunk = SMNET_CHUNK["cpu" if self.device.type == "cpu" else "accelerator"]
+        y = torch.cat([_padded_net(model, inp[i:i + chunk]) for i in range(0, max(len(inp), 1), chunk)]
+                      ).to(torch.float64)
+        x = log1p01_inverse(y, self.tau, self.x_max)
+        if "wl" not in self._consts:
+            self._consts["wl"] = torch.as_tensor(self.wavelength, device=self.device)
+        integral = torch.trapezoid(x, self._consts["wl"], dim=1)
+        return (x * (target / integral)[:, None]).to(self._compute_dtype(mdtype))
+
     @torch.no_grad()
     def _forward(self, teff, logg, logz, dtype=None, library=None):
         """F_lambda of one batch as a float32 tensor on the device; post-processing in float64 there."""
@@ -1117,16 +1132,50 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         host[:, :3] = self.scale_inputs(teff, logg, logz)
         host[:, 3] = SIGMA_SB * np.asarray(teff, float) ** 4 * self._target_fraction(teff)
         params = torch.from_numpy(host).to(self.device)          # one transfer
-        # low precisions take float32 inputs (their input layers stay float32: _model_for)
-        inp = params[:, :3].to(mdtype if mdtype in (torch.float32, torch.float64) else torch.float32)
-        chunk = SMNET_CHUNK["cpu" if self.device.type == "cpu" else "accelerator"]
-        y = torch.cat([_padded_net(model, inp[i:i + chunk]) for i in range(0, max(len(inp), 1), chunk)]
-                      ).to(torch.float64)
-        x = log1p01_inverse(y, self.tau, self.x_max)
-        if "wl" not in self._consts:
-            self._consts["wl"] = torch.as_tensor(self.wavelength, device=self.device)
-        integral = torch.trapezoid(x, self._consts["wl"], dim=1)
-        return (x * (params[:, 3] / integral)[:, None]).to(self._compute_dtype(mdtype))
+        return self._flux(model, mdtype, params[:, :3], params[:, 3])
+
+    def torch_surface_flux(self, teff, logg, logz, library=None):
+        """F_lambda [erg s^-1 cm^-2 A^-1] as a torch tensor (n, n_wave), differentiable in the parameters.
+
+        Parameters
+        ----------
+        teff : tensor [K]; logg : tensor, log10(g / cm s^-2); logz : tensor, log Z of the release's meta box
+            Any device and floating dtype; broadcast together. float64 inputs run the network in float64
+            (for gradient checks); otherwise float32. The result lives on the generator's device.
+        library : must be None (a released checkpoint has no library to imitate)
+
+        Notes
+        -----
+        The same arithmetic as :meth:`surface_flux` (scaling, network, log1p01 inverse, rescaling to sigma
+        Teff^4, or to its blackbody fraction in range with ``normalisation="blackbody"``), with autograd
+        from F_lambda to (Teff, log g, log Z). As in the release, inputs are clipped to the meta box: outside
+        it the clipped coordinates have derivative zero. Points are not validated against coverage here:
+        check them once with :meth:`in_coverage`.
+        """
+        if library is not None:
+            raise ValueError("library= applies to models trained by smnet-sps; a released checkpoint has no "
+                             f"library to imitate (got {library!r})")
+        tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
+        dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+        teff, logg, logz = (t.to(self.device, dtype).reshape(-1) for t in torch.broadcast_tensors(*tensors))
+        with torch.no_grad():
+            validate_parameters(teff.detach().cpu().numpy(), logg.detach().cpu().numpy(),
+                                logz.detach().cpu().numpy())
+        model, mdtype = self._model_for(dtype)
+        lo, hi = (torch.as_tensor(a, device=self.device) for a in (self._lo, self._hi))
+        t64 = teff.to(torch.float64)
+        p64 = torch.stack([t64, logg.to(torch.float64), logz.to(torch.float64)], 1)
+        scaled = ((p64 - lo) / (hi - lo)).clamp(0.0, 1.0)
+        fraction = torch.ones_like(t64)
+        if self.normalisation == "blackbody":
+            # the fraction's value as in the fast path, its first derivative in Teff analytic
+            from .generator import planck_fraction_derivative
+            t_host = t64.detach().cpu().numpy()
+            f0, df = (torch.as_tensor(a, device=self.device) for a in (
+                self._target_fraction(t_host),
+                planck_fraction_derivative(self.wavelength[0], self.wavelength[-1], t_host)))
+            fraction = f0 + df * (t64 - t64.detach())
+        return self._flux(model, mdtype, scaled, SIGMA_SB * t64**4 * fraction)
 
 
 def _resolve_model_path(path):

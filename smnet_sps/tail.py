@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .constants import NODE_STEPS
+from .constants import BOLTZMANN_K, LIGHT_C, NODE_STEPS, PLANCK_H
 from .output_files import atomic_output
 
 __all__ = ["TAIL_FILE", "wien_tail_mask", "red_tail_mask", "tabulate_tail", "save_table", "write_tail_table",
@@ -894,7 +894,7 @@ class UntrainedTails:
         key = ("hold", str(device), dtype)
         if key not in self._steps:
             lam_cm = self.wavelength * 1e-8
-            h, c, k = 6.62607015e-27, 2.99792458e10, 1.380649e-16
+            h, c, k = PLANCK_H, LIGHT_C, BOLTZMANN_K
             self._steps[key] = {
                 "hc_over_k": torch.as_tensor(h * c / k / lam_cm, device=device).to(dtype),
                 "minus5_log_lam": torch.as_tensor(-5.0 * np.log10(lam_cm), device=device).to(dtype),

@@ -324,6 +324,19 @@ def test_a_generator_on_a_short_grid_keeps_each_stars_l_lambda():
     np.testing.assert_allclose(ps.correction, 1.0, rtol=2e-3)     # an exact generator needs no correction
 
 
+def test_planck_fraction_derivative_matches_finite_differences():
+    """d planck_fraction / d Teff, the released checkpoints' differentiable normalisation, against central
+    differences of planck_fraction itself, from the Wien to the Rayleigh-Jeans side of each range."""
+    from smnet_sps.generator import planck_fraction, planck_fraction_derivative
+    teff = np.array([2000.0, 3000.0, 5777.0, 40000.0, 190000.0])
+    for lo, hi in ((3000.0, 1e5), (91.0, 1.6e6), (1000.0, 3000.0)):
+        h = 1e-5 * teff
+        numeric = (planck_fraction(lo, hi, teff + h) - planck_fraction(lo, hi, teff - h)) / (2 * h)
+        np.testing.assert_allclose(planck_fraction_derivative(lo, hi, teff), numeric, rtol=1e-5, atol=1e-14)
+    with pytest.raises(ValueError, match="wave_lo < wave_hi"):
+        planck_fraction_derivative(5000.0, 3000.0, 5777.0)
+
+
 def test_planck_fraction_matches_quadrature():
     from scipy.integrate import quad
 

@@ -1,4 +1,5 @@
 """Loading generators: released SM-Net checkpoints (layout, scaling, errors) and our trained models."""
+import json
 import warnings
 
 import numpy as np
@@ -638,10 +639,6 @@ def test_meta_reaches_the_distributed_paths(released, tmp_path, capsys):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert "--meta" in err, err
-    # a star fit needs a differentiable model: refused before the spectrum (here absent) is read
-    assert main(["fit", "x.txt", "--generator", str(d / "plain.pt"), "--meta",
-                 str(d / "small.meta.npz")]) == 1
-    assert "no differentiable path" in capsys.readouterr().err
 
 
 def test_released_checkpoints_run_in_small_chunks_keep_float32_inputs_and_their_box(released, tmp_path,
@@ -672,3 +669,65 @@ def test_released_checkpoints_run_in_small_chunks_keep_float32_inputs_and_their_
     boxed = load_generator(d / "plain.pt", meta=tmp_path / "f32box.meta.npz", device="cpu")
     assert boxed.box.logz[0] == -2.1 and boxed.in_coverage(5000.0, 4.0, -2.1).all()
     boxed.surface_flux(5000.0, 4.0, -2.1, strict=True)
+
+
+@pytest.fixture(scope="module")
+def released_smooth(released):
+    """The fixture's layout with weights 4x smaller: spectra over ~2.5 decades, as a trained network's are
+    (the std-0.2 weights span 27 decades, where a float32 fit's gradient overflows)."""
+    d, _, _ = released
+    torch.manual_seed(3)
+    model = SMNet(B=2, L=64)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    torch.save(model.state_dict(), d / "smooth.pt")
+    return d / "smooth.pt", d / "small.meta.npz"
+
+
+@pytest.mark.parametrize("normalisation", ["covered", "blackbody"])
+def test_released_differentiable_path_is_the_fast_path_with_gradients(released, normalisation):
+    """Released checkpoints had no torch_surface_flux, so fit_star refused them. It is the fast path's
+    arithmetic (one helper) with autograd: equal values, derivatives that pass gradcheck (through the
+    blackbody fraction's Teff derivative too), zero derivative in a coordinate clipped to the meta box."""
+    d, _, _ = released
+    gen = ReleasedSMNetGenerator(d / "plain.pt", d / "small.meta.npz", device="cpu",
+                                 normalisation=normalisation)
+    teff, logg, logz = np.array([5777.0, 30000.0, 3000.0]), np.array([4.44, 4.0, 5.0]), np.array([0, -1, 0.3])
+    fast, _ = gen.surface_flux(teff, logg, logz)
+    t32 = gen.torch_surface_flux(*(torch.tensor(a, dtype=torch.float32) for a in (teff, logg, logz)))
+    assert t32.dtype == torch.float32
+    np.testing.assert_array_equal(t32.numpy(), fast)
+    t64 = gen.torch_surface_flux(*(torch.tensor(a) for a in (teff, logg, logz)))
+    np.testing.assert_allclose(t64.detach().numpy(), fast, rtol=1e-4)        # the network in float64
+    params = tuple(torch.tensor(a, requires_grad=True) for a in (teff, logg, logz))
+    assert torch.autograd.gradcheck(lambda *p: torch.log(gen.torch_surface_flux(*p)), params,
+                                    eps=1e-4, atol=1e-5, rtol=1e-3)
+    # log g 12 is above the meta box (9): clipped as in the release, so the spectrum does not follow it
+    logg_out = torch.tensor([12.0], dtype=torch.float64, requires_grad=True)
+    gen.torch_surface_flux(torch.tensor([6000.0], dtype=torch.float64), logg_out,
+                           torch.tensor([0.0], dtype=torch.float64)).sum().backward()
+    assert logg_out.grad.item() == 0.0
+    with pytest.raises(ValueError, match="no library"):
+        gen.torch_surface_flux(*(torch.tensor([v]) for v in (6000.0, 4.0, 0.0)), library="ck04")
+
+
+def test_fit_star_and_the_fit_command_take_a_released_checkpoint(released_smooth, tmp_path, capsys):
+    """`smnet-sps fit --generator X.pt --meta M.npz` was refused ("no differentiable path"): a released
+    checkpoint now fits like our models; the network's own spectrum gives back its parameters."""
+    from smnet_sps.cli import main
+    from smnet_sps.fit import fit_star
+    weights, meta = released_smooth
+    gen = load_generator(weights, meta=meta, device="cpu")
+    flux = gen.surface_flux(6000.0, 4.2, -0.5)[0][0]
+    keep = (gen.wavelength > 3000.0) & (gen.wavelength < 30000.0)
+    wave, flux = gen.wavelength[keep], flux[keep]
+    err = 1e-2 * np.median(flux) * np.ones(wave.size)
+    res = fit_star(wave, flux, err**-2.0, generator=gen, max_rv=100.0,
+                   bounds={"teff": (5000.0, 7000.0), "logg": (3.5, 5.0), "logz": (-1.5, 0.5)})
+    assert abs(res.teff - 6000.0) < 30.0 and abs(res.logg - 4.2) < 0.01 and abs(res.logz + 0.5) < 0.01
+    np.savetxt(tmp_path / "star.txt", np.c_[wave, flux, err])
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(tmp_path / "star.txt"), "--generator", str(weights), "--meta", str(meta),
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    fitted = json.loads(out.read_text())               # searched over the whole meta box this time
+    assert abs(fitted["teff"] - 6000.0) < 60.0 and abs(fitted["logz"] + 0.5) < 0.02, fitted
