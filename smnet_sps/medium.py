@@ -125,11 +125,24 @@ def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium):
     return (new * u.AA if is_quantity else new), flux
 
 
+def _stated_medium(meta):
+    """The medium a meta / attrs mapping states: ``wavelength_medium`` (every output's key,
+    docs/CONTRACTS.md), else a bare ``medium`` key (StellarPopulation wrote only that, and its air spectra
+    were taken as vacuum), else vacuum (the package's medium)."""
+    key = "wavelength_medium" if "wavelength_medium" in meta else "medium"
+    stated = meta.get(key, "vacuum")
+    if stated not in MEDIA:
+        raise ValueError(f"the object's {key} must be one of {MEDIA}; got {stated!r}")
+    return stated
+
+
 def to_medium(obj, medium="air"):
     """Return a copy of a package output with its wavelengths in ``medium`` ("vacuum" or "air").
 
-    Everything smnet-sps returns is in vacuum (``meta["wavelength_medium"]`` / ``attrs["wavelength_medium"]``
-    say so). This helper converts, with Morton (2000) / Ciddor (1996), a
+    Everything smnet-sps returns is in vacuum unless asked otherwise
+    (``StellarPopulation(vactoair_flag=True)``); ``meta["wavelength_medium"]`` /
+    ``attrs["wavelength_medium"]`` say which (without it, a ``medium`` key; without either, vacuum). This
+    helper converts, with Morton (2000) / Ciddor (1996), a
 
     * ``specutils.Spectrum`` (``Generator.spectra`` or ``ssp_spectrum`` output): spectral axis, flux density
       per Angstrom, and ``meta`` (``wavelength_medium``, ``lsf_fwhm`` scaled with the axis);
@@ -143,13 +156,13 @@ def to_medium(obj, medium="air"):
     Raises
     ------
     ValueError
-        Unknown medium, or an object that is neither of the above.
+        Unknown medium (asked for or stated by the object), or an object that is neither of the above.
     """
     check_medium(medium)
     if hasattr(obj, "spectral_axis"):
         from specutils import Spectrum
         meta = dict(obj.meta)
-        current = meta.get("wavelength_medium", "vacuum")
+        current = _stated_medium(meta)
         lam = obj.spectral_axis.to_value(u.AA)
         new_lam, flux = convert_spectrum_medium(lam, obj.flux, current, medium)
         if "lsf_fwhm" in meta and current != medium:
@@ -158,7 +171,7 @@ def to_medium(obj, medium="air"):
         return Spectrum(flux=flux, spectral_axis=np.asarray(new_lam) * u.AA, meta=meta)
     if hasattr(obj, "ssp_wave") and hasattr(obj, "_replace"):
         attrs = dict(getattr(obj, "attrs", {}) or {})
-        current = attrs.get("wavelength_medium", "vacuum")
+        current = _stated_medium(attrs)
         new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
                                                 current, medium)
         if "lsf_fwhm" in attrs and current != medium:

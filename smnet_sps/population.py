@@ -591,9 +591,13 @@ class StellarPopulation:
             return wave, spec
         from specutils import Spectrum
         unit = SSP_UNIT if peraa else u.L_sun / u.Hz
-        return Spectrum(flux=spec * unit, spectral_axis=wave * u.AA, meta=self._meta(results, full))
+        return Spectrum(flux=spec * unit, spectral_axis=wave * u.AA, meta=self._meta(results, full, wave))
 
-    def _meta(self, results, full):
+    def _meta(self, results, full, wave):
+        """The spectrum's meta: the population's figures, and the medium and LSF of its axis ``wave`` [A]
+        under the keys every output uses (``wavelength_medium``, ``lsf_fwhm``, ``lsf_shape``), which
+        :func:`smnet_sps.medium.to_medium` reads."""
+        from .lsf import lsf_meta
         pick = (lambda k: np.array([r[k] for r in results])) if full else (lambda k: results[0][k])
         with np.errstate(divide="ignore"):                   # no stars yet (tage <= sf_start): -inf
             log_lbol = np.log10(pick("lbol"))
@@ -604,7 +608,7 @@ class StellarPopulation:
                 "formed_mass": pick("formed"),
                 "log_lbol": log_lbol, "sfr": pick("sfr"), "units": "per M_sun formed",
                 "isochrones": self.isochrone_set.name, "generator": self._get_backend().generator.name,
-                "medium": "air" if self.vactoair_flag else "vacuum"}
+                **lsf_meta(wave, "air" if self.vactoair_flag else "vacuum")}
 
     def get_observed_spectrum(self, tage=0.0, redshift=None, *, cosmology=None, as_spectrum=True):
         """The spectrum an observer sees: f_lambda [erg s^-1 cm^-2 A^-1] per M_sun formed, observed frame.
@@ -630,7 +634,7 @@ class StellarPopulation:
         if not as_spectrum:
             return wave, flam
         from specutils import Spectrum
-        meta = self._meta(results, full)
+        meta = self._meta(results, full, wave)
         meta.update({"redshift": z, "luminosity_distance_cm": d,
                      "cosmology": str(getattr(cosmo, "name", cosmo))})
         return Spectrum(flux=flam * u.Unit("erg s-1 cm-2 AA-1"), spectral_axis=wave * u.AA, meta=meta)

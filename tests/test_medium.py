@@ -45,3 +45,23 @@ def test_a_spectrum_axis_stays_ordered_across_2000_angstrom():
     back = to_medium(to_medium(spec, "air"), "vacuum")
     np.testing.assert_allclose(back.spectral_axis.value, lam, rtol=0, atol=1e-4)
     np.testing.assert_allclose(back.flux.value, 1.0, rtol=1e-6)
+
+
+def test_to_medium_reads_the_medium_a_spectrum_states():
+    """A spectrum whose meta states its medium only as "medium" (StellarPopulation's did) was taken as vacuum:
+    to_medium(s, "air") shifted an air axis a second time (1.40 A at 5000 A). An unknown medium is refused."""
+    from specutils import Spectrum
+
+    from smnet_sps.medium import axis_air_to_vacuum, to_medium
+    lam = np.array([4990.0, 5000.0, 5010.0])
+    flux = np.ones(3) * u.erg / u.s / u.cm ** 2 / u.AA
+    air = Spectrum(flux=flux, spectral_axis=lam * u.AA, meta={"medium": "air"})
+    np.testing.assert_array_equal(to_medium(air, "air").spectral_axis.value, lam)
+    np.testing.assert_allclose(to_medium(air, "vacuum").spectral_axis.value, axis_air_to_vacuum(lam),
+                               rtol=1e-15)
+    both = {"wavelength_medium": "air", "medium": "vacuum"}
+    stated = Spectrum(flux=flux, spectral_axis=lam * u.AA, meta=both)
+    np.testing.assert_array_equal(to_medium(stated, "air").spectral_axis.value, lam)   # the contract's key
+    water = Spectrum(flux=flux, spectral_axis=lam * u.AA, meta={"wavelength_medium": "water"})
+    with pytest.raises(ValueError, match="wavelength_medium must be one of .* got 'water'"):
+        to_medium(water, "air")

@@ -508,3 +508,30 @@ def test_switches_as_one_element_arrays_and_no_burst_times(blackbody):
         StellarPopulation(add_igm_absorption=np.array([True, False]),
                           generator=BlackbodyGenerator()).get_spectrum(tage=1.0)
     StellarPopulation(sfh=1, fburst=0.0, tburst=-1.0, generator=BlackbodyGenerator()).get_spectrum(tage=1.0)
+
+
+def test_population_spectra_state_their_medium_and_lsf_for_to_medium(sp):
+    """Population spectra state wavelength_medium, lsf_fwhm and lsf_shape (docs/CONTRACTS.md). Their meta
+    said "medium" only, which to_medium does not read: an air spectrum was taken as vacuum, so
+    to_medium(s, "air") shifted it a second time (1.40 A too blue at 5000 A) and to_medium(s, "vacuum")
+    left it in air."""
+    from smnet_sps.lsf import grid_lsf_fwhm
+    from smnet_sps.medium import to_medium
+    vac = StellarPopulation(generator=sp.generator, sfh=0, zcontinuous=1)
+    air = StellarPopulation(vactoair_flag=True, generator=sp.generator, sfh=0, zcontinuous=1)
+    s_vac = vac.get_spectrum(tage=1.0, peraa=True, as_spectrum=True)
+    s_air = air.get_spectrum(tage=1.0, peraa=True, as_spectrum=True)
+    assert s_vac.meta["wavelength_medium"] == "vacuum" and s_air.meta["wavelength_medium"] == "air"
+    assert s_air.meta["lsf_shape"] == "box"
+    np.testing.assert_allclose(s_air.meta["lsf_fwhm"], grid_lsf_fwhm(air.wavelengths), rtol=1e-12)
+    again = to_medium(s_air, "air").spectral_axis.value
+    np.testing.assert_allclose(again, air.wavelengths, rtol=0, atol=1e-9)
+    back = to_medium(s_air, "vacuum")
+    assert back.meta["wavelength_medium"] == "vacuum"
+    np.testing.assert_allclose(back.spectral_axis.value, vac.wavelengths, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(back.meta["lsf_fwhm"], s_vac.meta["lsf_fwhm"], rtol=1e-3)   # scaled by lambda
+    obs = air.get_observed_spectrum(tage=1.0, redshift=0.5)
+    assert obs.meta["wavelength_medium"] == "air"
+    np.testing.assert_allclose(obs.meta["lsf_fwhm"], grid_lsf_fwhm(obs.spectral_axis.value), rtol=1e-12)
+    obs_vacuum = to_medium(obs, "vacuum").spectral_axis.value
+    np.testing.assert_allclose(obs_vacuum, np.asarray(sp.generator.wavelength) * 1.5, rtol=0, atol=1e-4)
