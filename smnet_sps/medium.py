@@ -14,6 +14,8 @@ and below it the refractive index at 2,000 A (the formula's poles lie at 877 and
 continuous, a shift of at most 0.65 A below 2,000 A, and :func:`axis_air_to_vacuum` takes such an axis
 back. An axis read in air (an observed spectrum, a library file) is converted by :func:`air_to_vacuum`: air ->
 vacuum with the convention only opens a 0.65 A gap at 2,000 A, and keeps the order.
+
+Every converter refuses wavelengths that are NaN, infinite, zero or negative (ValueError).
 """
 from __future__ import annotations
 
@@ -34,15 +36,27 @@ def check_medium(medium):
     return medium
 
 
-def _as_angstrom(wavelength, name="wavelength"):
-    """(wavelengths [A] as floats, whether a Quantity was given); a plain array is taken as Angstrom."""
+def _as_angstrom(wavelength, name="wavelength", positive=False):
+    """(wavelengths [A] as floats, whether a Quantity was given); a plain array is taken as Angstrom.
+
+    ``positive=True`` refuses NaN, inf, zero and negative wavelengths (ValueError naming ``name``, how many
+    and the first): the air index has no meaning there, and a negative one came back converted.
+    """
     if isinstance(wavelength, u.Quantity):
         try:
-            return wavelength.to_value(u.AA, equivalencies=u.spectral()), True
+            lam, is_quantity = wavelength.to_value(u.AA, equivalencies=u.spectral()), True
         except u.UnitConversionError:
             raise ValueError(f"{name} must be a wavelength (e.g. Angstrom, nm); got unit {wavelength.unit}") \
                 from None
-    return np.asarray(wavelength, dtype=float), False
+    else:
+        lam, is_quantity = np.asarray(wavelength, dtype=float), False
+    if positive:
+        bad = ~(np.isfinite(lam) & (lam > 0))
+        if bad.any():
+            first = float(np.ravel(lam)[np.flatnonzero(bad)[0]])
+            raise ValueError(f"{name} must be finite and > 0 [Angstrom]; got {first!r} ({int(bad.sum())} of "
+                             f"{lam.size} values are not)")
+    return lam, is_quantity
 
 
 def _index_at_vacuum(lam):
@@ -61,7 +75,7 @@ def _index_at_air(lam):
 def vacuum_to_air(wavelength):
     """Vacuum -> air wavelength (Morton 2000 / Ciddor 1996); below 2,000 A unchanged (vacuum by convention).
     Accepts Angstrom floats or a Quantity. For a spectrum's axis use :func:`axis_vacuum_to_air`."""
-    lam, is_quantity = _as_angstrom(wavelength)
+    lam, is_quantity = _as_angstrom(wavelength, positive=True)
     out = np.where(lam >= AIR_CUTOFF_AA, lam / _index_at_vacuum(lam), lam)
     return out * u.AA if is_quantity else out
 
@@ -73,7 +87,7 @@ def air_to_vacuum(wavelength):
     Accepts Angstrom floats or a Quantity; agrees with the exact inverse of :func:`vacuum_to_air` to < 1e-4 A.
     For a spectrum's axis use :func:`axis_air_to_vacuum`.
     """
-    lam, is_quantity = _as_angstrom(wavelength)
+    lam, is_quantity = _as_angstrom(wavelength, positive=True)
     out = np.where(lam >= AIR_CUTOFF_AA, lam * _index_at_air(lam), lam)
     return out * u.AA if is_quantity else out
 
@@ -82,7 +96,7 @@ def axis_vacuum_to_air(wavelength):
     """A spectrum's wavelength axis, vacuum -> air: :func:`vacuum_to_air` from 2,000 A up, below it divided
     by the refractive index at 2,000 A, so that an increasing axis stays increasing (see the module notes).
     Angstrom floats or a Quantity."""
-    lam, is_quantity = _as_angstrom(wavelength)
+    lam, is_quantity = _as_angstrom(wavelength, positive=True)
     n = np.where(lam >= AIR_CUTOFF_AA, _index_at_vacuum(lam), _index_at_vacuum(AIR_CUTOFF_AA))
     out = lam / n
     return out * u.AA if is_quantity else out
@@ -91,7 +105,7 @@ def axis_vacuum_to_air(wavelength):
 def axis_air_to_vacuum(wavelength):
     """A spectrum's wavelength axis, air -> vacuum: the inverse of :func:`axis_vacuum_to_air` (to < 1e-4 A).
     Angstrom floats or a Quantity."""
-    lam, is_quantity = _as_angstrom(wavelength)
+    lam, is_quantity = _as_angstrom(wavelength, positive=True)
     edge = AIR_CUTOFF_AA / _index_at_vacuum(AIR_CUTOFF_AA)           # air wavelength of vacuum 2,000 A
     out = np.where(lam >= edge, lam * _index_at_air(lam), lam * _index_at_vacuum(AIR_CUTOFF_AA))
     return out * u.AA if is_quantity else out
@@ -118,7 +132,7 @@ def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium):
     check_medium(to_medium)
     if from_medium == to_medium:
         return wavelength, flux_density
-    lam, is_quantity = _as_angstrom(wavelength)
+    lam, is_quantity = _as_angstrom(wavelength, positive=True)
     new = np.asarray(axis_vacuum_to_air(lam) if to_medium == "air" else axis_air_to_vacuum(lam), float)
     jac = np.gradient(lam) / np.gradient(new) if lam.size > 1 else np.ones_like(lam)
     flux = flux_density * jac

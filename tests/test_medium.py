@@ -65,3 +65,18 @@ def test_to_medium_reads_the_medium_a_spectrum_states():
     water = Spectrum(flux=flux, spectral_axis=lam * u.AA, meta={"wavelength_medium": "water"})
     with pytest.raises(ValueError, match="wavelength_medium must be one of .* got 'water'"):
         to_medium(water, "air")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 0.0, -5000.0])
+def test_converters_refuse_wavelengths_that_are_not_finite_and_positive(bad):
+    """NaN, inf, 0 and negative wavelengths were accepted: vacuum_to_air(-5000.) returned -5000.0, and
+    axis_vacuum_to_air([-5000, 5000]) converted the negative one (to -4998.6)."""
+    from smnet_sps.medium import axis_air_to_vacuum, axis_vacuum_to_air, convert_spectrum_medium
+    for convert in (vacuum_to_air, air_to_vacuum, axis_vacuum_to_air, axis_air_to_vacuum):
+        with pytest.raises(ValueError, match=r"wavelength must be finite and > 0 \[Angstrom\]; got .*1 of 2"):
+            convert(np.array([bad, 5000.0]))
+    with pytest.raises(ValueError, match="finite and > 0"):
+        vacuum_to_air(bad * u.AA)
+    with pytest.raises(ValueError, match="finite and > 0"):
+        convert_spectrum_medium(np.array([bad, 5000.0, 5010.0]), np.ones(3), "vacuum", "air")
+    assert vacuum_to_air(500 * u.nm).to_value(u.AA) == pytest.approx(4998.6, abs=0.1)   # a Quantity is fine
