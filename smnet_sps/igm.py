@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .medium import _as_angstrom
+
 __all__ = ["LYMAN_LINES", "LYMAN_COEFFS", "madau_tau", "igm_transmission"]
 
 # FSPS igm_absorb.f90: Lyman series wavelengths [A] and Madau (1995) coefficients (first four: Table 2)
@@ -28,8 +30,10 @@ METAL_COEFF = 0.0017
 
 
 def madau_tau(wave_rest, z, n_lines=17, metals=True, cap=True):
-    """Effective IGM optical depth at rest-frame wavelengths ``wave_rest`` [A] of a source at redshift z.
+    """Effective IGM optical depth at rest-frame wavelengths ``wave_rest`` of a source at redshift z.
 
+    ``wave_rest``: Angstrom, or a Quantity in any spectral unit (converted; its unit was dropped, so 100 nm
+    read as 100 A); NaN, inf, zero or negative wavelengths raise ValueError.
     ``n_lines`` (1-17) Lyman lines, ``metals`` the metal-line term, ``cap`` FSPS's hold at the maximum
     (taken on a fixed fine grid below the Lyman limit, so that the value at a wavelength does not depend on
     the other wavelengths asked for: it was the maximum over the points given).
@@ -39,7 +43,7 @@ def madau_tau(wave_rest, z, n_lines=17, metals=True, cap=True):
         raise ValueError(f"redshift must be finite and >= 0; got {z!r}")
     if not 1 <= int(n_lines) <= LYMAN_LINES.size:
         raise ValueError(f"n_lines must be in 1..{LYMAN_LINES.size}; got {n_lines!r}")
-    w = np.asarray(wave_rest, float)
+    w = _as_angstrom(wave_rest, "wave_rest", positive=True)[0]
     tau = _tau(w.reshape(-1), z, int(n_lines), metals)
     if cap and z > 0:
         # the footnote-3 fit falls apart far below the Lyman limit: hold tau at its maximum bluewards of it
@@ -70,7 +74,8 @@ def _tau(w, z, n_lines, metals):
 
 
 def igm_transmission(wave_rest, z, igm_factor=1.0, **kwargs):
-    """exp(-igm_factor * tau_Madau) at rest-frame wavelengths [A] for a source at redshift z (1 at z = 0)."""
+    """exp(-igm_factor * tau_Madau) at rest-frame wavelengths ``wave_rest`` [A, or a spectral Quantity] for a
+    source at redshift z (1 at z = 0); see :func:`madau_tau`."""
     if not np.isfinite(igm_factor) or igm_factor < 0:
         raise ValueError(f"igm_factor scales the optical depth and must be >= 0; got {igm_factor!r}")
     return np.exp(-float(igm_factor) * madau_tau(wave_rest, z, **kwargs))

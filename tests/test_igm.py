@@ -60,3 +60,19 @@ def test_transmission_at_a_wavelength_does_not_depend_on_the_others():
     fine = np.linspace(50.0, 911.0, 3000)
     tau = madau_tau(fine, 3.0)
     assert np.all(np.diff(tau[: np.argmax(tau)]) == 0)
+
+
+def test_wavelengths_in_other_units_are_converted_and_bad_ones_refused():
+    """A Quantity's unit was dropped (100 nm gave the transmission at 100 A: 0.0198 instead of 0.655 at
+    z = 3), and NaN / negative / zero wavelengths were accepted ([nan, -100, 0] -> [1.0, 0.0198, 0.0198])."""
+    from astropy import units as u
+    lam = np.array([950.0, 1000.0, 1100.0])
+    expected = igm_transmission(lam, 3.0)
+    np.testing.assert_allclose(igm_transmission(lam / 10 * u.nm, 3.0), expected, rtol=1e-12)
+    np.testing.assert_allclose(madau_tau(lam * u.AA, 3.0), -np.log(expected), rtol=1e-12)
+    assert 0.6 < float(igm_transmission(100 * u.nm, 3.0)) < 0.7
+    for bad in (np.nan, np.inf, -100.0, 0.0):
+        with pytest.raises(ValueError, match=r"wave_rest must be finite and > 0 \[Angstrom\]; got .*1 of 2"):
+            igm_transmission(np.array([1000.0, bad]), 3.0)
+    with pytest.raises(ValueError, match="must be a wavelength"):
+        madau_tau(1.0 * u.kg, 3.0)
