@@ -58,6 +58,7 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
         Put the templates on a Gaussian LSF of this FWHM (>= the native one) on a log-lambda grid of
         ``velscale`` km/s (:func:`smnet_sps.lsf.to_gaussian_lsf`), so that pPXF's sigma is the galaxy's own
         dispersion once the galaxy is degraded to the same FWHM. ``fwhm`` in the file is then this FWHM.
+        A grid with NaN flux (an unfinished SSP store read with ``allow_incomplete``) is refused.
     velscale : float [km/s], the log-lambda step for ``gaussian_fwhm`` (e.g. the galaxy's velscale)
     position_share : float in [0, 1], optional (with ``gaussian_fwhm``)
         Share of the sub-pixel position variance (pixel width^2 / 12) added to the templates' line profiles

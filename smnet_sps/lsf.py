@@ -219,6 +219,19 @@ def _blurred_boxes(edges, flux, sigma_edge, x, block=4096):
     return out
 
 
+def _check_finite_flux(wave, flux):
+    """Refuse NaN / inf flux, naming how many values and the first one's pixel: :func:`_blurred_boxes` sums
+    the flux steps along the spectrum, so one such pixel made every output pixel redder of it NaN (also
+    outside ``lam_range``). Model grids have none (uncovered pixels are zeros, not NaN)."""
+    bad = ~np.isfinite(flux)
+    if bad.any():
+        first = np.unravel_index(np.flatnonzero(bad)[0], flux.shape)
+        where = f" of spectrum {tuple(int(i) for i in first[:-1])}" if flux.ndim > 1 else ""
+        raise ValueError(f"flux must be finite: {int(bad.sum())} of {flux.size} values are NaN or inf, the "
+                         f"first at {wave[first[-1]]:g} A (pixel {first[-1]}{where}); replace or cut them "
+                         "before putting the spectra on a Gaussian LSF")
+
+
 def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=POSITION_SHARE):
     """Put grid spectra on a Gaussian LSF of FWHM ``fwhm`` on a log-lambda grid of ``velscale`` km/s.
 
@@ -252,13 +265,15 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
     ------
     ValueError
         ``fwhm`` smaller than the native FWHM, non-positive ``velscale``, a ``lam_range`` outside ``wave``,
-        or ``position_share`` outside [0, 1].
+        ``position_share`` outside [0, 1], or NaN / inf in ``flux`` (anywhere: it would spoil every output
+        pixel redder of it).
     """
     wave = _as_aa(wave)
     flux = np.asarray(flux, float)
     if flux.shape[-1] != wave.size:
         raise ValueError(f"flux must have last axis of length {wave.size} (the wavelength grid); got "
                          f"{flux.shape}")
+    _check_finite_flux(wave, flux)
     if isinstance(velscale, u.Quantity):
         velscale = velscale.to_value(u.km / u.s)
     velscale = float(velscale)

@@ -54,3 +54,22 @@ def test_a_width_in_frequency_is_refused_not_read_as_a_wavelength():
         lsf.degrade_to_fwhm(W, F, 0.0, 1e8 * u.GHz)
     with pytest.raises(u.UnitConversionError):
         lsf.to_gaussian_lsf(W, F, 1e8 * u.GHz, 60.0)
+
+
+def test_to_gaussian_lsf_refuses_non_finite_flux():
+    """One NaN pixel anywhere made every output pixel redder of it NaN, even outside lam_range (911 of 911
+    pixels for a NaN at 3100 A and lam_range 5000-6000 A): the edges' flux steps are summed along the
+    spectrum. NaN / inf flux is refused, naming how many values and the first one's place."""
+    wg = np.arange(3000.0, 8000.0, 20.0)
+    flux = np.ones((2, wg.size))
+    _, good, _ = lsf.to_gaussian_lsf(wg, flux, 30.0, 60.0, lam_range=(5000, 6000))
+    assert good.shape == (2, 911) and np.allclose(good, 1.0, rtol=0, atol=1e-12)
+    flux[1, 5] = np.nan
+    with pytest.raises(ValueError, match=r"flux must be finite: 1 of 500 values are NaN or inf, the first "
+                                         r"at 3100 A \(pixel 5 of spectrum \(1,\)\)"):
+        lsf.to_gaussian_lsf(wg, flux, 30.0, 60.0, lam_range=(5000, 6000))
+    one = np.ones(wg.size)
+    one[[100, 200]] = np.inf
+    with pytest.raises(ValueError, match=r"2 of 250 values are NaN or inf, the first at 5000 A \(pixel 100\)"
+                                         r"; replace or cut them"):
+        lsf.to_gaussian_lsf(wg, one, 30.0, 60.0)
