@@ -84,8 +84,10 @@ def air_to_vacuum(wavelength):
     """Air -> vacuum wavelength (the inverse of :func:`vacuum_to_air`, Piskunov's fit as in VALD / Morton
     2000); below 2,000 A unchanged.
 
-    Accepts Angstrom floats or a Quantity; agrees with the exact inverse of :func:`vacuum_to_air` to < 1e-4 A.
-    For a spectrum's axis use :func:`axis_air_to_vacuum`.
+    Accepts Angstrom floats or a Quantity; agrees with the exact inverse of :func:`vacuum_to_air` to < 1e-4 A,
+    except for vacuum 2,000-2,000.65 A: their air wavelengths (1,999.35-2,000 A) lie below the 2,000 A cutoff
+    and come back unchanged (up to 0.65 A off; vacuum_to_air(2000.0) = 1999.352). For a spectrum's axis use
+    :func:`axis_air_to_vacuum`.
     """
     lam, is_quantity = _as_angstrom(wavelength, positive=True)
     out = np.where(lam >= AIR_CUTOFF_AA, lam * _index_at_air(lam), lam)

@@ -80,3 +80,13 @@ def test_converters_refuse_wavelengths_that_are_not_finite_and_positive(bad):
     with pytest.raises(ValueError, match="finite and > 0"):
         convert_spectrum_medium(np.array([bad, 5000.0, 5010.0]), np.ones(3), "vacuum", "air")
     assert vacuum_to_air(500 * u.nm).to_value(u.AA) == pytest.approx(4998.6, abs=0.1)   # a Quantity is fine
+
+
+def test_air_to_vacuum_inverts_vacuum_to_air_except_just_above_2000_angstrom():
+    """air_to_vacuum's docstring: the exact inverse to < 1e-4 A, except vacuum 2,000-2,000.65 A, whose air
+    wavelengths fall below the 2,000 A cutoff and come back unchanged (0.648 A off at vacuum 2,000 A)."""
+    lam = np.concatenate([np.linspace(1990.0, 2010.0, 20001), np.geomspace(2010.0, 2e5, 2000)])
+    err = np.abs(air_to_vacuum(vacuum_to_air(lam)) - lam)
+    off = lam[err >= 1e-4]
+    assert off.min() == 2000.0 and 2000.64 < off.max() < 2000.65
+    assert err.max() == pytest.approx(0.648, abs=1e-3)
