@@ -687,8 +687,8 @@ class StellarPopulation:
 
     def set_tabular_sfh(self, age, sfr, Z=None):
         """Tabular SFH for ``sfh=3``: ``age`` [Gyr since the big bang, increasing], ``sfr`` [M_sun/yr];
-        piecewise linear in time, zero outside the table. Multi-metallicity tables (``Z``) are not
-        available."""
+        piecewise linear in time, zero outside the table; Quantities are converted to these units (another
+        unit raises ValueError). Multi-metallicity tables (``Z``) are not available."""
         if Z is not None:
             raise ValueError("multi-metallicity tabular SFHs (Z=...) are not available; the population has "
                              "one metallicity (logzsol / zmet)")

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy import units as u
 
 __all__ = ["SFH_TYPES", "SFHistory", "parametric_sfh", "tabular_sfh", "check_tabular", "ssp_weights",
            "mass_formed_closed_form"]
@@ -162,10 +163,28 @@ def tabular_sfh(age_gyr, sfr, tage):
     return SFHistory(pieces, [], T)
 
 
+def _in_unit(name, value, unit):
+    """``value`` as a plain number (array) in ``unit``: a Quantity is converted (its unit was dropped:
+    3000 Myr read as 3000 Gyr), a dimensionless one gives its number; any other unit is refused, naming the
+    one expected."""
+    if not isinstance(value, u.Quantity):
+        return value
+    if value.unit == u.dimensionless_unscaled:
+        return value.value
+    try:
+        return value.to_value(unit)
+    except u.UnitConversionError:
+        raise ValueError(f"{name} is in {unit} (or a Quantity convertible to it); got unit {value.unit}") \
+            from None
+
+
 def check_tabular(age_gyr, sfr):
-    """Validate ``set_tabular_sfh`` input (as python-fsps asserts, with clear ValueErrors)."""
-    age = np.asarray(age_gyr, float)
-    rate = np.asarray(sfr, float)
+    """Validate ``set_tabular_sfh`` input (as python-fsps asserts, with clear ValueErrors).
+
+    Returns (age [Gyr], sfr [M_sun/yr]) as float arrays; Quantities are converted to these units.
+    """
+    age = np.asarray(_in_unit("tabular age", age_gyr, u.Gyr), float)
+    rate = np.asarray(_in_unit("tabular sfr", sfr, u.Msun / u.yr), float)
     if age.ndim != 1 or rate.shape != age.shape or age.size < 2:
         raise ValueError(f"age and sfr must be 1-d arrays of the same length >= 2; got shapes {age.shape}, "
                          f"{rate.shape}")

@@ -225,6 +225,25 @@ def test_tabular_sfh_is_not_normalised(sp):
         sp.set_tabular_sfh([1.0, 0.5], [1.0, 1.0])
 
 
+def test_tabular_sfh_quantities_are_converted_to_gyr_and_msun_per_yr(sp):
+    """set_tabular_sfh dropped the units: 3000 Myr was read as 3000 Gyr (5e9 M_sun formed by tage = 5 Gyr
+    instead of 3e9), an SFR in M_sun/Gyr as M_sun/yr, and an age in kg was accepted."""
+    sp.params["sfh"] = 3
+    sp.set_tabular_sfh(np.array([0.0, 3000.0]) * u.Myr, np.array([1.0, 1.0]) * u.Msun / u.yr)
+    sp.get_spectrum(tage=5.0)
+    assert sp.formed_mass == pytest.approx(3e9, rel=1e-10)       # 1 M_sun/yr for 3 Gyr, none since
+    assert sp.sfr == 0.0
+    sp.set_tabular_sfh(np.array([0.0, 14.0]) * u.Gyr, np.array([2e9, 2e9]) * u.Msun / u.Gyr)
+    sp.get_spectrum(tage=5.0)
+    assert sp.formed_mass == pytest.approx(1e10, rel=1e-10)      # 2 M_sun/yr for 5 Gyr
+    assert sp.sfr == pytest.approx(2.0, rel=1e-12)
+    with pytest.raises(ValueError, match="tabular age is in Gyr.*got unit kg"):
+        sp.set_tabular_sfh(np.array([0.0, 14.0]) * u.kg, np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="tabular sfr is in solMass / yr.*got unit solMass"):
+        sp.set_tabular_sfh(np.array([0.0, 14.0]), np.array([1.0, 1.0]) * u.Msun)
+    sp.params["sfh"] = 0
+
+
 @pytest.mark.parametrize("kwargs,err,match", [
     (dict(add_neb_emission=True), ValueError, "nebular emission"),
     (dict(add_dust_emission=True), ValueError, "dust emission"),
