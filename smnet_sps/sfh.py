@@ -80,21 +80,38 @@ def _gl_integral(f, lo, hi, breaks=()):
     return float(total)
 
 
+def _real(name, value, unit):
+    """``value`` as one float in ``unit`` (a Quantity converted): text, True / False and None are refused
+    (np.isfinite("5") raised numpy's TypeError), as is more than one value."""
+    number = np.asarray(_in_unit(name, value, unit))
+    if number.dtype.kind not in "iuf" or number.size != 1:
+        in_unit = "" if unit == u.dimensionless_unscaled else f" in {unit}"
+        raise ValueError(f"{name} must be a single real number{in_unit}; got {value!r}")
+    return float(number.reshape(()))
+
+
 def _positive(name, value):
+    value = _real(name, value, u.Gyr)
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be finite and > 0 (Gyr); got {value!r}")
+    return value
 
 
 def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fburst=0.0, tburst=11.0):
     """FSPS ``sfh=1`` (tau) or ``sfh=4`` (delayed tau) with constant and burst parts, 1 M_sun formed by tage.
 
     Parameters are FSPS's, in Gyr of forward time (``tau``: e-folding time in Gyr; ``const``, ``fburst``:
-    mass fractions in [0, 1], const + fburst <= 1).
+    mass fractions in [0, 1], const + fburst <= 1); a Quantity is converted. Each must be one finite real
+    number (``tburst`` only when ``fburst > 0``), else ValueError.
     """
-    if sfh not in (1, 4):
+    if isinstance(sfh, (bool, np.bool_)) or sfh not in (1, 4):
         raise ValueError(f"parametric_sfh needs sfh=1 (tau) or sfh=4 (delayed tau); got {sfh!r}")
-    _positive("tage", tage)
-    _positive("tau", tau)
+    tage = _positive("tage", tage)
+    tau = _positive("tau", tau)
+    const = _real("const", const, u.dimensionless_unscaled)
+    fburst = _real("fburst", fburst, u.dimensionless_unscaled)
+    sf_start, sf_trunc, tburst = (_real(name, v, u.Gyr) for name, v in
+                                  (("sf_start", sf_start), ("sf_trunc", sf_trunc), ("tburst", tburst)))
     for name, v in (("const", const), ("fburst", fburst)):
         if not (0.0 <= v <= 1.0):
             raise ValueError(f"{name} is a mass fraction and must be in [0, 1]; got {v!r}")
@@ -103,6 +120,10 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
                          f"{const + fburst:g}")
     if not np.isfinite(sf_start) or sf_start < 0:
         raise ValueError(f"sf_start must be >= 0 Gyr; got {sf_start!r}")
+    if not np.isfinite(sf_trunc):
+        # NaN failed every comparison below and meant "no truncation"
+        raise ValueError(f"sf_trunc must be a finite forward time in Gyr (0: no truncation); got "
+                         f"{sf_trunc!r}")
     if fburst > 0 and (not np.isfinite(tburst) or tburst < 0):
         # a forward time: tburst < 0 put the burst before the Big Bang, older than tage (a "1 Gyr" population
         # came out as the 10 Gyr SSP)
@@ -141,11 +162,11 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
 def tabular_sfh(age_gyr, sfr, tage):
     """FSPS ``sfh=3``: SFR [M_sun/yr] piecewise linear between forward times ``age_gyr`` [Gyr]; zero outside.
 
-    Only the part formed by ``tage`` counts; the result is not normalised (mass formed in M_sun).
+    Only the part formed by ``tage`` counts; the result is not normalised (mass formed in M_sun). The table
+    is checked as :func:`check_tabular` does (ValueError otherwise).
     """
-    age = np.asarray(age_gyr, float)
-    rate = np.asarray(sfr, float)
-    _positive("tage", tage)
+    age, rate = check_tabular(age_gyr, sfr)
+    tage = _positive("tage", tage)
     T = tage * GYR
     pieces = []
     for j in range(age.size - 1):

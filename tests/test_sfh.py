@@ -124,3 +124,29 @@ def test_no_split_puts_every_star_in_old():
     split = ssp_weights(h, LOG_AGES, split_yr=1e7)
     np.testing.assert_allclose(split[0] + split[1], old, rtol=1e-12, atol=1e-15)
     assert 0 < split[0].sum() < 0.01
+
+
+@pytest.mark.parametrize("age,sfr,match", [
+    ([0.0, 5.0], [-1.0, -1.0], "sfr cannot be negative"),        # was -5e9 M_sun formed (negative weights)
+    ([0.0, np.nan], [1.0, 1.0], "finite"),                       # was NaN
+    ([0.0, 5.0, 3.0], [1.0, 1.0, 1.0], "strictly increasing"),   # was accepted
+])
+def test_tabular_sfh_checks_its_table(age, sfr, match):
+    """tabular_sfh (public, FSPS sfh=3) did not check its table as set_tabular_sfh does."""
+    with pytest.raises(ValueError, match=match):
+        tabular_sfh(age, sfr, tage=10.0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(tage="5"), "tage must be a single real number in Gyr; got '5'"),     # numpy's TypeError before
+    (dict(tau=None), "tau must be a single real number in Gyr"),
+    (dict(const="0.1"), "const must be a single real number; got '0.1'"),
+    (dict(fburst=True), "fburst must be a single real number; got True"),
+    (dict(sf_start=[0.0, 1.0]), "sf_start must be a single real number"),
+    (dict(sf_trunc=float("nan")), "sf_trunc must be a finite forward time"),  # meant "no truncation"
+    (dict(sf_trunc=np.inf), "sf_trunc must be a finite forward time"),
+    (dict(tburst="11"), "tburst must be a single real number"),
+])
+def test_parametric_sfh_refuses_what_is_not_a_number(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        parametric_sfh(**{"sfh": 1, "tage": 5.0, "tau": 1.0, **kwargs})
