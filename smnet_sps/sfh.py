@@ -29,7 +29,7 @@ import numpy as np
 from astropy import units as u
 
 __all__ = ["SFH_TYPES", "SFHistory", "parametric_sfh", "tabular_sfh", "check_tabular", "ssp_weights",
-           "mass_formed_closed_form"]
+           "mass_formed_closed_form", "UNRESOLVED_FRACTION"]
 
 SFH_TYPES = {0: "SSP", 1: "tau (+ constant + burst)", 3: "tabular", 4: "delayed tau (+ constant + burst)"}
 GYR = 1e9
@@ -43,7 +43,8 @@ class SFHistory:
     pieces : list of (t_lo, t_hi, f) with f(t) -> SFR [M_sun/yr] (vectorised), smooth on [t_lo, t_hi]
     breaks : extra lookback times [yr] where the quadrature splits (e.g. multiples of tau from the start,
         so that a short burst-like tau model is integrated as exactly as a long one)
-    bursts : list of (t, mass) instantaneous bursts [yr, M_sun]
+    bursts : list of (t, mass) instantaneous bursts [yr, M_sun] (also a tau or a star-forming window too short
+        to integrate in lookback time, at its mean time: see ``UNRESOLVED_FRACTION``)
     tage_yr : float, age of the population [yr]
     """
 
@@ -90,6 +91,13 @@ def _real(name, value, unit):
     return float(number.reshape(()))
 
 
+#: A tau or star-forming window shorter than this fraction of the time since ``sf_start`` is formed as a burst
+#: at its mass-weighted mean time, the limit it tends to: lookback times near the start are ~1e-16 of it
+#: apart, too coarse for the quadrature (tau = 1e-15 Gyr formed 1.98 M_sun instead of 1, 1e-20 Gyr none).
+#: At this length both the quadrature and the burst are off by ~1e-8 in the SSP weights (of 1 M_sun).
+UNRESOLVED_FRACTION = 5e-9
+
+
 def _positive(name, value):
     value = _real(name, value, u.Gyr)
     if not np.isfinite(value) or value <= 0:
@@ -102,7 +110,9 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
 
     Parameters are FSPS's, in Gyr of forward time (``tau``: e-folding time in Gyr; ``const``, ``fburst``:
     mass fractions in [0, 1], const + fburst <= 1); a Quantity is converted. Each must be one finite real
-    number (``tburst`` only when ``fburst > 0``), else ValueError.
+    number (``tburst`` only when ``fburst > 0``), else ValueError. A tau or ``sf_trunc - sf_start`` window
+    shorter than ``UNRESOLVED_FRACTION`` of ``tage - sf_start`` is formed as a burst at its mean time (the
+    limit it tends to; tau -> 0 is the SSP).
     """
     if isinstance(sfh, (bool, np.bool_)) or sfh not in (1, 4):
         raise ValueError(f"parametric_sfh needs sfh=1 (tau) or sfh=4 (delayed tau); got {sfh!r}")
@@ -136,27 +146,40 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
     trunc = (sf_trunc - sf_start) * GYR
     s_end = trunc if 0 < trunc <= T else T             # FSPS: sf_trunc <= sf_start or > tage -> no truncation
     t_lo = T - s_end                                   # lookback time at which star formation stops
+    s_end = T - t_lo                                   # the window as lookback times hold it
     tau_yr = tau * GYR
     if sfh == 1:
         def shape(s):
             return np.exp(-s / tau_yr)
-        norm = tau_yr * -np.expm1(-s_end / tau_yr)
     else:
         def shape(s):
             return s * np.exp(-s / tau_yr)
-        norm = tau_yr ** 2 * (-np.expm1(-s_end / tau_yr) - (s_end / tau_yr) * np.exp(-s_end / tau_yr))
     tb = (tage - tburst) * GYR                         # burst lookback time; < 0: in the future -> none
     f_burst = fburst if tb >= 0 else 0.0
     f_tau = 1.0 - const - f_burst
     pieces = []
-    if f_tau > 0:
-        pieces.append((t_lo, T, lambda t, a=f_tau / norm: a * shape(T - t)))
-    if const > 0:
-        pieces.append((t_lo, T, lambda t, a=const / s_end: np.full_like(t, a)))
     bursts = [(tb, f_burst)] if f_burst > 0 else []
     # quadrature breaks at 1/4 .. 128 e-folding times from the start: exact for tau << the SSP age spacing
-    breaks = T - tau_yr * np.array([0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128])
+    e_folds = tau_yr * np.array([0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128])
+    for fraction, f, length in ((f_tau, shape, min(tau_yr, s_end)), (const, np.ones_like, s_end)):
+        if fraction <= 0:
+            continue
+        if length >= UNRESOLVED_FRACTION * T:
+            # normalised in time since the start, where a short window or tau keeps its digits
+            norm = _gl_integral(f, 0.0, s_end, e_folds)
+            pieces.append((t_lo, T, lambda t, a=fraction / norm, f=f: a * f(T - t)))
+        else:
+            bursts.append((T - _mean_time(f, s_end, e_folds), fraction))
+    breaks = T - e_folds
     return SFHistory(pieces, bursts, tage * GYR, breaks[(breaks > t_lo) & (breaks < T)])
+
+
+def _mean_time(shape, s_end, breaks):
+    """Mass-weighted mean time [yr] since the start of an SFR ``shape(s)`` on [0, s_end] yr."""
+    mass = _gl_integral(shape, 0.0, s_end, breaks)
+    if mass <= 0:
+        return 0.0              # underflow (delayed tau = 1e-300 Gyr): the mean is as close to the start
+    return _gl_integral(lambda s: s * shape(s), 0.0, s_end, breaks) / mass
 
 
 def tabular_sfh(age_gyr, sfr, tage):
