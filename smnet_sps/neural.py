@@ -548,8 +548,7 @@ class NeuralGenerator(_TorchGenerator):
                 clipped = gravity.clip(on_hull)
                 if gravity.single_metallicity:
                     m0 = gravity.columns[0, 1]
-                    tol = (SINGLE_METALLICITY_TOLERANCE / NODE_STEPS[2]
-                           if self._metallicity_trend_taught(j) else 0.0)
+                    tol = 0.0 if self._metallicity_pinned(j) else SINGLE_METALLICITY_TOLERANCE / NODE_STEPS[2]
                     clipped[:, 2] = np.clip(clipped[:, 2], m0 - tol, m0 + tol)
                 narrowed = (np.abs(clipped - on_hull) > HOLD_TOL).any(1)
                 if narrowed.any():
@@ -573,11 +572,14 @@ class NeuralGenerator(_TorchGenerator):
 
     def _hold_jacobian(self, teff, logg, logz, mix, held):
         """(n, n_libraries, 3, 3): d(held point) / d(log10 Teff, log g, [M/H]) where :meth:`_held_inputs`
-        moved a library's input (zeros elsewhere), by central differences of the hold, which is piecewise
-        affine (exact but within HOLD_STEP of its kinks): beyond a hull the held point slides along the hull's
-        face as the star moves, so torch_surface_flux keeps that part of the derivative."""
+        moved a library's input or a library pinned at its own [M/H] (:meth:`_metallicity_pinned`) weighs
+        the point (zeros elsewhere), by central differences of the hold, which is piecewise affine (exact
+        but within HOLD_STEP of its kinks): beyond a hull the held point slides along the hull's face as the
+        star moves, so torch_surface_flux keeps that part of the derivative; a pinned [M/H] has derivative 0
+        even where the point sits at that [M/H] and so did not move."""
         jac = np.zeros(held.shape + (3,))
-        rows = np.flatnonzero(np.isfinite(held[..., 0]).any(1))
+        pinned = self._pinned_libraries()
+        rows = np.flatnonzero(np.isfinite(held[..., 0]).any(1) | (mix[:, pinned] > 0).any(1))
         if not rows.size:
             return jac
         p = np.stack([np.log10(teff), logg, logz], 1)[rows]
@@ -591,6 +593,17 @@ class NeuralGenerator(_TorchGenerator):
         for axis in range(3):
             jac[rows, :, :, axis] = (sides[2 * axis] - sides[2 * axis + 1]) / (2 * HOLD_STEP)
         return jac
+
+    def _metallicity_pinned(self, j):
+        """True if :meth:`_held_inputs` holds library j's [M/H] at the library's own (a clip to a zero-width
+        range): a single-metallicity library where no network learned a trend with [M/H]
+        (:meth:`_metallicity_trend_taught`)."""
+        gravity = self._gravity_range(j)
+        return gravity is not None and gravity.single_metallicity and not self._metallicity_trend_taught(j)
+
+    def _pinned_libraries(self):
+        """(n_libraries,) bool: :meth:`_metallicity_pinned` of each library."""
+        return np.array([self._metallicity_pinned(j) for j in range(len(self.library_names))], bool)
 
     def _metallicity_trend_taught(self, j):
         """True if library j spans several [M/H], or another library that does overlaps its Teff range: then
@@ -964,7 +977,8 @@ class NeuralGenerator(_TorchGenerator):
         several boxes overlap fully). Outside the training box the network input is held at the box edge
         (gradient zero for the clipped coordinates), and beyond a library's training nodes on their hull, as
         in :meth:`surface_flux`: there the derivative follows the held point as it slides along the hull
-        (central differences of the piecewise-affine hold, :meth:`_hold_jacobian`). Points are
+        (central differences of the piecewise-affine hold, :meth:`_hold_jacobian`); a library held at its
+        own [M/H] (CM87) has zero [M/H] gradient, at that [M/H] too. Points are
         not validated against coverage here: check them once with :meth:`in_coverage`.
         """
         tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
@@ -1000,13 +1014,21 @@ class NeuralGenerator(_TorchGenerator):
             stays = torch.isnan(moved_to[:, :1])
             jac = torch.as_tensor(jac, device=self.device)[rows, libs]
             zero = (p64 - p64.detach())[rows]
-            slide = torch.nan_to_num(moved_to) + torch.einsum("mij,mj->mi", jac, zero)
-            x = torch.where(stays, scaled.clamp(0.0, 1.0)[rows],
+            shift = torch.einsum("mij,mj->mi", jac, zero)
+            slide = torch.nan_to_num(moved_to) + shift
+            # a point already at a library's pinned [M/H] does not move, yet the hold fixes that coordinate
+            # (its gradient was the network's, 0.35 in ln F at 2 um for CM87 at [M/H] 0, against 0 by finite
+            # differences): its value as it stays, its derivative the hold's
+            pinned = stays & torch.as_tensor(self._pinned_libraries(), device=self.device)[libs, None]
+
+            def kept(live, scale):
+                return torch.where(pinned, live.detach() + (shift / scale).to(live.dtype), live)
+            x = torch.where(stays, kept(scaled.clamp(0.0, 1.0)[rows], c64["span"]),
                             ((slide - c64["lo"]) / c64["span"]).to(dtype))
             tail = None
             if look is not None:
                 held = c64["lo"] + ((p64 - c64["lo"]) / c64["span"]).clamp(0.0, 1.0) * c64["span"]
-                tail = (torch.where(stays, held[rows], slide),
+                tail = (torch.where(stays, kept(held[rows], 1.0), slide),
                         torch.as_tensor(look, device=self.device)[rows, libs])
             lr = self._network_log_ratio(model, x, libs, dtype, tail) * w[:, None]
             lr = torch.zeros((teff.numel(), self.wavelength.size), dtype=dtype,

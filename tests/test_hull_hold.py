@@ -193,3 +193,25 @@ def test_nodes_without_a_hull_only_clip_to_their_box(nodes):
     held = hull.locate(np.concatenate([inside, beyond]))[3]
     np.testing.assert_array_equal(held[0], inside[0])
     np.testing.assert_array_equal(held[1][hull.kept], np.array(nodes, float)[:, hull.kept].max(0))
+
+
+@pytest.mark.parametrize("library", [None, "cm87"])
+@pytest.mark.parametrize("teff, logg", [(1e5, 6.0), (75000.0, 5.6)])
+def test_cm87_at_its_own_metallicity_has_no_metallicity_gradient(default_generator, library, teff, logg):
+    """CM87's [M/H] is held at its own, 0: the spectrum does not change with [M/H] there, on either side, so
+    autograd must give 0 at [M/H] = 0 too, a fit's usual start (before: d ln F / d[M/H] = 0.35 at 2 um,
+    0.37 at 1200 A, where the point had not moved and the network's own gradient came through), and the
+    other two derivatives must still match finite differences (the hold moves nothing there)."""
+    gen = default_generator
+    pix = [int(np.argmin(np.abs(gen.wavelength - w))) for w in (1200.0, 2500.0, 20000.0)]
+
+    def log_flux(*values):
+        return torch.log(gen.torch_surface_flux(*values, library=library))[0, pix]
+    args = [torch.tensor([v], dtype=torch.float64, requires_grad=True) for v in (teff, logg, 0.0)]
+    assert torch.autograd.gradcheck(log_flux, args, eps=1e-6, atol=1e-5, rtol=1e-3)
+    jac = torch.autograd.functional.jacobian(log_flux, tuple(args))
+    assert (jac[2] == 0).all() and (jac[1] != 0).all()
+    # the fast path agrees: the same spectrum just off [M/H] 0 on either side
+    flux, _ = gen.surface_flux([teff] * 3, [logg] * 3, [-1e-4, 0.0, 1e-4], library=library, dtype="float64")
+    np.testing.assert_array_equal(flux[0], flux[1])
+    np.testing.assert_array_equal(flux[2], flux[1])
