@@ -295,8 +295,9 @@ def throughput_table(gen):
     teff, logg, logz = sets[0]
     t_cov = _best_time(lambda: gen._in_coverage(teff, logg, logz))
     t_mix = _best_time(lambda: gen.mixture(teff, logg, logz))
-    out += ["", f"Host-side stages per {n} random points: coverage lookup {t_cov * 1e3:.1f} ms (a k=1 k-d "
-            "tree query bounded by the nodes' largest reach, k=16 only for the undecided points), mixture "
+    out += ["", f"Host-side stages per {n} random points: coverage lookup {t_cov * 1e3:.1f} ms (per library "
+            "whose box holds points, a k=1 k-d tree query bounded by its nodes' largest reach, k=16 only for "
+            "the undecided points), mixture "
             f"weights {t_mix * 1e3:.1f} ms. Everything else (scaling, network, blend, blackbody, "
             "exponentiation, sigma T^4) runs in torch on the generator's device, one transfer in and one out "
             "per batch.", ""]

@@ -44,9 +44,10 @@ MODEL_FORMAT = "smnet-sps model"
 
 # Coverage rule (see docs/generator.md): distances to training nodes are measured in nominal grid steps
 # (constants.NODE_STEPS: 0.02 dex in log Teff, 0.5 dex in log g, 0.5 dex in [M/H]). A point is "near the
-# nodes" if some training node of a library whose box contains the point is among its COVERAGE_NEIGHBOURS
-# nearest nodes and lies within COVERAGE_FACTOR times that node's own nearest-neighbour distance (local
-# spacing).
+# nodes" if, for some library whose box contains the point, one of that library's COVERAGE_NEIGHBOURS nodes
+# nearest the point lies within COVERAGE_FACTOR times that node's own nearest-neighbour distance (local
+# spacing): the mixture's hole rule (mixture.HOLE_ZERO), so the mixture never uses a library the flag does
+# not count.
 COVERAGE_FACTOR = 1.5
 COVERAGE_NEIGHBOURS = 16
 
@@ -343,6 +344,24 @@ def _input_scaling(scaling, cfg_path):
         raise ValueError(f"{cfg_path}: input_scaling must hold lo and hi, three finite numbers each (log10 "
                          f"Teff, log g, [M/H]) with lo < hi; got {scaling!r}")
     return lo, hi
+
+
+def _near_library_nodes(tree, spacing, reach, points):
+    """(m,) bool: one of the COVERAGE_NEIGHBOURS nodes of a library nearest each point (grid steps) lies
+    within COVERAGE_FACTOR x its local spacing. Nodes beyond ``reach`` (the largest such distance) never
+    qualify: the bound prunes the search without changing the answer (missing neighbours come back with index
+    == number of nodes). The nearest node alone decides most points; only the rest get the full query."""
+    def qualifies(dist, idx):
+        found = idx < spacing.size
+        return found & (dist <= COVERAGE_FACTOR * spacing[np.where(found, idx, 0)])
+    dist, idx = tree.query(points, k=1, distance_upper_bound=reach)
+    near = qualifies(dist, idx)
+    rest = np.flatnonzero((idx < spacing.size) & ~near)
+    k = min(COVERAGE_NEIGHBOURS, spacing.size)
+    if rest.size and k > 1:
+        dist, idx = tree.query(points[rest], k=k, distance_upper_bound=reach)
+        near[rest] = qualifies(dist, idx).any(1)
+    return near
 
 
 class NeuralGenerator(_TorchGenerator):
@@ -693,17 +712,18 @@ class NeuralGenerator(_TorchGenerator):
         With ``library`` (or a model loaded with a default library), only that library's box and nodes
         count: an imitation is covered where that library has models, not where another library does.
 
-        Near = one of the point's 16 nearest training nodes belongs to a library whose box contains the point
-        and lies within ``COVERAGE_FACTOR`` (1.5) x that node's local grid spacing, with distances in nominal
-        grid steps (0.02 dex log Teff, 0.5 dex log g, 0.5 dex [M/H]). This flags holes inside a box (e.g. hot
-        low-gravity corners where a library has no models). A library computed at a single metallicity
-        (BaSeL 2.2 and CM87 here: [M/H] = 0) is taken to cover +-0.25 dex around it, half a nominal [M/H]
-        step -- the range over which its mixture weight tapers to zero -- instead of a box of zero width that
-        no isochrone off exactly solar metallicity could ever hit.
+        Near = for some library whose box contains the point, one of that library's 16 training nodes
+        nearest the point lies within ``COVERAGE_FACTOR`` (1.5) x that node's local grid spacing, with
+        distances in nominal grid steps (0.02 dex log Teff, 0.5 dex log g, 0.5 dex [M/H]): the mixture's hole
+        rule, so the default mixture never uses a library this does not count. This flags holes inside a box
+        (e.g. hot low-gravity corners where a library has no models). A library computed at a single
+        metallicity (BaSeL 2.2 and CM87 here: [M/H] = 0) is taken to cover +-0.25 dex around it, half a
+        nominal [M/H] step -- the range over which its mixture weight tapers to zero -- instead of a box of
+        zero width that no isochrone off exactly solar metallicity could ever hit.
 
-        One vectorised k-d tree query (bounded by the largest reach of any node, so far points cost little);
-        the last answer is remembered, so the usual ``in_coverage`` then ``surface_flux`` on the same points
-        queries once.
+        Vectorised k-d tree queries, one per library whose box holds undecided points (each bounded by the
+        largest reach of that library's nodes, so far points cost little); the last answer is remembered, so
+        the usual ``in_coverage`` then ``surface_flux`` on the same points queries once.
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
         library = self._check_library(library)
@@ -736,47 +756,39 @@ class NeuralGenerator(_TorchGenerator):
             return inside_box
         if self._coverage_index is None:
             self._coverage_index = self._build_coverage_index()
-        tree, spacing, lib_of_node, reach = self._coverage_index
         sel = np.flatnonzero(inside_box)
         pts = self._node_coords(teff[sel], logg[sel], logz[sel])
-        # Nodes farther than the largest reach of any node never qualify: the bound prunes the search without
-        # changing the answer (missing neighbours come back with index == number of nodes). First the nearest
-        # node alone: if it qualifies, or nothing is within reach, the point is decided (~80 % of random
-        # points); only the rest get the full COVERAGE_NEIGHBOURS query.
-        dist, idx = tree.query(pts, k=1, distance_upper_bound=reach)
-        found = idx < spacing.size
-        near = self._qualifies(dist, idx, found, spacing, lib_of_node, inbox[sel])
-        rest = np.flatnonzero(found & ~near)
-        k = min(COVERAGE_NEIGHBOURS, spacing.size)
-        if rest.size and k > 1:
-            dist, idx = tree.query(pts[rest], k=k, distance_upper_bound=reach)
-            dist, idx = dist.reshape(rest.size, k), idx.reshape(rest.size, k)
-            ok = self._qualifies(dist, idx, idx < spacing.size, spacing, lib_of_node,
-                                 inbox[sel[rest]][:, None, :])
-            near[rest] = ok.any(1)
+        # Each library whose box holds the point asks its own nodes, as the mixture's hole factor does: among
+        # the nearest nodes of all libraries together, another library's (WM-basic's 16 at 33 kK, log g 3.4,
+        # outside its box) hid the CK04 node the mixture took the point from, flagged outside coverage.
+        near = np.zeros(sel.size, bool)
+        for j, own in enumerate(self._coverage_index):
+            rows = np.flatnonzero(inbox[sel, j] & ~near)       # a point covered once is decided
+            if rows.size and own is not None:
+                near[rows] = _near_library_nodes(*own, pts[rows])
         out = np.zeros(teff.size, bool)
         out[sel] = near
         return out
 
-    @staticmethod
-    def _qualifies(dist, idx, found, spacing, lib_of_node, inbox):
-        """Found neighbours within COVERAGE_FACTOR x their spacing, of a library whose box holds the point."""
-        idx = np.where(found, idx, 0)
-        lib = lib_of_node[idx]
-        in_lib_box = np.take_along_axis(inbox, lib[..., None], axis=-1)[..., 0]
-        return found & (dist <= COVERAGE_FACTOR * spacing[idx]) & in_lib_box
-
     _node_coords = staticmethod(node_coordinates)
 
     def _build_coverage_index(self):
+        """Per library: (k-d tree of its nodes in grid steps, their local spacings, the largest reach of any
+        of them), or None for a library without nodes."""
         from scipy.spatial import cKDTree
         nodes = self.nodes
         pts = node_coordinates(nodes["teff"], nodes["logg"], nodes["logz"])
         lib = nodes["library_id"].astype(int)
         spacing = library_node_spacing(pts, lib)
-        lib = np.clip(lib, 0, len(self.library_names) - 1)
-        reach = float(np.nextafter(COVERAGE_FACTOR * spacing.max(), np.inf)) * (1 + 1e-12)
-        return cKDTree(pts), spacing, lib, reach
+        index = []
+        for j in range(len(self.library_names)):
+            own = np.flatnonzero(lib == j)
+            if not own.size:
+                index.append(None)
+                continue
+            reach = float(np.nextafter(COVERAGE_FACTOR * spacing[own].max(), np.inf)) * (1 + 1e-12)
+            index.append((cKDTree(pts[own]), spacing[own], reach))
+        return index
 
     # ---- forward --------------------------------------------------------------------------------
     def scale_inputs(self, teff, logg, logz):

@@ -252,6 +252,28 @@ def test_mixture_and_coverage_rules_agree(default_generator, shipped):
     assert default_generator.in_coverage(10 ** p[supported, 0], p[supported, 1], p[supported, 2]).all()
 
 
+
+def test_coverage_asks_each_library_its_own_nodes(default_generator, shipped):
+    """Early-B/O giants just below WM-basic's box (log g 3.5): CK04 supports them, but the 16 nearest nodes of
+    all libraries together were WM-basic's, so the CK04 node the mixture used ranked 17-23rd and the point was
+    flagged outside (13 of 200,000 random points; 32,930 K, log g 3.407, [M/H] -0.239 is CK04 alone, its node
+    at 1.28 local spacings, strict=True raised). Each library now asks its own nodes, as the mixture does."""
+    from smnet_sps.mixture import HOLE_ZERO
+    gen = default_generator
+    ck04 = gen.library_names.index("ck04")
+    point = (32930.0, 3.407, -0.239)
+    np.testing.assert_array_equal(gen.mixture(*point)[0], np.eye(len(gen.library_names))[ck04])
+    assert shipped._hole_ratio(ck04, [[np.log10(point[0]), *point[1:]]])[0] < HOLE_ZERO
+    assert gen.in_coverage(*point).all()
+    gen.surface_flux(*point, strict=True)
+    rng = np.random.default_rng(0)
+    n = 4000
+    p = np.stack([rng.uniform(np.log10(32000), np.log10(42000), n), rng.uniform(3.25, 3.5, n),
+                  rng.uniform(-1.0, 0.2, n)], 1)
+    supported = shipped.support(*p.T).max(1) > 0
+    assert 0.5 < supported.mean() < 0.95
+    assert gen.in_coverage(10 ** p[supported, 0], p[supported, 1], p[supported, 2]).all()
+
 def test_default_spectrum_is_the_blend_of_imitations(default_generator):
     """The default's spectrum is the weighted geometric mean of the library imitations (what the empirical
     k-fold scoring computes with smnet_sps.mixture.blend_log_flux), above the 1e-30 sigma Teff^4 per A floor
