@@ -605,10 +605,18 @@ def _points_block(block, spec, device, what, filters, system, distance_cm, batch
     return out
 
 
+def _points_chunk(block, *args, block_info=None):
+    """:func:`_points_block` of one Dask chunk, its bad rows named by their row in the table: the chunk's
+    first row comes from Dask's ``block_info`` (without it, a NaN Teff at row 23 in chunks of 10 was
+    "row 3")."""
+    offset = 0 if block_info is None else int(block_info[0]["array-location"][0][0])
+    return _points_block(block, *args, offset=offset)
+
+
 def _map_points(points, spec, device, what, filters, system, distance, batch_size, chunk_rows, k, out_dtype):
     arr = points_array(points, chunk_rows)
     distance_cm = None if distance is None else float(u.Quantity(distance).to_value(u.cm))
-    both = arr.map_blocks(_points_block, spec, device, what, tuple(filters or ()), system, distance_cm,
+    both = arr.map_blocks(_points_chunk, spec, device, what, tuple(filters or ()), system, distance_cm,
                           int(batch_size), out_dtype, chunks=(arr.chunks[0], (k + 1,)), dtype=out_dtype)
     return both[:, :k], both[:, k].astype(bool)
 

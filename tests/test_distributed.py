@@ -111,6 +111,23 @@ def test_in_process_path_and_input_errors(tmp_path, stars):
         D.ssp_grids([("parsec", "kroupa", "blackbody", AGES, ZS)], store=tmp_path, age_chunk=0)
 
 
+
+@pytest.mark.parametrize("row, column, value, message", [
+    (23, 0, np.nan, "teff is not finite at row 23 "),
+    (37, 3, -1.0, "row 37 has L"),
+    (14, 1, 99.0, r"logg = 99 \(index 4\) .* counts from row 10 of the table")])
+def test_lazy_arrays_name_a_bad_row_by_its_row_in_the_table(stars, row, column, value, message):
+    """The lazy magnitudes / surface_flux name a bad star by its row in the whole table, as write_points does
+    (before: by its row in its chunk, "row 3" for row 23 in chunks of 10, and "counts from row 0")."""
+    table = stars[:50].copy()
+    table[row, column] = value
+    with pytest.raises(ValueError, match=message):
+        D.magnitudes(table, "sdss2010-r", generator="blackbody", chunk_rows=10)[0].compute(scheduler="sync")
+    if column < 3:                                   # spectra take no L
+        flux = D.surface_flux(table, generator="blackbody", chunk_rows=10)[0]
+        with pytest.raises(ValueError, match=message):
+            flux.compute(scheduler="sync")
+
 def test_ssp_grids_equal_single_process(client, tmp_path, default_generator):
     configs = [("parsec", "kroupa", None, AGES, ZS),
                {"isochrones": "parsec", "imf": "salpeter", "generator": "default", "ages": AGES,
