@@ -88,10 +88,15 @@ class SSPInterpolator:
     def __call__(self, log_age, logz):
         """Spectra (n, n_wave) [L_sun / A per M_sun formed] at log10(age / yr) and [M/H] tensors (n,).
 
-        Values outside the grid raise ``ValueError`` (no extrapolation).
+        Either may have length 1 (one value for every spectrum). Values outside the grid, or lengths that
+        differ otherwise, raise ``ValueError`` (no extrapolation).
         """
         log_age = torch.as_tensor(log_age, dtype=self.dtype, device=self.device).reshape(-1)
         logz = torch.as_tensor(logz, dtype=self.dtype, device=self.device).reshape(-1)
+        if log_age.numel() != logz.numel() and 1 not in (log_age.numel(), logz.numel()):
+            # torch failed on them with an IndexError about shapes deep in the interpolation
+            raise ValueError(f"log_age and logz must have the same length (or one of them length 1); got "
+                             f"{log_age.numel()} log_age and {logz.numel()} logz values")
         (a0, a1), (z0, z1) = self.bounds
         tol = 1e-9
         la, lz = log_age.detach().cpu().numpy(), logz.detach().cpu().numpy()

@@ -98,6 +98,18 @@ def test_interpolator_is_exact_at_nodes_and_refuses_outside(rng):
         interp(torch.tensor([9.0]), torch.tensor([1.0]))
 
 
+def test_interpolator_broadcasts_one_value_and_refuses_other_length_mismatches(rng):
+    """(before: lengths 2 and 3 failed with torch's IndexError about shapes, not naming the arguments)"""
+    grid = _toy_ssp_grid(rng)
+    interp = SSPInterpolator(grid)
+    both = interp(torch.tensor([9.5, 9.5]), torch.tensor([0.0, 0.0]))
+    one_age = interp(torch.tensor([9.5]), torch.tensor([0.0, 0.0]))
+    np.testing.assert_array_equal(one_age.numpy(), both.numpy())
+    np.testing.assert_allclose(both[1].numpy(), grid.ssp_flux[2, 3], rtol=1e-12)
+    with pytest.raises(ValueError, match="got 2 log_age and 3 logz values"):
+        interp(torch.tensor([9.0, 9.2]), torch.tensor([0.0, 0.0, 0.0]))
+
+
 # ------------------------------------------------------------------------------------------- recovery
 def test_noiseless_mock_recovers_truth(gen):
     truth = (5300.0, 3.6, -0.5, 35.0)
