@@ -63,6 +63,24 @@ def test_results_do_not_depend_on_batch_size(default_generator):
     assert np.abs(alone[0] / ref[5] - 1).max() < 1e-6
 
 
+
+def test_the_last_chunk_is_padded_as_documented():
+    """The network sees a multiple of _PAD_ROWS rows, and docs/generator.md says so (it said "a multiple of 4
+    rows" while the code padded to 16)."""
+    from pathlib import Path
+
+    from smnet_sps.neural import _PAD_ROWS, _padded_net
+    seen = []
+
+    def net(t):
+        seen.append(t.shape[0])
+        return t
+    for rows in (1, 7, 17, 2048):
+        out = _padded_net(net, torch.ones((rows, 3)))
+        assert out.shape == (rows, 3) and seen[-1] % _PAD_ROWS == 0 and seen[-1] - rows < _PAD_ROWS
+    text = " ".join((Path(__file__).parents[1] / "docs" / "generator.md").read_text().split())
+    assert f"multiple of {_PAD_ROWS} (`_PAD_ROWS`" in text and "multiple of 4 " not in text
+
 def test_as_tensor_stays_on_the_device(default_generator):
     gen = default_generator
     teff, logg, logz = [5777.0, 30000.0], [4.44, 4.0], [0.0, -0.5]
