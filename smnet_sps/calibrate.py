@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,8 +123,27 @@ def _shape_projector(basis, mask):
     return np.linalg.solve(G, np.einsum("pk,np->nkp", A, m))
 
 
+@contextmanager
+def _caller_torch_state_kept():
+    """Give torch's thread count and random state (CPU, and CUDA devices already in use) back as they were:
+    a library call must not reseed its caller's random numbers or leave it on one thread."""
+    threads = torch.get_num_threads()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def fit_correction(data, rows, settings=None, seed=0):
-    """Fit one :class:`CorrectionNet` to the stars ``rows`` of ``data`` (deterministic for a given seed)."""
+    """Fit one :class:`CorrectionNet` to the stars ``rows`` of ``data`` (deterministic for a given seed; the
+    caller's torch random state is left as it was)."""
+    with _caller_torch_state_kept():
+        return _fit_correction(data, rows, settings, seed)
+
+
+def _fit_correction(data, rows, settings, seed):
     st = settings or CalibrationSettings()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -242,7 +262,16 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     folds : k of the stratified k-fold cross-validation by star (0 = none)
     grid : optional union grid file; adds CK04 (+ BaSeL) interpolation to the report
     Returns the dict of cross-validated scores (name -> EmpiricalScore).
+
+    Runs on one torch thread (reproducible weights); the caller's thread count and torch random state are
+    restored afterwards (they were left at 1 thread and the last member's seed).
     """
+    with _caller_torch_state_kept():
+        torch.set_num_threads(1)
+        return _calibrate(empirical, out, base, folds, settings, grid, progress)
+
+
+def _calibrate(empirical, out, base, folds, settings, grid, progress):
     from tqdm.auto import tqdm
 
     from .empirical import kfold_ids, load_empirical, score_spectra
@@ -250,7 +279,6 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     from .semi_empirical import SemiEmpiricalGenerator
 
     st = settings or CalibrationSettings()
-    torch.set_num_threads(1)
     t0 = time.time()
     stars = load_empirical(empirical)
     base_dir, base_info = _base_info(base, out)

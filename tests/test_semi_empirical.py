@@ -212,6 +212,26 @@ def test_calibrate_writes_a_loadable_deterministic_correction(tmp_path):
     assert f.shape == (1, gen.wavelength.size) and np.all(np.isfinite(f))
 
 
+
+def test_calibrate_gives_back_the_callers_threads_and_random_state(tmp_path):
+    """calibrate ran on one torch thread and reseeded torch for every member, and left the caller so: on 1
+    thread, its random numbers those of the last member's seed."""
+    from pathlib import Path
+
+    from smnet_sps.calibrate import CalibrationSettings, calibrate
+    fixture = Path(__file__).parent / "fixtures" / "empirical"
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        torch.manual_seed(123)
+        state = torch.get_rng_state()
+        calibrate(fixture, tmp_path / "c", folds=0, settings=CalibrationSettings(steps=5, members=2),
+                  progress=False)
+        assert torch.get_num_threads() == threads + 1
+        assert torch.equal(torch.get_rng_state(), state)
+    finally:
+        torch.set_num_threads(threads)
+
 def test_usable_by_name_in_ssp_photometry_and_cli(semi, tmp_path):
     import astropy.units as u
 
