@@ -42,7 +42,10 @@ def read_spectrum(path):
     """(wave [A], flux, ivar or None) from a table file (FITS, ECSV, CSV) or a 2-3 column text file.
 
     Table columns: ``wave``/``wavelength``/``lambda``, ``flux``, and ``ivar`` or ``err``/``error``/``sigma``.
-    A column with a unit is converted to Angstrom. Text files: wave, flux[, error] columns.
+    A wavelength column with a unit is converted to Angstrom. A flux with a unit is converted to F_lambda at
+    each wavelength (f_nu such as Jy to erg/s/cm^2/A; an F_lambda unit is kept), its ``err``/``ivar`` alike;
+    a unit that is no spectral flux density, or a unit on only one of flux and its error, is a ValueError.
+    Without a unit the flux is taken as F_lambda. Text files: wave, flux[, error] columns.
     """
     import astropy.units as u
 
@@ -80,15 +83,71 @@ def read_spectrum(path):
         if isinstance(w, u.Quantity) and w.unit is not None
         else np.asarray(w, float)
     )
-    flux = _masked_as_nan(f)
+    f_name = f.info.name
+    flux_unit = _unit_of(f)
+    # per-pixel factor to the F_lambda the fit assumes: f_nu (Jy) read as F_lambda fitted MILES star 257 as
+    # Teff 4591, log g 1.1, [M/H] -2.5 instead of 6039, 4.2, -0.7
+    to_f_lambda = 1.0 if flux_unit is None else _f_lambda_factor(path, f_name, flux_unit, wave)
+    flux = _masked_as_nan(f) * to_f_lambda
     iv = _column(t, _IVAR_NAMES)
     if iv is not None:
-        return wave, flux, _masked_as_nan(iv)
+        return wave, flux, _masked_as_nan(iv) * _ivar_factor(path, iv.info.name, _unit_of(iv), f_name,
+                                                             flux_unit) / to_f_lambda ** 2
     err = _column(t, _ERR_NAMES)
     if err is not None:
-        err = _masked_as_nan(err)
+        err_unit = _unit_of(err)
+        _check_units_agree(path, err.info.name, err_unit, f_name, flux_unit)
+        err = _masked_as_nan(err) * (1.0 if err_unit is None else _f_lambda_factor(path, err.info.name,
+                                                                                  err_unit, wave, flux_unit))
         return wave, flux, 1.0 / np.where(err > 0, err, np.inf) ** 2
     return wave, flux, None
+
+
+def _unit_of(column):
+    """A table column's unit, None for none or a dimensionless one (a relative flux)."""
+    import astropy.units as u
+
+    unit = getattr(column, "unit", None)
+    return None if unit is None or unit == u.dimensionless_unscaled else unit
+
+
+def _f_lambda_factor(path, name, unit, wave, flux_unit=None):
+    """Per-pixel factor taking column ``name``'s values in ``unit`` to F_lambda: the flux's own unit if that
+    is one (any F_lambda unit: the continuum polynomial absorbs the scale), else erg/s/cm^2/A; with
+    ``flux_unit``, to the unit the flux column was converted to (so that an error agrees with its flux)."""
+    import astropy.units as u
+
+    f_lambda = u.erg / u.s / u.cm**2 / u.AA
+    reference = unit if flux_unit is None else flux_unit
+    target = reference if reference.is_equivalent(f_lambda) else f_lambda
+    try:
+        return np.asarray((1.0 * unit).to_value(target, equivalencies=u.spectral_density(wave * u.AA)), float)
+    except u.UnitConversionError:
+        raise ValueError(f"{path}: column {name!r} is in {unit}, which is no spectral flux density; allowed: "
+                         "an F_lambda (e.g. erg / (s cm2 Angstrom)) or f_nu (e.g. Jy) unit, or none"
+                         + ("" if flux_unit is None else f" convertible to the flux's {flux_unit}")) from None
+
+
+def _check_units_agree(path, name, unit, flux_name, flux_unit):
+    """An error column needs a unit exactly when its flux has one: a unit on only one of them leaves the
+    other's scale unknown (an err in Jy beside a unitless flux was taken as its value)."""
+    if (unit is None) != (flux_unit is None):
+        raise ValueError(f"{path}: column {name!r} is in {unit or 'no unit'} but column {flux_name!r} in "
+                         f"{flux_unit or 'no unit'}; give both a unit or neither")
+
+
+def _ivar_factor(path, name, unit, flux_name, flux_unit):
+    """Factor taking the inverse variance in ``unit`` to 1 / ``flux_unit``**2 (1 for neither having one)."""
+    import astropy.units as u
+
+    _check_units_agree(path, name, unit, flux_name, flux_unit)
+    if unit is None:
+        return 1.0
+    try:
+        return unit.to(flux_unit ** -2)
+    except u.UnitConversionError:
+        raise ValueError(f"{path}: column {name!r} is in {unit}; an inverse variance of column {flux_name!r} "
+                         f"needs {flux_unit ** -2}") from None
 
 
 def _masked_as_nan(column):

@@ -917,3 +917,37 @@ def test_fit_plot_leaves_out_clipped_pixels(gen):
     top = fig.axes[0].get_ylim()[1]
     assert top < 5 * np.nanmax(np.where(r.ivar > 0, r.flux, np.nan))
     plt.close(fig)
+
+
+def test_read_spectrum_converts_the_flux_unit_to_f_lambda(tmp_path):
+    """read_spectrum took the flux's and err's values whatever their unit: f_nu in Jy was fitted as
+    F_lambda (MILES star 257: Teff 4591, log g 1.1, [M/H] -2.5 at the bound instead of 6039, 4.2, -0.7), a
+    flux in metres was accepted, and an err in Jy beside a unitless flux. f_nu is now converted to F_lambda
+    at each wavelength, its error alike; another unit, or a unit on only one of flux and err, is refused."""
+    import astropy.units as u
+    from astropy.table import QTable
+
+    from smnet_sps.fit_cli import read_spectrum
+    w = np.linspace(4000.0, 7000.0, 30)
+    f_lambda = 1e-15 * (1.0 + 0.5 * np.sin(w / 300.0))           # erg/s/cm^2/A
+    err_lambda = 0.02 * f_lambda
+    c_aa = 2.99792458e18                        # speed of light [A/s]
+    to_jy = w**2 / c_aa / 1e-23                 # f_nu = f_lambda lambda^2 / c; 1 Jy = 1e-23 cgs
+    QTable({"wave": w * u.AA, "flux": f_lambda * to_jy * u.Jy, "err": err_lambda * to_jy * u.Jy}).write(
+        tmp_path / "jy.ecsv")
+    wave, flux, ivar = read_spectrum(tmp_path / "jy.ecsv")
+    np.testing.assert_allclose(flux, f_lambda, rtol=1e-10)
+    np.testing.assert_allclose(ivar, 1 / err_lambda**2, rtol=1e-10)
+    # an inverse variance in 1/Jy^2 alike
+    QTable({"wave": w * u.AA, "flux": f_lambda * to_jy * u.Jy,
+            "ivar": (err_lambda * to_jy) ** -2 / u.Jy**2}).write(tmp_path / "jy_ivar.ecsv")
+    np.testing.assert_allclose(read_spectrum(tmp_path / "jy_ivar.ecsv")[2], 1 / err_lambda**2, rtol=1e-10)
+    for name, columns, message in [
+        ("m", {"flux": f_lambda * u.m}, "column 'flux' is in m, which is no spectral flux density"),
+        ("err_only", {"flux": f_lambda, "err": err_lambda * u.Jy}, "'err' is in Jy but column 'flux' in no"),
+        ("flux_only", {"flux": f_lambda * u.Jy, "err": err_lambda}, "'err' is in no unit but column 'flux'"),
+        ("err_m", {"flux": f_lambda * u.Jy, "err": err_lambda * u.m}, "column 'err' is in m"),
+    ]:
+        QTable({"wave": w * u.AA, **columns}).write(tmp_path / f"{name}.ecsv")
+        with pytest.raises(ValueError, match=message):
+            read_spectrum(tmp_path / f"{name}.ecsv")
