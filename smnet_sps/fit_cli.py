@@ -261,8 +261,9 @@ def _cmd_fit(args):
                        clip=args.clip, **common)
     print(res)
     if ivar is None:
-        print("  (no ivar or err column: uniform weights, so chi2 sums the squared residuals relative to the "
-              "median flux; the errors come from their scatter)")
+        # the fit's stand-in error (fit.check_spectrum): "relative to the median flux" read 1e4x too low
+        print("  (no ivar or err column: every pixel's error is taken as 1 % of the median |flux|, so chi2 = "
+              "sum((residual / (0.01 median))^2); the errors come from the residuals' scatter)")
     if "out" in outputs:
         with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
             # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN

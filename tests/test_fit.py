@@ -951,3 +951,33 @@ def test_read_spectrum_converts_the_flux_unit_to_f_lambda(tmp_path):
         QTable({"wave": w * u.AA, **columns}).write(tmp_path / f"{name}.ecsv")
         with pytest.raises(ValueError, match=message):
             read_spectrum(tmp_path / f"{name}.ecsv")
+
+
+def test_cli_fit_without_errors_states_the_assumed_error(tmp_path, rng, capsys):
+    """Without an ivar or err column the CLI said chi2 "sums the squared residuals relative to the median
+    flux", 1e4x below what check_spectrum computes (each pixel's error is 1 % of the median |flux|); the
+    line now states that error, and the chi2 is that sum."""
+    from smnet_sps.cli import main
+
+    grid = _toy_ssp_grid(rng)
+    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
+    wave, m = _toy_galaxy(grid)
+    noisy = m * (1 + 0.01 * np.random.default_rng(4).standard_normal(m.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_ssp(wave, noisy, templates=SSPInterpolator(grid))
+    # r.flux: the data on the working pixels, scaled (the assumed error scales with it)
+    assert r.flux.size == noisy.size and np.allclose(r.flux / noisy, r.flux[0] / noisy[0])
+    assumed_error = 0.01 * np.median(np.abs(r.flux))
+    assert r.chi2 == pytest.approx(np.sum(((r.flux - r.model) / assumed_error) ** 2), rel=1e-6)
+    assert r.chi2 > 1e3 * np.sum(((r.flux - r.model) / np.median(r.flux)) ** 2)
+    path = tmp_path / "grid.npz"
+    from smnet_sps.ssp import save_ssp_grid
+    save_ssp_grid(grid, path)
+    spec = tmp_path / "gal.txt"
+    np.savetxt(spec, np.column_stack([wave, noisy]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(spec), "--ssp-grid", str(path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "error is taken as 1 % of the median |flux|" in out and "relative to the median flux" not in out
