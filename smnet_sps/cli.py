@@ -65,13 +65,25 @@ def _use_file_backend(args):
     """The CLI only writes plots to files: pick matplotlib's file backend (Agg) before anything draws.
 
     Library plotting functions never choose a backend; this is the one place that does, only for a command
-    that makes a plot, and only where nobody has set one up: ``main()`` called in a session that already
-    imported pyplot (a notebook) keeps that session's backend (the CLI saves and closes its figures, which
-    every backend can do).
+    that makes a plot, and only where nobody has set one up: a backend chosen explicitly (``matplotlib.use``,
+    ``MPLBACKEND``, a ``backend:`` line in a matplotlibrc) is kept, and so is the backend of a session that
+    already imported pyplot (a notebook); the CLI saves and closes its figures, which every backend can do.
     """
-    if getattr(args, "plot", None) and "matplotlib.pyplot" not in sys.modules:
+    if getattr(args, "plot", None) and "matplotlib.pyplot" not in sys.modules and not _backend_chosen():
         import matplotlib
         matplotlib.use("Agg")
+
+
+def _backend_chosen():
+    """Whether matplotlib's backend was set explicitly (else rcParams holds its "choose later" sentinel):
+    checking only for pyplot switched a caller's matplotlib.use("svg") or MPLBACKEND to Agg."""
+    import matplotlib
+
+    rc = matplotlib.rcParams
+    if hasattr(rc, "_get_backend_or_none"):             # matplotlib >= 3.5
+        return rc._get_backend_or_none() is not None
+    from matplotlib import rcsetup
+    return dict.__getitem__(rc, "backend") is not rcsetup._auto_backend_sentinel
 
 
 def main(argv=None):

@@ -98,3 +98,31 @@ def test_cli_in_a_session_keeps_its_backend(svg_backend, fixtures_dir, tmp_path)
     assert main(["grid", "build", "--libraries", str(fixtures_dir / "libraries"), "--only", "ck04,basel22",
                  "--out", str(tmp_path / "g.h5"), "--plot", str(out), "--no-progress"]) == 0
     assert matplotlib.get_backend().lower() == svg_backend and out.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("how", ["use", "MPLBACKEND", "matplotlibrc", "nothing"])
+def test_cli_keeps_an_explicitly_chosen_backend(how, tmp_path):
+    """``main()`` switched a backend chosen with matplotlib.use("svg"), MPLBACKEND or a matplotlibrc to Agg
+    (it checked only whether pyplot was imported); it now picks Agg only where no backend was chosen. Each
+    case runs in a fresh interpreter: the backend is chosen once per process."""
+    import os
+    import subprocess
+    import sys
+
+    rc_dir = tmp_path / "rc"
+    rc_dir.mkdir()
+    (rc_dir / "matplotlibrc").write_text("backend: svg\n" if how == "matplotlibrc" else "")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env.update(MATPLOTLIBRC=str(rc_dir), **({"MPLBACKEND": "svg"} if how == "MPLBACKEND" else {}))
+    png = tmp_path / "b.png"
+    script = ("import matplotlib\n"
+              + ("matplotlib.use('svg')\n" if how == "use" else "")
+              + "from smnet_sps.cli import main\n"
+              f"assert main(['ssp', '--age', '1Gyr', '--Z', '0.0152', '--generator', 'blackbody', '--plot', "
+              f"{str(png)!r}]) == 0\n"
+              "print(matplotlib.get_backend().lower())\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == ("agg" if how == "nothing" else "svg")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
