@@ -26,8 +26,25 @@ COMMAND_MODULES = [
 ]
 
 
+class BadArgument(ValueError):
+    """An argument argparse refused (an invalid value or choice, a missing or unknown option)."""
+
+    def __init__(self, prog, message):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors go through ``main``'s one-line path (exit status 1), as the README
+    promises for bad input: argparse's own ``error`` printed a usage block and exited with status 2.
+    Sub-command parsers are of this class too (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message):
+        raise BadArgument(self.prog, message)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="smnet-sps",
         description="Neural stellar libraries (SM-Net) for stellar population synthesis.")
     from . import __version__
@@ -87,9 +104,14 @@ def _backend_chosen():
 
 
 def main(argv=None):
-    """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, 2 usage)."""
+    """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, also for an argument
+    argparse refuses; 2 with the usage when no command is given)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BadArgument as exc:
+        print(f"{exc.prog}: error: {_one_line(exc)} (see {exc.prog} --help)", file=sys.stderr)
+        return 1
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

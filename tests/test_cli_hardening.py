@@ -291,10 +291,9 @@ def test_mags_fits_at_redshift_has_case_distinct_columns_and_any_case_system(tmp
         absolute, apparent = hdul[1].data["M_SDSS2010-G"], hdul[1].data["m_obs_sdss2010-g"]
         assert np.isfinite(absolute).all() and (apparent > absolute + 30).all()    # z = 0.2: ~40 mag fainter
     capsys.readouterr()
-    with pytest.raises(SystemExit):
-        main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--system", "xx",
-              "--out", str(tmp_path / "x.fits")])
-    assert "choose one of AB, ST, Vega" in capsys.readouterr().err
+    assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--system", "xx",
+                 "--out", str(tmp_path / "x.fits")]) == 1
+    assert "choose one of AB, ST, Vega" in _error_line(capsys)
 
 
 def test_mags_age_range_errors_name_what_was_asked(tmp_path, capsys):
@@ -307,3 +306,28 @@ def test_mags_age_range_errors_name_what_was_asked(tmp_path, capsys):
     assert main(base + [str(tmp_path / "b.ecsv"), "--ages", "1-2Gyr", "--n-ages", "1"]) == 1
     assert "--n-ages must be >= 2 for a range" in capsys.readouterr().err
     assert not (tmp_path / "a.ecsv").exists() and not (tmp_path / "b.ecsv").exists()
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["ssp", "--age", "10Gyr", "--Z", "Z=0.0152"], "argument --Z: invalid float value: 'Z=0.0152'"),
+    (["ssp", "--age", "10Gyr", "--Z", "0.0152dex"], "argument --Z: invalid float value: '0.0152dex'"),
+    (["ssp", "--age", "10Gyr", "--special-phases", "foo"], "--special-phases: invalid choice: 'foo'"),
+    (["ssp-grid", "--out", "g.h5", "--n-ages", "x"], "--n-ages"),
+    (["ssp"], "the following arguments are required: --age"),
+    (["grid", "build", "--out", "g.h5"], "required: --libraries"),
+    (["nope"], "argument COMMAND: invalid choice: 'nope'"),
+])
+def test_argparse_errors_are_one_line_and_status_1(argv, option, capsys):
+    """Values argparse refuses (a float 'Z=0.0152', an unknown choice, a missing option) ended with a usage
+    block and exit status 2; the README promises status 1 and one line naming the option, as for every
+    other bad input."""
+    assert main(argv) == 1
+    err = _error_line(capsys)
+    assert option in err and "usage:" not in err and err.startswith("smnet-sps")
+
+
+def test_help_and_a_missing_command_still_show_the_usage(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["ssp", "--help"])
+    assert done.value.code == 0 and "--age" in capsys.readouterr().out
+    assert main([]) == 2 and "COMMAND" in capsys.readouterr().out
