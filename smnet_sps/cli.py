@@ -103,9 +103,38 @@ def _backend_chosen():
     return dict.__getitem__(rc, "backend") is not rcsetup._auto_backend_sentinel
 
 
+# `smnet-sps ... | head`: the reader stopped reading. Quiet, with the status of a Unix tool ended by SIGPIPE
+# (128 + 13), as the shell reports for `yes | head`; output files are written before anything is printed.
+PIPE_CLOSED_STATUS = 141
+
+
+def _stdout_reader_gone():
+    """Whether stdout is a pipe whose reader has gone (POLLERR on its end): a BrokenPipeError from
+    elsewhere (a socket, a worker's pipe) stays an error. False where it cannot be told (no poll, no file
+    descriptor)."""
+    try:
+        import select
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null, so that what is left in its buffer does not fail again at exit (Python's
+    recipe for SIGPIPE: "Exception ignored ... BrokenPipeError" and status 120 otherwise)."""
+    import os
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv=None):
     """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, also for an argument
-    argparse refuses; 2 with the usage when no command is given)."""
+    argparse refuses; 2 with the usage when no command is given; 141 when stdout's reader stopped reading,
+    as in ``| head``)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -117,7 +146,15 @@ def main(argv=None):
         return 2
     try:
         _use_file_backend(args)
-        return args.func(args) or 0
+        status = args.func(args) or 0
+        sys.stdout.flush()              # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError as exc:
+        if not _stdout_reader_gone():
+            print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        _silence_stdout()
+        return PIPE_CLOSED_STATUS
     except USER_ERRORS as exc:
         print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1

@@ -1030,22 +1030,24 @@ def _cmd_ssp(args):
                         isochrones=args.isochrones, generator=gen, special_phases=args.special_phases,
                         outside=args.outside, by_phase=bool(args.plot), device=args.device)
     m = spec.meta
-    print(f"SSP {m['isochrones']} / {m['imf']} / {m['generator']}: age {m['age_yr'] / 1e9:.4g} Gyr "
-          f"(log t = {m['log_age']:.3f}), Z = {m['Z']:.4g} (logzsol {m['logzsol']:+.2f})")
-    print(f"  log Lbol = {m['log_lbol']:.4f} Lsun/Msun   log M = {m['log_mass']:.4f} "
-          f"(stars {m['mass_stars']:.4f} + remnants {m['mass_remnants']:.4f} Msun per Msun formed)")
-    print(f"  {m['n_points']} isochrone points; Lbol fraction from stars outside coverage "
-          f"{m['outside_fraction']:.3g} (outside={m['outside']}), "
-          f"without a spectrum {m['missing_fraction']:.3g}")
     top = sorted(m["phase_luminosity"].items(), key=lambda kv: -kv[1])[:4]
-    print("  Lbol by phase: " + ", ".join(f"{k} {v / m['lbol']:.1%}" for k, v in top))
+    lines = [f"SSP {m['isochrones']} / {m['imf']} / {m['generator']}: age {m['age_yr'] / 1e9:.4g} Gyr "
+             f"(log t = {m['log_age']:.3f}), Z = {m['Z']:.4g} (logzsol {m['logzsol']:+.2f})",
+             f"  log Lbol = {m['log_lbol']:.4f} Lsun/Msun   log M = {m['log_mass']:.4f} "
+             f"(stars {m['mass_stars']:.4f} + remnants {m['mass_remnants']:.4f} Msun per Msun formed)",
+             f"  {m['n_points']} isochrone points; Lbol fraction from stars outside coverage "
+             f"{m['outside_fraction']:.3g} (outside={m['outside']}), "
+             f"without a spectrum {m['missing_fraction']:.3g}",
+             "  Lbol by phase: " + ", ".join(f"{k} {v / m['lbol']:.1%}" for k, v in top)]
+    # the files first, then the summary: `| head` closing stdout at the first line lost the files
     if "out" in outputs:
         with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
             _write_fits(spec, tmp)
-        print(f"  wrote {args.out}")
+        lines.append(f"  wrote {args.out}")
     if "plot" in outputs:
         save_figure(plot_ssp(spec), outputs["plot"], overwrite=args.overwrite)
-        print(f"  wrote {args.plot}")
+        lines.append(f"  wrote {args.plot}")
+    print("\n".join(lines))
     return 0
 
 

@@ -258,14 +258,16 @@ def _cli(args):
     all_stars = stars = load_empirical(args.empirical)
     if ids is not None:
         stars = stars.select(ids)
+    if args.kfold and not 2 <= args.kfold <= len(stars.star_id):
+        # kfold_ids says so too, but only after the model, the imitations and the report folder
+        raise ValueError(f"--kfold must be between 2 and the number of stars ({len(stars.star_id)}); got "
+                         f"{args.kfold}")
     gen = load_any_generator(args.generator, device=args.device, meta=args.meta)
     if (args.rank_libraries or args.kfold or args.imitations) and not isinstance(gen, NeuralGenerator):
         raise ValueError("--rank-libraries, --kfold and --imitations need a model trained by smnet-sps "
                          "(a model directory with library imitations)")
     if args.library is not None and not isinstance(gen, NeuralGenerator):
         raise ValueError("--library needs a model trained by smnet-sps")
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
 
     if args.rank_libraries:
         policy = rank_on_stars(gen, stars, meta={"ids_file": args.ids})
@@ -298,15 +300,17 @@ def _cli(args):
             scores += imitation_scores(gen, stars)
         # the nearest other star of the whole set, as without --ids (the subset alone made the baseline worse)
         scores += baseline_scores(stars, grid, pool=all_stars)
-    print(format_class_table(scores))
     if out:
         from .output_files import atomic_output, save_figure
         # everything made before anything is written, each file written aside and renamed (a failure in the
-        # plot left three of the four files, which then blocked the rerun), the figure closed
+        # plot left three of the four files, which then blocked the rerun), the figure closed; the folder
+        # made only now (a refused --kfold left an empty one) and the files written before the table is
+        # printed (`| head` closing stdout lost all of them)
         text = ("Median of per-star median |residual| [%] (number of stars)\n\n" + format_class_table(scores)
                 + "\n\n90th percentile [%]\n\n" + format_class_table(scores, "p90") + "\n")
         table = class_table(scores)
         fig = plot_worst_residuals(main, n=args.worst)
+        out.mkdir(parents=True, exist_ok=True)
         save_figure(fig, out / "worst_residuals.png", overwrite=True, option="--out", dpi=90)
         with atomic_output(out / "per_star.csv", overwrite=True) as tmp:
             _write_per_star(tmp, scores)
@@ -314,6 +318,8 @@ def _cli(args):
             table.write(tmp, format="ascii.ecsv", overwrite=True)
         with atomic_output(out / "classes.md", overwrite=True) as tmp:
             Path(tmp).write_text(text)
+    print(format_class_table(scores))
+    if out:
         print(f"wrote {', '.join(str(out / name) for name in REPORT_FILES)}")
     return 0
 

@@ -331,3 +331,31 @@ def test_help_and_a_missing_command_still_show_the_usage(capsys):
         main(["ssp", "--help"])
     assert done.value.code == 0 and "--age" in capsys.readouterr().out
     assert main([]) == 2 and "COMMAND" in capsys.readouterr().out
+
+
+def test_ssp_into_a_closed_pipe_is_quiet(tmp_path):
+    """`smnet-sps ssp ... --out pipe.fits | head -1` wrote the file but ended with "error: [Errno 32] Broken
+    pipe" and status 1; a closed stdout now ends any command quietly with status 141 (as SIGPIPE)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "pipe.fits"
+    proc = subprocess.Popen([sys.executable, "-m", "smnet_sps.cli", *SSP, "--out", str(out)], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err
+    assert err == "" and out.stat().st_size > 0
+
+
+def test_a_broken_pipe_that_is_not_stdout_stays_an_error(monkeypatch, capsys):
+    """Only stdout's closed pipe is quiet: a BrokenPipeError from elsewhere is reported (status 1)."""
+    import smnet_sps.ssp as sspmod
+
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sspmod, "ssp_spectrum", broken)
+    assert main(SSP) == 1
+    assert "error: [Errno 32] Broken pipe" in _error_line(capsys)

@@ -273,3 +273,30 @@ def test_nearest_other_star_of_a_subset_is_searched_in_the_whole_set(stars, caps
     assert len(per_star) == 2 and "nan" not in per_star[1]
     _, alone = nearest_star_flux(sub, sub)
     assert (in_whole != alone).any()              # the whole set has nearer neighbours for some
+
+
+def test_validate_refuses_kfold_before_making_the_report_folder(tmp_path, capsys):
+    """--kfold 1 was refused (by kfold_ids) only after --out's folder had been made: an empty folder
+    stayed."""
+    from smnet_sps.cli import main
+    assert main(["validate", "--empirical", str(FIXTURE), "--kfold", "1", "--out", str(tmp_path / "r")]) == 1
+    assert "--kfold must be between 2 and the number of stars (20); got 1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_validate_into_a_closed_pipe_writes_the_report_and_exits_quietly(tmp_path):
+    """`smnet-sps validate ... --out DIR | head -2` printed "error: [Errno 32] Broken pipe" (status 1) and
+    wrote none of the report files, which came after the table. The files are now written first, and a
+    reader that stopped reading ends the command quietly with status 141 (as SIGPIPE)."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "smnet_sps.cli", "validate", "--empirical", str(FIXTURE),
+                             "--out", str(tmp_path / "r"), "--worst", "2"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()                             # the reader is gone before the table is printed
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err
+    assert "Broken pipe" not in err and "Traceback" not in err
+    for name in ("classes.md", "classes.ecsv", "per_star.csv", "worst_residuals.png"):
+        assert (tmp_path / "r" / name).stat().st_size > 0
