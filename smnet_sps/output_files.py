@@ -140,20 +140,27 @@ def atomic_output(path, *, overwrite=False, option="--out"):
     """Context manager yielding a temporary path in the target's folder; renamed to ``path`` on success.
 
     The temporary file keeps the target's extension, so writers that pick the format from the extension
-    (astropy, matplotlib, h5py) behave as for the real name. On an exception the temporary file is removed
-    and the target is untouched. Re-checks ``overwrite`` at the end, in case the file appeared meanwhile.
+    (astropy, matplotlib, h5py) behave as for the real name. A ``.gz`` target is the exception: the writer
+    gets an uncompressed temporary file, compressed here so that the gzip header names the final file
+    (``a.fits`` for ``a.fits.gz``, what ``gunzip -N`` restores), not the temporary one. On an exception the
+    temporary files are removed and the target is untouched. Re-checks ``overwrite`` at the end, in case the
+    file appeared meanwhile.
     """
     path = Path(path)
     suffix = suffix_of(path)
+    gzipped = suffix.endswith(".gz")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)          # writers create the file themselves (some refuse to overwrite an empty one)
     tmp = Path(tmp)
+    plain = tmp.with_name(tmp.name[:-len(".gz")]) if gzipped else tmp
     try:
-        yield tmp
-        if not tmp.exists():
+        yield plain
+        if not plain.exists():
             raise OSError(f"{option} {str(path)!r}: the writer produced no file")
+        if gzipped:
+            _gzip_as(plain, tmp, path)
         if path.exists() and not overwrite:
             raise ValueError(f"{option} {str(path)!r} appeared while writing; pass --overwrite to replace it")
         umask = os.umask(0)
@@ -161,8 +168,19 @@ def atomic_output(path, *, overwrite=False, option="--out"):
         os.chmod(tmp, 0o666 & ~umask)    # mkstemp's 0600 would make outputs private
         os.replace(tmp, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for leftover in {tmp, plain}:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def _gzip_as(source, target, final):
+    """Compress ``source`` into ``target`` with the gzip header's file name that of ``final`` less ``.gz``:
+    a writer's own compression stored the temporary name (``.a.fits.gz.x1y2.part.fits``)."""
+    import gzip
+    import shutil
+    with open(source, "rb") as fin, open(target, "wb") as raw, \
+            gzip.GzipFile(filename=Path(final).name, mode="wb", fileobj=raw) as fout:
+        shutil.copyfileobj(fin, fout)
 
 
 def check_outputs(args, specs):

@@ -359,3 +359,28 @@ def test_a_broken_pipe_that_is_not_stdout_stays_an_error(monkeypatch, capsys):
     monkeypatch.setattr(sspmod, "ssp_spectrum", broken)
     assert main(SSP) == 1
     assert "error: [Errno 32] Broken pipe" in _error_line(capsys)
+
+
+def _gzip_stored_name(path):
+    """The FNAME field of a gzip member's header (RFC 1952), None without one."""
+    data = path.read_bytes()
+    assert data[:2] == b"\x1f\x8b"
+    flags, pos = data[3], 10
+    if flags & 0x04:                                 # FEXTRA
+        pos += 2 + int.from_bytes(data[pos:pos + 2], "little")
+    if not flags & 0x08:                             # no FNAME
+        return None
+    return data[pos:data.index(b"\0", pos)].decode("latin-1")
+
+
+def test_fits_gz_output_names_itself_in_the_gzip_header(tmp_path, capsys):
+    """`ssp --out a.fits.gz` stored the temporary name in the gzip header (gzip -lN:
+    .a.fits.gz.XXXX.part.fits; gunzip -N restored that hidden name); the header now names a.fits, and the file
+    reads back."""
+    from astropy.io import fits
+    out = tmp_path / "a.fits.gz"
+    assert main([*SSP, "--out", str(out)]) == 0
+    assert _gzip_stored_name(out) == "a.fits"
+    with fits.open(out) as hdul:
+        assert hdul["SSP"].data["FLUX"].size > 100 and hdul["SSP"].header["LOGAGE"] == 10.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fits.gz"]           # no temporary files left
