@@ -919,7 +919,8 @@ def _write_fits(spec, path):
         t["LSF_FWHM"] = np.asarray(spec.meta["lsf_fwhm"], float)
         t["LSF_FWHM"].unit = "Angstrom"
     t["WAVELENGTH"].unit = "Angstrom"
-    t["FLUX"].unit = "solLum / (Angstrom solMass)"
+    flux_unit = u.L_sun / u.AA / u.M_sun
+    t["FLUX"].unit = flux_unit
     hdu = fits.table_to_hdu(t)
     m = spec.meta
     h = hdu.header
@@ -941,7 +942,8 @@ def _write_fits(spec, path):
              ("OUTSIDE", m["outside"], "rule for stars outside coverage"),
              ("MEDIUM", m.get("wavelength_medium", "vacuum"), "wavelength medium of WAVELENGTH"),
              ("LSFSHAPE", m.get("lsf_shape", "box"), "line-spread function shape (column LSF_FWHM)"),
-             ("BUNIT", "Lsun/Angstrom/Msun", "FLUX per solar mass formed")]
+             # the FITS standard's spelling (astropy's format="fits" refused "Lsun/Angstrom/Msun")
+             ("BUNIT", flux_unit.to_string("fits"), "FLUX per solar mass formed")]
     from .output_files import fits_text
     for key, val, comment in cards:
         if isinstance(val, str):

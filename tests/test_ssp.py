@@ -419,3 +419,20 @@ def test_spectrum_and_missing_light_make_lbol_between_ages(default_generator):
     w = g.ssp_wave
     share = np.trapezoid(g.ssp_flux[0], w, axis=1) / 10 ** g.log_lbol[0]
     np.testing.assert_allclose(share + g.missing_fraction[0], 1.0, atol=2e-3)
+
+
+def test_ssp_fits_bunit_is_a_fits_standard_unit(tmp_path):
+    """`ssp --out` wrote BUNIT = 'Lsun/Angstrom/Msun', which astropy's FITS unit format refuses ("Unit 'Lsun'
+    not supported by the FITS standard"); it is now the FITS spelling of the FLUX column's unit, and the
+    table still reads back with that unit."""
+    from astropy.io import fits
+    from astropy.table import QTable
+
+    from smnet_sps.ssp import _write_fits
+    spec = ssp_spectrum(1e9, Z=0.0152, generator="blackbody")
+    _write_fits(spec, tmp_path / "s.fits")
+    bunit = u.Unit(fits.getheader(tmp_path / "s.fits", "SSP")["BUNIT"], format="fits")
+    assert bunit == u.L_sun / u.AA / u.M_sun
+    t = QTable.read(tmp_path / "s.fits", hdu="SSP")
+    assert t["FLUX"].unit == bunit
+    np.testing.assert_allclose(t["FLUX"].value, spec.flux.to_value(u.L_sun / u.AA))    # per Msun formed
