@@ -519,7 +519,8 @@ def points_array(points, chunk_rows=100_000):
     """A Dask array (n, 4) of (Teff [K], log g, [M/H], L [L_sun]) chunked along rows only.
 
     ``points`` may be a Dask or NumPy array (n, 4) in that column order, or a (Dask) DataFrame with columns
-    ``teff``, ``logg``, ``logz`` and ``L`` [L_sun] (or ``logl`` = log10 L/L_sun).
+    ``teff``, ``logg``, ``logz`` and ``L`` [L_sun] or ``logl`` = log10 L/L_sun (one of them: both is a
+    ValueError).
     """
     _require_dask()
     import dask.array as da
@@ -533,6 +534,10 @@ def points_array(points, chunk_rows=100_000):
         if missing or not ("L" in cols or "logl" in cols):
             raise ValueError("points table needs columns teff [K], logg, logz and L [L_sun] (or logl); "
                              f"has {cols}")
+        if "L" in cols and "logl" in cols:
+            # L was used and a disagreeing logl silently ignored
+            raise ValueError("points table has both an L [L_sun] and a logl [log10 L/L_sun] column; give one "
+                             "of them")
         if isinstance(points, pd.DataFrame):
             points = dd.from_pandas(points, npartitions=max(1, math.ceil(len(points) / chunk_rows)))
         lum = points["L"] if "L" in cols else 10.0 ** points["logl"]

@@ -1089,9 +1089,9 @@ def add_cli(subparsers):
                    help="save a magnitude / colour vs log age plot (e.g. colours.png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--points", default=None,
-                   help="Parquet table of stars (teff [K], logg, logz, L [L_sun] or logl): absolute "
-                        "magnitudes of each star, written chunk by chunk to the Zarr store --out (default "
-                        "<table>_mags.zarr)")
+                   help="Parquet table of stars (teff [K], logg, logz, and L [L_sun] or logl, not both): "
+                        "absolute magnitudes of each star, written chunk by chunk to the Zarr store --out "
+                        "(default <table>_mags.zarr)")
     p.add_argument("--chunk-rows", type=int, default=100_000,
                    help="stars per task with --points (default 1e5)")
     from .distributed import add_cluster_args

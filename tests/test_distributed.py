@@ -351,3 +351,22 @@ def test_points_stores_never_wipe_what_is_not_theirs(tmp_path, stars, capsys, mo
     assert main(["mags", "--Z", "0.0152", "--ages", "1,2Gyr", "--filters", "sdss2010-g", "--model",
                  "blackbody", "--scheduler", "tcp://127.0.0.1:1"]) == 1
     assert "--scheduler apply to --points tables only" in capsys.readouterr().err
+
+
+def test_points_table_with_both_l_and_logl_is_refused(tmp_path):
+    """A table with both L and logl used L and silently ignored a logl that disagreed (L = 1 L_sun, logl = 2:
+    the star came out 100x fainter than its logl says); the docs offer one column or the other, so a table
+    with both is refused, also through read_points (mags --points)."""
+    import pandas as pd
+    table = pd.DataFrame({"teff": [5772.0, 4000.0], "logg": [4.44, 2.0], "logz": [0.0, 0.0],
+                          "L": [1.0, 50.0], "logl": [2.0, np.log10(50.0)]})
+    with pytest.raises(ValueError, match="both an L .* and a logl .* column; give one of them"):
+        D.points_array(table)
+    table.to_parquet(tmp_path / "stars.parquet")
+    with pytest.raises(ValueError, match="both an L"):
+        D.read_points(tmp_path / "stars.parquet")
+    # one of them is fine, and the same luminosity either way
+    by_l = D.points_array(table.drop(columns="logl")).compute()
+    by_logl = D.points_array(table.drop(columns="L").assign(logl=np.log10(table["L"]))).compute()
+    np.testing.assert_allclose(by_l, by_logl, rtol=1e-12)
+    np.testing.assert_allclose(by_l[:, 3], [1.0, 50.0])
