@@ -46,6 +46,15 @@ def semi_empirical_model_path():
     return PACKAGE_DATA / "semi_empirical_model"
 
 
+def correction_name(directory):
+    """The generator name of the correction in ``directory``: ``"semi-empirical"`` for the shipped one,
+    ``"semi-empirical:<absolute directory>"`` for any other. Every correction was "semi-empirical", so an SSP
+    file (GENERATR, .h5/.npz attributes) from a user's correction read as the shipped one's (fluxes up to
+    5.8 % apart)."""
+    directory = Path(directory).resolve()
+    return NAME if directory == semi_empirical_model_path().resolve() else f"{NAME}:{directory}"
+
+
 # ---- pure functions shared with the calibration ---------------------------------------------------------
 def wavelength_taper(wavelength, lo, hi, width):
     """Smooth window [0, 1]: 0 outside [lo, hi], sin^2 ramps of ``width`` [A] inside each end, 1 between.
@@ -212,7 +221,7 @@ class SemiEmpiricalGenerator(Generator):
                                  "weights against the calibration), or pass check_base=False")
             _check_base_sha(cfg, Path(base_dir), directory)
         self.base = base
-        self.name = NAME
+        self.name = correction_name(directory)
         self.device = getattr(base, "device", "cpu")   # the base model's: the correction runs there
         self.wavelength = np.asarray(base.wavelength, float)
         self.box = base.box
@@ -242,7 +251,7 @@ class SemiEmpiricalGenerator(Generator):
         self.meta = {"flux_normalisation": ("base model x exp(empirical weight x correction), rescaled so "
                                             "that the integral equals the base model's; base: "
                                             + str(base.meta.get("flux_normalisation", ""))),
-                     "model": NAME, "base_model": _base_label(cfg, getattr(base, "directory", None)),
+                     "model": self.name, "base_model": _base_label(cfg, getattr(base, "directory", None)),
                      "empirical_range_aa": f"{taper['lo']:g}-{taper['hi']:g} (vacuum)",
                      "empirical_set": cfg.get("empirical_set", ""),
                      "citation": cfg.get("citation", "")}
