@@ -131,6 +131,9 @@ def _apply_correction(flux, c, wavelength, start, stop):
 class CorrectionNet(nn.Module):
     """MLP (scaled log Teff, log g, [M/H]) -> u (n_pix); correction c = taper * (u - Q Q^T u).
 
+    Each input is scaled to [0, 1] over the calibration stars' range (``in_lo``, ``in_hi``) and clamped; an
+    input with no range (all stars share one value) is a constant 0.
+
     Q is an orthonormal basis of taper x (low-order polynomials in 1/lambda), so c is exactly orthogonal to
     those polynomials and vanishes where the taper does.
     """
@@ -164,7 +167,11 @@ class CorrectionNet(nn.Module):
         itself, and fitting u without the taper keeps u at the data's amplitude in the taper zones (a tapered
         fit would inflate u there to undo the taper, i.e. no taper at all).
         """
-        x = (params - self.in_lo) / (self.in_hi - self.in_lo)
+        span = self.in_hi - self.in_lo
+        varies = span > 0
+        # an input every calibration star shares (e.g. all at [M/H] 0) carries no information: it is held at
+        # 0 (0/0 gave NaN spectra at exactly the shared value, and the correction learned nothing of it)
+        x = torch.where(varies, (params - self.in_lo) / torch.where(varies, span, torch.ones_like(span)), 0.0)
         u = self.net(x.clamp(0.0, 1.0))
         if not shaped:
             return u

@@ -412,3 +412,34 @@ def test_a_users_correction_is_named_apart_from_the_shipped_one(semi, tmp_path):
     out = tmp_path / "ssp.fits"
     assert main(["ssp", "--age", "10Gyr", "--Z", "0.0152", "--generator", str(mine), "--out", str(out)]) == 0
     assert fits.getheader(out, "SSP")["GENERATR"] == user.name
+
+
+def test_calibrate_on_stars_sharing_one_metallicity(tmp_path):
+    """Stars that all share one [M/H] (here 0) gave the network's input scaling a zero span: (p - lo) / 0 =
+    NaN at exactly that [M/H], so 37 of 40 held-out stars had NaN spectra and the CV report's 'all' cell
+    counted 3 stars, silently. The constant input is now held fixed: every spectrum is finite, every star is
+    scored, and stars without a score (here one whose spectrum is all gaps) are named in the report."""
+    from pathlib import Path
+
+    from smnet_sps.calibrate import CalibrationSettings, calibrate
+    fixture = next((Path(__file__).parent / "fixtures" / "empirical").glob("*.npz"))
+    stars = dict(np.load(fixture))
+    stars["feh"] = np.zeros_like(stars["feh"], dtype=float)
+    stars["flux"] = stars["flux"].copy()
+    stars["flux"][0] = 0.0                                   # exact zeros are gaps: this star has no data
+    (tmp_path / "solar").mkdir()
+    np.savez(tmp_path / "solar" / "stars.npz", **stars)
+    scores = calibrate(tmp_path / "solar", tmp_path / "out", folds=2,
+                       settings=CalibrationSettings(steps=20, members=1), progress=False)
+    n = len(stars["feh"])
+    for name in ("semi-empirical (CV)", "default (theory)"):
+        assert np.isfinite(scores[name].score).sum() == n - 1, name
+    gen = SemiEmpiricalGenerator(tmp_path / "out", device="cpu")
+    teff, logg = np.full(3, stars["teff"][1]), np.full(3, stars["logg"][1])   # at a calibration star
+    logz = np.array([0.0, -0.2, 0.2])
+    assert gen.empirical_weight(teff, logg, logz)[0] > 0.5
+    assert np.all(np.isfinite(_flux(gen, teff, logg, logz)))
+    assert np.abs(gen.correction(teff, logg, logz)[0]).max() > 1e-3      # the correction is applied there
+    report = (tmp_path / "out" / "cv_report.md").read_text()
+    assert f"- semi-empirical (CV): 1 of {n} stars (numbers {int(stars['miles_id'][0])})" in report
+    assert f"| all | {100 * np.nanmedian(scores['semi-empirical (CV)'].score):.2f} ({n - 1}) |" in report
