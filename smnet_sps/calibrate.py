@@ -35,7 +35,8 @@ import torch
 from .semi_empirical import (FORMAT, PROBE_PARAMS, CorrectionNet, base_fingerprint, file_sha256,
                              low_order_basis, probe_ln_flux, wavelength_taper)
 
-__all__ = ["CalibrationSettings", "CalibrationData", "prepare", "fit_correction", "write_correction",
+__all__ = ["CalibrationSettings", "CalibrationData", "prepare", "fit_correction", "check_correction_folder",
+           "write_correction",
            "calibrate", "plot_ssp_comparison", "plot_empirical_weight", "add_cli"]
 
 
@@ -175,6 +176,24 @@ def _fit_correction(data, rows, settings, seed):
 
 
 # ---- writing a correction directory --------------------------------------------------------------------
+def check_correction_folder(out, base_dir=None, option="out"):
+    """Refuse a folder a correction must not be written to: the base model's own folder (``base_dir``), or
+    one whose config.json declares another format than a correction's (a model's: the correction replaced its
+    config.json, and the model was gone). An earlier correction there may be replaced (so may a config.json
+    that declares no format: an unreadable one). ``option`` names the folder in messages."""
+    from .neural import MODEL_FORMAT, _config_format
+    out = Path(out)
+    if base_dir is not None and out.resolve() == Path(base_dir).resolve():
+        raise ValueError(f"{option} {str(out)!r} is the base model's own folder; a correction goes to a "
+                         "folder of its own (writing it there replaced the model's config.json)")
+    fmt = _config_format(out)
+    if fmt is not None and fmt != FORMAT:
+        what = ("a model (config.json of format " + repr(MODEL_FORMAT) + ")" if fmt == MODEL_FORMAT
+                else f"a config.json of format {fmt!r}, not a semi-empirical correction's")
+        raise ValueError(f"{option} {str(out)!r} holds {what}; a correction never replaces it: give another "
+                         "folder")
+
+
 def write_correction(out, nets, data, star_params, settings, base_info, extra=None, base_probe=None):
     """Write a correction directory that :class:`~smnet_sps.semi_empirical.SemiEmpiricalGenerator` reads.
 
@@ -182,6 +201,7 @@ def write_correction(out, nets, data, star_params, settings, base_info, extra=No
     """
     st = settings
     out = Path(out)
+    check_correction_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     # Every file is written under a temporary name first, then the old config.json goes, the new files are
     # renamed into place, and the new config.json comes last, recording each file's sha256 (checked at load).
@@ -255,7 +275,8 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     Parameters
     ----------
     empirical : directory of the empirical set (``shared/data/empirical/miles_calibration``)
-    out : output directory (the shipped one is ``smnet_sps/data/semi_empirical_model``)
+    out : output directory (the shipped one is ``smnet_sps/data/semi_empirical_model``); an earlier
+        correction there is replaced, a folder holding a model (the base's own included) refused (ValueError)
     base : ``"default"`` (the shipped model) or the path of a model directory (``smnet-sps train`` or
         ``experts`` output): the correction records "default", or the model's absolute path and its path
         relative to the correction (:func:`smnet_sps.semi_empirical.base_record`)
@@ -282,6 +303,7 @@ def _calibrate(empirical, out, base, folds, settings, grid, progress):
     t0 = time.time()
     stars = load_empirical(empirical)
     base_dir, base_info = _base_info(base, out)
+    check_correction_folder(out, base_dir)          # before the (minutes-long) fit
     base_gen = load_generator(base_dir, device="cpu")
     data = prepare(stars, base_gen, st)
     probe = probe_ln_flux(base_gen, data.start, data.stop)
@@ -471,7 +493,8 @@ def add_cli(sub):
     p.add_argument("--members", type=int, default=None, help="ensemble size (default 3)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per network (default 1500)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a correction already in --out (the shipped one included)")
+                   help="replace a correction already in --out (the shipped one included); a folder holding "
+                        "a model is never written to")
     p.set_defaults(func=_cli)
 
 
@@ -501,6 +524,9 @@ def _cli(args):
         if missing:
             raise ValueError(f"--grid {args.grid}: holds {list(libraries)}; the CK04 interpolation baseline "
                              f"(CK04, BaSeL below 3,500 K) needs {missing} too")
+    from .semi_empirical import _base_directory
+    # a model's folder (the base's own included) is refused, --overwrite or not: it replaces a correction only
+    check_correction_folder(args.out, _base_directory(args.base), option="--out")
     check_output_folder(args.out, CORRECTION_FILES, overwrite=args.overwrite, what="a correction")
     scores = calibrate(args.empirical, args.out, base=args.base, folds=args.folds, settings=st,
                        grid=args.grid)

@@ -443,3 +443,32 @@ def test_calibrate_on_stars_sharing_one_metallicity(tmp_path):
     report = (tmp_path / "out" / "cv_report.md").read_text()
     assert f"- semi-empirical (CV): 1 of {n} stars (numbers {int(stars['miles_id'][0])})" in report
     assert f"| all | {100 * np.nanmedian(scores['semi-empirical (CV)'].score):.2f} ({n - 1}) |" in report
+
+
+def test_calibrate_never_writes_over_a_model(tmp_path, capsys):
+    """calibrate(..., out=<a model's folder>) replaced the model's config.json (the model was gone); the CLI
+    with --base m2 --out m2 said "already holds a correction (config.json)", and with --overwrite wrote a
+    correction that recorded itself as its own base (relative_path "."), so that nothing loaded. A folder
+    holding a model, the base's own included, is now refused before the fit, --overwrite or not; --overwrite
+    replaces only a correction."""
+    from pathlib import Path
+
+    from smnet_sps.calibrate import calibrate
+    from smnet_sps.cli import main
+    from smnet_sps.neural import MODEL_FORMAT, default_model_path, load_generator
+    fixture = Path(__file__).parent / "fixtures" / "empirical"
+    model = tmp_path / "m2"
+    shutil.copytree(default_model_path(), model)
+    before = (model / "config.json").read_text()
+    with pytest.raises(ValueError, match=r"holds a model \(config.json of format 'smnet-sps model'\)"):
+        calibrate(fixture, model, folds=0, progress=False)
+    common = ["calibrate", "--empirical", str(fixture), "--folds", "0", "--steps", "2", "--members", "1"]
+    for extra in ([], ["--overwrite"]):
+        assert main(common + ["--base", str(model), "--out", str(model)] + extra) == 1
+        assert "is the base model's own folder" in capsys.readouterr().err
+        assert main(common + ["--out", str(model)] + extra) == 1
+        err = capsys.readouterr().err
+        assert "holds a model" in err and "already holds a correction" not in err
+    assert (model / "config.json").read_text() == before
+    assert json.loads(before)["format"] == MODEL_FORMAT and not list(model.glob("correction_*.pt"))
+    assert load_generator(model, device="cpu").name == load_generator(device="cpu").name
