@@ -313,8 +313,9 @@ def _calibrate(empirical, out, base, folds, settings, grid, progress):
     scores = {}
     if folds:
         import tempfile
-        pred = np.empty((len(stars), base_gen.wavelength.size))
-        fold_of = np.empty(len(stars), int)
+        # NaN / -1 until a fold fills them: a row no fold reaches shows, instead of uninitialised memory
+        pred = np.full((len(stars), base_gen.wavelength.size), np.nan)
+        fold_of = np.full(len(stars), -1)
         for f, (_, held) in enumerate(kfold_ids(stars.star_id, stars.teff, folds, seed=st.seed)):
             te = stars.rows(held)
             tr = np.setdiff1d(np.arange(len(stars)), te)

@@ -104,7 +104,7 @@ def load_empirical(directory):
     """Read an empirical set: a directory holding one ``.npz`` in the MILES calibration layout (or that file).
 
     Keys: ``miles_id``, ``teff``, ``logg``, ``feh``, ``wave`` (air, A), ``flux`` (n, n_pix; exact 0 = gap).
-    Wavelengths are converted to vacuum; gaps become NaN.
+    Wavelengths are converted to vacuum; gaps become NaN. A ``miles_id`` given twice is refused (ValueError).
     """
     path = Path(directory)
     if path.is_dir():
@@ -124,6 +124,12 @@ def load_empirical(directory):
         if missing:
             raise ValueError(f"{path} lacks keys {missing}; an empirical set needs {list(need)}")
         d = {k: np.asarray(z[k]) for k in need}
+    ids, counts = np.unique(d["miles_id"].astype(int), return_counts=True)
+    if (counts > 1).any():
+        # stars are looked up by number: a repeated one left a row that no lookup reached (calibrate's
+        # cross-validation gave it no fold and no score, and trained on it in every fold)
+        raise ValueError(f"{path}: star numbers (miles_id) {ids[counts > 1][:10].tolist()} are given more "
+                         "than once; each star needs its own number")
     flux = d["flux"].astype(np.float64)
     flux[~np.isfinite(flux) | (flux == 0.0)] = np.nan
     wave_vac = air_to_vacuum(d["wave"].astype(float))

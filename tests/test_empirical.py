@@ -38,6 +38,19 @@ def test_load_refuses_what_is_not_an_empirical_set(tmp_path):
             load_empirical(tmp_path / name)
 
 
+def test_load_refuses_a_repeated_star_number(tmp_path):
+    """Two stars with one number (miles_id) loaded: lookups by number reached only the last, so calibrate's
+    cross-validation gave the other no fold (fold 4607182418800017408 in cv_per_star.csv, uninitialised
+    memory) and no score, and trained on it in every fold."""
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    raw["miles_id"] = raw["miles_id"].copy()
+    raw["miles_id"][5] = raw["miles_id"][6]
+    np.savez(tmp_path / "stars.npz", **raw)
+    repeated = int(raw["miles_id"][6])
+    with pytest.raises(ValueError, match=rf"\(miles_id\) \[{repeated}\] are given more than once"):
+        load_empirical(tmp_path)
+
+
 def test_star_against_itself_scores_zero(stars):
     s = score_spectra("self", stars.wavelength, stars.flux, stars)
     assert np.all(s.score < 1e-6)
