@@ -192,7 +192,8 @@ class SemiEmpiricalGenerator(Generator):
     base : Generator or None
         The theoretical base model; None -> the model named in ``config.json`` (the shipped default). It must
         be the model the correction was calibrated on (sha256 of its weights and mixture files, and its
-        spectra at 8 probe points, checked: ValueError otherwise) unless ``check_base=False``.
+        spectra at 8 probe points, checked in its own dtype, not for bfloat16 / float16: ValueError
+        otherwise), loaded without ``library=`` (the default mixture), unless ``check_base=False``.
     device, dtype : as :func:`smnet_sps.neural.load_generator` (for the base model; the correction runs
         on CPU).
     renormalise : bool, passed to the base model when it is loaded here: True makes every base spectrum,
@@ -227,6 +228,7 @@ class SemiEmpiricalGenerator(Generator):
                 raise ValueError("base= must be a NeuralGenerator with a model directory (to check its "
                                  "weights against the calibration), or pass check_base=False")
             _check_base_sha(cfg, Path(base_dir), directory)
+            _check_base_mixture(base)
         self.base = base
         self.name = correction_name(directory)
         self.device = getattr(base, "device", "cpu")   # the base model's: the correction runs there
@@ -252,7 +254,10 @@ class SemiEmpiricalGenerator(Generator):
         self._w_floor = float(dens.get("weight_floor", 1e-9))
         self._net = _load_net(directory, cfg)
         if check_base and "probe_params" in stars:
-            _check_base_probe(base, self._i0, self._i1, stars["probe_params"], stars["probe_ln_flux"], dtype,
+            # the base's own precision, however it was loaded (a supplied bfloat16 base is reduced precision
+            # too: checked as float32 it differed by 0.018 and read as a changed model)
+            _check_base_probe(base, self._i0, self._i1, stars["probe_params"], stars["probe_ln_flux"],
+                              getattr(base, "dtype", dtype),
                               _recalibrate_hint(cfg, directory, getattr(base, "directory", None)))
         taper = cfg["taper"]
         self.meta = {"flux_normalisation": ("base model x exp(empirical weight x correction), rescaled so "
@@ -439,6 +444,17 @@ def _check_base_sha(cfg, base_dir, directory):
                 f"{have[key][:16]}...: the base model has changed. "
                 f"{_recalibrate_hint(cfg, directory, base_dir)}, or pass check_base=False to apply the old "
                 "correction anyway.")
+
+
+def _check_base_mixture(base):
+    """A supplied base must give the default library mixture the correction was calibrated on: one loaded
+    with ``library=`` imitates one library instead (its files unchanged, it read as "the base model has
+    changed")."""
+    library = getattr(base, "default_library", None)
+    if library is not None:
+        raise ValueError(f"base= imitates the library {library!r} (loaded with library={library!r}); the "
+                         "correction was calibrated on the base model's default library mixture: load the "
+                         "base without library=")
 
 
 PROBE_PARAMS = np.array([(5777.0, 4.44, 0.0), (4500.0, 2.0, 0.0), (3600.0, 4.7, 0.0), (9000.0, 4.0, 0.0),

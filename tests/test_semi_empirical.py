@@ -134,9 +134,11 @@ def test_changed_base_model_is_detected(semi, tmp_path):
     with pytest.raises(ValueError, match="base model has changed"):
         SemiEmpiricalGenerator(d, base=semi.base)
     SemiEmpiricalGenerator(d, base=semi.base, check_base=False)        # explicit opt-out works
-    # same files, different spectra (here: a base imitating one library): caught by the probe spectra
+    # same files, different spectra (here: a 2 % tilt across the optical): caught by the probe spectra
     from smnet_sps.neural import default_model_path, load_generator
-    other = load_generator(default_model_path(), device="cpu", library="nextgen")
+    other = load_generator(default_model_path(), device="cpu")
+    batch, tilt = other._batch, (other.wavelength / 5500.0) ** 0.05
+    other._batch = lambda *args, **kwargs: batch(*args, **kwargs) * tilt
     with pytest.raises(ValueError, match="spectra differ"):
         SemiEmpiricalGenerator(semi_empirical_model_path(), base=other)
     with pytest.raises(FileNotFoundError, match="no config.json"):
@@ -472,3 +474,16 @@ def test_calibrate_never_writes_over_a_model(tmp_path, capsys):
     assert (model / "config.json").read_text() == before
     assert json.loads(before)["format"] == MODEL_FORMAT and not list(model.glob("correction_*.pt"))
     assert load_generator(model, device="cpu").name == load_generator(device="cpu").name
+
+
+def test_a_supplied_base_is_checked_as_it_was_loaded():
+    """SemiEmpiricalGenerator(base=load_generator(dtype="bfloat16")) raised "the base model has changed" (max
+    |change of ln F| 0.018 > 0.002: bfloat16 rounding, checked as if float32), while load_generator(
+    "semi-empirical", dtype="bfloat16") loaded; a base loaded with library="nextgen" read as changed too,
+    though its files were not: it is refused for what it is."""
+    from smnet_sps.neural import load_generator
+    reference = _flux(load_generator("semi-empirical", device="cpu", dtype="bfloat16"), *INSIDE.T)
+    supplied = SemiEmpiricalGenerator(base=load_generator(device="cpu", dtype="bfloat16"))
+    np.testing.assert_array_equal(_flux(supplied, *INSIDE.T), reference)
+    with pytest.raises(ValueError, match="imitates the library 'nextgen'.*load the base without library="):
+        SemiEmpiricalGenerator(base=load_generator(device="cpu", library="nextgen"))
