@@ -210,7 +210,7 @@ class SemiEmpiricalGenerator(Generator):
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{directory} is not a semi-empirical correction directory: no "
                                     "config.json (write one with `smnet-sps calibrate`)")
-        cfg = json.loads(cfg_path.read_text())
+        cfg = _read_config(cfg_path)
         if cfg.get("format") != FORMAT:
             raise ValueError(f"{cfg_path}: format is {cfg.get('format')!r}, expected {FORMAT!r}")
         _check_config(cfg, cfg_path)
@@ -246,8 +246,7 @@ class SemiEmpiricalGenerator(Generator):
                              "grid")
         dens = cfg["density"]
         _check_sha(directory / dens["stars_file"], dens.get("stars_sha256"), "stars_sha256")
-        with np.load(directory / dens["stars_file"]) as z:
-            stars = {k: np.asarray(z[k]) for k in z.files}
+        stars = _load_stars(directory / dens["stars_file"], self._i1 - self._i0)
         self._stars = np.stack([stars["log_teff"], stars["logg"], stars["logz"]], 1).astype(float)
         self._scales = np.asarray(dens["scales"], float)
         self._n_half = float(dens["n_half"])
@@ -487,6 +486,54 @@ def _check_base_probe(base, start, stop, params, ln_flux, dtype, hint):
             f"has changed. {hint}, or pass check_base=False.")
 
 
+def _read_config(cfg_path):
+    """A correction's config.json as a dict; a ValueError naming the file where it is not a JSON object (an
+    empty file was a JSONDecodeError, a JSON list an AttributeError)."""
+    try:
+        cfg = json.loads(Path(cfg_path).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{cfg_path}: not valid JSON ({exc}); the config is corrupt (re-run smnet-sps "
+                         "calibrate)") from exc
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path}: holds a JSON {type(cfg).__name__}, not an object of fields; the "
+                         "config is corrupt (re-run smnet-sps calibrate)")
+    return cfg
+
+
+STAR_KEYS = ("log_teff", "logg", "logz")
+
+
+def _load_stars(path, n_pix):
+    """The calibration stars' file (``stars.npz``): log_teff, logg, logz, one finite value per star (>= 1
+    star), and the probe spectra (n_probe, 3) / (n_probe, n_pix) where present. A ValueError naming the file
+    and what is wrong: a missing key was a KeyError, ragged arrays a numpy error, a NaN coordinate a NaN
+    weight that silently dropped the correction."""
+    def fail(what):
+        raise ValueError(f"{path}: {what}; the file is corrupt (re-run smnet-sps calibrate)")
+    with np.load(path) as z:
+        stars = {k: np.asarray(z[k]) for k in z.files}
+    missing = [k for k in STAR_KEYS if k not in stars]
+    if missing:
+        fail(f"lacks {missing} (it needs {list(STAR_KEYS)})")
+    shapes = {k: stars[k].shape for k in STAR_KEYS}
+    if len(set(shapes.values())) != 1 or stars["logg"].ndim != 1 or stars["logg"].size == 0:
+        fail(f"{', '.join(STAR_KEYS)} must be 1-d arrays of one length (one value per star, >= 1 star); got "
+             f"shapes {shapes}")
+    for k in STAR_KEYS:
+        if not np.issubdtype(stars[k].dtype, np.number):
+            fail(f"{k} must hold numbers; got dtype {stars[k].dtype}")
+        bad = int(np.sum(~np.isfinite(stars[k])))
+        if bad:
+            fail(f"{k} must hold finite numbers; {bad} of {stars[k].size} are NaN or inf")
+    if "probe_params" in stars:
+        params, ln_flux = stars["probe_params"], stars.get("probe_ln_flux")
+        if (params.ndim != 2 or params.shape[1] != 3 or ln_flux is None
+                or ln_flux.shape != (params.shape[0], n_pix)):
+            fail(f"probe_params must be (n, 3) and probe_ln_flux (n, {n_pix}); got {params.shape} and "
+                 f"{None if ln_flux is None else ln_flux.shape}")
+    return stars
+
+
 def _check_config(cfg, cfg_path):
     """The fields a correction config needs, checked before any is used: a missing key was a KeyError, a
     shorter weights_sha256 list silently dropped ensemble members, n_half 0 put full empirical weight where
@@ -511,6 +558,14 @@ def _check_config(cfg, cfg_path):
         fail(f"density.scales must be three positive numbers; got {dens['scales']!r}")
     if not (np.isfinite(n_half) and n_half > 0):
         fail(f"density.n_half must be a positive number; got {dens['n_half']!r}")
+    floor = dens.get("weight_floor", 1e-9)
+    # a weight is in [0, 1]: a floor of 1 or more zeroed every weight, i.e. silently no correction at all
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1:
+        fail(f"density.weight_floor must be a number in [0, 1); got {floor!r}")
+    n_pix, wavelength = int(pix["n"]), list(pix["wavelength"])
+    if len(wavelength) != n_pix or int(pix["stop"]) - int(pix["start"]) != n_pix:
+        fail(f"pixels.n ({n_pix}) must equal stop - start ({int(pix['stop']) - int(pix['start'])}) and the "
+             f"length of pixels.wavelength ({len(wavelength)})")
     if not files:
         fail("network.weights_files is empty")
     shas = net.get("weights_sha256")
@@ -530,7 +585,7 @@ def _check_sha(path, expected, key):
 
 
 def _load_net(directory, cfg):
-    from .neural import _torch_load
+    from .neural import _check_finite_weights, _torch_load
     net_cfg = cfg["network"]
     n = int(cfg["pixels"]["n"])
     nets = []
@@ -540,6 +595,7 @@ def _load_net(directory, cfg):
         net = CorrectionNet(n, width=net_cfg["width"], depth=net_cfg["depth"],
                             basis=np.ones((n, int(cfg["basis_order"]) + 1)))
         sd = _torch_load(directory / fname)
+        _check_finite_weights(sd, directory / fname)
         try:
             net.load_state_dict(sd)
         except RuntimeError as exc:

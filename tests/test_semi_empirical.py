@@ -308,6 +308,9 @@ def test_correction_files_are_checked_against_their_config(tmp_path):
     (lambda c: c.pop("base"), "missing or malformed field .KeyError: 'base'"),
     (lambda c: c.pop("density"), "missing or malformed field .KeyError: 'density'"),
     (lambda c: c["network"].update(depth="two"), "network.depth must be a whole number"),
+    (lambda c: c["density"].update(weight_floor=2), r"density.weight_floor must be a number in \[0, 1\)"),
+    (lambda c: c["pixels"].update(wavelength=c["pixels"]["wavelength"][:-1]),
+     r"pixels.n \(\d+\) must equal stop - start \(\d+\) and the length of pixels.wavelength"),
 ])
 def test_a_corrupt_correction_config_is_named(tmp_path, edit, match):
     """A shorter weights_sha256 list silently dropped ensemble members (spectra 0.49 % off), n_half 0 gave
@@ -487,3 +490,59 @@ def test_a_supplied_base_is_checked_as_it_was_loaded():
     np.testing.assert_array_equal(_flux(supplied, *INSIDE.T), reference)
     with pytest.raises(ValueError, match="imitates the library 'nextgen'.*load the base without library="):
         SemiEmpiricalGenerator(base=load_generator(device="cpu", library="nextgen"))
+
+
+
+def _restamp(directory, fname, key):
+    """Record ``fname``'s sha256 in config.json again (so that only its content, not a checksum, is wrong)."""
+    from smnet_sps.checksums import file_sha256
+    cfg = json.loads((directory / "config.json").read_text())
+    if key == "stars_sha256":
+        cfg["density"][key] = file_sha256(directory / fname)
+    else:
+        cfg["network"][key][cfg["network"]["weights_files"].index(fname)] = file_sha256(directory / fname)
+    (directory / "config.json").write_text(json.dumps(cfg))
+
+
+def _edit_stars(edit):
+    def apply(directory):
+        with np.load(directory / "stars.npz") as z:
+            stars = {k: z[k] for k in z.files}
+        edit(stars)
+        np.savez_compressed(directory / "stars.npz", **stars)
+        _restamp(directory, "stars.npz", "stars_sha256")
+    return apply
+
+
+def _nan_weight(directory):
+    sd = torch.load(directory / "correction_0.pt")
+    key = next(k for k in sd if k.endswith("weight"))
+    sd[key] = sd[key].clone()
+    sd[key][0, 0] = float("nan")
+    torch.save(sd, directory / "correction_0.pt")
+    _restamp(directory, "correction_0.pt", "weights_sha256")
+
+
+@pytest.mark.parametrize("corrupt, match", [
+    (lambda d: (d / "config.json").write_text(""), r"config.json: not valid JSON"),
+    (lambda d: (d / "config.json").write_text("[]"), r"config.json: holds a JSON list, not an object"),
+    (_edit_stars(lambda s: s.pop("logz")), r"stars.npz: lacks \['logz'\]"),
+    (_edit_stars(lambda s: s.update(logg=s["logg"][:-3])), r"stars.npz: log_teff, logg, logz must be 1-d "
+                                                           r"arrays of one length"),
+    (_edit_stars(lambda s: s.update(log_teff=np.where(np.arange(s["log_teff"].size) == 5, np.nan,
+                                                      s["log_teff"]))),
+     r"stars.npz: log_teff must hold finite numbers; 1 of \d+ are NaN"),
+    (_edit_stars(lambda s: s.update({k: s[k][:0] for k in ("log_teff", "logg", "logz")})),
+     r"stars.npz: .*>= 1 star"),
+    (_nan_weight, r"correction_0.pt holds NaN or inf values"),
+])
+def test_a_corrupt_correction_folder_is_named(tmp_path, corrupt, match):
+    """A corrupt correction folder failed with a JSONDecodeError (empty config.json), an AttributeError (a
+    JSON list), a KeyError (stars.npz without logz) or a numpy error (ragged star arrays), or loaded with the
+    correction silently off (a NaN star coordinate: NaN weights; no stars) or NaN spectra (NaN network
+    weights); each is now a ValueError naming the file and what is wrong."""
+    copy = tmp_path / "se"
+    shutil.copytree(semi_empirical_model_path(), copy)
+    corrupt(copy)
+    with pytest.raises(ValueError, match=match):
+        SemiEmpiricalGenerator(copy, device="cpu")
