@@ -401,14 +401,16 @@ class LibraryMixture:
         return fb / fb.sum(1, keepdims=True)
 
     def _in_holes(self, p, held, w):
-        """``w`` with the rows strictly inside every box that holds them (in holes of all those libraries)
-        weighted as the supports are just outside the holes: closeness to each library's nodes, (b_min / b)^8
-        with b = hole ratio - HOLE_ZERO (their reach), relative and stacked in the order of preference. At a
+        """``w`` with the rows strictly inside a box that holds them (in holes of all those libraries)
+        weighted as the supports are just outside the holes: box taper x closeness to each library's nodes,
+        (b_min / b)^8 with b = hole ratio - HOLE_ZERO (their reach), relative and stacked in the order of
+        preference. At a
         hole's edge the preferred library whose reach just ended takes the point, as it did just inside its
         reach; equal weights stepped there (7,951 K, log g 0.1, where CK04 and BaSeL share their nodes:
         CK04 1 -> 0.5 and the near-UV by up to 25 % within 1e-9 K)."""
-        inside = held & np.stack([box_taper(p, b) > 0 for b in self.boxes], 1)
-        rows = np.flatnonzero(held.any(1) & (inside == held).all(1))
+        taper = np.stack([box_taper(p, b) for b in self.boxes], 1)
+        inside = held & (taper > 0)
+        rows = np.flatnonzero(inside.any(1))      # a box on whose face the point lies counts 0 (taper 0)
         if rows.size == 0:
             return w
         beyond = np.full((rows.size, held.shape[1]), np.inf)
@@ -416,7 +418,10 @@ class LibraryMixture:
             sel = np.flatnonzero(inside[rows, j])
             if sel.size:
                 beyond[sel, j] = np.maximum(self._hole_ratio(j, p[rows[sel]]) - HOLE_ZERO, 0.0)
-        closeness = ((beyond.min(1, keepdims=True) + 1e-9) / (beyond + 1e-9)) ** FALLBACK_POWER
+        # times the box taper, as the supports: a library whose face the point has just crossed comes in from
+        # 0 (just beyond that face the other boxes alone hold the point; without the taper the weight
+        # flipped across CK04's log g 0 face inside BaSeL's box)
+        closeness = taper[rows] * ((beyond.min(1, keepdims=True) + 1e-9) / (beyond + 1e-9)) ** FALLBACK_POWER
         w = w.copy()
         w[rows] = self._preferred(p[rows], closeness)[0]
         return w

@@ -424,5 +424,18 @@ def test_no_step_where_a_hole_is_entered_inside_the_boxes(shipped):
                 m = 0.5 * (a + b)
                 a, b = (m, b) if np.abs(shipped.weights(m, logg, 0.0)[0] - wa).max() < 0.3 else (a, m)
             steps.append(np.abs(shipped.weights(b, logg, 0.0) - shipped.weights(a, logg, 0.0)).max())
+    # and along log g through CK04's log g 0 face inside BaSeL's box, both in holes there: beyond the face
+    # BaSeL alone holds the point, so CK04 must come in from 0 (the closeness rule without the box taper
+    # flipped the weights across the face, 0.41 in ln F at 1500-3000 A at 12,000 K)
+    for teff in (8000.0, 12000.0, 20000.0, 40000.0):
+        x = np.linspace(-0.5, 0.5, 2001)
+        w = shipped.weights(np.full_like(x, np.log10(teff)), x, np.zeros_like(x))
+        for k in np.flatnonzero(np.abs(np.diff(w, axis=0)).max(1) > 0.02):
+            a, b, wa = x[k], x[k + 1], w[k]
+            while b - a > 1e-12:
+                m = 0.5 * (a + b)
+                a, b = (m, b) if np.abs(shipped.weights(np.log10(teff), m, 0.0)[0] - wa).max() < 0.02 else (a, m)
+            steps.append(np.abs(shipped.weights(np.log10(teff), b, 0.0)
+                                - shipped.weights(np.log10(teff), a, 0.0)).max())
     assert in_holes > 100, in_holes            # the sweeps do enter holes inside the boxes
     assert max(steps, default=0.0) < 0.01, np.sort(steps)[-5:]
