@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 
@@ -121,10 +122,36 @@ def _stdout_reader_gone():
         return False
 
 
+# the options whose value is a file or folder the command writes (the safety net of a closed stdout)
+OUTPUT_OPTIONS = ("out", "plot", "phase_out", "write_mixture")
+
+
+def _file_state(path):
+    """(inode, mtime in ns) of a file or folder, None where there is none: a file written since (atomically,
+    a new inode) or a folder written into differs."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _output_states(args):
+    """{option: (path, its state)} of the outputs the command was asked to write, taken before it runs."""
+    paths = {attr: getattr(args, attr, None) for attr in OUTPUT_OPTIONS}
+    return {attr: (path, _file_state(path)) for attr, path in paths.items()
+            if isinstance(path, (str, os.PathLike))}
+
+
+def _unwritten_outputs(before):
+    """The outputs in ``before`` (:func:`_output_states`) still as they were, as options: ``--out m.ecsv``."""
+    return [f"--{attr.replace('_', '-')} {path}" for attr, (path, state) in before.items()
+            if _file_state(path) == state]
+
+
 def _silence_stdout():
     """Point stdout at /dev/null, so that what is left in its buffer does not fail again at exit (Python's
     recipe for SIGPIPE: "Exception ignored ... BrokenPipeError" and status 120 otherwise)."""
-    import os
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):
@@ -134,7 +161,7 @@ def _silence_stdout():
 def main(argv=None):
     """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, also for an argument
     argparse refuses; 2 with the usage when no command is given; 141 when stdout's reader stopped reading,
-    as in ``| head``)."""
+    as in ``| head``, after every output was written; 1 naming the outputs not written otherwise)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -144,6 +171,7 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    planned = _output_states(args)
     try:
         _use_file_backend(args)
         status = args.func(args) or 0
@@ -154,6 +182,12 @@ def main(argv=None):
             print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
         _silence_stdout()
+        unwritten = _unwritten_outputs(planned)
+        if unwritten:
+            # quiet only when nothing is lost: a command that printed before writing lost its files silently
+            print(f"smnet-sps {args.command}: error: stdout was closed (its reader stopped reading) before "
+                  f"the files were written; not written: {', '.join(unwritten)}", file=sys.stderr)
+            return 1
         return PIPE_CLOSED_STATUS
     except USER_ERRORS as exc:
         print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -911,8 +912,9 @@ class _CliClient:
             self.cluster = local_cluster(self.workers)
             self.client = Client(self.cluster)
         n = len(self.client.scheduler_info().get("workers", {}))
+        # on stderr, as the progress: stdout carries what follows the files (`| head` would stop them)
         print(f"Dask: {n} worker(s) at {self.client.scheduler.address}; "
-              f"dashboard: {self.client.dashboard_link}", flush=True)
+              f"dashboard: {self.client.dashboard_link}", file=sys.stderr, flush=True)
         return self.client
 
     def __exit__(self, *exc):

@@ -448,13 +448,18 @@ def _cli(args):
                          f"({str(gen.config.get('grid_sha256'))[:12]}) and its nodes differ; its test split "
                          "would not apply")
     table = accuracy_table(gen, grid, progress=True)
-    print(format_accuracy_table(table))
     report = {"model": str(gen.directory), "grid": str(args.grid),
               "units": "accuracy figures are fractions (|dF/F|: 0.01 = 1 %, as the table prints in %); "
                        "MSE in log1p01 space; seam jumps in ln F",
               "accuracy": table}
     if not args.no_seams:
         report["seams"] = seam_report(gen, grid)
+    # the report first, then the tables: `| head` closing stdout lost it
+    if "out" in outputs:
+        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+            tmp.write_text(json.dumps(report, indent=1))
+    print(format_accuracy_table(table))
+    if not args.no_seams:
         for r in report["seams"]:
             if r["skipped"]:
                 print(f"seam {r['sweep']}: NOT BUILT: {r['skipped']}")
@@ -462,7 +467,5 @@ def _cli(args):
             print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} "
                   f"(median {r['model_median_jump']:.4f}), raw max jump {r['raw_max_jump']}")
     if "out" in outputs:
-        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
-            tmp.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")
     return 0

@@ -259,19 +259,23 @@ def _cmd_fit(args):
         gen = load_generator_option(args.generator, args.meta)
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior,
                        clip=args.clip, **common)
+    # the files first, then the result: `| head` closing stdout at its first line lost them
+    wrote = []
+    if "out" in outputs:
+        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+            # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
+            Path(tmp).write_text(json.dumps(res.as_dict(json_safe=True), indent=1, allow_nan=False))
+        wrote.append(args.out)
+    if "plot" in outputs:
+        save_figure(plot_fit(res), outputs["plot"], overwrite=args.overwrite, dpi=120)
+        wrote.append(args.plot)
     print(res)
     if ivar is None:
         # the fit's stand-in error (fit.check_spectrum): "relative to the median flux" read 1e4x too low
         print("  (no ivar or err column: every pixel's error is taken as 1 % of the median |flux|, so chi2 = "
               "sum((residual / (0.01 median))^2); the errors come from the residuals' scatter)")
-    if "out" in outputs:
-        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
-            # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
-            Path(tmp).write_text(json.dumps(res.as_dict(json_safe=True), indent=1, allow_nan=False))
-        print(f"wrote {args.out}")
-    if "plot" in outputs:
-        save_figure(plot_fit(res), outputs["plot"], overwrite=args.overwrite, dpi=120)
-        print(f"wrote {args.plot}")
+    for path in wrote:
+        print(f"wrote {path}")
     return 0
 
 

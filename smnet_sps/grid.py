@@ -866,14 +866,17 @@ def _cmd_build(args):
         raise _no_phase_libraries(args.only)
     save_grid(grid, outputs["out"])         # atomic (temporary file + rename)
     size = Path(args.out).stat().st_size / 1e6
-    print(grid_info(grid))
-    print(f"wrote {args.out} ({size:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    seconds = time.perf_counter() - t0
+    # every file first, then the summary: `| head` closing stdout lost the plot and the phase libraries
     if "plot" in outputs:
         save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
-        print(f"wrote {args.plot}")
     if "phase_out" in outputs:
         export_phase_libraries(grid, outputs["phase_out"])     # atomic
-        print(f"wrote {args.phase_out}")
+    print(grid_info(grid))
+    print(f"wrote {args.out} ({size:.1f} MB) in {seconds:.1f} s")
+    for attr in ("plot", "phase_out"):
+        if attr in outputs:
+            print(f"wrote {getattr(args, attr)}")
     return 0
 
 
@@ -881,9 +884,10 @@ def _cmd_info(args):
     from .output_files import save_figure
     outputs = _grid_outputs(args)
     grid = load_grid(args.file)
+    if "plot" in outputs:                   # before the summary, as in build
+        save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
     print(grid_info(grid))
     if "plot" in outputs:
-        save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
         print(f"wrote {args.plot}")
     return 0
 

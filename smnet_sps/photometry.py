@@ -1009,7 +1009,8 @@ def _cli_mags(args):
         if col not in ("age",):
             shown[col].info.format = ".4f"
     shown["age"].info.format = ".4g"
-    shown.pprint(max_lines=-1, max_width=-1)
+    # the files first, then the table: `| head` closing stdout at the table's first line lost them
+    notes = []
     if "out" in outputs:
         fmt = TABLE_FORMATS[suffix_of(outputs["out"])]
         with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
@@ -1019,13 +1020,16 @@ def _cli_mags(args):
                 (_fits_ready(table) if fmt == "fits" else
                  _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(tmp,
                                                                                                   format=fmt)
-        print(f"wrote {args.out}")
+        notes.append(f"wrote {args.out}")
         if fmt == "ascii.csv":
-            print("  (a CSV holds no units and no metadata -- magnitude system, redshift, Z, IMF: .ecsv or "
-                  ".fits keep them, .txt as comment lines)")
+            notes.append("  (a CSV holds no units and no metadata -- magnitude system, redshift, Z, IMF: "
+                         ".ecsv or .fits keep them, .txt as comment lines)")
     if "plot" in outputs:
         save_figure(plot_colour_evolution(table), outputs["plot"], overwrite=args.overwrite)
-        print(f"wrote {args.plot}")
+        notes.append(f"wrote {args.plot}")
+    shown.pprint(max_lines=-1, max_width=-1)
+    for note in notes:
+        print(note)
     return 0
 
 

@@ -271,6 +271,8 @@ def _cli(args):
 
     if args.rank_libraries:
         policy = rank_on_stars(gen, stars, meta={"ids_file": args.ids})
+        # the mixture file first, then the ranking: `| head` closing stdout lost it
+        written = write_mixture(policy, args.write_mixture) if args.write_mixture else None
         names = policy.region_names()
         for i, row in enumerate(policy.orders):
             for k, order in enumerate(row):
@@ -281,9 +283,8 @@ def _cli(args):
                   f"{e['pair'][0]} {100 * e['median_score'][0]:.2f} % vs {e['pair'][1]} "
                   f"{100 * e['median_score'][1]:.2f} % on {e['n_stars']} stars ({e['pair'][0]} better on "
                   f"{e['n_first_better']}, sign test p = {e['sign_test_p']:.3f}: {how}) -> {e['preferred']}")
-        if args.write_mixture:
-            path = write_mixture(policy, args.write_mixture)
-            print(f"wrote {path} (recorded in its config.json)")
+        if written:
+            print(f"wrote {written} (recorded in its config.json)")
         return 0
 
     grid = None

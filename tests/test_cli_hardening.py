@@ -349,6 +349,60 @@ def test_ssp_into_a_closed_pipe_is_quiet(tmp_path):
     assert err == "" and out.stat().st_size > 0
 
 
+MAGS = ["mags", "--Z", "0.0152", "--filters", "sdss2010-g,sdss2010-r", "--generator", "blackbody",
+        "--n-ages", "20"]
+
+
+def test_mags_into_a_closed_pipe_writes_its_files(tmp_path):
+    """`smnet-sps mags ... --out m.ecsv | head -1` printed the table before writing: status 141, no m.ecsv
+    (nor the plot) and nothing on stderr. The files are now written first."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from astropy.table import Table
+    out, png = tmp_path / "m.ecsv", tmp_path / "m.png"
+    proc = subprocess.Popen([sys.executable, "-m", "smnet_sps.cli", *MAGS, "--out", str(out), "--plot",
+                             str(png)], cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err
+    assert "error" not in err and len(Table.read(out)) == 20 and png.stat().st_size > 0
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_closed_pipe_before_the_files_is_reported(existing, monkeypatch, tmp_path, capsys):
+    """The quiet status 141 only when every output asked for was written: a command whose stdout closes
+    before its files (new or to be replaced) are written ends with status 1, naming them."""
+    import smnet_sps.cli as cli
+    import smnet_sps.photometry as photometry
+
+    def closed_pipe(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    out = tmp_path / "m.ecsv"
+    if existing:
+        out.write_text("an older table")
+    monkeypatch.setattr(photometry, "ssp_magnitudes", closed_pipe)
+    monkeypatch.setattr(cli, "_stdout_reader_gone", lambda: True)
+    monkeypatch.setattr(cli, "_silence_stdout", lambda: None)
+    assert main([*MAGS, "--out", str(out), "--overwrite"]) == 1
+    err = _error_line(capsys)
+    assert "stdout was closed" in err and err.endswith(f"not written: --out {out}")
+    # and quiet where the files were written: the fixed command order
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "_stdout_reader_gone", lambda: True)
+    monkeypatch.setattr(cli, "_silence_stdout", lambda: None)
+
+    def print_then_close(table, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(photometry.Table, "pprint", print_then_close, raising=False)
+    assert main([*MAGS, "--out", str(out), "--overwrite"]) == cli.PIPE_CLOSED_STATUS
+    assert "error" not in capsys.readouterr().err and out.read_text() != "an older table"
+
+
 def test_a_broken_pipe_that_is_not_stdout_stays_an_error(monkeypatch, capsys):
     """Only stdout's closed pipe is quiet: a BrokenPipeError from elsewhere is reported (status 1)."""
     import smnet_sps.ssp as sspmod

@@ -312,6 +312,30 @@ def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
     assert main(["fit", str(spec), "--ssp-grid", str(path), "--prior", "parsec"]) == 1
 
 
+def test_cli_fit_into_a_closed_pipe_writes_its_files(tmp_path, rng):
+    """`smnet-sps fit ... --out r.json | head -1` printed the result before writing: status 141, no r.json
+    and nothing on stderr. The files are now written first."""
+    import subprocess
+    import sys
+    from smnet_sps.ssp import save_ssp_grid
+
+    grid = _toy_ssp_grid(rng)
+    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
+    path = save_ssp_grid(grid, tmp_path / "grid.npz")
+    wave, m = _toy_galaxy(grid)
+    spec = tmp_path / "gal.txt"
+    np.savetxt(spec, np.column_stack([wave, m, m / 300]))
+    out, png = tmp_path / "gal.json", tmp_path / "gal.png"
+    proc = subprocess.Popen([sys.executable, "-m", "smnet_sps.cli", "fit", str(spec), "--ssp-grid", str(path),
+                             "--out", str(out), "--plot", str(png)], cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err
+    assert err == "" and json.loads(out.read_text())["log_age"] == pytest.approx(9.2, abs=0.03)
+    assert png.stat().st_size > 10000
+
+
 def test_operator_modes_and_flat_spectrum(gen):
     # finer data -> binned onto model pixels; coarser data -> model broadened; a flat model stays flat
     wave = np.arange(3800.0, 7200.0, 25.0)
