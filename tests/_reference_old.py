@@ -1,12 +1,12 @@
-"""The generator's forward path and coverage rule as they were before the torch rewrite (numpy, float64
-after the network, one pass per library): the reference the new path must reproduce."""
+"""The generator's forward path as it was before the torch rewrite (numpy, float64 after the network, one
+pass per library) and the coverage rule written out plainly: the references the new path must reproduce."""
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
 from smnet_sps.constants import SIGMA_SB
 from smnet_sps.model import blackbody_log_ratio
-from smnet_sps.neural import COVERAGE_FACTOR, _with_metallicity_tolerance
+from smnet_sps.neural import COVERAGE_FACTOR, COVERAGE_NEIGHBOURS, _with_metallicity_tolerance
 
 
 @torch.no_grad()
@@ -47,6 +47,11 @@ _TREES = {}
 
 
 def old_in_coverage(gen, teff, logg, logz):
+    """The documented coverage rule, written out without the fast path's shortcuts: a point is covered by a
+    library whose box holds it if one of the COVERAGE_NEIGHBOURS nodes of that library nearest it lies within
+    COVERAGE_FACTOR times that node's nearest-neighbour distance (>= 1 grid step). Each library asks its own
+    nodes (per-library trees, as the mixture's hole factor; until 49ad975 one tree held all libraries, and
+    WM-basic's nodes crowded CK04's out of the 16 nearest at 32-42 kK, log g 3.25-3.5)."""
     teff, logg, logz = (np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(teff, logg, logz))
     boxes = {name: _with_metallicity_tolerance(box) for name, box in gen.library_boxes.items()}
     inside_box = np.zeros(teff.shape, bool)
@@ -58,23 +63,25 @@ def old_in_coverage(gen, teff, logg, logz):
         nodes = gen.nodes
         pts_n = gen._node_coords(nodes["teff"], nodes["logg"], nodes["logz"])
         lib = nodes["library_id"].astype(int)
-        spacing = np.zeros(len(pts_n))
+        trees = {}
         for j in np.unique(lib):
-            sel = np.flatnonzero(lib == j)
-            if sel.size < 2:
-                spacing[sel] = 1.0
+            own = pts_n[lib == j]
+            if len(own) < 2:
+                trees[j] = (cKDTree(own), np.ones(len(own)))
                 continue
-            d, _ = cKDTree(pts_n[sel]).query(pts_n[sel], k=2)
-            spacing[sel] = np.maximum(d[:, 1], 1.0)
-        _TREES[id(gen)] = (cKDTree(pts_n), spacing, lib)
-    tree, spacing, lib = _TREES[id(gen)]
+            d, _ = cKDTree(own).query(own, k=2)
+            trees[j] = (cKDTree(own), np.maximum(d[:, 1], 1.0))
+        _TREES[id(gen)] = trees
+    trees = _TREES[id(gen)]
     pts = gen._node_coords(teff, logg, logz)
-    k = min(16, spacing.size)
-    dist, idx = tree.query(pts, k=k)
-    dist, idx = dist.reshape(len(pts), k), idx.reshape(len(pts), k)
     near = np.zeros(teff.size, bool)
     for j, name in enumerate(gen.library_names):
         in_box = boxes[name].contains(teff, logg, logz)
-        ok = (dist <= COVERAGE_FACTOR * spacing[idx]) & (lib[idx] == j)
-        near |= in_box & ok.any(1)
+        if j not in trees or not in_box.any():
+            continue
+        tree, spacing = trees[j]
+        k = min(COVERAGE_NEIGHBOURS, spacing.size)
+        dist, idx = tree.query(pts[in_box], k=k)
+        dist, idx = dist.reshape(-1, k), idx.reshape(-1, k)
+        near[in_box] |= (dist <= COVERAGE_FACTOR * spacing[idx]).any(1)
     return inside_box & near
