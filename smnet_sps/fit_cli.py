@@ -6,6 +6,7 @@ Reading files, the command line and the plot live here; the fitting itself is :m
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,9 @@ def read_spectrum(path):
     Table columns: ``wave``/``wavelength``/``lambda``, ``flux``, and ``ivar`` or ``err``/``error``/``sigma``.
     A wavelength column with a unit is converted to Angstrom. A flux with a unit is converted to F_lambda at
     each wavelength (f_nu such as Jy to erg/s/cm^2/A; an F_lambda unit is kept), its ``err``/``ivar`` alike;
-    a unit that is no spectral flux density, or a unit on only one of flux and its error, is a ValueError.
+    a unit that is no spectral flux density, or a unit on only one of flux and its error, is a ValueError. A
+    unit the format does not know (FITS TUNIT '1E-17 erg/s/cm^2/Angstrom') is parsed in astropy's generic
+    format; one still unrecognised is a ValueError naming the column and the unit.
     Without a unit the flux is taken as F_lambda. Text files: wave, flux[, error] columns.
     """
     import astropy.units as u
@@ -67,7 +70,10 @@ def read_spectrum(path):
     # IORegistryError (no format recognised: random bytes, an empty file) is no ValueError/OSError, so the
     # command line would show a traceback; a corrupt FITS file gives an OSError that names no format
     try:
-        t = QTable.read(path)
+        with warnings.catch_warnings():
+            # a TUNIT the FITS standard does not know is parsed once more, or refused, by _unit_of
+            warnings.simplefilter("ignore", u.UnitsWarning)
+            t = QTable.read(path)
     except IORegistryError as exc:          # its message lists ~60 astropy formats: keep the line short
         raise ValueError(_unreadable(path, "no table format recognised in its contents")) from exc
     except (OSError, ValueError) as exc:
@@ -78,24 +84,26 @@ def read_spectrum(path):
             f"{path}: needs a wavelength column ({', '.join(_WAVE_NAMES)}) and a flux column "
             f"({', '.join(_FLUX_NAMES)}); found {t.colnames}"
         )
+    w_unit = _unit_of(path, w, "a wavelength, frequency or energy unit (e.g. Angstrom, nm, um), or none "
+                               "(Angstrom)")
     wave = (
-        w.to_value(u.AA, equivalencies=u.spectral())
-        if isinstance(w, u.Quantity) and w.unit is not None
+        (np.asarray(w.value, float) * w_unit).to_value(u.AA, equivalencies=u.spectral())
+        if w_unit is not None
         else np.asarray(w, float)
     )
     f_name = f.info.name
-    flux_unit = _unit_of(f)
+    flux_unit = _unit_of(path, f)
     # per-pixel factor to the F_lambda the fit assumes: f_nu (Jy) read as F_lambda fitted MILES star 257 as
     # Teff 4591, log g 1.1, [M/H] -2.5 instead of 6039, 4.2, -0.7
     to_f_lambda = 1.0 if flux_unit is None else _f_lambda_factor(path, f_name, flux_unit, wave)
     flux = _masked_as_nan(f) * to_f_lambda
     iv = _column(t, _IVAR_NAMES)
     if iv is not None:
-        return wave, flux, _masked_as_nan(iv) * _ivar_factor(path, iv.info.name, _unit_of(iv), f_name,
+        return wave, flux, _masked_as_nan(iv) * _ivar_factor(path, iv.info.name, _unit_of(path, iv), f_name,
                                                              flux_unit) / to_f_lambda ** 2
     err = _column(t, _ERR_NAMES)
     if err is not None:
-        err_unit = _unit_of(err)
+        err_unit = _unit_of(path, err)
         _check_units_agree(path, err.info.name, err_unit, f_name, flux_unit)
         err = _masked_as_nan(err) * (1.0 if err_unit is None else _f_lambda_factor(path, err.info.name,
                                                                                   err_unit, wave, flux_unit))
@@ -103,11 +111,27 @@ def read_spectrum(path):
     return wave, flux, None
 
 
-def _unit_of(column):
-    """A table column's unit, None for none or a dimensionless one (a relative flux)."""
+#: what a flux, error or inverse-variance column's unit may be (read_spectrum's error messages)
+FLUX_UNITS_ALLOWED = ("a spectral flux density, F_lambda (e.g. erg / (s cm2 Angstrom), "
+                      "1E-17 erg/s/cm^2/Angstrom) or f_nu (e.g. Jy), its inverse square for an ivar, or none")
+
+
+def _unit_of(path, column, allowed=FLUX_UNITS_ALLOWED):
+    """A table column's unit, None for none or a dimensionless one (a relative flux). A unit the file's
+    format did not recognise -- the FITS TUNIT '1E-17 erg/s/cm^2/Angstrom' of many surveys (FITS has no
+    numeric factor, no '^') -- is parsed again in astropy's lenient generic format; if it is still not
+    recognised, a ValueError names the column, the unit and what is ``allowed`` (astropy's own error named
+    neither column nor what is allowed)."""
     import astropy.units as u
 
     unit = getattr(column, "unit", None)
+    if isinstance(unit, u.UnrecognizedUnit):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", u.UnitsWarning)        # "multiple slashes" and the like
+            unit = u.Unit(unit.name, format="generic", parse_strict="silent")
+        if isinstance(unit, u.UnrecognizedUnit):
+            raise ValueError(f"{path}: column {column.info.name!r} has the unit {unit.name!r}, which astropy "
+                             f"does not recognise; allowed: {allowed}")
     return None if unit is None or unit == u.dimensionless_unscaled else unit
 
 

@@ -977,6 +977,40 @@ def test_read_spectrum_converts_the_flux_unit_to_f_lambda(tmp_path):
             read_spectrum(tmp_path / f"{name}.ecsv")
 
 
+def test_read_spectrum_parses_survey_unit_spellings(tmp_path):
+    """A FITS TUNIT '1E-17 erg/s/cm^2/Angstrom' (SDSS-style: no numeric factor nor '^' in the FITS standard)
+    failed with astropy's "unit is unrecognized", naming neither column nor what is allowed. It is now parsed
+    leniently, scale included (an err of 1e-18 erg/s/cm^2/A beside it is 0.1 of its unit); a unit astropy
+    still does not recognise is a ValueError naming the column, the unit and what is allowed."""
+    from astropy.io import fits
+
+    from smnet_sps.fit_cli import read_spectrum
+    w = np.linspace(4000.0, 7000.0, 20)
+    flux = 1.0 + 0.5 * np.sin(w / 300.0)                          # in units of 1e-17 erg/s/cm^2/A
+
+    def table(name, flux_unit, error, error_unit, error_name="err"):
+        fits.BinTableHDU.from_columns([
+            fits.Column(name="wave", format="D", array=w, unit="Angstrom"),
+            fits.Column(name="flux", format="D", array=flux, unit=flux_unit),
+            fits.Column(name=error_name, format="D", array=error, unit=error_unit)]).writeto(tmp_path / name)
+        return tmp_path / name
+
+    sdss = table("sdss.fits", "1E-17 erg/s/cm^2/Angstrom", np.full(w.size, 1e-18), "erg/s/cm2/Angstrom")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                          # nor a "did not parse as fits unit" warning
+        wave, got, ivar = read_spectrum(sdss)
+    np.testing.assert_allclose(wave, w)
+    np.testing.assert_allclose(got, flux, rtol=1e-12)             # an F_lambda unit is kept
+    np.testing.assert_allclose(ivar, 1 / 0.1**2, rtol=1e-12)      # 1e-18 = 0.1 x 1e-17
+    sdss_ivar = table("sdss_ivar.fits", "1E-17 erg/s/cm^2/Angstrom", np.full(w.size, 4.0),
+                      "1E+34 cm^4 s^2 Angstrom^2 / erg^2", "ivar")
+    np.testing.assert_allclose(read_spectrum(sdss_ivar)[2], 4.0, rtol=1e-12)
+    odd = table("odd.fits", "1E-17 ergs/s/cm^2/Ang", np.full(w.size, 0.1), "1E-17 ergs/s/cm^2/Ang")
+    with pytest.raises(ValueError, match=r"odd.fits: column 'flux' has the unit '1E-17 ergs/s/cm\^2/Ang', "
+                       r"which astropy does not recognise; allowed: a spectral flux density"):
+        read_spectrum(odd)
+
+
 def test_cli_fit_without_errors_states_the_assumed_error(tmp_path, rng, capsys):
     """Without an ivar or err column the CLI said chi2 "sums the squared residuals relative to the median
     flux", 1e4x below what check_spectrum computes (each pixel's error is 1 % of the median |flux|); the
