@@ -100,7 +100,7 @@ def read_spectrum(path):
     iv = _column(t, _IVAR_NAMES)
     if iv is not None:
         return wave, flux, _masked_as_nan(iv) * _ivar_factor(path, iv.info.name, _unit_of(path, iv), f_name,
-                                                             flux_unit) / to_f_lambda ** 2
+                                                             flux_unit, wave)
     err = _column(t, _ERR_NAMES)
     if err is not None:
         err_unit = _unit_of(path, err)
@@ -160,18 +160,19 @@ def _check_units_agree(path, name, unit, flux_name, flux_unit):
                          f"{flux_unit or 'no unit'}; give both a unit or neither")
 
 
-def _ivar_factor(path, name, unit, flux_name, flux_unit):
-    """Factor taking the inverse variance in ``unit`` to 1 / ``flux_unit``**2 (1 for neither having one)."""
-    import astropy.units as u
-
+def _ivar_factor(path, name, unit, flux_name, flux_unit, wave):
+    """Per-pixel factor taking the inverse variance in ``unit`` to the F_lambda the flux was converted to (1
+    for neither having a unit): through the error it implies, unit**(-1/2), as an err column is converted
+    (an ivar in 1/Jy^2 beside an F_lambda flux was refused while an err in Jy was taken)."""
     _check_units_agree(path, name, unit, flux_name, flux_unit)
     if unit is None:
         return 1.0
     try:
-        return unit.to(flux_unit ** -2)
-    except u.UnitConversionError:
+        return 1.0 / _f_lambda_factor(path, name, unit ** -0.5, wave, flux_unit) ** 2
+    except ValueError:
         raise ValueError(f"{path}: column {name!r} is in {unit}; an inverse variance of column {flux_name!r} "
-                         f"needs {flux_unit ** -2}") from None
+                         f"needs 1 / (a spectral flux density)^2, e.g. {flux_unit ** -2} or 1 / Jy2"
+                         ) from None
 
 
 def _masked_as_nan(column):

@@ -977,6 +977,28 @@ def test_read_spectrum_converts_the_flux_unit_to_f_lambda(tmp_path):
             read_spectrum(tmp_path / f"{name}.ecsv")
 
 
+def test_read_spectrum_converts_an_ivar_in_another_unit_as_its_error(tmp_path):
+    """An ivar in 1/Jy^2 beside an F_lambda flux was refused ("needs cm4 Angstrom2 s2 / erg2") while the
+    same errors as an err column in Jy were converted; the ivar now goes through the error it implies, so
+    both read alike (and an ivar that is no inverse squared flux density is still refused)."""
+    import astropy.units as u
+    from astropy.table import QTable
+
+    from smnet_sps.fit_cli import read_spectrum
+    w = np.linspace(4000.0, 7000.0, 30)
+    f_lambda = 1e-15 * (1.0 + 0.5 * np.sin(w / 300.0)) * u.erg / u.s / u.cm**2 / u.AA
+    err_jy = (0.02 * f_lambda).to(u.Jy, equivalencies=u.spectral_density(w * u.AA))
+    QTable({"wave": w * u.AA, "flux": f_lambda, "err": err_jy}).write(tmp_path / "err.ecsv")
+    QTable({"wave": w * u.AA, "flux": f_lambda, "ivar": err_jy**-2}).write(tmp_path / "ivar.ecsv")
+    from_err = read_spectrum(tmp_path / "err.ecsv")[2]
+    np.testing.assert_allclose(from_err, (0.02 * f_lambda.value) ** -2, rtol=1e-10)
+    np.testing.assert_allclose(read_spectrum(tmp_path / "ivar.ecsv")[2], from_err, rtol=1e-10)
+    QTable({"wave": w * u.AA, "flux": f_lambda, "ivar": err_jy.value / u.m**2}).write(tmp_path / "m.ecsv")
+    with pytest.raises(ValueError, match=r"column 'ivar' is in 1 / m2; an inverse variance of column 'flux' "
+                       r"needs 1 / \(a spectral flux density\)\^2"):
+        read_spectrum(tmp_path / "m.ecsv")
+
+
 def test_read_spectrum_parses_survey_unit_spellings(tmp_path):
     """A FITS TUNIT '1E-17 erg/s/cm^2/Angstrom' (SDSS-style: no numeric factor nor '^' in the FITS standard)
     failed with astropy's "unit is unrecognized", naming neither column nor what is allowed. It is now parsed
