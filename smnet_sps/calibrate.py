@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .model import caller_torch_state_kept
 from .semi_empirical import (FORMAT, PROBE_PARAMS, CorrectionNet, base_fingerprint, file_sha256,
                              low_order_basis, probe_ln_flux, wavelength_taper)
 
@@ -124,23 +124,10 @@ def _shape_projector(basis, mask):
     return np.linalg.solve(G, np.einsum("pk,np->nkp", A, m))
 
 
-@contextmanager
-def _caller_torch_state_kept():
-    """Give torch's thread count and random state (CPU, and CUDA devices already in use) back as they were:
-    a library call must not reseed its caller's random numbers or leave it on one thread."""
-    threads = torch.get_num_threads()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def fit_correction(data, rows, settings=None, seed=0):
     """Fit one :class:`CorrectionNet` to the stars ``rows`` of ``data`` (deterministic for a given seed; the
     caller's torch random state is left as it was)."""
-    with _caller_torch_state_kept():
+    with caller_torch_state_kept():
         return _fit_correction(data, rows, settings, seed)
 
 
@@ -287,7 +274,7 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     Runs on one torch thread (reproducible weights); the caller's thread count and torch random state are
     restored afterwards (they were left at 1 thread and the last member's seed).
     """
-    with _caller_torch_state_kept():
+    with caller_torch_state_kept():
         torch.set_num_threads(1)
         return _calibrate(empirical, out, base, folds, settings, grid, progress)
 

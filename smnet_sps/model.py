@@ -13,6 +13,7 @@ Everything else here is a small pure function (numpy in, numpy out) so it can be
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -22,7 +23,22 @@ from .constants import BOLTZMANN_K, LIGHT_C, PLANCK_H
 
 __all__ = ["SMNet", "SpectrumMLP", "LibraryExpertMLP", "build_model", "load_smnet_state_dict",
            "infer_smnet_shape", "log1p01_forward", "log1p01_inverse", "fit_log1p01", "mixture_weights",
-           "MIXTURE_TAPER", "LOG_RATIO_FLOOR", "blackbody_log_ratio", "blackbody_constants"]
+           "MIXTURE_TAPER", "LOG_RATIO_FLOOR", "blackbody_log_ratio", "blackbody_constants",
+           "caller_torch_state_kept"]
+
+@contextmanager
+def caller_torch_state_kept():
+    """Give torch's thread count and random state (CPU, and CUDA devices already in use) back as they were:
+    a library call (train, calibrate) must not reseed its caller's random numbers or leave it on one
+    thread. Also a decorator (``@caller_torch_state_kept()``)."""
+    threads = torch.get_num_threads()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 # Tapers of the library partition of unity, per dimension (log10 Teff [dex], log g [dex], [M/H] [dex]).
 # 0.02 dex in Teff is about one grid step of CK04; 0.25 dex in log g / [M/H] is half a step.

@@ -20,7 +20,8 @@ import torch
 from .checksums import file_sha256
 from .constants import NODE_STEPS, SIGMA_SB
 from .mixture import MIXTURE_FILE
-from .model import LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, fit_log1p01, log1p01_forward
+from .model import (LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, caller_torch_state_kept, fit_log1p01,
+                    log1p01_forward)
 from .output_files import atomic_output
 from .tail import TAIL_FILE, red_tail_mask, save_table, tabulate_tail, wien_tail_mask
 
@@ -492,6 +493,9 @@ def _finite_or_none(x):
     return float(x) if x is not None and math.isfinite(x) else None
 
 
+# torch.manual_seed(seed) and threads= are global: given back afterwards, as calibrate() does (train() left
+# its caller reseeded and on `threads` threads)
+@caller_torch_state_kept()
 def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minutes=None, device="auto",
           resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50,
           save_minutes=10.0, seed=0,
@@ -501,6 +505,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
           node_loss="mse", node_blend=0.0, node_blend_kind="segments", jitter_floor=1.0, jitter_quantile=0.5,
           split_seed=0):
     """Train a generator on a union grid and write a model directory.
+
+    torch's thread count (``threads``) and random state (``seed``) are set for the run and given back to the
+    caller afterwards (CPU, and CUDA devices already in use), whatever the run's outcome.
 
     Parameters
     ----------

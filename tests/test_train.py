@@ -194,6 +194,25 @@ def test_what_config_json_records_is_what_ran(synth_grid, tmp_path, monkeypatch)
         train(synth_grid, "d", init_from="a", **kw)
 
 
+def test_train_gives_back_the_callers_threads_and_random_state(synth_grid, tmp_path):
+    """train() left its caller on `threads` threads and with torch reseeded to `seed` (the next torch.rand
+    repeated the training's own draws); both are given back, as calibrate() does, and the weights are those
+    of a run that never had them restored (the same weights_sha256 from two different caller states)."""
+    threads = torch.get_num_threads()
+    kw = dict(width=16, depth=1, epochs=2, batch_size=32, progress=False, device="cpu", seed=3, threads=1)
+    try:
+        torch.set_num_threads(threads + 1)
+        torch.manual_seed(123)
+        state = torch.get_rng_state()
+        a = train(synth_grid, tmp_path / "a", **kw)
+        assert torch.get_num_threads() == threads + 1
+        assert torch.equal(torch.get_rng_state(), state)
+        torch.manual_seed(456)
+        assert train(synth_grid, tmp_path / "b", **kw)["weights_sha256"] == a["weights_sha256"]
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_train_cli(synth_grid, tmp_path, capsys):
     from smnet_sps.cli import main
     out = tmp_path / "cli_model"
