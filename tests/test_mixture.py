@@ -429,13 +429,13 @@ def test_no_step_where_a_hole_is_entered_inside_the_boxes(shipped):
     # flipped the weights across the face, 0.41 in ln F at 1500-3000 A at 12,000 K)
     for teff in (8000.0, 12000.0, 20000.0, 40000.0):
         x = np.linspace(-0.5, 0.5, 2001)
-        w = shipped.weights(np.full_like(x, np.log10(teff)), x, np.zeros_like(x))
+        log_t = np.log10(teff)
+        w = shipped.weights(np.full_like(x, log_t), x, np.zeros_like(x))
         for k in np.flatnonzero(np.abs(np.diff(w, axis=0)).max(1) > 0.02):
             a, b, wa = x[k], x[k + 1], w[k]
             while b - a > 1e-12:
                 m = 0.5 * (a + b)
-                a, b = (m, b) if np.abs(shipped.weights(np.log10(teff), m, 0.0)[0] - wa).max() < 0.02 else (a, m)
-            steps.append(np.abs(shipped.weights(np.log10(teff), b, 0.0)
-                                - shipped.weights(np.log10(teff), a, 0.0)).max())
+                a, b = (m, b) if np.abs(shipped.weights(log_t, m, 0.0)[0] - wa).max() < 0.02 else (a, m)
+            steps.append(np.abs(shipped.weights(log_t, b, 0.0) - shipped.weights(log_t, a, 0.0)).max())
     assert in_holes > 100, in_holes            # the sweeps do enter holes inside the boxes
     assert max(steps, default=0.0) < 0.01, np.sort(steps)[-5:]
