@@ -293,8 +293,8 @@ def _toy_galaxy(grid, theta=(9.2, -0.7, 100.0, 0.2, 0.0), resolution_fwhm=None):
     return wave, m.numpy()
 
 
-def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
-    from smnet_sps.cli import main
+def _toy_fit_files(tmp_path, rng):
+    """A toy SSP grid file and a galaxy spectrum made from it (3-column text): `fit --ssp-grid` inputs."""
     from smnet_sps.ssp import save_ssp_grid
 
     grid = _toy_ssp_grid(rng)
@@ -303,6 +303,13 @@ def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
     wave, m = _toy_galaxy(grid)
     spec = tmp_path / "gal.txt"
     np.savetxt(spec, np.column_stack([wave, m, m / 300]))
+    return path, spec
+
+
+def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
+    from smnet_sps.cli import main
+
+    path, spec = _toy_fit_files(tmp_path, rng)
     out = tmp_path / "gal.json"
     assert main(["fit", str(spec), "--ssp-grid", str(path), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
@@ -317,14 +324,8 @@ def test_cli_fit_into_a_closed_pipe_writes_its_files(tmp_path, rng):
     and nothing on stderr. The files are now written first."""
     import subprocess
     import sys
-    from smnet_sps.ssp import save_ssp_grid
 
-    grid = _toy_ssp_grid(rng)
-    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
-    path = save_ssp_grid(grid, tmp_path / "grid.npz")
-    wave, m = _toy_galaxy(grid)
-    spec = tmp_path / "gal.txt"
-    np.savetxt(spec, np.column_stack([wave, m, m / 300]))
+    path, spec = _toy_fit_files(tmp_path, rng)
     out, png = tmp_path / "gal.json", tmp_path / "gal.png"
     proc = subprocess.Popen([sys.executable, "-m", "smnet_sps.cli", "fit", str(spec), "--ssp-grid", str(path),
                              "--out", str(out), "--plot", str(png)], cwd=Path(__file__).resolve().parents[1],

@@ -404,6 +404,20 @@ def test_no_step_just_beyond_the_face_where_three_boxes_end(default_generator, l
     assert np.abs(np.log(flux[1, optical] / flux[0, optical])).max() < 1e-4
 
 
+def _bisected_steps(weights_at, x, w, threshold):
+    """Every change of the weights ``w`` (at the sweep ``x``) larger than ``threshold`` between neighbouring
+    points, bisected with ``weights_at(x)`` to 1e-12: the largest weight difference left across it (0 for
+    a steep but continuous change, the step itself for a jump)."""
+    steps = []
+    for k in np.flatnonzero(np.abs(np.diff(w, axis=0)).max(1) > threshold):
+        a, b, wa = x[k], x[k + 1], w[k]
+        while b - a > 1e-12:
+            m = 0.5 * (a + b)
+            a, b = (m, b) if np.abs(weights_at(m)[0] - wa).max() < threshold else (a, m)
+        steps.append(np.abs(weights_at(b) - weights_at(a)).max())
+    return steps
+
+
 def test_no_step_where_a_hole_is_entered_inside_the_boxes(shipped):
     """Inside CK04's and BaSeL's boxes both can be beyond their nodes' reach (a hole of each); there the
     fallback gave them equal weights while just outside the hole the preferred library took everything (its
@@ -418,12 +432,7 @@ def test_no_step_where_a_hole_is_entered_inside_the_boxes(shipped):
         w = shipped.weights(x, g, z)
         inside_a_box = np.stack([box_taper(np.c_[x, g, z], b) > 0 for b in shipped.boxes], 1).any(1)
         in_holes += int((inside_a_box & (shipped.support(x, g, z).max(1) == 0)).sum())
-        for k in np.flatnonzero(np.abs(np.diff(w, axis=0)).max(1) > 0.3):
-            a, b, wa = x[k], x[k + 1], w[k]
-            while b - a > 1e-12:
-                m = 0.5 * (a + b)
-                a, b = (m, b) if np.abs(shipped.weights(m, logg, 0.0)[0] - wa).max() < 0.3 else (a, m)
-            steps.append(np.abs(shipped.weights(b, logg, 0.0) - shipped.weights(a, logg, 0.0)).max())
+        steps += _bisected_steps(lambda t, logg=logg: shipped.weights(t, logg, 0.0), x, w, 0.3)
     # and along log g through CK04's log g 0 face inside BaSeL's box, both in holes there: beyond the face
     # BaSeL alone holds the point, so CK04 must come in from 0 (the closeness rule without the box taper
     # flipped the weights across the face, 0.41 in ln F at 1500-3000 A at 12,000 K)
@@ -431,11 +440,6 @@ def test_no_step_where_a_hole_is_entered_inside_the_boxes(shipped):
         x = np.linspace(-0.5, 0.5, 2001)
         log_t = np.log10(teff)
         w = shipped.weights(np.full_like(x, log_t), x, np.zeros_like(x))
-        for k in np.flatnonzero(np.abs(np.diff(w, axis=0)).max(1) > 0.02):
-            a, b, wa = x[k], x[k + 1], w[k]
-            while b - a > 1e-12:
-                m = 0.5 * (a + b)
-                a, b = (m, b) if np.abs(shipped.weights(log_t, m, 0.0)[0] - wa).max() < 0.02 else (a, m)
-            steps.append(np.abs(shipped.weights(log_t, b, 0.0) - shipped.weights(log_t, a, 0.0)).max())
+        steps += _bisected_steps(lambda g, log_t=log_t: shipped.weights(log_t, g, 0.0), x, w, 0.02)
     assert in_holes > 100, in_holes            # the sweeps do enter holes inside the boxes
     assert max(steps, default=0.0) < 0.01, np.sort(steps)[-5:]
