@@ -253,8 +253,10 @@ def _jumps(flux, wavelength, band=(3000.0, 10000.0)):
 
 
 def teff_sweep(teff_lo, teff_hi, step=0.01):
-    """Teff values from lo to hi in steps of ``step`` (fractional, 1 % default) [K]."""
-    n = int(np.ceil(np.log(teff_hi / teff_lo) / np.log1p(step))) + 1
+    """Teff values [K] from ``teff_lo`` in steps of ``step`` (fractional, 1 % default), the last one at most
+    ``teff_hi`` (within one step of it)."""
+    # floor, not ceil: a last step beyond hi left the sweep's boxes (a spurious library switch at the end)
+    n = int(np.floor(np.log(teff_hi / teff_lo) / np.log1p(step) + 1e-9)) + 1
     return teff_lo * (1 + step) ** np.arange(n)
 
 

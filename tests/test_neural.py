@@ -454,6 +454,16 @@ def test_a_rebuilt_grid_with_the_same_nodes_keeps_the_split(tiny_model, tmp_path
                  "--out", str(tmp_path / "r2.json"), "--device", "cpu", "--no-seams"]) == 1
 
 
+def test_teff_sweep_stays_within_its_range():
+    """The last step went past hi (12,081 K for 3000-12000 K): outside the sweep's boxes."""
+    from smnet_sps.evaluate import SEAM_SWEEPS, teff_sweep
+    for _, lo, hi, *_ in SEAM_SWEEPS:
+        t = teff_sweep(lo, hi)
+        assert t[0] == lo and hi / 1.01 < t[-1] <= hi
+        np.testing.assert_allclose(t[1:] / t[:-1], 1.01)
+    np.testing.assert_allclose(teff_sweep(1000.0, 1000.0 * 1.01**10)[-1], 1000.0 * 1.01**10)   # hi on a step
+
+
 def test_dtype_and_device_arguments_say_what_is_allowed(tiny_model):
     from smnet_sps.neural import _resolve_dtype, resolve_device
     assert _resolve_dtype(np.float32) is torch.float32
