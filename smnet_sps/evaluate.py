@@ -14,6 +14,9 @@ Metrics (docs/generator.md):
   the training nodes are skipped for the baseline and counted);
 * seam smoothness: Teff sweeps in 1 % steps through library overlaps; the jump between neighbouring steps
   is the mean |d ln F| over 3,000-10,000 A; compared with the same sweep through the raw libraries.
+
+The grid must have the model's wavelength grid (else ValueError). ``--out`` writes strict JSON: a figure
+with no pixel or step to count (NaN) is ``null``.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ __all__ = ["accuracy_table", "interpolation_baseline", "interpolate_grid_nodes",
            "error_metrics", "teff_sweep", "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput",
            "matmul_peak_gflops", "format_accuracy_table", "format_band_table", "add_cli", "UV_RANGE",
            "UV_FLOOR", "TEFF_BANDS", "grid_split_applies",
-           "grid_split_note"]
+           "grid_split_note", "check_grid_wavelength", "json_safe"]
 
 
 def grid_split_applies(gen, grid):
@@ -45,6 +48,21 @@ def grid_split_applies(gen, grid):
             np.array_equal(nodes[k], np.asarray(getattr(grid, k))) for k in ("teff", "logg", "logz")):
         return "same nodes"
     return None
+
+
+def check_grid_wavelength(gen, grid):
+    """Raise ValueError unless ``grid`` has the model's wavelength grid [A] (same pixels to 1e-6 relative):
+    a model's spectra cannot be scored on another grid's pixels (the node check of
+    :func:`grid_split_applies` does not see the wavelengths)."""
+    model_wl = np.asarray(gen.wavelength, float)
+    grid_wl = np.asarray(grid.wavelength, float)
+    if model_wl.shape == grid_wl.shape and np.allclose(grid_wl, model_wl, rtol=1e-6, atol=0.0):
+        return
+
+    def describe(wl):
+        return f"{wl.size} pixels, {wl.min():g}-{wl.max():g} A" if wl.size else "0 pixels"
+    raise ValueError(f"the grid's wavelength grid ({describe(grid_wl)}) is not the model's "
+                     f"({describe(model_wl)}): evaluate a model on the grid it was trained on")
 
 
 def grid_split_note(applies, grid_path):
@@ -133,6 +151,9 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
                    default=False, bands=False):
     """Per-library accuracy on the test nodes of ``split`` (default: the model's own split).
 
+    ``split``: one label per grid node (0 train, 1 validation, 2 test), an array or a list. The grid must
+    have the model's wavelength grid (:func:`check_grid_wavelength`).
+
     Returns a dict library -> {n_test, mse_log1p01, median, p95, median_ge3000, p95_ge3000, median_uv, p95_uv,
     baseline_median, baseline_p95, baseline_median_ge3000, baseline_p95_ge3000, baseline_median_uv,
     baseline_p95_uv, n_baseline, model_median_on_baseline_nodes, model_p95_on_baseline_nodes}; fractions, not
@@ -144,8 +165,11 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
     """
     import warnings
     from .generator import CoverageWarning
-    if split is None:
-        split = gen.nodes["split"]
+    check_grid_wavelength(gen, grid)
+    split = gen.nodes["split"] if split is None else np.asarray(split)
+    if split.shape != (len(grid.teff),):
+        raise ValueError(f"split must hold one label (0 train, 1 validation, 2 test) per grid node: "
+                         f"{len(grid.teff)} values, got shape {split.shape}")
     tau, x_max = gen.log1p01["tau"], gen.log1p01["x_max"]
     wl = grid.wavelength
     out = {}
@@ -354,6 +378,7 @@ def seam_report(gen, grid, sweeps=None):
     import warnings
     from .generator import CoverageWarning
 
+    check_grid_wavelength(gen, grid)
     sweeps = default_sweeps(gen) if sweeps is None else sweeps
     rows = []
     for sw in sweeps:
@@ -423,6 +448,20 @@ def throughput(fn, batch, repeats=3, min_time=0.5):
 
 
 # ---- CLI -------------------------------------------------------------------------------------------
+def json_safe(obj):
+    """``obj`` (nested dicts, lists, tuples, numbers) with every non-finite float (NaN, inf) as None, so that
+    ``json.dumps(..., allow_nan=False)`` writes strict JSON (``null``); numpy scalars become Python ones."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
 def add_cli(sub):
     p = sub.add_parser("evaluate", help="accuracy of a trained model on its held-out grid nodes",
                        description="Held-out accuracy vs linear interpolation, and seam smoothness.")
@@ -445,21 +484,27 @@ def _cli(args):
     if not isinstance(gen, NeuralGenerator):
         raise ValueError("evaluate needs a model directory trained by smnet-sps (it uses the model's split)")
     grid = read_grid(args.grid)
-    if grid_split_applies(gen, grid) is None:
+    applies = grid_split_applies(gen, grid)
+    if applies is None:
         raise ValueError(f"{args.grid} (sha256 {grid.sha256[:12]}) is not the grid this model was trained on "
                          f"({str(gen.config.get('grid_sha256'))[:12]}) and its nodes differ; its test split "
                          "would not apply")
+    note = grid_split_note(applies, args.grid)
+    if note:
+        print(note)
     table = accuracy_table(gen, grid, progress=True)
-    report = {"model": str(gen.directory), "grid": str(args.grid),
+    report = {"model": str(gen.directory), "grid": str(args.grid), "grid_split": applies,
+              "grid_split_note": note,
               "units": "accuracy figures are fractions (|dF/F|: 0.01 = 1 %, as the table prints in %); "
-                       "MSE in log1p01 space; seam jumps in ln F",
+                       "MSE in log1p01 space; seam jumps in ln F; null where no pixel or step counts",
               "accuracy": table}
     if not args.no_seams:
         report["seams"] = seam_report(gen, grid)
     # the report first, then the tables: `| head` closing stdout lost it
     if "out" in outputs:
         with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
-            tmp.write_text(json.dumps(report, indent=1))
+            # strict JSON (as fit and train write): a metric without pixels (NaN) is null, not NaN
+            tmp.write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
     print(format_accuracy_table(table))
     if not args.no_seams:
         for r in report["seams"]:

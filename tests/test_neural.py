@@ -454,6 +454,66 @@ def test_a_rebuilt_grid_with_the_same_nodes_keeps_the_split(tiny_model, tmp_path
                  "--out", str(tmp_path / "r2.json"), "--device", "cpu", "--no-seams"]) == 1
 
 
+def test_evaluate_report_is_strict_json_with_the_split_note(tiny_model, tmp_path, capsys):
+    """A metric without pixels (NaN) was written as the non-standard NaN; a same-nodes grid's note was not
+    reported."""
+    from smnet_sps.cli import main
+    from smnet_sps.grid import load_grid, save_grid
+    grid = load_grid(tiny_model.parent / "grid.h5")
+    grid.mask[:, np.asarray(grid.wavelength) < 3000] = False        # no UV pixel known: UV metrics NaN
+    save_grid(grid, tmp_path / "no_uv.h5")
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "no_uv.h5"), "--out",
+                 str(out), "--device", "cpu"]) == 0
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+    report = json.loads(out.read_text(), parse_constant=refuse)
+    assert report["accuracy"]["liba"]["median_uv"] is None
+    assert report["accuracy"]["liba"]["median"] > 0
+    assert report["grid_split"] == "same nodes" and "split applies" in report["grid_split_note"]
+    assert "split applies" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_a_grid_on_other_wavelengths(tiny_model, tmp_path, capsys):
+    """A grid cut to fewer pixels died with numpy's broadcast error; one on wavelengths x1.5 was scored."""
+    import dataclasses
+    from smnet_sps.cli import main
+    from smnet_sps.evaluate import accuracy_table, seam_report
+    from smnet_sps.grid import load_grid, save_grid
+    from smnet_sps.train import read_grid
+    gen = load_generator(tiny_model, device="cpu")
+    grid = read_grid(tiny_model.parent / "grid.h5")
+    n = gen.wavelength.size - 10
+    cut = dataclasses.replace(grid, wavelength=grid.wavelength[:n], flux=grid.flux[:, :n],
+                              mask=grid.mask[:, :n])
+    with pytest.raises(ValueError, match=rf"wavelength grid \({n} pixels.*is not the model's "
+                                         rf"\({gen.wavelength.size} pixels"):
+        accuracy_table(gen, cut)
+    stretched = load_grid(tiny_model.parent / "grid.h5")
+    stretched.wavelength = np.asarray(stretched.wavelength) * 1.5
+    save_grid(stretched, tmp_path / "stretched.h5")
+    with pytest.raises(ValueError, match="is not the model's"):
+        seam_report(gen, read_grid(tmp_path / "stretched.h5"))
+    assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "stretched.h5"),
+                 "--device", "cpu", "--no-seams"]) == 1
+    assert "wavelength grid" in capsys.readouterr().err
+
+
+def test_accuracy_table_takes_a_list_split_and_checks_its_length(tiny_model):
+    """A list split gave {} (list == 2 is False); a short one numpy's broadcast error."""
+    from smnet_sps.evaluate import accuracy_table
+    from smnet_sps.train import read_grid
+    gen = load_generator(tiny_model, device="cpu")
+    grid = read_grid(tiny_model.parent / "grid.h5")
+    split = gen.nodes["split"]
+    as_list = accuracy_table(gen, grid, split=split.tolist(), baseline=False)
+    assert as_list and as_list == accuracy_table(gen, grid, split=split, baseline=False)
+    with pytest.raises(ValueError, match=rf"split must hold one label .*: {split.size} values, got shape "
+                                         rf"\({split.size - 1},\)"):
+        accuracy_table(gen, grid, split=split[:-1])
+
+
 def test_teff_sweep_stays_within_its_range():
     """The last step went past hi (12,081 K for 3000-12000 K): outside the sweep's boxes."""
     from smnet_sps.evaluate import SEAM_SWEEPS, teff_sweep
