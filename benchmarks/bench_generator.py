@@ -8,7 +8,8 @@ Prints the figures and writes ``benchmarks/results_generator.md`` (accuracy, sea
 ``benchmarks/results_generator_throughput.md`` (end-to-end surface_flux vs the MLP alone, low-precision
 accuracy). Throughput ratios (achieved GFLOP/s over torch's fp32 matmul peak) are measured in the same run;
 absolute times are noisy on a shared machine. ``--throughput-only`` skips the accuracy part,
-``--accuracy-only`` the throughput part.
+``--accuracy-only`` the throughput part. Without ``--throughput-only`` the grid must exist and have the
+model's nodes (else an error, and results_generator.md is left as it is).
 """
 from __future__ import annotations
 
@@ -94,6 +95,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.throughput_only and args.accuracy_only:
         ap.error("--throughput-only and --accuracy-only exclude each other")
+    # a missing grid used to skip the accuracy and seam tables silently and rewrite results_generator.md
+    # with its heading only (which run_all.py then merged)
+    if not args.throughput_only and not Path(args.grid).is_file():
+        ap.error(f"--grid {args.grid}: no such file; the accuracy and seam sections need the union grid the "
+                 "model was trained on (build it with `smnet-sps grid build --libraries DIR --out "
+                 "work/grid.h5`, docs/grid.md), or pass --throughput-only")
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", CoverageWarning)
     out = ["## Generator (SM-Net stage)", ""]
@@ -107,15 +114,15 @@ def main(argv=None):
             "nodes." + _experts_note(cfg), ""]
 
     grid = None
-    if Path(args.grid).is_file() and not args.throughput_only:
+    if not args.throughput_only:
         from smnet_sps.train import read_grid
         grid = read_grid(args.grid)
         applies = grid_split_applies(gen, grid)
         note = grid_split_note(applies, args.grid)
+        if applies is None:       # no table could be made: keep the results file as it is
+            raise SystemExit(f"bench_generator.py: {note}; results_generator.md left unchanged")
         if note:
             out += [note, ""]
-        if applies is None:
-            grid = None
     if grid is not None:
         renorm = load_generator(args.model, device="cpu", renormalise=True)
         for label, g in (("default generator: raw network output (renormalise=False)", gen),
