@@ -7,8 +7,9 @@ Metrics (docs/generator.md):
 * accuracy on the held-out test nodes of the model's split: MSE in SM-Net's log1p01 space (the paper's metric;
   tau, x_max as stored with the model) and the median / 95th percentile of |F_model / F_true - 1| over
   1,000-25,000 A (pixels the library knows and brighter than 1e-4 of the spectrum's peak there), over
-  >= 3000 A, and in the UV (1,000-3,000 A, pixels brighter than 1e-6 of the spectrum's peak), per library
-  and optionally per Teff band, for the library imitation and optionally the default mixture;
+  >= 3000 A (3,000-25,000 A, the floor from the peak within that range), and in the UV (1,000-3,000 A,
+  pixels brighter than 1e-6 of the spectrum's peak), per library and optionally per Teff band, for the
+  library imitation and optionally the default mixture;
 * the same numbers for the baseline: linear interpolation of the TRAINING nodes of the same library in
   (log Teff, log g, [M/H]) (scipy's LinearNDInterpolator on log flux; test nodes outside the convex hull of
   the training nodes are skipped for the baseline and counted);
