@@ -1,8 +1,10 @@
-"""Run every benchmark in this folder and merge their sections into benchmarks/RESULTS.md.
+"""Run benchmarks of this folder and merge every results_*.md into benchmarks/RESULTS.md.
 
-Each ``bench_<topic>.py`` prints its figures and writes ``results_<topic>.md``; this script runs them in
-one process tree, one after another, so the ratios inside each section come from one run on one machine.
-Usage: ``python benchmarks/run_all.py [topic ...]`` (default: all). ``--merge-only`` just rebuilds RESULTS.md.
+Each ``bench_<topic>.py`` prints its figures and writes ``results_<topic>.md``; this script runs the named
+ones in one process tree, one after another, so the ratios inside each section come from one run on one
+machine. Usage: ``python benchmarks/run_all.py [topic ...]`` (default: the core set generator, streaming,
+ssp, photometry; name any other bench_<topic>.py to run it, e.g. ``fidelity``). ``--merge-only`` just
+rebuilds RESULTS.md. The merge always takes every results_*.md, also those of benchmarks not run this time.
 """
 import datetime
 import platform

@@ -56,3 +56,15 @@ def test_fidelity_and_generator_sections_report_the_same_held_out_figures():
     assert set(fidelity) == set(generator) and "cm87" in fidelity
     for lib in fidelity:
         assert fidelity[lib] == generator[lib], lib
+
+
+def test_run_all_docs_say_which_benchmarks_it_runs_by_default():
+    """README said run_all.py runs every bench_*.py and its docstring '(default: all)'; it runs ORDER."""
+    run_all = load_bench("run_all")
+    readme = (BENCHMARKS.parent / "README.md").read_text()
+    sentence = readme[readme.index("Benchmarks: `python benchmarks/run_all.py`"):]
+    sentence = sentence[:sentence.index("RESULTS.md)")]
+    assert "runs every" not in sentence and "default: all" not in run_all.__doc__
+    assert set(run_all.ORDER) < {p.stem[6:] for p in BENCHMARKS.glob("bench_*.py")}    # not all of them
+    for topic in run_all.ORDER:
+        assert f"bench_{topic}" in sentence and topic in run_all.__doc__
