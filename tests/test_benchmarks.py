@@ -68,3 +68,16 @@ def test_run_all_docs_say_which_benchmarks_it_runs_by_default():
     assert set(run_all.ORDER) < {p.stem[6:] for p in BENCHMARKS.glob("bench_*.py")}    # not all of them
     for topic in run_all.ORDER:
         assert f"bench_{topic}" in sentence and topic in run_all.__doc__
+
+
+def test_bench_photometry_refuses_a_naive_subset_outside_1_to_n(tmp_path, capsys):
+    """--n-naive 0 raised ZeroDivisionError; --n 100 --n-naive 200 timed 100 spectra but scaled x0.5 as if
+    200 (naive time and speed-up 2x low)."""
+    bench = load_bench("bench_photometry", tmp_path)
+    for argv, shown in ((["--n", "10", "--n-naive", "0"], "got 0"),
+                        (["--n", "100", "--n-naive", "200"], "between 1 and --n (100), got 200"),
+                        (["--n", "0", "--n-naive", "0"], "--n must be >= 1, got 0")):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(argv)
+        assert exc.value.code == 2 and shown in capsys.readouterr().err
+    assert not (tmp_path / "results_photometry.md").exists()
