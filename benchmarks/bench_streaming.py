@@ -29,8 +29,8 @@ with warnings.catch_warnings():
     for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch):
         total += float(flux[:, 500].sum())   # touch the data; keep nothing
 dt = time.perf_counter() - t0
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"n": n, "seconds": dt, "maxrss_mb": rss_mb}))
+rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024     # ru_maxrss is in KiB on Linux
+print(json.dumps({"n": n, "seconds": dt, "maxrss_mib": rss_mib}))
 """
 
 
@@ -48,6 +48,19 @@ def main():
     load_after = os.getloadavg()[0]
     for r in rows:
         print(r)
+    text = format_results(rows, load_before, load_after)
+    (HERE / "results_streaming.md").write_text(text)
+    print(text)
+
+
+def spectra_memory(n, n_wave=1221):
+    """'9,315 MiB (9.8 GB)': what ``n`` float64 spectra of ``n_wave`` pixels take at once."""
+    size = n * n_wave * 8
+    return f"{size / 2**20:,.0f} MiB ({size / 1e9:,.1f} GB)"
+
+
+def format_results(rows, load_before, load_after):
+    """results_streaming.md from the child runs' {n, seconds, maxrss_mib} (peak RSS in MiB = 2^20 bytes)."""
     base = rows[0]
     lines = ["## Streaming 10^6 points (`benchmarks/bench_streaming.py`)", "",
              "Default model, CPU, batch 8192, 2 threads, OMP_WAIT_POLICY="
@@ -55,17 +68,16 @@ def main():
              "-1.5..0.3). Peak RSS of the whole child process (it includes the coverage lookup of all points "
              "at once, which precedes the batches). One run on the shared machine (1-minute load average "
              f"{load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores).", "",
-             "| points | time [s] | spectra/s | peak RSS [MB] | RSS / RSS(10^4 points) |",
+             "| points | time [s] | spectra/s | peak RSS [MiB] | RSS / RSS(10^4 points) |",
              "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:,.0f} | "
-                     f"{r['maxrss_mb']:.0f} | "
-                     f"{r['maxrss_mb'] / base['maxrss_mb']:.2f} |")
-    full = rows[-1]["n"] * 1221 * 8 / 2**20
+                     f"{r['maxrss_mib']:.0f} | "
+                     f"{r['maxrss_mib'] / base['maxrss_mib']:.2f} |")
     lines += ["",
-              f"Holding all 10^6 spectra at once would need {full:,.0f} MB (float64); the stream never does."]
-    (HERE / "results_streaming.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+              f"Holding all {rows[-1]['n']:,} spectra at once would need {spectra_memory(rows[-1]['n'])} "
+              "of float64; the stream never does."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -81,3 +81,17 @@ def test_bench_photometry_refuses_a_naive_subset_outside_1_to_n(tmp_path, capsys
             bench.main(argv)
         assert exc.value.code == 2 and shown in capsys.readouterr().err
     assert not (tmp_path / "results_photometry.md").exists()
+
+
+def test_bench_streaming_labels_mebibytes_as_mib():
+    """'would need 9,315 MB' was MiB (/2^20; 10^6 x 1221 x 8 B = 9,768 MB), as was the peak RSS column
+    (ru_maxrss / 1024)."""
+    bench = load_bench("bench_streaming")
+    assert bench.spectra_memory(1_000_000) == "9,315 MiB (9.8 GB)"
+    rows = [{"n": 10_000, "seconds": 0.5, "maxrss_mib": 400.0},
+            {"n": 1_000_000, "seconds": 30.0, "maxrss_mib": 600.0}]
+    text = bench.format_results(rows, 0.1, 0.2)
+    assert "| peak RSS [MiB] |" in text and "| 600 | 1.50 |" in text
+    assert "need 9,315 MiB (9.8 GB) of float64" in text and " MB" not in text
+    saved = (BENCHMARKS / "results_streaming.md").read_text()
+    assert "| peak RSS [MiB] |" in saved and "9,315 MiB (9.8 GB)" in saved and "9,315 MB" not in saved
