@@ -45,7 +45,8 @@ def stars(n, seed=1, chunks=100_000):
     return da.stack([teff, logg, logz, lum], axis=1)     # generated on the workers: the client holds nothing
 
 
-def worker_maxrss_mb(client):
+def worker_maxrss_mib(client):
+    """Peak RSS of each worker [MiB] (ru_maxrss is in KiB on Linux)."""
     return sorted(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024).values())
 
 
@@ -59,12 +60,12 @@ def run_mags(n_workers, n, chunk_rows, batch_size, tmp):
         client.run(_warm)
         D.write_points(stars(200 * n_workers, seed=99), tmp / f"warm{n_workers}_{n}.zarr", FILTERS,
                        client=client, chunk_rows=200, batch_size=batch_size, progress=False)
-        rss_warm = worker_maxrss_mb(client)
+        rss_warm = worker_maxrss_mib(client)
         t0 = time.perf_counter()
         run = D.write_points(stars(n, chunks=chunk_rows), tmp / f"mags{n_workers}_{n}.zarr", FILTERS,
                              client=client, chunk_rows=chunk_rows, batch_size=batch_size, progress=False)
         wall = time.perf_counter() - t0
-        rss = worker_maxrss_mb(client)
+        rss = worker_maxrss_mib(client)
         mags, inside, _ = D.load_points_store(run.stores[0]) if n <= 2_000_000 else (None, None, None)
         ok = None if mags is None else bool(np.isfinite(mags).all())
         return {"workers": n_workers, "n": n, "wall": wall, "chunks": run.n_computed, "rss": rss,
@@ -119,7 +120,7 @@ def main(argv=None):
         raw = json.loads((HERE / "results_distributed.json").read_text())
         args = argparse.Namespace(**raw["args"])
         return write_results(args, raw["scaling"], raw["ssp"], raw["memory"], raw["load"], raw["load_after"],
-                             raw.get("ssp_note"), raw.get("ssp_before_grouping"))
+                             raw.get("ssp_note"), raw.get("ssp_before_grouping"), raw.get("quiet_runs"))
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench_distributed_"))
     load = os.getloadavg()
@@ -140,11 +141,59 @@ def main(argv=None):
     load_after = os.getloadavg()
     raw = {"args": vars(args), "scaling": scaling, "ssp": ssp, "memory": memory, "load": load,
            "load_after": load_after}
-    (HERE / "results_distributed.json").write_text(json.dumps(raw, indent=1))
-    write_results(args, scaling, ssp, memory, load, load_after)
+    # runs this invocation did not repeat (the quiet 10^7-star run) stay in the file and in the text
+    previous = HERE / "results_distributed.json"
+    quiet = json.loads(previous.read_text()).get("quiet_runs") if previous.exists() else None
+    if quiet:
+        raw["quiet_runs"] = quiet
+    previous.write_text(json.dumps(raw, indent=1))
+    write_results(args, scaling, ssp, memory, load, load_after, quiet=quiet)
 
 
-def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, before=None):
+def streaming_rate(path=None):
+    """(spectra/s, threads) of the 10^6-point row of results_streaming.md, or None where it has none."""
+    import re
+    path = HERE / "results_streaming.md" if path is None else Path(path)
+    if not path.exists():
+        return None
+    text = path.read_text()
+    row = re.search(r"^\| 1,000,000 \| [\d.]+ \| ([\d,]+) \|", text, re.M)
+    threads = re.search(r"(\d+) threads", text)
+    if row is None or threads is None:
+        return None
+    return float(row.group(1).replace(",", "")), int(threads.group(1))
+
+
+def memory_rows(memory):
+    """Markdown rows of the bounded-memory table (peak RSS per worker in MiB)."""
+    return [f"| {r['n']:,} | {r['chunks']} | {r['wall']:.1f} | {r['n'] / r['wall']:,.0f} | "
+            f"{' / '.join(f'{x:.0f}' for x in r['rss'])} | "
+            f"{' / '.join(f'{x:.0f}' for x in r['rss_warm'])} |" for r in memory]
+
+
+def quiet_section(quiet, loaded, per_star, nf):
+    """The section of the quiet-machine run kept in results_distributed.json ("quiet_runs")."""
+    q = quiet["args"]
+    big = quiet["memory"][-1]
+    q_per_star = big["wall"] * big["workers"] / big["n"]
+    return [
+        "", f"### 10^7 stars, run (quiet machine, {quiet['when']})", "",
+        f"The same `run_mags` as above ({big['workers']} workers, chunks of {q['chunk_rows']:,} stars, "
+        f"generator batches of {q['batch_size']:,}, {nf} SDSS filters, magnitudes written chunk by chunk to "
+        f"Zarr), on a fresh cluster, load average {quiet['load'][0]:.1f} before and "
+        f"{quiet['load_after'][0]:.1f} after:", "",
+        "| stars | chunks | wall [s] | stars/s | peak RSS per worker [MiB] | after warm-up [MiB] |",
+        "|---|---|---|---|---|---|", *memory_rows(quiet["memory"]), "",
+        f"Peak RSS per worker at {big['n']:,} stars ({max(big['rss']):.0f} MiB) against "
+        f"{max(loaded['rss']):.0f} MiB for the loaded {loaded['n']:,}-star run: memory does not grow with N. "
+        f"Holding the {big['n']:,} spectra would take {big['n'] * 1221 * 8 / 1e9:,.0f} GB (float64); the "
+        f"magnitudes take {big['n'] * nf * 8 / 1e6:,.0f} MB on disk. On the quiet machine the per-star cost "
+        f"is {q_per_star * 1e6:.0f} us per worker core, {per_star / q_per_star:.0f}x less than the loaded "
+        "figure used below. Rerun with "
+        f"`python benchmarks/bench_distributed.py --sizes {q['sizes']} --skip-ssp`."]
+
+
+def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, before=None, quiet=None):
     nf = len(FILTERS)
     s1, s2 = scaling
     big = memory[-1]
@@ -194,12 +243,8 @@ def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, b
         "Peak RSS of each worker process (Python, torch, the model, filters, one chunk of inputs and "
         "outputs, one batch of spectra); each N on a fresh cluster. Stars are generated on the workers "
         "(`dask.array.random`), magnitudes written chunk by chunk to Zarr.", "",
-        "| stars | chunks | wall [s] | stars/s | peak RSS per worker [MB] | after warm-up [MB] |",
-        "|---|---|---|---|---|---|"]
-    for r in memory:
-        lines.append(f"| {r['n']:,} | {r['chunks']} | {r['wall']:.1f} | {r['n'] / r['wall']:,.0f} | "
-                     f"{' / '.join(f'{x:.0f}' for x in r['rss'])} | "
-                     f"{' / '.join(f'{x:.0f}' for x in r['rss_warm'])} |")
+        "| stars | chunks | wall [s] | stars/s | peak RSS per worker [MiB] | after warm-up [MiB] |",
+        "|---|---|---|---|---|---|", *memory_rows(memory)]
     growth = max(memory[-1]["rss"]) / max(memory[0]["rss"])
     spectra_gb = big["n"] * 1221 * 8 / 1e9
     n7 = 10**7
@@ -208,10 +253,18 @@ def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, b
         "", f"Peak RSS grows {growth:.2f}x while N grows {memory[-1]['n'] / memory[0]['n']:.0f}x; "
         f"holding the {big['n']:,} spectra at once would take {spectra_gb:,.1f} GB (float64), the magnitudes "
         f"{big['n'] * nf * 8 / 1e6:,.0f} MB. Memory per worker is set by chunk and batch size, not by N.",
-        "", "### 10^7 and 10^9 stars (estimates from the measured cost, not runs)", "",
+    ]
+    quiet_big = quiet["memory"][-1] if quiet else None
+    if quiet:
+        lines += quiet_section(quiet, big, per_star, nf)
+    lines += [
+        "", "### 10^9 stars (estimates from the measured cost, not runs)" if quiet else
+        "### 10^7 and 10^9 stars (estimates from the measured cost, not runs)", "",
         f"Measured cost per worker core: {per_star * 1e6:.0f} us per star, {per_chunk:.1f} s per chunk of "
         f"{args.chunk_rows:,} (the {big['n']:,}-star run: wall x workers / stars, so it includes scheduling, "
         "Zarr writes and the machine's load).",
+        f"- 10^7 stars here (2 workers): run above on the quiet machine, {quiet_big['wall'] / 60:.1f} min."
+        if quiet_big and quiet_big["n"] >= n7 else
         f"- 10^7 stars here (2 workers): about {t7 / 3600:.1f} h at this rate; memory per worker as in the "
         "table (it does not depend on N)."
         + (" Not run today: the machine was shared by other jobs." if big["n"] < n7 else ""),
@@ -229,10 +282,19 @@ def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, b
                      f"{1e9 * nf * 8 / 1e9:.0f} GB of float64 magnitudes + 1 GB of coverage flags. Memory "
                      "per worker: the model, one batch of spectra and the chunk "
                      f"({chunk9 * (4 + nf + 1) * 8 / 1e6:.0f} MB of inputs and outputs), never N.")
-    lines.append("- The per-core cost above was measured on a loaded machine; the unloaded streaming "
-                 "benchmark (results_streaming: about 7,900 spectra/s on 2 threads) suggests 3-4x less on a "
-                 "free core, and a GPU worker was not measured. Dask's own overhead (of order 1 ms per task, "
-                 "Dask docs) is negligible at these task counts.")
+    # the comparison figures are read from where they are recorded (a hard-coded streaming rate went stale)
+    last = "- The per-core cost above was measured on a loaded machine"
+    if quiet_big:
+        q_per_star = quiet_big["wall"] * quiet_big["workers"] / quiet_big["n"]
+        last += (f"; the quiet {quiet_big['n']:,}-star run measured {q_per_star * 1e6:.0f} us per star per "
+                 f"core ({per_star / q_per_star:.0f}x less), so these estimates are pessimistic by about "
+                 "that factor")
+    stream = streaming_rate()
+    if stream:
+        last += (f"; the streaming benchmark (results_streaming.md: spectra only, no photometry or Zarr) "
+                 f"generated {stream[0]:,.0f} spectra/s on {stream[1]} threads")
+    lines.append(last + ". A GPU worker was not measured. Dask's own overhead (of order 1 ms per task, Dask "
+                 "docs) is negligible at these task counts.")
     text = "\n".join(lines) + "\n"
     (HERE / "results_distributed.md").write_text(text)
     print(text)

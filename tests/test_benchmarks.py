@@ -95,3 +95,22 @@ def test_bench_streaming_labels_mebibytes_as_mib():
     assert "need 9,315 MiB (9.8 GB) of float64" in text and " MB" not in text
     saved = (BENCHMARKS / "results_streaming.md").read_text()
     assert "| peak RSS [MiB] |" in saved and "9,315 MiB (9.8 GB)" in saved and "9,315 MB" not in saved
+
+
+def test_bench_distributed_rewrite_keeps_the_quiet_run_and_reads_the_streaming_rate(tmp_path):
+    """--rewrite wrote a hard-coded 'about 7,900 spectra/s on 2 threads' (results_streaming.md: 34,355) and
+    dropped the 10^7-star run from the markdown."""
+    import shutil
+    bench = load_bench("bench_distributed", tmp_path)
+    shutil.copy(BENCHMARKS / "results_distributed.json", tmp_path)
+    streaming = (BENCHMARKS / "results_streaming.md").read_text()
+    (tmp_path / "results_streaming.md").write_text(
+        streaming.replace(streaming.split("| 1,000,000 |")[1].split("|")[1], " 12,345 "))
+    bench.main(["--rewrite"])
+    text = (tmp_path / "results_distributed.md").read_text()
+    assert "generated 12,345 spectra/s on 2 threads" in text and "7,900" not in text
+    assert "### 10^7 stars, run (quiet machine" in text
+    assert "| 10,000,000 | 500 | 585.9 | 17,069 | 540 / 541 | 381 / 381 |" in text
+    assert "10^7 stars here (2 workers): run above on the quiet machine, 9.8 min." in text
+    assert "peak RSS per worker [MiB]" in text and "[MB]" not in text
+    assert bench.streaming_rate(BENCHMARKS / "results_streaming.md")[1] == 2
