@@ -547,7 +547,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         flux error, which is what the accuracy metric |dF/F| measures) or ``"mixed"`` (weighted by each
         pixel's standard deviation: half way between the two). MLP only.
     init_from : model directory or None. Warm start: begin from that model's weights (same architecture and
-        the same grid, so the same output scaling); the optimiser and schedule start afresh.
+        the same grid, so the same output scaling); the optimiser and schedule start afresh. The targets are
+        standardised with its output scaling (out_mean / out_std), also when the run is resumed.
     library_balance : float in [0, 1]. Each library's share of the training draws is proportional to
         n_library ** library_balance (1: as many draws as nodes, the union's natural mix, dominated by CK04;
         0: every library drawn equally often; 0.5 gives the small libraries more weight without starving
@@ -890,6 +891,15 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ckpt_path = out / "checkpoint.pt"
     ema_state = {}          # filled after init/resume; empty = no averaging
+
+    def use_loaded_scaling():
+        """Targets, blends and pixel weights in the loaded weights' output scaling (a warm start's, also
+        when its run is resumed); returns the per-pixel spread in use."""
+        spread = _warm_start_scaling(model, mean, std, log_ratio_ref, mask, tr, Y, inv_std)
+        if PW is not None:         # the pixels' spread is the loaded scaling's too
+            PW.copy_(to_t(_pixel_weights(spread, pixel_loss, uv_weight, grid.wavelength)))
+        return spread
+
     if init_from is not None and not resume:
         from .neural import _torch_load
         init_dir = Path(init_from)
@@ -915,9 +925,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                                  "stay held out")
         model.load_state_dict({k: v.to(dev) for k, v in _torch_load(init_dir / "weights.pt").items()})
         if arch == "mlp":
-            std = _warm_start_scaling(model, mean, std, log_ratio_ref, mask, tr, Y, inv_std)
-            if PW is not None:         # the pixels' spread is the loaded scaling's too
-                PW.copy_(to_t(_pixel_weights(std, pixel_loss, uv_weight, grid.wavelength)))
+            std = use_loaded_scaling()
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if resume:
         if not ckpt_path.is_file():
@@ -942,6 +950,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             raise ValueError(f"--resume: {ckpt_path} holds weights that do not fit this network ({detail}); "
                              "remove it and start again (--overwrite instead of --resume), or put back a "
                              "good copy of it") from None
+        if arch == "mlp":
+            # the checkpoint's weights carry the scaling of the run they continue: a warm start's on a rebuilt
+            # grid differs from this grid's fit (skipped, the resumed run trained towards targets up to 0.15
+            # dex off beyond 10 um, loss 0.08 -> 1.97)
+            std = use_loaded_scaling()
         state = ck["state"]
         best_state = ck["best_state"]
         if ck.get("ema"):

@@ -374,3 +374,47 @@ def test_a_refused_run_leaves_no_empty_model_folder(synth_grid, tmp_path, capsys
         out = tmp_path / f"model{len(extra)}"
         assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--epochs", "1", *extra]) == 1
         assert not out.exists(), capsys.readouterr().err
+
+
+def _rebuilt_grid(synth_grid, path):
+    """The synthetic grid rebuilt with its far infrared (> 20,000 A) 1.5 x brighter: same nodes, moved
+    targets, so a warm start's output scaling differs from this grid's fit."""
+    import shutil
+
+    import h5py
+    shutil.copy(synth_grid, path)
+    with h5py.File(path, "r+") as f:
+        far = f["wavelength"][...] > 2e4
+        flux = f["flux"][...]
+        flux[:, far] *= 1.5
+        f["flux"][...] = flux
+    return path
+
+
+def test_a_resumed_warm_start_keeps_the_warm_start_scaling(synth_grid, trained, tmp_path, monkeypatch):
+    """Resuming a warm start on a rebuilt grid skipped its re-standardisation: the resumed epochs trained
+    towards targets standardised with this grid's fit but read out with the loaded out_mean / out_std
+    (hunter's CK04 grid: loss 0.08 -> 1.97 after the resume, 0.155 dex off beyond 10 um instead of 0.009)."""
+    grid_b = _rebuilt_grid(synth_grid, tmp_path / "rebuilt.h5")
+    run = dict(TINY, epochs=30, init_from=trained, keep="final", save_every=1000, lr=0.02)
+    straight = train(grid_b, tmp_path / "w1", **run)
+    _interrupt_after(monkeypatch, 4 * 10 + 1)       # at the start of epoch 11 (4 batches each)
+    with pytest.raises(KeyboardInterrupt):
+        train(grid_b, tmp_path / "w2", **run)
+    monkeypatch.undo()
+    resumed = train(grid_b, tmp_path / "w2", resume=True, **run)
+    # the epochs before the interruption (losses; the wall times differ)
+    assert [r[2:] for r in straight["history"][:10]] == [r[2:] for r in resumed["history"][:10]]
+    from smnet_sps.grid import load_grid
+    from smnet_sps.neural import load_generator
+    g = load_grid(grid_b)
+    far = g.wavelength > 2e4
+    flux = {}
+    for run_dir in ("w1", "w2"):
+        gen = load_generator(tmp_path / run_dir, device="cpu", fill_tail=False)
+        flux[run_dir] = gen.surface_flux(g.teff, g.logg, g.logz)[0][:, far]
+    off = {d: np.nanmedian(np.abs(np.log10(flux[d] / g.flux[:, far]))) for d in flux}
+    assert off["w1"] < 0.03                             # 0.014 dex: the straight run learnt the rebuilt grid
+    # the resumed run too: 0.144 dex off (it trained towards the old grid's far infrared) without the fix
+    assert abs(off["w2"] - off["w1"]) < 0.005
+    assert np.median(np.abs(np.log10(flux["w2"] / flux["w1"]))) < 0.005
