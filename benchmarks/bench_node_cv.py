@@ -138,10 +138,11 @@ def refit_base(base, grid_path, fold, out, node_blend=0.0, seed=0):
             return out
     cfg = json.loads((Path(base) / "config.json").read_text())
     run = cfg["training"]
+    # overwrite: what is there is an unfinished base (a finished one was returned above)
     train(grid_path, out, exclude_nodes=fold, epochs=run["epochs_run"], batch_size=run["batch_size"],
           lr=run["lr"], pixel_loss=cfg.get("pixel_loss", "standardised"),
           tail_floor=cfg.get("tail_floor", 1e-6), uv_weight=cfg.get("uv_weight") or 1.0, patience=10**9,
-          node_blend=node_blend, seed=seed, progress=False, **_shape(base))
+          node_blend=node_blend, seed=seed, progress=False, overwrite=True, **_shape(base))
     return out
 
 
@@ -179,7 +180,7 @@ def fold_prediction(grid, grid_path, base, library, fold, others, jitter, steps,
         model = specialist_dir(cache)
         train(grid_path, model, init_from=base, libraries=[library], exclude_nodes=fold,
               input_jitter=jitter, epochs=epochs, batch_size=BATCH, keep="final", patience=10**9,
-              progress=False, **{**SPECIALIST, **overrides}, **_shape(base))
+              progress=False, overwrite=True, **{**SPECIALIST, **overrides}, **_shape(base))
         (model / "checkpoint.pt").unlink(missing_ok=True)      # the optimiser state is not needed
     else:
         model = base

@@ -497,7 +497,8 @@ def _finite_or_none(x):
 # its caller reseeded and on `threads` threads)
 @caller_torch_state_kept()
 def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minutes=None, device="auto",
-          resume=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200, save_every=50,
+          resume=False, overwrite=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200,
+          save_every=50,
           save_minutes=10.0, seed=0,
           test_every=10, w_max=5.0, threads=None, progress=True, name=None, reference="blackbody",
           pixel_loss="standardised", tail_floor=1e-6, init_from=None, library_balance=1.0, uv_weight=1.0,
@@ -523,6 +524,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         that shapes the targets, the draws, the loss or the schedule); a resume with other values is refused.
         ``epochs`` (e.g. larger, to extend a run: the cosine schedule then stretches to the new total from
         the epoch reached), ``minutes``, ``patience``, ``keep``, ``threads`` and ``device`` may change.
+    overwrite : replace a model (config.json, weights.pt) or a checkpoint already in ``out``; without it (and
+        without ``resume``) such a folder is refused before any work. The replaced model's library
+        preferences (mixture.json) are removed once the new config.json is written.
     seed : int, the optimisation's randomness (initial weights, the order of the draws, input jitter); it
         never moves the held-out nodes
     split_seed : int, the shuffle of :func:`split_nodes` that picks the validation and test nodes (default 0,
@@ -685,6 +689,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             raise ValueError(f"{nm} must be >= 1, got {val}")
     if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or split_seed < 0:
         raise ValueError(f"split_seed must be a non-negative integer, got {split_seed!r}")
+    _check_model_folder(out, overwrite=bool(overwrite or resume))
     if minutes is not None and not minutes > 0:
         raise ValueError(f"minutes must be > 0 (or None for no time limit), got {minutes}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
@@ -1060,6 +1065,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         # last: a config.json always names weights that are complete
         with atomic_output(out / "config.json", overwrite=True, option="model config") as partial:
             partial.write_text(json.dumps(cfg, indent=1))
+        _remove_stale_mixture(out, overwrite=overwrite, resume=resume)
         return cfg
 
     @torch.no_grad()
@@ -1222,13 +1228,23 @@ def _check_model_dir(args):
                         what="a model", remedy="pass --resume to continue it or --overwrite to replace it")
 
 
-def _remove_stale_mixture(args):
-    """After ``--overwrite`` wrote a new model: the replaced model's measured library preferences go (the new
+def _check_model_folder(out, overwrite):
+    """``out`` of :func:`train`: a folder (created if missing); a model or a checkpoint in it is only replaced
+    with ``overwrite`` (or continued with ``resume``), as build_expert_model does."""
+    from .output_files import check_output_folder
+    check_output_folder(out, ("config.json", "weights.pt", "checkpoint.pt"), option="out",
+                        overwrite=overwrite, what="a model or its checkpoint",
+                        remedy="pass resume=True (--resume) to continue it or overwrite=True (--overwrite) "
+                               "to replace it")
+
+
+def _remove_stale_mixture(out, overwrite, resume):
+    """After ``overwrite`` wrote a new model: the replaced model's measured library preferences go (the new
     network would otherwise be mixed by them). Only once the new config.json is there and does not record
     them: removed up front, a run that then failed (a mistyped --grid) left the old model unloadable."""
-    stale = Path(args.out) / MIXTURE_FILE
-    cfg_path = Path(args.out) / "config.json"
-    if not (args.overwrite and not args.resume and stale.is_file() and cfg_path.is_file()):
+    stale = Path(out) / MIXTURE_FILE
+    cfg_path = Path(out) / "config.json"
+    if not (overwrite and not resume and stale.is_file() and cfg_path.is_file()):
         return
     try:
         recorded = "mixture_sha256" in json.loads(cfg_path.read_text())
@@ -1265,13 +1281,11 @@ def _cli(args):
                        "--resume")
         else:
             message = "interrupted before training began; nothing written"
-        _remove_stale_mixture(args)
         print(f"smnet-sps train: {message}", file=sys.stderr)
         return 128 + int(signal.SIGTERM if exc.args == ("SIGTERM",) else signal.SIGINT)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    _remove_stale_mixture(args)
     t = cfg["training"]
     best = "none finite" if t["best_val_loss"] is None else f"{t['best_val_loss']:.4g}"
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
@@ -1282,6 +1296,7 @@ def _cli(args):
 def _cli_train(args):
     return train(args.grid, args.out, arch=args.arch, width=args.width, depth=args.depth, B=args.B,
                  epochs=args.epochs, minutes=args.minutes, device=args.device, resume=args.resume,
+                 overwrite=args.overwrite,
                  batch_size=args.batch_size, lr=args.lr, seed=args.seed, split_seed=args.split_seed,
                  threads=args.threads,
                  patience=args.patience,

@@ -418,3 +418,25 @@ def test_a_resumed_warm_start_keeps_the_warm_start_scaling(synth_grid, trained, 
     # the resumed run too: 0.144 dex off (it trained towards the old grid's far infrared) without the fix
     assert abs(off["w2"] - off["w1"]) < 0.005
     assert np.median(np.abs(np.log10(flux["w2"] / flux["w1"]))) < 0.005
+
+
+def test_train_refuses_to_replace_a_model_unless_asked(synth_grid, model_copy, tmp_path, capsys):
+    """train() from Python replaced weights.pt and checkpoint.pt without a word (only the CLI refused);
+    it now refuses as build_expert_model does, and overwrite=True replaces the model and drops the old
+    one's mixture.json."""
+    import shutil
+
+    from smnet_sps.neural import default_model_path
+    before = {f: (model_copy / f).read_bytes() for f in ("weights.pt", "checkpoint.pt", "config.json")}
+    with pytest.raises(ValueError, match=r"already holds a model or its checkpoint .*overwrite=True"):
+        train(synth_grid, model_copy, epochs=1, seed=1, **TINY)
+    assert {f: (model_copy / f).read_bytes() for f in before} == before
+    only_checkpoint = tmp_path / "interrupted"          # an interruption in the first epoch leaves just this
+    only_checkpoint.mkdir()
+    shutil.copy(model_copy / "checkpoint.pt", only_checkpoint / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"\(checkpoint.pt\); pass resume=True"):
+        train(synth_grid, only_checkpoint, epochs=1, **TINY)
+    shutil.copy(default_model_path() / "mixture.json", model_copy / "mixture.json")
+    cfg = train(synth_grid, model_copy, epochs=1, seed=1, overwrite=True, **TINY)
+    assert cfg["seed"] == 1 and (model_copy / "weights.pt").read_bytes() != before["weights.pt"]
+    assert not (model_copy / "mixture.json").exists() and "removed" in capsys.readouterr().out
