@@ -488,6 +488,20 @@ def _read_checkpoint(ckpt_path, device):
     return ck
 
 
+def _checkpoint_draw_rng(ck, ckpt_path):
+    """The draw generator's state saved in checkpoint ``ck`` (a CPU byte tensor), or None for a checkpoint
+    written before it was saved: that run's draws restart from seed + epoch (with a warning), so the resumed
+    run does not repeat the uninterrupted one exactly."""
+    saved = ck.get("draw_rng")
+    if saved is None:
+        import warnings
+        warnings.warn(f"--resume: {ckpt_path} predates the saved draw generator state; the draws restart "
+                      "from seed + epoch, so the resumed run will not repeat an uninterrupted one exactly",
+                      stacklevel=3)
+        return None
+    return torch.as_tensor(saved).to(device="cpu", dtype=torch.uint8)
+
+
 def _finite_or_none(x):
     """JSON has no NaN or inf: a loss that is not a finite number is written as null."""
     return float(x) if x is not None and math.isfinite(x) else None
@@ -524,6 +538,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         that shapes the targets, the draws, the loss or the schedule); a resume with other values is refused.
         ``epochs`` (e.g. larger, to extend a run: the cosine schedule then stretches to the new total from
         the epoch reached), ``minutes``, ``patience``, ``keep``, ``threads`` and ``device`` may change.
+        The checkpoint keeps the draw generator's state at the start of the epoch in progress: a run
+        interrupted at an epoch boundary and resumed repeats the uninterrupted one bit for bit on CPU.
     overwrite : replace a model (config.json, weights.pt) or a checkpoint already in ``out``; without it (and
         without ``resume``) such a folder is refused before any work. The replaced model's library
         preferences (mixture.json) are removed once the new config.json is written.
@@ -896,6 +912,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ckpt_path = out / "checkpoint.pt"
     ema_state = {}          # filled after init/resume; empty = no averaging
+    draw_rng = None         # the draw generator's state a resume continues from (None: seeded afresh)
 
     def use_loaded_scaling():
         """Targets, blends and pixel weights in the loaded weights' output scaling (a warm start's, also
@@ -962,6 +979,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             std = use_loaded_scaling()
         state = ck["state"]
         best_state = ck["best_state"]
+        draw_rng = _checkpoint_draw_rng(ck, ckpt_path)
         if ck.get("ema"):
             ema_state.update(ck["ema"])
     if ema_decay > 0 and not ema_state:
@@ -989,7 +1007,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         with atomic_output(ckpt_path, overwrite=True, option="checkpoint") as partial:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                         "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,
-                        "grid_sha256": grid.sha256, "split_seed": int(split_seed), "recipe": recipe}, partial)
+                        "grid_sha256": grid.sha256, "split_seed": int(split_seed), "recipe": recipe,
+                        "draw_rng": epoch_start_rng}, partial)
 
     def write(final=False):
         """Checkpoint, then the model files; each under a temporary name, renamed when complete (a kill
@@ -1091,6 +1110,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         bar = tqdm(total=None if minutes else epochs, initial=state["epoch"], desc=f"train {arch}",
                    unit="epoch")
     gen = torch.Generator(device="cpu").manual_seed(seed + state["epoch"])
+    if draw_rng is not None:
+        gen.set_state(draw_rng)
+    # the draws, jitter and blends of the epoch after state["epoch"] start from this state: the checkpoint
+    # keeps it, so that a resumed run repeats the uninterrupted one (an interruption mid-epoch redoes it)
+    epoch_start_rng = gen.get_state()
     t0 = time.perf_counter() - state["elapsed"]
     budget = minutes * 60 if minutes else None
     last_write = time.perf_counter()
@@ -1114,6 +1138,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                 if ema_model is not None:
                     update_ema()
             state["epoch"] += 1
+            epoch_start_rng = gen.get_state()
             v = val_loss()
             state["elapsed"] = time.perf_counter() - t0
             state["history"].append([state["epoch"], round(state["elapsed"], 1), float(loss.item()), v])
