@@ -502,6 +502,27 @@ def _checkpoint_draw_rng(ck, ckpt_path):
     return torch.as_tensor(saved).to(device="cpu", dtype=torch.uint8)
 
 
+def _whole_number(name, value, minimum=1):
+    """``value`` as an int when it is a whole number >= ``minimum`` (10 and 10.0; not 2.5, "10" or True);
+    a ValueError naming ``name`` otherwise."""
+    number = value if isinstance(value, (int, float, np.integer, np.floating)) else float("nan")
+    if isinstance(value, bool) or not (math.isfinite(number) and number == int(number) and number >= minimum):
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(number)
+
+
+def _node_indices(exclude_nodes):
+    """``exclude_nodes`` as an int array of node indices: whole numbers only (1.7 was truncated to node 1; a
+    boolean mask would be read as nodes 0 and 1). The range is checked against the grid later."""
+    nodes = np.asarray(exclude_nodes)
+    whole = nodes.dtype.kind in "iu" or (nodes.dtype.kind == "f" and bool(np.all(np.isfinite(nodes)))
+                                         and bool(np.all(nodes == np.round(nodes))))
+    if nodes.ndim > 1 or not whole:
+        raise ValueError(f"exclude_nodes must be grid node indices (whole numbers >= 0), got "
+                         f"{_show(nodes.tolist())}")
+    return nodes.astype(int)
+
+
 def _finite_or_none(x):
     """JSON has no NaN or inf: a loss that is not a finite number is written as null."""
     return float(x) if x is not None and math.isfinite(x) else None
@@ -551,7 +572,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     patience : early stopping after this many epochs without a better validation loss
     reference : ``"blackbody"`` (default) or ``"none"``: the MLP predicts log10(F / sigma T^4) minus this
         reference's log10(pi B_lambda / sigma T^4) (see :func:`smnet_sps.model.blackbody_log_ratio`)
-    save_every : write checkpoint + model every this many epochs
+    save_every : write checkpoint + model every this many epochs (a whole number >= 1; so are ``width``,
+        ``depth``, ``B``, ``epochs``, ``batch_size`` and ``test_every``)
     save_minutes : also write them when this many minutes have passed since the last write (an epoch of a
         large network takes ~30 s); an interruption (KeyboardInterrupt: Ctrl-C, or SIGTERM under the CLI)
         writes them too, then re-raises. Every file is written under a temporary name and renamed when
@@ -634,6 +656,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"library_balance must be in [0, 1], got {library_balance}")
     if not (np.isfinite(float(uv_weight)) and float(uv_weight) >= 1.0):
         raise ValueError(f"uv_weight must be a finite number >= 1, got {uv_weight}")
+    if isinstance(weight_decay, bool) or not (isinstance(weight_decay, (int, float, np.integer, np.floating))
+                                              and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     if not (np.isfinite(float(lr)) and float(lr) > 0):
         raise ValueError(f"lr must be a finite learning rate > 0, got {lr}")
     wait = float(patience) if isinstance(patience, (int, float, np.integer, np.floating)) else float("nan")
@@ -699,15 +724,21 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"node_blend_kind must be 'segments' or 'simplices', got {node_blend_kind!r}")
     if arch not in ("mlp", "smnet"):
         raise ValueError(f"unknown architecture {arch!r}; allowed: ['mlp', 'smnet']")
-    for nm, val in (("width", width), ("depth", depth), ("epochs", epochs), ("batch_size", batch_size),
-                    ("B", B)):
-        if int(val) < 1:
-            raise ValueError(f"{nm} must be >= 1, got {val}")
+    # whole numbers: int() truncated width=32.5 to 32, and range() or the split failed deep (batch_size=2.5,
+    # test_every=0) or after the first epoch (save_every=0, an empty model folder)
+    width, depth, epochs, batch_size, B, save_every, test_every = (
+        _whole_number(nm, val) for nm, val in (("width", width), ("depth", depth), ("epochs", epochs),
+                                               ("batch_size", batch_size), ("B", B),
+                                               ("save_every", save_every), ("test_every", test_every)))
+    if exclude_nodes is not None:
+        exclude_nodes = _node_indices(exclude_nodes)
     if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or split_seed < 0:
         raise ValueError(f"split_seed must be a non-negative integer, got {split_seed!r}")
     _check_model_folder(out, overwrite=bool(overwrite or resume))
-    if minutes is not None and not minutes > 0:
-        raise ValueError(f"minutes must be > 0 (or None for no time limit), got {minutes}")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float, np.integer,
+                                                                                     np.floating))
+                                or not minutes > 0):
+        raise ValueError(f"minutes must be a number > 0 [min] (or None for no time limit), got {minutes!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
                                 or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1 (or None for torch's default), got "

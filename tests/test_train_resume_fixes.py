@@ -467,3 +467,33 @@ def test_a_checkpoint_without_the_draw_state_resumes_with_a_warning(synth_grid, 
     with pytest.warns(UserWarning, match="predates the saved draw generator state"):
         cfg = train(synth_grid, model_copy, epochs=3, resume=True, **TINY)
     assert cfg["training"]["epochs_run"] == 3
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(save_every=0), r"save_every must be a whole number >= 1, got 0"),
+    (dict(save_every=-1), r"save_every must be a whole number >= 1, got -1"),
+    (dict(test_every=0), r"test_every must be a whole number >= 1, got 0"),
+    (dict(batch_size=2.5), r"batch_size must be a whole number >= 1, got 2.5"),
+    (dict(epochs="10"), r"epochs must be a whole number >= 1, got '10'"),
+    (dict(width=32.5), r"width must be a whole number >= 1, got 32.5"),
+    (dict(depth=1.5), r"depth must be a whole number >= 1, got 1.5"),
+    (dict(B=0.5), r"B must be a whole number >= 1, got 0.5"),
+    (dict(minutes="5"), r"minutes must be a number > 0 \[min\] \(or None for no time limit\), got '5'"),
+    (dict(exclude_nodes=[1.7]), r"exclude_nodes must be grid node indices \(whole numbers >= 0\), got "
+                                r"\[1.7\]"),
+    (dict(weight_decay=float("nan")), r"weight_decay must be a finite number >= 0, got nan"),
+    (dict(exclude_nodes=[True, False]), r"exclude_nodes must be grid node indices")])
+def test_python_arguments_that_crashed_deep_or_were_truncated_are_refused(synth_grid, tmp_path, bad, match):
+    """save_every=0 raised ZeroDivisionError after the first epoch (an empty model folder), test_every=0 an
+    OverflowError in split_nodes, batch_size=2.5 / epochs="10" / minutes="5" TypeErrors; save_every=-1 was
+    accepted, width=32.5 and depth=1.5 truncated, exclude_nodes=[1.7] read as node 1."""
+    with pytest.raises(ValueError, match=match):
+        train(synth_grid, tmp_path / "m", **(TINY | dict(epochs=1) | bad))
+    assert not (tmp_path / "m").exists()
+
+
+def test_whole_numbers_given_as_floats_still_train(synth_grid, tmp_path):
+    cfg = train(synth_grid, tmp_path / "m", **(TINY | dict(epochs=2.0, width=16.0, save_every=1.0,
+                                                          exclude_nodes=np.array([3.0, 5.0]))))
+    assert cfg["training"]["epochs_run"] == 2 and cfg["arch_kwargs"]["width"] == 16
+    assert cfg["excluded_nodes"] == [3, 5]
