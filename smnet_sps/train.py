@@ -553,7 +553,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     arch : ``"mlp"`` (default emulator) or ``"smnet"`` (released architecture, base width ``B``)
     width, depth : MLP hidden width and number of hidden layers
     epochs : int, maximum number of epochs (one epoch = n_train weighted draws)
-    minutes : float or None, wall-time budget [min]; training stops at whichever of epochs/minutes comes first
+    minutes : float or None, wall-time budget [min]; training stops at whichever of epochs/minutes comes
+        first. A budget that runs out before the first epoch ends is a ValueError: no model is written.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``
     resume : continue from ``out/checkpoint.pt``. The checkpoint records the run's recipe (every option
         that shapes the targets, the draws, the loss or the schedule); a resume with other values is refused.
@@ -1133,6 +1134,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         return tot / idx_val.size
 
     # made once every check has passed (a refused --resume or recipe left an empty folder behind)
+    made_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     bar = None
     if progress:
@@ -1205,6 +1207,13 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     if bar is not None:
         bar.close()
     state["elapsed"] = time.perf_counter() - t0
+    if state["epoch"] == 0:
+        # the budget ran out inside the first epoch: the untrained network was written as a finished model
+        # (exit 0). Nothing is written; a checkpoint already there (a resume) stays as it was
+        if made_out and not any(out.iterdir()):
+            out.rmdir()
+        raise ValueError(f"minutes={minutes:g}: the time budget ran out before the first epoch ended "
+                         f"({state['elapsed']:.3g} s); no model written: give more minutes")
     return write(final=True)
 
 

@@ -497,3 +497,17 @@ def test_whole_numbers_given_as_floats_still_train(synth_grid, tmp_path):
                                                           exclude_nodes=np.array([3.0, 5.0]))))
     assert cfg["training"]["epochs_run"] == 2 and cfg["arch_kwargs"]["width"] == 16
     assert cfg["excluded_nodes"] == [3, 5]
+
+
+def test_a_run_that_ends_before_any_epoch_writes_no_model(synth_grid, tmp_path, capsys):
+    """--minutes 1e-7 wrote the untrained network as a finished model ("0 epochs ... best validation loss
+    none finite (epoch -1)", finished true, loadable) with exit status 0."""
+    from smnet_sps.cli import main
+    with pytest.raises(ValueError, match=r"minutes=1e-07: the time budget ran out before the first epoch"):
+        train(synth_grid, tmp_path / "m", epochs=5, minutes=1e-7, **TINY)
+    assert not (tmp_path / "m").exists()
+    out = tmp_path / "cli"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--minutes", "1e-7", "--width", "16",
+                 "--depth", "1", "--device", "cpu", "--no-progress", "--threads", "1"]) != 0
+    assert "before the first epoch" in capsys.readouterr().err
+    assert not (out / "config.json").exists() and not (out / "weights.pt").exists()
