@@ -33,7 +33,7 @@ __all__ = ["accuracy_table", "interpolation_baseline", "interpolate_grid_nodes",
            "error_metrics", "teff_sweep", "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput",
            "matmul_peak_gflops", "format_accuracy_table", "format_band_table", "add_cli", "UV_RANGE",
            "UV_FLOOR", "TEFF_BANDS", "grid_split_applies",
-           "grid_split_note", "check_grid_wavelength", "json_safe"]
+           "grid_split_note", "check_grid_wavelength"]
 
 
 def grid_split_applies(gen, grid):
@@ -449,20 +449,6 @@ def throughput(fn, batch, repeats=3, min_time=0.5):
 
 
 # ---- CLI -------------------------------------------------------------------------------------------
-def json_safe(obj):
-    """``obj`` (nested dicts, lists, tuples, numbers) with every non-finite float (NaN, inf) as None, so that
-    ``json.dumps(..., allow_nan=False)`` writes strict JSON (``null``); numpy scalars become Python ones."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def add_cli(sub):
     p = sub.add_parser("evaluate", help="accuracy of a trained model on its held-out grid nodes",
                        description="Held-out accuracy vs linear interpolation, and seam smoothness.")
@@ -478,7 +464,7 @@ def add_cli(sub):
 
 def _cli(args):
     from .neural import NeuralGenerator, load_generator
-    from .output_files import atomic_output, check_outputs
+    from .output_files import atomic_output, check_outputs, json_safe
     from .train import read_grid
     outputs = check_outputs(args, {"out": ((".json",), "JSON report")})     # before the slow evaluation
     gen = load_generator(args.model, device=args.device)

@@ -16,12 +16,29 @@ folder of outputs: a model, a correction, a report) before any slow computation 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["atomic_output", "check_creatable_folder", "check_output", "check_output_folder",
-           "matplotlib_formats", "suffix_of"]
+           "matplotlib_formats", "suffix_of", "json_safe"]
+
+
+def json_safe(obj):
+    """``obj`` (nested dicts, lists, tuples, numbers) with every non-finite float (NaN, inf) as None, so that
+    ``json.dumps(..., allow_nan=False)`` writes strict JSON (``null``); numpy scalars become Python ones."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
 
 
 def suffix_of(path):

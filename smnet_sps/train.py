@@ -22,7 +22,7 @@ from .constants import NODE_STEPS, SIGMA_SB
 from .mixture import MIXTURE_FILE
 from .model import (LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, caller_torch_state_kept, fit_log1p01,
                     log1p01_forward)
-from .output_files import atomic_output
+from .output_files import atomic_output, json_safe
 from .tail import TAIL_FILE, red_tail_mask, save_table, tabulate_tail, wien_tail_mask
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "blend_edges",
@@ -521,11 +521,6 @@ def _node_indices(exclude_nodes):
         raise ValueError(f"exclude_nodes must be grid node indices (whole numbers >= 0), got "
                          f"{_show(nodes.tolist())}")
     return nodes.astype(int)
-
-
-def _finite_or_none(x):
-    """JSON has no NaN or inf: a loss that is not a finite number is written as null."""
-    return float(x) if x is not None and math.isfinite(x) else None
 
 
 # torch.manual_seed(seed) and threads= are global: given back afterwards, as calibrate() does (train() left
@@ -1087,12 +1082,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
                "trained_libraries": list(libraries) if libraries is not None else list(grid.library_names),
                "training": {"epochs_run": state["epoch"], "kept": keep,
                             "wall_seconds": round(state["elapsed"], 1), "best_epoch": state["best_epoch"],
-                            "best_val_loss": _finite_or_none(state["best_val"]),
+                            "best_val_loss": state["best_val"],
                             "batch_size": batch_size, "lr": lr, "lr_final": float(lr_final),
                             "weight_decay": float(weight_decay), "device": str(dev),
                             "torch_threads": torch.get_num_threads(), "finished": final},
-               "history": [row[:2] + [_finite_or_none(x) for x in row[2:]]
-                           for row in state["history"][-200:]]}
+               "history": [list(row) for row in state["history"][-200:]]}
         # the weights kept: the best epoch's, or (keep="final") the latest; best_state itself stays the best
         # epoch's, so that a checkpoint resumed with the other --keep still knows it
         kept = current_weights() if keep == "final" else best_state
@@ -1113,9 +1107,11 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             if cfg_tail.get("sha256") is None:
                 cfg_tail["sha256"] = save_table(tail_table, out / TAIL_FILE)
             cfg.update(tail_file=TAIL_FILE, tail_sha256=cfg_tail["sha256"])
-        # last: a config.json always names weights that are complete
+        # last: a config.json always names weights that are complete; JSON has no NaN or inf (a loss that is
+        # not a finite number is written as null)
+        cfg = json_safe(cfg)
         with atomic_output(out / "config.json", overwrite=True, option="model config") as partial:
-            partial.write_text(json.dumps(cfg, indent=1))
+            partial.write_text(json.dumps(cfg, indent=1, allow_nan=False))
         _remove_stale_mixture(out, overwrite=overwrite, resume=resume)
         return cfg
 
