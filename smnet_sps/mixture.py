@@ -115,6 +115,21 @@ def library_node_spacing(points, library_id):
     return spacing
 
 
+def library_node_trees(nodes, n_libraries):
+    """Per library j < ``n_libraries``: (k-d tree of its nodes in grid steps, their local spacings), or None
+    for a library without nodes. ``nodes``: dict with ``teff`` [K], ``logg``, ``logz``, ``library_id``. The
+    mixture's hole factor and the generators' coverage flag both ask these trees."""
+    from scipy.spatial import cKDTree
+    pts = node_coordinates(nodes["teff"], nodes["logg"], nodes["logz"])
+    lib = np.asarray(nodes["library_id"]).astype(int)
+    spacing = library_node_spacing(pts, lib)
+    trees = []
+    for j in range(n_libraries):
+        own = np.flatnonzero(lib == j)
+        trees.append((cKDTree(pts[own]), spacing[own]) if own.size else None)
+    return trees
+
+
 def widen_single_metallicity(box):
     """(lo, hi) per dimension of a log box, with a zero-width [M/H] range widened by the tolerance."""
     (t0, t1), (g0, g1), (z0, z1) = box
@@ -274,19 +289,7 @@ class LibraryMixture:
         if policy is not None and policy.orders is not None:
             self._orders = [[[self.library_names.index(n) for n in _complete(o, self.library_names)]
                              for o in row] for row in policy.orders]
-        self._trees = None
-        if nodes is not None:
-            self._build_trees(nodes)
-
-    def _build_trees(self, nodes):
-        from scipy.spatial import cKDTree
-        pts = node_coordinates(nodes["teff"], nodes["logg"], nodes["logz"])
-        lib = np.asarray(nodes["library_id"]).astype(int)
-        spacing = library_node_spacing(pts, lib)
-        self._trees = []
-        for j in range(len(self.library_names)):
-            sel = np.flatnonzero(lib == j)
-            self._trees.append((cKDTree(pts[sel]), spacing[sel]) if sel.size else None)
+        self._trees = None if nodes is None else library_node_trees(nodes, len(self.library_names))
 
     def _hole_ratio(self, j, points):
         """min over nearby nodes of library j of distance / local spacing (inf without nodes)."""

@@ -27,9 +27,8 @@ from .checksums import check_recorded_sha256, file_sha256
 from .constants import NODE_STEPS, PACKAGE_DATA, SIGMA_SB
 from .generator import Generator, ParameterBox, validate_parameters
 from .gravity_range import GravityRange
-from .mixture import SINGLE_METALLICITY_TOLERANCE
-from .mixture import (MIXTURE_FILE, LibraryMixture, MixturePolicy, library_node_spacing,
-                      node_coordinates, widen_single_metallicity)
+from .mixture import (MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy,
+                      library_node_trees, node_coordinates, widen_single_metallicity)
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, SMNet, blackbody_constants, build_model,
                     load_smnet_state_dict, log1p01_inverse)
 from .tail import UntrainedTails, node_hull, node_points
@@ -775,19 +774,14 @@ class NeuralGenerator(_TorchGenerator):
     def _build_coverage_index(self):
         """Per library: (k-d tree of its nodes in grid steps, their local spacings, the largest reach of any
         of them), or None for a library without nodes."""
-        from scipy.spatial import cKDTree
-        nodes = self.nodes
-        pts = node_coordinates(nodes["teff"], nodes["logg"], nodes["logz"])
-        lib = nodes["library_id"].astype(int)
-        spacing = library_node_spacing(pts, lib)
         index = []
-        for j in range(len(self.library_names)):
-            own = np.flatnonzero(lib == j)
-            if not own.size:
+        for own in library_node_trees(self.nodes, len(self.library_names)):
+            if own is None:
                 index.append(None)
                 continue
-            reach = float(np.nextafter(COVERAGE_FACTOR * spacing[own].max(), np.inf)) * (1 + 1e-12)
-            index.append((cKDTree(pts[own]), spacing[own], reach))
+            tree, spacing = own
+            reach = float(np.nextafter(COVERAGE_FACTOR * spacing.max(), np.inf)) * (1 + 1e-12)
+            index.append((tree, spacing, reach))
         return index
 
     # ---- forward --------------------------------------------------------------------------------
