@@ -179,6 +179,16 @@ class IsochroneSet:
                              f"{self.age_range_text()}; got {10**bad / 1e9:.4g} Gyr (log10(age/yr) "
                              f"{bad:.4f}){many}")
 
+    def logzsol_range_text(self):
+        """The tabulated logzsol (log10 Z / Zsun, dex) range in words, e.g. '-2.18..+0.59' for PARSEC.
+
+        The limits are rounded inwards to 0.01 dex, so that a logzsol typed as shown is accepted
+        (PARSEC's top, log10(0.06 / 0.0152) = 0.5963, printed as +0.60 would be refused).
+        """
+        lz_lo = np.ceil(np.log10(self.Z[0] / self.zsun) * 100 - 1e-9) / 100
+        lz_hi = np.floor(np.log10(self.Z[-1] / self.zsun) * 100 + 1e-9) / 100
+        return f"{lz_lo:+.2f}..{lz_hi:+.2f}"
+
     def check_z(self, Z):
         Z = np.atleast_1d(np.asarray(Z, float))
         if not np.all(np.isfinite(Z)) or (Z <= 0).any():
@@ -188,11 +198,8 @@ class IsochroneSet:
         bad = (Z < lo * (1 - 1e-9)) | (Z > hi * (1 + 1e-9))
         if bad.any():
             zb = Z[bad][0]
-            # the logzsol limits rounded inward, so that the numbers printed are themselves accepted
-            lz_lo = np.ceil(np.log10(lo / self.zsun) * 100 - 1e-9) / 100
-            lz_hi = np.floor(np.log10(hi / self.zsun) * 100 + 1e-9) / 100
             raise ValueError(f"Z = {zb:g} outside the {self.name} isochrone grid: valid Z is {lo:g}-{hi:g} "
-                             f"(logzsol {lz_lo:+.2f}..{lz_hi:+.2f}, Zsun = {self.zsun:g})")
+                             f"(logzsol {self.logzsol_range_text()}, Zsun = {self.zsun:g})")
 
 
 #: the isochrone families a user can name, for the command line's help texts

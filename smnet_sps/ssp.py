@@ -180,9 +180,9 @@ def _resolve_z(iso, Z, logzsol):
                 raise ValueError("logzsol (log10 Z / Zsun) must be a number or a u.dex quantity; got unit "
                                  f"{logzsol.unit}") from None
         logzsol = _as_float_array(0.0 if logzsol is None else logzsol, "logzsol")
-        lo, hi = np.log10(iso.Z[0] / iso.zsun), np.log10(iso.Z[-1] / iso.zsun)
         if not np.all(np.isfinite(logzsol)):
-            raise ValueError(f"logzsol must be finite; valid logzsol for {iso.name} is {lo:+.2f}..{hi:+.2f}")
+            raise ValueError(f"logzsol must be finite; valid logzsol for {iso.name} is "
+                             f"{iso.logzsol_range_text()}")
         with np.errstate(over="ignore"):
             Z = iso.zsun * 10.0**logzsol
     Z = _as_float_array(Z, "Z")

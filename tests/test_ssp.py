@@ -436,3 +436,25 @@ def test_ssp_fits_bunit_is_a_fits_standard_unit(tmp_path):
     t = QTable.read(tmp_path / "s.fits", hdu="SSP")
     assert t["FLUX"].unit == bunit
     np.testing.assert_allclose(t["FLUX"].value, spec.flux.to_value(u.L_sun / u.AA))    # per Msun formed
+
+
+@pytest.mark.parametrize("family", ["parsec", "padova"])
+def test_logzsol_limits_printed_for_a_nan_logzsol_are_accepted(family, blackbody, capsys):
+    """A NaN logzsol's error printed the range rounded outward (PARSEC -2.18..+0.60, Padova -1.98..+0.20),
+    and typed back in, +0.60 (PARSEC, top 0.5963) and both Padova ends (-1.9777, +0.1984) were refused."""
+    import re
+    from smnet_sps.cli import main
+    from smnet_sps.isochrones import load_isochrones
+    with pytest.raises(ValueError, match=f"logzsol must be finite; valid logzsol for {family}") as err:
+        ssp_spectrum(1e9, logzsol=float("nan"), isochrones=family, generator=blackbody)
+    lo, hi = (float(v) for v in re.search(r"([-+]\d\.\d\d)\.\.([-+]\d\.\d\d)", str(err.value)).groups())
+    for logzsol in (lo, hi):
+        spec = ssp_spectrum(1e9, logzsol=logzsol, isochrones=family, generator=blackbody)
+        assert spec.meta["logzsol"] == pytest.approx(logzsol)
+    # inward by less than 0.01 dex: the range printed is the grid's, not a narrower one
+    iso = load_isochrones(family)
+    assert lo < np.log10(iso.Z[0] / iso.zsun) + 0.01 and hi > np.log10(iso.Z[-1] / iso.zsun) - 0.01
+    # the command line prints the same range
+    assert main(["ssp", "--age", "10Gyr", "--logzsol", "nan", "--isochrones", family,
+                 "--generator", "blackbody"]) == 1
+    assert f"{lo:+.2f}..{hi:+.2f}" in capsys.readouterr().err

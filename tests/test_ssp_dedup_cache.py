@@ -107,7 +107,7 @@ def test_neighbouring_ages_share_isochrones():
     (dict(age=1e9, Z=np.nan), "0.0001-0.06"),
     (dict(age=1e9, Z=0.5), "0.0001-0.06"),
     (dict(age=1e9, Z=3 * u.m), "dimensionless"),
-    (dict(age=1e9, logzsol=np.nan), r"-2\.18\.\.\+0\.60"),
+    (dict(age=1e9, logzsol=np.nan), r"-2\.18\.\.\+0\.59"),
     (dict(age=1e9, Z=0.01, generator="foo"), r"unknown generator 'foo'.*'blackbody'.*'default'"),
     (dict(age=1e9, Z=0.01, generator=3), "generator must be"),
 ])
