@@ -11,8 +11,16 @@ missing EEPs are NaN rows. Conversion:
 
 * Z = Zsun 10^[Fe/H] with Zsun = 0.0142 (MIST's protosolar Asplund et al. 2009 scale);
 * points are sorted by initial mass (FSPS's IMF weights need it); NaN rows and phase -9 rows are dropped;
+* the white-dwarf cooling sequence is dropped (:func:`white_dwarf_start`): MIST's phase 6 runs on past the
+  post-AGB knee down the whole cooling sequence (10 Gyr, solar: 262 of its 265 points, log g up to 8.7, log
+  L down to -4.7, initial masses 1.04-6.5 M_sun), which would count white dwarfs as surviving stars and
+  leave :func:`smnet_sps.imf.remnant_mass` only the stars above 6.5 M_sun at every age. Cut at the post-AGB
+  track's hottest point, the largest surviving initial mass is the white-dwarf progenitor limit and the
+  remnants are counted as for PARSEC and Padova, whose FSPS tables stop before the white dwarfs (10 Gyr,
+  solar: stars 0.546 -> 0.457 M_sun, remnants 0.051 -> 0.143, PARSEC 0.454 / 0.144; the light dropped, the
+  white dwarfs', is at most 0.09 % of an SSP's, 0.07 % at 10 Gyr solar);
 * phases are MIST's, which FSPS also uses (-1 pre-MS, 0 MS, 2 RGB, 3 core-He, 4 E-AGB, 5 TP-AGB,
-  6 post-AGB / WD, 9 WR); note that :data:`smnet_sps.isochrones.PHASE_NAMES` names -1 after PARSEC's usage;
+  6 post-AGB, 9 WR); note that :data:`smnet_sps.isochrones.PHASE_NAMES` names -1 after PARSEC's usage;
 * MIST gives no surface C/O here: ``co`` is 0 (all TP-AGB stars O-rich for ``special_phases="dedicated"``).
 
 Citations: Choi et al. 2016, ApJ 823, 102; Dotter 2016, ApJS 222, 8; MIST v2.5 (Dotter et al., in prep.).
@@ -26,7 +34,7 @@ import numpy as np
 
 from .isochrones import IsochroneSet, _file_version
 
-__all__ = ["MIST_FILE", "MIST_ZSUN", "load_mist_isochrones", "mist_available"]
+__all__ = ["MIST_FILE", "MIST_ZSUN", "load_mist_isochrones", "mist_available", "white_dwarf_start"]
 
 MIST_FILE = "mist_v2.5_vvcrit0.4.h5"
 MIST_ZSUN = 0.0142
@@ -54,6 +62,21 @@ def _grid_file():
         return Path(lachesis_grids.grid_path(MIST_FILE))
     except FileNotFoundError as exc:
         raise ImportError(f"lachesis-grids is installed but has no {MIST_FILE}; {_INSTALL_HINT}") from exc
+
+
+def white_dwarf_start(phase, log_teff):
+    """Index of the first white-dwarf cooling point of one isochrone sorted by initial mass (``phase.size``
+    when it has none).
+
+    The cooling sequence starts after the hottest post-AGB (MIST phase 6) point, the knee of the post-AGB
+    track where the star stops heating at nearly constant luminosity and fades: everything beyond it in
+    initial mass is a white dwarf (log g 6.7-8.7 over the whole grid), whatever its phase (MIST flags some at
+    [Fe/H] = -2.5 as TP-AGB, phase 5). ``log_teff``: log10(Teff / K).
+    """
+    post_agb = np.flatnonzero(np.asarray(phase) == 6)
+    if post_agb.size == 0:
+        return len(phase)
+    return int(post_agb[np.argmax(np.asarray(log_teff)[post_agb])]) + 1
 
 
 class _ArrayIsochroneSet(IsochroneSet):
@@ -101,6 +124,8 @@ def _load(path, version):
         rows = rows[order]
         mini = values[rows, idx["initial_mass"]]
         rows = rows[np.concatenate([[True], np.diff(mini) > 0])]      # strictly increasing initial mass
+        # white dwarfs are remnants (ssp: remnant_mass above the largest initial mass), not stars
+        rows = rows[:white_dwarf_start(values[rows, idx["phase"]], values[rows, idx["log_Teff"]])]
         if rows.size == 0:
             raise ValueError(f"{path}: no valid points at [Fe/H] = {feh[iz]}, log t = {ages[ia]}")
         start[iz, ia], count[iz, ia] = pos, rows.size

@@ -213,3 +213,50 @@ def test_a_mist_grid_rewritten_in_the_same_session_is_read_again(tmp_path):
     again = load_isochrones("mist", path=grid)
     assert again.Z == pytest.approx([MIST_ZSUN / 10, MIST_ZSUN])
     assert again.isochrone(0, 0).logl[0] == pytest.approx(np.log10(0.5) * 4 - 1.0)
+
+
+def _write_mist_block(path, points, log_age=10.0):
+    """A LACHESIS 'sparse_v1' MIST grid of one isochrone ([Fe/H] = 0): ``points`` rows of
+    (initial mass, mass, log L, log Teff, log g, phase)."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as f:
+        f.attrs["storage"] = "sparse_v1"
+        f.attrs["grid_name"] = "MIST"
+        f.attrs["columns"] = ["initial_mass", "star_mass", "log_L", "log_Teff", "log_g", "phase"]
+        f["feh_values"] = np.array([0.0])
+        f["age_values"] = np.array([log_age])
+        f["lengths"] = np.array([len(points)])
+        f["values"] = np.array(points, float)
+
+
+def test_mist_white_dwarfs_are_remnants_not_stars(tmp_path):
+    """MIST's phase 6 runs on down the white-dwarf cooling sequence (10 Gyr, solar: initial masses 1.04-6.5
+    M_sun, log g to 8.7): those points were kept as stars, so the isochrone's largest initial mass was 6.5
+    M_sun at every age and the remnants were only those above it (0.051 M_sun per M_sun formed at 0.1, 1 and
+    10 Gyr; stars 0.546 against PARSEC's 0.454 at 10 Gyr). The cooling sequence is now cut after the
+    post-AGB knee."""
+    from smnet_sps.imf import imf_weights, remnant_mass
+    from smnet_sps.mist import white_dwarf_start
+    from smnet_sps.ssp import _isochrone_weights
+    knee_mass = 1.04452
+    living = [[0.5, 0.5, -1.2, 3.60, 4.7, 0], [0.9, 0.9, -0.1, 3.75, 4.5, 0], [1.0, 1.0, 0.3, 3.76, 4.0, 2],
+              [1.04, 0.9, 3.0, 3.50, 0.5, 5],
+              [1.0445, 0.55, 3.58, 3.65, 0.2, 6], [1.04451, 0.546, 3.5, 4.50, 3.5, 6],  # post-AGB crossing
+              [knee_mass, 0.546, 2.37, 5.03, 6.9, 6]]                                  # its hottest point
+    white_dwarfs = [[1.05, 0.546, 0.0, 4.65, 7.7, 6], [1.2, 0.555, -4.05, 3.69, 8.0, 5],  # MIST's phase 5 too
+                    [3.0, 0.66, -4.3, 3.65, 8.1, 6], [6.5, 1.017, -4.74, 3.64, 8.7, 6]]
+    points = np.array(living + white_dwarfs)
+    assert white_dwarf_start(points[:, 5], points[:, 3]) == len(living)
+    assert white_dwarf_start(points[:4, 5], points[:4, 3]) == 4                  # no post-AGB: nothing cut
+    grid = tmp_path / "mist_wd.h5"
+    _write_mist_block(grid, points)
+    iso = load_isochrones("mist", path=grid)
+    one = iso.isochrone(0, 0)
+    np.testing.assert_allclose(one.mini, points[:len(living), 0], rtol=1e-12)
+    assert one.logg.max() < 7.0
+    _, w, remnants = _isochrone_weights(iso, 0, 0, "kroupa")
+    # the white dwarfs born at 1.04-6.5 M_sun are remnants now: 0.48 + 0.077 m each, as FSPS counts them
+    assert remnants == pytest.approx(remnant_mass(knee_mass, "kroupa"), rel=1e-12)
+    assert remnants > remnant_mass(6.5, "kroupa") + 0.05
+    as_stars = np.dot(imf_weights(points[:, 0], "kroupa"), points[:, 1])     # white dwarfs counted as stars
+    assert float(np.dot(w, one.mact)) < as_stars - 0.05
