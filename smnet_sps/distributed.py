@@ -47,7 +47,7 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, SIGMA_SB
-from .generator import validate_parameters
+from .generator import _check_count, validate_parameters
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
            "magnitudes", "write_points", "load_points_store", "read_points", "points_array", "local_cluster",
@@ -521,9 +521,11 @@ def points_array(points, chunk_rows=100_000):
 
     ``points`` may be a Dask or NumPy array (n, 4) in that column order, or a (Dask) DataFrame with columns
     ``teff``, ``logg``, ``logz`` and ``L`` [L_sun] or ``logl`` = log10 L/L_sun (one of them: both is a
-    ValueError).
+    ValueError). ``chunk_rows``: stars per chunk, an integer >= 1.
     """
     _require_dask()
+    # checked before it sizes anything: 0 was a ZeroDivisionError (or a Dask chunks error), 2.5 ran as 2
+    chunk_rows = _check_count(chunk_rows, "chunk_rows", 1, "stars per chunk")
     import dask.array as da
     import dask.dataframe as dd
     import pandas as pd
@@ -547,12 +549,10 @@ def points_array(points, chunk_rows=100_000):
     elif isinstance(points, da.Array):
         arr = points.astype(float)
     else:
-        arr = da.from_array(np.asarray(points, float), chunks=(int(chunk_rows), -1))
+        arr = da.from_array(np.asarray(points, float), chunks=(chunk_rows, -1))
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"points must have shape (n, 4) = (teff, logg, logz, L); got {arr.shape}")
-    if int(chunk_rows) < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    return arr.rechunk((int(chunk_rows), 4))
+    return arr.rechunk((chunk_rows, 4))
 
 
 def read_points(path, chunk_rows=100_000):

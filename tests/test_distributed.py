@@ -371,3 +371,25 @@ def test_points_table_with_both_l_and_logl_is_refused(tmp_path):
     by_logl = D.points_array(table.drop(columns="L").assign(logl=np.log10(table["L"]))).compute()
     np.testing.assert_allclose(by_l, by_logl, rtol=1e-12)
     np.testing.assert_allclose(by_l[:, 3], [1.0, 50.0])
+
+
+@pytest.mark.parametrize("chunk_rows", [0, -5, 2.5, True, "100"])
+def test_chunk_rows_not_a_positive_integer_is_refused_up_front(chunk_rows, tmp_path):
+    """chunk_rows=0 was a ZeroDivisionError from magnitudes, write_points and points_array with a NumPy or
+    pandas input, because the >= 1 check ran after the array was chunked with it (-5: a Dask "Empty tuples
+    are not allowed in chunks" on some Dask versions); 2.5 ran as 2. Each is now a ValueError naming
+    chunk_rows, before any work."""
+    import pandas as pd
+    stars = np.array([[5777.0, 4.44, 0.0, 1.0]] * 3)
+    table = pd.DataFrame(stars, columns=["teff", "logg", "logz", "L"])
+    message = rf"chunk_rows must be an integer >= 1 \(stars per chunk\), got {chunk_rows!r}"
+    for points in (stars, table):
+        with pytest.raises(ValueError, match=message):
+            D.points_array(points, chunk_rows)
+    with pytest.raises(ValueError, match=message):
+        D.magnitudes(stars, ["bessell-V"], generator="blackbody", chunk_rows=chunk_rows)
+    with pytest.raises(ValueError, match=message):
+        D.write_points(stars, tmp_path / "m.zarr", ["bessell-V"], generator="blackbody",
+                       chunk_rows=chunk_rows, progress=False)
+    assert not (tmp_path / "m.zarr").exists()
+    assert D.points_array(stars, 2).chunks == ((2, 1), (4,))            # a valid size still chunks by rows
