@@ -28,12 +28,17 @@ __all__ = ["atomic_output", "check_creatable_folder", "check_output", "check_out
 
 
 def json_safe(obj):
-    """``obj`` (nested dicts, lists, tuples, numbers) with every non-finite float (NaN, inf) as None, so that
-    ``json.dumps(..., allow_nan=False)`` writes strict JSON (``null``); numpy scalars become Python ones."""
+    """``obj`` (nested dicts, lists, tuples, numpy arrays, numbers) with every non-finite float (NaN, inf) as
+    None, so that ``json.dumps(..., allow_nan=False)`` writes strict JSON (``null``); numpy scalars (bool,
+    integer, float) become Python ones and numpy arrays (nested) lists."""
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, np.integer):

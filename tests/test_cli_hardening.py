@@ -438,3 +438,19 @@ def test_fits_gz_output_names_itself_in_the_gzip_header(tmp_path, capsys):
     with fits.open(out) as hdul:
         assert hdul["SSP"].data["FLUX"].size > 100 and hdul["SSP"].header["LOGAGE"] == 10.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fits.gz"]           # no temporary files left
+
+
+def test_json_safe_turns_numpy_booleans_and_arrays_into_strict_json():
+    """json_safe promised Python values for numpy ones, but a numpy bool and a numpy array passed through
+    unchanged, so json.dumps raised TypeError ("Object of type bool_ / ndarray is not JSON serializable"); a
+    NaN inside an array also has to become null."""
+    import json
+
+    from smnet_sps.output_files import json_safe
+    result = {"converged": np.bool_(True), "flags": np.array([True, False]),
+              "theta": np.array([[5777.0, np.nan], [np.inf, 4.5]], np.float32), "n": np.int64(3),
+              "scalar": np.array(2.5), "nested": [np.bool_(False), (np.float64(np.nan),)]}
+    text = json.dumps(json_safe(result), allow_nan=False)
+    assert json.loads(text) == {"converged": True, "flags": [True, False],
+                                "theta": [[5777.0, None], [None, 4.5]], "n": 3, "scalar": 2.5,
+                                "nested": [False, [None]]}
