@@ -131,8 +131,24 @@ def reddy2015(wave):
     return np.maximum(k, 0.0) / 2.505           # the red fit dips below 0 near 2.85 um: no amplification
 
 
+def _check_index(name, value):
+    """A power-law index (dust_index, dust1_index) must be a finite number: NaN or inf gave a NaN spectrum."""
+    try:
+        x = np.asarray(value, float)
+        finite = x.size == 1 and bool(np.isfinite(x).all())
+    except (TypeError, ValueError):
+        finite = False
+    if isinstance(value, (str, bytes)) or not finite:
+        raise ValueError(f"{name} is the power-law index of an attenuation curve (lambda / 5500 A)^{name} "
+                         f"and must be one finite number; got {value!r}")
+
+
 def attenuation_curve(wave, dust_type=0, dust_index=-0.7, mwr=3.1, uvb=1.0):
-    """tau_lambda / tau_V of FSPS ``dust_type`` at ``wave`` [A] (see the module docstring)."""
+    """tau_lambda / tau_V of FSPS ``dust_type`` at ``wave`` [A] (see the module docstring).
+
+    ``dust_index`` (used by dust_type 0 and 4) must be finite (``ValueError`` otherwise)."""
+    if dust_type in (0, 4):
+        _check_index("dust_index", dust_index)
     if dust_type == 0:
         return power_law(wave, dust_index)
     if dust_type == 1:
@@ -160,8 +176,10 @@ def attenuate(wave, young, old, *, dust_type=0, dust1=0.0, dust2=0.0, dust3=0.0,
 
     ``young * [exp(-dust1 (l/5500)^dust1_index) (1 - frac_obrun) + frac_obrun] + old * exp(-dust3 curve)``,
     then times ``(1 - frac_nodust) exp(-dust2 curve) + frac_nodust``. Any units (the result has those of the
-    inputs); ``young``/``old`` are (..., n_wave).
+    inputs); ``young``/``old`` are (..., n_wave). ``dust_index`` and ``dust1_index`` must be finite.
     """
+    for name, v in (("dust_index", dust_index), ("dust1_index", dust1_index)):
+        _check_index(name, v)
     for name, v in (("dust1", dust1), ("dust2", dust2), ("dust3", dust3)):
         if not np.isfinite(v) or v < 0:
             raise ValueError(f"{name} is an optical depth at 5500 A and must be >= 0; got {v!r}")

@@ -84,3 +84,22 @@ def test_mwr_outside_ccm89s_range_names_mwr():
     """dust_type 1 with mwr=-1 raised dust_extinction's error about 'Rv', an option the user never set."""
     with pytest.raises(ValueError, match=r"mwr \(R_V.*2-6"):
         ccm89(np.array([5000.0]), -1.0)
+
+
+@pytest.mark.parametrize("kwargs,name", [(dict(dust_index=np.nan), "dust_index"),
+                                         (dict(dust_type=4, dust_index=np.inf), "dust_index"),
+                                         (dict(dust1=0.3, dust1_index=np.nan), "dust1_index"),
+                                         (dict(dust1=0.3, dust1_index=-np.inf), "dust1_index")])
+def test_non_finite_index_is_a_named_error(kwargs, name):
+    """dust_index = NaN (dust_type 0 or 4, inf too) or dust1_index = NaN gave a NaN spectrum without a word;
+    StellarPopulation refuses them ("must be finite"), attenuate now too."""
+    one = np.ones(WAVE.size)
+    with pytest.raises(ValueError, match=rf"{name} .*must be one finite number; got -?(nan|inf)"):
+        attenuate(WAVE, one, one, dust2=0.5, **kwargs)
+    if name == "dust_index":
+        with pytest.raises(ValueError, match="dust_index"):
+            attenuation_curve(WAVE, kwargs.get("dust_type", 0), dust_index=kwargs["dust_index"])
+    # a finite index still attenuates: less light than without dust, all finite
+    finite_kwargs = {k: (-0.7 if "index" in k else v) for k, v in kwargs.items()}
+    finite = attenuate(WAVE, one, one, dust2=0.5, **finite_kwargs)
+    assert np.all(np.isfinite(finite)) and np.all(finite < 2.0)
