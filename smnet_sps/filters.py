@@ -9,7 +9,11 @@ Name conventions
 * speclite: ``"group-band"``, e.g. ``"sdss2010-r"``, ``"bessell-V"``, ``"twomass-Ks"``, ``"galex-nuv"``.
 * astro-sedpy (optional dependency): its own names, e.g. ``"sdss_r0"``, ``"bessell_V"``, ``"wise_w1"``.
 * a path to a text file with two columns: wavelength [Angstrom] and throughput (``#`` comments allowed).
-* a ready :class:`synphot.SpectralElement` (its ``meta["name"]`` or ``meta["expr"]`` names the column).
+* a ready :class:`synphot.SpectralElement` (its ``meta["name"]`` or ``meta["expr"]`` names the column); it
+  needs a finite wavelength set (``waveset``), and one built from sampled curves is zero beyond it.
+
+Every filter's throughput is zero beyond the ends of its curve, as in sedpy and speclite (synphot holds a
+sampled curve's end values beyond it unless they are zero).
 
 Throughputs are used as given: speclite and sedpy curves are photon-counting response functions
 (fraction of photons detected), which is what synphot's photon-counting effective stimulus expects.
@@ -60,6 +64,58 @@ def _element(wave_aa, throughput, name):
     bp = SpectralElement(Empirical1D, points=wave_aa * u.AA, lookup_table=throughput, keep_neg=True,
                          fill_value=0.0, meta={"name": name})
     return bp
+
+
+_ZERO_FILLED: dict = {}
+
+
+def _waveset_aa(bp, name):
+    """The element's wavelength set [A]; a ValueError when it has none (a Const1D element is flat over all
+    wavelengths: no finite integral)."""
+    waveset = bp.waveset
+    wave = None if waveset is None else np.asarray(waveset.to_value(u.AA), float)
+    if wave is None or wave.ndim != 1 or wave.size < 2 or not np.all(np.isfinite(wave)):
+        raise ValueError(f"filter {name!r} ({type(bp.model).__name__}) has no finite wavelength set "
+                         f"(waveset {waveset!r}): a filter needs one, e.g. an Empirical1D curve of "
+                         "(wavelength, throughput) points or a Box1D / Gaussian1D element")
+    return wave
+
+
+def _user_element(bp, name):
+    """A user's ``SpectralElement``, checked (a finite wavelength set, throughput > 0 on it) and with zero
+    throughput beyond its curve (:func:`_zero_beyond_curve`)."""
+    wave = _waveset_aa(bp, name)
+    if not np.any(np.asarray(bp(wave).value, float) > 0):       # _bandpass_support failed with an IndexError
+        raise ValueError(f"filter {name!r}: throughput must be > 0 somewhere on its wavelength set "
+                         f"({wave[0]:.6g}-{wave[-1]:.6g} A); it is zero everywhere")
+    return _zero_beyond_curve(bp, wave, name)
+
+
+def _zero_beyond_curve(bp, wave, name):
+    """``bp`` with zero throughput beyond its wavelength set ``wave`` [A] if it is built from sampled curves
+    (Empirical1D) whose end values synphot holds beyond them, as :func:`_element` gives named filters and
+    files; analytic elements (Box1D, Gaussian1D, ...) as they are: they have their own values everywhere.
+
+    A held end value took in the spectrum far from the filter: a flat curve over 5000-6000 A saw a flat
+    spectrum's light over 1000-20000 A (ST 12.50 instead of 16.40), sedpy's decam_u read with
+    ``SpectralElement.from_file`` a 10 Gyr SSP's out to 160 um (8.556 instead of 8.889 by name)."""
+    from synphot.models import Empirical1D
+    models = list(bp.model.traverse_postorder()) if hasattr(bp.model, "traverse_postorder") else [bp.model]
+    if not any(isinstance(m, Empirical1D) for m in models):
+        return bp
+    beyond = np.asarray(bp(wave[[0, -1]] * np.array([1 - 1e-9, 1 + 1e-9])).value, float)
+    if not np.any(beyond != 0):
+        return bp
+    hit = _ZERO_FILLED.get(id(bp))
+    if hit is not None and hit[0] is bp:
+        return hit[1]
+    # sampled on its own wavelength set: exactly the curve for one Empirical1D (the usual case); a product
+    # of curves becomes linear between the points of that set
+    zeroed = _element(wave, np.asarray(bp(wave).value, float), name)
+    if len(_ZERO_FILLED) > 256:
+        _ZERO_FILLED.clear()
+    _ZERO_FILLED[id(bp)] = (bp, zeroed)
+    return zeroed
 
 
 def _validate_curve(wave, thr, name):
@@ -118,17 +174,21 @@ def get_bandpass(spec):
     ----------
     spec : str, path-like or synphot.SpectralElement
         A speclite name ("sdss2010-r"), a sedpy name ("sdss_r0"), a path to a two-column file
-        (wavelength [Angstrom], throughput), or a bandpass object.
+        (wavelength [Angstrom], throughput), or a bandpass object. A bandpass object built from sampled
+        curves (Empirical1D) whose ends are above zero comes back rebuilt with zero throughput beyond its
+        wavelength set, as named filters and files have.
 
     Raises
     ------
     ValueError
-        For an unknown name (with the closest known names suggested) or an invalid filter file.
+        For an unknown name (with the closest known names suggested), an invalid filter file, or a bandpass
+        object without a finite wavelength set (e.g. ``SpectralElement(Const1D, amplitude=1)``) or with no
+        throughput on it.
     """
     from synphot import SpectralElement
     if isinstance(spec, SpectralElement):
-        name = spec.meta.get("name") or spec.meta.get("expr") or "bandpass"
-        return str(name), spec
+        name = str(spec.meta.get("name") or spec.meta.get("expr") or "bandpass")
+        return name, _user_element(spec, name)
     if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).is_file()):
         bp = read_filter_file(spec)
         return bp.meta["name"], bp

@@ -462,6 +462,37 @@ def test_a_filter_curve_ending_above_zero_is_zero_beyond_it():
         assert m["hsc_g"][0] == pytest.approx(0.0, abs=2e-3)
 
 
+def test_a_user_spectral_element_ending_above_zero_is_zero_beyond_it(tmp_path):
+    """A user's SpectralElement was used as given, so synphot held its end values beyond the curve: a flat
+    curve over 5000-6000 A took in a flat f_lambda spectrum over 1000-20000 A (ST 12.50, expected 16.40), and
+    decam_u as SpectralElement.from_file a 10 Gyr SSP's light to 160 um (8.556 vs 8.889 by name). It now
+    gets zero throughput beyond its curve, as the same curve by name or file, for both methods."""
+    from synphot import SpectralElement
+    from synphot.models import Empirical1D
+    w = np.linspace(1000.0, 20000.0, 5000)
+    flat = np.full(w.size, 1e-15) * FLAM_UNIT                        # ST 16.40 through any filter
+    box = SpectralElement(Empirical1D, points=[5000.0, 5500.0, 6000.0] * u.AA, lookup_table=[1.0, 1.0, 1.0])
+    path = tmp_path / "box.dat"
+    np.savetxt(path, np.column_stack([[5000.0, 5500.0, 6000.0], [1.0, 1.0, 1.0]]))
+    for method in ("vectorised", "synphot"):
+        user = magnitudes((w * u.AA, flat), [box, box * 0.5], system="ST", method=method)
+        by_file = magnitudes((w * u.AA, flat), [str(path)], system="ST", method=method)
+        # 2e-3: the throughput ramps to zero over one spectrum sample beyond each end, as for a named filter
+        assert user[0][0] == pytest.approx(16.40, abs=2e-3)
+        assert user[0][0] == pytest.approx(by_file[0][0], abs=1e-9)
+        assert user[0][1] == pytest.approx(by_file[0][0], abs=1e-9)    # a product of curves too
+    # sedpy's decam_u (ends at 9e-5) as a SpectralElement: as by name, AB 0 for flat f_nu with a bright IR
+    _, named = get_bandpass("decam_u")
+    curve = named.model
+    user_u = SpectralElement(Empirical1D, points=curve.points[0] * u.AA, lookup_table=curve.lookup_table)
+    assert float(user_u(1e5 * u.AA).value) > 0                      # synphot holds the end value
+    wg = np.geomspace(1000.0, 1e6, 20000)
+    flam = np.where(wg < 8000.0, 3631e-23, 3631e-17) * C_ANGSTROM / wg**2 * FLAM_UNIT
+    m = magnitudes((wg * u.AA, flam), [user_u, "decam_u"])
+    assert m[0][0] == pytest.approx(m[0][1], abs=1e-9)
+    assert m[0][0] == pytest.approx(0.0, abs=2e-3)
+
+
 def test_vega_magnitudes_need_vega_over_the_whole_filter(tmp_path):
     """Vega's end values were held beyond the CALSPEC spectrum (900 A - 300 um): SPIRE 500 um Vega magnitudes
     1.6 mag off, a 400-800 A filter -11.8 mag, silently. Refused, naming Vega's range; AB still works."""

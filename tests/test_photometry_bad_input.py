@@ -130,3 +130,26 @@ def test_ssp_photometry_checks_mstar_and_log_lbol():
     spec = Spectrum(flux=spectra[1], spectral_axis=spectra[0], meta={"mstar": [0.6, -0.6]})
     with pytest.raises(ValueError, match=r"spectra.meta\['mstar'\] must be finite and > 0"):
         ssp_photometry(ages, spec, "sdss2010-r")
+
+
+def test_a_filter_without_a_finite_wavelength_set_is_a_named_error():
+    """SpectralElement(Const1D) has no waveset: an AttributeError ('NoneType' ... 'to_value') from inside
+    bandpass_weights; a curve with no throughput an IndexError. Both ValueErrors now; Box1D and Gaussian1D
+    elements keep working (ST 16.40 for a flat f_lambda spectrum)."""
+    from astropy.modeling.models import Const1D
+    from synphot import SpectralElement
+    from synphot.models import Box1D, Empirical1D, Gaussian1D
+    from smnet_sps.photometry import bandpass_weights
+    w = np.linspace(1000.0, 20000.0, 5000)
+    flat = np.full(w.size, 1e-15) * FLAM_UNIT
+    const = SpectralElement(Const1D, amplitude=1)
+    with pytest.raises(ValueError, match="no finite wavelength set"):
+        magnitudes((w * u.AA, flat), [const])
+    with pytest.raises(ValueError, match="no finite wavelength set"):
+        bandpass_weights(w * u.AA, const)
+    dark = SpectralElement(Empirical1D, points=[5000.0, 6000.0] * u.AA, lookup_table=[0.0, 0.0])
+    with pytest.raises(ValueError, match="throughput must be > 0 somewhere"):
+        magnitudes((w * u.AA, flat), [dark])
+    for bp in (SpectralElement(Box1D, amplitude=1, x_0=5500, width=100),
+               SpectralElement(Gaussian1D, amplitude=1, mean=5500, stddev=100)):
+        assert magnitudes((w * u.AA, flat), [bp], system="ST")[0][0] == pytest.approx(16.40, abs=1e-4)
