@@ -268,6 +268,22 @@ def _check_redshift(redshift):
     return z
 
 
+def _cosmology(cosmology):
+    """An astropy cosmology: None -> Planck18, a realization's name ("Planck18", "WMAP9", ...) -> that
+    realization, an ``astropy.cosmology.Cosmology`` as it is; anything else a ValueError (a string or a
+    number crashed deep inside with an AttributeError)."""
+    from astropy.cosmology import Cosmology, realizations
+    if cosmology is None:
+        return realizations.Planck18
+    if isinstance(cosmology, Cosmology):
+        return cosmology
+    if isinstance(cosmology, str) and cosmology in realizations.available:
+        return getattr(realizations, cosmology)
+    raise ValueError(f"cosmology must be an astropy.cosmology.Cosmology (e.g. astropy.cosmology.Planck18, "
+                     f"FlatLambdaCDM(H0=70, Om0=0.3)), the name of an astropy realization "
+                     f"({', '.join(realizations.available)}) or None (Planck18); got {cosmology!r}")
+
+
 def per_mass_formed(flux):
     """A luminosity density per unit mass formed (L_sun / A / M_sun, the unit ``smnet-sps ssp --out`` writes
     into FITS) as the luminosity density of 1 M_sun formed (L_sun / A, as :func:`~smnet_sps.ssp.ssp_spectrum`
@@ -351,9 +367,7 @@ def _distance_cm(distance, z, cosmology):
     if distance is not None:
         return _positive_length(distance, "distance")
     if z > 0:
-        if cosmology is None:
-            from astropy.cosmology import Planck18 as cosmology
-        return float(cosmology.luminosity_distance(z).to_value(u.cm))
+        return float(_cosmology(cosmology).luminosity_distance(z).to_value(u.cm))
     return 10 * PC_CM
 
 
@@ -570,8 +584,10 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         ValueError. True: the spectrum is taken as zero there.
     radius : Quantity [length] or None
         Stellar radius: turns a surface flux into the flux at ``distance`` (factor (radius/distance)^2).
-    cosmology : astropy.cosmology instance, default Planck18 (used only at z > 0 without ``distance``, for
-        luminosity spectra and for surface fluxes with ``radius``)
+    cosmology : astropy.cosmology.Cosmology, the name of an astropy realization ("Planck18", "WMAP9", ...;
+        ``astropy.cosmology.realizations.available``) or None (Planck18). Used only at z > 0 without
+        ``distance``, for luminosity spectra and for surface fluxes with ``radius``; anything else raises
+        ValueError.
     method : {"vectorised", "synphot"}
         Same integral; "synphot" calls ``Observation.effstim`` per spectrum (slow, the reference).
     progress : bool, tqdm progress bar for the synphot path
@@ -593,6 +609,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     system = _system(system)
     if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(_METHODS)}")
+    cosmology = _cosmology(cosmology)
     named = resolve_filters(filters)
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
     bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
@@ -749,6 +766,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         else 1 (mass formed)
     redshift : float >= 0; > 0 adds observed-frame apparent magnitudes ``m_obs_<filter>`` per M_sun formed
         at the luminosity distance of ``cosmology`` (default Planck18)
+    cosmology : as in :func:`magnitudes`: a Cosmology, a realization's name ("Planck18") or None (Planck18)
 
     Returns
     -------
@@ -766,6 +784,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         raise ValueError(f"ages must be positive and finite (yr or a time Quantity); got {ages!r}")
     system = _system(system)
     z = _check_redshift(redshift)
+    cosmology = _cosmology(cosmology)
     w, lum, meta = _split_input(spectra)
     if not (lum.unit.is_equivalent(_LUM_LAM) or lum.unit.is_equivalent(_LUM_NU)):
         raise ValueError("SSP spectra must be luminosity densities (L_sun / A per M_sun formed), got "
@@ -795,8 +814,6 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     msun = {name: _sun_mag_or_nan(name, bp, system) for name, bp in named}
     apparent = None
     if z > 0:
-        if cosmology is None:
-            from astropy.cosmology import Planck18 as cosmology
         age_universe = cosmology.age(z).to_value(u.yr)
         if np.any(ages_yr > age_universe):
             warnings.warn(f"{int((ages_yr > age_universe).sum())} age(s) exceed the age of the universe at "
@@ -837,6 +854,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     resolve_filters(filters)    # fail on a bad filter name before the (slow) SSP grid is computed
     _system(system)
     _check_redshift(redshift)
+    cosmology = _cosmology(cosmology)
     if np.ndim(Z) != 0:
         raise ValueError(f"ssp_magnitudes takes one metallicity Z (a number); got {Z!r}: call it once per "
                          "Z, or use ssp_grid(ages, Zs) with ssp_photometry for several")

@@ -524,6 +524,33 @@ def test_an_unnamed_cosmology_is_recorded_by_its_parameters():
     assert ssp_photometry(ages * u.yr, spec, ["sdss2010-r"], redshift=0.3).meta["cosmology"] == "Planck18"
 
 
+def test_a_cosmology_by_name_is_used_and_anything_else_is_a_named_error():
+    """cosmology="Planck18" (text) or 70 crashed with an AttributeError (no luminosity_distance / age); an
+    astropy realization's name now means that realization, anything else is a ValueError naming them."""
+    from astropy.cosmology import WMAP9, Planck18
+    ages, spec = _fake_ssps()
+    lum = np.ones(2000) * u.L_sun / u.AA
+    w = np.geomspace(1000.0, 1e5, 2000) * u.AA
+    for name, cosmo in (("Planck18", Planck18), ("WMAP9", WMAP9)):
+        by_name = magnitudes((w, lum), ["sdss2010-r"], redshift=0.5, cosmology=name)["sdss2010-r"][0]
+        by_object = magnitudes((w, lum), ["sdss2010-r"], redshift=0.5, cosmology=cosmo)["sdss2010-r"][0]
+        assert by_name == by_object
+        t = ssp_photometry(ages * u.yr, spec, ["sdss2010-r"], redshift=0.3, cosmology=name)
+        assert t.meta["cosmology"] == name
+        assert t.meta["luminosity_distance_Mpc"] == pytest.approx(cosmo.luminosity_distance(0.3).value,
+                                                                   rel=1e-12)
+    wmap9 = magnitudes((w, lum), ["sdss2010-r"], redshift=0.5, cosmology="WMAP9")["sdss2010-r"][0]
+    assert wmap9 != magnitudes((w, lum), ["sdss2010-r"], redshift=0.5)["sdss2010-r"][0]
+    for bad in ("planck18", "LCDM", 70, 70 * u.km / u.s / u.Mpc):
+        with pytest.raises(ValueError, match="cosmology must be an astropy.cosmology.Cosmology.*Planck18"):
+            magnitudes((w, lum), ["sdss2010-r"], redshift=0.5, cosmology=bad)
+        with pytest.raises(ValueError, match="cosmology must be"):
+            ssp_photometry(ages * u.yr, spec, ["sdss2010-r"], redshift=0.3, cosmology=bad)
+    with pytest.raises(ValueError, match="cosmology must be"):           # before the (slow) SSP grid
+        from smnet_sps.photometry import ssp_magnitudes
+        ssp_magnitudes([1] * u.Gyr, 0.0152, ["sdss2010-r"], redshift=0.3, cosmology=70)
+
+
 def test_the_far_infrared_samples_are_joined_by_power_laws():
     """The default grid's 10-160 um are samples 2x apart: joined by straight lines, a blackbody's W3 / W4 came
     out 0.24 / 0.20 mag too bright (MIPS 24 um 0.31); on the power law through each pair they match the
