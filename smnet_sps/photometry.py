@@ -190,7 +190,7 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
     ----------
     wavelength : ndarray or Quantity [A], strictly increasing spectrum grid
     bandpass : synphot.SpectralElement (or anything :func:`smnet_sps.filters.get_bandpass` accepts)
-    extrapolate : bool
+    extrapolate : bool (True / False; anything else raises ValueError)
         If the filter reaches beyond the grid, treat the spectrum as zero there instead of raising.
 
     Returns
@@ -198,10 +198,11 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
     BandWeights
     """
     from .filters import get_bandpass
+    extrapolate = _check_switch(extrapolate, "extrapolate")
     x = np.asarray(u.Quantity(wavelength, u.AA).value, float)
     bname, bp = get_bandpass(bandpass)
     name = name or bname
-    key = (hash(x.tobytes()), x.size, id(bp), bool(extrapolate))
+    key = (hash(x.tobytes()), x.size, id(bp), extrapolate)
     hit = _WEIGHT_CACHE.get(key)
     if hit is not None and hit[0] is bp:
         bw = hit[1]
@@ -266,6 +267,14 @@ def _check_redshift(redshift):
     if not np.isfinite(z) or z < 0:
         raise ValueError(f"redshift must be finite and >= 0 (observed frame), got {redshift!r}")
     return z
+
+
+def _check_switch(value, name):
+    """``value`` as a bool; only True / False (numpy's too): bool("False") is True, so the text "False"
+    turned extrapolation on."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} is a switch: True or False; got {value!r}")
+    return bool(value)
 
 
 def _cosmology(cosmology):
@@ -581,7 +590,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     redshift : float >= 0
     extrapolate : bool
         False (default): a filter reaching outside the spectrum, or NaN or masked flux inside a filter, raises
-        ValueError. True: the spectrum is taken as zero there.
+        ValueError. True: the spectrum is taken as zero there. Only True / False (numpy's too): the text
+        "False" turned it on; anything else raises ValueError.
     radius : Quantity [length] or None
         Stellar radius: turns a surface flux into the flux at ``distance`` (factor (radius/distance)^2).
     cosmology : astropy.cosmology.Cosmology, the name of an astropy realization ("Planck18", "WMAP9", ...;
@@ -609,6 +619,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     system = _system(system)
     if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(_METHODS)}")
+    extrapolate = _check_switch(extrapolate, "extrapolate")
     cosmology = _cosmology(cosmology)
     named = resolve_filters(filters)
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
@@ -785,6 +796,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     system = _system(system)
     z = _check_redshift(redshift)
     cosmology = _cosmology(cosmology)
+    extrapolate = _check_switch(extrapolate, "extrapolate")
     w, lum, meta = _split_input(spectra)
     if not (lum.unit.is_equivalent(_LUM_LAM) or lum.unit.is_equivalent(_LUM_NU)):
         raise ValueError("SSP spectra must be luminosity densities (L_sun / A per M_sun formed), got "
@@ -855,6 +867,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     _system(system)
     _check_redshift(redshift)
     cosmology = _cosmology(cosmology)
+    extrapolate = _check_switch(extrapolate, "extrapolate")
     if np.ndim(Z) != 0:
         raise ValueError(f"ssp_magnitudes takes one metallicity Z (a number); got {Z!r}: call it once per "
                          "Z, or use ssp_grid(ages, Zs) with ssp_photometry for several")

@@ -153,3 +153,30 @@ def test_a_filter_without_a_finite_wavelength_set_is_a_named_error():
     for bp in (SpectralElement(Box1D, amplitude=1, x_0=5500, width=100),
                SpectralElement(Gaussian1D, amplitude=1, mean=5500, stddev=100)):
         assert magnitudes((w * u.AA, flat), [bp], system="ST")[0][0] == pytest.approx(16.40, abs=1e-4)
+
+
+@pytest.mark.parametrize("switch", ["False", "True", 0, 1, None, 1.0])
+def test_extrapolate_must_be_true_or_false(switch):
+    """extrapolate="False" turned extrapolation on (bool("False") is True): sdss z beyond a 3000-9000 A
+    spectrum came out 15.87 instead of an error. Only True / False (numpy's too) are accepted, as
+    StellarPopulation refuses text for its switches."""
+    from smnet_sps.photometry import bandpass_weights, ssp_photometry
+    w = np.linspace(3000.0, 9000.0, 601)
+    flat = np.full(w.size, 1e-15) * FLAM_UNIT
+    with pytest.raises(ValueError, match=rf"extrapolate is a switch: True or False; got {switch!r}"):
+        magnitudes((w * u.AA, flat), "sdss2010-z", extrapolate=switch)
+    with pytest.raises(ValueError, match="extrapolate is a switch"):
+        bandpass_weights(w * u.AA, "sdss2010-z", extrapolate=switch)
+    with pytest.raises(ValueError, match="extrapolate is a switch"):
+        ssp_photometry([1e9] * u.yr, (w * u.AA, np.ones(w.size) * u.L_sun / u.AA), "sdss2010-r",
+                       extrapolate=switch)
+
+
+def test_extrapolate_takes_numpy_booleans():
+    w = np.linspace(3000.0, 9000.0, 601)
+    flat = np.full(w.size, 1e-15) * FLAM_UNIT
+    with pytest.raises(ValueError, match="reaches outside the spectrum"):
+        magnitudes((w * u.AA, flat), "sdss2010-z", extrapolate=np.False_)
+    on = magnitudes((w * u.AA, flat), "sdss2010-z", extrapolate=np.True_)
+    assert on[0][0] == magnitudes((w * u.AA, flat), "sdss2010-z", extrapolate=True)[0][0]
+    assert on.meta["extrapolate"] is True
