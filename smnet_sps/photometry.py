@@ -277,13 +277,13 @@ def _check_switch(value, name):
     return bool(value)
 
 
-def _cosmology(cosmology):
-    """An astropy cosmology: None -> Planck18, a realization's name ("Planck18", "WMAP9", ...) -> that
+def as_cosmology(cosmology, default=None):
+    """An astropy cosmology: None -> ``default`` (None: Planck18), a realization's name ("Planck18", "WMAP9", ...) -> that
     realization, an ``astropy.cosmology.Cosmology`` as it is; anything else a ValueError (a string or a
     number crashed deep inside with an AttributeError)."""
     from astropy.cosmology import Cosmology, realizations
     if cosmology is None:
-        return realizations.Planck18
+        return realizations.Planck18 if default is None else default
     if isinstance(cosmology, Cosmology):
         return cosmology
     if isinstance(cosmology, str) and cosmology in realizations.available:
@@ -376,7 +376,7 @@ def _distance_cm(distance, z, cosmology):
     if distance is not None:
         return _positive_length(distance, "distance")
     if z > 0:
-        return float(_cosmology(cosmology).luminosity_distance(z).to_value(u.cm))
+        return float(as_cosmology(cosmology).luminosity_distance(z).to_value(u.cm))
     return 10 * PC_CM
 
 
@@ -620,7 +620,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(_METHODS)}")
     extrapolate = _check_switch(extrapolate, "extrapolate")
-    cosmology = _cosmology(cosmology)
+    cosmology = as_cosmology(cosmology)
     named = resolve_filters(filters)
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
     bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
@@ -795,7 +795,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         raise ValueError(f"ages must be positive and finite (yr or a time Quantity); got {ages!r}")
     system = _system(system)
     z = _check_redshift(redshift)
-    cosmology = _cosmology(cosmology)
+    cosmology = as_cosmology(cosmology)
     extrapolate = _check_switch(extrapolate, "extrapolate")
     w, lum, meta = _split_input(spectra)
     if not (lum.unit.is_equivalent(_LUM_LAM) or lum.unit.is_equivalent(_LUM_NU)):
@@ -866,7 +866,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     resolve_filters(filters)    # fail on a bad filter name before the (slow) SSP grid is computed
     _system(system)
     _check_redshift(redshift)
-    cosmology = _cosmology(cosmology)
+    cosmology = as_cosmology(cosmology)
     extrapolate = _check_switch(extrapolate, "extrapolate")
     if np.ndim(Z) != 0:
         raise ValueError(f"ssp_magnitudes takes one metallicity Z (a number); got {Z!r}: call it once per "

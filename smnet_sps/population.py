@@ -33,6 +33,7 @@ from astropy import units as u
 from .constants import C_ANGSTROM, SSP_UNIT
 from .dust import DUST_TYPES, attenuate
 from .igm import igm_transmission
+from .photometry import as_cosmology
 from .sfh import SFH_TYPES, check_tabular, parametric_sfh, ssp_weights, tabular_sfh
 
 __all__ = ["StellarPopulation", "ParameterSet", "FSPS_BANDS", "EMPTY_MAGNITUDE", "fsps_cosmology",
@@ -273,8 +274,8 @@ class StellarPopulation:
     isochrones : "padova" (default; Z 2e-4..0.03, Zsun 0.019, 0.3 Myr - 14.1 Gyr), "parsec" (to 12.58 Gyr) or
         "mist" (needs the optional ``lachesis-grids`` package)
     special_phases, outside, device : passed to :func:`smnet_sps.ssp.ssp_grid`
-    cosmology : astropy cosmology for apparent magnitudes and observed spectra
-        (default :func:`fsps_cosmology`)
+    cosmology : astropy cosmology for apparent magnitudes and observed spectra, or the name of an astropy
+        realization ("Planck18", "WMAP9", ...) (default :func:`fsps_cosmology`); anything else a ValueError
     **params : any python-fsps parameter (``params.all_params``)
     """
 
@@ -302,7 +303,7 @@ class StellarPopulation:
         self.special_phases = special_phases
         self.outside = outside
         self.device = device
-        self.cosmology = fsps_cosmology() if cosmology is None else cosmology
+        self.cosmology = as_cosmology(cosmology, default=fsps_cosmology())
         self._tabular = None
         self._results = {}
         self._last = None
@@ -547,8 +548,7 @@ class StellarPopulation:
         universe at z (get_spectrum at zred, get_observed_spectrum, get_mags alike)."""
         tage = _plain_value("tage", tage)
         if z > 0 and np.ndim(tage) == 0 and float(tage) > 0:
-            from astropy.cosmology import Planck18
-            cosmology = cosmology or self.cosmology or Planck18
+            cosmology = as_cosmology(cosmology, default=self.cosmology)
             age_universe = float(cosmology.age(z).to_value(u.Gyr))
             if float(tage) > age_universe:
                 warnings.warn(f"tage = {float(tage):g} Gyr exceeds the age of the universe at z = {z:g} "
@@ -622,7 +622,7 @@ class StellarPopulation:
         if z < 0:
             raise ValueError(f"redshift must be >= 0; got {z}")
         results, full = self._results_for(tage)
-        cosmo = self.cosmology if cosmology is None else cosmology
+        cosmo = as_cosmology(cosmology, default=self.cosmology)
         self._warn_older_than_universe(tage, z, cosmo)
         d = cosmo.luminosity_distance(z).to_value(u.cm) if z > 0 else 10 * PC_CM
         flam = np.array([r["flux"] for r in results]) * self._igm(z) * L_SUN / (4 * np.pi * d ** 2) / (1 + z)

@@ -562,3 +562,20 @@ def test_population_spectra_state_their_medium_and_lsf_for_to_medium(sp):
     np.testing.assert_allclose(obs.meta["lsf_fwhm"], grid_lsf_fwhm(obs.spectral_axis.value), rtol=1e-12)
     obs_vacuum = to_medium(obs, "vacuum").spectral_axis.value
     np.testing.assert_allclose(obs_vacuum, np.asarray(sp.generator.wavelength) * 1.5, rtol=0, atol=1e-4)
+
+
+def test_a_population_cosmology_by_name_is_used_and_anything_else_is_a_named_error():
+    """StellarPopulation(cosmology="Planck18") was stored as the string and crashed later with an
+    AttributeError ('str' object has no attribute 'age' / 'luminosity_distance'); a realization's name now
+    means that realization, as in smnet_sps.photometry, and anything else is refused at creation."""
+    from astropy.cosmology import Planck18
+    from smnet_sps.generator import BlackbodyGenerator
+    by_name = StellarPopulation(generator=BlackbodyGenerator(), cosmology="Planck18")
+    assert by_name.cosmology is Planck18
+    with pytest.raises(ValueError, match="cosmology must be"):
+        StellarPopulation(generator=BlackbodyGenerator(), cosmology=70)
+    pop = StellarPopulation(generator=BlackbodyGenerator())
+    spec = pop.get_observed_spectrum(tage=1.0, redshift=0.5, cosmology="WMAP9")
+    assert spec.meta["cosmology"] == "WMAP9"
+    with pytest.raises(ValueError, match="cosmology must be"):
+        pop.get_observed_spectrum(tage=1.0, redshift=0.5, cosmology="LCDM")
