@@ -278,9 +278,9 @@ def _check_switch(value, name):
 
 
 def as_cosmology(cosmology, default=None):
-    """An astropy cosmology: None -> ``default`` (None: Planck18), a realization's name ("Planck18", "WMAP9", ...) -> that
-    realization, an ``astropy.cosmology.Cosmology`` as it is; anything else a ValueError (a string or a
-    number crashed deep inside with an AttributeError)."""
+    """An astropy cosmology: None -> ``default`` (None: Planck18), a realization's name ("Planck18",
+    "WMAP9", ...) -> that realization, an ``astropy.cosmology.Cosmology`` as it is; anything else a
+    ValueError (a string or a number crashed deep inside with an AttributeError)."""
     from astropy.cosmology import Cosmology, realizations
     if cosmology is None:
         return realizations.Planck18 if default is None else default
