@@ -465,7 +465,9 @@ def save_grid(grid, path):
     """Write ``grid`` to an HDF5 file (format of docs/CONTRACTS.md), atomically.
 
     The file is written under a temporary name in the same folder and then renamed, so a reader never
-    sees a half-written file.
+    sees a half-written file. ``grid.attrs`` (a loaded grid: every attribute of its file) is written too, but
+    the format, the units and the library names always come from ``grid`` itself, so a subset or a renamed
+    library re-saved from a loaded grid keeps its own names.
     """
     import h5py
 
@@ -480,17 +482,18 @@ def save_grid(grid, path):
     sdt = h5py.string_dtype()
     try:
         with h5py.File(tmp, "w") as f:
+            # the grid's other attributes first: a loaded grid carries the file's (stale after a subset or
+            # rename) library_names, units and format, which the values written below must replace
+            for k, v in grid.attrs.items():
+                # numbers, strings and arrays (lsf_fwhm) as they are; dicts and lists as JSON
+                plain = isinstance(v, (int, float, str, np.ndarray, np.generic))
+                f.attrs[k] = v if plain else json.dumps(v)
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["flux_unit"] = "erg s-1 cm-2 AA-1"
             f.attrs["wavelength_unit"] = "AA"
             f.attrs["wavelength_grid_doc"] = WAVELENGTH_GRID_DOC
             f.attrs["library_names"] = json.dumps(list(grid.library_names))
-            for k, v in grid.attrs.items():
-                if k not in ("format", "format_version"):
-                    # numbers, strings and arrays (lsf_fwhm) as they are; dicts and lists as JSON
-                    plain = isinstance(v, (int, float, str, np.ndarray, np.generic))
-                    f.attrs[k] = v if plain else json.dumps(v)
             f.attrs.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat())
             f.attrs["wavelength_medium"] = GRID_MEDIUM
             f.attrs["medium_conversion"] = MEDIUM_CONVERSION

@@ -167,6 +167,26 @@ def test_loaded_grid_saves_and_loads_unchanged(built, tmp_path):
     assert again.library_names == grid.library_names and again.libraries == grid.libraries
 
 
+def test_a_loaded_grid_subset_saves_its_own_library_names(built, tmp_path):
+    """load_grid copies every file attribute into grid.attrs; re-saved, those stale copies must not replace
+    the library names and units save_grid writes (a NextGen-only subset came back labelled ck04)."""
+    import dataclasses
+    grid = load_grid(built[0])
+    keep = grid.select("nextgen")
+    sub = dataclasses.replace(
+        grid, teff=grid.teff[keep], logg=grid.logg[keep], logz=grid.logz[keep],
+        library_id=np.zeros(int(keep.sum()), np.int16), library_names=["nextgen"], flux=grid.flux[keep],
+        mask=grid.mask[keep], source_file=grid.source_file[keep],
+        libraries={"nextgen": grid.libraries["nextgen"]},
+        attrs={**grid.attrs, "flux_unit": "stale", "wavelength_unit": "stale"})
+    save_grid(sub, tmp_path / "nextgen_only.h5")
+    again = load_grid(tmp_path / "nextgen_only.h5")
+    assert again.library_names == ["nextgen"]
+    assert int(again.select("nextgen").sum()) == int(keep.sum()) > 0
+    np.testing.assert_array_equal(again.teff, grid.teff[keep])
+    assert again.attrs["flux_unit"] == "erg s-1 cm-2 AA-1" and again.attrs["wavelength_unit"] == "AA"
+
+
 def test_saved_flux_integrates_to_sigma_teff4(built):
     from smnet_sps.constants import SIGMA_SB
     grid = load_grid(built[0])
