@@ -770,7 +770,8 @@ def plot_coverage(grid, path=None):
 
 # ------------------------------------------------------------------------------------- phase libraries
 def export_phase_libraries(grid, path=PHASE_FILE):
-    """Write the phase libraries of ``grid`` to a compressed ``.npz`` (float32 flux on the common grid)."""
+    """Write the phase libraries of ``grid`` to a compressed ``.npz`` (float32 flux on the common grid),
+    atomically (temporary file + rename); a missing folder is created."""
     if not grid.phase_libraries:
         raise ValueError("this grid has no phase libraries; build it without --only or include "
                          f"{', '.join(PHASE_LIBRARIES)}")
@@ -787,13 +788,19 @@ def export_phase_libraries(grid, path=PHASE_FILE):
         cites.append(f"{lib.meta.get('citation', '')} || {lib.meta.get('convention', '')}")
     data["citations"] = np.array(cites)
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)      # as save_grid: a missing folder is created
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".npz", dir=path.parent)
     os.close(fd)
     _umask = os.umask(0)
     os.umask(_umask)
     os.chmod(tmp, 0o666 & ~_umask)
-    np.savez_compressed(tmp, **data)
-    os.replace(tmp, path)
+    try:
+        np.savez_compressed(tmp, **data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return path
 
 
@@ -867,14 +874,25 @@ def _cmd_build(args):
     grid = build_grid(args.libraries, only=args.only, progress=not args.no_progress, strict=args.strict)
     if "phase_out" in outputs and not grid.phase_libraries:      # asked for, but every one was skipped
         raise _no_phase_libraries(args.only)
-    save_grid(grid, outputs["out"])         # atomic (temporary file + rename)
-    size = Path(args.out).stat().st_size / 1e6
-    seconds = time.perf_counter() - t0
-    # every file first, then the summary: `| head` closing stdout lost the plot and the phase libraries
-    if "plot" in outputs:
-        save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
-    if "phase_out" in outputs:
-        export_phase_libraries(grid, outputs["phase_out"])     # atomic
+    # every file first, then the summary: `| head` closing stdout lost the plot and the phase libraries.
+    # Each write is atomic; if a later one fails, the ones already written are removed, so that a rerun is
+    # not refused on a leftover --out
+    written = []
+    try:
+        save_grid(grid, outputs["out"])
+        written.append(outputs["out"])
+        size = Path(args.out).stat().st_size / 1e6
+        seconds = time.perf_counter() - t0
+        if "plot" in outputs:
+            save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
+            written.append(outputs["plot"])
+        if "phase_out" in outputs:
+            export_phase_libraries(grid, outputs["phase_out"])
+            written.append(outputs["phase_out"])
+    except BaseException:
+        for path in written:
+            Path(path).unlink(missing_ok=True)
+        raise
     print(grid_info(grid))
     print(f"wrote {args.out} ({size:.1f} MB) in {seconds:.1f} s")
     for attr in ("plot", "phase_out"):

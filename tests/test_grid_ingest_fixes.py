@@ -311,6 +311,35 @@ def test_phase_out_with_every_phase_library_skipped_writes_nothing(copy_lib, tmp
     assert not out.exists() and not npz.exists()
 
 
+def test_phase_out_into_a_missing_folder_is_created(libdir, tmp_path, capsys):
+    """--phase-out in a folder that does not exist yet: created like --out's (it failed after --out was
+    written, naming a temporary file, and the grid left behind blocked the rerun)."""
+    out, npz = tmp_path / "nd1" / "g.h5", tmp_path / "nd2" / "deeper" / "p.npz"
+    rc = main(["grid", "build", "--libraries", str(libdir), "--only", "rauch_pagb", "--out", str(out),
+               "--phase-out", str(npz), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert out.is_file() and npz.is_file()
+    with np.load(npz) as z:
+        assert list(z["names"]) == ["rauch_pagb"] and z["rauch_pagb__flux"].shape[0] > 0
+    assert sorted(p.name for p in npz.parent.iterdir()) == ["p.npz"]      # no temporary file left
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")      # the plot of a grid without log g stars
+def test_a_failed_phase_out_write_leaves_no_grid_file(libdir, tmp_path, capsys, monkeypatch):
+    """Whatever makes the --phase-out write fail after the build (here a full disk), --out is not left
+    behind for the rerun to trip on."""
+    import smnet_sps.grid as grid_module
+
+    def disk_full(grid, path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(grid_module, "export_phase_libraries", disk_full)
+    out, png, npz = tmp_path / "g.h5", tmp_path / "c.png", tmp_path / "p.npz"
+    rc = main(["grid", "build", "--libraries", str(libdir), "--only", "rauch_pagb", "--out", str(out),
+               "--plot", str(png), "--phase-out", str(npz), "--no-progress"])
+    assert rc == 1
+    assert "No space left" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
 # ----------------------------------------------------------------------------- 5 the wavelength grid
 @pytest.mark.parametrize("wave, match", [
     (np.linspace(0.3, 1.0, 50), r"0\.3\.\.1 is not in Angstrom"),              # micron
