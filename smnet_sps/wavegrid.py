@@ -119,7 +119,9 @@ def resample(wave_in, flux_in, wave_out, point_above=None):
     the outer edges are the first and last tabulated wavelengths, so nothing is extrapolated). Each
     output pixel gets the integral of that step function over its own edges divided by the width that
     the input covers. An output pixel whose whole bin lies outside the input range is *unknown*: NaN
-    flux and mask False (never 0). A partly covered bin is the average over the covered part.
+    flux and mask False (never 0). A partly covered bin is the average over the covered part. A non-finite
+    input pixel (NaN, inf) is unknown too: the output bins that overlap it (for a sampled pixel, whose centre
+    it neighbours) are NaN with mask False, and no others.
 
     Parameters
     ----------
@@ -141,7 +143,9 @@ def resample(wave_in, flux_in, wave_out, point_above=None):
     flux_out : ndarray or Quantity (n_out,) or (n_spec, n_out)
         Bin-averaged flux density (or sampled, see ``point_above``), NaN where unknown.
     mask : ndarray of bool (n_out,)
-        True where the input covers (part of) the output bin (its centre, for a sampled pixel).
+        True where the input covers (part of) the output bin (its centre, for a sampled pixel) with finite
+        flux. One mask for all spectra: a pixel unknown in one of them is NaN in all (resample spectra with
+        non-finite pixels one at a time to keep the others' values there).
 
     Notes
     -----
@@ -159,17 +163,21 @@ def resample(wave_in, flux_in, wave_out, point_above=None):
                          f"got {np.shape(flux_in)}")
     e_in = bin_edges(win, clip_to_range=True)
     width_in = np.diff(e_in)
-    # cumulative integral of the step function at the input edges, shape (n_spec, n_in + 1)
-    cum = np.zeros((flux.shape[0], win.size + 1))
-    np.cumsum(flux * width_in, axis=1, out=cum[:, 1:])
     edges_out = bin_edges(wout)
     e_out = np.clip(edges_out, e_in[0], e_in[-1])
     idx = np.clip(np.searchsorted(e_in, e_out, side="right") - 1, 0, win.size - 1)
-    cum_out = cum[:, idx] + (e_out - e_in[idx]) * flux[:, idx]
+    # a non-finite input pixel is unknown: integrated as 0 (a NaN in the running sum made every output pixel
+    # redward of it NaN), and the width of unknown input inside each output bin is integrated alongside
+    unknown_in = ~np.isfinite(flux)
+    known_flux = np.where(unknown_in, 0.0, flux)
     covered = np.diff(e_out)
     mask = covered > 0
     out = np.full((flux.shape[0], wout.size), np.nan)
-    out[:, mask] = np.diff(cum_out, axis=1)[:, mask] / covered[mask]
+    integral = np.diff(_integral_at(known_flux, width_in, e_in, e_out, idx), axis=1)
+    out[:, mask] = integral[:, mask] / covered[mask]
+    if unknown_in.any():
+        unknown_width = np.diff(_integral_at(unknown_in.astype(float), width_in, e_in, e_out, idx), axis=1)
+        out[unknown_width > 0] = np.nan
     if point_above is not None:
         try:
             share = float(point_above)
@@ -183,9 +191,20 @@ def resample(wave_in, flux_in, wave_out, point_above=None):
         out[:, wide] = np.nan
         mask = mask & ~wide | inside
         out[:, inside] = _sample(win, flux, wout[inside])
+    # one mask for all spectra: a pixel unknown in any of them is unknown (NaN) in all
+    mask = mask & np.isfinite(out).all(axis=0)
+    out[:, ~mask] = np.nan
     if unit is not None:
         out = out * unit
     return (out[0] if squeeze else out), mask
+
+
+def _integral_at(flux, width_in, e_in, e_out, idx):
+    """Integral of the step function ``flux`` (n_spec, n_in) from the first input edge ``e_in[0]`` to each
+    edge in ``e_out`` (inside the input range; ``idx``: the input pixel holding each): (n_spec, n_out + 1)."""
+    cum = np.zeros((flux.shape[0], width_in.size + 1))
+    np.cumsum(flux * width_in, axis=1, out=cum[:, 1:])
+    return cum[:, idx] + (e_out - e_in[idx]) * flux[:, idx]
 
 
 def _sample(win, flux, x):

@@ -67,6 +67,39 @@ def test_resample_unknown_pixels_are_nan_and_masked(libdir, wave):
     assert not mask2[wave > 20100].any() and np.isnan(out2[wave > 20100]).all()
 
 
+def test_resample_non_finite_input_pixels_are_unknown_only_where_they_fall(wave):
+    """A NaN (or inf) input pixel is unknown: only the output bins that overlap it are NaN with mask False;
+    the running sum made every pixel redward of it NaN while the mask said known (80 of 89 pixels)."""
+    from smnet_sps.wavegrid import POINT_SAMPLE_WIDTH
+    w_in = np.linspace(1000.0, 10000.0, 901)
+    clean = 1e8 * w_in ** -2.0
+    w_out = np.linspace(1100.0, 9900.0, 89)
+    reference, ref_mask = resample(w_in, clean, w_out)
+    holed = clean.copy()
+    holed[100] = np.nan                                     # 2,000 A: edges 1,995-2,005 A
+    out, mask = resample(w_in, holed, w_out)
+    overlaps = (bin_edges(w_out)[:-1] < 2005.0) & (bin_edges(w_out)[1:] > 1995.0)
+    assert overlaps.sum() == 1 and ref_mask.all()
+    np.testing.assert_array_equal(mask, ~overlaps)
+    assert np.isnan(out[overlaps]).all()
+    np.testing.assert_allclose(out[mask], reference[mask], rtol=1e-12)
+    # several spectra share one mask: a pixel unknown in one is unknown (NaN) in all, the others untouched
+    both = np.vstack([holed, 2 * clean])
+    both[0, 100] = np.inf
+    out2, mask2 = resample(w_in, both, w_out)
+    np.testing.assert_array_equal(mask2, ~overlaps)
+    assert np.isnan(out2[:, ~mask2]).all()
+    np.testing.assert_allclose(out2[1, mask2], 2 * reference[mask2], rtol=1e-12)
+    # a sampled (wide) pixel next to an unknown input point is unknown too
+    w_far = np.r_[np.geomspace(5e4, 2.1e5, 400), 7.1e5, 1.21e6, 1.7e6]
+    f_far = 3e14 * w_far ** -4.0
+    f_far[-2] = np.nan                                      # 121 um: the 80-160 um pixels sample it
+    far, far_mask = resample(w_far, f_far, wave, point_above=POINT_SAMPLE_WIDTH)
+    lost = (wave > 7.1e5) & (wave < 1.7e6)
+    assert lost.sum() == 5 and not far_mask[lost].any() and np.isnan(far[lost]).all()
+    assert np.isfinite(far[far_mask]).all() and far_mask[(wave > 5e4) & (wave < 7.1e5)].all()
+
+
 def test_resample_samples_the_wide_far_infrared_pixels_at_their_wavelength(wave):
     """A Rayleigh-Jeans tail sampled as NextGen is (21, 71, 121 um): each pixel wider than POINT_SAMPLE_WIDTH
     takes the flux density at its own wavelength (exact for a power law), as CK04 and BaSeL tabulate it; the
