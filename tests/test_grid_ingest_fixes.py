@@ -418,6 +418,18 @@ def test_a_truncated_uncompressed_ck04_table_is_named(copy_lib):
         read_library("ck04", root)
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
+def test_a_truncated_gzipped_ck04_table_is_named_as_truncated(copy_lib, keep):
+    """A .fits.gz cut at 50-99.9 %: astropy read it as a file without its table, so the error said
+    "expected a binary table in extension 1 (CK04 format)"; it now says the file is truncated."""
+    root = copy_lib("ck04_castelli_kurucz")
+    packed = root / "ck04_castelli_kurucz/ckp00/ckp00_5750.fits.gz"
+    content = packed.read_bytes()
+    packed.write_bytes(content[:int(len(content) * keep)])
+    with pytest.raises(ValueError, match=r"ckp00_5750\.fits\.gz: cannot be read, the file is truncated"):
+        read_library("ck04", root)
+
+
 @pytest.mark.parametrize("move, match", [
     (("ckp00/ckp00_5750.fits.gz", "ckm10/ckp00_5750.fits.gz"),
      r"ckp00_5750\.fits\.gz: its name says \[M/H\] \+0\.0 but it lies in the folder for -1\.0"),

@@ -7,7 +7,12 @@ counted (``n_dropped``), never treated as a dark star.
 """
 from __future__ import annotations
 
+import gzip
+import io
 import re
+import zlib
+from pathlib import Path
+
 import numpy as np
 from astropy.io import fits
 
@@ -26,9 +31,21 @@ _DIR_RE = re.compile(r"^ck([mp])(\d\d)$")
 _FILE_RE = re.compile(r"^ck([mp])(\d\d)_(\d+)\.fits(\.gz)?$")
 
 
-def _read_table(path):
+def _fits_content(path):
+    """The file's bytes, decompressed if gzip (by its magic number, as astropy decides). Decompressed here,
+    not by astropy: astropy reads a gzip cut short as a file without its table ("expected a binary table in
+    extension 1") instead of saying it is truncated."""
     try:
-        with fits.open(path, memmap=False) as hdul:
+        raw = Path(path).read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (EOFError, OSError, zlib.error) as exc:
+        raise ValueError(f"{path}: cannot be read, the file is truncated or not valid gzip ({exc})") from exc
+
+
+def _read_table(path):
+    content = io.BytesIO(_fits_content(path))
+    try:
+        with fits.open(content, memmap=False) as hdul:
             if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
                 raise ValueError(f"{path}: expected a binary table in extension 1 (CK04 format)")
             data = hdul[1].data
