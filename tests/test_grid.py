@@ -352,6 +352,8 @@ def test_phase_npz_round_trip(built):
     orich = phases["tpagb_orich"]
     assert orich["teff"].unit == u.K and orich["flux"].shape == (2, 1221)
     assert orich["teff_table"].shape == (2, 22)
+    w = phases["wavelength"].to_value(u.AA)          # the zero padding below 3,523 A is unknown, not dark
+    assert not orich["mask"][:, w < 3500].any() and not (orich["mask"] & (orich["flux"].value == 0)).any()
     assert "Lancon" in orich["citation"]
 
 
@@ -367,9 +369,12 @@ def test_shipped_phase_libraries():
     for n in PHASE_LIBRARIES:
         f, m = phases[n]["flux"].value, phases[n]["mask"]
         assert np.isnan(f[~m]).all() and np.isfinite(f[m]).all() and (f[m] >= 0).all()
-    # Aringer models start at 3523 A: bluer pixels are unknown, not zero
-    ar = phases["tpagb_crich_aringer"]
-    assert not ar["mask"][:, w < 3500].any()
+    # Aringer models start at 3523 A: bluer pixels are unknown, not zero; so do Lancon & Mouhcine's, whose
+    # files pad 100-3,488 A with zeros (352 known zero pixels per spectrum before)
+    for name in ("tpagb_crich_aringer", "tpagb_orich", "tpagb_crich"):
+        f, m = phases[name]["flux"].value, phases[name]["mask"]
+        assert not m[:, w < 3500].any() and m[:, w > 3600].all(), name
+        assert not (m & (f == 0)).any(), name
     # Rauch post-AGB: all 15 Teff columns (50-190 kK), solar and halo, no log g in the file
     pagb = phases["rauch_pagb"]
     np.testing.assert_allclose(pagb["teff"].value, np.tile(np.arange(50000.0, 190001.0, 10000.0), 2))

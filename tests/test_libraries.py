@@ -111,6 +111,21 @@ def test_phase_libraries_have_no_invented_logg(libs):
     np.testing.assert_allclose(libs["tpagb_crich_aringer"].logz, 0.0)
 
 
+@pytest.mark.parametrize("name, stem", [("tpagb_orich", "Orich"), ("tpagb_crich", "Crich")])
+def test_lancon_mouhcine_zero_padding_is_dropped(libs, libdir, name, stem):
+    """Orich / Crich.spec hold explicit zeros from 100 to 3,488 A, padding their README calls "extrapolation
+    to a nil flux density at 3500A": they reached the grid as 352 known zero pixels per spectrum. Zero means
+    unknown here, so the reader drops those rows: the library starts at its first flux, as Aringer's does."""
+    raw = np.loadtxt(gzip.open(libdir / f"fsps_hot_and_agb/AGB_spectra/{stem}.spec.gz"))
+    first = np.flatnonzero((raw[:, 1:] > 0).any(axis=1))[0]
+    assert first > 300 and (raw[:first, 1:] == 0).all()              # the padding is in the file
+    wave, flux = libs[name].wavelengths[0], libs[name].fluxes[0]
+    np.testing.assert_array_equal(wave, raw[first:, 0])              # only the padding is dropped
+    assert wave[0] == 3523.0 and (flux[:, 0] > 0).all()
+    # still sigma Teff^4 over what is left (the padding held no flux)
+    np.testing.assert_allclose(np.trapezoid(flux, wave), SIGMA_SB * libs[name].teff ** 4, rtol=1e-10)
+
+
 # ------------------------------------------------------------------------------ degenerate libraries
 def test_degenerate_rauch_fits_is_rejected_with_a_clear_error(libdir):
     """The pystellibs Rauch FITS holds one spectrum per Z for every Teff / log g: a corrupt library."""

@@ -8,6 +8,8 @@ F_lambda normalised to integral 1 (Lancon & Mouhcine, see AGB_spectra/README). `
 Teff: ``Orich.teff`` is a colour x metallicity table (first row: log Z/Zsun); the returned ``teff`` is the
 solar column and ``extra['teff_table']`` / ``extra['logz_table']`` keep the whole Teff(Z) table.
 ``Crich.teff`` (colour, Teff) and ``Crich_Aringer.teff`` (Teff) hold one Teff per spectrum.
+Rows that are zero in every spectrum at either end (Lancon & Mouhcine: 100-3,488 A) are padding and dropped:
+those wavelengths are unknown, not dark.
 All three are rescaled so that the integral over the tabulated range is exactly sigma Teff^4.
 No log g (phase libraries). ``logz`` is NaN for the Lancon & Mouhcine spectra (empirical, used at every
 metallicity: NaN means "not metallicity specific") and 0 for the solar-metallicity Aringer models.
@@ -77,6 +79,18 @@ def _read_teff_table(path, n_spec):
     raise ValueError(f"{path}: table shape {table.shape} does not fit {n_spec} spectra")
 
 
+def _drop_zero_padding(wave, flux):
+    """Rows at either end of the table that are zero in every spectrum are padding, not data: Lancon &
+    Mouhcine's files hold explicit zeros from 100 to 3,488 A (their README: "extrapolation to a nil flux
+    density at 3500A"). Zero flux means unknown here (as in SM-Net): they are dropped, so the library starts
+    at 3,523 A like Aringer's and the common grid marks those pixels unknown instead of a known zero."""
+    has_flux = np.flatnonzero((flux > 0).any(axis=0))
+    if has_flux.size == 0:
+        return wave, flux          # all dark: the integral check names the file
+    keep = slice(has_flux[0], has_flux[-1] + 1)
+    return wave[keep], flux[:, keep]
+
+
 def read(folder, name="tpagb_orich", progress=None):
     """Read one TP-AGB library.
 
@@ -115,6 +129,7 @@ def read(folder, name="tpagb_orich", progress=None):
     if not np.all(np.diff(wave) > 0):
         raise ValueError(f"{path}: wavelength column is not increasing (wrong format?)")
     flux = check_flux(values[:, 1:].T, path)
+    wave, flux = _drop_zero_padding(wave, flux)
     teff_path = agb / f"{stem}.teff"
     teff, teff_table, logz_table, teff_lines = _read_teff(teff_path, flux.shape[0])
     if is_fnu:
