@@ -8,6 +8,8 @@ All adapters take the same input, the DSPS layout that :func:`smnet_sps.ssp.ssp_
     ssp_flux        (n_met, n_age, n_wave) L_lambda [L_sun / Angstrom per M_sun formed]
     surviving_mass  (n_met, n_age)         optional: M(stars + remnants) / M formed,
                                            in (0, MAX_SURVIVING_MASS]
+    living_mass     (n_met, n_age)         optional: M(living stars) / M formed (an SSPGrid's
+                                           ``mass_stars``), in (0, MAX_SURVIVING_MASS]
     outside_fraction (n_met, n_age)        optional: share of L_bol from stars outside the
                                            generator's coverage
 
@@ -48,6 +50,8 @@ MIN_REDDEST_WAVE = 912.0
 # Names under which a grid may carry the surviving (stars + remnants) mass fraction; the first found wins.
 _MASS_KEYS = ("surviving_mass", "ssp_surviving_mass", "ssp_mass", "mass_fraction", "ssp_mstar",
               "mstar_surviving", "remaining_mass")
+# Names under which a grid may carry the living-star mass fraction (no remnants; SSPGrid: mass_stars).
+_LIVING_MASS_KEYS = ("living_mass", "mass_stars")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class SSPArrays:
     surviving_mass: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
     outside_fraction: np.ndarray | None = None
+    living_mass: np.ndarray | None = None
 
     @property
     def n_met(self):
@@ -111,7 +116,7 @@ def _as_1d_increasing(name, value, unit_hint):
 
 
 def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=None, ssp_flux=None,
-                  surviving_mass=None, meta=None):
+                  surviving_mass=None, meta=None, living_mass=None):
     """Validate an SSP grid given as a mapping/object (e.g. from ``ssp_grid``) and/or explicit arrays.
 
     Parameters
@@ -125,6 +130,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     ssp_wave : array or Quantity (n_wave,), [Angstrom]
     ssp_flux : array or Quantity (n_met, n_age, n_wave), [L_sun / Angstrom per M_sun formed]
     surviving_mass : array (n_met, n_age), optional, surviving stellar + remnant mass per M_sun formed
+    living_mass : array (n_met, n_age), optional, mass in living stars (no remnants) per M_sun formed;
+        taken from the grid's ``living_mass`` or ``mass_stars`` (an SSPGrid's) when not given
 
     Returns
     -------
@@ -193,22 +200,12 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
                          "must be finite (mask or drop the bad SSPs first)")
     if (flux < 0).any():
         raise ValueError(f"ssp_flux has negative values (minimum {flux.min():g}); L_lambda must be >= 0")
-    mass = surviving_mass
-    if mass is None and grid is not None:
-        for key in _MASS_KEYS:
-            mass = _get(grid, key)
-            if mass is not None:
-                break
+    mass = surviving_mass if surviving_mass is not None else _first_found(grid, _MASS_KEYS)
     if mass is None and _get(grid, "log_mass") is not None:       # smnet_sps.ssp.SSPGrid
         mass = 10.0 ** np.asarray(_get(grid, "log_mass"), float)
-    if mass is not None:
-        mass = np.asarray(mass, dtype=float)
-        if mass.shape != expected[:2]:
-            raise ValueError(f"surviving_mass must have shape (n_met, n_age) = {expected[:2]}; got "
-                             f"{mass.shape}")
-        if not np.isfinite(mass).all() or (mass <= 0).any() or (mass > MAX_SURVIVING_MASS).any():
-            raise ValueError(f"surviving_mass must be finite and in (0, {MAX_SURVIVING_MASS:g}] (stars + "
-                             f"remnants per M_sun formed); got {np.nanmin(mass):g}..{np.nanmax(mass):g}")
+    mass = _mass_fraction("surviving_mass", mass, expected[:2], "stars + remnants")
+    living = living_mass if living_mass is not None else _first_found(grid, _LIVING_MASS_KEYS)
+    living = _mass_fraction("living_mass", living, expected[:2], "living stars")
     merged = {}
     for key in ("attrs", "meta"):             # SSPGrid.attrs (units, zsun, provenance) or a plain meta dict
         extra = _get(grid, key)
@@ -231,7 +228,29 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
                              f"got {outside.shape}")
         if not np.isfinite(outside).all() or (outside < 0).any() or (outside > 1 + 1e-9).any():
             raise ValueError("outside_fraction must be finite and in [0, 1] (share of L_bol)")
-    return SSPArrays(lgmet, lgage, wave, flux, mass, merged, outside)
+    return SSPArrays(lgmet, lgage, wave, flux, mass, merged, outside, living)
+
+
+def _first_found(grid, keys):
+    """The first of ``keys`` that ``grid`` holds (key or attribute), else None."""
+    for key in keys:
+        value = _get(grid, key)
+        if value is not None:
+            return value
+    return None
+
+
+def _mass_fraction(name, mass, shape, what):
+    """``mass`` (M_sun per M_sun formed, shape (n_met, n_age)) as a checked float array; None stays None."""
+    if mass is None:
+        return None
+    mass = np.asarray(mass, dtype=float)
+    if mass.shape != shape:
+        raise ValueError(f"{name} must have shape (n_met, n_age) = {shape}; got {mass.shape}")
+    if not np.isfinite(mass).all() or (mass <= 0).any() or (mass > MAX_SURVIVING_MASS).any():
+        raise ValueError(f"{name} must be finite and in (0, {MAX_SURVIVING_MASS:g}] ({what} per M_sun "
+                         f"formed); got {np.nanmin(mass):g}..{np.nanmax(mass):g}")
+    return mass
 
 
 def grid_medium(ssp):

