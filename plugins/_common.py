@@ -46,6 +46,11 @@ MAX_SURVIVING_MASS = 1.05
 MAX_LGMET = -1.0
 MAX_LG_AGE_GYR = np.log10(30.0)
 MIN_REDDEST_WAVE = 912.0
+# L_sun per M_sun formed that ssp_flux integrated over wavelength may give for the brightest SSP of a grid:
+# L_bol is ~0.1-0.3 at 13 Gyr and ~1e3 at a few Myr, less on a grid covering part of the spectrum. L_nu
+# [L_sun / Hz] taken as L_lambda gives ~1e-11 of it (smnet-sps' .h5 files and DSPS hold L_nu), erg/s in
+# place of L_sun 4e33 times it
+SSP_LBOL_RANGE = (1e-3, 1e6)
 
 # Names under which a grid may carry the surviving (stars + remnants) mass fraction; the first found wins.
 _MASS_KEYS = ("surviving_mass", "ssp_surviving_mass", "ssp_mass", "mass_fraction", "ssp_mstar",
@@ -142,7 +147,11 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     ValueError
         Missing arrays, wrong shapes, NaN/inf, negative flux, non-increasing axes, masses outside
         (0, MAX_SURVIVING_MASS], and the usual unit slips: Z above 0.1 ([M/H] given as log10 Z), ages beyond
-        30 Gyr (log10 yr given as log10 Gyr), a wavelength axis ending bluer than 912 A (microns).
+        30 Gyr (log10 yr given as log10 Gyr), a wavelength axis ending bluer than 912 A (microns), and a
+        flux whose brightest SSP integrates to no plausible L_bol per M_sun formed (outside
+        :data:`SSP_LBOL_RANGE`, 1e-3..1e6 L_sun): L_nu [L_sun / Hz] given as L_lambda, e.g. the
+        datasets of an ``smnet-sps ssp-grid`` .h5 file read into a dict (read it with
+        ``smnet_sps.ssp.load_ssp_grid``). A flux given as a Quantity is taken in its unit, unchecked.
 
     A ``dsps.SSPData`` (from :func:`plugins.dsps_backend.to_ssp_data` or ``dsps.load_ssp_templates``) holds
     L_nu [L_sun / Hz], as do ``SSPGrid.to_dsps_units()``'s arrays (vacuum); both are converted back to
@@ -163,7 +172,10 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if isinstance(wave, u.Quantity):
         wave = wave.to_value(u.AA, equivalencies=u.spectral())
     flux = values["ssp_flux"]
+    # a unit known from the input's type (converted here) or its Quantity needs no plausibility check
+    flux_has_unit = isinstance(flux, u.Quantity)
     if (_is_dsps_ssp_data(grid) or _is_dsps_arrays(grid)) and ssp_flux is None:
+        flux_has_unit = True
         # dsps.SSPData (to_ssp_data, dsps.load_ssp_templates) and SSPGrid.to_dsps_units() hold L_nu
         # [L_sun / Hz]: back to L_lambda (the latter was taken as L_lambda: fluxes 1e-11 of the truth)
         flux = np.asarray(flux, float) * C_ANGSTROM / np.asarray(wave, float) ** 2
@@ -200,6 +212,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
                          "must be finite (mask or drop the bad SSPs first)")
     if (flux < 0).any():
         raise ValueError(f"ssp_flux has negative values (minimum {flux.min():g}); L_lambda must be >= 0")
+    if not flux_has_unit:
+        _check_flux_scale(flux, wave)
     mass = surviving_mass if surviving_mass is not None else _first_found(grid, _MASS_KEYS)
     if mass is None and _get(grid, "log_mass") is not None:       # smnet_sps.ssp.SSPGrid
         mass = 10.0 ** np.asarray(_get(grid, "log_mass"), float)
@@ -229,6 +243,29 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         if not np.isfinite(outside).all() or (outside < 0).any() or (outside > 1 + 1e-9).any():
             raise ValueError("outside_fraction must be finite and in [0, 1] (share of L_bol)")
     return SSPArrays(lgmet, lgage, wave, flux, mass, merged, outside, living)
+
+
+def _check_flux_scale(flux, wave):
+    """Refuse an ``ssp_flux`` whose brightest SSP, integrated over wavelength, gives no plausible L_bol per
+    M_sun formed (:data:`SSP_LBOL_RANGE`): above all L_nu [L_sun / Hz] passed as L_lambda."""
+    if wave.size < 2:
+        return                        # nothing to integrate over
+    brightest = float(np.trapezoid(flux, wave, axis=-1).max())
+    low, high = SSP_LBOL_RANGE
+    if brightest < low:
+        raise ValueError(
+            f"ssp_flux must be L_lambda in L_sun/Angstrom per M_sun formed, but integrated over ssp_wave its "
+            f"brightest SSP gives {brightest:.3g} L_sun per M_sun formed, below the {low:g}..{high:g} an SSP "
+            "gives: it looks like L_nu in L_sun/Hz (~1e-11 of L_lambda), the unit of the .h5 grids that "
+            "`smnet-sps ssp-grid` and DSPS write. Read such a file with smnet_sps.ssp.load_ssp_grid(path) "
+            "(it converts), or convert: ssp_flux * 2.998e18 / ssp_wave**2 (Angstrom), or pass ssp_flux as "
+            "a Quantity in L_sun/Angstrom if it really is L_lambda")
+    if brightest > high:
+        raise ValueError(
+            f"ssp_flux must be L_lambda in L_sun/Angstrom per M_sun formed, but integrated over ssp_wave its "
+            f"brightest SSP gives {brightest:.3g} L_sun per M_sun formed, above the {low:g}..{high:g} an SSP "
+            "gives: erg/s/Angstrom (divide by 3.828e33), or not per M_sun formed? Pass ssp_flux as a "
+            "Quantity with its unit if it really is L_sun/Angstrom")
 
 
 def _first_found(grid, keys):

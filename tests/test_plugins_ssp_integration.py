@@ -61,3 +61,33 @@ def test_young_grids_whose_mass_exceeds_one_are_accepted(tmp_path):
     bb.write_stellar_grid(tmp_path / "y.fits", young)
     with pytest.raises(ValueError, match=r"surviving_mass must be finite and in \(0, 1.05\]"):
         as_ssp_arrays(young, surviving_mass=np.full((2, 3), MAX_SURVIVING_MASS + 0.01))
+
+
+def test_h5_grid_read_into_a_dict_is_refused_as_l_nu(tmp_path):
+    """`smnet-sps ssp-grid --out x.h5` stores ssp_flux as L_nu [L_sun/Hz per M_sun formed] (DSPS's unit; HDF5
+    attribute ssp_flux_unit). Its datasets read into a plain dict were taken as L_lambda: every template
+    2.4e-11 of the truth, silently. They are now refused, naming L_sun/Hz and load_ssp_grid; the file read
+    with load_ssp_grid, or the dict converted to L_lambda, is accepted."""
+    import h5py
+
+    from smnet_sps.cli import main
+    from smnet_sps.constants import L_SUN
+    from smnet_sps.ssp import load_ssp_grid
+    out = tmp_path / "sg.h5"
+    assert main(["ssp-grid", "--ages", "1Gyr", "3Gyr", "10Gyr", "--Z", "0.002", "0.006", "0.0152",
+                 "--generator", "blackbody", "--out", str(out)]) == 0
+    with h5py.File(out, "r") as f:
+        assert "Hz" in f.attrs["ssp_flux_unit"]
+        datasets = {key: f[key][...] for key in f}
+    with pytest.raises(ValueError, match=r"(?s)L_sun/Hz.*load_ssp_grid"):
+        as_ssp_arrays(datasets)
+    fits_path = tmp_path / "sg.fits"
+    with pytest.raises(ValueError, match="L_sun/Hz"):
+        bb.write_stellar_grid(fits_path, datasets)
+    assert not fits_path.exists()
+    loaded = as_ssp_arrays(load_ssp_grid(out))
+    per_angstrom = {**datasets, "ssp_flux": datasets["ssp_flux"] * C_ANGSTROM / datasets["ssp_wave"] ** 2}
+    np.testing.assert_allclose(as_ssp_arrays(per_angstrom).ssp_flux, loaded.ssp_flux, rtol=1e-12)
+    # the other way round: erg/s/A in place of L_sun/A
+    with pytest.raises(ValueError, match="erg/s"):
+        as_ssp_arrays({**per_angstrom, "ssp_flux": per_angstrom["ssp_flux"] * L_SUN})
