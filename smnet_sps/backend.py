@@ -14,17 +14,20 @@ grid's first and last wavelength. The default grid (91 A - 160 um) holds f > 0.9
 a generator on a shorter grid (a released SM-Net checkpoint, 3,000 A - 10 um) keeps its stars' L_lambda right
 where it has them instead of piling a hot star's whole L into its optical (f = 0.055 at 40 kK), and the light
 beyond the grid is simply not in the spectrum. A dedicated library's spectrum (91 A - 160 um) holds a
-blackbody's share of L over its native range, and of that the part that falls on the grid. The applied
-correction ``f sigma Teff^4 / integral(F_lambda)`` is returned per point (:attr:`PointSpectra.correction`) so
-a user can see how far the raw generator was from the bolometric flux it should have on its grid.
+blackbody's share of L over its native range, and of that the part that falls on the grid. How far each
+raw spectrum was from the bolometric flux its generator aims at on its grid, ``t sigma Teff^4 /
+integral(F_lambda)`` with t = :meth:`~smnet_sps.generator.Generator.target_fraction` (f for most generators;
+1 for those that rescale every spectrum to sigma Teff^4 on their grid: a released SM-Net checkpoint's
+default ``normalisation="covered"``, a model with ``renormalise=True``), is returned per point
+(:attr:`PointSpectra.correction`).
 
 Points outside coverage (``outside=``)
 --------------------------------------
 ``"extrapolate"`` (default): the generator is used anyway and the point is flagged; with luminosity
 conservation this is a smooth continuation of the learned manifold (e.g. solar-metallicity-only M giants
 of BaSeL used for a [M/H] = -0.3 isochrone), and the SSP reports the share of L_bol such points carry.
-An extrapolated spectrum whose integral is off sigma Teff^4 by more than ``EXTRAPOLATION_LIMIT`` (2x) is
-replaced by a blackbody (status "blackbody");
+An extrapolated spectrum whose integral is off its generator's target (t sigma Teff^4, above) by more than
+``EXTRAPOLATION_LIMIT`` (2x) is replaced by a blackbody (status "blackbody");
 ``"blackbody"``: a Planck spectrum of the same Teff and L is used instead;
 ``"exclude"``: the star contributes no spectrum and its luminosity is reported as missing.
 Points whose generated spectrum is unusable
@@ -69,7 +72,8 @@ __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "
 OUTSIDE_MODES = ("exclude", "blackbody", "extrapolate")
 SPECIAL_MODES = ("model", "dedicated")
 
-# an extrapolated spectrum must integrate to sigma Teff^4 within this factor, else a blackbody replaces it
+# an extrapolated spectrum must integrate to its generator's target (Generator.target_fraction x sigma Teff^4)
+# within this factor, else a blackbody replaces it
 EXTRAPOLATION_LIMIT = 2.0
 
 # status code of each point: how its spectrum was obtained
@@ -104,7 +108,9 @@ class PointSpectra:
     llam : ndarray (n, n_wave), L_lambda [erg s^-1 A^-1]; zero rows for missing points
     status : ndarray (n,) int, see :data:`STATUS`
     inside : ndarray (n,) bool, inside the generator's coverage (or the dedicated library's Teff range)
-    correction : ndarray (n,), f sigma Teff^4 / integral(F_lambda) applied to the raw spectrum (NaN if none)
+    correction : ndarray (n,), t sigma Teff^4 / integral(F_lambda): how far the raw spectrum was from its
+        generator's target on the grid, t = :meth:`~smnet_sps.generator.Generator.target_fraction` (NaN if
+        none)
     luminosity : ndarray (n,) [L_sun]
     grid_fraction : ndarray (n,), f: the share of each star's luminosity on the wavelength grid, which its
         L_lambda integrates to (a blackbody's, :func:`~smnet_sps.generator.planck_fraction`, for the
@@ -566,12 +572,18 @@ class StellarLibraryBackend:
         unit_scale = luminosity_scale(integ, self.wavelength, teff, flux)
         good = (status != STATUS["missing"]) & np.isfinite(unit_scale)
         status[~good] = STATUS["missing"]
-        correction = np.where(good, SIGMA_SB * teff**4 * unit_scale, np.nan)
+        # how far each raw spectrum is from what its generator aims at on the grid (a released checkpoint's
+        # "covered" normalisation: sigma Teff^4, not a blackbody's share; judged against that share, its
+        # extrapolated stars above ~13 kK all became blackbodies although exactly on target)
+        target = SIGMA_SB * teff**4 * self.generator.target_fraction(teff)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            correction = np.where(good, target / np.where(good, integ, 1.0), np.nan)
         correction[status == STATUS["dedicated"]] = np.nan     # dedicated spectra are unit-normalised
         scale = np.where(good, unit_scale, 0.0)
         scale[good & (status == STATUS["dedicated"])] = 1.0     # already per unit L, with their own share
-        # An extrapolation whose bolometric flux is off by more than 2x is not a spectrum to trust (measured:
-        # 16x at 80 kK, log g 5, [M/H] -0.75, 0.75 dex off CM87's one metallicity): a blackbody replaces it.
+        # An extrapolation whose bolometric flux is off its generator's target by more than 2x is not a
+        # spectrum to trust (measured: 16x at 80 kK, log g 5, [M/H] -0.75, 0.75 dex off CM87's one
+        # metallicity): a blackbody replaces it.
         implausible = ((status == STATUS["extrapolated"]) & good
                        & ((correction < 1.0 / EXTRAPOLATION_LIMIT) | (correction > EXTRAPOLATION_LIMIT)))
         fill = implausible | (~good if self.outside == "blackbody" else False)

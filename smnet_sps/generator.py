@@ -315,6 +315,18 @@ class Generator(ABC):
         return flux
 
     # ---- public API -----------------------------------------------------------------------------
+    def target_fraction(self, teff):
+        """Share of sigma Teff^4 this generator's spectra are made to integrate to over its wavelength grid,
+        per Teff [K] (dimensionless, 1-d).
+
+        By default a blackbody's share there (:func:`planck_fraction`), what a physical spectrum holds;
+        generators that rescale each spectrum to sigma Teff^4 over their grid (a released SM-Net checkpoint
+        with ``normalisation="covered"``, a model with ``renormalise=True``) return 1. The SSP backend judges
+        each raw spectrum's integral against this target, not against a blackbody's share.
+        """
+        teff = np.atleast_1d(np.asarray(teff, float))
+        return planck_fraction(self.wavelength[0], self.wavelength[-1], teff)
+
     @property
     def wavelength_quantity(self):
         return self.wavelength * u.AA

@@ -503,6 +503,13 @@ class NeuralGenerator(_TorchGenerator):
                               "the network's own output everywhere"),
                      "citation": "Anwar et al. 2026 (arXiv:2603.23899) for SM-Net; smnet-sps"}
 
+    def target_fraction(self, teff):
+        """1 with ``renormalise=True`` (each spectrum rescaled to sigma Teff^4 over the grid), else a
+        blackbody's share of sigma Teff^4 on the grid (:meth:`Generator.target_fraction`)."""
+        if self.renormalise:
+            return np.ones(np.size(teff))
+        return super().target_fraction(teff)
+
     def _load_tail(self, directory, cfg):
         """The model's :class:`~smnet_sps.tail.UntrainedTails`, or None for a model without a tail table."""
         if "tail_file" not in cfg:
@@ -1130,12 +1137,12 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         p = np.stack([teff, logg, logz], 1)
         return np.clip((p - self._lo) / (self._hi - self._lo), 0.0, 1.0)
 
-    def _target_fraction(self, teff):
-        """Fraction of sigma Teff^4 the covered range must hold: 1, or a blackbody's fraction there."""
+    def target_fraction(self, teff):
+        """Fraction of sigma Teff^4 the covered range must hold: 1 (``normalisation="covered"``), or a
+        blackbody's fraction there (``"blackbody"``)."""
         if self.normalisation != "blackbody":
             return np.ones(np.size(teff))
-        from .generator import planck_fraction
-        return planck_fraction(self.wavelength[0], self.wavelength[-1], np.atleast_1d(teff))
+        return super().target_fraction(teff)
 
     def _flux(self, model, mdtype, scaled, target):
         """F_lambda from inputs already min-max scaled (n, 3; float64) and each spectrum's target integral
@@ -1158,7 +1165,7 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         model, mdtype = self._model_for(dtype)
         host = np.empty((teff.size, 4))
         host[:, :3] = self.scale_inputs(teff, logg, logz)
-        host[:, 3] = SIGMA_SB * np.asarray(teff, float) ** 4 * self._target_fraction(teff)
+        host[:, 3] = SIGMA_SB * np.asarray(teff, float) ** 4 * self.target_fraction(teff)
         params = torch.from_numpy(host).to(self.device)          # one transfer
         return self._flux(model, mdtype, params[:, :3], params[:, 3])
 
@@ -1200,7 +1207,7 @@ class ReleasedSMNetGenerator(_TorchGenerator):
             from .generator import planck_fraction_derivative
             t_host = t64.detach().cpu().numpy()
             f0, df = (torch.as_tensor(a, device=self.device) for a in (
-                self._target_fraction(t_host),
+                self.target_fraction(t_host),
                 planck_fraction_derivative(self.wavelength[0], self.wavelength[-1], t_host)))
             fraction = f0 + df * (t64 - t64.detach())
         return self._flux(model, mdtype, scaled, SIGMA_SB * t64**4 * fraction)

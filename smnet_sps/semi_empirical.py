@@ -273,6 +273,10 @@ class SemiEmpiricalGenerator(Generator):
         self._check_library(library)
         return self.base.in_coverage(teff, logg, logz)
 
+    def target_fraction(self, teff):
+        """The base model's (the correction only reshapes 3,540-7,410 A)."""
+        return self.base.target_fraction(teff)
+
     def empirical_weight(self, teff, logg, logz):
         """How strongly observed stars set the spectrum at each point, in [0, 1] (0: purely theoretical).
 

@@ -494,3 +494,45 @@ def test_a_key_gives_one_answer_whatever_came_first(default_generator):
         _, _, status, _ = fresh.weighted_sum(fresh.point_keys(np.log10([50000.0]), 4.0, 0.0), np.ones((1, 1)))
         assert status.tolist() == [STATUS["generator"]]
     assert answers[0] == answers[1] == ([STATUS["generator"]] * 2, [True, True], [STATUS["generator"]])
+
+
+@pytest.fixture(scope="module")
+def released_checkpoint(fixtures_dir, tmp_path_factory):
+    """Smooth random weights in the released SM-Net layout (B=2, L=64) + a 64-pixel meta (3,000 A - 10 um)
+    cut from the real one; its box holds [M/H] -4 .. 1."""
+    import torch
+
+    from smnet_sps.model import SMNet
+    d = tmp_path_factory.mktemp("released")
+    with np.load(fixtures_dir / "smnet_official/phoenix_husser_c3k_tmap_OB_all.meta.npz") as m:
+        meta = {k: m[k] for k in m.files}
+    meta["wave"] = meta["wave"][np.linspace(0, meta["wave"].size - 1, 64).round().astype(int)]
+    np.savez(d / "small.meta.npz", **meta)
+    torch.manual_seed(3)
+    model = SMNet(B=2, L=64)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    torch.save(model.state_dict(), d / "smooth.pt")
+    return d / "smooth.pt", d / "small.meta.npz"
+
+
+@pytest.mark.parametrize("normalisation", ["covered", "blackbody"])
+def test_released_extrapolations_are_judged_against_the_generators_own_target(released_checkpoint,
+                                                                             normalisation):
+    """A released checkpoint with normalisation="covered" (the default) rescales every spectrum to sigma
+    Teff^4 on its 3,000 A - 10 um grid; the backend judged it against a blackbody's share there (0.26 at
+    20 kK, 0.055 at 40 kK), so every extrapolated star above ~13 kK was "off by more than 2x" and became a
+    blackbody (PARSEC Z = 1e-4 at 10 Myr: 99.4 % of L_bol), and the correction read 18x at 40 kK. It is now
+    judged against the generator's own target: exactly on it, kept, correction 1, in both normalisations."""
+    from smnet_sps.generator import planck_fraction
+    from smnet_sps.neural import ReleasedSMNetGenerator
+    gen = ReleasedSMNetGenerator(*released_checkpoint, device="cpu", normalisation=normalisation)
+    teff = np.array([8000.0, 20000.0, 40000.0, 20000.0])
+    expected_target = (np.ones(4) if normalisation == "covered"
+                       else planck_fraction(gen.wavelength[0], gen.wavelength[-1], teff))
+    np.testing.assert_allclose(gen.target_fraction(teff), expected_target, rtol=1e-12)
+    ps = StellarLibraryBackend(gen).point_spectra(teff=teff, logg=4.0, logz=[-4.5, -4.5, -4.5, 0.0], logl=0.0)
+    assert ps.status.tolist() == [STATUS["extrapolated"]] * 3 + [STATUS["generator"]]
+    np.testing.assert_allclose(ps.correction, 1.0, rtol=1e-5)
+    # each star still holds a blackbody's share of its L on the grid, whatever the generator aimed at
+    np.testing.assert_allclose(integral(ps), L_SUN, rtol=1e-5)
