@@ -239,6 +239,26 @@ def _check_count(value, name, minimum, meaning=""):
     return int(value)
 
 
+_OUT_DTYPES = ("float32", "float64")
+
+
+def _check_out_dtype(out_dtype):
+    """``out_dtype`` of :meth:`Generator.stream` / ``surface_flux`` as a numpy dtype, or None: float32 or
+    float64 only. An integer dtype truncated the spectra (every tail pixel 0), float16 overflowed (surface
+    fluxes reach 1e17 erg s^-1 cm^-2 A^-1, float16 holds 65504: inf pixels)."""
+    if out_dtype is None:
+        return None
+    try:
+        dt = np.dtype(out_dtype)
+    except (TypeError, ValueError):
+        dt = None
+    if dt is None or dt.name not in _OUT_DTYPES:
+        raise ValueError(f"unsupported out_dtype {out_dtype!r}; allowed: {', '.join(_OUT_DTYPES)} (or "
+                         "None: as computed); surface fluxes reach 1e17 erg s^-1 cm^-2 A^-1, beyond float16, "
+                         "and an integer dtype truncates them")
+    return dt
+
+
 class Generator(ABC):
     """Base class of every spectrum generator.
 
@@ -336,13 +356,15 @@ class Generator(ABC):
         """Yield ``(slice, flux, inside)`` per batch: bounded memory for any number of points.
 
         ``flux`` is F_lambda [erg s^-1 cm^-2 A^-1] of shape (batch, n_wave): an ndarray of ``out_dtype``
-        (float64 by default; None = as computed, float32 for the neural generators), or with
-        ``as_tensor=True`` a torch tensor on the generator's device (no host transfer). ``library`` names a
-        training library to imitate (neural generators; None = the model's default, usually the smooth
-        mixture). It is passed down the call chain, never stored on the generator.
+        (float64 by default, or float32; None = as computed, float32 for the neural generators; any other
+        dtype is a ValueError), or with ``as_tensor=True`` a torch tensor on the generator's device (no host
+        transfer). ``library`` names a training library to imitate (neural generators; None = the model's
+        default, usually the smooth mixture). It is passed down the call chain, never stored on the
+        generator.
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
         batch_size = _check_count(batch_size, "batch_size", 1)
+        out_dtype = _check_out_dtype(out_dtype)
         library = self._check_library(library)
         inside = self._check_coverage(teff, logg, logz, strict, library)
         return self._stream(teff, logg, logz, inside, batch_size, dtype, progress, library, as_tensor,
@@ -365,11 +387,14 @@ class Generator(ABC):
                      out_dtype=np.float64, library=None, as_tensor=False):
         """All spectra as one array: (F_lambda [erg s^-1 cm^-2 A^-1] of shape (n, n_wave), inside flags).
 
-        With ``as_tensor=True`` the flux is a torch tensor on the generator's device, in its compute dtype
-        (float32 unless another ``dtype`` was asked for, at load or here); ``inside`` stays an ndarray.
+        ``out_dtype``: float64 (default) or float32 (None: float64); any other dtype is a ValueError (an
+        integer one truncated the spectra, float16 overflowed to inf). With ``as_tensor=True`` the flux is a
+        torch tensor on the generator's device, in its compute dtype (float32 unless another ``dtype`` was
+        asked for, at load or here); ``inside`` stays an ndarray.
         ``library``: see :meth:`stream`.
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
+        out_dtype = _check_out_dtype(out_dtype)
         out, inside = None, np.empty(teff.size, bool)
         for sl, flux, ins in self.stream(teff, logg, logz, batch_size=batch_size, strict=strict, dtype=dtype,
                                          progress=progress, library=library, as_tensor=as_tensor,

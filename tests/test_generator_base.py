@@ -142,3 +142,16 @@ def test_coverage_warning_points_at_the_callers_line(default_generator):
         list(gen.stream(1000.0, 4.0, 0.0))
     coverage = [w for w in caught if issubclass(w.category, CoverageWarning)]
     assert len(coverage) == 3 and all(w.filename == __file__ for w in coverage)
+
+
+@pytest.mark.parametrize("out_dtype", [np.int32, np.float16, "float16", np.complex128, "bfloat16", "no-such"])
+def test_out_dtype_must_hold_the_fluxes(blackbody, out_dtype):
+    """out_dtype was taken as given: np.int32 returned integers (every tail pixel 0), float16 inf pixels
+    (a 190 kK star's surface flux peaks at 3e14 erg s^-1 cm^-2 A^-1, float16 holds 65504). Now float32 and
+    float64 only, refused up front in stream and surface_flux like dtype= is."""
+    for call in (blackbody.surface_flux, blackbody.stream):
+        with pytest.raises(ValueError, match=r"unsupported out_dtype .*; allowed: float32, float64"):
+            call([5777.0, 190000.0], 4.0, 0.0, out_dtype=out_dtype)
+    for ok in (np.float32, "float64", None):
+        flux, _ = blackbody.surface_flux([5777.0, 190000.0], 4.0, 0.0, out_dtype=ok)
+        assert np.isfinite(flux).all() and flux.max() > 1e14 and flux.dtype == np.dtype(ok or np.float64)
