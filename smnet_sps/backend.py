@@ -249,6 +249,37 @@ def _point_codes(values, name, n, meaning):
     return np.broadcast_to(arr, (n,))
 
 
+def _check_weighted_sum_inputs(keys, weights):
+    """``weighted_sum``'s keys as an int64 (n, 4) array and its weights as a CSR matrix (n_rows, n), refusing
+    what went through unchecked: float keys were truncated to integers without a word, weights of
+    the wrong width ended in scipy's "matmul: dimension mismatch", NaN weights made a NaN spectrum and
+    covered = NaN without a word."""
+    import scipy.sparse as sp
+    karr = np.asarray(keys)
+    if karr.dtype.kind not in "iu":
+        raise ValueError(f"keys must be the integer array point_keys returns (rounded log Teff, log g, [M/H] "
+                         f"in KEY_STEP units and the special-phase class); got {karr.dtype} values")
+    if karr.ndim != 2 or karr.shape[1] != 4:
+        raise ValueError(f"keys must have shape (n, 4), as point_keys returns; got shape {karr.shape}")
+    n = karr.shape[0]
+    if sp.issparse(weights):
+        w = sp.csr_matrix(weights)
+        values, shape = w.data, w.shape
+    else:
+        values = np.asarray(weights)
+        if values.dtype.kind not in "iuf":
+            raise ValueError(f"weights must be numbers [L_sun per point]; got {values.dtype} values")
+        w, shape = (values.reshape(1, -1) if values.ndim == 1 else values), values.shape
+    if w.ndim != 2 or w.shape[1] != n:
+        raise ValueError(f"weights has shape {shape} for {n} keys; give (n_rows, {n}) [L_sun per "
+                         "point], one column per key (a 1-d array of n weights is one row)")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(f"weights has {int(bad.sum())} non-finite value(s); weights must be finite "
+                         "[L_sun per point] (use 0 for a point that carries no light)")
+    return karr.astype(np.int64, copy=False), sp.csr_matrix(w)
+
+
 def _integrate(flux, weights):
     """``flux @ weights`` (rows' integrals) without BLAS: einsum's own loop is single-threaded, so it does not
     wake OpenBLAS's thread pool between the generator's batches (memory-bound either way)."""
@@ -725,8 +756,9 @@ class StellarLibraryBackend:
 
         Parameters
         ----------
-        keys : int array (n, 4) from :meth:`point_keys`
-        weights : scipy.sparse or dense (n_rows, n) [L_sun per point]
+        keys : int array (n, 4) from :meth:`point_keys` (anything else is a ValueError)
+        weights : scipy.sparse or dense (n_rows, n) [L_sun per point], finite (a 1-d array of n: one row);
+            another shape or a NaN / inf weight is a ValueError
         use_cache : bool or None; None -> cache when the unique points fit in the cache
         stats : dict or None; if given, filled with ``n_points``, ``n_unique`` (points sent to the generator
             or found in the cache), ``n_generated``, ``seconds`` (wall) and ``cpu_s`` (this process's CPU
@@ -744,10 +776,11 @@ class StellarLibraryBackend:
 
         t_start, c_start = time.perf_counter(), time.process_time()
         timing = _new_timing()
+        keys, weights = _check_weighted_sum_inputs(keys, weights)
         ukeys, inv = _unique_rows(keys)
         n, nu = keys.shape[0], ukeys.shape[0]
         proj = sp.csr_matrix((np.ones(n), (np.arange(n), inv)), shape=(n, nu))
-        W = sp.csr_matrix(weights) @ proj                    # (n_rows, n_unique), duplicates summed
+        W = weights @ proj                                   # (n_rows, n_unique), duplicates summed
         t_dedup = time.perf_counter() - t_start
         t_acc = 0.0
         if use_cache is None:

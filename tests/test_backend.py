@@ -536,3 +536,24 @@ def test_released_extrapolations_are_judged_against_the_generators_own_target(re
     np.testing.assert_allclose(ps.correction, 1.0, rtol=1e-5)
     # each star still holds a blackbody's share of its L on the grid, whatever the generator aimed at
     np.testing.assert_allclose(integral(ps), L_SUN, rtol=1e-5)
+
+
+def test_weighted_sum_refuses_bad_keys_and_weights(blackbody):
+    """weighted_sum checked nothing: weights one column too wide ended in scipy's "matmul: dimension
+    mismatch", a NaN weight gave a NaN spectrum and covered = [nan] silently, and float keys were truncated to
+    int64 (37000.7 read as 37000). Each is now a ValueError naming the argument and what it must be."""
+    import scipy.sparse as sp
+    be = StellarLibraryBackend(blackbody)
+    keys = be.point_keys(LOGT[:3], LOGG[:3], np.zeros(3))
+    flux, covered, _, _ = be.weighted_sum(keys, np.ones(3))          # a 1-d array of n weights: one row
+    assert flux.shape == (1, be.wavelength.size) and covered.tolist() == [3.0]
+    for weights in (np.ones((1, 4)), sp.csr_matrix(np.ones((2, 2))), np.ones((1, 3, 1))):
+        with pytest.raises(ValueError, match=r"weights has shape .* for 3 keys; give \(n_rows, 3\)"):
+            be.weighted_sum(keys, weights)
+    for weights in (np.array([[1.0, np.nan, 1.0]]), sp.csr_matrix(np.array([[1.0, 0.0, np.inf]]))):
+        with pytest.raises(ValueError, match=r"weights has 1 non-finite value\(s\); weights must be finite"):
+            be.weighted_sum(keys, weights)
+    with pytest.raises(ValueError, match=r"keys must be the integer array point_keys returns.*got float64"):
+        be.weighted_sum(keys + 0.7, np.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"keys must have shape \(n, 4\).*got shape \(3, 3\)"):
+        be.weighted_sum(keys[:, :3], np.ones((1, 3)))
