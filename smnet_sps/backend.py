@@ -107,7 +107,8 @@ class PointSpectra:
     wavelength : ndarray (n_wave,) [Angstrom]
     llam : ndarray (n, n_wave), L_lambda [erg s^-1 A^-1]; zero rows for missing points
     status : ndarray (n,) int, see :data:`STATUS`
-    inside : ndarray (n,) bool, inside the generator's coverage (or the dedicated library's Teff range)
+    inside : ndarray (n,) bool, inside the generator's coverage (or the dedicated library's Teff range);
+        False where the generated spectrum was unusable (treated as outside)
     correction : ndarray (n,), t sigma Teff^4 / integral(F_lambda): how far the raw spectrum was from its
         generator's target on the grid, t = :meth:`~smnet_sps.generator.Generator.target_fraction` (NaN if
         none)
@@ -603,6 +604,7 @@ class StellarLibraryBackend:
         unit_scale = luminosity_scale(integ, self.wavelength, teff, flux)
         good = (status != STATUS["missing"]) & np.isfinite(unit_scale)
         status[~good] = STATUS["missing"]
+        inside[~good] = False          # an unusable spectrum counts as outside (it kept inside=True)
         # how far each raw spectrum is from what its generator aims at on the grid (a released checkpoint's
         # "covered" normalisation: sigma Teff^4, not a blackbody's share; judged against that share, its
         # extrapolated stars above ~13 kK all became blackbodies although exactly on target)

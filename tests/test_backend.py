@@ -69,6 +69,20 @@ def test_unusable_generator_output_is_missing():
     assert np.all(ps.status[~hot] == STATUS["generator"])
 
 
+@pytest.mark.parametrize("outside", ["extrapolate", "blackbody", "exclude"])
+def test_an_unusable_spectrum_is_flagged_outside(outside):
+    """The module says unusable spectra (NaN, a negative pixel) are always treated as outside, but points
+    inside the box whose spectrum was NaN got status missing (or blackbody) with inside still True. Now
+    inside is False there, in every mode and through the cache."""
+    be = StellarLibraryBackend(NaNGenerator(), outside=outside)
+    hot = 10**LOGT > 1e4
+    assert NaNGenerator().in_coverage(10**LOGT, LOGG, 0.0).all()
+    for _ in range(2):                              # computed, then served from the cache
+        ps = be.point_spectra(logt=LOGT, logg=LOGG, logz=0, logl=LOGL)
+        assert ps.inside.tolist() == (~hot).tolist()
+        assert np.all(ps.status[hot] == STATUS["blackbody" if outside == "blackbody" else "missing"])
+
+
 class NegativePixelGenerator(BlackbodyGenerator):
     """A Planck spectrum with pixel 600 at -5x its value above 10 kK, and pixel 0 at zero below (a masked
     tail, which is legitimate)."""
