@@ -9,16 +9,17 @@ A star of luminosity L has L_lambda = 4 pi R^2 F_lambda = L F_lambda / (sigma Te
 carry percent-level bolometric errors, so we **rescale each star so that its integral over the wavelength
 grid equals the share of L the grid holds**: L_lambda = L f F_lambda / integral(F_lambda dlambda), where
 f = :func:`~smnet_sps.generator.planck_fraction` is the share of a blackbody of the star's Teff between the
-grid's first and last wavelength. The default grid (91 A - 160 um) holds f > 0.9999 below 100 kK (0.969 at
-190 kK), so there the SSP's bolometric luminosity is that of the isochrone (minus the reported missing part);
-a generator on a shorter grid (a released SM-Net checkpoint, 3,000 A - 10 um) keeps its stars' L_lambda right
-where it has them instead of piling a hot star's whole L into its optical (f = 0.055 at 40 kK), and the light
-beyond the grid is simply not in the spectrum. A dedicated library's spectrum (91 A - 160 um) holds a
-blackbody's share of L over its native range, and of that the part that falls on the grid. How far each
-raw spectrum was from the bolometric flux its generator aims at on its grid, ``t sigma Teff^4 /
-integral(F_lambda)`` with t = :meth:`~smnet_sps.generator.Generator.target_fraction` (f for most generators;
-1 for those that rescale every spectrum to sigma Teff^4 on their grid: a released SM-Net checkpoint's
-default ``normalisation="covered"``, a model with ``renormalise=True``), is returned per point
+grid's first and last wavelength. The default grid (91 A - 160 um) holds f > 0.9997 from 500 K to 100 kK
+(0.99990 at 100 kK; 0.969 at 190 kK), so there the SSP's bolometric luminosity is that of the isochrone
+(minus the reported missing part); a generator on a shorter grid (a released SM-Net checkpoint, 3,000 A -
+10 um) keeps its stars' L_lambda right where it has them instead of piling a hot star's whole L into its
+optical (f = 0.055 at 40 kK), and the light beyond the grid is simply not in the spectrum. A dedicated
+library's spectrum (91 A - 160 um) holds a blackbody's share of L over its native range, and of that the
+part that falls on the grid. How far each raw spectrum was from the bolometric flux its generator aims at
+on its grid, ``t sigma Teff^4 / integral(F_lambda)`` with t =
+:meth:`~smnet_sps.generator.Generator.target_fraction` (f for most generators; 1 for those that rescale
+every spectrum to sigma Teff^4 on their grid: a released SM-Net checkpoint's default
+``normalisation="covered"``, a model with ``renormalise=True``), is returned per point
 (:attr:`PointSpectra.correction`).
 
 Points outside coverage (``outside=``)
@@ -139,11 +140,14 @@ class PointSpectra:
         return {"n": int(c.size), "min": float(c.min()), "median": float(np.median(c)), "max": float(c.max())}
 
     def as_spectrum(self):
-        """The spectra as a :class:`specutils.Spectrum` [erg s^-1 A^-1] (meta: status, inside, correction)."""
+        """The spectra as a :class:`specutils.Spectrum` [erg s^-1 A^-1] (meta: status, inside, correction, and
+        the grid's ``wavelength_medium``, ``lsf_fwhm`` [A], ``lsf_shape`` as every output states them)."""
         from specutils import Spectrum
-        return Spectrum(flux=self.llam * LLAM_UNIT, spectral_axis=self.wavelength * u.AA,
-                        meta={"status": self.status, "inside_coverage": self.inside,
-                              "correction": self.correction, "luminosity_lsun": self.luminosity})
+
+        from .lsf import lsf_meta
+        meta = {"status": self.status, "inside_coverage": self.inside, "correction": self.correction,
+                "luminosity_lsun": self.luminosity, **lsf_meta(self.wavelength)}
+        return Spectrum(flux=self.llam * LLAM_UNIT, spectral_axis=self.wavelength * u.AA, meta=meta)
 
 
 def _trapz_weights(wave):

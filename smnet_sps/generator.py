@@ -483,8 +483,8 @@ def planck_fraction(wave_lo, wave_hi, teff):
     """Share of sigma Teff^4 that a blackbody emits between ``wave_lo`` and ``wave_hi`` [A], per Teff [K].
 
     What a spectrum on a grid of that range should integrate to, as a share of the star's bolometric flux
-    (91 A - 160 um, the default grid: > 0.9999 below 100 kK, 0.969 at 190 kK; 3,000 A - 10 um, a released
-    SM-Net grid: 0.97 at 5,777 K, 0.055 at 40 kK).
+    (91 A - 160 um, the default grid: > 0.9997 from 500 K to 100 kK, 0.99990 at 100 kK, 0.969 at 190 kK;
+    3,000 A - 10 um, a released SM-Net grid: 0.97 at 5,777 K, 0.055 at 40 kK).
     """
     if not 0 < float(wave_lo) < float(wave_hi):
         raise ValueError(f"planck_fraction needs 0 < wave_lo < wave_hi [A]; got {wave_lo!r}, {wave_hi!r}")

@@ -571,3 +571,27 @@ def test_weighted_sum_refuses_bad_keys_and_weights(blackbody):
         be.weighted_sum(keys + 0.7, np.ones((1, 3)))
     with pytest.raises(ValueError, match=r"keys must have shape \(n, 4\).*got shape \(3, 3\)"):
         be.weighted_sum(keys[:, :3], np.ones((1, 3)))
+
+
+def test_as_spectrum_states_the_medium_and_lsf_like_every_output(blackbody):
+    """PointSpectra.as_spectrum() carried no wavelength_medium / lsf_fwhm / lsf_shape, which
+    Generator.spectra() gives and docs/CONTRACTS.md requires of every output ("Outputs state both")."""
+    spec = StellarLibraryBackend(blackbody).point_spectra(teff=[5777.0, 20000.0], logg=4.0, logz=0.0,
+                                                           logl=0.0).as_spectrum()
+    reference = blackbody.spectra(5777.0, 4.0, 0.0)[0].meta
+    assert spec.meta["wavelength_medium"] == reference["wavelength_medium"] == "vacuum"
+    assert spec.meta["lsf_shape"] == reference["lsf_shape"]
+    np.testing.assert_array_equal(spec.meta["lsf_fwhm"], reference["lsf_fwhm"])
+    assert spec.meta["lsf_fwhm"].shape == blackbody.wavelength.shape
+    assert spec.meta["status"].tolist() == [STATUS["generator"]] * 2
+
+
+def test_the_documented_grid_share_of_the_default_grid():
+    """The docs said f > 0.9999 below 100 kK on 91 A - 160 um; it is 0.99990 at 100 kK (0.9998994) and
+    0.99972 at 500 K. What backend.py, planck_fraction and docs/ssp.md state now: > 0.9997 from 500 K to
+    100 kK, 0.99990 at 100 kK, 0.969 at 190 kK."""
+    from smnet_sps.generator import planck_fraction
+    f = planck_fraction(91.0, 1.6e6, np.geomspace(500.0, 1e5, 2000))
+    assert f.min() > 0.9997 and not (f > 0.9999).all()
+    assert planck_fraction(91.0, 1.6e6, 1e5) == pytest.approx(0.99990, abs=5e-6)
+    assert planck_fraction(91.0, 1.6e6, 1.9e5) == pytest.approx(0.969, abs=5e-4)
