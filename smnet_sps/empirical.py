@@ -100,11 +100,48 @@ class EmpiricalStars:
                               self.flux[r], self.name, dict(self.meta))
 
 
+def _check_star_arrays(path, d):
+    """ValueError naming ``path`` and the key unless the arrays of an empirical set fit together:
+    ``miles_id``, ``teff``, ``logg``, ``feh`` 1-d of one length n >= 1, ``wave`` 1-d, ``flux`` of shape
+    (n, len(wave)), ``miles_id`` whole numbers (integers, or floats without a fraction).
+
+    Unchecked, a (n, 1) ``miles_id`` made the nearest-star baseline allocate 65 GiB, a flux of the wrong
+    shape failed deep in numpy or was blamed on the prediction, and star number 2.5 became 2.
+    """
+    for key in ("miles_id", "teff", "logg", "feh", "wave"):
+        if d[key].ndim != 1:
+            what = "one value per pixel" if key == "wave" else "one value per star"
+            raise ValueError(f"{path}: '{key}' must be a 1-d array ({what}); got shape {d[key].shape}")
+    n = d["miles_id"].size
+    if n < 1:
+        raise ValueError(f"{path}: holds no stars ('miles_id' is empty); an empirical set needs >= 1 star")
+    for key in ("teff", "logg", "feh"):
+        if d[key].size != n:
+            raise ValueError(f"{path}: '{key}' has {d[key].size} values for {n} stars ('miles_id'); "
+                             "each star needs one")
+    expected = (n, d["wave"].size)
+    if d["flux"].shape != expected:
+        raise ValueError(f"{path}: 'flux' has shape {d['flux'].shape}; expected (stars, pixels) = "
+                         f"{expected}: a row per star ('miles_id'), a column per wavelength ('wave')")
+    ids = d["miles_id"]
+    if np.issubdtype(ids.dtype, np.integer):
+        return
+    # floats are fine when they are whole (np.savez of a float table); anything else is not a star number
+    bad = (ids[~np.isfinite(ids) | (ids != np.round(ids))] if np.issubdtype(ids.dtype, np.floating)
+           else ids)
+    if bad.size:
+        raise ValueError(f"{path}: 'miles_id' must hold whole star numbers (integers); got "
+                         f"{bad[:5].tolist()} (dtype {ids.dtype})")
+
+
 def load_empirical(directory):
     """Read an empirical set: a directory holding one ``.npz`` in the MILES calibration layout (or that file).
 
     Keys: ``miles_id``, ``teff``, ``logg``, ``feh``, ``wave`` (air, A), ``flux`` (n, n_pix; exact 0 = gap).
-    Wavelengths are converted to vacuum; gaps become NaN. A ``miles_id`` given twice is refused (ValueError).
+    Wavelengths are converted to vacuum; gaps become NaN. A ``miles_id`` given twice is refused
+    (ValueError), as are arrays that do not fit together (:func:`_check_star_arrays`: n >= 1 stars, one
+    ``miles_id`` / ``teff`` / ``logg`` / ``feh`` each, ``flux`` of shape (n, len(wave)), whole star
+    numbers).
     """
     path = Path(directory)
     if path.is_dir():
@@ -124,6 +161,7 @@ def load_empirical(directory):
         if missing:
             raise ValueError(f"{path} lacks keys {missing}; an empirical set needs {list(need)}")
         d = {k: np.asarray(z[k]) for k in need}
+    _check_star_arrays(path, d)
     ids, counts = np.unique(d["miles_id"].astype(int), return_counts=True)
     if (counts > 1).any():
         # stars are looked up by number: a repeated one left a row that no lookup reached (calibrate's

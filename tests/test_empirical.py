@@ -51,6 +51,41 @@ def test_load_refuses_a_repeated_star_number(tmp_path):
         load_empirical(tmp_path)
 
 
+@pytest.mark.parametrize("key, change, message", [
+    ("miles_id", lambda v: v[:, None], r"'miles_id' must be a 1-d array .*shape \(20, 1\)"),
+    ("flux", lambda v: v[:, :-10], r"'flux' has shape \(20, \d+\); expected \(stars, pixels\)"),
+    ("flux", lambda v: v.T.copy(), r"'flux' has shape \(\d+, 20\); expected \(stars, pixels\) = \(20,"),
+    ("flux", lambda v: v[:-1], r"'flux' has shape \(19, \d+\); expected \(stars, pixels\) = \(20,"),
+    ("flux", lambda v: v[0], r"'flux' has shape \(\d+,\); expected \(stars, pixels\) = \(20,"),
+    ("teff", lambda v: v[:-5], r"'teff' has 15 values for 20 stars"),
+    ("wave", lambda v: v[None, :], r"'wave' must be a 1-d array"),
+    ("miles_id", lambda v: v + 0.5, r"'miles_id' must hold whole star numbers .*got \[\d+\.5"),
+], ids=["ids (n,1)", "flux short of columns", "flux transposed", "flux short of a row", "flux 1-d",
+        "teff short", "wave 2-d", "fractional ids"])
+def test_load_refuses_arrays_that_do_not_fit_together(tmp_path, key, change, message):
+    """A (n, 1) miles_id made the nearest-star baseline ask for 65 GiB; a flux of the wrong shape failed in
+    numpy ("matmul: dimension mismatch") or was blamed on the prediction; star 2.5 became star 2."""
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    raw[key] = change(raw[key])
+    np.savez(tmp_path / "stars.npz", **raw)
+    with pytest.raises(ValueError, match=message) as info:
+        load_empirical(tmp_path)
+    assert "stars.npz" in str(info.value)
+
+
+def test_load_refuses_an_empty_set_and_takes_whole_float_numbers(tmp_path):
+    """0 stars were loaded (and refused later as "the pool needs at least 2 stars"); star numbers stored as
+    whole floats are still star numbers."""
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    empty = {k: (v if k == "wave" else v[:0]) for k, v in raw.items()}
+    np.savez(tmp_path / "stars.npz", **empty)
+    with pytest.raises(ValueError, match="stars.npz: holds no stars"):
+        load_empirical(tmp_path)
+    np.savez(tmp_path / "stars.npz", **{**raw, "miles_id": raw["miles_id"].astype(float)})
+    loaded = load_empirical(tmp_path)
+    assert np.array_equal(loaded.star_id, raw["miles_id"]) and loaded.star_id.dtype.kind == "i"
+
+
 def test_star_against_itself_scores_zero(stars):
     s = score_spectra("self", stars.wavelength, stars.flux, stars)
     assert np.all(s.score < 1e-6)
