@@ -326,12 +326,20 @@ def _cli(args):
 
 
 def _read_ids(path):
-    """Star numbers (one integer per line) from ``--ids``; a ValueError naming the file otherwise."""
+    """Star numbers (one integer per line) from ``--ids``; a ValueError naming the file otherwise (also for
+    several columns or none: lines of "2 3" crashed in the lookup, an empty file gave a report of no star)."""
+    expected = f"--ids {str(path)!r}: expected a text file of star numbers, one integer per line"
     try:
-        return np.loadtxt(path, dtype=int, ndmin=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)        # numpy's "input contained no data": see below
+            ids = np.loadtxt(path, dtype=int, ndmin=1)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"--ids {str(path)!r}: expected a text file of star numbers, one integer per line "
-                         f"({exc})") from None
+        raise ValueError(f"{expected} ({exc})") from None
+    if ids.ndim != 1:
+        raise ValueError(f"{expected}; got {ids.shape[1]} columns")
+    if ids.size == 0:
+        raise ValueError(f"{expected}; it holds none")
+    return ids
 
 
 def _write_per_star(path, scores):

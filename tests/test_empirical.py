@@ -306,6 +306,26 @@ def test_validate_refuses_repeated_stars_and_options_it_would_ignore(tmp_path, c
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("columns, what", [(2, "got 2 columns"), (0, "it holds none")])
+def test_validate_refuses_an_ids_file_of_several_columns_or_none(tmp_path, capsys, columns, what):
+    """--ids with lines of two numbers crashed (TypeError 'only 0-dimensional arrays can be converted to
+    Python scalars', exit 1 with a traceback); an empty one gave numpy's UserWarning, a table of '-' cells and
+    all four report files (exit 0)."""
+    from smnet_sps.cli import main
+    z = np.load(next(FIXTURE.glob("*.npz")))
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(" ".join(map(str, row)) + "\n" for row in z["miles_id"][:4].reshape(-1, 2))
+                   if columns else "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody",
+                     "--ids", str(ids), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert f"--ids {str(ids)!r}: expected a text file of star numbers, one integer per line; {what}" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_nearest_other_star_of_a_subset_is_searched_in_the_whole_set(stars, capsys, tmp_path):
     """With --ids the baseline searched only the chosen stars (worse than the same stars' baseline in the
     whole set); one star alone failed after scoring."""
