@@ -33,7 +33,8 @@ from .medium import air_to_vacuum
 __all__ = ["EmpiricalStars", "load_empirical", "ComparisonOperator", "EmpiricalScore", "COMPARISON_GRID",
            "COMPARISON_FWHM", "SHAPE_ORDER", "CLIP_SIGMA", "TEFF_CLASSES", "LOGG_SPLIT", "CLASS_NAMES",
            "shape_residuals", "remove_shape", "star_score", "score_spectra", "score_generator", "class_stats",
-           "teff_class", "kfold_ids", "format_class_table", "class_table", "plot_worst_residuals"]
+           "teff_class", "kfold_ids", "format_class_table", "class_table", "plot_worst_residuals",
+           "MAX_WORST_STARS"]
 
 COMPARISON_STEP = 20.0                                            # [A]
 COMPARISON_GRID = 3610.0 + COMPARISON_STEP * np.arange(188)       # 3610 ... 7350 A (vacuum)
@@ -43,6 +44,7 @@ CLIP_SIGMA = 3.0
 MIN_BIN_COVERAGE = 0.5       # a prediction pixel needs >= half of its width covered by valid observed pixels
 MIN_KERNEL_WEIGHT = 0.8      # a grid point needs >= 80 % of its kernel on valid pixels
 MIN_VALID_FRACTION = 0.5     # a star needs >= half of the grid to get a score
+MAX_WORST_STARS = 50         # a panel per star: 100 took 10-22 s (a 150-inch figure), 1000 ran for minutes
 
 TEFF_CLASSES = (("Teff<4000", 0.0, 4000.0), ("Teff 4000-5500", 4000.0, 5500.0),
                 ("Teff 5500-7000", 5500.0, 7000.0), ("Teff 7000-10000", 7000.0, 10000.0),
@@ -466,11 +468,13 @@ def kfold_ids(star_id, teff, k=5, seed=0):
 def plot_worst_residuals(score, n=8):
     """Figure: the ``n`` stars with the largest per-star score, residual (per cent) vs wavelength [A].
 
-    One panel per star, labelled with its number, parameters and score.
+    One panel per star (1.5 inch high), labelled with its number, parameters and score; ``n`` is 1 to
+    :data:`MAX_WORST_STARS` (ValueError otherwise).
     """
     import matplotlib.pyplot as plt
-    if isinstance(n, (bool, np.bool_)) or int(n) != n or n < 1:
-        raise ValueError(f"n must be a number of stars >= 1; got {n!r}")
+    if isinstance(n, (bool, np.bool_)) or int(n) != n or not 1 <= n <= MAX_WORST_STARS:
+        raise ValueError(f"n must be a number of stars from 1 to {MAX_WORST_STARS} (one panel each); "
+                         f"got {n!r}")
     order = np.argsort(np.where(np.isfinite(score.score), -score.score, np.inf))[:int(n)]
     n = max(len(order), 1)
     fig, axes = plt.subplots(n, 1, figsize=(8, 1.5 * n + 0.8), sharex=True, squeeze=False)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .empirical import (EmpiricalScore, class_table, format_class_table, kfold_ids, load_empirical,
-                        plot_worst_residuals, score_generator, score_spectra)
+from .empirical import (MAX_WORST_STARS, EmpiricalScore, class_table, format_class_table, kfold_ids,
+                        load_empirical, plot_worst_residuals, score_generator, score_spectra)
 from .mixture import MIXTURE_FILE, LibraryMixture, blend_log_flux, rank_libraries
 
 __all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_score", "kfold_validation",
@@ -189,7 +189,8 @@ def add_cli(sub):
                         "ranking")
     p.add_argument("--write-mixture", default=None, metavar="MODEL_DIR",
                    help=f"with --rank-libraries: write the ranking as MODEL_DIR/{MIXTURE_FILE}")
-    p.add_argument("--worst", type=int, default=8, help="stars in the worst-residual plot (default 8)")
+    p.add_argument("--worst", type=int, default=8,
+                   help=f"stars in the worst-residual plot, 1 to {MAX_WORST_STARS} (default 8)")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
     p.set_defaults(func=_cli)
 
@@ -221,9 +222,10 @@ def _cli(args):
     from .neural import NeuralGenerator, model_file_in_use
     from .output_files import check_output_folder
     # option errors before the stars and the model are loaded and the (slow) ranking runs
-    if args.worst < 1:
-        # order[:n] with n < 0 drew all but |n| stars (a 700-inch figure that never finished)
-        raise ValueError(f"--worst must be a number of stars >= 1; got {args.worst}")
+    if not 1 <= args.worst <= MAX_WORST_STARS:
+        # order[:n] with n < 0 drew all but |n| stars (a 700-inch figure that never finished); a panel per
+        # star: --worst 1000 ran for minutes and wrote nothing
+        raise ValueError(f"--worst must be a number of stars from 1 to {MAX_WORST_STARS}; got {args.worst}")
     if args.write_mixture and not args.rank_libraries:
         raise ValueError("--write-mixture needs --rank-libraries")
     if args.write_mixture and not (Path(args.write_mixture) / "config.json").is_file():

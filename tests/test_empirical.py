@@ -209,6 +209,29 @@ def test_validate_cli_errors(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_worst_is_capped_before_any_work(tmp_path, capsys, monkeypatch, stars):
+    """--worst 1000 ran for minutes (one 1.5-inch panel per star: 100 took 10-22 s, a 150-inch figure) and was
+    killed before writing anything; now refused up front, and by plot_worst_residuals from Python."""
+    from smnet_sps import validate
+    from smnet_sps.cli import build_parser, main
+    from smnet_sps.empirical import MAX_WORST_STARS
+
+    def never(*args, **kwargs):
+        raise AssertionError("the stars were loaded although --worst is too large")
+    monkeypatch.setattr(validate, "load_empirical", never)
+    assert main(["validate", "--empirical", str(FIXTURE), "--worst", str(MAX_WORST_STARS + 1),
+                 "--out", str(tmp_path / "r")]) == 1
+    assert (f"--worst must be a number of stars from 1 to {MAX_WORST_STARS}; got {MAX_WORST_STARS + 1}"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "r").exists()
+    sub = next(a for a in build_parser()._subparsers._group_actions[0].choices["validate"]._actions
+               if "--worst" in a.option_strings)
+    assert f"1 to {MAX_WORST_STARS}" in sub.help
+    score = score_spectra("self", stars.wavelength, stars.flux, stars)
+    with pytest.raises(ValueError, match=f"n must be a number of stars from 1 to {MAX_WORST_STARS}"):
+        plot_worst_residuals(score, n=1000)
+
+
 def test_write_mixture_to_what_is_not_a_model_fails_before_any_work(tmp_path, capsys, monkeypatch):
     """--write-mixture into a folder without config.json is refused before the stars, the model and the
     ranking, not after the ranking."""
