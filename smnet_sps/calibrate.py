@@ -267,7 +267,8 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     base : ``"default"`` (the shipped model) or the path of a model directory (``smnet-sps train`` or
         ``experts`` output): the correction records "default", or the model's absolute path and its path
         relative to the correction (:func:`smnet_sps.semi_empirical.base_record`)
-    folds : k of the stratified k-fold cross-validation by star (0 = none)
+    folds : k of the stratified k-fold cross-validation by star: 0 (none) or 2 to the number of stars
+        (ValueError otherwise, before the base model is loaded)
     grid : optional union grid file; adds CK04 (+ BaSeL) interpolation to the report
     Returns the dict of cross-validated scores (name -> EmpiricalScore).
 
@@ -277,6 +278,15 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
     with caller_torch_state_kept():
         torch.set_num_threads(1)
         return _calibrate(empirical, out, base, folds, settings, grid, progress)
+
+
+def _check_folds(folds, stars):
+    """ValueError unless ``folds`` (``--folds``) is 0 or 2 to the number of ``stars`` (each fold holds out
+    a star; 1000 folds of 471 stars were refused only after the base model and the targets, by kfold_ids,
+    naming neither the option nor the file)."""
+    if folds and not 2 <= folds <= len(stars):
+        raise ValueError(f"--folds must be 0 (no cross-validation) or from 2 to the number of stars in "
+                         f"{stars.meta.get('file', stars.name)} ({len(stars)}); got {folds}")
 
 
 def _calibrate(empirical, out, base, folds, settings, grid, progress):
@@ -289,6 +299,7 @@ def _calibrate(empirical, out, base, folds, settings, grid, progress):
     st = settings or CalibrationSettings()
     t0 = time.time()
     stars = load_empirical(empirical)
+    _check_folds(folds, stars)                      # before the base model and the targets
     base_dir, base_info = _base_info(base, out)
     check_correction_folder(out, base_dir)          # before the (minutes-long) fit
     base_gen = load_generator(base_dir, device="cpu")
@@ -296,26 +307,27 @@ def _calibrate(empirical, out, base, folds, settings, grid, progress):
     probe = probe_ln_flux(base_gen, data.start, data.stop)
     out = Path(out)
     n_fit = st.members * ((folds or 0) + 1)
-    bar = tqdm(total=n_fit, desc="fitting corrections", unit="net", disable=not progress)
-    scores = {}
-    if folds:
-        import tempfile
-        # NaN / -1 until a fold fills them: a row no fold reaches shows, instead of uninitialised memory
-        pred = np.full((len(stars), base_gen.wavelength.size), np.nan)
-        fold_of = np.full(len(stars), -1)
-        for f, (_, held) in enumerate(kfold_ids(stars.star_id, stars.teff, folds, seed=st.seed)):
-            te = stars.rows(held)
-            tr = np.setdiff1d(np.arange(len(stars)), te)
-            fold_of[te] = f
-            nets = _fit_members(data, tr, st, seed=st.seed * 1000 + 100 * (f + 1), progress=bar)
-            with tempfile.TemporaryDirectory() as tmp:
-                write_correction(tmp, nets, data, data.params[tr], st, base_info, base_probe=probe)
-                gen = SemiEmpiricalGenerator(tmp, base=base_gen)
-                pred[te] = _quiet_flux(gen, stars.teff[te], stars.logg[te], stars.logz[te])
-        scores["semi-empirical (CV)"] = score_spectra("semi-empirical (CV)", base_gen.wavelength, pred, stars)
-        scores["semi-empirical (CV)"].fold = fold_of
-    nets = _fit_members(data, np.arange(len(stars)), st, seed=st.seed * 1000, progress=bar)
-    bar.close()
+    # closed also on an error: the error is then printed on its own line, not after the bar
+    with tqdm(total=n_fit, desc="fitting corrections", unit="net", disable=not progress) as bar:
+        scores = {}
+        if folds:
+            import tempfile
+            # NaN / -1 until a fold fills them: a row no fold reaches shows, instead of uninitialised memory
+            pred = np.full((len(stars), base_gen.wavelength.size), np.nan)
+            fold_of = np.full(len(stars), -1)
+            for f, (_, held) in enumerate(kfold_ids(stars.star_id, stars.teff, folds, seed=st.seed)):
+                te = stars.rows(held)
+                tr = np.setdiff1d(np.arange(len(stars)), te)
+                fold_of[te] = f
+                nets = _fit_members(data, tr, st, seed=st.seed * 1000 + 100 * (f + 1), progress=bar)
+                with tempfile.TemporaryDirectory() as tmp:
+                    write_correction(tmp, nets, data, data.params[tr], st, base_info, base_probe=probe)
+                    gen = SemiEmpiricalGenerator(tmp, base=base_gen)
+                    pred[te] = _quiet_flux(gen, stars.teff[te], stars.logg[te], stars.logz[te])
+            scores["semi-empirical (CV)"] = score_spectra("semi-empirical (CV)", base_gen.wavelength, pred,
+                                                          stars)
+            scores["semi-empirical (CV)"].fold = fold_of
+        nets = _fit_members(data, np.arange(len(stars)), st, seed=st.seed * 1000, progress=bar)
     write_correction(out, nets, data, data.params, st, base_info, base_probe=probe,
                      extra={"empirical_set": f"{Path(stars.meta.get('file', '')).name} ({len(stars)} stars, "
                                              f"sha256 {file_sha256(stars.meta['file'])[:16]}...)"
@@ -475,7 +487,9 @@ def add_cli(sub):
                    help="base model: 'default' (the shipped model, the default) or a model directory")
     p.add_argument("--out", required=True, help="output directory (shipped: "
                                                 "smnet_sps/data/semi_empirical_model)")
-    p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation by star (0: none)")
+    p.add_argument("--folds", type=int, default=5,
+                   help="k of the k-fold cross-validation by star: 0 (none) or 2 to the number of stars "
+                        "(default 5)")
     p.add_argument("--grid", default=None, help="union grid file: adds CK04 interpolation to the report")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--members", type=int, default=None, help="ensemble size (default 3)")
@@ -492,7 +506,8 @@ CORRECTION_FILES = ("config.json", "stars.npz", "correction_*.pt", "cv_report.md
 
 def _cli(args):
     from .output_files import check_output_folder
-    # every option checked before the stars, the base model and the (minutes-long) fit
+    # every option checked before the stars, the base model and the (minutes-long) fit; --folds against the
+    # number of stars as soon as they are loaded (_check_folds, before the base model)
     st = CalibrationSettings(seed=args.seed)
     for option, value in (("--members", args.members), ("--steps", args.steps)):
         if value is not None and value < 1:

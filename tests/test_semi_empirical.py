@@ -183,6 +183,43 @@ def test_correction_net_carries_no_low_order_shape():
     assert np.all(c[:, taper == 0] == 0)
 
 
+def test_calibrate_refuses_more_folds_than_stars_before_the_base_model(tmp_path, capsys, monkeypatch):
+    """--folds 1000 on 471 stars was refused only after the stars, the base model and the targets, as "k must
+    be between 2 and the number of stars (471); got 1000" (naming neither --folds nor the file), printed
+    after the unclosed progress bar; now right after the stars are loaded."""
+    from pathlib import Path
+
+    import smnet_sps.neural
+    from smnet_sps.cli import main
+    fixture = Path(__file__).parent / "fixtures" / "empirical"
+
+    def never(*args, **kwargs):
+        raise AssertionError("the base model was loaded although --folds exceeds the number of stars")
+    monkeypatch.setattr(smnet_sps.neural, "load_generator", never)
+    assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "c"),
+                 "--folds", "21"]) == 1
+    err = capsys.readouterr().err
+    assert "--folds must be 0 (no cross-validation) or from 2 to the number of stars in" in err
+    assert "miles_v9.1_fixture_stars.npz (20); got 21" in err and "fitting corrections" not in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_calibrate_error_during_the_fit_is_printed_on_its_own_line(tmp_path, capsys, monkeypatch):
+    """An error during the fit left the progress bar open: the message was printed on the bar's line."""
+    from pathlib import Path
+
+    import smnet_sps.calibrate as cal
+    from smnet_sps.cli import main
+    fixture = Path(__file__).parent / "fixtures" / "empirical"
+
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(cal, "_fit_members", failing)
+    assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "c"), "--folds", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "fitting corrections" in err and "\nsmnet-sps calibrate: error: disk full" in err
+
+
 def test_calibrate_writes_a_loadable_deterministic_correction(tmp_path):
     """`smnet-sps calibrate` on the 20 fixture MILES stars (few steps): CV report, loadable,
     bit-reproducible."""
