@@ -312,7 +312,7 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     return cfg
 
 
-def replace_experts(model, experts, out, *, overwrite=False):
+def replace_experts(model, experts, out, *, name=None, overwrite=False):
     """Replace some libraries' experts in an existing ``mlp_experts`` model; every other network is kept
     bit for bit, in the dtype the model stores.
 
@@ -325,6 +325,9 @@ def replace_experts(model, experts, out, *, overwrite=False):
     out : path, the model directory to write; all of ``model``'s other files (mixture.json, README.md, ...)
         are copied there. ``out`` may be ``model`` itself (with ``overwrite``): the new files are written
         beside the old ones and renamed over them, so an interrupted call never leaves a half-written file.
+    name : model name (default: the model's name + " + new <library> expert", so that a modified model
+        cannot be taken for the one it came from in outputs: FITS ``GENERATR``, summaries); pass the old name
+        to keep it (e.g. when updating the shipped model in place).
     overwrite : replace a model already in ``out``.
 
     A library whose expert it shares with others (e.g. several libraries on the shared network) gets a network
@@ -378,7 +381,9 @@ def replace_experts(model, experts, out, *, overwrite=False):
     partial = out / ".partial"
     partial.mkdir(exist_ok=True)
     torch.save(state, partial / "weights.pt")
-    new_cfg = dict(cfg, arch_kwargs=dict(cfg["arch_kwargs"], expert_index=index),
+    replaced = ", ".join(lib for lib in names if lib in experts)
+    new_cfg = dict(cfg, name=name or f"{cfg.get('name', model.name)} + new {replaced} expert",
+                   arch_kwargs=dict(cfg["arch_kwargs"], expert_index=index),
                    experts=dict(cfg.get("experts", {}), libraries=records),
                    weights_sha256=weights_sha256(partial / "weights.pt"))
     _tail_without_excluded(out, new_cfg, records)
@@ -409,7 +414,8 @@ def add_cli(sub):
                                                 "itself, with --overwrite)")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size; with "
                                                         "--base only: --model keeps the model's dtype)")
-    p.add_argument("--name", default=None, help="model name (with --base only)")
+    p.add_argument("--name", default=None, help="model name (default: with --base, the base's name + "
+                   "' + library experts'; with --model, the model's name + ' + new LIBRARY expert')")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
     p.set_defaults(func=_cli)
 
@@ -425,10 +431,9 @@ def _cli(args):
                              f"{lib}=DIR1,DIR2 (their weights are averaged)")
         experts[lib] = path.split(",") if "," in path else path
     if args.model:
-        if args.half or args.name:
-            raise ValueError("--half and --name apply to a new model (--base); --model keeps the model's "
-                             "dtype and name")
-        cfg = replace_experts(args.model, experts, args.out, overwrite=args.overwrite)
+        if args.half:
+            raise ValueError("--half applies to a new model (--base); --model keeps the model's dtype")
+        cfg = replace_experts(args.model, experts, args.out, name=args.name, overwrite=args.overwrite)
     else:
         cfg = build_expert_model(args.base, experts, args.out, half=args.half, name=args.name,
                                  overwrite=args.overwrite)

@@ -309,11 +309,19 @@ def test_bad_replacements_are_refused(models, capsys):
     from smnet_sps.cli import main
     assert main(["experts", "--model", str(built), "--expert", f"libb={spec}", "--out", str(root / "y6"),
                  "--half"]) == 1
-    assert "--half and --name apply to a new model" in capsys.readouterr().err
+    assert "--half applies to a new model" in capsys.readouterr().err
     assert main(["experts", "--model", str(built), "--expert", f"libb={spec}", "--out",
                  str(root / "y7")]) == 0
-    assert json.loads((root / "y7" / "config.json").read_text())["weights_sha256"] == \
-        json.loads((built / "config.json").read_text())["weights_sha256"]
+    old_cfg = json.loads((built / "config.json").read_text())
+    new_cfg = json.loads((root / "y7" / "config.json").read_text())
+    assert new_cfg["weights_sha256"] == old_cfg["weights_sha256"]
+    # a model with a replaced expert kept the old model's name, so every output (FITS GENERATR, summaries)
+    # labelled it as the shipped one; it now says what was replaced, and --name sets a name of one's own
+    assert new_cfg["name"] == f"{old_cfg['name']} + new libb expert"
+    assert load_generator(root / "y7", device="cpu").name == new_cfg["name"]
+    assert main(["experts", "--model", str(built), "--expert", f"libb={spec}", "--out", str(root / "y8"),
+                 "--name", "kept name"]) == 0
+    assert json.loads((root / "y8" / "config.json").read_text())["name"] == "kept name"
 
 
 def test_specialists_must_share_the_tail_floor_and_their_held_out_nodes_leave_the_table(models):
