@@ -140,6 +140,65 @@ def _as_values(x, name, unit=None):
         raise ValueError(f"{name} must be a numeric array; got {type(x).__name__}") from exc
 
 
+def _f_lambda_factor(unit, wave, reference=None):
+    """Per-pixel factor taking a spectral flux density in ``unit`` at ``wave`` [A] to F_lambda, the shape the
+    fit compares: to ``reference`` (default ``unit``) if that is per unit wavelength -- an F_lambda, or a
+    luminosity density such as L_sun / A, in any scale (the continuum polynomial absorbs it) -- else to
+    erg/s/cm^2/A (f_nu such as Jy, photon fluxes) or erg/s/A (L_nu). One rule for a flux Quantity given to
+    :func:`check_spectrum` and a flux column read by ``smnet-sps fit``. Raises astropy's UnitConversionError
+    for a unit that is no spectral flux density (or not convertible to ``reference``)."""
+    import astropy.units as u
+
+    f_lambda, l_lambda = u.erg / u.s / u.cm**2 / u.AA, u.erg / u.s / u.AA
+    reference = unit if reference is None else reference
+    if reference.is_equivalent(f_lambda) or reference.is_equivalent(l_lambda):
+        target = reference
+    elif reference.is_equivalent(u.erg / u.s / u.Hz):
+        target = l_lambda
+    else:
+        target = f_lambda
+    return np.asarray((1.0 * unit).to_value(target, equivalencies=u.spectral_density(wave * u.AA)), float)
+
+
+def _unit_or_none(x):
+    """A Quantity's unit, None for plain numbers or a dimensionless Quantity (a relative flux)."""
+    import astropy.units as u
+
+    unit = getattr(x, "unit", None) if isinstance(x, u.Quantity) else None
+    return None if unit is None or unit.is_equivalent(u.dimensionless_unscaled) else unit
+
+
+def _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave):
+    """(flux, ivar) in F_lambda (:func:`_f_lambda_factor`) from values in ``flux_unit`` and ``ivar_unit``
+    (None: plain numbers; a plain ivar beside a flux Quantity is in the flux's unit^-2). A flux in Jy was
+    fitted as F_lambda without a word (MILES star 257, 5800 K, log g 4.4, [M/H] -0.9: 4166 K, 2.36, -2.5 on
+    the bound, against 6004 K, 4.74, -1.29 for the same flux in erg/s/cm^2/A)."""
+    allowed = ("F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy) or a luminosity density (e.g. "
+               "solLum / Angstrom), or plain numbers (F_lambda)")
+    if flux_unit is None:
+        if ivar_unit is not None:
+            raise ValueError(f"ivar is in {ivar_unit} but flux has no unit, so the two cannot be related; "
+                             "give flux as a Quantity too, or ivar as plain numbers (in flux's units^-2)")
+        return flux, ivar
+    import astropy.units as u
+
+    try:
+        factor = _f_lambda_factor(flux_unit, wave)
+    except u.UnitConversionError:
+        raise ValueError(f"flux must be a spectral flux density: {allowed}; got {flux_unit}") from None
+    if ivar is None:
+        return flux * factor, None
+    if ivar_unit is None:
+        return flux * factor, ivar / factor**2
+    try:
+        # through the error it implies (ivar_unit^-1/2), converted as the flux is
+        ivar_factor = _f_lambda_factor(ivar_unit ** -0.5, wave, flux_unit)
+    except u.UnitConversionError:
+        raise ValueError(f"ivar must be in 1 / (a spectral flux density)^2, e.g. {flux_unit ** -2}; got "
+                         f"{ivar_unit}") from None
+    return flux * factor, ivar / ivar_factor**2
+
+
 def check_spectrum(wave, flux, ivar=None, mask=None):
     """Validate an observed spectrum -> (wave [A], flux, ivar, good) as float arrays and a bool array.
 
@@ -147,6 +206,13 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     or astropy's ``Masked``) adds its masked pixels to ``mask``; a masked ``wave`` is refused. NaN/inf ivar is
     only allowed on masked pixels, NaN/inf flux on masked pixels or where ivar is 0; ivar must be >= 0
     (0 = ignore the pixel). Raises ``ValueError`` naming the problem.
+
+    ``flux`` is F_lambda in any units, or a Quantity: a spectral flux density, converted to F_lambda at each
+    wavelength (:func:`_f_lambda_factor`: an F_lambda or L_lambda unit is kept, f_nu such as Jy becomes
+    erg/s/cm^2/A); ``ivar`` follows, by the square of the same factor (a plain ``ivar`` beside a flux Quantity
+    is taken in the flux's unit^-2; a Quantity in 1 / (its flux density)^2 is converted through its error).
+    The fit normalises the flux (its ``scale``, the median |flux| in these F_lambda units), so an F_lambda
+    Quantity, the same flux in Jy and plain F_lambda numbers give the same fit.
     """
     from .medium import _as_angstrom
 
@@ -163,6 +229,7 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
         wave = _as_angstrom(wave, "wave")[0]
     except TypeError as exc:
         raise ValueError(f"wave must be a numeric array; got {type(wave).__name__}") from exc
+    flux_unit, ivar_unit = _unit_or_none(flux), _unit_or_none(ivar)
     flux = _as_values(flux, "flux")
     if wave.ndim != 1 or flux.ndim != 1:
         raise ValueError(f"wave and flux must be 1-d arrays; got shapes {wave.shape} and {flux.shape}")
@@ -178,6 +245,10 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
         # an optical spectrum in nm (or um) read as A lands in the extreme UV and fits without an error
         warnings.warn(f"wave ends at {wave[-1]:g}: read as Angstrom, this spectrum lies below 1000 A; if the "
                       "numbers are nm or um, pass a Quantity (e.g. wave * u.nm)", FitWarning, stacklevel=3)
+    ivar = None if ivar is None else _as_values(ivar, "ivar")
+    if ivar is not None and ivar.shape != wave.shape:
+        raise ValueError(f"ivar must have the shape of wave {wave.shape}; got {ivar.shape}")
+    flux, ivar = _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave)
     bad = np.zeros(wave.shape, bool)
     if mask is not None:
         mask = np.asarray(mask)
@@ -202,9 +273,6 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
         typical = float(np.median(np.abs(flux[finite]))) if finite.any() else 1.0
         ivar = np.full_like(flux, 1.0 / (0.01 * typical) ** 2 if typical > 0 else 1.0)
     else:
-        ivar = _as_values(ivar, "ivar")
-        if ivar.shape != wave.shape:
-            raise ValueError(f"ivar must have the shape of wave {wave.shape}; got {ivar.shape}")
         nan_iv = ~np.isfinite(ivar) & ~bad
         if nan_iv.any():
             raise ValueError(f"ivar has {nan_iv.sum()} NaN/inf values at unmasked pixels; mask them")
@@ -630,7 +698,7 @@ class _FitBase:
     mode: str
     method: str
     seconds: float
-    scale: float = 1.0  # the data were divided by this
+    scale: float = 1.0  # the data (in F_lambda: check_spectrum converts a flux Quantity) were divided by this
     samples: np.ndarray = None
     starts: np.ndarray = None
     at_bound: tuple = ()
@@ -1006,9 +1074,12 @@ def fit_star(
     Parameters
     ----------
     wave : array or Quantity (n,), vacuum wavelengths [A], strictly increasing
-    flux : array (n,), F_lambda in any units (the continuum polynomial absorbs scale and shape)
+    flux : array (n,), F_lambda in any units (the continuum polynomial absorbs scale and shape), or a
+        Quantity: a spectral flux density (f_nu such as Jy is converted to F_lambda per pixel;
+        :func:`check_spectrum`)
     ivar : array (n,) or None, inverse variance of ``flux`` (None: uniform; errors then come from the scatter
-        of the residuals through the chi^2_red scaling)
+        of the residuals through the chi^2_red scaling); with a flux Quantity, plain numbers in its unit^-2
+        or a Quantity, converted alike
     resolution_fwhm : float or array (n,) [A], the data's line-spread FWHM; None = 2 pixel widths (and, for
         data on the model's own pixels, the model's box: no broadening)
     mask : bool array (n,), True = bad pixel (excluded)

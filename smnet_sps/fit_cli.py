@@ -136,19 +136,20 @@ def _unit_of(path, column, allowed=FLUX_UNITS_ALLOWED):
 
 
 def _f_lambda_factor(path, name, unit, wave, flux_unit=None):
-    """Per-pixel factor taking column ``name``'s values in ``unit`` to F_lambda: the flux's own unit if that
-    is one (any F_lambda unit: the continuum polynomial absorbs the scale), else erg/s/cm^2/A; with
-    ``flux_unit``, to the unit the flux column was converted to (so that an error agrees with its flux)."""
+    """Per-pixel factor taking column ``name``'s values in ``unit`` to F_lambda (:func:`smnet_sps.fit.
+    _f_lambda_factor`, as for a flux Quantity given to fit_star): the flux's own unit if that is one (any
+    F_lambda unit: the continuum polynomial absorbs the scale), else erg/s/cm^2/A; with ``flux_unit``, to the
+    unit the flux column was converted to (so that an error agrees with its flux)."""
     import astropy.units as u
 
-    f_lambda = u.erg / u.s / u.cm**2 / u.AA
-    reference = unit if flux_unit is None else flux_unit
-    target = reference if reference.is_equivalent(f_lambda) else f_lambda
+    from .fit import _f_lambda_factor as f_lambda_factor          # one rule for files and Quantities
+
     try:
-        return np.asarray((1.0 * unit).to_value(target, equivalencies=u.spectral_density(wave * u.AA)), float)
+        return f_lambda_factor(unit, wave, flux_unit)
     except u.UnitConversionError:
         raise ValueError(f"{path}: column {name!r} is in {unit}, which is no spectral flux density; allowed: "
-                         "an F_lambda (e.g. erg / (s cm2 Angstrom)) or f_nu (e.g. Jy) unit, or none"
+                         "an F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy) or luminosity density "
+                         "(e.g. solLum / Angstrom) unit, or none"
                          + ("" if flux_unit is None else f" convertible to the flux's {flux_unit}")) from None
 
 

@@ -1062,3 +1062,37 @@ def test_cli_fit_without_errors_states_the_assumed_error(tmp_path, rng, capsys):
         assert main(["fit", str(spec), "--ssp-grid", str(path)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "error is taken as 1 % of the median |flux|" in out and "relative to the median flux" not in out
+
+
+def test_a_flux_quantity_in_jy_is_fitted_as_f_lambda(gen):
+    """check_spectrum took a flux Quantity's values whatever its unit: f_nu in Jy was fitted as F_lambda
+    (MILES star 257, 5800 K, 4.4, -0.9, degree 0: 4166 K, 2.36, -2.5 on the bound, against 6004 K, 4.74,
+    -1.29 for F_lambda). A flux Quantity is now converted to F_lambda at each wavelength, as smnet-sps fit
+    reads a file, and ivar by the square of the same factor (plain numbers in the flux's unit^-2, or a
+    Quantity): the F_lambda Quantity, the same flux in Jy and plain F_lambda numbers give the same fit."""
+    import astropy.units as u
+
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5200.0, 3.0, -0.5, snr=100, seed=3, generator=gen)
+    f_lambda = 1e-15 * f * u.erg / u.s / u.cm**2 / u.AA
+    ivar_lambda = 1e30 * iv                                          # in (erg/s/cm^2/A)^-2
+    f_jy = f_lambda.to(u.Jy, equivalencies=u.spectral_density(w * u.AA))
+    ivar_jy = ivar_lambda * (f_lambda.value / f_jy.value) ** 2       # the same errors, in Jy^-2
+    _, flux, ivar, _ = check_spectrum(w, f_jy, ivar_jy)
+    np.testing.assert_allclose(flux, f_lambda.value, rtol=1e-12)
+    np.testing.assert_allclose(ivar, ivar_lambda, rtol=1e-12)
+    np.testing.assert_allclose(check_spectrum(w, f_jy, (ivar_jy / u.Jy**2).to(u.mJy**-2))[2], ivar_lambda,
+                               rtol=1e-12)
+    inputs = {"plain": (f_lambda.value, ivar_lambda), "F_lambda": (f_lambda, ivar_lambda),
+              "Jy": (f_jy, ivar_jy), "Jy, ivar Quantity": (f_jy, ivar_jy / u.Jy**2)}
+    fits = {name: fit_star(w, *spectrum, degree=0, generator=gen) for name, spectrum in inputs.items()}
+    for name, r in fits.items():
+        np.testing.assert_allclose(r.values, fits["plain"].values, rtol=1e-6, atol=1e-6, err_msg=name)
+        assert r.scale == pytest.approx(fits["plain"].scale, rel=1e-12), name
+    assert fits["plain"].teff == pytest.approx(5200.0, rel=0.02)
+    for flux_in, ivar_in, message in (
+        (f_lambda.value * u.m, None, "flux must be a spectral flux density.*got m"),
+        (f_jy, ivar_jy / u.m**2, r"ivar must be in 1 / \(a spectral flux density"),
+        (f_lambda.value, ivar_jy / u.Jy**2, "ivar is in 1 / Jy2 but flux has no unit"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            check_spectrum(w, flux_in, ivar_in)
