@@ -160,6 +160,19 @@ def _f_lambda_factor(unit, wave, reference=None):
     return np.asarray((1.0 * unit).to_value(target, equivalencies=u.spectral_density(wave * u.AA)), float)
 
 
+def _check_max_rv(max_rv):
+    """``max_rv`` [km/s] as a float, 0 < max_rv < c: a NaN or >= c left the operator no model pixels (an
+    IndexError), and a negative one was reported as a bad ``rv_guess``."""
+    try:
+        value = float(max_rv)
+    except (TypeError, ValueError):
+        raise ValueError(f"max_rv must be a number [km/s]; got {max_rv!r}") from None
+    if not (np.isfinite(value) and 0.0 < value < C_KMS):
+        raise ValueError(f"max_rv must be a positive, finite limit below the speed of light (0 < max_rv < "
+                         f"{C_KMS} km/s); got {max_rv!r}")
+    return value
+
+
 def _unit_or_none(x):
     """A Quantity's unit, None for plain numbers or a dimensionless Quantity (a relative flux)."""
     import astropy.units as u
@@ -1087,8 +1100,8 @@ def fit_star(
         ``"semi-empirical"``, loaded once); default: the shipped default model
     library : training library to imitate, or None (the default mixture)
     degree : int, degree of the multiplicative Legendre continuum (default 3)
-    rv_guess, max_rv : [km/s], a velocity to try first and the largest |v|; the start velocity is scanned
-        over +-max_rv (or the rv bounds) anyway
+    rv_guess, max_rv : [km/s], a velocity to try first and the largest |v| (0 < max_rv < c); the start
+        velocity is scanned over +-max_rv (or the rv bounds) anyway
     bounds : dict name -> (lo, hi) for any of ``teff`` [K], ``logg``, ``logz``, ``rv`` within the generator's
         training box and +-max_rv (default: that box, or with ``library=`` the imitated library's box)
     n_starts : int, number of distinct grid starts optimised together
@@ -1123,6 +1136,7 @@ def fit_star(
     t0 = time.perf_counter()
     gen = _check_generator(generator)
     _check_n_starts(n_starts)
+    max_rv = _check_max_rv(max_rv)      # as fit_ssp
     from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     op = SpectralOperator(
@@ -1333,9 +1347,10 @@ def fit_ssp(
     t0 = time.perf_counter()
     if templates is None:
         raise ValueError("fit_ssp needs templates=: an SSPGrid from smnet_sps.ssp.ssp_grid(ages, Zs)")
-    for name, value in (("max_sigma", max_sigma), ("max_av", max_av), ("max_rv", max_rv)):
+    for name, value in (("max_sigma", max_sigma), ("max_av", max_av)):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive, finite limit; got {value!r}")
+    max_rv = _check_max_rv(max_rv)      # as fit_star
     if not abs(rv_guess) < max_rv:            # as fit_star: a start outside the bounds was clipped silently
         raise ValueError(f"rv_guess must lie within +-max_rv = {max_rv} km/s; got {rv_guess}")
     if isinstance(templates, (str, os.PathLike)):         # a file from smnet-sps ssp-grid / save_ssp_grid
@@ -1437,11 +1452,12 @@ def mock_star(
 ):
     """A noisy mock of the generator's star on the model's own pixels inside ``wave``'s range.
 
-    Made with the same forward model the fit uses (shift by ``rv`` [km/s] on the model's pixels), times a
-    multiplicative Legendre ``continuum`` (coefficients; default 1), plus Gaussian noise of sigma =
-    flux / ``snr`` per pixel. ``wave`` [A or a length Quantity] gives the range; ``teff`` [K or a temperature
+    Made with the same forward model the fit uses (shift by ``rv`` [km/s, finite, |rv| < c] on the model's
+    pixels), times a multiplicative Legendre ``continuum`` (coefficients; default 1), plus Gaussian noise of
+    sigma = flux / ``snr`` per pixel (finite, > 0). ``wave`` [A or a length Quantity] gives the range, which
+    must hold at least 20 of the model's pixels (the fewest a fit takes); ``teff`` [K or a temperature
     Quantity], ``logg`` and ``logz`` are single values, converted as by the generators. Returns
-    ``(wave [A], flux, ivar, truth_flux)``.
+    ``(wave [A], flux, ivar, truth_flux)``; ValueError for input outside these ranges.
     """
     from .generator import validate_parameters
     from .medium import _as_angstrom
@@ -1451,13 +1467,24 @@ def mock_star(
     teff, logg, logz = (float(v[0]) if v.size == 1 else v for v in validate_parameters(teff, logg, logz))
     if not isinstance(teff, float):
         raise ValueError("mock_star makes one star: teff, logg and logz must be single values")
+    rv, snr = float(rv), float(snr)
+    if not (np.isfinite(rv) and abs(rv) < C_KMS):      # a NaN or |rv| >= c left no model pixels: IndexError
+        raise ValueError(f"rv must be a finite velocity with |rv| < c = {C_KMS} km/s; got {rv!r}")
+    if not (np.isfinite(snr) and snr > 0):             # snr 0 gave flux +-inf and ivar 0 without a word
+        raise ValueError(f"snr must be a finite signal-to-noise ratio > 0 per pixel; got {snr!r}")
     mw = gen.wavelength
     sel = (mw >= w[0]) & (mw <= w[-1])
     pix = mw[sel]
+    if pix.size < _MIN_PIXELS:
+        # fewer than 2 failed inside numpy ("Shape of array too small to calculate a numerical gradient"),
+        # and a fit needs this many anyway
+        step = float(np.interp(0.5 * (w[0] + w[-1]), mw, np.gradient(mw)))
+        raise ValueError(f"wave's range {w[0]:.1f}-{w[-1]:.1f} A holds {pix.size} of the model's pixels "
+                         f"(~{step:.1f} A apart there); mock_star needs at least {_MIN_PIXELS}: widen it")
     one = np.ones(pix.size)
-    op = SpectralOperator(
-        mw, pix, one, one, np.ones(pix.size, bool), max_rv=max(abs(rv) * 1.5, 1.0), degree=0
-    )
+    # the reach the shift needs, kept below c (1.5 |rv| was >= c for |rv| >= c / 1.5)
+    reach = min(max(abs(rv) * 1.5, 1.0), 0.5 * (abs(rv) + C_KMS))
+    op = SpectralOperator(mw, pix, one, one, np.ones(pix.size, bool), max_rv=reach, degree=0)
     spec = _star_model_fn(gen, op, library)
     with torch.no_grad():
         theta = torch.tensor([[teff, logg, logz, rv]], dtype=torch.float64)

@@ -1096,3 +1096,29 @@ def test_a_flux_quantity_in_jy_is_fitted_as_f_lambda(gen):
     ):
         with pytest.raises(ValueError, match=message):
             check_spectrum(w, flux_in, ivar_in)
+
+
+def test_velocity_limits_snr_and_a_short_range_are_refused(gen):
+    """fit_star never checked max_rv (fit_ssp did): NaN or >= c gave an IndexError in the operator, -100 a
+    message about rv_guess; mock_star's rv NaN or 3e5 km/s gave the same IndexError, snr 0 a flux of +-inf
+    with ivar 0, and a 10-A range numpy's "Shape of array too small to calculate a numerical gradient". Each
+    is now a ValueError naming the argument and its allowed range, shared by fit_star and fit_ssp."""
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5200.0, 3.0, -0.5, seed=1, generator=gen)
+    limit = r"max_rv must be a positive, finite limit below the speed of light \(0 < max_rv < 299792.458"
+    for max_rv in (np.nan, np.inf, 3e5, -100.0, 0.0):
+        with pytest.raises(ValueError, match=limit):
+            fit_star(w, f, iv, max_rv=max_rv, generator=gen)
+        with pytest.raises(ValueError, match=limit):
+            fit_ssp(w, f, iv, max_rv=max_rv, templates="never_read.h5")
+    for rv in (np.nan, 3e5, -3e5):
+        with pytest.raises(ValueError, match=r"rv must be a finite velocity with \|rv\| < c = 299792.458"):
+            mock_star(w, 5200.0, 3.0, -0.5, rv=rv, generator=gen)
+    for snr in (0.0, -10.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="snr must be a finite signal-to-noise ratio > 0"):
+            mock_star(w, 5200.0, 3.0, -0.5, snr=snr, generator=gen)
+    with pytest.raises(ValueError, match=r"wave's range 4000.0-4010.0 A holds 1 of the model's pixels .*"
+                       r"mock_star needs at least 20"):
+        mock_star(np.array([4000.0, 4010.0]), 5200.0, 3.0, -0.5, generator=gen)
+    # a fast star still works: 1.5 |rv| is no longer asked of the operator beyond c
+    fast = mock_star(w, 5200.0, 3.0, -0.5, rv=2.5e5, seed=1, generator=gen)
+    assert np.all(np.isfinite(fast[1])) and fast[0].size == w.size
