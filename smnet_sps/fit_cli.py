@@ -43,11 +43,12 @@ def read_spectrum(path):
     """(wave [A], flux, ivar or None) from a table file (FITS, ECSV, CSV) or a 2-3 column text file.
 
     Table columns: ``wave``/``wavelength``/``lambda``, ``flux``, and ``ivar`` or ``err``/``error``/``sigma``.
-    A wavelength column with a unit is converted to Angstrom. A flux with a unit is converted to F_lambda at
-    each wavelength (f_nu such as Jy to erg/s/cm^2/A; an F_lambda unit is kept), its ``err``/``ivar`` alike;
-    a unit that is no spectral flux density, or a unit on only one of flux and its error, is a ValueError. A
-    unit the format does not know (FITS TUNIT '1E-17 erg/s/cm^2/Angstrom') is parsed in astropy's generic
-    format; one still unrecognised is a ValueError naming the column and the unit.
+    A wavelength column with a unit is converted to Angstrom; one in frequency or energy (e.g. Hz, eV) with
+    u.spectral(), every column then reordered by the converted wavelength. A flux with a unit is converted to
+    F_lambda at each wavelength (f_nu such as Jy to erg/s/cm^2/A; an F_lambda unit is kept), its
+    ``err``/``ivar`` alike; a unit that is no spectral flux density, or a unit on only one of flux and its
+    error, is a ValueError. A unit the format does not know (FITS TUNIT '1E-17 erg/s/cm^2/Angstrom') is
+    parsed in astropy's generic format; one still unrecognised is a ValueError naming the column and the unit.
     Without a unit the flux is taken as F_lambda. Text files: wave, flux[, error] columns.
     """
     import astropy.units as u
@@ -98,17 +99,24 @@ def read_spectrum(path):
     to_f_lambda = 1.0 if flux_unit is None else _f_lambda_factor(path, f_name, flux_unit, wave)
     flux = _masked_as_nan(f) * to_f_lambda
     iv = _column(t, _IVAR_NAMES)
-    if iv is not None:
-        return wave, flux, _masked_as_nan(iv) * _ivar_factor(path, iv.info.name, _unit_of(path, iv), f_name,
-                                                             flux_unit, wave)
     err = _column(t, _ERR_NAMES)
-    if err is not None:
+    ivar = None
+    if iv is not None:
+        ivar = _masked_as_nan(iv) * _ivar_factor(path, iv.info.name, _unit_of(path, iv), f_name, flux_unit,
+                                                 wave)
+    elif err is not None:
         err_unit = _unit_of(path, err)
         _check_units_agree(path, err.info.name, err_unit, f_name, flux_unit)
         err = _masked_as_nan(err) * (1.0 if err_unit is None else _f_lambda_factor(path, err.info.name,
                                                                                   err_unit, wave, flux_unit))
-        return wave, flux, 1.0 / np.where(err > 0, err, np.inf) ** 2
-    return wave, flux, None
+        ivar = 1.0 / np.where(err > 0, err, np.inf) ** 2
+    if w_unit is not None and not w_unit.is_equivalent(u.AA):
+        # a frequency (or energy) column ascending is a wavelength descending: every column (masked entries,
+        # NaN here, included) follows the converted wavelength, which the fit needs increasing
+        order = np.argsort(wave, kind="stable")
+        wave, flux = wave[order], flux[order]
+        ivar = None if ivar is None else ivar[order]
+    return wave, flux, ivar
 
 
 #: what a flux, error or inverse-variance column's unit may be (read_spectrum's error messages)

@@ -1122,3 +1122,29 @@ def test_velocity_limits_snr_and_a_short_range_are_refused(gen):
     # a fast star still works: 1.5 |rv| is no longer asked of the operator beyond c
     fast = mock_star(w, 5200.0, 3.0, -0.5, rv=2.5e5, seed=1, generator=gen)
     assert np.all(np.isfinite(fast[1])) and fast[0].size == w.size
+
+
+def test_read_spectrum_orders_a_frequency_column_by_wavelength(tmp_path):
+    """A wavelength column in Hz (ascending) was converted with u.spectral() but kept its order, so
+    smnet-sps fit refused the file ("wave must be strictly increasing") although frequencies are allowed.
+    Every column, masked entries included, now follows the converted wavelength."""
+    import astropy.units as u
+    from astropy.table import QTable
+    from astropy.utils.masked import Masked
+
+    from smnet_sps.fit_cli import read_spectrum
+    w = np.linspace(4000.0, 7000.0, 30)
+    f_lambda = 1e-15 * (1.0 + 0.5 * np.sin(w / 300.0)) * u.erg / u.s / u.cm**2 / u.AA
+    err = 0.02 * f_lambda
+    hole = np.zeros(w.size, bool)
+    hole[7] = True                                                      # a masked entry at 4,724 A
+    nu = (w * u.AA).to(u.Hz, equivalencies=u.spectral())
+    for name, axis in (("hz", nu), ("ev", (w * u.AA).to(u.eV, equivalencies=u.spectral()))):
+        QTable({"wave": axis[::-1], "flux": Masked(f_lambda, mask=hole)[::-1], "err": err[::-1]}).write(
+            tmp_path / f"{name}.ecsv")
+        wave, flux, ivar = read_spectrum(tmp_path / f"{name}.ecsv")
+        np.testing.assert_allclose(wave, w, rtol=1e-12)
+        np.testing.assert_allclose(flux[~hole], f_lambda.value[~hole], rtol=1e-12)
+        assert np.isnan(flux[7]) and np.all(np.isfinite(flux[~hole]))
+        np.testing.assert_allclose(ivar, 1 / err.value**2, rtol=1e-12)
+        check_spectrum(wave, np.where(hole, 0.0, flux), ivar, mask=hole)           # what the CLI fits
