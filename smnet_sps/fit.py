@@ -173,6 +173,17 @@ def _check_max_rv(max_rv):
     return value
 
 
+def _check_resolution_fwhm(resolution_fwhm, n_pix):
+    """Refuse a ``resolution_fwhm`` that is neither one number nor one per pixel (numpy's "operands could not
+    be broadcast together" named neither); None (the default LSF) passes."""
+    if resolution_fwhm is None:
+        return
+    shape = np.shape(resolution_fwhm)
+    if not (len(shape) == 0 or shape in ((1,), (n_pix,))):
+        raise ValueError(f"resolution_fwhm must be one number or one per pixel (shape ({n_pix},), len(wave)) "
+                         f"[A]; got shape {shape}")
+
+
 def _unit_or_none(x):
     """A Quantity's unit, None for plain numbers or a dimensionless Quantity (a relative flux)."""
     import astropy.units as u
@@ -1139,6 +1150,7 @@ def fit_star(
     max_rv = _check_max_rv(max_rv)      # as fit_ssp
     from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
+    _check_resolution_fwhm(resolution_fwhm, wave.size)
     op = SpectralOperator(
         gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
     )
@@ -1359,6 +1371,7 @@ def fit_ssp(
     interp = templates if isinstance(templates, SSPInterpolator) else SSPInterpolator(templates)
     from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
+    _check_resolution_fwhm(resolution_fwhm, wave.size)
     op = SpectralOperator(
         interp.wavelength,
         wave,
@@ -1539,6 +1552,7 @@ def empirical_correction(
         w, f, iv, good = check_spectrum(
             wave, fluxes[i], None if ivars is None else ivars[i], None if masks is None else masks[i]
         )
+        _check_resolution_fwhm(resolution_fwhm, w.size)
         op = SpectralOperator(gen.wavelength, w, f, iv, good, resolution_fwhm, degree=degree)
         spec = _star_model_fn(gen, op, library)
         with torch.no_grad():

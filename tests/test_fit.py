@@ -1148,3 +1148,22 @@ def test_read_spectrum_orders_a_frequency_column_by_wavelength(tmp_path):
         assert np.isnan(flux[7]) and np.all(np.isfinite(flux[~hole]))
         np.testing.assert_allclose(ivar, 1 / err.value**2, rtol=1e-12)
         check_spectrum(wave, np.where(hole, 0.0, flux), ivar, mask=hole)           # what the CLI fits
+
+
+def test_a_resolution_of_the_wrong_length_is_refused(gen):
+    """resolution_fwhm=np.ones(5) for a 150-pixel spectrum failed inside numpy ("operands could not be
+    broadcast together with remapped shapes"); it is now a ValueError naming resolution_fwhm and the shapes
+    allowed (one number, or one per pixel), in fit_star, fit_ssp and empirical_correction alike."""
+    from smnet_sps.fit import empirical_correction
+
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5200.0, 3.0, -0.5, seed=1, generator=gen)
+    message = (rf"resolution_fwhm must be one number or one per pixel \(shape \({w.size},\), len\(wave\)\) "
+               r"\[A\]; got shape \(5,\)")
+    with pytest.raises(ValueError, match=message):
+        fit_star(w, f, iv, resolution_fwhm=np.ones(5), generator=gen)
+    with pytest.raises(ValueError, match=message):
+        fit_ssp(w, f, iv, resolution_fwhm=np.ones(5), templates=_toy_ssp_grid(np.random.default_rng(0)))
+    with pytest.raises(ValueError, match=message):
+        empirical_correction(w, f[None], 5200.0, 3.0, -0.5, resolution_fwhm=np.ones(5), generator=gen)
+    with pytest.raises(ValueError, match=rf"got shape \({w.size}, 1\)"):
+        fit_star(w, f, iv, resolution_fwhm=np.ones((w.size, 1)), generator=gen)
