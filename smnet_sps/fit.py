@@ -967,6 +967,37 @@ def _check_n_starts(n_starts):
     return int(n_starts)
 
 
+# The Balmer lines peak near these Teff [K] at log g 0-5 (the shipped default model: mean depth of Hdelta,
+# Hgamma and Hbeta on its 20 A pixels, [M/H] -1.5 and 0 within 0.01 dex of Teff of each other). A star on one
+# side has a twin of like Balmer strength on the other: a 7,570 K, [M/H] -1.15 mock was fitted at 11,260 K,
+# [M/H] 0 (chi^2 203 against 188) when its three distinct starts all lay on the hot side
+_BALMER_MAX_LOGG = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
+_BALMER_MAX_TEFF = (7080.0, 7240.0, 7760.0, 8200.0, 8910.0, 9660.0)
+# the other side's best start is added when its chi^2 is within this factor of the best start's (a ratio,
+# not a difference: at high S/N the start grid's coarseness alone gives every start a large chi^2)
+_BALMER_BRANCH_CHI2_RATIO = 2.0
+
+
+def _hot_of_balmer_maximum(teff, logg):
+    """True where (Teff [K], log g) lies on the hot side of the Balmer-line maximum."""
+    return np.asarray(teff, float) > np.interp(logg, _BALMER_MAX_LOGG, _BALMER_MAX_TEFF)
+
+
+def _with_other_balmer_side(pick, chi2, nodes):
+    """The start indices ``pick`` (best first) and, when they all lie on one side of the Balmer maximum, the
+    best node on the other side if its chi^2 is within _BALMER_BRANCH_CHI2_RATIO of the best start's."""
+    hot = _hot_of_balmer_maximum(nodes[:, 0], nodes[:, 1])
+    if hot[pick].any() and not hot[pick].all():       # both sides are among the starts already
+        return pick
+    other = np.flatnonzero(hot != hot[pick[0]])
+    if not other.size:
+        return pick
+    best = other[np.argmin(chi2[other])]
+    if not chi2[best] <= _BALMER_BRANCH_CHI2_RATIO * chi2[pick[0]]:
+        return pick
+    return np.append(pick, best)
+
+
 def _distinct_best(chi2, coords, n, min_sep):
     """Indices of the n lowest chi2 whose coords differ from every chosen one by > min_sep in some axis."""
     order = np.argsort(chi2)
@@ -1115,7 +1146,9 @@ def fit_star(
         velocity is scanned over +-max_rv (or the rv bounds) anyway
     bounds : dict name -> (lo, hi) for any of ``teff`` [K], ``logg``, ``logz``, ``rv`` within the generator's
         training box and +-max_rv (default: that box, or with ``library=`` the imitated library's box)
-    n_starts : int, number of distinct grid starts optimised together
+    n_starts : int, number of distinct grid starts optimised together; when they all lie on one side of the
+        Balmer maximum (~7,000-9,700 K, rising with log g), the best node on the other side is added if its
+        chi^2 is within 2x the best start's (docs/fit.md)
     uncertainty : ``"laplace"`` (default) or ``"emcee"``
     scale_errors : bool, multiply the covariance by chi^2_red when it exceeds 1 (default True); without
         ``ivar`` the covariance is always multiplied by chi^2_red (the errors come from the residuals'
@@ -1223,7 +1256,8 @@ def fit_star(
             if rv_best != float(rv_guess):
                 chi2 = np.minimum(chi2, _scan_rv(op, f, (rv_best, rv_best), rv_best)[1])
         coords = np.stack([np.log10(nodes_in[:, 0]) / 0.035, nodes_in[:, 1], nodes_in[:, 2] / 0.5], 1)
-        pick = _distinct_best(chi2, coords, _check_n_starts(n_starts), 1.01)
+        pick = _with_other_balmer_side(_distinct_best(chi2, coords, _check_n_starts(n_starts), 1.01), chi2,
+                                       nodes_in)
         return np.column_stack([nodes_in[pick], _scan_rv(op, f[pick], lim["rv"], rv_guess)[0]])
 
     starts = pick_starts()

@@ -544,6 +544,21 @@ def test_a_real_star_seen_at_lower_resolution_gives_the_same_parameters(gen):
     assert abs(b.rv - a.rv) < 100
 
 
+def test_a_star_cooler_than_the_balmer_maximum_is_not_fitted_on_its_hot_side(gen):
+    """A 7,570 K, [M/H] -1.15 mock (a generator-mock draw): its Balmer lines are matched as well by an
+    11,000 K star of solar [M/H]. Its three best distinct starts all lay on that hot side, and the fit ended
+    there (11,260 +- 150 K, [M/H] -0.02, chi^2 203.0 for 187.9 at the cool minimum) without a warning; the
+    starts now include the best node on the cool side of the Balmer maximum."""
+    w, f, iv, _ = mock_star(np.array([3600.0, 7400.0]), 7572.48, 3.724, -1.150, rv=-6.66, snr=33.07,
+                            continuum=[1, 0.0413, 0.0215], generator=gen, seed=970698024)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit_star(w, f, iv, generator=gen)
+        cool = fit_star(w, f, iv, generator=gen, bounds={"teff": (6500.0, 9000.0)})
+    assert abs(res.teff - 7572.48) < 3 * res.teff_err and abs(res.logz + 1.15) < 0.5
+    assert res.chi2 <= cool.chi2 + 0.1
+
+
 def test_narrow_bounds_without_a_start_node_inside(gen):
     """log g bounds 4.2-4.6 hold no node of the start grid (log g every 1 dex): the only start was the box
     centre (91 kK in linear Teff), and the fit returned 101,700 K with chi^2 30x the dof."""
