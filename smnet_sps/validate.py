@@ -334,14 +334,15 @@ def _read_ids(path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)        # numpy's "input contained no data": see below
-            ids = np.loadtxt(path, dtype=int, ndmin=1)
+            # ndmin=2: with ndmin=1 a single line "2 3" became the two stars [2, 3]
+            ids = np.loadtxt(path, dtype=int, ndmin=2)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{expected} ({exc})") from None
-    if ids.ndim != 1:
-        raise ValueError(f"{expected}; got {ids.shape[1]} columns")
     if ids.size == 0:
         raise ValueError(f"{expected}; it holds none")
-    return ids
+    if ids.shape[1] != 1:
+        raise ValueError(f"{expected}; got {ids.shape[1]} columns")
+    return ids.ravel()
 
 
 def _write_per_star(path, scores):

@@ -329,16 +329,16 @@ def test_validate_refuses_repeated_stars_and_options_it_would_ignore(tmp_path, c
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("columns, what", [(2, "got 2 columns"), (0, "it holds none")])
-def test_validate_refuses_an_ids_file_of_several_columns_or_none(tmp_path, capsys, columns, what):
+@pytest.mark.parametrize("n_ids, what", [(4, "got 2 columns"), (2, "got 2 columns"), (0, "it holds none")])
+def test_validate_refuses_an_ids_file_of_several_columns_or_none(tmp_path, capsys, n_ids, what):
     """--ids with lines of two numbers crashed (TypeError 'only 0-dimensional arrays can be converted to
     Python scalars', exit 1 with a traceback); an empty one gave numpy's UserWarning, a table of '-' cells and
-    all four report files (exit 0)."""
+    all four report files (exit 0). A single line of two numbers (n_ids 2) was read as two stars, one per
+    column, and validated without a word."""
     from smnet_sps.cli import main
     z = np.load(next(FIXTURE.glob("*.npz")))
     ids = tmp_path / "ids.txt"
-    ids.write_text("".join(" ".join(map(str, row)) + "\n" for row in z["miles_id"][:4].reshape(-1, 2))
-                   if columns else "")
+    ids.write_text("".join(" ".join(map(str, row)) + "\n" for row in z["miles_id"][:n_ids].reshape(-1, 2)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody",
