@@ -430,6 +430,23 @@ def test_a_truncated_gzipped_ck04_table_is_named_as_truncated(copy_lib, keep):
         read_library("ck04", root)
 
 
+def test_a_ck04_file_that_cannot_be_opened_is_not_called_a_bad_gzip(copy_lib, tmp_path):
+    """The CK04 reader read the file's bytes inside its gzip try, so a missing file, a directory or a
+    permission error was reported as "cannot be read, the file is truncated or not valid gzip"; the OSError
+    that says what happened now comes through, naming the file."""
+    from smnet_sps.libraries.ck04 import _fits_content
+    with pytest.raises(FileNotFoundError, match="No such file") as missing:
+        _fits_content(tmp_path / "ckp00_5750.fits.gz")
+    root = copy_lib("ck04_castelli_kurucz")
+    packed = root / "ck04_castelli_kurucz/ckp00/ckp00_5750.fits.gz"
+    packed.unlink()
+    packed.mkdir()                      # a folder under a CK04 file's name
+    with pytest.raises(IsADirectoryError, match=r"Is a directory: .*ckp00_5750\.fits\.gz") as folder:
+        read_library("ck04", root)
+    for exc in (missing, folder):
+        assert "not valid gzip" not in str(exc.value)
+
+
 @pytest.mark.parametrize("move, match", [
     (("ckp00/ckp00_5750.fits.gz", "ckm10/ckp00_5750.fits.gz"),
      r"ckp00_5750\.fits\.gz: its name says \[M/H\] \+0\.0 but it lies in the folder for -1\.0"),

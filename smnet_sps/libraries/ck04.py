@@ -34,11 +34,14 @@ _FILE_RE = re.compile(r"^ck([mp])(\d\d)_(\d+)\.fits(\.gz)?$")
 def _fits_content(path):
     """The file's bytes, decompressed if gzip (by its magic number, as astropy decides). Decompressed here,
     not by astropy: astropy reads a gzip cut short as a file without its table ("expected a binary table in
-    extension 1") instead of saying it is truncated."""
+    extension 1") instead of saying it is truncated. A file that cannot be opened (missing, a directory, no
+    permission) raises the OSError that says so: it is not a damaged gzip."""
+    raw = Path(path).read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
     try:
-        raw = Path(path).read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (EOFError, OSError, zlib.error) as exc:
+        return gzip.decompress(raw)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{path}: cannot be read, the file is truncated or not valid gzip ({exc})") from exc
 
 
