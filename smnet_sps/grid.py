@@ -864,7 +864,7 @@ def _no_phase_libraries(only):
 
 
 def _cmd_build(args):
-    from .output_files import save_figure
+    from .output_files import save_figure, staged_outputs
     outputs = _grid_outputs(args)           # before the (minutes-long) build
     # --phase-out is checked before anything is written: a grid file written and then an error would make
     # the rerun fail on the existing output
@@ -875,24 +875,17 @@ def _cmd_build(args):
     if "phase_out" in outputs and not grid.phase_libraries:      # asked for, but every one was skipped
         raise _no_phase_libraries(args.only)
     # every file first, then the summary: `| head` closing stdout lost the plot and the phase libraries.
-    # Each write is atomic; if a later one fails, the ones already written are removed, so that a rerun is
-    # not refused on a leftover --out
-    written = []
-    try:
-        save_grid(grid, outputs["out"])
-        written.append(outputs["out"])
-        size = Path(args.out).stat().st_size / 1e6
+    # All are written under temporary names and renamed into place together once every write succeeded:
+    # a failed --plot or --phase-out leaves no new --out for a rerun to trip on, and under --overwrite
+    # keeps the old files (removing a --out already renamed into place lost the user's old grid)
+    with staged_outputs(outputs, overwrite=args.overwrite) as staged:
+        save_grid(grid, staged["out"])
+        size = staged["out"].stat().st_size / 1e6
         seconds = time.perf_counter() - t0
         if "plot" in outputs:
-            save_figure(plot_coverage(grid), outputs["plot"], overwrite=args.overwrite, dpi=120)
-            written.append(outputs["plot"])
+            save_figure(plot_coverage(grid), staged["plot"], overwrite=True, dpi=120)
         if "phase_out" in outputs:
-            export_phase_libraries(grid, outputs["phase_out"])
-            written.append(outputs["phase_out"])
-    except BaseException:
-        for path in written:
-            Path(path).unlink(missing_ok=True)
-        raise
+            export_phase_libraries(grid, staged["phase_out"])
     print(grid_info(grid))
     print(f"wrote {args.out} ({size:.1f} MB) in {seconds:.1f} s")
     for attr in ("plot", "phase_out"):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["atomic_output", "check_creatable_folder", "check_output", "check_output_folder",
-           "matplotlib_formats", "suffix_of", "json_safe"]
+           "matplotlib_formats", "staged_outputs", "suffix_of", "json_safe"]
 
 
 def json_safe(obj):
@@ -193,6 +193,44 @@ def atomic_output(path, *, overwrite=False, option="--out"):
         for leftover in {tmp, plain}:
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
+
+
+@contextlib.contextmanager
+def staged_outputs(paths, *, overwrite=False):
+    """Context manager for several outputs of one command that must appear together or not at all.
+
+    ``paths`` maps a key (an option's attribute name, as :func:`check_outputs` returns them: ``"phase_out"``
+    for ``--phase-out``) to a target path; yields the same keys mapped to temporary paths in each target's
+    folder (keeping its extension, so writers that pick the format from it behave as for the real name;
+    nothing is created there, the writers create the files). Only once the block has finished without an
+    exception is every temporary file renamed over its target; on an exception they are all removed and the
+    targets, an old file under ``--overwrite`` included, are untouched. Cleaning up after a failure by
+    removing what was already renamed lost the user's old grid when ``--overwrite`` had replaced it.
+    """
+    staged = {}
+    try:
+        for key, path in paths.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix_of(path)}",
+                                       dir=path.parent)
+            os.close(fd)
+            os.unlink(tmp)          # writers create the file themselves (some refuse to overwrite one)
+            staged[key] = Path(tmp)
+        yield dict(staged)
+        for key, tmp in staged.items():
+            option = f"--{key.replace('_', '-')} {str(paths[key])!r}"
+            if not tmp.exists():
+                raise OSError(f"{option}: the writer produced no file")
+            if Path(paths[key]).exists() and not overwrite:
+                raise ValueError(f"{option} appeared while writing; pass --overwrite to replace it")
+        # only renames left, each atomic: a failure can no longer come half way through a write
+        for key, tmp in staged.items():
+            os.replace(tmp, paths[key])
+    finally:
+        for tmp in staged.values():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def _gzip_as(source, target, final):

@@ -340,6 +340,29 @@ def test_a_failed_phase_out_write_leaves_no_grid_file(libdir, tmp_path, capsys, 
     assert "No space left" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")
+@pytest.mark.parametrize("failing", ["save_figure", "export_phase_libraries"])
+def test_a_failed_write_under_overwrite_keeps_the_old_outputs(libdir, tmp_path, capsys, monkeypatch, failing):
+    """The cleanup after a failed --plot / --phase-out write removed --out, which save_grid had already
+    renamed over the user's old grid: under --overwrite both the old and the new grid were lost. Every output
+    is now renamed into place only once all were written, so the old files stay byte for byte."""
+    import smnet_sps.grid as grid_module
+    import smnet_sps.output_files as output_files
+
+    out, png, npz = tmp_path / "g.h5", tmp_path / "c.png", tmp_path / "p.npz"
+    build = ["grid", "build", "--libraries", str(libdir), "--only", "rauch_pagb", "--out", str(out),
+             "--plot", str(png), "--phase-out", str(npz), "--no-progress", "--overwrite"]
+    assert main(build) == 0, capsys.readouterr().err
+    old = {p.name: p.read_bytes() for p in (out, png, npz)}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(output_files if failing == "save_figure" else grid_module, failing, disk_full)
+    assert main(build) == 1
+    assert "No space left" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old       # no temporary file left either
+
 # ----------------------------------------------------------------------------- 5 the wavelength grid
 @pytest.mark.parametrize("wave, match", [
     (np.linspace(0.3, 1.0, 50), r"0\.3\.\.1 is not in Angstrom"),              # micron
