@@ -168,15 +168,34 @@ def _as_values(x, name, unit=None):
         raise ValueError(f"{name} must be a numeric array; got {type(x).__name__}") from exc
 
 
-def _f_lambda_factor(unit, wave, reference=None):
+#: the linear flux units a flux (Quantity or file column) may be in (messages)
+LINEAR_FLUX_UNITS = ("F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy), a photon flux (e.g. photon / "
+                     "(s cm2 Angstrom)), L_lambda (e.g. solLum / Angstrom) or L_nu (e.g. erg / (s Hz))")
+
+
+def _refuse_logarithmic(unit, name="flux"):
+    """ValueError for a magnitude or dex unit (astropy's function units, e.g. ABmag, STmag, dex(...)): a
+    factor from it multiplied the magnitudes themselves (20 ABmag -> 5.4e-8 erg/s/cm^2/A instead of 6.8e-17,
+    and 21 ABmag came out brighter)."""
+    import astropy.units as u
+
+    if isinstance(unit, u.FunctionUnitBase):
+        raise ValueError(f"{name} is in {unit}, a logarithmic unit (magnitudes or dex), not a linear flux; "
+                         f"convert the values to a linear flux first (e.g. (m * u.ABmag).to(u.Jy)); allowed: "
+                         f"{LINEAR_FLUX_UNITS}")
+
+
+def _f_lambda_factor(unit, wave, reference=None, name="flux"):
     """Per-pixel factor taking a spectral flux density in ``unit`` at ``wave`` [A] to F_lambda, the shape the
     fit compares: to ``reference`` (default ``unit``) if that is per unit wavelength -- an F_lambda, or a
     luminosity density such as L_sun / A, in any scale (the continuum polynomial absorbs it) -- else to
     erg/s/cm^2/A (f_nu such as Jy, photon fluxes) or erg/s/A (L_nu). One rule for a flux Quantity given to
-    :func:`check_spectrum` and a flux column read by ``smnet-sps fit``. Raises astropy's UnitConversionError
-    for a unit that is no spectral flux density (or not convertible to ``reference``)."""
+    :func:`check_spectrum` and a flux column read by ``smnet-sps fit``. Raises a ValueError naming ``name``
+    for a magnitude or dex unit (:func:`_refuse_logarithmic`) and astropy's UnitConversionError for a unit
+    that is no spectral flux density (or not convertible to ``reference``)."""
     import astropy.units as u
 
+    _refuse_logarithmic(unit, name)
     f_lambda, l_lambda = u.erg / u.s / u.cm**2 / u.AA, u.erg / u.s / u.AA
     reference = unit if reference is None else reference
     if reference.is_equivalent(f_lambda) or reference.is_equivalent(l_lambda):
@@ -213,11 +232,14 @@ def _check_resolution_fwhm(resolution_fwhm, n_pix):
 
 
 def _unit_or_none(x):
-    """A Quantity's unit, None for plain numbers or a dimensionless Quantity (a relative flux)."""
+    """A Quantity's unit, None for plain numbers or a dimensionless Quantity (a relative flux); a magnitude
+    unit is kept, even mag(1) (equivalent to dimensionless), for :func:`_f_lambda_factor` to refuse."""
     import astropy.units as u
 
     unit = getattr(x, "unit", None) if isinstance(x, u.Quantity) else None
-    return None if unit is None or unit.is_equivalent(u.dimensionless_unscaled) else unit
+    if unit is None or isinstance(unit, u.FunctionUnitBase):
+        return unit
+    return None if unit.is_equivalent(u.dimensionless_unscaled) else unit
 
 
 def _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave):
@@ -225,8 +247,7 @@ def _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave):
     (None: plain numbers; a plain ivar beside a flux Quantity is in the flux's unit^-2). A flux in Jy was
     fitted as F_lambda without a word (MILES star 257, 5800 K, log g 4.4, [M/H] -0.9: 4166 K, 2.36, -2.5 on
     the bound, against 6004 K, 4.74, -1.29 for the same flux in erg/s/cm^2/A)."""
-    allowed = ("F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy) or a luminosity density (e.g. "
-               "solLum / Angstrom), or plain numbers (F_lambda)")
+    allowed = f"{LINEAR_FLUX_UNITS}, or plain numbers (F_lambda)"
     if flux_unit is None:
         if ivar_unit is not None:
             raise ValueError(f"ivar is in {ivar_unit} but flux has no unit, so the two cannot be related; "
@@ -242,6 +263,7 @@ def _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave):
         return flux * factor, None
     if ivar_unit is None:
         return flux * factor, ivar / factor**2
+    _refuse_logarithmic(ivar_unit, "ivar")          # astropy cannot raise it to the power -1/2 below
     try:
         # through the error it implies (ivar_unit^-1/2), converted as the flux is
         ivar_factor = _f_lambda_factor(ivar_unit ** -0.5, wave, flux_unit)

@@ -152,12 +152,13 @@ def _f_lambda_factor(path, name, unit, wave, flux_unit=None):
 
     from .fit import _f_lambda_factor as f_lambda_factor          # one rule for files and Quantities
 
+    from .fit import LINEAR_FLUX_UNITS
+
     try:
-        return f_lambda_factor(unit, wave, flux_unit)
+        return f_lambda_factor(unit, wave, flux_unit, name=f"{path}: column {name!r}")
     except u.UnitConversionError:
         raise ValueError(f"{path}: column {name!r} is in {unit}, which is no spectral flux density; allowed: "
-                         "an F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy) or luminosity density "
-                         "(e.g. solLum / Angstrom) unit, or none"
+                         f"{LINEAR_FLUX_UNITS}, or none"
                          + ("" if flux_unit is None else f" convertible to the flux's {flux_unit}")) from None
 
 
@@ -173,9 +174,12 @@ def _ivar_factor(path, name, unit, flux_name, flux_unit, wave):
     """Per-pixel factor taking the inverse variance in ``unit`` to the F_lambda the flux was converted to (1
     for neither having a unit): through the error it implies, unit**(-1/2), as an err column is converted
     (an ivar in 1/Jy^2 beside an F_lambda flux was refused while an err in Jy was taken)."""
+    from .fit import _refuse_logarithmic
+
     _check_units_agree(path, name, unit, flux_name, flux_unit)
     if unit is None:
         return 1.0
+    _refuse_logarithmic(unit, f"{path}: column {name!r}")     # astropy cannot raise it to the power -1/2
     try:
         return 1.0 / _f_lambda_factor(path, name, unit ** -0.5, wave, flux_unit) ** 2
     except ValueError:

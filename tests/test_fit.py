@@ -1023,6 +1023,14 @@ def test_read_spectrum_converts_the_flux_unit_to_f_lambda(tmp_path):
         ("err_only", {"flux": f_lambda, "err": err_lambda * u.Jy}, "'err' is in Jy but column 'flux' in no"),
         ("flux_only", {"flux": f_lambda * u.Jy, "err": err_lambda}, "'err' is in no unit but column 'flux'"),
         ("err_m", {"flux": f_lambda * u.Jy, "err": err_lambda * u.m}, "column 'err' is in m"),
+        # magnitudes were multiplied by the flux of 1 mag: 20 ABmag read as 5.4e-8 erg/s/cm^2/A (true 6.8e-17)
+        ("abmag", {"flux": np.full(w.size, 20.0) * u.ABmag},
+         r"column 'flux' is in mag\(AB\), a logarithmic unit \(magnitudes or dex\), not a linear flux; .*"
+         r"allowed: F_lambda .*f_nu .*photon flux .*L_lambda .*L_nu"),
+        ("err_stmag", {"flux": f_lambda * u.Jy, "err": np.full(w.size, 20.0) * u.STmag},
+         r"column 'err' is in mag\(ST\), a logarithmic unit"),
+        ("ivar_abmag", {"flux": f_lambda * u.Jy, "ivar": np.full(w.size, 20.0) * u.ABmag},
+         r"column 'ivar' is in mag\(AB\), a logarithmic unit"),
     ]:
         QTable({"wave": w * u.AA, **columns}).write(tmp_path / f"{name}.ecsv")
         with pytest.raises(ValueError, match=message):
@@ -1144,6 +1152,14 @@ def test_a_flux_quantity_in_jy_is_fitted_as_f_lambda(gen):
         (f_lambda.value * u.m, None, "flux must be a spectral flux density.*got m"),
         (f_jy, ivar_jy / u.m**2, r"ivar must be in 1 / \(a spectral flux density"),
         (f_lambda.value, ivar_jy / u.Jy**2, "ivar is in 1 / Jy2 but flux has no unit"),
+        # magnitudes were multiplied by the flux of 1 mag: 20 ABmag gave 5.4e-8 erg/s/cm^2/A (true 6.8e-17)
+        (np.full(w.size, 20.0) * u.ABmag, None, r"flux is in mag\(AB\), a logarithmic unit \(magnitudes or "
+         r"dex\), not a linear flux; .*allowed: F_lambda .*f_nu .*photon flux .*L_lambda .*L_nu"),
+        (np.full(w.size, 20.0) * u.STmag, ivar_lambda, r"flux is in mag\(ST\), a logarithmic unit"),
+        (np.full(w.size, -16.0) * u.dex(u.erg / u.s / u.cm**2 / u.AA), None,
+         r"flux is in dex\(erg / \(Angstrom s cm2\)\), a logarithmic unit"),
+        (np.full(w.size, -2.5) * u.mag(u.dimensionless_unscaled), None, "flux is in mag, a logarithmic unit"),
+        (f_jy, np.full(w.size, 20.0) * u.ABmag, r"ivar is in mag\(AB\), a logarithmic unit"),
     ):
         with pytest.raises(ValueError, match=message):
             check_spectrum(w, flux_in, ivar_in)
