@@ -261,16 +261,26 @@ def _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave):
         raise ValueError(f"flux must be a spectral flux density: {allowed}; got {flux_unit}") from None
     if ivar is None:
         return flux * factor, None
-    if ivar_unit is None:
-        return flux * factor, ivar / factor**2
-    _refuse_logarithmic(ivar_unit, "ivar")          # astropy cannot raise it to the power -1/2 below
+    # the API's rule (docs/fit.md): a plain ivar beside a flux Quantity is in the flux's unit^-2
+    return flux * factor, ivar * _ivar_factor(flux_unit ** -2 if ivar_unit is None else ivar_unit, wave,
+                                              flux_unit)
+
+
+def _ivar_factor(unit, wave, flux_unit, name="ivar", flux_name="flux"):
+    """Per-pixel factor taking an inverse variance in ``unit`` to the F_lambda that a flux in ``flux_unit``
+    is converted to (:func:`_f_lambda_factor`): through the error it implies, unit^-1/2, converted as the
+    flux is (an ivar in 1/Jy^2 beside an F_lambda flux was refused while an err in Jy was taken). One rule
+    for an ivar Quantity given to :func:`check_spectrum` and an ivar column read by ``smnet-sps fit``;
+    ``name`` and ``flux_name`` name the two in a ValueError for a unit that is no inverse squared spectral
+    flux density (or a magnitude)."""
+    import astropy.units as u
+
+    _refuse_logarithmic(unit, name)             # astropy cannot raise it to the power -1/2 below
     try:
-        # through the error it implies (ivar_unit^-1/2), converted as the flux is
-        ivar_factor = _f_lambda_factor(ivar_unit ** -0.5, wave, flux_unit)
+        return 1.0 / _f_lambda_factor(unit ** -0.5, wave, flux_unit, name=name) ** 2
     except u.UnitConversionError:
-        raise ValueError(f"ivar must be in 1 / (a spectral flux density)^2, e.g. {flux_unit ** -2}; got "
-                         f"{ivar_unit}") from None
-    return flux * factor, ivar / ivar_factor**2
+        raise ValueError(f"{name} is in {unit}; an inverse variance of {flux_name} needs 1 / (a spectral "
+                         f"flux density)^2, e.g. {flux_unit ** -2} or 1 / Jy2") from None
 
 
 def check_spectrum(wave, flux, ivar=None, mask=None):

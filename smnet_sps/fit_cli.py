@@ -164,28 +164,27 @@ def _f_lambda_factor(path, name, unit, wave, flux_unit=None):
 
 def _check_units_agree(path, name, unit, flux_name, flux_unit):
     """An error column needs a unit exactly when its flux has one: a unit on only one of them leaves the
-    other's scale unknown (an err in Jy beside a unitless flux was taken as its value)."""
+    other's scale unknown (an err in Jy beside a unitless flux was taken as its value). Stricter than
+    :func:`smnet_sps.fit.check_spectrum`, which reads a plain ivar beside a flux Quantity in the flux's
+    unit^-2: a caller passes plain numbers on purpose, while a file's column without a unit beside one with a
+    unit may as well be F_lambda, or a unit lost on the way (a CSV header)."""
     if (unit is None) != (flux_unit is None):
         raise ValueError(f"{path}: column {name!r} is in {unit or 'no unit'} but column {flux_name!r} in "
-                         f"{flux_unit or 'no unit'}; give both a unit or neither")
+                         f"{flux_unit or 'no unit'}; give both a unit or neither (in a file, a column "
+                         "without a unit beside one with a unit is ambiguous)")
 
 
 def _ivar_factor(path, name, unit, flux_name, flux_unit, wave):
-    """Per-pixel factor taking the inverse variance in ``unit`` to the F_lambda the flux was converted to (1
-    for neither having a unit): through the error it implies, unit**(-1/2), as an err column is converted
-    (an ivar in 1/Jy^2 beside an F_lambda flux was refused while an err in Jy was taken)."""
-    from .fit import _refuse_logarithmic
+    """Per-pixel factor taking the inverse variance column ``name`` in ``unit`` to the F_lambda the flux was
+    converted to (1 for neither having a unit): :func:`smnet_sps.fit._ivar_factor`, as for an ivar Quantity
+    given to fit_star."""
+    from .fit import _ivar_factor as ivar_factor          # one rule for files and Quantities
 
     _check_units_agree(path, name, unit, flux_name, flux_unit)
     if unit is None:
         return 1.0
-    _refuse_logarithmic(unit, f"{path}: column {name!r}")     # astropy cannot raise it to the power -1/2
-    try:
-        return 1.0 / _f_lambda_factor(path, name, unit ** -0.5, wave, flux_unit) ** 2
-    except ValueError:
-        raise ValueError(f"{path}: column {name!r} is in {unit}; an inverse variance of column {flux_name!r} "
-                         f"needs 1 / (a spectral flux density)^2, e.g. {flux_unit ** -2} or 1 / Jy2"
-                         ) from None
+    return ivar_factor(unit, wave, flux_unit, name=f"{path}: column {name!r}",
+                       flux_name=f"column {flux_name!r}")
 
 
 def _masked_as_nan(column):

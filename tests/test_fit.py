@@ -1059,6 +1059,38 @@ def test_read_spectrum_converts_an_ivar_in_another_unit_as_its_error(tmp_path):
         read_spectrum(tmp_path / "m.ecsv")
 
 
+def test_an_ivar_unit_is_converted_by_one_rule_for_quantities_and_files(tmp_path):
+    """check_spectrum and read_spectrum each converted an ivar through its error with their own copy of the
+    code and their own message ("ivar must be in 1 / (a spectral flux density)^2" against "column 'ivar' is
+    in 1 / m2; an inverse variance of column 'flux' needs ..."); both now use fit._ivar_factor. A plain ivar
+    beside a flux with a unit stays the API's documented rule (flux unit^-2) and is refused in a file, whose
+    message says why (ambiguous)."""
+    import astropy.units as u
+    from astropy.table import QTable
+
+    from smnet_sps.fit_cli import read_spectrum
+    w = np.linspace(4000.0, 7000.0, 30)
+    f_lambda = 1e-15 * (1.0 + 0.5 * np.sin(w / 300.0)) * u.erg / u.s / u.cm**2 / u.AA
+    err_mjy = (0.02 * f_lambda).to(u.mJy, equivalencies=u.spectral_density(w * u.AA))
+    for ivar, name in ((err_mjy**-2, "mjy"), (err_mjy.value / u.m**2, "m")):
+        QTable({"wave": w * u.AA, "flux": f_lambda, "ivar": ivar}).write(tmp_path / f"{name}.ecsv")
+    np.testing.assert_allclose(check_spectrum(w, f_lambda, err_mjy**-2)[2], (0.02 * f_lambda.value) ** -2,
+                               rtol=1e-10)
+    np.testing.assert_allclose(read_spectrum(tmp_path / "mjy.ecsv")[2], check_spectrum(w, f_lambda,
+                                                                                       err_mjy**-2)[2])
+    with pytest.raises(ValueError) as from_quantity:
+        check_spectrum(w, f_lambda, err_mjy.value / u.m**2)
+    with pytest.raises(ValueError) as from_file:
+        read_spectrum(tmp_path / "m.ecsv")
+    needs = "is in 1 / m2; an inverse variance of {} needs 1 / (a spectral flux density)^2"
+    assert str(from_quantity.value).startswith("ivar " + needs.format("flux"))
+    assert needs.format("column 'flux'") in str(from_file.value)
+    QTable({"wave": w * u.AA, "flux": f_lambda, "ivar": err_mjy.value**-2}).write(tmp_path / "plain.ecsv")
+    with pytest.raises(ValueError, match=r"give both a unit or neither \(in a file, a column without a unit "
+                       r"beside one with a unit is ambiguous\)"):
+        read_spectrum(tmp_path / "plain.ecsv")
+
+
 def test_read_spectrum_parses_survey_unit_spellings(tmp_path):
     """A FITS TUNIT '1E-17 erg/s/cm^2/Angstrom' (SDSS-style: no numeric factor nor '^' in the FITS standard)
     failed with astropy's "unit is unrecognized", naming neither column nor what is allowed. It is now parsed
@@ -1150,7 +1182,8 @@ def test_a_flux_quantity_in_jy_is_fitted_as_f_lambda(gen):
     assert fits["plain"].teff == pytest.approx(5200.0, rel=0.02)
     for flux_in, ivar_in, message in (
         (f_lambda.value * u.m, None, "flux must be a spectral flux density.*got m"),
-        (f_jy, ivar_jy / u.m**2, r"ivar must be in 1 / \(a spectral flux density"),
+        (f_jy, ivar_jy / u.m**2, r"ivar is in 1 / m2; an inverse variance of flux needs 1 / \(a spectral "
+                                r"flux density\)\^2, e.g. 1 / Jy2"),
         (f_lambda.value, ivar_jy / u.Jy**2, "ivar is in 1 / Jy2 but flux has no unit"),
         # magnitudes were multiplied by the flux of 1 mag: 20 ABmag gave 5.4e-8 erg/s/cm^2/A (true 6.8e-17)
         (np.full(w.size, 20.0) * u.ABmag, None, r"flux is in mag\(AB\), a logarithmic unit \(magnitudes or "
