@@ -23,6 +23,7 @@ age; here the split is made exactly at ``split_yr`` in lookback time.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,7 +113,8 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
     mass fractions in [0, 1], const + fburst <= 1); a Quantity is converted. Each must be one finite real
     number (``tburst`` only when ``fburst > 0``), else ValueError. A tau or ``sf_trunc - sf_start`` window
     shorter than ``UNRESOLVED_FRACTION`` of ``tage - sf_start`` is formed as a burst at its mean time (the
-    limit it tends to; tau -> 0 is the SSP).
+    limit it tends to; tau -> 0 is the SSP). ``sf_trunc`` 0 means no truncation; one at or before
+    ``sf_start`` is ignored with a UserWarning (as FSPS ignores it), one after ``tage`` has no effect.
     """
     if isinstance(sfh, (bool, np.bool_)) or sfh not in (1, 4):
         raise ValueError(f"parametric_sfh needs sfh=1 (tau) or sfh=4 (delayed tau); got {sfh!r}")
@@ -142,9 +144,16 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
     if sf_start >= tage:
         raise ValueError(f"tage ({tage:g} Gyr) must be later than sf_start ({sf_start:g} Gyr): no stars "
                          "formed yet")
+    if 0 < sf_trunc <= sf_start:
+        # FSPS (convert_sfhparams: sf_trunc - sf_start <= 0 -> no truncation) ignores it too, and says so only
+        # on stdout for sf_trunc < sf_start; silent here, sf_trunc = sf_start + 1e-6 formed a burst at
+        # sf_start while sf_start itself formed the untruncated SFH (0.52 dex in L_bol)
+        warnings.warn(f"sf_trunc ({sf_trunc:g} Gyr) is not later than sf_start ({sf_start:g} Gyr): ignored, "
+                      "no truncation (as FSPS); use sf_trunc = 0 for no truncation or a time after sf_start",
+                      UserWarning, stacklevel=2)
     T = (tage - sf_start) * GYR                        # duration since the start [yr]
     trunc = (sf_trunc - sf_start) * GYR
-    s_end = trunc if 0 < trunc <= T else T             # FSPS: sf_trunc <= sf_start or > tage -> no truncation
+    s_end = trunc if 0 < trunc <= T else T             # as FSPS: sf_trunc <= sf_start or > tage -> none
     t_lo = T - s_end                                   # lookback time at which star formation stops
     s_end = T - t_lo                                   # the window as lookback times hold it
     tau_yr = tau * GYR

@@ -199,3 +199,22 @@ def test_a_tau_or_window_shorter_than_float_resolution_forms_one_msun(sfh, tage,
         ssp = np.zeros(LOG_AGES.size)
         ssp[j], ssp[j + 1] = 1 - f, f
         np.testing.assert_allclose(young + old, ssp, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("sf_trunc", [1.0, 2.0])
+def test_a_truncation_at_or_before_sf_start_is_ignored_as_fsps_with_a_warning(sf_trunc):
+    """sf_trunc <= sf_start is ignored (FSPS's convert_sfhparams: sf_trunc - sf_start <= 0 -> no truncation)
+    but was ignored silently: sf_start = 2, tage = 6, delayed tau 1 Gyr gave the untruncated SFH (L_bol
+    +0.247 dex) at sf_trunc = 2 and a burst at 2 Gyr (-0.274 dex) at sf_trunc = 2 + 1e-6. Now a UserWarning
+    names both; sf_trunc = 0 (no truncation) stays silent."""
+    import warnings
+    kwargs = dict(tau=1.0, sf_start=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        untruncated = ssp_weights(parametric_sfh(4, 6.0, sf_trunc=0.0, **kwargs), LOG_AGES)
+    with pytest.warns(UserWarning, match=rf"sf_trunc \({sf_trunc:g} Gyr\) is not later than sf_start "
+                                         r"\(2 Gyr\): ignored"):
+        h = parametric_sfh(4, 6.0, sf_trunc=sf_trunc, **kwargs)
+    for got, expected in zip(ssp_weights(h, LOG_AGES), untruncated):
+        np.testing.assert_array_equal(got, expected)
+    assert h.sfr(np.array([0.0]))[0] > 0                       # still forming stars at tage: not truncated
