@@ -235,6 +235,9 @@ def _scalar(name, v, kind=float):
     # text and (for a number) True were converted: redshift="0.5" ran at 0.5, redshift=True at z = 1
     if isinstance(v, (str, bytes)) or (kind is float and isinstance(v, (bool, np.bool_))):
         raise ValueError(f"parameter {name!r} must be a single {kind.__name__}; got {v!r}")
+    if kind is int and np.asarray(v).dtype == bool:
+        # a code (sfh, imf_type, dust_type, zmet) given as a switch: sfh=True ran as sfh=1 (tau model)
+        raise ValueError(f"parameter {name!r} is an integer code, not a switch (True / False); got {v!r}")
     try:
         arr = np.asarray(v)
         if arr.size != 1:
@@ -290,13 +293,15 @@ class StellarPopulation:
         if kwargs:
             raise TypeError(f"__init__() got an unexpected keyword argument {next(iter(kwargs))!r} (not a "
                             "python-fsps parameter; see StellarPopulation().params.all_params)")
-        if zcontinuous not in (0, 1):
+        if isinstance(zcontinuous, (bool, np.bool_)) or zcontinuous not in (0, 1):
+            # True was taken as 1
             raise ValueError(f"zcontinuous must be 0 (tabulated zmet) or 1 (interpolate to logzsol); got "
                              f"{zcontinuous!r} (metallicity distributions, 2 and 3, are not available)")
         if cloudy_dust:
             raise ValueError("cloudy_dust=True needs nebular emission, which smnet-sps does not model")
-        self.compute_vega_mags = bool(compute_vega_mags)
-        self.vactoair_flag = bool(vactoair_flag)
+        # bool() read the string "False" as True (Vega magnitudes, air wavelengths)
+        self.compute_vega_mags = _bool("compute_vega_mags", compute_vega_mags)
+        self.vactoair_flag = _bool("vactoair_flag", vactoair_flag)
         self._zcontinuous = int(zcontinuous)
         self.isochrone_set = load_isochrones(isochrones)
         self.generator = generator

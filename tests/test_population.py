@@ -579,3 +579,27 @@ def test_a_population_cosmology_by_name_is_used_and_anything_else_is_a_named_err
     assert spec.meta["cosmology"] == "WMAP9"
     with pytest.raises(ValueError, match="cosmology must be"):
         pop.get_observed_spectrum(tage=1.0, redshift=0.5, cosmology="LCDM")
+
+
+def test_creation_switches_take_true_false_or_one_zero_and_codes_refuse_booleans():
+    """compute_vega_mags="False" and vactoair_flag="False" went through bool(): Vega magnitudes and air
+    wavelengths, silently; zcontinuous=True and sfh=True ran as 1 (sfh=True: a tau model)."""
+    from smnet_sps.generator import BlackbodyGenerator
+    for name in ("compute_vega_mags", "vactoair_flag"):
+        for bad in ("False", "0", 2, None):
+            with pytest.raises(ValueError, match=f"{name} is a switch: True / False"):
+                StellarPopulation(generator=BlackbodyGenerator(), **{name: bad})
+    for off, on in ((False, True), (0, 1), (np.bool_(False), np.array([1]))):
+        pair = [StellarPopulation(generator=BlackbodyGenerator(), compute_vega_mags=v, vactoair_flag=v)
+                for v in (off, on)]
+        assert [(p.compute_vega_mags, p.vactoair_flag) for p in pair] == [(False, False), (True, True)]
+    with pytest.raises(ValueError, match="zcontinuous must be 0 .* or 1 .*; got True"):
+        StellarPopulation(generator=BlackbodyGenerator(), zcontinuous=True)
+    for code in ("sfh", "imf_type", "dust_type"):
+        with pytest.raises(ValueError, match=f"parameter '{code}' is an integer code, not a switch"):
+            StellarPopulation(zcontinuous=1, generator=BlackbodyGenerator(), **{code: True}).get_spectrum(
+                tage=1.0)
+    with pytest.raises(ValueError, match="parameter 'zmet' is an integer code"):
+        StellarPopulation(zmet=np.array([True]), generator=BlackbodyGenerator()).get_spectrum(tage=1.0)
+    assert StellarPopulation(zcontinuous=1.0, sfh=np.int64(1), generator=BlackbodyGenerator()).get_spectrum(
+        tage=1.0)[1].size > 0
