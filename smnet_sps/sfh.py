@@ -231,13 +231,25 @@ def _in_unit(name, value, unit):
             from None
 
 
+def _numbers(name, values):
+    """``values`` as a new read-only float array: np.asarray(..., float) kept the caller's array (sfr *= 10
+    afterwards changed the stored table behind the result cache) and read ["0", "1"] as numbers."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be real numbers (Gyr for ages, M_sun/yr for sfr); got {values!r}")
+    array = np.array(array, dtype=float, copy=True)
+    array.setflags(write=False)
+    return array
+
+
 def check_tabular(age_gyr, sfr):
     """Validate ``set_tabular_sfh`` input (as python-fsps asserts, with clear ValueErrors).
 
-    Returns (age [Gyr], sfr [M_sun/yr]) as float arrays; Quantities are converted to these units.
+    Returns (age [Gyr], sfr [M_sun/yr]) as read-only float copies (a caller who changes its arrays later does
+    not change a stored table); Quantities are converted to these units; text or booleans are refused.
     """
-    age = np.asarray(_in_unit("tabular age", age_gyr, u.Gyr), float)
-    rate = np.asarray(_in_unit("tabular sfr", sfr, u.Msun / u.yr), float)
+    age = _numbers("tabular age", _in_unit("tabular age", age_gyr, u.Gyr))
+    rate = _numbers("tabular sfr", _in_unit("tabular sfr", sfr, u.Msun / u.yr))
     if age.ndim != 1 or rate.shape != age.shape or age.size < 2:
         raise ValueError(f"age and sfr must be 1-d arrays of the same length >= 2; got shapes {age.shape}, "
                          f"{rate.shape}")

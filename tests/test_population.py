@@ -603,3 +603,24 @@ def test_creation_switches_take_true_false_or_one_zero_and_codes_refuse_booleans
         StellarPopulation(zmet=np.array([True]), generator=BlackbodyGenerator()).get_spectrum(tage=1.0)
     assert StellarPopulation(zcontinuous=1.0, sfh=np.int64(1), generator=BlackbodyGenerator()).get_spectrum(
         tage=1.0)[1].size > 0
+
+
+def test_a_tabular_sfh_is_copied_so_the_callers_arrays_do_not_change_it():
+    """set_tabular_sfh kept the caller's arrays: sfr *= 10 afterwards left the cached tage = 5 result at
+    5.0e9 M_sun formed while tage = 5.5 came from the changed table (5.5e10 instead of 5.5e9); and
+    set_tabular_sfh(["0", "1"], [1, 1]) read the text as numbers."""
+    from smnet_sps.generator import BlackbodyGenerator
+    sp = StellarPopulation(zcontinuous=1, sfh=3, generator=BlackbodyGenerator())
+    age, sfr = np.array([0.0, 3.0, 6.0]), np.array([1.0, 1.0, 1.0])
+    sp.set_tabular_sfh(age, sfr)
+    sp.get_spectrum(tage=5.0)
+    sfr *= 10
+    age[1] = 0.5
+    sp.get_spectrum(tage=5.5)
+    assert sp.formed_mass == pytest.approx(5.5e9, rel=1e-10)          # 1 M_sun/yr for 5.5 Gyr
+    sp.get_spectrum(tage=5.0)
+    assert sp.formed_mass == pytest.approx(5.0e9, rel=1e-10)
+    with pytest.raises(ValueError, match="read-only"):
+        sp._tabular[1][0] = 2.0
+    with pytest.raises(ValueError, match="tabular age must be real numbers .*got \\['0', '1'\\]"):
+        sp.set_tabular_sfh(["0", "1"], [1, 1])

@@ -130,6 +130,8 @@ def test_no_split_puts_every_star_in_old():
     ([0.0, 5.0], [-1.0, -1.0], "sfr cannot be negative"),        # was -5e9 M_sun formed (negative weights)
     ([0.0, np.nan], [1.0, 1.0], "finite"),                       # was NaN
     ([0.0, 5.0, 3.0], [1.0, 1.0, 1.0], "strictly increasing"),   # was accepted
+    (["0", "1"], [1.0, 1.0], "tabular age must be real numbers"),  # was read as 0 and 1 Gyr
+    ([0.0, 1.0], [True, True], "tabular sfr must be real numbers"),
 ])
 def test_tabular_sfh_checks_its_table(age, sfr, match):
     """tabular_sfh (public, FSPS sfh=3) did not check its table as set_tabular_sfh does."""
