@@ -149,26 +149,29 @@ def fsps_cosmology():
 
 
 # ---- parameters ------------------------------------------------------------------------------------------
-# FSPS's units of the parameters a Quantity may be given for (the others are numbers, dex or fractions)
+# FSPS's units of the parameters a Quantity may be given for (the others are numbers or fractions)
 _PARAMETER_UNITS = {"tage": u.Gyr, "tau": u.Gyr, "sf_start": u.Gyr, "sf_trunc": u.Gyr, "tburst": u.Gyr,
-                    "dust_tesc": u.dex(u.yr)}
+                    "dust_tesc": u.dex(u.yr), "logzsol": u.dex, "gas_logz": u.dex, "gas_logu": u.dex}
+# parameters FSPS holds as a logarithm: a Quantity in plain dex is their number (dust_tesc = 7 dex: 10^7 yr)
+_LOGARITHMIC = frozenset({"dust_tesc", "logzsol", "gas_logz", "gas_logu"})
 
 
 def _plain_value(name, value):
     """A parameter as python-fsps holds it, a plain number in FSPS's units: a Quantity is converted (its unit
-    was dropped: tage = 5 Myr computed 5 Gyr), dimensionless and dex ones give their number; any other unit
-    is refused, naming the one expected."""
+    was dropped: tage = 5 Myr computed 5 Gyr), a dimensionless one gives its number, one in dex only for a
+    logarithmic parameter (tau = 2 dex was read as 2 Gyr); any other unit is refused, naming the one
+    expected."""
     if not isinstance(value, u.Quantity):
         return value
     unit = _PARAMETER_UNITS.get(name)
-    if value.unit in (u.dimensionless_unscaled, u.dex):          # already the number in FSPS's unit
-        return value.value
+    if value.unit == u.dimensionless_unscaled or (value.unit == u.dex and name in _LOGARITHMIC):
+        return value.value                                       # already the number in FSPS's unit
     try:
         if unit is not None:
             return value.to_value(unit)
     except u.UnitConversionError:
         pass
-    raise ValueError(f"parameter {name!r} is in {unit if unit is not None else 'no unit (a number or dex)'}; "
+    raise ValueError(f"parameter {name!r} is in {unit if unit is not None else 'no unit (a plain number)'}; "
                      f"got the Quantity {value}")
 
 

@@ -624,3 +624,21 @@ def test_a_tabular_sfh_is_copied_so_the_callers_arrays_do_not_change_it():
         sp._tabular[1][0] = 2.0
     with pytest.raises(ValueError, match="tabular age must be real numbers .*got \\['0', '1'\\]"):
         sp.set_tabular_sfh(["0", "1"], [1, 1])
+
+
+def test_dex_is_taken_only_for_logarithmic_parameters():
+    """Any Quantity in dex gave its number whatever the parameter: tau = 2 dex was held as 2 Gyr, tage = 1 dex
+    computed a 1 Gyr population. dex is FSPS's unit for logzsol (and log yr for dust_tesc), not for times."""
+    from smnet_sps.generator import BlackbodyGenerator
+    for name, value in (("tau", 2 * u.dex), ("sf_start", 1 * u.dex), ("const", 0.5 * u.dex)):
+        with pytest.raises(ValueError, match=f"parameter '{name}' is in .*got the Quantity"):
+            StellarPopulation(sfh=4, **{name: value})
+    sp = StellarPopulation(zcontinuous=1, sfh=4, generator=BlackbodyGenerator())
+    with pytest.raises(ValueError, match="parameter 'tage' is in Gyr; got the Quantity 1.0 dex"):
+        sp.get_spectrum(tage=1 * u.dex)
+    with pytest.raises(ValueError, match="parameter 'tau' is in Gyr"):
+        sp.params["tau"] = 2 * u.dex
+    held = StellarPopulation(logzsol=-0.3 * u.dex, dust_tesc=7.5 * u.dex, gas_logu=-3 * u.dex).params
+    assert (held["logzsol"], held["dust_tesc"], held["gas_logu"]) == (-0.3, 7.5, -3.0)
+    assert StellarPopulation(dust_tesc=10 * u.Myr).params["dust_tesc"] == pytest.approx(7.0, abs=1e-12)
+    assert StellarPopulation(logzsol=np.log10(0.5 * u.m / u.m)).params["logzsol"] == pytest.approx(-0.30103)
