@@ -611,15 +611,20 @@ class StellarPopulation:
             log_lbol = np.log10(pick("lbol"))
         # mass_stars (surviving stars only) beside FSPS's stellar_mass (with remnants when
         # add_stellar_remnants): ssp_photometry's M/L is stars only (it read 0.598 for 0.454 M_sun at 10 Gyr)
+        # a tabular SFH is not normalised (as FSPS): its spectrum is that of all formed_mass (5e9 M_sun for
+        # 1 M_sun/yr over 5 Gyr), which "per M_sun formed" misstated
+        units = ("for the tabular SFH's formed mass (meta formed_mass, M_sun), not per M_sun formed"
+                 if _scalar("sfh", self.params["sfh"], int) == 3 else "per M_sun formed")
         return {"tage_gyr": pick("tage"), "stellar_mass": pick("stellar_mass"),
                 "mass_stars": pick("mass_stars"), "mass_remnants": pick("mass_remnants"),
                 "formed_mass": pick("formed"),
-                "log_lbol": log_lbol, "sfr": pick("sfr"), "units": "per M_sun formed",
+                "log_lbol": log_lbol, "sfr": pick("sfr"), "units": units,
                 "isochrones": self.isochrone_set.name, "generator": self._get_backend().generator.name,
                 **lsf_meta(wave, "air" if self.vactoair_flag else "vacuum")}
 
     def get_observed_spectrum(self, tage=0.0, redshift=None, *, cosmology=None, as_spectrum=True):
-        """The spectrum an observer sees: f_lambda [erg s^-1 cm^-2 A^-1] per M_sun formed, observed frame.
+        """The spectrum an observer sees: f_lambda [erg s^-1 cm^-2 A^-1] per M_sun formed (for the table's
+        formed mass with ``sfh=3``), observed frame.
 
         At redshift z > 0: lambda_obs = lambda (1 + z), f = L_lambda / (4 pi d_L^2 (1 + z)) with d_L from
         ``cosmology`` (default: this population's), IGM absorption when ``add_igm_absorption`` is on. At z = 0
@@ -648,7 +653,8 @@ class StellarPopulation:
         return Spectrum(flux=flam * u.Unit("erg s-1 cm-2 AA-1"), spectral_axis=wave * u.AA, meta=meta)
 
     def get_mags(self, zmet=None, tage=0.0, redshift=None, bands=None):
-        """Magnitudes per M_sun formed (AB, or Vega with ``compute_vega_mags=True``).
+        """Magnitudes per M_sun formed (for the table's formed mass with ``sfh=3``; AB, or Vega with
+        ``compute_vega_mags=True``).
 
         redshift None -> ``zred``. At 0: absolute magnitudes (10 pc); > 0: apparent observed-frame magnitudes
         at the luminosity distance of ``cosmology``. ``bands``: FSPS names (``available_bands``) or any

@@ -642,3 +642,20 @@ def test_dex_is_taken_only_for_logarithmic_parameters():
     assert (held["logzsol"], held["dust_tesc"], held["gas_logu"]) == (-0.3, 7.5, -3.0)
     assert StellarPopulation(dust_tesc=10 * u.Myr).params["dust_tesc"] == pytest.approx(7.0, abs=1e-12)
     assert StellarPopulation(logzsol=np.log10(0.5 * u.m / u.m)).params["logzsol"] == pytest.approx(-0.30103)
+
+
+def test_a_tabular_spectrum_states_that_it_is_for_the_formed_mass():
+    """meta["units"] said "per M_sun formed" for sfh=3 too, whose spectrum is that of all formed_mass
+    (5e9 M_sun for 1 M_sun/yr over 5 Gyr), as FSPS does not normalise a table."""
+    from smnet_sps.generator import BlackbodyGenerator
+    sp = StellarPopulation(zcontinuous=1, sfh=3, generator=BlackbodyGenerator())
+    sp.set_tabular_sfh(np.array([0.0, 6.0]), np.array([1.0, 1.0]))
+    tabular = sp.get_spectrum(tage=5.0, peraa=True, as_spectrum=True)
+    observed = sp.get_observed_spectrum(tage=5.0, redshift=0.1)
+    constant = StellarPopulation(zcontinuous=1, sfh=1, const=1.0, generator=BlackbodyGenerator())
+    per_msun = constant.get_spectrum(tage=5.0, peraa=True, as_spectrum=True)
+    assert tabular.meta["formed_mass"] == pytest.approx(5e9, rel=1e-10)
+    np.testing.assert_allclose(tabular.flux.value, 5e9 * per_msun.flux.value, rtol=1e-8)
+    stated = "for the tabular SFH's formed mass (meta formed_mass, M_sun), not per M_sun formed"
+    assert tabular.meta["units"] == observed.meta["units"] == stated
+    assert per_msun.meta["units"] == "per M_sun formed"
