@@ -280,17 +280,20 @@ def _check_switch(value, name):
 def as_cosmology(cosmology, default=None):
     """An astropy cosmology: None -> ``default`` (None: Planck18), a realization's name ("Planck18",
     "WMAP9", ...) -> that realization, an ``astropy.cosmology.Cosmology`` as it is; anything else a
-    ValueError (a string or a number crashed deep inside with an AttributeError)."""
+    ValueError (a string or a number crashed deep inside with an AttributeError), which says what None
+    means here (the default's name)."""
     from astropy.cosmology import Cosmology, realizations
+    default = realizations.Planck18 if default is None else default
     if cosmology is None:
-        return realizations.Planck18 if default is None else default
+        return default
     if isinstance(cosmology, Cosmology):
         return cosmology
     if isinstance(cosmology, str) and cosmology in realizations.available:
         return getattr(realizations, cosmology)
     raise ValueError(f"cosmology must be an astropy.cosmology.Cosmology (e.g. astropy.cosmology.Planck18, "
                      f"FlatLambdaCDM(H0=70, Om0=0.3)), the name of an astropy realization "
-                     f"({', '.join(realizations.available)}) or None (Planck18); got {cosmology!r}")
+                     f"({', '.join(realizations.available)}) or None (the default: "
+                     f"{getattr(default, 'name', None) or default}); got {cosmology!r}")
 
 
 def per_mass_formed(flux):

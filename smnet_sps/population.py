@@ -679,8 +679,14 @@ class StellarPopulation:
             names = [b for b in self.available_bands
                      if w[0] <= _bandpass_support(get_bandpass(FSPS_BANDS[b])[1])[0]
                      and _bandpass_support(get_bandpass(FSPS_BANDS[b])[1])[1] <= w[-1]]
+        elif isinstance(bands, str):
+            names = [bands]
         else:
-            names = [bands] if isinstance(bands, str) else list(bands)
+            try:
+                names = list(bands)
+            except TypeError:               # bands=5 failed with "'int' object is not iterable"
+                raise ValueError(f"bands must be a band name or a list of names (available_bands, or "
+                                 f"speclite / sedpy filter names); got {bands!r}") from None
         filters = [FSPS_BANDS.get(str(b).lower(), b) for b in names]
         results, full = self._results_for(tage)
         flam = np.array([r["flux"] for r in results]) * self._igm(z)

@@ -659,3 +659,18 @@ def test_a_tabular_spectrum_states_that_it_is_for_the_formed_mass():
     stated = "for the tabular SFH's formed mass (meta formed_mass, M_sun), not per M_sun formed"
     assert tabular.meta["units"] == observed.meta["units"] == stated
     assert per_msun.meta["units"] == "per M_sun formed"
+
+
+def test_get_mags_bands_must_be_names_and_the_cosmology_error_says_what_none_means():
+    """get_mags(bands=5) failed with TypeError "'int' object is not iterable"; StellarPopulation(cosmology=70)
+    said "or None (Planck18)", while None there means FSPS's flat H0 = 70, Om0 = 0.3."""
+    from smnet_sps.generator import BlackbodyGenerator
+    sp = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, generator=BlackbodyGenerator())
+    with pytest.raises(ValueError, match="bands must be a band name or a list of names .*got 5"):
+        sp.get_mags(tage=5.0, bands=5)
+    np.testing.assert_array_equal(sp.get_mags(tage=5.0, bands="v"), sp.get_mags(tage=5.0, bands=("v",)))
+    with pytest.raises(ValueError, match=r"or None \(the default: FSPS \(flat, H0=70, Om0=0.3\)\); got 70"):
+        StellarPopulation(generator=BlackbodyGenerator(), cosmology=70)
+    planck = StellarPopulation(generator=BlackbodyGenerator(), cosmology="Planck18")
+    with pytest.raises(ValueError, match=r"or None \(the default: Planck18\); got 'LCDM'"):
+        planck.get_observed_spectrum(tage=1.0, redshift=0.5, cosmology="LCDM")
