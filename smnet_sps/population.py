@@ -585,6 +585,7 @@ class StellarPopulation:
         wavelengths [A] (n_wave,), spectrum (n_wave,) or (n_ages, n_wave). IGM absorption at ``zred`` is
         included when ``add_igm_absorption`` is on, as in FSPS.
         """
+        peraa = _bool("peraa", peraa)          # the string "False" gave L_sun / A as if True
         if zmet is not None:
             self.params["zmet"] = zmet
         results, full = self._results_for(tage)

@@ -674,3 +674,14 @@ def test_get_mags_bands_must_be_names_and_the_cosmology_error_says_what_none_mea
     planck = StellarPopulation(generator=BlackbodyGenerator(), cosmology="Planck18")
     with pytest.raises(ValueError, match=r"or None \(the default: Planck18\); got 'LCDM'"):
         planck.get_observed_spectrum(tage=1.0, redshift=0.5, cosmology="LCDM")
+
+
+def test_get_spectrum_peraa_is_a_switch():
+    """get_spectrum(peraa="False") returned L_sun / A (bool("False") is True) where False means L_sun / Hz."""
+    from smnet_sps.generator import BlackbodyGenerator
+    pop = StellarPopulation(generator=BlackbodyGenerator(), zcontinuous=1)
+    with pytest.raises(ValueError, match="peraa is a switch"):
+        pop.get_spectrum(tage=1.0, peraa="False")
+    w, per_hz = pop.get_spectrum(tage=1.0, peraa=0)
+    _, per_aa = pop.get_spectrum(tage=1.0, peraa=np.bool_(True))
+    np.testing.assert_allclose(per_hz, per_aa * w ** 2 / C_ANGSTROM, rtol=1e-12)
