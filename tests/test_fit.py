@@ -905,6 +905,22 @@ def test_binned_data_get_their_whole_lsf():
         assert r.rv == pytest.approx(150.0, abs=2.0)
 
 
+def test_the_instrumental_lsf_is_taken_to_the_rest_frame():
+    """The data's LSF (observed-frame A) was added unscaled to the rest-frame kernel, 1 + z too wide: a galaxy
+    at z = 0.1 with sigma 300 km/s seen at 20 A FWHM fitted 196-245 km/s (chi^2 245-456 for 169 dof)."""
+    from smnet_sps.ssp import ssp_grid
+    g = ssp_grid([3e9, 6e9, 1.2e10], [0.0076, 0.0152], progress=False)
+    v = 0.1 * 299792.458
+    wo, flux = _binned_mock(g, 1, 1, 300.0, v, fwhm=20.0, pix=2.0, lo=3800.0 * 1.1, hi=7000.0 * 1.1)
+    ivar = (1e4 / flux) ** 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        r = fit_ssp(wo, flux, ivar, templates=g, resolution_fwhm=20.0, degree=0, rv_guess=v,
+                    max_rv=v + 2000.0, max_sigma=3000.0)
+    assert r.sigma == pytest.approx(300.0, abs=15.0)
+    assert r.rv == pytest.approx(v, abs=10.0)
+
+
 def test_a_removed_range_is_fitted_as_a_masked_one(gen):
     """Pixel edges halfway between centres stretched the pixels beside a hole across it: a spectrum with
     600 A cut out got 30 made-up working pixels there (chi^2 333/152 against 103/122 masked; parameters 2-3
