@@ -15,6 +15,52 @@ import torch
 __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
 
 CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
+# L_bol [L_sun per M_sun formed] any SSP gives (plugins._common.SSP_LBOL_RANGE): L_nu [L_sun / Hz] read as
+# L_lambda integrates to ~1e-11 of it
+_SSP_LBOL_RANGE = (1e-3, 1e6)
+
+
+def _is_dsps_unit_grid(grid):
+    """True for grids that hold DSPS's L_nu [L_sun / Hz]: ``SSPGrid.to_dsps_units()``'s arrays and DSPS's own
+    ``SSPData`` (``dsps.load_ssp_templates``), which carry no unit of their own."""
+    from .ssp import DSPSArrays
+    cls = type(grid)
+    from_dsps = cls.__name__ == "SSPData" and cls.__module__.split(".")[0] == "dsps"
+    return isinstance(grid, DSPSArrays) or from_dsps
+
+
+def _flux_per_angstrom(grid, wave):
+    """``grid.ssp_flux`` as L_lambda [L_sun / A per M_sun formed], from the unit the grid states (DSPS's
+    L_sun / Hz converted); a grid that states none must integrate to a plausible L_bol per M_sun formed."""
+    import astropy.units as u
+
+    from .constants import C_ANGSTROM
+
+    flux = np.asarray(grid.ssp_flux, float)
+    if _is_dsps_unit_grid(grid):
+        return flux * C_ANGSTROM / wave**2
+    text = (getattr(grid, "attrs", None) or {}).get("flux_unit")
+    if text is not None:
+        try:
+            unit = u.Unit(str(text).replace("per M_sun formed", "").strip())
+        except ValueError:
+            unit = None
+        if unit is not None and unit.is_equivalent(u.L_sun / u.AA):
+            return flux * unit.to(u.L_sun / u.AA)
+        if unit is not None and unit.is_equivalent(u.L_sun / u.Hz):
+            return flux * unit.to(u.L_sun / u.Hz) * C_ANGSTROM / wave**2
+        raise ValueError(f"the grid's attrs['flux_unit'] is {text!r}; allowed: L_sun / Angstrom or "
+                         "L_sun / Hz (per M_sun formed)")
+    if wave.size > 1 and flux.size:
+        brightest = float(np.trapezoid(flux, wave, axis=-1).max())
+        low, high = _SSP_LBOL_RANGE
+        if not low <= brightest <= high:
+            raise ValueError(
+                f"grid.ssp_flux states no unit (no attrs['flux_unit']) and its brightest SSP integrates to "
+                f"{brightest:.3g} L_sun per M_sun formed over ssp_wave, outside the {low:g}..{high:g} of an "
+                "SSP in L_sun / Angstrom (L_nu in L_sun / Hz, DSPS's unit, gives ~1e-11 of it): pass an "
+                "SSPGrid, SSPGrid.to_dsps_units(), a dsps.SSPData, or attrs={'flux_unit': 'L_sun/Angstrom'}")
+    return flux
 
 
 def calzetti_k(wave_aa):
@@ -44,7 +90,10 @@ class SSPInterpolator:
     Parameters
     ----------
     grid : :class:`smnet_sps.ssp.SSPGrid` (``ssp_flux`` (n_met, n_age, n_wave) [L_sun / A per M_sun formed],
-        ``ssp_lg_age_gyr``, ``ssp_lgmet`` = log10 Z, ``attrs["zsun"]``); at least 2 ages and 2 metallicities
+        ``ssp_lg_age_gyr``, ``ssp_lgmet`` = log10 Z, ``attrs["zsun"]``); at least 2 ages and 2 metallicities.
+        Also DSPS's unit, L_nu [L_sun / Hz per M_sun formed] (``SSPGrid.to_dsps_units()``, a ``dsps.SSPData``,
+        or ``attrs["flux_unit"]`` saying so), converted to L_sun / A; a grid that states no unit must
+        integrate to a plausible L_bol (1e-3..1e6 L_sun per M_sun formed), else ``ValueError``
     zsun : float or None, solar Z for [M/H] = log10(Z / zsun); default ``grid.attrs["zsun"]``
     dtype, device : of the stored tensor (float64 on the CPU by default)
     """
@@ -54,7 +103,8 @@ class SSPInterpolator:
         self.wavelength = np.asarray(grid.ssp_wave, float)
         self.log_age = np.asarray(grid.ssp_lg_age_gyr, float) + 9.0  # log10(age / yr)
         self.logz = np.asarray(grid.ssp_lgmet, float) - np.log10(zsun)  # [M/H]
-        flux = np.asarray(grid.ssp_flux, float)
+        # DSPS-unit grids (L_sun / Hz) were taken as L_sun / A: log age 8.9 for 9.5, [M/H] on its bound
+        flux = _flux_per_angstrom(grid, self.wavelength)
         if flux.shape != (self.logz.size, self.log_age.size, self.wavelength.size):
             raise ValueError(
                 f"grid.ssp_flux has shape {flux.shape}; expected (n_met, n_age, n_wave) = "
