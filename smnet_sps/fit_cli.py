@@ -286,7 +286,8 @@ def _cmd_fit(args):
     if ivar is not None:
         ivar = np.where(mask, 0.0, ivar)
     common = dict(
-        resolution_fwhm=args.resolution_fwhm, mask=mask, degree=args.degree, uncertainty=args.uncertainty
+        resolution_fwhm=args.resolution_fwhm, mask=mask, degree=args.degree, uncertainty=args.uncertainty,
+        max_rv=args.max_rv, rv_guess=args.rv_guess,
     )
     if args.ssp_grid:
         res = fit_ssp(wave, flux, ivar, templates=read_ssp_grid(args.ssp_grid), **common)
@@ -338,6 +339,13 @@ def add_cli(sub):
     p.add_argument("--wmin", type=float, default=None, help="ignore wavelengths below this [A, vacuum]")
     p.add_argument("--wmax", type=float, default=None, help="ignore wavelengths above this [A, vacuum]")
     p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace")
+    # without them a galaxy at cz 5,000 km/s was fitted inside +-1000 km/s and ended on every bound (exit 0)
+    p.add_argument("--max-rv", type=float, default=1000.0, metavar="KM_S",
+                   help="largest |radial velocity| the fit may reach [km/s], 0 < max-rv < c; the start is "
+                        "scanned over +-max-rv (default 1000: raise it for a redshifted galaxy)")
+    p.add_argument("--rv-guess", type=float, default=0.0, metavar="KM_S",
+                   help="radial velocity to try first [km/s], within +-max-rv (default 0; e.g. c z for a "
+                        "galaxy of known redshift)")
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical', a model directory trained by "
                         "smnet-sps, or a released SM-Net checkpoint CHECKPOINT.pt with --meta "

@@ -347,6 +347,37 @@ def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
     assert main(["fit", str(spec), "--ssp-grid", str(path), "--prior", "parsec"]) == 1
 
 
+def test_cli_fit_takes_max_rv_and_rv_guess(tmp_path, rng, capsys):
+    """`smnet-sps fit` had no --max-rv / --rv-guess: fit_ssp's +-1000 km/s applied and a galaxy at cz
+    5000 km/s ended on every bound (exit 0)."""
+    from smnet_sps.cli import main
+    from smnet_sps.ssp import save_ssp_grid
+
+    grid = _toy_ssp_grid(rng)
+    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
+    path = save_ssp_grid(grid, tmp_path / "g.npz")
+    interp = SSPInterpolator(grid)
+    wave = interp.wavelength[(interp.wavelength > 4000) & (interp.wavelength < 8000)]
+    one = np.ones(wave.size)
+    op = SpectralOperator(interp.wavelength, wave, one, one, np.ones(wave.size, bool), max_rv=5000.0,
+                          max_sigma=1000.0)
+    with torch.no_grad():
+        m = _ssp_model_fn(interp, op)(torch.tensor([[9.2, -0.7, 100.0, 0.2, 3000.0]], dtype=torch.float64))
+    spec = tmp_path / "gal.txt"
+    np.savetxt(spec, np.column_stack([wave, m[0].numpy(), m[0].numpy() / 300]))
+    out = tmp_path / "gal.json"
+    # (the toy's one line moves with age, so only a start near the velocity tells them apart)
+    assert main(["fit", str(spec), "--ssp-grid", str(path), "--out", str(out), "--max-rv", "5000",
+                 "--rv-guess", "3100"]) == 0
+    res = json.loads(out.read_text())
+    assert res["rv"] == pytest.approx(3000.0, abs=5.0)
+    assert res["log_age"] == pytest.approx(9.2, abs=0.03) and res["chi2"] < 1.0
+    capsys.readouterr()
+    for extra, limit in (([], 1000.0), (["--max-rv", "2000"], 2000.0)):    # default +-1000 km/s
+        assert main(["fit", str(spec), "--ssp-grid", str(path), "--rv-guess", "3000", *extra]) == 1
+        assert f"rv_guess must lie within +-max_rv = {limit} km/s; got 3000.0" in capsys.readouterr().err
+
+
 def test_cli_fit_into_a_closed_pipe_writes_its_files(tmp_path, rng):
     """`smnet-sps fit ... --out r.json | head -1` printed the result before writing: status 141, no r.json
     and nothing on stderr. The files are now written first."""
