@@ -510,29 +510,8 @@ def test_a_key_gives_one_answer_whatever_came_first(default_generator):
     assert answers[0] == answers[1] == ([STATUS["generator"]] * 2, [True, True], [STATUS["generator"]])
 
 
-@pytest.fixture(scope="module")
-def released_checkpoint(fixtures_dir, tmp_path_factory):
-    """Smooth random weights in the released SM-Net layout (B=2, L=64) + a 64-pixel meta (3,000 A - 10 um)
-    cut from the real one; its box holds [M/H] -4 .. 1."""
-    import torch
-
-    from smnet_sps.model import SMNet
-    d = tmp_path_factory.mktemp("released")
-    with np.load(fixtures_dir / "smnet_official/phoenix_husser_c3k_tmap_OB_all.meta.npz") as m:
-        meta = {k: m[k] for k in m.files}
-    meta["wave"] = meta["wave"][np.linspace(0, meta["wave"].size - 1, 64).round().astype(int)]
-    np.savez(d / "small.meta.npz", **meta)
-    torch.manual_seed(3)
-    model = SMNet(B=2, L=64)
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    torch.save(model.state_dict(), d / "smooth.pt")
-    return d / "smooth.pt", d / "small.meta.npz"
-
-
 @pytest.mark.parametrize("normalisation", ["covered", "blackbody"])
-def test_released_extrapolations_are_judged_against_the_generators_own_target(released_checkpoint,
-                                                                             normalisation):
+def test_released_extrapolations_are_judged_against_the_generators_own_target(released_smooth, normalisation):
     """A released checkpoint with normalisation="covered" (the default) rescales every spectrum to sigma
     Teff^4 on its 3,000 A - 10 um grid; the backend judged it against a blackbody's share there (0.26 at
     20 kK, 0.055 at 40 kK), so every extrapolated star above ~13 kK was "off by more than 2x" and became a
@@ -540,7 +519,7 @@ def test_released_extrapolations_are_judged_against_the_generators_own_target(re
     judged against the generator's own target: exactly on it, kept, correction 1, in both normalisations."""
     from smnet_sps.generator import planck_fraction
     from smnet_sps.neural import ReleasedSMNetGenerator
-    gen = ReleasedSMNetGenerator(*released_checkpoint, device="cpu", normalisation=normalisation)
+    gen = ReleasedSMNetGenerator(*released_smooth, device="cpu", normalisation=normalisation)
     teff = np.array([8000.0, 20000.0, 40000.0, 20000.0])
     expected_target = (np.ones(4) if normalisation == "covered"
                        else planck_fraction(gen.wavelength[0], gen.wavelength[-1], teff))

@@ -741,19 +741,6 @@ def test_released_checkpoints_run_in_small_chunks_keep_float32_inputs_and_their_
     boxed.surface_flux(5000.0, 4.0, -2.1, strict=True)
 
 
-@pytest.fixture(scope="module")
-def released_smooth(released):
-    """The fixture's layout with weights 4x smaller: spectra over ~2.5 decades, as a trained network's are
-    (the std-0.2 weights span 27 decades, where a float32 fit's gradient overflows)."""
-    d, _, _ = released
-    torch.manual_seed(3)
-    model = SMNet(B=2, L=64)
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    torch.save(model.state_dict(), d / "smooth.pt")
-    return d / "smooth.pt", d / "small.meta.npz"
-
-
 @pytest.mark.parametrize("normalisation", ["covered", "blackbody"])
 def test_released_differentiable_path_is_the_fast_path_with_gradients(released, normalisation):
     """Released checkpoints had no torch_surface_flux, so fit_star refused them. It is the fast path's
