@@ -1542,7 +1542,14 @@ def fit_ssp(
     # the velocity: the 24 best nodes at rv_guess scanned coarsely over the bounds, every node ranked at
     # rv_guess and at the best velocity found; the starts then on a 100 km/s grid
     top = np.argsort(chi2)[:24]
-    rv_top, chi2_top = scan_rv(nodes[top], max(200.0, (lim["rv"][1] - lim["rv"][0]) / 20))
+    # the coarse step at most half a template pixel in velocity over the data: coarser, the trials missed the
+    # spectrum's lines (bounds +-20,000 km/s: 2,000 km/s steps against ~1,100 km/s pixels at 5,500 A; a galaxy
+    # at 15,000 km/s, sigma 300, ended at sigma 0 with chi^2 237 against 141)
+    tw = interp.wavelength
+    rest = (tw >= wave.min() / (1 + lim["rv"][1] / C_KMS)) & (tw <= wave.max() / (1 + lim["rv"][0] / C_KMS))
+    half_pixel = 0.5 * C_KMS * float(np.median(np.diff(np.log(tw[rest])))) if rest.sum() > 2 else np.inf
+    rv_top, chi2_top = scan_rv(nodes[top], min(max(200.0, (lim["rv"][1] - lim["rv"][0]) / 20),
+                                               max(half_pixel, 100.0)))
     rv_best = float(rv_top[np.argmin(chi2_top)])
     if rv_best != float(rv_guess):
         moved = nodes.copy()

@@ -980,6 +980,32 @@ def test_the_instrumental_lsf_is_taken_to_the_rest_frame():
     assert r.rv == pytest.approx(v, abs=10.0)
 
 
+def test_a_wide_velocity_range_is_scanned_finer_than_the_template_pixels(monkeypatch):
+    """With +-20,000 km/s bounds the coarse velocity scan stepped by 2,000 km/s, wider than the templates'
+    pixels (~1,100 km/s at 5,500 A): every trial missed the lines, and a galaxy at 15,000 km/s (sigma 300,
+    S/N 50, degree 3) ended at sigma 0, chi^2 237 (141 with the finer scan). Every velocity grid the fit
+    scans is now at most half a template pixel apart over the data, and the galaxy is still found."""
+    import smnet_sps.fit as fit_module
+    from smnet_sps.ssp import ssp_grid
+    g = ssp_grid([3e9, 6e9, 1.2e10], [0.0076, 0.0152], progress=False)
+    v = 15000.0
+    wo, flux = _binned_mock(g, 1, 1, 300.0, v, fwhm=5.0, pix=2.0, lo=3800.0 * 1.05, hi=7000.0 * 1.05)
+    steps = []
+    grid_of = fit_module._rv_grid
+
+    def recording(rv_bounds, rv_guess, step):
+        steps.append(step)
+        return grid_of(rv_bounds, rv_guess, step)
+    monkeypatch.setattr(fit_module, "_rv_grid", recording)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        r = fit_ssp(wo, flux, (300.0 / flux) ** 2, templates=g, resolution_fwhm=5.0, max_rv=20000.0)
+    tw = g.ssp_wave[(g.ssp_wave > 3800) & (g.ssp_wave < 7000)]
+    half_pixel = 0.5 * 299792.458 * np.median(np.diff(np.log(tw)))
+    assert max(steps) <= 1.05 * half_pixel, (max(steps), half_pixel)
+    assert r.rv == pytest.approx(v, abs=15.0) and r.sigma == pytest.approx(300.0, abs=30.0)
+
+
 def test_a_removed_range_is_fitted_as_a_masked_one(gen):
     """Pixel edges halfway between centres stretched the pixels beside a hole across it: a spectrum with
     600 A cut out got 30 made-up working pixels there (chi^2 333/152 against 103/122 masked; parameters 2-3
