@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-from smnet_sps.constants import C_ANGSTROM
+from smnet_sps.constants import C_ANGSTROM, SSP_LBOL_RANGE
 
 __all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN", "grid_medium",
            "template_lsf", "in_medium", "output_path"]
@@ -46,11 +46,6 @@ MAX_SURVIVING_MASS = 1.05
 MAX_LGMET = -1.0
 MAX_LG_AGE_GYR = np.log10(30.0)
 MIN_REDDEST_WAVE = 912.0
-# L_sun per M_sun formed that ssp_flux integrated over wavelength may give for the brightest SSP of a grid:
-# L_bol is ~0.1-0.3 at 13 Gyr and ~1e3 at a few Myr, less on a grid covering part of the spectrum. L_nu
-# [L_sun / Hz] taken as L_lambda gives ~1e-11 of it (smnet-sps' .h5 files and DSPS hold L_nu), erg/s in
-# place of L_sun 4e33 times it
-SSP_LBOL_RANGE = (1e-3, 1e6)
 
 # Names under which a grid may carry the surviving (stars + remnants) mass fraction; the first found wins.
 _MASS_KEYS = ("surviving_mass", "ssp_surviving_mass", "ssp_mass", "mass_fraction", "ssp_mstar",

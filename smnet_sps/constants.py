@@ -20,6 +20,11 @@ HC_OVER_K = PLANCK_H * LIGHT_C / BOLTZMANN_K * 1e8   # h c / k [A K]: x = HC_OVE
 FLAM_UNIT = u.Unit("erg s-1 cm-2 AA-1")   # surface flux F_lambda
 LLAM_UNIT = u.Unit("erg s-1 AA-1")        # L_lambda of one star
 SSP_UNIT = u.L_sun / u.AA                 # per M_sun formed (the unit says L_sun/A; metadata says per M_sun)
+# L_sun per M_sun formed that ssp_flux integrated over wavelength may give for the brightest SSP of a grid:
+# L_bol is ~0.1-0.3 at 13 Gyr and ~1e3 at a few Myr, less on a grid covering part of the spectrum. L_nu
+# [L_sun / Hz] taken as L_lambda gives ~1e-11 of it (smnet-sps' .h5 files and DSPS hold L_nu), erg/s in
+# place of L_sun 4e33 times it (checked by the fitting templates and the plugins' writers)
+SSP_LBOL_RANGE = (1e-3, 1e6)
 
 # Physical domain of stellar parameters accepted by every generator (inclusive). Wider than any training box:
 # points inside it but outside a model's coverage are answered with a CoverageWarning / inside=False flag;

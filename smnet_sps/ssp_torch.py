@@ -15,9 +15,6 @@ import torch
 __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
 
 CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
-# L_bol [L_sun per M_sun formed] any SSP gives (plugins._common.SSP_LBOL_RANGE): L_nu [L_sun / Hz] read as
-# L_lambda integrates to ~1e-11 of it
-_SSP_LBOL_RANGE = (1e-3, 1e6)
 
 
 def _is_dsps_unit_grid(grid):
@@ -34,7 +31,7 @@ def _flux_per_angstrom(grid, wave):
     L_sun / Hz converted); a grid that states none must integrate to a plausible L_bol per M_sun formed."""
     import astropy.units as u
 
-    from .constants import C_ANGSTROM
+    from .constants import C_ANGSTROM, SSP_LBOL_RANGE
 
     flux = np.asarray(grid.ssp_flux, float)
     if _is_dsps_unit_grid(grid):
@@ -53,7 +50,7 @@ def _flux_per_angstrom(grid, wave):
                          "L_sun / Hz (per M_sun formed)")
     if wave.size > 1 and flux.size:
         brightest = float(np.trapezoid(flux, wave, axis=-1).max())
-        low, high = _SSP_LBOL_RANGE
+        low, high = SSP_LBOL_RANGE
         if not low <= brightest <= high:
             raise ValueError(
                 f"grid.ssp_flux states no unit (no attrs['flux_unit']) and its brightest SSP integrates to "
