@@ -222,9 +222,7 @@ def _check_max_rv(max_rv):
 
 def _check_resolution_fwhm(resolution_fwhm, n_pix):
     """Refuse a ``resolution_fwhm`` that is neither one number nor one per pixel (numpy's "operands could not
-    be broadcast together" named neither); None (the default LSF) passes."""
-    if resolution_fwhm is None:
-        return
+    be broadcast together" named neither)."""
     shape = np.shape(resolution_fwhm)
     if not (len(shape) == 0 or shape in ((1,), (n_pix,))):
         raise ValueError(f"resolution_fwhm must be one number or one per pixel (shape ({n_pix},), len(wave)) "
@@ -433,6 +431,7 @@ class SpectralOperator:
         if resolution_fwhm is not None:
             import astropy.units as u
             fwhm = _as_values(resolution_fwhm, "resolution_fwhm", u.AA)   # an interval: not spectral()
+            _check_resolution_fwhm(fwhm, wave.size)
             fwhm_d = np.broadcast_to(fwhm, wave.shape).astype(float)
             if not np.all(np.isfinite(fwhm_d)) or np.any(fwhm_d <= 0):
                 raise ValueError("resolution_fwhm must be finite and > 0 (Angstrom)")
@@ -498,9 +497,9 @@ class SpectralOperator:
         # averaged over the model's own pixels, the same box the model carries, so the model takes the data's
         # whole Gaussian (the box subtracted a second time left any FWHM below 13.6 A unbroadened: an SSP at
         # 8 A FWHM fitted sigma 249 km/s for 0, 320 for 200; a star's rv moved 70-140 km/s)
-        pix_w = np.interp(self.wave, mw, np.gradient(mw))
+        pix = np.interp(self.wave, mw, np.gradient(mw))        # the model's pixel width at each working pixel
         fwhm_w = np.interp(self.wave, wave, fwhm_d)
-        box = (_BIN_BOX_SHARE if self.mode == "bin" else 1.0) * pix_w**2 / 12.0
+        box = (_BIN_BOX_SHARE if self.mode == "bin" else 1.0) * pix**2 / 12.0
         lsf_var = (fwhm_w / _FWHM_PER_SIGMA) ** 2  # [observed-frame A^2]
         if resolution_fwhm is None and self.mode == "bin" and pix_d >= pix_m * (1 - _MODE_TOLERANCE):
             # data on the model's own pixels (the package's spectra, mocks): their LSF is the model's box.
@@ -518,7 +517,6 @@ class SpectralOperator:
             raise ValueError("the spectrum's median |flux| is zero")
         self.flux, self.ivar = flux_w / self.scale, ivar_w * self.scale**2
         # model pixels the shifted, broadened working pixels can reach
-        pix = np.interp(self.wave, mw, np.gradient(mw))
         f_lo, f_hi = 1.0 / (1.0 + max_rv / C_KMS), 1.0 / (1.0 - max_rv / C_KMS)
         sig_max = np.sqrt((sig_inst * f_hi) ** 2 + (self.wave * max_sigma / C_KMS) ** 2
                           + (_SIGMA_FLOOR_PIX * pix) ** 2)
@@ -1263,7 +1261,6 @@ def fit_star(
     max_rv = _check_max_rv(max_rv)      # as fit_ssp
     from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
-    _check_resolution_fwhm(resolution_fwhm, wave.size)
     op = SpectralOperator(
         gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
     )
@@ -1485,7 +1482,6 @@ def fit_ssp(
     interp = templates if isinstance(templates, SSPInterpolator) else SSPInterpolator(templates)
     from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
-    _check_resolution_fwhm(resolution_fwhm, wave.size)
     op = SpectralOperator(
         interp.wavelength,
         wave,
@@ -1677,7 +1673,6 @@ def empirical_correction(
         w, f, iv, good = check_spectrum(
             wave, fluxes[i], None if ivars is None else ivars[i], None if masks is None else masks[i]
         )
-        _check_resolution_fwhm(resolution_fwhm, w.size)
         op = SpectralOperator(gen.wavelength, w, f, iv, good, resolution_fwhm, degree=degree)
         spec = _star_model_fn(gen, op, library)
         with torch.no_grad():
