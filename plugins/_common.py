@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-from smnet_sps.constants import C_ANGSTROM, SSP_LBOL_RANGE
+from smnet_sps.constants import C_ANGSTROM
+from smnet_sps.ssp import check_ssp_flux_scale, is_dsps_ssp_data
 
 __all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN", "grid_medium",
            "template_lsf", "in_medium", "output_path"]
@@ -84,12 +85,6 @@ class SSPArrays:
         return self.ssp_lgmet - np.log10(zsun)
 
 
-def _is_dsps_ssp_data(grid):
-    """True for DSPS's own ``SSPData`` (its flux is L_nu per Hz, not smnet-sps' L_lambda per A)."""
-    cls = type(grid)
-    return cls.__name__ == "SSPData" and cls.__module__.split(".")[0] == "dsps"
-
-
 def _is_dsps_arrays(grid):
     """True for smnet-sps' own DSPS-unit arrays (``SSPGrid.to_dsps_units()``: L_nu [L_sun / Hz], vacuum)."""
     from smnet_sps.ssp import DSPSArrays
@@ -143,9 +138,9 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         Missing arrays, wrong shapes, NaN/inf, negative flux, non-increasing axes, masses outside
         (0, MAX_SURVIVING_MASS], and the usual unit slips: Z above 0.1 ([M/H] given as log10 Z), ages beyond
         30 Gyr (log10 yr given as log10 Gyr), a wavelength axis ending bluer than 912 A (microns), and a
-        flux whose brightest SSP integrates to no plausible L_bol per M_sun formed (outside
-        :data:`SSP_LBOL_RANGE`, 1e-3..1e6 L_sun): L_nu [L_sun / Hz] given as L_lambda, e.g. the
-        datasets of an ``smnet-sps ssp-grid`` .h5 file read into a dict (read it with
+        flux whose brightest SSP integrates to no plausible L_bol per M_sun formed
+        (:func:`smnet_sps.ssp.check_ssp_flux_scale`, 1e-3..1e6 L_sun): L_nu [L_sun / Hz] given as L_lambda,
+        e.g. the datasets of an ``smnet-sps ssp-grid`` .h5 file read into a dict (read it with
         ``smnet_sps.ssp.load_ssp_grid``). A flux given as a Quantity is taken in its unit, unchecked.
 
     A ``dsps.SSPData`` (from :func:`plugins.dsps_backend.to_ssp_data` or ``dsps.load_ssp_templates``) holds
@@ -169,7 +164,7 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     flux = values["ssp_flux"]
     # a unit known from the input's type (converted here) or its Quantity needs no plausibility check
     flux_has_unit = isinstance(flux, u.Quantity)
-    if (_is_dsps_ssp_data(grid) or _is_dsps_arrays(grid)) and ssp_flux is None:
+    if (is_dsps_ssp_data(grid) or _is_dsps_arrays(grid)) and ssp_flux is None:
         flux_has_unit = True
         # dsps.SSPData (to_ssp_data, dsps.load_ssp_templates) and SSPGrid.to_dsps_units() hold L_nu
         # [L_sun / Hz]: back to L_lambda (the latter was taken as L_lambda: fluxes 1e-11 of the truth)
@@ -208,7 +203,9 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if (flux < 0).any():
         raise ValueError(f"ssp_flux has negative values (minimum {flux.min():g}); L_lambda must be >= 0")
     if not flux_has_unit:
-        _check_flux_scale(flux, wave)
+        check_ssp_flux_scale(flux, wave, "read an .h5 grid with smnet_sps.ssp.load_ssp_grid(path), convert "
+                             "(ssp_flux * 2.998e18 / ssp_wave**2, Angstrom), or pass ssp_flux as a Quantity "
+                             "in its unit")
     mass = surviving_mass if surviving_mass is not None else _first_found(grid, _MASS_KEYS)
     if mass is None and _get(grid, "log_mass") is not None:       # smnet_sps.ssp.SSPGrid
         mass = 10.0 ** np.asarray(_get(grid, "log_mass"), float)
@@ -221,7 +218,7 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         if isinstance(extra, dict):
             merged.update(extra)
     merged.update(meta or {})
-    if _is_dsps_ssp_data(grid) and "wavelength_medium" not in merged:
+    if is_dsps_ssp_data(grid) and "wavelength_medium" not in merged:
         # an SSPData has nowhere to record its medium: taken as vacuum (to_ssp_data's default), and marked,
         # so that a conversion is refused rather than applied a second time to air wavelengths; a medium
         # the caller states (meta=) is taken as known
@@ -238,29 +235,6 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         if not np.isfinite(outside).all() or (outside < 0).any() or (outside > 1 + 1e-9).any():
             raise ValueError("outside_fraction must be finite and in [0, 1] (share of L_bol)")
     return SSPArrays(lgmet, lgage, wave, flux, mass, merged, outside, living)
-
-
-def _check_flux_scale(flux, wave):
-    """Refuse an ``ssp_flux`` whose brightest SSP, integrated over wavelength, gives no plausible L_bol per
-    M_sun formed (:data:`SSP_LBOL_RANGE`): above all L_nu [L_sun / Hz] passed as L_lambda."""
-    if wave.size < 2:
-        return                        # nothing to integrate over
-    brightest = float(np.trapezoid(flux, wave, axis=-1).max())
-    low, high = SSP_LBOL_RANGE
-    if brightest < low:
-        raise ValueError(
-            f"ssp_flux must be L_lambda in L_sun/Angstrom per M_sun formed, but integrated over ssp_wave its "
-            f"brightest SSP gives {brightest:.3g} L_sun per M_sun formed, below the {low:g}..{high:g} an SSP "
-            "gives: it looks like L_nu in L_sun/Hz (~1e-11 of L_lambda), the unit of the .h5 grids that "
-            "`smnet-sps ssp-grid` and DSPS write. Read such a file with smnet_sps.ssp.load_ssp_grid(path) "
-            "(it converts), or convert: ssp_flux * 2.998e18 / ssp_wave**2 (Angstrom), or pass ssp_flux as "
-            "a Quantity in L_sun/Angstrom if it really is L_lambda")
-    if brightest > high:
-        raise ValueError(
-            f"ssp_flux must be L_lambda in L_sun/Angstrom per M_sun formed, but integrated over ssp_wave its "
-            f"brightest SSP gives {brightest:.3g} L_sun per M_sun formed, above the {low:g}..{high:g} an SSP "
-            "gives: erg/s/Angstrom (divide by 3.828e33), or not per M_sun formed? Pass ssp_flux as a "
-            "Quantity with its unit if it really is L_sun/Angstrom")
 
 
 def _first_found(grid, keys):

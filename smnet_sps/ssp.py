@@ -35,8 +35,9 @@ from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_fac
 from .isochrones import FAMILY_CHOICES, PHASE_NAMES, load_isochrones
 from .lsf import lsf_meta
 
-__all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "get_backend", "parse_age", "save_ssp_grid",
-           "load_ssp_grid", "clear_ssp_cache", "SSP_FLUX_UNIT", "add_cli"]
+__all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "is_dsps_ssp_data", "check_ssp_flux_scale",
+           "get_backend", "parse_age", "save_ssp_grid", "load_ssp_grid", "clear_ssp_cache", "SSP_FLUX_UNIT",
+           "add_cli"]
 
 OUTSIDE_STATUSES = [STATUS[k] for k in ("blackbody", "extrapolated", "missing")]
 SSP_FLUX_UNIT = SSP_UNIT                           # L_sun / Angstrom, per M_sun formed
@@ -631,6 +632,35 @@ class DSPSArrays(NamedTuple):
     ssp_lg_age_gyr: np.ndarray
     ssp_wave: np.ndarray
     ssp_flux: np.ndarray
+
+
+def is_dsps_ssp_data(grid):
+    """True for DSPS's own ``SSPData`` (``dsps.load_ssp_templates``): its flux is L_nu [L_sun / Hz], not
+    smnet-sps' L_lambda [L_sun / A], and it records no unit or medium of its own."""
+    cls = type(grid)
+    return cls.__name__ == "SSPData" and cls.__module__.split(".")[0] == "dsps"
+
+
+def check_ssp_flux_scale(flux, wave, remedy):
+    """Refuse an SSP flux that states no unit when its brightest SSP, integrated over ``wave`` [A], gives no
+    plausible L_bol per M_sun formed (:data:`smnet_sps.constants.SSP_LBOL_RANGE`): L_nu [L_sun / Hz] taken
+    as L_lambda gives ~1e-11 of it (fitted templates and plugin writers took it without a word), erg/s
+    in place of L_sun 3.8e33 times it. ``remedy``: what the caller can pass instead (ends the message)."""
+    from .constants import SSP_LBOL_RANGE
+    if wave.size < 2 or not flux.size:
+        return                        # nothing to integrate over
+    brightest = float(np.trapezoid(flux, wave, axis=-1).max())
+    low, high = SSP_LBOL_RANGE
+    if low <= brightest <= high:
+        return
+    if brightest < low:
+        looks = ("it looks like L_nu in L_sun/Hz (~1e-11 of L_lambda), the unit of the .h5 grids that "
+                 "`smnet-sps ssp-grid` and DSPS write (smnet_sps.ssp.load_ssp_grid(path) converts them)")
+    else:
+        looks = "it looks like erg/s/Angstrom (divide by 3.828e33), or not per M_sun formed"
+    raise ValueError(f"ssp_flux states no unit, so it must be L_lambda in L_sun/Angstrom per M_sun formed, "
+                     f"but integrated over ssp_wave its brightest SSP gives {brightest:.3g} L_sun per M_sun "
+                     f"formed, outside the {low:g}..{high:g} an SSP gives: {looks}; {remedy}")
 
 
 class SSPGrid(NamedTuple):

@@ -17,24 +17,16 @@ __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV
 CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
 
 
-def _is_dsps_unit_grid(grid):
-    """True for grids that hold DSPS's L_nu [L_sun / Hz]: ``SSPGrid.to_dsps_units()``'s arrays and DSPS's own
-    ``SSPData`` (``dsps.load_ssp_templates``), which carry no unit of their own."""
-    from .ssp import DSPSArrays
-    cls = type(grid)
-    from_dsps = cls.__name__ == "SSPData" and cls.__module__.split(".")[0] == "dsps"
-    return isinstance(grid, DSPSArrays) or from_dsps
-
-
 def _flux_per_angstrom(grid, wave):
     """``grid.ssp_flux`` as L_lambda [L_sun / A per M_sun formed], from the unit the grid states (DSPS's
     L_sun / Hz converted); a grid that states none must integrate to a plausible L_bol per M_sun formed."""
     import astropy.units as u
 
-    from .constants import C_ANGSTROM, SSP_LBOL_RANGE
+    from .constants import C_ANGSTROM
+    from .ssp import DSPSArrays, check_ssp_flux_scale, is_dsps_ssp_data
 
     flux = np.asarray(grid.ssp_flux, float)
-    if _is_dsps_unit_grid(grid):
+    if isinstance(grid, DSPSArrays) or is_dsps_ssp_data(grid):     # L_sun / Hz: SSPGrid.to_dsps_units()
         return flux * C_ANGSTROM / wave**2
     text = (getattr(grid, "attrs", None) or {}).get("flux_unit")
     if text is not None:
@@ -48,15 +40,8 @@ def _flux_per_angstrom(grid, wave):
             return flux * unit.to(u.L_sun / u.Hz) * C_ANGSTROM / wave**2
         raise ValueError(f"the grid's attrs['flux_unit'] is {text!r}; allowed: L_sun / Angstrom or "
                          "L_sun / Hz (per M_sun formed)")
-    if wave.size > 1 and flux.size:
-        brightest = float(np.trapezoid(flux, wave, axis=-1).max())
-        low, high = SSP_LBOL_RANGE
-        if not low <= brightest <= high:
-            raise ValueError(
-                f"grid.ssp_flux states no unit (no attrs['flux_unit']) and its brightest SSP integrates to "
-                f"{brightest:.3g} L_sun per M_sun formed over ssp_wave, outside the {low:g}..{high:g} of an "
-                "SSP in L_sun / Angstrom (L_nu in L_sun / Hz, DSPS's unit, gives ~1e-11 of it): pass an "
-                "SSPGrid, SSPGrid.to_dsps_units(), a dsps.SSPData, or attrs={'flux_unit': 'L_sun/Angstrom'}")
+    check_ssp_flux_scale(flux, wave, "pass an SSPGrid, SSPGrid.to_dsps_units(), a dsps.SSPData, or "
+                         "attrs={'flux_unit': 'L_sun/Angstrom'}")
     return flux
 
 
