@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from .constants import FLAM_UNIT, PACKAGE_DATA, PARAMETER_DOMAINS, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
 from .medium import air_to_vacuum, check_medium
+from .output_files import atomic_output
 from .wavegrid import (POINT_SAMPLE_WIDTH, WAVELENGTH_GRID_DOC, bin_edges, check_wavelength_grid,
                        default_wavelength, resample)
 
@@ -472,15 +471,9 @@ def save_grid(grid, path):
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    _umask = os.umask(0)
-    os.umask(_umask)
-    os.chmod(tmp, 0o666 & ~_umask)     # mkstemp makes 0600; a grid file is meant to be shared
     comp = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
     sdt = h5py.string_dtype()
-    try:
+    with atomic_output(path, overwrite=True) as tmp:          # a missing folder is created
         with h5py.File(tmp, "w") as f:
             # the grid's other attributes first: a loaded grid carries the file's (stale after a subset or
             # rename) library_names, units and format, which the values written below must replace
@@ -526,11 +519,6 @@ def save_grid(grid, path):
                         pg.create_dataset(mk, data=mv)
                     else:
                         pg.attrs[mk] = mv if isinstance(mv, str) else json.dumps(mv)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 
@@ -788,19 +776,8 @@ def export_phase_libraries(grid, path=PHASE_FILE):
         cites.append(f"{lib.meta.get('citation', '')} || {lib.meta.get('convention', '')}")
     data["citations"] = np.array(cites)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)      # as save_grid: a missing folder is created
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    _umask = os.umask(0)
-    os.umask(_umask)
-    os.chmod(tmp, 0o666 & ~_umask)
-    try:
+    with atomic_output(path, overwrite=True) as tmp:          # a missing folder is created
         np.savez_compressed(tmp, **data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 
