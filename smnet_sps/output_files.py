@@ -169,22 +169,14 @@ def atomic_output(path, *, overwrite=False, option="--out"):
     file appeared meanwhile.
     """
     path = Path(path)
-    suffix = suffix_of(path)
-    gzipped = suffix.endswith(".gz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)          # writers create the file themselves (some refuse to overwrite an empty one)
-    tmp = Path(tmp)
+    gzipped = suffix_of(path).endswith(".gz")
+    tmp = _temporary_beside(path)
     plain = tmp.with_name(tmp.name[:-len(".gz")]) if gzipped else tmp
     try:
         yield plain
-        if not plain.exists():
-            raise OSError(f"{option} {str(path)!r}: the writer produced no file")
+        _check_written(plain, path, overwrite, option)
         if gzipped:
             _gzip_as(plain, tmp, path)
-        if path.exists() and not overwrite:
-            raise ValueError(f"{option} {str(path)!r} appeared while writing; pass --overwrite to replace it")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)    # mkstemp's 0600 would make outputs private
@@ -193,6 +185,25 @@ def atomic_output(path, *, overwrite=False, option="--out"):
         for leftover in {tmp, plain}:
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
+
+
+def _temporary_beside(path):
+    """A fresh temporary name in ``path``'s folder (created if missing), keeping its extension; no file is
+    left there: writers create the file themselves (some refuse to overwrite an empty one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix_of(path)}", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    return Path(tmp)
+
+
+def _check_written(tmp, path, overwrite, option):
+    """Before the rename: the writer made ``tmp``, and ``path`` did not appear meanwhile (without
+    ``overwrite``); ``option`` names the output in the errors."""
+    if not tmp.exists():
+        raise OSError(f"{option} {str(path)!r}: the writer produced no file")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{option} {str(path)!r} appeared while writing; pass --overwrite to replace it")
 
 
 @contextlib.contextmanager
@@ -210,20 +221,10 @@ def staged_outputs(paths, *, overwrite=False):
     staged = {}
     try:
         for key, path in paths.items():
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix_of(path)}",
-                                       dir=path.parent)
-            os.close(fd)
-            os.unlink(tmp)          # writers create the file themselves (some refuse to overwrite one)
-            staged[key] = Path(tmp)
+            staged[key] = _temporary_beside(Path(path))
         yield dict(staged)
         for key, tmp in staged.items():
-            option = f"--{key.replace('_', '-')} {str(paths[key])!r}"
-            if not tmp.exists():
-                raise OSError(f"{option}: the writer produced no file")
-            if Path(paths[key]).exists() and not overwrite:
-                raise ValueError(f"{option} appeared while writing; pass --overwrite to replace it")
+            _check_written(tmp, Path(paths[key]), overwrite, f"--{key.replace('_', '-')}")
         # only renames left, each atomic: a failure can no longer come half way through a write
         for key, tmp in staged.items():
             os.replace(tmp, paths[key])
