@@ -177,6 +177,20 @@ def _logz_value(logz):
     raise ValueError(f"logz ([M/H]) must be a number in dex or a u.dex quantity; got unit {logz.unit}")
 
 
+def check_switch(value, name, *, allow_01=False):
+    """``value`` as a bool: True / False (numpy's too), or 1 / 0 as a one-element value where ``allow_01``
+    (prospector passes its parameters as 1-element arrays). Anything else is refused: bool("False") is True,
+    so the text "False" would switch the option on."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if allow_01:
+        x = np.asarray(value)
+        if x.size == 1 and (x.dtype == bool or (np.issubdtype(x.dtype, np.number) and x.item() in (0, 1))):
+            return bool(x.reshape(()).item())
+    allowed = "True or False (or 1 / 0)" if allow_01 else "True or False"
+    raise ValueError(f"{name} is a switch: {allowed}; got {value!r}")
+
+
 def _check_finite(values, name):
     """Refuse NaN / inf in a stellar parameter, naming it, the count and the first index."""
     bad = ~np.isfinite(values)

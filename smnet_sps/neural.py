@@ -25,7 +25,7 @@ import torch
 
 from .checksums import check_recorded_sha256, file_sha256
 from .constants import NODE_STEPS, PACKAGE_DATA, SIGMA_SB
-from .generator import Generator, ParameterBox, validate_parameters
+from .generator import Generator, ParameterBox, check_switch, validate_parameters
 from .gravity_range import GravityRange
 from .mixture import (MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy,
                       library_node_trees, node_coordinates, widen_single_metallicity)
@@ -442,9 +442,7 @@ class NeuralGenerator(_TorchGenerator):
         self.mixture_policy = MixturePolicy.load(mix_path) if recorded else None
         self._library_mixture = None
         self.log1p01 = cfg.get("log1p01")
-        if not isinstance(renormalise, (bool, np.bool_)):
-            raise ValueError(f"renormalise must be True or False, got {renormalise!r}")
-        self.renormalise = bool(renormalise)
+        self.renormalise = check_switch(renormalise, "renormalise")
 
         weights_path = directory / cfg.get("weights_file", "weights.pt")
         if weights_path.is_file():         # a missing file is named by _torch_load
@@ -482,8 +480,7 @@ class NeuralGenerator(_TorchGenerator):
         self.nodes = _load_nodes(nodes_path) if nodes_path.is_file() else None
         if self.nodes is not None:
             _check_nodes(self.nodes, nodes_path, cfg, self.library_names, self.library_boxes)
-        if not isinstance(fill_tail, (bool, np.bool_)):
-            raise ValueError(f"fill_tail must be True or False, got {fill_tail!r}")
+        fill_tail = check_switch(fill_tail, "fill_tail")
         self.tail = self._load_tail(directory, cfg) if fill_tail and self._mlp else None
         self._node_hulls = {}          # library index -> hull of its training nodes (_node_hull), on use
         self._gravity_ranges = {}      # library index -> log g range of its grid (_gravity_range), on use

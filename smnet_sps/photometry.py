@@ -55,7 +55,7 @@ from astropy.table import Column, Table
 
 from .constants import C_ANGSTROM, FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
 from .filters import resolve_filters
-from .generator import _unmask
+from .generator import _unmask, check_switch
 
 __all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "bandpass_weights", "BandWeights",
            "vega_spectrum", "sun_spectrum", "sun_absolute_magnitudes", "SYSTEMS", "add_cli"]
@@ -198,7 +198,7 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
     BandWeights
     """
     from .filters import get_bandpass
-    extrapolate = _check_switch(extrapolate, "extrapolate")
+    extrapolate = check_switch(extrapolate, "extrapolate")
     x = np.asarray(u.Quantity(wavelength, u.AA).value, float)
     bname, bp = get_bandpass(bandpass)
     name = name or bname
@@ -267,14 +267,6 @@ def _check_redshift(redshift):
     if not np.isfinite(z) or z < 0:
         raise ValueError(f"redshift must be finite and >= 0 (observed frame), got {redshift!r}")
     return z
-
-
-def _check_switch(value, name):
-    """``value`` as a bool; only True / False (numpy's too): bool("False") is True, so the text "False"
-    turned extrapolation on."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} is a switch: True or False; got {value!r}")
-    return bool(value)
 
 
 def as_cosmology(cosmology, default=None):
@@ -622,7 +614,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     system = _system(system)
     if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(_METHODS)}")
-    extrapolate = _check_switch(extrapolate, "extrapolate")
+    extrapolate = check_switch(extrapolate, "extrapolate")
     cosmology = as_cosmology(cosmology)
     named = resolve_filters(filters)
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
@@ -799,7 +791,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     system = _system(system)
     z = _check_redshift(redshift)
     cosmology = as_cosmology(cosmology)
-    extrapolate = _check_switch(extrapolate, "extrapolate")
+    extrapolate = check_switch(extrapolate, "extrapolate")
     w, lum, meta = _split_input(spectra)
     if not (lum.unit.is_equivalent(_LUM_LAM) or lum.unit.is_equivalent(_LUM_NU)):
         raise ValueError("SSP spectra must be luminosity densities (L_sun / A per M_sun formed), got "
@@ -870,7 +862,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     _system(system)
     _check_redshift(redshift)
     cosmology = as_cosmology(cosmology)
-    extrapolate = _check_switch(extrapolate, "extrapolate")
+    extrapolate = check_switch(extrapolate, "extrapolate")
     if np.ndim(Z) != 0:
         raise ValueError(f"ssp_magnitudes takes one metallicity Z (a number); got {Z!r}: call it once per "
                          "Z, or use ssp_grid(ages, Zs) with ssp_photometry for several")

@@ -32,6 +32,7 @@ from astropy import units as u
 
 from .constants import C_ANGSTROM, SSP_UNIT
 from .dust import DUST_TYPES, attenuate
+from .generator import check_switch
 from .igm import igm_transmission
 from .photometry import as_cosmology
 from .sfh import SFH_TYPES, check_tabular, parametric_sfh, ssp_weights, tabular_sfh
@@ -257,15 +258,6 @@ def _scalar(name, v, kind=float):
     return x
 
 
-def _bool(name, v):
-    """A switch: True / False or 1 / 0 (any other value refused: the string "False" read as True)."""
-    x = np.asarray(v)
-    # one value (prospector passes its parameters as 1-element arrays)
-    if x.size != 1 or not (x.dtype == bool or (np.issubdtype(x.dtype, np.number) and x.item() in (0, 1))):
-        raise ValueError(f"{name} is a switch: True / False (or 1 / 0); got {v!r}")
-    return bool(x.reshape(()).item())
-
-
 # ---- the population ----------------------------------------------------------------------------------------
 class StellarPopulation:
     """A stellar population with python-fsps's parameters, methods and units (see the module docstring).
@@ -303,8 +295,8 @@ class StellarPopulation:
         if cloudy_dust:
             raise ValueError("cloudy_dust=True needs nebular emission, which smnet-sps does not model")
         # bool() read the string "False" as True (Vega magnitudes, air wavelengths)
-        self.compute_vega_mags = _bool("compute_vega_mags", compute_vega_mags)
-        self.vactoair_flag = _bool("vactoair_flag", vactoair_flag)
+        self.compute_vega_mags = check_switch(compute_vega_mags, "compute_vega_mags", allow_01=True)
+        self.vactoair_flag = check_switch(vactoair_flag, "vactoair_flag", allow_01=True)
         self._zcontinuous = int(zcontinuous)
         self.isochrone_set = load_isochrones(isochrones)
         self.generator = generator
@@ -381,12 +373,12 @@ class StellarPopulation:
         p = self.params
         for name, (value, why) in _FIXED.items():
             v = p[name]
-            same = ((_bool(name, v) == value) if isinstance(value, bool)
+            same = ((check_switch(v, name, allow_01=True) == value) if isinstance(value, bool)
                     else (_scalar(name, v) == float(value)))
             if not same:
                 raise ValueError(f"{name}={v!r} is not supported: {why}. Keep the default {name}={value!r}.")
         for name in ("add_igm_absorption", "add_stellar_remnants"):     # refused before any work
-            _bool(name, p[name])
+            check_switch(p[name], name, allow_01=True)
         imf_type = _scalar("imf_type", p["imf_type"], int)
         if imf_type not in IMF_TYPES:
             raise ValueError(f"imf_type={imf_type} is not supported; use 0 (Salpeter), 1 (Chabrier) or 2 "
@@ -507,7 +499,7 @@ class StellarPopulation:
         res["flux"] = attenuate(wave, young, old, dust_type=_scalar("dust_type", p["dust_type"], int),
                                 **{k: val(k) for k in ("dust1", "dust2", "dust3", "dust_index", "dust1_index",
                                                        "frac_nodust", "frac_obrun", "mwr", "uvb")})
-        remnants = _bool("add_stellar_remnants", p["add_stellar_remnants"])
+        remnants = check_switch(p["add_stellar_remnants"], "add_stellar_remnants", allow_01=True)
         mass = res["mass_stars"] + (res["mass_remnants"] if remnants else 0.0)
         res["stellar_mass"] = mass
         res["tage"] = tage
@@ -563,7 +555,8 @@ class StellarPopulation:
                               f"({age_universe:.3g} Gyr in {cosmology.name})", UserWarning, stacklevel=3)
 
     def _igm(self, redshift):
-        if not _bool("add_igm_absorption", self.params["add_igm_absorption"]) or redshift <= 0:
+        igm = check_switch(self.params["add_igm_absorption"], "add_igm_absorption", allow_01=True)
+        if not igm or redshift <= 0:
             return 1.0
         factor = _scalar("igm_factor", self.params["igm_factor"])
         return igm_transmission(self._get_backend().wavelength, redshift, factor)
@@ -585,7 +578,7 @@ class StellarPopulation:
         wavelengths [A] (n_wave,), spectrum (n_wave,) or (n_ages, n_wave). IGM absorption at ``zred`` is
         included when ``add_igm_absorption`` is on, as in FSPS.
         """
-        peraa = _bool("peraa", peraa)          # the string "False" gave L_sun / A as if True
+        peraa = check_switch(peraa, "peraa", allow_01=True)    # "False" gave L_sun / A as if True
         if zmet is not None:
             self.params["zmet"] = zmet
         results, full = self._results_for(tage)

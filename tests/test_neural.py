@@ -403,7 +403,7 @@ def test_damaged_model_files_raise_clear_errors(tiny_model, tmp_path):
         (bad / "config.json").write_text(json.dumps({**cfg, **change}))
         with pytest.raises(ValueError, match=message):
             load_generator(bad, device="cpu")
-    with pytest.raises(ValueError, match="renormalise must be True or False"):
+    with pytest.raises(ValueError, match="renormalise is a switch: True or False"):
         load_generator(tiny_model, device="cpu", renormalise="yes")
 
 

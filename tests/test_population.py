@@ -587,7 +587,7 @@ def test_creation_switches_take_true_false_or_one_zero_and_codes_refuse_booleans
     from smnet_sps.generator import BlackbodyGenerator
     for name in ("compute_vega_mags", "vactoair_flag"):
         for bad in ("False", "0", 2, None):
-            with pytest.raises(ValueError, match=f"{name} is a switch: True / False"):
+            with pytest.raises(ValueError, match=f"{name} is a switch: True or False"):
                 StellarPopulation(generator=BlackbodyGenerator(), **{name: bad})
     for off, on in ((False, True), (0, 1), (np.bool_(False), np.array([1]))):
         pair = [StellarPopulation(generator=BlackbodyGenerator(), compute_vega_mags=v, vactoair_flag=v)

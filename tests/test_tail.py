@@ -402,7 +402,7 @@ def test_damaged_or_missing_tables_are_refused(model_copy):
     with pytest.raises(FileNotFoundError, match="tail.npz"):
         load_generator(model_copy, device="cpu")
     assert load_generator(model_copy, device="cpu", fill_tail=False).tail is None
-    with pytest.raises(ValueError, match="fill_tail must be True or False"):
+    with pytest.raises(ValueError, match="fill_tail is a switch: True or False"):
         load_generator(model_copy, device="cpu", fill_tail="yes")
 
 
