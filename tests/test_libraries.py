@@ -244,6 +244,21 @@ def test_truncated_gzip_is_named(copy_lib):
         nextgen.read(folder)
 
 
+def test_unreadable_file_is_a_permission_error_not_a_damaged_file(copy_lib, monkeypatch):
+    """A file the user may not read was reported as 'truncated or not valid gzip'. (Tests run as root, which
+    reads any file, so the refusal is simulated.)"""
+    import gzip as gzip_module
+
+    folder = copy_lib("nextgen_phoenix")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(args[0]))
+
+    monkeypatch.setattr(gzip_module, "open", refuse)
+    with pytest.raises(PermissionError, match="Permission denied"):
+        nextgen.read(folder)
+
+
 def test_nextgen_reads_super_solar_files_with_a_plus_sign(copy_lib):
     """PHOENIX names [M/H] > 0 with '+' (lte58-4.5+0.3): such files were skipped without a word."""
     folder = copy_lib("nextgen_phoenix")

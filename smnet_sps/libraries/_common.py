@@ -266,6 +266,8 @@ def read_text(path):
                 data = fh.read()
         else:
             data = path.read_bytes()
+    except PermissionError:
+        raise                       # not a damaged file: the user's read permission (the CLI prints it)
     except (EOFError, OSError, zlib.error) as exc:
         raise ValueError(f"{path}: cannot be read, the file is truncated or not valid gzip ({exc})") from exc
     try:
