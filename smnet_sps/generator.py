@@ -243,6 +243,30 @@ def validate_parameters(teff, logg, logz):
     return teff, logg, logz
 
 
+def _torch_input(value, name, to_value=None):
+    """A differentiable path's input as a torch tensor. A tensor passes through unchanged (autograd flows
+    through it); anything else gets the checks ``validate_parameters`` makes: a masked element is refused
+    (its hidden value was computed), ``to_value`` converts a Quantity (Teff in kK was read as K), and the
+    values become a native-order float array (torch refused big-endian arrays and long doubles). The
+    precision stays torch's choice: float64 for numpy float64 (or wider), else torch's default dtype."""
+    import torch
+    if isinstance(value, torch.Tensor):
+        return value
+    _refuse_masked(value, name)
+    if to_value is not None:
+        value = to_value(value)
+    arr = _as_float_array(value, name)
+    dtype = value.dtype if isinstance(value, (np.ndarray, np.generic)) else None
+    wide = dtype is not None and dtype.kind == "f" and dtype.itemsize >= 8
+    return torch.from_numpy(arr).to(torch.float64 if wide else torch.get_default_dtype())
+
+
+def _torch_parameters(teff, logg, logz):
+    """(Teff [K], log g, [M/H]) of ``torch_surface_flux`` as tensors (see :func:`_torch_input`)."""
+    return [_torch_input(teff, "teff", _teff_value), _torch_input(logg, "logg", _logg_value),
+            _torch_input(logz, "logz", _logz_value)]
+
+
 def _check_count(value, name, minimum, meaning=""):
     """``value`` as an int >= ``minimum``, else a ValueError naming ``name``: a bool, a float (2.7) or text
     is refused, not truncated (batch_size=True was 1 point per batch). ``meaning``: a note for the message."""

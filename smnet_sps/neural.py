@@ -25,7 +25,7 @@ import torch
 
 from .checksums import check_recorded_sha256, file_sha256
 from .constants import NODE_STEPS, PACKAGE_DATA, SIGMA_SB
-from .generator import Generator, ParameterBox, check_switch, validate_parameters
+from .generator import Generator, ParameterBox, _torch_parameters, check_switch, validate_parameters
 from .gravity_range import GravityRange
 from .mixture import (MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy,
                       library_node_trees, node_coordinates, widen_single_metallicity)
@@ -991,7 +991,7 @@ class NeuralGenerator(_TorchGenerator):
         own [M/H] (CM87) has zero [M/H] gradient, at that [M/H] too. Points are
         not validated against coverage here: check them once with :meth:`in_coverage`.
         """
-        tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
+        tensors = _torch_parameters(teff, logg, logz)
         dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
         teff, logg, logz = (t.to(self.device, dtype) for t in torch.broadcast_tensors(*tensors))
         teff, logg, logz = teff.reshape(-1), logg.reshape(-1), logz.reshape(-1)
@@ -1187,7 +1187,7 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         if library is not None:
             raise ValueError("library= applies to models trained by smnet-sps; a released checkpoint has no "
                              f"library to imitate (got {library!r})")
-        tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
+        tensors = _torch_parameters(teff, logg, logz)
         dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
         teff, logg, logz = (t.to(self.device, dtype).reshape(-1) for t in torch.broadcast_tensors(*tensors))
         with torch.no_grad():

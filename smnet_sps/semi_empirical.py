@@ -31,7 +31,7 @@ from torch import nn
 
 from .checksums import check_recorded_sha256, file_sha256
 from .constants import PACKAGE_DATA
-from .generator import Generator, validate_parameters
+from .generator import Generator, _torch_parameters, validate_parameters
 
 __all__ = ["SemiEmpiricalGenerator", "CorrectionNet", "semi_empirical_model_path", "file_sha256",
            "base_fingerprint",
@@ -342,8 +342,8 @@ class SemiEmpiricalGenerator(Generator):
         network and the kernel-density weight all carry gradients. The correction runs on CPU in float32;
         the result is on the base model's device in its dtype. ``library`` is passed to the base model.
         """
-        flux = self.base.torch_surface_flux(teff, logg, logz, library=library)
-        tensors = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t) for t in (teff, logg, logz)]
+        tensors = _torch_parameters(teff, logg, logz)
+        flux = self.base.torch_surface_flux(*tensors, library=library)
         t, g, z = (v.reshape(-1) for v in torch.broadcast_tensors(*[v.double() for v in tensors]))
         p = torch.stack([torch.log10(t), g, z], 1).cpu()
         c = self._net(p.float()).double() * self._weight(p)[:, None]

@@ -9,8 +9,12 @@ to age and metallicity through them, piecewise: the derivative jumps at grid nod
 
 from __future__ import annotations
 
+import astropy.units as u
 import numpy as np
 import torch
+
+from .backend import _log_value
+from .generator import _logz_value, _torch_input
 
 __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
 
@@ -20,8 +24,6 @@ CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
 def _flux_per_angstrom(grid, wave):
     """``grid.ssp_flux`` as L_lambda [L_sun / A per M_sun formed], from the unit the grid states (DSPS's
     L_sun / Hz converted); a grid that states none must integrate to a plausible L_bol per M_sun formed."""
-    import astropy.units as u
-
     from .constants import C_ANGSTROM
     from .ssp import DSPSArrays, check_ssp_flux_scale, is_dsps_ssp_data
 
@@ -123,8 +125,9 @@ class SSPInterpolator:
         Either may have length 1 (one value for every spectrum). Values outside the grid, or lengths that
         differ otherwise, raise ``ValueError`` (no extrapolation).
         """
-        log_age = torch.as_tensor(log_age, dtype=self.dtype, device=self.device).reshape(-1)
-        logz = torch.as_tensor(logz, dtype=self.dtype, device=self.device).reshape(-1)
+        log_age = _torch_input(log_age, "log_age", lambda a: _log_value(a, "log_age", u.yr, "log10(age / yr)")
+                               ).to(self.device, self.dtype).reshape(-1)
+        logz = _torch_input(logz, "logz", _logz_value).to(self.device, self.dtype).reshape(-1)
         if log_age.numel() != logz.numel() and 1 not in (log_age.numel(), logz.numel()):
             # torch failed on them with an IndexError about shapes deep in the interpolation
             raise ValueError(f"log_age and logz must have the same length (or one of them length 1); got "

@@ -1386,3 +1386,20 @@ def test_a_resolution_of_the_wrong_length_is_refused(gen):
         empirical_correction(w, f[None], 5200.0, 3.0, -0.5, resolution_fwhm=np.ones(5), generator=gen)
     with pytest.raises(ValueError, match=rf"got shape \({w.size}, 1\)"):
         fit_star(w, f, iv, resolution_fwhm=np.ones((w.size, 1)), generator=gen)
+
+
+def test_interpolator_checks_non_tensor_inputs(rng):
+    """SSPInterpolator put raw inputs through torch.as_tensor: a big-endian array was torch's ValueError and
+    a masked log age was computed at the hidden value. They are checked now; a time or dex(yr) Quantity is
+    converted to log10(age / yr), a [M/H] in dex is taken as is."""
+    import astropy.units as u
+    grid = _toy_ssp_grid(rng)
+    interp = SSPInterpolator(grid)
+    ref = interp(torch.tensor([9.5]), torch.tensor([0.0])).numpy()
+    np.testing.assert_array_equal(interp(np.array([9.5], ">f8"), np.array([0.0], ">f8")).numpy(), ref)
+    np.testing.assert_allclose(interp(10**9.5 * u.yr, 0.0 * u.dex).numpy(), ref, rtol=1e-12)
+    np.testing.assert_array_equal(interp(9.5 * u.dex(u.yr), np.longdouble(0.0)).numpy(), ref)
+    with pytest.raises(ValueError, match="log_age is a masked array with 1 masked value"):
+        interp(np.ma.masked_array([9.5], mask=[True]), [0.0])
+    with pytest.raises(ValueError, match="log_age must be log10.*got unit K"):
+        interp(9.5 * u.K, 0.0)

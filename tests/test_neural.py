@@ -11,6 +11,7 @@ from smnet_sps.constants import SIGMA_SB
 from smnet_sps.generator import CoverageWarning
 from smnet_sps.model import SMNet
 from smnet_sps.neural import _PAD_ROWS, NeuralGenerator, ReleasedSMNetGenerator, load_generator
+from smnet_sps.semi_empirical import semi_empirical_model_path
 
 META = "smnet_official/phoenix_husser_c3k_tmap_OB_all.meta.npz"
 
@@ -788,3 +789,37 @@ def test_fit_star_and_the_fit_command_take_a_released_checkpoint(released_smooth
                  "--out", str(out)]) == 0, capsys.readouterr().err
     fitted = json.loads(out.read_text())               # searched over the whole meta box this time
     assert abs(fitted["teff"] - 6000.0) < 60.0 and abs(fitted["logz"] + 0.5) < 0.02, fitted
+
+
+def _torch_path_generators(default_generator, released):
+    d, _, _ = released
+    gens = [default_generator, ReleasedSMNetGenerator(d / "plain.pt", d / "small.meta.npz", device="cpu")]
+    if (semi_empirical_model_path() / "config.json").is_file():       # the correction is shipped
+        gens.append(load_generator("semi-empirical", device="cpu"))
+    return gens
+
+
+def test_torch_surface_flux_checks_non_tensor_inputs_like_surface_flux(default_generator, released):
+    """torch_surface_flux (ours, the released checkpoint's, the semi-empirical one) put raw inputs through
+    torch.as_tensor: a big-endian array (a FITS column) and a long double were torch's ValueError /
+    TypeError, a masked Teff computed the hidden 30000 K spectrum, Teff in kK was read as 5.777 K. Now they
+    are checked as surface_flux checks them; tensors still pass through with their gradients."""
+    teff, logg, logz = np.array([5777.0, 4500.0]), np.array([4.44, 4.6]), np.zeros(2)
+    for gen in _torch_path_generators(default_generator, released):
+        ref = gen.torch_surface_flux(*(torch.tensor(a) for a in (teff, logg, logz))).detach().numpy()
+        for args in [(teff.astype(">f8"), logg.astype(">f8"), logz.astype(">f8")),
+                     (teff.astype(np.longdouble), logg, logz),
+                     (teff / 1e3 * u.kK, logg * u.dex(u.cm / u.s**2), logz * u.dex)]:
+            out = gen.torch_surface_flux(*args)
+            assert out.dtype == torch.float64                      # float64 input: the float64 network
+            np.testing.assert_array_equal(out.detach().numpy(), ref)
+        with pytest.raises(ValueError, match="teff is a masked array with 1 masked value"):
+            gen.torch_surface_flux(np.ma.masked_array([5777.0, 30000.0], mask=[False, True]), logg, logz)
+        with pytest.raises(ValueError, match="logz .* got unit K"):
+            gen.torch_surface_flux(teff, logg, logz * u.K)
+        # a Python number stays torch's default (float32) precision, as before
+        t32 = torch.tensor(teff, dtype=torch.float32)
+        assert gen.torch_surface_flux(t32, 4.44, 0.0).dtype == torch.float32
+        t = torch.tensor(teff, requires_grad=True)
+        gen.torch_surface_flux(t, logg, logz).sum().backward()
+        assert t.grad is not None and torch.isfinite(t.grad).all()
