@@ -24,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
+from smnet_sps.backend import _log_value, check_logl
 from smnet_sps.constants import L_SUN, LLAM_UNIT, SIGMA_SB
+from smnet_sps.generator import _as_float_array, _logg_value, _refuse_masked
 from smnet_sps.mixture import widen_single_metallicity
 
 HOST = "pystellibs"
@@ -33,6 +35,29 @@ DESCRIPTION = "Generator behind pystellibs' Stellib interface (L_lambda in erg/s
 
 __all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "SMNetStellib", "register"]
 
+
+
+def _z_value(Z):
+    if not isinstance(Z, u.Quantity):
+        return Z
+    try:
+        return Z.to_value(u.dimensionless_unscaled)
+    except u.UnitConversionError:
+        raise ValueError(f"Z is a metal mass fraction (dimensionless); got unit {Z.unit}") from None
+
+
+# a Quantity in each parameter's unit, converted as the core backend converts it (point_spectra)
+_TO_VALUE = {"logT": lambda v: _log_value(v, "logT", u.K, "log10(Teff / K)"), "logg": _logg_value,
+             "logL": lambda v: _log_value(v, "logL", u.L_sun, "log10(L / L_sun)"), "Z": _z_value}
+
+
+def _parameter(value, name):
+    """A star parameter (``logT``, ``logg``, ``logL``, ``Z``) as a float array (at least 1-d), checked as the
+    generators check theirs: a masked element is refused (np.asarray used the value under the mask: a
+    missing logL stored as 99 gave a star 1e99 too bright), a Quantity is converted (logL given as
+    L * u.L_sun was read as log L), None, booleans and text are refused."""
+    _refuse_masked(value, name)
+    return _as_float_array(_TO_VALUE[name](value), name)
 
 
 def _steps(lo, hi, step):
@@ -176,6 +201,7 @@ class SMNetStellib:
         extrapolation and a ``CoverageWarning``.
         """
         dlogT, dlogg = _pystellibs_margins(dlogT, dlogg)
+        _refuse_masked(xypoints, "xypoints")
         xy = np.atleast_2d(np.asarray(xypoints, float))
         if xy.ndim != 2 or xy.shape[-1] != 2:
             raise ValueError(f"xypoints must be a sequence of (logT, logg) pairs, shape (n, 2); got shape "
@@ -196,7 +222,7 @@ class SMNetStellib:
         return inside
 
     def _mh(self, Z, n):
-        Z = np.asarray(Z, float)
+        Z = _parameter(Z, "Z")
         if Z.ndim > 1 or Z.size not in (1, n):
             raise ValueError(f"Z must be a number or a 1-d array of metal mass fractions, one per star "
                              f"({n}); got shape {Z.shape}")
@@ -249,10 +275,7 @@ class SMNetStellib:
         names = ("logT", "logg", "logL", "Z")
         arrays = []
         for name, a in zip(names, (logT, logg, logL, Z)):
-            try:
-                arr = np.asarray(a, float)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a number or a 1-d array of numbers; got {a!r}") from None
+            arr = _parameter(a, name)
             if single and arr.size != 1:
                 raise ValueError(f"generate_stellar_spectrum makes one star: {name} must be a number; got "
                                  f"shape {arr.shape} (use generate_individual_spectra for many stars)")
@@ -268,6 +291,7 @@ class SMNetStellib:
         for name, a in zip(names, arrays):
             if not np.isfinite(a).all():
                 raise ValueError(f"{name} contains NaN or inf; stellar parameters must be finite")
+        check_logl(arrays[2], "logL")          # the core backend's range (L in L_sun given as logL)
         return arrays
 
     def generate_stellar_spectrum(self, logT, logg, logL, Z, raise_extrapolation=True, **kwargs):

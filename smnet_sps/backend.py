@@ -238,6 +238,19 @@ def _log_value(value, name, unit, meaning):
     return np.log10(linear)
 
 
+def check_logl(logl, name="logl"):
+    """Refuse a non-finite log10(L / L_sun) or one outside :data:`~smnet_sps.constants.LOGL_DOMAIN`."""
+    _check_finite(logl, name)
+    lo, hi = LOGL_DOMAIN
+    out = (logl < lo) | (logl > hi)
+    if out.any():
+        # e.g. L in L_sun given as logl: 1e5 made an inf spectrum flagged as good
+        i = int(np.flatnonzero(out)[0])
+        raise ValueError(f"{name} = {logl[i]:g} (index {i}) is outside {lo:g} .. {hi:g}, log10(L / L_sun) "
+                         f"({int(out.sum())} value(s) outside); a luminosity in L_sun goes in as "
+                         f"{name}=np.log10(L) or as a Quantity (L * u.L_sun)")
+
+
 def _point_codes(values, name, n, meaning):
     """``phase`` or ``co`` as n finite floats (one value or one per point), or None: a masked element, text,
     NaN or a length that is not the points' was used as given or ignored (masked phases made TP-AGB stars)."""
@@ -712,15 +725,7 @@ class StellarLibraryBackend:
         # the generators' physical domain, checked here on the values given (not on the rounded, deduplicated
         # keys: the index and value named were the keys'; and dedicated spectra never reached the check)
         teff, logg, logz = validate_parameters(teff, logg, logz)
-        _check_finite(logl, "logl")
-        lo, hi = LOGL_DOMAIN
-        out = (logl < lo) | (logl > hi)
-        if out.any():
-            # e.g. L in L_sun given as logl: 1e5 made an inf spectrum flagged as good
-            i = int(np.flatnonzero(out)[0])
-            raise ValueError(f"logl = {logl[i]:g} (index {i}) is outside {lo:g} .. {hi:g}, log10(L / L_sun) "
-                             f"({int(out.sum())} value(s) outside); a luminosity in L_sun goes in as "
-                             "logl=np.log10(L) or as a Quantity (L * u.L_sun)")
+        check_logl(logl)
         cls = self._classes(phase, co, teff.size)
         return teff, logg, logz, logl, cls
 
