@@ -220,3 +220,30 @@ def test_a_truncation_at_or_before_sf_start_is_ignored_as_fsps_with_a_warning(sf
     for got, expected in zip(ssp_weights(h, LOG_AGES), untruncated):
         np.testing.assert_array_equal(got, expected)
     assert h.sfr(np.array([0.0]))[0] > 0                       # still forming stars at tage: not truncated
+
+
+def test_masked_table_entries_are_refused():
+    """A masked SFR or age (a MaskedColumn read from ECSV / FITS) was used with the value under the mask:
+    5 of 20 masked rows holding 1e3 M_sun/yr formed 2.61e12 M_sun by 10 Gyr instead of 9.9e9. A masked
+    array without a masked element is the plain table."""
+    from astropy import units as u
+    from astropy.table import MaskedColumn
+    from astropy.utils.masked import Masked
+
+    from smnet_sps import StellarPopulation
+    age = np.linspace(0.1, 10.0, 20)
+    sfr = np.ma.masked_array(np.full(20, 1e3), mask=np.arange(20) // 5 == 1)
+    sfr[~sfr.mask] = 1.0
+    with pytest.raises(ValueError, match=r"tabular sfr is a masked array with 5 masked value\(s\) \(first at "
+                                         r"flat index 5\)"):
+        tabular_sfh(age, sfr, tage=10.0)
+    sp = StellarPopulation(zcontinuous=1, sfh=3, logzsol=0.0)
+    with pytest.raises(ValueError, match="tabular sfr is a masked array"):
+        sp.set_tabular_sfh(age, MaskedColumn(sfr.data, mask=sfr.mask))
+    with pytest.raises(ValueError, match="tabular age is a masked array with 1 masked"):
+        sp.set_tabular_sfh(Masked(age * u.Gyr, mask=age > 9.9), np.ones(20))
+    with pytest.raises(ValueError, match="tage is a masked array"):
+        parametric_sfh(1, np.ma.masked_array([5.0], mask=[True]))
+    plain = tabular_sfh(age, np.ones(20), tage=10.0).mass_formed()
+    assert plain == pytest.approx(9.9e9, rel=1e-12)
+    assert tabular_sfh(age, np.ma.masked_array(np.ones(20), mask=False), tage=10.0).mass_formed() == plain
