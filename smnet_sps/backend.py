@@ -281,12 +281,14 @@ def _check_weighted_sum_inputs(keys, weights):
         raise ValueError(f"keys must have shape (n, 4), as point_keys returns; got shape {karr.shape}")
     n = karr.shape[0]
     if sp.issparse(weights):
-        w = sp.csr_matrix(weights)
+        w = sp.csr_matrix(weights, dtype=float)
         values, shape = w.data, w.shape
     else:
+        _refuse_masked(weights, "weights")          # np.asarray summed the hidden weights
         values = np.asarray(weights)
         if values.dtype.kind not in "iuf":
             raise ValueError(f"weights must be numbers [L_sun per point]; got {values.dtype} values")
+        values = values.astype(float)               # native float64: scipy.sparse refused >f8 (a FITS column)
         w, shape = (values.reshape(1, -1) if values.ndim == 1 else values), values.shape
     if w.ndim != 2 or w.shape[1] != n:
         raise ValueError(f"weights has shape {shape} for {n} keys; give (n_rows, {n}) [L_sun per "

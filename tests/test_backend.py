@@ -552,6 +552,24 @@ def test_weighted_sum_refuses_bad_keys_and_weights(blackbody):
         be.weighted_sum(keys[:, :3], np.ones((1, 3)))
 
 
+def test_weighted_sum_takes_big_endian_weights_and_refuses_masked_ones(blackbody):
+    """Big-endian weights (a FITS / HDF5 column) crashed in scipy.sparse ("does not support dtype >f8"), and
+    a masked weight was summed with the value under its mask (1e6 hidden: 1.2e6 times too bright). The
+    first is the native-order sum now, the second a ValueError (point_spectra refuses masked input too)."""
+    import scipy.sparse as sp
+    be = StellarLibraryBackend(blackbody)
+    keys = be.point_keys(LOGT[:3], LOGG[:3], np.zeros(3))
+    w = np.array([1.0, 2.0, 3.0])
+    ref = be.weighted_sum(keys, w)[0]
+    for weights in (w.astype(">f8"), w.astype(">f4").reshape(1, -1), sp.csr_matrix(w.astype(np.float32))):
+        np.testing.assert_allclose(be.weighted_sum(keys, weights)[0], ref, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"weights is a masked array with 1 masked value\(s\) \(first at "
+                                         r"flat index 1\)"):
+        be.weighted_sum(keys, np.ma.masked_array([1.0, 1e6, 3.0], mask=[False, True, False]))
+    unmasked = np.ma.masked_array(w, mask=False)                    # no masked element: the plain weights
+    np.testing.assert_array_equal(be.weighted_sum(keys, unmasked)[0], ref)
+
+
 def test_as_spectrum_states_the_medium_and_lsf_like_every_output(blackbody):
     """PointSpectra.as_spectrum() carried no wavelength_medium / lsf_fwhm / lsf_shape, which
     Generator.spectra() gives and docs/CONTRACTS.md requires of every output ("Outputs state both")."""
