@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .generator import _unmask
+from .generator import _unmask, validate_parameters
 
 __all__ = [
     "fit_star",
@@ -1593,7 +1593,6 @@ def mock_star(
     Quantity], ``logg`` and ``logz`` are single values, converted as by the generators. Returns
     ``(wave [A], flux, ivar, truth_flux)``; ValueError for input outside these ranges.
     """
-    from .generator import validate_parameters
     from .medium import _as_angstrom
 
     gen = _check_generator(generator)
@@ -1656,8 +1655,6 @@ def empirical_correction(
     -------
     ndarray (n_model_wave,)
     """
-    from .generator import _logg_value, _logz_value, _teff_value
-
     gen = _check_generator(generator)
     # keep a masked array's mask (np.asarray drops it: the data under it were fitted) and parameter units
     fluxes, flux_masks = _unmask(fluxes)
@@ -1666,8 +1663,13 @@ def empirical_correction(
     if flux_masks is not None:
         flux_masks = np.broadcast_to(np.atleast_2d(flux_masks), fluxes.shape)
         masks = flux_masks if masks is None else np.asarray(masks, bool) | flux_masks
-    params = [np.broadcast_to(np.asarray(p, float), (n,))
-              for p in (_teff_value(teff), _logg_value(logg), _logz_value(logz))]
+    # all stars' parameters checked once, as the generators check them: a masked Teff was modelled at the
+    # value under its mask, and a NaN of star 1 was reported at index 0 (validated one star at a time)
+    params = validate_parameters(teff, logg, logz)
+    if params[0].size not in (1, n):
+        raise ValueError(f"teff, logg, logz give {params[0].size} stars for {n} spectra; give one value per "
+                         "spectrum (or one for all)")
+    params = [np.broadcast_to(p, (n,)) for p in params]
     ratios = np.full((n, gen.wavelength.size), np.nan)
     for i in range(n):
         w, f, iv, good = check_spectrum(

@@ -815,6 +815,31 @@ def test_empirical_correction_keeps_a_masked_arrays_mask(gen):
     assert np.nanmax(masked) < 1.01
 
 
+def test_empirical_correction_checks_all_stars_parameters_at_once(gen):
+    """The catalogue parameters went in through np.asarray: a masked Teff (missing in the catalogue) was
+    modelled at the value under its mask (9000 K for a 4500 K star: the correction off by 101%), and a NaN
+    Teff of the star at index 1 was reported "first at index 0" (checked one star at a time). All stars'
+    parameters are validated once now, as the generators validate them."""
+    import astropy.units as u
+
+    from smnet_sps.fit import empirical_correction
+    stars = [mock_star(np.linspace(3600.0, 7400.0, 2000), t, g, 0.0, generator=gen, snr=200, seed=s)
+             for t, g, s in ((5777.0, 4.44, 1), (4500.0, 4.6, 2))]
+    w, fluxes = stars[0][0], np.array([s[1] for s in stars])
+    with pytest.raises(ValueError, match=r"teff is a masked array with 1 masked value\(s\) \(first at flat "
+                                         r"index 1\)"):
+        empirical_correction(w, fluxes, np.ma.masked_array([5777.0, 9000.0], mask=[False, True]), [4.44, 4.6],
+                             [0.0, 0.0], generator=gen)
+    with pytest.raises(ValueError, match=r"teff has 1 non-finite value\(s\) \(first at index 1\)"):
+        empirical_correction(w, fluxes, [5777.0, np.nan], [4.44, 4.6], 0.0, generator=gen)
+    with pytest.raises(ValueError, match="give 3 stars for 2 spectra"):
+        empirical_correction(w, fluxes, [5777.0, 4500.0, 6000.0], 4.5, 0.0, generator=gen)
+    # Teff in kK and one [M/H] for both stars: the same correction as the plain numbers
+    plain = empirical_correction(w, fluxes, [5777.0, 4500.0], [4.44, 4.6], [0.0, 0.0], generator=gen)
+    in_kk = empirical_correction(w, fluxes, [5.777, 4.5] * u.kK, [4.44, 4.6], 0.0 * u.dex, generator=gen)
+    np.testing.assert_allclose(in_kk, plain, rtol=1e-12)
+
+
 def test_data_on_the_model_pixels_a_rounding_apart_fit_the_same(gen):
     """Data on the model's own pixels had data_fwhm == model_fwhm; a rounding above (air -> vacuum -> air
     returns the grid to 6e-9 A) switched to broaden mode and its default LSF of 2 data pixels: the K giant of
