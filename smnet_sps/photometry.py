@@ -852,12 +852,13 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
 
     Parameters
     ----------
-    ages : Quantity [time] or array [yr]; the table has one row per age, in the order given
+    ages : as ``ssp_grid`` takes them (Quantity [time], array [yr], strings such as "1 Gyr", or None for all
+        tabulated ages); the table has one row per age, in the order given
     Z : float, metal mass fraction (e.g. 0.0152 = solar for PARSEC)
     imf, isochrones, generator : passed to ``ssp_grid``
     Other parameters and the returned table: see :func:`ssp_photometry`.
     """
-    from .ssp import ssp_grid   # imported here: photometry must not depend on the SSP stage at import
+    from .ssp import parse_age, ssp_grid   # here: photometry must not depend on the SSP stage at import
     resolve_filters(filters)    # fail on a bad filter name before the (slow) SSP grid is computed
     _system(system)
     _check_redshift(redshift)
@@ -866,8 +867,9 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     if np.ndim(Z) != 0:
         raise ValueError(f"ssp_magnitudes takes one metallicity Z (a number); got {Z!r}: call it once per "
                          "Z, or use ssp_grid(ages, Zs) with ssp_photometry for several")
-    ages_q = u.Quantity(ages, u.yr)
-    grid = ssp_grid(np.atleast_1d(ages_q), [float(Z)], imf=imf, isochrones=isochrones, generator=generator)
+    # ssp_grid parses the ages itself (u.Quantity(ages, u.yr) first computed masked ages and failed on
+    # ["1 Gyr", "5 Gyr"]); its errors name the family's valid range
+    grid = ssp_grid(ages, [float(Z)], imf=imf, isochrones=isochrones, generator=generator)
     get = (lambda k: grid.get(k)) if isinstance(grid, dict) else (lambda k: getattr(grid, k, None))
     wave = np.asarray(get("ssp_wave"), float)
     flux = np.asarray(get("ssp_flux"), float)[0]                 # (n_age, n_wave) L_sun/A per M_sun formed
@@ -887,9 +889,10 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
                                            description="fraction of L_bol from stars outside the generator's "
                                                        "coverage (extrapolated, blackbody or missing)")
     # ssp_grid's ages are sorted and distinct; the rows follow the ages as given (repeats repeated)
-    unique, given_order = np.unique(np.atleast_1d(ages_q.to_value(u.yr)), return_inverse=True)
-    if unique.size == len(table):
-        table = table[given_order.ravel()]
+    if ages is not None:
+        unique, given_order = np.unique(np.atleast_1d(parse_age(ages)), return_inverse=True)
+        if unique.size == len(table):
+            table = table[given_order.ravel()]
     table.meta["mass_for_ML"] = ("mass_stars: surviving stellar mass per M_sun formed (ssp_grid)"
                                  if mstar is not None else table.meta["mass_for_ML"])
     table.meta.update({"Z": float(Z), "imf": str(imf), "isochrones": str(isochrones),

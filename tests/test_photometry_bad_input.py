@@ -180,3 +180,20 @@ def test_extrapolate_takes_numpy_booleans():
     on = magnitudes((w * u.AA, flat), "sdss2010-z", extrapolate=np.True_)
     assert on[0][0] == magnitudes((w * u.AA, flat), "sdss2010-z", extrapolate=True)[0][0]
     assert on.meta["extrapolate"] is True
+
+
+def test_ssp_magnitudes_reads_ages_as_ssp_grid_does(blackbody):
+    """ssp_magnitudes ran u.Quantity(ages, u.yr) before ssp_grid's checks: a masked age was computed as if
+    valid (ssp_grid refuses it) and ["1 Gyr", "5 Gyr"] (ssp_grid takes it) ended in astropy's TypeError."""
+    from smnet_sps.photometry import ssp_magnitudes
+    with pytest.raises(ValueError, match=r"age is a masked array with 1 masked value.*valid ages: "):
+        ssp_magnitudes(np.ma.masked_array([1e9, 5e9], mask=[False, True]), 0.0152, ["sdss2010-r"],
+                       generator=blackbody)
+    text = ssp_magnitudes(["5 Gyr", "1 Gyr", "5 Gyr"], 0.0152, ["sdss2010-r"], generator=blackbody)
+    quantity = ssp_magnitudes([5, 1, 5] * u.Gyr, 0.0152, ["sdss2010-r"], generator=blackbody)
+    np.testing.assert_allclose(text["age"], [5, 1, 5])
+    np.testing.assert_array_equal(text["M_sdss2010-r"], quantity["M_sdss2010-r"])
+    # ages=None: every tabulated age, as ssp_grid (u.Quantity(None, u.yr) was a TypeError)
+    from smnet_sps.isochrones import load_isochrones
+    every = ssp_magnitudes(None, 0.0152, ["sdss2010-r"], generator=blackbody)
+    np.testing.assert_allclose(np.log10(every["age"]) + 9, load_isochrones("parsec").log_age, rtol=1e-12)
