@@ -304,7 +304,7 @@ def _resolve_config(cfg, age_chunk):
                                                                                              object)))
         ages_yr = np.atleast_1d(np.asarray(cfg.ages, float)) if plain else 10.0 ** log_ages
     Zs = iso.Z.copy() if cfg.Zs is None else np.atleast_1d(np.asarray(cfg.Zs, float))
-    iso.check_z(Zs)
+    Zs = iso.check_z(Zs)
     ages_yr, Zs = np.unique(ages_yr), np.unique(Zs)      # increasing, distinct axes, as ssp_grid's
     if age_chunk is not None and int(age_chunk) < 1:
         raise ValueError(f"age_chunk must be >= 1, got {age_chunk}")

@@ -46,6 +46,9 @@ FAMILIES = {
 _ALIASES = {"parsec": "parsec", "parsec12s": "parsec", "prsc": "parsec", "padova": "padova",
             "padova2007": "padova", "pdva": "padova"}
 FORMAT = "smnet-sps isochrones v1"
+#: relative distance within which a metallicity is the tabulated Z (IsochroneSet.check_z): float32's
+#: precision (6e-8) with a margin, far below the 0.1-dex steps of the grids
+Z_RTOL = 1e-6
 
 # integer scales of the FSPS columns (decimals printed in the FSPS files)
 _SCALES = {"mini": 1e8, "mact": 1e4, "logl": 1e4, "logt": 1e4, "logg": 1e4, "co": 1e4}
@@ -190,16 +193,23 @@ class IsochroneSet:
         return f"{lz_lo:+.2f}..{lz_hi:+.2f}"
 
     def check_z(self, Z):
-        Z = np.atleast_1d(np.asarray(Z, float))
-        if not np.all(np.isfinite(Z)) or (Z <= 0).any():
+        """``Z`` (metal mass fractions) as a float array of its shape, checked against the tabulated range;
+        a value within :data:`Z_RTOL` of a tabulated Z is that Z (float32 rounds the lowest PARSEC Z, 1e-4,
+        to 9.99999975e-05: it was refused as outside the grid whose range it printed)."""
+        Z = np.array(Z, float)
+        flat = Z.reshape(-1)
+        if not np.all(np.isfinite(flat)) or (flat <= 0).any():
             raise ValueError(f"Z (metal mass fraction) must be finite and > 0; valid range for {self.name} "
                              f"is {self.Z[0]:g}-{self.Z[-1]:g}")
+        nearest = self.Z[np.argmin(np.abs(np.log(flat[:, None] / self.Z[None, :])), axis=1)]
+        flat[:] = np.where(np.abs(flat / nearest - 1) <= Z_RTOL, nearest, flat)
         lo, hi = self.Z[0], self.Z[-1]
-        bad = (Z < lo * (1 - 1e-9)) | (Z > hi * (1 + 1e-9))
+        bad = (flat < lo) | (flat > hi)
         if bad.any():
-            zb = Z[bad][0]
+            zb = flat[bad][0]
             raise ValueError(f"Z = {zb:g} outside the {self.name} isochrone grid: valid Z is {lo:g}-{hi:g} "
                              f"(logzsol {self.logzsol_range_text()}, Zsun = {self.zsun:g})")
+        return Z
 
 
 #: the isochrone families a user can name, for the command line's help texts

@@ -412,8 +412,7 @@ class StellarPopulation:
         if self._zcontinuous == 0:
             return float(iso.Z[_scalar("zmet", self.params["zmet"], int) - 1])
         Z = iso.zsun * 10.0 ** _scalar("logzsol", self.params["logzsol"])
-        iso.check_z(Z)
-        return float(Z)
+        return float(iso.check_z(Z))
 
     def _imf(self):
         return IMF_TYPES[_scalar("imf_type", self.params["imf_type"], int)]

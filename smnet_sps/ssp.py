@@ -186,9 +186,7 @@ def _resolve_z(iso, Z, logzsol):
                              f"{iso.logzsol_range_text()}")
         with np.errstate(over="ignore"):
             Z = iso.zsun * 10.0**logzsol
-    Z = _as_float_array(Z, "Z")
-    iso.check_z(Z)
-    return Z
+    return iso.check_z(_as_float_array(Z, "Z"))         # a float32 tabulated Z comes back as the table's
 
 
 def _generator_names():

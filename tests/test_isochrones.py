@@ -102,6 +102,26 @@ def _lbol_departures(family):
     return iso, departure, eagb_span
 
 
+@pytest.mark.parametrize("family", ["parsec", "padova"])
+def test_a_tabulated_z_read_as_float32_is_that_z(family):
+    """float32 rounds PARSEC's lowest Z, 1e-4, to 9.99999975e-05 (2.5e-8 below; Padova's 2e-4 likewise):
+    check_z's 1e-9 tolerance refused it with 'Z = 0.0001 outside ... valid Z is 0.0001-0.06', in
+    ssp_spectrum and ssp_grid alike. A Z within isochrones.Z_RTOL (1e-6) of a tabulated one is that Z now."""
+    from smnet_sps.ssp import ssp_grid, ssp_spectrum
+    iso = load_isochrones(family)
+    z32 = iso.Z.astype(np.float32)
+    assert z32[0] < iso.Z[0]
+    np.testing.assert_array_equal(iso.check_z(z32), iso.Z)                  # every node, bit for bit
+    assert iso.check_z(np.float32(iso.Z[0])).shape == ()
+    with pytest.raises(ValueError, match="outside the"):
+        iso.check_z(iso.Z[0] * (1 - 1e-5))                                   # beyond float32's reach
+    ref = ssp_spectrum(1e10, Z=float(iso.Z[0]), isochrones=family, generator="blackbody")
+    low = ssp_spectrum(1e10, Z=np.float32(iso.Z[0]), isochrones=family, generator="blackbody")
+    np.testing.assert_array_equal(low.flux, ref.flux)
+    grid = ssp_grid([1e10], z32[[0, -1]], isochrones=family, generator="blackbody", progress=False)
+    np.testing.assert_array_equal(grid.ssp_flux[0, 0], ref.flux.value)
+
+
 def test_the_two_parsec_outliers_in_lbol_are_those_documented():
     """isochrones/README.md ("Known features") names the two PARSEC isochrones whose L_bol per M_sun formed
     stands above the line through its age neighbours by > 0.15 dex, and why: an E-AGB spanning several times
