@@ -352,6 +352,10 @@ def _split_input(spectra):
     if flux.dtype.kind not in "fiu" or wave_aa.dtype.kind not in "fiu":
         raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and "
                          f"{flux.dtype} (complex or object arrays are not spectra)")
+    if flux.dtype.kind != "f" or flux.dtype.itemsize < 8:
+        # float64 from here: in float32, L / (4 pi d^2) underflowed (a 10 Gyr SSP per M_sun at z = 1 had no
+        # flux in GALEX FUV: 100.15 mag in float64); a wider float keeps its precision
+        flux = flux.astype(np.float64)
     flux = np.atleast_2d(per_mass_formed(_masked_as_nan(flux, (mask, flux_mask))))
     wave_aa = np.atleast_1d(wave_aa)
     if wave_aa.ndim != 1 or flux.ndim != 2 or flux.shape[-1] != wave_aa.size:

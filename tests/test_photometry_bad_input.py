@@ -197,3 +197,17 @@ def test_ssp_magnitudes_reads_ages_as_ssp_grid_does(blackbody):
     from smnet_sps.isochrones import load_isochrones
     every = ssp_magnitudes(None, 0.0152, ["sdss2010-r"], generator=blackbody)
     np.testing.assert_allclose(np.log10(every["age"]) + 9, load_isochrones("parsec").log_age, rtol=1e-12)
+
+
+def test_a_float32_luminosity_spectrum_is_converted_in_float64(default_generator):
+    """A float32 luminosity spectrum was divided by 4 pi d^2 in float32: faint pixels underflowed, and the
+    10 Gyr solar SSP per M_sun formed at z = 1 had 'no flux in filter galex-fuv' (100.15 mag in float64)."""
+    from smnet_sps import ssp_spectrum
+    ssp = ssp_spectrum(10 * u.Gyr, Z=0.0152, generator=default_generator)
+    wave, lum = ssp.spectral_axis.value * u.AA, ssp.flux.value
+    filters = ["galex-fuv", "galex-nuv", "sdss2010-r"]
+    ref = magnitudes((wave, lum * u.L_sun / u.AA), filters, redshift=1.0)
+    assert ref["galex-fuv"][0] == pytest.approx(100.15, abs=0.01)
+    single = magnitudes((wave, lum.astype(np.float32) * u.L_sun / u.AA), filters, redshift=1.0)
+    for name in filters:              # only the float32 rounding of the input (6e-8) remains
+        assert single[name][0] == pytest.approx(ref[name][0], abs=1e-6), name
