@@ -40,13 +40,20 @@ libraries' own predictions. This module computes those weights:
    whose boxes are nearest (on a face: hold the point) and whose training nodes are near their box's closest
    point take a share max(h_l) of it in their order of preference, h_l = that hole factor x (d_min / d_l)^8:
    at WM-basic's nodes on its own faces, WM-basic rather than the libraries whose boxes hold the point in a
-   hole. Each weight is then less :data:`FALLBACK_TRIM` (1e-3) and clipped
+   hole (but not at the edge of a hole inside a box: there the share is 0 and grows to max(h_l) over the
+   hole taper's width, so the library whose support just ended keeps the point). Each weight is then less
+   :data:`FALLBACK_TRIM` (1e-3) and clipped
    at 0, then renormalised, so that libraries with a negligible weight cost no network pass. Continuous,
    except across a face of one box that lies inside another (the set of boxes holding the point changes
-   there, as it always did); on a face where several boxes end (CK04, BaSeL and WM-basic at 50,000 K) the
-   preferred library with nodes near (hole factor 1) takes the point just inside (relative supports, 2.),
-   on the face and just beyond it alike (the preference share is taken at each box's closest point, scaled
-   by its closeness). Except on a face, such points are flagged as outside coverage.
+   there, as it always did). **Beside faces** (within a taper width of the nearest box) the libraries are
+   compared as their supports are just inside: by each box's taper continued beyond its faces, per dimension
+   smoothstep(max(|u|, d_l)) (u = depth in taper widths, < 0 beyond the face; d_l = distance to the box),
+   in logarithms so that the factor of a face several boxes share cancels on it (|u| floored at
+   :data:`BESIDE_FLOOR`). So where several boxes end on one face (CK04, BaSeL and WM-basic at 50,000 K)
+   the libraries split the point just inside (relative supports, 2.), on the face and just beyond it alike,
+   also where one box also tapers in another dimension (WM-basic at [M/H] +0.295: 4 %, CK04 96 %), and in
+   the boxes' holes by the reach of their nodes (as in holes, below); a taper width or more from every box
+   the closeness alone decides. Except on a face, such points are flagged as outside coverage.
 
 Without a policy (a model directory without ``mixture.json``) the weights are the supports normalised:
 equal weights wherever libraries overlap, still never outside a box.
@@ -84,6 +91,8 @@ DEFAULT_ORDER = ("wmbasic", "ck04", "nextgen", "basel22", "cm87")
 # the PARSEC isochrone points lie outside every support and went through all five libraries)
 FALLBACK_POWER = 8
 FALLBACK_TRIM = 1e-3
+REACH_DISTANCE = 100.0                  # [node spacings] _fallback: a box's distance as a reach, in its b_min
+BESIDE_FLOOR = 1e-9                     # [taper widths] least |depth| in the fallback's comparison (_beside_faces)
 MIXTURE_FILE = "mixture.json"
 MIXTURE_FORMAT = "smnet-sps mixture"
 MIN_STARS = 5                           # stars needed to let a pair of libraries be ranked by the data
@@ -379,43 +388,99 @@ class LibraryMixture:
         inv = np.where((d == 0).any(1, keepdims=True), (d == 0).astype(float), inv)
         w = inv / inv.sum(1, keepdims=True)
         if self._trees is not None:
-            w = self._in_holes(p, d == 0, w)
-            # The libraries whose boxes are nearest to the point (on a face: the boxes that hold it, where its
-            # support is 0) and whose training nodes are near the box's closest point take a share max(h) of
-            # it, h = that hole factor x closeness (d_min / d)^8, in their order of preference (as the
-            # supports are). The libraries whose boxes held the point in a hole took an equal share:
-            # WM-basic's node at 50,000 K, log g 3.5 on its box's face came out 1.85 sigma Teff^4 from a third
-            # each of WM-basic, CK04 and BaSeL. On the face only its boxes count (closeness 1, the others
-            # ~0); just beyond it the same boxes are equally near and their closest points are the face
-            # point, so the weights go on as on the face (they went to a third each there: the optical
-            # stepped by 7-15 % across 50,000 K). The share -> 0 as h -> 0, so nothing steps where h does.
             closeness = ((d.min(1, keepdims=True) + 1e-9) / (d + 1e-9)) ** FALLBACK_POWER
+            # hole factor and reach b (hole ratio - HOLE_ZERO, >= 0) of each library at its box's closest point
             h = np.zeros_like(d)
+            reach = np.full(d.shape, np.inf)
             for j, box in enumerate(self.boxes):
                 rows = np.flatnonzero(closeness[:, j] > 1e-12)       # below: no node query, h < 1e-12
                 if rows.size:
                     ratio = self._hole_ratio(j, np.clip(p[rows], *_bounds(box)))
-                    hole = smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
-                    h[rows, j] = closeness[rows, j] * hole
-            near, _ = self._preferred(p, h)
-            share = h.max(1, keepdims=True)
+                    h[rows, j] = closeness[rows, j] * smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
+                    reach[rows, j] = np.maximum(ratio - HOLE_ZERO, 0.0)
+            beside = self._beside_faces(p, d)
+            # Within a taper width of the nearest box the distance weights hand over to those of the boxes'
+            # inside just across their faces (_in_holes: taper x (b_min / b)^8, relative, stacked in the order
+            # of preference), continued beyond the faces: closeness x the tapers continued (_beside_faces) x
+            # (b_min / b)^8 (at most 1; b_min over the nearest boxes: b + REACH_DISTANCE x (1 - closeness),
+            # so that a farther box whose library's nodes are near it does not outweigh the nearest). Where
+            # several boxes end on one face (50,000 K) their distances were equal and so were their weights
+            # beyond it, while just inside it the preferred library took the point, or in CK04's and BaSeL's
+            # holes the one whose nodes are nearer (log g 0-3.4: CK04 1 -> 0.5 within 1e-9 K, 0.4-0.7 % in
+            # the optical).
+            face = 1.0 - smoothstep(d.min(1))
+            rows = np.flatnonzero(face > 0)
+            if rows.size:
+                c, b = closeness[rows], reach[rows]
+                b_min = (b + REACH_DISTANCE * (1.0 - c)).min(1, keepdims=True)
+                with np.errstate(invalid="ignore"):
+                    near_nodes = ((b_min + 1e-9) / (np.maximum(b, b_min) + 1e-9)) ** FALLBACK_POWER
+                # on a face or inside a box only the boxes that hold the point, as the distance weights
+                held = np.where((d[rows] == 0).any(1, keepdims=True), d[rows] == 0, c)
+                inner = self._preferred(p[rows], _relative(held * near_nodes, beside[rows]))[0]
+                w[rows] = face[rows, None] * inner + (1.0 - face[rows, None]) * w[rows]
+            w, into_holes = self._in_holes(p, d == 0, w)
+            # The libraries whose boxes are nearest to the point (on a face: the boxes that hold it, where its
+            # support is 0) and whose training nodes are near the box's closest point take a share max(h) of
+            # it, h = that hole factor x closeness (d_min / d)^8, in their order of preference (as the
+            # supports are), compared with their tapers continued beyond the faces (_beside_faces). The
+            # libraries whose boxes held the point in a hole took an equal share: WM-basic's node at
+            # 50,000 K, log g 3.5 on its box's face came out 1.85 sigma Teff^4 from a third each of WM-basic,
+            # CK04 and BaSeL. On the face only its boxes count (closeness 1, the others ~0); just beyond it the
+            # same boxes are equally near, their closest points are the face point and the face's factor
+            # cancels, so the weights go on as on the face and as just inside it (a third each stepped by
+            # 7-15 % in the optical across 50,000 K; then WM-basic alone beyond the face, where just inside it
+            # its [M/H] +0.3 face left it 4 %: 8-14 %). The share -> 0 as h -> 0, so nothing steps where h
+            # does, and it is 0 at the edge of a hole inside a box (_in_holes: the library whose support just
+            # ended keeps the point). Where one of the boxes that hold the point (on a face or inside) has
+            # nodes near, only those boxes: a library on two of whose faces the point lies (factor 3e-18
+            # each) lost to one whose box lies 1e-8 widths away (NextGen's corner at 10,000 K, [M/H] 0: BaSeL,
+            # beyond its log g 5.5 face).
+            holds = ((d == 0) & (h > 0)).any(1, keepdims=True)
+            near = self._preferred(p, _relative(np.where(holds & (d > 0), 0.0, h), beside))[0]
+            share = h.max(1, keepdims=True) * into_holes[:, None]
             w = share * near + (1 - share) * w
         fb = np.maximum(w - FALLBACK_TRIM, 0.0)
         return fb / fb.sum(1, keepdims=True)
 
+    def _beside_faces(self, p, d):
+        """log of each box's taper continued beyond its faces, (n, L): the sum over dimensions of
+        log smoothstep(max(|u|, d_l)), u = the point's depth inside box l along it in taper widths (< 0 beyond
+        a face), d_l its distance to the box (``d``, taper widths), |u| floored at :data:`BESIDE_FLOOR`.
+
+        Just inside a face where several boxes end (50,000 K) their supports share that face's factor and
+        split the point by the rest of their tapers (WM-basic's [M/H] +0.3 face at +0.295); compared with
+        these factors (:func:`_relative`, in logarithms) the libraries split it the same way on the face and
+        just beyond it, where their distances are equal and the shared factor (the same u) cancels. Farther
+        than a taper width from a box (d_l >= 1) every factor is 1: the closeness alone decides, and a box
+        beside one of whose faces the point lies while beyond another (49,999.9 K, log g 5.2: CK04's Teff
+        face, beyond its log g 5 face) is not weighed down against farther boxes (CM87). The floor is the
+        closeness's regularisation (d + 1e-9)."""
+        lo = np.stack([_bounds(b)[0] for b in self.boxes])              # (L, 3)
+        hi = np.stack([_bounds(b)[1] for b in self.boxes])
+        u = np.minimum(p[:, None, :] - lo, hi - p[:, None, :]) / np.asarray(EDGE_TAPER, float)
+        a = np.maximum(np.maximum(np.abs(u), d[:, :, None]), BESIDE_FLOOR)
+        return np.log(smoothstep(a)).sum(2)
+
     def _in_holes(self, p, held, w):
-        """``w`` with the rows strictly inside a box that holds them (in holes of all those libraries)
+        """(``w`` with the rows strictly inside a box that holds them (in holes of all those libraries)
         weighted as the supports are just outside the holes: box taper x closeness to each library's nodes,
         (b_min / b)^8 with b = hole ratio - HOLE_ZERO (their reach), relative and stacked in the order of
         preference. At a
         hole's edge the preferred library whose reach just ended takes the point, as it did just inside its
         reach; equal weights stepped there (7,951 K, log g 0.1, where CK04 and BaSeL share their nodes:
-        CK04 1 -> 0.5 and the near-UV by up to 25 % within 1e-9 K)."""
+        CK04 1 -> 0.5 and the near-UV by up to 25 % within 1e-9 K); and per row how far the fallback's
+        preference share may go (1 outside the boxes): 1 - max_l taper_l (1 - smoothstep(b_l / (HOLE_ZERO -
+        HOLE_FULL))) over the libraries whose boxes hold the point, so 0 at a hole's edge inside a box, where
+        the library whose support just ended keeps the point whichever face of another box the point lies on
+        (on WM-basic's log g 3.5 face CK04's hole edge near 41,060 K handed it to WM-basic within 1e-9 K,
+        3-13 % in the optical), and 1 a hole taper's width beyond that edge or on the box's face.)"""
         taper = np.stack([box_taper(p, b) for b in self.boxes], 1)
         inside = held & (taper > 0)
         rows = np.flatnonzero(inside.any(1))      # a box on whose face the point lies counts 0 (taper 0)
+        into = np.ones(len(p))
         if rows.size == 0:
-            return w
+            return w, into
         beyond = np.full((rows.size, held.shape[1]), np.inf)
         for j in range(held.shape[1]):
             sel = np.flatnonzero(inside[rows, j])
@@ -427,7 +492,19 @@ class LibraryMixture:
         closeness = taper[rows] * ((beyond.min(1, keepdims=True) + 1e-9) / (beyond + 1e-9)) ** FALLBACK_POWER
         w = w.copy()
         w[rows] = self._preferred(p[rows], closeness)[0]
-        return w
+        edge = np.where(inside[rows], taper[rows] * (1.0 - smoothstep(beyond / (HOLE_ZERO - HOLE_FULL))), 0.0)
+        into[rows] = 1.0 - edge.max(1)
+        return w, into
+
+
+def _relative(factor, log_factor):
+    """factor x exp(log_factor) relative to each row's largest (rows of 0 where ``factor`` is 0), computed in
+    logarithms: a factor shared by a row's libraries cancels however small it is."""
+    with np.errstate(divide="ignore"):
+        lg = np.log(factor) + log_factor
+    top = lg.max(1, keepdims=True)
+    ok = np.isfinite(top)
+    return np.where(ok, np.exp(lg - np.where(ok, top, 0.0)), 0.0)
 
 
 def _complete(order, names):
