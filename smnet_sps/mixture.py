@@ -91,8 +91,8 @@ DEFAULT_ORDER = ("wmbasic", "ck04", "nextgen", "basel22", "cm87")
 # the PARSEC isochrone points lie outside every support and went through all five libraries)
 FALLBACK_POWER = 8
 FALLBACK_TRIM = 1e-3
-REACH_DISTANCE = 100.0                  # [node spacings] _fallback: a box's distance as a reach, in its b_min
-BESIDE_FLOOR = 1e-9                     # [taper widths] least |depth| in the fallback's comparison (_beside_faces)
+REACH_DISTANCE = 100.0      # [node spacings] _fallback: a box's distance as a reach, in its b_min
+BESIDE_FLOOR = 1e-9         # [taper widths] least |depth| in the fallback's comparison (_beside_faces)
 MIXTURE_FILE = "mixture.json"
 MIXTURE_FORMAT = "smnet-sps mixture"
 MIN_STARS = 5                           # stars needed to let a pair of libraries be ranked by the data
@@ -389,14 +389,16 @@ class LibraryMixture:
         w = inv / inv.sum(1, keepdims=True)
         if self._trees is not None:
             closeness = ((d.min(1, keepdims=True) + 1e-9) / (d + 1e-9)) ** FALLBACK_POWER
-            # hole factor and reach b (hole ratio - HOLE_ZERO, >= 0) of each library at its box's closest point
+            # hole factor and reach b (hole ratio - HOLE_ZERO, >= 0) of each library at its box's closest
+            # point
             h = np.zeros_like(d)
             reach = np.full(d.shape, np.inf)
             for j, box in enumerate(self.boxes):
                 rows = np.flatnonzero(closeness[:, j] > 1e-12)       # below: no node query, h < 1e-12
                 if rows.size:
                     ratio = self._hole_ratio(j, np.clip(p[rows], *_bounds(box)))
-                    h[rows, j] = closeness[rows, j] * smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
+                    hole = smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
+                    h[rows, j] = closeness[rows, j] * hole
                     reach[rows, j] = np.maximum(ratio - HOLE_ZERO, 0.0)
             beside = self._beside_faces(p, d)
             # Within a taper width of the nearest box the distance weights hand over to those of the boxes'
@@ -424,18 +426,18 @@ class LibraryMixture:
             # support is 0) and whose training nodes are near the box's closest point take a share max(h) of
             # it, h = that hole factor x closeness (d_min / d)^8, in their order of preference (as the
             # supports are), compared with their tapers continued beyond the faces (_beside_faces). The
-            # libraries whose boxes held the point in a hole took an equal share: WM-basic's node at
-            # 50,000 K, log g 3.5 on its box's face came out 1.85 sigma Teff^4 from a third each of WM-basic,
-            # CK04 and BaSeL. On the face only its boxes count (closeness 1, the others ~0); just beyond it the
-            # same boxes are equally near, their closest points are the face point and the face's factor
-            # cancels, so the weights go on as on the face and as just inside it (a third each stepped by
-            # 7-15 % in the optical across 50,000 K; then WM-basic alone beyond the face, where just inside it
-            # its [M/H] +0.3 face left it 4 %: 8-14 %). The share -> 0 as h -> 0, so nothing steps where h
-            # does, and it is 0 at the edge of a hole inside a box (_in_holes: the library whose support just
-            # ended keeps the point). Where one of the boxes that hold the point (on a face or inside) has
-            # nodes near, only those boxes: a library on two of whose faces the point lies (factor 3e-18
-            # each) lost to one whose box lies 1e-8 widths away (NextGen's corner at 10,000 K, [M/H] 0: BaSeL,
-            # beyond its log g 5.5 face).
+            # libraries whose boxes held the point in a hole took an equal share: WM-basic's node at 50,000 K,
+            # log g 3.5 on its box's face came out 1.85 sigma Teff^4 from a third each of WM-basic, CK04 and
+            # BaSeL. On the face only its boxes count (closeness 1, the others ~0); just beyond it the same
+            # boxes are equally near, their closest points are the face point and the face's factor cancels,
+            # so the weights go on as on the face and as just inside it (a third each stepped by 7-15 % in the
+            # optical across 50,000 K; then WM-basic alone beyond the face, where just inside it its [M/H]
+            # +0.3 face left it 4 %: 8-14 %). The share -> 0 as h -> 0, so nothing steps where h does, and it
+            # is 0 at the edge of a hole inside a box (_in_holes: the library whose support just ended keeps
+            # the point). Where one of the boxes that hold the point (on a face or inside) has nodes near,
+            # only those boxes: a library on two of whose faces the point lies (factor 3e-18 each) lost to one
+            # whose box lies 1e-8 widths away (NextGen's corner at 10,000 K, [M/H] 0: BaSeL, beyond its log g
+            # 5.5 face).
             holds = ((d == 0) & (h > 0)).any(1, keepdims=True)
             near = self._preferred(p, _relative(np.where(holds & (d > 0), 0.0, h), beside))[0]
             share = h.max(1, keepdims=True) * into_holes[:, None]
@@ -622,6 +624,9 @@ def plot_mixture_map(mixture, logz_values=(-1.0, -0.3, 0.0, 0.3), teff_range=(20
         ax.invert_yaxis()
     axes[0, 0].set_ylabel("log g [cgs]")
     handles = [Patch(color=c, label=nm) for c, nm in zip(colours, mixture.library_names)]
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    # about two library names per panel's width fit on a row (all on one row ran off a one-panel figure)
+    ncol = min(len(handles), 2 * len(logz_values))
+    rows = -(-len(handles) // ncol)
+    fig.legend(handles=handles, loc="upper center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.97 - 0.07 * rows))
     return fig

@@ -470,10 +470,11 @@ def _optical_step(gen, teff, logg, logz):
 @pytest.mark.parametrize("logg", [3.9, 4.0, 4.1])
 @pytest.mark.parametrize("logz", [0.295, -2.28])
 def test_no_step_across_50kk_where_wmbasic_tapers_in_metallicity(default_generator, logg, logz):
-    """Just inside 50,000 K (where CK04, BaSeL and WM-basic end) the supports share the face's factor and split
-    the point by the rest of their tapers: at [M/H] +0.295 (PARSEC's Z = 0.03), 0.005 dex from WM-basic's
-    +0.3 face, WM-basic 4 %, CK04 96 %. Just beyond it the preference share went to WM-basic alone, and the
-    optical stepped by 8-14 % (2 % at -2.28) within 1e-9 of Teff. It now splits the point the same way."""
+    """Just inside 50,000 K (where CK04, BaSeL and WM-basic end) the supports share the face's factor and
+    split the point by the rest of their tapers: at [M/H] +0.295 (PARSEC's Z = 0.03), 0.005 dex from
+    WM-basic's +0.3 face, WM-basic 4 %, CK04 96 %. Just beyond it the preference share went to WM-basic alone,
+    and the optical stepped by 8-14 % (2 % at -2.28) within 1e-9 of Teff.
+    It now splits the point the same way."""
     step, dw = _optical_step(default_generator, [50000.0 * (1 - 1e-9), 50000.0 * (1 + 1e-9)], logg, logz)
     assert step < 1e-3 and dw < 1e-3, (step, dw)
 
@@ -486,8 +487,8 @@ def test_no_step_beside_a_shared_face_beyond_another(shipped):
     beyond the face."""
     x = np.linspace(np.log10(49000.0), np.log10(52000.0), 1201)
     steps = []
-    for logg, logz in ((5.2, -1.0), (5.2, 0.0), (5.05, 0.295), (3.0, 0.0), (3.2, 0.2), (3.4, -1.0), (4.0, 0.295),
-                       (4.0, -2.28), (4.5, 0.0), (3.5, 0.3)):
+    for logg, logz in ((5.2, -1.0), (5.2, 0.0), (5.05, 0.295), (3.0, 0.0), (3.2, 0.2), (3.4, -1.0),
+                       (4.0, 0.295), (4.0, -2.28), (4.5, 0.0), (3.5, 0.3)):
         w = shipped.weights(x, np.full_like(x, logg), np.full_like(x, logz))
         steps += _bisected_steps(lambda t, g=logg, z=logz: shipped.weights(t, g, z), x, w, 0.02)
     assert np.allclose(shipped.weights(np.log10([49999.9, 50000.1]), 5.2, -1.0)[:, 0], 1.0)

@@ -126,3 +126,21 @@ def test_cli_keeps_an_explicitly_chosen_backend(how, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == ("agg" if how == "nothing" else "svg")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("logz_values", [(0.0,), (-1.0, 0.0), (-1.0, -0.3, 0.0, 0.3)])
+def test_mixture_map_legend_stays_inside_the_figure(default_generator, logz_values):
+    """All libraries on one legend row ran off a one-panel map (-65..385 px in 320): ck04, the main colour,
+    was cut from the saved image."""
+    from smnet_sps.mixture import LibraryMixture, plot_mixture_map
+    g = default_generator
+    mixture = LibraryMixture(g.library_names, g.library_boxes, g.nodes, g.mixture_policy)
+    fig = plot_mixture_map(mixture, logz_values=logz_values, n=20)
+    try:
+        fig.canvas.draw()
+        box = fig.legends[0].get_window_extent(fig.canvas.get_renderer())
+        assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+        # the panels stay below the legend
+        assert all(ax.get_window_extent().y1 <= box.y0 + 1 for ax in fig.axes)
+    finally:
+        plt.close(fig)
