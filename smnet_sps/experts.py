@@ -25,9 +25,11 @@ outputs; whether it helps is measured per library (docs/experiments.md: for WM-b
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -189,13 +191,47 @@ def _expert_of(lib, runs, ref, ref_cfg, ref_scaling, ref_nodes, same_setting=Tru
     return sd, record, {c.get("grid_sha256") for c, _ in read}
 
 
-def _tail_without_excluded(out, cfg, records):
+def _tail_without_excluded(source, dest, cfg, records):
     """Nodes a specialist was not trained on (a cross-validation fold) leave the model's tail table too,
-    or their tails would come back through it; updates ``cfg["tail_sha256"]``."""
+    or their tails would come back through it: ``source``'s table is written to ``dest`` (folders) without
+    them; updates ``cfg["tail_sha256"]``."""
     from .tail import TAIL_FILE, write_without_nodes
     excluded = sorted({int(i) for r in records.values() for i in r.get("excluded_nodes", [])})
-    if excluded and cfg.get("tail_file") and (Path(out) / TAIL_FILE).is_file():
-        cfg["tail_sha256"] = write_without_nodes(Path(out) / TAIL_FILE, Path(out) / TAIL_FILE, excluded)
+    if excluded and cfg.get("tail_file") and (Path(source) / TAIL_FILE).is_file():
+        cfg["tail_sha256"] = write_without_nodes(Path(source) / TAIL_FILE, Path(dest) / TAIL_FILE, excluded)
+
+
+@contextlib.contextmanager
+def _staged_model(out):
+    """A fresh hidden folder inside ``out`` (created if missing) to write a model's new files into; the
+    block ends with :func:`_publish`. On an exception the folder goes, with ``out`` if this call created
+    it, and every file of the model already in ``out`` is untouched (writing in place had left new weights
+    beside the old config.json: a model load_generator refuses, and the old one lost)."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".partial.", dir=out))
+    try:
+        yield partial
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _publish(partial, out, stale=()):
+    """Rename every file written in ``partial`` over ``out``'s, config.json last, once all are complete;
+    ``stale`` names old files of ``out`` the new model does not have (removed before its config.json
+    appears). Only renames and removals are left here: a crash between two leaves an old config.json beside
+    new files, which load_generator refuses (sha256 mismatch) rather than running a model its config does
+    not describe."""
+    files = sorted(p.name for p in partial.iterdir() if p.name != "config.json")
+    for fname in files:
+        os.replace(partial / fname, out / fname)
+    for fname in set(stale) - set(files):
+        (out / fname).unlink(missing_ok=True)
+    os.replace(partial / "config.json", out / "config.json")
 
 
 def _check_request(experts, names, model, out, overwrite):
@@ -276,39 +312,44 @@ def build_expert_model(base, experts, out, *, half=False, name=None, overwrite=F
     dtype = torch.float16 if half else torch.float32
     state = {f"experts.{i}.{k}": (v.to(dtype) if v.is_floating_point() and not k.startswith("out_") else v)
              for i, sd in enumerate(members) for k, v in sd.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    if overwrite and not _same_base(out, base_cfg):
-        # another model's files (its measured library preferences, its notes) must not pass as the new
-        # model's: its mixture.json was kept and recorded as this model's ranking. A ranking made for an
-        # expert model of the same base (re-ranked in OUT, then rebuilt with a new specialist) is kept.
-        for fname in (MIXTURE_FILE, "README.md"):
-            (out / fname).unlink(missing_ok=True)
-    torch.save(state, out / "weights.pt")
-    for fname in _COPIED:
-        if (base / fname).is_file():
-            shutil.copy2(base / fname, out / fname)
-    cfg = dict(base_cfg)
-    cfg.pop("history", None)
-    # the grid the specialists were trained on (kept: the base's, beside it)
-    grid_sha = grids.pop() if len(grids) == 1 else base_cfg.get("grid_sha256")
-    cfg.update({"grid_sha256": grid_sha, "arch": "mlp_experts",
-                "name": name or f"{base_cfg.get('name', base.name)} + library experts",
-                "arch_kwargs": dict(base_cfg["arch_kwargs"], expert_index=expert_index),
-                "experts": {"base": str(base), "base_weights_sha256": base_cfg.get("weights_sha256"),
-                            "base_grid_sha256": base_cfg.get("grid_sha256"),
-                            "libraries": cfgs, "weights_dtype": str(dtype).replace("torch.", "")},
-                "weights_sha256": weights_sha256(out / "weights.pt")})
-    _tail_without_excluded(out, cfg, cfgs)
-    # the library ranking was measured for the base model's spectra: re-rank for the new ones (smnet-sps
-    # validate --rank-libraries --write-mixture OUT --overwrite); until then the base's preferences apply
-    if (base / MIXTURE_FILE).is_file() and not (out / MIXTURE_FILE).is_file():
-        shutil.copy2(base / MIXTURE_FILE, out / MIXTURE_FILE)
-    # the config records the mixture file that is in OUT (re-ranked there, or the base's copied above), not
-    # the base's checksum: loading refuses a recorded file that does not match
-    cfg.pop("mixture_file", None)
-    cfg.pop("mixture_sha256", None)
-    cfg.update(recorded_mixture(out))
-    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    # another model's files (its measured library preferences, its notes) must not pass as the new model's:
+    # its mixture.json was kept and recorded as this model's ranking. A ranking made for an expert model of
+    # the same base (re-ranked in OUT, then rebuilt with a new specialist) is kept.
+    same_base = _same_base(out, base_cfg)
+    stale = (MIXTURE_FILE, "README.md") if overwrite and not same_base else ()
+    with _staged_model(out) as partial:
+        # torch writes the file name into the archive: weights.pt in a folder of its own keeps the same
+        # weights' weights_sha256
+        torch.save(state, partial / "weights.pt")
+        for fname in _COPIED:
+            if (base / fname).is_file():
+                shutil.copy2(base / fname, partial / fname)
+        cfg = dict(base_cfg)
+        cfg.pop("history", None)
+        # the grid the specialists were trained on (kept: the base's, beside it)
+        grid_sha = grids.pop() if len(grids) == 1 else base_cfg.get("grid_sha256")
+        cfg.update({"grid_sha256": grid_sha, "arch": "mlp_experts",
+                    "name": name or f"{base_cfg.get('name', base.name)} + library experts",
+                    "arch_kwargs": dict(base_cfg["arch_kwargs"], expert_index=expert_index),
+                    "experts": {"base": str(base), "base_weights_sha256": base_cfg.get("weights_sha256"),
+                                "base_grid_sha256": base_cfg.get("grid_sha256"),
+                                "libraries": cfgs, "weights_dtype": str(dtype).replace("torch.", "")},
+                    "weights_sha256": weights_sha256(partial / "weights.pt")})
+        _tail_without_excluded(partial, partial, cfg, cfgs)
+        # the library ranking was measured for the base model's spectra: re-rank for the new ones
+        # (smnet-sps validate --rank-libraries --write-mixture OUT --overwrite); until then the base's
+        # preferences apply
+        kept = out / MIXTURE_FILE
+        source = kept if kept.is_file() and MIXTURE_FILE not in stale else base / MIXTURE_FILE
+        if source.is_file():
+            shutil.copy2(source, partial / MIXTURE_FILE)
+        # the config records the mixture file the model holds (re-ranked there, or the base's), not the
+        # base's checksum: loading refuses a recorded file that does not match
+        cfg.pop("mixture_file", None)
+        cfg.pop("mixture_sha256", None)
+        cfg.update(recorded_mixture(partial))
+        (partial / "config.json").write_text(json.dumps(cfg, indent=1))
+        _publish(partial, out, stale)
     return cfg
 
 
@@ -371,28 +412,20 @@ def replace_experts(model, experts, out, *, name=None, overwrite=False):
                               "model_weights_sha256": cfg.get("weights_sha256")}
         records[lib] = record
         index[j] = slot
-    if not in_place:
-        out.mkdir(parents=True, exist_ok=True)
-        for path in model.iterdir():
-            if path.is_file() and path.name not in ("weights.pt", "config.json"):
-                shutil.copy2(path, out / path.name)
-    # written beside the target, then renamed over it; a folder of its own keeps the file name, which torch
-    # writes into the archive (so the same weights give the same weights_sha256)
-    partial = out / ".partial"
-    partial.mkdir(exist_ok=True)
-    torch.save(state, partial / "weights.pt")
     replaced = ", ".join(lib for lib in names if lib in experts)
     new_cfg = dict(cfg, name=name or f"{cfg.get('name', model.name)} + new {replaced} expert",
                    arch_kwargs=dict(cfg["arch_kwargs"], expert_index=index),
-                   experts=dict(cfg.get("experts", {}), libraries=records),
-                   weights_sha256=weights_sha256(partial / "weights.pt"))
-    _tail_without_excluded(out, new_cfg, records)
-    (partial / "config.json").write_text(json.dumps(new_cfg, indent=1))
-    # two renames: between them the old config sits beside the new weights, which load_generator refuses
-    # (weights_sha256 mismatch) rather than running a model its config does not describe
-    os.replace(partial / "weights.pt", out / "weights.pt")
-    os.replace(partial / "config.json", out / "config.json")
-    partial.rmdir()
+                   experts=dict(cfg.get("experts", {}), libraries=records))
+    with _staged_model(out) as partial:
+        if not in_place:
+            for path in model.iterdir():
+                if path.is_file() and path.name not in ("weights.pt", "config.json"):
+                    shutil.copy2(path, partial / path.name)
+        torch.save(state, partial / "weights.pt")
+        new_cfg["weights_sha256"] = weights_sha256(partial / "weights.pt")
+        _tail_without_excluded(model, partial, new_cfg, records)
+        (partial / "config.json").write_text(json.dumps(new_cfg, indent=1))
+        _publish(partial, out)
     return new_cfg
 
 

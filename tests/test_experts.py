@@ -272,7 +272,7 @@ def test_in_place_replacement_and_a_library_that_shared_a_network(models):
     # libb gets a network of its own; liba keeps the shared one
     assert new["arch_kwargs"]["expert_index"] == [0, 1]
     assert new["experts"]["libraries"]["libb"]["replaces"]["from"] == "the shared network (expert 0)"
-    assert not (shared / ".partial").exists()
+    assert not [p.name for p in shared.iterdir() if p.name.startswith(".")]      # no staging folder left
     teff, logg, logz = np.array([5000.0, 12000.0]), np.array([4.0, 4.5]), np.zeros(2)
     g, g_base, g_spec = (load_generator(d, device="cpu") for d in (shared, base, spec))
     np.testing.assert_allclose(g.surface_flux(teff, logg, logz, library="liba")[0],
@@ -401,3 +401,42 @@ def test_a_library_named_twice_is_refused(capsys):
     from smnet_sps.cli import main
     assert main(["experts", "--base", "b", "--expert", "cm87=a", "--expert", "cm87=c", "--out", "o"]) == 1
     assert "names 'cm87' twice" in capsys.readouterr().err
+
+
+def test_a_failed_rebuild_keeps_the_old_model_and_leaves_nothing_behind(models, tmp_path, monkeypatch):
+    """`experts --overwrite` wrote weights.pt in place and config.json last: a failure in between (disk full
+    here) left new weights beside the old config, a model load_generator refuses, the old one lost; and a
+    failed first build left a folder that refused the rerun without --overwrite."""
+    from pathlib import Path
+    grid, base, spec, root = models
+    spec2 = root / "libb_seed1"
+    if not spec2.exists():
+        train(grid, spec2, epochs=3, width=32, depth=2, threads=1, progress=False, batch_size=32,
+              init_from=base, libraries=["libb"], keep="final", lr=1e-3, seed=1)
+    out = tmp_path / "experts_model"
+    build_expert_model(base, {"libb": spec}, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_write_text = Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.name == "config.json":
+            raise OSError(28, "No space left on device", str(self))
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        build_expert_model(base, {"libb": spec2}, out, overwrite=True)
+    with pytest.raises(OSError, match="No space left"):
+        replace_experts(out, {"libb": spec2}, out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before      # every file as it was, no .partial
+    load_generator(out, device="cpu")
+    fresh = tmp_path / "new_model"
+    for call in (lambda: build_expert_model(base, {"libb": spec}, fresh),
+                 lambda: replace_experts(out, {"libb": spec2}, fresh)):
+        with pytest.raises(OSError, match="No space left"):
+            call()
+        assert not fresh.exists()
+    monkeypatch.undo()
+    cfg = build_expert_model(base, {"libb": spec2}, fresh)                  # the rerun is not refused
+    assert load_generator(fresh, device="cpu").name == cfg["name"]
+    assert sorted(p.name for p in fresh.iterdir()) == sorted(before)
