@@ -162,29 +162,47 @@ def atomic_output(path, *, overwrite=False, option="--out"):
     """Context manager yielding a temporary path in the target's folder; renamed to ``path`` on success.
 
     The temporary file keeps the target's extension, so writers that pick the format from the extension
-    (astropy, matplotlib, h5py) behave as for the real name. A ``.gz`` target is the exception: the writer
-    gets an uncompressed temporary file, compressed here so that the gzip header names the final file
-    (``a.fits`` for ``a.fits.gz``, what ``gunzip -N`` restores), not the temporary one. On an exception the
-    temporary files are removed and the target is untouched. Re-checks ``overwrite`` at the end, in case the
-    file appeared meanwhile.
+    (astropy, matplotlib, h5py) behave as for the real name. A gzip-compressed target (``.gz``, ``.svgz``) is
+    the exception: the writer gets an uncompressed temporary file (``.fits``, ``.svg``), compressed here so
+    that the gzip header names the final file (``a.fits`` for ``a.fits.gz``, what ``gunzip -N`` restores),
+    not the temporary one. On an exception the temporary files are removed and the target is untouched.
+    Re-checks ``overwrite`` at the end, in case the file appeared meanwhile.
     """
     path = Path(path)
-    gzipped = suffix_of(path).endswith(".gz")
     tmp = _temporary_beside(path)
-    plain = tmp.with_name(tmp.name[:-len(".gz")]) if gzipped else tmp
+    plain = _compressed_content(tmp) or tmp
     try:
         yield plain
         _check_written(plain, path, overwrite, option)
-        if gzipped:
-            _gzip_as(plain, tmp, path)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)    # mkstemp's 0600 would make outputs private
+        _finish(plain, tmp, path)
         os.replace(tmp, path)
     finally:
         for leftover in {tmp, plain}:
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
+
+
+def _compressed_content(path):
+    """For a gzip-compressed file name (``a.fits.gz``, ``a.svgz``) the name of what it holds (``a.fits``,
+    ``a.svg``); None for any other."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return path.with_suffix("")
+    if suffix == ".svgz":
+        return path.with_suffix(".svg")
+    return None
+
+
+def _finish(plain, tmp, path):
+    """The written temporary file ``tmp`` made ready to be renamed to ``path``: compressed from the writer's
+    ``plain`` file where the two differ (the gzip header naming what ``path`` holds), with the permissions
+    of a new file (mkstemp's 0600 would make outputs private)."""
+    if plain != tmp:
+        _gzip_as(plain, tmp, _compressed_content(path).name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
 
 
 def _temporary_beside(path):
@@ -213,34 +231,39 @@ def staged_outputs(paths, *, overwrite=False):
     ``paths`` maps a key (an option's attribute name, as :func:`check_outputs` returns them: ``"phase_out"``
     for ``--phase-out``) to a target path; yields the same keys mapped to temporary paths in each target's
     folder (keeping its extension, so writers that pick the format from it behave as for the real name;
-    nothing is created there, the writers create the files). Only once the block has finished without an
+    nothing is created there, the writers create the files; a gzip-compressed target is written uncompressed
+    and compressed here, as in :func:`atomic_output`). Only once the block has finished without an
     exception is every temporary file renamed over its target; on an exception they are all removed and the
     targets, an old file under ``--overwrite`` included, are untouched. Cleaning up after a failure by
     removing what was already renamed lost the user's old grid when ``--overwrite`` had replaced it.
     """
-    staged = {}
+    staged, plain = {}, {}
     try:
         for key, path in paths.items():
             staged[key] = _temporary_beside(Path(path))
-        yield dict(staged)
+            # a .gz / .svgz target: the writer writes it uncompressed (see atomic_output)
+            plain[key] = _compressed_content(staged[key]) or staged[key]
+        yield dict(plain)
         for key, tmp in staged.items():
-            _check_written(tmp, Path(paths[key]), overwrite, f"--{key.replace('_', '-')}")
+            _check_written(plain[key], Path(paths[key]), overwrite, f"--{key.replace('_', '-')}")
+            _finish(plain[key], tmp, Path(paths[key]))
         # only renames left, each atomic: a failure can no longer come half way through a write
         for key, tmp in staged.items():
             os.replace(tmp, paths[key])
     finally:
-        for tmp in staged.values():
+        for tmp in [*staged.values(), *plain.values()]:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
 
-def _gzip_as(source, target, final):
-    """Compress ``source`` into ``target`` with the gzip header's file name that of ``final`` less ``.gz``:
-    a writer's own compression stored the temporary name (``.a.fits.gz.x1y2.part.fits``)."""
+def _gzip_as(source, target, name):
+    """Compress ``source`` into ``target`` with ``name`` as the gzip header's file name (what the archive
+    holds, ``a.fits`` or ``a.svg``): a writer's own compression stored the temporary name
+    (``.a.fits.gz.x1y2.part.fits``)."""
     import gzip
     import shutil
     with open(source, "rb") as fin, open(target, "wb") as raw, \
-            gzip.GzipFile(filename=Path(final).name, mode="wb", fileobj=raw) as fout:
+            gzip.GzipFile(filename=name, mode="wb", fileobj=raw) as fout:
         shutil.copyfileobj(fin, fout)
 
 
@@ -273,7 +296,8 @@ def save_figure(fig, path, *, overwrite=False, option="--plot", dpi=110):
     import matplotlib.pyplot as plt
     try:
         with atomic_output(path, overwrite=overwrite, option=option) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=suffix_of(path).lstrip("."))
+            # the temporary file's format: .svg for a .svgz target, compressed by atomic_output
+            fig.savefig(tmp, dpi=dpi, format=suffix_of(tmp).lstrip("."))
     finally:
         plt.close(fig)
     return Path(path)

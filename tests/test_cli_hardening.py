@@ -454,3 +454,23 @@ def test_json_safe_turns_numpy_booleans_and_arrays_into_strict_json():
     assert json.loads(text) == {"converged": True, "flags": [True, False],
                                 "theta": [[5777.0, None], [None, 4.5]], "n": 3, "scalar": 2.5,
                                 "nested": [False, [None]]}
+
+
+def test_svgz_plot_names_itself_in_the_gzip_header(tmp_path):
+    """`--plot a.svgz` (matplotlib compressing it) stored the temporary name in the gzip header
+    (.a.svgz.XXXX.part.svgz), as .fits.gz did; the header now names a.svg, for `ssp --plot` and for outputs
+    staged together (`grid build`'s staged_outputs), and the file still reads back as an SVG."""
+    import gzip
+
+    from smnet_sps.output_files import staged_outputs
+    plot = tmp_path / "a.svgz"
+    assert main([*SSP, "--plot", str(plot)]) == 0
+    assert _gzip_stored_name(plot) == "a.svg"
+    assert b"<svg" in gzip.decompress(plot.read_bytes())[:2000]
+    targets = {"plot": tmp_path / "b.svgz", "out": tmp_path / "b.fits.gz"}
+    with staged_outputs(targets) as staged:
+        for tmp in staged.values():
+            tmp.write_text("<svg/>")
+    assert [_gzip_stored_name(targets[k]) for k in ("plot", "out")] == ["b.svg", "b.fits"]
+    assert gzip.decompress(targets["plot"].read_bytes()) == b"<svg/>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.svgz", "b.fits.gz", "b.svgz"]
