@@ -256,7 +256,7 @@ def plot_fit(result, title=None):
 def _cmd_fit(args):
     from .fit import fit_ssp, fit_star
     from .medium import air_to_vacuum
-    from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure
+    from .output_files import check_outputs, matplotlib_formats, save_figure, staged_outputs
 
     # refuse bad or existing outputs before the (slow) fit, as every command does
     outputs = check_outputs(args, {"out": ((".json",), "JSON result"),
@@ -297,16 +297,16 @@ def _cmd_fit(args):
         gen = load_generator_option(args.generator, args.meta)
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior,
                        clip=args.clip, **common)
-    # the files first, then the result: `| head` closing stdout at its first line lost them
-    wrote = []
-    if "out" in outputs:
-        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+    # the files first, then the result: `| head` closing stdout at its first line lost them. Both are renamed
+    # into place together once both are written: a failed --plot left the new --out behind, which refused
+    # the rerun
+    with staged_outputs(outputs, overwrite=args.overwrite) as staged:
+        if "out" in staged:
             # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
-            Path(tmp).write_text(json.dumps(res.as_dict(json_safe=True), indent=1, allow_nan=False))
-        wrote.append(args.out)
-    if "plot" in outputs:
-        save_figure(plot_fit(res), outputs["plot"], overwrite=args.overwrite, dpi=120)
-        wrote.append(args.plot)
+            staged["out"].write_text(json.dumps(res.as_dict(json_safe=True), indent=1, allow_nan=False))
+        if "plot" in staged:
+            save_figure(plot_fit(res), staged["plot"], overwrite=True, dpi=120)
+    wrote = [getattr(args, attr) for attr in ("out", "plot") if attr in outputs]
     print(res)
     if ivar is None:
         # the fit's stand-in error (fit.check_spectrum): "relative to the median flux" read 1e4x too low

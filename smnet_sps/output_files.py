@@ -225,7 +225,7 @@ def _check_written(tmp, path, overwrite, option):
 
 
 @contextlib.contextmanager
-def staged_outputs(paths, *, overwrite=False):
+def staged_outputs(paths, *, overwrite=False, option=None):
     """Context manager for several outputs of one command that must appear together or not at all.
 
     ``paths`` maps a key (an option's attribute name, as :func:`check_outputs` returns them: ``"phase_out"``
@@ -236,6 +236,8 @@ def staged_outputs(paths, *, overwrite=False):
     exception is every temporary file renamed over its target; on an exception they are all removed and the
     targets, an old file under ``--overwrite`` included, are untouched. Cleaning up after a failure by
     removing what was already renamed lost the user's old grid when ``--overwrite`` had replaced it.
+    ``option`` names every output in the errors (e.g. ``"--out"`` for the files of a report folder); by
+    default each key as its option.
     """
     staged, plain = {}, {}
     try:
@@ -245,7 +247,7 @@ def staged_outputs(paths, *, overwrite=False):
             plain[key] = _compressed_content(staged[key]) or staged[key]
         yield dict(plain)
         for key, tmp in staged.items():
-            _check_written(plain[key], Path(paths[key]), overwrite, f"--{key.replace('_', '-')}")
+            _check_written(plain[key], Path(paths[key]), overwrite, option or f"--{key.replace('_', '-')}")
             _finish(plain[key], tmp, Path(paths[key]))
         # only renames left, each atomic: a failure can no longer come half way through a write
         for key, tmp in staged.items():

@@ -1023,7 +1023,7 @@ def _cli_mags(args):
         # they were silently ignored (an unreachable --scheduler ran in-process with exit status 0)
         raise ValueError(f"{', '.join(points_only)} apply to --points tables only; SSP magnitudes run in "
                          "this process")
-    from .output_files import atomic_output, check_outputs, matplotlib_formats, save_figure, suffix_of
+    from .output_files import check_outputs, matplotlib_formats, save_figure, staged_outputs, suffix_of
     outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table"),
                                    "plot": (matplotlib_formats(), "plot")})
     ages = parse_ages(args.ages, args.n_ages)
@@ -1042,23 +1042,27 @@ def _cli_mags(args):
         if col not in ("age",):
             shown[col].info.format = ".4f"
     shown["age"].info.format = ".4g"
-    # the files first, then the table: `| head` closing stdout at the table's first line lost them
+    # the files first, then the table: `| head` closing stdout at the table's first line lost them. Both are
+    # renamed into place together once both are written: a failed --plot left the new --out behind, which
+    # refused the rerun
     notes = []
-    if "out" in outputs:
-        fmt = TABLE_FORMATS[suffix_of(outputs["out"])]
-        with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
+    with staged_outputs(outputs, overwrite=args.overwrite) as staged:
+        if "out" in staged:
+            fmt = TABLE_FORMATS[suffix_of(outputs["out"])]
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
                 warnings.filterwarnings("ignore", message=".*HIERARCH card will be created.*")
                 (_fits_ready(table) if fmt == "fits" else
-                 _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(tmp,
-                                                                                                  format=fmt)
+                 _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(
+                    staged["out"], format=fmt)
+        if "plot" in staged:
+            save_figure(plot_colour_evolution(table), staged["plot"], overwrite=True)
+    if "out" in outputs:
         notes.append(f"wrote {args.out}")
         if fmt == "ascii.csv":
             notes.append("  (a CSV holds no units and no metadata -- magnitude system, redshift, Z, IMF: "
                          ".ecsv or .fits keep them, .txt as comment lines)")
     if "plot" in outputs:
-        save_figure(plot_colour_evolution(table), outputs["plot"], overwrite=args.overwrite)
         notes.append(f"wrote {args.plot}")
     shown.pprint(max_lines=-1, max_width=-1)
     for note in notes:

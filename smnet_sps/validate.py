@@ -304,23 +304,22 @@ def _cli(args):
         # the nearest other star of the whole set, as without --ids (the subset alone made the baseline worse)
         scores += baseline_scores(stars, grid, pool=all_stars)
     if out:
-        from .output_files import atomic_output, save_figure
-        # everything made before anything is written, each file written aside and renamed (a failure in the
-        # plot left three of the four files, which then blocked the rerun), the figure closed; the folder
-        # made only now (a refused --kfold left an empty one) and the files written before the table is
-        # printed (`| head` closing stdout lost all of them)
+        from .output_files import save_figure, staged_outputs
+        # everything made before anything is written, the figure closed; the four files written aside and
+        # renamed into place together once all are written (one after the other, a failure half way left
+        # three of them, or under --overwrite a mix of the old report and the new); the folder made only now
+        # (a refused --kfold left an empty one) and the files written before the table is printed (`| head`
+        # closing stdout lost all of them)
         text = ("Median of per-star median |residual| [%] (number of stars)\n\n" + format_class_table(scores)
                 + "\n\n90th percentile [%]\n\n" + format_class_table(scores, "p90") + "\n")
         table = class_table(scores)
         fig = plot_worst_residuals(main, n=args.worst)
-        out.mkdir(parents=True, exist_ok=True)
-        save_figure(fig, out / "worst_residuals.png", overwrite=True, option="--out", dpi=90)
-        with atomic_output(out / "per_star.csv", overwrite=True) as tmp:
-            _write_per_star(tmp, scores)
-        with atomic_output(out / "classes.ecsv", overwrite=True) as tmp:
-            table.write(tmp, format="ascii.ecsv", overwrite=True)
-        with atomic_output(out / "classes.md", overwrite=True) as tmp:
-            Path(tmp).write_text(text)
+        with staged_outputs({name: out / name for name in REPORT_FILES}, overwrite=True,
+                            option="--out") as staged:
+            save_figure(fig, staged["worst_residuals.png"], overwrite=True, option="--out", dpi=90)
+            _write_per_star(staged["per_star.csv"], scores)
+            table.write(staged["classes.ecsv"], format="ascii.ecsv")
+            staged["classes.md"].write_text(text)
     print(format_class_table(scores))
     if out:
         print(f"wrote {', '.join(str(out / name) for name in REPORT_FILES)}")

@@ -474,3 +474,28 @@ def test_svgz_plot_names_itself_in_the_gzip_header(tmp_path):
     assert [_gzip_stored_name(targets[k]) for k in ("plot", "out")] == ["b.svg", "b.fits"]
     assert gzip.decompress(targets["plot"].read_bytes()) == b"<svg/>"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.svgz", "b.fits.gz", "b.svgz"]
+
+
+@pytest.mark.parametrize("argv, out_name", [(SSP, "s.fits"), (MAGS, "s.ecsv")])
+def test_a_failed_plot_leaves_no_out_and_keeps_old_ones(argv, out_name, tmp_path, monkeypatch, capsys):
+    """`ssp` / `mags --out X --plot Y` renamed X into place before drawing Y: a plot that failed (disk full)
+    left X behind with status 1, and the rerun was refused ('already exists; pass --overwrite'); under
+    --overwrite the old X was replaced although the command failed. Both are now renamed together."""
+    from matplotlib.figure import Figure
+    out, png = tmp_path / out_name, tmp_path / "s.png"
+    real_savefig = Figure.savefig
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    assert main([*argv, "--out", str(out), "--plot", str(png)]) == 1
+    assert "No space left" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(Figure, "savefig", real_savefig)
+    assert main([*argv, "--out", str(out), "--plot", str(png)]) == 0              # the rerun is not refused
+    old = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    capsys.readouterr()
+    assert main([*argv, "--Z", "0.004", "--out", str(out), "--plot", str(png), "--overwrite"]) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old

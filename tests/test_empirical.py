@@ -366,6 +366,27 @@ def test_nearest_other_star_of_a_subset_is_searched_in_the_whole_set(stars, caps
     assert (in_whole != alone).any()              # the whole set has nearer neighbours for some
 
 
+def test_a_failed_report_under_overwrite_keeps_the_old_one_whole(tmp_path, monkeypatch, capsys):
+    """validate wrote its four report files one after the other: a failure half way (disk full writing
+    per_star.csv) under --overwrite left the new worst_residuals.png beside the old tables. The four are now
+    renamed into place together once all are written."""
+    from smnet_sps import validate
+    from smnet_sps.cli import main
+    report = tmp_path / "r"
+    assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody", "--out", str(report),
+                 "--worst", "2"]) == 0
+    old = {p.name: p.read_bytes() for p in report.iterdir()}
+    assert sorted(old) == sorted(validate.REPORT_FILES)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(validate, "_write_per_star", disk_full)
+    assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody", "--out", str(report),
+                 "--worst", "3", "--overwrite"]) == 1
+    assert "No space left" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == old          # no temporary file either
+
+
 def test_validate_refuses_kfold_before_making_the_report_folder(tmp_path, capsys):
     """--kfold 1 was refused (by kfold_ids) only after --out's folder had been made: an empty folder
     stayed."""

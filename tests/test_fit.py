@@ -289,6 +289,21 @@ def test_cli_fit_writes_json_and_plot(gen, tmp_path):
     res_p = json.loads(out.read_text())
     assert res_p["teff"] == pytest.approx(5800.0, rel=0.03) and abs(res_p["logg"] - 4.4) < 0.3
     assert main(["fit", str(tmp_path / "missing.txt")]) == 1
+    # a failed --plot (disk full) left the new --out behind (status 1; under --overwrite the old one was
+    # replaced): both are now renamed into place together, or neither
+    import matplotlib.figure
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    old = {p.name: p.read_bytes() for p in (out, png)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.figure.Figure, "savefig", disk_full)
+        assert main(["fit", str(spec), "--out", str(out), "--plot", str(png), "--degree", "3",
+                     "--overwrite"]) == 1
+        assert main(["fit", str(spec), "--out", str(tmp_path / "new.json"), "--plot",
+                     str(tmp_path / "new.png")]) == 1
+    assert {p.name: p.read_bytes() for p in (out, png)} == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.json", "fit.png", "star.txt"]
 
 
 @pytest.mark.parametrize("name, content", [("garbage.fits", bytes(range(256)) * 12), ("empty.fits", b""),
