@@ -23,7 +23,7 @@ from .constants import FLAM_UNIT, PACKAGE_DATA, PARAMETER_DOMAINS, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
 from .medium import air_to_vacuum, check_medium
-from .output_files import atomic_output
+from .output_files import atomic_output, save_plot
 from .wavegrid import (POINT_SAMPLE_WIDTH, WAVELENGTH_GRID_DOC, bin_edges, check_wavelength_grid,
                        default_wavelength, resample)
 
@@ -703,8 +703,9 @@ def plot_coverage(grid, path=None):
 
     log Teff increases to the left and log g increases downward. The phase libraries (no log g) are drawn
     as Teff-only rows in a strip above. Returns the :class:`matplotlib.figure.Figure` (drawn with the
-    caller's matplotlib backend, which is left unchanged); also saves it to ``path`` when given (PNG/PDF by
-    suffix). Close it with ``matplotlib.pyplot.close(fig)`` when done.
+    caller's matplotlib backend, which is left unchanged); also saves it to ``path`` when given (format from
+    the extension, a missing folder created: :func:`~smnet_sps.output_files.save_plot`). Close it with
+    ``matplotlib.pyplot.close(fig)`` when done.
     """
     import matplotlib.pyplot as plt
 
@@ -749,11 +750,7 @@ def plot_coverage(grid, path=None):
     ax.grid(alpha=0.3)
     if not phases:
         fig.tight_layout()
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    return fig
+    return save_plot(fig, path, dpi=120)
 
 
 # ------------------------------------------------------------------------------------- phase libraries

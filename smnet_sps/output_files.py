@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["atomic_output", "check_creatable_folder", "check_output", "check_output_folder",
-           "matplotlib_formats", "staged_outputs", "suffix_of", "json_safe"]
+           "matplotlib_formats", "save_figure", "save_plot", "staged_outputs", "suffix_of", "json_safe"]
 
 
 def json_safe(obj):
@@ -297,9 +297,36 @@ def save_figure(fig, path, *, overwrite=False, option="--plot", dpi=110):
     """Save a matplotlib Figure atomically to ``path`` (format from the extension) and close it."""
     import matplotlib.pyplot as plt
     try:
-        with atomic_output(path, overwrite=overwrite, option=option) as tmp:
-            # the temporary file's format: .svg for a .svgz target, compressed by atomic_output
-            fig.savefig(tmp, dpi=dpi, format=suffix_of(tmp).lstrip("."))
+        _write_figure(fig, path, overwrite=overwrite, option=option, dpi=dpi)
     finally:
         plt.close(fig)
     return Path(path)
+
+
+def save_plot(fig, path, *, dpi=110, option="path"):
+    """For the plotting functions' ``path=`` (:func:`~smnet_sps.ssp.plot_ssp`, ...): save the Figure they drew
+    to ``path`` when it is given, and return the figure, open (the caller closes it).
+
+    As for the command line's plots: the format comes from the extension (one matplotlib can write here, or
+    a ValueError naming them), a missing folder is created and the file is replaced atomically. When saving
+    fails the figure is closed before the error propagates: the caller never got it, and each failed call
+    left one more figure open in pyplot."""
+    if path is None:
+        return fig
+    import matplotlib.pyplot as plt
+    try:
+        suffix = suffix_of(path)
+        if suffix not in matplotlib_formats():
+            raise ValueError(f"{option} {str(path)!r}: unknown output format {suffix or '(none)'!r} for the "
+                             f"plot; use one of {', '.join(matplotlib_formats())}")
+        _write_figure(fig, path, overwrite=True, option=option, dpi=dpi)
+    except BaseException:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def _write_figure(fig, path, *, overwrite, option, dpi):
+    with atomic_output(path, overwrite=overwrite, option=option) as tmp:
+        # the temporary file's format: .svg for a .svgz target, compressed by atomic_output
+        fig.savefig(tmp, dpi=dpi, format=suffix_of(tmp).lstrip("."))

@@ -947,7 +947,8 @@ def plot_colour_evolution(table, path=None, filter_names=None):
     Parameters
     ----------
     table : astropy.table.Table with ``log_age`` and ``M_<filter>`` columns
-    path : path-like, optional; also save the figure there (PNG or any matplotlib format)
+    path : path-like, optional; also save the figure there (PNG or any matplotlib format, from the extension;
+        a missing folder is created: :func:`~smnet_sps.output_files.save_plot`)
     filter_names : list of str, optional; default every ``M_<filter>`` column except ``M_bol``
 
     Returns
@@ -989,9 +990,8 @@ def plot_colour_evolution(table, path=None, filter_names=None):
     fig.suptitle("SSP colour evolution" + (f", Z = {z:g}" if z is not None else "")
                  + (f", {table.meta.get('isochrones')} + {gen}" if gen else ""))
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    from .output_files import save_plot
+    return save_plot(fig, path, dpi=110)
 
 
 # extension of `smnet-sps mags --out` -> astropy format (explicit, so a name never picks a surprising format)

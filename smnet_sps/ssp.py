@@ -988,8 +988,8 @@ def plot_ssp(spec, path=None):
     """Log-log SSP spectrum (912 A - 5 um) stacked by evolutionary phase, and L_bol fraction per phase.
 
     Returns the :class:`matplotlib.figure.Figure` (drawn with the caller's matplotlib backend, which is left
-    unchanged); also saves it to ``path`` when given (format from the extension). Close it with
-    ``matplotlib.pyplot.close(fig)`` when done.
+    unchanged); also saves it to ``path`` when given (format from the extension, a missing folder created;
+    :func:`~smnet_sps.output_files.save_plot`). Close it with ``matplotlib.pyplot.close(fig)`` when done.
     """
     import matplotlib.pyplot as plt
 
@@ -1038,9 +1038,8 @@ def plot_ssp(spec, path=None):
     bx.invert_yaxis()
     bx.tick_params(labelsize=7)
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    from .output_files import save_plot
+    return save_plot(fig, path, dpi=110)
 
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")

@@ -144,3 +144,39 @@ def test_mixture_map_legend_stays_inside_the_figure(default_generator, logz_valu
         assert all(ax.get_window_extent().y1 <= box.y0 + 1 for ax in fig.axes)
     finally:
         plt.close(fig)
+
+
+def test_a_failed_save_closes_the_figure_and_a_missing_folder_is_made(blackbody, fixtures_dir, tmp_path,
+                                                                      monkeypatch):
+    """plot_ssp / plot_colour_evolution / plot_coverage(path=...) left the Figure open in pyplot when saving
+    failed (open figures 0 -> 1 -> 2 -> 3 over three failed calls: the caller never got them), and only
+    plot_coverage made a missing folder. All three now save through output_files.save_plot: the figure is
+    closed before the error propagates, a missing folder is made, an unknown extension is refused."""
+    from smnet_sps.grid import build_grid, plot_coverage
+    from smnet_sps.photometry import plot_colour_evolution, ssp_magnitudes
+    from smnet_sps.ssp import plot_ssp, ssp_spectrum
+    spec = ssp_spectrum(1 * u.Gyr, Z=0.0152, generator=blackbody, by_phase=True)
+    table = ssp_magnitudes([0.1, 1.0] * u.Gyr, 0.0152, ["sdss2010-g", "sdss2010-r"], generator=blackbody)
+    grid = build_grid(fixtures_dir / "libraries", only="ck04,basel22", progress=False)
+    plots = {"ssp": lambda path: plot_ssp(spec, path),
+             "colours": lambda path: plot_colour_evolution(table, path),
+             "coverage": lambda path: plot_coverage(grid, path)}
+    plt.close("all")
+    for name, plot in plots.items():
+        out = tmp_path / "new" / name / "plot.png"
+        fig = plot(out)
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert plt.get_fignums() == [fig.number]           # returned open, for the caller to close
+        plt.close(fig)
+        with pytest.raises(ValueError, match="unknown output format '.fits' for the plot; use one of"):
+            plot(tmp_path / f"{name}.fits")
+        assert plt.get_fignums() == [] and not (tmp_path / f"{name}.fits").exists()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    for name, plot in plots.items():
+        with pytest.raises(OSError, match="No space left"):
+            plot(tmp_path / f"{name}.png")
+        assert plt.get_fignums() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]            # no temporary file left
