@@ -977,7 +977,8 @@ def plot_colour_evolution(table, path=None, filter_names=None):
         ax.plot(table["log_age"], table["M_bol"], "k--", label="M_bol")
     ax.invert_yaxis()
     ax.set_xlabel("log age [yr]")
-    ax.set_ylabel(f"absolute magnitude per M$_\\odot$ formed ({table.meta.get('system', 'AB')})")
+    system = _magnitude_system(table, filter_names)
+    ax.set_ylabel("absolute magnitude per M$_\\odot$ formed" + (f" ({system})" if system else ""))
     ax.legend(fontsize=8)
     if n_panels == 2:
         a, b = filter_names[:2]
@@ -992,6 +993,27 @@ def plot_colour_evolution(table, path=None, filter_names=None):
     fig.tight_layout()
     from .output_files import save_plot
     return save_plot(fig, path, dpi=110)
+
+
+def _magnitude_system(table, filter_names):
+    """The magnitude system of an :func:`ssp_magnitudes` table, also as read back from the files of
+    ``smnet-sps mags --out``: ``meta["system"]`` in any case (FITS writes SYSTEM), a ``system: ...`` comment
+    line (.txt), else the M_ columns' unit (mag(AB), mag(ST); FITS keeps it in UNIT_M_<filter>). None where
+    nothing says (a .csv; Vega magnitudes in plain mag without metadata): a guessed "AB" labelled Vega
+    magnitudes AB."""
+    meta = {str(k).lower(): v for k, v in table.meta.items()}
+    if meta.get("system"):
+        return str(meta["system"])
+    for line in meta.get("comments") or []:
+        key, sep, value = str(line).partition(":")
+        if sep and key.strip().lower() == "system" and value.strip():
+            return value.strip()
+    systems = set()
+    for name in filter_names:
+        unit = meta.get(f"unit_m_{name}"[:68].lower()) or table[f"M_{name}"].unit
+        found = re.fullmatch(r"mag\((\w+)\)", str(unit)) if unit is not None else None
+        systems.add(found.group(1) if found else None)
+    return systems.pop() if len(systems) == 1 else None
 
 
 # extension of `smnet-sps mags --out` -> astropy format (explicit, so a name never picks a surprising format)

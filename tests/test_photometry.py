@@ -602,3 +602,30 @@ def test_wide_steps_are_refined_after_the_nan_rule_and_only_where_a_filter_reach
     assert abs(float(zeroed - clean)) < 0.5
     w2, f2 = _power_law_steps(grid, flux, [(5000.0, 7000.0)])
     assert w2 is grid and f2 is flux
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_colour_plot_labels_the_system_the_table_says_never_a_guessed_ab(tmp_path):
+    """plot_colour_evolution labelled `mags --system Vega` magnitudes read back from .fits (meta key SYSTEM:
+    FITS upper-cases it) or .txt (the system in a comment line) as AB (meta.get('system', 'AB')); it now reads
+    the system in any case, from the .txt comment, else from the M_ columns' unit (mag(ST), mag(AB)), and
+    names none where nothing says (.csv)."""
+    import matplotlib.pyplot as plt
+    from astropy.table import Table
+
+    from smnet_sps.cli import main
+    from smnet_sps.photometry import TABLE_FORMATS, plot_colour_evolution, ssp_magnitudes
+    label = "absolute magnitude per M$_\\odot$ formed"
+    for ext, system in ((".fits", " (Vega)"), (".txt", " (Vega)"), (".ecsv", " (Vega)"), (".csv", "")):
+        out = tmp_path / f"m{ext}"
+        assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g,sdss2010-r", "--ages", "1,3Gyr",
+                     "--generator", "blackbody", "--system", "Vega", "--out", str(out)]) == 0
+        fig = plot_colour_evolution(Table.read(out, format=TABLE_FORMATS[ext]))
+        assert fig.axes[0].get_ylabel() == label + system, ext
+        plt.close(fig)
+    table = ssp_magnitudes([1.0, 3.0] * u.Gyr, 0.0152, ["sdss2010-g", "sdss2010-r"], system="ST",
+                           generator="blackbody")
+    del table.meta["system"]                                   # the units still say: mag(ST)
+    fig = plot_colour_evolution(table)
+    assert fig.axes[0].get_ylabel() == label + " (ST)"
+    plt.close(fig)
