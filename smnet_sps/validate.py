@@ -10,10 +10,10 @@ The first form scores the generator (and, with ``--imitations``, each of its lib
 ``--grid``, linear interpolation of CK04 + BaSeL; always the nearest other observed star) with the procedure
 of :mod:`smnet_sps.empirical`, prints a median per Teff / log g class, and writes to ``--out``: ``classes.md``
 and ``classes.ecsv`` (median and p90 per class and source), ``per_star.csv`` (one row per star, one column per
-source) and ``worst_residuals.png``. ``--kfold K`` adds the honest test of the default mixture: stars are
-split into K stratified folds; for each, the library preferences are ranked on the other K-1 folds and the
-default mixture so obtained is scored on the held-out fold (the nearest-star baseline draws from the other
-folds too).
+source: the star's median |residual| [%]) and ``worst_residuals.png``. ``--kfold K`` adds the honest test of
+the default mixture: stars are split into K stratified folds; for each, the library preferences are ranked on
+the other K-1 folds and the default mixture so obtained is scored on the held-out fold (the nearest-star
+baseline draws from the other folds too).
 
 The second form ranks the libraries per region on the given (tuning) stars and writes the model's
 ``mixture.json`` (:mod:`smnet_sps.mixture`).
@@ -350,7 +350,8 @@ def _write_per_star(path, scores):
     rows = {int(s): i for i, s in enumerate(ref.star_id)}
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["star_id", "teff", "logg", "logz", "inside"] + [f"{s.name} median_abs_residual"
+        # per cent, as classes.md / classes.ecsv and calibrate's cv_per_star.csv (a fraction read 100x small)
+        w.writerow(["star_id", "teff", "logg", "logz", "inside"] + [f"{s.name} median_abs_residual [%]"
                                                                     for s in scores])
         cols = []
         for s in scores:
@@ -360,4 +361,4 @@ def _write_per_star(path, scores):
             cols.append(v)
         for i in range(len(ref.star_id)):
             w.writerow([int(ref.star_id[i]), f"{ref.teff[i]:.0f}", f"{ref.logg[i]:.3f}", f"{ref.logz[i]:.3f}",
-                        bool(ref.inside[i])] + [f"{c[i]:.6f}" for c in cols])
+                        bool(ref.inside[i])] + [f"{100 * c[i]:.4f}" for c in cols])

@@ -366,6 +366,29 @@ def test_nearest_other_star_of_a_subset_is_searched_in_the_whole_set(stars, caps
     assert (in_whole != alone).any()              # the whole set has nearer neighbours for some
 
 
+def test_per_star_csv_is_in_per_cent_as_the_class_tables(tmp_path):
+    """per_star.csv held each star's median |residual| as a fraction (0.019543) under a header without a unit,
+    beside classes.md / classes.ecsv in per cent (1.95) and calibrate's cv_per_star.csv ('[%]'): read 100x
+    too small. It is now per cent, and says so."""
+    import csv
+
+    from astropy.table import Table
+
+    from smnet_sps.cli import main
+    ids = tmp_path / "ids.txt"
+    ids.write_text("85\n")
+    report = tmp_path / "r"
+    assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody", "--ids", str(ids),
+                 "--out", str(report)]) == 0
+    header, row = list(csv.reader((report / "per_star.csv").open()))
+    classes = Table.read(report / "classes.ecsv")
+    for k, name in enumerate(header[5:]):
+        assert name.endswith(" median_abs_residual [%]")
+        source = name[:-len(" median_abs_residual [%]")]
+        in_class = classes[classes[f"{source} n"] == 1][f"{source} median %"]      # the classes it is in
+        assert len(in_class) >= 1 and np.allclose(float(row[5 + k]), in_class, atol=1e-4, rtol=0)
+
+
 def test_a_failed_report_under_overwrite_keeps_the_old_one_whole(tmp_path, monkeypatch, capsys):
     """validate wrote its four report files one after the other: a failure half way (disk full writing
     per_star.csv) under --overwrite left the new worst_residuals.png beside the old tables. The four are now
