@@ -875,7 +875,12 @@ def save_ssp_grid(grid, path):
             for k, v in arrays.items():
                 f.create_dataset(k, data=v, compression="gzip" if v.ndim == 3 else None)
             for k, v in attrs.items():             # also as plain attributes, for other tools
-                plain = isinstance(v, (str, int, float, np.number)) and not isinstance(v, bool)
+                if isinstance(v, (bool, np.bool_)):
+                    # HDF5's boolean (h5py reads np.bool_): the JSON text 'false' was a non-empty string,
+                    # which `if f.attrs["tail_filled"]` took as true
+                    f.attrs[k] = np.bool_(v)
+                    continue
+                plain = isinstance(v, (str, int, float, np.number))
                 f.attrs[k] = v if plain else json.dumps(v, default=_json_default)
             f.attrs["attrs_json"] = encoded
             f.attrs[_H5_FLUX_UNIT_KEY] = _H5_FLUX_PER_HZ
@@ -914,7 +919,10 @@ def load_ssp_grid(path):
                 per_hz = f.attrs.get(_H5_FLUX_UNIT_KEY) == _H5_FLUX_PER_HZ    # absent in files before 2026-12
                 raw = f.attrs.get("attrs_json")
                 if raw is None:                        # a file written before attrs_json existed
-                    raw = json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()})
+                    # booleans were stored there as the JSON text 'true' / 'false'
+                    raw = json.dumps({k: (v.item() if hasattr(v, "item") else
+                                          v == "true" if v in ("true", "false") else v)
+                                      for k, v in f.attrs.items()})
                 elif isinstance(raw, bytes):
                     raw = raw.decode()
     except (OSError, ValueError) as exc:

@@ -488,3 +488,27 @@ def test_documented_exclude_losses_are_the_measured_ones(default_generator):
         # a figure stands for its rounding interval: "8.4" for 8.35-8.45, "13" for 12.5-13.5
         half_last_digit = 0.5 * 10.0 ** -len(figure.partition(".")[2])
         assert abs(float(figure) - value) <= half_last_digit, (figure, value)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("tail_filled", [False, True])
+def test_h5_grid_stores_booleans_as_hdf5_booleans(tmp_path, tail_filled):
+    """The .h5 grid's plain attributes ('for other tools') held booleans as the JSON text 'false' / 'true': a
+    non-empty string, so `if f.attrs['tail_filled']` read False as True. They are now HDF5 booleans (h5py:
+    numpy.bool_); load_ssp_grid still reads a file with the text, with or without attrs_json."""
+    import h5py
+
+    from smnet_sps.ssp import load_ssp_grid, save_ssp_grid
+    g = ssp_grid([1e9, 3e9], [0.0152], generator="blackbody", progress=False)
+    g = g._replace(attrs=dict(g.attrs, tail_filled=tail_filled))
+    path = save_ssp_grid(g, tmp_path / "g.h5")
+    with h5py.File(path) as f:
+        stored = f.attrs["tail_filled"]
+    assert isinstance(stored, np.bool_) and bool(stored) is tail_filled
+    assert load_ssp_grid(path).attrs["tail_filled"] is tail_filled
+    with h5py.File(path, "r+") as f:                      # an older file: the JSON text
+        f.attrs["tail_filled"] = "true" if tail_filled else "false"
+    assert load_ssp_grid(path).attrs["tail_filled"] is tail_filled
+    with h5py.File(path, "r+") as f:                      # older still: no attrs_json
+        del f.attrs["attrs_json"]
+    assert load_ssp_grid(path).attrs["tail_filled"] is tail_filled
