@@ -31,6 +31,7 @@ import math
 import os
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -1113,20 +1114,20 @@ def _star_start_grid(gen):
 
 def _cached_start_grid(gen):
     global _STAR_START_GRID
-    # keyed by the model's directory (a model is immutable; two loads of one model share the grid); a few
-    # models are kept (e.g. the folds of a cross-validation)
-    d = getattr(gen, "directory", None)
-    if d is None and isinstance(getattr(gen, "meta", None), dict):
-        # a released checkpoint: its two files (an id can be reused once the generator is gone)
-        d = (gen.meta.get("weights"), gen.meta.get("meta_file")) if "weights" in gen.meta else None
-    key = (str(d) if d is not None else id(gen), getattr(gen, "name", ""), gen.wavelength.size)
+    # per generator object, not per model directory: generators of one directory differ in what the grid
+    # depends on (default library, tail, dtype; a directory can be retrained in place). The grid goes with
+    # its generator; a few are kept (e.g. the folds of a cross-validation)
     if _STAR_START_GRID is None:
-        _STAR_START_GRID = {}
-    if key not in _STAR_START_GRID:
+        _STAR_START_GRID = weakref.WeakKeyDictionary()
+    try:
+        weakref.ref(gen)
+    except TypeError:                 # an object without weak references (__slots__): not cached
+        return _star_start_grid(gen)
+    if gen not in _STAR_START_GRID:
         if len(_STAR_START_GRID) >= 8:
-            _STAR_START_GRID.pop(next(iter(_STAR_START_GRID)))
-        _STAR_START_GRID[key] = _star_start_grid(gen)
-    return _STAR_START_GRID[key]
+            _STAR_START_GRID.pop(next(iter(_STAR_START_GRID.keys())), None)
+        _STAR_START_GRID[gen] = _star_start_grid(gen)
+    return _STAR_START_GRID[gen]
 
 
 def _star_model_fn(gen, op, library, correction=None, dtype=torch.float32):

@@ -1443,3 +1443,25 @@ def test_interpolator_checks_non_tensor_inputs(rng):
         interp(np.ma.masked_array([9.5], mask=[True]), [0.0])
     with pytest.raises(ValueError, match="log_age must be log10.*got unit K"):
         interp(9.5 * u.K, 0.0)
+
+
+def test_the_start_grid_belongs_to_the_generator_not_its_directory(gen):
+    """fit_star's start grid was cached by (model directory, name, pixels): load_generator(library="basel22")
+    shares all three with the default mixture, so after one fit with it the default generator started from
+    BaSeL's 158 solar-[M/H] nodes and a 6200 K / 4.2 / -1.5 star came out at 24,576 K, 3.70, +0.08 (chi2 1036
+    against 155). The grid is now cached per generator object."""
+    from smnet_sps.fit import _cached_start_grid
+    from smnet_sps.neural import load_generator
+
+    basel = load_generator(library="basel22", device="cpu")
+    nodes_basel = _cached_start_grid(basel)[0]
+    assert np.all(nodes_basel[:, 2] == 0.0)
+    nodes, flux = _cached_start_grid(gen)
+    assert np.unique(nodes[:, 2]).size > 1 and nodes.shape[0] > nodes_basel.shape[0]
+    assert _cached_start_grid(gen)[0] is nodes                                  # still cached
+    w, f, iv, _ = mock_star(np.array([3600.0, 7400.0]), 6200.0, 4.2, -1.5, rv=30.0, snr=100.0,
+                            generator=gen, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        r = fit_star(w, f, iv, generator=gen)
+    assert abs(r.teff / 6200.0 - 1) < 0.02 and abs(r.logg - 4.2) < 0.2 and abs(r.logz + 1.5) < 0.1
