@@ -56,6 +56,7 @@ log g libraries do not represent.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -364,10 +365,12 @@ class StellarLibraryBackend:
                              "backend integrates its spectra over it")
         self._wint = _trapz_weights(self.wavelength)
         # per-point cache, vectorised: packed key -> slot of a ring buffer of unit spectra (float32), filled
-        # first in, first out; allocated on first use
+        # first in, first out; allocated on first use. Threads share a backend (get_backend, a Dask worker's
+        # threads): the index, the ring buffer and the counters are read and changed under one lock
         self._slot_of = {}
         self._store = None
         self._next_slot = 0
+        self._lock = threading.Lock()
         self._phase_libs = phase_libraries
         self._phase_libs_token = None if phase_libraries is None else id(phase_libraries)   # in key
         self.hits = self.misses = 0
@@ -389,10 +392,11 @@ class StellarLibraryBackend:
                 f" outside={self.outside!r}, cached={len(self._slot_of)})")
 
     def clear_cache(self):
-        self._slot_of.clear()
-        self._store = None
-        self._next_slot = 0
-        self.hits = self.misses = 0
+        with self._lock:
+            self._slot_of.clear()
+            self._store = None
+            self._next_slot = 0
+            self.hits = self.misses = 0
 
     # ---- dedicated phase libraries --------------------------------------------------------------
     def _load_phase_libraries(self):
@@ -660,30 +664,32 @@ class StellarLibraryBackend:
         if not use_cache or self.cache_size == 0:
             return self._compute(ukeys, timing=timing)
         packed, fits = _pack_keys(ukeys)
-        slot_of = self._slot_of
-        slots = np.fromiter((slot_of.get(k, -1) for k in packed.tolist()), np.int64, n)
-        slots[~fits] = -1
-        hit = slots >= 0
         out = np.empty((n, self.wavelength.size), np.float32)
         status = np.empty(n, np.int8)
         inside = np.empty(n, bool)
         corr = np.empty(n)
-        if hit.any():
-            st = self._store
-            src = slots[hit]
-            out[hit], status[hit], inside[hit], corr[hit] = st[0][src], st[1][src], st[2][src], st[3][src]
-        todo = np.flatnonzero(~hit)
-        self.hits += n - todo.size
-        self.misses += todo.size
+        with self._lock:          # the hits are copied out before another thread can reuse their slots
+            slot_of = self._slot_of
+            slots = np.fromiter((slot_of.get(k, -1) for k in packed.tolist()), np.int64, n)
+            slots[~fits] = -1
+            hit = slots >= 0
+            if hit.any():
+                st = self._store
+                src = slots[hit]
+                out[hit], status[hit], inside[hit], corr[hit] = st[0][src], st[1][src], st[2][src], st[3][src]
+            todo = np.flatnonzero(~hit)
+            self.hits += n - todo.size
+            self.misses += todo.size
         if todo.size:
-            f, s, ins, c = self._compute(ukeys[todo], timing=timing)
+            f, s, ins, c = self._compute(ukeys[todo], timing=timing)      # outside the lock: threads overlap
             out[todo], status[todo], inside[todo], corr[todo] = f, s, ins, c
             keep = todo[fits[todo]][-self.cache_size:]        # what fits the key packing and the cache
-            self._store_rows(packed[keep], out[keep], status[keep], inside[keep], corr[keep])
+            with self._lock:
+                self._store_rows(packed[keep], out[keep], status[keep], inside[keep], corr[keep])
         return out, status, inside, corr
 
     def _store_rows(self, packed, flux, status, inside, corr):
-        """Put rows into the ring buffer, replacing the oldest entries."""
+        """Put rows into the ring buffer, replacing the oldest entries (called holding ``self._lock``)."""
         if not packed.size:
             return
         if self._store is None:
@@ -693,9 +699,10 @@ class StellarLibraryBackend:
         store, st_status, st_inside, st_corr, st_key = self._store
         slots = (self._next_slot + np.arange(packed.size)) % self.cache_size
         self._next_slot = int((self._next_slot + packed.size) % self.cache_size)
-        for old in st_key[slots].tolist():           # evict what those slots held
-            if old != -1:
-                self._slot_of.pop(old, None)
+        for old, slot in zip(st_key[slots].tolist(), slots.tolist()):      # evict what those slots held
+            # (only if the index still points there: another thread may have stored that key again since)
+            if old != -1 and self._slot_of.get(old) == slot:
+                del self._slot_of[old]
         store[slots], st_status[slots], st_inside[slots], st_corr[slots] = flux, status, inside, corr
         st_key[slots] = packed
         self._slot_of.update(zip(packed.tolist(), slots.tolist()))

@@ -21,6 +21,7 @@ with weights linear in log Z. At a tabulated node this is exactly the tabulated 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import OrderedDict
 from typing import NamedTuple
@@ -56,6 +57,9 @@ _DEFAULT_GENERATOR = {}
 _SSP_CACHE = OrderedDict()
 _SSP_CACHE_BYTES = 256 * 2**20
 _SSP_CACHE_USED = [0]
+# threads computing SSPs at once (a thread pool, a multithreaded Dask worker) share the cache and its byte
+# count; they are read and changed under this lock (the SSPs themselves are computed outside it)
+_SSP_CACHE_LOCK = threading.Lock()
 
 
 # ---- inputs -----------------------------------------------------------------------------------
@@ -396,8 +400,9 @@ def _correction_summary(corr_stats):
 
 def clear_ssp_cache():
     """Forget every cached tabulated SSP (they are also dropped, least recently used first, past 256 MB)."""
-    _SSP_CACHE.clear()
-    _SSP_CACHE_USED[0] = 0
+    with _SSP_CACHE_LOCK:
+        _SSP_CACHE.clear()
+        _SSP_CACHE_USED[0] = 0
 
 
 def _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=False, progress=False, stats=None):
@@ -412,11 +417,12 @@ def _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=False, progres
     # object, so a later generator that reuses a freed id never gets another generator's spectra
     found = {}
     if cacheable:
-        for p, k in zip(pairs, keys):
-            hit = _SSP_CACHE.get(k)
-            if hit is not None and hit[0] is backend.generator:
-                _SSP_CACHE.move_to_end(k)
-                found[p] = hit[1]
+        with _SSP_CACHE_LOCK:
+            for p, k in zip(pairs, keys):
+                hit = _SSP_CACHE.get(k)
+                if hit is not None and hit[0] is backend.generator:
+                    _SSP_CACHE.move_to_end(k)
+                    found[p] = hit[1]
     todo = [p for p in pairs if p not in found]
     if stats is not None:
         stats.update(n_isochrones=len(pairs), n_isochrones_cached=len(pairs) - len(todo))
@@ -424,18 +430,19 @@ def _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=False, progres
         tab = _tabulated(iso, todo, imf_obj, backend, progress=progress, by_phase=by_phase, stats=stats)
         key_of = dict(zip(pairs, keys))
         for i, p in enumerate(todo):
-            entry = {key: np.array(val[i]) for key, val in tab.items()}
-            found[p] = entry
-            if cacheable:
-                k = key_of[p]
-                size = sum(v.nbytes for v in entry.values())
-                old = _SSP_CACHE.pop(k, None)
-                if old is not None:
-                    _SSP_CACHE_USED[0] -= old[2]
-                _SSP_CACHE[k] = (backend.generator, entry, size)
-                _SSP_CACHE_USED[0] += size
-        while _SSP_CACHE_USED[0] > _SSP_CACHE_BYTES and _SSP_CACHE:
-            _SSP_CACHE_USED[0] -= _SSP_CACHE.popitem(last=False)[1][2]
+            found[p] = {key: np.array(val[i]) for key, val in tab.items()}
+        if cacheable:
+            with _SSP_CACHE_LOCK:
+                for p in todo:
+                    k = key_of[p]
+                    size = sum(v.nbytes for v in found[p].values())
+                    old = _SSP_CACHE.pop(k, None)
+                    if old is not None:
+                        _SSP_CACHE_USED[0] -= old[2]
+                    _SSP_CACHE[k] = (backend.generator, found[p], size)
+                    _SSP_CACHE_USED[0] += size
+                while _SSP_CACHE_USED[0] > _SSP_CACHE_BYTES and _SSP_CACHE:
+                    _SSP_CACHE_USED[0] -= _SSP_CACHE.popitem(last=False)[1][2]
     first = found[pairs[0]]
     return {key: np.stack([found[p][key] for p in pairs]) for key in first}
 

@@ -592,3 +592,39 @@ def test_the_documented_grid_share_of_the_default_grid():
     assert f.min() > 0.9997 and not (f > 0.9999).all()
     assert planck_fraction(91.0, 1.6e6, 1e5) == pytest.approx(0.99990, abs=5e-6)
     assert planck_fraction(91.0, 1.6e6, 1.9e5) == pytest.approx(0.969, abs=5e-4)
+
+
+def test_threads_sharing_a_backend_get_their_own_spectra(blackbody):
+    """Threads sharing one backend (ssp_spectrum's shared backend, a multithreaded Dask worker) raced in the
+    per-point cache: two keys came to share a ring-buffer slot (4 threads, cache_size=500: 300 of 8,000
+    spectra another star's, relative error 2e24; 800 keys indexed for 500 slots). Lookups and stores now hold
+    the backend's lock; the generator runs outside it."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    logt, logg = rng.uniform(3.55, 4.6, n), rng.uniform(0.0, 5.0, n)
+    logz, logl = rng.uniform(-1.0, 0.3, n), rng.uniform(-1.0, 3.0, n)
+    ref = StellarLibraryBackend(blackbody, cache_size=0).point_spectra(logt=logt, logg=logg, logz=logz,
+                                                                       logl=logl).llam
+    chunks = [slice(i, i + 50) for i in range(0, n, 50)] * 3              # every point asked for 3 times
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)                     # switch threads often: the old race showed every time
+    try:
+        for _ in range(3):
+            be = StellarLibraryBackend(blackbody, cache_size=97, batch_size=16)
+
+            def job(sl, be=be):
+                return sl, be.point_spectra(logt=logt[sl], logg=logg[sl], logz=logz[sl], logl=logl[sl]).llam
+
+            with ThreadPoolExecutor(8) as ex:
+                res = list(ex.map(job, chunks))
+            for sl, llam in res:          # (to the peak: the cache's float32 flushes the far Wien tail)
+                assert np.all(np.abs(llam - ref[sl]).max(axis=1) <= 1e-6 * ref[sl].max(axis=1))
+            assert len(be._slot_of) <= be.cache_size
+            st_key = be._store[4]
+            assert all(st_key[slot] == key for key, slot in be._slot_of.items())
+            assert be.hits + be.misses == sum(sl.stop - sl.start for sl in chunks)
+    finally:
+        sys.setswitchinterval(switch)

@@ -512,3 +512,44 @@ def test_h5_grid_stores_booleans_as_hdf5_booleans(tmp_path, tail_filled):
     with h5py.File(path, "r+") as f:                      # older still: no attrs_json
         del f.attrs["attrs_json"]
     assert load_ssp_grid(path).attrs["tail_filled"] is tail_filled
+
+
+def test_threads_sharing_the_ssp_cache_keep_its_byte_count(blackbody, monkeypatch):
+    """Threads computing SSPs at once read and changed the tabulated-SSP cache and its byte count without a
+    lock: counts were lost and an entry evicted by one thread while another moved it. The cache is read and
+    changed under a lock (the SSPs are computed outside it): every thread gets its own isochrones' SSPs, and
+    the count is the sum of the entries' sizes. (The SSPs are stand-ins, so that the cache's own work, which
+    a real SSP hides behind a long computation, is what the threads do.)"""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smnet_sps import ssp as S
+    from smnet_sps.backend import StellarLibraryBackend
+    from smnet_sps.imf import get_imf
+    from smnet_sps.isochrones import load_isochrones
+
+    def tabulated(iso, pairs, imf, backend, **kw):
+        return {"flux": np.array([[iz, ia, 1.0] for iz, ia in pairs])}
+
+    monkeypatch.setattr(S, "_tabulated", tabulated)
+    monkeypatch.setattr(S, "_SSP_CACHE_BYTES", 40 * 24)                 # 40 entries: eviction all the time
+    iso, imf, backend = load_isochrones("padova"), get_imf("kroupa"), StellarLibraryBackend(blackbody)
+    rng = np.random.default_rng(1)
+    requests = [[(int(iz), int(ia)) for iz, ia in zip(rng.integers(0, 5, 4), rng.integers(0, 60, 4))]
+                for _ in range(4000)]
+
+    def job(pairs):
+        got = S._tabulated_cached(iso, pairs, imf, "kroupa", backend)["flux"]
+        return np.array_equal(got[:, :2], np.array(pairs))
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(3):
+            S.clear_ssp_cache()
+            with ThreadPoolExecutor(8) as ex:
+                assert all(ex.map(job, requests))
+            assert S._SSP_CACHE_USED[0] == sum(e[2] for e in S._SSP_CACHE.values()) <= S._SSP_CACHE_BYTES
+    finally:
+        sys.setswitchinterval(switch)
+        S.clear_ssp_cache()
