@@ -58,7 +58,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,8 +65,8 @@ from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB
 from .generator import (_as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
-                        _refuse_masked, _teff_value, luminosity_scale, planck_fraction, planck_surface_flux,
-                        validate_parameters)
+                        _quiet_coverage, _refuse_masked, _teff_value, luminosity_scale, planck_fraction,
+                        planck_surface_flux, validate_parameters)
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -603,9 +602,8 @@ class StellarLibraryBackend:
                 run = idx[cov]
             if run.size:
                 t0, c0 = time.perf_counter(), time.process_time()
-                with warnings.catch_warnings():
+                with _quiet_coverage():
                     # coverage is reported through the status flags, not one warning per call
-                    warnings.simplefilter("ignore")
                     batches = self.generator.stream(teff[run], logg[run], logz[run],
                                                     batch_size=self.batch_size, progress=progress)
                     for sl, f, cov in batches:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .generator import _quiet_coverage
 from .model import caller_torch_state_kept
 from .semi_empirical import (FORMAT, PROBE_PARAMS, CorrectionNet, base_fingerprint, file_sha256,
                              low_order_basis, probe_ln_flux, wavelength_taper)
@@ -101,9 +102,7 @@ def prepare(stars, base, settings=None):
         cov_len = (ov @ good.T.astype(float)).T
         mean = (ov @ np.where(good, stars.flux, 0.0).T).T / cov_len
     cov = cov_len / np.diff(e[start:stop + 1])
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")       # a few stars lie outside the base model's coverage
+    with _quiet_coverage():                   # a few stars lie outside the base model's coverage
         fbase, _ = base.surface_flux(stars.teff, stars.logg, stars.logz)
     fb = fbase[:, start:stop]
     mask = (cov >= st.min_coverage) & np.isfinite(mean) & (mean > 0) & (fb > 0)
@@ -345,11 +344,7 @@ def _calibrate(empirical, out, base, folds, settings, grid, progress):
 
 
 def _quiet_flux(gen, teff, logg, logz):
-    import warnings
-
-    from .generator import CoverageWarning
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CoverageWarning)
+    with _quiet_coverage():
         return gen.surface_flux(teff, logg, logz)[0]
 
 

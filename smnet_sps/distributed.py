@@ -40,7 +40,6 @@ import json
 import math
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -48,7 +47,7 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT
-from .generator import _check_count, luminosity_scale, validate_parameters
+from .generator import _check_count, _quiet_coverage, luminosity_scale, validate_parameters
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
            "magnitudes", "write_points", "load_points_store", "read_points", "points_array", "local_cluster",
@@ -381,8 +380,7 @@ def _ssp_block(store, desc, spec, device, iz, ib):
     gen = worker_generator(spec, device)
     ac = desc["age_chunk"]
     ages = np.asarray(desc["ages_yr"])[ib * ac:(ib + 1) * ac]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # coverage is recorded in outside_fraction
+    with _quiet_coverage():                      # coverage is recorded in outside_fraction
         grid = ssp_grid(ages, [desc["Z"][iz]], imf=desc["imf"], isochrones=desc["isochrones"], generator=gen,
                         special_phases=desc["special_phases"], outside=desc["outside"], progress=False,
                         device=device)
@@ -599,8 +597,7 @@ def _points_block(block, spec, device, what, filters, system, distance_cm, batch
     out = np.empty((block.shape[0], k + 1), dtype=out_dtype)
     wave = np.asarray(gen.wavelength, float) * u.AA
     distance = None if distance_cm is None else distance_cm * u.cm
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # coverage goes into the returned flag column
+    with _quiet_coverage():                      # coverage goes into the returned flag column
         for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch_size):
             if what == "magnitudes":
                 # CONTRACTS, star: L f F / integral(F), the SSP backend's rule; L F / sigma Teff^4 carried

@@ -22,7 +22,6 @@ Pure functions and small containers only: the ``smnet-sps validate`` command liv
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,9 +321,10 @@ def star_score(residuals):
     """Per star: median |residual| over the valid grid points; NaN if < half of the grid is valid."""
     r = np.atleast_2d(np.asarray(residuals, float))
     finite = np.isfinite(r)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(np.abs(r), axis=1)
+    # only rows with a value: numpy warns on an all-NaN median (catch_warnings is not thread-safe)
+    seen = ~np.isnan(r).all(axis=1)
+    med = np.full(r.shape[0], np.nan)
+    med[seen] = np.nanmedian(np.abs(r[seen]), axis=1)
     return np.where(finite.mean(1) >= MIN_VALID_FRACTION, med, np.nan)
 
 
@@ -379,10 +379,9 @@ def score_generator(gen, stars, library=None, name=None):
     ``library`` is passed on to generators that imitate libraries (NeuralGenerator). Points outside the
     generator's coverage are scored too (their flag is kept in ``inside``).
     """
-    from .generator import CoverageWarning
+    from .generator import _quiet_coverage
     kw = {"library": library} if library is not None else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CoverageWarning)
+    with _quiet_coverage():
         flux, inside = gen.surface_flux(stars.teff, stars.logg, stars.logz, **kw)
     label = name or (f"{gen.name} [{library}]" if library else gen.name)
     return score_spectra(label, gen.wavelength, flux, stars, inside)

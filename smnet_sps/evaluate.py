@@ -164,8 +164,7 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
     against that library. ``bands=True`` adds ``bands``: {Teff band name: the same metrics on the test
     nodes of that band, :data:`TEFF_BANDS`} (model, baseline where it exists, default if asked).
     """
-    import warnings
-    from .generator import CoverageWarning
+    from .generator import _quiet_coverage
     check_grid_wavelength(gen, grid)
     split = gen.nodes["split"] if split is None else np.asarray(split)
     if split.shape != (len(grid.teff),):
@@ -201,8 +200,7 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
                            model_p95_on_baseline_nodes=float(np.percentile(me, 95)))
         dflt = None
         if default:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", CoverageWarning)
+            with _quiet_coverage():
                 dflt, _ = gen.surface_flux(grid.teff[test], grid.logg[test], grid.logz[test], library=None)
             row.update({f"default_{k}": v for k, v in error_metrics(dflt, true, mask, wl,
                                                                     wave_range).items()})
@@ -376,8 +374,7 @@ def seam_report(gen, grid, sweeps=None):
     interpolated linearly in log Teff between its nodes: its jumps where a library enters or leaves are the
     libraries' own disagreements.
     """
-    import warnings
-    from .generator import CoverageWarning
+    from .generator import _quiet_coverage
 
     check_grid_wavelength(gen, grid)
     sweeps = default_sweeps(gen) if sweeps is None else sweeps
@@ -394,8 +391,7 @@ def seam_report(gen, grid, sweeps=None):
             rows.append({**head, "skipped": problem})
             continue
         t = teff_sweep(lo, hi)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CoverageWarning)
+        with _quiet_coverage():
             f, inside = gen.surface_flux(t, g, z)
         mix = gen.mixture(t, g, z)
         raw, nlib = _raw_sweep(grid, t, g, z)

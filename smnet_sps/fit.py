@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .generator import _unmask, validate_parameters
+from .generator import _quiet_coverage, _unmask, validate_parameters
 
 __all__ = [
     "fit_star",
@@ -1106,8 +1106,7 @@ def _star_start_grid(gen):
     T, G, Z = T[keep], G[keep], Z[keep]
     ok = np.asarray(gen.in_coverage(T, G, Z), bool)
     T, G, Z = T[ok], G[ok], Z[ok]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet_coverage():          # inside coverage by construction: never a warning of its own
         flux, _ = gen.surface_flux(T, G, Z)
     return np.stack([T, G, Z], 1), flux
 
@@ -1687,7 +1686,9 @@ def empirical_correction(
                 "pixels); these are coarser"
             )
         ratios[i, op.model_index] = op.flux / model[0].numpy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        corr = np.nanmedian(ratios, axis=0)
+    # the median over the stars that reach each pixel; none: 1 (numpy warns on an all-NaN median, and
+    # catch_warnings, which would silence it, swaps the process-wide filters: not thread-safe)
+    seen = ~np.isnan(ratios).all(axis=0)
+    corr = np.full(ratios.shape[1], np.nan)
+    corr[seen] = np.nanmedian(ratios[:, seen], axis=0)
     return np.where(np.isfinite(corr) & (corr > 0), corr, 1.0)

@@ -7,6 +7,8 @@ input validation, coverage flags, streaming in bounded memory, progress bars and
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -23,6 +25,23 @@ __all__ = ["CoverageWarning", "ParameterBox", "Generator", "BlackbodyGenerator",
 
 class CoverageWarning(UserWarning):
     """Some requested points lie outside what the generator was trained on."""
+
+
+# Set inside _quiet_coverage(): this thread's (context's) coverage checks flag points without warning.
+_QUIET_COVERAGE = contextvars.ContextVar("smnet_sps_quiet_coverage", default=False)
+
+
+@contextlib.contextmanager
+def _quiet_coverage():
+    """No CoverageWarning from the package inside the block, in this thread only: for callers that report
+    coverage through the flags themselves (the SSP backend, the Dask tasks). warnings.catch_warnings swaps
+    the process-wide filter list and is not thread-safe: threads overlapping in it left every warning of the
+    process switched off."""
+    token = _QUIET_COVERAGE.set(True)
+    try:
+        yield
+    finally:
+        _QUIET_COVERAGE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -348,8 +367,9 @@ class Generator(ABC):
                    + f" (first: Teff={teff[i]:g} K, log g={logg[i]:g}, [M/H]={logz[i]:g}); {where}")
             if strict:
                 raise ValueError(msg)
-            warnings.warn(msg + ". Their spectra are extrapolations; see the returned coverage flags.",
-                          CoverageWarning, stacklevel=_user_stacklevel())
+            if not _QUIET_COVERAGE.get():
+                warnings.warn(msg + ". Their spectra are extrapolations; see the returned coverage flags.",
+                              CoverageWarning, stacklevel=_user_stacklevel())
         return inside
 
     # ---- one batch ------------------------------------------------------------------------------

@@ -425,13 +425,10 @@ class StellarPopulation:
         hit = _GRID_CACHE.get(key)
         if hit is not None and hit[0] is backend.generator:
             return hit[1]
-        import warnings
-
-        from .generator import CoverageWarning
-        with warnings.catch_warnings():
+        from .generator import _quiet_coverage
+        with _quiet_coverage():
             # the tabulation covers every age; a few sub-2-Myr SSPs of metal-poor PARSEC sets are mostly
             # extrapolated, and their share of a composite population is what matters, not theirs alone
-            warnings.simplefilter("ignore", CoverageWarning)
             g = ssp_grid(None, [self.isochrone_set.Z[iz]], imf=self._imf(),
                          isochrones=self.isochrone_set.name, generator=backend, progress=False)
         tab = {"flux": g.ssp_flux[0], "mass_stars": g.mass_stars[0], "mass_remnants": g.mass_remnants[0],

@@ -468,12 +468,9 @@ PROBE_TOLERANCE = 2e-3          # max |change of ln F| (after removing the mean)
 def probe_ln_flux(base, start, stop, params=PROBE_PARAMS, dtype=None):
     """ln F_base on the correction's pixels at ``params`` (n, 3), mean removed per point: the base model's
     spectra as the correction saw them (a changed mixture or code changes them without changing any file)."""
-    import warnings
-
-    from .generator import CoverageWarning
+    from .generator import _quiet_coverage
     p = np.asarray(params, float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CoverageWarning)
+    with _quiet_coverage():
         f = base.surface_flux(p[:, 0], p[:, 1], p[:, 2], dtype=dtype)[0][:, start:stop]
     lf = np.log(f)
     return lf - lf.mean(1, keepdims=True)

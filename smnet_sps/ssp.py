@@ -817,7 +817,9 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
 
 def _warn_outside(fraction, what, rule):
     """A CoverageWarning when more than OUTSIDE_WARN_FRACTION of L_bol comes from outside the coverage."""
-    if fraction > OUTSIDE_WARN_FRACTION:
+    from .generator import _QUIET_COVERAGE
+
+    if fraction > OUTSIDE_WARN_FRACTION and not _QUIET_COVERAGE.get():
         import warnings
 
         from .generator import CoverageWarning

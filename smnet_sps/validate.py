@@ -45,10 +45,9 @@ def load_any_generator(name_or_path=None, device="cpu", meta=None):
 
 def imitation_log_flux(gen, stars):
     """log10 F_lambda of every library imitation at the stars, shape (n_libraries, n_stars, n_wave)."""
-    from .generator import CoverageWarning
+    from .generator import _quiet_coverage
     out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CoverageWarning)
+    with _quiet_coverage():
         for lib in gen.library_names:
             f, _ = gen.surface_flux(stars.teff, stars.logg, stars.logz, library=lib)
             with np.errstate(divide="ignore", invalid="ignore"):

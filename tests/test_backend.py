@@ -628,3 +628,36 @@ def test_threads_sharing_a_backend_get_their_own_spectra(blackbody):
             assert be.hits + be.misses == sum(sl.stop - sl.start for sl in chunks)
     finally:
         sys.setswitchinterval(switch)
+
+
+def test_threads_computing_spectra_leave_the_warning_filters_alone():
+    """The backend silenced its generator's CoverageWarning with warnings.catch_warnings(), which swaps the
+    process-wide filter list: threads overlapping there left ('ignore', Warning) installed, and every later
+    warning of the process was lost (gen.spectra(100000, 2, 0) no longer warned). The backend now asks the
+    generator not to warn (a context-local switch; the coverage flags are read as before)."""
+    import sys
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smnet_sps.generator import CoverageWarning
+
+    gen = BlackbodyGenerator(np.geomspace(1000.0, 1e5, 40), teff_range=(3000.0, 1e5))
+    be = StellarLibraryBackend(gen, cache_size=0)
+    logt = np.array([3.3, 3.7, 5.2])                              # 2000 K and 158 kK: outside the box
+
+    def job(_):
+        return be.point_spectra(logt=logt, logg=4.0, logz=0.0, logl=1.0).status.tolist()
+
+    before = list(warnings.filters)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(8) as ex:
+            statuses = list(ex.map(job, range(3000)))
+    finally:
+        sys.setswitchinterval(switch)
+    assert warnings.filters == before
+    expected = [STATUS["extrapolated"], STATUS["generator"], STATUS["extrapolated"]]
+    assert all(s == expected for s in statuses)                   # still flagged
+    with pytest.warns(CoverageWarning, match="1 of 1 point"):
+        gen.spectra(2000.0, 4.0, 0.0)
