@@ -85,25 +85,34 @@ def _read_calspec(path):
     return wave[good], flux[good]
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=2)
+def _calspec(path):
+    """The file read once, as read-only arrays: every Vega and solar magnitude of the process uses them."""
+    arrays = _read_calspec(path)
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
 def vega_spectrum():
-    """CALSPEC Vega (alpha_lyr_stis_011): ``(wavelength [A], F_lambda [erg s^-1 cm^-2 A^-1])``."""
-    return _read_calspec(VEGA_FILE)
+    """CALSPEC Vega (alpha_lyr_stis_011): ``(wavelength [A], F_lambda [erg s^-1 cm^-2 A^-1])``, the
+    caller's own copies (the file is read once)."""
+    return tuple(a.copy() for a in _calspec(VEGA_FILE))
 
 
-@functools.lru_cache(maxsize=1)
 def sun_spectrum():
-    """CALSPEC Sun (sun_reference_stis_001, at 1 AU): ``(wavelength [A], F_lambda [erg s^-1 cm^-2 A^-1])``.
+    """CALSPEC Sun (sun_reference_stis_001, at 1 AU): ``(wavelength [A], F_lambda [erg s^-1 cm^-2 A^-1])``,
+    the caller's own copies (the file is read once).
 
     Covers 1195 A - 2.70 micron only; filters beyond it get no solar magnitude.
     """
-    return _read_calspec(SUN_FILE)
+    return tuple(a.copy() for a in _calspec(SUN_FILE))
 
 
 def _vega_synphot():
     from synphot import SourceSpectrum
     from synphot.models import Empirical1D
-    w, f = vega_spectrum()
+    w, f = _calspec(VEGA_FILE)
     return SourceSpectrum(Empirical1D, points=w * u.AA, lookup_table=f * FLAM_UNIT)
 
 
@@ -195,7 +204,7 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
 
     Returns
     -------
-    BandWeights
+    BandWeights (a new object per call; its ``v`` is the cache's array, read-only)
     """
     from .filters import get_bandpass
     extrapolate = check_switch(extrapolate, "extrapolate")
@@ -206,8 +215,9 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
     hit = _WEIGHT_CACHE.get(key)
     if hit is not None and hit[0] is bp:
         bw = hit[1]
-        # the same filter may be asked for under another name (a duplicate gets a suffix): keep the name
-        return bw if bw.name == name else BandWeights(name, bw.v, bw.norm, bw.pivot, bw.vega, bw.support)
+        # a BandWeights of the caller's own (its attributes may be set), with the name asked for (the same
+        # filter may come under another name: a duplicate gets a suffix) and the cache's read-only weights
+        return BandWeights(name, bw.v, bw.norm, bw.pivot, bw.vega, bw.support)
     lo, hi = _bandpass_support(bp)
     if lo < x[0] or hi > x[-1]:
         if not extrapolate:
@@ -222,18 +232,19 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
     b = np.asarray(bp.waveset.to_value(u.AA), float)
     norm = float(abs(np.trapezoid(b * bp(b).value, x=b)))
     pivot = float(bp.pivot().to_value(u.AA))
-    wv, fv = vega_spectrum()
+    wv, fv = _calspec(VEGA_FILE)
     # NaN where more than VEGA_OUTSIDE_MAX of the filter's weight lies beyond the CALSPEC Vega spectrum: its
     # end value was held there (SPIRE 500 um 1.6 mag off); magnitudes() refuses Vega magnitudes for such a
     # filter (SPIRE 250 um has 8e-4 of its weight beyond 300 um: kept, ~1 mmag)
     tb = b * bp(b).value
     outside = float(abs(np.trapezoid(np.where((b < wv[0]) | (b > wv[-1]), tb, 0.0), x=b))) / norm
     vega = float(fv @ _weights_on_grid(wv, bp)) if outside <= VEGA_OUTSIDE_MAX else np.nan
+    v.flags.writeable = False            # cached: shared by every later call for this grid and filter
     bw = BandWeights(name, v, norm, pivot, vega, (lo, hi))
     if len(_WEIGHT_CACHE) > 512:
         _WEIGHT_CACHE.clear()
     _WEIGHT_CACHE[key] = (bp, bw)
-    return bw
+    return BandWeights(name, v, norm, pivot, vega, (lo, hi))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -514,7 +525,7 @@ def _check_vega_covers(bands):
     """Vega magnitudes need Vega's spectrum over the whole filter."""
     for bw in bands:
         if not np.isfinite(bw.vega):
-            wv = vega_spectrum()[0]
+            wv = _calspec(VEGA_FILE)[0]
             raise ValueError(f"filter {bw.name!r} ({bw.support[0]:.6g}-{bw.support[1]:.6g} A) reaches beyond "
                              f"the CALSPEC Vega spectrum ({wv[0]:.6g}-{wv[-1]:.6g} A; more than "
                              f"{VEGA_OUTSIDE_MAX:g} of its weight outside): no Vega magnitude is defined "
@@ -671,7 +682,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
 
 @functools.lru_cache(maxsize=256)
 def _sun_mag(name, bp, system):
-    ws, fs = sun_spectrum()
+    ws, fs = _calspec(SUN_FILE)
     return float(magnitudes((ws * u.AA, fs * FLAM_UNIT * (AU_CM / (10 * PC_CM)) ** 2), [bp],
                             system=system).columns[0][0])   # one filter; its column name may differ from name
 

@@ -629,3 +629,35 @@ def test_colour_plot_labels_the_system_the_table_says_never_a_guessed_ab(tmp_pat
     fig = plot_colour_evolution(table)
     assert fig.axes[0].get_ylabel() == label + " (ST)"
     plt.close(fig)
+
+
+def test_the_cached_reference_spectra_and_weights_cannot_be_changed_by_a_caller():
+    """vega_spectrum() / sun_spectrum() handed out their cache's own arrays, and bandpass_weights its cached
+    BandWeights: a caller's f *= 2 changed every later Vega and solar magnitude of the process (an SSP's B-V
+    0.974 -> 1.726, M_B(Sun) 5.324 -> 4.571). The spectra now come as copies, the cached weights read-only
+    in a new BandWeights per call."""
+    from smnet_sps.photometry import bandpass_weights, sun_absolute_magnitudes, sun_spectrum, vega_spectrum
+
+    bb = BlackbodyGenerator()
+    grid = bb.wavelength
+    w0, f0 = (a.copy() for a in vega_spectrum())
+    ws0, fs0 = (a.copy() for a in sun_spectrum())
+    vega_b = bandpass_weights(grid, "bessell-B").vega
+    w, f = vega_spectrum()
+    f *= 2.0                                         # a caller scaling "its" Vega in place
+    w[:] = 0.0
+    ws, fs = sun_spectrum()
+    fs *= 2.0
+    assert np.array_equal(vega_spectrum()[1], f0) and np.array_equal(vega_spectrum()[0], w0)
+    assert np.array_equal(sun_spectrum()[1], fs0) and np.array_equal(sun_spectrum()[0], ws0)
+    # a new grid computes new weights from Vega: the same integral as before
+    assert bandpass_weights(grid[::2], "bessell-B").vega == pytest.approx(vega_b, rel=1e-3)
+    # the Sun at 10 pc, M_B from the untouched spectrum (not 0.753 mag brighter)
+    ref = magnitudes((ws0 * u.AA, fs0 * FLAM_UNIT * (AU_CM / (10 * PC_CM)) ** 2), ["bessell-B"])
+    assert sun_absolute_magnitudes(["bessell-B"])["bessell-B"] == pytest.approx(ref["bessell-B"][0], abs=1e-9)
+    # the cached weights: read-only, and each call's BandWeights its own
+    bw = bandpass_weights(grid, "bessell-V")
+    with pytest.raises(ValueError, match="read-only"):
+        bw.v *= 2.0
+    bw.vega = 1.0
+    assert bandpass_weights(grid, "bessell-V").vega != 1.0
