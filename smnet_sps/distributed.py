@@ -73,6 +73,7 @@ def _require_dask():
 # Generators: loaded once per worker process, never shipped inside a task
 # ---------------------------------------------------------------------------------------------------
 _WORKER_GENERATORS: dict = {}
+_WORKER_VERSIONS: dict = {}          # key -> version of a model path's files when it was loaded
 
 
 def _spec_key(spec, device):
@@ -125,8 +126,14 @@ def worker_generator(spec=None, device="auto"):
     device : "auto" (CUDA when present), "cpu", "cuda", ...
     """
     key = _spec_key(spec, device)
+    version = None
+    if key[0] == "path" and spec != "blackbody" and Path(spec).exists():
+        # a model retrained or replaced at that path is loaded again (the first load was kept for the
+        # worker's life, and its stores stamped with the new files' fingerprint)
+        from .neural import _files_version
+        version = _files_version(spec)
     gen = _WORKER_GENERATORS.get(key)
-    if gen is None:
+    if gen is None or _WORKER_VERSIONS.get(key) != version:
         if spec is None or spec == "default":
             from .neural import load_generator
             gen = load_generator(device=device)
@@ -139,6 +146,7 @@ def worker_generator(spec=None, device="auto"):
         else:
             gen = spec()
         _WORKER_GENERATORS[key] = gen
+        _WORKER_VERSIONS[key] = version
     return gen
 
 

@@ -1225,6 +1225,25 @@ def _resolve_model_path(path):
                          f"a released .pt checkpoint path; got {type(path).__name__}") from exc
 
 
+def _files_version(path):
+    """What changes when a model on disk is retrained, recalibrated or replaced: (name, inode, size, mtime)
+    of a directory's files (README.md aside) or of one file. Read from the file system, not the files, so
+    it is cheap enough to check on every call that names a model by its path (``train`` and ``calibrate``
+    write through a new file renamed over the old one: a new inode even within one mtime tick)."""
+    path = Path(path)
+    files = [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix != ".md")
+    out = []
+    for p in files:
+        try:
+            st = p.stat()
+        except OSError:                     # removed while listed: part of what changed
+            continue
+        out.append((p.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def _config_format(directory):
     """The ``format`` a folder's config.json declares (a model, a semi-empirical correction), or None where
     there is no readable config.json."""

@@ -50,6 +50,7 @@ _PHASES = sorted(PHASE_NAMES)                      # FSPS phase codes, -1 .. 9
 _PHASE_INDEX = {p: i for i, p in enumerate(_PHASES)}
 _BACKENDS = {}
 _DEFAULT_GENERATOR = {}
+_NAMED_GENERATORS = {}               # key -> (version of the model's files or None, generator)
 # Tabulated SSPs, one entry per isochrone (family, iz, ia, IMF, backend, by_phase): a new (age, Z) is
 # interpolated from up to four of them, so neighbouring requests share their isochrones, and a full
 # ssp_grid() leaves every tabulated SSP of its family here (FSPS likewise tabulates every isochrone's SSP
@@ -253,15 +254,34 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
             _DEFAULT_GENERATOR[device] = load_generator(device=device)
         return _DEFAULT_GENERATOR[device]
     if isinstance(generator, str):
-        key = ("name", generator, device)
-        if key not in _DEFAULT_GENERATOR:
-            _DEFAULT_GENERATOR[key] = _named_generator(generator, device, accepts)
-        return _DEFAULT_GENERATOR[key]
+        key, version = ("name", generator, device), None
+        if generator not in ("blackbody", *_generator_names()) and os.path.isdir(generator):
+            # a model directory: by its real path and its files' version, so that a model retrained or
+            # replaced there is loaded again (it was served from the first load for the life of the process)
+            from .neural import _files_version
+            path = os.path.realpath(generator)
+            key, version = ("path", path, device), _files_version(path)
+        hit = _NAMED_GENERATORS.get(key)
+        if hit is None or hit[0] != version:
+            gen = _named_generator(generator, device, accepts)
+            if hit is not None:
+                _forget_generator(hit[1])
+            _NAMED_GENERATORS[key] = hit = (version, gen)
+        return hit[1]
     if not isinstance(generator, Generator):
         names = ", ".join(["blackbody", *_generator_names()])
         valid = _either(["None", f"a name ({names})", "a model directory", *accepts])
         raise ValueError(f"generator must be {valid}; got {type(generator).__name__}")
     return generator
+
+
+def _forget_generator(gen):
+    """Drop the shared backends and cached SSPs of a generator replaced by a new load of its model."""
+    for key in [k for k, b in _BACKENDS.items() if b.generator is gen]:
+        _BACKENDS.pop(key, None)
+    with _SSP_CACHE_LOCK:
+        for key in [k for k, v in _SSP_CACHE.items() if v[0] is gen]:
+            _SSP_CACHE_USED[0] -= _SSP_CACHE.pop(key)[2]
 
 
 def _tail_filled(generator):

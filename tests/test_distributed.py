@@ -429,3 +429,24 @@ def test_star_magnitudes_check_the_distance_when_called(stars, distance, message
     """A bad distance failed only at compute(), inside a worker (or in astropy without naming it)."""
     with pytest.raises(ValueError, match=f"distance {message}"):
         D.magnitudes(stars[:10], ["sdss2010-r"], generator="blackbody", distance=distance)
+
+
+def test_a_worker_loads_a_model_directory_again_once_it_changed(tmp_path):
+    """A worker kept the first load of a model path for its whole life: after the model there was retrained,
+    its stores were stamped with the new files' fingerprint but computed with the old weights. The path's
+    files' version is part of the worker's cache key now."""
+    import shutil
+
+    from smnet_sps.neural import default_model_path
+
+    from test_ssp import _retrain_in_place
+
+    d = tmp_path / "model"
+    shutil.copytree(default_model_path(), d)
+    gen = D.worker_generator(str(d), "cpu")
+    assert D.worker_generator(str(d), "cpu") is gen                     # unchanged: loaded once
+    before = gen.surface_flux(5800.0, 4.4, 0.0)[0]
+    _retrain_in_place(d)
+    new = D.worker_generator(str(d), "cpu")
+    assert new is not gen and D.worker_generator(str(d), "cpu") is new
+    assert np.abs(new.surface_flux(5800.0, 4.4, 0.0)[0] / before - 1).max() > 0.01

@@ -553,3 +553,51 @@ def test_threads_sharing_the_ssp_cache_keep_its_byte_count(blackbody, monkeypatc
     finally:
         sys.setswitchinterval(switch)
         S.clear_ssp_cache()
+
+
+def _retrain_in_place(directory, scale=0.02):
+    """New weights in a model directory, written as `smnet-sps train --overwrite` writes them (a new file
+    renamed over the old one; the config records the new checksum)."""
+    import json
+    import os
+
+    import torch
+
+    from smnet_sps.neural import weights_sha256
+
+    sd = torch.load(directory / "weights.pt")
+    torch.manual_seed(0)
+    sd = {k: (v * (1 + scale * torch.randn_like(v)) if v.is_floating_point() else v) for k, v in sd.items()}
+    torch.save(sd, directory / "weights.pt.part")
+    os.replace(directory / "weights.pt.part", directory / "weights.pt")
+    cfg = json.loads((directory / "config.json").read_text())
+    if "weights_sha256" in cfg:
+        cfg["weights_sha256"] = weights_sha256(directory / "weights.pt")
+    (directory / "config.json").write_text(json.dumps(cfg))
+
+
+def test_a_model_directory_replaced_in_place_is_loaded_again(tmp_path, monkeypatch):
+    """A generator named by its directory was loaded once per process under that string: after the model in
+    DIR was retrained (train --overwrite, --resume, calibrate --overwrite), ssp_spectrum(generator="DIR")
+    kept serving the old model's SSP (the new one differs by up to 32 %). The directory is now known by its
+    resolved path and its files' version (inode, size, mtime): a changed model is loaded again."""
+    import shutil
+
+    from smnet_sps.backend import StellarLibraryBackend
+    from smnet_sps.neural import default_model_path, load_generator
+    from smnet_sps.ssp import resolve_generator
+
+    d = tmp_path / "model"
+    shutil.copytree(default_model_path(), d)
+    old = ssp_spectrum(1e9, 0.0152, generator=str(d)).flux.value
+    gen = resolve_generator(str(d), "cpu")
+    assert resolve_generator(str(d), "cpu") is gen                           # unchanged: loaded once
+    _retrain_in_place(d)
+    again = ssp_spectrum(1e9, 0.0152, generator=str(d)).flux.value
+    new = ssp_spectrum(1e9, 0.0152, generator=StellarLibraryBackend(load_generator(d))).flux.value
+    assert np.abs(again / old - 1).max() > 0.01
+    np.testing.assert_allclose(again, new, rtol=1e-6)
+    gen = resolve_generator(str(d), "cpu")
+    assert gen is not None and resolve_generator(str(d), "cpu") is gen
+    monkeypatch.chdir(tmp_path)
+    assert resolve_generator("model", "cpu") is gen                          # the same directory
