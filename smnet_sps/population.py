@@ -23,6 +23,7 @@ honour), never a silently different spectrum.
 """
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -176,6 +177,17 @@ def _plain_value(name, value):
                      f"got the Quantity {value}")
 
 
+def _own_value(value):
+    """A parameter value the set holds as its own: an array copied and made read-only, another mutable
+    container deep-copied (the caller's array, changed after it was set, changed the parameter past the
+    dirty flag: ages computed before kept the old value, later ones took the new)."""
+    if isinstance(value, np.ndarray):
+        value = np.array(value)
+        value.flags.writeable = False
+        return value
+    return copy.deepcopy(value) if isinstance(value, (list, dict, set)) else value
+
+
 class ParameterSet:
     """python-fsps's dict-like parameter set with a dirty flag.
 
@@ -190,7 +202,7 @@ class ParameterSet:
 
     def __init__(self, **kwargs):
         self.dirtiness = 2
-        self._params = {k: _plain_value(k, v) for k, v in kwargs.items()}
+        self._params = {k: _own_value(_plain_value(k, v)) for k, v in kwargs.items()}
         self.iteritems = self._params.items
 
     @property
@@ -214,7 +226,7 @@ class ParameterSet:
                 self.dirtiness = 2
             else:
                 self.dirtiness = max(1, self.dirtiness)
-            self._params[k] = v
+            self._params[k] = _own_value(v)
 
     def __contains__(self, k):
         return k in self._params
@@ -284,7 +296,7 @@ class StellarPopulation:
         self.params = ParameterSet(**_DEFAULTS)
         for k in list(kwargs):
             if k in self.params:
-                self.params._params[k] = _plain_value(k, kwargs.pop(k))
+                self.params._params[k] = _own_value(_plain_value(k, kwargs.pop(k)))
         if kwargs:
             raise TypeError(f"__init__() got an unexpected keyword argument {next(iter(kwargs))!r} (not a "
                             "python-fsps parameter; see StellarPopulation().params.all_params)")

@@ -685,3 +685,27 @@ def test_get_spectrum_peraa_is_a_switch():
     w, per_hz = pop.get_spectrum(tage=1.0, peraa=0)
     _, per_aa = pop.get_spectrum(tage=1.0, peraa=np.bool_(True))
     np.testing.assert_allclose(per_hz, per_aa * w ** 2 / C_ANGSTROM, rtol=1e-12)
+
+
+def test_a_parameter_array_is_the_populations_own(blackbody):
+    """ParameterSet stored the caller's array: theta[0] = 0.3 after params["tau"] = theta changed the tau new
+    ages were computed with, while the ages already cached kept tau = 2 (one population, two tau: g at 10 Gyr
+    6.415 from tau 2, at 9 Gyr 7.254 from tau 0.3). The set keeps a read-only copy of its own."""
+    sp = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, generator=blackbody)
+    theta = np.array([2.0])                             # e.g. a sampler's parameter vector, reused in place
+    sp.params["tau"] = theta
+    g10 = sp.get_mags(tage=10.0, bands=["sdss_g"])[0]
+    theta[0] = 0.3
+    assert sp.params["tau"] == 2.0 and not sp.params.dirty
+    g9 = sp.get_mags(tage=9.0, bands=["sdss_g"])[0]
+    ref = StellarPopulation(zcontinuous=1, sfh=4, tau=2.0, generator=blackbody)
+    assert g10 == pytest.approx(ref.get_mags(tage=10.0, bands=["sdss_g"])[0], abs=1e-9)
+    assert g9 == pytest.approx(ref.get_mags(tage=9.0, bands=["sdss_g"])[0], abs=1e-9)
+    with pytest.raises(ValueError, match="read-only"):
+        sp.params["tau"][0] = 0.3                      # in place past the dirty flag: refused
+    theta0 = np.array([0.5])
+    other = StellarPopulation(zcontinuous=1, sfh=4, tau=theta0, generator=blackbody)
+    theta0[0] = 5.0
+    assert other.params["tau"] == 0.5
+    sp.params["tau"] = theta                          # the changed value, set again: recomputed
+    assert sp.params.dirty and sp.params["tau"] == 0.3
