@@ -55,6 +55,7 @@ log g libraries do not represent.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -371,7 +372,9 @@ class StellarLibraryBackend:
         self._next_slot = 0
         self._lock = threading.Lock()
         self._phase_libs = phase_libraries
-        self._phase_libs_token = None if phase_libraries is None else id(phase_libraries)   # in key
+        # in key: None for the shipped libraries; custom ones by a hash of their spectra as read (an id of
+        # the dict served one backend's SSPs to another made from the same dict edited in place)
+        self._phase_libs_token = None
         self.hits = self.misses = 0
         self._face_cache = None            # the box faces keys snap onto (_faces), on first use
         if special_phases == "dedicated":
@@ -399,7 +402,8 @@ class StellarLibraryBackend:
 
     # ---- dedicated phase libraries --------------------------------------------------------------
     def _load_phase_libraries(self):
-        if self._phase_libs is None:
+        shipped = self._phase_libs is None
+        if shipped:
             try:
                 from .grid import load_phase_libraries
             except ImportError as exc:
@@ -457,6 +461,14 @@ class StellarLibraryBackend:
         # is taken to hold a blackbody's share of L (on the default grid, the libraries' own, as before)
         native = src_wave if src_wave is not None else self.wavelength
         self._dedicated_range = (float(native[0]), float(native[-1]))
+        if not shipped:
+            h = hashlib.sha1(repr(self._dedicated_range).encode())
+            for name in sorted(libs):
+                h.update(name.encode())
+                for a in libs[name]:
+                    h.update(f"{a.dtype}{a.shape}".encode())
+                    h.update(np.ascontiguousarray(a).tobytes())
+            self._phase_libs_token = h.hexdigest()
 
     def _dedicated_name(self, cls):
         if cls == _CLASS_WN:

@@ -661,3 +661,27 @@ def test_threads_computing_spectra_leave_the_warning_filters_alone():
     assert all(s == expected for s in statuses)                   # still flagged
     with pytest.warns(CoverageWarning, match="1 of 1 point"):
         gen.spectra(2000.0, 4.0, 0.0)
+
+
+def test_phase_libraries_edited_in_place_are_not_served_from_another_backends_ssps(blackbody):
+    """Custom phase libraries were identified (backend.key) by id(dict), but read when the backend was made:
+    the same dict edited in place and given to a second backend got the first backend's cached SSP (9.7 %
+    off at 1.5 Gyr). The key now holds a hash of the processed library spectra."""
+    from smnet_sps.grid import load_phase_libraries
+    from smnet_sps.ssp import clear_ssp_cache, ssp_spectrum
+
+    libs = load_phase_libraries()
+    b1 = StellarLibraryBackend(blackbody, special_phases="dedicated", phase_libraries=libs)
+    s1 = ssp_spectrum(1.5e9, Z=0.0152, isochrones="padova", generator=b1).flux.value
+    wave = libs["wavelength"].value
+    libs["tpagb_orich"]["flux"] = libs["tpagb_orich"]["flux"] * np.where(wave < 10000, 0.2, 1.0)
+    b2 = StellarLibraryBackend(blackbody, special_phases="dedicated", phase_libraries=libs)
+    s2 = ssp_spectrum(1.5e9, Z=0.0152, isochrones="padova", generator=b2).flux.value
+    clear_ssp_cache()
+    fresh = ssp_spectrum(1.5e9, Z=0.0152, isochrones="padova", generator=b2).flux.value
+    np.testing.assert_allclose(s2, fresh, rtol=1e-6)
+    assert np.abs(s2 / s1 - 1).max() > 0.01 and b2.key != b1.key
+    assert StellarLibraryBackend(blackbody, special_phases="dedicated").key not in (b1.key, b2.key)
+    # the same libraries in another dict: the same key (their SSPs are shared)
+    b3 = StellarLibraryBackend(blackbody, special_phases="dedicated", phase_libraries=dict(libs))
+    assert b3.key == b2.key
