@@ -381,6 +381,17 @@ class StellarLibraryBackend:
             self._load_phase_libraries()
 
     # ---- identity -------------------------------------------------------------------------------
+    def __getstate__(self):
+        # a lock cannot be pickled (prospector's and emcee's process pools pickle the population holding this
+        # backend; copy.deepcopy too): a copy gets a lock of its own
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def key(self):
         """Identity of the backend's spectra: generator + options (used by SSP-level caches), and the phase

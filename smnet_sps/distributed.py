@@ -117,7 +117,8 @@ def _spec_id(spec):
 
 
 def worker_generator(spec=None, device="auto"):
-    """The generator named by ``spec``, loaded at most once per process (worker-local cache).
+    """The generator named by ``spec``, loaded once per process (worker-local cache; a model path again when
+    its files change).
 
     Parameters
     ----------
@@ -145,6 +146,11 @@ def worker_generator(spec=None, device="auto"):
             gen = load_generator(spec, device=device)
         else:
             gen = spec()
+        old = _WORKER_GENERATORS.get(key)
+        if old is not None:
+            # the replaced model's shared backends and cached SSPs (ssp_grid on this worker) go with it
+            from .ssp import _forget_generator
+            _forget_generator(old)
         _WORKER_GENERATORS[key] = gen
         _WORKER_VERSIONS[key] = version
     return gen

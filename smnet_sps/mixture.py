@@ -465,18 +465,18 @@ class LibraryMixture:
         return np.log(smoothstep(a)).sum(2)
 
     def _in_holes(self, p, held, w):
-        """(``w`` with the rows strictly inside a box that holds them (in holes of all those libraries)
-        weighted as the supports are just outside the holes: box taper x closeness to each library's nodes,
-        (b_min / b)^8 with b = hole ratio - HOLE_ZERO (their reach), relative and stacked in the order of
-        preference. At a
-        hole's edge the preferred library whose reach just ended takes the point, as it did just inside its
-        reach; equal weights stepped there (7,951 K, log g 0.1, where CK04 and BaSeL share their nodes:
-        CK04 1 -> 0.5 and the near-UV by up to 25 % within 1e-9 K); and per row how far the fallback's
-        preference share may go (1 outside the boxes): 1 - max_l taper_l (1 - smoothstep(b_l / (HOLE_ZERO -
-        HOLE_FULL))) over the libraries whose boxes hold the point, so 0 at a hole's edge inside a box, where
-        the library whose support just ended keeps the point whichever face of another box the point lies on
-        (on WM-basic's log g 3.5 face CK04's hole edge near 41,060 K handed it to WM-basic within 1e-9 K,
-        3-13 % in the optical), and 1 a hole taper's width beyond that edge or on the box's face.)"""
+        """``(w, into)``: ``w`` with the rows strictly inside a box that holds them (in holes of all those
+        libraries) weighted as the supports are just outside the holes: box taper x closeness to each
+        library's nodes, (b_min / b)^8 with b = hole ratio - HOLE_ZERO (their reach), relative and stacked in
+        the order of preference. At a hole's edge the preferred library whose reach just ended takes the
+        point, as it did just inside its reach; equal weights stepped there (7,951 K, log g 0.1, where CK04
+        and BaSeL share their nodes: CK04 1 -> 0.5 and the near-UV by up to 25 % within 1e-9 K); and per row
+        how far the fallback's preference share may go (1 outside the boxes): 1 - max_l taper_l (1 -
+        smoothstep(b_l / (HOLE_ZERO - HOLE_FULL))) over the libraries whose boxes hold the point, so 0 at a
+        hole's edge inside a box, where the library whose support just ended keeps the point whichever face of
+        another box the point lies on (on WM-basic's log g 3.5 face CK04's hole edge near 41,060 K handed it
+        to WM-basic within 1e-9 K, 3-13 % in the optical), and 1 a hole taper's width beyond that edge or on
+        the box's face."""
         taper = np.stack([box_taper(p, b) for b in self.boxes], 1)
         inside = held & (taper > 0)
         rows = np.flatnonzero(inside.any(1))      # a box on whose face the point lies counts 0 (taper 0)

@@ -307,14 +307,20 @@ def save_plot(fig, path, *, dpi=110, option="path"):
     """For the plotting functions' ``path=`` (:func:`~smnet_sps.ssp.plot_ssp`, ...): save the Figure they drew
     to ``path`` when it is given, and return the figure, open (the caller closes it).
 
-    As for the command line's plots: the format comes from the extension (one matplotlib can write here, or
-    a ValueError naming them), a missing folder is created and the file is replaced atomically. When saving
+    A path (str or path-like) is written as the command line's plots are: the format comes from the extension
+    (one matplotlib can write here, or a ValueError naming them), a missing folder is created and the file is
+    replaced atomically. When saving
     fails the figure is closed before the error propagates: the caller never got it, and each failed call
-    left one more figure open in pyplot."""
+    left one more figure open in pyplot. A file object (``io.BytesIO``) goes to ``fig.savefig`` as it is.
+    """
     if path is None:
         return fig
     import matplotlib.pyplot as plt
     try:
+        if not isinstance(path, (str, os.PathLike)):
+            # a file object (io.BytesIO, an open file): matplotlib writes it, in its default format
+            fig.savefig(path, dpi=dpi)
+            return fig
         suffix = suffix_of(path)
         if suffix not in matplotlib_formats():
             raise ValueError(f"{option} {str(path)!r}: unknown output format {suffix or '(none)'!r} for the "

@@ -235,7 +235,8 @@ def _named_generator(name, device, accepts=("a Generator",)):
 
 
 def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
-    """The :class:`~smnet_sps.generator.Generator` meant by ``generator``, each name loaded once per device.
+    """The :class:`~smnet_sps.generator.Generator` meant by ``generator``, each name loaded once per device
+    (a model directory again when its files change).
 
     None or ``"default"`` -> the shipped default model; another string: ``"blackbody"``, a shipped model name
     (``"semi-empirical"``) or a model directory; a Generator is returned as it is.
@@ -277,7 +278,7 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
 
 def _forget_generator(gen):
     """Drop the shared backends and cached SSPs of a generator replaced by a new load of its model."""
-    for key in [k for k, b in _BACKENDS.items() if b.generator is gen]:
+    for key in [k for k, b in list(_BACKENDS.items()) if b.generator is gen]:
         _BACKENDS.pop(key, None)
     with _SSP_CACHE_LOCK:
         for key in [k for k, v in _SSP_CACHE.items() if v[0] is gen]:

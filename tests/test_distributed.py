@@ -443,10 +443,15 @@ def test_a_worker_loads_a_model_directory_again_once_it_changed(tmp_path):
 
     d = tmp_path / "model"
     shutil.copytree(default_model_path(), d)
+    from smnet_sps import ssp as S
+
     gen = D.worker_generator(str(d), "cpu")
     assert D.worker_generator(str(d), "cpu") is gen                     # unchanged: loaded once
     before = gen.surface_flux(5800.0, 4.4, 0.0)[0]
+    S.get_backend(gen)                                                  # as ssp_grid on a worker
     _retrain_in_place(d)
     new = D.worker_generator(str(d), "cpu")
     assert new is not gen and D.worker_generator(str(d), "cpu") is new
+    # the old model's shared backend went with it (it held the old weights for the worker's life)
+    assert not any(b.generator is gen for b in list(S._BACKENDS.values()))
     assert np.abs(new.surface_flux(5800.0, 4.4, 0.0)[0] / before - 1).max() > 0.01

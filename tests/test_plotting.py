@@ -180,3 +180,15 @@ def test_a_failed_save_closes_the_figure_and_a_missing_folder_is_made(blackbody,
             plot(tmp_path / f"{name}.png")
         assert plt.get_fignums() == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]            # no temporary file left
+
+
+def test_plots_write_to_a_file_object(svg_backend, blackbody):
+    """``path=io.BytesIO()`` (matplotlib's own use) raised a TypeError once saving went through the atomic
+    writer: a file object goes to ``fig.savefig`` as it is."""
+    import io
+
+    from smnet_sps.ssp import plot_ssp, ssp_spectrum
+    buffer = io.BytesIO()
+    fig = plot_ssp(ssp_spectrum(1 * u.Gyr, Z=0.0152, generator=blackbody), buffer)
+    # matplotlib's default format for a file object (the svg backend's own here)
+    assert isinstance(fig, Figure) and buffer.getvalue().startswith((b"<?xml", b"\x89PNG"))

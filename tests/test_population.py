@@ -709,3 +709,21 @@ def test_a_parameter_array_is_the_populations_own(blackbody):
     assert other.params["tau"] == 0.5
     sp.params["tau"] = theta                          # the changed value, set again: recomputed
     assert sp.params.dirty and sp.params["tau"] == 0.3
+
+
+def test_a_used_population_and_its_backend_pickle_and_copy(blackbody):
+    """A backend holds a lock (its cache is shared by threads): pickling a used population failed ("cannot
+    pickle '_thread.lock' object"), which prospector's and emcee's process pools and copy.deepcopy do."""
+    import copy
+    import pickle
+
+    from smnet_sps.backend import StellarLibraryBackend
+    sp = StellarPopulation(zcontinuous=1, generator=blackbody)
+    wave, spec = sp.get_spectrum(tage=1.0, peraa=True)
+    for clone in (pickle.loads(pickle.dumps(sp)), copy.deepcopy(sp)):
+        np.testing.assert_array_equal(clone.get_spectrum(tage=1.0, peraa=True)[1], spec)
+    backend = StellarLibraryBackend(blackbody)
+    backend.point_spectra(teff=[5000.0], logg=[4.0], logz=[0.0], logl=[0.0])
+    again = pickle.loads(pickle.dumps(backend))
+    assert again._lock is not backend._lock and again.point_spectra(
+        teff=[5000.0], logg=[4.0], logz=[0.0], logl=[0.0]).llam.shape == (1, backend.wavelength.size)
