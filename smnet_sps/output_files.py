@@ -145,16 +145,22 @@ def check_output(path, suffixes, *, option="--out", overwrite=False, what="outpu
         raise ValueError(f"{option}: an empty path is not a file name; give a {what} ending in {allowed}")
     if p.is_dir():
         raise ValueError(f"{option} {str(p)!r} is a directory; give a {what} name ending in {allowed}")
-    suffix = suffix_of(p)
-    if suffix not in suffixes:
-        raise ValueError(f"{option} {str(p)!r}: unknown output format {suffix or '(none)'!r} for the {what}; "
-                         f"use one of {allowed}")
+    _check_suffix(p, suffixes, option, what)
     check_creatable_folder(p.parent, p, option=option)
     if p.exists() and not overwrite:
         raise ValueError(f"{option} {str(p)!r} already exists; pass --overwrite to replace it")
     if p.exists() and not os.access(p, os.W_OK):
         raise ValueError(f"{option} {str(p)!r} exists and is read-only")
     return p
+
+
+def _check_suffix(path, suffixes, option, what):
+    """Refuse a file name whose extension is not one of ``suffixes`` (nothing is written in a format its
+    name does not say)."""
+    suffix = suffix_of(path)
+    if suffix not in suffixes:
+        raise ValueError(f"{option} {str(path)!r}: unknown output format {suffix or '(none)'!r} for the "
+                         f"{what}; use one of {', '.join(suffixes)}")
 
 
 @contextlib.contextmanager
@@ -309,10 +315,9 @@ def save_plot(fig, path, *, dpi=110, option="path"):
 
     A path (str or path-like) is written as the command line's plots are: the format comes from the extension
     (one matplotlib can write here, or a ValueError naming them), a missing folder is created and the file is
-    replaced atomically. When saving
-    fails the figure is closed before the error propagates: the caller never got it, and each failed call
-    left one more figure open in pyplot. A file object (``io.BytesIO``) goes to ``fig.savefig`` as it is.
-    """
+    replaced atomically. When saving fails the figure is closed before the error propagates: the caller never
+    got it, and each failed call left one more figure open in pyplot. A file object (``io.BytesIO``) goes to
+    ``fig.savefig`` as it is."""
     if path is None:
         return fig
     import matplotlib.pyplot as plt
@@ -321,10 +326,7 @@ def save_plot(fig, path, *, dpi=110, option="path"):
             # a file object (io.BytesIO, an open file): matplotlib writes it, in its default format
             fig.savefig(path, dpi=dpi)
             return fig
-        suffix = suffix_of(path)
-        if suffix not in matplotlib_formats():
-            raise ValueError(f"{option} {str(path)!r}: unknown output format {suffix or '(none)'!r} for the "
-                             f"plot; use one of {', '.join(matplotlib_formats())}")
+        _check_suffix(path, matplotlib_formats(), option, "plot")
         _write_figure(fig, path, overwrite=True, option=option, dpi=dpi)
     except BaseException:
         plt.close(fig)
