@@ -104,7 +104,8 @@ def sun_spectrum():
     """CALSPEC Sun (sun_reference_stis_001, at 1 AU): ``(wavelength [A], F_lambda [erg s^-1 cm^-2 A^-1])``,
     the caller's own copies (the file is read once).
 
-    Covers 1195 A - 2.70 micron only; filters beyond it get no solar magnitude.
+    Covers 1195 A - 2.70 micron only; filters with more than 1e-3 of their weight beyond it get no solar
+    magnitude.
     """
     return tuple(a.copy() for a in _calspec(SUN_FILE))
 
@@ -120,8 +121,17 @@ def _vega_synphot():
 # The integral as a weight vector
 # ---------------------------------------------------------------------------------------------------
 # the largest share of a filter's weight (int T lambda dlambda) beyond the CALSPEC Vega spectrum for which a
-# Vega magnitude is given
+# Vega magnitude is given; the same for the Sun's magnitude (the CALSPEC Sun ends at 2.70 micron)
 VEGA_OUTSIDE_MAX = 1e-3
+SUN_OUTSIDE_MAX = VEGA_OUTSIDE_MAX
+
+
+def _weight_outside(bp, lo, hi):
+    """Share of filter ``bp``'s weight (int T lambda dlambda) outside [lo, hi] [A]."""
+    b = np.asarray(bp.waveset.to_value(u.AA), float)
+    tb = b * bp(b).value
+    norm = float(abs(np.trapezoid(tb, x=b)))
+    return float(abs(np.trapezoid(np.where((b < lo) | (b > hi), tb, 0.0), x=b))) / norm
 
 
 class BandWeights:
@@ -236,8 +246,7 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
     # NaN where more than VEGA_OUTSIDE_MAX of the filter's weight lies beyond the CALSPEC Vega spectrum: its
     # end value was held there (SPIRE 500 um 1.6 mag off); magnitudes() refuses Vega magnitudes for such a
     # filter (SPIRE 250 um has 8e-4 of its weight beyond 300 um: kept, ~1 mmag)
-    tb = b * bp(b).value
-    outside = float(abs(np.trapezoid(np.where((b < wv[0]) | (b > wv[-1]), tb, 0.0), x=b))) / norm
+    outside = _weight_outside(bp, wv[0], wv[-1])
     vega = float(fv @ _weights_on_grid(wv, bp)) if outside <= VEGA_OUTSIDE_MAX else np.nan
     v.flags.writeable = False            # cached: shared by every later call for this grid and filter
     bw = BandWeights(name, v, norm, pivot, vega, (lo, hi))
@@ -683,14 +692,21 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
 @functools.lru_cache(maxsize=256)
 def _sun_mag(name, bp, system):
     ws, fs = _calspec(SUN_FILE)
-    return float(magnitudes((ws * u.AA, fs * FLAM_UNIT * (AU_CM / (10 * PC_CM)) ** 2), [bp],
-                            system=system).columns[0][0])   # one filter; its column name may differ from name
+    # a filter with at most SUN_OUTSIDE_MAX of its weight beyond the Sun's spectrum (VISTA's near-IR curves
+    # leak a few 1e-4 out to 3.2 micron) sees the Sun as zero there, as Vega: without it M/L was NaN in
+    # VISTA Z-Ks (the error is below that share, < 1 mmag)
+    nearly_inside = _weight_outside(bp, ws[0], ws[-1]) <= SUN_OUTSIDE_MAX
+    table = magnitudes((ws * u.AA, fs * FLAM_UNIT * (AU_CM / (10 * PC_CM)) ** 2), [bp], system=system,
+                       extrapolate=nearly_inside)
+    return float(table.columns[0][0])            # one filter; its column name may differ from name
 
 
 def sun_absolute_magnitudes(filters, system="AB"):
     """Absolute magnitudes of the Sun (CALSPEC sun_reference_stis_001 at 10 pc) per filter.
 
-    Returns a dict name -> magnitude; NaN (with a warning) for filters outside 1195 A - 2.70 micron.
+    Returns a dict name -> magnitude; NaN (with a warning) for filters with more than
+    :data:`SUN_OUTSIDE_MAX` (1e-3) of their weight outside 1195 A - 2.70 micron (below it the Sun counts as
+    zero there).
     """
     system = _system(system)
     return {name: _sun_mag_or_nan(name, bp, system) for name, bp in resolve_filters(filters)}

@@ -661,3 +661,22 @@ def test_the_cached_reference_spectra_and_weights_cannot_be_changed_by_a_caller(
         bw.v *= 2.0
     bw.vega = 1.0
     assert bandpass_weights(grid, "bessell-V").vega != 1.0
+
+
+def test_sun_magnitude_in_filters_with_a_faint_red_leak():
+    # VISTA's near-IR curves leak a few 1e-4 of their weight out to 3.2 micron, beyond the CALSPEC Sun
+    # (2.70 micron): the Sun had no magnitude there (M/L NaN), though 99.9 % of the band is covered.
+    # FSPS's magsun.dat: M_sun(VISTA J) = 4.56 AB, 3.65 Vega; 2MASS J (inside the Sun) must agree closely.
+    import warnings as _w
+    from smnet_sps.photometry import sun_absolute_magnitudes
+    with _w.catch_warnings():
+        _w.simplefilter("error")                                 # no "no solar magnitude" warning
+        ab = sun_absolute_magnitudes(["vista_vircam_J", "vista_vircam_Ks", "twomass_J"], "AB")
+        vega = sun_absolute_magnitudes(["vista_vircam_J"], "Vega")
+    assert ab["vista_vircam_J"] == pytest.approx(4.56, abs=0.03)
+    assert vega["vista_vircam_J"] == pytest.approx(3.65, abs=0.03)
+    assert ab["vista_vircam_J"] == pytest.approx(ab["twomass_J"], abs=0.05)
+    assert np.isfinite(ab["vista_vircam_Ks"])
+    # a filter far beyond the Sun still has none
+    with pytest.warns(UserWarning, match="no solar magnitude"):
+        assert np.isnan(sun_absolute_magnitudes(["wise2010-W3"], "AB")["wise2010-W3"])
