@@ -41,12 +41,17 @@ DEFAULT_ZSUN = 0.0152
 # M_sun the surviving mass per M_sun formed exceeds 1 (up to 1.005 with Kroupa, 1.023 with Salpeter); more
 # is an error
 MAX_SURVIVING_MASS = 1.05
-# Unit slips caught on input: Z above 0.1 is no stellar population (it is [M/H] read as log10 Z), ages
-# beyond 30 Gyr are log10(age / yr) read as log10(age / Gyr), and a grid whose reddest wavelength is bluer
-# than the Lyman limit is in microns (or nm), not Angstrom
-MAX_LGMET = -1.0
+# Unit slips caught on input: Z above 0.07 is no stellar population of any isochrone set (PARSEC's most
+# metal-rich is 0.06; it is [M/H] read as log10 Z: an [M/H] grid of -2 ... -1 passed the former bound 0.1 and
+# went to bagpipes as Z/Z_sun 0.5-5 instead of 0.008-0.08; an [M/H] grid wholly below -1.15 cannot be told
+# from log10 Z), ages beyond 30 Gyr are log10(age / yr) read as log10(age / Gyr), a grid whose reddest
+# wavelength is bluer than the Lyman limit is in microns, and one where an SSP of 1 Gyr or older peaks (in
+# L_lambda) blueward of 2000 A is in nm (they peak at 4000-7600 A; a full grid in nm ends at 16,000 "A" and
+# passed, its DSPS file 160x too faint at 5500 A)
+MAX_LGMET = np.log10(0.07)
 MAX_LG_AGE_GYR = np.log10(30.0)
 MIN_REDDEST_WAVE = 912.0
+MIN_OLD_PEAK_WAVE = 2000.0
 
 # Names under which a grid may carry the surviving (stars + remnants) mass fraction; the first found wins.
 _MASS_KEYS = ("surviving_mass", "ssp_surviving_mass", "ssp_mass", "mass_fraction", "ssp_mstar",
@@ -136,8 +141,10 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     ------
     ValueError
         Missing arrays, wrong shapes, NaN/inf, negative flux, non-increasing axes, masses outside
-        (0, MAX_SURVIVING_MASS], and the usual unit slips: Z above 0.1 ([M/H] given as log10 Z), ages beyond
-        30 Gyr (log10 yr given as log10 Gyr), a wavelength axis ending bluer than 912 A (microns), and a
+        (0, MAX_SURVIVING_MASS], and the usual unit slips: Z above 0.07 ([M/H] given as log10 Z; an [M/H]
+        grid wholly below -1.15 cannot be told from log10 Z), ages beyond 30 Gyr (log10 yr given as log10
+        Gyr), a wavelength axis ending bluer than 912 A (microns) or one where an SSP of 1 Gyr or older
+        peaks blueward of 2000 A (nm), and a
         flux whose brightest SSP integrates to no plausible L_bol per M_sun formed
         (:func:`smnet_sps.ssp.check_ssp_flux_scale`, 1e-3..1e6 L_sun): L_nu [L_sun / Hz] given as L_lambda,
         e.g. the datasets of an ``smnet-sps ssp-grid`` .h5 file read into a dict (read it with
@@ -183,8 +190,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if (wave <= 0).any():
         raise ValueError("ssp_wave must be positive wavelengths in Angstrom")
     if (lgmet > MAX_LGMET).any():
-        raise ValueError(f"ssp_lgmet must be log10 of the metal mass fraction Z (at most log10(0.1) = -1, "
-                         f"e.g. log10(0.0152) = -1.82); got maximum {lgmet.max():g} "
+        raise ValueError(f"ssp_lgmet must be log10 of the metal mass fraction Z (at most log10(0.07) = "
+                         f"{MAX_LGMET:.3f}, e.g. log10(0.0152) = -1.82); got maximum {lgmet.max():g} "
                          f"(Z = {10 ** lgmet.max():.3g}). Did you pass [M/H] instead?")
     if lgage.max() > MAX_LG_AGE_GYR:
         raise ValueError(f"ssp_lg_age_gyr must be log10(age / Gyr) (at most {MAX_LG_AGE_GYR:g}, "
@@ -197,6 +204,13 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     expected = (lgmet.size, lgage.size, wave.size)
     if flux.shape != expected:
         raise ValueError(f"ssp_flux must have shape (n_met, n_age, n_wave) = {expected}; got {flux.shape}")
+    old = lgage >= 0.0                                           # 1 Gyr and older
+    if old.any() and np.isfinite(flux).all():
+        peak = wave[np.argmax(flux[:, old], axis=2)].min()
+        if peak < MIN_OLD_PEAK_WAVE:
+            raise ValueError(f"ssp_wave must be in Angstrom; an SSP of 1 Gyr or older peaks at {peak:g} in "
+                             f"these units, where old populations peak at 4000-7600 A (at least "
+                             f"{MIN_OLD_PEAK_WAVE:g} A): nm given?")
     if not np.isfinite(flux).all():
         raise ValueError(f"ssp_flux has {int((~np.isfinite(flux)).sum())} non-finite value(s); SSP spectra "
                          "must be finite (mask or drop the bad SSPs first)")

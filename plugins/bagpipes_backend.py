@@ -132,7 +132,7 @@ def _live_fraction(ssp):
         return ssp.living_mass, "living", "mass in living stars per M_sun formed"
     if ssp.surviving_mass is not None:
         return ssp.surviving_mass, "surviving", "grid carried no living mass: stars + remnants"
-    return np.ones((ssp.n_met, ssp.n_age)), "unity", "grid carried no mass: stellar masses = mass formed"
+    return np.ones((ssp.n_met, ssp.n_age)), "unity", "grid carried no mass: mass formed"
 
 
 from_arrays = write_stellar_grid

@@ -143,3 +143,18 @@ def test_live_fraction_is_living_stars_as_in_bagpipes_own_grid(tmp_path):
     with bb.smnet_grid(path):
         ours = bagpipes.model_galaxy({"redshift": 0.0, "burst": {**burst, "metallicity": 0.0152 / 0.02}})
     assert abs(ours.sfh.stellar_mass - own) < 0.01, (ours.sfh.stellar_mass, own)
+
+
+def test_grid_without_mass_keeps_its_livefrac_note(grid_file, tmp_path):
+    # explicit arrays carry no mass: the LIVEFRAC card's comment was too long for a FITS card (astropy's
+    # VerifyWarning, the provenance note cut)
+    import warnings
+    from astropy.io import fits
+    toy, _ = grid_file
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = bb.write_stellar_grid(tmp_path / "nomass.fits", ssp_lgmet=toy.ssp_lgmet,
+                                     ssp_lg_age_gyr=toy.ssp_lg_age_gyr, ssp_wave=toy.ssp_wave,
+                                     ssp_flux=toy.ssp_flux)
+    hdr = fits.getheader(path)
+    assert hdr["LIVEFRAC"] == "unity" and "mass formed" in hdr.comments["LIVEFRAC"]

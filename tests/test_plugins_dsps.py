@@ -119,6 +119,22 @@ def test_unit_slips_in_the_axes_are_refused(toy):
     as_ssp_arrays(**{**arrays, "ssp_lg_age_gyr": np.linspace(-3.0, np.log10(20.0), toy.n_age)})  # 20 Gyr ok
 
 
+def test_metal_poor_mh_and_nm_wavelengths_are_refused():
+    # a globular-cluster grid's [M/H] (-2 ... -1) passed the bound log10 0.1 and went to bagpipes as Z/Z_sun
+    # 0.5-5; a full grid in nm (ending at 16,000 "A") passed the Lyman-limit check, its DSPS file 160x too
+    # faint at 5500 A. Real SSPs from the package, 1-10 Gyr.
+    from smnet_sps.generator import BlackbodyGenerator
+    from smnet_sps.ssp import ssp_grid
+    grid = ssp_grid([1e8, 1e9, 1e10], [0.0003, 0.002, 0.0152, 0.06], generator=BlackbodyGenerator())
+    arrays = dict(ssp_lgmet=grid.ssp_lgmet, ssp_lg_age_gyr=grid.ssp_lg_age_gyr, ssp_wave=grid.ssp_wave,
+                  ssp_flux=grid.ssp_flux)
+    as_ssp_arrays(**arrays)                                     # Z up to PARSEC's 0.06: accepted
+    with pytest.raises(ValueError, match=r"\[M/H\]"):
+        as_ssp_arrays(**{**arrays, "ssp_lgmet": np.array([-2.0, -1.5, -1.2, -1.0])})
+    with pytest.raises(ValueError, match="nm given"):
+        as_ssp_arrays(**{**arrays, "ssp_wave": grid.ssp_wave / 10.0})
+
+
 def test_an_ssp_data_is_never_converted_to_air_a_second_time(tmp_path, toy):
     """A dsps.SSPData cannot record its medium and was taken as vacuum: one made with medium="air" and written
     for pPXF with medium="air" was shifted again (5000 A vacuum at 4997.21 instead of 4998.61, 84 km/s).
