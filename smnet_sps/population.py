@@ -431,23 +431,25 @@ class StellarPopulation:
 
     def _tabulated(self, iz):
         """All tabulated ages at tabulated metallicity iz (cached per generator, IMF, family)."""
-        from .ssp import ssp_grid
+        from .ssp import _key_lock, ssp_grid
         backend = self._get_backend()
         key = (self.isochrone_set.name, iz, self._imf(), backend.key)
-        hit = _GRID_CACHE.get(key)
-        if hit is not None and hit[0] is backend.generator:
-            return hit[1]
-        from .generator import _quiet_coverage
-        with _quiet_coverage():
-            # the tabulation covers every age; a few sub-2-Myr SSPs of metal-poor PARSEC sets are mostly
-            # extrapolated, and their share of a composite population is what matters, not theirs alone
-            g = ssp_grid(None, [self.isochrone_set.Z[iz]], imf=self._imf(),
-                         isochrones=self.isochrone_set.name, generator=backend, progress=False)
-        tab = {"flux": g.ssp_flux[0], "mass_stars": g.mass_stars[0], "mass_remnants": g.mass_remnants[0],
-               "lbol": 10.0 ** g.log_lbol[0]}
-        if len(_GRID_CACHE) > 64:
-            _GRID_CACHE.clear()
-        _GRID_CACHE[key] = (backend.generator, tab)
+        # threads wanting the same grid wait for the first one's (each computed all of it again)
+        with _key_lock(("population grid", *key)):
+            hit = _GRID_CACHE.get(key)
+            if hit is not None and hit[0] is backend.generator:
+                return hit[1]
+            from .generator import _quiet_coverage
+            with _quiet_coverage():
+                # the tabulation covers every age; a few sub-2-Myr SSPs of metal-poor PARSEC sets are mostly
+                # extrapolated, and their share of a composite population is what matters, not theirs alone
+                g = ssp_grid(None, [self.isochrone_set.Z[iz]], imf=self._imf(),
+                             isochrones=self.isochrone_set.name, generator=backend, progress=False)
+            tab = {"flux": g.ssp_flux[0], "mass_stars": g.mass_stars[0], "mass_remnants": g.mass_remnants[0],
+                   "lbol": 10.0 ** g.log_lbol[0]}
+            if len(_GRID_CACHE) > 64:
+                _GRID_CACHE.clear()
+            _GRID_CACHE[key] = (backend.generator, tab)
         return tab
 
     def _basis(self, Z):

@@ -49,6 +49,7 @@ OUTSIDE_WARN_FRACTION = 0.5
 _PHASES = sorted(PHASE_NAMES)                      # FSPS phase codes, -1 .. 9
 _PHASE_INDEX = {p: i for i, p in enumerate(_PHASES)}
 _BACKENDS = {}
+_BACKENDS_LOCK = threading.Lock()
 _DEFAULT_GENERATOR = {}
 _NAMED_GENERATORS = {}               # key -> (version of the model's files or None, generator)
 # Tabulated SSPs, one entry per isochrone (family, iz, ia, IMF, backend, by_phase): a new (age, Z) is
@@ -61,6 +62,16 @@ _SSP_CACHE_USED = [0]
 # threads computing SSPs at once (a thread pool, a multithreaded Dask worker) share the cache and its byte
 # count; they are read and changed under this lock (the SSPs themselves are computed outside it)
 _SSP_CACHE_LOCK = threading.Lock()
+_KEY_LOCKS = {}
+_KEY_LOCKS_LOCK = threading.Lock()
+
+
+def _key_lock(key):
+    """The lock of one cache key (a model, a population's grid): the first thread to want it loads it while
+    the others wanting the same key wait for that result (two threads loaded two copies, each with caches of
+    its own); other keys load in parallel. Re-entrant: a load may resolve another name in the same thread."""
+    with _KEY_LOCKS_LOCK:
+        return _KEY_LOCKS.setdefault(key, threading.RLock())
 
 
 # ---- inputs -----------------------------------------------------------------------------------
@@ -250,9 +261,10 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
     if isinstance(generator, str) and generator == "default":
         generator = None
     if generator is None:
-        if device not in _DEFAULT_GENERATOR:
-            from .neural import load_generator
-            _DEFAULT_GENERATOR[device] = load_generator(device=device)
+        with _key_lock(("default", device)):
+            if device not in _DEFAULT_GENERATOR:
+                from .neural import load_generator
+                _DEFAULT_GENERATOR[device] = load_generator(device=device)
         return _DEFAULT_GENERATOR[device]
     if isinstance(generator, str):
         key, version = ("name", generator, device), None
@@ -262,12 +274,13 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
             from .neural import _files_version
             path = os.path.realpath(generator)
             key, version = ("path", path, device), _files_version(path)
-        hit = _NAMED_GENERATORS.get(key)
-        if hit is None or hit[0] != version:
-            gen = _named_generator(generator, device, accepts)
-            if hit is not None:
-                _forget_generator(hit[1])
-            _NAMED_GENERATORS[key] = hit = (version, gen)
+        with _key_lock(key):
+            hit = _NAMED_GENERATORS.get(key)
+            if hit is None or hit[0] != version:
+                gen = _named_generator(generator, device, accepts)
+                if hit is not None:
+                    _forget_generator(hit[1])
+                _NAMED_GENERATORS[key] = hit = (version, gen)
         return hit[1]
     if not isinstance(generator, Generator):
         names = ", ".join(["blackbody", *_generator_names()])
@@ -278,8 +291,9 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
 
 def _forget_generator(gen):
     """Drop the shared backends and cached SSPs of a generator replaced by a new load of its model."""
-    for key in [k for k, b in list(_BACKENDS.items()) if b.generator is gen]:
-        _BACKENDS.pop(key, None)
+    with _BACKENDS_LOCK:
+        for key in [k for k, b in _BACKENDS.items() if b.generator is gen]:
+            del _BACKENDS[key]
     with _SSP_CACHE_LOCK:
         for key in [k for k, v in _SSP_CACHE.items() if v[0] is gen]:
             _SSP_CACHE_USED[0] -= _SSP_CACHE.pop(key)[2]
@@ -322,8 +336,13 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
     key = (id(generator), special_phases, outside)
     backend = _BACKENDS.get(key)
     if backend is None or backend.generator is not generator:
-        backend = StellarLibraryBackend(generator, special_phases=special_phases, outside=outside)
-        _BACKENDS[key] = backend
+        made = StellarLibraryBackend(generator, special_phases=special_phases, outside=outside)
+        # made outside the lock (quick), kept only if no other thread's got there first: two shared
+        # backends of one generator each filled a point cache of their own
+        with _BACKENDS_LOCK:
+            backend = _BACKENDS.get(key)
+            if backend is None or backend.generator is not generator:
+                _BACKENDS[key] = backend = made
     return backend
 
 

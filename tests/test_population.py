@@ -727,3 +727,28 @@ def test_a_used_population_and_its_backend_pickle_and_copy(blackbody):
     again = pickle.loads(pickle.dumps(backend))
     assert again._lock is not backend._lock and again.point_spectra(
         teff=[5000.0], logg=[4.0], logz=[0.0], logl=[0.0]).llam.shape == (1, backend.wavelength.size)
+
+
+def test_threads_tabulate_a_population_grid_once(blackbody, monkeypatch):
+    """_GRID_CACHE had no lock: 4 threads computing spectra of one new population each tabulated the same
+    metallicity's SSP grid (every age) themselves. The first does it now while the others wait for it."""
+    import threading
+
+    from smnet_sps import population as P, ssp as S
+
+    from test_ssp import _at_once
+
+    calls = []
+    real = S.ssp_grid
+
+    def counting(*args, **kwargs):
+        calls.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(S, "ssp_grid", counting)
+    monkeypatch.setattr(P, "_GRID_CACHE", {})
+    pops = [StellarPopulation(zcontinuous=0, zmet=20, sfh=1, tau=1.0, generator=blackbody) for _ in range(4)]
+    spectra = _at_once(lambda p: p.get_spectrum(tage=1.0)[1], pops)
+    assert len(calls) == 1
+    for s in spectra[1:]:
+        np.testing.assert_array_equal(s, spectra[0])

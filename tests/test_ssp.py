@@ -603,3 +603,61 @@ def test_a_model_directory_replaced_in_place_is_loaded_again(tmp_path, monkeypat
     assert gen is not None and resolve_generator(str(d), "cpu") is gen
     monkeypatch.chdir(tmp_path)
     assert resolve_generator("model", "cpu") is gen                          # the same directory
+
+
+def _at_once(fn, args):
+    """fn(arg) for every arg in threads released together (a barrier), as a thread pool's tasks start."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(len(args))
+
+    def call(arg):
+        start.wait()
+        return fn(arg)
+
+    with ThreadPoolExecutor(len(args)) as pool:
+        return list(pool.map(call, args))
+
+
+def test_threads_load_a_model_and_make_its_backend_once(tmp_path, monkeypatch):
+    """resolve_generator and get_backend filled their caches without a lock: 4 threads asking at once for
+    one model loaded it 4 times (4 copies in memory, each with caches of its own) and could be handed 4
+    different shared backends. One thread loads it now while the others wait for it; two different models
+    still load in parallel."""
+    import time
+
+    from smnet_sps import neural, ssp as S
+    from smnet_sps.generator import BlackbodyGenerator
+
+    loads = []
+
+    def slow_load(path=None, **kwargs):
+        loads.append(str(path))
+        time.sleep(0.3)
+        return BlackbodyGenerator()
+
+    monkeypatch.setattr(neural, "load_generator", slow_load)
+    monkeypatch.setattr(S, "_DEFAULT_GENERATOR", {})
+    monkeypatch.setattr(S, "_NAMED_GENERATORS", {})
+    gens = _at_once(lambda _: S.resolve_generator(None, "cpu"), range(4))
+    assert len(loads) == 1 and all(g is gens[0] for g in gens)
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    loads.clear()
+    t0 = time.perf_counter()
+    gens = _at_once(lambda name: S.resolve_generator(str(tmp_path / name), "cpu"), ["a", "b", "a", "b"])
+    assert sorted(loads) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert gens[0] is gens[2] and gens[1] is gens[3] and gens[0] is not gens[1]
+    assert time.perf_counter() - t0 < 0.55                      # a and b loaded side by side (2 x 0.3 s)
+
+    class SlowBackend(S.StellarLibraryBackend):
+        def __init__(self, *args, **kwargs):
+            time.sleep(0.2)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(S, "StellarLibraryBackend", SlowBackend)
+    backends = _at_once(lambda _: S.get_backend(gens[0]), range(4))
+    assert all(b is backends[0] for b in backends)
+    assert S.get_backend(gens[0]) is backends[0]
