@@ -156,15 +156,24 @@ def read_filter_file(path, name=None):
 
 @functools.lru_cache(maxsize=256)
 def _named_bandpass(name):
+    """A named filter, made once and handed to every caller (the photometry weight cache knows it by
+    identity), so its curve is a read-only copy: a caller's in-place edit of ``bp.model.lookup_table`` changed
+    the filter of every later call in the process (and speclite's own cached curve), but not the weights
+    already cached for it."""
     if name in speclite_filter_names():
         import speclite.filters as sf
         f = sf.load_filter(name)
-        return _element(f.wavelength, f.response, name)
-    if name in sedpy_filter_names():
+        wave, thr = f.wavelength, f.response
+    elif name in sedpy_filter_names():
         import sedpy.observate as ob
         f = ob.Filter(name)
-        return _element(f.wavelength, f.transmission, name)
-    raise KeyError(name)
+        wave, thr = f.wavelength, f.transmission
+    else:
+        raise KeyError(name)
+    bp = _element(np.array(wave, float), np.array(thr, float), name)
+    for a in (bp.model.lookup_table, *bp.model.points):
+        a.flags.writeable = False
+    return bp
 
 
 def get_bandpass(spec):

@@ -680,3 +680,26 @@ def test_sun_magnitude_in_filters_with_a_faint_red_leak():
     # a filter far beyond the Sun still has none
     with pytest.warns(UserWarning, match="no solar magnitude"):
         assert np.isnan(sun_absolute_magnitudes(["wise2010-W3"], "AB")["wise2010-W3"])
+
+
+def test_a_named_filter_handed_out_cannot_be_edited_in_place():
+    """get_bandpass("sdss2010-r") handed every caller the one cached SpectralElement, its curve speclite's
+    own cached array: a caller's in-place edit (bp.model.lookup_table[:n // 2] = 0) changed sdss2010-r for
+    the rest of the process on new grids (a 6000 K star's r 0.053 mag brighter) but not on grids whose
+    weights were cached, so one filter gave two answers. The cached curve is a read-only copy now."""
+    import speclite.filters as sf
+
+    star = planck_surface_flux(np.linspace(3000.0, 11000.0, 3001), [6000.0])[0]
+    w = np.linspace(3000.0, 11000.0, 3001) * u.AA
+    before = magnitudes((w, star * FLAM_UNIT), ["sdss2010-r"]).columns[0][0]
+    _, bp = get_bandpass("sdss2010-r")
+    table = bp.model.lookup_table
+    with pytest.raises(ValueError, match="read-only"):
+        table[: table.size // 2] = 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        bp.model.points[0][0] = 0.0
+    assert sf.load_filter("sdss2010-r").response.flags.writeable       # speclite's curve left as it was
+    assert get_bandpass("sdss2010-r")[1] is bp                          # one object (the weights' cache)
+    w2 = np.linspace(3000.0, 11000.0, 3002) * u.AA                      # a new grid: new weights
+    star2 = planck_surface_flux(w2.value, [6000.0])[0]
+    assert abs(magnitudes((w2, star2 * FLAM_UNIT), ["sdss2010-r"]).columns[0][0] - before) < 1e-4
