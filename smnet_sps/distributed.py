@@ -93,6 +93,20 @@ def _spec_key(spec, device):
                      "models are not shipped to workers: give what loads one")
 
 
+def _spec_model_files(spec):
+    """(model path, meta file or None) of a spec naming a model on disk: a path, or the commands'
+    ``functools.partial(load_generator, CHECKPOINT.pt, meta=META.npz)``; (None, None) otherwise."""
+    import functools
+
+    from .neural import SHIPPED_MODELS, load_generator
+    if isinstance(spec, Path) or (isinstance(spec, str) and spec not in ("blackbody", *SHIPPED_MODELS)):
+        return spec, None
+    if (isinstance(spec, functools.partial) and spec.func is load_generator and spec.args
+            and isinstance(spec.args[0], (str, Path)) and spec.args[0] not in SHIPPED_MODELS):
+        return spec.args[0], spec.keywords.get("meta")
+    return None, None
+
+
 def _check_spec(spec):
     from .generator import Generator
     if isinstance(spec, Generator):
@@ -128,11 +142,16 @@ def worker_generator(spec=None, device="auto"):
     """
     key = _spec_key(spec, device)
     version = None
-    if key[0] == "path" and spec != "blackbody" and Path(spec).exists():
+    path, meta = _spec_model_files(spec)
+    if path is not None and Path(path).exists():
         # a model retrained or replaced at that path is loaded again (the first load was kept for the
-        # worker's life, and its stores stamped with the new files' fingerprint)
-        from .neural import _files_version
-        version = _files_version(spec)
+        # worker's life, and its stores stamped with the new files' fingerprint), by ssp.resolve_generator's
+        # rule: a released checkpoint given with its meta file (the commands' spec) was never, and a
+        # relative and an absolute path were two loads
+        from .neural import _model_version
+        real, version = _model_version(path, meta)
+        if key[0] == "path":
+            key = ("path", real, str(device))
     gen = _WORKER_GENERATORS.get(key)
     if gen is None or _WORKER_VERSIONS.get(key) != version:
         if spec is None or spec == "default":

@@ -1244,6 +1244,29 @@ def _files_version(path):
     return tuple(out)
 
 
+def _model_version(path, meta=None):
+    """(real path, version) of a model on disk: a model directory, a released ``.pt`` checkpoint with its
+    ``meta`` file, or a semi-empirical correction with its base model. The one rule by which the caches that
+    load a model by its path (:func:`smnet_sps.ssp.resolve_generator`, a Dask worker's
+    :func:`smnet_sps.distributed.worker_generator`) know it: a relative and an absolute path to it are one
+    entry, and a model changed on disk (one of its files, its meta file, a correction's base model retrained
+    in place) is loaded again."""
+    import os
+    real = os.path.realpath(path)
+    version = _files_version(real)
+    if meta is not None:
+        version += _files_version(os.path.realpath(meta))
+    if _is_semi_empirical(real):
+        from .semi_empirical import _read_config, _recorded_base_directory
+        try:
+            base = _recorded_base_directory(_read_config(Path(real) / "config.json"), real)
+        except (OSError, ValueError, KeyError, TypeError):
+            base = None                     # no base there: loading the correction says what to do
+        if base is not None:
+            version += (("base", _model_version(base)),)
+    return real, version
+
+
 def _config_format(directory):
     """The ``format`` a folder's config.json declares (a model, a semi-empirical correction), or None where
     there is no readable config.json."""

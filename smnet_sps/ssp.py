@@ -269,11 +269,12 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
     if isinstance(generator, str):
         key, version = ("name", generator, device), None
         if generator not in ("blackbody", *_generator_names()) and os.path.isdir(generator):
-            # a model directory: by its real path and its files' version, so that a model retrained or
-            # replaced there is loaded again (it was served from the first load for the life of the process)
-            from .neural import _files_version
-            path = os.path.realpath(generator)
-            key, version = ("path", path, device), _files_version(path)
+            # a model directory: by its real path and its files' version (a semi-empirical correction's with
+            # its base model's), so that a model retrained or replaced there is loaded again (it was served
+            # from the first load for the life of the process)
+            from .neural import _model_version
+            path, version = _model_version(generator)
+            key = ("path", path, device)
         with _key_lock(key):
             hit = _NAMED_GENERATORS.get(key)
             if hit is None or hit[0] != version:

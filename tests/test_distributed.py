@@ -455,3 +455,35 @@ def test_a_worker_loads_a_model_directory_again_once_it_changed(tmp_path):
     # the old model's shared backend went with it (it held the old weights for the worker's life)
     assert not any(b.generator is gen for b in list(S._BACKENDS.values()))
     assert np.abs(new.surface_flux(5800.0, 4.4, 0.0)[0] / before - 1).max() > 0.01
+
+
+def test_a_worker_knows_a_model_by_resolve_generators_rule(tmp_path, monkeypatch, released_smooth):
+    """worker_generator versioned a model path by its raw string, unlike ssp.resolve_generator (real path):
+    a released checkpoint, which the commands hand the workers as partial(load_generator, PT, meta=META),
+    was never versioned (replaced in place, the worker kept computing with the old weights while its stores
+    were stamped with the new file's fingerprint), and a relative and an absolute path to one model were
+    two loads. Both now go through neural._model_version."""
+    import os
+    import shutil
+
+    import torch
+
+    from smnet_sps.neural import default_model_path, generator_spec_option
+
+    pt, meta = tmp_path / "smooth.pt", tmp_path / "small.meta.npz"
+    shutil.copy(released_smooth[0], pt)
+    shutil.copy(released_smooth[1], meta)
+    spec = generator_spec_option(str(pt), str(meta))
+    gen = D.worker_generator(spec, "cpu")
+    assert D.worker_generator(spec, "cpu") is gen                       # unchanged: loaded once
+    before = gen.surface_flux(5800.0, 4.4, 0.0)[0]
+    sd = torch.load(pt)
+    torch.save({k: v * 1.1 if v.is_floating_point() else v for k, v in sd.items()}, tmp_path / "new.pt")
+    os.replace(tmp_path / "new.pt", pt)
+    new = D.worker_generator(spec, "cpu")
+    assert new is not gen and D.worker_generator(spec, "cpu") is new
+    assert np.abs(new.surface_flux(5800.0, 4.4, 0.0)[0] / before - 1).max() > 0.01
+
+    shutil.copytree(default_model_path(), tmp_path / "model")
+    monkeypatch.chdir(tmp_path)
+    assert D.worker_generator("model", "cpu") is D.worker_generator(str(tmp_path / "model"), "cpu")

@@ -583,3 +583,27 @@ def test_a_corrupt_correction_folder_is_named(tmp_path, corrupt, match):
     corrupt(copy)
     with pytest.raises(ValueError, match=match):
         SemiEmpiricalGenerator(copy, device="cpu")
+
+
+def test_a_correction_by_path_is_loaded_again_once_its_base_model_changed(tmp_path):
+    """A correction directory was versioned by its own files only: after its base model was retrained in
+    place, ssp_spectrum(generator=CORRECTION_DIR) kept serving the old base times the correction (the check
+    that its base is the one it was calibrated on never ran again). The version holds the base model's
+    files now: the next call loads it again, and that says the base has changed."""
+    from smnet_sps.neural import default_model_path
+    from smnet_sps.ssp import resolve_generator
+
+    from test_ssp import _retrain_in_place
+
+    base, corr = tmp_path / "base", tmp_path / "corr"
+    shutil.copytree(default_model_path(), base)
+    shutil.copytree(semi_empirical_model_path(), corr)
+    cfg = json.loads((corr / "config.json").read_text())
+    cfg["base"].update(name=str(base), relative_path="../base")
+    (corr / "config.json").write_text(json.dumps(cfg))
+    gen = resolve_generator(str(corr), "cpu")
+    assert isinstance(gen, SemiEmpiricalGenerator) and gen.base.directory.resolve() == base.resolve()
+    assert resolve_generator(str(corr), "cpu") is gen                      # unchanged: loaded once
+    _retrain_in_place(base)
+    with pytest.raises(ValueError, match="base model has changed"):
+        resolve_generator(str(corr), "cpu")
