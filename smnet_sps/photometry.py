@@ -74,13 +74,16 @@ _METHODS = ("vectorised", "synphot")
 # ---------------------------------------------------------------------------------------------------
 def _read_calspec(path):
     from astropy.io import fits
-    with warnings.catch_warnings():
-        # CALSPEC tables carry float TNULL keywords that astropy warns about; they are unused here.
-        warnings.simplefilter("ignore")
-        with fits.open(path) as hdul:
-            data = hdul[1].data
-            wave = np.asarray(data["WAVELENGTH"], float)
-            flux = np.asarray(data["FLUX"], float)
+    with fits.open(path) as hdul:
+        # CALSPEC tables carry float TNULL keywords, which astropy warns about when it reads the columns
+        # (a float column's null is NaN: they are unused); dropped from the header in memory before that,
+        # as warnings.catch_warnings is not thread-safe (it switched off every thread's warnings meanwhile)
+        header = hdul[1].header
+        for key in list(header["TNULL*"]):
+            del header[key]
+        data = hdul[1].data
+        wave = np.asarray(data["WAVELENGTH"], float)
+        flux = np.asarray(data["FLUX"], float)
     good = np.isfinite(flux)
     return wave[good], flux[good]
 
@@ -575,14 +578,14 @@ def _synphot_mags(w, f, bands, bps, system, extrapolate, progress):
         for i in rows if k == 0 else range(f.shape[0]):
             fp = np.concatenate([np.zeros(nl), f[i], np.zeros(nr)])
             src = SourceSpectrum(Empirical1D, points=xp * u.AA, lookup_table=fp * FLAM_UNIT, keep_neg=True)
-            with warnings.catch_warnings():
-                # Our own coverage check passed; extrapolation only touches zero-throughput wings.
-                warnings.simplefilter("ignore")
-                obs = Observation(src, bp, force="extrap")
-                try:
-                    out[i, k] = obs.effstim(unit, vegaspec=vega).value
-                except SynphotError:       # zero integrated flux
-                    out[i, k] = np.inf
+            # no warnings.catch_warnings here: it is not thread-safe (other threads' warnings were lost
+            # while it was open), and nothing warns: our coverage check leaves no throughput beyond the
+            # spectrum, so synphot sees a full overlap and neither extrapolates nor says it does
+            obs = Observation(src, bp, force="extrap")
+            try:
+                out[i, k] = obs.effstim(unit, vegaspec=vega).value
+            except SynphotError:       # zero integrated flux
+                out[i, k] = np.inf
     return out
 
 

@@ -703,3 +703,39 @@ def test_a_named_filter_handed_out_cannot_be_edited_in_place():
     w2 = np.linspace(3000.0, 11000.0, 3002) * u.AA                      # a new grid: new weights
     star2 = planck_surface_flux(w2.value, [6000.0])[0]
     assert abs(magnitudes((w2, star2 * FLAM_UNIT), ["sdss2010-r"]).columns[0][0] - before) < 1e-4
+
+
+def test_photometry_loses_no_other_threads_warning_and_shows_none_of_its_own():
+    """Reading CALSPEC and the synphot path silenced warnings with warnings.catch_warnings, which swaps the
+    process-wide filter list: while one thread was inside, another thread's warnings were dropped (here
+    1,606 of 2,470 warned during one synphot magnitude run). Neither uses it now: the TNULL keywords astropy
+    warned about are dropped from the header before the columns are read, and synphot is never asked to
+    extrapolate (the coverage check) -- and still nothing of theirs is shown."""
+    import threading
+    import time
+
+    from smnet_sps.photometry import VEGA_FILE, _read_calspec
+
+    spec, _ = BlackbodyGenerator().spectra(np.linspace(4000.0, 9000.0, 6), 4.0, 0.0)
+    data = (spec.spectral_axis, spec.flux)
+    done = threading.Event()
+
+    def work():
+        try:
+            _read_calspec(VEGA_FILE)                   # what the lru_cache's first call does
+            magnitudes(data, FILTERS, system="Vega", method="synphot")
+        finally:
+            done.set()
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=work)
+        thread.start()
+        n = 0
+        while not done.is_set():
+            warnings.warn(f"another thread's warning {n}", UserWarning)
+            n += 1
+            time.sleep(1e-4)
+        thread.join()
+    messages = [str(w.message) for w in seen]
+    assert n > 10 and messages == [f"another thread's warning {i}" for i in range(n)]
