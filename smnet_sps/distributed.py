@@ -152,26 +152,28 @@ def worker_generator(spec=None, device="auto"):
         real, version = _model_version(path, meta)
         if key[0] == "path":
             key = ("path", real, str(device))
-    gen = _WORKER_GENERATORS.get(key)
-    if gen is None or _WORKER_VERSIONS.get(key) != version:
-        if spec is None or spec == "default":
-            from .neural import load_generator
-            gen = load_generator(device=device)
-        elif spec == "blackbody":
-            from .generator import BlackbodyGenerator
-            gen = BlackbodyGenerator()
-        elif isinstance(spec, (str, Path)):
-            from .neural import load_generator
-            gen = load_generator(spec, device=device)
-        else:
-            gen = spec()
-        old = _WORKER_GENERATORS.get(key)
-        if old is not None:
-            # the replaced model's shared backends and cached SSPs (ssp_grid on this worker) go with it
-            from .ssp import _forget_generator
-            _forget_generator(old)
-        _WORKER_GENERATORS[key] = gen
-        _WORKER_VERSIONS[key] = version
+    from .ssp import _key_lock
+    with _key_lock(("worker", *key)):       # a multithreaded worker's threads: one load, as resolve_generator
+        gen = _WORKER_GENERATORS.get(key)
+        if gen is None or _WORKER_VERSIONS.get(key) != version:
+            if spec is None or spec == "default":
+                from .neural import load_generator
+                gen = load_generator(device=device)
+            elif spec == "blackbody":
+                from .generator import BlackbodyGenerator
+                gen = BlackbodyGenerator()
+            elif isinstance(spec, (str, Path)):
+                from .neural import load_generator
+                gen = load_generator(spec, device=device)
+            else:
+                gen = spec()
+            old = _WORKER_GENERATORS.get(key)
+            if old is not None:
+                # the replaced model's shared backends and cached SSPs (ssp_grid on this worker) go with it
+                from .ssp import _forget_generator
+                _forget_generator(old)
+            _WORKER_GENERATORS[key] = gen
+            _WORKER_VERSIONS[key] = version
     return gen
 
 

@@ -487,3 +487,35 @@ def test_a_worker_knows_a_model_by_resolve_generators_rule(tmp_path, monkeypatch
     shutil.copytree(default_model_path(), tmp_path / "model")
     monkeypatch.chdir(tmp_path)
     assert D.worker_generator("model", "cpu") is D.worker_generator(str(tmp_path / "model"), "cpu")
+
+
+def _slow_blackbody():
+    import time
+
+    from smnet_sps.generator import BlackbodyGenerator
+    _SLOW_LOADS.append(1)
+    time.sleep(0.3)
+    return BlackbodyGenerator()
+
+
+_SLOW_LOADS = []
+
+
+def test_a_multithreaded_worker_loads_its_model_once(monkeypatch):
+    # worker_generator filled its cache without a lock: 4 threads of one worker asking at once loaded the
+    # model 4 times (4 copies, each with its own backend caches)
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(D, "_WORKER_GENERATORS", {})
+    monkeypatch.setattr(D, "_WORKER_VERSIONS", {})
+    _SLOW_LOADS.clear()
+    start = threading.Barrier(4)
+
+    def call(_):
+        start.wait()
+        return D.worker_generator(_slow_blackbody, "cpu")
+
+    with ThreadPoolExecutor(4) as pool:
+        gens = list(pool.map(call, range(4)))
+    assert len(_SLOW_LOADS) == 1 and all(g is gens[0] for g in gens)
