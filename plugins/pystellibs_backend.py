@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
-from smnet_sps.backend import _log_value, check_logl
+from smnet_sps.backend import _log_value, check_logl, star_scale
 from smnet_sps.constants import L_SUN, LLAM_UNIT, SIGMA_SB
 from smnet_sps.generator import _as_float_array, _logg_value, _refuse_masked
 from smnet_sps.mixture import widen_single_metallicity
@@ -248,23 +248,20 @@ class SMNetStellib:
         """f F_lambda / integral(F_lambda) [1/A]: the spectrum per unit bolometric luminosity.
 
         Divided by its own integral over the generator's grid and multiplied by f, the share of a blackbody
-        of that Teff on the grid (:func:`smnet_sps.generator.luminosity_scale`, the rule the SSP backend
-        scales each star by): the spectrum of a star of luminosity L integrates to f L there. Dividing by
+        of that Teff on the grid (:func:`smnet_sps.backend.star_scale`, the rule the SSP backend scales
+        each star by): the spectrum of a star of luminosity L integrates to f L there. Dividing by
         sigma T^4 (4 pi R^2 F_lambda) carried the generator's integral error into L_bol (0.91 L at
         150,000 K, log g 6.5); without f, a generator on a short grid (a released SM-Net checkpoint,
         3,000 A - 10 um) put a hot star's whole L into its optical (18x too bright at 40 kK).
 
         The row of an unusable spectrum (any pixel negative or non-finite) is NaN: the callers treat it as
         outside the coverage."""
-        from smnet_sps.generator import luminosity_scale
         logT = np.atleast_1d(np.asarray(logT, float))
         teff = 10.0 ** logT
         flux, _ = self.generator.surface_flux(teff, logg, self._mh(Z, teff.size), batch_size=self.batch_size)
-        with np.errstate(invalid="ignore", over="ignore"):
-            integral = np.trapezoid(flux, self._wavelength, axis=1)
         # the SSP backend's rule: a spectrum with a negative pixel is unusable (it was returned as negative
         # light, -5e30 erg/s/A)
-        return flux * luminosity_scale(integral, self._wavelength, teff, flux)[:, None]
+        return flux * star_scale(flux, self._wavelength, teff)[0][:, None]
 
     def _validate_stars(self, logT, logg, logL, Z, single=False):
         """(logT, logg, logL, Z) as 1-d float arrays of one common length, checked.

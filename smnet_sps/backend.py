@@ -307,6 +307,35 @@ def _integrate(flux, weights):
     return np.einsum("ij,j->i", flux, weights)
 
 
+def star_scale(flux, wavelength, teff, weights=None):
+    """The star rule L_lambda = L f F_lambda / integral(F_lambda): the factor f / integral per spectrum.
+
+    One rule for every caller that turns a generator's surface fluxes into stars (the SSP backend, star
+    photometry in :mod:`smnet_sps.distributed`, the pystellibs plugin); multiplied by L [erg/s] it gives
+    L_lambda [erg s^-1 A^-1]. See :func:`smnet_sps.generator.luminosity_scale` for f.
+
+    Parameters
+    ----------
+    flux : array (n, n_wave), surface fluxes F_lambda on ``wavelength``
+    wavelength : array (n_wave,) [A], increasing
+    teff : array (n,) [K]
+    weights : array (n_wave,), optional: :func:`_trapz_weights` of ``wavelength`` (a caller that integrates
+        on one grid many times passes them once)
+
+    Returns
+    -------
+    scale : ndarray (n,) [1/A]; NaN where the spectrum is unusable (a negative or non-finite pixel, or a
+        non-positive integral)
+    integral : ndarray (n,), each spectrum's trapezoid integral over the grid (non-finite ones as they came)
+    """
+    wavelength = np.asarray(wavelength, float)
+    weights = _trapz_weights(wavelength) if weights is None else weights
+    # any NaN/inf pixel makes the integral non-finite, which luminosity_scale turns into NaN
+    with np.errstate(invalid="ignore", over="ignore"):
+        integral = _integrate(flux, weights)
+    return luminosity_scale(integral, wavelength, teff, flux), integral
+
+
 def _new_timing():
     return {"generator_s": 0.0, "generator_cpu_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
 
@@ -640,12 +669,9 @@ class StellarLibraryBackend:
                 timing["n_generated"] += run.size
                 status[run] = np.where(inside[run], STATUS["generator"], STATUS["extrapolated"])
         # normalise; unusable spectra become outside points
-        # any NaN/inf pixel makes the integral non-finite, so one product checks and normalises
-        with np.errstate(invalid="ignore", over="ignore"):
-            integ = _integrate(flux, self._wint)
         # f / integral: f the share of sigma Teff^4 the grid holds (what a spectrum on it integrates to);
-        # a spectrum with a negative pixel is unusable too
-        unit_scale = luminosity_scale(integ, self.wavelength, teff, flux)
+        # a spectrum with a negative or non-finite pixel is unusable (NaN)
+        unit_scale, integ = star_scale(flux, self.wavelength, teff, self._wint)
         good = (status != STATUS["missing"]) & np.isfinite(unit_scale)
         status[~good] = STATUS["missing"]
         inside[~good] = False          # an unusable spectrum counts as outside (it kept inside=True)

@@ -47,7 +47,8 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT
-from .generator import _check_count, _quiet_coverage, luminosity_scale, validate_parameters
+from .backend import _trapz_weights, star_scale
+from .generator import _check_count, _quiet_coverage, validate_parameters
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
            "magnitudes", "write_points", "load_points_store", "read_points", "points_array", "local_cluster",
@@ -631,15 +632,14 @@ def _points_block(block, spec, device, what, filters, system, distance_cm, batch
         k = gen.wavelength.size
     out = np.empty((block.shape[0], k + 1), dtype=out_dtype)
     wave = np.asarray(gen.wavelength, float) * u.AA
+    wint = _trapz_weights(wave.value)
     distance = None if distance_cm is None else distance_cm * u.cm
     with _quiet_coverage():                      # coverage goes into the returned flag column
         for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch_size):
             if what == "magnitudes":
                 # CONTRACTS, star: L f F / integral(F), the SSP backend's rule; L F / sigma Teff^4 carried
                 # the emulator's bolometric error into L (V 0.095 mag faint at 150 kK, log g 6.5)
-                with np.errstate(invalid="ignore", over="ignore"):
-                    integral = np.trapezoid(flux, wave.value, axis=1)
-                scale = luminosity_scale(integral, wave.value, teff[sl], flux) * lum[sl] * L_SUN
+                scale = star_scale(flux, wave.value, teff[sl], wint)[0] * lum[sl] * L_SUN
                 usable = np.isfinite(scale)                # an unusable spectrum: NaN magnitudes, outside
                 out[sl, :k] = np.nan
                 if usable.any():

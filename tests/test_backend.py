@@ -378,6 +378,39 @@ def test_luminosity_scale_puts_the_grid_share_of_l_on_the_grid():
     assert np.isnan(luminosity_scale(np.array([0.0, -1.0, np.nan, np.inf]), wave, np.full(4, 5777.0))).all()
 
 
+def test_star_scale_is_the_one_star_rule_of_backend_distributed_and_pystellibs(default_generator):
+    """star_scale (the trapezoid integral + luminosity_scale) is what the three star callers use: the
+    pystellibs plugin's L_bol-normalised spectra and the distributed star photometry equal it (to the ulp
+    of a differently ordered sum), and a spectrum with a negative or NaN pixel gets NaN."""
+    from smnet_sps import distributed as D
+    from smnet_sps.backend import star_scale
+    from smnet_sps.constants import LLAM_UNIT
+    from smnet_sps.generator import luminosity_scale
+    from smnet_sps.photometry import magnitudes
+    from smnet_sps.plugins.pystellibs_backend import SMNetStellib
+    gen = default_generator
+    wave = np.asarray(gen.wavelength, float)
+    teff, logg = np.array([4000.0, 9000.0, 30000.0]), np.array([1.5, 4.0, 4.5])
+    logz = np.array([-1.0, 0.0, 0.2])
+    flux, _ = gen.surface_flux(teff, logg, logz)
+    scale, integral = star_scale(flux, wave, teff)
+    np.testing.assert_allclose(integral, np.trapezoid(flux, wave, axis=1), rtol=1e-13)
+    np.testing.assert_allclose(scale, luminosity_scale(np.trapezoid(flux, wave, axis=1), wave, teff, flux),
+                               rtol=1e-13)
+    bad = flux.copy()
+    bad[0, 10], bad[1, 20] = -1.0, np.nan
+    bad_scale = star_scale(bad, wave, teff)[0]
+    assert np.isnan(bad_scale[:2]).all() and np.isfinite(bad_scale[2])
+    lib = SMNetStellib(gen, zsun=0.0142)
+    np.testing.assert_allclose(lib._lbol_normalised(np.log10(teff), logg, 0.0142 * 10 ** logz),
+                               flux * scale[:, None], rtol=1e-13)
+    lum = np.array([300.0, 20.0, 1e4])
+    got = D._points_block(np.column_stack([teff, logg, logz, lum]), "default", "cpu", "magnitudes",
+                          ("sdss2010-r",), "AB", None, 64, np.float64)
+    ref = magnitudes((wave * u.AA, flux * (scale * lum * L_SUN)[:, None] * LLAM_UNIT), ["sdss2010-r"])
+    np.testing.assert_allclose(got[:, 0], np.asarray(ref[ref.colnames[0]], float), rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("bad, match", [(dict(teff="5777"), "teff must be a number"),
                                         (dict(logl=True), "logl must be a number.*boolean"),
                                         (dict(teff=np.ma.array([5777.0, 6000.0], mask=[False, True])),
