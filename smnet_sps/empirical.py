@@ -317,14 +317,25 @@ def shape_residuals(pred_s, obs_s, ok, grid=COMPARISON_GRID, order=SHAPE_ORDER):
     return out
 
 
+def median_of_values(values, axis):
+    """``np.nanmedian(values, axis)`` of a 2-d array, NaN where a row (axis=1) or column (axis=0) has no
+    value, without numpy's all-NaN RuntimeWarning: the median is taken only over the lines that have a
+    value (catch_warnings, which would silence it, swaps the process-wide filters: not thread-safe)."""
+    values = np.asarray(values, float)
+    if values.ndim != 2 or axis not in (0, 1):
+        raise ValueError(f"median_of_values takes a 2-d array and axis 0 or 1; got shape {values.shape}, "
+                         f"axis {axis!r}")
+    seen = ~np.isnan(values).all(axis=axis)
+    out = np.full(seen.size, np.nan)
+    out[seen] = np.nanmedian(np.compress(seen, values, axis=1 - axis), axis=axis)
+    return out
+
+
 def star_score(residuals):
     """Per star: median |residual| over the valid grid points; NaN if < half of the grid is valid."""
     r = np.atleast_2d(np.asarray(residuals, float))
     finite = np.isfinite(r)
-    # only rows with a value: numpy warns on an all-NaN median (catch_warnings is not thread-safe)
-    seen = ~np.isnan(r).all(axis=1)
-    med = np.full(r.shape[0], np.nan)
-    med[seen] = np.nanmedian(np.abs(r[seen]), axis=1)
+    med = median_of_values(np.abs(r), axis=1)
     return np.where(finite.mean(1) >= MIN_VALID_FRACTION, med, np.nan)
 
 

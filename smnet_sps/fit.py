@@ -1686,9 +1686,7 @@ def empirical_correction(
                 "pixels); these are coarser"
             )
         ratios[i, op.model_index] = op.flux / model[0].numpy()
-    # the median over the stars that reach each pixel; none: 1 (numpy warns on an all-NaN median, and
-    # catch_warnings, which would silence it, swaps the process-wide filters: not thread-safe)
-    seen = ~np.isnan(ratios).all(axis=0)
-    corr = np.full(ratios.shape[1], np.nan)
-    corr[seen] = np.nanmedian(ratios[:, seen], axis=0)
+    # the median over the stars that reach each pixel; none: 1
+    from .empirical import median_of_values
+    corr = median_of_values(ratios, axis=0)
     return np.where(np.isfinite(corr) & (corr > 0), corr, 1.0)

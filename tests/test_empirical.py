@@ -91,6 +91,27 @@ def test_star_against_itself_scores_zero(stars):
     assert np.all(s.score < 1e-6)
 
 
+def test_median_of_values_is_nanmedian_without_the_all_nan_warning():
+    """The one "median over the lines with a value" of star_score (per star) and fit.empirical_correction
+    (per pixel): np.nanmedian where a line has a value, NaN where none, and no RuntimeWarning."""
+    from smnet_sps.empirical import median_of_values, star_score
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(6, 8))
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[2], a[:, 5] = np.nan, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows, cols = median_of_values(a, axis=1), median_of_values(a, axis=0)
+        score = star_score(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(rows, np.nanmedian(a, axis=1))
+        np.testing.assert_array_equal(cols, np.nanmedian(a, axis=0))
+    assert np.isnan(rows[2]) and np.isnan(cols[5]) and np.isnan(score[2])
+    with pytest.raises(ValueError, match="2-d array and axis 0 or 1; got shape \\(8,\\), axis 0"):
+        median_of_values(a[0], axis=0)
+
+
 def test_invariant_to_a_smooth_factor(stars, default_generator):
     """A reddening-like smooth factor multiplied into the data leaves the scores unchanged (shape removed)."""
     with warnings.catch_warnings():
