@@ -256,7 +256,7 @@ def plot_fit(result, title=None):
 def _cmd_fit(args):
     from .fit import fit_ssp, fit_star
     from .medium import air_to_vacuum
-    from .output_files import check_outputs, matplotlib_formats, save_figure, staged_outputs
+    from .output_files import check_outputs, matplotlib_formats, write_out_and_plot
 
     # refuse bad or existing outputs before the (slow) fit, as every command does
     outputs = check_outputs(args, {"out": ((".json",), "JSON result"),
@@ -297,22 +297,17 @@ def _cmd_fit(args):
         gen = load_generator_option(args.generator, args.meta)
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior,
                        clip=args.clip, **common)
-    # the files first, then the result: `| head` closing stdout at its first line lost them. Both are renamed
-    # into place together once both are written: a failed --plot left the new --out behind, which refused
-    # the rerun
-    with staged_outputs(outputs, overwrite=args.overwrite) as staged:
-        if "out" in staged:
-            # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
-            staged["out"].write_text(json.dumps(res.as_dict(json_safe=True), indent=1, allow_nan=False))
-        if "plot" in staged:
-            save_figure(plot_fit(res), staged["plot"], overwrite=True, dpi=120)
-    wrote = [getattr(args, attr) for attr in ("out", "plot") if attr in outputs]
+    # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
+    wrote = write_out_and_plot(
+        args, outputs,
+        lambda path: path.write_text(json.dumps(res.as_dict(json_safe=True), indent=1, allow_nan=False)),
+        lambda: plot_fit(res), dpi=120)
     print(res)
     if ivar is None:
         # the fit's stand-in error (fit.check_spectrum): "relative to the median flux" read 1e4x too low
         print("  (no ivar or err column: every pixel's error is taken as 1 % of the median |flux|, so chi2 = "
               "sum((residual / (0.01 median))^2); the errors come from the residuals' scatter)")
-    for path in wrote:
+    for path in wrote.values():
         print(f"wrote {path}")
     return 0
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["atomic_output", "check_creatable_folder", "check_output", "check_output_folder",
-           "matplotlib_formats", "save_figure", "save_plot", "staged_outputs", "suffix_of", "json_safe"]
+           "matplotlib_formats", "save_figure", "save_plot", "staged_outputs", "suffix_of", "json_safe",
+           "write_out_and_plot"]
 
 
 def json_safe(obj):
@@ -262,6 +263,24 @@ def staged_outputs(paths, *, overwrite=False, option=None):
         for tmp in [*staged.values(), *plain.values()]:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def write_out_and_plot(args, outputs, write_out, make_plot, *, dpi=110):
+    """Write a command's ``--out`` and ``--plot`` together (``ssp``, ``mags``, ``fit``); returns
+    ``{"out": ..., "plot": ...}`` for those written, the paths as the user typed them (the "wrote" lines).
+
+    ``outputs`` is what :func:`check_outputs` returned for them; ``write_out(path)`` writes the result to
+    ``path``, ``make_plot()`` returns the Figure (drawn only when ``--plot`` was given). Callers print their
+    summary after this: files first, as `| head` closing stdout at the summary's first line lost them. Both
+    files are staged (:func:`staged_outputs`) and renamed into place together once both are written: a failed
+    --plot left the new --out behind (exit status 1), and the rerun was refused because it existed.
+    """
+    with staged_outputs(outputs, overwrite=args.overwrite) as staged:
+        if "out" in staged:
+            write_out(staged["out"])
+        if "plot" in staged:
+            save_figure(make_plot(), staged["plot"], overwrite=True, dpi=dpi)
+    return {attr: getattr(args, attr) for attr in ("out", "plot") if attr in outputs}
 
 
 def _gzip_as(source, target, name):

@@ -1075,7 +1075,7 @@ def _cli_mags(args):
         # they were silently ignored (an unreachable --scheduler ran in-process with exit status 0)
         raise ValueError(f"{', '.join(points_only)} apply to --points tables only; SSP magnitudes run in "
                          "this process")
-    from .output_files import check_outputs, matplotlib_formats, save_figure, staged_outputs, suffix_of
+    from .output_files import check_outputs, matplotlib_formats, suffix_of, write_out_and_plot
     outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table"),
                                    "plot": (matplotlib_formats(), "plot")})
     ages = parse_ages(args.ages, args.n_ages)
@@ -1094,28 +1094,24 @@ def _cli_mags(args):
         if col not in ("age",):
             shown[col].info.format = ".4f"
     shown["age"].info.format = ".4g"
-    # the files first, then the table: `| head` closing stdout at the table's first line lost them. Both are
-    # renamed into place together once both are written: a failed --plot left the new --out behind, which
-    # refused the rerun
+    fmt = TABLE_FORMATS[suffix_of(outputs["out"])] if "out" in outputs else None
+
+    def write_table(path):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
+            warnings.filterwarnings("ignore", message=".*HIERARCH card will be created.*")
+            (_fits_ready(table) if fmt == "fits" else
+             _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(
+                path, format=fmt)
+
+    # the files first, then the table (write_out_and_plot)
+    wrote = write_out_and_plot(args, outputs, write_table, lambda: plot_colour_evolution(table))
     notes = []
-    with staged_outputs(outputs, overwrite=args.overwrite) as staged:
-        if "out" in staged:
-            fmt = TABLE_FORMATS[suffix_of(outputs["out"])]
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
-                warnings.filterwarnings("ignore", message=".*HIERARCH card will be created.*")
-                (_fits_ready(table) if fmt == "fits" else
-                 _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(
-                    staged["out"], format=fmt)
-        if "plot" in staged:
-            save_figure(plot_colour_evolution(table), staged["plot"], overwrite=True)
-    if "out" in outputs:
-        notes.append(f"wrote {args.out}")
-        if fmt == "ascii.csv":
+    for attr, path in wrote.items():
+        notes.append(f"wrote {path}")
+        if attr == "out" and fmt == "ascii.csv":
             notes.append("  (a CSV holds no units and no metadata -- magnitude system, redshift, Z, IMF: "
                          ".ecsv or .fits keep them, .txt as comment lines)")
-    if "plot" in outputs:
-        notes.append(f"wrote {args.plot}")
     shown.pprint(max_lines=-1, max_width=-1)
     for note in notes:
         print(note)

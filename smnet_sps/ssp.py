@@ -1105,7 +1105,7 @@ GRID_SUFFIXES = (".h5", ".hdf5", ".npz")
 
 
 def _cmd_ssp(args):
-    from .output_files import check_outputs, matplotlib_formats, save_figure, staged_outputs
+    from .output_files import check_outputs, matplotlib_formats, write_out_and_plot
     # every output is checked before the SSP is computed: a bad path fails in a second, not after a minute
     outputs = check_outputs(args, {"out": (FITS_SUFFIXES, "FITS table"),
                                    "plot": (matplotlib_formats(), "plot")})
@@ -1126,15 +1126,8 @@ def _cmd_ssp(args):
              f"{m['outside_fraction']:.3g} (outside={m['outside']}), "
              f"without a spectrum {m['missing_fraction']:.3g}",
              "  Lbol by phase: " + ", ".join(f"{k} {v / m['lbol']:.1%}" for k, v in top)]
-    # the files first, then the summary: `| head` closing stdout at the first line lost the files. Both are
-    # renamed into place together once both are written: a failed --plot left the new --out behind (exit
-    # status 1), and the rerun was refused because it existed
-    with staged_outputs(outputs, overwrite=args.overwrite) as staged:
-        if "out" in staged:
-            _write_fits(spec, staged["out"])
-        if "plot" in staged:
-            save_figure(plot_ssp(spec), staged["plot"], overwrite=True)
-    lines += [f"  wrote {getattr(args, attr)}" for attr in ("out", "plot") if attr in outputs]
+    wrote = write_out_and_plot(args, outputs, lambda path: _write_fits(spec, path), lambda: plot_ssp(spec))
+    lines += [f"  wrote {path}" for path in wrote.values()]
     print("\n".join(lines))
     return 0
 
