@@ -28,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -201,15 +203,55 @@ def _tail_without_excluded(source, dest, cfg, records):
         cfg["tail_sha256"] = write_without_nodes(Path(source) / TAIL_FILE, Path(dest) / TAIL_FILE, excluded)
 
 
+# staging folders: .partial.<host>.<pid>.<random>, so that a later run can tell whether the process that
+# made one still runs (a SIGKILL skips every cleanup and left the folder, weights included, in the model)
+_STAGING = ".partial."
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+_STAGING_NAME = re.compile(r"\.partial\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[a-z0-9_]+")
+
+
+def _process_running(pid):
+    """True unless this machine has no process ``pid`` (one of another user counts as running)."""
+    if os.name == "nt":
+        return True              # os.kill(pid, 0) would terminate it there; never guess
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:              # PermissionError: it exists, another user's
+        return True
+    return True
+
+
+def _remove_stale_staging(out):
+    """Remove the staging folders in ``out`` that a killed ``experts`` run left: only our own name pattern,
+    made on this machine by a process that no longer runs (one still writing, or made on another machine of
+    a shared file system, is left alone). Says what it removed; an unnamed old-style ``.partial.*`` folder
+    (no pid in its name) is named but kept: it cannot be told from a live one."""
+    for path in sorted(out.glob(f"{_STAGING}*")):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        m = _STAGING_NAME.fullmatch(path.name)
+        if m is None:
+            print(f"note: {path} looks like a staging folder of an interrupted experts run (no process id "
+                  "in its name); remove it if no experts run is writing to this folder")
+        elif m["host"] == _HOST and not _process_running(int(m["pid"])):
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"removed {path}: the staging folder of an experts run that was killed (process "
+                  f"{m['pid']} is not running)")
+
+
 @contextlib.contextmanager
 def _staged_model(out):
     """A fresh hidden folder inside ``out`` (created if missing) to write a model's new files into; the
     block ends with :func:`_publish`. On an exception the folder goes, with ``out`` if this call created
     it, and every file of the model already in ``out`` is untouched (writing in place had left new weights
-    beside the old config.json: a model load_generator refuses, and the old one lost)."""
+    beside the old config.json: a model load_generator refuses, and the old one lost). Staging folders a
+    killed run left in ``out`` are removed first (:func:`_remove_stale_staging`)."""
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=".partial.", dir=out))
+    _remove_stale_staging(out)
+    partial = Path(tempfile.mkdtemp(prefix=f"{_STAGING}{_HOST}.{os.getpid()}.", dir=out))
     try:
         yield partial
     except BaseException:

@@ -440,3 +440,46 @@ def test_a_failed_rebuild_keeps_the_old_model_and_leaves_nothing_behind(models, 
     cfg = build_expert_model(base, {"libb": spec2}, fresh)                  # the rerun is not refused
     assert load_generator(fresh, device="cpu").name == cfg["name"]
     assert sorted(p.name for p in fresh.iterdir()) == sorted(before)
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_rerun(models, tmp_path, capsys):
+    """`experts` killed by SIGKILL (no cleanup runs) left its .partial.* staging folder, the new weights
+    inside, in the model folder for good; every rerun added another. The rerun now removes the ones whose
+    process is gone, and says so; one of a process still running, one made on another machine and an
+    old-style one (no pid in its name) are left alone."""
+    import os
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from smnet_sps.cli import main
+    _, base, spec, _ = models
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())
+    out = tmp_path / "experts_model"
+    # a real kill at the last step of the write: the staged files are complete, nothing published
+    code = ("import os, signal, sys\nfrom smnet_sps import experts\n"
+            "experts._publish = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "experts.build_expert_model(sys.argv[1], {'libb': sys.argv[2]}, sys.argv[3])\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(base), str(spec), str(out)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, err
+    (killed,) = out.iterdir()
+    assert (killed / "weights.pt").is_file()
+    live = out / f".partial.{host}.{os.getpid()}.abc123de"            # this process runs
+    elsewhere = out / f".partial.other-machine.{proc.pid}.abc123de"  # its pid means nothing here
+    legacy = out / ".partial.x1y2z3ab"                                # before the pid was in the name
+    for folder in (live, elsewhere, legacy):
+        folder.mkdir()
+    assert main(["experts", "--base", str(base), "--expert", f"libb={spec}", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"removed {killed}: the staging folder of an experts run that was killed (process {proc.pid} is " \
+           "not running)" in said
+    assert f"note: {legacy} looks like a staging folder" in said
+    assert killed.name.startswith(f".partial.{host}.{proc.pid}.")        # the pid tells a killed run
+    assert not killed.exists() and live.is_dir() and elsewhere.is_dir() and legacy.is_dir()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(
+        p.name for p in (live, elsewhere, legacy))
+    load_generator(out, device="cpu")
