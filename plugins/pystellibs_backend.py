@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from astropy import units as u
+from astropy.table import Column
 
 from smnet_sps.backend import _log_value, check_logl, star_scale
 from smnet_sps.constants import L_SUN, LLAM_UNIT, SIGMA_SB
@@ -46,18 +47,55 @@ def _z_value(Z):
         raise ValueError(f"Z is a metal mass fraction (dimensionless); got unit {Z.unit}") from None
 
 
-# a Quantity in each parameter's unit, converted as the core backend converts it (point_spectra)
-_TO_VALUE = {"logT": lambda v: _log_value(v, "logT", u.K, "log10(Teff / K)"), "logg": _logg_value,
-             "logL": lambda v: _log_value(v, "logL", u.L_sun, "log10(L / L_sun)"), "Z": _z_value}
+# a Quantity in each parameter's unit, converted as the core backend converts it (point_spectra); the
+# second argument is the name the caller's signature gives it (get_radius takes logl, logt)
+_TO_VALUE = {"logT": lambda v, label: _log_value(v, label, u.K, "log10(Teff / K)"),
+             "logg": lambda v, label: _logg_value(v),
+             "logL": lambda v, label: _log_value(v, label, u.L_sun, "log10(L / L_sun)"),
+             "Z": lambda v, label: _z_value(v)}
 
 
-def _parameter(value, name):
+def _column_quantity(value, label):
+    """An astropy Column that carries a unit as the Quantity it stands for: np.asarray drops the unit (a
+    table's L column in L_sun was read as log L). Anything else is returned as it is."""
+    unit = getattr(value, "unit", None)
+    if unit is None or not isinstance(value, Column):
+        return value
+    if isinstance(unit, u.UnrecognizedUnit):
+        raise ValueError(f"{label}: its column's unit {unit.to_string()!r} is not one astropy knows; give "
+                         "the column a unit astropy can convert (e.g. u.dex(u.L_sun), u.L_sun) or none "
+                         "(plain numbers, in the parameter's documented unit)")
+    return np.asarray(value) * unit              # a dex unit gives a Dex quantity, as u.dex(u.L_sun) does
+
+
+def _parameter(value, name, label=None):
     """A star parameter (``logT``, ``logg``, ``logL``, ``Z``) as a float array (at least 1-d), checked as the
     generators check theirs: a masked element is refused (np.asarray used the value under the mask: a
-    missing logL stored as 99 gave a star 1e99 too bright), a Quantity is converted (logL given as
-    L * u.L_sun was read as log L), None, booleans and text are refused."""
-    _refuse_masked(value, name)
-    return _as_float_array(_TO_VALUE[name](value), name)
+    missing logL stored as 99 gave a star 1e99 too bright), a Quantity or a Column with a unit is converted
+    (logL given as L * u.L_sun was read as log L), None, booleans and text are refused. ``label`` names it
+    in the errors (default ``name``)."""
+    label = label or name
+    _refuse_masked(value, label)
+    return _as_float_array(_TO_VALUE[name](_column_quantity(value, label), label), label)
+
+
+def _as_given(value, arr):
+    """``arr`` in ``value``'s shape: a number stays a number (pystellibs calls the helpers per star too)."""
+    return arr.reshape(np.shape(value))
+
+
+def _weights_value(weights):
+    """get_weights' optional factors (e.g. numbers of stars): plain numbers, unmasked; a Quantity or a
+    Column with a unit only if dimensionless."""
+    _refuse_masked(weights, "weights")
+    weights = _column_quantity(weights, "weights")
+    if isinstance(weights, u.Quantity):
+        try:
+            weights = weights.to_value(u.dimensionless_unscaled)
+        except u.UnitConversionError:
+            raise ValueError("weights are numbers that multiply each star's luminosity (dimensionless); got "
+                             f"unit {weights.unit}") from None
+    return _as_given(weights, _as_float_array(weights, "weights"))
 
 
 def _steps(lo, hi, step):
@@ -234,14 +272,22 @@ class SMNetStellib:
 
     # ---- weights and radii (pystellibs units) --------------------------------------------------
     def get_weights(self, logT, logg, logL, weights=None):
-        """Luminosity [erg/s] by which the L_bol-normalised spectra are multiplied (as pystellibs)."""
-        L = 10.0 ** np.asarray(logL, float) * L_SUN
-        return L if weights is None else np.asarray(weights, float) * L
+        """Luminosity [erg/s] by which the L_bol-normalised spectra are multiplied (as pystellibs).
+
+        ``logL`` is checked as :meth:`generate_individual_spectra` checks it (a masked value is refused, a
+        Quantity or a Column with a unit converted); ``weights`` (optional factors) must be plain numbers or
+        dimensionless."""
+        L = 10.0 ** _as_given(logL, _parameter(logL, "logL")) * L_SUN
+        return L if weights is None else _weights_value(weights) * L
 
     def get_radius(self, logl, logt):
-        """Radius [m, SI as pystellibs] of a star of log(L/L_sun) and log Teff: R^2 = L / (4 pi sigma T^4)."""
-        L_w = 10.0 ** np.asarray(logl, float) * L_SUN * 1e-7
-        return np.sqrt(L_w / (4.0 * np.pi * SIGMA_SB * 1e-3 * (10.0 ** np.asarray(logt, float)) ** 4))
+        """Radius [m, SI as pystellibs] of a star of log(L/L_sun) and log Teff: R^2 = L / (4 pi sigma T^4).
+
+        Both are checked as :meth:`generate_individual_spectra` checks logL and logT (masked refused,
+        units converted)."""
+        L_w = 10.0 ** _as_given(logl, _parameter(logl, "logL", "logl")) * L_SUN * 1e-7
+        teff = 10.0 ** _as_given(logt, _parameter(logt, "logT", "logt"))
+        return np.sqrt(L_w / (4.0 * np.pi * SIGMA_SB * 1e-3 * teff**4))
 
     # ---- spectra ---------------------------------------------------------------------------------
     def _lbol_normalised(self, logT, logg, Z):
