@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 from astropy import units as u
-from astropy.table import Column
 
 from smnet_sps.backend import _log_value, check_logl, star_scale
 from smnet_sps.constants import L_SUN, LLAM_UNIT, SIGMA_SB
-from smnet_sps.generator import _as_float_array, _logg_value, _refuse_masked
+from smnet_sps.generator import _as_float_array, _logg_value, _refuse_masked, column_quantity
 from smnet_sps.mixture import widen_single_metallicity
 
 HOST = "pystellibs"
@@ -55,19 +54,6 @@ _TO_VALUE = {"logT": lambda v, label: _log_value(v, label, u.K, "log10(Teff / K)
              "Z": lambda v, label: _z_value(v)}
 
 
-def _column_quantity(value, label):
-    """An astropy Column that carries a unit as the Quantity it stands for: np.asarray drops the unit (a
-    table's L column in L_sun was read as log L). Anything else is returned as it is."""
-    unit = getattr(value, "unit", None)
-    if unit is None or not isinstance(value, Column):
-        return value
-    if isinstance(unit, u.UnrecognizedUnit):
-        raise ValueError(f"{label}: its column's unit {unit.to_string()!r} is not one astropy knows; give "
-                         "the column a unit astropy can convert (e.g. u.dex(u.L_sun), u.L_sun) or none "
-                         "(plain numbers, in the parameter's documented unit)")
-    return np.asarray(value) * unit              # a dex unit gives a Dex quantity, as u.dex(u.L_sun) does
-
-
 def _parameter(value, name, label=None):
     """A star parameter (``logT``, ``logg``, ``logL``, ``Z``) as a float array (at least 1-d), checked as the
     generators check theirs: a masked element is refused (np.asarray used the value under the mask: a
@@ -76,7 +62,7 @@ def _parameter(value, name, label=None):
     in the errors (default ``name``)."""
     label = label or name
     _refuse_masked(value, label)
-    return _as_float_array(_TO_VALUE[name](_column_quantity(value, label), label), label)
+    return _as_float_array(_TO_VALUE[name](column_quantity(value, label), label), label)
 
 
 def _as_given(value, arr):
@@ -88,7 +74,7 @@ def _weights_value(weights):
     """get_weights' optional factors (e.g. numbers of stars): plain numbers, unmasked; a Quantity or a
     Column with a unit only if dimensionless."""
     _refuse_masked(weights, "weights")
-    weights = _column_quantity(weights, "weights")
+    weights = column_quantity(weights, "weights")
     if isinstance(weights, u.Quantity):
         try:
             weights = weights.to_value(u.dimensionless_unscaled)

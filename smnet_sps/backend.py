@@ -66,8 +66,8 @@ from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB
 from .generator import (_as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
-                        _quiet_coverage, _refuse_masked, _teff_value, luminosity_scale, planck_fraction,
-                        planck_surface_flux, validate_parameters)
+                        _quiet_coverage, _refuse_masked, _teff_value, column_quantity, luminosity_scale,
+                        planck_fraction, planck_surface_flux, validate_parameters)
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -222,7 +222,9 @@ def _pack_keys(keys):
 
 def _log_value(value, name, unit, meaning):
     """log10 of a quantity in ``unit`` from a number (already the log), a dex Quantity of ``unit``, or a
-    linear Quantity convertible to ``unit`` (e.g. logl = 3.2 L_sun or 1e34 erg/s)."""
+    linear Quantity convertible to ``unit`` (e.g. logl = 3.2 L_sun or 1e34 erg/s); an astropy Column with a
+    unit as that Quantity."""
+    value = column_quantity(value, name)
     if not isinstance(value, u.Quantity):
         return value
     try:

@@ -155,7 +155,25 @@ def _refuse_masked(value, name):
                          "those points or fill them with valid values (e.g. np.ma.filled) before the call")
 
 
+def column_quantity(value, name):
+    """An astropy ``Column`` that carries a unit, as the Quantity it stands for (``np.asarray`` drops the
+    unit: an isochrone table's Teff column in kK was read as K, an L column in L_sun as log L); anything else
+    is returned as it is. A unit astropy does not know is refused."""
+    unit = getattr(value, "unit", None)
+    if unit is None:
+        return value
+    from astropy.table import Column
+    if not isinstance(value, Column):
+        return value
+    if isinstance(unit, u.UnrecognizedUnit):
+        raise ValueError(f"{name}: its column's unit {unit.to_string()!r} is not one astropy knows; give "
+                         "the column a unit astropy can convert (e.g. u.K, u.dex(u.L_sun), u.L_sun) or none "
+                         "(plain numbers, in the parameter's documented unit)")
+    return np.asarray(value) * unit              # a dex unit gives a Dex quantity, as u.dex(u.L_sun) does
+
+
 def _teff_value(teff):
+    teff = column_quantity(teff, "teff")
     if isinstance(teff, u.Quantity):
         try:
             return teff.to_value(u.K, equivalencies=u.temperature())
@@ -166,6 +184,7 @@ def _teff_value(teff):
 
 def _logg_value(logg):
     """log g [dex cgs] from a number, a dex Quantity (u.dex(u.cm / u.s**2)) or a linear acceleration."""
+    logg = column_quantity(logg, "logg")
     if not isinstance(logg, u.Quantity):
         return logg
     if isinstance(logg.unit, u.LogUnit) or isinstance(logg, u.LogQuantity):
@@ -187,6 +206,7 @@ def _logg_value(logg):
 
 
 def _logz_value(logz):
+    logz = column_quantity(logz, "logz")
     if not isinstance(logz, u.Quantity):
         return logz
     # dex only: a magnitude is a log unit too (u.Magnitude(-0.5) was read as -0.5 dex; it is +0.2)

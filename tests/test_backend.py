@@ -718,3 +718,20 @@ def test_phase_libraries_edited_in_place_are_not_served_from_another_backends_ss
     # the same libraries in another dict: the same key (their SSPs are shared)
     b3 = StellarLibraryBackend(blackbody, special_phases="dedicated", phase_libraries=dict(libs))
     assert b3.key == b2.key
+
+
+def test_table_columns_with_units_are_read_in_their_units():
+    # an isochrone read with Table.read keeps its columns' units, which np.asarray dropped: a Teff column in
+    # kK was read as K (refused as 5.8 K), an L column in L_sun as log10 L (100 L_sun -> 1e100 L_sun)
+    from astropy.table import Table
+    from smnet_sps.generator import validate_parameters
+    t = Table({"teff": [5.8, 10.0], "logg": [4.4, 4.0], "L": [100.0, 1.0]},
+              units={"teff": u.kK, "logg": u.dex(u.cm / u.s ** 2), "L": u.L_sun})
+    teff, logg, _ = validate_parameters(t["teff"], t["logg"], 0.0)
+    np.testing.assert_allclose(teff, [5800.0, 10000.0])
+    backend = StellarLibraryBackend(BlackbodyGenerator())
+    a = backend.point_spectra(teff=t["teff"], logg=t["logg"], logz=0.0, logl=t["L"])
+    b = backend.point_spectra(teff=[5800.0, 10000.0], logg=[4.4, 4.0], logz=0.0, logl=[2.0, 0.0])
+    np.testing.assert_allclose(a.llam, b.llam, rtol=1e-12)
+    with pytest.raises(ValueError, match="not one astropy knows"):
+        validate_parameters(Table({"t": [5800.0]}, units={"t": "kelvinz"})["t"], 4.4, 0.0)
