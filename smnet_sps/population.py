@@ -12,8 +12,8 @@ Conventions (FSPS's): ``get_spectrum`` returns the rest-frame spectrum in L_sun 
 (L_sun / A with ``peraa=True``); ``tage`` is in Gyr and ``tage=0`` returns every SSP age (``ssp_ages``,
 log10 yr); ``sfh=3`` (tabular) is not normalised (masses in M_sun); ``stellar_mass`` is stars + remnants
 (stars only with ``add_stellar_remnants=False``); ``get_mags`` gives absolute magnitudes at z = 0 and apparent
-observed-frame magnitudes at z > 0 (luminosity distance of ``cosmology``, default FSPS's flat H0 = 70,
-Omega_m = 0.3). Wavelengths are vacuum (air with ``vactoair_flag=True``). Details: ``docs/population.md``.
+observed-frame magnitudes at z > 0 (luminosity distance of ``cosmology``, default FSPS's flat H0 = 72,
+Omega_m = 0.27). Wavelengths are vacuum (air with ``vactoair_flag=True``). Details: ``docs/population.md``.
 
 What differs from FSPS: the stellar spectra come from an smnet-sps generator (default: the shipped model),
 isochrones default to Padova 2007 (ages to 14.1 Gyr; ``isochrones="parsec"`` or ``"mist"`` for the others),
@@ -145,9 +145,12 @@ _GRID_CACHE: dict = {}
 
 
 def fsps_cosmology():
-    """FSPS's cosmology for apparent magnitudes: flat, H0 = 70 km/s/Mpc, Omega_m = 0.3 (no radiation)."""
+    """FSPS's cosmology for apparent magnitudes: flat, H0 = 72 km/s/Mpc, Omega_m = 0.27, Omega_Lambda = 0.73,
+    no radiation (sps_vars.f90 om0, ol0, H0, read by get_lumdist.f90 and getmags.f90; python-fsps keeps them).
+    Flat 70 / 0.3, used until 2026-12-03, made apparent magnitudes 0.06 mag fainter at z = 0.05, 0.02 at
+    z = 1."""
     from astropy.cosmology import FlatLambdaCDM
-    return FlatLambdaCDM(H0=70.0, Om0=0.3, name="FSPS (flat, H0=70, Om0=0.3)")
+    return FlatLambdaCDM(H0=72.0, Om0=0.27, name="FSPS (flat, H0=72, Om0=0.27)")
 
 
 # ---- parameters ------------------------------------------------------------------------------------------
@@ -484,7 +487,9 @@ class StellarPopulation:
             s = ssp_spectrum(tage * u.Gyr, Z=Z, imf=self._imf(), isochrones=self.isochrone_set.name,
                              generator=self._get_backend())
             flux = np.asarray(s.flux.value, float)
-            young_is = tage * 1e9 < tesc
+            # FSPS counts an SSP at exactly dust_tesc as young (csp_gen: i <= locate(time_full, dust_tesc));
+            # tage = 0.01 Gyr at the default 7 was left unattenuated by dust1
+            young_is = tage * 1e9 <= tesc * (1 + 1e-12)
             young, old = (flux, 0.0 * flux) if young_is else (0.0 * flux, flux)
             m = s.meta
             res = {"mass_stars": m["mass_stars"], "mass_remnants": m["mass_remnants"], "lbol": m["lbol"],

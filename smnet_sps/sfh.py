@@ -285,8 +285,9 @@ def ssp_weights(history, log_ages, split_yr=None, rtol_outside=1e-9):
     ----------
     history : SFHistory
     log_ages : (n,) increasing log10(age / yr) of the SSP grid
-    split_yr : float or None; lookback time [yr] separating "young" (t < split) from "old" stars
-        (FSPS ``10**dust_tesc``); None puts everything in "old"
+    split_yr : float or None; lookback time [yr] separating "young" (t < split; a burst at t <= split, as
+        FSPS counts an SSP at exactly dust_tesc young) from "old" stars (FSPS ``10**dust_tesc``); None puts
+        everything in "old"
 
     Returns
     -------
@@ -329,7 +330,7 @@ def ssp_weights(history, log_ages, split_yr=None, rtol_outside=1e-9):
             beyond += mass
             continue
         j, frac = _hat(log_ages, np.array([max(tb, 0.0)]))
-        target = young if tb < split else old
+        target = young if tb <= split * (1 + 1e-12) else old
         target[j[0]] += mass * (1 - frac[0])
         target[j[0] + 1] += mass * frac[0]
     if beyond > rtol_outside * max(total, 1e-300):

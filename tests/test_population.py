@@ -663,13 +663,13 @@ def test_a_tabular_spectrum_states_that_it_is_for_the_formed_mass():
 
 def test_get_mags_bands_must_be_names_and_the_cosmology_error_says_what_none_means():
     """get_mags(bands=5) failed with TypeError "'int' object is not iterable"; StellarPopulation(cosmology=70)
-    said "or None (Planck18)", while None there means FSPS's flat H0 = 70, Om0 = 0.3."""
+    said "or None (Planck18)", while None there means FSPS's flat H0 = 72, Om0 = 0.27."""
     from smnet_sps.generator import BlackbodyGenerator
     sp = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, generator=BlackbodyGenerator())
     with pytest.raises(ValueError, match="bands must be a band name or a list of names .*got 5"):
         sp.get_mags(tage=5.0, bands=5)
     np.testing.assert_array_equal(sp.get_mags(tage=5.0, bands="v"), sp.get_mags(tage=5.0, bands=("v",)))
-    with pytest.raises(ValueError, match=r"or None \(the default: FSPS \(flat, H0=70, Om0=0.3\)\); got 70"):
+    with pytest.raises(ValueError, match=r"or None \(the default: FSPS \(flat, H0=72, Om0=0.27\)\); got 70"):
         StellarPopulation(generator=BlackbodyGenerator(), cosmology=70)
     planck = StellarPopulation(generator=BlackbodyGenerator(), cosmology="Planck18")
     with pytest.raises(ValueError, match=r"or None \(the default: Planck18\); got 'LCDM'"):
@@ -752,3 +752,34 @@ def test_threads_tabulate_a_population_grid_once(blackbody, monkeypatch):
     assert len(calls) == 1
     for s in spectra[1:]:
         np.testing.assert_array_equal(s, spectra[0])
+
+
+def test_default_cosmology_is_the_one_fsps_computes_distances_with():
+    # FSPS's get_lumdist.f90 integrates a flat universe with om0 = 0.27, ol0 = 0.73, H0 = 72 (sps_vars.f90);
+    # the default was flat 70 / 0.3: apparent magnitudes 0.06 mag too faint at z = 0.05, 0.02 at z = 1
+    from smnet_sps.population import fsps_cosmology
+    c_km_s, om0, ol0, h0 = 2.99792458e5, 0.27, 0.73, 72.0
+    for z in (0.05, 0.5, 2.0):
+        zz = np.linspace(0.0, z, 20001)
+        dl_mpc = np.trapezoid(1.0 / np.sqrt(om0 * (1 + zz) ** 3 + ol0), zz) * (1 + z) * c_km_s / h0
+        assert fsps_cosmology().luminosity_distance(z).to_value(u.Mpc) == pytest.approx(dl_mpc, rel=1e-4)
+
+
+def test_an_ssp_of_exactly_dust_tesc_is_young_as_in_fsps(blackbody):
+    # FSPS's csp_gen counts SSP i <= locate(time_full, dust_tesc) as young: a 10 Myr SSP gets dust1 at the
+    # default dust_tesc = 7; it was left unattenuated (attenuation 1.000 at 5500 A, 0.367 at 9.99 Myr)
+    clean = StellarPopulation(generator=blackbody, sfh=0)
+    dusty = StellarPopulation(generator=blackbody, sfh=0, dust_type=0, dust1=1.0, dust1_index=0.0)
+    for tage in (0.01, 0.00999):
+        w, f0 = clean.get_spectrum(tage=tage, peraa=True)
+        _, f1 = dusty.get_spectrum(tage=tage, peraa=True)
+        i = np.argmin(np.abs(w - 5500.0))
+        assert f1[i] / f0[i] == pytest.approx(np.exp(-1.0), rel=1e-6), tage
+    # a burst at exactly 10 Myr of lookback time is young too
+    burst = StellarPopulation(generator=blackbody, sfh=1, tau=1.0, fburst=1.0, tburst=1.0, dust_type=0,
+                              dust1=1.0, dust1_index=0.0)
+    plain = StellarPopulation(generator=blackbody, sfh=1, tau=1.0, fburst=1.0, tburst=1.0)
+    w, f1 = burst.get_spectrum(tage=1.01, peraa=True)
+    _, f0 = plain.get_spectrum(tage=1.01, peraa=True)
+    i = np.argmin(np.abs(w - 5500.0))
+    assert f1[i] / f0[i] == pytest.approx(np.exp(-1.0), rel=1e-6)
