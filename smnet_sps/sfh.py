@@ -32,7 +32,7 @@ from astropy import units as u
 from .generator import _refuse_masked
 
 __all__ = ["SFH_TYPES", "SFHistory", "parametric_sfh", "tabular_sfh", "check_tabular", "ssp_weights",
-           "mass_formed_closed_form", "UNRESOLVED_FRACTION"]
+           "mass_formed_closed_form", "UNRESOLVED_FRACTION", "table_mass_fraction"]
 
 SFH_TYPES = {0: "SSP", 1: "tau (+ constant + burst)", 3: "tabular", 4: "delayed tau (+ constant + burst)"}
 GYR = 1e9
@@ -350,3 +350,34 @@ def mass_formed_closed_form(sfh, T_gyr, tau_gyr):
     if sfh == 4:
         return tau_gyr ** 2 * (-np.expm1(-x) - x * np.exp(-x))
     raise ValueError(f"closed form exists for sfh=1 or 4; got {sfh!r}")
+
+
+def table_mass_fraction(sfh, age, t_max, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fburst=0.0,
+                        tburst=11.0):
+    """FSPS's ``sfhinfo`` for the ``tage=0`` table of ``sfh=1`` / ``4``: ``(mfrac, sfr)`` at forward time
+    ``age`` [Gyr], ``mfrac`` the mass formed by ``age`` over that formed by ``t_max`` (the oldest SSP age,
+    Gyr) and ``sfr`` [M_sun/yr] the SFR at ``age`` for 1 M_sun formed by ``t_max``.
+
+    Each part of the SFH counts by its own share of the mass formed by ``t_max``: the tau part by
+    (1 - const - fburst) x its mass by ``age`` over its mass by ``t_max``, the constant part by const x the
+    elapsed share of its window, the burst by fburst once ``age`` is past ``tburst`` (compsp.f90 multiplies
+    each row of the table, which is normalised to 1 M_sun formed by its own age, by ``mfrac``). Parameters
+    as :func:`parametric_sfh` (already checked there); ``sf_trunc`` 0 or not after ``sf_start``: none.
+    """
+    from scipy.special import gammainc
+    power = 1 if sfh == 1 else 2
+    span = t_max - sf_start                                   # FSPS Tmax
+    since = age - sf_start                                    # Tprime
+    window = span if (sf_trunc <= 0 or sf_trunc <= sf_start) else sf_trunc - sf_start
+    total_tau = tau * gammainc(power, min(span, window) / tau)  # Gamma(1) = Gamma(2) = 1: regularised = lower
+    if since < 0:
+        mass_tau = sfr_tau = 0.0
+    else:
+        s = min(since, window)
+        mass_tau = tau * gammainc(power, s / tau)
+        sfr_tau = (s / tau) ** (power - 1) * np.exp(-s / tau)
+    sfr_const = 1.0 / min(span, window) if since > 0 else 0.0
+    mfrac = ((1.0 - const - fburst) * mass_tau / total_tau + const * max(min(since, window), 0.0) * sfr_const
+             + fburst * float(since > tburst - sf_start))
+    sfr = 0.0 if since > window else (1.0 - const - fburst) * sfr_tau / total_tau + const * sfr_const
+    return float(mfrac), float(sfr) / GYR                      # FSPS's SFR is per Gyr

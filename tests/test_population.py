@@ -783,3 +783,30 @@ def test_an_ssp_of_exactly_dust_tesc_is_young_as_in_fsps(blackbody):
     _, f0 = plain.get_spectrum(tage=1.01, peraa=True)
     i = np.argmin(np.abs(w - 5500.0))
     assert f1[i] / f0[i] == pytest.approx(np.exp(-1.0), rel=1e-6)
+
+
+def test_the_tage0_table_of_a_tau_model_is_one_history_as_fsps_writes_it(blackbody):
+    # FSPS (compsp.f90) scales each row of the tage=0 table by sfhinfo's mfrac, the mass formed by that age
+    # over that formed by the oldest SSP age, and normalises the SFR over that history; every row was
+    # normalised to 1 M_sun by its own age (M_V 1.45 mag too bright at 1 Gyr, 5.8 mag at 0.1 Gyr, tau = 1)
+    from scipy.integrate import quad
+    sp = StellarPopulation(generator=blackbody, sfh=4, tau=1.0, const=0.2)
+    table = sp.get_mags(tage=0, bands=["v"])[:, 0]
+    formed, sfr, mass = sp.formed_mass, sp.sfr, sp.stellar_mass
+    ages = 10 ** sp.ssp_ages / 1e9
+    t_max = ages[-1]
+    tau_mass = quad(lambda t: t * np.exp(-t), 0, t_max)[0]
+
+    def share(a):                       # delayed tau (0.8) + constant (0.2), each over its own history
+        return 0.8 * quad(lambda t: t * np.exp(-t), 0, a)[0] / tau_mass + 0.2 * a / t_max
+
+    for a in (0.1, 1.0, 5.0):
+        i = int(np.argmin(np.abs(ages - a)))
+        assert formed[i] == pytest.approx(share(ages[i]), rel=1e-6)
+        sfr_fsps = (0.8 * ages[i] * np.exp(-ages[i]) / tau_mass + 0.2 / t_max) / 1e9
+        assert sfr[i] == pytest.approx(sfr_fsps, rel=1e-6)
+        single_mag = sp.get_mags(tage=ages[i], bands=["v"])[0]
+        single_mass = sp.stellar_mass
+        assert table[i] == pytest.approx(single_mag - 2.5 * np.log10(formed[i]), abs=1e-9)
+        assert mass[i] == pytest.approx(single_mass * formed[i], rel=1e-9)
+        assert sp.formed_mass == 1.0                # a single tage stays 1 M_sun formed by it
