@@ -43,15 +43,16 @@ the generator at their (Teff, log g, [M/H]); the union model covers 2,000-180,00
 (O-rich) / Aringer (C-rich, C/O > 1) spectra and post-AGB stars Rauch (2003) H-Ni NLTE spectra
 (``rauch_pagb``, 50-190 kK), all linearly interpolated in Teff, read with
 :func:`smnet_sps.grid.load_phase_libraries` (pixels a library lacks are filled with a Planck spectrum of the
-same Teff scaled to the library's nearest covered pixels). The metallicity set is the nearest tabulated
-[M/H], except for post-AGB, which follows FSPS (``getspec.f90``: the solar set when Z/Zsun > 0.5, else the
-halo set): halo ([M/H] = -1) when [M/H] <= log10(0.5) = -0.30, solar otherwise. Outside a library's Teff
-range the generator is used. Why ``"model"`` is the default: it works with every generator (a released
-SM-Net checkpoint, a blackbody) without the extra data file, keeps the SSP a smooth function of the
-isochrone (fits, gradients), and the dedicated libraries have no log g, a narrow Teff range and a coarse
-metallicity mapping (two sets for post-AGB). Use ``"dedicated"`` to mimic FSPS's treatment of these
-phases, whose spectra (C-star bands, WR emission lines, post-AGB NLTE atmospheres) the union's hydrostatic
-log g libraries do not represent.
+same Teff scaled to the library's nearest covered pixels); the O-rich TP-AGB spectra take their Teff
+from the library's Teff(Z) table at the star's [M/H] (as FSPS; clipped to the table's -1.98 .. +0.2). The
+metallicity set is the nearest tabulated [M/H], except for post-AGB, which follows FSPS (``getspec.f90``:
+the solar set when Z/Zsun > 0.5, else the halo set): halo ([M/H] = -1) when [M/H] <= log10(0.5) = -0.30,
+solar otherwise. Outside a library's Teff range the generator is used. Why ``"model"`` is the default: it
+works with every generator (a released SM-Net checkpoint, a blackbody) without the extra data file, keeps
+the SSP a smooth function of the isochrone (fits, gradients), and the dedicated libraries have no log g, a
+narrow Teff range and a coarse metallicity mapping (two sets for post-AGB). Use ``"dedicated"`` to mimic
+FSPS's treatment of these phases, whose spectra (C-star bands, WR emission lines, post-AGB NLTE
+atmospheres) the union's hydrostatic log g libraries do not represent.
 """
 from __future__ import annotations
 
@@ -168,6 +169,36 @@ def _get(obj, name, index):
     if isinstance(obj, dict):
         return obj[name]
     return obj[index]
+
+
+def _teff_table(name, lib, n_spec):
+    """A phase library's Teff(Z) table as (logz_table (m,), teff_table (n_spec, m) [K]), or None without one.
+
+    Lancon & Mouhcine's O-rich spectra are colour classes whose Teff depends on metallicity (FSPS
+    ``Orich.teff``: one column per log Z/Zsun); ``teff`` holds only the solar column."""
+    has = [_table_field(lib, k) is not None for k in ("teff_table", "logz_table")]
+    if not any(has):
+        return None
+    if not all(has):
+        raise ValueError(f"phase library {name!r}: teff_table and logz_table come together; it has only "
+                         f"{'teff_table' if has[0] else 'logz_table'}")
+    table = np.asarray(u.Quantity(_table_field(lib, "teff_table"), u.K).value, float)
+    logz = np.asarray(_table_field(lib, "logz_table"), float)
+    if logz.ndim != 1 or logz.size < 1 or not np.all(np.isfinite(logz)) or np.any(np.diff(logz) <= 0):
+        raise ValueError(f"phase library {name!r}: logz_table must be finite and increasing log Z/Zsun, "
+                         f"got {logz}")
+    if table.shape != (n_spec, logz.size):
+        raise ValueError(f"phase library {name!r}: teff_table has shape {table.shape}; allowed: (spectra, "
+                         f"[M/H] columns) = ({n_spec}, {logz.size})")
+    if not np.all(np.isfinite(table) & (table > 0)):
+        raise ValueError(f"phase library {name!r}: teff_table must hold finite Teff > 0 K")
+    return logz, table
+
+
+def _table_field(lib, name):
+    if isinstance(lib, dict):
+        return lib.get(name)
+    return getattr(lib, name, None)
 
 
 def _fill_masked_with_planck(flux, mask, teff, wave):
@@ -463,7 +494,7 @@ class StellarLibraryBackend:
         src_wave = raw.pop("wavelength", None)
         if src_wave is not None:
             src_wave = np.asarray(u.Quantity(src_wave, u.AA).value, float)
-        libs = {}
+        libs, tables = {}, {}
         for name, lib in raw.items():
             teff = np.asarray(u.Quantity(_get(lib, "teff", 0), u.K).value, float)
             logz = np.asarray(_get(lib, "logz", 1), float)
@@ -495,10 +526,14 @@ class StellarLibraryBackend:
             integ = _integrate(flux, self._wint)
             good = integ > 0
             libs[name] = (teff[good], logz[good], flux[good] / integ[good, None], on_grid[good])
+            table = _teff_table(name, lib, teff.size)
+            if table is not None:
+                tables[name] = (table[0], table[1][good])
         need = {"cmfgen_wn", "cmfgen_wc", "tpagb_orich", "rauch_pagb"}
         if not need <= set(libs):
             raise ValueError(f"phase libraries lack {sorted(need - set(libs))}; found {sorted(libs)}")
         self._dedicated = libs
+        self._dedicated_teff_tables = tables
         # the libraries hold sigma Teff^4 over their native range; as for the generator's stars, that range
         # is taken to hold a blackbody's share of L (on the default grid, the libraries' own, as before)
         native = src_wave if src_wave is not None else self.wavelength
@@ -507,7 +542,7 @@ class StellarLibraryBackend:
             h = hashlib.sha1(repr(self._dedicated_range).encode())
             for name in sorted(libs):
                 h.update(name.encode())
-                for a in libs[name]:
+                for a in libs[name] + tables.get(name, ()):
                     h.update(f"{a.dtype}{a.shape}".encode())
                     h.update(np.ascontiguousarray(a).tobytes())
             self._phase_libs_token = h.hexdigest()
@@ -526,13 +561,31 @@ class StellarLibraryBackend:
                 return name
         return "tpagb_orich"
 
+    def _library_teff(self, name, logz):
+        """Teff [K] of each spectrum of library ``name`` for a star of [M/H] ``logz``: its own Teff, or for a
+        library with a Teff(Z) table (O-rich TP-AGB) the table linearly interpolated in log Z/Zsun, clipped
+        to the table's range. FSPS (sps_setup.f90 -> agb_logt_o(z,:), used by getspec.f90) interpolates the
+        same table linearly between the enclosing columns, but extrapolates beyond them; an empirical
+        colour-Teff relation is not extrapolated here (the edge columns are [M/H] -1.98 and +0.2)."""
+        table = self._dedicated_teff_tables.get(name)
+        if table is None:
+            return self._dedicated[name][0]
+        lzt, tt = table
+        if lzt.size == 1:
+            return tt[:, 0]
+        z = float(np.clip(logz, lzt[0], lzt[-1]))
+        j = int(np.clip(np.searchsorted(lzt, z) - 1, 0, lzt.size - 2))
+        x = (z - lzt[j]) / (lzt[j + 1] - lzt[j])
+        return (1 - x) * tt[:, j] + x * tt[:, j + 1]
+
     def _dedicated_spectra(self, cls, teff, logz):
         """Spectra per unit luminosity from a dedicated library: [M/H] set by :data:`_LOGZ_SPLIT` or nearest,
-        linear in Teff, each integrating to its share of L on the grid (a blackbody's over the library's
-        native range, times the part of the library's spectrum on the grid). Outside the Teff range -> NaN,
-        inside False."""
+        linear in Teff (the spectra's Teff at the star's [M/H] for a library with a Teff(Z) table, see
+        :meth:`_library_teff`), each integrating to its share of L on the grid (a blackbody's over the
+        library's native range, times the part of the library's spectrum on the grid). Outside the Teff range
+        -> NaN, inside False."""
         name = self._dedicated_name(cls)
-        lt, lz, lf, part = self._dedicated[name]
+        _, lz, lf, part = self._dedicated[name]
         share = np.zeros(teff.size)
         out = np.full((teff.size, self.wavelength.size), np.nan)
         inside = np.zeros(teff.size, bool)
@@ -543,6 +596,7 @@ class StellarLibraryBackend:
                 z = zs[np.argmin(np.abs(zs - logz[i]))]
             else:
                 z = zs[0] if logz[i] <= split else zs[-1]
+            lt = self._library_teff(name, logz[i])
             sel = np.flatnonzero(lz == z)
             order = sel[np.argsort(lt[sel])]
             t = lt[order]
@@ -597,6 +651,8 @@ class StellarLibraryBackend:
                     values.update(pair)
             for lt, *_ in (getattr(self, "_dedicated", None) or {}).values():
                 teff.update((float(np.min(lt)), float(np.max(lt))))
+            for _, table in (getattr(self, "_dedicated_teff_tables", None) or {}).values():
+                teff.update(table.min(0).tolist() + table.max(0).tolist())   # each tabulated [M/H]'s range
             self._face_cache = tuple(np.array(sorted(v for v in values if np.isfinite(v)), float)
                                      for values in (teff, logg, logz))
         return self._face_cache

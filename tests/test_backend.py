@@ -735,3 +735,61 @@ def test_table_columns_with_units_are_read_in_their_units():
     np.testing.assert_allclose(a.llam, b.llam, rtol=1e-12)
     with pytest.raises(ValueError, match="not one astropy knows"):
         validate_parameters(Table({"t": [5800.0]}, units={"t": "kelvinz"})["t"], 4.4, 0.0)
+
+
+def _shape(llam, wave):
+    return llam / np.trapezoid(llam, wave, axis=-1)[..., None]
+
+
+def test_orich_tpagb_spectra_take_their_teff_at_the_stars_metallicity():
+    """special_phases="dedicated" placed the Lancon & Mouhcine O-rich spectra at the solar column of their own
+    Teff(Z) table (teff_table / logz_table) at every [M/H]: a 3000 K star at [M/H] = -1.2 was interpolated
+    between spectra 2-3 (TiO F(7000-7200)/F(7400-7600) 0.214) instead of 5-6, where the table (and FSPS,
+    agb_logt_o(z,:)) puts 3000 K at that metallicity (0.295). Now each spectrum's Teff is the table at the
+    star's [M/H], linear in log Z/Zsun and clipped to the table's -1.98 .. +0.2."""
+    from smnet_sps.grid import load_phase_libraries
+    libs = load_phase_libraries()
+    lzt, tt = libs["tpagb_orich"]["logz_table"], libs["tpagb_orich"]["teff_table"]
+    j, solar = int(np.argmin(np.abs(lzt + 1.2))), int(np.argmin(np.abs(lzt)))
+    be = StellarLibraryBackend(BlackbodyGenerator(), special_phases="dedicated")
+    w = be.wavelength
+
+    def spectra(teff, logz, **kw):
+        n = len(teff)
+        ps = be.point_spectra(teff=teff, logg=0.0, logz=logz, logl=3.5, phase=[5] * n, co=0.5, **kw)
+        assert np.all(ps.status == STATUS["dedicated"])
+        return _shape(ps.llam, w)
+
+    # spectrum 5 (index 4) sits at 2996 K at [M/H] = -1.2 and at 3272 K at solar: the same spectrum (to the
+    # key's rounding of Teff, 1e-4 dex = 0.7 K: 0.4 % of the way to the next spectrum)
+    a = spectra([tt[4, j], tt[4, solar]], [lzt[j], 0.0])
+    np.testing.assert_allclose(a[0], a[1], rtol=5e-3, atol=1e-6 * a.max())
+    # the bug hunter's star: 3000 K at [M/H] = -1.2 vs 0 (both in one call and through the cache)
+    band, ref = (w > 7000) & (w < 7200), (w > 7400) & (w < 7600)
+    for use_cache in (True, False):
+        b = spectra([3000.0, 3000.0], [-1.2, 0.0], use_cache=use_cache)
+        tio = b[:, band].mean(1) / b[:, ref].mean(1)
+        assert tio[0] == pytest.approx(0.295, abs=0.005) and tio[1] == pytest.approx(0.214, abs=0.005)
+    # between two columns: linear in log Z/Zsun (spectrum 6's Teff midway between [M/H] -1.28 and -1.2)
+    mid = 0.5 * (lzt[j - 1] + lzt[j])
+    c = spectra([0.5 * (tt[5, j - 1] + tt[5, j]), tt[5, j]], [mid, lzt[j]])
+    np.testing.assert_allclose(c[0], c[1], rtol=5e-3, atol=1e-6 * c.max())
+    # outside the table's [M/H] range: its edge columns (FSPS would extrapolate them linearly)
+    d = spectra([2700.0] * 4, [-2.5, lzt[0], 0.5, lzt[-1]])
+    np.testing.assert_allclose(d[0], d[1], rtol=1e-6)
+    np.testing.assert_allclose(d[2], d[3], rtol=1e-6)
+
+
+def test_orich_teff_table_is_checked_and_in_the_backend_key(blackbody):
+    """The Teff(Z) table now sets spectra, so a custom one is checked and is part of the backend's key."""
+    from smnet_sps.grid import load_phase_libraries
+    libs = load_phase_libraries()
+    key = StellarLibraryBackend(blackbody, special_phases="dedicated", phase_libraries=libs).key
+    libs["tpagb_orich"] = dict(libs["tpagb_orich"], teff_table=libs["tpagb_orich"]["teff_table"] + 50.0)
+    assert StellarLibraryBackend(blackbody, special_phases="dedicated", phase_libraries=libs).key != key
+    for edit, match in (({"teff_table": np.ones((8, 22)) * 3000}, r"shape \(8, 22\); allowed: .* \(9, 22\)"),
+                        ({"logz_table": np.zeros(22)}, "logz_table must be finite and increasing"),
+                        ({"teff_table": None}, "has only logz_table")):
+        bad = dict(libs, tpagb_orich=dict(libs["tpagb_orich"], **edit))
+        with pytest.raises(ValueError, match=match):
+            StellarLibraryBackend(blackbody, special_phases="dedicated", phase_libraries=bad)
