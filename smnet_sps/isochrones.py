@@ -285,13 +285,70 @@ def load_isochrones(name="parsec", path=None):
 _FSPS_NAME = re.compile(r"isoc_z(\d*\.?\d+)\.dat(\.gz)?")
 
 
+#: the FSPS columns (name, unit, allowed range): wide enough for every shipped table (Padova's white-dwarf
+#: cooling tracks reach log g 13.8 and log L -6.6; PARSEC has Mini up to 349 M_sun), narrow enough to
+#: refuse another unit (Teff in K as log Teff, an age in yr, a mass in grams) before the integer cast
+_FSPS_COLUMNS = (("log age", "log10(t / yr)", 4.0, 11.0), ("Mini", "M_sun", 0.01, 1000.0),
+                 ("Mact", "M_sun", 0.01, 1000.0), ("log L", "log10(L / L_sun)", -8.0, 8.0),
+                 ("log Teff", "log10(Teff / K)", 3.0, 6.0), ("log g", "log10(g / cm s^-2)", -3.0, 15.0),
+                 ("composition", "surface C/O", 0.0, 1000.0), ("phase", "FSPS code", -1.0, 9.0))
+
+
+def _open_text(path):
+    return gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)
+
+
+def _line_of_row(path, row):
+    """Line number (from 1) of data row ``row`` (from 0) of an FSPS file, as np.loadtxt counts rows:
+    blank and comment-only lines are skipped."""
+    n = -1
+    with _open_text(path) as fh:
+        for line_no, line in enumerate(fh, 1):
+            if line.split("#", 1)[0].strip():
+                n += 1
+                if n == row:
+                    return line_no
+    return None
+
+
+def _check_fsps_values(path, data):
+    """Every value finite and in its column's range, phases FSPS codes: NaN log L was stored as 0 (1 L_sun),
+    NaN Mini as -9.2e10, a mass in grams overflowed to 0, Teff in K became log Teff = 2875."""
+    bad = ~np.isfinite(data)
+    for j, (_, _, lo, hi) in enumerate(_FSPS_COLUMNS):
+        with np.errstate(invalid="ignore"):
+            bad[:, j] |= (data[:, j] < lo) | (data[:, j] > hi)
+    bad[:, 7] |= ~np.isin(data[:, 7], list(PHASE_NAMES))          # also 2.5: not a code
+    rows = np.flatnonzero(bad.any(axis=1))
+    if rows.size == 0:
+        return
+    row = rows[0]
+    j = int(np.flatnonzero(bad[row])[0])
+    name, unit, lo, hi = _FSPS_COLUMNS[j]
+    allowed = (f"one of the FSPS phase codes {sorted(PHASE_NAMES)}" if j == 7
+               else f"a finite {unit} in {lo:g} .. {hi:g}")
+    more = f" ({rows.size - 1} more rows with bad values)" if rows.size > 1 else ""
+    raise ValueError(f"{path}, line {_line_of_row(path, row)}: {name} = {data[row, j]:g} (column {j + 1}); "
+                     f"allowed: {allowed}{more}. Wrong unit or a damaged file?")
+
+
 def _read_fsps_file(path):
-    with gzip.open(path, "rt") if str(path).endswith(".gz") else open(path) as fh:
+    with _open_text(path) as fh:
         data = np.loadtxt(fh, comments="#", ndmin=2)
     if data.shape[1] != 8:
         raise ValueError(f"{path}: expected 8 FSPS isochrone columns (log age, Mini, Mact, log L, log Teff, "
                          f"log g, composition, phase), found {data.shape[1]}")
+    _check_fsps_values(path, data)
     return data
+
+
+def _as_int(values, dtype, what):
+    """``values`` (already integers) as ``dtype``, refusing what it cannot hold instead of wrapping."""
+    info = np.iinfo(dtype)
+    if values.size and (values.min() < info.min or values.max() > info.max):
+        raise ValueError(f"{what}: values {values.min():g} .. {values.max():g} do not fit {np.dtype(dtype)} "
+                         f"({info.min} .. {info.max})")
+    return values.astype(dtype)
 
 
 def _check_one_file_per_z(files, src_dir):
@@ -318,6 +375,10 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
         ignored
     out_path : output ``.npz``
     family : "parsec" or "padova" (sets Zsun and the citation stored in the file)
+
+    Every value must be finite and in its column's range (log t 4-11, Mini and Mact 0.01-1000 M_sun,
+    log L -8..8, log Teff 3-6, log g -3..15, C/O 0-1000, phase an FSPS code -1..9); otherwise ValueError
+    names the file, line, column and allowed range, and nothing is written.
     """
     from tqdm.auto import tqdm
 
@@ -362,10 +423,10 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
            "citation": np.array(FAMILIES[key]["citation"]), "Z": zs, "log_age": ages,
            "start": start, "count": count.astype(np.int32)}
     for j, col in enumerate(("mini", "mact", "logl", "logt", "logg", "co"), start=1):
-        ints = np.round(data[:, j] * _SCALES[col]).astype(np.int64)
+        ints = _as_int(np.round(data[:, j] * _SCALES[col]), np.int64, f"column {col}")
         if col in _DELTA:
             ints = np.diff(ints, prepend=0)
-        out[col] = ints if col == "mini" else ints.astype(np.int32)
-    out["phase"] = data[:, 7].astype(np.int8)
+        out[col] = ints if col == "mini" else _as_int(ints, np.int32, f"column {col}")
+    out["phase"] = _as_int(data[:, 7], np.int8, "column phase")
     np.savez_compressed(out_path, **out)
     return Path(out_path)

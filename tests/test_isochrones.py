@@ -280,3 +280,63 @@ def test_mist_white_dwarfs_are_remnants_not_stars(tmp_path):
     assert remnants > remnant_mass(6.5, "kroupa") + 0.05
     as_stars = np.dot(imf_weights(points[:, 0], "kroupa"), points[:, 1])     # white dwarfs counted as stars
     assert float(np.dot(w, one.mact)) < as_stars - 0.05
+
+
+def _fsps_rows(n_ages=2):
+    """Header and the rows of the first ``n_ages`` ages of FSPS's PARSEC Z = 0.014 file."""
+    import gzip
+    lines = gzip.open(shared_data_dir() / "isochrones" / "fsps_parsec" / "isoc_z0.0140.dat.gz",
+                      "rt").read().splitlines()
+    rows = [ln.split() for ln in lines if not ln.startswith("#")]
+    ages = sorted({r[0] for r in rows}, key=float)[:n_ages]
+    return lines[0], [r for r in rows if r[0] in ages]
+
+
+def _column(j, f):
+    def edit(rows):
+        for r in rows:
+            r[j] = f(float(r[j]))
+    return edit
+
+
+def _cell(i, j, text):
+    def edit(rows):
+        rows[i][j] = text
+    return edit
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="needs ../shared/data (FSPS isochrone files)")
+@pytest.mark.parametrize("edit,match", [
+    # NaN log L was stored as 0.0 (1 L_sun); row 5 is line 7 (after the header)
+    (_cell(5, 3, "nan"),
+     r"line 7: log L = nan \(column 4\); allowed: a finite log10\(L / L_sun\) in -8 \.\. 8"),
+    # NaN Mini passed the sort check and became -9.2e10 M_sun
+    (_cell(5, 1, "nan"), r"line 7: Mini = nan \(column 2\); allowed: a finite M_sun in 0\.01 \.\. 1000"),
+    (_cell(9, 5, "inf"), r"line 11: log g = inf .* -3 \.\. 15"),
+    # Mact in grams overflowed the integer cast to 0
+    (_column(2, lambda v: f"{v * 1.989e33:.4e}"),
+     r"line 2: Mact = 1\.79\d*e\+32 .*0\.01 \.\. 1000 \(\d+ more rows"),
+    # Teff in K was stored as log Teff = 2875
+    (_column(4, lambda v: f"{10 ** v:.1f}"), r"line 2: log Teff = 2874\.7 .*log10\(Teff / K\) in 3 \.\. 6"),
+    # age in yr instead of log age
+    (_column(0, lambda v: f"{10 ** v:.1f}"), r"line 2: log age = 316228 .*log10\(t / yr\) in 4 \.\. 11"),
+    (_cell(3, 7, "2.5"), r"line 5: phase = 2\.5 \(column 8\); allowed: one of the FSPS phase codes \[-1, 0,"),
+    (_cell(3, 7, "12"), r"line 5: phase = 12 .*phase codes"),
+])
+def test_converting_fsps_files_refuses_bad_values(tmp_path, edit, match):
+    """convert_fsps_isochrones checked only the column count and the order of Mini (which NaN passes) before
+    casting to integers: every value is now finite and in its column's range, and the error names the file,
+    line, column and allowed range (nothing written)."""
+    from smnet_sps.isochrones import convert_fsps_isochrones
+    header, rows = _fsps_rows()
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "isoc_z0.0140.dat").write_text("\n".join([header] + [" ".join(r) for r in rows]) + "\n")
+    table = convert_fsps_isochrones(good, good / "t.npz", "parsec", progress=False)
+    iso = load_isochrones("parsec", path=table)
+    assert iso.isochrone(0, 0).logl[5] == pytest.approx(float(rows[5][3]), abs=1e-9)
+    edit(rows)
+    (tmp_path / "isoc_z0.0140.dat").write_text("\n".join([header] + [" ".join(r) for r in rows]) + "\n")
+    with pytest.raises(ValueError, match=r"isoc_z0\.0140\.dat, " + match):
+        convert_fsps_isochrones(tmp_path, tmp_path / "t.npz", "parsec", progress=False)
+    assert not (tmp_path / "t.npz").exists()
