@@ -20,14 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAMILIES", "FAMILY_CHOICES", "PHASE_NAMES", "UNFLAGGED_PHASE", "Isochrone", "IsochroneSet",
-           "load_isochrones", "convert_fsps_isochrones", "isochrone_dir"]
+__all__ = ["FAMILIES", "FAMILY_CHOICES", "PHASE_NAMES", "PRE_MS_PHASE", "UNFLAGGED_PHASE", "Isochrone",
+           "IsochroneSet", "load_isochrones", "convert_fsps_isochrones", "isochrone_dir"]
 
 # FSPS fsps_ev_phases.txt
 PHASE_NAMES = {0: "main sequence", 1: "sub giant branch", 2: "red giant branch",
                3: "core He burning", 4: "early AGB", 5: "TP-AGB", 6: "post-AGB",
                7: "blue stragglers", 8: "blue horizontal branch", 9: "Wolf-Rayet",
                -1: "RGB tip to HB transition"}
+
+#: MIST's name of code -1 (MIST flags the pre-main sequence -1; PARSEC the RGB tip to HB transition)
+PRE_MS_PHASE = "pre-main sequence"
 
 #: name of phase 0 in a set whose tables flag none of the giant phases 1-4 (FSPS's Padova 2007 files flag
 #: only 0, 5, 6, 9): there code 0 holds everything from the main sequence to the early AGB
@@ -124,8 +127,11 @@ class IsochroneSet:
     def phase_names(self):
         """Phase code -> name for this set: :data:`PHASE_NAMES`, except that code 0 is
         :data:`UNFLAGGED_PHASE` where the tables flag none of the giant phases 1-4 (Padova), so that a
-        per-phase summary does not call red giants "main sequence"."""
+        per-phase summary does not call red giants "main sequence", and code -1 is :data:`PRE_MS_PHASE` in
+        MIST, whose -1 is the pre-main sequence (PARSEC's is the RGB tip to HB transition)."""
         names = dict(PHASE_NAMES)
+        if self.name == "mist":
+            names[-1] = PRE_MS_PHASE
         if not np.isin(self.columns["phase"], _GIANT_PHASES).any():
             names[0] = UNFLAGGED_PHASE
         return names

@@ -20,7 +20,8 @@ missing EEPs are NaN rows. Conversion:
   solar: stars 0.546 -> 0.457 M_sun, remnants 0.051 -> 0.143, PARSEC 0.454 / 0.144; the light dropped, the
   white dwarfs', is at most 0.09 % of an SSP's, 0.07 % at 10 Gyr solar);
 * phases are MIST's, which FSPS also uses (-1 pre-MS, 0 MS, 2 RGB, 3 core-He, 4 E-AGB, 5 TP-AGB,
-  6 post-AGB, 9 WR); note that :data:`smnet_sps.isochrones.PHASE_NAMES` names -1 after PARSEC's usage;
+  6 post-AGB, 9 WR); the set's ``phase_names`` call -1 "pre-main sequence" (:data:`PHASE_NAMES` names it
+  after PARSEC's usage, the RGB tip to HB transition);
 * MIST gives no surface C/O here: ``co`` is 0 (all TP-AGB stars O-rich for ``special_phases="dedicated"``).
 
 Citations: Choi et al. 2016, ApJ 823, 102; Dotter 2016, ApJS 222, 8; MIST v2.5 (Dotter et al., in prep.).

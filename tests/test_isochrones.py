@@ -340,3 +340,56 @@ def test_converting_fsps_files_refuses_bad_values(tmp_path, edit, match):
     with pytest.raises(ValueError, match=r"isoc_z0\.0140\.dat, " + match):
         convert_fsps_isochrones(tmp_path, tmp_path / "t.npz", "parsec", progress=False)
     assert not (tmp_path / "t.npz").exists()
+
+
+def _set_of(name, rows, zsun=0.0152):
+    """An IsochroneSet named ``name`` from ``rows``: one list of Isochrone objects per Z (increasing Z, each
+    in increasing age, the same ages), built from decoded columns as the MIST loader builds one."""
+    from smnet_sps.mist import _ArrayIsochroneSet
+    keys = ("mini", "mact", "logl", "logt", "logg", "co", "phase")
+    flat = [c for row in rows for c in row]
+    columns = {k: np.concatenate([getattr(c, k) for c in flat]) for k in keys}
+    count = np.array([[len(c) for c in row] for row in rows])
+    start = (np.cumsum(count) - count.ravel()).reshape(count.shape)
+    return _ArrayIsochroneSet(name, [row[0].Z for row in rows], [c.log_age for c in rows[0]], start, count,
+                              columns, {"zsun": zsun, "citation": "test"})
+
+
+def _parsec_rows(Zs, log_ages, edit=lambda c: c):
+    """PARSEC's isochrones at the tabulated ``Zs`` x ``log_ages``, each passed through ``edit``."""
+    parsec = load_isochrones("parsec")
+    def index(grid, x):
+        return int(np.argmin(abs(grid - x)))
+    return [[edit(parsec.isochrone(index(parsec.Z, z), index(parsec.log_age, a))) for a in log_ages]
+            for z in Zs]
+
+
+def _use_set(monkeypatch, iso):
+    """Make ssp_spectrum / ssp_grid read ``iso`` for every family name (its tabulated SSPs not cached)."""
+    import smnet_sps.ssp as ssp
+    ssp.clear_ssp_cache()
+    monkeypatch.setattr(ssp, "load_isochrones", lambda name="parsec", path=None: iso)
+
+
+def test_mist_pre_main_sequence_is_called_so(monkeypatch, blackbody):
+    """MIST flags the pre-main sequence -1, PARSEC the RGB tip to HB transition: a MIST SSP's
+    phase_luminosity called its pre-main-sequence stars (all of a 1 Myr SSP below ~2 M_sun) "RGB tip to HB
+    transition". A MIST-named set built from PARSEC's 1 Myr isochrone, its stars below 2 M_sun flagged -1."""
+    import dataclasses
+
+    from smnet_sps.isochrones import PRE_MS_PHASE
+    from smnet_sps.ssp import clear_ssp_cache, ssp_spectrum
+    parsec = load_isochrones("parsec")
+    mist = _set_of("mist", _parsec_rows([0.0152, 0.02], [6.0, 6.05], lambda c: dataclasses.replace(
+        c, phase=np.where(c.mini < 2.0, -1, c.phase).astype(np.int16))))
+    assert mist.phase_names[-1] == PRE_MS_PHASE == "pre-main sequence"
+    assert parsec.phase_names[-1] == PHASE_NAMES[-1] == "RGB tip to HB transition"
+    _use_set(monkeypatch, mist)
+    try:
+        lum = ssp_spectrum(1e6, Z=0.0152, isochrones="mist", generator=blackbody,
+                           by_phase=True).meta
+    finally:
+        clear_ssp_cache()
+    assert "RGB tip to HB transition" not in lum["phase_luminosity"]
+    assert lum["phase_luminosity"]["pre-main sequence"] / lum["lbol"] == pytest.approx(8.8e-4, rel=0.02)
+    assert set(lum["phase_flux"]) == set(lum["phase_luminosity"])
