@@ -599,6 +599,19 @@ def _combine(tab, index, plan, wave_weights):
     return res
 
 
+def _require_living_stars(iso, plan, imf_obj, lbol, log_age, Z):
+    """Refuse an SSP whose IMF range holds none of the isochrones' living stars: its L_bol is 0, and the
+    missing and outside fractions 0 / 0 (log_lbol -inf and NaN, with only numpy's RuntimeWarnings)."""
+    if lbol > 0:
+        return
+    c = iso.columns
+    masses = np.concatenate([c["mini"][iso.rows(iz, ia)] for iz, ia in _pairs(plan)])
+    raise ValueError(f"no living star of the {iso.name} isochrone at {10**log_age / 1e9:.4g} Gyr, "
+                     f"Z = {Z:.4g} lies in the IMF's mass range {imf_obj.m_low:g}-{imf_obj.m_up:g} Msun: its "
+                     f"living stars have initial masses {masses.min():.4g}-{masses.max():.4g} Msun; give an "
+                     "IMF whose range overlaps them (a lower m_low) or a younger age")
+
+
 # ---- public API -----------------------------------------------------------------------------------
 def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec", generator=None,
                  special_phases="model", outside="extrapolate", by_phase=False, device="auto"):
@@ -643,6 +656,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     tab = _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=by_phase)
     res = _combine(tab, {p: i for i, p in enumerate(pairs)}, plan, _trapz_weights(backend.wavelength))
     lbol = float(res["lbol"])
+    _require_living_stars(iso, plan, imf_obj, lbol, log_age, Z)
     mass = float(res["mass_stars"] + res["mass_remnants"])
     meta = {
         "log_lbol": float(np.log10(lbol)), "lbol": lbol,
@@ -830,6 +844,7 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     for k, plan in enumerate(plans):
         i, j = divmod(k, log_ages.size)
         r = _combine(tab, index, plan, wave_weights)
+        _require_living_stars(iso, plan, imf_obj, float(r["lbol"]), log_ages[j], Zs[i])
         flux[i, j] = r["flux"]
         lbol[i, j], mst[i, j], mrem[i, j] = r["lbol"], r["mass_stars"], r["mass_remnants"]
         miss[i, j] = r["missing_lum"] / r["lbol"]

@@ -661,3 +661,22 @@ def test_threads_load_a_model_and_make_its_backend_once(tmp_path, monkeypatch):
     backends = _at_once(lambda _: S.get_backend(gens[0]), range(4))
     assert all(b is backends[0] for b in backends)
     assert S.get_backend(gens[0]) is backends[0]
+
+
+def test_an_imf_range_without_living_stars_is_refused(blackbody):
+    """Kroupa 2-120 M_sun at 10 Gyr (PARSEC's living stars end at ~1 M_sun): ssp_spectrum returned
+    log_lbol -inf and missing / outside fractions NaN (0 / 0) with only numpy RuntimeWarnings; ssp_grid
+    likewise. Now a ValueError names the IMF's range and the living stars'."""
+    import warnings
+
+    from smnet_sps.imf import get_imf
+    imf = get_imf("kroupa", 2.0, 120.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)          # no 0 / 0 on the way
+        with pytest.raises(ValueError, match=r"IMF's mass range 2-120 Msun: its living stars have initial "
+                                             r"masses 0\.0\d+-1\.0\d+ Msun"):
+            ssp_spectrum(1e10, Z=0.0152, imf=imf, generator=blackbody)
+        with pytest.raises(ValueError, match=r"at 10 Gyr, Z = 0\.0152 lies in the IMF's mass range 2-120"):
+            ssp_grid([1e9, 1e10], [0.0152], imf=imf, generator=blackbody, progress=False)
+    # where the range holds living stars, nothing changes
+    assert np.isfinite(ssp_spectrum(1e8, Z=0.0152, imf=imf, generator=blackbody).meta["log_lbol"])
