@@ -9,6 +9,13 @@ them (Conroy, Gunn & White 2009, ``imf_weight.f90`` / ``add_remnants.f90``):
   are clipped to the IMF limits;
 * the weight is the integral of dN/dm over that interval divided by the integral of m dN/dm over the
   IMF limits (normalisation to 1 M_sun formed);
+* an isochrone that starts above :data:`COVERED_FIRST_MASS` (0.15 M_sun; MIST's [Fe/H] = +0.5 set at
+  0.51 M_sun, its youngest isochrones at 0.2-2.7 M_sun) does not cover the IMF's low masses: its first
+  point owns only a symmetric interval around its mass (the half-width of its upper half), and the stars
+  below it are *uncovered* (:func:`uncovered_mass`: counted as living stars at their initial mass, no
+  light). FSPS's rule booked every star from the lower limit up at the first point's mass and
+  luminosity (MIST 0.1 Myr, solar: 4.75 M_sun of stars per M_sun formed). PARSEC (0.09-0.12 M_sun) and
+  Padova (0.08) start below it and keep FSPS's rule;
 * stars born above the isochrone's largest initial mass (and below the upper limit) are dead and leave
   remnants: black holes of 0.5 m above 40 M_sun, neutron stars of 1.4 M_sun for 8.5-40 M_sun, white
   dwarfs of 0.48 + 0.077 m below 8.5 M_sun;
@@ -28,11 +35,15 @@ import numpy as np
 from scipy.special import erf as np_erf
 
 __all__ = ["IMF", "get_imf", "IMF_NAMES", "imf_weights", "imf_weights_many", "remnant_mass", "tpagb_factor",
-           "M_LOW", "M_UP"]
+           "uncovered_mass", "M_LOW", "M_UP", "COVERED_FIRST_MASS"]
 
 M_LOW = 0.08     # M_sun, FSPS imf_lower_limit
 M_UP = 120.0     # M_sun, FSPS imf_upper_limit
 LN10 = log(10.0)
+#: M_sun: an isochrone whose lowest initial mass is above this does not reach the IMF's low masses (its
+#: first point gets a symmetric interval, the stars below are uncovered). Every PARSEC isochrone starts at
+#: 0.09-0.12 M_sun and every Padova one at 0.08, where FSPS's first-interval rule is kept as FSPS has it.
+COVERED_FIRST_MASS = 0.15
 
 
 @dataclass
@@ -254,9 +265,38 @@ def mass_intervals(mini, m_low=M_LOW, m_up=M_UP):
     if (np.diff(mini) < 0).any():
         raise ValueError("initial masses must be sorted in non-decreasing order (isochrone order)")
     mid = 0.5 * (mini[1:] + mini[:-1])
-    m1 = np.concatenate([[m_low], mid])
     m2 = np.concatenate([mid, [mini[-1]]])
+    m1 = np.concatenate([[_first_lower_edge(mini[0], m2[0], m_low)], mid])
     return np.clip(m1, m_low, m_up), np.clip(m2, m_low, m_up)
+
+
+def _first_lower_edge(first, first_upper, m_low):
+    """Lower edge of an isochrone's first interval: the IMF's lower limit (FSPS) when the isochrone starts at
+    or below COVERED_FIRST_MASS, else as far below the first mass as ``first_upper`` (its upper edge) is
+    above it (a symmetric interval; never below m_low)."""
+    first, first_upper = np.asarray(first, float), np.asarray(first_upper, float)
+    return np.where(first > COVERED_FIRST_MASS, np.maximum(m_low, 2.0 * first - first_upper), m_low)
+
+
+def uncovered_mass(mini, counts=None, imf="kroupa"):
+    """Stars below an isochrone that does not reach the IMF's lower limit (see :data:`COVERED_FIRST_MASS`).
+
+    ``mini``: one isochrone's initial masses, or many concatenated with ``counts`` points each (as
+    :func:`imf_weights_many`). Returns ``(mass, m_hi)``: the mass of the stars born between the IMF's lower
+    limit and ``m_hi``, the lower edge of the first point's interval [M_sun per M_sun formed; the IMF's own
+    mass integral, so that they count as living stars at their initial mass], and ``m_hi`` [M_sun]
+    (``m_low`` where nothing is uncovered). Floats for one isochrone, arrays for many.
+    """
+    imf = get_imf(imf)
+    mini = np.asarray(mini, float)
+    one = counts is None
+    counts = np.array([mini.size]) if one else np.asarray(counts, np.int64)
+    starts = np.cumsum(counts) - counts
+    nxt = np.where(counts > 1, starts + 1, starts)
+    upper = np.where(counts > 1, 0.5 * (mini[starts] + mini[nxt]), mini[starts])
+    m_hi = np.clip(_first_lower_edge(mini[starts], upper, imf.m_low), imf.m_low, imf.m_up)
+    mass = np.where(m_hi > imf.m_low, imf.mass(imf.m_low, m_hi), 0.0) / imf.mass_formed
+    return (float(mass[0]), float(m_hi[0])) if one else (mass, m_hi)
 
 
 def imf_weights(mini, imf="kroupa"):
@@ -298,10 +338,11 @@ def imf_weights_many(mini, counts, imf="kroupa"):
         raise ValueError("initial masses must be sorted in non-decreasing order within each isochrone")
     mid = np.empty(mini.size)
     mid[1:] = 0.5 * (mini[1:] + mini[:-1])         # mid-point to the lower neighbour
-    m1 = np.where(within, mid, imf.m_low)
     m2 = np.empty(mini.size)
     m2[:-1] = mid[1:]
     m2[ends] = mini[ends]                          # the last point's interval ends at its own mass
+    m1 = mid
+    m1[starts] = _first_lower_edge(mini[starts], m2[starts], imf.m_low)
     m1, m2 = np.clip(m1, imf.m_low, imf.m_up), np.clip(m2, imf.m_low, imf.m_up)
     w = np.where(m2 > m1, imf.number(m1, m2), 0.0)
     return w / imf.mass_formed

@@ -32,7 +32,7 @@ from astropy import units as u
 from .backend import STATUS, StellarLibraryBackend, _trapz_weights
 from .constants import C_ANGSTROM, SSP_UNIT
 from .generator import _logz_value, _refuse_masked
-from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor
+from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor, uncovered_mass
 from .isochrones import FAMILY_CHOICES, PHASE_NAMES, load_isochrones
 from .lsf import lsf_meta
 
@@ -379,12 +379,15 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
                                       [sl.stop - sl.start for sl in slices], imf),
                      np.cumsum([sl.stop - sl.start for sl in slices])[:-1])
     rems = remnant_mass(np.array([c["mini"][sl].max() for sl in slices]), imf)
+    # stars below an isochrone that starts above the IMF's low masses (MIST): living, but without light
+    out["mass_uncovered"], out["uncovered_to"] = uncovered_mass(
+        np.concatenate([c["mini"][sl] for sl in slices]), [sl.stop - sl.start for sl in slices], imf)
     for k, (iz, ia) in enumerate(pairs):
         sl, w, rem = _isochrone_weights(iso, iz, ia, imf, all_w[k], rems[k])
         lum = 10.0 ** c["logl"][sl]
         wl = w * lum
         out["lbol"][k] = wl.sum()
-        out["mass_stars"][k] = np.dot(w, c["mact"][sl])
+        out["mass_stars"][k] = np.dot(w, c["mact"][sl]) + out["mass_uncovered"][k]
         out["mass_remnants"][k] = rem
         ph_idx = np.searchsorted(_PHASES, c["phase"][sl])
         out["phase_lum"][k] = np.bincount(ph_idx, weights=wl, minlength=n_ph)
@@ -509,8 +512,8 @@ def _pairs(plan):
     return [(iz, ia) for iz, _, ages in plan for ia, _ in ages]
 
 
-_LINEAR_KEYS = ("flux", "lbol", "mass_stars", "mass_remnants", "phase_lum", "missing_lum", "outside_lum",
-                "phase_flux")
+_LINEAR_KEYS = ("flux", "lbol", "mass_stars", "mass_remnants", "mass_uncovered", "phase_lum", "missing_lum",
+                "outside_lum", "phase_flux")
 
 
 def _interpolated_share(a, b, lbol_a, lbol_b, w0, w1):
@@ -599,6 +602,23 @@ def _combine(tab, index, plan, wave_weights):
     return res
 
 
+def _uncovered_range(tab, index, plan, imf_obj):
+    """[m_low, m_hi] (M_sun): the initial masses below the first point of any of the plan's isochrones that
+    it does not cover (:func:`smnet_sps.imf.uncovered_mass`), or None where all start low enough."""
+    m_hi = max(float(tab["uncovered_to"][index[p]]) for p in _pairs(plan))
+    return [imf_obj.m_low, m_hi] if m_hi > imf_obj.m_low else None
+
+
+def _warn_uncovered(mass, mass_range, what):
+    """A UserWarning for stars below the isochrone's first point (counted as mass, not as light)."""
+    import warnings
+    lo, hi = mass_range
+    warnings.warn(f"{what}: its isochrone starts above the IMF's lower limit, so the stars of initial "
+                  f"mass {lo:.3g}-{hi:.3g} Msun ({mass:.3g} Msun per Msun formed) are not on it: their mass "
+                  "is counted as living stars, their light is not (meta['mass_uncovered'], "
+                  "meta['uncovered_mass_range'], SSPGrid.mass_uncovered)", UserWarning, stacklevel=3)
+
+
 def _require_living_stars(iso, plan, imf_obj, lbol, log_age, Z):
     """Refuse an SSP whose IMF range holds none of the isochrones' living stars: its L_bol is 0, and the
     missing and outside fractions 0 / 0 (log_lbol -inf and NaN, with only numpy's RuntimeWarnings)."""
@@ -606,6 +626,11 @@ def _require_living_stars(iso, plan, imf_obj, lbol, log_age, Z):
         return
     c = iso.columns
     masses = np.concatenate([c["mini"][iso.rows(iz, ia)] for iz, ia in _pairs(plan)])
+    if masses.min() > imf_obj.m_up:
+        raise ValueError(f"the {iso.name} isochrone at {10**log_age / 1e9:.4g} Gyr, Z = {Z:.4g} starts at "
+                         f"{masses.min():.4g} Msun, above the IMF's whole mass range {imf_obj.m_low:g}-"
+                         f"{imf_obj.m_up:g} Msun: none of its stars is on the isochrone (no light); give an "
+                         "IMF reaching above its first mass or another isochrone family")
     raise ValueError(f"no living star of the {iso.name} isochrone at {10**log_age / 1e9:.4g} Gyr, "
                      f"Z = {Z:.4g} lies in the IMF's mass range {imf_obj.m_low:g}-{imf_obj.m_up:g} Msun: its "
                      f"living stars have initial masses {masses.min():.4g}-{masses.max():.4g} Msun; give an "
@@ -654,7 +679,8 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     plan = _plan(iso, log_age, Z)
     pairs = _pairs(plan)
     tab = _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=by_phase)
-    res = _combine(tab, {p: i for i, p in enumerate(pairs)}, plan, _trapz_weights(backend.wavelength))
+    index = {p: i for i, p in enumerate(pairs)}
+    res = _combine(tab, index, plan, _trapz_weights(backend.wavelength))
     lbol = float(res["lbol"])
     _require_living_stars(iso, plan, imf_obj, lbol, log_age, Z)
     mass = float(res["mass_stars"] + res["mass_remnants"])
@@ -662,6 +688,9 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         "log_lbol": float(np.log10(lbol)), "lbol": lbol,
         "mass_stars": float(res["mass_stars"]), "mass_remnants": float(res["mass_remnants"]),
         "mass_total": mass, "log_mass": float(np.log10(mass)),
+        # stars below an isochrone's first point (MIST's metal-rich or youngest), inside mass_stars, unlit
+        "mass_uncovered": float(res["mass_uncovered"]),
+        "uncovered_mass_range": _uncovered_range(tab, index, plan, imf_obj),
         "missing_fraction": float(res["missing_lum"] / lbol),
         "outside_fraction": float(res["outside_lum"] / lbol),
         # the set's names: Padova's unflagged code 0 is not called "main sequence"
@@ -679,6 +708,9 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     meta.update(lsf_meta(backend.wavelength))          # vacuum wavelengths; box LSF FWHM per pixel [A]
     _warn_outside(meta["outside_fraction"], f"the SSP at {10**log_age / 1e9:.4g} Gyr, Z = {Z:.4g}",
                   backend.outside)
+    if meta["uncovered_mass_range"] is not None:
+        _warn_uncovered(meta["mass_uncovered"], meta["uncovered_mass_range"],
+                        f"the {iso.name} SSP at {10**log_age / 1e9:.4g} Gyr, Z = {Z:.4g}")
     if by_phase:
         meta["phase_flux"] = {iso.phase_names[p]: res["phase_flux"][i] for i, p in enumerate(_PHASES)
                               if res["phase_lum"][i] > 0}
@@ -739,6 +771,8 @@ class SSPGrid(NamedTuple):
         ``wavelength_medium`` ("vacuum"), ``lsf_shape`` ("box") and ``lsf_fwhm`` (list, n_wave) [A], the
         line-spread FWHM per pixel (:mod:`smnet_sps.lsf`)
     outside_fraction : (n_met, n_age) L_bol fraction of stars outside the generator's coverage
+    mass_uncovered : (n_met, n_age) [M_sun per M_sun formed] stars below an isochrone that starts above the
+        IMF's low masses (:func:`smnet_sps.imf.uncovered_mass`): inside ``mass_stars``, without light
     """
 
     ssp_lgmet: np.ndarray
@@ -752,6 +786,7 @@ class SSPGrid(NamedTuple):
     missing_fraction: np.ndarray
     attrs: dict
     outside_fraction: np.ndarray = None
+    mass_uncovered: np.ndarray = None
 
     @property
     def flux_unit(self):
@@ -839,7 +874,7 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     index = {p: i for i, p in enumerate(pairs)}
     shape = (Zs.size, log_ages.size)
     flux = np.empty(shape + (backend.wavelength.size,))
-    lbol, mst, mrem, miss, outf = (np.empty(shape) for _ in range(5))
+    lbol, mst, mrem, miss, outf, munc = (np.empty(shape) for _ in range(6))
     wave_weights = _trapz_weights(backend.wavelength)
     for k, plan in enumerate(plans):
         i, j = divmod(k, log_ages.size)
@@ -849,6 +884,7 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
         lbol[i, j], mst[i, j], mrem[i, j] = r["lbol"], r["mass_stars"], r["mass_remnants"]
         miss[i, j] = r["missing_lum"] / r["lbol"]
         outf[i, j] = r["outside_lum"] / r["lbol"]
+        munc[i, j] = r["mass_uncovered"]
     timing = {k: float(stats[k]) for k in ("generator_s", "generator_cpu_s", "coverage_s", "dedup_s",
                                            "accumulate_s", "cpu_s") if k in stats}
     attrs = {"flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
@@ -867,8 +903,14 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     where = f"worst: Z = {Zs[worst[0]]:.4g}, {10**log_ages[worst[1]] / 1e9:.4g} Gyr"
     _warn_outside(float(outf[worst]), f"{int((outf > OUTSIDE_WARN_FRACTION).sum())} SSP(s) of the grid "
                   f"({where})", backend.outside)
+    if (munc > 0).any():
+        worst = np.unravel_index(np.argmax(munc), munc.shape)
+        plan = plans[worst[0] * log_ages.size + worst[1]]
+        _warn_uncovered(float(munc[worst]), _uncovered_range(tab, index, plan, imf_obj),
+                        f"{int((munc > 0).sum())} {iso.name} SSP(s) of the grid (most: "
+                        f"Z = {Zs[worst[0]]:.4g}, {10**log_ages[worst[1]] / 1e9:.4g} Gyr)")
     return SSPGrid(np.log10(Zs), log_ages - 9.0, backend.wavelength.copy(), flux, np.log10(lbol),
-                   np.log10(mst + mrem), mst, mrem, miss, attrs, outf)
+                   np.log10(mst + mrem), mst, mrem, miss, attrs, outf, munc)
 
 
 def _warn_outside(fraction, what, rule):
@@ -992,7 +1034,7 @@ def load_ssp_grid(path):
                     raw = raw.decode()
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable SSP grid ({exc})") from exc
-    missing = [k for k in fields if k not in arrays and k != "outside_fraction"]
+    missing = [k for k in fields if k not in arrays and k not in ("outside_fraction", "mass_uncovered")]
     if missing:
         raise ValueError(f"{path} is not an smnet-sps SSP grid: it lacks {', '.join(missing)}")
     if per_hz:                                  # L_nu on disk (DSPS's unit) -> L_lambda, as in memory

@@ -393,3 +393,66 @@ def test_mist_pre_main_sequence_is_called_so(monkeypatch, blackbody):
     assert "RGB tip to HB transition" not in lum["phase_luminosity"]
     assert lum["phase_luminosity"]["pre-main sequence"] / lum["lbol"] == pytest.approx(8.8e-4, rel=0.02)
     assert set(lum["phase_flux"]) == set(lum["phase_luminosity"])
+
+
+def test_every_parsec_and_padova_isochrone_keeps_fsps_first_interval():
+    """The rule for isochrones that start above the IMF's low masses applies above COVERED_FIRST_MASS: every
+    PARSEC isochrone starts at 0.09-0.12 M_sun and every Padova one at 0.08, so all keep FSPS's rule."""
+    from smnet_sps.imf import COVERED_FIRST_MASS, imf_weights_many, uncovered_mass
+    for name, (lo, hi) in (("parsec", (0.09, 0.12)), ("padova", (0.08, 0.08))):
+        iso = load_isochrones(name)
+        first = iso.columns["mini"][iso.start]
+        assert first.min() == pytest.approx(lo, abs=1e-4) and first.max() == pytest.approx(hi, abs=1e-4)
+        assert first.max() < COVERED_FIRST_MASS
+        mass, m_hi = uncovered_mass(iso.columns["mini"], iso.count.ravel())
+        assert not mass.any() and np.all(m_hi == 0.08)
+    one = iso.isochrone(0, 0)
+    w = imf_weights_many(one.mini, [len(one)])
+    # FSPS: the first point owns 0.08 M_sun up to the mid-point to the second
+    assert w[0] > 0 and one.mini[0] == 0.08
+
+
+def test_an_isochrone_starting_above_the_imf_low_masses(monkeypatch, blackbody):
+    """MIST's [Fe/H] = +0.5 isochrones start at ~0.51 M_sun: FSPS's rule booked every star from 0.08 M_sun up
+    at the first point's mass and light (10 Gyr: mass_total 0.997 for ~0.61, the first point 16.6 % of
+    L_bol). Here PARSEC's 10 Gyr isochrones with the points below 0.5 M_sun dropped: the first point owns a
+    symmetric interval, the stars of 0.08 M_sun to its lower edge count as mass (the IMF's integral), not as
+    light, with a warning and meta['mass_uncovered'] / ['uncovered_mass_range'] / SSPGrid.mass_uncovered."""
+    import dataclasses
+
+    from smnet_sps.imf import get_imf, imf_weights
+    from smnet_sps.ssp import clear_ssp_cache, ssp_grid, ssp_spectrum
+    full_rows = _parsec_rows([0.014, 0.017], [10.0, 10.05])
+
+    def cut(c):
+        keep = c.mini >= 0.5
+        return dataclasses.replace(c, **{k: getattr(c, k)[keep] for k in ("mini", "mact", "logl", "logt",
+                                                                            "logg", "co", "phase")})
+    cut_rows = [[cut(c) for c in row] for row in full_rows]
+    one = cut_rows[0][0]
+    edge = 2 * one.mini[0] - 0.5 * (one.mini[0] + one.mini[1])
+    w = imf_weights(one.mini)
+    imf = get_imf("kroupa")
+    assert w[0] == pytest.approx(imf.number(edge, 0.5 * (one.mini[0] + one.mini[1])) / imf.mass_formed)
+    assert w[0] * 10 ** one.logl[0] / np.sum(w * 10**one.logl) < 0.01      # was 0.18 of L_bol
+    try:
+        _use_set(monkeypatch, _set_of("parsec", full_rows))
+        full = ssp_spectrum(1e10, Z=0.014, generator=blackbody).meta
+        assert full["mass_uncovered"] == 0 and full["uncovered_mass_range"] is None
+        _use_set(monkeypatch, _set_of("parsec", cut_rows))
+        with pytest.warns(UserWarning, match=r"mass 0\.08-0\.4\d+ Msun \(0\.2\d+ Msun per Msun formed\)"):
+            part = ssp_spectrum(1e10, Z=0.014, generator=blackbody).meta
+        with pytest.warns(UserWarning, match="4 parsec SSP"):
+            grid = ssp_grid([1e10, 10**10.05], [0.014, 0.017], generator=blackbody, progress=False)
+    finally:
+        clear_ssp_cache()
+    lo, hi = part["uncovered_mass_range"]
+    assert lo == 0.08 and hi == pytest.approx(edge)
+    assert part["mass_uncovered"] == pytest.approx(imf.mass(0.08, edge) / imf.mass_formed, rel=1e-9)
+    # the mass budget: as with the whole isochrone (low-mass stars lose no mass), not 0.997 vs 0.61
+    assert part["mass_total"] == pytest.approx(full["mass_total"], rel=0.005)
+    assert part["mass_total"] < 1.0
+    # the light: that of the stars on the isochrone, which the full one has too (those below are faint)
+    assert part["lbol"] < full["lbol"] and part["lbol"] == pytest.approx(full["lbol"], rel=0.1)
+    assert grid.mass_uncovered[0, 0] == pytest.approx(part["mass_uncovered"], rel=1e-12)
+    assert np.all(grid.mass_uncovered > 0.2)
