@@ -33,7 +33,7 @@ from .backend import STATUS, StellarLibraryBackend, _trapz_weights
 from .constants import C_ANGSTROM, SSP_UNIT
 from .generator import _logz_value, _refuse_masked
 from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor, uncovered_mass
-from .isochrones import FAMILY_CHOICES, PHASE_NAMES, load_isochrones
+from .isochrones import FAMILY_CHOICES, PHASE_NAMES, UNFLAGGED_PHASE, load_isochrones
 from .lsf import lsf_meta
 
 __all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "is_dsps_ssp_data", "check_ssp_flux_scale",
@@ -359,6 +359,31 @@ def _isochrone_weights(iso, iz, ia, imf, w=None, rem=None):
     return sl, w, (remnant_mass(c["mini"][sl].max(), imf) if rem is None else rem)
 
 
+#: phases that do not end a star's life: an isochrone whose most massive points are in one of them stops
+#: short of the stars still alive above it (MIST's -1 is its pre-main sequence; PARSEC's -1 comes later)
+_EARLY_PHASES = (0, 1, 2)
+#: mass (per M_sun formed) of the stars between such a cut and the IMF's upper limit above which an SSP is
+#: flagged: Padova's main sequence ends at 104-119 M_sun at young ages (0.3-0.9 % of the mass) by sampling
+TOP_CUT_WARN_MASS = 0.01
+
+
+def _top_cut(iso, sl, imf):
+    """The largest initial mass of the isochrone at rows ``sl`` when the isochrone stops there short of
+    stars still alive (its most massive points, within 1 %, in an early phase), with more than
+    TOP_CUT_WARN_MASS of the stars formed above it; else 0. Those stars are booked as remnants (as FSPS)."""
+    c = iso.columns
+    mini, phase = c["mini"][sl], c["phase"][sl]
+    top = float(mini[-1])
+    if top >= imf.m_up or imf.mass(top, imf.m_up) / imf.mass_formed <= TOP_CUT_WARN_MASS:
+        return 0.0
+    if iso.phase_names[0] == UNFLAGGED_PHASE:
+        # code 0 holds the giants too (Padova): no telling; its hot, compact top at 4-6 Myr (42-70 M_sun)
+        # is where its massive stars end, not a cut
+        return 0.0
+    early = _EARLY_PHASES + ((-1,) if iso.name == "mist" else ())
+    return top if np.isin(phase[mini >= 0.99 * top], early).all() else 0.0
+
+
 def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=None):
     """Tabulated SSPs for a list of (iz, ia): flux [L_sun/A/M_sun] and linear bookkeeping quantities.
 
@@ -382,6 +407,7 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
     # stars below an isochrone that starts above the IMF's low masses (MIST): living, but without light
     out["mass_uncovered"], out["uncovered_to"] = uncovered_mass(
         np.concatenate([c["mini"][sl] for sl in slices]), [sl.stop - sl.start for sl in slices], imf)
+    out["top_cut"] = np.array([_top_cut(iso, sl, imf) for sl in slices])
     for k, (iz, ia) in enumerate(pairs):
         sl, w, rem = _isochrone_weights(iso, iz, ia, imf, all_w[k], rems[k])
         lum = 10.0 ** c["logl"][sl]
@@ -619,6 +645,24 @@ def _warn_uncovered(mass, mass_range, what):
                   "meta['uncovered_mass_range'], SSPGrid.mass_uncovered)", UserWarning, stacklevel=3)
 
 
+def _top_cuts(iso, tab, index, pairs):
+    """[(Z, log t, largest initial mass [M_sun]), ...] of the isochrones among ``pairs`` cut off at the top
+    (:func:`_top_cut`)."""
+    return [(float(iso.Z[iz]), float(iso.log_age[ia]), float(tab["top_cut"][index[(iz, ia)]]))
+            for iz, ia in pairs if tab["top_cut"][index[(iz, ia)]] > 0]
+
+
+def _warn_top_cut(cuts, m_up, what):
+    """A UserWarning for isochrones that stop below the IMF's upper limit while their top is still alive."""
+    import warnings
+    named = "; ".join(f"Z = {z:.4g}, log t = {a:.2f}: above {m:.3g} Msun" for z, a, m in cuts[:4])
+    more = f" and {len(cuts) - 4} more" if len(cuts) > 4 else ""
+    warnings.warn(f"{what}: {len(cuts)} {'isochrone stops' if len(cuts) == 1 else 'isochrones stop'} while "
+                  f"still in an early phase below the IMF's upper limit {m_up:g} Msun ({named}{more}); the "
+                  "stars up to that limit are booked as remnants as FSPS books them (too little young light: "
+                  "meta['top_cut'], SSPGrid.attrs['top_cut'])", UserWarning, stacklevel=3)
+
+
 def _require_living_stars(iso, plan, imf_obj, lbol, log_age, Z):
     """Refuse an SSP whose IMF range holds none of the isochrones' living stars: its L_bol is 0, and the
     missing and outside fractions 0 / 0 (log_lbol -inf and NaN, with only numpy's RuntimeWarnings)."""
@@ -708,6 +752,10 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     meta.update(lsf_meta(backend.wavelength))          # vacuum wavelengths; box LSF FWHM per pixel [A]
     _warn_outside(meta["outside_fraction"], f"the SSP at {10**log_age / 1e9:.4g} Gyr, Z = {Z:.4g}",
                   backend.outside)
+    meta["top_cut"] = _top_cuts(iso, tab, index, pairs)
+    if meta["top_cut"]:
+        _warn_top_cut(meta["top_cut"], imf_obj.m_up, f"the {iso.name} SSP at {10**log_age / 1e9:.4g} Gyr, "
+                      f"Z = {Z:.4g}")
     if meta["uncovered_mass_range"] is not None:
         _warn_uncovered(meta["mass_uncovered"], meta["uncovered_mass_range"],
                         f"the {iso.name} SSP at {10**log_age / 1e9:.4g} Gyr, Z = {Z:.4g}")
@@ -903,6 +951,9 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     where = f"worst: Z = {Zs[worst[0]]:.4g}, {10**log_ages[worst[1]] / 1e9:.4g} Gyr"
     _warn_outside(float(outf[worst]), f"{int((outf > OUTSIDE_WARN_FRACTION).sum())} SSP(s) of the grid "
                   f"({where})", backend.outside)
+    attrs["top_cut"] = [list(cut) for cut in _top_cuts(iso, tab, index, pairs)]
+    if attrs["top_cut"]:
+        _warn_top_cut(attrs["top_cut"], imf_obj.m_up, f"the {iso.name} grid")
     if (munc > 0).any():
         worst = np.unravel_index(np.argmax(munc), munc.shape)
         plan = plans[worst[0] * log_ages.size + worst[1]]

@@ -680,3 +680,18 @@ def test_an_imf_range_without_living_stars_is_refused(blackbody):
             ssp_grid([1e9, 1e10], [0.0152], imf=imf, generator=blackbody, progress=False)
     # where the range holds living stars, nothing changes
     assert np.isfinite(ssp_spectrum(1e8, Z=0.0152, imf=imf, generator=blackbody).meta["log_lbol"])
+
+
+def test_isochrones_cut_off_at_the_top_are_flagged(blackbody):
+    """PARSEC's Z = 0.06 isochrones stop at 12 M_sun below ~20 Myr while still on the sub-giant branch: the
+    stars of 12-120 M_sun are booked as remnants (as FSPS does; 0.3 Myr log L_bol 1.64 against 3.02 at
+    Z = 0.04), with no word. The numbers stay FSPS's; a warning and meta['top_cut'] now say so."""
+    with pytest.warns(UserWarning, match=r"Z = 0\.06, log t = 5\.50: above 12 Msun\).*booked as remnants"):
+        m = ssp_spectrum(10**5.5, Z=0.06, generator=blackbody).meta
+    assert m["top_cut"] == [(0.06, 5.5, pytest.approx(12.015, abs=1e-3))]
+    assert m["log_lbol"] == pytest.approx(1.64, abs=0.01)                  # FSPS's number, kept
+    ok = ssp_spectrum(10**5.5, Z=0.04, generator=blackbody).meta
+    assert ok["top_cut"] == [] and ok["log_lbol"] == pytest.approx(3.02, abs=0.01)
+    with pytest.warns(UserWarning, match="the parsec grid: 2 isochrones stop"):
+        g = ssp_grid([10**5.5, 1e7], [0.06], generator=blackbody, progress=False)
+    assert [c[:2] for c in g.attrs["top_cut"]] == [[0.06, 5.5], [0.06, 7.0]]
