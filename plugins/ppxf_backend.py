@@ -48,13 +48,14 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     path : str or Path, output file (``.npz``)
     grid : SSP grid in the DSPS layout (see :func:`smnet_sps.plugins._common.as_ssp_arrays`)
     zsun : float, solar Z used for ``metals`` = [M/H] = log10(Z/zsun); default: grid meta or 0.0152
-    fwhm : float or array (n_wave,) [A], template FWHM written to ``fwhm``; default the measured LSF of the
-        grid (:func:`default_fwhm`, box of one pixel width; ignored with ``gaussian_fwhm``)
+    fwhm : float, array (n_wave,) [A] or length Quantity, template FWHM written to ``fwhm`` (in A);
+        default the measured LSF of the grid (:func:`default_fwhm`, box of one pixel width; ignored with
+        ``gaussian_fwhm``)
     lam_range : (min, max) [A], optional wavelength cut to keep the file small
     medium : "vacuum" (default, smnet-sps' own) or "air": the medium of ``lam``. pPXF compares templates and
         galaxy in whatever medium they share: keep SDSS-like vacuum spectra in vacuum with the default, or
         write ``medium="air"`` when the galaxy was converted to air (as pPXF's MILES examples do).
-    gaussian_fwhm : float or array on the grid [A], optional
+    gaussian_fwhm : float, array on the grid [A] or length Quantity, optional
         Put the templates on a Gaussian LSF of this FWHM (>= the native one) on a log-lambda grid of
         ``velscale`` km/s (:func:`smnet_sps.lsf.to_gaussian_lsf`), so that pPXF's sigma is the galaxy's own
         dispersion once the galaxy is degraded to the same FWHM. ``fwhm`` in the file is then this FWHM.
@@ -81,7 +82,7 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     [n_age, n_met] (share of L_bol from stars outside the generator's coverage; NaN when the grid does not
     carry it), ``zsun``, ``flux_unit``.
     """
-    from smnet_sps.lsf import POSITION_SHARE, to_gaussian_lsf
+    from smnet_sps.lsf import POSITION_SHARE, _as_fwhm, to_gaussian_lsf
     from smnet_sps.medium import convert_spectrum_medium
 
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
@@ -114,11 +115,13 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
             raise ValueError("position_share applies only with gaussian_fwhm (templates on a Gaussian LSF)")
         share = np.nan
         native, shape = template_lsf(ssp)
-        fwhm_arr = native if fwhm is None else np.asarray(fwhm, float)
-        if fwhm_arr.shape not in ((), wave.shape):
-            raise ValueError(f"fwhm must be a number or an array of the grid's {wave.size} pixels (before "
-                             f"lam_range is applied) [A]; got shape {fwhm_arr.shape}")
-        fwhm_arr = np.broadcast_to(fwhm_arr, wave.shape)
+        if fwhm is None:
+            fwhm_arr = native
+        else:
+            if np.shape(fwhm) not in ((), wave.shape):
+                raise ValueError(f"fwhm must be a number or an array of the grid's {wave.size} pixels "
+                                 f"(before lam_range is applied) [A]; got shape {np.shape(fwhm)}")
+            fwhm_arr = _as_fwhm(fwhm, "fwhm", wave)     # a Quantity converted to A, as gaussian_fwhm is
         lam, flux, fwhm_arr = wave[keep], ssp.ssp_flux[..., keep], np.array(fwhm_arr[keep], float)
     if not np.isfinite(fwhm_arr).all() or (fwhm_arr < 0).any():
         raise ValueError("fwhm must be finite and >= 0 (Angstrom)")

@@ -86,7 +86,12 @@ def _as_fwhm(fwhm, name, wave):
     where it is.
     """
     if isinstance(fwhm, u.Quantity):
-        fwhm = fwhm.to_value(u.AA)         # a width: no spectral equivalency (1e8 GHz is not 30 A)
+        try:
+            fwhm = fwhm.to_value(u.AA)     # a width: no spectral equivalency (1e8 GHz is not 30 A)
+        except u.UnitConversionError:
+            # still a UnitConversionError (a ValueError), now naming the argument and what is allowed
+            raise u.UnitConversionError(f"{name} must be a length [Angstrom] (a float, or a Quantity in "
+                                        f"e.g. Angstrom, nm); got unit {fwhm.unit}") from None
     try:
         arr = np.asarray(fwhm, float)
     except (TypeError, ValueError):

@@ -86,3 +86,16 @@ def test_a_fwhm_array_of_the_wrong_length_is_named(tmp_path, toy):
     with pytest.raises(ValueError, match=rf"fwhm must be a number or an array of the grid's {n} pixels"):
         ppxf_backend.write_sps_lib(tmp_path / "b.npz", toy, fwhm=np.full(n - 5, 20.0))
     ppxf_backend.write_sps_lib(tmp_path / "c.npz", toy, fwhm=np.full(n, 20.0))
+
+
+def test_a_fwhm_quantity_is_converted_to_angstrom(tmp_path, toy):
+    """fwhm=2.5 nm was written as 2.5 (pPXF reads Angstrom) while gaussian_fwhm=2.5 nm became 25 A."""
+    import astropy.units as u
+    keep = (toy.ssp_wave >= 3000) & (toy.ssp_wave <= 9000)
+    a = np.load(pb.write_sps_lib(tmp_path / "q.npz", toy, lam_range=(3000, 9000), fwhm=2.5 * u.nm))
+    assert np.allclose(a["fwhm"], 25.0)
+    per_pixel = np.linspace(20.0, 30.0, toy.ssp_wave.size) * u.AA
+    b = np.load(pb.write_sps_lib(tmp_path / "p.npz", toy, lam_range=(3000, 9000), fwhm=per_pixel.to(u.um)))
+    assert np.allclose(b["fwhm"], per_pixel.value[keep])
+    with pytest.raises(ValueError, match=r"fwhm must be a length \[Angstrom\].*km / s"):
+        pb.write_sps_lib(tmp_path / "v.npz", toy, fwhm=100.0 * u.km / u.s)
