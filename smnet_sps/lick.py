@@ -14,7 +14,9 @@ are meaningful.
 from __future__ import annotations
 
 import numpy as np
+from astropy import units as u
 
+from .constants import C_ANGSTROM
 from .medium import _as_angstrom, air_to_vacuum, check_medium
 
 __all__ = ["LICK_INDICES", "index_bands", "band_mean", "measure_index", "measure_indices"]
@@ -53,24 +55,69 @@ def _interp_rows(x0, wave, flux):
     return ((1 - t) * flux[:, j] + t * flux[:, j + 1])[:, None]
 
 
-def band_mean(wave, flux, lo, hi):
-    """Mean flux over [lo, hi] [A] of the linear interpolant of ``flux`` (..., n_wave)."""
-    wave = np.asarray(wave, float)
-    flux = np.asarray(flux, float)
-    return _integral(wave, flux.reshape(-1, wave.size), lo, hi).reshape(flux.shape[:-1]) / (hi - lo)
+def band_mean(wave, flux, lo, hi, name=None):
+    """Mean flux over [lo, hi] of the linear interpolant of ``flux`` (..., n_wave) on increasing ``wave``.
+
+    ``wave``, ``lo`` and ``hi`` are Angstrom or Quantities in any spectral unit (converted to Angstrom). A
+    flux Quantity keeps its unit. The band must lie inside ``wave``: nothing is extrapolated (ValueError
+    naming the band, ``name`` -- the index it belongs to, if given -- and the spectrum's range).
+    """
+    wave = _as_angstrom(wave, "wave")[0]
+    lo, hi = (float(_as_angstrom(x, "band edge")[0]) for x in (lo, hi))
+    unit = flux.unit if isinstance(flux, u.Quantity) else None
+    flux = np.asarray(getattr(flux, "value", flux), float)
+    if not lo < hi:
+        raise ValueError(f"band must be (lo, hi) with lo < hi; got {lo:g}-{hi:g} A")
+    if lo < wave[0] or hi > wave[-1]:
+        # the end pixels' straight line continued outward is no flux measurement (9000-9010 A on a
+        # 4000-6000 A spectrum gave 3.5 for a flux rising 1 -> 2)
+        of = "" if name is None else f" of index {name}"
+        raise ValueError(f"band {lo:.1f}-{hi:.1f} A{of} lies outside the spectrum's {wave[0]:.1f}-"
+                         f"{wave[-1]:.1f} A; band_mean does not extrapolate")
+    out = _integral(wave, flux.reshape(-1, wave.size), lo, hi).reshape(flux.shape[:-1]) / (hi - lo)
+    return out if unit is None else out * unit
+
+
+#: a spectral density times its wavelength (or frequency) unit is one of these (per steradian too):
+#: luminosity or flux, per unit mass (e.g. per M_sun formed) or not
+_POWER_UNITS = (u.W, u.W / u.m ** 2, u.W / u.kg, u.W / u.m ** 2 / u.kg)
+
+
+def _density_per(unit, per):
+    return any((unit * per * sr).is_equivalent(p) for p in _POWER_UNITS for sr in (u.one, u.sr))
+
+
+def _as_flambda(flux, wave):
+    """``flux`` (..., n) as floats proportional to F_lambda on ``wave`` [A] (any scale: an index is a ratio).
+
+    A plain array or a dimensionless Quantity is taken as F_lambda; a per-frequency Quantity (L_sun/Hz,
+    Jy, ...) is converted, F_lambda = F_nu c / lambda^2 (its slope differs, and so do the indices: Fe5270 of
+    a 10 Gyr SSP read as per-Angstrom 2.641 A instead of 2.626); any other unit is refused.
+    """
+    if not isinstance(flux, u.Quantity):
+        return np.asarray(flux, float)
+    if flux.unit.is_equivalent(u.one) or _density_per(flux.unit, u.AA):
+        return np.asarray(flux.value, float)
+    if _density_per(flux.unit, u.Hz):
+        return np.asarray(flux.value, float) * (C_ANGSTROM / wave ** 2)
+    raise ValueError("flux must be a flux density per wavelength (e.g. L_sun/Angstrom, erg/s/cm^2/Angstrom, "
+                     "per M_sun or per arcsec^2 allowed) or per frequency (L_sun/Hz, Jy; converted to "
+                     f"F_lambda), or a plain array taken as F_lambda; got unit {flux.unit}")
 
 
 def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     """Lick index ``name`` [A] of spectra ``flux`` (..., n_wave) F_lambda on ``wave`` [A, increasing].
 
     ``medium``: medium of ``wave`` ("vacuum" for smnet-sps spectra, "air" for e.g. MILES). ``wave`` may be a
-    Quantity in any spectral unit (converted to Angstrom; a plain array is taken as Angstrom).
+    Quantity in any spectral unit (converted to Angstrom; a plain array is taken as Angstrom). ``flux`` may
+    be a Quantity per wavelength, or per frequency (L_sun/Hz, Jy: converted to F_lambda = F_nu c /
+    lambda^2); a plain array is taken as F_lambda.
     """
     wave = np.asarray(_as_angstrom(wave, "wave")[0], float)
-    flux = np.asarray(getattr(flux, "value", flux), float)
-    if wave.ndim != 1 or flux.shape[-1] != wave.size:
+    if wave.ndim != 1 or np.shape(flux)[-1:] != wave.shape:
         raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
-                         f"{flux.shape}")
+                         f"{np.shape(flux)}")
+    flux = _as_flambda(flux, wave)
     if np.any(np.diff(wave) <= 0):
         raise ValueError("wave must be strictly increasing")
     blue, band, red = index_bands(name, medium)
@@ -83,7 +130,7 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
                       "(pixels coarser than the band); the value only interpolates the neighbouring pixels",
                       UserWarning, stacklevel=2)
     f = flux.reshape(-1, wave.size)
-    fb, fr = band_mean(wave, f, *blue), band_mean(wave, f, *red)
+    fb, fr = band_mean(wave, f, *blue, name=name), band_mean(wave, f, *red, name=name)
     lb, lr = 0.5 * (blue[0] + blue[1]), 0.5 * (red[0] + red[1])
     # sub-grid including the pixel centres: the linear interpolant of F is exact on it
     x = np.union1d(np.linspace(band[0], band[1], n_sub), wave[(wave > band[0]) & (wave < band[1])])

@@ -61,3 +61,52 @@ def test_wavelength_units_and_a_single_name():
     with pytest.warns(UserWarning, match="no pixel lies inside its central band"):
         coarse = np.arange(4000.0, 6500.0, 100.0)
         measure_index(coarse, np.ones_like(coarse), "Mgb")
+
+
+@pytest.fixture(scope="module")
+def miles_star(fixtures_dir):
+    """A MILES v9.1 star (air wavelengths, 0.9 A pixels, 3540-7410 A, F_lambda in arbitrary units)."""
+    d = np.load(fixtures_dir / "empirical" / "miles_v9.1_fixture_stars.npz")
+    return d["wave"], d["flux"][0].astype(float)
+
+
+def test_band_mean_refuses_a_band_outside_the_data_and_converts_units(miles_star):
+    """band_mean extrapolated the end pixels' line (a 9000-9010 A band on 4000-6000 A data gave 3.50) and
+    read a wavelength Quantity in nm as Angstrom (24.0 instead of 1.5025)."""
+    import astropy.units as u
+    from smnet_sps.lick import band_mean
+    wave, flux = miles_star
+    ref = band_mean(wave, flux, 5000.0, 5010.0)
+    inside = (wave > 4999) & (wave < 5011)
+    assert ref == pytest.approx(flux[inside].mean(), rel=0.02)
+    assert band_mean((wave * u.AA).to(u.nm), flux, 5000.0, 5010.0) == pytest.approx(ref, rel=1e-12)
+    assert band_mean(wave, flux, 500.0 * u.nm, 501.0 * u.nm) == pytest.approx(ref, rel=1e-12)
+    q = band_mean(wave, flux * u.erg / u.s / u.cm ** 2 / u.AA, 5000.0, 5010.0)   # the flux's unit is kept
+    assert q.unit == u.erg / u.s / u.cm ** 2 / u.AA and q.value == pytest.approx(ref, rel=1e-12)
+    lin = np.linspace(1.0, 2.0, 2000)
+    assert band_mean(np.arange(4000.0, 6000.0), lin, 5000, 5010) == pytest.approx(1.5025, rel=1e-3)
+    with pytest.raises(ValueError, match=r"band 9000.0-9010.0 A lies outside the spectrum's 3540.5-7409.6 A"):
+        band_mean(wave, flux, 9000.0, 9010.0)
+    with pytest.raises(ValueError, match=r"band 3500.0-3560.0 A of index Hx lies outside"):
+        band_mean(wave, flux, 3500.0, 3560.0, name="Hx")
+    with pytest.raises(ValueError, match=r"lo < hi"):
+        band_mean(wave, flux, 5010.0, 5000.0)
+
+
+def test_a_per_hz_flux_is_measured_as_f_lambda(miles_star):
+    """measure_index took the value of any flux Quantity as F_lambda: an L_sun/Hz SSP gave Fe5270 2.641 A
+    instead of 2.626 A. F_nu is converted (F_lambda = F_nu c / lambda^2); a non-density unit is refused."""
+    import astropy.units as u
+    wave, flux = miles_star
+    flam = flux * 1e-15 * u.erg / u.s / u.cm ** 2 / u.AA
+    fnu = flam.to(u.mJy, equivalencies=u.spectral_density(wave * u.AA))
+    ref = measure_indices(wave, flux, medium="air")
+    for f in (flam, fnu, fnu / u.arcsec ** 2, (fnu.value * u.L_sun / u.Hz / u.M_sun)):
+        got = measure_indices(wave, f, medium="air")
+        for name in ref:
+            assert got[name] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), (f.unit, name)
+    # the F_nu numbers read as F_lambda are measurably off: the test would see the old behaviour
+    raw = measure_indices(wave, fnu.value, medium="air")
+    assert max(abs(raw[n] - ref[n]) for n in ref) > 5e-3
+    with pytest.raises(ValueError, match=r"flux must be a flux density per wavelength .* got unit erg / s"):
+        measure_index(wave, flux * u.erg / u.s, "Mgb", medium="air")
