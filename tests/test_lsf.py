@@ -171,3 +171,41 @@ def test_ssp_outputs_carry_lsf_medium_and_outside_fraction(default_generator):
     assert np.allclose(air.ssp_wave, axis_vacuum_to_air(g.ssp_wave))
     s = ssp_spectrum(1e10, Z=0.0152, generator=default_generator)
     assert s.meta["wavelength_medium"] == "vacuum" and np.size(s.meta["lsf_fwhm"]) == s.spectral_axis.size
+
+
+@pytest.fixture(scope="module")
+def miles(fixtures_dir):
+    """MILES v9.1 stars: 0.9-A pixels, FWHM 2.5 A."""
+    d = np.load(fixtures_dir / "empirical" / "miles_v9.1_fixture_stars.npz")
+    return d["wave"], d["flux"].astype(float)
+
+
+@pytest.mark.parametrize("target", [2.525, 2.6, 2.8, 3.0, 3.75, 5.0])
+def test_degrade_to_fwhm_keeps_the_variance_of_a_kernel_below_one_pixel(miles, target):
+    """The Gaussian was sampled at whole pixels: on MILES' 0.9-A pixels a kernel sigma below ~0.8 pixel lost
+    most of its variance (2.5 -> 2.6 A gave 2.521 A, 2.5 -> 2.8 gave 2.793, 2.5 -> 2.525 nothing)."""
+    wave, flux = miles
+    var = (target ** 2 - 2.5 ** 2) / lsf.FWHM_PER_SIGMA ** 2                   # [A^2]
+    sigma_pix = np.sqrt(var) / 0.9
+    i = np.searchsorted(wave, 5000.0)
+    impulse = np.zeros(wave.size)
+    impulse[i] = 1.0
+    kern = lsf.degrade_to_fwhm(wave, impulse, 2.5, target)                     # the kernel itself
+    x = wave - wave[i]
+    assert kern.sum() == pytest.approx(1.0, rel=1e-12) and np.sum(kern * x) == pytest.approx(0.0, abs=1e-12)
+    # truncated at +-4 sigma (cut at whole pixels) once sigma exceeds ~1 pixel: 1e-3 of the variance at most
+    assert np.sum(kern * x ** 2) == pytest.approx(var, rel=1e-9 if sigma_pix < 1 else 1.2e-3)
+    # a 2.5-A Gaussian line (between two pixels) comes out with the requested FWHM (its second moment)
+    line = np.exp(-0.5 * ((wave - 5000.45) / (2.5 / lsf.FWHM_PER_SIGMA)) ** 2)
+    out = lsf.degrade_to_fwhm(wave, line, 2.5, target)
+    m = np.sum(out * wave) / out.sum()
+    assert np.sqrt(np.sum(out * (wave - m) ** 2) / out.sum()) * lsf.FWHM_PER_SIGMA == pytest.approx(target,
+                                                                                                      rel=2e-4)
+    # on the stars, a kernel of sigma >= 1 pixel is the plain sampled Gaussian it always was
+    if sigma_pix >= 1:
+        half = int(np.ceil(4 * sigma_pix))
+        k = np.arange(-half, half + 1)
+        g = np.exp(-0.5 * (k / sigma_pix) ** 2)
+        inner = slice(half, wave.size - half)
+        ref = np.stack([np.convolve(f, g / g.sum(), mode="same")[inner] for f in flux])
+        assert np.allclose(lsf.degrade_to_fwhm(wave, flux, 2.5, target)[:, inner], ref, rtol=1e-6, atol=0)
