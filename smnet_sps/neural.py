@@ -865,10 +865,13 @@ class NeuralGenerator(_TorchGenerator):
         out = torch.empty((n, self.wavelength.size), dtype=compute, device=self.device)
         chunk = self._chunk() or max(n, 1)
         if not self._mlp:
+            # held at the box edge, as the MLP path holds them (and the released SM-Net clips them): the
+            # network extrapolated freely, 4e6 x sigma T^4 at [M/H] +1, inf at -3 (CoverageWarning only)
+            boxed = scaled.clamp(0.0, 1.0)
             for s in range(0, n, chunk):
                 sl = slice(s, min(s + chunk, n))
-                y = _padded_net(model, scaled[sl].to(mdtype)).to(compute)
-                self._finish_(log1p01_inverse(y, self.log1p01["tau"], self.log1p01["x_max"]), rows_q, sl, out)
+                y = _padded_net(model, boxed[sl].to(mdtype))
+                self._finish_(self._smnet_ratio(y).to(compute), rows_q, sl, out)
             return out
         # Outside the training box, and beyond a library's last nodes, the network's departure from a
         # blackbody is held at its value on the box edge and on the nodes' hull (_held_inputs), while the
@@ -918,6 +921,12 @@ class NeuralGenerator(_TorchGenerator):
                 acc.add_(lr_all.index_select(0, pos[sl, k]))
             self._finish_(acc, rows_q, sl, out)
         return out
+
+    def _smnet_ratio(self, y):
+        """F / (sigma Teff^4) [A^-1] from the output ``y`` of a network trained with ``--arch smnet``:
+        log1p01's inverse in float64 (as :class:`ReleasedSMNetGenerator` does), where float32's exp overflows
+        once y * log1p(x_max / tau) passes ~88 (inf flux)."""
+        return log1p01_inverse(y.to(torch.float64), self.log1p01["tau"], self.log1p01["x_max"])
 
     def _finish_(self, v, rows_q, sl, out):
         """Rows ``sl``: network log10 ratio (``mlp``; the linear ratio for ``smnet``) -> F_lambda into
@@ -1007,8 +1016,8 @@ class NeuralGenerator(_TorchGenerator):
         scaled = ((p64 - c64["lo"]) / c64["span"]).to(dtype)
         norm = SIGMA_SB * teff**4
         if not self._mlp:
-            y = model(scaled)
-            ratio = log1p01_inverse(y, self.log1p01["tau"], self.log1p01["x_max"])
+            # clipped to the box and inverted in float64 as in the fast path (_forward)
+            ratio = self._smnet_ratio(model(scaled.clamp(0.0, 1.0))).to(dtype)
         else:
             library = self._check_library(library)
             # float64 on the host, as in the fast path: float32 put points on a hull face on another side

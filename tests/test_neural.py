@@ -823,3 +823,39 @@ def test_torch_surface_flux_checks_non_tensor_inputs_like_surface_flux(default_g
         t = torch.tensor(teff, requires_grad=True)
         gen.torch_surface_flux(t, logg, logz).sum().backward()
         assert t.grad is not None and torch.isfinite(t.grad).all()
+
+
+def test_trained_smnet_holds_points_outside_its_box_at_the_edge(tmp_path):
+    """A model of `train --arch smnet` fed the scaled inputs unclipped (the network extrapolated: 4e6 x
+    sigma T^4 at [M/H] +1, inf at -3 on a small grid) and inverted log1p01 in float32 (overflow to inf). Now
+    held at the box edge as the MLP path and the released SM-Net are: F / sigma T^4 outside equals its value
+    on the edge, surface_flux and torch_surface_flux agree, and the inverse is the float64 one."""
+    from test_train import make_synthetic_grid
+
+    from smnet_sps.model import log1p01_inverse
+    from smnet_sps.train import train
+    torch.set_num_threads(1)
+    train(make_synthetic_grid(tmp_path / "grid.h5"), tmp_path / "s", arch="smnet", B=4, epochs=2,
+          batch_size=32, progress=False, device="cpu")
+    gen = load_generator(tmp_path / "s", device="cpu")
+    # box: Teff 4000-20000 K, log g 3-5, [M/H] -1..0
+    out_pts = np.array([(5000.0, 4.0, 1.0), (5000.0, 4.0, -3.0), (60000.0, 6.0, -0.5), (3000.0, 4.0, -0.5)])
+    edge_pts = np.array([(5000.0, 4.0, 0.0), (5000.0, 4.0, -1.0), (20000.0, 5.0, -0.5), (4000.0, 4.0, -0.5)])
+    norm = SIGMA_SB * np.concatenate([out_pts[:, 0], edge_pts[:, 0]]) ** 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        flux, inside = gen.surface_flux(*np.concatenate([out_pts, edge_pts]).T)
+    assert not inside[:4].any()
+    ratio = flux / norm[:, None]
+    assert np.isfinite(ratio).all()
+    np.testing.assert_allclose(ratio[:4], ratio[4:], rtol=1e-6)
+    t = torch.as_tensor(np.concatenate([out_pts, edge_pts]), dtype=torch.float32).T
+    np.testing.assert_allclose(gen.torch_surface_flux(*t).detach().numpy(), flux, rtol=1e-6)
+    # the float64 inverse of the float32 network's output (float32 arithmetic was 1e-6 off at this tau)
+    box = gen.config["input_scaling"]
+    scaled = (np.stack([np.log10(edge_pts[:, 0]), edge_pts[:, 1], edge_pts[:, 2]], 1) - box["lo"]) / (
+        np.array(box["hi"]) - box["lo"])
+    with torch.no_grad():
+        y = gen._float32(torch.as_tensor(scaled, dtype=torch.float32)).double()
+    expected = log1p01_inverse(y, gen.log1p01["tau"], gen.log1p01["x_max"]).numpy() * norm[4:, None]
+    np.testing.assert_allclose(flux[4:], expected, rtol=2e-7, atol=0)
