@@ -511,6 +511,17 @@ def _whole_number(name, value, minimum=1):
     return int(number)
 
 
+def _fit_rows(split, exclude_nodes):
+    """Boolean rows of the training nodes (split 0) not in ``exclude_nodes``: what the output scaling and
+    the log1p01 fit are computed from, so that an excluded fold's spectra cannot shape the model."""
+    rows = split == SPLIT_CODES["train"]
+    if exclude_nodes is not None:
+        rows[exclude_nodes] = False
+    if not rows.any():
+        raise ValueError("exclude_nodes leaves no training node")
+    return rows
+
+
 def _node_indices(exclude_nodes):
     """``exclude_nodes`` as an int array of node indices: whole numbers only (1.7 was truncated to node 1; a
     boolean mask would be read as nodes 0 and 1). The range is checked against the grid later."""
@@ -625,7 +636,12 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         blend of the shares.
     jitter_quantile : float in (0, 1], the quantile of a library's departures that gets the whole jitter.
     exclude_nodes : int array or None, grid node indices left out of training and validation (k-fold
-        cross-validation over nodes, e.g. benchmarks/bench_node_cv.py); recorded in config.json.
+        cross-validation over nodes, e.g. benchmarks/bench_node_cv.py), and of what is fitted to the
+        training nodes: the output scaling (out_mean / out_std), the clamp range (out_lo / out_hi), the
+        log1p01 fit, the sampling weights and the tail table; recorded in config.json. A warm start
+        (``init_from``) keeps its model's output scaling, only widening the clamps to this run's training
+        nodes: the fold is left out of it only if that model was trained without the fold too
+        (bench_node_cv.py --refit-base).
     node_blend : float in [0, 1), MLP only. This share of the training draws is replaced by blends: with
         ``node_blend_kind="segments"`` (the default), points on the segments between neighbouring training
         nodes (:func:`blend_edges`; segments drawn uniformly), at a uniform position t, with the target the
@@ -758,7 +774,15 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     x_all = _scaled_inputs(grid, lo, hi)
     split = split_nodes(grid.teff, grid.logg, grid.logz, grid.library_id, test_every=test_every,
                         seed=split_seed)
-    tr = split == 0
+    if exclude_nodes is not None:
+        exclude_nodes = np.unique(np.asarray(exclude_nodes, dtype=int))
+        if exclude_nodes.size and (exclude_nodes.min() < 0 or exclude_nodes.max() >= n):
+            raise ValueError(f"exclude_nodes must be grid node indices in [0, {n}); got "
+                             f"{exclude_nodes.min()}..{exclude_nodes.max()}")
+    # the nodes the output scaling (out_mean / out_std, the clamp range out_lo / out_hi) and the log1p01 fit
+    # are taken from: the training nodes, less a cross-validation fold (until 2026-12-03 the fold's spectra
+    # set them too: x3 on a fold moved out_mean by 0.115 dex and x_max 0.00715 -> 0.0182)
+    tr = _fit_rows(split, exclude_nodes)
     log_ratio = log_ratio_targets(grid.flux, grid.mask, grid.teff)
     mask = grid.mask & np.isfinite(log_ratio)
     ratio = np.where(mask, 10.0 ** np.nan_to_num(log_ratio), 0.0)
@@ -810,10 +834,6 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         chosen = np.isin(grid.library_id, [list(grid.library_names).index(nm) for nm in libraries])
     idx_tr, idx_val = np.flatnonzero((split == 0) & chosen), np.flatnonzero((split == 1) & chosen)
     if exclude_nodes is not None:
-        exclude_nodes = np.unique(np.asarray(exclude_nodes, dtype=int))
-        if exclude_nodes.size and (exclude_nodes.min() < 0 or exclude_nodes.max() >= n):
-            raise ValueError(f"exclude_nodes must be grid node indices in [0, {n}); got "
-                             f"{exclude_nodes.min()}..{exclude_nodes.max()}")
         idx_tr, idx_val = np.setdiff1d(idx_tr, exclude_nodes), np.setdiff1d(idx_val, exclude_nodes)
         if idx_tr.size == 0:
             raise ValueError("exclude_nodes leaves no training node")

@@ -605,3 +605,42 @@ def test_a_warm_starts_pixel_weights_come_from_the_loaded_scaling(synth_grid, tm
     train(moved, tmp_path / "tuned", epochs=1, init_from=base, **kw)
     loaded_std = torch.load(base / "weights.pt", weights_only=True)["out_std"].double().numpy()
     np.testing.assert_allclose(seen[0], _pixel_weights(loaded_std, "log", 1.0, g.wavelength), rtol=1e-5)
+
+
+def _grid_with_fold_changed(synth_grid, path, fold, factor=3.0):
+    """The synthetic grid with only the ``fold`` nodes' spectra multiplied by ``factor``."""
+    from smnet_sps.grid import load_grid, save_grid
+    g = load_grid(synth_grid)
+    g.flux[fold] *= factor
+    save_grid(g, path)
+    return path
+
+
+def test_an_excluded_fold_does_not_shape_the_model(synth_grid, tmp_path):
+    """exclude_nodes (a k-fold fold of bench_node_cv.py) left the fold in the output scaling, its clamp range
+    and the log1p01 fit (x3 on a fold of the union grid's training nodes moved out_mean by 0.115 dex, x_max
+    0.00715 -> 0.0182): with the fold's spectra x3 the trained model is now bit-identical, also a specialist
+    fine-tuned (init_from) from a base trained without the fold."""
+    torch.set_num_threads(1)
+    kw = dict(width=16, depth=1, epochs=2, batch_size=32, progress=False, device="cpu", keep="final")
+    split = split_nodes(*(np.asarray(a) for a in _grid_nodes(synth_grid)))
+    fold = np.flatnonzero(split == 0)[::5]
+    changed = _grid_with_fold_changed(synth_grid, tmp_path / "changed.h5", fold)
+    cfgs = {}
+    for name, grid in (("a", synth_grid), ("b", changed)):
+        cfgs[name] = train(grid, tmp_path / name, exclude_nodes=fold, **kw)
+        train(grid, tmp_path / (name + "_lib"), init_from=tmp_path / name, libraries=["liba"],
+              exclude_nodes=fold, **kw)
+    assert cfgs["a"]["log1p01"] == cfgs["b"]["log1p01"]
+    for model in ("a", "a_lib"):
+        wa, wb = (torch.load(tmp_path / m / "weights.pt", weights_only=True)
+                  for m in (model, model.replace("a", "b", 1)))
+        for k in ("out_mean", "out_std", "out_lo", "out_hi"):
+            assert torch.equal(wa[k], wb[k]), (model, k)
+        assert _same_weights(wa, wb), model
+
+
+def _grid_nodes(path):
+    from smnet_sps.grid import load_grid
+    g = load_grid(path)
+    return g.teff, g.logg, g.logz, g.library_id
