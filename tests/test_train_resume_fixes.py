@@ -511,3 +511,21 @@ def test_a_run_that_ends_before_any_epoch_writes_no_model(synth_grid, tmp_path, 
                  "--depth", "1", "--device", "cpu", "--no-progress", "--threads", "1"]) != 0
     assert "before the first epoch" in capsys.readouterr().err
     assert not (out / "config.json").exists() and not (out / "weights.pt").exists()
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_further(synth_grid, tmp_path):
+    """Early stopping was tested only after an epoch: --resume of a finished early-stopped run with the same
+    options trained on (7 epochs, best 4 -> 23, best 20 -> 52, best 49). The stop test now comes before an
+    epoch: the resume finds the run finished and leaves its weights and history as they are."""
+    kw = dict(epochs=100, patience=1, lr=0.05, **TINY)
+    first = train(synth_grid, tmp_path / "m", **kw)
+    assert first["training"]["finished"] and first["training"]["epochs_run"] < 100       # stopped early
+    weights = (tmp_path / "m" / "weights.pt").read_bytes()
+    again = train(synth_grid, tmp_path / "m", resume=True, **kw)
+    assert again["training"]["epochs_run"] == first["training"]["epochs_run"]
+    assert again["training"]["best_epoch"] == first["training"]["best_epoch"]
+    assert again["history"] == first["history"]
+    assert (tmp_path / "m" / "weights.pt").read_bytes() == weights
+    # a larger patience on resume (allowed to change) continues the run
+    longer = train(synth_grid, tmp_path / "m", resume=True, **{**kw, "patience": 3})
+    assert longer["training"]["epochs_run"] > first["training"]["epochs_run"]
