@@ -529,3 +529,41 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(synth_grid, tmp_pat
     # a larger patience on resume (allowed to change) continues the run
     longer = train(synth_grid, tmp_path / "m", resume=True, **{**kw, "patience": 3})
     assert longer["training"]["epochs_run"] > first["training"]["epochs_run"]
+
+
+def _interrupt_in_validation(monkeypatch, n_validations):
+    """Ctrl-C during validation pass number ``n_validations`` (that epoch's, training batches not counted)."""
+    calls = []
+    real = train_module.masked_mse
+
+    def interrupted(*args, **kwargs):
+        if "node_loss" not in kwargs:
+            calls.append(1)
+            if len(calls) == n_validations:
+                raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "masked_mse", interrupted)
+
+
+@pytest.mark.parametrize("epoch", [1, 3])
+def test_an_interruption_during_validation_is_validated_on_resume(synth_grid, tmp_path, monkeypatch, epoch):
+    """Ctrl-C while an epoch was validated checkpointed it as done but never validated: no history row,
+    best epoch not updated, and the resume went on to the next (best epoch 39 val 0.36405 against 40 val
+    0.36312 uninterrupted). The resume now validates it first and repeats the uninterrupted run; in the
+    first epoch's validation only the checkpoint is written (there is no validated model yet)."""
+    run = dict(TINY, epochs=5, lr=0.01)
+    straight = train(synth_grid, tmp_path / "a", **run)
+    _interrupt_in_validation(monkeypatch, epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(synth_grid, tmp_path / "b", **run)
+    monkeypatch.undo()
+    assert _epoch(tmp_path / "b" / "checkpoint.pt") == epoch
+    assert (tmp_path / "b" / "config.json").exists() == (epoch > 1)
+    resumed = train(synth_grid, tmp_path / "b", resume=True, **run)
+    assert [r[0] for r in resumed["history"]] == [1, 2, 3, 4, 5]
+    assert [r[2:] for r in straight["history"]] == [r[2:] for r in resumed["history"]]
+    assert resumed["training"]["best_epoch"] == straight["training"]["best_epoch"]
+    wa = torch.load(tmp_path / "a" / "weights.pt", weights_only=True)
+    wb = torch.load(tmp_path / "b" / "weights.pt", weights_only=True)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
