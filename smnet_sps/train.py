@@ -416,6 +416,36 @@ CHECKPOINT_KEYS = ("model", "optimizer", "state", "best_state", "arch", "arch_kw
 # the options a resume may change: how long and where the run goes on, and which weights it writes; every
 # other option shapes the targets, the draws, the loss or the schedule and is kept in the checkpoint's recipe
 RESUME_MAY_CHANGE = "--epochs, --minutes, --patience, --keep, --threads, --device"
+DEFAULT_EPOCHS = 2000
+
+
+def _resumed_schedule(ckpt_path, ck, state, epochs, minutes):
+    """(epochs, minutes) of a resumed run: the checkpoint's where ``epochs`` / ``minutes`` are None (a resume
+    without --epochs / --minutes dropped the budget and ran to 2000 epochs, the cosine lr jumping back up),
+    the given ones otherwise (``minutes`` inf: no budget). Prints one line saying which."""
+    recorded = ck.get("schedule")
+    if recorded is None:            # written before the schedule was kept: the options as given, as then
+        epochs = DEFAULT_EPOCHS if epochs is None else epochs
+        print(f"--resume: {ckpt_path} predates the recorded schedule; epochs {epochs}, minutes "
+              f"{_minutes_text(minutes)} as given (repeat the run's --epochs / --minutes)")
+        return epochs, None if minutes == math.inf else minutes
+    parts = []
+    for name, given, theirs, why in (
+            ("epochs", epochs, recorded["epochs"], "the cosine schedule stretches to the new total"),
+            ("minutes", minutes, recorded["minutes"], "the total wall time, counting the time already run")):
+        text = _minutes_text if name == "minutes" else str
+        if given is None or given == theirs:
+            parts.append(f"{name} {text(theirs)} as in the checkpoint")
+        else:
+            parts.append(f"--{name} {text(given)} replaces the checkpoint's {text(theirs)} ({why})")
+    print(f"--resume at epoch {state['epoch']}: {'; '.join(parts)}")
+    epochs = recorded["epochs"] if epochs is None else epochs
+    minutes = recorded["minutes"] if minutes is None else minutes
+    return int(epochs), None if minutes == math.inf else minutes
+
+
+def _minutes_text(minutes):
+    return "none" if minutes is None or minutes == math.inf else f"{minutes:g}"
 _CLI_FLAGS = {"tail_floor", "pixel_loss", "uv_weight", "w_max", "library_balance", "libraries", "node_loss",
               "node_blend", "node_blend_kind", "input_jitter", "jitter_floor", "jitter_quantile", "lr",
               "lr_final", "batch_size", "ema_decay", "seed", "init_from"}
@@ -544,7 +574,7 @@ def _node_indices(exclude_nodes):
 # torch.manual_seed(seed) and threads= are global: given back afterwards, as calibrate() does (train() left
 # its caller reseeded and on `threads` threads)
 @caller_torch_state_kept()
-def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minutes=None, device="auto",
+def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minutes=None, device="auto",
           resume=False, overwrite=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200,
           save_every=50,
           save_minutes=10.0, seed=0,
@@ -565,14 +595,17 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         checkpoint.pt for --resume)
     arch : ``"mlp"`` (default emulator) or ``"smnet"`` (released architecture, base width ``B``)
     width, depth : MLP hidden width and number of hidden layers
-    epochs : int, maximum number of epochs (one epoch = n_train weighted draws)
+    epochs : int, maximum number of epochs (one epoch = n_train weighted draws); None: 2000
+        (:data:`DEFAULT_EPOCHS`), or with ``resume`` the checkpoint's
     minutes : float or None, wall-time budget [min]; training stops at whichever of epochs/minutes comes
-        first. A budget that runs out before the first epoch ends is a ValueError: no model is written.
+        first. None: no budget, or with ``resume`` the checkpoint's (``math.inf`` removes it then). A
+        budget that runs out before the first epoch ends is a ValueError: no model is written.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``
     resume : continue from ``out/checkpoint.pt``. The checkpoint records the run's recipe (every option
         that shapes the targets, the draws, the loss or the schedule); a resume with other values is refused.
         ``epochs`` (e.g. larger, to extend a run: the cosine schedule then stretches to the new total from
-        the epoch reached), ``minutes``, ``patience``, ``keep``, ``threads`` and ``device`` may change.
+        the epoch reached), ``minutes``, ``patience``, ``keep``, ``threads`` and ``device`` may change;
+        ``epochs`` and ``minutes`` left at None keep the checkpoint's (the run's schedule and budget).
         The checkpoint keeps the draw generator's state at the start of the epoch in progress: a run
         interrupted at an epoch boundary and resumed repeats the uninterrupted one bit for bit on CPU.
     overwrite : replace a model (config.json, weights.pt) or a checkpoint already in ``out``; without it (and
@@ -746,6 +779,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
         raise ValueError(f"unknown architecture {arch!r}; allowed: ['mlp', 'smnet']")
     # whole numbers: int() truncated width=32.5 to 32, and range() or the split failed deep (batch_size=2.5,
     # test_every=0) or after the first epoch (save_every=0, an empty model folder)
+    epochs_given = epochs is not None                  # on resume, None keeps the checkpoint's
+    epochs = DEFAULT_EPOCHS if epochs is None else epochs
     width, depth, epochs, batch_size, B, save_every, test_every = (
         _whole_number(nm, val) for nm, val in (("width", width), ("depth", depth), ("epochs", epochs),
                                                ("batch_size", batch_size), ("B", B),
@@ -1027,6 +1062,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             raise ValueError(f"--resume: {ckpt_path} holds weights that do not fit this network ({detail}); "
                              "remove it and start again (--overwrite instead of --resume), or put back a "
                              "good copy of it") from None
+        epochs, minutes = _resumed_schedule(ckpt_path, ck, state=ck["state"],
+                                            epochs=epochs if epochs_given else None, minutes=minutes)
         if arch == "mlp":
             # the checkpoint's weights carry the scaling of the run they continue: a warm start's on a rebuilt
             # grid differs from this grid's fit (skipped, the resumed run trained towards targets up to 0.15
@@ -1063,7 +1100,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                         "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,
                         "grid_sha256": grid.sha256, "split_seed": int(split_seed), "recipe": recipe,
-                        "draw_rng": epoch_start_rng}, partial)
+                        "draw_rng": epoch_start_rng,
+                        "schedule": {"epochs": int(epochs), "minutes": minutes}}, partial)
 
     def write(final=False):
         """Checkpoint, then the model files; each under a temporary name, renamed when complete (a kill
@@ -1174,6 +1212,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=2000, minut
     made_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     bar = None
+    minutes = None if minutes == math.inf else minutes        # inf: no budget (resume's way to drop one)
     if progress:
         from tqdm.auto import tqdm
         # with a wall-time budget the epoch count is open-ended: show a counter, not a meaningless total
@@ -1266,8 +1305,11 @@ def add_cli(sub):
     p.add_argument("--width", type=int, default=256, help="MLP hidden width (default 256)")
     p.add_argument("--depth", type=int, default=3, help="MLP hidden layers (default 3)")
     p.add_argument("--B", type=int, default=64, help="SM-Net base width (released: 1024)")
-    p.add_argument("--epochs", type=int, default=2000)
-    p.add_argument("--minutes", type=float, default=None, help="wall-time budget [min]")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"most epochs (default {DEFAULT_EPOCHS}; with --resume the checkpoint's)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-time budget [min] (default none; with --resume the checkpoint's: inf "
+                        "removes it)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")

@@ -567,3 +567,60 @@ def test_an_interruption_during_validation_is_validated_on_resume(synth_grid, tm
     wa = torch.load(tmp_path / "a" / "weights.pt", weights_only=True)
     wb = torch.load(tmp_path / "b" / "weights.pt", weights_only=True)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_resume_without_epochs_keeps_the_runs_schedule(synth_grid, tmp_path, monkeypatch, capsys):
+    """--resume without --epochs ran to the default 2000 epochs (the cosine lr jumping back up, since it
+    decays over epochs): the checkpoint now keeps the run's epochs, and the resumed run repeats the
+    uninterrupted one. A different --epochs given on resume still extends it, and says so."""
+    run = dict(TINY, save_every=1)
+    straight = train(synth_grid, tmp_path / "a", epochs=6, **run)
+    _interrupt_after(monkeypatch, 4 * 3 + 1)       # the first batch of epoch 4 (4 batches each)
+    with pytest.raises(KeyboardInterrupt):
+        train(synth_grid, tmp_path / "b", epochs=6, **run)
+    monkeypatch.undo()
+    capsys.readouterr()
+    resumed = train(synth_grid, tmp_path / "b", resume=True, **run)
+    assert resumed["training"]["epochs_run"] == 6
+    assert "epochs 6 as in the checkpoint" in capsys.readouterr().out
+    assert [r[2:] for r in straight["history"]] == [r[2:] for r in resumed["history"]]
+    longer = train(synth_grid, tmp_path / "b", resume=True, epochs=8, **run)
+    assert "--epochs 8 replaces the checkpoint's 6" in capsys.readouterr().out
+    assert longer["training"]["epochs_run"] == 8
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["schedule"]["epochs"] == 8
+
+
+class _Clock:
+    """time for train(): perf_counter advances one second per call (a run's wall time, reproducibly)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_a_resume_without_minutes_keeps_the_time_budget(synth_grid, tmp_path, monkeypatch, capsys):
+    """--resume without --minutes dropped the budget (an interrupted 0.5 min run went on to 2000 epochs,
+    with its cosine lr jumping back up): the checkpoint now keeps it, and the resumed run ends where the
+    uninterrupted one did; minutes=inf removes it."""
+    monkeypatch.setattr(train_module, "time", _Clock())
+    straight = train(synth_grid, tmp_path / "a", minutes=0.5, **TINY)
+    n = straight["training"]["epochs_run"]
+    assert 5 < n < 20                                # stopped by the budget (30 clock seconds)
+    monkeypatch.setattr(train_module, "time", _Clock())
+    _interrupt_after(monkeypatch, 4 * 3 + 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(synth_grid, tmp_path / "b", minutes=0.5, **TINY)
+    monkeypatch.undo()
+    monkeypatch.setattr(train_module, "time", _Clock())         # the resume runs later, on its own clock
+    capsys.readouterr()
+    resumed = train(synth_grid, tmp_path / "b", resume=True, **TINY)
+    assert abs(resumed["training"]["epochs_run"] - n) <= 1
+    assert "minutes 0.5 as in the checkpoint" in capsys.readouterr().out
+    ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert ck["schedule"] == {"epochs": 2000, "minutes": 0.5}
+    more = train(synth_grid, tmp_path / "b", resume=True, minutes=float("inf"), epochs=n + 3, **TINY)
+    assert "--minutes none replaces the checkpoint's 0.5" in capsys.readouterr().out
+    assert more["training"]["epochs_run"] == n + 3
