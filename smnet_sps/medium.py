@@ -19,6 +19,8 @@ Every converter refuses wavelengths that are NaN, infinite, zero or negative (Va
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from astropy import units as u
 
@@ -164,6 +166,9 @@ def to_medium(obj, medium="air"):
       per Angstrom, and ``meta`` (``wavelength_medium``, ``lsf_fwhm`` scaled with the axis);
     * :class:`smnet_sps.ssp.SSPGrid` (or any NamedTuple with ``ssp_wave``, ``ssp_flux``, ``attrs``).
 
+    The copy shares no array with ``obj`` (also when ``obj`` is already in ``medium``): editing it leaves
+    ``obj`` as it was.
+
     Parameters
     ----------
     obj : specutils.Spectrum or SSPGrid
@@ -177,16 +182,18 @@ def to_medium(obj, medium="air"):
     check_medium(medium)
     if hasattr(obj, "spectral_axis"):
         from specutils import Spectrum
-        meta = dict(obj.meta)
+        meta = copy.deepcopy(dict(obj.meta))      # a copy, not views (lsf_fwhm, inside_coverage, ...)
         current = _stated_medium(meta)
         lam = obj.spectral_axis.to_value(u.AA)
         new_lam, flux = convert_spectrum_medium(lam, obj.flux, current, medium)
         if "lsf_fwhm" in meta and current != medium:
             meta["lsf_fwhm"] = np.asarray(meta["lsf_fwhm"], float) * (np.asarray(new_lam) / lam)
         meta["wavelength_medium"] = medium
-        return Spectrum(flux=flux, spectral_axis=np.asarray(new_lam) * u.AA, meta=meta)
+        # same medium: convert_spectrum_medium returns its input, which Spectrum would not copy
+        return Spectrum(flux=u.Quantity(flux, copy=True), spectral_axis=np.array(new_lam, float) * u.AA,
+                        meta=meta)
     if hasattr(obj, "ssp_wave") and hasattr(obj, "_replace"):
-        attrs = dict(getattr(obj, "attrs", {}) or {})
+        attrs = copy.deepcopy(dict(getattr(obj, "attrs", {}) or {}))
         current = _stated_medium(attrs)
         new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
                                                 current, medium)
@@ -194,5 +201,8 @@ def to_medium(obj, medium="air"):
             attrs["lsf_fwhm"] = list(np.asarray(attrs["lsf_fwhm"], float)
                                      * (new_lam / np.asarray(obj.ssp_wave)))
         attrs["wavelength_medium"] = medium
-        return obj._replace(ssp_wave=new_lam, ssp_flux=flux, attrs=attrs)
+        # every array copied (same medium: ssp_wave and ssp_flux are the input's own)
+        arrays = {k: np.array(v, copy=True) for k, v in obj._asdict().items() if isinstance(v, np.ndarray)}
+        return obj._replace(**{**arrays, "ssp_wave": np.array(new_lam, float, copy=True),
+                               "ssp_flux": np.array(flux, copy=True), "attrs": attrs})
     raise ValueError(f"to_medium takes a specutils.Spectrum or an SSPGrid; got {type(obj).__name__}")

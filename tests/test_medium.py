@@ -90,3 +90,32 @@ def test_air_to_vacuum_inverts_vacuum_to_air_except_just_above_2000_angstrom():
     off = lam[err >= 1e-4]
     assert off.min() == 2000.0 and 2000.64 < off.max() < 2000.65
     assert err.max() == pytest.approx(0.648, abs=1e-3)
+
+
+@pytest.mark.parametrize("medium", ["vacuum", "air"])
+def test_to_medium_returns_a_copy_in_either_medium(blackbody, medium):
+    """to_medium is documented to return a copy, but to the medium the object was already in it returned
+    the same arrays: to_medium(g, "vacuum").ssp_flux is g.ssp_flux, and zeroing the "copy" zeroed the
+    original (SSPGrid flux at pixel 600 1.1e-4 -> 0; a Spectrum's flux[0] 1 -> 5 Jy)."""
+    from smnet_sps.medium import to_medium
+    from smnet_sps.ssp import ssp_grid
+    spec, _ = blackbody.spectra([5800.0], [4.4], [0.0])
+    g = ssp_grid([1e9, 1e10], [0.0152, 0.03], generator=blackbody, progress=False)
+    flux, wave, fwhm = spec.flux.copy(), spec.spectral_axis.copy(), np.array(spec.meta["lsf_fwhm"])
+    c = to_medium(spec, medium)
+    c.flux[...] = 5 * c.flux.unit
+    c.meta["lsf_fwhm"][...] = 0.0
+    c.meta["wavelength_medium"] = "changed"
+    assert np.array_equal(spec.flux, flux) and np.array_equal(spec.spectral_axis, wave)
+    assert np.array_equal(spec.meta["lsf_fwhm"], fwhm) and spec.meta["wavelength_medium"] == "vacuum"
+    before = {k: np.array(v, copy=True) for k, v in g._asdict().items() if isinstance(v, np.ndarray)}
+    attrs_fwhm = list(g.attrs["lsf_fwhm"])
+    cg = to_medium(g, medium)
+    for k, v in cg._asdict().items():
+        if isinstance(v, np.ndarray):
+            assert not np.shares_memory(v, g._asdict()[k]), k
+            v[...] = 0.0
+    cg.attrs["lsf_fwhm"][0] = -1.0
+    for k, v in before.items():
+        assert np.array_equal(getattr(g, k), v, equal_nan=True), k
+    assert g.attrs["lsf_fwhm"] == attrs_fwhm and g.attrs["wavelength_medium"] == "vacuum"
