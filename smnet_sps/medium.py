@@ -25,7 +25,8 @@ import numpy as np
 from astropy import units as u
 
 __all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "axis_vacuum_to_air",
-           "axis_air_to_vacuum", "convert_medium", "check_medium", "convert_spectrum_medium", "to_medium"]
+           "axis_air_to_vacuum", "convert_medium", "check_medium", "convert_spectrum_medium", "to_medium",
+           "is_per_frequency"]
 
 MEDIA = ("vacuum", "air")
 AIR_CUTOFF_AA = 2000.0   # below this, wavelengths are vacuum by convention
@@ -124,22 +125,47 @@ def convert_medium(wavelength, from_medium, to_medium):
     return vacuum_to_air(wavelength) if to_medium == "air" else air_to_vacuum(wavelength)
 
 
-def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium):
-    """Wavelengths and F_lambda-type flux densities (per Angstrom, last axis) in another medium.
+# flux densities per unit frequency (f_nu, L_nu, per M_sun, per steradian, photons): their value at a
+# frequency does not depend on the medium, whose index changes wavelengths only
+_PER_FREQUENCY = (u.Jy, u.Jy / u.sr, u.W / u.Hz, u.W / u.Hz / u.kg, u.photon / u.s / u.m ** 2 / u.Hz,
+                  u.photon / u.s / u.Hz)
+
+
+def is_per_frequency(unit):
+    """True for a spectral density per unit frequency (Jy, erg s^-1 cm^-2 Hz^-1, L_sun / Hz, also per M_sun,
+    per sr, photons per Hz); False for one per wavelength, a dimensionless flux or ``None`` (a plain array,
+    taken as F_lambda)."""
+    if unit is None:
+        return False
+    unit = u.Unit(unit)
+    return any(unit.is_equivalent(per_hz) for per_hz in _PER_FREQUENCY)
+
+
+def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium, per_frequency=None):
+    """Wavelengths and flux densities (last axis) in another medium.
 
     The axis is converted with :func:`axis_vacuum_to_air` / :func:`axis_air_to_vacuum` (ordered across
-    2,000 A). The flux density is multiplied by d(lambda_from)/d(lambda_to) (about the refractive index:
-    1.00028-1.00032 for vacuum -> air from the optical to 2,000 A) so that integrals are kept.
-    Returns ``(wavelength, flux_density)``; a no-op when the media are equal.
+    2,000 A). A flux density per wavelength (F_lambda; a plain array is taken as one) is multiplied by
+    d(lambda_from)/d(lambda_to) (for vacuum -> air 1.00027 in the red and near-IR, 1.00025 at
+    3,000 A, 1.00017 at 2,000 A) so that integrals are kept. A flux density per frequency (f_nu, L_nu:
+    :func:`is_per_frequency`) keeps its values: frequency does not depend on the medium.
+    ``per_frequency``: None (default) decides from ``flux_density``'s unit (a Quantity), or True / False
+    for a plain array whose unit the caller knows. Returns ``(wavelength, flux_density)``; a no-op when the
+    media are equal.
     """
     check_medium(from_medium)
     check_medium(to_medium)
     if from_medium == to_medium:
         return wavelength, flux_density
+    if per_frequency is None:
+        per_frequency = is_per_frequency(getattr(flux_density, "unit", None))
     lam, is_quantity = _as_angstrom(wavelength, positive=True)
     new = np.asarray(axis_vacuum_to_air(lam) if to_medium == "air" else axis_air_to_vacuum(lam), float)
-    jac = np.gradient(lam) / np.gradient(new) if lam.size > 1 else np.ones_like(lam)
-    flux = flux_density * jac
+    if per_frequency:
+        flux = flux_density * 1.0           # a new array, values per Hz unchanged
+    else:
+        jac = np.gradient(lam) / np.gradient(new) if lam.size > 1 else np.ones_like(lam)
+        flux = flux_density * jac
     return (new * u.AA if is_quantity else new), flux
 
 
@@ -154,6 +180,19 @@ def _stated_medium(meta):
     return stated
 
 
+def _stated_per_frequency(attrs):
+    """Whether an SSPGrid's ``attrs["flux_unit"]`` ("L_sun / Angstrom per M_sun formed", ...) is per Hz."""
+    text = attrs.get("flux_unit")
+    if text is None:
+        return False                     # an SSPGrid's own unit, L_sun / A
+    try:
+        return is_per_frequency(str(text).replace("per M_sun formed", "").strip())
+    except ValueError:
+        raise ValueError(f"the SSP grid's attrs['flux_unit'] is {text!r}, not a unit astropy reads; allowed: "
+                         "a flux density per wavelength (L_sun / Angstrom) or per frequency (L_sun / Hz)") \
+            from None
+
+
 def to_medium(obj, medium="air"):
     """Return a copy of a package output with its wavelengths in ``medium`` ("vacuum" or "air").
 
@@ -165,6 +204,11 @@ def to_medium(obj, medium="air"):
     * ``specutils.Spectrum`` (``Generator.spectra`` or ``ssp_spectrum`` output): spectral axis, flux density
       per Angstrom, and ``meta`` (``wavelength_medium``, ``lsf_fwhm`` scaled with the axis);
     * :class:`smnet_sps.ssp.SSPGrid` (or any NamedTuple with ``ssp_wave``, ``ssp_flux``, ``attrs``).
+
+    A flux density per wavelength is multiplied by d lambda_old / d lambda_new, so that its integral is kept;
+    one per frequency (a Spectrum in Jy or L_sun / Hz, an SSPGrid whose ``attrs["flux_unit"]`` is per Hz)
+    keeps its values (:func:`convert_spectrum_medium`). ``StellarPopulation(vactoair_flag=True)`` differs:
+    as FSPS, it relabels the axis only (docs/population.md).
 
     The copy shares no array with ``obj`` (also when ``obj`` is already in ``medium``): editing it leaves
     ``obj`` as it was.
@@ -196,7 +240,7 @@ def to_medium(obj, medium="air"):
         attrs = copy.deepcopy(dict(getattr(obj, "attrs", {}) or {}))
         current = _stated_medium(attrs)
         new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
-                                                current, medium)
+                                                current, medium, _stated_per_frequency(attrs))
         if "lsf_fwhm" in attrs and current != medium:
             attrs["lsf_fwhm"] = list(np.asarray(attrs["lsf_fwhm"], float)
                                      * (new_lam / np.asarray(obj.ssp_wave)))

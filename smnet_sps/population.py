@@ -280,7 +280,9 @@ class StellarPopulation:
     Parameters
     ----------
     compute_vega_mags : bool, Vega (True) or AB (False, default) magnitudes; fixed at creation
-    vactoair_flag : bool, report wavelengths in air (default vacuum); fixed at creation
+    vactoair_flag : bool, report wavelengths in air (default vacuum); fixed at creation. As FSPS's, it
+        relabels the axis only (L_lambda per vacuum A); ``to_medium`` also rescales L_lambda
+        (docs/population.md)
     zcontinuous : 0 (use the tabulated metallicity ``zmet``, 1-based) or 1 (interpolate to ``logzsol``)
     cloudy_dust : must be False (no nebular emission)
     generator : smnet-sps Generator / StellarLibraryBackend, or None for the shipped default model

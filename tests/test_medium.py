@@ -119,3 +119,40 @@ def test_to_medium_returns_a_copy_in_either_medium(blackbody, medium):
     for k, v in before.items():
         assert np.array_equal(getattr(g, k), v, equal_nan=True), k
     assert g.attrs["lsf_fwhm"] == attrs_fwhm and g.attrs["wavelength_medium"] == "vacuum"
+
+
+def test_to_medium_leaves_a_flux_density_per_frequency_unchanged(blackbody):
+    """to_medium multiplied every flux by d lambda_vac / d lambda_air, also a per-Hz one (Jy, L_sun / Hz),
+    whose value cannot depend on the medium (frequency does not): 1.000268 off at 5000 A. Per wavelength
+    (F_lambda) the factor stays: it keeps the integral over the converted axis."""
+    from specutils import Spectrum
+
+    from smnet_sps.medium import axis_vacuum_to_air, to_medium
+    spec, _ = blackbody.spectra([5800.0], [4.4], [0.0])
+    lam = spec.spectral_axis
+    opt = (lam.value > 3000) & (lam.value < 9000)
+    f_nu = spec.flux.to(u.Jy, u.spectral_density(lam))
+    l_nu = (spec.flux * u.cm ** 2).to(u.L_sun / u.Hz, u.spectral_density(lam)) / u.M_sun
+    for flux in (f_nu, l_nu, f_nu / u.sr):
+        air = to_medium(Spectrum(flux=flux, spectral_axis=lam, meta=spec.meta), "air")
+        np.testing.assert_array_equal(air.spectral_axis.value, axis_vacuum_to_air(lam.value))
+        np.testing.assert_array_equal(air.flux, flux)                    # the same value per Hz
+        assert air.flux.unit == flux.unit
+    flam = to_medium(spec, "air")
+    ratio = (flam.flux / spec.flux).value[0, opt]
+    assert np.all((ratio > 1.00024) & (ratio < 1.0003))                  # d lambda_vac / d lambda_air
+    assert np.trapezoid(flam.flux.value[0, opt], flam.spectral_axis.value[opt]) == pytest.approx(
+        np.trapezoid(spec.flux.value[0, opt], lam.value[opt]), rel=1e-6)
+
+
+def test_to_medium_reads_a_per_frequency_unit_of_an_ssp_grid(blackbody):
+    """An SSPGrid whose attrs state flux_unit per Hz keeps its flux values; L_sun / A ones are scaled."""
+    from smnet_sps.medium import to_medium
+    from smnet_sps.ssp import ssp_grid
+    g = ssp_grid([1e9, 1e10], [0.0152, 0.03], generator=blackbody, progress=False)
+    per_hz = g._replace(ssp_flux=g.ssp_flux_per_hz(),
+                        attrs={**g.attrs, "flux_unit": "L_sun / Hz per M_sun formed"})
+    np.testing.assert_array_equal(to_medium(per_hz, "air").ssp_flux, per_hz.ssp_flux)
+    opt = (g.ssp_wave > 3000) & (g.ssp_wave < 9000)
+    ratio = to_medium(g, "air").ssp_flux[..., opt] / g.ssp_flux[..., opt]
+    assert np.all((ratio > 1.00024) & (ratio < 1.0003))
