@@ -282,13 +282,15 @@ def grid_medium(ssp):
 def template_lsf(ssp):
     """(FWHM per pixel [A], shape name) of the grid's line-spread function.
 
-    From the grid's meta (``lsf_fwhm``, ``lsf_shape``) when present, else the box LSF of smnet-sps' binned
-    grid: FWHM = pixel width (:func:`smnet_sps.lsf.grid_lsf_fwhm`).
+    From the grid's meta (``lsf_fwhm``: one number or one per pixel, ``lsf_shape``) when present, else the
+    box LSF of smnet-sps' binned grid: FWHM = pixel width (:func:`smnet_sps.lsf.grid_lsf_fwhm`). A per-pixel
+    ``lsf_fwhm`` of another length is refused (ValueError), not replaced by the box without a word.
     """
-    from smnet_sps.lsf import LSF_SHAPE, grid_lsf_fwhm
+    from smnet_sps.lsf import LSF_SHAPE, grid_lsf_fwhm, stated_lsf_fwhm
     fwhm = ssp.meta.get("lsf_fwhm")
-    if fwhm is not None and np.size(fwhm) == ssp.ssp_wave.size:
-        return np.asarray(fwhm, float), str(ssp.meta.get("lsf_shape", LSF_SHAPE))
+    if fwhm is not None:
+        return (stated_lsf_fwhm(fwhm, ssp.ssp_wave.size, "the SSP grid's meta['lsf_fwhm']"),
+                str(ssp.meta.get("lsf_shape", LSF_SHAPE)))
     return grid_lsf_fwhm(ssp.ssp_wave), LSF_SHAPE
 
 

@@ -54,7 +54,7 @@ from astropy import units as u
 from .wavegrid import bin_edges, resample
 
 __all__ = ["LSF_SHAPE", "LSF_DOC", "C_KMS", "FWHM_PER_SIGMA", "POSITION_SHARE", "grid_lsf_fwhm", "lsf_meta",
-           "measure_grid_lsf", "to_gaussian_lsf", "degrade_to_fwhm"]
+           "stated_lsf_fwhm", "measure_grid_lsf", "to_gaussian_lsf", "degrade_to_fwhm"]
 
 C_KMS = 299792.458                       # speed of light [km/s]
 FWHM_PER_SIGMA = np.sqrt(8.0 * np.log(2.0))  # 2.3548: Gaussian FWHM / sigma
@@ -138,6 +138,28 @@ def lsf_meta(wave, medium="vacuum"):
     from .medium import check_medium
     return {"lsf_fwhm": grid_lsf_fwhm(wave), "lsf_shape": LSF_SHAPE, "lsf_doc": LSF_DOC,
             "wavelength_medium": check_medium(medium)}
+
+
+def stated_lsf_fwhm(fwhm, n_pixels, name="meta['lsf_fwhm']"):
+    """An output's stated LSF FWHM (one number, or one per pixel; [Angstrom] or a Quantity) as an array
+    (n_pixels,).
+
+    A per-pixel array of another length no longer describes the axis -- slicing a ``specutils.Spectrum``
+    (``spec[3000 * u.AA:9000 * u.AA]``) cuts the flux and the axis but keeps the whole spectrum's meta --
+    and is refused (ValueError saying how to set it), not guessed: which pixels were kept is not recorded.
+    """
+    if isinstance(fwhm, u.Quantity):
+        fwhm = fwhm.to_value(u.AA)          # a width: no spectral equivalency
+    arr = np.asarray(fwhm, float)
+    if arr.ndim == 0:
+        return np.full(n_pixels, float(arr))
+    if arr.ndim != 1 or arr.size != n_pixels:
+        raise ValueError(
+            f"{name} has {arr.size} values but the spectral axis has {n_pixels} pixels: the LSF meta no "
+            "longer matches the axis (slicing a Spectrum, spec[a:b], keeps the whole spectrum's meta). Set "
+            f"it for this axis: {name} sliced like the flux (the same pixels), or the package's box LSF "
+            "smnet_sps.lsf.grid_lsf_fwhm(wave) of the new axis (its two end pixels' widths mirrored)")
+    return arr
 
 
 def measure_grid_lsf(wave, n_positions=40, oversample=50):

@@ -221,8 +221,11 @@ def to_medium(obj, medium="air"):
     Raises
     ------
     ValueError
-        Unknown medium (asked for or stated by the object), or an object that is neither of the above.
+        Unknown medium (asked for or stated by the object), an object that is neither of the above, or an
+        ``lsf_fwhm`` with one value per pixel of another axis (a sliced Spectrum keeps its whole meta:
+        :func:`smnet_sps.lsf.stated_lsf_fwhm`).
     """
+    from .lsf import stated_lsf_fwhm
     check_medium(medium)
     if hasattr(obj, "spectral_axis"):
         from specutils import Spectrum
@@ -231,7 +234,8 @@ def to_medium(obj, medium="air"):
         lam = obj.spectral_axis.to_value(u.AA)
         new_lam, flux = convert_spectrum_medium(lam, obj.flux, current, medium)
         if "lsf_fwhm" in meta and current != medium:
-            meta["lsf_fwhm"] = np.asarray(meta["lsf_fwhm"], float) * (np.asarray(new_lam) / lam)
+            fwhm = stated_lsf_fwhm(meta["lsf_fwhm"], lam.size)     # refuses a meta a slice left behind
+            meta["lsf_fwhm"] = fwhm * (np.asarray(new_lam) / lam)
         meta["wavelength_medium"] = medium
         # same medium: convert_spectrum_medium returns its input, which Spectrum would not copy
         return Spectrum(flux=u.Quantity(flux, copy=True), spectral_axis=np.array(new_lam, float) * u.AA,
@@ -242,8 +246,9 @@ def to_medium(obj, medium="air"):
         new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
                                                 current, medium, _stated_per_frequency(attrs))
         if "lsf_fwhm" in attrs and current != medium:
-            attrs["lsf_fwhm"] = list(np.asarray(attrs["lsf_fwhm"], float)
-                                     * (new_lam / np.asarray(obj.ssp_wave)))
+            wave = np.asarray(obj.ssp_wave, float)
+            attrs["lsf_fwhm"] = list(stated_lsf_fwhm(attrs["lsf_fwhm"], wave.size, "attrs['lsf_fwhm']")
+                                     * (new_lam / wave))
         attrs["wavelength_medium"] = medium
         # every array copied (same medium: ssp_wave and ssp_flux are the input's own)
         arrays = {k: np.array(v, copy=True) for k, v in obj._asdict().items() if isinstance(v, np.ndarray)}

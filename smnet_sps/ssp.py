@@ -1110,7 +1110,8 @@ def _write_fits(spec, path):
 
     t = Table([spec.spectral_axis.to_value(u.AA), spec.flux.value], names=("WAVELENGTH", "FLUX"))
     if "lsf_fwhm" in spec.meta:
-        t["LSF_FWHM"] = np.asarray(spec.meta["lsf_fwhm"], float)
+        from .lsf import stated_lsf_fwhm
+        t["LSF_FWHM"] = stated_lsf_fwhm(spec.meta["lsf_fwhm"], spec.spectral_axis.size)
         t["LSF_FWHM"].unit = "Angstrom"
     t["WAVELENGTH"].unit = "Angstrom"
     flux_unit = u.L_sun / u.AA / u.M_sun

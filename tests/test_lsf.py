@@ -209,3 +209,32 @@ def test_degrade_to_fwhm_keeps_the_variance_of_a_kernel_below_one_pixel(miles, t
         inner = slice(half, wave.size - half)
         ref = np.stack([np.convolve(f, g / g.sum(), mode="same")[inner] for f in flux])
         assert np.allclose(lsf.degrade_to_fwhm(wave, flux, 2.5, target)[:, inner], ref, rtol=1e-6, atol=0)
+
+
+def test_a_sliced_spectrum_whose_lsf_meta_no_longer_matches_is_refused_by_name(blackbody, tmp_path):
+    """specutils slicing keeps the meta: spec[3000 A:9000 A] of the default model has 301 pixels and lsf_fwhm
+    still 1221 values,
+    and to_medium crashed inside numpy ("operands could not be broadcast together with shapes (1221,)
+    (301,)"). Now a ValueError says the meta no longer matches the axis and how to set it; sliced like the
+    flux (or a single FWHM), it converts."""
+    spec, _ = blackbody.spectra([5800.0], [4.4], [0.0])
+    cut = spec[3000 * u.AA:9000 * u.AA]
+    n = cut.spectral_axis.size
+    assert 100 < n < 1221 and np.size(cut.meta["lsf_fwhm"]) == 1221
+    with pytest.raises(ValueError, match=rf"lsf_fwhm.* 1221 values .* {n} pixels.*no longer matches"):
+        to_medium(cut, "air")
+    lam = spec.spectral_axis.to_value(u.AA)
+    keep = (lam >= cut.spectral_axis[0].value) & (lam <= cut.spectral_axis[-1].value)
+    cut.meta["lsf_fwhm"] = np.asarray(spec.meta["lsf_fwhm"])[keep]        # sliced like the flux
+    air = to_medium(cut, "air")
+    whole = to_medium(spec, "air").meta["lsf_fwhm"]
+    np.testing.assert_allclose(air.meta["lsf_fwhm"], whole[keep], rtol=1e-12)
+    cut.meta["lsf_fwhm"] = 2.5                                             # one FWHM for every pixel
+    one = to_medium(cut, "air").meta["lsf_fwhm"]
+    assert one.shape == (n,) and np.allclose(one, 2.5 / 1.00027, rtol=1e-4)
+    grid = lsf.lsf_meta(WAVE)                                              # an SSPGrid's attrs alike
+    from smnet_sps.ssp import SSPGrid
+    g = SSPGrid(np.array([-2.0]), np.array([0.0]), WAVE[:100], np.ones((1, 1, 100)), *[np.zeros((1, 1))] * 5,
+                attrs={**grid, "lsf_fwhm": list(grid["lsf_fwhm"])})
+    with pytest.raises(ValueError, match=r"attrs\['lsf_fwhm'\] has 1221 values .* 100 pixels"):
+        to_medium(g, "air")
