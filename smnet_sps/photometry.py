@@ -29,6 +29,9 @@ What the flux unit of the input means
   ``cosmology``): f = L / (4 pi d^2). Magnitudes of an SSP are then per M_sun formed. A luminosity
   density per unit mass (L_sun / A / M_sun, as ``smnet-sps ssp --out`` writes it into FITS) is taken for
   1 M_sun formed, the same numbers.
+* **Wavelengths** are vacuum, as the filter curves are taken: a Spectrum whose ``meta["wavelength_medium"]``
+  is "air" is converted to vacuum first (:func:`smnet_sps.medium.convert_spectrum_medium`); a
+  (wavelength, flux) pair or a synphot spectrum is taken as vacuum.
 * ``redshift`` z moves the spectrum to the observed frame: l_obs = l (1 + z) and
   f_obs(l_obs) = f(l) / (1 + z), with ``distance`` the luminosity distance.
 
@@ -342,8 +345,9 @@ def _masked_as_nan(flux, masks):
 
 
 def _split_input(spectra):
-    """-> (wavelength Quantity 1-d, flux Quantity 2-d, meta dict); masked flux pixels (a specutils
-    ``Spectrum.mask`` or an astropy ``Masked`` flux) come back as NaN."""
+    """-> (vacuum wavelength [A] 1-d, flux Quantity 2-d, meta dict); masked flux pixels (a specutils
+    ``Spectrum.mask`` or an astropy ``Masked`` flux) come back as NaN; a Spectrum stating air is converted
+    to vacuum (:func:`_in_vacuum`)."""
     meta, mask = {}, None
     if hasattr(spectra, "spectral_axis") and hasattr(spectra, "flux"):
         wave, flux, meta = spectra.spectral_axis, spectra.flux, dict(spectra.meta or {})
@@ -389,7 +393,18 @@ def _split_input(spectra):
     w = wave_aa.value.astype(float)
     if w.size < 2 or not np.all(np.isfinite(w)) or np.any(np.diff(w) <= 0) or w[0] <= 0:
         raise ValueError("the spectral axis must have >= 2 finite, positive, strictly increasing wavelengths")
-    return w, flux, meta
+    return _in_vacuum(w, flux, meta, wave.unit)
+
+
+def _in_vacuum(w, flux, meta, axis_unit):
+    """The filter curves are vacuum: a spectrum whose meta states air (``to_medium``, ``vactoair_flag``) is
+    taken back to vacuum (axis, and F_lambda by d lambda_air / d lambda_vac; f_nu unchanged). Without a
+    stated medium (a pair, a synphot spectrum) the axis is vacuum; a frequency axis has no medium."""
+    from .medium import _stated_medium, convert_spectrum_medium
+    if _stated_medium(meta) != "air" or axis_unit.physical_type != "length":
+        return w, flux, meta
+    w, flux = convert_spectrum_medium(w, flux, "air", "vacuum")
+    return w, flux, {**meta, "wavelength_medium": "vacuum"}
 
 
 def _distance_cm(distance, z, cosmology):
