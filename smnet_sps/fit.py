@@ -852,7 +852,7 @@ class _FitBase:
             held=list(self.meta.get("held", [])),
         )
         # what the fit was made with and how it ended, where the fit recorded it
-        for key in ("generator", "library", "inside_coverage", "n_clipped"):
+        for key in ("generator", "library", "inside_coverage", "n_clipped", "template_medium"):
             if key in self.meta:
                 d[key] = self.meta[key]
         return d
@@ -1456,7 +1456,9 @@ def fit_ssp(
 
     Returns
     -------
-    SSPFit (``.log_age``, ``.age`` [Gyr], ``.logz``, ``.sigma``, ``.av``, ``.rv`` and their ``_err``)
+    SSPFit (``.log_age``, ``.age`` [Gyr], ``.logz``, ``.sigma``, ``.av``, ``.rv`` and their ``_err``;
+    ``meta["template_medium"]``: the medium the templates stated -- air templates (``to_medium(grid,
+    "air")``) are converted to vacuum before the fit, as the data's wavelengths are vacuum)
 
     Notes
     -----
@@ -1575,7 +1577,8 @@ def fit_ssp(
         uncertainty,
         scale_errors,
         emcee_kwargs,
-        {"degree": op.degree, "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm, "zsun": interp.zsun},
+        {"degree": op.degree, "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm, "zsun": interp.zsun,
+         "template_medium": interp.source_medium},
         from_scatter=from_scatter,
     )
 

@@ -303,6 +303,9 @@ def _cmd_fit(args):
         lambda path: path.write_text(json.dumps(res.as_dict(json_safe=True), indent=1, allow_nan=False)),
         lambda: plot_fit(res), dpi=120)
     print(res)
+    if res.meta.get("template_medium") == "air":
+        print("  (the SSP grid states air wavelengths: converted to vacuum before the fit, as the "
+              "spectrum's are)")
     if ivar is None:
         # the fit's stand-in error (fit.check_spectrum): "relative to the median flux" read 1e4x too low
         print("  (no ivar or err column: every pixel's error is taken as 1 % of the median |flux|, so chi2 = "

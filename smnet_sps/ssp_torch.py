@@ -21,9 +21,19 @@ __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV
 CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
 
 
-def _flux_per_angstrom(grid, wave):
-    """``grid.ssp_flux`` as L_lambda [L_sun / A per M_sun formed], from the unit the grid states (DSPS's
-    L_sun / Hz converted); a grid that states none must integrate to a plausible L_bol per M_sun formed."""
+def _grid_medium(grid):
+    """The medium a grid states (``attrs`` of an SSPGrid, ``meta`` of the plugins' arrays); none: vacuum
+    (a DSPS ``SSPData`` or :class:`smnet_sps.ssp.DSPSArrays` records none)."""
+    from .medium import _stated_medium
+    stated = getattr(grid, "attrs", None) or getattr(grid, "meta", None) or {}
+    return _stated_medium(stated) if isinstance(stated, dict) else "vacuum"
+
+
+def _flux_per_angstrom(grid, wave, jacobian=1.0):
+    """``grid.ssp_flux`` as L_lambda [L_sun / A per M_sun formed] on ``wave`` (vacuum), from the unit the grid
+    states (DSPS's L_sun / Hz converted with ``wave``); a grid that states none must integrate to a plausible
+    L_bol per M_sun formed. ``jacobian``: d lambda_grid / d lambda_vacuum, which takes a flux per Angstrom of
+    an air grid to one per vacuum Angstrom (a flux per Hz needs none)."""
     from .constants import C_ANGSTROM
     from .ssp import DSPSArrays, check_ssp_flux_scale, is_dsps_ssp_data
 
@@ -37,14 +47,14 @@ def _flux_per_angstrom(grid, wave):
         except ValueError:
             unit = None
         if unit is not None and unit.is_equivalent(u.L_sun / u.AA):
-            return flux * unit.to(u.L_sun / u.AA)
+            return flux * unit.to(u.L_sun / u.AA) * jacobian
         if unit is not None and unit.is_equivalent(u.L_sun / u.Hz):
             return flux * unit.to(u.L_sun / u.Hz) * C_ANGSTROM / wave**2
         raise ValueError(f"the grid's attrs['flux_unit'] is {text!r}; allowed: L_sun / Angstrom or "
                          "L_sun / Hz (per M_sun formed)")
     check_ssp_flux_scale(flux, wave, "pass an SSPGrid, SSPGrid.to_dsps_units(), a dsps.SSPData, or "
                          "attrs={'flux_unit': 'L_sun/Angstrom'}")
-    return flux
+    return flux * jacobian
 
 
 def calzetti_k(wave_aa):
@@ -80,15 +90,28 @@ class SSPInterpolator:
         integrate to a plausible L_bol (1e-3..1e6 L_sun per M_sun formed), else ``ValueError``
     zsun : float or None, solar Z for [M/H] = log10(Z / zsun); default ``grid.attrs["zsun"]``
     dtype, device : of the stored tensor (float64 on the CPU by default)
+
+    ``wavelength`` is always vacuum [A], as the fits' data: a grid whose ``attrs["wavelength_medium"]`` says
+    air (``to_medium(grid, "air")``) is converted to vacuum (axis, and L_lambda per vacuum Angstrom);
+    ``source_medium`` keeps the medium the grid stated.
     """
 
     def __init__(self, grid, zsun=None, dtype=torch.float64, device="cpu"):
         zsun = float(zsun if zsun is not None else (getattr(grid, "attrs", None) or {}).get("zsun", 0.0152))
-        self.wavelength = np.asarray(grid.ssp_wave, float)
+        wave = np.asarray(grid.ssp_wave, float)
+        # an air grid used as vacuum shifted every line by ~83 km/s: rv +91 km/s, [M/H] +0.14 on a vacuum SSP
+        self.source_medium = _grid_medium(grid)
+        jacobian = 1.0
+        if self.source_medium == "air":
+            from .medium import axis_air_to_vacuum
+            self.wavelength = np.asarray(axis_air_to_vacuum(wave), float)
+            jacobian = np.gradient(wave) / np.gradient(self.wavelength) if wave.size > 1 else 1.0
+        else:
+            self.wavelength = wave
         self.log_age = np.asarray(grid.ssp_lg_age_gyr, float) + 9.0  # log10(age / yr)
         self.logz = np.asarray(grid.ssp_lgmet, float) - np.log10(zsun)  # [M/H]
         # DSPS-unit grids (L_sun / Hz) were taken as L_sun / A: log age 8.9 for 9.5, [M/H] on its bound
-        flux = _flux_per_angstrom(grid, self.wavelength)
+        flux = _flux_per_angstrom(grid, self.wavelength, jacobian)
         if flux.shape != (self.logz.size, self.log_age.size, self.wavelength.size):
             raise ValueError(
                 f"grid.ssp_flux has shape {flux.shape}; expected (n_met, n_age, n_wave) = "

@@ -1465,3 +1465,38 @@ def test_the_start_grid_belongs_to_the_generator_not_its_directory(gen):
         warnings.simplefilter("ignore", FitWarning)
         r = fit_star(w, f, iv, generator=gen)
     assert abs(r.teff / 6200.0 - 1) < 0.02 and abs(r.logg - 4.2) < 0.2 and abs(r.logz + 1.5) < 0.1
+
+
+def test_fit_ssp_converts_air_templates_to_vacuum(real_ssp_grid, tmp_path, capsys):
+    """fit_ssp and `fit --ssp-grid` ignored the templates' wavelength_medium: a grid from to_medium(grid,
+    "air") fitted to a noise-free vacuum 3 Gyr solar SSP gave rv +90.9 km/s, [M/H] +0.142, chi2 1312 (the
+    CLI with the saved grid: rv +164, [M/H] +0.233) instead of 0, 0, 0. Air templates are now converted to
+    vacuum (the fit's wavelengths) and the result says the templates were air."""
+    from smnet_sps.cli import main
+    from smnet_sps.medium import to_medium
+    from smnet_sps.ssp import save_ssp_grid
+    air = to_medium(real_ssp_grid, "air")
+    w = real_ssp_grid.ssp_wave
+    sel = (w > 3800) & (w < 7000)
+    f = real_ssp_grid.ssp_flux[1, 2, sel] / np.median(real_ssp_grid.ssp_flux[1, 2, sel])  # 10^9.6 yr, Z_sun
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_ssp(w[sel], f, np.full(f.size, 1e4), templates=air)
+    assert abs(r.rv) < 2.0 and abs(r.logz) < 0.01 and r.log_age == pytest.approx(9.6, abs=0.01)
+    assert r.chi2 < 1.0 and r.meta["template_medium"] == "air"
+    interp = SSPInterpolator(air)        # the templates as the fit sees them: the vacuum grid again
+    assert interp.source_medium == "air"
+    np.testing.assert_allclose(interp.wavelength, real_ssp_grid.ssp_wave, rtol=0, atol=1e-3)
+    vac = SSPInterpolator(real_ssp_grid)
+    opt = (vac.wavelength > 3000) & (vac.wavelength < 9000)
+    np.testing.assert_allclose(interp.flux.numpy()[..., opt], vac.flux.numpy()[..., opt], rtol=1e-6)
+    path = save_ssp_grid(air, tmp_path / "air.h5")
+    spec = tmp_path / "ssp.txt"
+    np.savetxt(spec, np.column_stack([w[sel], f, np.full(f.size, 0.01)]))
+    out = tmp_path / "fit.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(spec), "--ssp-grid", str(path), "--out", str(out)]) == 0
+    assert "states air wavelengths: converted to vacuum" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert abs(res["rv"]) < 2.0 and abs(res["logz"]) < 0.01 and res["template_medium"] == "air"
