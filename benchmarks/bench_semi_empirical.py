@@ -130,9 +130,8 @@ def throughput(n=20000):
 def star_indices():
     """Lick indices of MILES stars averaged onto the model pixels vs the models at their parameters
     (in-sample)."""
-    from smnet_sps.calibrate import _edges
     from smnet_sps.constants import shared_data_dir
-    from smnet_sps.empirical import load_empirical, overlap_matrix
+    from smnet_sps.empirical import _pixel_edges, load_empirical, overlap_matrix, pixel_bounds
     from smnet_sps.lick import measure_indices
     from smnet_sps.neural import load_generator
     shared = shared_data_dir()
@@ -141,7 +140,7 @@ def star_indices():
     stars = load_empirical(shared / "empirical" / "miles_calibration")
     semi = load_generator("semi-empirical", device="cpu")
     wl = semi.wavelength
-    ov = overlap_matrix(_edges(stars.wavelength), _edges(wl))
+    ov = overlap_matrix(pixel_bounds(stars.wavelength), _pixel_edges(wl))
     good = np.isfinite(stars.flux)
     with np.errstate(invalid="ignore", divide="ignore"):
         obs = (ov @ np.where(good, stars.flux, 0.0).T).T / (ov @ good.T.astype(float)).T

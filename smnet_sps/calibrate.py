@@ -65,11 +65,6 @@ class CalibrationSettings:
 
 
 # ---- data --------------------------------------------------------------------------------------------
-def _edges(w):
-    m = 0.5 * (w[1:] + w[:-1])
-    return np.concatenate([[w[0] - (m[0] - w[0])], m, [w[-1] + (w[-1] - m[-1])]])
-
-
 @dataclass
 class CalibrationData:
     params: np.ndarray      # (n, 3) log10 Teff, log g, [M/H]
@@ -87,16 +82,17 @@ def prepare(stars, base, settings=None):
 
     ``stars``: :class:`smnet_sps.empirical.EmpiricalStars` (vacuum wavelengths, NaN in gaps).
     """
-    from .empirical import overlap_matrix
+    from .empirical import _pixel_edges, overlap_matrix, pixel_bounds
     st = settings or CalibrationSettings()
     wl = np.asarray(base.wavelength, float)
-    e = _edges(wl)
-    obs_edges = _edges(np.asarray(stars.wavelength, float))
-    pix = np.flatnonzero((e[:-1] >= obs_edges[0]) & (e[1:] <= obs_edges[-1]) & (wl >= st.taper_lo)
+    e = _pixel_edges(wl)
+    # the comparison's observed pixel bounds: a gap in the wavelength array is no data (not targets)
+    obs_bounds = pixel_bounds(np.asarray(stars.wavelength, float))
+    pix = np.flatnonzero((e[:-1] >= obs_bounds[0][0]) & (e[1:] <= obs_bounds[1][-1]) & (wl >= st.taper_lo)
                          & (wl <= st.taper_hi))
     start, stop = int(pix[0]), int(pix[-1]) + 1
     # flux-conserving mean of the observed pixels over each model pixel, and the fraction covered by good data
-    ov = overlap_matrix(obs_edges, e[start:stop + 1])
+    ov = overlap_matrix(obs_bounds, e[start:stop + 1])
     good = np.isfinite(stars.flux)
     with np.errstate(invalid="ignore", divide="ignore"):
         cov_len = (ov @ good.T.astype(float)).T

@@ -4,7 +4,9 @@ The procedure (as in shared/data/empirical/miles_calibration/README.md), for eac
 
 1. the observed spectrum (MILES: air wavelengths, FWHM 2.5 A, arbitrary scale, exact zeros = gaps) is
    converted to **vacuum** wavelengths (:func:`smnet_sps.medium.air_to_vacuum`; the package works in vacuum)
-   and averaged, flux-conservingly, onto the prediction's own pixels, so both spectra share one pixelisation;
+   and averaged, flux-conservingly, onto the prediction's own pixels, so both spectra share one pixelisation
+   (pixels left out of the wavelength array, a step > :data:`GAP_FACTOR` x the local step, are a gap too:
+   :func:`pixel_bounds`);
 2. both are smoothed with the same Gaussian, FWHM = max(40 A, 2 x the prediction's pixel step), evaluated on a
    20 A grid 3610-7350 A (:data:`COMPARISON_GRID`), each point normalised by the kernel weight of its valid
    pixels (a point whose valid pixels carry < 80 % of the kernel is dropped);
@@ -33,7 +35,7 @@ __all__ = ["EmpiricalStars", "load_empirical", "ComparisonOperator", "EmpiricalS
            "COMPARISON_FWHM", "SHAPE_ORDER", "CLIP_SIGMA", "TEFF_CLASSES", "LOGG_SPLIT", "CLASS_NAMES",
            "shape_residuals", "remove_shape", "star_score", "score_spectra", "score_generator", "class_stats",
            "teff_class", "kfold_ids", "format_class_table", "class_table", "plot_worst_residuals",
-           "MAX_WORST_STARS"]
+           "MAX_WORST_STARS", "pixel_bounds", "overlap_matrix", "GAP_FACTOR"]
 
 COMPARISON_STEP = 20.0                                            # [A]
 COMPARISON_GRID = 3610.0 + COMPARISON_STEP * np.arange(188)       # 3610 ... 7350 A (vacuum)
@@ -43,6 +45,8 @@ CLIP_SIGMA = 3.0
 MIN_BIN_COVERAGE = 0.5       # a prediction pixel needs >= half of its width covered by valid observed pixels
 MIN_KERNEL_WEIGHT = 0.8      # a grid point needs >= 80 % of its kernel on valid pixels
 MIN_VALID_FRACTION = 0.5     # a star needs >= half of the grid to get a score
+GAP_FACTOR = 3.0             # an observed step > 3 x the local step on both sides is a gap without data
+GAP_WINDOW = 5               # the local step: median of this many steps on each side
 MAX_WORST_STARS = 50         # a panel per star: 100 took 10-22 s (a 150-inch figure), 1000 ran for minutes
 
 TEFF_CLASSES = (("Teff<4000", 0.0, 4000.0), ("Teff 4000-5500", 4000.0, 5500.0),
@@ -179,26 +183,66 @@ def load_empirical(directory):
 
 # -------------------------------------------------------------------------------------- the operator
 def _pixel_edges(centres):
+    """The n + 1 edges of contiguous pixels centred at ``centres``: midpoints, the end pixels extended by half
+    their step (for a model's own grid; observed pixels: :func:`pixel_bounds`)."""
     mid = 0.5 * (centres[1:] + centres[:-1])
     return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
 
 
+def _steps_around(steps, k=GAP_WINDOW):
+    """Median of the ``k`` steps before and of the ``k`` steps after each step (NaN where there are none)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    pad = np.concatenate([np.full(k, np.nan), steps, np.full(k, np.nan)])
+    win = sliding_window_view(pad, k)                 # win[j] = steps[j - k:j]
+    return median_of_values(win[:steps.size], 1), median_of_values(win[k + 1:k + 1 + steps.size], 1)
+
+
+def pixel_bounds(centres):
+    """Lower and upper bound [A] of the pixels centred at ``centres`` (increasing), each (n,).
+
+    Pixels meet at the midpoints and the end pixels reach half their step out, except across a gap: a step
+    more than :data:`GAP_FACTOR` x the median step on both sides (:data:`GAP_WINDOW` steps each), i.e. pixels
+    dropped from the array (a chip gap, a masked band). There each neighbour reaches only half the local step,
+    so the gap holds no data, as a gap stored as zeros (midpoint edges stretched the two pixels over 300 A
+    each of a 600 A gap, and the comparison 'observed' a flat spectrum across absorption bands).
+    """
+    c = np.asarray(centres, float)
+    edges = _pixel_edges(c)
+    lo, hi = edges[:-1].copy(), edges[1:].copy()
+    steps = np.diff(c)
+    before, after = _steps_around(steps)
+    with np.errstate(invalid="ignore"):
+        gap = np.flatnonzero(steps > GAP_FACTOR * np.fmax(before, after))       # NaN (no neighbours): none
+    hi[gap] = c[gap] + 0.5 * np.where(np.isfinite(before[gap]), before[gap], after[gap])
+    lo[gap + 1] = c[gap + 1] - 0.5 * np.where(np.isfinite(after[gap]), after[gap], before[gap])
+    return lo, hi
+
+
 def overlap_matrix(edges_in, edges_out):
-    """Sparse (n_out, n_in) matrix of the overlap length [A] of output bin j with input pixel k."""
+    """Sparse (n_out, n_in) matrix of the overlap length [A] of output bin j with input pixel k.
+
+    ``edges_in``: the n_in + 1 edges of contiguous input pixels, or their (lo, hi) bounds (each (n_in,),
+    increasing: :func:`pixel_bounds`, where the pixels beside a gap do not meet); ``edges_out``: n_out + 1
+    contiguous edges.
+    """
     from scipy import sparse
+    if isinstance(edges_in, tuple):
+        lo_in, hi_in = (np.asarray(a, float) for a in edges_in)
+    else:
+        lo_in, hi_in = edges_in[:-1], edges_in[1:]
     rows, cols, vals = [], [], []
-    k0 = np.searchsorted(edges_in, edges_out[:-1], side="right") - 1
-    k1 = np.searchsorted(edges_in, edges_out[1:], side="left")
+    k0 = np.searchsorted(hi_in, edges_out[:-1], side="right")       # first input pixel ending after the start
+    k1 = np.searchsorted(lo_in, edges_out[1:], side="left")        # past the last one starting before its end
     for j in range(len(edges_out) - 1):
-        ks = np.arange(max(k0[j], 0), min(k1[j], len(edges_in) - 1))
+        ks = np.arange(max(k0[j], 0), min(k1[j], lo_in.size))
         if ks.size == 0:
             continue
-        ov = np.minimum(edges_in[ks + 1], edges_out[j + 1]) - np.maximum(edges_in[ks], edges_out[j])
+        ov = np.minimum(hi_in[ks], edges_out[j + 1]) - np.maximum(lo_in[ks], edges_out[j])
         keep = ov > 0
         rows.append(np.full(keep.sum(), j))
         cols.append(ks[keep])
         vals.append(ov[keep])
-    shape = (len(edges_out) - 1, len(edges_in) - 1)
+    shape = (len(edges_out) - 1, lo_in.size)
     if not rows:
         return sparse.csr_matrix(shape)
     return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
@@ -225,14 +269,15 @@ class ComparisonOperator:
         if ow.ndim != 1 or ow.size < 3 or np.any(np.diff(ow) <= 0):
             raise ValueError("obs_wavelength must be a strictly increasing 1-d array of >= 3 pixels")
         self.grid = np.asarray(grid, float)
-        edges, obs_edges = _pixel_edges(w), _pixel_edges(ow)
+        edges, obs_bounds = _pixel_edges(w), pixel_bounds(ow)
+        obs_lo, obs_hi = obs_bounds[0][0], obs_bounds[1][-1]
         in_grid = (w >= self.grid[0]) & (w <= self.grid[-1])
         self.pixel_step = (float(np.median(np.diff(w[in_grid]))) if in_grid.sum() > 2
                            else float(np.median(np.diff(w))))
         self.fwhm = float(fwhm) if fwhm is not None else max(COMPARISON_FWHM, 2.0 * self.pixel_step)
         sigma = self.fwhm / np.sqrt(8.0 * np.log(2.0))
         # prediction pixels lying wholly inside the observed range and within 5 sigma of the comparison grid
-        use = ((edges[:-1] >= obs_edges[0]) & (edges[1:] <= obs_edges[-1])
+        use = ((edges[:-1] >= obs_lo) & (edges[1:] <= obs_hi)
                & (w >= self.grid[0] - 5 * sigma) & (w <= self.grid[-1] + 5 * sigma))
         self.pixels = np.flatnonzero(use)
         if self.pixels.size < 3:
@@ -241,7 +286,7 @@ class ComparisonOperator:
         if np.any(np.diff(self.pixels) != 1):
             raise ValueError("the prediction's pixels inside the observed range must be contiguous")
         e = np.concatenate([edges[self.pixels], [edges[self.pixels[-1] + 1]]])
-        self._overlap = overlap_matrix(obs_edges, e)              # (n_used, n_obs) [A]
+        self._overlap = overlap_matrix(obs_bounds, e)             # (n_used, n_obs) [A]
         self._width = np.diff(e)
         # the Gaussian integrated over each (piecewise-constant) prediction pixel
         z = (e[None, :] - self.grid[:, None]) / sigma

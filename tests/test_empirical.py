@@ -456,3 +456,45 @@ def test_validate_into_a_closed_pipe_writes_the_report_and_exits_quietly(tmp_pat
     assert "Broken pipe" not in err and "Traceback" not in err
     for name in ("classes.md", "classes.ecsv", "per_star.csv", "worst_residuals.png"):
         assert (tmp_path / "r" / name).stat().st_size > 0
+
+
+def _gap_sets(tmp_path, lo=5000.0, hi=5600.0):
+    """The fixture stars with lo-hi A (air) missing: stored as zeros (the documented gap) and dropped from the
+    wavelength array (a chip gap or a masked band in a user's own set)."""
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    cut = (raw["wave"] > lo) & (raw["wave"] < hi)
+    zeros = {**raw, "flux": np.where(cut, 0.0, raw["flux"])}
+    dropped = {**raw, "wave": raw["wave"][~cut], "flux": raw["flux"][:, ~cut]}
+    np.savez(tmp_path / "zeros.npz", **zeros)
+    np.savez(tmp_path / "dropped.npz", **dropped)
+    return load_empirical(tmp_path / "zeros.npz"), load_empirical(tmp_path / "dropped.npz")
+
+
+def test_a_gap_in_the_wavelength_array_is_not_observed(tmp_path, default_generator):
+    """5000-5600 A dropped from the wavelength array was scored as observed: the pixels beside the gap were
+    stretched over half of it (29 comparison points inside it with residuals up to 86 %, the MILES median
+    1.127 -> 1.438 %). It now counts as no data, as the same gap stored as zeros does."""
+    zeros, dropped = _gap_sets(tmp_path)
+    a = score_generator(default_generator, zeros)
+    b = score_generator(default_generator, dropped)
+    gap = (a.grid > 5010) & (a.grid < 5600)
+    assert not np.isfinite(a.residual[:, gap]).any()
+    assert not np.isfinite(b.residual[:, gap]).any()
+    np.testing.assert_allclose(b.score, a.score, rtol=1e-9)
+    np.testing.assert_array_equal(np.isfinite(b.residual), np.isfinite(a.residual))
+
+
+def test_pixel_bounds_leave_a_gap_uncovered():
+    """Across a jump much larger than the local step each neighbour reaches only half its own step; a smooth
+    change of step (a log grid, a coarser region) is no gap, and the bounds are the midpoints there."""
+    from smnet_sps.empirical import pixel_bounds
+    w = np.r_[np.arange(10.0, 20.0), np.arange(50.0, 60.0)]        # steps of 1, a 30 A jump at 19 -> 50
+    lo, hi = pixel_bounds(w)
+    assert hi[9] == 19.5 and lo[10] == 49.5
+    assert np.array_equal(lo[1:10], hi[:9]) and np.array_equal(lo[11:], hi[10:-1])
+    coarse = np.r_[np.arange(10.0, 20.0), 20.0 + 20.0 * np.arange(10)]      # a change of step 1 -> 20
+    lo, hi = pixel_bounds(coarse)
+    assert np.array_equal(lo[1:], hi[:-1])
+    log = np.geomspace(1000.0, 20000.0, 500)
+    lo, hi = pixel_bounds(log)
+    assert np.array_equal(lo[1:], hi[:-1])

@@ -607,3 +607,24 @@ def test_a_correction_by_path_is_loaded_again_once_its_base_model_changed(tmp_pa
     _retrain_in_place(base)
     with pytest.raises(ValueError, match="base model has changed"):
         resolve_generator(str(corr), "cpu")
+
+
+def test_calibration_targets_leave_a_gap_in_the_wavelength_array_out(tmp_path, default_generator):
+    """prepare() stretched the pixels beside a gap in the wavelength array (5000-5600 A dropped) over half of
+    it: on MILES 13,659 gap pixel-star values became targets. The gap is now masked, as the same gap stored as
+    zeros is, and the targets elsewhere are the same."""
+    from pathlib import Path
+
+    from smnet_sps.calibrate import prepare
+    from smnet_sps.empirical import load_empirical
+    raw = dict(np.load(next((Path(__file__).parent / "fixtures" / "empirical").glob("*.npz"))))
+    cut = (raw["wave"] > 5000) & (raw["wave"] < 5600)
+    np.savez(tmp_path / "zeros.npz", **{**raw, "flux": np.where(cut, 0.0, raw["flux"])})
+    np.savez(tmp_path / "dropped.npz", **{**raw, "wave": raw["wave"][~cut], "flux": raw["flux"][:, ~cut]})
+    a = prepare(load_empirical(tmp_path / "zeros.npz"), default_generator)
+    b = prepare(load_empirical(tmp_path / "dropped.npz"), default_generator)
+    gap = (b.wavelength > 5010) & (b.wavelength < 5600)
+    assert gap.sum() > 20 and not b.mask[:, gap].any()
+    assert (a.start, a.stop) == (b.start, b.stop)
+    np.testing.assert_array_equal(b.mask, a.mask)
+    np.testing.assert_allclose(b.y, a.y, rtol=1e-12, atol=1e-12)
