@@ -107,8 +107,8 @@ class EmpiricalStars:
 
 def _check_star_arrays(path, d):
     """ValueError naming ``path`` and the key unless the arrays of an empirical set fit together:
-    ``miles_id``, ``teff``, ``logg``, ``feh`` 1-d of one length n >= 1, ``wave`` 1-d, ``flux`` of shape
-    (n, len(wave)), ``miles_id`` whole numbers (integers, or floats without a fraction).
+    ``miles_id``, ``teff``, ``logg``, ``feh`` 1-d of one length n >= 1 (the parameters finite), ``wave``
+    1-d, ``flux`` of shape (n, len(wave)), ``miles_id`` whole numbers (integers, or whole floats).
 
     Unchecked, a (n, 1) ``miles_id`` made the nearest-star baseline allocate 65 GiB, a flux of the wrong
     shape failed deep in numpy or was blamed on the prediction, and star number 2.5 became 2.
@@ -124,6 +124,13 @@ def _check_star_arrays(path, d):
         if d[key].size != n:
             raise ValueError(f"{path}: '{key}' has {d[key].size} values for {n} stars ('miles_id'); "
                              "each star needs one")
+    for key in ("teff", "logg", "feh"):
+        # a NaN here failed later inside the generator ("logz has 1 non-finite value(s) (first at index 3)")
+        bad = ~np.isfinite(np.asarray(d[key], float))
+        if bad.any():
+            raise ValueError(f"{path}: '{key}' is not finite for {int(bad.sum())} of {n} stars (miles_id "
+                             f"{d['miles_id'][bad][:10].tolist()}); every star needs a finite teff, logg and "
+                             "feh: leave such stars out of the set")
     expected = (n, d["wave"].size)
     if d["flux"].shape != expected:
         raise ValueError(f"{path}: 'flux' has shape {d['flux'].shape}; expected (stars, pixels) = "
@@ -145,7 +152,7 @@ def load_empirical(directory):
     Keys: ``miles_id``, ``teff``, ``logg``, ``feh``, ``wave`` (air, A), ``flux`` (n, n_pix; exact 0 = gap).
     Wavelengths are converted to vacuum; gaps become NaN. A ``miles_id`` given twice is refused
     (ValueError), as are arrays that do not fit together (:func:`_check_star_arrays`: n >= 1 stars, one
-    ``miles_id`` / ``teff`` / ``logg`` / ``feh`` each, ``flux`` of shape (n, len(wave)), whole star
+    ``miles_id`` / ``teff`` / ``logg`` / ``feh`` each and finite, ``flux`` of shape (n, len(wave)), whole star
     numbers).
     """
     path = Path(directory)

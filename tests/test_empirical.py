@@ -86,6 +86,20 @@ def test_load_refuses_an_empty_set_and_takes_whole_float_numbers(tmp_path):
     assert np.array_equal(loaded.star_id, raw["miles_id"]) and loaded.star_id.dtype.kind == "i"
 
 
+@pytest.mark.parametrize("key", ["teff", "logg", "feh"])
+def test_load_refuses_a_star_without_a_finite_parameter(tmp_path, key):
+    """A star with a NaN [Fe/H] was loaded; validate then died inside the generator with 'logz has 1
+    non-finite value(s) (first at index 3)', naming neither the file, the key nor the star."""
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    raw[key] = raw[key].astype(float)
+    raw[key][[3, 7]] = [np.nan, np.inf]
+    np.savez(tmp_path / "stars.npz", **raw)
+    ids = [int(raw["miles_id"][3]), int(raw["miles_id"][7])]
+    with pytest.raises(ValueError, match=rf"stars.npz: '{key}' is not finite for 2 of 20 stars \(miles_id "
+                                         rf"\[{ids[0]}, {ids[1]}\]\)"):
+        load_empirical(tmp_path)
+
+
 def test_star_against_itself_scores_zero(stars):
     s = score_spectra("self", stars.wavelength, stars.flux, stars)
     assert np.all(s.score < 1e-6)
