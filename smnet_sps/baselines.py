@@ -14,7 +14,7 @@ import numpy as np
 from .constants import NODE_STEPS
 from .generator import Generator, ParameterBox
 
-__all__ = ["NodeInterpolator", "InterpolatedLibraryGenerator", "nearest_star_flux"]
+__all__ = ["NodeInterpolator", "InterpolatedLibraryGenerator", "nearest_star_flux", "lonely_stars"]
 
 
 def node_coordinates(params):
@@ -128,22 +128,39 @@ class InterpolatedLibraryGenerator(Generator):
         return 10.0 ** self._log_flux(teff, logg, logz)
 
 
+def lonely_stars(stars, pool=None):
+    """Mask (n,) of the stars of ``stars`` with no *other* star in ``pool`` (default: ``stars``): all of
+    them for an empty pool, the pool's own star for a pool of one."""
+    pool = stars if pool is None else pool
+    if len(pool) >= 2:
+        return np.zeros(len(stars), bool)
+    return np.isin(stars.star_id, pool.star_id) | (len(pool) == 0)
+
+
 def nearest_star_flux(stars, pool=None):
     """Each star of ``stars`` predicted by its nearest *other* star of ``pool`` (default: ``stars``).
 
     Distance in (log10 Teff, log g, [M/H]) with axes in :data:`NODE_STEPS` units. Both sets must share the
-    wavelength grid. Returns (flux (n, n_pix) on ``stars.wavelength``, neighbour star numbers (n,)).
+    wavelength grid. A pool apart from ``stars`` needs one star, the set itself two (ValueError naming the
+    stars that have no other: :func:`lonely_stars`). Returns (flux (n, n_pix) on ``stars.wavelength``,
+    neighbour star numbers (n,)).
     """
     from scipy.spatial import cKDTree
     pool = stars if pool is None else pool
     if pool.wavelength.shape != stars.wavelength.shape or not np.allclose(pool.wavelength, stars.wavelength):
         raise ValueError("stars and pool must share one wavelength grid")
-    if len(pool) < 2:
-        raise ValueError("the pool needs at least 2 stars")
+    lonely = lonely_stars(stars, pool)
+    if lonely.any():
+        which = ", ".join(str(int(i)) for i in stars.star_id[lonely][:10])
+        many = lonely.sum() > 1
+        raise ValueError(f"{'stars' if many else 'star'} {which} {'have' if many else 'has'} no other star "
+                         f"in the pool ({len(pool)} stars); the nearest-star baseline needs one")
 
     from .mixture import node_coordinates
+    k = min(2, len(pool))                   # the star itself may be the nearest: then the second
     tree = cKDTree(node_coordinates(pool.teff, pool.logg, pool.logz))
-    _, idx = tree.query(node_coordinates(stars.teff, stars.logg, stars.logz), k=2)
+    _, idx = tree.query(node_coordinates(stars.teff, stars.logg, stars.logz), k=k)
+    idx = np.reshape(idx, (len(stars), k))
     same = pool.star_id[idx[:, 0]] == stars.star_id
-    pick = np.where(same, idx[:, 1], idx[:, 0])
+    pick = np.where(same, idx[:, -1], idx[:, 0])
     return pool.flux[pick], pool.star_id[pick]

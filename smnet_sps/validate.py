@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .empirical import (MAX_WORST_STARS, EmpiricalScore, class_table, format_class_table, kfold_ids,
-                        load_empirical, plot_worst_residuals, score_generator, score_spectra)
+from .empirical import (COMPARISON_GRID, MAX_WORST_STARS, EmpiricalScore, class_table, format_class_table,
+                        kfold_ids, load_empirical, plot_worst_residuals, score_generator, score_spectra)
 from .mixture import MIXTURE_FILE, LibraryMixture, blend_log_flux, rank_libraries
 
 __all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_score", "kfold_validation",
@@ -88,15 +88,26 @@ def mixture_score(gen, stars, policy, log_flux, name="default mixture"):
     return score_spectra(name, gen.wavelength, 10.0 ** blend_log_flux(log_flux, w), stars, inside)
 
 
+#: the nearest-star baseline's column when a one-star set has no other star to draw from
+NO_OTHER_STAR = "nearest other star: none (the set holds one star)"
+
+
 def baseline_scores(stars, grid=None, pool=None):
     """Scores of the baselines: CK04 (+ BaSeL below 3500 K) interpolation (if ``grid``), nearest other star
-    (from ``pool``, default ``stars``)."""
-    from .baselines import InterpolatedLibraryGenerator, nearest_star_flux
+    (from ``pool``, default ``stars``; a set of one star with no other pool gets an empty column named
+    :data:`NO_OTHER_STAR`: the baseline is skipped, the rest of the report made)."""
+    from .baselines import InterpolatedLibraryGenerator, lonely_stars, nearest_star_flux
     out = []
     if grid is not None:
         libs = [n for n in ("ck04", "basel22") if n in grid.library_names]
         interp = InterpolatedLibraryGenerator(grid, libs, name="interpolated " + "+".join(libs))
         out.append(score_generator(interp, stars))
+    if lonely_stars(stars, pool).any():
+        none = np.full((len(stars), COMPARISON_GRID.size), np.nan)
+        out.append(EmpiricalScore(NO_OTHER_STAR, stars.star_id.copy(), stars.teff.copy(), stars.logg.copy(),
+                                  stars.logz.copy(), none, np.full(len(stars), np.nan),
+                                  np.ones(len(stars), bool)))
+        return out
     flux, _ = nearest_star_flux(stars, pool)
     out.append(score_spectra("nearest other star", stars.wavelength, flux, stars))
     return out

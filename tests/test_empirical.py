@@ -512,3 +512,24 @@ def test_pixel_bounds_leave_a_gap_uncovered():
     log = np.geomspace(1000.0, 20000.0, 500)
     lo, hi = pixel_bounds(log)
     assert np.array_equal(lo[1:], hi[:-1])
+
+
+def test_validate_takes_a_one_star_set_and_a_one_star_tuning_fold(tmp_path, capsys, stars):
+    """'the pool needs at least 2 stars' refused a one-star set (load_empirical takes n >= 1) and --ids of 3
+    stars with --kfold 2 (a tuning fold of one star): a separate pool needs one star, and with a single star
+    and no other the nearest-star baseline is skipped, saying so in the table."""
+    from smnet_sps.baselines import nearest_star_flux
+    from smnet_sps.cli import main
+    flux, ids = nearest_star_flux(stars.select(stars.star_id[:3]), stars.select(stars.star_id[3:4]))
+    assert np.array_equal(ids, np.repeat(stars.star_id[3], 3)) and np.array_equal(flux[0], stars.flux[3])
+    with pytest.raises(ValueError, match=rf"star {stars.star_id[0]} has no other star in the pool"):
+        nearest_star_flux(stars.select(stars.star_id[:1]))
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    np.savez(tmp_path / "one.npz", **{k: (v if k == "wave" else v[:1]) for k, v in raw.items()})
+    assert main(["validate", "--empirical", str(tmp_path / "one.npz"), "--generator", "blackbody"]) == 0
+    assert "nearest other star: none (the set holds one star)" in capsys.readouterr().out
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(str(int(i)) for i in stars.star_id[[0, 7, 14]]))
+    assert main(["validate", "--empirical", str(FIXTURE), "--ids", str(ids), "--kfold", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "nearest tuning star" in out and "(3)" in out
