@@ -360,27 +360,10 @@ def _baseline_scores(stars, base_gen, grid=None):
     return out
 
 
-def _unscored_lines(scores):
-    """Markdown lines naming, per source, the stars the tables leave out because their score is NaN (a
-    non-finite prediction, or under half of the comparison grid valid): the tables' counts alone hid 37 of
-    40 NaN predictions."""
-    lines = []
-    for s in scores:
-        missing = ~np.isfinite(np.asarray(s.score, float))
-        if missing.any():
-            shown = ", ".join(str(int(i)) for i in s.star_id[missing][:20])
-            more = ", ..." if missing.sum() > 20 else ""
-            lines.append(f"- {s.name}: {int(missing.sum())} of {missing.size} stars (numbers {shown}{more})")
-    if not lines:
-        return ["Every star has a score from every source."]
-    return ["Left out of the tables above (a non-finite prediction, or under half of the comparison grid "
-            "valid: gaps in the observed spectrum):", ""] + lines
-
-
 def _write_report(out, scores, folds, st, seconds):
     import csv
 
-    from .empirical import format_class_table
+    from .empirical import format_class_table, unscored_lines
     lst = list(scores.values())
     semi = scores["semi-empirical (CV)"]
     text = [f"# Semi-empirical correction: {folds}-fold cross-validation by star", "",
@@ -392,7 +375,7 @@ def _write_report(out, scores, folds, st, seconds):
             "each star predicted by its nearest other MILES star.",
             "", "## Median over stars", "", format_class_table(lst, "median"), "",
             "## 90th percentile over stars", "", format_class_table(lst, "p90"), "",
-            "## Stars without a score", "", *_unscored_lines(lst), "",
+            "## Stars without a score", "", *unscored_lines(lst), "",
             f"Total time {seconds:.0f} s (one CPU thread)."]
     (out / "cv_report.md").write_text("\n".join(text) + "\n")
     with open(out / "cv_per_star.csv", "w", newline="") as fh:

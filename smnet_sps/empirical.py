@@ -35,7 +35,8 @@ __all__ = ["EmpiricalStars", "load_empirical", "ComparisonOperator", "EmpiricalS
            "COMPARISON_FWHM", "SHAPE_ORDER", "CLIP_SIGMA", "TEFF_CLASSES", "LOGG_SPLIT", "CLASS_NAMES",
            "shape_residuals", "remove_shape", "star_score", "score_spectra", "score_generator", "class_stats",
            "teff_class", "kfold_ids", "format_class_table", "class_table", "plot_worst_residuals",
-           "MAX_WORST_STARS", "pixel_bounds", "overlap_matrix", "GAP_FACTOR"]
+           "MAX_WORST_STARS", "pixel_bounds", "overlap_matrix", "GAP_FACTOR", "observed_fraction",
+           "check_scorable", "unscored_lines"]
 
 COMPARISON_STEP = 20.0                                            # [A]
 COMPARISON_GRID = 3610.0 + COMPARISON_STEP * np.arange(188)       # 3610 ... 7350 A (vacuum)
@@ -389,6 +390,46 @@ def star_score(residuals):
     finite = np.isfinite(r)
     med = median_of_values(np.abs(r), axis=1)
     return np.where(finite.mean(1) >= MIN_VALID_FRACTION, med, np.nan)
+
+
+def observed_fraction(stars, pred_wavelength):
+    """Per star (n,), the fraction of the comparison grid its observed data can score on ``pred_wavelength``
+    [A, vacuum] whatever the prediction (a grid point needs :data:`MIN_KERNEL_WEIGHT` of its kernel on
+    observed pixels); a star under :data:`MIN_VALID_FRACTION` gets no score."""
+    op = ComparisonOperator(pred_wavelength, stars.wavelength)
+    _, _, ok = op.smooth_pair(np.ones((len(stars), np.size(pred_wavelength))), stars.flux)
+    return ok.mean(1)
+
+
+def check_scorable(stars, pred_wavelength):
+    """ValueError naming the set's wavelength range against the comparison grid when no star of ``stars``
+    has data on half of the grid (the report was a table of '-' and an all-NaN per_star.csv, exit status 0);
+    returns :func:`observed_fraction`."""
+    frac = observed_fraction(stars, pred_wavelength)
+    if not (frac >= MIN_VALID_FRACTION).any():
+        w, g = stars.wavelength, COMPARISON_GRID
+        raise ValueError(f"{stars.meta.get('file', stars.name)}: no star can be scored: the set covers "
+                         f"{w[0]:.0f}-{w[-1]:.0f} A (vacuum), the comparison grid is {g[0]:.0f}-{g[-1]:.0f} "
+                         f"A, and a star needs data on at least {MIN_VALID_FRACTION:.0%} of it (here at most "
+                         f"{frac.max():.0%})")
+    return frac
+
+
+def unscored_lines(scores):
+    """Markdown lines naming, per source, the stars the tables leave out because their score is NaN (a
+    non-finite prediction, or under half of the comparison grid valid): the tables' counts alone hid 37 of
+    40 NaN predictions in calibrate's report."""
+    lines = []
+    for s in scores:
+        missing = ~np.isfinite(np.asarray(s.score, float))
+        if missing.any():
+            shown = ", ".join(str(int(i)) for i in s.star_id[missing][:20])
+            more = ", ..." if missing.sum() > 20 else ""
+            lines.append(f"- {s.name}: {int(missing.sum())} of {missing.size} stars (numbers {shown}{more})")
+    if not lines:
+        return ["Every star has a score from every source."]
+    return ["Left out of the tables above (a non-finite prediction, or under half of the comparison grid "
+            "valid: gaps in the observed spectrum, or a set narrower than the grid):", ""] + lines
 
 
 # ------------------------------------------------------------------------------------------ scores

@@ -9,7 +9,8 @@
 The first form scores the generator (and, with ``--imitations``, each of its library imitations; with
 ``--grid``, linear interpolation of CK04 + BaSeL; always the nearest other observed star) with the procedure
 of :mod:`smnet_sps.empirical`, prints a median per Teff / log g class, and writes to ``--out``: ``classes.md``
-and ``classes.ecsv`` (median and p90 per class and source), ``per_star.csv`` (one row per star, one column per
+and ``classes.ecsv`` (median and p90 per class and source; classes.md and stdout also list the stars
+without a score), ``per_star.csv`` (one row per star, one column per
 source: the star's median |residual| [%]) and ``worst_residuals.png``. ``--kfold K`` adds the honest test of
 the default mixture: stars are split into K stratified folds; for each, the library preferences are ranked on
 the other K-1 folds and the default mixture so obtained is scored on the held-out fold (the nearest-star
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .empirical import (COMPARISON_GRID, MAX_WORST_STARS, EmpiricalScore, class_table, format_class_table,
-                        kfold_ids, load_empirical, plot_worst_residuals, score_generator, score_spectra)
+from .empirical import (COMPARISON_GRID, MAX_WORST_STARS, EmpiricalScore, check_scorable, class_table,
+                        format_class_table, kfold_ids, load_empirical, plot_worst_residuals, score_generator,
+                        score_spectra, unscored_lines)
 from .mixture import MIXTURE_FILE, LibraryMixture, blend_log_flux, rank_libraries
 
 __all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_score", "kfold_validation",
@@ -275,6 +277,7 @@ def _cli(args):
         raise ValueError(f"--kfold must be between 2 and the number of stars ({len(stars.star_id)}); got "
                          f"{args.kfold}")
     gen = load_any_generator(args.generator, device=args.device, meta=args.meta)
+    check_scorable(stars, gen.wavelength)           # a set no star of which can be scored: say why, not '-'
     if (args.rank_libraries or args.kfold or args.imitations) and not isinstance(gen, NeuralGenerator):
         raise ValueError("--rank-libraries, --kfold and --imitations need a model trained by smnet-sps "
                          "(a model directory with library imitations)")
@@ -313,6 +316,7 @@ def _cli(args):
             scores += imitation_scores(gen, stars)
         # the nearest other star of the whole set, as without --ids (the subset alone made the baseline worse)
         scores += baseline_scores(stars, grid, pool=all_stars)
+    unscored = unscored_lines(scores)
     if out:
         from .output_files import save_figure, staged_outputs
         # everything made before anything is written, the figure closed; the four files written aside and
@@ -321,7 +325,8 @@ def _cli(args):
         # (a refused --kfold left an empty one) and the files written before the table is printed (`| head`
         # closing stdout lost all of them)
         text = ("Median of per-star median |residual| [%] (number of stars)\n\n" + format_class_table(scores)
-                + "\n\n90th percentile [%]\n\n" + format_class_table(scores, "p90") + "\n")
+                + "\n\n90th percentile [%]\n\n" + format_class_table(scores, "p90")
+                + "\n\nStars without a score\n\n" + "\n".join(unscored) + "\n")
         table = class_table(scores)
         fig = plot_worst_residuals(main, n=args.worst)
         with staged_outputs({name: out / name for name in REPORT_FILES}, overwrite=True,
@@ -331,6 +336,9 @@ def _cli(args):
             table.write(staged["classes.ecsv"], format="ascii.ecsv")
             staged["classes.md"].write_text(text)
     print(format_class_table(scores))
+    if any(not np.isfinite(s.score).all() for s in scores):
+        # the tables' counts alone do not say which stars are missing, nor why
+        print("\n" + "\n".join(unscored) + ("\n(listed in classes.md too)" if out else ""))
     if out:
         print(f"wrote {', '.join(str(out / name) for name in REPORT_FILES)}")
     return 0

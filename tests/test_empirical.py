@@ -533,3 +533,26 @@ def test_validate_takes_a_one_star_set_and_a_one_star_tuning_fold(tmp_path, caps
     assert main(["validate", "--empirical", str(FIXTURE), "--ids", str(ids), "--kfold", "2"]) == 0
     out = capsys.readouterr().out
     assert "nearest tuning star" in out and "(3)" in out
+
+
+def test_validate_says_which_stars_the_set_cannot_score(tmp_path, capsys):
+    """A set covering less than half of the 3610-7350 A comparison grid (MILES cut at 5300 A) gave a table of
+    '-', an all-NaN per_star.csv and exit status 0. No star scorable: an error naming the set's range against
+    the grid; some: they are listed in classes.md and on stdout."""
+    from smnet_sps.cli import main
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    keep = raw["wave"] < 5300
+    np.savez(tmp_path / "narrow.npz", **{**raw, "wave": raw["wave"][keep], "flux": raw["flux"][:, keep]})
+    assert main(["validate", "--empirical", str(tmp_path / "narrow.npz"), "--generator", "blackbody",
+                 "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "no star can be scored" in err and "3542-5301 A (vacuum)" in err and "3610-7350 A" in err
+    assert not (tmp_path / "r").exists()
+    part = raw["flux"].copy()
+    part[[2, 9]] = np.where(raw["wave"] < 5300, part[[2, 9]], 0.0)
+    np.savez(tmp_path / "part.npz", **{**raw, "flux": part})
+    assert main(["validate", "--empirical", str(tmp_path / "part.npz"), "--generator", "blackbody",
+                 "--out", str(tmp_path / "r")]) == 0
+    listed = f"2 of 20 stars (numbers {raw['miles_id'][2]}, {raw['miles_id'][9]})"
+    assert listed in capsys.readouterr().out
+    assert listed in (tmp_path / "r" / "classes.md").read_text()
