@@ -46,6 +46,7 @@ __all__ = ["CalibrationSettings", "CalibrationData", "prepare", "fit_correction"
 class CalibrationSettings:
     """Every choice of the calibration (written to config.json)."""
 
+    # a set ending inside taper_lo..taper_hi has the taper end at its first / last corrected pixel instead
     taper_lo: float = 3560.0          # A (vacuum): correction 0 below; MILES starts at 3541.5 A (vacuum)
     taper_hi: float = 7400.0          # A: correction 0 above; MILES ends at 7411.6 A (vacuum)
     taper_width: float = 140.0        # A, sin^2 ramp at each end
@@ -75,6 +76,8 @@ class CalibrationData:
     wavelength: np.ndarray  # (n_pix,) vacuum [A]
     taper: np.ndarray
     basis: np.ndarray       # (n_pix, order + 1)
+    taper_lo: float = None  # the taper's ends [A]: the settings', or the set's corrected range if narrower
+    taper_hi: float = None
 
 
 def prepare(stars, base, settings=None):
@@ -88,8 +91,9 @@ def prepare(stars, base, settings=None):
     e = _pixel_edges(wl)
     # the comparison's observed pixel bounds: a gap in the wavelength array is no data (not targets)
     obs_bounds = pixel_bounds(np.asarray(stars.wavelength, float))
-    pix = np.flatnonzero((e[:-1] >= obs_bounds[0][0]) & (e[1:] <= obs_bounds[1][-1]) & (wl >= st.taper_lo)
-                         & (wl <= st.taper_hi))
+    obs_lo, obs_hi = obs_bounds[0][0], obs_bounds[1][-1]
+    pix = np.flatnonzero((e[:-1] >= obs_lo) & (e[1:] <= obs_hi) & (wl >= st.taper_lo) & (wl <= st.taper_hi))
+    taper_lo, taper_hi = _taper_range(st, obs_lo, obs_hi, wl[pix], stars.meta.get("file", stars.name))
     start, stop = int(pix[0]), int(pix[-1]) + 1
     # flux-conserving mean of the observed pixels over each model pixel, and the fraction covered by good data
     ov = overlap_matrix(obs_bounds, e[start:stop + 1])
@@ -107,8 +111,21 @@ def prepare(stars, base, settings=None):
     w = wl[start:stop]
     return CalibrationData(params=np.stack([np.log10(stars.teff), stars.logg, stars.logz], 1),
                            y=y, mask=mask, start=start, stop=stop, wavelength=w,
-                           taper=wavelength_taper(w, st.taper_lo, st.taper_hi, st.taper_width),
-                           basis=low_order_basis(w, st.basis_order))
+                           taper=wavelength_taper(w, taper_lo, taper_hi, st.taper_width),
+                           basis=low_order_basis(w, st.basis_order), taper_lo=taper_lo, taper_hi=taper_hi)
+
+
+def _taper_range(st, obs_lo, obs_hi, w, name):
+    """The taper's ends [A]: ``st.taper_lo`` / ``taper_hi``, each moved in to the first / last corrected
+    pixel ``w`` where the observed set [obs_lo, obs_hi] ends inside it (MILES cut at 6000 A: the correction
+    was cut off where the taper was still 1, a 1.4 % step); ValueError when the two ramps do not fit."""
+    lo = st.taper_lo if obs_lo <= st.taper_lo or not w.size else float(w[0])
+    hi = st.taper_hi if obs_hi >= st.taper_hi or not w.size else float(w[-1])
+    if w.size < 2 or hi - lo < 2 * st.taper_width:
+        raise ValueError(f"{name}: covers {obs_lo:.0f}-{obs_hi:.0f} A (vacuum): the correction needs its two "
+                         f"taper ramps (2 x {st.taper_width:g} A) inside that and inside {st.taper_lo:g}-"
+                         f"{st.taper_hi:g} A; calibrate on a wider set")
+    return lo, hi
 
 
 def _shape_projector(basis, mask):
@@ -206,7 +223,8 @@ def write_correction(out, nets, data, star_params, settings, base_info, extra=No
            "base": base_info,
            "pixels": {"start": int(data.start), "stop": int(data.stop), "n": int(data.stop - data.start),
                       "wavelength": [float(w) for w in data.wavelength]},
-           "taper": {"lo": st.taper_lo, "hi": st.taper_hi, "width": st.taper_width,
+           "taper": {"lo": st.taper_lo if data.taper_lo is None else data.taper_lo,
+                     "hi": st.taper_hi if data.taper_hi is None else data.taper_hi, "width": st.taper_width,
                      "doc": "sin^2 ramps; correction 0 outside [lo, hi] [A, vacuum]"},
            "basis_order": st.basis_order,
            "network": {"width": st.width, "depth": st.depth, "weights_files": files,

@@ -628,3 +628,34 @@ def test_calibration_targets_leave_a_gap_in_the_wavelength_array_out(tmp_path, d
     assert (a.start, a.stop) == (b.start, b.stop)
     np.testing.assert_array_equal(b.mask, a.mask)
     np.testing.assert_allclose(b.y, a.y, rtol=1e-12, atol=1e-12)
+
+
+def _cut_fixture(tmp_path, keep):
+    from pathlib import Path
+    raw = dict(np.load(next((Path(__file__).parent / "fixtures" / "empirical").glob("*.npz"))))
+    k = keep(raw["wave"])
+    np.savez(tmp_path / "stars.npz", **{**raw, "wave": raw["wave"][k], "flux": raw["flux"][:, k]})
+    return tmp_path / "stars.npz"
+
+
+def test_calibrating_a_set_narrower_than_the_taper_leaves_no_step(tmp_path):
+    """A set ending inside the fixed 3560-7400 A taper (MILES cut at 6000 A) had the correction cut off where
+    the taper was still 1: -0.0141 at 5990 A -> 0 at 6010 A, a 1.4 % step. The taper now ends at the last
+    corrected pixel (the full range keeps 3560-7400 A); a set too narrow for the two ramps is refused."""
+    from smnet_sps.calibrate import CalibrationSettings, calibrate, prepare
+    from smnet_sps.empirical import load_empirical
+    from smnet_sps.neural import load_generator
+    base = load_generator(device="cpu")
+    full = prepare(load_empirical(_cut_fixture(tmp_path, lambda w: w > 0)), base)
+    assert np.array_equal(full.taper, wavelength_taper(full.wavelength, 3560.0, 7400.0, 140.0))
+    st = CalibrationSettings(steps=60, members=1)
+    cut = _cut_fixture(tmp_path, lambda w: w < 6000)
+    calibrate(cut, tmp_path / "c", folds=0, settings=st, progress=False)
+    g = SemiEmpiricalGenerator(tmp_path / "c", device="cpu")
+    assert 5950 < g.wavelength[g._i1 - 1] < 6002
+    c = g.correction(*INSIDE.T)
+    assert np.abs(c).max() > 1e-3                              # a correction, ramped to 0 at the set's end
+    assert np.abs(c[:, g._i1 - 1]).max() < 1e-6 and np.abs(c[:, g._i1:]).max() == 0
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["taper"]["hi"] == g.wavelength[g._i1 - 1]
+    with pytest.raises(ValueError, match=r"stars.npz: covers 3541-3801 A .*2 x 140 A"):
+        prepare(load_empirical(_cut_fixture(tmp_path, lambda w: w < 3800)), base)
