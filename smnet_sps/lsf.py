@@ -104,7 +104,7 @@ def _as_fwhm(fwhm, name, wave):
     bad = ~(np.isfinite(out) & (out >= 0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        where = "" if arr.ndim == 0 else f" at {wave[i]:g} A"
+        where = "" if arr.ndim == 0 else (f" at {wave[i]:g} A" if np.isfinite(wave[i]) else f" (pixel {i})")
         raise ValueError(f"{name} must be finite and >= 0 [Angstrom]; got {float(out[i])!r}{where}")
     return out
 
@@ -148,18 +148,15 @@ def stated_lsf_fwhm(fwhm, n_pixels, name="meta['lsf_fwhm']"):
     (``spec[3000 * u.AA:9000 * u.AA]``) cuts the flux and the axis but keeps the whole spectrum's meta --
     and is refused (ValueError saying how to set it), not guessed: which pixels were kept is not recorded.
     """
-    if isinstance(fwhm, u.Quantity):
-        fwhm = fwhm.to_value(u.AA)          # a width: no spectral equivalency
-    arr = np.asarray(fwhm, float)
-    if arr.ndim == 0:
-        return np.full(n_pixels, float(arr))
-    if arr.ndim != 1 or arr.size != n_pixels:
+    arr = np.asarray(fwhm.value if isinstance(fwhm, u.Quantity) else fwhm)
+    if arr.ndim != 0 and (arr.ndim != 1 or arr.size != n_pixels):
         raise ValueError(
             f"{name} has {arr.size} values but the spectral axis has {n_pixels} pixels: the LSF meta no "
             "longer matches the axis (slicing a Spectrum, spec[a:b], keeps the whole spectrum's meta). Set "
             f"it for this axis: {name} sliced like the flux (the same pixels), or the package's box LSF "
             "smnet_sps.lsf.grid_lsf_fwhm(wave) of the new axis (its two end pixels' widths mirrored)")
-    return arr
+    # units, broadcast and range as every FWHM argument (the error names ``name``)
+    return np.array(_as_fwhm(fwhm, name, np.full(n_pixels, np.nan)), float)      # no axis: pixel numbers
 
 
 def measure_grid_lsf(wave, n_positions=40, oversample=50):

@@ -238,3 +238,14 @@ def test_a_sliced_spectrum_whose_lsf_meta_no_longer_matches_is_refused_by_name(b
                 attrs={**grid, "lsf_fwhm": list(grid["lsf_fwhm"])})
     with pytest.raises(ValueError, match=r"attrs\['lsf_fwhm'\] has 1221 values .* 100 pixels"):
         to_medium(g, "air")
+
+
+def test_a_stated_lsf_in_the_wrong_unit_is_named():
+    # stated_lsf_fwhm repeated _as_fwhm's conversion without its message: meta['lsf_fwhm'] = 60 km/s gave
+    # astropy's bare "'km / s' and 'Angstrom' are not convertible"; a negative one was accepted
+    from smnet_sps.lsf import stated_lsf_fwhm
+    with pytest.raises(u.UnitConversionError, match=r"meta\['lsf_fwhm'\] must be a length"):
+        stated_lsf_fwhm(60 * u.km / u.s, 4)
+    with pytest.raises(ValueError, match=r"must be finite and >= 0 .*pixel 2"):
+        stated_lsf_fwhm([1.0, 2.0, -1.0, 3.0], 4)
+    np.testing.assert_allclose(stated_lsf_fwhm(2 * u.nm, 3), [20.0, 20.0, 20.0], rtol=1e-12)
