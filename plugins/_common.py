@@ -204,9 +204,12 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     expected = (lgmet.size, lgage.size, wave.size)
     if flux.shape != expected:
         raise ValueError(f"ssp_flux must have shape (n_met, n_age, n_wave) = {expected}; got {flux.shape}")
-    old = lgage >= 0.0                                           # 1 Gyr and older
-    if old.any() and np.isfinite(flux).all():
-        peak = wave[np.argmax(flux[:, old], axis=2)].min()
+    old = flux[:, lgage >= 0.0].reshape(-1, wave.size)           # SSPs of 1 Gyr and older
+    old = old[old.max(axis=1) > 0] if np.isfinite(old).all() else old[:0]   # a zeroed (dropped) SSP: no peak
+    # only an axis that reaches an old population's peak can tell: a far-UV grid ends below it (nm ends at
+    # 16,000 for a full grid)
+    if old.size and wave.max() > 2 * MIN_OLD_PEAK_WAVE:
+        peak = wave[np.argmax(old, axis=1)].min()
         if peak < MIN_OLD_PEAK_WAVE:
             raise ValueError(f"ssp_wave must be in Angstrom; an SSP of 1 Gyr or older peaks at {peak:g} in "
                              f"these units, where old populations peak at 4000-7600 A (at least "

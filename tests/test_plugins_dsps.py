@@ -168,3 +168,20 @@ def test_the_packages_own_dsps_unit_arrays_are_read_as_lnu(tmp_path):
     with np.load(ppxf_backend.write_sps_lib(tmp_path / "a.npz", arr)) as a, \
             np.load(ppxf_backend.write_sps_lib(tmp_path / "b.npz", g)) as b:
         np.testing.assert_allclose(a["templates"], b["templates"], rtol=1e-10)
+
+
+def test_the_nm_check_leaves_zeroed_ssps_and_far_uv_grids_alone():
+    # the old-SSP peak check refused a grid with one old SSP zeroed (as the non-finite error asks: "mask or
+    # drop the bad SSPs") and a far-UV grid ending at 1950 A, both as "nm given?"
+    from smnet_sps.generator import BlackbodyGenerator
+    from smnet_sps.ssp import ssp_grid
+    grid = ssp_grid([1e9, 1e10], [0.002, 0.0152], generator=BlackbodyGenerator())
+    flux = grid.ssp_flux.copy()
+    flux[0, 1] = 0.0
+    arrays = dict(ssp_lgmet=grid.ssp_lgmet, ssp_lg_age_gyr=grid.ssp_lg_age_gyr, ssp_wave=grid.ssp_wave,
+                  ssp_flux=flux)
+    as_ssp_arrays(**arrays)
+    uv = (grid.ssp_wave >= 912) & (grid.ssp_wave <= 1950)
+    as_ssp_arrays(**{**arrays, "ssp_wave": grid.ssp_wave[uv], "ssp_flux": grid.ssp_flux[:, :, uv]})
+    with pytest.raises(ValueError, match="nm given"):
+        as_ssp_arrays(**{**arrays, "ssp_wave": grid.ssp_wave / 10.0})
