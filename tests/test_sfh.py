@@ -247,3 +247,25 @@ def test_masked_table_entries_are_refused():
     plain = tabular_sfh(age, np.ones(20), tage=10.0).mass_formed()
     assert plain == pytest.approx(9.9e9, rel=1e-12)
     assert tabular_sfh(age, np.ma.masked_array(np.ones(20), mask=False), tage=10.0).mass_formed() == plain
+
+
+@pytest.mark.parametrize("sfh", [1, 4])
+def test_table_mass_fraction_follows_fsps_sfhinfo_with_start_truncation_and_burst(sfh):
+    # FSPS sfhinfo.f90 for the tage=0 table, written out for tau = 2, sf_start = 1, sf_trunc = 6, const 0.1,
+    # fburst 0.2 at tburst = 3, oldest SSP age 12 Gyr: the tau part by its own mass over [start, trunc], the
+    # constant part linear over that window, the burst once age passes tburst
+    from smnet_sps.sfh import table_mass_fraction
+    tau, start, trunc, const, fburst, tburst, t_max = 2.0, 1.0, 6.0, 0.1, 0.2, 3.0, 12.0
+    shape = (lambda s: np.exp(-s / tau)) if sfh == 1 else (lambda s: s / tau * np.exp(-s / tau))
+    grid = np.linspace(0.0, trunc - start, 200001)
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (shape(grid[1:]) + shape(grid[:-1])) * np.diff(grid))])
+    for age in (0.5, 2.0, 3.5, 5.0, 8.0):
+        s = min(max(age - start, 0.0), trunc - start)
+        tau_share = np.interp(s, grid, cum) / cum[-1]
+        mfrac = (1 - const - fburst) * tau_share + const * s / (trunc - start) + fburst * (age > tburst)
+        sfr = 0.0 if not (0 < age - start <= trunc - start) else \
+            ((1 - const - fburst) * shape(s) / cum[-1] + const / (trunc - start)) / 1e9
+        got = table_mass_fraction(sfh, age, t_max, tau=tau, const=const, sf_start=start, sf_trunc=trunc,
+                                  fburst=fburst, tburst=tburst)
+        assert got[0] == pytest.approx(mfrac, abs=1e-8), age
+        assert got[1] == pytest.approx(sfr, rel=1e-6, abs=1e-20), age
