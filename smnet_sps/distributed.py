@@ -56,7 +56,9 @@ __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunS
 
 SSP_STORE_FORMAT = "smnet-sps ssp grid store"
 POINTS_STORE_FORMAT = "smnet-sps points store"
-STORE_VERSION = 1
+STORE_VERSION = 1           # the points store's layout
+#: the SSP store's layout: 2 added mass_uncovered and top_cut (a version-1 store is refused, not misread)
+SSP_STORE_VERSION = 2
 POINT_COLUMNS = ("teff", "logg", "logz", "L")   # Teff [K], log g [cgs], [M/H] [dex], L [L_sun]
 
 
@@ -351,7 +353,21 @@ def _resolve_config(cfg, age_chunk):
     return cfg, desc
 
 
-_SSP_SCALARS = ("log_lbol", "log_mass", "mass_stars", "mass_remnants", "missing_fraction", "outside_fraction")
+_SSP_SCALARS = ("log_lbol", "log_mass", "mass_stars", "mass_remnants", "missing_fraction", "outside_fraction",
+                "mass_uncovered")
+
+
+def _top_cut_rows(age_chunk):
+    """Rows of /top_cut per block: its SSPs interpolate between at most 2 tabulated Z and 2 ages each."""
+    return 4 * int(age_chunk)
+
+
+def _check_ssp_version(path, group):
+    version = group.attrs.get("format_version")
+    if version != SSP_STORE_VERSION:
+        raise ValueError(f"{path}: SSP grid store format_version {version}, this smnet-sps reads "
+                         f"{SSP_STORE_VERSION} (version 2 added mass_uncovered and top_cut, which a "
+                         "version-1 store lacks); delete the store and rerun ssp_grids")
 
 
 def _refuse_foreign_folder(path):
@@ -373,6 +389,7 @@ def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled):
         if group.attrs.get("format") != SSP_STORE_FORMAT or group.attrs.get("config_sha1") != digest:
             raise ValueError(f"{path} holds another SSP grid (or is not an smnet-sps store); give another "
                              "store directory or delete it")
+        _check_ssp_version(path, group)
         group.attrs.setdefault("tail_filled", bool(tail_filled))     # a store begun before it was recorded
         return group
     _refuse_foreign_folder(path)
@@ -382,13 +399,18 @@ def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled):
                        fill_value=np.nan)
     for key in _SSP_SCALARS:
         group.create_array(key, shape=(n_z, n_age), chunks=(1, ac), dtype="f8", fill_value=np.nan)
+    # ssp_grid's attrs["top_cut"] of each block: rows (Z, log t, top mass) of its tabulated isochrones cut
+    # at the top (the isochrones bracketing its SSPs, not the SSPs'), 0 beyond; the grid's is their union
+    rows = _top_cut_rows(ac)
+    group.create_array("top_cut", shape=(n_z, n_blocks, rows, 3), chunks=(1, 1, rows, 3), dtype="f8",
+                       fill_value=0.0)
     group.create_array("done", shape=(n_z, n_blocks), chunks=(1, 1), dtype="u1", fill_value=0)
     group.create_array("ssp_wave", data=wave)
     group.create_array("ssp_lgmet", data=np.log10(np.asarray(desc["Z"])))
     group.create_array("ssp_lg_age_gyr", data=np.log10(np.asarray(desc["ages_yr"])) - 9.0)
     group.attrs.update({
-        "format": SSP_STORE_FORMAT, "format_version": STORE_VERSION, "config_sha1": digest, "config": desc,
-        "flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
+        "format": SSP_STORE_FORMAT, "format_version": SSP_STORE_VERSION, "config_sha1": digest,
+        "config": desc, "flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
         "wavelength_medium": "vacuum", "ssp_lgmet": "log10 Z (metal mass fraction)",
         "ssp_lg_age_gyr": "log10(age / Gyr)", "generator": gen_name, "tail_filled": bool(tail_filled),
         "isochrones": desc["isochrones"],
@@ -425,6 +447,9 @@ def _ssp_block(store, desc, spec, device, iz, ib):
     group["ssp_flux"][iz, sl] = grid.ssp_flux[0]
     for key in _SSP_SCALARS:
         group[key][iz, sl] = getattr(grid, key)[0]
+    cuts = np.zeros((_top_cut_rows(ac), 3))
+    cuts[:len(grid.attrs["top_cut"])] = np.asarray(grid.attrs["top_cut"], float).reshape(-1, 3)
+    group["top_cut"][iz, ib] = cuts
     group["done"][iz, ib] = 1                    # after the data: a marker never points at missing data
     return str(store), iz, ib
 
@@ -534,18 +559,24 @@ def load_ssp_store(path, allow_incomplete=False):
     isochrones and their ``zsun`` and citation, IMF, rules, medium, LSF), not its costs and per-isochrone
     statistics of one process (``n_points``, ``n_unique``, ``seconds``, ``timing``,
     ``luminosity_correction``): the blocks were computed apart; the run's wall time is
-    :func:`ssp_grids`' ``seconds``.
+    :func:`ssp_grids`' ``seconds``. ``attrs["top_cut"]`` and ``mass_uncovered`` are ssp_grid's (the
+    top cut over the computed blocks only, when ``allow_incomplete``). A store of an older layout
+    (``format_version`` other than :data:`SSP_STORE_VERSION`) is refused.
     """
     from .ssp import SSPGrid
 
     group, done = _open_finished_store(path, SSP_STORE_FORMAT, "SSP grid store", "blocks",
                                        "rerun ssp_grids with the same configs to finish it", allow_incomplete)
+    _check_ssp_version(path, group)
     arr = {k: np.asarray(group[k][:]) for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux",
                                                  *_SSP_SCALARS)}
     attrs = dict(group.attrs)
+    # the union of the blocks' cuts, in ssp_grid's order (its isochrones sorted by Z, then age)
+    cuts = np.asarray(group["top_cut"][:])[done.astype(bool)].reshape(-1, 3)
+    attrs["top_cut"] = [list(c) for c in sorted({tuple(float(v) for v in row) for row in cuts if row[2] > 0})]
     return SSPGrid(arr["ssp_lgmet"], arr["ssp_lg_age_gyr"], arr["ssp_wave"], arr["ssp_flux"], arr["log_lbol"],
                    arr["log_mass"], arr["mass_stars"], arr["mass_remnants"], arr["missing_fraction"], attrs,
-                   arr["outside_fraction"])
+                   arr["outside_fraction"], arr["mass_uncovered"])
 
 
 # ---------------------------------------------------------------------------------------------------

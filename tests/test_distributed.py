@@ -273,6 +273,44 @@ def test_cli_on_a_scheduler(client, tmp_path, stars, capsys):
     assert main(["ssp-grid", "--out", other, "--scheduler", address, "--workers", "2"]) == 1
 
 
+@pytest.mark.parametrize("ages, Zs, age_chunk", [
+    ([10**5.5, 1e7], [0.06], None),
+    # between tabulated ages and Z, one age per block: blocks share bracketing isochrones
+    ([10**5.5, 10**5.525, 1e7], [0.05, 0.06], 1)])
+def test_ssp_store_keeps_top_cut_and_mass_uncovered(tmp_path, ages, Zs, age_chunk):
+    """The store carried neither ssp_grid's attrs['top_cut'] nor its mass_uncovered (PARSEC Z = 0.06 at
+    10^5.5 yr and 10 Myr: ssp_grid [[0.06, 5.5, 12.01], [0.06, 7.0, 12.00]] and [[0, 0]], the store None /
+    None); now load_ssp_store gives both as ssp_grid does."""
+    from smnet_sps.generator import BlackbodyGenerator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = ssp_grid(ages, Zs, generator=BlackbodyGenerator(), progress=False)
+        run = D.ssp_grids([("parsec", "kroupa", "blackbody", ages, Zs)], client=None, store=tmp_path,
+                          age_chunk=age_chunk, progress=False)
+    got = D.load_ssp_store(run.stores[0])
+    assert len(ref.attrs["top_cut"]) >= 2
+    assert got.attrs["top_cut"] == ref.attrs["top_cut"]
+    assert got.mass_uncovered is not None and got.mass_uncovered.shape == ref.mass_uncovered.shape
+    np.testing.assert_array_equal(got.mass_uncovered, ref.mass_uncovered)
+
+
+def test_ssp_store_of_an_older_layout_is_refused(tmp_path):
+    """A version-1 store (without mass_uncovered and top_cut) is refused, naming its version, on load and on
+    a rerun that would fill it in."""
+    ages, Zs = [1e9], [0.0152]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = D.ssp_grids([("parsec", "kroupa", "blackbody", ages, Zs)], client=None, store=tmp_path,
+                          progress=False)
+    group = zarr.open_group(str(run.stores[0]), mode="r+")
+    group.attrs["format_version"] = 1
+    with pytest.raises(ValueError, match="format_version 1"):
+        D.load_ssp_store(run.stores[0])
+    with pytest.raises(ValueError, match="format_version 1"):
+        D.ssp_grids([("parsec", "kroupa", "blackbody", ages, Zs)], client=None, store=tmp_path,
+                    progress=False)
+
+
 def test_config_ages_as_strings_or_quantities_like_ssp_grid():
     # ssp_grid takes ["1 Gyr", "500 Myr"] and [1 * u.Gyr, ...]; the Dask twin read them as numbers and failed
     import astropy.units as u
