@@ -95,7 +95,7 @@ def test_band_mean_refuses_a_band_outside_the_data_and_converts_units(miles_star
 
 def test_a_per_hz_flux_is_measured_as_f_lambda(miles_star):
     """measure_index took the value of any flux Quantity as F_lambda: an L_sun/Hz SSP gave Fe5270 2.641 A
-    instead of 2.626 A. F_nu is converted (F_lambda = F_nu c / lambda^2); a non-density unit is refused."""
+    instead of 2.626 A. F_nu is converted (F_lambda = F_nu c / lambda^2), photon densities too."""
     import astropy.units as u
     wave, flux = miles_star
     flam = flux * 1e-15 * u.erg / u.s / u.cm ** 2 / u.AA
@@ -108,5 +108,23 @@ def test_a_per_hz_flux_is_measured_as_f_lambda(miles_star):
     # the F_nu numbers read as F_lambda are measurably off: the test would see the old behaviour
     raw = measure_indices(wave, fnu.value, medium="air")
     assert max(abs(raw[n] - ref[n]) for n in ref) > 5e-3
-    with pytest.raises(ValueError, match=r"flux must be a flux density per wavelength .* got unit erg / s"):
-        measure_index(wave, flux * u.erg / u.s, "Mgb", medium="air")
+    # photon flux densities (synphot PHOTLAM, PHOTNU) are spectral densities too: converted, not refused
+    for unit in (u.photon / u.s / u.cm ** 2 / u.AA, u.photon / u.s / u.cm ** 2 / u.Hz):
+        f = flam.to(unit, equivalencies=u.spectral_density(wave * u.AA))
+        got = measure_indices(wave, f, medium="air")
+        for name in ref:
+            assert got[name] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), (unit, name)
+
+
+def test_a_flux_that_is_no_spectral_density_is_taken_as_plain_numbers(miles_star):
+    """Lick indices are often measured on spectra that are not flux-calibrated: counts, electron/s, per-pixel
+    units were refused (ValueError). Any unit that is not a spectral flux density is now taken as plain
+    numbers, as a plain array is (assumed per unit wavelength)."""
+    import astropy.units as u
+    wave, flux = miles_star
+    ref = measure_indices(wave, flux, medium="air")
+    for unit in (u.count, u.electron / u.s, 1e-17 * u.erg / u.s / u.cm ** 2 / u.AA / u.pix, u.erg / u.s,
+                 u.adu / u.pix):
+        got = measure_indices(wave, flux * unit, medium="air")
+        for name in ref:
+            assert got[name] == pytest.approx(ref[name], rel=1e-12, abs=1e-12), (unit, name)
