@@ -26,7 +26,7 @@ from astropy import units as u
 
 __all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "axis_vacuum_to_air",
            "axis_air_to_vacuum", "convert_medium", "check_medium", "convert_spectrum_medium", "to_medium",
-           "is_per_frequency"]
+           "is_per_frequency", "FLUX_MEDIUM_KEY"]
 
 MEDIA = ("vacuum", "air")
 AIR_CUTOFF_AA = 2000.0   # below this, wavelengths are vacuum by convention
@@ -141,7 +141,8 @@ def is_per_frequency(unit):
     return any(unit.is_equivalent(per_hz) for per_hz in _PER_FREQUENCY)
 
 
-def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium, per_frequency=None):
+def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium, per_frequency=None,
+                            flux_medium=None):
     """Wavelengths and flux densities (last axis) in another medium.
 
     The axis is converted with :func:`axis_vacuum_to_air` / :func:`axis_air_to_vacuum` (ordered across
@@ -150,19 +151,23 @@ def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium, pe
     3,000 A, 1.00017 at 2,000 A) so that integrals are kept. A flux density per frequency (f_nu, L_nu:
     :func:`is_per_frequency`) keeps its values: frequency does not depend on the medium.
     ``per_frequency``: None (default) decides from ``flux_density``'s unit (a Quantity), or True / False
-    for a plain array whose unit the caller knows. Returns ``(wavelength, flux_density)``; a no-op when the
-    media are equal.
+    for a plain array whose unit the caller knows. ``flux_medium``: the medium whose Angstrom a flux density
+    per wavelength is per (default ``from_medium``, the axis'); when it is ``to_medium`` already
+    (``StellarPopulation(vactoair_flag=True)``: an air axis, flux per vacuum Angstrom, taken to vacuum) only
+    the axis changes. Returns ``(wavelength, flux_density)``, the flux then per ``to_medium`` Angstrom; a
+    no-op when the media are equal.
     """
     check_medium(from_medium)
     check_medium(to_medium)
+    flux_medium = check_medium(from_medium if flux_medium is None else flux_medium)
     if from_medium == to_medium:
         return wavelength, flux_density
     if per_frequency is None:
         per_frequency = is_per_frequency(getattr(flux_density, "unit", None))
     lam, is_quantity = _as_angstrom(wavelength, positive=True)
     new = np.asarray(axis_vacuum_to_air(lam) if to_medium == "air" else axis_air_to_vacuum(lam), float)
-    if per_frequency:
-        flux = flux_density * 1.0           # a new array, values per Hz unchanged
+    if per_frequency or flux_medium == to_medium:
+        flux = flux_density * 1.0           # a new array, values per Hz (or per to_medium A) unchanged
     else:
         jac = np.gradient(lam) / np.gradient(new) if lam.size > 1 else np.ones_like(lam)
         flux = flux_density * jac
@@ -178,6 +183,33 @@ def _stated_medium(meta):
     if stated not in MEDIA:
         raise ValueError(f"the object's {key} must be one of {MEDIA}; got {stated!r}")
     return stated
+
+
+#: meta / attrs key: the medium whose Angstrom a flux density per wavelength is per, where it differs from
+#: the axis' (StellarPopulation(vactoair_flag=True): "vacuum" on an air axis, as FSPS); absent: the axis'
+FLUX_MEDIUM_KEY = "flux_density_medium"
+
+
+def _stated_flux_medium(meta, axis_medium):
+    """The medium a meta / attrs mapping states for the flux density (:data:`FLUX_MEDIUM_KEY`), else
+    ``axis_medium``."""
+    stated = meta.get(FLUX_MEDIUM_KEY, axis_medium)
+    if stated not in MEDIA:
+        raise ValueError(f"the object's {FLUX_MEDIUM_KEY} must be one of {MEDIA}; got {stated!r}")
+    return stated
+
+
+def _convert_stated(wavelength, flux_density, meta, medium, per_frequency=None):
+    """A spectrum whose medium ``meta`` states (:func:`_stated_medium`, :func:`_stated_flux_medium`) in
+    ``medium``: ``(wavelength, flux_density, meta)``, the meta a new dict with the medium keys updated (the
+    flux then per ``medium`` Angstrom). The one conversion :func:`to_medium` and ``magnitudes()`` use."""
+    current = _stated_medium(meta)
+    new_lam, flux = convert_spectrum_medium(wavelength, flux_density, current, medium, per_frequency,
+                                            _stated_flux_medium(meta, current))
+    meta = {**meta, "wavelength_medium": medium}
+    if FLUX_MEDIUM_KEY in meta and current != medium:
+        meta[FLUX_MEDIUM_KEY] = medium
+    return new_lam, flux, meta
 
 
 def _stated_per_frequency(attrs):
@@ -208,7 +240,8 @@ def to_medium(obj, medium="air"):
     A flux density per wavelength is multiplied by d lambda_old / d lambda_new, so that its integral is kept;
     one per frequency (a Spectrum in Jy or L_sun / Hz, an SSPGrid whose ``attrs["flux_unit"]`` is per Hz)
     keeps its values (:func:`convert_spectrum_medium`). ``StellarPopulation(vactoair_flag=True)`` differs:
-    as FSPS, it relabels the axis only (docs/population.md).
+    as FSPS, it relabels the axis only (docs/population.md) and its meta says so
+    (``flux_density_medium`` "vacuum", :data:`FLUX_MEDIUM_KEY`): converted to vacuum, only the axis changes.
 
     The copy shares no array with ``obj`` (also when ``obj`` is already in ``medium``): editing it leaves
     ``obj`` as it was.
@@ -232,24 +265,22 @@ def to_medium(obj, medium="air"):
         meta = copy.deepcopy(dict(obj.meta))      # a copy, not views (lsf_fwhm, inside_coverage, ...)
         current = _stated_medium(meta)
         lam = obj.spectral_axis.to_value(u.AA)
-        new_lam, flux = convert_spectrum_medium(lam, obj.flux, current, medium)
+        new_lam, flux, meta = _convert_stated(lam, obj.flux, meta, medium)
         if "lsf_fwhm" in meta and current != medium:
             fwhm = stated_lsf_fwhm(meta["lsf_fwhm"], lam.size)     # refuses a meta a slice left behind
             meta["lsf_fwhm"] = fwhm * (np.asarray(new_lam) / lam)
-        meta["wavelength_medium"] = medium
         # same medium: convert_spectrum_medium returns its input, which Spectrum would not copy
         return Spectrum(flux=u.Quantity(flux, copy=True), spectral_axis=np.array(new_lam, float) * u.AA,
                         meta=meta)
     if hasattr(obj, "ssp_wave") and hasattr(obj, "_replace"):
         attrs = copy.deepcopy(dict(getattr(obj, "attrs", {}) or {}))
         current = _stated_medium(attrs)
-        new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
-                                                current, medium, _stated_per_frequency(attrs))
+        new_lam, flux, attrs = _convert_stated(np.asarray(obj.ssp_wave, float), np.asarray(obj.ssp_flux),
+                                               attrs, medium, _stated_per_frequency(attrs))
         if "lsf_fwhm" in attrs and current != medium:
             wave = np.asarray(obj.ssp_wave, float)
             attrs["lsf_fwhm"] = list(stated_lsf_fwhm(attrs["lsf_fwhm"], wave.size, "attrs['lsf_fwhm']")
                                      * (new_lam / wave))
-        attrs["wavelength_medium"] = medium
         # every array copied (same medium: ssp_wave and ssp_flux are the input's own)
         arrays = {k: np.array(v, copy=True) for k, v in obj._asdict().items() if isinstance(v, np.ndarray)}
         return obj._replace(**{**arrays, "ssp_wave": np.array(new_lam, float, copy=True),

@@ -398,13 +398,13 @@ def _split_input(spectra):
 
 def _in_vacuum(w, flux, meta, axis_unit):
     """The filter curves are vacuum: a spectrum whose meta states air (``to_medium``, ``vactoair_flag``) is
-    taken back to vacuum (axis, and F_lambda by d lambda_air / d lambda_vac; f_nu unchanged). Without a
+    taken back to vacuum (axis, and F_lambda by d lambda_air / d lambda_vac; f_nu unchanged; a flux stated
+    per vacuum Angstrom, ``flux_density_medium``, as ``vactoair_flag`` writes it, unchanged). Without a
     stated medium (a pair, a synphot spectrum) the axis is vacuum; a frequency axis has no medium."""
-    from .medium import _stated_medium, convert_spectrum_medium
+    from .medium import _convert_stated, _stated_medium
     if _stated_medium(meta) != "air" or axis_unit.physical_type != "length":
         return w, flux, meta
-    w, flux = convert_spectrum_medium(w, flux, "air", "vacuum")
-    return w, flux, {**meta, "wavelength_medium": "vacuum"}
+    return _convert_stated(w, flux, meta, "vacuum")
 
 
 def _distance_cm(distance, z, cosmology):

@@ -640,6 +640,7 @@ class StellarPopulation:
         under the keys every output uses (``wavelength_medium``, ``lsf_fwhm``, ``lsf_shape``), which
         :func:`smnet_sps.medium.to_medium` reads."""
         from .lsf import lsf_meta
+        from .medium import FLUX_MEDIUM_KEY
         pick = (lambda k: np.array([r[k] for r in results])) if full else (lambda k: results[0][k])
         with np.errstate(divide="ignore"):                   # no stars yet (tage <= sf_start): -inf
             log_lbol = np.log10(pick("lbol"))
@@ -654,7 +655,10 @@ class StellarPopulation:
                 "formed_mass": pick("formed"),
                 "log_lbol": log_lbol, "sfr": pick("sfr"), "units": units,
                 "isochrones": self.isochrone_set.name, "generator": self._get_backend().generator.name,
-                **lsf_meta(wave, "air" if self.vactoair_flag else "vacuum")}
+                **lsf_meta(wave, "air" if self.vactoair_flag else "vacuum"),
+                # L_lambda per vacuum Angstrom also on vactoair_flag's air axis (relabelled only, as FSPS):
+                # to_medium / magnitudes() then change only the axis
+                FLUX_MEDIUM_KEY: "vacuum"}
 
     def get_observed_spectrum(self, tage=0.0, redshift=None, *, cosmology=None, as_spectrum=True):
         """The spectrum an observer sees: f_lambda [erg s^-1 cm^-2 A^-1] per M_sun formed (for the table's

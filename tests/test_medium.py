@@ -156,3 +156,39 @@ def test_to_medium_reads_a_per_frequency_unit_of_an_ssp_grid(blackbody):
     opt = (g.ssp_wave > 3000) & (g.ssp_wave < 9000)
     ratio = to_medium(g, "air").ssp_flux[..., opt] / g.ssp_flux[..., opt]
     assert np.all((ratio > 1.00024) & (ratio < 1.0003))
+
+
+def test_a_flux_stated_per_vacuum_angstrom_on_an_air_axis_changes_only_its_axis():
+    """StellarPopulation(vactoair_flag=True) relabels the axis only (flux per vacuum A, as FSPS), yet
+    to_medium and magnitudes() multiplied such a flux by d lambda_air / d lambda_vac as for a flux per air A:
+    sdss g 2.9e-4 mag fainter than the vacuum spectrum. meta["flux_density_medium"] = "vacuum" says which
+    Angstrom the flux is per; the conversion then changes only the axis."""
+    from specutils import Spectrum
+
+    from smnet_sps.constants import SSP_UNIT
+    from smnet_sps.medium import axis_vacuum_to_air, to_medium
+    from smnet_sps.photometry import magnitudes
+    w = np.geomspace(1000, 30000, 6000)
+    f = 1 / w ** 5 / (np.exp(1.4388e8 / (w * 5800.0)) - 1)
+    f = f / f.max() * SSP_UNIT
+    vac = Spectrum(flux=f, spectral_axis=w * u.AA, meta={"wavelength_medium": "vacuum"})
+    relab = Spectrum(flux=f, spectral_axis=axis_vacuum_to_air(w) * u.AA,
+                     meta={"wavelength_medium": "air", "flux_density_medium": "vacuum"})
+    bands = ["sdss2010-u", "sdss2010-g", "bessell-V", "galex-nuv"]
+    m_vac, m_relab = magnitudes(vac, bands), magnitudes(relab, bands)
+    for b in bands:
+        assert m_relab[b][0] == pytest.approx(m_vac[b][0], abs=1e-9), b
+    back = to_medium(relab, "vacuum")
+    assert back.meta["wavelength_medium"] == "vacuum" and back.meta["flux_density_medium"] == "vacuum"
+    np.testing.assert_allclose(back.spectral_axis.value, w, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(back.flux, f)
+    # stated per air A (or not stated: per the axis' medium) the Jacobian stays: to_medium's own air spectrum
+    air = to_medium(vac, "air")
+    assert air.meta["wavelength_medium"] == "air" and "flux_density_medium" not in air.meta
+    assert np.all(air.flux.value[w > 3000] > f.value[w > 3000] * 1.0002)
+    np.testing.assert_allclose(to_medium(air, "vacuum").flux.value, f.value, rtol=1e-6)
+    same = to_medium(relab, "air")              # already air: nothing changes, the flux is still per vacuum A
+    assert same.meta["flux_density_medium"] == "vacuum"
+    np.testing.assert_array_equal(same.flux, f)
+    with pytest.raises(ValueError, match="flux_density_medium must be one of"):
+        to_medium(Spectrum(flux=f, spectral_axis=w * u.AA, meta={"flux_density_medium": "water"}), "air")

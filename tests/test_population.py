@@ -564,6 +564,29 @@ def test_population_spectra_state_their_medium_and_lsf_for_to_medium(sp):
     np.testing.assert_allclose(obs_vacuum, np.asarray(sp.generator.wavelength) * 1.5, rtol=0, atol=1e-4)
 
 
+def test_a_vactoair_spectrum_is_per_vacuum_angstrom_for_magnitudes_and_to_medium(sp):
+    """vactoair_flag relabels the axis only (L_lambda per vacuum A, as FSPS), but magnitudes() and to_medium
+    multiplied the flux by d lambda_air / d lambda_vac anyway: magnitudes(get_spectrum()) was 2.9e-4 mag
+    fainter than get_mags (sdss g 7.282091 vs 7.281804). The meta states flux_density_medium = "vacuum" and
+    the conversion changes only the axis."""
+    from smnet_sps.medium import to_medium
+    from smnet_sps.photometry import magnitudes
+    vac = StellarPopulation(generator=sp.generator, sfh=0, zcontinuous=1)
+    air = StellarPopulation(vactoair_flag=True, generator=sp.generator, sfh=0, zcontinuous=1)
+    s_air = air.get_spectrum(tage=10.0, peraa=True, as_spectrum=True)
+    s_vac = vac.get_spectrum(tage=10.0, peraa=True, as_spectrum=True)
+    assert s_air.meta["flux_density_medium"] == "vacuum" and s_vac.meta["flux_density_medium"] == "vacuum"
+    bands = ["sdss2010-g", "bessell-V"]
+    got = magnitudes(s_air, bands)
+    np.testing.assert_allclose([got[b][0] for b in bands], air.get_mags(tage=10.0, bands=bands),
+                               rtol=0, atol=1e-9)
+    back = to_medium(s_air, "vacuum")
+    assert back.meta["wavelength_medium"] == "vacuum" and back.meta["flux_density_medium"] == "vacuum"
+    np.testing.assert_allclose(back.spectral_axis.value, s_vac.spectral_axis.value, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(back.flux.value, s_vac.flux.value, rtol=1e-12, atol=0)
+    assert back.flux.unit == s_vac.flux.unit
+
+
 def test_a_population_cosmology_by_name_is_used_and_anything_else_is_a_named_error():
     """StellarPopulation(cosmology="Planck18") was stored as the string and crashed later with an
     AttributeError ('str' object has no attribute 'age' / 'luminosity_distance'); a realization's name now
