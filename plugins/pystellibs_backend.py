@@ -37,13 +37,15 @@ __all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "SMNetStellib", "register"]
 
 
 
-def _z_value(Z):
-    if not isinstance(Z, u.Quantity):
-        return Z
+def _dimensionless(value, meaning):
+    """A Quantity as its dimensionless number (else a ValueError: ``meaning`` says what the value is);
+    anything else as it is."""
+    if not isinstance(value, u.Quantity):
+        return value
     try:
-        return Z.to_value(u.dimensionless_unscaled)
+        return value.to_value(u.dimensionless_unscaled)
     except u.UnitConversionError:
-        raise ValueError(f"Z is a metal mass fraction (dimensionless); got unit {Z.unit}") from None
+        raise ValueError(f"{meaning} (dimensionless); got unit {value.unit}") from None
 
 
 # a Quantity in each parameter's unit, converted as the core backend converts it (point_spectra); the
@@ -51,7 +53,7 @@ def _z_value(Z):
 _TO_VALUE = {"logT": lambda v, label: _log_value(v, label, u.K, "log10(Teff / K)"),
              "logg": lambda v, label: _logg_value(v),
              "logL": lambda v, label: _log_value(v, label, u.L_sun, "log10(L / L_sun)"),
-             "Z": lambda v, label: _z_value(v)}
+             "Z": lambda v, label: _dimensionless(v, "Z is a metal mass fraction")}
 
 
 def _parameter(value, name, label=None):
@@ -74,13 +76,8 @@ def _weights_value(weights):
     """get_weights' optional factors (e.g. numbers of stars): plain numbers, unmasked; a Quantity or a
     Column with a unit only if dimensionless."""
     _refuse_masked(weights, "weights")
-    weights = column_quantity(weights, "weights")
-    if isinstance(weights, u.Quantity):
-        try:
-            weights = weights.to_value(u.dimensionless_unscaled)
-        except u.UnitConversionError:
-            raise ValueError("weights are numbers that multiply each star's luminosity (dimensionless); got "
-                             f"unit {weights.unit}") from None
+    weights = _dimensionless(column_quantity(weights, "weights"),
+                             "weights are numbers that multiply each star's luminosity")
     return _as_given(weights, _as_float_array(weights, "weights"))
 
 
