@@ -36,7 +36,8 @@ from .dust import DUST_TYPES, attenuate
 from .generator import check_switch
 from .igm import igm_transmission
 from .photometry import as_cosmology
-from .sfh import SFH_TYPES, check_tabular, parametric_sfh, ssp_weights, table_mass_fraction, tabular_sfh
+from .sfh import (SFH_TYPES, born_young, check_tabular, parametric_sfh, ssp_weights, table_mass_fraction,
+                  tabular_sfh)
 
 __all__ = ["StellarPopulation", "ParameterSet", "FSPS_BANDS", "EMPTY_MAGNITUDE", "fsps_cosmology",
            "prospector_basis"]
@@ -489,9 +490,7 @@ class StellarPopulation:
             s = ssp_spectrum(tage * u.Gyr, Z=Z, imf=self._imf(), isochrones=self.isochrone_set.name,
                              generator=self._get_backend())
             flux = np.asarray(s.flux.value, float)
-            # FSPS counts an SSP at exactly dust_tesc as young (csp_gen: i <= locate(time_full, dust_tesc));
-            # tage = 0.01 Gyr at the default 7 was left unattenuated by dust1
-            young_is = tage * 1e9 <= tesc * (1 + 1e-12)
+            young_is = born_young(tage * 1e9, tesc)
             young, old = (flux, 0.0 * flux) if young_is else (0.0 * flux, flux)
             m = s.meta
             res = {"mass_stars": m["mass_stars"], "mass_remnants": m["mass_remnants"], "lbol": m["lbol"],

@@ -278,6 +278,14 @@ def _hat(log_nodes, t):
     return j, frac
 
 
+def born_young(lookback_yr, split_yr):
+    """Whether stars formed at once ``lookback_yr`` ago (a burst, an SSP) count as young for the birth-cloud
+    dust split at ``split_yr`` [yr] (None: nothing is young): at most ``split_yr``, as FSPS counts the SSP at
+    exactly ``dust_tesc`` young (csp_gen: i <= locate(time_full, dust_tesc)); 1e-12 relative covers the
+    rounding of tage - tburst (a 10 Myr SSP at the default 7 was left unattenuated)."""
+    return split_yr is not None and lookback_yr <= split_yr * (1 + 1e-12)
+
+
 def ssp_weights(history, log_ages, split_yr=None, rtol_outside=1e-9):
     """Mass formed [M_sun] carried by each SSP age of the grid, split into young and old.
 
@@ -330,7 +338,7 @@ def ssp_weights(history, log_ages, split_yr=None, rtol_outside=1e-9):
             beyond += mass
             continue
         j, frac = _hat(log_ages, np.array([max(tb, 0.0)]))
-        target = young if tb <= split * (1 + 1e-12) else old
+        target = young if born_young(tb, split_yr) else old
         target[j[0]] += mass * (1 - frac[0])
         target[j[0] + 1] += mass * frac[0]
     if beyond > rtol_outside * max(total, 1e-300):
