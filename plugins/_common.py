@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-from smnet_sps.constants import C_ANGSTROM
+from smnet_sps.medium import check_medium, per_angstrom
 from smnet_sps.ssp import check_ssp_flux_scale, is_dsps_ssp_data
 
 __all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN", "grid_medium",
@@ -152,10 +152,11 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
 
     A ``dsps.SSPData`` (from :func:`plugins.dsps_backend.to_ssp_data` or ``dsps.load_ssp_templates``) holds
     L_nu [L_sun / Hz], as do ``SSPGrid.to_dsps_units()``'s arrays (vacuum); both are converted back to
-    L_lambda here (its wavelengths taken as given), so it can be
-    passed to every writer. It cannot record its wavelength medium: it is taken as vacuum, and a writer asked
-    for air refuses it (an SSPData made with ``medium="air"`` would be converted twice, 1.4 A at 5000 A);
-    pass the SSPGrid itself, or ``meta={"wavelength_medium": "air"}`` for one that is air.
+    L_lambda here (its wavelengths taken as given; per Angstrom of the medium ``meta`` states,
+    :func:`smnet_sps.medium.per_angstrom`), so it can be passed to every writer. It cannot record its
+    wavelength medium: it is taken as vacuum, and a writer asked for air refuses it (an SSPData made with
+    ``medium="air"`` would be converted twice, 1.4 A at 5000 A); pass the SSPGrid itself,
+    or ``meta={"wavelength_medium": "air"}`` for one that is air.
     """
     values = {}
     for key in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux"):
@@ -174,8 +175,9 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if (is_dsps_ssp_data(grid) or _is_dsps_arrays(grid)) and ssp_flux is None:
         flux_has_unit = True
         # dsps.SSPData (to_ssp_data, dsps.load_ssp_templates) and SSPGrid.to_dsps_units() hold L_nu
-        # [L_sun / Hz]: back to L_lambda (the latter was taken as L_lambda: fluxes 1e-11 of the truth)
-        flux = np.asarray(flux, float) * C_ANGSTROM / np.asarray(wave, float) ** 2
+        # [L_sun / Hz]: back to L_lambda (the latter was taken as L_lambda: fluxes 1e-11 of the truth), per
+        # Angstrom of the medium stated for it (an SSPData records none: vacuum, as below)
+        flux = per_angstrom(wave, flux, check_medium((meta or {}).get("wavelength_medium", "vacuum")))
     if isinstance(flux, u.Quantity):
         from smnet_sps.photometry import per_mass_formed
         flux = per_mass_formed(flux)          # L_sun / A / M_sun, as `smnet-sps ssp --out` writes FITS
@@ -278,7 +280,6 @@ def _mass_fraction(name, mass, shape, what):
 
 def grid_medium(ssp):
     """Wavelength medium of an SSP grid: its meta's ``wavelength_medium`` (smnet-sps grids: "vacuum")."""
-    from smnet_sps.medium import check_medium
     return check_medium(ssp.meta.get("wavelength_medium", "vacuum"))
 
 
@@ -299,7 +300,6 @@ def template_lsf(ssp):
 
 def check_conversion(ssp, medium):
     """Check ``medium`` and refuse to convert a grid whose own medium was assumed (a ``dsps.SSPData``)."""
-    from smnet_sps.medium import check_medium
     check_medium(medium)
     if ssp.meta.get("wavelength_medium_assumed") and medium != grid_medium(ssp):
         raise ValueError(f"this SSP grid came as a dsps.SSPData, which does not record its wavelength medium "
@@ -309,13 +309,16 @@ def check_conversion(ssp, medium):
                          "meta={'wavelength_medium': 'vacuum' or 'air'})")
 
 
-def in_medium(ssp, medium):
+def in_medium(ssp, medium, per_hz=False):
     """(wavelength [A], flux (n_met, n_age, n_wave), fwhm [A]) of ``ssp`` in ``medium`` ("vacuum" or
-    "air")."""
-    from smnet_sps.medium import convert_spectrum_medium
+    "air"): L_lambda per Angstrom of ``medium``, or with ``per_hz`` L_nu (L_sun / Hz), the same numbers in
+    either medium (:func:`smnet_sps.medium.per_hz`)."""
+    from smnet_sps import medium as med
     check_conversion(ssp, medium)
     fwhm, _ = template_lsf(ssp)
-    wave, flux = convert_spectrum_medium(ssp.ssp_wave, ssp.ssp_flux, grid_medium(ssp), medium)
+    own = grid_medium(ssp)
+    flux = med.per_hz(ssp.ssp_wave, ssp.ssp_flux, own) if per_hz else ssp.ssp_flux
+    wave, flux = med.convert_spectrum_medium(ssp.ssp_wave, flux, own, medium, per_frequency=per_hz)
     return np.asarray(wave, float), np.asarray(flux, float), fwhm * (np.asarray(wave, float) / ssp.ssp_wave)
 
 

@@ -3,10 +3,12 @@ reads.
 
 DSPS (Hearin et al. 2023) wants ``ssp_lgmet`` = log10 Z (absolute), ``ssp_lg_age_gyr`` = log10(age/Gyr),
 ``ssp_wave`` [Angstrom] and ``ssp_flux[n_met, n_age, n_wave]`` in L_sun/Hz per M_sun formed; smnet-sps
-produces L_sun/A, so the only conversion is L_nu = L_lambda * lambda^2 / c.
+produces L_sun/A, so the only conversion is L_nu = L_lambda * lambda^2 / c, with vacuum L_lambda and lambda
+(a pixel's frequency is c / lambda_vac in either medium, :func:`smnet_sps.medium.per_hz`).
 Checked against dsps 0.4.8 (``load_ssp_templates``, ``calc_rest_sed_sfh_table_met_table``).
 
-Wavelengths are vacuum (smnet-sps' medium, as DSPS' FSPS-made templates); ``medium="air"`` converts. The HDF5
+Wavelengths are vacuum (smnet-sps' medium, as DSPS' FSPS-made templates); ``medium="air"`` converts the axis
+only, L_nu being per Hz (the same numbers as the vacuum file). The HDF5
 file also holds datasets DSPS ignores: ``lsf_fwhm`` (n_wave) [A] (box LSF, one pixel wide:
 :mod:`smnet_sps.lsf`) and ``outside_fraction`` (n_met, n_age) (share of L_bol from stars outside the
 generator's coverage), with file attributes ``wavelength_medium`` and ``lsf_shape``.
@@ -15,9 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from smnet_sps.constants import C_ANGSTROM
+from smnet_sps.medium import per_hz
 from smnet_sps.output_files import atomic_output
 
 from ._common import SSPArrays, as_ssp_arrays, in_medium, output_path, smnet_ssp_grid, template_lsf
@@ -33,10 +33,10 @@ __all__ = ["HOST", "HOST_VERSIONS", "DESCRIPTION", "llambda_to_lnu", "to_ssp_dat
 DSPS_KEYS = ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux")
 
 
-def llambda_to_lnu(wave_aa, l_lambda):
-    """L_lambda [per A] -> L_nu [per Hz]: multiply by lambda^2 / c (lambda in A, c in A/s)."""
-    wave_aa = np.asarray(wave_aa, float)
-    return np.asarray(l_lambda, float) * wave_aa ** 2 / C_ANGSTROM
+def llambda_to_lnu(wave_aa, l_lambda, medium="vacuum"):
+    """L_lambda [per A] -> L_nu [per Hz]: multiply by lambda^2 / c (lambda in A, c in A/s), in vacuum; an
+    axis and L_lambda in air (per air A) are taken to vacuum first (:func:`smnet_sps.medium.per_hz`)."""
+    return per_hz(wave_aa, l_lambda, medium)
 
 
 def _dsps_arrays(ssp: SSPArrays, medium="vacuum"):
@@ -47,8 +47,8 @@ def _dsps_arrays(ssp: SSPArrays, medium="vacuum"):
         warnings.warn(f"this grid has {ssp.n_age} age(s) x {ssp.n_met} metallicity(ies); DSPS's "
                       "SED-from-SFH functions need at least 3 of each (with fewer they fail inside JAX with "
                       "an IndexError)", UserWarning, stacklevel=3)
-    wave, flux, _ = in_medium(ssp, medium)
-    return (ssp.ssp_lgmet.copy(), ssp.ssp_lg_age_gyr.copy(), wave, llambda_to_lnu(wave, flux))
+    wave, lnu, _ = in_medium(ssp, medium, per_hz=True)
+    return ssp.ssp_lgmet.copy(), ssp.ssp_lg_age_gyr.copy(), wave, lnu
 
 
 def to_ssp_data(grid=None, *, medium="vacuum", **arrays):

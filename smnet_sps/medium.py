@@ -24,9 +24,11 @@ import copy
 import numpy as np
 from astropy import units as u
 
+from .constants import C_ANGSTROM
+
 __all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "axis_vacuum_to_air",
            "axis_air_to_vacuum", "convert_medium", "check_medium", "convert_spectrum_medium", "to_medium",
-           "is_per_frequency", "FLUX_MEDIUM_KEY"]
+           "is_per_frequency", "FLUX_MEDIUM_KEY", "per_hz", "per_angstrom"]
 
 MEDIA = ("vacuum", "air")
 AIR_CUTOFF_AA = 2000.0   # below this, wavelengths are vacuum by convention
@@ -172,6 +174,32 @@ def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium, pe
         jac = np.gradient(lam) / np.gradient(new) if lam.size > 1 else np.ones_like(lam)
         flux = flux_density * jac
     return (new * u.AA if is_quantity else new), flux
+
+
+def _vacuum_axis(wavelength, medium):
+    """A spectrum's axis [A, floats] in vacuum, from one in ``medium``."""
+    lam, _ = _as_angstrom(wavelength, positive=True)
+    return lam if check_medium(medium) == "vacuum" else np.asarray(axis_air_to_vacuum(lam), float)
+
+
+def per_hz(wavelength, flux_density, medium="vacuum"):
+    """L_lambda (per Angstrom of ``medium``, on an axis in ``medium``; last axis) -> L_nu (per Hz).
+
+    A pixel's frequency is c / lambda_vac in either medium, so L_nu = L_lambda_vac lambda_vac^2 / c with the
+    flux first taken to per vacuum Angstrom (:func:`convert_spectrum_medium`); lambda_air^2 / c on an air
+    axis would be 2.8e-4 (9,000 A) to 3.3e-4 (3,000 A) low. Plain numbers (e.g. L_sun / A -> L_sun / Hz);
+    the result does not depend on the medium."""
+    lam_vac = _vacuum_axis(wavelength, medium)
+    _, flux = convert_spectrum_medium(wavelength, np.asarray(flux_density, float), medium, "vacuum", False)
+    return flux * lam_vac ** 2 / C_ANGSTROM
+
+
+def per_angstrom(wavelength, flux_density, medium="vacuum"):
+    """L_nu (per Hz; last axis) -> L_lambda per Angstrom of ``medium`` on an axis in ``medium``: the inverse
+    of :func:`per_hz`."""
+    lam_vac = _vacuum_axis(wavelength, medium)
+    flux = np.asarray(flux_density, float) * C_ANGSTROM / lam_vac ** 2          # per vacuum Angstrom
+    return np.asarray(convert_spectrum_medium(lam_vac, flux, "vacuum", medium, False)[1], float)
 
 
 def _stated_medium(meta):

@@ -158,3 +158,17 @@ def test_grid_without_mass_keeps_its_livefrac_note(grid_file, tmp_path):
                                      ssp_flux=toy.ssp_flux)
     hdr = fits.getheader(path)
     assert hdr["LIVEFRAC"] == "unity" and "mass formed" in hdr.comments["LIVEFRAC"]
+
+
+def test_an_air_grid_is_per_air_angstrom(tmp_path, grid_file):
+    """medium="air": bagpipes reads L_lambda per Angstrom of its axis, so the file holds L_lambda_vac
+    d lambda_vac / d lambda_air (1.00027 at 5000 A), the derivative of Morton's formula taken here by central
+    differences. A guard: the DSPS writer's per-Hz conversion shares this one (plugins._common.in_medium)."""
+    from smnet_sps.medium import vacuum_to_air
+    toy, _ = grid_file
+    g = bb.read_stellar_grid(bb.write_stellar_grid(tmp_path / "air.fits", toy, medium="air"))
+    red = toy.ssp_wave > 2100.0                  # the line formula; the axis convention differs below 2,000 A
+    lam = toy.ssp_wave[red]
+    jac = 2e-4 * lam / (vacuum_to_air(lam * 1.0001) - vacuum_to_air(lam * 0.9999))
+    assert jac[np.searchsorted(lam, 5000.0)] == pytest.approx(1.000266, abs=2e-6)
+    np.testing.assert_allclose(g["flux"][..., red], toy.ssp_flux[..., red] * jac, rtol=1e-6)

@@ -185,3 +185,46 @@ def test_the_nm_check_leaves_zeroed_ssps_and_far_uv_grids_alone():
     as_ssp_arrays(**{**arrays, "ssp_wave": grid.ssp_wave[uv], "ssp_flux": grid.ssp_flux[:, :, uv]})
     with pytest.raises(ValueError, match="nm given"):
         as_ssp_arrays(**{**arrays, "ssp_wave": grid.ssp_wave / 10.0})
+
+
+def _per_air_angstrom(toy):
+    """The toy grid on the air axis with L_lambda per air Angstrom, computed here without the medium
+    module's converters: d lambda_vac / d lambda_air from the Morton (2000) index by central differences."""
+    from smnet_sps.medium import _index_at_vacuum
+    lam = toy.ssp_wave
+    n2000 = _index_at_vacuum(2000.0)
+
+    def to_air(v):                   # the axis convention: index at 2,000 A below it
+        return v / np.where(v >= 2000.0, _index_at_vacuum(v), n2000)
+    h = 1e-4 * lam
+    jac = 2 * h / (to_air(lam + h) - to_air(lam - h))
+    return to_air(lam), toy.ssp_flux * jac
+
+
+def test_air_files_hold_the_lnu_of_the_vacuum_frequency(tmp_path, toy):
+    """L_nu is per Hz and a pixel's frequency is c / lambda_vac in either medium. With medium="air" the file
+    held L_lambda(per air A) lambda_air^2 / c instead: 3.3e-4 low at 3000 A, 2.9e-4 at 5000 A, 2.8e-4 at
+    9000 A. Now the same L_nu as the vacuum file, on the air axis; an air grid (per air A) gives it too, and
+    an SSPData made in air reads back as the air grid."""
+    import h5py
+    from smnet_sps.plugins._common import in_medium
+    lnu = toy.ssp_flux * toy.ssp_wave ** 2 / C_ANGSTROM               # vacuum L_lambda, vacuum lambda
+    lam_air, flux_air = _per_air_angstrom(toy)
+    with h5py.File(db.write_ssp_templates(tmp_path / "a.h5", toy, medium="air"), "r") as f:
+        np.testing.assert_allclose(f["ssp_flux"][()], lnu, rtol=1e-12)
+        np.testing.assert_allclose(f["ssp_wave"][()], lam_air, rtol=1e-12)
+    np.testing.assert_allclose(db.to_ssp_data(toy, medium="air").ssp_flux, lnu, rtol=1e-12)
+    # a grid tabulated in air: the secant Jacobian of the axis is within 4e-5 of the derivative at the
+    # 2,000 A kink of the axis convention, 1e-7 elsewhere
+    air = as_ssp_arrays(ssp_lgmet=toy.ssp_lgmet, ssp_lg_age_gyr=toy.ssp_lg_age_gyr, ssp_wave=lam_air,
+                        ssp_flux=flux_air, meta={"wavelength_medium": "air"})
+    far = np.abs(toy.ssp_wave - 2000.0) > 50
+    for medium in ("air", "vacuum"):
+        with h5py.File(db.write_ssp_templates(tmp_path / f"{medium}.h5", air, medium=medium), "r") as f:
+            np.testing.assert_allclose(f["ssp_flux"][()][..., far], lnu[..., far], rtol=1e-6)
+            np.testing.assert_allclose(f["ssp_flux"][()], lnu, rtol=5e-5)
+    back = as_ssp_arrays(db.to_ssp_data(toy, medium="air"), meta={"wavelength_medium": "air"})
+    np.testing.assert_allclose(back.ssp_flux, in_medium(toy, "air")[1], rtol=1e-9)
+    np.testing.assert_allclose(back.ssp_flux[..., far], flux_air[..., far], rtol=1e-6)
+    assert db.llambda_to_lnu(lam_air, flux_air, medium="air")[1, 5, 600] == pytest.approx(lnu[1, 5, 600],
+                                                                                          rel=1e-6)
