@@ -253,6 +253,21 @@ def _stated_per_frequency(attrs):
             from None
 
 
+# how an uncertainty scales with its flux: the power of the flux's factor each astropy kind takes
+_UNCERTAINTY_POWER = {"std": 1, "var": 2, "ivar": -2}
+
+
+def _scaled_uncertainty(uncertainty, factor):
+    """A Spectrum's uncertainty for its flux multiplied by ``factor`` (a new object; None stays None)."""
+    if uncertainty is None:
+        return None
+    power = _UNCERTAINTY_POWER.get(getattr(uncertainty, "uncertainty_type", None))
+    if power is None:
+        raise ValueError(f"to_medium scales a Spectrum's uncertainty as its flux: StdDevUncertainty, "
+                         f"VarianceUncertainty or InverseVariance; got {type(uncertainty).__name__}")
+    return type(uncertainty)(np.asarray(uncertainty.array, float) * factor ** power, unit=uncertainty.unit)
+
+
 def to_medium(obj, medium="air"):
     """Return a copy of a package output with its wavelengths in ``medium`` ("vacuum" or "air").
 
@@ -262,7 +277,8 @@ def to_medium(obj, medium="air"):
     helper converts, with Morton (2000) / Ciddor (1996), a
 
     * ``specutils.Spectrum`` (``Generator.spectra`` or ``ssp_spectrum`` output): spectral axis, flux density
-      per Angstrom, and ``meta`` (``wavelength_medium``, ``lsf_fwhm`` scaled with the axis);
+      per Angstrom, and ``meta`` (``wavelength_medium``, ``lsf_fwhm`` scaled with the axis); its mask is
+      kept and its uncertainty (standard deviation, variance or inverse variance) scaled as the flux;
     * :class:`smnet_sps.ssp.SSPGrid` (or any NamedTuple with ``ssp_wave``, ``ssp_flux``, ``attrs``).
 
     A flux density per wavelength is multiplied by d lambda_old / d lambda_new, so that its integral is kept;
@@ -282,7 +298,8 @@ def to_medium(obj, medium="air"):
     Raises
     ------
     ValueError
-        Unknown medium (asked for or stated by the object), an object that is neither of the above, or an
+        Unknown medium (asked for or stated by the object), an object that is neither of the above, a
+        Spectrum uncertainty of another kind (it could not be scaled), or an
         ``lsf_fwhm`` with one value per pixel of another axis (a sliced Spectrum keeps its whole meta:
         :func:`smnet_sps.lsf.stated_lsf_fwhm`).
     """
@@ -293,13 +310,16 @@ def to_medium(obj, medium="air"):
         meta = copy.deepcopy(dict(obj.meta))      # a copy, not views (lsf_fwhm, inside_coverage, ...)
         current = _stated_medium(meta)
         lam = obj.spectral_axis.to_value(u.AA)
-        new_lam, flux, meta = _convert_stated(lam, obj.flux, meta, medium)
+        # the factor the flux is multiplied by (ones in its unit converted): the uncertainty takes it too
+        new_lam, factor, meta = _convert_stated(lam, np.ones(obj.flux.shape) * obj.flux.unit, meta, medium)
+        factor = u.Quantity(factor).to_value(obj.flux.unit)
         if "lsf_fwhm" in meta and current != medium:
             fwhm = stated_lsf_fwhm(meta["lsf_fwhm"], lam.size)     # refuses a meta a slice left behind
             meta["lsf_fwhm"] = fwhm * (np.asarray(new_lam) / lam)
-        # same medium: convert_spectrum_medium returns its input, which Spectrum would not copy
-        return Spectrum(flux=u.Quantity(flux, copy=True), spectral_axis=np.array(new_lam, float) * u.AA,
-                        meta=meta)
+        # every array a copy (same medium: the factor is 1, and Spectrum would not copy its input)
+        return Spectrum(flux=obj.flux * factor, spectral_axis=np.array(new_lam, float) * u.AA, meta=meta,
+                        uncertainty=_scaled_uncertainty(obj.uncertainty, factor),
+                        mask=None if obj.mask is None else np.array(obj.mask, copy=True))
     if hasattr(obj, "ssp_wave") and hasattr(obj, "_replace"):
         attrs = copy.deepcopy(dict(getattr(obj, "attrs", {}) or {}))
         current = _stated_medium(attrs)

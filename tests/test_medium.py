@@ -192,3 +192,36 @@ def test_a_flux_stated_per_vacuum_angstrom_on_an_air_axis_changes_only_its_axis(
     np.testing.assert_array_equal(same.flux, f)
     with pytest.raises(ValueError, match="flux_density_medium must be one of"):
         to_medium(Spectrum(flux=f, spectral_axis=w * u.AA, meta={"flux_density_medium": "water"}), "air")
+
+
+def test_to_medium_keeps_a_spectrums_uncertainty_and_mask(blackbody):
+    """to_medium(spectrum, "air") returned a Spectrum without the input's uncertainty and mask (None, None).
+    They are kept: the mask as it is (pixels map one to one), the uncertainty scaled exactly as the flux is
+    (d lambda_vac / d lambda_air for a standard deviation, its square for a variance, the inverse square for
+    an inverse variance; 1 for a flux per Hz)."""
+    from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
+    from specutils import Spectrum
+
+    from smnet_sps.medium import to_medium
+    spec, _ = blackbody.spectra([5800.0], [4.4], [0.0])
+    lam, flux = spec.spectral_axis, spec.flux[0]
+    mask = (lam.value > 8000) | (np.arange(lam.size) % 7 == 0)
+    sigma = 0.05 * flux.value + 1e-3 * flux.value.max()
+    for unc, power in ((StdDevUncertainty(sigma), 1), (VarianceUncertainty(sigma ** 2), 2),
+                       (InverseVariance(sigma ** -2.0), -2)):
+        s = Spectrum(flux=flux, spectral_axis=lam, uncertainty=unc, mask=mask, meta=spec.meta)
+        air = to_medium(s, "air")
+        assert type(air.uncertainty) is type(unc) and air.mask is not None
+        np.testing.assert_array_equal(air.mask, mask)
+        factor = (air.flux / flux).to_value(u.dimensionless_unscaled)
+        assert 1.00026 < factor[np.searchsorted(lam.value, 5000.0)] < 1.00027
+        np.testing.assert_allclose(air.uncertainty.array, unc.array * factor ** power, rtol=1e-14)
+        back = to_medium(air, "vacuum")                  # and back: the input's uncertainty, to 1e-6
+        np.testing.assert_allclose(back.uncertainty.array, unc.array, rtol=1e-6)
+        np.testing.assert_array_equal(back.mask, mask)
+        air.mask[0] = not air.mask[0]                    # a copy, as the flux is
+        assert s.mask[0] == mask[0]
+    f_nu = flux.to(u.Jy, u.spectral_density(lam))
+    s = Spectrum(flux=f_nu, spectral_axis=lam, uncertainty=StdDevUncertainty(0.1 * f_nu.value), mask=mask,
+                 meta=spec.meta)
+    np.testing.assert_array_equal(to_medium(s, "air").uncertainty.array, 0.1 * f_nu.value)
