@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .generator import _quiet_coverage, _unmask, validate_parameters
+from .medium import LINEAR_FLUX_UNITS, f_lambda_factor, refuse_logarithmic
 
 __all__ = [
     "fit_star",
@@ -169,45 +170,6 @@ def _as_values(x, name, unit=None):
         raise ValueError(f"{name} must be a numeric array; got {type(x).__name__}") from exc
 
 
-#: the linear flux units a flux (Quantity or file column) may be in (messages)
-LINEAR_FLUX_UNITS = ("F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy), a photon flux (e.g. photon / "
-                     "(s cm2 Angstrom)), L_lambda (e.g. solLum / Angstrom) or L_nu (e.g. erg / (s Hz))")
-
-
-def _refuse_logarithmic(unit, name="flux"):
-    """ValueError for a magnitude or dex unit (astropy's function units, e.g. ABmag, STmag, dex(...)): a
-    factor from it multiplied the magnitudes themselves (20 ABmag -> 5.4e-8 erg/s/cm^2/A instead of 6.8e-17,
-    and 21 ABmag came out brighter)."""
-    import astropy.units as u
-
-    if isinstance(unit, u.FunctionUnitBase):
-        raise ValueError(f"{name} is in {unit}, a logarithmic unit (magnitudes or dex), not a linear flux; "
-                         f"convert the values to a linear flux first (e.g. (m * u.ABmag).to(u.Jy)); allowed: "
-                         f"{LINEAR_FLUX_UNITS}")
-
-
-def _f_lambda_factor(unit, wave, reference=None, name="flux"):
-    """Per-pixel factor taking a spectral flux density in ``unit`` at ``wave`` [A] to F_lambda, the shape the
-    fit compares: to ``reference`` (default ``unit``) if that is per unit wavelength -- an F_lambda, or a
-    luminosity density such as L_sun / A, in any scale (the continuum polynomial absorbs it) -- else to
-    erg/s/cm^2/A (f_nu such as Jy, photon fluxes) or erg/s/A (L_nu). One rule for a flux Quantity given to
-    :func:`check_spectrum` and a flux column read by ``smnet-sps fit``. Raises a ValueError naming ``name``
-    for a magnitude or dex unit (:func:`_refuse_logarithmic`) and astropy's UnitConversionError for a unit
-    that is no spectral flux density (or not convertible to ``reference``)."""
-    import astropy.units as u
-
-    _refuse_logarithmic(unit, name)
-    f_lambda, l_lambda = u.erg / u.s / u.cm**2 / u.AA, u.erg / u.s / u.AA
-    reference = unit if reference is None else reference
-    if reference.is_equivalent(f_lambda) or reference.is_equivalent(l_lambda):
-        target = reference
-    elif reference.is_equivalent(u.erg / u.s / u.Hz):
-        target = l_lambda
-    else:
-        target = f_lambda
-    return np.asarray((1.0 * unit).to_value(target, equivalencies=u.spectral_density(wave * u.AA)), float)
-
-
 def _check_max_rv(max_rv):
     """``max_rv`` [km/s] as a float, 0 < max_rv < c: a NaN or >= c left the operator no model pixels (an
     IndexError), and a negative one was reported as a bad ``rv_guess``."""
@@ -232,7 +194,8 @@ def _check_resolution_fwhm(resolution_fwhm, n_pix):
 
 def _unit_or_none(x):
     """A Quantity's unit, None for plain numbers or a dimensionless Quantity (a relative flux); a magnitude
-    unit is kept, even mag(1) (equivalent to dimensionless), for :func:`_f_lambda_factor` to refuse."""
+    unit is kept, even mag(1) (equivalent to dimensionless), for :func:`~smnet_sps.medium.f_lambda_factor`
+    to refuse."""
     import astropy.units as u
 
     unit = getattr(x, "unit", None) if isinstance(x, u.Quantity) else None
@@ -242,10 +205,10 @@ def _unit_or_none(x):
 
 
 def _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave):
-    """(flux, ivar) in F_lambda (:func:`_f_lambda_factor`) from values in ``flux_unit`` and ``ivar_unit``
-    (None: plain numbers; a plain ivar beside a flux Quantity is in the flux's unit^-2). A flux in Jy was
-    fitted as F_lambda without a word (MILES star 257, 5800 K, log g 4.4, [M/H] -0.9: 4166 K, 2.36, -2.5 on
-    the bound, against 6004 K, 4.74, -1.29 for the same flux in erg/s/cm^2/A)."""
+    """(flux, ivar) in F_lambda (:func:`~smnet_sps.medium.f_lambda_factor`) from values in ``flux_unit`` and
+    ``ivar_unit`` (None: plain numbers; a plain ivar beside a flux Quantity is in the flux's unit^-2). A flux
+    in Jy was fitted as F_lambda without a word (MILES star 257, 5800 K, log g 4.4, [M/H] -0.9: 4166 K, 2.36,
+    -2.5 on the bound, against 6004 K, 4.74, -1.29 for the same flux in erg/s/cm^2/A)."""
     allowed = f"{LINEAR_FLUX_UNITS}, or plain numbers (F_lambda)"
     if flux_unit is None:
         if ivar_unit is not None:
@@ -255,7 +218,7 @@ def _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave):
     import astropy.units as u
 
     try:
-        factor = _f_lambda_factor(flux_unit, wave)
+        factor = f_lambda_factor(flux_unit, wave)
     except u.UnitConversionError:
         raise ValueError(f"flux must be a spectral flux density: {allowed}; got {flux_unit}") from None
     if ivar is None:
@@ -267,16 +230,16 @@ def _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave):
 
 def _ivar_factor(unit, wave, flux_unit, name="ivar", flux_name="flux"):
     """Per-pixel factor taking an inverse variance in ``unit`` to the F_lambda that a flux in ``flux_unit``
-    is converted to (:func:`_f_lambda_factor`): through the error it implies, unit^-1/2, converted as the
-    flux is (an ivar in 1/Jy^2 beside an F_lambda flux was refused while an err in Jy was taken). One rule
-    for an ivar Quantity given to :func:`check_spectrum` and an ivar column read by ``smnet-sps fit``;
-    ``name`` and ``flux_name`` name the two in a ValueError for a unit that is no inverse squared spectral
-    flux density (or a magnitude)."""
+    is converted to (:func:`~smnet_sps.medium.f_lambda_factor`): through the error it implies, unit^-1/2,
+    converted as the flux is (an ivar in 1/Jy^2 beside an F_lambda flux was refused while an err in Jy was
+    taken). One rule for an ivar Quantity given to :func:`check_spectrum` and an ivar column read by
+    ``smnet-sps fit``; ``name`` and ``flux_name`` name the two in a ValueError for a unit that is no inverse
+    squared spectral flux density (or a magnitude)."""
     import astropy.units as u
 
-    _refuse_logarithmic(unit, name)             # astropy cannot raise it to the power -1/2 below
+    refuse_logarithmic(unit, name)              # astropy cannot raise it to the power -1/2 below
     try:
-        return 1.0 / _f_lambda_factor(unit ** -0.5, wave, flux_unit, name=name) ** 2
+        return 1.0 / f_lambda_factor(unit ** -0.5, wave, flux_unit, name=name) ** 2
     except u.UnitConversionError:
         raise ValueError(f"{name} is in {unit}; an inverse variance of {flux_name} needs 1 / (a spectral "
                          f"flux density)^2, e.g. {flux_unit ** -2} or 1 / Jy2") from None
@@ -291,9 +254,10 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     (0 = ignore the pixel). Raises ``ValueError`` naming the problem.
 
     ``flux`` is F_lambda in any units, or a Quantity: a spectral flux density, converted to F_lambda at each
-    wavelength (:func:`_f_lambda_factor`: an F_lambda or L_lambda unit is kept, f_nu such as Jy becomes
-    erg/s/cm^2/A); ``ivar`` follows, by the square of the same factor (a plain ``ivar`` beside a flux Quantity
-    is taken in the flux's unit^-2; a Quantity in 1 / (its flux density)^2 is converted through its error).
+    wavelength (:func:`~smnet_sps.medium.f_lambda_factor`: an F_lambda or L_lambda unit is kept, f_nu such as
+    Jy becomes erg/s/cm^2/A; also per M_sun or per solid angle, which stay); ``ivar`` follows, by the square
+    of the same factor (a plain ``ivar`` beside a flux Quantity is taken in the flux's unit^-2; a Quantity in
+    1 / (its flux density)^2 is converted through its error).
     The fit normalises the flux (its ``scale``, the median |flux| in these F_lambda units), so an F_lambda
     Quantity, the same flux in Jy and plain F_lambda numbers give the same fit.
     """

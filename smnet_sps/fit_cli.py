@@ -144,15 +144,13 @@ def _unit_of(path, column, allowed=FLUX_UNITS_ALLOWED):
 
 
 def _f_lambda_factor(path, name, unit, wave, flux_unit=None):
-    """Per-pixel factor taking column ``name``'s values in ``unit`` to F_lambda (:func:`smnet_sps.fit.
-    _f_lambda_factor`, as for a flux Quantity given to fit_star): the flux's own unit if that is one (any
+    """Per-pixel factor taking column ``name``'s values in ``unit`` to F_lambda (:func:`smnet_sps.medium.
+    f_lambda_factor`, as for a flux Quantity given to fit_star): the flux's own unit if that is one (any
     F_lambda unit: the continuum polynomial absorbs the scale), else erg/s/cm^2/A; with ``flux_unit``, to the
     unit the flux column was converted to (so that an error agrees with its flux)."""
     import astropy.units as u
 
-    from .fit import _f_lambda_factor as f_lambda_factor          # one rule for files and Quantities
-
-    from .fit import LINEAR_FLUX_UNITS
+    from .medium import LINEAR_FLUX_UNITS, f_lambda_factor          # one rule for files and Quantities
 
     try:
         return f_lambda_factor(unit, wave, flux_unit, name=f"{path}: column {name!r}")

@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
-from .constants import FLAM_UNIT
-from .medium import _as_angstrom, air_to_vacuum, check_medium
+from .medium import _as_angstrom, air_to_vacuum, check_medium, f_lambda_values
 
 __all__ = ["LICK_INDICES", "index_bands", "band_mean", "measure_index", "measure_indices"]
 
@@ -78,33 +77,18 @@ def band_mean(wave, flux, lo, hi, name=None):
     return out if unit is None else out * unit
 
 
-#: spectral flux densities, per wavelength or per frequency, of energy or of photons (FLAM, FNU, PHOTLAM,
-#: PHOTNU): astropy's u.spectral_density converts any of them to F_lambda
-_SPECTRAL_DENSITIES = (FLAM_UNIT, u.Unit("erg s-1 cm-2 Hz-1"), u.Unit("photon s-1 cm-2 AA-1"),
-                       u.Unit("photon s-1 cm-2 Hz-1"))
-#: factors that make a density of another kind one of those: a luminosity (per m^2), per unit mass
-#: (L_sun / A per M_sun formed), per solid angle (per sr, per arcsec^2)
-_FACTORS = tuple(a * b * c for a in (u.one, u.m ** -2) for b in (u.one, u.kg) for c in (u.one, u.sr))
-
-
 def _as_flambda(flux, wave):
     """``flux`` (..., n) as floats proportional to F_lambda on ``wave`` [A] (any scale: an index is a ratio).
 
-    A spectral flux density -- per wavelength or per frequency, energy or photons (FLAM, FNU, Jy, PHOTLAM,
-    PHOTNU), also a luminosity density, per unit mass or per solid angle -- is converted with
-    ``u.spectral_density`` (F_lambda = F_nu c / lambda^2: Fe5270 of a 10 Gyr SSP read as per-Angstrom was
-    2.641 A instead of 2.626). Anything else -- a plain array, a dimensionless Quantity, counts, electron/s,
-    a per-pixel unit (spectra that are not flux-calibrated) -- is taken as plain numbers, assumed per unit
-    wavelength.
+    A spectral density -- per wavelength or per frequency, energy or photons (FLAM, FNU, Jy, PHOTLAM,
+    PHOTNU), a flux or a luminosity, also per unit mass or per solid angle -- is converted with
+    ``u.spectral_density`` (:func:`~smnet_sps.medium.f_lambda_factor`; F_lambda = F_nu c / lambda^2: Fe5270
+    of a 10 Gyr SSP read as per-Angstrom was 2.641 A instead of 2.626); magnitudes (ABmag) as the flux they
+    stand for.
+    Anything else -- a plain array, a dimensionless Quantity, counts, electron/s, a per-pixel unit (spectra
+    that are not flux-calibrated) -- is taken as plain numbers, assumed per unit wavelength.
     """
-    if not isinstance(flux, u.Quantity):
-        return np.asarray(flux, float)
-    for factor in _FACTORS:
-        unit = flux.unit * factor
-        for density in _SPECTRAL_DENSITIES:
-            if unit.is_equivalent(density):
-                return (flux * factor).to_value(FLAM_UNIT, equivalencies=u.spectral_density(wave * u.AA))
-    return np.asarray(flux.value, float)
+    return f_lambda_values(flux, wave, strict=False)
 
 
 def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
@@ -113,10 +97,11 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     ``medium``: medium of ``wave`` ("vacuum" for smnet-sps spectra, "air" for e.g. MILES). ``wave`` may be a
     Quantity in any spectral unit (converted to Angstrom; a plain array is taken as Angstrom). ``flux``: a
     spectral flux density Quantity (per wavelength or per frequency, energy or photons: L_sun/A, L_sun/Hz,
-    Jy, PHOTLAM, PHOTNU, also per M_sun or per arcsec^2) is converted to F_lambda (``u.spectral_density``);
-    anything else (a plain array, counts, electron/s, a per-pixel unit: spectra that are not flux-calibrated)
-    is taken as plain numbers, assumed per unit wavelength (an index is a ratio of band means: the scale
-    does not matter, the per-wavelength slope does).
+    Jy, PHOTLAM, PHOTNU, also per M_sun or per arcsec^2) is converted to F_lambda (``u.spectral_density``); a
+    magnitude Quantity (ABmag, STmag) as the flux it stands for; anything else (a plain array, counts,
+    electron/s, a per-pixel unit: spectra that are not flux-calibrated) is taken as plain numbers, assumed
+    per unit wavelength (an index is a ratio of band means: the scale does not matter, the per-wavelength
+    slope does).
     """
     wave = np.asarray(_as_angstrom(wave, "wave")[0], float)
     if wave.ndim != 1 or np.shape(flux)[-1:] != wave.shape:

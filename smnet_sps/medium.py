@@ -24,11 +24,12 @@ import copy
 import numpy as np
 from astropy import units as u
 
-from .constants import C_ANGSTROM
+from .constants import C_ANGSTROM, FLAM_UNIT, LLAM_UNIT
 
 __all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "axis_vacuum_to_air",
            "axis_air_to_vacuum", "convert_medium", "check_medium", "convert_spectrum_medium", "to_medium",
-           "is_per_frequency", "FLUX_MEDIUM_KEY", "per_hz", "per_angstrom"]
+           "is_per_frequency", "FLUX_MEDIUM_KEY", "per_hz", "per_angstrom", "spectral_density_kind",
+           "f_lambda_factor", "f_lambda_values", "linear_flux", "DENSITY_PER", "LINEAR_FLUX_UNITS"]
 
 MEDIA = ("vacuum", "air")
 AIR_CUTOFF_AA = 2000.0   # below this, wavelengths are vacuum by convention
@@ -127,20 +128,115 @@ def convert_medium(wavelength, from_medium, to_medium):
     return vacuum_to_air(wavelength) if to_medium == "air" else air_to_vacuum(wavelength)
 
 
-# flux densities per unit frequency (f_nu, L_nu, per M_sun, per steradian, photons): their value at a
-# frequency does not depend on the medium, whose index changes wavelengths only
-_PER_FREQUENCY = (u.Jy, u.Jy / u.sr, u.W / u.Hz, u.W / u.Hz / u.kg, u.photon / u.s / u.m ** 2 / u.Hz,
-                  u.photon / u.s / u.Hz)
+#: spectral densities per unit wavelength or frequency, of energy or of photons: a flux (per unit area) or a
+#: luminosity; u.spectral_density converts each to F_lambda (L_lambda). The per-Hz ones at odd places.
+_FLUX_DENSITIES = (FLAM_UNIT, u.Unit("erg s-1 cm-2 Hz-1"), u.Unit("photon s-1 cm-2 AA-1"),
+                   u.Unit("photon s-1 cm-2 Hz-1"))
+_LUMINOSITY_DENSITIES = (LLAM_UNIT, u.Unit("erg s-1 Hz-1"), u.Unit("photon s-1 AA-1"),
+                         u.Unit("photon s-1 Hz-1"))
+#: what a spectral density may also be per: a unit mass (L_sun / A per M_sun formed), a solid angle (per sr,
+#: per arcsec^2)
+DENSITY_PER = (u.M_sun, u.sr)
+
+#: the linear flux units a flux (Quantity or file column) may be in (error messages)
+LINEAR_FLUX_UNITS = ("F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy), a photon flux (e.g. photon / "
+                     "(s cm2 Angstrom)), L_lambda (e.g. solLum / Angstrom) or L_nu (e.g. erg / (s Hz)), also "
+                     "per M_sun or per solid angle (e.g. MJy / sr)")
+
+
+def spectral_density_kind(unit, per=DENSITY_PER):
+    """``(kind, per_unit)`` of a spectral density: kind "flux" or "luminosity" (per wavelength or frequency,
+    energy or photons), ``per_unit`` the product of the units of ``per`` (default :data:`DENSITY_PER`: M_sun,
+    sr) that ``unit`` is per besides (``u.one`` if none), so that ``unit * per_unit`` is the plain density.
+    ``(None, None)`` for any other unit: None, dimensionless, counts, per pixel, a magnitude."""
+    if unit is None or isinstance(unit, u.FunctionUnitBase):
+        return None, None
+    unit = u.Unit(unit)
+    products = [u.one]
+    for factor in per:
+        products += [p * factor for p in products]
+    for p in products:
+        plain = unit * p
+        for kind, densities in (("flux", _FLUX_DENSITIES), ("luminosity", _LUMINOSITY_DENSITIES)):
+            if any(plain.is_equivalent(d) for d in densities):
+                return kind, p
+    return None, None
 
 
 def is_per_frequency(unit):
-    """True for a spectral density per unit frequency (Jy, erg s^-1 cm^-2 Hz^-1, L_sun / Hz, also per M_sun,
-    per sr, photons per Hz); False for one per wavelength, a dimensionless flux or ``None`` (a plain array,
-    taken as F_lambda)."""
-    if unit is None:
+    """True for a spectral density per unit frequency (Jy, erg s^-1 cm^-2 Hz^-1, L_sun / Hz, photons per Hz,
+    also per M_sun, per sr: :func:`spectral_density_kind`); False for one per wavelength, a dimensionless
+    flux or ``None`` (a plain array, taken as F_lambda)."""
+    kind, p = spectral_density_kind(unit)
+    if kind is None:
         return False
-    unit = u.Unit(unit)
-    return any(unit.is_equivalent(per_hz) for per_hz in _PER_FREQUENCY)
+    densities = _FLUX_DENSITIES if kind == "flux" else _LUMINOSITY_DENSITIES
+    return any((u.Unit(unit) * p).is_equivalent(d) for d in densities[1::2])
+
+
+def refuse_logarithmic(unit, name="flux"):
+    """ValueError for a magnitude or dex unit (astropy's function units, e.g. ABmag, STmag, dex(...)): a
+    factor from it multiplied the magnitudes themselves (20 ABmag -> 5.4e-8 erg/s/cm^2/A instead of 6.8e-17,
+    and 21 ABmag came out brighter)."""
+    if isinstance(unit, u.FunctionUnitBase):
+        raise ValueError(f"{name} is in {unit}, a logarithmic unit (magnitudes or dex), not a linear flux; "
+                         f"convert the values to a linear flux first (e.g. (m * u.ABmag).to(u.Jy)); allowed: "
+                         f"{LINEAR_FLUX_UNITS}")
+
+
+def f_lambda_factor(unit, wave, reference=None, per=DENSITY_PER, strict=True, name="flux"):
+    """Per-pixel factor taking values in ``unit`` at ``wave`` [A] to F_lambda (L_lambda for a luminosity).
+
+    ``unit`` is a spectral density (:func:`spectral_density_kind`: per wavelength or frequency, energy or
+    photons, a flux or a luminosity, also per the units of ``per``). The target is ``reference`` (default
+    ``unit``) if that is an energy per unit wavelength, in any scale, else erg s^-1 cm^-2 A^-1 (a flux) or
+    erg s^-1 A^-1 (a luminosity), each per the same M_sun / sr as ``unit``: the factor keeps those (a
+    surface brightness stays per sr, in any solid-angle unit converted). One rule for the fit (a flux, and
+    its ivar through ``reference``), Lick indices and photometry.
+
+    A magnitude or dex unit is a ValueError naming ``name`` (:func:`refuse_logarithmic`). Any other unit --
+    counts, electron/s, per pixel, dimensionless, or one that does not convert to ``reference`` -- raises
+    astropy's UnitConversionError if ``strict``, else gives 1.0: the values taken as plain numbers per unit
+    wavelength (spectra that are not flux-calibrated).
+    """
+    refuse_logarithmic(unit, name)
+    kind, p = spectral_density_kind(unit, per)
+    ref_kind, ref_p = (kind, p) if reference is None else spectral_density_kind(reference, per)
+    if kind is None or ref_kind is None or ref_p != p:
+        if strict:
+            raise u.UnitConversionError(f"{name}: {unit} is no spectral density convertible to "
+                                        f"{reference or 'F_lambda'}")
+        return 1.0
+    plain_ref = u.Unit(reference or unit) * p
+    if plain_ref.is_equivalent(FLAM_UNIT) or plain_ref.is_equivalent(LLAM_UNIT):
+        target = plain_ref
+    else:
+        target = FLAM_UNIT if ref_kind == "flux" else LLAM_UNIT
+    try:
+        factor = (1.0 * unit * p).to_value(target, equivalencies=u.spectral_density(np.asarray(wave) * u.AA))
+    except u.UnitConversionError:
+        if strict:
+            raise
+        return 1.0
+    return np.asarray(factor, float)
+
+
+def linear_flux(flux):
+    """A magnitude Quantity (ABmag, STmag, per pixel) as the flux it stands for (astropy's ``.physical``): its
+    values are known, unlike a bare magnitude unit (a file column, an ivar), which
+    :func:`f_lambda_factor` refuses. Anything else as it is."""
+    if isinstance(flux, u.Quantity) and isinstance(flux.unit, u.FunctionUnitBase):
+        return flux.physical
+    return flux
+
+
+def f_lambda_values(flux, wave, reference=None, per=DENSITY_PER, strict=True, name="flux"):
+    """A flux Quantity's values (plain numbers as they are; magnitudes through :func:`linear_flux`) times
+    :func:`f_lambda_factor` of its unit."""
+    if not isinstance(flux, u.Quantity):
+        return np.asarray(flux, float)
+    flux = linear_flux(flux)
+    return np.asarray(flux.value, float) * f_lambda_factor(flux.unit, wave, reference, per, strict, name)
 
 
 def convert_spectrum_medium(wavelength, flux_density, from_medium, to_medium, per_frequency=None,

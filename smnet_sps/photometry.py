@@ -24,9 +24,9 @@ What the flux unit of the input means
 * **Flux density** (anything convertible to erg s^-1 cm^-2 A^-1, e.g. a generator's surface flux, Jy):
   used as the flux at the observer, unchanged, unless ``radius=`` is given; then it is a surface flux
   and is scaled by (radius / distance)^2 (``distance`` defaults as for a luminosity density, below).
-* **Luminosity density** (convertible to erg s^-1 A^-1 or erg s^-1 Hz^-1, e.g. an SSP in L_sun/A per
-  M_sun formed): placed at ``distance`` (default 10 pc; at redshift > 0 the luminosity distance of
-  ``cosmology``): f = L / (4 pi d^2). Magnitudes of an SSP are then per M_sun formed. A luminosity
+* **Luminosity density** (convertible to erg s^-1 A^-1 or erg s^-1 Hz^-1, or photons s^-1 A^-1, e.g. an
+  SSP in L_sun/A per M_sun formed): placed at ``distance`` (default 10 pc; at redshift > 0 the luminosity
+  distance of ``cosmology``): f = L / (4 pi d^2). Magnitudes of an SSP are then per M_sun formed. A luminosity
   density per unit mass (L_sun / A / M_sun, as ``smnet-sps ssp --out`` writes it into FITS) is taken for
   1 M_sun formed, the same numbers.
 * **Wavelengths** are vacuum, as the filter curves are taken: a Spectrum whose ``meta["wavelength_medium"]``
@@ -56,7 +56,7 @@ import numpy as np
 from astropy import units as u
 from astropy.table import Column, Table
 
-from .constants import C_ANGSTROM, FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
+from .constants import FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
 from .filters import resolve_filters
 from .generator import _unmask, check_switch
 
@@ -315,13 +315,12 @@ def as_cosmology(cosmology, default=None):
 
 
 def per_mass_formed(flux):
-    """A luminosity density per unit mass formed (L_sun / A / M_sun, the unit ``smnet-sps ssp --out`` writes
-    into FITS) as the luminosity density of 1 M_sun formed (L_sun / A, as :func:`~smnet_sps.ssp.ssp_spectrum`
-    returns it); any other unit as it is."""
-    for per_mass in (_LUM_LAM / u.M_sun, _LUM_NU / u.M_sun):
-        if flux.unit.is_equivalent(per_mass):
-            return flux * u.M_sun
-    return flux
+    """A spectral density per unit mass formed (L_sun / A / M_sun, the unit ``smnet-sps ssp --out`` writes
+    into FITS) as the density of 1 M_sun formed (L_sun / A, as :func:`~smnet_sps.ssp.ssp_spectrum` returns
+    it; :func:`~smnet_sps.medium.spectral_density_kind`); any other unit as it is."""
+    from .medium import spectral_density_kind
+    kind, per = spectral_density_kind(flux.unit, per=(u.M_sun,))
+    return flux if kind is None else flux * per
 
 
 def _masked_as_nan(flux, masks):
@@ -426,10 +425,12 @@ def _observed_flux(spectra, distance, radius, redshift, cosmology):
 def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
     w, flux, meta = _split_input(spectra)
     z = _check_redshift(redshift)
+    from .medium import f_lambda_values, linear_flux, spectral_density_kind
+    flux = linear_flux(flux)                # AB magnitudes per pixel: the flux they stand for
     unit = flux.unit
-    if unit.is_equivalent(FLAM_UNIT, equivalencies=u.spectral_density(w * u.AA)):
-        kind = "flux"
-        f = flux.to_value(FLAM_UNIT, equivalencies=u.spectral_density(w * u.AA))
+    kind, _ = spectral_density_kind(unit, per=())       # per M_sun was taken off by _split_input
+    if kind == "flux":
+        f = f_lambda_values(flux, w, FLAM_UNIT, per=())
         if radius is not None:
             # the same default distance as a luminosity spectrum (a star at z = 1 was put at 10 pc: 44 mag
             # brighter than its luminosity L = 4 pi R^2 F)
@@ -439,15 +440,11 @@ def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
             raise ValueError("distance applies to luminosity spectra (e.g. L_sun/A) or together with radius= "
                              "(surface flux scaled by (radius/distance)^2); a flux spectrum without radius "
                              "is used as the flux at the observer. Drop distance or pass radius")
-    elif unit.is_equivalent(_LUM_LAM) or unit.is_equivalent(_LUM_NU):
-        kind = "luminosity"
+    elif kind == "luminosity":
         if radius is not None:
             raise ValueError("radius= only applies to surface-flux spectra (erg/s/cm2/A); this spectrum is a "
                              f"luminosity density ({unit})")
-        if unit.is_equivalent(_LUM_LAM):
-            lum = flux.to_value(_LUM_LAM)
-        else:
-            lum = flux.to_value(_LUM_NU) * C_ANGSTROM / w ** 2
+        lum = f_lambda_values(flux, w, _LUM_LAM, per=())
         d = _distance_cm(distance, z, cosmology)
         f = lum / (4 * np.pi) / d / d           # not d ** 2: a Python float would raise OverflowError
     else:

@@ -1357,6 +1357,32 @@ def test_a_flux_quantity_in_jy_is_fitted_as_f_lambda(gen):
             check_spectrum(w, flux_in, ivar_in)
 
 
+def test_a_flux_per_solid_angle_or_per_mass_is_read_as_its_f_lambda():
+    """fit refused a flux per solid angle (MJy / sr, an IFU's erg/s/cm^2/A/arcsec^2) or per unit mass
+    (L_sun / A / M_sun, as smnet-sps ssp writes) that measure_index read ("flux must be a spectral flux
+    density"); one rule (smnet_sps.medium.f_lambda_factor) now converts it for both, the per sr / per
+    M_sun kept (the fit normalises the scale): the flux and its ivar come out proportional to the plain
+    density's."""
+    import astropy.units as u
+
+    w = np.linspace(4000.0, 7000.0, 30)
+    f_lambda = 1e-15 * (1.0 + 0.5 * np.sin(w / 300.0)) * u.erg / u.s / u.cm**2 / u.AA
+    ivar = (0.02 * f_lambda.value) ** -2
+    f_jy = f_lambda.to(u.MJy, equivalencies=u.spectral_density(w * u.AA))
+    ivar_jy = ivar * (f_lambda.value / f_jy.value) ** 2
+    for per in (u.sr, u.arcsec**2, u.M_sun):
+        for flux, iv in ((f_lambda / per, ivar), (f_jy / per, ivar_jy),
+                         (f_jy / per, ivar_jy * per**2 / u.MJy**2)):
+            _, got, got_ivar, _ = check_spectrum(w, flux, iv)
+            ratio = got / f_lambda.value
+            np.testing.assert_allclose(ratio, ratio[0], rtol=1e-10, err_msg=str(flux.unit))
+            np.testing.assert_allclose(got_ivar * ratio**2, ivar, rtol=1e-10, err_msg=str(flux.unit))
+    np.testing.assert_allclose(check_spectrum(w, f_lambda.value * u.L_sun / u.AA / u.M_sun)[1],
+                               f_lambda.value)
+    with pytest.raises(ValueError, match=r"ivar is in 1 / MJy2; an inverse variance of flux needs"):
+        check_spectrum(w, f_jy / u.sr, ivar_jy / u.MJy**2)              # per sr beside a flux that is not
+
+
 def test_velocity_limits_snr_and_a_short_range_are_refused(gen):
     """fit_star never checked max_rv (fit_ssp did): NaN or >= c gave an IndexError in the operator, -100 a
     message about rv_guess; mock_star's rv NaN or 3e5 km/s gave the same IndexError, snr 0 a flux of +-inf

@@ -128,3 +128,22 @@ def test_a_flux_that_is_no_spectral_density_is_taken_as_plain_numbers(miles_star
         got = measure_indices(wave, flux * unit, medium="air")
         for name in ref:
             assert got[name] == pytest.approx(ref[name], rel=1e-12, abs=1e-12), (unit, name)
+
+
+def test_a_flux_in_magnitudes_per_pixel_is_measured_as_the_flux_it_stands_for(miles_star):
+    """lick and photometry read the flux unit by one rule (smnet_sps.medium.f_lambda_values): a spectrum in
+    AB magnitudes per pixel, which magnitudes() took as the flux it stands for, stopped measure_index with
+    astropy's "Cannot multiply a function unit with a physical dimension"; it is measured as its F_lambda."""
+    import astropy.units as u
+    wave, flux = miles_star
+    ref = measure_indices(wave, flux, medium="air")
+    flam = flux * 1e-15 * u.erg / u.s / u.cm ** 2 / u.AA
+    for unit in (u.ABmag, u.STmag):
+        mags = flam.to(unit, equivalencies=u.spectral_density(wave * u.AA))
+        got = measure_indices(wave, mags, medium="air")
+        for name in ref:
+            assert got[name] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), (unit, name)
+    # a bare magnitude unit has no flux behind it: refused, not read as plain numbers
+    from smnet_sps.medium import f_lambda_factor
+    with pytest.raises(ValueError, match=r"flux is in mag\(AB\), a logarithmic unit"):
+        f_lambda_factor(u.ABmag, wave, strict=False)

@@ -225,3 +225,28 @@ def test_to_medium_keeps_a_spectrums_uncertainty_and_mask(blackbody):
     s = Spectrum(flux=f_nu, spectral_axis=lam, uncertainty=StdDevUncertainty(0.1 * f_nu.value), mask=mask,
                  meta=spec.meta)
     np.testing.assert_array_equal(to_medium(s, "air").uncertainty.array, 0.1 * f_nu.value)
+
+
+def test_per_frequency_is_read_by_the_rule_that_converts_to_f_lambda():
+    """is_per_frequency kept its own list of per-Hz units (Jy, Jy/sr, W/Hz, W/Hz/kg, photons per Hz): a
+    photon L_nu per M_sun or an L_nu per sr was called per wavelength, so to_medium multiplied it by
+    d lambda_vac / d lambda_air (1.00027). It now asks spectral_density_kind, the rule that lick, fit and
+    photometry convert a flux unit to F_lambda with."""
+    from smnet_sps.constants import FLAM_UNIT
+    from smnet_sps.medium import f_lambda_factor, is_per_frequency, spectral_density_kind
+    for unit in (u.photon / u.s / u.Hz / u.M_sun, u.L_sun / u.Hz / u.sr, u.MJy / u.sr, u.Jy, u.L_sun / u.Hz):
+        assert is_per_frequency(unit), unit
+    for unit in (u.L_sun / u.AA / u.M_sun, u.photon / u.s / u.AA, FLAM_UNIT / u.arcsec ** 2, u.count,
+                 u.ABmag, None, u.dimensionless_unscaled):
+        assert not is_per_frequency(unit), unit
+    assert spectral_density_kind(u.L_sun / u.AA / u.M_sun) == ("luminosity", u.M_sun)
+    assert spectral_density_kind(u.Jy / u.arcsec ** 2) == ("flux", u.sr)
+    assert spectral_density_kind(u.Jy / u.arcsec ** 2, per=(u.M_sun,)) == (None, None)
+    assert spectral_density_kind(u.count) == (None, None)
+    # a surface brightness stays per solid angle, whatever its unit: Jy / arcsec^2 -> erg/s/cm^2/A per sr
+    wave = np.array([4000.0, 8000.0])
+    np.testing.assert_allclose(f_lambda_factor(u.Jy / u.arcsec ** 2, wave) / f_lambda_factor(u.Jy, wave),
+                               (u.sr / u.arcsec ** 2).to(u.one), rtol=1e-12)
+    with pytest.raises(u.UnitConversionError):
+        f_lambda_factor(u.Jy, wave, reference=u.Jy / u.sr)              # an ivar per sr beside a flux not
+    assert f_lambda_factor(u.count, wave, strict=False) == 1.0

@@ -395,6 +395,27 @@ def test_ssp_magnitudes_report_the_light_outside_coverage(default_generator):
     assert "without a spectrum" in table["missing_fraction"].description
 
 
+def test_a_photon_luminosity_density_and_magnitudes_per_pixel_are_read_as_their_flux():
+    """magnitudes() refused a photon luminosity density (photon / s / A: 'neither a flux density nor a
+    luminosity density') that measure_index converted; one rule (smnet_sps.medium.f_lambda_factor) reads it
+    as the L_lambda it is. A flux per M_sun formed is the flux of 1 M_sun, as a luminosity per M_sun; AB
+    magnitudes per pixel stay the flux they stand for."""
+    wave = np.linspace(2500.0, 12000.0, 2000) * u.AA
+    llam = 6e22 * planck_surface_flux(wave.value, [5800.0])[0] * u.erg / u.s / u.AA   # 4 pi R_sun^2 F
+    bands = ["sdss2010-g", "sdss2010-r"]
+    ref = magnitudes((wave, llam), bands)
+    photons = llam.to(u.photon / u.s / u.AA, equivalencies=u.spectral_density(wave))
+    got = magnitudes((wave, photons), bands)
+    for band in bands:
+        assert float(np.ravel(got[band])[0]) == pytest.approx(float(np.ravel(ref[band])[0]), abs=1e-9)
+    flam = (llam / (4 * np.pi * (10 * u.pc) ** 2)).to(FLAM_UNIT)
+    for flux in (flam / u.M_sun, flam.to(u.ABmag, equivalencies=u.spectral_density(wave))):
+        got = magnitudes((wave, flux), bands)
+        for band in bands:
+            assert float(np.ravel(got[band])[0]) == pytest.approx(float(np.ravel(ref[band])[0]), abs=1e-9), \
+                flux.unit
+
+
 def test_the_ssp_fits_file_feeds_photometry_and_the_adapters(tmp_path):
     """`smnet-sps ssp --out x.fits` writes FLUX in L_sun / A / M_sun (per M_sun formed). magnitudes(),
     ssp_photometry() and the adapters refused it ('neither a flux density nor a luminosity density'); they
