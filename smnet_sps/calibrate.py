@@ -281,7 +281,8 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
         ``experts`` output): the correction records "default", or the model's absolute path and its path
         relative to the correction (:func:`smnet_sps.semi_empirical.base_record`)
     folds : k of the stratified k-fold cross-validation by star: 0 (none) or 2 to the number of stars
-        (ValueError otherwise, before the base model is loaded)
+        (ValueError otherwise, before the base model is loaded); with folds, a set none of whose stars can be
+        scored (observed on under half of the comparison grid) is refused before the fit (ValueError)
     grid : optional union grid file; adds CK04 (+ BaSeL) interpolation to the report
     Returns the dict of cross-validated scores (name -> EmpiricalScore).
 
@@ -302,6 +303,19 @@ def _check_folds(folds, stars):
                          f"{stars.meta.get('file', stars.name)} ({len(stars)}); got {folds}")
 
 
+def _check_scorable(stars, base_gen, folds):
+    """ValueError when the cross-validation could score no star of ``stars`` on the base model's pixels
+    (:func:`~smnet_sps.empirical.check_scorable`): a set observed at 6500-7410 A only was fitted fold by fold
+    and reported as '-' cells and an all-nan cv_per_star.csv, exit status 0."""
+    from .empirical import check_scorable
+    try:
+        check_scorable(stars, base_gen.wavelength)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; --folds {folds} would write a cross-validation report without a score: "
+                         "give stars observed over the comparison grid, or --folds 0 to fit the correction "
+                         "without a report") from None
+
+
 def _calibrate(empirical, out, base, folds, settings, grid, progress):
     from tqdm.auto import tqdm
 
@@ -316,6 +330,8 @@ def _calibrate(empirical, out, base, folds, settings, grid, progress):
     base_dir, base_info = _base_info(base, out)
     check_correction_folder(out, base_dir)          # before the (minutes-long) fit
     base_gen = load_generator(base_dir, device="cpu")
+    if folds:
+        _check_scorable(stars, base_gen, folds)     # before the fit and any file
     data = prepare(stars, base_gen, st)
     probe = probe_ln_flux(base_gen, data.start, data.stop)
     out = Path(out)

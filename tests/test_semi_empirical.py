@@ -659,3 +659,22 @@ def test_calibrating_a_set_narrower_than_the_taper_leaves_no_step(tmp_path):
     assert json.loads((tmp_path / "c" / "config.json").read_text())["taper"]["hi"] == g.wavelength[g._i1 - 1]
     with pytest.raises(ValueError, match=r"stars.npz: covers 3541-3801 A .*2 x 140 A"):
         prepare(load_empirical(_cut_fixture(tmp_path, lambda w: w < 3800)), base)
+
+
+def test_calibrate_refuses_to_cross_validate_a_set_it_cannot_score(tmp_path, capsys):
+    """`smnet-sps calibrate --folds 2` on stars observed only at 6500-7410 A (air; under half of the
+    3610-7350 A comparison grid, so no star can be scored) fitted every fold and wrote a cv_report.md of '-'
+    cells and a cv_per_star.csv of nan, exit status 0. It is refused before the fit, naming the set's range
+    and --folds 0; --folds 0 (no report) still fits the correction."""
+    from smnet_sps.cli import main
+    cut = _cut_fixture(tmp_path, lambda w: w >= 6500)
+    common = ["calibrate", "--empirical", str(cut), "--steps", "2", "--members", "1"]
+    assert main(common + ["--out", str(tmp_path / "cv"), "--folds", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "stars.npz: no star can be scored: the set covers 6502-7412 A (vacuum), the comparison grid is " \
+           "3610-7350 A" in err
+    assert "--folds 2 would write a cross-validation report without a score" in err and "--folds 0" in err
+    assert "fitting corrections" not in err
+    assert not (tmp_path / "cv" / "cv_report.md").exists() and not (tmp_path / "cv" / "config.json").exists()
+    assert main(common + ["--out", str(tmp_path / "fit"), "--folds", "0"]) == 0
+    assert (tmp_path / "fit" / "config.json").exists() and not (tmp_path / "fit" / "cv_report.md").exists()
