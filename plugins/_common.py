@@ -91,7 +91,8 @@ class SSPArrays:
 
 
 def _is_dsps_arrays(grid):
-    """True for smnet-sps' own DSPS-unit arrays (``SSPGrid.to_dsps_units()``: L_nu [L_sun / Hz], vacuum)."""
+    """True for smnet-sps' own DSPS-unit arrays (``SSPGrid.to_dsps_units()``: L_nu [L_sun / Hz], on an axis
+    whose medium they record, ``wavelength_medium``)."""
     from smnet_sps.ssp import DSPSArrays
     return isinstance(grid, DSPSArrays)
 
@@ -151,12 +152,12 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         ``smnet_sps.ssp.load_ssp_grid``). A flux given as a Quantity is taken in its unit, unchecked.
 
     A ``dsps.SSPData`` (from :func:`plugins.dsps_backend.to_ssp_data` or ``dsps.load_ssp_templates``) holds
-    L_nu [L_sun / Hz], as do ``SSPGrid.to_dsps_units()``'s arrays (vacuum); both are converted back to
-    L_lambda here (its wavelengths taken as given; per Angstrom of the medium ``meta`` states,
-    :func:`smnet_sps.medium.per_angstrom`), so it can be passed to every writer. It cannot record its
-    wavelength medium: it is taken as vacuum, and a writer asked for air refuses it (an SSPData made with
-    ``medium="air"`` would be converted twice, 1.4 A at 5000 A); pass the SSPGrid itself,
-    or ``meta={"wavelength_medium": "air"}`` for one that is air.
+    L_nu [L_sun / Hz], as do ``SSPGrid.to_dsps_units()``'s arrays; both are converted back to
+    L_lambda here (its wavelengths taken as given; per Angstrom of their medium,
+    :func:`smnet_sps.medium.per_angstrom`), so it can be passed to every writer. ``to_dsps_units()`` records
+    its medium (``wavelength_medium``, that of the grid). An SSPData cannot: it is taken as vacuum, and a
+    writer asked for air refuses it (an SSPData made with ``medium="air"`` would be converted twice, 1.4 A at
+    5000 A); pass the SSPGrid itself, or ``meta={"wavelength_medium": "air"}`` for one that is air.
     """
     values = {}
     for key in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux"):
@@ -176,8 +177,9 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         flux_has_unit = True
         # dsps.SSPData (to_ssp_data, dsps.load_ssp_templates) and SSPGrid.to_dsps_units() hold L_nu
         # [L_sun / Hz]: back to L_lambda (the latter was taken as L_lambda: fluxes 1e-11 of the truth), per
-        # Angstrom of the medium stated for it (an SSPData records none: vacuum, as below)
-        flux = per_angstrom(wave, flux, check_medium((meta or {}).get("wavelength_medium", "vacuum")))
+        # Angstrom of the medium stated for it, else the one the arrays record (an SSPData none: vacuum)
+        own = getattr(grid, "wavelength_medium", "vacuum")
+        flux = per_angstrom(wave, flux, check_medium((meta or {}).get("wavelength_medium", own)))
     if isinstance(flux, u.Quantity):
         from smnet_sps.photometry import per_mass_formed
         flux = per_mass_formed(flux)          # L_sun / A / M_sun, as `smnet-sps ssp --out` writes FITS
@@ -244,7 +246,7 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
         merged["wavelength_medium"] = "vacuum"
         merged["wavelength_medium_assumed"] = True
     if _is_dsps_arrays(grid) and "wavelength_medium" not in merged:
-        merged["wavelength_medium"] = "vacuum"        # an SSPGrid's wavelengths, always vacuum
+        merged["wavelength_medium"] = grid.wavelength_medium       # the SSPGrid's, which they record
     outside = _get(grid, "outside_fraction")
     if outside is not None:
         outside = np.asarray(outside, float)

@@ -292,10 +292,15 @@ def per_hz(wavelength, flux_density, medium="vacuum"):
 
 def per_angstrom(wavelength, flux_density, medium="vacuum"):
     """L_nu (per Hz; last axis) -> L_lambda per Angstrom of ``medium`` on an axis in ``medium``: the inverse
-    of :func:`per_hz`."""
+    of :func:`per_hz`, to float64 rounding."""
     lam_vac = _vacuum_axis(wavelength, medium)
     flux = np.asarray(flux_density, float) * C_ANGSTROM / lam_vac ** 2          # per vacuum Angstrom
-    return np.asarray(convert_spectrum_medium(lam_vac, flux, "vacuum", medium, False)[1], float)
+    lam, _ = _as_angstrom(wavelength, positive=True)
+    if medium == "vacuum" or lam.size < 2:
+        return flux
+    # d lambda_vac / d lambda_air on the given axis: the reciprocal of per_hz's factor (from the vacuum axis
+    # converted back, whose round-off is 1e-9 A, the round trip was 2e-10 off)
+    return flux * (np.gradient(lam_vac) / np.gradient(lam))
 
 
 def _stated_medium(meta):

@@ -765,13 +765,36 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     return Spectrum(flux=res["flux"] * SSP_UNIT, spectral_axis=backend.wavelength * u.AA, meta=meta)
 
 
-class DSPSArrays(NamedTuple):
-    """DSPS's four SSP arrays in DSPS's own unit: ``ssp_flux`` is L_nu [L_sun / Hz per M_sun formed]."""
-
+class _DSPSFields(NamedTuple):
     ssp_lgmet: np.ndarray
     ssp_lg_age_gyr: np.ndarray
     ssp_wave: np.ndarray
     ssp_flux: np.ndarray
+
+
+class DSPSArrays(_DSPSFields):
+    """DSPS's four SSP arrays in DSPS's own unit: ``ssp_flux`` is L_nu [L_sun / Hz per M_sun formed].
+
+    ``wavelength_medium`` ("vacuum", default, or "air"): the medium of ``ssp_wave``. It is an attribute, not
+    a field, so that the tuple stays DSPS's four arrays (``SSPData(*arrays)``); ``_replace``, copy and pickle
+    keep it. L_nu is the same in either medium (a pixel's frequency is c / lambda_vac)."""
+
+    def __new__(cls, ssp_lgmet, ssp_lg_age_gyr, ssp_wave, ssp_flux, wavelength_medium="vacuum"):
+        from .medium import check_medium
+        self = super().__new__(cls, ssp_lgmet, ssp_lg_age_gyr, ssp_wave, ssp_flux)
+        self.wavelength_medium = check_medium(wavelength_medium)
+        return self
+
+    @classmethod
+    def _make(cls, iterable):
+        return cls(*iterable)           # through __new__ (NamedTuple's skips it: no medium at all)
+
+    def _replace(self, **fields):
+        medium = fields.pop("wavelength_medium", self.wavelength_medium)
+        return DSPSArrays(*super()._replace(**fields), wavelength_medium=medium)
+
+    def __repr__(self):
+        return f"{super().__repr__()[:-1]}, wavelength_medium={self.wavelength_medium!r})"
 
 
 def is_dsps_ssp_data(grid):
@@ -846,14 +869,24 @@ class SSPGrid(NamedTuple):
         """``ssp_flux`` as a Quantity [L_sun / Angstrom], per M_sun formed."""
         return self.ssp_flux * SSP_FLUX_UNIT
 
+    @property
+    def wavelength_medium(self):
+        """Medium of ``ssp_wave``, as ``attrs`` state it ("vacuum" unless ``to_medium(grid, "air")``)."""
+        from .medium import _stated_medium
+        return _stated_medium(self.attrs or {})
+
     def ssp_flux_per_hz(self):
-        """``ssp_flux`` as L_nu [L_sun / Hz per M_sun formed] (DSPS's unit): L_lambda lambda^2 / c."""
-        return np.asarray(self.ssp_flux, float) * np.asarray(self.ssp_wave, float) ** 2 / C_ANGSTROM
+        """``ssp_flux`` as L_nu [L_sun / Hz per M_sun formed] (DSPS's unit): L_lambda lambda^2 / c in vacuum.
+        An air grid gives the same numbers as the vacuum one: a pixel's frequency is c / lambda_vac
+        (:func:`smnet_sps.medium.per_hz`; L_lambda_air lambda_air^2 / c is 2.8e-4 to 3.3e-4 low)."""
+        from .medium import per_hz
+        return per_hz(self.ssp_wave, self.ssp_flux, self.wavelength_medium)
 
     def to_dsps_units(self):
-        """:class:`DSPSArrays` (ssp_lgmet, ssp_lg_age_gyr, ssp_wave [A], ssp_flux [L_sun/Hz per M_sun])."""
+        """:class:`DSPSArrays` (ssp_lgmet, ssp_lg_age_gyr, ssp_wave [A], ssp_flux [L_sun/Hz per M_sun]), on
+        the grid's own axis, which ``wavelength_medium`` records."""
         return DSPSArrays(np.array(self.ssp_lgmet, float), np.array(self.ssp_lg_age_gyr, float),
-                          np.array(self.ssp_wave, float), self.ssp_flux_per_hz())
+                          np.array(self.ssp_wave, float), self.ssp_flux_per_hz(), self.wavelength_medium)
 
 
 def _is_empty(values):
@@ -995,6 +1028,10 @@ def _json_default(v):
 _H5_FLUX_UNIT_KEY = "ssp_flux_unit"
 _H5_FLUX_PER_HZ = "L_sun / Hz per M_sun formed"
 _FLUX_PER_AA = "L_sun / Angstrom per M_sun formed"       # the unit in memory and in .npz files
+# HDF5 attribute: L_nu was computed at frequency c / lambda_vac (SSPGrid.ssp_flux_per_hz); air files written
+# before it took c / lambda_air (L_lambda_air lambda_air^2 / c), and are read back with that same inverse
+_H5_FREQUENCY_KEY = "ssp_flux_frequency"
+_H5_FREQUENCY = "c / vacuum wavelength"
 
 
 def save_ssp_grid(grid, path):
@@ -1004,8 +1041,10 @@ def save_ssp_grid(grid, path):
     The ``.h5`` file is DSPS's template layout in DSPS's unit: ``dsps.load_ssp_templates(fn=path)`` reads it
     as it is, so its ``ssp_flux`` dataset is L_nu [L_sun / Hz per M_sun formed] (HDF5 attribute
     ``ssp_flux_unit``, and ``flux_unit`` in the attributes and in ``attrs_json``; the grid in memory is
-    L_sun / Angstrom, and :func:`load_ssp_grid` converts back, to float64 rounding). The ``.npz`` stores
-    L_sun / Angstrom per M_sun formed, as in memory.
+    L_sun / Angstrom, and :func:`load_ssp_grid` converts back, to float64 rounding). An air grid
+    (``to_medium(grid, "air")``) keeps its air axis and has the vacuum grid's L_nu (a pixel's frequency is
+    c / lambda_vac: :meth:`SSPGrid.ssp_flux_per_hz`). The ``.npz`` stores L_sun / Angstrom per M_sun formed,
+    as in memory.
     """
     import json
     from pathlib import Path
@@ -1042,6 +1081,7 @@ def save_ssp_grid(grid, path):
                 f.attrs[k] = v if plain else json.dumps(v, default=_json_default)
             f.attrs["attrs_json"] = encoded
             f.attrs[_H5_FLUX_UNIT_KEY] = _H5_FLUX_PER_HZ
+            f.attrs[_H5_FREQUENCY_KEY] = _H5_FREQUENCY
             f.attrs["flux_unit"] = _H5_FLUX_PER_HZ + " (dataset ssp_flux)"
     else:
         # through a handle: numpy appends ".npz" to a name that does not end in it ("x.NPZ" -> "x.NPZ.npz")
@@ -1064,7 +1104,7 @@ def load_ssp_grid(path):
     if not path.is_file():
         raise FileNotFoundError(f"no SSP grid file at {path}")
     fields = [f for f in SSPGrid._fields if f != "attrs"]
-    per_hz = False
+    per_hz = vacuum_frequency = False
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as f:
@@ -1075,6 +1115,7 @@ def load_ssp_grid(path):
             with h5py.File(path, "r") as f:
                 arrays = {k: f[k][()] for k in f if k in fields}
                 per_hz = f.attrs.get(_H5_FLUX_UNIT_KEY) == _H5_FLUX_PER_HZ    # absent in files before 2026-12
+                vacuum_frequency = f.attrs.get(_H5_FREQUENCY_KEY) == _H5_FREQUENCY
                 raw = f.attrs.get("attrs_json")
                 if raw is None:                        # a file written before attrs_json existed
                     # booleans were stored there as the JSON text 'true' / 'false'
@@ -1088,11 +1129,14 @@ def load_ssp_grid(path):
     missing = [k for k in fields if k not in arrays and k not in ("outside_fraction", "mass_uncovered")]
     if missing:
         raise ValueError(f"{path} is not an smnet-sps SSP grid: it lacks {', '.join(missing)}")
-    if per_hz:                                  # L_nu on disk (DSPS's unit) -> L_lambda, as in memory
-        arrays["ssp_flux"] = arrays["ssp_flux"] * C_ANGSTROM / np.asarray(arrays["ssp_wave"], float) ** 2
     attrs = json.loads(raw) if raw else {}
-    if per_hz:          # attrs_json says L_sun / Hz (older files: L_sun / A); the arrays are now per A
-        attrs["flux_unit"] = _FLUX_PER_AA
+    if per_hz:          # L_nu on disk (DSPS's unit) -> L_lambda per Angstrom of the file's axis, as in memory
+        if vacuum_frequency:
+            from .medium import _stated_medium, per_angstrom
+            arrays["ssp_flux"] = per_angstrom(arrays["ssp_wave"], arrays["ssp_flux"], _stated_medium(attrs))
+        else:           # the inverse of what wrote it (the same in vacuum; in air, c / lambda_air)
+            arrays["ssp_flux"] = arrays["ssp_flux"] * C_ANGSTROM / np.asarray(arrays["ssp_wave"], float) ** 2
+        attrs["flux_unit"] = _FLUX_PER_AA   # attrs_json says L_sun / Hz (older files: L_sun / A)
     for k, v in list(attrs.items()):       # dicts stored as JSON text by older writers
         if isinstance(v, str) and v[:1] in "{[":
             try:

@@ -22,9 +22,12 @@ CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
 
 
 def _grid_medium(grid):
-    """The medium a grid states (``attrs`` of an SSPGrid, ``meta`` of the plugins' arrays); none: vacuum
-    (a DSPS ``SSPData`` or :class:`smnet_sps.ssp.DSPSArrays` records none)."""
+    """The medium a grid states (``attrs`` of an SSPGrid, ``meta`` of the plugins' arrays,
+    :class:`smnet_sps.ssp.DSPSArrays`' ``wavelength_medium``); none: vacuum (a DSPS ``SSPData``)."""
     from .medium import _stated_medium
+    from .ssp import DSPSArrays
+    if isinstance(grid, DSPSArrays):
+        return grid.wavelength_medium
     stated = getattr(grid, "attrs", None) or getattr(grid, "meta", None) or {}
     return _stated_medium(stated) if isinstance(stated, dict) else "vacuum"
 
@@ -34,12 +37,14 @@ def _flux_per_angstrom(grid, wave, jacobian=1.0):
     states (DSPS's L_sun / Hz converted with ``wave``); a grid that states none must integrate to a plausible
     L_bol per M_sun formed. ``jacobian``: d lambda_grid / d lambda_vacuum, which takes a flux per Angstrom of
     an air grid to one per vacuum Angstrom (a flux per Hz needs none)."""
-    from .constants import C_ANGSTROM
+    from .medium import per_angstrom
     from .ssp import DSPSArrays, check_ssp_flux_scale, is_dsps_ssp_data
 
     flux = np.asarray(grid.ssp_flux, float)
-    if isinstance(grid, DSPSArrays) or is_dsps_ssp_data(grid):     # L_sun / Hz: SSPGrid.to_dsps_units()
-        return flux * C_ANGSTROM / wave**2
+    # L_nu (SSPGrid.to_dsps_units(), an SSPData, a per-Hz unit): per vacuum A on the vacuum axis ``wave``, a
+    # pixel's frequency being c / lambda_vac in either medium
+    if isinstance(grid, DSPSArrays) or is_dsps_ssp_data(grid):
+        return per_angstrom(wave, flux)
     text = (getattr(grid, "attrs", None) or {}).get("flux_unit")
     if text is not None:
         try:
@@ -49,7 +54,7 @@ def _flux_per_angstrom(grid, wave, jacobian=1.0):
         if unit is not None and unit.is_equivalent(u.L_sun / u.AA):
             return flux * unit.to(u.L_sun / u.AA) * jacobian
         if unit is not None and unit.is_equivalent(u.L_sun / u.Hz):
-            return flux * unit.to(u.L_sun / u.Hz) * C_ANGSTROM / wave**2
+            return per_angstrom(wave, flux * unit.to(u.L_sun / u.Hz))
         raise ValueError(f"the grid's attrs['flux_unit'] is {text!r}; allowed: L_sun / Angstrom or "
                          "L_sun / Hz (per M_sun formed)")
     check_ssp_flux_scale(flux, wave, "pass an SSPGrid, SSPGrid.to_dsps_units(), a dsps.SSPData, or "

@@ -226,6 +226,49 @@ def test_flux_unit_and_dsps_units(small_grid):
     assert lbol_nu == pytest.approx(lbol_lam, rel=2e-3)
 
 
+def test_an_air_grid_has_the_vacuum_grids_l_nu(small_grid, tmp_path):
+    """L_nu is per Hz and a pixel's frequency is c / lambda_vac in either medium, so an air grid
+    (to_medium(grid, "air"), L_lambda per air A) has the vacuum grid's L_nu, only on the air axis.
+    ssp_flux_per_hz(), to_dsps_units() and the .h5 file took L_lambda_air lambda_air^2 / c: 3.3e-4 low at
+    3000 A, 2.9e-4 at 5000 A, 2.8e-4 at 9000 A; to_dsps_units()' air arrays were read back as vacuum."""
+    import h5py
+
+    from smnet_sps.medium import to_medium
+    from smnet_sps.plugins._common import as_ssp_arrays
+    g = small_grid
+    air = to_medium(g, "air")
+    # independent: astropy's spectral density of the vacuum grid, at the vacuum wavelengths
+    lnu = g.flux.to_value(u.L_sun / u.Hz, equivalencies=u.spectral_density(g.ssp_wave * u.AA))
+    np.testing.assert_allclose(air.ssp_flux_per_hz(), lnu, rtol=1e-9)
+    d = air.to_dsps_units()
+    np.testing.assert_allclose(d.ssp_flux, lnu, rtol=1e-9)
+    np.testing.assert_array_equal(d.ssp_wave, air.ssp_wave)
+    assert d.wavelength_medium == "air" and g.to_dsps_units().wavelength_medium == "vacuum"
+    assert d._replace(ssp_flux=lnu).wavelength_medium == "air"
+    path = save_ssp_grid(air, tmp_path / "air.h5")
+    with h5py.File(path, "r") as f:
+        np.testing.assert_allclose(f["ssp_flux"][()], lnu, rtol=1e-9)
+    back = load_ssp_grid(path)                      # round trip: the air grid's L_lambda
+    np.testing.assert_allclose(back.ssp_flux, air.ssp_flux, rtol=1e-12, atol=0)
+    assert back.attrs == air.attrs
+    arrays = as_ssp_arrays(d)                       # the arrays say air: read back per air A, not as vacuum
+    assert arrays.meta["wavelength_medium"] == "air"
+    np.testing.assert_allclose(arrays.ssp_flux, air.ssp_flux, rtol=1e-12)
+    # an air file written before the fix (no ssp_flux_frequency attribute): read with its own inverse
+    with h5py.File(path, "r+") as f:
+        f["ssp_flux"][...] = air.ssp_flux * air.ssp_wave ** 2 / 2.99792458e18
+        del f.attrs["ssp_flux_frequency"]
+    np.testing.assert_allclose(load_ssp_grid(path).ssp_flux, air.ssp_flux, rtol=1e-12, atol=0)
+    torch = pytest.importorskip("torch")
+    from smnet_sps.ssp_torch import SSPInterpolator
+    at = (torch.tensor([9.2, 9.5]), torch.tensor([-0.7, -0.2]))
+    truth = SSPInterpolator(air)
+    from_lnu = SSPInterpolator(d)
+    assert from_lnu.source_medium == "air"
+    np.testing.assert_allclose(from_lnu.wavelength, truth.wavelength, rtol=1e-14)
+    np.testing.assert_allclose(from_lnu(*at).numpy(), truth(*at).numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("imf", ["kroupa", "chabrier", lambda m: m ** -2.35])
 def test_imf_weights_many_equals_per_isochrone(imf):
     from smnet_sps.imf import imf_weights_many
