@@ -380,7 +380,9 @@ def to_medium(obj, medium="air"):
     * ``specutils.Spectrum`` (``Generator.spectra`` or ``ssp_spectrum`` output): spectral axis, flux density
       per Angstrom, and ``meta`` (``wavelength_medium``, ``lsf_fwhm`` scaled with the axis); its mask is
       kept and its uncertainty (standard deviation, variance or inverse variance) scaled as the flux;
-    * :class:`smnet_sps.ssp.SSPGrid` (or any NamedTuple with ``ssp_wave``, ``ssp_flux``, ``attrs``).
+    * :class:`smnet_sps.ssp.SSPGrid` (or any NamedTuple with ``ssp_wave``, ``ssp_flux``, ``attrs``);
+    * :class:`smnet_sps.ssp.DSPSArrays` (``SSPGrid.to_dsps_units()``): L_nu, so only the axis and
+      ``wavelength_medium`` change.
 
     A flux density per wavelength is multiplied by d lambda_old / d lambda_new, so that its integral is kept;
     one per frequency (a Spectrum in Jy or L_sun / Hz, an SSPGrid whose ``attrs["flux_unit"]`` is per Hz)
@@ -393,7 +395,7 @@ def to_medium(obj, medium="air"):
 
     Parameters
     ----------
-    obj : specutils.Spectrum or SSPGrid
+    obj : specutils.Spectrum, SSPGrid or DSPSArrays
     medium : "air" or "vacuum"
 
     Raises
@@ -421,6 +423,14 @@ def to_medium(obj, medium="air"):
         return Spectrum(flux=obj.flux * factor, spectral_axis=np.array(new_lam, float) * u.AA, meta=meta,
                         uncertainty=_scaled_uncertainty(obj.uncertainty, factor),
                         mask=None if obj.mask is None else np.array(obj.mask, copy=True))
+    from .ssp import DSPSArrays
+    if isinstance(obj, DSPSArrays):
+        # L_nu per Hz: the axis alone changes (a pixel's frequency is c / lambda_vac), and the recorded medium
+        new_lam, flux = convert_spectrum_medium(np.asarray(obj.ssp_wave, float),
+                                                np.asarray(obj.ssp_flux, float), obj.wavelength_medium,
+                                                medium, per_frequency=True)
+        return DSPSArrays(np.array(obj.ssp_lgmet, float), np.array(obj.ssp_lg_age_gyr, float),
+                          np.array(new_lam, float), np.array(flux, float), wavelength_medium=medium)
     if hasattr(obj, "ssp_wave") and hasattr(obj, "_replace"):
         attrs = copy.deepcopy(dict(getattr(obj, "attrs", {}) or {}))
         current = _stated_medium(attrs)
@@ -434,4 +444,5 @@ def to_medium(obj, medium="air"):
         arrays = {k: np.array(v, copy=True) for k, v in obj._asdict().items() if isinstance(v, np.ndarray)}
         return obj._replace(**{**arrays, "ssp_wave": np.array(new_lam, float, copy=True),
                                "ssp_flux": np.array(flux, copy=True), "attrs": attrs})
-    raise ValueError(f"to_medium takes a specutils.Spectrum or an SSPGrid; got {type(obj).__name__}")
+    raise ValueError(f"to_medium takes a specutils.Spectrum, an SSPGrid or DSPSArrays; "
+                     f"got {type(obj).__name__}")

@@ -250,3 +250,24 @@ def test_per_frequency_is_read_by_the_rule_that_converts_to_f_lambda():
     with pytest.raises(u.UnitConversionError):
         f_lambda_factor(u.Jy, wave, reference=u.Jy / u.sr)              # an ivar per sr beside a flux not
     assert f_lambda_factor(u.count, wave, strict=False) == 1.0
+
+
+def test_to_medium_moves_dsps_unit_arrays_by_their_axis_only(blackbody):
+    """SSPGrid.to_dsps_units() (L_nu per Hz, recording its medium) was refused by to_medium with NamedTuple's
+    "Got unexpected field names: ['attrs']". Converted as the grid is: the same L_nu (a pixel's frequency is
+    c / lambda_vac), the axis and wavelength_medium changed; back to vacuum, the vacuum arrays."""
+    from smnet_sps.medium import to_medium
+    from smnet_sps.ssp import ssp_grid
+    g = ssp_grid([1e9, 1e10], [0.0152, 0.03], generator=blackbody, progress=False)
+    d = g.to_dsps_units()
+    air = to_medium(d, "air")
+    expect = to_medium(g, "air").to_dsps_units()
+    assert air.wavelength_medium == "air"
+    np.testing.assert_array_equal(air.ssp_wave, expect.ssp_wave)
+    np.testing.assert_allclose(air.ssp_flux, expect.ssp_flux, rtol=1e-9)
+    np.testing.assert_array_equal(air.ssp_flux, d.ssp_flux)
+    back = to_medium(air, "vacuum")
+    assert back.wavelength_medium == "vacuum"
+    np.testing.assert_allclose(back.ssp_wave, g.ssp_wave, rtol=1e-11)      # the axis round trip
+    air.ssp_flux[0, 0, 0] = -1.0                        # a copy
+    assert d.ssp_flux[0, 0, 0] >= 0
