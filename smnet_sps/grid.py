@@ -210,9 +210,10 @@ def check_stellar_parameters(lib, root=None):
 
     The domain is the generators' own (:data:`~smnet_sps.constants.TEFF_DOMAIN`, ``LOGG_DOMAIN``,
     ``LOGZ_DOMAIN``), so the grid never holds a node no generator could be asked about. Checked here, on
-    every reader's output, rather than in each reader. NaN log g (phase libraries have none) and NaN [M/H]
-    (not metallicity specific) are allowed in phase libraries only; a union library trains the model on all
-    three parameters. ``root`` (the libraries folder) makes the file name in the message complete.
+    every reader's output, rather than in each reader. NaN log g (phase libraries have none) is allowed in
+    phase libraries only, NaN [M/H] ("not metallicity specific") only in those whose registry entry says so
+    (``metallicity_specific=False``: the Lancon & Mouhcine TP-AGB spectra); a union library trains the model
+    on all three parameters. ``root`` (the libraries folder) makes the file name in the message complete.
 
     Raises
     ------
@@ -220,27 +221,32 @@ def check_stellar_parameters(lib, root=None):
         Naming the file, the star (its position in that file, counted from 1), the value and the range; for
         a value read from an index or Teff table (``lib.parameter_source``), that file and its line.
     """
-    kind = LIBRARIES[lib.name].kind if lib.name in LIBRARIES else "union"
+    entry = LIBRARIES.get(lib.name)
+    nan_ok = {"teff": False, "logg": entry is not None and entry.kind == "phase",
+              "logz": entry is not None and not entry.metallicity_specific}
     for attr, ((lo, hi), unit) in PARAMETER_DOMAINS.items():
         label = _LABELS[attr]
         values = np.asarray(getattr(lib, attr), float)
-        missing_ok = kind == "phase" and attr != "teff"
-        bad = (values < lo) | (values > hi) | (np.isnan(values) & ~missing_ok) | np.isinf(values)
+        bad = (values < lo) | (values > hi) | (np.isnan(values) & ~nan_ok[attr]) | np.isinf(values)
         if not bad.any():
             continue
         i = int(np.flatnonzero(bad)[0])
+        allowed = f"the physical range {lo:g} .. {hi:g} {unit}"
+        if attr == "logz" and np.isnan(values[i]):
+            allowed += ("; NaN (not metallicity specific) is allowed only in "
+                        + ", ".join(n for n, e in LIBRARIES.items() if not e.metallicity_specific))
         held = getattr(lib, "parameter_source", {}).get(attr)
         if held:        # the value comes from an index / Teff table, not from the spectrum file: blame that
             source, line = held[i]
             path = Path(root) / source if root is not None else Path(source)
             raise ValueError(f"{path}: line {line} gives {label} = {values[i]:g} (for {lib.source_file[i]}), "
-                             f"outside the physical range {lo:g} .. {hi:g} {unit}; {int(bad.sum())} star(s) "
+                             f"outside {allowed}; {int(bad.sum())} star(s) "
                              f"of {lib.name} outside, so the file is damaged: replace it with the original")
         source = lib.source_file[i]
         star = sum(1 for other in lib.source_file[:i] if other == source) + 1
         path = Path(root) / source if root is not None else Path(source)
         raise ValueError(f"{path}: star {star} of this file (counted from 1; Teff {lib.teff[i]:g} K) has "
-                         f"{label} = {values[i]:g}, outside the physical range {lo:g} .. {hi:g} {unit}; "
+                         f"{label} = {values[i]:g}, outside {allowed}; "
                          f"{int(bad.sum())} star(s) of {lib.name} outside, so the file is damaged: replace "
                          "it with the original")
 

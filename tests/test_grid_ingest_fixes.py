@@ -290,6 +290,36 @@ def test_bad_teff_in_tpagb_table_names_the_table(copy_lib):
         check_stellar_parameters(lib, root)
 
 
+def test_nan_metallicity_in_cmfgen_header_names_the_line(copy_lib):
+    """A NaN Z passed 'Z > 0' (False for NaN) and made a Z = 0.001 WN spectrum 'any metallicity'."""
+    root = copy_lib("fsps_hot_and_agb")
+    path = root / "fsps_hot_and_agb/Hot_spectra/CMFGEN_WN_Zall.spec.gz"
+    lines = read_gz(path).split("\n")
+    assert lines[1].split() == ["4.48", "0.001"]
+    lines[1] = lines[1].replace("0.001", "nan")
+    write_gz(path, "\n".join(lines))
+    with pytest.raises(ValueError, match=r"CMFGEN_WN_Zall\.spec\.gz: line 2 must be 'logTeff Z' with finite "
+                                         r"numbers and Z > 0, got ' 4\.48 nan'"):
+        read_library("cmfgen_wn", root)
+
+
+def test_nan_metallicity_only_for_libraries_not_metallicity_specific(libdir):
+    """NaN [M/H] means "used at every metallicity": only the Lancon & Mouhcine TP-AGB spectra say so; a NaN
+    in any other phase library (CMFGEN, Rauch, Aringer) is damage, refused naming the file."""
+    for name in ("tpagb_orich", "tpagb_crich"):
+        lib = read_library(name, libdir)
+        assert np.isnan(lib.logz).all()
+        check_stellar_parameters(lib, libdir)
+    for name, source in (("cmfgen_wn", r"CMFGEN_WN_Zall\.spec\.gz"), ("rauch_pagb", r"ipagb_solar\.spec\.gz"),
+                         ("tpagb_crich_aringer", r"Crich_Aringer\.spec\.gz")):
+        lib = read_library(name, libdir)
+        lib.logz[0] = np.nan
+        with pytest.raises(ValueError, match=source + r": star 1 of this file .* \[M/H\] = nan, outside "
+                                             r".*; NaN \(not metallicity specific\) is allowed only in "
+                                             r"tpagb_orich, tpagb_crich"):
+            check_stellar_parameters(lib, libdir)
+
+
 # ------------------------------------------------------------------------- 4 --phase-out precondition
 def test_phase_out_without_phase_libraries_writes_nothing(libdir, tmp_path, capsys):
     out, npz = tmp_path / "o.h5", tmp_path / "o.npz"

@@ -47,6 +47,9 @@ class LibraryEntry:
     default: bool = True  # read by ``grid build`` when no ``--only`` is given
     medium: str = "vacuum"   # wavelength medium of the native tabulation ("vacuum" or "air")
     medium_note: str = ""    # the evidence for ``medium`` (or the assumption made)
+    #: False: the spectra are used at every metallicity and their [M/H] is NaN by design; elsewhere a NaN
+    #: [M/H] is a damaged file
+    metallicity_specific: bool = True
 
 
 LIBRARIES = {e.name: e for e in [
@@ -70,13 +73,16 @@ LIBRARIES = {e.name: e for e in [
                  medium=rauch_pagb.MEDIUM, medium_note=rauch_pagb.MEDIUM_NOTE),
     LibraryEntry("tpagb_orich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_orich"), "phase",
                  tpagb.CITE_LM, 1, medium=tpagb.MEDIUM["tpagb_orich"],
-                 medium_note=tpagb.MEDIUM_NOTE["tpagb_orich"]),
+                 medium_note=tpagb.MEDIUM_NOTE["tpagb_orich"],
+                 metallicity_specific=tpagb.METALLICITY_SPECIFIC["tpagb_orich"]),
     LibraryEntry("tpagb_crich", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich"), "phase",
                  tpagb.CITE_LM, 1, medium=tpagb.MEDIUM["tpagb_crich"],
-                 medium_note=tpagb.MEDIUM_NOTE["tpagb_crich"]),
+                 medium_note=tpagb.MEDIUM_NOTE["tpagb_crich"],
+                 metallicity_specific=tpagb.METALLICITY_SPECIFIC["tpagb_crich"]),
     LibraryEntry("tpagb_crich_aringer", tpagb.FOLDER, partial(tpagb.read, name="tpagb_crich_aringer"),
                  "phase", tpagb.CITE_AR, 1, medium=tpagb.MEDIUM["tpagb_crich_aringer"],
-                 medium_note=tpagb.MEDIUM_NOTE["tpagb_crich_aringer"]),
+                 medium_note=tpagb.MEDIUM_NOTE["tpagb_crich_aringer"],
+                 metallicity_specific=tpagb.METALLICITY_SPECIFIC["tpagb_crich_aringer"]),
 ]}
 #: union (log g) libraries of the default build; ``rauch_tmap`` is readable but not a default
 UNION_LIBRARIES = tuple(n for n, e in LIBRARIES.items() if e.kind == "union" and e.default)

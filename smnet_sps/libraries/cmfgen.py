@@ -75,9 +75,10 @@ def read(folder, kind="WN", progress=None):
                          f"{N_WAVE:,} fluxes) lines for {N_Z} Z x {nt} Teff: the file is truncated")
     heads = [parse_floats(lines[1 + 2 * i], path) for i in range(n_spec)]
     for i, head in enumerate(heads):
-        if head.size != 2 or head[1] <= 0:
-            raise ValueError(f"{path}: line {2 * i + 2} must be 'logTeff Z' with Z > 0, got "
-                             f"{lines[1 + 2 * i]!r}")
+        # NaN fails no comparison: a NaN Z made a Z = 0.001 spectrum [M/H] NaN, 'used at every metallicity'
+        if head.size != 2 or not np.isfinite(head).all() or head[1] <= 0:
+            raise ValueError(f"{path}: line {2 * i + 2} must be 'logTeff Z' with finite numbers and Z > 0, "
+                             f"got {lines[1 + 2 * i]!r}")
     # Teff per metallicity as the file has it (log Teff restarts with each Z): two or more blocks of one size
     # other than the Teff file's count mean the Teff file, not the spectra, has extra or missing lines (a
     # truncated spectra file ends in a shorter block instead)

@@ -34,6 +34,9 @@ _LM_NOTE = ("ASSUMED vacuum, not documented: observed averages of Lancon & Wood 
 _AR_NOTE = ("COMARCS opacity-sampling synthetic spectra (Aringer et al. 2009), computed on a wavenumber grid "
             "and tabulated at constant ln-lambda steps (R ~ 2000): vacuum")
 MEDIUM_NOTE = {"tpagb_orich": _LM_NOTE, "tpagb_crich": _LM_NOTE, "tpagb_crich_aringer": _AR_NOTE}
+#: False: empirical averages used at every metallicity, ``logz`` NaN ("not metallicity specific"); only
+#: these may hold a NaN [M/H] (grid.check_stellar_parameters refuses it elsewhere as a damaged file)
+METALLICITY_SPECIFIC = {"tpagb_orich": False, "tpagb_crich": False, "tpagb_crich_aringer": True}
 KINDS = {
     "tpagb_orich": ("Orich", CITE_LM, False),
     "tpagb_crich": ("Crich", CITE_LM, False),
@@ -141,7 +144,7 @@ def read(folder, name="tpagb_orich", progress=None):
     extra = {}
     if teff_table is not None:
         extra = {"teff_table": teff_table, "logz_table": logz_table}
-    logz = np.zeros(teff.size) if name == "tpagb_crich_aringer" else np.full(teff.size, np.nan)
+    logz = np.zeros(teff.size) if METALLICITY_SPECIFIC[name] else np.full(teff.size, np.nan)
     conv = (("f_nu" if is_fnu else "F_lambda") + " with unit integral -> F_lambda rescaled to integral "
             "sigma Teff^4; no log g (phase library); "
             + ("[M/H] = 0 (solar models)" if is_fnu else "logz NaN = empirical, not metallicity specific")
