@@ -383,14 +383,16 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
                 lib = read_library(name, root, progress=bar.update)
                 check_stellar_parameters(lib, root)     # an impossible star: a bad file, like NaN flux
                 check_bolometric_flux(lib, root)        # a file in other flux units
+                entry = LIBRARIES[name]
+                # resampled inside the skip: a reader's output that cannot be resampled is that library's
+                # failure (a SKIPPED line), not the end of the build with every library read so far
+                flux, mask = _to_common(lib, wave, entry.medium)
             except (ValueError, FileNotFoundError, OSError) as exc:
                 if strict:
                     raise ValueError(f"library {name} cannot be used (strict build): {exc}") from exc
                 skipped[name] = f"{type(exc).__name__}: {exc}"
                 log(f"!!! SKIPPED library {name}: {exc}")
                 continue
-            entry = LIBRARIES[name]
-            flux, mask = _to_common(lib, wave, entry.medium)
             if not mask.any():       # a grid beside the library: it would hold only NaN rows
                 lo, hi = min(w[0] for w in lib.wavelengths), max(w[-1] for w in lib.wavelengths)
                 raise ValueError(f"wavelength grid {wave[0]:g}..{wave[-1]:g} A does not overlap library "

@@ -320,6 +320,27 @@ def test_nan_metallicity_only_for_libraries_not_metallicity_specific(libdir):
             check_stellar_parameters(lib, libdir)
 
 
+def test_a_library_failing_after_its_reader_is_skipped_not_the_build(copy_lib, monkeypatch):
+    """Resampling onto the common grid ran outside the per-library skip: a NaN wavelength that a reader let
+    through (rauch_pagb, before it checked) aborted the whole build, losing the libraries read correctly (cm87
+    here) with an error naming neither file nor library. It is a SKIPPED line now (or --strict's error)."""
+    import smnet_sps.libraries.rauch_pagb as rauch_pagb
+    copy_lib("pegase_cm87_hotstars")
+    root = copy_lib("fsps_hot_and_agb")
+    path = root / "fsps_hot_and_agb/Hot_spectra/ipagb_solar.spec.gz"
+    lines = read_gz(path).splitlines()
+    lines[40] = " ".join(["NaN"] + lines[40].split()[1:])
+    write_gz(path, "\n".join(lines) + "\n")
+    monkeypatch.setattr(rauch_pagb, "check_wavelengths", lambda wave, *args, **kwargs: wave)  # a blind reader
+    log = []
+    grid = build_grid(root, only="cm87,rauch_pagb", progress=False, log=log.append)
+    assert grid.library_names == ["cm87"] and not grid.phase_libraries
+    assert "rauch_pagb" in grid.attrs["skipped_libraries"]
+    assert any(line.startswith("!!! SKIPPED library rauch_pagb: ") for line in log)
+    with pytest.raises(ValueError, match="library rauch_pagb cannot be used \\(strict build\\)"):
+        build_grid(root, only="cm87,rauch_pagb", progress=False, log=log.append, strict=True)
+
+
 # ------------------------------------------------------------------------- 4 --phase-out precondition
 def test_phase_out_without_phase_libraries_writes_nothing(libdir, tmp_path, capsys):
     out, npz = tmp_path / "o.h5", tmp_path / "o.npz"

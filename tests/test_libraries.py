@@ -215,6 +215,39 @@ def test_rauch_pagb_decreasing_wavelength_is_named(copy_lib):
         rauch_pagb.read(folder)
 
 
+def test_rauch_pagb_nan_wavelength_is_named(copy_lib):
+    """'decreases' (np.diff < 0) and the 10 A - 1 cm range check are blind to NaN: the file was read, all 15
+    solar spectra came out NaN, and the build then failed in resampling without naming the file."""
+    folder = copy_lib("fsps_hot_and_agb")
+    path = folder / "Hot_spectra/ipagb_solar.spec.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    for row in (40, 0):                 # inside the column, then the first row (the range check's value)
+        damaged = list(lines)
+        damaged[row] = " ".join(["NaN"] + damaged[row].split()[1:])
+        path.write_bytes(gzip.compress(("\n".join(damaged) + "\n").encode()))
+        with pytest.raises(ValueError, match=rf"ipagb_solar\.spec\.gz: the wavelength in row {row + 1} is "
+                                             r"nan \(1 of \d+ wavelengths not finite and > 0 A\)"):
+            rauch_pagb.read(folder)
+
+
+@pytest.mark.parametrize("name, file, row, where", [
+    ("cmfgen_wn", "Hot_spectra/CMFGEN_WN_Zall.spec.gz", None, "wavelength 3 of line 1"),
+    ("tpagb_orich", "AGB_spectra/Orich.spec.gz", 2, "the wavelength in row 3"),
+    ("wmbasic", "Hot_spectra/WMBASIC_z0.0200.spec.gz", 2, "the wavelength in row 3")])
+def test_nan_wavelength_is_named_by_every_text_reader(copy_lib, name, file, row, where):
+    """One shared check (_common.check_wavelengths): the readers' 'increasing' checks caught a NaN only as
+    'not increasing (wrong format?)', and the range / decrease checks not at all."""
+    folder = copy_lib("fsps_hot_and_agb")
+    path = folder / file
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    tokens = lines[0 if row is None else row].split()
+    tokens[2 if row is None else 0] = "nan"
+    lines[0 if row is None else row] = " ".join(tokens)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(ValueError, match=rf"{path.name}: {where} is nan \(1 of \d+ wavelengths"):
+        read_library(name, folder.parent)
+
+
 # ------------------------------------------------------------------------------------------- errors
 @pytest.fixture
 def copy_lib(libdir, tmp_path):

@@ -24,7 +24,7 @@ import numpy as np
 from ..constants import SIGMA_SB
 
 __all__ = ["LibrarySpectra", "read_text", "parse_floats", "check_flux", "check_distinct_spectra",
-           "check_increasing",
+           "check_increasing", "check_wavelengths",
            "check_unique_parameters",
            "check_last_number", "check_row_count", "odd_ones_out", "require_dir",
            "require_file", "integrate_flux", "ZSUN_MASS_FRACTION"]
@@ -326,6 +326,23 @@ def check_increasing(values, path, what, where=None):
         place = f"line {where[k + 1]}" if where is not None else f"value {k + 2}"
         raise ValueError(f"{path}: {what} must increase down the file, as the spectra do; {place} "
                          f"({values[k + 1]:g}) follows {values[k]:g}: a reordered or damaged file")
+
+
+def check_wavelengths(wave, path, where="wavelength {}"):
+    """Refuse NaN, infinite, zero or negative wavelengths read from ``path``, naming the first one.
+
+    The readers' ordering checks (``np.diff(wave) > 0``, ``< 0``) and range checks are blind to NaN: a NaN
+    wavelength passed, and then dropped a good point, turned every spectrum NaN or failed in resampling
+    without naming the file. ``where``: how value k (counted from 1) is found in the file, e.g.
+    ``"the wavelength in row {}"``. Returns ``wave``.
+    """
+    wave = np.asarray(wave, float)
+    bad = ~(np.isfinite(wave) & (wave > 0))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{path}: {where.format(k + 1)} is {wave[k]:g} ({int(bad.sum())} of {wave.size} "
+                         "wavelengths not finite and > 0 A): a damaged file; replace it with the original")
+    return wave
 
 
 def check_row_count(n_rows, expected, path, what):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ._common import LibrarySpectra, check_flux, odd_ones_out, require_dir
+from ._common import LibrarySpectra, check_flux, check_wavelengths, odd_ones_out, require_dir
 
 NAME = "ck04"
 FOLDER = "ck04_castelli_kurucz"
@@ -58,7 +58,8 @@ def _read_table(path):
             gcols = [n for n in names if re.fullmatch(r"g\d\d", n)]
             if not gcols:
                 raise ValueError(f"{path}: no g00..g50 flux columns (columns: {names}); not a CK04 table")
-            wave = np.array(data["WAVELENGTH"], dtype=float)
+            wave = check_wavelengths(np.array(data["WAVELENGTH"], dtype=float), path,
+                                     "WAVELENGTH {} (table row)")
             flux = np.array([np.asarray(data[c], dtype=float) for c in gcols])
             header = {k: hdul[0].header.get(k) for k in ("TEFF", "LOG_Z")}
     except (OSError, TypeError, EOFError, ValueError) as exc:

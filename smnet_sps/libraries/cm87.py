@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import SIGMA_SB
-from ._common import (LibrarySpectra, check_flux, check_last_number, integrate_flux, parse_floats, read_text,
-                      require_dir, require_file)
+from ._common import (LibrarySpectra, check_flux, check_last_number, check_wavelengths, integrate_flux,
+                      parse_floats, read_text, require_dir, require_file)
 
 NAME = "cm87"
 FOLDER = "pegase_cm87_hotstars"
@@ -51,6 +51,7 @@ def read(folder, progress=None):
     params = values[2:2 + 5 * n_spec].reshape(n_spec, 5)
     wave = values[2 + 5 * n_spec:2 + 5 * n_spec + n_wave]
     flux = values[2 + 5 * n_spec + n_wave:].reshape(n_spec, n_wave)
+    check_wavelengths(wave, path)
     if not np.all(np.diff(wave) > 0):
         raise ValueError(f"{path}: wavelengths are not increasing (wrong format?)")
     check_flux(flux, path)

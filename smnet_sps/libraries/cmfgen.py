@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import (LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, check_last_number, integrate_flux,
-                      parse_floats, read_text, require_dir, require_file)
+from ._common import (LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, check_last_number, check_wavelengths,
+                      integrate_flux, parse_floats, read_text, require_dir, require_file)
 from .wmbasic import check_log_teff, read_column_lines
 
 FOLDER = "fsps_hot_and_agb"
@@ -67,6 +67,7 @@ def read(folder, kind="WN", progress=None):
     if nw != N_WAVE:
         raise ValueError(f"{path}: the first line holds {nw} wavelengths, expected {N_WAVE:,} (wrong format "
                          "or damaged file)")
+    check_wavelengths(wave, path, "wavelength {} of line 1")
     if not np.all(np.diff(wave) > 0):
         raise ValueError(f"{path}: first line is not an increasing wavelength list (wrong format?)")
     n_spec, odd_line = divmod(len(lines) - 1, 2)

@@ -18,7 +18,8 @@ import numpy as np
 from astropy.io import fits
 
 from ..constants import SIGMA_SB
-from ._common import LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, integrate_flux, require_dir, require_file
+from ._common import (LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, check_wavelengths, integrate_flux,
+                      require_dir, require_file)
 
 NAME = "rauch_tmap"
 FOLDER = "rauch_tmap_pystellibs"
@@ -53,7 +54,7 @@ def read(folder, progress=None):
     if data.ndim != 2 or data.shape[0] != logt.size + 1:
         raise ValueError(f"{path}: primary image shape {data.shape} does not match {logt.size} TGZ rows + "
                          f"1 wavelength row")
-    wave, flux = data[-1], data[:-1]
+    wave, flux = check_wavelengths(data[-1], path, "wavelength {} of the last image row"), data[:-1]
     if not np.all(np.diff(wave) > 0):
         raise ValueError(f"{path}: last image row is not an increasing wavelength array")
     check_flux(flux, path)

@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
-from ._common import (LibrarySpectra, check_flux, check_last_number, integrate_flux, parse_floats, read_text,
-                      require_dir, require_file)
+from ._common import (LibrarySpectra, check_flux, check_last_number, check_wavelengths, integrate_flux,
+                      parse_floats, read_text, require_dir, require_file)
 from .wmbasic import read_column_lines
 
 NAME = "rauch_pagb"
@@ -95,6 +95,7 @@ def read(folder, progress=None, fsps_columns_only=False):
                              f"(lambda + {teff_all.size} Teff of {teff_path.name}); "
                              "truncated or wrong format")
         values = values.reshape(-1, ncol)
+        check_wavelengths(values[:, 0], path, "the wavelength in row {}")
         if values[0, 0] > WAVE_RANGE[0] or values[-1, 0] < WAVE_RANGE[1]:
             raise ValueError(f"{path}: wavelengths {values[0, 0]:g}..{values[-1, 0]:g} A, expected "
                              f"{WAVE_RANGE[0]:g}..{WAVE_RANGE[1]:g} A (10 A - 1 cm): the file is truncated; "
@@ -102,8 +103,6 @@ def read(folder, progress=None, fsps_columns_only=False):
         check_last_number(text, path)
         fnu = check_flux(values[:, 1:1 + n_use].T, path)           # (n_use, n_wave)
         wave, fnu = _merge_repeated(values[:, 0], fnu, path)
-        if wave[0] <= 0:
-            raise ValueError(f"{path}: non-positive wavelength {wave[0]}")
         flam = fnu * C_ANGSTROM / wave ** 2
         integral = integrate_flux(wave, flam)                        # ~1 (unit normalisation)
         if (integral <= 0).any():

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
 from ._common import (LibrarySpectra, check_flux, check_increasing, check_last_number, check_row_count,
-                      integrate_flux, parse_floats, read_text, require_dir, require_file)
+                      check_wavelengths, integrate_flux, parse_floats, read_text, require_dir, require_file)
 
 FOLDER = "fsps_hot_and_agb"
 CITE_LM = "Lancon & Mouhcine 2002, A&A 393, 167; via FSPS (Conroy, Gunn & White 2009)"
@@ -128,7 +128,7 @@ def read(folder, name="tpagb_orich", progress=None):
     values = values.reshape(-1, ncol)
     check_row_count(len(values), N_WAVE[stem], path, f"TP-AGB {stem} spectra")
     check_last_number(text, path)
-    wave = values[:, 0]
+    wave = check_wavelengths(values[:, 0], path, "the wavelength in row {}")
     if not np.all(np.diff(wave) > 0):
         raise ValueError(f"{path}: wavelength column is not increasing (wrong format?)")
     flux = check_flux(values[:, 1:].T, path)

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..constants import C_ANGSTROM, SIGMA_SB
 from ._common import (LibrarySpectra, ZSUN_MASS_FRACTION, check_flux, check_increasing, check_last_number,
-                      check_row_count, integrate_flux, odd_ones_out, parse_floats, read_text, require_dir,
-                      require_file)
+                      check_row_count, check_wavelengths, integrate_flux, odd_ones_out, parse_floats,
+                      read_text, require_dir, require_file)
 
 NAME = "wmbasic"
 FOLDER = "fsps_hot_and_agb"
@@ -97,7 +97,7 @@ def read(folder, progress=None):
         values = values.reshape(-1, ncol)
         check_row_count(len(values), N_WAVE, path, "WM-basic, 1 A - 160 um")
         check_last_number(text, path)
-        wave = values[:, 0]
+        wave = check_wavelengths(values[:, 0], path, "the wavelength in row {}")
         if not np.all(np.diff(wave) > 0):
             raise ValueError(f"{path}: wavelength column is not increasing (wrong format?)")
         fnu = check_flux(values[:, 1:].T, path)            # (33, n_wave), log g major
