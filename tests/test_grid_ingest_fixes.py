@@ -290,6 +290,21 @@ def test_bad_teff_in_tpagb_table_names_the_table(copy_lib):
         check_stellar_parameters(lib, root)
 
 
+@pytest.mark.parametrize("old, line, column", [("-1.98", 2, 2), ("2466", 3, 20)])
+def test_nan_in_tpagb_teff_table_names_the_line(copy_lib, old, line, column):
+    """A NaN log Z/Zsun in the header row made argmin(|log Z|) pick its column as 'solar' (O-rich Teff 2517 K
+    instead of 2457 K); a NaN Teff in another column passed the 'increasing' check (NaN compares False)."""
+    root = copy_lib("fsps_hot_and_agb")
+    teff = root / "fsps_hot_and_agb/AGB_spectra/Orich.teff"
+    lines = teff.read_text().split("\n")
+    assert lines[line - 1].split()[column - 1] == old
+    lines[line - 1] = lines[line - 1].replace(old, "nan", 1)
+    teff.write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=rf"Orich\.teff: line {line}, column {column} is 'nan'; the table "
+                                         r"must hold finite numbers"):
+        read_library("tpagb_orich", root)
+
+
 def test_nan_metallicity_in_cmfgen_header_names_the_line(copy_lib):
     """A NaN Z passed 'Z > 0' (False for NaN) and made a Z = 0.001 WN spectrum 'any metallicity'."""
     root = copy_lib("fsps_hot_and_agb")

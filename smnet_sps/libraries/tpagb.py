@@ -65,6 +65,11 @@ def _read_teff_table(path, n_spec):
         table = np.array(rows, dtype=float)
     except ValueError as exc:
         raise ValueError(f"{path}: expected a numeric table (rows of equal length), got {rows[:2]}") from exc
+    bad = np.argwhere(~np.isfinite(np.atleast_2d(table)))
+    if bad.size:        # NaN compares False: it passed as 'solar' (argmin |log Z|) and as 'increasing'
+        r, c = bad[0]
+        raise ValueError(f"{path}: line {line_of[r]}, column {c + 1} is {rows[r][c]!r}; the table must hold "
+                         "finite numbers (a damaged file): replace it with the original")
     if table.ndim == 1 or table.shape[1] == 1:              # Teff per line
         teff = table.ravel()
         if teff.size != n_spec:
