@@ -141,6 +141,30 @@ def test_grid_file_records_vacuum_and_converts_an_air_library(fixtures_dir, tmp_
     assert not np.allclose(g_air.flux, g.flux, rtol=1e-6, equal_nan=True)
 
 
+def test_air_library_flux_density_is_kept_across_2000_A():
+    """A flat air library (F_lambda = 1, 1 A steps) taken to vacuum: np.gradient(w) / np.gradient(vac)
+    straddled the 0.65 A gap air_to_vacuum opens at 2,000 A, giving 0.755 at the native pixels 1,999 and
+    2,000 A and 0.965 / 0.972 on the common grid's 1,995 / 2,005 A pixels; the analytic d lambda_air /
+    d lambda_vac keeps 1 below 2,000 A and 1 / 1.00017 .. 1 / 1.00027 above."""
+    from types import SimpleNamespace
+
+    from smnet_sps import grid as gridmod
+    from smnet_sps.medium import air_to_vacuum_derivative
+    from smnet_sps.wavegrid import default_wavelength
+    w = np.arange(1500.0, 2500.0, 1.0)
+    lib = SimpleNamespace(wavelengths=[w], fluxes=[np.ones((1, w.size))])
+    (vac,), (flux,) = gridmod._to_vacuum(lib, "air")
+    assert np.array_equal(vac, air_to_vacuum(w))
+    np.testing.assert_allclose(flux[0], np.where(w < 2000, 1.0, 1 / air_to_vacuum_derivative(w)), rtol=1e-12)
+    assert np.all(flux[0][w < 2000] == 1.0) and np.all((flux[0][w >= 2000] > 0.99972)
+                                                        & (flux[0][w >= 2000] < 0.99984))
+    wave = default_wavelength().value
+    on_grid, mask = gridmod._to_common(lib, wave, medium="air")
+    near = (wave > 1960) & (wave < 2040)
+    assert mask[0][near].all()
+    np.testing.assert_allclose(on_grid[0][near], 1.0, atol=3e-4)
+
+
 def test_known_line_through_spectrum_and_ssp_outputs(blackbody):
     spec, _ = blackbody.spectra([5800.0], [4.4], [0.0])
     assert spec.meta["wavelength_medium"] == "vacuum" and spec.meta["lsf_shape"] == "box"
