@@ -313,6 +313,21 @@ def test_nextgen_reads_super_solar_files_with_a_plus_sign(copy_lib):
         nextgen.read(folder)
 
 
+@pytest.mark.parametrize("k", [500, 0])
+def test_nextgen_nan_wavelength_is_named(copy_lib, k):
+    """A NaN wavelength passed 'decrease' (NaN < 0 is False) and the repeat filter (step > 0) dropped it with
+    the good point after it, silently; a NaN first wavelength was reported as a flux-unit problem."""
+    folder = copy_lib("nextgen_phoenix")
+    path = folder / "Z-0.0/lte58-4.5-0.0.NextGen.spec.gz"
+    head, count, body = gzip.decompress(path.read_bytes()).decode().split("\n", 2)
+    tokens = body.split()
+    tokens[k] = "NaN"
+    path.write_bytes(gzip.compress(f"{head}\n{count}\n{' '.join(tokens)}\n".encode()))
+    with pytest.raises(ValueError, match=rf"lte58-4\.5-0\.0\.NextGen\.spec\.gz: wavelength {k + 1} is nan "
+                                         r"\(1 of \d+ wavelengths not finite"):
+        nextgen.read(folder)
+
+
 def test_truncated_numbers_are_named(copy_lib):
     folder = copy_lib("nextgen_phoenix")
     path = folder / "Z-0.0/lte58-4.5-0.0.NextGen.spec.gz"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import LibrarySpectra, check_flux, parse_floats, read_text, require_dir
+from ._common import LibrarySpectra, check_flux, check_wavelengths, parse_floats, read_text, require_dir
 
 NAME = "nextgen"
 FOLDER = "nextgen_phoenix"
@@ -50,7 +50,7 @@ def read_file(path):
         raise ValueError(f"{path}: its header gives Teff {teff:g} K, log g {logg:g}, [M/H] {mh:g}, but its "
                          "name says otherwise; a renamed or damaged file")
     values = parse_floats(lines[2], path, expected=3 * n)
-    wave = values[:n]
+    wave = check_wavelengths(values[:n], path)
     flux = values[n:2 * n] * PER_CM_TO_PER_A
     step = np.diff(wave)
     if (step < 0).any():
