@@ -1426,7 +1426,9 @@ def fit_ssp(
 
     Notes
     -----
-    The spectrum is the bilinear interpolation of the templates in (log age, [M/H]), attenuated by Calzetti
+    The spectrum is the templates' interpolation in (log age, [M/H])
+    (:class:`smnet_sps.ssp_torch.SSPInterpolator`: geometric in age, linear in [M/H], as
+    :func:`smnet_sps.ssp.ssp_spectrum`), attenuated by Calzetti
     et al. (2000) (A_V, R_V = 4.05) in the rest frame, shifted by rv and broadened by ``sigma`` on top of the
     resolution matching. With the generator's ~40 A effective resolution a dispersion below ~1000 km/s is
     barely resolved, and A_V is partly degenerate with the continuum polynomial: their errors say so.
