@@ -449,7 +449,8 @@ def to_medium(obj, medium="air"):
                                                 np.asarray(obj.ssp_flux, float), obj.wavelength_medium,
                                                 medium, per_frequency=True)
         return DSPSArrays(np.array(obj.ssp_lgmet, float), np.array(obj.ssp_lg_age_gyr, float),
-                          np.array(new_lam, float), np.array(flux, float), wavelength_medium=medium)
+                          np.array(new_lam, float), np.array(flux, float), wavelength_medium=medium,
+                          zsun=obj.zsun)
     if hasattr(obj, "ssp_wave") and hasattr(obj, "_replace"):
         attrs = copy.deepcopy(dict(getattr(obj, "attrs", {}) or {}))
         current = _stated_medium(attrs)

@@ -775,14 +775,23 @@ class _DSPSFields(NamedTuple):
 class DSPSArrays(_DSPSFields):
     """DSPS's four SSP arrays in DSPS's own unit: ``ssp_flux`` is L_nu [L_sun / Hz per M_sun formed].
 
-    ``wavelength_medium`` ("vacuum", default, or "air"): the medium of ``ssp_wave``. It is an attribute, not
-    a field, so that the tuple stays DSPS's four arrays (``SSPData(*arrays)``); ``_replace``, copy and pickle
-    keep it. L_nu is the same in either medium (a pixel's frequency is c / lambda_vac)."""
+    Two attributes, not fields, so that the tuple stays DSPS's four arrays (``SSPData(*arrays)``);
+    ``_replace``, copy and pickle keep them:
 
-    def __new__(cls, ssp_lgmet, ssp_lg_age_gyr, ssp_wave, ssp_flux, wavelength_medium="vacuum"):
+    * ``wavelength_medium`` ("vacuum", default, or "air"): the medium of ``ssp_wave``. L_nu is the same in
+      either medium (a pixel's frequency is c / lambda_vac).
+    * ``zsun``: the solar Z of the grid's isochrone family ([M/H] = ``ssp_lgmet`` - log10 zsun), None where
+      not known (JAX's pytree rebuild of the tuple drops it to None).
+    """
+
+    zsun = None
+
+    def __new__(cls, ssp_lgmet, ssp_lg_age_gyr, ssp_wave, ssp_flux, wavelength_medium="vacuum", *, zsun=None):
         from .medium import check_medium
         self = super().__new__(cls, ssp_lgmet, ssp_lg_age_gyr, ssp_wave, ssp_flux)
         self.wavelength_medium = check_medium(wavelength_medium)
+        if zsun is not None:
+            self.zsun = float(zsun)
         return self
 
     @classmethod
@@ -791,10 +800,11 @@ class DSPSArrays(_DSPSFields):
 
     def _replace(self, **fields):
         medium = fields.pop("wavelength_medium", self.wavelength_medium)
-        return DSPSArrays(*super()._replace(**fields), wavelength_medium=medium)
+        zsun = fields.pop("zsun", self.zsun)
+        return DSPSArrays(*super()._replace(**fields), wavelength_medium=medium, zsun=zsun)
 
     def __repr__(self):
-        return f"{super().__repr__()[:-1]}, wavelength_medium={self.wavelength_medium!r})"
+        return f"{super().__repr__()[:-1]}, wavelength_medium={self.wavelength_medium!r}, zsun={self.zsun!r})"
 
 
 def is_dsps_ssp_data(grid):
@@ -884,9 +894,12 @@ class SSPGrid(NamedTuple):
 
     def to_dsps_units(self):
         """:class:`DSPSArrays` (ssp_lgmet, ssp_lg_age_gyr, ssp_wave [A], ssp_flux [L_sun/Hz per M_sun]), on
-        the grid's own axis, which ``wavelength_medium`` records."""
+        the grid's own axis, which ``wavelength_medium`` records, carrying ``attrs["zsun"]`` as ``.zsun``
+        (without it SSPInterpolator took a Padova grid's [M/H] from 0.0152 for 0.019, +0.097 dex)."""
+        zsun = (self.attrs or {}).get("zsun")
         return DSPSArrays(np.array(self.ssp_lgmet, float), np.array(self.ssp_lg_age_gyr, float),
-                          np.array(self.ssp_wave, float), self.ssp_flux_per_hz(), self.wavelength_medium)
+                          np.array(self.ssp_wave, float), self.ssp_flux_per_hz(), self.wavelength_medium,
+                          zsun=zsun)
 
 
 def _is_empty(values):

@@ -21,6 +21,7 @@ from .generator import _logz_value, _torch_input
 __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
 
 CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
+DEFAULT_ZSUN = 0.0152  # PARSEC's, for a grid that states none
 
 
 def _grid_medium(grid):
@@ -32,6 +33,18 @@ def _grid_medium(grid):
         return grid.wavelength_medium
     stated = getattr(grid, "attrs", None) or getattr(grid, "meta", None) or {}
     return _stated_medium(stated) if isinstance(stated, dict) else "vacuum"
+
+
+def _grid_zsun(grid):
+    """The solar Z a grid states: ``attrs["zsun"]`` of an SSPGrid, ``meta["zsun"]`` of the plugins' arrays,
+    ``.zsun`` of :class:`smnet_sps.ssp.DSPSArrays`; PARSEC's 0.0152 (the package's default family) where it
+    states none (a ``dsps.SSPData``)."""
+    for key in ("attrs", "meta"):
+        stated = getattr(grid, key, None)
+        if isinstance(stated, dict) and stated.get("zsun") is not None:
+            return stated["zsun"]
+    stated = getattr(grid, "zsun", None)
+    return stated if stated is not None else DEFAULT_ZSUN
 
 
 def _flux_per_angstrom(grid, wave, jacobian=1.0):
@@ -95,7 +108,8 @@ class SSPInterpolator:
         Also DSPS's unit, L_nu [L_sun / Hz per M_sun formed] (``SSPGrid.to_dsps_units()``, a ``dsps.SSPData``,
         or ``attrs["flux_unit"]`` saying so), converted to L_sun / A; a grid that states no unit must
         integrate to a plausible L_bol (1e-3..1e6 L_sun per M_sun formed), else ``ValueError``
-    zsun : float or None, solar Z for [M/H] = log10(Z / zsun); default ``grid.attrs["zsun"]``
+    zsun : float or None, solar Z for [M/H] = log10(Z / zsun); default the grid's own (``attrs["zsun"]``,
+        ``meta["zsun"]``, or ``SSPGrid.to_dsps_units().zsun``), 0.0152 (PARSEC) for a grid that states none
     dtype, device : of the stored tensor (float64 on the CPU by default)
 
     ``wavelength`` is always vacuum [A], as the fits' data: a grid whose ``attrs["wavelength_medium"]`` says
@@ -104,7 +118,7 @@ class SSPInterpolator:
     """
 
     def __init__(self, grid, zsun=None, dtype=torch.float64, device="cpu"):
-        zsun = float(zsun if zsun is not None else (getattr(grid, "attrs", None) or {}).get("zsun", 0.0152))
+        zsun = float(zsun if zsun is not None else _grid_zsun(grid))
         wave = np.asarray(grid.ssp_wave, float)
         # an air grid used as vacuum shifted every line by ~83 km/s: rv +91 km/s, [M/H] +0.14 on a vacuum SSP
         self.source_medium = _grid_medium(grid)

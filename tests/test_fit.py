@@ -169,6 +169,26 @@ def test_templates_in_dsps_units_are_converted_and_unitless_l_nu_refused(rng, tm
         SSPInterpolator(SimpleNamespace(**grid._asdict() | {"attrs": {"flux_unit": "erg / s"}}))
 
 
+def test_dsps_unit_arrays_keep_the_grids_solar_z():
+    """SSPGrid.to_dsps_units() dropped attrs["zsun"] and SSPInterpolator (and the plugins' as_ssp_arrays)
+    took 0.0152: a Padova grid (Zsun 0.019) got [M/H] -0.279..+0.097 for -0.376..0, the same request 46 %
+    apart between the grid's two forms. Now the arrays carry .zsun (kept by _replace and pickling)."""
+    import pickle
+
+    from smnet_sps.plugins._common import as_ssp_arrays
+    from smnet_sps.ssp import ssp_grid
+    grid = ssp_grid([1e9, 3e9], [0.008, 0.019], isochrones="padova", generator="blackbody", progress=False)
+    arrays = grid.to_dsps_units()
+    assert arrays.zsun == 0.019 and len(arrays) == 4
+    assert pickle.loads(pickle.dumps(arrays)).zsun == 0.019
+    assert arrays._replace(ssp_wave=grid.ssp_wave).zsun == 0.019
+    a, b = SSPInterpolator(grid), SSPInterpolator(arrays)
+    np.testing.assert_allclose(b.logz, [np.log10(0.008 / 0.019), 0.0], atol=1e-12)
+    at = (torch.tensor([9.2]), torch.tensor([-0.2]))
+    np.testing.assert_allclose(b(*at).numpy(), a(*at).numpy(), rtol=1e-10)
+    assert as_ssp_arrays(arrays).meta["zsun"] == 0.019
+
+
 # ------------------------------------------------------------------------------------------- recovery
 def test_noiseless_mock_recovers_truth(gen):
     truth = (5300.0, 3.6, -0.5, 35.0)
