@@ -111,11 +111,17 @@ def _spec_model_files(spec):
 
 
 def _check_spec(spec):
+    """``spec`` checked, as the workers get it: a model path that exists here made absolute (a worker started
+    in another folder resolved a relative one there and silently used another model of that name), by the
+    commands' rule (neural.generator_spec_option)."""
     from .generator import Generator
     if isinstance(spec, Generator):
         raise ValueError("pass the generator as a spec (None/'default', 'blackbody', a model path, or a "
                          "zero-argument callable), not a loaded Generator: each worker loads it once itself")
     _spec_key(spec, "cpu")
+    if isinstance(spec, (str, Path)):
+        from .neural import generator_spec_option
+        spec = generator_spec_option(spec)
     return spec
 
 
@@ -324,7 +330,7 @@ def _resolve_config(cfg, age_chunk):
     if not isinstance(cfg.imf, str):
         raise ValueError("imf must be a name (kroupa, salpeter, chabrier) in a distributed run")
     get_imf(cfg.imf)
-    _check_spec(cfg.generator)
+    cfg = cfg._replace(generator=_check_spec(cfg.generator))
     if cfg.special_phases not in ("model", "dedicated"):
         raise ValueError(f"special_phases must be 'model' or 'dedicated', got {cfg.special_phases!r}")
     if cfg.outside not in ("extrapolate", "blackbody", "exclude"):
@@ -722,7 +728,7 @@ def magnitudes(points, filters, system="AB", *, generator=None, distance=None, b
     """
     from .filters import resolve_filters
     from .photometry import _system
-    _check_spec(generator)
+    generator = _check_spec(generator)
     filters = [f.strip() for f in filters.split(",")] if isinstance(filters, str) else list(filters)
     resolve_filters(filters)                      # a bad name fails here, not on a worker
     system = _system(system)
@@ -740,7 +746,7 @@ def surface_flux(points, *, generator=None, batch_size=4096, chunk_rows=10_000, 
     the output shape; None loads the generator here once to read it. Write the result chunk by chunk with
     :func:`write_points` (``what="spectra"``) or ``dask.array.to_zarr``.
     """
-    _check_spec(generator)
+    generator = _check_spec(generator)
     if wavelength is None:
         wavelength = worker_generator(generator, device).wavelength
     return _map_points(points, generator, device, "spectra", None, None, None, batch_size, chunk_rows,
@@ -821,7 +827,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     t0 = time.perf_counter()
     if what not in ("magnitudes", "spectra"):
         raise ValueError(f"what must be 'magnitudes' or 'spectra', got {what!r}")
-    _check_spec(generator)
+    generator = _check_spec(generator)
     client = get_client(client)
     if isinstance(points, (str, Path)):
         source = _file_identity(points)           # stable across processes, unlike a parquet graph's token

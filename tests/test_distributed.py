@@ -5,6 +5,7 @@ task) does not lose or duplicate anything; a rerun recomputes exactly the blocks
 """
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -557,3 +558,35 @@ def test_a_multithreaded_worker_loads_its_model_once(monkeypatch):
     with ThreadPoolExecutor(4) as pool:
         gens = list(pool.map(call, range(4)))
     assert len(_SLOW_LOADS) == 1 and all(g is gens[0] for g in gens)
+
+
+def test_a_relative_model_path_reaches_the_workers_absolute(tmp_path, monkeypatch):
+    """The Python API passed a relative model path to the workers as written: a worker started in another
+    folder loaded another model of that name there, silently (V = 11.00 for the Sun instead of 4.80, the store
+    stamped with the other model). ssp_grids, write_points, magnitudes and surface_flux now hand the workers
+    the absolute path of a model that exists here, as the commands do (neural.generator_spec_option)."""
+    import shutil
+
+    from smnet_sps.neural import default_model_path
+
+    work = tmp_path / "work"
+    shutil.copytree(default_model_path(), work / "mymodel")
+    monkeypatch.chdir(work)
+    seen = []
+    real = D.worker_generator
+
+    def recording(spec=None, device="auto"):
+        seen.append(spec)
+        return real(spec, device)
+
+    monkeypatch.setattr(D, "worker_generator", recording)
+    pts = np.array([[5777.0, 4.44, 0.0, 1.0], [9000.0, 4.0, 0.0, 10.0]])
+    mags = D.magnitudes(pts, ["bessell-V"], generator="mymodel", chunk_rows=2)[0]
+    flux = D.surface_flux(pts, generator=Path("mymodel"), chunk_rows=2)[0]
+    D.write_points(pts, "p.zarr", ["bessell-V"], generator="mymodel", chunk_rows=2, progress=False)
+    D.ssp_grids([D.SSPConfig("parsec", "kroupa", "mymodel", [1e9], [0.0152])], store="grids", progress=False)
+    monkeypatch.chdir(tmp_path)                   # as a worker started elsewhere: no ./mymodel there
+    v = mags.compute(scheduler="sync")
+    assert flux.compute(scheduler="sync").shape == (2, 1221)
+    assert set(seen) == {str((work / "mymodel").resolve())}
+    np.testing.assert_allclose(v, D.load_points_store(work / "p.zarr")[0])
