@@ -645,11 +645,19 @@ def _check_luminosity(lum, offset=0):
                          f"L = {lum[i]!r}")
 
 
-def _points_block(block, spec, device, what, filters, system, distance_cm, batch_size, out_dtype, offset=0):
-    """(n, k + 1) for one chunk of stars: k magnitudes (or k = n_wave fluxes), then the coverage flag."""
+def _points_block(block, spec, device, what, filters, system, distance_cm, batch_size, out_dtype, offset=0,
+                  n_wave=None):
+    """(n, k + 1) for one chunk of stars: k magnitudes (or k = n_wave fluxes), then the coverage flag.
+
+    ``n_wave``: the number of pixels the caller sized its output for (surface_flux's ``wavelength``); another
+    generator grid is refused (its fluxes were cut and a flux column read as the coverage flag)."""
     from .photometry import magnitudes as _mags
 
     gen = worker_generator(spec, device)
+    if what == "spectra" and n_wave is not None and gen.wavelength.size != n_wave:
+        raise ValueError(f"surface_flux: wavelength has {n_wave} values but the generator {gen.name!r} has "
+                         f"{gen.wavelength.size} pixels; give its own grid (generator.wavelength) or "
+                         "wavelength=None (read from the generator)")
     block = np.asarray(block, float)
     teff, logg, logz, lum = block.T
     # named by the row in the table, not in the chunk (a NaN Teff at row 1500 was "index 500")
@@ -691,12 +699,12 @@ def _points_block(block, spec, device, what, filters, system, distance_cm, batch
     return out
 
 
-def _points_chunk(block, *args, block_info=None):
+def _points_chunk(block, *args, n_wave=None, block_info=None):
     """:func:`_points_block` of one Dask chunk, its bad rows named by their row in the table: the chunk's
     first row comes from Dask's ``block_info`` (without it, a NaN Teff at row 23 in chunks of 10 was
     "row 3")."""
     offset = 0 if block_info is None else int(block_info[0]["array-location"][0][0])
-    return _points_block(block, *args, offset=offset)
+    return _points_block(block, *args, offset=offset, n_wave=n_wave)
 
 
 def _map_points(points, spec, device, what, filters, system, distance, batch_size, chunk_rows, k, out_dtype):
@@ -704,7 +712,8 @@ def _map_points(points, spec, device, what, filters, system, distance, batch_siz
     arr = points_array(points, chunk_rows)
     distance_cm = None if distance is None else _positive_length(distance, "distance")
     both = arr.map_blocks(_points_chunk, spec, device, what, tuple(filters or ()), system, distance_cm,
-                          int(batch_size), out_dtype, chunks=(arr.chunks[0], (k + 1,)), dtype=out_dtype)
+                          int(batch_size), out_dtype, chunks=(arr.chunks[0], (k + 1,)), dtype=out_dtype,
+                          n_wave=k if what == "spectra" else None)
     return both[:, :k], both[:, k].astype(bool)
 
 

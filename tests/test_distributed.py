@@ -590,3 +590,17 @@ def test_a_relative_model_path_reaches_the_workers_absolute(tmp_path, monkeypatc
     assert flux.compute(scheduler="sync").shape == (2, 1221)
     assert set(seen) == {str((work / "mymodel").resolve())}
     np.testing.assert_allclose(v, D.load_points_store(work / "p.zarr")[0])
+
+
+def test_surface_flux_refuses_a_wavelength_grid_of_another_size():
+    """surface_flux(wavelength=...) sized its output by that grid alone: 1000 values for the shipped model's
+    1221 pixels cut every spectrum and read flux column 1000 as the coverage flag ([True, True, True] for
+    [True, False, False]). A chunk whose generator has another number of pixels is a ValueError now."""
+    pts = np.array([[5777.0, 4.44, 0.0, 1.0], [1500.0, 4.0, 0.0, 1.0], [3000.0, 0.5, -2.4, 1.0]])
+    flux, inside = D.surface_flux(pts, wavelength=np.linspace(3000, 10000, 1000), chunk_rows=2)
+    for arr in (flux, inside):
+        with pytest.raises(ValueError, match="wavelength has 1000 values but .* has 1221 pixels"):
+            arr.compute(scheduler="sync")
+    flux, inside = D.surface_flux(pts, wavelength=np.linspace(3000, 10000, 1221), chunk_rows=2)
+    assert flux.compute(scheduler="sync").shape == (3, 1221)
+    assert inside.compute(scheduler="sync").tolist() == [True, False, False]
