@@ -48,7 +48,7 @@ from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT
 from .backend import _trapz_weights, star_scale
-from .generator import _check_count, _quiet_coverage, validate_parameters
+from .generator import _check_count, _check_out_dtype, _quiet_coverage, validate_parameters
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
            "magnitudes", "write_points", "load_points_store", "read_points", "points_array", "local_cluster",
@@ -752,10 +752,13 @@ def surface_flux(points, *, generator=None, batch_size=4096, chunk_rows=10_000, 
     """Surface fluxes F_lambda [erg s^-1 cm^-2 A^-1] of stars as lazy Dask arrays (n, n_wave) and (n,) inside.
 
     ``points`` as :func:`points_array` (L is not used). ``wavelength`` [A]: the generator's grid, needed for
-    the output shape; None loads the generator here once to read it. Write the result chunk by chunk with
-    :func:`write_points` (``what="spectra"``) or ``dask.array.to_zarr``.
+    the output shape; None loads the generator here once to read it. ``out_dtype``: float32 (default) or
+    float64 (None: float64), else a ValueError, as :meth:`Generator.stream`. Write the result chunk by chunk
+    with :func:`write_points` (``what="spectra"``) or ``dask.array.to_zarr``.
     """
     generator = _check_spec(generator)
+    # Generator.stream's rule: float16 made 1693 of 2442 pixels inf, an integer dtype truncated
+    out_dtype = _check_out_dtype(out_dtype) or np.dtype("f8")
     if wavelength is None:
         wavelength = worker_generator(generator, device).wavelength
     return _map_points(points, generator, device, "spectra", None, None, None, batch_size, chunk_rows,
@@ -822,7 +825,8 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     what : "magnitudes" (n x n_filters numbers per run, the default) or "spectra" (F_lambda, n x n_wave)
     client : distributed.Client or None (the default client if one exists, else this process)
     chunk_rows : stars per task and per Zarr chunk
-    out_dtype : "f8" for magnitudes, "f4" for spectra by default
+    out_dtype : float32 or float64 (else a ValueError, as :meth:`Generator.stream`); "f8" for magnitudes,
+        "f4" for spectra by default
 
     Returns
     -------
@@ -857,7 +861,9 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
         system = _system(system)
     else:
         filters, system = [], None
-    out_dtype = out_dtype or ("f8" if what == "magnitudes" else "f4")
+    # Generator.stream's rule (float16 stored 1693 of 2442 pixels as inf in a store marked complete; an
+    # integer dtype failed inside zarr on its NaN fill value)
+    out_dtype = _check_out_dtype(out_dtype or ("f8" if what == "magnitudes" else "f4"))
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     gen_name, wave, fingerprint, tail_filled = (
