@@ -17,7 +17,8 @@ Two workloads
 Generators are never pickled into tasks. A task carries a *generator spec* -- ``None`` / ``"default"`` (the
 shipped model), ``"blackbody"``, a model directory or a released ``.pt`` path, or a picklable zero-argument
 callable that returns a generator (e.g. ``functools.partial(load_generator, "x.pt", meta="x.meta.npz")``) --
-and each worker process loads it once into a worker-local cache (:func:`worker_generator`).
+and each worker process loads it once into a worker-local cache (:func:`worker_generator`). A store's spec
+must be picklable (a lambda is refused there): a rerun recognises the store by it.
 
 Stores and resuming
 -------------------
@@ -85,15 +86,33 @@ def _spec_key(spec, device):
     if isinstance(spec, (str, Path)):
         return ("path", str(spec), str(device))
     if callable(spec):
-        import pickle
-        try:                                        # a partial's arguments are part of its identity
-            blob = pickle.dumps(spec)
-        except Exception:                           # noqa: BLE001 - cloudpickle will still ship it
-            blob = repr(spec).encode()
-        return ("callable", hashlib.sha1(blob).hexdigest(), str(device))
+        # a partial's arguments are part of its identity; an unpicklable callable (cloudpickle still ships
+        # it) is known by its repr within this process only (_check_resumable refuses it for a store)
+        blob = _pickled(spec)
+        return ("callable", hashlib.sha1(blob or repr(spec).encode()).hexdigest(), str(device))
     raise ValueError("generator must be None/'default', 'blackbody', a model path, or a picklable "
                      f"zero-argument callable returning a Generator; got {type(spec).__name__}. Loaded "
                      "models are not shipped to workers: give what loads one")
+
+
+def _pickled(spec):
+    """pickle.dumps(spec), or None where it cannot be pickled (a lambda, a closure)."""
+    import pickle
+    try:
+        return pickle.dumps(spec)
+    except Exception:                               # noqa: BLE001 - pickling fails in many ways
+        return None
+
+
+def _check_resumable(spec, where):
+    """Refuse a callable spec that cannot be pickled for a store: its identity was repr(spec), a memory
+    address, another in each process, so a rerun refused its own store ("holds another run", write_points)
+    or recomputed every block into a new one (ssp_grids)."""
+    if callable(spec) and not isinstance(spec, (str, Path)) and _pickled(spec) is None:
+        raise ValueError(f"{where}: the generator spec {_spec_label(spec)!r} cannot be pickled (a lambda or "
+                         "a nested function), so a rerun could not recognise its store; give a model path, a "
+                         "module-level function, or functools.partial(load_generator, PATH, ...) of one")
+    return spec
 
 
 def _spec_model_files(spec):
@@ -330,7 +349,7 @@ def _resolve_config(cfg, age_chunk):
     if not isinstance(cfg.imf, str):
         raise ValueError("imf must be a name (kroupa, salpeter, chabrier) in a distributed run")
     get_imf(cfg.imf)
-    cfg = cfg._replace(generator=_check_spec(cfg.generator))
+    cfg = cfg._replace(generator=_check_resumable(_check_spec(cfg.generator), "ssp_grids"))
     if cfg.special_phases not in ("model", "dedicated"):
         raise ValueError(f"special_phases must be 'model' or 'dedicated', got {cfg.special_phases!r}")
     if cfg.outside not in ("extrapolate", "blackbody", "exclude"):
@@ -840,7 +859,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     t0 = time.perf_counter()
     if what not in ("magnitudes", "spectra"):
         raise ValueError(f"what must be 'magnitudes' or 'spectra', got {what!r}")
-    generator = _check_spec(generator)
+    generator = _check_resumable(_check_spec(generator), "write_points")
     client = get_client(client)
     if isinstance(points, (str, Path)):
         source = _file_identity(points)           # stable across processes, unlike a parquet graph's token

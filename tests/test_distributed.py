@@ -622,3 +622,29 @@ def test_points_out_dtype_must_hold_the_fluxes(tmp_path, out_dtype):
         D.surface_flux(pts, generator="blackbody", wavelength=np.arange(10), out_dtype=out_dtype)
     flux = D.surface_flux(pts, generator="blackbody", chunk_rows=1, out_dtype=None)[0]
     assert flux.dtype == np.float64 and flux.compute(scheduler="sync").dtype == np.float64
+
+
+def _module_blackbody():
+    from smnet_sps.generator import BlackbodyGenerator
+    return BlackbodyGenerator()
+
+
+def test_a_store_needs_a_generator_spec_a_rerun_recognises(tmp_path):
+    """A lambda spec was known by repr(spec), a memory address that changes every run: write_points refused
+    its own store on the rerun ("holds another run") and ssp_grids recomputed every block into a new store.
+    A store's spec must be picklable now (a ValueError says how); a module-level function resumes; lazy
+    arrays (no store) still take a lambda."""
+    from smnet_sps.generator import BlackbodyGenerator
+
+    pts = np.column_stack([np.linspace(4000, 9000, 40), np.full(40, 4.0), np.zeros(40), np.ones(40)])
+    spec = lambda: BlackbodyGenerator()            # noqa: E731
+    with pytest.raises(ValueError, match="write_points: .* cannot be pickled .* functools.partial"):
+        D.write_points(pts, tmp_path / "p.zarr", "sdss2010-g", generator=spec, chunk_rows=10, progress=False)
+    with pytest.raises(ValueError, match="ssp_grids: .* cannot be pickled"):
+        D.ssp_grids([D.SSPConfig("parsec", "kroupa", spec, [1e9], [0.0152])], store=tmp_path, progress=False)
+    assert not (tmp_path / "p.zarr").exists()
+    runs = [D.write_points(pts, tmp_path / "p.zarr", "sdss2010-g", generator=_module_blackbody, chunk_rows=10,
+                           progress=False) for _ in range(2)]
+    assert [(r.n_skipped, r.n_computed) for r in runs] == [(0, 4), (4, 0)]
+    mags = D.magnitudes(pts, "sdss2010-g", generator=spec, chunk_rows=10)[0].compute(scheduler="sync")
+    np.testing.assert_allclose(mags, D.load_points_store(tmp_path / "p.zarr")[0])
