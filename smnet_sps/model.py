@@ -221,7 +221,8 @@ def load_smnet_state_dict(state_dict, dropout=0.0):
     """Build an :class:`SMNet` with B, L inferred from the weights and load them (strict key match)."""
     sd = _strip_state_dict(state_dict)
     B, L = infer_smnet_shape(sd)
-    model = SMNet(B, L, dropout=dropout)
+    with caller_torch_state_kept():     # its random initial weights, replaced below, keep the caller's RNG
+        model = SMNet(B, L, dropout=dropout)
     try:
         missing, unexpected = model.load_state_dict(sd, strict=False)
     except RuntimeError as exc:          # a layer of another shape: corrupt, or another SM-Net variant

@@ -30,7 +30,7 @@ from .gravity_range import GravityRange
 from .mixture import (MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy,
                       library_node_trees, node_coordinates, widen_single_metallicity)
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, SMNet, blackbody_constants, build_model,
-                    load_smnet_state_dict, log1p01_inverse)
+                    caller_torch_state_kept, load_smnet_state_dict, log1p01_inverse)
 from .tail import UntrainedTails, node_hull, node_points
 from .wavegrid import check_wavelength_grid
 
@@ -452,7 +452,9 @@ class NeuralGenerator(_TorchGenerator):
             raise ValueError(f"weights file {weights_path} is not a state_dict")
         _check_finite_weights(sd, weights_path)
         try:
-            model = build_model(self.arch, **cfg["arch_kwargs"])
+            # its random initial weights, replaced by the file's, must not advance the caller's random numbers
+            with caller_torch_state_kept():
+                model = build_model(self.arch, **cfg["arch_kwargs"])
         except (TypeError, ValueError) as exc:
             # e.g. an expert model's arch_kwargs under arch "mlp": a TypeError deep in torch's modules
             raise ValueError(f"{cfg_path}: arch {self.arch!r} cannot be built with arch_kwargs "

@@ -593,8 +593,10 @@ def _load_net(directory, cfg):
     shas = net_cfg.get("weights_sha256") or [None] * len(net_cfg["weights_files"])
     for fname, sha in zip(net_cfg["weights_files"], shas):
         _check_sha(directory / fname, sha, "weights_sha256")
-        net = CorrectionNet(n, width=net_cfg["width"], depth=net_cfg["depth"],
-                            basis=np.ones((n, int(cfg["basis_order"]) + 1)))
+        from .model import caller_torch_state_kept
+        with caller_torch_state_kept():          # random initial weights, replaced: the caller's RNG is kept
+            net = CorrectionNet(n, width=net_cfg["width"], depth=net_cfg["depth"],
+                                basis=np.ones((n, int(cfg["basis_order"]) + 1)))
         sd = _torch_load(directory / fname)
         _check_finite_weights(sd, directory / fname)
         try:
