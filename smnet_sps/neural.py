@@ -273,6 +273,29 @@ def _load_wavelength(path):
     return check_wavelength_grid(wave, f"{path}: the wavelength grid")
 
 
+def _check_model_wavelength(wave, path, cfg, directory):
+    """Refuse a model's wavelength grid that is not the one it was trained on (a replaced wavelength.npy, e.g.
+    the same grid in nm, loaded silently: the Sun's peak moved from 4510 to 5030 A). By config.json's
+    ``wavelength_sha256``; a model saved before it was recorded, by its tail table's own grid."""
+    recorded = cfg.get("wavelength_sha256")
+    if recorded is not None:
+        check_recorded_sha256(path, recorded, "wavelength_sha256", "wavelength grid")
+        return
+    tail = directory / cfg["tail_file"] if "tail_file" in cfg else None
+    if tail is None or not tail.is_file():
+        return
+    try:
+        with np.load(tail, allow_pickle=False) as f:
+            own = np.asarray(f["wavelength"], float) if "wavelength" in f.files else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        return                        # an unreadable tail table is named when the tail is loaded
+    if own is not None and (own.shape != wave.shape or not np.allclose(own, wave, rtol=1e-9, atol=0)):
+        raise ValueError(f"wavelength grid {path} is not the model's: its tail table {tail.name} holds the "
+                         f"grid the model was trained on ({own.size} values, {own[0]:g}-{own[-1]:g} A), the "
+                         f"file {wave.size} values, {wave[0]:g}-{wave[-1]:g}; it was replaced (e.g. by "
+                         "another model's, or in other units): put the model's own grid back")
+
+
 def _load_nodes(path):
     """A model's training nodes (teff, logg, logz, library_id, split) from its .npz."""
     try:
@@ -405,7 +428,9 @@ class NeuralGenerator(_TorchGenerator):
         self.directory = directory
         self.name = cfg.get("name", directory.name)
         self.arch = cfg["arch"]
-        self.wavelength = _load_wavelength(directory / cfg.get("wavelength_file", "wavelength.npy"))
+        wave_path = directory / cfg.get("wavelength_file", "wavelength.npy")
+        self.wavelength = _load_wavelength(wave_path)
+        _check_model_wavelength(self.wavelength, wave_path, cfg, directory)
         self.library_names = list(cfg["library_names"])
         if sorted(cfg["library_boxes"]) != sorted(self.library_names):
             raise ValueError(f"{cfg_path}: library_boxes {sorted(cfg['library_boxes'])} do not match "

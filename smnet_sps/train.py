@@ -1165,6 +1165,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
             cfg["weights_sha256"] = weights_sha256(partial)   # verified when the model is loaded
         with atomic_output(out / "wavelength.npy", overwrite=True, option="wavelength") as partial:
             np.save(partial, np.asarray(grid.wavelength, float))
+            cfg["wavelength_sha256"] = file_sha256(partial)     # verified when the model is loaded
         with atomic_output(out / "nodes.npz", overwrite=True, option="nodes") as partial:
             np.savez(partial, teff=grid.teff, logg=grid.logg, logz=grid.logz,
                      library_id=grid.library_id.astype(np.int16), split=split)

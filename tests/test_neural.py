@@ -876,3 +876,29 @@ def test_loading_a_generator_keeps_the_callers_random_numbers(kind, released_smo
     torch.manual_seed(0)
     load_generator(*args[0], device="cpu", **args[1])
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_replaced_wavelength_grid_is_refused(tiny_model, tmp_path):
+    """A replaced wavelength.npy (here the same grid in nm) loaded silently: the Sun's peak moved from 4510 to
+    5030 A and fluxes at one pixel changed by 1e-26..9e3. train() records wavelength_sha256 now and loading
+    checks it; a model saved before (the shipped one) is checked against its tail table's own grid."""
+    import json
+
+    from smnet_sps.checksums import file_sha256
+    from smnet_sps.neural import default_model_path
+    cfg = json.loads((tiny_model / "config.json").read_text())
+    assert cfg["wavelength_sha256"] == file_sha256(tiny_model / "wavelength.npy")     # written by train()
+    model = _copy_model(tiny_model, tmp_path / "model")
+    np.save(model / "wavelength.npy", np.load(tiny_model / "wavelength.npy") / 10.0)
+    with pytest.raises(ValueError, match=r"wavelength.npy does not match .*wavelength_sha256"):
+        NeuralGenerator(model, device="cpu")
+    # the shipped model records no wavelength_sha256: its tail.npz's grid decides
+    shipped = json.loads((default_model_path() / "config.json").read_text())
+    assert "wavelength_sha256" not in shipped
+    old = _copy_model(default_model_path(), tmp_path / "old")
+    NeuralGenerator(old, device="cpu", fill_tail=False)                     # its own grid: fine
+    np.save(old / "wavelength.npy", np.load(default_model_path() / "wavelength.npy") / 10.0)
+    for fill_tail in (True, False):
+        with pytest.raises(ValueError, match=r"wavelength grid .*wavelength.npy is not the model's: its tail "
+                                             r"table tail.npz .* \(1221 values, 91-1.6e\+06 A\)"):
+            NeuralGenerator(old, device="cpu", fill_tail=fill_tail)
