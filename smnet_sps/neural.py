@@ -195,6 +195,12 @@ class _Float32Input(torch.nn.Module):
         return self.layer(x.float()).to(self.out_dtype)
 
 
+def _input_dtype(model_dtype):
+    """The dtype an SM-Net's inputs are handed over in: float32 for a low-precision network, whose input
+    layers stay float32 (_model_for); cast to bfloat16 first, Teff 5000-5020 K reached it as one value."""
+    return model_dtype if model_dtype in (torch.float32, torch.float64) else torch.float32
+
+
 def _mlp_forward(net, inp):
     """``net(inp)`` for an MLP whose first layer may be float32 while the rest runs in a lower precision."""
     first, last = net[0], net[-1]
@@ -897,7 +903,7 @@ class NeuralGenerator(_TorchGenerator):
             boxed = scaled.clamp(0.0, 1.0)
             for s in range(0, n, chunk):
                 sl = slice(s, min(s + chunk, n))
-                y = _padded_net(model, boxed[sl].to(mdtype))
+                y = _padded_net(model, boxed[sl].to(_input_dtype(mdtype)))
                 self._finish_(self._smnet_ratio(y).to(compute), rows_q, sl, out)
             return out
         # Outside the training box, and beyond a library's last nodes, the network's departure from a
@@ -1181,8 +1187,7 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         """F_lambda from inputs already min-max scaled (n, 3; float64) and each spectrum's target integral
         sigma Teff^4 x fraction (n,; float64): network, log1p01 inverse, rescaling. One arithmetic for the
         fast path (under no_grad) and the differentiable one."""
-        # low precisions take float32 inputs (their input layers stay float32: _model_for)
-        inp = scaled.to(mdtype if mdtype in (torch.float32, torch.float64) else torch.float32)
+        inp = scaled.to(_input_dtype(mdtype))
         chunk = SMNET_CHUNK["cpu" if self.device.type == "cpu" else "accelerator"]
         y = torch.cat([_padded_net(model, inp[i:i + chunk]) for i in range(0, max(len(inp), 1), chunk)]
                       ).to(torch.float64)

@@ -902,3 +902,24 @@ def test_a_replaced_wavelength_grid_is_refused(tiny_model, tmp_path):
         with pytest.raises(ValueError, match=r"wavelength grid .*wavelength.npy is not the model's: its tail "
                                              r"table tail.npz .* \(1221 values, 91-1.6e\+06 A\)"):
             NeuralGenerator(old, device="cpu", fill_tail=fill_tail)
+
+
+def test_trained_smnet_in_bfloat16_reads_its_inputs_in_float32(tmp_path):
+    """A model of `train --arch smnet` run with dtype="bfloat16" cast its scaled inputs to bf16 before the
+    layers kept float32 for them: Teff 5000-5020 K (scaled log Teff 0.2036-0.2045) all reached the network
+    as 0.2041. The inputs go in as float32 now, as the released SM-Net's do (neural._input_dtype)."""
+    from test_train import make_synthetic_grid
+
+    from smnet_sps.train import train
+    torch.set_num_threads(1)
+    train(make_synthetic_grid(tmp_path / "grid.h5"), tmp_path / "s", arch="smnet", B=4, epochs=1,
+          batch_size=32, progress=False, device="cpu")
+    gen = load_generator(tmp_path / "s", device="cpu")
+    seen = []
+    gen._model_for("bfloat16")[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    teff = np.array([5000.0, 5005.0, 5010.0, 5015.0, 5020.0])
+    gen.surface_flux(teff, 4.0, -0.5, dtype="bfloat16")
+    x = seen[0][:teff.size]
+    assert x.dtype == torch.float32
+    expected = gen.scale_inputs(teff, np.full(5, 4.0), np.full(5, -0.5))
+    np.testing.assert_allclose(x.numpy(), expected, rtol=1e-6)
