@@ -1133,6 +1133,13 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         missing = [k for k in need if k not in md]
         if missing:
             raise ValueError(f"meta file {meta} lacks keys {missing}; a released meta.npz has {need}")
+        for key in need[1:]:
+            # one number each (per-library arrays, or a re-saved file, were a bare TypeError from numpy)
+            value = np.asarray(md[key])
+            if value.size != 1 or value.dtype.kind not in "iuf":
+                raise ValueError(f"meta file {meta}: {key!r} must be one number, as the release's; got an "
+                                 f"array of shape {value.shape} ({value.dtype})")
+            md[key] = value.reshape(())
         sd = _torch_load(weights)
         try:
             model = load_smnet_state_dict(sd)

@@ -923,3 +923,18 @@ def test_trained_smnet_in_bfloat16_reads_its_inputs_in_float32(tmp_path):
     assert x.dtype == torch.float32
     expected = gen.scale_inputs(teff, np.full(5, 4.0), np.full(5, -0.5))
     np.testing.assert_allclose(x.numpy(), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("key, value", [("tau", np.array([3.765e-17, 3.765e-17])), ("x_max", np.ones((1, 2))),
+                                        ("Teff_max", np.array([1.0e5, 2.0e5])), ("tau", np.array("1e-17"))])
+def test_a_released_meta_value_that_is_not_one_number_is_named(released, tmp_path, key, value):
+    """A meta.npz whose tau / x_max (or a box bound) is not one number -- per-library arrays, a re-saved file
+    -- was a bare TypeError from numpy ("only 0-dimensional arrays can be converted to Python scalars"),
+    naming neither the file nor the key. A ValueError names both now; a one-element array still loads."""
+    d, _, small = released
+    np.savez(tmp_path / "bad.meta.npz", **dict(small, **{key: value}))
+    with pytest.raises(ValueError, match=rf"meta file .*bad.meta.npz: '{key}' must be one number"):
+        load_generator(d / "plain.pt", meta=tmp_path / "bad.meta.npz", device="cpu")
+    np.savez(tmp_path / "one.meta.npz", **dict(small, tau=np.atleast_1d(small["tau"])))
+    gen = load_generator(d / "plain.pt", meta=tmp_path / "one.meta.npz", device="cpu")
+    assert gen.tau == float(small["tau"])
