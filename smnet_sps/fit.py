@@ -1093,6 +1093,34 @@ def _cached_start_grid(gen):
     return _STAR_START_GRID[gen]
 
 
+# steps of the coverage scans along one parameter (_back_into_coverage): log10 Teff [dex], log g, [M/H]
+_COVERAGE_SCAN_STEP = (0.002, 0.01, 0.01)
+
+
+def _back_into_coverage(gen, library, theta, lo, hi, scale):
+    """Where a fit outside the generator's coverage ended on its hold (the generator holds its inputs at the
+    edge of its training nodes: spectra identical, gradient zero beyond): per axis (Teff, log g, [M/H]), the
+    nearest value along that axis, the others fixed, that lies inside coverage. Returns (axis, value) of the
+    smallest move in optimisation units, or None if no axis reaches coverage within the bounds."""
+    best = None
+    for axis, step in enumerate(_COVERAGE_SCAN_STEP):
+        if axis == 0:
+            line = 10 ** np.arange(np.log10(lo[0]), np.log10(hi[0]) + step, step)
+        else:
+            line = np.arange(lo[axis], hi[axis] + step, step)
+        line = np.clip(line, lo[axis], hi[axis])
+        pts = np.repeat(np.asarray(theta[:3], float)[None], line.size, 0)
+        pts[:, axis] = line
+        ok = np.asarray(gen.in_coverage(pts[:, 0], pts[:, 1], pts[:, 2], library=library), bool)
+        if not ok.any():
+            continue
+        near = line[ok][np.argmin(np.abs(line[ok] - theta[axis]))]
+        move = abs(near - theta[axis]) / scale[axis]
+        if best is None or move < best[2]:
+            best = (axis, float(near), move)
+    return None if best is None else best[:2]
+
+
 def _star_model_fn(gen, op, library, correction=None, dtype=torch.float32):
     src = torch.as_tensor(op.src)
     corr = None if correction is None else torch.as_tensor(np.asarray(correction, float)[op.src])
@@ -1322,6 +1350,25 @@ def fit_star(
             # the refit astray (3,211 K for a 5,200 K star on the model's own pixels)
             starts = pick_starts()
             theta, chi2, _, _ = _optimise(prob, np.vstack([theta[None], starts]))
+    inside = bool(np.asarray(gen.in_coverage(*theta[:3], library=library)).ravel()[0])
+    back = None if inside else _back_into_coverage(gen, library, theta, lo, hi, prob.scale)
+    if back is not None:
+        # outside coverage the generator holds its inputs (spectra identical, zero gradient): the optimiser
+        # can drift onto that plateau and never come back (3,920 K, log g 4.08, [M/H] -1.36 ended at log g
+        # 5.17, chi^2 340 against 221 at the truth). Refit with that axis bounded at the coverage's edge,
+        # from there and from the starts, and keep the better chi^2 (a real star beyond coverage stays)
+        axis, edge = back
+        lo2, hi2 = lo.copy(), hi.copy()
+        if theta[axis] > edge:
+            hi2[axis] = edge
+        else:
+            lo2[axis] = edge
+        prob2 = _Problem(op, STAR_PARAMETERS, lo2, hi2, prob.scale, spectrum)
+        moved = theta.copy()
+        moved[axis] = edge
+        theta2, chi2_2, _, _ = _optimise(prob2, np.clip(np.vstack([moved[None], starts]), lo2, hi2))
+        if chi2_2 < chi2:
+            prob, theta, chi2, lo, hi = prob2, theta2, chi2_2, lo2, hi2
     prior_meta = {"n_clipped": n_clipped} if clip is not None else {}
     if prior is not None:
         log_prior = _resolve_prior(prior)

@@ -815,8 +815,9 @@ def test_a_library_imitation_is_fitted_inside_that_librarys_box(gen):
         r = fit_star(w, f, iv, generator=gen, library="nextgen")
     assert box.teff[0] <= r.teff <= box.teff[1] and box.logg[0] <= r.logg <= box.logg[1]
     assert r.meta["inside_coverage"]
-    # explicit bounds may go beyond the library's box (to the model's), as before
-    wide = fit_star(w, f, iv, generator=gen, library="nextgen", bounds={"teff": (5000.0, 60000.0)})
+    # explicit bounds may go beyond the library's box (to the model's), as before (bounds of 5,000-60,000 K
+    # now end inside coverage, at 9,744 K, chi^2 423 for 1,060 at 60,000 K: the refit from coverage's edge)
+    wide = fit_star(w, f, iv, generator=gen, library="nextgen", bounds={"teff": (12000.0, 60000.0)})
     assert wide.teff > box.teff[1]
     with pytest.raises(ValueError, match="unknown library 'kurucz'"):
         fit_star(w, f, iv, generator=gen, library="kurucz")
@@ -1577,3 +1578,17 @@ def test_fit_ssp_converts_air_templates_to_vacuum(real_ssp_grid, tmp_path, capsy
     assert "states air wavelengths: converted to vacuum" in capsys.readouterr().out
     res = json.loads(out.read_text())
     assert abs(res["rv"]) < 2.0 and abs(res["logz"]) < 0.01 and res["template_medium"] == "air"
+
+
+def test_a_fit_that_drifts_onto_the_held_plateau_comes_back_into_coverage(gen):
+    """Beyond its training nodes the generator holds its inputs (at 4,050 K, [M/H] -1.5 the spectra are
+    byte-identical for log g 5.0-6.0, gradient zero), but the default bounds reach log g 8: a 3,920 K, log g
+    4.08, [M/H] -1.36 mock (a generator-mock draw, inside coverage) was fitted at 4,050 K, log g 5.165 +- NaN,
+    chi^2 340 against 221 at the truth. It is now refitted with log g bounded at the coverage's edge."""
+    w, f, iv, _ = mock_star(np.linspace(3800, 9000, 500), 3919.886, 4.0817, -1.3617, rv=287.25, snr=100,
+                            generator=gen, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_star(w, f, iv, generator=gen)
+    assert r.meta["inside_coverage"] and not r.meta["unconstrained"]
+    assert abs(r.logg - 4.08) < 3 * r.logg_err and r.chi2 < 240.0
