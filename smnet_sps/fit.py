@@ -1060,7 +1060,11 @@ _STAR_START_GRID = None
 def _star_start_grid(gen):
     """A coarse grid of (Teff, log g, [M/H]) inside the generator's box and coverage, with its spectra."""
     box = gen.box
-    lt = np.arange(np.log10(max(box.teff[0], 2600.0)), np.log10(box.teff[1]) + 1e-9, 0.035)
+    # from the box's bottom (it began at 2,600 K, above the coverage's 2,000 K: a 2,150 K dwarf was fitted at
+    # 2,216 K, log g 5.51, chi^2 270x the truth's); the nodes stay anchored at 2,600 K, as before
+    anchor = np.log10(2600.0)
+    lt = anchor + 0.035 * np.arange(np.ceil((np.log10(box.teff[0]) - anchor) / 0.035 - 1e-9),
+                                    np.floor((np.log10(box.teff[1]) - anchor) / 0.035 + 1e-9) + 1)
     lg = np.arange(max(box.logg[0], 0.0), min(box.logg[1], 8.0) + 1e-9, 1.0)
     lz = np.array([v for v in (-2.0, -1.0, -0.5, 0.0, 0.3) if box.logz[0] <= v <= box.logz[1]])
     T, G, Z = (a.ravel() for a in np.meshgrid(10**lt, lg, lz, indexing="ij"))

@@ -1592,3 +1592,15 @@ def test_a_fit_that_drifts_onto_the_held_plateau_comes_back_into_coverage(gen):
         r = fit_star(w, f, iv, generator=gen)
     assert r.meta["inside_coverage"] and not r.meta["unconstrained"]
     assert abs(r.logg - 4.08) < 3 * r.logg_err and r.chi2 < 240.0
+
+
+def test_a_cool_dwarf_below_2600_k_inside_coverage_is_recovered(gen):
+    """The start grid began at 2,600 K though the coverage reaches 2,000 K (BaSeL): a 2,150 K, log g 5 mock
+    was fitted at 2,216 K, log g 5.51 +- NaN, chi^2 57,176 against 210 at the truth."""
+    assert gen.in_coverage(2150.0, 5.0, 0.0)[0]
+    w, f, iv, _ = mock_star(np.linspace(4000, 9000, 500), 2150.0, 5.0, 0.0, rv=0.0, snr=100, generator=gen,
+                            seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_star(w, f, iv, generator=gen)
+    assert abs(r.teff - 2150.0) < 5 * r.teff_err and r.chi2 < 300.0
