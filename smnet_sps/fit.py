@@ -1238,9 +1238,10 @@ def fit_star(
         error bars; otherwise s = 1). The errors are then those of the posterior (the prior's curvature
         added). See docs/fit.md for what it does on MILES stars.
     clip : float or None, sigma-clipping of outliers (cosmic rays, bad sky lines): after the fit, working
-        pixels whose residual exceeds ``clip`` times their error (inflated by sqrt(chi^2_red) when above 1)
-        are dropped and the fit is repeated from its result, up to 3 times; ``meta["n_clipped"]`` counts
-        them. None (default): no clipping (one 100x pixel can then decide the fit)
+        pixels whose residual exceeds ``clip`` times their error (inflated by sqrt(chi^2_red) when above 1;
+        without ``ivar`` scaled by it both ways, as the errors are) are dropped and the fit is repeated
+        from its result, up to 3 times; ``meta["n_clipped"]`` counts them.
+        None (default): no clipping (one 100x pixel can then decide the fit)
 
     Returns
     -------
@@ -1343,7 +1344,10 @@ def fit_star(
             with torch.no_grad():
                 best = prob.spectrum_fn(torch.as_tensor(theta, dtype=torch.float64)[None])
                 z = (op.data_t - _profile(best, op)[1][0]) * torch.sqrt(op.ivar_t)
-            inflate = max(1.0, _reduced_chi2(chi2, prob)[0])
+            # the errors' own scaling: without an ivar the stand-in error (1 % of the median flux) is set by
+            # the scatter both ways (only inflated, a 20-sigma spike at S/N 500 was never clipped)
+            red = _reduced_chi2(chi2, prob)[0]
+            inflate = red if from_scatter else max(1.0, red)
             out = (z.abs() > clip * np.sqrt(inflate)) & (op.ivar_t > 0)
             if not bool(out.any()):
                 break

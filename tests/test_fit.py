@@ -1604,3 +1604,16 @@ def test_a_cool_dwarf_below_2600_k_inside_coverage_is_recovered(gen):
         warnings.simplefilter("ignore")
         r = fit_star(w, f, iv, generator=gen)
     assert abs(r.teff - 2150.0) < 5 * r.teff_err and r.chi2 < 300.0
+
+
+def test_clip_without_ivar_scales_the_threshold_by_the_scatter(gen):
+    """No ivar: the clip threshold used the stand-in error (1 % of the median flux), only ever inflated, so at
+    S/N 500 a 3-pixel 4 % spike (20 sigma) on Mg b was never clipped (n_clipped 0) and pulled the fit."""
+    w, f, _, _ = mock_star(np.linspace(3800, 7000, 500), 5200, 3.0, -0.5, rv=0, snr=500, generator=gen,
+                           seed=3)
+    k = np.argmin(np.abs(w - 5175))
+    f[k - 1:k + 2] *= 1.04
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_star(w, f, None, generator=gen, clip=5)
+    assert r.meta["n_clipped"] >= 3
