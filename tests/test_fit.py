@@ -1617,3 +1617,20 @@ def test_clip_without_ivar_scales_the_threshold_by_the_scatter(gen):
         warnings.simplefilter("ignore")
         r = fit_star(w, f, None, generator=gen, clip=5)
     assert r.meta["n_clipped"] >= 3
+
+
+def test_at_bound_is_measured_in_the_fits_own_units(gen):
+    """at_bound used 1e-3 of the linear width: 178 K of the 2,000-180,000 K Teff box, so a 2,150 +- 0.7 K
+    fit was flagged at the bound (warning, result.at_bound) under the default box but not under BaSeL's. A
+    fit held on a bound is still flagged."""
+    w, f, iv, _ = mock_star(np.linspace(4000, 9000, 500), 2150.0, 5.0, 0.0, rv=0.0, snr=100, generator=gen,
+                            seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = fit_star(w, f, iv, generator=gen)
+    assert r.at_bound == () and abs(r.teff - 2150.0) < 5 * r.teff_err
+    assert not [x for x in caught if "bound" in str(x.message)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        held = fit_star(w, f, iv, generator=gen, bounds={"teff": (2300.0, 3000.0)})
+    assert held.at_bound == ("teff",) and held.teff == pytest.approx(2300.0)
