@@ -183,6 +183,67 @@ def _check_max_rv(max_rv):
     return value
 
 
+def _check_number(value, name, meaning):
+    """``value`` as a finite float; a string, bool, None or array is refused (a TypeError deep in the fit, or
+    a comparison of '10' with a float)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number ({meaning}); got {value!r}")
+    return float(value)
+
+
+def _check_degree(degree):
+    """The continuum's degree: an integer >= 0 (None and strings were a TypeError)."""
+    if isinstance(degree, (bool, np.bool_)) or not isinstance(degree, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(degree) or int(degree) != degree or degree < 0:
+        raise ValueError(f"degree must be an integer >= 0 (of the Legendre continuum); got {degree!r}")
+    return int(degree)
+
+
+_UNCERTAINTIES = ("laplace", "emcee")
+_EMCEE_KWARGS = ("n_walkers", "n_steps", "n_burn", "seed")
+
+
+def _check_uncertainty(uncertainty, emcee_kwargs):
+    """Checked before the fit (they were refused only after it, 11-14 s, or raised a TypeError there)."""
+    if not isinstance(uncertainty, str) or uncertainty not in _UNCERTAINTIES:
+        raise ValueError(f"uncertainty must be one of {_UNCERTAINTIES}; got {uncertainty!r}")
+    if emcee_kwargs is None:
+        return
+    if not isinstance(emcee_kwargs, dict):
+        raise ValueError(f"emcee_kwargs must be a dict with keys from {_EMCEE_KWARGS}; got "
+                         f"{type(emcee_kwargs).__name__}")
+    unknown = sorted(set(emcee_kwargs) - set(_EMCEE_KWARGS), key=str)
+    if unknown:
+        raise ValueError(f"unknown emcee_kwargs {unknown}; the keys are {_EMCEE_KWARGS}")
+    for k, v in emcee_kwargs.items():
+        least = 0 if k in ("n_burn", "seed") else 1
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < least:
+            raise ValueError(f"emcee_kwargs[{k!r}] must be an integer >= {least}; got {v!r}")
+    steps, burn = emcee_kwargs.get("n_steps", 400), emcee_kwargs.get("n_burn", 150)
+    if burn >= steps:
+        raise ValueError(f"emcee_kwargs: n_burn ({burn}) must be below n_steps ({steps}): no samples left")
+
+
+def _check_bounds(bounds, lim, limit, names, fit):
+    """``bounds`` (dict name -> (lo, hi)) applied to ``lim`` in place, each within ``limit``."""
+    if bounds is None:
+        return
+    if not isinstance(bounds, dict):
+        raise ValueError(f"bounds must be a dict name -> (lo, hi) for any of {names}; got "
+                         f"{type(bounds).__name__}")
+    for k, v in bounds.items():
+        if k not in lim:
+            raise ValueError(f"unknown bound {k!r}; {fit}'s parameters are {names}")
+        pair = v if isinstance(v, (tuple, list, np.ndarray)) else None
+        if pair is None or len(pair) != 2:
+            raise ValueError(f"bounds[{k!r}] must be a pair (lo, hi); got {v!r}")
+        lo, hi = (_check_number(x, f"bounds[{k!r}]", "a pair (lo, hi)") for x in pair)
+        if not (limit[k][0] <= lo < hi <= limit[k][1]):
+            raise ValueError(f"bounds[{k!r}] = {v} must satisfy {limit[k][0]} <= lo < hi <= {limit[k][1]}")
+        lim[k] = (lo, hi)
+
+
 def _check_resolution_fwhm(resolution_fwhm, n_pix):
     """Refuse a ``resolution_fwhm`` that is neither one number nor one per pixel (numpy's "operands could not
     be broadcast together" named neither)."""
@@ -518,8 +579,7 @@ class SpectralOperator:
         self._floor_var = t((_SIGMA_FLOOR_PIX * pix) ** 2)
         self._wave_t = t(self.wave)
         x = 2.0 * (self.wave - self.wave[0]) / (self.wave[-1] - self.wave[0]) - 1.0
-        if int(degree) != degree or degree < 0:
-            raise ValueError(f"degree must be an integer >= 0; got {degree}")
+        degree = _check_degree(degree)
         if degree + 1 > self.wave.size // 4:
             raise ValueError(f"degree {degree} is too high for {self.wave.size} working pixels")
         self.degree = int(degree)
@@ -1261,6 +1321,10 @@ def fit_star(
     gen = _check_generator(generator)
     _check_n_starts(n_starts)
     max_rv = _check_max_rv(max_rv)      # as fit_ssp
+    rv_guess = _check_number(rv_guess, "rv_guess", "a velocity [km/s]")
+    _check_degree(degree)
+    _check_uncertainty(uncertainty, emcee_kwargs)
+    log_prior = None if prior is None else _resolve_prior(prior)     # before the fit, not after it
     from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     op = SpectralOperator(
@@ -1275,13 +1339,7 @@ def fit_star(
     own = getattr(gen, "library_boxes", {}).get(imitated) if imitated is not None else None
     lim = dict(limit) if own is None else {"teff": tuple(own.teff), "logg": tuple(own.logg),
                                            "logz": tuple(own.logz), "rv": limit["rv"]}
-    for k, v in (bounds or {}).items():
-        if k not in lim:
-            raise ValueError(f"unknown bound {k!r}; fit_star's parameters are {STAR_PARAMETERS}")
-        lo, hi = float(v[0]), float(v[1])
-        if not (limit[k][0] <= lo < hi <= limit[k][1]):
-            raise ValueError(f"bounds[{k!r}] = {v} must satisfy {limit[k][0]} <= lo < hi <= {limit[k][1]}")
-        lim[k] = (lo, hi)
+    _check_bounds(bounds, lim, limit, STAR_PARAMETERS, "fit_star")
     if not abs(rv_guess) < max_rv:
         raise ValueError(f"rv_guess must lie within +-max_rv = {max_rv} km/s; got {rv_guess}")
     # checked before the fit, not after it
@@ -1384,7 +1442,6 @@ def fit_star(
             prob, theta, chi2, lo, hi = prob2, theta2, chi2_2, lo2, hi2
     prior_meta = {"n_clipped": n_clipped} if clip is not None else {}
     if prior is not None:
-        log_prior = _resolve_prior(prior)
         red = _reduced_chi2(chi2, prob)[0]
         # the data's errors inflated to the model's misfit; without an ivar, set by it (the uniform weights'
         # level is arbitrary: when it was S/N 1 per pixel the prior alone decided)
@@ -1499,9 +1556,14 @@ def fit_ssp(
     if templates is None:
         raise ValueError("fit_ssp needs templates=: an SSPGrid from smnet_sps.ssp.ssp_grid(ages, Zs)")
     for name, value in (("max_sigma", max_sigma), ("max_av", max_av)):
-        if not (np.isfinite(value) and value > 0):
+        if not (_check_number(value, name, "a positive limit") > 0):
             raise ValueError(f"{name} must be a positive, finite limit; got {value!r}")
+    max_sigma, max_av = float(max_sigma), float(max_av)
     max_rv = _check_max_rv(max_rv)      # as fit_star
+    rv_guess = _check_number(rv_guess, "rv_guess", "a velocity [km/s]")
+    _check_degree(degree)
+    _check_n_starts(n_starts)
+    _check_uncertainty(uncertainty, emcee_kwargs)
     if not abs(rv_guess) < max_rv:            # as fit_star: a start outside the bounds was clipped silently
         raise ValueError(f"rv_guess must lie within +-max_rv = {max_rv} km/s; got {rv_guess}")
     if isinstance(templates, (str, os.PathLike)):         # a file from smnet-sps ssp-grid / save_ssp_grid
@@ -1529,13 +1591,7 @@ def fit_ssp(
         "av": (0.0, float(max_av)),
         "rv": (-float(max_rv), float(max_rv)),
     }
-    for k, v in (bounds or {}).items():
-        if k not in lim:
-            raise ValueError(f"unknown bound {k!r}; fit_ssp's parameters are {SSP_PARAMETERS}")
-        lo, hi = float(v[0]), float(v[1])
-        if not (lim[k][0] <= lo < hi <= lim[k][1]):
-            raise ValueError(f"bounds[{k!r}] = {v} must satisfy {lim[k][0]} <= lo < hi <= {lim[k][1]}")
-        lim[k] = (lo, hi)
+    _check_bounds(bounds, lim, dict(lim), SSP_PARAMETERS, "fit_ssp")
     lo = np.array([lim[k][0] for k in SSP_PARAMETERS])
     hi = np.array([lim[k][1] for k in SSP_PARAMETERS])
     spectrum = _ssp_model_fn(interp, op)

@@ -1634,3 +1634,38 @@ def test_at_bound_is_measured_in_the_fits_own_units(gen):
         warnings.simplefilter("ignore")
         held = fit_star(w, f, iv, generator=gen, bounds={"teff": (2300.0, 3000.0)})
     assert held.at_bound == ("teff",) and held.teff == pytest.approx(2300.0)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"uncertainty": "Laplace"}, r"uncertainty must be one of \('laplace', 'emcee'\)"),
+    ({"uncertainty": "mcmc", "prior": "parsec"}, "uncertainty must be one of"),
+    ({"uncertainty": "emcee", "emcee_kwargs": {"nsteps": 100}}, r"unknown emcee_kwargs \['nsteps'\]"),
+    ({"uncertainty": "emcee", "emcee_kwargs": {"n_steps": 100, "n_burn": 100}}, "must be below n_steps"),
+    ({"bounds": {"teff": (5000,)}}, r"bounds\['teff'\] must be a pair"),
+    ({"bounds": {"teff": 5000}}, r"bounds\['teff'\] must be a pair"),
+    ({"bounds": {"teff": ("5000", 6000)}}, r"bounds\['teff'\] must be a finite number"),
+    ({"degree": None}, "degree must be an integer >= 0"),
+    ({"rv_guess": "10"}, "rv_guess must be a finite number"),
+])
+def test_bad_options_are_refused_before_the_fit(gen, kw, match, monkeypatch):
+    """Refused only after the whole fit (uncertainty='Laplace': 11-14 s), or a TypeError / IndexError from
+    inside it (emcee_kwargs={'nsteps': ...}, bounds={'teff': 5000}, degree=None, rv_guess='10')."""
+    import smnet_sps.fit as fit
+
+    def no_fit(*a, **k):
+        raise AssertionError("the fit ran before the options were checked")
+
+    monkeypatch.setattr(fit, "_optimise", no_fit)
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5600, 4.3, -0.2, snr=100, generator=gen, seed=1)
+    with pytest.raises(ValueError, match=match):
+        fit_star(w, f, iv, generator=gen, **kw)
+
+
+@pytest.mark.parametrize("kw, match", [({"max_sigma": "300"}, "max_sigma must be a finite number"),
+                                       ({"rv_guess": None}, "rv_guess must be a finite number"),
+                                       ({"uncertainty": "mcmc"}, "uncertainty must be one of")])
+def test_fit_ssp_refuses_bad_options_before_the_fit(rng, kw, match):
+    grid = _toy_ssp_grid(rng)
+    w = np.arange(4000.0, 8000.0, 20.0)
+    with pytest.raises(ValueError, match=match):
+        fit_ssp(w, np.ones(w.size), templates=grid, **kw)
