@@ -137,10 +137,15 @@ class IsochronePrior:
         """ln p (up to a constant) at (Teff [K], log g [cgs dex], [M/H] [dex]); differentiable in torch.
 
         Accepts torch tensors (returns a float64 tensor on the same device) or arrays (returns an ndarray).
+        A NaN input (or Teff <= 0) gives NaN there, as numpy's functions do, and leaves the other points and
+        their gradients alone (it was an IndexError: the NaN became a table index).
         """
         is_np = not isinstance(teff, torch.Tensor)
         t, g, z = (torch.as_tensor(np.asarray(v, float)) if is_np else v for v in (teff, logg, logz))
         t, g, z = torch.broadcast_tensors(t.double(), g.double(), z.double())
+        bad = ~(t > 0) | torch.isnan(g) | torch.isnan(z)
+        # evaluated at a harmless point there, so that neither the index nor the gradient sees the NaN
+        t, g, z = (torch.where(bad, torch.full_like(v, ok), v) for v, ok in ((t, 5000.0), (g, 4.0), (z, 0.0)))
         dens = self._dens_t.to(t.device)
         # bilinear interpolation in (log10 Teff, log g) on each metallicity's table
         x = (torch.log10(t) - self._lo[0]) / self._cell[0]
@@ -154,7 +159,7 @@ class IsochronePrior:
              + dens[:, i, j + 1] * (1 - fx) * fy + dens[:, i + 1, j + 1] * fx * fy)   # (n_z, ...)
         lz = torch.as_tensor(self.logz, dtype=torch.float64, device=t.device).reshape(-1, *[1] * z.dim())
         wz = torch.softmax(-0.5 * ((z[None] - lz) / self._logz_width) ** 2, dim=0)
-        out = torch.log((wz * p).sum(0))
+        out = torch.where(bad, torch.full_like(t, float("nan")), torch.log((wz * p).sum(0)))
         return out.detach().cpu().numpy() if is_np else out
 
 

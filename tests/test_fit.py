@@ -1669,3 +1669,16 @@ def test_fit_ssp_refuses_bad_options_before_the_fit(rng, kw, match):
     w = np.arange(4000.0, 8000.0, 20.0)
     with pytest.raises(ValueError, match=match):
         fit_ssp(w, np.ones(w.size), templates=grid, **kw)
+
+
+def test_isochrone_prior_gives_nan_for_nan_input(iso_prior):
+    """A NaN Teff (or log g, [M/H]) became a table index: IndexError 'index -9223372036854775808 is out of
+    bounds'. NaN in gives NaN there; the other points keep their values and gradients."""
+    good = iso_prior.log_prob(np.array([5000.0]), np.array([4.5]), np.array([0.0]))
+    out = iso_prior.log_prob(np.array([5000.0, np.nan, 5000.0, -10.0]), np.array([4.5, 4.5, np.nan, 4.5]),
+                             np.array([0.0, 0.0, 0.0, 0.0]))
+    assert out[0] == good[0] and np.isnan(out[1:]).all()
+    t = torch.tensor([5000.0, float("nan")], dtype=torch.float64, requires_grad=True)
+    lp = iso_prior.log_prob(t, torch.tensor([4.5, 4.5]), torch.tensor([0.0, 0.0]))
+    lp[0].backward()
+    assert torch.isfinite(t.grad).all() and t.grad[1] == 0
