@@ -1682,3 +1682,21 @@ def test_isochrone_prior_gives_nan_for_nan_input(iso_prior):
     lp = iso_prior.log_prob(t, torch.tensor([4.5, 4.5]), torch.tensor([0.0, 0.0]))
     lp[0].backward()
     assert torch.isfinite(t.grad).all() and t.grad[1] == 0
+
+
+def test_data_pixels_wider_than_the_models_count_once_when_binned(gen):
+    """The mode is chosen once from median pixel widths: 30-A pixels over 4,000-20,000 A are binned, and below
+    1 micron onto 20-A model pixels, each datum feeding several working pixels at its full weight (200 data
+    pixels -> 299 working pixels, summed weight 279 for 200: errors too small, Teff pulls 1.31). Each datum
+    now counts once there; finer data keep their weights."""
+    w = np.arange(4000.0, 20000.0, 30.0)
+    one = np.ones(w.size)
+    op = SpectralOperator(gen.wavelength, w, one, one, np.ones(w.size, bool), max_rv=1000.0)
+    assert op.mode == "bin"
+    blue = op.wave < 9990.0
+    assert blue.sum() > (w < 9990.0).sum()              # still more working pixels than data there
+    assert op.ivar[blue].sum() * op.scale ** -2 == pytest.approx((w < 9990.0).sum(), rel=0.02)
+    fine = np.arange(4000.0, 7000.0, 2.0)
+    op = SpectralOperator(gen.wavelength, fine, np.ones(fine.size), np.ones(fine.size),
+                          np.ones(fine.size, bool), max_rv=1000.0)
+    assert np.all(op.counts == 1.0)
