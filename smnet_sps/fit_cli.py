@@ -328,7 +328,8 @@ def add_cli(sub):
         help="medium of the file's wavelengths (default vacuum)"
     )
     p.add_argument(
-        "--resolution-fwhm", type=float, default=None, help="data's LSF FWHM [A] (default 2 pixels)"
+        "--resolution-fwhm", type=float, default=None,
+        help="data's LSF FWHM [A] (default: 2 pixels, less the model's 2 pixels in quadrature)"
     )
     p.add_argument("--degree", type=int, default=3,
                    help="degree of the multiplicative continuum polynomial (default 3)")

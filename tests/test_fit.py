@@ -922,6 +922,25 @@ def test_data_on_the_model_pixels_a_rounding_apart_fit_the_same(gen):
     assert abs(nudged.teff - exact.teff) < 0.2 * exact.teff_err and nudged.chi2 < 1.2 * exact.chi2
 
 
+
+def test_data_pixels_slightly_wider_than_the_model_fit_the_same(gen):
+    """The default LSF jumped from none (data on the model's own pixels to 1e-6) to 2 data pixels (40 A
+    FWHM) for pixels 1.00001x wider: a mock stretched by 1e-5 (3 km/s) or by air -> vacuum (2.8e-4,
+    `fit --medium air`) fitted 5,132 K, log g 2.13, chi^2 2943 for 152 instead of 5,559 K, 4.17, 120.
+    The default is the data's resolution beyond the model's (both 2 pixels), continuous in the pixel width."""
+    w, f, iv, _ = mock_star(np.linspace(3800.0, 7000.0, 500), 5600.0, 4.3, -0.2, rv=30.0, snr=80.0,
+                            generator=gen, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        own = fit_star(w, f, iv, generator=gen)
+        for stretch in (1e-5, 2.8e-4):
+            r = fit_star(w * (1 + stretch), f, iv, generator=gen)
+            for name in ("teff", "logg", "logz"):
+                err = getattr(own, name + "_err")
+                assert abs(getattr(r, name) - getattr(own, name)) < err, (stretch, name)
+            assert abs(r.chi2 - own.chi2) < 0.1 * own.chi2, stretch
+
+
 def test_an_unconstrained_interior_parameter_is_flagged(gen, monkeypatch):
     """A velocity dispersion far below the resolution has no Fisher information (fit_ssp on 20-A pixels at
     sigma 12 km/s): its error was NaN with no warning and listed nowhere (docs: NaN errors belong to
