@@ -27,6 +27,95 @@ COMMAND_MODULES = [
 ]
 
 
+# ---- option values shared by commands: `ssp-grid` and `mags` read --ages and --Z (--logzsol) alike ----
+# (each had its own grammar: `--ages 1Gyr 3Gyr` was refused by mags, `--ages 1,3Gyr` by ssp-grid)
+AGE_UNITS = {"yr": 1.0, "kyr": 1e3, "myr": 1e6, "gyr": 1e9}
+AGES_HELP = ("ages, each with its unit (1Gyr 3Gyr, '500 Myr'), comma lists (0.1,1,10Gyr; 100Myr,1Gyr) or "
+             "log-spaced ranges 'lo-hi<unit>' of --n-ages ages (0.01-12.5Gyr, 100Myr-1Gyr, 1e-2-1Gyr)")
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+# a range's '-' is the one after a complete number: 1e-2-1Gyr is 0.01 .. 1 Gyr
+_AGE_ITEM = re.compile(rf"(?P<lo>{_NUMBER})(?P<lo_unit>[a-zA-Z]*)"
+                       rf"(?:-(?P<hi>{_NUMBER})(?P<hi_unit>[a-zA-Z]*))?")
+
+
+def _as_list(values):
+    """An option's value(s): one string (an option's default) or the list argparse gives for nargs="+"."""
+    return [values] if isinstance(values, str) else list(values)
+
+
+def _age_unit(unit, token, option):
+    """Years per ``unit`` (yr, kyr, Myr, Gyr in any case, or any time unit astropy knows)."""
+    if unit.lower() in AGE_UNITS:
+        return AGE_UNITS[unit.lower()]
+    try:
+        import astropy.units as u
+        return float(u.Unit(unit).to(u.yr))
+    except (TypeError, ValueError):
+        raise ValueError(f"unknown age unit {unit!r} in {option} {token!r}; use one of yr, kyr, Myr, "
+                         "Gyr") from None
+
+
+def parse_ages_option(values, n_ages=20, option="--ages"):
+    """Ages typed on the command line -> ages [yr] (float array, in the order typed; a range increasing).
+
+    ``values`` is one string or a list of them (``--ages 1Gyr 3Gyr``); each holds one age with its unit
+    (``1Gyr``, ``'500 Myr'``, ``1e9yr``), a comma list (``0.1,1,10Gyr``: a number without a unit takes the
+    unit of the list's last item; ``100Myr,1Gyr``) or a range ``lo-hi<unit>`` / ``lo<unit>-hi<unit>`` of
+    ``n_ages`` log-spaced ages (``0.01-12.5Gyr``, ``100Myr-1Gyr``, ``1e-2-1Gyr``). A unit is required: a bare
+    '1' would be 1 yr here but 1 Gyr to many users, so neither is guessed.
+    """
+    import numpy as np
+
+    ages = []
+    for token in _as_list(values):
+        text = str(token).replace(" ", "")
+        items = []
+        for item in text.split(","):
+            m = _AGE_ITEM.fullmatch(item)
+            if m is None:
+                raise ValueError(f"cannot read {option} {token!r}; give {AGES_HELP}")
+            items.append(m)
+        last = items[-1]["hi_unit"] or items[-1]["lo_unit"]
+        if not last:
+            raise ValueError(f"{option} {token!r} has no unit; give one, e.g. {text}Gyr "
+                             "(yr, kyr, Myr or Gyr)")
+        for m in items:
+            hi_unit = m["hi_unit"] or last
+            lo_unit = m["lo_unit"] or hi_unit
+            if m["hi"] is None:
+                ages.append(np.array([float(m["lo"]) * _age_unit(lo_unit, token, option)]))
+                continue
+            if int(n_ages) < 2:          # one age of a range would silently be its lower end
+                raise ValueError(f"--n-ages must be >= 2 for a range of ages, got {n_ages}")
+            lo = float(m["lo"]) * _age_unit(lo_unit, token, option)
+            hi = float(m["hi"]) * _age_unit(hi_unit, token, option)
+            ages.append(np.geomspace(lo, hi, int(n_ages)) if lo > 0 and hi > 0 else np.array([lo, hi]))
+    ages = np.concatenate(ages) if ages else np.array([])
+    if not np.all(np.isfinite(ages)) or np.any(ages <= 0):
+        raise ValueError(f"{option} ages must be positive and finite; got "
+                         f"{' '.join(map(str, _as_list(values)))}")
+    return ages
+
+
+def parse_numbers_option(values, option):
+    """Numbers typed as several values and / or comma lists (``--Z 0.002 0.0152``, ``--Z 0.002,0.0152``)
+    -> a float array in the order typed."""
+    import numpy as np
+
+    numbers = []
+    for token in _as_list(values):
+        for item in str(token).split(","):
+            try:
+                numbers.append(float(item))
+            except ValueError:
+                raise ValueError(f"cannot read {option} {token!r}: give numbers, several or comma-separated "
+                                 f"(e.g. {option} 0.002 0.0152 or {option} 0.002,0.0152)") from None
+    numbers = np.array(numbers)
+    if not np.all(np.isfinite(numbers)):
+        raise ValueError(f"{option} must be finite; got {' '.join(map(str, _as_list(values)))}")
+    return numbers
+
+
 class BadArgument(ValueError):
     """An argument argparse refused (an invalid value or choice, a missing or unknown option)."""
 

@@ -951,36 +951,11 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
 # ---------------------------------------------------------------------------------------------------
 # Command line: smnet-sps mags
 # ---------------------------------------------------------------------------------------------------
-_AGE_UNITS = {"yr": 1.0, "kyr": 1e3, "myr": 1e6, "gyr": 1e9}
-
-
 def parse_ages(text, n_ages=20):
-    """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; unit yr/kyr/Myr/Gyr
-    (required)."""
-    s = str(text).strip().replace(" ", "")
-    m = re.fullmatch(r"(.*?)([a-zA-Z]+)?", s)
-    if m.group(2) is None:          # 'ssp --age 1' would be 1 yr: a bare number is never guessed
-        raise ValueError(f"--ages {text!r} has no unit; give one, e.g. {s}Gyr (yr, kyr, Myr or Gyr)")
-    body, unit = m.group(1), m.group(2).lower()
-    if unit not in _AGE_UNITS:
-        raise ValueError(f"unknown age unit {m.group(2)!r} in {text!r}; use one of yr, kyr, Myr, Gyr")
-    try:
-        if "," in body:
-            ages = np.array([float(a) for a in body.split(",")])
-        elif re.fullmatch(r"[0-9.eE+]+-[0-9.eE+]+", body) and not re.search(r"[eE]-", body):
-            lo, hi = (float(a) for a in body.split("-"))
-            if int(n_ages) < 2:          # one age of a range would silently be its lower end
-                raise ValueError(f"--n-ages must be >= 2 for a range of ages, got {n_ages}")
-            ages = np.geomspace(lo, hi, int(n_ages)) if lo > 0 and hi > 0 else np.array([lo, hi])
-        else:
-            ages = np.array([float(body)])
-    except ValueError as exc:
-        raise ValueError(f"cannot read ages {text!r}: give 'lo-hi<unit>' (e.g. 0.01-13Gyr) or a comma list "
-                         f"(e.g. 0.1,1,10Gyr) ({exc})") from exc
-    ages = ages * _AGE_UNITS[unit]
-    if not np.all(np.isfinite(ages)) or np.any(ages <= 0):
-        raise ValueError(f"ages must be positive, got {text!r}")
-    return ages
+    """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; a unit is required: the
+    command line's grammar, :func:`smnet_sps.cli.parse_ages_option` (also lists of such strings)."""
+    from .cli import parse_ages_option
+    return parse_ages_option(text, n_ages)
 
 
 def plot_colour_evolution(table, path=None, filter_names=None):
@@ -1075,11 +1050,14 @@ def _with_comment_header(table):
 
 
 def _cli_mags(args):
+    if getattr(args, "logzsol", None) is not None and args.points:
+        raise ValueError("--logzsol applies to SSP magnitudes only; with --points each star's absolute "
+                         "magnitudes (10 pc) are written to a Zarr store")
     if args.points:                             # stars from a table, chunk by chunk (smnet_sps.distributed)
         from .distributed import cli_points_mags
         return cli_points_mags(args)
-    if args.Z is None:
-        raise ValueError("--Z is required for SSP magnitudes (or give --points stars.parquet)")
+    if args.Z is None and args.logzsol is None:
+        raise ValueError("--Z or --logzsol is required for SSP magnitudes (or give --points stars.parquet)")
     points_only = [name for name, given in (("--workers", getattr(args, "workers", None) is not None),
                                             ("--scheduler", getattr(args, "scheduler", None) is not None),
                                             ("--chunk-rows", args.chunk_rows != 100_000)) if given]
@@ -1091,13 +1069,19 @@ def _cli_mags(args):
     outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table"),
                                    "plot": (matplotlib_formats(), "plot")})
     ages = parse_ages(args.ages, args.n_ages)
-    from .ssp import cli_isochrones
-    cli_isochrones(args.isochrones)             # an unknown or uninstalled family fails before any work
+    from .ssp import cli_isochrones, cli_metallicities
+    iso = cli_isochrones(args.isochrones)       # an unknown or uninstalled family fails before any work
+    zs = cli_metallicities(args, iso)           # ssp-grid's grammar; one table is one metallicity
+    if zs.size != 1:
+        option = "--Z" if args.logzsol is None else "--logzsol"
+        raise ValueError(f"mags makes one table per metallicity; got {option} with {zs.size} values "
+                         f"({', '.join(f'{z:g}' for z in zs)} as Z): run it once per value (ssp-grid takes "
+                         "several)")
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     from .neural import load_generator_option
     # 'blackbody' (analytic) lets the command run without a trained model
     generator = load_generator_option(args.model, args.meta)
-    table = ssp_magnitudes(ages * u.yr, args.Z, filters, system=args.system, imf=args.imf,
+    table = ssp_magnitudes(ages * u.yr, float(zs[0]), filters, system=args.system, imf=args.imf,
                            isochrones=args.isochrones, generator=generator, redshift=args.redshift,
                            extrapolate=args.extrapolate)
     # the screen's format on a copy: written with it, .csv / .txt held 4 digits (ages 3e-4 off, M/L 0.2 %)
@@ -1161,13 +1145,17 @@ def add_cli(subparsers):
         "mags", help="SSP magnitudes, M/L and colours vs age through named filters",
         description="Absolute (and, at --redshift > 0, apparent) SSP magnitudes per M_sun formed, M*/L and "
                     "M_bol vs age, via smnet_sps.ssp.ssp_grid and synphot.")
-    p.add_argument("--Z", type=float, default=None, help="metal mass fraction, e.g. 0.0152 (PARSEC solar); "
-                   "required unless --points")
+    from .cli import AGES_HELP
+    p.add_argument("--Z", nargs="+", default=None, help="metal mass fraction, e.g. 0.0152 (PARSEC solar); "
+                   "one per run; --Z or --logzsol is required unless --points")
+    p.add_argument("--logzsol", nargs="+", default=None,
+                   help="log10(Z/Zsun) with the family's Zsun, instead of --Z")
     p.add_argument("--filters", required=True,
                    help="comma-separated speclite/sedpy names or files, e.g. sdss2010-g,sdss2010-r")
-    p.add_argument("--ages", default="0.01-12.5Gyr",
-                   help="'lo-hi<unit>' (log-spaced) or comma list, e.g. 0.1,1,10Gyr; must lie inside the "
-                        "isochrone grid (PARSEC: 0.3163 Myr - 12.58 Gyr). Default 0.01-12.5Gyr")
+    # the default stays one string: `mags --points` tells a typed --ages from it
+    p.add_argument("--ages", nargs="+", default="0.01-12.5Gyr",
+                   help=f"{AGES_HELP}; must lie inside the isochrone grid (PARSEC: 0.3163 Myr - 12.58 Gyr). "
+                        "Default 0.01-12.5Gyr")
     p.add_argument("--n-ages", type=int, default=20, help="number of ages for a 'lo-hi' range (default 20)")
     p.add_argument("--system", default="AB", type=_system_option, metavar="{AB,ST,Vega}",
                    help="magnitude system, any case (default AB)")

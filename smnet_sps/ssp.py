@@ -127,11 +127,23 @@ def cli_age(text, option="--age"):
     return age
 
 
-def cli_ages(texts, option="--ages"):
-    """Ages typed on the command line (each with its unit) -> ages [yr]; None stays None (all tabulated)."""
+def cli_ages(texts, option="--ages", n_ages=20):
+    """Ages typed on the command line -> ages [yr] (:func:`smnet_sps.cli.parse_ages_option`, the grammar
+    ``mags`` reads too); None stays None (all tabulated)."""
     if texts is None:
         return None
-    return 10.0 ** np.array([float(parse_age(cli_age(a, option))) for a in texts])
+    from .cli import parse_ages_option
+    return parse_ages_option(texts, n_ages, option)
+
+
+def cli_metallicities(args, iso):
+    """``--Z`` or ``--logzsol`` values (several, or comma lists) -> metal mass fractions, None for neither."""
+    from .cli import parse_numbers_option
+    if args.Z is not None and args.logzsol is not None:
+        raise ValueError("give --Z (metal mass fraction) or --logzsol (log10 Z/Zsun), not both")
+    if args.logzsol is not None:
+        return iso.zsun * 10.0 ** parse_numbers_option(args.logzsol, "--logzsol")
+    return None if args.Z is None else parse_numbers_option(args.Z, "--Z")
 
 
 def cli_isochrones(name, option="--isochrones"):
@@ -1302,19 +1314,25 @@ def _cmd_ssp_grid(args):
     from .output_files import atomic_output, check_outputs
     outputs = check_outputs(args, {"out": (GRID_SUFFIXES, "SSP grid")})   # fail before the (slow) grid
     # `--ages` / `--Z` given without a value must not silently mean "all tabulated" (that is: omit the option)
-    for option, values in (("--ages", args.ages), ("--Z", args.Z)):
+    for option, values in (("--ages", args.ages), ("--Z", args.Z), ("--logzsol", args.logzsol)):
         if values is not None and len(values) == 0:
             raise ValueError(f"{option} was given without a value; give one or more values "
                              f"(e.g. --ages 1Gyr 3Gyr, --Z 0.002 0.0152) or leave {option} out for all "
                              "tabulated values")
-    cli_isochrones(args.isochrones)              # an unknown or uninstalled family fails before any work
+    iso = cli_isochrones(args.isochrones)        # an unknown or uninstalled family fails before any work
+    ages = cli_ages(args.ages, n_ages=args.n_ages)    # so do bad ages and metallicities
+    zs = cli_metallicities(args, iso)
     from . import distributed
     if distributed.wants_cluster(args):        # --scheduler / --workers: the same grid as Dask tasks
-        return distributed.cli_ssp_grid(args, outputs["out"])
+        # handed over parsed (exact float text in years): a range's --n-ages and --logzsol are applied here
+        import argparse
+        cluster_args = argparse.Namespace(**{
+            **vars(args), "Z": None if zs is None else [float(z) for z in zs],
+            "ages": None if ages is None else [f"{float(a)!r}yr" for a in ages]})
+        return distributed.cli_ssp_grid(cluster_args, outputs["out"])
     from .neural import load_generator_option
     gen = load_generator_option(args.generator, args.meta, device=args.device)
-    ages = cli_ages(args.ages)
-    grid = ssp_grid(ages, args.Z, imf=args.imf, isochrones=args.isochrones, generator=gen,
+    grid = ssp_grid(ages, zs, imf=args.imf, isochrones=args.isochrones, generator=gen,
                     special_phases=args.special_phases, outside=args.outside, progress=True,
                     device=args.device)
     with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
@@ -1345,6 +1363,7 @@ def _common_args(p):
 
 
 def add_cli(sub):
+    from .cli import AGES_HELP
     p = sub.add_parser("ssp", help="spectrum of one simple stellar population",
                        description="Spectrum of an SSP [L_sun/A per M_sun formed] -> FITS table and a plot.")
     p.add_argument("--age", required=True, help="age with unit, e.g. '10Gyr', '500 Myr', '1e9 yr'")
@@ -1359,8 +1378,12 @@ def add_cli(sub):
 
     g = sub.add_parser("ssp-grid", help="grid of SSP spectra (DSPS layout) to .h5 or .npz",
                        description="SSP grid over ages x Z in one batched generator pass.")
-    g.add_argument("--ages", nargs="*", default=None, help="ages with units (default: all tabulated)")
-    g.add_argument("--Z", nargs="*", type=float, default=None, help="metallicities (default: all tabulated)")
+    g.add_argument("--ages", nargs="*", default=None, help=f"{AGES_HELP} (default: all tabulated)")
+    g.add_argument("--n-ages", type=int, default=20, help="number of ages of each 'lo-hi' range (default 20)")
+    g.add_argument("--Z", nargs="*", default=None,
+                   help="metal mass fractions, several or comma-separated (default: all tabulated)")
+    g.add_argument("--logzsol", nargs="*", default=None,
+                   help="log10(Z/Zsun) with the family's Zsun, instead of --Z; several or comma-separated")
     _common_args(g)
     g.add_argument("--out", required=True,
                    help="output .h5 / .hdf5 (DSPS's template file: ssp_flux in L_sun/Hz per M_sun, read as "

@@ -499,3 +499,37 @@ def test_a_failed_plot_leaves_no_out_and_keeps_old_ones(argv, out_name, tmp_path
     capsys.readouterr()
     assert main([*argv, "--Z", "0.004", "--out", str(out), "--plot", str(png), "--overwrite"]) == 1
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old
+
+
+def test_ages_and_metallicities_read_alike_in_ssp_grid_and_mags(tmp_path, capsys):
+    """ssp-grid took `--ages 1Gyr 3Gyr --Z 0.002 0.0152` and refused '1,3Gyr' / '0.1-1Gyr' ("cannot read
+    --ages"); mags took only one '1,3Gyr' or 'lo-hi<unit>' string ("unrecognized arguments: 3Gyr"), one --Z,
+    and failed on 1e-2-1Gyr and 100Myr-1Gyr. Both now read one grammar (smnet_sps.cli.parse_ages_option)."""
+    from smnet_sps.cli import parse_ages_option
+    from smnet_sps.ssp import load_ssp_grid
+
+    for text, years in ((["1Gyr", "3Gyr"], [1e9, 3e9]), ("1,3Gyr", [1e9, 3e9]), (["500 Myr"], [5e8]),
+                        ("100Myr,1Gyr", [1e8, 1e9]), ("1e-2-1Gyr", [1e7, 1e8, 1e9]),
+                        ("100Myr-1Gyr", [1e8, np.sqrt(10) * 1e8, 1e9]),
+                        (["0.01-1Gyr", "5Gyr"], [1e7, 1e8, 1e9, 5e9])):
+        np.testing.assert_allclose(parse_ages_option(text, 3), years, rtol=1e-12, err_msg=str(text))
+    grid = tmp_path / "g.npz"
+    assert main(["ssp-grid", "--ages", "0.1-1Gyr", "3Gyr", "--n-ages", "3", "--Z", "0.002,0.0152",
+                 "--generator", "blackbody", "--out", str(grid)]) == 0
+    g = load_ssp_grid(grid)
+    np.testing.assert_allclose(10 ** g.ssp_lg_age_gyr, [0.1, np.sqrt(0.1), 1, 3], rtol=1e-9)
+    np.testing.assert_allclose(g.ssp_lgmet, np.log10([0.002, 0.0152]))
+    assert main(["ssp-grid", "--ages", "1,3Gyr", "--logzsol", "-0.5", "0", "--generator", "blackbody",
+                 "--out", str(tmp_path / "l.npz")]) == 0
+    np.testing.assert_allclose(load_ssp_grid(tmp_path / "l.npz").ssp_lgmet,
+                               np.log10(0.0152) + np.array([-0.5, 0]))
+    capsys.readouterr()
+    mags = ["mags", "--filters", "sdss2010-g", "--model", "blackbody", "--n-ages", "3"]
+    for ages in (["1Gyr", "3Gyr"], ["100Myr-1Gyr"], ["1e-2-1Gyr"]):
+        assert main([*mags, "--Z", "0.0152", "--ages", *ages]) == 0, capsys.readouterr().err
+    assert main([*mags, "--logzsol", "0", "--ages", "1Gyr"]) == 0
+    capsys.readouterr()
+    assert main([*mags, "--Z", "0.0152", "0.002", "--ages", "1Gyr"]) == 1
+    assert "one table per metallicity; got --Z with 2 values" in _error_line(capsys)
+    assert main([*mags, "--Z", "0.0152", "--logzsol", "0"]) == 1
+    assert "not both" in _error_line(capsys)

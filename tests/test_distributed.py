@@ -265,8 +265,9 @@ def test_cli_on_a_scheduler(client, tmp_path, stars, capsys):
     _assert_same_flux(mags, ref)
 
     out = tmp_path / "grid.h5"
-    assert main(["ssp-grid", "--ages", "1Gyr", "5Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out",
-                 str(out), "--scheduler", address]) == 0
+    # a range of --n-ages and --logzsol reach the cluster (parsed before it: 1-5Gyr, 2 ages = 1, 5 Gyr)
+    assert main(["ssp-grid", "--ages", "1-5Gyr", "--n-ages", "2", "--logzsol", "0", "--generator",
+                 "blackbody", "--out", str(out), "--scheduler", address]) == 0
     ref = ssp_grid([1e9, 5e9], [0.0152], generator=BlackbodyGenerator(), progress=False)
     with h5py.File(out) as f:
         np.testing.assert_allclose(f["ssp_flux"][:], ref.ssp_flux_per_hz(), rtol=1e-6)   # DSPS's unit on disk
