@@ -6,6 +6,7 @@ import importlib
 import os
 import re
 import sys
+import warnings
 
 # argparse reads "-1Gyr" as an unknown option; treat anything starting like a negative number as a value,
 # so that `--age -1Gyr` reaches our validation and gets a clear "age must be positive" message.
@@ -247,6 +248,14 @@ def _silence_stdout():
         pass
 
 
+def _warning_line(command):
+    """A ``warnings.formatwarning`` giving one line, ``smnet-sps CMD: warning: <message>``, as errors are:
+    Python's own format showed a source path, line number, category and the source line of the call."""
+    def format_warning(message, category, filename, lineno, line=None):
+        return f"smnet-sps {command}: warning: {_one_line(message)}\n"
+    return format_warning
+
+
 def main(argv=None):
     """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, also for an argument
     argparse refuses; 2 with the usage when no command is given; 141 when stdout's reader stopped reading,
@@ -261,6 +270,8 @@ def main(argv=None):
         parser.print_help()
         return 2
     planned = _output_states(args)
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = _warning_line(args.command)
     try:
         _use_file_backend(args)
         status = args.func(args) or 0
@@ -281,6 +292,8 @@ def main(argv=None):
     except USER_ERRORS as exc:
         print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = previous_format     # main may be called from Python (tests, notebooks)
 
 
 if __name__ == "__main__":

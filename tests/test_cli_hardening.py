@@ -533,3 +533,24 @@ def test_ages_and_metallicities_read_alike_in_ssp_grid_and_mags(tmp_path, capsys
     assert "one table per metallicity; got --Z with 2 values" in _error_line(capsys)
     assert main([*mags, "--Z", "0.0152", "--logzsol", "0"]) == 1
     assert "not both" in _error_line(capsys)
+
+
+def test_warnings_are_one_line_naming_the_command():
+    """`mags --redshift 20` printed ".../photometry.py:926: UserWarning: 1 age(s) exceed ..." and the source
+    line of the call: main never formatted warnings. Now "smnet-sps mags: warning: <message>", one line, and
+    the caller's formatter is back after main (it may be called from Python)."""
+    import subprocess
+    import sys
+    import warnings
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "smnet_sps.cli", "mags", "--Z", "0.0152", "--filters",
+                           "sdss2010-g", "--ages", "1Gyr", "--redshift", "20", "--model", "blackbody"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["smnet-sps mags: warning: 1 age(s) exceed the age of the universe at "
+                                        "z=20 (0.178 Gyr in Planck18)"]
+    before = warnings.formatwarning
+    assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--model",
+                 "blackbody"]) == 0
+    assert warnings.formatwarning is before
