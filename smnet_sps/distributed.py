@@ -802,8 +802,11 @@ def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype)
         group = zarr.open_group(str(path), mode="r+")
         if (group.attrs.get("format") != POINTS_STORE_FORMAT
                 or group.attrs.get("config_sha1") != attrs["config_sha1"]):
+            # the hint named only "delete it"; the command line replaces it with --overwrite (write_points
+            # itself has no overwrite option)
             raise ValueError(f"{path} holds another run (other points, filters, generator or chunking); give "
-                             "another store or delete it")
+                             "another store, delete it, or pass --overwrite (smnet-sps mags --points) to "
+                             "replace it")
         group.attrs.setdefault("tail_filled", attrs["tail_filled"])   # a store begun before it was recorded
         return group
     _refuse_foreign_folder(path)

@@ -731,8 +731,19 @@ def _sun_mag_or_nan(name, bp, system):
     try:
         return _sun_mag(name, bp, system)
     except ValueError as exc:
-        warnings.warn(f"no solar magnitude for {name!r} (the CALSPEC Sun covers 1195 A - 2.70 micron only), "
-                      f"so its M/L is NaN: {exc}", UserWarning, stacklevel=3)
+        ws, _ = _calspec(SUN_FILE)
+        share = _weight_outside(bp, ws[0], ws[-1])
+        if share <= SUN_OUTSIDE_MAX:                # not the Sun's range: say what failed
+            reason = f"{exc}; so its M/L is NaN"
+        else:
+            # magnitudes' own text named the Sun's range as "the spectrum's" and advised extrapolate=True,
+            # which applies to the population's spectrum: the Sun has no flux model there, nothing can help
+            reason = (f"{share:.0%} of the filter's weight lies outside the Sun's flux model (CALSPEC "
+                      f"sun_reference_stis_001, {ws[0]:.0f} A - {ws[-1] / 1e4:.2f} micron), so its M/L "
+                      "cannot be computed and is NaN (extrapolate=True / --extrapolate does not change "
+                      "that: it applies to the population's spectrum, not the Sun's); its magnitudes are "
+                      "unaffected")
+        warnings.warn(f"no solar magnitude for {name!r}: {reason}", UserWarning, stacklevel=3)
         return np.nan
 
 

@@ -385,7 +385,9 @@ def test_points_stores_never_wipe_what_is_not_theirs(tmp_path, stars, capsys, mo
     assert main(base + ["--filters", "f.dat", "--out", str(tmp_path / "f.zarr")]) == 0
     np.savetxt(curve, np.column_stack([np.linspace(6000, 7000, 11), np.r_[0, np.ones(9), 0]]))
     assert main(base + ["--filters", "f.dat", "--out", str(tmp_path / "f.zarr")]) == 1
-    assert "holds another run" in capsys.readouterr().err
+    err = capsys.readouterr().err           # the hint named only "delete it"; --overwrite is what works
+    assert "holds another run" in err and "or pass --overwrite (smnet-sps mags --points)" in err
+    assert main(base + ["--filters", "f.dat", "--out", str(tmp_path / "f.zarr"), "--overwrite"]) == 0
     import zarr
     assert str(curve) in zarr.open_group(str(tmp_path / "f.zarr"), mode="r").attrs["filters"][0]
     # a NaN row named by its row in the table

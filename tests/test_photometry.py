@@ -684,6 +684,20 @@ def test_the_cached_reference_spectra_and_weights_cannot_be_changed_by_a_caller(
     assert bandpass_weights(grid, "bessell-V").vega != 1.0
 
 
+def test_no_solar_magnitude_beyond_the_sun_says_so_and_no_option_helps():
+    """wise2010-W4: the warning named the Sun's range (1195-26957.4 A) as "the spectrum's" and advised
+    extrapolate=True (--extrapolate), which leaves M/L NaN: the Sun has no flux model in that band."""
+    ages, spec = _fake_ssps(2)
+    with pytest.warns(UserWarning) as caught:
+        t = ssp_photometry(ages * u.yr, spec, ["wise2010-W4"], extrapolate=True)
+    assert np.all(np.isnan(t["ML_wise2010-W4"])) and np.all(np.isfinite(t["M_wise2010-W4"]))
+    text = " ".join(str(w.message) for w in caught)
+    assert ("no solar magnitude for 'wise2010-W4': 100% of the filter's weight lies outside the Sun's flux "
+            "model (CALSPEC sun_reference_stis_001, 1195 A - 2.70 micron)") in text
+    assert "does not change that" in text
+    assert "spectrum's wavelengths" not in text and "pass extrapolate=True" not in text
+
+
 def test_sun_magnitude_in_filters_with_a_faint_red_leak():
     # VISTA's near-IR curves leak a few 1e-4 of their weight out to 3.2 micron, beyond the CALSPEC Sun
     # (2.70 micron): the Sun had no magnitude there (M/L NaN), though 99.9 % of the band is covered.
