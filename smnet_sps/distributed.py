@@ -406,6 +406,7 @@ def _refuse_foreign_folder(path):
 def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled):
     """Create the Zarr group of one grid, or reopen it after checking it holds the same grid."""
     import zarr
+    from .output_files import provenance
     path = Path(path)
     n_z, n_age = len(desc["Z"]), len(desc["ages_yr"])
     n_blocks = math.ceil(n_age / desc["age_chunk"])
@@ -443,6 +444,7 @@ def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled):
         "special_phases": desc["special_phases"], "outside": desc["outside"],
         "done": "1 where block (Z index, age block of age_chunk ages) is complete; written after its data",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "smnet_sps_version": provenance(gen_name)["smnet_sps_version"],     # the key of every output
     })
     # what ssp_grid's attrs carry besides: the family's solar Z (a Padova grid read without it was taken
     # as Zsun = 0.0152, 0.1 dex off in [M/H]), its citation, and the grid's medium and LSF
@@ -908,6 +910,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
         # the old rule is another run, not one to complete
         ident["star_rule"] = "luminosity_scale"
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
+    from .output_files import provenance
     attrs = {"format": POINTS_STORE_FORMAT, "format_version": STORE_VERSION, "config_sha1": digest,
              "what": what, "n_points": int(n), "chunk_rows": int(chunk_rows), "generator": gen_name,
              "generator_sha1": fingerprint, "tail_filled": bool(tail_filled),
@@ -920,7 +923,8 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
              "wavelength_unit": "Angstrom", "wavelength_medium": "vacuum",
              "inside": "1 where the star lies inside the generator's training coverage",
              "done": "1 where the chunk of chunk_rows stars is complete; written after its data",
-             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             **provenance(gen_name)}          # the generator's name and the version, as every output
     blocks = arr.to_delayed().ravel()
     store = Path(store).absolute()                # workers may not share this process's working directory
     created = not store.exists()

@@ -251,6 +251,13 @@ def plot_fit(result, title=None):
     return fig
 
 
+def _fit_record(result, generator_name):
+    """The fit as JSON-ready dict, with the provenance every output records (the SSP grid's generator for
+    an SSP fit, whose result did not name one; the smnet-sps version)."""
+    from .output_files import provenance
+    return {**result.as_dict(json_safe=True), **provenance(generator_name)}
+
+
 def _cmd_fit(args):
     from .fit import fit_ssp, fit_star
     from .medium import air_to_vacuum
@@ -288,17 +295,20 @@ def _cmd_fit(args):
         max_rv=args.max_rv, rv_guess=args.rv_guess,
     )
     if args.ssp_grid:
-        res = fit_ssp(wave, flux, ivar, templates=read_ssp_grid(args.ssp_grid), **common)
+        templates = read_ssp_grid(args.ssp_grid)
+        res = fit_ssp(wave, flux, ivar, templates=templates, **common)
+        generator_name = (getattr(templates, "attrs", None) or {}).get("generator", "unknown")
     else:
         from .neural import load_generator_option
 
         gen = load_generator_option(args.generator, args.meta)
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior,
                        clip=args.clip, **common)
+        generator_name = res.meta.get("generator", "unknown")
     # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
     wrote = write_out_and_plot(
         args, outputs,
-        lambda path: path.write_text(json.dumps(res.as_dict(json_safe=True), indent=1, allow_nan=False)),
+        lambda path: path.write_text(json.dumps(_fit_record(res, generator_name), indent=1, allow_nan=False)),
         lambda: plot_fit(res), dpi=120)
     print(res)
     if res.meta.get("template_medium") == "air":

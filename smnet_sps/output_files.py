@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_output", "check_creatable_folder", "check_output", "check_output_folder",
-           "matplotlib_formats", "save_figure", "save_plot", "staged_outputs", "suffix_of", "json_safe",
-           "write_out_and_plot"]
+__all__ = ["PROVENANCE_FITS_KEYS", "atomic_output", "check_creatable_folder", "check_output",
+           "check_output_folder", "matplotlib_formats", "provenance", "save_figure", "save_plot",
+           "staged_outputs", "suffix_of", "json_safe", "write_out_and_plot"]
 
 
 def json_safe(obj):
@@ -45,6 +45,19 @@ def json_safe(obj):
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
+
+
+# What every output file records about how it was made, under the same keys in every format (ECSV / text
+# meta, HDF5 / NPZ / Zarr attributes, JSON); FITS headers take 8-character keywords, the same in every FITS
+# output (`ssp --out`, `mags --out .fits`). The `mags` tables held only the --generator option ("default")
+# and no output held the package version.
+PROVENANCE_FITS_KEYS = {"generator": "GENERATR", "smnet_sps_version": "SMNETVER"}
+
+
+def provenance(generator_name):
+    """``{"generator": <the generator's name>, "smnet_sps_version": <smnet_sps.__version__>}``."""
+    from . import __version__
+    return {"generator": str(generator_name), "smnet_sps_version": __version__}
 
 
 def suffix_of(path):

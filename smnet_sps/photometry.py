@@ -952,10 +952,11 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
             table = table[given_order.ravel()]
     table.meta["mass_for_ML"] = ("mass_stars: surviving stellar mass per M_sun formed (ssp_grid)"
                                  if mstar is not None else table.meta["mass_for_ML"])
-    table.meta.update({"Z": float(Z), "imf": str(imf), "isochrones": str(isochrones),
-                       "generator": (generator if isinstance(generator, str)
-                                     else getattr(generator, "name", "default") if generator is not None
-                                     else "default")})
+    # the generator that made the spectra, by its name (the option string "default" said nothing of it)
+    attrs = get("attrs") or {}
+    name = attrs.get("generator") or getattr(generator, "name", None) or str(generator)
+    from .output_files import provenance
+    table.meta.update({"Z": float(Z), "imf": str(imf), "isochrones": str(isochrones), **provenance(name)})
     return table
 
 
@@ -1139,7 +1140,10 @@ def _fits_ready(table):
                                unit=u.mag if isinstance(unit, u.MagUnit) else None,
                                description=(out[name].description or "") + f" [{unit}]")
             out.meta[f"UNIT_{name}"[:68]] = str(unit)
-    from .output_files import fits_text
+    from .output_files import PROVENANCE_FITS_KEYS, fits_text
+    for key, fits_key in PROVENANCE_FITS_KEYS.items():     # the keywords of every FITS output (not HIERARCH)
+        if key in out.meta:
+            out.meta[fits_key] = out.meta.pop(key)
     for key, value in list(out.meta.items()):
         if isinstance(value, (dict, list, tuple)):
             out.meta[key] = fits_text(json.dumps(value, default=str))

@@ -1084,6 +1084,9 @@ def save_ssp_grid(grid, path):
     arrays = {k: np.asarray(v) for k, v in grid._asdict().items() if k != "attrs" and v is not None}
     attrs = dict(grid.attrs)
     attrs["format"] = _GRID_FORMAT_TAG
+    from .output_files import provenance
+    # the version that wrote the file; the generator's name as the grid recorded it
+    attrs.update(provenance(attrs.get("generator", "unknown")))
     h5 = path.suffix.lower() in (".h5", ".hdf5")
     # the unit of the ssp_flux written below: attrs_json describes the file, and the .h5 holds L_nu
     attrs["flux_unit"] = _H5_FLUX_PER_HZ if h5 else _FLUX_PER_AA
@@ -1185,6 +1188,8 @@ def _write_fits(spec, path):
     t["WAVELENGTH"].unit = "Angstrom"
     flux_unit = u.L_sun / u.AA / u.M_sun
     t["FLUX"].unit = flux_unit
+    from . import __version__
+    from .output_files import PROVENANCE_FITS_KEYS as FITS_KEYS
     hdu = fits.table_to_hdu(t)
     m = spec.meta
     h = hdu.header
@@ -1199,7 +1204,8 @@ def _write_fits(spec, path):
              ("MISSFRAC", m["missing_fraction"], "fraction of Lbol without a spectrum"),
              ("OUTFRAC", m["outside_fraction"], "fraction of Lbol from stars outside coverage"),
              ("NPOINTS", m["n_points"], "isochrone points used"),
-             ("GENERATR", m["generator"], "stellar spectrum generator"),
+             (FITS_KEYS["generator"], m["generator"], "stellar spectrum generator"),
+             (FITS_KEYS["smnet_sps_version"], __version__, "smnet-sps version that wrote this file"),
              ("TAILFILL", bool(m.get("tail_filled", False)), "untrained tails from training nodes"),
              ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),
              ("SPECIAL", m["special_phases"], "treatment of TP-AGB / WR stars"),

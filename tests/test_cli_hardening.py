@@ -554,3 +554,31 @@ def test_warnings_are_one_line_naming_the_command():
     assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--ages", "1Gyr", "--model",
                  "blackbody"]) == 0
     assert warnings.formatwarning is before
+
+
+def test_every_output_records_the_generator_and_the_version(tmp_path):
+    """`ssp` FITS recorded GENERATR but no version; `mags` tables only the option string ("generator:
+    default"), no version; ssp-grid files no version. Every output now holds the generator's name and
+    smnet_sps.__version__ under the same keys (FITS: GENERATR, SMNETVER)."""
+    from astropy.io import fits
+    from astropy.table import Table
+    from smnet_sps import __version__
+    from smnet_sps.ssp import load_ssp_grid
+
+    assert main([*SSP, "--out", str(tmp_path / "s.fits")]) == 0
+    header = fits.getheader(tmp_path / "s.fits", 1)
+    assert (header["GENERATR"], header["SMNETVER"]) == ("blackbody", __version__)
+    mags = ["mags", "--Z", "0.0152", "--filters", "bessell-V", "--ages", "1Gyr", "--model", "blackbody",
+            "--out"]
+    for suffix in (".ecsv", ".fits", ".txt"):
+        assert main([*mags, str(tmp_path / f"m{suffix}")]) == 0
+    meta = Table.read(tmp_path / "m.ecsv").meta
+    assert (meta["generator"], meta["smnet_sps_version"]) == ("blackbody", __version__)
+    header = fits.getheader(tmp_path / "m.fits", 1)
+    assert (header["GENERATR"], header["SMNETVER"]) == ("blackbody", __version__)
+    text = (tmp_path / "m.txt").read_text()
+    assert "# generator: blackbody\n" in text and f"# smnet_sps_version: {__version__}\n" in text
+    assert main(["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out",
+                 str(tmp_path / "g.npz")]) == 0
+    attrs = load_ssp_grid(tmp_path / "g.npz").attrs
+    assert (attrs["generator"], attrs["smnet_sps_version"]) == ("blackbody", __version__)

@@ -164,6 +164,8 @@ def test_star_magnitudes_equal_single_process(client, tmp_path, stars, default_g
     mags, inside, attrs = D.load_points_store(run.stores[0])
     assert mags.shape == (len(stars), len(FILTERS)) and attrs["filters"] == FILTERS
     assert attrs["tail_filled"] is (default_generator.tail is not None) is True
+    import smnet_sps                                # provenance, as in every output
+    assert (attrs["generator"], attrs["smnet_sps_version"]) == (default_generator.name, smnet_sps.__version__)
     _assert_same_flux(mags, ref)
     np.testing.assert_array_equal(inside, ref_inside)
     loaded = client.run(_loaded_generators)

@@ -34,6 +34,9 @@ def test_cli_fit_json_is_strict_when_an_error_is_nan(tmp_path, rng):
                      "--resolution-fwhm", "5"]) == 0
     res = _strict(out.read_text())
     assert "sigma" in res["at_bound"] and res["sigma_err"] is None
+    from smnet_sps import __version__              # provenance, as in every output
+    assert res["smnet_sps_version"] == __version__
+    assert res["generator"] == grid.attrs.get("generator", "unknown")
     assert res["log_age"] == pytest.approx(9.2, abs=0.03) and res["log_age_err"] > 0
     # the Python API keeps NaN unless asked for JSON-safe values
     with pytest.warns(FitWarning):
