@@ -1002,12 +1002,20 @@ def plot_colour_evolution(table, path=None, filter_names=None):
     ax = axes[0, 0]
     for name in filter_names:
         ax.plot(table["log_age"], table[f"M_{name}"], marker="o", ms=3, label=name)
-    if "M_bol" in table.colnames:
-        ax.plot(table["log_age"], table["M_bol"], "k--", label="M_bol")
+    show_bol = "M_bol" in table.colnames
+    if show_bol:
+        # bolometric (M_bol = MBOL_SUN - 2.5 log L_bol), in no filter's system: the curve and axis say so
+        ax.plot(table["log_age"], table["M_bol"], "k--",
+                label=f"M$_{{\\rm bol}}$ (bolometric, M$_{{\\rm bol,\\odot}}$ = {MBOL_SUN:g})")
     ax.invert_yaxis()
     ax.set_xlabel("log age [yr]")
     system = _magnitude_system(table, filter_names)
-    ax.set_ylabel("absolute magnitude per M$_\\odot$ formed" + (f" ({system})" if system else ""))
+    ylabel = "absolute magnitude per M$_\\odot$ formed"
+    if show_bol:      # the axis said "(AB)" of an M_bol curve that is no AB magnitude
+        ylabel += "\n" + (f"filters: {system}; " if system else "") + "M$_{\\rm bol}$: bolometric"
+    elif system:
+        ylabel += f" ({system})"
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     if n_panels == 2:
         a, b = filter_names[:2]

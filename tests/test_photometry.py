@@ -636,19 +636,43 @@ def test_colour_plot_labels_the_system_the_table_says_never_a_guessed_ab(tmp_pat
 
     from smnet_sps.cli import main
     from smnet_sps.photometry import TABLE_FORMATS, plot_colour_evolution, ssp_magnitudes
-    label = "absolute magnitude per M$_\\odot$ formed"
-    for ext, system in ((".fits", " (Vega)"), (".txt", " (Vega)"), (".ecsv", " (Vega)"), (".csv", "")):
+    label = "absolute magnitude per M$_\\odot$ formed\n"                 # M_bol is drawn too: bolometric
+    vega = "filters: Vega; "
+    for ext, system in ((".fits", vega), (".txt", vega), (".ecsv", vega), (".csv", "")):
         out = tmp_path / f"m{ext}"
         assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g,sdss2010-r", "--ages", "1,3Gyr",
                      "--generator", "blackbody", "--system", "Vega", "--out", str(out)]) == 0
         fig = plot_colour_evolution(Table.read(out, format=TABLE_FORMATS[ext]))
-        assert fig.axes[0].get_ylabel() == label + system, ext
+        assert fig.axes[0].get_ylabel() == label + system + "M$_{\\rm bol}$: bolometric", ext
         plt.close(fig)
     table = ssp_magnitudes([1.0, 3.0] * u.Gyr, 0.0152, ["sdss2010-g", "sdss2010-r"], system="ST",
                            generator="blackbody")
     del table.meta["system"]                                   # the units still say: mag(ST)
     fig = plot_colour_evolution(table)
-    assert fig.axes[0].get_ylabel() == label + " (ST)"
+    assert fig.axes[0].get_ylabel() == label + "filters: ST; M$_{\\rm bol}$: bolometric"
+    plt.close(fig)
+
+
+def test_colour_plot_calls_m_bol_bolometric_not_the_filters_system():
+    """`mags --plot` drew the dashed M_bol curve, labelled "M_bol", on the axis "absolute magnitude per M_sun
+    formed (AB)": M_bol (4.74 - 2.5 log L_bol) is bolometric, in no filter's system. The curve now says
+    bolometric with M_bol,sun = 4.74 (constants.MBOL_SUN), the axis names the filters' system apart."""
+    import matplotlib.pyplot as plt
+
+    from smnet_sps.constants import MBOL_SUN
+    from smnet_sps.photometry import plot_colour_evolution, ssp_magnitudes
+    table = ssp_magnitudes([1.0, 3.0] * u.Gyr, 0.0152, ["sdss2010-g", "sdss2010-r"], generator="blackbody")
+    fig = plot_colour_evolution(table)
+    ax = fig.axes[0]
+    assert MBOL_SUN == 4.74
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == (
+        "M$_{\\rm bol}$ (bolometric, M$_{\\rm bol,\\odot}$ = 4.74)")
+    assert ax.get_ylabel() == ("absolute magnitude per M$_\\odot$ formed\nfilters: AB; M$_{\\rm bol}$: "
+                               "bolometric")
+    plt.close(fig)
+    del table["M_bol"]                                      # no M_bol: the filters' system alone
+    fig = plot_colour_evolution(table)
+    assert fig.axes[0].get_ylabel() == "absolute magnitude per M$_\\odot$ formed (AB)"
     plt.close(fig)
 
 
