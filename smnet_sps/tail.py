@@ -380,6 +380,7 @@ class _LibraryTail:
                 self.tri = None
             if self.tri is not None:
                 self.flat = ~np.isfinite(self.tri.transform).all(axis=(1, 2))
+                self.hull_planes, self.hull_depth = _hull_planes(self.tri.points)
                 # the hull's facets (in sheared coordinates), for projecting points outside it onto it
                 self.facets = self.tri.points[self.tri.convex_hull]                # (n_facets, ndim, ndim)
                 # outward unit normals and offsets of the hull's facets: the closest point of the hull to a
@@ -474,7 +475,18 @@ class _LibraryTail:
         lower-numbered of the two; a point on an edge or a vertex (several zero coordinates) the first simplex
         of all that hold it. "On" is judged loosely (NEAR_FACE, well above ``tol``), so that the simplex qhull
         happened to return cannot change which rule applies."""
-        simplex = self.tri.find_simplex(x, tol=tol).astype(np.int64)
+        # qhull's walk to a point outside the hull is long (CK04: 37 us a point, 1.2 us inside): a point
+        # beyond a plane of the hull by more than any of its tolerances can accept (_hull_planes) is none's
+        simplex = np.full(len(x), -1, np.int64)
+        ask = np.arange(len(x))
+        if self.hull_planes is not None and len(x):
+            margin = 2.0 * (self.ndim + 1) * np.sqrt(max(tol, 100 * np.finfo(float).eps)) * self.hull_depth
+            height = x @ self.hull_planes[:, :-1].T + self.hull_planes[:, -1]
+            ask = np.flatnonzero(~(height > margin).any(1))
+        # and it walks from the previous point's simplex: in grid-cell order the walks are short (CK04, 6,700
+        # random stars inside: 126 -> 1.2 ms); which simplex a point gets does not depend on it (below)
+        order = ask[np.lexsort(np.floor(x[ask]).T[::-1])] if ask.size > 1 else ask
+        simplex[order] = self.tri.find_simplex(x[order], tol=tol)
         found = np.flatnonzero(simplex >= 0)
         if found.size:
             zero = self._barycentric(x[found], simplex[found]) <= NEAR_FACE
@@ -677,6 +689,25 @@ class _LibraryTail:
                         self._tensor(f"tail{b},{depth}", device, torch.bool, tail),
                         self._tensor(f"extent{b},{depth}", device, torch.int64, extent)))
         return out
+
+
+def _hull_planes(points):
+    """The distinct planes of the convex hull of ``points`` (m, ndim; sheared node coordinates) as rows
+    (unit outward normal, offset), and how far below each the farthest point lies; (None, None) where qhull
+    finds no hull.
+
+    For :meth:`_LibraryTail._find`: a point p with height h = normal . p + offset > 0 has, in any simplex of
+    the nodes, a barycentric coordinate below -h / ((ndim + 1) depth) (the nodes' heights are in [-depth, 0]
+    and their weights sum to 1), so beyond 2 (ndim + 1) sqrt(tol) depth neither qhull's walk (tolerance tol)
+    nor its brute-force search (sqrt(tol) toward a degenerate simplex) can place it in one."""
+    from scipy.spatial import ConvexHull, QhullError
+    try:
+        eq = ConvexHull(points).equations
+    except (QhullError, ValueError):
+        return None, None
+    planes = np.unique(np.round(eq, 12), axis=0)
+    depth = np.maximum(-(points @ planes[:, :-1].T + planes[:, -1]).min(0), 0.0)
+    return planes, depth
 
 
 def node_hull(points):
