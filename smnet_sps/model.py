@@ -330,9 +330,13 @@ class LibraryExpertMLP(nn.Module):
     def route(self, fn, libs, out):
         """Fill ``out`` (n, n_wave): the rows of library j with ``fn(expert of j, their row indices)``.
 
-        Returns the filled tensor (``index_copy``, not in place, so autograd flows through).
+        Returns the filled tensor (``index_copy``, not in place, so autograd flows through), or where one
+        library holds every row, ``fn``'s own output for them.
         """
-        for j in torch.unique(libs).tolist():
+        present = torch.unique(libs).tolist()
+        if len(present) == 1:             # one library: its expert's output as it is (no copy into out)
+            return fn(self.expert_for(present[0]), torch.arange(libs.numel(), device=libs.device))
+        for j in present:
             rows = torch.nonzero(libs == j).squeeze(1)
             out = out.index_copy(0, rows, fn(self.expert_for(j), rows))
         return out
