@@ -942,6 +942,8 @@ def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole, str
     # node's weight goes to 0, the spectrum stays continuous. Only plain products and sums: pow, lerp and
     # addcmul round differently in their vectorised and scalar loops, so the last row of a chunk came out
     # 1e-6 dex apart from the same row elsewhere.
+    if not torch.is_grad_enabled():
+        return _fill_block_no_grad(log_ratio, start, values, tail, verts, weights, rows, whole, strength)
     t = tail[verts[:, 0]].to(log_ratio.dtype) * weights[:, :1]
     wsum = t
     interp = values[verts[:, 0]] * t
@@ -969,6 +971,36 @@ def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole, str
     old = log_ratio if whole else log_ratio[rows]
     new = torch.cat([old[:, :cols.start], old[:, cols] + f * (interp - old[:, cols]), old[:, cols.stop:]], 1)
     return new if whole else log_ratio.index_copy(0, rows, new)
+
+
+def _fill_block_no_grad(log_ratio, start, values, tail, verts, weights, rows, whole, strength):
+    """:func:`_fill_block` without autograd: the same products and sums in the same order, in place on its
+    own temporaries, the node tables made contiguous (and the mask float) once and their rows gathered with
+    index_select (advanced indexing of the column slices took twice the time; random stars: 108 -> 58 ms)."""
+    dtype = log_ratio.dtype
+    values, mask = values.contiguous(), tail.to(dtype)
+    slots = verts.t().contiguous()
+    t = mask.index_select(0, slots[0]).mul_(weights[:, :1])
+    wsum = t
+    interp = values.index_select(0, slots[0]).mul_(t)
+    for k in range(1, 4):
+        t = mask.index_select(0, slots[k]).mul_(weights[:, k:k + 1])
+        wsum.add_(t)
+        interp.add_(values.index_select(0, slots[k]).mul_(t))
+    f = wsum.clamp(0.0, 1.0)
+    for _ in range(BLEND_SQUARINGS):
+        f.mul_(f)
+    if strength is not None:
+        f.mul_(strength)
+    interp.div_(torch.where(wsum > 1e-6, wsum, torch.ones_like(wsum)))
+    cols = slice(start, start + values.shape[1])
+    if whole:
+        block = log_ratio[:, cols]
+        block.add_(interp.sub_(block).mul_(f))
+    else:
+        old = log_ratio[rows, cols]
+        log_ratio[rows, cols] = old.add_(interp.sub_(old).mul_(f))
+    return log_ratio
 
 
 def add_cli(sub):
