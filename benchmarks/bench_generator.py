@@ -302,12 +302,20 @@ def throughput_table(gen):
     teff, logg, logz = sets[0]
     t_cov = _best_time(lambda: gen._in_coverage(teff, logg, logz))
     t_mix = _best_time(lambda: gen.mixture(teff, logg, logz))
+    hold = ""
+    if hasattr(gen, "_held_inputs"):
+        # the hold on each library's node hull and the tail lookup (qhull point location, hull projection):
+        # host-side too, and once the largest of these stages (161 ms per 8192 points before 2026-12-03)
+        mix = gen.mixture(teff, logg, logz)
+        t_hold = _best_time(lambda: gen._held_inputs(teff, logg, logz, mix))
+        hold = (f", hold on the libraries' node hulls and tail lookup {t_hold * 1e3:.1f} ms (qhull point "
+                "location of the points inside each hull, projection of those outside)")
     out += ["", f"Host-side stages per {n} random points: coverage lookup {t_cov * 1e3:.1f} ms (per library "
             "whose box holds points, a k=1 k-d tree query bounded by its nodes' largest reach, k=16 only for "
             "the undecided points), mixture "
-            f"weights {t_mix * 1e3:.1f} ms. Everything else (scaling, network, blend, blackbody, "
-            "exponentiation, sigma T^4) runs in torch on the generator's device, one transfer in and one out "
-            "per batch.", ""]
+            f"weights {t_mix * 1e3:.1f} ms{hold}. Everything else (scaling, network, blend, tail fill, "
+            "blackbody, exponentiation, sigma T^4) runs in torch on the generator's device, one transfer in "
+            "and one out per batch.", ""]
 
     return out
 
