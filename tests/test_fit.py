@@ -1707,7 +1707,7 @@ def test_data_pixels_wider_than_the_models_count_once_when_binned(gen):
     """The mode is chosen once from median pixel widths: 30-A pixels over 4,000-20,000 A are binned, and below
     1 micron onto 20-A model pixels, each datum feeding several working pixels at its full weight (200 data
     pixels -> 299 working pixels, summed weight 279 for 200: errors too small, Teff pulls 1.31). Each datum
-    now counts once there; finer data keep their weights."""
+    now counts once there; finer data whose edges are the model's keep their weights."""
     w = np.arange(4000.0, 20000.0, 30.0)
     one = np.ones(w.size)
     op = SpectralOperator(gen.wavelength, w, one, one, np.ones(w.size, bool), max_rv=1000.0)
@@ -1715,7 +1715,36 @@ def test_data_pixels_wider_than_the_models_count_once_when_binned(gen):
     blue = op.wave < 9990.0
     assert blue.sum() > (w < 9990.0).sum()              # still more working pixels than data there
     assert op.ivar[blue].sum() * op.scale ** -2 == pytest.approx((w < 9990.0).sum(), rel=0.02)
-    fine = np.arange(4000.0, 7000.0, 2.0)
+    fine = np.arange(4001.0, 7000.0, 2.0)       # edges on the model's 20-A edges
     op = SpectralOperator(gen.wavelength, fine, np.ones(fine.size), np.ones(fine.size),
                           np.ones(fine.size, bool), max_rv=1000.0)
-    assert np.all(op.counts == 1.0)
+    assert op.counts == pytest.approx(1.0, abs=1e-9)
+    assert op.ivar * op.scale ** -2 == pytest.approx(10.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("step", [10.0, 2.5])
+def test_data_pixels_across_model_edges_count_once_when_binned(gen, step):
+    """Data finer than the model, half a pixel off its 20-A edges: a datum across a model edge entered both
+    working pixels at its full weight (10-A pixels: summed weight 664 for 500 data, errors 1.15x too small;
+    2.5-A: 2,125 for 2,000). It now enters each with its share (overlap / width): the weights sum to the
+    data's own, the degrees of freedom are the expected chi^2 (0.75 per working pixel for 10-A pixels), and
+    with uneven errors the summed weight is the generalised chi^2's for the binned means' covariance."""
+    from smnet_sps.empirical import overlap_matrix
+    from smnet_sps.fit import _edges
+
+    w = np.arange(4000.0, 9000.0, step)
+    one = np.ones(w.size)
+    op = SpectralOperator(gen.wavelength, w, one, one, np.ones(w.size, bool), max_rv=1000.0)
+    assert op.mode == "bin"
+    d_edges = _edges(w)
+    ov = overlap_matrix(d_edges, np.r_[op.edges_lo, op.edges_hi[-1]]).toarray()   # (n_work, n_data) [A]
+    used = (ov / np.diff(d_edges)).sum()          # the data inside working pixels, counted by their share
+    assert op.ivar.sum() * op.scale ** -2 == pytest.approx(used, rel=1e-9)
+    n = 20.0 / step                               # data pixels per model pixel: n - 1 whole, two halves
+    assert op.counts == pytest.approx((n - 1 + 0.5) / n, rel=1e-9)
+    err = 1 + (w - 4000.0) / 5000.0 + 4.0 * (np.abs(w - 6000.0) < 20.0)
+    op = SpectralOperator(gen.wavelength, w, one, 1 / err**2, np.ones(w.size, bool), max_rv=1000.0)
+    a = ov / ov.sum(1, keepdims=True)
+    cov = a @ np.diag(err**2) @ a.T               # the covariance of the binned means
+    gls = np.linalg.solve(cov, np.ones(op.wave.size)).sum()
+    assert op.ivar.sum() * op.scale ** -2 == pytest.approx(gls, rel=0.01)
