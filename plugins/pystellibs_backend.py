@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
-from smnet_sps.backend import _log_value, check_logl, star_scale
+from smnet_sps.backend import STATUS, _log_value, check_logl, star_rule
 from smnet_sps.constants import L_SUN, LLAM_UNIT, SIGMA_SB
 from smnet_sps.generator import _as_float_array, _logg_value, _refuse_masked, column_quantity
 from smnet_sps.mixture import widen_single_metallicity
@@ -277,8 +277,10 @@ class SMNetStellib:
         """f F_lambda / integral(F_lambda) [1/A]: the spectrum per unit bolometric luminosity.
 
         Divided by its own integral over the generator's grid and multiplied by f, the share of a blackbody
-        of that Teff on the grid (:func:`smnet_sps.backend.star_scale`, the rule the SSP backend scales
-        each star by): the spectrum of a star of luminosity L integrates to f L there. Dividing by
+        of that Teff on the grid: the spectrum of a star of luminosity L integrates to f L there. The whole
+        per-star rule of the SSP backend (:func:`smnet_sps.backend.star_rule`), so a star gets the backend's
+        spectrum: a star outside the coverage (accepted by the ``dlogT``/``dlogg`` margins) whose extrapolated
+        spectrum integrates more than 2x off its generator's target gets a blackbody of its Teff. Dividing by
         sigma T^4 (4 pi R^2 F_lambda) carried the generator's integral error into L_bol (0.91 L at
         150,000 K, log g 6.5); without f, a generator on a short grid (a released SM-Net checkpoint,
         3,000 A - 10 um) put a hot star's whole L into its optical (18x too bright at 40 kK).
@@ -287,10 +289,14 @@ class SMNetStellib:
         outside the coverage."""
         logT = np.atleast_1d(np.asarray(logT, float))
         teff = 10.0 ** logT
-        flux, _ = self.generator.surface_flux(teff, logg, self._mh(Z, teff.size), batch_size=self.batch_size)
+        flux, inside = self.generator.surface_flux(teff, logg, self._mh(Z, teff.size),
+                                                   batch_size=self.batch_size)
         # the SSP backend's rule: a spectrum with a negative pixel is unusable (it was returned as negative
-        # light, -5e30 erg/s/A)
-        return flux * star_scale(flux, self._wavelength, teff)[0][:, None]
+        # light, -5e30 erg/s/A); an implausible extrapolation is a blackbody (it was the rescaled untrusted
+        # spectrum, V 1.1 mag off the SSP's star)
+        status = np.where(inside, STATUS["generator"], STATUS["extrapolated"])
+        scale = star_rule(flux, self._wavelength, teff, status, self.generator.target_fraction(teff))[0]
+        return flux * scale[:, None]
 
     def _validate_stars(self, logT, logg, logL, Z, single=False):
         """(logT, logg, logL, Z) as 1-d float arrays of one common length, checked.

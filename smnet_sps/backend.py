@@ -369,6 +369,71 @@ def star_scale(flux, wavelength, teff, weights=None):
     return luminosity_scale(integral, wavelength, teff, flux), integral
 
 
+def star_rule(flux, wavelength, teff, status, target_fraction, weights=None, blackbody_unusable=False):
+    """The whole per-star rule, one for every caller that turns generated surface fluxes into stars (the SSP
+    backend, star photometry in :mod:`smnet_sps.distributed`, the pystellibs plugin), so that one star gets
+    one spectrum on every path: scale to L (:func:`star_scale`), replace an extrapolation whose integral is
+    off its generator's target by more than :data:`EXTRAPOLATION_LIMIT` with a blackbody of the same Teff,
+    and give no spectrum (NaN scale, status "missing") where the spectrum is unusable.
+
+    Parameters
+    ----------
+    flux : array (n, n_wave), float, changed in place: the generator's surface fluxes F_lambda on
+        ``wavelength`` (a dedicated library's rows already per unit L); rows replaced by a blackbody are
+        overwritten with a unit-integral Planck spectrum
+    wavelength : array (n_wave,) [A], increasing
+    teff : array (n,) [K]
+    status : array (n,) of :data:`STATUS` codes as generated: "generator" (inside the coverage),
+        "extrapolated" (outside, generated anyway), "dedicated", "missing" (no spectrum)
+    target_fraction : array (n,), :meth:`~smnet_sps.generator.Generator.target_fraction` of ``teff``: the
+        share of sigma Teff^4 the generator aims its spectra at on its grid
+    weights : array (n_wave,), optional: :func:`_trapz_weights` of ``wavelength``
+    blackbody_unusable : bool, also give a blackbody to rows without a usable spectrum
+        (``outside="blackbody"``)
+
+    Returns
+    -------
+    scale : ndarray (n,) [1/A]: ``flux * scale[:, None]`` is the star's spectrum per unit L (times L [erg/s]:
+        L_lambda [erg s^-1 A^-1]); NaN where the star has no spectrum (status "missing")
+    status : ndarray (n,) int8, updated: "missing" where unusable, "blackbody" where replaced
+    correction : ndarray (n,), t sigma Teff^4 / integral(F_lambda) of the generator's spectrum (NaN where it
+        was not used: dedicated, blackbody, missing)
+    usable : ndarray (n,) bool, the spectrum as generated was usable (a caller counts the others as outside)
+    """
+    wavelength = np.asarray(wavelength, float)
+    weights = _trapz_weights(wavelength) if weights is None else weights
+    status = np.array(status, np.int8)
+    teff = np.asarray(teff, float)
+    # f / integral: f the share of sigma Teff^4 the grid holds (what a spectrum on it integrates to);
+    # a spectrum with a negative or non-finite pixel is unusable (NaN)
+    unit_scale, integ = star_scale(flux, wavelength, teff, weights)
+    usable = (status != STATUS["missing"]) & np.isfinite(unit_scale)
+    status[~usable] = STATUS["missing"]
+    # how far each raw spectrum is from what its generator aims at on the grid (a released checkpoint's
+    # "covered" normalisation: sigma Teff^4, not a blackbody's share; judged against that share, its
+    # extrapolated stars above ~13 kK all became blackbodies although exactly on target)
+    target = SIGMA_SB * teff**4 * np.asarray(target_fraction, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        correction = np.where(usable, target / np.where(usable, integ, 1.0), np.nan)
+    dedicated = status == STATUS["dedicated"]
+    correction[dedicated] = np.nan              # dedicated spectra are unit-normalised
+    scale = np.where(usable, unit_scale, np.nan)
+    scale[usable & dedicated] = 1.0             # already per unit L, with their own share
+    # An extrapolation whose bolometric flux is off its generator's target by more than 2x is not a
+    # spectrum to trust (measured: 16x at 80 kK, log g 5, [M/H] -0.75, 0.75 dex off CM87's one
+    # metallicity): a blackbody replaces it.
+    implausible = ((status == STATUS["extrapolated"]) & usable
+                   & ((correction < 1.0 / EXTRAPOLATION_LIMIT) | (correction > EXTRAPOLATION_LIMIT)))
+    fill = implausible | (~usable if blackbody_unusable else False)
+    if fill.any():
+        bb = planck_surface_flux(wavelength, teff[fill])
+        flux[fill] = bb / _integrate(bb, weights)[:, None]      # already unit-integral
+        scale[fill] = planck_fraction(wavelength[0], wavelength[-1], teff[fill])
+        status[fill] = STATUS["blackbody"]
+        correction[fill] = np.nan               # the generator's spectrum was not used
+    return scale, status, correction, usable
+
+
 def _new_timing():
     return {"generator_s": 0.0, "generator_cpu_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
 
@@ -726,34 +791,12 @@ class StellarLibraryBackend:
                 timing["generator_cpu_s"] += time.process_time() - c0
                 timing["n_generated"] += run.size
                 status[run] = np.where(inside[run], STATUS["generator"], STATUS["extrapolated"])
-        # normalise; unusable spectra become outside points
-        # f / integral: f the share of sigma Teff^4 the grid holds (what a spectrum on it integrates to);
-        # a spectrum with a negative or non-finite pixel is unusable (NaN)
-        unit_scale, integ = star_scale(flux, self.wavelength, teff, self._wint)
-        good = (status != STATUS["missing"]) & np.isfinite(unit_scale)
-        status[~good] = STATUS["missing"]
-        inside[~good] = False          # an unusable spectrum counts as outside (it kept inside=True)
-        # how far each raw spectrum is from what its generator aims at on the grid (a released checkpoint's
-        # "covered" normalisation: sigma Teff^4, not a blackbody's share; judged against that share, its
-        # extrapolated stars above ~13 kK all became blackbodies although exactly on target)
-        target = SIGMA_SB * teff**4 * self.generator.target_fraction(teff)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            correction = np.where(good, target / np.where(good, integ, 1.0), np.nan)
-        correction[status == STATUS["dedicated"]] = np.nan     # dedicated spectra are unit-normalised
-        scale = np.where(good, unit_scale, 0.0)
-        scale[good & (status == STATUS["dedicated"])] = 1.0     # already per unit L, with their own share
-        # An extrapolation whose bolometric flux is off its generator's target by more than 2x is not a
-        # spectrum to trust (measured: 16x at 80 kK, log g 5, [M/H] -0.75, 0.75 dex off CM87's one
-        # metallicity): a blackbody replaces it.
-        implausible = ((status == STATUS["extrapolated"]) & good
-                       & ((correction < 1.0 / EXTRAPOLATION_LIMIT) | (correction > EXTRAPOLATION_LIMIT)))
-        fill = implausible | (~good if self.outside == "blackbody" else False)
-        if fill.any():
-            bb = planck_surface_flux(self.wavelength, teff[fill])
-            flux[fill] = bb / _integrate(bb, self._wint)[:, None]      # already unit-integral
-            scale[fill] = planck_fraction(self.wavelength[0], self.wavelength[-1], teff[fill])
-            status[fill] = STATUS["blackbody"]
-            correction[fill] = np.nan            # the generator's spectrum was not used
+        # the one per-star rule (star_rule): scale to L, blackbody for an implausible extrapolation (or any
+        # unusable spectrum with outside="blackbody"); unusable spectra become outside points
+        scale, status, correction, usable = star_rule(flux, self.wavelength, teff, status,
+                                                      self.generator.target_fraction(teff), self._wint,
+                                                      blackbody_unusable=self.outside == "blackbody")
+        inside[~usable] = False        # an unusable spectrum counts as outside (it kept inside=True)
         bad = status == STATUS["missing"]
         if bad.any():
             flux[bad] = 0.0                      # NaN rows must not leak through a product with weight 0

@@ -30,7 +30,9 @@ nothing is duplicated. The group's attributes hold units and provenance (see :fu
 :func:`write_points`); :func:`load_ssp_store` and :func:`load_points_store` read them back.
 
 Star magnitudes follow docs/CONTRACTS.md: L_lambda = L f F_lambda / integral(F_lambda) [erg s^-1 A^-1], f the
-share of a blackbody of that Teff on the grid (the SSP backend's rule); magnitudes are those of
+share of a blackbody of that Teff on the grid, an extrapolation > 2x off its generator's target replaced by a
+blackbody of that Teff and L (the SSP backend's whole per-star rule, :func:`smnet_sps.backend.star_rule`: one
+star, one spectrum on every path); magnitudes are those of
 :func:`smnet_sps.photometry.magnitudes` for that luminosity density (absolute magnitudes at 10 pc unless
 ``distance`` is given). Wavelengths are vacuum (smnet_sps.medium).
 """
@@ -48,7 +50,7 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT
-from .backend import _trapz_weights, star_scale
+from .backend import STATUS, _trapz_weights, star_rule
 from .generator import _check_count, _check_out_dtype, _quiet_coverage, validate_parameters
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
@@ -703,10 +705,14 @@ def _points_block(block, spec, device, what, filters, system, distance_cm, batch
     with _quiet_coverage():                      # coverage goes into the returned flag column
         for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch_size):
             if what == "magnitudes":
-                # CONTRACTS, star: L f F / integral(F), the SSP backend's rule; L F / sigma Teff^4 carried
-                # the emulator's bolometric error into L (V 0.095 mag faint at 150 kK, log g 6.5)
-                scale = star_scale(flux, wave.value, teff[sl], wint)[0] * lum[sl] * L_SUN
-                usable = np.isfinite(scale)                # an unusable spectrum: NaN magnitudes, outside
+                # CONTRACTS, star: the SSP backend's whole per-star rule (backend.star_rule): L f F /
+                # integral(F), and a blackbody for an extrapolation > 2x off its target (the rescaled
+                # untrusted spectrum was V 1.1 mag fainter than the SSP's star: Padova post-AGB, 104 kK)
+                flux = np.array(flux, float)               # star_rule writes the blackbody rows
+                status = np.where(inside, STATUS["generator"], STATUS["extrapolated"])
+                scale, _, _, usable = star_rule(flux, wave.value, teff[sl], status,
+                                                gen.target_fraction(teff[sl]), wint)
+                scale = scale * lum[sl] * L_SUN            # unusable spectrum: NaN magnitudes, outside
                 out[sl, :k] = np.nan
                 if usable.any():
                     llam = flux[usable] * scale[usable, None]

@@ -411,6 +411,34 @@ def test_star_scale_is_the_one_star_rule_of_backend_distributed_and_pystellibs(d
     np.testing.assert_allclose(got[:, 0], np.asarray(ref[ref.colnames[0]], float), rtol=0, atol=1e-12)
 
 
+def test_an_implausible_extrapolation_is_the_same_blackbody_on_every_star_path(default_generator):
+    """Star photometry (distributed, ``smnet-sps mags --points``) and the pystellibs plugin only rescaled an
+    extrapolation whose integral is > 2x off its target to L, where the SSP backend puts a blackbody: a
+    Padova Z = 0.0002 post-AGB star (log Teff 5.0175 = 104,112 K, log g 5.63, 3.8e3 L_sun) had V 3.276 there
+    against 2.183 in the backend, a PARSEC Z = 1e-4 star (log Teff 4.9374, log g 4.46) -6.133 against
+    -7.259. One rule (backend.star_rule) now gives every path the backend's spectrum."""
+    from smnet_sps import distributed as D
+    from smnet_sps.constants import LLAM_UNIT
+    from smnet_sps.photometry import magnitudes
+    from smnet_sps.plugins.pystellibs_backend import SMNetStellib
+    gen = default_generator
+    logt, logg = np.array([5.0175, 4.9374, 4.0]), np.array([5.63, 4.46, 4.0])
+    logz, lum = np.array([-1.98, -2.18, 0.0]), np.array([3.8e3, 1.34e7, 300.0])
+    ps = StellarLibraryBackend(gen).point_spectra(logt=logt, logg=logg, logz=logz, logl=np.log10(lum))
+    assert ps.status.tolist() == [STATUS["blackbody"]] * 2 + [STATUS["generator"]]
+    filters = ["bessell-V", "galex-fuv"]
+    ref = magnitudes((ps.wavelength * u.AA, ps.llam * LLAM_UNIT), filters)
+    ref = np.column_stack([np.asarray(ref[c], float) for c in ref.colnames])
+    got = D._points_block(np.column_stack([10**logt, logg, logz, lum]), "default", "cpu", "magnitudes",
+                          tuple(filters), "AB", None, 64, np.float64)
+    np.testing.assert_allclose(got[:, :2], ref, rtol=0, atol=1e-4)       # the backend's cache is float32
+    assert got[:, 2].tolist() == [0.0, 0.0, 1.0]
+    lib = SMNetStellib(gen, zsun=0.0142)
+    with pytest.warns(Warning, match="2 of 3 point.s. lie outside"):
+        per_l = lib._lbol_normalised(logt, logg, 0.0142 * 10**logz)
+    np.testing.assert_allclose(per_l * (lum * L_SUN)[:, None], ps.llam, rtol=1e-5, atol=1e-6 * ps.llam.max())
+
+
 @pytest.mark.parametrize("bad, match", [(dict(teff="5777"), "teff must be a number"),
                                         (dict(logl=True), "logl must be a number.*boolean"),
                                         (dict(teff=np.ma.array([5777.0, 6000.0], mask=[False, True])),
