@@ -44,9 +44,26 @@ def _quiet_coverage():
         _QUIET_COVERAGE.reset(token)
 
 
+# A box edge is met within this tolerance [dex] (Teff in log, log g and [M/H] as they are): a Teff from a log
+# Teff, as every isochrone table gives it, misses a node by rounding (10**log10(2600) = 2599.9999999999986 K,
+# NextGen's coolest; 10**log10(180000) = 180000.00000000017 K, CM87's hottest), which flagged the star outside
+# while the SSP backend (snapping keys onto faces) had it inside. 1e-12 dex: ~1e4 ulp, far below a grid step.
+BOX_EDGE_TOLERANCE = 1e-12
+
+
+def box_edges(box):
+    """(lo (3,), hi (3,)) in (Teff [K], log g, [M/H]) of a :class:`ParameterBox`, each face moved out by
+    :data:`BOX_EDGE_TOLERANCE` dex: the bounds every coverage test compares with (inclusive)."""
+    widen = 10.0**BOX_EDGE_TOLERANCE
+    lo = np.array([box.teff[0] / widen, box.logg[0] - BOX_EDGE_TOLERANCE, box.logz[0] - BOX_EDGE_TOLERANCE])
+    hi = np.array([box.teff[1] * widen, box.logg[1] + BOX_EDGE_TOLERANCE, box.logz[1] + BOX_EDGE_TOLERANCE])
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class ParameterBox:
-    """A box in (Teff [K], log g [cgs], log Z = [M/H] [dex]); bounds are inclusive."""
+    """A box in (Teff [K], log g [cgs], log Z = [M/H] [dex]); bounds are inclusive, within
+    :data:`BOX_EDGE_TOLERANCE` (:func:`box_edges`)."""
 
     teff: tuple[float, float]
     logg: tuple[float, float]
@@ -55,8 +72,9 @@ class ParameterBox:
     def contains(self, teff, logg, logz):
         teff, logg, logz = np.broadcast_arrays(np.asarray(teff, float), np.asarray(logg, float),
                                                np.asarray(logz, float))
-        return ((teff >= self.teff[0]) & (teff <= self.teff[1]) & (logg >= self.logg[0])
-                & (logg <= self.logg[1]) & (logz >= self.logz[0]) & (logz <= self.logz[1]))
+        lo, hi = box_edges(self)
+        return ((teff >= lo[0]) & (teff <= hi[0]) & (logg >= lo[1]) & (logg <= hi[1]) & (logz >= lo[2])
+                & (logz <= hi[2]))
 
     def describe(self):
         return (f"Teff {self.teff[0]:g}-{self.teff[1]:g} K, log g {self.logg[0]:g}..{self.logg[1]:g}, "

@@ -938,3 +938,34 @@ def test_a_released_meta_value_that_is_not_one_number_is_named(released, tmp_pat
     np.savez(tmp_path / "one.meta.npz", **dict(small, tau=np.atleast_1d(small["tau"])))
     gen = load_generator(d / "plain.pt", meta=tmp_path / "one.meta.npz", device="cpu")
     assert gen.tau == float(small["tau"])
+
+
+def test_a_node_on_a_box_face_given_by_its_log_teff_is_inside_on_every_path(default_generator):
+    """A Teff from a log Teff misses a face by rounding: 10**log10(2600) = 2599.9999999999986 K (NextGen's
+    coolest node, log g 5.0, [M/H] -0.5) and 10**log10(180000) = 180000.00000000017 K (CM87's hottest) were
+    outside for in_coverage, distributed and strict=True ("Teff=2600 K ... outside") while the SSP backend
+    (snapping its keys onto faces) had them inside. Faces are now met within 1e-12 dex on every path, the
+    network's input is unchanged, and 1e-11 beyond a face is still outside."""
+    from smnet_sps import distributed as D
+    from smnet_sps.backend import StellarLibraryBackend
+    from smnet_sps.generator import ParameterBox
+    gen = default_generator
+    logt, logg, logz = np.log10([2600.0, 180000.0]), np.array([5.0, 7.0]), np.array([-0.5, 0.0])
+    teff = 10.0**logt
+    assert teff.tolist() == [2599.9999999999986, 180000.00000000017]
+    assert gen.in_coverage(teff, logg, logz).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CoverageWarning)
+        flux, inside = gen.surface_flux(teff, logg, logz, strict=True)
+    assert inside.all()
+    block = D._points_block(np.column_stack([teff, logg, logz, np.ones(2)]), "default", "cpu", "spectra",
+                            (), None, None, 64, np.float64)
+    assert block[:, -1].tolist() == [1.0, 1.0]
+    assert StellarLibraryBackend(gen).point_spectra(logt=logt, logg=logg, logz=logz, logl=0.0).inside.all()
+    # the spectrum is the node's: the network's input moved by rounding only
+    np.testing.assert_allclose(flux, gen.surface_flux([2600.0, 180000.0], logg, logz)[0], rtol=1e-12)
+    beyond = gen.in_coverage([2600.0 * (1 - 1e-11), 180000.0 * (1 + 1e-11)], logg, logz)
+    assert not beyond.any()
+    box = ParameterBox((2600.0, 180000.0), (5.0, 7.0), (-0.5, 0.0))
+    assert box.contains(teff, logg, logz).all()
+    assert not box.contains(teff, logg + [-1e-11, 1e-11], logz).any()
