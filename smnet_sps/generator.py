@@ -201,7 +201,8 @@ def _teff_value(teff):
 
 
 def _logg_value(logg):
-    """log g [dex cgs] from a number, a dex Quantity (u.dex(u.cm / u.s**2)) or a linear acceleration."""
+    """log g [dex cgs] from a number, a dex Quantity (u.dex(u.cm / u.s**2), or a plain u.dex: already the
+    log, as logt, logz and logl take it) or a linear acceleration."""
     logg = column_quantity(logg, "logg")
     if not isinstance(logg, u.Quantity):
         return logg
@@ -217,10 +218,12 @@ def _logg_value(logg):
             raise ValueError("logg given as an acceleration must be positive (it is converted to "
                              "log10(g / cm s^-2))")
         return np.log10(g)
-    if logg.unit == u.dimensionless_unscaled:
-        return logg.value
-    raise ValueError(f"logg must be log10(g / cm s^-2) as a number, a u.dex(u.cm / u.s**2) quantity or an "
-                     f"acceleration quantity; got unit {logg.unit}")
+    # already the log, as _log_value reads logt / logl and _logz_value logz (a FITS column with TUNIT 'dex'
+    # was refused for log g only)
+    if logg.unit in (u.dimensionless_unscaled, u.dex):
+        return np.asarray(logg.value, float)
+    raise ValueError(f"logg must be log10(g / cm s^-2) as a number, a u.dex or u.dex(u.cm / u.s**2) quantity "
+                     f"or an acceleration quantity; got unit {logg.unit}")
 
 
 def _logz_value(logz):
@@ -265,8 +268,8 @@ def validate_parameters(teff, logg, logz):
     Parameters
     ----------
     teff : number, array or Quantity [K] (temperature equivalencies apply)
-    logg : number or array, log10(g / cm s^-2); or a ``u.dex(u.cm / u.s**2)`` Quantity; or a linear
-        acceleration Quantity (converted with log10 of cm s^-2)
+    logg : number or array, log10(g / cm s^-2); or a ``u.dex(u.cm / u.s**2)`` or ``u.dex`` Quantity; or a
+        linear acceleration Quantity (converted with log10 of cm s^-2)
     logz : number or array, [M/H] [dex]; or a ``u.dex`` Quantity
 
     Raises

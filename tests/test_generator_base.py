@@ -113,6 +113,32 @@ def test_logg_quantities_dex_or_linear_acceleration():
         validate_parameters(5777.0, -3.0 * u.cm / u.s**2, 0.0)
 
 
+def test_a_plain_dex_logg_is_the_log_as_for_logt_logz_and_logl(default_generator):
+    """A table whose columns all carry the unit 'dex' (a FITS TUNIT): logt, logz and logl were read as the
+    log, logg was refused ("got unit dex") in the generators, the SSP backend and the pystellibs plugin. It is
+    now the log there too; another unit is still refused, naming what is allowed."""
+    from astropy.table import Table
+
+    from smnet_sps.backend import StellarLibraryBackend
+    from smnet_sps.plugins.pystellibs_backend import SMNetStellib
+    t = Table({"logt": [3.7614], "logg": [4.44], "logz": [0.0], "logl": [0.0]})
+    for c in t.colnames:
+        t[c].unit = u.dex
+    assert validate_parameters(5777.0, 4.44 * u.dex, 0.0)[1].tolist() == [4.44]
+    ref = default_generator.surface_flux(5777.0, 4.44, 0.0)[0]
+    np.testing.assert_array_equal(default_generator.surface_flux(5777.0, t["logg"], t["logz"])[0], ref)
+    be = StellarLibraryBackend(default_generator)
+    got = be.point_spectra(logt=t["logt"], logg=t["logg"], logz=t["logz"], logl=t["logl"]).llam
+    np.testing.assert_array_equal(got, be.point_spectra(logt=3.7614, logg=4.44, logz=0.0, logl=0.0).llam)
+    assert SMNetStellib(default_generator).get_radius(t["logl"], t["logt"]) > 0
+    lib = SMNetStellib(default_generator, zsun=0.02)
+    spec = lib.generate_stellar_spectrum(t["logt"][0] * u.dex, t["logg"][0] * u.dex, 0.0, 0.02)
+    np.testing.assert_array_equal(spec, lib.generate_stellar_spectrum(3.7614, 4.44, 0.0, 0.02))
+    allowed = r"logg must be .* u\.dex or u\.dex\(u\.cm / u\.s\*\*2\) quantity .*got unit mag"
+    with pytest.raises(ValueError, match=allowed):
+        validate_parameters(5777.0, 4.44 * u.mag, 0.0)
+
+
 def test_inside_domain_outside_coverage_still_answered_with_a_flag(blackbody):
     from smnet_sps.generator import BlackbodyGenerator
     narrow = BlackbodyGenerator(teff_range=(1000.0, 1e5))
