@@ -90,6 +90,9 @@ def parse_ages_option(values, n_ages=20, option="--ages"):
                 raise ValueError(f"--n-ages must be >= 2 for a range of ages, got {n_ages}")
             lo = float(m["lo"]) * _age_unit(lo_unit, token, option)
             hi = float(m["hi"]) * _age_unit(hi_unit, token, option)
+            if lo > hi:       # '5-1Gyr' came out decreasing, against the documented increasing range
+                raise ValueError(f"cannot read {option} {token!r}: a range lo-hi needs lo <= hi (got "
+                                 f"{lo:.4g} yr > {hi:.4g} yr)")
             ages.append(np.geomspace(lo, hi, int(n_ages)) if lo > 0 and hi > 0 else np.array([lo, hi]))
     ages = np.concatenate(ages) if ages else np.array([])
     if not np.all(np.isfinite(ages)) or np.any(ages <= 0):

@@ -912,9 +912,10 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
              "chunk_rows": int(chunk_rows),
              "n": int(n)}
     if what == "magnitudes":
-        # stars scaled by luminosity_scale since 2026-12-03 (L F / sigma Teff^4 before): a store begun with
-        # the old rule is another run, not one to complete
-        ident["star_rule"] = "luminosity_scale"
+        # stars scaled by luminosity_scale since 2026-12-03 (L F / sigma Teff^4 before), then by
+        # backend.star_rule (a blackbody for an extrapolation > EXTRAPOLATION_LIMIT off): a store begun
+        # with an older rule is another run, not one to complete
+        ident["star_rule"] = "star_rule"
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     from .output_files import provenance
     attrs = {"format": POINTS_STORE_FORMAT, "format_version": STORE_VERSION, "config_sha1": digest,
@@ -925,7 +926,10 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
                       f"mag ({system}) at distance {distance_cm:.6g} cm") if what == "magnitudes" else
              "erg s^-1 cm^-2 Angstrom^-1 (surface flux F_lambda)",
              "star_luminosity_density": "L_lambda = L f F_lambda / integral(F_lambda) over the grid, f the "
-                                        "share of a blackbody of that Teff on the grid",
+                                        "share of a blackbody of that Teff on the grid; a blackbody of "
+                                        "that Teff instead where an extrapolated F_lambda integrates "
+                                        "more than EXTRAPOLATION_LIMIT x off sigma Teff^4 "
+                                        "(smnet_sps.backend.star_rule)",
              "wavelength_unit": "Angstrom", "wavelength_medium": "vacuum",
              "inside": "1 where the star lies inside the generator's training coverage",
              "done": "1 where the chunk of chunk_rows stars is complete; written after its data",

@@ -1303,7 +1303,10 @@ def fit_star(
         of the residuals through the chi^2_red scaling); with a flux Quantity, plain numbers in its unit^-2
         or a Quantity, converted alike
     resolution_fwhm : float or array (n,) [A], the data's line-spread FWHM; None = the data's resolution
-        beyond the model's, both 2 pixel widths, in quadrature (none for pixels no wider than the model's)
+        beyond the model's, both 2 pixel widths, in quadrature (none for pixels no wider than the model's).
+        Not the same fit as giving 2 data pixels explicitly, which subtracts only the model's one-pixel box:
+        for coarse data the default broadens less (sigma 12 % less at pixels 2x the model's); give the
+        data's true LSF for real spectra
     mask : bool array (n,), True = bad pixel (excluded)
     generator : a :class:`smnet_sps.neural.NeuralGenerator`, or a shipped model name or model directory (e.g.
         ``"semi-empirical"``, loaded once); default: the shipped default model

@@ -793,7 +793,11 @@ class DSPSArrays(_DSPSFields):
     * ``wavelength_medium`` ("vacuum", default, or "air"): the medium of ``ssp_wave``. L_nu is the same in
       either medium (a pixel's frequency is c / lambda_vac).
     * ``zsun``: the solar Z of the grid's isochrone family ([M/H] = ``ssp_lgmet`` - log10 zsun), None where
-      not known (JAX's pytree rebuild of the tuple drops it to None).
+      not known.
+
+    A rebuild from the four fields alone (``_make``, JAX's pytree flatten / unflatten,
+    ``jax.tree_util.tree_map``) cannot know either: it gives "vacuum" and None. Convert an air set with
+    ``to_medium(arrays, "vacuum")`` before handing it to such code, and pass ``zsun=`` where it is read.
     """
 
     zsun = None

@@ -513,6 +513,8 @@ def test_ages_and_metallicities_read_alike_in_ssp_grid_and_mags(tmp_path, capsys
                         ("100Myr-1Gyr", [1e8, np.sqrt(10) * 1e8, 1e9]),
                         (["0.01-1Gyr", "5Gyr"], [1e7, 1e8, 1e9, 5e9])):
         np.testing.assert_allclose(parse_ages_option(text, 3), years, rtol=1e-12, err_msg=str(text))
+    with pytest.raises(ValueError, match=r"lo <= hi \(got 5e\+09 yr > 1e\+09 yr\)"):
+        parse_ages_option("5-1Gyr", 3)              # came out decreasing, though documented increasing
     grid = tmp_path / "g.npz"
     assert main(["ssp-grid", "--ages", "0.1-1Gyr", "3Gyr", "--n-ages", "3", "--Z", "0.002,0.0152",
                  "--generator", "blackbody", "--out", str(grid)]) == 0

