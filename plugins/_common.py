@@ -29,13 +29,15 @@ from astropy import units as u
 
 from smnet_sps.medium import check_medium, per_angstrom
 from smnet_sps.ssp import check_ssp_flux_scale, is_dsps_ssp_data
+from smnet_sps.isochrones import FAMILIES as ISOCHRONE_FAMILIES
 
 __all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN", "grid_medium",
            "template_lsf", "in_medium", "output_path"]
 
-# PARSEC v1.2S solar metallicity (Bressan+2012), the project's default isochrones. Hosts that want
-# [M/H] or Z/Z_sun use this unless the grid's metadata or the caller says otherwise.
-DEFAULT_ZSUN = 0.0152
+# PARSEC v1.2S solar metallicity (Bressan+2012, 0.0152), the project's default isochrones, from their table
+# (smnet_sps.ssp_torch takes the same). Hosts that want [M/H] or Z/Z_sun use it unless the grid's metadata or
+# the caller says otherwise.
+DEFAULT_ZSUN = ISOCHRONE_FAMILIES["parsec"]["zsun"]
 # FSPS's IMF weights (smnet_sps.imf.imf_weights, reproduced on purpose) give an isochrone's lowest point
 # the stars from 0.08 M_sun up at that point's mass: where PARSEC's youngest isochrones start at 0.10-0.11
 # M_sun the surviving mass per M_sun formed exceeds 1 (up to 1.005 with Kroupa, 1.023 with Salpeter); more

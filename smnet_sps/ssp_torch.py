@@ -17,11 +17,12 @@ import torch
 
 from .backend import _log_value, _trapz_weights
 from .generator import _logz_value, _torch_input
+from .isochrones import FAMILIES as ISOCHRONE_FAMILIES
 
 __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
 
 CALZETTI_RV = 4.05  # Calzetti et al. 2000, eq. 5
-DEFAULT_ZSUN = 0.0152  # PARSEC's, for a grid that states none
+DEFAULT_ZSUN = ISOCHRONE_FAMILIES["parsec"]["zsun"]  # PARSEC's (0.0152), for a grid that states none
 
 
 def _grid_medium(grid):
