@@ -124,7 +124,8 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     lb, lr = 0.5 * (blue[0] + blue[1]), 0.5 * (red[0] + red[1])
     # sub-grid including the pixel centres: the linear interpolant of F is exact on it
     x = np.union1d(np.linspace(band[0], band[1], n_sub), wave[(wave > band[0]) & (wave < band[1])])
-    fx = np.stack([np.interp(x, wave, row) for row in f])
+    # (0, n_wave) -> (0,): np.stack of no rows raised numpy's "need at least one array to stack"
+    fx = np.array([np.interp(x, wave, row) for row in f]).reshape(len(f), x.size)
     fc = fb[:, None] + (fr - fb)[:, None] * (x[None, :] - lb) / (lr - lb)
     ew = np.trapezoid(1.0 - fx / fc, x, axis=1)
     return ew.reshape(flux.shape[:-1])

@@ -147,3 +147,16 @@ def test_a_flux_in_magnitudes_per_pixel_is_measured_as_the_flux_it_stands_for(mi
     from smnet_sps.medium import f_lambda_factor
     with pytest.raises(ValueError, match=r"flux is in mag\(AB\), a logarithmic unit"):
         f_lambda_factor(u.ABmag, wave, strict=False)
+
+
+def test_an_empty_batch_gives_empty_indices(miles_star):
+    """measure_index of a (0, n_wave) batch (say, a selection of stars that holds none) stopped with numpy's
+    "need at least one array to stack"; band_mean already returned (0,). It returns shape (0,) / (2, 0)."""
+    wave, flux = miles_star
+    for shape in ((0, wave.size), (2, 0, wave.size)):
+        out = measure_indices(wave, np.ones(shape), medium="air")
+        assert all(v.shape == shape[:-1] for v in out.values())
+    # and a non-empty batch still measures each row as measure_index of that row
+    two = measure_index(wave, np.stack([flux, 2 * flux]), "Mgb", medium="air")
+    assert two.shape == (2,) and two[1] == pytest.approx(two[0], rel=1e-12)
+    assert two[0] == pytest.approx(float(measure_index(wave, flux, "Mgb", medium="air")), rel=1e-12)
