@@ -58,13 +58,22 @@ def band_mean(wave, flux, lo, hi, name=None):
     """Mean flux over [lo, hi] of the linear interpolant of ``flux`` (..., n_wave) on increasing ``wave``.
 
     ``wave``, ``lo`` and ``hi`` are Angstrom or Quantities in any spectral unit (converted to Angstrom). A
-    flux Quantity keeps its unit. The band must lie inside ``wave``: nothing is extrapolated (ValueError
+    flux Quantity keeps its unit. ``wave`` must be 1-d, strictly increasing and as long as the last axis of
+    ``flux`` (ValueError otherwise). The band must lie inside ``wave``: nothing is extrapolated (ValueError
     naming the band, ``name`` -- the index it belongs to, if given -- and the spectrum's range).
     """
     wave = _as_angstrom(wave, "wave")[0]
     lo, hi = (float(_as_angstrom(x, "band edge")[0]) for x in (lo, hi))
     unit = flux.unit if isinstance(flux, u.Quantity) else None
     flux = np.asarray(getattr(flux, "value", flux), float)
+    # checked as measure_index does: a flux of another length stopped in numpy ("cannot reshape array of
+    # size 1 into shape (4,)"), a decreasing axis read as "outside the spectrum's 5999.0-4000.0 A"
+    wave = np.asarray(wave, float)
+    if wave.ndim != 1 or flux.shape[-1:] != wave.shape:
+        raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
+                         f"{flux.shape}")
+    if np.any(np.diff(wave) <= 0):
+        raise ValueError("wave must be strictly increasing")
     if not lo < hi:
         raise ValueError(f"band must be (lo, hi) with lo < hi; got {lo:g}-{hi:g} A")
     if lo < wave[0] or hi > wave[-1]:

@@ -160,3 +160,20 @@ def test_an_empty_batch_gives_empty_indices(miles_star):
     two = measure_index(wave, np.stack([flux, 2 * flux]), "Mgb", medium="air")
     assert two.shape == (2,) and two[1] == pytest.approx(two[0], rel=1e-12)
     assert two[0] == pytest.approx(float(measure_index(wave, flux, "Mgb", medium="air")), rel=1e-12)
+
+
+def test_band_mean_checks_the_axis_as_measure_index_does(miles_star):
+    """band_mean took any wave: a flux of another length stopped in numpy ("cannot reshape array of size 1
+    into shape (4,)") and a decreasing axis was called "outside the spectrum's 7409.6-3540.5 A" though the
+    band lies inside it. Both are a ValueError naming the problem, as in measure_index."""
+    from smnet_sps.lick import band_mean
+    wave, flux = miles_star
+    with pytest.raises(ValueError, match="match the last axis of flux"):
+        band_mean(wave, np.ones((4, wave.size // 2)), 5000.0, 5010.0)
+    with pytest.raises(ValueError, match="match the last axis of flux"):
+        band_mean(wave, flux[:-1], 5000.0, 5010.0)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        band_mean(wave[::-1], flux[::-1], 5000.0, 5010.0)
+    # the ordered axis still gives the mean of the MILES pixels in the band (within their spacing)
+    inside = (wave > 4999) & (wave < 5011)
+    assert band_mean(wave, flux, 5000.0, 5010.0) == pytest.approx(flux[inside].mean(), rel=0.02)
