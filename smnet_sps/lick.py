@@ -141,7 +141,9 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
 
 
 def measure_indices(wave, flux, names=None, medium="vacuum"):
-    """{name: index [A]} for ``names`` (one name or a list; default: all of :data:`LICK_INDICES`)."""
+    """{name: index [A]} for ``names`` (one name or a list; None, the default: all of :data:`LICK_INDICES`;
+    an empty list: none)."""
     if isinstance(names, str):
         names = [names]
-    return {n: measure_index(wave, flux, n, medium) for n in (names or LICK_INDICES)}
+    # an empty list asked for no index (it gave all four: ``names or LICK_INDICES``)
+    return {n: measure_index(wave, flux, n, medium) for n in (LICK_INDICES if names is None else names)}

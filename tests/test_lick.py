@@ -177,3 +177,12 @@ def test_band_mean_checks_the_axis_as_measure_index_does(miles_star):
     # the ordered axis still gives the mean of the MILES pixels in the band (within their spacing)
     inside = (wave > 4999) & (wave < 5011)
     assert band_mean(wave, flux, 5000.0, 5010.0) == pytest.approx(flux[inside].mean(), rel=0.02)
+
+
+def test_an_empty_list_of_names_measures_no_index(miles_star):
+    """measure_indices(wave, flux, []) returned all four indices (``names or LICK_INDICES``), e.g. for a
+    filtered list of wanted indices that came out empty; it returns {} and None still means all."""
+    wave, flux = miles_star
+    assert measure_indices(wave, flux, [], medium="air") == {}
+    assert measure_indices(wave, flux, (), medium="air") == {}
+    assert set(measure_indices(wave, flux, medium="air")) == set(LICK_INDICES)
