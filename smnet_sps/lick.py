@@ -111,7 +111,12 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     electron/s, a per-pixel unit: spectra that are not flux-calibrated) is taken as plain numbers, assumed
     per unit wavelength (an index is a ratio of band means: the scale does not matter, the per-wavelength
     slope does).
+    ``n_sub``: points spread evenly over the central band, its two edges included, besides the pixel centres
+    inside it, on which 1 - F / F_c is integrated (>= 2; ValueError otherwise: 0 dropped the band's edges,
+    an Mgb of 8.95 A on 20 A pixels came out 0.0).
     """
+    if isinstance(n_sub, bool) or not isinstance(n_sub, (int, np.integer)) or n_sub < 2:
+        raise ValueError(f"n_sub must be a whole number >= 2 (the central band's two edges); got {n_sub!r}")
     wave = np.asarray(_as_angstrom(wave, "wave")[0], float)
     if wave.ndim != 1 or np.shape(flux)[-1:] != wave.shape:
         raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "

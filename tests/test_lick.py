@@ -186,3 +186,19 @@ def test_an_empty_list_of_names_measures_no_index(miles_star):
     assert measure_indices(wave, flux, [], medium="air") == {}
     assert measure_indices(wave, flux, (), medium="air") == {}
     assert set(measure_indices(wave, flux, medium="air")) == set(LICK_INDICES)
+
+
+def test_n_sub_below_two_is_refused():
+    """n_sub = 0 integrated 1 - F/F_c over the pixel centres inside the band only (its edges dropped): a box
+    line of depth 0.5 over one 20 A pixel gave Mgb 0.0 instead of ~9 A (n_sub 1: 4.74). Refused now."""
+    wave = np.arange(4000.0, 6000.0, 20.0)
+    flux = np.where(np.abs(wave - 5180.0) < 1.0, 0.5, 1.0)
+    ref = measure_index(wave, flux, "Mgb")
+    # the line is linear between pixel centres: a triangle of depth 0.5 and base 40 A, i.e. 10 A on a flat
+    # continuum, a little less as both side bands reach into its wings (8.954 A with an independent 0.5 mA
+    # trapezoid of the published definition)
+    assert ref == pytest.approx(8.954, abs=2e-3)
+    assert measure_index(wave, flux, "Mgb", n_sub=2) == pytest.approx(ref, abs=0.05)
+    for bad in (0, 1, -5, 2.5, True):
+        with pytest.raises(ValueError, match="n_sub must be a whole number >= 2"):
+            measure_index(wave, flux, "Mgb", n_sub=bad)
