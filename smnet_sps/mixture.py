@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from .checksums import file_sha256
-from .constants import NODE_STEPS
+from .constants import LOGG_DOMAIN, LOGZ_DOMAIN, NODE_STEPS, TEFF_DOMAIN
 
 __all__ = ["EDGE_TAPER", "SINGLE_METALLICITY_TOLERANCE", "HOLE_FULL", "HOLE_ZERO", "REGION_TRANSITION",
            "DEFAULT_ORDER", "FALLBACK_TRIM", "TEFF_EDGES", "LOGG_EDGES", "MIXTURE_FILE", "smoothstep",
@@ -320,9 +320,9 @@ class LibraryMixture:
         return ratio
 
     def support(self, log_teff, logg, logz):
-        """Support factors t_l in [0, 1], shape (n, n_libraries) (box taper x hole factor)."""
-        p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)],
-                     1)
+        """Support factors t_l in [0, 1], shape (n, n_libraries) (box taper x hole factor); inputs as for
+        :meth:`weights`."""
+        p = _mixture_points(log_teff, logg, logz)
         t = np.stack([box_taper(p, b) for b in self.boxes], 1)
         return t * self._hole_factors(p, t > 0)
 
@@ -338,14 +338,12 @@ class LibraryMixture:
         return h
 
     def weights(self, log_teff, logg, logz):
-        """Mixture weights, shape (n, n_libraries), rows sum to 1 (see the module doc)."""
-        p = np.stack([np.atleast_1d(np.asarray(a, float)) for a in np.broadcast_arrays(log_teff, logg, logz)],
-                     1)
-        bad = np.flatnonzero(~np.isfinite(p).all(1))
-        if bad.size:
-            # a NaN row came out all zeros (not summing to 1), an infinite [M/H] as NaN weights
-            raise ValueError(f"mixture weights need finite log10 Teff, log g and [M/H]; row {int(bad[0])} is "
-                             f"{p[bad[0]].tolist()} ({bad.size} such row(s))")
+        """Mixture weights, shape (n, n_libraries), rows sum to 1 (see the module doc).
+
+        ``log_teff`` is log10(Teff / K) (not Teff), ``logg`` and ``logz`` [dex]: numbers or arrays of any
+        shape, broadcast together and flattened in C order (n points); NaN / inf or a value outside the
+        generators' physical domain (log10 Teff 2.70-6, log g -3..15, [M/H] -6..2) a ``ValueError``."""
+        p = _mixture_points(log_teff, logg, logz)
         out, total = self._preferred(p, self.support(p[:, 0], p[:, 1], p[:, 2]))
         none = np.flatnonzero(total <= 0)
         if none.size:
@@ -497,6 +495,32 @@ class LibraryMixture:
         edge = np.where(inside[rows], taper[rows] * (1.0 - smoothstep(beyond / (HOLE_ZERO - HOLE_FULL))), 0.0)
         into[rows] = 1.0 - edge.max(1)
         return w, into
+
+
+def _mixture_points(log_teff, logg, logz):
+    """(n, 3) float64 points (log10 Teff, log g, [M/H]) from inputs of any shape (broadcast, flattened),
+    checked: finite and inside the generators' physical domain (log10 Teff of :data:`TEFF_DOMAIN`)."""
+    try:
+        arrays = np.broadcast_arrays(*(np.asarray(a, float) for a in (log_teff, logg, logz)))
+    except ValueError as exc:
+        raise ValueError(f"log10 Teff, log g and [M/H] cannot be broadcast together: shapes "
+                         f"{[np.shape(a) for a in (log_teff, logg, logz)]}") from exc
+    # (2, 3) arrays crashed deep in numpy (shapes (2,3,2) and (3,) could not be broadcast)
+    p = np.stack([np.ravel(a) for a in arrays], 1)
+    bad = np.flatnonzero(~np.isfinite(p).all(1))
+    if bad.size:
+        # a NaN row came out all zeros (not summing to 1), an infinite [M/H] as NaN weights
+        raise ValueError(f"mixture weights need finite log10 Teff, log g and [M/H]; row {int(bad[0])} is "
+                         f"{p[bad[0]].tolist()} ({bad.size} such row(s))")
+    # a Teff in K where log10 Teff belongs (5772 for the Sun) came out WM-basic's alone, without a word
+    domains = (("log10 Teff", np.log10(TEFF_DOMAIN), " (log10 of Teff in K, not Teff)"),
+               ("log g", LOGG_DOMAIN, ""), ("[M/H]", LOGZ_DOMAIN, ""))
+    for d, (name, (lo, hi), hint) in enumerate(domains):
+        out = np.flatnonzero((p[:, d] < lo) | (p[:, d] > hi))
+        if out.size:
+            raise ValueError(f"{name} = {p[out[0], d]:g} (row {int(out[0])}) is outside the physical domain "
+                             f"{lo:g} .. {hi:g}{hint} ({out.size} value(s) outside)")
+    return p
 
 
 def _relative(factor, log_factor):

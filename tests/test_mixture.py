@@ -398,6 +398,25 @@ def test_mixture_follows_the_default_library_and_checks_its_input():
     assert np.allclose(mix.weights([np.log10(5777.0)] * 2, 4.44, 0.0).sum(1), 1.0)
 
 
+def test_library_mixture_takes_log_teff_arrays_of_any_shape_and_refuses_a_teff_in_kelvin(
+        default_generator, shipped):
+    """LibraryMixture.weights / support take log10 Teff. The Sun given as Teff 5772 (K) came out WM-basic's
+    alone (weights [0, 0, 0, 1, 0]) without a word, though no library reaches log10 Teff 5772; and a (2, 3)
+    array crashed in numpy ('operands could not be broadcast together with shapes (2,3,2) (3,)'), while the
+    generators' mixture() flattens any shape. Now a ValueError names log10 Teff's range, and arrays of any
+    shape are flattened as the generators flatten them."""
+    with pytest.raises(ValueError, match=r"log10 Teff = 5772 .*not Teff"):
+        shipped.weights(5772.0, 4.44, 0.0)
+    with pytest.raises(ValueError, match="log g"):
+        shipped.support(np.log10(5772.0), 44.4, 0.0)
+    teff = np.array([[5000.0, 6000.0, 7000.0], [3000.0, 20000.0, 40000.0]])
+    w = shipped.weights(np.log10(teff), 4.0, np.array([0.0, -0.3, -1.0]))
+    assert w.shape == (6, len(shipped.library_names))
+    np.testing.assert_array_equal(w, default_generator.mixture(teff, 4.0, np.array([0.0, -0.3, -1.0])))
+    np.testing.assert_array_equal(w[4], shipped.weights(np.log10(20000.0), 4.0, -0.3)[0])
+    assert shipped.support(np.log10(teff), 4.0, 0.0).shape == (6, len(shipped.library_names))
+
+
 @pytest.mark.parametrize("logg", [3.5, 4.0, 4.5])
 def test_no_step_just_beyond_the_face_where_three_boxes_end(default_generator, logg):
     """CK04, BaSeL and WM-basic end at 50,000 K: on the face the preferred library took the point, just
