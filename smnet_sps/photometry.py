@@ -5,8 +5,10 @@ The integral is synphot's photon-counting effective stimulus (``Observation.effs
     <f_lambda> = int f_lambda(l) T(l) l dl / int T(l) l dl          [erg s^-1 cm^-2 A^-1]
 
 on the union of the spectrum's and the filter's wavelengths, with trapezoid integration and linear
-interpolation of the throughput and of the photon flux density (synphot's internal PHOTLAM ~ l f_lambda); AB
-and ST magnitudes convert <f_lambda> at the filter's pivot wavelength, Vega
+interpolation of the throughput and of the photon flux density (synphot's internal PHOTLAM ~ l f_lambda); the
+denominator and the pivot wavelength are taken on the same grid (synphot's ``effstim`` takes them on the
+filter's own points, which put a flat f_lambda at ST -0.0014 in bessell-R), so the zero-point spectra are
+0 mag in every filter; AB and ST magnitudes convert <f_lambda> at the filter's pivot wavelength, Vega
 magnitudes are the ratio of the photon-counting integrals of the spectrum and of CALSPEC Vega
 (``alpha_lyr_stis_011``, shipped in ``smnet_sps/data/vega``: 0 mag in every band).
 
@@ -147,8 +149,8 @@ class BandWeights:
     ----------
     name : str
     v : ndarray (n_wave,) [A^2]; ``flux @ v`` = int f_lambda T l dl for f_lambda on the grid
-    norm : float [A^2], int T l dl over the filter's own wavelengths (synphot's denominator)
-    pivot : float [A], synphot's pivot wavelength
+    norm : float [A^2], int T l dl on the numerator's grid (the spectrum's and the filter's wavelengths)
+    pivot : float [A], the pivot wavelength on that grid (synphot's ``pivot(wavelengths=...)``)
     vega : float [erg s^-1 cm^-2], int f_Vega T l dl (for Vega magnitudes)
     support : (float, float) [A], where the throughput is non-zero (including the ramps to it)
     """
@@ -175,11 +177,29 @@ def _bandpass_support(bp):
     return float(b[max(nz[0] - 1, 0)]), float(b[min(nz[-1] + 1, b.size - 1)])
 
 
+def _integration_grid(x, bp):
+    """The wavelengths [A] synphot integrates a spectrum sampled on ``x`` through ``bp`` on: the union of
+    ``x`` and the filter's own wavelengths (``Observation.waveset``)."""
+    from synphot.utils import merge_wavelengths
+    return merge_wavelengths(x, np.asarray(bp.waveset.to_value(u.AA), float))
+
+
+def _norm_and_pivot(wgrid, bp):
+    """``(int T l dl, pivot [A])`` by the trapezoid rule on ``wgrid``, the grid the numerator is integrated
+    on: the same rule above and below the fraction, so a flat f_lambda has ST 0 and a flat f_nu AB 0 in
+    every filter. (synphot's ``effstim`` takes the denominator and the pivot on the filter's own points
+    while the numerator is on the union with the spectrum's: a filter sampled coarsely against the
+    spectrum was off by a constant, the ST zero-point spectrum ST 0.0075 in hipparcos_B, -0.0014 in
+    bessell-R.)"""
+    thr = np.asarray(bp(wgrid).value, float)
+    norm = float(abs(np.trapezoid(wgrid * thr, x=wgrid)))
+    norm_nu = float(abs(np.trapezoid(thr / wgrid, x=wgrid)))
+    return norm, float(np.sqrt(norm / norm_nu))
+
+
 def _weights_on_grid(x, bp):
     """v such that flux(x) @ v reproduces synphot's trapezoid over merge(x, band waveset)."""
-    from synphot.utils import merge_wavelengths
-    b = np.asarray(bp.waveset.to_value(u.AA), float)
-    wgrid = merge_wavelengths(x, b)
+    wgrid = _integration_grid(x, bp)
     thr = np.asarray(bp(wgrid).value, float)
     # synphot stores a source in PHOTLAM (proportional to l * f_lambda) and interpolates *that* linearly,
     # so the integrand l f_lambda T on wgrid is interp(x * f)(wgrid) * T. The interpolation is written as
@@ -244,10 +264,11 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
         xp, nl, nr = _pad_for_zero_extension(x, lo, hi)
         v = _weights_on_grid(xp, bp)[nl:xp.size - nr]      # padded points carry zero flux: drop them
     else:
+        xp = x
         v = _weights_on_grid(x, bp)
-    b = np.asarray(bp.waveset.to_value(u.AA), float)
-    norm = float(abs(np.trapezoid(b * bp(b).value, x=b)))
-    pivot = float(bp.pivot().to_value(u.AA))
+    # on the numerator's grid (the whole filter, padded where it reaches beyond the spectrum), not the
+    # filter's own points as synphot's effstim: _norm_and_pivot
+    norm, pivot = _norm_and_pivot(_integration_grid(xp, bp), bp)
     wv, fv = _calspec(VEGA_FILE)
     # NaN where more than VEGA_OUTSIDE_MAX of the filter's weight lies beyond the CALSPEC Vega spectrum: its
     # end value was held there (SPIRE 500 um 1.6 mag off); magnitudes() refuses Vega magnitudes for such a
@@ -587,6 +608,8 @@ def _synphot_mags(w, f, bands, bps, system, extrapolate, progress):
             xp, nl, nr = _pad_for_zero_extension(w, lo, hi)
         else:
             xp, nl, nr = w, 0, 0
+        grid = _integration_grid(xp, bp)
+        pivot = bp.pivot(wavelengths=grid * u.AA)
         for i in rows if k == 0 else range(f.shape[0]):
             fp = np.concatenate([np.zeros(nl), f[i], np.zeros(nr)])
             src = SourceSpectrum(Empirical1D, points=xp * u.AA, lookup_table=fp * FLAM_UNIT, keep_neg=True)
@@ -595,7 +618,14 @@ def _synphot_mags(w, f, bands, bps, system, extrapolate, progress):
             # spectrum, so synphot sees a full overlap and neither extrapolates nor says it does
             obs = Observation(src, bp, force="extrap")
             try:
-                out[i, k] = obs.effstim(unit, vegaspec=vega).value
+                if system == "Vega":
+                    out[i, k] = obs.effstim(unit, vegaspec=vega).value
+                else:
+                    # the denominator and the pivot on the numerator's grid (_norm_and_pivot); effstim
+                    # takes them on the filter's own points unless given the wavelengths
+                    flam = obs.effstim(FLAM_UNIT, wavelengths=grid * u.AA)
+                    out[i, k] = (flam.to_value(u.STmag) if system == "ST" else
+                                 flam.to_value(u.ABmag, u.spectral_density(pivot)))
             except SynphotError:       # zero integrated flux
                 out[i, k] = np.inf
     return out
