@@ -1,13 +1,22 @@
-"""Mean intergalactic-medium transmission of Madau (1995, ApJ 441, 18), as FSPS applies it.
+"""Mean intergalactic-medium transmission of Madau (1995, ApJ 441, 18) as FSPS applies it, in Madau's ranges.
 
 For a source at redshift z, observed wavelength l_obs = l_rest (1 + z):
 
-* Lyman-series line blanketing, for every line j with l_rest < l_j:
-  tau += A_j (l_obs / l_j)^3.46 (Madau 1995 eq. 15; A_j = 3.6e-3, 1.7e-3, 1.2e-3, 9.3e-4 for Ly alpha-delta,
-  and FSPS's extension to Ly-17), plus metal blanketing 0.0017 (l_obs / 1216 A)^1.68 below Ly alpha;
-* photoelectric absorption below the Lyman limit (912 A), the approximation of Madau's footnote 3 to his
-  eq. 16, with x_c = l_obs / 911.75 A;
-* as FSPS does, where the fit turns over at very short wavelengths tau is held at its maximum (below 912 A).
+* Lyman-series line blanketing, for every line j with l_j < l_obs < l_j (1 + z):
+  tau += A_j (l_obs / l_j)^3.46 (Madau 1995 eq. 15; A_j = 3.6e-3, 1.7e-3 for Ly alpha, beta and FSPS's
+  1.1846e-3, 9.41e-4, ... for Ly gamma to Ly-17), plus metal blanketing 0.0017 (l_obs / 1216 A)^1.68 where
+  Ly alpha acts;
+* photoelectric absorption below the Lyman limit, 911.75 A < l_obs < 911.75 A (1 + z), the approximation of
+  Madau's footnote 3 to his eq. 16, with x_c = l_obs / 911.75 A;
+* as FSPS does, tau is held at its maximum bluewards of it (below 912 A rest), where the fit turns over.
+
+The absorbers lie between the source and the observer (0 < z_abs < z): a line absorbs only at
+l_obs > l_j and the footnote-3 fit (an integral from z_abs = l_obs / 911.75 A - 1) only holds at
+l_obs > 911.75 A. FSPS (and synphot) apply both terms at any l_obs, i.e. with absorbers at negative
+redshift, and below z ~ 1.45 FSPS's hold took its maximum from there: the transmission below 500 A rest was
+0.776 at z = 0.001 (but 1 at z = 0), 0.742 at z = 0.1, 0.595 at z = 0.5. Here those terms are zero outside
+their ranges, so the transmission tends to 1 as z -> 0 (0.9992, 0.917, 0.637 at those redshifts; Inoue et
+al. 2014 likewise bound every term to l_obs > l_j), and it is FSPS's unchanged at z >= 1.45.
 
 ``igm_factor`` scales tau (FSPS's ``igm_factor``). The transmission multiplies the rest-frame spectrum.
 """
@@ -62,12 +71,13 @@ def _tau(w, z, n_lines, metals):
     z1 = 1.0 + z
     lobs = w * z1
     for j in range(int(n_lines)):
-        below = w <= LYMAN_LINES[j]
+        # absorbers at 0 < z_abs < z only: l_j < l_obs (FSPS also counted l_obs < l_j, absorbers at z_abs < 0)
+        below = (w <= LYMAN_LINES[j]) & (lobs > LYMAN_LINES[j])
         tau = tau + np.where(below, LYMAN_COEFFS[j] * (lobs / LYMAN_LINES[j]) ** 3.46, 0.0)
         if j == 0 and metals:
             tau = tau + np.where(below, METAL_COEFF * (lobs / LYMAN_LINES[0]) ** 1.68, 0.0)
-    lyc = w <= LYMAN_LIMIT
     xc = lobs / LYMAN_LIMIT
+    lyc = (w <= LYMAN_LIMIT) & (xc > 1.0)       # footnote 3 integrates from z_abs = x_c - 1: needs x_c > 1
     cont = (0.25 * xc ** 3 * (z1 ** 0.46 - xc ** 0.46) + 9.4 * xc ** 1.5 * (z1 ** 0.18 - xc ** 0.18)
             - 0.7 * xc ** 3 * (xc ** -1.32 - z1 ** -1.32) - 0.023 * (z1 ** 1.68 - xc ** 1.68))
     return tau + np.where(lyc, cont, 0.0)

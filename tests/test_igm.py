@@ -76,3 +76,49 @@ def test_wavelengths_in_other_units_are_converted_and_bad_ones_refused():
             igm_transmission(np.array([1000.0, bad]), 3.0)
     with pytest.raises(ValueError, match="must be a wavelength"):
         madau_tau(1.0 * u.kg, 3.0)
+
+
+def _fsps_igm_absorb_tau(rest, z):
+    """FSPS igm_absorb.f90 on a fine increasing grid: every term at any l_obs, then held at MAXLOC."""
+    lines = np.array([1215.67, 1025.72, 972.537, 949.743, 937.803, 930.748, 926.226, 923.150, 920.963,
+                      919.352, 918.129, 917.181, 916.429, 915.824, 915.329, 914.919, 914.576])
+    coeffs = np.array([0.0036, 0.0017, 0.0011846, 0.0009410, 0.0007960, 0.0006967, 0.0006236, 0.0005665,
+                       0.0005200, 0.0004817, 0.0004487, 0.0004200, 0.0003947, 0.000372, 0.000352, 0.0003334,
+                       0.00031644])
+    z1, lobs = 1 + z, rest * (1 + z)
+    tau = np.zeros_like(rest)
+    for lj, aj in zip(lines, coeffs):
+        tau += np.where(rest <= lj, aj * (lobs / lj) ** 3.46, 0.0)
+    tau += np.where(rest <= lines[0], 0.0017 * (lobs / lines[0]) ** 1.68, 0.0)
+    xc = lobs / 911.75
+    tau += np.where(rest <= 911.75, 0.25 * xc ** 3 * (z1 ** 0.46 - xc ** 0.46) + 9.4 * xc ** 1.5
+                    * (z1 ** 0.18 - xc ** 0.18) - 0.7 * xc ** 3 * (xc ** -1.32 - z1 ** -1.32)
+                    - 0.023 * (z1 ** 1.68 - xc ** 1.68), 0.0)
+    k = np.argmax(tau)
+    tau[:k] = tau[k]
+    return tau
+
+
+def test_no_absorbers_at_negative_redshift():
+    """Madau's terms act only where their absorbers lie between source and observer (line j at l_obs > l_j,
+    the footnote-3 continuum at l_obs > 911.75 A). FSPS applied them at any l_obs: below 500 A rest the
+    transmission was 0.776 at z = 0.001 (but 1 at z = 0) and 0.742 at z = 0.1; rest 1100 A at z = 0.1
+    (l_obs 1210 A, bluer than Ly alpha itself) lost 0.5 % to Ly alpha absorbers at z_abs < 0."""
+    # -> 1 as z -> 0 (was 0.776 at z = 1e-3), but for the forest at z_abs ~ 0 just redwards of each line in
+    # the observed frame (Ly beta: tau 0.0017)
+    assert np.all(igm_transmission(np.linspace(50.0, 1200.0, 2000), 1e-4) > 0.998)
+    assert igm_transmission([1100.0], 0.1)[0] == 1.0               # l_obs 1210 A < 1215.67 A (was 0.9948)
+    # at l_obs > l_alpha the published forest law, at l_obs just above 911.75 A the footnote-3 continuum alone
+    z = 0.1
+    lobs = 1200.0 * (1 + z)
+    assert madau_tau([1200.0], z)[0] == pytest.approx(0.0036 * (lobs / 1215.67) ** 3.46
+                                                      + 0.0017 * (lobs / 1215.67) ** 1.68, rel=1e-12)
+    xc, z1 = 913.0 / 911.75, 1 + z
+    cont = (0.25 * xc ** 3 * (z1 ** 0.46 - xc ** 0.46) + 9.4 * xc ** 1.5 * (z1 ** 0.18 - xc ** 0.18)
+            - 0.7 * xc ** 3 * (xc ** -1.32 - z1 ** -1.32) - 0.023 * (z1 ** 1.68 - xc ** 1.68))
+    assert madau_tau([913.0 / z1], z, cap=False)[0] == pytest.approx(cont, rel=1e-12)
+    assert np.all(igm_transmission(np.linspace(50.0, 500.0, 50), 0.1) > 0.9)        # was 0.742
+    # where FSPS's maximum lies at l_obs > 1216 A (z >= 1.45) nothing changes
+    fine = np.linspace(1.0, 1300.0, 13000)
+    for z in (1.5, 3.0):
+        np.testing.assert_allclose(madau_tau(fine, z), _fsps_igm_absorb_tau(fine, z), rtol=1e-7, atol=1e-12)
