@@ -54,8 +54,10 @@ def power_law(wave, index=-0.7):
 
 def _extend(wave, inside_x, far_uv=None):
     """A_lambda / A_V from ``inside_x(x [1/um])`` on [0.3, 10] um^-1 (dust_extinction's range), extended with
-    an IR x^1.61 power law below x = 0.3 and ``far_uv(x)`` (or a constant) above x = 10."""
-    x = 1e4 / wave
+    an IR x^1.61 power law below x = 0.3 and ``far_uv(x)`` (or a constant) above x = 10. Any shape of ``wave``
+    (dust_extinction's G03_SMCBar takes 1-d input only: a 2-d one raised "too many values to unpack")."""
+    shape = np.shape(wave)
+    x = 1e4 / np.ravel(wave)
     xc = np.clip(x, _X_LO, _X_HI)
     out = inside_x(xc)
     ir = x < _X_LO
@@ -63,7 +65,7 @@ def _extend(wave, inside_x, far_uv=None):
     if far_uv is not None:
         uv = x > _X_HI
         out[uv] = far_uv(x[uv])
-    return out
+    return out.reshape(shape)
 
 
 def ccm89(wave, mwr=3.1):

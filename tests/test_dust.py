@@ -103,3 +103,17 @@ def test_non_finite_index_is_a_named_error(kwargs, name):
     finite_kwargs = {k: (-0.7 if "index" in k else v) for k, v in kwargs.items()}
     finite = attenuate(WAVE, one, one, dust2=0.5, **finite_kwargs)
     assert np.all(np.isfinite(finite)) and np.all(finite < 2.0)
+
+
+@pytest.mark.parametrize("dust_type", [0, 1, 2, 4, 5, 6])
+def test_any_shape_of_wavelengths(dust_type):
+    """dust_type 5 (SMC bar) raised dust_extinction's "too many values to unpack" for a 2-d wavelength array
+    (the other curves took it); every curve now gives the 1-d values in the input's shape, scalars too."""
+    wave = np.geomspace(500.0, 5e4, 12).reshape(3, 4)                 # both extensions and the inside
+    flat = attenuation_curve(wave.ravel(), dust_type)
+    np.testing.assert_array_equal(attenuation_curve(wave, dust_type), flat.reshape(3, 4))
+    assert np.shape(attenuation_curve(5500.0, dust_type)) == ()
+    if dust_type == 5:
+        from dust_extinction.averages import G03_SMCBar
+        inside = (wave > 1000.0) & (wave < 3.3e4)
+        np.testing.assert_allclose(smc_bar(wave)[inside], G03_SMCBar()(wave[inside] * u.AA), rtol=1e-12)
