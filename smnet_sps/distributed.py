@@ -1097,6 +1097,7 @@ def cli_points_mags(args):
         ("--Z", args.Z is not None), ("--ages", args.ages != "0.01-12.5Gyr"), ("--n-ages", args.n_ages != 20),
         ("--redshift", args.redshift != 0), ("--imf", args.imf != "kroupa"),
         ("--isochrones", args.isochrones != "parsec"), ("--extrapolate", args.extrapolate),
+        ("--igm", getattr(args, "igm", False)),
         ("--plot", args.plot is not None)) if given]
     if ssp_only:
         verb = "applies" if len(ssp_only) == 1 else "apply"

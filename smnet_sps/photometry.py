@@ -635,7 +635,7 @@ def _synphot_mags(w, f, bands, bps, system, extrapolate, progress):
 # Public API
 # ---------------------------------------------------------------------------------------------------
 def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapolate=False, *, radius=None,
-               cosmology=None, method="vectorised", progress=False, _dark_is_inf=False):
+               cosmology=None, igm=False, method="vectorised", progress=False, _dark_is_inf=False):
     """Synthetic magnitudes of one or many spectra through one or many filters.
 
     Parameters
@@ -662,6 +662,11 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         ``astropy.cosmology.realizations.available``) or None (Planck18). Used only at z > 0 without
         ``distance``, for luminosity spectra and for surface fluxes with ``radius``; anything else raises
         ValueError.
+    igm : bool
+        At redshift > 0, multiply the rest-frame spectrum by the mean intergalactic transmission of Madau
+        (1995) (:func:`smnet_sps.igm.igm_transmission`, FSPS's ``add_igm_absorption``). Off by default, as in
+        FSPS: for a flat L_lambda it makes u 1.2 mag and g 0.2 mag fainter at z = 3, u 5.4, g 1.4 and r 0.26
+        mag at z = 4. No effect at z = 0.
     method : {"vectorised", "synphot"}
         Same integral; "synphot" calls ``Observation.effstim`` per spectrum (slow, the reference).
     progress : bool, tqdm progress bar for the synphot path
@@ -686,7 +691,12 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     extrapolate = check_switch(extrapolate, "extrapolate")
     cosmology = as_cosmology(cosmology)
     named = resolve_filters(filters)
+    igm = check_switch(igm, "igm")
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
+    if igm and redshift > 0:
+        from .igm import igm_transmission
+        # the transmission is a function of the rest wavelength; w is already observed-frame
+        f = f * igm_transmission(w / (1 + float(redshift)), float(redshift))
     bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
     if system == "Vega":
         _check_vega_covers(bands)
@@ -727,6 +737,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     table.meta.update({
         "system": system, "integral": "photon counting (synphot effstim)", "input": kind,
         "redshift": float(redshift), "method": method, "extrapolate": bool(extrapolate),
+        "igm": "Madau (1995)" if igm and redshift > 0 else "none",
         "pivot_wavelength_AA": {bw.name: bw.pivot for bw in bands},
     })
     if distance is not None:
@@ -843,7 +854,7 @@ def _log_lbol_per_age(log_lbol, name, n_ages):
 
 
 def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=None, redshift=0,
-                   cosmology=None, extrapolate=False):
+                   cosmology=None, extrapolate=False, igm=False):
     """Photometry of SSPs given their spectra: absolute magnitudes, M/L, M_bol, apparent magnitudes at z.
 
     Parameters
@@ -860,6 +871,8 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     redshift : float >= 0; > 0 adds observed-frame apparent magnitudes ``m_obs_<filter>`` per M_sun formed
         at the luminosity distance of ``cosmology`` (default Planck18)
     cosmology : as in :func:`magnitudes`: a Cosmology, a realization's name ("Planck18") or None (Planck18)
+    igm : bool, Madau (1995) IGM absorption in the apparent magnitudes (as in :func:`magnitudes`; off by
+        default, as FSPS's ``add_igm_absorption``)
 
     Returns
     -------
@@ -879,6 +892,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     z = _check_redshift(redshift)
     cosmology = as_cosmology(cosmology)
     extrapolate = check_switch(extrapolate, "extrapolate")
+    igm = check_switch(igm, "igm")
     w, lum, meta = _split_input(spectra)
     if not (lum.unit.is_equivalent(_LUM_LAM) or lum.unit.is_equivalent(_LUM_NU)):
         raise ValueError("SSP spectra must be luminosity densities (L_sun / A per M_sun formed), got "
@@ -914,7 +928,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
                           f"z={z:g} ({age_universe / 1e9:.3g} Gyr in {cosmology.name})", UserWarning,
                           stacklevel=2)
         apparent = magnitudes((w * u.AA, lum), [bp for _, bp in named], system=system, redshift=z,
-                              cosmology=cosmology, extrapolate=extrapolate)
+                              cosmology=cosmology, extrapolate=extrapolate, igm=igm)
         table.meta["luminosity_distance_Mpc"] = float(cosmology.luminosity_distance(z).to_value(u.Mpc))
         # an unnamed cosmology (FlatLambdaCDM(H0=70, Om0=0.3)) was written "None": its parameters instead
         table.meta["cosmology"] = str(cosmology.name) if cosmology.name else repr(cosmology)
@@ -928,13 +942,14 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
                                         description=f"apparent {system} magnitude at z={z:g} "
                                                     "per M_sun formed")
     table.meta.update({"system": system, "redshift": z, "mass_for_ML": mass_key,
+                       "igm": "Madau (1995)" if igm and z > 0 else "none",
                        "M_sun": msun,
                        "M_sun_source": "CALSPEC sun_reference_stis_001 at 10 pc", "Mbol_sun": MBOL_SUN})
     return table
 
 
 def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="parsec", generator=None,
-                   redshift=0, cosmology=None, extrapolate=False):
+                   redshift=0, cosmology=None, extrapolate=False, igm=False):
     """SSP magnitudes vs age at metallicity Z from :func:`smnet_sps.ssp.ssp_grid` (one batched pass).
 
     Parameters
@@ -951,6 +966,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     _check_redshift(redshift)
     cosmology = as_cosmology(cosmology)
     extrapolate = check_switch(extrapolate, "extrapolate")
+    igm = check_switch(igm, "igm")
     if np.ndim(Z) != 0:
         raise ValueError(f"ssp_magnitudes takes one metallicity Z (a number); got {Z!r}: call it once per "
                          "Z, or use ssp_grid(ages, Zs) with ssp_photometry for several")
@@ -966,7 +982,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     mstar, _ = _find(meta, _MASS_KEYS)
     table = ssp_photometry(ages_out * u.yr, (wave * u.AA, flux * u.L_sun / u.AA), filters, system=system,
                            log_lbol=meta.get("log_lbol"), mstar=mstar, redshift=redshift, cosmology=cosmology,
-                           extrapolate=extrapolate)
+                           extrapolate=extrapolate, igm=igm)
     if get("missing_fraction") is not None:
         table["missing_fraction"] = Column(np.asarray(get("missing_fraction"), float)[0],
                                            description="fraction of L_bol from isochrone points without a "
@@ -1127,13 +1143,15 @@ def _cli_mags(args):
         raise ValueError(f"mags makes one table per metallicity; got {option} with {zs.size} values "
                          f"({', '.join(f'{z:g}' for z in zs)} as Z): run it once per value (ssp-grid takes "
                          "several)")
+    if args.igm and not args.redshift > 0:
+        raise ValueError("--igm applies to observed-frame magnitudes: give --redshift > 0 with it")
     filters = [f.strip() for f in args.filters.split(",") if f.strip()]
     from .neural import load_generator_option
     # 'blackbody' (analytic) lets the command run without a trained model
     generator = load_generator_option(args.model, args.meta)
     table = ssp_magnitudes(ages * u.yr, float(zs[0]), filters, system=args.system, imf=args.imf,
                            isochrones=args.isochrones, generator=generator, redshift=args.redshift,
-                           extrapolate=args.extrapolate)
+                           extrapolate=args.extrapolate, igm=args.igm)
     # the screen's format on a copy: written with it, .csv / .txt held 4 digits (ages 3e-4 off, M/L 0.2 %)
     shown = table.copy()
     for col in shown.colnames:
@@ -1214,6 +1232,9 @@ def add_cli(subparsers):
                    help="magnitude system, any case (default AB)")
     p.add_argument("--redshift", type=float, default=0.0,
                    help="observed-frame magnitudes at this z (Planck18)")
+    p.add_argument("--igm", action="store_true",
+                   help="with --redshift: Madau (1995) intergalactic absorption in the observed-frame "
+                        "magnitudes (FSPS's add_igm_absorption; off by default, as in FSPS)")
     p.add_argument("--imf", default="kroupa", help="IMF name passed to ssp_grid (default kroupa)")
     p.add_argument("--isochrones", default="parsec",
                    help=f"isochrone family passed to ssp_grid: {FAMILY_CHOICES}")
