@@ -368,7 +368,8 @@ def table_mass_fraction(sfh, age, t_max, tau=1.0, const=0.0, sf_start=0.0, sf_tr
 
     Each part of the SFH counts by its own share of the mass formed by ``t_max``: the tau part by
     (1 - const - fburst) x its mass by ``age`` over its mass by ``t_max``, the constant part by const x the
-    elapsed share of its window, the burst by fburst once ``age`` is past ``tburst`` (compsp.f90 multiplies
+    elapsed share of its window, the burst by fburst once ``age`` reaches ``tburst`` (as a single ``tage``
+    forms it; FSPS's sfhinfo only once past it) (compsp.f90 multiplies
     each row of the table, which is normalised to 1 M_sun formed by its own age, by ``mfrac``). Parameters
     as :func:`parametric_sfh` (already checked there); ``sf_trunc`` 0 or not after ``sf_start``: none.
     """
@@ -385,7 +386,10 @@ def table_mass_fraction(sfh, age, t_max, tau=1.0, const=0.0, sf_start=0.0, sf_tr
         mass_tau = tau * gammainc(power, s / tau)
         sfr_tau = (s / tau) ** (power - 1) * np.exp(-s / tau)
     sfr_const = 1.0 / min(span, window) if since > 0 else 0.0
+    # the burst counts from age = tburst on, as parametric_sfh forms it (tb >= 0) for the row's spectrum;
+    # sfhinfo's strict "Tprime > tburst" left its mass out of the row at exactly tburst, a grid age for
+    # tburst = 0.1, 1 or 10 Gyr (formed_mass 0.316 beside a spectrum holding a 0.5 M_sun burst)
     mfrac = ((1.0 - const - fburst) * mass_tau / total_tau + const * max(min(since, window), 0.0) * sfr_const
-             + fburst * float(since > tburst - sf_start))
+             + fburst * float(age - tburst >= 0))
     sfr = 0.0 if since > window else (1.0 - const - fburst) * sfr_tau / total_tau + const * sfr_const
     return float(mfrac), float(sfr) / GYR                      # FSPS's SFR is per Gyr

@@ -269,3 +269,20 @@ def test_table_mass_fraction_follows_fsps_sfhinfo_with_start_truncation_and_burs
                                   fburst=fburst, tburst=tburst)
         assert got[0] == pytest.approx(mfrac, abs=1e-8), age
         assert got[1] == pytest.approx(sfr, rel=1e-6, abs=1e-20), age
+
+
+@pytest.mark.parametrize("tburst", [0.1, 1.0, 10.0])
+def test_table_row_at_exactly_tburst_counts_the_burst_its_spectrum_holds(tburst):
+    # 0.1, 1 and 10 Gyr are SSP grid ages (log t = 8, 9, 10), so the tage=0 table has a row at exactly tburst;
+    # parametric_sfh (the row's spectrum) forms the burst there (no burst only if tburst > tage), while
+    # table_mass_fraction followed sfhinfo's strict "Tprime > tburst": formed_mass 0.316 for tau = 1,
+    # fburst = 0.5 at 1 Gyr beside a spectrum holding the 0.5 M_sun burst
+    from smnet_sps.sfh import table_mass_fraction
+    age = 10.0 ** np.log10(tburst * 1e9) / 1e9                 # the table's age, as population computes it
+    t_max = 10.0 ** 10.15 / 1e9
+    assert parametric_sfh(1, age, tau=1.0, fburst=0.5, tburst=tburst).bursts      # the spectrum has it
+    expected = 0.5 * -np.expm1(-age) / -np.expm1(-t_max) + 0.5                    # tau share + the burst
+    got, _ = table_mass_fraction(1, age, t_max, tau=1.0, fburst=0.5, tburst=tburst)
+    assert got == pytest.approx(expected, rel=1e-12)
+    before, _ = table_mass_fraction(1, age * (1 - 1e-9), t_max, tau=1.0, fburst=0.5, tburst=tburst)
+    assert before == pytest.approx(expected - 0.5, rel=1e-6)                     # not yet a moment before
