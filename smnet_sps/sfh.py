@@ -115,8 +115,9 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
     mass fractions in [0, 1], const + fburst <= 1); a Quantity is converted. Each must be one finite real
     number (``tburst`` only when ``fburst > 0``), else ValueError. A tau or ``sf_trunc - sf_start`` window
     shorter than ``UNRESOLVED_FRACTION`` of ``tage - sf_start`` is formed as a burst at its mean time (the
-    limit it tends to; tau -> 0 is the SSP). ``sf_trunc`` 0 means no truncation; one at or before
-    ``sf_start`` is ignored with a UserWarning (as FSPS ignores it), one after ``tage`` has no effect.
+    limit it tends to; tau -> 0 is the SSP). ``sf_trunc`` 0 means no truncation (a negative one is
+    refused); one at or before ``sf_start`` is ignored with a UserWarning (as FSPS ignores it), one after
+    ``tage`` has no effect.
     """
     if isinstance(sfh, (bool, np.bool_)) or sfh not in (1, 4):
         raise ValueError(f"parametric_sfh needs sfh=1 (tau) or sfh=4 (delayed tau); got {sfh!r}")
@@ -134,9 +135,11 @@ def parametric_sfh(sfh, tage, tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, fb
                          f"{const + fburst:g}")
     if not np.isfinite(sf_start) or sf_start < 0:
         raise ValueError(f"sf_start must be >= 0 Gyr; got {sf_start!r}")
-    if not np.isfinite(sf_trunc):
-        # NaN failed every comparison below and meant "no truncation"
-        raise ValueError(f"sf_trunc must be a finite forward time in Gyr (0: no truncation); got "
+    if not np.isfinite(sf_trunc) or sf_trunc < 0:
+        # NaN failed every comparison below and meant "no truncation"; so did a negative time, silently (a
+        # truncation before the Big Bang: sf_trunc = -2 formed the untruncated SFH with no warning, where
+        # 2 Gyr before sf_start = 3 gives one)
+        raise ValueError(f"sf_trunc must be a finite forward time in Gyr, >= 0 (0: no truncation); got "
                          f"{sf_trunc!r}")
     if fburst > 0 and (not np.isfinite(tburst) or tburst < 0):
         # a forward time: tburst < 0 put the burst before the Big Bang, older than tage (a "1 Gyr" population

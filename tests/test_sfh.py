@@ -147,6 +147,9 @@ def test_tabular_sfh_checks_its_table(age, sfr, match):
     (dict(sf_start=[0.0, 1.0]), "sf_start must be a single real number"),
     (dict(sf_trunc=float("nan")), "sf_trunc must be a finite forward time"),  # meant "no truncation"
     (dict(sf_trunc=np.inf), "sf_trunc must be a finite forward time"),
+    # a truncation before the Big Bang formed the untruncated SFH, silently (sf_trunc = 1 before
+    # sf_start = 3 warns); FSPS, too, reads every sf_trunc <= 0 as "none"
+    (dict(sf_trunc=-2.0), r"sf_trunc must be a finite forward time in Gyr, >= 0 \(0: no truncation\)"),
     (dict(tburst="11"), "tburst must be a single real number"),
 ])
 def test_parametric_sfh_refuses_what_is_not_a_number(kwargs, match):
