@@ -27,7 +27,7 @@ log M and log L_bol at every tabulated age (``tests/test_imf.py``, ``tests/test_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import log, log10, sqrt
 from typing import Callable
 
@@ -219,7 +219,7 @@ def _power_law_cumulative(x, f, m_low, m_up):
 IMF_NAMES = ("salpeter", "kroupa", "chabrier")
 
 
-def get_imf(imf="kroupa", m_low=M_LOW, m_up=M_UP):
+def get_imf(imf="kroupa", m_low=None, m_up=None):
     """Return an :class:`IMF`.
 
     Parameters
@@ -228,14 +228,20 @@ def get_imf(imf="kroupa", m_low=M_LOW, m_up=M_UP):
         ``"salpeter"`` (dN/dm ~ m^-2.35), ``"kroupa"`` (Kroupa 2001 as FSPS imf_type=2: slope 1.3 below
         0.5 M_sun, 2.3 above), ``"chabrier"`` (Chabrier 2003 as FSPS), an :class:`IMF`, or any callable
         ``dN/dm(m)`` of initial mass [M_sun] (normalisation irrelevant).
-    m_low, m_up : float
-        Lower and upper mass limits [M_sun], 0 < m_low < m_up.
+    m_low, m_up : float or None
+        Lower and upper mass limits [M_sun], 0 < m_low < m_up; None: 0.08 and 120 (FSPS's), or an
+        :class:`IMF`'s own limits.
     """
     if isinstance(imf, IMF):
-        return imf
+        if m_low is None and m_up is None:
+            return imf
+        # limits given with an IMF object were dropped without a word (m_up=100 gave 120)
+        m_low, m_up = (imf.m_low if m_low is None else m_low), (imf.m_up if m_up is None else m_up)
+        _check_limits(m_low, m_up)
+        return replace(imf, m_low=float(m_low), m_up=float(m_up))
+    m_low, m_up = (M_LOW if m_low is None else m_low), (M_UP if m_up is None else m_up)
+    _check_limits(m_low, m_up)
     m_low, m_up = float(m_low), float(m_up)
-    if not (np.isfinite(m_low) and np.isfinite(m_up) and 0 < m_low < m_up):
-        raise ValueError(f"IMF limits must satisfy 0 < m_low < m_up (finite, M_sun); got {m_low}, {m_up}")
     if callable(imf):
         return _from_callable(imf, m_low, m_up, name=getattr(imf, "__name__", "custom"))
     if not isinstance(imf, str):
@@ -249,6 +255,15 @@ def get_imf(imf="kroupa", m_low=M_LOW, m_up=M_UP):
         return _chabrier(m_low, m_up)
     raise ValueError(f"unknown IMF {imf!r}; valid names are {', '.join(IMF_NAMES)} "
                      "(or pass a callable dN/dm)")
+
+
+def _check_limits(m_low, m_up):
+    try:
+        lo, hi = float(m_low), float(m_up)
+    except (TypeError, ValueError):
+        lo = hi = np.nan
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
+        raise ValueError(f"IMF limits must satisfy 0 < m_low < m_up (finite, M_sun); got {m_low}, {m_up}")
 
 
 # ---- FSPS point weights ---------------------------------------------------------------------------

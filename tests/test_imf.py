@@ -138,3 +138,16 @@ def test_power_law_weights_keep_their_digits_on_narrow_intervals():
     np.testing.assert_allclose(kroupa.number([0.1, 0.6], [0.6, 0.1]), [kroupa.number(0.1, 0.6),
                                                                        -kroupa.number(0.1, 0.6)])
     assert kroupa.mass(0.08, 120.0) == pytest.approx(kroupa._mcum(120.0) - kroupa._mcum(0.08), rel=1e-12)
+
+
+def test_limits_given_with_an_imf_object_are_applied_not_dropped():
+    """get_imf(get_imf("kroupa"), m_up=100) returned the 120 M_sun IMF without a word."""
+    from smnet_sps.imf import get_imf
+    kroupa = get_imf("kroupa")
+    capped = get_imf(kroupa, m_up=100)
+    assert (capped.m_low, capped.m_up) == (kroupa.m_low, 100.0)
+    assert get_imf(kroupa) is kroupa                       # no limits given: the object itself
+    assert get_imf(kroupa, m_low=0.1).m_up == kroupa.m_up
+    assert capped.mass(1, 2) == kroupa.mass(1, 2)          # the same function, other limits
+    with pytest.raises(ValueError, match="0 < m_low < m_up"):
+        get_imf(kroupa, m_up=0.05)
