@@ -47,6 +47,9 @@ def madau_tau(wave_rest, z, n_lines=17, metals=True, cap=True):
     (taken on a fixed fine grid below the Lyman limit, so that the value at a wavelength does not depend on
     the other wavelengths asked for: it was the maximum over the points given).
     """
+    if isinstance(z, (bool, np.bool_)) or isinstance(z, str):
+        # True ran as z = 1 without a word
+        raise ValueError(f"redshift must be a number >= 0; got {z!r}")
     z = float(z)
     if not np.isfinite(z) or z < 0:
         raise ValueError(f"redshift must be finite and >= 0; got {z!r}")
@@ -86,6 +89,6 @@ def _tau(w, z, n_lines, metals):
 def igm_transmission(wave_rest, z, igm_factor=1.0, **kwargs):
     """exp(-igm_factor * tau_Madau) at rest-frame wavelengths ``wave_rest`` [A, or a spectral Quantity] for a
     source at redshift z (1 at z = 0); see :func:`madau_tau`."""
-    if not np.isfinite(igm_factor) or igm_factor < 0:
+    if isinstance(igm_factor, (bool, np.bool_, str)) or not np.isfinite(igm_factor) or igm_factor < 0:
         raise ValueError(f"igm_factor scales the optical depth and must be >= 0; got {igm_factor!r}")
     return np.exp(-float(igm_factor) * madau_tau(wave_rest, z, **kwargs))

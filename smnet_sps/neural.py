@@ -1056,7 +1056,7 @@ class NeuralGenerator(_TorchGenerator):
         Autograd flows from F_lambda to (Teff, log g, [M/H]) through the input scaling, the network, the
         blackbody reference and sigma Teff^4: no ``no_grad``, no numpy in between. The library-mixture
         weights are computed on the host and treated as **constants** with respect to the parameters (they
-        are piecewise linear in log Teff, log g, [M/H] inside the tapers and constant elsewhere, so the
+        are cubic (smoothstep) in log Teff, log g, [M/H] inside the tapers and constant elsewhere, so the
         gradient is exact wherever a point's weights do not vary: inside a single library's box, or where
         several boxes overlap fully). Outside the training box the network input is held at the box edge
         (gradient zero for the clipped coordinates), and beyond a library's training nodes on their hull, as

@@ -122,3 +122,14 @@ def test_no_absorbers_at_negative_redshift():
     fine = np.linspace(1.0, 1300.0, 13000)
     for z in (1.5, 3.0):
         np.testing.assert_allclose(madau_tau(fine, z), _fsps_igm_absorb_tau(fine, z), rtol=1e-7, atol=1e-12)
+
+
+def test_a_boolean_redshift_or_factor_is_refused():
+    """igm_transmission(w, True) ran as z = 1 without a word."""
+    w = np.array([900.0, 1100.0, 1300.0])
+    for bad in (True, np.bool_(True), "1"):
+        with pytest.raises(ValueError, match="redshift"):
+            igm_transmission(w, bad)
+    with pytest.raises(ValueError, match="igm_factor"):
+        igm_transmission(w, 2.0, igm_factor=True)
+    assert igm_transmission(w, 0)[0] == 1.0
