@@ -13,7 +13,8 @@ package). FSPS ``dust_type``:
 * 4 -- Kriek & Conroy (2013): (Calzetti + Drude bump / 4.05) x (lambda / 5500 A)^dust_index, bump strength
   0.85 - 1.9 dust_index;
 * 5 -- SMC bar, Gordon et al. (2003), ``dust_extinction.G03_SMCBar`` (A_lambda / A_V) inside 1,000 A -
-  3.3 um, the x^1.61 IR power law beyond and constant below 1,000 A;
+  3.3 um, the x^1.61 IR power law beyond and constant below 1,000 A (FSPS interpolates the table's points
+  instead, zero beyond 2.198 um: A_lambda / A_V 0.016 there against 0.110 here; docs/population.md);
 * 6 -- Reddy et al. (2015), as FSPS (constant below 1,500 A, zero beyond 2.85 um; clipped at >= 0).
 
 Dust type 3 (Witt & Gordon 2000 tables) is not available and raises ``ValueError``.
