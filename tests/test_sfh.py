@@ -132,6 +132,7 @@ def test_no_split_puts_every_star_in_old():
     ([0.0, 5.0, 3.0], [1.0, 1.0, 1.0], "strictly increasing"),   # was accepted
     (["0", "1"], [1.0, 1.0], "tabular age must be real numbers"),  # was read as 0 and 1 Gyr
     ([0.0, 1.0], [True, True], "tabular sfr must be real numbers"),
+    ([1e8, 1e9, 1e10], [1.0, 1.0, 1.0], "given in yr"),        # ages in yr: nothing formed, flux 0, no word
 ])
 def test_tabular_sfh_checks_its_table(age, sfr, match):
     """tabular_sfh (public, FSPS sfh=3) did not check its table as set_tabular_sfh does."""
