@@ -15,8 +15,11 @@ Name conventions
 Every filter's throughput is zero beyond the ends of its curve, as in sedpy and speclite (synphot holds a
 sampled curve's end values beyond it unless they are zero).
 
-Throughputs are used as given: speclite and sedpy curves are photon-counting response functions
-(fraction of photons detected), which is what synphot's photon-counting effective stimulus expects.
+Throughputs are used as given, as photon-counting response functions (fraction of photons detected), which
+is what synphot's photon-counting effective stimulus expects and how speclite and sedpy use them. One
+exception in origin: speclite's ``bessell-*`` curves are Bessell's (1990) tables, which Bessell & Murphy
+(2012) replaced with photonic passbands, the 1990 ones being energy responses; docs/photometry.md gives the
+size of the difference.
 """
 from __future__ import annotations
 
