@@ -269,10 +269,10 @@ def check_tabular(age_gyr, sfr):
     if np.any(np.diff(age) <= 0) or age[0] < 0:
         raise ValueError("tabular ages (Gyr since the big bang) must be >= 0 and strictly increasing")
     if age[-1] > TABULAR_AGE_MAX_GYR:
-        # ages in yr (1e8, 1e9, 1e10) read as Gyr: nothing formed by tage, flux 0 and magnitudes 99 without a word
-        raise ValueError(f"tabular ages are Gyr since the big bang (the universe is 13.8 Gyr old); the largest "
-                         f"is {age[-1]:.4g} Gyr, above {TABULAR_AGE_MAX_GYR:g} Gyr: were they given in yr? Divide "
-                         "by 1e9 or pass a Quantity (age * u.yr)")
+        # ages in yr (1e8, 1e9, 1e10) read as Gyr: nothing formed by tage, flux 0, magnitudes 99, no word
+        raise ValueError(f"tabular ages are Gyr since the big bang (the universe is 13.8 Gyr old); the "
+                         f"largest is {age[-1]:.4g} Gyr, above {TABULAR_AGE_MAX_GYR:g} Gyr: were they given "
+                         "in yr? Divide by 1e9 or pass a Quantity (age * u.yr)")
     if np.any(rate < 0):
         raise ValueError("sfr cannot be negative")
     if not np.any(rate > 1e-33):
