@@ -152,3 +152,51 @@ def test_fit_docs_floor_cut_figures_are_those_of_the_rows():
             stated = doc[key].group(side + 1)
             decimals = len(stated.split(".")[1]) if "." in stated else 0
             assert float(stated) == pytest.approx(round(value, decimals), abs=1e-9), (name, key, value)
+
+
+def _stated(text, value):
+    """Whether a figure written in the docs as ``text`` (e.g. '4.1e-4', '1.7', '0.38') is ``value`` rounded to
+    the digits it shows."""
+    import decimal
+
+    exponent = decimal.Decimal(text).as_tuple().exponent
+    return abs(float(text) - value) <= 0.5 * 10.0 ** exponent * (1 + 1e-9)
+
+
+def _table_rows(text, first_cells):
+    """{first cell: [other cells]} of the markdown table rows of ``text`` that start with ``first_cells``."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] in first_cells:
+            rows.setdefault(cells[0], cells[1:])
+    return rows
+
+
+def test_generator_docs_low_precision_figures_are_those_of_the_results_file():
+    """docs/generator.md's low-precision table kept the first shipped model's figures of 2026-11-30 (bf16 p99
+    4.3 %, max 29 %; fp16 max 5.4 %) while results_generator_throughput.md has 1.71e-02 / 1.45e-01 / 1.28e-02,
+    and it said bf16 ran 1.2-2x faster than float32 where the latest run has it at 0.38x: every figure of the
+    table and the latest run's speed ratios must be the results file's, rounded as written."""
+    import re
+
+    doc = (BENCHMARKS.parent / "docs" / "generator.md").read_text()
+    section = doc[doc.index("### Low precision (`dtype=`)"):doc.index("### Differentiable path")]
+    results = (BENCHMARKS / "results_generator_throughput.md").read_text()
+    measured = _table_rows(results[results.index("### Low-precision compute"):], ("bfloat16", "float16"))
+    stated = _table_rows(section, ("bfloat16", "float16"))
+    assert set(measured) == set(stated) == {"bfloat16", "float16"}
+    for dtype, cells in stated.items():
+        median, p99, worst, bright = cells
+        p99_bright, max_bright = bright.split("/")
+        res = [float(c) for c in measured[dtype][:6]]
+        pairs = [(median, res[0], 1), (p99, res[1], 100), (worst, res[2], 100), (p99_bright, res[4], 100),
+                 (max_bright, res[5], 100)]
+        for written, value, scale in pairs:
+            number = written.replace("%", "").strip()
+            assert _stated(number, value * scale), (dtype, written, value)
+    speed = " ".join(section.split())
+    latest = re.search(r"latest run \(no AVX512-BF16\) bf16 ran at ([\d.]+)x and fp16 at ([\d.]+)x", speed)
+    assert latest, "the latest run's speed ratios are not stated"
+    assert float(latest.group(1)) == float(measured["bfloat16"][6])
+    assert float(latest.group(2)) == float(measured["float16"][6])
