@@ -200,3 +200,27 @@ def test_generator_docs_low_precision_figures_are_those_of_the_results_file():
     assert latest, "the latest run's speed ratios are not stated"
     assert float(latest.group(1)) == float(measured["bfloat16"][6])
     assert float(latest.group(2)) == float(measured["float16"][6])
+
+
+def test_generator_docs_latest_throughput_run_is_that_of_the_results_file():
+    """docs/generator.md called a run of 2026-12-02 the latest (MLP alone 53,592 spectra/s at 2 threads, 78 %
+    of peak; random stars 0.33 of it, 0.50 at 1 thread) after results_generator_throughput.md had been re-run
+    (44,990, 71.5 %, 0.34, 0.56): the figures it gives for the latest run must be the results file's."""
+    import re
+
+    doc = " ".join((BENCHMARKS.parent / "docs" / "generator.md").read_text().split())
+    bullet = doc[doc.index("the latest run of this benchmark"):]
+    bullet = bullet[:bullet.index("thread speeds the network only")]
+    found = re.search(r"MLP alone ([\d,]+) spectra/s at 2 threads \(([\d.]+) % of peak\) and random stars "
+                      r"([\d.]+) of it end to end \(([\d,]+) spectra/s; .*?\), ([\d.]+) at 1 thread", bullet)
+    assert found, bullet
+    results = (BENCHMARKS / "results_generator_throughput.md").read_text()
+    split = results.index("### CPU throughput (2 threads")
+    one, two = results[results.index("### CPU throughput (1 threads"):split], results[split:]
+    mlp_2 = _table_rows(two, ("MLP alone (one network, no post-processing)",))
+    random_1 = _table_rows(one, ("surface_flux, random stars (issue 11 sample; library mixture)",))
+    random_2 = _table_rows(two, ("surface_flux, random stars (issue 11 sample; library mixture)",))
+    (mlp_2,), (random_1,), (random_2,) = mlp_2.values(), random_1.values(), random_2.values()
+    assert found.group(1) == mlp_2[1] and found.group(2) == mlp_2[3].rstrip("%")
+    assert found.group(3) == random_2[4] and found.group(4) == random_2[1]
+    assert found.group(5) == random_1[4]
