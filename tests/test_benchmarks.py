@@ -224,3 +224,44 @@ def test_generator_docs_latest_throughput_run_is_that_of_the_results_file():
     assert found.group(1) == mlp_2[1] and found.group(2) == mlp_2[3].rstrip("%")
     assert found.group(3) == random_2[4] and found.group(4) == random_2[1]
     assert found.group(5) == random_1[4]
+
+
+def test_ssp_docs_speed_figures_are_those_of_the_results_file():
+    """docs/ssp.md said RESULTS.md showed a run of 21.5 s (projected 16.9 s) and gave a new (age, Z) ~0.7
+    ms after the warm-up, ~15 ms of CPU outside the generator and ~43 ms projected, with 2.8 s of CPU outside
+    the generator for the full grid, after results_ssp.md had been re-run (33.5 s, 17.8 s, 1.15 ms, 24.6 ms,
+    52 ms, 3.6 s): the figures it gives for the run RESULTS.md shows must be that file's, rounded as
+    written."""
+    import re
+
+    doc = " ".join((BENCHMARKS.parent / "docs" / "ssp.md").read_text().split())
+    results = (BENCHMARKS / "results_ssp.md").read_text()
+
+    def cell(name, column=0):
+        (row,) = _table_rows(results, (name,)).values()
+        return float(re.search(r"[\d.]+", row[column].replace(",", "")).group())
+
+    shown = re.search(r"The run that RESULTS.md now shows \([^)]*\) took ([\d.]+) s: ([\d.]+) s in the "
+                      r"generator \(([\d,]+) spectra/s\), ([\d.]+) s of CPU outside it, ([\d.]+) s projected",
+                      doc)
+    assert shown, "the run RESULTS.md shows is not described"
+    assert _stated(shown.group(1), cell("wall time"))
+    generator = _table_rows(results, ("in `generator.surface_flux` (network, its coverage lookup and "
+                                      "post-processing)",))
+    (generator,) = generator.values()
+    assert _stated(shown.group(2), float(generator[0].split()[0]))
+    assert shown.group(3) in generator[0]
+    outside = cell("all outside the generator, CPU time of this process")
+    projected = cell("projected with the generator at 40,000 spectra/s")
+    assert _stated(shown.group(4), outside) and _stated(shown.group(5), projected)
+    cost = re.search(r"\*\*Cost outside the generator\*\* \([^)]*\): ([\d.]+) s of CPU", doc)
+    assert cost and _stated(cost.group(1), outside)
+    warm = re.search(r"the warm-up, as FSPS tabulates all its SSPs first\): ~([\d.]+) ms median", doc)
+    assert warm and _stated(warm.group(1), cell("after `ssp_grid()` with the same generator (warm-up)"))
+    cold = re.search(r"plus ~([\d.]+) ms of CPU outside the generator: ~([\d.]+) ms with the generator at "
+                     r"40k", doc)
+    (request,) = _table_rows(results, ("no grid, requests 41-80",)).values()
+    request_cpu = float(re.search(r"([\d.]+) ms CPU outside", request[2]).group(1))
+    assert cold and abs(float(cold.group(1)) - request_cpu) <= 5
+    assert _stated(cold.group(2), cell("no grid, requests 41-80, projected with the generator at 40,000 "
+                                       "spectra/s"))
