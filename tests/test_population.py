@@ -836,3 +836,28 @@ def test_the_tage0_table_of_a_tau_model_is_one_history_as_fsps_writes_it(blackbo
         assert table[i] == pytest.approx(single_mag - 2.5 * np.log10(formed[i]), abs=1e-9)
         assert mass[i] == pytest.approx(single_mass * formed[i], rel=1e-9)
         assert sp.formed_mass == 1.0                # a single tage stays 1 M_sun formed by it
+
+
+def test_docs_age_of_the_universe_at_z_1_5_is_the_default_cosmology_s():
+    """docs/population.md said the warning comes above 4.2 Gyr at z = 1.5; in the population's default
+    cosmology (FSPS's flat H0 = 72, Omega_m = 0.27) the universe is 4.29 Gyr old there, so tage = 4.25 gave
+    no warning. The stated age must be the cosmology's, and the warning must come just above it only."""
+    import re
+    import warnings
+    from pathlib import Path
+
+    from astropy.cosmology import FlatLambdaCDM
+
+    from smnet_sps.generator import BlackbodyGenerator
+    doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "population.md").read_text().split())
+    stated = re.search(r"older than the universe at that redshift -- ([\d.]+) Gyr at z = 1\.5", doc)
+    assert stated
+    age = FlatLambdaCDM(H0=72, Om0=0.27).age(1.5).to_value(u.Gyr)         # independent of the package
+    assert float(stated.group(1)) == pytest.approx(age, abs=0.005)
+    sp = StellarPopulation(sfh=1, generator=BlackbodyGenerator())
+    assert sp.cosmology.age(1.5).to_value(u.Gyr) == pytest.approx(age, rel=1e-3)
+    with pytest.warns(UserWarning, match="exceeds the age of the universe at z = 1.5"):
+        sp.get_observed_spectrum(tage=float(stated.group(1)) + 0.01, redshift=1.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        sp.get_observed_spectrum(tage=float(stated.group(1)) - 0.01, redshift=1.5)
