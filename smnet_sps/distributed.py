@@ -928,7 +928,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
              "star_luminosity_density": "L_lambda = L f F_lambda / integral(F_lambda) over the grid, f the "
                                         "share of a blackbody of that Teff on the grid; a blackbody of "
                                         "that Teff instead where an extrapolated F_lambda integrates "
-                                        "more than EXTRAPOLATION_LIMIT x off sigma Teff^4 "
+                                        "more than EXTRAPOLATION_LIMIT x off f sigma Teff^4 "
                                         "(smnet_sps.backend.star_rule)",
              "wavelength_unit": "Angstrom", "wavelength_medium": "vacuum",
              "inside": "1 where the star lies inside the generator's training coverage",
