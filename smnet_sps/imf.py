@@ -238,6 +238,9 @@ def get_imf(imf="kroupa", m_low=None, m_up=None):
         # limits given with an IMF object were dropped without a word (m_up=100 gave 120)
         m_low, m_up = (imf.m_low if m_low is None else m_low), (imf.m_up if m_up is None else m_up)
         _check_limits(m_low, m_up)
+        if "callable" in imf.params:
+            # its cumulatives are tables over its own limits: rebuilt (wider limits counted nothing)
+            return _from_callable(imf.dndm, float(m_low), float(m_up), name=imf.name)
         return replace(imf, m_low=float(m_low), m_up=float(m_up))
     m_low, m_up = (M_LOW if m_low is None else m_low), (M_UP if m_up is None else m_up)
     _check_limits(m_low, m_up)

@@ -557,12 +557,14 @@ class StellarPopulation:
         return out, full
 
     def _as_one_history(self, rows):
-        """The ``tage=0`` table of a tau / delayed-tau SFH as FSPS writes it (compsp.f90): one galaxy's
-        history, 1 M_sun formed by the oldest SSP age. Each row, computed for 1 M_sun formed by its own age
-        (as a single ``tage`` gives it), is scaled by the mass formed by then (``formed_mass`` = sfhinfo's
-        mfrac), and ``sfr`` is that history's (python-fsps: "normalized such that one solar mass of stars is
-        formed over the full SFH"). Each row was 1 M_sun: M_V 1.45 mag too bright at 1 Gyr for tau = 1, 5.8
-        at 0.1 Gyr. Copies: the cached rows stay as a single tage needs them."""
+        """The ``tage=0`` table of a tau / delayed-tau SFH as FSPS writes it (compsp.f90): 1 M_sun formed by
+        the oldest SSP age (one galaxy's history when ``const`` and ``fburst`` are 0; with them each row keeps
+        its own single-``tage`` split, as in FSPS: docs/population.md). Each row, computed for 1 M_sun
+        formed by its own age (as a single ``tage`` gives it), is scaled by the mass formed by then
+        (``formed_mass`` = sfhinfo's mfrac), and ``sfr`` is that history's (python-fsps: "normalized such
+        that one solar mass of stars is formed over the full SFH"). Each row was 1 M_sun: M_V 1.45 mag too
+        bright at 1 Gyr for tau = 1, 5.8 at 0.1 Gyr. Copies: the cached rows stay as a single tage needs
+        them."""
         p = self.params
         names = ("tau", "const", "sf_start", "sf_trunc", "fburst", "tburst")
         kwargs = {k: _scalar(k, p[k]) for k in names}

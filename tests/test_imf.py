@@ -151,3 +151,10 @@ def test_limits_given_with_an_imf_object_are_applied_not_dropped():
     assert capped.mass(1, 2) == kroupa.mass(1, 2)          # the same function, other limits
     with pytest.raises(ValueError, match="0 < m_low < m_up"):
         get_imf(kroupa, m_up=0.05)
+    # a callable IMF's cumulatives are tables over its own limits: new limits rebuild them
+    salpeter_like = get_imf(lambda m: m ** -2.35, m_up=100)
+    wider = get_imf(salpeter_like, m_up=200)
+    fresh = get_imf(lambda m: m ** -2.35, m_up=200)
+    assert wider.number(100, 200) > 0
+    assert wider.number(100, 200) == pytest.approx(fresh.number(100, 200), rel=1e-10)
+    assert wider.mass_formed == pytest.approx(fresh.mass_formed, rel=1e-10)
