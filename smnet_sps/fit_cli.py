@@ -49,7 +49,9 @@ def read_spectrum(path):
     ``err``/``ivar`` alike; a unit that is no spectral flux density, or a unit on only one of flux and its
     error, is a ValueError. A unit the format does not know (FITS TUNIT '1E-17 erg/s/cm^2/Angstrom') is
     parsed in astropy's generic format; one still unrecognised is a ValueError naming the column and the unit.
-    Without a unit the flux is taken as F_lambda. Text files: wave, flux[, error] columns.
+    Without a unit the flux is taken as F_lambda. Text files: wave, flux[, error] columns. An error of 0 or
+    NaN marks a pixel without data (ivar 0); a negative error is a ValueError (as a negative ivar is in
+    :func:`smnet_sps.fit.fit_star`).
     """
     import astropy.units as u
 
@@ -64,7 +66,7 @@ def read_spectrum(path):
         if a.shape[1] < 2:
             raise ValueError(f"{path}: a text spectrum needs columns wave, flux[, error]")
         err = a[:, 2] if a.shape[1] > 2 else None
-        return a[:, 0], a[:, 1], None if err is None else 1.0 / np.where(err > 0, err, np.inf) ** 2
+        return a[:, 0], a[:, 1], None if err is None else _ivar_from_err(path, "3 (error)", err, a[:, 0])
     from astropy.io.registry import IORegistryError
     from astropy.table import QTable
 
@@ -107,9 +109,10 @@ def read_spectrum(path):
     elif err is not None:
         err_unit = _unit_of(path, err)
         _check_units_agree(path, err.info.name, err_unit, f_name, flux_unit)
-        err = _masked_as_nan(err) * (1.0 if err_unit is None else _f_lambda_factor(path, err.info.name,
+        err_name = err.info.name
+        err = _masked_as_nan(err) * (1.0 if err_unit is None else _f_lambda_factor(path, err_name,
                                                                                   err_unit, wave, flux_unit))
-        ivar = 1.0 / np.where(err > 0, err, np.inf) ** 2
+        ivar = _ivar_from_err(path, repr(err_name), err, wave)
     if w_unit is not None and not w_unit.is_equivalent(u.AA):
         # a frequency (or energy) column ascending is a wavelength descending: every column (masked entries,
         # NaN here, included) follows the converted wavelength, which the fit needs increasing
@@ -117,6 +120,19 @@ def read_spectrum(path):
         wave, flux = wave[order], flux[order]
         ivar = None if ivar is None else ivar[order]
     return wave, flux, ivar
+
+
+def _ivar_from_err(path, name, err, wave):
+    """Inverse variance from the error column ``name``: an error of 0 or NaN is a pixel without data (ivar 0);
+    a negative one is refused (it was silently given ivar 0, as fit_star refuses a negative ivar: a file with
+    every other error negative lost half its pixels without a word, and one with all of them negative was
+    reported as 'fewer than 20 usable pixels')."""
+    neg = np.flatnonzero(err < 0)
+    if neg.size:
+        raise ValueError(f"{path}: column {name} has {neg.size} negative error(s) (the first at "
+                         f"{wave[neg[0]]:g} A, {err[neg[0]]:g}); an error must be >= 0 (0 or NaN: a pixel "
+                         "without data)")
+    return 1.0 / np.where(err > 0, err, np.inf) ** 2
 
 
 #: what a flux, error or inverse-variance column's unit may be (read_spectrum's error messages)

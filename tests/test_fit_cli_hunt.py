@@ -1,0 +1,46 @@
+"""`smnet-sps fit`'s front end, its JSON and the isochrone prior: bad files and settings found by a hunt."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURE_MILES = Path(__file__).parent / "fixtures" / "empirical" / "miles_v9.1_fixture_stars.npz"
+
+
+def _miles_star(miles_id=208):
+    """(air wavelengths [A], relative F_lambda) of a MILES fixture star (208: 5117 K, log g 4.54, +0.11)."""
+    with np.load(FIXTURE_MILES) as d:
+        k = int(np.flatnonzero(d["miles_id"] == miles_id)[0])
+        return d["wave"].astype(float), d["flux"][k].astype(float)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".csv"])
+def test_read_spectrum_refuses_a_negative_error(tmp_path, suffix):
+    from astropy.table import Table
+
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave, flux = _miles_star()
+    err = 0.01 * flux
+    err[::2] *= -1                                  # a sign slip on every other pixel
+    path = tmp_path / f"star{suffix}"
+    if suffix == ".txt":
+        np.savetxt(path, np.column_stack([wave, flux, err]))
+    else:
+        Table({"wave": wave, "flux": flux, "err": err}).write(path)
+    # it was read as ivar 0 at those pixels without a word: half the spectrum dropped
+    with pytest.raises(ValueError, match=r"2150 negative error\(s\) \(the first at 3540.5 A") as exc:
+        read_spectrum(path)
+    assert str(path) in str(exc.value) and ("'err'" in str(exc.value)) == (suffix == ".csv")
+
+
+def test_read_spectrum_takes_a_zero_or_nan_error_as_no_data(tmp_path):
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave, flux = _miles_star()
+    err = 0.01 * flux
+    err[10], err[20] = 0.0, np.nan
+    np.savetxt(tmp_path / "star.txt", np.column_stack([wave, flux, err]))
+    w, f, ivar = read_spectrum(tmp_path / "star.txt")
+    assert ivar[10] == 0 and ivar[20] == 0
+    np.testing.assert_allclose(ivar[:10], 1 / (0.01 * flux[:10]) ** 2)
