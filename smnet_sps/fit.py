@@ -512,6 +512,15 @@ class SpectralOperator:
                 var = (ov.multiply(ov)) @ sig2 / sumw**2          # the mean's own variance
                 charged = ov @ (np.diff(d_edges) * sig2) / sumw**2  # with its covariances (>= var)
             keep = (cov >= _MIN_BIN_COVERAGE) & np.isfinite(f) & (var > 0)
+            if keep.sum() < _MIN_PIXELS:
+                # none kept stopped in _window_breaks with "max() arg is an empty sequence" (a MILES star with
+                # every other pixel's ivar 0: each model pixel half covered)
+                raise ValueError(
+                    f"only {int(keep.sum())} of the {keep.size} model pixels over the spectrum have "
+                    f"{100 * _MIN_BIN_COVERAGE:.0f} % of their width covered by usable pixels (unmasked, "
+                    f"ivar > 0); at least {_MIN_PIXELS} are needed: {int(good.sum())} usable of "
+                    f"{good.size} pixels are too few or too scattered (check the mask, ivar or errors)"
+                )
             # each working pixel counts in the degrees of freedom as its expected chi^2 at the truth,
             # var / charged (1 for pixels of whole data pixels; 0.75 for 10-A data straddling each edge)
             with np.errstate(divide="ignore", invalid="ignore"):

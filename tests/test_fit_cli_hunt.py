@@ -44,3 +44,16 @@ def test_read_spectrum_takes_a_zero_or_nan_error_as_no_data(tmp_path):
     w, f, ivar = read_spectrum(tmp_path / "star.txt")
     assert ivar[10] == 0 and ivar[20] == 0
     np.testing.assert_allclose(ivar[:10], 1 / (0.01 * flux[:10]) ** 2)
+
+
+def test_fit_of_too_scattered_pixels_is_a_value_error(tmp_path, capsys):
+    from smnet_sps.cli import main
+
+    wave, flux = _miles_star()
+    flux[::2] = np.nan                              # every other pixel without data: 2150 usable of 4300
+    np.savetxt(tmp_path / "star.txt", np.column_stack([wave, flux, 0.01 * flux]))
+    # no model pixel (~20 A) was 80 % covered by usable data: the fit stopped inside the spectral operator
+    # with Python's "max() arg is an empty sequence"
+    assert main(["fit", str(tmp_path / "star.txt"), "--medium", "air", "--resolution-fwhm", "2.5"]) == 1
+    err = capsys.readouterr().err
+    assert "only 0 of the 193 model pixels" in err and "2150 usable of 4300 pixels" in err
