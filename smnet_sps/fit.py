@@ -910,7 +910,9 @@ class _FitBase:
             held=list(self.meta.get("held", [])),
         )
         # what the fit was made with and how it ended, where the fit recorded it
-        for key in ("generator", "library", "inside_coverage", "n_clipped", "template_medium"):
+        # the prior too: a fit with --prior parsec and one without wrote JSON files that said nothing of it
+        for key in ("generator", "library", "inside_coverage", "n_clipped", "template_medium", "prior",
+                    "chi2_scale"):
             if key in self.meta:
                 d[key] = self.meta[key]
         return d

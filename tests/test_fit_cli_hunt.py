@@ -57,3 +57,21 @@ def test_fit_of_too_scattered_pixels_is_a_value_error(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "star.txt"), "--medium", "air", "--resolution-fwhm", "2.5"]) == 1
     err = capsys.readouterr().err
     assert "only 0 of the 193 model pixels" in err and "2150 usable of 4300 pixels" in err
+
+
+def test_fit_json_records_the_prior(tmp_path):
+    import json
+
+    from smnet_sps.cli import main
+
+    wave, flux = _miles_star()
+    np.savetxt(tmp_path / "star.txt", np.column_stack([wave, flux, 0.01 * flux]))
+    assert main(["fit", str(tmp_path / "star.txt"), "--medium", "air", "--resolution-fwhm", "2.5", "--wmin",
+                 "5000", "--wmax", "6000", "--degree", "8", "--prior", "parsec",
+                 "--out", str(tmp_path / "fit.json")]) == 0
+    res = json.loads((tmp_path / "fit.json").read_text())
+    # the file said nothing of the prior: a fit with --prior and one without could not be told apart
+    assert res["prior"].startswith("IsochronePrior(parsec, kroupa, log age 8-10.1")
+    # the flat fit's chi^2_red, >= 1 (S/N 100 against model systematics of a few per cent): the errors'
+    # inflation the prior is weighed against
+    assert 1.0 < res["chi2_scale"] < 100.0
