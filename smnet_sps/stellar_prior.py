@@ -50,7 +50,8 @@ class IsochronePrior:
 
     Raises
     ------
-    ValueError for an unknown family, an empty age range or settings outside their ranges.
+    ValueError for an unknown family, an empty age range, or settings outside their ranges, not finite, or
+    not pairs where a pair is asked for.
     """
 
     def __init__(
@@ -72,8 +73,17 @@ class IsochronePrior:
             raise ValueError(f"power must be in (0, 1]; got {power}")
         if not 0 < floor < 1:
             raise ValueError(f"floor must be in (0, 1); got {floor}")
-        if min(bandwidth) <= 0 or min(cell) <= 0 or logz_width <= 0:
-            raise ValueError("bandwidth, cell and logz_width must be > 0")
+        # NaN passed these checks as it compares False: logz_width or luminosity_power NaN made every
+        # log_prob NaN, bandwidth (nan, 0.15) gave another prior (ln p 0.058 for 0.032 at the Sun); a scalar
+        # bandwidth, a one-value age range or an infinite bandwidth stopped in Python or scipy (TypeError,
+        # IndexError, OverflowError)
+        bandwidth = _pair("bandwidth", bandwidth, "(dex log10 Teff, dex log g)", positive=True)
+        cell = _pair("cell", cell, "(dex log10 Teff, dex log g)", positive=True)
+        log_age_range = _pair("log_age_range", log_age_range, "(lo, hi) in log10(age / yr)")
+        if not (np.isfinite(logz_width) and logz_width > 0):
+            raise ValueError(f"logz_width must be a finite number > 0 [dex]; got {logz_width}")
+        if not np.isfinite(luminosity_power):
+            raise ValueError(f"luminosity_power must be a finite number; got {luminosity_power}")
         iso = load_isochrones(family)
         in_range = (iso.log_age >= log_age_range[0] - 1e-9) & (iso.log_age <= log_age_range[1] + 1e-9)
         sel_age = np.flatnonzero(in_range)
@@ -161,6 +171,19 @@ class IsochronePrior:
         wz = torch.softmax(-0.5 * ((z[None] - lz) / self._logz_width) ** 2, dim=0)
         out = torch.where(bad, torch.full_like(t, float("nan")), torch.log((wz * p).sum(0)))
         return out.detach().cpu().numpy() if is_np else out
+
+
+def _pair(name, value, what, positive=False):
+    """``value`` as a pair of finite floats (> 0 with ``positive``), else a ValueError naming ``name`` and
+    ``what`` it holds."""
+    try:
+        v = np.asarray(value, float)
+    except (TypeError, ValueError):
+        v = np.empty(0)
+    if v.shape != (2,) or not np.all(np.isfinite(v)) or (positive and not np.all(v > 0)):
+        raise ValueError(f"{name} must be a pair of finite numbers{' > 0' if positive else ''}, {what}; got "
+                         f"{value!r}")
+    return tuple(float(x) for x in v)
 
 
 def _gaussian_smooth(a, sx, sy):

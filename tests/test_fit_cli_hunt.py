@@ -75,3 +75,23 @@ def test_fit_json_records_the_prior(tmp_path):
     # the flat fit's chi^2_red, >= 1 (S/N 100 against model systematics of a few per cent): the errors'
     # inflation the prior is weighed against
     assert 1.0 < res["chi2_scale"] < 100.0
+
+
+@pytest.mark.parametrize("kw, name", [
+    # NaN compared False in the old checks: every log_prob NaN (logz_width, luminosity_power), or another
+    # prior (bandwidth: ln p 0.058 for 0.032 at the Sun), without a word
+    (dict(logz_width=np.nan), "logz_width"),
+    (dict(luminosity_power=np.nan), "luminosity_power"),
+    (dict(bandwidth=(np.nan, 0.15)), "bandwidth"),
+    (dict(cell=(np.nan, 0.05)), "cell"),
+    (dict(log_age_range=(np.nan, 10.0)), "log_age_range"),
+    # stopped in Python or scipy: TypeError, OverflowError, IndexError
+    (dict(bandwidth=0.01), "bandwidth"),
+    (dict(bandwidth=(np.inf, 0.15)), "bandwidth"),
+    (dict(log_age_range=(8.0,)), "log_age_range"),
+])
+def test_isochrone_prior_refuses_non_finite_or_malformed_settings(kw, name):
+    from smnet_sps.stellar_prior import IsochronePrior
+
+    with pytest.raises(ValueError, match=rf"^{name} must be a (pair of finite numbers|finite number)"):
+        IsochronePrior(**kw)
