@@ -294,6 +294,14 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
         return _calibrate(empirical, out, base, folds, settings, grid, progress)
 
 
+def _check_seed(seed, option):
+    """ValueError unless ``seed`` is an integer from 0 to 2**32 - 1: a negative one stopped in numpy's
+    random generator ('expected non-negative integer', naming no option) after the stars and the base model
+    were loaded, and one above ~1.8e16 would overflow torch's seeds (seed x 1000 + fold offsets)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"{option} must be an integer from 0 to 2**32 - 1; got {seed!r}")
+
+
 def _check_folds(folds, stars):
     """ValueError unless ``folds`` (``--folds``) is 0 or 2 to the number of ``stars`` (each fold holds out
     a star; 1000 folds of 471 stars were refused only after the base model and the targets, by kfold_ids,
@@ -324,6 +332,7 @@ def _calibrate(empirical, out, base, folds, settings, grid, progress):
     from .semi_empirical import SemiEmpiricalGenerator
 
     st = settings or CalibrationSettings()
+    _check_seed(st.seed, "settings.seed")
     t0 = time.time()
     stars = load_empirical(empirical)
     _check_folds(folds, stars)                      # before the base model and the targets
@@ -516,6 +525,7 @@ def _cli(args):
     from .output_files import check_output_folder
     # every option checked before the stars, the base model and the (minutes-long) fit; --folds against the
     # number of stars as soon as they are loaded (_check_folds, before the base model)
+    _check_seed(args.seed, "--seed")
     st = CalibrationSettings(seed=args.seed)
     for option, value in (("--members", args.members), ("--steps", args.steps)):
         if value is not None and value < 1:

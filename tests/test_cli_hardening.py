@@ -252,6 +252,9 @@ EMPIRICAL = os.path.join(os.path.dirname(__file__), "fixtures", "empirical")
     # the baseline's grid was read after the whole fit (minutes), the correction half written
     (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/c", "--grid", "{tmp}/nosuch.h5"],
      "does not exist"),
+    # a negative seed stopped in numpy ('expected non-negative integer') after the stars and the base model
+    (["calibrate", "--empirical", EMPIRICAL, "--out", "{tmp}/c", "--seed", "-1"],
+     "--seed must be an integer from 0 to 2**32 - 1; got -1"),
     (["validate", "--empirical", EMPIRICAL, "--out", "{tmp}/plain_file"], "is a file"),
     (["validate", "--empirical", EMPIRICAL, "--out", "{tmp}/made"], "already holds a validation report"),
     (["validate", "--empirical", EMPIRICAL, "--ids", "{tmp}/plain_file"], "one integer per line"),
