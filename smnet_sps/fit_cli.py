@@ -87,8 +87,15 @@ def read_spectrum(path):
             f"{path}: needs a wavelength column ({', '.join(_WAVE_NAMES)}) and a flux column "
             f"({', '.join(_FLUX_NAMES)}); found {t.colnames}"
         )
-    w_unit = _unit_of(path, w, "a wavelength, frequency or energy unit (e.g. Angstrom, nm, um), or none "
-                               "(Angstrom)")
+    w_allowed = "a wavelength, frequency or energy unit (e.g. Angstrom, nm, um), or none (Angstrom)"
+    w_unit = _unit_of(path, w, w_allowed)
+    if w_unit is not None and not w_unit.is_equivalent(u.AA, equivalencies=u.spectral()):
+        # it stopped with astropy's bare "'A' (electrical current) and 'Angstrom' (length) are not
+        # convertible", naming neither file nor column: FITS reads the TUNIT 'A' as the ampere
+        hint = (" (FITS reads 'A' as the ampere: write 'Angstrom' for Angstrom)"
+                if w_unit == u.A else "")
+        raise ValueError(f"{path}: column {w.info.name!r} is in {w_unit}, which is no wavelength{hint}; "
+                         f"allowed: {w_allowed}")
     wave = (
         (np.asarray(w.value, float) * w_unit).to_value(u.AA, equivalencies=u.spectral())
         if w_unit is not None

@@ -95,3 +95,21 @@ def test_isochrone_prior_refuses_non_finite_or_malformed_settings(kw, name):
 
     with pytest.raises(ValueError, match=rf"^{name} must be a (pair of finite numbers|finite number)"):
         IsochronePrior(**kw)
+
+
+@pytest.mark.parametrize("unit, hint", [("A", "FITS reads 'A' as the ampere"), ("pix", "no wavelength;")])
+def test_read_spectrum_names_a_wavelength_column_in_no_wavelength_unit(tmp_path, unit, hint):
+    from astropy.io import fits
+
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave, flux = _miles_star()
+    path = tmp_path / "star.fits"
+    fits.BinTableHDU.from_columns([fits.Column(name="WAVE", format="D", array=wave, unit=unit),
+                                   fits.Column(name="FLUX", format="D", array=flux)]).writeto(path)
+    # astropy's bare "'A' (electrical current) and 'Angstrom' (length) are not convertible" named neither the
+    # file nor the column
+    with pytest.raises(ValueError, match=rf"star.fits: column 'WAVE' is in {unit}, which is no wavelength") \
+            as e:
+        read_spectrum(path)
+    assert hint in str(e.value) and "allowed: a wavelength, frequency or energy unit" in str(e.value)
