@@ -42,7 +42,8 @@ def _unreadable(path, why):
 def read_spectrum(path):
     """(wave [A], flux, ivar or None) from a table file (FITS, ECSV, CSV) or a 2-3 column text file.
 
-    Table columns: ``wave``/``wavelength``/``lambda``, ``flux``, and ``ivar`` or ``err``/``error``/``sigma``.
+    Table columns: ``wave``/``wavelength``/``lambda``, ``flux``, and ``ivar`` or ``err``/``error``/``sigma``;
+    one row whose cells are arrays (ESO's Phase 3 spectra: WAVE, FLUX, ERR) is read as those arrays.
     A wavelength column with a unit is converted to Angstrom; one in frequency or energy (e.g. Hz, eV) with
     u.spectral(), every column then reordered by the converted wavelength. A flux with a unit is converted to
     F_lambda at each wavelength (f_nu such as Jy to erg/s/cm^2/A; an F_lambda unit is kept), its
@@ -82,6 +83,9 @@ def read_spectrum(path):
     except (OSError, ValueError) as exc:
         raise ValueError(_unreadable(path, exc)) from exc
     w, f = _column(t, _WAVE_NAMES), _column(t, _FLUX_NAMES)
+    if w is not None and f is not None and w.ndim == 2:
+        t = _one_row_of_arrays(path, t, w)
+        w, f = _column(t, _WAVE_NAMES), _column(t, _FLUX_NAMES)
     if w is None or f is None:
         raise ValueError(
             f"{path}: needs a wavelength column ({', '.join(_WAVE_NAMES)}) and a flux column "
@@ -127,6 +131,20 @@ def read_spectrum(path):
         wave, flux = wave[order], flux[order]
         ivar = None if ivar is None else ivar[order]
     return wave, flux, ivar
+
+
+def _one_row_of_arrays(path, t, w):
+    """A table of one row whose columns are arrays (ESO's Phase 3 spectra: WAVE, FLUX, ERR, each one cell of
+    n pixels) as a table of n rows (its array columns of ``w``'s length; scalar columns dropped). It was
+    refused with "wave and flux must be 1-d arrays; got shapes (1, n) and (1, n)". More rows are more
+    spectra: a ValueError."""
+    from astropy.table import QTable
+
+    if len(t) != 1:
+        raise ValueError(f"{path}: column {w.info.name!r} holds {len(t)} spectra (a row of {w.shape[1]} "
+                         "wavelengths each); give a file with one spectrum")
+    n = w.shape[1]
+    return QTable({c: t[c][0] for c in t.colnames if t[c].ndim == 2 and t[c].shape[1] == n})
 
 
 def _ivar_from_err(path, name, err, wave):

@@ -113,3 +113,27 @@ def test_read_spectrum_names_a_wavelength_column_in_no_wavelength_unit(tmp_path,
             as e:
         read_spectrum(path)
     assert hint in str(e.value) and "allowed: a wavelength, frequency or energy unit" in str(e.value)
+
+
+def test_read_spectrum_reads_a_row_of_arrays_as_eso_phase3_writes_them(tmp_path):
+    import astropy.units as u
+    from astropy.table import Table
+
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave, flux = _miles_star()
+    flat = Table({"WAVE": wave * u.AA, "FLUX": flux, "ERR": 0.01 * flux})
+    flat.write(tmp_path / "flat.fits")
+    # ESO's Phase 3 layout: one row, each cell an array (plus scalar and other columns); it was refused with
+    # "wave and flux must be 1-d arrays; got shapes (1, 4300) and (1, 4300)"
+    sdp = Table()
+    sdp["WAVE"] = [wave / 10] * u.nm
+    sdp["FLUX"], sdp["ERR"] = [flux], [0.01 * flux]
+    sdp["QUAL"], sdp["SNR"] = [np.zeros(wave.size, int)], [100.0]
+    sdp.write(tmp_path / "sdp.fits")
+    for a, b in zip(read_spectrum(tmp_path / "sdp.fits"), read_spectrum(tmp_path / "flat.fits")):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    two = Table({"WAVE": [wave, wave] * u.AA, "FLUX": [flux, flux]})
+    two.write(tmp_path / "two.fits")
+    with pytest.raises(ValueError, match=r"two.fits: column 'WAVE' holds 2 spectra \(a row of 4300 wave"):
+        read_spectrum(tmp_path / "two.fits")
