@@ -64,10 +64,13 @@ def read_spectrum(path):
             a = np.loadtxt(path, ndmin=2)
         except ValueError as exc:                   # binary junk, text that is not numbers
             raise ValueError(_unreadable(path, exc)) from exc
-        if a.shape[1] < 2:
-            raise ValueError(f"{path}: a text spectrum needs columns wave, flux[, error]")
+        if not 2 <= a.shape[1] <= 3:
+            # a fourth column (a mask, an ivar after the error) was ignored without a word
+            raise ValueError(f"{path}: a text spectrum has columns wave, flux[, error]; this one has "
+                             f"{a.shape[1]}: use a table (FITS, ECSV, CSV) with named columns for more")
         err = a[:, 2] if a.shape[1] > 2 else None
-        return a[:, 0], a[:, 1], None if err is None else _ivar_from_err(path, "3 (error)", err, a[:, 0])
+        ivar = None if err is None else _ivar_from_err(path, "3 (error)", err, a[:, 0])
+        return _increasing(path, a[:, 0], a[:, 1], ivar)
     from astropy.io.registry import IORegistryError
     from astropy.table import QTable
 
@@ -130,6 +133,20 @@ def read_spectrum(path):
         order = np.argsort(wave, kind="stable")
         wave, flux = wave[order], flux[order]
         ivar = None if ivar is None else ivar[order]
+    return _increasing(path, wave, flux, ivar)
+
+
+def _increasing(path, wave, flux, ivar):
+    """The columns in increasing wavelength: a file written from red to blue is reversed (it was refused with
+    "wave must be strictly increasing", naming no file); one neither increasing nor decreasing is a
+    ValueError naming the file and the first row out of order."""
+    step = np.diff(wave)
+    if wave.size > 1 and np.all(step < 0):
+        return wave[::-1], flux[::-1], None if ivar is None else ivar[::-1]
+    bad = np.flatnonzero(~(step > 0))
+    if bad.size:
+        raise ValueError(f"{path}: wavelengths must increase (or decrease) strictly; row {int(bad[0]) + 1} "
+                         f"({wave[bad[0] + 1]:g}) follows {wave[bad[0]]:g}")
     return wave, flux, ivar
 
 

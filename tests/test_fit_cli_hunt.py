@@ -137,3 +137,25 @@ def test_read_spectrum_reads_a_row_of_arrays_as_eso_phase3_writes_them(tmp_path)
     two.write(tmp_path / "two.fits")
     with pytest.raises(ValueError, match=r"two.fits: column 'WAVE' holds 2 spectra \(a row of 4300 wave"):
         read_spectrum(tmp_path / "two.fits")
+
+
+def test_read_spectrum_reverses_a_red_to_blue_file_and_refuses_extra_text_columns(tmp_path):
+    """A text file from red to blue was refused as 'wave must be strictly increasing' (no file named); a
+    fourth column (e.g. an ivar after the error) was ignored without a word."""
+    from smnet_sps.fit_cli import read_spectrum
+    wave = np.linspace(4000.0, 6000.0, 50)
+    flux = 1.0 + wave / 1e4
+    err = 0.01 + 0 * wave
+    up, down = tmp_path / "up.txt", tmp_path / "down.txt"
+    np.savetxt(up, np.c_[wave, flux, err])
+    np.savetxt(down, np.c_[wave, flux, err][::-1])
+    for a, b in zip(read_spectrum(up), read_spectrum(down)):
+        np.testing.assert_array_equal(a, b)
+    mixed = tmp_path / "mixed.txt"
+    np.savetxt(mixed, np.c_[wave[[0, 2, 1, 3]], flux[:4]])
+    with pytest.raises(ValueError, match="mixed.txt.*increase"):
+        read_spectrum(mixed)
+    four = tmp_path / "four.txt"
+    np.savetxt(four, np.c_[wave, flux, err, 1 / err ** 2])
+    with pytest.raises(ValueError, match="four.txt.*has 4"):
+        read_spectrum(four)
