@@ -168,6 +168,10 @@ class IsochronePrior:
         p = (dens[:, i, j] * (1 - fx) * (1 - fy) + dens[:, i + 1, j] * fx * (1 - fy)
              + dens[:, i, j + 1] * (1 - fx) * fy + dens[:, i + 1, j + 1] * fx * fy)   # (n_z, ...)
         lz = torch.as_tensor(self.logz, dtype=torch.float64, device=t.device).reshape(-1, *[1] * z.dim())
+        # held 50 widths beyond the table's metallicities, where all weight already sits on the nearest one
+        # (an infinite [M/H] gave NaN, while an infinite Teff or log g was held at the table's edge)
+        margin = 50.0 * self._logz_width
+        z = z.clamp(float(np.min(self.logz)) - margin, float(np.max(self.logz)) + margin)
         wz = torch.softmax(-0.5 * ((z[None] - lz) / self._logz_width) ** 2, dim=0)
         out = torch.where(bad, torch.full_like(t, float("nan")), torch.log((wz * p).sum(0)))
         return out.detach().cpu().numpy() if is_np else out

@@ -159,3 +159,18 @@ def test_read_spectrum_reverses_a_red_to_blue_file_and_refuses_extra_text_column
     np.savetxt(four, np.c_[wave, flux, err, 1 / err ** 2])
     with pytest.raises(ValueError, match="four.txt.*has 4"):
         read_spectrum(four)
+
+
+def test_isochrone_prior_holds_an_infinite_metallicity_at_the_table_edge():
+    """An infinite [M/H] gave NaN while an infinite Teff or log g was held at the table's edge."""
+    import torch
+    from smnet_sps.stellar_prior import IsochronePrior
+    prior = IsochronePrior("parsec")
+    lp = prior.log_prob([5000.0] * 4, [4.5] * 4, [np.inf, 10.0, -np.inf, -10.0])
+    assert np.all(np.isfinite(lp))
+    assert lp[0] == lp[1] and lp[2] == lp[3]
+    z = torch.tensor([0.0, 0.3], dtype=torch.float64, requires_grad=True)
+    out = prior.log_prob(torch.tensor([5000.0, 5000.0], dtype=torch.float64),
+                         torch.tensor([4.5, 4.5], dtype=torch.float64), z)
+    out.sum().backward()
+    assert torch.all(torch.isfinite(z.grad)) and torch.any(z.grad != 0)     # inside: gradients as before
