@@ -26,7 +26,7 @@ import numpy as np
 
 from .medium import _as_angstrom
 
-__all__ = ["LYMAN_LINES", "LYMAN_COEFFS", "madau_tau", "igm_transmission"]
+__all__ = ["LYMAN_LINES", "LYMAN_COEFFS", "check_redshift", "madau_tau", "igm_transmission"]
 
 # FSPS igm_absorb.f90: Lyman series wavelengths [A] and Madau (1995) coefficients (first four: Table 2)
 LYMAN_LINES = np.array([1215.67, 1025.72, 972.537, 949.743, 937.803, 930.748, 926.226, 923.150, 920.963,
@@ -38,6 +38,20 @@ LYMAN_LIMIT = 911.75
 METAL_COEFF = 0.0017
 
 
+def check_redshift(redshift):
+    """``redshift`` as a float, finite and >= 0, else ValueError (also for text and booleans: float() read
+    "0.5", and True ran as z = 1 without a word). Shared by the IGM and the photometry's observed frame."""
+    if isinstance(redshift, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"redshift must be a number >= 0, got {redshift!r}")
+    try:
+        z = float(redshift)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"redshift must be a number >= 0, got {redshift!r}") from exc
+    if not np.isfinite(z) or z < 0:
+        raise ValueError(f"redshift must be finite and >= 0 (observed frame), got {redshift!r}")
+    return z
+
+
 def madau_tau(wave_rest, z, n_lines=17, metals=True, cap=True):
     """Effective IGM optical depth at rest-frame wavelengths ``wave_rest`` of a source at redshift z.
 
@@ -47,12 +61,7 @@ def madau_tau(wave_rest, z, n_lines=17, metals=True, cap=True):
     (taken on a fixed fine grid below the Lyman limit, so that the value at a wavelength does not depend on
     the other wavelengths asked for: it was the maximum over the points given).
     """
-    if isinstance(z, (bool, np.bool_)) or isinstance(z, str):
-        # True ran as z = 1 without a word
-        raise ValueError(f"redshift must be a number >= 0; got {z!r}")
-    z = float(z)
-    if not np.isfinite(z) or z < 0:
-        raise ValueError(f"redshift must be finite and >= 0; got {z!r}")
+    z = check_redshift(z)
     if not 1 <= int(n_lines) <= LYMAN_LINES.size:
         raise ValueError(f"n_lines must be in 1..{LYMAN_LINES.size}; got {n_lines!r}")
     w = _as_angstrom(wave_rest, "wave_rest", positive=True)[0]

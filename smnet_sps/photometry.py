@@ -61,6 +61,7 @@ from astropy.table import Column, Table
 from .constants import FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
 from .filters import resolve_filters
 from .generator import _unmask, check_switch
+from .igm import check_redshift
 
 __all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "bandpass_weights", "BandWeights",
            "vega_spectrum", "sun_spectrum", "sun_absolute_magnitudes", "SYSTEMS", "add_cli"]
@@ -303,19 +304,6 @@ def _positive_length(value, name):
     return float(cm)
 
 
-def _check_redshift(redshift):
-    # float() read the text "0.5" and True (z = 1)
-    if isinstance(redshift, (str, bytes, bool, np.bool_)):
-        raise ValueError(f"redshift must be a number >= 0, got {redshift!r}")
-    try:
-        z = float(redshift)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"redshift must be a number >= 0, got {redshift!r}") from exc
-    if not np.isfinite(z) or z < 0:
-        raise ValueError(f"redshift must be finite and >= 0 (observed frame), got {redshift!r}")
-    return z
-
-
 def as_cosmology(cosmology, default=None):
     """An astropy cosmology: None -> ``default`` (None: Planck18), a realization's name ("Planck18",
     "WMAP9", ...) -> that realization, an ``astropy.cosmology.Cosmology`` as it is; anything else a
@@ -445,7 +433,7 @@ def _observed_flux(spectra, distance, radius, redshift, cosmology):
 
 def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
     w, flux, meta = _split_input(spectra)
-    z = _check_redshift(redshift)
+    z = check_redshift(redshift)
     from .medium import f_lambda_values, linear_flux, spectral_density_kind
     flux = linear_flux(flux)                # AB magnitudes per pixel: the flux they stand for
     unit = flux.unit
@@ -889,7 +877,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     if not np.all(np.isfinite(ages_yr)) or np.any(ages_yr <= 0):
         raise ValueError(f"ages must be positive and finite (yr or a time Quantity); got {ages!r}")
     system = _system(system)
-    z = _check_redshift(redshift)
+    z = check_redshift(redshift)
     cosmology = as_cosmology(cosmology)
     extrapolate = check_switch(extrapolate, "extrapolate")
     igm = check_switch(igm, "igm")
@@ -963,7 +951,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     from .ssp import parse_age, ssp_grid   # here: photometry must not depend on the SSP stage at import
     resolve_filters(filters)    # fail on a bad filter name before the (slow) SSP grid is computed
     _system(system)
-    _check_redshift(redshift)
+    check_redshift(redshift)
     cosmology = as_cosmology(cosmology)
     extrapolate = check_switch(extrapolate, "extrapolate")
     igm = check_switch(igm, "igm")
