@@ -54,6 +54,18 @@ def _interp_rows(x0, wave, flux):
     return ((1 - t) * flux[:, j] + t * flux[:, j + 1])[:, None]
 
 
+def _check_axis(wave, flux):
+    """``wave`` [A] as a float array, checked against ``flux`` (..., n_wave): 1-d, as long as flux's last
+    axis, strictly increasing (ValueError otherwise)."""
+    wave = np.asarray(wave, float)
+    if wave.ndim != 1 or np.shape(flux)[-1:] != wave.shape:
+        raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
+                         f"{np.shape(flux)}")
+    if np.any(np.diff(wave) <= 0):
+        raise ValueError("wave must be strictly increasing")
+    return wave
+
+
 def band_mean(wave, flux, lo, hi, name=None):
     """Mean flux over [lo, hi] of the linear interpolant of ``flux`` (..., n_wave) on increasing ``wave``.
 
@@ -66,14 +78,9 @@ def band_mean(wave, flux, lo, hi, name=None):
     lo, hi = (float(_as_angstrom(x, "band edge")[0]) for x in (lo, hi))
     unit = flux.unit if isinstance(flux, u.Quantity) else None
     flux = np.asarray(getattr(flux, "value", flux), float)
-    # checked as measure_index does: a flux of another length stopped in numpy ("cannot reshape array of
-    # size 1 into shape (4,)"), a decreasing axis read as "outside the spectrum's 5999.0-4000.0 A"
-    wave = np.asarray(wave, float)
-    if wave.ndim != 1 or flux.shape[-1:] != wave.shape:
-        raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
-                         f"{flux.shape}")
-    if np.any(np.diff(wave) <= 0):
-        raise ValueError("wave must be strictly increasing")
+    # a flux of another length stopped in numpy ("cannot reshape array of size 1 into shape (4,)"), a
+    # decreasing axis read as "outside the spectrum's 5999.0-4000.0 A"
+    wave = _check_axis(wave, flux)
     if not lo < hi:
         raise ValueError(f"band must be (lo, hi) with lo < hi; got {lo:g}-{hi:g} A")
     if lo < wave[0] or hi > wave[-1]:
@@ -117,13 +124,8 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     """
     if isinstance(n_sub, bool) or not isinstance(n_sub, (int, np.integer)) or n_sub < 2:
         raise ValueError(f"n_sub must be a whole number >= 2 (the central band's two edges); got {n_sub!r}")
-    wave = np.asarray(_as_angstrom(wave, "wave")[0], float)
-    if wave.ndim != 1 or np.shape(flux)[-1:] != wave.shape:
-        raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
-                         f"{np.shape(flux)}")
+    wave = _check_axis(_as_angstrom(wave, "wave")[0], flux)
     flux = _as_flambda(flux, wave)
-    if np.any(np.diff(wave) <= 0):
-        raise ValueError("wave must be strictly increasing")
     blue, band, red = index_bands(name, medium)
     if wave[0] > blue[0] or wave[-1] < red[1]:
         raise ValueError(f"index {name} needs {blue[0]:.1f}-{red[1]:.1f} A; the spectrum covers "
