@@ -185,21 +185,21 @@ def _integration_grid(x, bp):
     return merge_wavelengths(x, np.asarray(bp.waveset.to_value(u.AA), float))
 
 
-def _norm_and_pivot(wgrid, bp):
+def _norm_and_pivot(wgrid, thr):
     """``(int T l dl, pivot [A])`` by the trapezoid rule on ``wgrid``, the grid the numerator is integrated
-    on: the same rule above and below the fraction, so a flat f_lambda has ST 0 and a flat f_nu AB 0 in
-    every filter. (synphot's ``effstim`` takes the denominator and the pivot on the filter's own points
-    while the numerator is on the union with the spectrum's: a filter sampled coarsely against the
-    spectrum was off by a constant, the ST zero-point spectrum ST 0.0075 in hipparcos_B, -0.0014 in
-    bessell-R.)"""
-    thr = np.asarray(bp(wgrid).value, float)
+    on (``thr``: the throughput there; :func:`_weights_on_grid` returns both): the same rule above and below
+    the fraction, so a flat f_lambda has ST 0 and a flat f_nu AB 0 in every filter. (synphot's ``effstim``
+    takes the denominator and the pivot on the filter's own points while the numerator is on the union with
+    the spectrum's: a filter sampled coarsely against the spectrum was off by a constant, the ST zero-point
+    spectrum ST 0.0075 in hipparcos_B, -0.0014 in bessell-R.)"""
     norm = float(abs(np.trapezoid(wgrid * thr, x=wgrid)))
     norm_nu = float(abs(np.trapezoid(thr / wgrid, x=wgrid)))
     return norm, float(np.sqrt(norm / norm_nu))
 
 
 def _weights_on_grid(x, bp):
-    """v such that flux(x) @ v reproduces synphot's trapezoid over merge(x, band waveset)."""
+    """v such that flux(x) @ v reproduces synphot's trapezoid over merge(x, band waveset); returns
+    (v, that grid [A], the throughput on it)."""
     wgrid = _integration_grid(x, bp)
     thr = np.asarray(bp(wgrid).value, float)
     # synphot stores a source in PHOTLAM (proportional to l * f_lambda) and interpolates *that* linearly,
@@ -209,7 +209,7 @@ def _weights_on_grid(x, bp):
     t = np.clip((wgrid - x[j]) / (x[j + 1] - x[j]), 0.0, 1.0)
     g = _trapezoid_weights(wgrid) * thr
     v = np.bincount(j, g * (1 - t), minlength=x.size) + np.bincount(j + 1, g * t, minlength=x.size)
-    return v * x
+    return v * x, wgrid, thr
 
 
 def _pad_for_zero_extension(x, lo, hi):
@@ -263,19 +263,19 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
                              "pass extrapolate=True (--extrapolate on the command line) to treat the "
                              "spectrum as zero outside it")
         xp, nl, nr = _pad_for_zero_extension(x, lo, hi)
-        v = _weights_on_grid(xp, bp)[nl:xp.size - nr]      # padded points carry zero flux: drop them
+        v, wgrid, thr = _weights_on_grid(xp, bp)
+        v = v[nl:xp.size - nr]                             # padded points carry zero flux: drop them
     else:
-        xp = x
-        v = _weights_on_grid(x, bp)
+        v, wgrid, thr = _weights_on_grid(x, bp)
     # on the numerator's grid (the whole filter, padded where it reaches beyond the spectrum), not the
     # filter's own points as synphot's effstim: _norm_and_pivot
-    norm, pivot = _norm_and_pivot(_integration_grid(xp, bp), bp)
+    norm, pivot = _norm_and_pivot(wgrid, thr)
     wv, fv = _calspec(VEGA_FILE)
     # NaN where more than VEGA_OUTSIDE_MAX of the filter's weight lies beyond the CALSPEC Vega spectrum: its
     # end value was held there (SPIRE 500 um 1.6 mag off); magnitudes() refuses Vega magnitudes for such a
     # filter (SPIRE 250 um has 8e-4 of its weight beyond 300 um: kept, ~1 mmag)
     outside = _weight_outside(bp, wv[0], wv[-1])
-    vega = float(fv @ _weights_on_grid(wv, bp)) if outside <= VEGA_OUTSIDE_MAX else np.nan
+    vega = float(fv @ _weights_on_grid(wv, bp)[0]) if outside <= VEGA_OUTSIDE_MAX else np.nan
     v.flags.writeable = False            # cached: shared by every later call for this grid and filter
     bw = BandWeights(name, v, norm, pivot, vega, (lo, hi))
     if len(_WEIGHT_CACHE) > 512:
