@@ -61,7 +61,7 @@ from astropy.table import Column, Table
 from .constants import FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
 from .filters import resolve_filters
 from .generator import _unmask, check_switch
-from .igm import check_redshift
+from .igm import check_redshift, igm_transmission
 
 __all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "bandpass_weights", "BandWeights",
            "vega_spectrum", "sun_spectrum", "sun_absolute_magnitudes", "SYSTEMS", "add_cli"]
@@ -681,10 +681,10 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     named = resolve_filters(filters)
     igm = check_switch(igm, "igm")
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
-    if igm and redshift > 0:
-        from .igm import igm_transmission
+    z = check_redshift(redshift)                   # checked by _observed_flux already: its float
+    if igm and z > 0:
         # the transmission is a function of the rest wavelength; w is already observed-frame
-        f = f * igm_transmission(w / (1 + float(redshift)), float(redshift))
+        f = f * igm_transmission(w / (1 + z), z)
     bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
     if system == "Vega":
         _check_vega_covers(bands)
@@ -725,7 +725,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     table.meta.update({
         "system": system, "integral": "photon counting (synphot effstim)", "input": kind,
         "redshift": float(redshift), "method": method, "extrapolate": bool(extrapolate),
-        "igm": "Madau (1995)" if igm and redshift > 0 else "none",
+        "igm": "Madau (1995)" if igm and z > 0 else "none",
         "pivot_wavelength_AA": {bw.name: bw.pivot for bw in bands},
     })
     if distance is not None:
