@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from astropy import units as u
 
 from smnet_sps.output_files import atomic_output
 
@@ -51,7 +52,8 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     fwhm : float, array (n_wave,) [A] or length Quantity, template FWHM written to ``fwhm`` (in A);
         default the measured LSF of the grid (:func:`default_fwhm`, box of one pixel width; ignored with
         ``gaussian_fwhm``)
-    lam_range : (min, max) [A], optional wavelength cut to keep the file small
+    lam_range : (min, max) [A] (numbers, or length Quantities such as nm), optional wavelength cut to keep
+        the file small
     medium : "vacuum" (default, smnet-sps' own) or "air": the medium of ``lam``. pPXF compares templates and
         galaxy in whatever medium they share: keep SDSS-like vacuum spectra in vacuum with the default, or
         write ``medium="air"`` when the galaxy was converted to air (as pPXF's MILES examples do).
@@ -91,7 +93,7 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     path = output_path(path, (".npz",), "pPXF sps_lib file", overwrite, append=".npz")
     wave = ssp.ssp_wave
     if lam_range is not None:
-        lo, hi = (float(v) for v in lam_range)
+        lo, hi = _lam_range(lam_range)
         if not lo < hi:
             raise ValueError(f"lam_range must be (min, max) with min < max in Angstrom; got {lam_range}")
         keep = (wave >= lo) & (wave <= hi)
@@ -140,6 +142,34 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
                             flux_unit="L_sun/Angstrom per M_sun formed",
                             creator="smnet_sps.plugins.ppxf_backend")
     return path
+
+
+def _lam_range(lam_range):
+    """``lam_range`` as two floats [A]: numbers are Angstrom, length Quantities are converted (as ``fwhm`` and
+    ``gaussian_fwhm`` are); anything else is a ValueError naming ``lam_range``."""
+    if isinstance(lam_range, u.Quantity):
+        lam_range = list(np.atleast_1d(lam_range))
+    try:
+        values = list(lam_range)
+    except TypeError:
+        values = None
+    if values is None or len(values) != 2:
+        raise ValueError(f"lam_range must be (min, max), two wavelengths [Angstrom, or length Quantities]; "
+                         f"got {lam_range!r}")
+    out = []
+    for v in values:
+        if isinstance(v, u.Quantity):
+            try:
+                v = v.to_value(u.AA)
+            except u.UnitConversionError:
+                raise ValueError(f"lam_range must be wavelengths [Angstrom, or length Quantities, e.g. nm]; "
+                                 f"got unit {v.unit}") from None
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            raise ValueError(f"lam_range must be (min, max), two wavelengths [Angstrom]; got {lam_range!r}") \
+                from None
+    return out
 
 
 from_arrays = write_sps_lib

@@ -99,3 +99,18 @@ def test_a_fwhm_quantity_is_converted_to_angstrom(tmp_path, toy):
     assert np.allclose(b["fwhm"], per_pixel.value[keep])
     with pytest.raises(ValueError, match=r"fwhm must be a length \[Angstrom\].*km / s"):
         pb.write_sps_lib(tmp_path / "v.npz", toy, fwhm=100.0 * u.km / u.s)
+
+
+def test_a_lam_range_of_quantities_is_converted_and_a_malformed_one_named(tmp_path, toy):
+    """lam_range=(300 nm, 900 nm), or (3000, 9000) * u.AA, stopped with astropy's TypeError 'only
+    dimensionless scalar quantities can be converted to Python scalars' (fwhm and gaussian_fwhm take length
+    Quantities), and a lam_range of one or three values with Python's 'not enough values to unpack'."""
+    import astropy.units as u
+    plain = np.load(pb.write_sps_lib(tmp_path / "a.npz", toy, lam_range=(3000, 9000)))["lam"]
+    assert plain.min() >= 3000 and plain.max() <= 9000 and plain.size < toy.ssp_wave.size
+    for i, lam_range in enumerate([(300 * u.nm, 900 * u.nm), [3000, 9000] * u.AA, (0.3 * u.um, 9000 * u.AA)]):
+        lam = np.load(pb.write_sps_lib(tmp_path / f"q{i}.npz", toy, lam_range=lam_range))["lam"]
+        assert np.array_equal(lam, plain)
+    for bad in [(3 * u.s, 4 * u.s), 5000 * u.AA, 5000, (3000,), (3000, 5000, 9000), ("a", "b")]:
+        with pytest.raises(ValueError, match="lam_range"):
+            pb.write_sps_lib(tmp_path / "bad.npz", toy, lam_range=bad)
