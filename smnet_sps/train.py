@@ -532,6 +532,34 @@ def _checkpoint_draw_rng(ck, ckpt_path):
     return torch.as_tensor(saved).to(device="cpu", dtype=torch.uint8)
 
 
+def _checkpoint_progress(ck, ckpt_path, n_draws, batch_size):
+    """The epoch an interruption cut short, as checkpoint ``ck`` keeps it (its draws, the batches done, its
+    learning rate, the draw generator after them and the last batch's loss), or None (interrupted between
+    epochs, or a checkpoint written before this was kept: that epoch is then drawn again from its start, on
+    the weights part way into it)."""
+    saved = ck.get("epoch_progress")
+    if not saved:
+        return None
+    draw = torch.as_tensor(saved["draw"]).to("cpu", torch.int64)
+    done = int(saved["done"])
+    if draw.shape != (n_draws,) or not 0 < done <= -(-n_draws // batch_size):
+        raise ValueError(f"--resume: {ckpt_path} holds an epoch in progress of {draw.numel()} draws, "
+                         f"{done} batches done, which does not fit this run ({n_draws} draws per epoch, "
+                         f"batches of {batch_size}); remove it and start again (--overwrite instead of "
+                         "--resume), or put back a good copy of it")
+    return {"draw": draw.numpy(), "done": done, "lr": float(saved["lr"]),
+            "rng": torch.as_tensor(saved["rng"]).to(device="cpu", dtype=torch.uint8),
+            "train_loss": float(saved["train_loss"])}
+
+
+def _progress_record(running):
+    """The checkpoint entry of the epoch in progress (plain tensors and numbers), or None between epochs."""
+    if running is None:
+        return None
+    return {"draw": torch.as_tensor(running["draw"], dtype=torch.int64), "done": int(running["done"]),
+            "lr": float(running["lr"]), "rng": running["rng"], "train_loss": float(running["loss"].item())}
+
+
 def _whole_number(name, value, minimum=1):
     """``value`` as an int when it is a whole number >= ``minimum`` (10 and 10.0; not 2.5, "10" or True);
     a ValueError naming ``name`` otherwise."""
@@ -606,8 +634,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         ``epochs`` (e.g. larger, to extend a run: the cosine schedule then stretches to the new total from
         the epoch reached), ``minutes``, ``patience``, ``keep``, ``threads`` and ``device`` may change;
         ``epochs`` and ``minutes`` left at None keep the checkpoint's (the run's schedule and budget).
-        The checkpoint keeps the draw generator's state at the start of the epoch in progress: a run
-        interrupted at an epoch boundary and resumed repeats the uninterrupted one bit for bit on CPU.
+        The checkpoint keeps the draw generator's state at the start of the epoch in progress and, for an
+        interruption part way into an epoch, that epoch's draws, learning rate, batches done and the
+        generator after them: a run interrupted between two batches and resumed repeats the uninterrupted
+        one bit for bit on CPU.
     overwrite : replace a model (config.json, weights.pt) or a checkpoint already in ``out``; without it (and
         without ``resume``) such a folder is refused before any work. The replaced model's library
         preferences (mixture.json) are removed once the new config.json is written.
@@ -1003,6 +1033,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
     ckpt_path = out / "checkpoint.pt"
     ema_state = {}          # filled after init/resume; empty = no averaging
     draw_rng = None         # the draw generator's state a resume continues from (None: seeded afresh)
+    resumed_epoch = None    # the epoch an interruption cut short, continued where it stopped (resume)
+    running = None          # the epoch in progress: draws, learning rate, batches done, generator after them
 
     def use_loaded_scaling():
         """Targets, blends and pixel weights in the loaded weights' output scaling (a warm start's, also
@@ -1072,6 +1104,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         state = ck["state"]
         best_state = ck["best_state"]
         draw_rng = _checkpoint_draw_rng(ck, ckpt_path)
+        resumed_epoch = _checkpoint_progress(ck, ckpt_path, idx_tr.size, batch_size)
         if ck.get("ema"):
             ema_state.update(ck["ema"])
     if ema_decay > 0 and not ema_state:
@@ -1100,7 +1133,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                         "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,
                         "grid_sha256": grid.sha256, "split_seed": int(split_seed), "recipe": recipe,
-                        "draw_rng": epoch_start_rng,
+                        "draw_rng": epoch_start_rng, "epoch_progress": _progress_record(running),
                         "schedule": {"epochs": int(epochs), "minutes": minutes}}, partial)
 
     def write(final=False):
@@ -1223,7 +1256,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
     if draw_rng is not None:
         gen.set_state(draw_rng)
     # the draws, jitter and blends of the epoch after state["epoch"] start from this state: the checkpoint
-    # keeps it, so that a resumed run repeats the uninterrupted one (an interruption mid-epoch redoes it)
+    # keeps it, so that a resumed run repeats the uninterrupted one (an interruption mid-epoch also keeps the
+    # epoch's draws and the generator after its last batch: the resume goes on from there)
     epoch_start_rng = gen.get_state()
     t0 = time.perf_counter() - state["elapsed"]
     budget = minutes * 60 if minutes else None
@@ -1238,16 +1272,29 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         while state["epoch"] < epochs:
             # tested before an epoch, not only after one: a resumed run that stopped early stays finished
             # (it trained on, 7 epochs with best 4 -> 23 with best 20 -> 52 with best 49)
-            if state["epoch"] - state["best_epoch"] > patience:
-                break
-            elapsed = time.perf_counter() - t0
-            if budget and elapsed >= budget:
-                break
-            frac = max(state["epoch"] / epochs, elapsed / budget if budget else 0.0)
-            for g in opt.param_groups:     # cosine decay over whichever budget (epochs or minutes) ends first
-                g["lr"] = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
-            draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
-            for s in range(0, draw.size, batch_size):
+            if resumed_epoch is None:
+                if state["epoch"] - state["best_epoch"] > patience:
+                    break
+                elapsed = time.perf_counter() - t0
+                if budget and elapsed >= budget:
+                    break
+                frac = max(state["epoch"] / epochs, elapsed / budget if budget else 0.0)
+                # cosine decay over whichever budget (epochs or minutes) ends first
+                lr_now = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+                draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
+                first = 0
+            else:
+                # the epoch an interruption cut short (it had passed the checks above), continued from the
+                # batch it stopped at with its draws, learning rate and generator: as the uninterrupted run
+                # (drawn again from its start, its first batches were trained on twice: val 2.7375 for
+                # 2.7421 six epochs in)
+                draw, first, lr_now = resumed_epoch["draw"], resumed_epoch["done"], resumed_epoch["lr"]
+                gen.set_state(resumed_epoch["rng"])
+                loss = torch.tensor(resumed_epoch["train_loss"])
+                resumed_epoch = None
+            for g in opt.param_groups:
+                g["lr"] = lr_now
+            for done, s in enumerate(range(first * batch_size, draw.size, batch_size), first + 1):
                 inputs, y, m, sigma = batch(idx_tr[draw[s:s + batch_size]])
                 loss = masked_mse(forward(*inputs, jitter=sigma), y, m, pixel_weights=PW,
                                   node_loss=node_loss)
@@ -1256,6 +1303,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                 opt.step()
                 if ema_model is not None:
                     update_ema()
+                # what the checkpoint of an interruption keeps of this epoch (the loss read only then)
+                running = {"draw": draw, "done": done, "lr": lr_now, "rng": gen.get_state(),
+                           "loss": loss.detach()}
+            running = None
             state["epoch"] += 1
             epoch_start_rng = gen.get_state()
             state["train_loss"] = float(loss.item())
