@@ -188,7 +188,8 @@ def _library_record(lib, flux, mask, wave, medium="vacuum", medium_note=""):
                        "integral of the native normalised spectrum over its tabulated range / its unit "
                        "normalisation (before rescaling to sigma Teff^4)")
     on_grid = _deviation_stats(_on_grid_ratio(wave, flux, mask, lib.teff))
-    return {"citation": lib.citation, "folder": lib.folder, "convention": lib.convention,
+    missing = {"missing_files": list(lib.extra["missing_files"])} if lib.extra.get("missing_files") else {}
+    return {**missing, "citation": lib.citation, "folder": lib.folder, "convention": lib.convention,
             "n_spectra": int(len(lib)), "n_dropped": int(lib.n_dropped),
             "native_medium": medium, "medium_note": medium_note,
             "medium_conversion": ("none (native vacuum)" if medium == GRID_MEDIUM else MEDIUM_CONVERSION),
@@ -415,6 +416,9 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
             dev, dgrid = rec["bolometric_deviation"], rec["bolometric_deviation_on_grid"]
             log(f"{name:20s} {len(lib):5d} spectra"
                 + (f" ({lib.n_dropped} all-zero columns dropped)" if lib.n_dropped else "")
+                + (f" !!! {len(rec['missing_files'])} files its catalog lists are MISSING (e.g. "
+                   f"{', '.join(rec['missing_files'][:3])}): no spectra at their parameters"
+                   if rec.get("missing_files") else "")
                 + f"  Teff {lib.teff.min():.0f}-{lib.teff.max():.0f} K"
                 + f"  int F dlambda / sigma Teff^4 - 1: native median {dev['median']:+.4f} "
                   f"max|{dev['max_abs']:.4f}|"
@@ -680,6 +684,12 @@ def grid_info(grid):
             lines.append(f"  {name:20s} {len(lib.teff):4d} spectra, Teff "
                          f"{lib.teff.min():.0f}-{lib.teff.max():.0f} K, "
                          f"{zs}, {100 * lib.mask.mean():.1f}% of pixels known")
+    for name, rec in grid.libraries.items():
+        gone = rec.get("missing_files") if isinstance(rec, dict) else None
+        if gone:
+            lines.append(f"!!! {name}: {len(gone)} files listed in its catalog were missing from the build "
+                         f"(no spectra at their parameters): {', '.join(gone[:6])}"
+                         + (f" (+{len(gone) - 6} more)" if len(gone) > 6 else ""))
     skipped = skipped_libraries(grid)
     if skipped:
         lines.append(f"!!! SKIPPED libraries (could not be read; not in this grid): {len(skipped)}")

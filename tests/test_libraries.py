@@ -375,3 +375,65 @@ def test_teff_table_mismatch_is_named(copy_lib):
     (folder / "Hot_spectra/CMFGEN_WN.teff").write_text("4.9\n5.0\n")
     with pytest.raises(ValueError, match="CMFGEN_WN_Zall.spec.gz.*CMFGEN_WN.teff"):
         read_library("cmfgen_wn", folder.parent)
+
+
+def _ck04_with_catalog(libdir, tmp_path, listed):
+    """The CK04 fixture folder copied, with an STScI-style catalog.fits listing ``listed`` (one row per g)."""
+    from astropy.io import fits
+    folder = tmp_path / "ck04_castelli_kurucz"
+    shutil.copytree(libdir / "ck04_castelli_kurucz", folder)
+    rows = [f"{name}[g{g:02d}]" for name in listed for g in range(0, 51, 5)]
+    cols = [fits.Column(name="INDEX", format="20A", array=np.array(["-"] * len(rows))),
+            fits.Column(name="FILENAME", format="40A", array=np.array(rows))]
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(folder / "catalog.fits")
+    return folder
+
+
+def test_ck04_files_listed_in_its_catalog_but_absent_are_named(libdir, tmp_path):
+    """A CK04 copy missing files (the shared one lacks 40 of its catalog's 608, e.g. ckp00_4000: the solar
+    4,000 K stars at every log g) was read without a word, leaving holes in the grid; the catalog beside the
+    folders lists every file: the absent ones are named in a warning and in extra["missing_files"]."""
+    present = ["ckm10/ckm10_5750.fits", "ckp00/ckp00_40000.fits", "ckp00/ckp00_5750.fits"]
+    complete = ck04.read(_ck04_with_catalog(libdir, tmp_path / "a", present))
+    assert "missing_files" not in complete.extra and len(complete) == 24
+    folder = _ck04_with_catalog(libdir, tmp_path / "b", present + ["ckp00/ckp00_4000.fits"])
+    with pytest.warns(UserWarning, match=r"1 of the 4 files listed in .*catalog.fits are absent .*_4000"):
+        lib = ck04.read(folder)
+    assert lib.extra["missing_files"] == ["ckp00/ckp00_4000.fits"] and len(lib) == 24
+    assert folder / "catalog.fits" in lib.files                   # read, so in the provenance
+    from smnet_sps.grid import build_grid, grid_info
+    with pytest.warns(UserWarning, match="absent"):
+        grid = build_grid(folder.parent, only="ck04", progress=False, log=lambda line: None)
+    assert grid.libraries["ck04"]["missing_files"] == ["ckp00/ckp00_4000.fits"]
+    assert "ck04: 1 files listed in its catalog were missing" in grid_info(grid)
+
+
+def test_ck04_catalog_check_on_the_shared_copy(tmp_path):
+    """The shared CK04 copy, one metallicity folder with the real catalog: the files absent from ckp00 are
+    those the catalog lists and the folder lacks, found independently of the reader."""
+    import os
+    import re
+    import warnings
+
+    from astropy.io import fits
+
+    from smnet_sps.constants import shared_data_dir
+    if shared_data_dir() is None:
+        pytest.skip("needs ../shared/data (CK04)")
+    real = shared_data_dir() / "libraries" / "ck04_castelli_kurucz"
+    folder = tmp_path / "ck04_castelli_kurucz"
+    folder.mkdir()
+    (folder / "ckp00").symlink_to(real / "ckp00")
+    (folder / "catalog.fits.gz").symlink_to(real / "catalog.fits.gz")
+    with fits.open(real / "catalog.fits.gz") as hdul:
+        listed = {re.sub(r"\[.*", "", str(n)).strip() for n in hdul[1].data["FILENAME"]}
+    have = {"ckp00/" + f.removesuffix(".gz") for f in os.listdir(real / "ckp00")}
+    absent = sorted(n for n in listed if n.startswith("ckp00/") and n not in have)
+    assert "ckp00/ckp00_4000.fits" in absent
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lib = ck04.read(folder)
+    assert [n for n in lib.extra["missing_files"] if n.startswith("ckp00/")] == absent
+    assert len(lib.extra["missing_files"]) == len(listed) - len(have)
+    assert any("absent" in str(w.message) for w in caught)
+    assert 4000.0 not in lib.teff and 4250.0 in lib.teff

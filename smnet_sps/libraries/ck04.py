@@ -3,13 +3,17 @@
 Layout: ``<root>/ck{m,p}NN/ck{m,p}NN_<Teff>.fits[.gz]``; each file is a binary table with a
 ``WAVELENGTH`` column [A] and columns ``g00`` .. ``g50`` (log g = 0.0 .. 5.0) of surface F_lambda
 [erg s^-1 cm^-2 A^-1]. A column that is all zeros is a model that was not computed: it is dropped and
-counted (``n_dropped``), never treated as a dark star.
+counted (``n_dropped``), never treated as a dark star. The STScI catalog beside the folders
+(``catalog.fits[.gz]``: one row per spectrum, ``FILENAME`` = ``ckm05/ckm05_10000.fits[g00]``) lists every
+file of the grid: files it lists that are absent are named in a warning and in ``extra["missing_files"]``
+(the grid would otherwise hold a silent hole at their Teff, [M/H] and every log g).
 """
 from __future__ import annotations
 
 import gzip
 import io
 import re
+import warnings
 import zlib
 from pathlib import Path
 
@@ -29,6 +33,8 @@ MEDIUM_NOTE = ("ATLAS9 computes fluxes on a frequency grid; its 1,221 wavelength
 
 _DIR_RE = re.compile(r"^ck([mp])(\d\d)$")
 _FILE_RE = re.compile(r"^ck([mp])(\d\d)_(\d+)\.fits(\.gz)?$")
+#: the STScI/CDBS index of the grid's files, beside the metallicity folders (optional)
+CATALOG_NAMES = ("catalog.fits", "catalog.fits.gz")
 
 
 def _fits_content(path):
@@ -70,6 +76,22 @@ def _read_table(path):
     return wave, flux, [int(c[1:]) / 10.0 for c in gcols], header
 
 
+def _catalog_files(folder):
+    """(catalog path, sorted files it lists as 'ckm05/ckm05_10000.fits'); (None, None) without one."""
+    for name in CATALOG_NAMES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            with fits.open(io.BytesIO(_fits_content(path)), memmap=False) as hdul:
+                names = np.asarray(hdul[1].data["FILENAME"]).astype(str)
+        except (OSError, TypeError, KeyError, IndexError, EOFError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot be read as the CK04 catalog (a table with a FILENAME column: "
+                             f"{exc}); replace it with the original or remove it") from exc
+        return path, sorted({re.sub(r"\[.*$", "", n.strip()) for n in names if n.strip()})
+    return None, None
+
+
 def _check_labels(path, folder_z, file_z, teff, header):
     """The file's [M/H] and Teff as its folder, its name and its header give them must agree: the folder
     alone decided (a ckp00 file copied into ckm05 was built as [M/H] -0.5), and a renamed file took the
@@ -105,6 +127,7 @@ def read(folder, progress=None):
         raise FileNotFoundError(f"CK04: no ckm??/ckp?? metallicity folders in {folder}")
     teff, logg, logz, flux, src, files, waves = [], [], [], [], [], [], []
     n_dropped = 0
+    catalog, listed = _catalog_files(folder)
     for sub in subdirs:
         sign, digits = _DIR_RE.match(sub.name).groups()
         z = (-1 if sign == "m" else 1) * int(digits) / 10.0
@@ -137,11 +160,23 @@ def read(folder, progress=None):
                          f"{len(waves)} share one grid); replace the damaged file with the original")
     if not flux:
         raise ValueError(f"CK04: no computed spectra found under {folder}")
+    extra = {}
+    if catalog is not None:
+        found = {f"{p.parent.name}/{p.name[:-3] if p.name.endswith('.gz') else p.name}" for p in files}
+        missing = [name for name in listed if name not in found]
+        if missing:
+            # a partial copy: every spectrum of those files (all log g at one Teff and [M/H]) is absent from
+            # the grid, which read on without a word (the shared copy lacks 40 of the 608 files)
+            extra["missing_files"] = missing
+            warnings.warn(f"CK04: {len(missing)} of the {len(listed)} files listed in {catalog} are absent "
+                          f"from {folder} (e.g. {', '.join(missing[:5])}): the grid has no spectra at "
+                          "their Teff and [M/H]; copy them from the original to complete it", stacklevel=2)
+        files = files + [catalog]
     wave0 = waves[0]
     flux = np.array(flux)
     teff = np.array(teff)
     lib = LibrarySpectra(NAME, CITATION, FOLDER, CONVENTION, teff, np.array(logg), np.array(logz),
-                         [wave0], [flux], src, np.zeros(len(teff)), n_dropped, files)
+                         [wave0], [flux], src, np.zeros(len(teff)), n_dropped, files, extra)
     lib.raw_ratio = lib.bolometric_ratio()
     return lib
 
