@@ -38,12 +38,30 @@ class BackendInfo:
     error: str | None = None          # why the backend module itself failed to import, if it did
 
     @property
+    def host_supported(self):
+        """False when the installed host's version lies outside ``host_versions`` (a PEP 440 specifier);
+        None when that cannot be told (no version, host not installed, or a free-text note)."""
+        if not (self.host_installed and self.host_version and self.host_versions):
+            return None
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+        from packaging.version import InvalidVersion, Version
+        try:
+            return Version(self.host_version) in SpecifierSet(self.host_versions)
+        except (InvalidSpecifier, InvalidVersion):
+            return None
+
+    @property
     def status(self):
         if self.error:
             return "broken"
         # the adapters only write files or wrap our generator: they work without the host, which is
         # needed only to use what they write
-        return "ready" if self.host_installed else "ready (host not installed)"
+        if not self.host_installed:
+            return "ready (host not installed)"
+        if self.host_supported is False:
+            # a host release outside the checked range may read the files differently: say so
+            return f"untested host version (supports {self.host_versions})"
+        return "ready"
 
 
 def _entry_points():
@@ -115,7 +133,8 @@ def _cmd_plugins(args):
     infos = discover_backends()
     if args.json:
         import json
-        print(json.dumps([{**i.__dict__, "status": i.status} for i in infos], indent=1))
+        print(json.dumps([{**i.__dict__, "status": i.status, "host_supported": i.host_supported}
+                          for i in infos], indent=1))
     else:
         print("\n".join(backend_table(infos)))
     return 1 if any(i.error for i in infos) else 0

@@ -50,3 +50,16 @@ def test_broken_plugin_is_reported_not_raised(monkeypatch):
     with pytest.raises(ValueError, match="available"):
         reg.load_backend("nope")
     assert reg.load_backend("dsps").HOST == "dsps"
+
+
+def test_a_host_version_outside_the_supported_range_is_not_reported_ready():
+    """A bagpipes 1.4 or ppxf 10 showed "ready" although the adapters declare <1.4 and <10."""
+    info = reg.BackendInfo("ppxf", "m", "ppxf", ">=9.0,<10", "d", True, "10.1")
+    assert info.host_supported is False and info.status.startswith("untested host version")
+    assert ">=9.0,<10" in info.status
+    inside = reg.BackendInfo("ppxf", "m", "ppxf", ">=9.0,<10", "d", True, "9.4.1")
+    assert inside.host_supported is True and inside.status == "ready"
+    # a free-text note (FSPS, pystellibs) cannot be checked: no verdict, still ready
+    note = reg.BackendInfo("fsps", "m", "fsps", "3.3 (C3K build); Fortran FSPS", "d", True, "0.4.7")
+    assert note.host_supported is None and note.status == "ready"
+    assert reg.BackendInfo("x", "m", "x", ">=1", "d", False).status == "ready (host not installed)"
