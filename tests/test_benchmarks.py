@@ -300,3 +300,47 @@ def test_ssp_docs_speed_figures_are_those_of_the_results_file():
     assert cold and abs(float(cold.group(1)) - request_cpu) <= 5
     assert _stated(cold.group(2), cell("no grid, requests 41-80, projected with the generator at 40,000 "
                                        "spectra/s"))
+
+
+def test_generator_docs_tail_ssp_figures_are_those_of_the_results_file():
+    """docs/generator.md's tail paragraphs said the fill made GALEX FUV fainter by '2.5-4.9 mag at 3-12.5 Gyr
+    and Z = 0.03-0.06', NUV move by '<= 0.008 mag', the 100 um pixel by '-0.01 to +0.45 mag (fainter at most
+    ages)' and 10 Myr solar log Q(He+) go '39.6 -> 32.2', while results_tail.md has 0.52 / 1.49 mag at 3 Gyr
+    (2.54-4.89 at 10-12.5 Gyr), NUV <= 0.004, 100 um +0.030 .. +0.452 (fainter at every age) and 39.68 ->
+    32.21: each figure must be the results file's, rounded as written."""
+    import re
+
+    doc = " ".join((BENCHMARKS.parent / "docs" / "generator.md").read_text().split())
+    results = (BENCHMARKS / "results_tail.md").read_text()
+    header = next(line for line in results.splitlines() if line.startswith("| Z | age [Gyr] | dgalex-fuv"))
+    names = [c.strip() for c in header.strip().strip("|").split("|")]
+    rows = []
+    for line in results.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == len(names) and re.fullmatch(r"[\d.]+", cells[0]):
+            rows.append(dict(zip(names, cells)))
+    assert len(rows) == 24
+
+    def column(name, where=lambda r: True):
+        return [float(r[name]) for r in rows if where(r)]
+
+    fuv = re.search(r"GALEX FUV is fainter by ([\d.]+) mag at 10 Gyr solar, ([\d.]+) mag at 3 Gyr solar, "
+                    r"([\d.]+)-([\d.]+) mag at 3 Gyr and ([\d.]+)-([\d.]+) mag at 10-12.5 Gyr for "
+                    r"Z = 0.03-0.06, <= ([\d.]+) mag at Z = 0.002", doc)
+    assert fuv, "the FUV sentence is gone or changed"
+    solar = lambda age: lambda r: r["Z"] == "0.0152" and r["age [Gyr]"] == age  # noqa: E731
+    rich = lambda ages: lambda r: r["Z"] in ("0.03", "0.06") and r["age [Gyr]"] in ages  # noqa: E731
+    assert _stated(fuv.group(1), column("dgalex-fuv", solar("10"))[0])
+    assert _stated(fuv.group(2), column("dgalex-fuv", solar("3"))[0])
+    at3, old = column("dgalex-fuv", rich(("3",))), column("dgalex-fuv", rich(("10", "12.5")))
+    assert _stated(fuv.group(3), min(at3)) and _stated(fuv.group(4), max(at3))
+    assert _stated(fuv.group(5), min(old)) and _stated(fuv.group(6), max(old))
+    assert max(map(abs, column("dgalex-fuv", lambda r: r["Z"] == "0.002"))) <= float(fuv.group(7))
+    nuv = re.search(r"NUV moves by <= ([\d.]+) mag", doc)
+    assert nuv and _stated(nuv.group(1), max(map(abs, column("dgalex-nuv"))))
+    far = re.search(r"the 100 um pixel by \+([\d.]+) to \+([\d.]+) mag \(fainter at every age", doc)
+    assert far and min(column("d100 um")) > 0
+    assert _stated(far.group(1), min(column("d100 um"))) and _stated(far.group(2), max(column("d100 um")))
+    q = re.search(r"10 Myr solar: log Q ([\d.]+) -> ([\d.]+) s\^-1", doc)
+    (alone, filled), = [r["log Q(He+) alone / filled"].split("/") for r in rows if solar("0.01")(r)]
+    assert q and _stated(q.group(1), float(alone)) and _stated(q.group(2), float(filled))
