@@ -344,3 +344,26 @@ def test_generator_docs_tail_ssp_figures_are_those_of_the_results_file():
     q = re.search(r"10 Myr solar: log Q ([\d.]+) -> ([\d.]+) s\^-1", doc)
     (alone, filled), = [r["log Q(He+) alone / filled"].split("/") for r in rows if solar("0.01")(r)]
     assert q and _stated(q.group(1), float(alone)) and _stated(q.group(2), float(filled))
+
+
+def test_ssp_docs_dedup_step_figures_are_those_of_the_results_file():
+    """docs/ssp.md said rounding log Teff to 1e-3 dex 'removes 45 % of the points but changes SSP pixels by
+    2-20 % at worst', the maxima of a run before the tail fill (1.96e-2 at 5e-4 dex, 2.04e-1 at 1e-3);
+    results_ssp.md's re-measured "Dedup step" table has 44.5 % removed and 1.71e-2 / 2.04e-2: the figures
+    must be that table's, rounded as written."""
+    import re
+
+    doc = " ".join((BENCHMARKS.parent / "docs" / "ssp.md").read_text().split())
+    results = (BENCHMARKS / "results_ssp.md").read_text()
+    table = results[results.index("### Dedup step"):]
+    rows = _table_rows(table, ("0.0005", "0.001"))
+    points = float(rows["0.001"][0].replace(",", ""))
+    kept = float(rows["0.001"][1].split()[0].replace(",", ""))
+    said = re.search(r"rounding log Teff to 1e-3 dex \(log g 1e-2\) removes ([\d.]+) % of the points but "
+                     r"changes SSP pixels by ([\d.]+) % at worst \(median ([\d.e-]+); ([\d.]+) % already at "
+                     r"5e-4 dex\)", doc)
+    assert said, "the dedup-step sentence is gone or changed"
+    assert _stated(said.group(1), 100 * (1 - kept / points))
+    assert _stated(said.group(2), 100 * float(rows["0.001"][2]))
+    assert _stated(said.group(3), float(rows["0.001"][3]))
+    assert _stated(said.group(4), 100 * float(rows["0.0005"][2]))
