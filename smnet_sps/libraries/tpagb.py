@@ -2,15 +2,21 @@
 averages and Aringer et al. 2009 C-star models.
 
 ``Orich.spec.gz`` (9 spectra) and ``Crich.spec.gz`` (5): rows ``lambda[A]`` + one column per spectrum,
-F_lambda normalised to integral 1 (Lancon & Mouhcine, see AGB_spectra/README). ``Crich_Aringer.spec.gz``
-(9): f_nu normalised to integral 1. Columns are ordered from coolest to hottest, as the ``.teff`` tables.
+F_lambda. AGB_spectra/README says they integrate to 1 including the flux beyond 3500-50000 A, with the
+coolest O-rich / second-coolest and coolest C-rich spectra divided by 1.05 / 1.10 / 1.25 for flux the
+extrapolation misses; the files FSPS ships are tabulated over 100 A - 1 cm and integrate there to 1.02-1.20
+(O-rich, coolest first: 1.18, 1.20, 1.13, ... 1.02) and 0.91-1.02 (C-rich). ``Crich_Aringer.spec.gz`` (9):
+f_nu integrating to 0.999. Columns are ordered from coolest to hottest, as the ``.teff`` tables.
 
 Teff: ``Orich.teff`` is a colour x metallicity table (first row: log Z/Zsun); the returned ``teff`` is the
 solar column and ``extra['teff_table']`` / ``extra['logz_table']`` keep the whole Teff(Z) table.
 ``Crich.teff`` (colour, Teff) and ``Crich_Aringer.teff`` (Teff) hold one Teff per spectrum.
 Rows that are zero in every spectrum at either end (Lancon & Mouhcine: 100-3,488 A) are padding and dropped:
 those wavelengths are unknown, not dark.
-All three are rescaled so that the integral over the tabulated range is exactly sigma Teff^4.
+All three are rescaled so that the integral over the tabulated range is exactly sigma Teff^4, so a star's
+spectrum carries exactly its isochrone luminosity. FSPS instead multiplies the files as they are by L_bol
+(getspec.f90), i.e. 2-20 % more light for the O-rich spectra; and the rescaling removes the README's
+1.05 / 1.10 / 1.25 corrections from the coolest spectra.
 No log g (phase libraries). ``logz`` is NaN for the Lancon & Mouhcine spectra (empirical, used at every
 metallicity: NaN means "not metallicity specific") and 0 for the solar-metallicity Aringer models.
 """
