@@ -8,7 +8,8 @@ Name conventions
 ----------------
 * speclite: ``"group-band"``, e.g. ``"sdss2010-r"``, ``"bessell-V"``, ``"twomass-Ks"``, ``"galex-nuv"``.
 * astro-sedpy (optional dependency): its own names, e.g. ``"sdss_r0"``, ``"bessell_V"``, ``"wise_w1"``.
-* a path to a text file with two columns: wavelength [Angstrom] and throughput (``#`` comments allowed).
+* a path to a text file with two columns: wavelength and throughput (``#`` comments allowed); the wavelength
+  is Angstrom unless a comment line states nm or micron (``# wavelength [nm]``, :func:`read_filter_file`).
 * a ready :class:`synphot.SpectralElement` (its ``meta["name"]`` or ``meta["expr"]`` names the column); it
   needs a finite wavelength set (``waveset``), and one built from sampled curves is zero beyond it.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +136,44 @@ def _validate_curve(wave, thr, name):
                          f"(got min {thr.min():g}, max {thr.max():g})")
 
 
+# a comment line stating the wavelength column's unit: a wavelength word followed by the unit in brackets or
+# after "in" / "unit": "Wavelength(nm)", "# wavelength [nm]", "lambda (micron)", '"lambda" is in Angstroms';
+# a bare "A" only in brackets ("wavelength (A)": "wavelengths in a vacuum" states none)
+_UNIT_WORDS = {"Angstrom": r"angstr[o\u00f6]ms?|\u00c5|aa", "nm": r"nm|nanomet(?:er|re)s?",
+               "micron": r"um|\u00b5m|\u03bcm|microns?|micromet(?:er|re)s?"}
+_ANY_UNIT = "|".join(f"(?:{w})" for w in _UNIT_WORDS.values())
+_UNIT_STATEMENT = re.compile(
+    r"\b(?:wave\w*|lambda|wl)\b[\"'\s]*(?:[(\[]\s*(?P<bracket>" + _ANY_UNIT + r"|a)\s*[)\]]"
+    r"|(?:(?:is\s+)?in|units?\s*[:=]?)\s*(?P<unit>" + _ANY_UNIT + r")\b)", re.IGNORECASE)
+_TO_ANGSTROM = {"Angstrom": 1.0, "nm": 10.0, "micron": 1e4}
+LYMAN_LIMIT_AA = 911.75
+
+
+def _stated_wave_unit(path):
+    """The wavelength unit the first comment line that states one names ("Angstrom", "nm", "micron"), or
+    None."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            text = line.strip()
+            if not text.startswith("#"):
+                continue
+            m = _UNIT_STATEMENT.search(text)
+            if m:
+                word = m.group("bracket") or m.group("unit")
+                return next((k for k, w in _UNIT_WORDS.items() if re.fullmatch(w, word, re.IGNORECASE)),
+                            "Angstrom")             # a bracketed "A"
+    return None
+
+
 def read_filter_file(path, name=None):
-    """Read a two-column text file: wavelength [Angstrom], throughput (dimensionless, >= 0).
+    """Read a two-column text file: wavelength, throughput (dimensionless, >= 0).
+
+    The wavelength is in Angstrom unless a comment line states another unit for it: the first line with a
+    wavelength word followed by a unit in brackets or after "in" -- ``# wavelength [nm]``,
+    ``# Wavelength(nm)  Throughput(0-1)`` (LSST's throughput files), ``# lambda (micron)``,
+    ``# "lambda" is in Angstroms`` (sedpy's) -- in Angstrom, nm or micron (um) is converted to Angstrom.
+    A curve that states no unit and whose throughput-weighted mean wavelength lies below the Lyman limit
+    (912 A) warns (UserWarning): it is what a file in nm or micron read as Angstrom gives.
 
     Raises
     ------
@@ -154,7 +192,20 @@ def read_filter_file(path, name=None):
                          f"(wavelength [A], throughput)")
     wave, thr = data[:, 0], data[:, 1]
     _validate_curve(wave, thr, name)
-    return _element(wave, thr, name)
+    unit = _stated_wave_unit(path)
+    if unit is None:
+        # a file in nm or micron read as Angstrom: sdss2010-r in nm gave a 5800 K blackbody AB -8.32 for
+        # -38.56, without a word
+        mean = float(np.trapezoid(thr * wave, wave) / np.trapezoid(thr, wave))
+        if mean < LYMAN_LIMIT_AA:
+            import warnings
+            warnings.warn(
+                f"filter file {str(path)!r} states no wavelength unit, and read as Angstrom its curve "
+                f"({wave[0]:.6g}-{wave[-1]:.6g} A, mean {mean:.4g} A) lies below the Lyman limit (912 A): "
+                "if it is in nm or micron, state the unit in a comment line ('# wavelength [nm]'); "
+                "'# wavelength [A]' says it is Angstrom (and silences this warning)", UserWarning,
+                stacklevel=3)
+    return _element(wave * _TO_ANGSTROM[unit or "Angstrom"], thr, name)
 
 
 @functools.lru_cache(maxsize=256)
@@ -186,7 +237,8 @@ def get_bandpass(spec):
     ----------
     spec : str, path-like or synphot.SpectralElement
         A speclite name ("sdss2010-r"), a sedpy name ("sdss_r0"), a path to a two-column file
-        (wavelength [Angstrom], throughput), or a bandpass object. A bandpass object built from sampled
+        (wavelength [Angstrom, or as a comment line states: :func:`read_filter_file`], throughput), or a
+        bandpass object. A bandpass object built from sampled
         curves (Empirical1D) whose ends are above zero comes back rebuilt with zero throughput beyond its
         wavelength set, as named filters and files have.
 

@@ -217,6 +217,35 @@ def test_filter_file_and_bad_file(tmp_path):
         resolve_filters([str(bad)])
 
 
+def test_a_filter_file_in_nm_or_micron_is_read_in_the_unit_its_header_states(tmp_path):
+    """Every filter file was read as Angstrom: sdss2010-r in nm with LSST's header '# Wavelength(nm)
+    Throughput(0-1)' gave a 5800 K blackbody's surface flux AB -8.32 instead of -38.56 (the curve at
+    538-704 A), without a word. A unit stated in a comment line is now followed; a curve stating none below
+    912 A warns."""
+    import speclite.filters as sf
+    r = sf.load_filter("sdss2010-r")
+    wr, thr = np.asarray(r.wavelength, float), np.asarray(r.response, float)
+    w = np.geomspace(91.0, 1.6e6, 20000)                      # a generator's range: the nm curve fits in
+    data = (w * u.AA, planck_surface_flux(w, [5800.0])[0] * FLAM_UNIT)
+    ref = magnitudes(data, ["sdss2010-r"])[0][0]
+    np.savetxt(tmp_path / "old.dat", np.column_stack([wr / 10, thr]), header="wavelength [A]")
+    assert magnitudes(data, [str(tmp_path / "old.dat")])[0][0] - ref > 25     # what the nm file gave
+    files = {"nm.dat": (wr / 10, "Wavelength(nm)  Throughput(0-1)"),
+             "nmin.dat": (wr / 10, "wavelength in nm"), "um.dat": (wr / 1e4, "lambda (micron) T"),
+             "aa.dat": (wr, ' Units:\n  "lambda" is in Angstroms')}
+    for fname, (wave, header) in files.items():
+        np.savetxt(tmp_path / fname, np.column_stack([wave, thr]), header=header)
+        assert magnitudes(data, [str(tmp_path / fname)])[0][0] == pytest.approx(ref, abs=1e-9), fname
+    # no unit stated: Angstrom, as before; one that lands below the Lyman limit warns
+    np.savetxt(tmp_path / "plain_um.dat", np.column_stack([wr / 1e4, thr]))
+    with pytest.warns(UserWarning, match=r"states no wavelength unit.*below the Lyman limit"):
+        get_bandpass(str(tmp_path / "plain_um.dat"))
+    np.savetxt(tmp_path / "plain_aa.dat", np.column_stack([wr, thr]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert get_bandpass(str(tmp_path / "plain_aa.dat"))[1].waveset.to_value(u.AA)[0] == wr[0]
+
+
 def test_redshift_flat_fnu_is_analytic():
     """A flat f_nu source (L_lambda ~ 1/lambda^2) at fixed luminosity distance brightens by 2.5 log(1+z)."""
     w = np.geomspace(500.0, 60000.0, 4000)
@@ -518,7 +547,8 @@ def test_vega_magnitudes_need_vega_over_the_whole_filter(tmp_path):
     """Vega's end values were held beyond the CALSPEC spectrum (900 A - 300 um): SPIRE 500 um Vega magnitudes
     1.6 mag off, a 400-800 A filter -11.8 mag, silently. Refused, naming Vega's range; AB still works."""
     euv = tmp_path / "euv.dat"
-    np.savetxt(euv, np.column_stack([np.linspace(400.0, 800.0, 41), np.r_[0.0, np.ones(39), 0.0]]))
+    np.savetxt(euv, np.column_stack([np.linspace(400.0, 800.0, 41), np.r_[0.0, np.ones(39), 0.0]]),
+               header="wavelength [A]")
     w = np.geomspace(100.0, 1e8, 5000)
     flam = planck_surface_flux(w, np.array([10000.0]))[0] * FLAM_UNIT
     for band in (str(euv), "herschel_spire_500"):
