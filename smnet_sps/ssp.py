@@ -784,31 +784,57 @@ class _DSPSFields(NamedTuple):
     ssp_flux: np.ndarray
 
 
+_UNSET = object()
+_DSPS_CLASSES: dict = {}
+
+
+def _dsps_class(medium, zsun):
+    """The class of DSPSArrays with ``medium`` and ``zsun``: DSPSArrays itself for ("vacuum", None), else a
+    subclass made once per pair whose class attributes hold them, so that a rebuild from the four fields by
+    type -- ``type(a)(*fields)``, which JAX's pytree unflatten does -- keeps them."""
+    if medium == "vacuum" and zsun is None:
+        return DSPSArrays
+    key = (medium, zsun)
+    cls = _DSPS_CLASSES.get(key)
+    if cls is None:
+        cls = type("DSPSArrays", (DSPSArrays,), {"__slots__": (), "__module__": __name__,
+                                                  "__qualname__": "DSPSArrays", "wavelength_medium": medium,
+                                                  "zsun": zsun})
+        _DSPS_CLASSES[key] = cls
+    return cls
+
+
+def _rebuild_dsps_arrays(fields, medium, zsun):
+    return DSPSArrays(*fields, medium, zsun=zsun)
+
+
 class DSPSArrays(_DSPSFields):
     """DSPS's four SSP arrays in DSPS's own unit: ``ssp_flux`` is L_nu [L_sun / Hz per M_sun formed].
 
-    Two attributes, not fields, so that the tuple stays DSPS's four arrays (``SSPData(*arrays)``);
-    ``_replace``, copy and pickle keep them:
+    Two attributes, not fields, so that the tuple stays DSPS's four arrays (``SSPData(*arrays)``):
 
     * ``wavelength_medium`` ("vacuum", default, or "air"): the medium of ``ssp_wave``. L_nu is the same in
       either medium (a pixel's frequency is c / lambda_vac).
     * ``zsun``: the solar Z of the grid's isochrone family ([M/H] = ``ssp_lgmet`` - log10 zsun), None where
       not known.
 
-    A rebuild from the four fields alone (``_make``, JAX's pytree flatten / unflatten,
-    ``jax.tree_util.tree_map``) cannot know either: it gives "vacuum" and None. Convert an air set with
-    ``to_medium(arrays, "vacuum")`` before handing it to such code, and pass ``zsun=`` where it is read.
+    They are held by the instance's class (a subclass of DSPSArrays, made once per pair, named DSPSArrays),
+    so that everything that rebuilds the tuple from its four fields by its type keeps them: ``_make``,
+    ``_replace``, copy, pickle, and JAX's pytree flatten / unflatten (``jax.device_put``, ``jax.jit``,
+    ``jax.tree_util.tree_map``; they gave "vacuum" and None). ``DSPSArrays(*four_arrays)`` itself gives
+    "vacuum" and None.
     """
 
+    __slots__ = ()
+    wavelength_medium = "vacuum"
     zsun = None
 
-    def __new__(cls, ssp_lgmet, ssp_lg_age_gyr, ssp_wave, ssp_flux, wavelength_medium="vacuum", *, zsun=None):
+    def __new__(cls, ssp_lgmet, ssp_lg_age_gyr, ssp_wave, ssp_flux, wavelength_medium=None, *, zsun=_UNSET):
         from .medium import check_medium
-        self = super().__new__(cls, ssp_lgmet, ssp_lg_age_gyr, ssp_wave, ssp_flux)
-        self.wavelength_medium = check_medium(wavelength_medium)
-        if zsun is not None:
-            self.zsun = float(zsun)
-        return self
+        # unset: the class's own (DSPSArrays: vacuum, None; a subclass rebuilt by type: its pair)
+        medium = check_medium(cls.wavelength_medium if wavelength_medium is None else wavelength_medium)
+        zsun = cls.zsun if zsun is _UNSET else (None if zsun is None else float(zsun))
+        return super().__new__(_dsps_class(medium, zsun), ssp_lgmet, ssp_lg_age_gyr, ssp_wave, ssp_flux)
 
     @classmethod
     def _make(cls, iterable):
@@ -818,6 +844,9 @@ class DSPSArrays(_DSPSFields):
         medium = fields.pop("wavelength_medium", self.wavelength_medium)
         zsun = fields.pop("zsun", self.zsun)
         return DSPSArrays(*super()._replace(**fields), wavelength_medium=medium, zsun=zsun)
+
+    def __reduce__(self):
+        return _rebuild_dsps_arrays, (tuple(self), self.wavelength_medium, self.zsun)
 
     def __repr__(self):
         return f"{super().__repr__()[:-1]}, wavelength_medium={self.wavelength_medium!r}, zsun={self.zsun!r})"

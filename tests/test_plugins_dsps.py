@@ -228,3 +228,24 @@ def test_air_files_hold_the_lnu_of_the_vacuum_frequency(tmp_path, toy):
     np.testing.assert_allclose(back.ssp_flux[..., far], flux_air[..., far], rtol=1e-6)
     assert db.llambda_to_lnu(lam_air, flux_air, medium="air")[1, 5, 600] == pytest.approx(lnu[1, 5, 600],
                                                                                           rel=1e-6)
+
+
+def test_dsps_unit_arrays_keep_medium_and_solar_z_through_jax():
+    """DSPSArrays held wavelength_medium and zsun as instance attributes, which JAX's pytree unflatten (a
+    rebuild by type from the four fields: jax.device_put, jax.jit, tree_map) dropped: an air Padova grid came
+    back "vacuum" with zsun None, so SSPInterpolator took [M/H] from 0.0152 for 0.019 (0.0 became +0.097 dex)
+    and to_ssp_data read the air axis as vacuum (1.4 A off at 5000 A). Now kept."""
+    jax = pytest.importorskip("jax")
+    from smnet_sps.medium import to_medium
+    from smnet_sps.ssp import ssp_grid
+    from smnet_sps.ssp_torch import SSPInterpolator
+    g = ssp_grid([1e9, 3e9], [0.008, 0.019], isochrones="padova", generator="blackbody", progress=False)
+    arrays = to_medium(g, "air").to_dsps_units()
+    assert (arrays.wavelength_medium, arrays.zsun) == ("air", 0.019)
+    for moved in (jax.device_put(arrays), jax.jit(lambda a: a)(arrays),
+                  jax.tree_util.tree_map(np.asarray, arrays)):
+        assert (moved.wavelength_medium, moved.zsun) == ("air", 0.019)
+        np.testing.assert_allclose(SSPInterpolator(moved).logz, [np.log10(0.008 / 0.019), 0.0], atol=1e-12)
+        np.testing.assert_allclose(db.to_ssp_data(moved).ssp_wave, g.ssp_wave, rtol=1e-6)    # back to vacuum
+    plain = db.to_ssp_data(arrays)                                   # the same vacuum SSPData either way
+    np.testing.assert_allclose(db.to_ssp_data(jax.device_put(arrays)).ssp_flux, plain.ssp_flux, rtol=1e-6)
