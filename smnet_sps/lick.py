@@ -107,23 +107,60 @@ def _as_flambda(flux, wave):
     return f_lambda_values(flux, wave, strict=False)
 
 
-def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
+def _spectrum_input(wave, flux, name, medium):
+    """(wave, flux, name, medium) with a ``specutils.Spectrum`` passed as ``wave`` taken apart: its axis, its
+    flux (masked pixels NaN), the name given in ``flux``'s place (``measure_index(spec, "Mgb")``) and the
+    medium its meta states (``wavelength_medium``, as ``to_medium`` and ``vactoair_flag`` write it), which a
+    ``medium`` given must match. Arrays: as given, ``medium`` None meaning vacuum."""
+    if not (hasattr(wave, "spectral_axis") and hasattr(wave, "flux")):
+        if isinstance(flux, str) and name is None:
+            raise ValueError(f"measure_index(wave, flux, name): got the name {flux!r} in flux's place; the "
+                             "short form measure_index(spectrum, name) needs a specutils.Spectrum")
+        return wave, flux, name, "vacuum" if medium is None else medium
+    from .medium import _stated_medium
+    spec = wave
+    if isinstance(flux, str) or (isinstance(flux, (list, tuple)) and all(isinstance(n, str) for n in flux)):
+        flux, name = None, flux if name is None else name
+    if flux is not None:
+        raise ValueError("a specutils.Spectrum carries its own flux: pass measure_index(spectrum, name), "
+                         "not a flux as well")
+    stated = _stated_medium(dict(spec.meta or {}))
+    if medium is not None and check_medium(medium) != stated:
+        raise ValueError(f"medium={medium!r} but the spectrum's meta states {stated!r} wavelengths; leave "
+                         "medium out (the meta's is used) or convert with smnet_sps.medium.to_medium")
+    axis = spec.spectral_axis
+    flux = spec.flux
+    if getattr(spec, "mask", None) is not None and np.any(spec.mask):
+        flux = u.Quantity(np.where(np.asarray(spec.mask) != 0, np.nan, flux.value), flux.unit)
+    return u.Quantity(axis), flux, name, stated
+
+
+def measure_index(wave, flux=None, name=None, medium=None, n_sub=400):
     """Lick index ``name`` [A] of spectra ``flux`` (..., n_wave) F_lambda on ``wave`` [A, increasing].
 
-    ``medium``: medium of ``wave`` ("vacuum" for smnet-sps spectra, "air" for e.g. MILES). ``wave`` may be a
-    Quantity in any spectral unit (converted to Angstrom; a plain array is taken as Angstrom). ``flux``: a
-    spectral flux density Quantity (per wavelength or per frequency, energy or photons: L_sun/A, L_sun/Hz,
-    Jy, PHOTLAM, PHOTNU, also per M_sun or per arcsec^2) is converted to F_lambda (``u.spectral_density``); a
-    magnitude Quantity (ABmag, STmag) as the flux it stands for; anything else (a plain array, counts,
-    electron/s, a per-pixel unit: spectra that are not flux-calibrated) is taken as plain numbers, assumed
-    per unit wavelength (an index is a ratio of band means: the scale does not matter, the per-wavelength
-    slope does).
+    ``wave`` may also be a ``specutils.Spectrum`` (``measure_index(spectrum, "Mgb")``): its axis and flux
+    (masked pixels NaN), and the medium its meta states (``wavelength_medium``: ``to_medium(spec, "air")``,
+    ``StellarPopulation(vactoair_flag=True)``; none: vacuum). Passing its axis and flux instead took an air
+    spectrum's axis as vacuum (MILES star Fe5335 1.152 A for 1.486).
+
+    ``medium``: medium of ``wave`` ("vacuum" for smnet-sps spectra, "air" for e.g. MILES); None (default):
+    vacuum, or the Spectrum's stated medium (a ``medium`` that contradicts it is a ValueError). ``wave``
+    may be a Quantity in any spectral unit (converted to Angstrom; a plain array is taken as Angstrom).
+    ``flux``: a spectral flux density Quantity (per wavelength or per frequency, energy or photons: L_sun/A,
+    L_sun/Hz, Jy, PHOTLAM, PHOTNU, also per M_sun or per arcsec^2) is converted to F_lambda
+    (``u.spectral_density``); a magnitude Quantity (ABmag, STmag) as the flux it stands for; anything else
+    (a plain array, counts, electron/s, a per-pixel unit: spectra that are not flux-calibrated) is taken as
+    plain numbers, assumed per unit wavelength (an index is a ratio of band means: the scale does not
+    matter, the per-wavelength slope does).
     ``n_sub``: points spread evenly over the central band, its two edges included, besides the pixel centres
     inside it, on which 1 - F / F_c is integrated (>= 2; ValueError otherwise: 0 dropped the band's edges,
     an Mgb of 8.95 A on 20 A pixels came out 0.0).
     """
     if isinstance(n_sub, bool) or not isinstance(n_sub, (int, np.integer)) or n_sub < 2:
         raise ValueError(f"n_sub must be a whole number >= 2 (the central band's two edges); got {n_sub!r}")
+    wave, flux, name, medium = _spectrum_input(wave, flux, name, medium)
+    if flux is None or name is None:
+        raise ValueError("measure_index needs (wave, flux, name) or (specutils.Spectrum, name)")
     wave = _check_axis(_as_angstrom(wave, "wave")[0], flux)
     flux = _as_flambda(flux, wave)
     blue, band, red = index_bands(name, medium)
@@ -147,9 +184,11 @@ def measure_index(wave, flux, name, medium="vacuum", n_sub=400):
     return ew.reshape(flux.shape[:-1])
 
 
-def measure_indices(wave, flux, names=None, medium="vacuum"):
+def measure_indices(wave, flux=None, names=None, medium=None):
     """{name: index [A]} for ``names`` (one name or a list; None, the default: all of :data:`LICK_INDICES`;
-    an empty list: none)."""
+    an empty list: none). ``wave`` may be a ``specutils.Spectrum`` (``measure_indices(spectrum)``, its
+    stated medium used), as for :func:`measure_index`."""
+    wave, flux, names, medium = _spectrum_input(wave, flux, names, medium)
     if isinstance(names, str):
         names = [names]
     # an empty list asked for no index (it gave all four: ``names or LICK_INDICES``)

@@ -202,3 +202,34 @@ def test_n_sub_below_two_is_refused():
     for bad in (0, 1, -5, 2.5, True):
         with pytest.raises(ValueError, match="n_sub must be a whole number >= 2"):
             measure_index(wave, flux, "Mgb", n_sub=bad)
+
+
+def test_a_spectrum_is_measured_in_the_medium_its_meta_states(miles_star):
+    """measure_index took no Spectrum: its axis and flux passed on their own were read as vacuum, so an air
+    spectrum (to_medium(spec, "air"), MILES) gave Fe5335 1.152 A instead of 1.486, Mgb 0.965 for 0.826,
+    silently. A Spectrum is now measured in the medium its meta states; a contradicting medium is refused."""
+    import astropy.units as u
+    from specutils import Spectrum
+    wave, flux = miles_star
+    ref = measure_indices(wave, flux, medium="air")
+    spec = Spectrum(flux=flux * u.Unit("erg s-1 cm-2 AA-1"), spectral_axis=wave * u.AA,
+                    meta={"wavelength_medium": "air"})
+    got = measure_indices(spec)
+    for name in ref:
+        assert got[name] == pytest.approx(ref[name], rel=1e-12), name
+        assert measure_index(spec, name) == pytest.approx(ref[name], rel=1e-12), name
+    assert list(measure_indices(spec, "Mgb")) == ["Mgb"]
+    assert measure_index(spec, "Mgb", medium="air") == pytest.approx(ref["Mgb"], rel=1e-12)
+    # the axis read as vacuum is measurably off: the test sees the old behaviour
+    assert abs(measure_index(wave, flux, "Fe5335") - ref["Fe5335"]) > 0.2
+    with pytest.raises(ValueError, match="meta states 'air'"):
+        measure_index(spec, "Mgb", medium="vacuum")
+    with pytest.raises(ValueError, match="carries its own flux"):
+        measure_index(spec, flux, "Mgb")
+    # no medium stated: vacuum, as the package's spectra; a masked pixel in a band: NaN, not its value
+    vac = Spectrum(flux=flux * u.Unit("erg s-1 cm-2 AA-1"), spectral_axis=wave * u.AA)
+    assert measure_index(vac, "Mgb") == pytest.approx(measure_index(wave, flux, "Mgb"), rel=1e-12)
+    lo, hi = index_bands("Mgb", "air")[1]
+    masked = Spectrum(flux=flux * u.Unit("erg s-1 cm-2 AA-1"), spectral_axis=wave * u.AA,
+                      meta={"wavelength_medium": "air"}, mask=(wave > lo) & (wave < lo + 3))
+    assert np.isnan(measure_index(masked, "Mgb")) and np.isfinite(measure_index(masked, "Hbeta"))
