@@ -56,11 +56,16 @@ def _interp_rows(x0, wave, flux):
 
 def _check_axis(wave, flux):
     """``wave`` [A] as a float array, checked against ``flux`` (..., n_wave): 1-d, as long as flux's last
-    axis, strictly increasing (ValueError otherwise)."""
+    axis, finite, strictly increasing (ValueError otherwise)."""
     wave = np.asarray(wave, float)
     if wave.ndim != 1 or np.shape(flux)[-1:] != wave.shape:
         raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
                          f"{np.shape(flux)}")
+    bad = np.flatnonzero(~np.isfinite(wave))
+    if bad.size:
+        # NaN passed the order test (NaN <= 0 is False): one in Mgb's blue band gave 0.8241 A for 0.8259
+        raise ValueError(f"wave must be finite; {bad.size} value(s) are not (first at pixel {bad[0]}: "
+                         f"{wave[bad[0]]})")
     if np.any(np.diff(wave) <= 0):
         raise ValueError("wave must be strictly increasing")
     return wave
@@ -70,9 +75,9 @@ def band_mean(wave, flux, lo, hi, name=None):
     """Mean flux over [lo, hi] of the linear interpolant of ``flux`` (..., n_wave) on increasing ``wave``.
 
     ``wave``, ``lo`` and ``hi`` are Angstrom or Quantities in any spectral unit (converted to Angstrom). A
-    flux Quantity keeps its unit. ``wave`` must be 1-d, strictly increasing and as long as the last axis of
-    ``flux`` (ValueError otherwise). The band must lie inside ``wave``: nothing is extrapolated (ValueError
-    naming the band, ``name`` -- the index it belongs to, if given -- and the spectrum's range).
+    flux Quantity keeps its unit. ``wave`` must be 1-d, finite, strictly increasing and as long as the last
+    axis of ``flux`` (ValueError otherwise). The band must lie inside ``wave``: nothing is extrapolated
+    (ValueError naming the band, ``name`` -- the index it belongs to, if given -- and the spectrum's range).
     """
     wave = _as_angstrom(wave, "wave")[0]
     lo, hi = (float(_as_angstrom(x, "band edge")[0]) for x in (lo, hi))
