@@ -296,13 +296,15 @@ def resolve_filters(filters):
     filters = list(filters)
     if not filters:
         raise ValueError("no filters given; pass at least one filter name, file or SpectralElement")
-    out, seen = [], {}
+    out, seen, taken = [], {}, set()
     for f in filters:
         name, bp = get_bandpass(f)
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-        else:
-            seen[name] = 0
+        base = name
+        # a suffix can meet a later filter's own name ("r", "r", a file r_1.dat): the table had two
+        # columns for three filters, the second r's magnitudes overwritten by the file's
+        while name in taken:
+            seen[base] = seen.get(base, 0) + 1
+            name = f"{base}_{seen[base]}"
+        taken.add(name)
         out.append((name, bp))
     return out

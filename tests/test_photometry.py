@@ -246,6 +246,26 @@ def test_a_filter_file_in_nm_or_micron_is_read_in_the_unit_its_header_states(tmp
         assert get_bandpass(str(tmp_path / "plain_aa.dat"))[1].waveset.to_value(u.AA)[0] == wr[0]
 
 
+def test_every_filter_gets_its_own_column_when_a_suffix_meets_a_files_name(tmp_path):
+    """Duplicates got "_1", "_2" without looking at the other names: sdss2010-r twice and a g-band file named
+    sdss2010-r_1.dat gave two columns for three filters (the second r's magnitude replaced by the g one's)."""
+    import speclite.filters as sf
+    g = sf.load_filter("sdss2010-g")
+    path = tmp_path / "sdss2010-r_1.dat"
+    np.savetxt(path, np.column_stack([g.wavelength, g.response]), header="wavelength [A]")
+    names = [n for n, _ in resolve_filters(["sdss2010-r", "sdss2010-r", str(path)])]
+    assert len(set(names)) == 3 and names[:2] == ["sdss2010-r", "sdss2010-r_1"]
+    assert [n for n, _ in resolve_filters(["sdss2010-r"] * 3)] == ["sdss2010-r", "sdss2010-r_1",
+                                                                    "sdss2010-r_2"]
+    w = np.geomspace(1000.0, 1e5, 3000)
+    t = magnitudes((w * u.AA, planck_surface_flux(w, [5800.0])[0] * FLAM_UNIT),
+                   ["sdss2010-r", "sdss2010-r", str(path), "sdss2010-g"])
+    assert len(t.colnames) == 4
+    row = [t[c][0] for c in t.colnames]
+    assert row[1] == pytest.approx(row[0], abs=1e-12) and row[2] == pytest.approx(row[3], abs=1e-9)
+    assert abs(row[2] - row[0]) > 0.1
+
+
 def test_redshift_flat_fnu_is_analytic():
     """A flat f_nu source (L_lambda ~ 1/lambda^2) at fixed luminosity distance brightens by 2.5 log(1+z)."""
     w = np.geomspace(500.0, 60000.0, 4000)
