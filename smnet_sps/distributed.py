@@ -370,8 +370,9 @@ def _resolve_config(cfg, age_chunk):
     Zs = iso.Z.copy() if cfg.Zs is None else np.atleast_1d(np.asarray(cfg.Zs, float))
     Zs = iso.check_z(Zs)
     ages_yr, Zs = np.unique(ages_yr), np.unique(Zs)      # increasing, distinct axes, as ssp_grid's
-    if age_chunk is not None and int(age_chunk) < 1:
-        raise ValueError(f"age_chunk must be >= 1, got {age_chunk}")
+    if age_chunk is not None:
+        # 2.5 ran as blocks of 2 and True as blocks of 1; "2" and NaN failed in int() naming no option
+        age_chunk = _check_count(age_chunk, "age_chunk", 1, "ages per block, or None for all")
     desc = {"isochrones": iso.name, "imf": cfg.imf, "generator": _spec_label(cfg.generator),
             "ages_yr": [float(a) for a in ages_yr], "Z": [float(z) for z in Zs],
             "generator_id": _spec_id(cfg.generator),

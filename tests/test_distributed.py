@@ -443,6 +443,19 @@ def test_chunk_rows_not_a_positive_integer_is_refused_up_front(chunk_rows, tmp_p
     assert D.points_array(stars, 2).chunks == ((2, 1), (4,))            # a valid size still chunks by rows
 
 
+@pytest.mark.parametrize("age_chunk", [0, 2.5, True, "2", float("nan")])
+def test_age_chunk_not_a_positive_integer_is_refused(age_chunk, tmp_path):
+    """age_chunk=2.5 ran as blocks of 2 ages (2 blocks for 3 ages) and True as blocks of 1 (3 blocks), with
+    no word; "2" was a TypeError "'<' not supported between instances of 'int' and 'str'" and NaN
+    "cannot convert float NaN to integer", neither naming age_chunk. Each is now a ValueError naming it,
+    before any block is computed; an integer still splits the ages."""
+    config = [("parsec", "kroupa", "blackbody", [1e8, 1e9, 1e10], [0.0152])]
+    with pytest.raises(ValueError, match=r"age_chunk must be an integer >= 1 \(ages per block"):
+        D.ssp_grids(config, store=tmp_path, age_chunk=age_chunk, progress=False)
+    assert not list(tmp_path.glob("*.zarr"))
+    assert D.ssp_grids(config, store=tmp_path, age_chunk=np.int64(2), progress=False).n_blocks == 2
+
+
 def test_star_magnitudes_scale_each_star_to_its_luminosity_as_the_ssp_backend_does(default_generator):
     """A star of luminosity L integrates to f L on the grid (f: a blackbody's share there), as in SSPs: scaled
     by L / sigma Teff^4, the emulator's bolometric error went into L (V 0.095 mag too faint at 150 kK,
