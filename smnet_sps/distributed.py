@@ -735,6 +735,13 @@ def _points_chunk(block, *args, n_wave=None, block_info=None):
     return _points_block(block, *args, offset=offset, n_wave=n_wave)
 
 
+def _check_batch_size(batch_size):
+    """``batch_size`` as an int >= 1 (Generator.stream's rule), checked before any work: 2.5 ran as 2 and
+    True as 1 (int() truncated it), None was int()'s TypeError, and surface_flux checked nothing until a
+    worker's stream refused 0."""
+    return _check_count(batch_size, "batch_size", 1, "stars per generator pass")
+
+
 def _map_points(points, spec, device, what, filters, system, distance, batch_size, chunk_rows, k, out_dtype):
     from .photometry import _positive_length
     arr = points_array(points, chunk_rows)
@@ -769,8 +776,7 @@ def magnitudes(points, filters, system="AB", *, generator=None, distance=None, b
     filters = [f.strip() for f in filters.split(",")] if isinstance(filters, str) else list(filters)
     resolve_filters(filters)                      # a bad name fails here, not on a worker
     system = _system(system)
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = _check_batch_size(batch_size)
     return _map_points(points, generator, device, "magnitudes", filters, system, distance, batch_size,
                        chunk_rows, len(filters), "f8")
 
@@ -785,6 +791,7 @@ def surface_flux(points, *, generator=None, batch_size=4096, chunk_rows=10_000, 
     with :func:`write_points` (``what="spectra"``) or ``dask.array.to_zarr``.
     """
     generator = _check_spec(generator)
+    batch_size = _check_batch_size(batch_size)
     # Generator.stream's rule: float16 made 1693 of 2442 pixels inf, an integer dtype truncated
     out_dtype = _check_out_dtype(out_dtype) or np.dtype("f8")
     if wavelength is None:
@@ -895,8 +902,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     # Generator.stream's rule (float16 stored 1693 of 2442 pixels as inf in a store marked complete; an
     # integer dtype failed inside zarr on its NaN fill value)
     out_dtype = _check_out_dtype(out_dtype or ("f8" if what == "magnitudes" else "f4"))
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = _check_batch_size(batch_size)
     gen_name, wave, fingerprint, tail_filled = (
         _generator_info(generator, device) if client is None else
         client.submit(_generator_info, generator, device, pure=False).result())

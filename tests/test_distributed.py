@@ -443,6 +443,26 @@ def test_chunk_rows_not_a_positive_integer_is_refused_up_front(chunk_rows, tmp_p
     assert D.points_array(stars, 2).chunks == ((2, 1), (4,))            # a valid size still chunks by rows
 
 
+@pytest.mark.parametrize("batch_size", [0, 2.5, True, None, "64"])
+def test_batch_size_not_a_positive_integer_is_refused_up_front(batch_size, tmp_path):
+    """batch_size=2.5 ran as batches of 2 and True as batches of 1 in magnitudes, surface_flux and
+    write_points (int() truncated it: write_points computed its store); None was int()'s bare TypeError;
+    surface_flux refused nothing until a worker's stream met 0. Each is now Generator.stream's ValueError,
+    before any work or store."""
+    stars = np.array([[5777.0, 4.44, 0.0, 1.0]] * 3)
+    message = rf"batch_size must be an integer >= 1 \(stars per generator pass\), got {batch_size!r}"
+    with pytest.raises(ValueError, match=message):
+        D.magnitudes(stars, ["bessell-V"], generator="blackbody", batch_size=batch_size)
+    with pytest.raises(ValueError, match=message):
+        D.surface_flux(stars, generator="blackbody", batch_size=batch_size)
+    with pytest.raises(ValueError, match=message):
+        D.write_points(stars, tmp_path / "m.zarr", ["bessell-V"], generator="blackbody",
+                       batch_size=batch_size, chunk_rows=2, progress=False)
+    assert not (tmp_path / "m.zarr").exists()
+    flux, _ = D.surface_flux(stars, generator="blackbody", batch_size=np.int64(2))   # an integer still runs
+    assert flux.compute(scheduler="sync").shape == (3, 1221)
+
+
 @pytest.mark.parametrize("age_chunk", [0, 2.5, True, "2", float("nan")])
 def test_age_chunk_not_a_positive_integer_is_refused(age_chunk, tmp_path):
     """age_chunk=2.5 ran as blocks of 2 ages (2 blocks for 3 ages) and True as blocks of 1 (3 blocks), with
