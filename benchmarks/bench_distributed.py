@@ -24,6 +24,8 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = Path(__file__).resolve().parent
+# results_distributed.json written before the run recorded its CPU count: the 2-core machine it names
+LEGACY_CORES = 2
 FILTERS = ["sdss2010-u", "sdss2010-g", "sdss2010-r", "sdss2010-i", "sdss2010-z"]
 
 
@@ -120,7 +122,8 @@ def main(argv=None):
         raw = json.loads((HERE / "results_distributed.json").read_text())
         args = argparse.Namespace(**raw["args"])
         return write_results(args, raw["scaling"], raw["ssp"], raw["memory"], raw["load"], raw["load_after"],
-                             raw.get("ssp_note"), raw.get("ssp_before_grouping"), raw.get("quiet_runs"))
+                             raw.get("ssp_note"), raw.get("ssp_before_grouping"), raw.get("quiet_runs"),
+                             raw.get("cores", LEGACY_CORES))
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench_distributed_"))
     load = os.getloadavg()
@@ -140,14 +143,14 @@ def main(argv=None):
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = os.getloadavg()
     raw = {"args": vars(args), "scaling": scaling, "ssp": ssp, "memory": memory, "load": load,
-           "load_after": load_after}
+           "load_after": load_after, "cores": os.cpu_count()}
     # runs this invocation did not repeat (the quiet 10^7-star run) stay in the file and in the text
     previous = HERE / "results_distributed.json"
     quiet = json.loads(previous.read_text()).get("quiet_runs") if previous.exists() else None
     if quiet:
         raw["quiet_runs"] = quiet
     previous.write_text(json.dumps(raw, indent=1))
-    write_results(args, scaling, ssp, memory, load, load_after, quiet=quiet)
+    write_results(args, scaling, ssp, memory, load, load_after, quiet=quiet, cores=raw["cores"])
 
 
 def streaming_rate(path=None):
@@ -193,8 +196,12 @@ def quiet_section(quiet, loaded, per_star, nf):
         f"`python benchmarks/bench_distributed.py --sizes {q['sizes']} --skip-ssp`."]
 
 
-def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, before=None, quiet=None):
+def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, before=None, quiet=None,
+                  cores=None):
+    """results_distributed.md; ``cores``: CPUs of the machine that ran (recorded in the JSON), not of this
+    one (the text said "(2 cores)" whatever the machine, and a --rewrite took this machine's count)."""
     nf = len(FILTERS)
+    cores = cores or os.cpu_count()
     s1, s2 = scaling
     big = memory[-1]
     # per-chunk cost on one worker core, from the largest run (steady state: many chunks per worker)
@@ -203,10 +210,10 @@ def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, b
     lines = [
         "## More than one machine: Dask (`benchmarks/bench_distributed.py`)", "",
         "`smnet_sps.distributed` on a `distributed.LocalCluster` of worker processes (1 thread each) on "
-        f"this machine ({os.cpu_count()} cores, {platform.machine()}), default model on CPU, "
+        f"this machine ({cores} cores, {platform.machine()}), default model on CPU, "
         f"{nf} SDSS filters, "
         f"chunks of {args.chunk_rows:,} stars, generator batches of {args.batch_size:,}. The machine was "
-        f"shared: load average {load[0]:.1f} before and {load_after[0]:.1f} after the run (2 cores), "
+        f"shared: load average {load[0]:.1f} before and {load_after[0]:.1f} after the run ({cores} cores), "
         "so absolute times are pessimistic and the 1 -> 2 worker ratio is what the other jobs left over. "
         "One run.", "",
         "### Scaling 1 -> 2 workers", "",

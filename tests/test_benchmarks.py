@@ -116,6 +116,22 @@ def test_bench_distributed_rewrite_keeps_the_quiet_run_and_reads_the_streaming_r
     assert bench.streaming_rate(BENCHMARKS / "results_streaming.md")[1] == 2
 
 
+def test_bench_distributed_names_the_cores_of_the_machine_that_ran(tmp_path):
+    """The text said "load average ... after the run (2 cores)" whatever the machine (a 16-core run read
+    "this machine (16 cores, ...) ... (2 cores)"), and --rewrite took the rewriting machine's count: the CPU
+    count is now recorded with the run and used in both places (2 for the JSON recorded before it was)."""
+    import argparse
+    import json
+    bench = load_bench("bench_distributed", tmp_path)
+    raw = json.loads((BENCHMARKS / "results_distributed.json").read_text())
+    assert "cores" not in raw and bench.LEGACY_CORES == 2       # the committed run: the 2-core machine
+    bench.write_results(argparse.Namespace(**raw["args"]), raw["scaling"], raw["ssp"], raw["memory"],
+                        raw["load"], raw["load_after"], quiet=raw.get("quiet_runs"), cores=16)
+    text = (tmp_path / "results_distributed.md").read_text()
+    assert "this machine (16 cores," in text and "after the run (16 cores)" in text
+    assert "2 cores" not in text
+
+
 def test_docs_give_the_laplace_errors_coverage_on_miles_stars():
     """docs/fit.md called the chi^2_red-scaled errors 'honest for real data'; on MILES stars the 1-sigma
     interval holds the catalogue value for a quarter of them. The figures it now gives, recomputed from the
