@@ -546,7 +546,7 @@ def report():
             "**Speed** (`bench_fit_timing.py`): one `fit_star` call with default settings on a generator "
             f"mock (182 pixels, 3 starts, Laplace errors), {t['threads']} torch thread(s): median "
             f"{t['median_seconds']:.2f} s over {t['n']} fits (min {t['min_seconds']:.2f} s; machine load "
-            f"average {t['load_average'][0]:.1f} on 2 cores). Target: < 2 s on 2 cores.",
+            f"average {t['load_average'][0]:.1f} on {t.get('cores', 2)} cores). Target: < 2 s on 2 cores.",
             "",
         ]
     p = HERE / "fit_ssp.json"

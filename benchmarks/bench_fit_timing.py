@@ -38,7 +38,7 @@ def main():
             fit_star(w, f, iv, generator=gen)
             times.append(time.perf_counter() - t0)
     out = {"threads": args.threads, "n": args.n, "median_seconds": float(np.median(times)),
-           "min_seconds": float(np.min(times)), "load_average": os.getloadavg()}
+           "min_seconds": float(np.min(times)), "load_average": os.getloadavg(), "cores": os.cpu_count()}
     (HERE / "fit_timing.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
