@@ -36,7 +36,7 @@ def _unreadable(path, why):
     reason = " ".join(str(why).split()) or type(why).__name__
     return (f"{path}: cannot read a spectrum from this file ({reason}); accepted: a FITS, ECSV or CSV table "
             f"with wavelength and flux columns, or a text file ({', '.join(_TEXT_SUFFIXES)}) with columns "
-            "wave, flux[, error]")
+            "wave, flux[, error or, so named in a header line, ivar]")
 
 
 def read_spectrum(path):
@@ -50,7 +50,9 @@ def read_spectrum(path):
     ``err``/``ivar`` alike; a unit that is no spectral flux density, or a unit on only one of flux and its
     error, is a ValueError. A unit the format does not know (FITS TUNIT '1E-17 erg/s/cm^2/Angstrom') is
     parsed in astropy's generic format; one still unrecognised is a ValueError naming the column and the unit.
-    Without a unit the flux is taken as F_lambda. Text files: wave, flux[, error] columns. An error of 0 or
+    Without a unit the flux is taken as F_lambda. Text files: wave, flux[, error] columns; a header line
+    naming the third column ``ivar`` (``# wave flux ivar``, or the names without ``#`` on the first line)
+    makes it an inverse variance. An error of 0 or
     NaN marks a pixel without data (ivar 0); a negative error is a ValueError (as a negative ivar is in
     :func:`smnet_sps.fit.fit_star`).
     """
@@ -60,14 +62,24 @@ def read_spectrum(path):
     if not path.is_file():
         raise FileNotFoundError(f"no spectrum file at {path}")
     if path.suffix.lower() in _TEXT_SUFFIXES:
+        header, skip = _text_header(path)
         try:
-            a = np.loadtxt(path, ndmin=2)
+            a = np.loadtxt(path, ndmin=2, skiprows=skip)
         except ValueError as exc:                   # binary junk, text that is not numbers
             raise ValueError(_unreadable(path, exc)) from exc
         if not 2 <= a.shape[1] <= 3:
             # a fourth column (a mask, an ivar after the error) was ignored without a word
             raise ValueError(f"{path}: a text spectrum has columns wave, flux[, error]; this one has "
                              f"{a.shape[1]}: use a table (FITS, ECSV, CSV) with named columns for more")
+        third = header[2] if header is not None and len(header) == a.shape[1] == 3 else None
+        if third in _IVAR_NAMES:
+            # a header "# wave flux ivar" (SDSS's name) was ignored and the ivar read as an error: 1 / ivar^2
+            # as the ivar (MILES star 208 at S/N 100: Teff 5455 +- 1.9e6 K, log g 5 on its bound, chi2 0.0)
+            iv = a[:, 2]
+            if np.any(iv < 0):
+                raise ValueError(f"{path}: column 3 ({third}) has {int((iv < 0).sum())} negative inverse "
+                                 "variance(s); an ivar must be >= 0 (0: a pixel without data)")
+            return _increasing(path, a[:, 0], a[:, 1], iv)
         err = a[:, 2] if a.shape[1] > 2 else None
         ivar = None if err is None else _ivar_from_err(path, "3 (error)", err, a[:, 0])
         return _increasing(path, a[:, 0], a[:, 1], ivar)
@@ -134,6 +146,37 @@ def read_spectrum(path):
         wave, flux = wave[order], flux[order]
         ivar = None if ivar is None else ivar[order]
     return _increasing(path, wave, flux, ivar)
+
+
+def _text_header(path):
+    """(column names, lines to skip) of a text spectrum: the names of its last comment line before the
+    numbers (``# wave flux ivar``), or of a first line that is names, not numbers (then skipped); None
+    without either. Names are lower case."""
+    names, skip = None, 0
+    with open(path, errors="replace") as fh:
+        for i, line in enumerate(fh):
+            text = line.strip()
+            if not text:
+                continue
+            if text.startswith("#"):
+                names = text.lstrip("#").replace(",", " ").lower().split() or names
+                continue
+            words = text.split("#")[0].replace(",", " ").split()
+            try:
+                [float(w) for w in words]
+            except ValueError:
+                if not any(_is_number(w) for w in words):      # a header line without '#'
+                    names, skip = [w.lower() for w in words], i + 1
+            break
+    return names, skip
+
+
+def _is_number(word):
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _increasing(path, wave, flux, ivar):
@@ -388,7 +431,8 @@ def add_cli(sub):
         help="fit Teff, log g, [M/H], rv of a star (or an SSP with --ssp-grid) to a spectrum",
         description="Fit a spectrum with the generator (smnet_sps.fit.fit_star) or with SSP "
         "templates (fit_ssp). Input: FITS/ECSV/CSV table (wave, flux, ivar or err) or "
-        "a text file (wave flux [err]), wavelengths in Angstrom.",
+        "a text file (wave flux [err], or wave flux ivar under a header line '# wave flux ivar'), "
+        "wavelengths in Angstrom.",
     )
     p.add_argument("spectrum", help="spectrum file")
     p.add_argument(

@@ -174,3 +174,22 @@ def test_isochrone_prior_holds_an_infinite_metallicity_at_the_table_edge():
                          torch.tensor([4.5, 4.5], dtype=torch.float64), z)
     out.sum().backward()
     assert torch.all(torch.isfinite(z.grad)) and torch.any(z.grad != 0)     # inside: gradients as before
+
+
+@pytest.mark.parametrize("header, comments", [("wave flux ivar", "# "), ("wave flux ivar", ""),
+                                              ("wave flux err", "# ")])
+def test_read_spectrum_takes_a_text_column_named_ivar_as_an_inverse_variance(tmp_path, header, comments):
+    """A header '# wave flux ivar' was ignored and the ivar read as an error (1 / ivar^2 as the ivar: MILES
+    star 208 at S/N 100 fitted 5455 +- 1.9e6 K, log g on its bound, chi^2 0.0); without '#' it was refused."""
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave, flux = _miles_star()
+    err = 0.01 * flux
+    third = 1 / err ** 2 if "ivar" in header else err
+    path = tmp_path / "star.txt"
+    np.savetxt(path, np.column_stack([wave, flux, third]), header=f"MILES 208\n{header}", comments=comments)
+    if not comments:                       # the names as the first line
+        path.write_text("\n".join(path.read_text().splitlines()[1:]))
+    w, f, ivar = read_spectrum(path)
+    np.testing.assert_allclose(w, wave)
+    np.testing.assert_allclose(ivar, 1 / err ** 2, rtol=1e-12)
