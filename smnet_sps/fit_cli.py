@@ -39,8 +39,13 @@ def _unreadable(path, why):
             "wave, flux[, error or, so named in a header line, ivar]")
 
 
-def read_spectrum(path):
+def read_spectrum(path, medium=None):
     """(wave [A], flux, ivar or None) from a table file (FITS, ECSV, CSV) or a 2-3 column text file.
+
+    ``medium``: that of the file's wavelengths, ``"air"`` to return them converted to vacuum
+    (:func:`smnet_sps.medium.air_to_vacuum`), ``"vacuum"`` or None (the default) to return them as they are.
+    A frequency or energy column has no medium (c / nu is the vacuum wavelength): with ``"air"`` it is a
+    ValueError.
 
     Table columns: ``wave``/``wavelength``/``lambda``, ``flux``, and ``ivar`` or ``err``/``error``/``sigma``;
     one row whose cells are arrays (ESO's Phase 3 spectra: WAVE, FLUX, ERR) is read as those arrays.
@@ -58,6 +63,10 @@ def read_spectrum(path):
     """
     import astropy.units as u
 
+    if medium is not None:
+        from .medium import check_medium
+
+        check_medium(medium)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no spectrum file at {path}")
@@ -79,10 +88,10 @@ def read_spectrum(path):
             if np.any(iv < 0):
                 raise ValueError(f"{path}: column 3 ({third}) has {int((iv < 0).sum())} negative inverse "
                                  "variance(s); an ivar must be >= 0 (0: a pixel without data)")
-            return _increasing(path, a[:, 0], a[:, 1], iv)
+            return _in_vacuum(medium, *_increasing(path, a[:, 0], a[:, 1], iv))
         err = a[:, 2] if a.shape[1] > 2 else None
         ivar = None if err is None else _ivar_from_err(path, "3 (error)", err, a[:, 0])
-        return _increasing(path, a[:, 0], a[:, 1], ivar)
+        return _in_vacuum(medium, *_increasing(path, a[:, 0], a[:, 1], ivar))
     from astropy.io.registry import IORegistryError
     from astropy.table import QTable
 
@@ -140,12 +149,27 @@ def read_spectrum(path):
                                                                                   err_unit, wave, flux_unit))
         ivar = _ivar_from_err(path, repr(err_name), err, wave)
     if w_unit is not None and not w_unit.is_equivalent(u.AA):
+        if medium == "air":
+            # c / nu is the vacuum wavelength: --medium air converted it once more (MILES star 208 at
+            # 3541.51 A vacuum fitted at 3542.52 A, 2.9e-4 or 86 km/s to the red)
+            raise ValueError(f"{path}: column {w.info.name!r} is in {w_unit}, a frequency or energy, which "
+                             "is the same in air and vacuum (c / nu is the vacuum wavelength): drop medium "
+                             "'air' (--medium air), which would shift it by a further 2.8e-4")
         # a frequency (or energy) column ascending is a wavelength descending: every column (masked entries,
         # NaN here, included) follows the converted wavelength, which the fit needs increasing
         order = np.argsort(wave, kind="stable")
         wave, flux = wave[order], flux[order]
         ivar = None if ivar is None else ivar[order]
-    return _increasing(path, wave, flux, ivar)
+    return _in_vacuum(medium, *_increasing(path, wave, flux, ivar))
+
+
+def _in_vacuum(medium, wave, flux, ivar):
+    """The spectrum with air wavelengths (``medium`` "air") taken to vacuum; others as they are."""
+    if medium == "air":
+        from .medium import air_to_vacuum
+
+        wave = air_to_vacuum(wave)
+    return wave, flux, ivar
 
 
 def _text_header(path):
@@ -361,7 +385,6 @@ def _fit_record(result, generator_name):
 
 def _cmd_fit(args):
     from .fit import fit_ssp, fit_star
-    from .medium import air_to_vacuum
     from .output_files import check_outputs, matplotlib_formats, write_out_and_plot
 
     # refuse bad or existing outputs before the (slow) fit, as every command does
@@ -378,9 +401,7 @@ def _cmd_fit(args):
         # they were silently ignored: an SSP fit uses the grid's spectra and no stellar prior
         raise ValueError(f"{', '.join(star_only)} apply to star fits only; with --ssp-grid the templates "
                          "come from the grid file")
-    wave, flux, ivar = read_spectrum(args.spectrum)
-    if args.medium == "air":
-        wave = air_to_vacuum(wave)
+    wave, flux, ivar = read_spectrum(args.spectrum, medium=args.medium)
     mask = ~np.isfinite(flux)
     if ivar is not None:
         mask |= ~np.isfinite(ivar)
@@ -437,7 +458,8 @@ def add_cli(sub):
     p.add_argument("spectrum", help="spectrum file")
     p.add_argument(
         "--medium", choices=["vacuum", "air"], default="vacuum",
-        help="medium of the file's wavelengths (default vacuum)"
+        help="medium of the file's wavelengths (default vacuum); a frequency or energy column has none: "
+             "'air' is refused for it"
     )
     p.add_argument(
         "--resolution-fwhm", type=float, default=None,

@@ -193,3 +193,31 @@ def test_read_spectrum_takes_a_text_column_named_ivar_as_an_inverse_variance(tmp
     w, f, ivar = read_spectrum(path)
     np.testing.assert_allclose(w, wave)
     np.testing.assert_allclose(ivar, 1 / err ** 2, rtol=1e-12)
+
+
+def test_fit_medium_air_is_refused_for_a_frequency_column(tmp_path, capsys):
+    """c / nu is the vacuum wavelength: `--medium air` with a column in Hz converted it once more (MILES star
+    208's first pixel, 3541.51 A vacuum, fitted at 3542.52 A: 2.9e-4, 86 km/s to the red)."""
+    import astropy.units as u
+    from astropy.table import QTable
+
+    from smnet_sps.cli import main
+    from smnet_sps.fit_cli import read_spectrum
+    from smnet_sps.medium import air_to_vacuum
+
+    wave_air, flux = _miles_star()
+    vac = air_to_vacuum(wave_air)
+    nu = (vac * u.AA).to(u.Hz, equivalencies=u.spectral())
+    path = tmp_path / "star_hz.ecsv"
+    QTable({"wave": nu[::-1], "flux": flux[::-1], "err": 0.01 * flux[::-1]}).write(path)
+    np.testing.assert_allclose(read_spectrum(path)[0], vac, rtol=1e-12)
+    np.testing.assert_allclose(read_spectrum(path, medium="vacuum")[0], vac, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"star_hz.ecsv: column 'wave' is in Hz.*same in air and vacuum"):
+        read_spectrum(path, medium="air")
+    assert main(["fit", str(path), "--medium", "air"]) == 1
+    assert "same in air and vacuum" in capsys.readouterr().err
+    # a wavelength column in air is still converted, once
+    txt = tmp_path / "star_air.txt"
+    np.savetxt(txt, np.column_stack([wave_air, flux]))
+    np.testing.assert_allclose(read_spectrum(txt, medium="air")[0], vac, rtol=1e-12)
+    np.testing.assert_allclose(read_spectrum(txt)[0], wave_air, rtol=1e-12)
