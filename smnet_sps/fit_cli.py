@@ -35,17 +35,25 @@ def _unreadable(path, why):
     accepts."""
     reason = " ".join(str(why).split()) or type(why).__name__
     return (f"{path}: cannot read a spectrum from this file ({reason}); accepted: a FITS, ECSV or CSV table "
-            f"with wavelength and flux columns, or a text file ({', '.join(_TEXT_SUFFIXES)}) with columns "
+            "with wavelength and flux columns, a FITS 1-d image (CRVAL1, CDELT1 or CD1_1), or a text file "
+            f"({', '.join(_TEXT_SUFFIXES)}) with columns "
             "wave, flux[, error or, so named in a header line, ivar]")
 
 
 def read_spectrum(path, medium=None):
-    """(wave [A], flux, ivar or None) from a table file (FITS, ECSV, CSV) or a 2-3 column text file.
+    """(wave [A], flux, ivar or None) from a table file (FITS, ECSV, CSV), a FITS 1-d image or a 2-3 column
+    text file.
 
     ``medium``: that of the file's wavelengths, ``"air"`` to return them converted to vacuum
-    (:func:`smnet_sps.medium.air_to_vacuum`), ``"vacuum"`` or None (the default) to return them as they are.
-    A frequency or energy column has no medium (c / nu is the vacuum wavelength): with ``"air"`` it is a
-    ValueError.
+    (:func:`smnet_sps.medium.air_to_vacuum`), ``"vacuum"`` or None (the default) to return them as they are,
+    except that None follows a file that states air (a FITS image's CTYPE1 ``AWAV``: converted), and
+    ``"vacuum"`` for such a file is a ValueError. A frequency or energy column has no medium (c / nu is the
+    vacuum wavelength): with ``"air"`` it is a ValueError.
+
+    A FITS file without a table holding a 1-d image is read as its flux (:func:`_fits_image_table`: the
+    wavelengths from CRVAL1, CDELT1 or CD1_1, CRPIX1; IRAF's DC-FLAG 1 log10-linear; CTYPE1 WAVE-LOG; CUNIT1,
+    else Angstrom; BUNIT; an ERR / IVAR image extension); more spectra in one image, or another dispersion,
+    is a ValueError naming it.
 
     Table columns: ``wave``/``wavelength``/``lambda``, ``flux``, and ``ivar`` or ``err``/``error``/``sigma``;
     one row whose cells are arrays (ESO's Phase 3 spectra: WAVE, FLUX, ERR) is read as those arrays.
@@ -95,13 +103,21 @@ def read_spectrum(path, medium=None):
     from astropy.io.registry import IORegistryError
     from astropy.table import QTable
 
+    # a FITS file without a table: a 1-d image spectrum (SDSS, IRAF, ESO), refused as "No table found"
+    t, stated = _fits_image_table(path)
+    if stated == "air":
+        if medium == "vacuum":
+            raise ValueError(f"{path}: CTYPE1 'AWAV' states air wavelengths, but the medium given is "
+                             "vacuum (--medium vacuum): give 'air', or nothing")
+        medium = "air"
     # IORegistryError (no format recognised: random bytes, an empty file) is no ValueError/OSError, so the
     # command line would show a traceback; a corrupt FITS file gives an OSError that names no format
     try:
-        with warnings.catch_warnings():
-            # a TUNIT the FITS standard does not know is parsed once more, or refused, by _unit_of
-            warnings.simplefilter("ignore", u.UnitsWarning)
-            t = QTable.read(path)
+        if t is None:
+            with warnings.catch_warnings():
+                # a TUNIT the FITS standard does not know is parsed once more, or refused, by _unit_of
+                warnings.simplefilter("ignore", u.UnitsWarning)
+                t = QTable.read(path)
     except IORegistryError as exc:          # its message lists ~60 astropy formats: keep the line short
         raise ValueError(_unreadable(path, "no table format recognised in its contents")) from exc
     except (OSError, ValueError) as exc:
@@ -161,6 +177,89 @@ def read_spectrum(path, medium=None):
         wave, flux = wave[order], flux[order]
         ivar = None if ivar is None else ivar[order]
     return _in_vacuum(medium, *_increasing(path, wave, flux, ivar))
+
+
+_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+#: CTYPE1 of a 1-d image's wavelength axis: linear ones (IRAF writes LINEAR, or nothing), and FITS's
+#: logarithmic WAVE-LOG (lambda = CRVAL1 exp(CDELT1 (p - CRPIX1) / CRVAL1), Greisen et al. 2006)
+_LINEAR_CTYPES = ("", "LINEAR", "WAVE", "AWAV", "WAVELENGTH", "LAMBDA", "FREQ", "ENER")
+_LOG_CTYPES = ("WAVE-LOG", "AWAV-LOG")
+_IRAF_UNITS = {"angstroms": "Angstrom", "angstrom": "Angstrom", "nanometers": "nm", "microns": "um",
+               "micrometers": "um"}
+
+
+def _fits_image_table(path):
+    """(a table wave, flux[, err or ivar], the medium the file states or None) from a FITS file whose spectrum
+    is a 1-d image -- the first HDU with data, its wavelengths from CRVAL1, CD1_1 or CDELT1 (times PC1_1),
+    CRPIX1 (default 1), linear or, with IRAF's DC-FLAG = 1 (SDSS, IRAF), in log10; CTYPE1 WAVE-LOG logarithmic
+    as the FITS standard has it; in CUNIT1 (or IRAF's WAT1_001 units=), else Angstrom; the flux in BUNIT; an
+    image extension of the same shape named as an error or ivar column is that. (None, None) for a file that
+    is no FITS or holds a table (read as a table). CTYPE1 'AWAV' states air. What stays unsupported -- more
+    than one spectrum (a 2-d image: SDSS spSpec, IRAF multispec), a non-linear dispersion (DC-FLAG 2, other
+    CTYPE1), no wavelength keywords -- is a ValueError naming it."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"SIMPLE" and not path.name.lower().endswith(_FITS_SUFFIXES):
+        return None, None
+    try:
+        hdul = fits.open(path, memmap=False)
+    except (OSError, ValueError):
+        return None, None                             # the table reader says what is wrong
+    with hdul:
+        if any(isinstance(h, (fits.BinTableHDU, fits.TableHDU)) for h in hdul):
+            return None, None
+        images = [h for h in hdul if h.is_image and h.data is not None and h.data.size]
+        if not images:
+            raise ValueError(_unreadable(path, "no table, and no image with data"))
+        hdu, hdr = images[0], images[0].header
+        data = np.asarray(hdu.data, float)
+        n = data.shape[-1]
+        if "multispec" in str(hdr.get("WAT0_001", "")).lower() or data.size != n:
+            raise ValueError(f"{path}: HDU {hdul.index(hdu)} is an image of shape {data.shape} (FITS axes "
+                             f"{data.shape[::-1]}): more than one spectrum (e.g. SDSS spSpec, IRAF "
+                             "multispec) is not supported; give a 1-d image (NAXIS1 pixels along the "
+                             "wavelength) or a table")
+        where = f"{path}: HDU {hdul.index(hdu)}, a 1-d image,"
+        ctype = str(hdr.get("CTYPE1", "")).strip().upper()
+        if ctype not in _LINEAR_CTYPES + _LOG_CTYPES:
+            raise ValueError(f"{where} has CTYPE1 {ctype!r}; supported: "
+                             f"{', '.join(map(repr, _LINEAR_CTYPES))} (linear) and "
+                             f"{', '.join(map(repr, _LOG_CTYPES))}")
+        step = hdr.get("CD1_1", None)
+        if step is None and "CDELT1" in hdr:
+            step = hdr["CDELT1"] * hdr.get("PC1_1", 1.0)
+        if "CRVAL1" not in hdr or step is None:
+            raise ValueError(f"{where} has no wavelength keywords: needs CRVAL1 and CDELT1 or CD1_1 (CRPIX1 "
+                             "default 1)")
+        crval, crpix = float(hdr["CRVAL1"]), float(hdr.get("CRPIX1", 1.0))
+        x = crval + (np.arange(1, n + 1) - crpix) * float(step)
+        dc = hdr.get("DC-FLAG", 0)
+        if dc not in (0, 1):
+            raise ValueError(f"{where} has DC-FLAG {dc}: only 0 (linear) and 1 (log10-linear) dispersions "
+                             "are supported")
+        if ctype in _LOG_CTYPES:
+            x = crval * np.exp((x - crval) / crval)
+        elif dc == 1:
+            x = 10.0 ** x
+        unit = hdr.get("CUNIT1")
+        if unit is None:
+            wat = str(hdr.get("WAT1_001", "")).lower()
+            unit = next((v for k, v in _IRAF_UNITS.items() if f"units={k}" in wat), None)
+        columns = {"wave": x, "flux": data.ravel()}
+        units = {"wave": unit, "flux": hdr.get("BUNIT")}
+        for other in hdul:
+            name = str(other.header.get("EXTNAME", "")).strip().lower()
+            if other is not hdu and name in _ERR_NAMES + _IVAR_NAMES and other.is_image and \
+                    other.data is not None and other.data.size == n:
+                columns[name] = np.asarray(other.data, float).ravel()
+                units[name] = other.header.get("BUNIT")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                   # a unit FITS does not know: parsed by _unit_of
+        t = Table({k: v for k, v in columns.items()}, units={k: v for k, v in units.items() if v})
+    return t, ("air" if ctype.startswith("AWAV") else None)
 
 
 def _in_vacuum(medium, wave, flux, ivar):
@@ -451,15 +550,16 @@ def add_cli(sub):
         "fit",
         help="fit Teff, log g, [M/H], rv of a star (or an SSP with --ssp-grid) to a spectrum",
         description="Fit a spectrum with the generator (smnet_sps.fit.fit_star) or with SSP "
-        "templates (fit_ssp). Input: FITS/ECSV/CSV table (wave, flux, ivar or err) or "
+        "templates (fit_ssp). Input: FITS/ECSV/CSV table (wave, flux, ivar or err), a FITS 1-d image "
+        "(CRVAL1, CDELT1 or CD1_1, CRPIX1; DC-FLAG 1 for log10) or "
         "a text file (wave flux [err], or wave flux ivar under a header line '# wave flux ivar'), "
         "wavelengths in Angstrom.",
     )
     p.add_argument("spectrum", help="spectrum file")
     p.add_argument(
-        "--medium", choices=["vacuum", "air"], default="vacuum",
-        help="medium of the file's wavelengths (default vacuum); a frequency or energy column has none: "
-             "'air' is refused for it"
+        "--medium", choices=["vacuum", "air"], default=None,
+        help="medium of the file's wavelengths (default: as the file states -- a FITS image's CTYPE1 AWAV: "
+             "air --, else vacuum); a frequency or energy column has none: 'air' is refused for it"
     )
     p.add_argument(
         "--resolution-fwhm", type=float, default=None,

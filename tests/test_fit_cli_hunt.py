@@ -221,3 +221,67 @@ def test_fit_medium_air_is_refused_for_a_frequency_column(tmp_path, capsys):
     np.savetxt(txt, np.column_stack([wave_air, flux]))
     np.testing.assert_allclose(read_spectrum(txt, medium="air")[0], vac, rtol=1e-12)
     np.testing.assert_allclose(read_spectrum(txt)[0], wave_air, rtol=1e-12)
+
+
+def _image(path, data, extra=(), **keys):
+    """Write ``data`` as a FITS primary image with header ``keys`` (DC_FLAG -> DC-FLAG) and image extensions
+    ``extra`` ((EXTNAME, data, BUNIT), ...); returns the path."""
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(np.asarray(data, np.float64))
+    for key, value in keys.items():
+        hdu.header[key.replace("DC_FLAG", "DC-FLAG")] = value
+    ext = [fits.ImageHDU(np.asarray(d, float), fits.Header({"BUNIT": b}), name=n) for n, d, b in extra]
+    fits.HDUList([hdu] + ext).writeto(path)
+    return path
+
+
+def _wcs_wave(path):
+    """Pixel wavelengths [A] of a 1-d FITS image by astropy.wcs (SI for WAVE/AWAV/WAVE-LOG: metres)."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    header = fits.getheader(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = WCS(header)
+    return w.all_pix2world(np.arange(header["NAXIS1"]), 0)[0] * 1e10
+
+
+def test_read_spectrum_reads_a_1d_fits_image(tmp_path):
+    """A 1-d FITS image spectrum (SDSS, IRAF, ESO: the flux in the primary HDU, the wavelengths in CRVAL1,
+    CDELT1 / CD1_1, CRPIX1) was refused: 'cannot read a spectrum from this file (No table found)'."""
+    from smnet_sps.fit_cli import read_spectrum
+    from smnet_sps.medium import air_to_vacuum
+
+    wave, flux = _miles_star()                      # air, 0.9-A pixels from 3540.5 A
+    # ESO style: CD1_1 with a reference pixel inside, in nm, air (AWAV), an F_lambda BUNIT, ERR extension
+    unit = "1E-17 erg/s/cm^2/Angstrom"
+    eso = _image(tmp_path / "eso.fits", flux, extra=[("ERR", 0.01 * flux, unit)], CTYPE1="AWAV", CUNIT1="nm",
+                 CRVAL1=wave[100] / 10, CD1_1=0.09, CRPIX1=101, BUNIT=unit)
+    np.testing.assert_allclose(_wcs_wave(eso), wave, rtol=1e-12)          # the file is what it should be
+    w, f, ivar = read_spectrum(eso)                                        # AWAV: air, taken to vacuum
+    np.testing.assert_allclose(w, air_to_vacuum(wave), rtol=1e-12)
+    np.testing.assert_allclose(f, flux, rtol=1e-12)
+    np.testing.assert_allclose(ivar, 1 / (0.01 * flux) ** 2, rtol=1e-12)
+    with pytest.raises(ValueError, match="AWAV' states air"):
+        read_spectrum(eso, medium="vacuum")
+    # IRAF / SDSS log10-linear (DC-FLAG 1): lambda = 10^(CRVAL1 + CD1_1 i), as SDSS's COEFF0, COEFF1
+    loglam = np.log10(3600.0) + 1e-4 * np.arange(3000)
+    iraf = _image(tmp_path / "iraf.fits", np.interp(10 ** loglam, wave, flux), CTYPE1="LINEAR", DC_FLAG=1,
+                  CRVAL1=loglam[0], CD1_1=1e-4, CDELT1=1e-4, CRPIX1=1)
+    np.testing.assert_allclose(read_spectrum(iraf)[0], 10 ** loglam, rtol=1e-12)
+    # the FITS standard's logarithmic axis
+    log = _image(tmp_path / "log.fits", np.interp(10 ** loglam, wave, flux), CTYPE1="WAVE-LOG",
+                 CUNIT1="Angstrom", CRVAL1=3600.0, CDELT1=3600.0 * 1e-4 * np.log(10), CRPIX1=1)
+    np.testing.assert_allclose(read_spectrum(log)[0], _wcs_wave(log), rtol=1e-12)
+    np.testing.assert_allclose(read_spectrum(log)[0], 10 ** loglam, rtol=1e-9)
+    # what stays unsupported is named
+    two = _image(tmp_path / "two.fits", np.vstack([flux, flux]), CRVAL1=wave[0], CDELT1=0.9)
+    with pytest.raises(ValueError, match=r"two.fits: HDU 0 is an image of shape \(2, 4300\).*more than one"):
+        read_spectrum(two)
+    bare = _image(tmp_path / "bare.fits", flux)
+    with pytest.raises(ValueError, match="bare.fits: HDU 0, a 1-d image, has no wavelength keywords"):
+        read_spectrum(bare)
