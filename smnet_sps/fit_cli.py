@@ -15,6 +15,8 @@ __all__ = ["read_spectrum", "read_ssp_grid", "plot_fit", "add_cli"]
 
 _WAVE_NAMES = ("wave", "wavelength", "lambda", "lam", "wl")
 _FLUX_NAMES = ("flux", "f_lambda", "flam")
+#: log10 of the wavelength in Angstrom (SDSS's spec files: vacuum)
+_LOGLAM_NAMES = ("loglam",)
 _IVAR_NAMES = ("ivar", "inverse_variance")
 _ERR_NAMES = ("err", "error", "sigma", "flux_err", "uncertainty")
 #: a pixel-quality column, nonzero = bad pixel: ESO Phase 3's QUAL, SDSS's and_mask, specutils' mask
@@ -57,7 +59,8 @@ def read_spectrum(path, medium=None):
     else Angstrom; BUNIT; an ERR / IVAR / QUAL image extension); more spectra in one image, or another
     dispersion, is a ValueError naming it.
 
-    Table columns: ``wave``/``wavelength``/``lambda``, ``flux``, and ``ivar`` or ``err``/``error``/``sigma``,
+    Table columns: ``wave``/``wavelength``/``lambda`` (or ``loglam``, log10 of it in Angstrom, as in SDSS's
+    spec files), ``flux``, and ``ivar`` or ``err``/``error``/``sigma``,
     and a pixel quality ``qual``/``quality``/``mask``/``and_mask``, nonzero for a bad pixel (ESO Phase 3's
     QUAL, SDSS's and_mask, specutils' mask), which is returned as flux NaN and ivar 0;
     one row whose cells are arrays (ESO's Phase 3 spectra: WAVE, FLUX, ERR) is read as those arrays.
@@ -130,9 +133,17 @@ def read_spectrum(path, medium=None):
     if w is not None and f is not None and w.ndim == 2:
         t = _one_row_of_arrays(path, t, w)
         w, f = _column(t, _WAVE_NAMES), _column(t, _FLUX_NAMES)
+    loglam = _column(t, _LOGLAM_NAMES) if w is None else None
+    if loglam is not None:
+        # SDSS's spec files (COADD: flux, loglam, ivar, and_mask) were refused as having no wavelength column
+        if _unit_of(path, loglam) is not None:
+            raise ValueError(f"{path}: column {loglam.info.name!r} is log10 of the wavelength in Angstrom "
+                             f"and takes no unit; it has {loglam.unit}")
+        t["wave"] = 10.0 ** _masked_as_nan(loglam)
+        w = t["wave"]
     if w is None or f is None:
         raise ValueError(
-            f"{path}: needs a wavelength column ({', '.join(_WAVE_NAMES)}) and a flux column "
+            f"{path}: needs a wavelength column ({', '.join(_WAVE_NAMES + _LOGLAM_NAMES)}) and a flux column "
             f"({', '.join(_FLUX_NAMES)}); found {t.colnames}"
         )
     w_allowed = "a wavelength, frequency or energy unit (e.g. Angstrom, nm, um), or none (Angstrom)"

@@ -310,3 +310,23 @@ def test_read_spectrum_leaves_out_pixels_flagged_by_a_quality_column(tmp_path, l
     assert np.all(np.isnan(f[flagged])) and np.all(ivar[flagged] == 0)
     np.testing.assert_allclose(f[~flagged], flux[~flagged], rtol=1e-12)
     np.testing.assert_allclose(ivar[~flagged], 1 / err[~flagged] ** 2, rtol=1e-12)
+
+
+def test_read_spectrum_reads_an_sdss_spec_table_by_its_loglam(tmp_path):
+    """SDSS's spec files (HDU 1 COADD: flux, loglam = log10 vacuum wavelength [A], ivar, and_mask) were
+    refused: 'needs a wavelength column (wave, wavelength, lambda, lam, wl)'."""
+    from astropy.table import Table
+
+    from smnet_sps.fit_cli import read_spectrum
+    from smnet_sps.medium import air_to_vacuum
+
+    wave, flux = _miles_star()
+    vac = air_to_vacuum(wave)
+    and_mask = np.zeros(flux.size, np.int32)
+    and_mask[100] = 2 ** 23                                    # BRIGHTSKY
+    path = tmp_path / "spec-0266-51602-0001.fits"
+    Table({"flux": flux.astype(np.float32), "loglam": np.log10(vac).astype(np.float32),
+           "ivar": (1 / (0.01 * flux) ** 2).astype(np.float32), "and_mask": and_mask}).write(path)
+    w, f, ivar = read_spectrum(path)
+    np.testing.assert_allclose(w, vac, rtol=1e-6)             # float32 log10: 3e-7 relative
+    assert ivar[100] == 0 and np.isnan(f[100]) and np.all(ivar[:100] > 0)
