@@ -402,8 +402,11 @@ def _f_lambda_factor(path, name, unit, wave, flux_unit=None):
     try:
         return f_lambda_factor(unit, wave, flux_unit, name=f"{path}: column {name!r}")
     except u.UnitConversionError:
-        raise ValueError(f"{path}: column {name!r} is in {unit}, which is no spectral flux density; allowed: "
-                         f"{LINEAR_FLUX_UNITS}, or none"
+        # the common TUNIT / BUNIT 'erg/s/cm2/A' was refused without a word of why: FITS's 'A' is the ampere
+        hint = (" (FITS reads 'A' as the ampere: write 'Angstrom', e.g. erg/s/cm2/Angstrom)"
+                if u.A in unit.decompose().bases else "")
+        raise ValueError(f"{path}: column {name!r} is in {unit}, which is no spectral flux density{hint}; "
+                         f"allowed: {LINEAR_FLUX_UNITS}, or none"
                          + ("" if flux_unit is None else f" convertible to the flux's {flux_unit}")) from None
 
 

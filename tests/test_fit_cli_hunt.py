@@ -115,6 +115,31 @@ def test_read_spectrum_names_a_wavelength_column_in_no_wavelength_unit(tmp_path,
     assert hint in str(e.value) and "allowed: a wavelength, frequency or energy unit" in str(e.value)
 
 
+@pytest.mark.parametrize("kind", ["table", "image"])
+def test_read_spectrum_says_fits_reads_a_flux_per_A_as_per_ampere(tmp_path, kind):
+    """TUNIT / BUNIT 'erg/s/cm2/A', common in real files, was refused as 'erg / (A s cm2), which is no
+    spectral flux density' without saying that FITS's 'A' is the ampere."""
+    from astropy.io import fits
+
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave, flux = _miles_star()
+    path = tmp_path / "star.fits"
+    if kind == "table":
+        fits.BinTableHDU.from_columns([fits.Column(name="WAVE", format="D", array=wave, unit="Angstrom"),
+                                       fits.Column(name="FLUX", format="D", array=flux,
+                                                   unit="erg/s/cm2/A")]).writeto(path)
+    else:
+        _image(path, flux, CRVAL1=wave[0], CDELT1=0.9, BUNIT="erg/s/cm2/A")
+    with pytest.raises(ValueError, match=r"star.fits: column '(FLUX|flux)' is in erg / \(A s cm2\), which is "
+                                         r"no spectral flux density \(FITS reads 'A' as the ampere: write "
+                                         r"'Angstrom'"):
+        read_spectrum(path)
+    with pytest.raises(ValueError, match=r"no spectral flux density; allowed"):    # no hint for another unit
+        _image(tmp_path / "k.fits", flux, CRVAL1=wave[0], CDELT1=0.9, BUNIT="K")
+        read_spectrum(tmp_path / "k.fits")
+
+
 def test_read_spectrum_reads_a_row_of_arrays_as_eso_phase3_writes_them(tmp_path):
     import astropy.units as u
     from astropy.table import Table
