@@ -48,6 +48,22 @@ def _grid_zsun(grid):
     return stated if stated is not None else DEFAULT_ZSUN
 
 
+def _check_zsun(zsun, given):
+    """``zsun`` as a float, a metal mass fraction in (0, 1): a negative or NaN zsun made every [M/H] NaN, so
+    that the bounds check passed and every spectrum came out NaN without a word (0 or inf failed only at the
+    call, as "logz must lie inside the SSP grid, inf-inf"; True was taken as Zsun = 1). ``given``: True for
+    the argument, False for the grid's own value (the message says which)."""
+    where = "zsun" if given else "the grid's zsun (attrs['zsun'], meta['zsun'] or .zsun)"
+    try:
+        value = float(zsun)
+    except (TypeError, ValueError):
+        value = np.nan
+    if isinstance(zsun, (bool, np.bool_)) or not (0.0 < value < 1.0):
+        raise ValueError(f"{where} must be a metal mass fraction in (0, 1), e.g. 0.0152 (PARSEC), 0.019 "
+                         f"(Padova) or 0.0142 (MIST); got {zsun!r}")
+    return value
+
+
 def _flux_per_angstrom(grid, wave, jacobian=1.0):
     """``grid.ssp_flux`` as L_lambda [L_sun / A per M_sun formed] on ``wave`` (vacuum), from the unit the grid
     states (DSPS's L_sun / Hz converted with ``wave``); a grid that states none must integrate to a plausible
@@ -109,8 +125,9 @@ class SSPInterpolator:
         Also DSPS's unit, L_nu [L_sun / Hz per M_sun formed] (``SSPGrid.to_dsps_units()``, a ``dsps.SSPData``,
         or ``attrs["flux_unit"]`` saying so), converted to L_sun / A; a grid that states no unit must
         integrate to a plausible L_bol (1e-3..1e6 L_sun per M_sun formed), else ``ValueError``
-    zsun : float or None, solar Z for [M/H] = log10(Z / zsun); default the grid's own (``attrs["zsun"]``,
-        ``meta["zsun"]``, or ``SSPGrid.to_dsps_units().zsun``), 0.0152 (PARSEC) for a grid that states none
+    zsun : float or None, solar Z for [M/H] = log10(Z / zsun), in (0, 1) (else ``ValueError``); default the
+        grid's own (``attrs["zsun"]``, ``meta["zsun"]``, or ``SSPGrid.to_dsps_units().zsun``), 0.0152 (PARSEC)
+        for a grid that states none
     dtype, device : of the stored tensor (float64 on the CPU by default)
 
     ``wavelength`` is always vacuum [A], as the fits' data: a grid whose ``attrs["wavelength_medium"]`` says
@@ -119,7 +136,7 @@ class SSPInterpolator:
     """
 
     def __init__(self, grid, zsun=None, dtype=torch.float64, device="cpu"):
-        zsun = float(zsun if zsun is not None else _grid_zsun(grid))
+        zsun = _check_zsun(zsun, True) if zsun is not None else _check_zsun(_grid_zsun(grid), False)
         wave = np.asarray(grid.ssp_wave, float)
         # an air grid used as vacuum shifted every line by ~83 km/s: rv +91 km/s, [M/H] +0.14 on a vacuum SSP
         self.source_medium = _grid_medium(grid)

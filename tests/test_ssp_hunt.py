@@ -1,0 +1,46 @@
+"""Bug hunt in the SSP stage (backend, isochrones, ssp, ssp_torch): each test failed before its fix."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from smnet_sps.ssp import ssp_grid
+
+
+@pytest.fixture(scope="module")
+def padova_grid():
+    """A real (shipped Padova isochrones, blackbody stars) 2 ages x 2 Z grid, Zsun = 0.019."""
+    from smnet_sps.generator import BlackbodyGenerator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ssp_grid([1e9, 2e9], [0.008, 0.019], isochrones="padova", generator=BlackbodyGenerator(),
+                        progress=False)
+
+
+@pytest.mark.parametrize("zsun", [-0.019, float("nan"), 0.0, float("inf"), 1.5, True, "solar"])
+def test_interpolator_refuses_a_zsun_that_is_no_metal_fraction(padova_grid, zsun):
+    """SSPInterpolator(grid, zsun=-0.019 or NaN) made every [M/H] NaN: the bounds check passed and every
+    spectrum was NaN without a word; zsun=0 / inf failed only at the call ("logz must lie inside the SSP grid,
+    inf-inf"), True was taken as Zsun = 1. Now a ValueError at construction naming the valid range."""
+    from smnet_sps.ssp_torch import SSPInterpolator
+    with pytest.raises(ValueError, match=r"zsun must be a metal mass fraction in \(0, 1\)"):
+        SSPInterpolator(padova_grid, zsun=zsun)
+
+
+def test_interpolator_refuses_a_grid_stating_a_bad_zsun(padova_grid):
+    from smnet_sps.ssp_torch import SSPInterpolator
+    bad = padova_grid._replace(attrs={**padova_grid.attrs, "zsun": float("nan")})
+    with pytest.raises(ValueError, match=r"the grid's zsun .* must be a metal mass fraction"):
+        SSPInterpolator(bad)
+
+
+def test_interpolator_with_a_valid_zsun_reads_metallicity_against_it(padova_grid):
+    """The grid's own zsun (Padova 0.019) and the same value given explicitly: [M/H] = log10(Z / 0.019)."""
+    from smnet_sps.ssp_torch import SSPInterpolator
+    own, given = SSPInterpolator(padova_grid), SSPInterpolator(padova_grid, zsun=0.019)
+    np.testing.assert_allclose(own.logz, np.log10(np.array([0.008, 0.019]) / 0.019), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(own.logz, given.logz)
+    spec = own(torch.tensor([9.0]), torch.tensor([0.0]))[0].numpy()      # a node: the grid's own SSP
+    np.testing.assert_allclose(spec, padova_grid.ssp_flux[1, 0], rtol=1e-12)
