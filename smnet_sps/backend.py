@@ -69,6 +69,7 @@ from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB
 from .generator import (_as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
                         _quiet_coverage, _refuse_masked, _teff_value, column_quantity, luminosity_scale,
                         planck_fraction, planck_surface_flux, validate_parameters)
+from .isochrones import PHASE_NAMES
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -298,6 +299,20 @@ def _point_codes(values, name, n, meaning):
     if arr.size not in (1, n):
         raise ValueError(f"{name} has {arr.size} values for {n} points; give one value or one per point")
     _check_finite(arr, name)
+    # a phase that is no FSPS code (5.5, 15, -3) or a negative C/O made an ordinary star or an O-rich one
+    # without a word (special_phases="dedicated": a 3000 K TP-AGB star given 5.5 lost its Lancon & Mouhcine
+    # spectrum, F(7000-7200) / F(7400-7600) 0.69 for 0.16)
+    if name == "phase":
+        bad = ~np.isin(arr, sorted(PHASE_NAMES))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            codes = ", ".join(map(str, sorted(PHASE_NAMES)))
+            raise ValueError(f"phase = {arr[i]:g} (index {i}) is not an FSPS phase code; valid: {codes} "
+                             f"({int(bad.sum())} value(s) invalid)")
+    elif (arr < 0).any():
+        i = int(np.flatnonzero(arr < 0)[0])
+        raise ValueError(f"{name} = {arr[i]:g} (index {i}) is negative; {meaning} are >= 0 "
+                         f"({int((arr < 0).sum())} value(s) negative)")
     return np.broadcast_to(arr, (n,))
 
 
@@ -895,8 +910,9 @@ class StellarLibraryBackend:
         logz : array, [M/H] [dex]
         logl : array, log10(L / L_sun); or a ``u.dex(u.L_sun)`` or luminosity Quantity (converted)
         teff : array or Quantity [K], or ``logt`` : array, log10(Teff / K) (give exactly one)
-        phase : array of FSPS phase codes (optional; used by ``special_phases="dedicated"``)
-        co : array of surface C/O (optional; C/O > 1 selects WC / C-rich spectra)
+        phase : array of FSPS phase codes, -1 .. 9 (optional; used by ``special_phases="dedicated"``; another
+            value is a ValueError)
+        co : array of surface C/O >= 0 (optional; C/O > 1 selects WC / C-rich spectra)
 
         Returns
         -------

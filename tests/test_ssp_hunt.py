@@ -44,3 +44,40 @@ def test_interpolator_with_a_valid_zsun_reads_metallicity_against_it(padova_grid
     np.testing.assert_array_equal(own.logz, given.logz)
     spec = own(torch.tensor([9.0]), torch.tensor([0.0]))[0].numpy()      # a node: the grid's own SSP
     np.testing.assert_allclose(spec, padova_grid.ssp_flux[1, 0], rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def dedicated_backend():
+    from smnet_sps.backend import StellarLibraryBackend
+    return StellarLibraryBackend("blackbody", special_phases="dedicated")
+
+
+def _tpagb_points(backend, phase, co=0.5):
+    n = np.size(phase)
+    return backend.point_spectra(teff=np.full(n, 3000.0), logg=np.zeros(n), logz=np.zeros(n),
+                                 logl=np.full(n, 3.0), phase=phase, co=np.full(n, co))
+
+
+@pytest.mark.parametrize("phase", [5.5, 15, -3])
+def test_backend_refuses_a_phase_that_is_no_fsps_code(dedicated_backend, phase):
+    """A phase that is no FSPS code was taken as an ordinary star without a word: with special_phases=
+    "dedicated" a 3000 K TP-AGB star given phase 5.5 (15, -3) lost its Lancon & Mouhcine spectrum (TiO
+    F(7000-7200) / F(7400-7600) 0.69, a blackbody here, instead of 0.16)."""
+    with pytest.raises(ValueError, match=r"phase = .* is not an FSPS phase code; valid: -1, 0, 1, .*9"):
+        _tpagb_points(dedicated_backend, [5, phase])
+
+
+def test_backend_refuses_a_negative_co(dedicated_backend):
+    with pytest.raises(ValueError, match=r"co = -2 \(index 0\) is negative; surface C/O ratios are >= 0"):
+        _tpagb_points(dedicated_backend, [5], co=-2.0)
+
+
+def test_backend_valid_tpagb_codes_still_take_the_dedicated_spectra(dedicated_backend):
+    """Phase 5 (float or int) is a TP-AGB star: status "dedicated" and its TiO band, deep beside the
+    blackbody of an ordinary (phase 0) star of the same Teff."""
+    from smnet_sps.backend import STATUS
+    p = _tpagb_points(dedicated_backend, [5.0, 5, 0])
+    assert list(p.status) == [STATUS["dedicated"]] * 2 + [STATUS["generator"]]
+    w = p.wavelength
+    band = p.llam[:, (w > 7000) & (w < 7200)].sum(1) / p.llam[:, (w > 7400) & (w < 7600)].sum(1)
+    assert band[0] == band[1] < 0.5 * band[2]
