@@ -1256,6 +1256,9 @@ def _write_fits(spec, path):
         h[key] = (val, comment)
     for i, (name, lum) in enumerate(m["phase_luminosity"].items()):
         h[f"PHLUM{i}"] = (lum, f"L [Lsun/Msun] of phase: {name}"[:47])
+        # the name whole: the comment cut Padova's "not flagged (main sequence to E-AGB)" to "not flagged
+        # (main seque", which reads as the main sequence that name exists to avoid
+        h[f"PHNAME{i}"] = (fits_text(name), f"phase of PHLUM{i}")
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
 
 

@@ -81,3 +81,20 @@ def test_backend_valid_tpagb_codes_still_take_the_dedicated_spectra(dedicated_ba
     w = p.wavelength
     band = p.llam[:, (w > 7000) & (w < 7200)].sum(1) / p.llam[:, (w > 7400) & (w < 7600)].sum(1)
     assert band[0] == band[1] < 0.5 * band[2]
+
+
+def test_ssp_fits_keeps_every_phase_name_whole(tmp_path, blackbody):
+    """The FITS file named each PHLUMn's phase only in its comment, cut to 47 characters: Padova's code 0,
+    "not flagged (main sequence to E-AGB)", read "not flagged (main seque" -- the main sequence its name
+    exists to avoid. PHNAMEn now holds each name whole, and the header gives back meta['phase_luminosity']."""
+    from astropy.io import fits
+
+    from smnet_sps.ssp import _write_fits, ssp_spectrum
+    spec = ssp_spectrum(1e9, Z=0.008, isochrones="padova", generator=blackbody)
+    assert "not flagged (main sequence to E-AGB)" in spec.meta["phase_luminosity"]
+    _write_fits(spec, tmp_path / "s.fits")
+    h = fits.getheader(tmp_path / "s.fits", "SSP")
+    n = len(spec.meta["phase_luminosity"])
+    back = {h[f"PHNAME{i}"]: h[f"PHLUM{i}"] for i in range(n)}
+    assert back == spec.meta["phase_luminosity"]
+    assert f"PHNAME{n}" not in h
