@@ -720,8 +720,9 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         formed), ``mass_stars``, ``mass_remnants``, ``log_mass`` (log10 of stars + remnants, as FSPS),
         ``missing_fraction`` (of L_bol from stars without a spectrum), ``phase_luminosity`` (dict phase
         name -> L_sun), ``n_points``, ``generator``, ``tail_filled`` (the generator fills its untrained
-        tails from its training nodes: docs/generator.md), ``isochrones``, ``imf``, ``log_age``,
-        ``age_yr``, ``Z``, ``logzsol``, ``zsun``, ``special_phases``, ``outside``, ``flux_unit``.
+        tails from its training nodes: docs/generator.md), ``isochrones``, ``imf`` (its name),
+        ``imf_mass_range`` ([m_low, m_up] M_sun: the IMF's limits, 0.08-120 unless given an IMF with others),
+        ``log_age``, ``age_yr``, ``Z``, ``logzsol``, ``zsun``, ``special_phases``, ``outside``, ``flux_unit``.
     """
     from specutils import Spectrum
 
@@ -754,7 +755,8 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
                              if res["phase_lum"][i] > 0},
         "n_points": res["n_points"], "generator": backend.generator.name,
         "tail_filled": _tail_filled(backend.generator), "isochrones": iso.name,
-        "imf": imf_obj.name, "log_age": log_age, "age_yr": 10.0**log_age, "Z": Z,
+        "imf": imf_obj.name, "imf_mass_range": [imf_obj.m_low, imf_obj.m_up],
+        "log_age": log_age, "age_yr": 10.0**log_age, "Z": Z,
         "logzsol": float(np.log10(Z / iso.zsun)), "zsun": iso.zsun, "special_phases": backend.special_phases,
         "outside": backend.outside, "flux_unit": "L_sun / Angstrom per M_sun formed",
         "interpolated_from": [(float(iso.Z[iz]), float(iso.log_age[ia]), float(wz * wa))
@@ -1030,7 +1032,8 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
              "ssp_lgmet": "log10 Z (metal mass fraction)", "ssp_lg_age_gyr": "log10(age / Gyr)",
              "generator": backend.generator.name, "tail_filled": _tail_filled(backend.generator),
              "isochrones": iso.name, "zsun": iso.zsun,
-             "imf": imf_obj.name, "special_phases": backend.special_phases, "outside": backend.outside,
+             "imf": imf_obj.name, "imf_mass_range": [imf_obj.m_low, imf_obj.m_up],
+             "special_phases": backend.special_phases, "outside": backend.outside,
              "n_points": int(tab["n_points"].sum()), "n_unique": int(stats.get("n_unique", 0)),
              "n_isochrones": len(pairs), "n_isochrones_cached": int(stats.get("n_isochrones_cached", 0)),
              "seconds": time.perf_counter() - t0, "timing": timing,
@@ -1241,6 +1244,9 @@ def _write_fits(spec, path):
              (FITS_KEYS["smnet_sps_version"], __version__, "smnet-sps version that wrote this file"),
              ("TAILFILL", bool(m.get("tail_filled", False)), "untrained tails from training nodes"),
              ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),
+             # its limits: a Kroupa IMF to 40 Msun was written as IMF = 'kroupa', as the 0.08-120 default
+             ("IMFMLOW", float(m["imf_mass_range"][0]), "IMF lower mass limit [Msun]"),
+             ("IMFMUP", float(m["imf_mass_range"][1]), "IMF upper mass limit [Msun]"),
              ("SPECIAL", m["special_phases"], "treatment of TP-AGB / WR stars"),
              ("OUTSIDE", m["outside"], "rule for stars outside coverage"),
              ("MEDIUM", m.get("wavelength_medium", "vacuum"), "wavelength medium of WAVELENGTH"),

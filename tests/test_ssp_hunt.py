@@ -98,3 +98,26 @@ def test_ssp_fits_keeps_every_phase_name_whole(tmp_path, blackbody):
     back = {h[f"PHNAME{i}"]: h[f"PHLUM{i}"] for i in range(n)}
     assert back == spec.meta["phase_luminosity"]
     assert f"PHNAME{n}" not in h
+
+
+def test_ssp_outputs_record_the_imf_mass_limits(tmp_path, blackbody):
+    """An IMF with other limits (Kroupa to 40 Msun) was recorded as plain 'kroupa' in meta, SSPGrid.attrs and
+    the FITS header, as the 0.08-120 Msun default is, though its SSP differs (10 Myr: log L_bol 2.299 vs
+    2.268). Now every output carries the limits: meta / attrs 'imf_mass_range', FITS IMFMLOW / IMFMUP."""
+    from astropy.io import fits
+
+    from smnet_sps.imf import get_imf
+    from smnet_sps.ssp import _write_fits, load_ssp_grid, save_ssp_grid, ssp_spectrum
+    short = get_imf("kroupa", m_up=40.0)
+    default = ssp_spectrum(1e7, Z=0.0152, generator=blackbody)
+    spec = ssp_spectrum(1e7, Z=0.0152, generator=blackbody, imf=short)
+    assert default.meta["imf_mass_range"] == [0.08, 120.0]
+    assert spec.meta["imf"] == "kroupa" and spec.meta["imf_mass_range"] == [0.08, 40.0]
+    assert abs(spec.meta["log_lbol"] - default.meta["log_lbol"]) > 0.01       # another SSP, told apart now
+    _write_fits(spec, tmp_path / "s.fits")
+    h = fits.getheader(tmp_path / "s.fits", "SSP")
+    assert (h["IMF"], h["IMFMLOW"], h["IMFMUP"]) == ("kroupa", 0.08, 40.0)
+    grid = ssp_grid([1e7], [0.0152], generator=blackbody, imf=short, progress=False)
+    assert grid.attrs["imf_mass_range"] == [0.08, 40.0]
+    for name in ("g.npz", "g.h5"):
+        assert load_ssp_grid(save_ssp_grid(grid, tmp_path / name)).attrs["imf_mass_range"] == [0.08, 40.0]
