@@ -94,14 +94,31 @@ def _flux_per_angstrom(grid, wave, jacobian=1.0):
     return flux * jacobian
 
 
+def _wave_angstrom(wave):
+    """Wavelengths [A] as a float array: a length Quantity converted (its unit was dropped: 550 nm read as
+    550 A gave k = 73.0 for 4.05, 0.55 um as 0.55 A k = 1.8e11), another unit, a NaN or a wavelength <= 0
+    refused."""
+    if isinstance(wave, u.Quantity):
+        try:
+            wave = wave.to_value(u.AA)
+        except u.UnitConversionError:
+            raise ValueError("wavelengths must be lengths (Angstrom, nm, um) or numbers in Angstrom; got "
+                             f"unit {wave.unit}") from None
+    wave = np.asarray(wave, float)
+    if not np.all(np.isfinite(wave)) or np.any(wave <= 0):
+        raise ValueError("wavelengths must be finite and > 0 [Angstrom]")
+    return wave
+
+
 def calzetti_k(wave_aa):
-    """Calzetti et al. (2000, eq. 4) k(lambda) = A_lambda / E(B-V) for wavelengths [A] (numpy or torch).
+    """Calzetti et al. (2000, eq. 4) k(lambda) = A_lambda / E(B-V) for wavelengths [A] (numpy or torch; a
+    length Quantity is converted to A, a wavelength <= 0 or NaN is a ``ValueError``).
 
     Defined on 0.12-2.2 um; the two polynomials are used beyond that as they stand, and k is floored at 0
     (it would turn negative past ~3.1 um).
     """
     is_t = isinstance(wave_aa, torch.Tensor)
-    x = 1.0 / ((wave_aa if is_t else np.asarray(wave_aa, float)) / 1e4)  # 1 / lambda [um^-1]
+    x = 1.0 / ((wave_aa if is_t else _wave_angstrom(wave_aa)) / 1e4)  # 1 / lambda [um^-1]
     blue = 2.659 * (-2.156 + 1.509 * x - 0.198 * x**2 + 0.011 * x**3) + CALZETTI_RV
     red = 2.659 * (-1.857 + 1.040 * x) + CALZETTI_RV
     if is_t:
@@ -110,8 +127,9 @@ def calzetti_k(wave_aa):
 
 
 def calzetti_attenuation(wave_aa, av):
-    """Transmission 10^(-0.4 A_V k(lambda) / R_V), shape (n_av, n_wave) for A_V [mag] as a torch tensor."""
-    k = torch.as_tensor(calzetti_k(np.asarray(wave_aa, float)), dtype=av.dtype, device=av.device)
+    """Transmission 10^(-0.4 A_V k(lambda) / R_V), shape (n_av, n_wave) for A_V [mag] as a torch tensor and
+    wavelengths [A] (one or many; a length Quantity is converted to A)."""
+    k = torch.as_tensor(calzetti_k(np.atleast_1d(_wave_angstrom(wave_aa))), dtype=av.dtype, device=av.device)
     return torch.pow(10.0, -0.4 * av.reshape(-1, 1) * k[None, :] / CALZETTI_RV)
 
 

@@ -121,3 +121,38 @@ def test_ssp_outputs_record_the_imf_mass_limits(tmp_path, blackbody):
     assert grid.attrs["imf_mass_range"] == [0.08, 40.0]
     for name in ("g.npz", "g.h5"):
         assert load_ssp_grid(save_ssp_grid(grid, tmp_path / name)).attrs["imf_mass_range"] == [0.08, 40.0]
+
+
+def _calzetti_eq4(lam_um):
+    """Calzetti et al. 2000, eq. 4, written out from the paper (R_V = 4.05)."""
+    x = 1.0 / lam_um
+    if lam_um < 0.63:
+        return 2.659 * (-2.156 + 1.509 * x - 0.198 * x**2 + 0.011 * x**3) + 4.05
+    return 2.659 * (-1.857 + 1.040 * x) + 4.05
+
+
+def test_calzetti_reads_a_wavelength_quantity_in_its_unit():
+    """calzetti_k(550 * u.nm) took the number as Angstrom (k = 73.0 for 4.05), 0.55 um gave 1.8e11, and
+    calzetti_attenuation of a scalar wavelength raised torch's IndexError: lengths are converted to A now."""
+    import astropy.units as u
+
+    from smnet_sps.ssp_torch import calzetti_attenuation, calzetti_k
+    for lam_um in (0.15, 0.55, 1.2):
+        want = _calzetti_eq4(lam_um)
+        for wave in (lam_um * 1e4, lam_um * 1e4 * u.AA, lam_um * 1e3 * u.nm, lam_um * u.um):
+            assert float(calzetti_k(wave)) == pytest.approx(want, rel=1e-12), (lam_um, wave)
+    av = torch.tensor([1.0], dtype=torch.float64)
+    t = calzetti_attenuation(550.0 * u.nm, av)
+    assert t.shape == (1, 1)
+    assert float(t) == pytest.approx(10 ** (-0.4 * _calzetti_eq4(0.55) / 4.05), rel=1e-12)
+
+
+@pytest.mark.parametrize("wave", [[-5500.0], [0.0], [float("nan")], "time"])
+def test_calzetti_refuses_what_is_no_wavelength(wave):
+    import astropy.units as u
+
+    from smnet_sps.ssp_torch import calzetti_k
+    if wave == "time":
+        wave = 5500.0 * u.s
+    with pytest.raises(ValueError, match="wavelengths must be"):
+        calzetti_k(wave)
