@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .isochrones import IsochroneSet, _file_version
+from .isochrones import IsochroneSet, _file_version, _freeze
 
 __all__ = ["MIST_FILE", "MIST_ZSUN", "load_mist_isochrones", "mist_available", "white_dwarf_start"]
 
@@ -88,12 +88,13 @@ class _ArrayIsochroneSet(IsochroneSet):
         self.meta = meta
         self.zsun = float(meta["zsun"])
         self.citation = meta["citation"]
-        self.Z = np.asarray(Z, float)
-        self.log_age = np.asarray(log_age, float)
-        self.start = np.asarray(start, np.int64)
-        self.count = np.asarray(count, np.int64)
+        self.Z = np.array(Z, float)
+        self.log_age = np.array(log_age, float)
+        self.start = np.array(start, np.int64)
+        self.count = np.array(count, np.int64)
         self.columns = columns
         self.n_points = int(self.count.sum())
+        _freeze(self)            # cached and shared, as the shipped sets
 
 
 @functools.lru_cache(maxsize=2)

@@ -156,3 +156,22 @@ def test_calzetti_refuses_what_is_no_wavelength(wave):
         wave = 5500.0 * u.s
     with pytest.raises(ValueError, match="wavelengths must be"):
         calzetti_k(wave)
+
+
+def test_an_isochrone_handed_out_cannot_change_the_shared_set(blackbody):
+    """iso.isochrone(iz, ia) handed out views of the session's cached set: a caller's in-place what-if
+    (I.logl[:] += 1) changed that isochrone for every later SSP (PARSEC Z = 0.008, 3 Gyr: log L_bol -0.064 ->
+    +0.478). The set's arrays are read-only now: the write raises, and the SSP is unchanged."""
+    from smnet_sps.isochrones import load_isochrones
+    from smnet_sps.ssp import clear_ssp_cache, ssp_spectrum
+    before = ssp_spectrum(3e9, Z=0.008, generator=blackbody).meta["log_lbol"]
+    iso = load_isochrones("parsec")
+    iz, ia = int(np.argmin(abs(iso.Z - 0.008))), int(np.argmin(abs(iso.log_age - 9.5)))
+    one = iso.isochrone(iz, ia)
+    for arr in (one.logl, one.mini, one.logt, iso.Z, iso.log_age, iso.columns["phase"]):
+        with pytest.raises(ValueError, match="read-only"):
+            arr += 1
+    changed = one.logl.copy()                  # a copy is the caller's own
+    changed += 1.0
+    clear_ssp_cache()
+    assert ssp_spectrum(3e9, Z=0.008, generator=blackbody).meta["log_lbol"] == before
