@@ -175,3 +175,24 @@ def test_an_isochrone_handed_out_cannot_change_the_shared_set(blackbody):
     changed += 1.0
     clear_ssp_cache()
     assert ssp_spectrum(3e9, Z=0.008, generator=blackbody).meta["log_lbol"] == before
+
+
+def test_isochrone_readme_point_counts_are_the_tables():
+    """isochrones/README.md gave PARSEC '590,495 (572,234 below 120 M_sun)': 581,366 points lie below
+    120 M_sun; 572,234 is the number with an IMF weight > 0 (what ssp_grid sends on, docs/ssp.md's '572k')."""
+    import re
+    from pathlib import Path
+
+    from smnet_sps.imf import imf_weights_many
+    from smnet_sps.isochrones import load_isochrones
+    iso = load_isochrones("parsec")
+    c = iso.columns
+    below = int((c["mini"] < 120.0).sum())
+    weighted = int((imf_weights_many(c["mini"], iso.count.ravel(), "kroupa") > 0).sum())
+    readme = (Path(__file__).resolve().parents[1] / "isochrones" / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `parsec.npz`"))
+    numbers = {label.strip(): int(n.replace(",", "")) for n, label in
+               re.findall(r"([\d,]{5,}) (below 120 M_sun|with Kroupa IMF weight > 0)", row)}
+    assert f"{iso.n_points:,}" in row
+    assert numbers == {"below 120 M_sun": below, "with Kroupa IMF weight > 0": weighted}
+    assert (below, weighted) == (581366, 572234)
