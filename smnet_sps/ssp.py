@@ -214,7 +214,17 @@ def _resolve_z(iso, Z, logzsol):
                              f"{iso.logzsol_range_text()}")
         with np.errstate(over="ignore"):
             Z = iso.zsun * 10.0**logzsol
-    return iso.check_z(_as_float_array(Z, "Z"))         # a float32 tabulated Z comes back as the table's
+    try:
+        Z = _as_float_array(Z, "Z")
+    except ValueError as exc:
+        # Z = -0.5 * u.dex (meant as logzsol) was refused as "Z is dimensionless; got unit dex", naming
+        # neither logzsol nor the valid range
+        unit = getattr(Z, "unit", None)
+        hint = (f" (a log10(Z / Zsun) in dex is logzsol, not Z: Z = {iso.zsun:g} x 10**logzsol)"
+                if unit is not None and (unit == u.dex or isinstance(unit, u.LogUnit)) else "")
+        raise ValueError(f"{exc}{hint}; valid Z (metal mass fraction) for {iso.name} is {iso.Z[0]:g}-"
+                         f"{iso.Z[-1]:g} (logzsol {iso.logzsol_range_text()})") from None
+    return iso.check_z(Z)         # a float32 tabulated Z comes back as the table's
 
 
 def _generator_names():

@@ -196,3 +196,23 @@ def test_isochrone_readme_point_counts_are_the_tables():
     assert f"{iso.n_points:,}" in row
     assert numbers == {"below 120 M_sun": below, "with Kroupa IMF weight > 0": weighted}
     assert (below, weighted) == (581366, 572234)
+
+
+@pytest.mark.parametrize("family, zrange", [("parsec", "0.0001-0.06"), ("padova", "0.0002-0.03")])
+def test_a_z_with_a_unit_names_logzsol_and_the_valid_range(family, zrange, blackbody):
+    """Z = -0.5 * u.dex (a logzsol given as Z) was refused as "Z is dimensionless; got unit dex", naming
+    neither logzsol nor the valid Z; now the message gives both, with the family's Zsun."""
+    import astropy.units as u
+
+    from smnet_sps.isochrones import load_isochrones
+    from smnet_sps.ssp import ssp_spectrum
+    zsun = load_isochrones(family).zsun
+    with pytest.raises(ValueError, match=rf"got unit dex \(a log10\(Z / Zsun\) in dex is logzsol, not Z: "
+                                         rf"Z = {zsun:g} x 10\*\*logzsol\); valid Z .* {family} is {zrange}"):
+        ssp_spectrum(1e9, Z=-0.5 * u.dex, isochrones=family, generator=blackbody)
+    with pytest.raises(ValueError, match=rf"got unit K; valid Z \(metal mass fraction\) for {family} is "
+                                         rf"{zrange}"):
+        ssp_grid([1e9], [0.01] * u.K, isochrones=family, generator=blackbody, progress=False)
+    # the same value as logzsol is read
+    assert ssp_spectrum(1e9, logzsol=-0.5 * u.dex, isochrones=family, generator=blackbody).meta["Z"] == \
+        pytest.approx(zsun * 10**-0.5, rel=1e-12)
