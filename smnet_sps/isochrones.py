@@ -163,7 +163,14 @@ class IsochroneSet:
         return slice(s, s + int(self.count[iz, ia]))
 
     def isochrone(self, iz, ia):
-        """The :class:`Isochrone` at metallicity index ``iz`` and age index ``ia``."""
+        """The :class:`Isochrone` at metallicity index ``iz`` and age index ``ia`` (integers: the positions
+        of the tabulated ``Z`` and ``log_age``; anything else is a ValueError naming the valid range)."""
+        import numbers
+        if not all(isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_)) for i in (iz, ia)):
+            # 1.5 or 2.0 failed inside numpy ("only integers, slices ... are valid indices"), True in int()
+            raise ValueError(f"isochrone indices must be integers: iz in 0..{self.Z.size - 1} (the position "
+                             f"in Z), ia in 0..{self.log_age.size - 1} (in log_age); got ({iz!r}, {ia!r}). "
+                             "The index of a value: int(np.argmin(abs(iso.Z - Z)))")
         if not (0 <= iz < self.Z.size and 0 <= ia < self.log_age.size):
             raise ValueError(f"isochrone index out of range: iz must be in 0..{self.Z.size - 1}, "
                              f"ia in 0..{self.log_age.size - 1}; got ({iz}, {ia})")

@@ -216,3 +216,15 @@ def test_a_z_with_a_unit_names_logzsol_and_the_valid_range(family, zrange, black
     # the same value as logzsol is read
     assert ssp_spectrum(1e9, logzsol=-0.5 * u.dex, isochrones=family, generator=blackbody).meta["Z"] == \
         pytest.approx(zsun * 10**-0.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("index", [(1.5, 2), (1, 2.0), (True, 2)])
+def test_isochrone_refuses_indices_that_are_no_integers(index):
+    """iso.isochrone(1.5, 2) and (1, 2.0) stopped inside numpy ("only integers, slices ... are valid
+    indices"), (True, 2) with "only 0-dimensional arrays can be converted": a ValueError naming the ranges."""
+    from smnet_sps.isochrones import load_isochrones
+    iso = load_isochrones("parsec")
+    with pytest.raises(ValueError, match=r"indices must be integers: iz in 0\.\.14 .* ia in 0\.\.92"):
+        iso.isochrone(*index)
+    one = iso.isochrone(np.int64(index[0] > 1), 2)          # numpy integers stay valid
+    assert one.log_age == iso.log_age[2]
