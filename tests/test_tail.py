@@ -288,6 +288,27 @@ def test_the_projection_onto_the_hull_is_the_closest_point_of_any_facet(default_
     assert np.linalg.norm(every - x, axis=1).min() > 0
 
 
+def test_closest_points_on_triangles_by_coordinate_are_those_of_the_stacked_arrays():
+    """_closest_on_triangles_parts (each coordinate a contiguous array; what _project measures with) gives
+    the points of _closest_on_triangles bit for bit, in every region: the face, its three edges, its three
+    corners, and degenerate triangles (a segment, a point)."""
+    from smnet_sps.tail import _closest_on_triangles, _closest_on_triangles_parts
+    rng = np.random.default_rng(11)
+    m, k = 400, 7
+    a, b, c = (rng.normal(size=(m, k, 3)) * rng.uniform(0.1, 50.0, (m, k, 1)) for _ in range(3))
+    c[:, 0] = a[:, 0] + 0.5 * (b[:, 0] - a[:, 0])          # on a line
+    b[:, 1] = c[:, 1] = a[:, 1]                            # one point
+    p = rng.normal(size=(m, 3)) * 30.0
+    stacked = _closest_on_triangles(p, a, b, c)
+    parts = _closest_on_triangles_parts([p[:, d:d + 1] for d in range(3)],
+                                        *[[v[..., d] for d in range(3)] for v in (a, b, c)])
+    np.testing.assert_array_equal(np.stack(parts, -1), stacked)
+    # every region was met: the point is a corner, on an edge, or inside the face
+    corner = np.isclose(stacked, a).all(-1) | np.isclose(stacked, b).all(-1) | np.isclose(stacked, c).all(-1)
+    inside = ~corner
+    assert inside.sum() > 100 and (~inside).sum() > 100
+
+
 @pytest.mark.parametrize("search", [(None, None, None), (2, (2,), None), (None, (8,), 0.0)])
 def test_the_projection_in_two_dimensions_is_the_closest_point_of_any_edge(search, monkeypatch):
     """A single-[M/H] library is triangulated in 2-D: its hull's facets are segments."""
