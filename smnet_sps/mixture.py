@@ -111,6 +111,20 @@ def node_coordinates(teff, logg, logz):
     return np.stack([np.log10(teff), np.asarray(logg, float), np.asarray(logz, float)], 1) / NODE_STEPS
 
 
+# a k-d tree query of at least this many points runs on torch's intra-op threads (query_workers)
+PARALLEL_QUERY = 4096
+
+
+def query_workers(n_points):
+    """Threads for a k-d tree query of ``n_points`` points: torch's intra-op thread count (what the caller
+    gave the package's computations: ``torch.set_num_threads``) for large queries, else 1. Each point's
+    answer is its own, whatever the thread: the same neighbours and distances bit for bit."""
+    if n_points < PARALLEL_QUERY:
+        return 1
+    import torch
+    return max(1, int(torch.get_num_threads()))
+
+
 def library_node_spacing(points, library_id):
     """Each node's local grid spacing: distance to its nearest node of the same library, at least one nominal
     step (1 for a library with a single node). ``points`` from :func:`node_coordinates`."""
@@ -300,23 +314,34 @@ class LibraryMixture:
                              for o in row] for row in policy.orders]
         self._trees = None if nodes is None else library_node_trees(nodes, len(self.library_names))
 
-    def _hole_ratio(self, j, points):
-        """min over nearby nodes of library j of distance / local spacing (inf without nodes)."""
+    def _hole_ratio(self, j, points, beyond_zero=False):
+        """min over nearby nodes of library j of distance / local spacing (inf without nodes).
+
+        ``beyond_zero``: only ratios below HOLE_ZERO are wanted as they are (the hole factor, 0 from there
+        on); a ratio of HOLE_ZERO or more may come back as any value >= HOLE_ZERO (inf). The queries are then
+        bounded by the largest distance at which a node of the library can give less (as the coverage flag's
+        are): the same nodes, distances and ratios below HOLE_ZERO bit for bit, and far points cost little."""
         if self._trees is None:
             return np.zeros(len(points))
         if self._trees[j] is None:
             return np.full(len(points), np.inf)
         tree, spacing = self._trees[j]
         q = np.asarray(points) / NODE_STEPS
-        d1, i1 = tree.query(q, k=1)
-        ratio = d1 / spacing[i1]
+        bound = {}
+        if beyond_zero:
+            reach = float(np.nextafter(HOLE_ZERO * spacing.max(), np.inf)) * (1 + 1e-12)
+            bound["distance_upper_bound"] = reach
+        d1, i1 = tree.query(q, k=1, workers=query_workers(len(q)), **bound)
+        found = i1 < spacing.size                      # (always, unbounded)
+        ratio = np.where(found, d1, np.inf) / spacing[np.where(found, i1, 0)]
         # the nearest node alone settles most points (ratio <= HOLE_FULL: full weight); the others need the
         # minimum over the nearby nodes, whose local spacings differ
         far = np.flatnonzero(ratio > HOLE_FULL)
         if far.size and spacing.size > 1:
             k = min(16, spacing.size)
-            d, i = tree.query(q[far], k=k)
-            ratio[far] = np.min(d / spacing[i], axis=1)
+            d, i = tree.query(q[far], k=k, workers=query_workers(far.size), **bound)
+            found = i < spacing.size
+            ratio[far] = np.min(np.where(found, d, np.inf) / spacing[np.where(found, i, 0)], axis=1)
         return ratio
 
     def support(self, log_teff, logg, logz):
@@ -333,7 +358,7 @@ class LibraryMixture:
         for j in range(where.shape[1]):
             rows = np.flatnonzero(where[:, j])
             if rows.size:
-                ratio = self._hole_ratio(j, p[rows])
+                ratio = self._hole_ratio(j, p[rows], beyond_zero=True)
                 h[rows, j] = smoothstep((HOLE_ZERO - ratio) / (HOLE_ZERO - HOLE_FULL))
         return h
 

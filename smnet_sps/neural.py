@@ -29,7 +29,7 @@ from .generator import (Generator, ParameterBox, _torch_parameters, box_edges, c
                         validate_parameters)
 from .gravity_range import GravityRange
 from .mixture import (MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy,
-                      library_node_trees, node_coordinates, widen_single_metallicity)
+                      library_node_trees, node_coordinates, query_workers, widen_single_metallicity)
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, SMNet, blackbody_constants, build_model,
                     caller_torch_state_kept, load_smnet_state_dict, log1p01_inverse)
 from .tail import UntrainedTails, node_hull, node_points
@@ -383,12 +383,13 @@ def _near_library_nodes(tree, spacing, reach, points):
     def qualifies(dist, idx):
         found = idx < spacing.size
         return found & (dist <= COVERAGE_FACTOR * spacing[np.where(found, idx, 0)])
-    dist, idx = tree.query(points, k=1, distance_upper_bound=reach)
+    dist, idx = tree.query(points, k=1, distance_upper_bound=reach, workers=query_workers(len(points)))
     near = qualifies(dist, idx)
     rest = np.flatnonzero((idx < spacing.size) & ~near)
     k = min(COVERAGE_NEIGHBOURS, spacing.size)
     if rest.size and k > 1:
-        dist, idx = tree.query(points[rest], k=k, distance_upper_bound=reach)
+        dist, idx = tree.query(points[rest], k=k, distance_upper_bound=reach,
+                               workers=query_workers(rest.size))
         near[rest] = qualifies(dist, idx).any(1)
     return near
 

@@ -253,6 +253,40 @@ def test_mixture_and_coverage_rules_agree(default_generator, shipped):
 
 
 
+def test_bounded_and_threaded_node_queries_give_the_same_weights_and_flags(default_generator, shipped,
+                                                                         monkeypatch):
+    """The hole factor's node queries are bounded by the distance beyond which no node of the library can
+    give a ratio below HOLE_ZERO, and large queries (the coverage flag's too) run on torch's threads: the hole
+    ratios below HOLE_ZERO, the weights and the flags are those of unbounded queries on one thread, bit for
+    bit, with fewer points than a parallel query needs as well (so both paths are checked)."""
+    import torch
+
+    from smnet_sps import mixture
+    rng = np.random.default_rng(8)
+    n = 6000
+    p = np.stack([rng.uniform(np.log10(2100), np.log10(170000), n), rng.uniform(-0.9, 7.9, n),
+                  rng.uniform(-2.45, 0.45, n)], 1)
+    for j in range(len(shipped.library_names)):
+        full, bounded = shipped._hole_ratio(j, p), shipped._hole_ratio(j, p, beyond_zero=True)
+        below = full < mixture.HOLE_ZERO
+        assert below.any() and (~below).any()
+        np.testing.assert_array_equal(bounded[below], full[below])
+        assert (bounded[~below] >= mixture.HOLE_ZERO).all()
+    def flags():
+        return default_generator._in_coverage(10 ** p[:, 0], p[:, 1], p[:, 2])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        weights, flags_one = shipped.weights(*p.T), flags()
+        torch.set_num_threads(2)
+        for parallel in (mixture.PARALLEL_QUERY, 1):
+            monkeypatch.setattr(mixture, "PARALLEL_QUERY", parallel)
+            np.testing.assert_array_equal(shipped.weights(*p.T), weights)
+            np.testing.assert_array_equal(flags(), flags_one)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_coverage_asks_each_library_its_own_nodes(default_generator, shipped):
     """Early-B/O giants just below WM-basic's box (log g 3.5): CK04 supports them, but the 16 nearest nodes of
     all libraries together were WM-basic's, so the CK04 node the mixture used ranked 17-23rd and the point was
