@@ -969,3 +969,25 @@ def test_a_node_on_a_box_face_given_by_its_log_teff_is_inside_on_every_path(defa
     box = ParameterBox((2600.0, 180000.0), (5.0, 7.0), (-0.5, 0.0))
     assert box.contains(teff, logg, logz).all()
     assert not box.contains(teff, logg + [-1e-11, 1e-11], logz).any()
+
+
+def test_blackbody_large_terms_are_the_rank_3_product_bit_for_bit(default_generator):
+    """ln10 a - 4 ln T - x, summed elementwise in float64, is the rank-3 product (1/T, 1, -4 ln T) x (-b,
+    ln10 a, 1) the reference was computed with, bit for bit, for any number of rows, Teff over the physical
+    domain, and with autograd."""
+    import torch
+
+    from smnet_sps.neural import _ln_blackbody_large_terms
+    c64 = default_generator._constants("cpu", torch.float64)
+    rng = np.random.default_rng(2)
+    for n in (1, 7, 16, 1495, 2048):
+        t = torch.as_tensor(10 ** rng.uniform(np.log10(500.0), 6.0, n))
+        rows = torch.stack([1.0 / t, torch.ones_like(t), -4.0 * torch.log(t)], 1)
+        assert torch.equal(_ln_blackbody_large_terms(1.0 / t, -4.0 * torch.log(t), c64),
+                           torch.mm(rows, c64["bb_cols"]))
+    t = torch.tensor([3000.0, 5772.0, 40000.0], dtype=torch.float64, requires_grad=True)
+    _ln_blackbody_large_terms(1.0 / t, -4.0 * torch.log(t), c64).sum().backward()
+    lam = torch.as_tensor(default_generator.wavelength)
+    # d/dT (-x - 4 ln T), x = h c / (lambda k T), h c / k = 1.4387769e8 A K
+    expected = (1.4387769e8 / lam).sum() / t.detach() ** 2 - 4.0 * lam.numel() / t.detach()
+    np.testing.assert_allclose(t.grad.numpy(), expected.numpy(), rtol=1e-6)
