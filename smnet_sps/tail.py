@@ -66,6 +66,7 @@ PROJECT_CHUNK = 256    # points per block of _LibraryTail._project
 PROJECT_NEAR = (32, 256)  # small facets per point found by their centres, in turn (_LibraryTail._project)
 SMALL_FACET = 1.5      # [grid steps] facets with a larger bounding radius are measured for every point
 PROJECT_TOL = 1e-7     # a point projected onto the hull lies on it to rounding: tolerance to find its simplex
+BLOCK_CACHE = 16       # contiguous column blocks of the tail tables kept (UntrainedTails._block_tables)
 SHEAR = np.array([[1.0, 0.137, 0.071], [0.0, 1.0, 0.113], [0.0, 0.0, 1.0]])   # see _LibraryTail
 
 
@@ -848,6 +849,7 @@ class UntrainedTails:
         self.wavelength = None if wavelength is None else np.asarray(wavelength, float)
         self.tail_floor = tail_floor
         self._steps = {}
+        self._blocks = {}             # _block_tables: (library, block, columns, device, dtype) -> tables
 
     def locate(self, points, library_index):
         """Host side, once per batch, for points of library ``library_index`` in node coordinates (n, 3; grid
@@ -914,9 +916,27 @@ class UntrainedTails:
                     if held is not None:
                         h = held[:, start + keep.start:start + keep.stop]
                         block_strength = strength + h * (1.0 - strength)
-                log_ratio = _fill_block(log_ratio, start + keep.start, values[:, keep], tail[:, keep], v,
+                block_values, block_tail = values[:, keep], tail[:, keep]
+                if not torch.is_grad_enabled():
+                    block_values, block_tail = self._block_tables(j, start, keep, block_values, block_tail,
+                                                                  log_ratio.dtype)
+                log_ratio = _fill_block(log_ratio, start + keep.start, block_values, block_tail, v,
                                         weights, rows, whole, block_strength)
         return log_ratio if plan is None else self._hold(log_ratio, plan)
+
+    def _block_tables(self, j, start, keep, values, tail, dtype):
+        """The columns ``keep`` of library j's block at ``start``: its values made contiguous and its tail
+        mask in ``dtype``, as _fill_block_no_grad takes them, kept for the next batches (a batch's reach
+        mostly repeats: random stars at 8192 a batch converted ~5 MB per chunk and block). The last
+        BLOCK_CACHE made are kept (no lock: threads sharing a generator at worst make one twice)."""
+        key = (j, self.depth[j], start, keep.start, keep.stop, str(values.device), dtype)
+        cache = self._blocks
+        got = cache.get(key)
+        if got is None:
+            got = cache[key] = (values.contiguous(), tail.to(dtype))
+            for old in list(cache)[:-BLOCK_CACHE]:
+                cache.pop(old, None)
+        return got
 
     def _hold_plan(self, log_ratio, params, libs):
         """Where and at what the Rayleigh-Jeans tail of the libraries in :attr:`held_red` is held, read from

@@ -602,3 +602,27 @@ def test_the_hold_neither_jumps_nor_overshoots(default_generator):
     ratio = np.log10(flux / (SIGMA_SB * teff[:, None] ** 4)) - blackbody_log_ratio(gen.wavelength, teff)
     steps = np.diff(ratio[:, far].mean(1))
     assert (steps > 0).all() or (steps < 0).all(), steps
+
+
+def test_the_tail_fill_keeps_few_column_blocks_and_the_same_spectra(default_generator, monkeypatch):
+    """The fill keeps its contiguous column blocks of the tail tables for the next batches (at most
+    BLOCK_CACHE of them): spectra with the kept blocks, with blocks made afresh and with a cache of one are
+    the same bit for bit."""
+    from smnet_sps import tail as tail_module
+    rng = np.random.default_rng(4)
+    n = 300
+    teff, logg, logz = 10 ** rng.uniform(np.log10(2500), np.log10(60000), n), rng.uniform(0, 5, n), \
+        rng.uniform(-1.5, 0.3, n)
+    gen = default_generator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gen.tail._blocks.clear()
+        first, _ = gen.surface_flux(teff, logg, logz)
+        assert 0 < len(gen.tail._blocks) <= tail_module.BLOCK_CACHE
+        again, _ = gen.surface_flux(teff, logg, logz)
+        monkeypatch.setattr(tail_module, "BLOCK_CACHE", 1)
+        gen.tail._blocks.clear()
+        small, _ = gen.surface_flux(teff, logg, logz)
+        assert len(gen.tail._blocks) == 1
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(small, first)
