@@ -6,6 +6,7 @@ Reading files, the command line and the plot live here; the fitting itself is :m
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def read_spectrum(path, medium=None):
     ``err``/``ivar`` alike; a unit that is no spectral flux density, or a unit on only one of flux and its
     error, is a ValueError. A unit the format does not know (FITS TUNIT '1E-17 erg/s/cm^2/Angstrom') is
     parsed in astropy's generic format; one still unrecognised is a ValueError naming the column and the unit.
-    Without a unit the flux is taken as F_lambda. Text files: wave, flux[, error] columns; a header line
+    Without a unit the flux is taken as F_lambda. Text files: wave, flux[, error] columns, wavelengths in
+    Angstrom or in the unit a header line names (``# wave[nm] flux``: Angstrom, nm, um; without one,
+    wavelengths ending below 1000 are refused as probably nm or um); a header line
     naming the third column ``ivar`` (``# wave flux ivar``, or the names without ``#`` on the first line)
     makes it an inverse variance. An error of 0 or
     NaN marks a pixel without data (ivar 0); a negative error is a ValueError (as a negative ivar is in
@@ -95,6 +98,7 @@ def read_spectrum(path, medium=None):
             # a fourth column (a mask, an ivar after the error) was ignored without a word
             raise ValueError(f"{path}: a text spectrum has columns wave, flux[, error]; this one has "
                              f"{a.shape[1]}: use a table (FITS, ECSV, CSV) with named columns for more")
+        a[:, 0] = _text_wavelengths(path, header, a[:, 0])
         third = header[2] if header is not None and len(header) == a.shape[1] == 3 else None
         if third in _IVAR_NAMES:
             # a header "# wave flux ivar" (SDSS's name) was ignored and the ivar read as an error: 1 / ivar^2
@@ -315,6 +319,30 @@ def _text_header(path):
                     names, skip = [w.lower() for w in words], i + 1
             break
     return names, skip
+
+
+_TEXT_WAVE_UNITS = {"a": 1.0, "aa": 1.0, "angstrom": 1.0, "angstroms": 1.0, "nm": 10.0,
+                    "um": 1e4, "micron": 1e4, "microns": 1e4}
+
+
+def _text_wavelengths(path, header, wave):
+    """A text file's first column in Angstrom: the unit its header names (``# wave[nm] flux``, ``wave(um)``;
+    Angstrom, nm or um), else Angstrom. Unstated and ending below 1000 A, it is refused: an optical spectrum
+    in nm read as A went on to an extreme-UV fit (MILES star 208 in nm: Teff 64,653 K, log g 8, exit 0), and
+    a command-line user cannot pass a Quantity."""
+    first = header[0] if header else ""
+    match = re.fullmatch(r"[a-z_]*\s*[\[(]\s*([^\])]+?)\s*[\])]", first)
+    if match:
+        unit = match.group(1)
+        if unit not in _TEXT_WAVE_UNITS:
+            raise ValueError(f"{path}: the wavelength column's unit {unit!r} is not one of "
+                             f"{', '.join(sorted(_TEXT_WAVE_UNITS))} (a header such as '# wave[nm] flux')")
+        return wave * _TEXT_WAVE_UNITS[unit]
+    if wave.size and np.nanmax(wave) < 1000.0:
+        raise ValueError(f"{path}: the wavelengths end at {np.nanmax(wave):g}, read as Angstrom the spectrum "
+                         "lies below 1000 A; if they are nm or um, name the unit in a header line "
+                         "('# wave[nm] flux' or '# wave[um] flux err'), or write them in Angstrom")
+    return wave
 
 
 def _is_number(word):

@@ -355,3 +355,28 @@ def test_read_spectrum_reads_an_sdss_spec_table_by_its_loglam(tmp_path):
     w, f, ivar = read_spectrum(path)
     np.testing.assert_allclose(w, vac, rtol=1e-6)             # float32 log10: 3e-7 relative
     assert ivar[100] == 0 and np.isnan(f[100]) and np.all(ivar[:100] > 0)
+
+
+def test_a_text_spectrum_in_nm_is_read_by_its_header_unit_and_refused_without_one(tmp_path, capsys):
+    """A text file in nm (354-741) was read as Angstrom: a warning the command line cannot act on, then an
+    extreme-UV fit with exit status 0 (MILES star 208: Teff 64,653 K, log g 8)."""
+    from smnet_sps.cli import main
+    from smnet_sps.fit_cli import read_spectrum
+    wave, flux = _miles_star()
+    in_angstrom = tmp_path / "a.txt"
+    np.savetxt(in_angstrom, np.column_stack([wave, flux]))
+    for name, header, factor in (("nm.txt", "wave[nm] flux", 10.0), ("um.txt", "wave(um) flux", 1e4),
+                                 ("aa.txt", "wave[A] flux", 1.0)):
+        np.savetxt(tmp_path / name, np.column_stack([wave / factor, flux]), header=header)
+        w, f, _ = read_spectrum(tmp_path / name)
+        np.testing.assert_allclose(w, wave, rtol=1e-9)
+    bare = tmp_path / "bare_nm.txt"
+    np.savetxt(bare, np.column_stack([wave / 10, flux]))
+    with pytest.raises(ValueError, match=r"end at 74.* wave\[nm\]"):
+        read_spectrum(bare)
+    assert main(["fit", str(bare), "--out", str(tmp_path / "fit.json")]) == 1
+    assert "wave[nm]" in capsys.readouterr().err and not (tmp_path / "fit.json").exists()
+    np.savetxt(tmp_path / "pc.txt", np.column_stack([wave, flux]), header="wave[pc] flux")
+    with pytest.raises(ValueError, match="unit 'pc'"):
+        read_spectrum(tmp_path / "pc.txt")
+    np.testing.assert_array_equal(read_spectrum(in_angstrom)[0], wave)     # no header: Angstrom as before
