@@ -530,6 +530,10 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
     if not configs:
         raise ValueError("configs is empty: give at least one (isochrones, imf, generator, ages, Zs)")
     root = Path(store).absolute()                 # workers may not share this process's working directory
+    if root.exists() and not root.is_dir():
+        # mkdir's bare "FileExistsError: [Errno 17] File exists" named neither the option nor what it needs
+        raise ValueError(f"store={str(store)!r} is a file; ssp_grids needs a folder (one Zarr store per "
+                         "config inside it): give a new or existing folder")
     root.mkdir(parents=True, exist_ok=True)
     resolved = [_resolve_config(cfg, age_chunk) for cfg in configs]     # every config checked before any work
     # generator name, wavelengths and fingerprint, read on a worker (so the client never loads a model)

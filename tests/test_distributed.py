@@ -476,6 +476,16 @@ def test_age_chunk_not_a_positive_integer_is_refused(age_chunk, tmp_path):
     assert D.ssp_grids(config, store=tmp_path, age_chunk=np.int64(2), progress=False).n_blocks == 2
 
 
+
+def test_a_store_that_is_a_file_is_refused_with_what_is_needed(tmp_path):
+    """store=<an existing file> stopped with mkdir's bare "FileExistsError: [Errno 17] File exists"."""
+    config = [("parsec", "kroupa", "blackbody", [1e9], [0.0152])]
+    path = tmp_path / "grids.h5"
+    path.write_bytes(b"not a folder")
+    with pytest.raises(ValueError, match="is a file; ssp_grids needs a folder"):
+        D.ssp_grids(config, store=path, progress=False)
+    assert path.read_bytes() == b"not a folder"
+
 def test_star_magnitudes_scale_each_star_to_its_luminosity_as_the_ssp_backend_does(default_generator):
     """A star of luminosity L integrates to f L on the grid (f: a blackbody's share there), as in SSPs: scaled
     by L / sigma Teff^4, the emulator's bolometric error went into L (V 0.095 mag too faint at 150 kK,
