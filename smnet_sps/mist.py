@@ -16,9 +16,11 @@ missing EEPs are NaN rows. Conversion:
   L down to -4.7, initial masses 1.04-6.5 M_sun), which would count white dwarfs as surviving stars and
   leave :func:`smnet_sps.imf.remnant_mass` only the stars above 6.5 M_sun at every age. Cut at the post-AGB
   track's hottest point, the largest surviving initial mass is the white-dwarf progenitor limit and the
-  remnants are counted as for PARSEC and Padova, whose FSPS tables stop before the white dwarfs (10 Gyr,
-  solar: stars 0.546 -> 0.457 M_sun, remnants 0.051 -> 0.143, PARSEC 0.454 / 0.144; the light dropped, the
-  white dwarfs', is at most 0.09 % of an SSP's, 0.07 % at 10 Gyr solar);
+  remnants are counted as for PARSEC, whose FSPS tables stop before the white dwarfs, and Padova (FSPS's
+  tables keep some of the cooling sequence as phase 6, 14,104 points with log g > 6 over the set, up to 13.8;
+  kept as FSPS keeps them, they move an SSP's stellar mass by <= 0.0011 M_sun and its L_bol by < 1e-3)
+  (10 Gyr, solar: stars 0.546 -> 0.457 M_sun, remnants 0.051 -> 0.143, PARSEC 0.454 / 0.144; the light
+  dropped, the white dwarfs', is at most 0.09 % of an SSP's, 0.07 % at 10 Gyr solar);
 * phases are MIST's, which FSPS also uses (-1 pre-MS, 0 MS, 2 RGB, 3 core-He, 4 E-AGB, 5 TP-AGB,
   6 post-AGB, 9 WR); the set's ``phase_names`` call -1 "pre-main sequence" (:data:`PHASE_NAMES` names it
   after PARSEC's usage, the RGB tip to HB transition);
