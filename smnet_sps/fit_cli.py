@@ -176,6 +176,10 @@ def read_spectrum(path, medium=None):
     if iv is not None:
         ivar = _masked_as_nan(iv) * _ivar_factor(path, iv.info.name, _unit_of(path, iv), f_name, flux_unit,
                                                  wave)
+        if np.any(ivar < 0):
+            # it reached fit_star, whose "ivar must be >= 0" named neither the file nor the column
+            raise ValueError(f"{path}: column {iv.info.name!r} has {int((ivar < 0).sum())} negative inverse "
+                             "variance(s); an ivar must be >= 0 (0: a pixel without data)")
     elif err is not None:
         err_unit = _unit_of(path, err)
         _check_units_agree(path, err.info.name, err_unit, f_name, flux_unit)

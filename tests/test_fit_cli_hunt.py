@@ -380,3 +380,20 @@ def test_a_text_spectrum_in_nm_is_read_by_its_header_unit_and_refused_without_on
     with pytest.raises(ValueError, match="unit 'pc'"):
         read_spectrum(tmp_path / "pc.txt")
     np.testing.assert_array_equal(read_spectrum(in_angstrom)[0], wave)     # no header: Angstrom as before
+
+
+def test_a_table_with_a_negative_ivar_is_refused_naming_the_file_and_column(tmp_path):
+    """A negative ivar in a table reached fit_star, whose 'ivar must be >= 0' named no file or column."""
+    from astropy.table import Table
+
+    from smnet_sps.fit_cli import read_spectrum
+    wave, flux = _miles_star()
+    ivar = np.full(wave.size, 1e4)
+    ivar[[10, 20]] = -1.0
+    path = tmp_path / "neg.ecsv"
+    Table({"wave": wave, "flux": flux, "ivar": ivar}).write(path)
+    with pytest.raises(ValueError, match=r"neg\.ecsv: column 'ivar' has 2 negative inverse variance"):
+        read_spectrum(path)
+    ivar[[10, 20]] = 0.0
+    Table({"wave": wave, "flux": flux, "ivar": ivar}).write(path, overwrite=True)
+    assert np.count_nonzero(read_spectrum(path)[2] == 0) == 2
