@@ -15,6 +15,10 @@ Writes ``benchmarks/results_fidelity.md`` (merged into RESULTS.md by run_all.py)
    default mixture (library preferences ranked on k-1 folds, scored on the k-th);
 3. SSP g-r and M_r (PARSEC, Kroupa) of the model and of ``--previous`` at the same isochrone points.
 
+A section this run cannot compute (no grid file: section 1, and section 2 would lack its interpolation
+column; no empirical set; no ``--previous``) is kept from the existing results file as it is, and the file
+says which were kept; a results file of another model, or a run that can compute nothing, is refused.
+
 One core, < 10 min (most of it the two SSP grids).
 """
 from __future__ import annotations
@@ -31,6 +35,9 @@ ROOT = HERE.parent
 SSP_AGES_GYR = (0.005, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 SSP_LOGZSOL = (-1.0, -0.5, 0.0, 0.2)
 ZSUN_PARSEC = 0.0152
+GRID_HEADING = "### Held-out grid nodes (the model's test split)"
+EMPIRICAL_HEADING = "### Observed stars (MILES calibration half)"
+SSP_HEADING = "### SSP colours against the previous model"
 
 
 def _pct(v):
@@ -40,7 +47,7 @@ def _pct(v):
 def grid_section(gen, grid):
     from smnet_sps.evaluate import accuracy_table, format_accuracy_table, format_band_table
     table = accuracy_table(gen, grid, default=True, bands=True)
-    out = ["### Held-out grid nodes (the model's test split)", "",
+    out = [GRID_HEADING, "",
            "|dF/F| per library: imitation (`library=NAME`), default mixture (`library=None`, scored against "
            "the node's library: where the mixture prefers another library this is the libraries' "
            "disagreement, not a network error) and linear interpolation of the same library's training "
@@ -121,7 +128,7 @@ def empirical_section(gen, grid, empirical, k, seed=0):
     every = [score_generator(gen, stars, name="default mixture")]
     every += [s for s in imitation_scores(gen, stars) if s.name.split()[0] in ("ck04", "nextgen", "basel22")]
     every += baseline_scores(stars, grid)
-    out = ["### Observed stars (MILES calibration half)", "",
+    out = [EMPIRICAL_HEADING, "",
            f"{len(stars)} stars; MILES air wavelengths converted to vacuum; both spectra degraded to 40 A "
            "FWHM on a 20 A grid (3610-7350 A), a 3rd-order polynomial in 1/lambda divided out of the ratio "
            "(3-sigma clipped); per star the median |residual|, then the median over stars [%] (number of "
@@ -170,7 +177,7 @@ def ssp_section(gen, previous):
     from smnet_sps.photometry import ssp_magnitudes
     filters = ["sdss2010-g", "sdss2010-r"]
     ages = np.array(SSP_AGES_GYR) * u.Gyr
-    out = ["### SSP colours against the previous model", "",
+    out = [SSP_HEADING, "",
            f"PARSEC, Kroupa IMF, the same isochrone points; model `{gen.directory}` minus previous "
            f"`{previous.directory}` ({'with' if previous.mixture_policy is not None else 'without'} "
            "mixture.json): Delta(g-r) / Delta M_r [mag] (SDSS, AB).", "",
@@ -192,6 +199,57 @@ def ssp_section(gen, previous):
     return out
 
 
+def split_sections(text):
+    """(preamble lines, [(heading, lines)]) of a results file: sections start at '### ' lines, the
+    closing 'Run time ...' paragraph is dropped."""
+    lines = text.rstrip("\n").split("\n")
+    while lines and (not lines[-1].strip() or lines[-1].startswith("Run time ")):
+        lines.pop()
+    preamble, sections = [], []
+    for line in lines:
+        if line.startswith("### "):
+            sections.append((line, [line]))
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            preamble.append(line)
+    return preamble, sections
+
+
+def merge_results(old_text, preamble, computed, skipped):
+    """The results file's text: the sections ``computed`` this run ({heading: lines}) replace the old file's
+    sections of that heading (an old heading may carry a date after it); every other section of the old file
+    is kept, in its place, and the preamble names them (a run without the training grid used to rewrite the
+    file without its held-out tables). ``skipped``: {heading: why this run did not compute it}."""
+    old_preamble, old_sections = split_sections(old_text) if old_text else ([], [])
+    out, kept, used = [], [], set()
+    for heading, lines in old_sections:
+        new = next((h for h in computed if heading == h or heading.startswith(h + " (")), None)
+        if new is not None:
+            out.append(computed[new])
+            used.add(new)
+            continue
+        reason = next((why for h, why in skipped.items() if heading == h or heading.startswith(h + " (")),
+                      "not made by this script")
+        notes = [p for p in old_preamble if p.startswith("(grid ")]
+        if heading.startswith(GRID_HEADING) and notes:
+            # the old run's note on which grid it used belongs to the kept grid tables
+            lines = [lines[0], "", *notes, *lines[1:]]
+        out.append(lines)
+        kept.append(f"\"{heading[4:]}\" ({reason})")
+    out += [lines for h, lines in computed.items() if h not in used]
+    if kept:
+        preamble = preamble + ["Kept from the previous version of this file, not recomputed by this run: "
+                               + "; ".join(kept) + ".", ""]
+    body = []
+    for lines in out:
+        lines = list(lines)
+        while lines and not lines[-1].strip():
+            lines.pop()
+        body += [*lines, ""]
+    return preamble, body
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="model directory (default: the shipped model)")
@@ -201,7 +259,8 @@ def main(argv=None):
                     default=str(ROOT.parent / "shared" / "data" / "empirical" / "miles_calibration"))
     ap.add_argument("--kfold", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(HERE / "results_fidelity.md"))
+    ap.add_argument("--out", default=str(HERE / "results_fidelity.md"),
+                    help="results file; sections this run cannot compute are kept from it as they are")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
@@ -211,41 +270,63 @@ def main(argv=None):
     t0 = time.perf_counter()
     gen = load_generator(args.model, device="cpu")
     pol = gen.mixture_policy
-    out = ["## Fidelity: default mixture, library imitations, interpolation, observed stars", "",
-           f"Model `{gen.name}` (`{Path(gen.directory).name}`); default mixture: "
-           + ("measured preferences from mixture.json (" + ", ".join(f"{k} {v}" for k, v in pol.meta.items()
-                                                                     if k in ("stars", "empirical_set")) + ")"
-              if pol is not None else "no mixture.json (equal weights where libraries overlap)") + ".", ""]
+    model_line = f"Model `{gen.name}` (`{Path(gen.directory).name}`); default mixture: "
+    mixture = ("measured preferences from mixture.json ("
+               + ", ".join(f"{k} {v}" for k, v in pol.meta.items() if k in ("stars", "empirical_set")) + ")"
+               if pol is not None else "no mixture.json (equal weights where libraries overlap)")
+    preamble = ["## Fidelity: default mixture, library imitations, interpolation, observed stars", "",
+                f"{model_line}{mixture}.", ""]
+    out_path = Path(args.out)
+    old_text = out_path.read_text() if out_path.is_file() else ""
+    if old_text and not any(line.startswith(model_line) for line in split_sections(old_text)[0]):
+        # its tables are another model's: keeping any of them beside this model's would mix two models
+        raise SystemExit(f"bench_fidelity.py: {args.out} holds the results of another model than "
+                         f"`{gen.name}` (`{Path(gen.directory).name}`); pass --out NEW_FILE; {args.out} left "
+                         "unchanged")
+    computed, skipped = {}, {}
     grid = None
     if Path(args.grid).is_file():
         from smnet_sps.train import read_grid
         grid = read_grid(args.grid)
-        test_grid = grid
         from smnet_sps.evaluate import grid_split_applies, grid_split_note
         applies = grid_split_applies(gen, grid)
         note = grid_split_note(applies, args.grid)
-        if note:
-            out += [note, ""]
         if applies is None:
-            test_grid = None
-        if test_grid is not None:
-            out += grid_section(gen, test_grid)
-            out += criteria_resampling(gen, test_grid)
+            skipped[GRID_HEADING] = note
+        else:
+            lines = grid_section(gen, grid) + criteria_resampling(gen, grid)
+            computed[GRID_HEADING] = [lines[0], "", *([note, ""] if note else []), *lines[1:]]
             print("grid section done", f"{time.perf_counter() - t0:.0f} s", flush=True)
     else:
-        out += [f"(no grid file at {args.grid}: node accuracy and the interpolation baseline skipped)", ""]
+        skipped[GRID_HEADING] = f"no grid file at {args.grid}"
     if Path(args.empirical).exists():
-        out += empirical_section(gen, grid, args.empirical, args.kfold)
+        lines = empirical_section(gen, grid, args.empirical, args.kfold)
         print("empirical section done", f"{time.perf_counter() - t0:.0f} s", flush=True)
+        if grid is None and EMPIRICAL_HEADING in old_text:
+            # without the grid its tables lack the interpolation baseline's column: shown, not written over
+            # the complete tables
+            print("\n".join(lines))
+            skipped[EMPIRICAL_HEADING] = ("its interpolation baseline needs the grid; this run's tables "
+                                          "without it were printed only")
+        else:
+            computed[EMPIRICAL_HEADING] = lines
     else:
-        out += [f"(no empirical set at {args.empirical}: skipped)", ""]
+        skipped[EMPIRICAL_HEADING] = f"no empirical set at {args.empirical}"
     if args.previous:
-        out += ssp_section(gen, load_generator(args.previous, device="cpu"))
+        computed[SSP_HEADING] = ssp_section(gen, load_generator(args.previous, device="cpu"))
         print("SSP section done", f"{time.perf_counter() - t0:.0f} s", flush=True)
     else:
-        out += ["(no --previous model: SSP changes skipped)", ""]
-    out += [f"Run time {time.perf_counter() - t0:.0f} s on {args.threads} thread(s).", ""]
-    Path(args.out).write_text("\n".join(out))
+        skipped[SSP_HEADING] = "no --previous model"
+    if not computed:
+        raise SystemExit("bench_fidelity.py: nothing to compute ("
+                         + "; ".join(skipped.values()) + f"); {args.out} left unchanged")
+    preamble, body = merge_results(old_text, preamble, computed, skipped)
+    missing = [f"{h[4:]}: {why}" for h, why in skipped.items() if not any(
+        line.startswith(h) for line in body)]
+    if missing:
+        preamble += ["(not in this file: " + "; ".join(missing) + ")", ""]
+    out = preamble + body + [f"Run time {time.perf_counter() - t0:.0f} s on {args.threads} thread(s).", ""]
+    out_path.write_text("\n".join(out))
     print("\n".join(out))
     print(f"wrote {args.out}")
     return 0

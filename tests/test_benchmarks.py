@@ -34,6 +34,49 @@ def test_bench_generator_refuses_a_missing_or_foreign_grid_and_keeps_its_results
     assert not (tmp_path / "results_generator.md").exists()
 
 
+def test_bench_fidelity_without_the_grid_keeps_the_committed_tables(tmp_path, capsys):
+    """Run without work/grid.h5 (a fresh checkout), bench_fidelity.py rewrote results_fidelity.md from 145
+    lines to 56: the held-out grid tables, the resampling table, the SSP colours and the notes added by hand
+    were gone and the observed-stars tables lost their interpolation column. Sections it cannot compute are
+    now kept as they are and named; a run that computes nothing, or a file of another model, is refused."""
+    bench = load_bench("bench_fidelity")
+    committed = (BENCHMARKS / "results_fidelity.md").read_text()
+    stars = Path(__file__).parent / "fixtures" / "empirical"        # 20 real MILES stars
+    common = ["--grid", str(tmp_path / "none.h5"), "--empirical", str(stars), "--kfold", "2"]
+    # everything it could make without the grid is already there, complete: nothing is written
+    out = tmp_path / "results_fidelity.md"
+    out.write_text(committed)
+    with pytest.raises(SystemExit, match="nothing to compute.*left unchanged"):
+        bench.main([*common, "--out", str(out)])
+    assert out.read_text() == committed
+    # a file without its observed-stars section: that section is written, every other one kept verbatim
+    preamble, sections = bench.split_sections(committed)
+    assert [h for h, _ in sections][0] == bench.GRID_HEADING and len(sections) >= 3
+    out.write_text("\n".join(preamble + [line for h, lines in sections if h != bench.EMPIRICAL_HEADING
+                                         for line in lines]) + "\n")
+    bench.main([*common, "--out", str(out)])
+    capsys.readouterr()
+    text = out.read_text()
+    new_preamble, new_sections = bench.split_sections(text)
+    new_sections = dict(new_sections)
+    for heading, lines in sections:
+        if heading == bench.EMPIRICAL_HEADING:
+            assert "20 stars;" in "\n".join(new_sections[heading])
+            continue
+        kept = [line for line in new_sections[heading] if line.strip()]
+        old = [line for line in lines if line.strip()]
+        if heading == bench.GRID_HEADING:       # the old run's note on its grid goes with its tables
+            old = [old[0], *[p for p in preamble if p.startswith("(grid ")], *old[1:]]
+        assert kept == old, heading
+    assert ("not recomputed by this run: \"Held-out grid nodes (the model's test split)\" (no grid file "
+            f"at {tmp_path / 'none.h5'})") in text
+    assert _accuracy_rows(text) == _accuracy_rows(committed)
+    # another model's results file: nothing of it may sit beside this model's tables
+    out.write_text(committed.replace("Model `", "Model `another ", 1))
+    with pytest.raises(SystemExit, match="another model.*left unchanged"):
+        bench.main([*common, "--out", str(out)])
+
+
 def _accuracy_rows(text):
     """library -> row of the first held-out accuracy table (format_accuracy_table) in a results file."""
     rows = {}
