@@ -3,6 +3,10 @@
 Runs the stream in a child process per point count and reads its peak resident memory (ru_maxrss), so
 the figure is the whole process: Python, torch, the model and one batch of spectra. Memory must stay flat
 as the number of points grows 10x; time should grow linearly. Writes results_streaming.md.
+
+``--quick``: 10^3 and 10^4 points in batches of 512 (seconds instead of a minute; still several batches per
+run, so flat memory shows); its figures are printed, and written only to a file named with ``--out``: a quick
+run never replaces the 10^6-point results.
 """
 import json
 import os
@@ -11,6 +15,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+FULL_SIZES, FULL_BATCH = (10_000, 100_000, 1_000_000), 8192
+QUICK_SIZES, QUICK_BATCH = (1_000, 10_000), 512
 CHILD = r"""
 import json, resource, sys, time, warnings
 import numpy as np, torch
@@ -34,23 +40,36 @@ print(json.dumps({"n": n, "seconds": dt, "maxrss_mib": rss_mib}))
 """
 
 
-def run(n, batch=8192, threads=2):
+def run(n, batch, threads=2):
     out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(batch), str(threads)], check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def main():
+def main(argv=None):
     import argparse
-    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()     # --help; no options
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help=f"{', '.join(f'{n:,}' for n in QUICK_SIZES)} points in batches of {QUICK_BATCH} "
+                         f"instead of {', '.join(f'{n:,}' for n in FULL_SIZES)} in {FULL_BATCH}; printed, "
+                         "written only to --out")
+    ap.add_argument("--out", default=None,
+                    help="results file (default: results_streaming.md; with --quick none, printed only)")
+    args = ap.parse_args(argv)
+    out = args.out if args.out or args.quick else HERE / "results_streaming.md"
     load_before = os.getloadavg()[0]
-    rows = [run(n) for n in (10_000, 100_000, 1_000_000)]
+    sizes, batch = (QUICK_SIZES, QUICK_BATCH) if args.quick else (FULL_SIZES, FULL_BATCH)
+    rows = [run(n, batch) for n in sizes]
     load_after = os.getloadavg()[0]
     for r in rows:
         print(r)
-    text = format_results(rows, load_before, load_after)
-    (HERE / "results_streaming.md").write_text(text)
+    text = format_results(rows, load_before, load_after, batch)
     print(text)
+    if out:
+        Path(out).write_text(text)
+        print(f"wrote {out}")
+    else:
+        print("(--quick: not written; results_streaming.md keeps the full run)")
 
 
 def spectra_memory(n, n_wave=1221):
@@ -59,16 +78,22 @@ def spectra_memory(n, n_wave=1221):
     return f"{size / 2**20:,.0f} MiB ({size / 1e9:,.1f} GB)"
 
 
-def format_results(rows, load_before, load_after):
+def _power(n):
+    """'10^6' for 1,000,000; '2,000' for what is not a power of ten."""
+    k = len(str(n)) - 1
+    return f"10^{k}" if n == 10 ** k else f"{n:,}"
+
+
+def format_results(rows, load_before, load_after, batch=FULL_BATCH):
     """results_streaming.md from the child runs' {n, seconds, maxrss_mib} (peak RSS in MiB = 2^20 bytes)."""
     base = rows[0]
-    lines = ["## Streaming 10^6 points (`benchmarks/bench_streaming.py`)", "",
-             "Default model, CPU, batch 8192, 2 threads, OMP_WAIT_POLICY="
+    lines = [f"## Streaming {_power(rows[-1]['n'])} points (`benchmarks/bench_streaming.py`)", "",
+             f"Default model, CPU, batch {batch}, 2 threads, OMP_WAIT_POLICY="
              f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; random (Teff 3-40 kK, log g 2-5, [M/H] "
              "-1.5..0.3). Peak RSS of the whole child process (it includes the coverage lookup of all points "
              "at once, which precedes the batches). One run on the shared machine (1-minute load average "
              f"{load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores).", "",
-             "| points | time [s] | spectra/s | peak RSS [MiB] | RSS / RSS(10^4 points) |",
+             f"| points | time [s] | spectra/s | peak RSS [MiB] | RSS / RSS({_power(base['n'])} points) |",
              "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['n']:,} | {r['seconds']:.1f} | {r['n'] / r['seconds']:,.0f} | "

@@ -140,6 +140,33 @@ def test_bench_streaming_labels_mebibytes_as_mib():
     assert "| peak RSS [MiB] |" in saved and "9,315 MiB (9.8 GB)" in saved and "9,315 MB" not in saved
 
 
+def test_bench_streaming_quick_runs_small_and_keeps_the_full_results(tmp_path, capsys):
+    """bench_streaming.py had no quick setting (its only run streams 10^4-10^6 points, a minute or more); its
+    --quick streams 10^3 and 10^4 in batches of 512, prints the table and writes it only to --out, never over
+    the 10^6-point results."""
+    bench = load_bench("bench_streaming", tmp_path)
+    calls = []
+
+    def child(n, batch, threads=2):            # the child's record, without starting it
+        calls.append((n, batch))
+        return {"n": n, "seconds": n / 1000.0, "maxrss_mib": 400.0 + n / 1e3}
+    bench.run = child
+    bench.main(["--quick"])
+    assert calls == [(1_000, 512), (10_000, 512)]
+    printed = capsys.readouterr().out
+    assert "## Streaming 10^4 points" in printed and "batch 512," in printed
+    assert "| RSS / RSS(10^3 points) |" in printed and "not written" in printed
+    assert not (tmp_path / "results_streaming.md").exists()
+    bench.main(["--quick", "--out", str(tmp_path / "quick.md")])
+    assert "| 10,000 | 10.0 | 1,000 | 410 | 1.02 |" in (tmp_path / "quick.md").read_text()
+    calls.clear()
+    bench.main([])                              # the full run: as before, into results_streaming.md
+    assert calls == [(10_000, 8192), (100_000, 8192), (1_000_000, 8192)]
+    text = (tmp_path / "results_streaming.md").read_text()
+    assert text.startswith("## Streaming 10^6 points") and "| RSS / RSS(10^4 points) |" in text
+    assert "batch 8192," in text
+
+
 def test_bench_distributed_rewrite_keeps_the_quiet_run_and_reads_the_streaming_rate(tmp_path):
     """--rewrite wrote a hard-coded 'about 7,900 spectra/s on 2 threads' (results_streaming.md: 34,355) and
     dropped the 10^7-star run from the markdown."""
