@@ -750,9 +750,11 @@ def _map_points(points, spec, device, what, filters, system, distance, batch_siz
     from .photometry import _positive_length
     arr = points_array(points, chunk_rows)
     distance_cm = None if distance is None else _positive_length(distance, "distance")
+    # meta given: without it Dask called the task on an empty block to infer it, which loaded the generator
+    # in this process (6 s for the default model, kept in its memory) when only lazy arrays were asked for
     both = arr.map_blocks(_points_chunk, spec, device, what, tuple(filters or ()), system, distance_cm,
                           int(batch_size), out_dtype, chunks=(arr.chunks[0], (k + 1,)), dtype=out_dtype,
-                          n_wave=k if what == "spectra" else None)
+                          meta=np.empty((0, 0), out_dtype), n_wave=k if what == "spectra" else None)
     return both[:, :k], both[:, k].astype(bool)
 
 
@@ -772,7 +774,10 @@ def magnitudes(points, filters, system="AB", *, generator=None, distance=None, b
 
     Returns
     -------
-    (mags, inside) : Dask arrays (n, n_filters) [mag] and (n,) bool (inside the generator's coverage)
+    (mags, inside) : Dask arrays (n, n_filters) [mag] and (n,) bool (inside the generator's coverage), two
+        views of one task per chunk: compute them together, ``dask.compute(mags, inside)`` (one generator
+        pass); ``mags.compute()`` then ``inside.compute()`` runs every chunk's generator pass twice. Nothing
+        is loaded or computed here.
     """
     from .filters import resolve_filters
     from .photometry import _system
@@ -792,7 +797,8 @@ def surface_flux(points, *, generator=None, batch_size=4096, chunk_rows=10_000, 
     ``points`` as :func:`points_array` (L is not used). ``wavelength`` [A]: the generator's grid, needed for
     the output shape; None loads the generator here once to read it. ``out_dtype``: float32 (default) or
     float64 (None: float64), else a ValueError, as :meth:`Generator.stream`. Write the result chunk by chunk
-    with :func:`write_points` (``what="spectra"``) or ``dask.array.to_zarr``.
+    with :func:`write_points` (``what="spectra"``) or ``dask.array.to_zarr``. As for :func:`magnitudes`, the
+    two arrays share one task per chunk: compute them in one ``dask.compute(flux, inside)``.
     """
     generator = _check_spec(generator)
     batch_size = _check_batch_size(batch_size)

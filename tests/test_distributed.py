@@ -509,6 +509,39 @@ def test_star_magnitudes_scale_each_star_to_its_luminosity_as_the_ssp_backend_do
     np.testing.assert_allclose(mags, ref, atol=2e-3)
 
 
+def test_lazy_arrays_load_nothing_and_one_compute_passes_each_chunk_once(stars, monkeypatch):
+    """Building the lazy magnitudes / surface_flux called the task on an empty block (Dask's meta inference),
+    loading the generator in the calling process (6.2 s for the default model, kept in its memory). Now
+    nothing runs until compute, and computing both arrays together runs each chunk once, with the numbers
+    of computing each on its own (which runs each chunk's generator pass twice, as the docstring says)."""
+    import dask
+    calls = []
+    block = D._points_block
+
+    def counted(chunk, *args, **kwargs):
+        calls.append(np.shape(chunk))
+        return block(chunk, *args, **kwargs)
+    monkeypatch.setattr(D, "_points_block", counted)
+    loaded = dict(D._WORKER_GENERATORS)
+    table = stars[:50]
+    mags, inside = D.magnitudes(table, FILTERS, chunk_rows=20)            # the default model
+    flux, flux_inside = D.surface_flux(table, generator="blackbody", wavelength=np.arange(1221.0),
+                                       chunk_rows=20)
+    assert calls == [] and D._WORKER_GENERATORS == loaded
+    with dask.config.set(scheduler="synchronous"):
+        got, got_inside = dask.compute(mags, inside)
+        assert sorted(calls) == [(10, 4), (20, 4), (20, 4)]
+        alone, alone_inside = mags.compute(), inside.compute()
+        assert len(calls) == 3 + 6
+        calls.clear()
+        f, f_inside = dask.compute(flux, flux_inside)
+        assert len(calls) == 3
+    np.testing.assert_array_equal(got, alone)
+    np.testing.assert_array_equal(got_inside, alone_inside)
+    assert got.shape == (50, len(FILTERS)) and np.isfinite(got).all() and got_inside.dtype == bool
+    assert f.shape == (50, 1221) and f_inside.shape == (50,)
+
+
 @pytest.mark.parametrize("distance, message", [
     (10, "needs a length unit"), ([10, 20] * u.pc, "must be one positive"),
     (-10 * u.pc, "must be one positive"), (0 * u.pc, "must be one positive"), (3 * u.s, "must be a length")])
