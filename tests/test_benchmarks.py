@@ -113,6 +113,32 @@ def test_run_all_docs_say_which_benchmarks_it_runs_by_default():
         assert f"bench_{topic}" in sentence and topic in run_all.__doc__
 
 
+def test_run_all_goes_on_past_a_benchmark_that_cannot_run_and_checks_topics_first(tmp_path, capfd):
+    """On a fresh checkout (no work/grid.h5) `python benchmarks/run_all.py` stopped at bench_generator with a
+    CalledProcessError traceback: nothing else ran and RESULTS.md was not merged. A typo in the last topic
+    was found only after the others had run, and --merge-only silently ignored named topics."""
+    import shutil
+    bench_dir = tmp_path / "benchmarks"
+    bench_dir.mkdir()
+    shutil.copy(BENCHMARKS / "bench_generator.py", bench_dir)       # needs ../work/grid.h5: exits 2
+    (bench_dir / "bench_after.py").write_text(
+        "from pathlib import Path\n"
+        "Path(__file__).with_name('results_after.md').write_text('## After\\n\\nran\\n')\n")
+    (bench_dir / "results_generator.md").write_text("## Generator\n\nkept\n")
+    run_all = load_bench("run_all", bench_dir)
+    for argv, shown in ((["generator", "aftr"], "no benchmark named 'aftr'"),
+                        (["--merge-only", "after"], "--merge-only runs no benchmark")):
+        with pytest.raises(SystemExit) as exc:
+            run_all.main(argv)
+        assert exc.value.code == 2 and shown in capfd.readouterr().err
+    assert not (bench_dir / "results_after.md").exists() and not (bench_dir / "RESULTS.md").exists()
+    with pytest.raises(SystemExit, match=r"left as they were: bench_generator.py \(exit status 2\)"):
+        run_all.main(["generator", "after"])
+    assert "no such file" in capfd.readouterr().err
+    merged = (bench_dir / "RESULTS.md").read_text()
+    assert "## Generator\n\nkept" in merged and "## After\n\nran" in merged
+
+
 def test_bench_photometry_refuses_a_naive_subset_outside_1_to_n(tmp_path, capsys):
     """--n-naive 0 raised ZeroDivisionError; --n 100 --n-naive 200 timed 100 spectra but scaled x0.5 as if
     200 (naive time and speed-up 2x low)."""
