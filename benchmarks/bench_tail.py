@@ -135,7 +135,7 @@ def throughput(model, n=20000, repeats=5):
     return rates
 
 
-def main():
+def main(argv=None):
     import torch
     import warnings
 
@@ -145,7 +145,12 @@ def main():
     ap.add_argument("--grid", default=str(ROOT / "work" / "grid.h5"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(HERE / "results_tail.md"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    # checked before the models load: a missing grid was h5py's FileNotFoundError traceback after that
+    if not Path(args.grid).is_file():
+        ap.error(f"--grid {args.grid}: no such file; the held-out tail accuracy needs the union grid the "
+                 "model was trained on (build it with `smnet-sps grid build --libraries DIR --out "
+                 f"work/grid.h5`, docs/grid.md); {Path(args.out).name} left unchanged")
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", CoverageWarning)
     from smnet_sps.neural import default_model_path

@@ -77,6 +77,19 @@ def test_bench_fidelity_without_the_grid_keeps_the_committed_tables(tmp_path, ca
         bench.main([*common, "--out", str(out)])
 
 
+def test_bench_tail_refuses_a_missing_grid_before_loading_anything(tmp_path, capsys):
+    """Without work/grid.h5 bench_tail.py loaded the model twice and died in h5py (FileNotFoundError
+    traceback); it now says what is missing and how to build it, and writes nothing."""
+    bench = load_bench("bench_tail")
+    out = tmp_path / "results_tail.md"
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--grid", str(tmp_path / "none.h5"), "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--grid {tmp_path / 'none.h5'}: no such file" in err and "smnet-sps grid build" in err
+    assert "results_tail.md left unchanged" in err and not out.exists()
+
+
 def _accuracy_rows(text):
     """library -> row of the first held-out accuracy table (format_accuracy_table) in a results file."""
     rows = {}
