@@ -65,7 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy import units as u
 
-from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB
+from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB, TEFF_DOMAIN
 from .generator import (_as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
                         _quiet_coverage, _refuse_masked, _teff_value, column_quantity, luminosity_scale,
                         planck_fraction, planck_surface_flux, validate_parameters)
@@ -284,6 +284,21 @@ def check_logl(logl, name="logl"):
         raise ValueError(f"{name} = {logl[i]:g} (index {i}) is outside {lo:g} .. {hi:g}, log10(L / L_sun) "
                          f"({int(out.sum())} value(s) outside); a luminosity in L_sun goes in as "
                          f"{name}=np.log10(L) or as a Quantity (L * u.L_sun)")
+
+
+def check_logt(logt, name="logt"):
+    """Refuse a non-finite log10(Teff / K) or one outside log10 of
+    :data:`~smnet_sps.constants.TEFF_DOMAIN` (2.69897 .. 6), naming ``name``: a Teff in K given as logt
+    (5777) overflowed 10**logt and was refused as a non-finite *teff*, a logt of 2 as "teff = 100"."""
+    _check_finite(logt, name)
+    lo, hi = np.log10(TEFF_DOMAIN)
+    out = (logt < lo) | (logt > hi)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise ValueError(f"{name} = {logt[i]:g} (index {i}) is outside {lo:g} .. {hi:g}, log10(Teff / K) of "
+                         f"the physical domain {TEFF_DOMAIN[0]:g} .. {TEFF_DOMAIN[1]:g} K "
+                         f"({int(out.sum())} value(s) outside); a Teff in K goes in as teff=, or as "
+                         f"{name}=np.log10(Teff)")
 
 
 def _point_codes(values, name, n, meaning):
@@ -882,8 +897,9 @@ class StellarLibraryBackend:
         logl = _as_float_array(_log_value(logl, "logl", u.L_sun, "log10(L / L_sun)"), "logl")
         if teff is None:
             logt = _as_float_array(_log_value(logt, "logt", u.K, "log10(Teff / K)"), "logt")
-            _check_finite(logt, "logt")
-            teff = 10.0**logt
+            check_logt(logt)
+            # clipped: logt = log10(500) gave 499.99999999999994 K, refused as "teff = 500 is outside 500 .."
+            teff = np.clip(10.0**logt, *TEFF_DOMAIN)
         else:
             teff = _as_float_array(_teff_value(teff), "teff")
         logg, logz = _as_float_array(_logg_value(logg), "logg"), _as_float_array(_logz_value(logz), "logz")

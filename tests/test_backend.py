@@ -1,4 +1,6 @@
 """StellarLibraryBackend: luminosity conservation, coverage rules, cache, special phases, bad input."""
+import warnings
+
 import numpy as np
 import pytest
 from astropy import units as u
@@ -821,3 +823,21 @@ def test_orich_teff_table_is_checked_and_in_the_backend_key(blackbody):
         bad = dict(libs, tpagb_orich=dict(libs["tpagb_orich"], **edit))
         with pytest.raises(ValueError, match=match):
             StellarLibraryBackend(blackbody, special_phases="dedicated", phase_libraries=bad)
+
+
+def test_logt_out_of_range_is_named_as_logt(blackbody):
+    """A Teff in K given as logt (5777) overflowed 10**logt and was refused as a non-finite *teff* (with a
+    RuntimeWarning), logt = 2 as "teff = 100": neither named logt nor the log range. logt = log10(500), the
+    domain's face, gave 499.99999999999994 K and was refused as "teff = 500 is outside 500 .."."""
+    be = StellarLibraryBackend(blackbody)
+    for logt in (5777.0, 2.0, 7.5):
+        for call in (lambda: be.point_spectra(logt=[3.7, logt], logg=4.4, logz=0.0, logl=0.0),
+                     lambda: be.point_keys([3.7, logt], 4.4, 0.0)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")            # no overflow warning on the way
+                with pytest.raises(ValueError, match=rf"logt = {logt:g} \(index 1\) is outside 2.69897 .. 6, "
+                                                     r"log10\(Teff / K\).*teff="):
+                    call()
+    ps = be.point_spectra(logt=[np.log10(500.0), 6.0], logg=4.4, logz=0.0, logl=0.0)
+    assert np.all(ps.status == STATUS["generator"])
+    np.testing.assert_allclose(integral(ps), L_SUN, rtol=1e-6)
