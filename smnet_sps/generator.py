@@ -322,9 +322,18 @@ def _torch_input(value, name, to_value=None):
 
 
 def _torch_parameters(teff, logg, logz):
-    """(Teff [K], log g, [M/H]) of ``torch_surface_flux`` as tensors (see :func:`_torch_input`)."""
-    return [_torch_input(teff, "teff", _teff_value), _torch_input(logg, "logg", _logg_value),
-            _torch_input(logz, "logz", _logz_value)]
+    """(Teff [K], log g, [M/H]) of ``torch_surface_flux`` as tensors (see :func:`_torch_input`), of shapes
+    that broadcast together (else a ValueError naming them, as :func:`validate_parameters`: torch's
+    RuntimeError 'The size of tensor a (2) must match ...' named no parameter)."""
+    import torch
+    tensors = [_torch_input(teff, "teff", _teff_value), _torch_input(logg, "logg", _logg_value),
+               _torch_input(logz, "logz", _logz_value)]
+    try:
+        torch.broadcast_shapes(*(t.shape for t in tensors))
+    except RuntimeError:
+        shapes = {k: tuple(t.shape) for k, t in zip(("teff", "logg", "logz"), tensors)}
+        raise ValueError(f"teff, logg, logz cannot be broadcast together: shapes {shapes}") from None
+    return tensors
 
 
 def _check_count(value, name, minimum, meaning=""):

@@ -825,6 +825,21 @@ def test_torch_surface_flux_checks_non_tensor_inputs_like_surface_flux(default_g
         assert t.grad is not None and torch.isfinite(t.grad).all()
 
 
+def test_torch_surface_flux_refuses_shapes_that_do_not_broadcast(default_generator, released):
+    """torch_surface_flux (ours, the released checkpoint's, the semi-empirical one) with teff of 2 and logg of
+    3 values stopped in torch.broadcast_tensors with 'RuntimeError: The size of tensor a (2) must match the
+    size of tensor b (3)', naming no parameter; surface_flux names them. Now the same ValueError; shapes that
+    broadcast ((2, 3) with (3,)) still give one spectrum per point."""
+    for gen in _torch_path_generators(default_generator, released):
+        for teff, logg in (([5777.0, 4500.0], [4.44, 4.6, 4.0]),
+                           (torch.tensor([5777.0, 4500.0]), torch.tensor([4.44, 4.6, 4.0]))):
+            with pytest.raises(ValueError, match=r"cannot be broadcast together: shapes \{'teff': \(2,\), "
+                                                 r"'logg': \(3,\), 'logz': \(1,\)\}"):
+                gen.torch_surface_flux(teff, logg, 0.0)
+        out = gen.torch_surface_flux(np.full((2, 3), 5777.0), np.array([4.0, 4.2, 4.4]), 0.0)
+        assert out.shape == (6, gen.wavelength.size)
+
+
 def test_trained_smnet_holds_points_outside_its_box_at_the_edge(tmp_path):
     """A model of `train --arch smnet` fed the scaled inputs unclipped (the network extrapolated: 4e6 x
     sigma T^4 at [M/H] +1, inf at -3 on a small grid) and inverted log1p01 in float32 (overflow to inf). Now
