@@ -67,8 +67,8 @@ from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB, TEFF_DOMAIN
 from .generator import (_as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
-                        _quiet_coverage, _refuse_masked, _teff_value, column_quantity, luminosity_scale,
-                        planck_fraction, planck_surface_flux, validate_parameters)
+                        _quiet_coverage, _refuse_masked, _teff_value, check_switch, column_quantity,
+                        luminosity_scale, planck_fraction, planck_surface_flux, validate_parameters)
 from .isochrones import PHASE_NAMES
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
@@ -934,6 +934,7 @@ class StellarLibraryBackend:
         -------
         PointSpectra (``.as_spectrum()`` gives a specutils.Spectrum in erg s^-1 A^-1)
         """
+        use_cache = check_switch(use_cache, "use_cache")      # "False" was truthy: the cache was used
         teff, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co)
         keys = self._keys(np.log10(teff), logg, logz, cls)
         ukeys, inv = _unique_rows(keys)
@@ -976,6 +977,9 @@ class StellarLibraryBackend:
 
         t_start, c_start = time.perf_counter(), time.process_time()
         timing = _new_timing()
+        progress = check_switch(progress, "progress")
+        if use_cache is not None:
+            use_cache = check_switch(use_cache, "use_cache")
         keys, weights = _check_weighted_sum_inputs(keys, weights)
         ukeys, inv = _unique_rows(keys)
         n, nu = keys.shape[0], ukeys.shape[0]

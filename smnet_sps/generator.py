@@ -472,6 +472,9 @@ class Generator(ABC):
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
         batch_size = _check_count(batch_size, "batch_size", 1)
+        # switches (strict="False" raised for every point outside, as_tensor="False" returned a tensor)
+        strict, progress, as_tensor = (check_switch(v, k) for k, v in
+                                       (("strict", strict), ("progress", progress), ("as_tensor", as_tensor)))
         out_dtype = _check_out_dtype(out_dtype)
         library = self._check_library(library)
         inside = self._check_coverage(teff, logg, logz, strict, library)

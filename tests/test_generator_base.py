@@ -181,3 +181,28 @@ def test_out_dtype_must_hold_the_fluxes(blackbody, out_dtype):
     for ok in (np.float32, "float64", None):
         flux, _ = blackbody.surface_flux([5777.0, 190000.0], 4.0, 0.0, out_dtype=ok)
         assert np.isfinite(flux).all() and flux.max() > 1e14 and flux.dtype == np.dtype(ok or np.float64)
+
+
+def test_switches_are_true_or_false(default_generator, blackbody):
+    """strict, progress and as_tensor were taken by truth value: strict="False" refused every point
+    outside coverage ('1 of 1 point(s) lie outside ...'), as_tensor="False" returned a torch tensor,
+    progress="no" drew a bar. Now each is True / False (numpy's too) or a ValueError naming it; the
+    backend's use_cache and progress the same (use_cache="False" used the cache)."""
+    from smnet_sps.backend import StellarLibraryBackend
+    for gen in (default_generator, blackbody):
+        for name in ("strict", "progress", "as_tensor"):
+            for bad in ("False", "no", 0, None):
+                with pytest.raises(ValueError, match=rf"{name} is a switch: True or False; got"):
+                    gen.surface_flux(5777.0, 4.44, 0.0, **{name: bad})
+        flux, inside = gen.surface_flux(5777.0, 4.44, 0.0, strict=np.False_, as_tensor=False)
+        assert isinstance(flux, np.ndarray) and inside.tolist() == [True]
+    be = StellarLibraryBackend(blackbody)
+    with pytest.raises(ValueError, match="use_cache is a switch"):
+        be.point_spectra(teff=5777.0, logg=4.44, logz=0.0, logl=0.0, use_cache="False")
+    assert be.misses == 0                             # refused before any work
+    keys = be.point_keys(np.log10(5777.0), 4.44, 0.0)
+    for name in ("use_cache", "progress"):
+        with pytest.raises(ValueError, match=f"{name} is a switch"):
+            be.weighted_sum(keys, [1.0], **{name: "no"})
+    flux, covered, _, _ = be.weighted_sum(keys, [1.0], use_cache=None, progress=False)
+    assert covered.tolist() == [1.0]
