@@ -464,6 +464,24 @@ def star_rule(flux, wavelength, teff, status, target_fraction, weights=None, bla
     return scale, status, correction, usable
 
 
+def _check_device(device, generator, loaded):
+    """Refuse a ``device`` the backend would ignore: a name no generator runs on (device="gpu" with
+    "blackbody" or a Generator passed in went through), or, for a Generator passed in (``loaded`` False),
+    another device than the one it runs on (device="cuda" with a CPU generator computed on the CPU)."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return
+    from .neural import resolve_device
+    want = resolve_device(device)              # unknown or unavailable here: a ValueError naming it
+    if loaded:
+        return                                 # loaded by name on that device (the blackbody has none)
+    import torch
+    have = torch.device(getattr(generator, "device", "cpu"))     # analytic generators compute on the host
+    if want.type != have.type or None not in (want.index, have.index) and want.index != have.index:
+        raise ValueError(f"device={device!r}: the generator given ({generator.name!r}) runs on {have}, and "
+                         "the backend does not move it; load it on that device (load_generator(..., "
+                         f"device={str(device)!r})) or leave device='auto'")
+
+
 def _new_timing():
     return {"generator_s": 0.0, "generator_cpu_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
 
@@ -481,7 +499,9 @@ class StellarLibraryBackend:
         How TP-AGB, post-AGB and Wolf-Rayet stars are treated (see the module docstring; default "model").
     outside : {"exclude", "blackbody", "extrapolate"}
         Rule for points outside the generator's coverage (default "extrapolate": generated and flagged).
-    device : str, passed to ``load_generator`` when ``generator`` is None.
+    device : str, passed to ``load_generator`` when ``generator`` is None or a name; with a Generator,
+        anything but ``"auto"`` must be the device it runs on (the backend does not move it; else a
+        ValueError).
     cache_size : int >= 0
         Maximum number of per-point spectra kept (float32; 20,000 x 1,221 px = 98 MB); 0: no cache.
     batch_size : int >= 1 or None
@@ -506,8 +526,10 @@ class StellarLibraryBackend:
             # a name, as ssp_spectrum takes it (a str had no attribute 'wavelength'), or a Generator; anything
             # else a ValueError saying what is accepted
             from .ssp import resolve_generator
+            given = generator
             generator = resolve_generator(os.fspath(generator) if isinstance(generator, os.PathLike)
                                           else generator, device)
+            _check_device(device, generator, loaded=generator is not given)
         if batch_size is None:
             batch_size = 16384 if str(getattr(generator, "device", "cpu")).startswith("cuda") else 4096
         self.generator = generator

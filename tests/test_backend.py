@@ -841,3 +841,23 @@ def test_logt_out_of_range_is_named_as_logt(blackbody):
     ps = be.point_spectra(logt=[np.log10(500.0), 6.0], logg=4.4, logz=0.0, logl=0.0)
     assert np.all(ps.status == STATUS["generator"])
     np.testing.assert_allclose(integral(ps), L_SUN, rtol=1e-6)
+
+
+def test_device_the_backend_would_ignore_is_refused(blackbody):
+    """StellarLibraryBackend(generator, device=...) dropped the device for a Generator passed in and for
+    "blackbody": device="gpu" (no such device) went through, and a generator on one device asked to run on
+    another computed where it was, silently. Now an unknown device is a ValueError naming it, and a Generator
+    passed in must already run on the device asked for ("auto" always accepted)."""
+    for gen in (blackbody, "blackbody"):
+        with pytest.raises(ValueError, match="unknown device 'gpu'"):
+            StellarLibraryBackend(gen, device="gpu")
+        for ok in ("auto", None, "cpu", "cpu:0"):
+            StellarLibraryBackend(gen, device=ok)
+
+    class ElsewhereGenerator(BlackbodyGenerator):
+        device = "cuda:1"                     # as a NeuralGenerator loaded on a GPU states it
+
+    with pytest.raises(ValueError, match=r"device='cpu': the generator given \('blackbody'\) runs on cuda:1, "
+                                         r"and the backend does not move it"):
+        StellarLibraryBackend(ElsewhereGenerator(), device="cpu")
+    assert StellarLibraryBackend(ElsewhereGenerator(), device="auto").generator.device == "cuda:1"
