@@ -967,7 +967,8 @@ def test_a_node_on_a_box_face_given_by_its_log_teff_is_inside_on_every_path(defa
     gen = default_generator
     logt, logg, logz = np.log10([2600.0, 180000.0]), np.array([5.0, 7.0]), np.array([-0.5, 0.0])
     teff = 10.0**logt
-    assert teff.tolist() == [2599.9999999999986, 180000.00000000017]
+    # each just beyond its face (numpy's vectorised power gives 180000.00000000015 or ...17 by machine)
+    assert teff[0] < 2600.0 and teff[1] > 180000.0
     assert gen.in_coverage(teff, logg, logz).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error", CoverageWarning)
