@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checksums import check_recorded_sha256, file_sha256
+from .checksums import check_recorded_sha256, check_zip_crc, file_sha256
 from .constants import NODE_STEPS, PACKAGE_DATA, SIGMA_SB
 from .generator import (Generator, ParameterBox, _torch_parameters, box_edges, check_switch,
                         validate_parameters)
@@ -139,7 +139,7 @@ def _torch_load(path):
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:                   # noqa: BLE001 - torch raises many types for bad files
         text = str(exc)
         if "Weights only load failed" in text:
@@ -152,6 +152,10 @@ def _torch_load(path):
                              "(torch.save(model.state_dict(), path))") from exc
         raise ValueError(f"cannot read weights file {path}: it is truncated, corrupt or not a PyTorch "
                          f"checkpoint ({type(exc).__name__}: {text[:200]})") from exc
+    # torch.load does not compare the tensors' bytes with their recorded CRC-32: damage inside them (a bad
+    # download or copy; a released checkpoint has no recorded sha256) loaded as other weights
+    check_zip_crc(path, "weights file")
+    return sd
 
 
 def _check_finite_weights(state_dict, path):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checksums import file_sha256
+from .checksums import check_zip_crc, file_sha256
 from .constants import NODE_STEPS, SIGMA_SB
 from .mixture import MIXTURE_FILE
 from .model import (LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, caller_torch_state_kept, fit_log1p01,
@@ -506,6 +506,8 @@ def _read_checkpoint(ckpt_path, device):
         detail = " ".join(str(exc).split()).split(". ")[0][:160]      # torch's first sentence says what
         raise ValueError(f"--resume: cannot read {ckpt_path}: it is truncated, corrupt or not a checkpoint "
                          f"of smnet-sps train ({type(exc).__name__}: {detail}); {remedy}") from None
+    # torch.load does not compare the tensors' bytes with their CRC-32: a damaged copy resumed other weights
+    check_zip_crc(ckpt_path, "--resume: checkpoint", remedy)
     missing = [k for k in CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else list(CHECKPOINT_KEYS)
     state = ck.get("state") if isinstance(ck, dict) else None
     if not missing and not (isinstance(state, dict)

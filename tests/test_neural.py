@@ -680,6 +680,41 @@ def test_a_checkpoint_with_python_objects_says_why(tmp_path):
         _torch_load(tmp_path / "c.pt")
 
 
+def _damage_tensor_bytes(src, dst):
+    """Copy the torch zip file ``src`` to ``dst`` with 16 bytes of its largest tensor changed (a bad download
+    or copy: the file still opens, only the tensor's bytes differ)."""
+    import zipfile
+    with zipfile.ZipFile(src) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(src.read_bytes())
+    extra = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")   # local header
+    start = info.header_offset + 30 + len(info.filename.encode()) + extra
+    data[start:start + 16] = bytes(b ^ 0x55 for b in data[start:start + 16])
+    dst.write_bytes(bytes(data))
+
+
+def test_a_checkpoint_damaged_inside_its_tensors_is_refused(released, tmp_path):
+    """torch.load does not check the CRC-32 torch.save records for each tensor: a released checkpoint whose
+    tensor bytes were damaged (a bad download; no sha256 is recorded for it) loaded as other weights without a
+    word (torch.load gave a state_dict with four values of one layer changed). It is refused, naming the file
+    and the member."""
+    d, model, _ = released
+    _damage_tensor_bytes(d / "plain.pt", tmp_path / "bad.pt")
+    loaded = torch.load(tmp_path / "bad.pt", weights_only=True)           # what torch reads back, unchecked
+    assert sum(not torch.equal(v, model.state_dict()[k]) for k, v in loaded.items()) == 1
+    with pytest.raises(ValueError, match=r"weights file .*bad\.pt is damaged: its member .*data/\d+ does not "
+                                         r"read back as written .*download or copy it again"):
+        load_generator(tmp_path / "bad.pt", meta=d / "small.meta.npz", device="cpu")
+    # the healthy file and one written without CRCs (nothing to compare with) still load
+    load_generator(d / "plain.pt", meta=d / "small.meta.npz", device="cpu")
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(model.state_dict(), tmp_path / "no_crc.pt")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    load_generator(tmp_path / "no_crc.pt", meta=d / "small.meta.npz", device="cpu")
+
+
 def test_meta_reaches_the_distributed_paths(released, tmp_path, capsys):
     """mags --points (and ssp-grid --workers) handed the workers the checkpoint's path alone and dropped
     --meta: they failed with "needs its meta file (...; --meta on the command line)". A released checkpoint

@@ -63,10 +63,16 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(synth_grid, mod
     assert cfg["training"]["epochs_run"] == 4
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_keys", "pickled_object"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_keys", "pickled_object",
+                                    "tensor_bytes"])
 def test_an_unreadable_checkpoint_is_a_clear_error(synth_grid, model_copy, damage):
+    """tensor_bytes: torch.load does not check the tensors' CRC-32, so a checkpoint damaged inside them (a bad
+    copy) resumed other weights without a word."""
     ckpt = model_copy / "checkpoint.pt"
-    if damage == "truncated":
+    if damage == "tensor_bytes":
+        from test_neural import _damage_tensor_bytes
+        _damage_tensor_bytes(ckpt, ckpt)
+    elif damage == "truncated":
         ckpt.write_bytes(ckpt.read_bytes()[:2000])
     elif damage == "garbage":
         ckpt.write_bytes(b"this is not a checkpoint at all" * 10)
