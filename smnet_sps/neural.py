@@ -16,6 +16,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -138,11 +139,19 @@ def _torch_load(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
+    # torch.load does not compare a member's bytes with the CRC-32 torch.save recorded: damage inside the
+    # tensors (a bad download or copy; a released checkpoint has no recorded sha256) loaded as other weights,
+    # and damage to the pickle was read as a file holding Python objects
+    check_zip_crc(path, "weights file")
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:                   # noqa: BLE001 - torch raises many types for bad files
         text = str(exc)
-        if "Weights only load failed" in text:
+        # only a refused class (an 'Unsupported global', a blocked module, an object built from one) is a
+        # readable file holding Python objects; the unpickler's other complaints ('Unsupported operand 0')
+        # are a damaged pickle, which was sent off to re-save its state_dict
+        if "Weights only load failed" in text and re.search(r"GLOBAL|allowlisted|Can only (build|create)",
+                                                             text):
             # a readable checkpoint holding Python objects besides tensors (numpy scalars, an argparse
             # Namespace): its reason sits deep in torch's long message, which the cut to 200 characters lost
             reason = next((line.strip() for line in text.splitlines() if "Unsupported global" in line
@@ -150,11 +159,11 @@ def _torch_load(path):
             raise ValueError(f"cannot read weights file {path} with torch.load(weights_only=True): it holds "
                              f"Python objects besides tensors ({reason[:200]}); save its state_dict alone "
                              "(torch.save(model.state_dict(), path))") from exc
+        if "Weights only load failed" in text:     # the unpickler's own words, not torch's preamble
+            text = next((line.strip() for line in text.split("WeightsUnpickler error:", 1)[-1].splitlines()
+                         if line.strip()), text)
         raise ValueError(f"cannot read weights file {path}: it is truncated, corrupt or not a PyTorch "
                          f"checkpoint ({type(exc).__name__}: {text[:200]})") from exc
-    # torch.load does not compare the tensors' bytes with their recorded CRC-32: damage inside them (a bad
-    # download or copy; a released checkpoint has no recorded sha256) loaded as other weights
-    check_zip_crc(path, "weights file")
     return sd
 
 

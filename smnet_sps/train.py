@@ -499,6 +499,8 @@ def _recipe_mismatch(ckpt_path, recorded, recipe):
 def _read_checkpoint(ckpt_path, device):
     """The dict of a checkpoint written by :func:`train`; a one-line ValueError naming the file otherwise."""
     remedy = ("remove it and start again (--overwrite instead of --resume), or put back a good copy of it")
+    # torch.load does not compare a member's bytes with their CRC-32: a damaged copy resumed other weights
+    check_zip_crc(ckpt_path, "--resume: checkpoint", remedy)
     try:
         # plain tensors, dicts, lists, numbers and strings only: no code runs while it is read
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -506,8 +508,6 @@ def _read_checkpoint(ckpt_path, device):
         detail = " ".join(str(exc).split()).split(". ")[0][:160]      # torch's first sentence says what
         raise ValueError(f"--resume: cannot read {ckpt_path}: it is truncated, corrupt or not a checkpoint "
                          f"of smnet-sps train ({type(exc).__name__}: {detail}); {remedy}") from None
-    # torch.load does not compare the tensors' bytes with their CRC-32: a damaged copy resumed other weights
-    check_zip_crc(ckpt_path, "--resume: checkpoint", remedy)
     missing = [k for k in CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else list(CHECKPOINT_KEYS)
     state = ck.get("state") if isinstance(ck, dict) else None
     if not missing and not (isinstance(state, dict)

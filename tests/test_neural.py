@@ -680,6 +680,43 @@ def test_a_checkpoint_with_python_objects_says_why(tmp_path):
         _torch_load(tmp_path / "c.pt")
 
 
+def test_a_damaged_pickle_is_not_called_python_objects(released, tmp_path):
+    """A weights file whose pickle (data.pkl) was overwritten in part failed torch's weights-only unpickler
+    ('Unsupported operand 0') and was reported as "holds Python objects besides tensors (Please file an issue
+    ... WeightsUnpickler error:); save its state_dict alone": a damaged file sent off to be re-saved. With its
+    CRC-32 recorded, the damaged member is named; without one, the unpickler's own words are given."""
+    from smnet_sps.neural import _torch_load
+    d, model, _ = released
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(model.state_dict(), tmp_path / "no_crc.pt")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    for name in ("plain.pt", "no_crc.pt"):
+        src = d / name if name == "plain.pt" else tmp_path / name
+        data = bytearray(src.read_bytes())
+        start = data.index(b"data.pkl") + len(b"data.pkl")
+        for offset in range(100, 1000, 20):      # zeros where the unpickler meets them as an opcode
+            damaged = data[:start + offset] + bytes(8) + data[start + offset + 8:]
+            (tmp_path / "zeroed.pt").write_bytes(bytes(damaged))
+            try:
+                torch.load(tmp_path / "zeroed.pt", weights_only=True)
+            except Exception as exc:             # noqa: BLE001
+                if "Unsupported operand" in str(exc):
+                    break
+        else:
+            raise AssertionError("no offset gave 'Unsupported operand'")
+        with pytest.raises(ValueError) as err:
+            _torch_load(tmp_path / "zeroed.pt")
+        message = str(err.value)
+        assert "Python objects" not in message and "Please file" not in message
+        if name == "plain.pt":
+            assert "zeroed.pt is damaged: its member" in message and "data.pkl" in message
+        else:
+            assert "zeroed.pt: it is truncated, corrupt or not a PyTorch checkpoint" in message
+            assert "Unsupported operand" in message
+
+
 def _damage_tensor_bytes(src, dst):
     """Copy the torch zip file ``src`` to ``dst`` with 16 bytes of its largest tensor changed (a bad download
     or copy: the file still opens, only the tensor's bytes differ)."""
