@@ -251,10 +251,16 @@ def require_dir(path, what):
 
 
 def require_file(path, what=""):
+    """``path``, or its gzip twin (``x.gz`` for ``x``, ``x`` for ``x.gz``) when only that one exists: every
+    text file is read plain or gzip-compressed, so a copy gzipped (or gunzipped) file by file reads alike.
+    Callers use the path returned (it is the file read, hashed and named). FileNotFoundError if neither."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what + ': ' if what else ''}file {path} does not exist")
-    return path
+    if path.is_file():
+        return path
+    twin = path.with_name(path.name[:-3] if path.name.endswith(".gz") else path.name + ".gz")
+    if twin.is_file():
+        return twin
+    raise FileNotFoundError(f"{what + ': ' if what else ''}file {path} does not exist (nor {twin.name})")
 
 
 def read_text(path):

@@ -74,10 +74,7 @@ def read(folder, progress=None):
     wave0 = np.load(GRID_FILE)
     flux, teff, logg, src, files, index_lines = [], [], [], [], [index], []
     for name, t, g, line in rows:
-        path = folder / "spectra" / name
-        if not path.is_file() and (folder / "spectra" / (name + ".gz")).is_file():
-            path = folder / "spectra" / (name + ".gz")
-        require_file(path, f"BaSeL 2.2 spectrum listed in {index.name}")
+        path = require_file(folder / "spectra" / name, f"BaSeL 2.2 spectrum listed in {index.name}")
         text = read_text(path)
         values = parse_floats(text, path)
         if values.size % 2:

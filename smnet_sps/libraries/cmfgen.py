@@ -54,13 +54,11 @@ def read(folder, kind="WN", progress=None):
         raise ValueError(f"CMFGEN kind must be 'WN' or 'WC', got {kind!r}")
     folder = require_dir(folder, f"CMFGEN {kind}")
     hot = folder / "Hot_spectra"
-    teff_path = hot / f"CMFGEN_{kind}.teff"
+    teff_path = require_file(hot / f"CMFGEN_{kind}.teff", f"CMFGEN {kind} Teff")
     logt, teff_lines = read_column_lines(teff_path, f"CMFGEN {kind} Teff")
     check_log_teff(logt, teff_path)
-    path = hot / f"CMFGEN_{kind}_Zall.spec.gz"
-    if not path.is_file() and path.with_suffix("").is_file():
-        path = path.with_suffix("")
-    text = read_text(require_file(path, f"CMFGEN {kind}"))
+    path = require_file(hot / f"CMFGEN_{kind}_Zall.spec.gz", f"CMFGEN {kind}")
+    text = read_text(path)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     wave = parse_floats(lines[0], path) if lines else np.array([])
     nw, nt = wave.size, logt.size

@@ -75,7 +75,7 @@ def read(folder, progress=None, fsps_columns_only=False):
     """
     folder = require_dir(folder, "Rauch post-AGB (FSPS ipagb)")
     hot = folder / "Hot_spectra"
-    teff_path = hot / "ipagb.teff"
+    teff_path = require_file(hot / "ipagb.teff", "Rauch post-AGB Teff")
     teff_all, teff_lines = read_column_lines(teff_path, "Rauch post-AGB Teff")
     if np.any(teff_all < 1e4) or np.any(np.diff(teff_all) <= 0):
         raise ValueError(f"{teff_path}: expected increasing linear Teff [K] >= 10,000, got {teff_all}")
@@ -84,10 +84,7 @@ def read(folder, progress=None, fsps_columns_only=False):
     ncol = 1 + teff_all.size
     waves, fluxes, teff, logz, src, raw, files = [], [], [], [], [], [], [teff_path]
     for label, mh in SETS:
-        path = hot / f"ipagb_{label}.spec.gz"
-        if not path.is_file() and path.with_suffix("").is_file():
-            path = path.with_suffix("")
-        require_file(path, f"Rauch post-AGB {label} spectra")
+        path = require_file(hot / f"ipagb_{label}.spec.gz", f"Rauch post-AGB {label} spectra")
         text = read_text(path)
         values = parse_floats(text, path)
         if values.size == 0 or values.size % ncol:

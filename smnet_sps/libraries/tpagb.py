@@ -124,10 +124,8 @@ def read(folder, name="tpagb_orich", progress=None):
     stem, citation, is_fnu = KINDS[name]
     folder = require_dir(folder, "TP-AGB")
     agb = folder / "AGB_spectra"
-    path = agb / f"{stem}.spec.gz"
-    if not path.is_file() and path.with_suffix("").is_file():
-        path = path.with_suffix("")
-    text = read_text(require_file(path, f"TP-AGB {stem}"))
+    path = require_file(agb / f"{stem}.spec.gz", f"TP-AGB {stem}")
+    text = read_text(path)
     first = text.split("\n", 1)[0].split()
     ncol = len(first)
     if ncol < 2:
@@ -144,7 +142,7 @@ def read(folder, name="tpagb_orich", progress=None):
         raise ValueError(f"{path}: wavelength column is not increasing (wrong format?)")
     flux = check_flux(values[:, 1:].T, path)
     wave, flux = _drop_zero_padding(wave, flux)
-    teff_path = agb / f"{stem}.teff"
+    teff_path = require_file(agb / f"{stem}.teff", "TP-AGB Teff table")
     teff, teff_table, logz_table, teff_lines = _read_teff(teff_path, flux.shape[0])
     if is_fnu:
         flux = flux * C_ANGSTROM / wave ** 2

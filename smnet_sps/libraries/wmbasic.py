@@ -69,7 +69,8 @@ def read(folder, progress=None):
     """
     folder = require_dir(folder, "WM-basic")
     hot = folder / "Hot_spectra"
-    teff_path, z_path = hot / "WMBASIC.teff", hot / "WMBASIC_zlegend.dat"
+    teff_path = require_file(hot / "WMBASIC.teff", "WM-basic Teff")
+    z_path = require_file(hot / "WMBASIC_zlegend.dat", "WM-basic metallicities")
     logt, teff_lines = read_column_lines(teff_path, "WM-basic Teff")
     check_log_teff(logt, teff_path)
     zs, z_lines = read_column_lines(z_path, "WM-basic metallicities")
@@ -79,10 +80,7 @@ def read(folder, progress=None):
     ncol = 1 + len(LOGG) * logt.size
     waves, paths, flux, teff, logg, logz, src, raw, zsource = [], [], [], [], [], [], [], [], []
     for z, z_line in zip(zs, z_lines):
-        path = hot / f"WMBASIC_z{z:6.4f}.spec.gz"
-        if not path.is_file() and path.with_suffix("").is_file():
-            path = path.with_suffix("")
-        require_file(path, f"WM-basic spectra for Z = {z:g}")
+        path = require_file(hot / f"WMBASIC_z{z:6.4f}.spec.gz", f"WM-basic spectra for Z = {z:g}")
         text = read_text(path)
         values = parse_floats(text, path)
         first = len(text.split("\n", 1)[0].split())
