@@ -376,7 +376,7 @@ def read_model_config(directory):
         raise FileNotFoundError(f"{directory} is not a model directory: no config.json")
     try:
         cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:                  # JSONDecodeError, or UnicodeDecodeError for binary bytes
         raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from exc
     if not isinstance(cfg, dict) or cfg.get("format") != MODEL_FORMAT:
         fmt = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checksums import check_zip_crc, file_sha256
+from .checksums import check_recorded_sha256, check_zip_crc, file_sha256
 from .constants import NODE_STEPS, SIGMA_SB
 from .mixture import MIXTURE_FILE
 from .model import (LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, caller_torch_state_kept, fit_log1p01,
@@ -764,10 +764,14 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         raise ValueError(f"tail_floor must be a number in [0, 1) (a fraction of each spectrum's peak; 0 "
                          f"keeps every pixel in the loss), got {tail_floor!r}")
     tail_floor = floor
-    if init_from is not None and arch == "mlp" and (Path(init_from) / "config.json").is_file():
+    if init_from is not None:
+        from .neural import read_model_config
+        # present, valid JSON, a model's (a truncated config.json was a bare 'Expecting value: line 6 column
+        # 16', naming no file); read once here, before the grid is read or the output folder made
+        init_cfg = read_model_config(init_from)
+    if init_from is not None and arch == "mlp":
         # its output scaling (out_mean / out_std, loaded with its weights) was fitted to its targets: a
         # warm start must build the same ones (another tail_floor put up to 7 dex between them)
-        init_cfg = json.loads((Path(init_from) / "config.json").read_text())
         theirs = (init_cfg.get("reference", "none"), float(init_cfg.get("tail_floor", tail_floor)))
         if theirs != (reference, tail_floor):
             raise ValueError(f"init_from={init_from} was trained with reference={theirs[0]!r}, "
@@ -1047,9 +1051,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         return spread
 
     if init_from is not None and not resume:
-        from .neural import _torch_load
+        from .neural import _check_finite_weights, _torch_load
         init_dir = Path(init_from)
-        init_cfg = json.loads((init_dir / "config.json").read_text())
         if init_cfg.get("arch") != arch or init_cfg.get("arch_kwargs") != arch_kwargs:
             raise ValueError(f"init_from={init_dir}: its architecture {init_cfg.get('arch')} "
                              f"{init_cfg.get('arch_kwargs')} differs from {arch} {arch_kwargs}")
@@ -1069,7 +1072,15 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                                  f"than split_seed={split_seed} gives on this grid; warm-start with its own "
                                  "split (its split_seed, recorded in its config.json) so that its test nodes "
                                  "stay held out")
-        model.load_state_dict({k: v.to(dev) for k, v in _torch_load(init_dir / "weights.pt").items()})
+        # the weights its config.json records (as load_generator checks them): another model's weights.pt
+        # copied in was warm-started from without a word
+        weights_path = init_dir / init_cfg.get("weights_file", "weights.pt")
+        if weights_path.is_file():         # a missing file is named by _torch_load
+            check_recorded_sha256(weights_path, init_cfg.get("weights_sha256"), "weights_sha256",
+                                  f"init_from={init_dir}: weights file")
+        init_sd = _torch_load(weights_path)
+        _check_finite_weights(init_sd, weights_path)
+        model.load_state_dict({k: v.to(dev) for k, v in init_sd.items()})
         if arch == "mlp":
             std = use_loaded_scaling()
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -372,6 +372,29 @@ def test_a_warm_start_needs_the_same_output_scaling(synth_grid, trained, tmp_pat
         train(synth_grid, tmp_path / "w", epochs=1, init_from=trained, **(TINY | dict(tail_floor=0.0)))
 
 
+def test_a_warm_start_checks_the_files_of_its_model(synth_grid, trained, tmp_path):
+    """--init-from BASE read BASE's weights.pt without the weights_sha256 its config.json records (which
+    load_generator checks): another model's weights copied in were warm-started from without a word; and a
+    truncated config.json was a bare 'Expecting value: line 6 column 16 (char 100)', naming no file."""
+    import shutil
+    base = tmp_path / "base"
+    shutil.copytree(trained, base)
+    other = tmp_path / "other"
+    train(synth_grid, other, epochs=1, **(TINY | dict(seed=5)))
+    (base / "weights.pt").write_bytes((other / "weights.pt").read_bytes())
+    with pytest.raises(ValueError, match=r"init_from=.*base: weights file .*weights\.pt does not match its "
+                                         r"config\.json: sha256 .* != recorded weights_sha256"):
+        train(synth_grid, tmp_path / "w", epochs=1, init_from=base, **TINY)
+    assert not (tmp_path / "w").exists()
+    shutil.copy(trained / "weights.pt", base / "weights.pt")
+    cfg = base / "config.json"
+    cfg.write_text(cfg.read_text()[:100])
+    with pytest.raises(ValueError, match=r"base/config\.json is not valid JSON"):
+        train(synth_grid, tmp_path / "w", epochs=1, init_from=base, **TINY)
+    shutil.copy(trained / "config.json", cfg)
+    assert train(synth_grid, tmp_path / "w", epochs=1, init_from=base, **TINY)["training"]["epochs_run"] == 1
+
+
 def test_a_refused_run_leaves_no_empty_model_folder(synth_grid, tmp_path, capsys):
     """A training refused by its checks (an unknown library, --resume without a checkpoint) left an empty
     --out folder behind; the folder is made once every check has passed."""
