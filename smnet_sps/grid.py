@@ -371,6 +371,15 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
                                 "ck04_castelli_kurucz/, nextgen_phoenix/, ...; e.g. "
                                 "../shared/data/libraries)")
     names = _parse_only(only)
+    folders = sorted({LIBRARIES[n].folder for n in names})
+    if not any((root / f).is_dir() for f in folders):
+        # the wrong folder (often one library's own): one line, not a SKIPPED line per library and an error
+        # repeating the same 'folder does not exist' for each
+        hint = (f"it is the {root.name}/ library folder itself: give its parent, {root.parent}"
+                 if root.name in {e.folder for e in LIBRARIES.values()}
+                 else "give the folder holding them, e.g. ../shared/data/libraries")
+        raise FileNotFoundError(f"libraries folder {root} holds none of the library folders asked for "
+                                f"({', '.join(f + '/' for f in folders)}); {hint}")
     wave = _checked_wavelength(default_wavelength() if wavelength is None else wavelength)
     t0 = time.perf_counter()
     rows = {k: [] for k in ("teff", "logg", "logz", "library_id", "flux", "mask", "source_file")}

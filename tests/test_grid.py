@@ -345,6 +345,23 @@ def test_missing_library_dir_cli(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_one_library_folder_given_as_the_libraries_folder_is_one_line(fixtures_dir, tmp_path, capsys):
+    """--libraries pointing at one library's own folder (ck04_castelli_kurucz/) printed 11 SKIPPED lines and
+    then an error of ~3,500 characters repeating '<root>/<folder> does not exist (give the folder ...)' for
+    each library; it is now one line that says to give its parent."""
+    root = fixtures_dir / "libraries"
+    assert main(["grid", "build", "--libraries", str(root / "ck04_castelli_kurucz"), "--out",
+                 str(tmp_path / "g.h5"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "SKIPPED" not in err and len(err.strip().splitlines()) == 1 and len(err) < 600
+    assert f"it is the ck04_castelli_kurucz/ library folder itself: give its parent, {root}" in err
+    assert not (tmp_path / "g.h5").exists()
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds none of the library folders asked for "
+                                                r"\(pegase_cm87_hotstars/\); give the folder holding them"):
+        build_grid(tmp_path / "elsewhere", only="cm87", progress=False)
+
+
 # ----------------------------------------------------------------------------------- phase libraries
 def test_phase_npz_round_trip(built):
     phases = load_phase_libraries(built[2])
