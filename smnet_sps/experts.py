@@ -54,14 +54,11 @@ def _nodes(directory):
 
 
 def _read_model(directory, arch="mlp"):
+    from .neural import _torch_load, read_model_config   # clear errors for a missing or corrupt file
     directory = Path(directory)
-    cfg_path = directory / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{directory} is not a model directory: no config.json")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_model_config(directory)
     if cfg.get("arch") != arch:
         raise ValueError(f"{directory}: expected an {arch!r} model here; this one is {cfg.get('arch')!r}")
-    from .neural import _torch_load         # a clear ValueError for a missing, truncated or corrupt file
     sd = _torch_load(directory / cfg.get("weights_file", "weights.pt"))
     return cfg, sd
 
@@ -70,8 +67,9 @@ def _earlier_stages(init_from, lib):
     """Training records of the runs a specialist continued (``--init-from`` an earlier specialist of the
     same library), oldest first; empty when it started from the shared model."""
     stages = []
+    from .neural import read_model_config
     while init_from and (Path(init_from) / "config.json").is_file():
-        cfg = json.loads((Path(init_from) / "config.json").read_text())
+        cfg = read_model_config(init_from)
         if cfg.get("trained_libraries") != [lib] or len(stages) > 20:
             break
         stages.insert(0, {"from": str(init_from), "training": cfg.get("training"),

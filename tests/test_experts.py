@@ -95,6 +95,14 @@ def test_bad_expert_sets_are_refused(models):
     (corrupt / "weights.pt").write_bytes((spec / "weights.pt").read_bytes()[:500])
     with pytest.raises(ValueError, match="truncated, corrupt"):
         build_expert_model(base, {"libb": corrupt}, root / "x8")
+    # a cut config.json: named, not json's bare 'Expecting value: line 1 column ...'
+    cut = root / "cut_config"
+    cut.mkdir()
+    for f in ("weights.pt", "nodes.npz"):
+        (cut / f).write_bytes((spec / f).read_bytes())
+    (cut / "config.json").write_text((spec / "config.json").read_text()[:100])
+    with pytest.raises(ValueError, match=r"cut_config.config\.json is not valid JSON"):
+        build_expert_model(base, {"libb": cut}, root / "x11")
     # another split: a warm start refuses it (its test nodes would be trained on), and so does the builder
     with pytest.raises(ValueError, match="another train/validation/test split"):
         train(grid, root / "x9", epochs=1, width=32, depth=2, progress=False, init_from=base,
