@@ -383,6 +383,10 @@ def output_path(path, suffixes, what, overwrite, append=None):
 
     from smnet_sps.output_files import check_output, suffix_of
     path = Path(path)
+    if path.is_dir():
+        # before ``append``: a folder 'templates' became the file 'templates.npz' beside it
+        raise ValueError(f"path {str(path)!r} is a directory; give a {what} name ending in "
+                         f"{', '.join(suffixes)}, e.g. {str(path / ('smnet' + suffixes[0]))!r}")
     if append and not re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]*", path.suffix):   # none, or 'tmpl_z0.02'
         path = path.with_name(path.name + append)
     if suffix_of(path) not in suffixes:

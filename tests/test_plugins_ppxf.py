@@ -79,6 +79,19 @@ def test_bad_arguments(tmp_path, toy):
         pb.load_sps_lib(tmp_path / "missing.npz", 300.0)
 
 
+def test_a_folder_given_as_path_is_refused_not_written_beside(tmp_path, toy):
+    """np.savez's convention appends .npz to a bare name; a folder got it too: write_sps_lib('templates')
+    with 'templates' a folder wrote 'templates.npz' beside it (for '/tmp': /tmp.npz at the root). The DSPS and
+    bagpipes writers name the folder the same way."""
+    from smnet_sps.plugins import bagpipes_backend as bb, dsps_backend as db
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    for write in (pb.write_sps_lib, db.write_ssp_templates, bb.write_stellar_grid):
+        with pytest.raises(ValueError, match=r"is a directory; give a .* ending in \.(npz|h5|fits)"):
+            write(folder, toy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["templates"] and not any(folder.iterdir())
+
+
 def test_a_fwhm_array_of_the_wrong_length_is_named(tmp_path, toy):
     """fwhm with one value per kept pixel (after lam_range) failed inside numpy's broadcasting."""
     from smnet_sps.plugins import ppxf_backend
