@@ -202,13 +202,19 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     if (wave <= 0).any():
         raise ValueError("ssp_wave must be positive wavelengths in Angstrom")
     if (lgmet > MAX_LGMET).any():
+        # Z itself (0.0001-0.07, all positive) or [M/H] (dex around 0): the hint names the likelier slip
+        hint = ("These look like Z itself: pass np.log10(Z)" if (lgmet > 0).all() and lgmet.max() <= 0.07
+                else "Did you pass [M/H] instead?")
         raise ValueError(f"ssp_lgmet must be log10 of the metal mass fraction Z (at most log10(0.07) = "
                          f"{MAX_LGMET:.3f}, e.g. log10(0.0152) = -1.82); got maximum {lgmet.max():g} "
-                         f"(Z = {10 ** lgmet.max():.3g}). Did you pass [M/H] instead?")
+                         f"(Z = {10 ** lgmet.max():.3g}). {hint}")
     if lgage.max() > MAX_LG_AGE_GYR:
+        # log10(age / yr) of a stellar population is >= 5 (the isochrones' youngest: 5.5); below that the
+        # values are ages in Gyr (positive, up to ~14), not their log
+        hint = ("These look like ages in Gyr: pass np.log10(age_gyr)" if (lgage > 0).all() and lgage.min() < 5
+                else "Did you pass log10(age / yr)?")
         raise ValueError(f"ssp_lg_age_gyr must be log10(age / Gyr) (at most {MAX_LG_AGE_GYR:g}, "
-                         f"{10 ** MAX_LG_AGE_GYR:.0f} Gyr); got maximum {lgage.max():g}. Did you pass "
-                         "log10(age / yr)?")
+                         f"{10 ** MAX_LG_AGE_GYR:.0f} Gyr); got maximum {lgage.max():g}. {hint}")
     if wave.max() < MIN_REDDEST_WAVE:
         raise ValueError(f"ssp_wave must be in Angstrom; its reddest value is {wave.max():g}, bluer than "
                          f"{MIN_REDDEST_WAVE:g} A (microns given?)")

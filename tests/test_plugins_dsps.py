@@ -144,6 +144,19 @@ def test_unit_slips_in_the_axes_are_refused(toy):
     as_ssp_arrays(**{**arrays, "ssp_lg_age_gyr": np.linspace(-3.0, np.log10(20.0), toy.n_age)})  # 20 Gyr ok
 
 
+def test_z_and_ages_given_unlogged_get_their_own_hint(toy):
+    """Z itself for ssp_lgmet was refused with 'Did you pass [M/H] instead?' and ages in Gyr for
+    ssp_lg_age_gyr with 'Did you pass log10(age / yr)?': hints that send the user after the wrong slip."""
+    arrays = dict(ssp_lgmet=toy.ssp_lgmet, ssp_lg_age_gyr=toy.ssp_lg_age_gyr, ssp_wave=toy.ssp_wave,
+                  ssp_flux=toy.ssp_flux)
+    with pytest.raises(ValueError, match=r"look like Z itself: pass np\.log10\(Z\)") as err:
+        as_ssp_arrays(**{**arrays, "ssp_lgmet": 10 ** toy.ssp_lgmet})          # Z = 0.0005-0.024
+    assert "[M/H]" not in str(err.value)
+    with pytest.raises(ValueError, match=r"look like ages in Gyr: pass np\.log10\(age_gyr\)") as err:
+        as_ssp_arrays(**{**arrays, "ssp_lg_age_gyr": 10 ** toy.ssp_lg_age_gyr})  # 0.003-12.6 Gyr
+    assert "age / yr" not in str(err.value)
+
+
 def test_metal_poor_mh_and_nm_wavelengths_are_refused():
     # a globular-cluster grid's [M/H] (-2 ... -1) passed the bound log10 0.1 and went to bagpipes as Z/Z_sun
     # 0.5-5; a full grid in nm (ending at 16,000 "A") passed the Lyman-limit check, its DSPS file 160x too
