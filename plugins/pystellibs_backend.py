@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
-from smnet_sps.backend import STATUS, _log_value, check_logl, star_rule
+from smnet_sps.backend import STATUS, _log_value, check_logl, check_logt, star_rule
 from smnet_sps.constants import L_SUN, LLAM_UNIT, SIGMA_SB
 from smnet_sps.generator import _as_float_array, _logg_value, _refuse_masked, column_quantity
 from smnet_sps.mixture import widen_single_metallicity
@@ -323,6 +323,7 @@ class SMNetStellib:
         for name, a in zip(names, arrays):
             if not np.isfinite(a).all():
                 raise ValueError(f"{name} contains NaN or inf; stellar parameters must be finite")
+        check_logt(arrays[0], "logT")          # a Teff in K given as logT overflowed 10**logT: named here
         check_logl(arrays[2], "logL")          # the core backend's range (L in L_sun given as logL)
         return arrays
 

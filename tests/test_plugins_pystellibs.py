@@ -1,5 +1,7 @@
 """pystellibs-interface adapter: shapes, units, luminosity scaling and coverage, with a blackbody
 generator."""
+import warnings
+
 import numpy as np
 import pytest
 from astropy import units as u
@@ -85,6 +87,12 @@ def test_errors_are_explicit(lib):
         lib.generate_stellar_spectrum(3.7, 4.0, 0.0, -0.01)
     with pytest.raises(ValueError, match="columns"):
         lib.generate_individual_spectra({"logT": [3.7]})
+    # a Teff in K given as logT: named as logT, not an overflow refused as a non-finite 'teff'
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"logT = 5777 \(index 1\) is outside 2.69897 .. 6"):
+            lib.generate_individual_spectra({"logT": [3.7, 5777.0], "logg": [4.0, 4.4], "logL": [0.0, 0.0],
+                                             "Z": [0.02, 0.02]})
     with pytest.raises(ValueError, match="zsun"):
         SMNetStellib(BoxedBlackbody(), zsun=2.0)
 
