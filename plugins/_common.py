@@ -39,10 +39,10 @@ __all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFA
 # (smnet_sps.ssp_torch takes the same). Hosts that want [M/H] or Z/Z_sun use it unless the grid's metadata or
 # the caller says otherwise.
 DEFAULT_ZSUN = ISOCHRONE_FAMILIES["parsec"]["zsun"]
-# FSPS's IMF weights (smnet_sps.imf.imf_weights, reproduced on purpose) give an isochrone's lowest point
-# the stars from 0.08 M_sun up at that point's mass: where PARSEC's youngest isochrones start at 0.10-0.11
-# M_sun the surviving mass per M_sun formed exceeds 1 (up to 1.005 with Kroupa, 1.023 with Salpeter); more
-# is an error
+# FSPS's own masses give an isochrone's lowest point the stars from 0.08 M_sun up at that point's mass:
+# where PARSEC's youngest isochrones start at 0.10-0.11 M_sun the surviving mass per M_sun formed exceeds 1
+# (up to 1.005 with Kroupa, 1.023 with Salpeter; smnet-sps counts those stars at their own masses,
+# smnet_sps.imf.first_interval_excess, and stays <= 1); grids made so are accepted, more is an error
 MAX_SURVIVING_MASS = 1.05
 # Unit slips caught on input: Z above 0.07 is no stellar population of any isochrone set (PARSEC's most
 # metal-rich is 0.06; it is [M/H] read as log10 Z: an [M/H] grid of -2 ... -1 passed the former bound 0.1 and

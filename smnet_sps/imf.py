@@ -16,6 +16,10 @@ them (Conroy, Gunn & White 2009, ``imf_weight.f90`` / ``add_remnants.f90``):
   light). FSPS's rule booked every star from the lower limit up at the first point's mass and
   luminosity (MIST 0.1 Myr, solar: 4.75 M_sun of stars per M_sun formed). PARSEC (0.09-0.12 M_sun) and
   Padova (0.08) start below it and keep FSPS's rule;
+* the stars of FSPS's first interval below the first point's own mass count at their own initial masses
+  (:func:`first_interval_excess`), not at the first point's: FSPS's bookkeeping gave MIST's 0.8 Myr
+  [Fe/H] = -2 isochrone 1.021 M_sun of stars per M_sun formed, PARSEC's youngest up to 1.005; the weights
+  (numbers, light) are FSPS's, and Padova (starting at the lower limit) is unchanged;
 * stars born above the isochrone's largest initial mass (and below the upper limit) are dead and leave
   remnants: black holes of 0.5 m above 40 M_sun, neutron stars of 1.4 M_sun for 8.5-40 M_sun, white
   dwarfs of 0.48 + 0.077 m below 8.5 M_sun;
@@ -35,7 +39,7 @@ import numpy as np
 from scipy.special import erf as np_erf
 
 __all__ = ["IMF", "get_imf", "IMF_NAMES", "imf_weights", "imf_weights_many", "remnant_mass", "tpagb_factor",
-           "uncovered_mass", "M_LOW", "M_UP", "COVERED_FIRST_MASS"]
+           "uncovered_mass", "first_interval_excess", "M_LOW", "M_UP", "COVERED_FIRST_MASS"]
 
 M_LOW = 0.08     # M_sun, FSPS imf_lower_limit
 M_UP = 120.0     # M_sun, FSPS imf_upper_limit
@@ -315,6 +319,34 @@ def uncovered_mass(mini, counts=None, imf="kroupa"):
     m_hi = np.clip(_first_lower_edge(mini[starts], upper, imf.m_low), imf.m_low, imf.m_up)
     mass = np.where(m_hi > imf.m_low, imf.mass(imf.m_low, m_hi), 0.0) / imf.mass_formed
     return (float(mass[0]), float(m_hi[0])) if one else (mass, m_hi)
+
+
+def first_interval_excess(mini, mact, counts=None, imf="kroupa"):
+    """Stellar mass that FSPS's first interval over-counts, to subtract from ``sum(weights * mact)``.
+
+    Under FSPS's rule (an isochrone starting at or below :data:`COVERED_FIRST_MASS`) the first point owns
+    the stars from the IMF's lower limit up, and ``weights * mact`` books each of those below its own initial
+    mass ``mini[0]`` at its actual mass ``mact[0]``: MIST's 0.8 Myr [Fe/H] = -2 isochrone, starting at 0.150
+    M_sun, gave 1.021 M_sun of stars per M_sun formed (PARSEC up to 1.005). Those stars count at their own
+    initial masses, times the first point's mass ratio ``mact[0] / mini[0]``; their number, so the weights
+    and the light, stay FSPS's.
+
+    ``mini``, ``mact``: one isochrone's initial and actual masses [M_sun], or many concatenated with
+    ``counts`` points each (as :func:`imf_weights_many`). Returns M_sun per M_sun formed (>= 0): a float for
+    one isochrone, an array for many; 0 where the first point sits at the lower limit (Padova) or owns a
+    symmetric interval (:func:`uncovered_mass`).
+    """
+    imf = get_imf(imf)
+    mini, mact = np.asarray(mini, float), np.asarray(mact, float)
+    one = counts is None
+    counts = np.array([mini.size]) if one else np.asarray(counts, np.int64)
+    starts = np.cumsum(counts) - counts
+    m0, a0 = mini[starts], mact[starts]
+    hi = np.clip(m0, imf.m_low, imf.m_up)
+    fsps_rule = (m0 <= COVERED_FIRST_MASS) & (hi > imf.m_low)
+    lo = np.full(m0.shape, imf.m_low)
+    excess = np.where(fsps_rule, a0 * imf.number(lo, hi) - a0 / m0 * imf.mass(lo, hi), 0.0) / imf.mass_formed
+    return float(excess[0]) if one else excess
 
 
 def imf_weights(mini, imf="kroupa"):

@@ -19,7 +19,7 @@ missing EEPs are NaN rows. Conversion:
   remnants are counted as for PARSEC, whose FSPS tables stop before the white dwarfs, and Padova (FSPS's
   tables keep some of the cooling sequence as phase 6, 14,104 points with log g > 6 over the set, up to 13.8;
   kept as FSPS keeps them, they move an SSP's stellar mass by <= 0.0011 M_sun and its L_bol by < 1e-3)
-  (10 Gyr, solar: stars 0.546 -> 0.457 M_sun, remnants 0.051 -> 0.143, PARSEC 0.454 / 0.144; the light
+  (10 Gyr, solar: stars 0.546 -> 0.455 M_sun, remnants 0.051 -> 0.143, PARSEC 0.453 / 0.144; the light
   dropped, the white dwarfs', is at most 0.09 % of an SSP's, 0.07 % at 10 Gyr solar);
 * phases are MIST's, which FSPS also uses (-1 pre-MS, 0 MS, 2 RGB, 3 core-He, 4 E-AGB, 5 TP-AGB,
   6 post-AGB, 9 WR); the set's ``phase_names`` call -1 "pre-main sequence" (:data:`PHASE_NAMES` names it

@@ -32,7 +32,8 @@ from astropy import units as u
 from .backend import STATUS, StellarLibraryBackend, _trapz_weights
 from .constants import C_ANGSTROM, SSP_UNIT
 from .generator import _logz_value, _refuse_masked
-from .imf import get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor, uncovered_mass
+from .imf import (first_interval_excess, get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor,
+                  uncovered_mass)
 from .isochrones import FAMILY_CHOICES, PHASE_NAMES, UNFLAGGED_PHASE, load_isochrones
 from .lsf import lsf_meta
 
@@ -430,12 +431,16 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
     out["mass_uncovered"], out["uncovered_to"] = uncovered_mass(
         np.concatenate([c["mini"][sl] for sl in slices]), [sl.stop - sl.start for sl in slices], imf)
     out["top_cut"] = np.array([_top_cut(iso, sl, imf) for sl in slices])
+    # FSPS's first interval books the stars below the first point at its mass: counted at their own
+    excess = first_interval_excess(np.concatenate([c["mini"][sl] for sl in slices]),
+                                   np.concatenate([c["mact"][sl] for sl in slices]),
+                                   [sl.stop - sl.start for sl in slices], imf)
     for k, (iz, ia) in enumerate(pairs):
         sl, w, rem = _isochrone_weights(iso, iz, ia, imf, all_w[k], rems[k])
         lum = 10.0 ** c["logl"][sl]
         wl = w * lum
         out["lbol"][k] = wl.sum()
-        out["mass_stars"][k] = np.dot(w, c["mact"][sl]) + out["mass_uncovered"][k]
+        out["mass_stars"][k] = np.dot(w, c["mact"][sl]) - excess[k] + out["mass_uncovered"][k]
         out["mass_remnants"][k] = rem
         ph_idx = np.searchsorted(_PHASES, c["phase"][sl])
         out["phase_lum"][k] = np.bincount(ph_idx, weights=wl, minlength=n_ph)

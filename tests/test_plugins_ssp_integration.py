@@ -46,13 +46,15 @@ def test_ppxf_and_bagpipes_files_from_ssp_grid(tmp_path, grid):
 
 
 def test_young_grids_whose_mass_exceeds_one_are_accepted(tmp_path):
-    """FSPS's IMF weights (reproduced on purpose) count the stars from 0.08 M_sun at an isochrone's lowest
-    point's mass: PARSEC's youngest isochrones, starting at 0.10-0.11 M_sun, then give more than 1 M_sun per
-    M_sun formed (here up to 1.0016). The writers refused every grid holding such an SSP, e.g. a bare
-    ssp_grid(); a mass beyond MAX_SURVIVING_MASS is still refused."""
+    """FSPS's own masses count the stars from 0.08 M_sun at an isochrone's lowest point's mass: PARSEC's
+    youngest isochrones, starting at 0.10-0.11 M_sun, then give more than 1 M_sun per M_sun formed (up to
+    1.0047 with Kroupa; smnet-sps's own now stay <= 1, smnet_sps.imf.first_interval_excess). The writers
+    refused every grid holding such an SSP; a mass beyond MAX_SURVIVING_MASS is still refused."""
     from smnet_sps.plugins._common import MAX_SURVIVING_MASS
     from smnet_sps.ssp import ssp_grid
     young = ssp_grid([1e6, 3e6, 1e7], [1e-4, 2e-4], generator="blackbody", progress=False)
+    assert (10 ** young.log_mass <= 1).all()
+    young = young._replace(log_mass=young.log_mass + np.log10(1.0047 / 10 ** young.log_mass.max()))
     assert (10 ** young.log_mass > 1).any()
     templates = db.load_ssp_templates(db.write_ssp_templates(tmp_path / "y.h5", young))
     assert templates.ssp_flux.shape[:2] == (2, 3)
