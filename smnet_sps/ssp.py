@@ -1351,7 +1351,10 @@ def _cmd_ssp(args):
     outputs = check_outputs(args, {"out": (FITS_SUFFIXES, "FITS table"),
                                    "plot": (matplotlib_formats(), "plot")})
     age = cli_age(args.age)                      # a bad age fails before the model loads
-    cli_isochrones(args.isochrones)              # so does an unknown or uninstalled isochrone family
+    iso = cli_isochrones(args.isochrones)        # so does an unknown or uninstalled isochrone family,
+    _log_ages(age, iso)                          # an age or a metallicity outside its grid
+    _resolve_z(iso, args.Z, args.logzsol)
+    get_imf(args.imf)                            # and an unknown IMF (--imf foo loaded a named model first)
     from .neural import load_generator_option
     gen = load_generator_option(args.generator, args.meta, device=args.device)
     spec = ssp_spectrum(age, Z=args.Z, logzsol=args.logzsol, imf=args.imf,
@@ -1385,6 +1388,8 @@ def _cmd_ssp_grid(args):
     iso = cli_isochrones(args.isochrones)        # an unknown or uninstalled family fails before any work
     ages = cli_ages(args.ages, n_ages=args.n_ages)    # so do bad ages and metallicities
     zs = cli_metallicities(args, iso)
+    _age_array(ages, iso), _z_array(zs, iso)    # ranges checked here, not after a named model has loaded
+    get_imf(args.imf)                            # an unknown IMF too
     from . import distributed
     if distributed.wants_cluster(args):        # --scheduler / --workers: the same grid as Dask tasks
         # handed over parsed (exact float text in years): a range's --n-ages and --logzsol are applied here

@@ -70,3 +70,30 @@ def test_mist_young_metal_poor_mass_budget():
     iz = int(np.argmin(np.abs(mist.meta["feh"] + 2.0)))
     ia = int(np.argmin(np.abs(mist.log_age - 5.9)))
     assert budget[iz * mist.log_age.size + ia] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("command", ["ssp", "ssp-grid"])
+@pytest.mark.parametrize("bad,message", [
+    (["--imf", "foo"], "unknown IMF 'foo'; valid names are salpeter, kroupa, chabrier"),
+    (["--Z", "5"], "outside the parsec isochrone grid: valid Z is 0.0001-0.06"),
+    (["--logzsol", "3"], "outside the parsec isochrone grid"),
+    (["--age", "100Gyr"], "valid ages"),
+])
+def test_cli_refuses_bad_arguments_before_loading_a_model(monkeypatch, capsys, tmp_path, command, bad,
+                                                          message):
+    """`smnet-sps ssp --imf foo --generator semi-empirical` loaded the named model (seconds; a checkpoint on a
+    GPU much longer) and only then refused the IMF; so did a Z, logzsol or age outside the isochrone grid.
+    Now each is refused first, with the same message."""
+    import smnet_sps.neural as neural
+    from smnet_sps.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("the generator was loaded before the arguments were checked")
+
+    monkeypatch.setattr(neural, "load_generator_option", never)
+    age = ["--age", "1Gyr"] if command == "ssp" else ["--ages", "1Gyr"]
+    if bad[0] == "--age":
+        bad = ["--age" if command == "ssp" else "--ages", bad[1]]
+    out = ["--out", str(tmp_path / "g.npz")] if command == "ssp-grid" else []
+    assert main([command, *age, *bad, "--generator", "semi-empirical", *out]) == 1
+    assert message in capsys.readouterr().err
