@@ -335,7 +335,7 @@ def _check_weighted_sum_inputs(keys, weights):
     """``weighted_sum``'s keys as an int64 (n, 4) array and its weights as a CSR matrix (n_rows, n), refusing
     what went through unchecked: float keys were truncated to integers without a word, weights of
     the wrong width ended in scipy's "matmul: dimension mismatch", NaN weights made a NaN spectrum and
-    covered = NaN without a word."""
+    covered = NaN without a word, negative ones a negative spectrum and covered light."""
     import scipy.sparse as sp
     karr = np.asarray(keys)
     if karr.dtype.kind not in "iu":
@@ -361,6 +361,12 @@ def _check_weighted_sum_inputs(keys, weights):
     if bad.any():
         raise ValueError(f"weights has {int(bad.sum())} non-finite value(s); weights must be finite "
                          "[L_sun per point] (use 0 for a point that carries no light)")
+    # a negative luminosity made a negative spectrum and a negative 'covered' light without a word
+    neg = values < 0
+    if neg.any():
+        raise ValueError(f"weights has {int(neg.sum())} negative value(s) (the most negative "
+                         f"{values[neg].min():g}); weights are luminosities [L_sun per point], >= 0 (use 0 "
+                         "for a point that carries no light)")
     return karr.astype(np.int64, copy=False), sp.csr_matrix(w)
 
 
@@ -980,8 +986,8 @@ class StellarLibraryBackend:
         Parameters
         ----------
         keys : int array (n, 4) from :meth:`point_keys` (anything else is a ValueError)
-        weights : scipy.sparse or dense (n_rows, n) [L_sun per point], finite (a 1-d array of n: one row);
-            another shape or a NaN / inf weight is a ValueError
+        weights : scipy.sparse or dense (n_rows, n) [L_sun per point], finite and >= 0 (a 1-d array of n:
+            one row); another shape or a NaN / inf / negative weight is a ValueError
         use_cache : bool or None; None -> cache when the unique points fit in the cache
         stats : dict or None; if given, filled with ``n_points``, ``n_unique`` (points sent to the generator
             or found in the cache), ``n_generated``, ``seconds`` (wall) and ``cpu_s`` (this process's CPU

@@ -97,3 +97,22 @@ def test_cli_refuses_bad_arguments_before_loading_a_model(monkeypatch, capsys, t
     out = ["--out", str(tmp_path / "g.npz")] if command == "ssp-grid" else []
     assert main([command, *age, *bad, "--generator", "semi-empirical", *out]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_weighted_sum_refuses_negative_weights(blackbody):
+    """StellarLibraryBackend.weighted_sum (the SSP's sum of isochrone points) took a negative weight as it
+    came: weights [1, -2] L_sun on a 5,750 K dwarf and a 4,000 K giant gave a spectrum integrating to
+    negative light and covered = [-1] L_sun, without a word. Weights are luminosities: a negative one is a
+    ValueError naming the count and the most negative value, dense or sparse; zeros stay allowed."""
+    import scipy.sparse as sp
+
+    from smnet_sps.backend import StellarLibraryBackend
+    be = StellarLibraryBackend(blackbody)
+    keys = be.point_keys(np.array([3.76, 3.6]), np.array([4.4, 2.0]), np.zeros(2))
+    for weights in (np.array([1.0, -2.0]), np.array([[1.0, -2.0], [1.0, 1.0]]),
+                    sp.csr_matrix(np.array([[1.0, -2.0]]))):
+        with pytest.raises(ValueError, match=r"weights has 1 negative value\(s\) \(the most negative -2\); "
+                                             r"weights are luminosities \[L_sun per point\], >= 0"):
+            be.weighted_sum(keys, weights)
+    flux, covered, _, _ = be.weighted_sum(keys, np.array([1.0, 0.0]))
+    assert covered.tolist() == [1.0] and (flux >= 0).all()
