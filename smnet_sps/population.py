@@ -286,10 +286,12 @@ class StellarPopulation:
         (docs/population.md)
     zcontinuous : 0 (use the tabulated metallicity ``zmet``, 1-based) or 1 (interpolate to ``logzsol``)
     cloudy_dust : must be False (no nebular emission)
-    generator : smnet-sps Generator / StellarLibraryBackend, or None for the shipped default model
+    generator : None or "default" (the shipped default model), "semi-empirical", "blackbody", a model
+        directory, or a smnet-sps Generator / StellarLibraryBackend (as :func:`smnet_sps.ssp.ssp_spectrum`)
     isochrones : "padova" (default; Z 2e-4..0.03, Zsun 0.019, 0.3 Myr - 14.1 Gyr), "parsec" (to 12.58 Gyr) or
         "mist" (needs the optional ``lachesis-grids`` package)
-    special_phases, outside, device : passed to :func:`smnet_sps.ssp.ssp_grid`
+    special_phases, outside, device : passed to :func:`smnet_sps.ssp.ssp_grid` (device: "auto", "cpu",
+        "cuda", "cuda:N" or "mps", where a model named by ``generator`` runs)
     cosmology : astropy cosmology for apparent magnitudes and observed spectra, or the name of an astropy
         realization ("Planck18", "WMAP9", ...) (default :func:`fsps_cosmology`); anything else a ValueError
     **params : any python-fsps parameter (``params.all_params``)

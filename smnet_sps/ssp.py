@@ -275,6 +275,10 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
     None or ``"default"`` -> the shipped default model; another string: ``"blackbody"``, a shipped model name
     (``"semi-empirical"``) or a model directory; a Generator is returned as it is.
 
+    ``device``: where a named model (or the default) is loaded: "auto" (CUDA when available, else CPU),
+    "cpu", "cuda", "cuda:N" or "mps" (:func:`smnet_sps.neural.resolve_device`); each name is loaded once per
+    device. Not used for "blackbody" or a Generator passed in.
+
     ``accepts``: the objects the caller takes besides None, names and directories, as its error messages
     list them (:func:`get_backend`: ``("a Generator", "a StellarLibraryBackend")``; the default names no
     backend, which StellarLibraryBackend's own constructor does not take).
@@ -338,7 +342,10 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
     ``generator``: None or ``"default"`` -> the shipped default model
     (:func:`smnet_sps.neural.load_generator`), loaded once; another string: ``"blackbody"``, a shipped
     model name (``"semi-empirical"``), or a model directory; or a :class:`~smnet_sps.generator.Generator` /
-    :class:`StellarLibraryBackend`.
+    :class:`StellarLibraryBackend`. ``special_phases``: "model" or "dedicated"; ``outside``: "extrapolate",
+    "blackbody" or "exclude" (:mod:`smnet_sps.backend`). ``device``: "auto" (CUDA when available, else CPU),
+    "cpu", "cuda", "cuda:N" or "mps", where a model named by ``generator`` is loaded (not used for
+    "blackbody" or a Generator / backend passed in).
     """
     from .backend import OUTSIDE_MODES, SPECIAL_MODES
     # checked before they key the cache (a list raised TypeError: unhashable), and against a backend passed
@@ -716,17 +723,24 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     Parameters
     ----------
     age : Quantity [time], str ("10 Gyr") or float [yr]
-        Within the isochrone grid (PARSEC: log t = 5.5-10.1; Padova: 5.5-10.15).
-    Z : float, metal mass fraction (PARSEC 1e-4..0.06; Padova 2e-4..0.03), or
-    logzsol : float, log10(Z / Zsun) with the family's Zsun (0.0152 PARSEC, 0.019 Padova).
-        Neither given -> solar.
-    imf : "kroupa" (default), "salpeter", "chabrier", or a callable dN/dm(m [M_sun])
+        Within the isochrone grid (PARSEC: log t = 5.5-10.1; Padova: 5.5-10.15; MIST: 5.0-10.3).
+    Z : float, metal mass fraction (PARSEC 1e-4..0.06; Padova 2e-4..0.03; MIST 1.42e-6..0.0449), or
+    logzsol : float, log10(Z / Zsun) [dex] with the family's Zsun (0.0152 PARSEC, 0.019 Padova, 0.0142
+        MIST). Neither given -> solar.
+    imf : "kroupa" (default), "salpeter", "chabrier", an :class:`smnet_sps.imf.IMF` (other mass limits), or
+        a callable dN/dm(m [M_sun])
     isochrones : "parsec" (default), "padova", or "mist" (needs the optional package lachesis-grids)
-    generator : Generator, StellarLibraryBackend, or None (the shipped default model)
+    generator : the stellar spectra: None or "default" (the shipped default model), "semi-empirical" (the
+        default model calibrated on MILES stars), "blackbody" (Planck spectra, no model), the path of a model
+        directory, a :class:`~smnet_sps.generator.Generator` (e.g. a released checkpoint from
+        :func:`smnet_sps.neural.load_generator`) or a :class:`~smnet_sps.backend.StellarLibraryBackend`
     special_phases : "model" (default) or "dedicated"; see :mod:`smnet_sps.backend`
     outside : "extrapolate" (default), "blackbody" or "exclude": what stars outside the generator's coverage
         contribute (see :mod:`smnet_sps.backend`); their share of L_bol is ``meta["outside_fraction"]``
     by_phase : bool, also return per-phase spectra in ``meta["phase_flux"]`` (dict name -> ndarray)
+    device : where a model named by ``generator`` (or the default) is loaded and run: "auto" (default: CUDA
+        when available, else CPU), "cpu", "cuda", "cuda:N" or "mps" (a string or torch.device); not used
+        for "blackbody" or a Generator / backend passed in, which run where they were made
 
     Returns
     -------
@@ -1007,7 +1021,9 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     ages : Quantity array, array of years, or None (all tabulated ages of the family); sorted, repeats
         dropped (the layout's axes increase)
     Zs : array of metal mass fractions, or None (all tabulated Z of the family); sorted, repeats dropped
-    imf, isochrones, generator, special_phases, outside : as :func:`ssp_spectrum`
+    imf, isochrones, generator, special_phases, outside, device : as :func:`ssp_spectrum` (generator: None /
+        "default", "semi-empirical", "blackbody", a model directory, a Generator or a StellarLibraryBackend;
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps", for a model loaded by name)
     progress : bool, tqdm progress bar over the generator batches
 
     Returns

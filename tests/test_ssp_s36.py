@@ -116,3 +116,19 @@ def test_weighted_sum_refuses_negative_weights(blackbody):
             be.weighted_sum(keys, weights)
     flux, covered, _, _ = be.weighted_sum(keys, np.array([1.0, 0.0]))
     assert covered.tolist() == [1.0] and (flux >= 0).all()
+
+
+def test_entry_points_document_generator_names_and_device():
+    """ssp_spectrum's docstring said generator is "Generator, StellarLibraryBackend, or None" (the names it
+    takes, "blackbody", "semi-empirical", a model directory, were nowhere) and said nothing of device=;
+    ssp_grid, get_backend, resolve_generator and StellarPopulation likewise. Each now names every accepted
+    generator name and the device values."""
+    from smnet_sps.population import StellarPopulation
+    from smnet_sps.ssp import _generator_names, get_backend, resolve_generator, ssp_grid, ssp_spectrum
+    names = ["blackbody", *_generator_names()]
+    for entry in (ssp_spectrum, ssp_grid, get_backend, resolve_generator, StellarPopulation):
+        doc = " ".join(entry.__doc__.split())
+        for name in names:
+            assert f'"{name}"' in doc, (entry.__name__, name)
+        assert "model directory" in doc, entry.__name__
+        assert '"auto"' in doc and '"cuda:N"' in doc and '"cpu"' in doc, entry.__name__
