@@ -232,8 +232,8 @@ def get_imf(imf="kroupa", m_low=None, m_up=None):
         ``"salpeter"`` (dN/dm ~ m^-2.35), ``"kroupa"`` (Kroupa 2001 as FSPS imf_type=2: slope 1.3 below
         0.5 M_sun, 2.3 above), ``"chabrier"`` (Chabrier 2003 as FSPS), an :class:`IMF`, or any callable
         ``dN/dm(m)`` of initial mass [M_sun] (normalisation irrelevant).
-    m_low, m_up : float or None
-        Lower and upper mass limits [M_sun], 0 < m_low < m_up; None: 0.08 and 120 (FSPS's), or an
+    m_low, m_up : float [M_sun], mass Quantity, or None
+        Lower and upper mass limits, 0 < m_low < m_up; None: 0.08 and 120 M_sun (FSPS's), or an
         :class:`IMF`'s own limits.
     """
     if isinstance(imf, IMF):
@@ -241,14 +241,13 @@ def get_imf(imf="kroupa", m_low=None, m_up=None):
             return imf
         # limits given with an IMF object were dropped without a word (m_up=100 gave 120)
         m_low, m_up = (imf.m_low if m_low is None else m_low), (imf.m_up if m_up is None else m_up)
-        _check_limits(m_low, m_up)
+        m_low, m_up = _check_limits(m_low, m_up)
         if "callable" in imf.params:
             # its cumulatives are tables over its own limits: rebuilt (wider limits counted nothing)
             return _from_callable(imf.dndm, float(m_low), float(m_up), name=imf.name)
         return replace(imf, m_low=float(m_low), m_up=float(m_up))
     m_low, m_up = (M_LOW if m_low is None else m_low), (M_UP if m_up is None else m_up)
-    _check_limits(m_low, m_up)
-    m_low, m_up = float(m_low), float(m_up)
+    m_low, m_up = _check_limits(m_low, m_up)
     if callable(imf):
         return _from_callable(imf, m_low, m_up, name=getattr(imf, "__name__", "custom"))
     if not isinstance(imf, str):
@@ -264,13 +263,28 @@ def get_imf(imf="kroupa", m_low=None, m_up=None):
                      "(or pass a callable dN/dm)")
 
 
+def _limit_value(value, name):
+    """An IMF limit as a number of M_sun: a mass Quantity is converted (0.1 * u.Msun was refused as
+    "got 0.1 solMass"), another unit is a ValueError naming it."""
+    from astropy import units as u
+    if isinstance(value, u.Quantity):
+        try:
+            return value.to_value(u.M_sun)
+        except u.UnitConversionError:
+            raise ValueError(f"{name} is a mass (M_sun, or a mass Quantity); got unit {value.unit}") from None
+    return value
+
+
 def _check_limits(m_low, m_up):
+    """The IMF limits [M_sun] as floats, 0 < m_low < m_up, finite (numbers in M_sun or mass Quantities)."""
+    m_low, m_up = _limit_value(m_low, "m_low"), _limit_value(m_up, "m_up")
     try:
         lo, hi = float(m_low), float(m_up)
     except (TypeError, ValueError):
         lo = hi = np.nan
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
         raise ValueError(f"IMF limits must satisfy 0 < m_low < m_up (finite, M_sun); got {m_low}, {m_up}")
+    return lo, hi
 
 
 # ---- FSPS point weights ---------------------------------------------------------------------------

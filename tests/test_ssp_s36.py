@@ -132,3 +132,17 @@ def test_entry_points_document_generator_names_and_device():
             assert f'"{name}"' in doc, (entry.__name__, name)
         assert "model directory" in doc, entry.__name__
         assert '"auto"' in doc and '"cuda:N"' in doc and '"cpu"' in doc, entry.__name__
+
+
+def test_imf_limits_take_mass_quantities():
+    """get_imf("kroupa", m_low=0.1 * u.Msun) was refused as "IMF limits must satisfy 0 < m_low < m_up
+    (finite, M_sun); got 0.1 solMass, 120.0" (the value was right, its unit was the trouble). A mass Quantity
+    is now converted to M_sun (the same IMF as the numbers), another unit is a ValueError naming it."""
+    import astropy.units as u
+    a = get_imf("kroupa", m_low=0.1 * u.Msun, m_up=(100 * u.Msun).to(u.kg))
+    b = get_imf("kroupa", m_low=0.1, m_up=100.0)
+    assert (a.m_low, a.m_up) == (0.1, pytest.approx(100.0, rel=1e-12))
+    assert a.mass_formed == pytest.approx(b.mass_formed, rel=1e-12)
+    assert get_imf(b, m_up=50 * u.Msun).m_up == 50.0
+    with pytest.raises(ValueError, match=r"m_up is a mass \(M_sun, or a mass Quantity\); got unit yr"):
+        get_imf("salpeter", m_up=100 * u.yr)
