@@ -1261,6 +1261,9 @@ def _write_fits(spec, path):
     m = spec.meta
     h = hdu.header
     h["EXTNAME"] = "SSP"
+    # the initial masses of MUNCOV: IMFMLOW (none) where the isochrone reaches the IMF's lower limit
+    unc = m["uncovered_mass_range"]
+    uncovered_to = float(unc[1]) if unc else float(m["imf_mass_range"][0])
     cards = [("LOGAGE", m["log_age"], "log10(age / yr)"), ("AGE_GYR", m["age_yr"] / 1e9, "age [Gyr]"),
              ("Z", m["Z"], "metal mass fraction"), ("LOGZSOL", m["logzsol"], "log10(Z / Zsun)"),
              ("ZSUN", m["zsun"], "solar Z of the isochrone family"),
@@ -1268,6 +1271,10 @@ def _write_fits(spec, path):
              ("LOGMASS", m["log_mass"], "log10 (stars+remnants) [Msun per Msun formed]"),
              ("MSTARS", m["mass_stars"], "surviving stellar mass [Msun per Msun formed]"),
              ("MREMNANT", m["mass_remnants"], "remnant mass [Msun per Msun formed]"),
+             # stars below an isochrone's first point (MIST's young or metal-rich): in MSTARS, no light in
+             # FLUX, and not in MISSFRAC (MIST 0.2 Myr solar: 0.42 of MSTARS 0.999, the file said nothing)
+             ("MUNCOV", m["mass_uncovered"], "of MSTARS: unlit, below isochrone [Msun]"),
+             ("UNCOVMHI", uncovered_to, "MUNCOV: IMFMLOW up to this mass [Msun]"),
              ("MISSFRAC", m["missing_fraction"], "fraction of Lbol without a spectrum"),
              ("OUTFRAC", m["outside_fraction"], "fraction of Lbol from stars outside coverage"),
              ("NPOINTS", m["n_points"], "isochrone points used"),

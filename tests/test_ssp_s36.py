@@ -146,3 +146,39 @@ def test_imf_limits_take_mass_quantities():
     assert get_imf(b, m_up=50 * u.Msun).m_up == 50.0
     with pytest.raises(ValueError, match=r"m_up is a mass \(M_sun, or a mass Quantity\); got unit yr"):
         get_imf("salpeter", m_up=100 * u.yr)
+
+
+def test_ssp_fits_states_the_unlit_stars_below_the_isochrone(monkeypatch, tmp_path, blackbody):
+    """`smnet-sps ssp --out x.fits` of an SSP whose isochrone starts above the IMF's low masses (MIST 0.2 Myr
+    solar: 0.42 of MSTARS 0.999 M_sun without light, MISSFRAC 0) wrote MSTARS and nothing of the unlit part
+    (only a warning on the terminal). Now MUNCOV (M_sun per M_sun formed, inside MSTARS) and UNCOVMHI (the
+    initial mass it reaches from IMFMLOW) carry meta's mass_uncovered / uncovered_mass_range; 0 and IMFMLOW
+    where the isochrone reaches the lower limit. Here PARSEC's 10 Gyr isochrones cut below 0.5 M_sun."""
+    import dataclasses
+
+    from astropy.io import fits
+    from test_isochrones import _parsec_rows, _set_of, _use_set
+
+    from smnet_sps.ssp import _write_fits, clear_ssp_cache, ssp_spectrum
+
+    def cut(c):
+        keep = c.mini >= 0.5
+        return dataclasses.replace(c, **{k: getattr(c, k)[keep] for k in ("mini", "mact", "logl", "logt",
+                                                                            "logg", "co", "phase")})
+    try:
+        whole = ssp_spectrum(1e10, Z=0.014, generator=blackbody)
+        _use_set(monkeypatch, _set_of("parsec", _parsec_rows([0.014, 0.017], [10.0, 10.05], cut)))
+        with pytest.warns(UserWarning, match="are not on it"):
+            part = ssp_spectrum(1e10, Z=0.014, generator=blackbody)
+    finally:
+        clear_ssp_cache()
+    for spec, name in ((whole, "whole.fits"), (part, "part.fits")):
+        _write_fits(spec, tmp_path / name)
+        with fits.open(tmp_path / name) as f:
+            h = f["SSP"].header
+        m = spec.meta
+        assert h["MUNCOV"] == m["mass_uncovered"] and h["MSTARS"] == m["mass_stars"]
+        unc = m["uncovered_mass_range"]
+        assert h["UNCOVMHI"] == (unc[1] if unc else h["IMFMLOW"])
+    assert whole.meta["mass_uncovered"] == 0 and part.meta["mass_uncovered"] > 0.2
+    assert 0.4 < part.meta["uncovered_mass_range"][1] < 0.5
