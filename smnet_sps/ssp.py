@@ -344,10 +344,11 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
     model name (``"semi-empirical"``), or a model directory; or a :class:`~smnet_sps.generator.Generator` /
     :class:`StellarLibraryBackend`. ``special_phases``: "model" or "dedicated"; ``outside``: "extrapolate",
     "blackbody" or "exclude" (:mod:`smnet_sps.backend`). ``device``: "auto" (CUDA when available, else CPU),
-    "cpu", "cuda", "cuda:N" or "mps", where a model named by ``generator`` is loaded (not used for
-    "blackbody" or a Generator / backend passed in).
+    "cpu", "cuda", "cuda:N" or "mps", where a model named by ``generator`` is loaded; with "blackbody" it
+    must only be a valid device, and with a Generator / backend passed in anything but "auto" must be the
+    device it runs on (it is not moved), else a ValueError.
     """
-    from .backend import OUTSIDE_MODES, SPECIAL_MODES
+    from .backend import OUTSIDE_MODES, SPECIAL_MODES, _check_device
     # checked before they key the cache (a list raised TypeError: unhashable), and against a backend passed
     # in, whose own options apply (special_phases="dedicated" was ignored silently, "bogus" too)
     for name, value, allowed in (("special_phases", special_phases, SPECIAL_MODES),
@@ -362,8 +363,12 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
                 raise ValueError(f"{name}={value!r} differs from the backend's own {name}={own!r}; make the "
                                  f"backend with it (StellarLibraryBackend(..., {name}={value!r})) or pass "
                                  "the generator instead")
+        _check_device(device, generator.generator, loaded=False)
         return generator
+    given = generator
     generator = resolve_generator(generator, device, accepts=("a Generator", "a StellarLibraryBackend"))
+    # as StellarLibraryBackend(generator, device=...): device="gpu" with a Generator passed in went through
+    _check_device(device, generator, loaded=generator is not given)
     key = (id(generator), special_phases, outside)
     backend = _BACKENDS.get(key)
     if backend is None or backend.generator is not generator:

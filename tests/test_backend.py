@@ -861,3 +861,22 @@ def test_device_the_backend_would_ignore_is_refused(blackbody):
                                          r"and the backend does not move it"):
         StellarLibraryBackend(ElsewhereGenerator(), device="cpu")
     assert StellarLibraryBackend(ElsewhereGenerator(), device="auto").generator.device == "cuda:1"
+
+
+def test_get_backend_refuses_a_device_it_would_ignore(blackbody):
+    """ssp.get_backend (behind ssp_spectrum, ssp_grid, StellarPopulation) took device="gpu" or "cuda" with
+    "blackbody", a Generator or a backend passed in and computed on the CPU without a word; now the same rule
+    as StellarLibraryBackend(generator, device=...)."""
+    from smnet_sps.ssp import get_backend
+
+    for gen in (blackbody, "blackbody", StellarLibraryBackend(blackbody)):
+        with pytest.raises(ValueError, match="unknown device 'gpu'"):
+            get_backend(gen, device="gpu")
+        for ok in ("auto", "cpu"):
+            get_backend(gen, device=ok)
+
+    class ElsewhereGenerator(BlackbodyGenerator):
+        device = "cuda:1"
+
+    with pytest.raises(ValueError, match=r"device='cpu': the generator given \('blackbody'\) runs on cuda:1"):
+        get_backend(ElsewhereGenerator(), device="cpu")
