@@ -246,6 +246,35 @@ def test_a_filter_file_in_nm_or_micron_is_read_in_the_unit_its_header_states(tmp
         assert get_bandpass(str(tmp_path / "plain_aa.dat"))[1].waveset.to_value(u.AA)[0] == wr[0]
 
 
+def test_sedpy_files_with_negative_noise_are_read_and_a_negative_lobe_is_refused(tmp_path):
+    """17 of sedpy's own .par files hold tiny negative throughputs (sdss_r0: -0.0013 for a peak of 0.48;
+    VISTA's down to -0.4 % of the peak), and every one was refused when given as a path, while sedpy reads
+    them by name. Noise down to -1 % of the peak is now zero;
+    Vega by path and by name agree to < 1 mmag."""
+    import os
+
+    import sedpy
+
+    from smnet_sps.photometry import vega_spectrum
+    folder = os.path.join(os.path.dirname(sedpy.__file__), "data", "filters")
+    wv, fv = vega_spectrum()
+    data = (wv * u.AA, fv * FLAM_UNIT)
+    for name in ("sdss_r0", "vista_vircam_Z_FILTER", "spitzer_irs_16"):
+        path = os.path.join(folder, f"{name}.par")
+        assert np.genfromtxt(path, usecols=1).min() < 0                  # the file as it is: negative noise
+        bp = get_bandpass(path)[1]
+        assert np.asarray(bp(bp.waveset).value).min() == 0.0
+        t = magnitudes(data, [path, name])
+        assert abs(t[name][0] - t[t.colnames[0]][0]) < 1e-3, name
+    # a real negative lobe (2 % of the peak) is no noise: refused, naming the value and the rule
+    wave = np.linspace(5000.0, 6000.0, 101)
+    thr = np.exp(-0.5 * ((wave - 5500.0) / 150.0) ** 2)
+    thr[5] = -0.02
+    np.savetxt(tmp_path / "lobe.dat", np.column_stack([wave, thr]), header="wavelength [A]")
+    with pytest.raises(ValueError, match=r"1 throughput value\(s\) below -0.01 x the peak.*-0.02"):
+        get_bandpass(str(tmp_path / "lobe.dat"))
+
+
 def test_every_filter_gets_its_own_column_when_a_suffix_meets_a_files_name(tmp_path):
     """Duplicates got "_1", "_2" without looking at the other names: sdss2010-r twice and a g-band file named
     sdss2010-r_1.dat gave two columns for three filters (the second r's magnitude replaced by the g one's)."""
