@@ -288,9 +288,18 @@ def get_bandpass(spec):
     except KeyError:
         pass
     names = available_filter_names()
-    # Case-insensitive matches first ("galex-NUV" -> "galex-nuv"), then difflib, then prefix hints.
+    if not spec.strip():
+        raise ValueError(f"empty filter name {spec!r}: give a speclite name ('group-band', e.g. "
+                         "'sdss2010-r'), a sedpy name (e.g. 'sdss_r0') or a file path")
+    # Case-insensitive matches first ("galex-NUV" -> "galex-nuv"), then, for a bare band ("V", "Ks", "r"),
+    # the names of that band (same case first: "V" had only vista_vircam_* and "Ks" nothing), then difflib,
+    # then prefix hints.
     low = spec.lower().replace("_", "-")
     close = [n for n in names if n.lower().replace("_", "-") == low]
+    if not re.search(r"[-_\s]", spec.strip()):
+        bands = {n: re.split(r"[-_]", n)[-1] for n in names}
+        close += [n for n in names if bands[n] == spec.strip() and n not in close]
+        close += [n for n in names if bands[n].lower() == spec.strip().lower() and n not in close]
     close += [n for n in difflib.get_close_matches(spec, names, n=6, cutoff=0.5) if n not in close]
     stem = low.split("-")[0].split("_")[0]
     close += [n for n in names if n.lower().startswith(stem) and n not in close][:6]

@@ -124,6 +124,21 @@ def test_unknown_filter_suggests_close_names():
         magnitudes((np.arange(1000, 5000.0) * u.AA, np.ones(4000) * FLAM_UNIT), ["galex-NUV"])
 
 
+@pytest.mark.parametrize("band, expected", [("V", ["bessell-V", "bessell_V"]),
+                                            ("Ks", ["twomass-Ks", "twomass_Ks"]), ("U", ["bessell-U"]),
+                                            ("r", ["sdss2010-r", "panstarrs-r"])])
+def test_a_bare_band_suggests_the_filters_of_that_band(band, expected):
+    """A bare band, as a user types it, got no help: "V" suggested only vista_vircam_* (its first letter),
+    "Ks" and "" nothing useful ("" got BASS-g, BASS-r, Euclid-*). A bare band now suggests the names of
+    that band; an empty name says it is empty."""
+    with pytest.raises(ValueError, match="Did you mean") as err:
+        get_bandpass(band)
+    shown = str(err.value).split("Did you mean: ")[1].split("?")[0].split(", ")
+    assert set(expected) <= set(shown), shown
+    with pytest.raises(ValueError, match="empty filter name"):
+        get_bandpass(" ")
+
+
 def test_nan_flux_raises():
     w = np.arange(3000.0, 10000.0, 10.0)
     f = planck_surface_flux(w, [6000.0])[0]
