@@ -87,36 +87,47 @@ def _waveset_aa(bp, name):
 
 
 def _user_element(bp, name):
-    """A user's ``SpectralElement``, checked (a finite wavelength set, throughput > 0 on it) and with zero
-    throughput beyond its curve (:func:`_zero_beyond_curve`)."""
+    """A user's ``SpectralElement``, checked (a finite wavelength set, throughput > 0 on it, negative values
+    only as noise: the rule of files, :data:`NEGATIVE_NOISE_MAX`) and with zero throughput beyond its curve
+    (:func:`_zero_beyond_curve`); one with negative noise (``keep_neg=True``) comes back sampled on its
+    wavelength set with that noise at zero."""
     wave = _waveset_aa(bp, name)
-    if not np.any(np.asarray(bp(wave).value, float) > 0):       # _bandpass_support failed with an IndexError
-        raise ValueError(f"filter {name!r}: throughput must be > 0 somewhere on its wavelength set "
-                         f"({wave[0]:.6g}-{wave[-1]:.6g} A); it is zero everywhere")
+    # _bandpass_support failed with an IndexError on no positive throughput; a negative lobe (keep_neg=True)
+    # was integrated as it was: -0.5 over 5000-5300 A made a 6000 K blackbody 0.066 mag brighter in AB
+    thr = np.asarray(bp(wave).value, float)
+    clipped = _without_negative_noise(wave, thr, name, "build the element without them (synphot's default "
+                                      "keep_neg=False sets them to zero)")
+    if np.any(thr < 0):
+        return _zero_beyond_curve(bp, wave, name, clipped)
     return _zero_beyond_curve(bp, wave, name)
 
 
-def _zero_beyond_curve(bp, wave, name):
+def _zero_beyond_curve(bp, wave, name, throughput=None):
     """``bp`` with zero throughput beyond its wavelength set ``wave`` [A] if it is built from sampled curves
     (Empirical1D) whose end values synphot holds beyond them, as :func:`_element` gives named filters and
     files; analytic elements (Box1D, Gaussian1D, ...) as they are: they have their own values everywhere.
 
     A held end value took in the spectrum far from the filter: a flat curve over 5000-6000 A saw a flat
     spectrum's light over 1000-20000 A (ST 12.50 instead of 16.40), sedpy's decam_u read with
-    ``SpectralElement.from_file`` a 10 Gyr SSP's out to 160 um (8.556 instead of 8.889 by name)."""
+    ``SpectralElement.from_file`` a 10 Gyr SSP's out to 160 um (8.556 instead of 8.889 by name).
+
+    ``throughput``: the values on ``wave`` to rebuild it with in any case (its negative noise set to zero,
+    :func:`_user_element`)."""
     from synphot.models import Empirical1D
-    models = list(bp.model.traverse_postorder()) if hasattr(bp.model, "traverse_postorder") else [bp.model]
-    if not any(isinstance(m, Empirical1D) for m in models):
-        return bp
-    beyond = np.asarray(bp(wave[[0, -1]] * np.array([1 - 1e-9, 1 + 1e-9])).value, float)
-    if not np.any(beyond != 0):
-        return bp
+    if throughput is None:
+        models = (list(bp.model.traverse_postorder()) if hasattr(bp.model, "traverse_postorder")
+                  else [bp.model])
+        if not any(isinstance(m, Empirical1D) for m in models):
+            return bp
+        beyond = np.asarray(bp(wave[[0, -1]] * np.array([1 - 1e-9, 1 + 1e-9])).value, float)
+        if not np.any(beyond != 0):
+            return bp
     hit = _ZERO_FILLED.get(id(bp))
     if hit is not None and hit[0] is bp:
         return hit[1]
     # sampled on its own wavelength set: exactly the curve for one Empirical1D (the usual case); a product
     # of curves becomes linear between the points of that set
-    zeroed = _element(wave, np.asarray(bp(wave).value, float), name)
+    zeroed = _element(wave, np.asarray(bp(wave).value, float) if throughput is None else throughput, name)
     if len(_ZERO_FILLED) > 256:
         _ZERO_FILLED.clear()
     _ZERO_FILLED[id(bp)] = (bp, zeroed)
@@ -129,6 +140,27 @@ def _zero_beyond_curve(bp, wave, name):
 NEGATIVE_NOISE_MAX = 1e-2
 
 
+def _without_negative_noise(wave, thr, name, hint):
+    """``thr`` with its negative noise (no lower than -:data:`NEGATIVE_NOISE_MAX` x the peak) set to zero; a
+    ValueError (ending in ``hint``) for a deeper negative value or no positive one. ``wave``: for the
+    message."""
+    peak = thr.max()
+    if not peak > 0:
+        raise ValueError(f"filter {name!r}: throughput must be > 0 somewhere on its wavelengths "
+                         f"({wave[0]:.6g}-{wave[-1]:.6g}; got min {thr.min():g}, max {peak:g})")
+    # measured curves scatter around zero out of band (sedpy's sdss_r0 has -0.0013 for a peak of 0.48, VISTA's
+    # down to -0.4 % of theirs; all 17 such sedpy files were refused when given as paths, while sedpy reads
+    # them): noise, set to zero, as a throughput cannot be negative; a deeper value is no such noise
+    deep = thr < -NEGATIVE_NOISE_MAX * peak
+    if deep.any():
+        k = int(np.argmin(thr))
+        raise ValueError(f"filter {name!r}: {int(deep.sum())} throughput value(s) below "
+                         f"-{NEGATIVE_NOISE_MAX:g} x the peak ({peak:g}), the lowest {thr[k]:g} at "
+                         f"wavelength {wave[k]:.6g}: a throughput must be >= 0 (negative values down to "
+                         f"-{NEGATIVE_NOISE_MAX:g} x the peak are taken as noise and set to zero); {hint}")
+    return np.maximum(thr, 0.0)
+
+
 def _validate_curve(wave, thr, name):
     """Check a sampled curve (wavelength [A], throughput); return the throughput with its negative noise
     (no lower than -:data:`NEGATIVE_NOISE_MAX` x the peak) set to zero."""
@@ -139,22 +171,7 @@ def _validate_curve(wave, thr, name):
         raise ValueError(f"filter {name!r}: wavelengths and throughputs must be finite (found NaN/inf)")
     if np.any(np.diff(wave) <= 0) or wave[0] <= 0:
         raise ValueError(f"filter {name!r}: wavelengths must be positive and strictly increasing (Angstrom)")
-    peak = thr.max()
-    if not peak > 0:
-        raise ValueError(f"filter {name!r}: throughput must be > 0 somewhere (got min {thr.min():g}, max "
-                         f"{peak:g})")
-    # measured curves scatter around zero out of band (sedpy's sdss_r0 has -0.0013 for a peak of 0.48, VISTA's
-    # down to -0.4 % of theirs; all 17 such sedpy files were refused when given as paths, while sedpy reads
-    # them): noise, set to zero, as a throughput cannot be negative; a deeper value is no such noise
-    deep = thr < -NEGATIVE_NOISE_MAX * peak
-    if deep.any():
-        k = int(np.argmin(thr))
-        raise ValueError(f"filter {name!r}: {int(deep.sum())} throughput value(s) below "
-                         f"-{NEGATIVE_NOISE_MAX:g} x the peak ({peak:g}), the lowest {thr[k]:g} at "
-                         f"wavelength {wave[k]:.6g}: a throughput must be >= 0 (negative values down to "
-                         f"-{NEGATIVE_NOISE_MAX:g} x the peak are taken as noise and set to zero); check the "
-                         "file's sign and columns")
-    return np.maximum(thr, 0.0)
+    return _without_negative_noise(wave, thr, name, "check the file's sign and columns")
 
 
 # a comment line stating the wavelength column's unit: a wavelength word followed by the unit in brackets or

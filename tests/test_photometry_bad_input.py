@@ -155,6 +155,36 @@ def test_a_filter_without_a_finite_wavelength_set_is_a_named_error():
         assert magnitudes((w * u.AA, flat), [bp], system="ST")[0][0] == pytest.approx(16.40, abs=1e-4)
 
 
+def test_a_spectral_element_follows_the_negative_throughput_rule_of_files():
+    """A SpectralElement built with keep_neg=True and a negative lobe (-0.5 over 5000-5300 A) was integrated
+    as it was: a 6000 K blackbody 0.066 mag brighter in AB than through the same curve clipped at zero, and
+    a Gaussian of negative amplitude was "zero everywhere". The rule of filter files now holds: negative
+    noise down to -1 % of the peak is zero, anything deeper a ValueError."""
+    from synphot import SpectralElement
+    from synphot.models import Empirical1D, Gaussian1D
+    wb = np.linspace(5000.0, 6000.0, 101)
+    t = np.exp(-0.5 * ((wb - 5500.0) / 150.0) ** 2)
+    data = (W * u.AA, F * FLAM_UNIT)
+    lobe = t.copy()
+    lobe[:30] -= 0.5
+    bp = SpectralElement(Empirical1D, points=wb * u.AA, lookup_table=lobe, keep_neg=True,
+                         meta={"name": "lobe"})
+    assert bp(wb).value.min() < -0.4
+    with pytest.raises(ValueError, match=r"'lobe': 30 throughput value.* below -0.01 x the peak.*keep_neg"):
+        magnitudes(data, [bp])
+    with pytest.raises(ValueError, match="throughput must be > 0 somewhere.*max -"):
+        magnitudes(data, [SpectralElement(Gaussian1D, amplitude=-1, mean=5500, stddev=100)])
+    noise = t.copy()
+    noise[:30] = -1e-3
+    clean = np.where(noise > 0, noise, 0.0)
+    noisy = SpectralElement(Empirical1D, points=wb * u.AA, lookup_table=noise, keep_neg=True)
+    ref = SpectralElement(Empirical1D, points=wb * u.AA, lookup_table=clean)
+    for system in ("AB", "Vega"):
+        got = magnitudes(data, [noisy, ref], system=system)
+        assert got.columns[0][0] == pytest.approx(got.columns[1][0], abs=1e-12)
+        assert magnitudes(data, [noisy], system=system).columns[0][0] == got.columns[0][0]     # cached
+
+
 @pytest.mark.parametrize("switch", ["False", "True", 0, 1, None, 1.0])
 def test_extrapolate_must_be_true_or_false(switch):
     """extrapolate="False" turned extrapolation on (bool("False") is True): sdss z beyond a 3000-9000 A
