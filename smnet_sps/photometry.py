@@ -42,7 +42,8 @@ Bad input is a ``ValueError`` naming the problem, never a silent NaN or inf: a f
 all in a filter (the magnitude would be +inf), an unknown filter, a wavelength or flux unit that does not
 fit. NaN fluxes inside a filter, or a filter reaching outside the spectrum's wavelengths, raise
 ``ValueError`` unless ``extrapolate=True``, which treats the spectrum as zero there (documented
-zero-extension; the result is then a lower limit on flux, and +inf, with a warning, where no flux is
+zero-extension; the result is then a lower limit on flux, with a warning naming each such filter and its
+share of weight outside, ``meta["weight_outside_spectrum"]``, and +inf, with a warning, where no flux is
 left). Masked pixels (a specutils ``Spectrum.mask`` or an astropy ``Masked`` flux; True = bad) are NaN
 pixels: an error inside a filter, zero with ``extrapolate=True``, ignored outside every filter. Negative
 fluxes outside every filter are irrelevant and set to zero. Magnitudes are computed from the flux scaled by
@@ -623,7 +624,8 @@ def _synphot_mags(w, f, bands, bps, system, extrapolate, progress):
 # Public API
 # ---------------------------------------------------------------------------------------------------
 def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapolate=False, *, radius=None,
-               cosmology=None, igm=False, method="vectorised", progress=False, _dark_is_inf=False):
+               cosmology=None, igm=False, method="vectorised", progress=False, _dark_is_inf=False,
+               _outside_quiet=0.0):
     """Synthetic magnitudes of one or many spectra through one or many filters.
 
     Parameters
@@ -642,8 +644,9 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     redshift : float >= 0
     extrapolate : bool
         False (default): a filter reaching outside the spectrum, or NaN or masked flux inside a filter, raises
-        ValueError. True: the spectrum is taken as zero there. Only True / False (numpy's too): the text
-        "False" turned it on; anything else raises ValueError.
+        ValueError. True: the spectrum is taken as zero there; a UserWarning names the filters that reach
+        beyond it with their share of weight outside (also ``meta["weight_outside_spectrum"]``). Only True /
+        False (numpy's too): the text "False" turned it on; anything else raises ValueError.
     radius : Quantity [length] or None
         Stellar radius: turns a surface flux into the flux at ``distance`` (factor (radius/distance)^2).
     cosmology : astropy.cosmology.Cosmology, the name of an astropy realization ("Planck18", "WMAP9", ...;
@@ -688,6 +691,19 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
     if system == "Vega":
         _check_vega_covers(bands)
+    outside = {}
+    if extrapolate:
+        # the zero-extended bands, by their share of weight beyond the spectrum: extrapolate=True made a
+        # 3540-7410 A spectrum's sdss u (35 % of its weight below 3540 A) 0.43 mag faint without a word
+        outside = {bw.name: _weight_outside(bp, w[0], w[-1]) for bw, (_, bp) in zip(bands, named)
+                   if bw.support[0] < w[0] or bw.support[1] > w[-1]}
+        outside = {k: v for k, v in outside.items() if v > _outside_quiet}
+        if outside:
+            warnings.warn(f"{len(outside)} filter(s) reach beyond the spectrum ({w[0]:.6g}-{w[-1]:.6g} A"
+                          + (f", observed frame at z={z:g}" if z > 0 else "") + "), taken as zero there "
+                          "(extrapolate=True), so their magnitudes are too faint (lower limits on the flux): "
+                          + ", ".join(f"{k} ({v:.3g} of its weight outside)" for k, v in outside.items()),
+                          UserWarning, stacklevel=2)
     f = _clean_flux(f, bands, w, extrapolate)        # on the samples as given: the NaN rule and its message
     w_fine, f = _power_law_steps(w, f, [bw.support for bw in bands])
     if w_fine.size != w.size:
@@ -725,6 +741,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     table.meta.update({
         "system": system, "integral": "photon counting (synphot effstim)", "input": kind,
         "redshift": float(redshift), "method": method, "extrapolate": bool(extrapolate),
+        # per zero-extended filter, the share of its weight (int T l dl) beyond the spectrum
+        "weight_outside_spectrum": outside,
         "igm": "Madau (1995)" if igm and z > 0 else "none",
         "pivot_wavelength_AA": {bw.name: bw.pivot for bw in bands},
     })
@@ -741,7 +759,7 @@ def _sun_mag(name, bp, system):
     # VISTA Z-Ks (the error is below that share, < 1 mmag)
     nearly_inside = _weight_outside(bp, ws[0], ws[-1]) <= SUN_OUTSIDE_MAX
     table = magnitudes((ws * u.AA, fs * FLAM_UNIT * (AU_CM / (10 * PC_CM)) ** 2), [bp], system=system,
-                       extrapolate=nearly_inside)
+                       extrapolate=nearly_inside, _outside_quiet=SUN_OUTSIDE_MAX)
     return float(table.columns[0][0])            # one filter; its column name may differ from name
 
 
@@ -1231,7 +1249,8 @@ def add_cli(subparsers):
                         "checkpoint (.pt, with --meta) (default: the shipped default model)")
     add_meta_option(p)
     p.add_argument("--extrapolate", action="store_true",
-                   help="treat the spectrum as zero where a filter reaches beyond it (default: error)")
+                   help="treat the spectrum as zero where a filter reaches beyond it, with a warning naming "
+                        "each such filter and its share of weight outside (default: error)")
     p.add_argument("--out", default=None, help="write the table; format from the extension: "
                    + ", ".join(f"{k} ({v})" for k, v in TABLE_FORMATS.items())
                    + "; .ecsv and .fits keep units and metadata (system, redshift, Z), .txt as comment "

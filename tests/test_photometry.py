@@ -117,6 +117,29 @@ def test_partial_filter_raises_unless_extrapolate():
     assert np.isinf(t["galex-fuv"][0])
 
 
+def test_extrapolated_filters_are_flagged_with_their_share_outside_the_spectrum():
+    """extrapolate=True took the spectrum as zero beyond it without a word: a 3540-7410 A (MILES) blackbody's
+    sdss u, 35 % of its weight below 3540 A, came out 0.43 mag faint among good magnitudes. It now warns,
+    naming each zero-extended filter and its share of weight outside, and meta["weight_outside_spectrum"]
+    holds the shares; filters inside the spectrum are not named."""
+    w = np.arange(3540.0, 7410.0, 0.9)
+    data = (w * u.AA, planck_surface_flux(w, [5800.0])[0] * FLAM_UNIT)
+    wide = np.arange(2000.0, 12000.0, 0.9)
+    full = magnitudes((wide * u.AA, planck_surface_flux(wide, [5800.0])[0] * FLAM_UNIT), ["sdss2010-u"])
+    with pytest.warns(UserWarning, match=r"1 filter\(s\) reach beyond the spectrum \(3540-7409.* sdss2010-u "
+                                         r"\(0\.35\d* of its weight outside\)$") as seen:
+        t = magnitudes(data, ["sdss2010-u", "sdss2010-r"], extrapolate=True)
+    assert len(seen) == 1 and "sdss2010-r" not in str(seen[0].message)
+    assert t["sdss2010-u"][0] - full["sdss2010-u"][0] > 0.4
+    assert list(t.meta["weight_outside_spectrum"]) == ["sdss2010-u"]
+    assert 0.35 < t.meta["weight_outside_spectrum"]["sdss2010-u"] < 0.36
+    with pytest.warns(UserWarning, match=r"observed frame at z=0\.1.*sdss2010-u"):
+        magnitudes(data, ["sdss2010-u"], extrapolate=True, redshift=0.1, radius=1 * u.R_sun)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert magnitudes(data, ["sdss2010-r"], extrapolate=True).meta["weight_outside_spectrum"] == {}
+
+
 def test_unknown_filter_suggests_close_names():
     with pytest.raises(ValueError, match=r"unknown filter 'sdss2010-R'.*sdss2010-r"):
         get_bandpass("sdss2010-R")
