@@ -230,7 +230,7 @@ POWER_LAW_POINTS = 32
 _WEIGHT_CACHE: dict = {}
 
 
-def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
+def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False, *, _redshift=0.0):
     """Weights for :func:`magnitudes`' vectorised path (cached per grid and filter).
 
     Parameters
@@ -259,10 +259,13 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False):
     lo, hi = _bandpass_support(bp)
     if lo < x[0] or hi > x[-1]:
         if not extrapolate:
+            # at z > 0 the range is the observed frame's, which is not the range of the spectrum as given
+            frame = (f", observed frame at z={_redshift:g}: {x[0] / (1 + _redshift):.6g}-"
+                     f"{x[-1] / (1 + _redshift):.6g} A at rest" if _redshift > 0 else "")
             raise ValueError(f"filter {name!r} ({lo:.6g}-{hi:.6g} A) reaches outside the spectrum's "
-                             f"wavelengths ({x[0]:.6g}-{x[-1]:.6g} A); use a filter inside that range or "
-                             "pass extrapolate=True (--extrapolate on the command line) to treat the "
-                             "spectrum as zero outside it")
+                             f"wavelengths ({x[0]:.6g}-{x[-1]:.6g} A{frame}); use a filter inside that "
+                             "range or pass extrapolate=True (--extrapolate on the command line) to treat "
+                             "the spectrum as zero outside it")
         xp, nl, nr = _pad_for_zero_extension(x, lo, hi)
         v, wgrid, thr = _weights_on_grid(xp, bp)
         v = v[nl:xp.size - nr]                             # padded points carry zero flux: drop them
@@ -688,7 +691,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     if igm and z > 0:
         # the transmission is a function of the rest wavelength; w is already observed-frame
         f = f * igm_transmission(w / (1 + z), z)
-    bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
+    bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate, _redshift=z) for name, bp in named]
     if system == "Vega":
         _check_vega_covers(bands)
     outside = {}

@@ -140,6 +140,19 @@ def test_extrapolated_filters_are_flagged_with_their_share_outside_the_spectrum(
         assert magnitudes(data, ["sdss2010-r"], extrapolate=True).meta["weight_outside_spectrum"] == {}
 
 
+def test_a_filter_beyond_a_redshifted_spectrum_names_the_range_in_both_frames():
+    """At z > 0 the coverage error named only the observed-frame range (a 3000-10000 A spectrum at z = 0.5:
+    "4500-14997 A"), a range the user never gave; it now also says it is the observed frame and gives the
+    range at rest."""
+    w = np.arange(3000.0, 10000.0, 2.0)
+    data = (w * u.AA, planck_surface_flux(w, [6000.0])[0] * FLAM_UNIT)
+    with pytest.raises(ValueError, match=r"'sdss2010-g' .*\(4500-14997 A, observed frame at z=0\.5: "
+                                         r"3000-9998 A at rest\)"):
+        magnitudes(data, ["sdss2010-g"], redshift=0.5, radius=1 * u.R_sun)
+    with pytest.raises(ValueError, match=r"\(3000-9998 A\); use a filter"):
+        magnitudes(data, ["galex-nuv"])
+
+
 def test_unknown_filter_suggests_close_names():
     with pytest.raises(ValueError, match=r"unknown filter 'sdss2010-R'.*sdss2010-r"):
         get_bandpass("sdss2010-R")
