@@ -228,6 +228,10 @@ def read_filter_file(path, name=None):
     except (ValueError, OSError) as exc:
         raise ValueError(f"filter file {str(path)!r} is not a two-column numeric table "
                          f"(wavelength [A], throughput): {exc}") from exc
+    if data.size == 0:
+        # an empty file (or comments only) was said to have "1 column(s)"
+        raise ValueError(f"filter file {str(path)!r} holds no data rows (empty, or only comment lines); "
+                         "expected two columns (wavelength [A], throughput)")
     if data.shape[1] < 2:
         raise ValueError(f"filter file {str(path)!r} has {data.shape[1]} column(s); expected 2 "
                          f"(wavelength [A], throughput)")

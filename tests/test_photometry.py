@@ -266,6 +266,10 @@ def test_filter_file_and_bad_file(tmp_path):
     bad.write_text("not a filter\n")
     with pytest.raises(ValueError, match="two-column"):
         resolve_filters([str(bad)])
+    # an empty file, or one of comments only, was said to have "1 column(s)"
+    bad.write_text("# wavelength [A]  throughput\n")
+    with pytest.warns(UserWarning, match="no data"), pytest.raises(ValueError, match="holds no data rows"):
+        resolve_filters([str(bad)])
 
 
 def test_a_filter_file_in_nm_or_micron_is_read_in_the_unit_its_header_states(tmp_path):
