@@ -130,6 +130,10 @@ def test_a_boolean_redshift_or_factor_is_refused():
     for bad in (True, np.bool_(True), "1"):
         with pytest.raises(ValueError, match="redshift"):
             igm_transmission(w, bad)
-    with pytest.raises(ValueError, match="igm_factor"):
-        igm_transmission(w, 2.0, igm_factor=True)
+    # None (a TypeError from np.isfinite) and an array ("truth value ... ambiguous") did not name igm_factor
+    for bad in (True, None, np.array([1.0, 2.0]), [1.0], "1", np.nan, -1.0):
+        with pytest.raises(ValueError, match="igm_factor .* one finite number >= 0"):
+            igm_transmission(w, 2.0, igm_factor=bad)
+    assert igm_transmission(w, 2.0, igm_factor=np.float32(2.0))[0] == pytest.approx(
+        igm_transmission(w, 2.0)[0] ** 2)
     assert igm_transmission(w, 0)[0] == 1.0
