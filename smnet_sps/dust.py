@@ -146,6 +146,19 @@ def _check_index(name, value):
                          f"and must be one finite number; got {value!r}")
 
 
+def _one_number(name, value, what, lo, hi):
+    """``value`` as a float in [lo, hi] (finite), else a ValueError naming ``name`` and ``what`` it is."""
+    ok = not isinstance(value, (str, bytes, bool, np.bool_)) and not hasattr(value, "unit")
+    try:
+        x = float(value) if ok and np.ndim(value) == 0 else np.nan
+    except (TypeError, ValueError):
+        x = np.nan
+    if not (np.isfinite(x) and lo <= x <= hi):
+        bounds = f">= {lo:g}" if hi == np.inf else f"in [{lo:g}, {hi:g}]"
+        raise ValueError(f"{name} is {what} and must be one finite number {bounds}; got {value!r}")
+    return x
+
+
 def attenuation_curve(wave, dust_type=0, dust_index=-0.7, mwr=3.1, uvb=1.0):
     """tau_lambda / tau_V of FSPS ``dust_type`` at ``wave`` [A] (see the module docstring).
 
@@ -179,16 +192,19 @@ def attenuate(wave, young, old, *, dust_type=0, dust1=0.0, dust2=0.0, dust3=0.0,
 
     ``young * [exp(-dust1 (l/5500)^dust1_index) (1 - frac_obrun) + frac_obrun] + old * exp(-dust3 curve)``,
     then times ``(1 - frac_nodust) exp(-dust2 curve) + frac_nodust``. Any units (the result has those of the
-    inputs); ``young``/``old`` are (..., n_wave). ``dust_index`` and ``dust1_index`` must be finite.
+    inputs); ``young``/``old`` are (..., n_wave). ``dust_index`` and ``dust1_index`` must be finite;
+    ``dust1``, ``dust2``, ``dust3`` are optical depths at 5500 A (tau_V = A_V / 1.086), one plain number >= 0
+    each, and ``frac_nodust``, ``frac_obrun`` one number in [0, 1] (ValueError otherwise).
     """
     for name, v in (("dust_index", dust_index), ("dust1_index", dust1_index)):
         _check_index(name, v)
-    for name, v in (("dust1", dust1), ("dust2", dust2), ("dust3", dust3)):
-        if not np.isfinite(v) or v < 0:
-            raise ValueError(f"{name} is an optical depth at 5500 A and must be >= 0; got {v!r}")
-    for name, v in (("frac_nodust", frac_nodust), ("frac_obrun", frac_obrun)):
-        if not (0.0 <= v <= 1.0):
-            raise ValueError(f"{name} must be in [0, 1]; got {v!r}")
+    # one plain number each: None or text raised a TypeError, an array numpy's "truth value ... ambiguous",
+    # an A_V in u.mag an astropy UnitTypeError from exp, none of them naming the parameter
+    dust1, dust2, dust3 = (_one_number(name, v, "an optical depth at 5500 A (tau_V = A_V / 1.086, a plain "
+                                             "number, not magnitudes)", 0.0, np.inf)
+                           for name, v in (("dust1", dust1), ("dust2", dust2), ("dust3", dust3)))
+    frac_nodust, frac_obrun = (_one_number(name, v, "a fraction", 0.0, 1.0)
+                               for name, v in (("frac_nodust", frac_nodust), ("frac_obrun", frac_obrun)))
     w = _wave(wave)
     if dust1 == 0 and dust2 == 0 and dust3 == 0:
         return young + old

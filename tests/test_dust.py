@@ -80,6 +80,23 @@ def test_attenuate_errors():
         attenuate(WAVE, WAVE, WAVE, dust2=0.1, frac_nodust=1.5)
 
 
+@pytest.mark.parametrize("kwargs,name", [(dict(dust2=None), "dust2"),
+                                         (dict(dust2=np.array([0.1, 0.2])), "dust2"),
+                                         (dict(dust1="0.3"), "dust1"), (dict(dust2=0.3 * u.mag), "dust2"),
+                                         (dict(dust3=np.nan), "dust3"),
+                                         (dict(frac_obrun=[0.5]), "frac_obrun"),
+                                         (dict(frac_nodust=None), "frac_nodust")])
+def test_a_dust_parameter_that_is_not_one_number_is_a_named_error(kwargs, name):
+    """dust2=None (or text) raised a TypeError from np.isfinite, an array numpy's "truth value ... is
+    ambiguous", an A_V in u.mag astropy's UnitTypeError from exp, frac_nodust=None a TypeError: none named the
+    parameter. Each is now a ValueError saying what it must be; numpy scalars still work."""
+    one = np.ones(WAVE.size)
+    with pytest.raises(ValueError, match=rf"{name} is .* must be one finite number"):
+        attenuate(WAVE, one, one, **{"dust2": 0.3, **kwargs})
+    assert np.array_equal(attenuate(WAVE, one, one, dust2=np.float32(0.5), frac_nodust=np.float64(0.1)),
+                          attenuate(WAVE, one, one, dust2=0.5, frac_nodust=0.1))
+
+
 def test_mwr_outside_ccm89s_range_names_mwr():
     """dust_type 1 with mwr=-1 raised dust_extinction's error about 'Rv', an option the user never set."""
     with pytest.raises(ValueError, match=r"mwr \(R_V.*2-6"):
