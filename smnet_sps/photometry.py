@@ -246,7 +246,18 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False, *, _red
     """
     from .filters import get_bandpass
     extrapolate = check_switch(extrapolate, "extrapolate")
-    x = np.asarray(u.Quantity(wavelength, u.AA).value, float)
+    try:
+        x = np.asarray(u.Quantity(wavelength, u.AA).value, float)
+    except (u.UnitsError, TypeError, ValueError) as exc:
+        raise ValueError(f"bandpass_weights needs a wavelength grid (a length Quantity, or numbers in A), "
+                         f"increasing, with the flux in that order; got {getattr(wavelength, 'unit', None)} "
+                         f"({exc})") from exc
+    # the weights follow the grid's order: a decreasing grid was refused as "9998-3000 A" not covering the
+    # filter, a NaN got synphot's UnsortedWavelength from deep inside
+    if x.ndim != 1 or x.size < 2 or not np.all(np.isfinite(x)) or x[0] <= 0 or np.any(np.diff(x) <= 0):
+        raise ValueError(f"bandpass_weights needs >= 2 finite, positive, strictly increasing wavelengths "
+                         f"(a 1-d grid); got shape {x.shape}"
+                         + (f", {x[0]:.6g} ... {x[-1]:.6g} A" if x.ndim == 1 and x.size else ""))
     bname, bp = get_bandpass(bandpass)
     name = name or bname
     key = (hash(x.tobytes()), x.size, id(bp), extrapolate)

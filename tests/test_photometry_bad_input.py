@@ -155,6 +155,22 @@ def test_a_filter_without_a_finite_wavelength_set_is_a_named_error():
         assert magnitudes((w * u.AA, flat), [bp], system="ST")[0][0] == pytest.approx(16.40, abs=1e-4)
 
 
+def test_bandpass_weights_refuses_a_grid_it_cannot_follow():
+    """bandpass_weights (public) took any grid: a decreasing one was refused as "9998-3000 A" not covering
+    the filter, a NaN got synphot's UnsortedWavelength from deep inside, a frequency grid a bare
+    UnitConversionError. Each is now a ValueError saying what the grid must be; the grid magnitudes() uses
+    still works."""
+    from smnet_sps.photometry import bandpass_weights
+    for grid, match in [(W[::-1] * u.AA, "strictly increasing.*9990 ... 3000 A"),
+                        (np.r_[W[:10], np.nan, W[11:]], "strictly increasing"),
+                        (np.r_[W[:100], W[99:]], "strictly increasing"),
+                        ((W * u.AA).to(u.THz, u.spectral()), "wavelength grid.*THz")]:
+        with pytest.raises(ValueError, match=match):
+            bandpass_weights(grid, "sdss2010-r")
+    bw = bandpass_weights(W * u.AA, "sdss2010-r")
+    assert np.ones(W.size) @ bw.v / bw.norm == pytest.approx(1.0, rel=1e-12)
+
+
 def test_a_spectral_element_follows_the_negative_throughput_rule_of_files():
     """A SpectralElement built with keep_neg=True and a negative lobe (-0.5 over 5000-5300 A) was integrated
     as it was: a 6000 K blackbody 0.066 mag brighter in AB than through the same curve clipped at zero, and
