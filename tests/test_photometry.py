@@ -119,7 +119,7 @@ def test_partial_filter_raises_unless_extrapolate():
 
 def test_extrapolated_filters_are_flagged_with_their_share_outside_the_spectrum():
     """extrapolate=True took the spectrum as zero beyond it without a word: a 3540-7410 A (MILES) blackbody's
-    sdss u, 35 % of its weight below 3540 A, came out 0.43 mag faint among good magnitudes. It now warns,
+    sdss u, 37 % of its weight outside it, came out 0.43 mag faint among good magnitudes. It now warns,
     naming each zero-extended filter and its share of weight outside, and meta["weight_outside_spectrum"]
     holds the shares; filters inside the spectrum are not named."""
     w = np.arange(3540.0, 7410.0, 0.9)
@@ -127,17 +127,37 @@ def test_extrapolated_filters_are_flagged_with_their_share_outside_the_spectrum(
     wide = np.arange(2000.0, 12000.0, 0.9)
     full = magnitudes((wide * u.AA, planck_surface_flux(wide, [5800.0])[0] * FLAM_UNIT), ["sdss2010-u"])
     with pytest.warns(UserWarning, match=r"1 filter\(s\) reach beyond the spectrum \(3540-7409.* sdss2010-u "
-                                         r"\(0\.35\d* of its weight outside\)$") as seen:
+                                         r"\(0\.368 of its weight outside\)$") as seen:
         t = magnitudes(data, ["sdss2010-u", "sdss2010-r"], extrapolate=True)
     assert len(seen) == 1 and "sdss2010-r" not in str(seen[0].message)
     assert t["sdss2010-u"][0] - full["sdss2010-u"][0] > 0.4
     assert list(t.meta["weight_outside_spectrum"]) == ["sdss2010-u"]
-    assert 0.35 < t.meta["weight_outside_spectrum"]["sdss2010-u"] < 0.36
+    assert 0.36 < t.meta["weight_outside_spectrum"]["sdss2010-u"] < 0.38
     with pytest.warns(UserWarning, match=r"observed frame at z=0\.1.*sdss2010-u"):
         magnitudes(data, ["sdss2010-u"], extrapolate=True, redshift=0.1, radius=1 * u.R_sun)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert magnitudes(data, ["sdss2010-r"], extrapolate=True).meta["weight_outside_spectrum"] == {}
+
+
+def test_a_filter_cut_inside_its_last_segment_is_flagged_with_the_share_cut():
+    """The share outside was taken on the filter's own points only: a box filter (points every 200 A, 1 over
+    5000-6000 A, 0 at 4800 and 6200) on a flat f_lambda spectrum ending at 6099 A lost 2.4 % of its weight
+    (ST -21.074 instead of -21.100) and was not flagged (share 0). The spectrum's end is now a point of the
+    share: 0.0235, within 1e-3 of the flux lost."""
+    from synphot import SpectralElement
+    from synphot.models import Empirical1D
+    wb = np.arange(4800.0, 6201.0, 200.0)
+    box = SpectralElement(Empirical1D, points=wb * u.AA, lookup_table=np.r_[0.0, np.ones(6), 0.0],
+                          meta={"name": "box"})
+    w = np.arange(3000.0, 6100.0, 1.0)
+    full = np.arange(3000.0, 7000.0, 1.0)
+    ref = magnitudes((full * u.AA, np.ones(full.size) * FLAM_UNIT), [box], system="ST")[0][0]
+    with pytest.warns(UserWarning, match=r"box \(0\.02\d* of its weight outside\)"):
+        t = magnitudes((w * u.AA, np.ones(w.size) * FLAM_UNIT), [box], system="ST", extrapolate=True)
+    lost = 1 - 10 ** (-0.4 * (t[0][0] - ref))
+    assert lost > 0.02
+    assert t.meta["weight_outside_spectrum"]["box"] == pytest.approx(lost, abs=1e-3)
 
 
 def test_a_filter_beyond_a_redshifted_spectrum_names_the_range_in_both_frames():
