@@ -400,7 +400,8 @@ def _ivar_from_err(path, name, err, wave):
 
 #: what a flux, error or inverse-variance column's unit may be (read_spectrum's error messages)
 FLUX_UNITS_ALLOWED = ("a spectral flux density, F_lambda (e.g. erg / (s cm2 Angstrom), "
-                      "1E-17 erg/s/cm^2/Angstrom) or f_nu (e.g. Jy), its inverse square for an ivar, or none")
+                      "1E-17 erg/s/cm^2/Angstrom) or f_nu (e.g. Jy, nanomaggies), its inverse square for an "
+                      "ivar, or none")
 
 
 def _unit_of(path, column, allowed=FLUX_UNITS_ALLOWED):
@@ -413,7 +414,8 @@ def _unit_of(path, column, allowed=FLUX_UNITS_ALLOWED):
 
     unit = getattr(column, "unit", None)
     if isinstance(unit, u.UnrecognizedUnit):
-        with warnings.catch_warnings():
+        # astropy knows maggy / nanomaggy, not the plurals that SDSS-style files write
+        with warnings.catch_warnings(), u.add_enabled_aliases({"maggies": u.mgy, "nanomaggies": u.nmgy}):
             warnings.simplefilter("ignore", u.UnitsWarning)        # "multiple slashes" and the like
             unit = u.Unit(unit.name, format="generic", parse_strict="silent")
         if isinstance(unit, u.UnrecognizedUnit):

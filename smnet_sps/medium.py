@@ -158,19 +158,39 @@ _LUMINOSITY_DENSITIES = (LLAM_UNIT, u.Unit("erg s-1 Hz-1"), u.Unit("photon s-1 A
 DENSITY_PER = (u.M_sun, u.sr)
 
 #: the linear flux units a flux (Quantity or file column) may be in (error messages)
-LINEAR_FLUX_UNITS = ("F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy), a photon flux (e.g. photon / "
-                     "(s cm2 Angstrom)), L_lambda (e.g. solLum / Angstrom) or L_nu (e.g. erg / (s Hz)), also "
-                     "per M_sun or per solid angle (e.g. MJy / sr)")
+LINEAR_FLUX_UNITS = ("F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy, AB nanomaggies), a photon flux "
+                     "(e.g. photon / (s cm2 Angstrom)), L_lambda (e.g. solLum / Angstrom) or L_nu (e.g. erg "
+                     "/ (s Hz)), also per M_sun or per solid angle (e.g. MJy / sr)")
+
+
+#: an AB maggy (SDSS's flux unit, astropy's ``mgy``; 1 nanomaggy = 22.5 AB mag): 3631 Jy. astropy keeps it
+#: an irreducible unit, convertible only with a ``zero_point_flux`` equivalency, so a flux in maggies was
+#: refused as no spectral density (and taken as plain F_lambda numbers by Lick indices)
+AB_MAGGY = 3631.0 * u.Jy
+
+
+def _maggies_as_jy(unit):
+    """``unit`` with its maggies (u.mgy, u.nmgy, in any power) as AB maggies of 3631 Jy (:data:`AB_MAGGY`);
+    any other unit, None or a magnitude as it is."""
+    if unit is None or isinstance(unit, u.FunctionUnitBase):
+        return unit
+    unit = u.Unit(unit)
+    bases = unit.decompose().bases
+    if u.mgy not in bases:
+        return unit
+    power = unit.decompose().powers[bases.index(u.mgy)]
+    return unit * u.Unit(AB_MAGGY / u.mgy) ** power
 
 
 def spectral_density_kind(unit, per=DENSITY_PER):
     """``(kind, per_unit)`` of a spectral density: kind "flux" or "luminosity" (per wavelength or frequency,
-    energy or photons), ``per_unit`` the product of the units of ``per`` (default :data:`DENSITY_PER`: M_sun,
-    sr) that ``unit`` is per besides (``u.one`` if none), so that ``unit * per_unit`` is the plain density.
-    ``(None, None)`` for any other unit: None, dimensionless, counts, per pixel, a magnitude."""
+    energy or photons; AB maggies as 3631 Jy), ``per_unit`` the product of the units of ``per`` (default
+    :data:`DENSITY_PER`: M_sun, sr) that ``unit`` is per besides (``u.one`` if none), so that
+    ``unit * per_unit`` is the plain density. ``(None, None)`` for any other unit: None, dimensionless,
+    counts, per pixel, a magnitude."""
     if unit is None or isinstance(unit, u.FunctionUnitBase):
         return None, None
-    unit = u.Unit(unit)
+    unit = _maggies_as_jy(unit)
     products = [u.one]
     for factor in per:
         products += [p * factor for p in products]
@@ -190,7 +210,7 @@ def is_per_frequency(unit):
     if kind is None:
         return False
     densities = _FLUX_DENSITIES if kind == "flux" else _LUMINOSITY_DENSITIES
-    return any((u.Unit(unit) * p).is_equivalent(d) for d in densities[1::2])
+    return any((_maggies_as_jy(unit) * p).is_equivalent(d) for d in densities[1::2])
 
 
 def refuse_logarithmic(unit, name="flux"):
@@ -207,11 +227,11 @@ def f_lambda_factor(unit, wave, reference=None, per=DENSITY_PER, strict=True, na
     """Per-pixel factor taking values in ``unit`` at ``wave`` [A] to F_lambda (L_lambda for a luminosity).
 
     ``unit`` is a spectral density (:func:`spectral_density_kind`: per wavelength or frequency, energy or
-    photons, a flux or a luminosity, also per the units of ``per``). The target is ``reference`` (default
-    ``unit``) if that is an energy per unit wavelength, in any scale, else erg s^-1 cm^-2 A^-1 (a flux) or
-    erg s^-1 A^-1 (a luminosity), each per the same M_sun / sr as ``unit``: the factor keeps those (a
-    surface brightness stays per sr, in any solid-angle unit converted). One rule for the fit (a flux, and
-    its ivar through ``reference``), Lick indices and photometry.
+    photons, a flux or a luminosity, also per the units of ``per``; maggies are AB, 1 mgy = 3631 Jy). The
+    target is ``reference`` (default ``unit``) if that is an energy per unit wavelength, in any scale, else
+    erg s^-1 cm^-2 A^-1 (a flux) or erg s^-1 A^-1 (a luminosity), each per the same M_sun / sr as ``unit``:
+    the factor keeps those (a surface brightness stays per sr, in any solid-angle unit converted). One rule
+    for the fit (a flux, and its ivar through ``reference``), Lick indices and photometry.
 
     A magnitude or dex unit is a ValueError naming ``name`` (:func:`refuse_logarithmic`). Any other unit --
     counts, electron/s, per pixel, dimensionless, or one that does not convert to ``reference`` -- raises
@@ -219,6 +239,7 @@ def f_lambda_factor(unit, wave, reference=None, per=DENSITY_PER, strict=True, na
     wavelength (spectra that are not flux-calibrated).
     """
     refuse_logarithmic(unit, name)
+    unit, reference = _maggies_as_jy(unit), _maggies_as_jy(reference)
     kind, p = spectral_density_kind(unit, per)
     ref_kind, ref_p = (kind, p) if reference is None else spectral_density_kind(reference, per)
     if kind is None or ref_kind is None or ref_p != p:

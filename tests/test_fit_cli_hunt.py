@@ -397,3 +397,39 @@ def test_a_table_with_a_negative_ivar_is_refused_naming_the_file_and_column(tmp_
     ivar[[10, 20]] = 0.0
     Table({"wave": wave, "flux": flux, "ivar": ivar}).write(path, overwrite=True)
     assert np.count_nonzero(read_spectrum(path)[2] == 0) == 2
+
+
+def test_a_flux_in_ab_maggies_is_read_as_3631_jy(tmp_path):
+    """astropy's maggy is an irreducible unit (it needs a zero_point_flux equivalency): a flux in nanomaggies
+    was refused by fit_star and `smnet-sps fit` as no spectral flux density, and taken as plain F_lambda by
+    measure_index (MILES star 4's Fe5270 1.3761 A instead of 1.3735); the plural TUNIT 'nanomaggies' was not
+    recognised at all."""
+    import astropy.units as u
+    from astropy.io import fits
+
+    from smnet_sps.fit import check_spectrum
+    from smnet_sps.fit_cli import read_spectrum
+    from smnet_sps.lick import measure_index
+    from smnet_sps.medium import air_to_vacuum
+
+    wave_air, flam = _miles_star(4)
+    wave = air_to_vacuum(wave_air)
+    flam_q = flam * u.erg / u.s / u.cm ** 2 / u.AA
+    jy = flam_q.to_value(u.Jy, equivalencies=u.spectral_density(wave * u.AA))
+    nmgy = jy / 3631e-9                                     # AB: 1 maggy = 3631 Jy
+    good = flam > 0
+    f = check_spectrum(wave, nmgy * u.nmgy, ivar=np.where(good, 1e-4, 0.0) / u.nmgy ** 2)
+    np.testing.assert_allclose(f[1], flam, rtol=1e-9)
+    np.testing.assert_allclose(f[2][good], 1e-4 / (flam / nmgy)[good] ** 2, rtol=1e-9)
+    np.testing.assert_allclose(measure_index(wave, nmgy * u.nmgy, "Fe5270"),
+                               measure_index(wave, flam_q, "Fe5270"), rtol=1e-9)
+    # a file: FITS TUNITs as SDSS-style tables write them
+    path = tmp_path / "star.fits"
+    fits.BinTableHDU.from_columns([
+        fits.Column("wave", "D", array=wave, unit="Angstrom"),
+        fits.Column("flux", "D", array=nmgy, unit="nanomaggies"),
+        fits.Column("ivar", "D", array=np.full(wave.size, 1e-4), unit="nanomaggies-2"),
+    ]).writeto(path)
+    w, f_read, iv = read_spectrum(path)
+    np.testing.assert_allclose(f_read, flam, rtol=1e-9)
+    np.testing.assert_allclose(iv, 1e-4 / (flam / nmgy) ** 2, rtol=1e-9)
