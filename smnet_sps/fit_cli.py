@@ -18,6 +18,8 @@ _WAVE_NAMES = ("wave", "wavelength", "lambda", "lam", "wl")
 _FLUX_NAMES = ("flux", "f_lambda", "flam")
 #: log10 of the wavelength in Angstrom (SDSS's spec files: vacuum)
 _LOGLAM_NAMES = ("loglam",)
+#: a frequency or energy axis (c / nu or h c / E is the vacuum wavelength): read only with a unit
+_FREQ_NAMES = ("freq", "frequency", "nu", "energy")
 _IVAR_NAMES = ("ivar", "inverse_variance")
 _ERR_NAMES = ("err", "error", "sigma", "flux_err", "uncertainty")
 #: a pixel-quality column, nonzero = bad pixel: ESO Phase 3's QUAL, SDSS's and_mask, specutils' mask
@@ -61,7 +63,8 @@ def read_spectrum(path, medium=None):
     dispersion, is a ValueError naming it.
 
     Table columns: ``wave``/``wavelength``/``lambda`` (or ``loglam``, log10 of it in Angstrom, as in SDSS's
-    spec files), ``flux``, and ``ivar`` or ``err``/``error``/``sigma``,
+    spec files; or ``freq``/``frequency``/``nu``/``energy`` with a frequency or energy unit), ``flux``,
+    and ``ivar`` or ``err``/``error``/``sigma``,
     and a pixel quality ``qual``/``quality``/``mask``/``and_mask``, nonzero for a bad pixel (ESO Phase 3's
     QUAL, SDSS's and_mask, specutils' mask), which is returned as flux NaN and ivar 0;
     one row whose cells are arrays (ESO's Phase 3 spectra: WAVE, FLUX, ERR) is read as those arrays.
@@ -145,9 +148,18 @@ def read_spectrum(path, medium=None):
                              f"and takes no unit; it has {loglam.unit}")
         t["wave"] = 10.0 ** _masked_as_nan(loglam)
         w = t["wave"]
+    freq = _column(t, _FREQ_NAMES) if w is None else None
+    if freq is not None:
+        # a column 'freq' in Hz was refused as no wavelength column (a unit on 'wave' may be a frequency)
+        if _unit_of(path, freq) is None:
+            raise ValueError(f"{path}: column {freq.info.name!r} names a frequency or energy axis but has no "
+                             "unit; give it one (e.g. Hz, GHz, eV), or give the wavelengths in Angstrom as "
+                             "column 'wave'")
+        w = freq
     if w is None or f is None:
         raise ValueError(
-            f"{path}: needs a wavelength column ({', '.join(_WAVE_NAMES + _LOGLAM_NAMES)}) and a flux column "
+            f"{path}: needs a wavelength column ({', '.join(_WAVE_NAMES + _LOGLAM_NAMES)}; or a frequency or "
+            f"energy with a unit: {', '.join(_FREQ_NAMES)}) and a flux column "
             f"({', '.join(_FLUX_NAMES)}); found {t.colnames}"
         )
     w_allowed = "a wavelength, frequency or energy unit (e.g. Angstrom, nm, um), or none (Angstrom)"

@@ -433,3 +433,28 @@ def test_a_flux_in_ab_maggies_is_read_as_3631_jy(tmp_path):
     w, f_read, iv = read_spectrum(path)
     np.testing.assert_allclose(f_read, flam, rtol=1e-9)
     np.testing.assert_allclose(iv, 1e-4 / (flam / nmgy) ** 2, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name, unit", [("freq", "GHz"), ("FREQUENCY", "Hz"), ("nu", "THz"),
+                                        ("energy", "eV")])
+def test_read_spectrum_reads_a_frequency_column_named_as_one(tmp_path, name, unit):
+    """A column 'freq' in Hz was refused as 'needs a wavelength column', while the same values as column
+    'wave' with the unit Hz were read; one without a unit cannot be Angstrom and is refused."""
+    import astropy.units as u
+    from astropy.table import QTable
+
+    from smnet_sps.fit_cli import read_spectrum
+    from smnet_sps.medium import air_to_vacuum
+
+    wave_air, flux = _miles_star()
+    vac = air_to_vacuum(wave_air)
+    axis = (vac * u.AA).to(unit, equivalencies=u.spectral())[::-1]
+    path = tmp_path / "star.fits"
+    QTable({name: axis, "flux": flux[::-1], "err": 0.01 * flux[::-1]}).write(path)
+    w, f, ivar = read_spectrum(path)
+    np.testing.assert_allclose(w, vac, rtol=1e-12)
+    np.testing.assert_allclose(f, flux, rtol=1e-6)
+    np.testing.assert_allclose(ivar[flux > 0], 1 / (0.01 * flux[flux > 0]) ** 2, rtol=1e-6)
+    QTable({name: axis.value, "flux": flux[::-1]}).write(tmp_path / "bare.ecsv")
+    with pytest.raises(ValueError, match=rf"bare.ecsv: column '{name}' names a frequency .* has no unit"):
+        read_spectrum(tmp_path / "bare.ecsv")
