@@ -416,18 +416,30 @@ FLUX_UNITS_ALLOWED = ("a spectral flux density, F_lambda (e.g. erg / (s cm2 Angs
                       "ivar, or none")
 
 
+def _unit_aliases():
+    """Spellings of units that files write and astropy's generic format does not know -> the unit."""
+    import astropy.units as u
+
+    names = {("angstrom", "angstroms"): u.AA, ("micron", "microns"): u.um, ("maggy", "maggies"): u.mgy,
+             ("nanomaggy", "nanomaggies"): u.nmgy}
+    return {spelling: unit for pair, unit in names.items() for name in pair
+            for spelling in (name, name.capitalize(), name.upper())}
+
+
 def _unit_of(path, column, allowed=FLUX_UNITS_ALLOWED):
     """A table column's unit, None for none or a dimensionless one (a relative flux). A unit the file's
     format did not recognise -- the FITS TUNIT '1E-17 erg/s/cm^2/Angstrom' of many surveys (FITS has no
-    numeric factor, no '^') -- is parsed again in astropy's lenient generic format; if it is still not
+    numeric factor, no '^') -- is parsed again in astropy's lenient generic format (knowing the spellings
+    'Angstroms', 'ANGSTROM', 'microns', 'nanomaggies' and the like: :func:`_unit_aliases`); if it is still not
     recognised, a ValueError names the column, the unit and what is ``allowed`` (astropy's own error named
     neither column nor what is allowed)."""
     import astropy.units as u
 
     unit = getattr(column, "unit", None)
     if isinstance(unit, u.UnrecognizedUnit):
-        # astropy knows maggy / nanomaggy, not the plurals that SDSS-style files write
-        with warnings.catch_warnings(), u.add_enabled_aliases({"maggies": u.mgy, "nanomaggies": u.nmgy}):
+        # astropy knows Angstrom, micron, maggy, not the plural or upper-case spellings files write (IRAF's
+        # and many archives' 'Angstroms' was refused as unrecognised)
+        with warnings.catch_warnings(), u.add_enabled_aliases(_unit_aliases()):
             warnings.simplefilter("ignore", u.UnitsWarning)        # "multiple slashes" and the like
             unit = u.Unit(unit.name, format="generic", parse_strict="silent")
         if isinstance(unit, u.UnrecognizedUnit):

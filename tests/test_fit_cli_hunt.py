@@ -458,3 +458,28 @@ def test_read_spectrum_reads_a_frequency_column_named_as_one(tmp_path, name, uni
     QTable({name: axis.value, "flux": flux[::-1]}).write(tmp_path / "bare.ecsv")
     with pytest.raises(ValueError, match=rf"bare.ecsv: column '{name}' names a frequency .* has no unit"):
         read_spectrum(tmp_path / "bare.ecsv")
+
+
+@pytest.mark.parametrize("wave_unit, scale", [("Angstroms", 1.0), ("ANGSTROM", 1.0), ("microns", 1e-4)])
+def test_read_spectrum_reads_plural_and_upper_case_unit_spellings(tmp_path, wave_unit, scale):
+    """A TUNIT / CUNIT1 'Angstroms' (as IRAF and many archives write it), 'ANGSTROM' or 'microns' was
+    refused: 'has the unit 'Angstroms', which astropy does not recognise'."""
+    from astropy.io import fits
+
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave, flux = _miles_star()
+    flux_unit = "1E-17 erg/s/cm^2/Angstroms"
+    table = tmp_path / "table.fits"
+    fits.BinTableHDU.from_columns([
+        fits.Column("wave", "D", array=wave * scale, unit=wave_unit),
+        fits.Column("flux", "D", array=flux, unit=flux_unit),
+        fits.Column("err", "D", array=0.01 * flux, unit=flux_unit),
+    ]).writeto(table)
+    image = _image(tmp_path / "image.fits", flux, CUNIT1=wave_unit, CRVAL1=wave[0] * scale,
+                   CDELT1=(wave[1] - wave[0]) * scale, CRPIX1=1, BUNIT=flux_unit)
+    for path in (table, image):
+        w, f, ivar = read_spectrum(path)
+        np.testing.assert_allclose(w, wave, rtol=1e-9)
+        np.testing.assert_allclose(f, flux, rtol=1e-12)
+    np.testing.assert_allclose(read_spectrum(table)[2], 1 / (0.01 * flux) ** 2, rtol=1e-12)
