@@ -258,6 +258,11 @@ def _cli(args):
     if args.rank_libraries and ignored:
         raise ValueError(f"--rank-libraries ranks and prints (and with --write-mixture writes) the mixture; "
                          f"{', '.join(ignored)} belong to scoring: run them without --rank-libraries")
+    if args.kfold:
+        # numpy's seeding refused a negative --seed only after the model and its imitations were loaded, as
+        # "expected non-negative integer", naming no option
+        from .calibrate import _check_seed
+        _check_seed(args.seed, "--seed")
     if args.kfold and args.library is not None:
         raise ValueError("--kfold tests the default mixture, ranked on the other folds; --library scores one "
                          "library imitation: give one of them")

@@ -454,6 +454,21 @@ def test_validate_refuses_kfold_before_making_the_report_folder(tmp_path, capsys
     assert not (tmp_path / "r").exists()
 
 
+def test_validate_refuses_a_negative_kfold_seed_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    """--kfold 3 --seed -1 loaded the model and its imitations, then stopped in numpy's seeding with
+    "expected non-negative integer", naming no option; now refused first, naming --seed."""
+    from smnet_sps import validate
+    from smnet_sps.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded although --seed is negative")
+    monkeypatch.setattr(validate, "load_any_generator", never)
+    assert main(["validate", "--empirical", str(FIXTURE), "--kfold", "3", "--seed", "-1",
+                 "--out", str(tmp_path / "r")]) == 1
+    assert "--seed must be an integer from 0 to 2**32 - 1; got -1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_validate_into_a_closed_pipe_writes_the_report_and_exits_quietly(tmp_path):
     """`smnet-sps validate ... --out DIR | head -2` printed "error: [Errno 32] Broken pipe" (status 1) and
     wrote none of the report files, which came after the table. The files are now written first, and a
