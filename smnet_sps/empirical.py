@@ -109,7 +109,8 @@ class EmpiricalStars:
 def _check_star_arrays(path, d):
     """ValueError naming ``path`` and the key unless the arrays of an empirical set fit together:
     ``miles_id``, ``teff``, ``logg``, ``feh`` 1-d of one length n >= 1 (the parameters finite), ``wave``
-    1-d, ``flux`` of shape (n, len(wave)), ``miles_id`` whole numbers (integers, or whole floats).
+    1-d, finite, positive and strictly increasing (>= 3 pixels), ``flux`` of shape (n, len(wave)),
+    ``miles_id`` whole numbers (integers, or whole floats).
 
     Unchecked, a (n, 1) ``miles_id`` made the nearest-star baseline allocate 65 GiB, a flux of the wrong
     shape failed deep in numpy or was blamed on the prediction, and star number 2.5 became 2.
@@ -132,6 +133,21 @@ def _check_star_arrays(path, d):
             raise ValueError(f"{path}: '{key}' is not finite for {int(bad.sum())} of {n} stars (miles_id "
                              f"{d['miles_id'][bad][:10].tolist()}); every star needs a finite teff, logg and "
                              "feh: leave such stars out of the set")
+    wave = np.asarray(d["wave"], float)
+    bad = ~np.isfinite(wave) | (wave <= 0)
+    if bad.any():
+        raise ValueError(f"{path}: 'wave' must hold finite, positive wavelengths [A, air]; {int(bad.sum())} "
+                         f"of {wave.size} are not (first at pixel {int(np.argmax(bad))})")
+    steps = np.diff(wave)
+    if wave.size < 3 or (steps <= 0).any():
+        # unchecked, a decreasing 'wave' was called too narrow by calibrate ("covers 7412-3541 A"), a
+        # repeated wavelength calibrated a correction without a word, and validate failed after loading the
+        # model with "obs_wavelength must be a strictly increasing 1-d array", naming neither file nor key
+        k = int(np.argmax(steps <= 0)) if steps.size else 0
+        where = (f"pixels {k} and {k + 1} hold {wave[k]:.6g} then {wave[k + 1]:.6g} A" if wave.size >= 3
+                 else f"it has {wave.size} pixel(s)")
+        raise ValueError(f"{path}: 'wave' must increase strictly over >= 3 pixels, with 'flux' in the same "
+                         f"order; {where}")
     expected = (n, d["wave"].size)
     if d["flux"].shape != expected:
         raise ValueError(f"{path}: 'flux' has shape {d['flux'].shape}; expected (stars, pixels) = "
@@ -153,8 +169,8 @@ def load_empirical(directory):
     Keys: ``miles_id``, ``teff``, ``logg``, ``feh``, ``wave`` (air, A), ``flux`` (n, n_pix; exact 0 = gap).
     Wavelengths are converted to vacuum; gaps become NaN. A ``miles_id`` given twice is refused
     (ValueError), as are arrays that do not fit together (:func:`_check_star_arrays`: n >= 1 stars, one
-    ``miles_id`` / ``teff`` / ``logg`` / ``feh`` each and finite, ``flux`` of shape (n, len(wave)), whole star
-    numbers).
+    ``miles_id`` / ``teff`` / ``logg`` / ``feh`` each and finite, ``wave`` finite and strictly increasing,
+    ``flux`` of shape (n, len(wave)), whole star numbers).
     """
     path = Path(directory)
     if path.is_dir():

@@ -73,6 +73,46 @@ def test_load_refuses_arrays_that_do_not_fit_together(tmp_path, key, change, mes
     assert "stars.npz" in str(info.value)
 
 
+def _reversed(raw):
+    return {**raw, "wave": raw["wave"][::-1].copy(), "flux": raw["flux"][:, ::-1].copy()}
+
+
+def _repeated_pixel(raw):
+    wave = raw["wave"].copy()
+    wave[100] = wave[99]
+    return {**raw, "wave": wave}
+
+
+def _nan_pixel(raw):
+    wave = raw["wave"].astype(float)
+    wave[5] = np.nan
+    return {**raw, "wave": wave}
+
+
+@pytest.mark.parametrize("change, message", [
+    (_reversed, r"'wave' must increase strictly .*; pixels 0 and 1 hold 7409.6 then 7408.7 A"),
+    (_repeated_pixel, r"'wave' must increase strictly .*; pixels 99 and 100 hold"),
+    (_nan_pixel, r"'wave' must hold finite, positive wavelengths \[A, air\]; 1 of 4300 are not \(first at "
+                 r"pixel 5\)"),
+], ids=["decreasing", "repeated", "nan"])
+def test_load_refuses_wavelengths_that_do_not_increase(tmp_path, capsys, change, message):
+    """A 'wave' not strictly increasing was loaded: validate failed after loading the model with
+    "obs_wavelength must be a strictly increasing 1-d array" (no file, no key), calibrate called a decreasing
+    set too narrow ("covers 7412-3541 A") and fitted a correction on one with a repeated pixel without a
+    word; a NaN failed in the air-to-vacuum conversion, naming no file."""
+    from smnet_sps.cli import main
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    np.savez(tmp_path / "stars.npz", **change(raw))
+    with pytest.raises(ValueError, match=message) as info:
+        load_empirical(tmp_path)
+    assert "stars.npz" in str(info.value)
+    out = tmp_path / "correction"
+    assert main(["calibrate", "--empirical", str(tmp_path), "--out", str(out), "--folds", "0",
+                 "--members", "1", "--steps", "2"]) == 1
+    assert "stars.npz: 'wave' must" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_load_refuses_an_empty_set_and_takes_whole_float_numbers(tmp_path):
     """0 stars were loaded (and refused later as "the pool needs at least 2 stars"); star numbers stored as
     whole floats are still star numbers."""
