@@ -32,7 +32,7 @@ from .empirical import (COMPARISON_GRID, MAX_WORST_STARS, EmpiricalScore, check_
 from .mixture import MIXTURE_FILE, LibraryMixture, blend_log_flux, rank_libraries
 
 __all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_score", "kfold_validation",
-           "baseline_scores", "load_any_generator", "add_cli"]
+           "baseline_scores", "interpolation_libraries", "load_any_generator", "add_cli"]
 
 #: what ``smnet-sps validate --out DIR`` writes
 REPORT_FILES = ("classes.md", "classes.ecsv", "per_star.csv", "worst_residuals.png")
@@ -94,6 +94,18 @@ def mixture_score(gen, stars, policy, log_flux, name="default mixture"):
 NO_OTHER_STAR = "nearest other star: none (the set holds one star)"
 
 
+def interpolation_libraries(grid, option="grid"):
+    """The libraries of the interpolation baseline that ``grid`` holds: CK04, and BaSeL below 3500 K;
+    ValueError naming ``option`` and the grid's libraries when it holds neither (the baseline failed after
+    the scoring with numpy's "zero-size array to reduction operation minimum")."""
+    libs = [n for n in ("ck04", "basel22") if n in grid.library_names]
+    if not libs:
+        raise ValueError(f"{option} {getattr(grid, 'path', '')!r}: holds {list(grid.library_names)}; the "
+                         "interpolation baseline needs ck04 (and basel22 below 3500 K): give a grid built "
+                         "with them, or leave out the option")
+    return libs
+
+
 def baseline_scores(stars, grid=None, pool=None):
     """Scores of the baselines: CK04 (+ BaSeL below 3500 K) interpolation (if ``grid``), nearest other star
     (from ``pool``, default ``stars``; a set of one star with no other pool gets an empty column named
@@ -101,7 +113,7 @@ def baseline_scores(stars, grid=None, pool=None):
     from .baselines import InterpolatedLibraryGenerator, lonely_stars, nearest_star_flux
     out = []
     if grid is not None:
-        libs = [n for n in ("ck04", "basel22") if n in grid.library_names]
+        libs = interpolation_libraries(grid)
         interp = InterpolatedLibraryGenerator(grid, libs, name="interpolated " + "+".join(libs))
         out.append(score_generator(interp, stars))
     if lonely_stars(stars, pool).any():
@@ -133,7 +145,7 @@ def kfold_validation(gen, stars, k=5, seed=0, grid=None, progress=False):
     interp = None
     if grid is not None:
         from .baselines import InterpolatedLibraryGenerator
-        libs = [n for n in ("ck04", "basel22") if n in grid.library_names]
+        libs = interpolation_libraries(grid)
         interp = score_generator(InterpolatedLibraryGenerator(grid, libs), stars,
                                  name="interpolated " + "+".join(libs))
     parts = {"default": [], "equal": [], "nearest": []}
@@ -281,6 +293,12 @@ def _cli(args):
         # kfold_ids says so too, but only after the model, the imitations and the report folder
         raise ValueError(f"--kfold must be between 2 and the number of stars ({len(stars.star_id)}); got "
                          f"{args.kfold}")
+    grid = None
+    if args.grid:
+        # read and checked before the model and the scoring (a grid without CK04 failed after them)
+        from .train import read_grid
+        grid = read_grid(args.grid)
+        interpolation_libraries(grid, "--grid")
     gen = load_any_generator(args.generator, device=args.device, meta=args.meta)
     check_scorable(stars, gen.wavelength)           # a set no star of which can be scored: say why, not '-'
     if (args.rank_libraries or args.kfold or args.imitations) and not isinstance(gen, NeuralGenerator):
@@ -307,10 +325,6 @@ def _cli(args):
             print(f"wrote {written} (recorded in its config.json)")
         return 0
 
-    grid = None
-    if args.grid:
-        from .train import read_grid
-        grid = read_grid(args.grid)
     if args.kfold:
         scores, _ = kfold_validation(gen, stars, k=args.kfold, seed=args.seed, grid=grid, progress=True)
         main = scores[0]

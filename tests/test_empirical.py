@@ -509,6 +509,30 @@ def test_validate_refuses_a_negative_kfold_seed_before_loading_the_model(tmp_pat
     assert not (tmp_path / "r").exists()
 
 
+def test_validate_refuses_a_grid_without_ck04_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    """--grid with a union grid of other libraries (here CM87 alone) loaded the model, scored the stars and
+    then failed with numpy's "zero-size array to reduction operation minimum which has no identity"; now
+    refused first, naming --grid, what the grid holds and what the baseline needs."""
+    from smnet_sps import validate
+    from smnet_sps.cli import main
+    from smnet_sps.train import read_grid
+    grid = tmp_path / "cm87.h5"
+    assert main(["grid", "build", "--libraries", str(Path(__file__).parent / "fixtures" / "libraries"),
+                 "--out", str(grid), "--only", "cm87", "--no-progress"]) == 0
+    capsys.readouterr()
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded although --grid cannot give the baseline")
+    monkeypatch.setattr(validate, "load_any_generator", never)
+    assert main(["validate", "--empirical", str(FIXTURE), "--grid", str(grid),
+                 "--out", str(tmp_path / "r")]) == 1
+    assert (f"--grid {str(grid)!r}: holds ['cm87']; the interpolation baseline needs ck04"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match=r"grid .*: holds \['cm87'\]; the interpolation baseline needs ck04"):
+        validate.baseline_scores(load_empirical(FIXTURE), read_grid(grid))
+
+
 def test_validate_into_a_closed_pipe_writes_the_report_and_exits_quietly(tmp_path):
     """`smnet-sps validate ... --out DIR | head -2` printed "error: [Errno 32] Broken pipe" (status 1) and
     wrote none of the report files, which came after the table. The files are now written first, and a
