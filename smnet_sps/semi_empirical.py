@@ -277,6 +277,15 @@ class SemiEmpiricalGenerator(Generator):
         """The base model's (the correction only reshapes 3,540-7,410 A)."""
         return self.base.target_fraction(teff)
 
+    def calibration_stars(self, teff, logg, logz):
+        """(n,) bool: which of these stars (Teff [K], log g [cgs], [M/H] [dex]) are calibration stars of
+        this correction, i.e. have their parameters within float32 rounding (1e-4 dex in log Teff, 1e-3 in
+        log g and [M/H]) of a star in ``stars.npz``. A score on such stars is in-sample, not a result."""
+        points = np.stack([np.log10(np.asarray(teff, float)), np.asarray(logg, float),
+                           np.asarray(logz, float)], 1)
+        close = np.abs(points[:, None, :] - self._stars[None, :, :]) <= np.array([1e-4, 1e-3, 1e-3])
+        return close.all(-1).any(-1)
+
     def empirical_weight(self, teff, logg, logz):
         """How strongly observed stars set the spectrum at each point, in [0, 1] (0: purely theoretical).
 
