@@ -478,10 +478,12 @@ def _check_device(device, generator, loaded):
         return
     from .neural import resolve_device
     want = resolve_device(device)              # unknown or unavailable here: a ValueError naming it
-    if loaded:
-        return                                 # loaded by name on that device (the blackbody has none)
+    if loaded or getattr(generator, "device", None) is None:
+        # loaded by name on that device; an analytic generator (the blackbody) has none and computes on
+        # the host for any device (`--generator blackbody --device cuda` loads it as an object first)
+        return
     import torch
-    have = torch.device(getattr(generator, "device", "cpu"))     # analytic generators compute on the host
+    have = torch.device(generator.device)
     if want.type != have.type or None not in (want.index, have.index) and want.index != have.index:
         raise ValueError(f"device={device!r}: the generator given ({generator.name!r}) runs on {have}, and "
                          "the backend does not move it; load it on that device (load_generator(..., "

@@ -880,3 +880,26 @@ def test_get_backend_refuses_a_device_it_would_ignore(blackbody):
 
     with pytest.raises(ValueError, match=r"device='cpu': the generator given \('blackbody'\) runs on cuda:1"):
         get_backend(ElsewhereGenerator(), device="cpu")
+
+
+def test_an_analytic_generator_runs_wherever_the_device_is(blackbody, monkeypatch):
+    """`smnet-sps ssp --generator blackbody --device cuda` on a GPU machine: the CLI loads the blackbody as an
+    object, which has no device, and the device check took it for a CPU generator asked to run on CUDA (the
+    run was refused). CUDA is faked here (this machine has none): the device name is valid, the blackbody
+    accepted for it, a generator on another device still refused."""
+    import torch
+
+    import smnet_sps.neural as neural
+    real = neural.resolve_device
+    monkeypatch.setattr(neural, "resolve_device",
+                        lambda d: torch.device(d) if str(d).startswith("cuda") else real(d))
+    from smnet_sps.ssp import get_backend
+    for gen in (blackbody, "blackbody"):
+        assert get_backend(gen, device="cuda").generator.name == "blackbody"
+        StellarLibraryBackend(gen, device="cuda:0")
+
+    class CpuGenerator(BlackbodyGenerator):
+        device = "cpu"
+
+    with pytest.raises(ValueError, match="runs on cpu, and the backend does not move it"):
+        get_backend(CpuGenerator(), device="cuda")
