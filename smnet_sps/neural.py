@@ -134,15 +134,19 @@ def weights_sha256(path):
     return file_sha256(path)
 
 
-def _torch_load(path):
-    """torch.load that turns every failure (truncated, corrupt, not a torch file) into a ValueError."""
+def _torch_load(path, crc=True):
+    """torch.load that turns every failure (truncated, corrupt, not a torch file) into a ValueError.
+
+    ``crc``: check the members' CRC-32 first; False where the caller has just matched the whole file's
+    recorded sha256 (a second read of the file, ~1 s per 2 GB, would find nothing more)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     # torch.load does not compare a member's bytes with the CRC-32 torch.save recorded: damage inside the
     # tensors (a bad download or copy; a released checkpoint has no recorded sha256) loaded as other weights,
     # and damage to the pickle was read as a file holding Python objects
-    check_zip_crc(path, "weights file")
+    if crc:
+        check_zip_crc(path, "weights file")
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:                   # noqa: BLE001 - torch raises many types for bad files
@@ -503,7 +507,7 @@ class NeuralGenerator(_TorchGenerator):
         weights_path = directory / cfg.get("weights_file", "weights.pt")
         if weights_path.is_file():         # a missing file is named by _torch_load
             check_recorded_sha256(weights_path, cfg.get("weights_sha256"), "weights_sha256", "weights file")
-        sd = _torch_load(weights_path)
+        sd = _torch_load(weights_path, crc=cfg.get("weights_sha256") is None)
         if not isinstance(sd, dict):
             raise ValueError(f"weights file {weights_path} is not a state_dict")
         _check_finite_weights(sd, weights_path)

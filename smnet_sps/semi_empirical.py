@@ -606,7 +606,7 @@ def _load_net(directory, cfg):
         with caller_torch_state_kept():          # random initial weights, replaced: the caller's RNG is kept
             net = CorrectionNet(n, width=net_cfg["width"], depth=net_cfg["depth"],
                                 basis=np.ones((n, int(cfg["basis_order"]) + 1)))
-        sd = _torch_load(directory / fname)
+        sd = _torch_load(directory / fname, crc=sha is None)
         _check_finite_weights(sd, directory / fname)
         try:
             net.load_state_dict(sd)

@@ -1078,7 +1078,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         if weights_path.is_file():         # a missing file is named by _torch_load
             check_recorded_sha256(weights_path, init_cfg.get("weights_sha256"), "weights_sha256",
                                   f"init_from={init_dir}: weights file")
-        init_sd = _torch_load(weights_path)
+        init_sd = _torch_load(weights_path, crc=init_cfg.get("weights_sha256") is None)
         _check_finite_weights(init_sd, weights_path)
         model.load_state_dict({k: v.to(dev) for k, v in init_sd.items()})
         if arch == "mlp":

@@ -752,6 +752,20 @@ def test_a_checkpoint_damaged_inside_its_tensors_is_refused(released, tmp_path):
     load_generator(tmp_path / "no_crc.pt", meta=d / "small.meta.npz", device="cpu")
 
 
+def test_a_weights_file_whose_sha256_matched_is_not_read_again_for_its_crcs(released, monkeypatch):
+    """The CRC check read every weights file a second time, also right after its recorded sha256 matched
+    (the shipped model, a warm start): ~1 s per 2 GB for nothing. It runs where no sha256 is recorded."""
+    import smnet_sps.neural as neural
+    calls = []
+    real = neural.check_zip_crc
+    monkeypatch.setattr(neural, "check_zip_crc", lambda path, what: calls.append(path) or real(path, what))
+    neural.NeuralGenerator(neural.default_model_path(), device="cpu")        # records weights_sha256
+    assert calls == []
+    d, _, _ = released                                                      # a released checkpoint: none
+    load_generator(d / "plain.pt", meta=d / "small.meta.npz", device="cpu")
+    assert [p.name for p in calls] == ["plain.pt"]
+
+
 def test_meta_reaches_the_distributed_paths(released, tmp_path, capsys):
     """mags --points (and ssp-grid --workers) handed the workers the checkpoint's path alone and dropped
     --meta: they failed with "needs its meta file (...; --meta on the command line)". A released checkpoint
