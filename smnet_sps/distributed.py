@@ -61,7 +61,7 @@ SSP_STORE_FORMAT = "smnet-sps ssp grid store"
 POINTS_STORE_FORMAT = "smnet-sps points store"
 STORE_VERSION = 1           # the points store's layout
 #: the SSP store's layout: 2 added mass_uncovered and top_cut (a version-1 store is refused, not misread)
-SSP_STORE_VERSION = 2
+SSP_STORE_VERSION = 3
 POINT_COLUMNS = ("teff", "logg", "logz", "L")   # Teff [K], log g [cgs], [M/H] [dex], L [L_sun]
 
 
@@ -395,7 +395,9 @@ def _check_ssp_version(path, group):
     if version != SSP_STORE_VERSION:
         raise ValueError(f"{path}: SSP grid store format_version {version}, this smnet-sps reads "
                          f"{SSP_STORE_VERSION} (version 2 added mass_uncovered and top_cut, which a "
-                         "version-1 store lacks); delete the store and rerun ssp_grids")
+                         "version-1 store lacks; version 3 counts the stars of the first IMF interval at "
+                         "their own masses, imf.first_interval_excess, so a version-2 store resumed now "
+                         "would mix two mass rules); delete the store and rerun ssp_grids")
 
 
 def _refuse_foreign_folder(path):

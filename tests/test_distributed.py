@@ -313,6 +313,11 @@ def test_ssp_store_of_an_older_layout_is_refused(tmp_path):
     with pytest.raises(ValueError, match="format_version 1"):
         D.ssp_grids([("parsec", "kroupa", "blackbody", ages, Zs)], client=None, store=tmp_path,
                     progress=False)
+    # a version-2 store holds masses of the earlier rule for the first IMF interval: resumed, it would mix
+    group.attrs["format_version"] = 2
+    with pytest.raises(ValueError, match="format_version 2.*would mix two mass rules"):
+        D.ssp_grids([("parsec", "kroupa", "blackbody", ages, Zs)], client=None, store=tmp_path,
+                    progress=False)
 
 
 def test_config_ages_as_strings_or_quantities_like_ssp_grid():
