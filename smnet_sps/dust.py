@@ -163,6 +163,9 @@ def attenuation_curve(wave, dust_type=0, dust_index=-0.7, mwr=3.1, uvb=1.0):
     """tau_lambda / tau_V of FSPS ``dust_type`` at ``wave`` [A] (see the module docstring).
 
     ``dust_index`` (used by dust_type 0 and 4) must be finite (``ValueError`` otherwise)."""
+    if isinstance(dust_type, (bool, np.bool_)):
+        # True == 1 in Python: dust_type=True ran as the MW curve (StellarPopulation refuses it too)
+        raise ValueError(f"dust_type must be one of {sorted(DUST_TYPES)} ({DUST_TYPES}); got {dust_type!r}")
     if dust_type in (0, 4):
         _check_index("dust_index", dust_index)
     if dust_type == 0:

@@ -67,6 +67,7 @@ def test_every_dust_type_is_finite_and_one_near_v(dust_type):
 
 @pytest.mark.parametrize("kwargs,match", [(dict(dust_type=3), "Witt & Gordon"),
                                           (dict(dust_type=9), "dust_type"),
+                                          (dict(dust_type=True), "got True"),     # ran as type 1
                                           (dict(dust_type=1, uvb=0.5), "uvb")])
 def test_curve_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
