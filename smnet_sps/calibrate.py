@@ -423,7 +423,8 @@ def _write_report(out, scores, folds, st, seconds):
     (out / "cv_report.md").write_text("\n".join(text) + "\n")
     with open(out / "cv_per_star.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["miles_id", "teff", "logg", "logz", "fold"] + [f"{k} [%]" for k in scores])
+        from .validate import PARAMETER_COLUMNS
+        w.writerow(["miles_id", *PARAMETER_COLUMNS, "fold"] + [f"{k} [%]" for k in scores])
         for i in range(len(semi.star_id)):
             w.writerow([int(semi.star_id[i]), semi.teff[i], semi.logg[i], semi.logz[i], int(semi.fold[i])]
                        + [f"{100 * s.score[i]:.4f}" for s in lst])

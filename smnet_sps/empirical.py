@@ -174,7 +174,7 @@ def load_empirical(directory):
     """
     path = Path(directory)
     if path.is_dir():
-        files = sorted(path.glob("*.npz"))
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() == ".npz")   # STARS.NPZ too
         if len(files) != 1:
             raise ValueError(f"{path}: expected exactly one .npz file of stars, found {len(files)}")
         path = files[0]

@@ -36,6 +36,9 @@ __all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_s
 
 #: what ``smnet-sps validate --out DIR`` writes
 REPORT_FILES = ("classes.md", "classes.ecsv", "per_star.csv", "worst_residuals.png")
+# the catalogue parameters' columns in the per-star CSVs (here and calibrate's cv_per_star.csv), with units as
+# the score columns carry theirs ([M/H] is MILES's [Fe/H], used as [M/H])
+PARAMETER_COLUMNS = ("teff [K]", "logg [cgs]", "logz [dex]")
 
 
 def load_any_generator(name_or_path=None, device="cpu", meta=None):
@@ -207,7 +210,8 @@ def add_cli(sub):
     p.add_argument("--imitations", action="store_true", help="also score every library imitation")
     p.add_argument("--kfold", type=int, default=0, metavar="K",
                    help="held-out test of the default mixture: rank on K-1 folds, score the K-th")
-    p.add_argument("--seed", type=int, default=0, help="seed of the k-fold split (default 0)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the k-fold split (with --kfold; default 0)")
     p.add_argument("--rank-libraries", action="store_true",
                    help="rank the libraries per region on the stars (tuning stars: --ids) and print the "
                         "ranking")
@@ -270,10 +274,14 @@ def _cli(args):
     if args.rank_libraries and ignored:
         raise ValueError(f"--rank-libraries ranks and prints (and with --write-mixture writes) the mixture; "
                          f"{', '.join(ignored)} belong to scoring: run them without --rank-libraries")
+    if args.seed is not None and not args.kfold:
+        # it seeds the k-fold split only: without --kfold it was ignored without a word
+        raise ValueError(f"--seed {args.seed} seeds the --kfold split; without --kfold nothing is random")
     if args.kfold:
         # numpy's seeding refused a negative --seed only after the model and its imitations were loaded, as
         # "expected non-negative integer", naming no option
         from .calibrate import _check_seed
+        args.seed = 0 if args.seed is None else args.seed
         _check_seed(args.seed, "--seed")
     if args.kfold and args.library is not None:
         raise ValueError("--kfold tests the default mixture, ranked on the other folds; --library scores one "
@@ -404,7 +412,7 @@ def _write_per_star(path, scores):
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         # per cent, as classes.md / classes.ecsv and calibrate's cv_per_star.csv (a fraction read 100x small)
-        w.writerow(["star_id", "teff", "logg", "logz", "inside"] + [f"{s.name} median_abs_residual [%]"
+        w.writerow(["star_id", *PARAMETER_COLUMNS, "inside"] + [f"{s.name} median_abs_residual [%]"
                                                                     for s in scores])
         cols = []
         for s in scores:

@@ -270,6 +270,7 @@ def test_validate_cli_writes_outputs(tmp_path):
         assert (tmp_path / f).stat().st_size > 0
     rows = (tmp_path / "per_star.csv").read_text().strip().splitlines()
     assert len(rows) == 21 and "ck04 imitation" in rows[0] and "nearest other star" in rows[0]
+    assert rows[0].startswith("star_id,teff [K],logg [cgs],logz [dex],inside,")     # units, as the scores'
     from astropy.table import Table
     t = Table.read(tmp_path / "classes.ecsv")
     assert len(t) == 8
@@ -292,8 +293,18 @@ def test_validate_warns_that_a_semi_empirical_score_on_its_own_calibration_stars
     assert not [w for w in caught if "in-sample" in str(w.message)]
 
 
-def test_validate_cli_errors(tmp_path):
+def test_a_set_whose_file_ends_in_upper_case_npz_is_found(tmp_path):
+    """A directory holding STARS.NPZ was 'expected exactly one .npz file of stars, found 0'."""
+    src = next(FIXTURE.glob("*.npz"))
+    (tmp_path / "STARS.NPZ").write_bytes(src.read_bytes())
+    assert len(load_empirical(tmp_path)) == len(load_empirical(FIXTURE))
+
+
+def test_validate_cli_errors(tmp_path, capsys):
     from smnet_sps.cli import main
+    # --seed seeds the k-fold split only: without --kfold it was ignored without a word
+    assert main(["validate", "--empirical", str(FIXTURE), "--seed", "3"]) == 1
+    assert "--seed 3 seeds the --kfold split" in capsys.readouterr().err
     assert main(["validate", "--empirical", str(tmp_path)]) == 1              # no .npz there
     assert main(["validate", "--empirical", str(FIXTURE), "--generator", "blackbody", "--imitations"]) == 1
     # --worst -3 drew all but 3 stars (a 700-inch figure that never finished, after half the report)
