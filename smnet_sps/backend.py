@@ -1036,18 +1036,21 @@ class StellarLibraryBackend:
             if progress and nu > self.batch_size:        # no bar for work done in one batch
                 from tqdm.auto import tqdm
                 bar = tqdm(total=nu, desc=f"{self.generator.name} {desc}", unit="star", unit_scale=True)
-            for s0 in range(0, nu, self.batch_size):
-                sl = slice(s0, min(s0 + self.batch_size, nu))
-                f, scale, status[sl], _, corr[sl] = self._compute(ukeys[sl], timing=timing, normalise=False)
-                t0 = time.perf_counter()
-                # unit spectra = f * scale: the scale goes into the (sparse) weights, not over the spectra
-                flux += (Wc[:, sl] @ sp.diags(scale)) @ f
-                t_acc += time.perf_counter() - t0
-                del f                                   # one batch of spectra alive at a time
+            try:
+                for s0 in range(0, nu, self.batch_size):
+                    sl = slice(s0, min(s0 + self.batch_size, nu))
+                    f, scale, status[sl], _, corr[sl] = self._compute(ukeys[sl], timing=timing,
+                                                                      normalise=False)
+                    t0 = time.perf_counter()
+                    # unit spectra = f * scale: the scale goes into the (sparse) weights, not over the spectra
+                    flux += (Wc[:, sl] @ sp.diags(scale)) @ f
+                    t_acc += time.perf_counter() - t0
+                    del f                                   # one batch of spectra alive at a time
+                    if bar is not None:
+                        bar.update(sl.stop - sl.start)
+            finally:        # also on Ctrl-C or an error: the bar's line ends before the error's line
                 if bar is not None:
-                    bar.update(sl.stop - sl.start)
-            if bar is not None:
-                bar.close()
+                    bar.close()
         has = (status != STATUS["missing"]).astype(float)
         covered = np.asarray(W @ has).ravel()
         if stats is not None:

@@ -200,6 +200,8 @@ def _backend_chosen():
 # `smnet-sps ... | head`: the reader stopped reading. Quiet, with the status of a Unix tool ended by SIGPIPE
 # (128 + 13), as the shell reports for `yes | head`; output files are written before anything is printed.
 PIPE_CLOSED_STATUS = 141
+# Ctrl-C: the status of a process ended by SIGINT (128 + 2), as the shell reports it
+INTERRUPTED_STATUS = 130
 
 
 def _stdout_reader_gone():
@@ -262,7 +264,8 @@ def _warning_line(command):
 def main(argv=None):
     """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, also for an argument
     argparse refuses; 2 with the usage when no command is given; 141 when stdout's reader stopped reading,
-    as in ``| head``, after every output was written; 1 naming the outputs not written otherwise)."""
+    as in ``| head``, after every output was written; 1 naming the outputs not written otherwise; 130 after
+    Ctrl-C, with one line naming the outputs not written)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -295,6 +298,13 @@ def main(argv=None):
     except USER_ERRORS as exc:
         print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # one line, not the ~40-line traceback of wherever the work was; outputs are written under a
+        # temporary name and renamed, so an output asked for is either complete or not there (nor replaced)
+        unwritten = _unwritten_outputs(planned)
+        print(f"smnet-sps {args.command}: interrupted"
+              + (f"; not written: {', '.join(unwritten)}" if unwritten else ""), file=sys.stderr)
+        return INTERRUPTED_STATUS
     finally:
         warnings.formatwarning = previous_format     # main may be called from Python (tests, notebooks)
 

@@ -587,3 +587,25 @@ def test_every_output_records_the_generator_and_the_version(tmp_path):
                  str(tmp_path / "g.npz")]) == 0
     attrs = load_ssp_grid(tmp_path / "g.npz").attrs
     assert (attrs["generator"], attrs["smnet_sps_version"]) == ("blackbody", __version__)
+
+
+@pytest.mark.parametrize("argv", [
+    ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--overwrite", "--out"],
+    [*SSP, "--overwrite", "--out"],
+])
+def test_ctrl_c_is_one_line_status_130_and_keeps_the_old_file(argv, monkeypatch, tmp_path, capsys):
+    """Ctrl-C during the work printed the ~40-line traceback of wherever the work was (a torch forward pass)
+    and ended by SIGINT: now one line naming what was not written, status 130, the older file intact."""
+    import smnet_sps.backend as backend
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # deep in the real work: the generator's batched sum over isochrone points
+    monkeypatch.setattr(backend.StellarLibraryBackend, "weighted_sum", ctrl_c)
+    out = tmp_path / ("g.h5" if argv[0] == "ssp-grid" else "s.fits")
+    out.write_text("an older result")
+    assert main([*argv, str(out)]) == 130
+    err = _error_line(capsys)
+    assert err == f"smnet-sps {argv[0]}: interrupted; not written: --out {out}"
+    assert out.read_text() == "an older result" and sorted(os.listdir(tmp_path)) == [out.name]
