@@ -523,6 +523,7 @@ CORRECTION_FILES = ("config.json", "stars.npz", "correction_*.pt", "cv_report.md
 
 
 def _cli(args):
+    from .cli import show_progress
     from .output_files import check_output_folder
     # every option checked before the stars, the base model and the (minutes-long) fit; --folds against the
     # number of stars as soon as they are loaded (_check_folds, before the base model)
@@ -551,7 +552,7 @@ def _cli(args):
     check_correction_folder(args.out, _base_directory(args.base), option="--out")
     check_output_folder(args.out, CORRECTION_FILES, overwrite=args.overwrite, what="a correction")
     scores = calibrate(args.empirical, args.out, base=args.base, folds=args.folds, settings=st,
-                       grid=args.grid)
+                       grid=args.grid, progress=show_progress(args))
     print(f"wrote the correction to {args.out}")
     if scores:
         from .empirical import format_class_table

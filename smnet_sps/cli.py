@@ -197,6 +197,18 @@ def _backend_chosen():
     return dict.__getitem__(rc, "backend") is not rcsetup._auto_backend_sentinel
 
 
+def show_progress(args=None):
+    """Whether a command draws its progress bars (tqdm, on stderr): only onto a terminal, and not with
+    ``--no-progress`` where the command has it. Into a file or a pipe (a batch job's ``2> log``) a bar wrote
+    a carriage-return segment per update, the whole bar again each time."""
+    if getattr(args, "no_progress", False):
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):        # stderr replaced by an object without isatty, or closed
+        return False
+
+
 # `smnet-sps ... | head`: the reader stopped reading. Quiet, with the status of a Unix tool ended by SIGPIPE
 # (128 + 13), as the shell reports for `yes | head`; output files are written before anything is printed.
 PIPE_CLOSED_STATUS = 141

@@ -1087,6 +1087,7 @@ def cli_ssp_grid(args, out):
 
     ``out`` is the output path the command has already checked (extension, ``--overwrite``).
     """
+    from .cli import show_progress
     from .output_files import atomic_output
     from .ssp import cli_ages, save_ssp_grid
     out = Path(out)
@@ -1097,7 +1098,7 @@ def cli_ssp_grid(args, out):
     store = Path(getattr(args, "store", None) or out.with_name(out.name + ".store"))
     with _CliClient(args.scheduler, args.workers) as client:
         run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
-                        device=args.device, progress=True)
+                        device=args.device, progress=show_progress(args))
     grid = load_ssp_store(run.stores[0])
     with atomic_output(out, overwrite=getattr(args, "overwrite", False)) as tmp:
         save_ssp_grid(grid, tmp)
@@ -1110,6 +1111,7 @@ def cli_ssp_grid(args, out):
 
 def cli_points_mags(args):
     """``smnet-sps mags --points stars.parquet``: magnitudes of every star, chunk by chunk, to Zarr."""
+    from .cli import show_progress
     # the SSP options mean nothing for a table of stars: refused, not silently dropped (--redshift 0.5 gave
     # absolute magnitudes at 10 pc and --plot no plot, with exit status 0)
     ssp_only = [name for name, given in (
@@ -1150,10 +1152,10 @@ def cli_points_mags(args):
         if wants_cluster(args):
             with _CliClient(args.scheduler, args.workers) as client:
                 run = write_points(points, out, filters, args.system, generator=spec, client=client,
-                                   chunk_rows=args.chunk_rows, progress=True)
+                                   chunk_rows=args.chunk_rows, progress=show_progress(args))
         else:
             run = write_points(points, out, filters, args.system, generator=spec, client=None,
-                               chunk_rows=args.chunk_rows, progress=True)
+                               chunk_rows=args.chunk_rows, progress=show_progress(args))
     except BaseException:
         if replaced is not None:
             if out.exists():

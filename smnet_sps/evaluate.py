@@ -459,6 +459,7 @@ def add_cli(sub):
 
 
 def _cli(args):
+    from .cli import show_progress
     from .neural import NeuralGenerator, load_generator
     from .output_files import atomic_output, check_outputs, json_safe
     from .train import read_grid
@@ -475,7 +476,7 @@ def _cli(args):
     note = grid_split_note(applies, args.grid)
     if note:
         print(note)
-    table = accuracy_table(gen, grid, progress=True)
+    table = accuracy_table(gen, grid, progress=show_progress(args))
     report = {"model": str(gen.directory), "grid": str(args.grid), "grid_split": applies,
               "grid_split_note": note,
               "units": "accuracy figures are fractions (|dF/F|: 0.01 = 1 %, as the table prints in %); "

@@ -864,6 +864,7 @@ def _no_phase_libraries(only):
 
 
 def _cmd_build(args):
+    from .cli import show_progress
     from .output_files import save_figure, staged_outputs
     outputs = _grid_outputs(args)           # before the (minutes-long) build
     # --phase-out is checked before anything is written: a grid file written and then an error would make
@@ -871,7 +872,7 @@ def _cmd_build(args):
     if "phase_out" in outputs and not any(LIBRARIES[n].kind == "phase" for n in _parse_only(args.only)):
         raise _no_phase_libraries(args.only)
     t0 = time.perf_counter()
-    grid = build_grid(args.libraries, only=args.only, progress=not args.no_progress, strict=args.strict)
+    grid = build_grid(args.libraries, only=args.only, progress=show_progress(args), strict=args.strict)
     if "phase_out" in outputs and not grid.phase_libraries:      # asked for, but every one was skipped
         raise _no_phase_libraries(args.only)
     # every file first, then the summary: `| head` closing stdout lost the plot and the phase libraries.

@@ -983,7 +983,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
 
 
 def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="parsec", generator=None,
-                   redshift=0, cosmology=None, extrapolate=False, igm=False):
+                   redshift=0, cosmology=None, extrapolate=False, igm=False, progress=True):
     """SSP magnitudes vs age at metallicity Z from :func:`smnet_sps.ssp.ssp_grid` (one batched pass).
 
     Parameters
@@ -992,6 +992,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
         tabulated ages); the table has one row per age, in the order given
     Z : float, metal mass fraction (e.g. 0.0152 = solar for PARSEC)
     imf, isochrones, generator : passed to ``ssp_grid``
+    progress : bool, ``ssp_grid``'s tqdm progress bar over the generator batches (on stderr)
     Other parameters and the returned table: see :func:`ssp_photometry`.
     """
     from .ssp import parse_age, ssp_grid   # here: photometry must not depend on the SSP stage at import
@@ -1006,7 +1007,8 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
                          "Z, or use ssp_grid(ages, Zs) with ssp_photometry for several")
     # ssp_grid parses the ages itself (u.Quantity(ages, u.yr) first computed masked ages and failed on
     # ["1 Gyr", "5 Gyr"]); its errors name the family's valid range
-    grid = ssp_grid(ages, [float(Z)], imf=imf, isochrones=isochrones, generator=generator)
+    grid = ssp_grid(ages, [float(Z)], imf=imf, isochrones=isochrones, generator=generator,
+                    progress=progress)
     get = (lambda k: grid.get(k)) if isinstance(grid, dict) else (lambda k: getattr(grid, k, None))
     wave = np.asarray(get("ssp_wave"), float)
     flux = np.asarray(get("ssp_flux"), float)[0]                 # (n_age, n_wave) L_sun/A per M_sun formed
@@ -1150,6 +1152,7 @@ def _with_comment_header(table):
 
 
 def _cli_mags(args):
+    from .cli import show_progress
     if getattr(args, "logzsol", None) is not None and args.points:
         raise ValueError("--logzsol applies to SSP magnitudes only; with --points each star's absolute "
                          "magnitudes (10 pc) are written to a Zarr store")
@@ -1185,7 +1188,7 @@ def _cli_mags(args):
     generator = load_generator_option(args.model, args.meta)
     table = ssp_magnitudes(ages * u.yr, float(zs[0]), filters, system=args.system, imf=args.imf,
                            isochrones=args.isochrones, generator=generator, redshift=args.redshift,
-                           extrapolate=args.extrapolate, igm=args.igm)
+                           extrapolate=args.extrapolate, igm=args.igm, progress=show_progress(args))
     # the screen's format on a copy: written with it, .csv / .txt held 4 digits (ages 3e-4 off, M/L 0.2 %)
     shown = table.copy()
     for col in shown.colnames:

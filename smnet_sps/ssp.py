@@ -1405,6 +1405,7 @@ def _cmd_ssp(args):
 
 
 def _cmd_ssp_grid(args):
+    from .cli import show_progress
     from .output_files import atomic_output, check_outputs
     outputs = check_outputs(args, {"out": (GRID_SUFFIXES, "SSP grid")})   # fail before the (slow) grid
     # `--ages` / `--Z` given without a value must not silently mean "all tabulated" (that is: omit the option)
@@ -1429,7 +1430,7 @@ def _cmd_ssp_grid(args):
     from .neural import load_generator_option
     gen = load_generator_option(args.generator, args.meta, device=args.device)
     grid = ssp_grid(ages, zs, imf=args.imf, isochrones=args.isochrones, generator=gen,
-                    special_phases=args.special_phases, outside=args.outside, progress=True,
+                    special_phases=args.special_phases, outside=args.outside, progress=show_progress(args),
                     device=args.device)
     with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
         save_ssp_grid(grid, tmp)

@@ -247,6 +247,7 @@ def write_mixture(policy, model_dir):
 
 
 def _cli(args):
+    from .cli import show_progress
     from .neural import NeuralGenerator, model_file_in_use
     from .output_files import check_output_folder
     # option errors before the stars and the model are loaded and the (slow) ranking runs
@@ -342,7 +343,8 @@ def _cli(args):
                       f"cross-validated score is in its calibration report; score other stars with --ids)",
                       UserWarning, stacklevel=2)
     if args.kfold:
-        scores, _ = kfold_validation(gen, stars, k=args.kfold, seed=args.seed, grid=grid, progress=True)
+        scores, _ = kfold_validation(gen, stars, k=args.kfold, seed=args.seed, grid=grid,
+                                       progress=show_progress(args))
         main = scores[0]
     else:
         main = score_generator(gen, stars, library=args.library)

@@ -609,3 +609,26 @@ def test_ctrl_c_is_one_line_status_130_and_keeps_the_old_file(argv, monkeypatch,
     err = _error_line(capsys)
     assert err == f"smnet-sps {argv[0]}: interrupted; not written: --out {out}"
     assert out.read_text() == "an older result" and sorted(os.listdir(tmp_path)) == [out.name]
+
+
+@pytest.mark.parametrize("argv", [
+    ["ssp-grid", "--ages", "0.01-12Gyr", "--n-ages", "24", "--Z", "0.0152", "--generator", "blackbody",
+     "--out", "{tmp}/g.h5"],
+    [*MAGS, "--ages", "0.01-12Gyr", "--n-ages", "24", "--out", "{tmp}/m.ecsv"],
+])
+def test_progress_bars_only_on_a_terminal(argv, monkeypatch, tmp_path, capsys):
+    """Into a log file (stderr not a terminal) the SSP bar wrote a carriage-return segment per batch (2.3 kB
+    for a 40-SSP grid): now bars are drawn on a terminal only, where they still are."""
+    import sys
+
+    import smnet_sps.ssp as sspmod
+
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    sspmod._SSP_CACHE.clear()          # SSPs computed before draw no bar: the generator is not called
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "isochrone points" not in err and "\r" not in err, err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    sspmod._SSP_CACHE.clear()
+    assert main([*argv, "--overwrite"]) == 0
+    assert "blackbody isochrone points: 100%" in capsys.readouterr().err
