@@ -509,7 +509,8 @@ def add_cli(sub):
                    help="k of the k-fold cross-validation by star: 0 (none) or 2 to the number of stars "
                         "(default 5)")
     p.add_argument("--grid", default=None, help="union grid file: adds CK04 interpolation to the report")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="randomness of the networks' initial weights and of the fold assignment (default 0)")
     p.add_argument("--members", type=int, default=None, help="ensemble size (default 3)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per network (default 1500)")
     p.add_argument("--overwrite", action="store_true",

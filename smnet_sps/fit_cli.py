@@ -653,7 +653,9 @@ def add_cli(sub):
                    help="degree of the multiplicative continuum polynomial (default 3)")
     p.add_argument("--wmin", type=float, default=None, help="ignore wavelengths below this [A, vacuum]")
     p.add_argument("--wmax", type=float, default=None, help="ignore wavelengths above this [A, vacuum]")
-    p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace")
+    p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace",
+                   help="errors from the Laplace approximation at the best fit (default), or from an emcee "
+                        "ensemble (needs the emcee package; slower)")
     # without them a galaxy at cz 5,000 km/s was fitted inside +-1000 km/s and ended on every bound (exit 0)
     p.add_argument("--max-rv", type=float, default=1000.0, metavar="KM_S",
                    help="largest |radial velocity| the fit may reach [km/s], 0 < max-rv < c; the start is "

@@ -928,7 +928,7 @@ def add_cli(subparsers):
     b.add_argument("--overwrite", action="store_true", help="replace existing output files")
     b.set_defaults(func=_cmd_build)
     i = sub.add_parser("info", help="summarise a union grid file")
-    i.add_argument("file")
+    i.add_argument("file", help="union grid file (.h5) written by smnet-sps grid build")
     i.add_argument("--plot", help="write a (log Teff, log g) coverage plot (PNG)")
     i.add_argument("--overwrite", action="store_true", help="replace an existing plot")
     i.set_defaults(func=_cmd_info)

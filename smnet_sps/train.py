@@ -1366,7 +1366,9 @@ def add_cli(sub):
                        description="Train a neural stellar-spectrum generator on a union grid (HDF5).")
     p.add_argument("--grid", required=True, help="union grid file (smnet-sps grid build)")
     p.add_argument("--out", required=True, help="model directory to write, e.g. models/NAME")
-    p.add_argument("--arch", choices=["mlp", "smnet"], default="mlp")
+    p.add_argument("--arch", choices=["mlp", "smnet"], default="mlp",
+                   help="mlp: the emulator the shipped model uses (default); smnet: the released SM-Net "
+                        "architecture, base width --B")
     p.add_argument("--width", type=int, default=256, help="MLP hidden width (default 256)")
     p.add_argument("--depth", type=int, default=3, help="MLP hidden layers (default 3)")
     p.add_argument("--B", type=int, default=64, help="SM-Net base width (released: 1024)")
@@ -1375,8 +1377,9 @@ def add_cli(sub):
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-time budget [min] (default none; with --resume the checkpoint's: inf "
                         "removes it)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--batch-size", type=int, default=256, help="spectra per optimiser step (default 256)")
+    p.add_argument("--lr", type=float, default=2e-3,
+                   help="Adam's learning rate at the start of the cosine schedule (default 0.002)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--patience", type=int, default=200,
@@ -1429,7 +1432,8 @@ def add_cli(sub):
                         "(default 1: every node the whole jitter)")
     p.add_argument("--jitter-quantile", type=float, default=0.5, metavar="Q",
                    help="the quantile of a library's departures that gets the whole jitter (default 0.5)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (the bar shows the epoch and the training / validation losses)")
     p.set_defaults(func=_cli)
 
 

@@ -632,3 +632,24 @@ def test_progress_bars_only_on_a_terminal(argv, monkeypatch, tmp_path, capsys):
     sspmod._SSP_CACHE.clear()
     assert main([*argv, "--overwrite"]) == 0
     assert "blackbody isochrone points: 100%" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_says_what_it_is():
+    """`--help` listed options with no word about them (train --arch, --batch-size, --lr, --no-progress;
+    grid info FILE; calibrate --seed; fit --uncertainty): every argument of every command has a help text."""
+    import argparse
+
+    from smnet_sps.cli import build_parser
+
+    silent = []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    walk(sub, f"{name} {sub_name}")
+            elif not isinstance(action, argparse._HelpAction) and not (action.help or "").strip():
+                silent.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "smnet-sps")
+    assert not silent, silent
