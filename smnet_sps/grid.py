@@ -542,6 +542,22 @@ def save_grid(grid, path):
     return path
 
 
+def require_grid_file(path):
+    """``path`` as a Path if it is a file; else FileNotFoundError, or IsADirectoryError for a folder (which
+    was reported as not existing), naming the grid files the folder holds."""
+    path = Path(path)
+    if path.is_dir():
+        held = sorted(str(p) for suffix in GRID_SUFFIXES for p in path.glob(f"*{suffix}"))
+        hint = (f"give the file, e.g. {', '.join(held[:3])}" if held else
+                f"it holds none (build one with 'smnet-sps grid build --libraries DIR --out "
+                f"{path / 'grid.h5'}')")
+        raise IsADirectoryError(f"grid file {path} is a folder, not a union grid file; {hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file {path} does not exist (build it with 'smnet-sps grid build "
+                                f"--libraries DIR --out {path}')")
+    return path
+
+
 def load_grid(path):
     """Read a union grid file written by :func:`save_grid`.
 
@@ -555,10 +571,7 @@ def load_grid(path):
     """
     import h5py
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"grid file {path} does not exist (build it with 'smnet-sps grid build "
-                                f"--libraries DIR --out {path}')")
+    path = require_grid_file(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

@@ -51,11 +51,9 @@ class TrainingGrid:
 
 def read_grid(path):
     """Read a union grid file (:func:`smnet_sps.grid.load_grid`) into a TrainingGrid, with its sha256."""
-    from .grid import load_grid
+    from .grid import load_grid, require_grid_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"grid file not found: {path} (build one with `smnet-sps grid build`)")
+    path = require_grid_file(path)      # a missing file or a folder: its own error, not "not readable"
     try:
         g = load_grid(path)
     except (OSError, KeyError, ValueError) as exc:

@@ -653,3 +653,20 @@ def test_every_option_of_every_command_says_what_it_is():
 
     walk(build_parser(), "smnet-sps")
     assert not silent, silent
+
+
+@pytest.mark.parametrize("argv", [["grid", "info", "{dir}"], ["train", "--grid", "{dir}", "--out", "{tmp}/m"],
+                                  ["evaluate", "--grid", "{dir}"]])
+def test_a_folder_given_for_the_grid_file_is_called_a_folder(argv, tmp_path, capsys):
+    """`--grid work/` (the folder, not work/grid.h5) was reported as 'grid file work does not exist': now it
+    is called a folder, and the grid files in it are named."""
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = [a.format(dir=work, tmp=tmp_path) for a in argv]
+    assert main(argv) == 1
+    err = _error_line(capsys)
+    assert f"grid file {work} is a folder" in err and "does not exist" not in err
+    assert "it holds none" in err
+    (work / "grid.h5").write_bytes(b"")
+    assert main(argv) == 1
+    assert _error_line(capsys).endswith(f"give the file, e.g. {work / 'grid.h5'}")
