@@ -124,6 +124,27 @@ def test_torch_surface_flux_gradients_match_finite_differences(default_generator
     np.testing.assert_allclose(f.numpy(), ref, rtol=3e-5)
 
 
+@pytest.mark.parametrize("point", [(26430.0, 3.57, -1.31), (7840.0, 4.94, -0.08), (35140.0, 5.82, -1.36)])
+def test_torch_surface_flux_differentiates_the_mixture_weights(default_generator, point):
+    """Where the default mixture blends libraries (CK04 / WM-basic 0.18 / 0.82 at 26,430 K; CK04 / NextGen at
+    7,840 K; the fallback beyond CK04's log g 5 at 35 kK, outside coverage) the weights carry their
+    derivative: taken as constants, d sum ln F / d log g was -270 by autograd against 3,040 by finite
+    differences at the first point."""
+    gen = default_generator
+    mix = gen.mixture(*point)[0]
+    assert ((mix > 0) & (mix < 1)).sum() >= 2                 # a blend, where the weights vary
+    args = [torch.tensor([v], dtype=torch.float64, requires_grad=True) for v in point]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        assert torch.autograd.gradcheck(_log_flux_fn(gen, None), args, eps=1e-6, atol=1e-5, rtol=1e-3)
+    # the values stay those of the fast path (the derivative terms are zero-valued)
+    f = gen.torch_surface_flux(*[a.detach() for a in args])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        ref, _ = gen.surface_flux(*point, dtype=torch.float64)
+    np.testing.assert_allclose(f.detach().numpy(), ref, rtol=1e-10)
+
+
 def test_torch_surface_flux_backpropagates_from_float32(default_generator):
     teff = torch.tensor([5000.0, 8000.0], requires_grad=True)
     logg = torch.tensor([4.0, 4.0], requires_grad=True)
