@@ -18,6 +18,7 @@ import torch
 from .backend import _log_value, _trapz_weights
 from .generator import _logz_value, _torch_input
 from .isochrones import FAMILIES as ISOCHRONE_FAMILIES
+from .neural import resolve_device
 
 __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
 
@@ -62,6 +63,21 @@ def _check_zsun(zsun, given):
         raise ValueError(f"{where} must be a metal mass fraction in (0, 1), e.g. 0.0152 (PARSEC), 0.019 "
                          f"(Padova) or 0.0142 (MIST); got {zsun!r}")
     return value
+
+
+def _check_dtype(dtype):
+    """The interpolator's dtype: torch.float32 / float64 (or their names, numpy's too). device="auto" and
+    dtype="float32" failed inside torch (RuntimeError, TypeError), an integer dtype truncated the SSPs (a
+    RuntimeError on the first call), and float16 was taken, which keeps 3 significant digits and flushes
+    L_lambda below 6e-8 L_sun / A per M_sun formed (old SSPs' far UV) to 0."""
+    from .neural import _resolve_dtype
+    try:
+        resolved = _resolve_dtype(dtype)
+    except ValueError:
+        resolved = None
+    if resolved not in (torch.float32, torch.float64):
+        raise ValueError(f"SSPInterpolator dtype must be float32 or float64; got {dtype!r}")
+    return resolved
 
 
 def _flux_per_angstrom(grid, wave, jacobian=1.0):
@@ -127,8 +143,11 @@ def calzetti_k(wave_aa):
 
 
 def calzetti_attenuation(wave_aa, av):
-    """Transmission 10^(-0.4 A_V k(lambda) / R_V), shape (n_av, n_wave) for A_V [mag] as a torch tensor and
+    """Transmission 10^(-0.4 A_V k(lambda) / R_V), shape (n_av, n_wave) for A_V [mag] (a torch tensor, which
+    carries gradients; a number or array is taken as a tensor, as the interpolator's inputs are) and
     wavelengths [A] (one or many; a length Quantity is converted to A)."""
+    # a number or array was an AttributeError ('float' object has no attribute 'dtype')
+    av = _torch_input(av, "av")
     k = torch.as_tensor(calzetti_k(np.atleast_1d(_wave_angstrom(wave_aa))), dtype=av.dtype, device=av.device)
     return torch.pow(10.0, -0.4 * av.reshape(-1, 1) * k[None, :] / CALZETTI_RV)
 
@@ -146,7 +165,10 @@ class SSPInterpolator:
     zsun : float or None, solar Z for [M/H] = log10(Z / zsun), in (0, 1) (else ``ValueError``); default the
         grid's own (``attrs["zsun"]``, ``meta["zsun"]``, or ``SSPGrid.to_dsps_units().zsun``), 0.0152 (PARSEC)
         for a grid that states none
-    dtype, device : of the stored tensor (float64 on the CPU by default)
+    dtype : of the stored tensor and the spectra: float64 (default) or float32 (a torch dtype or its name);
+        any other is a ``ValueError``
+    device : where the tensor lives: "cpu" (default), "auto" (CUDA when available, else the CPU), "cuda",
+        "cuda:N" or "mps" (as the generators' ``device``)
 
     ``wavelength`` is always vacuum [A], as the fits' data: a grid whose ``attrs["wavelength_medium"]`` says
     air (``to_medium(grid, "air")``) is converted to vacuum (axis, and L_lambda per vacuum Angstrom);
@@ -154,6 +176,7 @@ class SSPInterpolator:
     """
 
     def __init__(self, grid, zsun=None, dtype=torch.float64, device="cpu"):
+        dtype, device = _check_dtype(dtype), resolve_device(device)
         zsun = _check_zsun(zsun, True) if zsun is not None else _check_zsun(_grid_zsun(grid), False)
         wave = np.asarray(grid.ssp_wave, float)
         # an air grid used as vacuum shifted every line by ~83 km/s: rv +91 km/s, [M/H] +0.14 on a vacuum SSP
@@ -181,7 +204,7 @@ class SSPInterpolator:
         if not np.all(np.isfinite(flux)):
             raise ValueError("the SSP grid holds NaN or inf fluxes")
         self.zsun = zsun
-        self.dtype, self.device = dtype, torch.device(device)
+        self.dtype, self.device = dtype, device
         self.flux = torch.as_tensor(flux, dtype=dtype, device=self.device)
         # constants of the geometric age step (safe logs: 0 where a pixel or integral is 0, unused there)
         weights = _trapz_weights(self.wavelength)

@@ -141,6 +141,28 @@ def test_interpolator_broadcasts_one_value_and_refuses_other_length_mismatches(r
         interp(torch.tensor([9.0, 9.2]), torch.tensor([0.0, 0.0, 0.0]))
 
 
+def test_interpolator_dtype_and_device_are_checked(rng):
+    """device="auto" (the package's default elsewhere) and dtype="float32" failed inside torch (RuntimeError,
+    TypeError), an integer dtype failed at the first call, float16 was taken (3 significant digits); A_V as a
+    number was an AttributeError in calzetti_attenuation."""
+    grid = _toy_ssp_grid(rng)
+    ref = SSPInterpolator(grid)(torch.tensor([9.2]), torch.tensor([-0.3]))
+    auto = SSPInterpolator(grid, device="auto")
+    assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    by_name = SSPInterpolator(grid, dtype="float32", device="cpu")
+    got = by_name(torch.tensor([9.2]), torch.tensor([-0.3]))
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-6)
+    for bad in (torch.int64, torch.float16, torch.bfloat16, "double precision"):
+        with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+            SSPInterpolator(grid, dtype=bad)
+    with pytest.raises(ValueError, match="device 'meta'"):
+        SSPInterpolator(grid, device="meta")
+    for av in (0.5, np.array([0.5])):
+        t = calzetti_attenuation(np.array([5500.0]), av)
+        assert float(t) == pytest.approx(10 ** (-0.2 * calzetti_k(np.array([5500.0]))[0] / 4.05), rel=1e-6)
+
+
 def test_templates_in_dsps_units_are_converted_and_unitless_l_nu_refused(rng, tmp_path):
     """SSPInterpolator took any ssp_flux as L_sun / A: SSPGrid.to_dsps_units() or dsps.load_ssp_templates
     (L_nu, L_sun / Hz) fitted a 3.2 Gyr galaxy at log age 8.90 for 9.5, [M/H] +0.295 on its bound, A_V 0,
