@@ -128,6 +128,21 @@ def _has_quantity(value):
                                                     for v in value)
 
 
+def _check_tensor(value, name):
+    """Refuse a torch tensor that holds no real numbers: booleans (a logg of True ran as log g 1, where the
+    same True in a list or array is refused), complex values (torch dropped the imaginary part with a
+    warning) or no data at all (device "meta": torch's NotImplementedError 'Cannot copy out of meta
+    tensor')."""
+    import torch            # loaded already: value is one of its tensors
+    if value.dtype == torch.bool or value.is_complex():
+        why = "True is not a stellar parameter" if value.dtype == torch.bool else "a parameter is real"
+        raise ValueError(f"{name} must be a tensor of real numbers (floating or integer), got dtype "
+                         f"{value.dtype}: {why}")
+    if value.device.type == "meta":
+        raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values; give one on the "
+                         "CPU or an accelerator")
+
+
 def _as_float_array(value, name):
     """A float64 array from a number or (nested) sequence of numbers; refuse None, bools, strings, objects."""
     if value is None:
@@ -142,6 +157,7 @@ def _as_float_array(value, name):
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         # a torch tensor (one that requires grad, or on a GPU, ended in torch's own RuntimeError): its values;
         # the differentiable path is torch_surface_flux
+        _check_tensor(value, name)
         value = value.detach().cpu().double().numpy()        # double: numpy has no bfloat16
     try:
         arr = np.asarray(value)
@@ -311,6 +327,7 @@ def _torch_input(value, name, to_value=None):
     precision stays torch's choice: float64 for numpy float64 (or wider), else torch's default dtype."""
     import torch
     if isinstance(value, torch.Tensor):
+        _check_tensor(value, name)
         return value
     _refuse_masked(value, name)
     if to_value is not None:

@@ -926,6 +926,26 @@ def test_torch_surface_flux_refuses_shapes_that_do_not_broadcast(default_generat
         assert out.shape == (6, gen.wavelength.size)
 
 
+def test_tensors_without_real_values_are_refused(default_generator, released):
+    """A bool tensor ran as a number (log g True as 1, [M/H] False as 0), where True in a list or array is
+    refused; a complex one lost its imaginary part with only torch's warning; one on the 'meta' device stopped
+    in torch (NotImplementedError 'Cannot copy out of meta tensor'). Now a ValueError naming the parameter,
+    in torch_surface_flux (ours, the released checkpoint's, the semi-empirical one) and surface_flux alike;
+    integer tensors are numbers and still pass."""
+    teff = torch.tensor([5777.0])
+    for gen in _torch_path_generators(default_generator, released):
+        for call in (gen.torch_surface_flux, gen.surface_flux):
+            with pytest.raises(ValueError, match="logg must be a tensor of real numbers .* torch.bool"):
+                call(teff, torch.tensor([True]), torch.tensor([False]))
+            with pytest.raises(ValueError, match="teff must be a tensor of real numbers .* torch.complex64"):
+                call(torch.tensor([5777.0 + 300j]), 4.44, 0.0)
+            with pytest.raises(ValueError, match="logz is a tensor on the 'meta' device"):
+                call(teff, 4.44, torch.zeros(1, device="meta"))
+        ints = gen.torch_surface_flux(torch.tensor([5777]), torch.tensor([4]), torch.tensor([0]))
+        floats = gen.torch_surface_flux(teff, torch.tensor([4.0]), torch.tensor([0.0]))
+        assert torch.equal(ints, floats)
+
+
 def test_trained_smnet_holds_points_outside_its_box_at_the_edge(tmp_path):
     """A model of `train --arch smnet` fed the scaled inputs unclipped (the network extrapolated: 4e6 x
     sigma T^4 at [M/H] +1, inf at -3 on a small grid) and inverted log1p01 in float32 (overflow to inf). Now
