@@ -459,6 +459,12 @@ class Generator(ABC):
             return t.float() if t.dtype == torch.float64 else t
         return flux
 
+    def _tensor_dtype(self, dtype=None):
+        """The torch dtype of this generator's ``as_tensor`` batches for a call's ``dtype``: float32 for the
+        analytic generators (:meth:`_batch`); the neural ones' compute dtype."""
+        import torch
+        return torch.float32
+
     # ---- public API -----------------------------------------------------------------------------
     def target_fraction(self, teff):
         """Share of sigma Teff^4 this generator's spectra are made to integrate to over its wavelength grid,
@@ -537,9 +543,11 @@ class Generator(ABC):
             inside[sl] = ins
         if out is None:                                     # no points: an empty (0, n_wave) result
             out = np.empty((0, self.wavelength.size), dtype=out_dtype)
-            if as_tensor:                                   # as a batch would come: float32 on the device
+            if as_tensor:
+                # as a batch would come, on the device in the compute dtype (it was float32 always, where a
+                # float64 model's or dtype=float64's batches are float64)
                 import torch
-                out = torch.empty((0, self.wavelength.size), dtype=torch.float32,
+                out = torch.empty((0, self.wavelength.size), dtype=self._tensor_dtype(dtype),
                                   device=getattr(self, "device", "cpu"))
         return out, inside
 

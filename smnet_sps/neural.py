@@ -279,6 +279,9 @@ class _TorchGenerator(Generator):
         """Post-network arithmetic runs in float32 (float64 if the network does)."""
         return torch.float64 if model_dtype == torch.float64 else torch.float32
 
+    def _tensor_dtype(self, dtype=None):
+        return self._compute_dtype(self._model_for(dtype)[1])
+
     def _chunk(self):
         """Rows per network pass: fixed on the CPU (batch-size independence), one pass on an accelerator."""
         return FORWARD_CHUNK if self.device.type == "cpu" else None

@@ -339,9 +339,10 @@ class SemiEmpiricalGenerator(Generator):
             return flux
         # on the base model's device in its compute dtype, as every generator's tensors (it came back float32
         # on the host for a float64 model)
-        model_for = getattr(self.base, "_model_for", None)
-        compute = self.base._compute_dtype(model_for(dtype)[1]) if model_for else torch.float32
-        return torch.as_tensor(flux, dtype=compute, device=self.device)
+        return torch.as_tensor(flux, dtype=self._tensor_dtype(dtype), device=self.device)
+
+    def _tensor_dtype(self, dtype=None):
+        return self.base._tensor_dtype(dtype)
 
     def torch_surface_flux(self, teff, logg, logz, library=None):
         """F_lambda as a torch tensor (n, n_wave), differentiable in the parameters (for fitting).

@@ -95,6 +95,20 @@ def test_as_tensor_stays_on_the_device(default_generator):
     assert f32.dtype == np.float32
 
 
+def test_an_empty_tensor_result_has_the_dtype_of_a_batch(default_generator):
+    """surface_flux(as_tensor=True) of no points was float32 always, where the batches of a float64 model (or
+    of dtype=float64 in the call) are float64: concatenating or comparing results then mixed dtypes."""
+    from smnet_sps.generator import BlackbodyGenerator
+    gen64 = load_generator(device="cpu", dtype="float64")
+    for gen, kw in ((default_generator, {}), (default_generator, {"dtype": torch.float64}), (gen64, {}),
+                    (default_generator, {"dtype": "bfloat16"}), (BlackbodyGenerator(), {})):
+        full, _ = gen.surface_flux([5777.0], [4.44], [0.0], as_tensor=True, **kw)
+        empty, inside = gen.surface_flux([], [], [], as_tensor=True, **kw)
+        assert empty.shape == (0, gen.wavelength.size) and inside.shape == (0,)
+        assert (empty.dtype, empty.device) == (full.dtype, full.device)
+    assert gen64.surface_flux([], [], [], as_tensor=True)[0].dtype == torch.float64
+
+
 def _log_flux_fn(gen, library):
     """log F at 25 pixels across the whole range, and one random projection of all pixels (cheap Jacobian)."""
     pix = torch.arange(0, gen.wavelength.size, gen.wavelength.size // 24)
