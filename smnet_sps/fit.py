@@ -66,6 +66,10 @@ _MIN_PIXELS = 20
 # 8/12/16 A FWHM, it also keeps their rv most stable (largest drift 109 km/s, against 123 for 0.55 and 171
 # for 1); a mock of a perfect NextGen emulator prefers 0.55 for the dispersion (docs/fit.md)
 _BIN_BOX_SHARE = 0.0
+# shift="data" needs data pixels at most this share of the model's: the moving window edges mix the data's
+# noise, which on coarser pixels pulls rv (mocks on the model's own 20-A pixels: -49 +- 95 km/s at rest; 5-A
+# pixels: +-90 km/s modes; 1-A pixels unbiased)
+_DATA_SHIFT_MAX_PIXEL = 0.1
 _SIGMA_FLOOR_PIX = 1e-3  # smallest Gaussian [model pixels]: keeps the kernel finite (0.05 biased rv)
 
 STAR_PARAMETERS = ("teff", "logg", "logz", "rv")
@@ -423,6 +427,9 @@ class SpectralOperator:
     max_rv : float [km/s], largest |v| the fit may reach (sets the model pixels kept)
     max_sigma : float [km/s], largest velocity dispersion the fit may reach
     degree : int, degree of the multiplicative Legendre polynomial
+    shift : ``"model"`` (default: the model is shifted to the observed frame) or ``"data"`` (bin mode with
+        data pixels at most a tenth of the model's: the data are re-binned onto the model's rest-frame
+        pixels at each trial velocity, :meth:`data_at`, and the model stays on its own pixels; docs/fit.md)
 
     Attributes
     ----------
@@ -444,9 +451,13 @@ class SpectralOperator:
         max_rv=1000.0,
         max_sigma=0.0,
         degree=3,
+        shift="model",
         dtype=torch.float64,
     ):
         from .empirical import overlap_matrix
+
+        if shift not in ("model", "data"):
+            raise ValueError(f"shift must be 'model' or 'data'; got {shift!r}")
 
         mw = np.asarray(model_wave, float)
         m_edges = _edges(mw)
@@ -481,9 +492,20 @@ class SpectralOperator:
         coarser = pix_d > pix_m * (1 + _MODE_TOLERANCE)
         self.mode = ("broaden" if self.data_fwhm > self.model_fwhm * (1 + _MODE_TOLERANCE) or coarser
                      else "bin")
+        # shift="data" (bin mode only): the data are re-binned for each trial rv onto the model's rest-frame
+        # pixels (data_at), and the model is compared on its own pixels, unshifted
+        if shift == "data" and (self.mode != "bin" or pix_d > _DATA_SHIFT_MAX_PIXEL * pix_m):
+            raise ValueError(
+                f"shift='data' needs the bin mode (data finer than the model in LSF and pixels) with data "
+                f"pixels at most {_DATA_SHIFT_MAX_PIXEL:g} of the model's; here mode {self.mode!r}, median "
+                f"pixels {pix_d:.3g} A against {pix_m:.3g} A: re-binning coarser data at each velocity mixes "
+                "their noise and biases rv; use shift='model'"
+            )
+        self.shift = shift
+        s_lo, s_hi = (1.0 - max_rv / C_KMS, 1.0 + max_rv / C_KMS) if self.shift == "data" else (1.0, 1.0)
         if self.mode == "bin":
             d_edges = _edges(wave)
-            inside = (m_edges[:-1] >= d_edges[0]) & (m_edges[1:] <= d_edges[-1])
+            inside = (m_edges[:-1] * s_lo >= d_edges[0]) & (m_edges[1:] * s_hi <= d_edges[-1])
             idx = np.flatnonzero(inside)
             if idx.size < _MIN_PIXELS:
                 raise ValueError(
@@ -512,6 +534,12 @@ class SpectralOperator:
                 f = num / sumw
                 var = (ov.multiply(ov)) @ sig2 / sumw**2          # the mean's own variance
                 charged = ov @ (np.diff(d_edges) * sig2) / sumw**2  # with its covariances (>= var)
+            if self.shift == "data":
+                # covered enough at every velocity the fit may reach (cumulative good width, trial rvs)
+                cum_g = np.concatenate([[0.0], np.cumsum(good * np.diff(d_edges))])
+                for s_v in np.linspace(s_lo, s_hi, 41):
+                    got = np.diff(np.interp(w_edges * s_v, d_edges, cum_g)) / (width * s_v)
+                    cov = np.minimum(cov, got)
             keep = (cov >= _MIN_BIN_COVERAGE) & np.isfinite(f) & (var > 0)
             if keep.sum() < _MIN_PIXELS:
                 # none kept stopped in _window_breaks with "max() arg is an empty sequence" (a MILES star with
@@ -535,8 +563,22 @@ class SpectralOperator:
             # pixel across a model edge enters with its overlap): averaged over the working pixel itself, the
             # model missed the part of such a pixel outside it, and 2-A pixels 0.5 A off the model's edges
             # (no LSF) fitted rv +50 km/s for a true -40 (chi^2_red 97)
-            weights = ov[keep].multiply(np.where(good, 1.0, 0.0) / np.diff(d_edges)[None, :])
-            brk, jump = _window_breaks(weights.tocsr(), sumw[keep], d_edges)
+            if self.shift == "data":
+                # the model is its own pixels (a box each, in the rest frame); the data's cumulative integrals
+                # over observed wavelength (piecewise linear, differentiable in rv) give the data on them
+                w_lo, w_hi = self.edges_lo, self.edges_hi
+                brk = np.stack([w_lo, w_hi], 1)
+                jump = np.stack([1.0 / (w_hi - w_lo), -1.0 / (w_hi - w_lo)], 1)
+                dd = np.diff(d_edges)
+                dens = np.stack([np.where(good, flux, 0.0), good.astype(float),
+                                 np.where(good, dd * sig2, 0.0)])
+                cum = np.concatenate([np.zeros((3, 1)), np.cumsum(dens * dd, 1)], 1)
+                self._cum_d_edges = torch.as_tensor(d_edges, dtype=dtype)
+                self._cum = torch.as_tensor(cum, dtype=dtype)
+                self._cum_dens = torch.as_tensor(dens, dtype=dtype)
+            else:
+                weights = ov[keep].multiply(np.where(good, 1.0, 0.0) / np.diff(d_edges)[None, :])
+                brk, jump = _window_breaks(weights.tocsr(), sumw[keep], d_edges)
         else:
             d_edges = _edges(wave)
             self.wave, self.edges_lo, self.edges_hi = wave[good], d_edges[:-1][good], d_edges[1:][good]
@@ -581,6 +623,8 @@ class SpectralOperator:
         f_lo, f_hi = 1.0 / (1.0 + max_rv / C_KMS), 1.0 / (1.0 - max_rv / C_KMS)
         sig_max = np.sqrt((sig_inst * f_hi) ** 2 + (self.wave * max_sigma / C_KMS) ** 2
                           + (_SIGMA_FLOOR_PIX * pix) ** 2)
+        if self.shift == "data":
+            f_lo, f_hi = 1.0, 1.0       # the windows are the model's own pixels, never shifted
         win_lo, win_hi = brk.min(1), brk.max(1)      # the window each working pixel averages the model over
         need_lo = np.min(win_lo * f_lo - 6 * sig_max)
         need_hi = np.max(win_hi * f_hi + 6 * sig_max)
@@ -621,17 +665,51 @@ class SpectralOperator:
         self.basis = np.polynomial.legendre.legvander(x, self.degree)  # (n_work, degree + 1)
         self.data_t, self.ivar_t, self.basis_t = t(self.flux), t(self.ivar), t(self.basis)
         self.dtype = dtype
+        self._last_rv = None        # shift="data": the velocities of the last apply (the data follow them)
+        self._window_rv = None      # shift="data": a shift of the model's windows (the data's rv derivative)
+
+    def data_at(self, rv=None):
+        """The data and inverse variance on the working pixels (K, n_work) at velocities ``rv`` [km/s] (K,)
+        (shift="data": re-binned onto the rest-frame pixels; None = those of the last :meth:`apply`), or the
+        fixed data (1, n_work) (shift="model"). Clipped pixels (``ivar_t`` 0) stay out."""
+        if self.shift == "model":
+            return self.data_t[None], self.ivar_t[None]
+        rv = self._last_rv if rv is None else rv
+        s = 1.0 + torch.as_tensor(rv, dtype=self.dtype).reshape(-1, 1) / C_KMS
+        e = self._cum_d_edges
+
+        def between(lo, hi):
+            # the cumulative integrals (3, ...) at observed wavelengths hi minus at lo: piecewise linear
+            out = []
+            for x in (lo, hi):
+                k = torch.searchsorted(e, x.detach().contiguous(), right=True) - 1
+                k = torch.clamp(k, 0, e.numel() - 2)
+                out.append(self._cum[:, k] + (x - e[k])[None] * self._cum_dens[:, k])
+            return out[1] - out[0]
+
+        lo = torch.as_tensor(self.edges_lo, dtype=self.dtype)[None] * s
+        hi = torch.as_tensor(self.edges_hi, dtype=self.dtype)[None] * s
+        num, sumw, var = between(lo, hi)
+        data = num / sumw / self.scale
+        ivar = torch.where(self.ivar_t[None] > 0, sumw**2 / var * self.scale**2, torch.zeros_like(var))
+        return data, ivar
 
     def apply(self, flux_src, rv, sigma_kms=None):
         """Model pixels (K, n_src) -> working pixels (K, n_work), shifted by rv [km/s] (K,), broadened by a
         Gaussian of dispersion ``sigma_kms`` [km/s] (K,) on top of the resolution matching."""
         f = 1.0 / (1.0 + rv.reshape(-1, 1) / C_KMS)  # (K, 1)
-        a = self._brk[None] * f[..., None]  # rest-frame window breakpoints (K, n_work, n_break)
-        jump = self._jump[None] / f[..., None]  # the window's steps per rest-frame A
+        if self.shift == "data":
+            # the model stays on its rest-frame pixels: only the data's LSF is scaled into the rest frame
+            self._last_rv = rv
+            fw = torch.ones_like(f) if self._window_rv is None else 1.0 / (1.0 + self._window_rv / C_KMS)
+        else:
+            fw = f
+        a = self._brk[None] * fw[..., None]  # rest-frame window breakpoints (K, n_work, n_break)
+        jump = self._jump[None] / fw[..., None]  # the window's steps per rest-frame A
         s2 = torch.clamp(self._lsf_var_obs[None, :] * f**2 - self._box_var[None, :], min=0.0)
         s2 = s2 + self._floor_var[None, :]
         if sigma_kms is not None:
-            s2 = s2 + (self._wave_t[None, :] * f * sigma_kms.reshape(-1, 1) / C_KMS) ** 2
+            s2 = s2 + (self._wave_t[None, :] * fw * sigma_kms.reshape(-1, 1) / C_KMS) ** 2  # rest-frame A
         s = torch.sqrt(s2)[..., None, None]  # (K, n_work, 1, 1)
         b = self._src_edges[self._edge_idx][None, ..., None]  # (1, n_work, band + 1, 1)
         # the Gaussian-smoothed, piecewise-constant model weighted by the working pixel's window (a box for
@@ -644,8 +722,9 @@ class SpectralOperator:
 def _profile(m, op):
     """chi^2 profiled over the multiplicative polynomial -> (chi2 (K,), model (K, n), coefficients (K, p))."""
     m = m / m.mean(dim=1, keepdim=True)
+    data, ivar = op.data_at()  # (K or 1, n): shift="data" re-bins them at the last apply's velocities
     a = m[:, :, None] * op.basis_t[None]  # (K, n, p)
-    aw = a * op.ivar_t[None, :, None]
+    aw = a * ivar[:, :, None]
     normal = aw.transpose(1, 2) @ a
     normal = (
         normal
@@ -653,10 +732,10 @@ def _profile(m, op):
         * torch.eye(normal.shape[-1], dtype=m.dtype)
         * normal.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
     )
-    rhs = aw.transpose(1, 2) @ op.data_t
+    rhs = (aw * data[..., None]).sum(1)
     coef = torch.linalg.solve(normal, rhs)
     model = (a @ coef[..., None])[..., 0]
-    chi2 = ((op.data_t[None] - model) ** 2 * op.ivar_t[None]).sum(1)
+    chi2 = ((data - model) ** 2 * ivar).sum(1)
     return chi2, model, coef
 
 
@@ -767,6 +846,7 @@ def _laplace(prob, theta):
         m = prob.spectrum_fn(th[None])[0]
         m = m / m.mean()
         _, model, coef = _profile(m[None], op)
+        ivar = op.data_at()[1][0]       # shift="data": at theta's rv
     # Jacobian by reverse mode: row j of a batch of copies of theta gives d m_j / d theta. In chunks of
     # copies, so that memory stays bounded (all n copies at once held n^2 x band kernel values: 5 GB for 1,200
     # working pixels in broaden mode, and a MILES star on its 0.9 A pixels was killed for memory)
@@ -782,9 +862,21 @@ def _laplace(prob, theta):
         rows = torch.arange(k)
         mm[rows, start + rows].sum().backward()
         jac[start:start + k] = rep.grad  # (k, P)
+    if op.shift == "data" and "rv" in prob.names:
+        # the data move with rv too: their signal as the model's windows would move the other way (the
+        # noise's own derivative is no information); central difference of the model with shifted windows
+        h = torch.tensor([1.0], dtype=th.dtype)
+        with torch.no_grad():
+            side = []
+            for w in (h, -h):
+                op._window_rv = w
+                mm = prob.spectrum_fn(th[None])[0]
+                side.append(mm / mm.mean())
+            op._window_rv = None
+        jac[:, prob.names.index("rv")] += (side[0] - side[1]) / (2.0 * h)
     poly = op.basis_t @ coef[0]
     design = torch.cat([jac * poly[:, None], m[:, None] * op.basis_t], dim=1)  # (n, P + p)
-    fisher = design.T @ (design * op.ivar_t[:, None])
+    fisher = design.T @ (design * ivar[:, None])
     npar = len(theta)
     # a parameter the data cannot move (zero column: at a clamp, or a bound) gets an infinite error; compared
     # in the optimisation units (the raw diagonals are in K^-2, dex^-2, (km/s)^-2: a small but interior
@@ -1089,6 +1181,7 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
     with torch.no_grad():
         m = prob.spectrum_fn(th[None])
         _, _, coef = _profile(m, op)
+        data, ivar = (x[0].numpy().copy() for x in op.data_at())   # shift="data": at the fit's rv
     continuum = op.basis @ coef[0].numpy()
     res = cls(
         prob.names,
@@ -1098,8 +1191,8 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
         float(chi2),
         int(dof),
         op.wave.copy(),
-        op.flux.copy(),
-        op.ivar.copy(),
+        data,
+        ivar,
         model,
         continuum,
         op.mode,
@@ -1326,6 +1419,7 @@ def fit_star(
     model_correction=None,
     prior=None,
     clip=None,
+    shift="model",
 ):
     """Fit Teff, log g, [M/H] and radial velocity to an observed spectrum with the generator.
 
@@ -1374,6 +1468,14 @@ def fit_star(
         without ``ivar`` scaled by it both ways, as the errors are) are dropped and the fit is repeated
         from its result, up to 3 times; ``meta["n_clipped"]`` counts them.
         None (default): no clipping (one 100x pixel can then decide the fit)
+    shift : ``"model"`` (default) or ``"data"``: which side the velocity moves. ``"model"`` shifts the
+        model's 20-A step spectrum to the observed frame, so a working pixel across two model pixels gets a
+        mix of two pixel averages and real stars' Teff / log g depend on their velocity (MILES star 85:
+        8,250 K at rest, 9,002 K at +150 km/s). ``"data"`` re-bins the data at each trial velocity onto the
+        model's rest-frame pixels (data pixels at most a tenth of the model's, e.g. MILES's 0.9 A; else a
+        ValueError): the fit then does not depend on the star's velocity, but rv scatters 1.5-3x more on
+        mocks (docs/fit.md). ``StarFit.wave`` is then the rest-frame pixel centres, ``flux`` / ``ivar`` the
+        data re-binned at the fitted rv
 
     Returns
     -------
@@ -1395,7 +1497,7 @@ def fit_star(
     from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     op = SpectralOperator(
-        gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree
+        gen.wavelength, wave, flux, ivar, good, resolution_fwhm, max_rv=max_rv, degree=degree, shift=shift
     )
     box = gen.box
     limit = {"teff": tuple(box.teff), "logg": tuple(box.logg), "logz": tuple(box.logz),
@@ -1473,7 +1575,9 @@ def fit_star(
         for _ in range(3):
             with torch.no_grad():
                 best = prob.spectrum_fn(torch.as_tensor(theta, dtype=torch.float64)[None])
-                z = (op.data_t - _profile(best, op)[1][0]) * torch.sqrt(op.ivar_t)
+                model = _profile(best, op)[1][0]
+                data, ivar_now = (x[0] for x in op.data_at())     # shift="data": at the fit's rv
+                z = (data - model) * torch.sqrt(ivar_now)
             # the errors' own scaling: without an ivar the stand-in error (1 % of the median flux) is set by
             # the scatter both ways (only inflated, a 20-sigma spike at S/N 500 was never clipped)
             red = _reduced_chi2(chi2, prob)[0]
@@ -1539,6 +1643,7 @@ def fit_star(
             "degree": op.degree,
             "data_fwhm": op.data_fwhm,
             "model_fwhm": op.model_fwhm,
+            "shift": op.shift,
             **prior_meta,
         },
         from_scatter=from_scatter,
@@ -1589,13 +1694,14 @@ def fit_ssp(
     uncertainty="laplace",
     scale_errors=True,
     emcee_kwargs=None,
+    shift="model",
 ):
     """Fit one stellar population: age, [M/H], velocity dispersion, Calzetti dust A_V and velocity.
 
     Parameters
     ----------
-    wave, flux, ivar, resolution_fwhm, mask, degree, rv_guess, max_rv, n_starts, uncertainty, scale_errors :
-        as :func:`fit_star`
+    wave, flux, ivar, resolution_fwhm, mask, degree, rv_guess, max_rv, n_starts, uncertainty, scale_errors,
+        shift : as :func:`fit_star`
     templates : :class:`smnet_sps.ssp.SSPGrid` (from :func:`smnet_sps.ssp.ssp_grid`), the path of a file
         :func:`smnet_sps.ssp.save_ssp_grid` wrote, or an :class:`smnet_sps.ssp_torch.SSPInterpolator`;
         required (computing a grid takes ~1 min)
@@ -1649,6 +1755,7 @@ def fit_ssp(
         max_rv=max_rv,
         max_sigma=max_sigma,
         degree=degree,
+        shift=shift,
     )
     (a0, a1), (z0, z1) = interp.bounds
     lim = {
@@ -1726,7 +1833,8 @@ def fit_ssp(
         uncertainty,
         scale_errors,
         emcee_kwargs,
-        {"degree": op.degree, "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm, "zsun": interp.zsun,
+        {"degree": op.degree, "data_fwhm": op.data_fwhm, "model_fwhm": op.model_fwhm, "shift": op.shift,
+         "zsun": interp.zsun,
          "template_medium": interp.source_medium},
         from_scatter=from_scatter,
     )
