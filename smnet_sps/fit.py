@@ -1006,7 +1006,7 @@ class _FitBase:
         # what the fit was made with and how it ended, where the fit recorded it
         # the prior too: a fit with --prior parsec and one without wrote JSON files that said nothing of it
         for key in ("generator", "library", "inside_coverage", "n_clipped", "template_medium", "prior",
-                    "chi2_scale"):
+                    "chi2_scale", "shift"):
             if key in self.meta:
                 d[key] = self.meta[key]
         return d

@@ -597,7 +597,7 @@ def _cmd_fit(args):
         ivar = np.where(mask, 0.0, ivar)
     common = dict(
         resolution_fwhm=args.resolution_fwhm, mask=mask, degree=args.degree, uncertainty=args.uncertainty,
-        max_rv=args.max_rv, rv_guess=args.rv_guess,
+        max_rv=args.max_rv, rv_guess=args.rv_guess, shift=args.shift,
     )
     if args.ssp_grid:
         templates = read_ssp_grid(args.ssp_grid)
@@ -660,6 +660,11 @@ def add_cli(sub):
     p.add_argument("--max-rv", type=float, default=1000.0, metavar="KM_S",
                    help="largest |radial velocity| the fit may reach [km/s], 0 < max-rv < c; the start is "
                         "scanned over +-max-rv (default 1000: raise it for a redshifted galaxy)")
+    p.add_argument("--shift", choices=["model", "data"], default="model",
+                   help="what the velocity moves: 'model' (default; the most precise rv for a spectrum the "
+                        "model describes well) or 'data' (re-binned onto the model's rest-frame pixels at "
+                        "each trial rv: Teff / log g / [M/H] independent of the star's velocity; data "
+                        "pixels at most a tenth of the model's; docs/fit.md)")
     p.add_argument("--rv-guess", type=float, default=0.0, metavar="KM_S",
                    help="radial velocity to try first [km/s], within +-max-rv (default 0; e.g. c z for a "
                         "galaxy of known redshift)")

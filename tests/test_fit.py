@@ -1856,3 +1856,22 @@ def test_shift_data_bins_as_the_fixed_operator_at_rest_and_is_differentiable(gen
     with pytest.raises(ValueError, match="shift='data' needs the bin mode"):
         SpectralOperator(gen.wavelength, mw, np.ones(mw.size), np.ones(mw.size), np.ones(mw.size, bool),
                          shift="data")
+
+
+def test_cli_fit_takes_shift_data(tmp_path, capsys):
+    """`smnet-sps fit` had no way to ask for shift="data": a star observed at +150 km/s came out of the CLI
+    with the velocity-dependent Teff of the model shift (MILES 85: 9,002 K against 8,250 K at rest)."""
+    from smnet_sps.cli import main
+
+    w, f, iv, bad = _miles_fixture_star(85, 150.0)
+    spec = tmp_path / "star85.txt"
+    keep = ~bad
+    np.savetxt(spec, np.column_stack([w[keep], f[keep], iv[keep]]), header="wave flux ivar")
+    out = {k: tmp_path / f"{k}.json" for k in ("model", "data")}
+    for k in out:
+        assert main(["fit", str(spec), "--resolution-fwhm", str(2.5 * (1 + 150 / 299792.458)),
+                     "--shift", k, "--out", str(out[k])]) == 0
+    fits = {k: json.loads(p.read_text()) for k, p in out.items()}
+    assert fits["data"]["shift"] == "data" and fits["model"]["shift"] == "model"
+    assert abs(fits["data"]["teff"] - 8253) < 30           # its fit at rest, whichever the shift
+    assert abs(fits["model"]["teff"] - 8253) > 300
