@@ -580,6 +580,9 @@ def _cmd_fit(args):
         raise ValueError(f"--wmin ({args.wmin:g} A) must be below --wmax ({args.wmax:g} A)")
     star_only = [f"--{name}" for name in ("generator", "meta", "library", "prior", "clip")
                  if getattr(args, name) is not None]
+    if args.redshift is not None and not args.ssp_grid:
+        raise ValueError("--redshift applies to population fits (--ssp-grid) only; a star's velocity is "
+                         "--rv-guess / --max-rv")
     if args.ssp_grid and star_only:
         # they were silently ignored: an SSP fit uses the grid's spectra and no stellar prior
         raise ValueError(f"{', '.join(star_only)} apply to star fits only; with --ssp-grid the templates "
@@ -601,7 +604,7 @@ def _cmd_fit(args):
     )
     if args.ssp_grid:
         templates = read_ssp_grid(args.ssp_grid)
-        res = fit_ssp(wave, flux, ivar, templates=templates, **common)
+        res = fit_ssp(wave, flux, ivar, templates=templates, redshift=args.redshift or 0.0, **common)
         generator_name = (getattr(templates, "attrs", None) or {}).get("generator", "unknown")
     else:
         from .neural import load_generator_option
@@ -616,6 +619,8 @@ def _cmd_fit(args):
         lambda path: path.write_text(json.dumps(_fit_record(res, generator_name), indent=1, allow_nan=False)),
         lambda: plot_fit(res), dpi=120)
     print(res)
+    if res.meta.get("redshift"):
+        print(f"  (rv is relative to z = {res.meta['redshift']:g})")
     if res.meta.get("template_medium") == "air":
         print("  (the SSP grid states air wavelengths: converted to vacuum before the fit, as the "
               "spectrum's are)")
@@ -668,6 +673,9 @@ def add_cli(sub):
     p.add_argument("--rv-guess", type=float, default=0.0, metavar="KM_S",
                    help="radial velocity to try first [km/s], within +-max-rv (default 0; e.g. c z for a "
                         "galaxy of known redshift)")
+    p.add_argument("--redshift", type=float, default=None, metavar="Z",
+                   help="with --ssp-grid: the galaxy's known redshift; the fit works in its rest frame and "
+                        "rv (--rv-guess, --max-rv) is relative to it (z 0.5 through --max-rv took 15 min)")
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical', a model directory trained by "
                         "smnet-sps, or a released SM-Net checkpoint CHECKPOINT.pt with --meta "
