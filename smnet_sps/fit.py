@@ -1006,7 +1006,7 @@ class _FitBase:
         # what the fit was made with and how it ended, where the fit recorded it
         # the prior too: a fit with --prior parsec and one without wrote JSON files that said nothing of it
         for key in ("generator", "library", "inside_coverage", "n_clipped", "template_medium", "redshift",
-                    "prior", "chi2_scale", "shift"):
+                    "age_of_universe", "prior", "chi2_scale", "shift"):
             if key in self.meta:
                 d[key] = self.meta[key]
         return d
@@ -1696,6 +1696,7 @@ def fit_ssp(
     emcee_kwargs=None,
     shift="model",
     redshift=0.0,
+    cosmology=None,
 ):
     """Fit one stellar population: age, [M/H], velocity dispersion, Calzetti dust A_V and velocity.
 
@@ -1713,13 +1714,16 @@ def fit_ssp(
         and its bounds) is the velocity relative to it, 1 + z_total = (1 + z)(1 + rv / c). A galaxy at z 0.5
         fitted through ``rv_guess`` = ``max_rv`` - 1000 = c z took 15 min for 800 pixels (the velocity scan
         and every model pixel's kernel spanning +-c z): with ``redshift`` it takes as long as at rest (1-6 s)
+    cosmology : of the age check below, as in :func:`smnet_sps.photometry.magnitudes`: None (Planck18), a
+        realization's name, or an ``astropy.cosmology.Cosmology``
 
     Returns
     -------
     SSPFit (``.log_age``, ``.age`` [Gyr], ``.logz``, ``.sigma``, ``.av``, ``.rv`` and their ``_err``;
     ``meta["template_medium"]``: the medium the templates stated -- air templates (``to_medium(grid,
     "air")``) are converted to vacuum before the fit, as the data's wavelengths are vacuum;
-    ``meta["redshift"]``; ``.wave`` is in the observed frame)
+    ``meta["redshift"]``; ``.wave`` is in the observed frame; ``meta["age_of_universe"]`` [Gyr] at the total
+    redshift (1 + z)(1 + rv / c) - 1, with a ``FitWarning`` when the fitted age exceeds it)
 
     Notes
     -----
@@ -1752,7 +1756,9 @@ def fit_ssp(
     interp = templates if isinstance(templates, SSPInterpolator) else SSPInterpolator(templates)
     from_scatter = ivar is None         # uniform weights: the errors can only come from the residuals
     from .igm import check_redshift
+    from .photometry import as_cosmology
     redshift = check_redshift(redshift)
+    cosmology = as_cosmology(cosmology)
     wave, flux, ivar, good = check_spectrum(wave, flux, ivar, mask)
     # the known redshift is taken out first (after check_spectrum: a flux in f_nu is converted at the observed
     # wavelengths); the flux's (1 + z) dimming is a constant, absorbed by the continuum
@@ -1854,7 +1860,26 @@ def fit_ssp(
         from_scatter=from_scatter,
     )
     res.wave = res.wave * (1.0 + redshift)          # the working pixels in the observed frame, as documented
+    _check_age_of_universe(res, redshift, cosmology)
     return res
+
+
+def _check_age_of_universe(res, redshift, cosmology):
+    """Record the age of the universe [Gyr] at the fit's total redshift, (1 + z)(1 + rv / c) - 1 (0 for a
+    blueshift), in ``res.meta["age_of_universe"]``, and warn when the fitted age exceeds it: the PARSEC
+    templates reach 12.6 Gyr and a galaxy at z 0.4 (9.4 Gyr, Planck18) was given 12 Gyr without a word."""
+    z_total = max((1.0 + redshift) * (1.0 + res.rv / C_KMS) - 1.0, 0.0)
+    limit = float(cosmology.age(z_total).to_value("Gyr"))
+    res.meta["age_of_universe"] = limit
+    if res.age > limit:
+        warnings.warn(
+            f"the fitted age, {res.age:.3g} Gyr (log age {res.log_age:.3f} +- {res.log_age_err:.2g}), "
+            f"exceeds the age of the universe at z = {z_total:.4g}, {limit:.3g} Gyr ({cosmology.name}); "
+            f"bound it with bounds={{'log_age': (lo, {np.log10(limit * 1e9):.3f})}} if the templates should "
+            "not be older",
+            FitWarning,
+            stacklevel=3,
+        )
 
 
 # ----------------------------------------------------------------------------- mocks and calibration

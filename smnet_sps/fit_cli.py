@@ -621,6 +621,9 @@ def _cmd_fit(args):
     print(res)
     if res.meta.get("redshift"):
         print(f"  (rv is relative to z = {res.meta['redshift']:g})")
+    if "age_of_universe" in res.meta and res.age > res.meta["age_of_universe"]:
+        print(f"  (the fitted age exceeds the age of the universe at the galaxy's redshift, "
+              f"{res.meta['age_of_universe']:.3g} Gyr)")
     if res.meta.get("template_medium") == "air":
         print("  (the SSP grid states air wavelengths: converted to vacuum before the fit, as the "
               "spectrum's are)")

@@ -73,3 +73,28 @@ def test_cli_fit_takes_the_redshift(grid, tmp_path, capsys):
     # a star's velocity is its rv: --redshift with a star fit is refused, not ignored
     assert main(["fit", str(spec), "--redshift", "0.3"]) == 1
     assert "--redshift applies to population fits" in capsys.readouterr().err
+
+
+def test_an_age_beyond_the_universe_at_the_redshift_is_flagged(grid):
+    """The templates reach 12 Gyr here (PARSEC's 12.6), the universe at z 0.4 is 9.4 Gyr old (Planck18): a
+    12 Gyr galaxy there was fitted at log age 10.08 without a word. Now meta["age_of_universe"] holds the
+    age at the total redshift (1 + z)(1 + rv / c) - 1, a FitWarning says when the fit is older, and the
+    JSON carries it; a 6 Gyr galaxy at rest is not flagged."""
+    from astropy.cosmology import Planck18, WMAP9
+    z = 0.4
+    wo, flux, ivar = _galaxy(grid, z, ia=2)
+    with pytest.warns(FitWarning, match=r"exceeds the age of the universe at z = 0\.4.*Planck18"):
+        r = fit_ssp(wo, flux, ivar, templates=grid, resolution_fwhm=12.0, redshift=z)
+    z_total = (1 + z) * (1 + r.rv / C_KMS) - 1
+    assert r.meta["age_of_universe"] == pytest.approx(Planck18.age(z_total).value, rel=1e-9)
+    assert r.age > r.meta["age_of_universe"] and r.as_dict()["age_of_universe"] == r.meta["age_of_universe"]
+    # a nearby galaxy, its velocity in rv alone: the total redshift is rv / c, the universe older than 12 Gyr
+    wo1, flux1, ivar1 = _galaxy(grid, 0.003, ia=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        near = fit_ssp(wo1, flux1, ivar1, templates=grid, resolution_fwhm=12.0, cosmology="WMAP9")
+    assert near.rv == pytest.approx(0.003 * C_KMS, abs=10.0)
+    assert near.meta["age_of_universe"] == pytest.approx(WMAP9.age(near.rv / C_KMS).value, rel=1e-9)
+    assert not [w for w in caught if "age of the universe" in str(w.message)]
+    with pytest.raises(ValueError, match="cosmology must be"):
+        fit_ssp(wo, flux, ivar, templates=grid, redshift=z, cosmology="Planck99")
