@@ -1004,9 +1004,10 @@ class _FitBase:
             held=list(self.meta.get("held", [])),
         )
         # what the fit was made with and how it ended, where the fit recorded it
-        # the prior too: a fit with --prior parsec and one without wrote JSON files that said nothing of it
-        for key in ("generator", "library", "inside_coverage", "n_clipped", "template_medium", "redshift",
-                    "age_of_universe", "prior", "chi2_scale", "shift"):
+        # the prior too: a fit with --prior parsec and one without wrote JSON files that said nothing of it;
+        # an SSP fit's solar Z too, which its [M/H] is relative to (Padova's 0.019 or PARSEC's 0.0152)
+        for key in ("generator", "library", "inside_coverage", "n_clipped", "template_medium", "zsun",
+                    "redshift", "age_of_universe", "prior", "chi2_scale", "shift"):
             if key in self.meta:
                 d[key] = self.meta[key]
         return d

@@ -98,3 +98,24 @@ def test_an_age_beyond_the_universe_at_the_redshift_is_flagged(grid):
     assert not [w for w in caught if "age of the universe" in str(w.message)]
     with pytest.raises(ValueError, match="cosmology must be"):
         fit_ssp(wo, flux, ivar, templates=grid, redshift=z, cosmology="Planck99")
+
+
+def test_the_json_of_an_ssp_fit_names_the_solar_z_of_its_metallicity(tmp_path, rng):
+    """[M/H] = log10(Z / zsun) with the grid's own zsun (Padova 0.019, PARSEC 0.0152: 0.097 dex apart), but
+    the JSON of `fit --ssp-grid` (and as_dict) did not say which: the same galaxy's logz read alike from
+    both. Now it records zsun."""
+    from smnet_sps.cli import main
+    from smnet_sps.ssp import save_ssp_grid
+    from test_fit import _toy_galaxy, _toy_ssp_grid
+
+    grid = _toy_ssp_grid(rng)
+    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]),
+                         ssp_lgmet=grid.ssp_lgmet + np.log10(0.019 / 0.0152), attrs={"zsun": 0.019})
+    path = save_ssp_grid(grid, tmp_path / "padova_like.npz")
+    wave, m = _toy_galaxy(grid)
+    spec = tmp_path / "gal.txt"
+    np.savetxt(spec, np.column_stack([wave, m, m / 300]))
+    out = tmp_path / "gal.json"
+    assert main(["fit", str(spec), "--ssp-grid", str(path), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["zsun"] == 0.019 and res["logz"] == pytest.approx(-0.7, abs=0.03)
