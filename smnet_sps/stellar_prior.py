@@ -146,12 +146,19 @@ class IsochronePrior:
     def log_prob(self, teff, logg, logz):
         """ln p (up to a constant) at (Teff [K], log g [cgs dex], [M/H] [dex]); differentiable in torch.
 
-        Accepts torch tensors (returns a float64 tensor on the same device) or arrays (returns an ndarray).
-        A NaN input (or Teff <= 0) gives NaN there, as numpy's functions do, and leaves the other points and
-        their gradients alone (it was an IndexError: the NaN became a table index).
+        Accepts torch tensors (returns a float64 tensor on the same device) or arrays (returns an ndarray);
+        where any argument is a tensor the others (numbers, arrays: e.g. a fixed [M/H]) join it on its device
+        and a tensor comes back, carrying the gradients. A NaN input (or Teff <= 0) gives NaN there, as
+        numpy's functions do, and leaves the other points and their gradients alone (it was an IndexError:
+        the NaN became a table index).
         """
-        is_np = not isinstance(teff, torch.Tensor)
-        t, g, z = (torch.as_tensor(np.asarray(v, float)) if is_np else v for v in (teff, logg, logz))
+        tensors = [v for v in (teff, logg, logz) if isinstance(v, torch.Tensor)]
+        is_np = not tensors
+        # a number beside a tensor (log_prob(t, g, 0.0)) stopped in AttributeError ('float' has no 'double'),
+        # a tensor that needs its gradient beside a number in numpy's RuntimeError
+        device = tensors[0].device if tensors else None
+        t, g, z = (v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, float), device=device)
+                   for v in (teff, logg, logz))
         t, g, z = torch.broadcast_tensors(t.double(), g.double(), z.double())
         bad = ~(t > 0) | torch.isnan(g) | torch.isnan(z)
         # evaluated at a harmless point there, so that neither the index nor the gradient sees the NaN
