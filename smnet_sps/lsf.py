@@ -278,6 +278,17 @@ def _blurred_boxes(edges, flux, sigma_edge, x, block=4096):
     return out
 
 
+def _flux_values(flux):
+    """``(values (float array), unit or None)`` of a flux density: a Quantity's unit is handed back to the
+    caller to put on the result (np.asarray dropped it: a flux in Jy came back as bare numbers)."""
+    unit = flux.unit if isinstance(flux, u.Quantity) else None
+    return np.asarray(flux.value if unit is not None else flux, float), unit
+
+
+def _with_unit(values, unit):
+    return values if unit is None else values * unit
+
+
 def _check_finite_flux(wave, flux):
     """Refuse NaN / inf flux, naming how many values and the first one's pixel: :func:`_blurred_boxes` sums
     the flux steps along the spectrum, so one such pixel made every output pixel redder of it NaN (also
@@ -298,14 +309,15 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
     ----------
     wave : array-like or Quantity (n,)
         Pixel centres of the model grid [Angstrom] (e.g. ``SSPGrid.ssp_wave``).
-    flux : array-like (..., n)
-        Flux densities per Angstrom on ``wave`` (any unit, kept), any leading shape.
+    flux : array-like or Quantity (..., n)
+        Flux densities per Angstrom on ``wave`` (any unit, kept: a Quantity comes back in its unit), any
+        leading shape.
     fwhm : float, array (n,) on ``wave``, or Quantity
         Target Gaussian FWHM [Angstrom]; must be >= the native box FWHM (:func:`grid_lsf_fwhm`) at every kept
         pixel: information finer than a pixel does not exist in the templates.
     velscale : float or Quantity
         Pixel size of the output grid [km/s] (ln-lambda step x c), e.g. the galaxy's velscale or a fraction.
-    lam_range : (min, max) [Angstrom], optional
+    lam_range : (min, max) [Angstrom] or Quantities (any spectral unit), optional
         Output range (default: the whole input range minus 3 native pixels at each end).
     position_share : float in [0, 1], default :data:`POSITION_SHARE` (0.45)
         Share of the sub-pixel position variance width^2 / 12 added to every line's profile, so that a
@@ -317,7 +329,7 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
     Returns
     -------
     wave_out : ndarray (m,)  log-spaced wavelengths [Angstrom]
-    flux_out : ndarray (..., m)  flux density on the Gaussian LSF, same unit as ``flux``
+    flux_out : ndarray or Quantity (..., m)  flux density on the Gaussian LSF, same unit as ``flux``
     fwhm_out : ndarray (m,)  the Gaussian FWHM [Angstrom] at each output pixel
 
     Raises
@@ -328,7 +340,7 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
         pixel redder of it).
     """
     wave = _as_aa(wave)
-    flux = np.asarray(flux, float)
+    flux, unit = _flux_values(flux)
     if flux.shape[-1] != wave.size:
         raise ValueError(f"flux must have last axis of length {wave.size} (the wavelength grid); got "
                          f"{flux.shape}")
@@ -346,7 +358,13 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
     native = grid_lsf_fwhm(wave)
     if lam_range is None:
         lam_range = (wave[3], wave[-4])
-    lo, hi = (float(v) for v in lam_range)
+    # a Quantity (400 * u.nm) stopped in float()'s TypeError "only dimensionless scalar quantities ..."
+    try:
+        lo, hi = (float(v.to_value(u.AA, equivalencies=u.spectral()) if isinstance(v, u.Quantity) else v)
+                  for v in lam_range)
+    except u.UnitConversionError:
+        raise ValueError(f"lam_range must be wavelengths (Angstrom, or Quantities in e.g. nm); got "
+                         f"{lam_range}") from None
     if not (wave[0] <= lo < hi <= wave[-1]):
         raise ValueError(f"lam_range must satisfy {wave[0]:g} <= min < max <= {wave[-1]:g} Angstrom; "
                          f"got {lam_range}")
@@ -371,7 +389,8 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
     sigma_edge = np.sqrt(np.clip(target_edge ** 2 - (1.0 - position_share) * box_edge, 1e-12, None))
     out = _blurred_boxes(edges, flux.reshape(-1, wave.size), sigma_edge, lam_out)
     target_sigma = np.interp(lam_out, wave, fwhm_in) / FWHM_PER_SIGMA
-    return lam_out, out.reshape(shape[:-1] + (lam_out.size,)), target_sigma * FWHM_PER_SIGMA
+    return (lam_out, _with_unit(out.reshape(shape[:-1] + (lam_out.size,)), unit),
+            target_sigma * FWHM_PER_SIGMA)
 
 
 def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
@@ -382,8 +401,8 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
 
     Parameters
     ----------
-    wave : array (n,) [Angstrom], increasing (any sampling; log-lambda is typical)
-    flux : array (..., n)
+    wave : array (n,) [Angstrom] or Quantity, increasing (any sampling; log-lambda is typical)
+    flux : array or Quantity (..., n) (any unit, kept)
     fwhm_in, fwhm_out : float, array (n,) or Quantity [Angstrom]
         Finite and >= 0 (``fwhm_in=0``: the spectrum has no LSF yet, e.g. to convolve with a velocity
         dispersion alone), ``fwhm_out >= fwhm_in`` everywhere, and ``fwhm_out`` no wider than the spectrum
@@ -394,8 +413,9 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
 
     Returns
     -------
-    ndarray (..., n), the smoothed flux (the convolution kernel is a Gaussian of sigma^2 = (fwhm_out^2 -
-    fwhm_in^2) / 2.3548^2, whose width varies along the spectrum). It is sampled at the pixels of ``wave``;
+    ndarray (..., n), the smoothed flux (a Quantity in ``flux``'s unit if it was one; the convolution
+    kernel is a Gaussian of sigma^2 = (fwhm_out^2 - fwhm_in^2) / 2.3548^2, whose width varies along the
+    spectrum). It is sampled at the pixels of ``wave``;
     below 1 pixel its width is widened so that the sampled kernel still has variance sigma^2 (a Gaussian
     sampled at its own sigma keeps only ~20 % of it at 0.34 pixel: 2.5 -> 2.6 A on 0.9-A pixels gave
     2.521 A), so a line's FWHM (second moment) comes out as ``fwhm_out`` also for small steps. Wider
@@ -408,7 +428,7 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
         kernel wider than n / 4 pixels (sigma), with the value, where, and the allowed range.
     """
     wave = _as_aa(wave)
-    flux = np.asarray(flux, float)
+    flux, unit = _flux_values(flux)
     if flux.shape[-1] != wave.size:
         raise ValueError(f"flux must have last axis of length {wave.size}; got {flux.shape}")
     fin = _as_fwhm(fwhm_in, "fwhm_in", wave)
@@ -428,4 +448,4 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
                          f"Gaussian kernel of sigma {sigma_pix[i]:.4g} pixels, wider than the spectrum can "
                          f"hold: sigma must be <= n / 4 = {max_pix:g} pixels ({wave.size} pixels), i.e. "
                          f"fwhm_out <= {limit:.6g} A there")
-    return _gaussian_smooth_variable(flux, sigma_pix)
+    return _with_unit(_gaussian_smooth_variable(flux, sigma_pix), unit)

@@ -73,3 +73,30 @@ def test_to_gaussian_lsf_refuses_non_finite_flux():
     with pytest.raises(ValueError, match=r"2 of 250 values are NaN or inf, the first at 5000 A \(pixel 100\)"
                                          r"; replace or cut them"):
         lsf.to_gaussian_lsf(wg, one, 30.0, 60.0)
+
+
+def test_flux_quantities_keep_their_unit_and_lam_range_takes_quantities():
+    """to_gaussian_lsf promised flux_out 'same unit as flux' and degrade_to_fwhm took any unit, but both
+    returned bare numbers for a Quantity (np.asarray dropped Jy); a lam_range in nm stopped in float()'s
+    TypeError. Now the unit comes back with the same numbers, and lam_range (400 nm, 600 nm) is (4000 A,
+    6000 A)."""
+    import astropy.units as u
+    from smnet_sps.lsf import degrade_to_fwhm, to_gaussian_lsf
+    from smnet_sps.wavegrid import default_wavelength
+
+    wave = default_wavelength().value
+    flux = np.random.default_rng(1).random((2, wave.size)) + 1.0
+    lam, plain, fwhm = to_gaussian_lsf(wave, flux, 40.0, 50.0, lam_range=(4000.0, 6000.0))
+    lam_q, with_unit, fwhm_q = to_gaussian_lsf(wave * u.AA, flux * u.Jy, 40.0, 50.0,
+                                               lam_range=(400.0 * u.nm, 600.0 * u.nm))
+    assert isinstance(with_unit, u.Quantity) and with_unit.unit == u.Jy
+    np.testing.assert_array_equal(with_unit.value, plain)
+    np.testing.assert_array_equal(lam_q, lam)
+    with pytest.raises(ValueError, match="lam_range must be wavelengths"):
+        to_gaussian_lsf(wave, flux, 40.0, 50.0, lam_range=(4.0 * u.kg, 6.0 * u.kg))
+    log_lam = np.exp(np.arange(np.log(4000.0), np.log(6000.0), 1e-4))
+    spec = np.random.default_rng(2).random(log_lam.size)
+    flam = u.erg / u.s / u.cm ** 2 / u.AA
+    out = degrade_to_fwhm(log_lam, spec * flam, 2.5, 5.0)
+    assert isinstance(out, u.Quantity) and out.unit == flam
+    np.testing.assert_array_equal(out.value, degrade_to_fwhm(log_lam, spec, 2.5, 5.0))
