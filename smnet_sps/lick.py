@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
+from .generator import _refuse_masked, _unmask, column_quantity
 from .medium import _as_angstrom, air_to_vacuum, check_medium, f_lambda_values
 
 __all__ = ["LICK_INDICES", "index_bands", "band_mean", "measure_index", "measure_indices"]
@@ -54,6 +55,23 @@ def _interp_rows(x0, wave, flux):
     return ((1 - t) * flux[:, j] + t * flux[:, j + 1])[:, None]
 
 
+def _array_input(wave, flux):
+    """``(wave, flux)`` as given by an astropy table or numpy's masked arrays: a column's unit taken (a
+    Quantity; np.asarray dropped it: a flux column in Jy was read as F_lambda, a wavelength column in nm as
+    Angstrom) and the flux's masked elements NaN, as a Spectrum's masked pixels are (the values under the
+    mask were measured as data: garbage under Mgb's line gave 1950 A for 3.76). A masked wavelength is
+    refused: every pixel needs one."""
+    _refuse_masked(wave, "wave")
+    wave = _unmask(column_quantity(wave, "wave"))[0]
+    _, mask = _unmask(flux)
+    flux = _unmask(column_quantity(flux, "flux"))[0]
+    if mask is None or not mask.any():
+        return wave, flux
+    if isinstance(flux, u.Quantity):
+        return wave, u.Quantity(np.where(mask, np.nan, flux.value), flux.unit)
+    return wave, np.where(mask, np.nan, np.asarray(flux, float))
+
+
 def _check_axis(wave, flux):
     """``wave`` [A] as a float array, checked against ``flux`` (..., n_wave): 1-d, as long as flux's last
     axis, finite, strictly increasing (ValueError otherwise)."""
@@ -75,10 +93,12 @@ def band_mean(wave, flux, lo, hi, name=None):
     """Mean flux over [lo, hi] of the linear interpolant of ``flux`` (..., n_wave) on increasing ``wave``.
 
     ``wave``, ``lo`` and ``hi`` are Angstrom or Quantities in any spectral unit (converted to Angstrom). A
-    flux Quantity keeps its unit. ``wave`` must be 1-d, finite, strictly increasing and as long as the last
-    axis of ``flux`` (ValueError otherwise). The band must lie inside ``wave``: nothing is extrapolated
-    (ValueError naming the band, ``name`` -- the index it belongs to, if given -- and the spectrum's range).
+    flux Quantity keeps its unit. Table columns and masked arrays as in :func:`measure_index`. ``wave`` must
+    be 1-d, finite, strictly increasing and as long as the last axis of ``flux`` (ValueError otherwise).
+    The band must lie inside ``wave``: nothing is extrapolated (ValueError naming the band, ``name`` -- the
+    index it belongs to, if given -- and the spectrum's range).
     """
+    wave, flux = _array_input(wave, flux)
     wave = _as_angstrom(wave, "wave")[0]
     lo, hi = (float(_as_angstrom(x, "band edge")[0]) for x in (lo, hi))
     unit = flux.unit if isinstance(flux, u.Quantity) else None
@@ -157,6 +177,9 @@ def measure_index(wave, flux=None, name=None, medium=None, n_sub=400):
     (a plain array, counts, electron/s, a per-pixel unit: spectra that are not flux-calibrated) is taken as
     plain numbers, assumed per unit wavelength (an index is a ratio of band means: the scale does not
     matter, the per-wavelength slope does).
+    An astropy table column counts as the Quantity its unit makes it; a masked flux (numpy's masked array,
+    astropy's ``Masked``, a ``MaskedColumn``) has its masked elements NaN, as a Spectrum's masked pixels, so
+    an index using them is NaN; a masked wavelength is a ValueError.
     ``n_sub``: points spread evenly over the central band, its two edges included, besides the pixel centres
     inside it, on which 1 - F / F_c is integrated (>= 2; ValueError otherwise: 0 dropped the band's edges,
     an Mgb of 8.95 A on 20 A pixels came out 0.0).
@@ -166,6 +189,7 @@ def measure_index(wave, flux=None, name=None, medium=None, n_sub=400):
     wave, flux, name, medium = _spectrum_input(wave, flux, name, medium)
     if flux is None or name is None:
         raise ValueError("measure_index needs (wave, flux, name) or (specutils.Spectrum, name)")
+    wave, flux = _array_input(wave, flux)
     wave = _check_axis(_as_angstrom(wave, "wave")[0], flux)
     flux = _as_flambda(flux, wave)
     blue, band, red = index_bands(name, medium)

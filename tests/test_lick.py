@@ -247,3 +247,38 @@ def test_a_non_finite_wavelength_is_refused(miles_star):
             measure_index(bad, flux, "Mgb", medium="air")
         with pytest.raises(ValueError, match="wave must be finite"):
             band_mean(bad, flux, 5140.0, 5160.0)
+
+
+def test_table_columns_and_masked_fluxes(miles_star):
+    """np.asarray dropped a table column's unit and a masked array's mask: a flux column in mJy was measured
+    as F_lambda, a wavelength column in nm as Angstrom (the index refused as outside the spectrum), and the
+    values under a mask as data (garbage under Mgb's central band gave an index hundreds of A off). A column
+    now counts as its Quantity, masked flux elements are NaN as a Spectrum's masked pixels (the indices that
+    use them NaN, the others unchanged), and a masked wavelength is refused."""
+    import astropy.units as u
+    from astropy.table import Column, MaskedColumn
+    from smnet_sps.lick import band_mean
+    wave, flux = miles_star
+    flam = flux * 1e-15 * u.erg / u.s / u.cm ** 2 / u.AA
+    fnu = flam.to(u.mJy, equivalencies=u.spectral_density(wave * u.AA))
+    ref = measure_indices(wave, flux, medium="air")
+    wave_col, fnu_col = Column(wave / 10.0, unit="nm"), Column(fnu.value, unit="mJy")
+    got = measure_indices(wave_col, fnu_col, medium="air")
+    for name in ref:
+        assert got[name] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), name
+    mean = band_mean(wave_col, fnu_col, 5000.0, 5010.0)
+    assert mean.unit == u.mJy
+    assert mean.value == pytest.approx(band_mean(wave, fnu, 5000.0, 5010.0).value, rel=1e-12)
+    # garbage under a mask in Mgb's central band: Mgb NaN, the indices away from it as before
+    mgb = index_bands("Mgb", "air")[1]
+    hidden = (wave > mgb[0] + 5) & (wave < mgb[1] - 5)
+    garbage = np.where(hidden, -99.0, flux)
+    for masked in (np.ma.array(garbage, mask=hidden), MaskedColumn(fnu.value * np.where(hidden, -99.0, 1.0),
+                                                                   mask=hidden, unit="mJy")):
+        got = measure_indices(wave, masked, medium="air")
+        assert np.isnan(got["Mgb"])
+        for name in ("Hbeta", "Fe5335"):
+            assert got[name] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), name
+    assert measure_index(wave, np.ma.array(flux), "Mgb", medium="air") == ref["Mgb"]   # nothing masked
+    with pytest.raises(ValueError, match="wave is a masked array with 1 masked value"):
+        measure_index(np.ma.array(wave, mask=wave == wave[100]), flux, "Mgb", medium="air")
