@@ -128,7 +128,8 @@ def resample(wave_in, flux_in, wave_out, point_above=None):
     wave_in : array-like or Quantity (n_in,)
         Increasing input wavelengths [Angstrom].
     flux_in : array-like or Quantity (n_in,) or (n_spec, n_in)
-        Flux densities per Angstrom (any unit; a Quantity's unit is kept).
+        Flux densities per Angstrom (any unit; a Quantity's unit is kept). Masked elements (numpy's masked
+        array, astropy's ``Masked``) are unknown, as NaN; a masked wavelength is a ValueError.
     wave_out : array-like or Quantity (n_out,)
         Increasing output pixel centres [Angstrom].
     point_above : float, optional
@@ -152,10 +153,17 @@ def resample(wave_in, flux_in, wave_out, point_above=None):
     The integral of the output over the covered, averaged bins equals the integral of the input over the same
     wavelength interval to rounding error, so bolometric fluxes are conserved.
     """
-    win = _as_angstrom(wave_in, "wave_in")
-    wout = _as_angstrom(wave_out, "wave_out")
+    from .generator import _refuse_masked, _unmask
+    for name, grid in (("wave_in", wave_in), ("wave_out", wave_out)):
+        _refuse_masked(grid, name)
+    win = _as_angstrom(_unmask(wave_in)[0], "wave_in")
+    wout = _as_angstrom(_unmask(wave_out)[0], "wave_out")
+    # a masked flux element is unknown, as NaN: np.asarray dropped the mask and binned what lay under it
+    flux_in, flux_mask = _unmask(flux_in)
     unit = flux_in.unit if isinstance(flux_in, u.Quantity) else None
     flux = np.asarray(flux_in.value if unit is not None else flux_in, dtype=float)
+    if flux_mask is not None and flux_mask.any():
+        flux = np.where(flux_mask, np.nan, flux)
     squeeze = flux.ndim == 1
     flux = np.atleast_2d(flux)
     if flux.ndim != 2 or flux.shape[1] != win.size:

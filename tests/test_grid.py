@@ -450,3 +450,27 @@ def test_a_damaged_grid_file_is_refused_on_load(tmp_path, damage, match):
                 f[name][...] = values
     with pytest.raises(ValueError, match=match):
         load_grid(path)
+
+
+def test_resample_treats_masked_flux_as_unknown():
+    """np.asarray dropped a masked array's mask: the values under it were binned as data (-99 under the mask
+    gave an output pixel of -96.5 marked known). Masked elements are now unknown as NaN is (the bins over
+    them NaN, mask False, the others as for the clean spectrum); a masked wavelength is refused."""
+    from astropy.utils.masked import Masked
+    w_in = np.linspace(1000.0, 10000.0, 901)
+    clean = 1e8 * w_in ** -2.0
+    w_out = np.linspace(1100.0, 9900.0, 89)
+    reference, _ = resample(w_in, clean, w_out)
+    hidden = np.zeros(w_in.size, bool)
+    hidden[100] = True                                      # 2,000 A: edges 1,995-2,005 A
+    garbage = np.where(hidden, -99.0, clean)
+    nan_hole, nan_mask = resample(w_in, np.where(hidden, np.nan, clean), w_out)
+    assert (~nan_mask).sum() == 1
+    for masked in (np.ma.array(garbage, mask=hidden), Masked(garbage * u.Jy, mask=hidden)):
+        out, mask = resample(w_in, masked, w_out)
+        np.testing.assert_array_equal(mask, nan_mask)
+        values = getattr(out, "value", out)
+        assert np.isnan(values[~mask]).all()
+        np.testing.assert_allclose(values[mask], reference[mask], rtol=1e-12)
+    with pytest.raises(ValueError, match="wave_in is a masked array"):
+        resample(np.ma.array(w_in, mask=hidden), clean, w_out)
