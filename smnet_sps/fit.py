@@ -77,7 +77,10 @@ SSP_PARAMETERS = ("log_age", "logz", "sigma", "av", "rv")
 
 
 class FitWarning(UserWarning):
-    """A fit that ended on a bound, outside the generator's coverage, or with a poor chi^2."""
+    """A fit that ended on a bound, left a parameter unconstrained, lay outside the generator's coverage,
+    or is older than the universe at its redshift. A poor chi^2 is not warned of: it is in ``chi2`` /
+    ``dof`` and, with ``scale_errors``, scales the errors (real stars against any model give
+    chi^2_red >> 1 at their quoted errors)."""
 
 
 def model_fwhm(wavelength):
