@@ -43,6 +43,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -390,8 +391,17 @@ def _top_cut_rows(age_chunk):
     return 4 * int(age_chunk)
 
 
-def _check_ssp_version(path, group):
+def _check_ssp_version(path, group, reading=False):
+    """Refuse a store of another layout. ``reading`` a finished store: a version-2 one is read, with a
+    warning (its stellar masses count the first IMF interval's stars at the first point's mass, FSPS's
+    rule: up to 1.7 % more than now, light the same); only resuming it would mix the two rules."""
     version = group.attrs.get("format_version")
+    if reading and version == 2:
+        warnings.warn(f"{path}: an SSP grid store of format_version 2, made before the first IMF interval's "
+                      "stars were counted at their own masses: its mass_stars / log_mass follow FSPS's rule "
+                      "(up to 1.7 % higher; light unchanged); rerun ssp_grids into a new store for the "
+                      "current rule", UserWarning, stacklevel=3)
+        return
     if version != SSP_STORE_VERSION:
         raise ValueError(f"{path}: SSP grid store format_version {version}, this smnet-sps reads "
                          f"{SSP_STORE_VERSION} (version 2 added mass_uncovered and top_cut, which a "
@@ -597,13 +607,14 @@ def load_ssp_store(path, allow_incomplete=False):
     ``luminosity_correction``): the blocks were computed apart; the run's wall time is
     :func:`ssp_grids`' ``seconds``. ``attrs["top_cut"]`` and ``mass_uncovered`` are ssp_grid's (the
     top cut over the computed blocks only, when ``allow_incomplete``). A store of an older layout
-    (``format_version`` other than :data:`SSP_STORE_VERSION`) is refused.
+    (``format_version`` other than :data:`SSP_STORE_VERSION`) is refused, except a finished version-2 store,
+    read with a warning (its masses follow FSPS's first-interval rule, up to 1.7 % higher).
     """
     from .ssp import SSPGrid
 
     group, done = _open_finished_store(path, SSP_STORE_FORMAT, "SSP grid store", "blocks",
                                        "rerun ssp_grids with the same configs to finish it", allow_incomplete)
-    _check_ssp_version(path, group)
+    _check_ssp_version(path, group, reading=True)
     arr = {k: np.asarray(group[k][:]) for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux",
                                                  *_SSP_SCALARS)}
     attrs = dict(group.attrs)

@@ -313,11 +313,15 @@ def test_ssp_store_of_an_older_layout_is_refused(tmp_path):
     with pytest.raises(ValueError, match="format_version 1"):
         D.ssp_grids([("parsec", "kroupa", "blackbody", ages, Zs)], client=None, store=tmp_path,
                     progress=False)
-    # a version-2 store holds masses of the earlier rule for the first IMF interval: resumed, it would mix
+    # a version-2 store holds masses of the earlier rule for the first IMF interval: resumed, it would mix;
+    # finished, it is read, with a warning
     group.attrs["format_version"] = 2
     with pytest.raises(ValueError, match="format_version 2.*would mix two mass rules"):
         D.ssp_grids([("parsec", "kroupa", "blackbody", ages, Zs)], client=None, store=tmp_path,
                     progress=False)
+    with pytest.warns(UserWarning, match="format_version 2, made before the first IMF interval"):
+        old = D.load_ssp_store(run.stores[0])
+    assert np.isfinite(old.ssp_flux).all()
 
 
 def test_config_ages_as_strings_or_quantities_like_ssp_grid():
