@@ -677,6 +677,9 @@ class SpectralOperator:
         fixed data (1, n_work) (shift="model"). Clipped pixels (``ivar_t`` 0) stay out."""
         if self.shift == "model":
             return self.data_t[None], self.ivar_t[None]
+        if rv is None and self._last_rv is None:
+            raise ValueError("data_at() of a shift='data' operator follows the velocities of the last "
+                             "apply(); call apply first or give rv [km/s]")
         rv = self._last_rv if rv is None else rv
         s = 1.0 + torch.as_tensor(rv, dtype=self.dtype).reshape(-1, 1) / C_KMS
         e = self._cum_d_edges
@@ -871,11 +874,13 @@ def _laplace(prob, theta):
         h = torch.tensor([1.0], dtype=th.dtype)
         with torch.no_grad():
             side = []
-            for w in (h, -h):
-                op._window_rv = w
-                mm = prob.spectrum_fn(th[None])[0]
-                side.append(mm / mm.mean())
-            op._window_rv = None
+            try:
+                for w in (h, -h):
+                    op._window_rv = w
+                    mm = prob.spectrum_fn(th[None])[0]
+                    side.append(mm / mm.mean())
+            finally:                # an interrupted evaluation left the operator's windows shifted by 1 km/s
+                op._window_rv = None
         jac[:, prob.names.index("rv")] += (side[0] - side[1]) / (2.0 * h)
     poly = op.basis_t @ coef[0]
     design = torch.cat([jac * poly[:, None], m[:, None] * op.basis_t], dim=1)  # (n, P + p)
@@ -947,7 +952,7 @@ class _FitBase:
     covariance: np.ndarray
     chi2: float
     dof: int
-    wave: np.ndarray  # working pixels [A, observed frame]
+    wave: np.ndarray  # working pixels [A, observed frame; rest-frame model pixels with shift="data"]
     flux: np.ndarray  # data on the working pixels (normalised)
     ivar: np.ndarray
     model: np.ndarray  # best model (continuum included) on the working pixels
