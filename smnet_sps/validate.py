@@ -276,8 +276,10 @@ def _cli(args):
         raise ValueError(f"--rank-libraries ranks and prints (and with --write-mixture writes) the mixture; "
                          f"{', '.join(ignored)} belong to scoring: run them without --rank-libraries")
     if args.seed is not None and not args.kfold:
-        # it seeds the k-fold split only: without --kfold it was ignored without a word
-        raise ValueError(f"--seed {args.seed} seeds the --kfold split; without --kfold nothing is random")
+        # it seeds the k-fold split only: without --kfold it was ignored without a word (a warning, not an
+        # error: scripts that passed the old default --seed 0 keep running)
+        warnings.warn(f"--seed {args.seed} seeds the --kfold split; without --kfold nothing is random and "
+                      "it is ignored", UserWarning, stacklevel=2)
     if args.kfold:
         # numpy's seeding refused a negative --seed only after the model and its imitations were loaded, as
         # "expected non-negative integer", naming no option
