@@ -61,7 +61,8 @@ __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunS
 SSP_STORE_FORMAT = "smnet-sps ssp grid store"
 POINTS_STORE_FORMAT = "smnet-sps points store"
 STORE_VERSION = 1           # the points store's layout
-#: the SSP store's layout: 2 added mass_uncovered and top_cut (a version-1 store is refused, not misread)
+#: the SSP store's layout: 2 added mass_uncovered and top_cut, 3 the first IMF interval's stars at their own
+#: masses (an older store is refused, not misread or resumed under two mass rules)
 SSP_STORE_VERSION = 3
 POINT_COLUMNS = ("teff", "logg", "logz", "L")   # Teff [K], log g [cgs], [M/H] [dex], L [L_sun]
 

@@ -324,6 +324,18 @@ def test_ssp_store_of_an_older_layout_is_refused(tmp_path):
     assert np.isfinite(old.ssp_flux).all()
 
 
+
+def test_contracts_state_the_store_versions_written():
+    """docs/CONTRACTS.md gives each store's format_version; it said 2 for the SSP store after the mass rule of
+    2026-12-04 made it 3 (a user checking a store against the contract would take the store written now as
+    unknown)."""
+    import re
+    text = (Path(__file__).resolve().parents[1] / "docs" / "CONTRACTS.md").read_text()
+    stated = dict(re.findall(r'format="([^"]+)", format_version=(\d+)', text))
+    assert int(stated[D.SSP_STORE_FORMAT]) == D.SSP_STORE_VERSION
+    if D.POINTS_STORE_FORMAT in stated:
+        assert int(stated[D.POINTS_STORE_FORMAT]) == D.STORE_VERSION
+
 def test_config_ages_as_strings_or_quantities_like_ssp_grid():
     # ssp_grid takes ["1 Gyr", "500 Myr"] and [1 * u.Gyr, ...]; the Dask twin read them as numbers and failed
     import astropy.units as u
