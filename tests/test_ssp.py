@@ -695,3 +695,27 @@ def test_isochrones_cut_off_at_the_top_are_flagged(blackbody):
     with pytest.warns(UserWarning, match="the parsec grid: 2 isochrones stop"):
         g = ssp_grid([10**5.5, 1e7], [0.06], generator=blackbody, progress=False)
     assert [c[:2] for c in g.attrs["top_cut"]] == [[0.06, 5.5], [0.06, 7.0]]
+
+
+def test_docs_young_metal_poor_ssps_outside_coverage():
+    """README and docs/plugins.md start the plugins' grid at 10^5.5 yr (2026-12-04); its youngest Z = 0.002
+    SSPs then raise a CoverageWarning (59 % of L_bol outside at 0.3 Myr), which the docs did not mention. The
+    share they now quote is the tabulated SSPs' own, and Z = 0.006 stays below the warning's 50 %."""
+    import re
+    from pathlib import Path
+
+    from smnet_sps.generator import CoverageWarning
+    from smnet_sps.ssp import OUTSIDE_WARN_FRACTION
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text().split())
+    m = re.search(r"at Z = 0\.002, (\d+)-(\d+) % of L_bol from ([\d.]+) to ([\d.]+) Myr", text)
+    assert m, "the young-SSP coverage sentence is gone from docs/plugins.md"
+    lo, hi, a0, a1 = (float(x) for x in m.groups())
+    ages = 10 ** np.arange(5.5, 6.36, 0.05)                       # PARSEC's tabulated ages up to 2.2 Myr [yr]
+    with pytest.warns(CoverageWarning, match=r"Z = 0\.002"):
+        g = ssp_grid(ages, [0.002, 0.006], progress=False)
+    share = g.outside_fraction
+    over = share[0] > OUTSIDE_WARN_FRACTION
+    assert np.round(ages[over][[0, -1]] / 1e6, 1).tolist() == [a0, a1]
+    assert np.all(np.diff(np.flatnonzero(over)) == 1)             # one run of young ages
+    assert np.round(100 * np.array([share[0][over].min(), share[0][over].max()])).tolist() == [lo, hi]
+    assert share[1].max() < OUTSIDE_WARN_FRACTION
