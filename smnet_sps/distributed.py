@@ -62,7 +62,8 @@ SSP_STORE_FORMAT = "smnet-sps ssp grid store"
 POINTS_STORE_FORMAT = "smnet-sps points store"
 STORE_VERSION = 1           # the points store's layout
 #: the SSP store's layout: 2 added mass_uncovered and top_cut, 3 the first IMF interval's stars at their own
-#: masses (an older store is refused, not misread or resumed under two mass rules)
+#: masses (a version-1 store is refused; a finished version-2 one is read with a warning, never resumed
+#: under two mass rules)
 SSP_STORE_VERSION = 3
 POINT_COLUMNS = ("teff", "logg", "logz", "L")   # Teff [K], log g [cgs], [M/H] [dex], L [L_sun]
 

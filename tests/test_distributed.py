@@ -336,6 +336,7 @@ def test_contracts_state_the_store_versions_written():
     if D.POINTS_STORE_FORMAT in stated:
         assert int(stated[D.POINTS_STORE_FORMAT]) == D.STORE_VERSION
 
+
 def test_config_ages_as_strings_or_quantities_like_ssp_grid():
     # ssp_grid takes ["1 Gyr", "500 Myr"] and [1 * u.Gyr, ...]; the Dask twin read them as numbers and failed
     import astropy.units as u
