@@ -502,7 +502,12 @@ def _cli(args):
         if lib in experts:              # the last one silently won
             raise ValueError(f"--expert names {lib!r} twice; give several specialists of one library as "
                              f"{lib}=DIR1,DIR2 (their weights are averaged)")
-        experts[lib] = path.split(",") if "," in path else path
+        runs = path.split(",")
+        if not all(run.strip() for run in runs):
+            # an empty name ('libb=DIR,', a trailing comma) was read as the current folder
+            raise ValueError(f"--expert {item!r}: an empty directory in the comma-separated list; expected "
+                             f"LIBRARY=DIR or LIBRARY=DIR1,DIR2, e.g. {lib}=work/experts/{lib}")
+        experts[lib] = runs if len(runs) > 1 else path
     if args.model:
         if args.half:
             raise ValueError("--half applies to a new model (--base); --model keeps the model's dtype")

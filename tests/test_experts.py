@@ -491,3 +491,20 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_rerun(models, tmp_path, 
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(
         p.name for p in (live, elsewhere, legacy))
     load_generator(out, device="cpu")
+
+
+def test_an_empty_name_in_a_list_of_specialists_is_refused(models, tmp_path, monkeypatch, capsys):
+    """`--expert libb=DIR,` (a trailing comma) read the empty name as the current folder: run from inside
+    another specialist run, that run was averaged into the expert without a word."""
+    import shutil
+
+    from smnet_sps.cli import main
+    _, base, spec, _ = models
+    here = tmp_path / "another_libb_run"
+    shutil.copytree(spec, here)
+    monkeypatch.chdir(here)
+    for item in (f"libb={spec},", f"libb=,{spec}", f"libb={spec}, "):
+        assert main(["experts", "--base", str(base), "--expert", item, "--out", str(tmp_path / "m")]) == 1
+        err = capsys.readouterr().err
+        assert f"--expert {item!r}: an empty directory in the comma-separated list" in err, err
+    assert not (tmp_path / "m").exists()
