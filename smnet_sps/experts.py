@@ -275,7 +275,11 @@ def _publish(partial, out, stale=()):
 
 
 def _check_request(experts, names, model, out, overwrite):
-    """Refuse an empty or unknown set of libraries, and an ``out`` that holds a model unless ``overwrite``."""
+    """Refuse an empty or unknown set of libraries, an ``out`` that is a file or cannot be written (named
+    before anything is staged: these were raw OS errors, "[Errno 17] File exists"), and an ``out`` that
+    holds a model unless ``overwrite``."""
+    from .output_files import check_output_folder
+    check_output_folder(out, (), option="--out", what="the expert model")
     if not experts:
         raise ValueError("no experts given: pass at least one library=model_dir pair")
     unknown = sorted(set(experts) - set(names))

@@ -508,3 +508,19 @@ def test_an_empty_name_in_a_list_of_specialists_is_refused(models, tmp_path, mon
         err = capsys.readouterr().err
         assert f"--expert {item!r}: an empty directory in the comma-separated list" in err, err
     assert not (tmp_path / "m").exists()
+
+
+def test_an_out_that_is_a_file_is_named_before_anything_is_written(models, tmp_path, capsys):
+    """`--out` naming a file (or a path below one) ended in the raw "[Errno 17] File exists" /
+    "[Errno 20] Not a directory" of the staging folder, with no word of which option was wrong."""
+    from smnet_sps.cli import main
+    _, base, spec, _ = models
+    afile = tmp_path / "report.txt"
+    afile.write_text("keep me")
+    for out, said in ((afile, f"--out '{afile}' is a file; give a folder for the expert model"),
+                      (afile / "model", f"--out '{afile / 'model'}': '{afile}' is a file, not a folder")):
+        assert main(["experts", "--base", str(base), "--expert", f"libb={spec}", "--out", str(out)]) == 1
+        assert said in capsys.readouterr().err
+        with pytest.raises(ValueError, match="is a file"):
+            build_expert_model(base, {"libb": spec}, out)
+    assert afile.read_text() == "keep me"
