@@ -1115,6 +1115,9 @@ def _cli(args):
         name, sep, stand_in = item.partition("=")
         if not sep or not name or not stand_in:
             raise ValueError(f"--stand-in {item!r}: expected LIBRARY=TABULATED, e.g. basel22=ck04")
+        if name in stand_ins and stand_ins[name] != stand_in:      # the last one silently won
+            raise ValueError(f"--stand-in names {name!r} twice ({name}={stand_ins[name]}, {item}); a library "
+                             "takes the tail of one tabulated library")
         stand_ins[name] = stand_in
     from .neural import model_file_in_use       # here: neural imports this module
     present = model_file_in_use(args.model, "tail_file", TAIL_FILE)

@@ -500,6 +500,9 @@ def test_meta_says_whether_the_tail_is_filled(default_generator, raw_generator):
     (["--libraries", ""], "no library to tabulate"),
     (["--libraries", "ck04", "--stand-in", "cm87=ck04"], "Teff ranges do not overlap"),
     (["--libraries", "ck04", "--stand-in", "basel22"], "expected LIBRARY=TABULATED"),
+    # the last of two stand-ins for one library silently won
+    (["--libraries", "ck04,nextgen", "--stand-in", "basel22=ck04", "--stand-in", "basel22=nextgen"],
+     "--stand-in names 'basel22' twice (basel22=ck04, basel22=nextgen)"),
 ])
 def test_tail_cli_explains_bad_options(model_copy, extra, message, capsys):
     from smnet_sps.cli import main
