@@ -31,8 +31,8 @@ from .model import log1p01_forward
 
 __all__ = ["accuracy_table", "interpolation_baseline", "interpolate_grid_nodes", "relative_errors",
            "error_metrics", "teff_sweep", "seam_report", "default_sweeps", "SEAM_SWEEPS", "throughput",
-           "matmul_peak_gflops", "format_accuracy_table", "format_band_table", "add_cli", "UV_RANGE",
-           "UV_FLOOR", "TEFF_BANDS", "grid_split_applies",
+           "matmul_peak_gflops", "format_accuracy_table", "format_band_table", "format_seam_lines", "add_cli",
+           "UV_RANGE", "UV_FLOOR", "TEFF_BANDS", "grid_split_applies",
            "grid_split_note", "check_grid_wavelength"]
 
 
@@ -225,25 +225,33 @@ def accuracy_table(gen, grid, split=None, wave_range=(1000.0, 25000.0), baseline
     return out
 
 
+def _percent_pair(r, median, p95):
+    """'m % / p %' of two fractions in ``r``, "-" where there is none or no pixel counted (NaN: no UV pixel
+    known), as the JSON report's null; it printed "nan % / nan %"."""
+    m, p = r.get(median), r.get(p95)
+    if m is None or p is None or not (np.isfinite(m) and np.isfinite(p)):
+        return "-"
+    return f"{100 * m:.2f} % / {100 * p:.2f} %"
+
+
 def format_accuracy_table(table):
-    """Markdown table of :func:`accuracy_table` (per cent)."""
+    """Markdown table of :func:`accuracy_table` (per cent; "-" where no pixel counts)."""
     lines = ["| library | test nodes | MSE log1p01 | median | p95 | baseline nodes | model median / p95 "
              "there | baseline median / p95 | model >= 3000 A median / p95 | baseline >= 3000 A | model UV "
              "median / p95 | baseline UV |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for lib, r in table.items():
-        b = (f"{100 * r['model_median_on_baseline_nodes']:.2f} % / "
-             f"{100 * r['model_p95_on_baseline_nodes']:.2f} % "
-             f"| {100 * r['baseline_median']:.2f} % / {100 * r['baseline_p95']:.2f} %"
+        b = (f"{_percent_pair(r, 'model_median_on_baseline_nodes', 'model_p95_on_baseline_nodes')} "
+             f"| {_percent_pair(r, 'baseline_median', 'baseline_p95')}"
              if "baseline_median" in r else "- | -")
-        bo = (f"{100 * r['baseline_median_ge3000']:.2f} % / {100 * r['baseline_p95_ge3000']:.2f} %"
-              if "baseline_median_ge3000" in r else "-")
-        bu = (f"{100 * r['baseline_median_uv']:.2f} % / {100 * r['baseline_p95_uv']:.2f} %"
-              if "baseline_median_uv" in r else "-")
-        lines.append(f"| {lib} | {r['n_test']} | {r['mse_log1p01']:.2e} | {100 * r['median']:.2f} % | "
-                     f"{100 * r['p95']:.2f} % | {r.get('n_baseline', 0)} | {b} | "
-                     f"{100 * r['median_ge3000']:.2f} % / {100 * r['p95_ge3000']:.2f} % | {bo} | "
-                     f"{100 * r['median_uv']:.2f} % / {100 * r['p95_uv']:.2f} % | {bu} |")
+        median_p95 = _percent_pair(r, "median", "p95").replace(" / ", " | ")
+        if median_p95 == "-":
+            median_p95 = "- | -"
+        lines.append(f"| {lib} | {r['n_test']} | {r['mse_log1p01']:.2e} | {median_p95} | "
+                     f"{r.get('n_baseline', 0)} | {b} | {_percent_pair(r, 'median_ge3000', 'p95_ge3000')} | "
+                     f"{_percent_pair(r, 'baseline_median_ge3000', 'baseline_p95_ge3000')} | "
+                     f"{_percent_pair(r, 'median_uv', 'p95_uv')} | "
+                     f"{_percent_pair(r, 'baseline_median_uv', 'baseline_p95_uv')} |")
     return "\n".join(lines)
 
 
@@ -410,6 +418,23 @@ def seam_report(gen, grid, sweeps=None):
     return rows
 
 
+def format_seam_lines(rows):
+    """Lines for :func:`seam_report`'s rows: a heading with the unit, then per sweep the model's largest and
+    median jump and the raw libraries' largest (4 decimals; "-" where no library spectrum lies along the
+    sweep), or why it was not built."""
+    lines = ["seams: jump = mean |d ln F| over 3000-10000 A between Teff steps of 1 % (0.01 ~ 1 %), "
+             "model vs the raw libraries"]
+    for r in rows:
+        if r["skipped"]:
+            lines.append(f"seam {r['sweep']}: NOT BUILT: {r['skipped']}")
+            continue
+        raw = "-" if r["raw_max_jump"] is None else f"{r['raw_max_jump']:.4f}"
+        lines.append(f"seam {r['sweep']} (log g {r['logg']:g}, [M/H] {r['logz']:g}): model max jump "
+                     f"{r['model_max_jump']:.4f} at {r['model_max_at_teff']:.0f} K (median "
+                     f"{r['model_median_jump']:.4f}), raw max jump {raw}")
+    return "\n".join(lines)
+
+
 # ---- throughput ------------------------------------------------------------------------------------
 def matmul_peak_gflops(n=2048, repeats=5, device="cpu"):
     """Best fp32 matmul throughput of torch on this machine [GFLOP/s] (n x n x n, best of ``repeats``)."""
@@ -491,12 +516,7 @@ def _cli(args):
             tmp.write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
     print(format_accuracy_table(table))
     if not args.no_seams:
-        for r in report["seams"]:
-            if r["skipped"]:
-                print(f"seam {r['sweep']}: NOT BUILT: {r['skipped']}")
-                continue
-            print(f"seam {r['sweep']}: model max jump {r['model_max_jump']:.4f} "
-                  f"(median {r['model_median_jump']:.4f}), raw max jump {r['raw_max_jump']}")
+        print(format_seam_lines(report["seams"]))
     if "out" in outputs:
         print(f"wrote {args.out}")
     return 0

@@ -1,5 +1,6 @@
 """Loading generators: released SM-Net checkpoints (layout, scaling, errors) and our trained models."""
 import json
+import re
 import warnings
 
 import numpy as np
@@ -474,6 +475,35 @@ def test_evaluate_report_is_strict_json_with_the_split_note(tiny_model, tmp_path
     assert report["accuracy"]["liba"]["median"] > 0
     assert report["grid_split"] == "same nodes" and "split applies" in report["grid_split_note"]
     assert "split applies" in capsys.readouterr().out
+
+
+def test_evaluate_prints_no_nan_and_gives_the_seams_unit(tiny_model, tmp_path, capsys):
+    """The printed table gave "nan % / nan %" where the JSON has null (no UV pixel known), and the seam lines
+    gave the raw libraries' jump unrounded (0.067495136186645), "None" where no library covers the sweep,
+    and no unit."""
+    from smnet_sps.cli import main
+    from smnet_sps.evaluate import format_seam_lines, seam_report
+    from smnet_sps.grid import load_grid, save_grid
+    from smnet_sps.train import read_grid
+    grid = load_grid(tiny_model.parent / "grid.h5")
+    grid.mask[:, np.asarray(grid.wavelength) < 3000] = False        # no UV pixel known: UV metrics NaN
+    save_grid(grid, tmp_path / "no_uv.h5")
+    assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "no_uv.h5"),
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| liba ")]
+    assert rows and not re.search(r"\bnan\b", out, re.IGNORECASE)
+    cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert cells[-2:] == ["-", "-"] and cells[3].endswith("%")       # UV: none; all pixels: measured
+    assert "mean |d ln F| over 3000-10000 A between Teff steps of 1 %" in out
+    seam = next(line for line in out.splitlines() if line.startswith("seam full range"))
+    raw = seam.split("raw max jump ")[1]
+    assert len(raw.split(".")[1]) == 4 and float(raw) > 0
+    gen = load_generator(tiny_model, device="cpu")
+    beyond = seam_report(gen, read_grid(tiny_model.parent / "grid.h5"),
+                         sweeps=[("beyond", 30000.0, 40000.0, 4.5, 0.0)])      # no library's nodes there
+    assert beyond[0]["raw_max_jump"] is None
+    assert format_seam_lines(beyond).splitlines()[1].endswith("raw max jump -")
 
 
 def test_evaluate_refuses_a_grid_on_other_wavelengths(tiny_model, tmp_path, capsys):
