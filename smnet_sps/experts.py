@@ -83,6 +83,19 @@ def _shape(cfg):
     return {k: v for k, v in cfg.get("arch_kwargs", {}).items() if k != "expert_index"}
 
 
+def _wavelength(directory, cfg):
+    """A model directory's wavelength grid [A] (its config's ``wavelength_file``)."""
+    path = Path(directory) / cfg.get("wavelength_file", "wavelength.npy")
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} has no {path.name} (the wavelengths of its spectra)")
+    return np.asarray(np.load(path, allow_pickle=False), float)
+
+
+def _describe(wavelength):
+    return f"{wavelength.size} pixels, {wavelength.min():g}-{wavelength.max():g} A" if wavelength.size else \
+        "0 pixels"
+
+
 def _read_specialist(directory, lib, ref, ref_cfg, ref_scaling, ref_nodes):
     """A specialist's (config, weights), checked against the model ``ref`` it is to join: the shared model
     it must have started from, or an expert model built from that shared model."""
@@ -105,6 +118,13 @@ def _read_specialist(directory, lib, ref, ref_cfg, ref_scaling, ref_nodes):
         raise ValueError(f"specialist {directory} was trained with tail_floor {cfg.get('tail_floor')}, {ref} "
                          f"with {ref_cfg.get('tail_floor')}, whose tail table would overwrite what the "
                          f"specialist learned; train it with --tail-floor {ref_cfg.get('tail_floor')}")
+    # the same pixels: the expert model keeps the base's wavelength.npy, so a specialist trained on a grid
+    # of other wavelengths with as many pixels (train --init-from does not compare them) had its spectra put
+    # on the base's wavelengths without a word
+    wl, ref_wl = _wavelength(directory, cfg), _wavelength(ref, ref_cfg)
+    if wl.shape != ref_wl.shape or not np.allclose(wl, ref_wl, rtol=1e-6, atol=0.0):
+        raise ValueError(f"specialist {directory} was trained on other wavelengths ({_describe(wl)}) than "
+                         f"{ref} ({_describe(ref_wl)}): train it on the base model's grid")
     trained = cfg.get("trained_libraries")
     if trained != [lib]:
         raise ValueError(f"specialist {directory} was trained on {trained}, not on [{lib!r}] alone "

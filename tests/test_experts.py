@@ -524,3 +524,25 @@ def test_an_out_that_is_a_file_is_named_before_anything_is_written(models, tmp_p
         with pytest.raises(ValueError, match="is a file"):
             build_expert_model(base, {"libb": spec}, out)
     assert afile.read_text() == "keep me"
+
+
+def test_a_specialist_trained_on_other_wavelengths_is_refused(models, tmp_path):
+    """A specialist fine-tuned (--init-from BASE, which does not compare the wavelengths) on a grid of as many
+    pixels at other wavelengths (x1.5) was combined without a word: the expert model kept the base's
+    wavelength.npy, so that library's spectra were put 1.5x too blue."""
+    from smnet_sps.grid import load_grid, save_grid
+    grid, base, spec, root = models
+    g = load_grid(grid)
+    g.wavelength = np.asarray(g.wavelength) * 1.5
+    save_grid(g, tmp_path / "stretched.h5")
+    stretched = tmp_path / "libb_stretched"
+    train(tmp_path / "stretched.h5", stretched, epochs=2, width=32, depth=2, threads=1, progress=False,
+          batch_size=32, init_from=base, libraries=["libb"], keep="final")
+    assert np.allclose(np.load(stretched / "wavelength.npy"), 1.5 * np.load(base / "wavelength.npy"))
+    with pytest.raises(ValueError, match=r"trained on other wavelengths \(240 pixels, 1500-75000 A\) than "):
+        build_expert_model(base, {"libb": stretched}, tmp_path / "m1")
+    built = tmp_path / "built"
+    build_expert_model(base, {"libb": spec}, built)
+    with pytest.raises(ValueError, match="trained on other wavelengths"):
+        replace_experts(built, {"libb": stretched}, tmp_path / "m2")
+    assert not (tmp_path / "m1").exists() and not (tmp_path / "m2").exists()
