@@ -306,12 +306,14 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     if not np.allclose(grid.wavelength, np.load(model_dir / cfg.get("wavelength_file", "wavelength.npy"))):
         raise ValueError(f"{grid_path}: its wavelength grid differs from the model's")
     # nodes train(exclude_nodes=...) left out (a cross-validation fold) are no training nodes: as when the
-    # model was trained, their spectra stay out of the table
+    # model was trained, their spectra stay out of the table. An expert model records those of its specialists
+    # per library (build_expert_model left them out of its table; rewriting it here brought them back)
     split = np.array(nodes["split"], copy=True)
-    excluded = cfg.get("excluded_nodes") or []
+    records = (cfg.get("experts") or {}).get("libraries") or {}
     try:
-        excluded = np.asarray(excluded, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
+        lists = [cfg.get("excluded_nodes")] + [r.get("excluded_nodes") for r in records.values()]
+        excluded = np.concatenate([np.asarray(v or [], dtype=np.int64).reshape(-1) for v in lists])
+    except (TypeError, ValueError, AttributeError):
         excluded = None
     if excluded is None or (excluded.size and (excluded.min() < 0 or excluded.max() >= split.size)):
         raise ValueError(f"{cfg_path}: excluded_nodes must be a list of node indices in [0, {split.size}); "

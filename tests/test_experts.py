@@ -546,3 +546,27 @@ def test_a_specialist_trained_on_other_wavelengths_is_refused(models, tmp_path):
     with pytest.raises(ValueError, match="trained on other wavelengths"):
         replace_experts(built, {"libb": stretched}, tmp_path / "m2")
     assert not (tmp_path / "m1").exists() and not (tmp_path / "m2").exists()
+
+
+def test_rewriting_an_expert_models_tail_table_keeps_its_held_out_nodes_out(models, tmp_path):
+    """`smnet-sps tail --overwrite` on an expert model read only the top-level excluded_nodes (the base's,
+    none): the nodes a cross-validation-fold specialist never saw, which build_expert_model had left out of
+    the table, came back into it."""
+    from smnet_sps.cli import main
+    grid, base, _, _ = models
+    with np.load(base / "tail.npz") as table:
+        fold = table["node:libb"][:3]
+    held_out = tmp_path / "libb_fold"
+    train(grid, held_out, epochs=2, exclude_nodes=fold, width=32, depth=2, threads=1, progress=False,
+          batch_size=32, init_from=base, libraries=["libb"])
+    model = tmp_path / "experts"
+    build_expert_model(base, {"libb": held_out}, model)
+    with np.load(model / "tail.npz") as table:
+        kept = {k: table[k] for k in ("node:liba", "node:libb")}
+    assert not np.isin(fold, kept["node:libb"]).any()
+    assert main(["tail", "--model", str(model), "--grid", str(grid), "--overwrite"]) == 0
+    with np.load(model / "tail.npz") as table:
+        assert not np.isin(fold, table["node:libb"]).any()
+        for key, nodes in kept.items():
+            np.testing.assert_array_equal(table[key], nodes)
+    assert load_generator(model, device="cpu").tail is not None
