@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -489,9 +490,19 @@ def _cli(args):
     from .output_files import atomic_output, check_outputs, json_safe
     from .train import read_grid
     outputs = check_outputs(args, {"out": ((".json",), "JSON report")})     # before the slow evaluation
+    need = ("evaluate needs a model directory trained by smnet-sps: it scores the held-out test nodes of the "
+            "model's own split (nodes.npz)")
+    if args.model is not None and Path(args.model).is_file():
+        # load_generator's hint for a file (a released checkpoint: give --meta) named an option evaluate
+        # does not have, for a model it cannot score
+        raise ValueError(f"{need}; --model {args.model} is a file (a released SM-Net checkpoint has no "
+                         "split)")
     gen = load_generator(args.model, device=args.device)
     if not isinstance(gen, NeuralGenerator):
-        raise ValueError("evaluate needs a model directory trained by smnet-sps (it uses the model's split)")
+        base = getattr(gen, "base", None)
+        hint = (f"; evaluate its base model ({getattr(base, 'directory', None) or 'default'})"
+                if base is not None else "")
+        raise ValueError(f"{need}; --model {args.model} is a {type(gen).__name__}{hint}")
     grid = read_grid(args.grid)
     applies = grid_split_applies(gen, grid)
     if applies is None:

@@ -506,6 +506,24 @@ def test_evaluate_prints_no_nan_and_gives_the_seams_unit(tiny_model, tmp_path, c
     assert format_seam_lines(beyond).splitlines()[1].endswith("raw max jump -")
 
 
+def test_evaluate_on_what_has_no_split_says_why_not_which_option_to_add(tiny_model, tmp_path, capsys):
+    """`evaluate --model x.pt` answered load_generator's hint for a released checkpoint, '--meta on the
+    command line', an option evaluate does not have (for a model it cannot score); the semi-empirical model
+    got 'needs a model directory' without a word of what it was or what to evaluate instead."""
+    from smnet_sps.cli import main
+    checkpoint = tmp_path / "lookup_model.pt"
+    checkpoint.write_bytes(b"not needed")
+    grid = str(tiny_model.parent / "grid.h5")
+    assert main(["evaluate", "--model", str(checkpoint), "--grid", grid, "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert f"--model {checkpoint} is a file (a released SM-Net checkpoint has no split)" in err
+    assert "--meta" not in err
+    assert main(["evaluate", "--model", "semi-empirical", "--grid", grid, "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "--model semi-empirical is a SemiEmpiricalGenerator; evaluate its base model" in err
+    assert "default_model" in err
+
+
 def test_evaluate_refuses_a_grid_on_other_wavelengths(tiny_model, tmp_path, capsys):
     """A grid cut to fewer pixels died with numpy's broadcast error; one on wavelengths x1.5 was scored."""
     import dataclasses
