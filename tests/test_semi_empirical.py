@@ -215,6 +215,8 @@ def test_calibrate_error_during_the_fit_is_printed_on_its_own_line(tmp_path, cap
     def failing(*args, **kwargs):
         raise OSError("disk full")
     monkeypatch.setattr(cal, "_fit_members", failing)
+    import sys
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)   # bars: on a terminal only
     assert main(["calibrate", "--empirical", str(fixture), "--out", str(tmp_path / "c"), "--folds", "0"]) == 1
     err = capsys.readouterr().err
     assert "fitting corrections" in err and "\nsmnet-sps calibrate: error: disk full" in err
