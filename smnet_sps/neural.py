@@ -550,6 +550,16 @@ class NeuralGenerator(_TorchGenerator):
         self._node_hulls = {}          # library index -> hull of its training nodes (_node_hull), on use
         self._gravity_ranges = {}      # library index -> log g range of its grid (_gravity_range), on use
         self.default_library = self._check_library(library)
+        # a specialist (train --libraries) served the libraries it was not trained on without a word: from
+        # scratch, their spectra come from an untrained input, yet the mixture picked them and flagged covered
+        trained = cfg.get("trained_libraries")
+        untrained = [n for n in self.library_names if trained is not None and n not in trained]
+        if cfg["arch"] == "mlp" and untrained and self.default_library not in (trained or ()):
+            how = "drifted from its base" if cfg.get("init_from") else "an untrained input"
+            warnings.warn(f"{directory} was trained on {', '.join(trained)} only (a specialist): its "
+                          f"{', '.join(untrained)} spectra are not what it was trained for ({how}); "
+                          f"load it with library={trained[0]!r}, or combine it with its base model "
+                          "(smnet-sps experts)", UserWarning, stacklevel=3)
         norm = ("; each spectrum rescaled so its integral over "
                 f"{self.wavelength[0]:g}-{self.wavelength[-1]:g} A = sigma*Teff^4" if self.renormalise
                 else " (not renormalised)")

@@ -570,3 +570,17 @@ def test_rewriting_an_expert_models_tail_table_keeps_its_held_out_nodes_out(mode
         for key, nodes in kept.items():
             np.testing.assert_array_equal(table[key], nodes)
     assert load_generator(model, device="cpu").tail is not None
+
+
+def test_a_specialist_loaded_alone_warns_of_the_libraries_it_was_not_trained_on(models):
+    """A specialist (train --libraries libb) loaded as a generator served liba too, from weights not trained
+    for it, with the points flagged covered and no word; now a warning names them, and library='libb' (what
+    it was trained for) loads quietly."""
+    import warnings
+    _, base, spec, _ = models
+    with pytest.warns(UserWarning, match=r"trained on libb only \(a specialist\): its liba spectra"):
+        load_generator(spec, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_generator(spec, device="cpu", library="libb")
+        load_generator(base, device="cpu")
