@@ -33,6 +33,12 @@ COMMAND_MODULES = [
 AGE_UNITS = {"yr": 1.0, "kyr": 1e3, "myr": 1e6, "gyr": 1e9}
 AGES_HELP = ("ages, each with its unit (1Gyr 3Gyr, '500 Myr'), comma lists (0.1,1,10Gyr; 100Myr,1Gyr) or "
              "log-spaced ranges 'lo-hi<unit>' of --n-ages ages (0.01-12.5Gyr, 100Myr-1Gyr, 1e-2-1Gyr)")
+# --n-ages: a range's default and upper limit. PARSEC tabulates 93 ages 0.05 dex apart; 1000 log-spaced ages
+# over 0.01-12.5 Gyr are 0.003 dex apart, far finer than the isochrones, and each is an SSP per Z (ssp-grid
+# keeps n_Z x n_ages x 1221 spectra and an isochrone plan per SSP): --n-ages 100000000 (a typo) grew to
+# 14 GB before anything refused it
+DEFAULT_N_AGES = 20
+MAX_N_AGES = 1000
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 # a range's '-' is the one after a complete number: 1e-2-1Gyr is 0.01 .. 1 Gyr
 _AGE_ITEM = re.compile(rf"(?P<lo>{_NUMBER})(?P<lo_unit>[a-zA-Z]*)"
@@ -56,16 +62,22 @@ def _age_unit(unit, token, option):
                          "Gyr") from None
 
 
-def parse_ages_option(values, n_ages=20, option="--ages"):
+def parse_ages_option(values, n_ages=None, option="--ages"):
     """Ages typed on the command line -> ages [yr] (float array, in the order typed; a range increasing).
 
     ``values`` is one string or a list of them (``--ages 1Gyr 3Gyr``); each holds one age with its unit
     (``1Gyr``, ``'500 Myr'``, ``1e9yr``), a comma list (``0.1,1,10Gyr``: a number without a unit takes the
     unit of the list's last item; ``100Myr,1Gyr``) or a range ``lo-hi<unit>`` / ``lo<unit>-hi<unit>`` of
     ``n_ages`` log-spaced ages (``0.01-12.5Gyr``, ``100Myr-1Gyr``, ``1e-2-1Gyr``). A unit is required: a bare
-    '1' would be 1 yr here but 1 Gyr to many users, so neither is guessed.
+    '1' would be 1 yr here but 1 Gyr to many users, so neither is guessed. ``n_ages``: 2 to
+    :data:`MAX_N_AGES` per range (None: :data:`DEFAULT_N_AGES`); given for ages without a range, it is
+    ignored with a warning.
     """
     import numpy as np
+
+    given = n_ages is not None
+    n_ages = DEFAULT_N_AGES if n_ages is None else n_ages
+    has_range = False
 
     ages = []
     for token in _as_list(values):
@@ -86,19 +98,33 @@ def parse_ages_option(values, n_ages=20, option="--ages"):
             if m["hi"] is None:
                 ages.append(np.array([float(m["lo"]) * _age_unit(lo_unit, token, option)]))
                 continue
+            has_range = True
             if int(n_ages) < 2:          # one age of a range would silently be its lower end
                 raise ValueError(f"--n-ages must be >= 2 for a range of ages, got {n_ages}")
+            if int(n_ages) > MAX_N_AGES:
+                raise ValueError(f"--n-ages must be at most {MAX_N_AGES} per range of ages (0.003 dex apart "
+                                 f"over 0.01-12.5 Gyr, the isochrones are tabulated 0.05 dex apart), got "
+                                 f"{n_ages}")
             lo = float(m["lo"]) * _age_unit(lo_unit, token, option)
             hi = float(m["hi"]) * _age_unit(hi_unit, token, option)
             if lo > hi:       # '5-1Gyr' came out decreasing, against the documented increasing range
                 raise ValueError(f"cannot read {option} {token!r}: a range lo-hi needs lo <= hi (got "
                                  f"{lo:.4g} yr > {hi:.4g} yr)")
             ages.append(np.geomspace(lo, hi, int(n_ages)) if lo > 0 and hi > 0 else np.array([lo, hi]))
+    if given and not has_range:
+        typed = " ".join(map(str, _as_list(values)))
+        warn_n_ages_unused(n_ages, f"{option} {typed} has no range lo-hi<unit>")
     ages = np.concatenate(ages) if ages else np.array([])
     if not np.all(np.isfinite(ages)) or np.any(ages <= 0):
         raise ValueError(f"{option} ages must be positive and finite; got "
                          f"{' '.join(map(str, _as_list(values)))}")
     return ages
+
+
+def warn_n_ages_unused(n_ages, why):
+    """--n-ages given where no range of ages reads it: said, not silently ignored."""
+    warnings.warn(f"--n-ages {n_ages} is ignored: it is the number of ages of a range lo-hi<unit>, and {why}",
+                  UserWarning, stacklevel=3)
 
 
 def parse_numbers_option(values, option):

@@ -1128,7 +1128,8 @@ def cli_points_mags(args):
     # the SSP options mean nothing for a table of stars: refused, not silently dropped (--redshift 0.5 gave
     # absolute magnitudes at 10 pc and --plot no plot, with exit status 0)
     ssp_only = [name for name, given in (
-        ("--Z", args.Z is not None), ("--ages", args.ages != "0.01-12.5Gyr"), ("--n-ages", args.n_ages != 20),
+        ("--Z", args.Z is not None), ("--ages", args.ages != "0.01-12.5Gyr"),
+        ("--n-ages", args.n_ages is not None),
         ("--redshift", args.redshift != 0), ("--imf", args.imf != "kroupa"),
         ("--isochrones", args.isochrones != "parsec"), ("--extrapolate", args.extrapolate),
         ("--igm", getattr(args, "igm", False)),

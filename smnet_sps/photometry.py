@@ -1045,7 +1045,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
 # ---------------------------------------------------------------------------------------------------
 # Command line: smnet-sps mags
 # ---------------------------------------------------------------------------------------------------
-def parse_ages(text, n_ages=20):
+def parse_ages(text, n_ages=None):
     """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; a unit is required: the
     command line's grammar, :func:`smnet_sps.cli.parse_ages_option` (also lists of such strings)."""
     from .cli import parse_ages_option
@@ -1253,7 +1253,7 @@ def add_cli(subparsers):
         "mags", help="SSP magnitudes, M/L and colours vs age through named filters",
         description="Absolute (and, at --redshift > 0, apparent) SSP magnitudes per M_sun formed, M*/L and "
                     "M_bol vs age, via smnet_sps.ssp.ssp_grid and synphot.")
-    from .cli import AGES_HELP
+    from .cli import AGES_HELP, DEFAULT_N_AGES, MAX_N_AGES
     p.add_argument("--Z", nargs="+", default=None, help="metal mass fraction, e.g. 0.0152 (PARSEC solar); "
                    "one per run; --Z or --logzsol is required unless --points")
     p.add_argument("--logzsol", nargs="+", default=None,
@@ -1264,7 +1264,8 @@ def add_cli(subparsers):
     p.add_argument("--ages", nargs="+", default="0.01-12.5Gyr",
                    help=f"{AGES_HELP}; must lie inside the isochrone grid (PARSEC: 0.3163 Myr - 12.58 Gyr). "
                         "Default 0.01-12.5Gyr")
-    p.add_argument("--n-ages", type=int, default=20, help="number of ages for a 'lo-hi' range (default 20)")
+    p.add_argument("--n-ages", type=int, default=None,
+                   help=f"number of ages of each 'lo-hi' range, 2-{MAX_N_AGES} (default {DEFAULT_N_AGES})")
     p.add_argument("--system", default="AB", type=_system_option, metavar="{AB,ST,Vega}",
                    help="magnitude system, any case (default AB)")
     p.add_argument("--redshift", type=float, default=0.0,

@@ -128,7 +128,7 @@ def cli_age(text, option="--age"):
     return age
 
 
-def cli_ages(texts, option="--ages", n_ages=20):
+def cli_ages(texts, option="--ages", n_ages=None):
     """Ages typed on the command line -> ages [yr] (:func:`smnet_sps.cli.parse_ages_option`, the grammar
     ``mags`` reads too); None stays None (all tabulated)."""
     if texts is None:
@@ -1416,6 +1416,9 @@ def _cmd_ssp_grid(args):
                              "tabulated values")
     iso = cli_isochrones(args.isochrones)        # an unknown or uninstalled family fails before any work
     ages = cli_ages(args.ages, n_ages=args.n_ages)    # so do bad ages and metallicities
+    if args.ages is None and args.n_ages is not None:
+        from .cli import warn_n_ages_unused
+        warn_n_ages_unused(args.n_ages, "without --ages every tabulated age is computed")
     zs = cli_metallicities(args, iso)
     _age_array(ages, iso), _z_array(zs, iso)    # ranges checked here, not after a named model has loaded
     get_imf(args.imf)                            # an unknown IMF too
@@ -1460,7 +1463,7 @@ def _common_args(p):
 
 
 def add_cli(sub):
-    from .cli import AGES_HELP
+    from .cli import AGES_HELP, DEFAULT_N_AGES, MAX_N_AGES
     p = sub.add_parser("ssp", help="spectrum of one simple stellar population",
                        description="Spectrum of an SSP [L_sun/A per M_sun formed] -> FITS table and a plot.")
     p.add_argument("--age", required=True, help="age with unit, e.g. '10Gyr', '500 Myr', '1e9 yr'")
@@ -1476,7 +1479,8 @@ def add_cli(sub):
     g = sub.add_parser("ssp-grid", help="grid of SSP spectra (DSPS layout) to .h5 or .npz",
                        description="SSP grid over ages x Z in one batched generator pass.")
     g.add_argument("--ages", nargs="*", default=None, help=f"{AGES_HELP} (default: all tabulated)")
-    g.add_argument("--n-ages", type=int, default=20, help="number of ages of each 'lo-hi' range (default 20)")
+    g.add_argument("--n-ages", type=int, default=None,
+                   help=f"number of ages of each 'lo-hi' range, 2-{MAX_N_AGES} (default {DEFAULT_N_AGES})")
     g.add_argument("--Z", nargs="*", default=None,
                    help="metal mass fractions, several or comma-separated (default: all tabulated)")
     g.add_argument("--logzsol", nargs="*", default=None,

@@ -670,3 +670,28 @@ def test_a_folder_given_for_the_grid_file_is_called_a_folder(argv, tmp_path, cap
     (work / "grid.h5").write_bytes(b"")
     assert main(argv) == 1
     assert _error_line(capsys).endswith(f"give the file, e.g. {work / 'grid.h5'}")
+
+
+def test_n_ages_has_an_upper_limit_and_is_not_silently_ignored(tmp_path, capsys):
+    """`ssp-grid --n-ages 100000000` grew to 14 GB before anything refused it, and --n-ages without a range
+    of ages (no --ages in ssp-grid, `--ages 1Gyr` in mags) was silently ignored."""
+    from smnet_sps.cli import MAX_N_AGES, parse_ages_option
+    from smnet_sps.ssp import load_ssp_grid
+
+    grid = ["ssp-grid", "--Z", "0.0152", "--generator", "blackbody", "--out", str(tmp_path / "g.npz")]
+    assert main([*grid, "--ages", "0.01-12Gyr", "--n-ages", "100000000"]) == 1
+    assert f"--n-ages must be at most {MAX_N_AGES} per range of ages" in _error_line(capsys)
+    assert not (tmp_path / "g.npz").exists()
+    assert parse_ages_option("0.01-12Gyr", MAX_N_AGES).size == MAX_N_AGES       # the limit itself is fine
+    with pytest.warns(UserWarning, match="--n-ages 3 is ignored.*--ages 1Gyr 2Gyr has no range"):
+        np.testing.assert_allclose(parse_ages_option(["1Gyr", "2Gyr"], 3), [1e9, 2e9])
+    with pytest.warns(UserWarning, match="--n-ages 5 is ignored.*without --ages every tabulated age"):
+        assert main([*grid, "--n-ages", "5"]) == 0
+    assert load_ssp_grid(tmp_path / "g.npz").ssp_lg_age_gyr.size == 93          # every tabulated age
+    mags = ["mags", "--Z", "0.0152", "--filters", "sdss2010-g", "--model", "blackbody", "--ages", "1Gyr"]
+    with pytest.warns(UserWarning, match="--n-ages 3 is ignored.*--ages 1Gyr has no range"):
+        assert main([*mags, "--n-ages", "3"]) == 0
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="--n-ages")
+        assert main(mags) == 0                                  # not given: no warning
