@@ -794,10 +794,10 @@ def magnitudes(points, filters, system="AB", *, generator=None, distance=None, b
         pass); ``mags.compute()`` then ``inside.compute()`` runs every chunk's generator pass twice. Nothing
         is loaded or computed here.
     """
-    from .filters import resolve_filters
+    from .filters import resolve_filters, split_filter_names
     from .photometry import _system
     generator = _check_spec(generator)
-    filters = [f.strip() for f in filters.split(",")] if isinstance(filters, str) else list(filters)
+    filters = split_filter_names(filters) if isinstance(filters, str) else list(filters)
     resolve_filters(filters)                      # a bad name fails here, not on a worker
     system = _system(system)
     batch_size = _check_batch_size(batch_size)
@@ -898,7 +898,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     ``inside`` (n,) and ``done`` per chunk; attributes give units, filters, system, generator.
     """
     _require_dask()
-    from .filters import resolve_filters
+    from .filters import resolve_filters, split_filter_names
     from .photometry import _system
     t0 = time.perf_counter()
     if what not in ("magnitudes", "spectra"):
@@ -915,7 +915,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     if what == "magnitudes":
         if not filters:
             raise ValueError("filters are required for magnitudes (e.g. ['sdss2010-g', 'sdss2010-r'])")
-        filters = [f.strip() for f in filters.split(",")] if isinstance(filters, str) else list(filters)
+        filters = split_filter_names(filters) if isinstance(filters, str) else list(filters)
         resolve_filters(filters)
         # a filter file by its absolute path (a worker resolved a relative one in its own folder) and its
         # contents in the run's identity (an edited file resumed a store of the old curve's magnitudes)
@@ -1139,7 +1139,8 @@ def cli_points_mags(args):
         raise ValueError(f"{', '.join(ssp_only)} {verb} to SSP magnitudes only; with --points each star's "
                          "absolute magnitudes (10 pc) are written to a Zarr store")
     points = Path(args.points)
-    filters = [f.strip() for f in args.filters.split(",") if f.strip()]
+    from .filters import split_filter_names
+    filters = split_filter_names(args.filters, "--filters")
     out = Path(args.out) if args.out else points.with_name(points.stem + "_mags.zarr")
     if out.suffix != ".zarr":
         raise ValueError(f"with --points, --out is a Zarr store written chunk by chunk: name it *.zarr "

@@ -33,7 +33,7 @@ import numpy as np
 from astropy import units as u
 
 __all__ = ["get_bandpass", "resolve_filters", "speclite_filter_names", "sedpy_filter_names",
-           "available_filter_names", "read_filter_file"]
+           "available_filter_names", "read_filter_file", "split_filter_names"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -332,6 +332,17 @@ def get_bandpass(spec):
                      f"See smnet_sps.filters.available_filter_names() for all {len(names)} names.")
 
 
+def split_filter_names(text, option="filters"):
+    """A comma-separated list of filter names or files -> the names, stripped; an empty item (``a,,b``,
+    a trailing comma) is refused, naming its position: it was skipped silently, one column short."""
+    names = [name.strip() for name in str(text).split(",")]
+    empty = [i + 1 for i, name in enumerate(names) if not name]
+    if empty:
+        raise ValueError(f"{option} {text!r} has an empty name at position {', '.join(map(str, empty))} "
+                         f"of {len(names)}; give comma-separated names or files, e.g. sdss2010-g,sdss2010-r")
+    return names
+
+
 def resolve_filters(filters):
     """Resolve a filter or a list of filters (or a comma-separated string) to ``[(name, bandpass)]``.
 
@@ -340,7 +351,7 @@ def resolve_filters(filters):
     from synphot import SpectralElement
     if isinstance(filters, (str, Path, SpectralElement)):
         if isinstance(filters, str) and "," in filters and not Path(filters).is_file():
-            filters = [f.strip() for f in filters.split(",") if f.strip()]
+            filters = split_filter_names(filters)
         else:
             filters = [filters]
     if isinstance(filters, (bytes, dict)) or not np.iterable(filters):

@@ -1182,7 +1182,8 @@ def _cli_mags(args):
                          "several)")
     if args.igm and not args.redshift > 0:
         raise ValueError("--igm applies to observed-frame magnitudes: give --redshift > 0 with it")
-    filters = [f.strip() for f in args.filters.split(",") if f.strip()]
+    from .filters import split_filter_names
+    filters = split_filter_names(args.filters, "--filters")
     from .neural import load_generator_option
     # 'blackbody' (analytic) lets the command run without a trained model
     generator = load_generator_option(args.model, args.meta)

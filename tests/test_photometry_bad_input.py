@@ -257,3 +257,18 @@ def test_a_float32_luminosity_spectrum_is_converted_in_float64(default_generator
     single = magnitudes((wave, lum.astype(np.float32) * u.L_sun / u.AA), filters, redshift=1.0)
     for name in filters:              # only the float32 rounding of the input (6e-8) remains
         assert single[name][0] == pytest.approx(ref[name][0], abs=1e-6), name
+
+
+def test_an_empty_filter_name_in_a_comma_list_is_refused_by_position(capsys):
+    """`mags --filters sdss2010-g,,sdss2010-r` (and resolve_filters('a,b,')) skipped the empty name
+    silently: a table one column short of the list typed. Now refused, naming the empty position."""
+    from smnet_sps.cli import main
+    from smnet_sps.filters import resolve_filters
+
+    assert [n for n, _ in resolve_filters("sdss2010-g, sdss2010-r")] == ["sdss2010-g", "sdss2010-r"]
+    with pytest.raises(ValueError, match=r"empty name at position 3 of 3"):
+        resolve_filters("sdss2010-g,sdss2010-r,")
+    assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-g,,sdss2010-r", "--model", "blackbody",
+                 "--ages", "1Gyr"]) == 1
+    err = capsys.readouterr().err
+    assert "--filters 'sdss2010-g,,sdss2010-r' has an empty name at position 2 of 3" in err, err
