@@ -329,6 +329,8 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     1 / (its flux density)^2 is converted through its error).
     The fit normalises the flux (its ``scale``, the median |flux| in these F_lambda units), so an F_lambda
     Quantity, the same flux in Jy and plain F_lambda numbers give the same fit.
+    ``wave`` increases, or is a Quantity in frequency, energy or wavenumber that increases: then every array
+    is returned reversed, in increasing wavelength.
     """
     from .medium import _as_angstrom
 
@@ -355,8 +357,15 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
         raise ValueError(f"a spectrum needs at least {_MIN_PIXELS} pixels; got {wave.size}")
     if not np.all(np.isfinite(wave)) or np.any(wave <= 0):
         raise ValueError("wave must be finite and positive (Angstrom)")
+    # a frequency, energy or wavenumber increasing is a wavelength decreasing: read in wavelength order (all
+    # arrays reversed together), as the fit CLI's readers do; it was refused as "must be strictly increasing"
+    reverse = (hasattr(wave_in, "unit") and not wave_in.unit.is_equivalent("Angstrom")
+               and bool(np.all(np.diff(wave) < 0)))
+    if reverse:
+        wave, flux = wave[::-1], flux[::-1]
     if np.any(np.diff(wave) <= 0):
-        raise ValueError("wave must be strictly increasing")
+        raise ValueError("wave must be strictly increasing (a spectrum from red to blue: reverse wave, flux, "
+                         "ivar and mask)")
     if wave[-1] < 1000.0 and not hasattr(wave_in, "unit"):
         # an optical spectrum in nm (or um) read as A lands in the extreme UV and fits without an error
         warnings.warn(f"wave ends at {wave[-1]:g}: read as Angstrom, this spectrum lies below 1000 A; if the "
@@ -364,6 +373,8 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     ivar = None if ivar is None else _as_values(ivar, "ivar")
     if ivar is not None and ivar.shape != wave.shape:
         raise ValueError(f"ivar must have the shape of wave {wave.shape}; got {ivar.shape}")
+    if reverse and ivar is not None:
+        ivar = ivar[::-1]
     flux, ivar = _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave)
     bad = np.zeros(wave.shape, bool)
     if mask is not None:
@@ -372,13 +383,13 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
             raise ValueError(f"mask must have the shape of wave {wave.shape}; got {mask.shape}")
         if mask.dtype != bool:
             raise ValueError("mask must be a boolean array (True = bad pixel)")
-        bad |= mask
+        bad |= mask[::-1] if reverse else mask
     for name, masked in (("flux", flux_mask), ("ivar", ivar_mask)):
         if masked is not None:
             if masked.shape != wave.shape:
                 raise ValueError(f"{name}'s mask must have the shape of wave {wave.shape}; got "
                                  f"{masked.shape}")
-            bad |= masked
+            bad |= masked[::-1] if reverse else masked
     if ivar is None:
         # uniform weights in units of the spectrum's typical flux: the fit and its chi^2 then do not depend
         # on the flux unit (ones in raw units left a spectrum stored as ~1e-5 L_sun/A with chi^2 ~ 1e-9, and

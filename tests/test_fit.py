@@ -1876,3 +1876,29 @@ def test_cli_fit_takes_shift_data(tmp_path, capsys):
     fits = {k: json.loads(p.read_text()) for k, p in out.items()}
     assert fits["data"]["shift"] == "data" and fits["model"]["shift"] == "model"
     assert abs(fits["data"]["teff"] - 8253) < 30           # its fit at rest, whichever the shift
+
+
+def test_a_spectrum_in_increasing_frequency_is_read_in_wavelength_order(gen):
+    """A wave Quantity in Hz, increasing (the order of a frequency axis), was refused as "wave must be
+    strictly increasing"; it is now read in increasing wavelength, every array reversed with it, as the fit
+    CLI's readers do: the same arrays and the same fit as the spectrum given in Angstrom."""
+    import astropy.units as u
+
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5800.0, 4.4, 0.0, 0.0, snr=80, generator=gen, seed=2)
+    mask = np.zeros(w.size, bool)
+    mask[7] = True
+    f_lam = f * u.erg / u.s / u.cm**2 / u.AA
+    f_nu = f_lam.to(u.Jy, u.spectral_density(w * u.AA))        # an f_nu spectrum, as on a frequency axis
+    iv_nu = iv / (f_nu.value / f) ** 2
+    nu = (w * u.AA).to(u.Hz, u.spectral())
+    ref = check_spectrum(w * u.AA, f_nu, iv_nu, mask)
+    got = check_spectrum(nu[::-1], f_nu[::-1], iv_nu[::-1], mask[::-1])
+    for a, b in zip(ref, got):
+        np.testing.assert_allclose(b, a, rtol=1e-12)
+    assert not got[3][7] and got[3].sum() == w.size - 1
+    fit_aa = fit_star(w, f, iv, mask=mask, generator=gen, n_starts=1)
+    fit_hz = fit_star(nu[::-1], f_nu[::-1], iv_nu[::-1], mask=mask[::-1], generator=gen, n_starts=1)
+    assert fit_hz.teff == pytest.approx(fit_aa.teff, rel=1e-6)
+    assert fit_hz.logz == pytest.approx(fit_aa.logz, abs=1e-6)
+    with pytest.raises(ValueError, match="strictly increasing .*reverse wave, flux, ivar and mask"):
+        check_spectrum(w[::-1] * u.AA, f[::-1])           # a wavelength decreasing is still refused
