@@ -32,8 +32,8 @@ from smnet_sps.medium import check_medium, per_angstrom
 from smnet_sps.ssp import check_ssp_flux_scale, is_dsps_ssp_data
 from smnet_sps.isochrones import FAMILIES as ISOCHRONE_FAMILIES
 
-__all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "DEFAULT_ZSUN", "grid_medium",
-           "template_lsf", "in_medium", "output_path"]
+__all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "check_zsun", "DEFAULT_ZSUN",
+           "grid_medium", "template_lsf", "in_medium", "output_path"]
 
 # PARSEC v1.2S solar metallicity (Bressan+2012, 0.0152), the project's default isochrones, from their table
 # (smnet_sps.ssp_torch takes the same). Hosts that want [M/H] or Z/Z_sun use it unless the grid's metadata or
@@ -359,11 +359,19 @@ def resolve_zsun(ssp, zsun=None):
     """Solar metallicity used to express Z as [M/H] or Z/Z_sun: the argument, the grid's meta, or PARSEC's."""
     if zsun is None:
         zsun = ssp.meta.get("zsun", DEFAULT_ZSUN) if isinstance(ssp, SSPArrays) else DEFAULT_ZSUN
-    zsun = float(zsun)
-    if not (0 < zsun < 1):
-        raise ValueError("zsun must be a metal mass fraction in (0, 1), e.g. 0.0152 (PARSEC) or 0.02; got "
-                         f"{zsun}")
-    return zsun
+    return check_zsun(zsun)
+
+
+def check_zsun(zsun, example="0.0152 (PARSEC) or 0.02"):
+    """``zsun`` as a float in (0, 1), else a ValueError naming zsun (``'x'`` gave float()'s "could not
+    convert string to float", which named no argument)."""
+    try:
+        value = float(zsun)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not 0 < value < 1:
+        raise ValueError(f"zsun must be a metal mass fraction in (0, 1), e.g. {example}; got {zsun!r}")
+    return value
 
 
 def smnet_ssp_grid(ages, Zs, **kwargs):

@@ -46,6 +46,8 @@ import numpy as np
 
 from smnet_sps.constants import C_ANGSTROM
 
+from ._common import check_zsun
+
 HOST = "fsps"
 HOST_VERSIONS = "3.3 (C3K build) and 4.0 (C3K_LR / C3K_HR builds); Fortran FSPS"
 DESCRIPTION = "Stellar library as FSPS $SPS_HOME/SPECTRA/C3K binary files (H_nu on a logT x logg x Z grid)"
@@ -116,10 +118,23 @@ def library_files(sps_home, spec_type="c3k_lr", logzsol=C3K_LR_LOGZSOL, layout="
                 "zlegend": d / f"{spec_type}_zlegend.dat", "logt": d / "logt.dat", "logg": d / "logg.dat",
                 "spectra": [d / f"{spec_type}_feh{feh_tag(m)}_afe{_AFE_TAG}.spec.bin" for m in logzsol]}
     d = spectra / "C3K"
-    zsun = ZSUN["v3.3"] if zsun is None else float(zsun)
+    zsun = ZSUN["v3.3"] if zsun is None else check_zsun(zsun, ZSUN["v3.3"])
     return {"lambda": d / f"{spec_type}.lambda", "res": d / f"{spec_type}.res", "zlegend": d / "zlegend.dat",
             "logt": spectra / "BaSeL3.1" / "basel_logt.dat", "logg": spectra / "BaSeL3.1" / "basel_logg.dat",
             "spectra": [d / f"{spec_type}_z{z_tag(zsun * 10.0 ** m)}.spectra.bin" for m in logzsol]}
+
+
+def _check_sps_home(sps_home):
+    """``sps_home`` must be a folder or a path a folder can be made at: a file there (or above it) raised
+    NotADirectoryError from mkdir, after the checks, naming no argument."""
+    home = Path(sps_home)
+    for p in (home, *home.parents):
+        if p.exists():
+            if not p.is_dir():
+                which = "is" if p == home else f"lies under {str(p)!r}, which is"
+                raise ValueError(f"sps_home {str(home)!r} {which} a file, not a folder; give FSPS's data "
+                                 "root ($SPS_HOME, a copy of it) or a new folder")
+            return
 
 
 def _check_axis(name, values, unit):
@@ -196,6 +211,7 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS} (FSPS 4.0 or 3.3); got {layout!r}")
+    _check_sps_home(sps_home)
     spec_type = _DEFAULT_SPEC_TYPE[layout] if spec_type is None else str(spec_type)
     if not re.fullmatch(r"c3k[A-Za-z0-9_+.\-]*", spec_type):
         raise ValueError(f"spec_type must start with 'c3k' (FSPS only reads C3K-type libraries from "
@@ -213,9 +229,7 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
     if layout == "v3.3" and logzsol is None:
         requested = np.arange(-2.0, 0.51, 0.25)     # 11 nodes, as the build's nzinit
     logzsol = _check_axis("logzsol", requested, "dex")
-    zsun = ZSUN[layout] if zsun is None else float(zsun)
-    if not 0 < zsun < 1:
-        raise ValueError(f"zsun must be in (0, 1); got {zsun}")
+    zsun = ZSUN[layout] if zsun is None else check_zsun(zsun, ZSUN[layout])
     if layout == "v4":
         tags = [feh_tag(m) for m in logzsol]
         if len(set(tags)) != len(tags):

@@ -29,6 +29,8 @@ from smnet_sps.constants import L_SUN, LLAM_UNIT, SIGMA_SB
 from smnet_sps.generator import _as_float_array, _logg_value, _refuse_masked, column_quantity
 from smnet_sps.mixture import widen_single_metallicity
 
+from ._common import check_zsun
+
 HOST = "pystellibs"
 HOST_VERSIONS = "git main (interface of src/pystellibs/stellib.py @ 3bee430; not on PyPI)"
 DESCRIPTION = "Generator behind pystellibs' Stellib interface (L_lambda in erg/s/A scaled by luminosity)"
@@ -119,10 +121,8 @@ class SMNetStellib:
         if generator is None:
             from smnet_sps.neural import load_generator
             generator = load_generator()
-        if not (0 < float(zsun) < 1):
-            raise ValueError(f"zsun must be a metal mass fraction in (0, 1), e.g. 0.02; got {zsun}")
+        self.zsun = check_zsun(zsun, "0.02")
         self.generator = generator
-        self.zsun = float(zsun)
         self.batch_size = int(batch_size)
         self.name = f"smnet-sps {getattr(generator, 'name', 'generator')}"
         self._wavelength = np.asarray(generator.wavelength, float)

@@ -1,6 +1,7 @@
 """FSPS library writer: files read back the way FSPS's Fortran opens them (sps_setup.f90 of 4.0 and 3.3),
 by an independent reader, and compared with the generator."""
 import json
+import re
 import warnings
 
 import numpy as np
@@ -240,3 +241,32 @@ def test_resolution_and_logt_are_checked_before_anything_is_written(tmp_path):
     assert np.allclose(np.loadtxt(out["directory"] / "c3k_smnet.res"), sigma, rtol=1e-6)
     fb.write_fsps_library(tmp_path / "ok", gen, resolution_kms=[-1273.1333786317405], overwrite=True, **kw)
     assert np.allclose(np.loadtxt(out["directory"] / "c3k_smnet.res"), np.full(n, -1273.1333786317405))
+
+
+@pytest.mark.filterwarnings("ignore:the youngest SSP of this grid")      # the toy grid starts at 10 Myr
+def test_a_file_as_sps_home_and_a_non_number_zsun_are_named(tmp_path, fixtures_dir):
+    """write_fsps_library(sps_home=<a file>) raised NotADirectoryError from mkdir (after every check), and
+    zsun='x' float()'s "could not convert string to float" in the plugin writers, naming no argument."""
+    from smnet_sps.plugins import bagpipes_backend as bb
+    from smnet_sps.plugins import ppxf_backend as pb
+    from smnet_sps.plugins._toy import toy_ssp_arrays
+    from smnet_sps.plugins.pystellibs_backend import SMNetStellib
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    for home, where in ((a_file, "is a file"),
+                        (a_file / "fsps", "lies under .*notes.txt.*, which is a file")):
+        with pytest.raises(ValueError, match=f"sps_home .*{where}, not a folder"):
+            fb.write_fsps_library(home, BoxedBlackbody(), logzsol=[0.0])
+    d = np.load(fixtures_dir / "plugins" / "ck04_cut.npz")
+    toy = toy_ssp_arrays(np.linspace(-2.0, 1.1, 4), d["logz"], d["teff"], d["flux"], d["wavelength"])
+    for call in (lambda z: fb.write_fsps_library(tmp_path / "home", BoxedBlackbody(), zsun=z),
+                 lambda z: fb.library_files(tmp_path, layout="v3.3", logzsol=[0.0], zsun=z),
+                 lambda z: SMNetStellib(BoxedBlackbody(), zsun=z),
+                 lambda z: bb.write_stellar_grid(tmp_path / "g.fits", toy, zsun=z),
+                 lambda z: pb.write_sps_lib(tmp_path / "t.npz", toy, zsun=z)):
+        for bad in ("x", [0.01, 0.02], 2.0):
+            with pytest.raises(ValueError, match=r"zsun must be a metal mass fraction in \(0, 1\).*got "
+                                                 + re.escape(repr(bad))):
+                call(bad)
+    assert not (tmp_path / "home").exists() and not (tmp_path / "g.fits").exists()
