@@ -523,9 +523,9 @@ def test_a_ck04_file_that_cannot_be_opened_is_not_called_a_bad_gzip(copy_lib, tm
     """The CK04 reader read the file's bytes inside its gzip try, so a missing file, a directory or a
     permission error was reported as "cannot be read, the file is truncated or not valid gzip"; the OSError
     that says what happened now comes through, naming the file."""
-    from smnet_sps.libraries.ck04 import _fits_content
+    from smnet_sps.libraries._common import read_bytes       # CK04's reader, shared by every library since
     with pytest.raises(FileNotFoundError, match="No such file") as missing:
-        _fits_content(tmp_path / "ckp00_5750.fits.gz")
+        read_bytes(tmp_path / "ckp00_5750.fits.gz")
     root = copy_lib("ck04_castelli_kurucz")
     packed = root / "ck04_castelli_kurucz/ckp00/ckp00_5750.fits.gz"
     packed.unlink()

@@ -280,14 +280,14 @@ def test_truncated_gzip_is_named(copy_lib):
 def test_unreadable_file_is_a_permission_error_not_a_damaged_file(copy_lib, monkeypatch):
     """A file the user may not read was reported as 'truncated or not valid gzip'. (Tests run as root, which
     reads any file, so the refusal is simulated.)"""
-    import gzip as gzip_module
+    from pathlib import Path
 
     folder = copy_lib("nextgen_phoenix")
 
-    def refuse(*args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(args[0]))
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(gzip_module, "open", refuse)
+    monkeypatch.setattr(Path, "read_bytes", refuse)
     with pytest.raises(PermissionError, match="Permission denied"):
         nextgen.read(folder)
 
@@ -465,3 +465,29 @@ def test_a_library_gzipped_or_gunzipped_file_by_file_reads_alike(libdir, libs, t
             assert all(p.is_file() for p in got.files), name        # the files hashed into a grid's record
             assert all((root / s).is_file() for s in got.source_file), name
             assert all((root / f).is_file() for entries in got.parameter_source.values() for f, _ in entries)
+
+
+def test_a_plain_file_named_gz_reads_alike_and_other_files_in_ck04_are_named(libdir, libs, tmp_path):
+    """A plain-text file named .gz (a browser download, decompressed on the fly) was refused as "not valid
+    gzip" by every reader but CK04's, which alone looked at the content: the shared reader now decides by the
+    gzip magic bytes. NextGen files in the CK04 folders gave "no computed spectra found": now the expected
+    names are given, with the files found."""
+    root = tmp_path / "plain"
+    shutil.copytree(libdir, root)
+    plain = [p for p in root.rglob("*.gz") if p.is_file()]
+    for p in plain:
+        p.write_bytes(gzip.decompress(p.read_bytes()))
+    assert len(plain) >= 16            # CK04, NextGen, BaSeL, CMFGEN, WM-basic, Rauch post-AGB, TP-AGB
+    for name in DEFAULT_LIBRARIES:
+        got, want = read_library(name, root), libs[name]
+        for a, b in zip(got.fluxes, want.fluxes):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(got.teff, want.teff)
+    ck = root / "ck04_castelli_kurucz"
+    for sub in ck.iterdir():
+        for p in sub.iterdir():
+            p.unlink()
+    shutil.copy(root / "nextgen_phoenix/Z-0.0/lte58-4.5-0.0.NextGen.spec.gz", ck / "ckp00")
+    with pytest.raises(ValueError, match=r"no spectrum files named ck<m\|p>NN_<Teff>\.fits .*found 1 other "
+                                         r"file\(s\), e.g. lte58-4\.5-0\.0\.NextGen\.spec\.gz"):
+        ck04.read(ck)

@@ -23,8 +23,8 @@ import numpy as np
 
 from ..constants import SIGMA_SB
 
-__all__ = ["LibrarySpectra", "read_text", "parse_floats", "check_flux", "check_distinct_spectra",
-           "check_increasing", "check_wavelengths",
+__all__ = ["LibrarySpectra", "read_text", "read_bytes", "parse_floats", "check_flux",
+           "check_distinct_spectra", "check_increasing", "check_wavelengths",
            "check_unique_parameters",
            "check_last_number", "check_row_count", "odd_ones_out", "require_dir",
            "require_file", "integrate_flux", "ZSUN_MASS_FRACTION"]
@@ -263,19 +263,29 @@ def require_file(path, what=""):
     raise FileNotFoundError(f"{what + ': ' if what else ''}file {path} does not exist (nor {twin.name})")
 
 
-def read_text(path):
-    """Whole text of a plain or gzip-compressed file; a truncated/corrupt gzip raises ValueError naming it."""
-    path = require_file(path)
+#: the first two bytes of every gzip stream (RFC 1952)
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_bytes(path):
+    """The file's bytes, decompressed if it is gzip by its magic number, whatever its name: a plain file named
+    ``.gz`` (a browser download, decompressed on the fly) was refused as "not valid gzip" by every reader but
+    CK04's, and a gzip file without ``.gz`` read as binary. A truncated or corrupt gzip raises ValueError
+    naming the file; one that cannot be opened (missing, a directory, no permission) the OSError that says
+    so: it is not a damaged gzip."""
+    raw = Path(path).read_bytes()
+    if raw[:2] != GZIP_MAGIC:
+        return raw
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                data = fh.read()
-        else:
-            data = path.read_bytes()
-    except PermissionError:
-        raise                       # not a damaged file: the user's read permission (the CLI prints it)
-    except (EOFError, OSError, zlib.error) as exc:
+        return gzip.decompress(raw)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{path}: cannot be read, the file is truncated or not valid gzip ({exc})") from exc
+
+
+def read_text(path):
+    """Whole text of a plain or gzip-compressed file (:func:`read_bytes`: gzip by content, not by name)."""
+    path = require_file(path)
+    data = read_bytes(path)
     try:
         return data.decode("ascii")
     except UnicodeDecodeError as exc:

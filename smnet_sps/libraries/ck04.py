@@ -10,17 +10,14 @@ file of the grid: files it lists that are absent are named in a warning and in `
 """
 from __future__ import annotations
 
-import gzip
 import io
 import re
 import warnings
-import zlib
-from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
-from ._common import LibrarySpectra, check_flux, check_wavelengths, odd_ones_out, require_dir
+from ._common import LibrarySpectra, check_flux, check_wavelengths, odd_ones_out, read_bytes, require_dir
 
 NAME = "ck04"
 FOLDER = "ck04_castelli_kurucz"
@@ -37,22 +34,8 @@ _FILE_RE = re.compile(r"^ck([mp])(\d\d)_(\d+)\.fits(\.gz)?$")
 CATALOG_NAMES = ("catalog.fits", "catalog.fits.gz")
 
 
-def _fits_content(path):
-    """The file's bytes, decompressed if gzip (by its magic number, as astropy decides). Decompressed here,
-    not by astropy: astropy reads a gzip cut short as a file without its table ("expected a binary table in
-    extension 1") instead of saying it is truncated. A file that cannot be opened (missing, a directory, no
-    permission) raises the OSError that says so: it is not a damaged gzip."""
-    raw = Path(path).read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ValueError(f"{path}: cannot be read, the file is truncated or not valid gzip ({exc})") from exc
-
-
 def _read_table(path):
-    content = io.BytesIO(_fits_content(path))
+    content = io.BytesIO(read_bytes(path))
     try:
         with fits.open(content, memmap=False) as hdul:
             if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
@@ -83,7 +66,7 @@ def _catalog_files(folder):
         if not path.is_file():
             continue
         try:
-            with fits.open(io.BytesIO(_fits_content(path)), memmap=False) as hdul:
+            with fits.open(io.BytesIO(read_bytes(path)), memmap=False) as hdul:
                 names = np.asarray(hdul[1].data["FILENAME"]).astype(str)
         except (OSError, TypeError, KeyError, IndexError, EOFError, ValueError) as exc:
             raise ValueError(f"{path}: cannot be read as the CK04 catalog (a table with a FILENAME column: "
@@ -158,6 +141,13 @@ def read(folder, progress=None):
                          + (f" (+{len(odd) - 5} more)" if len(odd) > 5 else "")
                          + f": wavelength grid differs from the other CK04 files ({len(waves) - len(odd)} of "
                          f"{len(waves)} share one grid); replace the damaged file with the original")
+    if not files:
+        # e.g. NextGen's lte*.NextGen.spec.gz copied into the CK04 folders: "no computed spectra found" did
+        # not say that no file had a CK04 name
+        others = sorted(p.name for sub in subdirs for p in sub.iterdir() if p.is_file())
+        seen = f"; found {len(others)} other file(s), e.g. {', '.join(others[:3])}" if others else ""
+        raise ValueError(f"CK04: no spectrum files named ck<m|p>NN_<Teff>.fits (or .fits.gz, e.g. "
+                         f"ckm05_5750.fits) in the ckm??/ckp?? folders of {folder}{seen}")
     if not flux:
         raise ValueError(f"CK04: no computed spectra found under {folder}")
     extra = {}
