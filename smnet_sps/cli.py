@@ -62,6 +62,14 @@ def _age_unit(unit, token, option):
                          "Gyr") from None
 
 
+def bare_age_hint(text, value):
+    """Units to suggest for an age typed without one, the likelier first: a number above 1e4 is surely years
+    (1e4 Gyr is 700 times the age of the universe), one below 20 surely Gyr; between, Myr. ``'1e10'`` gave
+    "e.g. 1e10Gyr or 1e10yr", the impossible reading first."""
+    first, second = ("yr", "Gyr") if value > 1e4 else ("Gyr", "Myr") if value < 20 else ("Myr", "yr")
+    return f"{text}{first} or {text}{second}"
+
+
 def parse_ages_option(values, n_ages=None, option="--ages"):
     """Ages typed on the command line -> ages [yr] (float array, in the order typed; a range increasing).
 
@@ -90,7 +98,8 @@ def parse_ages_option(values, n_ages=None, option="--ages"):
             items.append(m)
         last = items[-1]["hi_unit"] or items[-1]["lo_unit"]
         if not last:
-            raise ValueError(f"{option} {token!r} has no unit; give one, e.g. {text}Gyr "
+            number = float(items[-1]["hi"] or items[-1]["lo"])
+            raise ValueError(f"{option} {token!r} has no unit; give one, e.g. {bare_age_hint(text, number)} "
                              "(yr, kyr, Myr or Gyr)")
         for m in items:
             hi_unit = m["hi_unit"] or last

@@ -124,7 +124,8 @@ def cli_age(text, option="--age"):
         raise ValueError(f"cannot read {option} {text!r}; give a time with its unit, e.g. 10Gyr, '500 Myr' "
                          "or 1e9yr") from None
     if age.unit == u.dimensionless_unscaled:
-        raise ValueError(f"{option} {text!r} has no unit; give one, e.g. {text}Gyr or {text}yr")
+        from .cli import bare_age_hint
+        raise ValueError(f"{option} {text!r} has no unit; give one, e.g. {bare_age_hint(text, age.value)}")
     return age
 
 

@@ -719,3 +719,17 @@ def test_docs_young_metal_poor_ssps_outside_coverage():
     assert np.all(np.diff(np.flatnonzero(over)) == 1)             # one run of young ages
     assert np.round(100 * np.array([share[0][over].min(), share[0][over].max()])).tolist() == [lo, hi]
     assert share[1].max() < OUTSIDE_WARN_FRACTION
+
+
+def test_a_bare_age_suggests_the_likelier_unit_first(capsys):
+    """`ssp --age 1e10` suggested "e.g. 1e10Gyr or 1e10yr": 1e10 Gyr first, 700 times the age of the universe.
+    A bare number above 1e4 is now suggested in yr first, one below 20 in Gyr first (ssp and the --ages
+    grammar of ssp-grid / mags alike)."""
+    from smnet_sps.cli import main
+    for text, hint in (("1e10", "1e10yr or 1e10Gyr"), ("5", "5Gyr or 5Myr"), ("500", "500Myr or 500yr"),
+                       ("3e8-1e10", "3e8-1e10yr or 3e8-1e10Gyr")):
+        if "-" not in text:
+            assert main(["ssp", "--age", text, "--generator", "blackbody"]) == 1
+            assert f"--age '{text}' has no unit; give one, e.g. {hint}" in capsys.readouterr().err
+        assert main(["ssp-grid", "--ages", text, "--generator", "blackbody", "--out", "g.h5"]) == 1
+        assert f"--ages '{text}' has no unit; give one, e.g. {hint} (yr" in capsys.readouterr().err
