@@ -1902,3 +1902,11 @@ def test_a_spectrum_in_increasing_frequency_is_read_in_wavelength_order(gen):
     assert fit_hz.logz == pytest.approx(fit_aa.logz, abs=1e-6)
     with pytest.raises(ValueError, match="strictly increasing .*reverse wave, flux, ivar and mask"):
         check_spectrum(w[::-1] * u.AA, f[::-1])           # a wavelength decreasing is still refused
+    # a per-pixel LSF in the same (frequency) order goes with its pixels; it was applied mirrored (review:
+    # 10-60 A FWHM gave 4,905 K, log g 2.26 for 5,105 K, 4.37)
+    fwhm = np.linspace(10.0, 60.0, w.size)
+    fit_aa = fit_star(w, f, iv, generator=gen, resolution_fwhm=fwhm, n_starts=1)
+    fit_hz = fit_star(nu[::-1], f_nu[::-1], iv_nu[::-1], generator=gen, resolution_fwhm=fwhm[::-1],
+                      n_starts=1)
+    assert fit_hz.teff == pytest.approx(fit_aa.teff, rel=1e-6)
+    assert fit_hz.logg == pytest.approx(fit_aa.logg, abs=1e-6)
