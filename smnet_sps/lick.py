@@ -64,6 +64,10 @@ def _array_input(wave, flux):
     _refuse_masked(wave, "wave")
     wave = _unmask(column_quantity(wave, "wave"))[0]
     _, mask = _unmask(flux)
+    if isinstance(getattr(flux, "unit", None), u.UnrecognizedUnit):
+        # a unit astropy cannot parse ('1E-17 erg/cm^2/s/Ang', 'counts'): plain numbers, as any flux whose
+        # unit an index cannot use (it is a ratio of band means); column_quantity refused the column
+        flux = np.asarray(flux) if mask is None else np.ma.masked_array(np.ma.getdata(flux), mask)
     flux = _unmask(column_quantity(flux, "flux"))[0]
     if mask is None or not mask.any():
         return wave, flux

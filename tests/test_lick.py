@@ -280,5 +280,15 @@ def test_table_columns_and_masked_fluxes(miles_star):
         for name in ("Hbeta", "Fe5335"):
             assert got[name] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), name
     assert measure_index(wave, np.ma.array(flux), "Mgb", medium="air") == ref["Mgb"]   # nothing masked
+    # a flux column whose unit astropy cannot parse (SDSS's '1E-17 erg/cm^2/s/Ang') is plain numbers, as the
+    # docs say of any unit an index cannot use; it was refused with a message suggesting u.K
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        sdss = Column(flux, unit="1E-17 erg/cm^2/s/Ang/spaxel")
+        sdss_masked = MaskedColumn(garbage, mask=hidden, unit="1E-17 erg/cm^2/s/Ang/spaxel")
+    assert isinstance(sdss.unit, u.UnrecognizedUnit)
+    assert measure_index(wave, sdss, "Mgb", medium="air") == pytest.approx(ref["Mgb"], rel=1e-12)
+    assert np.isnan(measure_index(wave, sdss_masked, "Mgb", medium="air"))
     with pytest.raises(ValueError, match="wave is a masked array with 1 masked value"):
         measure_index(np.ma.array(wave, mask=wave == wave[100]), flux, "Mgb", medium="air")
