@@ -551,15 +551,13 @@ class NeuralGenerator(_TorchGenerator):
         self._gravity_ranges = {}      # library index -> log g range of its grid (_gravity_range), on use
         self.default_library = self._check_library(library)
         # a specialist (train --libraries) served the libraries it was not trained on without a word: from
-        # scratch, their spectra come from an untrained input, yet the mixture picked them and flagged covered
+        # scratch, their spectra come from an untrained input, yet picked and flagged covered.
+        # Said where a call asks for them (_check_library): the library is often chosen per call
         trained = cfg.get("trained_libraries")
-        untrained = [n for n in self.library_names if trained is not None and n not in trained]
-        if cfg["arch"] == "mlp" and untrained and self.default_library not in (trained or ()):
-            how = "drifted from its base" if cfg.get("init_from") else "an untrained input"
-            warnings.warn(f"{directory} was trained on {', '.join(trained)} only (a specialist): its "
-                          f"{', '.join(untrained)} spectra are not what it was trained for ({how}); "
-                          f"load it with library={trained[0]!r}, or combine it with its base model "
-                          "(smnet-sps experts)", UserWarning, stacklevel=3)
+        self._untrained_libraries = (
+            [n for n in self.library_names if trained is not None and n not in trained]
+            if cfg["arch"] == "mlp" else [])
+        self._untrained_how = "drifted from its base" if cfg.get("init_from") else "an untrained input"
         norm = ("; each spectrum rescaled so its integral over "
                 f"{self.wavelength[0]:g}-{self.wavelength[-1]:g} A = sigma*Teff^4" if self.renormalise
                 else " (not renormalised)")
@@ -794,10 +792,18 @@ class NeuralGenerator(_TorchGenerator):
     def _check_library(self, library):
         """The library a call imitates: ``library`` if given (checked), else the model's default."""
         if library is None:
-            return getattr(self, "default_library", None)
-        if library not in self.library_names:
+            library = getattr(self, "default_library", None)
+        elif library not in self.library_names:
             raise ValueError(f"unknown library {library!r}; this model knows {self.library_names} (or None "
                              "for the smooth mixture)")
+        untrained = getattr(self, "_untrained_libraries", ())
+        if untrained and (library is None or library in untrained):
+            trained = [n for n in self.library_names if n not in untrained]
+            asked = f"library={library!r}" if library is not None else "the default mixture"
+            warnings.warn(f"{self.directory} was trained on {', '.join(trained)} only (a specialist): "
+                          f"{asked} serves {', '.join(untrained)} spectra it was not trained for "
+                          f"({self._untrained_how}); use library={trained[0]!r}, or combine it with its base "
+                          "model (smnet-sps experts)", UserWarning, stacklevel=3)
         return library
 
     def mixture(self, teff, logg, logz, library=None):

@@ -578,9 +578,13 @@ def test_a_specialist_loaded_alone_warns_of_the_libraries_it_was_not_trained_on(
     it was trained for) loads quietly."""
     import warnings
     _, base, spec, _ = models
-    with pytest.warns(UserWarning, match=r"trained on libb only \(a specialist\): its liba spectra"):
-        load_generator(spec, device="cpu")
+    with pytest.warns(UserWarning, match=r"trained on libb only \(a specialist\): the default mixture serves "
+                                         r"liba spectra it was not trained for"):
+        load_generator(spec, device="cpu").surface_flux(9000.0, 4.5, 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        load_generator(spec, device="cpu", library="libb")
-        load_generator(base, device="cpu")
+        load_generator(spec, device="cpu", library="libb").surface_flux(9000.0, 4.5, 0.0)
+        load_generator(spec, device="cpu").surface_flux(9000.0, 4.5, 0.0, library="libb")   # chosen per call
+        load_generator(base, device="cpu").surface_flux(9000.0, 4.5, 0.0)
+    with pytest.warns(UserWarning, match=r"library='liba' serves liba spectra"):
+        load_generator(spec, device="cpu").surface_flux(9000.0, 4.5, 0.0, library="liba")
