@@ -659,23 +659,26 @@ def add_cli(sub):
     )
     p.add_argument("--degree", type=int, default=3,
                    help="degree of the multiplicative continuum polynomial (default 3)")
-    p.add_argument("--wmin", type=float, default=None, help="ignore wavelengths below this [A, vacuum]")
-    p.add_argument("--wmax", type=float, default=None, help="ignore wavelengths above this [A, vacuum]")
+    p.add_argument("--wmin", type=float, default=None,
+                   help="ignore wavelengths below this [A, vacuum, as read: the observed frame]")
+    p.add_argument("--wmax", type=float, default=None,
+                   help="ignore wavelengths above this [A, vacuum, as read: the observed frame]")
     p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace",
                    help="errors from the Laplace approximation at the best fit (default), or from an emcee "
                         "ensemble (needs the emcee package; slower)")
     # without them a galaxy at cz 5,000 km/s was fitted inside +-1000 km/s and ended on every bound (exit 0)
     p.add_argument("--max-rv", type=float, default=1000.0, metavar="KM_S",
                    help="largest |radial velocity| the fit may reach [km/s], 0 < max-rv < c; the start is "
-                        "scanned over +-max-rv (default 1000: raise it for a redshifted galaxy)")
+                        "scanned over +-max-rv (default 1000; a galaxy of known redshift: --redshift, rv "
+                        "relative to it)")
     p.add_argument("--shift", choices=["model", "data"], default="model",
                    help="what the velocity moves: 'model' (default; the most precise rv for a spectrum the "
                         "model describes well) or 'data' (re-binned onto the model's rest-frame pixels at "
                         "each trial rv: Teff / log g / [M/H] independent of the star's velocity; data "
                         "pixels at most a tenth of the model's; docs/fit.md)")
     p.add_argument("--rv-guess", type=float, default=0.0, metavar="KM_S",
-                   help="radial velocity to try first [km/s], within +-max-rv (default 0; e.g. c z for a "
-                        "galaxy of known redshift)")
+                   help="radial velocity to try first [km/s], within +-max-rv (default 0; relative to "
+                        "--redshift when given: a galaxy's known z goes there, not here)")
     p.add_argument("--redshift", type=float, default=None, metavar="Z",
                    help="with --ssp-grid: the galaxy's known redshift; the fit works in its rest frame and "
                         "rv (--rv-guess, --max-rv) is relative to it (z 0.5 through --max-rv took 15 min)")
