@@ -314,6 +314,14 @@ def _ivar_factor(unit, wave, flux_unit, name="ivar", flux_name="flux"):
                          f"flux density)^2, e.g. {flux_unit ** -2} or 1 / Jy2") from None
 
 
+def _reversed_axis(wave_in, wave_aa):
+    """Whether a spectrum is read in reverse: ``wave_in`` is a Quantity in frequency, energy or wavenumber
+    whose wavelengths ``wave_aa`` [A] decrease (an increasing frequency axis, as the fit CLI's readers take
+    it); a wavelength axis is never reversed (red to blue is refused)."""
+    return (hasattr(wave_in, "unit") and not wave_in.unit.is_equivalent("Angstrom")
+            and np.ndim(wave_aa) == 1 and bool(np.all(np.diff(wave_aa) < 0)))
+
+
 def _fwhm_in_wavelength_order(wave, resolution_fwhm):
     """``resolution_fwhm`` as :func:`check_spectrum` orders the pixels: a per-pixel array given with an
     increasing frequency (energy, wavenumber) axis reversed with the spectrum (it stayed in the caller's
@@ -325,9 +333,7 @@ def _fwhm_in_wavelength_order(wave, resolution_fwhm):
         lam = _as_angstrom(wave, "wave")[0]
     except (TypeError, ValueError):
         return resolution_fwhm             # check_spectrum names what is wrong with wave
-    if not wave.unit.is_equivalent("Angstrom") and lam.ndim == 1 and bool(np.all(np.diff(lam) < 0)):
-        return resolution_fwhm[::-1]
-    return resolution_fwhm
+    return resolution_fwhm[::-1] if _reversed_axis(wave, lam) else resolution_fwhm
 
 
 def check_spectrum(wave, flux, ivar=None, mask=None):
@@ -375,8 +381,7 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
         raise ValueError("wave must be finite and positive (Angstrom)")
     # a frequency, energy or wavenumber increasing is a wavelength decreasing: read in wavelength order (all
     # arrays reversed together), as the fit CLI's readers do; it was refused as "must be strictly increasing"
-    reverse = (hasattr(wave_in, "unit") and not wave_in.unit.is_equivalent("Angstrom")
-               and bool(np.all(np.diff(wave) < 0)))
+    reverse = _reversed_axis(wave_in, wave)
     if reverse:
         wave, flux = wave[::-1], flux[::-1]
     if np.any(np.diff(wave) <= 0):
