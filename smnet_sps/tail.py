@@ -100,7 +100,9 @@ def _closest_on_segments(q, a, b):
 
 
 def _closest_on_triangles(p, a, b, c):
-    """Closest points to p (m, 3) on triangles a, b, c (m, k, 3) -> (m, k, 3) (Ericson 2005, 5.1.5)."""
+    """Closest points to p (m, 3) on triangles a, b, c (m, k, 3) -> (m, k, 3) (Ericson 2005, 5.1.5). The
+    readable stacked form: the tail runs :func:`_closest_on_triangles_parts`, which the tests hold to it bit
+    for bit."""
     p = np.broadcast_to(p[:, None], a.shape)
     ab, ac, ap = b - a, c - a, p - a
     d1, d2 = (ab * ap).sum(-1), (ac * ap).sum(-1)
@@ -675,19 +677,14 @@ class _LibraryTail:
         out[none] = xs[none]
         return out, np.sqrt(best)
 
-    def _closest(self, xs, cand):
-        """Closest points (m, k, ndim) of facets cand (m, k; -1: none, facet 0 stands in) to points xs."""
-        f = self.facets[np.maximum(cand, 0)]
-        if self.ndim == 2:
-            return _closest_on_segments(xs, f[:, :, 0], f[:, :, 1])
-        return _closest_on_triangles(xs, f[:, :, 0], f[:, :, 1], f[:, :, 2])
-
     def _closest_parts(self, xs, cand):
-        """:meth:`_closest` as ndim arrays (m, k), one per coordinate."""
-        if self.ndim != 3:
-            closest = self._closest(xs, cand)
-            return [closest[..., d] for d in range(self.ndim)]
+        """Closest points of facets cand (m, k; -1: none, facet 0 stands in) to points xs, as ndim arrays
+        (m, k), one per coordinate."""
         f = np.maximum(cand, 0)
+        if self.ndim == 2:
+            seg = self.facets[f]
+            closest = _closest_on_segments(xs, seg[:, :, 0], seg[:, :, 1])
+            return [closest[..., d] for d in range(2)]
         corners = [[part[f] for part in vertex] for vertex in self.facet_corner_parts]
         return _closest_on_triangles_parts([xs[:, d:d + 1] for d in range(3)], *corners)
 
