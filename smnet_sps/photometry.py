@@ -136,24 +136,20 @@ VEGA_OUTSIDE_MAX = 1e-3
 SUN_OUTSIDE_MAX = VEGA_OUTSIDE_MAX
 
 
-def _weight_outside(bp, lo, hi):
-    """Share of filter ``bp``'s weight (int T lambda dlambda) outside [lo, hi] [A], on the filter's points
-    (a segment across lo or hi counts half or nothing of itself); the measure of the Vega and Sun
-    thresholds."""
+def _weight_outside(bp, lo, hi, cut_segments=False):
+    """Share of filter ``bp``'s weight (int T lambda dlambda) outside [lo, hi] [A].
+
+    On the filter's points (default; the measure of the Vega and Sun thresholds): a segment across lo or hi
+    counts half or nothing of itself. ``cut_segments``: lo and hi join the points, so such a segment counts
+    its part beyond them (the default gave 0 for a filter whose last point with throughput lay inside and
+    the next, at zero, beyond: the extrapolate warning's measure)."""
     b = np.asarray(bp.waveset.to_value(u.AA), float)
+    if cut_segments:
+        b = np.union1d(b, [v for v in (lo, hi) if b[0] < v < b[-1]])
     tb = b * bp(b).value
     norm = float(abs(np.trapezoid(tb, x=b)))
-    return float(abs(np.trapezoid(np.where((b < lo) | (b > hi), tb, 0.0), x=b))) / norm
-
-
-def _weight_beyond(bp, lo, hi):
-    """Share of filter ``bp``'s weight (int T lambda dlambda) beyond [lo, hi] [A], with lo and hi among the
-    points, so a segment across them counts its part beyond (:func:`_weight_outside` gave 0 for a filter
-    whose last point with throughput lay inside and the next, at zero, beyond)."""
-    b = np.asarray(bp.waveset.to_value(u.AA), float)
-    b = np.union1d(b, [v for v in (lo, hi) if b[0] < v < b[-1]])
-    tb = b * bp(b).value
-    norm = float(abs(np.trapezoid(tb, x=b)))
+    if not cut_segments:
+        return float(abs(np.trapezoid(np.where((b < lo) | (b > hi), tb, 0.0), x=b))) / norm
     left, right = b <= lo, b >= hi
     return float(abs(np.trapezoid(tb[left], x=b[left])) + abs(np.trapezoid(tb[right], x=b[right]))) / norm
 
@@ -723,8 +719,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     if extrapolate:
         # the zero-extended bands, by their share of weight beyond the spectrum: extrapolate=True made a
         # 3540-7410 A spectrum's sdss u (37 % of its weight outside it) 0.43 mag faint without a word
-        outside = {bw.name: _weight_beyond(bp, w[0], w[-1]) for bw, (_, bp) in zip(bands, named)
-                   if bw.support[0] < w[0] or bw.support[1] > w[-1]}
+        outside = {bw.name: _weight_outside(bp, w[0], w[-1], cut_segments=True)
+                   for bw, (_, bp) in zip(bands, named) if bw.support[0] < w[0] or bw.support[1] > w[-1]}
         outside = {k: v for k, v in outside.items() if v > _outside_quiet}
         if outside:
             warnings.warn(f"{len(outside)} filter(s) reach beyond the spectrum ({w[0]:.6g}-{w[-1]:.6g} A"
