@@ -84,11 +84,10 @@ def _shape(cfg):
 
 
 def _wavelength(directory, cfg):
-    """A model directory's wavelength grid [A] (its config's ``wavelength_file``)."""
-    path = Path(directory) / cfg.get("wavelength_file", "wavelength.npy")
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} has no {path.name} (the wavelengths of its spectra)")
-    return np.asarray(np.load(path, allow_pickle=False), float)
+    """A model directory's wavelength grid [A] (its config's ``wavelength_file``), read and checked as a
+    loaded model's is."""
+    from .neural import _load_wavelength
+    return _load_wavelength(Path(directory) / cfg.get("wavelength_file", "wavelength.npy"))
 
 
 def _describe(wavelength):
