@@ -171,6 +171,21 @@ def _torch_load(path, crc=True):
     return sd
 
 
+def _model_weights(directory, cfg, what="weights file"):
+    """(path, state_dict) of a model directory's weights, checked: its config's recorded ``weights_sha256``
+    (another model's weights.pt copied in), then the file (:func:`_torch_load`: its CRCs only where no sha256
+    is recorded, the whole file having just been hashed), then NaN / inf. ``what`` names the file in the
+    sha256 error. A file that holds no state_dict, or NaN / inf, is a ValueError."""
+    path = Path(directory) / cfg.get("weights_file", "weights.pt")
+    if path.is_file():                 # a missing file is named by _torch_load
+        check_recorded_sha256(path, cfg.get("weights_sha256"), "weights_sha256", what)
+    sd = _torch_load(path, crc=cfg.get("weights_sha256") is None)
+    if not isinstance(sd, dict):
+        raise ValueError(f"weights file {path} is not a state_dict")
+    _check_finite_weights(sd, path)
+    return path, sd
+
+
 def _check_finite_weights(state_dict, path):
     bad = [k for k, v in state_dict.items()
            if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
@@ -507,13 +522,7 @@ class NeuralGenerator(_TorchGenerator):
         self.log1p01 = cfg.get("log1p01")
         self.renormalise = check_switch(renormalise, "renormalise")
 
-        weights_path = directory / cfg.get("weights_file", "weights.pt")
-        if weights_path.is_file():         # a missing file is named by _torch_load
-            check_recorded_sha256(weights_path, cfg.get("weights_sha256"), "weights_sha256", "weights file")
-        sd = _torch_load(weights_path, crc=cfg.get("weights_sha256") is None)
-        if not isinstance(sd, dict):
-            raise ValueError(f"weights file {weights_path} is not a state_dict")
-        _check_finite_weights(sd, weights_path)
+        sd = _model_weights(directory, cfg)[1]
         try:
             # its random initial weights, replaced by the file's, must not advance the caller's random numbers
             with caller_torch_state_kept():

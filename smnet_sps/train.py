@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checksums import check_recorded_sha256, check_zip_crc, file_sha256
+from .checksums import check_zip_crc, file_sha256
 from .constants import NODE_STEPS, SIGMA_SB
 from .mixture import MIXTURE_FILE
 from .model import (LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, caller_torch_state_kept, fit_log1p01,
@@ -1049,7 +1049,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         return spread
 
     if init_from is not None and not resume:
-        from .neural import _check_finite_weights, _torch_load
+        from .neural import _model_weights
         init_dir = Path(init_from)
         if init_cfg.get("arch") != arch or init_cfg.get("arch_kwargs") != arch_kwargs:
             raise ValueError(f"init_from={init_dir}: its architecture {init_cfg.get('arch')} "
@@ -1072,12 +1072,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                                  "stay held out")
         # the weights its config.json records (as load_generator checks them): another model's weights.pt
         # copied in was warm-started from without a word
-        weights_path = init_dir / init_cfg.get("weights_file", "weights.pt")
-        if weights_path.is_file():         # a missing file is named by _torch_load
-            check_recorded_sha256(weights_path, init_cfg.get("weights_sha256"), "weights_sha256",
-                                  f"init_from={init_dir}: weights file")
-        init_sd = _torch_load(weights_path, crc=init_cfg.get("weights_sha256") is None)
-        _check_finite_weights(init_sd, weights_path)
+        init_sd = _model_weights(init_dir, init_cfg, f"init_from={init_dir}: weights file")[1]
         model.load_state_dict({k: v.to(dev) for k, v in init_sd.items()})
         if arch == "mlp":
             std = use_loaded_scaling()
