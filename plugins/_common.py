@@ -31,6 +31,7 @@ from astropy import units as u
 from smnet_sps.medium import check_medium, per_angstrom
 from smnet_sps.ssp import check_ssp_flux_scale, is_dsps_ssp_data
 from smnet_sps.isochrones import FAMILIES as ISOCHRONE_FAMILIES
+from smnet_sps.isochrones import check_zsun as _check_zsun
 
 __all__ = ["SSPArrays", "as_ssp_arrays", "smnet_ssp_grid", "resolve_zsun", "check_zsun", "DEFAULT_ZSUN",
            "grid_medium", "template_lsf", "in_medium", "output_path"]
@@ -363,15 +364,9 @@ def resolve_zsun(ssp, zsun=None):
 
 
 def check_zsun(zsun, example="0.0152 (PARSEC) or 0.02"):
-    """``zsun`` as a float in (0, 1), else a ValueError naming zsun (``'x'`` gave float()'s "could not
-    convert string to float", which named no argument)."""
-    try:
-        value = float(zsun)
-    except (TypeError, ValueError):
-        value = None
-    if value is None or not 0 < value < 1:
-        raise ValueError(f"zsun must be a metal mass fraction in (0, 1), e.g. {example}; got {zsun!r}")
-    return value
+    """``zsun`` as a float in (0, 1), else a ValueError naming zsun (the package's rule,
+    :func:`smnet_sps.isochrones.check_zsun`, with the hosts' example)."""
+    return _check_zsun(zsun, "zsun", example)
 
 
 def smnet_ssp_grid(ages, Zs, **kwargs):

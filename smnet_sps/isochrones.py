@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["FAMILIES", "FAMILY_CHOICES", "PHASE_NAMES", "PRE_MS_PHASE", "UNFLAGGED_PHASE", "Isochrone",
-           "IsochroneSet", "load_isochrones", "convert_fsps_isochrones", "isochrone_dir"]
+           "IsochroneSet", "load_isochrones", "convert_fsps_isochrones", "isochrone_dir", "check_zsun"]
 
 # FSPS fsps_ev_phases.txt
 PHASE_NAMES = {0: "main sequence", 1: "sub giant branch", 2: "red giant branch",
@@ -238,6 +238,19 @@ class IsochroneSet:
 
 #: the isochrone families a user can name, for the command line's help texts
 FAMILY_CHOICES = "parsec (default), padova, or mist (needs the optional package lachesis-grids)"
+
+
+def check_zsun(zsun, where="zsun", example="0.0152 (PARSEC), 0.019 (Padova) or 0.0142 (MIST)"):
+    """``zsun`` as a float, a metal mass fraction in (0, 1), else a ValueError naming ``where`` and giving
+    ``example``: a negative or NaN zsun made every [M/H] NaN, True was taken as Zsun = 1, and 'x' gave
+    float()'s "could not convert string to float", which named no argument."""
+    try:
+        value = float(zsun)
+    except (TypeError, ValueError):
+        value = np.nan
+    if isinstance(zsun, (bool, np.bool_)) or not (0.0 < value < 1.0):
+        raise ValueError(f"{where} must be a metal mass fraction in (0, 1), e.g. {example}; got {zsun!r}")
+    return value
 
 
 def _canonical(name):

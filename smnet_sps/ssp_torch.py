@@ -18,6 +18,7 @@ import torch
 from .backend import _log_value, _trapz_weights
 from .generator import _logz_value, _torch_input
 from .isochrones import FAMILIES as ISOCHRONE_FAMILIES
+from .isochrones import check_zsun
 from .neural import resolve_device
 
 __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
@@ -47,22 +48,6 @@ def _grid_zsun(grid):
             return stated["zsun"]
     stated = getattr(grid, "zsun", None)
     return stated if stated is not None else DEFAULT_ZSUN
-
-
-def _check_zsun(zsun, given):
-    """``zsun`` as a float, a metal mass fraction in (0, 1): a negative or NaN zsun made every [M/H] NaN, so
-    that the bounds check passed and every spectrum came out NaN without a word (0 or inf failed only at the
-    call, as "logz must lie inside the SSP grid, inf-inf"; True was taken as Zsun = 1). ``given``: True for
-    the argument, False for the grid's own value (the message says which)."""
-    where = "zsun" if given else "the grid's zsun (attrs['zsun'], meta['zsun'] or .zsun)"
-    try:
-        value = float(zsun)
-    except (TypeError, ValueError):
-        value = np.nan
-    if isinstance(zsun, (bool, np.bool_)) or not (0.0 < value < 1.0):
-        raise ValueError(f"{where} must be a metal mass fraction in (0, 1), e.g. 0.0152 (PARSEC), 0.019 "
-                         f"(Padova) or 0.0142 (MIST); got {zsun!r}")
-    return value
 
 
 def _check_dtype(dtype):
@@ -177,7 +162,9 @@ class SSPInterpolator:
 
     def __init__(self, grid, zsun=None, dtype=torch.float64, device="cpu"):
         dtype, device = _check_dtype(dtype), resolve_device(device)
-        zsun = _check_zsun(zsun, True) if zsun is not None else _check_zsun(_grid_zsun(grid), False)
+        # a negative or NaN zsun made every [M/H] NaN: the bounds check passed and every spectrum was NaN
+        zsun = (check_zsun(zsun) if zsun is not None else
+                check_zsun(_grid_zsun(grid), "the grid's zsun (attrs['zsun'], meta['zsun'] or .zsun)"))
         wave = np.asarray(grid.ssp_wave, float)
         # an air grid used as vacuum shifted every line by ~83 km/s: rv +91 km/s, [M/H] +0.14 on a vacuum SSP
         self.source_medium = _grid_medium(grid)
