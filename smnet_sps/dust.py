@@ -134,29 +134,25 @@ def reddy2015(wave):
     return np.maximum(k, 0.0) / 2.505           # the red fit dips below 0 near 2.85 um: no amplification
 
 
-def _check_index(name, value):
-    """A power-law index (dust_index, dust1_index) must be a finite number: NaN or inf gave a NaN spectrum."""
-    try:
-        x = np.asarray(value, float)
-        finite = x.size == 1 and bool(np.isfinite(x).all())
-    except (TypeError, ValueError):
-        finite = False
-    if isinstance(value, (str, bytes)) or not finite:
-        raise ValueError(f"{name} is the power-law index of an attenuation curve (lambda / 5500 A)^{name} "
-                         f"and must be one finite number; got {value!r}")
-
-
-def _one_number(name, value, what, lo, hi):
-    """``value`` as a float in [lo, hi] (finite), else a ValueError naming ``name`` and ``what`` it is."""
+def _one_number(name, value, what, lo=-np.inf, hi=np.inf):
+    """``value`` as one finite float in [lo, hi], else a ValueError naming ``name``, ``what`` it is, the
+    allowed range and the value got. A bool, text, an array (even of one element) or a Quantity is refused:
+    the dust and IGM parameters are plain numbers (an A_V in u.mag is not an optical depth)."""
     ok = not isinstance(value, (str, bytes, bool, np.bool_)) and not hasattr(value, "unit")
     try:
         x = float(value) if ok and np.ndim(value) == 0 else np.nan
     except (TypeError, ValueError):
         x = np.nan
     if not (np.isfinite(x) and lo <= x <= hi):
-        bounds = f">= {lo:g}" if hi == np.inf else f"in [{lo:g}, {hi:g}]"
-        raise ValueError(f"{name} is {what} and must be one finite number {bounds}; got {value!r}")
+        bounds = ("" if lo == -np.inf and hi == np.inf else f" >= {lo:g}" if hi == np.inf
+                  else f" <= {hi:g}" if lo == -np.inf else f" in [{lo:g}, {hi:g}]")
+        raise ValueError(f"{name} is {what} and must be one finite number{bounds}; got {value!r}")
     return x
+
+
+def _check_index(name, value):
+    """A power-law index (dust_index, dust1_index) as one finite float: NaN or inf gave a NaN spectrum."""
+    return _one_number(name, value, f"the power-law index of an attenuation curve (lambda / 5500 A)^{name}")
 
 
 def attenuation_curve(wave, dust_type=0, dust_index=-0.7, mwr=3.1, uvb=1.0):
@@ -167,7 +163,7 @@ def attenuation_curve(wave, dust_type=0, dust_index=-0.7, mwr=3.1, uvb=1.0):
         # True == 1 in Python: dust_type=True ran as the MW curve (StellarPopulation refuses it too)
         raise ValueError(f"dust_type must be one of {sorted(DUST_TYPES)} ({DUST_TYPES}); got {dust_type!r}")
     if dust_type in (0, 4):
-        _check_index("dust_index", dust_index)
+        dust_index = _check_index("dust_index", dust_index)
     if dust_type == 0:
         return power_law(wave, dust_index)
     if dust_type == 1:
@@ -195,12 +191,12 @@ def attenuate(wave, young, old, *, dust_type=0, dust1=0.0, dust2=0.0, dust3=0.0,
 
     ``young * [exp(-dust1 (l/5500)^dust1_index) (1 - frac_obrun) + frac_obrun] + old * exp(-dust3 curve)``,
     then times ``(1 - frac_nodust) exp(-dust2 curve) + frac_nodust``. Any units (the result has those of the
-    inputs); ``young``/``old`` are (..., n_wave). ``dust_index`` and ``dust1_index`` must be finite;
+    inputs); ``young``/``old`` are (..., n_wave). ``dust_index`` and ``dust1_index`` one finite number each;
     ``dust1``, ``dust2``, ``dust3`` are optical depths at 5500 A (tau_V = A_V / 1.086), one plain number >= 0
     each, and ``frac_nodust``, ``frac_obrun`` one number in [0, 1] (ValueError otherwise).
     """
-    for name, v in (("dust_index", dust_index), ("dust1_index", dust1_index)):
-        _check_index(name, v)
+    dust_index, dust1_index = (_check_index(name, v) for name, v in (("dust_index", dust_index),
+                                                                      ("dust1_index", dust1_index)))
     # one plain number each: None or text raised a TypeError, an array numpy's "truth value ... ambiguous",
     # an A_V in u.mag an astropy UnitTypeError from exp, none of them naming the parameter
     dust1, dust2, dust3 = (_one_number(name, v, "an optical depth at 5500 A (tau_V = A_V / 1.086, a plain "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dust import _one_number
 from .medium import _as_angstrom
 
 __all__ = ["LYMAN_LINES", "LYMAN_COEFFS", "check_redshift", "madau_tau", "igm_transmission"]
@@ -98,14 +99,8 @@ def _tau(w, z, n_lines, metals):
 def igm_transmission(wave_rest, z, igm_factor=1.0, **kwargs):
     """exp(-igm_factor * tau_Madau) at rest-frame wavelengths ``wave_rest`` [A, or a spectral Quantity] for a
     source at redshift z (1 at z = 0); see :func:`madau_tau`."""
-    # one finite number >= 0: None raised a TypeError from np.isfinite, an array numpy's "truth value of an
-    # array ... is ambiguous", neither naming igm_factor
-    try:
-        factor = (None if isinstance(igm_factor, (bool, np.bool_, str, bytes)) or np.ndim(igm_factor) != 0
-                  else float(igm_factor))
-    except (TypeError, ValueError):
-        factor = None
-    if factor is None or not np.isfinite(factor) or factor < 0:
-        raise ValueError(f"igm_factor scales the optical depth and must be one finite number >= 0; got "
-                         f"{igm_factor!r}")
+    # None raised a TypeError from np.isfinite, an array numpy's "truth value of an array ... is ambiguous",
+    # neither naming igm_factor
+    factor = _one_number("igm_factor", igm_factor, "the factor scaling the optical depth (FSPS's igm_factor)",
+                         0.0)
     return np.exp(-factor * madau_tau(wave_rest, z, **kwargs))
