@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 
+from .medium import WAVE_UNIT_SPELLINGS, spelled_wave_unit
+
 __all__ = ["get_bandpass", "resolve_filters", "speclite_filter_names", "sedpy_filter_names",
            "available_filter_names", "read_filter_file", "split_filter_names"]
 
@@ -176,20 +178,19 @@ def _validate_curve(wave, thr, name):
 
 # a comment line stating the wavelength column's unit: a wavelength word followed by the unit in brackets or
 # after "in" / "unit": "Wavelength(nm)", "# wavelength [nm]", "lambda (micron)", '"lambda" is in Angstroms';
-# a bare "A" only in brackets ("wavelength (A)": "wavelengths in a vacuum" states none)
-_UNIT_WORDS = {"Angstrom": r"angstr[o\u00f6]ms?|\u00c5|aa", "nm": r"nm|nanomet(?:er|re)s?",
-               "micron": r"um|\u00b5m|\u03bcm|microns?|micromet(?:er|re)s?"}
-_ANY_UNIT = "|".join(f"(?:{w})" for w in _UNIT_WORDS.values())
+# a bare "A" only in brackets ("wavelength (A)": "wavelengths in a vacuum" states none). The spellings are
+# medium.WAVE_UNIT_SPELLINGS' (longest first: "nanometers" before "nm")
+_SPELLINGS = sorted((s for spellings in WAVE_UNIT_SPELLINGS.values() for s in spellings), key=len,
+                    reverse=True)
+_ANY_UNIT = "|".join(re.escape(s) for s in _SPELLINGS if s != "a")
 _UNIT_STATEMENT = re.compile(
     r"\b(?:wave\w*|lambda|wl)\b[\"'\s]*(?:[(\[]\s*(?P<bracket>" + _ANY_UNIT + r"|a)\s*[)\]]"
     r"|(?:(?:is\s+)?in|units?\s*[:=]?)\s*(?P<unit>" + _ANY_UNIT + r")\b)", re.IGNORECASE)
-_TO_ANGSTROM = {"Angstrom": 1.0, "nm": 10.0, "micron": 1e4}
 LYMAN_LIMIT_AA = 911.75
 
 
 def _stated_wave_unit(path):
-    """The wavelength unit the first comment line that states one names ("Angstrom", "nm", "micron"), or
-    None."""
+    """The wavelength unit the first comment line that states one names (u.AA, u.nm or u.micron), or None."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             text = line.strip()
@@ -197,9 +198,7 @@ def _stated_wave_unit(path):
                 continue
             m = _UNIT_STATEMENT.search(text)
             if m:
-                word = m.group("bracket") or m.group("unit")
-                return next((k for k, w in _UNIT_WORDS.items() if re.fullmatch(w, word, re.IGNORECASE)),
-                            "Angstrom")             # a bracketed "A"
+                return spelled_wave_unit(m.group("bracket") or m.group("unit"))
     return None
 
 
@@ -250,7 +249,7 @@ def read_filter_file(path, name=None):
                 "if it is in nm or micron, state the unit in a comment line ('# wavelength [nm]'); "
                 "'# wavelength [A]' says it is Angstrom (and silences this warning)", UserWarning,
                 stacklevel=3)
-    return _element(wave * _TO_ANGSTROM[unit or "Angstrom"], thr, name)
+    return _element(wave * (unit or u.AA).to(u.AA), thr, name)
 
 
 @functools.lru_cache(maxsize=256)

@@ -5,6 +5,7 @@ Reading files, the command line and the plot live here; the fitting itself is :m
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import warnings
@@ -227,8 +228,6 @@ _FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 #: logarithmic WAVE-LOG (lambda = CRVAL1 exp(CDELT1 (p - CRPIX1) / CRVAL1), Greisen et al. 2006)
 _LINEAR_CTYPES = ("", "LINEAR", "WAVE", "AWAV", "WAVELENGTH", "LAMBDA", "FREQ", "ENER")
 _LOG_CTYPES = ("WAVE-LOG", "AWAV-LOG")
-_IRAF_UNITS = {"angstroms": "Angstrom", "angstrom": "Angstrom", "nanometers": "nm", "microns": "um",
-               "micrometers": "um"}
 
 
 def _fits_image_table(path):
@@ -289,8 +288,11 @@ def _fits_image_table(path):
             x = 10.0 ** x
         unit = hdr.get("CUNIT1")
         if unit is None:
-            wat = str(hdr.get("WAT1_001", "")).lower()
-            unit = next((v for k, v in _IRAF_UNITS.items() if f"units={k}" in wat), None)
+            from .medium import spelled_wave_unit
+
+            stated = re.search(r"\bunits=(\S+)", str(hdr.get("WAT1_001", "")))
+            unit = spelled_wave_unit(stated.group(1)) if stated else None
+            unit = None if unit is None else unit.to_string()
         columns = {"wave": x, "flux": data.ravel()}
         units = {"wave": unit, "flux": hdr.get("BUNIT")}
         for other in hdul:
@@ -337,23 +339,25 @@ def _text_header(path):
     return names, skip
 
 
-_TEXT_WAVE_UNITS = {"a": 1.0, "aa": 1.0, "angstrom": 1.0, "angstroms": 1.0, "nm": 10.0,
-                    "um": 1e4, "micron": 1e4, "microns": 1e4}
-
-
 def _text_wavelengths(path, header, wave):
     """A text file's first column in Angstrom: the unit its header names (``# wave[nm] flux``, ``wave(um)``;
-    Angstrom, nm or um), else Angstrom. Unstated and ending below 1000 A, it is refused: an optical spectrum
-    in nm read as A went on to an extreme-UV fit (MILES star 208 in nm: Teff 64,653 K, log g 8, exit 0), and
-    a command-line user cannot pass a Quantity."""
+    Angstrom, nm or um, spelled as :data:`smnet_sps.medium.WAVE_UNIT_SPELLINGS` has them), else Angstrom.
+    Unstated and ending below 1000 A, it is refused: an optical spectrum in nm read as A went on to an
+    extreme-UV fit (MILES star 208 in nm: Teff 64,653 K, log g 8, exit 0), and a command-line user cannot
+    pass a Quantity."""
     first = header[0] if header else ""
     match = re.fullmatch(r"[a-z_]*\s*[\[(]\s*([^\])]+?)\s*[\])]", first)
     if match:
-        unit = match.group(1)
-        if unit not in _TEXT_WAVE_UNITS:
-            raise ValueError(f"{path}: the wavelength column's unit {unit!r} is not one of "
-                             f"{', '.join(sorted(_TEXT_WAVE_UNITS))} (a header such as '# wave[nm] flux')")
-        return wave * _TEXT_WAVE_UNITS[unit]
+        import astropy.units as u
+
+        from .medium import WAVE_UNIT_SPELLINGS, spelled_wave_unit
+
+        unit = spelled_wave_unit(match.group(1))
+        if unit is None:
+            known = "; ".join(f"{k}: {', '.join(v)}" for k, v in WAVE_UNIT_SPELLINGS.items())
+            raise ValueError(f"{path}: the wavelength column's unit {match.group(1)!r} is not one of "
+                             f"{known} (a header such as '# wave[nm] flux')")
+        return wave * unit.to(u.AA)
     if wave.size and np.nanmax(wave) < 1000.0:
         raise ValueError(f"{path}: the wavelengths end at {np.nanmax(wave):g}, read as Angstrom the spectrum "
                          "lies below 1000 A; if they are nm or um, name the unit in a header line "
@@ -416,14 +420,24 @@ FLUX_UNITS_ALLOWED = ("a spectral flux density, F_lambda (e.g. erg / (s cm2 Angs
                       "ivar, or none")
 
 
+@functools.lru_cache(maxsize=1)
 def _unit_aliases():
-    """Spellings of units that files write and astropy's generic format does not know -> the unit."""
+    """Spellings of units that files write and astropy's generic format does not know -> the unit: the
+    wavelength units' of :data:`smnet_sps.medium.WAVE_UNIT_SPELLINGS` and the maggies', each in lower case,
+    capitalised and upper case (a spelling astropy knows keeps astropy's meaning: 'a' is a year there).
+    Made once (astropy takes ~0.4 s to try them all)."""
     import astropy.units as u
 
-    names = {("angstrom", "angstroms"): u.AA, ("micron", "microns"): u.um, ("maggy", "maggies"): u.mgy,
-             ("nanomaggy", "nanomaggies"): u.nmgy}
-    return {spelling: unit for pair, unit in names.items() for name in pair
-            for spelling in (name, name.capitalize(), name.upper())}
+    from .medium import WAVE_UNIT_SPELLINGS
+
+    names = {**WAVE_UNIT_SPELLINGS, u.mgy: ("maggy", "maggies"), u.nmgy: ("nanomaggy", "nanomaggies")}
+    aliases = {}
+    for unit, spellings in names.items():
+        for name in spellings:
+            for spelling in (name, name.capitalize(), name.upper()):
+                if isinstance(u.Unit(spelling, format="generic", parse_strict="silent"), u.UnrecognizedUnit):
+                    aliases[spelling] = unit
+    return aliases
 
 
 def _unit_of(path, column, allowed=FLUX_UNITS_ALLOWED):

@@ -30,7 +30,8 @@ __all__ = ["MEDIA", "AIR_CUTOFF_AA", "vacuum_to_air", "air_to_vacuum", "air_to_v
            "axis_vacuum_to_air",
            "axis_air_to_vacuum", "convert_medium", "check_medium", "convert_spectrum_medium", "to_medium",
            "is_per_frequency", "FLUX_MEDIUM_KEY", "per_hz", "per_angstrom", "spectral_density_kind",
-           "f_lambda_factor", "f_lambda_values", "linear_flux", "DENSITY_PER", "LINEAR_FLUX_UNITS"]
+           "f_lambda_factor", "f_lambda_values", "linear_flux", "DENSITY_PER", "LINEAR_FLUX_UNITS",
+           "WAVE_UNIT_SPELLINGS", "spelled_wave_unit"]
 
 MEDIA = ("vacuum", "air")
 AIR_CUTOFF_AA = 2000.0   # below this, wavelengths are vacuum by convention
@@ -41,6 +42,26 @@ def check_medium(medium):
     if medium not in MEDIA:
         raise ValueError(f"medium must be one of {MEDIA}, got {medium!r}")
     return medium
+
+
+#: how files spell the wavelength units, lower case (a reader compares ``word.lower()``): the one list that
+#: text spectra's headers (``# wave[nm] flux``), IRAF's ``WAT1_001 units=``, table units astropy does not
+#: know itself (``Angstroms``, ``MICRONS``) and filter files' comment lines (``# wavelength [nm]``) are read
+#: with. A bare "a" means Angstrom only where a header puts it in brackets (``wave[a]``); as a table unit
+#: astropy reads it (and "aa") as a year.
+WAVE_UNIT_SPELLINGS = {
+    u.AA: ("angstrom", "angstroms", "angstr\u00f6m", "angstr\u00f6ms", "\u00e5", "aa", "a"),
+    u.nm: ("nm", "nanometer", "nanometers", "nanometre", "nanometres"),
+    u.micron: ("um", "\u00b5m", "\u03bcm", "micron", "microns", "micrometer", "micrometers", "micrometre",
+               "micrometres"),
+}
+
+
+def spelled_wave_unit(word):
+    """The wavelength unit (u.AA, u.nm or u.micron) that ``word`` spells in :data:`WAVE_UNIT_SPELLINGS`
+    (any case), or None."""
+    word = str(word).strip().lower()
+    return next((unit for unit, spellings in WAVE_UNIT_SPELLINGS.items() if word in spellings), None)
 
 
 def _as_angstrom(wavelength, name="wavelength", positive=False):

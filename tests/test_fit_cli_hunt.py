@@ -1,6 +1,7 @@
 """`smnet-sps fit`'s front end, its JSON and the isochrone prior: bad files and settings found by a hunt."""
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 import pytest
 
@@ -483,3 +484,89 @@ def test_read_spectrum_reads_plural_and_upper_case_unit_spellings(tmp_path, wave
         np.testing.assert_allclose(w, wave, rtol=1e-9)
         np.testing.assert_allclose(f, flux, rtol=1e-12)
     np.testing.assert_allclose(read_spectrum(table)[2], 1 / (0.01 * flux) ** 2, rtol=1e-12)
+
+
+# Every wavelength-unit spelling a reader accepted before one table (smnet_sps.medium.WAVE_UNIT_SPELLINGS)
+# held them, with its factor to Angstrom: fit_cli's text header ('# wave[nm] flux'), IRAF's WAT1_001
+# 'units=' of a FITS image, a table column's unit that astropy does not know itself, and a filter file's
+# comment line ('# wavelength [nm]'). Each must still be read so, by every one of those readers.
+_A, _NM, _UM = 1.0, 10.0, 1e4
+_SPELLINGS_BEFORE = {
+    "text header": {"a": _A, "aa": _A, "angstrom": _A, "angstroms": _A, "nm": _NM, "um": _UM, "micron": _UM,
+                    "microns": _UM},
+    "iraf units=": {"angstroms": _A, "angstrom": _A, "nanometers": _NM, "microns": _UM, "micrometers": _UM},
+    "table unit": {**{s: _A for s in ("angstrom", "Angstrom", "ANGSTROM", "angstroms", "Angstroms",
+                                      "ANGSTROMS", "AA", "\u00c5")},
+                   **{s: _NM for s in ("nm", "nanometer")},
+                   **{s: _UM for s in ("micron", "Micron", "MICRON", "microns", "Microns", "MICRONS", "um",
+                                       "\u00b5m", "\u03bcm", "micrometer")}},
+    "filter file": {**{s: _A for s in ("angstrom", "angstroms", "angstr\u00f6m", "angstr\u00f6ms", "\u00c5",
+                                       "aa", "a")},
+                    **{s: _NM for s in ("nm", "nanometer", "nanometers", "nanometre", "nanometres")},
+                    **{s: _UM for s in ("um", "\u00b5m", "\u03bcm", "micron", "microns", "micrometer",
+                                        "micrometers", "micrometre", "micrometres")}},
+}
+
+
+def _read_wave_in(reader, spelling, wave, tmp_path):
+    """``wave`` [A] / factor written with the unit ``spelling`` in the way ``reader`` states it, read back in
+    Angstrom (by read_spectrum, or as a filter's wavelength set)."""
+    from astropy.table import QTable, Table
+
+    from smnet_sps.filters import read_filter_file
+    from smnet_sps.fit_cli import read_spectrum
+
+    flux = np.ones_like(wave)
+    path = tmp_path / f"{reader.split()[0]}_{len(list(tmp_path.iterdir()))}"          # a new file each
+    if reader == "text header":
+        np.savetxt(path.with_suffix(".txt"), np.column_stack([wave, flux]), header=f"wave[{spelling}] flux",
+                   encoding="utf-8")
+        return read_spectrum(path.with_suffix(".txt"))[0]
+    if reader == "iraf units=":
+        _image(path.with_suffix(".fits"), flux, CRVAL1=wave[0], CDELT1=wave[1] - wave[0], CRPIX1=1,
+               WAT0_001="system=equispec", WAT1_001=f"wtype=linear label=Wavelength units={spelling}")
+        return read_spectrum(path.with_suffix(".fits"))[0]
+    if reader == "table unit":
+        t = Table({"wave": wave, "flux": flux})
+        t["wave"].unit = u.Unit(spelling, parse_strict="silent")
+        t.write(path.with_suffix(".ecsv"))
+        assert QTable.read(path.with_suffix(".ecsv"))["wave"].unit is not None
+        return read_spectrum(path.with_suffix(".ecsv"))[0]
+    np.savetxt(path.with_suffix(".dat"), np.column_stack([wave, np.hanning(wave.size) + 0.1]),
+               header=f"wavelength [{spelling}] throughput", encoding="utf-8")
+    return read_filter_file(path.with_suffix(".dat")).waveset.to_value(u.AA)
+
+
+@pytest.mark.parametrize("reader", sorted(_SPELLINGS_BEFORE))
+def test_every_wavelength_unit_spelling_accepted_before_is_still_read(tmp_path, reader):
+    """Each reader had its own table of spellings (fit_cli's _TEXT_WAVE_UNITS, _IRAF_UNITS, _unit_aliases,
+    filters' _UNIT_WORDS); what each accepted must still be read, with the same factor."""
+    import warnings
+
+    wave = np.linspace(4000.0, 7000.0, 301)
+    for spelling, factor in _SPELLINGS_BEFORE[reader].items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", u.UnitsWarning)
+            got = _read_wave_in(reader, spelling, wave / factor, tmp_path)
+        np.testing.assert_allclose(got, wave, rtol=1e-9, err_msg=f"{reader} {spelling!r}")
+
+
+@pytest.mark.parametrize("reader", sorted(_SPELLINGS_BEFORE))
+def test_every_reader_reads_every_wavelength_unit_spelling(tmp_path, reader):
+    """One table of spellings for all readers: a text header '# wave[nanometers] flux', IRAF's 'units=nm' or
+    a filter's '# wavelength [microns]' was refused or read as Angstrom, because another reader's table had
+    it and this one's did not. Exceptions: a FITS header is ASCII (IRAF), and astropy's own 'a' (annum) and
+    'aa' (atto-annum) keep their meaning as a table unit (no wavelength: refused there)."""
+    import warnings
+
+    union = {s.lower(): f for spellings in _SPELLINGS_BEFORE.values() for s, f in spellings.items()}
+    wave = np.linspace(4000.0, 7000.0, 301)
+    for spelling, factor in union.items():
+        if (reader == "iraf units=" and not spelling.isascii()) or (reader == "table unit" and
+                                                                     spelling in ("a", "aa")):
+            continue
+        for written in {spelling, spelling.capitalize(), spelling.upper()}:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", u.UnitsWarning)
+                got = _read_wave_in(reader, written, wave / factor, tmp_path)
+            np.testing.assert_allclose(got, wave, rtol=1e-9, err_msg=f"{reader} {written!r}")
