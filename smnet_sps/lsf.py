@@ -230,13 +230,15 @@ def _sampled_width(sigma_pix, k):
     return s
 
 
-def _gaussian_smooth_variable(flux, sigma_pix):
+def _gaussian_smooth_variable(flux, sigma_pix, good=None):
     """Convolve the last axis with a normalised Gaussian whose sigma [pixels] varies along it.
 
     Each output pixel is the kernel-weighted mean of its neighbours with the sigma of that output pixel (a
     "gather"): a flat spectrum stays exactly flat; integrals are kept where sigma varies slowly (an observed
     spectrum's resolution). The kernel is a Gaussian sampled at whole pixels whose variance is sigma^2 also
-    below a pixel (:func:`_sampled_width`). The ends are padded with the edge values.
+    below a pixel (:func:`_sampled_width`). The ends are padded with the edge values. With ``good`` (bool,
+    flux's shape), the mean is over the good pixels only (normalised convolution: the kernel weights of the
+    pixels it covers that are good sum to 1), and bad pixels are NaN in the result.
     """
     sig = np.asarray(sigma_pix, float)
     half = max(int(np.ceil(4 * sig.max())), _MIN_HALF_WIDTH)
@@ -246,12 +248,21 @@ def _gaussian_smooth_variable(flux, sigma_pix):
     kern[sig < 1e-3] = (k == 0)
     kern /= kern.sum(axis=1, keepdims=True)
     n = flux.shape[-1]
-    padded = np.concatenate([np.repeat(flux[..., :1], half, -1), flux, np.repeat(flux[..., -1:], half, -1)],
-                            -1)
-    out = np.zeros_like(flux)
-    for j, kk in enumerate(k):
-        out += kern[:, j] * padded[..., half + kk:half + kk + n]
-    return out
+
+    def smooth(values):
+        padded = np.concatenate([np.repeat(values[..., :1], half, -1), values,
+                                 np.repeat(values[..., -1:], half, -1)], -1)
+        out = np.zeros(values.shape)
+        for j, kk in enumerate(k):
+            out += kern[:, j] * padded[..., half + kk:half + kk + n]
+        return out
+
+    if good is None:
+        return smooth(flux)
+    weight = good.astype(float)
+    # every good pixel's own kernel covers itself: its total good weight is > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(good, smooth(np.where(good, flux, 0.0)) / smooth(weight), np.nan)
 
 
 def _blurred_boxes(edges, flux, sigma_edge, x, block=4096):
@@ -393,7 +404,7 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
             target_sigma * FWHM_PER_SIGMA)
 
 
-def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
+def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out, mask=None):
     """Degrade an observed spectrum from a Gaussian LSF of FWHM ``fwhm_in`` to one of ``fwhm_out``.
 
     Use it to bring a galaxy spectrum (e.g. SDSS, FWHM ~2.5-3 A) to the FWHM of templates made with
@@ -403,6 +414,11 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
     ----------
     wave : array (n,) [Angstrom] or Quantity, increasing (any sampling; log-lambda is typical)
     flux : array or Quantity (..., n) (any unit, kept)
+    mask : bool array (..., n) or (n,), optional
+        True at bad pixels (masked sky lines, a -99 sentinel, no data). Bad pixels -- these, NaN / inf flux,
+        and the masked entries of a ``numpy.ma.MaskedArray`` ``flux`` -- take no part in the smoothing: each
+        output pixel is the kernel-weighted mean of its good neighbours (normalised convolution), and a bad
+        pixel is NaN in the result (masked, for a MaskedArray).
     fwhm_in, fwhm_out : float, array (n,) or Quantity [Angstrom]
         Finite and >= 0 (``fwhm_in=0``: the spectrum has no LSF yet, e.g. to convolve with a velocity
         dispersion alone), ``fwhm_out >= fwhm_in`` everywhere, and ``fwhm_out`` no wider than the spectrum
@@ -428,9 +444,21 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
         kernel wider than n / 4 pixels (sigma), with the value, where, and the allowed range.
     """
     wave = _as_aa(wave)
-    flux, unit = _flux_values(flux)
+    # a masked pixel's value (SDSS's -99 sentinel under a MaskedArray's mask) and a NaN were smoothed into
+    # their neighbours: a -99 pixel in a flux of 1 made its neighbours -9.8 .. -3.3 at 2.5 -> 5 A on 0.5-A
+    # pixels, one NaN 31 pixels NaN, and the mask was dropped
+    masked = np.ma.isMaskedArray(flux)
+    bad = np.ma.getmaskarray(flux) if masked else np.zeros(np.shape(flux), bool)
+    flux, unit = _flux_values(np.ma.getdata(flux))
     if flux.shape[-1] != wave.size:
         raise ValueError(f"flux must have last axis of length {wave.size}; got {flux.shape}")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape not in (flux.shape, (wave.size,)):
+            raise ValueError(f"mask must be a bool array (True at bad pixels) of flux's shape {flux.shape} "
+                             f"or ({wave.size},); got {mask.dtype} {mask.shape}")
+        bad = bad | mask
+    bad = bad | ~np.isfinite(flux)
     fin = _as_fwhm(fwhm_in, "fwhm_in", wave)
     fout = _as_fwhm(fwhm_out, "fwhm_out", wave)
     if (fout < fin * (1 - 1e-9)).any():
@@ -448,4 +476,7 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out):
                          f"Gaussian kernel of sigma {sigma_pix[i]:.4g} pixels, wider than the spectrum can "
                          f"hold: sigma must be <= n / 4 = {max_pix:g} pixels ({wave.size} pixels), i.e. "
                          f"fwhm_out <= {limit:.6g} A there")
-    return _with_unit(_gaussian_smooth_variable(flux, sigma_pix), unit)
+    out = _gaussian_smooth_variable(flux, sigma_pix, ~bad if bad.any() else None)
+    if masked:
+        out = np.ma.masked_array(out, mask=np.broadcast_to(bad, out.shape))
+    return _with_unit(out, unit)
