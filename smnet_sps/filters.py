@@ -8,8 +8,9 @@ Name conventions
 ----------------
 * speclite: ``"group-band"``, e.g. ``"sdss2010-r"``, ``"bessell-V"``, ``"twomass-Ks"``, ``"galex-nuv"``.
 * astro-sedpy (optional dependency): its own names, e.g. ``"sdss_r0"``, ``"bessell_V"``, ``"wise_w1"``.
-* a path to a text file with two columns: wavelength and throughput (``#`` comments allowed); the wavelength
-  is Angstrom unless a comment line states nm or micron (``# wavelength [nm]``, :func:`read_filter_file`).
+* a path to a text file with two columns: wavelength and throughput (``#`` comments allowed; blanks or commas
+  between them, a CSV header line allowed); the wavelength is Angstrom unless a comment line (or the CSV
+  header) states nm or micron (``# wavelength [nm]``, :func:`read_filter_file`).
 * a ready :class:`synphot.SpectralElement` (its ``meta["name"]`` or ``meta["expr"]`` names the column); it
   needs a finite wavelength set (``waveset``), and one built from sampled curves is zero beyond it.
 
@@ -189,8 +190,35 @@ _UNIT_STATEMENT = re.compile(
 LYMAN_LIMIT_AA = 911.75
 
 
-def _stated_wave_unit(path):
-    """The wavelength unit the first comment line that states one names (u.AA, u.nm or u.micron), or None."""
+def _numbers(line):
+    """Whether ``line`` (comma or blank separated) is numbers only."""
+    try:
+        return bool([float(w) for w in line.replace(",", " ").split()])
+    except ValueError:
+        return False
+
+
+def _layout(path):
+    """(header line or None, lines to skip before the data, delimiter: "," or None for blanks) of a filter
+    file: a CSV file (``wavelength [nm],throughput`` then ``537.9,0.0``) has a header line without ``#``,
+    naming the columns, followed by data lines."""
+    header, skip = None, 0
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for i, line in enumerate(fh):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            if _numbers(text.split("#")[0]):
+                return header, skip, ("," if "," in text else None)
+            if header is not None:
+                break                               # two lines of text: no table (loadtxt says so)
+            header, skip = text, i + 1
+    return None, 0, None
+
+
+def _stated_wave_unit(path, header=None):
+    """The wavelength unit the first comment line that states one names, else the ``header`` line (u.AA,
+    u.nm or u.micron), or None."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             text = line.strip()
@@ -199,11 +227,13 @@ def _stated_wave_unit(path):
             m = _UNIT_STATEMENT.search(text)
             if m:
                 return spelled_wave_unit(m.group("bracket") or m.group("unit"))
-    return None
+    m = _UNIT_STATEMENT.search(header or "")
+    return spelled_wave_unit(m.group("bracket") or m.group("unit")) if m else None
 
 
 def read_filter_file(path, name=None):
-    """Read a two-column text file: wavelength, throughput (dimensionless, >= 0).
+    """Read a two-column text file: wavelength, throughput (dimensionless, >= 0), separated by blanks or
+    commas (CSV); a first line (without ``#``) naming the columns, ``wavelength [nm],throughput``, is skipped.
 
     Negative throughputs no lower than -1 % of the curve's peak (:data:`NEGATIVE_NOISE_MAX`) are measurement
     noise around zero and are set to zero (sedpy drops them); a lower value raises ValueError.
@@ -211,7 +241,8 @@ def read_filter_file(path, name=None):
     The wavelength is in Angstrom unless a comment line states another unit for it: the first line with a
     wavelength word followed by a unit in brackets or after "in" -- ``# wavelength [nm]``,
     ``# Wavelength(nm)  Throughput(0-1)`` (LSST's throughput files), ``# lambda (micron)``,
-    ``# "lambda" is in Angstroms`` (sedpy's) -- in Angstrom, nm or micron (um) is converted to Angstrom.
+    ``# "lambda" is in Angstroms`` (sedpy's) -- in Angstrom, nm or micron (um) is converted to Angstrom;
+    without one, a CSV header line that states it so (``wavelength [nm],throughput``).
     A curve that states no unit and whose throughput-weighted mean wavelength lies below the Lyman limit
     (912 A) warns (UserWarning): it is what a file in nm or micron read as Angstrom gives.
 
@@ -222,8 +253,11 @@ def read_filter_file(path, name=None):
     """
     path = Path(path)
     name = name or path.stem
+    # a CSV file (commas, a header line naming the columns) was refused: "could not convert string
+    # 'wavelength' to float64"
+    header, skip, delimiter = _layout(path)
     try:
-        data = np.loadtxt(path, comments="#", ndmin=2)
+        data = np.loadtxt(path, comments="#", ndmin=2, skiprows=skip, delimiter=delimiter)
     except (ValueError, OSError) as exc:
         raise ValueError(f"filter file {str(path)!r} is not a two-column numeric table "
                          f"(wavelength [A], throughput): {exc}") from exc
@@ -236,7 +270,7 @@ def read_filter_file(path, name=None):
                          f"(wavelength [A], throughput)")
     wave = data[:, 0]
     thr = _validate_curve(wave, data[:, 1], name)
-    unit = _stated_wave_unit(path)
+    unit = _stated_wave_unit(path, header)
     if unit is None:
         # a file in nm or micron read as Angstrom: sdss2010-r in nm gave a 5800 K blackbody AB -8.32 for
         # -38.56, without a word

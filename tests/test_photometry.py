@@ -321,6 +321,35 @@ def test_a_filter_file_in_nm_or_micron_is_read_in_the_unit_its_header_states(tmp
         assert get_bandpass(str(tmp_path / "plain_aa.dat"))[1].waveset.to_value(u.AA)[0] == wr[0]
 
 
+def test_a_csv_filter_file_is_read_with_the_text_files_unit_rules(tmp_path):
+    """A CSV filter file (commas, a header line naming the columns) was refused: 'is not a two-column numeric
+    table ... could not convert string 'wavelength' to float64'. It is read as a text file is: Angstrom unless
+    a comment or its header line states the unit."""
+    import speclite.filters as sf
+    r = sf.load_filter("sdss2010-r")
+    wr, thr = np.asarray(r.wavelength, float), np.asarray(r.response, float)
+    w = np.geomspace(91.0, 1.6e6, 20000)
+    data = (w * u.AA, planck_surface_flux(w, [5800.0])[0] * FLAM_UNIT)
+    ref = magnitudes(data, ["sdss2010-r"])[0][0]
+    files = {"nm.csv": (wr / 10, "wavelength [nm],throughput", ""),
+             "lsst.csv": (wr / 10, "Wavelength(nm),Throughput(0-1)", ""),
+             "um_comment.csv": (wr / 1e4, "wavelength [micron], throughput", "# "),
+             "plain.csv": (wr, "wave,throughput", ""), "bare.csv": (wr, "", "")}
+    for fname, (wave, header, comments) in files.items():
+        np.savetxt(tmp_path / fname, np.column_stack([wave, thr]), delimiter=",", header=header,
+                   comments=comments)
+        assert magnitudes(data, [str(tmp_path / fname)])[0][0] == pytest.approx(ref, abs=1e-9), fname
+    # no unit stated and the curve below the Lyman limit read as Angstrom: the text file's warning
+    np.savetxt(tmp_path / "um.csv", np.column_stack([wr / 1e4, thr]), delimiter=",", header="wave,thr",
+               comments="")
+    with pytest.warns(UserWarning, match=r"states no wavelength unit.*below the Lyman limit"):
+        get_bandpass(str(tmp_path / "um.csv"))
+    # a header but no numbers is still no table
+    (tmp_path / "words.csv").write_text("wavelength,throughput\nred,blue\n")
+    with pytest.raises(ValueError, match="two-column"):
+        get_bandpass(str(tmp_path / "words.csv"))
+
+
 def test_sedpy_files_with_negative_noise_are_read_and_a_negative_lobe_is_refused(tmp_path):
     """17 of sedpy's own .par files hold tiny negative throughputs (sdss_r0: -0.0013 for a peak of 0.48;
     VISTA's down to -0.4 % of the peak), and every one was refused when given as a path, while sedpy reads
