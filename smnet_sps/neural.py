@@ -78,6 +78,10 @@ SHIPPED_MODELS = {
 }
 
 
+# where the released SM-Net checkpoints come from (not shipped: 2.2 GB each)
+RELEASE_SOURCE = "Zenodo, DOI 10.5281/zenodo.18883385, about 2.2 GB each"
+
+
 class ModelNotFoundError(FileNotFoundError, ValueError):
     """No shipped model of that name and no model at that path (a FileNotFoundError and a ValueError)."""
 
@@ -1459,6 +1463,19 @@ def _is_semi_empirical(directory):
     return _config_format(directory) == FORMAT
 
 
+def _model_not_found(path):
+    """The :class:`ModelNotFoundError` for a model name or path that is not there."""
+    if Path(path).suffix == ".pt":
+        # README's example names a released checkpoint, which is not shipped: say where it comes from
+        return ModelNotFoundError(f"no released SM-Net checkpoint at {str(path)!r} (file not found; looked "
+                                  f"in {Path.cwd()}): the released checkpoints are not shipped -- download "
+                                  f"one ({RELEASE_SOURCE}) and give its path, with its .meta.npz as meta= "
+                                  "(--meta)")
+    return ModelNotFoundError(f"no model named or at {str(path)!r}: the shipped models are "
+                              f"{sorted(SHIPPED_MODELS)}; otherwise give a model directory written by "
+                              "`smnet-sps train` or a released .pt checkpoint with meta=")
+
+
 def load_generator(path=None, meta=None, device="auto", library=None, dtype=None, **kwargs):
     """Load a generator.
 
@@ -1505,9 +1522,12 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
             warnings.warn("meta= is only used with a released .pt checkpoint; ignored for a model directory")
         return NeuralGenerator(path, device=device, dtype=dtype, library=library, **kwargs)
     if not path.exists():
-        raise ModelNotFoundError(f"no model named or at {str(path)!r}: the shipped models are "
-                                 f"{sorted(SHIPPED_MODELS)}; otherwise give a model directory written by "
-                                 "`smnet-sps train` or a released .pt checkpoint with meta=")
+        raise _model_not_found(path)
+    if path.name.endswith(".meta.npz"):
+        # the meta file given as the model: 'needs its meta file' was the answer, which it already was
+        raise ValueError(f"{path} is a released checkpoint's meta file, not its weights: give the checkpoint "
+                         f"(.pt, {RELEASE_SOURCE}) as the model and this file as meta= (--generator "
+                         "CHECKPOINT.pt --meta META.npz on the command line)")
     if meta is None:
         raise ValueError(f"{path} is a file: a released SM-Net checkpoint needs its meta file "
                          "(meta='....meta.npz'; --meta on the command line), or give a model directory")
@@ -1565,6 +1585,10 @@ def model_file_in_use(directory, key, filename):
 
 
 def _check_meta_option(name, meta):
+    if meta is not None and name not in (None, "default", "blackbody") and name not in SHIPPED_MODELS \
+            and not Path(name).exists():
+        # --generator CHECKPOINT.pt not downloaded yet: was answered "give it with --generator CHECKPOINT.pt"
+        raise _model_not_found(name)
     if meta is not None and (name is None or not Path(name).is_file()):
         raise ValueError("--meta is the .meta.npz of a released SM-Net checkpoint: give it with "
                          "--generator CHECKPOINT.pt (the checkpoint file)")

@@ -102,6 +102,34 @@ def test_truncated_or_corrupt_weights_raise_clear_error(released, tmp_path):
         load_generator(tmp_path / "nothing.pt", meta=d / "small.meta.npz")
 
 
+def test_readme_checkpoint_example_without_the_download_says_where_it_comes_from(
+        released, fixtures_dir, capsys, monkeypatch, tmp_path):
+    """A new user runs README's released-checkpoint line before downloading the 2.2 GB file: the answer was
+    "no model named or at ...: the shipped models are ['default', 'semi-empirical']", nothing on where the
+    file comes from; and the meta file given as the model was answered "needs its meta file"."""
+    from smnet_sps.neural import ModelNotFoundError
+    d, _, _ = released
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError, match=r"no released SM-Net checkpoint at "
+                       r"'lookup_model_TMAP_C3K_husser_OB_combined.pt' \(file not found.*not shipped.*"
+                       r"Zenodo, DOI 10.5281/zenodo.18883385"):
+        load_generator("lookup_model_TMAP_C3K_husser_OB_combined.pt", meta=fixtures_dir / META)
+    for meta in (None, d / "small.meta.npz"):
+        with pytest.raises(ValueError, match=r"small.meta.npz is a released checkpoint's meta file, not its "
+                           r"weights: give the checkpoint \(.pt"):
+            load_generator(d / "small.meta.npz", meta=meta, device="cpu")
+    with pytest.raises(ModelNotFoundError, match=r"shipped models are \['default'"):
+        load_generator("lookup_model")                           # not a .pt: the shipped names, as before
+    # the command line: --generator CHECKPOINT.pt --meta META.npz was answered "give it with --generator
+    # CHECKPOINT.pt", which is what the user had done
+    from smnet_sps.cli import main
+    assert main(["ssp", "--age", "1Gyr", "--generator", "lookup_model_TMAP_C3K_husser_OB_combined.pt",
+                 "--meta", str(fixtures_dir / META)]) == 1
+    err = capsys.readouterr().err
+    assert "no released SM-Net checkpoint at 'lookup_model_TMAP_C3K_husser_OB_combined.pt'" in err
+    assert "Zenodo" in err and "give it with" not in err
+
+
 def test_released_nan_input_and_bad_dtype(released):
     d, _, _ = released
     gen = load_generator(d / "plain.pt", meta=d / "small.meta.npz", device="cpu")
