@@ -54,6 +54,7 @@ __all__ = [
     "check_spectrum",
     "STAR_PARAMETERS",
     "SSP_PARAMETERS",
+    "PARAMETER_UNITS",
     "FitWarning",
 ]
 
@@ -74,6 +75,10 @@ _SIGMA_FLOOR_PIX = 1e-3  # smallest Gaussian [model pixels]: keeps the kernel fi
 
 STAR_PARAMETERS = ("teff", "logg", "logz", "rv")
 SSP_PARAMETERS = ("log_age", "logz", "sigma", "av", "rv")
+# the unit of each fitted parameter (and of its error), as astropy spells it: as_table's column and the
+# "units" of as_dict / the JSON of `smnet-sps fit --out`
+PARAMETER_UNITS = {"teff": "K", "logg": "dex(cm / s2)", "logz": "dex", "rv": "km / s", "log_age": "dex(yr)",
+                   "sigma": "km / s", "av": "mag"}
 
 
 class FitWarning(UserWarning):
@@ -1050,6 +1055,12 @@ class _FitBase:
                     "redshift", "age_of_universe", "prior", "chi2_scale", "shift"):
             if key in self.meta:
                 d[key] = self.meta[key]
+        # the units beside the numbers: the JSON gave teff 5730, rv -57 and seconds 8.9 without saying in what
+        units = {p: PARAMETER_UNITS.get(p, "") for p in self.parameters}
+        units.update({p + "_err": u for p, u in units.items()}, seconds="s")
+        if "age_of_universe" in d:
+            units["age_of_universe"] = "Gyr"
+        d["units"] = units
         return d
 
     def as_table(self):
@@ -1057,21 +1068,12 @@ class _FitBase:
         import astropy.units as u
         from astropy.table import QTable
 
-        units = {
-            "teff": u.K,
-            "logg": u.dex(u.cm / u.s**2),
-            "logz": u.dex,
-            "rv": u.km / u.s,
-            "log_age": u.dex(u.yr),
-            "sigma": u.km / u.s,
-            "av": u.mag,
-        }
         return QTable(
             {
                 "parameter": list(self.parameters),
                 "value": [float(v) for v in self.values],
                 "error": [float(e) for e in self.errors],
-                "unit": [str(units.get(p, "")) for p in self.parameters],
+                "unit": [str(u.Unit(PARAMETER_UNITS.get(p, ""))) for p in self.parameters],
             }
         )
 

@@ -715,8 +715,9 @@ def add_cli(sub):
         "--ssp-grid", default=None, help="SSP grid file (.h5/.npz from smnet-sps ssp-grid): fit_ssp"
     )
     p.add_argument("--out", default=None,
-                   help="write the result as JSON (.json): values, errors (name_err), chi2, dof, ...; a "
-                        "non-finite number (e.g. the error of a parameter at a bound) is written as null")
+                   help="write the result as JSON (.json): values, errors (name_err), their units (units), "
+                        "chi2, dof, ...; a non-finite number (e.g. the error of a parameter at a bound) is "
+                        "written as null")
     p.add_argument("--plot", default=None,
                    help="save a plot of data, model and residuals (.png, .pdf, ...: any matplotlib format)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

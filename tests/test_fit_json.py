@@ -42,3 +42,39 @@ def test_cli_fit_json_is_strict_when_an_error_is_nan(tmp_path, rng):
     with pytest.warns(FitWarning):
         fit = fit_ssp(wave, m, (300 / m) ** 2, templates=path, resolution_fwhm=5.0)
     assert np.isnan(fit.as_dict()["sigma_err"]) and fit.as_dict(json_safe=True)["sigma_err"] is None
+
+
+def test_fit_json_gives_the_units_of_its_numbers(tmp_path, rng):
+    """A new user's MILES star: the JSON said teff 5730, rv -57.1, seconds 8.9 and age_of_universe 13.8 with
+    no unit anywhere (as_table had them); now "units" names each, as as_table does."""
+    import astropy.units as u
+
+    from smnet_sps.cli import main
+    from smnet_sps.fit import PARAMETER_UNITS, SSP_PARAMETERS, STAR_PARAMETERS, fit_ssp
+    from smnet_sps.ssp import save_ssp_grid
+    from test_fit_cli_hunt import _miles_star
+
+    torch.set_num_threads(1)
+    wave, flux = _miles_star()
+    np.savetxt(tmp_path / "star.txt", np.column_stack([wave, flux, 0.01 * flux]))
+    assert main(["fit", str(tmp_path / "star.txt"), "--medium", "air", "--resolution-fwhm", "2.5", "--wmin",
+                 "5000", "--wmax", "6000", "--out", str(tmp_path / "star.json")]) == 0
+    star = _strict((tmp_path / "star.json").read_text())
+    assert star["units"] == {"teff": "K", "teff_err": "K", "logg": "dex(cm / s2)",
+                             "logg_err": "dex(cm / s2)", "logz": "dex", "logz_err": "dex", "rv": "km / s",
+                             "rv_err": "km / s", "seconds": "s"}
+    assert 4000 < star["teff"] < 7000 and abs(star["rv"]) < 300      # the numbers those units belong to
+    # an SSP fit: its own parameters, and the age of the universe it compares the age with
+    grid = _toy_ssp_grid(rng)
+    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
+    path = save_ssp_grid(grid, tmp_path / "grid.npz")
+    wave, m = _toy_galaxy(grid, theta=(9.2, -0.7, 150.0, 0.2, 0.0), resolution_fwhm=5.0)
+    gal = fit_ssp(wave, m, (300 / m) ** 2, templates=path, resolution_fwhm=5.0).as_dict(json_safe=True)
+    units = gal["units"]
+    named = {k for k in units if not k.endswith("_err")}
+    assert named == set(SSP_PARAMETERS) | {"seconds", "age_of_universe"}
+    assert units["log_age"] == units["log_age_err"] == "dex(yr)" and units["age_of_universe"] == "Gyr"
+    assert units["sigma"] == "km / s" and units["av"] == "mag"
+    # one table of units for the JSON and as_table, each a unit astropy reads back
+    assert set(PARAMETER_UNITS) == set(STAR_PARAMETERS) | set(SSP_PARAMETERS)
+    assert all(str(u.Unit(v)) == v for v in PARAMETER_UNITS.values())
