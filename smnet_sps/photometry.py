@@ -1246,6 +1246,7 @@ def add_cli(subparsers):
     from .neural import add_meta_option
     """Register ``smnet-sps mags``."""
     from .isochrones import FAMILY_CHOICES    # here: photometry does not need the isochrones at import
+    from .imf import IMF_CHOICES
     p = subparsers.add_parser(
         "mags", help="SSP magnitudes, M/L and colours vs age through named filters",
         description="Absolute (and, at --redshift > 0, apparent) SSP magnitudes per M_sun formed, M*/L and "
@@ -1270,7 +1271,7 @@ def add_cli(subparsers):
     p.add_argument("--igm", action="store_true",
                    help="with --redshift: Madau (1995) intergalactic absorption in the observed-frame "
                         "magnitudes (FSPS's add_igm_absorption; off by default, as in FSPS)")
-    p.add_argument("--imf", default="kroupa", help="IMF name passed to ssp_grid (default kroupa)")
+    p.add_argument("--imf", default="kroupa", help=f"IMF passed to ssp_grid: {IMF_CHOICES}")
     p.add_argument("--isochrones", default="parsec",
                    help=f"isochrone family passed to ssp_grid: {FAMILY_CHOICES}")
     p.add_argument("--generator", "--model", dest="model", default=None,

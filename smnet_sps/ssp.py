@@ -32,8 +32,8 @@ from astropy import units as u
 from .backend import STATUS, StellarLibraryBackend, _trapz_weights
 from .constants import C_ANGSTROM, SSP_UNIT
 from .generator import _logz_value, _refuse_masked
-from .imf import (first_interval_excess, get_imf, imf_weights, imf_weights_many, remnant_mass, tpagb_factor,
-                  uncovered_mass)
+from .imf import (IMF_CHOICES, first_interval_excess, get_imf, imf_weights, imf_weights_many, remnant_mass,
+                  tpagb_factor, uncovered_mass)
 from .isochrones import FAMILY_CHOICES, PHASE_NAMES, UNFLAGGED_PHASE, load_isochrones
 from .lsf import lsf_meta
 
@@ -1446,7 +1446,7 @@ def _cmd_ssp_grid(args):
 
 def _common_args(p):
     from .neural import add_meta_option
-    p.add_argument("--imf", default="kroupa", help="kroupa (default), salpeter or chabrier")
+    p.add_argument("--imf", default="kroupa", help=IMF_CHOICES)
     p.add_argument("--isochrones", default="parsec",
                    help=FAMILY_CHOICES)
     p.add_argument("--generator", default=None,

@@ -695,3 +695,16 @@ def test_n_ages_has_an_upper_limit_and_is_not_silently_ignored(tmp_path, capsys)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="--n-ages")
         assert main(mags) == 0                                  # not given: no warning
+
+
+@pytest.mark.parametrize("command", ["ssp", "ssp-grid", "mags"])
+def test_every_imf_option_names_the_imfs_in_its_help(command, capsys):
+    """`mags --help` said "--imf IMF  IMF name passed to ssp_grid (default kroupa)": a user had to read
+    smnet_sps.imf to learn that Salpeter is spelt 'salpeter' (ssp and ssp-grid listed them)."""
+    from smnet_sps.imf import IMF_NAMES
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())         # argparse wraps the help text
+    assert done.value.code == 0
+    imf_help = text.split("--imf IMF ", 1)[1].split(" --", 1)[0]
+    assert all(name in imf_help for name in IMF_NAMES), imf_help
