@@ -1088,7 +1088,7 @@ def plot_colour_evolution(table, path=None, filter_names=None):
     ax.invert_yaxis()
     ax.set_xlabel("log age [yr]")
     system = _magnitude_system(table, filter_names)
-    ylabel = "absolute magnitude per M$_\\odot$ formed"
+    ylabel = "absolute magnitude per M$_\\odot$ formed [mag]"
     if show_bol:      # the axis said "(AB)" of an M_bol curve that is no AB magnitude
         ylabel += "\n" + (f"filters: {system}; " if system else "") + "M$_{\\rm bol}$: bolometric"
     elif system:

@@ -819,7 +819,7 @@ def test_colour_plot_labels_the_system_the_table_says_never_a_guessed_ab(tmp_pat
 
     from smnet_sps.cli import main
     from smnet_sps.photometry import TABLE_FORMATS, plot_colour_evolution, ssp_magnitudes
-    label = "absolute magnitude per M$_\\odot$ formed\n"                 # M_bol is drawn too: bolometric
+    label = "absolute magnitude per M$_\\odot$ formed [mag]\n"           # M_bol is drawn too: bolometric
     vega = "filters: Vega; "
     for ext, system in ((".fits", vega), (".txt", vega), (".ecsv", vega), (".csv", "")):
         out = tmp_path / f"m{ext}"
@@ -850,12 +850,12 @@ def test_colour_plot_calls_m_bol_bolometric_not_the_filters_system():
     assert MBOL_SUN == 4.74
     assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == (
         "M$_{\\rm bol}$ (bolometric, M$_{\\rm bol,\\odot}$ = 4.74)")
-    assert ax.get_ylabel() == ("absolute magnitude per M$_\\odot$ formed\nfilters: AB; M$_{\\rm bol}$: "
-                               "bolometric")
+    assert ax.get_ylabel() == ("absolute magnitude per M$_\\odot$ formed [mag]\nfilters: AB; "
+                               "M$_{\\rm bol}$: bolometric")
     plt.close(fig)
     del table["M_bol"]                                      # no M_bol: the filters' system alone
     fig = plot_colour_evolution(table)
-    assert fig.axes[0].get_ylabel() == "absolute magnitude per M$_\\odot$ formed (AB)"
+    assert fig.axes[0].get_ylabel() == "absolute magnitude per M$_\\odot$ formed [mag] (AB)"
     plt.close(fig)
 
 
