@@ -421,7 +421,20 @@ DEFAULT_EPOCHS = 2000
 def _resumed_schedule(ckpt_path, ck, state, epochs, minutes):
     """(epochs, minutes) of a resumed run: the checkpoint's where ``epochs`` / ``minutes`` are None (a resume
     without --epochs / --minutes dropped the budget and ran to 2000 epochs, the cosine lr jumping back up),
-    the given ones otherwise (``minutes`` inf: no budget). Prints one line saying which."""
+    the given ones otherwise (``minutes`` inf: no budget). Prints one line saying which.
+
+    ``epochs`` below what the checkpoint has reached is refused: nothing would train, the log said the
+    schedule "stretches to the new total", and with an epoch in progress its record was dropped from the
+    checkpoint while its weights were kept, so the next resume trained its first batches twice."""
+    in_progress = bool(ck.get("epoch_progress"))
+    reached = state["epoch"] + in_progress
+    if epochs is not None and epochs < reached:
+        now = (f"has run {state['epoch']} epochs" + (f" and is part way into epoch {reached}" if in_progress
+                                                     else ""))
+        rewrite = "" if in_progress else f" ({reached} rewrites the model files without training)"
+        raise ValueError(f"--resume: --epochs {epochs} is fewer than {ckpt_path} has reached (it {now}); "
+                         f"give --epochs {reached} or more{rewrite}, or leave --epochs out to keep the "
+                         "run's own")
     recorded = ck.get("schedule")
     if recorded is None:            # written before the schedule was kept: the options as given, as then
         epochs = DEFAULT_EPOCHS if epochs is None else epochs
@@ -633,12 +646,14 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
     resume : continue from ``out/checkpoint.pt``. The checkpoint records the run's recipe (every option
         that shapes the targets, the draws, the loss or the schedule); a resume with other values is refused.
         ``epochs`` (e.g. larger, to extend a run: the cosine schedule then stretches to the new total from
-        the epoch reached), ``minutes``, ``patience``, ``keep``, ``threads`` and ``device`` may change;
+        the epoch reached; not below the epochs the checkpoint has run, or the epoch it is part way into:
+        a ValueError), ``minutes``, ``patience``, ``keep``, ``threads`` and ``device`` may change;
         ``epochs`` and ``minutes`` left at None keep the checkpoint's (the run's schedule and budget).
         The checkpoint keeps the draw generator's state at the start of the epoch in progress and, for an
         interruption part way into an epoch, that epoch's draws, learning rate, batches done and the
         generator after them: a run interrupted between two batches and resumed repeats the uninterrupted
-        one bit for bit on CPU.
+        one bit for bit on CPU; Ctrl-C / SIGTERM during a batch's optimiser step takes effect once that
+        batch's update is complete and counted.
     overwrite : replace a model (config.json, weights.pt) or a checkpoint already in ``out``; without it (and
         without ``resume``) such a folder is refused before any work. The replaced model's library
         preferences (mixture.json) are removed once the new config.json is written.
