@@ -848,6 +848,13 @@ def _open_points_store(path, n, chunk_rows, k, n_blocks, attrs, wave, out_dtype)
             raise ValueError(f"{path} holds another run (other points, filters, generator or chunking); give "
                              "another store, delete it, or pass --overwrite (smnet-sps mags --points) to "
                              "replace it")
+        # out_dtype is not part of the run's identity: a store begun in float32 resumed with out_dtype="f8"
+        # filled the rest in float32 without a word (float64 over float32: chunks of two precisions)
+        stored = group["magnitudes" if attrs["what"] == "magnitudes" else "flux"].dtype
+        if stored != np.dtype(out_dtype):
+            raise ValueError(f"{path} holds {stored} values (the out_dtype of the run that began it), not "
+                             f"{np.dtype(out_dtype)}: resume it with out_dtype={stored.str[1:]!r}, or give "
+                             "another store")
         group.attrs.setdefault("tail_filled", attrs["tail_filled"])   # a store begun before it was recorded
         return group
     _refuse_foreign_folder(path)
@@ -889,7 +896,8 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     client : distributed.Client or None (the default client if one exists, else this process)
     chunk_rows : stars per task and per Zarr chunk
     out_dtype : float32 or float64 (else a ValueError, as :meth:`Generator.stream`); "f8" for magnitudes,
-        "f4" for spectra by default
+        "f4" for spectra by default. A store is resumed only with the dtype it was begun in (a ValueError
+        names it)
 
     Returns
     -------

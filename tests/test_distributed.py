@@ -751,3 +751,23 @@ def test_a_store_needs_a_generator_spec_a_rerun_recognises(tmp_path):
     assert [(r.n_skipped, r.n_computed) for r in runs] == [(0, 4), (4, 0)]
     mags = D.magnitudes(pts, "sdss2010-g", generator=spec, chunk_rows=10)[0].compute(scheduler="sync")
     np.testing.assert_allclose(mags, D.load_points_store(tmp_path / "p.zarr")[0])
+
+
+def test_a_store_resumes_only_with_the_precision_it_was_begun_in(tmp_path):
+    """out_dtype is not part of a store's identity: a spectra store begun in float32 (interrupted) and resumed
+    with out_dtype="f8" filled its missing chunk in float32 without a word (and f4 over an f8 store mixed two
+    precisions). The rerun is refused, naming the store's dtype; resumed with it, only the missing chunk is
+    computed."""
+    pts = np.column_stack([np.linspace(4000, 9000, 10), np.full(10, 4.0), np.zeros(10), np.ones(10)])
+    store = tmp_path / "s.zarr"
+    first = D.write_points(pts, store, what="spectra", generator="blackbody", chunk_rows=5, out_dtype="f4",
+                           progress=False)
+    zarr.open_group(str(store), mode="r+")["done"][1] = 0          # as a run interrupted in its 2nd chunk
+    with pytest.raises(ValueError, match=r"holds float32 values .*, not float64: resume it with "
+                                         r"out_dtype='f4', or give another store"):
+        D.write_points(pts, store, what="spectra", generator="blackbody", chunk_rows=5, out_dtype="f8",
+                       progress=False)
+    again = D.write_points(pts, store, what="spectra", generator="blackbody", chunk_rows=5, out_dtype="f4",
+                           progress=False)
+    assert (first.n_computed, again.n_skipped, again.n_computed) == (2, 1, 1)
+    assert D.load_points_store(store)[0].dtype == np.float32
