@@ -303,6 +303,16 @@ class SemiEmpiricalGenerator(Generator):
         w = density_to_weight(_kernel_density(points, self._stars, self._scales), self._n_half)
         return torch.where(w < self._w_floor, torch.zeros_like(w), w)
 
+    def _correction_rows(self, p):
+        """The ensemble's correction c for (n, 3) float32 inputs (log10 Teff, log g, [M/H]), as the base
+        model's network passes run: in fixed chunks of :data:`~smnet_sps.neural.FORWARD_CHUNK` rows, padded
+        to a multiple of 16 (:func:`~smnet_sps.neural._padded_net`), so that a point's spectrum does not
+        depend on the other points of its batch (oneDNN picks its float32 kernel by shape: a star alone
+        differed from the same star in a batch of 20 by 6e-8 in c, 1.2e-7 in flux). Carries gradients."""
+        from .neural import FORWARD_CHUNK, _padded_net
+        return torch.cat([_padded_net(self._net, p[i:i + FORWARD_CHUNK])
+                          for i in range(0, max(len(p), 1), FORWARD_CHUNK)])
+
     @torch.no_grad()
     def _weighted_correction(self, teff, logg, logz):
         """(rows with a non-zero weight, w * c on the correction's pixels (n_rows, n_pix)) for validated
@@ -312,7 +322,7 @@ class SemiEmpiricalGenerator(Generator):
         if not rows.size:
             return rows, np.zeros((0, self._i1 - self._i0))
         p = torch.as_tensor(np.stack([np.log10(teff[rows]), logg[rows], logz[rows]], 1), dtype=torch.float32)
-        return rows, self._net(p).double().numpy() * w[rows, None]
+        return rows, self._correction_rows(p).double().numpy() * w[rows, None]
 
     def correction(self, teff, logg, logz):
         """ln(F_semi / (s F_base)) = w * c on the model's wavelength grid: (n, n_wave) float64 (0 where
@@ -356,7 +366,7 @@ class SemiEmpiricalGenerator(Generator):
         flux = self.base.torch_surface_flux(*tensors, library=library)
         t, g, z = (v.reshape(-1) for v in torch.broadcast_tensors(*[v.double() for v in tensors]))
         p = torch.stack([torch.log10(t), g, z], 1).cpu()
-        c = self._net(p.float()).double() * self._weight(p)[:, None]
+        c = self._correction_rows(p.float()).double() * self._weight(p)[:, None]
         wl = torch.as_tensor(self.wavelength, dtype=flux.dtype, device=flux.device)
         return _apply_correction(flux, c.to(flux.device, flux.dtype), wl, self._i0, self._i1)
 
