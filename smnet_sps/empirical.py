@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .constants import PARAMETER_DOMAINS
 from .medium import air_to_vacuum
 
 __all__ = ["EmpiricalStars", "load_empirical", "ComparisonOperator", "EmpiricalScore", "COMPARISON_GRID",
@@ -108,9 +109,9 @@ class EmpiricalStars:
 
 def _check_star_arrays(path, d):
     """ValueError naming ``path`` and the key unless the arrays of an empirical set fit together:
-    ``miles_id``, ``teff``, ``logg``, ``feh`` 1-d of one length n >= 1 (the parameters finite), ``wave``
-    1-d, finite, positive and strictly increasing (>= 3 pixels), ``flux`` of shape (n, len(wave)),
-    ``miles_id`` whole numbers (integers, or whole floats).
+    ``miles_id``, ``teff``, ``logg``, ``feh`` 1-d of one length n >= 1 (the parameters finite and inside
+    :data:`~smnet_sps.constants.PARAMETER_DOMAINS`), ``wave`` 1-d, finite, positive and strictly increasing
+    (>= 3 pixels), ``flux`` of shape (n, len(wave)), ``miles_id`` whole numbers (integers, or whole floats).
 
     Unchecked, a (n, 1) ``miles_id`` made the nearest-star baseline allocate 65 GiB, a flux of the wrong
     shape failed deep in numpy or was blamed on the prediction, and star number 2.5 became 2.
@@ -133,6 +134,16 @@ def _check_star_arrays(path, d):
             raise ValueError(f"{path}: '{key}' is not finite for {int(bad.sum())} of {n} stars (miles_id "
                              f"{d['miles_id'][bad][:10].tolist()}); every star needs a finite teff, logg and "
                              "feh: leave such stars out of the set")
+    for key, name in (("teff", "teff"), ("logg", "logg"), ("feh", "logz")):
+        # outside the generators' domain the model refused the star after loading (calibrate: after the base
+        # model too) as "teff = 0 (index 3)": a row of the (--ids) subset, naming neither file nor star
+        (lo, hi), unit = PARAMETER_DOMAINS[name]
+        v = np.asarray(d[key], float)
+        bad = (v < lo) | (v > hi)
+        if bad.any():
+            raise ValueError(f"{path}: '{key}' is outside the physical domain {lo:g} .. {hi:g} {unit} for "
+                             f"{int(bad.sum())} of {n} stars (miles_id {d['miles_id'][bad][:10].tolist()}: "
+                             f"{v[bad][:10].tolist()}); leave such stars out of the set")
     wave = np.asarray(d["wave"], float)
     bad = ~np.isfinite(wave) | (wave <= 0)
     if bad.any():
@@ -169,8 +180,8 @@ def load_empirical(directory):
     Keys: ``miles_id``, ``teff``, ``logg``, ``feh``, ``wave`` (air, A), ``flux`` (n, n_pix; exact 0 = gap).
     Wavelengths are converted to vacuum; gaps become NaN. A ``miles_id`` given twice is refused
     (ValueError), as are arrays that do not fit together (:func:`_check_star_arrays`: n >= 1 stars, one
-    ``miles_id`` / ``teff`` / ``logg`` / ``feh`` each and finite, ``wave`` finite and strictly increasing,
-    ``flux`` of shape (n, len(wave)), whole star numbers).
+    ``miles_id`` / ``teff`` / ``logg`` / ``feh`` each, finite and in the generators' domain, ``wave`` finite
+    and strictly increasing, ``flux`` of shape (n, len(wave)), whole star numbers).
     """
     path = Path(directory)
     if path.is_dir():

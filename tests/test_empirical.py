@@ -140,6 +140,26 @@ def test_load_refuses_a_star_without_a_finite_parameter(tmp_path, key):
         load_empirical(tmp_path)
 
 
+@pytest.mark.parametrize("key, value", [("teff", 0.0), ("logg", 20.0), ("feh", -9.0)])
+def test_load_refuses_a_star_outside_the_physical_domain_naming_it(tmp_path, capsys, key, value):
+    """A star at Teff 0 K was loaded; validate refused it only after the model (calibrate after the base
+    model) as 'teff = 0 (index 3) is outside the physical domain', index 3 being a row of the --ids subset,
+    naming neither the file nor the star."""
+    from smnet_sps.cli import main
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    raw[key] = raw[key].astype(float)
+    raw[key][5] = value
+    np.savez(tmp_path / "stars.npz", **raw)
+    star = int(raw["miles_id"][5])
+    with pytest.raises(ValueError, match=rf"stars.npz: '{key}' is outside the physical domain .* for 1 of 20 "
+                                         rf"stars \(miles_id \[{star}\]: \[{value}\]\)"):
+        load_empirical(tmp_path)
+    (tmp_path / "ids.txt").write_text(f"{raw['miles_id'][0]}\n{star}\n")
+    assert main(["validate", "--empirical", str(tmp_path), "--ids", str(tmp_path / "ids.txt"),
+                 "--generator", "blackbody"]) == 1
+    assert f"(miles_id [{star}]" in capsys.readouterr().err
+
+
 def test_star_against_itself_scores_zero(stars):
     s = score_spectra("self", stars.wavelength, stars.flux, stars)
     assert np.all(s.score < 1e-6)
