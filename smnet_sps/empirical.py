@@ -423,6 +423,11 @@ def observed_fraction(stars, pred_wavelength):
     """Per star (n,), the fraction of the comparison grid its observed data can score on ``pred_wavelength``
     [A, vacuum] whatever the prediction (a grid point needs :data:`MIN_KERNEL_WEIGHT` of its kernel on
     observed pixels); a star under :data:`MIN_VALID_FRACTION` gets no score."""
+    w, g = stars.wavelength, COMPARISON_GRID
+    if w[-1] <= g[0] or w[0] >= g[-1]:
+        # no grid point inside the set: 0 for every star (the operator, built on no pixel, failed with "the
+        # prediction has < 3 pixels inside the observed range", naming neither the set nor the grid)
+        return np.zeros(len(stars))
     op = ComparisonOperator(pred_wavelength, stars.wavelength)
     _, _, ok = op.smooth_pair(np.ones((len(stars), np.size(pred_wavelength))), stars.flux)
     return ok.mean(1)

@@ -160,6 +160,26 @@ def test_load_refuses_a_star_outside_the_physical_domain_naming_it(tmp_path, cap
     assert f"(miles_id [{star}]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("scale, shift", [(1.0, 5000.0), (0.45, 0.0)])
+def test_a_set_beside_the_comparison_grid_is_refused_naming_it(tmp_path, capsys, scale, shift):
+    """A set observed wholly outside 3610-7350 A (here 8543-12413 A) failed in validate, and in calibrate's
+    cross-validation, with 'the prediction has < 3 pixels inside the observed range', naming neither the set
+    nor the range it must cover, instead of check_scorable's message (so did one at 1593-3334 A)."""
+    from smnet_sps.cli import main
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    raw["wave"] = raw["wave"] * scale + shift
+    np.savez(tmp_path / "stars.npz", **raw)
+    assert main(["validate", "--empirical", str(tmp_path), "--generator", "blackbody"]) == 1
+    err = capsys.readouterr().err
+    assert "stars.npz: no star can be scored: the set covers" in err
+    assert "the comparison grid is 3610-7350" in err
+    out = str(tmp_path / "c")
+    assert main(["calibrate", "--empirical", str(tmp_path), "--out", out, "--steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "no star can be scored" in err and "--folds 5 would write" in err
+    assert not (tmp_path / "c").exists()
+
+
 def test_star_against_itself_scores_zero(stars):
     s = score_spectra("self", stars.wavelength, stars.flux, stars)
     assert np.all(s.score < 1e-6)
