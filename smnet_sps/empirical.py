@@ -601,7 +601,8 @@ def kfold_ids(star_id, teff, k=5, seed=0):
 
 # ------------------------------------------------------------------------------------------ plot
 def plot_worst_residuals(score, n=8):
-    """Figure: the ``n`` stars with the largest per-star score, residual (per cent) vs wavelength [A].
+    """Figure: the ``n`` stars with the largest per-star score, residual (per cent) vs wavelength [A] (stars
+    without a score are left out: fewer panels, or one saying so, when fewer than ``n`` have one).
 
     One panel per star (1.5 inch high), labelled with its number, parameters and score; ``n`` is 1 to
     :data:`MAX_WORST_STARS` (ValueError otherwise).
@@ -611,6 +612,9 @@ def plot_worst_residuals(score, n=8):
         raise ValueError(f"n must be a number of stars from 1 to {MAX_WORST_STARS} (one panel each); "
                          f"got {n!r}")
     order = np.argsort(np.where(np.isfinite(score.score), -score.score, np.inf))[:int(n)]
+    # a star without a score is not among the worst: it filled the panels past the scored stars, titled
+    # "worst 8 stars" and labelled "median |res| nan %"
+    order = order[np.isfinite(score.score[order])]
     n = max(len(order), 1)
     fig, axes = plt.subplots(n, 1, figsize=(8, 1.5 * n + 0.8), sharex=True, squeeze=False)
     for ax, i in zip(axes[:, 0], order):
@@ -620,6 +624,8 @@ def plot_worst_residuals(score, n=8):
                 f"[M/H] {score.logz[i]:+.2f}  median |res| {100 * score.score[i]:.2f} %",
                 transform=ax.transAxes, va="top", fontsize=8)
         ax.set_ylabel("res [%]")
+    if not len(order):
+        axes[0, 0].text(0.5, 0.5, "no star has a score", transform=axes[0, 0].transAxes, ha="center")
     axes[-1, 0].set_xlabel("vacuum wavelength [A]")
     fig.suptitle(f"{score.name}: worst {len(order)} stars (shape-normalised, {score.fwhm:g} A FWHM)",
                  fontsize=10)

@@ -249,6 +249,23 @@ def test_class_stats_and_plot(stars, default_generator):
     plt.close(fig)
 
 
+def test_worst_residuals_plot_only_stars_with_a_score(stars, blackbody):
+    """With fewer scored stars than --worst, the panels past them showed stars without a score, as
+    "median |res| nan %", under the title "worst 8 stars"."""
+    import matplotlib.pyplot as plt
+    s = score_generator(blackbody, stars)
+    s.score[3:] = np.nan
+    fig = plot_worst_residuals(s, n=8)
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert len(fig.axes) == 3 and not any("nan" in t for t in labels)
+    assert "worst 3 stars" in fig.get_suptitle()
+    plt.close(fig)
+    s.score[:] = np.nan
+    fig = plot_worst_residuals(s, n=8)
+    assert len(fig.axes) == 1 and [t.get_text() for t in fig.axes[0].texts] == ["no star has a score"]
+    plt.close(fig)
+
+
 def test_kfold_ids_stratified_and_seeded(stars):
     z = np.load(next(FIXTURE.glob("*.npz")))
     folds = kfold_ids(z["miles_id"], z["teff"], k=5, seed=3)
