@@ -32,7 +32,7 @@ from astropy import units as u
 from .generator import _refuse_masked
 
 __all__ = ["SFH_TYPES", "SFHistory", "parametric_sfh", "tabular_sfh", "check_tabular", "ssp_weights",
-           "mass_formed_closed_form", "UNRESOLVED_FRACTION", "table_mass_fraction"]
+           "mass_formed_closed_form", "UNRESOLVED_FRACTION", "table_mass_fraction", "LOG_AGE_RANGE"]
 
 SFH_TYPES = {0: "SSP", 1: "tau (+ constant + burst)", 3: "tabular", 4: "delayed tau (+ constant + burst)"}
 GYR = 1e9
@@ -280,6 +280,10 @@ def check_tabular(age_gyr, sfr):
     return age, rate
 
 
+#: log10(age / yr) an SSP age grid may span (1 kyr - 100 Gyr): ages in yr, Myr or Gyr fall outside
+LOG_AGE_RANGE = (3.0, 11.0)
+
+
 def _hat(log_nodes, t):
     """Indices and weights of the linear-in-log-age interpolation at lookback times t [yr] (> 0)."""
     lt = np.log10(np.maximum(t, 1e-300))
@@ -304,10 +308,11 @@ def ssp_weights(history, log_ages, split_yr=None, rtol_outside=1e-9):
     Parameters
     ----------
     history : SFHistory
-    log_ages : (n,) increasing log10(age / yr) of the SSP grid
-    split_yr : float or None; lookback time [yr] separating "young" (t < split; a burst at t <= split, as
-        FSPS counts an SSP at exactly dust_tesc young) from "old" stars (FSPS ``10**dust_tesc``); None puts
-        everything in "old"
+    log_ages : (n,) increasing log10(age / yr) of the SSP grid, within ``LOG_AGE_RANGE`` (a time Quantity of
+        ages is converted)
+    split_yr : float [yr] (or a time Quantity), >= 0, or None; lookback time separating "young" (t < split; a
+        burst at t <= split, as FSPS counts an SSP at exactly dust_tesc young) from "old" stars (FSPS
+        ``10**dust_tesc``); None puts everything in "old"
 
     Returns
     -------
@@ -316,15 +321,33 @@ def ssp_weights(history, log_ages, split_yr=None, rtol_outside=1e-9):
     Raises
     ------
     ValueError
-        If stars formed earlier than the oldest SSP age (no spectrum exists for them).
+        If stars formed earlier than the oldest SSP age (no spectrum exists for them); if ``log_ages`` are not
+        log10(age / yr) in ``LOG_AGE_RANGE`` or ``split_yr`` is not a time >= 0.
     """
-    log_ages = np.asarray(log_ages, float)
-    if log_ages.size < 2 or np.any(np.diff(log_ages) <= 0):
-        raise ValueError("log_ages must be >= 2 strictly increasing log10(age/yr)")
+    log_ages = np.asarray(_in_unit("log_ages", log_ages, u.dex(u.yr)))
+    if log_ages.dtype.kind not in "iuf":
+        raise ValueError(f"log_ages must be real numbers, log10(age / yr); got {log_ages!r}")
+    log_ages = log_ages.astype(float)
+    if log_ages.ndim != 1 or log_ages.size < 2 or not np.all(np.isfinite(log_ages)) \
+            or np.any(np.diff(log_ages) <= 0):
+        raise ValueError("log_ages must be >= 2 finite, strictly increasing log10(age/yr)")
+    lo, hi = LOG_AGE_RANGE
+    if log_ages[0] < lo or log_ages[-1] > hi:
+        # ages in yr took every star as younger than the first "log age" (a 1 Gyr constant SFH was the
+        # 0.3 Myr SSP); ages in Gyr put it on the SSPs that read ~9 (8.9-10 Gyr), without a word
+        raise ValueError(f"log_ages are log10(age / yr), within {lo:g}..{hi:g} (1 kyr - 100 Gyr); got "
+                         f"{log_ages[0]:.4g}..{log_ages[-1]:.4g}: ages in yr or Gyr? Pass np.log10(age_yr) "
+                         "or a time Quantity (ages * u.Gyr)")
+    if split_yr is not None:
+        split_yr = _real("split_yr", split_yr, u.yr)
+        if not np.isfinite(split_yr) or split_yr < 0:
+            # NaN and negative times failed every comparison: no star was young, silently
+            raise ValueError(f"split_yr is a lookback time in yr, finite and >= 0 (None: nothing is young); "
+                             f"got {split_yr!r}")
     t_max = 10.0 ** log_ages[-1]
     young = np.zeros(log_ages.size)
     old = np.zeros(log_ages.size)
-    split = -np.inf if split_yr is None else float(split_yr)      # None: nothing is young
+    split = -np.inf if split_yr is None else split_yr             # None: nothing is young
     total = history.mass_formed()
     beyond = 0.0
     node_t = 10.0 ** log_ages

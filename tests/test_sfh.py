@@ -290,3 +290,23 @@ def test_table_row_at_exactly_tburst_counts_the_burst_its_spectrum_holds(tburst)
     assert got == pytest.approx(expected, rel=1e-12)
     before, _ = table_mass_fraction(1, age * (1 - 1e-9), t_max, tau=1.0, fburst=0.5, tburst=tburst)
     assert before == pytest.approx(expected - 0.5, rel=1e-6)                     # not yet a moment before
+
+
+def test_ssp_weights_refuse_ages_that_are_not_log_years_and_a_split_that_is_not_a_time():
+    # a 1 Gyr constant SFH on the grid's ages in yr put all of its 1 M_sun on the first (0.3 Myr) SSP; in Gyr
+    # on the SSPs that read ~9 (8.9-10 Gyr); a NaN or negative split made no star young; all without a word
+    from astropy import units as u
+    h = parametric_sfh(1, 1.0, const=1.0)
+    young, old = ssp_weights(h, LOG_AGES, split_yr=1e7)
+    assert young.sum() == pytest.approx(0.01, rel=1e-12)                          # 10 Myr of 1 Gyr
+    ages = 10.0 ** LOG_AGES
+    for wrong in (ages, ages / 1e9, LOG_AGES - 9.0):                              # yr, Gyr, log Gyr
+        with pytest.raises(ValueError, match=r"log10\(age / yr\), within 3..11"):
+            ssp_weights(h, wrong)
+    for split in (np.nan, -1e7, 10 * u.kg):
+        with pytest.raises(ValueError, match="split_yr"):
+            ssp_weights(h, LOG_AGES, split_yr=split)
+    # the ages and the split as time Quantities are converted
+    q_young, q_old = ssp_weights(h, ages / 1e9 * u.Gyr, split_yr=10 * u.Myr)
+    assert np.allclose(q_young, young, rtol=1e-9, atol=1e-15)
+    assert np.allclose(q_old, old, rtol=1e-9, atol=1e-15)
