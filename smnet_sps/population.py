@@ -767,7 +767,8 @@ class StellarPopulation:
 
     @property
     def stellar_mass(self):
-        """Surviving stars + remnants [M_sun per M_sun formed] (stars only if add_stellar_remnants=False)."""
+        """Surviving stars + remnants [M_sun per M_sun formed; M_sun of the whole ``formed_mass`` for sfh=3,
+        whose table is not normalised] (stars only if add_stellar_remnants=False)."""
         return self._stat("stellar_mass")
 
     @property
@@ -778,13 +779,15 @@ class StellarPopulation:
 
     @property
     def log_lbol(self):
-        """log10 bolometric luminosity of the stars (before dust) [L_sun per M_sun formed]."""
+        """log10 bolometric luminosity of the stars (before dust) [L_sun per M_sun formed; L_sun of the whole
+        ``formed_mass`` for sfh=3]."""
         with np.errstate(divide="ignore"):
             return np.log10(self._stat("lbol"))
 
     @property
     def sfr(self):
-        """Current star-formation rate [M_sun / yr per M_sun formed] (0 for an SSP)."""
+        """Current star-formation rate [M_sun / yr per M_sun formed; M_sun / yr, the table's, for sfh=3]
+        (0 for an SSP)."""
         return self._stat("sfr")
 
     @property

@@ -687,6 +687,24 @@ def test_a_tabular_spectrum_states_that_it_is_for_the_formed_mass():
     assert per_msun.meta["units"] == "per M_sun formed"
 
 
+def test_tabular_masses_luminosity_and_sfr_are_the_tables_and_their_docstrings_say_so():
+    """stellar_mass, log_lbol and sfr promised "per M_sun formed" also for sfh=3, where they are those of the
+    whole table (1 M_sun/yr over 5 Gyr: stellar_mass 3.3e9, not 0.66), as FSPS does not normalise a table."""
+    from smnet_sps.generator import BlackbodyGenerator
+    sp = StellarPopulation(zcontinuous=1, sfh=3, generator=BlackbodyGenerator())
+    sp.set_tabular_sfh(np.array([0.0, 6.0]), np.array([1.0, 1.0]))
+    sp.get_spectrum(tage=5.0)
+    constant = StellarPopulation(zcontinuous=1, sfh=1, const=1.0, generator=BlackbodyGenerator())
+    constant.get_spectrum(tage=5.0)
+    assert sp.formed_mass == pytest.approx(5e9, rel=1e-10)
+    assert sp.stellar_mass == pytest.approx(5e9 * constant.stellar_mass, rel=1e-8)
+    assert sp.log_lbol == pytest.approx(np.log10(5e9) + constant.log_lbol, abs=1e-8)
+    assert sp.sfr == pytest.approx(1.0) and constant.sfr == pytest.approx(1 / 5e9)
+    for name in ("stellar_mass", "log_lbol", "sfr"):
+        doc = " ".join(getattr(StellarPopulation, name).__doc__.split())
+        assert "for sfh=3" in doc, name
+
+
 def test_get_mags_bands_must_be_names_and_the_cosmology_error_says_what_none_means():
     """get_mags(bands=5) failed with TypeError "'int' object is not iterable"; StellarPopulation(cosmology=70)
     said "or None (Planck18)", while None there means FSPS's flat H0 = 72, Om0 = 0.27."""
