@@ -310,3 +310,16 @@ def test_ssp_weights_refuse_ages_that_are_not_log_years_and_a_split_that_is_not_
     q_young, q_old = ssp_weights(h, ages / 1e9 * u.Gyr, split_yr=10 * u.Myr)
     assert np.allclose(q_young, young, rtol=1e-9, atol=1e-15)
     assert np.allclose(q_old, old, rtol=1e-9, atol=1e-15)
+
+
+def test_closed_form_refuses_a_tau_or_duration_that_is_not_one_and_converts_quantities():
+    # tau = -1 gave 6.39 "Gyr" formed over T = 2, T = -2 the same negative, tau = 0 a ZeroDivisionError and
+    # sfh=True the tau model
+    from astropy import units as u
+    for sfh, T, tau in ((1, 2.0, -1.0), (1, 2.0, 0.0), (4, -2.0, 1.0), (1, np.nan, 1.0), (True, 2.0, 1.0)):
+        with pytest.raises(ValueError, match="sfh=1 or 4|tau_gyr|T_gyr"):
+            mass_formed_closed_form(sfh, T, tau)
+    expected = 0.5 * -np.expm1(-4.0)                                      # Gyr, T / tau = 4
+    assert mass_formed_closed_form(1, 2 * u.Gyr, 500 * u.Myr) == pytest.approx(expected, rel=1e-12)
+    both = mass_formed_closed_form(4, np.array([0.0, 2.0]), 1.0)
+    assert both[0] == 0.0 and both[1] == pytest.approx(1 - 3 * np.exp(-2.0), rel=1e-12)
