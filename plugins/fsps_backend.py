@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from smnet_sps.constants import C_ANGSTROM
+from smnet_sps.progress import want_progress
 
 from ._common import check_zsun
 
@@ -202,7 +203,8 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
         generator's grid (one pixel: a box, :mod:`smnet_sps.lsf`). Negative values are written as given
         (FSPS uses the absolute value; stock C3K files mark an undefined resolution with a negative sign)
     overwrite : bool, replace an existing library of that name
-    progress : bool, tqdm bar over metallicities
+    progress : bool or None, tqdm bar over metallicities (off by default; None: on a terminal or in a
+        Jupyter kernel only, :mod:`smnet_sps.progress`)
 
     Returns
     -------
@@ -384,7 +386,7 @@ def _write_spectra(gen, staged, paths, tags, logt, logg, logzsol, wave, resample
     teff, grav = 10.0 ** T.ravel(), G.ravel()
     n_uncovered, covered = 0, {}
     iterator = list(zip(logzsol, tags, paths))
-    if progress:
+    if want_progress(progress):
         from tqdm.auto import tqdm
         iterator = tqdm(iterator, desc="FSPS library", unit="Z")
     box_mh = getattr(getattr(gen, "box", None), "logz", (-np.inf, np.inf))

@@ -70,6 +70,7 @@ from .generator import (_as_float_array, _check_count, _check_finite, _logg_valu
                         _quiet_coverage, _refuse_masked, _teff_value, check_switch, column_quantity,
                         luminosity_scale, planck_fraction, planck_surface_flux, validate_parameters)
 from .isochrones import PHASE_NAMES
+from .progress import want_progress
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
 
@@ -989,6 +990,8 @@ class StellarLibraryBackend:
         keys : int array (n, 4) from :meth:`point_keys` (anything else is a ValueError)
         weights : scipy.sparse or dense (n_rows, n) [L_sun per point], finite and >= 0 (a 1-d array of n:
             one row); another shape or a NaN / inf / negative weight is a ValueError
+        progress : bool or None, a tqdm bar over the generator's batches (none for work done in one batch);
+            None: on a terminal or in a notebook only (:func:`smnet_sps.progress.want_progress`)
         use_cache : bool or None; None -> cache when the unique points fit in the cache
         stats : dict or None; if given, filled with ``n_points``, ``n_unique`` (points sent to the generator
             or found in the cache), ``n_generated``, ``seconds`` (wall) and ``cpu_s`` (this process's CPU
@@ -1006,7 +1009,7 @@ class StellarLibraryBackend:
 
         t_start, c_start = time.perf_counter(), time.process_time()
         timing = _new_timing()
-        progress = check_switch(progress, "progress")
+        progress = want_progress(progress)
         if use_cache is not None:
             use_cache = check_switch(use_cache, "use_cache")
         keys, weights = _check_weighted_sum_inputs(keys, weights)

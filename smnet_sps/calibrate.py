@@ -33,6 +33,7 @@ import torch
 
 from .generator import _quiet_coverage
 from .model import caller_torch_state_kept
+from .progress import want_progress
 from .semi_empirical import (FORMAT, PROBE_PARAMS, CorrectionNet, base_fingerprint, file_sha256,
                              low_order_basis, probe_ln_flux, wavelength_taper)
 
@@ -268,7 +269,7 @@ def _fit_members(data, rows, st, seed, progress=None):
     return nets
 
 
-def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None, progress=True):
+def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None, progress=None):
     """Fit the semi-empirical correction on an empirical set and write it (plus a k-fold CV report) to
     ``out``.
 
@@ -284,11 +285,14 @@ def calibrate(empirical, out, base="default", folds=5, settings=None, grid=None,
         (ValueError otherwise, before the base model is loaded); with folds, a set none of whose stars can be
         scored (observed on under half of the comparison grid) is refused before the fit (ValueError)
     grid : optional union grid file; adds CK04 (+ BaSeL) interpolation to the report
+    progress : bool or None, a tqdm bar (on stderr) over the networks fitted; None (default): drawn when
+        stderr is a terminal or in a Jupyter kernel, never into a log file (:mod:`smnet_sps.progress`)
     Returns the dict of cross-validated scores (name -> EmpiricalScore).
 
     Runs on one torch thread (reproducible weights); the caller's thread count and torch random state are
     restored afterwards (they were left at 1 thread and the last member's seed).
     """
+    progress = want_progress(progress)
     with caller_torch_state_kept():
         torch.set_num_threads(1)
         return _calibrate(empirical, out, base, folds, settings, grid, progress)

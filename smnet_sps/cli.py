@@ -233,15 +233,14 @@ def _backend_chosen():
 
 
 def show_progress(args=None):
-    """Whether a command draws its progress bars (tqdm, on stderr): only onto a terminal, and not with
+    """Whether a command draws its progress bars (tqdm, on stderr): only onto a terminal (or in a notebook's
+    kernel, :func:`smnet_sps.progress.want_progress`'s rule, the library's too), and not with
     ``--no-progress`` where the command has it. Into a file or a pipe (a batch job's ``2> log``) a bar wrote
     a carriage-return segment per update, the whole bar again each time."""
     if getattr(args, "no_progress", False):
         return False
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):        # stderr replaced by an object without isatty, or closed
-        return False
+    from .progress import want_progress
+    return want_progress(None)
 
 
 # `smnet-sps ... | head`: the reader stopped reading. Quiet, with the status of a Unix tool ended by SIGPIPE

@@ -53,6 +53,7 @@ from astropy import units as u
 from .constants import L_SUN, LLAM_UNIT
 from .backend import STATUS, _trapz_weights, star_rule
 from .generator import _check_count, _check_out_dtype, _quiet_coverage, validate_parameters
+from .progress import want_progress
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
            "magnitudes", "write_points", "load_points_store", "read_points", "points_array", "local_cluster",
@@ -514,7 +515,7 @@ def _ssp_blocks(items, spec, device):
     return out
 
 
-def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device="auto", progress=True):
+def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device="auto", progress=None):
     """Many SSP grids as Dask tasks, one Zarr store per grid, resumable.
 
     Parameters
@@ -529,7 +530,8 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
         the blocks of all grids that share generator, isochrones, options, Z and ages -- grids that differ
         only in the IMF -- so their stellar spectra are generated once, on one worker.
     device : where workers run the generator ("auto": CUDA when present)
-    progress : tqdm bar over tasks
+    progress : bool or None, a tqdm bar (on stderr) over tasks; None (default): drawn when stderr is a
+        terminal or in a Jupyter kernel, never into a log file (:mod:`smnet_sps.progress`)
 
     Returns
     -------
@@ -538,6 +540,7 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
         :class:`smnet_sps.ssp.SSPGrid`, ``ssp_flux`` in L_sun / A per M_sun formed, vacuum wavelengths [A]).
     """
     _require_dask()
+    progress = want_progress(progress)
     t0 = time.perf_counter()
     client = get_client(client)
     configs = list(configs)
@@ -883,7 +886,7 @@ def _write_block(block, store, what, ib, start, spec, device, filters, system, d
 
 def write_points(points, store, filters=None, system="AB", *, what="magnitudes", generator=None,
                  distance=None, client=None, batch_size=4096, chunk_rows=100_000, device="auto",
-                 progress=True, out_dtype=None):
+                 progress=None, out_dtype=None):
     """Magnitudes (or spectra) of any number of stars, written chunk by chunk to a resumable Zarr store.
 
     Parameters
@@ -895,6 +898,8 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     what : "magnitudes" (n x n_filters numbers per run, the default) or "spectra" (F_lambda, n x n_wave)
     client : distributed.Client or None (the default client if one exists, else this process)
     chunk_rows : stars per task and per Zarr chunk
+    progress : bool or None, a tqdm bar (on stderr) over chunks; None (default): on a terminal or in a
+        Jupyter kernel only (:mod:`smnet_sps.progress`)
     out_dtype : float32 or float64 (else a ValueError, as :meth:`Generator.stream`); "f8" for magnitudes,
         "f4" for spectra by default. A store is resumed only with the dtype it was begun in (a ValueError
         names it)
@@ -908,6 +913,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     _require_dask()
     from .filters import resolve_filters, split_filter_names
     from .photometry import _system
+    progress = want_progress(progress)
     t0 = time.perf_counter()
     if what not in ("magnitudes", "spectra"):
         raise ValueError(f"what must be 'magnitudes' or 'spectra', got {what!r}")

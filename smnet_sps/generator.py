@@ -19,6 +19,7 @@ from astropy import units as u
 from astropy.utils.masked import Masked
 
 from .constants import BOLTZMANN_K, C_ANGSTROM, FLAM_UNIT, HC_OVER_K, LIGHT_C, PARAMETER_DOMAINS, PLANCK_H
+from .progress import want_progress
 
 __all__ = ["CoverageWarning", "ParameterBox", "Generator", "BlackbodyGenerator", "validate_parameters"]
 
@@ -491,13 +492,14 @@ class Generator(ABC):
         dtype is a ValueError), or with ``as_tensor=True`` a torch tensor on the generator's device (no host
         transfer). ``library`` names a training library to imitate (neural generators; None = the model's
         default, usually the smooth mixture). It is passed down the call chain, never stored on the
-        generator.
+        generator. ``progress``: a tqdm bar over the batches (False by default); None draws it on a terminal
+        or in a notebook only (:func:`smnet_sps.progress.want_progress`).
         """
         teff, logg, logz = validate_parameters(teff, logg, logz)
         batch_size = _check_count(batch_size, "batch_size", 1)
         # switches (strict="False" raised for every point outside, as_tensor="False" returned a tensor)
-        strict, progress, as_tensor = (check_switch(v, k) for k, v in
-                                       (("strict", strict), ("progress", progress), ("as_tensor", as_tensor)))
+        strict, as_tensor = check_switch(strict, "strict"), check_switch(as_tensor, "as_tensor")
+        progress = want_progress(progress)
         out_dtype = _check_out_dtype(out_dtype)
         library = self._check_library(library)
         inside = self._check_coverage(teff, logg, logz, strict, library)

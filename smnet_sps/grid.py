@@ -24,6 +24,7 @@ from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARI
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
 from .medium import air_to_vacuum, air_to_vacuum_derivative, check_medium
 from .output_files import atomic_output, save_plot
+from .progress import want_progress
 from .wavegrid import (POINT_SAMPLE_WIDTH, WAVELENGTH_GRID_DOC, bin_edges, check_wavelength_grid,
                        default_wavelength, resample)
 
@@ -326,7 +327,7 @@ def _checked_wavelength(wavelength):
     return check_wavelength_grid(wave)
 
 
-def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None, strict=False):
+def build_grid(library_dir, only=None, wavelength=None, progress=None, log=None, strict=False):
     """Read the native libraries and build the union grid (plus the phase libraries).
 
     A library that cannot be read (missing, damaged or degenerate file: the readers raise
@@ -351,8 +352,9 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
         Common wavelength grid [Angstrom] (1-d, finite, strictly increasing, within 1 A - 1e8 A; a
         ``ValueError`` otherwise, and if it holds no known pixel of a library read); default
         :func:`smnet_sps.wavegrid.default_wavelength`.
-    progress : bool
-        Show a tqdm progress bar (one step per file).
+    progress : bool or None
+        Show a tqdm progress bar on stderr (one step per file); None (default): when stderr is a terminal or
+        in a Jupyter kernel, never into a log file (:mod:`smnet_sps.progress`).
     log : callable, optional
         Receives one line of text per library (default: print to stderr).
     strict : bool
@@ -364,6 +366,7 @@ def build_grid(library_dir, only=None, wavelength=None, progress=True, log=None,
     """
     from tqdm.auto import tqdm
 
+    progress = want_progress(progress)
     log = log or (lambda s: print(s, file=sys.stderr))
     root = Path(library_dir)
     if not root.is_dir():

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .progress import want_progress
+
 __all__ = ["FAMILIES", "FAMILY_CHOICES", "PHASE_NAMES", "PRE_MS_PHASE", "UNFLAGGED_PHASE", "Isochrone",
            "IsochroneSet", "load_isochrones", "convert_fsps_isochrones", "isochrone_dir", "check_zsun"]
 
@@ -401,7 +403,7 @@ def _check_one_file_per_z(files, src_dir):
         seen[z] = f
 
 
-def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
+def convert_fsps_isochrones(src_dir, out_path, family, progress=None):
     """Convert FSPS ``isoc_z*.dat(.gz)`` files of one family into one lossless compressed ``.npz``.
 
     Parameters
@@ -412,6 +414,8 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
         ignored
     out_path : output ``.npz``
     family : "parsec" or "padova" (sets Zsun and the citation stored in the file)
+    progress : bool or None, a tqdm bar (on stderr) over the files; None (default): when stderr is a
+        terminal or in a Jupyter kernel, never into a log file (:mod:`smnet_sps.progress`)
 
     Every value must be finite and in its column's range (log t 4-11, Mini and Mact 0.01-1000 M_sun,
     log L -8..8, log Teff 3-6, log g -3..15, C/O 0-1000, phase an FSPS code -1..9); otherwise ValueError
@@ -419,6 +423,7 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=True):
     """
     from tqdm.auto import tqdm
 
+    progress = want_progress(progress)
     key = _canonical(family)
     files = sorted(Path(src_dir).glob("isoc_z*.dat*"))
     if not files:

@@ -63,6 +63,7 @@ from .constants import FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
 from .filters import resolve_filters
 from .generator import _unmask, check_switch
 from .igm import check_redshift, igm_transmission
+from .progress import want_progress
 
 __all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "bandpass_weights", "BandWeights",
            "vega_spectrum", "sun_spectrum", "sun_absolute_magnitudes", "SYSTEMS", "add_cli"]
@@ -684,7 +685,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         mag at z = 4. No effect at z = 0.
     method : {"vectorised", "synphot"}
         Same integral; "synphot" calls ``Observation.effstim`` per spectrum (slow, the reference).
-    progress : bool, tqdm progress bar for the synphot path
+    progress : bool or None, tqdm progress bar for the synphot path (off by default; None: on a terminal or
+        in a Jupyter kernel only, :mod:`smnet_sps.progress`)
 
     Returns
     -------
@@ -707,6 +709,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     cosmology = as_cosmology(cosmology)
     named = resolve_filters(filters)
     igm = check_switch(igm, "igm")
+    progress = want_progress(progress)
     w, f, meta, kind = _observed_flux(spectra, distance, radius, redshift, cosmology)
     z = check_redshift(redshift)                   # checked by _observed_flux already: its float
     if igm and z > 0:
@@ -979,7 +982,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
 
 
 def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="parsec", generator=None,
-                   redshift=0, cosmology=None, extrapolate=False, igm=False, progress=True):
+                   redshift=0, cosmology=None, extrapolate=False, igm=False, progress=None):
     """SSP magnitudes vs age at metallicity Z from :func:`smnet_sps.ssp.ssp_grid` (one batched pass).
 
     Parameters
@@ -988,7 +991,9 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
         tabulated ages); the table has one row per age, in the order given
     Z : float, metal mass fraction (e.g. 0.0152 = solar for PARSEC)
     imf, isochrones, generator : passed to ``ssp_grid``
-    progress : bool, ``ssp_grid``'s tqdm progress bar over the generator batches (on stderr)
+    progress : bool or None, ``ssp_grid``'s tqdm progress bar over the generator batches (on stderr);
+        None (default): on a terminal or in a Jupyter kernel only, never into a log file
+        (:mod:`smnet_sps.progress`)
     Other parameters and the returned table: see :func:`ssp_photometry`.
     """
     from .ssp import parse_age, ssp_grid   # here: photometry must not depend on the SSP stage at import

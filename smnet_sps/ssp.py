@@ -36,6 +36,7 @@ from .imf import (IMF_CHOICES, first_interval_excess, get_imf, imf_weights, imf_
                   tpagb_factor, uncovered_mass)
 from .isochrones import FAMILY_CHOICES, PHASE_NAMES, UNFLAGGED_PHASE, load_isochrones
 from .lsf import lsf_meta
+from .progress import want_progress
 
 __all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "is_dsps_ssp_data", "check_ssp_flux_scale",
            "get_backend", "parse_age", "save_ssp_grid", "load_ssp_grid", "clear_ssp_cache", "SSP_FLUX_UNIT",
@@ -1014,7 +1015,7 @@ def _z_array(Zs, iso):
 
 
 def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator=None,
-             special_phases="model", outside="extrapolate", progress=True, device="auto"):
+             special_phases="model", outside="extrapolate", progress=None, device="auto"):
     """A grid of SSP spectra (DSPS layout), from ONE batched, deduplicated generator pass.
 
     Every isochrone point the grid needs is deduplicated (:data:`smnet_sps.backend.KEY_STEP`) and streamed
@@ -1030,7 +1031,8 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     imf, isochrones, generator, special_phases, outside, device : as :func:`ssp_spectrum` (generator: None /
         "default", "semi-empirical", "blackbody", a model directory, a Generator or a StellarLibraryBackend;
         device: "auto", "cpu", "cuda", "cuda:N" or "mps", for a model loaded by name)
-    progress : bool, tqdm progress bar over the generator batches
+    progress : bool or None, a tqdm bar (on stderr) over the generator batches; None (default): drawn when
+        stderr is a terminal or in a Jupyter kernel, never into a log file (:mod:`smnet_sps.progress`)
 
     Returns
     -------
@@ -1038,6 +1040,7 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     provenance, and the cost: ``n_points`` (isochrone points), ``n_unique`` (sent to the generator),
     ``seconds`` and ``timing`` (generator, coverage, dedup, accumulation seconds).
     """
+    progress = want_progress(progress)
     iso = load_isochrones(isochrones)
     # the DSPS layout (and every host code's) wants increasing, distinct axes: sorted, repeats dropped
     log_ages = np.unique(_age_array(ages, iso))

@@ -24,6 +24,7 @@ from .mixture import MIXTURE_FILE
 from .model import (LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, caller_torch_state_kept, fit_log1p01,
                     log1p01_forward)
 from .output_files import atomic_output, json_safe
+from .progress import want_progress
 from .tail import TAIL_FILE, red_tail_mask, save_table, tabulate_tail, wien_tail_mask
 
 __all__ = ["train", "read_grid", "log_ratio_targets", "split_nodes", "teff_neighbours", "blend_edges",
@@ -663,6 +664,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         the split of the shipped models). A warm start (``init_from``) must use its model's split: its
         output scaling was fitted on that split's training nodes, and its test nodes must stay unseen.
     patience : early stopping after this many epochs without a better validation loss
+    progress : True (default), False or None: a tqdm bar over the epochs with the losses. On by default also
+        into a log file (the losses are worth keeping there); None draws it on a terminal or in a Jupyter
+        kernel only, the rule of the other long-running functions (:mod:`smnet_sps.progress`)
     reference : ``"blackbody"`` (default) or ``"none"``: the MLP predicts log10(F / sigma T^4) minus this
         reference's log10(pi B_lambda / sigma T^4) (see :func:`smnet_sps.model.blackbody_log_ratio`)
     save_every : write checkpoint + model every this many epochs (a whole number >= 1; so are ``width``,
@@ -1269,7 +1273,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
     out.mkdir(parents=True, exist_ok=True)
     bar = None
     minutes = None if minutes == math.inf else minutes        # inf: no budget (resume's way to drop one)
-    if progress:
+    if want_progress(progress):
         from tqdm.auto import tqdm
         # with a wall-time budget the epoch count is open-ended: show a counter, not a meaningless total
         bar = tqdm(total=None if minutes else epochs, initial=state["epoch"], desc=f"train {arch}",

@@ -30,6 +30,7 @@ from .empirical import (COMPARISON_GRID, MAX_WORST_STARS, EmpiricalScore, check_
                         format_class_table, kfold_ids, load_empirical, plot_worst_residuals, score_generator,
                         score_spectra, unscored_lines)
 from .mixture import MIXTURE_FILE, LibraryMixture, blend_log_flux, rank_libraries
+from .progress import want_progress
 
 __all__ = ["imitation_log_flux", "imitation_scores", "rank_on_stars", "mixture_score", "kfold_validation",
            "baseline_scores", "interpolation_libraries", "load_any_generator", "add_cli"]
@@ -141,7 +142,10 @@ def _concat(parts, name):
 def kfold_validation(gen, stars, k=5, seed=0, grid=None, progress=False):
     """Held-out scores: for each of k stratified folds, rank the libraries on the other folds and score the
     resulting default mixture on the fold. Returns (list of EmpiricalScore over all held-out stars: default
-    (k-fold ranked), equal-weight mixture, each library imitation, baselines; list of the k policies)."""
+    (k-fold ranked), equal-weight mixture, each library imitation, baselines; list of the k policies).
+    ``progress``: a tqdm bar over the folds (off by default; None: on a terminal or in a Jupyter kernel only,
+    :mod:`smnet_sps.progress`)."""
+    progress = want_progress(progress)
     log_flux = imitation_log_flux(gen, stars)
     imit = imitation_scores(gen, stars, log_flux)
     folds = kfold_ids(stars.star_id, stars.teff, k=k, seed=seed)

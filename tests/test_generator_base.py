@@ -186,13 +186,15 @@ def test_out_dtype_must_hold_the_fluxes(blackbody, out_dtype):
 def test_switches_are_true_or_false(default_generator, blackbody):
     """strict, progress and as_tensor were taken by truth value: strict="False" refused every point
     outside coverage ('1 of 1 point(s) lie outside ...'), as_tensor="False" returned a torch tensor,
-    progress="no" drew a bar. Now each is True / False (numpy's too) or a ValueError naming it; the
-    backend's use_cache and progress the same (use_cache="False" used the cache)."""
+    progress="no" drew a bar. Now each is True / False (numpy's too) or a ValueError naming it (progress
+    also None: a bar on a terminal only, tests/test_progress.py); the backend's use_cache and progress the
+    same (use_cache="False" used the cache)."""
     from smnet_sps.backend import StellarLibraryBackend
     for gen in (default_generator, blackbody):
         for name in ("strict", "progress", "as_tensor"):
-            for bad in ("False", "no", 0, None):
-                with pytest.raises(ValueError, match=rf"{name} is a switch: True or False; got"):
+            allowed = "True, False or None" if name == "progress" else "True or False;"
+            for bad in ("False", "no", 0) + ((None,) if name != "progress" else ()):
+                with pytest.raises(ValueError, match=rf"{name} is a switch: {allowed}.* got"):
                     gen.surface_flux(5777.0, 4.44, 0.0, **{name: bad})
         flux, inside = gen.surface_flux(5777.0, 4.44, 0.0, strict=np.False_, as_tensor=False)
         assert isinstance(flux, np.ndarray) and inside.tolist() == [True]
