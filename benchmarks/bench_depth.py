@@ -30,6 +30,7 @@ from smnet_sps.evaluate import accuracy_table
 from smnet_sps.generator import CoverageWarning
 from smnet_sps.grid import load_grid
 from smnet_sps.neural import load_generator
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 LISTED = ("ck04", "nextgen", "basel22", "wmbasic")       # the libraries of issue 9
@@ -108,7 +109,7 @@ def main(argv=None):
         lines.append(f"| {label} | {speed[label]:,.0f} | {flops / 1e6:.2f} | "
                      f"{speed[label] * flops / 1e9 / peak:.1%} | {speed[label] / ref:.2f} |")
     lines += ["", f"This run: {time.perf_counter() - t0:.0f} s."]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_results(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {args.out}")
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import results_file
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = Path(__file__).resolve().parent
@@ -303,7 +304,7 @@ def write_results(args, scaling, ssp, memory, load, load_after, ssp_note=None, b
     lines.append(last + ". A GPU worker was not measured. Dask's own overhead (of order 1 ms per task, Dask "
                  "docs) is negligible at these task counts.")
     text = "\n".join(lines) + "\n"
-    (HERE / "results_distributed.md").write_text(text)
+    results_file.write_results(HERE / "results_distributed.md", text)
     print(text)
 
 

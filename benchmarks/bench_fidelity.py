@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -326,7 +327,7 @@ def main(argv=None):
     if missing:
         preamble += ["(not in this file: " + "; ".join(missing) + ")", ""]
     out = preamble + body + [f"Run time {time.perf_counter() - t0:.0f} s on {args.threads} thread(s).", ""]
-    out_path.write_text("\n".join(out))
+    write_results(out_path, "\n".join(out))
     print("\n".join(out))
     print(f"wrote {args.out}")
     return 0

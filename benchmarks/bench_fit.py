@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -567,7 +568,7 @@ def report():
                 f"{v['median_abs_dlogz']:.3f} | {v['frac_z_within_spacing']:.2f} |"
             )
         lines.append("")
-    (HERE / "results_fit.md").write_text("\n".join(lines) + "\n")
+    write_results(HERE / "results_fit.md", "\n".join(lines) + "\n")
     print(f"wrote {HERE / 'results_fit.md'}")
 
 

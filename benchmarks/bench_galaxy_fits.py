@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 C_KMS = 299792.458
@@ -435,7 +436,7 @@ def main():
               " settings by +-100 km/s, and a galaxy with sigma ~40 km/s (NGC 3073) can reach pPXF's lower "
               "bound: a consistency check, not a measurement of the dispersion.", "",
               "![galaxy fits](galaxy_fits.png)", ""]
-    (HERE / "results_galaxy_fits.md").write_text("\n".join(lines))
+    write_results(HERE / "results_galaxy_fits.md", "\n".join(lines))
     print("\n".join(lines))
 
 

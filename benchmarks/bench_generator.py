@@ -6,10 +6,11 @@ Usage::
 
 Prints the figures and writes ``benchmarks/results_generator.md`` (accuracy, seams) and
 ``benchmarks/results_generator_throughput.md`` (end-to-end surface_flux vs the MLP alone, low-precision
-accuracy). Throughput ratios (achieved GFLOP/s over torch's fp32 matmul peak) are measured in the same run;
-absolute times are noisy on a shared machine. ``--throughput-only`` skips the accuracy part,
-``--accuracy-only`` the throughput part. Without ``--throughput-only`` the grid must exist and have the
-model's nodes (else an error, and results_generator.md is left as it is).
+accuracy; ``--quick``, without the released-size model: ``results_generator_throughput_quick.md``, not merged
+into RESULTS.md, benchmarks/results_file.py). Throughput ratios (achieved GFLOP/s over torch's fp32 matmul
+peak) are measured in the same run; absolute times are noisy on a shared machine. ``--throughput-only``
+skips the accuracy part, ``--accuracy-only`` the throughput part. Without ``--throughput-only`` the grid must
+exist and have the model's nodes (else an error, and results_generator.md is left as it is).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from smnet_sps.evaluate import (
 from smnet_sps.generator import CoverageWarning
 from smnet_sps.model import SMNet
 from smnet_sps.neural import load_generator
+from results_file import write_results
 
 HERE = Path(__file__).parent
 
@@ -87,7 +89,9 @@ def main(argv=None):
     ap.add_argument("--grid", default=str(HERE.parent / "work" / "grid.h5"))
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="skip the released-size (B=1024) model")
+    ap.add_argument("--quick", action="store_true",
+                    help="skip the released-size (B=1024) model; the throughput table goes to "
+                         "results_generator_throughput_quick.md (not merged), the full one is left as it is")
     ap.add_argument("--throughput-only", action="store_true",
                     help="only the throughput section (results_generator_throughput.md)")
     ap.add_argument("--accuracy-only", action="store_true",
@@ -153,7 +157,7 @@ def main(argv=None):
         out.append("")
 
     if not args.throughput_only:
-        (HERE / "results_generator.md").write_text("\n".join(out) + "\n")
+        write_results(HERE / "results_generator.md", "\n".join(out) + "\n")
         print(f"wrote {HERE / 'results_generator.md'}")
     if not args.accuracy_only:
         throughput_section(gen, args)
@@ -215,8 +219,9 @@ def throughput_section(gen, args):
             print(out[-1])
     out.append("")
     text = "## Generator throughput (`benchmarks/bench_generator.py`)\n\n" + "\n".join(out) + "\n"
-    (HERE / "results_generator_throughput.md").write_text(text)
-    print(f"wrote {HERE / 'results_generator_throughput.md'}")
+    # --quick leaves out a row: results_generator_throughput_quick.md, the full table stays as it is
+    path = write_results(HERE / "results_generator_throughput.md", text, quick=args.quick)
+    print(f"wrote {path}")
 
 
 def _old_path():

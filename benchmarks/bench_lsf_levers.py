@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import bench_galaxy_fits as B
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 FWHM = 20.0
@@ -134,7 +135,7 @@ def main():
               "can put a narrow line back where it was inside its pixel. Smooth interpolants are sharper "
               "than boxes and "
               "inflate sigma further; broadening the galaxy instead of the templates does too.", ""]
-    (HERE / "results_lsf_levers.md").write_text("\n".join(lines))
+    write_results(HERE / "results_lsf_levers.md", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 C_KMS = 299792.458
@@ -176,7 +177,7 @@ def main():
               "optimum for isolated narrow lines) over-broadens broad features and drives sigma to pPXF's "
               "lower bound. The velocity scatter between spectra (~+-15 km/s) is the pixels' own floor and "
               "does not depend on the share.", ""]
-    (HERE / "results_lsf_position_share.md").write_text("\n".join(lines))
+    write_results(HERE / "results_lsf_position_share.md", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -75,6 +75,7 @@ from smnet_sps.evaluate import UV_FLOOR, UV_RANGE, interpolate_grid_nodes, relat
 from smnet_sps.grid import load_grid
 from smnet_sps.neural import load_generator
 from smnet_sps.train import grid_lines, teff_neighbours, train
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -400,7 +401,7 @@ def main(argv=None):
     lines += ["", f"This run: {time.perf_counter() - t0:.0f} s on {args.threads} thread(s), "
               f"{len(settings) * len(fold_ids) - n_cached} fold(s) computed and {n_cached} read from "
               f"{Path(args.cache).name}/ (a fold takes ~1 min per 6k steps on one thread)."]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_results(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {args.out}")
 

@@ -27,6 +27,7 @@ from bench_node_cv import figures, fold_cache, folds_of, test_like_nodes
 from smnet_sps.constants import SIGMA_SB
 from smnet_sps.evaluate import interpolate_grid_nodes
 from smnet_sps.grid import load_grid
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -132,7 +133,7 @@ def main(argv=None):
               "| setting | correlation of log(F / F_true) | same sign | nodes where the network is better |",
               "|---|---|---|---|"]
     lines += [f"| `{name}` | {corr:.2f} | {same:.0%} | {wins:.0%} |" for name, corr, same, wins in agreement]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_results(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {args.out}")
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 FILTERS = ["sdss2010-u", "sdss2010-g", "sdss2010-r", "bessell-V", "twomass-Ks"]
@@ -104,7 +105,7 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     out = HERE / "results_photometry.md"
-    out.write_text(text)
+    write_results(out, text)
     print(f"wrote {out}")
 
 

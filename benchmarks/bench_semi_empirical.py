@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 AGES_GYR = [1.0, 2.0, 4.0, 8.0, 12.0]
@@ -101,7 +102,7 @@ def main():
     plot_empirical_weight(load_generator("semi-empirical", device="cpu")).savefig(
         ROOT / "docs" / "figures" / "semi_empirical_weight.png", dpi=100)
     out = ROOT / "benchmarks" / "results_semi_empirical.md"
-    out.write_text("\n".join(lines) + "\n")
+    write_results(out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out} and {out_png}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import write_results
 
 GENERATOR_TARGET = 40_000          # spectra/s the generator is being made to deliver (issue 11)
 
@@ -327,7 +328,7 @@ def main():
     lines += ["Targets (issue 11, 2 cores): full PARSEC grid < 20 s with the generator at ~40k spectra/s; "
               "a new (age, Z) after warm-up < 50 ms (median).", ""]
     out = Path(__file__).with_name("results_ssp.md")
-    out.write_text("\n".join(lines))
+    write_results(out, "\n".join(lines))
     print(f"wrote {out}")
 
 

@@ -5,14 +5,16 @@ the figure is the whole process: Python, torch, the model and one batch of spect
 as the number of points grows 10x; time should grow linearly. Writes results_streaming.md.
 
 ``--quick``: 10^3 and 10^4 points in batches of 512 (seconds instead of a minute; still several batches per
-run, so flat memory shows); its figures are printed, and written only to a file named with ``--out``: a quick
-run never replaces the 10^6-point results.
+run, so flat memory shows); its figures are printed and written to results_streaming_quick.md (or ``--out``),
+not merged into RESULTS.md: a quick run never replaces the 10^6-point results (benchmarks/results_file.py).
 """
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 FULL_SIZES, FULL_BATCH = (10_000, 100_000, 1_000_000), 8192
@@ -51,12 +53,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help=f"{', '.join(f'{n:,}' for n in QUICK_SIZES)} points in batches of {QUICK_BATCH} "
-                         f"instead of {', '.join(f'{n:,}' for n in FULL_SIZES)} in {FULL_BATCH}; printed, "
-                         "written only to --out")
+                         f"instead of {', '.join(f'{n:,}' for n in FULL_SIZES)} in {FULL_BATCH}; written to "
+                         "results_streaming_quick.md (or --out)")
     ap.add_argument("--out", default=None,
-                    help="results file (default: results_streaming.md; with --quick none, printed only)")
+                    help="results file (default: results_streaming.md; with --quick "
+                         "results_streaming_quick.md)")
     args = ap.parse_args(argv)
-    out = args.out if args.out or args.quick else HERE / "results_streaming.md"
+    out = args.out or HERE / "results_streaming.md"
     load_before = os.getloadavg()[0]
     sizes, batch = (QUICK_SIZES, QUICK_BATCH) if args.quick else (FULL_SIZES, FULL_BATCH)
     rows = [run(n, batch) for n in sizes]
@@ -65,11 +68,8 @@ def main(argv=None):
         print(r)
     text = format_results(rows, load_before, load_after, batch)
     print(text)
-    if out:
-        Path(out).write_text(text)
-        print(f"wrote {out}")
-    else:
-        print("(--quick: not written; results_streaming.md keeps the full run)")
+    # a quick run without --out: results_streaming_quick.md, the full run's file stays as it is
+    print(f"wrote {write_results(out, text, quick=args.quick and not args.out)}")
 
 
 def spectra_memory(n, n_wave=1221):

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -204,7 +205,7 @@ def main(argv=None):
     lines += [f"- {label}: network alone {a:,.0f} /s, filled {b:,.0f} /s (ratio {b / a:.2f})"
               for label, (a, b) in rates.items()]
     lines += ["", f"Run time {time.perf_counter() - t0:.0f} s."]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_results(args.out, "\n".join(lines) + "\n")
     print(f"throughput {rates}; wrote {args.out}")
 
 

@@ -4,7 +4,8 @@ Each ``bench_<topic>.py`` prints its figures and writes ``results_<topic>.md``; 
 ones in one process tree, one after another, so the ratios inside each section come from one run on one
 machine. Usage: ``python benchmarks/run_all.py [topic ...]`` (default: the core set generator, streaming,
 ssp, photometry; name any other bench_<topic>.py to run it, e.g. ``fidelity``). ``--merge-only`` just
-rebuilds RESULTS.md. The merge always takes every results_*.md, also those of benchmarks not run this time.
+rebuilds RESULTS.md. The merge always takes every results_*.md, also those of benchmarks not run this time,
+but not a quick run's results_*_quick.md (benchmarks/results_file.py: the convention, notes kept on reruns).
 A benchmark that fails (e.g. bench_generator without work/grid.h5) leaves its results file as it was: the
 others still run, the merge still happens, and the run ends with exit status 1 naming the failed ones.
 """
@@ -16,11 +17,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["generator", "streaming", "ssp", "photometry"]
+CONVENTION = ("Results files (`benchmarks/results_file.py`): each `bench_<topic>.py` writes "
+              "`results_<topic>.md`; notes added by hand go between `<!-- notes -->` and `<!-- /notes -->` "
+              "lines, which a rerun keeps (anything else in the file is replaced). A `--quick` run writes "
+              "`results_<topic>_quick.md`, not merged here, and leaves the full file as it is.")
 
 
 def merge():
     sections = []
-    for topic in ORDER + sorted({p.stem[len("results_"):] for p in HERE.glob("results_*.md")} - set(ORDER)):
+    # a --quick run's results_<topic>_quick.md is not merged: RESULTS.md holds the full runs only
+    found = {p.stem[len("results_"):] for p in HERE.glob("results_*.md") if not p.stem.endswith("_quick")}
+    for topic in ORDER + sorted(found - set(ORDER)):
         path = HERE / f"results_{topic}.md"
         if path.exists():
             sections.append((path.name, path.read_text().strip()))
@@ -31,7 +38,8 @@ def merge():
     header = ("# Benchmark results\n\n"
               f"Merged by `benchmarks/run_all.py` on {datetime.date.today()} ({platform.machine()}, "
               f"{platform.python_implementation()} {platform.python_version()}). Each section comes from "
-              "one run of its script; compare ratios within a section, not absolute times across machines.\n")
+              "one run of its script; compare ratios within a section, not absolute times across "
+              "machines.\n\n" + CONVENTION + "\n")
     (HERE / "RESULTS.md").write_text(header + "\n" + "\n\n".join(sections) + "\n")
     print(f"wrote {HERE / 'RESULTS.md'}")
 

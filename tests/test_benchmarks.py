@@ -1,5 +1,6 @@
 """The benchmark scripts (benchmarks/bench_*.py, run_all.py): argument checks and the text they write."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def load_bench(name, results_dir=None):
     """benchmarks/<name>.py as a module; its results files go to ``results_dir`` when given."""
+    if str(BENCHMARKS) not in sys.path:         # as when run as a script: its folder's modules importable
+        sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -134,6 +137,7 @@ def test_run_all_goes_on_past_a_benchmark_that_cannot_run_and_checks_topics_firs
     bench_dir = tmp_path / "benchmarks"
     bench_dir.mkdir()
     shutil.copy(BENCHMARKS / "bench_generator.py", bench_dir)       # needs ../work/grid.h5: exits 2
+    shutil.copy(BENCHMARKS / "results_file.py", bench_dir)          # the benchmarks' results writer
     (bench_dir / "bench_after.py").write_text(
         "from pathlib import Path\n"
         "Path(__file__).with_name('results_after.md').write_text('## After\\n\\nran\\n')\n")
@@ -181,8 +185,8 @@ def test_bench_streaming_labels_mebibytes_as_mib():
 
 def test_bench_streaming_quick_runs_small_and_keeps_the_full_results(tmp_path, capsys):
     """bench_streaming.py had no quick setting (its only run streams 10^4-10^6 points, a minute or more); its
-    --quick streams 10^3 and 10^4 in batches of 512, prints the table and writes it only to --out, never over
-    the 10^6-point results."""
+    --quick streams 10^3 and 10^4 in batches of 512, prints the table and writes it to
+    results_streaming_quick.md (or --out), never over the 10^6-point results."""
     bench = load_bench("bench_streaming", tmp_path)
     calls = []
 
@@ -194,8 +198,9 @@ def test_bench_streaming_quick_runs_small_and_keeps_the_full_results(tmp_path, c
     assert calls == [(1_000, 512), (10_000, 512)]
     printed = capsys.readouterr().out
     assert "## Streaming 10^4 points" in printed and "batch 512," in printed
-    assert "| RSS / RSS(10^3 points) |" in printed and "not written" in printed
-    assert not (tmp_path / "results_streaming.md").exists()
+    assert "| RSS / RSS(10^3 points) |" in printed and "results_streaming_quick.md" in printed
+    assert not (tmp_path / "results_streaming.md").exists()       # the quick table: its own file
+    assert "| RSS / RSS(10^3 points) |" in (tmp_path / "results_streaming_quick.md").read_text()
     bench.main(["--quick", "--out", str(tmp_path / "quick.md")])
     assert "| 10,000 | 10.0 | 1,000 | 410 | 1.02 |" in (tmp_path / "quick.md").read_text()
     calls.clear()
@@ -492,3 +497,69 @@ def test_ssp_docs_dedup_step_figures_are_those_of_the_results_file():
     assert _stated(said.group(2), 100 * float(rows["0.001"][2]))
     assert _stated(said.group(3), float(rows["0.001"][3]))
     assert _stated(said.group(4), 100 * float(rows["0.0005"][2]))
+
+
+def test_results_writer_keeps_the_notes_added_by_hand(tmp_path):
+    """A full rerun of a benchmark rewrote its results file whole: a paragraph added by hand (the before /
+    after note of results_generator_throughput.md, 9 lines) was gone. The shared writer keeps the block
+    between the notes markers: at the end, or where the new text holds the markers."""
+    writer = load_bench("results_file")
+    NOTES_START, NOTES_END, notes_blocks, write_results = (writer.NOTES_START, writer.NOTES_END,
+                                                           writer.notes_blocks, writer.write_results)
+    path = tmp_path / "results_x.md"
+    note = f"{NOTES_START}\nRe-run on Tuesday: the second row is the busy machine's.\n{NOTES_END}"
+    path.write_text(f"## X\n\n| a | 1 |\n\n{note}\n")
+    assert write_results(path, "## X\n\n| a | 2 |\n") == path
+    assert path.read_text() == f"## X\n\n| a | 2 |\n\n{note}\n"
+    # the script's own (empty) block: the notes go there, not at the end
+    write_results(path, f"## X\n\n{NOTES_START}\n{NOTES_END}\n\n| a | 3 |\n")
+    assert path.read_text() == f"## X\n\n{note}\n\n| a | 3 |\n"
+    # a block never closed is kept to the old file's end, and closed
+    path.write_text(f"## X\n\n{NOTES_START}\nhalf a note\n")
+    write_results(path, "## X\n")
+    assert path.read_text() == f"## X\n\n{NOTES_START}\nhalf a note\n{NOTES_END}\n"
+    assert notes_blocks("## X\n") == []
+    saved = (BENCHMARKS / "results_generator_throughput.md").read_text()
+    assert any("Before / after the 2026-12-04 speed-ups" in b for b in notes_blocks(saved))
+
+
+def test_a_quick_run_leaves_the_full_results_and_run_all_merges_full_runs_only(tmp_path, capsys):
+    """bench_generator.py --quick rewrote results_generator_throughput.md without the released-size SMNet
+    row (and run_all.py merged that into RESULTS.md). A quick run now writes results_<topic>_quick.md; the
+    full file, its row and its notes stay; run_all.py merges no _quick file."""
+    import argparse
+
+    import torch
+    bench = load_bench("bench_generator", tmp_path)
+    full = tmp_path / "results_generator_throughput.md"
+    committed = (BENCHMARKS / "results_generator_throughput.md").read_text()
+    full.write_text(committed)
+    # the timings themselves are not what is tested: stand-ins, so that the run takes no time
+    bench.throughput_table = lambda gen: ["### Throughput (stand-in)", ""]
+    bench.low_precision_table = lambda gen: []
+    bench.matmul_peak_gflops = lambda: 100.0
+    bench.throughput = lambda fn, batch, **kw: 1000.0
+    threads = torch.get_num_threads()
+    try:
+        bench.throughput_section(None, argparse.Namespace(threads=1, quick=True))
+    finally:
+        torch.set_num_threads(threads)
+    assert full.read_text() == committed
+    quick = (tmp_path / "results_generator_throughput_quick.md").read_text()
+    assert "compact SMNet B=256" in quick and "released-size" not in quick
+    assert "wrote " + str(tmp_path / "results_generator_throughput_quick.md") in capsys.readouterr().out
+    (tmp_path / "results_generator.md").write_text("## Generator\n\nfull\n")
+    run_all = load_bench("run_all", tmp_path)
+    run_all.merge()
+    merged = (tmp_path / "RESULTS.md").read_text()
+    assert committed.strip() in merged and "## Generator\n\nfull" in merged
+    assert "(stand-in)" not in merged                                        # the quick table is not
+    assert run_all.CONVENTION in merged and "<!-- notes -->" in run_all.CONVENTION
+
+
+def test_every_benchmark_writes_its_results_through_the_shared_writer():
+    """Each bench_*.py wrote its results file itself (Path.write_text): notes added by hand were lost on a
+    rerun. Every results_*.md is now written by results_file.write_results; only JSON is written directly."""
+    for script in sorted(BENCHMARKS.glob("bench_*.py")):
+        for line in script.read_text().splitlines():
+            assert ".write_text(" not in line or "json" in line, f"{script.name}: {line.strip()}"
