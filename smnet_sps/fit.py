@@ -257,6 +257,44 @@ def _check_bounds(bounds, lim, limit, names, fit):
         lim[k] = (lo, hi)
 
 
+def _check_fixed(fixed, bounds, lim, limit, names, fit):
+    """``fixed`` (dict name -> value, in the units of ``bounds``) held in ``lim`` in place as (value, value),
+    each within ``limit``; returns {name: value}. A known [M/H], log g or A_V could only be held by passing
+    narrow bounds (``bounds`` needs lo < hi). A held parameter gets no walkers, no error and no degree of
+    freedom; the free ones' errors are conditional on it (:class:`_Problem`)."""
+    if fixed is None:
+        return {}
+    if not isinstance(fixed, dict):
+        raise ValueError(f"fixed must be a dict name -> value for any of {names}; got {type(fixed).__name__}")
+    out = {}
+    for k, v in fixed.items():
+        if k not in lim:
+            raise ValueError(f"unknown fixed parameter {k!r}; {fit}'s parameters are {names}")
+        if isinstance(bounds, dict) and k in bounds:
+            raise ValueError(f"{k!r} is both fixed (fixed[{k!r}] = {v!r}) and bounded (bounds[{k!r}] = "
+                             f"{bounds[k]!r}); a parameter is either held at a value or fitted within bounds")
+        value = _check_number(v, f"fixed[{k!r}]", "the value to hold it at")
+        if not limit[k][0] <= value <= limit[k][1]:
+            raise ValueError(f"fixed[{k!r}] = {value:g} lies outside {fit}'s range for {k}, "
+                             f"{limit[k][0]:g} .. {limit[k][1]:g}")
+        lim[k] = (value, value)
+        out[k] = value
+    if len(out) == len(names):
+        raise ValueError(f"fixed holds every parameter of {fit} ({names}): nothing is left to fit")
+    return out
+
+
+def _check_rv_fixed(fixed, rv_guess):
+    """The start velocity when ``rv`` is fixed: its value. An ``rv_guess`` (a velocity to search from) beside
+    a fixed rv asks for a scan the fit cannot make: refused unless 0 (the default) or that value."""
+    if "rv" not in fixed:
+        return rv_guess
+    if rv_guess not in (0.0, fixed["rv"]):
+        raise ValueError(f"rv is fixed at {fixed['rv']:g} km/s, so there is no velocity to search: drop "
+                         f"rv_guess ({rv_guess:g} km/s; --rv-guess) or leave rv free")
+    return fixed["rv"]
+
+
 def _check_resolution_fwhm(resolution_fwhm, n_pix):
     """Refuse a ``resolution_fwhm`` that is neither one number nor one per pixel (numpy's "operands could not
     be broadcast together" named neither)."""
@@ -1052,7 +1090,7 @@ class _FitBase:
         # the prior too: a fit with --prior parsec and one without wrote JSON files that said nothing of it;
         # an SSP fit's solar Z too, which its [M/H] is relative to (Padova's 0.019 or PARSEC's 0.0152)
         for key in ("generator", "library", "inside_coverage", "n_clipped", "template_medium", "zsun",
-                    "redshift", "age_of_universe", "prior", "chi2_scale", "shift"):
+                    "redshift", "age_of_universe", "prior", "chi2_scale", "shift", "fixed"):
             if key in self.meta:
                 d[key] = self.meta[key]
         # the units beside the numbers: the JSON gave teff 5730, rv -57 and seconds 8.9 without saying in what
@@ -1181,6 +1219,9 @@ _AT_BOUND_UNITS = 0.1      # a value this many optimisation units (_Problem.scal
 def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, samples_kw, meta,
             from_scatter=False):
     op = prob.op
+    # a held parameter is reported at its value exactly (the optimiser's clamp in units of its scale,
+    # (v / scale) * scale, can differ from it in the last bit)
+    theta = np.where(prob.free, np.asarray(theta, float), prob.lo)
     cov, model = _laplace(prob, theta)
     chi2_red, dof = _reduced_chi2(chi2, prob)
     samples = None
@@ -1463,6 +1504,7 @@ def fit_star(
     prior=None,
     clip=None,
     shift="model",
+    fixed=None,
 ):
     """Fit Teff, log g, [M/H] and radial velocity to an observed spectrum with the generator.
 
@@ -1489,6 +1531,12 @@ def fit_star(
         velocity is scanned over +-max_rv (or the rv bounds) anyway
     bounds : dict name -> (lo, hi) for any of ``teff`` [K], ``logg``, ``logz``, ``rv`` within the generator's
         training box and +-max_rv (default: that box, or with ``library=`` the imitated library's box)
+    fixed : dict name -> value, parameters held at a known value (e.g. ``{"logz": -0.3}`` from a
+        spectroscopic [M/H], ``{"logg": 2.45}`` from asteroseismology), in the units of ``bounds`` and within
+        the same limits; a name may not be in both. A fixed parameter is not fitted: error 0, out of the
+        covariance and the degrees of freedom, no emcee walkers, its value reported exactly; the others'
+        errors are conditional on it. A fixed ``rv`` takes no ``rv_guess`` (there is no velocity to search).
+        Recorded in ``meta["fixed"]`` (and ``meta["held"]``)
     n_starts : int, number of distinct grid starts optimised together; when they all lie on one side of the
         Balmer maximum (~7,000-9,700 K, rising with log g), the best node on the other side is added if its
         chi^2 is within 2x the best start's (docs/fit.md)
@@ -1555,6 +1603,8 @@ def fit_star(
     _check_bounds(bounds, lim, limit, STAR_PARAMETERS, "fit_star")
     if not abs(rv_guess) < max_rv:
         raise ValueError(f"rv_guess must lie within +-max_rv = {max_rv} km/s; got {rv_guess}")
+    fixed = _check_fixed(fixed, bounds, lim, limit, STAR_PARAMETERS, "fit_star")
+    rv_guess = _check_rv_fixed(fixed, rv_guess)
     # checked before the fit, not after it
     numeric = isinstance(clip, (int, float, np.number)) and not isinstance(clip, bool)
     if clip is not None and not (numeric and np.isfinite(clip) and clip > 0):
@@ -1576,6 +1626,18 @@ def fit_star(
     spectrum = _star_model_fn(gen, op, library, model_correction)
     # scale: Teff enters as 1 % steps around the start, others absolute
     nodes, grid_flux = _cached_start_grid(gen)
+    held = [i for i, k in enumerate(STAR_PARAMETERS[:3]) if k in fixed]
+    if held:
+        # the nodes moved onto the fixed values and ranked by their spectra there, not by the nodes' own
+        # (a star the fit cannot reach)
+        nodes = nodes.copy()
+        nodes[:, held] = lo[held]
+        nodes = np.unique(nodes, axis=0)
+        ok = np.asarray(gen.in_coverage(*nodes.T), bool)
+        if ok.sum() >= _check_n_starts(n_starts):
+            nodes = nodes[ok]
+        with _quiet_coverage():
+            grid_flux, _ = gen.surface_flux(*nodes.T)
     inb = np.all((nodes >= lo[:3]) & (nodes <= hi[:3]), 1)
     if inb.sum() >= _check_n_starts(n_starts):
         nodes_in, flux_in = nodes[inb], grid_flux[inb]
@@ -1688,6 +1750,7 @@ def fit_star(
             "data_fwhm": op.data_fwhm,
             "model_fwhm": op.model_fwhm,
             "shift": op.shift,
+            "fixed": fixed,
             **prior_meta,
         },
         from_scatter=from_scatter,
@@ -1741,6 +1804,7 @@ def fit_ssp(
     shift="model",
     redshift=0.0,
     cosmology=None,
+    fixed=None,
 ):
     """Fit one stellar population: age, [M/H], velocity dispersion, Calzetti dust A_V and velocity.
 
@@ -1753,6 +1817,9 @@ def fit_ssp(
         required (computing a grid takes ~1 min)
     max_sigma : float [km/s], largest velocity dispersion; max_av : largest A_V [mag] (both > 0)
     bounds : dict name -> (lo, hi) for ``log_age`` (log10 yr), ``logz``, ``sigma``, ``av``, ``rv``
+    fixed : dict name -> value, parameters held at a known value (e.g. ``{"av": 0.0}``, ``{"sigma": 150.0}``
+        from another measurement), within the templates' grid, ``max_sigma``, ``max_av``, ``max_rv``: as
+        :func:`fit_star`'s
     redshift : float >= 0, the spectrum's known redshift z (default 0): the fit works in that frame --
         wavelengths and ``resolution_fwhm`` divided by 1 + z -- and ``rv`` (with ``rv_guess``, ``max_rv``
         and its bounds) is the velocity relative to it, 1 + z_total = (1 + z)(1 + rv / c). A galaxy at z 0.5
@@ -1831,7 +1898,10 @@ def fit_ssp(
         "av": (0.0, float(max_av)),
         "rv": (-float(max_rv), float(max_rv)),
     }
-    _check_bounds(bounds, lim, dict(lim), SSP_PARAMETERS, "fit_ssp")
+    limit = dict(lim)
+    _check_bounds(bounds, lim, limit, SSP_PARAMETERS, "fit_ssp")
+    fixed = _check_fixed(fixed, bounds, lim, limit, SSP_PARAMETERS, "fit_ssp")
+    rv_guess = _check_rv_fixed(fixed, rv_guess)
     lo = np.array([lim[k][0] for k in SSP_PARAMETERS])
     hi = np.array([lim[k][1] for k in SSP_PARAMETERS])
     spectrum = _ssp_model_fn(interp, op)
@@ -1901,7 +1971,7 @@ def fit_ssp(
         emcee_kwargs,
         {"degree": op.degree, "data_fwhm": op.data_fwhm * (1.0 + redshift), "model_fwhm": op.model_fwhm,
          "shift": op.shift, "zsun": interp.zsun, "template_medium": interp.source_medium,
-         "redshift": redshift},
+         "redshift": redshift, "fixed": fixed},
         from_scatter=from_scatter,
     )
     res.wave = res.wave * (1.0 + redshift)          # the working pixels in the observed frame, as documented

@@ -580,6 +580,27 @@ def _fit_record(result, generator_name):
     return {**result.as_dict(json_safe=True), **provenance(generator_name)}
 
 
+def _parse_fix(items):
+    """``--fix NAME=VALUE`` options (repeatable, or a comma list ``logz=-0.3,logg=4.4``) -> {name: value}.
+    Which names exist, and the range of each value, fit_star / fit_ssp check (``fixed=``)."""
+    fixed = {}
+    for token in items or ():
+        for item in str(token).split(","):
+            name, sep, value = (part.strip() for part in item.partition("="))
+            try:
+                number = float(value) if sep and name else None
+            except ValueError:
+                number = None
+            if number is None:
+                raise ValueError(f"--fix {token!r}: expected NAME=VALUE (several as repeated --fix or a "
+                                 "comma list), e.g. --fix logz=-0.3 or --fix logz=-0.3,logg=4.4")
+            if name in fixed and fixed[name] != number:         # the last one would silently win
+                raise ValueError(f"--fix names {name!r} twice ({name}={fixed[name]:g}, {name}={number:g}); "
+                                 "a parameter is held at one value")
+            fixed[name] = number
+    return fixed
+
+
 def _cmd_fit(args):
     from .fit import fit_ssp, fit_star
     from .output_files import check_outputs, matplotlib_formats, write_out_and_plot
@@ -601,6 +622,7 @@ def _cmd_fit(args):
         # they were silently ignored: an SSP fit uses the grid's spectra and no stellar prior
         raise ValueError(f"{', '.join(star_only)} apply to star fits only; with --ssp-grid the templates "
                          "come from the grid file")
+    fixed = _parse_fix(args.fix)
     wave, flux, ivar = read_spectrum(args.spectrum, medium=args.medium)
     mask = ~np.isfinite(flux)
     if ivar is not None:
@@ -614,7 +636,7 @@ def _cmd_fit(args):
         ivar = np.where(mask, 0.0, ivar)
     common = dict(
         resolution_fwhm=args.resolution_fwhm, mask=mask, degree=args.degree, uncertainty=args.uncertainty,
-        max_rv=args.max_rv, rv_guess=args.rv_guess, shift=args.shift,
+        max_rv=args.max_rv, rv_guess=args.rv_guess, shift=args.shift, fixed=fixed,
     )
     if args.ssp_grid:
         templates = read_ssp_grid(args.ssp_grid)
@@ -711,6 +733,11 @@ def add_cli(sub):
         default=None,
         help="stars: isochrone prior on (Teff, log g, [M/H]) (default: flat; docs/fit.md)",
     )
+    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                   help="hold a parameter at a known value (repeatable, or a comma list), in the units of "
+                        "the results: stars teff [K], logg, logz, rv [km/s]; with --ssp-grid log_age "
+                        "(log10 yr), logz, sigma [km/s], av [mag], rv. E.g. --fix logz=-0.3 --fix logg=2.45. "
+                        "Error 0, the others' errors conditional on it; recorded as 'fixed' in the JSON")
     p.add_argument(
         "--ssp-grid", default=None, help="SSP grid file (.h5/.npz from smnet-sps ssp-grid): fit_ssp"
     )
