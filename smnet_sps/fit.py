@@ -20,7 +20,8 @@ Both fits share one forward model and one optimiser:
    physical parameters *and* the polynomial coefficients (Jacobian by autograd), inverted, so the errors are
    marginal over the continuum -- scaled by sqrt(chi^2_red) when chi^2_red > 1, with the flat prior inside
    the bounds as a Gaussian of its variance (:func:`_with_bounds_prior`); or ``uncertainty="emcee"``
-   (emcee ensemble over the profiled likelihood, flat priors inside the bounds). Coverage of both on
+   (emcee ensemble over the profiled likelihood, flat priors inside the bounds; where the errors are scaled,
+   the likelihood is tempered by chi^2_red). Coverage of both on
    generator mocks: docs/fit.md.
 
 Wavelengths are vacuum Angstrom (convert air wavelengths with :func:`smnet_sps.medium.air_to_vacuum`).
@@ -977,8 +978,11 @@ def _laplace(prob, theta):
     return cov, model[0].numpy()
 
 
-def _emcee(prob, theta, cov, n_walkers=24, n_steps=400, n_burn=150, seed=0):
-    """emcee over the profiled likelihood, flat priors inside the bounds -> samples (n, P)."""
+def _emcee(prob, theta, cov, n_walkers=24, n_steps=400, n_burn=150, seed=0, temperature=1.0):
+    """emcee over the profiled likelihood, flat priors inside the bounds -> samples (n, P).
+
+    ``temperature``: chi^2 is divided by it (chi^2_red where the errors are scaled), which widens the
+    likelihood by sqrt(temperature) and keeps every sample inside the bounds."""
     try:
         import emcee
     except ImportError as exc:
@@ -1003,7 +1007,7 @@ def _emcee(prob, theta, cov, n_walkers=24, n_steps=400, n_burn=150, seed=0):
         ok = np.all((p >= lo) & (p <= hi), axis=1)
         if ok.any():
             with torch.no_grad():
-                out[ok] = -0.5 * prob.objective(torch.as_tensor(full(p[ok]))).numpy()
+                out[ok] = -0.5 * prob.objective(torch.as_tensor(full(p[ok]))).numpy() / temperature
         return out
 
     sampler = emcee.EnsembleSampler(
@@ -1237,11 +1241,10 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
         cov = _with_bounds_prior(prob, cov)
         err = np.sqrt(np.diag(cov))
     elif uncertainty == "emcee":
-        samples = _emcee(prob, theta, cov, **(samples_kw or {}))
-        if rescale:
-            # scale the spread about the median by sqrt(chi2_red)
-            med = np.median(samples, 0)
-            samples = med + (samples - med) * np.sqrt(chi2_red)
+        # errors scaled by sqrt(chi2_red): the likelihood tempered by chi2_red, not the samples stretched
+        # about their median afterwards, which put them beyond the bounds (A_V's 2.5 % quantile -0.006 mag)
+        temperature = chi2_red if rescale else 1.0
+        samples = _emcee(prob, theta, cov * temperature, temperature=temperature, **(samples_kw or {}))
         q16, q84 = np.percentile(samples, [16, 84], axis=0)
         err = 0.5 * (q84 - q16)
         cov = np.cov(samples.T)

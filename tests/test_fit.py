@@ -1249,6 +1249,31 @@ def test_fit_ssp_laplace_errors_keep_to_the_bounds_where_av_is_degenerate(real_s
         assert 0.5 < ratio < 1.5, (name, getattr(lap, name + "_err"), getattr(mc, name + "_err"))
 
 
+def test_emcee_errors_scaled_by_chi2_red_keep_the_samples_inside_the_bounds(real_ssp_grid):
+    """With chi^2_red > 1 the emcee samples were stretched about their median by sqrt(chi^2_red) after the
+    run, which carried them beyond the bounds (an A_V 2.5 % quantile of -0.006 mag). The likelihood is now
+    tempered by chi^2_red instead: a dust-free galaxy whose errors are quoted 3x too small keeps every sample
+    inside 0 <= A_V <= max_av, with a spread ~sqrt(chi^2_red) times the unscaled run's."""
+    wave, m = _toy_galaxy(real_ssp_grid, theta=(np.log10(3e9), 0.0, 0.0, 0.0, 0.0))
+    keep = (wave > 4000) & (wave < 6000)
+    wave, m = wave[keep], m[keep]
+    err = m / 30.0
+    noisy = m + err * np.random.default_rng(2).standard_normal(m.size)
+    interp = SSPInterpolator(real_ssp_grid)
+    kw = dict(templates=interp, n_starts=1, uncertainty="emcee",
+              emcee_kwargs={"n_steps": 200, "n_burn": 80, "seed": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scaled = fit_ssp(wave, noisy, 9 / err**2, **kw)                 # errors quoted 3x too small
+        plain = fit_ssp(wave, noisy, 9 / err**2, scale_errors=False, **kw)
+    assert scaled.chi2_red > 4
+    av = scaled.samples[:, scaled.parameters.index("av")]
+    assert av.min() >= 0.0 and av.max() <= 3.0, (av.min(), av.max())
+    for name in ("log_age", "rv"):
+        ratio = getattr(scaled, name + "_err") / getattr(plain, name + "_err") / np.sqrt(scaled.chi2_red)
+        assert 0.6 < ratio < 1.6, (name, ratio)
+
+
 def test_fit_ssp_starts_reach_a_dusty_galaxy(real_ssp_grid):
     """fit_ssp started A_V only at 0, 0.5 and 1 mag (max_av 3): of 15 mocks at A_V 1.7-2.3 (S/N 50,
     degree 3) one ended in the age-metallicity-dust valley at log age 9.12, [M/H] +0.19, A_V 1.32 with
