@@ -528,6 +528,10 @@ class StellarPopulation:
         tage = _scalar("tage", tage)
         if tage < 0:
             raise ValueError(f"tage must be > 0 Gyr (or 0 for every SSP age); got {tage}")
+        if tage >= 1e3:         # no isochrone reaches 1000 Gyr: an age in years or Myr given as a number
+            raise ValueError(f"tage is in Gyr (or a time Quantity such as 1e9 * u.yr); got {tage:g}, i.e. "
+                             f"{tage:g} Gyr -- in years that is tage={tage / 1e9:g}, in Myr "
+                             f"tage={tage / 1e3:g}")
         if tage == 0:
             return list(10.0 ** self.ssp_ages / 1e9), True
         return [tage], False

@@ -879,3 +879,15 @@ def test_docs_age_of_the_universe_at_z_1_5_is_the_default_cosmology_s():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         sp.get_observed_spectrum(tage=float(stated.group(1)) - 0.01, redshift=1.5)
+
+
+@pytest.mark.parametrize("sfh", [0, 1])
+def test_a_tage_in_years_is_named_as_such(blackbody, sfh):
+    """tage=1e9 (an age in years given as a number) was refused as an SSP 'beyond the oldest isochrone' or,
+    for a composite, as mass 'older than the oldest SSP age', neither saying that tage is in Gyr: now named,
+    with the value it likely meant."""
+    sp = StellarPopulation(generator=blackbody, sfh=sfh, tau=1.0)
+    with pytest.raises(ValueError, match=r"tage is in Gyr .*got 1e\+09.*in years that is tage=1"):
+        sp.get_spectrum(tage=1e9)
+    wave, spec = sp.get_spectrum(tage=1e9 * u.yr)          # the Quantity is converted: 1 Gyr
+    assert np.array_equal(spec, sp.get_spectrum(tage=1.0)[1])
