@@ -87,7 +87,7 @@ class EmpiricalStars:
     def rows(self, ids):
         """Row indices of the stars numbered ``ids`` (ValueError naming unknown numbers)."""
         lookup = {int(s): i for i, s in enumerate(self.star_id)}
-        ids = np.atleast_1d(np.asarray(ids, int))
+        ids = _star_numbers(ids)
         unknown = [int(i) for i in ids if int(i) not in lookup]
         if unknown:
             raise ValueError(f"star numbers {unknown[:10]} are not in {self.name} ({len(self)} stars, "
@@ -97,7 +97,7 @@ class EmpiricalStars:
     def select(self, ids):
         """The subset of stars numbered ``ids`` (in that order; each star once: a repeated star counted twice
         in every class and was its own nearest other star)."""
-        ids = np.atleast_1d(np.asarray(ids, int))
+        ids = _star_numbers(ids)
         values, counts = np.unique(ids, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"star numbers {values[counts > 1][:10].tolist()} are given more than once; "
@@ -105,6 +105,17 @@ class EmpiricalStars:
         r = self.rows(ids)
         return EmpiricalStars(self.star_id[r], self.teff[r], self.logg[r], self.logz[r], self.wavelength,
                               self.flux[r], self.name, dict(self.meta))
+
+
+def _star_numbers(ids):
+    """``ids`` as a 1-d integer array; ValueError for anything but whole numbers (star 2.5 was taken as
+    star 2, '3' as 3)."""
+    arr = np.atleast_1d(np.asarray(ids))
+    if arr.dtype.kind in "iu":
+        return arr.astype(int)
+    if arr.dtype.kind != "f" or arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+        raise ValueError(f"star numbers must be whole numbers (integers); got {ids!r}")
+    return arr.astype(int)
 
 
 def _check_star_arrays(path, d):

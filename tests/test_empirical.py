@@ -289,6 +289,18 @@ def test_nearest_star_never_itself(stars):
     assert np.all(s.score > 1e-4)
 
 
+@pytest.mark.parametrize("ids", [[2.5], ["3"], [True]])
+def test_select_refuses_star_numbers_that_are_not_whole(stars, ids):
+    """EmpiricalStars.select / rows cast ids with int: star 2.5 silently became star 2 (and '3' star 3)."""
+    first = stars.star_id[0]
+    bad = [first + 0.5] if ids == [2.5] else [str(first)] if ids == ["3"] else ids
+    with pytest.raises(ValueError, match="whole numbers"):
+        stars.select(bad)
+    with pytest.raises(ValueError, match="whole numbers"):
+        stars.rows(bad)
+    assert stars.rows([float(first)]).tolist() == stars.rows([int(first)]).tolist() == [0]
+
+
 def test_select_unknown_star(stars):
     with pytest.raises(ValueError, match="not in"):
         stars.select([99999])
