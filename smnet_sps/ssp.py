@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -525,13 +526,17 @@ def _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=False, progres
     cacheable = isinstance(imf, str)
     keys = [(iso.name, iz, ia, imf_obj.name, backend.key, by_phase) for iz, ia in pairs]
     # backend.key holds id(generator): an entry keeps its generator alive and is only used for that very
-    # object, so a later generator that reuses a freed id never gets another generator's spectra
+    # object, so a later generator that reuses a freed id never gets another generator's spectra. Likewise
+    # an entry is only used for the isochrone set it was computed from (a weak reference, so that it does
+    # not keep a replaced set alive): a table rewritten in the session (convert_fsps_isochrones) is read
+    # again by load_isochrones, but its (iz, ia) were served the old table's SSPs (PARSEC rebuilt with
+    # Z = 0.014, 0.017 in place of 0.010, 0.014: Z = 0.017 at 1 Gyr gave the old Z = 0.014 SSP)
     found = {}
     if cacheable:
         with _SSP_CACHE_LOCK:
             for p, k in zip(pairs, keys):
                 hit = _SSP_CACHE.get(k)
-                if hit is not None and hit[0] is backend.generator:
+                if hit is not None and hit[0] is backend.generator and hit[3]() is iso:
                     _SSP_CACHE.move_to_end(k)
                     found[p] = hit[1]
     todo = [p for p in pairs if p not in found]
@@ -550,7 +555,7 @@ def _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=False, progres
                     old = _SSP_CACHE.pop(k, None)
                     if old is not None:
                         _SSP_CACHE_USED[0] -= old[2]
-                    _SSP_CACHE[k] = (backend.generator, found[p], size)
+                    _SSP_CACHE[k] = (backend.generator, found[p], size, weakref.ref(iso))
                     _SSP_CACHE_USED[0] += size
                 while _SSP_CACHE_USED[0] > _SSP_CACHE_BYTES and _SSP_CACHE:
                     _SSP_CACHE_USED[0] -= _SSP_CACHE.popitem(last=False)[1][2]

@@ -174,6 +174,40 @@ def test_a_table_rewritten_in_the_same_session_is_read_again(tmp_path):
     assert again.isochrone(1, 0).logl[0] == pytest.approx(np.log10(0.5) * 4 + 2.0, abs=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:.*isochrone starts above the IMF's lower limit")
+def test_ssps_of_a_table_rewritten_in_the_same_session_are_not_the_old_tables(tmp_path, monkeypatch,
+                                                                           blackbody):
+    """The tabulated-SSP cache was keyed on the family name and the (iz, ia) indices: after the shipped table
+    was rebuilt in the session (isochrones/README.md), load_isochrones read the new one, but its isochrones
+    were served the old table's SSPs (Z = 0.001, 0.02 rebuilt as 0.02, 0.03: Z = 0.02 got the old 0.001's,
+    L_bol 0.109 for 8.63 L_sun per M_sun formed, and Z = 0.03 the old 0.02's)."""
+    import smnet_sps.isochrones as isochrones
+    from smnet_sps.isochrones import convert_fsps_isochrones
+    from smnet_sps.ssp import clear_ssp_cache, ssp_spectrum
+    monkeypatch.setattr(isochrones, "isochrone_dir", lambda: tmp_path)
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, Zs in ((old, (0.001, 0.02)), (new, (0.02, 0.03))):
+        folder.mkdir()
+        for z in Zs:
+            _write_fsps_file(folder, f"isoc_z{z:.4f}.dat", z)
+
+    def lbol(Z):    # (the tiny isochrones start at 0.5 M_sun: the uncovered stars' warning is expected)
+        return ssp_spectrum(1e9, Z=Z, generator=blackbody).meta["lbol"]
+    try:
+        convert_fsps_isochrones(old, tmp_path / "parsec.npz", "parsec", progress=False)
+        before = {Z: lbol(Z) for Z in (0.001, 0.02)}
+        convert_fsps_isochrones(new, tmp_path / "parsec.npz", "parsec", progress=False)
+        after = {Z: lbol(Z) for Z in (0.02, 0.03)}
+        clear_ssp_cache()
+        fresh = {Z: lbol(Z) for Z in (0.02, 0.03)}
+    finally:
+        clear_ssp_cache()
+    assert after == fresh
+    assert after[0.02] == before[0.02]                  # the same isochrones give the same SSP
+    # log L of each point is 100 Z above the other table's: the Z = 0.03 SSP is 10^1 = 10x the 0.02 one's
+    assert after[0.03] / after[0.02] == pytest.approx(10.0, rel=1e-3)
+
+
 def test_a_file_the_glob_picks_up_without_a_metallicity_in_its_name_is_refused(tmp_path):
     """isoc_z0.0010_mine.dat.gz matches isoc_z*.dat* but its Z cannot be read from the name: the conversion
     stopped with AttributeError ('NoneType' object has no attribute 'group')."""
