@@ -409,9 +409,9 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=None):
     Parameters
     ----------
     src_dir : folder with ``isoc_zX.XXXX.dat.gz`` (e.g. ``shared/data/isochrones/fsps_parsec``); another
-        ``isoc_z*.dat*`` file there (``isoc_z0.0010_mine.dat.gz``) is refused (ValueError), and so are two
-        files giving the same Z (``isoc_z0.0010.dat`` beside ``isoc_z0.0010.dat.gz``); other names are
-        ignored
+        ``isoc_z*.dat*`` file there (``isoc_z0.0010_mine.dat.gz``) is refused (ValueError), and so are a
+        name whose Z is not in (0, 1) (``isoc_z0190.dat``) and two files giving the same Z
+        (``isoc_z0.0010.dat`` beside ``isoc_z0.0010.dat.gz``); other names are ignored
     out_path : output ``.npz``
     family : "parsec" or "padova" (sets Zsun and the citation stored in the file)
     progress : bool or None, a tqdm bar (on stderr) over the files; None (default): when stderr is a
@@ -436,6 +436,12 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=None):
             raise ValueError(f"{f}: not an FSPS isochrone file name; every isoc_z* file in {src_dir} must "
                              "be named isoc_zX.XXXX.dat[.gz] (X.XXXX: the metal mass fraction Z); rename or "
                              "move it out of the folder")
+        z = float(_FSPS_NAME.fullmatch(f.name).group(1))
+        if not 0.0 < z < 1.0:
+            # isoc_z0190.dat (0.0190 without its point) made a table of Z = 190, logzsol +4.1; isoc_z0.0.dat
+            # one of Z = 0, logzsol -inf
+            raise ValueError(f"{f}: the name gives Z = {z:g}, not a metal mass fraction in (0, 1); name the "
+                             "file isoc_zX.XXXX.dat[.gz] with its Z, e.g. isoc_z0.0190.dat for Z = 0.019")
     _check_one_file_per_z(files, src_dir)
     for f in tqdm(files, desc=f"reading {key}", disable=not progress):
         zs.append(float(_FSPS_NAME.fullmatch(f.name).group(1)))

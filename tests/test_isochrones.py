@@ -219,6 +219,19 @@ def test_a_file_the_glob_picks_up_without_a_metallicity_in_its_name_is_refused(t
     assert not (tmp_path / "out.npz").exists()
 
 
+@pytest.mark.parametrize("name,z", [("isoc_z0190.dat", "190"), ("isoc_z0.0.dat", "0"),
+                                    ("isoc_z1.5.dat", "1.5")])
+def test_a_file_name_giving_no_metal_mass_fraction_is_refused(tmp_path, name, z):
+    """isoc_z0190.dat (0.0190 without its point) was converted into a table of Z = 190 (logzsol +4.1),
+    isoc_z0.0.dat into one of Z = 0 (logzsol -inf): Z is read from the name and was not checked."""
+    from smnet_sps.isochrones import convert_fsps_isochrones
+    _write_fsps_file(tmp_path, name, 0.001)
+    expected = rf"{re.escape(name)}: the name gives Z = {re.escape(z)}, not a metal mass fraction in \(0, 1\)"
+    with pytest.raises(ValueError, match=expected + r".*isoc_z0\.0190\.dat"):
+        convert_fsps_isochrones(tmp_path, tmp_path / "out.npz", "parsec", progress=False)
+    assert not (tmp_path / "out.npz").exists()
+
+
 @pytest.mark.parametrize("copy", ["isoc_z0.0010.dat.gz", "isoc_z0.001.dat"])
 def test_two_files_of_one_metallicity_are_refused(tmp_path, copy):
     """isoc_z0.0010.dat beside isoc_z0.0010.dat.gz were both read: the table got Z = [0.001, 0.001]."""
