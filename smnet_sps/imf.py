@@ -278,9 +278,12 @@ def _limit_value(value, name):
 
 
 def _check_limits(m_low, m_up):
-    """The IMF limits [M_sun] as floats, 0 < m_low < m_up, finite (numbers in M_sun or mass Quantities)."""
+    """The IMF limits [M_sun] as floats, 0 < m_low < m_up, finite (numbers in M_sun or mass Quantities;
+    True / False are not masses: m_low=True made an IMF of 1-120 M_sun)."""
     m_low, m_up = _limit_value(m_low, "m_low"), _limit_value(m_up, "m_up")
     try:
+        if isinstance(m_low, (bool, np.bool_)) or isinstance(m_up, (bool, np.bool_)):
+            raise TypeError
         lo, hi = float(m_low), float(m_up)
     except (TypeError, ValueError):
         lo = hi = np.nan

@@ -94,6 +94,10 @@ def test_bad_input():
         imf_weights([0.1, np.nan])
     with pytest.raises(ValueError, match="m_low < m_up"):
         get_imf("kroupa", m_low=1.0, m_up=0.5)
+    # a boolean is no mass: m_low=True was taken as 1 M_sun (an IMF of 1-120 M_sun, mass_formed 1.27)
+    for limits in ({"m_low": True}, {"m_up": np.True_}):
+        with pytest.raises(ValueError, match="m_low < m_up"):
+            get_imf("kroupa", **limits)
 
 
 @settings(max_examples=30, deadline=None)
