@@ -224,19 +224,26 @@ class SSPInterpolator:
         Either may have length 1 (one value for every spectrum). Values outside the grid, or lengths that
         differ otherwise, raise ``ValueError`` (no extrapolation).
         """
-        log_age = _torch_input(log_age, "log_age", lambda a: _log_value(a, "log_age", u.yr, "log10(age / yr)")
-                               ).to(self.device, self.dtype).reshape(-1)
-        logz = _torch_input(logz, "logz", _logz_value).to(self.device, self.dtype).reshape(-1)
+        log_age = _torch_input(log_age, "log_age",
+                               lambda a: _log_value(a, "log_age", u.yr, "log10(age / yr)"))
+        logz = _torch_input(logz, "logz", _logz_value)
+        # a bound within the rounding of the coarser of the input's and the interpolator's precision is the
+        # bound: float32 rounds log t = 10.1 (PARSEC's top, as ``bounds`` gives it) to 10.10000038, which was
+        # refused as outside 9.000-10.100 (a float32 interpolator, torch.tensor([10.1]), or a plain float)
+        eps = max(torch.finfo(t.dtype).eps for t in (log_age, logz, self.flux) if t.is_floating_point())
+        log_age = log_age.to(self.device, self.dtype).reshape(-1)
+        logz = logz.to(self.device, self.dtype).reshape(-1)
         if log_age.numel() != logz.numel() and 1 not in (log_age.numel(), logz.numel()):
             # torch failed on them with an IndexError about shapes deep in the interpolation
             raise ValueError(f"log_age and logz must have the same length (or one of them length 1); got "
                              f"{log_age.numel()} log_age and {logz.numel()} logz values")
         (a0, a1), (z0, z1) = self.bounds
-        tol = 1e-9
+        tol_a = 1e-9 + 4 * eps * max(abs(a0), abs(a1))
+        tol_z = 1e-9 + 4 * eps * max(abs(z0), abs(z1))
         la, lz = log_age.detach().cpu().numpy(), logz.detach().cpu().numpy()
-        if np.any(~np.isfinite(la)) or np.any(la < a0 - tol) or np.any(la > a1 + tol):
+        if np.any(~np.isfinite(la)) or np.any(la < a0 - tol_a) or np.any(la > a1 + tol_a):
             raise ValueError(f"log_age must lie inside the SSP grid, {a0:.3f}-{a1:.3f} (log10 yr); got {la}")
-        if np.any(~np.isfinite(lz)) or np.any(lz < z0 - tol) or np.any(lz > z1 + tol):
+        if np.any(~np.isfinite(lz)) or np.any(lz < z0 - tol_z) or np.any(lz > z1 + tol_z):
             raise ValueError(f"logz must lie inside the SSP grid, {z0:.3f}-{z1:.3f} ([M/H], dex); got {lz}")
         ia, ta = self._weights(self._la, log_age)
         iz, tz = self._weights(self._lz, logz)

@@ -141,6 +141,27 @@ def test_interpolator_broadcasts_one_value_and_refuses_other_length_mismatches(r
         interp(torch.tensor([9.0, 9.2]), torch.tensor([0.0, 0.0, 0.0]))
 
 
+def test_interpolator_takes_its_own_bounds_in_float32(rng):
+    """The bounds check allowed 1e-9: float32 rounds PARSEC's top age log t = 10.1 to 10.10000038, so a
+    float32 interpolator, or a float64 one given torch.tensor([10.1]) (torch's default dtype) or a plain 10.1,
+    refused the grid's own bound ('log_age must lie inside the SSP grid, 9.000-10.100; got [10.1]'), and
+    likewise [M/H] = log10(0.06 / 0.0152). Values beyond the bounds by more than the rounding are still
+    refused."""
+    grid = _toy_ssp_grid(rng)
+    grid = grid._replace(ssp_lg_age_gyr=np.array([-1.0, -0.5, 0.0, 1.1]),                 # log t 8.0-10.1
+                         ssp_lgmet=np.log10(np.array([0.0015, 0.0048, 0.06])))             # Z = 0.06 on top
+    for dtype in (torch.float32, torch.float64):
+        interp = SSPInterpolator(grid, dtype=dtype)
+        (_, a1), (_, z1) = interp.bounds
+        for make in (float, lambda v: torch.tensor([v]), lambda v: torch.tensor([v], dtype=dtype)):
+            got = interp(make(a1), make(z1))
+            np.testing.assert_allclose(got[0].numpy(), grid.ssp_flux[2, 3], rtol=1e-4)
+        with pytest.raises(ValueError, match="log_age must lie inside"):
+            interp(torch.tensor([a1 + 1e-4]), torch.tensor([z1]))
+        with pytest.raises(ValueError, match="logz must lie inside"):
+            interp(torch.tensor([a1]), torch.tensor([z1 + 1e-4]))
+
+
 def test_interpolator_dtype_and_device_are_checked(rng):
     """device="auto" (the package's default elsewhere) and dtype="float32" failed inside torch (RuntimeError,
     TypeError), an integer dtype failed at the first call, float16 was taken (3 significant digits); A_V as a
