@@ -744,19 +744,18 @@ class SpectralOperator:
         self.basis = np.polynomial.legendre.legvander(x, self.degree)  # (n_work, degree + 1)
         self.data_t, self.ivar_t, self.basis_t = t(self.flux), t(self.ivar), t(self.basis)
         self.dtype = dtype
-        self._last_rv = None        # shift="data": the velocities of the last apply (the data follow them)
         self._window_rv = None      # shift="data": a shift of the model's windows (the data's rv derivative)
 
     def data_at(self, rv=None):
         """The data and inverse variance on the working pixels (K, n_work) at velocities ``rv`` [km/s] (K,)
-        (shift="data": re-binned onto the rest-frame pixels; None = those of the last :meth:`apply`), or the
-        fixed data (1, n_work) (shift="model"). Clipped pixels (``ivar_t`` 0) stay out."""
+        (shift="data": re-binned onto the rest-frame pixels, ``rv`` required), or the fixed data (1, n_work)
+        (shift="model": ``rv`` ignored). Clipped pixels (``ivar_t`` 0) stay out. The velocities are an
+        argument, never state: a model evaluation leaves the operator unchanged."""
         if self.shift == "model":
             return self.data_t[None], self.ivar_t[None]
-        if rv is None and self._last_rv is None:
-            raise ValueError("data_at() of a shift='data' operator follows the velocities of the last "
-                             "apply(); call apply first or give rv [km/s]")
-        rv = self._last_rv if rv is None else rv
+        if rv is None:
+            raise ValueError("data_at() of a shift='data' operator needs the velocities rv [km/s] (K,) "
+                             "the data are re-binned at")
         s = 1.0 + torch.as_tensor(rv, dtype=self.dtype).reshape(-1, 1) / C_KMS
         e = self._cum_d_edges
 
@@ -782,7 +781,6 @@ class SpectralOperator:
         f = 1.0 / (1.0 + rv.reshape(-1, 1) / C_KMS)  # (K, 1)
         if self.shift == "data":
             # the model stays on its rest-frame pixels: only the data's LSF is scaled into the rest frame
-            self._last_rv = rv
             fw = torch.ones_like(f) if self._window_rv is None else 1.0 / (1.0 + self._window_rv / C_KMS)
         else:
             fw = f
@@ -801,10 +799,12 @@ class SpectralOperator:
         return (kern * flux_src[:, self._pix_idx]).sum(-1)
 
 
-def _profile(m, op):
-    """chi^2 profiled over the multiplicative polynomial -> (chi2 (K,), model (K, n), coefficients (K, p))."""
+def _profile(m, op, rv=None):
+    """chi^2 profiled over the multiplicative polynomial -> (chi2 (K,), model (K, n), coefficients (K, p)).
+    ``rv`` [km/s] (K,): the velocities ``m`` was made at (shift="data" re-bins the data there; else unused).
+    """
     m = m / m.mean(dim=1, keepdim=True)
-    data, ivar = op.data_at()  # (K or 1, n): shift="data" re-bins them at the last apply's velocities
+    data, ivar = op.data_at(rv)  # (K or 1, n)
     a = m[:, :, None] * op.basis_t[None]  # (K, n, p)
     aw = a * ivar[:, :, None]
     normal = aw.transpose(1, 2) @ a
@@ -840,8 +840,12 @@ class _Problem:
         # has no error, no degree of freedom and no walkers
         self.free = self.hi > self.lo
 
+    def rv(self, theta):
+        """The velocities [km/s] (K,) of theta (K, P): what shift="data" re-bins the data at."""
+        return theta[:, self.names.index("rv")]
+
     def chi2(self, theta):
-        return _profile(self.spectrum_fn(theta), self.op)[0]
+        return _profile(self.spectrum_fn(theta), self.op, self.rv(theta))[0]
 
     def objective(self, theta):
         """-2 ln posterior (up to a constant): chi^2 / chi2_scale + penalty; plain chi^2 without a prior."""
@@ -910,8 +914,8 @@ def _scan_rv(op, flux_src, rv_bounds, rv_guess, step=100.0):
         # in blocks: all at once held spectra x pixels x band kernel values (GBs for thousands of pixels)
         per_spectrum = op.wave.size * op._pix_idx.shape[1] * op._brk.shape[1] / 2
         block = max(1, int(_JACOBIAN_ELEMENTS // per_spectrum))
-        chi2 = np.concatenate([_profile(op.apply(rows[i:i + block], rv[i:i + block]), op)[0].numpy()
-                               for i in range(0, rows.shape[0], block)])
+        chi2 = np.concatenate([_profile(op.apply(rows[i:i + block], rv[i:i + block]), op, rv[i:i + block])[0]
+                               .numpy() for i in range(0, rows.shape[0], block)])
     chi2 = chi2.reshape(grid.size, k)
     return grid[np.argmin(chi2, axis=0)], chi2.min(axis=0)
 
@@ -927,8 +931,8 @@ def _laplace(prob, theta):
     with torch.no_grad():
         m = prob.spectrum_fn(th[None])[0]
         m = m / m.mean()
-        _, model, coef = _profile(m[None], op)
-        ivar = op.data_at()[1][0]       # shift="data": at theta's rv
+        _, model, coef = _profile(m[None], op, prob.rv(th[None]))
+        ivar = op.data_at(prob.rv(th[None]))[1][0]
     # Jacobian by reverse mode: row j of a batch of copies of theta gives d m_j / d theta. In chunks of
     # copies, so that memory stays bounded (all n copies at once held n^2 x band kernel values: 5 GB for 1,200
     # working pixels in broaden mode, and a MILES star on its 0.9 A pixels was killed for memory)
@@ -1267,8 +1271,8 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
     th = torch.as_tensor(theta, dtype=torch.float64)
     with torch.no_grad():
         m = prob.spectrum_fn(th[None])
-        _, _, coef = _profile(m, op)
-        data, ivar = (x[0].numpy().copy() for x in op.data_at())   # shift="data": at the fit's rv
+        _, _, coef = _profile(m, op, prob.rv(th[None]))
+        data, ivar = (x[0].numpy().copy() for x in op.data_at(prob.rv(th[None])))   # shift="data": fit's rv
     continuum = op.basis @ coef[0].numpy()
     res = cls(
         prob.names,
@@ -1683,9 +1687,9 @@ def fit_star(
     if clip is not None:
         for _ in range(3):
             with torch.no_grad():
-                best = prob.spectrum_fn(torch.as_tensor(theta, dtype=torch.float64)[None])
-                model = _profile(best, op)[1][0]
-                data, ivar_now = (x[0] for x in op.data_at())     # shift="data": at the fit's rv
+                th = torch.as_tensor(theta, dtype=torch.float64)[None]
+                model = _profile(prob.spectrum_fn(th), op, prob.rv(th))[1][0]
+                data, ivar_now = (x[0] for x in op.data_at(prob.rv(th)))     # shift="data": at the fit's rv
                 z = (data - model) * torch.sqrt(ivar_now)
             # the errors' own scaling: without an ivar the stand-in error (1 % of the median flux) is set by
             # the scatter both ways (only inflated, a 20-sigma spike at S/N 500 was never clipped)
@@ -1920,8 +1924,9 @@ def fit_ssp(
 
     def chi2_of(theta):
         with torch.no_grad():
-            return np.concatenate([_profile(spectrum(torch.as_tensor(theta[s:s + 256])), op)[0].numpy()
-                                   for s in range(0, len(theta), 256)])
+            rv = SSP_PARAMETERS.index("rv")
+            blocks = (torch.as_tensor(theta[s:s + 256]) for s in range(0, len(theta), 256))
+            return np.concatenate([_profile(spectrum(t), op, t[:, rv])[0].numpy() for t in blocks])
 
     def scan_rv(theta, step):
         """Each start's best velocity on a grid over the rv bounds (``step`` apart, with rv_guess), and its

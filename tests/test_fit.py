@@ -1911,8 +1911,13 @@ def test_shift_data_bins_as_the_fixed_operator_at_rest_and_is_differentiable(gen
     good[300:320] = False
     fixed = SpectralOperator(gen.wavelength, w, f, iv, good, 2.5, max_rv=500.0)
     moving = SpectralOperator(gen.wavelength, w, f, iv, good, 2.5, max_rv=500.0, shift="data")
-    with pytest.raises(ValueError, match="follows the velocities of the last apply"):
+    with pytest.raises(ValueError, match="needs the velocities rv"):
         moving.data_at()                               # before any apply: torch's as_tensor(None) crash
+    # the velocities are an argument, not state left by apply (stateless): still refused after one
+    one_rv = torch.tensor([50.0], dtype=torch.float64)
+    moving.apply(torch.ones(1, moving.src.size, dtype=torch.float64), one_rv)
+    with pytest.raises(ValueError, match="needs the velocities rv"):
+        moving.data_at()
     assert fixed.shift == "model" and moving.shift == "data"
     common, a, b = np.intersect1d(fixed.model_index, moving.model_index, return_indices=True)
     assert common.size == moving.model_index.size > 50
