@@ -478,5 +478,5 @@ def degrade_to_fwhm(wave, flux, fwhm_in, fwhm_out, mask=None):
                          f"fwhm_out <= {limit:.6g} A there")
     out = _gaussian_smooth_variable(flux, sigma_pix, ~bad if bad.any() else None)
     if masked:
-        out = np.ma.masked_array(out, mask=np.broadcast_to(bad, out.shape))
+        out = np.ma.masked_array(out, mask=np.broadcast_to(bad, out.shape).copy())     # a writable mask
     return _with_unit(out, unit)
