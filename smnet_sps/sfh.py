@@ -387,14 +387,18 @@ def mass_formed_closed_form(sfh, T_gyr, tau_gyr):
     """Closed-form integral of the unnormalised tau (sfh=1: tau (1 - e^-x)) or delayed-tau
     (sfh=4: tau^2 (1 - (1 + x) e^-x)) SFR over a duration T, x = T / tau (times in Gyr, result in Gyr
     or Gyr^2). A reference for tests and for converting amplitudes to masses. Quantities are converted to
-    Gyr; ``T_gyr`` (one value or an array) must be finite and >= 0, ``tau_gyr`` one finite value > 0, else
-    ValueError (tau = -1 gave 6.39 "Gyr" for T = 2, tau = 0 a ZeroDivisionError, sfh=True the tau model)."""
+    Gyr; ``T_gyr`` must be finite and >= 0, ``tau_gyr`` finite and > 0 (each one value or an array; they
+    broadcast), else ValueError (tau = -1 gave 6.39 "Gyr" for T = 2, tau = 0 a ZeroDivisionError, sfh=True
+    the tau model)."""
     if isinstance(sfh, (bool, np.bool_)) or sfh not in (1, 4):
         raise ValueError(f"closed form exists for sfh=1 or 4; got {sfh!r}")
-    tau_gyr = _positive("tau_gyr", tau_gyr)
+    tau_gyr = np.asarray(_in_unit("tau_gyr", tau_gyr, u.Gyr))
+    if tau_gyr.dtype.kind not in "iuf" or not np.all(np.isfinite(tau_gyr)) or np.any(tau_gyr <= 0):
+        raise ValueError(f"tau_gyr is an e-folding time in Gyr and must be finite and > 0; got {tau_gyr!r}")
     T_gyr = np.asarray(_in_unit("T_gyr", T_gyr, u.Gyr))
     if T_gyr.dtype.kind not in "iuf" or not np.all(np.isfinite(T_gyr)) or np.any(T_gyr < 0):
         raise ValueError(f"T_gyr is a duration in Gyr and must be finite and >= 0; got {T_gyr!r}")
+    tau_gyr = tau_gyr.astype(float) if tau_gyr.ndim else float(tau_gyr)
     x = T_gyr.astype(float) / tau_gyr
     if sfh == 1:
         return tau_gyr * -np.expm1(-x)

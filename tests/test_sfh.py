@@ -323,3 +323,9 @@ def test_closed_form_refuses_a_tau_or_duration_that_is_not_one_and_converts_quan
     assert mass_formed_closed_form(1, 2 * u.Gyr, 500 * u.Myr) == pytest.approx(expected, rel=1e-12)
     both = mass_formed_closed_form(4, np.array([0.0, 2.0]), 1.0)
     assert both[0] == 0.0 and both[1] == pytest.approx(1 - 3 * np.exp(-2.0), rel=1e-12)
+    # an array of tau broadcasts as before the checks (the review: it became "a single real number")
+    taus = mass_formed_closed_form(4, 2.0, np.array([1.0, 2.0]))
+    assert taus == pytest.approx([1 - 3 * np.exp(-2.0), 4 * (1 - 2 * np.exp(-1.0))], rel=1e-12)
+    for tau in (np.array([1.0, -1.0]), np.array([1.0, np.nan]), True):
+        with pytest.raises(ValueError, match="tau_gyr"):
+            mass_formed_closed_form(1, 2.0, tau)
