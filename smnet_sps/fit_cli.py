@@ -290,7 +290,7 @@ def _fits_image_table(path):
         if unit is None:
             from .medium import spelled_wave_unit
 
-            stated = re.search(r"\bunits=(\S+)", str(hdr.get("WAT1_001", "")))
+            stated = re.search(r"\bunits=(\S+)", str(hdr.get("WAT1_001", "")), re.IGNORECASE)
             unit = spelled_wave_unit(stated.group(1)) if stated else None
             unit = None if unit is None else unit.to_string()
         columns = {"wave": x, "flux": data.ravel()}

@@ -570,3 +570,16 @@ def test_every_reader_reads_every_wavelength_unit_spelling(tmp_path, reader):
                 warnings.simplefilter("ignore", u.UnitsWarning)
                 got = _read_wave_in(reader, written, wave / factor, tmp_path)
             np.testing.assert_allclose(got, wave, rtol=1e-9, err_msg=f"{reader} {written!r}")
+
+
+def test_iraf_units_key_in_capitals_is_read(tmp_path):
+    """The one table of spellings read IRAF's 'units=' key case-sensitively, where the old reader lower-cased
+    the whole WAT1_001 string: 'UNITS=NANOMETERS' (nm) was then taken as no unit, i.e. Angstrom (the
+    review)."""
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave_nm = np.linspace(400.0, 700.0, 301)
+    path = tmp_path / "upper.fits"
+    _image(path, np.ones_like(wave_nm), CRVAL1=wave_nm[0], CDELT1=wave_nm[1] - wave_nm[0], CRPIX1=1,
+           WAT0_001="SYSTEM=EQUISPEC", WAT1_001="WTYPE=LINEAR LABEL=WAVELENGTH UNITS=NANOMETERS")
+    np.testing.assert_allclose(read_spectrum(path)[0], wave_nm * 10.0, rtol=1e-9)
