@@ -1467,8 +1467,9 @@ def _model_not_found(path):
     """The :class:`ModelNotFoundError` for a model name or path that is not there."""
     if Path(path).suffix == ".pt":
         # README's example names a released checkpoint, which is not shipped: say where it comes from
-        return ModelNotFoundError(f"no released SM-Net checkpoint at {str(path)!r} (file not found; looked "
-                                  f"in {Path.cwd()}): the released checkpoints are not shipped -- download "
+        where = "" if Path(path).is_absolute() else f"; looked in {Path.cwd()}"
+        return ModelNotFoundError(f"no released SM-Net checkpoint at {str(path)!r} (file not found{where}): "
+                                  "the released checkpoints are not shipped -- download "
                                   f"one ({RELEASE_SOURCE}) and give its path, with its .meta.npz as meta= "
                                   "(--meta)")
     return ModelNotFoundError(f"no model named or at {str(path)!r}: the shipped models are "

@@ -114,6 +114,10 @@ def test_readme_checkpoint_example_without_the_download_says_where_it_comes_from
                        r"'lookup_model_TMAP_C3K_husser_OB_combined.pt' \(file not found.*not shipped.*"
                        r"Zenodo, DOI 10.5281/zenodo.18883385"):
         load_generator("lookup_model_TMAP_C3K_husser_OB_combined.pt", meta=fixtures_dir / META)
+    absolute = tmp_path / "models" / "lookup_model_TMAP_C3K_husser_OB_combined.pt"
+    with pytest.raises(ModelNotFoundError) as info:           # an absolute path: no "looked in <cwd>"
+        load_generator(absolute, meta=fixtures_dir / META)
+    assert str(absolute) in str(info.value) and "looked in" not in str(info.value)
     for meta in (None, d / "small.meta.npz"):
         with pytest.raises(ValueError, match=r"small.meta.npz is a released checkpoint's meta file, not its "
                            r"weights: give the checkpoint \(.pt"):
