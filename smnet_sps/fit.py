@@ -1939,9 +1939,9 @@ def fit_ssp(
         return grid[np.argmin(c, 0)], c.min(0)
 
     chi2 = chi2_of(nodes)
-    # the velocity: the 24 best nodes at rv_guess (the 8 best of each A_V start, so that a galaxy far from
-    # rv_guess, whose best nodes at rv_guess all took A_V = 1 to mimic the shifted continuum, still has its
-    # own templates scanned: at 15,000 km/s, degree 0, the fit ended at -12,260 km/s, chi^2 50,000/161)
+    # the velocity: the best nodes at rv_guess (the 8 best of each A_V start, up to 32, so that a galaxy far
+    # from rv_guess, whose best nodes at rv_guess all took A_V = 1 to mimic the shifted continuum, still has
+    # its own templates scanned: at 15,000 km/s, degree 0, the fit ended at -12,260 km/s, chi^2 50,000/161)
     # scanned coarsely over the bounds, every node ranked at rv_guess and at the best velocity found; the
     # starts then on a 100 km/s grid
     order = np.argsort(chi2)

@@ -222,7 +222,7 @@ def _power_law_cumulative(x, f, m_low, m_up):
 
 IMF_NAMES = ("salpeter", "kroupa", "chabrier")
 # the --imf help of every command that takes one (`mags` said only "IMF name passed to ssp_grid")
-IMF_CHOICES = "kroupa (default), salpeter or chabrier"
+IMF_CHOICES = "kroupa (default), " + " or ".join(n for n in IMF_NAMES if n != "kroupa")
 
 
 def get_imf(imf="kroupa", m_low=None, m_up=None):
