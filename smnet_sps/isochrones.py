@@ -7,12 +7,15 @@ FSPS text files give fixed decimals (8 for initial mass, 4 for the rest), so the
 scaled integers, delta-encoded and zip compressed, and decoded back to exactly the printed numbers.
 
 ``load_isochrones("parsec")`` returns an :class:`IsochroneSet`; ``iso.isochrone(iz, ia)`` one isochrone.
-:func:`convert_fsps_isochrones` rebuilds the tables from FSPS's ``isoc_z*.dat.gz`` files.
+:func:`convert_fsps_isochrones` rebuilds the tables from FSPS's ``isoc_z*.dat.gz`` files;
+:func:`read_cmd_isochrones` reads a file from PARSEC's CMD web form, and :func:`resolve_isochrones` turns a
+family name, a set or a file (what ``isochrones=`` takes everywhere in the SSP code) into a set.
 """
 from __future__ import annotations
 
 import functools
 import gzip
+import os
 import re
 import stat
 from dataclasses import dataclass
@@ -23,7 +26,8 @@ import numpy as np
 from .progress import want_progress
 
 __all__ = ["FAMILIES", "FAMILY_CHOICES", "PHASE_NAMES", "PRE_MS_PHASE", "UNFLAGGED_PHASE", "Isochrone",
-           "IsochroneSet", "load_isochrones", "convert_fsps_isochrones", "isochrone_dir", "check_zsun"]
+           "IsochroneSet", "load_isochrones", "convert_fsps_isochrones", "isochrone_dir", "check_zsun",
+           "read_cmd_isochrones", "resolve_isochrones", "CMD_LABEL_PHASES", "CMD_WHITE_DWARF_LABEL"]
 
 # FSPS fsps_ev_phases.txt
 PHASE_NAMES = {0: "main sequence", 1: "sub giant branch", 2: "red giant branch",
@@ -478,3 +482,226 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=None):
     out["phase"] = _as_int(data[:, 7], np.int8, "column phase")
     np.savez_compressed(out_path, **out)
     return Path(out_path)
+
+
+# ---- PARSEC's CMD web form (http://stev.oapd.inaf.it/cgi-bin/cmd) -----------------------------------------
+#: CMD's evolutionary ``label`` -> FSPS phase code (:data:`PHASE_NAMES`), the mapping of FSPS's own PARSEC
+#: files: 0 pre-MS and 1 MS -> 0 (FSPS flags no pre-main sequence in PARSEC), 2 SGB -> 1, 3 RGB -> 2, 4-6
+#: core He burning (start, blue loop, red clump) -> 3, 7 E-AGB -> 4, 8 TP-AGB -> 5, 9 post-AGB -> 6
+CMD_LABEL_PHASES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 3, 5: 3, 6: 3, 7: 4, 8: 5, 9: 6}
+#: CMD labels from this one up are white dwarfs: dropped, like MIST's
+#: (:func:`smnet_sps.mist.white_dwarf_start`), so that the stars above the largest surviving initial mass are
+#: booked as remnants
+CMD_WHITE_DWARF_LABEL = 10
+#: Zsun of PARSEC v1.2S, the tracks CMD serves by default ([M/H] = log10(Z / 0.0152) for the generator)
+CMD_ZSUN = 0.0152
+#: CMD column -> (IsochroneSet column, unit, allowed range); ``Mact`` is older CMD versions' ``Mass``
+_CMD_COLUMNS = {"Zini": ("Z", "metal mass fraction", 0.0, 1.0),
+                "logAge": ("log_age", "log10(t / yr)", 4.0, 11.0),
+                "Mini": ("mini", "M_sun", 0.01, 1000.0), "Mass": ("mact", "M_sun", 0.01, 1000.0),
+                "logL": ("logl", "log10(L / L_sun)", -8.0, 8.0),
+                "logTe": ("logt", "log10(Teff / K)", 3.0, 6.0),
+                "logg": ("logg", "log10(g / cm s^-2)", -3.0, 15.0),
+                "label": ("label", "CMD label", 0.0, 99.0), "C_O": ("co", "surface C/O", 0.0, 1000.0)}
+_CMD_ALIASES = {"Mact": "Mass", "logT": "logTe", "logG": "logg", "stage": "label"}
+_CMD_OPTIONAL = ("C_O",)
+
+
+def _cmd_table(path):
+    """The needed columns of a CMD file as {CMD name: float array} and the line number of each row.
+
+    Comment lines ('#') are skipped; the column header is the line whose first word (after any '#') is
+    ``Zini``: CMD repeats it before every isochrone, and every copy must be the same."""
+    header, idx, cols, line_nos = None, None, [], []
+    with _open_text(path) as fh:
+        for line_no, line in enumerate(fh, 1):
+            words = line.lstrip("#").split()
+            if words and words[0] == "Zini":
+                names = [_CMD_ALIASES.get(w, w) for w in words]
+                if header is None:
+                    header = names
+                    missing = [c for c in _CMD_COLUMNS if c not in names and c not in _CMD_OPTIONAL]
+                    if missing:
+                        raise ValueError(f"{path}, line {line_no}: the CMD column header lacks {missing}; an "
+                                         f"isochrone set needs {[c for c in _CMD_COLUMNS if c != 'C_O']} "
+                                         f"(C_O optional), found {words}")
+                    idx = {c: names.index(c) for c in _CMD_COLUMNS if c in names}
+                elif names != header:
+                    raise ValueError(f"{path}, line {line_no}: a second column header differs from the "
+                                     "first; one file must hold one CMD output (the same columns throughout)")
+                continue
+            if not words or line.lstrip().startswith("#"):
+                continue
+            if header is None:
+                raise ValueError(f"{path}, line {line_no}: data before the column header; not a CMD output "
+                                 "file (a CMD file has '#' comment lines, then a header line starting with "
+                                 "'# Zini' or 'Zini': Zini MH logAge Mini int_IMF Mass logL logTe logg label "
+                                 "...). A table in FSPS's format: convert_fsps_isochrones")
+            if len(words) != len(header):
+                raise ValueError(f"{path}, line {line_no}: {len(words)} values for the header's "
+                                 f"{len(header)} columns; a damaged or hand-edited file?")
+            try:
+                cols.append([float(words[j]) for j in idx.values()])
+            except ValueError:
+                raise ValueError(f"{path}, line {line_no}: a value that is not a number in columns "
+                                 f"{list(idx)}") from None
+            line_nos.append(line_no)
+    if header is None:
+        raise ValueError(f"{path}: no CMD column header (a line starting with '# Zini' or 'Zini'); not an "
+                         "output of PARSEC's CMD web form (http://stev.oapd.inaf.it/cgi-bin/cmd)")
+    if not cols:
+        raise ValueError(f"{path}: a CMD header but no isochrone rows")
+    data = np.array(cols, float)
+    return {c: data[:, k] for k, c in enumerate(idx)}, np.array(line_nos)
+
+
+def _check_cmd_values(path, table, line_nos):
+    """Every value finite and in its column's range (the ranges of the FSPS conversion), labels integers."""
+    for c, values in table.items():
+        _, unit, lo, hi = _CMD_COLUMNS[c]
+        bad = ~np.isfinite(values) | (values < lo) | (values > hi) | ((values <= 0) if c == "Zini" else False)
+        if c == "label":
+            bad |= values != np.round(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            allowed = ("a whole number >= 0 (CMD's evolutionary label)" if c == "label" else
+                       f"a finite {unit} in {lo:g} .. {hi:g}" + (" (> 0)" if c == "Zini" else ""))
+            raise ValueError(f"{path}, line {line_nos[row]}: {c} = {values[row]:g}; allowed: {allowed} "
+                             f"({int(bad.sum())} bad values in {c}). Wrong unit or a damaged file?")
+
+
+@functools.lru_cache(maxsize=8)
+def _read_cmd(path, version, zsun):
+    """The set of the CMD file ``path`` (resolved); ``version`` (:func:`_file_version`) only keys the cache,
+    so the same unchanged file gives the same set object (the SSP cache is keyed on the set)."""
+    from .mist import _ArrayIsochroneSet, white_dwarf_start
+    table, line_nos = _cmd_table(path)
+    _check_cmd_values(path, table, line_nos)
+    zs, iz = np.unique(table["Zini"], return_inverse=True)
+    ages, ia = np.unique(table["logAge"], return_inverse=True)
+    if zs.size < 2 or ages.size < 2:
+        raise ValueError(f"{path}: {zs.size} metallicit{'y' if zs.size == 1 else 'ies'} (Zini "
+                         f"{', '.join(f'{z:g}' for z in zs[:6])}) and {ages.size} age(s) (logAge "
+                         f"{', '.join(f'{a:g}' for a in ages[:6])}); an SSP interpolates between "
+                         "neighbouring isochrones, so the set needs at least two Z and two ages, every age "
+                         "at every Z: ask CMD for a range of ages and of metallicities in one file")
+    # one contiguous block per (Z, age), in file order (CMD lists each isochrone by increasing Mini)
+    block = iz * ages.size + ia
+    runs = np.flatnonzero(np.diff(block)) + 1
+    firsts = np.concatenate([[0], runs])
+    if np.unique(block[firsts]).size != firsts.size:
+        seen = {}
+        for f in firsts:
+            if block[f] in seen:
+                raise ValueError(f"{path}: the isochrone Z = {zs[iz[f]]:g}, logAge = {ages[ia[f]]:g} appears "
+                                 f"twice (from lines {line_nos[seen[block[f]]]} and {line_nos[f]}); two CMD "
+                                 "outputs pasted together? Keep one copy of each isochrone")
+            seen[block[f]] = f
+    have = np.zeros(zs.size * ages.size, bool)
+    have[block[firsts]] = True
+    if not have.all():
+        gaps = [(zs[k // ages.size], ages[k % ages.size]) for k in np.flatnonzero(~have)]
+        listed = ", ".join(f"(Z {z:g}, logAge {a:g})" for z, a in gaps[:4])
+        raise ValueError(f"{path}: {len(gaps)} of the {have.size} (Z, age) isochrones are missing: {listed}"
+                         f"{' ...' if len(gaps) > 4 else ''}; the set interpolates on a full grid, so it "
+                         f"needs every age at every Z ({zs.size} Z x {ages.size} ages)")
+    order = np.argsort(block, kind="stable")
+    start = np.zeros((zs.size, ages.size), np.int64)
+    count = np.zeros_like(start)
+    keep, pos = [], 0
+    for k in range(have.size):
+        rows = order[np.searchsorted(block[order], k):np.searchsorted(block[order], k, side="right")]
+        z, a = zs[k // ages.size], ages[k % ages.size]
+        rows = rows[table["label"][rows] < CMD_WHITE_DWARF_LABEL]   # white dwarfs: remnants, not stars
+        mini = table["Mini"][rows]
+        if (np.diff(mini) < 0).any():
+            j = rows[int(np.flatnonzero(np.diff(mini) < 0)[0]) + 1]
+            raise ValueError(f"{path}, line {line_nos[j]}: Mini decreases within the isochrone Z = {z:g}, "
+                             f"logAge = {a:g}; the IMF weights need each isochrone in increasing "
+                             "initial mass, as CMD writes it")
+        phase = np.array([CMD_LABEL_PHASES[int(v)] for v in table["label"][rows]], np.int16)
+        rows = rows[:white_dwarf_start(phase, table["logTe"][rows])]   # a cooling track labelled post-AGB
+        if rows.size == 0:
+            raise ValueError(f"{path}: the isochrone Z = {z:g}, logAge = {a:g} has no star left after its "
+                             "white dwarfs (label >= 10) are dropped")
+        start[k // ages.size, k % ages.size], count[k // ages.size, k % ages.size] = pos, rows.size
+        keep.append(rows)
+        pos += rows.size
+    rows = np.concatenate(keep)
+    columns = {_CMD_COLUMNS[c][0]: table[c][rows] for c in ("Mini", "Mass", "logL", "logTe", "logg")}
+    columns["co"] = table["C_O"][rows] if "C_O" in table else np.zeros(rows.size)
+    columns["phase"] = np.array([CMD_LABEL_PHASES[int(v)] for v in table["label"][rows]], np.int16)
+    meta = {"zsun": zsun, "title": f"PARSEC from CMD ({Path(path).name})", "source": "cmd", "path": str(path),
+            "has_co": "C_O" in table,
+            "citation": "Bressan et al. 2012, MNRAS 427, 127 (PARSEC; see the references in the file's "
+                        "header); CMD: http://stev.oapd.inaf.it/cgi-bin/cmd"}
+    return _ArrayIsochroneSet(f"cmd:{Path(path).name}", zs, ages, start, count, columns, meta)
+
+
+def read_cmd_isochrones(path, zsun=CMD_ZSUN):
+    """An :class:`IsochroneSet` from a file of PARSEC's CMD web form (http://stev.oapd.inaf.it/cgi-bin/cmd).
+
+    Parameters
+    ----------
+    path : path-like, the CMD output as downloaded (optionally gzipped: ``.gz``): '#' comment lines, a
+        column header line starting with ``# Zini`` or ``Zini`` (repeated before each isochrone or not), and
+        one block of rows per (Z, age). Needed columns: ``Zini``, ``logAge``, ``Mini``, ``Mass`` (or
+        ``Mact``), ``logL``, ``logTe``, ``logg``, ``label``; ``C_O`` (surface C/O, which sets C-rich vs
+        O-rich TP-AGB spectra for ``special_phases="dedicated"``) is used when present, else 0 (O-rich).
+        Other columns (``MH``, ``int_IMF``, magnitudes ...) are ignored.
+    zsun : float, the solar metal mass fraction of the tracks (default 0.0152, PARSEC v1.2S's):
+        [M/H] = log10(Z / zsun) for the spectra and ``logzsol`` arguments.
+
+    The Z grid is the distinct ``Zini``, the ages the distinct ``logAge``; the file must hold every age at
+    every Z, at least two of each (SSPs interpolate between neighbours). Labels become FSPS phase codes by
+    :data:`CMD_LABEL_PHASES`; white dwarfs (label >= :data:`CMD_WHITE_DWARF_LABEL`, and any cooling track
+    past the hottest post-AGB point) are dropped, so that they count as remnants. Values are checked as in
+    :func:`convert_fsps_isochrones`. Anything else is a ValueError naming the line or isochrone.
+
+    The file is read once per session and file version (a file rewritten since is read again); the same
+    file gives the same set object, so SSPs computed from it are cached (:func:`smnet_sps.ssp.ssp_spectrum`).
+    """
+    zsun = check_zsun(zsun, "zsun (of the CMD tracks)", "0.0152 (PARSEC v1.2S)")
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"CMD isochrone file {path} not found")
+    return _read_cmd(str(path), _file_version(path), zsun)
+
+
+def _npz_family(path):
+    """The family tag of a table written by :func:`convert_fsps_isochrones`, or None if ``path`` is no zip."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            family = str(f["family"]) if "family" in f.files else None
+    except Exception as exc:   # zip/npz corruption
+        raise ValueError(f"{path} is not a readable smnet-sps isochrone table ({exc})") from exc
+    if family is None:
+        raise ValueError(f"{path} is not an '{FORMAT}' table (no family tag); write one with "
+                         "convert_fsps_isochrones")
+    return family
+
+
+def resolve_isochrones(isochrones):
+    """What ``isochrones=`` takes anywhere in the SSP code -> an :class:`IsochroneSet`.
+
+    ``isochrones``: an :class:`IsochroneSet` (used as is), a family name ("parsec", "padova", "mist"), or
+    the path of a file: a table written by :func:`convert_fsps_isochrones` (``.npz``) or an output of
+    PARSEC's CMD web form (:func:`read_cmd_isochrones`, with PARSEC's Zsun 0.0152; for another Zsun, pass
+    ``read_cmd_isochrones(path, zsun=...)``). A family name wins over a file of that name."""
+    if isinstance(isochrones, IsochroneSet):
+        return isochrones
+    if isinstance(isochrones, str) and isochrones.strip().lower() in (*_ALIASES, "mist"):
+        return load_isochrones(isochrones)
+    if isinstance(isochrones, (str, os.PathLike)) and not isinstance(isochrones, bytes):
+        path = Path(isochrones)
+        if path.is_file():
+            family = _npz_family(path)
+            return read_cmd_isochrones(path) if family is None else load_isochrones(family, path)
+        raise ValueError(f"isochrones {str(isochrones)!r}: neither an isochrone family ({FAMILY_CHOICES}) "
+                         "nor an existing file (an output of PARSEC's CMD web form, or a table written by "
+                         "convert_fsps_isochrones)")
+    raise ValueError(f"isochrones must be a family name ({FAMILY_CHOICES}), an IsochroneSet or the path "
+                     f"of an isochrone file; got {type(isochrones).__name__}")

@@ -1039,7 +1039,9 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     attrs = get("attrs") or {}
     name = attrs.get("generator") or getattr(generator, "name", None) or str(generator)
     from .output_files import provenance
-    table.meta.update({"Z": float(Z), "imf": str(imf), "isochrones": str(isochrones), **provenance(name)})
+    # the set's name (an IsochroneSet or a file passed as isochrones= printed as its repr / path)
+    table.meta.update({"Z": float(Z), "imf": str(imf),
+                       "isochrones": attrs.get("isochrones") or str(isochrones), **provenance(name)})
     return table
 
 
@@ -1189,7 +1191,7 @@ def _cli_mags(args):
     # 'blackbody' (analytic) lets the command run without a trained model
     generator = load_generator_option(args.model, args.meta)
     table = ssp_magnitudes(ages * u.yr, float(zs[0]), filters, system=args.system, imf=args.imf,
-                           isochrones=args.isochrones, generator=generator, redshift=args.redshift,
+                           isochrones=iso, generator=generator, redshift=args.redshift,
                            extrapolate=args.extrapolate, igm=args.igm, progress=show_progress(args))
     # the screen's format on a copy: written with it, .csv / .txt held 4 digits (ages 3e-4 off, M/L 0.2 %)
     shown = table.copy()
@@ -1278,7 +1280,8 @@ def add_cli(subparsers):
                         "magnitudes (FSPS's add_igm_absorption; off by default, as in FSPS)")
     p.add_argument("--imf", default="kroupa", help=f"IMF passed to ssp_grid: {IMF_CHOICES}")
     p.add_argument("--isochrones", default="parsec",
-                   help=f"isochrone family passed to ssp_grid: {FAMILY_CHOICES}")
+                   help=f"isochrone family passed to ssp_grid: {FAMILY_CHOICES}; or the path of your own "
+                        "isochrone file (a CMD output, or a .npz written by convert_fsps_isochrones)")
     p.add_argument("--generator", "--model", dest="model", default=None,
                    help="'default', 'semi-empirical', 'blackbody', a model directory or a released SM-Net "
                         "checkpoint (.pt, with --meta) (default: the shipped default model)")

@@ -35,7 +35,7 @@ from .constants import C_ANGSTROM, SSP_UNIT
 from .generator import _logz_value, _refuse_masked
 from .imf import (IMF_CHOICES, first_interval_excess, get_imf, imf_weights, imf_weights_many, remnant_mass,
                   tpagb_factor, uncovered_mass)
-from .isochrones import FAMILY_CHOICES, PHASE_NAMES, UNFLAGGED_PHASE, load_isochrones
+from .isochrones import FAMILY_CHOICES, PHASE_NAMES, UNFLAGGED_PHASE, resolve_isochrones
 from .lsf import lsf_meta
 from .progress import want_progress
 
@@ -151,13 +151,15 @@ def cli_metallicities(args, iso):
 
 
 def cli_isochrones(name, option="--isochrones"):
-    """An isochrone family named on the command line -> its IsochroneSet, loaded before any slow work.
+    """An isochrone family named on the command line, or the path of an isochrone file (a CMD output or a
+    converted ``.npz``: :func:`smnet_sps.isochrones.resolve_isochrones`) -> its IsochroneSet, loaded before
+    any slow work.
 
     The library raises ImportError when MIST's optional package is missing (the right type for code); on
     the command line that is an input the user can fix, so it becomes a ValueError: one line, exit status 1.
     """
     try:
-        return load_isochrones(name)
+        return resolve_isochrones(name)
     except ImportError as exc:
         raise ValueError(f"{option} {name}: {exc}") from exc
 
@@ -741,7 +743,11 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         MIST). Neither given -> solar.
     imf : "kroupa" (default), "salpeter", "chabrier", an :class:`smnet_sps.imf.IMF` (other mass limits), or
         a callable dN/dm(m [M_sun])
-    isochrones : "parsec" (default), "padova", or "mist" (needs the optional package lachesis-grids)
+    isochrones : "parsec" (default), "padova", or "mist" (needs the optional package lachesis-grids); or
+        your own: an :class:`~smnet_sps.isochrones.IsochroneSet` (e.g. from
+        :func:`~smnet_sps.isochrones.read_cmd_isochrones`), or the path of a file from PARSEC's CMD web form
+        or of a table written by :func:`~smnet_sps.isochrones.convert_fsps_isochrones` (read once per
+        session and file version; SSPs are cached per set)
     generator : the stellar spectra: None or "default" (the shipped default model), "semi-empirical" (the
         default model calibrated on MILES stars), "blackbody" (Planck spectra, no model), the path of a model
         directory, a :class:`~smnet_sps.generator.Generator` (e.g. a released checkpoint from
@@ -767,7 +773,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     """
     from specutils import Spectrum
 
-    iso = load_isochrones(isochrones)
+    iso = resolve_isochrones(isochrones)
     log_age = float(_log_ages(_scalar(age, "age"), iso))
     Z = float(_resolve_z(iso, None if Z is None else _scalar(Z, "Z"),
                          None if logzsol is None else _scalar(logzsol, "logzsol")))
@@ -1046,7 +1052,7 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     ``seconds`` and ``timing`` (generator, coverage, dedup, accumulation seconds).
     """
     progress = want_progress(progress)
-    iso = load_isochrones(isochrones)
+    iso = resolve_isochrones(isochrones)
     # the DSPS layout (and every host code's) wants increasing, distinct axes: sorted, repeats dropped
     log_ages = np.unique(_age_array(ages, iso))
     Zs = np.unique(_z_array(Zs, iso))
@@ -1395,7 +1401,7 @@ def _cmd_ssp(args):
     from .neural import load_generator_option
     gen = load_generator_option(args.generator, args.meta, device=args.device)
     spec = ssp_spectrum(age, Z=args.Z, logzsol=args.logzsol, imf=args.imf,
-                        isochrones=args.isochrones, generator=gen, special_phases=args.special_phases,
+                        isochrones=iso, generator=gen, special_phases=args.special_phases,
                         outside=args.outside, by_phase=bool(args.plot), device=args.device)
     m = spec.meta
     top = sorted(m["phase_luminosity"].items(), key=lambda kv: -kv[1])[:4]
@@ -1433,6 +1439,10 @@ def _cmd_ssp_grid(args):
     get_imf(args.imf)                            # an unknown IMF too
     from . import distributed
     if distributed.wants_cluster(args):        # --scheduler / --workers: the same grid as Dask tasks
+        if iso.meta.get("source") == "cmd":
+            # the workers load families by name: a CMD file failed there as "unknown isochrone family"
+            raise ValueError("--scheduler / --workers take an isochrone family (parsec, padova, mist); a CMD "
+                             "file runs in this process: leave out --scheduler / --workers")
         # handed over parsed (exact float text in years): a range's --n-ages and --logzsol are applied here
         import argparse
         cluster_args = argparse.Namespace(**{
@@ -1441,7 +1451,7 @@ def _cmd_ssp_grid(args):
         return distributed.cli_ssp_grid(cluster_args, outputs["out"])
     from .neural import load_generator_option
     gen = load_generator_option(args.generator, args.meta, device=args.device)
-    grid = ssp_grid(ages, zs, imf=args.imf, isochrones=args.isochrones, generator=gen,
+    grid = ssp_grid(ages, zs, imf=args.imf, isochrones=iso, generator=gen,
                     special_phases=args.special_phases, outside=args.outside, progress=show_progress(args),
                     device=args.device)
     with atomic_output(outputs["out"], overwrite=args.overwrite) as tmp:
@@ -1456,7 +1466,8 @@ def _common_args(p):
     from .neural import add_meta_option
     p.add_argument("--imf", default="kroupa", help=IMF_CHOICES)
     p.add_argument("--isochrones", default="parsec",
-                   help=FAMILY_CHOICES)
+                   help=f"{FAMILY_CHOICES}; or the path of your own isochrone file: an output of PARSEC's "
+                        "CMD web form, or a table written by convert_fsps_isochrones (.npz)")
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), "
                         "'blackbody', a model directory or a released SM-Net checkpoint (.pt, with --meta)")

@@ -415,7 +415,7 @@ def _use_set(monkeypatch, iso):
     """Make ssp_spectrum / ssp_grid read ``iso`` for every family name (its tabulated SSPs not cached)."""
     import smnet_sps.ssp as ssp
     ssp.clear_ssp_cache()
-    monkeypatch.setattr(ssp, "load_isochrones", lambda name="parsec", path=None: iso)
+    monkeypatch.setattr(ssp, "resolve_isochrones", lambda isochrones="parsec": iso)
 
 
 def test_mist_pre_main_sequence_is_called_so(monkeypatch, blackbody):

@@ -1,0 +1,238 @@
+"""A user's own isochrones: PARSEC's CMD web-form output (read_cmd_isochrones) and isochrones= given as a set
+or a file path in ssp_spectrum / ssp_grid / the command line.
+
+The fixture (tests/fixtures/isochrones/cmd_parsec_small.dat.gz, made by make_cmd_fixture.py there) holds four
+of the shipped PARSEC isochrones in CMD's layout and labels, so SSPs from it must equal the shipped family's.
+"""
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smnet_sps.isochrones import (CMD_LABEL_PHASES, load_isochrones, read_cmd_isochrones,
+                                  resolve_isochrones)
+
+CMD_FILE = Path(__file__).parent / "fixtures" / "isochrones" / "cmd_parsec_small.dat.gz"
+COLS = ("mini", "mact", "logl", "logt", "logg", "co", "phase")
+
+
+def _lines():
+    with gzip.open(CMD_FILE, "rt") as fh:
+        return fh.read().splitlines()
+
+
+def _write(tmp_path, lines, name="iso.dat"):
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _data(line):
+    return line.strip() and not line.lstrip().startswith("#")
+
+
+def test_the_cmd_file_gives_the_shipped_parsec_isochrones_back():
+    cmd, parsec = read_cmd_isochrones(CMD_FILE), load_isochrones("parsec")
+    assert cmd.Z.tolist() == [0.014, 0.017] and cmd.log_age.tolist() == [9.95, 10.0]
+    assert cmd.zsun == parsec.zsun == 0.0152
+    for iz, z in enumerate(cmd.Z):
+        for ia, a in enumerate(cmd.log_age):
+            mine = cmd.isochrone(iz, ia)
+            ref = parsec.isochrone(int(np.argmin(abs(parsec.Z - z))), int(np.argmin(abs(parsec.log_age - a))))
+            for c in COLS:
+                np.testing.assert_array_equal(getattr(mine, c), getattr(ref, c), err_msg=c)
+    # the same unchanged file is the same set (the SSP cache is keyed on the set object)
+    assert read_cmd_isochrones(CMD_FILE) is cmd and resolve_isochrones(str(CMD_FILE)) is cmd
+
+
+@pytest.mark.parametrize("age, Z", [(10**9.95, 0.014), (9.5e9, 0.0155), (10**10, 0.017)])
+def test_an_ssp_from_the_cmd_file_equals_the_shipped_familys(age, Z, blackbody):
+    from smnet_sps.ssp import ssp_spectrum
+    ref = ssp_spectrum(age, Z=Z, isochrones="parsec", generator=blackbody)
+    for given in (CMD_FILE, str(CMD_FILE), read_cmd_isochrones(CMD_FILE)):
+        mine = ssp_spectrum(age, Z=Z, isochrones=given, generator=blackbody)
+        np.testing.assert_allclose(mine.flux.value, ref.flux.value, rtol=1e-6, atol=0)
+        for key in ("lbol", "mass_stars", "mass_remnants", "outside_fraction"):
+            assert mine.meta[key] == pytest.approx(ref.meta[key], rel=1e-6), key
+        # the labels map onto the same phases: the same light per phase
+        assert mine.meta["phase_luminosity"].keys() == ref.meta["phase_luminosity"].keys()
+        for k, v in ref.meta["phase_luminosity"].items():
+            assert mine.meta["phase_luminosity"][k] == pytest.approx(v, rel=1e-6), k
+        assert mine.meta["isochrones"] == "cmd:cmd_parsec_small.dat.gz"
+
+
+def test_an_ssp_grid_from_the_cmd_file_equals_the_shipped_familys_and_is_cached(blackbody):
+    from smnet_sps.ssp import ssp_grid
+    ages, Zs = [10**9.95, 9.3e9, 1e10], [0.014, 0.0155, 0.017]
+    ref = ssp_grid(ages, Zs, isochrones="parsec", generator=blackbody, progress=False)
+    first = ssp_grid(ages, Zs, isochrones=CMD_FILE, generator=blackbody, progress=False)
+    again = ssp_grid(ages, Zs, isochrones=str(CMD_FILE), generator=blackbody, progress=False)
+    np.testing.assert_allclose(first.ssp_flux, ref.ssp_flux, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(again.ssp_flux, first.ssp_flux)
+    assert again.attrs["n_isochrones_cached"] == again.attrs["n_isochrones"] == 4
+    assert first.attrs["isochrones"] == "cmd:cmd_parsec_small.dat.gz"
+    # the file's grid bounds the request, with its own name in the error
+    with pytest.raises(ValueError, match=r"cmd:cmd_parsec_small.dat.gz isochrone grid.*0\.014-0\.017"):
+        ssp_grid(ages, [0.02], isochrones=CMD_FILE, generator=blackbody, progress=False)
+
+
+def test_white_dwarfs_are_dropped(tmp_path):
+    """Label >= 10 rows and a cooling track past the hottest post-AGB (label 9) point are remnants."""
+    lines = _lines()
+    last = max(i for i, line in enumerate(lines) if _data(line) and line.split()[2] == "9.9500"
+               and line.startswith("0.0140000"))
+    w = lines[last].split()
+    extra = []
+    # post-AGB heating up (kept), then cooling down at higher initial masses (dropped), then WDs (label 10)
+    for k, (logt, label) in enumerate([(4.0, 9), (4.8, 9), (4.6, 9), (4.3, 9), (4.2, 10), (4.0, 11)]):
+        row = list(w)
+        row[3] = f"{float(w[3]) + 0.01 * (k + 1):.8f}"
+        row[6], row[7], row[8], row[9] = "2.0", f"{logt}", "6.0", str(label)
+        extra.append(" ".join(row))
+    path = _write(tmp_path, lines[:last + 1] + extra + lines[last + 1:])
+    iso = read_cmd_isochrones(path)
+    ref = read_cmd_isochrones(CMD_FILE)
+    one, base = iso.isochrone(0, 0), ref.isochrone(0, 0)
+    assert len(one) == len(base) + 2                       # the two heating post-AGB points
+    assert one.phase[-2:].tolist() == [CMD_LABEL_PHASES[9]] * 2 and one.logt[-1] == 4.8
+    for c in COLS:
+        np.testing.assert_array_equal(getattr(one, c)[:len(base)], getattr(base, c))
+        np.testing.assert_array_equal(getattr(iso.isochrone(1, 1), c), getattr(ref.isochrone(1, 1), c))
+
+
+def _without_column(lines, name):
+    header = next(line for line in lines if line.startswith("# Zini")).lstrip("#").split()
+    j = header.index(name)
+    out = []
+    for line in lines:
+        if line.startswith("# Zini"):
+            out.append("# " + " ".join(w for i, w in enumerate(header) if i != j))
+        elif _data(line):
+            out.append(" ".join(w for i, w in enumerate(line.split()) if i != j))
+        else:
+            out.append(line)
+    return out
+
+
+def _keep(lines, keep):
+    """Lines whose data rows pass keep(Zini, logAge) (comments and headers kept)."""
+    return [line for line in lines if not _data(line) or keep(line.split()[0], line.split()[2])]
+
+
+def _edit_first_row(lines, column, value):
+    k = next(i for i, line in enumerate(lines) if _data(line))
+    row = lines[k].split()
+    row[column] = value
+    return lines[:k] + [" ".join(row)] + lines[k + 1:], k + 1
+
+
+def test_a_missing_column_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"lacks \['logg'\].*needs \['Zini', 'logAge', 'Mini', 'Mass'"):
+        read_cmd_isochrones(_write(tmp_path, _without_column(_lines(), "logg")))
+    # C_O is optional: without it every star is O-rich (co 0); the rest unchanged
+    iso = read_cmd_isochrones(_write(tmp_path, _without_column(_lines(), "C_O"), "no_co.dat"))
+    assert not iso.columns["co"].any() and not iso.meta["has_co"]
+    np.testing.assert_array_equal(iso.columns["logl"], read_cmd_isochrones(CMD_FILE).columns["logl"])
+
+
+def test_a_missing_isochrone_of_the_grid_is_refused(tmp_path):
+    path = _write(tmp_path, _keep(_lines(), lambda z, a: not (z == "0.0170000" and a == "10.0000")))
+    with pytest.raises(ValueError, match=r"1 of the 4 \(Z, age\) isochrones are missing: \(Z 0.017, logAge "
+                                         r"10\).*every age at every Z \(2 Z x 2 ages\)"):
+        read_cmd_isochrones(path)
+
+
+@pytest.mark.parametrize("keep, what", [(lambda z, a: z == "0.0140000", r"1 metallicity \(Zini 0.014\)"),
+                                        (lambda z, a: a == "9.9500", r"1 age\(s\) \(logAge 9.95\)")])
+def test_a_single_metallicity_or_age_is_refused(tmp_path, keep, what):
+    with pytest.raises(ValueError, match=what + r".*at least two Z and two ages"):
+        read_cmd_isochrones(_write(tmp_path, _keep(_lines(), keep)))
+
+
+def test_bad_files_are_refused_with_their_line(tmp_path):
+    lines = _lines()
+    bad, line_no = _edit_first_row(lines, 7, "2317.0")                     # Teff in K as logTe
+    with pytest.raises(ValueError, match=rf"line {line_no}: logTe = 2317; allowed: a finite log10\(Teff"):
+        read_cmd_isochrones(_write(tmp_path, bad, "teff.dat"))
+    bad, line_no = _edit_first_row(lines, 9, "1.5")
+    with pytest.raises(ValueError, match=rf"line {line_no}: label = 1.5; allowed: a whole number"):
+        read_cmd_isochrones(_write(tmp_path, bad, "label.dat"))
+    with pytest.raises(ValueError, match="no CMD column header"):
+        read_cmd_isochrones(_write(tmp_path, [line for line in lines if "Zini" not in line or _data(line)]
+                                   [:4], "header.dat"))
+    with pytest.raises(ValueError, match=r"line 1: data before the column header; not a CMD output"):
+        read_cmd_isochrones(_write(tmp_path, ["9.95 0.09 0.09 -3.4 3.36 5.2 0.48 0"], "fsps.dat"))
+    k = next(i for i, line in enumerate(lines) if _data(line))
+    with pytest.raises(ValueError, match=rf"line {k + 1}: 11 values for the header's 12 columns"):
+        read_cmd_isochrones(_write(tmp_path, lines[:k] + [lines[k].rsplit(" ", 1)[0]] + lines[k + 1:],
+                                   "short.dat"))
+    # an isochrone listed twice (two outputs pasted together)
+    first = [line for line in lines if _data(line) and line.startswith("0.0140000 -0.02268 9.9500")]
+    with pytest.raises(ValueError, match=r"Z = 0.014, logAge = 9.95 appears twice"):
+        read_cmd_isochrones(_write(tmp_path, lines[:-1] + first, "twice.dat"))
+    # Mini not increasing within an isochrone
+    rows = [i for i, line in enumerate(lines) if _data(line)]
+    swapped = list(lines)
+    swapped[rows[0]], swapped[rows[1]] = lines[rows[1]], lines[rows[0]]
+    with pytest.raises(ValueError, match=rf"line {rows[1] + 1}: Mini decreases within the isochrone Z"):
+        read_cmd_isochrones(_write(tmp_path, swapped, "order.dat"))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_cmd_isochrones(tmp_path / "nothing.dat")
+    with pytest.raises(ValueError, match=r"zsun \(of the CMD tracks\) must be a metal mass fraction"):
+        read_cmd_isochrones(CMD_FILE, zsun=1.52)
+
+
+def test_resolve_isochrones(tmp_path):
+    parsec = load_isochrones("parsec")
+    assert resolve_isochrones("parsec") is parsec and resolve_isochrones(parsec) is parsec
+    from smnet_sps.isochrones import isochrone_dir
+    assert resolve_isochrones(isochrone_dir() / "padova.npz") is load_isochrones("padova")
+    with pytest.raises(ValueError, match=r"'parsek': neither an isochrone family \(parsec \(default\), padova"
+                                         r".*nor an existing file"):
+        resolve_isochrones("parsek")
+    with pytest.raises(ValueError, match="got int"):
+        resolve_isochrones(3)
+
+
+def test_the_command_line_takes_a_cmd_file(tmp_path, capsys):
+    from smnet_sps.cli import main
+    out = tmp_path / "ssp.fits"
+    assert main(["ssp", "--age", "9.5Gyr", "--Z", "0.0155", "--isochrones", str(CMD_FILE), "--generator",
+                 "blackbody", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "SSP cmd:cmd_parsec_small.dat.gz / kroupa / blackbody: age 9.5 Gyr" in printed
+    from smnet_sps.ssp import ssp_spectrum
+    ref = ssp_spectrum(9.5e9, Z=0.0155, generator="blackbody")
+    assert re.search(rf"log Lbol = {ref.meta['log_lbol']:.4f}", printed)
+    # outside the file's grid: refused before any work, naming the file's range
+    assert main(["ssp", "--age", "1Gyr", "--isochrones", str(CMD_FILE), "--generator", "blackbody"]) == 1
+    assert "valid ages are 8913 Myr - 10 Gyr" in capsys.readouterr().err
+    assert main(["ssp", "--age", "1Gyr", "--isochrones", str(tmp_path / "mine.dat"),
+                 "--generator", "blackbody"]) == 1
+    assert "neither an isochrone family" in capsys.readouterr().err
+
+
+def test_mags_and_ssp_grid_commands_take_a_cmd_file(tmp_path, capsys):
+    from smnet_sps.cli import main
+    from smnet_sps.photometry import ssp_magnitudes
+    out = tmp_path / "mags.ecsv"
+    assert main(["mags", "--Z", "0.0155", "--filters", "sdss2010-g", "--ages", "9.5Gyr", "--model",
+                 "blackbody", "--isochrones", str(CMD_FILE), "--out", str(out)]) == 0
+    from astropy.table import Table
+    mine = Table.read(out)
+    ref = ssp_magnitudes([9.5e9], 0.0155, ["sdss2010-g"], generator="blackbody")
+    assert mine.colnames == ref.colnames
+    assert float(mine["M_sdss2010-g"][0]) == pytest.approx(float(ref["M_sdss2010-g"][0]), abs=1e-6)
+    assert mine.meta["isochrones"] == "cmd:cmd_parsec_small.dat.gz" and ref.meta["isochrones"] == "parsec"
+    capsys.readouterr()
+    grid = tmp_path / "grid.npz"
+    assert main(["ssp-grid", "--isochrones", str(CMD_FILE), "--generator", "blackbody",
+                 "--out", str(grid)]) == 0
+    from smnet_sps.ssp import load_ssp_grid
+    assert load_ssp_grid(grid).attrs["isochrones"] == "cmd:cmd_parsec_small.dat.gz"
+    # a Dask run loads families by name on its workers: refused up front
+    assert main(["ssp-grid", "--isochrones", str(CMD_FILE), "--workers", "2", "--generator", "blackbody",
+                 "--out", str(tmp_path / "g2.npz")]) == 1
+    assert "--scheduler / --workers take an isochrone family" in capsys.readouterr().err
