@@ -528,9 +528,27 @@ def read_ssp_grid(path):
     return load_ssp_grid(path)
 
 
-def plot_fit(result, title=None):
+#: how the plot's title names each fitted parameter (a log quantity's unit is in its name)
+_TITLE_NAMES = {"teff": "Teff", "logg": "log g [cgs]", "logz": "[M/H]", "rv": "rv", "log_age": "log age [yr]",
+                "sigma": "sigma", "av": "A_V"}
+
+
+def _title_value(name, value, error):
+    """``"Teff = 6224 +- 49 K"``: the parameter's name as astronomers write it and its unit
+    (:data:`smnet_sps.fit.PARAMETER_UNITS`; none after a log quantity, whose unit its name carries)."""
+    import astropy.units as u
+
+    from .fit import PARAMETER_UNITS
+    unit = u.Unit(PARAMETER_UNITS.get(name, ""))
+    unit = "" if isinstance(unit, u.LogUnit) or unit == u.dimensionless_unscaled else " " + unit.to_string()
+    return f"{_TITLE_NAMES.get(name, name)} = {value:.4g} +- {error:.2g}{unit}"
+
+
+def plot_fit(result, title=None, generator=None):
     """Data, best model and normalised residuals of a :class:`smnet_sps.fit.StarFit` or ``SSPFit``.
 
+    The title gives each parameter with its unit, chi^2 / dof and the model (``generator``: its name, default
+    the fit's ``meta["generator"]``; ``title`` replaces the whole title).
     Returns a matplotlib Figure (two panels: spectra, residuals / sigma).
     """
     import matplotlib.pyplot as plt
@@ -562,11 +580,13 @@ def plot_fit(result, title=None):
     rax.axhline(0, color="C3", lw=0.8)
     rax.set_ylabel("(data - model) / sigma")
     rax.set_xlabel("vacuum wavelength [A]")
-    vals = ", ".join(
-        f"{p} = {v:.4g} +- {e:.2g}" for p, v, e in zip(result.parameters, result.values, result.errors)
-    )
+    # the title gave "teff = 6224 +- 49, ..., rv = -3.1 +- 50": no unit, and no word of the model fitted
+    vals = ", ".join(_title_value(p, v, e)
+                     for p, v, e in zip(result.parameters, result.values, result.errors))
+    model = generator or result.meta.get("generator")
     ax.set_title(
-        title or f"{vals}\nchi2 = {result.chi2:.1f} / {result.dof} ({result.mode}, {result.method})",
+        title or f"{vals}\nchi2 = {result.chi2:.1f} / {result.dof} ({result.mode}, {result.method})"
+        + (f"; model: {model}" if model else ""),
         fontsize=9,
     )
     fig.tight_layout()
@@ -653,7 +673,7 @@ def _cmd_fit(args):
     wrote = write_out_and_plot(
         args, outputs,
         lambda path: path.write_text(json.dumps(_fit_record(res, generator_name), indent=1, allow_nan=False)),
-        lambda: plot_fit(res), dpi=120)
+        lambda: plot_fit(res, generator=generator_name), dpi=120)
     print(res)
     if res.meta.get("redshift"):
         print(f"  (rv is relative to z = {res.meta['redshift']:g})")

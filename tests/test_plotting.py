@@ -192,3 +192,35 @@ def test_plots_write_to_a_file_object(svg_backend, blackbody):
     fig = plot_ssp(ssp_spectrum(1 * u.Gyr, Z=0.0152, generator=blackbody), buffer)
     # matplotlib's default format for a file object (the svg backend's own here)
     assert isinstance(fig, Figure) and buffer.getvalue().startswith((b"<?xml", b"\x89PNG"))
+
+
+@pytest.fixture(scope="module")
+def miles_star_fit(default_generator):
+    """fit_star on MILES star 5442 K / 4.28 / -1.20 (the fixture's 4th star; air wavelengths, 2.5 A FWHM)."""
+    import warnings
+
+    from smnet_sps.fit import fit_star
+    from smnet_sps.medium import air_to_vacuum
+    d = np.load(ROOT / "tests" / "fixtures" / "empirical" / "miles_v9.1_fixture_stars.npz")
+    flux = d["flux"][3].astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_star(air_to_vacuum(d["wave"]), flux, np.full(flux.size, (100 / np.median(flux)) ** 2),
+                        generator=default_generator, resolution_fwhm=2.5)
+
+
+def test_fit_plot_title_gives_units_and_the_model(svg_backend, miles_star_fit, tmp_path):
+    """The fit plot's title read "teff = 6224 +- 49, logg = 4.91 +- 0.13, logz = -0.4566 +- 0.053, rv = -3.086
+    +- 50": no unit (K? km/s?) and no word of which model was fitted. Each value now carries its unit, and the
+    title names the generator."""
+    from smnet_sps.fit_cli import plot_fit
+    r = miles_star_fit
+    fig = plot_fit(r)
+    _check(fig, svg_backend, tmp_path)
+    title = fig.axes[0].get_title()
+    assert re.search(r"Teff = [\d.]+ \+- [\d.e+]+ K,", title), title
+    assert re.search(r"rv = -?[\d.]+ \+- [\d.e+]+ km / s", title), title
+    assert "[M/H] = " in title and "log g [cgs] = " in title
+    assert f"model: {r.meta['generator']}" in title
+    fig2 = plot_fit(r, generator="my model")
+    assert fig2.axes[0].get_title().endswith("model: my model")
