@@ -631,9 +631,11 @@ def plot_worst_residuals(score, n=8):
     for ax, i in zip(axes[:, 0], order):
         ax.axhline(0, color="0.6", lw=0.8)
         ax.plot(score.grid, 100 * score.residual[i], color="C3", lw=1.2)
-        ax.text(0.01, 0.92, f"#{score.star_id[i]}  Teff {score.teff[i]:.0f} K  log g {score.logg[i]:.2f}  "
-                f"[M/H] {score.logz[i]:+.2f}  median |res| {100 * score.score[i]:.2f} %",
-                transform=ax.transAxes, va="top", fontsize=8)
+        # the star's label as the panel's title, above the data: written inside the axes (top left) it lay
+        # over the residual curve, whose largest excursions are at the blue end, under the label
+        ax.set_title(f"#{score.star_id[i]}  Teff {score.teff[i]:.0f} K  log g {score.logg[i]:.2f}  "
+                     f"[M/H] {score.logz[i]:+.2f}  median |res| {100 * score.score[i]:.2f} %",
+                     loc="left", fontsize=8, pad=2)
         ax.set_ylabel("res [%]")
     if not len(order):
         axes[0, 0].text(0.5, 0.5, "no star has a score", transform=axes[0, 0].transAxes, ha="center")

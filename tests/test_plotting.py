@@ -224,3 +224,18 @@ def test_fit_plot_title_gives_units_and_the_model(svg_backend, miles_star_fit, t
     assert f"model: {r.meta['generator']}" in title
     fig2 = plot_fit(r, generator="my model")
     assert fig2.axes[0].get_title().endswith("model: my model")
+
+
+def test_worst_residuals_labels_do_not_cover_the_residuals(svg_backend, default_generator, tmp_path):
+    """Each star's label was written inside its panel (top left), over the residual curve: on the MILES
+    fixture the worst star's +28 % excursion at 3650 A ran through "#399 Teff 3620 K ...". The label is now
+    the panel's title, above the axes, and no text lies inside a panel."""
+    from smnet_sps.empirical import load_empirical, plot_worst_residuals, score_generator
+    stars = load_empirical(ROOT / "tests" / "fixtures" / "empirical")
+    score = score_generator(default_generator, stars)
+    fig = plot_worst_residuals(score, n=4)
+    _check(fig, svg_backend, tmp_path)
+    worst = score.star_id[np.nanargmax(score.score)]
+    assert fig.axes[0].get_title(loc="left").startswith(f"#{worst} ")
+    for ax in fig.axes:     # a title sits above the plotting area; a text artist inside it
+        assert len(ax.texts) == 0 and "median |res|" in ax.get_title(loc="left")
