@@ -239,3 +239,26 @@ def test_worst_residuals_labels_do_not_cover_the_residuals(svg_backend, default_
     assert fig.axes[0].get_title(loc="left").startswith(f"#{worst} ")
     for ax in fig.axes:     # a title sits above the plotting area; a text artist inside it
         assert len(ax.texts) == 0 and "median |res|" in ax.get_title(loc="left")
+
+
+def test_mixture_map_legend_keys_the_pale_and_white_regions(default_generator):
+    """The map shades handovers (weight < 0.9) pale and leaves points no library supports white, but its
+    legend listed only the libraries: nothing in the figure said what white or pale meant (only the doc's
+    caption). Both now have a legend entry, and white points are really on the map."""
+    from matplotlib.colors import to_rgb
+
+    from smnet_sps.mixture import LibraryMixture, plot_mixture_map
+    g = default_generator
+    mixture = LibraryMixture(g.library_names, g.library_boxes, g.nodes, g.mixture_policy)
+    fig = plot_mixture_map(mixture, logz_values=(0.0,), n=40)
+    try:
+        handles = fig.legends[0].legend_handles
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert labels[:len(g.library_names)] == list(g.library_names)
+        key = dict(zip(labels, handles))
+        white = key["white: outside coverage"]
+        assert to_rgb(white.get_facecolor()) == (1.0, 1.0, 1.0) and white.get_edgecolor()[:3] != (1, 1, 1)
+        assert "pale: weight < 0.9 (handover)" in key
+        assert (fig.axes[0].get_images()[0].get_array() == 1.0).all(axis=-1).any()   # white is drawn
+    finally:
+        plt.close(fig)
