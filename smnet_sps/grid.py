@@ -786,8 +786,8 @@ def plot_coverage(grid, path=None):
     if not phases:
         ax.set_title(f"Union grid coverage: {len(grid)} spectra")
     else:
-        ax.text(0.99, 0.98, f"union grid: {len(grid)} spectra", transform=ax.transAxes, ha="right", va="top",
-                fontsize=8)
+        # above the axes: inside them, top right (cool, low log g) it lay over the cool giants' nodes
+        ax.set_title(f"union grid: {len(grid)} spectra", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", markerscale=1.5)
     ax.grid(alpha=0.3)
     if not phases:

@@ -262,3 +262,16 @@ def test_mixture_map_legend_keys_the_pale_and_white_regions(default_generator):
         assert (fig.axes[0].get_images()[0].get_array() == 1.0).all(axis=-1).any()   # white is drawn
     finally:
         plt.close(fig)
+
+
+def test_coverage_count_is_a_title_not_a_note_over_the_cool_giants(svg_backend, fixtures_dir, tmp_path):
+    """With phase libraries, the "union grid: N spectra" note was drawn inside the axes' top-right corner:
+    in HR orientation that is cool, low-gravity, where the grid's cool giants lie (the fixture's BaSeL node at
+    log Teff 3.55, log g 0 sat under the text). It is now the panel's title."""
+    from smnet_sps.grid import build_grid, plot_coverage
+    grid = build_grid(fixtures_dir / "libraries", only="ck04,basel22,cmfgen_wn", progress=False)
+    fig = plot_coverage(grid)
+    _check(fig, svg_backend, tmp_path)
+    ax = fig.axes[-1]
+    assert len(ax.texts) == 0
+    assert ax.get_title() == f"union grid: {len(grid)} spectra"
