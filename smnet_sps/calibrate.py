@@ -491,7 +491,7 @@ def plot_empirical_weight(gen, logz_values=(-1.0, 0.0), n=160):
         ax.set_xlim(lt[-1], lt[0])
         ax.set_ylim(lg[-1], lg[0])
         ax.set_xlabel("Teff [K]")
-        ax.set_ylabel("log g")
+        ax.set_ylabel("log g [cgs]")
         ax.set_title(f"empirical weight, [M/H] = {z:+g}", fontsize=10)
         ax.legend(fontsize=7, loc="lower left")
     fig.colorbar(im, ax=axes[0].tolist(), label="0: theoretical model, 1: set by observed stars")

@@ -1365,9 +1365,11 @@ def plot_ssp(spec, path=None):
     if fv.size:
         ax.set_ylim(fv.max() * 1e-5, fv.max() * 3)
     ax.set_xlim(912, 5e4)
-    ax.set_xlabel("wavelength [Angstrom]")
+    ax.set_xlabel("vacuum wavelength [A]")          # as the fit, validate and comparison plots say it
     ax.set_ylabel(r"$L_\lambda$ [$L_\odot\,\AA^{-1}\,M_\odot^{-1}$]")
-    ax.set_title(f"SSP {m['isochrones']} {m['imf']}  age {m['age_yr'] / 1e9:.3g} Gyr  Z={m['Z']:.4g}\n"
+    age = m["age_yr"]        # 10 Myr, not "0.01 Gyr"
+    age_text = f"{age / 1e9:.3g} Gyr" if age >= 1e9 else f"{age / 1e6:.3g} Myr"
+    ax.set_title(f"SSP {m['isochrones']} {m['imf']}  age {age_text}  Z={m['Z']:.4g}\n"
                  f"({m['generator']}; outside coverage {100 * m['outside_fraction']:.3g}%, "
                  f"missing {100 * m['missing_fraction']:.3g}% Lbol)", fontsize=9)
     ax.legend(fontsize=7, loc="best", ncol=2, framealpha=0.8)

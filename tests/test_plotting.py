@@ -37,6 +37,11 @@ def test_plot_ssp(svg_backend, blackbody, tmp_path):
     out = tmp_path / "ssp.pdf"
     _check(plot_ssp(spec, out), svg_backend, tmp_path)
     assert out.read_bytes().startswith(b"%PDF")
+    # one wavelength label across the package's plots ("wavelength [Angstrom]" here, "[A]" elsewhere), and a
+    # young SSP's age in Myr (its title said "age 0.01 Gyr")
+    young = plot_ssp(ssp_spectrum(10 * u.Myr, Z=0.0152, generator=blackbody, by_phase=True))
+    assert young.axes[0].get_xlabel() == "vacuum wavelength [A]"
+    assert "age 10 Myr" in young.axes[0].get_title() and "age 1 Gyr" in plot_ssp(spec).axes[0].get_title()
 
 
 def test_plot_colour_evolution(svg_backend, blackbody, tmp_path):
