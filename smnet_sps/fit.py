@@ -750,7 +750,8 @@ class SpectralOperator:
         """The data and inverse variance on the working pixels (K, n_work) at velocities ``rv`` [km/s] (K,)
         (shift="data": re-binned onto the rest-frame pixels, ``rv`` required), or the fixed data (1, n_work)
         (shift="model": ``rv`` ignored). Clipped pixels (``ivar_t`` 0) stay out. The velocities are an
-        argument, never state: a model evaluation leaves the operator unchanged."""
+        argument, not state; the operator's one piece of state, ``_window_rv``, is set only while the Laplace
+        error's rv derivative is taken (:func:`_laplace`, reset after it even when interrupted)."""
         if self.shift == "model":
             return self.data_t[None], self.ivar_t[None]
         if rv is None:
