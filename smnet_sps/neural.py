@@ -33,7 +33,7 @@ from .mixture import (MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture
                       library_node_trees, node_coordinates, query_workers, widen_single_metallicity)
 from .model import (LOG_RATIO_FLOOR, LibraryExpertMLP, SMNet, blackbody_constants, build_model,
                     caller_torch_state_kept, load_smnet_state_dict, log1p01_inverse)
-from .tail import UntrainedTails, node_hull, node_points
+from .tail import UntrainedTails, node_hull, node_points, rows_per_pass
 from .wavegrid import check_wavelength_grid
 
 __all__ = ["NeuralGenerator", "ReleasedSMNetGenerator", "load_generator", "default_model_path",
@@ -1071,8 +1071,10 @@ class NeuralGenerator(_TorchGenerator):
         start = torch.cumsum(counts, 0) - counts
         rank = torch.arange(max(int(counts.max().item()), 1), device=self.device)
         pos = where[torch.where(rank[None, :] < counts[:, None], start[:, None] + rank[None, :], n_pairs)]
-        for s in range(0, n, chunk):
-            sl = slice(s, min(s + chunk, n))
+        # in blocks of rows_per_pass points (one CPU thread: in cache from the sum to _finish_'s last step)
+        step = min(rows_per_pass(self.device, n), chunk)
+        for s in range(0, n, step):
+            sl = slice(s, min(s + step, n))
             acc = lr_all.index_select(0, pos[sl, 0])
             for k in range(1, pos.shape[1]):
                 # only the points with a k-th library (a point's zero row added nothing but a sign to a 0)
@@ -1095,8 +1097,15 @@ class NeuralGenerator(_TorchGenerator):
         out[sl].
 
         In place, in the compute dtype: + blackbody reference, exponentiation, optional renormalisation,
-        x sigma Teff^4.
+        x sigma Teff^4; in blocks of :func:`~smnet_sps.tail.rows_per_pass` rows (in cache on one CPU thread).
         """
+        step = rows_per_pass(self.device, v.shape[0])
+        for s in range(0, v.shape[0], step):
+            e = min(s + step, v.shape[0])
+            self._finish_rows_(v[s:e], rows_q, slice(sl.start + s, sl.start + e), out)
+
+    def _finish_rows_(self, v, rows_q, sl, out):
+        """:meth:`_finish_` of one block of rows."""
         compute = v.dtype
         c = self._constants(self.device, compute)
         if self._mlp:

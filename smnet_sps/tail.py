@@ -1019,6 +1019,20 @@ class UntrainedTails:
         return self._steps[key]
 
 
+# Rows per pass of the elementwise steps after the network (the tail fill, NeuralGenerator._finish_ and its
+# blend) on a CPU running torch on one thread: their (rows, n_wave) temporaries, ~0.6 MB each, stay in the
+# core's cache, where a network chunk's 10-20 MB ones went out to memory and back at every step (surface_flux
+# on 8192 random stars 1.09-1.18x faster). Per element the same operations, bit for bit. With more threads
+# every step is a parallel region whose start costs more than that (2 threads: 128-512 rows 0.61-0.85x), and
+# an accelerator wants whole chunks: all rows in one pass there (docs/generator.md, "Passes in cache").
+CACHE_ROWS = 128
+
+
+def rows_per_pass(device, m):
+    """Rows per pass of the elementwise steps over m rows on ``device`` (see CACHE_ROWS)."""
+    return CACHE_ROWS if device.type == "cpu" and torch.get_num_threads() == 1 else max(m, 1)
+
+
 def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole, strength=None):
     """Pixels start .. start + width of a library's table (values, tail mask) filled into ``log_ratio``;
     ``strength`` (rows, 1 or width): a factor on the blend weight (None: 1)."""
@@ -1029,7 +1043,14 @@ def _fill_block(log_ratio, start, values, tail, verts, weights, rows, whole, str
     # addcmul round differently in their vectorised and scalar loops, so the last row of a chunk came out
     # 1e-6 dex apart from the same row elsewhere.
     if not torch.is_grad_enabled():
-        return _fill_block_no_grad(log_ratio, start, values, tail, verts, weights, rows, whole, strength)
+        m = verts.shape[0]
+        step = rows_per_pass(log_ratio.device, m)
+        for s in range(0, m, step):
+            b = slice(s, s + step)
+            _fill_block_no_grad(log_ratio[b] if whole else log_ratio, start, values, tail, verts[b],
+                                weights[b], None if whole else rows[b], whole,
+                                None if strength is None else strength[b])
+        return log_ratio
     t = tail[verts[:, 0]].to(log_ratio.dtype) * weights[:, :1]
     wsum = t
     interp = values[verts[:, 0]] * t

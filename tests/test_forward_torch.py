@@ -64,6 +64,30 @@ def test_results_do_not_depend_on_batch_size(default_generator):
 
 
 
+@pytest.mark.parametrize("library", [None, "ck04"])
+def test_cache_sized_row_blocks_change_no_bit(default_generator, monkeypatch, library):
+    """On one CPU thread the steps after the network (tail fill, blend, blackbody, exponentiation) run in
+    blocks of CACHE_ROWS rows: the same operations per element, so bit for bit the one-pass result."""
+    import smnet_sps.tail as tail_module
+    teff, logg, logz = random_points(300, seed=5)
+    teff[:10], logg[:10], logz[:10] = 5777.0, 4.44, 0.0          # the Sun: a blend of several libraries
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CoverageWarning)
+            flux = {}
+            for rows in (48, 10**9):                   # blocks with a short last one; one pass (as before)
+                monkeypatch.setattr(tail_module, "CACHE_ROWS", rows)
+                flux[rows] = default_generator.surface_flux(teff, logg, logz, library=library)[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert np.isfinite(flux[48]).all() and np.array_equal(flux[48], flux[10**9])
+    # with several threads (each step a parallel region) and on an accelerator: one pass
+    if threads > 1:
+        assert tail_module.rows_per_pass(torch.device("cpu"), 5000) == 5000
+
+
 def test_the_last_chunk_is_padded_as_documented():
     """The network sees a multiple of _PAD_ROWS rows, and docs/generator.md says so (it said "a multiple of 4
     rows" while the code padded to 16)."""
