@@ -338,7 +338,12 @@ _FSPS_COLUMNS = (("log age", "log10(t / yr)", 4.0, 11.0), ("Mini", "M_sun", 0.01
 
 
 def _open_text(path):
-    return gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)
+    """A text file, gzip told by its first two bytes, not its name (a gzipped CMD download saved without
+    '.gz' failed with "'utf-8' codec can't decode byte 0x8b", naming no file)."""
+    from .libraries._common import GZIP_MAGIC
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rt") if gzipped else open(path)
 
 
 def _line_of_row(path, row):
@@ -575,7 +580,10 @@ def _read_cmd(path, version, zsun):
     """The set of the CMD file ``path`` (resolved); ``version`` (:func:`_file_version`) only keys the cache,
     so the same unchanged file gives the same set object (the SSP cache is keyed on the set)."""
     from .mist import _ArrayIsochroneSet, white_dwarf_start
-    table, line_nos = _cmd_table(path)
+    try:
+        table, line_nos = _cmd_table(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; a CMD output is plain (or gzipped) text") from None
     _check_cmd_values(path, table, line_nos)
     zs, iz = np.unique(table["Zini"], return_inverse=True)
     ages, ia = np.unique(table["logAge"], return_inverse=True)

@@ -236,3 +236,18 @@ def test_mags_and_ssp_grid_commands_take_a_cmd_file(tmp_path, capsys):
     assert main(["ssp-grid", "--isochrones", str(CMD_FILE), "--workers", "2", "--generator", "blackbody",
                  "--out", str(tmp_path / "g2.npz")]) == 1
     assert "--scheduler / --workers take an isochrone family" in capsys.readouterr().err
+
+
+def test_a_gzipped_file_without_gz_and_a_binary_file(tmp_path):
+    """A gzipped CMD download saved without '.gz' failed with "'utf-8' codec can't decode byte 0x8b in
+    position 1", naming no file (the review): gzip is told by its magic bytes; a file that is no text at all
+    is named."""
+    plain_name = tmp_path / "gz_named.dat"
+    plain_name.write_bytes(CMD_FILE.read_bytes())
+    cmd, ref = read_cmd_isochrones(plain_name), read_cmd_isochrones(CMD_FILE)
+    assert cmd.Z.tolist() == ref.Z.tolist() and cmd.log_age.tolist() == ref.log_age.tolist()
+    np.testing.assert_array_equal(cmd.isochrone(1, 1).logl, ref.isochrone(1, 1).logl)
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(ValueError, match=r"junk.dat: not a text file"):
+        read_cmd_isochrones(junk)
