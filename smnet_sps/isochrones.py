@@ -58,6 +58,9 @@ FORMAT = "smnet-sps isochrones v1"
 #: relative distance within which a metallicity is the tabulated Z (IsochroneSet.check_z): float32's
 #: precision (6e-8) with a margin, far below the 0.1-dex steps of the grids
 Z_RTOL = 1e-6
+#: dex within which an age is the only age of a set of one age (IsochroneSet.check_age): a logAge printed to
+#: 4 decimals, as in a CMD file (9.6990 for an age asked as 5e9 yr, log 9.69897), is 5e-5 dex off at most
+SINGLE_AGE_DEX = 1e-4
 
 # integer scales of the FSPS columns (decimals printed in the FSPS files)
 _SCALES = {"mini": 1e8, "mact": 1e4, "logl": 1e4, "logt": 1e4, "logg": 1e4, "co": 1e4}
@@ -191,6 +194,10 @@ class IsochroneSet:
         The limits are rounded inwards to 4 significant digits, so that an age typed as shown is accepted.
         """
         lo, hi = self.log_age[0], self.log_age[-1]
+        if self.log_age.size == 1:            # a set of one age: that age, with the digits to type it
+            age = 10.0**lo
+            shown = f"{age / 1e9:.7g} Gyr" if age >= 1e9 else f"{age / 1e6:.7g} Myr"
+            return f"{shown} only (log10(age/yr) {lo:.6g})"
 
         def inward(value, up):
             scale = 10.0 ** (np.floor(np.log10(value)) - 3)
@@ -199,10 +206,25 @@ class IsochroneSet:
                 f"(log10(age/yr) {lo:.3f}-{hi:.3f})")
 
     def check_age(self, log_age):
+        """``log_age`` (log10(age / yr)) as a float array of its shape, checked against the tabulated range.
+
+        A set of one age (e.g. a CMD file for one age) has SSPs at that age only: an age within
+        :data:`SINGLE_AGE_DEX` of it is that age, any other a ValueError naming it."""
+        shape = np.shape(log_age)
         lo, hi = self.log_age[0], self.log_age[-1]
         log_age = np.atleast_1d(np.asarray(log_age, float))
         if not np.all(np.isfinite(log_age)):
             raise ValueError("age must be finite and positive")
+        if self.log_age.size == 1:
+            off = np.abs(log_age - lo) > SINGLE_AGE_DEX
+            if off.any():
+                bad = log_age[off][np.argmax(np.abs(log_age[off] - lo))]
+                many = f" ({int(off.sum())} of {log_age.size} ages)" if log_age.size > 1 else ""
+                raise ValueError(f"the {self.name} isochrones hold one age, {self.age_range_text()}: SSPs "
+                                 f"from them are at that age only (an age needs isochrones on both sides "
+                                 f"to be interpolated); got {10**bad / 1e9:.4g} Gyr (log10(age/yr) "
+                                 f"{bad:.4f}){many}")
+            return np.full(shape, lo)
         if (log_age < lo - 1e-9).any() or (log_age > hi + 1e-9).any():
             outside = log_age[(log_age < lo - 1e-9) | (log_age > hi + 1e-9)]
             # the farthest one: of a range 0.01-20 Gyr, the 20 Gyr asked for, not the first grid age past 13
@@ -211,6 +233,7 @@ class IsochroneSet:
             raise ValueError(f"age outside the {self.name} isochrone grid: valid ages are "
                              f"{self.age_range_text()}; got {10**bad / 1e9:.4g} Gyr (log10(age/yr) "
                              f"{bad:.4f}){many}")
+        return log_age.reshape(shape)
 
     def logzsol_range_text(self):
         """The tabulated logzsol (log10 Z / Zsun, dex) range in words, e.g. '-2.18..+0.59' for PARSEC.
@@ -218,25 +241,40 @@ class IsochroneSet:
         The limits are rounded inwards to 0.01 dex, so that a logzsol typed as shown is accepted
         (PARSEC's top, log10(0.06 / 0.0152) = 0.5963, printed as +0.60 would be refused).
         """
+        if self.Z.size == 1:                  # a set of one Z: that logzsol, to Z_RTOL
+            return f"{np.log10(self.Z[0] / self.zsun):+.7f} only"
         lz_lo = np.ceil(np.log10(self.Z[0] / self.zsun) * 100 - 1e-9) / 100
         lz_hi = np.floor(np.log10(self.Z[-1] / self.zsun) * 100 + 1e-9) / 100
         return f"{lz_lo:+.2f}..{lz_hi:+.2f}"
 
+    def z_range_text(self):
+        """The tabulated Z range in words: '0.0001-0.06', or '0.014 only' for a set of one Z."""
+        if self.Z.size == 1:
+            return f"{self.Z[0]:.7g} only"
+        return f"{self.Z[0]:g}-{self.Z[-1]:g}"
+
     def check_z(self, Z):
         """``Z`` (metal mass fractions) as a float array of its shape, checked against the tabulated range;
         a value within :data:`Z_RTOL` of a tabulated Z is that Z (float32 rounds the lowest PARSEC Z, 1e-4,
-        to 9.99999975e-05: it was refused as outside the grid whose range it printed)."""
+        to 9.99999975e-05: it was refused as outside the grid whose range it printed). A set of one Z (e.g.
+        a CMD file for one metallicity) has SSPs at that Z only: any other is a ValueError naming it."""
         Z = np.array(Z, float)
         flat = Z.reshape(-1)
         if not np.all(np.isfinite(flat)) or (flat <= 0).any():
-            raise ValueError(f"Z (metal mass fraction) must be finite and > 0; valid range for {self.name} "
-                             f"is {self.Z[0]:g}-{self.Z[-1]:g}")
+            raise ValueError(f"Z (metal mass fraction) must be finite and > 0; valid Z for {self.name} "
+                             f"is {self.z_range_text()}")
         nearest = self.Z[np.argmin(np.abs(np.log(flat[:, None] / self.Z[None, :])), axis=1)]
         flat[:] = np.where(np.abs(flat / nearest - 1) <= Z_RTOL, nearest, flat)
         lo, hi = self.Z[0], self.Z[-1]
         bad = (flat < lo) | (flat > hi)
         if bad.any():
             zb = flat[bad][0]
+            if self.Z.size == 1:
+                raise ValueError(f"Z = {zb:.7g} (logzsol {np.log10(zb / self.zsun):+.4f}) is not the one "
+                                 f"metallicity of the {self.name} isochrones: Z = {lo:.7g} only (logzsol "
+                                 f"{np.log10(lo / self.zsun):+.7f}, Zsun = {self.zsun:g}; within {Z_RTOL:g} "
+                                 "relative). SSPs from a set of one Z are at that Z only (a Z needs "
+                                 "isochrones on both sides to be interpolated)")
             raise ValueError(f"Z = {zb:g} outside the {self.name} isochrone grid: valid Z is {lo:g}-{hi:g} "
                              f"(logzsol {self.logzsol_range_text()}, Zsun = {self.zsun:g})")
         return Z
@@ -587,12 +625,6 @@ def _read_cmd(path, version, zsun):
     _check_cmd_values(path, table, line_nos)
     zs, iz = np.unique(table["Zini"], return_inverse=True)
     ages, ia = np.unique(table["logAge"], return_inverse=True)
-    if zs.size < 2 or ages.size < 2:
-        raise ValueError(f"{path}: {zs.size} metallicit{'y' if zs.size == 1 else 'ies'} (Zini "
-                         f"{', '.join(f'{z:g}' for z in zs[:6])}) and {ages.size} age(s) (logAge "
-                         f"{', '.join(f'{a:g}' for a in ages[:6])}); an SSP interpolates between "
-                         "neighbouring isochrones, so the set needs at least two Z and two ages, every age "
-                         "at every Z: ask CMD for a range of ages and of metallicities in one file")
     # one contiguous block per (Z, age), in file order (CMD lists each isochrone by increasing Mini)
     block = iz * ages.size + ia
     runs = np.flatnonzero(np.diff(block)) + 1
@@ -661,7 +693,9 @@ def read_cmd_isochrones(path, zsun=CMD_ZSUN):
         [M/H] = log10(Z / zsun) for the spectra and ``logzsol`` arguments.
 
     The Z grid is the distinct ``Zini``, the ages the distinct ``logAge``; the file must hold every age at
-    every Z, at least two of each (SSPs interpolate between neighbours). Labels become FSPS phase codes by
+    every Z. SSPs interpolate between neighbouring Z and ages; a file of one Z (or one age), CMD's most
+    common download, gives SSPs at that Z (age) only, any other being a ValueError that names it
+    (:meth:`IsochroneSet.check_z`, :meth:`IsochroneSet.check_age`). Labels become FSPS phase codes by
     :data:`CMD_LABEL_PHASES`; white dwarfs (label >= :data:`CMD_WHITE_DWARF_LABEL`, and any cooling track
     past the hottest post-AGB point) are dropped, so that they count as remnants. Values are checked as in
     :func:`convert_fsps_isochrones`. Anything else is a ValueError naming the line or isochrone.

@@ -174,8 +174,7 @@ def _log_ages(age, iso):
         log_age = parse_age(age)
     except ValueError as exc:
         raise ValueError(f"{exc}; valid ages: {_age_range(iso)}") from None
-    iso.check_age(log_age)
-    return log_age
+    return iso.check_age(log_age)          # a set of one age: an age within its printed digits is it
 
 
 def _as_float_array(value, name):
@@ -206,6 +205,8 @@ def _scalar(value, name):
 def _resolve_z(iso, Z, logzsol):
     if Z is not None and logzsol is not None:
         raise ValueError("give Z (metal mass fraction) or logzsol (log10 Z/Zsun), not both")
+    if Z is None and logzsol is None and iso.Z.size == 1:
+        Z = iso.Z[0]                  # neither given: solar, but a set of one Z has that Z only
     if Z is None:
         if isinstance(logzsol, u.Quantity):
             # a log quantity's number in dex (u.Dex(-1) was read as its linear value 0.1: Z 12.6x too high)
@@ -228,8 +229,8 @@ def _resolve_z(iso, Z, logzsol):
         unit = getattr(Z, "unit", None)
         hint = (f" (a log10(Z / Zsun) in dex is logzsol, not Z: Z = {iso.zsun:g} x 10**logzsol)"
                 if unit is not None and (unit == u.dex or isinstance(unit, u.LogUnit)) else "")
-        raise ValueError(f"{exc}{hint}; valid Z (metal mass fraction) for {iso.name} is {iso.Z[0]:g}-"
-                         f"{iso.Z[-1]:g} (logzsol {iso.logzsol_range_text()})") from None
+        raise ValueError(f"{exc}{hint}; valid Z (metal mass fraction) for {iso.name} is "
+                         f"{iso.z_range_text()} (logzsol {iso.logzsol_range_text()})") from None
     return iso.check_z(Z)         # a float32 tabulated Z comes back as the table's
 
 
@@ -566,7 +567,12 @@ def _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=False, progres
 
 
 def _neighbours(grid, x):
-    """Bracketing indices and linear weights of x on an increasing grid (exact nodes -> one weight 1)."""
+    """Bracketing indices and linear weights of x on an increasing grid (exact nodes -> one weight 1).
+
+    A grid of one node (a set of one Z or one age) gives that node, weight 1: the caller has checked that
+    x is that node (IsochroneSet.check_z / check_age)."""
+    if grid.size == 1:
+        return [(0, 1.0)]
     j = int(np.clip(np.searchsorted(grid, x) - 1, 0, grid.size - 2))
     t = (x - grid[j]) / (grid[j + 1] - grid[j])
     if abs(t) < 1e-9:
@@ -740,7 +746,8 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         Within the isochrone grid (PARSEC: log t = 5.5-10.1; Padova: 5.5-10.15; MIST: 5.0-10.3).
     Z : float, metal mass fraction (PARSEC 1e-4..0.06; Padova 2e-4..0.03; MIST 1.42e-6..0.0449), or
     logzsol : float, log10(Z / Zsun) [dex] with the family's Zsun (0.0152 PARSEC, 0.019 Padova, 0.0142
-        MIST). Neither given -> solar.
+        MIST). Neither given -> solar (a set of one Z, e.g. a CMD file for one metallicity: that Z; any
+        other Z is a ValueError naming it, as any age but that of a set of one age).
     imf : "kroupa" (default), "salpeter", "chabrier", an :class:`smnet_sps.imf.IMF` (other mass limits), or
         a callable dN/dm(m [M_sun])
     isochrones : "parsec" (default), "padova", or "mist" (needs the optional package lachesis-grids); or
@@ -1020,7 +1027,7 @@ def _z_array(Zs, iso):
     if Zs is None:
         return iso.Z.copy()
     if _is_empty(Zs):
-        raise ValueError(f"Zs is empty; give at least one metal mass fraction ({iso.Z[0]:g}-{iso.Z[-1]:g} "
+        raise ValueError(f"Zs is empty; give at least one metal mass fraction ({iso.z_range_text()} "
                          f"for {iso.name}) or Zs=None for all {iso.Z.size} tabulated Z")
     return np.atleast_1d(_resolve_z(iso, Zs, None)).astype(float).ravel()
 

@@ -144,11 +144,101 @@ def test_a_missing_isochrone_of_the_grid_is_refused(tmp_path):
         read_cmd_isochrones(path)
 
 
-@pytest.mark.parametrize("keep, what", [(lambda z, a: z == "0.0140000", r"1 metallicity \(Zini 0.014\)"),
-                                        (lambda z, a: a == "9.9500", r"1 age\(s\) \(logAge 9.95\)")])
-def test_a_single_metallicity_or_age_is_refused(tmp_path, keep, what):
-    with pytest.raises(ValueError, match=what + r".*at least two Z and two ages"):
-        read_cmd_isochrones(_write(tmp_path, _keep(_lines(), keep)))
+def _single(tmp_path, keep, name):
+    """A CMD file of one Z and/or one age, cut from the fixture (CMD's commonest download: one Z)."""
+    return _write(tmp_path, _keep(_lines(), keep), name)
+
+
+def _same_ssp(mine, ref):
+    np.testing.assert_allclose(mine.flux.value, ref.flux.value, rtol=1e-6, atol=0)
+    for key in ("lbol", "mass_stars", "mass_remnants"):
+        assert mine.meta[key] == pytest.approx(ref.meta[key], rel=1e-6), key
+
+
+def test_a_file_of_one_metallicity_gives_the_shipped_ssps_at_that_z(tmp_path, blackbody):
+    """One Z, two ages: it was refused ('needs at least two Z and two ages'). At that Z (given as Z, as
+    logzsol, or not at all) the SSP is the shipped family's, its isochrones with weight 1; any other Z is
+    refused naming the only one."""
+    from smnet_sps.ssp import ssp_grid, ssp_spectrum
+    path = _single(tmp_path, lambda z, a: z == "0.0170000", "one_z.dat")
+    iso = read_cmd_isochrones(path)
+    assert iso.Z.tolist() == [0.017] and iso.log_age.tolist() == [9.95, 10.0]
+    logzsol = float(np.log10(0.017 / 0.0152))
+    for age in (10**9.95, 9.3e9, 1e10):
+        ref = ssp_spectrum(age, Z=0.017, isochrones="parsec", generator=blackbody)
+        for kwargs in ({"Z": 0.017}, {"logzsol": logzsol}, {"Z": 0.017 * (1 + 5e-7)}, {}):
+            mine = ssp_spectrum(age, isochrones=path, generator=blackbody, **kwargs)
+            _same_ssp(mine, ref)
+            assert mine.meta["Z"] == 0.017 and {z for z, _, _ in mine.meta["interpolated_from"]} == {0.017}
+    for kwargs in ({"Z": 0.014}, {"logzsol": 0.0}, {"Z": 0.017 * (1 + 3e-6)}):
+        with pytest.raises(ValueError, match=r"is not the one metallicity of the cmd:one_z.dat isochrones: "
+                                             r"Z = 0\.017 only \(logzsol \+0\.0486053"):
+            ssp_spectrum(9.3e9, isochrones=iso, generator=blackbody, **kwargs)
+    ages = [10**9.95, 9.3e9, 1e10]
+    grid = ssp_grid(ages, isochrones=path, generator=blackbody, progress=False)
+    ref = ssp_grid(ages, [0.017], isochrones="parsec", generator=blackbody, progress=False)
+    assert grid.ssp_flux.shape == ref.ssp_flux.shape
+    np.testing.assert_allclose(grid.ssp_flux, ref.ssp_flux, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match=r"Z = 0\.017 only"):
+        ssp_grid(ages, [0.014, 0.017], isochrones=path, generator=blackbody, progress=False)
+
+
+def test_a_file_of_one_age_gives_the_shipped_ssps_at_that_age(tmp_path, blackbody):
+    """One age, two Z: at that age (to 1e-4 dex: a logAge printed to 4 decimals) the SSP is the shipped
+    family's at any Z between the two; any other age is refused naming the only one."""
+    from smnet_sps.ssp import ssp_grid, ssp_spectrum
+    path = _single(tmp_path, lambda z, a: a == "9.9500", "one_age.dat")
+    iso = read_cmd_isochrones(path)
+    assert iso.Z.tolist() == [0.014, 0.017] and iso.log_age.tolist() == [9.95]
+    for Z in (0.014, 0.0155):
+        ref = ssp_spectrum(10**9.95, Z=Z, isochrones="parsec", generator=blackbody)
+        for age in (10**9.95, 10**(9.95 + 8e-5)):
+            mine = ssp_spectrum(age, Z=Z, isochrones=iso, generator=blackbody)
+            _same_ssp(mine, ref)
+            assert mine.meta["log_age"] == 9.95
+    for age in (9e9, 10**(9.95 - 2e-4), 1e10):
+        with pytest.raises(ValueError, match=r"the cmd:one_age.dat isochrones hold one age, 8\.912509 "
+                                             r"Gyr only \(log10\(age/yr\) 9\.95\): SSPs from them are at"):
+            ssp_spectrum(age, Z=0.0155, isochrones=iso, generator=blackbody)
+    grid = ssp_grid(None, [0.014, 0.0155], isochrones=iso, generator=blackbody, progress=False)
+    ref = ssp_grid([10**9.95], [0.014, 0.0155], isochrones="parsec", generator=blackbody, progress=False)
+    np.testing.assert_allclose(grid.ssp_flux, ref.ssp_flux, rtol=1e-6, atol=0)
+    # one isochrone: one Z and one age
+    one = read_cmd_isochrones(_single(tmp_path, lambda z, a: z == "0.0140000" and a == "9.9500", "one.dat"))
+    _same_ssp(ssp_spectrum(10**9.95, isochrones=one, generator=blackbody),
+              ssp_spectrum(10**9.95, Z=0.014, isochrones="parsec", generator=blackbody))
+
+
+def test_the_commands_take_a_file_of_one_metallicity(tmp_path, capsys):
+    from astropy.table import Table
+
+    from smnet_sps.cli import main
+    from smnet_sps.photometry import ssp_magnitudes
+    from smnet_sps.ssp import load_ssp_grid, ssp_spectrum
+    path = _single(tmp_path, lambda z, a: z == "0.0170000", "one_z.dat")
+    # ssp: without --Z / --logzsol the file's one Z (solar is not in it)
+    assert main(["ssp", "--age", "9.5Gyr", "--isochrones", str(path), "--generator", "blackbody"]) == 0
+    ref = ssp_spectrum(9.5e9, Z=0.017, generator="blackbody")
+    printed = capsys.readouterr().out
+    assert "Z = 0.017 (logzsol +0.05)" in printed and f"log Lbol = {ref.meta['log_lbol']:.4f}" in printed
+    assert main(["ssp", "--age", "9.5Gyr", "--logzsol", "0", "--isochrones", str(path), "--generator",
+                 "blackbody"]) == 1
+    assert "Z = 0.017 only" in capsys.readouterr().err
+    out = tmp_path / "mags.ecsv"
+    assert main(["mags", "--Z", "0.017", "--filters", "sdss2010-g", "--ages", "9.5Gyr", "--model",
+                 "blackbody", "--isochrones", str(path), "--out", str(out)]) == 0
+    ref = ssp_magnitudes([9.5e9], 0.017, ["sdss2010-g"], generator="blackbody")
+    assert float(Table.read(out)["M_sdss2010-g"][0]) == pytest.approx(float(ref["M_sdss2010-g"][0]), abs=1e-6)
+    assert main(["mags", "--Z", "0.014", "--filters", "sdss2010-g", "--ages", "9.5Gyr", "--model",
+                 "blackbody", "--isochrones", str(path)]) == 1
+    assert "Z = 0.017 only" in capsys.readouterr().err
+    grid = tmp_path / "grid.npz"
+    assert main(["ssp-grid", "--isochrones", str(path), "--generator", "blackbody", "--out", str(grid)]) == 0
+    g = load_ssp_grid(grid)
+    assert g.ssp_flux.shape[:2] == (1, 2) and g.attrs["isochrones"] == "cmd:one_z.dat"
+    assert main(["ssp-grid", "--isochrones", str(path), "--Z", "0.02", "--generator", "blackbody",
+                 "--out", str(tmp_path / "g2.npz")]) == 1
+    assert "Z = 0.017 only" in capsys.readouterr().err
 
 
 def test_bad_files_are_refused_with_their_line(tmp_path):
