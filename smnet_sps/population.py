@@ -289,7 +289,11 @@ class StellarPopulation:
     generator : None or "default" (the shipped default model), "semi-empirical", "blackbody", a model
         directory, or a smnet-sps Generator / StellarLibraryBackend (as :func:`smnet_sps.ssp.ssp_spectrum`)
     isochrones : "padova" (default; Z 2e-4..0.03, Zsun 0.019, 0.3 Myr - 14.1 Gyr), "parsec" (to 12.58 Gyr) or
-        "mist" (needs the optional ``lachesis-grids`` package)
+        "mist" (needs the optional ``lachesis-grids`` package); or your own, as
+        :func:`smnet_sps.ssp.ssp_spectrum` takes them: an :class:`~smnet_sps.isochrones.IsochroneSet` or the
+        path of a file from PARSEC's CMD web form or written by
+        :func:`~smnet_sps.isochrones.convert_fsps_isochrones` (``zlegend`` and ``ssp_ages`` are then the
+        file's Z and ages)
     special_phases, outside, device : passed to :func:`smnet_sps.ssp.ssp_grid` (device: "auto", "cpu",
         "cuda", "cuda:N" or "mps", where a model named by ``generator`` runs)
     cosmology : astropy cosmology for apparent magnitudes and observed spectra, or the name of an astropy
@@ -300,7 +304,7 @@ class StellarPopulation:
     def __init__(self, compute_vega_mags=False, vactoair_flag=False, zcontinuous=0, cloudy_dust=False, *,
                  generator=None, isochrones="padova", special_phases="model", outside="extrapolate",
                  device="auto", cosmology=None, **kwargs):
-        from .isochrones import load_isochrones
+        from .isochrones import resolve_isochrones
         self.params = ParameterSet(**_DEFAULTS)
         for k in list(kwargs):
             if k in self.params:
@@ -318,7 +322,8 @@ class StellarPopulation:
         self.compute_vega_mags = check_switch(compute_vega_mags, "compute_vega_mags", allow_01=True)
         self.vactoair_flag = check_switch(vactoair_flag, "vactoair_flag", allow_01=True)
         self._zcontinuous = int(zcontinuous)
-        self.isochrone_set = load_isochrones(isochrones)
+        # a family name, a set or an isochrone file (a CMD output, a converted .npz), as in ssp_spectrum
+        self.isochrone_set = resolve_isochrones(isochrones)
         self.generator = generator
         self.special_phases = special_phases
         self.outside = outside
@@ -438,26 +443,29 @@ class StellarPopulation:
         return IMF_TYPES[_scalar("imf_type", self.params["imf_type"], int)]
 
     def _tabulated(self, iz):
-        """All tabulated ages at tabulated metallicity iz (cached per generator, IMF, family)."""
+        """All tabulated ages at tabulated metallicity iz (cached per generator, IMF, isochrone set)."""
         from .ssp import _key_lock, ssp_grid
         backend = self._get_backend()
-        key = (self.isochrone_set.name, iz, self._imf(), backend.key)
+        # keyed on the set itself (its id, the set held in the entry): two CMD files of one name, or a family
+        # table rebuilt in the session, are different sets under the same name
+        iso = self.isochrone_set
+        key = (id(iso), iso.name, iz, self._imf(), backend.key)
         # threads wanting the same grid wait for the first one's (each computed all of it again)
         with _key_lock(("population grid", *key)):
             hit = _GRID_CACHE.get(key)
-            if hit is not None and hit[0] is backend.generator:
+            if hit is not None and hit[0] is backend.generator and hit[2] is iso:
                 return hit[1]
             from .generator import _quiet_coverage
             with _quiet_coverage():
                 # the tabulation covers every age; a few sub-2-Myr SSPs of metal-poor PARSEC sets are mostly
                 # extrapolated, and their share of a composite population is what matters, not theirs alone
-                g = ssp_grid(None, [self.isochrone_set.Z[iz]], imf=self._imf(),
-                             isochrones=self.isochrone_set.name, generator=backend, progress=False)
+                g = ssp_grid(None, [iso.Z[iz]], imf=self._imf(), isochrones=iso, generator=backend,
+                             progress=False)
             tab = {"flux": g.ssp_flux[0], "mass_stars": g.mass_stars[0], "mass_remnants": g.mass_remnants[0],
                    "lbol": 10.0 ** g.log_lbol[0]}
             if len(_GRID_CACHE) > 64:
                 _GRID_CACHE.clear()
-            _GRID_CACHE[key] = (backend.generator, tab)
+            _GRID_CACHE[key] = (backend.generator, tab, iso)
         return tab
 
     def _basis(self, Z):
@@ -489,7 +497,7 @@ class StellarPopulation:
         tesc = 10.0 ** val("dust_tesc")
         if sfh == 0:
             from .ssp import ssp_spectrum
-            s = ssp_spectrum(tage * u.Gyr, Z=Z, imf=self._imf(), isochrones=self.isochrone_set.name,
+            s = ssp_spectrum(tage * u.Gyr, Z=Z, imf=self._imf(), isochrones=self.isochrone_set,
                              generator=self._get_backend())
             flux = np.asarray(s.flux.value, float)
             young_is = born_young(tage * 1e9, tesc)
@@ -505,6 +513,12 @@ class StellarPopulation:
             else:
                 names = ("tau", "const", "sf_start", "sf_trunc", "fburst", "tburst")
                 history = parametric_sfh(sfh, tage, **{k: val(k) for k in names})
+            if self.ssp_ages.size < 2:
+                # ssp_weights said "log_ages must be >= 2 ...", naming neither the set nor sfh
+                iso = self.isochrone_set
+                raise ValueError(f"sfh={sfh} sums SSPs of many ages, but the {iso.name} isochrones hold one "
+                                 f"age ({iso.age_range_text()}): only sfh=0 (one SSP, at that age) works "
+                                 "with them; for a history, give isochrones of a range of ages")
             wy, wo = ssp_weights(history, self.ssp_ages, split_yr=tesc)     # raises before the SSPs are made
             basis = self._basis(Z)
             w = wy + wo

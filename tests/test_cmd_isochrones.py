@@ -341,3 +341,71 @@ def test_a_gzipped_file_without_gz_and_a_binary_file(tmp_path):
     junk.write_bytes(bytes(range(128, 256)) * 4)
     with pytest.raises(ValueError, match=r"junk.dat: not a text file"):
         read_cmd_isochrones(junk)
+
+
+def test_a_stellar_population_takes_a_cmd_file(tmp_path, blackbody):
+    """StellarPopulation(isochrones=...) took family names only (a path: 'unknown isochrone family'); a CMD
+    file's population is the shipped family's at the file's Z and ages (zmet, logzsol, tage=0 alike)."""
+    from smnet_sps import StellarPopulation
+    for given in (CMD_FILE, str(CMD_FILE), read_cmd_isochrones(CMD_FILE)):
+        sp = StellarPopulation(isochrones=given, generator=blackbody, sfh=0, zcontinuous=0, zmet=2)
+        assert sp.zlegend.tolist() == [0.014, 0.017] and sp.ssp_ages.tolist() == [9.95, 10.0]
+        assert sp.libraries[0] == b"cmd:cmd_parsec_small.dat.gz"
+    ref = StellarPopulation(isochrones="parsec", generator=blackbody, sfh=0, zcontinuous=1)
+    for zmet, Z in ((1, 0.014), (2, 0.017)):
+        sp.params["zmet"] = zmet
+        ref.params["logzsol"] = float(np.log10(Z / 0.0152))
+        for tage in (10**9.95 / 1e9, 9.3, 10.0):
+            np.testing.assert_allclose(sp.get_spectrum(tage=tage, peraa=True)[1],
+                                       ref.get_spectrum(tage=tage, peraa=True)[1], rtol=1e-6, atol=0)
+            assert sp.stellar_mass == pytest.approx(ref.stellar_mass, rel=1e-6)
+    cont = StellarPopulation(isochrones=CMD_FILE, generator=blackbody, sfh=0, zcontinuous=1,
+                             logzsol=float(np.log10(0.0155 / 0.0152)))
+    ref.params["logzsol"] = float(np.log10(0.0155 / 0.0152))
+    np.testing.assert_allclose(cont.get_spectrum(tage=9.3, peraa=True)[1],
+                               ref.get_spectrum(tage=9.3, peraa=True)[1], rtol=1e-6, atol=0)
+    # tage=0: the file's two ages, each the shipped family's SSP
+    from smnet_sps.ssp import ssp_spectrum
+    table = cont.get_spectrum(tage=0, peraa=True)[1]
+    assert table.shape[0] == 2
+    for row, log_age in zip(table, (9.95, 10.0)):
+        np.testing.assert_allclose(row, ssp_spectrum(10**log_age, Z=0.0155, generator=blackbody).flux.value,
+                                   rtol=1e-6, atol=0)
+
+
+def test_populations_of_two_cmd_files_of_one_name_are_not_mixed_up(tmp_path, blackbody):
+    """The per-metallicity tabulation was cached on the set's name: a second file called iso.dat (another
+    Z) got the first one's SSPs in a star-formation history, silently."""
+    from smnet_sps import StellarPopulation, population
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    low = _single(tmp_path / "a", lambda z, a: z == "0.0140000", "iso.dat")
+    high = _single(tmp_path / "b", lambda z, a: z == "0.0170000", "iso.dat")
+    spectra = []
+    for path in (low, high):
+        sp = StellarPopulation(isochrones=path, generator=blackbody, sfh=1, tau=1.0)
+        spectra.append(sp.get_spectrum(tage=9.99, peraa=True)[1])
+    population._GRID_CACHE.clear()
+    alone = StellarPopulation(isochrones=high, generator=blackbody, sfh=1, tau=1.0)
+    np.testing.assert_array_equal(spectra[1], alone.get_spectrum(tage=9.99, peraa=True)[1])
+    assert not np.allclose(spectra[0], spectra[1], rtol=1e-3)
+
+
+def test_a_stellar_population_of_one_metallicity_or_age(tmp_path, blackbody):
+    from smnet_sps import StellarPopulation
+    one_z = _single(tmp_path, lambda z, a: z == "0.0170000", "one_z.dat")
+    sp = StellarPopulation(isochrones=one_z, generator=blackbody, sfh=1, tau=1.0, zcontinuous=1, logzsol=0.0)
+    with pytest.raises(ValueError, match=r"Z = 0\.0152 .*not the one metallicity of the cmd:one_z.dat "
+                                         r"isochrones: Z = 0\.017 only"):
+        sp.get_spectrum(tage=9.99)
+    sp.params["logzsol"] = float(np.log10(0.017 / 0.0152))
+    assert np.all(np.isfinite(sp.get_spectrum(tage=9.99)[1]))
+    one_age = _single(tmp_path, lambda z, a: a == "9.9500", "one_age.dat")
+    sp = StellarPopulation(isochrones=one_age, generator=blackbody, sfh=1, tau=1.0)
+    with pytest.raises(ValueError, match=r"sfh=1 sums SSPs of many ages, but the cmd:one_age.dat isochrones "
+                                         r"hold one age \(8\.912509 Gyr only"):
+        sp.get_spectrum(tage=9.0)
+    sp.params["sfh"] = 0
+    assert sp.get_spectrum(tage=0)[1].shape[0] == 1
+    with pytest.raises(ValueError, match=r"hold one age, 8\.912509 Gyr only"):
+        sp.get_spectrum(tage=9.0)
