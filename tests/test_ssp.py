@@ -111,7 +111,7 @@ def test_imfs_and_callable(blackbody):
     (dict(age=1e9, Z=0.2), "0.0001-0.06"),
     (dict(age=1e9, Z=0.01, logzsol=0.0), "not both"),
     (dict(age=1e9, Z=0.01, imf="kroupa93"), "salpeter, kroupa, chabrier"),
-    (dict(age=1e9, Z=0.01, isochrones="basti"), "parsec, padova"),
+    (dict(age=1e9, Z=0.01, isochrones="basti"), r"neither an isochrone family \(parsec \(default\), padova"),
     (dict(age=1e9, Z=0.01, outside="zero"), "exclude, blackbody, extrapolate"),
 ])
 def test_errors(kwargs, match, blackbody):
