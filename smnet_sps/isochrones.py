@@ -528,9 +528,10 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=None):
 
 
 # ---- PARSEC's CMD web form (http://stev.oapd.inaf.it/cgi-bin/cmd) -----------------------------------------
-#: CMD's evolutionary ``label`` -> FSPS phase code (:data:`PHASE_NAMES`), the mapping of FSPS's own PARSEC
-#: files: 0 pre-MS and 1 MS -> 0 (FSPS flags no pre-main sequence in PARSEC), 2 SGB -> 1, 3 RGB -> 2, 4-6
-#: core He burning (start, blue loop, red clump) -> 3, 7 E-AGB -> 4, 8 TP-AGB -> 5, 9 post-AGB -> 6
+#: CMD's evolutionary ``label`` (CMD's legend) -> FSPS phase code (:data:`PHASE_NAMES`), as FSPS's own PARSEC
+#: files code them up to the TP-AGB: 0 pre-MS and 1 MS -> 0 (FSPS flags no pre-main sequence in PARSEC),
+#: 2 SGB -> 1, 3 RGB -> 2, 4-6 core He burning (start, blue loop, red clump) -> 3, 7 E-AGB -> 4, 8 TP-AGB
+#: -> 5; 9 post-AGB -> 6 (FSPS's PARSEC files, and the shipped table, stop before it: kept, as MIST's are)
 CMD_LABEL_PHASES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 3, 5: 3, 6: 3, 7: 4, 8: 5, 9: 6}
 #: CMD labels from this one up are white dwarfs: dropped, like MIST's
 #: (:func:`smnet_sps.mist.white_dwarf_start`), so that the stars above the largest surviving initial mass are
@@ -726,6 +727,11 @@ def _npz_family(path):
     return family
 
 
+def is_family_name(value):
+    """True where ``isochrones=`` names a family (its aliases included), not a set or a file."""
+    return isinstance(value, str) and value.strip().lower() in (*_ALIASES, "mist")
+
+
 def resolve_isochrones(isochrones):
     """What ``isochrones=`` takes anywhere in the SSP code -> an :class:`IsochroneSet`.
 
@@ -735,7 +741,7 @@ def resolve_isochrones(isochrones):
     ``read_cmd_isochrones(path, zsun=...)``). A family name wins over a file of that name."""
     if isinstance(isochrones, IsochroneSet):
         return isochrones
-    if isinstance(isochrones, str) and isochrones.strip().lower() in (*_ALIASES, "mist"):
+    if is_family_name(isochrones):
         return load_isochrones(isochrones)
     if isinstance(isochrones, (str, os.PathLike)) and not isinstance(isochrones, bytes):
         path = Path(isochrones)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smnet_sps.isochrones import (CMD_LABEL_PHASES, load_isochrones, read_cmd_isochrones,
+from smnet_sps.isochrones import (CMD_LABEL_PHASES, PHASE_NAMES, load_isochrones, read_cmd_isochrones,
                                   resolve_isochrones)
 
 CMD_FILE = Path(__file__).parent / "fixtures" / "isochrones" / "cmd_parsec_small.dat.gz"
@@ -409,3 +409,40 @@ def test_a_stellar_population_of_one_metallicity_or_age(tmp_path, blackbody):
     assert sp.get_spectrum(tage=0)[1].shape[0] == 1
     with pytest.raises(ValueError, match=r"hold one age, 8\.912509 Gyr only"):
         sp.get_spectrum(tage=9.0)
+
+
+# CMD's legend (http://stev.oapd.inaf.it/cmd_3.7/faq.html): label -> the stage it names
+_CMD_LEGEND = {0: "pre-main sequence", 1: "main sequence", 2: "sub giant branch", 3: "red giant branch",
+               4: "core He burning", 5: "core He burning", 6: "core He burning", 7: "early AGB", 8: "TP-AGB",
+               9: "post-AGB"}
+
+
+def test_every_cmd_label_becomes_the_phase_it_names():
+    """The fixture holds labels 1, 2, 3, 4, 7 and 8 only, so a wrong mapping of 0, 5, 6 or 9 passed every
+    test (the review): each label's phase is checked by name against CMD's legend (pre-MS is FSPS's main
+    sequence code 0 in PARSEC, which flags no pre-main sequence)."""
+    for label, stage in _CMD_LEGEND.items():
+        phase = CMD_LABEL_PHASES[label]
+        expected = "main sequence" if stage == "pre-main sequence" else stage
+        assert PHASE_NAMES[phase] == expected, (label, phase)
+    assert sorted(CMD_LABEL_PHASES) == list(range(10))
+
+
+def test_provenance_names_the_isochrone_file_and_a_dask_run_refuses_any_file(tmp_path, capsys, blackbody):
+    """A converted .npz given to ssp-grid --workers started a Dask cluster, then failed there with 'unknown
+    isochrone family' (only CMD files were refused up front); and an SSP's meta said 'parsec' for a user's
+    .npz as for the shipped table (the review): the file is recorded."""
+    import shutil
+
+    from smnet_sps.cli import main
+    from smnet_sps.ssp import ssp_spectrum
+    mine = tmp_path / "mine.npz"
+    shutil.copy(load_isochrones("parsec").meta["path"], mine)
+    assert main(["ssp-grid", "--isochrones", str(mine), "--workers", "1", "--generator", "blackbody",
+                 "--ages", "1Gyr", "--Z", "0.0152", "--out", str(tmp_path / "g.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "--scheduler / --workers take an isochrone family" in err and "Dask" not in err
+    spec = ssp_spectrum(10**9.95, Z=0.014, isochrones=CMD_FILE, generator=blackbody)
+    assert spec.meta["isochrone_file"] == str(CMD_FILE.resolve())
+    shipped = ssp_spectrum(10**9.95, Z=0.014, isochrones="parsec", generator=blackbody)
+    assert shipped.meta["isochrone_file"] == load_isochrones("parsec").meta["path"]
