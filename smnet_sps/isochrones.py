@@ -18,6 +18,7 @@ import gzip
 import os
 import re
 import stat
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +59,9 @@ FORMAT = "smnet-sps isochrones v1"
 #: relative distance within which a metallicity is the tabulated Z (IsochroneSet.check_z): float32's
 #: precision (6e-8) with a margin, far below the 0.1-dex steps of the grids
 Z_RTOL = 1e-6
-#: dex within which an age is the only age of a set of one age (IsochroneSet.check_age): a logAge printed to
-#: 4 decimals, as in a CMD file (9.6990 for an age asked as 5e9 yr, log 9.69897), is 5e-5 dex off at most
+#: dex within which an age is the only age of a set of one age, or the first / last of a set
+#: (IsochroneSet.check_age): a logAge printed to 4 decimals, as in a CMD file (9.6990 for an age asked as
+#: 5e9 yr, log 9.69897), is 5e-5 dex off at most
 SINGLE_AGE_DEX = 1e-4
 
 # integer scales of the FSPS columns (decimals printed in the FSPS files)
@@ -209,7 +211,9 @@ class IsochroneSet:
         """``log_age`` (log10(age / yr)) as a float array of its shape, checked against the tabulated range.
 
         A set of one age (e.g. a CMD file for one age) has SSPs at that age only: an age within
-        :data:`SINGLE_AGE_DEX` of it is that age, any other a ValueError naming it."""
+        :data:`SINGLE_AGE_DEX` of it is that age, any other a ValueError naming it. Likewise an age within
+        :data:`SINGLE_AGE_DEX` beyond the first or last age of a set is that end age (ages printed to 4
+        decimals)."""
         shape = np.shape(log_age)
         lo, hi = self.log_age[0], self.log_age[-1]
         log_age = np.atleast_1d(np.asarray(log_age, float))
@@ -225,15 +229,17 @@ class IsochroneSet:
                                  f"to be interpolated); got {10**bad / 1e9:.4g} Gyr (log10(age/yr) "
                                  f"{bad:.4f}){many}")
             return np.full(shape, lo)
-        if (log_age < lo - 1e-9).any() or (log_age > hi + 1e-9).any():
-            outside = log_age[(log_age < lo - 1e-9) | (log_age > hi + 1e-9)]
+        if (log_age < lo - SINGLE_AGE_DEX).any() or (log_age > hi + SINGLE_AGE_DEX).any():
+            outside = log_age[(log_age < lo - SINGLE_AGE_DEX) | (log_age > hi + SINGLE_AGE_DEX)]
             # the farthest one: of a range 0.01-20 Gyr, the 20 Gyr asked for, not the first grid age past 13
             bad = outside[np.argmax(np.maximum(lo - outside, outside - hi))]
             many = f" ({outside.size} of {log_age.size} ages outside)" if log_age.size > 1 else ""
             raise ValueError(f"age outside the {self.name} isochrone grid: valid ages are "
                              f"{self.age_range_text()}; got {10**bad / 1e9:.4g} Gyr (log10(age/yr) "
                              f"{bad:.4f}){many}")
-        return log_age.reshape(shape)
+        # within SINGLE_AGE_DEX of an end is that end (a CMD file's top age asked as 13 Gyr holds logAge
+        # 10.1139 for 13 Gyr's 10.11394: refused, where a file of that one age took it)
+        return np.clip(log_age, lo, hi).reshape(shape)
 
     def logzsol_range_text(self):
         """The tabulated logzsol (log10 Z / Zsun, dex) range in words, e.g. '-2.18..+0.59' for PARSEC.
@@ -621,8 +627,11 @@ def _read_cmd(path, version, zsun):
     from .mist import _ArrayIsochroneSet, white_dwarf_start
     try:
         table, line_nos = _cmd_table(path)
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text file; a CMD output is plain (or gzipped) text") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (a byte 0x{exc.object[exc.start:exc.start + 1].hex()}); a "
+                         "CMD output is plain (or gzipped) text") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"{path}: a damaged (truncated?) gzip file ({exc})") from None
     _check_cmd_values(path, table, line_nos)
     zs, iz = np.unique(table["Zini"], return_inverse=True)
     ages, ia = np.unique(table["logAge"], return_inverse=True)
