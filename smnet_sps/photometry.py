@@ -1162,8 +1162,6 @@ def _cli_mags(args):
     if args.points:                             # stars from a table, chunk by chunk (smnet_sps.distributed)
         from .distributed import cli_points_mags
         return cli_points_mags(args)
-    if args.Z is None and args.logzsol is None:
-        raise ValueError("--Z or --logzsol is required for SSP magnitudes (or give --points stars.parquet)")
     points_only = [name for name, given in (("--workers", getattr(args, "workers", None) is not None),
                                             ("--scheduler", getattr(args, "scheduler", None) is not None),
                                             ("--chunk-rows", args.chunk_rows != 100_000)) if given]
@@ -1178,6 +1176,11 @@ def _cli_mags(args):
     from .ssp import cli_isochrones, cli_metallicities
     iso = cli_isochrones(args.isochrones)       # an unknown or uninstalled family fails before any work
     zs = cli_metallicities(args, iso)           # ssp-grid's grammar; one table is one metallicity
+    if zs is None:
+        if iso.Z.size != 1:       # a file of one metallicity has its Z (as `ssp` takes it)
+            raise ValueError("--Z or --logzsol is required for SSP magnitudes (or give --points "
+                             "stars.parquet)")
+        zs = iso.Z.copy()
     if zs.size != 1:
         option = "--Z" if args.logzsol is None else "--logzsol"
         raise ValueError(f"mags makes one table per metallicity; got {option} with {zs.size} values "

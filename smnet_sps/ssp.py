@@ -1499,7 +1499,8 @@ def add_cli(sub):
     p = sub.add_parser("ssp", help="spectrum of one simple stellar population",
                        description="Spectrum of an SSP [L_sun/A per M_sun formed] -> FITS table and a plot.")
     p.add_argument("--age", required=True, help="age with unit, e.g. '10Gyr', '500 Myr', '1e9 yr'")
-    p.add_argument("--Z", type=float, default=None, help="metal mass fraction (default: solar of the family)")
+    p.add_argument("--Z", type=float, default=None,
+                   help="metal mass fraction (default: solar of the family; a file of one Z: its Z)")
     p.add_argument("--logzsol", type=float, default=None, help="log10(Z/Zsun) instead of --Z")
     _common_args(p)
     p.add_argument("--out", default=None,

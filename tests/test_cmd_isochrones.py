@@ -339,7 +339,7 @@ def test_a_gzipped_file_without_gz_and_a_binary_file(tmp_path):
     np.testing.assert_array_equal(cmd.isochrone(1, 1).logl, ref.isochrone(1, 1).logl)
     junk = tmp_path / "junk.dat"
     junk.write_bytes(bytes(range(128, 256)) * 4)
-    with pytest.raises(ValueError, match=r"junk.dat: not a text file"):
+    with pytest.raises(ValueError, match=r"junk.dat: not UTF-8 text \(a byte 0x80\)"):
         read_cmd_isochrones(junk)
 
 
@@ -446,3 +446,43 @@ def test_provenance_names_the_isochrone_file_and_a_dask_run_refuses_any_file(tmp
     assert spec.meta["isochrone_file"] == str(CMD_FILE.resolve())
     shipped = ssp_spectrum(10**9.95, Z=0.014, isochrones="parsec", generator=blackbody)
     assert shipped.meta["isochrone_file"] == load_isochrones("parsec").meta["path"]
+
+
+def test_an_age_within_the_printed_digits_of_a_sets_last_age_is_that_age(blackbody):
+    """A one-age file took an age within 1e-4 dex of its logAge, but a file of several ages refused the same
+    age at its top end (a 1-13 Gyr CMD download holds logAge 10.1139 for 13 Gyr's 10.11394: 'valid ages are
+    ... 12.99 Gyr; got 13 Gyr'; the review): within 1e-4 dex of an end is that end; beyond it refused."""
+    from smnet_sps.ssp import ssp_spectrum
+    top = ssp_spectrum(10**10.0, Z=0.014, isochrones=CMD_FILE, generator=blackbody)
+    near = ssp_spectrum(10**10.00008, Z=0.014, isochrones=CMD_FILE, generator=blackbody)
+    np.testing.assert_array_equal(near.flux.value, top.flux.value)
+    with pytest.raises(ValueError, match="age outside"):
+        ssp_spectrum(10**10.0002, Z=0.014, isochrones=CMD_FILE, generator=blackbody)
+    with pytest.raises(ValueError, match="age outside"):
+        ssp_spectrum(10**9.9498, Z=0.014, isochrones=CMD_FILE, generator=blackbody)
+
+
+def test_a_truncated_gzip_and_a_latin1_byte_are_named(tmp_path):
+    """A gzipped download cut short failed with a bare EOFError ('Compressed file ended before the
+    end-of-stream marker'), naming no file; a plain file with one non-UTF-8 byte in a comment was called
+    'not a text file' (the review)."""
+    cut = tmp_path / "cut.dat.gz"
+    cut.write_bytes(CMD_FILE.read_bytes()[:4000])
+    with pytest.raises(ValueError, match=r"cut.dat.gz: a damaged \(truncated\?\) gzip file"):
+        read_cmd_isochrones(cut)
+    latin = tmp_path / "latin.dat"
+    latin.write_bytes(b"# Z \xb1 0.001\n" + "\n".join(_lines()).encode())
+    with pytest.raises(ValueError, match=r"latin.dat: not UTF-8 text \(a byte 0xb1\)"):
+        read_cmd_isochrones(latin)
+
+
+def test_mags_and_dask_grids_of_one_metallicity_file(tmp_path, capsys):
+    """mags demanded --Z for a file of one metallicity where ssp took the file's Z (the review)."""
+    from smnet_sps.cli import main
+    one_z = _write(tmp_path, [ln for ln in _lines() if not _data(ln) or float(ln.split()[0]) == 0.017],
+                   "one_z.dat")
+    assert read_cmd_isochrones(one_z).Z.tolist() == [0.017]
+    assert main(["mags", "--isochrones", str(one_z), "--ages", "9.5Gyr", "--filters", "sdss2010-g",
+                 "--generator", "blackbody", "--out", str(tmp_path / "m.ecsv")]) == 0
+    from astropy.table import Table
+    assert Table.read(tmp_path / "m.ecsv").meta["Z"] == pytest.approx(0.017)
