@@ -1247,17 +1247,23 @@ def test_fit_ssp_finds_a_fast_galaxy_from_rest(real_ssp_grid, rv):
     assert r.chi2_red < 1.5
 
 
+def _dust_free_galaxy_4000_6000(grid, snr, seed):
+    """A 3 Gyr solar dust-free SSP at rest over 4000-6000 A with Gaussian noise of S/N ``snr``: wave, flux,
+    error."""
+    wave, m = _toy_galaxy(grid, theta=(np.log10(3e9), 0.0, 0.0, 0.0, 0.0))
+    keep = (wave > 4000) & (wave < 6000)
+    wave, m = wave[keep], m[keep]
+    err = m / snr
+    return wave, m + err * np.random.default_rng(seed).standard_normal(m.size), err
+
+
 def test_fit_ssp_laplace_errors_keep_to_the_bounds_where_av_is_degenerate(real_ssp_grid):
     """Over 4000-6000 A the degree-3 continuum absorbs Calzetti dust almost entirely, and the Laplace errors
     marginalised over a Gaussian in A_V hundreds of mag wide (outside its 0-3 mag box): over 20 noise draws
     of a 3 Gyr solar SSP (S/N 100) the median A_V error was 8.4 mag (up to 821) for a scatter of 0.9 about
     the truth, rv up to +-92 km/s for a scatter of 17. The flat prior inside the bounds (as emcee's) now
     enters the Laplace precision; the errors are checked against emcee's on the same fit."""
-    wave, m = _toy_galaxy(real_ssp_grid, theta=(np.log10(3e9), 0.0, 0.0, 0.0, 0.0))
-    keep = (wave > 4000) & (wave < 6000)
-    wave, m = wave[keep], m[keep]
-    err = m / 100.0
-    noisy = m + err * np.random.default_rng(4).standard_normal(m.size)
+    wave, noisy, err = _dust_free_galaxy_4000_6000(real_ssp_grid, snr=100.0, seed=4)
     interp = SSPInterpolator(real_ssp_grid)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -1275,11 +1281,7 @@ def test_emcee_errors_scaled_by_chi2_red_keep_the_samples_inside_the_bounds(real
     run, which carried them beyond the bounds (an A_V 2.5 % quantile of -0.006 mag). The likelihood is now
     tempered by chi^2_red instead: a dust-free galaxy whose errors are quoted 3x too small keeps every sample
     inside 0 <= A_V <= max_av, with a spread ~sqrt(chi^2_red) times the unscaled run's."""
-    wave, m = _toy_galaxy(real_ssp_grid, theta=(np.log10(3e9), 0.0, 0.0, 0.0, 0.0))
-    keep = (wave > 4000) & (wave < 6000)
-    wave, m = wave[keep], m[keep]
-    err = m / 30.0
-    noisy = m + err * np.random.default_rng(2).standard_normal(m.size)
+    wave, noisy, err = _dust_free_galaxy_4000_6000(real_ssp_grid, snr=30.0, seed=2)
     interp = SSPInterpolator(real_ssp_grid)
     kw = dict(templates=interp, n_starts=1, uncertainty="emcee",
               emcee_kwargs={"n_steps": 200, "n_burn": 80, "seed": 1})
