@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from .generator import _quiet_coverage, _unmask, validate_parameters
+from .isochrones import SINGLE_AGE_DEX
 from .medium import LINEAR_FLUX_UNITS, f_lambda_factor, refuse_logarithmic
 
 __all__ = [
@@ -73,6 +74,9 @@ _BIN_BOX_SHARE = 0.0
 # pixels: +-90 km/s modes; 1-A pixels unbiased)
 _DATA_SHIFT_MAX_PIXEL = 0.1
 _SIGMA_FLOOR_PIX = 1e-3  # smallest Gaussian [model pixels]: keeps the kernel finite (0.05 biased rv)
+#: dex within which a fixed value is the one value of an axis of one (an SSP grid of one [M/H] or one age): as
+#: an isochrone set of one age takes a logAge printed to 4 decimals
+SINGLE_VALUE_DEX = SINGLE_AGE_DEX
 
 STAR_PARAMETERS = ("teff", "logg", "logz", "rv")
 SSP_PARAMETERS = ("log_age", "logz", "sigma", "av", "rv")
@@ -239,8 +243,16 @@ def _check_uncertainty(uncertainty, emcee_kwargs):
         raise ValueError(f"emcee_kwargs: n_burn ({burn}) must be below n_steps ({steps}): no samples left")
 
 
-def _check_bounds(bounds, lim, limit, names, fit):
-    """``bounds`` (dict name -> (lo, hi)) applied to ``lim`` in place, each within ``limit``."""
+def _one_value(k, limit, single, fit):
+    """What holds ``k`` at one value (``limit[k]`` is (v, v)): ``single[k]`` (e.g. "the SSP grid holds one
+    [M/H]") or a plain phrase, with the value."""
+    what = (single or {}).get(k, f"{fit}'s range for {k} is one value")
+    return f"{what}, {limit[k][0]:.7g}: {k} is held there"
+
+
+def _check_bounds(bounds, lim, limit, names, fit, single=None):
+    """``bounds`` (dict name -> (lo, hi)) applied to ``lim`` in place, each within ``limit``. A parameter
+    whose ``limit`` is one value (``single``: name -> what makes it so) cannot be bounded."""
     if bounds is None:
         return
     if not isinstance(bounds, dict):
@@ -253,16 +265,21 @@ def _check_bounds(bounds, lim, limit, names, fit):
         if pair is None or len(pair) != 2:
             raise ValueError(f"bounds[{k!r}] must be a pair (lo, hi); got {v!r}")
         lo, hi = (_check_number(x, f"bounds[{k!r}]", "a pair (lo, hi)") for x in pair)
+        if limit[k][0] == limit[k][1]:
+            # the message said "must satisfy -0.05 <= lo < hi <= -0.05", a pair that cannot exist
+            raise ValueError(f"{_one_value(k, limit, single, fit)}, so bounds[{k!r}] = {v} reach beyond it: "
+                             f"drop them (or pass fixed={{{k!r}: {float(limit[k][0])!r}}})")
         if not (limit[k][0] <= lo < hi <= limit[k][1]):
             raise ValueError(f"bounds[{k!r}] = {v} must satisfy {limit[k][0]} <= lo < hi <= {limit[k][1]}")
         lim[k] = (lo, hi)
 
 
-def _check_fixed(fixed, bounds, lim, limit, names, fit):
+def _check_fixed(fixed, bounds, lim, limit, names, fit, single=None):
     """``fixed`` (dict name -> value, in the units of ``bounds``) held in ``lim`` in place as (value, value),
     each within ``limit``; returns {name: value}. A known [M/H], log g or A_V could only be held by passing
     narrow bounds (``bounds`` needs lo < hi). A held parameter gets no walkers, no error and no degree of
-    freedom; the free ones' errors are conditional on it (:class:`_Problem`)."""
+    freedom; the free ones' errors are conditional on it (:class:`_Problem`). Where ``limit`` is one value
+    (``single``: name -> what makes it so) the value must be that one, to :data:`SINGLE_VALUE_DEX`."""
     if fixed is None:
         return {}
     if not isinstance(fixed, dict):
@@ -275,6 +292,11 @@ def _check_fixed(fixed, bounds, lim, limit, names, fit):
             raise ValueError(f"{k!r} is both fixed (fixed[{k!r}] = {v!r}) and bounded (bounds[{k!r}] = "
                              f"{bounds[k]!r}); a parameter is either held at a value or fitted within bounds")
         value = _check_number(v, f"fixed[{k!r}]", "the value to hold it at")
+        if limit[k][0] == limit[k][1]:
+            if abs(value - limit[k][0]) > SINGLE_VALUE_DEX:
+                raise ValueError(f"{_one_value(k, limit, single, fit)}; fixed[{k!r}] = {value:.7g} is not "
+                                 f"that value (within {SINGLE_VALUE_DEX:g})")
+            value = float(limit[k][0])  # the grid's own value, not its rounding (log10(0.017 / 0.0152))
         if not limit[k][0] <= value <= limit[k][1]:
             raise ValueError(f"fixed[{k!r}] = {value:g} lies outside {fit}'s range for {k}, "
                              f"{limit[k][0]:g} .. {limit[k][1]:g}")
@@ -1822,7 +1844,9 @@ def fit_ssp(
         shift : as :func:`fit_star`
     templates : :class:`smnet_sps.ssp.SSPGrid` (from :func:`smnet_sps.ssp.ssp_grid`), the path of a file
         :func:`smnet_sps.ssp.save_ssp_grid` wrote, or an :class:`smnet_sps.ssp_torch.SSPInterpolator`;
-        required (computing a grid takes ~1 min)
+        required (computing a grid takes ~1 min). A grid of one metallicity (from an isochrone file of one Z)
+        or one age holds that parameter at its value (error 0, ``meta["held"]``); ``fixed`` may give that
+        value (within :data:`SINGLE_VALUE_DEX`), another value or ``bounds`` on it are a ``ValueError``
     max_sigma : float [km/s], largest velocity dispersion; max_av : largest A_V [mag] (both > 0)
     bounds : dict name -> (lo, hi) for ``log_age`` (log10 yr), ``logz``, ``sigma``, ``av``, ``rv``
     fixed : dict name -> value, parameters held at a known value (e.g. ``{"av": 0.0}``, ``{"sigma": 150.0}``
@@ -1907,8 +1931,12 @@ def fit_ssp(
         "rv": (-float(max_rv), float(max_rv)),
     }
     limit = dict(lim)
-    _check_bounds(bounds, lim, limit, SSP_PARAMETERS, "fit_ssp")
-    fixed = _check_fixed(fixed, bounds, lim, limit, SSP_PARAMETERS, "fit_ssp")
+    # a grid of one [M/H] (an isochrone file of one Z) or one age: that parameter is held at the grid's value
+    single = {k: f"the SSP grid holds one {what}"
+              for k, what, nodes in (("log_age", "age (log10 yr)", interp.log_age),
+                                     ("logz", "[M/H]", interp.logz)) if nodes.size == 1}
+    _check_bounds(bounds, lim, limit, SSP_PARAMETERS, "fit_ssp", single)
+    fixed = _check_fixed(fixed, bounds, lim, limit, SSP_PARAMETERS, "fit_ssp", single)
     rv_guess = _check_rv_fixed(fixed, rv_guess)
     lo = np.array([lim[k][0] for k in SSP_PARAMETERS])
     hi = np.array([lim[k][1] for k in SSP_PARAMETERS])
@@ -1962,8 +1990,8 @@ def fit_ssp(
         chi2_moved = chi2_of(moved)
         better = chi2_moved < chi2
         nodes[better], chi2[better] = moved[better], chi2_moved[better]
-    da = np.median(np.diff(interp.log_age))
-    dz = np.median(np.diff(interp.logz))
+    # the starts' spacing in units of the grid's steps (any step on an axis of one node: all starts share it)
+    da, dz = (float(np.median(np.diff(x))) if x.size > 1 else 1.0 for x in (interp.log_age, interp.logz))
     coords = np.stack([nodes[:, 0] / da, nodes[:, 1] / dz, nodes[:, 3] / 0.5,
                        np.log10(np.maximum(nodes[:, 2], 1.0)) / 0.45], 1)
     starts = nodes[_distinct_best(chi2, coords, _check_n_starts(n_starts), 1.01)]

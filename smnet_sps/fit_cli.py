@@ -675,6 +675,11 @@ def _cmd_fit(args):
         lambda path: path.write_text(json.dumps(_fit_record(res, generator_name), indent=1, allow_nan=False)),
         lambda: plot_fit(res, generator=generator_name), dpi=120)
     print(res)
+    # held without --fix: a model box or SSP grid of one value there (a grid from an isochrone file of one Z)
+    grid_held = [k for k in res.meta.get("held", []) if k not in (res.meta.get("fixed") or {})]
+    if grid_held:
+        source = "SSP grid" if args.ssp_grid else "model's (or --library's) box"
+        print(f"  ({', '.join(grid_held)} held at the one value the {source} has: not fitted, error 0)")
     if res.meta.get("redshift"):
         print(f"  (rv is relative to z = {res.meta['redshift']:g})")
     if "age_of_universe" in res.meta and res.age > res.meta["age_of_universe"]:

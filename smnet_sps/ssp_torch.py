@@ -5,7 +5,8 @@ spectra at any (log age, [M/H]) inside the grid by the rule :func:`smnet_sps.ssp
 tabulated SSPs: geometric in log10 age (pixel by pixel, linear where a pixel is 0 at either age, the spectrum
 rescaled to the geometric interpolation of the two integrals), then linear in [M/H]. The weights are linear in
 both coordinates, so the spectrum is differentiable with respect to age and metallicity through them,
-piecewise: the derivative jumps at grid nodes.
+piecewise: the derivative jumps at grid nodes. A grid of one metallicity or one age (a user's isochrone file
+of one Z or one age) gives its own spectra on that axis, which takes its one value only.
 :func:`calzetti_attenuation` is the Calzetti et al. (2000) starburst curve as a differentiable factor.
 """
 
@@ -143,7 +144,9 @@ class SSPInterpolator:
     Parameters
     ----------
     grid : :class:`smnet_sps.ssp.SSPGrid` (``ssp_flux`` (n_met, n_age, n_wave) [L_sun / A per M_sun formed],
-        ``ssp_lg_age_gyr``, ``ssp_lgmet`` = log10 Z, ``attrs["zsun"]``); at least 2 ages and 2 metallicities.
+        ``ssp_lg_age_gyr``, ``ssp_lgmet`` = log10 Z, ``attrs["zsun"]``). A grid of one metallicity (from an
+        isochrone file of one Z, CMD's commonest download) or one age gives its own spectra exactly on that
+        axis, which takes its one value only (derivative 0 there), and interpolates along the other.
         Also DSPS's unit, L_nu [L_sun / Hz per M_sun formed] (``SSPGrid.to_dsps_units()``, a ``dsps.SSPData``,
         or ``attrs["flux_unit"]`` saying so), converted to L_sun / A; a grid that states no unit must
         integrate to a plausible L_bol (1e-3..1e6 L_sun per M_sun formed), else ``ValueError``
@@ -184,8 +187,8 @@ class SSPInterpolator:
                 f"grid.ssp_flux has shape {flux.shape}; expected (n_met, n_age, n_wave) = "
                 f"{(self.logz.size, self.log_age.size, self.wavelength.size)}"
             )
-        if self.log_age.size < 2 or self.logz.size < 2:
-            raise ValueError("an SSP grid for fitting needs at least 2 ages and 2 metallicities")
+        if self.log_age.size == 0 or self.logz.size == 0:
+            raise ValueError("the SSP grid holds no ages or no metallicities")
         if np.any(np.diff(self.log_age) <= 0) or np.any(np.diff(self.logz) <= 0):
             raise ValueError("the grid's ages and metallicities must be strictly increasing")
         if not np.all(np.isfinite(flux)):
@@ -207,11 +210,15 @@ class SSPInterpolator:
 
     @property
     def bounds(self):
-        """((log_age_min, log_age_max), (logz_min, logz_max))."""
+        """((log_age_min, log_age_max), (logz_min, logz_max)); min = max on an axis of one node."""
         return (self.log_age[0], self.log_age[-1]), (self.logz[0], self.logz[-1])
 
     @staticmethod
     def _weights(nodes, x):
+        if nodes.numel() == 1:
+            # an axis of one node (a grid of one Z or one age): that node, weight 0 for a next one; x stays in
+            # the graph with derivative 0 (torch.autograd.grad on it was an error, 'not used in the graph')
+            return torch.zeros(x.shape, dtype=torch.long, device=x.device), (x - nodes[0]) * 0.0
         i = torch.clamp(
             torch.searchsorted(nodes, x.detach().contiguous(), right=True) - 1, 0, nodes.numel() - 2
         )
@@ -241,14 +248,19 @@ class SSPInterpolator:
         tol_a = 1e-9 + 4 * eps * max(abs(a0), abs(a1))
         tol_z = 1e-9 + 4 * eps * max(abs(z0), abs(z1))
         la, lz = log_age.detach().cpu().numpy(), logz.detach().cpu().numpy()
-        if np.any(~np.isfinite(la)) or np.any(la < a0 - tol_a) or np.any(la > a1 + tol_a):
-            raise ValueError(f"log_age must lie inside the SSP grid, {a0:.3f}-{a1:.3f} (log10 yr); got {la}")
-        if np.any(~np.isfinite(lz)) or np.any(lz < z0 - tol_z) or np.any(lz > z1 + tol_z):
-            raise ValueError(f"logz must lie inside the SSP grid, {z0:.3f}-{z1:.3f} ([M/H], dex); got {lz}")
+        for name, x, lo, hi, tol, what in (("log_age", la, a0, a1, tol_a, "log10 yr"),
+                                           ("logz", lz, z0, z1, tol_z, "[M/H], dex")):
+            if np.any(~np.isfinite(x)) or np.any(x < lo - tol) or np.any(x > hi + tol):
+                where = (f"the SSP grid holds one {name}, {lo:.7g} ({what}): {name} must be that value"
+                         if lo == hi else f"{name} must lie inside the SSP grid, {lo:.3f}-{hi:.3f} ({what})")
+                raise ValueError(f"{where}; got {x}")
         ia, ta = self._weights(self._la, log_age)
         iz, tz = self._weights(self._lz, logz)
         # linear in flux between ages was up to 13 % off ssp_spectrum (PARSEC, log t 9.025, 1300-2000 A)
-        return (1 - tz[:, None]) * self._age_step(iz, ia, ta) + tz[:, None] * self._age_step(iz + 1, ia, ta)
+        near = (1 - tz[:, None]) * self._age_step(iz, ia, ta)
+        if self.logz.size == 1:           # one metallicity: its spectra (weight exactly 1)
+            return near
+        return near + tz[:, None] * self._age_step(iz + 1, ia, ta)
 
     def _age_step(self, iz, ia, t):
         """Between ages ``ia`` and ``ia + 1`` at metallicities ``iz``, weight ``t`` (n,), as
@@ -256,6 +268,8 @@ class SSPInterpolator:
         I0^(1-t) I1^t of the integrals I (where both and the result are positive)."""
         f, lf, pos = self.flux, self._log_flux, self._pos
         tw = t[:, None]
+        if self.log_age.size == 1:        # one age: its spectra (t is 0: weight exactly 1)
+            return f[iz, ia] * (1 - tw)
         geometric = torch.exp((1 - tw) * lf[iz, ia] + tw * lf[iz, ia + 1])
         # both branches are finite everywhere, so where() passes no NaN into the gradient
         val = torch.where(pos[iz, ia] & pos[iz, ia + 1], geometric, (1 - tw) * f[iz, ia] + tw * f[iz, ia + 1])
