@@ -313,7 +313,10 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False, *, _red
 # ---------------------------------------------------------------------------------------------------
 # Input handling
 # ---------------------------------------------------------------------------------------------------
-def _positive_length(value, name):
+def _positive_length(value, name, n=None):
+    """``value`` [cm]: one positive finite length (a float); with ``n`` (the number of spectra) also one per
+    spectrum, returned as an (n, 1) array that scales each spectrum's row (a catalogue's radii and distances
+    were refused: 'must be one positive finite length')."""
     try:
         q = u.Quantity(value)
     except (TypeError, ValueError) as exc:
@@ -325,8 +328,14 @@ def _positive_length(value, name):
         cm = q.to_value(u.cm)
     except u.UnitConversionError as exc:
         raise ValueError(f"{name} must be a length (e.g. u.pc, u.R_sun), got unit {q.unit}") from exc
+    if n is not None and np.ndim(cm) == 1 and np.size(cm) == n:
+        if not np.all(np.isfinite(cm)) or np.any(cm <= 0):
+            i = int(np.flatnonzero(~(np.isfinite(cm) & (cm > 0)))[0])
+            raise ValueError(f"{name} must be positive finite lengths; spectrum {i} has {q[i]!r}")
+        return np.asarray(cm, float).reshape(-1, 1)
     if np.ndim(cm) != 0 or not np.isfinite(cm) or cm <= 0:
-        raise ValueError(f"{name} must be one positive finite length, got {value!r}")
+        per = "" if n is None else f", or one per spectrum ({n} values)"
+        raise ValueError(f"{name} must be one positive finite length{per}; got {value!r}")
     return float(cm)
 
 
@@ -441,11 +450,11 @@ def _in_vacuum(w, flux, meta, axis_unit):
     return _convert_stated(w, flux, meta, "vacuum")
 
 
-def _distance_cm(distance, z, cosmology):
-    """``distance`` [cm]; None: 10 pc (absolute magnitudes), at z > 0 the luminosity distance of
-    ``cosmology`` (default Planck18)."""
+def _distance_cm(distance, z, cosmology, n=None):
+    """``distance`` [cm] (one, or with ``n`` one per spectrum: :func:`_positive_length`); None: 10 pc
+    (absolute magnitudes), at z > 0 the luminosity distance of ``cosmology`` (default Planck18)."""
     if distance is not None:
-        return _positive_length(distance, "distance")
+        return _positive_length(distance, "distance", n)
     if z > 0:
         return float(as_cosmology(cosmology).luminosity_distance(z).to_value(u.cm))
     return 10 * PC_CM
@@ -469,8 +478,8 @@ def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
         if radius is not None:
             # the same default distance as a luminosity spectrum (a star at z = 1 was put at 10 pc: 44 mag
             # brighter than its luminosity L = 4 pi R^2 F)
-            d = _distance_cm(distance, z, cosmology)
-            f = f * (_positive_length(radius, "radius") / d) ** 2
+            d = _distance_cm(distance, z, cosmology, len(f))
+            f = f * (_positive_length(radius, "radius", len(f)) / d) ** 2
         elif distance is not None:
             raise ValueError("distance applies to luminosity spectra (e.g. L_sun/A) or together with radius= "
                              "(surface flux scaled by (radius/distance)^2); a flux spectrum without radius "
@@ -480,7 +489,7 @@ def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
             raise ValueError("radius= only applies to surface-flux spectra (erg/s/cm2/A); this spectrum is a "
                              f"luminosity density ({unit})")
         lum = f_lambda_values(flux, w, _LUM_LAM, per=())
-        d = _distance_cm(distance, z, cosmology)
+        d = _distance_cm(distance, z, cosmology, len(lum))
         f = lum / (4 * np.pi) / d / d           # not d ** 2: a Python float would raise OverflowError
     else:
         raise ValueError(f"flux unit {unit} is neither a flux density (e.g. erg s-1 cm-2 AA-1, Jy) nor a "
@@ -662,7 +671,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     filters : str, path, synphot.SpectralElement or a list of them (or "a,b,c")
         speclite names ("sdss2010-r"), sedpy names ("sdss_r0"), two-column files (A, throughput).
     system : {"AB", "ST", "Vega"}
-    distance : Quantity [length] or None
+    distance : Quantity [length] (one, or one per spectrum) or None
         Luminosity distance. None: 10 pc (absolute magnitudes) or, at redshift > 0, the luminosity distance
         of ``cosmology``, for luminosity spectra and surface fluxes with ``radius``; for flux spectra only
         meaningful with ``radius``.
@@ -672,7 +681,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         ValueError. True: the spectrum is taken as zero there; a UserWarning names the filters that reach
         beyond it with their share of weight outside (also ``meta["weight_outside_spectrum"]``). Only True /
         False (numpy's too): the text "False" turned it on; anything else raises ValueError.
-    radius : Quantity [length] or None
+    radius : Quantity [length] (one, or one per spectrum) or None
         Stellar radius: turns a surface flux into the flux at ``distance`` (factor (radius/distance)^2).
     cosmology : astropy.cosmology.Cosmology, the name of an astropy realization ("Planck18", "WMAP9", ...;
         ``astropy.cosmology.realizations.available``) or None (Planck18). Used only at z > 0 without
@@ -774,7 +783,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
         "pivot_wavelength_AA": {bw.name: bw.pivot for bw in bands},
     })
     if distance is not None:
-        table.meta["distance_cm"] = _positive_length(distance, "distance")
+        d = _positive_length(distance, "distance", len(table))
+        table.meta["distance_cm"] = d if np.ndim(d) == 0 else d.ravel().tolist()
     return table
 
 

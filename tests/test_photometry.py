@@ -442,6 +442,34 @@ def test_surface_flux_with_radius_at_redshift_sits_at_the_luminosity_distance():
         magnitudes(spec, band, radius=radius, distance=10 * u.pc)["sdss2010-r"][0], abs=1e-12)
 
 
+
+def test_radius_and_distance_one_per_spectrum_as_in_a_star_catalogue():
+    """A catalogue's radii and distances, one per star, scale each spectrum as the same star alone (they were
+    refused: 'distance must be one positive finite length'); a luminosity batch takes one distance per
+    spectrum too; a count that matches no spectrum count, or a bad value, names what is allowed."""
+    spec, _ = BlackbodyGenerator().spectra(teff=[3500.0, 5800.0, 9600.0], logg=4.4, logz=0.0)
+    radius, distance = [0.5, 1.0, 2.4] * u.R_sun, [1.8, 10.0, 7.7] * u.pc
+    band = ["bessell-V", "twomass-Ks"]
+    both = magnitudes(spec, band, system="Vega", radius=radius, distance=distance)
+    for i in range(3):
+        alone = magnitudes(spec[i], band, system="Vega", radius=radius[i], distance=distance[i])
+        for col in band:
+            assert both[col][i] == pytest.approx(alone[col][0], abs=1e-9)
+    assert both.meta["distance_cm"] == pytest.approx(distance.to_value(u.cm))
+    # one radius per star at the default 10 pc: absolute magnitudes, 5 log10 R apart from 1 R_sun stars
+    absolute = magnitudes(spec, band, radius=radius)
+    unit = magnitudes(spec, band, radius=1 * u.R_sun)
+    assert np.asarray(unit["bessell-V"] - absolute["bessell-V"]) == pytest.approx(
+        5 * np.log10(radius.to_value(u.R_sun)), abs=1e-9)
+    lum = (spec.flux * 4 * np.pi * (1 * u.R_sun) ** 2).to(u.erg / u.s / u.AA)
+    at_d = magnitudes((spec.spectral_axis, lum), band, distance=distance)
+    assert np.asarray(at_d["bessell-V"] - unit["bessell-V"]) == pytest.approx(
+        5 * np.log10(distance.to_value(u.pc) / 10), abs=1e-9)
+    with pytest.raises(ValueError, match="one per spectrum \\(3 values\\)"):
+        magnitudes(spec, band, radius=[1.0, 2.0] * u.R_sun)
+    with pytest.raises(ValueError, match="spectrum 1 has"):
+        magnitudes(spec, band, radius=radius, distance=[1.0, -2.0, 3.0] * u.pc)
+
 def _fake_ssps(n=4):
     """SSP-like spectra: sums of blackbodies in L_sun/A per M_sun formed, with log_lbol in meta."""
     from specutils import Spectrum
