@@ -593,11 +593,28 @@ def plot_fit(result, title=None, generator=None):
     return fig
 
 
-def _fit_record(result, generator_name):
+def _fit_inputs(args):
+    """What the command fitted and how: the files (as given and resolved) and the options that change the
+    result. The JSON named neither the spectrum nor the SSP grid, nor the wavelength cut, degree or LSF: two
+    fits of one galaxy with different --wmin / --ssp-grid wrote files that could not be told apart."""
+    def path(p):
+        return None if p is None else str(Path(p).resolve())
+    return {"spectrum": path(args.spectrum), "ssp_grid": path(args.ssp_grid), "medium": args.medium,
+            "wmin": args.wmin, "wmax": args.wmax, "degree": args.degree,
+            # None: the default guess from the pixel width (--help); the value used is in the fit's meta
+            "resolution_fwhm": args.resolution_fwhm, "uncertainty": args.uncertainty,
+            "units": {"wmin": "Angstrom", "wmax": "Angstrom", "resolution_fwhm": "Angstrom"}}
+
+
+def _fit_record(result, generator_name, inputs=None):
     """The fit as JSON-ready dict, with the provenance every output records (the SSP grid's generator for
-    an SSP fit, whose result did not name one; the smnet-sps version)."""
+    an SSP fit, whose result did not name one; the smnet-sps version) and, from the command, ``input``: the
+    files and options fitted (:func:`_fit_inputs`, with its own ``units``)."""
     from .output_files import provenance
-    return {**result.as_dict(json_safe=True), **provenance(generator_name)}
+    record = {**result.as_dict(json_safe=True), **provenance(generator_name)}
+    if inputs is not None:
+        record["input"] = inputs
+    return record
 
 
 def _parse_fix(items):
@@ -672,7 +689,8 @@ def _cmd_fit(args):
     # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
     wrote = write_out_and_plot(
         args, outputs,
-        lambda path: path.write_text(json.dumps(_fit_record(res, generator_name), indent=1, allow_nan=False)),
+        lambda path: path.write_text(json.dumps(_fit_record(res, generator_name, _fit_inputs(args)), indent=1,
+                                                allow_nan=False)),
         lambda: plot_fit(res, generator=generator_name), dpi=120)
     print(res)
     # held without --fix: a model box or SSP grid of one value there (a grid from an isochrone file of one Z)
@@ -768,8 +786,8 @@ def add_cli(sub):
     )
     p.add_argument("--out", default=None,
                    help="write the result as JSON (.json): values, errors (name_err), their units (units), "
-                        "chi2, dof, ...; a non-finite number (e.g. the error of a parameter at a bound) is "
-                        "written as null")
+                        "chi2, dof, the input files and options (input), ...; a non-finite number (e.g. the "
+                        "error of a parameter at a bound) is written as null")
     p.add_argument("--plot", default=None,
                    help="save a plot of data, model and residuals (.png, .pdf, ...: any matplotlib format)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -78,3 +78,28 @@ def test_fit_json_gives_the_units_of_its_numbers(tmp_path, rng):
     # one table of units for the JSON and as_table, each a unit astropy reads back
     assert set(PARAMETER_UNITS) == set(STAR_PARAMETERS) | set(SSP_PARAMETERS)
     assert all(str(u.Unit(v)) == v for v in PARAMETER_UNITS.values())
+
+
+def test_fit_json_names_the_files_and_options_it_fitted(tmp_path, rng):
+    """A new user's galaxy fitted twice (two --wmin, two grids): the JSON named neither the spectrum nor the
+    SSP grid nor the cut, degree or LSF, so the two files could not be told apart; now ``input`` holds them
+    (paths resolved; wavelengths and FWHM in A, as ``units`` says)."""
+    from smnet_sps.cli import main
+    from smnet_sps.ssp import save_ssp_grid
+
+    torch.set_num_threads(1)
+    grid = _toy_ssp_grid(rng)
+    grid = grid._replace(outside_fraction=np.zeros(grid.ssp_flux.shape[:2]))
+    path = save_ssp_grid(grid, tmp_path / "grid.npz")
+    wave, m = _toy_galaxy(grid, theta=(9.2, -0.7, 150.0, 0.2, 0.0), resolution_fwhm=5.0)
+    np.savetxt(tmp_path / "gal.txt", np.column_stack([wave, m, m / 100]))
+    out = tmp_path / "gal.json"
+    assert main(["fit", str(tmp_path / "gal.txt"), "--ssp-grid", str(path), "--out", str(out),
+                 "--resolution-fwhm", "5", "--wmin", str(wave[20]), "--degree", "2"]) == 0
+    res = _strict(out.read_text())
+    assert res["input"] == {"spectrum": str((tmp_path / "gal.txt").resolve()),
+                            "ssp_grid": str(path.resolve()), "medium": None, "wmin": float(wave[20]),
+                            "wmax": None, "degree": 2,
+                            "resolution_fwhm": 5.0, "uncertainty": "laplace",
+                            "units": {"wmin": "Angstrom", "wmax": "Angstrom", "resolution_fwhm": "Angstrom"}}
+    assert res["log_age"] == pytest.approx(9.2, abs=0.05)
