@@ -533,6 +533,9 @@ _TITLE_NAMES = {"teff": "Teff", "logg": "log g [cgs]", "logz": "[M/H]", "rv": "r
                 "sigma": "sigma", "av": "A_V"}
 
 
+_TITLE_WIDTH = 95          # characters of a title line of plot_fit (9 pt on its 9-inch-wide figure)
+
+
 def _title_value(name, value, error):
     """``"Teff = 6224 +- 49 K"``: the parameter's name as astronomers write it and its unit
     (:data:`smnet_sps.fit.PARAMETER_UNITS`; none after a log quantity, whose unit its name carries)."""
@@ -579,10 +582,20 @@ def plot_fit(result, title=None, generator=None):
     rax.plot(result.wave, np.where(used, result.residual, np.nan), color="k", lw=0.7, drawstyle="steps-mid")
     rax.axhline(0, color="C3", lw=0.8)
     rax.set_ylabel("(data - model) / sigma")
-    rax.set_xlabel("vacuum wavelength [A]")
-    # the title gave "teff = 6224 +- 49, ..., rv = -3.1 +- 50": no unit, and no word of the model fitted
-    vals = ", ".join(_title_value(p, v, e)
-                     for p, v, e in zip(result.parameters, result.values, result.errors))
+    # the data's own frame (a fit at --redshift keeps them observed): "vacuum wavelength" alone read as rest
+    rax.set_xlabel("observed vacuum wavelength [A]")
+    # the title gave "teff = 6224 +- 49, ..., rv = -3.1 +- 50": no unit, and no word of the model fitted;
+    # an SSP fit's five values ran past the figure's edge ("rv = -37.96 +- 21" lost its km / s): wrapped
+    # between values
+    vals = [_title_value(p, v, e) for p, v, e in zip(result.parameters, result.values, result.errors)]
+    lines = [vals[0]]
+    for val in vals[1:]:
+        if len(lines[-1]) + len(val) + 2 > _TITLE_WIDTH:
+            lines[-1] += ","
+            lines.append(val)
+        else:
+            lines[-1] += ", " + val
+    vals = "\n".join(lines)
     model = generator or result.meta.get("generator")
     ax.set_title(
         title or f"{vals}\nchi2 = {result.chi2:.1f} / {result.dof} ({result.mode}, {result.method})"

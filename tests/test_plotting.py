@@ -231,6 +231,31 @@ def test_fit_plot_title_gives_units_and_the_model(svg_backend, miles_star_fit, t
     assert fig2.axes[0].get_title().endswith("model: my model")
 
 
+
+def test_fit_plot_title_of_an_ssp_fit_fits_in_the_figure(svg_backend, tmp_path):
+    """A galaxy fit's five values ran past the figure's right edge ("... rv = -37.96 +- 21" without its
+    km / s, a new user's SDSS-like mock); the title now wraps between values and lies inside the figure, and
+    the axis says the wavelengths are observed (at --redshift the fit works in the rest frame)."""
+    import torch
+
+    from smnet_sps.fit import fit_ssp
+    from smnet_sps.fit_cli import plot_fit
+    from test_fit import _toy_galaxy, _toy_ssp_grid
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(5)
+    grid = _toy_ssp_grid(rng)
+    wave, m = _toy_galaxy(grid, theta=(9.2, -0.7, 150.0, 0.2, -37.96), resolution_fwhm=5.0)
+    r = fit_ssp(wave, m, (30 / m) ** 2, templates=grid, resolution_fwhm=5.0)
+    fig = plot_fit(r, generator="smnet-sps default (library experts, union grid)")
+    _check(fig, svg_backend, tmp_path)
+    title = fig.axes[0].title
+    assert re.search(r"rv = -?[\d.]+ \+- [\d.e+]+ km / s", title.get_text()), title.get_text()
+    renderer = fig._get_renderer()               # any backend (svg here has no canvas.get_renderer)
+    box, frame = title.get_window_extent(renderer), fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1, (box, frame)
+    assert fig.axes[1].get_xlabel() == "observed vacuum wavelength [A]"
+
 def test_worst_residuals_labels_do_not_cover_the_residuals(svg_backend, default_generator, tmp_path):
     """Each star's label was written inside its panel (top left), over the residual curve: on the MILES
     fixture the worst star's +28 % excursion at 3650 A ran through "#399 Teff 3620 K ...". The label is now
