@@ -1273,7 +1273,8 @@ def add_cli(subparsers):
                     "M_bol vs age, via smnet_sps.ssp.ssp_grid and synphot.")
     from .cli import AGES_HELP, DEFAULT_N_AGES, MAX_N_AGES
     p.add_argument("--Z", nargs="+", default=None, help="metal mass fraction, e.g. 0.0152 (PARSEC solar); "
-                   "one per run; --Z or --logzsol is required unless --points")
+                   "one per run; --Z or --logzsol is required unless --points (an --isochrones file of one "
+                   "Z: its Z)")
     p.add_argument("--logzsol", nargs="+", default=None,
                    help="log10(Z/Zsun) with the family's Zsun, instead of --Z")
     p.add_argument("--filters", required=True,

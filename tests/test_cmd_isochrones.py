@@ -486,3 +486,8 @@ def test_mags_and_dask_grids_of_one_metallicity_file(tmp_path, capsys):
                  "--generator", "blackbody", "--out", str(tmp_path / "m.ecsv")]) == 0
     from astropy.table import Table
     assert Table.read(tmp_path / "m.ecsv").meta["Z"] == pytest.approx(0.017)
+    # and its --help says so (it still said '--Z or --logzsol is required unless --points')
+    with pytest.raises(SystemExit):
+        main(["mags", "--help"])
+    assert "required unless --points (an --isochrones file of one Z: its Z)" in " ".join(
+        capsys.readouterr().out.split())
