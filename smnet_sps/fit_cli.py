@@ -609,14 +609,18 @@ def plot_fit(result, title=None, generator=None):
 def _fit_inputs(args):
     """What the command fitted and how: the files (as given and resolved) and the options that change the
     result. The JSON named neither the spectrum nor the SSP grid, nor the wavelength cut, degree or LSF: two
-    fits of one galaxy with different --wmin / --ssp-grid wrote files that could not be told apart."""
+    fits of one galaxy with different --wmin / --ssp-grid wrote files that could not be told apart (nor, until
+    the review, --max-rv, --rv-guess or --clip)."""
     def path(p):
         return None if p is None else str(Path(p).resolve())
     return {"spectrum": path(args.spectrum), "ssp_grid": path(args.ssp_grid), "medium": args.medium,
             "wmin": args.wmin, "wmax": args.wmax, "degree": args.degree,
             # None: the default guess from the pixel width (--help); the value used is in the fit's meta
             "resolution_fwhm": args.resolution_fwhm, "uncertainty": args.uncertainty,
-            "units": {"wmin": "Angstrom", "wmax": "Angstrom", "resolution_fwhm": "Angstrom"}}
+            "max_rv": args.max_rv, "rv_guess": args.rv_guess, "clip": args.clip,
+            "units": {"wmin": "Angstrom", "wmax": "Angstrom", "resolution_fwhm": "Angstrom",
+                      "max_rv": "km / s", "rv_guess": "km / s",
+                      "clip": "sigma (of the errors, inflated by sqrt(chi2_red) > 1)"}}
 
 
 def _fit_record(result, generator_name, inputs=None):

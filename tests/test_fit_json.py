@@ -95,11 +95,14 @@ def test_fit_json_names_the_files_and_options_it_fitted(tmp_path, rng):
     np.savetxt(tmp_path / "gal.txt", np.column_stack([wave, m, m / 100]))
     out = tmp_path / "gal.json"
     assert main(["fit", str(tmp_path / "gal.txt"), "--ssp-grid", str(path), "--out", str(out),
-                 "--resolution-fwhm", "5", "--wmin", str(wave[20]), "--degree", "2"]) == 0
+                 "--resolution-fwhm", "5", "--wmin", str(wave[20]), "--degree", "2", "--max-rv", "800"]) == 0
     res = _strict(out.read_text())
     assert res["input"] == {"spectrum": str((tmp_path / "gal.txt").resolve()),
                             "ssp_grid": str(path.resolve()), "medium": None, "wmin": float(wave[20]),
                             "wmax": None, "degree": 2,
-                            "resolution_fwhm": 5.0, "uncertainty": "laplace",
-                            "units": {"wmin": "Angstrom", "wmax": "Angstrom", "resolution_fwhm": "Angstrom"}}
+                            "resolution_fwhm": 5.0, "uncertainty": "laplace", "max_rv": 800.0,
+                            "rv_guess": 0.0, "clip": None,
+                            "units": {"wmin": "Angstrom", "wmax": "Angstrom", "resolution_fwhm": "Angstrom",
+                                      "max_rv": "km / s", "rv_guess": "km / s",
+                                      "clip": "sigma (of the errors, inflated by sqrt(chi2_red) > 1)"}}
     assert res["log_age"] == pytest.approx(9.2, abs=0.05)
