@@ -365,12 +365,15 @@ def _resolve_config(cfg, age_chunk):
         ages_yr = 10.0 ** iso.log_age
     else:
         log_ages = np.atleast_1d(parse_age(cfg.ages)).astype(float)
-        iso.check_age(log_ages)
+        # an age within the set's printed digits beyond its first / last age is that age, as in ssp_grid
+        # (the store kept the asked years while the spectra were the end age's)
+        checked = iso.check_age(log_ages)
+        clipped, log_ages = not np.array_equal(checked, log_ages), checked
         # years as given stay the caller's exact numbers (so a grid equals ssp_grid(ages, ...) bit for bit)
         plain = not isinstance(cfg.ages, (u.Quantity, str)) and all(
             isinstance(a, (int, float, np.integer, np.floating)) for a in np.atleast_1d(np.asarray(cfg.ages,
                                                                                              object)))
-        ages_yr = np.atleast_1d(np.asarray(cfg.ages, float)) if plain else 10.0 ** log_ages
+        ages_yr = np.atleast_1d(np.asarray(cfg.ages, float)) if plain and not clipped else 10.0 ** log_ages
     Zs = iso.Z.copy() if cfg.Zs is None else np.atleast_1d(np.asarray(cfg.Zs, float))
     Zs = iso.check_z(Zs)
     ages_yr, Zs = np.unique(ages_yr), np.unique(Zs)      # increasing, distinct axes, as ssp_grid's

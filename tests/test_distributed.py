@@ -152,7 +152,8 @@ def test_ssp_grids_equal_single_process(client, tmp_path, default_generator):
         assert (a["isochrones"], a["imf"], a["generator"]) == (iso, imf, default_generator.name)
         # the keys a reader needs are those of ssp_grid's attrs (Zsun: a Padova grid read without it was
         # converted to [M/H] with PARSEC's 0.0152)
-        for key in ("zsun", "citation", "lsf_fwhm", "lsf_shape", "wavelength_medium", "tail_filled"):
+        for key in ("zsun", "citation", "isochrone_file", "lsf_fwhm", "lsf_shape", "wavelength_medium",
+                    "tail_filled"):
             assert a[key] == ref.attrs[key], key
 
 
@@ -343,6 +344,16 @@ def test_config_ages_as_strings_or_quantities_like_ssp_grid():
     for ages in (["1 Gyr", "500 Myr"], [1 * u.Gyr, 500 * u.Myr], [1e9, 5e8]):
         cfg, desc = D._resolve_config(("parsec", "kroupa", "blackbody", ages, [0.0152]), None)
         np.testing.assert_allclose(desc["ages_yr"], [5e8, 1e9], rtol=1e-12)
+
+
+def test_config_age_just_beyond_the_last_is_the_last_as_in_ssp_grid():
+    """ssp_grid takes an age within 1e-4 dex beyond a set's last age as that age (ages printed to 4 decimals);
+    the Dask twin checked it the same way but kept the asked years in its store (the review)."""
+    from smnet_sps.isochrones import load_isochrones
+    top = load_isochrones("parsec").log_age[-1]
+    cfg, desc = D._resolve_config(("parsec", "kroupa", "blackbody", [10 ** (top + 5e-5)], [0.0152]), None)
+    assert desc["ages_yr"] == [10.0 ** top]
+    assert ssp_grid([10 ** (top + 5e-5)], [0.0152], generator="blackbody").ssp_lg_age_gyr[0] == top - 9.0
 
 
 def test_cli_points_refuses_ssp_options_and_overwrites_its_own_store(tmp_path, stars, capsys):
