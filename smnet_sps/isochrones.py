@@ -383,11 +383,13 @@ _FSPS_COLUMNS = (("log age", "log10(t / yr)", 4.0, 11.0), ("Mini", "M_sun", 0.01
 
 def _open_text(path):
     """A text file, gzip told by its first two bytes, not its name (a gzipped CMD download saved without
-    '.gz' failed with "'utf-8' codec can't decode byte 0x8b", naming no file)."""
+    '.gz' failed with "'utf-8' codec can't decode byte 0x8b", naming no file). A byte that is no UTF-8
+    (a latin-1 '\xb1' in a comment line) is replaced, not fatal: comments are skipped, and a damaged data
+    line fails as not a number, naming its line."""
     from .libraries._common import GZIP_MAGIC
     with open(path, "rb") as fh:
         gzipped = fh.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rt") if gzipped else open(path)
+    return gzip.open(path, "rt", errors="replace") if gzipped else open(path, errors="replace")
 
 
 def _line_of_row(path, row):
@@ -627,9 +629,6 @@ def _read_cmd(path, version, zsun):
     from .mist import _ArrayIsochroneSet, white_dwarf_start
     try:
         table, line_nos = _cmd_table(path)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (a byte 0x{exc.object[exc.start:exc.start + 1].hex()}); a "
-                         "CMD output is plain (or gzipped) text") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{path}: a damaged (truncated?) gzip file ({exc})") from None
     _check_cmd_values(path, table, line_nos)
