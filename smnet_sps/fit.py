@@ -266,8 +266,10 @@ def _check_bounds(bounds, lim, limit, names, fit, single=None):
             raise ValueError(f"bounds[{k!r}] must be a pair (lo, hi); got {v!r}")
         lo, hi = (_check_number(x, f"bounds[{k!r}]", "a pair (lo, hi)") for x in pair)
         if limit[k][0] == limit[k][1]:
+            if lo <= limit[k][0] <= hi:
+                continue        # bounds holding the one value (a script for grids of many Z): held there
             # the message said "must satisfy -0.05 <= lo < hi <= -0.05", a pair that cannot exist
-            raise ValueError(f"{_one_value(k, limit, single, fit)}, so bounds[{k!r}] = {v} reach beyond it: "
+            raise ValueError(f"{_one_value(k, limit, single, fit)}, so bounds[{k!r}] = {v} leave it out: "
                              f"drop them (or pass fixed={{{k!r}: {float(limit[k][0])!r}}})")
         if not (limit[k][0] <= lo < hi <= limit[k][1]):
             raise ValueError(f"bounds[{k!r}] = {v} must satisfy {limit[k][0]} <= lo < hi <= {limit[k][1]}")

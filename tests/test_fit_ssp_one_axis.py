@@ -130,10 +130,15 @@ def test_fit_ssp_with_a_grid_of_one_metallicity_holds_mh_and_recovers_the_rest(o
     again = fit_ssp(wave, flux, ivar, templates=interp, degree=1, fixed={"logz": round(interp.logz[0], 5)})
     assert again.meta["fixed"] == {"logz": interp.logz[0]} and again.logz == interp.logz[0]
     np.testing.assert_allclose(again.values, r.values, rtol=1e-6)
+    # bounds written for a grid of many Z that hold its one value: held there, the same fit (the review:
+    # they were refused)
+    bounded = fit_ssp(wave, flux, ivar, templates=interp, degree=1, bounds={"logz": (-0.5, 0.5)})
+    assert bounded.logz == interp.logz[0] and bounded.meta["held"] == ["logz"]
+    np.testing.assert_allclose(bounded.values, r.values, rtol=1e-6)
     only = r"the SSP grid holds one \[M/H\], 0\.04860533: logz is held there"
     for kw, match in (({"fixed": {"logz": 0.0}}, only + r"; fixed\['logz'\] = 0 is not that value"),
-                      ({"bounds": {"logz": (-0.5, 0.5)}},
-                       only + r", so bounds\['logz'\] = \(-0\.5, 0\.5\) reach beyond it: drop them \(or pass "
+                      ({"bounds": {"logz": (0.1, 0.5)}},
+                       only + r", so bounds\['logz'\] = \(0\.1, 0\.5\) leave it out: drop them \(or pass "
                               r"fixed=\{'logz': 0\.0486053")):
         with pytest.raises(ValueError, match=match):
             fit_ssp(wave, flux, ivar, templates=interp, **kw)
