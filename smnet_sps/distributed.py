@@ -473,7 +473,7 @@ def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled):
     from .lsf import lsf_meta
     iso = load_isochrones(desc["isochrones"])
     group.attrs.update({"zsun": float(iso.zsun), "citation": iso.citation,
-                        "isochrone_file": str(iso.meta.get("path", "")),
+                        "isochrone_file": iso.source_file,
                         **{k: (v.tolist() if isinstance(v, np.ndarray) else v)
                            for k, v in lsf_meta(np.asarray(wave, float)).items()}})
     return group

@@ -145,6 +145,12 @@ class IsochroneSet:
         self.n_points = int(self.count.sum())
         _freeze(self)
 
+    @property
+    def source_file(self):
+        """The file the set was read from, '' if none: provenance beside ``name`` (a user's file told from
+        the shipped table; ``isochrone_file`` of SSP metadata and stores)."""
+        return str(self.meta.get("path", ""))
+
     @functools.cached_property
     def phase_names(self):
         """Phase code -> name for this set: :data:`PHASE_NAMES`, except that code 0 is

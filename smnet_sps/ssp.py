@@ -809,7 +809,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
                              if res["phase_lum"][i] > 0},
         "n_points": res["n_points"], "generator": backend.generator.name,
         "tail_filled": _tail_filled(backend.generator), "isochrones": iso.name,
-        "isochrone_file": str(iso.meta.get("path", "")),     # a user's file is told from the shipped table
+        "isochrone_file": iso.source_file,     # a user's file is told from the shipped table
         "imf": imf_obj.name, "imf_mass_range": [imf_obj.m_low, imf_obj.m_up],
         "log_age": log_age, "age_yr": 10.0**log_age, "Z": Z,
         "logzsol": float(np.log10(Z / iso.zsun)), "zsun": iso.zsun, "special_phases": backend.special_phases,
@@ -1090,7 +1090,7 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     attrs = {"flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
              "ssp_lgmet": "log10 Z (metal mass fraction)", "ssp_lg_age_gyr": "log10(age / Gyr)",
              "generator": backend.generator.name, "tail_filled": _tail_filled(backend.generator),
-             "isochrones": iso.name, "isochrone_file": str(iso.meta.get("path", "")), "zsun": iso.zsun,
+             "isochrones": iso.name, "isochrone_file": iso.source_file, "zsun": iso.zsun,
              "imf": imf_obj.name, "imf_mass_range": [imf_obj.m_low, imf_obj.m_up],
              "special_phases": backend.special_phases, "outside": backend.outside,
              "n_points": int(tab["n_points"].sum()), "n_unique": int(stats.get("n_unique", 0)),
