@@ -1848,7 +1848,8 @@ def fit_ssp(
         :func:`smnet_sps.ssp.save_ssp_grid` wrote, or an :class:`smnet_sps.ssp_torch.SSPInterpolator`;
         required (computing a grid takes ~1 min). A grid of one metallicity (from an isochrone file of one Z)
         or one age holds that parameter at its value (error 0, ``meta["held"]``); ``fixed`` may give that
-        value (within :data:`SINGLE_VALUE_DEX`), another value or ``bounds`` on it are a ``ValueError``
+        value (within :data:`SINGLE_VALUE_DEX`) and ``bounds`` may include it; another value, or bounds that
+        leave it out, are a ``ValueError``
     max_sigma : float [km/s], largest velocity dispersion; max_av : largest A_V [mag] (both > 0)
     bounds : dict name -> (lo, hi) for ``log_age`` (log10 yr), ``logz``, ``sigma``, ``av``, ``rv``
     fixed : dict name -> value, parameters held at a known value (e.g. ``{"av": 0.0}``, ``{"sigma": 150.0}``
