@@ -675,7 +675,8 @@ def plot_mixture_map(mixture, logz_values=(-1.0, -0.3, 0.0, 0.3), teff_range=(20
     handles = [Patch(color=c, label=nm) for c, nm in zip(colours, mixture.library_names)]
     # the key to the two shades that are no library's colour (the map drew them unexplained: white read as
     # the background, the pale handovers as more libraries)
-    handles += [Patch(facecolor=0.55 * np.array(colours[0]) + 0.45, label="pale: weight < 0.9 (handover)"),
+    # the pale key is a neutral grey: a pale shade of one library's colour read as that library's handovers
+    handles += [Patch(facecolor=(0.55 * 0.5 + 0.45,) * 3, label="pale: weight < 0.9 (handover)"),
                 Patch(facecolor="white", edgecolor="0.4", lw=0.6, label="white: outside coverage")]
     # about two library names per panel's width fit on a row (all on one row ran off a one-panel figure)
     ncol = min(len(handles), 2 * len(logz_values))
