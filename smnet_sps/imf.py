@@ -90,13 +90,14 @@ class IMF:
 
 
 # ---- analytic IMFs ------------------------------------------------------------------------------
-def _broken_power_law(name, breaks, slopes, m_low, m_up):
-    """dN/dm = A_k m^-slope_k on segments split at ``breaks``, continuous at the breaks."""
+def _broken_power_law(name, breaks, slopes, m_low, m_up, unit_segment=0):
+    """dN/dm = A_k m^-slope_k on segments split at ``breaks``, continuous at the breaks, A = 1 on segment
+    ``unit_segment``."""
     edges = np.array([0.0, *breaks, np.inf])
     amps = [1.0]
     for k, b in enumerate(breaks):          # continuity: A_k b^-s_k = A_{k+1} b^-s_{k+1}
         amps.append(amps[-1] * b ** (slopes[k + 1] - slopes[k]))
-    amps = np.array(amps)
+    amps = np.array(amps) / amps[unit_segment]
     slopes = np.array(slopes, float)
 
     def between(m1, m2, p):
@@ -231,8 +232,9 @@ def get_imf(imf="kroupa", m_low=None, m_up=None):
     Parameters
     ----------
     imf : str, IMF or callable
-        ``"salpeter"`` (dN/dm ~ m^-2.35), ``"kroupa"`` (Kroupa 2001 as FSPS imf_type=2: slope 1.3 below
-        0.5 M_sun, 2.3 above), ``"chabrier"`` (Chabrier 2003 as FSPS), an :class:`IMF`, or any callable
+        ``"salpeter"`` (dN/dm ~ m^-2.35), ``"kroupa"`` (Kroupa 2001 as FSPS imf_type=2: slope 1.3 for
+        0.08-0.5 M_sun, 2.3 above; 0.3 below 0.08 M_sun, Kroupa's eq. 2, for an ``m_low`` below FSPS's 0.08),
+        ``"chabrier"`` (Chabrier 2003 as FSPS), an :class:`IMF`, or any callable
         ``dN/dm(m)`` of initial mass [M_sun] (normalisation irrelevant).
     m_low, m_up : float [M_sun], mass Quantity, or None
         Lower and upper mass limits, 0 < m_low < m_up; None: 0.08 and 120 M_sun (FSPS's), or an
@@ -258,7 +260,11 @@ def get_imf(imf="kroupa", m_low=None, m_up=None):
     if key == "salpeter":
         return _broken_power_law("salpeter", [], [2.35], m_low, m_up)
     if key in ("kroupa", "kroupa01", "kroupa2001"):
-        return _broken_power_law("kroupa", [0.5], [1.3, 2.3], m_low, m_up)
+        # Kroupa (2001) eq. 2 also has alpha_0 = 0.3 below 0.08 M_sun (brown dwarfs): slope 1.3 continued
+        # there gave an m_low = 0.01 IMF 61 % of its stars and 7.5 % of its mass below 0.08 M_sun for the
+        # paper's 37 % and 4.1 % (M/L 3.7 % high). The default limits (0.08 M_sun, FSPS's) never reach it
+        # A = 1 on the 1.3 segment, as before the brown-dwarf segment was added
+        return _broken_power_law("kroupa", [0.08, 0.5], [0.3, 1.3, 2.3], m_low, m_up, unit_segment=1)
     if key in ("chabrier", "chabrier03", "chabrier2003"):
         return _chabrier(m_low, m_up)
     raise ValueError(f"unknown IMF {imf!r}; valid names are {', '.join(IMF_NAMES)} "

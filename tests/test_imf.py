@@ -162,3 +162,32 @@ def test_limits_given_with_an_imf_object_are_applied_not_dropped():
     assert wider.number(100, 200) > 0
     assert wider.number(100, 200) == pytest.approx(fresh.number(100, 200), rel=1e-10)
     assert wider.mass_formed == pytest.approx(fresh.mass_formed, rel=1e-10)
+
+
+def test_kroupa_below_008_msun_follows_kroupa_2001_eq2():
+    """Kroupa (2001, MNRAS 322, 231) eq. 2 has alpha_0 = 0.3 for 0.01-0.08 M_sun; slope 1.3 was continued
+    there, so an IMF given m_low = 0.01 had 61 % of its stars and 7.5 % of its mass in brown dwarfs for the
+    paper's 37 % and 4.1 % (its M/L 3.7 % high). Compared with eq. 2 written out and integrated by quad."""
+    from scipy.integrate import quad
+
+    def eq2(m):                      # continuous at 0.08 and 0.5 M_sun, any normalisation
+        if m < 0.08:
+            return 0.08 ** -1.0 * m ** -0.3
+        return m ** -1.3 if m < 0.5 else 0.5 * m ** -2.3
+
+    kw = {"points": [0.08, 0.5], "limit": 200}
+    mass = quad(lambda m: m * eq2(m), 0.01, 120.0, **kw)[0]
+    number = quad(eq2, 0.01, 120.0, **kw)[0]
+    k = get_imf("kroupa", m_low=0.01)
+    bd_mass = float(k.mass(0.01, 0.08)) / k.mass_formed
+    bd_number = float(k.number(0.01, 0.08) / k.number(0.01, 120.0))
+    assert bd_mass == pytest.approx(quad(lambda m: m * eq2(m), 0.01, 0.08)[0] / mass, rel=1e-8)
+    assert bd_number == pytest.approx(quad(eq2, 0.01, 0.08)[0] / number, rel=1e-8)
+    assert bd_mass == pytest.approx(0.041, abs=0.001) and bd_number == pytest.approx(0.37, abs=0.01)
+    assert float(k.number(8.0, 120.0)) / k.mass_formed == pytest.approx(
+        quad(eq2, 8.0, 120.0)[0] / mass, rel=1e-8)
+    # the shape below 0.08 M_sun, continuous at the break; FSPS's default range (from 0.08) is unchanged
+    assert k.dndm(0.04) / k.dndm(0.02) == pytest.approx(2 ** -0.3)
+    assert k.dndm(0.08 * (1 - 1e-9)) == pytest.approx(k.dndm(0.08 * (1 + 1e-9)), rel=1e-6)
+    assert get_imf("kroupa").mass_formed == pytest.approx(quad(lambda m: m * eq2(m), 0.08, 120.0, **kw)[0],
+                                                          rel=1e-8)
