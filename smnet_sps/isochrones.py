@@ -14,11 +14,10 @@ family name, a set or a file (what ``isochrones=`` takes everywhere in the SSP c
 from __future__ import annotations
 
 import functools
-import gzip
+import io
 import os
 import re
 import stat
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,14 +387,14 @@ _FSPS_COLUMNS = (("log age", "log10(t / yr)", 4.0, 11.0), ("Mini", "M_sun", 0.01
 
 
 def _open_text(path):
-    """A text file, gzip told by its first two bytes, not its name (a gzipped CMD download saved without
-    '.gz' failed with "'utf-8' codec can't decode byte 0x8b", naming no file). A byte that is no UTF-8
-    (a latin-1 '\xb1' in a comment line) is replaced, not fatal: comments are skipped, and a damaged data
-    line fails as not a number, naming its line."""
-    from .libraries._common import GZIP_MAGIC
-    with open(path, "rb") as fh:
-        gzipped = fh.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rt", errors="replace") if gzipped else open(path, errors="replace")
+    """A text file as a stream, gzip told by its first two bytes, not its name (a gzipped CMD download saved
+    without '.gz' failed with "'utf-8' codec can't decode byte 0x8b", naming no file); a truncated or
+    damaged gzip is a ValueError naming the file (an FSPS isoc_z*.dat.gz cut short was a bare EOFError):
+    :func:`smnet_sps.libraries._common.read_bytes`, the library readers' rule. A byte that is no UTF-8 (a
+    latin-1 '\xb1' in a comment line) is replaced, not fatal: comments are skipped, and a damaged data line
+    fails as not a number, naming its line."""
+    from .libraries._common import read_bytes
+    return io.StringIO(read_bytes(path).decode("utf-8", errors="replace"))
 
 
 def _line_of_row(path, row):
@@ -633,10 +632,7 @@ def _read_cmd(path, version, zsun):
     """The set of the CMD file ``path`` (resolved); ``version`` (:func:`_file_version`) only keys the cache,
     so the same unchanged file gives the same set object (the SSP cache is keyed on the set)."""
     from .mist import _ArrayIsochroneSet, white_dwarf_start
-    try:
-        table, line_nos = _cmd_table(path)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ValueError(f"{path}: a damaged (truncated?) gzip file ({exc})") from None
+    table, line_nos = _cmd_table(path)
     _check_cmd_values(path, table, line_nos)
     zs, iz = np.unique(table["Zini"], return_inverse=True)
     ages, ia = np.unique(table["logAge"], return_inverse=True)

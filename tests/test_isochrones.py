@@ -153,6 +153,22 @@ def _write_fsps_file(folder, name, Z):
     np.savetxt(folder / name, rows, fmt="%.4f %.8f %.4f %.4f %.4f %.4f %.4f %d")
 
 
+def test_a_truncated_fsps_file_is_named(tmp_path):
+    """An FSPS isoc_z*.dat.gz cut short (a broken download) made convert_fsps_isochrones fail with a bare
+    EOFError ('Compressed file ended before the end-of-stream marker was reached'), naming no file; the CMD
+    reader caught it itself. Both now read through libraries._common.read_bytes, which names the file."""
+    import gzip
+
+    from smnet_sps.isochrones import convert_fsps_isochrones
+    _write_fsps_file(tmp_path, "plain.dat", 0.001)
+    packed = gzip.compress((tmp_path / "plain.dat").read_bytes())
+    (tmp_path / "plain.dat").unlink()
+    (tmp_path / "isoc_z0.0010.dat.gz").write_bytes(packed[:len(packed) // 2])
+    with pytest.raises(ValueError, match=r"isoc_z0\.0010\.dat\.gz: cannot be read, the file is truncated"):
+        convert_fsps_isochrones(tmp_path, tmp_path / "out.npz", "parsec", progress=False)
+    assert not (tmp_path / "out.npz").exists()
+
+
 def test_a_table_rewritten_in_the_same_session_is_read_again(tmp_path):
     """load_isochrones(path=...) kept returning the first table read from a path (cached on the path
     only): converted again with a second Z, the file held 2 Z and the loader still gave 1."""
