@@ -561,27 +561,44 @@ _CMD_COLUMNS = {"Zini": ("Z", "metal mass fraction", 0.0, 1.0),
                 "logg": ("logg", "log10(g / cm s^-2)", -3.0, 15.0),
                 "label": ("label", "CMD label", 0.0, 99.0), "C_O": ("co", "surface C/O", 0.0, 1000.0)}
 _CMD_ALIASES = {"Mact": "Mass", "logT": "logTe", "logG": "logg", "stage": "label"}
+#: CMD 2.x column names (``#\tZ\tlog(age/yr)\tM_ini\tM_act\tlogL/Lo\tlogTe\tlogG\tmbol ... C/O ... int_IMF
+#: stage``; its ``stage`` is 3.x's ``label``, CMD's FAQ) -> 3.x's. Only for a 2.x header: a 3.x file has a
+#: column ``Z`` too (the current surface Z, not Zini)
+_CMD2_ALIASES = {"Z": "Zini", "log(age/yr)": "logAge", "M_ini": "Mini", "M_act": "Mass", "logL/Lo": "logL",
+                 "C/O": "C_O"}
 _CMD_OPTIONAL = ("C_O",)
+
+
+def _cmd_header_names(words):
+    """The CMD 3.x names of a column header line's ``words`` (after any '#'), or None if it is no header:
+    CMD 3.x's starts with ``Zini``, CMD 2.x's with ``Z log(age/yr)``."""
+    if words[:1] == ["Zini"]:
+        return [_CMD_ALIASES.get(w, w) for w in words]
+    if words[:2] == ["Z", "log(age/yr)"]:
+        return [_CMD_ALIASES.get(w, w) for w in (_CMD2_ALIASES.get(w, w) for w in words)]
+    return None
 
 
 def _cmd_table(path):
     """The needed columns of a CMD file as {CMD name: float array} and the line number of each row.
 
     Comment lines ('#') are skipped; the column header is the line whose first word (after any '#') is
-    ``Zini``: CMD repeats it before every isochrone, and every copy must be the same."""
+    ``Zini`` (CMD 3.x) or whose first two are ``Z log(age/yr)`` (CMD 2.x, :data:`_CMD2_ALIASES`): CMD repeats
+    it before every isochrone, and every copy must be the same."""
     header, idx, cols, line_nos = None, None, [], []
     with _open_text(path) as fh:
         for line_no, line in enumerate(fh, 1):
             words = line.lstrip("#").split()
-            if words and words[0] == "Zini":
-                names = [_CMD_ALIASES.get(w, w) for w in words]
+            names = _cmd_header_names(words)
+            if names is not None:
                 if header is None:
                     header = names
                     missing = [c for c in _CMD_COLUMNS if c not in names and c not in _CMD_OPTIONAL]
                     if missing:
                         raise ValueError(f"{path}, line {line_no}: the CMD column header lacks {missing}; an "
                                          f"isochrone set needs {[c for c in _CMD_COLUMNS if c != 'C_O']} "
-                                         f"(C_O optional), found {words}")
+                                         f"(C_O optional; CMD 2.x: Z, log(age/yr), M_ini, M_act, logL/Lo, "
+                                         f"logTe, logG, stage), found {words}")
                     idx = {c: names.index(c) for c in _CMD_COLUMNS if c in names}
                 elif names != header:
                     raise ValueError(f"{path}, line {line_no}: a second column header differs from the "
@@ -593,7 +610,9 @@ def _cmd_table(path):
                 raise ValueError(f"{path}, line {line_no}: data before the column header; not a CMD output "
                                  "file (a CMD file has '#' comment lines, then a header line starting with "
                                  "'# Zini' or 'Zini': Zini MH logAge Mini int_IMF Mass logL logTe logg label "
-                                 "...). A table in FSPS's format: convert_fsps_isochrones")
+                                 "... (CMD 3.x), or with '# Z log(age/yr)': Z log(age/yr) M_ini M_act "
+                                 "logL/Lo logTe logG ... stage (CMD 2.x)). A table in FSPS's format: "
+                                 "convert_fsps_isochrones")
             if len(words) != len(header):
                 raise ValueError(f"{path}, line {line_no}: {len(words)} values for the header's "
                                  f"{len(header)} columns; a damaged or hand-edited file?")
@@ -604,8 +623,9 @@ def _cmd_table(path):
                                  f"{list(idx)}") from None
             line_nos.append(line_no)
     if header is None:
-        raise ValueError(f"{path}: no CMD column header (a line starting with '# Zini' or 'Zini'); not an "
-                         "output of PARSEC's CMD web form (http://stev.oapd.inaf.it/cgi-bin/cmd)")
+        raise ValueError(f"{path}: no CMD column header (a line starting with '# Zini' or 'Zini', CMD 3.x, "
+                         "or '# Z log(age/yr)', CMD 2.x); not an output of PARSEC's CMD web form "
+                         "(http://stev.oapd.inaf.it/cgi-bin/cmd)")
     if not cols:
         raise ValueError(f"{path}: a CMD header but no isochrone rows")
     data = np.array(cols, float)
@@ -699,7 +719,10 @@ def read_cmd_isochrones(path, zsun=CMD_ZSUN):
         one block of rows per (Z, age). Needed columns: ``Zini``, ``logAge``, ``Mini``, ``Mass`` (or
         ``Mact``), ``logL``, ``logTe``, ``logg``, ``label``; ``C_O`` (surface C/O, which sets C-rich vs
         O-rich TP-AGB spectra for ``special_phases="dedicated"``) is used when present, else 0 (O-rich).
-        Other columns (``MH``, ``int_IMF``, magnitudes ...) are ignored.
+        Other columns (``MH``, ``int_IMF``, magnitudes ...) are ignored. CMD 2.x's layout is read too: a
+        header starting with ``# Z log(age/yr)`` (tab-separated, with or without the '#'), whose ``Z``,
+        ``log(age/yr)``, ``M_ini``, ``M_act``, ``logL/Lo``, ``logG``, ``C/O`` and ``stage`` are the columns
+        above (a 2.x file of tracks without ``stage``, Padova's before PARSEC, is refused: no phases).
     zsun : float, the solar metal mass fraction of the tracks (default 0.0152, PARSEC v1.2S's):
         [M/H] = log10(Z / zsun) for the spectra and ``logzsol`` arguments.
 

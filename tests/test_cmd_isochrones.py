@@ -491,3 +491,41 @@ def test_mags_and_dask_grids_of_one_metallicity_file(tmp_path, capsys):
         main(["mags", "--help"])
     assert "required unless --points (an --isochrones file of one Z: its Z)" in " ".join(
         capsys.readouterr().out.split())
+
+
+def _cmd2_lines(hashed=True):
+    """The fixture in CMD 2.x's layout: tab-separated, a header '#\tZ\tlog(age/yr)\tM_ini ...' (2.x's names,
+    its own column order) before each isochrone, under a comment line naming the isochrone."""
+    names3 = next(line for line in _lines() if line.startswith("# Zini")).lstrip("#").split()
+    cols2 = [("Z", "Zini"), ("log(age/yr)", "logAge"), ("M_ini", "Mini"), ("M_act", "Mass"),
+             ("logL/Lo", "logL"), ("logTe", "logTe"), ("logG", "logg"), ("mbol", "mbolmag"), ("C/O", "C_O"),
+             ("int_IMF", "int_IMF"), ("stage", "label")]
+    header = ("#\t" if hashed else "") + "\t".join(c2 for c2, _ in cols2)
+    out, block = ["# Isochrones in the layout of CMD 2.x (http://stev.oapd.inaf.it/cgi-bin/cmd_2.8)"], None
+    for line in filter(_data, _lines()):
+        w = dict(zip(names3, line.split()))
+        if (w["Zini"], w["logAge"]) != block:
+            block = (w["Zini"], w["logAge"])
+            out += [f"#\tIsochrone  Z = {w['Zini']}\tAge = {10 ** float(w['logAge']):.4e} yr", header]
+        out.append("\t".join(w[c3] for _, c3 in cols2))
+    return out
+
+
+@pytest.mark.parametrize("hashed", [True, False])
+def test_a_cmd_2x_file_gives_the_same_set_as_its_3x_twin(tmp_path, hashed):
+    """CMD 2.x files (header '# Z log(age/yr) M_ini M_act logL/Lo logTe logG ... C/O ... stage', on disk in
+    many places) were refused: 'data before the column header; not a CMD output file'. They are read with
+    2.x's names mapped onto 3.x's, and give the 3.x file's isochrones value for value."""
+    path = _write(tmp_path, _cmd2_lines(hashed), "cmd2.dat")
+    two, three = read_cmd_isochrones(path), read_cmd_isochrones(CMD_FILE)
+    assert two.Z.tolist() == three.Z.tolist() and two.log_age.tolist() == three.log_age.tolist()
+    assert two.meta["has_co"]
+    for iz in range(two.Z.size):
+        for ia in range(two.log_age.size):
+            for c in COLS:
+                np.testing.assert_array_equal(getattr(two.isochrone(iz, ia), c),
+                                              getattr(three.isochrone(iz, ia), c), err_msg=c)
+    # 2.x without its 'stage' column (tracks older than PARSEC): refused, naming what 2.x calls it
+    no_stage = [line if line.startswith("# ") else line.rsplit("\t", 1)[0] for line in _cmd2_lines(hashed)]
+    with pytest.raises(ValueError, match=r"lacks \['label'\].*CMD 2\.x: .*stage"):
+        read_cmd_isochrones(_write(tmp_path, no_stage, "nostage.dat"))
