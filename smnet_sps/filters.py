@@ -187,7 +187,10 @@ _ANY_UNIT = "|".join(re.escape(s) for s in _SPELLINGS if s != "a")
 _UNIT_STATEMENT = re.compile(
     r"\b(?:wave\w*|lambda|wl)\b[\"'\s]*(?:[(\[]\s*(?P<bracket>" + _ANY_UNIT + r"|a)\s*[)\]]"
     r"|(?:(?:is\s+)?in|units?\s*[:=]?)\s*(?P<unit>" + _ANY_UNIT + r")\b)", re.IGNORECASE)
-LYMAN_LIMIT_AA = 911.75
+#: below this throughput-weighted mean wavelength [A] (the atmosphere's ultraviolet cutoff) a curve is a
+#: space-UV filter, or a near-IR one in nm (K: 1930-2400 nm), or an optical / IR one in micron, read as
+#: Angstrom: a file stating no unit is refused there, not guessed
+UNSTATED_UNIT_MIN_AA = 3200.0
 
 
 def _numbers(line):
@@ -243,8 +246,10 @@ def read_filter_file(path, name=None):
     ``# Wavelength(nm)  Throughput(0-1)`` (LSST's throughput files), ``# lambda (micron)``,
     ``# "lambda" is in Angstroms`` (sedpy's) -- in Angstrom, nm or micron (um) is converted to Angstrom;
     without one, a CSV header line that states it so (``wavelength [nm],throughput``).
-    A curve that states no unit and whose throughput-weighted mean wavelength lies below the Lyman limit
-    (912 A) warns (UserWarning): it is what a file in nm or micron read as Angstrom gives.
+    A curve that states no unit and whose throughput-weighted mean wavelength, read as Angstrom, lies below
+    3200 A (:data:`UNSTATED_UNIT_MIN_AA`) is refused (ValueError saying how to state the unit): there a
+    space-UV filter in Angstrom (GALEX NUV 1700-3000 A) and a near-IR one in nm (Ks 1930-2400 nm) look
+    alike, and a curve in micron lands there too.
 
     Raises
     ------
@@ -273,16 +278,16 @@ def read_filter_file(path, name=None):
     unit = _stated_wave_unit(path, header)
     if unit is None:
         # a file in nm or micron read as Angstrom: sdss2010-r in nm gave a 5800 K blackbody AB -8.32 for
-        # -38.56, without a word
+        # -38.56, without a word; twomass-Ks in nm (1927-2399) was read as 1927-2399 A, without a warning
         mean = float(np.trapezoid(thr * wave, wave) / np.trapezoid(thr, wave))
-        if mean < LYMAN_LIMIT_AA:
-            import warnings
-            warnings.warn(
-                f"filter file {str(path)!r} states no wavelength unit, and read as Angstrom its curve "
-                f"({wave[0]:.6g}-{wave[-1]:.6g} A, mean {mean:.4g} A) lies below the Lyman limit (912 A): "
-                "if it is in nm or micron, state the unit in a comment line ('# wavelength [nm]'); "
-                "'# wavelength [A]' says it is Angstrom (and silences this warning)", UserWarning,
-                stacklevel=3)
+        if mean < UNSTATED_UNIT_MIN_AA:
+            raise ValueError(
+                f"filter file {str(path)!r} states no wavelength unit, and its curve ({wave[0]:.6g}-"
+                f"{wave[-1]:.6g}, mean {mean:.4g}) is ambiguous: as Angstrom it lies below "
+                f"{UNSTATED_UNIT_MIN_AA:g} A (space ultraviolet), as nm at {mean / 1e3:.4g} um, as micron at "
+                f"{mean:.4g} um. State the unit in a comment line before the data: '# wavelength [A]', "
+                "'# wavelength [nm]' or '# wavelength [micron]' (a CSV file: in its header line, "
+                "'wavelength [nm],throughput'); a sedpy filter can be given by name instead ('uvot_w2')")
     return _element(wave * (unit or u.AA).to(u.AA), thr, name)
 
 

@@ -311,14 +311,42 @@ def test_a_filter_file_in_nm_or_micron_is_read_in_the_unit_its_header_states(tmp
     for fname, (wave, header) in files.items():
         np.savetxt(tmp_path / fname, np.column_stack([wave, thr]), header=header)
         assert magnitudes(data, [str(tmp_path / fname)])[0][0] == pytest.approx(ref, abs=1e-9), fname
-    # no unit stated: Angstrom, as before; one that lands below the Lyman limit warns
+    # no unit stated: Angstrom, as before; one that lands below 3200 A is refused (it warned below 912 A)
     np.savetxt(tmp_path / "plain_um.dat", np.column_stack([wr / 1e4, thr]))
-    with pytest.warns(UserWarning, match=r"states no wavelength unit.*below the Lyman limit"):
+    with pytest.raises(ValueError, match=r"states no wavelength unit.*ambiguous"):
         get_bandpass(str(tmp_path / "plain_um.dat"))
     np.savetxt(tmp_path / "plain_aa.dat", np.column_stack([wr, thr]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert get_bandpass(str(tmp_path / "plain_aa.dat"))[1].waveset.to_value(u.AA)[0] == wr[0]
+
+
+def test_a_filter_file_without_a_unit_is_refused_where_nm_and_angstrom_look_alike(tmp_path):
+    """A header-less file of twomass-Ks in nm (1927-2399) was read as 1927-2399 A, the far UV, without a
+    warning (only a curve below 912 A warned): a 5800 K blackbody's Ks magnitude off by ~9 mag. A curve that
+    states no unit and whose mean lies below 3200 A read as Angstrom is refused, saying how to state the
+    unit; stated, every unit gives the named filter's magnitude, and a header-less optical / IR file in
+    Angstrom is read as before."""
+    import speclite.filters as sf
+    w = np.geomspace(91.0, 1.6e6, 20000)
+    data = (w * u.AA, planck_surface_flux(w, [5800.0])[0] * FLAM_UNIT)
+    for band in ("twomass-Ks", "galex-nuv"):
+        f = sf.load_filter(band)
+        wave, thr = np.asarray(f.wavelength, float), np.asarray(f.response, float)
+        ref = magnitudes(data, [band])[0][0]
+        for unit, scale in (("nm", 10.0), ("micron", 1e4), ("A", 1.0)):
+            plain = tmp_path / f"{band}_{unit}.dat"
+            np.savetxt(plain, np.column_stack([wave / scale, thr]))
+            if band == "twomass-Ks" and unit == "A":          # 19270-23990: Angstrom, no doubt
+                assert magnitudes(data, [str(plain)])[0][0] == pytest.approx(ref, abs=1e-9)
+            else:
+                with pytest.raises(ValueError, match=r"states no wavelength unit.*ambiguous.*'# wavelength "
+                                                     r"\[A\]', '# wavelength \[nm\]' or '# wavelength "
+                                                     r"\[micron\]'"):
+                    get_bandpass(str(plain))
+            stated = tmp_path / f"{band}_{unit}_stated.dat"
+            np.savetxt(stated, np.column_stack([wave / scale, thr]), header=f"wavelength [{unit}]")
+            assert magnitudes(data, [str(stated)])[0][0] == pytest.approx(ref, abs=1e-9), (band, unit)
 
 
 def test_a_csv_filter_file_is_read_with_the_text_files_unit_rules(tmp_path):
@@ -339,10 +367,10 @@ def test_a_csv_filter_file_is_read_with_the_text_files_unit_rules(tmp_path):
         np.savetxt(tmp_path / fname, np.column_stack([wave, thr]), delimiter=",", header=header,
                    comments=comments)
         assert magnitudes(data, [str(tmp_path / fname)])[0][0] == pytest.approx(ref, abs=1e-9), fname
-    # no unit stated and the curve below the Lyman limit read as Angstrom: the text file's warning
+    # no unit stated and the curve below 3200 A read as Angstrom: refused, as a text file is
     np.savetxt(tmp_path / "um.csv", np.column_stack([wr / 1e4, thr]), delimiter=",", header="wave,thr",
                comments="")
-    with pytest.warns(UserWarning, match=r"states no wavelength unit.*below the Lyman limit"):
+    with pytest.raises(ValueError, match=r"states no wavelength unit.*ambiguous"):
         get_bandpass(str(tmp_path / "um.csv"))
     # a header but no numbers is still no table
     (tmp_path / "words.csv").write_text("wavelength,throughput\nred,blue\n")
