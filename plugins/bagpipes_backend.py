@@ -58,11 +58,25 @@ _saved_state = []       # stack of saved config states (use_smnet_grid may be ca
 
 
 def _check_bagpipes_shape(n_age, n_met, what):
-    """bagpipes bins ages and metallicities between neighbouring grid points (``utils.make_bins`` reads the
-    second point), so a grid needs at least 2 of each; it fails with an IndexError otherwise."""
-    if n_age < 2 or n_met < 2:
+    """bagpipes bins ages between neighbouring grid points (``utils.make_bins`` reads the second point,
+    ``stellar_model._resample_in_age``), so a grid needs at least 2 ages; it fails with an IndexError
+    otherwise. One metallicity is fine: bagpipes weighs metallicities by position among the grid's (one
+    Z: weight 1) or by bins, whose edges :func:`use_smnet_grid` sets itself ([0, 10] Z_sun for one Z)."""
+    if n_age < 2:
         raise ValueError(f"{what} has {n_age} age(s) and {n_met} metallicity(ies); bagpipes needs at least 2 "
-                         "ages and at least 2 metallicities (it bins both between neighbouring grid points)")
+                         "ages (it bins the ages between neighbouring grid points); one metallicity is fine")
+
+
+def _metallicity_bins(zmet):
+    """Edges of bagpipes' metallicity bins [Z / Z_sun] (``config.metallicity_bins``): halfway between
+    neighbours, the outer edges 0 and 10 as bagpipes' config.py sets them for its own grid; one Z (which
+    bagpipes' make_bins cannot bin: it reads a second point) gets the one bin [0, 10]."""
+    if zmet.size == 1:
+        return np.array([0.0, 10.0])
+    from bagpipes.utils import make_bins
+    bins = make_bins(zmet, make_rhs=True)[0]
+    bins[0], bins[-1] = 0.0, 10.0
+    return bins
 
 
 def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", overwrite=False, **arrays):
@@ -84,7 +98,7 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     Raises
     ------
     ValueError
-        A grid with fewer than 2 ages or 2 metallicities (bagpipes cannot bin it).
+        A grid with fewer than 2 ages (bagpipes cannot bin it); one metallicity is fine.
 
     Warns
     -----
@@ -214,20 +228,18 @@ def use_smnet_grid(path):
     Raises
     ------
     ValueError
-        A grid with fewer than 2 ages or 2 metallicities; bagpipes' config is then left as it was.
+        A grid with fewer than 2 ages; bagpipes' config is then left as it was.
     """
     import importlib
 
     from bagpipes import config
-    from bagpipes.utils import make_bins
     # the module (bagpipes.models re-exports the class under the same name)
     mg = importlib.import_module("bagpipes.models.model_galaxy")
 
     grid = read_stellar_grid(path)
     _check_bagpipes_shape(grid["ages_yr"].size, grid["metallicities"].size, str(path))
     # everything is computed before bagpipes' config is touched: a grid it cannot use leaves it as it was
-    bins = make_bins(grid["metallicities"], make_rhs=True)[0]
-    bins[0], bins[-1] = 0.0, 10.0          # as bagpipes' config.py does for its own grid
+    bins = _metallicity_bins(grid["metallicities"])
     # bagpipes indexes raw_stellar_grid[i].data; plain arrays wrapped to keep that interface. The file is in
     # IAU L_sun; bagpipes multiplies by its own L_sun (3.826e33 erg/s), so rescale for exact erg/s output.
     images = [_Image(f * (L_SUN / BAGPIPES_L_SUN)) for f in grid["flux"]]

@@ -85,21 +85,19 @@ def _bagpipes_state():
 
 @pytest.fixture(scope="module")
 def thin_grids(fixtures_dir):
-    """Toy grids bagpipes cannot bin: one metallicity (3 ages), and one age (2 metallicities)."""
+    """A toy grid bagpipes cannot bin: one age (2 metallicities)."""
     d = np.load(fixtures_dir / "plugins" / "ck04_cut.npz")
-    one_z = toy_ssp_arrays([0.0, 0.5, 1.0], d["logz"][:1], d["teff"], d["flux"][:1], d["wavelength"])
     one_age = toy_ssp_arrays([0.5], d["logz"][:2], d["teff"], d["flux"][:2], d["wavelength"])
-    return {"1 metallicity": one_z, "1 age": one_age}
+    return {"1 age": one_age}
 
 
-@pytest.mark.parametrize("case", ["1 metallicity", "1 age"])
+@pytest.mark.parametrize("case", ["1 age"])
 def test_grid_bagpipes_cannot_bin_is_refused_and_leaves_bagpipes_as_it_was(case, thin_grids, grid_file,
                                                                          tmp_path, monkeypatch):
-    """bagpipes bins ages and metallicities between neighbours (utils.make_bins reads the second point).
-    Until 2026-12-03 a one-metallicity grid was written without a word, and activating it raised IndexError
-    with bagpipes' config half switched (metallicities [0.76], 1,221 wavelengths instead of its 7 Zs and
-    13,216), even inside ``with smnet_grid()``; a one-age grid failed later, inside model_galaxy."""
-    with pytest.raises(ValueError, match=rf"{case}\(.*needs at least 2 ages and at least 2 metallicities"):
+    """bagpipes bins ages between neighbours (utils.make_bins reads the second point). Until 2026-12-03 a
+    one-age grid was written without a word and failed later, inside model_galaxy; activating a grid
+    bagpipes cannot bin must leave bagpipes' config as it was, even inside ``with smnet_grid()``."""
+    with pytest.raises(ValueError, match=rf"{case}\(.*needs at least 2 ages"):
         bb.write_stellar_grid(tmp_path / "thin.fits", thin_grids[case])
     assert not (tmp_path / "thin.fits").exists()
     # a file written before the writer checked (or by hand) is refused at activation, config untouched
@@ -119,6 +117,38 @@ def test_grid_bagpipes_cannot_bin_is_refused_and_leaves_bagpipes_as_it_was(case,
                 pass
         assert all(a is b for a, b in zip(_bagpipes_state(), outer))
     assert all(a is b for a, b in zip(_bagpipes_state(), before))
+
+
+def test_a_one_metallicity_grid_gives_the_spectra_of_that_metallicity(fixtures_dir, tmp_path):
+    """A grid of one metallicity (from a CMD isochrone file of one Z) was refused ('bagpipes needs at least
+    2 ages and at least 2 metallicities'), but bagpipes only bins metallicities with utils.make_bins in its
+    config.py, for its own grid: its metallicity weights give one Z weight 1 (delta) or the whole bin
+    (exp, lognorm), which use_smnet_grid sets to [0, 10] Z_sun. Any metallicity asked for now gets that Z's
+    spectra: a burst equals the SSP, and a model of delta and exp components equals the one made of a grid
+    holding the same spectra at two metallicities."""
+    from bagpipes import config
+    d = np.load(fixtures_dir / "plugins" / "ck04_cut.npz")
+    lg = np.log10(config.age_sampling[::3]) - 9
+    one = toy_ssp_arrays(lg, d["logz"][:1], d["teff"], d["flux"][:1], d["wavelength"], zsun=0.02)
+    # the same stellar spectra at a second metallicity: the same SSPs at two Z
+    two = toy_ssp_arrays(lg, np.r_[d["logz"][:1], d["logz"][0] + 0.3], d["teff"],
+                         np.repeat(d["flux"][:1], 2, axis=0), d["wavelength"], zsun=0.02)
+    k = 13
+    burst = {"redshift": 0.0, "burst": {"age": 10 ** lg[k], "massformed": 10.0, "metallicity": 0.3}}
+    mixed = {"redshift": 0.0, "burst": {"age": 10 ** lg[5], "massformed": 9.5, "metallicity": 2.0},
+             "exponential": {"age": 5.0, "tau": 2.0, "massformed": 10.0, "metallicity": 1.0,
+                             "metallicity_type": "exp"}}
+    spectra = {}
+    for name, grid in (("one", one), ("two", two)):
+        with bb.smnet_grid(bb.write_stellar_grid(tmp_path / f"{name}.fits", grid)) as g:
+            assert g["metallicities"].size == grid.n_met
+            spectra[name] = [bagpipes.model_galaxy(c).spectrum_full.copy() for c in (burst, mixed)]
+            wl = bagpipes.model_galaxy(burst).wavelengths
+    ok = (wl > 1000) & (wl < 5e4)
+    direct = L_SUN * 1e10 * np.interp(wl, one.ssp_wave, one.ssp_flux[0, k])
+    assert np.allclose(spectra["one"][0][ok], direct[ok], rtol=1e-6)
+    assert np.isfinite(spectra["one"][1]).all() and spectra["one"][1][ok].max() > 0
+    np.testing.assert_allclose(spectra["one"][1], spectra["two"][1], rtol=1e-9, atol=0)
 
 
 def test_live_fraction_is_living_stars_as_in_bagpipes_own_grid(tmp_path):
