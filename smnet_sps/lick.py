@@ -165,7 +165,8 @@ def _spectrum_input(wave, flux, name, medium):
 
 
 def measure_index(wave, flux=None, name=None, medium=None, n_sub=400):
-    """Lick index ``name`` [A] of spectra ``flux`` (..., n_wave) F_lambda on ``wave`` [A, increasing].
+    """Lick index ``name`` [A] of spectra ``flux`` (..., n_wave) F_lambda on ``wave`` [A, increasing]: a float
+    for one spectrum, an array of ``flux.shape[:-1]`` for several.
 
     ``wave`` may also be a ``specutils.Spectrum`` (``measure_index(spectrum, "Mgb")``): its axis and flux
     (masked pixels NaN), and the medium its meta states (``wavelength_medium``: ``to_medium(spec, "air")``,
@@ -214,12 +215,14 @@ def measure_index(wave, flux=None, name=None, medium=None, n_sub=400):
     fx = np.array([np.interp(x, wave, row) for row in f]).reshape(len(f), x.size)
     fc = fb[:, None] + (fr - fb)[:, None] * (x[None, :] - lb) / (lr - lb)
     ew = np.trapezoid(1.0 - fx / fc, x, axis=1)
-    return ew.reshape(flux.shape[:-1])
+    # one spectrum -> a numpy float, not a 0-d array (which round() and json.dumps refuse)
+    return ew.reshape(flux.shape[:-1])[()]
 
 
 def measure_indices(wave, flux=None, names=None, medium=None):
     """{name: index [A]} for ``names`` (one name or a list; None, the default: all of :data:`LICK_INDICES`;
-    an empty list: none). ``wave`` may be a ``specutils.Spectrum`` (``measure_indices(spectrum)``, its
+    an empty list: none); each a float for one spectrum, an array of ``flux.shape[:-1]`` for several.
+    ``wave`` may be a ``specutils.Spectrum`` (``measure_indices(spectrum)``, its
     stated medium used), as for :func:`measure_index`."""
     wave, flux, names, medium = _spectrum_input(wave, flux, names, medium)
     if isinstance(names, str):

@@ -292,3 +292,18 @@ def test_table_columns_and_masked_fluxes(miles_star):
     assert np.isnan(measure_index(wave, sdss_masked, "Mgb", medium="air"))
     with pytest.raises(ValueError, match="wave is a masked array with 1 masked value"):
         measure_index(np.ma.array(wave, mask=wave == wave[100]), flux, "Mgb", medium="air")
+
+
+def test_one_spectrum_gives_plain_numbers_that_round_and_serialise(miles_star):
+    """One spectrum's index was a 0-d ndarray: ``round(v, 2)`` raised "type numpy.ndarray doesn't define
+    __round__ method" and ``json.dumps`` of measure_indices' dict "Object of type ndarray is not JSON
+    serializable". Now a float; a batch still gives one value per spectrum."""
+    import json
+    wave, flux = miles_star
+    one = measure_indices(wave, flux, medium="air")
+    assert all(isinstance(v, float) for v in one.values())
+    assert round(one["Mgb"], 2) == pytest.approx(one["Mgb"], abs=5e-3)
+    assert json.loads(json.dumps(one)) == pytest.approx(one)
+    batch = measure_indices(wave, np.stack([flux, 2 * flux]), medium="air")
+    assert all(v.shape == (2,) for v in batch.values())
+    assert batch["Fe5270"] == pytest.approx([one["Fe5270"]] * 2, rel=1e-12)
