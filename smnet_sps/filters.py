@@ -359,6 +359,15 @@ def get_bandpass(spec):
         bands = {n: re.split(r"[-_]", n)[-1] for n in names}
         close += [n for n in names if bands[n] == spec.strip() and n not in close]
         close += [n for n in names if bands[n].lower() == spec.strip().lower() and n not in close]
+    # an instrument-qualified band ("NIRCam_F150W", SVO's "JWST/NIRCam.F150W", "hst_wfc3_f160w"): the names
+    # ending in that band, those sharing most of the other words first ("NIRCam_F150W" got no hint, and
+    # "nircam_f150w" NIRISS's curve first)
+    words = [w for w in re.split(r"[^a-z0-9]+", spec.lower()) if w]
+    if len(words) > 1 and re.fullmatch(r"[a-z]*\d+[a-z]*", words[-1]):       # a band such as f150w, w1
+        same_band = [n for n in names if re.split(r"[-_]", n.lower())[-1] == words[-1] and n not in close]
+        shared = {n: (len(set(words[:-1]) & set(re.split(r"[-_]", n.lower())[:-1])),
+                      len(set(re.split(r"[-_]", n.lower())[:-1]) - set(words[:-1]))) for n in same_band}
+        close += sorted(same_band, key=lambda n: (-shared[n][0], shared[n][1]))
     close += [n for n in difflib.get_close_matches(spec, names, n=6, cutoff=0.5) if n not in close]
     stem = low.split("-")[0].split("_")[0]
     close += [n for n in names if n.lower().startswith(stem) and n not in close][:6]

@@ -195,6 +195,22 @@ def test_a_bare_band_suggests_the_filters_of_that_band(band, expected):
         get_bandpass(" ")
 
 
+@pytest.mark.parametrize("name, first", [("NIRCam_F150W", "jwst_f150w"), ("JWST/NIRCam.F150W", "jwst_f150w"),
+                                         ("nircam_f444w", "jwst_f444w"),
+                                         ("HST/ACS_WFC.F814W", "acs_wfc_f814w"),
+                                         ("hst_wfc3_f160w", "wfc3_ir_f160w")])
+def test_an_instrument_qualified_band_suggests_that_band(name, first):
+    """A high-z user's JWST / HST names, as SVO's Filter Profile Service and papers write them, got no hint
+    ("NIRCam_F150W", "JWST/NIRCam.F150W", "HST/ACS_WFC.F814W") or another instrument's curve first
+    ("nircam_f150w" -> jwst_niriss_f150w). The names ending in that band now come first, sedpy's NIRCam
+    curve (jwst_f150w) before NIRISS's."""
+    pytest.importorskip("sedpy")
+    with pytest.raises(ValueError, match="Did you mean") as err:
+        get_bandpass(name)
+    shown = str(err.value).split("Did you mean: ")[1].split("?")[0].split(", ")
+    assert shown[0] == first, shown
+
+
 def test_nan_flux_raises():
     w = np.arange(3000.0, 10000.0, 10.0)
     f = planck_surface_flux(w, [6000.0])[0]
