@@ -785,7 +785,20 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     if distance is not None:
         d = _positive_length(distance, "distance", len(table))
         table.meta["distance_cm"] = d if np.ndim(d) == 0 else d.ravel().tolist()
+    elif kind == "luminosity" or radius is not None:
+        # the default distance the spectrum was placed at: at z > 0 the magnitudes depend on the cosmology
+        # (0.04-0.13 mag between Planck18 and FSPS's at z = 0.1-3), which the table did not say
+        table.meta["distance_cm"] = _distance_cm(None, z, cosmology)
+        if z > 0:
+            table.meta.update(_cosmology_meta(cosmology, z))
     return table
+
+
+def _cosmology_meta(cosmology, z):
+    """{"luminosity_distance_Mpc", "cosmology"} of apparent magnitudes at redshift ``z`` > 0."""
+    # an unnamed cosmology (FlatLambdaCDM(H0=70, Om0=0.3)) was written "None": its parameters instead
+    return {"luminosity_distance_Mpc": float(cosmology.luminosity_distance(z).to_value(u.Mpc)),
+            "cosmology": str(cosmology.name) if cosmology.name else repr(cosmology)}
 
 
 @functools.lru_cache(maxsize=256)
@@ -972,9 +985,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
                           stacklevel=2)
         apparent = magnitudes((w * u.AA, lum), [bp for _, bp in named], system=system, redshift=z,
                               cosmology=cosmology, extrapolate=extrapolate, igm=igm)
-        table.meta["luminosity_distance_Mpc"] = float(cosmology.luminosity_distance(z).to_value(u.Mpc))
-        # an unnamed cosmology (FlatLambdaCDM(H0=70, Om0=0.3)) was written "None": its parameters instead
-        table.meta["cosmology"] = str(cosmology.name) if cosmology.name else repr(cosmology)
+        table.meta.update(_cosmology_meta(cosmology, z))
     for (name, bp), col in zip(named, absolute.colnames):
         table[f"M_{name}"] = Column(np.asarray(absolute[col]), unit=absolute[col].unit,
                                     description=f"absolute {system} magnitude per M_sun formed")

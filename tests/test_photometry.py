@@ -1076,3 +1076,30 @@ def test_an_air_spectrum_is_integrated_on_its_vacuum_wavelengths(default_generat
     assert t_air["M_galex-nuv"][0] == pytest.approx(t_vac["M_galex-nuv"][0], abs=2e-5)
     pair = magnitudes((air.spectral_axis, air.flux), ["galex-nuv"])     # no medium stated: vacuum
     assert pair["galex-nuv"][0] - m_vac["galex-nuv"][0] < -0.002
+
+
+def test_apparent_magnitudes_record_the_distance_and_cosmology_they_used():
+    """magnitudes() of a luminosity spectrum at z > 0 places it at the luminosity distance of ``cosmology``
+    (Planck18 by default), but the table said neither: meta had 'redshift' only, while WMAP9 or FSPS's
+    cosmology move the magnitudes by 0.04-0.13 mag. Now ``distance_cm``, ``luminosity_distance_Mpc`` and
+    ``cosmology`` (as ssp_photometry's tables have them), also the 10 pc of absolute magnitudes."""
+    from astropy.cosmology import FlatLambdaCDM, Planck18
+    fsps = FlatLambdaCDM(H0=72, Om0=0.27)         # StellarPopulation's default, unnamed
+    w = np.geomspace(900.0, 1e5, 3000)
+    lum = (w * u.AA, planck_surface_flux(w, [8000.0])[0] / 1e10 * u.L_sun / u.AA)
+    t = magnitudes(lum, ["sdss2010-r"], redshift=3)
+    assert t.meta["cosmology"] == "Planck18"
+    assert t.meta["luminosity_distance_Mpc"] == pytest.approx(Planck18.luminosity_distance(3).to_value(u.Mpc))
+    assert t.meta["distance_cm"] == pytest.approx(Planck18.luminosity_distance(3).to_value(u.cm))
+    t9 = magnitudes(lum, ["sdss2010-r"], redshift=3, cosmology=fsps)
+    assert "FlatLambdaCDM" in t9.meta["cosmology"] and "72" in t9.meta["cosmology"]
+    # the recorded distances account for the whole difference between the two tables
+    dm = 5 * np.log10(t9.meta["luminosity_distance_Mpc"] / t.meta["luminosity_distance_Mpc"])
+    assert t9["sdss2010-r"][0] - t["sdss2010-r"][0] == pytest.approx(dm, abs=1e-9)
+    assert abs(dm) > 0.01
+    assert t9.meta["distance_cm"] == pytest.approx(fsps.luminosity_distance(3).to_value(u.cm))
+    absolute = magnitudes(lum, ["sdss2010-r"])
+    assert absolute.meta["distance_cm"] == pytest.approx(10 * PC_CM) and "cosmology" not in absolute.meta
+    # a flux at the observer was placed nowhere: no distance to record
+    flux = magnitudes((w * u.AA, planck_surface_flux(w, [8000.0])[0] * FLAM_UNIT), ["sdss2010-r"], redshift=3)
+    assert "distance_cm" not in flux.meta and "cosmology" not in flux.meta
