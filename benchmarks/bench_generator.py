@@ -45,6 +45,10 @@ from results_file import write_results
 HERE = Path(__file__).parent
 
 
+def _threads(n):
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
 def _experts_note(cfg):
     """For a library-expert model: the shared network's training (above) plus each specialist's."""
     experts = cfg.get("experts")
@@ -54,7 +58,13 @@ def _experts_note(cfg):
         stages = d.get("earlier_stages", []) + [d]      # a specialist may continue earlier runs of itself
         epochs = " + ".join(str(st["training"]["epochs_run"]) for st in stages)
         minutes = " + ".join(f"{st['training']['wall_seconds'] / 60:.0f}" for st in stages)
+        # each stage's own thread count, as train recorded it (the WM-basic expert ran on 2: "1 thread
+        # each" was written here for all of them)
+        threads = [st["training"].get("torch_threads") for st in stages]
         text = f"{lib} {epochs} epochs in {minutes} min"
+        if None not in threads:
+            text += " on " + (_threads(threads[0]) if len(set(threads)) == 1
+                              else " + ".join(map(str, threads)) + " threads")
         if d.get("input_jitter"):
             last = " in the last stage" if len(stages) > 1 else ""
             j = d["input_jitter"]
@@ -65,7 +75,7 @@ def _experts_note(cfg):
             text += f" (input jitter {j}{last})"
         return text
     parts = [part(lib, d) for lib, d in experts["libraries"].items()]
-    return (" That is the shared network; library specialists fine-tuned from it (1 thread each): "
+    return (" That is the shared network; library specialists fine-tuned from it: "
             + "; ".join(parts) + f"; weights stored as {experts.get('weights_dtype', 'float32')}.")
 
 
@@ -113,7 +123,7 @@ def main(argv=None):
     size_mb = sum(f.stat().st_size for f in Path(gen.directory).iterdir() if f.name != "checkpoint.pt") / 1e6
     out += [f"Model `{gen.name}`: {cfg['arch']} {cfg['arch_kwargs']}, {size_mb:.1f} MB on disk, trained "
             f"{cfg['training']['epochs_run']} epochs in {cfg['training']['wall_seconds'] / 60:.1f} min on "
-            f"{cfg['training']['device']} ({cfg['training']['torch_threads']} threads); split "
+            f"{cfg['training']['device']} ({_threads(cfg['training']['torch_threads'])}); split "
             f"{cfg['split']['n_train']} train / {cfg['split']['n_val']} val / {cfg['split']['n_test']} test "
             "nodes." + _experts_note(cfg), ""]
 
