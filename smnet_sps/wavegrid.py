@@ -9,9 +9,10 @@ bin averages: :data:`POINT_SAMPLE_WIDTH`). Why this grid:
 * it is the native grid of BaSeL 2.2, Rauch and CM87, and (to < 0.6 % in the first 33 pixels, identical
   elsewhere) of CK04, so four of the six union libraries need no resampling at all and none is
   *up*-sampled in the optical: it is as fine as the coarsest library there;
-* 91 A - 160 um holds > 99 % of the bolometric flux of stars up to ~40,000 K (> 96 % at 50,000 K;
-  hotter stars lose 1-18 % below 91 A, which the grid reports), so luminosities can be checked, and it spans
-  GALEX FUV to WISE W4 for photometry;
+* 91 A - 160 um holds > 99 % of the bolometric flux of stars up to ~55,000 K (the union grid's CK04, BaSeL
+  and WM-basic spectra there: >= 99.8 % of sigma Teff^4); hotter stars lose 0.2-18 % below 91 A (CM87's
+  55-190 kK spectra; a blackbody 3 % at 190 kK), which the grid reports, so luminosities can be checked, and
+  it spans GALEX FUV to WISE W4 for photometry;
 * 1,221 pixels keep the union grid (~5,000 spectra) at ~25 MB and the network output small.
 
 It is shipped as ``smnet_sps/data/wavelength_basel1221.npy`` (copied from the BaSeL 2.2 files).
