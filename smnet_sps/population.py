@@ -17,9 +17,11 @@ Omega_m = 0.27). Wavelengths are vacuum (air with ``vactoair_flag=True``). Detai
 
 What differs from FSPS: the stellar spectra come from an smnet-sps generator (default: the shipped model),
 isochrones default to Padova 2007 (ages to 14.1 Gyr; ``isochrones="parsec"`` or ``"mist"`` for the others),
-and there is no nebular emission, dust emission, AGB circumstellar dust, AGN or smoothing: those parameters
-default to off and switching them on raises ``ValueError`` (as does any other parameter this class cannot
-honour), never a silently different spectrum.
+and there is no nebular emission, dust emission, AGB dust, AGN or LSF smoothing (``smooth_lsf``):
+those parameters default to off and switching them on raises ``ValueError`` (as does any other parameter this
+class cannot honour), never a silently different spectrum. ``sigma_smooth`` smooths as FSPS does (a Gaussian
+velocity dispersion in km/s, or a width in A with ``smooth_velocity=False``, between ``min_wave_smooth`` and
+``max_wave_smooth``), on top of the model's own 10-20 A pixels.
 """
 from __future__ import annotations
 
@@ -80,9 +82,6 @@ _FIXED = {
     "add_xrb_emission": (0, "X-ray binary emission is not modelled"),
     "compute_light_ages": (False, "light-weighted ages are not computed"),
     "smooth_lsf": (False, "line-spread-function smoothing is not available"),
-    "sigma_smooth": (0.0, "velocity smoothing is not available: the model's pixels are 10-20 A (~1,000 km/s "
-                          "in the optical, see smnet_sps.lsf); smooth the returned spectrum yourself "
-                          "(prospector does, with sigma_smooth as a reserved parameter)"),
     "fagn": (0.0, "AGN emission is not modelled"),
     "dust_clumps": (-99.0, "clumpy dust is not supported (FSPS no longer supports it either)"),
     "afe": (0.0, "alpha enhancement is not available"),
@@ -425,11 +424,44 @@ class StellarPopulation:
         zred = _scalar("zred", p["zred"])
         if zred < 0:
             raise ValueError(f"zred must be >= 0; got {zred}")
+        self._smoothing()                     # a negative / NaN sigma_smooth or an empty window refused
         if self._zcontinuous == 0:
             zmet = _scalar("zmet", p["zmet"], int)
             if not 1 <= zmet <= self.zlegend.size:
                 raise ValueError(f"zmet={zmet} out of range: it is a 1-based index into zlegend, "
                                  f"1..{self.zlegend.size}")
+
+    def _smoothing(self):
+        """(sigma [km/s, or A with smooth_velocity=False], smooth_velocity, min_wave, max_wave [A]) of
+        FSPS's smoothing, checked; sigma 0 is no smoothing."""
+        p = self.params
+        sigma = _scalar("sigma_smooth", p["sigma_smooth"])       # NaN / inf refused there
+        velocity = check_switch(p["smooth_velocity"], "smooth_velocity", allow_01=True)
+        unit = "km/s" if velocity else "Angstrom"
+        if sigma < 0:
+            raise ValueError(f"sigma_smooth is a Gaussian dispersion (sigma, not FWHM) in {unit} and must be "
+                             f">= 0 (0: no smoothing); got {sigma!r}")
+        lo, hi = _scalar("min_wave_smooth", p["min_wave_smooth"]), _scalar("max_wave_smooth",
+                                                                          p["max_wave_smooth"])
+        if sigma > 0 and not 0 <= lo < hi:
+            raise ValueError(f"min_wave_smooth and max_wave_smooth [Angstrom] must satisfy 0 <= min < max; "
+                             f"got {lo!r}, {hi!r}")
+        return sigma, velocity, lo, hi
+
+    def _smooth(self, flux):
+        """FSPS's smoothspec on the rest-frame L_lambda ``flux`` (..., n_wave): a Gaussian of dispersion
+        sigma_smooth [km/s] (sigma_lambda = lambda sigma / c; with smooth_velocity=False sigma_smooth [A])
+        at the pixels inside [min_wave_smooth, max_wave_smooth], the pixels outside unchanged. It adds to
+        the model's own box LSF (as FSPS adds to its library's resolution); smnet_sps.lsf.degrade_to_fwhm
+        does the convolution (fwhm_in = 0)."""
+        sigma, velocity, lo, hi = self._smoothing()
+        if sigma == 0:
+            return flux
+        from .lsf import C_KMS, FWHM_PER_SIGMA, degrade_to_fwhm
+        wave = np.asarray(self._get_backend().wavelength, float)
+        sigma_aa = wave * sigma / C_KMS if velocity else np.full(wave.shape, sigma)
+        inside = (wave >= lo) & (wave <= hi)
+        return degrade_to_fwhm(wave, flux, 0.0, np.where(inside, sigma_aa * FWHM_PER_SIGMA, 0.0))
 
     # ---- SSP basis ----
     def _metallicity(self):
@@ -531,6 +563,9 @@ class StellarPopulation:
         res["flux"] = attenuate(wave, young, old, dust_type=_scalar("dust_type", p["dust_type"], int),
                                 **{k: val(k) for k in ("dust1", "dust2", "dust3", "dust_index", "dust1_index",
                                                        "frac_nodust", "frac_obrun", "mwr", "uvb")})
+        # FSPS smooths the attenuated spectrum before IGM absorption and magnitudes (compsp.f90): every
+        # output (get_spectrum, get_observed_spectrum, get_mags) sees the smoothed spectrum
+        res["flux"] = self._smooth(res["flux"])
         remnants = check_switch(p["add_stellar_remnants"], "add_stellar_remnants", allow_01=True)
         mass = res["mass_stars"] + (res["mass_remnants"] if remnants else 0.0)
         res["stellar_mass"] = mass
@@ -671,7 +706,7 @@ class StellarPopulation:
         # 1 M_sun/yr over 5 Gyr), which "per M_sun formed" misstated
         units = ("for the tabular SFH's formed mass (meta formed_mass, M_sun), not per M_sun formed"
                  if _scalar("sfh", self.params["sfh"], int) == 3 else "per M_sun formed")
-        return {"tage_gyr": pick("tage"), "stellar_mass": pick("stellar_mass"),
+        meta = {"tage_gyr": pick("tage"), "stellar_mass": pick("stellar_mass"),
                 "mass_stars": pick("mass_stars"), "mass_remnants": pick("mass_remnants"),
                 "formed_mass": pick("formed"),
                 "log_lbol": log_lbol, "sfr": pick("sfr"), "units": units,
@@ -680,6 +715,14 @@ class StellarPopulation:
                 # L_lambda per vacuum Angstrom also on vactoair_flag's air axis (relabelled only, as FSPS):
                 # to_medium / magnitudes() then change only the axis
                 FLUX_MEDIUM_KEY: "vacuum"}
+        sigma, velocity, lo, hi = self._smoothing()
+        if sigma > 0:         # the LSF is no longer the bare box: say what was added on top of it
+            meta.update({"sigma_smooth": sigma, "smooth_velocity": velocity, "min_wave_smooth": lo,
+                         "max_wave_smooth": hi,
+                         "lsf_shape": "box (lsf_fwhm), convolved with a Gaussian of sigma_smooth ("
+                                      + ("km/s" if velocity else "Angstrom") + ") at rest-frame "
+                                      "min_wave_smooth-max_wave_smooth"})
+        return meta
 
     def get_observed_spectrum(self, tage=0.0, redshift=None, *, cosmology=None, as_spectrum=True):
         """The spectrum an observer sees: f_lambda [erg s^-1 cm^-2 A^-1] per M_sun formed (for the table's

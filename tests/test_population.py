@@ -262,7 +262,10 @@ def test_tabular_sfh_quantities_are_converted_to_gyr_and_msun_per_yr(sp):
     (dict(imf_type=2, imf1=1.0), ValueError, "Kroupa"),
     (dict(sfh=5), ValueError, "sfh=5"),
     (dict(dust_type=3), ValueError, "dust_type=3"),
-    (dict(sigma_smooth=100.0), ValueError, "sigma_smooth"),
+    (dict(sigma_smooth=-100.0), ValueError, "sigma_smooth is a Gaussian dispersion.*km/s.*>= 0"),
+    (dict(sigma_smooth=np.nan), ValueError, "'sigma_smooth' must be finite"),
+    (dict(sigma_smooth=100.0, min_wave_smooth=5e3, max_wave_smooth=4e3), ValueError, "min < max"),
+    (dict(sigma_smooth=100.0, smooth_velocity="yes"), ValueError, "smooth_velocity"),
     (dict(fagn=0.1), ValueError, "AGN"),
     (dict(zcontinuous=1, logzsol=1.5), ValueError, "outside the padova isochrone grid"),
     (dict(zcontinuous=0, zmet=99), ValueError, "zmet=99"),
@@ -891,3 +894,50 @@ def test_a_tage_in_years_is_named_as_such(blackbody, sfh):
         sp.get_spectrum(tage=1e9)
     wave, spec = sp.get_spectrum(tage=1e9 * u.yr)          # the Quantity is converted: 1 Gyr
     assert np.array_equal(spec, sp.get_spectrum(tage=1.0)[1])
+
+
+def _gaussian_reference(wave, flux, sigma_aa):
+    """Direct Gaussian convolution of F_lambda: each output pixel the sum over every pixel j of
+    F_j exp(-(l_j - l_i)^2 / 2 s_i^2) dl_j, normalised (written here independently of smnet_sps.lsf)."""
+    dl = np.gradient(wave)
+    kern = np.exp(-0.5 * ((wave[None, :] - wave[:, None]) / sigma_aa[:, None]) ** 2) * dl[None, :]
+    return (kern @ flux) / kern.sum(axis=1)
+
+
+def test_sigma_smooth_is_fsps_velocity_smoothing(default_generator):
+    """sigma_smooth [km/s] (python-fsps: a Gaussian sigma, not FWHM; smooth_velocity True by default) smooths
+    the spectrum inside [min_wave_smooth, max_wave_smooth] only, keeps its integral, and reaches get_mags
+    (FSPS smooths before its magnitudes). It was refused with a ValueError."""
+    sp = StellarPopulation(zcontinuous=1, logzsol=0.0, generator=default_generator)
+    wave, bare = sp.get_spectrum(tage=10.0, peraa=True)
+    sp.params["sigma_smooth"] = 2000.0                            # sigma 33 A at 5000 A: 1.7 pixels
+    _, smooth = sp.get_spectrum(tage=10.0, peraa=True)
+    window = (wave >= 1e3) & (wave <= 1e4)                        # FSPS's default min/max_wave_smooth
+    assert np.array_equal(smooth[~window], bare[~window])        # outside the window: untouched
+    assert np.abs(smooth[window] / bare[window] - 1).max() > 0.05     # the 4000 A break is washed out
+    # the integral is kept: whole spectrum and window to < 1e-4
+    assert np.trapezoid(smooth, wave) == pytest.approx(np.trapezoid(bare, wave), rel=1e-4)
+    assert np.trapezoid(smooth[window], wave[window]) == pytest.approx(np.trapezoid(bare[window],
+                                                                                    wave[window]), rel=1e-4)
+    # the width: a direct Gaussian of sigma_lambda = lambda sigma / c, where the 20 A pixels are even
+    opt = (wave > 4200) & (wave < 8800)
+    ref = _gaussian_reference(wave, bare, wave * 2000.0 / 299792.458)
+    assert np.allclose(smooth[opt], ref[opt], rtol=2e-3, atol=0)
+    assert not np.allclose(bare[opt], ref[opt], rtol=2e-3, atol=0)
+    meta = sp.get_spectrum(tage=10.0, peraa=True, as_spectrum=True).meta
+    assert meta["sigma_smooth"] == 2000.0 and "Gaussian" in meta["lsf_shape"]
+    # magnitudes come from the smoothed spectrum (flux kept: g and r move < 2 mmag)
+    mags = sp.get_mags(tage=10.0, bands=["sdss_g", "sdss_r"])
+    ref_mags = magnitudes((wave * u.AA, smooth * u.L_sun / u.AA), ["sdss_g0", "sdss_r0"])
+    assert np.allclose(mags, [ref_mags[c][0] for c in ref_mags.colnames], atol=1e-10)
+    # smooth_velocity=False: sigma_smooth is a sigma in Angstrom, the same at every wavelength
+    sp.params["smooth_velocity"] = False
+    sp.params["sigma_smooth"] = 40.0
+    sp.params["min_wave_smooth"], sp.params["max_wave_smooth"] = 4000.0, 9000.0
+    _, flat = sp.get_spectrum(tage=10.0, peraa=True)
+    window = (wave >= 4000.0) & (wave <= 9000.0)
+    assert np.array_equal(flat[~window], bare[~window])
+    ref = _gaussian_reference(wave, bare, np.full(wave.shape, 40.0))
+    assert np.allclose(flat[opt], ref[opt], rtol=2e-3, atol=0)
+    sp.params["sigma_smooth"] = 0.0                               # 0: no smoothing
+    assert np.array_equal(sp.get_spectrum(tage=10.0, peraa=True)[1], bare)
