@@ -703,7 +703,9 @@ def _points_block(block, spec, device, what, filters, system, distance_cm, batch
     generator grid is refused (its fluxes were cut and a flux column read as the coverage flag)."""
     from .photometry import magnitudes as _mags
 
-    gen = worker_generator(spec, device)
+    from .generator import Generator
+    # a loaded generator only in this process (photometry.points_magnitudes); tasks carry a spec
+    gen = spec if isinstance(spec, Generator) else worker_generator(spec, device)
     if what == "spectra" and n_wave is not None and gen.wavelength.size != n_wave:
         raise ValueError(f"surface_flux: wavelength has {n_wave} values but the generator {gen.name!r} has "
                          f"{gen.wavelength.size} pixels; give its own grid (generator.wavelength) or "
@@ -1140,9 +1142,8 @@ def cli_ssp_grid(args, out):
     return 0
 
 
-def cli_points_mags(args):
-    """``smnet-sps mags --points stars.parquet``: magnitudes of every star, chunk by chunk, to Zarr."""
-    from .cli import show_progress
+def refuse_ssp_options(args):
+    """``smnet-sps mags --points``: the SSP options mean nothing for a table of stars."""
     # the SSP options mean nothing for a table of stars: refused, not silently dropped (--redshift 0.5 gave
     # absolute magnitudes at 10 pc and --plot no plot, with exit status 0)
     ssp_only = [name for name, given in (
@@ -1155,7 +1156,18 @@ def cli_points_mags(args):
     if ssp_only:
         verb = "applies" if len(ssp_only) == 1 else "apply"
         raise ValueError(f"{', '.join(ssp_only)} {verb} to SSP magnitudes only; with --points each star's "
-                         "absolute magnitudes (10 pc) are written to a Zarr store")
+                         "absolute magnitudes (10 pc) are written (a table for a CSV / ECSV / FITS --points, "
+                         "a Zarr store for Parquet)")
+
+
+def cli_points_mags(args):
+    """``smnet-sps mags --points stars.parquet``: magnitudes of every star, chunk by chunk, to Zarr."""
+    from .cli import show_progress
+    refuse_ssp_options(args)
+    if getattr(args, "colors", None):
+        raise ValueError("--colors applies to tables (SSP magnitudes, or --points from a CSV, ECSV or FITS "
+                         "table); a Parquet --points run writes a Zarr store of magnitudes: take the colours "
+                         "from its columns")
     points = Path(args.points)
     from .filters import split_filter_names
     filters = split_filter_names(args.filters, "--filters")

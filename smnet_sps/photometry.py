@@ -65,7 +65,8 @@ from .generator import _unmask, check_switch
 from .igm import check_redshift, igm_transmission
 from .progress import want_progress
 
-__all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "bandpass_weights", "BandWeights",
+__all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "points_magnitudes", "read_points_table",
+           "add_colors", "parse_colors", "bandpass_weights", "BandWeights",
            "vega_spectrum", "sun_spectrum", "sun_absolute_magnitudes", "SYSTEMS", "add_cli"]
 
 SYSTEMS = ("AB", "ST", "Vega")
@@ -910,7 +911,7 @@ def _log_lbol_per_age(log_lbol, name, n_ages):
 
 
 def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=None, redshift=0,
-                   cosmology=None, extrapolate=False, igm=False):
+                   cosmology=None, extrapolate=False, igm=False, colors=None):
     """Photometry of SSPs given their spectra: absolute magnitudes, M/L, M_bol, apparent magnitudes at z.
 
     Parameters
@@ -929,13 +930,15 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     cosmology : as in :func:`magnitudes`: a Cosmology, a realization's name ("Planck18") or None (Planck18)
     igm : bool, Madau (1995) IGM absorption in the apparent magnitudes (as in :func:`magnitudes`; off by
         default, as FSPS's ``add_igm_absorption``)
+    colors : colours to add, e.g. ``"g-r,B-V"`` (bands of ``filters``, by full or unique short name):
+        columns ``g-r`` = M_g - M_r [mag] in ``system`` (and ``obs_g-r`` at z > 0), see :func:`add_colors`
 
     Returns
     -------
     astropy.table.Table
         Columns ``age`` [Gyr], ``log_age`` [log10 yr], ``M_bol``, and per filter ``M_<f>`` (absolute,
         rest frame), ``ML_<f>`` (M*/L in M_sun/L_sun,<f>; NaN where no solar magnitude exists) and,
-        at z > 0, ``m_obs_<f>`` (not ``m_<f>``: FITS compares column names without case).
+        at z > 0, ``m_obs_<f>`` (not ``m_<f>``: FITS compares column names without case); then the colours.
     """
     try:
         ages_yr = np.atleast_1d(u.Quantity(ages, u.yr).value).astype(float)
@@ -956,6 +959,8 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     if lum.shape[0] != ages_yr.size:
         raise ValueError(f"{ages_yr.size} age(s) for {lum.shape[0]} spectra; give one age per spectrum")
     named = resolve_filters(filters)
+    if colors:
+        parse_colors(colors, [name for name, _ in named])        # an unknown band before any integral
     absolute = magnitudes((w * u.AA, lum), [bp for _, bp in named], system=system, extrapolate=extrapolate)
     table = Table()
     table["age"] = Column(ages_yr / 1e9, unit=u.Gyr)
@@ -999,11 +1004,13 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
                        "igm": "Madau (1995)" if igm and z > 0 else "none",
                        "M_sun": msun,
                        "M_sun_source": "CALSPEC sun_reference_stis_001 at 10 pc", "Mbol_sun": MBOL_SUN})
+    if colors:
+        add_colors(table, colors)
     return table
 
 
 def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="parsec", generator=None,
-                   redshift=0, cosmology=None, extrapolate=False, igm=False, progress=None):
+                   redshift=0, cosmology=None, extrapolate=False, igm=False, progress=None, colors=None):
     """SSP magnitudes vs age at metallicity Z from :func:`smnet_sps.ssp.ssp_grid` (one batched pass).
 
     Parameters
@@ -1012,13 +1019,16 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
         tabulated ages); the table has one row per age, in the order given
     Z : float, metal mass fraction (e.g. 0.0152 = solar for PARSEC)
     imf, isochrones, generator : passed to ``ssp_grid``
+    colors : e.g. ``"g-r,B-V"``: colour columns, as :func:`ssp_photometry`
     progress : bool or None, ``ssp_grid``'s tqdm progress bar over the generator batches (on stderr);
         None (default): on a terminal or in a Jupyter kernel only, never into a log file
         (:mod:`smnet_sps.progress`)
     Other parameters and the returned table: see :func:`ssp_photometry`.
     """
     from .ssp import parse_age, ssp_grid   # here: photometry must not depend on the SSP stage at import
-    resolve_filters(filters)    # fail on a bad filter name before the (slow) SSP grid is computed
+    named = resolve_filters(filters)    # fail on a bad filter name before the (slow) SSP grid is computed
+    if colors:
+        parse_colors(colors, [name for name, _ in named])        # and on a colour of an unknown band
     _system(system)
     check_redshift(redshift)
     cosmology = as_cosmology(cosmology)
@@ -1040,7 +1050,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     mstar, _ = _find(meta, _MASS_KEYS)
     table = ssp_photometry(ages_out * u.yr, (wave * u.AA, flux * u.L_sun / u.AA), filters, system=system,
                            log_lbol=meta.get("log_lbol"), mstar=mstar, redshift=redshift, cosmology=cosmology,
-                           extrapolate=extrapolate, igm=igm)
+                           extrapolate=extrapolate, igm=igm, colors=colors)
     if get("missing_fraction") is not None:
         table["missing_fraction"] = Column(np.asarray(get("missing_fraction"), float)[0],
                                            description="fraction of L_bol from isochrone points without a "
@@ -1069,6 +1079,215 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
 # ---------------------------------------------------------------------------------------------------
 # Command line: smnet-sps mags
 # ---------------------------------------------------------------------------------------------------
+# Stars from a user's table (Teff, log g, [M/H], L): in this process, no Dask / Parquet needed
+# ---------------------------------------------------------------------------------------------------
+#: formats of a table of stars read in this process (``points_magnitudes``, ``smnet-sps mags --points``);
+#: Parquet (a file or folder of them) goes through Dask (smnet_sps.distributed.write_points)
+POINTS_TABLE_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits"}
+#: the columns of a table of stars, as smnet_sps.distributed.points_array reads them
+POINTS_COLUMNS_DOC = ("teff [K], logg [log10 cm s^-2], logz ([M/H], dex) and L [L_sun] or logl "
+                      "[log10 L/L_sun] (one of them)")
+
+
+def read_points_table(path):
+    """A table of stars from a CSV, ECSV or FITS file (``astropy.table.Table.read``; the format from the
+    extension, :data:`POINTS_TABLE_FORMATS`)."""
+    from pathlib import Path
+    from .output_files import suffix_of
+    path = Path(path)
+    fmt = POINTS_TABLE_FORMATS.get(suffix_of(path))
+    if fmt is None:
+        raise ValueError(f"a table of stars is read from {', '.join(POINTS_TABLE_FORMATS)} (in this process) "
+                         f"or Parquet (.parquet, or a folder of them, through Dask); got {str(path)!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"points table not found: {path}")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=u.UnitsWarning)   # a FITS unit astropy does not parse
+        return Table.read(path, format=fmt)
+
+
+def _points_column(table, name, unit):
+    """Column ``name`` as floats in ``unit`` (None: a plain number or a logarithmic quantity such as dex);
+    a masked entry (an empty CSV cell) is NaN, which the row check then names."""
+    col = table[name]
+    values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan) if hasattr(col, "mask") else None
+    values = np.asarray(col, float) if values is None else values
+    have = getattr(col, "unit", None)
+    if unit is None or have is None or have == u.dimensionless_unscaled:
+        return values
+    try:
+        return (values * have).to_value(unit)
+    except u.UnitConversionError:
+        raise ValueError(f"points column {name!r} is in {have}, which does not convert to {unit}") from None
+
+
+def points_magnitudes(points, filters, system="AB", *, generator=None, colors=None, batch_size=4096,
+                      device="auto"):
+    """Absolute magnitudes (10 pc) of the stars of a table, in this process (no Dask, no Parquet).
+
+    Each star's spectrum follows the SSP backend's rule, as in :func:`smnet_sps.distributed.magnitudes`
+    (the same function does the work: ``L_lambda = L f F_lambda / integral(F_lambda)``, a blackbody for an
+    extrapolation more than 2x off its target, flagged outside).
+
+    Parameters
+    ----------
+    points : astropy Table (or anything ``Table()`` takes: a dict of columns, a pandas DataFrame), or the
+        path of a CSV, ECSV or FITS table; columns ``teff`` [K], ``logg``, ``logz`` ([M/H], dex) and ``L``
+        [L_sun] or ``logl`` = log10 L/L_sun (one of them). A column with a unit (ECSV, FITS) is converted
+        (``teff`` to K, ``L`` to L_sun). Other columns are kept in the result.
+    filters : filter names, files or ``SpectralElement``s (a list, or a comma-separated string)
+    system : "AB", "ST" or "Vega"
+    generator : None / "default" (the shipped model), "blackbody", a model path, or a loaded Generator
+    colors : colours to add, e.g. ``"g-r,B-V"`` or ``["g-r"]``: see :func:`add_colors`
+    batch_size : stars per generator pass (memory ~ batch_size x n_wave x 8 bytes)
+
+    Returns
+    -------
+    astropy.table.Table
+        The input columns, then ``M_<filter>`` (absolute magnitude at 10 pc, unit mag(AB) / mag(ST) / mag),
+        ``inside`` (True where the star lies inside the generator's coverage; NaN magnitudes where its
+        spectrum is unusable) and the colours; ``meta["system"]`` names the magnitude system.
+
+    Raises
+    ------
+    ValueError
+        A missing column (named, with the columns found), both ``L`` and ``logl``, a non-finite parameter
+        or a non-positive L (naming its row), an unknown filter or system.
+    """
+    from .distributed import _check_batch_size, _points_block
+    from .generator import Generator
+    if not isinstance(points, Table):
+        is_path = isinstance(points, str) or hasattr(points, "__fspath__")
+        points = read_points_table(points) if is_path else Table(points)
+    cols = list(points.colnames)
+    missing = [c for c in ("teff", "logg", "logz") if c not in cols]
+    if not ("L" in cols or "logl" in cols):
+        missing.append("L or logl")
+    if missing:
+        raise ValueError(f"points table needs columns {POINTS_COLUMNS_DOC}; missing {', '.join(missing)} "
+                         f"(columns found: {', '.join(cols) or 'none'})")
+    if "L" in cols and "logl" in cols:
+        raise ValueError("points table has both an L [L_sun] and a logl [log10 L/L_sun] column; give one of "
+                         "them")
+    taken = [c for c in cols if c.startswith("M_") or c == "inside"]
+    system = _system(system)
+    named = resolve_filters(filters)
+    if colors:
+        parse_colors(colors, [name for name, _ in named])        # an unknown band before the generator
+    clash = [c for c in taken if c == "inside" or c[2:] in {name for name, _ in named}]
+    if clash:
+        raise ValueError(f"points table already has column(s) {', '.join(clash)}, which the result adds; "
+                         "rename them")
+    lum = (_points_column(points, "L", u.L_sun) if "L" in cols
+           else 10.0 ** _points_column(points, "logl", None))
+    block = np.column_stack([_points_column(points, "teff", u.K), _points_column(points, "logg", None),
+                             _points_column(points, "logz", None), lum]) if len(points) else np.empty((0, 4))
+    if isinstance(generator, Generator):
+        spec, name = generator, generator.name
+    else:
+        from .distributed import _check_spec, worker_generator
+        spec = _check_spec(generator)
+        name = worker_generator(spec, device).name
+    out = _points_block(block, spec, device, "magnitudes", tuple(bp for _, bp in named), system, None,
+                        _check_batch_size(batch_size), "f8")
+    table = Table(points, copy=True)
+    unit = {"AB": u.ABmag, "ST": u.STmag, "Vega": u.mag}[system]
+    for k, (fname, _) in enumerate(named):
+        table[f"M_{fname}"] = Column(out[:, k], unit=unit,
+                                     description=f"absolute {system} magnitude (10 pc), photon counting")
+    table["inside"] = Column(out[:, -1].astype(bool),
+                             description="True where the star lies inside the generator's coverage")
+    from .output_files import provenance
+    table.meta.update({"system": system, "distance": "10 pc (absolute magnitudes)",
+                       "star_rule": "smnet_sps.backend.star_rule (L f F_lambda / integral F_lambda)",
+                       **provenance(name)})
+    if colors:
+        add_colors(table, colors)
+    return table
+
+
+def _band_aliases(names):
+    """{name or its unique short form: name} of a table's bands: the short form is what follows the
+    filter's group (``sdss2010-g`` -> ``g``, ``bessell-V`` -> ``V``, ``sdss_r0`` -> ``r0``), kept only where
+    no other band of the table has it."""
+    short = {}
+    for name in names:
+        tail = re.split(r"[-_./]", name)[-1]
+        if tail and tail != name:
+            short.setdefault(tail, []).append(name)
+    aliases = {tail: found[0] for tail, found in short.items() if len(found) == 1 and tail not in names}
+    aliases.update({name: name for name in names})
+    return aliases
+
+
+def parse_colors(colors, bands):
+    """``[(text, band_a, band_b)]`` of colours ``"a-b"`` (text, or a list of them) among ``bands`` (filter
+    names); each side a full name or its unique short form (``g`` for ``sdss2010-g``). A ValueError names
+    an unknown band and the bands available, or an ambiguous split."""
+    aliases = _band_aliases(list(bands))
+    if isinstance(colors, str):
+        colors = [c.strip() for c in colors.split(",") if c.strip()]
+    try:
+        colors = list(colors)
+    except TypeError:
+        raise ValueError(f"colors must be text such as 'g-r,B-V' or a list of such colours; got {colors!r}") \
+            from None
+    available = ", ".join(sorted(set(aliases) - set(bands)) + list(bands))
+    out = []
+    for text in colors:
+        if not isinstance(text, str) or "-" not in text:
+            raise ValueError(f"a colour is two bands joined by '-', e.g. 'g-r'; got {text!r}")
+        dashes = [i for i, ch in enumerate(text) if ch == "-"]
+        splits = {(aliases[text[:i]], aliases[text[i + 1:]]) for i in dashes
+                  if text[:i] in aliases and text[i + 1:] in aliases}
+        if not splits:
+            unknown = [part for part in text.split("-") if part and part not in aliases]
+            raise ValueError(f"colour {text!r}: no band {', '.join(map(repr, unknown)) or 'pair'} among the "
+                             f"magnitudes; bands available: {available}")
+        if len(splits) > 1:
+            raise ValueError(f"colour {text!r} splits into two bands in more than one way "
+                             f"({'; '.join(f'{a} - {b}' for a, b in sorted(splits))}); give full filter "
+                             "names")
+        out.append((text, *splits.pop()))
+    return out
+
+
+def add_colors(table, colors):
+    """Add colour columns to a table of ``M_<filter>`` magnitudes (:func:`ssp_magnitudes`,
+    :func:`ssp_photometry`, :func:`points_magnitudes`), in place; returns the table.
+
+    ``colors``: ``"g-r,B-V"`` or a list such as ``["g-r", "sdss2010-u-sdss2010-g"]``. Each band is a
+    filter of the table, by its full name or by its short form when that is unique in the table
+    (``sdss2010-g`` -> ``g``, ``bessell-B`` -> ``B``). A colour ``a-b`` is ``M_a - M_b`` [mag], in the
+    table's magnitude system (``meta["system"]``, also in each column's description); column named as
+    given (``g-r``). At z > 0 an SSP table's observed-frame colour ``m_obs_a - m_obs_b`` is added too, as
+    ``obs_<a-b>``. ``meta["colors"]`` records each colour's definition.
+
+    Raises
+    ------
+    ValueError
+        A band that is not in the table (naming the bands available), a colour that does not split into
+        two bands, or one that splits into two bands in more than one way.
+    """
+    bands = [c[2:] for c in table.colnames if c.startswith("M_") and c != "M_bol"]
+    system = table.meta.get("system")
+    defined = dict(table.meta.get("colors") or {})
+    for text, a, b in parse_colors(colors, bands):
+        if (text in table.colnames or f"obs_{text}" in table.colnames) and text not in defined:
+            raise ValueError(f"the table already has a column {text!r}; not replaced by the colour")
+        where = f" ({system})" if system else ""
+        table[text] = Column(np.asarray(table[f"M_{a}"], float) - np.asarray(table[f"M_{b}"], float),
+                             unit=u.mag, description=f"colour M_{a} - M_{b}{where}")
+        defined[text] = f"M_{a} - M_{b}"
+        if f"m_obs_{a}" in table.colnames and f"m_obs_{b}" in table.colnames:
+            table[f"obs_{text}"] = Column(np.asarray(table[f"m_obs_{a}"], float)
+                                          - np.asarray(table[f"m_obs_{b}"], float), unit=u.mag,
+                                          description=f"observed-frame colour m_obs_{a} - m_obs_{b}{where}")
+            defined[f"obs_{text}"] = f"m_obs_{a} - m_obs_{b}"
+    table.meta["colors"] = defined
+    return table
+
+
 def parse_ages(text, n_ages=None):
     """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; a unit is required: the
     command line's grammar, :func:`smnet_sps.cli.parse_ages_option` (also lists of such strings)."""
@@ -1175,12 +1394,63 @@ def _with_comment_header(table):
     return out
 
 
+def _cli_points_table(args):
+    """``smnet-sps mags --points stars.csv`` (or .ecsv / .fits): each star's absolute magnitudes in this
+    process, written as a table (--out, default <table>_mags.ecsv) beside the input columns."""
+    from pathlib import Path
+
+    from .distributed import refuse_ssp_options
+    from .output_files import check_outputs, suffix_of
+    refuse_ssp_options(args)
+    dask_only = [name for name, given in (("--workers", getattr(args, "workers", None) is not None),
+                                          ("--scheduler", getattr(args, "scheduler", None) is not None),
+                                          ("--chunk-rows", args.chunk_rows != 100_000)) if given]
+    if dask_only:
+        raise ValueError(f"{', '.join(dask_only)} apply to Parquet --points tables (run on Dask); a CSV, "
+                         "ECSV or FITS table is computed in this process")
+    points = Path(args.points)
+    if args.out is None:
+        args.out = str(points.with_name(points.stem + "_mags.ecsv"))
+    outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table")})
+    table = read_points_table(points)           # a missing file or column fails before the model loads
+    from .filters import split_filter_names
+    filters = split_filter_names(args.filters, "--filters")
+    if args.colors:                             # an unknown band before the model loads
+        parse_colors(args.colors, [name for name, _ in resolve_filters(filters)])
+    from .neural import load_generator_option
+    generator = load_generator_option(args.model, args.meta)
+    table = points_magnitudes(table, filters, args.system, generator=generator, colors=args.colors)
+    from .output_files import write_out_and_plot
+    fmt = TABLE_FORMATS[suffix_of(outputs["out"])]
+
+    def write_table(path):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
+            warnings.filterwarnings("ignore", message=".*HIERARCH card will be created.*")
+            (_fits_ready(table) if fmt == "fits" else
+             _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(
+                path, format=fmt)
+
+    write_out_and_plot(args, outputs, write_table, None)
+    n_out = int((~np.asarray(table["inside"])).sum())
+    print(f"wrote {args.out}: absolute magnitudes (10 pc, {table.meta['system']}) of {len(table)} stars in "
+          f"{', '.join(filters)}" + (f", colours {', '.join(table.meta['colors'])}" if args.colors else "")
+          + f"; {n_out} star(s) outside the generator's coverage")
+    if fmt == "ascii.csv":
+        print("  (a CSV holds no units and no metadata -- magnitude system, generator: .ecsv or .fits keep "
+              "them, .txt as comment lines)")
+    return 0
+
+
 def _cli_mags(args):
     from .cli import show_progress
+    from .output_files import suffix_of
     if getattr(args, "logzsol", None) is not None and args.points:
         raise ValueError("--logzsol applies to SSP magnitudes only; with --points each star's absolute "
-                         "magnitudes (10 pc) are written to a Zarr store")
-    if args.points:                             # stars from a table, chunk by chunk (smnet_sps.distributed)
+                         "magnitudes (10 pc) are written (a table, or a Zarr store for Parquet)")
+    if args.points and suffix_of(args.points) in POINTS_TABLE_FORMATS:
+        return _cli_points_table(args)          # a CSV / ECSV / FITS table: here, no Dask or Parquet
+    if args.points:                             # Parquet: chunk by chunk on Dask (smnet_sps.distributed)
         from .distributed import cli_points_mags
         return cli_points_mags(args)
     points_only = [name for name, given in (("--workers", getattr(args, "workers", None) is not None),
@@ -1190,7 +1460,7 @@ def _cli_mags(args):
         # they were silently ignored (an unreachable --scheduler ran in-process with exit status 0)
         raise ValueError(f"{', '.join(points_only)} apply to --points tables only; SSP magnitudes run in "
                          "this process")
-    from .output_files import check_outputs, matplotlib_formats, suffix_of, write_out_and_plot
+    from .output_files import check_outputs, matplotlib_formats, write_out_and_plot
     outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table"),
                                    "plot": (matplotlib_formats(), "plot")})
     ages = parse_ages(args.ages, args.n_ages)
@@ -1211,12 +1481,15 @@ def _cli_mags(args):
         raise ValueError("--igm applies to observed-frame magnitudes: give --redshift > 0 with it")
     from .filters import split_filter_names
     filters = split_filter_names(args.filters, "--filters")
+    if args.colors:                             # an unknown band before the model loads
+        parse_colors(args.colors, [name for name, _ in resolve_filters(filters)])
     from .neural import load_generator_option
     # 'blackbody' (analytic) lets the command run without a trained model
     generator = load_generator_option(args.model, args.meta)
     table = ssp_magnitudes(ages * u.yr, float(zs[0]), filters, system=args.system, imf=args.imf,
                            isochrones=iso, generator=generator, redshift=args.redshift,
-                           extrapolate=args.extrapolate, igm=args.igm, progress=show_progress(args))
+                           extrapolate=args.extrapolate, igm=args.igm, progress=show_progress(args),
+                           colors=args.colors)
     # the screen's format on a copy: written with it, .csv / .txt held 4 digits (ages 3e-4 off, M/L 0.2 %)
     shown = table.copy()
     for col in shown.colnames:
@@ -1321,12 +1594,19 @@ def add_cli(subparsers):
     p.add_argument("--plot", default=None,
                    help="save a magnitude / colour vs log age plot (e.g. colours.png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--colors", default=None,
+                   help="colours to add as columns, comma-separated, e.g. g-r,B-V: each band a filter of "
+                        "--filters by its full name (sdss2010-g) or its short name when unique (g); in "
+                        "--system (stated in the table's meta and column descriptions)")
     p.add_argument("--points", default=None,
-                   help="Parquet table of stars (teff [K], logg, logz, and L [L_sun] or logl, not both): "
-                        "absolute magnitudes of each star, written chunk by chunk to the Zarr store --out "
+                   help="table of stars (teff [K], logg, logz ([M/H]), and L [L_sun] or logl, not both): "
+                        "absolute magnitudes (10 pc) of each star. A CSV, ECSV or FITS table (.csv, .ecsv, "
+                        ".fits, .fit) is computed in this process and written with its columns as a table "
+                        "(--out .ecsv/.csv/.txt/.fits, default <table>_mags.ecsv); a Parquet file or folder "
+                        "is written chunk by chunk on Dask (smnet-sps[dask]) to the Zarr store --out "
                         "(default <table>_mags.zarr)")
     p.add_argument("--chunk-rows", type=int, default=100_000,
-                   help="stars per task with --points (default 1e5)")
+                   help="stars per task with a Parquet --points (default 1e5)")
     from .distributed import add_cluster_args
     add_cluster_args(p)                         # --scheduler / --workers (smnet-sps[dask])
     p.set_defaults(func=_cli_mags)

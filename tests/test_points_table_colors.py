@@ -1,0 +1,108 @@
+"""smnet-sps mags --points from a CSV / ECSV / FITS table in this process (no Dask, no Parquet), and colour
+columns (--colors, colors=) in the SSP and star tables."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.constants import sigma_sb
+from astropy.table import Table
+
+from smnet_sps.cli import main
+from smnet_sps.photometry import magnitudes, points_magnitudes, ssp_magnitudes
+
+BANDS = ["bessell-B", "bessell-V", "sdss2010-g", "sdss2010-r"]
+STARS = {"name": ["Sun", "Arcturus", "Procyon"], "teff": [5772.0, 4286.0, 6530.0], "logg": [4.44, 1.66, 4.0],
+         "logz": [0.0, -0.52, -0.02], "L": [1.0, 170.0, 6.93]}
+
+
+def _direct(gen, stars):
+    """Each star's surface flux x (R / 10 pc)^2, R from L = 4 pi R^2 sigma Teff^4: magnitudes written out
+    here from the generator and magnitudes(), independently of the points code."""
+    spec, _ = gen.spectra(np.asarray(stars["teff"]) * u.K, logg=stars["logg"], logz=stars["logz"])
+    teff = np.asarray(stars["teff"]) * u.K
+    radius = np.sqrt(np.asarray(stars["L"]) * u.L_sun / (4 * np.pi * sigma_sb * teff ** 4)).to(u.R_sun)
+    return magnitudes(spec, BANDS, system="Vega", radius=radius, distance=10 * u.pc)
+
+
+def test_points_table_from_csv_ecsv_fits(default_generator, tmp_path):
+    """A CSV / ECSV (units) / FITS (logl) table of stars gives absolute magnitudes in this process; the
+    Parquet + Dask path was the only one (a CSV was refused)."""
+    Table(STARS).write(tmp_path / "stars.csv")
+    t = points_magnitudes(tmp_path / "stars.csv", BANDS, "Vega", generator=default_generator)
+    direct = _direct(default_generator, STARS)
+    for band in BANDS:        # the star rule renormalises to L: within 0.02 mag of surface flux x R^2
+        assert np.allclose(t[f"M_{band}"], direct[band], atol=0.02), band
+    assert t["M_bessell-V"][0] == pytest.approx(4.81, abs=0.1)          # the Sun's M_V (Vega system)
+    assert list(t["name"]) == STARS["name"] and t["inside"].all() and t.meta["system"] == "Vega"
+    # ECSV with units (Teff in K, L in W) and FITS with logl: the same magnitudes
+    ecsv = Table(STARS)
+    ecsv["teff"].unit = u.K
+    ecsv["L"] = (np.asarray(STARS["L"]) * u.L_sun).to(u.W)
+    ecsv.write(tmp_path / "stars.ecsv")
+    fits = Table(STARS)
+    fits["logl"] = np.log10(fits["L"])
+    del fits["L"], fits["name"]
+    fits.write(tmp_path / "stars.fits")
+    for path in ("stars.ecsv", "stars.fits"):
+        other = points_magnitudes(tmp_path / path, BANDS, "Vega", generator=default_generator)
+        assert np.allclose(other["M_bessell-V"], t["M_bessell-V"], rtol=0, atol=1e-9), path
+
+
+def test_points_table_errors_name_the_columns(blackbody, tmp_path):
+    no_logz = {k: v for k, v in STARS.items() if k != "logz"}
+    with pytest.raises(ValueError, match=r"missing logz \(columns found: name, teff, logg, L\)"):
+        points_magnitudes(Table(no_logz), BANDS, generator=blackbody)
+    no_lum = {k: v for k, v in STARS.items() if k != "L"}
+    with pytest.raises(ValueError, match="missing L or logl"):
+        points_magnitudes(Table(no_lum), BANDS, generator=blackbody)
+    bad = dict(STARS, teff=[5772.0, np.nan, 6530.0])
+    with pytest.raises(ValueError, match="teff is not finite at row 1"):
+        points_magnitudes(Table(bad), BANDS, generator=blackbody)
+    with pytest.raises(ValueError, match="does not convert to K"):
+        t = Table(STARS)
+        t["teff"].unit = u.m
+        points_magnitudes(t, BANDS, generator=blackbody)
+    with pytest.raises(ValueError, match=r"\.csv, \.ecsv, \.fits, \.fit.*Parquet"):
+        points_magnitudes(tmp_path / "stars.xlsx", BANDS, generator=blackbody)
+
+
+def test_cli_points_csv_without_dask_or_pyarrow(tmp_path, capsys):
+    """`smnet-sps mags --points stars.csv` runs with dask, distributed, zarr and pyarrow unimportable, and
+    writes the input columns, the magnitudes and the colours (system in the meta)."""
+    Table(STARS).write(tmp_path / "stars.csv")
+    code = ("import sys\n"
+            "for name in ('dask', 'distributed', 'zarr', 'pyarrow'):\n"
+            "    sys.modules[name] = None\n"
+            "from smnet_sps.cli import main\n"
+            f"sys.exit(main(['mags', '--points', {str(tmp_path / 'stars.csv')!r}, '--filters', "
+            f"{','.join(BANDS)!r}, '--colors', 'g-r,B-V', '--model', 'blackbody']))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = Table.read(tmp_path / "stars_mags.ecsv")
+    assert out.meta["system"] == "AB" and out.meta["colors"]["B-V"] == "M_bessell-B - M_bessell-V"
+    assert np.allclose(out["g-r"], out["M_sdss2010-g"].value - out["M_sdss2010-r"].value, atol=1e-12)
+    assert "(AB)" in out["B-V"].description
+    assert list(out["name"]) == STARS["name"] and len(out.colnames) == 5 + 4 + 1 + 2
+    # the Dask options are refused for a CSV, as the SSP options are
+    assert main(["mags", "--points", str(tmp_path / "stars.csv"), "--filters", "bessell-V", "--workers", "2",
+                 "--out", str(tmp_path / "x.ecsv")]) != 0
+    assert "--workers apply to Parquet --points tables" in capsys.readouterr().err
+
+
+def test_ssp_colors_column_and_unknown_band(blackbody, tmp_path):
+    """colors= / --colors: g-r = M_g - M_r (and obs_g-r at z > 0), a band not among the filters a ValueError
+    naming those available. The table had no colour column."""
+    t = ssp_magnitudes([1e9, 1e10] * u.yr, 0.0152, ["sdss2010-g", "sdss2010-r"], generator=blackbody,
+                       colors="g-r", redshift=0.1)
+    assert np.allclose(t["g-r"], t["M_sdss2010-g"].value - t["M_sdss2010-r"].value, atol=1e-12)
+    assert np.allclose(t["obs_g-r"], t["m_obs_sdss2010-g"].value - t["m_obs_sdss2010-r"].value, atol=1e-12)
+    assert 0.2 < t["g-r"][0] < t["g-r"][1] < 1.2                    # older is redder
+    with pytest.raises(ValueError, match="no band 'B'.*bands available: g, r, sdss2010-g, sdss2010-r"):
+        ssp_magnitudes([1e9] * u.yr, 0.0152, ["sdss2010-g", "sdss2010-r"], generator=blackbody, colors="B-V")
+    out = tmp_path / "ssp.fits"
+    assert main(["mags", "--Z", "0.0152", "--ages", "1Gyr", "10Gyr", "--filters", "sdss2010-g,sdss2010-r",
+                 "--colors", "sdss2010-g-sdss2010-r", "--model", "blackbody", "--out", str(out)]) == 0
+    back = Table.read(out)
+    assert np.allclose(back["sdss2010-g-sdss2010-r"], np.asarray(t["g-r"]), atol=1e-9)
