@@ -127,3 +127,62 @@ def test_a_lam_range_of_quantities_is_converted_and_a_malformed_one_named(tmp_pa
     for bad in [(3 * u.s, 4 * u.s), 5000 * u.AA, 5000, (3000,), (3000, 5000, 9000), ("a", "b")]:
         with pytest.raises(ValueError, match="lam_range"):
             pb.write_sps_lib(tmp_path / "bad.npz", toy, lam_range=bad)
+
+
+def _doc_section(path, heading):
+    """The text of ``path`` from the line ``heading`` to the next heading of the same or a higher level
+    (lines inside code fences, such as Python comments, are not headings)."""
+    lines = path.read_text().split("\n")
+    start = lines.index(heading)
+    level = len(heading.split(" ", 1)[0])
+    fenced = False
+    for end in range(start + 1, len(lines)):
+        fenced ^= lines[end].startswith("```")
+        mark = lines[end].split(" ", 1)[0]
+        if not fenced and mark and set(mark) == {"#"} and len(mark) <= level:
+            break
+    else:
+        end = len(lines)
+    return "\n".join(lines[start:end]) + "\n"
+
+
+@pytest.mark.hosts
+@pytest.mark.slow
+def test_sfh_example_in_docs(tmp_path, monkeypatch):
+    """docs/plugins.md's worked star-formation-history example runs as written (one thread, ~20 s of CPU),
+    recovers the history it was made with (young mass fraction within 0.1, light-weighted log age within
+    0.15 dex, [M/H] within 0.15 dex) and prints the numbers the doc states (to 0.02, 0.02 dex, 0.03 dex)."""
+    import re
+    from pathlib import Path
+
+    import matplotlib
+    import torch
+    from test_readme import readme_blocks
+
+    section = _doc_section(Path(__file__).resolve().parents[1] / "docs" / "plugins.md",
+                           "### Worked example: recovering a star-formation history with regularised pPXF")
+    blocks = readme_blocks(section)
+    assert len(blocks) == 1
+    matplotlib.use("Agg")
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ns = {"__name__": "__doc__"}
+        exec(compile(blocks[0][1], "docs/plugins.md: SFH example", "exec"), ns)
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "sfh_weights.png").stat().st_size > 10_000
+    assert ns["young_true"] == pytest.approx(0.2, abs=0.005)       # the history's burst, on the template ages
+    assert abs(ns["young"] - ns["young_true"]) < 0.1
+    assert abs(ns["lw_age"] - ns["lw_age_true"]) < 0.15
+    assert abs(ns["lw_mh"]) < 0.15
+    stated = re.search(r"young mass fraction ([\d.]+) \(truth ([\d.]+)\); light-weighted log age ([\d.]+) "
+                       r"\(([\d.]+)\), \[M/H\] ([-+][\d.]+)", " ".join(section.split()))
+    assert stated, "the doc must state the example's output"
+    young, young_true, age, age_true, mh = map(float, stated.groups())
+    assert ns["young"] == pytest.approx(young, abs=0.02)
+    assert ns["young_true"] == pytest.approx(young_true, abs=0.01)
+    assert ns["lw_age"] == pytest.approx(age, abs=0.02)
+    assert ns["lw_age_true"] == pytest.approx(age_true, abs=0.01)
+    assert ns["lw_mh"] == pytest.approx(mh, abs=0.03)
