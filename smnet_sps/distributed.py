@@ -50,9 +50,8 @@ from typing import NamedTuple
 import numpy as np
 from astropy import units as u
 
-from .constants import L_SUN, LLAM_UNIT
-from .backend import STATUS, _trapz_weights, star_rule
-from .generator import _check_count, _check_out_dtype, _quiet_coverage, validate_parameters
+from .generator import _check_count, _check_out_dtype, _quiet_coverage
+from .star_tables import stars_block
 from .progress import want_progress
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
@@ -687,72 +686,9 @@ def read_points(path, chunk_rows=100_000):
     return points_array(dd.read_parquet(str(path)), chunk_rows)
 
 
-def _check_luminosity(lum, offset=0):
-    bad = ~np.isfinite(lum) | (lum <= 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"L must be a positive finite luminosity [L_sun]; row {offset + i} has "
-                         f"L = {lum[i]!r}")
-
-
-def _points_block(block, spec, device, what, filters, system, distance_cm, batch_size, out_dtype, offset=0,
-                  n_wave=None):
-    """(n, k + 1) for one chunk of stars: k magnitudes (or k = n_wave fluxes), then the coverage flag.
-
-    ``n_wave``: the number of pixels the caller sized its output for (surface_flux's ``wavelength``); another
-    generator grid is refused (its fluxes were cut and a flux column read as the coverage flag)."""
-    from .photometry import magnitudes as _mags
-
-    from .generator import Generator
-    # a loaded generator only in this process (photometry.points_magnitudes); tasks carry a spec
-    gen = spec if isinstance(spec, Generator) else worker_generator(spec, device)
-    if what == "spectra" and n_wave is not None and gen.wavelength.size != n_wave:
-        raise ValueError(f"surface_flux: wavelength has {n_wave} values but the generator {gen.name!r} has "
-                         f"{gen.wavelength.size} pixels; give its own grid (generator.wavelength) or "
-                         "wavelength=None (read from the generator)")
-    block = np.asarray(block, float)
-    teff, logg, logz, lum = block.T
-    # named by the row in the table, not in the chunk (a NaN Teff at row 1500 was "index 500")
-    for name, values in (("teff", teff), ("logg", logg), ("logz", logz)):
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            raise ValueError(f"{name} is not finite at row {offset + int(bad[0])} ({bad.size} such row(s) in "
-                             "its chunk); stellar parameters must be finite")
-    try:
-        validate_parameters(teff, logg, logz)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (the index counts from row {offset} of the table)") from None
-    if what == "magnitudes":
-        _check_luminosity(lum, offset)
-        k = len(filters)
-    else:
-        k = gen.wavelength.size
-    out = np.empty((block.shape[0], k + 1), dtype=out_dtype)
-    wave = np.asarray(gen.wavelength, float) * u.AA
-    wint = _trapz_weights(wave.value)
-    distance = None if distance_cm is None else distance_cm * u.cm
-    with _quiet_coverage():                      # coverage goes into the returned flag column
-        for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch_size):
-            if what == "magnitudes":
-                # CONTRACTS, star: the SSP backend's whole per-star rule (backend.star_rule): L f F /
-                # integral(F), and a blackbody for an extrapolation > 2x off its target (the rescaled
-                # untrusted spectrum was V 1.1 mag fainter than the SSP's star: Padova post-AGB, 104 kK)
-                flux = np.array(flux, float)               # star_rule writes the blackbody rows
-                status = np.where(inside, STATUS["generator"], STATUS["extrapolated"])
-                scale, _, _, usable = star_rule(flux, wave.value, teff[sl], status,
-                                                gen.target_fraction(teff[sl]), wint)
-                scale = scale * lum[sl] * L_SUN            # unusable spectrum: NaN magnitudes, outside
-                out[sl, :k] = np.nan
-                if usable.any():
-                    llam = flux[usable] * scale[usable, None]
-                    table = _mags((wave, llam * LLAM_UNIT), list(filters), system=system, distance=distance)
-                    rows = np.flatnonzero(usable) + sl.start
-                    out[rows, :k] = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
-                inside = inside & usable
-            else:
-                out[sl, :k] = flux
-            out[sl, k] = inside
-    return out
+def _points_block(block, spec, device, *args, **kwargs):
+    """:func:`smnet_sps.star_tables.stars_block` with the generator ``spec`` loaded once per worker."""
+    return stars_block(block, worker_generator(spec, device), *args, **kwargs)
 
 
 def _points_chunk(block, *args, n_wave=None, block_info=None):

@@ -65,9 +65,8 @@ from .generator import _unmask, check_switch
 from .igm import check_redshift, igm_transmission
 from .progress import want_progress
 
-__all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "points_magnitudes", "read_points_table",
-           "add_colors", "parse_colors", "bandpass_weights", "BandWeights",
-           "vega_spectrum", "sun_spectrum", "sun_absolute_magnitudes", "SYSTEMS", "add_cli"]
+__all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "add_colors", "parse_colors", "bandpass_weights",
+           "BandWeights", "vega_spectrum", "sun_spectrum", "sun_absolute_magnitudes", "SYSTEMS", "add_cli"]
 
 SYSTEMS = ("AB", "ST", "Vega")
 VEGA_FILE = PACKAGE_DATA / "vega" / "alpha_lyr_stis_011.fits"
@@ -1077,135 +1076,8 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
 
 
 # ---------------------------------------------------------------------------------------------------
-# Command line: smnet-sps mags
+# Colours of a magnitude table
 # ---------------------------------------------------------------------------------------------------
-# Stars from a user's table (Teff, log g, [M/H], L): in this process, no Dask / Parquet needed
-# ---------------------------------------------------------------------------------------------------
-#: formats of a table of stars read in this process (``points_magnitudes``, ``smnet-sps mags --points``);
-#: Parquet (a file or folder of them) goes through Dask (smnet_sps.distributed.write_points)
-POINTS_TABLE_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits"}
-#: the columns of a table of stars, as smnet_sps.distributed.points_array reads them
-POINTS_COLUMNS_DOC = ("teff [K], logg [log10 cm s^-2], logz ([M/H], dex) and L [L_sun] or logl "
-                      "[log10 L/L_sun] (one of them)")
-
-
-def read_points_table(path):
-    """A table of stars from a CSV, ECSV or FITS file (``astropy.table.Table.read``; the format from the
-    extension, :data:`POINTS_TABLE_FORMATS`)."""
-    from pathlib import Path
-    from .output_files import suffix_of
-    path = Path(path)
-    fmt = POINTS_TABLE_FORMATS.get(suffix_of(path))
-    if fmt is None:
-        raise ValueError(f"a table of stars is read from {', '.join(POINTS_TABLE_FORMATS)} (in this process) "
-                         f"or Parquet (.parquet, or a folder of them, through Dask); got {str(path)!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"points table not found: {path}")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=u.UnitsWarning)   # a FITS unit astropy does not parse
-        return Table.read(path, format=fmt)
-
-
-def _points_column(table, name, unit):
-    """Column ``name`` as floats in ``unit`` (None: a plain number or a logarithmic quantity such as dex);
-    a masked entry (an empty CSV cell) is NaN, which the row check then names."""
-    col = table[name]
-    values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan) if hasattr(col, "mask") else None
-    values = np.asarray(col, float) if values is None else values
-    have = getattr(col, "unit", None)
-    if unit is None or have is None or have == u.dimensionless_unscaled:
-        return values
-    try:
-        return (values * have).to_value(unit)
-    except u.UnitConversionError:
-        raise ValueError(f"points column {name!r} is in {have}, which does not convert to {unit}") from None
-
-
-def points_magnitudes(points, filters, system="AB", *, generator=None, colors=None, batch_size=4096,
-                      device="auto"):
-    """Absolute magnitudes (10 pc) of the stars of a table, in this process (no Dask, no Parquet).
-
-    Each star's spectrum follows the SSP backend's rule, as in :func:`smnet_sps.distributed.magnitudes`
-    (the same function does the work: ``L_lambda = L f F_lambda / integral(F_lambda)``, a blackbody for an
-    extrapolation more than 2x off its target, flagged outside).
-
-    Parameters
-    ----------
-    points : astropy Table (or anything ``Table()`` takes: a dict of columns, a pandas DataFrame), or the
-        path of a CSV, ECSV or FITS table; columns ``teff`` [K], ``logg``, ``logz`` ([M/H], dex) and ``L``
-        [L_sun] or ``logl`` = log10 L/L_sun (one of them). A column with a unit (ECSV, FITS) is converted
-        (``teff`` to K, ``L`` to L_sun). Other columns are kept in the result.
-    filters : filter names, files or ``SpectralElement``s (a list, or a comma-separated string)
-    system : "AB", "ST" or "Vega"
-    generator : None / "default" (the shipped model), "blackbody", a model path, or a loaded Generator
-    colors : colours to add, e.g. ``"g-r,B-V"`` or ``["g-r"]``: see :func:`add_colors`
-    batch_size : stars per generator pass (memory ~ batch_size x n_wave x 8 bytes)
-
-    Returns
-    -------
-    astropy.table.Table
-        The input columns, then ``M_<filter>`` (absolute magnitude at 10 pc, unit mag(AB) / mag(ST) / mag),
-        ``inside`` (True where the star lies inside the generator's coverage; NaN magnitudes where its
-        spectrum is unusable) and the colours; ``meta["system"]`` names the magnitude system.
-
-    Raises
-    ------
-    ValueError
-        A missing column (named, with the columns found), both ``L`` and ``logl``, a non-finite parameter
-        or a non-positive L (naming its row), an unknown filter or system.
-    """
-    from .distributed import _check_batch_size, _points_block
-    from .generator import Generator
-    if not isinstance(points, Table):
-        is_path = isinstance(points, str) or hasattr(points, "__fspath__")
-        points = read_points_table(points) if is_path else Table(points)
-    cols = list(points.colnames)
-    missing = [c for c in ("teff", "logg", "logz") if c not in cols]
-    if not ("L" in cols or "logl" in cols):
-        missing.append("L or logl")
-    if missing:
-        raise ValueError(f"points table needs columns {POINTS_COLUMNS_DOC}; missing {', '.join(missing)} "
-                         f"(columns found: {', '.join(cols) or 'none'})")
-    if "L" in cols and "logl" in cols:
-        raise ValueError("points table has both an L [L_sun] and a logl [log10 L/L_sun] column; give one of "
-                         "them")
-    taken = [c for c in cols if c.startswith("M_") or c == "inside"]
-    system = _system(system)
-    named = resolve_filters(filters)
-    if colors:
-        parse_colors(colors, [name for name, _ in named])        # an unknown band before the generator
-    clash = [c for c in taken if c == "inside" or c[2:] in {name for name, _ in named}]
-    if clash:
-        raise ValueError(f"points table already has column(s) {', '.join(clash)}, which the result adds; "
-                         "rename them")
-    lum = (_points_column(points, "L", u.L_sun) if "L" in cols
-           else 10.0 ** _points_column(points, "logl", None))
-    block = np.column_stack([_points_column(points, "teff", u.K), _points_column(points, "logg", None),
-                             _points_column(points, "logz", None), lum]) if len(points) else np.empty((0, 4))
-    if isinstance(generator, Generator):
-        spec, name = generator, generator.name
-    else:
-        from .distributed import _check_spec, worker_generator
-        spec = _check_spec(generator)
-        name = worker_generator(spec, device).name
-    out = _points_block(block, spec, device, "magnitudes", tuple(bp for _, bp in named), system, None,
-                        _check_batch_size(batch_size), "f8")
-    table = Table(points, copy=True)
-    unit = {"AB": u.ABmag, "ST": u.STmag, "Vega": u.mag}[system]
-    for k, (fname, _) in enumerate(named):
-        table[f"M_{fname}"] = Column(out[:, k], unit=unit,
-                                     description=f"absolute {system} magnitude (10 pc), photon counting")
-    table["inside"] = Column(out[:, -1].astype(bool),
-                             description="True where the star lies inside the generator's coverage")
-    from .output_files import provenance
-    table.meta.update({"system": system, "distance": "10 pc (absolute magnitudes)",
-                       "star_rule": "smnet_sps.backend.star_rule (L f F_lambda / integral F_lambda)",
-                       **provenance(name)})
-    if colors:
-        add_colors(table, colors)
-    return table
-
-
 def _band_aliases(names):
     """{name or its unique short form: name} of a table's bands: the short form is what follows the
     filter's group (``sdss2010-g`` -> ``g``, ``bessell-V`` -> ``V``, ``sdss_r0`` -> ``r0``), kept only where
@@ -1254,7 +1126,7 @@ def parse_colors(colors, bands):
 
 def add_colors(table, colors):
     """Add colour columns to a table of ``M_<filter>`` magnitudes (:func:`ssp_magnitudes`,
-    :func:`ssp_photometry`, :func:`points_magnitudes`), in place; returns the table.
+    :func:`ssp_photometry`, :func:`smnet_sps.star_tables.points_magnitudes`), in place; returns the table.
 
     ``colors``: ``"g-r,B-V"`` or a list such as ``["g-r", "sdss2010-u-sdss2010-g"]``. Each band is a
     filter of the table, by its full name or by its short form when that is unique in the table
@@ -1288,6 +1160,9 @@ def add_colors(table, colors):
     return table
 
 
+# ---------------------------------------------------------------------------------------------------
+# Command line: smnet-sps mags
+# ---------------------------------------------------------------------------------------------------
 def parse_ages(text, n_ages=None):
     """"0.01-13Gyr" -> n_ages log-spaced ages [yr]; "0.1,1,10Gyr" -> a list; a unit is required: the
     command line's grammar, :func:`smnet_sps.cli.parse_ages_option` (also lists of such strings)."""
@@ -1401,6 +1276,7 @@ def _cli_points_table(args):
 
     from .distributed import refuse_ssp_options
     from .output_files import check_outputs, suffix_of
+    from .star_tables import points_magnitudes, read_points_table
     refuse_ssp_options(args)
     dask_only = [name for name, given in (("--workers", getattr(args, "workers", None) is not None),
                                           ("--scheduler", getattr(args, "scheduler", None) is not None),
@@ -1448,6 +1324,7 @@ def _cli_mags(args):
     if getattr(args, "logzsol", None) is not None and args.points:
         raise ValueError("--logzsol applies to SSP magnitudes only; with --points each star's absolute "
                          "magnitudes (10 pc) are written (a table, or a Zarr store for Parquet)")
+    from .star_tables import POINTS_TABLE_FORMATS
     if args.points and suffix_of(args.points) in POINTS_TABLE_FORMATS:
         return _cli_points_table(args)          # a CSV / ECSV / FITS table: here, no Dask or Parquet
     if args.points:                             # Parquet: chunk by chunk on Dask (smnet_sps.distributed)

@@ -10,7 +10,8 @@ from astropy.constants import sigma_sb
 from astropy.table import Table
 
 from smnet_sps.cli import main
-from smnet_sps.photometry import magnitudes, points_magnitudes, ssp_magnitudes
+from smnet_sps.photometry import magnitudes, ssp_magnitudes
+from smnet_sps.star_tables import points_magnitudes
 
 BANDS = ["bessell-B", "bessell-V", "sdss2010-g", "sdss2010-r"]
 STARS = {"name": ["Sun", "Arcturus", "Procyon"], "teff": [5772.0, 4286.0, 6530.0], "logg": [4.44, 1.66, 4.0],

@@ -1,0 +1,207 @@
+"""Stars of a user's table (Teff, log g, [M/H], L) -> absolute magnitudes, in this process.
+
+:func:`points_magnitudes` takes an astropy Table (or a CSV / ECSV / FITS file, a dict of columns, a pandas
+DataFrame) and gives each star's magnitudes by the SSP backend's per-star rule (docs/CONTRACTS.md, star:
+L_lambda = L f F_lambda / integral(F_lambda), a blackbody for an extrapolation more than 2x off its target,
+flagged outside). :func:`stars_block` is that work for one block of rows; :mod:`smnet_sps.distributed` runs
+the same function as one Dask task per chunk for Parquet catalogues of 10^8-10^9 stars.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.table import Column, Table
+
+from .backend import STATUS, _trapz_weights, star_rule
+from .constants import L_SUN, LLAM_UNIT
+from .generator import _check_count, _quiet_coverage, validate_parameters
+from .output_files import provenance, suffix_of
+from .filters import resolve_filters
+from .photometry import _system, add_colors, magnitudes, parse_colors
+
+__all__ = ["points_magnitudes", "read_points_table", "stars_block", "POINTS_TABLE_FORMATS"]
+
+#: formats of a table of stars read in this process (``points_magnitudes``, ``smnet-sps mags --points``);
+#: Parquet (a file or folder of them) goes through Dask (smnet_sps.distributed.write_points)
+POINTS_TABLE_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits"}
+#: the columns of a table of stars, as smnet_sps.distributed.points_array reads them
+POINTS_COLUMNS_DOC = ("teff [K], logg [log10 cm s^-2], logz ([M/H], dex) and L [L_sun] or logl "
+                      "[log10 L/L_sun] (one of them)")
+
+
+def read_points_table(path):
+    """A table of stars from a CSV, ECSV or FITS file (``astropy.table.Table.read``; the format from the
+    extension, :data:`POINTS_TABLE_FORMATS`)."""
+    path = Path(path)
+    fmt = POINTS_TABLE_FORMATS.get(suffix_of(path))
+    if fmt is None:
+        raise ValueError(f"a table of stars is read from {', '.join(POINTS_TABLE_FORMATS)} (in this process) "
+                         f"or Parquet (.parquet, or a folder of them, through Dask); got {str(path)!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"points table not found: {path}")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=u.UnitsWarning)   # a FITS unit astropy does not parse
+        return Table.read(path, format=fmt)
+
+
+def _points_column(table, name, unit):
+    """Column ``name`` as floats in ``unit`` (None: a plain number or a logarithmic quantity such as dex);
+    a masked entry (an empty CSV cell) is NaN, which the row check then names."""
+    col = table[name]
+    values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan) if hasattr(col, "mask") else None
+    values = np.asarray(col, float) if values is None else values
+    have = getattr(col, "unit", None)
+    if unit is None or have is None or have == u.dimensionless_unscaled:
+        return values
+    try:
+        return (values * have).to_value(unit)
+    except u.UnitConversionError:
+        raise ValueError(f"points column {name!r} is in {have}, which does not convert to {unit}") from None
+
+
+def points_magnitudes(points, filters, system="AB", *, generator=None, colors=None, batch_size=4096,
+                      device="auto"):
+    """Absolute magnitudes (10 pc) of the stars of a table, in this process (no Dask, no Parquet).
+
+    Each star's spectrum follows the SSP backend's rule, as in :func:`smnet_sps.distributed.magnitudes`
+    (the same function does the work: ``L_lambda = L f F_lambda / integral(F_lambda)``, a blackbody for an
+    extrapolation more than 2x off its target, flagged outside).
+
+    Parameters
+    ----------
+    points : astropy Table (or anything ``Table()`` takes: a dict of columns, a pandas DataFrame), or the
+        path of a CSV, ECSV or FITS table; columns ``teff`` [K], ``logg``, ``logz`` ([M/H], dex) and ``L``
+        [L_sun] or ``logl`` = log10 L/L_sun (one of them). A column with a unit (ECSV, FITS) is converted
+        (``teff`` to K, ``L`` to L_sun). Other columns are kept in the result.
+    filters : filter names, files or ``SpectralElement``s (a list, or a comma-separated string)
+    system : "AB", "ST" or "Vega"
+    generator : None / "default" (the shipped model), "blackbody", a model path, or a loaded Generator
+    colors : colours to add, e.g. ``"g-r,B-V"`` or ``["g-r"]``: see :func:`add_colors`
+    batch_size : stars per generator pass (memory ~ batch_size x n_wave x 8 bytes)
+
+    Returns
+    -------
+    astropy.table.Table
+        The input columns, then ``M_<filter>`` (absolute magnitude at 10 pc, unit mag(AB) / mag(ST) / mag),
+        ``inside`` (True where the star lies inside the generator's coverage; NaN magnitudes where its
+        spectrum is unusable) and the colours; ``meta["system"]`` names the magnitude system.
+
+    Raises
+    ------
+    ValueError
+        A missing column (named, with the columns found), both ``L`` and ``logl``, a non-finite parameter
+        or a non-positive L (naming its row), an unknown filter or system.
+    """
+    if not isinstance(points, Table):
+        is_path = isinstance(points, str) or hasattr(points, "__fspath__")
+        points = read_points_table(points) if is_path else Table(points)
+    cols = list(points.colnames)
+    missing = [c for c in ("teff", "logg", "logz") if c not in cols]
+    if not ("L" in cols or "logl" in cols):
+        missing.append("L or logl")
+    if missing:
+        raise ValueError(f"points table needs columns {POINTS_COLUMNS_DOC}; missing {', '.join(missing)} "
+                         f"(columns found: {', '.join(cols) or 'none'})")
+    if "L" in cols and "logl" in cols:
+        raise ValueError("points table has both an L [L_sun] and a logl [log10 L/L_sun] column; give one of "
+                         "them")
+    taken = [c for c in cols if c.startswith("M_") or c == "inside"]
+    system = _system(system)
+    named = resolve_filters(filters)
+    if colors:
+        parse_colors(colors, [name for name, _ in named])        # an unknown band before the generator
+    clash = [c for c in taken if c == "inside" or c[2:] in {name for name, _ in named}]
+    if clash:
+        raise ValueError(f"points table already has column(s) {', '.join(clash)}, which the result adds; "
+                         "rename them")
+    lum = (_points_column(points, "L", u.L_sun) if "L" in cols
+           else 10.0 ** _points_column(points, "logl", None))
+    block = np.column_stack([_points_column(points, "teff", u.K), _points_column(points, "logg", None),
+                             _points_column(points, "logz", None), lum]) if len(points) else np.empty((0, 4))
+    batch_size = _check_count(batch_size, "batch_size", 1, "stars per generator pass")
+    from .ssp import resolve_generator
+    gen = resolve_generator(generator, device)
+    out = stars_block(block, gen, "magnitudes", tuple(bp for _, bp in named), system, None, batch_size, "f8")
+    table = Table(points, copy=True)
+    unit = {"AB": u.ABmag, "ST": u.STmag, "Vega": u.mag}[system]
+    for k, (fname, _) in enumerate(named):
+        table[f"M_{fname}"] = Column(out[:, k], unit=unit,
+                                     description=f"absolute {system} magnitude (10 pc), photon counting")
+    table["inside"] = Column(out[:, -1].astype(bool),
+                             description="True where the star lies inside the generator's coverage")
+    table.meta.update({"system": system, "distance": "10 pc (absolute magnitudes)",
+                       "star_rule": "smnet_sps.backend.star_rule (L f F_lambda / integral F_lambda)",
+                       **provenance(gen.name)})
+    if colors:
+        add_colors(table, colors)
+    return table
+
+
+def check_luminosity(lum, offset=0):
+    bad = ~np.isfinite(lum) | (lum <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"L must be a positive finite luminosity [L_sun]; row {offset + i} has "
+                         f"L = {lum[i]!r}")
+
+
+def stars_block(block, gen, what, filters, system, distance_cm, batch_size, out_dtype, offset=0, n_wave=None):
+    """(n, k + 1) for one block of stars (rows Teff [K], log g, [M/H], L [L_sun]) through the generator
+    ``gen``: k magnitudes (``what="magnitudes"``: of ``filters`` in ``system``, at ``distance_cm`` or 10 pc)
+    or k = n_wave fluxes (``what="spectra"``), then the coverage flag. One Dask task's work
+    (:mod:`smnet_sps.distributed`) and the whole of :func:`points_magnitudes`.
+
+    ``offset``: the block's first row in the table (errors name table rows). ``n_wave``: the number of pixels
+    the caller sized its output for (surface_flux's ``wavelength``); another generator grid is refused (its
+    fluxes were cut and a flux column read as the coverage flag)."""
+    if what == "spectra" and n_wave is not None and gen.wavelength.size != n_wave:
+        raise ValueError(f"surface_flux: wavelength has {n_wave} values but the generator {gen.name!r} has "
+                         f"{gen.wavelength.size} pixels; give its own grid (generator.wavelength) or "
+                         "wavelength=None (read from the generator)")
+    block = np.asarray(block, float)
+    teff, logg, logz, lum = block.T
+    # named by the row in the table, not in the chunk (a NaN Teff at row 1500 was "index 500")
+    for name, values in (("teff", teff), ("logg", logg), ("logz", logz)):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ValueError(f"{name} is not finite at row {offset + int(bad[0])} ({bad.size} such row(s) in "
+                             "its chunk); stellar parameters must be finite")
+    try:
+        validate_parameters(teff, logg, logz)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (the index counts from row {offset} of the table)") from None
+    if what == "magnitudes":
+        check_luminosity(lum, offset)
+        k = len(filters)
+    else:
+        k = gen.wavelength.size
+    out = np.empty((block.shape[0], k + 1), dtype=out_dtype)
+    wave = np.asarray(gen.wavelength, float) * u.AA
+    wint = _trapz_weights(wave.value)
+    distance = None if distance_cm is None else distance_cm * u.cm
+    with _quiet_coverage():                      # coverage goes into the returned flag column
+        for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch_size):
+            if what == "magnitudes":
+                # CONTRACTS, star: the SSP backend's whole per-star rule (backend.star_rule): L f F /
+                # integral(F), and a blackbody for an extrapolation > 2x off its target (the rescaled
+                # untrusted spectrum was V 1.1 mag fainter than the SSP's star: Padova post-AGB, 104 kK)
+                flux = np.array(flux, float)               # star_rule writes the blackbody rows
+                status = np.where(inside, STATUS["generator"], STATUS["extrapolated"])
+                scale, _, _, usable = star_rule(flux, wave.value, teff[sl], status,
+                                                gen.target_fraction(teff[sl]), wint)
+                scale = scale * lum[sl] * L_SUN            # unusable spectrum: NaN magnitudes, outside
+                out[sl, :k] = np.nan
+                if usable.any():
+                    llam = flux[usable] * scale[usable, None]
+                    table = magnitudes((wave, llam * LLAM_UNIT), list(filters), system=system,
+                                       distance=distance)
+                    rows = np.flatnonzero(usable) + sl.start
+                    out[rows, :k] = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
+                inside = inside & usable
+            else:
+                out[sl, :k] = flux
+            out[sl, k] = inside
+    return out
