@@ -1008,15 +1008,19 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
     return table
 
 
-def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="parsec", generator=None,
-                   redshift=0, cosmology=None, extrapolate=False, igm=False, progress=None, colors=None):
+def ssp_magnitudes(ages, Z=None, filters=None, system="AB", imf="kroupa", isochrones="parsec", generator=None,
+                   redshift=0, cosmology=None, extrapolate=False, igm=False, progress=None, colors=None, *,
+                   logzsol=None):
     """SSP magnitudes vs age at metallicity Z from :func:`smnet_sps.ssp.ssp_grid` (one batched pass).
 
     Parameters
     ----------
     ages : as ``ssp_grid`` takes them (Quantity [time], array [yr], strings such as "1 Gyr", or None for all
         tabulated ages); the table has one row per age, in the order given
-    Z : float, metal mass fraction (e.g. 0.0152 = solar for PARSEC)
+    Z : float, metal mass fraction (e.g. 0.0152 = solar for PARSEC), or
+    logzsol : float, log10(Z / Zsun) [dex] with the family's Zsun, as :func:`smnet_sps.ssp.ssp_spectrum`
+        takes them (both given: ValueError; neither: solar, or the one Z of a set of one Z)
+    filters : required, as :func:`magnitudes` takes them
     imf, isochrones, generator : passed to ``ssp_grid``
     colors : e.g. ``"g-r,B-V"``: colour columns, as :func:`ssp_photometry`
     progress : bool or None, ``ssp_grid``'s tqdm progress bar over the generator batches (on stderr);
@@ -1024,7 +1028,11 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
         (:mod:`smnet_sps.progress`)
     Other parameters and the returned table: see :func:`ssp_photometry`.
     """
-    from .ssp import parse_age, ssp_grid   # here: photometry must not depend on the SSP stage at import
+    from .isochrones import resolve_isochrones
+    from .ssp import _resolve_z, parse_age, ssp_grid   # here: photometry must not depend on the SSP stage
+    if filters is None:
+        raise ValueError("ssp_magnitudes needs filters, e.g. ['sdss2010-g', 'sdss2010-r'] "
+                         "(smnet_sps.filters.available_filter_names())")
     named = resolve_filters(filters)    # fail on a bad filter name before the (slow) SSP grid is computed
     if colors:
         parse_colors(colors, [name for name, _ in named])        # and on a colour of an unknown band
@@ -1033,13 +1041,15 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     cosmology = as_cosmology(cosmology)
     extrapolate = check_switch(extrapolate, "extrapolate")
     igm = check_switch(igm, "igm")
-    if np.ndim(Z) != 0:
-        raise ValueError(f"ssp_magnitudes takes one metallicity Z (a number); got {Z!r}: call it once per "
-                         "Z, or use ssp_grid(ages, Zs) with ssp_photometry for several")
+    for name, value in (("Z", Z), ("logzsol", logzsol)):
+        if np.ndim(value) != 0:
+            raise ValueError(f"ssp_magnitudes takes one metallicity {name} (a number); got {value!r}: call "
+                             f"it once per {name}, or use ssp_grid(ages, Zs) with ssp_photometry for several")
+    iso = resolve_isochrones(isochrones)
+    Z = float(_resolve_z(iso, Z, logzsol))      # ssp_spectrum's rule: Z or logzsol, one of them
     # ssp_grid parses the ages itself (u.Quantity(ages, u.yr) first computed masked ages and failed on
     # ["1 Gyr", "5 Gyr"]); its errors name the family's valid range
-    grid = ssp_grid(ages, [float(Z)], imf=imf, isochrones=isochrones, generator=generator,
-                    progress=progress)
+    grid = ssp_grid(ages, [Z], imf=imf, isochrones=iso, generator=generator, progress=progress)
     get = (lambda k: grid.get(k)) if isinstance(grid, dict) else (lambda k: getattr(grid, k, None))
     wave = np.asarray(get("ssp_wave"), float)
     flux = np.asarray(get("ssp_flux"), float)[0]                 # (n_age, n_wave) L_sun/A per M_sun formed
@@ -1070,7 +1080,7 @@ def ssp_magnitudes(ages, Z, filters, system="AB", imf="kroupa", isochrones="pars
     name = attrs.get("generator") or getattr(generator, "name", None) or str(generator)
     from .output_files import provenance
     # the set's name (an IsochroneSet or a file passed as isochrones= printed as its repr / path)
-    table.meta.update({"Z": float(Z), "imf": str(imf),
+    table.meta.update({"Z": Z, "logzsol": float(np.log10(Z / iso.zsun)), "zsun": iso.zsun, "imf": str(imf),
                        "isochrones": attrs.get("isochrones") or str(isochrones), **provenance(name)})
     return table
 

@@ -202,9 +202,12 @@ def _scalar(value, name):
     return value
 
 
-def _resolve_z(iso, Z, logzsol):
+def _resolve_z(iso, Z, logzsol, z_name="Z"):
+    """Metal mass fraction(s) from ``Z`` or ``logzsol`` (log10 Z / Zsun with the family's Zsun), checked
+    against the family's range: the one rule of every SSP entry point (``z_name``: the caller's name for Z,
+    "Zs" for ssp_grid)."""
     if Z is not None and logzsol is not None:
-        raise ValueError("give Z (metal mass fraction) or logzsol (log10 Z/Zsun), not both")
+        raise ValueError(f"give {z_name} (metal mass fraction) or logzsol (log10 Z/Zsun), not both")
     if Z is None and logzsol is None and iso.Z.size == 1:
         Z = iso.Z[0]                  # neither given: solar, but a set of one Z has that Z only
     if Z is None:
@@ -1024,16 +1027,18 @@ def _age_array(ages, iso):
     return np.atleast_1d(_log_ages(ages, iso)).astype(float).ravel()
 
 
-def _z_array(Zs, iso):
-    if Zs is None:
+def _z_array(Zs, iso, logzsol=None):
+    if Zs is None and logzsol is None:
         return iso.Z.copy()
-    if _is_empty(Zs):
-        raise ValueError(f"Zs is empty; give at least one metal mass fraction ({iso.z_range_text()} "
-                         f"for {iso.name}) or Zs=None for all {iso.Z.size} tabulated Z")
-    return np.atleast_1d(_resolve_z(iso, Zs, None)).astype(float).ravel()
+    for name, values, what in (("Zs", Zs, f"metal mass fraction ({iso.z_range_text()}"),
+                               ("logzsol", logzsol, f"log10 Z / Zsun ({iso.logzsol_range_text()}")):
+        if values is not None and _is_empty(values):
+            raise ValueError(f"{name} is empty; give at least one {what} for {iso.name}) or Zs=None, "
+                             f"logzsol=None for all {iso.Z.size} tabulated Z")
+    return np.atleast_1d(_resolve_z(iso, Zs, logzsol, z_name="Zs")).astype(float).ravel()
 
 
-def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator=None,
+def ssp_grid(ages=None, Zs=None, *, logzsol=None, imf="kroupa", isochrones="parsec", generator=None,
              special_phases="model", outside="extrapolate", progress=None, device="auto"):
     """A grid of SSP spectra (DSPS layout), from ONE batched, deduplicated generator pass.
 
@@ -1047,6 +1052,8 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     ages : Quantity array, array of years, or None (all tabulated ages of the family); sorted, repeats
         dropped (the layout's axes increase)
     Zs : array of metal mass fractions, or None (all tabulated Z of the family); sorted, repeats dropped
+    logzsol : array of log10(Z / Zsun) [dex] (numbers or a u.dex Quantity) with the family's Zsun, instead of
+        ``Zs``, as :func:`ssp_spectrum` takes it (Zs = Zsun x 10**logzsol; both given: ValueError)
     imf, isochrones, generator, special_phases, outside, device : as :func:`ssp_spectrum` (generator: None /
         "default", "semi-empirical", "blackbody", a model directory, a Generator or a StellarLibraryBackend;
         device: "auto", "cpu", "cuda", "cuda:N" or "mps", for a model loaded by name)
@@ -1063,7 +1070,7 @@ def ssp_grid(ages=None, Zs=None, *, imf="kroupa", isochrones="parsec", generator
     iso = resolve_isochrones(isochrones)
     # the DSPS layout (and every host code's) wants increasing, distinct axes: sorted, repeats dropped
     log_ages = np.unique(_age_array(ages, iso))
-    Zs = np.unique(_z_array(Zs, iso))
+    Zs = np.unique(_z_array(Zs, iso, logzsol))
     imf_obj = get_imf(imf)
     backend = get_backend(generator, special_phases, outside, device)
     plans = [_plan(iso, la, z) for z in Zs for la in log_ages]

@@ -1,0 +1,52 @@
+"""One metallicity, the same forms everywhere: ssp_grid and ssp_magnitudes take ``logzsol`` (log10 Z / Zsun)
+as ssp_spectrum does, through the same rule (smnet_sps.ssp._resolve_z)."""
+import numpy as np
+import pytest
+from astropy import units as u
+
+from smnet_sps.isochrones import load_isochrones
+from smnet_sps.photometry import ssp_magnitudes
+from smnet_sps.ssp import ssp_grid, ssp_spectrum
+
+AGES = [1e9, 5e9]
+
+
+def test_ssp_grid_takes_logzsol_as_ssp_spectrum_does():
+    zsun = load_isochrones("parsec").zsun
+    by_logzsol = ssp_grid(AGES, logzsol=[-0.5, 0.0], generator="blackbody", progress=False)
+    by_z = ssp_grid(AGES, zsun * 10.0 ** np.array([-0.5, 0.0]), generator="blackbody", progress=False)
+    assert np.allclose(by_logzsol.ssp_lgmet, np.log10(zsun) + np.array([-0.5, 0.0]), atol=1e-12)
+    assert np.allclose(by_logzsol.ssp_flux, by_z.ssp_flux, rtol=1e-10, atol=0)
+    # a u.dex Quantity, as ssp_spectrum takes it; and ssp_spectrum's SSP at the same logzsol
+    dex = ssp_grid([1e9], logzsol=[-0.5] * u.dex, generator="blackbody", progress=False)
+    assert np.allclose(dex.ssp_flux, by_logzsol.ssp_flux[:1, :1], rtol=1e-10, atol=0)
+    one = ssp_spectrum(1e9, logzsol=-0.5, generator="blackbody")
+    assert np.allclose(one.flux.value, by_logzsol.ssp_flux[0, 0], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(Zs=[0.01], logzsol=[0.0]), r"give Zs \(metal mass fraction\) or logzsol .*not both"),
+    (dict(logzsol=[]), r"logzsol is empty.*-2\.18\.\.\+0\.59"),
+    (dict(logzsol=[1.0]), r"outside the parsec isochrone grid.*logzsol -2\.18\.\.\+0\.59"),
+    (dict(logzsol=[np.nan]), r"logzsol must be finite"),
+    (dict(logzsol=[0.0] * u.Gyr), r"logzsol \(log10 Z / Zsun\) must be a number or a u\.dex quantity"),
+])
+def test_ssp_grid_logzsol_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ssp_grid([1e9], generator="blackbody", progress=False, **kwargs)
+
+
+def test_ssp_magnitudes_takes_logzsol():
+    zsun = load_isochrones("parsec").zsun
+    quick = dict(generator="blackbody", progress=False)
+    by_logzsol = ssp_magnitudes(AGES, filters=["sdss2010-r"], logzsol=-0.5, **quick)
+    by_z = ssp_magnitudes(AGES, zsun * 10**-0.5, ["sdss2010-r"], **quick)
+    assert np.allclose(by_logzsol["M_sdss2010-r"], by_z["M_sdss2010-r"], rtol=0, atol=1e-9)
+    assert by_logzsol.meta["Z"] == pytest.approx(zsun * 10**-0.5, rel=1e-12)
+    assert by_logzsol.meta["logzsol"] == pytest.approx(-0.5, abs=1e-12)
+    with pytest.raises(ValueError, match=r"give Z \(metal mass fraction\) or logzsol .*not both"):
+        ssp_magnitudes(AGES, 0.01, ["sdss2010-r"], logzsol=-0.5, **quick)
+    with pytest.raises(ValueError, match="one metallicity logzsol"):
+        ssp_magnitudes(AGES, filters=["sdss2010-r"], logzsol=[-0.5, 0.0], **quick)
+    with pytest.raises(ValueError, match="needs filters"):
+        ssp_magnitudes(AGES, logzsol=-0.5, **quick)
