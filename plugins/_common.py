@@ -94,9 +94,11 @@ class SSPArrays:
     def age_gyr(self):
         return 10.0 ** self.ssp_lg_age_gyr
 
-    def logzsol(self, zsun=DEFAULT_ZSUN):
-        """[M/H] = log10(Z / Z_sun) of every metallicity."""
-        return self.ssp_lgmet - np.log10(zsun)
+    def logzsol(self, zsun=None):
+        """[M/H] = log10(Z / Z_sun) of every metallicity; ``zsun`` default: the grid's own (``meta["zsun"]``,
+        an SSPGrid's ``attrs["zsun"]``), else PARSEC's 0.0152 (:func:`resolve_zsun`; the default was 0.0152
+        whatever the grid stated: a Padova grid's [M/H] came out +0.097 dex high)."""
+        return self.ssp_lgmet - np.log10(resolve_zsun(self, zsun))
 
 
 def _is_dsps_arrays(grid):

@@ -50,3 +50,14 @@ def test_ssp_magnitudes_takes_logzsol():
         ssp_magnitudes(AGES, filters=["sdss2010-r"], logzsol=[-0.5, 0.0], **quick)
     with pytest.raises(ValueError, match="needs filters"):
         ssp_magnitudes(AGES, logzsol=-0.5, **quick)
+
+
+def test_plugin_arrays_logzsol_uses_the_grids_zsun():
+    """SSPArrays.logzsol() took PARSEC's 0.0152 whatever the grid stated: a Padova grid at its solar Z
+    (0.019) came out at [M/H] +0.097."""
+    from smnet_sps.plugins._common import as_ssp_arrays
+    grid = ssp_grid([1e9], [0.019], isochrones="padova", generator="blackbody", progress=False)
+    arrays = as_ssp_arrays(grid)
+    assert arrays.meta["zsun"] == 0.019
+    assert np.allclose(arrays.logzsol(), 0.0, atol=1e-12)
+    assert np.allclose(arrays.logzsol(0.0152), np.log10(0.019 / 0.0152), atol=1e-12)   # given: that one
