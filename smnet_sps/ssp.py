@@ -948,7 +948,8 @@ class SSPGrid(NamedTuple):
     DSPS's L_sun / Hz: use :meth:`ssp_flux_per_hz` or :meth:`to_dsps_units` (or
     ``smnet_sps.plugins.dsps_backend.to_ssp_data``) before handing the arrays to DSPS.
 
-    ssp_lgmet : (n_met,) log10 Z (absolute metal mass fraction)
+    ssp_lgmet : (n_met,) log10 Z (absolute metal mass fraction, DSPS's layout; not [M/H]: :meth:`logzsol`
+        gives log10 Z / Zsun with the grid's ``attrs["zsun"]``)
     ssp_lg_age_gyr : (n_age,) log10(age / Gyr)
     ssp_wave : (n_wave,) [Angstrom]
     ssp_flux : (n_met, n_age, n_wave) [L_sun / A per M_sun formed]
@@ -989,6 +990,16 @@ class SSPGrid(NamedTuple):
         """Medium of ``ssp_wave``, as ``attrs`` state it ("vacuum" unless ``to_medium(grid, "air")``)."""
         from .medium import _stated_medium
         return _stated_medium(self.attrs or {})
+
+    def logzsol(self, zsun=None):
+        """(n_met,) [M/H] = log10(Z / Zsun) [dex] of ``ssp_lgmet``, as ``ssp_grid(logzsol=)`` and
+        ``ssp_spectrum``'s ``meta["logzsol"]`` state it; ``zsun`` default: the grid's ``attrs["zsun"]`` (its
+        isochrone family's), PARSEC's 0.0152 where it states none (as the plugins' ``SSPArrays.logzsol``)."""
+        from .isochrones import FAMILIES, check_zsun
+        if zsun is None:
+            zsun = (self.attrs or {}).get("zsun")
+            zsun = FAMILIES["parsec"]["zsun"] if zsun is None else zsun
+        return np.asarray(self.ssp_lgmet, float) - np.log10(check_zsun(zsun))
 
     def ssp_flux_per_hz(self):
         """``ssp_flux`` as L_nu [L_sun / Hz per M_sun formed] (DSPS's unit): L_lambda lambda^2 / c in vacuum.

@@ -61,3 +61,21 @@ def test_plugin_arrays_logzsol_uses_the_grids_zsun():
     assert arrays.meta["zsun"] == 0.019
     assert np.allclose(arrays.logzsol(), 0.0, atol=1e-12)
     assert np.allclose(arrays.logzsol(0.0152), np.log10(0.019 / 0.0152), atol=1e-12)   # given: that one
+
+
+def test_sspgrid_logzsol_is_mh_with_the_grids_zsun(tmp_path):
+    """SSPGrid.ssp_lgmet is log10 Z (DSPS's layout, kept); .logzsol() gives the [M/H] that ssp_grid(logzsol=)
+    took, with the family's Zsun (Padova 0.019, not 0.0152), also after a save / load round trip."""
+    from smnet_sps.ssp import SSPGrid, load_ssp_grid, save_ssp_grid
+    grid = ssp_grid([1e9], logzsol=[-0.5, 0.0], isochrones="padova", generator="blackbody", progress=False)
+    assert grid._fields[:4] == ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux")
+    assert np.allclose(grid.ssp_lgmet, np.log10(0.019) + np.array([-0.5, 0.0]), atol=1e-12)
+    assert np.allclose(grid.logzsol(), [-0.5, 0.0], atol=1e-12)
+    assert np.allclose(grid.logzsol(0.0152), np.log10(0.019 / 0.0152) + np.array([-0.5, 0.0]), atol=1e-12)
+    path = tmp_path / "g.npz"
+    save_ssp_grid(grid, path)
+    assert np.allclose(load_ssp_grid(path).logzsol(), [-0.5, 0.0], atol=1e-12)
+    bare = SSPGrid(*grid[:9], {})                          # states no zsun: PARSEC's, as the plugins take it
+    assert np.allclose(bare.logzsol(), grid.ssp_lgmet - np.log10(0.0152), atol=1e-12)
+    with pytest.raises(ValueError, match="zsun must be a metal mass fraction"):
+        grid.logzsol(-1)
