@@ -79,3 +79,26 @@ def test_sspgrid_logzsol_is_mh_with_the_grids_zsun(tmp_path):
     assert np.allclose(bare.logzsol(), grid.ssp_lgmet - np.log10(0.0152), atol=1e-12)
     with pytest.raises(ValueError, match="zsun must be a metal mass fraction"):
         grid.logzsol(-1)
+
+
+def test_names_and_units_table_matches_the_signatures():
+    """docs/CONTRACTS.md maps each quantity's public names; the metallicity names it gives are the ones the
+    entry points take."""
+    import inspect
+    from pathlib import Path
+
+    from smnet_sps.generator import Generator
+    from smnet_sps.plugins.fsps_backend import write_fsps_library
+    from smnet_sps.population import StellarPopulation
+    text = (Path(__file__).parents[1] / "docs" / "CONTRACTS.md").read_text()
+    section = text.split("## Names and units of the public API")[1].split("\n## ")[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    ssp_row = rows["metallicity of an SSP, [M/H]"]
+    for func in (ssp_spectrum, ssp_grid, ssp_magnitudes, write_fsps_library):
+        assert "logzsol" in inspect.signature(func).parameters, func.__name__
+        assert f"{func.__name__}" in ssp_row
+    assert "logzsol" in StellarPopulation().params
+    assert "logz" in inspect.signature(Generator.spectra).parameters
+    star = rows["metallicity of a star"]
+    assert "`logz` = [M/H] [dex]" in star and "fit_star" in star
+    assert "log10 Z (absolute, not [M/H])" in rows["metallicity, DSPS layout"]
