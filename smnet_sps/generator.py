@@ -63,7 +63,7 @@ def box_edges(box):
 
 @dataclass(frozen=True)
 class ParameterBox:
-    """A box in (Teff [K], log g [cgs], log Z = [M/H] [dex]); bounds are inclusive, within
+    """A box in (Teff [K], log g [cgs], [M/H] = log10(Z / Zsun) [dex], ``logz``); bounds are inclusive, within
     :data:`BOX_EDGE_TOLERANCE` (:func:`box_edges`)."""
 
     teff: tuple[float, float]

@@ -139,7 +139,7 @@ class _Refine(nn.Module):
 
 
 class SMNet(nn.Module):
-    """The released SM-Net: (scaled Teff, log g, log Z) in [0, 1]^3 -> y >= 0 in log1p01 space, shape (n, L).
+    """The released SM-Net: (scaled Teff, log g, [M/H]) in [0, 1]^3 -> y >= 0 in log1p01 space, shape (n, L).
 
     Parameters
     ----------

@@ -1249,8 +1249,9 @@ def _float32_decimal(value):
 class ReleasedSMNetGenerator(_TorchGenerator):
     """A released SM-Net checkpoint (``lookup_model_*.pt`` + ``*.meta.npz``).
 
-    Inputs (Teff [K, linear], log g, log Z) are min-max scaled with the meta box and clipped to [0, 1], as the
-    release does; points outside the box are flagged (CoverageWarning, or ValueError with ``strict=True``).
+    Inputs (Teff [K, linear], log g, [M/H] = the release's logZ) are min-max scaled with the meta box and
+    clipped to [0, 1], as the release does; points outside the box are flagged (CoverageWarning, or
+    ValueError with ``strict=True``).
     Output y (log1p01) -> x = tau * (exp(y * log1p(x_max / tau)) - 1); each spectrum is then rescaled so that
     its integral over the covered wavelengths equals sigma Teff^4 (``normalisation="covered"``), or equals
     sigma Teff^4 times the fraction of a blackbody's flux inside the covered range (``"blackbody"``).
@@ -1303,8 +1304,9 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         ordered = (self._lo < self._hi).all() and self._lo[0] > 0
         if not (finite and ordered and self.tau > 0 and self.x_max > 0):
             raise ValueError(f"meta file {meta}: tau and x_max must be positive and finite, and each of "
-                             f"Teff, log g, log Z a finite range min < max (Teff > 0); got tau {self.tau}, "
-                             f"x_max {self.x_max}, min {self._lo.tolist()}, max {self._hi.tolist()}")
+                             f"Teff, log g, [M/H] (Teff_, logG_, logZ_min / _max) a finite range min < max "
+                             f"(Teff > 0); got tau {self.tau}, x_max {self.x_max}, min {self._lo.tolist()}, "
+                             f"max {self._hi.tolist()}")
         self.box = ParameterBox((self._lo[0], self._hi[0]), (self._lo[1], self._hi[1]),
                                 (self._lo[2], self._hi[2]))
         self.library_boxes = {}
@@ -1361,7 +1363,8 @@ class ReleasedSMNetGenerator(_TorchGenerator):
 
         Parameters
         ----------
-        teff : tensor [K]; logg : tensor, log10(g / cm s^-2); logz : tensor, log Z of the release's meta box
+        teff : tensor [K]; logg : tensor, log10(g / cm s^-2); logz : tensor, [M/H] [dex] (the release's
+            logZ, within its meta box)
             Any device and floating dtype; broadcast together. float64 inputs run the network in float64
             (for gradient checks); otherwise float32. The result lives on the generator's device.
         library : must be None (a released checkpoint has no library to imitate)
@@ -1370,7 +1373,7 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         -----
         The same arithmetic as :meth:`surface_flux` (scaling, network, log1p01 inverse, rescaling to sigma
         Teff^4, or to its blackbody fraction in range with ``normalisation="blackbody"``), with autograd
-        from F_lambda to (Teff, log g, log Z). As in the release, inputs are clipped to the meta box: outside
+        from F_lambda to (Teff, log g, [M/H]). As in the release, inputs are clipped to the meta box: outside
         it the clipped coordinates have derivative zero. Points are not validated against coverage here:
         check them once with :meth:`in_coverage`.
         """

@@ -634,7 +634,9 @@ def test_a_device_the_generators_do_not_run_on_is_refused(tiny_model, device):
 
 @pytest.mark.parametrize("change, match", [({"wave": "reversed"}, "strictly increasing"),
                                            ({"tau": -1.0}, "tau and x_max must be positive"),
-                                           ({"Teff_min": 1e6}, "finite range min < max")])
+                                           ({"Teff_min": 1e6}, "finite range min < max"),
+                                           # the release's logZ is [M/H]: it was called "log Z" (log10 Z?)
+                                           ({"logZ_min": 5.0}, r"\[M/H\] \(Teff_, logG_, logZ_min / _max\)")])
 def test_a_damaged_released_meta_is_refused(released, tmp_path, change, match):
     """A meta.npz whose 'wave' ran backwards loaded, and every flux came out negative (-1.3e7 .. -6.1e4)."""
     d, _, meta = released
