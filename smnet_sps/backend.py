@@ -68,7 +68,8 @@ from astropy import units as u
 from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB, TEFF_DOMAIN
 from .generator import (_as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
                         _quiet_coverage, _refuse_masked, _teff_value, check_switch, column_quantity,
-                        luminosity_scale, planck_fraction, planck_surface_flux, validate_parameters)
+                        luminosity_scale, own_wavelength, planck_fraction, planck_surface_flux,
+                        validate_parameters)
 from .isochrones import PHASE_NAMES
 from .progress import want_progress
 
@@ -545,7 +546,7 @@ class StellarLibraryBackend:
         self.outside = outside
         self.cache_size = cache_size
         self.batch_size = batch_size
-        self.wavelength = np.asarray(generator.wavelength, float)
+        self.wavelength = own_wavelength(generator.wavelength)     # a user generator's may be writable
         if self.wavelength.ndim != 1 or self.wavelength.size < 2 or not np.all(np.diff(self.wavelength) > 0):
             name = getattr(generator, "name", generator)
             raise ValueError(f"generator {name!r} has no strictly increasing wavelength grid [A]; the "

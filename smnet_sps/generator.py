@@ -276,6 +276,16 @@ def _check_finite(values, name):
                          f"{np.flatnonzero(bad)[0]}); NaN and inf are not valid stellar parameters")
 
 
+def own_wavelength(wavelength):
+    """A generator's (or backend's) wavelength grid [A]: its own float copy, read-only. ``gen.wavelength`` is
+    handed out as it is, and shared by the backend, the tail fill and every SSP: a caller's in-place
+    ``w = gen.wavelength; w /= 1e4`` (to plot in micron) put every later SSP of that generator on a 0.009 A
+    axis (its spectra, from constants made at the first call, did not follow)."""
+    wavelength = np.array(wavelength, float)
+    wavelength.setflags(write=False)
+    return wavelength
+
+
 def validate_parameters(teff, logg, logz):
     """Broadcast (Teff, log g, [M/H]) to 1-d float64 arrays inside the physical domain.
 
@@ -684,7 +694,7 @@ class BlackbodyGenerator(Generator):
     def __init__(self, wavelength=None, teff_range=(500.0, 1e6)):
         if wavelength is None:
             wavelength = np.geomspace(91.0, 1.6e6, 1221)
-        self.wavelength = np.asarray(u.Quantity(wavelength, u.AA).value, float)
+        self.wavelength = own_wavelength(u.Quantity(wavelength, u.AA).value)
         self.box = ParameterBox(tuple(teff_range), (-np.inf, np.inf), (-np.inf, np.inf))
         self.library_boxes = {}
         self.meta = {"flux_normalisation": "pi * B_lambda(Teff); integral -> sigma*Teff^4 over all "

@@ -26,7 +26,7 @@ import torch
 
 from .checksums import check_recorded_sha256, check_zip_crc, file_sha256
 from .constants import LOGG_DOMAIN, LOGZ_DOMAIN, NODE_STEPS, PACKAGE_DATA, SIGMA_SB, TEFF_DOMAIN
-from .generator import (Generator, ParameterBox, _torch_parameters, box_edges, check_switch,
+from .generator import (Generator, ParameterBox, _torch_parameters, box_edges, check_switch, own_wavelength,
                         validate_parameters)
 from .gravity_range import GravityRange
 from .mixture import (MIXTURE_FILE, SINGLE_METALLICITY_TOLERANCE, LibraryMixture, MixturePolicy,
@@ -486,7 +486,7 @@ class NeuralGenerator(_TorchGenerator):
         self.name = cfg.get("name", directory.name)
         self.arch = cfg["arch"]
         wave_path = directory / cfg.get("wavelength_file", "wavelength.npy")
-        self.wavelength = _load_wavelength(wave_path)
+        self.wavelength = own_wavelength(_load_wavelength(wave_path))
         _check_model_wavelength(self.wavelength, wave_path, cfg, directory)
         self.library_names = list(cfg["library_names"])
         if sorted(cfg["library_boxes"]) != sorted(self.library_names):
@@ -930,8 +930,8 @@ class NeuralGenerator(_TorchGenerator):
         if key not in self._consts:
             a, b = blackbody_constants(self.wavelength)
 
-            def as_t(v):
-                return torch.as_tensor(np.asarray(v, float), device=device).to(dtype)
+            def as_t(v):          # a copy: the wavelength grid is read-only, which torch cannot share
+                return torch.tensor(np.asarray(v, float), device=device).to(dtype)
             self._consts[key] = {"a": as_t(a), "b": as_t(b), "nb": as_t(-b), "wl": as_t(self.wavelength),
                                  "bb_cols": as_t(np.stack([-b, a * np.log(10.0), np.ones_like(a)])),
                                  "lo": as_t(self._in_lo), "span": as_t(self._in_hi - self._in_lo),
@@ -1294,7 +1294,8 @@ class ReleasedSMNetGenerator(_TorchGenerator):
             raise ValueError(f"weights {weights.name} have L = {model.L} output pixels but meta {meta.name} "
                              f"has {L} wavelengths; use the meta.npz released with this checkpoint")
         # a decreasing grid gave negative integrals, so every flux came out negative
-        self.wavelength = check_wavelength_grid(md["wave"], f"meta file {meta}: the wavelength grid 'wave'")
+        wave = check_wavelength_grid(md["wave"], f"meta file {meta}: the wavelength grid 'wave'")
+        self.wavelength = own_wavelength(wave)
         self.tau, self.x_max = float(md["tau"]), float(md["x_max"])
         # the meta's box went through float32 (C3K's -2.1 is stored as -2.0999999046): back to the decimal it
         # stands for, so that a point on the box's face is inside it
@@ -1344,7 +1345,7 @@ class ReleasedSMNetGenerator(_TorchGenerator):
                       ).to(torch.float64)
         x = log1p01_inverse(y, self.tau, self.x_max)
         if "wl" not in self._consts:
-            self._consts["wl"] = torch.as_tensor(self.wavelength, device=self.device)
+            self._consts["wl"] = torch.tensor(self.wavelength, device=self.device)   # a read-only grid's copy
         integral = torch.trapezoid(x, self._consts["wl"], dim=1)
         return (x * (target / integral)[:, None]).to(self._compute_dtype(mdtype))
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from .checksums import check_recorded_sha256, file_sha256
 from .constants import PACKAGE_DATA
-from .generator import Generator, _torch_parameters, validate_parameters
+from .generator import Generator, _torch_parameters, own_wavelength, validate_parameters
 
 __all__ = ["SemiEmpiricalGenerator", "CorrectionNet", "semi_empirical_model_path", "file_sha256",
            "base_fingerprint",
@@ -232,7 +232,7 @@ class SemiEmpiricalGenerator(Generator):
         self.base = base
         self.name = correction_name(directory)
         self.device = getattr(base, "device", "cpu")   # the base model's: the correction runs there
-        self.wavelength = np.asarray(base.wavelength, float)
+        self.wavelength = own_wavelength(base.wavelength)
         self.box = base.box
         self.library_boxes = base.library_boxes
         pix = cfg["pixels"]
@@ -339,7 +339,7 @@ class SemiEmpiricalGenerator(Generator):
         if rows.size:       # only rows near observed stars change
             with torch.no_grad():
                 f = torch.as_tensor(flux[rows], dtype=torch.float64)   # integrals in float64 always
-                flux[rows] = _apply_correction(f, torch.as_tensor(c), torch.as_tensor(self.wavelength),
+                flux[rows] = _apply_correction(f, torch.as_tensor(c), torch.tensor(self.wavelength),
                                                self._i0, self._i1).numpy()
         return flux
 
@@ -367,7 +367,7 @@ class SemiEmpiricalGenerator(Generator):
         t, g, z = (v.reshape(-1) for v in torch.broadcast_tensors(*[v.double() for v in tensors]))
         p = torch.stack([torch.log10(t), g, z], 1).cpu()
         c = self._correction_rows(p.float()).double() * self._weight(p)[:, None]
-        wl = torch.as_tensor(self.wavelength, dtype=flux.dtype, device=flux.device)
+        wl = torch.tensor(self.wavelength, dtype=flux.dtype, device=flux.device)   # copy of a read-only grid
         return _apply_correction(flux, c.to(flux.device, flux.dtype), wl, self._i0, self._i1)
 
     def spectra(self, teff, logg, logz, **kwargs):

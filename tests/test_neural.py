@@ -1191,7 +1191,7 @@ def test_blackbody_large_terms_are_the_rank_3_product_bit_for_bit(default_genera
                            torch.mm(rows, c64["bb_cols"]))
     t = torch.tensor([3000.0, 5772.0, 40000.0], dtype=torch.float64, requires_grad=True)
     _ln_blackbody_large_terms(1.0 / t, -4.0 * torch.log(t), c64).sum().backward()
-    lam = torch.as_tensor(default_generator.wavelength)
+    lam = torch.tensor(default_generator.wavelength)      # a copy: the grid is read-only
     # d/dT (-x - 4 ln T), x = h c / (lambda k T), h c / k = 1.4387769e8 A K
     expected = (1.4387769e8 / lam).sum() / t.detach() ** 2 - 4.0 * lam.numel() / t.detach()
     np.testing.assert_allclose(t.grad.numpy(), expected.numpy(), rtol=1e-6)
