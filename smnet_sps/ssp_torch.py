@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .backend import _log_value, _trapz_weights
-from .generator import _logz_value, _torch_input
+from .generator import _logz_value, _torch_input, own_wavelength
 from .isochrones import FAMILIES as ISOCHRONE_FAMILIES
 from .isochrones import check_zsun
 from .neural import resolve_device
@@ -174,10 +174,12 @@ class SSPInterpolator:
         jacobian = 1.0
         if self.source_medium == "air":
             from .medium import axis_air_to_vacuum
-            self.wavelength = np.asarray(axis_air_to_vacuum(wave), float)
+            self.wavelength = own_wavelength(axis_air_to_vacuum(wave))
             jacobian = np.gradient(wave) / np.gradient(self.wavelength) if wave.size > 1 else 1.0
         else:
-            self.wavelength = wave
+            # its own read-only copy: the grid's own array, edited in place by its owner afterwards
+            # (grid.ssp_wave[:] *= 1.5), moved the axis fit_ssp reads while the spectra stayed
+            self.wavelength = own_wavelength(wave)
         self.log_age = np.asarray(grid.ssp_lg_age_gyr, float) + 9.0  # log10(age / yr)
         self.logz = np.asarray(grid.ssp_lgmet, float) - np.log10(zsun)  # [M/H]
         # DSPS-unit grids (L_sun / Hz) were taken as L_sun / A: log age 8.9 for 9.5, [M/H] on its bound

@@ -19,3 +19,20 @@ def test_a_generators_wavelength_grid_cannot_be_edited_through_a_reference(name)
             w /= 1e4
     assert np.array_equal(gen.wavelength, before) and np.array_equal(backend.wavelength, before)
 
+
+
+def test_an_ssp_interpolator_keeps_its_axis_when_the_grid_is_edited_afterwards():
+    """SSPInterpolator kept the grid's own ssp_wave: the owner's later ``grid.ssp_wave[:] *= 1.5`` moved the
+    interpolator's axis (91 -> 136.5 A, the one fit_ssp places the model on) while its spectra stayed."""
+    import torch
+
+    from smnet_sps.ssp import ssp_grid
+    from smnet_sps.ssp_torch import SSPInterpolator
+    grid = ssp_grid([1e9, 2e9], [0.008, 0.0152], generator="blackbody", progress=False)
+    interp = SSPInterpolator(grid)
+    axis, spectra = np.array(interp.wavelength), interp(9.1, -0.2)
+    grid.ssp_wave[:] *= 1.5
+    assert np.array_equal(interp.wavelength, axis)
+    assert torch.equal(interp(9.1, -0.2), spectra)
+    with pytest.raises(ValueError, match="read-only"):
+        interp.wavelength[0] = 1.0
