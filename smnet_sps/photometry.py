@@ -241,6 +241,25 @@ POWER_LAW_POINTS = 32
 _WEIGHT_CACHE: dict = {}
 
 
+def _curve_token(bp):
+    """A digest of a bandpass's throughput: its model's parameters and, for sampled curves (Empirical1D),
+    their points and values. The weight caches know a filter by identity; a caller's own bandpass edited in
+    place afterwards (``bp.model.lookup_table[:] = ...``) kept the weights of its old curve (a 150 A wide
+    Gaussian narrowed to 30 A: 5800 K AB -38.40033 for -38.40284). Named filters are read-only."""
+    import hashlib
+    h = hashlib.blake2b(digest_size=16)
+    model = bp.model
+    parts = list(model.traverse_postorder()) if hasattr(model, "traverse_postorder") else [model]
+    for part in parts:
+        if not hasattr(part, "parameters"):
+            continue
+        h.update(np.asarray(part.parameters, float).tobytes())
+        for arr in (getattr(part, "lookup_table", None), *(getattr(part, "points", None) or ())):
+            if arr is not None:
+                h.update(np.ascontiguousarray(u.Quantity(arr).value, float).tobytes())
+    return h.digest()
+
+
 def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False, *, _redshift=0.0):
     """Weights for :func:`magnitudes`' vectorised path (cached per grid and filter).
 
@@ -271,7 +290,7 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False, *, _red
                          + (f", {x[0]:.6g} ... {x[-1]:.6g} A" if x.ndim == 1 and x.size else ""))
     bname, bp = get_bandpass(bandpass)
     name = name or bname
-    key = (hash(x.tobytes()), x.size, id(bp), extrapolate)
+    key = (hash(x.tobytes()), x.size, id(bp), _curve_token(bp), extrapolate)
     hit = _WEIGHT_CACHE.get(key)
     if hit is not None and hit[0] is bp:
         bw = hit[1]
@@ -802,7 +821,8 @@ def _cosmology_meta(cosmology, z):
 
 
 @functools.lru_cache(maxsize=256)
-def _sun_mag(name, bp, system):
+def _sun_mag(name, bp, system, token=None):
+    # token: _curve_token(bp), so that a bandpass edited in place is not served its old magnitude
     ws, fs = _calspec(SUN_FILE)
     # a filter with at most SUN_OUTSIDE_MAX of its weight beyond the Sun's spectrum (VISTA's near-IR curves
     # leak a few 1e-4 out to 3.2 micron) sees the Sun as zero there, as Vega: without it M/L was NaN in
@@ -826,7 +846,7 @@ def sun_absolute_magnitudes(filters, system="AB"):
 
 def _sun_mag_or_nan(name, bp, system):
     try:
-        return _sun_mag(name, bp, system)
+        return _sun_mag(name, bp, system, _curve_token(bp))
     except ValueError as exc:
         ws, _ = _calspec(SUN_FILE)
         share = _weight_outside(bp, ws[0], ws[-1])

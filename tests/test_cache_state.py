@@ -1,6 +1,7 @@
 """Caches and state: a model call or a caller's reference never changes what later calls compute."""
 import numpy as np
 import pytest
+from astropy import units as u
 
 from smnet_sps.backend import StellarLibraryBackend
 from smnet_sps.ssp import resolve_generator
@@ -36,3 +37,30 @@ def test_an_ssp_interpolator_keeps_its_axis_when_the_grid_is_edited_afterwards()
     assert torch.equal(interp(9.1, -0.2), spectra)
     with pytest.raises(ValueError, match="read-only"):
         interp.wavelength[0] = 1.0
+
+
+def test_a_callers_bandpass_edited_in_place_gets_weights_of_its_new_curve():
+    """The photometry weight cache (and the Sun's magnitude cache) knew a caller's bandpass by identity: after
+    ``bp.model.lookup_table[:] = narrower`` the next magnitudes were the old curve's (5800 K AB -38.40033
+    where a new bandpass of the narrow curve gives -38.40284)."""
+    from synphot import SpectralElement
+    from synphot.models import Empirical1D
+
+    from smnet_sps.generator import planck_surface_flux
+    from smnet_sps.photometry import magnitudes, sun_absolute_magnitudes
+    wave = np.geomspace(1000.0, 30000.0, 2000)
+    spec = (wave * u.AA, planck_surface_flux(wave, np.array([5800.0])) * u.Unit("erg s-1 cm-2 AA-1"))
+    x = np.linspace(5000.0, 6000.0, 50)
+
+    def curve(width):
+        t = np.exp(-0.5 * ((x - 5500.0) / width) ** 2)
+        t[[0, -1]] = 0.0
+        return t
+    bp = SpectralElement(Empirical1D, points=x, lookup_table=curve(150.0))
+    wide = float(magnitudes(spec, [bp]).columns[0][0]), sun_absolute_magnitudes([bp])
+    bp.model.lookup_table[:] = curve(30.0)
+    fresh = SpectralElement(Empirical1D, points=x, lookup_table=curve(30.0))
+    narrow = float(magnitudes(spec, [fresh]).columns[0][0]), sun_absolute_magnitudes([fresh])
+    assert abs(narrow[0] - wide[0]) > 1e-3                    # the edit matters
+    assert float(magnitudes(spec, [bp]).columns[0][0]) == narrow[0]
+    assert list(sun_absolute_magnitudes([bp]).values()) == list(narrow[1].values())
