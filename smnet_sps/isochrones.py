@@ -472,7 +472,9 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=None):
         ``isoc_z*.dat*`` file there (``isoc_z0.0010_mine.dat.gz``) is refused (ValueError), and so are a
         name whose Z is not in (0, 1) (``isoc_z0190.dat``) and two files giving the same Z
         (``isoc_z0.0010.dat`` beside ``isoc_z0.0010.dat.gz``); other names are ignored
-    out_path : output ``.npz``
+    out_path : output ``.npz``, written under exactly this name (which the returned Path is; a name without
+        ``.npz`` is not given one) and replaced atomically: an existing table (the shipped one, rebuilt in
+        place) stays whole until the new one is complete
     family : "parsec" or "padova" (sets Zsun and the citation stored in the file)
     progress : bool or None, a tqdm bar (on stderr) over the files; None (default): when stderr is a
         terminal or in a Jupyter kernel, never into a log file (:mod:`smnet_sps.progress`)
@@ -485,6 +487,9 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=None):
 
     progress = want_progress(progress)
     key = _canonical(family)
+    if Path(out_path).is_dir():
+        raise ValueError(f"out_path {str(out_path)!r} is a folder; give the table's file name, e.g. "
+                         f"{str(Path(out_path) / (key + '.npz'))!r}")
     files = sorted(Path(src_dir).glob("isoc_z*.dat*"))
     if not files:
         raise FileNotFoundError(f"no isoc_z*.dat[.gz] files in {src_dir}")
@@ -536,7 +541,12 @@ def convert_fsps_isochrones(src_dir, out_path, family, progress=None):
             ints = np.diff(ints, prepend=0)
         out[col] = ints if col == "mini" else _as_int(ints, np.int32, f"column {col}")
     out["phase"] = _as_int(data[:, 7], np.int8, "column phase")
-    np.savez_compressed(out_path, **out)
+    from .output_files import atomic_output
+    # under a temporary name, renamed when complete (written in place, an interrupted rebuild of the shipped
+    # table left it truncated), and through a handle: numpy appends ".npz" to a name without it, and the
+    # Path returned named a file that did not exist
+    with atomic_output(out_path, overwrite=True, option="out_path") as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **out)
     return Path(out_path)
 
 

@@ -169,6 +169,39 @@ def test_a_truncated_fsps_file_is_named(tmp_path):
     assert not (tmp_path / "out.npz").exists()
 
 
+def test_a_converted_table_is_the_file_returned_and_replaced_whole(tmp_path, monkeypatch):
+    """convert_fsps_isochrones(src, "tables/mine", ...) wrote tables/mine.npz (numpy's appended extension)
+    and returned Path("tables/mine"), a file that did not exist: passed on as isochrones= it was 'neither an
+    isochrone family nor an existing file'. And the table was written in place: a write that failed half
+    way (the README rebuilds the shipped table in place) left a truncated file instead of the old table."""
+    from smnet_sps.isochrones import convert_fsps_isochrones, resolve_isochrones
+    src = tmp_path / "src"
+    src.mkdir()
+    for z in (0.001, 0.02):
+        _write_fsps_file(src, f"isoc_z{z:.4f}.dat", z)
+    (tmp_path / "tables").mkdir()
+    out = convert_fsps_isochrones(src, tmp_path / "tables" / "mine", "parsec", progress=False)
+    assert out == tmp_path / "tables" / "mine" and out.is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mine"]
+    iso = resolve_isochrones(str(out))
+    assert iso.Z.tolist() == [0.001, 0.02] and iso.isochrone(1, 1).logl[0] == pytest.approx(
+        np.log10(0.5) * 4 + 2.0, abs=1e-4)
+    table = tmp_path / "parsec.npz"
+    convert_fsps_isochrones(src, table, "parsec", progress=False)
+    before = table.read_bytes()
+
+    def fails_half_way(file, **arrays):          # a full disk or an interruption during the write
+        (file if hasattr(file, "write") else open(file, "wb")).write(b"PK\x03\x04 half a table")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(np, "savez_compressed", fails_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        convert_fsps_isochrones(src, table, "parsec", progress=False)
+    assert table.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parsec.npz", "src", "tables"]
+    with pytest.raises(ValueError, match=r"out_path .* is a folder; give the table's file name"):
+        convert_fsps_isochrones(src, tmp_path / "tables", "parsec", progress=False)
+
+
 def test_a_table_rewritten_in_the_same_session_is_read_again(tmp_path):
     """load_isochrones(path=...) kept returning the first table read from a path (cached on the path
     only): converted again with a second Z, the file held 2 Z and the loader still gave 1."""
