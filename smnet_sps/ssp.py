@@ -1182,7 +1182,8 @@ def save_ssp_grid(grid, path):
     L_sun / Angstrom, and :func:`load_ssp_grid` converts back, to float64 rounding). An air grid
     (``to_medium(grid, "air")``) keeps its air axis and has the vacuum grid's L_nu (a pixel's frequency is
     c / lambda_vac: :meth:`SSPGrid.ssp_flux_per_hz`). The ``.npz`` stores L_sun / Angstrom per M_sun formed,
-    as in memory.
+    as in memory. The file is written under a temporary name in ``path``'s folder (created if missing) and
+    renamed over ``path`` once complete: a write that fails leaves the previous file whole.
     """
     import json
     from pathlib import Path
@@ -1205,6 +1206,16 @@ def save_ssp_grid(grid, path):
     attrs["flux_unit"] = _H5_FLUX_PER_HZ if h5 else _FLUX_PER_AA
     # all attrs as one JSON text: dicts, numbers and strings round-trip exactly
     encoded = json.dumps(attrs, default=_json_default)
+    from .output_files import atomic_output
+    # h5py's mode "w" emptied an existing grid at once: an error or Ctrl-C during the write lost it
+    with atomic_output(path, overwrite=True, option="path") as tmp:
+        _write_ssp_grid_file(tmp, grid, arrays, attrs, encoded, h5)
+    return path
+
+
+def _write_ssp_grid_file(path, grid, arrays, attrs, encoded, h5):
+    """The body of :func:`save_ssp_grid`: its arrays and attributes written to ``path``."""
+    import json
     if h5:
         import h5py
         # a DSPS reader takes ssp_flux as L_nu: give it L_nu, never L_lambda under DSPS's name
@@ -1228,7 +1239,6 @@ def save_ssp_grid(grid, path):
         # through a handle: numpy appends ".npz" to a name that does not end in it ("x.NPZ" -> "x.NPZ.npz")
         with open(path, "wb") as handle:
             np.savez_compressed(handle, **arrays, attrs=np.array(encoded))
-    return path
 
 
 def load_ssp_grid(path):

@@ -161,6 +161,27 @@ def test_save_load_round_trip(small_grid, tmp_path, suffix):
     assert back.flux_unit == u.L_sun / u.AA
 
 
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+def test_a_failed_save_leaves_the_previous_grid_whole(small_grid, tmp_path, monkeypatch, suffix):
+    """save_ssp_grid wrote in place: h5py's mode "w" (or open(..., "wb")) emptied the existing grid first, so
+    an error or Ctrl-C during the write (a full disk) left a truncated file and the old grid lost (the
+    command line wrapped it in a temporary file, the Python API did not). Now written aside and renamed."""
+    import h5py
+    path = save_ssp_grid(small_grid, tmp_path / f"grid{suffix}")
+    before = path.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(h5py.Group, "create_dataset", disk_full)
+    monkeypatch.setattr(np, "savez_compressed", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_ssp_grid(small_grid, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]        # no temporary file left
+    monkeypatch.undo()
+    np.testing.assert_allclose(load_ssp_grid(path).ssp_flux, small_grid.ssp_flux, rtol=1e-14, atol=0)
+
+
 def test_h5_grid_is_read_by_dsps_in_its_unit(small_grid, tmp_path):
     """DSPS reads ``ssp_flux`` as L_sun / Hz: the .h5 gives it that, not L_sun / A under DSPS's name (which
     made every SED from `smnet-sps ssp-grid --out g.h5` wrong by lambda^2 / c)."""
