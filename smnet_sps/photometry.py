@@ -1323,6 +1323,7 @@ def _cli_points_table(args):
     filters = split_filter_names(args.filters, "--filters")
     if args.colors:                             # an unknown band before the model loads
         parse_colors(args.colors, [name for name, _ in resolve_filters(filters)])
+    _check_fits_columns(outputs["out"], filters, args.colors, ("M_",), args.system, kept=table.colnames)
     from .neural import load_generator_option
     generator = load_generator_option(args.model, args.meta)
     table = points_magnitudes(table, filters, args.system, generator=generator, colors=args.colors)
@@ -1390,6 +1391,9 @@ def _cli_mags(args):
     filters = split_filter_names(args.filters, "--filters")
     if args.colors:                             # an unknown band before the model loads
         parse_colors(args.colors, [name for name, _ in resolve_filters(filters)])
+    if "out" in outputs:
+        _check_fits_columns(outputs["out"], filters, args.colors,
+                            ("M_", "ML_") + (("m_obs_",) if args.redshift > 0 else ()), args.system)
     from .neural import load_generator_option
     # 'blackbody' (analytic) lets the command run without a trained model
     generator = load_generator_option(args.model, args.meta)
@@ -1427,6 +1431,62 @@ def _cli_mags(args):
     return 0
 
 
+#: the longest column name a FITS table holds: a TTYPEn value on one 80-character card (a quote counts twice)
+FITS_COLUMN_NAME_MAX = 68
+
+
+def _check_fits_columns(out, filters, colors, prefixes, system, kept=()):
+    """For a FITS ``--out``, refuse before the model loads the columns FITS cannot name: ``<prefix><filter>``
+    for each of ``prefixes`` and each colour (``obs_<colour>`` too with ``m_obs_``) must be at most
+    :data:`FITS_COLUMN_NAME_MAX` printable ASCII characters, as must ``kept`` (the columns of a ``--points``
+    table, carried over); and an AB / ST magnitude column's unit keyword (``UNIT_<column>`` = ``mag(AB)``,
+    :func:`_fits_ready`) must fit a header card. A filter file of a long name ended, after the work, in
+    astropy's AssertionError traceback ('Column name must be a string able to fit in a single FITS card')
+    or, for a shorter one (59 characters and more), VerifyError ('Unparsable card'), nothing written."""
+    from .output_files import suffix_of
+    if TABLE_FORMATS.get(suffix_of(out)) != "fits":
+        return
+    bands = [name for name, _ in resolve_filters(filters)]
+    names = list(kept) + [prefix + band for band in bands for prefix in prefixes]
+    if colors:
+        texts = [text for text, _, _ in parse_colors(colors, bands)]
+        names += texts + ([f"obs_{text}" for text in texts] if "m_obs_" in prefixes else [])
+    bad = [n for n in names
+           if len(n) + n.count("'") > FITS_COLUMN_NAME_MAX or not (n.isascii() and n.isprintable())]
+    if bad:
+        raise ValueError(f"--out {str(out)!r}: a FITS table cannot hold the column {bad[0]!r} ({len(bad[0])} "
+                         f"characters{'' if bad[0].isascii() else ', not ASCII'}"
+                         f"{f', and {len(bad) - 1} more' if len(bad) > 1 else ''}): FITS column names are at "
+                         f"most {FITS_COLUMN_NAME_MAX} printable ASCII characters; write .ecsv (which keeps "
+                         "units and metadata too), or give the filter file (or column) a shorter name")
+    # AB / ST magnitudes are a function unit, which FITS lacks: _fits_ready's UNIT_<column> keyword holds it
+    unit = {"AB": "mag(AB)", "ST": "mag(ST)"}.get(_system(system))
+    if unit is not None:
+        bad_units = [prefix + band for band in bands for prefix in prefixes if prefix in ("M_", "m_obs_")
+                     and not _card_round_trips(f"UNIT_{prefix}{band}", unit)]
+        if bad_units:
+            first = bad_units[0]
+            raise ValueError(f"--out {str(out)!r}: a FITS table cannot record the unit {unit} of the column "
+                             f"{first!r} ({len(first)} characters): its keyword UNIT_{first} does not fit a "
+                             "header card; write .ecsv (which keeps units and metadata too), or give the "
+                             "filter file a shorter name")
+
+
+def _card_round_trips(key, value):
+    """Whether a FITS header card ``key = value`` (HIERARCH for a long key) is written and read back as it
+    is: a key too long for its value on one card made astropy's VerifyError ('Unparsable card', or cut to
+    68 characters 'CONTINUE cards must have string values')."""
+    from astropy.io import fits
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")         # astropy's "HIERARCH card will be created"
+            header = fits.Header()
+            header[key] = value
+            return fits.Header.fromstring(header.tostring()).get(key) == value
+    except (ValueError, fits.VerifyError):
+        return False
+
+
 def _fits_ready(table):
     """A copy FITS can hold without loss: logarithmic units (dex(yr), mag(AB)) become plain numbers with
     the unit as text in a UNIT_<column> keyword, and dict metadata JSON text (FITS has neither). Magnitudes
@@ -1440,7 +1500,12 @@ def _fits_ready(table):
             out[name] = Column(np.asarray(getattr(out[name], "value", out[name]), float), name=name,
                                unit=u.mag if isinstance(unit, u.MagUnit) else None,
                                description=(out[name].description or "") + f" [{unit}]")
-            out.meta[f"UNIT_{name}"[:68]] = str(unit)
+            if not _card_round_trips(f"UNIT_{name}", str(unit)):
+                # cut to 68 characters (as it was), or whole, the write failed with astropy's VerifyError
+                raise ValueError(f"a FITS table cannot record the unit {unit} of the column {name!r}: its "
+                                 f"keyword UNIT_{name} does not fit a header card; write .ecsv, or shorten "
+                                 "the column's name")
+            out.meta[f"UNIT_{name}"] = str(unit)
     from .output_files import PROVENANCE_FITS_KEYS, fits_text
     for key, fits_key in PROVENANCE_FITS_KEYS.items():     # the keywords of every FITS output (not HIERARCH)
         if key in out.meta:

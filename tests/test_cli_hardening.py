@@ -210,6 +210,56 @@ def test_mags_table_format_follows_extension(suffix, reader, tmp_path):
     assert "M_sdss2010-g" in Table.read(out, format=reader).colnames
 
 
+def _filter_file(folder, name):
+    """A Gaussian filter curve at 5500 A in ``folder/<name>.dat``."""
+    w = np.linspace(5000.0, 6000.0, 50)
+    path = folder / f"{name}.dat"
+    np.savetxt(path, np.column_stack([w, np.exp(-0.5 * ((w - 5500.0) / 200.0) ** 2)]),
+               header="wavelength_AA transmission")
+    return str(path)
+
+
+def test_a_fits_table_refuses_a_filter_name_too_long_for_a_column_before_the_work(tmp_path, capsys,
+                                                                                 never_compute):
+    """A filter file of a long name (column ML_<name> of 69 characters) ended mags --out .fits, after the
+    SSPs were computed, in astropy's AssertionError traceback ('Column name must be a string able to fit in a
+    single FITS card'), exit 1 and nothing written; --points tables alike. A shorter one (M_<59 characters>)
+    failed there too, its unit keyword HIERARCH UNIT_M_<name> = 'mag(AB)' too long for a card (VerifyError
+    'Unparsable card'). Now refused first."""
+    stars = tmp_path / "stars.csv"
+    stars.write_text("teff,logg,logz,L\n5772,4.44,0.0,1.0\n")
+    ssp = ["mags", "--Z", "0.0152", "--ages", "1Gyr", "--model", "blackbody"]
+    points = ["mags", "--points", str(stars), "--model", "blackbody"]
+    out = tmp_path / "m.fits"
+    for argv, name, message in (
+            (ssp, "f" * 66, f"cannot hold the column {'ML_' + 'f' * 66!r} (69 characters"),
+            (ssp + ["--redshift", "0.1"], "f" * 63, f"cannot hold the column {'m_obs_' + 'f' * 63!r} (69 "),
+            (points + ["--system", "Vega"], "f" * 67, f"cannot hold the column {'M_' + 'f' * 67!r} (69 "),
+            (ssp, "f" * 59, f"cannot record the unit mag(AB) of the column {'M_' + 'f' * 59!r} (61 "),
+            (points, "f" * 59, f"cannot record the unit mag(AB) of the column {'M_' + 'f' * 59!r} (61 ")):
+        assert main(argv + ["--filters", _filter_file(tmp_path, name), "--out", str(out)]) == 1
+        err = _error_line(capsys)
+        assert message in err and ".ecsv" in err, err
+        assert not out.exists()
+
+
+def test_the_longest_filter_names_a_fits_table_takes_are_written_and_read_back(tmp_path):
+    """The check refuses no more than FITS does: a Vega table's ML_<65 characters> (68, FITS's limit) and an
+    AB table's M_<58 characters> with its unit keyword are written and read back by astropy; .ecsv takes
+    longer names."""
+    from astropy.table import Table
+    argv = ["mags", "--Z", "0.0152", "--ages", "1Gyr", "--model", "blackbody", "--filters"]
+    out = tmp_path / "vega.fits"
+    assert main(argv + [_filter_file(tmp_path, "f" * 65), "--system", "Vega", "--out", str(out)]) == 0
+    assert "ML_" + "f" * 65 in Table.read(out).colnames
+    out = tmp_path / "ab.fits"
+    assert main(argv + [_filter_file(tmp_path, "f" * 58), "--out", str(out)]) == 0
+    assert Table.read(out).meta["UNIT_M_" + "f" * 58] == "mag(AB)"
+    out = tmp_path / "m.ecsv"
+    assert main(argv + [_filter_file(tmp_path, "f" * 80), "--out", str(out)]) == 0
+    assert str(Table.read(out)["M_" + "f" * 80].unit) == "mag(AB)"
+
+
 def test_mags_text_tables_say_their_system_and_redshift(tmp_path, capsys):
     """A plain-text table used to lose the magnitude system, redshift and units: a Vega table at z = 0.1
     looked like an AB one at z = 0. .txt now carries them as comment lines; .csv says it cannot."""
