@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .generator import _quiet_coverage, _unmask, validate_parameters
+from .generator import _quiet_coverage, _unmask, column_quantity, validate_parameters
 from .isochrones import SINGLE_AGE_DEX
 from .medium import LINEAR_FLUX_UNITS, f_lambda_factor, refuse_logarithmic
 
@@ -386,7 +386,10 @@ def _reversed_axis(wave_in, wave_aa):
     """Whether a spectrum is read in reverse: ``wave_in`` is a Quantity in frequency, energy or wavenumber
     whose wavelengths ``wave_aa`` [A] decrease (an increasing frequency axis, as the fit CLI's readers take
     it); a wavelength axis is never reversed (red to blue is refused)."""
-    return (hasattr(wave_in, "unit") and not wave_in.unit.is_equivalent("Angstrom")
+    import astropy.units as u
+
+    wave_in = column_quantity(wave_in, "wave")
+    return (isinstance(wave_in, u.Quantity) and not wave_in.unit.is_equivalent("Angstrom")
             and np.ndim(wave_aa) == 1 and bool(np.all(np.diff(wave_aa) < 0)))
 
 
@@ -398,7 +401,7 @@ def _fwhm_in_wavelength_order(wave, resolution_fwhm):
         return resolution_fwhm
     from .medium import _as_angstrom
     try:
-        lam = _as_angstrom(wave, "wave")[0]
+        lam = _as_angstrom(_unmask(column_quantity(wave, "wave"))[0], "wave")[0]
     except (TypeError, ValueError):
         return resolution_fwhm             # check_spectrum names what is wrong with wave
     return resolution_fwhm[::-1] if _reversed_axis(wave, lam) else resolution_fwhm
@@ -422,16 +425,24 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     ``wave`` increases, or is a Quantity in frequency, energy or wavenumber that increases: then every array
     is returned reversed, in increasing wavelength.
     """
+    import astropy.units as u
+
     from .medium import _as_angstrom
 
     if wave is None:
         raise ValueError("wave is required")
-    wave, wave_mask = _unmask(wave)
+    # a table column (Table.read of a FITS or ECSV spectrum) with a unit is the Quantity it stands for: its
+    # unit was dropped (a wavelength column in nm fitted as Angstrom, a flux column in Jy as F_lambda) and a
+    # column without one was an AttributeError; a masked column's mask is taken from it first
+    _, wave_mask = _unmask(wave)
     if wave_mask is not None and wave_mask.any():
         raise ValueError(f"wave is a masked array with {int(wave_mask.sum())} masked value(s): a pixel needs "
                          "a wavelength; mask bad pixels in flux (or with mask=) instead")
-    flux, flux_mask = _unmask(flux)
-    ivar, ivar_mask = _unmask(ivar)
+    wave = _unmask(column_quantity(wave, "wave"))[0]
+    _, flux_mask = _unmask(flux)
+    flux = _unmask(column_quantity(flux, "flux"))[0]
+    _, ivar_mask = _unmask(ivar)
+    ivar = _unmask(column_quantity(ivar, "ivar"))[0]
     wave_in = wave
     try:
         wave = _as_angstrom(wave, "wave")[0]
@@ -455,7 +466,7 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     if np.any(np.diff(wave) <= 0):
         raise ValueError("wave must be strictly increasing (a spectrum from red to blue: reverse wave, flux, "
                          "ivar and mask)")
-    if wave[-1] < 1000.0 and not hasattr(wave_in, "unit"):
+    if wave[-1] < 1000.0 and not isinstance(wave_in, u.Quantity):
         # an optical spectrum in nm (or um) read as A lands in the extreme UV and fits without an error
         warnings.warn(f"wave ends at {wave[-1]:g}: read as Angstrom, this spectrum lies below 1000 A; if the "
                       "numbers are nm or um, pass a Quantity (e.g. wave * u.nm)", FitWarning, stacklevel=3)

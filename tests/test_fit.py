@@ -1547,6 +1547,48 @@ def test_a_flux_quantity_in_jy_is_fitted_as_f_lambda(gen):
             check_spectrum(w, flux_in, ivar_in)
 
 
+def test_table_columns_from_a_fits_file_are_read_with_their_units(gen, tmp_path):
+    """A spectrum read with Table.read (big-endian columns, TUNIT as the column's unit) lost its units in
+    check_spectrum: a wavelength column in nm was fitted as Angstrom (400-700 A, no warning: the nm warning
+    skipped anything with a .unit), a flux column in Jy as F_lambda; a column without a unit was an
+    AttributeError ('NoneType' object has no attribute 'is_equivalent'). Each now reads as the Quantity or
+    plain array it stands for, and a masked column's mask is kept."""
+    import astropy.units as u
+    from astropy.io import fits
+    from astropy.table import Table
+
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5200.0, 3.0, -0.5, snr=100, seed=3, generator=gen)
+    f_lambda = 1e-15 * f * u.erg / u.s / u.cm**2 / u.AA
+    f_jy = f_lambda.to(u.Jy, equivalencies=u.spectral_density(w * u.AA))
+    ivar_jy = 1e30 * iv * (f_lambda.value / f_jy.value) ** 2        # the same errors, in Jy^-2
+    fits.BinTableHDU.from_columns([
+        fits.Column(name="wave", format="D", array=w / 10, unit="nm"),
+        fits.Column(name="flux", format="D", array=f_jy.value, unit="Jy"),
+        fits.Column(name="ivar", format="D", array=ivar_jy, unit="Jy-2"),
+        fits.Column(name="plain_wave", format="D", array=w),
+        fits.Column(name="plain_flux", format="D", array=f),
+        fits.Column(name="plain_ivar", format="D", array=iv)]).writeto(tmp_path / "s.fits")
+    t = Table.read(tmp_path / "s.fits")
+    assert t["wave"].dtype.byteorder == ">" and t["wave"].unit == u.nm
+    expected = check_spectrum(w * u.AA, f_jy, ivar_jy / u.Jy**2)
+    for got, want in zip(check_spectrum(t["wave"], t["flux"], t["ivar"]), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(expected[0], w, rtol=1e-12)
+    for got, want in zip(check_spectrum(t["plain_wave"], t["plain_flux"], t["plain_ivar"]),
+                         check_spectrum(w, f, iv)):
+        np.testing.assert_array_equal(got, want)
+    t["flux"] = Table(t, masked=True)["flux"]
+    t["flux"].mask[:5] = True
+    assert check_spectrum(t["wave"], t["flux"], t["ivar"])[3][:5].sum() == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = fit_star(w, f, iv, n_starts=1, degree=0, resolution_fwhm=np.full(w.size, 5.0),
+                             generator=gen)
+        r = fit_star(t["plain_wave"], t["plain_flux"], t["plain_ivar"], n_starts=1, degree=0,
+                     resolution_fwhm=np.full(w.size, 5.0), generator=gen)
+    np.testing.assert_allclose(r.values, reference.values, rtol=1e-9)
+
+
 def test_a_flux_per_solid_angle_or_per_mass_is_read_as_its_f_lambda():
     """fit refused a flux per solid angle (MJy / sr, an IFU's erg/s/cm^2/A/arcsec^2) or per unit mass
     (L_sun / A / M_sun, as smnet-sps ssp writes) that measure_index read ("flux must be a spectral flux
