@@ -39,10 +39,10 @@ _X_LO, _X_HI = 0.3, 10.0     # dust_extinction's CCM89 / G03_SMCBar range [1/um]
 
 
 def _wave(wave):
-    w = np.asarray(getattr(wave, "value", wave), float)
-    if hasattr(wave, "unit"):
-        from astropy import units as u
-        w = wave.to_value(u.AA, equivalencies=u.spectral())
+    from .medium import _as_angstrom
+
+    # a Quantity or a table column with a unit, converted (a column was an AttributeError: no to_value)
+    w = _as_angstrom(wave, "wave")[0]
     if np.any(~np.isfinite(w)) or np.any(w <= 0):
         raise ValueError("wavelengths must be finite and > 0 (Angstrom)")
     return w

@@ -51,6 +51,7 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
+from .medium import _as_angstrom
 from .wavegrid import bin_edges, resample
 
 __all__ = ["LSF_SHAPE", "LSF_DOC", "C_KMS", "FWHM_PER_SIGMA", "POSITION_SHARE", "grid_lsf_fwhm", "lsf_meta",
@@ -69,9 +70,7 @@ LSF_DOC = ("box of full width = pixel width (edges at midpoints between pixel ce
 
 
 def _as_aa(wave, name="wave"):
-    if isinstance(wave, u.Quantity):
-        wave = wave.to_value(u.AA, equivalencies=u.spectral())
-    wave = np.asarray(wave, float)
+    wave = _as_angstrom(wave, name)[0]      # a Quantity or a table column with a unit, converted
     if wave.ndim != 1 or wave.size < 2 or not np.all(np.isfinite(wave)) or not np.all(np.diff(wave) > 0):
         raise ValueError(f"{name} must be a 1-d, finite, strictly increasing array of >= 2 wavelengths "
                          "[Angstrom]")

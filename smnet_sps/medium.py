@@ -69,7 +69,12 @@ def _as_angstrom(wavelength, name="wavelength", positive=False):
 
     ``positive=True`` refuses NaN, inf, zero and negative wavelengths (ValueError naming ``name``, how many
     and the first): the air index has no meaning there, and a negative one came back converted.
+    An astropy table column with a unit (``Table.read`` of a FITS file's TUNIT) counts as a Quantity.
     """
+    from .generator import column_quantity
+
+    # np.asarray dropped a column's unit: a wavelength column in nm was taken as Angstrom
+    wavelength = column_quantity(wavelength, name)
     if isinstance(wavelength, u.Quantity):
         try:
             lam, is_quantity = wavelength.to_value(u.AA, equivalencies=u.spectral()), True

@@ -271,3 +271,41 @@ def test_to_medium_moves_dsps_unit_arrays_by_their_axis_only(blackbody):
     np.testing.assert_allclose(back.ssp_wave, g.ssp_wave, rtol=1e-11)      # the axis round trip
     air.ssp_flux[0, 0, 0] = -1.0                        # a copy
     assert d.ssp_flux[0, 0, 0] >= 0
+
+
+def test_a_wavelength_table_column_is_read_in_its_unit(tmp_path):
+    """A wavelength column read from a FITS file (Table.read: big-endian, TUNIT nm) was taken as Angstrom by
+    every function that converts wavelengths through medium._as_angstrom (np.asarray dropped its unit):
+    igm_transmission at z = 3 of 300-900 nm gave the Lyman-forest transmission of 300-900 A (0.02 for 1),
+    vacuum_to_air, wavegrid.resample and lsf.degrade_to_fwhm worked on 10x too short wavelengths, mock_star
+    failed in numpy (operands could not be broadcast), and the dust curves were an AttributeError (a column
+    has no to_value). Each now reads the column as the Quantity it stands for."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from smnet_sps.dust import calzetti2000
+    from smnet_sps.fit import mock_star
+    from smnet_sps.igm import igm_transmission
+    from smnet_sps.lsf import degrade_to_fwhm
+    from smnet_sps.wavegrid import resample
+
+    w = np.linspace(3000.0, 9000.0, 200)
+    path = tmp_path / "w.fits"
+    fits.BinTableHDU.from_columns([fits.Column(name="wave", format="D", array=w / 10, unit="nm"),
+                                   fits.Column(name="plain", format="D", array=w)]).writeto(path)
+    t = Table.read(path)
+    col, q = t["wave"], w * u.AA
+    assert col.dtype.byteorder == ">" and col.unit == u.nm
+    np.testing.assert_allclose(igm_transmission(col, 3.0), igm_transmission(q, 3.0), rtol=1e-12)
+    np.testing.assert_allclose(vacuum_to_air(col).to_value(u.AA), vacuum_to_air(w), rtol=1e-12)
+    np.testing.assert_allclose(calzetti2000(col), calzetti2000(w), rtol=1e-12)
+    np.testing.assert_array_equal(calzetti2000(t["plain"]), calzetti2000(w))    # no unit: Angstrom
+    flux = 1.0 + 0.1 * np.sin(w / 50.0)
+    np.testing.assert_allclose(resample(col, flux, w[5:-5:3]), resample(w, flux, w[5:-5:3]), rtol=1e-12)
+    np.testing.assert_allclose(degrade_to_fwhm(col, flux, 2.0, 5.0), degrade_to_fwhm(w, flux, 2.0, 5.0),
+                               rtol=1e-12)
+    in_col = mock_star(Table({"w": np.linspace(380.0, 700.0, 50)}, units={"w": u.nm})["w"], 5600.0, 4.3,
+                       -0.2, seed=1)
+    in_aa = mock_star(np.linspace(3800.0, 7000.0, 50), 5600.0, 4.3, -0.2, seed=1)
+    np.testing.assert_allclose(in_col[0], in_aa[0], rtol=1e-12)
+    np.testing.assert_allclose(in_col[1], in_aa[1], rtol=1e-12)
