@@ -32,7 +32,7 @@ from astropy import units as u
 
 from .backend import STATUS, StellarLibraryBackend, _trapz_weights
 from .constants import C_ANGSTROM, SSP_UNIT
-from .generator import _logz_value, _refuse_masked
+from .generator import _logz_value, _refuse_masked, column_quantity
 from .imf import (IMF_CHOICES, first_interval_excess, get_imf, imf_weights, imf_weights_many, remnant_mass,
                   tpagb_factor, uncovered_mass)
 from .isochrones import FAMILY_CHOICES, PHASE_NAMES, UNFLAGGED_PHASE, resolve_isochrones
@@ -83,6 +83,7 @@ def parse_age(age):
     if age is None:
         raise ValueError("age is required: give a time such as 10 * u.Gyr, '500 Myr' or 1e9 (years)")
     _refuse_masked(age, "age")           # np.asarray drops the mask: the hidden age would be computed
+    age = column_quantity(age, "age")    # a table column in Gyr was read as years (np.asarray drops units)
     if isinstance(age, str):
         try:
             age = u.Quantity(age)

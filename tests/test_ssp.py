@@ -333,6 +333,27 @@ def test_masked_ages_and_metallicities_are_refused():
     assert ssp_grid(np.ma.array([1e9, 3e9]), [0.0152], generator="blackbody").ssp_flux.shape[1] == 2
 
 
+def test_an_age_table_column_is_read_in_its_unit(tmp_path):
+    """Ages read from a FITS table (Table.read: big-endian, TUNIT 'Gyr') lost their unit in parse_age: 1 and
+    10 Gyr were taken as 1 and 10 yr and refused as 'got 1e-09 Gyr'. A column's unit is now used (Gyr, Myr,
+    or dex(yr) for log ages); a column without one is years, as plain numbers are."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from smnet_sps.ssp import parse_age
+    path = tmp_path / "ages.fits"
+    fits.BinTableHDU.from_columns([fits.Column(name="age", format="D", array=[1.0, 10.0], unit="Gyr"),
+                                   fits.Column(name="years", format="D", array=[1e9, 1e10])]).writeto(path)
+    t = Table.read(path)
+    assert t["age"].dtype.byteorder == ">"
+    t["log_age"] = Table({"log_age": [9.0, 10.0]}, units={"log_age": u.dex(u.yr)})["log_age"]   # as ECSV
+    for name in ("age", "log_age", "years"):
+        np.testing.assert_allclose(parse_age(t[name]), [9.0, 10.0], rtol=1e-12, err_msg=name)
+    reference = ssp_grid([1e9, 1e10], [0.0152], generator="blackbody")
+    np.testing.assert_array_equal(ssp_grid(t["age"], [0.0152], generator="blackbody").ssp_flux,
+                                  reference.ssp_flux)
+
+
 def test_each_phase_keeps_its_light_between_tabulated_ages():
     """PARSEC's RGB at log t 6.725 (85-219 kK at 6.70, 5-10 kK at 6.75): the pixel-wise geometric mean of
     its two neighbours' spectra held 2.45 L_sun of its 37.6 (the rest went to the main sequence), and the
