@@ -61,7 +61,7 @@ from astropy.table import Column, Table
 
 from .constants import FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
 from .filters import resolve_filters
-from .generator import _unmask, check_switch
+from .generator import _refuse_masked, _unmask, check_switch
 from .igm import check_redshift, igm_transmission
 from .progress import want_progress
 
@@ -336,6 +336,7 @@ def _positive_length(value, name, n=None):
     """``value`` [cm]: one positive finite length (a float); with ``n`` (the number of spectra) also one per
     spectrum, returned as an (n, 1) array that scales each spectrum's row (a catalogue's radii and distances
     were refused: 'must be one positive finite length')."""
+    _refuse_masked(value, name)         # u.Quantity drops a mask: a masked radius was used as if valid
     try:
         q = u.Quantity(value)
     except (TypeError, ValueError) as exc:
@@ -894,6 +895,7 @@ def _stellar_mass_per_age(mstar, name, n_ages):
     """Surviving stellar mass [M_sun per M_sun formed], finite and > 0, one per age. A Quantity is converted
     to M_sun (1 kg was read as 1 M_sun); plain numbers and a dimensionless ratio are M_sun per M_sun
     formed."""
+    _refuse_masked(mstar, name)         # u.Quantity and np.asarray drop a mask: the hidden mass was used
     unit = getattr(mstar, "unit", None)
     if unit is not None and unit != u.dimensionless_unscaled:
         try:
@@ -913,6 +915,7 @@ def _stellar_mass_per_age(mstar, name, n_ages):
 def _log_lbol_per_age(log_lbol, name, n_ages):
     """log10 L_bol / L_sun per M_sun formed, finite, one per age; a Quantity in dex(L_sun) (or a luminosity,
     taken to dex(L_sun)) is converted."""
+    _refuse_masked(log_lbol, name)      # .quantity and np.asarray drop a mask: the hidden L_bol was used
     log_lbol = getattr(log_lbol, "quantity", log_lbol)       # a table Column with a unit: its Quantity
     unit = getattr(log_lbol, "unit", None)
     if unit is not None and unit != u.dimensionless_unscaled:
@@ -959,6 +962,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
         rest frame), ``ML_<f>`` (M*/L in M_sun/L_sun,<f>; NaN where no solar magnitude exists) and,
         at z > 0, ``m_obs_<f>`` (not ``m_<f>``: FITS compares column names without case); then the colours.
     """
+    _refuse_masked(ages, "ages")        # u.Quantity drops a mask: a masked age was computed as if valid
     try:
         ages_yr = np.atleast_1d(u.Quantity(ages, u.yr).value).astype(float)
     except (TypeError, ValueError, u.UnitsError) as exc:

@@ -272,3 +272,32 @@ def test_an_empty_filter_name_in_a_comma_list_is_refused_by_position(capsys):
                  "--ages", "1Gyr"]) == 1
     err = capsys.readouterr().err
     assert "--filters 'sdss2010-g,,sdss2010-r' has an empty name at position 2 of 3" in err, err
+
+
+def test_masked_radii_distances_ages_and_ssp_quantities_are_refused():
+    """u.Quantity and np.asarray drop a mask: a star catalogue's masked radius (a MaskedColumn from a FITS
+    table with a null entry) was used as if valid (9.11 mag from the value under the mask), as were
+    ssp_photometry's masked ages, log_lbol and mstar. Each is now refused, naming the argument; an unmasked
+    MaskedColumn is used as it is."""
+    from astropy.table import MaskedColumn
+    from astropy.utils.masked import Masked
+
+    from smnet_sps.photometry import ssp_photometry
+    two = (W * u.AA, np.vstack([F, F]) * FLAM_UNIT)
+    radius = MaskedColumn([1.0, 0.7], mask=[False, True], unit="R_sun")
+    with pytest.raises(ValueError, match="radius is a masked array with 1 masked value"):
+        magnitudes(two, "sdss2010-r", radius=radius, distance=10 * u.pc)
+    with pytest.raises(ValueError, match="distance is a masked array with 1 masked value"):
+        magnitudes(two, "sdss2010-r", radius=1 * u.R_sun, distance=Masked([10.0, 20.0] * u.pc, mask=[0, 1]))
+    radius.mask[:] = False
+    np.testing.assert_array_equal(
+        magnitudes(two, "sdss2010-r", radius=radius, distance=10 * u.pc)["sdss2010-r"],
+        magnitudes(two, "sdss2010-r", radius=[1.0, 0.7] * u.R_sun, distance=10 * u.pc)["sdss2010-r"])
+    lum = (W * u.AA, np.vstack([F, F]) * 1e-30 * u.L_sun / u.AA)
+    ages, hidden = [1e9, 1e10], [False, True]
+    for kwargs, name in (({"ages": MaskedColumn(ages, mask=hidden)}, "ages"),
+                         ({"ages": ages, "log_lbol": np.ma.array([0.0, 0.0], mask=hidden)}, "log_lbol"),
+                         ({"ages": ages, "log_lbol": 0.0, "mstar": MaskedColumn([0.6, 0.5], mask=hidden)},
+                          "mstar")):
+        with pytest.raises(ValueError, match=f"{name} is a masked array with 1 masked value"):
+            ssp_photometry(spectra=lum, filters="sdss2010-r", **kwargs)
