@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-from .generator import _refuse_masked
+from .generator import _refuse_masked, column_quantity
 
 __all__ = ["SFH_TYPES", "SFHistory", "parametric_sfh", "tabular_sfh", "check_tabular", "ssp_weights",
            "mass_formed_closed_form", "UNRESOLVED_FRACTION", "table_mass_fraction", "LOG_AGE_RANGE"]
@@ -227,6 +227,7 @@ def _in_unit(name, value, unit):
     one expected. A masked element is refused (np.asarray used the value under the mask: 5 masked rows of a
     tabular SFR holding 1e3 formed 2.6e12 M_sun instead of 9.9e9)."""
     _refuse_masked(value, name)
+    value = column_quantity(value, name)    # a table column's unit (np.asarray dropped it: Myr read as Gyr)
     if not isinstance(value, u.Quantity):
         return value
     if value.unit == u.dimensionless_unscaled:

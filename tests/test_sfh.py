@@ -329,3 +329,26 @@ def test_closed_form_refuses_a_tau_or_duration_that_is_not_one_and_converts_quan
     for tau in (np.array([1.0, -1.0]), np.array([1.0, np.nan]), True):
         with pytest.raises(ValueError, match="tau_gyr"):
             mass_formed_closed_form(1, 2.0, tau)
+
+
+def test_a_tabular_sfh_read_from_a_table_file_takes_its_columns_units(tmp_path):
+    """A tabular SFH read with Table.read (big-endian columns, TUNIT as unit) lost its units: an sfr column
+    in M_sun/Gyr was taken as M_sun/yr (1.05e19 M_sun formed for 1.05e10), an age column in Myr as Gyr
+    (refused as 1.3e4 Gyr, 'pass a Quantity'). The columns' units are now converted; a column without one is
+    in Gyr and M_sun/yr, as plain numbers are."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    age, sfr = np.array([0.0, 1.0, 5.0, 13.0]), np.array([0.0, 1.0, 1.0, 0.5])
+    path = tmp_path / "sfh.fits"
+    fits.BinTableHDU.from_columns([
+        fits.Column(name="age_myr", format="D", array=age * 1e3, unit="Myr"),
+        fits.Column(name="sfr_gyr", format="D", array=sfr * 1e9, unit="solMass / Gyr"),
+        fits.Column(name="age", format="D", array=age), fits.Column(name="sfr", format="E", array=sfr)
+    ]).writeto(path)
+    t = Table.read(path)
+    assert t["sfr_gyr"].dtype.byteorder == ">"
+    expected = tabular_sfh(age, sfr, 13.0).mass_formed()
+    assert expected == pytest.approx(1.05e10, rel=1e-12)
+    for a, r in (("age_myr", "sfr_gyr"), ("age", "sfr"), ("age_myr", "sfr")):
+        assert tabular_sfh(t[a], t[r], 13.0).mass_formed() == pytest.approx(expected, rel=1e-9), (a, r)
