@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from smnet_sps.constants import C_ANGSTROM
+from smnet_sps.medium import _as_angstrom
 from smnet_sps.progress import want_progress
 
 from ._common import check_zsun
@@ -195,9 +196,10 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
         [M/H] to 0.01 dex (values are rounded to that); v3.3 by Z = zsun 10^[M/H] to 4 decimals, and the
         spectra are computed at the [M/H] of that rounded Z (``logzsol`` in the returned dict)
     zsun : float, FSPS's solar Z for the library (default :data:`ZSUN`: 0.0185 in 4.0, 0.0134 in 3.3)
-    wavelength : array [A], optional output grid (linear interpolation of F_lambda; 0 outside the
-        generator's range); default the generator's own grid. A stock build reads exactly ``nspec`` points
-        (:data:`STOCK_BUILDS`): pass its ``<spec_type>.lambda`` or recompile FSPS
+    wavelength : array [A] or a length Quantity (or table column with a unit), optional output grid (linear
+        interpolation of F_lambda; 0 outside the generator's range); default the generator's own grid. A
+        stock build reads exactly ``nspec`` points (:data:`STOCK_BUILDS`): pass its ``<spec_type>.lambda``
+        or recompile FSPS
     resolution_kms : float or array of one value per wavelength [km/s], finite, written to
         ``<spec_type>.res``; default the Gaussian sigma whose FWHM is the measured LSF FWHM of the
         generator's grid (one pixel: a box, :mod:`smnet_sps.lsf`). Negative values are written as given
@@ -250,7 +252,9 @@ def write_fsps_library(sps_home, generator=None, *, layout="v4", spec_type=None,
         logzsol = np.log10(zs / zsun)
     gen = _default_generator(generator)
     gen_wave = np.asarray(gen.wavelength, float)
-    wave = gen_wave if wavelength is None else _check_axis("wavelength", wavelength, "Angstrom")
+    # a Quantity's (or a table column's) unit: np.asarray dropped it, and 300-900 nm was written as 300-900 A
+    wave = gen_wave if wavelength is None else _check_axis("wavelength", _as_angstrom(wavelength)[0],
+                                                           "Angstrom")
     beyond = (wave < gen_wave[0]) | (wave > gen_wave[-1])
     if beyond.mean() > 0.5:
         # e.g. microns for Angstrom: the spectra would be written as zeros without a word

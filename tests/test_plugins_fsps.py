@@ -170,6 +170,31 @@ def test_resampled_wavelength_and_errors(tmp_path):
                               wavelength=np.geomspace(lo / 2, 20000, 300))
 
 
+def test_a_wavelength_quantity_or_table_column_is_written_in_angstrom(tmp_path):
+    """write_fsps_library took np.asarray of ``wavelength``: a Quantity or a FITS table column in nm lost its
+    unit, and 300-900 nm was written as a library at 300-900 A (inside the generator's range, so no
+    'microns' error). Both are now converted to Angstrom; the library equals the one written in A."""
+    from astropy import units as u
+    from astropy.table import Table
+
+    gen = BoxedBlackbody()
+    wave = np.linspace(3000.0, 9000.0, 301)
+    kw = dict(logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2], spec_type="c3k_smnet")
+    ref = fb.write_fsps_library(tmp_path / "aa", gen, wavelength=wave, **kw)
+    column = Table({"w": wave / 10}, units={"w": u.nm})["w"]
+    for name, given in (("quantity", wave / 10 * u.nm), ("column", column)):
+        got = fb.write_fsps_library(tmp_path / name, gen, wavelength=given, **kw)
+        np.testing.assert_allclose(got["wavelength"], wave, rtol=1e-12)
+        compared = 0
+        for mine, theirs in zip(got["files"], ref["files"]):
+            assert mine.name == theirs.name
+            if mine.suffix in (".lambda", ".bin"):
+                read = (lambda path: np.fromfile(path, "<f4")) if mine.suffix == ".bin" else np.loadtxt
+                np.testing.assert_allclose(read(mine), read(theirs), rtol=1e-6, err_msg=mine.name)
+                compared += 1
+        assert compared >= 2                     # the .lambda file and the spectra
+
+
 def test_an_interrupted_write_leaves_the_previous_library(tmp_path, monkeypatch):
     gen = BoxedBlackbody()
     kw = dict(logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2], spec_type="c3k_smnet")
