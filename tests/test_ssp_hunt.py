@@ -147,6 +147,23 @@ def test_calzetti_reads_a_wavelength_quantity_in_its_unit():
     assert float(t) == pytest.approx(10 ** (-0.4 * _calzetti_eq4(0.55) / 4.05), rel=1e-12)
 
 
+def test_calzetti_reads_a_wavelength_table_column_in_its_unit():
+    """A wavelength column of an astropy Table (a FITS TUNIT 'nm') lost its unit in calzetti_k and
+    calzetti_attenuation: 550 nm gave k = 73.0 for 4.05. A column with a unit is now its Quantity; one
+    without is Angstrom, as plain numbers are."""
+    import astropy.units as u
+    from astropy.table import Table
+
+    from smnet_sps.ssp_torch import calzetti_attenuation, calzetti_k
+    t = Table({"nm": [150.0, 550.0, 1200.0], "aa": [1500.0, 5500.0, 12000.0]}, units={"nm": u.nm})
+    want = [_calzetti_eq4(x) for x in (0.15, 0.55, 1.2)]
+    np.testing.assert_allclose(calzetti_k(t["nm"]), want, rtol=1e-12)
+    np.testing.assert_allclose(calzetti_k(t["aa"]), want, rtol=1e-12)
+    av = torch.tensor([1.0], dtype=torch.float64)
+    np.testing.assert_allclose(calzetti_attenuation(t["nm"], av).numpy(),
+                               calzetti_attenuation(t["aa"], av).numpy(), rtol=1e-12)
+
+
 @pytest.mark.parametrize("wave", [[-5500.0], [0.0], [float("nan")], "time"])
 def test_calzetti_refuses_what_is_no_wavelength(wave):
     import astropy.units as u
