@@ -84,6 +84,9 @@ def _as_fwhm(fwhm, name, wave):
     line-of-sight velocity distribution alone); the ValueError names ``name``, the first bad value and
     where it is.
     """
+    from .generator import column_quantity
+
+    fwhm = column_quantity(fwhm, name)     # a table column's unit (np.asarray dropped it: 2 nm read as 2 A)
     if isinstance(fwhm, u.Quantity):
         try:
             fwhm = fwhm.to_value(u.AA)     # a width: no spectral equivalency (1e8 GHz is not 30 A)

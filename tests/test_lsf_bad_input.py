@@ -56,6 +56,20 @@ def test_a_width_in_frequency_is_refused_not_read_as_a_wavelength():
         lsf.to_gaussian_lsf(W, F, 1e8 * u.GHz, 60.0)
 
 
+def test_a_width_given_as_a_table_column_is_read_in_its_unit():
+    """An LSF FWHM column of an astropy Table (a FITS TUNIT 'nm', one value per pixel) lost its unit: 0.2 nm
+    was convolved as 0.2 A, and fwhm_out 0.5 nm beside fwhm_in 2 A was refused as '0.5 < 2 A'. A column with
+    a unit is now its Quantity; one without is Angstrom, as plain numbers are."""
+    from astropy.table import Table
+
+    flux = 1.0 + 0.5 * np.sin(W / 3.0)
+    t = Table({"nm": np.full(W.size, 0.2), "out_nm": np.full(W.size, 0.5), "aa": np.full(W.size, 2.0)},
+              units={"nm": u.nm, "out_nm": u.nm})
+    expected = lsf.degrade_to_fwhm(W, flux, 2.0, 5.0)
+    np.testing.assert_allclose(lsf.degrade_to_fwhm(W, flux, t["nm"], 5.0), expected, rtol=1e-12)
+    np.testing.assert_allclose(lsf.degrade_to_fwhm(W, flux, t["aa"], t["out_nm"]), expected, rtol=1e-12)
+
+
 def test_to_gaussian_lsf_refuses_non_finite_flux():
     """One NaN pixel anywhere made every output pixel redder of it NaN, even outside lam_range (911 of 911
     pixels for a NaN at 3100 A and lam_range 5000-6000 A): the edges' flux steps are summed along the
