@@ -83,6 +83,9 @@ def _check_axis(wave, flux):
     if wave.ndim != 1 or np.shape(flux)[-1:] != wave.shape:
         raise ValueError(f"wave must be 1-d and match the last axis of flux; got {wave.shape} and "
                          f"{np.shape(flux)}")
+    if wave.size < 2:
+        # an empty spectrum was numpy's IndexError ('index 0 is out of bounds for axis 0 with size 0')
+        raise ValueError(f"a spectrum needs at least 2 wavelengths to measure a band on; got {wave.size}")
     bad = np.flatnonzero(~np.isfinite(wave))
     if bad.size:
         # NaN passed the order test (NaN <= 0 is False): one in Mgb's blue band gave 0.8241 A for 0.8259

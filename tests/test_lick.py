@@ -307,3 +307,16 @@ def test_one_spectrum_gives_plain_numbers_that_round_and_serialise(miles_star):
     batch = measure_indices(wave, np.stack([flux, 2 * flux]), medium="air")
     assert all(v.shape == (2,) for v in batch.values())
     assert batch["Fe5270"] == pytest.approx([one["Fe5270"]] * 2, rel=1e-12)
+
+
+def test_an_empty_spectrum_is_refused_by_name():
+    """An empty spectrum (0 pixels: a wavelength cut that kept nothing) ended in numpy's IndexError ('index 0
+    is out of bounds for axis 0 with size 0') in measure_index, measure_indices and band_mean; it is now a
+    ValueError saying a band needs at least 2 wavelengths."""
+    from smnet_sps.lick import band_mean
+    empty = np.array([])
+    for call in (lambda: measure_index(empty, empty, "Mgb"), lambda: measure_indices(empty, empty),
+                 lambda: measure_index(empty, np.zeros((3, 0)), "Mgb"),
+                 lambda: band_mean(empty, empty, 5000, 5100)):
+        with pytest.raises(ValueError, match="at least 2 wavelengths to measure a band on; got 0"):
+            call()
