@@ -61,7 +61,7 @@ from astropy.table import Column, Table
 
 from .constants import FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
 from .filters import resolve_filters
-from .generator import _refuse_masked, _unmask, check_switch
+from .generator import _refuse_masked, _unmask, check_switch, column_quantity
 from .igm import check_redshift, igm_transmission
 from .progress import want_progress
 
@@ -427,11 +427,15 @@ def _split_input(spectra):
     else:
         raise ValueError("spectra must be a specutils.Spectrum, a synphot SourceSpectrum or a "
                          f"(wavelength Quantity, flux Quantity) pair; got {type(spectra).__name__}")
-    wave, wave_mask = _unmask(wave)
+    # an astropy Table's columns with units (Table.read of a FITS spectrum) are the Quantities they stand
+    # for (they were refused as not Quantities); a masked column's mask is taken first
+    _, wave_mask = _unmask(wave)
     if wave_mask is not None and wave_mask.any():
         raise ValueError(f"the wavelengths are a masked array with {int(wave_mask.sum())} masked value(s): "
                          "every pixel needs a wavelength; mask bad pixels in the flux instead")
-    flux, flux_mask = _unmask(flux)
+    wave = _unmask(column_quantity(wave, "wavelength"))[0]
+    _, flux_mask = _unmask(flux)
+    flux = _unmask(column_quantity(flux, "flux"))[0]
     if not isinstance(wave, u.Quantity) or not isinstance(flux, u.Quantity):
         raise ValueError("wavelength and flux must be astropy Quantities (e.g. wave * u.AA, "
                          "flux * u.Unit('erg s-1 cm-2 AA-1') or u.L_sun / u.AA)")
@@ -685,9 +689,10 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     Parameters
     ----------
     spectra : specutils.Spectrum (1-d or (n, n_wave)), synphot.SourceSpectrum, or (wavelength, flux) pair
+        of Quantities (or astropy Table columns with units)
         Flux density (erg s^-1 cm^-2 A^-1, Jy, ...) or luminosity density (L_sun / A, erg s^-1 A^-1, ...);
-        see the module docstring for what each means. Masked pixels (``Spectrum.mask`` or an astropy
-        ``Masked`` flux; True = bad) count as NaN.
+        see the module docstring for what each means. Masked pixels (``Spectrum.mask``, an astropy
+        ``Masked`` flux or a ``MaskedColumn``; True = bad) count as NaN.
     filters : str, path, synphot.SpectralElement or a list of them (or "a,b,c")
         speclite names ("sdss2010-r"), sedpy names ("sdss_r0"), two-column files (A, throughput).
     system : {"AB", "ST", "Vega"}

@@ -301,3 +301,33 @@ def test_masked_radii_distances_ages_and_ssp_quantities_are_refused():
                           "mstar")):
         with pytest.raises(ValueError, match=f"{name} is a masked array with 1 masked value"):
             ssp_photometry(spectra=lum, filters="sdss2010-r", **kwargs)
+
+
+def test_a_spectrum_given_as_table_columns_with_units(tmp_path):
+    """magnitudes((wave, flux)) refused an astropy Table's columns ('wavelength and flux must be astropy
+    Quantities') although their units say what they are: a FITS spectrum read with Table.read (big-endian,
+    TUNIT nm and Jy) needed .quantity on each. They are now the Quantities they stand for, a MaskedColumn's
+    masked pixels NaN as a Masked flux's are; a column without a unit is still refused."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    f_jy = (F * FLAM_UNIT).to(u.Jy, equivalencies=u.spectral_density(W * u.AA))
+    path = tmp_path / "spec.fits"
+    fits.BinTableHDU.from_columns([fits.Column(name="wave", format="D", array=W / 10, unit="nm"),
+                                   fits.Column(name="flux", format="D", array=f_jy.value, unit="Jy"),
+                                   fits.Column(name="plain", format="D", array=W)]).writeto(path)
+    t = Table.read(path)
+    assert t["flux"].dtype.byteorder == ">"
+    filters = ["sdss2010-g", "sdss2010-r"]
+    expected = magnitudes((W * u.AA, F * FLAM_UNIT), filters)
+    got = magnitudes((t["wave"], t["flux"]), filters)
+    for name in filters:
+        assert got[name][0] == pytest.approx(expected[name][0], abs=1e-9), name
+    masked = Table(t, masked=True)
+    masked["flux"].mask[(W > 6000) & (W < 6100)] = True           # inside sdss2010-r only
+    with pytest.raises(ValueError, match="sdss2010-r"):
+        magnitudes((masked["wave"], masked["flux"]), "sdss2010-r")
+    assert magnitudes((masked["wave"], masked["flux"]), "sdss2010-g")["sdss2010-g"][0] == pytest.approx(
+        expected["sdss2010-g"][0], abs=1e-9)
+    with pytest.raises(ValueError, match="must be astropy Quantities"):
+        magnitudes((t["plain"], t["flux"]), filters)
