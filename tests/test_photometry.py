@@ -697,6 +697,36 @@ def test_the_ssp_fits_file_feeds_photometry_and_the_adapters(tmp_path):
     np.testing.assert_allclose(grid.ssp_flux[0, 0], spec.flux.to_value(u.L_sun / u.AA), rtol=1e-6)
 
 
+def test_the_ssp_fits_file_read_with_table_read_feeds_photometry_and_the_adapters(tmp_path):
+    """Table.read (not QTable.read) of `smnet-sps ssp --out x.fits` gives big-endian Columns with units:
+    magnitudes() and ssp_photometry() refused them ('must be astropy Quantities') and the adapters'
+    as_ssp_arrays dropped the units ('ssp_flux states no unit ... 1e-3..1e6', or, per nm, 'nm given?').
+    They are now the Quantities they stand for: the same numbers as from ssp_spectrum."""
+    from astropy.table import Table
+    from smnet_sps.cli import main
+    from smnet_sps.photometry import ssp_photometry
+    from smnet_sps.plugins._common import as_ssp_arrays
+    from smnet_sps.ssp import ssp_spectrum
+    out = tmp_path / "ssp.fits"
+    assert main(["ssp", "--age", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]) == 0
+    t = Table.read(out)
+    assert t["FLUX"].dtype.byteorder == ">" and t["FLUX"].unit == u.L_sun / u.AA / u.M_sun
+    spec = ssp_spectrum(1 * u.Gyr, Z=0.0152, generator="blackbody")
+    bands = ["sdss2010-g", "sdss2010-r"]
+    direct = magnitudes(spec, bands)
+    from_file = magnitudes((t["WAVELENGTH"], t["FLUX"]), bands)
+    table = ssp_photometry([1] * u.Gyr, (t["WAVELENGTH"], t["FLUX"]), bands)
+    for band in bands:
+        assert float(from_file[band][0]) == pytest.approx(float(direct[band][0]), abs=1e-6)
+        assert float(table[f"M_{band}"][0]) == pytest.approx(float(direct[band][0]), abs=1e-6)
+    in_nm = Table({"w": t["WAVELENGTH"].quantity.to_value(u.nm)}, units={"w": u.nm})["w"]
+    for wave in (t["WAVELENGTH"], in_nm):
+        grid = as_ssp_arrays(ssp_lgmet=[np.log10(0.0152)], ssp_lg_age_gyr=[0.0], ssp_wave=wave,
+                             ssp_flux=t["FLUX"][None, None, :])
+        np.testing.assert_allclose(grid.ssp_wave, spec.spectral_axis.to_value(u.AA), rtol=1e-9)
+        np.testing.assert_allclose(grid.ssp_flux[0, 0], spec.flux.to_value(u.L_sun / u.AA), rtol=1e-6)
+
+
 def test_ssp_magnitudes_rows_follow_the_ages_given(blackbody):
     """ssp_grid sorts and merges ages; ssp_magnitudes([10, 1, 1] Gyr) used to return two rows, ascending,
     no longer lined up with the ages passed."""
