@@ -169,9 +169,12 @@ def _psi(z):
 
 # ------------------------------------------------------------------------------------- input checks
 def _as_values(x, name, unit=None):
-    """Floats from an array or Quantity; with ``unit``, a Quantity is converted to it (else ValueError)."""
+    """Floats from an array or Quantity; with ``unit``, a Quantity is converted to it (else ValueError). An
+    astropy Table column with a unit counts as its Quantity (np.asarray dropped it: a resolution_fwhm column
+    in nm was used as Angstrom)."""
     import astropy.units as u
 
+    x = column_quantity(x, name)
     if isinstance(x, u.Quantity):
         if unit is not None:
             try:

@@ -1589,6 +1589,22 @@ def test_table_columns_from_a_fits_file_are_read_with_their_units(gen, tmp_path)
     np.testing.assert_allclose(r.values, reference.values, rtol=1e-9)
 
 
+def test_a_resolution_fwhm_table_column_is_read_in_its_unit(gen):
+    """A per-pixel resolution_fwhm given as an astropy Table column (TUNIT nm) lost its unit in _as_values:
+    1.5 nm was used as 1.5 A (Teff 5198, log g 3.02 for 5204, 3.24 with 15 A). It is now its Quantity."""
+    import astropy.units as u
+    from astropy.table import Table
+
+    w, f, iv, _ = mock_star(np.array([4000.0, 7000.0]), 5200.0, 3.0, -0.5, snr=100, seed=3, generator=gen)
+    t = Table({"fwhm": np.full(w.size, 1.5)}, units={"fwhm": u.nm})
+    kw = dict(n_starts=1, degree=0, generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        in_aa = fit_star(w, f, iv, resolution_fwhm=np.full(w.size, 15.0), **kw)
+        from_column = fit_star(w, f, iv, resolution_fwhm=t["fwhm"], **kw)
+    np.testing.assert_allclose(from_column.values, in_aa.values, rtol=1e-9)
+
+
 def test_a_flux_per_solid_angle_or_per_mass_is_read_as_its_f_lambda():
     """fit refused a flux per solid angle (MJy / sr, an IFU's erg/s/cm^2/A/arcsec^2) or per unit mass
     (L_sun / A / M_sun, as smnet-sps ssp writes) that measure_index read ("flux must be a spectral flux
