@@ -180,6 +180,7 @@ def _log_ages(age, iso):
 
 def _as_float_array(value, name):
     _refuse_masked(value, name)
+    value = column_quantity(value, name)    # a table column in percent was read as 1.52 for Z 0.0152
     if isinstance(value, u.Quantity):
         if value.unit.physical_type != "dimensionless":
             raise ValueError(f"{name} is dimensionless; got unit {value.unit}")

@@ -354,6 +354,17 @@ def test_an_age_table_column_is_read_in_its_unit(tmp_path):
                                   reference.ssp_flux)
 
 
+def test_a_metallicity_table_column_is_read_in_its_unit():
+    """Z given as an astropy Table column in percent (a dimensionless unit, as a Quantity in percent is
+    converted) lost its unit: 1.52 % was refused as Z = 1.52. It is now 0.0152, as the Quantity is."""
+    from astropy.table import Table
+
+    t = Table({"Z": [1.52]}, units={"Z": u.percent})
+    reference = ssp_grid([1e9], [0.0152], generator="blackbody")
+    for Z in (t["Z"], [1.52] * u.percent):
+        np.testing.assert_array_equal(ssp_grid([1e9], Z, generator="blackbody").ssp_flux, reference.ssp_flux)
+
+
 def test_each_phase_keeps_its_light_between_tabulated_ages():
     """PARSEC's RGB at log t 6.725 (85-219 kK at 6.70, 5-10 kK at 6.75): the pixel-wise geometric mean of
     its two neighbours' spectra held 2.45 L_sun of its 37.6 (the rest went to the main sequence), and the
