@@ -71,8 +71,13 @@ class ParameterBox:
     logz: tuple[float, float]
 
     def contains(self, teff, logg, logz):
-        teff, logg, logz = np.broadcast_arrays(np.asarray(teff, float), np.asarray(logg, float),
-                                               np.asarray(logz, float))
+        """Whether each point lies in the box (bool array of the broadcast shape). The parameters are taken
+        as the generators take them: Teff [K] or a temperature Quantity, log g [cgs] or a dex / acceleration
+        Quantity, [M/H] [dex]; table columns with units as their Quantities."""
+        # converted as validate_parameters does (np.asarray dropped a unit: 5.777 kK was outside a 2000 K box)
+        teff, logg, logz = np.broadcast_arrays(np.asarray(_teff_value(teff), float),
+                                               np.asarray(_logg_value(logg), float),
+                                               np.asarray(_logz_value(logz), float))
         lo, hi = box_edges(self)
         return ((teff >= lo[0]) & (teff <= hi[0]) & (logg >= lo[1]) & (logg <= hi[1]) & (logz >= lo[2])
                 & (logz <= hi[2]))

@@ -208,3 +208,24 @@ def test_switches_are_true_or_false(default_generator, blackbody):
             be.weighted_sum(keys, [1.0], **{name: "no"})
     flux, covered, _, _ = be.weighted_sum(keys, [1.0], use_cache=None, progress=False)
     assert covered.tolist() == [1.0]
+
+
+def test_parameter_box_contains_takes_parameters_as_the_generators_do(blackbody):
+    """ParameterBox.contains took np.asarray of its arguments: a Teff of 5.777 kK (or a table column in kK)
+    was 5.777 K, outside every box, while the generator computed the same star as inside; a log g given as
+    an acceleration Quantity was its linear value. They are now converted as validate_parameters converts
+    them, so contains() agrees with the generator's own coverage flag."""
+    from astropy.table import Table
+
+    box = blackbody.box
+    t = Table({"teff": [5.777, 3.0]}, units={"teff": u.kK})
+    for teff in (np.array([5777.0, 3000.0]), [5.777, 3.0] * u.kK, t["teff"], [5503.85, 2726.85] * u.deg_C):
+        np.testing.assert_array_equal(box.contains(teff, 4.44, 0.0),
+                                      blackbody.surface_flux(teff, 4.44, 0.0)[1], err_msg=str(teff))
+        assert box.contains(teff, 4.44, 0.0).all(), teff
+    from smnet_sps.generator import ParameterBox
+    box = ParameterBox(teff=(2000.0, 180000.0), logg=(-1.0, 8.0), logz=(-2.5, 0.5))
+    assert box.contains(t["teff"], 4.44, 0.0).all() and not box.contains(1.5 * u.kK, 4.44, 0.0)
+    assert box.contains(5777.0, 10**4.44 * u.cm / u.s**2, 0.0 * u.dex)
+    assert not box.contains(5777.0, 10**9 * u.cm / u.s**2, 0.0)          # log g 9: above the box
+    assert not box.contains(5777.0, 4.44, 2.0 * u.dex)
