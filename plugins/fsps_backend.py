@@ -81,13 +81,14 @@ _LOGT_RANGE = (3.0, 6.0)
 
 
 def flambda_to_hnu(wave_aa, f_lambda):
-    """Surface F_lambda [erg/s/cm2/A] -> Eddington flux H_nu = F_nu / (4 pi) [erg/s/cm2/Hz]."""
-    return np.asarray(f_lambda, float) * np.asarray(wave_aa, float) ** 2 / C_ANGSTROM / (4.0 * np.pi)
+    """Surface F_lambda [erg/s/cm2/A] -> Eddington flux H_nu = F_nu / (4 pi) [erg/s/cm2/Hz]; ``wave_aa`` in A
+    or a length Quantity (np.asarray took 500 nm as 500 A: H_nu 100x too small)."""
+    return np.asarray(f_lambda, float) * _as_angstrom(wave_aa)[0] ** 2 / C_ANGSTROM / (4.0 * np.pi)
 
 
 def hnu_to_flambda(wave_aa, h_nu):
     """Inverse of :func:`flambda_to_hnu`."""
-    return np.asarray(h_nu, float) * 4.0 * np.pi * C_ANGSTROM / np.asarray(wave_aa, float) ** 2
+    return np.asarray(h_nu, float) * 4.0 * np.pi * C_ANGSTROM / _as_angstrom(wave_aa)[0] ** 2
 
 
 def z_tag(z):

@@ -195,6 +195,17 @@ def test_a_wavelength_quantity_or_table_column_is_written_in_angstrom(tmp_path):
         assert compared >= 2                     # the .lambda file and the spectra
 
 
+def test_h_nu_conversions_take_a_wavelength_quantity_in_its_unit():
+    """flambda_to_hnu / hnu_to_flambda took np.asarray of the wavelength: 500 nm was 500 A and H_nu came out
+    100x too small (the inverse 100x too large). A length Quantity is now converted to A."""
+    from astropy import units as u
+    wave = np.array([3000.0, 5000.0, 9000.0])
+    f_lambda = np.array([1.0, 2.0, 3.0])
+    h_nu = fb.flambda_to_hnu(wave, f_lambda)
+    np.testing.assert_allclose(fb.flambda_to_hnu(wave / 10 * u.nm, f_lambda), h_nu, rtol=1e-12)
+    np.testing.assert_allclose(fb.hnu_to_flambda(wave / 1e4 * u.um, h_nu), f_lambda, rtol=1e-12)
+
+
 def test_an_interrupted_write_leaves_the_previous_library(tmp_path, monkeypatch):
     gen = BoxedBlackbody()
     kw = dict(logt=[3.7, 3.8], logg=[4.0, 4.5], logzsol=[0.0, 0.2], spec_type="c3k_smnet")
