@@ -81,6 +81,43 @@ SHIPPED_MODELS = {
 # where the released SM-Net checkpoints come from (not shipped: 2.2 GB each)
 RELEASE_SOURCE = "Zenodo, DOI 10.5281/zenodo.18883385, about 2.2 GB each"
 
+# The released checkpoints and the meta file each was trained with (the release's CHECKPOINT_FORMAT.md).
+# Seven of the eight meta files have the same 11,655 wavelengths, so the L check cannot tell them apart:
+# another release's meta silently changed the flux scaling (tau, x_max) and the input box. Each meta is
+# known by its tau (the release's values, all distinct), so a renamed meta file is recognised too.
+RELEASED_CHECKPOINT_META = {
+    "lookup_model_best_husser.pt": "phoenix_husser_all.meta.npz",
+    "lookup_model_best_allard.pt": "phoenix_allard_all.meta.npz",
+    "lookup_model_best_C3K.pt": "C3K_all.meta.npz",
+    "lookup_model_best_TMAP.pt": "TMAP_all.meta.npz",
+    "lookup_model_best_OB_PoWR.pt": "OB_PoWR_all.meta.npz",
+    "lookup_model_TMAP_C3K_husser_combined.pt": "phoenix_husser_c3k_tmap_all.meta.npz",
+    "lookup_model_TMAP_C3K_husser_OB_combined.pt": "phoenix_husser_c3k_tmap_OB_all.meta.npz",
+}
+RELEASED_META_TAU = {
+    "phoenix_husser_all.meta.npz": 1.3410606849682685e-17,
+    "phoenix_allard_all.meta.npz": 8.497400206366677e-12,
+    "C3K_all.meta.npz": 3.1264769419225846e-13,
+    "TMAP_all.meta.npz": 5.779867470051547e-12,
+    "OB_PoWR_all.meta.npz": 2.411147496939048e-11,
+    "phoenix_husser_c3k_all.meta.npz": 3.676263055815488e-17,
+    "phoenix_husser_c3k_tmap_all.meta.npz": 3.674197688538217e-17,
+    "phoenix_husser_c3k_tmap_OB_all.meta.npz": 3.7650583148407764e-17,
+}
+
+
+def _check_released_pair(weights, meta, tau):
+    """ValueError where ``weights`` has a released checkpoint's name and ``meta`` (``tau``: its 'tau') is
+    the meta file of another release; a checkpoint or meta the release does not list is not checked."""
+    expected = RELEASED_CHECKPOINT_META.get(Path(weights).name)
+    found = next((name for name, t in RELEASED_META_TAU.items() if abs(tau - t) <= 1e-6 * t), None)
+    if expected is None or found is None or found == expected:
+        return
+    renamed = "" if Path(meta).name == found else f" (its tau = {tau:.6g} is that of {found})"
+    raise ValueError(f"meta file {meta} is the release's {found}{renamed}, but the checkpoint "
+                     f"{Path(weights).name} was released with {expected}: its flux scaling (tau, x_max) and "
+                     f"input box differ, so the spectra would be wrong; give --meta / meta= {expected}")
+
 
 class ModelNotFoundError(FileNotFoundError, ValueError):
     """No shipped model of that name and no model at that path (a FileNotFoundError and a ValueError)."""
@@ -1283,6 +1320,8 @@ class ReleasedSMNetGenerator(_TorchGenerator):
                 raise ValueError(f"meta file {meta}: {key!r} must be one number, as the release's; got an "
                                  f"array of shape {value.shape} ({value.dtype})")
             md[key] = value.reshape(())
+        # before reading the weights (2.2 GB): another release's meta has the same wavelengths
+        _check_released_pair(weights, meta, float(md["tau"]))
         sd = _torch_load(weights)
         try:
             model = load_smnet_state_dict(sd)

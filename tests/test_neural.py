@@ -8,7 +8,7 @@ import pytest
 import torch
 from astropy import units as u
 
-from smnet_sps.constants import SIGMA_SB
+from smnet_sps.constants import SIGMA_SB, shared_data_dir
 from smnet_sps.generator import CoverageWarning
 from smnet_sps.model import SMNet
 from smnet_sps.neural import _PAD_ROWS, NeuralGenerator, ReleasedSMNetGenerator, load_generator
@@ -83,6 +83,53 @@ def test_released_mismatched_meta_names_both(released, fixtures_dir):
     d, _, _ = released
     with pytest.raises(ValueError, match=r"L = 64.*11655"):
         load_generator(d / "plain.pt", meta=fixtures_dir / META, device="cpu")
+
+
+def test_released_checkpoint_with_another_releases_meta_is_refused(released, tmp_path):
+    """Seven of the release's eight meta files share the 11,655 wavelengths, so the L check passed another
+    release's meta: lookup_model_best_C3K.pt with the union's meta loaded, its spectra scaled with the union's
+    tau / x_max (log1p(x_max / tau) 31.9 instead of C3K's 21.0) and box, without a word (the union checkpoint
+    with the TMAP+C3K+Husser meta, same box and wavelengths: pixels 0.80-1.59x off)."""
+    import shutil
+    d, _, _ = released
+    meta = d / "small.meta.npz"                       # the union model's meta (its tau), wavelengths cut
+    for name in ("lookup_model_best_C3K.pt", "lookup_model_TMAP_C3K_husser_combined.pt"):
+        shutil.copy(d / "plain.pt", tmp_path / name)
+        with pytest.raises(ValueError, match=rf"small.meta.npz is the release's phoenix_husser_c3k_tmap_OB_"
+                           rf"all.meta.npz \(its tau = 3.76506e-17 .*{name} was released with"):
+            load_generator(tmp_path / name, meta=meta, device="cpu")
+    # the right pair, and a checkpoint the release does not list, load as before
+    shutil.copy(d / "plain.pt", tmp_path / "lookup_model_TMAP_C3K_husser_OB_combined.pt")
+    load_generator(tmp_path / "lookup_model_TMAP_C3K_husser_OB_combined.pt", meta=meta, device="cpu")
+    load_generator(d / "plain.pt", meta=meta, device="cpu")
+    # on the command line: a clear error, no traceback
+    from smnet_sps.cli import main
+    assert main(["ssp", "--age", "1Gyr", "--generator", str(tmp_path / "lookup_model_best_C3K.pt"),
+                 "--meta", str(meta)]) == 1
+
+
+@pytest.mark.skipif(shared_data_dir() is None or not (shared_data_dir().parent / "smnet_official").is_dir(),
+                    reason="needs ../shared/smnet_official (the release's meta files)")
+def test_released_meta_files_pair_with_their_checkpoints_only(tmp_path):
+    """Every released meta file is recognised: with its own checkpoint's name it loads, with another's it is
+    refused naming the right one (real meta files; random weights in the released layout)."""
+    from smnet_sps.neural import RELEASED_CHECKPOINT_META
+    official = shared_data_dir().parent / "smnet_official"
+    L = {}
+    for meta in sorted(set(RELEASED_CHECKPOINT_META.values())):
+        with np.load(official / meta) as m:
+            L[meta] = m["wave"].size
+    for ckpt, own in RELEASED_CHECKPOINT_META.items():
+        torch.manual_seed(0)
+        model = SMNet(B=1, L=L[own])
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+        torch.save(model.state_dict(), tmp_path / ckpt)
+        load_generator(tmp_path / ckpt, meta=official / own, device="cpu")
+        for other in set(RELEASED_CHECKPOINT_META.values()) - {own}:
+            with pytest.raises(ValueError, match=rf"release's {other}, but the checkpoint {ckpt} was "
+                               rf"released with {own}"):
+                load_generator(tmp_path / ckpt, meta=official / other, device="cpu")
 
 
 def test_truncated_or_corrupt_weights_raise_clear_error(released, tmp_path):
