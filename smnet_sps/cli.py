@@ -46,8 +46,9 @@ _AGE_ITEM = re.compile(rf"(?P<lo>{_NUMBER})(?P<lo_unit>[a-zA-Z]*)"
 
 
 def _as_list(values):
-    """An option's value(s): one string (an option's default) or the list argparse gives for nargs="+"."""
-    return [values] if isinstance(values, str) else list(values)
+    """An option's value(s): one value (an option's default, a ``type=float`` option) or the list argparse
+    gives for nargs="+"."""
+    return list(values) if isinstance(values, (list, tuple)) else [values]
 
 
 def _age_unit(unit, token, option):

@@ -142,13 +142,18 @@ def cli_ages(texts, option="--ages", n_ages=None):
 
 
 def cli_metallicities(args, iso):
-    """``--Z`` or ``--logzsol`` values (several, or comma lists) -> metal mass fractions, None for neither."""
+    """``--Z`` or ``--logzsol`` values (one, several, or comma lists) -> metal mass fractions checked against
+    the family's range by :func:`_resolve_z` (the one rule of every SSP entry point; the command line had its
+    own Zsun x 10**logzsol), None for neither. Checked here, in the options' names: ``ssp --Z 0.01 --logzsol
+    0`` went on to ``_resolve_z``, whose "give Z ... or logzsol" named no option typed."""
     from .cli import parse_numbers_option
     if args.Z is not None and args.logzsol is not None:
         raise ValueError("give --Z (metal mass fraction) or --logzsol (log10 Z/Zsun), not both")
-    if args.logzsol is not None:
-        return iso.zsun * 10.0 ** parse_numbers_option(args.logzsol, "--logzsol")
-    return None if args.Z is None else parse_numbers_option(args.Z, "--Z")
+    if args.Z is None and args.logzsol is None:
+        return None
+    Z = None if args.Z is None else parse_numbers_option(args.Z, "--Z")
+    logzsol = None if args.logzsol is None else parse_numbers_option(args.logzsol, "--logzsol")
+    return np.atleast_1d(_resolve_z(iso, Z, logzsol)).astype(float)
 
 
 def cli_isochrones(name, option="--isochrones"):
@@ -1436,7 +1441,7 @@ def _cmd_ssp(args):
     age = cli_age(args.age)                      # a bad age fails before the model loads
     iso = cli_isochrones(args.isochrones)        # so does an unknown or uninstalled isochrone family,
     _log_ages(age, iso)                          # an age or a metallicity outside its grid
-    _resolve_z(iso, args.Z, args.logzsol)
+    cli_metallicities(args, iso)
     get_imf(args.imf)                            # and an unknown IMF (--imf foo loaded a named model first)
     from .neural import load_generator_option
     gen = load_generator_option(args.generator, args.meta, device=args.device)

@@ -1,0 +1,44 @@
+"""The command line as one tool: messages name the options typed, every option says its unit and default,
+and an option a combination does not use is refused, not silently dropped."""
+import argparse
+
+import numpy as np
+import pytest
+
+from smnet_sps.cli import main
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("command", [
+    ["ssp", "--age", "10Gyr"],
+    ["ssp-grid", "--ages", "1Gyr", "--out", "{tmp}/g.npz"],
+    ["mags", "--filters", "sdss2010-g"],
+])
+def test_z_and_logzsol_together_name_the_options(command, tmp_path, capsys):
+    """`ssp --Z 0.01 --logzsol 0` said "give Z (metal mass fraction) or logzsol ...", the Python API's
+    parameters, not the options typed (ssp-grid and mags said --Z / --logzsol)."""
+    argv = [a.format(tmp=tmp_path) for a in command]
+    assert main([*argv, "--Z", "0.01", "--logzsol", "0", "--generator", "blackbody"]) == 1
+    err = _error_line(capsys)
+    assert "give --Z (metal mass fraction) or --logzsol (log10 Z/Zsun), not both" in err, err
+
+
+@pytest.mark.parametrize("family", ["parsec", "padova"])
+def test_cli_logzsol_follows_the_python_rule(family):
+    """--logzsol is converted by ssp_spectrum's own rule (_resolve_z), range-checked in the same words."""
+    from smnet_sps.isochrones import resolve_isochrones
+    from smnet_sps.ssp import _resolve_z, cli_metallicities
+
+    iso = resolve_isochrones(family)
+    got = cli_metallicities(argparse.Namespace(Z=None, logzsol=["-0.5,0"]), iso)
+    np.testing.assert_array_equal(got, _resolve_z(iso, None, np.array([-0.5, 0.0])))
+    assert cli_metallicities(argparse.Namespace(Z=0.004, logzsol=None), iso).tolist() == [0.004]
+    assert cli_metallicities(argparse.Namespace(Z=None, logzsol=None), iso) is None
+    with pytest.raises(ValueError, match=r"outside the .* isochrone grid: valid Z"):
+        cli_metallicities(argparse.Namespace(Z=None, logzsol=[5.0]), iso)
