@@ -42,3 +42,19 @@ def test_cli_logzsol_follows_the_python_rule(family):
     assert cli_metallicities(argparse.Namespace(Z=None, logzsol=None), iso) is None
     with pytest.raises(ValueError, match=r"outside the .* isochrone grid: valid Z"):
         cli_metallicities(argparse.Namespace(Z=None, logzsol=[5.0]), iso)
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--arch", "smnet", "--width", "512"], "width=512 (--width): MLP-only"),
+    (["--arch", "smnet", "--depth", "4"], "depth=4 (--depth): MLP-only"),
+    (["--arch", "smnet", "--uv-weight", "2"], "uv_weight=2.0 (--uv-weight): MLP-only"),
+    (["--B", "1024"], "B=1024 (--B): SM-Net-only"),
+])
+def test_train_refuses_the_other_architectures_options(extra, named, tmp_path, capsys):
+    """`train --arch smnet --width 512` trained SM-Net's B=64 layout without a word (width and depth are the
+    MLP's), and `--B 1024` of an MLP was dropped alike: refused before the grid is read, naming the option."""
+    argv = ["train", "--grid", str(tmp_path / "none.h5"), "--out", str(tmp_path / "m"), *extra]
+    assert main(argv) == 1
+    err = _error_line(capsys)
+    assert named in err, err
+    assert not (tmp_path / "m" / "config.json").exists()
