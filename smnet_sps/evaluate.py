@@ -478,7 +478,7 @@ def add_cli(sub):
     p.add_argument("--grid", required=True, help="the union grid file the model was trained on")
     p.add_argument("--out", default=None, help="write the report as JSON here (.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present; the default), cpu or cuda")
     p.add_argument("--no-seams", action="store_true",
                    help="skip the seam-smoothness sweep (Teff in 1 %% steps across library boundaries)")
     p.set_defaults(func=_cli)

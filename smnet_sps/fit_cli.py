@@ -775,7 +775,7 @@ def add_cli(sub):
     p.add_argument("--rv-guess", type=float, default=0.0, metavar="KM_S",
                    help="radial velocity to try first [km/s], within +-max-rv (default 0; relative to "
                         "--redshift when given: a galaxy's known z goes there, not here)")
-    p.add_argument("--redshift", type=float, default=None, metavar="Z",
+    p.add_argument("--redshift", type=float, default=None, metavar="REDSHIFT",
                    help="with --ssp-grid: the galaxy's known redshift; the fit works in its rest frame and "
                         "rv (--rv-guess, --max-rv) is relative to it (z 0.5 through --max-rv took 15 min)")
     p.add_argument("--generator", default=None,

@@ -1541,7 +1541,7 @@ def add_cli(subparsers):
                    "one per run; --Z or --logzsol is required unless --points (an --isochrones file of one "
                    "Z: its Z)")
     p.add_argument("--logzsol", nargs="+", default=None,
-                   help="log10(Z/Zsun) with the family's Zsun, instead of --Z")
+                   help="[M/H] = log10(Z/Zsun) [dex] with the family's Zsun, instead of --Z")
     p.add_argument("--filters", required=True,
                    help="comma-separated speclite/sedpy names or files, e.g. sdss2010-g,sdss2010-r")
     # the default stays one string: `mags --points` tells a typed --ages from it
@@ -1553,7 +1553,8 @@ def add_cli(subparsers):
     p.add_argument("--system", default="AB", type=_system_option, metavar="{AB,ST,Vega}",
                    help="magnitude system, any case (default AB)")
     p.add_argument("--redshift", type=float, default=0.0,
-                   help="observed-frame magnitudes at this z (Planck18)")
+                   help="observed-frame magnitudes at this redshift z (Planck18; default 0: absolute "
+                        "magnitudes at 10 pc)")
     p.add_argument("--igm", action="store_true",
                    help="with --redshift: Madau (1995) intergalactic absorption in the observed-frame "
                         "magnitudes (FSPS's add_igm_absorption; off by default, as in FSPS)")

@@ -1526,7 +1526,7 @@ def _common_args(p):
                    help="stars outside the generator's coverage: 'extrapolate' (default, flagged), "
                         "'blackbody' (Planck spectrum of the same Teff and L) or 'exclude' (their L_bol "
                         "reported as missing)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present; the default), cpu or cuda")
 
 
 def add_cli(sub):
@@ -1536,7 +1536,7 @@ def add_cli(sub):
     p.add_argument("--age", required=True, help="age with unit, e.g. '10Gyr', '500 Myr', '1e9 yr'")
     p.add_argument("--Z", type=float, default=None,
                    help="metal mass fraction (default: solar of the family; a file of one Z: its Z)")
-    p.add_argument("--logzsol", type=float, default=None, help="log10(Z/Zsun) instead of --Z")
+    p.add_argument("--logzsol", type=float, default=None, help="[M/H] = log10(Z/Zsun) [dex], instead of --Z")
     _common_args(p)
     p.add_argument("--out", default=None,
                    help="output FITS table (WAVELENGTH, FLUX); extension .fits, .fit, .fts or .fits.gz")
@@ -1552,7 +1552,8 @@ def add_cli(sub):
     g.add_argument("--Z", nargs="*", default=None,
                    help="metal mass fractions, several or comma-separated (default: all tabulated)")
     g.add_argument("--logzsol", nargs="*", default=None,
-                   help="log10(Z/Zsun) with the family's Zsun, instead of --Z; several or comma-separated")
+                   help="[M/H] = log10(Z/Zsun) [dex] with the family's Zsun, instead of --Z; several or "
+                        "comma-separated")
     _common_args(g)
     g.add_argument("--out", required=True,
                    help="output .h5 / .hdf5 (DSPS's template file: ssp_flux in L_sun/Hz per M_sun, read as "

@@ -1391,7 +1391,7 @@ def add_cli(sub):
                         "architecture, base width --B")
     p.add_argument("--width", type=int, default=256, help="MLP hidden width (default 256)")
     p.add_argument("--depth", type=int, default=3, help="MLP hidden layers (default 3)")
-    p.add_argument("--B", type=int, default=64, help="SM-Net base width (released: 1024)")
+    p.add_argument("--B", type=int, default=64, help="SM-Net base width (default 64; released: 1024)")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"most epochs (default {DEFAULT_EPOCHS}; with --resume the checkpoint's)")
     p.add_argument("--minutes", type=float, default=None,
@@ -1400,7 +1400,7 @@ def add_cli(sub):
     p.add_argument("--batch-size", type=int, default=256, help="spectra per optimiser step (default 256)")
     p.add_argument("--lr", type=float, default=2e-3,
                    help="Adam's learning rate at the start of the cosine schedule (default 0.002)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available; the default), cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--patience", type=int, default=200,
                    help="early stopping: epochs without a better validation loss (default 200)")
@@ -1409,34 +1409,39 @@ def add_cli(sub):
                    + " may change)")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
     p.add_argument("--seed", type=int, default=0,
-                   help="randomness of the optimisation (initial weights, draws, jitter); not of the split")
+                   help="randomness of the optimisation (initial weights, draws, jitter); not of the split "
+                        "(default 0)")
     p.add_argument("--split-seed", type=int, default=0,
                    help="shuffle that picks the validation and test nodes (default 0, the shipped models' "
                         "split; a warm start must use its model's)")
     p.add_argument("--tail-floor", type=float, default=1e-6,
                    help="MLP: leave pixels fainter than this fraction of the spectrum's peak out of the loss "
-                        "(in [0, 1); 0 keeps every pixel)")
+                        "(in [0, 1); 0 keeps every pixel; default 1e-6)")
     p.add_argument("--pixel-loss", choices=sorted(PIXEL_LOSS_POWERS), default="standardised",
-                   help="MLP loss: standardised per-pixel MSE, MSE in log10 flux (log), or half way (mixed)")
+                   help="MLP loss: standardised per-pixel MSE (default), MSE in log10 flux (log), or half "
+                        "way (mixed)")
     p.add_argument("--init-from", default=None, help="warm start from this model directory's weights")
     p.add_argument("--library-balance", type=float, default=1.0,
                    help="library draw shares ~ n_library^BALANCE (1 natural mix, 0 equal; default 1)")
-    p.add_argument("--uv-weight", type=float, default=1.0, help="MLP loss weight of 1000-3000 A pixels")
+    p.add_argument("--uv-weight", type=float, default=1.0,
+                   help="MLP loss weight of 1000-3000 A pixels (default 1)")
     p.add_argument("--w-max", type=float, default=5.0,
                    help="cap of the sampling weights: fast-changing nodes are drawn up to W_MAX times as "
                         "often (default 5; 1: every node of a library equally often)")
     p.add_argument("--node-loss", choices=NODE_LOSSES, default="mse",
-                   help="training loss per spectrum: mse, or pseudo_huber (a node far off the others "
-                        "pulls less)")
+                   help="training loss per spectrum: mse (default), or pseudo_huber (a node far off the "
+                        "others pulls less)")
     p.add_argument("--node-blend", type=float, default=0.0,
                    help="share of the draws replaced by blends of neighbouring training nodes (inputs and "
                         "log flux blended alike; where: --node-blend-kind; default 0)")
     p.add_argument("--node-blend-kind", choices=("segments", "simplices"), default="segments",
                    help="where the blends lie: on segments between neighbouring nodes (default), or in the "
                         "Delaunay simplices of the nodes with the interpolation baseline's value as target")
-    p.add_argument("--lr-final", type=float, default=0.02, help="cosine schedule ends at LR_FINAL x lr")
+    p.add_argument("--lr-final", type=float, default=0.02,
+                   help="cosine schedule ends at LR_FINAL x lr (default 0.02)")
     p.add_argument("--ema-decay", type=float, default=0.0,
-                   help="validate and write an exponential moving average of the weights (e.g. 0.999)")
+                   help="validate and write an exponential moving average of the weights (e.g. 0.999; "
+                        "default 0: off)")
     p.add_argument("--libraries", nargs="+", default=None, metavar="NAME",
                    help="train on these libraries' nodes only (e.g. a specialist: --init-from MODEL "
                         "--libraries nextgen)")

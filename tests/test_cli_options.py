@@ -58,3 +58,50 @@ def test_train_refuses_the_other_architectures_options(extra, named, tmp_path, c
     err = _error_line(capsys)
     assert named in err, err
     assert not (tmp_path / "m" / "config.json").exists()
+
+
+def _options():
+    """(command, option strings, action) of every option of every command."""
+    from smnet_sps.cli import build_parser
+
+    found = []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    walk(sub, f"{name} {sub_name}")
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                found.append((name, action.option_strings, action))
+
+    walk(build_parser(), "smnet-sps")
+    return found
+
+
+def test_every_option_with_a_default_states_it():
+    """`train --help` showed `--B B  SM-Net base width (released: 1024)` (the default is 64), and --seed,
+    --tail-floor, --pixel-loss, --uv-weight, --node-loss, --lr-final, --ema-decay, --device (train, ssp,
+    ssp-grid, evaluate) and mags --redshift gave no default: every option whose default is a value says it."""
+    silent = [f"{name} {'/'.join(strings)} (default {action.default!r})"
+              for name, strings, action in _options()
+              if strings and action.default not in (None, False, [], argparse.SUPPRESS)
+              and "default" not in (action.help or "").lower()]
+    assert not silent, silent
+
+
+def test_no_option_but_a_metallicity_is_shown_as_z():
+    """`fit --help` showed `--redshift Z`, which reads as a metallicity (the SSP commands' --Z)."""
+    shown_as_z = [f"{name} {'/'.join(strings)}" for name, strings, action in _options()
+                  if (action.metavar or action.dest) in ("Z", "z") and "--Z" not in strings]
+    assert not shown_as_z, shown_as_z
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--help"])
+    assert done.value.code == 0
+
+
+@pytest.mark.parametrize("command", ["ssp", "ssp-grid", "mags"])
+def test_logzsol_help_says_dex(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "log10(Z/Zsun) [dex]" in text.split("--logzsol", 2)[2], text
