@@ -49,6 +49,7 @@ MIN_KERNEL_WEIGHT = 0.8      # a grid point needs >= 80 % of its kernel on valid
 MIN_VALID_FRACTION = 0.5     # a star needs >= half of the grid to get a score
 GAP_FACTOR = 3.0             # an observed step > 3 x the local step on both sides is a gap without data
 GAP_WINDOW = 5               # the local step: median of this many steps on each side
+DEFAULT_WORST_STARS = 8      # panels of the worst-residual plot unless asked (validate --worst)
 MAX_WORST_STARS = 50         # a panel per star: 100 took 10-22 s (a 150-inch figure), 1000 ran for minutes
 
 TEFF_CLASSES = (("Teff<4000", 0.0, 4000.0), ("Teff 4000-5500", 4000.0, 5500.0),
@@ -611,7 +612,7 @@ def kfold_ids(star_id, teff, k=5, seed=0):
 
 
 # ------------------------------------------------------------------------------------------ plot
-def plot_worst_residuals(score, n=8):
+def plot_worst_residuals(score, n=DEFAULT_WORST_STARS):
     """Figure: the ``n`` stars with the largest per-star score, residual (per cent) vs wavelength [A] (stars
     without a score are left out: fewer panels, or one saying so, when fewer than ``n`` have one).
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .empirical import (COMPARISON_GRID, MAX_WORST_STARS, EmpiricalScore, check_scorable, class_table,
-                        format_class_table, kfold_ids, load_empirical, plot_worst_residuals, score_generator,
-                        score_spectra, unscored_lines)
+from .empirical import (COMPARISON_GRID, DEFAULT_WORST_STARS, MAX_WORST_STARS, EmpiricalScore, check_scorable,
+                        class_table, format_class_table, kfold_ids, load_empirical, plot_worst_residuals,
+                        score_generator, score_spectra, unscored_lines)
 from .mixture import MIXTURE_FILE, LibraryMixture, blend_log_flux, rank_libraries
 from .progress import want_progress
 
@@ -221,8 +221,9 @@ def add_cli(sub):
                         "ranking")
     p.add_argument("--write-mixture", default=None, metavar="MODEL_DIR",
                    help=f"with --rank-libraries: write the ranking as MODEL_DIR/{MIXTURE_FILE}")
-    p.add_argument("--worst", type=int, default=8,
-                   help=f"stars in the worst-residual plot, 1 to {MAX_WORST_STARS} (default 8)")
+    p.add_argument("--worst", type=int, default=None,
+                   help=f"stars in the worst-residual plot of --out, 1 to {MAX_WORST_STARS} (default "
+                        f"{DEFAULT_WORST_STARS})")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
     p.set_defaults(func=_cli)
 
@@ -255,6 +256,11 @@ def _cli(args):
     from .neural import NeuralGenerator, model_file_in_use
     from .output_files import check_output_folder
     # option errors before the stars and the model are loaded and the (slow) ranking runs
+    if args.worst is not None and not args.out:
+        # it sizes the report's plot only: `validate ... --worst 20` without --out ran with exit 0 and no plot
+        raise ValueError("--worst sets how many stars worst_residuals.png shows, a file of the --out report; "
+                         "give --out DIR with it (without --out no plot is made)")
+    args.worst = DEFAULT_WORST_STARS if args.worst is None else args.worst
     if not 1 <= args.worst <= MAX_WORST_STARS:
         # order[:n] with n < 0 drew all but |n| stars (a 700-inch figure that never finished); a panel per
         # star: --worst 1000 ran for minutes and wrote nothing

@@ -105,3 +105,26 @@ def test_logzsol_help_says_dex(command, capsys):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "log10(Z/Zsun) [dex]" in text.split("--logzsol", 2)[2], text
+
+
+def test_validate_worst_without_out_is_refused(tmp_path, capsys, monkeypatch):
+    """`validate --worst 20` without --out ran (exit 0) and drew no plot: --worst sizes the report's
+    worst_residuals.png only. Refused before the stars are loaded; with --out it is used."""
+    from pathlib import Path
+
+    from smnet_sps import validate
+
+    fixture = Path(__file__).parent / "fixtures" / "empirical"
+    real_load = validate.load_empirical
+
+    def never(*args, **kwargs):
+        raise AssertionError("the stars were loaded although --worst has no plot to size")
+    monkeypatch.setattr(validate, "load_empirical", never)
+    base = ["validate", "--empirical", str(fixture), "--generator", "blackbody"]
+    assert main([*base, "--worst", "20"]) == 1
+    assert "--worst sets how many stars worst_residuals.png shows" in _error_line(capsys)
+    assert main([*base, "--rank-libraries", "--worst", "3"]) == 1
+    assert "give --out DIR with it" in _error_line(capsys)
+    monkeypatch.setattr(validate, "load_empirical", real_load)
+    assert main([*base, "--worst", "3", "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "worst_residuals.png").stat().st_size > 0
