@@ -187,10 +187,113 @@ _ANY_UNIT = "|".join(re.escape(s) for s in _SPELLINGS if s != "a")
 _UNIT_STATEMENT = re.compile(
     r"\b(?:wave\w*|lambda|wl)\b[\"'\s]*(?:[(\[]\s*(?P<bracket>" + _ANY_UNIT + r"|a)\s*[)\]]"
     r"|(?:(?:is\s+)?in|units?\s*[:=]?)\s*(?P<unit>" + _ANY_UNIT + r")\b)", re.IGNORECASE)
-#: below this throughput-weighted mean wavelength [A] (the atmosphere's ultraviolet cutoff) a curve is a
-#: space-UV filter, or a near-IR one in nm (K: 1930-2400 nm), or an optical / IR one in micron, read as
-#: Angstrom: a file stating no unit is refused there, not guessed
-UNSTATED_UNIT_MIN_AA = 3200.0
+LYMAN_LIMIT_AA = 911.75
+#: a reading (Angstrom, nm, micron) of a file that states no wavelength unit looks like a built-in (speclite /
+#: sedpy) filter when its pivot wavelength is within UNIT_MATCH_PIVOT_RTOL of the filter's, its width
+#: (int T dl / max T) within UNIT_MATCH_WIDTH_RTOL, and the two curves, put at one pivot with unit area,
+#: differ by less than UNIT_MATCH_SHAPE_MAX in total variation (one filter from speclite and from sedpy:
+#: <= 0.012; a 1800-2200 A box read as nm against NIRISS F200W, pivot and width within 1 % / 7 %: 0.14)
+UNIT_MATCH_PIVOT_RTOL = 0.01
+UNIT_MATCH_WIDTH_RTOL = 0.10
+UNIT_MATCH_SHAPE_MAX = 0.08
+_READINGS = ((u.AA, 1.0, "Angstrom"), (u.nm, 10.0, "nm"), (u.micron, 1e4, "micron"))
+
+
+def _pivot_width(wave, thr):
+    """(pivot wavelength, width int T dl / max T) of a curve, in ``wave``'s unit."""
+    return (float(np.sqrt(np.trapezoid(thr * wave, wave) / np.trapezoid(thr / wave, wave))),
+            float(np.trapezoid(thr, wave) / thr.max()))
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_curves():
+    """((name, wavelength [A], throughput >= 0, pivot [A], width [A]), ...) of every built-in filter, read
+    from speclite's and sedpy's data once (~2 s for all, no synphot element made)."""
+    curves = []
+    for name in available_filter_names():
+        if name in speclite_filter_names():
+            import speclite.filters as sf
+            f = sf.load_filter(name)
+            wave, thr = f.wavelength, f.response
+        else:
+            import sedpy.observate as ob
+            f = ob.Filter(name)
+            wave, thr = f.wavelength, f.transmission
+        wave, thr = np.asarray(wave, float), np.maximum(np.asarray(thr, float), 0.0)
+        if wave.size > 1 and thr.max() > 0:
+            curves.append((name, wave, thr, *_pivot_width(wave, thr)))
+    return tuple(curves)
+
+
+def _shape_distance(wave1, thr1, wave2, thr2):
+    """Total variation distance (0: same, 1: disjoint) of two curves normalised to unit area."""
+    grid = np.union1d(wave1, wave2)
+    a = np.interp(grid, wave1, thr1, left=0.0, right=0.0)
+    b = np.interp(grid, wave2, thr2, left=0.0, right=0.0)
+    return 0.5 * float(np.trapezoid(np.abs(a / np.trapezoid(a, grid) - b / np.trapezoid(b, grid)), grid))
+
+
+def _builtin_lookalikes(wave, thr):
+    """The built-in filters the curve (wavelength [A], throughput >= 0) looks like (pivot, width and shape:
+    :data:`UNIT_MATCH_PIVOT_RTOL`), closest pivot first."""
+    pivot, width = _pivot_width(wave, thr)
+    found = []
+    for name, bwave, bthr, bpivot, bwidth in _builtin_curves():
+        off = abs(pivot / bpivot - 1)
+        if (off < UNIT_MATCH_PIVOT_RTOL and abs(width / bwidth - 1) < UNIT_MATCH_WIDTH_RTOL
+                and _shape_distance(wave * bpivot / pivot, thr, bwave, bthr) < UNIT_MATCH_SHAPE_MAX):
+            found.append((off, name))
+    return [name for _, name in sorted(found)]
+
+
+def _unstated_unit(path, wave, thr):
+    """The unit of a file that states none: Angstrom, the documented default, unless only another reading
+    looks like a built-in filter (a ValueError naming it: a file in nm or micron). A reading of Angstrom
+    that looks like one is taken even if another does too (with a warning naming both); one that looks like
+    none (a custom filter) is taken, with a warning below the Lyman limit."""
+    import warnings
+    looks = {unit: _builtin_lookalikes(wave * scale, thr) for unit, scale, _ in _READINGS}
+    other = next(((word, looks[unit][0]) for unit, _, word in _READINGS[1:] if looks[unit]), None)
+    pivot = _pivot_width(wave, thr)[0]
+    where = f"its curve ({wave[0]:.6g}-{wave[-1]:.6g}, pivot {pivot:.5g})"
+    word = other[0] if other else "nm"
+    how = (f"state the unit in a comment line before the data, '# wavelength [{word}]' (or [A], [nm], "
+           f"[micron]; a CSV file: in its header line, 'wavelength [{word}],throughput'), or read it with "
+           f"get_bandpass(path, wave_unit='{word}') and pass that element")
+    if other and not looks[u.AA]:
+        # twomass-Ks in nm (1927-2399) was read as 1927-2399 A without a word
+        raise ValueError(f"filter file {str(path)!r} states no wavelength unit, and {where} read as Angstrom "
+                         f"looks like no built-in filter, while read as {other[0]} it looks like the "
+                         f"built-in {other[1]!r} (pivot, width and shape): {how}; or give the filter by "
+                         f"name ({other[1]!r})")
+    if other:
+        warnings.warn(f"filter file {str(path)!r} states no wavelength unit: {where} is read as Angstrom, "
+                      f"where it looks like the built-in {looks[u.AA][0]!r}, though read as {other[0]} it "
+                      f"would look like {other[1]!r}; {how} (this silences the warning)", UserWarning,
+                      stacklevel=4)
+    elif not looks[u.AA]:
+        mean = float(np.trapezoid(thr * wave, wave) / np.trapezoid(thr, wave))
+        if mean < LYMAN_LIMIT_AA:
+            warnings.warn(
+                f"filter file {str(path)!r} states no wavelength unit, and read as Angstrom its curve "
+                f"({wave[0]:.6g}-{wave[-1]:.6g} A, mean {mean:.4g} A) lies below the Lyman limit (912 A): "
+                f"if it is in nm or micron, {how}; '# wavelength [A]' says it is Angstrom (and silences this "
+                "warning)", UserWarning, stacklevel=4)
+    return u.AA
+
+
+def _wave_unit_argument(wave_unit):
+    """``wave_unit=`` (None, a length unit or its name: "nm", "micron", "Angstrom") as an astropy unit."""
+    if wave_unit is None:
+        return None
+    unit = spelled_wave_unit(wave_unit) if isinstance(wave_unit, str) else None
+    try:
+        unit = unit or u.Unit(wave_unit)
+        unit.to(u.AA)
+    except (ValueError, TypeError, u.UnitConversionError):
+        raise ValueError(f"wave_unit must be a wavelength unit (u.AA, u.nm, u.micron or their names, e.g. "
+                         f"'nm'); got {wave_unit!r}") from None
+    return unit
 
 
 def _numbers(line):
@@ -234,7 +337,7 @@ def _stated_wave_unit(path, header=None):
     return spelled_wave_unit(m.group("bracket") or m.group("unit")) if m else None
 
 
-def read_filter_file(path, name=None):
+def read_filter_file(path, name=None, wave_unit=None):
     """Read a two-column text file: wavelength, throughput (dimensionless, >= 0), separated by blanks or
     commas (CSV); a first line (without ``#``) naming the columns, ``wavelength [nm],throughput``, is skipped.
 
@@ -246,10 +349,15 @@ def read_filter_file(path, name=None):
     ``# Wavelength(nm)  Throughput(0-1)`` (LSST's throughput files), ``# lambda (micron)``,
     ``# "lambda" is in Angstroms`` (sedpy's) -- in Angstrom, nm or micron (um) is converted to Angstrom;
     without one, a CSV header line that states it so (``wavelength [nm],throughput``).
-    A curve that states no unit and whose throughput-weighted mean wavelength, read as Angstrom, lies below
-    3200 A (:data:`UNSTATED_UNIT_MIN_AA`) is refused (ValueError saying how to state the unit): there a
-    space-UV filter in Angstrom (GALEX NUV 1700-3000 A) and a near-IR one in nm (Ks 1930-2400 nm) look
-    alike, and a curve in micron lands there too.
+    ``wave_unit`` (u.AA, u.nm, u.micron or a name, "nm") gives the unit instead; a file that states
+    another is refused.
+
+    A file that states no unit is compared with the built-in (speclite / sedpy) filters read as Angstrom,
+    nm and micron (pivot within 1 %, width within 10 %, the same shape: :data:`UNIT_MATCH_PIVOT_RTOL`):
+    only the nm or micron reading looking like one (``twomass-Ks`` in nm, 1927-2399, which as Angstrom is
+    a far-UV curve) is refused, naming that filter; the Angstrom reading looking like one is taken (a
+    warning if another reading looks like one too), and a curve that looks like none (a custom filter) is
+    Angstrom, with a warning below the Lyman limit (912 A).
 
     Raises
     ------
@@ -275,20 +383,15 @@ def read_filter_file(path, name=None):
                          f"(wavelength [A], throughput)")
     wave = data[:, 0]
     thr = _validate_curve(wave, data[:, 1], name)
+    given = _wave_unit_argument(wave_unit)
     unit = _stated_wave_unit(path, header)
+    if given is not None and unit is not None and given != unit:
+        raise ValueError(f"filter file {str(path)!r} states its wavelength unit as {unit}, but wave_unit="
+                         f"{wave_unit!r} was given: drop one")
+    unit = unit or given
     if unit is None:
-        # a file in nm or micron read as Angstrom: sdss2010-r in nm gave a 5800 K blackbody AB -8.32 for
-        # -38.56, without a word; twomass-Ks in nm (1927-2399) was read as 1927-2399 A, without a warning
-        mean = float(np.trapezoid(thr * wave, wave) / np.trapezoid(thr, wave))
-        if mean < UNSTATED_UNIT_MIN_AA:
-            raise ValueError(
-                f"filter file {str(path)!r} states no wavelength unit, and its curve ({wave[0]:.6g}-"
-                f"{wave[-1]:.6g}, mean {mean:.4g}) is ambiguous: as Angstrom it lies below "
-                f"{UNSTATED_UNIT_MIN_AA:g} A (space ultraviolet), as nm at {mean / 1e3:.4g} um, as micron at "
-                f"{mean:.4g} um. State the unit in a comment line before the data: '# wavelength [A]', "
-                "'# wavelength [nm]' or '# wavelength [micron]' (a CSV file: in its header line, "
-                "'wavelength [nm],throughput'); a sedpy filter can be given by name instead ('uvot_w2')")
-    return _element(wave * (unit or u.AA).to(u.AA), thr, name)
+        unit = _unstated_unit(path, wave, thr)
+    return _element(wave * unit.to(u.AA), thr, name)
 
 
 @functools.lru_cache(maxsize=256)
@@ -313,7 +416,7 @@ def _named_bandpass(name):
     return bp
 
 
-def get_bandpass(spec):
+def get_bandpass(spec, wave_unit=None):
     """Resolve one filter to ``(name, synphot.SpectralElement)``.
 
     Parameters
@@ -324,6 +427,9 @@ def get_bandpass(spec):
         bandpass object. A bandpass object built from sampled
         curves (Empirical1D) whose ends are above zero comes back rebuilt with zero throughput beyond its
         wavelength set, as named filters and files have.
+    wave_unit : astropy unit or str, optional
+        The wavelength unit of a filter file (u.nm, "nm", "micron", "A"), for a file that states none
+        (:func:`read_filter_file`); only for a file.
 
     Raises
     ------
@@ -333,12 +439,15 @@ def get_bandpass(spec):
         throughput on it.
     """
     from synphot import SpectralElement
-    if isinstance(spec, SpectralElement):
+    if isinstance(spec, SpectralElement) and wave_unit is None:
         name = str(spec.meta.get("name") or spec.meta.get("expr") or "bandpass")
         return name, _user_element(spec, name)
     if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).is_file()):
-        bp = read_filter_file(spec)
+        bp = read_filter_file(spec, wave_unit=wave_unit)
         return bp.meta["name"], bp
+    if wave_unit is not None:
+        raise ValueError(f"wave_unit={wave_unit!r} is the unit of a filter file, but {spec!r} is not an "
+                         "existing file (a filter name or object has its own wavelengths)")
     if not isinstance(spec, str):
         raise ValueError(f"a filter must be a name, a file path or a synphot.SpectralElement; "
                          f"got {type(spec).__name__}")

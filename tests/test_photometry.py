@@ -327,9 +327,9 @@ def test_a_filter_file_in_nm_or_micron_is_read_in_the_unit_its_header_states(tmp
     for fname, (wave, header) in files.items():
         np.savetxt(tmp_path / fname, np.column_stack([wave, thr]), header=header)
         assert magnitudes(data, [str(tmp_path / fname)])[0][0] == pytest.approx(ref, abs=1e-9), fname
-    # no unit stated: Angstrom, as before; one that lands below 3200 A is refused (it warned below 912 A)
+    # no unit stated: Angstrom, as before; one that looks like a built-in filter in micron is refused
     np.savetxt(tmp_path / "plain_um.dat", np.column_stack([wr / 1e4, thr]))
-    with pytest.raises(ValueError, match=r"states no wavelength unit.*ambiguous"):
+    with pytest.raises(ValueError, match=r"states no wavelength unit.*as micron it looks like.*'sdss2010-r'"):
         get_bandpass(str(tmp_path / "plain_um.dat"))
     np.savetxt(tmp_path / "plain_aa.dat", np.column_stack([wr, thr]))
     with warnings.catch_warnings():
@@ -337,32 +337,60 @@ def test_a_filter_file_in_nm_or_micron_is_read_in_the_unit_its_header_states(tmp
         assert get_bandpass(str(tmp_path / "plain_aa.dat"))[1].waveset.to_value(u.AA)[0] == wr[0]
 
 
-def test_a_filter_file_without_a_unit_is_refused_where_nm_and_angstrom_look_alike(tmp_path):
+def test_a_filter_file_without_a_unit_is_read_by_the_built_in_filter_it_looks_like(tmp_path):
     """A header-less file of twomass-Ks in nm (1927-2399) was read as 1927-2399 A, the far UV, without a
-    warning (only a curve below 912 A warned): a 5800 K blackbody's Ks magnitude off by ~9 mag. A curve that
-    states no unit and whose mean lies below 3200 A read as Angstrom is refused, saying how to state the
-    unit; stated, every unit gives the named filter's magnitude, and a header-less optical / IR file in
-    Angstrom is read as before."""
+    warning; the fix for it refused every header-less curve below 3200 A read as Angstrom, and with it SVO's
+    Angstrom downloads of GALEX, Swift UVOT, HST UV filters (read correctly before), while wise2010-W1 in nm
+    (2600-3990) passed silently as a U-like curve. A file stating no unit is now compared with the built-in
+    curves read as Angstrom, nm and micron: GALEX in Angstrom gives the built-in's magnitude, Ks and W1 in
+    nm are refused naming the filter they look like (and read right with wave_unit='nm'), and a custom box at
+    2000 A is Angstrom, as before."""
     import speclite.filters as sf
     w = np.geomspace(91.0, 1.6e6, 20000)
     data = (w * u.AA, planck_surface_flux(w, [5800.0])[0] * FLAM_UNIT)
-    for band in ("twomass-Ks", "galex-nuv"):
+    for band, scale, word in (("galex-nuv", 1.0, "A"), ("galex-fuv", 1.0, "A"), ("twomass-Ks", 10.0, "nm"),
+                              ("wise2010-W1", 10.0, "nm"), ("sdss2010-r", 1e4, "micron")):
         f = sf.load_filter(band)
         wave, thr = np.asarray(f.wavelength, float), np.asarray(f.response, float)
         ref = magnitudes(data, [band])[0][0]
-        for unit, scale in (("nm", 10.0), ("micron", 1e4), ("A", 1.0)):
-            plain = tmp_path / f"{band}_{unit}.dat"
-            np.savetxt(plain, np.column_stack([wave / scale, thr]))
-            if band == "twomass-Ks" and unit == "A":          # 19270-23990: Angstrom, no doubt
-                assert magnitudes(data, [str(plain)])[0][0] == pytest.approx(ref, abs=1e-9)
-            else:
-                with pytest.raises(ValueError, match=r"states no wavelength unit.*ambiguous.*'# wavelength "
-                                                     r"\[A\]', '# wavelength \[nm\]' or '# wavelength "
-                                                     r"\[micron\]'"):
-                    get_bandpass(str(plain))
-            stated = tmp_path / f"{band}_{unit}_stated.dat"
-            np.savetxt(stated, np.column_stack([wave / scale, thr]), header=f"wavelength [{unit}]")
-            assert magnitudes(data, [str(stated)])[0][0] == pytest.approx(ref, abs=1e-9), (band, unit)
+        plain = tmp_path / f"{band}_{word}.dat"
+        np.savetxt(plain, np.column_stack([wave / scale, thr]))
+        if word == "A":
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                assert magnitudes(data, [str(plain)])[0][0] == pytest.approx(ref, abs=1e-9), band
+        else:
+            with pytest.raises(ValueError, match=rf"states no wavelength unit.*read as Angstrom looks like "
+                                                 rf"no built-in filter, while read as {word} it looks like "
+                                                 rf"the built-in '{band}'.*'# wavelength \[{word}\]'.*"
+                                                 rf"wave_unit='{word}'.*by name \('{band}'\)"):
+                get_bandpass(str(plain))
+            bp = get_bandpass(str(plain), wave_unit=word)[1]
+            assert magnitudes(data, [bp])[0][0] == pytest.approx(ref, abs=1e-9), band
+        # the unit stated in the file gives the same, each spelling of the argument too
+        stated = tmp_path / f"{band}_{word}_stated.dat"
+        np.savetxt(stated, np.column_stack([wave / scale, thr]), header=f"wavelength [{word}]")
+        assert magnitudes(data, [str(stated)])[0][0] == pytest.approx(ref, abs=1e-9), band
+        unit = {"A": u.AA, "nm": u.nm, "micron": u.micron}[word]
+        bp = get_bandpass(str(plain), wave_unit=unit)[1]
+        assert magnitudes(data, [bp])[0][0] == pytest.approx(ref, abs=1e-9), band
+    # a custom box filter at 1800-2200 A (its nm reading has NIRISS F200W's pivot and width, not its shape)
+    box = tmp_path / "box.dat"
+    np.savetxt(box, np.column_stack([[1799.0, 1800.0, 2200.0, 2201.0], [0.0, 1.0, 1.0, 0.0]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert get_bandpass(str(box))[1].waveset.to_value(u.AA)[0] == 1799.0
+    # a custom curve below the Lyman limit is Angstrom with the old warning
+    np.savetxt(tmp_path / "euv.dat", np.column_stack([[500.0, 510.0, 700.0, 710.0], [0.0, 1.0, 1.0, 0.0]]))
+    with pytest.warns(UserWarning, match=r"states no wavelength unit.*below the Lyman limit"):
+        get_bandpass(str(tmp_path / "euv.dat"))
+    # the argument against the file's statement, a non-length unit, and a unit for a name
+    with pytest.raises(ValueError, match=r"states its wavelength unit as nm, but wave_unit='micron'"):
+        get_bandpass(str(tmp_path / "twomass-Ks_nm_stated.dat"), wave_unit="micron")
+    with pytest.raises(ValueError, match="wave_unit must be a wavelength unit"):
+        get_bandpass(str(plain), wave_unit="kg")
+    with pytest.raises(ValueError, match="is not an existing file"):
+        get_bandpass("sdss2010-r", wave_unit="nm")
 
 
 def test_a_csv_filter_file_is_read_with_the_text_files_unit_rules(tmp_path):
@@ -383,10 +411,10 @@ def test_a_csv_filter_file_is_read_with_the_text_files_unit_rules(tmp_path):
         np.savetxt(tmp_path / fname, np.column_stack([wave, thr]), delimiter=",", header=header,
                    comments=comments)
         assert magnitudes(data, [str(tmp_path / fname)])[0][0] == pytest.approx(ref, abs=1e-9), fname
-    # no unit stated and the curve below 3200 A read as Angstrom: refused, as a text file is
+    # no unit stated and the curve looks like a built-in filter in micron: refused, as a text file is
     np.savetxt(tmp_path / "um.csv", np.column_stack([wr / 1e4, thr]), delimiter=",", header="wave,thr",
                comments="")
-    with pytest.raises(ValueError, match=r"states no wavelength unit.*ambiguous"):
+    with pytest.raises(ValueError, match=r"states no wavelength unit.*as micron it looks like.*'sdss2010-r'"):
         get_bandpass(str(tmp_path / "um.csv"))
     # a header but no numbers is still no table
     (tmp_path / "words.csv").write_text("wavelength,throughput\nred,blue\n")
