@@ -1309,8 +1309,9 @@ def _with_comment_header(table):
 
 
 def _cli_points_table(args):
-    """``smnet-sps mags --points stars.csv`` (or .ecsv / .fits): each star's absolute magnitudes in this
-    process, written as a table (--out, default <table>_mags.ecsv) beside the input columns."""
+    """``smnet-sps mags --points stars.csv`` (or .ecsv / .fits / .txt, gzipped too): each star's absolute
+    magnitudes in this process, written as a table (--out, default <table>_mags.ecsv) beside the input
+    columns."""
     from pathlib import Path
 
     from .distributed import refuse_ssp_options
@@ -1325,7 +1326,8 @@ def _cli_points_table(args):
                          "ECSV or FITS table is computed in this process")
     points = Path(args.points)
     if args.out is None:
-        args.out = str(points.with_name(points.stem + "_mags.ecsv"))
+        args.out = str(points.with_name(points.name[:len(points.name) - len(suffix_of(points))]
+                                        + "_mags.ecsv"))    # s.fits.gz -> s_mags.ecsv
     outputs = check_outputs(args, {"out": (tuple(TABLE_FORMATS), "magnitude table")})
     table = read_points_table(points)           # a missing file or column fails before the model loads
     from .filters import split_filter_names
@@ -1364,9 +1366,14 @@ def _cli_mags(args):
     if getattr(args, "logzsol", None) is not None and args.points:
         raise ValueError("--logzsol applies to SSP magnitudes only; with --points each star's absolute "
                          "magnitudes (10 pc) are written (a table, or a Zarr store for Parquet)")
-    from .star_tables import POINTS_TABLE_FORMATS
-    if args.points and suffix_of(args.points) in POINTS_TABLE_FORMATS:
-        return _cli_points_table(args)          # a CSV / ECSV / FITS table: here, no Dask or Parquet
+    from pathlib import Path
+
+    from .star_tables import PARQUET_SUFFIXES
+    # only Parquet goes to Dask: s.fits.gz, s.csv.gz or s.txt was read as Parquet ("Parquet magic bytes not
+    # found"); any other extension is read_points_table's (its error lists the formats)
+    parquet = args.points and (Path(args.points).is_dir() or suffix_of(args.points) in PARQUET_SUFFIXES)
+    if args.points and not parquet:
+        return _cli_points_table(args)          # a CSV / ECSV / FITS / text table: here, no Dask or Parquet
     if args.points:                             # Parquet: chunk by chunk on Dask (smnet_sps.distributed)
         from .distributed import cli_points_mags
         return cli_points_mags(args)

@@ -22,24 +22,32 @@ from .output_files import provenance, suffix_of
 from .filters import resolve_filters
 from .photometry import _system, add_colors, magnitudes, parse_colors
 
-__all__ = ["points_magnitudes", "read_points_table", "stars_block", "POINTS_TABLE_FORMATS"]
+__all__ = ["points_magnitudes", "read_points_table", "stars_block", "POINTS_TABLE_FORMATS",
+           "PARQUET_SUFFIXES"]
 
-#: formats of a table of stars read in this process (``points_magnitudes``, ``smnet-sps mags --points``);
-#: Parquet (a file or folder of them) goes through Dask (smnet_sps.distributed.write_points)
-POINTS_TABLE_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits"}
+#: formats of a table of stars read in this process (``points_magnitudes``, ``smnet-sps mags --points``),
+#: gzipped too (astropy reads it); .txt / .dat: whitespace-separated columns (astropy's "ascii" guesses the
+#: header). Parquet (:data:`PARQUET_SUFFIXES`, or a folder of them) goes through Dask
+#: (smnet_sps.distributed.write_points)
+POINTS_TABLE_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits",
+                        ".txt": "ascii", ".dat": "ascii", ".csv.gz": "ascii.csv", ".ecsv.gz": "ascii.ecsv",
+                        ".fits.gz": "fits", ".fit.gz": "fits", ".txt.gz": "ascii", ".dat.gz": "ascii"}
+#: a --points file with one of these extensions (or a folder) is Parquet, read chunk by chunk through Dask
+PARQUET_SUFFIXES = (".parquet", ".pq")
 #: the columns of a table of stars, as smnet_sps.distributed.points_array reads them
 POINTS_COLUMNS_DOC = ("teff [K], logg [log10 cm s^-2], logz ([M/H], dex) and L [L_sun] or logl "
                       "[log10 L/L_sun] (one of them)")
 
 
 def read_points_table(path):
-    """A table of stars from a CSV, ECSV or FITS file (``astropy.table.Table.read``; the format from the
-    extension, :data:`POINTS_TABLE_FORMATS`)."""
+    """A table of stars from a CSV, ECSV, FITS or whitespace-separated text file, gzipped or not
+    (``astropy.table.Table.read``; the format from the extension, :data:`POINTS_TABLE_FORMATS`)."""
     path = Path(path)
     fmt = POINTS_TABLE_FORMATS.get(suffix_of(path))
     if fmt is None:
         raise ValueError(f"a table of stars is read from {', '.join(POINTS_TABLE_FORMATS)} (in this process) "
-                         f"or Parquet (.parquet, or a folder of them, through Dask); got {str(path)!r}")
+                         f"or Parquet ({', '.join(PARQUET_SUFFIXES)}, or a folder of them, through Dask); "
+                         f"got {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(f"points table not found: {path}")
     with warnings.catch_warnings():

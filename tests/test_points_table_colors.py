@@ -92,6 +92,44 @@ def test_cli_points_csv_without_dask_or_pyarrow(tmp_path, capsys):
     assert "--workers apply to Parquet --points tables" in capsys.readouterr().err
 
 
+def test_cli_points_gzipped_and_text_tables_are_read_here_not_as_parquet(tmp_path, capsys):
+    """`mags --points s.fits.gz / s.csv.gz / s.txt` went to the Parquet (Dask) path and failed with "Parquet
+    magic bytes not found": only .parquet / .pq (or a folder) are Parquet now, gzipped CSV / ECSV / FITS and
+    whitespace .txt / .dat tables are read in this process and give the CSV's magnitudes; another extension
+    is a ValueError listing the accepted ones."""
+    import gzip
+    import shutil
+    stars = Table(STARS)
+    stars.write(tmp_path / "s.csv")
+    stars.write(tmp_path / "s.ecsv")
+    stars.write(tmp_path / "s.fits")
+    stars.write(tmp_path / "s.txt", format="ascii")
+    stars.write(tmp_path / "s.dat", format="ascii")
+    for name in ("s.csv", "s.ecsv", "s.fits"):
+        with open(tmp_path / name, "rb") as src, gzip.open(tmp_path / (name + ".gz"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    ref = None
+    for name in ("s.csv", "s.csv.gz", "s.ecsv.gz", "s.fits.gz", "s.txt", "s.dat"):
+        out = tmp_path / f"{name.replace('.', '_')}_mags.ecsv"
+        assert main(["mags", "--points", str(tmp_path / name), "--filters", "bessell-V,sdss2010-r",
+                     "--model", "blackbody", "--out", str(out)]) == 0, capsys.readouterr().err
+        t = Table.read(out)
+        ref = t if ref is None else ref
+        assert len(t) == 3 and np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9), name
+        assert list(t["teff"]) == STARS["teff"], name
+    # the default output name drops the whole extension: s.fits.gz -> s_mags.ecsv
+    assert main(["mags", "--points", str(tmp_path / "s.fits.gz"), "--filters", "bessell-V",
+                 "--model", "blackbody"]) == 0
+    assert (tmp_path / "s_mags.ecsv").is_file()
+    (tmp_path / "s.xlsx").write_bytes(b"PK\x03\x04")
+    assert main(["mags", "--points", str(tmp_path / "s.xlsx"), "--filters", "bessell-V",
+                 "--model", "blackbody", "--out", str(tmp_path / "x.ecsv")]) != 0
+    err = capsys.readouterr().err
+    assert "Parquet magic bytes" not in err
+    assert ".csv, .ecsv, .fits, .fit, .txt, .dat, .csv.gz, .ecsv.gz, .fits.gz" in err
+    assert ".parquet, .pq" in err
+
+
 def test_ssp_colors_column_and_unknown_band(blackbody, tmp_path):
     """colors= / --colors: g-r = M_g - M_r (and obs_g-r at z > 0), a band not among the filters a ValueError
     naming those available. The table had no colour column."""
