@@ -51,7 +51,7 @@ import numpy as np
 from astropy import units as u
 
 from .generator import _check_count, _check_out_dtype, _quiet_coverage
-from .star_tables import stars_block
+from .star_tables import check_points_columns, stars_block
 from .progress import want_progress
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
@@ -652,16 +652,8 @@ def points_array(points, chunk_rows=100_000):
     import pandas as pd
 
     if isinstance(points, (pd.DataFrame, dd.DataFrame)):
-        cols = list(points.columns)
+        cols = check_points_columns(points.columns)     # the rule (and message) of star_tables' tables
         need = ["teff", "logg", "logz"]
-        missing = [c for c in need if c not in cols]
-        if missing or not ("L" in cols or "logl" in cols):
-            raise ValueError("points table needs columns teff [K], logg, logz and L [L_sun] (or logl); "
-                             f"has {cols}")
-        if "L" in cols and "logl" in cols:
-            # L was used and a disagreeing logl silently ignored
-            raise ValueError("points table has both an L [L_sun] and a logl [log10 L/L_sun] column; give one "
-                             "of them")
         if isinstance(points, pd.DataFrame):
             points = dd.from_pandas(points, npartitions=max(1, math.ceil(len(points) / chunk_rows)))
         lum = points["L"] if "L" in cols else 10.0 ** points["logl"]

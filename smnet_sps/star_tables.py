@@ -22,8 +22,8 @@ from .output_files import provenance, suffix_of
 from .filters import resolve_filters
 from .photometry import _system, add_colors, magnitudes, parse_colors
 
-__all__ = ["points_magnitudes", "read_points_table", "stars_block", "POINTS_TABLE_FORMATS",
-           "PARQUET_SUFFIXES"]
+__all__ = ["points_magnitudes", "read_points_table", "check_points_columns", "stars_block",
+           "POINTS_TABLE_FORMATS", "PARQUET_SUFFIXES"]
 
 #: formats of a table of stars read in this process (``points_magnitudes``, ``smnet-sps mags --points``),
 #: gzipped too (astropy reads it); .txt / .dat: whitespace-separated columns (astropy's "ascii" guesses the
@@ -53,6 +53,24 @@ def read_points_table(path):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=u.UnitsWarning)   # a FITS unit astropy does not parse
         return Table.read(path, format=fmt)
+
+
+def check_points_columns(columns):
+    """The column names of a table of stars as a list, checked: ``teff``, ``logg``, ``logz`` and one of ``L``
+    and ``logl`` (:data:`POINTS_COLUMNS_DOC`); a ValueError names the missing ones and the columns found, or
+    says both L and logl are there (L was used and a disagreeing logl ignored). The one rule of the tables
+    read here and of the Parquet / DataFrame ones of smnet_sps.distributed.points_array."""
+    cols = [str(c) for c in columns]
+    missing = [c for c in ("teff", "logg", "logz") if c not in cols]
+    if not ("L" in cols or "logl" in cols):
+        missing.append("L or logl")
+    if missing:
+        raise ValueError(f"points table needs columns {POINTS_COLUMNS_DOC}; missing {', '.join(missing)} "
+                         f"(columns found: {', '.join(cols) or 'none'})")
+    if "L" in cols and "logl" in cols:
+        raise ValueError("points table has both an L [L_sun] and a logl [log10 L/L_sun] column; give one of "
+                         "them")
+    return cols
 
 
 def _points_column(table, name, unit):
@@ -106,16 +124,7 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     if not isinstance(points, Table):
         is_path = isinstance(points, str) or hasattr(points, "__fspath__")
         points = read_points_table(points) if is_path else Table(points)
-    cols = list(points.colnames)
-    missing = [c for c in ("teff", "logg", "logz") if c not in cols]
-    if not ("L" in cols or "logl" in cols):
-        missing.append("L or logl")
-    if missing:
-        raise ValueError(f"points table needs columns {POINTS_COLUMNS_DOC}; missing {', '.join(missing)} "
-                         f"(columns found: {', '.join(cols) or 'none'})")
-    if "L" in cols and "logl" in cols:
-        raise ValueError("points table has both an L [L_sun] and a logl [log10 L/L_sun] column; give one of "
-                         "them")
+    cols = check_points_columns(points.colnames)
     taken = [c for c in cols if c.startswith("M_") or c == "inside"]
     system = _system(system)
     named = resolve_filters(filters)

@@ -454,6 +454,29 @@ def test_points_table_with_both_l_and_logl_is_refused(tmp_path):
     np.testing.assert_allclose(by_l[:, 3], [1.0, 50.0])
 
 
+def test_points_column_rules_are_one_for_parquet_frames_and_tables(tmp_path):
+    """The column rules of a table of stars existed twice, with different messages: a DataFrame / Parquet
+    table without logz said "needs columns teff [K], logg, logz and L [L_sun] (or logl); has [...]", the
+    same astropy table "missing logz (columns found: ...)". Both now go through
+    star_tables.check_points_columns: the same message, naming what is missing and what was found."""
+    import pandas as pd
+    from astropy.table import Table
+
+    from smnet_sps.star_tables import points_magnitudes
+    stars = {"teff": [5772.0], "logg": [4.44], "logz": [0.0], "L": [1.0], "logl": [0.0]}
+    for drop, expected in ((["logz", "logl"], r"missing logz \(columns found: teff, logg, L\)"),
+                           (["L", "logl"], r"missing L or logl \(columns found: teff, logg, logz\)"),
+                           ([], r"both an L \[L_sun\] and a logl")):
+        frame = pd.DataFrame(stars).drop(columns=drop)
+        messages = []
+        for call in (lambda: D.points_array(frame), lambda: points_magnitudes(Table.from_pandas(frame),
+                                                                               ["bessell-V"])):
+            with pytest.raises(ValueError, match=expected) as info:
+                call()
+            messages.append(str(info.value))
+        assert messages[0] == messages[1], drop
+
+
 @pytest.mark.parametrize("chunk_rows", [0, -5, 2.5, True, "100"])
 def test_chunk_rows_not_a_positive_integer_is_refused_up_front(chunk_rows, tmp_path):
     """chunk_rows=0 was a ZeroDivisionError from magnitudes, write_points and points_array with a NumPy or
