@@ -225,6 +225,12 @@ def use_smnet_grid(path):
     -------
     dict, the grid as read by :func:`read_stellar_grid`
 
+    Warns
+    -----
+    UserWarning
+        A grid of one metallicity: bagpipes gives every component its spectra, whatever ``metallicity`` the
+        component asks for (a free metallicity is degenerate).
+
     Raises
     ------
     ValueError
@@ -250,6 +256,15 @@ def use_smnet_grid(path):
     for key, value in values.items():
         setattr(config, key, value)
     mg.nebular = _raise_nebular
+    if grid["metallicities"].size == 1:
+        # bagpipes gives the one bin weight 1 whatever a component asks for: a 'metallicity' (fixed or free
+        # in a fit) was ignored without a word
+        import warnings
+        zmet = float(grid["metallicities"][0])
+        warnings.warn(f"{path} holds one metallicity (Z/Z_sun = {zmet:.4g}, Z = {zmet * grid['zsun']:.4g}): "
+                      "every bagpipes component gets its spectra whatever 'metallicity' it asks for, so a "
+                      "free metallicity in a fit is degenerate (fix it, or write a grid of several "
+                      "metallicities)", UserWarning, stacklevel=2)
     return grid
 
 

@@ -1,4 +1,6 @@
 """bagpipes adapter checked against the real bagpipes: a model_galaxy built on our grid equals our SSPs."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -125,7 +127,8 @@ def test_a_one_metallicity_grid_gives_the_spectra_of_that_metallicity(fixtures_d
     config.py, for its own grid: its metallicity weights give one Z weight 1 (delta) or the whole bin
     (exp, lognorm), which use_smnet_grid sets to [0, 10] Z_sun. Any metallicity asked for now gets that Z's
     spectra: a burst equals the SSP, and a model of delta and exp components equals the one made of a grid
-    holding the same spectra at two metallicities."""
+    holding the same spectra at two metallicities. That ignored 'metallicity' said nothing: use_smnet_grid
+    now warns once, naming the grid's Z (a grid of two: no warning)."""
     from bagpipes import config
     d = np.load(fixtures_dir / "plugins" / "ck04_cut.npz")
     lg = np.log10(config.age_sampling[::3]) - 9
@@ -140,10 +143,20 @@ def test_a_one_metallicity_grid_gives_the_spectra_of_that_metallicity(fixtures_d
                              "metallicity_type": "exp"}}
     spectra = {}
     for name, grid in (("one", one), ("two", two)):
-        with bb.smnet_grid(bb.write_stellar_grid(tmp_path / f"{name}.fits", grid)) as g:
-            assert g["metallicities"].size == grid.n_met
-            spectra[name] = [bagpipes.model_galaxy(c).spectrum_full.copy() for c in (burst, mixed)]
-            wl = bagpipes.model_galaxy(burst).wavelengths
+        path = bb.write_stellar_grid(tmp_path / f"{name}.fits", grid)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with bb.smnet_grid(path) as g:
+                assert g["metallicities"].size == grid.n_met
+                spectra[name] = [bagpipes.model_galaxy(c).spectrum_full.copy() for c in (burst, mixed)]
+                wl = bagpipes.model_galaxy(burst).wavelengths
+        # the 'metallicity' asked for is ignored with one Z, which said nothing: one warning says so
+        ours = [str(w.message) for w in caught if "holds one metallicity" in str(w.message)]
+        zmet = 10 ** d["logz"][0]                  # the fixture's [M/H]: Z / Z_sun
+        assert ours == ([] if name == "two" else [
+            f"{path} holds one metallicity (Z/Z_sun = {zmet:.4g}, Z = {zmet * 0.02:.4g}): every bagpipes "
+            "component gets its spectra whatever 'metallicity' it asks for, so a free metallicity in a fit "
+            "is degenerate (fix it, or write a grid of several metallicities)"]), name
     ok = (wl > 1000) & (wl < 5e4)
     direct = L_SUN * 1e10 * np.interp(wl, one.ssp_wave, one.ssp_flux[0, k])
     assert np.allclose(spectra["one"][0][ok], direct[ok], rtol=1e-6)
