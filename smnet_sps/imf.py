@@ -261,8 +261,9 @@ def get_imf(imf="kroupa", m_low=None, m_up=None):
         return _broken_power_law("salpeter", [], [2.35], m_low, m_up)
     if key in ("kroupa", "kroupa01", "kroupa2001"):
         # Kroupa (2001) eq. 2 also has alpha_0 = 0.3 below 0.08 M_sun (brown dwarfs): slope 1.3 continued
-        # there gave an m_low = 0.01 IMF 61 % of its stars and 7.5 % of its mass below 0.08 M_sun for the
-        # paper's 37 % and 4.1 % (M/L 3.7 % high). The default limits (0.08 M_sun, FSPS's) never reach it
+        # there gave an m_low = 0.01, m_up = 120 IMF 61 % of its stars and 7.5 % of its mass below
+        # 0.08 M_sun for eq. 2's 37 % and 4.1 % (M/L 3.7 % high); to Kroupa's own m_up = 50 eq. 2 gives
+        # 37 % and 4.3 %. The default limits (0.08 M_sun, FSPS's) never reach it
         # A = 1 on the 1.3 segment, as before the brown-dwarf segment was added
         return _broken_power_law("kroupa", [0.08, 0.5], [0.3, 1.3, 2.3], m_low, m_up, unit_segment=1)
     if key in ("chabrier", "chabrier03", "chabrier2003"):

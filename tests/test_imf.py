@@ -166,8 +166,10 @@ def test_limits_given_with_an_imf_object_are_applied_not_dropped():
 
 def test_kroupa_below_008_msun_follows_kroupa_2001_eq2():
     """Kroupa (2001, MNRAS 322, 231) eq. 2 has alpha_0 = 0.3 for 0.01-0.08 M_sun; slope 1.3 was continued
-    there, so an IMF given m_low = 0.01 had 61 % of its stars and 7.5 % of its mass in brown dwarfs for the
-    paper's 37 % and 4.1 % (its M/L 3.7 % high). Compared with eq. 2 written out and integrated by quad."""
+    there, so an IMF given m_low = 0.01 (m_up = 120) had 61 % of its stars and 7.5 % of its mass in brown
+    dwarfs for eq. 2's 37 % and 4.1 % (its M/L 3.7 % high). Both figures are for m_up = 120 M_sun: to
+    Kroupa's own m_up = 50 M_sun eq. 2 gives 37 % and 4.29 % of the mass. Compared with eq. 2 written out and
+    integrated by quad."""
     from scipy.integrate import quad
 
     def eq2(m):                      # continuous at 0.08 and 0.5 M_sun, any normalisation
@@ -183,6 +185,7 @@ def test_kroupa_below_008_msun_follows_kroupa_2001_eq2():
     bd_number = float(k.number(0.01, 0.08) / k.number(0.01, 120.0))
     assert bd_mass == pytest.approx(quad(lambda m: m * eq2(m), 0.01, 0.08)[0] / mass, rel=1e-8)
     assert bd_number == pytest.approx(quad(eq2, 0.01, 0.08)[0] / number, rel=1e-8)
+    # to m_up = 120 M_sun (the IMF's); 0.0429 to m_up = 50
     assert bd_mass == pytest.approx(0.041, abs=0.001) and bd_number == pytest.approx(0.37, abs=0.01)
     assert float(k.number(8.0, 120.0)) / k.mass_formed == pytest.approx(
         quad(eq2, 8.0, 120.0)[0] / mass, rel=1e-8)
