@@ -260,7 +260,7 @@ def _curve_token(bp):
     return h.digest()
 
 
-def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False, *, _redshift=0.0):
+def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False, *, _redshift=0.0, _resolved=False):
     """Weights for :func:`magnitudes`' vectorised path (cached per grid and filter).
 
     Parameters
@@ -288,7 +288,9 @@ def bandpass_weights(wavelength, bandpass, name=None, extrapolate=False, *, _red
         raise ValueError(f"bandpass_weights needs >= 2 finite, positive, strictly increasing wavelengths "
                          f"(a 1-d grid); got shape {x.shape}"
                          + (f", {x[0]:.6g} ... {x[-1]:.6g} A" if x.ndim == 1 and x.size else ""))
-    bname, bp = get_bandpass(bandpass)
+    # _resolved: ``bandpass`` came from get_bandpass already (magnitudes' resolve_filters); checking it again
+    # evaluated the synphot element twice per band and call, ~1 ms per band of a fitter's get_mags
+    bname, bp = (name, bandpass) if _resolved else get_bandpass(bandpass)
     name = name or bname
     key = (hash(x.tobytes()), x.size, id(bp), _curve_token(bp), extrapolate)
     hit = _WEIGHT_CACHE.get(key)
@@ -758,7 +760,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     if igm and z > 0:
         # the transmission is a function of the rest wavelength; w is already observed-frame
         f = f * igm_transmission(w / (1 + z), z)
-    bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate, _redshift=z) for name, bp in named]
+    bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate, _redshift=z, _resolved=True)
+             for name, bp in named]
     if system == "Vega":
         _check_vega_covers(bands)
     outside = {}
@@ -778,7 +781,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     w_fine, f = _power_law_steps(w, f, [bw.support for bw in bands])
     if w_fine.size != w.size:
         w = w_fine
-        bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate) for name, bp in named]
+        bands = [bandpass_weights(w, bp, name=name, extrapolate=extrapolate, _resolved=True)
+                 for name, bp in named]
     # Work with the flux divided by its largest value, and add -2.5 log10(scale) at the end: the integral
     # then neither overflows (1e308) nor underflows (1e-300), and every positive flux has a finite magnitude.
     scale = np.max(f, axis=1, keepdims=True)
