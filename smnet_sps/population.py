@@ -104,6 +104,13 @@ _FIXED = {
     "logt_wmb_hot": (0.0, "stellar-library switches do not apply"),
 }
 IMF_TYPES = {0: "salpeter", 1: "chabrier", 2: "kroupa"}
+# Parameters the per-age results do not depend on (the redshift and the IGM act on the output; results are
+# keyed by tage), and those that act only after the SSPs are summed (dust, then FSPS's smoothing): a fit that
+# moves only these re-used nothing (a new zred or dust2 summed the SFH's SSPs again)
+_NOT_IN_RESULTS = frozenset({"tage", "zred", "add_igm_absorption", "igm_factor"})
+_AFTER_THE_SUM = frozenset({"dust_type", "dust1", "dust2", "dust3", "dust_index", "dust1_index",
+                            "frac_nodust", "frac_obrun", "mwr", "uvb", "sigma_smooth", "smooth_velocity",
+                            "min_wave_smooth", "max_wave_smooth"})
 #: get_mags of a population with no stars yet (FSPS getmags.f90 writes 99 where the band flux is ~0)
 EMPTY_MAGNITUDE = 99.0
 
@@ -205,6 +212,8 @@ class ParameterSet:
 
     def __init__(self, **kwargs):
         self.dirtiness = 2
+        # names changed since StellarPopulation last looked: which of its cached results they make stale
+        self.changed = set()
         self._params = {k: _own_value(_plain_value(k, v)) for k, v in kwargs.items()}
         self.iteritems = self._params.items
 
@@ -230,6 +239,7 @@ class ParameterSet:
             else:
                 self.dirtiness = max(1, self.dirtiness)
             self._params[k] = _own_value(v)
+            self.changed.add(k)
 
     def __contains__(self, k):
         return k in self._params
@@ -330,6 +340,7 @@ class StellarPopulation:
         self.cosmology = as_cosmology(cosmology, default=fsps_cosmology())
         self._tabular = None
         self._results = {}
+        self._unattenuated = {}          # per tage: the summed young / old light before dust, and its figures
         self._last = None
         self._backend = None
 
@@ -515,11 +526,42 @@ class StellarPopulation:
     def _sync(self):
         if self.params.dirty:
             self._check_params()
-            self._results = {}
+            # a change of unknown names (dirtiness set directly, a new tabular SFH) makes everything stale
+            changed = self.params.changed or {None}
+            if changed - _NOT_IN_RESULTS:
+                self._results = {}
+            if changed - _NOT_IN_RESULTS - _AFTER_THE_SUM:
+                self._unattenuated = {}
+            self.params.changed = set()
             self.params.dirtiness = 0
 
     def _compute(self, tage):
         """Dict with the attenuated rest-frame L_lambda (before IGM) and bookkeeping at one tage [Gyr]."""
+        p = self.params
+
+        def val(name):
+            return _scalar(name, p[name])
+        key = float(tage)
+        if key not in self._unattenuated:
+            self._unattenuated[key] = self._sum_ssps(tage)
+        young, old, res = self._unattenuated[key]
+        res = dict(res)                                   # the cached figures stay as they are
+        wave = self._get_backend().wavelength
+        res["flux"] = attenuate(wave, young, old, dust_type=_scalar("dust_type", p["dust_type"], int),
+                                **{k: val(k) for k in ("dust1", "dust2", "dust3", "dust_index", "dust1_index",
+                                                       "frac_nodust", "frac_obrun", "mwr", "uvb")})
+        # FSPS smooths the attenuated spectrum before IGM absorption and magnitudes (compsp.f90): every
+        # output (get_spectrum, get_observed_spectrum, get_mags) sees the smoothed spectrum
+        res["flux"] = self._smooth(res["flux"])
+        remnants = check_switch(p["add_stellar_remnants"], "add_stellar_remnants", allow_01=True)
+        mass = res["mass_stars"] + (res["mass_remnants"] if remnants else 0.0)
+        res["stellar_mass"] = mass
+        res["tage"] = tage
+        return res
+
+    def _sum_ssps(self, tage):
+        """(young, old, figures) at one tage [Gyr]: the rest-frame L_lambda of the stars younger / older than
+        dust_tesc, summed over the SFH before any dust, and their masses, L_bol, mass formed and SFR."""
         p = self.params
 
         def val(name):
@@ -559,18 +601,7 @@ class StellarPopulation:
                    "mass_remnants": float(w @ basis["mass_remnants"]),
                    "lbol": float(w @ basis["lbol"]), "formed": float(w.sum()),
                    "sfr": float(history.sfr(np.array([0.0]))[0])}
-        wave = self._get_backend().wavelength
-        res["flux"] = attenuate(wave, young, old, dust_type=_scalar("dust_type", p["dust_type"], int),
-                                **{k: val(k) for k in ("dust1", "dust2", "dust3", "dust_index", "dust1_index",
-                                                       "frac_nodust", "frac_obrun", "mwr", "uvb")})
-        # FSPS smooths the attenuated spectrum before IGM absorption and magnitudes (compsp.f90): every
-        # output (get_spectrum, get_observed_spectrum, get_mags) sees the smoothed spectrum
-        res["flux"] = self._smooth(res["flux"])
-        remnants = check_switch(p["add_stellar_remnants"], "add_stellar_remnants", allow_01=True)
-        mass = res["mass_stars"] + (res["mass_remnants"] if remnants else 0.0)
-        res["stellar_mass"] = mass
-        res["tage"] = tage
-        return res
+        return young, old, res
 
     def _ages(self, tage):
         """tage [Gyr] -> list of ages to compute (tage=0: every SSP age), and whether the output is 2-d."""
@@ -595,6 +626,7 @@ class StellarPopulation:
         self.params["tage"] = tage
         tage = self.params["tage"]              # as stored: a Quantity converted to Gyr
         self.params.dirtiness = 0
+        self.params.changed.discard("tage")
         ages, full = self._ages(tage)
         out = []
         for a in ages:
@@ -817,6 +849,7 @@ class StellarPopulation:
         self._tabular = check_tabular(age, sfr)
         if _scalar("sfh", self.params["sfh"], int) == 3:
             self.params.dirtiness = max(1, self.params.dirtiness)
+            self.params.changed.add("set_tabular_sfh")
 
     # ---- properties of the last computation (as python-fsps) ----
     def _stat(self, key):

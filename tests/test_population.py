@@ -177,6 +177,58 @@ def test_params_dirty_flag_and_caching(sp):
     p["dust2"] = 0.0
 
 
+def test_dust_or_redshift_alone_reuses_the_summed_ssps(blackbody, monkeypatch):
+    """A fitter that moves only the dust (or the smoothing) re-uses the SFH's summed light, and one that
+    moves only zred re-uses the whole result: both summed every SSP again (8.5 and 6.5 ms per call with the
+    default model; 0.3 ms now). The spectra are those of a population built with the final values, bit for
+    bit, and any other parameter, dust_tesc (the young / old split) or a new tabular SFH still starts over."""
+    import smnet_sps.population as population
+    calls = []
+    real = population.ssp_weights
+    monkeypatch.setattr(population, "ssp_weights", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kw = dict(zcontinuous=1, generator=blackbody, sfh=4, tau=2.0, dust_type=2, logzsol=-0.3)
+    sp = StellarPopulation(**kw)
+    sp.get_spectrum(tage=3.0)
+    assert len(calls) == 1
+
+    def fresh():                        # a population built with the final values; its own sums not counted
+        n = len(calls)
+        other = StellarPopulation(**kw)
+        out = (other.get_spectrum(tage=3.0, peraa=True)[1], other.stellar_mass, other.log_lbol,
+               other.get_mags(tage=3.0, bands=["sdss_r"]))
+        del calls[n:]
+        return out
+    changes = [{"dust2": 0.4}, {"dust1": 0.3, "dust_index": -0.5}, {"sigma_smooth": 200.0},
+               {"zred": 0.5, "add_igm_absorption": True}, {"dust_type": 4, "frac_nodust": 0.1}]
+    for change in changes:
+        for k, v in change.items():
+            sp.params[k] = v
+            kw[k] = v
+        wave, spec = sp.get_spectrum(tage=3.0, peraa=True)
+        assert len(calls) == 1, change                        # nothing summed again
+        spec_f, mass_f, lbol_f, mags_f = fresh()
+        assert np.array_equal(spec, spec_f)
+        assert sp.stellar_mass == mass_f and sp.log_lbol == lbol_f
+        assert np.array_equal(sp.get_mags(tage=3.0, bands=["sdss_r"]), mags_f)
+        assert len(calls) == 1
+    n = len(calls)
+    for k, v in {"dust_tesc": 8.0, "tau": 1.0, "logzsol": -0.1}.items():
+        sp.params[k] = v
+        sp.params["dust2"] = sp.params["dust2"] + 0.1        # with a dust change at the same time
+        kw.update({k: v, "dust2": sp.params["dust2"]})
+        spec = sp.get_spectrum(tage=3.0, peraa=True)[1]
+        assert len(calls) == n + 1
+        n = len(calls)
+        assert np.array_equal(spec, fresh()[0])
+    sp.params["sfh"] = 3
+    sp.set_tabular_sfh([0.1, 5.0], [1.0, 1.0])
+    first = sp.get_spectrum(tage=3.0)[1]
+    sp.params["dust2"] = 0.0
+    sp.set_tabular_sfh([0.1, 5.0], [1.0, 3.0])                 # a new table after a dust-only change
+    assert not np.array_equal(sp.get_spectrum(tage=3.0)[1], first)
+    assert len(calls) == n + 2
+
+
 def test_get_mags_equals_magnitudes_at_redshift(sp):
     sp.params["sfh"] = 4
     sp.params["tau"] = 1.0
