@@ -341,6 +341,7 @@ class StellarPopulation:
         self._tabular = None
         self._results = {}
         self._unattenuated = {}          # per tage: the summed young / old light before dust, and its figures
+        self._last_basis = None          # (Z, IMF, generator key), isochrone set, SSPs at that Z
         self._last = None
         self._backend = None
 
@@ -515,11 +516,17 @@ class StellarPopulation:
         """SSPs at every tabulated age and metallicity Z, linear in log Z between tabulated Z (as ssp.py)."""
         from .ssp import _neighbours
         iso = self.isochrone_set
+        # the last one kept: a fit moving tau or tage at one Z blended the two tabulated grids
+        # (n_age x n_wave) again on every call
+        key = (Z, self._imf(), self._get_backend().key)
+        if self._last_basis is not None and self._last_basis[0] == key and self._last_basis[1] is iso:
+            return self._last_basis[2]
         out = None
         for iz, wz in _neighbours(np.log10(iso.Z), np.log10(Z)):
             tab = self._tabulated(iz)
             part = {k: wz * v for k, v in tab.items()}
             out = part if out is None else {k: out[k] + part[k] for k in out}
+        self._last_basis = (key, iso, out)
         return out
 
     # ---- computation ----
