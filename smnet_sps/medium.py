@@ -289,8 +289,12 @@ def f_lambda_factor(unit, wave, reference=None, per=DENSITY_PER, strict=True, na
         target = plain_ref
     else:
         target = FLAM_UNIT if ref_kind == "flux" else LLAM_UNIT
+    # a plain scale (L_sun / A -> erg s^-1 A^-1) needs no equivalency: astropy takes the scale first anyway,
+    # and building u.spectral_density on the pixel axis cost ~2 ms per call (half a fitter's get_mags)
+    equivalencies = ([] if (unit * p).is_equivalent(target)
+                     else u.spectral_density(np.asarray(wave) * u.AA))
     try:
-        factor = (1.0 * unit * p).to_value(target, equivalencies=u.spectral_density(np.asarray(wave) * u.AA))
+        factor = (1.0 * unit * p).to_value(target, equivalencies=equivalencies)
     except u.UnitConversionError:
         if strict:
             raise

@@ -1238,3 +1238,29 @@ def test_repeated_magnitudes_classify_the_flux_unit_once(monkeypatch):
     assert spectral_density_kind(u.Unit("ct / s")) == (None, None)
     assert spectral_density_kind(u.ABmag) == (None, None)
     assert spectral_density_kind("erg s-1 cm-2 AA-1") == ("flux", u.one)
+
+
+def test_a_luminosity_spectrum_is_scaled_without_a_per_pixel_equivalency(monkeypatch):
+    """L_sun / A -> erg s^-1 A^-1 is one scale: u.spectral_density was built on the whole pixel axis for it on
+    every magnitudes() call (8-band get_mags 2.46 -> 1.83 ms). f_nu and photon spectra still get it, and every
+    magnitude is what it was."""
+    import smnet_sps.medium as medium
+    from smnet_sps.constants import C_ANGSTROM, SSP_UNIT
+    wave = np.geomspace(2000.0, 30000.0, 3000)
+    llam = planck_surface_flux(wave, [5000.0]) * 1e-3
+    lnu = llam * wave ** 2 / C_ANGSTROM                  # L_sun / Hz
+    built = []
+    real = u.spectral_density
+    # on the pixel axis, not at one pivot wavelength (magnitudes' AB converter)
+    monkeypatch.setattr(u, "spectral_density", lambda w, *a, **k: (np.size(w) > 1 and built.append(w))
+                        or real(w, *a, **k))
+    by_lam = magnitudes((wave * u.AA, llam * SSP_UNIT), ["sdss2010-g", "twomass-Ks"], redshift=0.5)
+    assert built == []
+    by_nu = magnitudes((wave * u.AA, lnu * u.L_sun / u.Hz), ["sdss2010-g", "twomass-Ks"], redshift=0.5)
+    assert built                                       # f_nu needs the per-pixel conversion
+    for c in by_lam.colnames:
+        assert by_nu[c][0] == pytest.approx(by_lam[c][0], abs=1e-9)
+    factor = medium.f_lambda_factor(SSP_UNIT, wave, u.Unit("erg s-1 AA-1"))
+    assert np.ndim(factor) == 0 and factor == (1.0 * SSP_UNIT).to_value(u.Unit("erg s-1 AA-1"))
+    per_hz = medium.f_lambda_factor(u.Unit("erg s-1 Hz-1"), wave)
+    assert per_hz.shape == wave.shape and np.allclose(per_hz, C_ANGSTROM / wave ** 2, rtol=1e-12)
