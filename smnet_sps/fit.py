@@ -41,7 +41,7 @@ import torch
 
 from .generator import _quiet_coverage, _unmask, column_quantity, validate_parameters
 from .isochrones import SINGLE_AGE_DEX
-from .medium import LINEAR_FLUX_UNITS, f_lambda_factor, refuse_logarithmic
+from .medium import LINEAR_FLUX_UNITS, _ampere_hint, f_lambda_factor, refuse_logarithmic
 
 __all__ = [
     "fit_star",
@@ -360,7 +360,8 @@ def _to_f_lambda(flux, ivar, flux_unit, ivar_unit, wave):
     try:
         factor = f_lambda_factor(flux_unit, wave)
     except u.UnitConversionError:
-        raise ValueError(f"flux must be a spectral flux density: {allowed}; got {flux_unit}") from None
+        raise ValueError(f"flux must be a spectral flux density: {allowed}; got {flux_unit}"
+                         f"{_ampere_hint(flux_unit)}") from None
     if ivar is None:
         return flux * factor, None
     # the API's rule (docs/fit.md): a plain ivar beside a flux Quantity is in the flux's unit^-2

@@ -5,7 +5,6 @@ Reading files, the command line and the plot live here; the fitting itself is :m
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import warnings
@@ -420,45 +419,23 @@ FLUX_UNITS_ALLOWED = ("a spectral flux density, F_lambda (e.g. erg / (s cm2 Angs
                       "ivar, or none")
 
 
-@functools.lru_cache(maxsize=1)
-def _unit_aliases():
-    """Spellings of units that files write and astropy's generic format does not know -> the unit: the
-    wavelength units' of :data:`smnet_sps.medium.WAVE_UNIT_SPELLINGS` and the maggies', each in lower case,
-    capitalised and upper case (a spelling astropy knows keeps astropy's meaning: 'a' is a year there).
-    Made once (astropy takes ~0.4 s to try them all)."""
-    import astropy.units as u
-
-    from .medium import WAVE_UNIT_SPELLINGS
-
-    names = {**WAVE_UNIT_SPELLINGS, u.mgy: ("maggy", "maggies"), u.nmgy: ("nanomaggy", "nanomaggies")}
-    aliases = {}
-    for unit, spellings in names.items():
-        for name in spellings:
-            for spelling in (name, name.capitalize(), name.upper()):
-                if isinstance(u.Unit(spelling, format="generic", parse_strict="silent"), u.UnrecognizedUnit):
-                    aliases[spelling] = unit
-    return aliases
-
-
 def _unit_of(path, column, allowed=FLUX_UNITS_ALLOWED):
     """A table column's unit, None for none or a dimensionless one (a relative flux). A unit the file's
     format did not recognise -- the FITS TUNIT '1E-17 erg/s/cm^2/Angstrom' of many surveys (FITS has no
     numeric factor, no '^') -- is parsed again in astropy's lenient generic format (knowing the spellings
-    'Angstroms', 'ANGSTROM', 'microns', 'nanomaggies' and the like: :func:`_unit_aliases`); if it is still not
-    recognised, a ValueError names the column, the unit and what is ``allowed`` (astropy's own error named
-    neither column nor what is allowed)."""
+    'Angstroms', 'ANGSTROM', 'microns', 'nanomaggies' and the like: :func:`smnet_sps.medium._reparse_unit`,
+    as the Python API reads a table column); if it is still not recognised, a ValueError names the column,
+    the unit and what is ``allowed`` (astropy's own error named neither column nor what is allowed)."""
     import astropy.units as u
 
-    unit = getattr(column, "unit", None)
+    from .medium import _reparse_unit
+
+    # astropy knows Angstrom, micron, maggy, not the plural or upper-case spellings files write (IRAF's and
+    # many archives' 'Angstroms' was refused as unrecognised)
+    unit = _reparse_unit(getattr(column, "unit", None))
     if isinstance(unit, u.UnrecognizedUnit):
-        # astropy knows Angstrom, micron, maggy, not the plural or upper-case spellings files write (IRAF's
-        # and many archives' 'Angstroms' was refused as unrecognised)
-        with warnings.catch_warnings(), u.add_enabled_aliases(_unit_aliases()):
-            warnings.simplefilter("ignore", u.UnitsWarning)        # "multiple slashes" and the like
-            unit = u.Unit(unit.name, format="generic", parse_strict="silent")
-        if isinstance(unit, u.UnrecognizedUnit):
-            raise ValueError(f"{path}: column {column.info.name!r} has the unit {unit.name!r}, which astropy "
-                             f"does not recognise; allowed: {allowed}")
+        raise ValueError(f"{path}: column {column.info.name!r} has the unit {unit.name!r}, which astropy "
+                         f"does not recognise; allowed: {allowed}")
     return None if unit is None or unit == u.dimensionless_unscaled else unit
 
 
@@ -469,15 +446,14 @@ def _f_lambda_factor(path, name, unit, wave, flux_unit=None):
     unit the flux column was converted to (so that an error agrees with its flux)."""
     import astropy.units as u
 
-    from .medium import LINEAR_FLUX_UNITS, f_lambda_factor          # one rule for files and Quantities
+    from .medium import LINEAR_FLUX_UNITS, _ampere_hint, f_lambda_factor   # one rule: files and Quantities
 
     try:
         return f_lambda_factor(unit, wave, flux_unit, name=f"{path}: column {name!r}")
     except u.UnitConversionError:
         # the common TUNIT / BUNIT 'erg/s/cm2/A' was refused without a word of why: FITS's 'A' is the ampere
-        hint = (" (FITS reads 'A' as the ampere: write 'Angstrom', e.g. erg/s/cm2/Angstrom)"
-                if u.A in unit.decompose().bases else "")
-        raise ValueError(f"{path}: column {name!r} is in {unit}, which is no spectral flux density{hint}; "
+        raise ValueError(f"{path}: column {name!r} is in {unit}, which is no spectral flux density"
+                         f"{_ampere_hint(unit)}; "
                          f"allowed: {LINEAR_FLUX_UNITS}, or none"
                          + ("" if flux_unit is None else f" convertible to the flux's {flux_unit}")) from None
 

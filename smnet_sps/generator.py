@@ -198,13 +198,17 @@ def _refuse_masked(value, name):
 def column_quantity(value, name):
     """An astropy ``Column`` that carries a unit, as the Quantity it stands for (``np.asarray`` drops the
     unit: an isochrone table's Teff column in kK was read as K, an L column in L_sun as log L); anything else
-    is returned as it is. A unit astropy does not know is refused."""
+    is returned as it is. A unit the file's format did not read (FITS TUNIT 'Angstroms', 'Msun/yr', 'dex',
+    'percent', '1e-17 erg/s/cm2/Angstrom') is parsed again as the fit CLI reads it
+    (:func:`smnet_sps.medium._reparse_unit`); one that still cannot be read is refused."""
     unit = getattr(value, "unit", None)
     if unit is None:
         return value
     from astropy.table import Column
     if not isinstance(value, Column):
         return value
+    from .medium import _reparse_unit
+    unit = _reparse_unit(unit)       # these were refused, where their numbers had been used before
     if isinstance(unit, u.UnrecognizedUnit):
         raise ValueError(f"{name}: its column's unit {unit.to_string()!r} is not one astropy knows; give "
                          "the column a unit astropy can convert (e.g. u.K, u.dex(u.L_sun), u.L_sun) or none "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 
 import numpy as np
 from astropy import units as u
@@ -65,6 +66,45 @@ def spelled_wave_unit(word):
     return next((unit for unit, spellings in WAVE_UNIT_SPELLINGS.items() if word in spellings), None)
 
 
+@functools.lru_cache(maxsize=1)
+def _unit_aliases():
+    """Spellings of units that files write and astropy's generic format does not know -> the unit: the
+    wavelength units' of :data:`WAVE_UNIT_SPELLINGS` and the maggies', each in lower case, capitalised and
+    upper case (a spelling astropy knows keeps astropy's meaning: 'a' is a year there). Made once (astropy
+    takes ~0.4 s to try them all)."""
+    names = {**WAVE_UNIT_SPELLINGS, u.mgy: ("maggy", "maggies"), u.nmgy: ("nanomaggy", "nanomaggies")}
+    aliases = {}
+    for unit, spellings in names.items():
+        for name in spellings:
+            for spelling in (name, name.capitalize(), name.upper()):
+                if isinstance(u.Unit(spelling, format="generic", parse_strict="silent"), u.UnrecognizedUnit):
+                    aliases[spelling] = unit
+    return aliases
+
+
+def _reparse_unit(unit):
+    """``unit`` as it is, unless it is an ``UnrecognizedUnit``: a unit a file's format did not read -- FITS
+    TUNITs such as '1E-17 erg/s/cm^2/Angstrom' (FITS has no numeric factor, no '^'), 'Msun/yr', 'dex',
+    'percent', 'micron' -- parsed again in astropy's lenient generic format, knowing the spellings
+    'Angstroms', 'ANGSTROM', 'microns', 'nanomaggies' and the like (:func:`_unit_aliases`). Still an
+    ``UnrecognizedUnit`` if that fails too: the caller refuses it, naming what it allows."""
+    if not isinstance(unit, u.UnrecognizedUnit):
+        return unit
+    with warnings.catch_warnings(), u.add_enabled_aliases(_unit_aliases()):
+        warnings.simplefilter("ignore", u.UnitsWarning)        # "multiple slashes" and the like
+        return u.Unit(unit.name, format="generic", parse_strict="silent")
+
+
+def _ampere_hint(unit):
+    """A hint for a wavelength or flux ``unit`` with the ampere in it, else '': FITS reads TUNIT 'A' (as in
+    the common 'erg/s/cm2/A') as the ampere, not Angstrom."""
+    try:
+        has_ampere = u.A in u.Unit(unit).decompose().bases
+    except (TypeError, ValueError, AttributeError):
+        return ""
+    return " (FITS reads 'A' as the ampere: write 'Angstrom', e.g. erg/s/cm2/Angstrom)" if has_ampere else ""
+
+
 def _as_angstrom(wavelength, name="wavelength", positive=False):
     """(wavelengths [A] as floats, whether a Quantity was given); a plain array is taken as Angstrom.
 
@@ -80,8 +120,8 @@ def _as_angstrom(wavelength, name="wavelength", positive=False):
         try:
             lam, is_quantity = wavelength.to_value(u.AA, equivalencies=u.spectral()), True
         except u.UnitConversionError:
-            raise ValueError(f"{name} must be a wavelength (e.g. Angstrom, nm); got unit {wavelength.unit}") \
-                from None
+            raise ValueError(f"{name} must be a wavelength (e.g. Angstrom, nm); got unit {wavelength.unit}"
+                             f"{_ampere_hint(wavelength.unit)}") from None
     else:
         lam, is_quantity = np.asarray(wavelength, dtype=float), False
     if positive:

@@ -444,7 +444,9 @@ def _split_input(spectra):
     try:
         wave_aa = wave.to(u.AA, equivalencies=u.spectral())
     except u.UnitConversionError as exc:
-        raise ValueError(f"spectral axis unit {wave.unit} is not a wavelength, frequency or energy") from exc
+        from .medium import _ampere_hint
+        raise ValueError(f"spectral axis unit {wave.unit} is not a wavelength, frequency or energy"
+                         f"{_ampere_hint(wave.unit)}") from exc
     if flux.dtype.kind not in "fiu" or wave_aa.dtype.kind not in "fiu":
         raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and "
                          f"{flux.dtype} (complex or object arrays are not spectra)")
@@ -495,7 +497,7 @@ def _observed_flux(spectra, distance, radius, redshift, cosmology):
 def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
     w, flux, meta = _split_input(spectra)
     z = check_redshift(redshift)
-    from .medium import f_lambda_values, linear_flux, spectral_density_kind
+    from .medium import _ampere_hint, f_lambda_values, linear_flux, spectral_density_kind
     flux = linear_flux(flux)                # AB magnitudes per pixel: the flux they stand for
     unit = flux.unit
     kind, _ = spectral_density_kind(unit, per=())       # per M_sun was taken off by _split_input
@@ -519,7 +521,8 @@ def _observed_flux_unchecked(spectra, distance, radius, redshift, cosmology):
         f = lum / (4 * np.pi) / d / d           # not d ** 2: a Python float would raise OverflowError
     else:
         raise ValueError(f"flux unit {unit} is neither a flux density (e.g. erg s-1 cm-2 AA-1, Jy) nor a "
-                         "luminosity density (e.g. L_sun / AA, erg s-1 AA-1, erg s-1 Hz-1)")
+                         "luminosity density (e.g. L_sun / AA, erg s-1 AA-1, erg s-1 Hz-1)"
+                         f"{_ampere_hint(unit)}")
     f = np.asarray(f, float)
     overflow = np.isfinite(flux.value) & ~np.isfinite(f)
     if overflow.any():
