@@ -218,6 +218,10 @@ def _resolve_z(iso, Z, logzsol, z_name="Z"):
     if Z is None and logzsol is None and iso.Z.size == 1:
         Z = iso.Z[0]                  # neither given: solar, but a set of one Z has that Z only
     if Z is None:
+        # a table column in dex is its Quantity (it was refused as "logzsol is dimensionless; got unit dex");
+        # a masked one is refused first (column_quantity drops the mask)
+        _refuse_masked(logzsol, "logzsol")
+        logzsol = column_quantity(logzsol, "logzsol")
         if isinstance(logzsol, u.Quantity):
             # a log quantity's number in dex (u.Dex(-1) was read as its linear value 0.1: Z 12.6x too high)
             try:

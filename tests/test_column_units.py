@@ -131,3 +131,24 @@ def test_a_wavelength_or_flux_unit_with_the_ampere_says_fits_reads_a_as_the_ampe
         check_spectrum(t["wave_aa"], t["flux"])
     with pytest.raises(ValueError, match=hint):
         magnitudes((t["wave_aa"], t["flux"]), "sdss2010-r")
+
+
+def test_a_logzsol_column_in_dex_is_its_metallicity(tmp_path):
+    """logzsol given as a Table column in u.dex (ECSV) or with TUNIT 'dex' (FITS) was refused as "logzsol is
+    dimensionless; got unit dex" (only a Quantity was read as the log); it gives the Z of the same numbers, as
+    plain numbers and a dex Quantity do. A masked entry is refused, not used."""
+    from smnet_sps.isochrones import resolve_isochrones
+    from smnet_sps.ssp import _resolve_z, ssp_grid
+
+    iso = resolve_isochrones("parsec")
+    Table({"logzsol": [-0.5, 0.0]}, units={"logzsol": u.dex}).write(tmp_path / "lz.ecsv")
+    ecsv = Table.read(tmp_path / "lz.ecsv")["logzsol"]
+    fits_col = _fits_table(tmp_path / "lz.fits", logzsol=([-0.5, 0.0], "dex"))["logzsol"]
+    want = iso.zsun * 10.0 ** np.array([-0.5, 0.0])
+    for col in (ecsv, fits_col):
+        np.testing.assert_allclose(_resolve_z(iso, None, col), want, rtol=1e-12)
+    g = ssp_grid([1e9], logzsol=ecsv[:1], generator="blackbody", progress=False)
+    assert g.ssp_lgmet == pytest.approx([np.log10(want[0])], abs=1e-12)
+    from astropy.table import MaskedColumn
+    with pytest.raises(ValueError, match="logzsol is a masked array"):
+        _resolve_z(iso, None, MaskedColumn([-0.5, 0.0], unit=u.dex, mask=[False, True]))
