@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-from smnet_sps.generator import column_quantity
+from smnet_sps.generator import _WAVE_UNITS, column_quantity
 from smnet_sps.medium import check_medium, per_angstrom
 from smnet_sps.ssp import check_ssp_flux_scale, is_dsps_ssp_data
 from smnet_sps.isochrones import FAMILIES as ISOCHRONE_FAMILIES
@@ -181,7 +181,9 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
                              "ssp_flux (DSPS layout)")
     # an astropy Table's columns with units (Table.read of `smnet-sps ssp --out x.fits`) are the Quantities
     # they stand for: np.asarray dropped the units (a flux column in L_sun/A/M_sun was said to state none)
-    values = {k: column_quantity(v, k) for k, v in values.items()}
+    expected = {"ssp_lgmet": "u.dex", "ssp_lg_age_gyr": "u.dex(u.Gyr)", "ssp_wave": _WAVE_UNITS,
+                "ssp_flux": "a spectral luminosity density (e.g. u.L_sun / u.AA / u.M_sun)"}
+    values = {k: column_quantity(v, k, expected[k]) for k, v in values.items()}
     wave = values["ssp_wave"]
     if isinstance(wave, u.Quantity):
         wave = wave.to_value(u.AA, equivalencies=u.spectral())

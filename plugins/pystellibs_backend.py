@@ -58,6 +58,11 @@ _TO_VALUE = {"logT": lambda v, label: _log_value(v, label, u.K, "log10(Teff / K)
              "Z": lambda v, label: _dimensionless(v, "Z is a metal mass fraction")}
 
 
+#: what each parameter's column unit may be (column_quantity's error names it)
+_EXPECTED = {"logT": "u.K (or its log, u.dex(u.K))", "logg": "u.dex or u.dex(u.cm / u.s**2)",
+             "logL": "u.L_sun (or its log, u.dex(u.L_sun))", "Z": "a dimensionless one (e.g. u.percent)"}
+
+
 def _parameter(value, name, label=None):
     """A star parameter (``logT``, ``logg``, ``logL``, ``Z``) as a float array (at least 1-d), checked as the
     generators check theirs: a masked element is refused (np.asarray used the value under the mask: a
@@ -66,7 +71,7 @@ def _parameter(value, name, label=None):
     in the errors (default ``name``)."""
     label = label or name
     _refuse_masked(value, label)
-    return _as_float_array(_TO_VALUE[name](column_quantity(value, label), label), label)
+    return _as_float_array(_TO_VALUE[name](column_quantity(value, label, _EXPECTED[name]), label), label)
 
 
 def _as_given(value, arr):
@@ -78,7 +83,7 @@ def _weights_value(weights):
     """get_weights' optional factors (e.g. numbers of stars): plain numbers, unmasked; a Quantity or a
     Column with a unit only if dimensionless."""
     _refuse_masked(weights, "weights")
-    weights = _dimensionless(column_quantity(weights, "weights"),
+    weights = _dimensionless(column_quantity(weights, "weights", "a dimensionless one"),
                              "weights are numbers that multiply each star's luminosity")
     return _as_given(weights, _as_float_array(weights, "weights"))
 

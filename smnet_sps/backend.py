@@ -258,7 +258,7 @@ def _log_value(value, name, unit, meaning):
     """log10 of a quantity in ``unit`` from a number (already the log), a dex Quantity of ``unit``, or a
     linear Quantity convertible to ``unit`` (e.g. logl = 3.2 L_sun or 1e34 erg/s); an astropy Column with a
     unit as that Quantity."""
-    value = column_quantity(value, name)
+    value = column_quantity(value, name, f"one convertible to {unit} or to dex({unit})")
     if not isinstance(value, u.Quantity):
         return value
     try:

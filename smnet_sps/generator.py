@@ -195,12 +195,18 @@ def _refuse_masked(value, name):
                          "those points or fill them with valid values (e.g. np.ma.filled) before the call")
 
 
-def column_quantity(value, name):
+#: what a wavelength / flux column's unit may be, as :func:`column_quantity`'s errors name it
+_WAVE_UNITS = "a wavelength (e.g. u.AA, u.nm)"
+_FLUX_UNITS = "a spectral flux density (e.g. erg / (s cm2 Angstrom), Jy)"
+
+
+def column_quantity(value, name, expected):
     """An astropy ``Column`` that carries a unit, as the Quantity it stands for (``np.asarray`` drops the
     unit: an isochrone table's Teff column in kK was read as K, an L column in L_sun as log L); anything else
     is returned as it is. A unit the file's format did not read (FITS TUNIT 'Angstroms', 'Msun/yr', 'dex',
     'percent', '1e-17 erg/s/cm2/Angstrom') is parsed again as the fit CLI reads it
-    (:func:`smnet_sps.medium._reparse_unit`); one that still cannot be read is refused."""
+    (:func:`smnet_sps.medium._reparse_unit`); one that still cannot be read is refused, the error naming
+    ``expected``, what the caller's parameter takes (e.g. "a wavelength (e.g. u.AA, u.nm)")."""
     unit = getattr(value, "unit", None)
     if unit is None:
         return value
@@ -211,13 +217,13 @@ def column_quantity(value, name):
     unit = _reparse_unit(unit)       # these were refused, where their numbers had been used before
     if isinstance(unit, u.UnrecognizedUnit):
         raise ValueError(f"{name}: its column's unit {unit.to_string()!r} is not one astropy knows; give "
-                         "the column a unit astropy can convert (e.g. u.K, u.dex(u.L_sun), u.L_sun) or none "
-                         "(plain numbers, in the parameter's documented unit)")
+                         f"the column a unit astropy reads, {expected}, or none (plain numbers, in the "
+                         "parameter's documented unit)")
     return np.asarray(value) * unit              # a dex unit gives a Dex quantity, as u.dex(u.L_sun) does
 
 
 def _teff_value(teff):
-    teff = column_quantity(teff, "teff")
+    teff = column_quantity(teff, "teff", "a temperature (e.g. u.K)")
     if isinstance(teff, u.Quantity):
         try:
             return teff.to_value(u.K, equivalencies=u.temperature())
@@ -229,7 +235,7 @@ def _teff_value(teff):
 def _logg_value(logg):
     """log g [dex cgs] from a number, a dex Quantity (u.dex(u.cm / u.s**2), or a plain u.dex: already the
     log, as logt, logz and logl take it) or a linear acceleration."""
-    logg = column_quantity(logg, "logg")
+    logg = column_quantity(logg, "logg", "u.dex or u.dex(u.cm / u.s**2)")
     if not isinstance(logg, u.Quantity):
         return logg
     if isinstance(logg.unit, u.LogUnit) or isinstance(logg, u.LogQuantity):
@@ -253,7 +259,7 @@ def _logg_value(logg):
 
 
 def _logz_value(logz):
-    logz = column_quantity(logz, "logz")
+    logz = column_quantity(logz, "logz", "u.dex")
     if not isinstance(logz, u.Quantity):
         return logz
     # dex only: a magnitude is a log unit too (u.Magnitude(-0.5) was read as -0.5 dex; it is +0.2)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from astropy import units as u
 
-from .generator import _refuse_masked, _unmask, column_quantity
+from .generator import _FLUX_UNITS, _WAVE_UNITS, _refuse_masked, _unmask, column_quantity
 from .medium import _as_angstrom, air_to_vacuum, check_medium, f_lambda_values
 
 __all__ = ["LICK_INDICES", "index_bands", "band_mean", "measure_index", "measure_indices"]
@@ -62,13 +62,13 @@ def _array_input(wave, flux):
     mask were measured as data: garbage under Mgb's line gave 1950 A for 3.76). A masked wavelength is
     refused: every pixel needs one."""
     _refuse_masked(wave, "wave")
-    wave = _unmask(column_quantity(wave, "wave"))[0]
+    wave = _unmask(column_quantity(wave, "wave", _WAVE_UNITS))[0]
     _, mask = _unmask(flux)
     if isinstance(getattr(flux, "unit", None), u.UnrecognizedUnit):
         # a unit astropy cannot parse ('1E-17 erg/cm^2/s/Ang', 'counts'): plain numbers, as any flux whose
         # unit an index cannot use (it is a ratio of band means); column_quantity refused the column
         flux = np.asarray(flux) if mask is None else np.ma.masked_array(np.ma.getdata(flux), mask)
-    flux = _unmask(column_quantity(flux, "flux"))[0]
+    flux = _unmask(column_quantity(flux, "flux", _FLUX_UNITS))[0]
     if mask is None or not mask.any():
         return wave, flux
     if isinstance(flux, u.Quantity):

@@ -86,7 +86,8 @@ def _as_fwhm(fwhm, name, wave):
     """
     from .generator import column_quantity
 
-    fwhm = column_quantity(fwhm, name)     # a table column's unit (np.asarray dropped it: 2 nm read as 2 A)
+    # a table column's unit (np.asarray dropped it: 2 nm read as 2 A)
+    fwhm = column_quantity(fwhm, name, "a wavelength interval (e.g. u.AA, u.nm)")
     if isinstance(fwhm, u.Quantity):
         try:
             fwhm = fwhm.to_value(u.AA)     # a width: no spectral equivalency (1e8 GHz is not 30 A)

@@ -112,10 +112,10 @@ def _as_angstrom(wavelength, name="wavelength", positive=False):
     and the first): the air index has no meaning there, and a negative one came back converted.
     An astropy table column with a unit (``Table.read`` of a FITS file's TUNIT) counts as a Quantity.
     """
-    from .generator import column_quantity
+    from .generator import _WAVE_UNITS, column_quantity
 
     # np.asarray dropped a column's unit: a wavelength column in nm was taken as Angstrom
-    wavelength = column_quantity(wavelength, name)
+    wavelength = column_quantity(wavelength, name, _WAVE_UNITS)
     if isinstance(wavelength, u.Quantity):
         try:
             lam, is_quantity = wavelength.to_value(u.AA, equivalencies=u.spectral()), True

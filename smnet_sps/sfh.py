@@ -227,7 +227,8 @@ def _in_unit(name, value, unit):
     one expected. A masked element is refused (np.asarray used the value under the mask: 5 masked rows of a
     tabular SFR holding 1e3 formed 2.6e12 M_sun instead of 9.9e9)."""
     _refuse_masked(value, name)
-    value = column_quantity(value, name)    # a table column's unit (np.asarray dropped it: Myr read as Gyr)
+    # a table column's unit (np.asarray dropped it: Myr read as Gyr)
+    value = column_quantity(value, name, f"one convertible to {unit}")
     if not isinstance(value, u.Quantity):
         return value
     if value.unit == u.dimensionless_unscaled:

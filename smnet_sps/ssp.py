@@ -83,7 +83,8 @@ def parse_age(age):
     if age is None:
         raise ValueError("age is required: give a time such as 10 * u.Gyr, '500 Myr' or 1e9 (years)")
     _refuse_masked(age, "age")           # np.asarray drops the mask: the hidden age would be computed
-    age = column_quantity(age, "age")    # a table column in Gyr was read as years (np.asarray drops units)
+    # a table column in Gyr was read as years (np.asarray drops units)
+    age = column_quantity(age, "age", "a time (e.g. u.Gyr) or a log age (u.dex(u.yr))")
     if isinstance(age, str):
         try:
             age = u.Quantity(age)
@@ -185,7 +186,8 @@ def _log_ages(age, iso):
 
 def _as_float_array(value, name):
     _refuse_masked(value, name)
-    value = column_quantity(value, name)    # a table column in percent was read as 1.52 for Z 0.0152
+    # a table column in percent was read as 1.52 for Z 0.0152
+    value = column_quantity(value, name, "a dimensionless one (e.g. u.percent)")
     if isinstance(value, u.Quantity):
         if value.unit.physical_type != "dimensionless":
             raise ValueError(f"{name} is dimensionless; got unit {value.unit}")
@@ -221,7 +223,7 @@ def _resolve_z(iso, Z, logzsol, z_name="Z"):
         # a table column in dex is its Quantity (it was refused as "logzsol is dimensionless; got unit dex");
         # a masked one is refused first (column_quantity drops the mask)
         _refuse_masked(logzsol, "logzsol")
-        logzsol = column_quantity(logzsol, "logzsol")
+        logzsol = column_quantity(logzsol, "logzsol", "u.dex")
         if isinstance(logzsol, u.Quantity):
             # a log quantity's number in dex (u.Dex(-1) was read as its linear value 0.1: Z 12.6x too high)
             try:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .backend import _log_value, _trapz_weights
-from .generator import _logz_value, _torch_input, column_quantity, own_wavelength
+from .generator import _WAVE_UNITS, _logz_value, _torch_input, column_quantity, own_wavelength
 from .isochrones import FAMILIES as ISOCHRONE_FAMILIES
 from .isochrones import check_zsun
 from .neural import resolve_device
@@ -100,7 +100,7 @@ def _wave_angstrom(wave):
     """Wavelengths [A] as a float array: a length Quantity converted (its unit was dropped: 550 nm read as
     550 A gave k = 73.0 for 4.05, 0.55 um as 0.55 A k = 1.8e11), another unit, a NaN or a wavelength <= 0
     refused. A table column with a unit counts as its Quantity (np.asarray dropped it: 550 nm gave k = 73)."""
-    wave = column_quantity(wave, "wave")
+    wave = column_quantity(wave, "wave", _WAVE_UNITS)
     if isinstance(wave, u.Quantity):
         try:
             wave = wave.to_value(u.AA)

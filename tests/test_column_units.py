@@ -152,3 +152,29 @@ def test_a_logzsol_column_in_dex_is_its_metallicity(tmp_path):
     from astropy.table import MaskedColumn
     with pytest.raises(ValueError, match="logzsol is a masked array"):
         _resolve_z(iso, None, MaskedColumn([-0.5, 0.0], unit=u.dex, mask=[False, True]))
+
+
+def test_a_column_unit_that_cannot_be_read_is_refused_naming_what_the_parameter_takes(tmp_path):
+    """column_quantity's error named isochrone units ('e.g. u.K, u.dex(u.L_sun), u.L_sun') for a wavelength,
+    flux, age, SFR or Z column as well; each caller now names the kind its parameter takes."""
+    from smnet_sps.fit import check_spectrum
+    from smnet_sps.generator import validate_parameters
+    from smnet_sps.igm import igm_transmission
+    from smnet_sps.sfh import tabular_sfh
+    from smnet_sps.ssp import parse_age, ssp_grid
+
+    bad = "furlongs per fortnight"
+    t = _fits_table(tmp_path / "bad.fits", x=(np.linspace(4000.0, 7000.0, 50), bad),
+                    ok=(np.linspace(4000.0, 7000.0, 50), "Angstrom"))
+    cases = [(lambda: igm_transmission(t["x"], 3.0), r"wave_rest: .*a wavelength \(e\.g\. u\.AA, u\.nm\)"),
+             (lambda: check_spectrum(t["ok"], t["x"]), r"flux: .*a spectral flux density \(e\.g\."),
+             (lambda: parse_age(t["x"][:1]), r"age: .*a time \(e\.g\. u\.Gyr\) or a log age"),
+             (lambda: tabular_sfh([0.0, 1.0], t["x"][:2], 1.0),
+              r"tabular sfr: .*convertible to solMass / yr"),
+             (lambda: ssp_grid([1e9], t["x"][:1], generator="blackbody", progress=False),
+              r"Z: .*a dimensionless one \(e\.g\. u\.percent\)"),
+             (lambda: validate_parameters(t["x"][:1], 4.4, 0.0), r"teff: .*a temperature \(e\.g\. u\.K\)")]
+    for call, match in cases:
+        with pytest.raises(ValueError, match=match) as err:
+            call()
+        assert "u.dex(u.L_sun)" not in str(err.value)
