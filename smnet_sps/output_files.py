@@ -186,7 +186,9 @@ def atomic_output(path, *, overwrite=False, option="--out"):
     the exception: the writer gets an uncompressed temporary file (``.fits``, ``.svg``), compressed here so
     that the gzip header names the final file (``a.fits`` for ``a.fits.gz``, what ``gunzip -N`` restores),
     not the temporary one. On an exception the temporary files are removed and the target is untouched.
-    Re-checks ``overwrite`` at the end, in case the file appeared meanwhile.
+    Re-checks ``overwrite`` at the end, in case the file appeared meanwhile. An existing target (with
+    ``overwrite``) is replaced, not written into: a symlink is replaced by the new file (what it points to
+    stays as it was), and the file gets a new file's permissions (0666 less the umask), not the old one's.
     """
     path = Path(path)
     tmp = _temporary_beside(path)
@@ -220,9 +222,26 @@ def _finish(plain, tmp, path):
     of a new file (mkstemp's 0600 would make outputs private)."""
     if plain != tmp:
         _gzip_as(plain, tmp, _compressed_content(path).name)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+
+
+def _process_umask():
+    """The process's umask: from Linux's /proc/self/status, which reads it without changing it; elsewhere
+    set to 0 and back once, at import (``os.umask`` is the only way there, and it changes the umask of the
+    whole process: a thread creating a file meanwhile would create it world-writable)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    return umask
+
+
+#: read once: :func:`_finish` changed the process's umask for a moment at every write (save_ssp_grid,
+#: convert_fsps_isochrones and the like are library calls, maybe in threads)
+_UMASK = _process_umask()
 
 
 def _temporary_beside(path):
