@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .generator import (_FLUX_UNITS, _WAVE_UNITS, _quiet_coverage, _unmask, column_quantity,
+from .generator import (_FLUX_UNITS, _WAVE_UNITS, _column_unmasked, _quiet_coverage, _unmask, column_quantity,
                         validate_parameters)
 from .isochrones import SINGLE_AGE_DEX
 from .medium import LINEAR_FLUX_UNITS, _ampere_hint, f_lambda_factor, refuse_logarithmic
@@ -407,7 +407,7 @@ def _fwhm_in_wavelength_order(wave, resolution_fwhm):
         return resolution_fwhm
     from .medium import _as_angstrom
     try:
-        lam = _as_angstrom(_unmask(column_quantity(wave, "wave", _WAVE_UNITS))[0], "wave")[0]
+        lam = _as_angstrom(_column_unmasked(wave, "wave", _WAVE_UNITS)[0], "wave")[0]
     except (TypeError, ValueError):
         return resolution_fwhm             # check_spectrum names what is wrong with wave
     return resolution_fwhm[::-1] if _reversed_axis(wave, lam) else resolution_fwhm
@@ -444,11 +444,9 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     if wave_mask is not None and wave_mask.any():
         raise ValueError(f"wave is a masked array with {int(wave_mask.sum())} masked value(s): a pixel needs "
                          "a wavelength; mask bad pixels in flux (or with mask=) instead")
-    wave = _unmask(column_quantity(wave, "wave", _WAVE_UNITS))[0]
-    _, flux_mask = _unmask(flux)
-    flux = _unmask(column_quantity(flux, "flux", _FLUX_UNITS))[0]
-    _, ivar_mask = _unmask(ivar)
-    ivar = _unmask(column_quantity(ivar, "ivar", "1 / (a spectral flux density)**2 (e.g. 1 / Jy2)"))[0]
+    wave = _column_unmasked(wave, "wave", _WAVE_UNITS)[0]
+    flux, flux_mask = _column_unmasked(flux, "flux", _FLUX_UNITS)
+    ivar, ivar_mask = _column_unmasked(ivar, "ivar", "1 / (a spectral flux density)**2 (e.g. 1 / Jy2)")
     wave_in = wave
     try:
         wave = _as_angstrom(wave, "wave")[0]

@@ -222,6 +222,13 @@ def column_quantity(value, name, expected):
     return np.asarray(value) * unit              # a dex unit gives a Dex quantity, as u.dex(u.L_sun) does
 
 
+def _column_unmasked(value, name, expected):
+    """(``value`` as :func:`column_quantity` reads it, without a mask; its mask, True = masked, or None): the
+    mask is taken first, as column_quantity's np.asarray drops a MaskedColumn's."""
+    _, mask = _unmask(value)
+    return _unmask(column_quantity(value, name, expected))[0], mask
+
+
 def _teff_value(teff):
     teff = column_quantity(teff, "teff", "a temperature (e.g. u.K)")
     if isinstance(teff, u.Quantity):

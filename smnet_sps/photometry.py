@@ -61,7 +61,7 @@ from astropy.table import Column, Table
 
 from .constants import FLAM_UNIT, MBOL_SUN, PACKAGE_DATA, PC_CM
 from .filters import resolve_filters
-from .generator import _FLUX_UNITS, _WAVE_UNITS, _refuse_masked, _unmask, check_switch, column_quantity
+from .generator import _FLUX_UNITS, _WAVE_UNITS, _column_unmasked, _refuse_masked, _unmask, check_switch
 from .igm import check_redshift, igm_transmission
 from .progress import want_progress
 
@@ -435,9 +435,8 @@ def _split_input(spectra):
     if wave_mask is not None and wave_mask.any():
         raise ValueError(f"the wavelengths are a masked array with {int(wave_mask.sum())} masked value(s): "
                          "every pixel needs a wavelength; mask bad pixels in the flux instead")
-    wave = _unmask(column_quantity(wave, "wavelength", _WAVE_UNITS))[0]
-    _, flux_mask = _unmask(flux)
-    flux = _unmask(column_quantity(flux, "flux", _FLUX_UNITS))[0]
+    wave = _column_unmasked(wave, "wavelength", _WAVE_UNITS)[0]
+    flux, flux_mask = _column_unmasked(flux, "flux", _FLUX_UNITS)
     if not isinstance(wave, u.Quantity) or not isinstance(flux, u.Quantity):
         raise ValueError("wavelength and flux must be astropy Quantities (e.g. wave * u.AA, "
                          "flux * u.Unit('erg s-1 cm-2 AA-1') or u.L_sun / u.AA)")

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from .backend import _log_value, _trapz_weights
-from .generator import _WAVE_UNITS, _logz_value, _torch_input, column_quantity, own_wavelength
+from .generator import _logz_value, _torch_input, own_wavelength
 from .isochrones import FAMILIES as ISOCHRONE_FAMILIES
 from .isochrones import check_zsun
+from .medium import _as_angstrom
 from .neural import resolve_device
 
 __all__ = ["SSPInterpolator", "calzetti_k", "calzetti_attenuation", "CALZETTI_RV"]
@@ -99,18 +100,9 @@ def _flux_per_angstrom(grid, wave, jacobian=1.0):
 def _wave_angstrom(wave):
     """Wavelengths [A] as a float array: a length Quantity converted (its unit was dropped: 550 nm read as
     550 A gave k = 73.0 for 4.05, 0.55 um as 0.55 A k = 1.8e11), another unit, a NaN or a wavelength <= 0
-    refused. A table column with a unit counts as its Quantity (np.asarray dropped it: 550 nm gave k = 73)."""
-    wave = column_quantity(wave, "wave", _WAVE_UNITS)
-    if isinstance(wave, u.Quantity):
-        try:
-            wave = wave.to_value(u.AA)
-        except u.UnitConversionError:
-            raise ValueError("wavelengths must be lengths (Angstrom, nm, um) or numbers in Angstrom; got "
-                             f"unit {wave.unit}") from None
-    wave = np.asarray(wave, float)
-    if not np.all(np.isfinite(wave)) or np.any(wave <= 0):
-        raise ValueError("wavelengths must be finite and > 0 [Angstrom]")
-    return wave
+    refused. A table column with a unit counts as its Quantity (np.asarray dropped it: 550 nm gave k = 73).
+    The package's one rule, :func:`smnet_sps.medium._as_angstrom` (a frequency is its wavelength)."""
+    return _as_angstrom(wave, "wavelengths", positive=True)[0]
 
 
 def calzetti_k(wave_aa):

@@ -178,3 +178,20 @@ def test_a_column_unit_that_cannot_be_read_is_refused_naming_what_the_parameter_
         with pytest.raises(ValueError, match=match) as err:
             call()
         assert "u.dex(u.L_sun)" not in str(err.value)
+
+
+def test_calzetti_reads_its_wavelengths_by_the_packages_one_rule(tmp_path):
+    """ssp_torch._wave_angstrom had its own conversion (a length only); it is medium._as_angstrom now: the
+    same k for Angstrom, nm and a FITS column in 'Angstroms', and a frequency axis is its wavelengths (it was
+    refused as 'must be lengths'), as everywhere else in the package."""
+    from smnet_sps.ssp_torch import calzetti_k
+
+    wave = np.array([1500.0, 5500.0, 12000.0])
+    want = calzetti_k(wave)
+    t = _fits_table(tmp_path / "w.fits", wave=(wave, "Angstroms"))
+    np.testing.assert_array_equal(calzetti_k(t["wave"]), want)
+    np.testing.assert_allclose(calzetti_k((wave / 10) * u.nm), want, rtol=1e-12)
+    freq = (wave * u.AA).to(u.THz, equivalencies=u.spectral())
+    np.testing.assert_allclose(calzetti_k(freq), want, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"wavelengths must be finite and > 0"):
+        calzetti_k([-5500.0])
