@@ -21,6 +21,20 @@ def test_a_generators_wavelength_grid_cannot_be_edited_through_a_reference(name)
     assert np.array_equal(gen.wavelength, before) and np.array_equal(backend.wavelength, before)
 
 
+def test_the_generator_docs_say_the_wavelength_grid_is_read_only_and_their_copy_works():
+    """docs/generator.md did not say that gen.wavelength / backend.wavelength are read-only (a user's
+    ``w /= 1e4`` raises since the grid is shared): it says so, and the copy it shows can be edited."""
+    from pathlib import Path
+    doc = " ".join((Path(__file__).parents[1] / "docs" / "generator.md").read_text().split())
+    assert "`gen.wavelength` (and a backend's `backend.wavelength`)" in doc and "read-only array" in doc
+    gen = resolve_generator("blackbody", "cpu")
+    before = np.array(gen.wavelength)
+    w_um = gen.wavelength.copy()
+    w_um /= 1e4
+    np.testing.assert_allclose(w_um, before / 1e4)
+    assert np.array_equal(gen.wavelength, before)
+
+
 
 def test_an_ssp_interpolator_keeps_its_axis_when_the_grid_is_edited_afterwards():
     """SSPInterpolator kept the grid's own ssp_wave: the owner's later ``grid.ssp_wave[:] *= 1.5`` moved the
