@@ -124,14 +124,16 @@ class ModelNotFoundError(FileNotFoundError, ValueError):
 
 
 # the torch device types the generators run on (others, e.g. "meta", hold no data: the first spectrum failed
-# inside torch)
-_DEVICE_TYPES = ("cpu", "cuda", "mps")
-_DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+# inside torch). Apple's "mps" has no float64, which the forward path needs (input scaling, the blackbody
+# reference's large terms, the log1p01 inverse, the SSP interpolation's default dtype): it was accepted, and
+# the first spectrum failed inside torch ("Cannot convert a MPS Tensor to float64 dtype")
+_DEVICE_TYPES = ("cpu", "cuda")
+_DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
 def resolve_device(device="auto"):
-    """``"auto"`` (or None) -> CUDA when available, else CPU; otherwise ``"cpu"``, ``"cuda"``, ``"cuda:N"``
-    or ``"mps"`` (a string or torch.device), available here; anything else ("meta", "xpu", ...) is a
+    """``"auto"`` (or None) -> CUDA when available, else CPU; otherwise ``"cpu"``, ``"cuda"`` or
+    ``"cuda:N"`` (a string or torch.device), available here; anything else ("mps", "meta", "xpu", ...) is a
     ValueError."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -139,13 +141,14 @@ def resolve_device(device="auto"):
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"unknown device {device!r}; use {_DEVICE_CHOICES}") from exc
+    if dev.type == "mps":
+        raise ValueError(f"device {device!r}: Apple's MPS has no float64, which the generators' forward path "
+                         f"and the SSP interpolation compute in; use 'cpu' (or 'auto'); allowed: "
+                         f"{_DEVICE_CHOICES}")
     if dev.type not in _DEVICE_TYPES:
         raise ValueError(f"device {device!r} is not one the generators run on; use {_DEVICE_CHOICES}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r} requested but Apple's MPS is not available here; use 'auto' or "
-                         "'cpu'")
     return dev
 
 

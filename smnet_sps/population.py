@@ -304,7 +304,7 @@ class StellarPopulation:
         :func:`~smnet_sps.isochrones.convert_fsps_isochrones` (``zlegend`` and ``ssp_ages`` are then the
         file's Z and ages)
     special_phases, outside, device : passed to :func:`smnet_sps.ssp.ssp_grid` (device: "auto", "cpu",
-        "cuda", "cuda:N" or "mps", where a model named by ``generator`` runs)
+        "cuda" or "cuda:N", where a model named by ``generator`` runs)
     cosmology : astropy cosmology for apparent magnitudes and observed spectra, or the name of an astropy
         realization ("Planck18", "WMAP9", ...) (default :func:`fsps_cosmology`); anything else a ValueError
     **params : any python-fsps parameter (``params.all_params``)

@@ -298,7 +298,7 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
     (``"semi-empirical"``) or a model directory; a Generator is returned as it is.
 
     ``device``: where a named model (or the default) is loaded: "auto" (CUDA when available, else CPU),
-    "cpu", "cuda", "cuda:N" or "mps" (:func:`smnet_sps.neural.resolve_device`); each name is loaded once per
+    "cpu", "cuda" or "cuda:N" (:func:`smnet_sps.neural.resolve_device`); each name is loaded once per
     device. Not used for "blackbody" or a Generator passed in.
 
     ``accepts``: the objects the caller takes besides None, names and directories, as its error messages
@@ -366,7 +366,7 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
     model name (``"semi-empirical"``), or a model directory; or a :class:`~smnet_sps.generator.Generator` /
     :class:`StellarLibraryBackend`. ``special_phases``: "model" or "dedicated"; ``outside``: "extrapolate",
     "blackbody" or "exclude" (:mod:`smnet_sps.backend`). ``device``: "auto" (CUDA when available, else CPU),
-    "cpu", "cuda", "cuda:N" or "mps", where a model named by ``generator`` is loaded; with "blackbody" it
+    "cpu", "cuda" or "cuda:N", where a model named by ``generator`` is loaded; with "blackbody" it
     must only be a valid device, and with a Generator / backend passed in anything but "auto" must be the
     device it runs on (it is not moved), else a ValueError.
     """
@@ -780,7 +780,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         contribute (see :mod:`smnet_sps.backend`); their share of L_bol is ``meta["outside_fraction"]``
     by_phase : bool, also return per-phase spectra in ``meta["phase_flux"]`` (dict name -> ndarray)
     device : where a model named by ``generator`` (or the default) is loaded and run: "auto" (default: CUDA
-        when available, else CPU), "cpu", "cuda", "cuda:N" or "mps" (a string or torch.device); not used
+        when available, else CPU), "cpu", "cuda" or "cuda:N" (a string or torch.device); not used
         for "blackbody" or a Generator / backend passed in, which run where they were made
 
     Returns
@@ -1080,7 +1080,7 @@ def ssp_grid(ages=None, Zs=None, *, logzsol=None, imf="kroupa", isochrones="pars
         ``Zs``, as :func:`ssp_spectrum` takes it (Zs = Zsun x 10**logzsol; both given: ValueError)
     imf, isochrones, generator, special_phases, outside, device : as :func:`ssp_spectrum` (generator: None /
         "default", "semi-empirical", "blackbody", a model directory, a Generator or a StellarLibraryBackend;
-        device: "auto", "cpu", "cuda", "cuda:N" or "mps", for a model loaded by name)
+        device: "auto", "cpu", "cuda" or "cuda:N", for a model loaded by name)
     progress : bool or None, a tqdm bar (on stderr) over the generator batches; None (default): drawn when
         stderr is a terminal or in a Jupyter kernel, never into a log file (:mod:`smnet_sps.progress`)
 

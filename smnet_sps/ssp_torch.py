@@ -148,8 +148,8 @@ class SSPInterpolator:
         for a grid that states none
     dtype : of the stored tensor and the spectra: float64 (default) or float32 (a torch dtype or its name);
         any other is a ``ValueError``
-    device : where the tensor lives: "cpu" (default), "auto" (CUDA when available, else the CPU), "cuda",
-        "cuda:N" or "mps" (as the generators' ``device``)
+    device : where the tensor lives: "cpu" (default), "auto" (CUDA when available, else the CPU), "cuda"
+        or "cuda:N" (as the generators' ``device``)
 
     ``wavelength`` is always vacuum [A], as the fits' data: a grid whose ``attrs["wavelength_medium"]`` says
     air (``to_medium(grid, "air")``) is converted to vacuum (axis, and L_lambda per vacuum Angstrom);

@@ -653,14 +653,11 @@ def test_teff_sweep_stays_within_its_range():
 
 
 def test_dtype_and_device_arguments_say_what_is_allowed(tiny_model):
-    from smnet_sps.neural import _resolve_dtype, resolve_device
+    from smnet_sps.neural import _resolve_dtype
     assert _resolve_dtype(np.float32) is torch.float32
     assert _resolve_dtype(np.dtype("float64")) is torch.float64
     with pytest.raises(ValueError, match="allowed: .*float32"):
         _resolve_dtype(np.int32)
-    if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        with pytest.raises(ValueError, match="MPS is not available"):
-            resolve_device("mps")
     gen = load_generator(tiny_model, device="cpu")
     f32, _ = gen.surface_flux(6000.0, 4.0, 0.0, dtype=np.float32)
     np.testing.assert_array_equal(f32, gen.surface_flux(6000.0, 4.0, 0.0, dtype="float32")[0])
@@ -671,12 +668,34 @@ def test_a_device_the_generators_do_not_run_on_is_refused(tiny_model, device):
     """device='meta' was accepted (torch knows it), then the first spectrum failed inside torch
     (NotImplementedError from torch.nonzero)."""
     from smnet_sps.neural import resolve_device
-    with pytest.raises(ValueError, match=r"is not one the generators run on; use 'auto', 'cpu', 'cuda', "
-                                         r"'cuda:N' or 'mps'"):
+    with pytest.raises(ValueError, match=r"is not one the generators run on; use 'auto', 'cpu', 'cuda' or "
+                                         r"'cuda:N'"):
         resolve_device(device)
     with pytest.raises(ValueError, match="not one the generators run on"):
         load_generator(tiny_model, device=device)
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_apple_mps_is_refused_as_it_has_no_float64(tiny_model, monkeypatch, tmp_path):
+    """device="mps" was accepted on a Mac where MPS is available, and the first spectrum failed inside torch
+    (TypeError "Cannot convert a MPS Tensor to float64 dtype": the forward path's scaling, blackbody
+    reference and log1p01 inverse are float64, as is the SSP interpolation's default). MPS is faked
+    available here; it is refused up front, by name, for the generators, the SSP interpolator and train."""
+    from smnet_sps.neural import resolve_device
+    from smnet_sps.ssp_torch import SSPInterpolator
+    from smnet_sps.train import train
+    if getattr(torch.backends, "mps", None) is not None:
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    for device in ("mps", "mps:0", torch.device("mps")):
+        with pytest.raises(ValueError, match=r"Apple's MPS has no float64.*use 'cpu'.*'cuda:N'"):
+            resolve_device(device)
+    with pytest.raises(ValueError, match="MPS has no float64"):
+        load_generator(tiny_model, device="mps")
+    with pytest.raises(ValueError, match="MPS has no float64"):
+        SSPInterpolator(None, device="mps")
+    with pytest.raises(ValueError, match="MPS has no float64"):
+        train(tiny_model.parent / "grid.h5", tmp_path / "model", epochs=1, progress=False, device="mps")
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.parametrize("change, match", [({"wave": "reversed"}, "strictly increasing"),
