@@ -1823,7 +1823,9 @@ def _ssp_model_fn(interp, op):
 
     def spectrum(theta):
         log_age, logz, sigma, av, rv = (theta[:, i] for i in range(5))
-        f = interp(log_age, logz)[:, src]
+        # the fit works on the host (as fit_star's model): an interpolator on a GPU gives its spectra there,
+        # which met the host's dust curve ('Expected all tensors to be on the same device')
+        f = interp(log_age, logz)[:, src].cpu()
         f = f * calzetti_attenuation(wave_src, av)
         return op.apply(f / f.mean(dim=1, keepdim=True), rv, sigma)
 

@@ -136,6 +136,27 @@ def test_an_ssp_and_a_star_fit_run_with_a_generator_on_the_device(default_genera
     np.testing.assert_allclose(got_ssp.flux.value, ref_ssp.flux.value, rtol=1e-5)
 
 
+def test_fit_ssp_takes_templates_on_the_device(monkeypatch):
+    """fit_ssp(templates=SSPInterpolator(grid, device="cuda")): the interpolator's spectra stayed on the
+    device and were multiplied by the dust curve made on the host (the fit's parameters are host tensors):
+    'Expected all tensors to be on the same device' before the first chi^2. The spectra now come to the host,
+    as fit_star's do, and the fit is the CPU's."""
+    from test_fit import _toy_galaxy, _toy_ssp_grid
+
+    from smnet_sps.fit import fit_ssp
+    from smnet_sps.ssp_torch import SSPInterpolator
+    grid = _toy_ssp_grid(None)
+    wave, flux = _toy_galaxy(grid)
+    ref = fit_ssp(wave, flux, (300 / flux) ** 2, templates=grid, n_starts=1)
+    with fake_cuda(monkeypatch):
+        interp = SSPInterpolator(grid, device="cuda")
+        assert interp.flux.device == FAKE
+        got = fit_ssp(wave, flux, (300 / flux) ** 2, templates=interp, n_starts=1)
+    assert got.log_age == pytest.approx(ref.log_age, abs=1e-6)
+    assert got.logz == pytest.approx(ref.logz, abs=1e-6)
+    assert got.chi2 == pytest.approx(ref.chi2, rel=1e-6)
+
+
 def test_training_runs_on_the_device_and_its_model_loads_on_a_cpu(tmp_path, monkeypatch):
     """Epochs on the device (moving average, node blends, jitter): the same losses as on the CPU; weights.pt
     holds host tensors (a model trained on a GPU loads on a laptop, with or without map_location) and loads
