@@ -111,6 +111,10 @@ _NOT_IN_RESULTS = frozenset({"tage", "zred", "add_igm_absorption", "igm_factor"}
 _AFTER_THE_SUM = frozenset({"dust_type", "dust1", "dust2", "dust3", "dust_index", "dust1_index",
                             "frac_nodust", "frac_obrun", "mwr", "uvb", "sigma_smooth", "smooth_velocity",
                             "min_wave_smooth", "max_wave_smooth"})
+#: ages [Gyr] whose results a StellarPopulation keeps (each ~30 KB): a fit moving tage alone keeps its results
+#: (they are keyed by age), so without a bound an MCMC's 10^5 distinct tage values held gigabytes; the
+#: oldest is dropped first, and tage=0's table (~100 ages) still fits
+CACHED_AGES = 256
 #: get_mags of a population with no stars yet (FSPS getmags.f90 writes 99 where the band flux is ~0)
 EMPTY_MAGNITUDE = 99.0
 
@@ -196,6 +200,13 @@ def _own_value(value):
         value.flags.writeable = False
         return value
     return copy.deepcopy(value) if isinstance(value, (list, dict, set)) else value
+
+
+def _remember(cache, key, value):
+    """``cache[key] = value``, dropping the oldest entries beyond :data:`CACHED_AGES`."""
+    cache[key] = value
+    while len(cache) > CACHED_AGES:
+        del cache[next(iter(cache))]
 
 
 class ParameterSet:
@@ -550,7 +561,7 @@ class StellarPopulation:
             return _scalar(name, p[name])
         key = float(tage)
         if key not in self._unattenuated:
-            self._unattenuated[key] = self._sum_ssps(tage)
+            _remember(self._unattenuated, key, self._sum_ssps(tage))
         young, old, res = self._unattenuated[key]
         res = dict(res)                                   # the cached figures stay as they are
         wave = self._get_backend().wavelength
@@ -643,7 +654,7 @@ class StellarPopulation:
                      and a <= _scalar("sf_start", self.params["sf_start"]))
             key = ("before sf_start", float(a)) if empty else float(a)
             if key not in self._results:
-                self._results[key] = self._empty(a) if empty else self._compute(a)
+                _remember(self._results, key, self._empty(a) if empty else self._compute(a))
             out.append(self._results[key])
         if full and _scalar("sfh", self.params["sfh"], int) in (1, 4):
             out = self._as_one_history(out)

@@ -1015,3 +1015,20 @@ def test_sigma_smooth_is_fsps_velocity_smoothing(default_generator):
     assert np.allclose(flat[opt], ref[opt], rtol=2e-3, atol=0)
     sp.params["sigma_smooth"] = 0.0                               # 0: no smoothing
     assert np.array_equal(sp.get_spectrum(tage=10.0, peraa=True)[1], bare)
+
+
+def test_a_fit_moving_tage_alone_keeps_a_bounded_number_of_ages(blackbody, monkeypatch):
+    """Results are keyed by age, so a change of tage alone (with dust2: the summed light is kept too) empties
+    nothing: an MCMC over tage kept every age it visited (~30 KB each, gigabytes after 10^5 steps). The
+    caches now keep the newest CACHED_AGES ages; an age dropped is computed again, to the same bits."""
+    import smnet_sps.population as population
+    monkeypatch.setattr(population, "CACHED_AGES", 5)
+    sp = StellarPopulation(zcontinuous=1, generator=blackbody, sfh=4, tau=2.0, dust_type=2, logzsol=-0.3)
+    first = sp.get_spectrum(tage=1.0, peraa=True)[1]
+    for k, tage in enumerate(np.linspace(1.5, 8.0, 12)):
+        sp.params["tage"] = tage
+        sp.params["dust2"] = 0.1 * k
+        sp.get_spectrum(peraa=True)
+    assert len(sp._results) <= 5 and len(sp._unattenuated) <= 5
+    sp.params["dust2"] = 0.0
+    assert np.array_equal(sp.get_spectrum(tage=1.0, peraa=True)[1], first)
