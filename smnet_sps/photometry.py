@@ -1312,6 +1312,16 @@ TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".txt": "ascii.comm
                  ".fits": "fits", ".fit": "fits"}
 
 
+def _write_table(table, path, fmt):
+    """Write a magnitude table in astropy format ``fmt`` (:data:`TABLE_FORMATS`): FITS with its metadata made
+    FITS-ready, plain text with the metadata as comment lines."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
+        warnings.filterwarnings("ignore", message=".*HIERARCH card will be created.*")
+        (_fits_ready(table) if fmt == "fits" else
+         _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(path, format=fmt)
+
+
 def _with_comment_header(table):
     """A copy whose meta is comment lines (``# key: value``, then each column's unit and description): the
     plain-text table keeps the magnitude system, redshift, Z and units, and reads back with astropy."""
@@ -1357,12 +1367,7 @@ def _cli_points_table(args):
     fmt = TABLE_FORMATS[suffix_of(outputs["out"])]
 
     def write_table(path):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
-            warnings.filterwarnings("ignore", message=".*HIERARCH card will be created.*")
-            (_fits_ready(table) if fmt == "fits" else
-             _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(
-                path, format=fmt)
+        _write_table(table, path, fmt)
 
     write_out_and_plot(args, outputs, write_table, None)
     n_out = int((~np.asarray(table["inside"])).sum())
@@ -1441,12 +1446,7 @@ def _cli_mags(args):
     fmt = TABLE_FORMATS[suffix_of(outputs["out"])] if "out" in outputs else None
 
     def write_table(path):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*cannot be added to FITS Header.*")
-            warnings.filterwarnings("ignore", message=".*HIERARCH card will be created.*")
-            (_fits_ready(table) if fmt == "fits" else
-             _with_comment_header(table) if fmt == "ascii.commented_header" else table).write(
-                path, format=fmt)
+        _write_table(table, path, fmt)
 
     # the files first, then the table (write_out_and_plot)
     wrote = write_out_and_plot(args, outputs, write_table, lambda: plot_colour_evolution(table))
