@@ -188,6 +188,9 @@ _UNIT_STATEMENT = re.compile(
     r"\b(?:wave\w*|lambda|wl)\b[\"'\s]*(?:[(\[]\s*(?P<bracket>" + _ANY_UNIT + r"|a)\s*[)\]]"
     r"|(?:(?:is\s+)?in|units?\s*[:=]?)\s*(?P<unit>" + _ANY_UNIT + r")\b)", re.IGNORECASE)
 LYMAN_LIMIT_AA = 911.75
+#: a curve stating no unit whose Angstrom reading has its mean below this could as well be a near-infrared
+#: curve in nm (1000-3200 nm): warned unless it looks like a built-in filter
+AMBIGUOUS_BELOW_AA = 3200.0
 #: a reading (Angstrom, nm, micron) of a file that states no wavelength unit looks like a built-in (speclite /
 #: sedpy) filter when its pivot wavelength is within UNIT_MATCH_PIVOT_RTOL of the filter's, its width
 #: (int T dl / max T) within UNIT_MATCH_WIDTH_RTOL, and the two curves, put at one pivot with unit area,
@@ -247,10 +250,11 @@ def _builtin_lookalikes(wave, thr):
 
 
 def _unstated_unit(path, wave, thr):
-    """The unit of a file that states none: Angstrom, the documented default, unless only another reading
-    looks like a built-in filter (a ValueError naming it: a file in nm or micron). A reading of Angstrom
-    that looks like one is taken even if another does too (with a warning naming both); one that looks like
-    none (a custom filter) is taken, with a warning below the Lyman limit."""
+    """The unit of a file that states none: Angstrom, the documented default, unless another reading looks
+    like a built-in filter (a ValueError naming it: a file in nm or micron; also when the Angstrom
+    reading looks like one too: the unit is then truly ambiguous, JWST F1500W in nm reads as F150W in
+    Angstrom). One that looks like none (a custom filter) is taken as Angstrom, with a warning where its
+    Angstrom reading lies below 3200 A: there a near-infrared curve in nm lands too (a 1950-2350 nm box)."""
     import warnings
     looks = {unit: _builtin_lookalikes(wave * scale, thr) for unit, scale, _ in _READINGS}
     other = next(((word, looks[unit][0]) for unit, _, word in _READINGS[1:] if looks[unit]), None)
@@ -267,11 +271,13 @@ def _unstated_unit(path, wave, thr):
                          f"built-in {other[1]!r} (pivot, width and shape): {how}; or give the filter by "
                          f"name ({other[1]!r})")
     if other:
-        warnings.warn(f"filter file {str(path)!r} states no wavelength unit: {where} is read as Angstrom, "
-                      f"where it looks like the built-in {looks[u.AA][0]!r}, though read as {other[0]} it "
-                      f"would look like {other[1]!r}; {how} (this silences the warning)", UserWarning,
-                      stacklevel=4)
-    elif not looks[u.AA]:
+        # read as Angstrom with a warning, five JWST curves in nm were 10x off (F1500W taken as F150W)
+        raise ValueError(f"filter file {str(path)!r} states no wavelength unit, and {where} is ambiguous: "
+                         f"read as Angstrom it looks like the built-in {looks[u.AA][0]!r}, read as "
+                         f"{other[0]} like {other[1]!r}: state its unit ('# wavelength [A]' or '# wavelength "
+                         f"[{other[0]}]' in a comment line before the data, or get_bandpass(path, "
+                         "wave_unit=...)), or give the filter by name")
+    if not looks[u.AA]:
         mean = float(np.trapezoid(thr * wave, wave) / np.trapezoid(thr, wave))
         if mean < LYMAN_LIMIT_AA:
             warnings.warn(
@@ -279,6 +285,13 @@ def _unstated_unit(path, wave, thr):
                 f"({wave[0]:.6g}-{wave[-1]:.6g} A, mean {mean:.4g} A) lies below the Lyman limit (912 A): "
                 f"if it is in nm or micron, {how}; '# wavelength [A]' says it is Angstrom (and silences this "
                 "warning)", UserWarning, stacklevel=4)
+        elif mean < AMBIGUOUS_BELOW_AA:
+            warnings.warn(
+                f"filter file {str(path)!r} states no wavelength unit and looks like no built-in filter; "
+                f"read as Angstrom its curve ({wave[0]:.6g}-{wave[-1]:.6g} A, mean {mean:.4g} A) lies in the "
+                f"space UV, where a near-infrared curve in nm lands too: if it is in nm or micron, {how}; "
+                "'# wavelength [A]' says it is Angstrom (and silences this warning)", UserWarning,
+                stacklevel=4)
     return u.AA
 
 

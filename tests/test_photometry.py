@@ -374,12 +374,26 @@ def test_a_filter_file_without_a_unit_is_read_by_the_built_in_filter_it_looks_li
         unit = {"A": u.AA, "nm": u.nm, "micron": u.micron}[word]
         bp = get_bandpass(str(plain), wave_unit=unit)[1]
         assert magnitudes(data, [bp])[0][0] == pytest.approx(ref, abs=1e-9), band
-    # a custom box filter at 1800-2200 A (its nm reading has NIRISS F200W's pivot and width, not its shape)
+    # a custom box filter at 1800-2200 A (its nm reading has NIRISS F200W's pivot and width, not its shape):
+    # Angstrom, with a warning that a 1800-2200 nm box would read the same (it was read silently)
     box = tmp_path / "box.dat"
     np.savetxt(box, np.column_stack([[1799.0, 1800.0, 2200.0, 2201.0], [0.0, 1.0, 1.0, 0.0]]))
+    with pytest.warns(UserWarning, match=r"looks like no built-in filter.*infrared curve in nm lands too"):
+        assert get_bandpass(str(box))[1].waveset.to_value(u.AA)[0] == 1799.0
+    np.savetxt(box, np.column_stack([[1799.0, 1800.0, 2200.0, 2201.0], [0.0, 1.0, 1.0, 0.0]]),
+               header="wavelength [A]")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert get_bandpass(str(box))[1].waveset.to_value(u.AA)[0] == 1799.0
+    # both readings look like a built-in filter (MIRI F1500W in nm reads as NIRCam F150W in Angstrom):
+    # refused, naming both (read as Angstrom with a warning it was 10x off)
+    for band, scale in (("jwst_f1500w", 10.0), ("jwst_f150w", 1.0)):
+        import sedpy.observate as so
+        f = so.Filter(band)
+        np.savetxt(tmp_path / "amb.dat", np.column_stack([f.wavelength / scale, f.transmission]))
+        with pytest.raises(ValueError, match=r"states no wavelength unit.*is ambiguous: read as Angstrom it "
+                                             r"looks like the built-in .*read as nm like"):
+            get_bandpass(str(tmp_path / "amb.dat"))
     # a custom curve below the Lyman limit is Angstrom with the old warning
     np.savetxt(tmp_path / "euv.dat", np.column_stack([[500.0, 510.0, 700.0, 710.0], [0.0, 1.0, 1.0, 0.0]]))
     with pytest.warns(UserWarning, match=r"states no wavelength unit.*below the Lyman limit"):
