@@ -222,26 +222,41 @@ def _finish(plain, tmp, path):
     of a new file (mkstemp's 0600 would make outputs private)."""
     if plain != tmp:
         _gzip_as(plain, tmp, _compressed_content(path).name)
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.chmod(tmp, 0o666 & ~_umask())
 
 
-def _process_umask():
-    """The process's umask: from Linux's /proc/self/status, which reads it without changing it; elsewhere
-    set to 0 and back once, at import (``os.umask`` is the only way there, and it changes the umask of the
-    whole process: a thread creating a file meanwhile would create it world-writable)."""
+def _proc_umask():
+    """The process's umask from Linux's /proc/self/status, which reads it without changing it (None
+    elsewhere)."""
     with contextlib.suppress(OSError, ValueError):
         with open("/proc/self/status", encoding="ascii", errors="replace") as status:
             for line in status:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)
+    return None
+
+
+def _import_umask():
+    """Where /proc is missing: the umask set to 0 and back once, at import (``os.umask`` is the only way
+    there, and it changes the whole process's umask: a thread creating a file meanwhile would make it
+    world-writable)."""
+    if _proc_umask() is not None:
+        return None
     umask = os.umask(0)
     os.umask(umask)
     return umask
 
 
-#: read once: :func:`_finish` changed the process's umask for a moment at every write (save_ssp_grid,
-#: convert_fsps_isochrones and the like are library calls, maybe in threads)
-_UMASK = _process_umask()
+#: :func:`_finish` set the process's umask to 0 for a moment at every write (save_ssp_grid,
+#: convert_fsps_isochrones and the like are library calls, maybe in threads); read at import only where
+#: /proc is missing, else at each write, so a later os.umask(0o077) still makes outputs private
+_IMPORT_UMASK = _import_umask()
+
+
+def _umask():
+    """The process's umask now (/proc), or as it was at import where /proc is missing."""
+    umask = _proc_umask()
+    return _IMPORT_UMASK if umask is None else umask
 
 
 def _temporary_beside(path):

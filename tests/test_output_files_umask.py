@@ -10,14 +10,14 @@ from smnet_sps import output_files
 def test_atomic_output_never_changes_the_process_umask(tmp_path, monkeypatch):
     """_finish read the umask with os.umask(0); os.umask(umask) at every write: for a moment the whole
     process had umask 0, so a file another thread created then (save_ssp_grid and convert_fsps_isochrones
-    are library calls) was world-writable. The umask is read once; the new file's mode is unchanged."""
+    are library calls) was world-writable. It is read from /proc; the new file's mode is unchanged."""
     calls = []
     monkeypatch.setattr(output_files.os, "umask", lambda *a: calls.append(a) or 0o022)
     path = tmp_path / "out.txt"
     with output_files.atomic_output(path, overwrite=True, option="path") as tmp:
         tmp.write_text("x")
     assert calls == []
-    assert path.stat().st_mode & 0o777 == 0o666 & ~output_files._UMASK
+    assert path.stat().st_mode & 0o777 == 0o666 & ~output_files._umask()
 
 
 def test_atomic_output_gives_a_new_file_the_umasks_permissions_from_threads(tmp_path):
@@ -25,7 +25,7 @@ def test_atomic_output_gives_a_new_file_the_umasks_permissions_from_threads(tmp_
     several threads at once."""
     umask = os.umask(0o027)
     os.umask(umask)
-    assert output_files._UMASK == umask
+    assert output_files._umask() == umask
 
     def write(i):
         with output_files.atomic_output(tmp_path / f"f{i}.txt", overwrite=True) as tmp:
@@ -52,3 +52,17 @@ def test_atomic_output_replaces_a_symlink_target_by_a_file(tmp_path):
         tmp.write_text("new")
     assert not link.is_symlink() and link.read_text() == "new"
     assert real.read_text() == "old"
+
+
+def test_a_umask_set_after_import_is_followed(tmp_path):
+    """The umask was read once at import: a user's os.umask(0o077) afterwards (to keep outputs private)
+    still gave a world-readable 0644 file. It is read at each write (from /proc, which changes nothing)."""
+    if output_files._proc_umask() is None:
+        pytest.skip("no /proc: the umask is read at import")
+    old = os.umask(0o077)
+    try:
+        with output_files.atomic_output(tmp_path / "private.txt", overwrite=True) as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
