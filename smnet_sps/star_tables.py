@@ -33,7 +33,7 @@ POINTS_TABLE_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fi
                         ".txt": "ascii", ".dat": "ascii", ".csv.gz": "ascii.csv", ".ecsv.gz": "ascii.ecsv",
                         ".fits.gz": "fits", ".fit.gz": "fits", ".txt.gz": "ascii", ".dat.gz": "ascii"}
 #: a --points file with one of these extensions (or a folder) is Parquet, read chunk by chunk through Dask
-PARQUET_SUFFIXES = (".parquet", ".pq")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")   # .parq: fastparquet's
 #: the columns of a table of stars, as smnet_sps.distributed.points_array reads them
 POINTS_COLUMNS_DOC = ("teff [K], logg [log10 cm s^-2], logz ([M/H], dex) and L [L_sun] or logl "
                       "[log10 L/L_sun] (one of them)")

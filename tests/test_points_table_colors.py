@@ -145,3 +145,12 @@ def test_ssp_colors_column_and_unknown_band(blackbody, tmp_path):
                  "--colors", "sdss2010-g-sdss2010-r", "--model", "blackbody", "--out", str(out)]) == 0
     back = Table.read(out)
     assert np.allclose(back["sdss2010-g-sdss2010-r"], np.asarray(t["g-r"]), atol=1e-9)
+
+
+def test_cli_points_parq_goes_to_the_parquet_path(tmp_path, capsys):
+    """'.parq' (fastparquet's extension) went to Dask before the in-process tables came, then was refused as
+    an unknown table format; it is Parquet again (here: a missing file, named by the Parquet reader)."""
+    from smnet_sps.cli import main
+    assert main(["mags", "--points", str(tmp_path / "stars.parq"), "--filters", "sdss2010-r"]) == 1
+    err = capsys.readouterr().err
+    assert "stars.parq" in err and "a table of stars is read from" not in err
