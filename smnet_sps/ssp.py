@@ -152,8 +152,12 @@ def cli_metallicities(args, iso):
         raise ValueError("give --Z (metal mass fraction) or --logzsol (log10 Z/Zsun), not both")
     if args.Z is None and args.logzsol is None:
         return None
-    Z = None if args.Z is None else parse_numbers_option(args.Z, "--Z")
-    logzsol = None if args.logzsol is None else parse_numbers_option(args.logzsol, "--logzsol")
+    try:
+        Z = None if args.Z is None else parse_numbers_option(args.Z, "--Z")
+        logzsol = None if args.logzsol is None else parse_numbers_option(args.logzsol, "--logzsol")
+    except ValueError as exc:           # a NaN or a word: the error says what is valid, as _resolve_z's do
+        raise ValueError(f"{exc}; valid --Z for {iso.name} is {iso.z_range_text()} (--logzsol "
+                         f"{iso.logzsol_range_text()})") from None
     return np.atleast_1d(_resolve_z(iso, Z, logzsol)).astype(float)
 
 
