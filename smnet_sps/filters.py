@@ -191,6 +191,9 @@ LYMAN_LIMIT_AA = 911.75
 #: a curve stating no unit whose Angstrom reading has its mean below this could as well be a near-infrared
 #: curve in nm (1000-3200 nm): warned unless it looks like a built-in filter
 AMBIGUOUS_BELOW_AA = 3200.0
+#: where both readings of a unit-less file look like built-in filters, the one whose shape distance is this
+#: many times smaller wins (a curve and its own built-in: ~0; against the other unit's lookalike: >= 0.046)
+CLEARLY_CLOSER = 3.0
 #: a reading (Angstrom, nm, micron) of a file that states no wavelength unit looks like a built-in (speclite /
 #: sedpy) filter when its pivot wavelength is within UNIT_MATCH_PIVOT_RTOL of the filter's, its width
 #: (int T dl / max T) within UNIT_MATCH_WIDTH_RTOL, and the two curves, put at one pivot with unit area,
@@ -238,25 +241,37 @@ def _shape_distance(wave1, thr1, wave2, thr2):
 
 def _builtin_lookalikes(wave, thr):
     """The built-in filters the curve (wavelength [A], throughput >= 0) looks like (pivot, width and shape:
-    :data:`UNIT_MATCH_PIVOT_RTOL`), closest pivot first."""
+    :data:`UNIT_MATCH_PIVOT_RTOL`), closest pivot first, as (name, shape distance)."""
     pivot, width = _pivot_width(wave, thr)
     found = []
     for name, bwave, bthr, bpivot, bwidth in _builtin_curves():
         off = abs(pivot / bpivot - 1)
-        if (off < UNIT_MATCH_PIVOT_RTOL and abs(width / bwidth - 1) < UNIT_MATCH_WIDTH_RTOL
-                and _shape_distance(wave * bpivot / pivot, thr, bwave, bthr) < UNIT_MATCH_SHAPE_MAX):
-            found.append((off, name))
-    return [name for _, name in sorted(found)]
+        if off < UNIT_MATCH_PIVOT_RTOL and abs(width / bwidth - 1) < UNIT_MATCH_WIDTH_RTOL:
+            shape = _shape_distance(wave * bpivot / pivot, thr, bwave, bthr)
+            if shape < UNIT_MATCH_SHAPE_MAX:
+                found.append((off, name, shape))
+    return [(name, shape) for _, name, shape in sorted(found)]
 
 
 def _unstated_unit(path, wave, thr):
-    """The unit of a file that states none: Angstrom, the documented default, unless another reading looks
-    like a built-in filter (a ValueError naming it: a file in nm or micron; also when the Angstrom
-    reading looks like one too: the unit is then truly ambiguous, JWST F1500W in nm reads as F150W in
-    Angstrom). One that looks like none (a custom filter) is taken as Angstrom, with a warning where its
-    Angstrom reading lies below 3200 A: there a near-infrared curve in nm lands too (a 1950-2350 nm box)."""
+    """The unit of a file that states none: Angstrom, the documented default, unless another reading
+    looks like a built-in filter (a ValueError naming it: a file in nm or micron). Where both readings look
+    like one (JWST F1500W in nm reads as F150W in Angstrom), the one whose shape is :data:`CLEARLY_CLOSER`
+    closer wins, and neither winning is a ValueError: the unit is truly ambiguous. One that looks like none
+    (a custom filter) is taken as Angstrom, with a warning where its Angstrom reading lies below 3200 A:
+    there a near-infrared curve in nm lands too (a 1950-2350 nm box)."""
     import warnings
-    looks = {unit: _builtin_lookalikes(wave * scale, thr) for unit, scale, _ in _READINGS}
+    found = {unit: _builtin_lookalikes(wave * scale, thr) for unit, scale, _ in _READINGS}
+    closest = {unit: min((shape for _, shape in hits), default=None) for unit, hits in found.items()}
+    other_unit = next((unit for unit, _, _ in _READINGS[1:] if found[unit]), None)
+    if found[u.AA] and other_unit is not None:
+        # both readings look like a built-in filter (NIRCam F150W in A read as nm is MIRI F1500W's pivot and
+        # width): the one whose shape is clearly closer wins (distances 0.0 against 0.065 either way round)
+        if closest[u.AA] < closest[other_unit] / CLEARLY_CLOSER:
+            found = {**found, other_unit: []}
+        elif closest[other_unit] < closest[u.AA] / CLEARLY_CLOSER:
+            found = {**found, u.AA: []}
+    looks = {unit: [name for name, _ in hits] for unit, hits in found.items()}
     other = next(((word, looks[unit][0]) for unit, _, word in _READINGS[1:] if looks[unit]), None)
     pivot = _pivot_width(wave, thr)[0]
     where = f"its curve ({wave[0]:.6g}-{wave[-1]:.6g}, pivot {pivot:.5g})"
@@ -271,7 +286,7 @@ def _unstated_unit(path, wave, thr):
                          f"built-in {other[1]!r} (pivot, width and shape): {how}; or give the filter by "
                          f"name ({other[1]!r})")
     if other:
-        # read as Angstrom with a warning, five JWST curves in nm were 10x off (F1500W taken as F150W)
+        # neither shape clearly closer: read as Angstrom with a warning, JWST curves in nm were 10x off
         raise ValueError(f"filter file {str(path)!r} states no wavelength unit, and {where} is ambiguous: "
                          f"read as Angstrom it looks like the built-in {looks[u.AA][0]!r}, read as "
                          f"{other[0]} like {other[1]!r}: state its unit ('# wavelength [A]' or '# wavelength "
@@ -289,7 +304,8 @@ def _unstated_unit(path, wave, thr):
             warnings.warn(
                 f"filter file {str(path)!r} states no wavelength unit and looks like no built-in filter; "
                 f"read as Angstrom its curve ({wave[0]:.6g}-{wave[-1]:.6g} A, mean {mean:.4g} A) lies in the "
-                f"space UV, where a near-infrared curve in nm lands too: if it is in nm or micron, {how}; "
+                f"ultraviolet (below 3200 A), where a near-infrared curve in nm lands too: if it is in nm or "
+                f"micron, {how}; "
                 "'# wavelength [A]' says it is Angstrom (and silences this warning)", UserWarning,
                 stacklevel=4)
     return u.AA

@@ -385,15 +385,21 @@ def test_a_filter_file_without_a_unit_is_read_by_the_built_in_filter_it_looks_li
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert get_bandpass(str(box))[1].waveset.to_value(u.AA)[0] == 1799.0
-    # both readings look like a built-in filter (MIRI F1500W in nm reads as NIRCam F150W in Angstrom):
-    # refused, naming both (read as Angstrom with a warning it was 10x off)
-    for band, scale in (("jwst_f1500w", 10.0), ("jwst_f150w", 1.0)):
-        import sedpy.observate as so
+    # both readings look like a built-in filter (MIRI F1500W in nm reads as NIRCam F150W in Angstrom, and
+    # back): the reading whose shape is clearly closer wins (in A with a warning, F1500W in nm was 10x off;
+    # then, refused as ambiguous, so was NIRCam F150W in A, as SVO's downloads are)
+    import sedpy.observate as so
+    for band, scale, word in (("jwst_f1500w", 10.0, "nm"), ("jwst_f150w", 1.0, "A")):
         f = so.Filter(band)
         np.savetxt(tmp_path / "amb.dat", np.column_stack([f.wavelength / scale, f.transmission]))
-        with pytest.raises(ValueError, match=r"states no wavelength unit.*is ambiguous: read as Angstrom it "
-                                             r"looks like the built-in .*read as nm like"):
-            get_bandpass(str(tmp_path / "amb.dat"))
+        ref = magnitudes(data, [band])[0][0]
+        if word == "A":
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                assert magnitudes(data, [str(tmp_path / "amb.dat")])[0][0] == pytest.approx(ref, abs=1e-6)
+        else:
+            with pytest.raises(ValueError, match=rf"read as nm it looks like the built-in '{band}'"):
+                get_bandpass(str(tmp_path / "amb.dat"))
     # a custom curve below the Lyman limit is Angstrom with the old warning
     np.savetxt(tmp_path / "euv.dat", np.column_stack([[500.0, 510.0, 700.0, 710.0], [0.0, 1.0, 1.0, 0.0]]))
     with pytest.warns(UserWarning, match=r"states no wavelength unit.*below the Lyman limit"):
