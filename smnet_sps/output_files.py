@@ -254,9 +254,12 @@ _IMPORT_UMASK = _import_umask()
 
 
 def _umask():
-    """The process's umask now (/proc), or as it was at import where /proc is missing."""
+    """The process's umask now (/proc), or as it was at import where /proc is missing; 0o022 (the usual one)
+    where /proc was readable at import but is not now (no file descriptor left, a sandbox)."""
     umask = _proc_umask()
-    return _IMPORT_UMASK if umask is None else umask
+    if umask is not None:
+        return umask
+    return 0o022 if _IMPORT_UMASK is None else _IMPORT_UMASK
 
 
 def _temporary_beside(path):

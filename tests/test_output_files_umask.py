@@ -66,3 +66,14 @@ def test_a_umask_set_after_import_is_followed(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_write_when_proc_cannot_be_read_keeps_a_usual_mode(tmp_path, monkeypatch):
+    """With /proc readable at import but not at the write (no file descriptor left, a sandbox), the mode was
+    0o666 & ~None: a TypeError after the file was written. It falls back to the usual 0o022 (or the umask
+    read at import where /proc never existed)."""
+    monkeypatch.setattr(output_files, "_proc_umask", lambda: None)
+    with output_files.atomic_output(tmp_path / "x.txt", overwrite=True) as tmp:
+        tmp.write_text("x")
+    expected = 0o022 if output_files._IMPORT_UMASK is None else output_files._IMPORT_UMASK
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~expected
