@@ -305,8 +305,15 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     if not same:
         raise ValueError(f"{grid_path} is not the grid {model_dir} was trained on (its nodes differ from "
                          f"nodes.npz; the model records grid_file {cfg.get('grid_file')!r})")
-    if not np.allclose(grid.wavelength, np.load(model_dir / cfg.get("wavelength_file", "wavelength.npy"))):
-        raise ValueError(f"{grid_path}: its wavelength grid differs from the model's")
+    model_wl = np.load(model_dir / cfg.get("wavelength_file", "wavelength.npy"))
+    # shapes first: a grid built on other pixels (build_grid(wavelength=...)) made np.allclose fail with
+    # "operands could not be broadcast together with shapes (611,) (1221,)"
+    if grid.wavelength.shape != model_wl.shape or not np.allclose(grid.wavelength, model_wl):
+        def describe(wl):
+            return f"{wl.size} pixels, {wl.min():g}-{wl.max():g} A" if wl.size else "0 pixels"
+        raise ValueError(f"{grid_path}: its wavelength grid ({describe(grid.wavelength)}) differs from the "
+                         f"model's ({describe(model_wl)}); give the grid {model_dir} was trained on "
+                         f"(grid_file {cfg.get('grid_file')!r})")
     # nodes train(exclude_nodes=...) left out (a cross-validation fold) are no training nodes: as when the
     # model was trained, their spectra stay out of the table. An expert model records those of its specialists
     # per library (build_expert_model left them out of its table; rewriting it here brought them back)

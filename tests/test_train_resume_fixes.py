@@ -3,6 +3,7 @@
 Tiny runs (width 16, depth 1, a few epochs) on the synthetic grid of test_train.
 """
 
+import dataclasses
 import json
 
 import numpy as np
@@ -737,3 +738,20 @@ def test_a_resume_with_fewer_epochs_than_reached_is_refused(synth_grid, tmp_path
                                          r"more \(2 rewrites"):
         train(synth_grid, model_copy, epochs=1, resume=True, **TINY)
     assert train(synth_grid, model_copy, epochs=2, resume=True, **TINY)["training"]["epochs_run"] == 2
+
+
+def test_tail_on_a_grid_of_other_wavelengths_is_a_clear_error(synth_grid, model_copy, tmp_path, capsys):
+    """The same nodes on every 2nd pixel (build_grid(wavelength=...)): `smnet-sps tail` failed with numpy's
+    "operands could not be broadcast together with shapes (120,) (240,)"."""
+    from smnet_sps.cli import main
+    from smnet_sps.grid import load_grid, save_grid
+    from smnet_sps.tail import write_tail_table
+    g = load_grid(synth_grid)
+    other = tmp_path / "half.h5"
+    save_grid(dataclasses.replace(g, wavelength=g.wavelength[::2], flux=g.flux[:, ::2], mask=g.mask[:, ::2]),
+              other)
+    with pytest.raises(ValueError, match=r"wavelength grid \(120 pixels, .*\) differs from the model's "
+                                         r"\(240 pixels"):
+        write_tail_table(model_copy, other)
+    assert main(["tail", "--model", str(model_copy), "--grid", str(other), "--overwrite"]) == 1
+    assert "differs from the model's (240 pixels" in capsys.readouterr().err
