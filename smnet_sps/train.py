@@ -614,8 +614,66 @@ def _node_indices(exclude_nodes):
     return nodes.astype(int)
 
 
+@contextlib.contextmanager
+def _sole_training_in(out):
+    """Hold an exclusive lock on the model folder ``out`` (created if missing) while one training writes it.
+
+    Two trainings started into one folder (two terminals, a job array with one --out) both ran to the end
+    with exit status 0, writing checkpoint.pt, weights.pt and config.json in turn: the folder ended with
+    the last writer's model, the other run's work lost without a word, and a resume in between took either
+    run's checkpoint. The second is now refused at once with a ValueError. The lock is the operating
+    system's (``flock`` on the folder), released when the run ends however it ends (a kill included), so no
+    stale lock is ever left; where ``fcntl`` is missing (Windows) there is no lock. A folder this call
+    made is removed again if the run leaves it empty (a run refused for a bad option)."""
+    import os
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    folder = Path(out)
+    made, p = [], folder
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:            # a file, an unwritable parent: train's own check names it
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ValueError(f"{str(out)!r}: another training (smnet-sps train or train()) is writing "
+                             "this model folder now; two runs in one folder overwrite each other's "
+                             "checkpoint and model files. Wait for it to end (then --resume it or "
+                             "--overwrite it), or train into another folder") from None
+        yield
+    finally:
+        os.close(fd)
+        for folder_made in made:          # deepest first; rmdir removes only an empty folder
+            try:
+                folder_made.rmdir()
+            except OSError:
+                break
+
+
+def _one_training_per_folder(func):
+    """``func(grid, out, ...)`` run holding :func:`_sole_training_in` ``out``."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(grid, out, *args, **kwargs):
+        with _sole_training_in(out):
+            return func(grid, out, *args, **kwargs)
+    return wrapper
+
+
 # torch.manual_seed(seed) and threads= are global: given back afterwards, as calibrate() does (train() left
 # its caller reseeded and on `threads` threads)
+@_one_training_per_folder
 @caller_torch_state_kept()
 def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minutes=None, device="auto",
           resume=False, overwrite=False, batch_size=256, lr=2e-3, weight_decay=0.0, patience=200,

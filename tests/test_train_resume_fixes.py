@@ -755,3 +755,51 @@ def test_tail_on_a_grid_of_other_wavelengths_is_a_clear_error(synth_grid, model_
         write_tail_table(model_copy, other)
     assert main(["tail", "--model", str(model_copy), "--grid", str(other), "--overwrite"]) == 1
     assert "differs from the model's (240 pixels" in capsys.readouterr().err
+
+
+def test_a_second_training_into_the_same_folder_is_refused_while_the_first_runs(synth_grid, tmp_path):
+    """Two trainings into one folder at once (two terminals, a job array with one --out) both ran to the end,
+    writing checkpoint.pt, weights.pt and config.json in turn: the folder ended with the last writer's model
+    and the other run's work was lost without a word (`smnet-sps train --out mc` twice, 1 s apart: both
+    'wrote mc', exit 0; config.json from the second, width 48, the first's width 32 gone)."""
+    import threading
+    import time
+    out = tmp_path / "shared_out"
+    first = {}
+
+    def run_first():
+        try:
+            first["cfg"] = train(synth_grid, out, epochs=100_000, minutes=0.1, **TINY)
+        except Exception as exc:        # noqa: BLE001 -- reported by the assertion below
+            first["error"] = exc
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    try:
+        deadline = time.time() + 60
+        while not (out / "checkpoint.pt").exists() and thread.is_alive() and time.time() < deadline:
+            time.sleep(0.05)
+        assert thread.is_alive(), "the first run ended before the second could start"
+        with pytest.raises(ValueError, match="another training .* is writing this model folder now"):
+            train(synth_grid, out, epochs=3, width=24, overwrite=True,
+                  **{k: v for k, v in TINY.items() if k != "width"})
+        with pytest.raises(ValueError, match="another training"):
+            train(synth_grid, out, resume=True, **TINY)
+    finally:
+        thread.join()
+    assert "error" not in first, first.get("error")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["arch_kwargs"]["width"] == TINY["width"]                 # the first run's model, whole
+    assert cfg["training"]["epochs_run"] == first["cfg"]["training"]["epochs_run"] > 3
+    from smnet_sps.neural import load_generator
+    load_generator(out, device="cpu")
+    # once it has ended the folder is free again
+    resumed = train(synth_grid, out, resume=True, **TINY)
+    assert resumed["training"]["epochs_run"] == cfg["training"]["epochs_run"]
+
+
+def test_a_refused_training_leaves_no_folder_behind(synth_grid, tmp_path):
+    out = tmp_path / "new" / "model"
+    with pytest.raises(ValueError, match="width"):
+        train(synth_grid, out, epochs=1, width=2.5, **{k: v for k, v in TINY.items() if k != "width"})
+    assert not (tmp_path / "new").exists()
