@@ -509,6 +509,34 @@ def _recipe_mismatch(ckpt_path, recorded, recipe):
             f"checkpoint's options (only {RESUME_MAY_CHANGE} may change) or train into a new --out")
 
 
+def _architecture_mismatch(ckpt_path, ck, arch, arch_kwargs, grid):
+    """ValueError text for a resume whose network or grid is not the checkpoint's, naming the options to give.
+
+    It printed the two kwargs dicts ("written for mlp {..., 'width': 64, 'depth': 2} ...; now mlp {...,
+    'width': 256, 'depth': 3}"), which a user who resumed without repeating --width 64 --depth 2 had to
+    translate into options."""
+    theirs = ck["arch_kwargs"]
+    diffs, give = [], []
+    if ck["arch"] != arch:
+        diffs.append(f"--arch {ck['arch']} in the checkpoint, {arch} now")
+        give.append(f"--arch {ck['arch']}")
+    options = (("width", "--width"), ("depth", "--depth"), ("B", "--B"))
+    for key, option in options:
+        if key in theirs and theirs.get(key) != arch_kwargs.get(key):
+            if ck["arch"] == arch:
+                diffs.append(f"{option} {theirs[key]} in the checkpoint, {arch_kwargs.get(key)} now")
+            give.append(f"{option} {theirs[key]}")
+    if ck["grid_sha256"] != grid.sha256:
+        diffs.append(f"--grid: the checkpoint's has sha256 {ck['grid_sha256'][:12]}..., "
+                     f"{grid.path or 'this grid'} {grid.sha256[:12]}...")
+        give.append("the --grid it was trained on")
+    elif not diffs:          # the grid's pixel count or libraries (n_wave, n_libraries) with one sha256
+        diffs.append(f"{ck['arch']} {theirs} in the checkpoint, {arch} {arch_kwargs} now")
+    advice = f"resume with {' '.join(give)}" if give else "resume with the checkpoint's options"
+    return (f"--resume: {ckpt_path} was written for another network or grid ({'; '.join(diffs)}); {advice}, "
+            "or train into a new --out")
+
+
 def _read_checkpoint(ckpt_path, device):
     """The dict of a checkpoint written by :func:`train`; a one-line ValueError naming the file otherwise."""
     remedy = ("remove it and start again (--overwrite instead of --resume), or put back a good copy of it")
@@ -1164,8 +1192,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
         ck = _read_checkpoint(ckpt_path, dev)
         if ck["arch"] != arch or ck["arch_kwargs"] != arch_kwargs or ck["grid_sha256"] != grid.sha256:
-            raise ValueError(f"--resume: {ckpt_path} was written for {ck['arch']} {ck['arch_kwargs']} on "
-                             f"grid {ck['grid_sha256'][:12]}; now {arch} {arch_kwargs} on {grid.sha256[:12]}")
+            raise ValueError(_architecture_mismatch(ckpt_path, ck, arch, arch_kwargs, grid))
         if ck.get("split_seed", split_seed) != split_seed:
             raise ValueError(f"--resume: {ckpt_path} was trained with split_seed={ck['split_seed']}; "
                              "resume it with the same split (--split-seed)")

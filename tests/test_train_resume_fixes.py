@@ -803,3 +803,28 @@ def test_a_refused_training_leaves_no_folder_behind(synth_grid, tmp_path):
     with pytest.raises(ValueError, match="width"):
         train(synth_grid, out, epochs=1, width=2.5, **{k: v for k, v in TINY.items() if k != "width"})
     assert not (tmp_path / "new").exists()
+
+
+def test_a_resume_with_another_network_or_grid_names_the_options_to_give(synth_grid, model_copy, tmp_path,
+                                                                         capsys):
+    """A run trained with --width 16 --depth 1 and resumed without them was refused with the two kwargs dicts
+    ("written for mlp {'n_wave': 240, 'n_libraries': 2, 'width': 16, 'depth': 1} on grid ...; now mlp {...
+    'width': 256, 'depth': 3} on ..."), which the user had to translate into options."""
+    from test_train import make_synthetic_grid
+
+    from smnet_sps.cli import main
+    assert main(["train", "--grid", str(synth_grid), "--out", str(model_copy), "--resume", "--device", "cpu",
+                 "--no-progress", "--threads", "1", "--batch-size", "32"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "--width 16 in the checkpoint, 256 now; --depth 1 in the checkpoint, 3 now" in err
+    assert "resume with --width 16 --depth 1, or train into a new --out" in err
+    with pytest.raises(ValueError, match=r"\(--arch mlp in the checkpoint, smnet now\); "
+                                         r"resume with --arch mlp --width 16 --depth 1,"):
+        train(synth_grid, model_copy, arch="smnet", resume=True,
+              **{k: v for k, v in TINY.items() if k not in ("width", "depth")})
+    other = make_synthetic_grid(tmp_path / "other.h5", seed=1)      # same nodes, other unknown pixels
+    with pytest.raises(ValueError, match=r"--grid: the checkpoint's has sha256 [0-9a-f]{12}\.\.\., "
+                                         r".*other\.h5 [0-9a-f]{12}\.\.\.\); "
+                                         r"resume with the --grid it was"):
+        train(other, model_copy, resume=True, **TINY)
