@@ -1446,6 +1446,20 @@ class ReleasedSMNetGenerator(_TorchGenerator):
         return self._flux(model, mdtype, scaled, SIGMA_SB * t64**4 * fraction)
 
 
+def warn_if_model_folder_shadowed(name):
+    """Warn where ``name``, a generator name (``"default"``, ``"semi-empirical"``, ``"blackbody"``), is also
+    a model folder in the current directory: the name wins, so ``smnet-sps train --out default`` followed
+    by ``smnet-sps ssp --generator default`` made the SSP with the shipped model without a word (the
+    folder's model is used when given as a path, ``./default``)."""
+    if not (isinstance(name, str) and (name in SHIPPED_MODELS or name == "blackbody")):
+        return
+    folder = Path(name)
+    if (folder / "config.json").is_file():
+        what = "the analytic blackbody" if name == "blackbody" else f"the shipped model {name!r}"
+        warnings.warn(f"generator {name!r} means {what}, not the model folder {str(folder.resolve())!r} "
+                      f"here; to use that folder give it as a path: './{name}'", UserWarning, stacklevel=3)
+
+
 def _resolve_model_path(path):
     if path is None:
         path = "default"
@@ -1558,6 +1572,7 @@ def load_generator(path=None, meta=None, device="auto", library=None, dtype=None
     ModelNotFoundError (a ValueError and a FileNotFoundError)
         ``path`` is neither a shipped model name nor an existing path; the message lists the shipped models.
     """
+    warn_if_model_folder_shadowed(path)
     # a wrapper of the default model, not a directory
     if isinstance(path, str) and path == "semi-empirical":
         from .semi_empirical import SemiEmpiricalGenerator
@@ -1602,6 +1617,8 @@ def load_generator_option(name=None, meta=None, device="auto"):
     :func:`load_generator`.
     """
     _check_meta_option(name, meta)
+    if name in ("default", "blackbody"):            # the other names are load_generator's to check
+        warn_if_model_folder_shadowed(name)
     if name in (None, "default"):
         return None
     if name == "blackbody":
@@ -1617,6 +1634,7 @@ def generator_spec_option(name=None, meta=None):
     "needs its meta file")."""
     import functools
     _check_meta_option(name, meta)
+    warn_if_model_folder_shadowed(name)
     if name in (None, "default"):
         return None
     # a model on disk by its absolute path: a worker started elsewhere resolved a relative one in its own

@@ -311,6 +311,9 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
     """
     from .generator import Generator
 
+    if isinstance(generator, str) and generator in ("default", "blackbody"):
+        from .neural import warn_if_model_folder_shadowed      # "semi-empirical": load_generator warns
+        warn_if_model_folder_shadowed(generator)
     if isinstance(generator, str) and generator == "default":
         generator = None
     if generator is None:

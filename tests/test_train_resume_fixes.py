@@ -828,3 +828,37 @@ def test_a_resume_with_another_network_or_grid_names_the_options_to_give(synth_g
                                          r".*other\.h5 [0-9a-f]{12}\.\.\.\); "
                                          r"resume with the --grid it was"):
         train(other, model_copy, resume=True, **TINY)
+
+
+def test_a_model_folder_named_like_a_shipped_generator_is_not_taken_silently(trained, tmp_path, monkeypatch):
+    """`smnet-sps train --out default` then `smnet-sps ssp --generator default` made the SSP with the shipped
+    model without a word (the name wins over the folder): now a warning says so and how to use the folder."""
+    import shutil
+    import warnings
+
+    from smnet_sps.neural import generator_spec_option, load_generator, load_generator_option
+    from smnet_sps.ssp import resolve_generator
+    monkeypatch.chdir(tmp_path)
+    for name in ("default", "semi-empirical", "blackbody"):
+        shutil.copytree(trained, tmp_path / name)
+    mine = json.loads((trained / "config.json").read_text())["name"]
+    folder = r"not the model folder '.*{0}' here; to use that folder give it as a path: '\./{0}'"
+    with pytest.warns(UserWarning, match="generator 'default' means the shipped model 'default', "
+                                         + folder.format("default")):
+        assert load_generator("default", device="cpu").name != mine
+    with pytest.warns(UserWarning, match="generator 'semi-empirical' means the shipped model "
+                                         "'semi-empirical', " + folder.format("semi-empirical")):
+        load_generator("semi-empirical", device="cpu")
+    with pytest.warns(UserWarning, match="generator 'blackbody' means the analytic blackbody, "
+                                         + folder.format("blackbody")):
+        assert load_generator_option("blackbody").name == "blackbody"
+    for name in ("default", "blackbody"):
+        with pytest.warns(UserWarning, match=f"generator '{name}' means"):
+            resolve_generator(name, device="cpu")
+        with pytest.warns(UserWarning, match=f"generator '{name}' means"):
+            generator_spec_option(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert load_generator("./default", device="cpu").name == mine          # the folder, as a path
+        monkeypatch.chdir(tmp_path / "default")                                 # no such folder here
+        load_generator_option("blackbody")
