@@ -365,6 +365,17 @@ def _tail_filled(generator):
     return False
 
 
+def _weights_sha256(generator):
+    """The sha256 of the generator's weights as its model directory records it (config.json
+    ``weights_sha256``: a model trained by smnet-sps, the shipped default), or None (the blackbody, a
+    released checkpoint, a semi-empirical correction, whose name holds its folder). A name alone told two
+    models apart only by their folder's name: a model retrained into models/mine (--overwrite) wrote SSP
+    files under the same GENERATR 'mine' as the one it replaced."""
+    config = getattr(generator, "config", None)
+    sha = config.get("weights_sha256") if isinstance(config, dict) else None
+    return sha if isinstance(sha, str) else None
+
+
 def get_backend(generator=None, special_phases="model", outside="extrapolate", device="auto"):
     """A shared :class:`StellarLibraryBackend` per (generator, options), so repeated SSPs hit its cache.
 
@@ -831,6 +842,7 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         "phase_luminosity": {iso.phase_names[p]: float(res["phase_lum"][i]) for i, p in enumerate(_PHASES)
                              if res["phase_lum"][i] > 0},
         "n_points": res["n_points"], "generator": backend.generator.name,
+        "generator_sha256": _weights_sha256(backend.generator),
         "tail_filled": _tail_filled(backend.generator), "isochrones": iso.name,
         "isochrone_file": iso.source_file,     # a user's file is told from the shipped table
         "imf": imf_obj.name, "imf_mass_range": [imf_obj.m_low, imf_obj.m_up],
@@ -1127,7 +1139,8 @@ def ssp_grid(ages=None, Zs=None, *, logzsol=None, imf="kroupa", isochrones="pars
                                            "accumulate_s", "cpu_s") if k in stats}
     attrs = {"flux_unit": "L_sun / Angstrom per M_sun formed", "wavelength_unit": "Angstrom",
              "ssp_lgmet": "log10 Z (metal mass fraction)", "ssp_lg_age_gyr": "log10(age / Gyr)",
-             "generator": backend.generator.name, "tail_filled": _tail_filled(backend.generator),
+             "generator": backend.generator.name, "generator_sha256": _weights_sha256(backend.generator),
+             "tail_filled": _tail_filled(backend.generator),
              "isochrones": iso.name, "isochrone_file": iso.source_file, "zsun": iso.zsun,
              "imf": imf_obj.name, "imf_mass_range": [imf_obj.m_low, imf_obj.m_up],
              "special_phases": backend.special_phases, "outside": backend.outside,
@@ -1356,6 +1369,8 @@ def _write_fits(spec, path):
              ("NPOINTS", m["n_points"], "isochrone points used"),
              (FITS_KEYS["generator"], m["generator"], "stellar spectrum generator"),
              (FITS_KEYS["smnet_sps_version"], __version__, "smnet-sps version that wrote this file"),
+             *([("GENSHA", m["generator_sha256"], "sha256 of the generator's weights")]
+               if m.get("generator_sha256") else []),
              ("TAILFILL", bool(m.get("tail_filled", False)), "untrained tails from training nodes"),
              ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),
              # its limits: a Kroupa IMF to 40 Msun was written as IMF = 'kroupa', as the 0.08-120 default

@@ -862,3 +862,34 @@ def test_a_model_folder_named_like_a_shipped_generator_is_not_taken_silently(tra
         assert load_generator("./default", device="cpu").name == mine          # the folder, as a path
         monkeypatch.chdir(tmp_path / "default")                                 # no such folder here
         load_generator_option("blackbody")
+
+
+def test_ssp_outputs_tell_a_retrained_model_from_the_one_it_replaced(synth_grid, tmp_path):
+    """GENERATR holds the model's name, its folder's: a model retrained into models/mine (--overwrite) wrote
+    SSP files that could not be told from those of the model it replaced. The weights' sha256 is now recorded
+    (FITS GENSHA, meta / attrs generator_sha256)."""
+    import astropy.units as u
+    from astropy.io import fits
+
+    from smnet_sps.cli import main
+    from smnet_sps.ssp import load_ssp_grid, save_ssp_grid, ssp_grid
+    out = tmp_path / "models" / "mine"
+    headers, shas = [], []
+    for seed in (0, 1):
+        train(synth_grid, out, epochs=2, seed=seed, overwrite=True, **TINY)
+        shas.append(json.loads((out / "config.json").read_text())["weights_sha256"])
+        fits_out = tmp_path / f"ssp{seed}.fits"
+        with pytest.warns(Warning):          # the synthetic model covers 4,000-20,000 K only
+            assert main(["ssp", "--age", "1Gyr", "--generator", str(out), "--device", "cpu",
+                         "--out", str(fits_out)]) == 0
+        headers.append(fits.getheader(fits_out, 1))
+    assert shas[0] != shas[1]
+    assert [h["GENERATR"] for h in headers] == ["mine", "mine"]
+    assert [h["GENSHA"] for h in headers] == shas
+    with pytest.warns(Warning):
+        grid = ssp_grid([1.0] * u.Gyr, [0.0152], generator=str(out), device="cpu")
+    assert grid.attrs["generator_sha256"] == shas[1]
+    for ext in ("h5", "npz"):
+        assert load_ssp_grid(save_ssp_grid(grid, tmp_path / f"g.{ext}")).attrs["generator_sha256"] == shas[1]
+    bb = ssp_grid([1.0] * u.Gyr, [0.0152], generator="blackbody")
+    assert bb.attrs["generator_sha256"] is None
