@@ -1262,7 +1262,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                              "loss is NaN or inf: the network diverged; try a smaller --lr); no model "
                              "written")
         box, lib_boxes = _boxes(grid)
-        cfg = {"format": MODEL_FORMAT, "format_version": 1, "name": name or out.name, "arch": arch,
+        from . import __version__
+        # the package version that trained it, as every output file records (a model folder did not)
+        cfg = {"format": MODEL_FORMAT, "format_version": 1, "name": name or out.name,
+               "smnet_sps_version": __version__, "arch": arch,
                "arch_kwargs": arch_kwargs, "wavelength_file": "wavelength.npy", "weights_file": "weights.pt",
                "nodes_file": "nodes.npz",
                "input_scaling": {"variables": ["log10_teff", "logg", "logz"], "lo": lo.tolist(),

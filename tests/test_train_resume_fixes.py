@@ -884,6 +884,8 @@ def test_ssp_outputs_tell_a_retrained_model_from_the_one_it_replaced(synth_grid,
                          "--out", str(fits_out)]) == 0
         headers.append(fits.getheader(fits_out, 1))
     assert shas[0] != shas[1]
+    from smnet_sps import __version__      # and the model folder records the version that trained it
+    assert json.loads((out / "config.json").read_text())["smnet_sps_version"] == __version__
     assert [h["GENERATR"] for h in headers] == ["mine", "mine"]
     assert [h["GENSHA"] for h in headers] == shas
     with pytest.warns(Warning):
