@@ -651,7 +651,8 @@ def _sole_training_in(out):
     the last writer's model, the other run's work lost without a word, and a resume in between took either
     run's checkpoint. The second is now refused at once with a ValueError. The lock is the operating
     system's (``flock`` on the folder), released when the run ends however it ends (a kill included), so no
-    stale lock is ever left; where ``fcntl`` is missing (Windows) there is no lock. A folder this call
+    stale lock is ever left; where ``fcntl`` is missing (Windows) or the file system cannot lock a
+    folder (NFS, which emulates flock with byte-range locks) there is no lock. A folder this call
     made is removed again if the run leaves it empty (a run refused for a bad option)."""
     import os
     try:
@@ -673,11 +674,13 @@ def _sole_training_in(out):
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             raise ValueError(f"{str(out)!r}: another training (smnet-sps train or train()) is writing "
                              "this model folder now; two runs in one folder overwrite each other's "
                              "checkpoint and model files. Wait for it to end (then --resume it or "
                              "--overwrite it), or train into another folder") from None
+        except OSError:        # a file system without flock on a folder (NFS emulates it: EBADF): no lock
+            pass
         yield
     finally:
         os.close(fd)

@@ -895,3 +895,17 @@ def test_ssp_outputs_tell_a_retrained_model_from_the_one_it_replaced(synth_grid,
         assert load_ssp_grid(save_ssp_grid(grid, tmp_path / f"g.{ext}")).attrs["generator_sha256"] == shas[1]
     bb = ssp_grid([1.0] * u.Gyr, [0.0152], generator="blackbody")
     assert bb.attrs["generator_sha256"] is None
+
+
+def test_a_folder_that_cannot_be_locked_still_trains(synth_grid, tmp_path, monkeypatch):
+    """NFS emulates flock with byte-range locks, which a folder opened read-only cannot take (EBADF): that
+    is no other training, and must not be reported as one."""
+    import errno
+    fcntl = pytest.importorskip("fcntl")
+
+    def no_lock(fd, operation):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", no_lock)
+    cfg = train(synth_grid, tmp_path / "nfs" / "m", epochs=1, **TINY)
+    assert cfg["training"]["epochs_run"] == 1
