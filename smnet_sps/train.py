@@ -454,6 +454,16 @@ def _resumed_schedule(ckpt_path, ck, state, epochs, minutes):
     print(f"--resume at epoch {state['epoch']}: {'; '.join(parts)}")
     epochs = recorded["epochs"] if epochs is None else epochs
     minutes = recorded["minutes"] if minutes is None else minutes
+    # a run that had ended by its budget resumed with the same one trained nothing and said only "wrote OUT:
+    # 337 epochs in 60.1 s", as if it had gone on
+    spent = []
+    if reached >= epochs and not in_progress:
+        spent.append(f"it has run its {int(epochs)} epochs: give a larger --epochs")
+    if minutes not in (None, math.inf) and state["elapsed"] >= minutes * 60:
+        spent.append(f"it has used its {minutes:g}-minute budget ({state['elapsed'] / 60:.2f} min): give a "
+                     "larger --minutes (the total, counting the time already run) or --minutes inf")
+    if spent:
+        print(f"--resume: nothing to train ({'; '.join(spent)}); the model files are written as they are")
     return int(epochs), None if minutes == math.inf else minutes
 
 

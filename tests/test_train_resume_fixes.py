@@ -909,3 +909,25 @@ def test_a_folder_that_cannot_be_locked_still_trains(synth_grid, tmp_path, monke
     monkeypatch.setattr(fcntl, "flock", no_lock)
     cfg = train(synth_grid, tmp_path / "nfs" / "m", epochs=1, **TINY)
     assert cfg["training"]["epochs_run"] == 1
+
+
+def test_a_resume_with_nothing_left_to_train_says_so(synth_grid, tmp_path, capsys):
+    """A run ended by its --minutes (or --epochs) resumed without a larger one trained nothing and reported
+    only 'wrote m3c: 337 epochs in 60.1 s', as if it had gone on."""
+    out = tmp_path / "m"
+    train(synth_grid, out, epochs=3, **TINY)
+    capsys.readouterr()
+    assert train(synth_grid, out, resume=True, **TINY)["training"]["epochs_run"] == 3
+    assert ("--resume: nothing to train (it has run its 3 epochs: give a larger --epochs)"
+            in capsys.readouterr().out)
+    timed = tmp_path / "timed"
+    run = train(synth_grid, timed, epochs=100_000, minutes=0.005, **TINY)["training"]["epochs_run"]
+    capsys.readouterr()
+    assert train(synth_grid, timed, resume=True, **TINY)["training"]["epochs_run"] == run
+    text = capsys.readouterr().out
+    assert "--resume: nothing to train (it has used its 0.005-minute budget (" in text
+    assert "give a larger --minutes (the total, counting the time already run) or --minutes inf)" in text
+    capsys.readouterr()
+    assert train(synth_grid, timed, resume=True, minutes=float("inf"), epochs=run + 2,
+                 **TINY)["training"]["epochs_run"] == run + 2
+    assert "nothing to train" not in capsys.readouterr().out
