@@ -532,15 +532,17 @@ def test_node_blend_enters_training_only_when_asked(synth_grid, tmp_path):
         train(synth_grid, tmp_path / "bad", arch="smnet", node_blend=0.5, **kw)
 
 
-def test_node_cv_test_like_nodes_need_both_teff_neighbours_outside_the_fold(synth_grid):
+def test_node_cv_test_like_nodes_need_both_teff_neighbours_outside_the_fold(synth_grid, monkeypatch):
     """benchmarks/bench_node_cv.py scores a "test-like" subset: held-out nodes whose two Teff neighbours are
     both among the nodes it trains and interpolates on, as at a test node. A node held out with one of its
-    neighbours is not test-like; an edge node never is."""
+    neighbours is not test-like; an edge node never is. (The script imports benchmarks/results_file.py, as
+    it does when run: put on the path here, the test ran alone failed, passing only after test_benchmarks.)"""
     import importlib.util
     from pathlib import Path
     from smnet_sps.grid import load_grid
     from smnet_sps.train import teff_neighbours
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_node_cv.py"
+    monkeypatch.syspath_prepend(str(path.parent))
     spec = importlib.util.spec_from_file_location("bench_node_cv", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -570,13 +572,14 @@ def test_node_cv_test_like_nodes_need_both_teff_neighbours_outside_the_fold(synt
         bench.folds_of(everything, 3, scheme="teff-lines")
 
 
-def test_node_cv_bases_of_another_seed_are_kept_apart(tmp_path):
+def test_node_cv_bases_of_another_seed_are_kept_apart(tmp_path, monkeypatch):
     """``base_seed=S`` retrains the fold bases with train(seed=S) under their own cache name; cached bases of
     another seed are refused, not silently reused (they would score the wrong realisation)."""
     import importlib.util
     import json
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_node_cv.py"
+    monkeypatch.syspath_prepend(str(path.parent))        # its import of results_file, as when it is run
     spec = importlib.util.spec_from_file_location("bench_node_cv", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
