@@ -257,6 +257,10 @@ def spectral_density_kind(unit, per=DENSITY_PER):
     counts, per pixel, a magnitude."""
     if unit is None or isinstance(unit, u.FunctionUnitBase):
         return None, None
+    if u.get_current_unit_registry().equivalencies:
+        # is_equivalent also uses globally enabled equivalencies (u.set_enabled_equivalencies): a result
+        # found with them (per sr read as plain under dimensionless_angles) must not be cached for outside
+        return _density_kind.__wrapped__(unit, tuple(per))
     try:
         return _density_kind(unit, tuple(per))
     except TypeError:                       # an unhashable unit-like argument: not cached
@@ -266,7 +270,8 @@ def spectral_density_kind(unit, per=DENSITY_PER):
 @functools.lru_cache(maxsize=256)
 def _density_kind(unit, per):
     """:func:`spectral_density_kind`, cached per unit: its up to 16 astropy equivalence tests took ~2 ms, on
-    every magnitudes() call (four times each) of a fitter's loop."""
+    every magnitudes() call (four times each) of a fitter's loop. Not used while global equivalencies are
+    enabled (they change the answer)."""
     unit = _maggies_as_jy(unit)
     products = [u.one]
     for factor in per:

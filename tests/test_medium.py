@@ -309,3 +309,19 @@ def test_a_wavelength_table_column_is_read_in_its_unit(tmp_path):
     in_aa = mock_star(np.linspace(3800.0, 7000.0, 50), 5600.0, 4.3, -0.2, seed=1)
     np.testing.assert_allclose(in_col[0], in_aa[0], rtol=1e-12)
     np.testing.assert_allclose(in_col[1], in_aa[1], rtol=1e-12)
+
+
+def test_spectral_density_kind_not_cached_under_global_equivalencies():
+    """astropy's is_equivalent also uses globally enabled equivalencies: under dimensionless_angles a
+    surface brightness per sr reads as a plain flux density. spectral_density_kind cached that answer per
+    unit and gave ('flux', 1) outside the context too (per sr lost); it now skips the cache there."""
+    from smnet_sps.medium import _density_kind, spectral_density_kind
+
+    unit = u.erg / u.s / u.cm ** 2 / u.AA / u.sr
+    _density_kind.cache_clear()
+    with u.set_enabled_equivalencies(u.dimensionless_angles()):
+        assert spectral_density_kind(unit) == ("flux", u.one)        # right inside: sr is dimensionless
+    assert spectral_density_kind(unit) == ("flux", u.sr)
+    spectral_density_kind(u.Jy / u.arcsec ** 2)                       # cached outside ...
+    with u.set_enabled_equivalencies(u.dimensionless_angles()):
+        assert spectral_density_kind(u.Jy / u.arcsec ** 2) == ("flux", u.one)   # ... not reused inside
