@@ -200,13 +200,14 @@ _WAVE_UNITS = "a wavelength (e.g. u.AA, u.nm)"
 _FLUX_UNITS = "a spectral flux density (e.g. erg / (s cm2 Angstrom), Jy)"
 
 
-def column_quantity(value, name, expected):
+def column_quantity(value, name, expected, time=False):
     """An astropy ``Column`` that carries a unit, as the Quantity it stands for (``np.asarray`` drops the
     unit: an isochrone table's Teff column in kK was read as K, an L column in L_sun as log L); anything else
     is returned as it is. A unit the file's format did not read (FITS TUNIT 'Angstroms', 'Msun/yr', 'dex',
     'percent', '1e-17 erg/s/cm2/Angstrom') is parsed again as the fit CLI reads it
     (:func:`smnet_sps.medium._reparse_unit`); one that still cannot be read is refused, the error naming
-    ``expected``, what the caller's parameter takes (e.g. "a wavelength (e.g. u.AA, u.nm)")."""
+    ``expected``, what the caller's parameter takes (e.g. "a wavelength (e.g. u.AA, u.nm)"). ``time``: the
+    caller expects a time, where an age column's FITS TUNIT 'Gy' means Gyr, not the gray."""
     unit = getattr(value, "unit", None)
     if unit is None:
         return value
@@ -214,7 +215,7 @@ def column_quantity(value, name, expected):
     if not isinstance(value, Column):
         return value
     from .medium import _reparse_unit
-    unit = _reparse_unit(unit)       # these were refused, where their numbers had been used before
+    unit = _reparse_unit(unit, time)       # these were refused, where their numbers had been used before
     if isinstance(unit, u.UnrecognizedUnit):
         raise ValueError(f"{name}: its column's unit {unit.to_string()!r} is not one astropy knows; give "
                          f"the column a unit astropy reads, {expected}, or none (plain numbers, in the "

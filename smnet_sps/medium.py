@@ -82,14 +82,42 @@ def _unit_aliases():
     return aliases
 
 
-def _reparse_unit(unit):
+@functools.lru_cache(maxsize=1)
+def _time_aliases():
+    """Spellings of ages that files write and FITS does not read -> the time: 'Gy', 'My' (astropy's generic
+    format reads 'Gy' as the gray, a radiation dose), 'Gyrs', 'GYR', 'Myears', ... Only for a caller that
+    expects a time (:func:`_reparse_unit`'s ``time``): elsewhere 'Gy' stays the gray."""
+    prefixes = {"": u.yr, "k": u.kyr, "M": u.Myr, "G": u.Gyr}
+    aliases = {}
+    for prefix, unit in prefixes.items():
+        for stem in ("y", "yr", "yrs", "year", "years") if prefix else ("yr", "yrs", "year", "years"):
+            for spelling in (prefix + stem, (prefix + stem).upper()):
+                aliases[spelling] = unit
+    return aliases
+
+
+def _gray_hint(unit):
+    """A hint for a ``unit`` that is a radiation dose where a time was expected, else '': 'Gy' is the gray
+    in astropy (an age column's 'Gy' meant Gyr)."""
+    try:
+        is_dose = u.Unit(unit).is_equivalent(u.Gy)
+    except (TypeError, ValueError, AttributeError):
+        return ""
+    return " ('Gy' was read as the gray, a radiation dose: write 'Gyr' for Gigayears)" if is_dose else ""
+
+
+def _reparse_unit(unit, time=False):
     """``unit`` as it is, unless it is an ``UnrecognizedUnit``: a unit a file's format did not read -- FITS
     TUNITs such as '1E-17 erg/s/cm^2/Angstrom' (FITS has no numeric factor, no '^'), 'Msun/yr', 'dex',
     'percent', 'micron' -- parsed again in astropy's lenient generic format, knowing the spellings
-    'Angstroms', 'ANGSTROM', 'microns', 'nanomaggies' and the like (:func:`_unit_aliases`). Still an
-    ``UnrecognizedUnit`` if that fails too: the caller refuses it, naming what it allows."""
+    'Angstroms', 'ANGSTROM', 'microns', 'nanomaggies' and the like (:func:`_unit_aliases`). With ``time``
+    (the caller expects a time, e.g. an age column) the age spellings of :func:`_time_aliases` come first:
+    FITS TUNIT 'Gy' is then Gyr, not the gray. Still an ``UnrecognizedUnit`` if all that fails: the caller
+    refuses it, naming what it allows."""
     if not isinstance(unit, u.UnrecognizedUnit):
         return unit
+    if time and unit.name.strip() in _time_aliases():
+        return _time_aliases()[unit.name.strip()]
     with warnings.catch_warnings(), u.add_enabled_aliases(_unit_aliases()):
         warnings.simplefilter("ignore", u.UnitsWarning)        # "multiple slashes" and the like
         return u.Unit(unit.name, format="generic", parse_strict="silent")

@@ -30,6 +30,7 @@ import numpy as np
 from astropy import units as u
 
 from .generator import _refuse_masked, column_quantity
+from .medium import _gray_hint
 
 __all__ = ["SFH_TYPES", "SFHistory", "parametric_sfh", "tabular_sfh", "check_tabular", "ssp_weights",
            "mass_formed_closed_form", "UNRESOLVED_FRACTION", "table_mass_fraction", "LOG_AGE_RANGE"]
@@ -228,7 +229,8 @@ def _in_unit(name, value, unit):
     tabular SFR holding 1e3 formed 2.6e12 M_sun instead of 9.9e9)."""
     _refuse_masked(value, name)
     # a table column's unit (np.asarray dropped it: Myr read as Gyr)
-    value = column_quantity(value, name, f"one convertible to {unit}")
+    time = not isinstance(unit, u.FunctionUnitBase) and u.Unit(unit).is_equivalent(u.yr)
+    value = column_quantity(value, name, f"one convertible to {unit}", time=time)
     if not isinstance(value, u.Quantity):
         return value
     if value.unit == u.dimensionless_unscaled:
@@ -236,8 +238,8 @@ def _in_unit(name, value, unit):
     try:
         return value.to_value(unit)
     except u.UnitConversionError:
-        raise ValueError(f"{name} is in {unit} (or a Quantity convertible to it); got unit {value.unit}") \
-            from None
+        raise ValueError(f"{name} is in {unit} (or a Quantity convertible to it); got unit {value.unit}"
+                         f"{_gray_hint(value.unit) if time else ''}") from None
 
 
 def _numbers(name, values):

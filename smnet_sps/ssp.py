@@ -37,6 +37,7 @@ from .imf import (IMF_CHOICES, first_interval_excess, get_imf, imf_weights, imf_
                   tpagb_factor, uncovered_mass)
 from .isochrones import FAMILY_CHOICES, PHASE_NAMES, UNFLAGGED_PHASE, resolve_isochrones
 from .lsf import lsf_meta
+from .medium import _gray_hint
 from .progress import want_progress
 
 __all__ = ["ssp_spectrum", "ssp_grid", "SSPGrid", "DSPSArrays", "is_dsps_ssp_data", "check_ssp_flux_scale",
@@ -84,7 +85,7 @@ def parse_age(age):
         raise ValueError("age is required: give a time such as 10 * u.Gyr, '500 Myr' or 1e9 (years)")
     _refuse_masked(age, "age")           # np.asarray drops the mask: the hidden age would be computed
     # a table column in Gyr was read as years (np.asarray drops units)
-    age = column_quantity(age, "age", "a time (e.g. u.Gyr) or a log age (u.dex(u.yr))")
+    age = column_quantity(age, "age", "a time (e.g. u.Gyr) or a log age (u.dex(u.yr))", time=True)
     if isinstance(age, str):
         try:
             age = u.Quantity(age)
@@ -96,7 +97,8 @@ def parse_age(age):
         try:
             age = age.to_value(u.yr)
         except u.UnitConversionError as exc:
-            raise ValueError(f"age must be a time (e.g. Gyr, Myr, yr); got unit {age.unit}") from exc
+            raise ValueError(f"age must be a time (e.g. Gyr, Myr, yr); got unit {age.unit}"
+                             f"{_gray_hint(age.unit)}") from exc
     if isinstance(age, (list, tuple)) and any(isinstance(a, str) for a in age):
         age = [parse_age(a) for a in age]                # each string as a single age, e.g. "500 Myr"
         return np.asarray(age, float)

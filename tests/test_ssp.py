@@ -354,6 +354,34 @@ def test_an_age_table_column_is_read_in_its_unit(tmp_path):
                                   reference.ssp_flux)
 
 
+def test_an_age_column_in_fits_gy_is_read_as_gyr_where_a_time_is_expected(tmp_path):
+    """FITS does not read TUNIT 'Gy' and the package read it again as astropy's gray (a radiation dose): an
+    age column in 'Gy' (or 'My', 'GYR', 'Gyrs') was refused as 'age must be a time; got unit Gy'. Where a
+    time is expected (parse_age, a tabular SFH's ages) it is now read as Gyr / Myr; elsewhere 'Gy' stays the
+    gray, and a gray Quantity's error says it was read as the gray and to write 'Gyr'."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from smnet_sps.medium import _reparse_unit
+    from smnet_sps.sfh import tabular_sfh
+    from smnet_sps.ssp import parse_age
+    path = tmp_path / "ages.fits"
+    age = np.array([0.0, 1.0, 5.0, 13.0])
+    fits.BinTableHDU.from_columns(
+        [fits.Column(name=unit, format="D", array=age * scale, unit=unit)
+         for unit, scale in (("Gy", 1.0), ("My", 1e3), ("GYR", 1.0), ("Gyrs", 1.0))]).writeto(path)
+    t = Table.read(path)
+    assert isinstance(t["Gy"].unit, u.UnrecognizedUnit)
+    for name in ("Gy", "My", "GYR", "Gyrs"):
+        np.testing.assert_allclose(parse_age(t[name][1:]), np.log10(age[1:] * 1e9), rtol=1e-12, err_msg=name)
+    expected = tabular_sfh(age, np.ones(4), 13.0).mass_formed()
+    assert tabular_sfh(t["Gy"], np.ones(4), 13.0).mass_formed() == pytest.approx(expected, rel=1e-12)
+    assert tabular_sfh(t["My"], np.ones(4), 13.0).mass_formed() == pytest.approx(expected, rel=1e-12)
+    assert _reparse_unit(t["Gy"].unit) == u.Gy                      # not a time expected: the gray
+    with pytest.raises(ValueError, match="read as the gray.*write 'Gyr'"):
+        parse_age(5.0 * u.Gy)
+
+
 def test_a_metallicity_table_column_is_read_in_its_unit():
     """Z given as an astropy Table column in percent (a dimensionless unit, as a Quantity in percent is
     converted) lost its unit: 1.52 % was refused as Z = 1.52. It is now 0.0152, as the Quantity is."""
