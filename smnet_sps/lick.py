@@ -17,7 +17,7 @@ import numpy as np
 from astropy import units as u
 
 from .generator import _FLUX_UNITS, _WAVE_UNITS, _refuse_masked, _unmask, column_quantity
-from .medium import _as_angstrom, air_to_vacuum, check_medium, f_lambda_values
+from .medium import _as_angstrom, _reparse_unit, air_to_vacuum, check_medium, f_lambda_values
 
 __all__ = ["LICK_INDICES", "index_bands", "band_mean", "measure_index", "measure_indices"]
 
@@ -64,9 +64,11 @@ def _array_input(wave, flux):
     _refuse_masked(wave, "wave")
     wave = _unmask(column_quantity(wave, "wave", _WAVE_UNITS))[0]
     _, mask = _unmask(flux)
-    if isinstance(getattr(flux, "unit", None), u.UnrecognizedUnit):
-        # a unit astropy cannot parse ('1E-17 erg/cm^2/s/Ang', 'counts'): plain numbers, as any flux whose
-        # unit an index cannot use (it is a ratio of band means); column_quantity refused the column
+    if isinstance(_reparse_unit(getattr(flux, "unit", None)), u.UnrecognizedUnit):
+        # a unit astropy cannot parse even as the package reads file units ('1E-17 erg/cm^2/s/Ang',
+        # 'counts'; medium._reparse_unit reads 'nanomaggies', 'Angstroms' as everywhere else, where this
+        # branch had taken nanomaggies as F_lambda numbers): plain numbers, as any flux whose unit an index
+        # cannot use (it is a ratio of band means); column_quantity refused the column
         flux = np.asarray(flux) if mask is None else np.ma.masked_array(np.ma.getdata(flux), mask)
     flux = _unmask(column_quantity(flux, "flux", _FLUX_UNITS))[0]
     if mask is None or not mask.any():

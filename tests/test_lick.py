@@ -294,6 +294,31 @@ def test_table_columns_and_masked_fluxes(miles_star):
         measure_index(np.ma.array(wave, mask=wave == wave[100]), flux, "Mgb", medium="air")
 
 
+def test_a_flux_column_in_nanomaggies_is_read_as_the_package_reads_file_units(miles_star):
+    """A flux column whose unit astropy cannot parse went to lick's own plain-numbers branch before the
+    package's file-unit rule (medium._reparse_unit) was tried: a FITS TUNIT 'nanomaggies' (AB F_nu) was
+    measured as F_lambda numbers (Fe5270 off by the F_nu -> F_lambda tilt), where a Quantity in u.nmgy was
+    converted. It now reads as u.nmgy, as everywhere else; a unit that still cannot be read stays numbers."""
+    import warnings
+
+    import astropy.units as u
+    from astropy.table import Column
+    wave, flux = miles_star
+    flam = flux * 1e-17 * u.erg / u.s / u.cm ** 2 / u.AA
+    nmgy = (flam.to(u.Jy, equivalencies=u.spectral_density(wave * u.AA)) / (3631.0 * u.Jy)).decompose() * 1e9
+    ref = measure_indices(wave, flux, medium="air")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        col = Column(nmgy.value, unit=u.Unit("nanomaggies", parse_strict="silent"))
+    assert isinstance(col.unit, u.UnrecognizedUnit)
+    got = measure_indices(wave, col, medium="air")
+    assert got == pytest.approx(measure_indices(wave, nmgy.value * u.nmgy, medium="air"), rel=1e-9)
+    for name in ref:                              # Mgb was 0.8215 for 0.8259, Hbeta 5.0247 for 5.0299
+        assert got[name] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), name
+    assert measure_index(wave, Column(flux, unit=u.Unit("blobs", parse_strict="silent")), "Mgb",
+                         medium="air") == pytest.approx(ref["Mgb"], rel=1e-12)    # unreadable: numbers
+
+
 def test_one_spectrum_gives_plain_numbers_that_round_and_serialise(miles_star):
     """One spectrum's index was a 0-d ndarray: ``round(v, 2)`` raised "type numpy.ndarray doesn't define
     __round__ method" and ``json.dumps`` of measure_indices' dict "Object of type ndarray is not JSON
