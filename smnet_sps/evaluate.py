@@ -438,18 +438,25 @@ def format_seam_lines(rows):
 
 # ---- throughput ------------------------------------------------------------------------------------
 def matmul_peak_gflops(n=2048, repeats=5, device="cpu"):
-    """Best fp32 matmul throughput of torch on this machine [GFLOP/s] (n x n x n, best of ``repeats``)."""
+    """Best fp32 matmul throughput of torch on this machine [GFLOP/s] (n x n x n, best of ``repeats``).
+    ``device``: a name ("cpu", "cuda:1") or a ``torch.device``."""
     import torch
+    device = torch.device(device)      # torch.device("cpu") != "cpu": it was synchronised as a CUDA device
+
+    def sync():                        # an accelerator runs asynchronously: wait for it before reading time
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
     best = np.inf
     for _ in range(repeats + 1):
-        if device != "cpu":
-            torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         a @ b
-        if device != "cpu":
-            torch.cuda.synchronize()
+        sync()
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
 

@@ -1261,3 +1261,13 @@ def test_blackbody_large_terms_are_the_rank_3_product_bit_for_bit(default_genera
     # d/dT (-x - 4 ln T), x = h c / (lambda k T), h c / k = 1.4387769e8 A K
     expected = (1.4387769e8 / lam).sum() / t.detach() ** 2 - 4.0 * lam.numel() / t.detach()
     np.testing.assert_allclose(t.grad.numpy(), expected.numpy(), rtol=1e-6)
+
+
+def test_matmul_peak_gflops_takes_a_torch_device():
+    """matmul_peak_gflops(device=torch.device("cpu")) compared the device with the string "cpu" (never
+    equal) and called torch.cuda.synchronize(): 'Torch not compiled with CUDA enabled' on a CPU machine (on
+    a GPU one it waited on the GPU around a CPU matmul). The device's type is compared now."""
+    from smnet_sps.evaluate import matmul_peak_gflops
+    for device in (torch.device("cpu"), "cpu"):
+        gflops = matmul_peak_gflops(n=64, repeats=1, device=device)
+        assert np.isfinite(gflops) and gflops > 0
