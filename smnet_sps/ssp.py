@@ -160,7 +160,28 @@ def cli_metallicities(args, iso):
     except ValueError as exc:           # a NaN or a word: the error says what is valid, as _resolve_z's do
         raise ValueError(f"{exc}; valid --Z for {iso.name} is {iso.z_range_text()} (--logzsol "
                          f"{iso.logzsol_range_text()})") from None
-    return np.atleast_1d(_resolve_z(iso, Z, logzsol)).astype(float)
+    try:
+        return np.atleast_1d(_resolve_z(iso, Z, logzsol)).astype(float)
+    except ValueError:
+        if logzsol is None or iso.Z.size == 1:      # a set of one Z names the logzsol typed already
+            raise
+        # _resolve_z speaks in Z: '--logzsol 5' was 'Z = 1520 outside the grid', a number never typed
+        bad = [v for v in np.atleast_1d(logzsol) if not _z_in_grid(iso, v)]
+        if not bad:
+            raise
+        raise ValueError(f"--logzsol {bad[0]:g} outside the {iso.name} isochrone grid: valid --logzsol is "
+                         f"{iso.logzsol_range_text()} (--Z {iso.z_range_text()}, Zsun = {iso.zsun:g})"
+                         ) from None
+
+
+def _z_in_grid(iso, logzsol):
+    """Whether ``logzsol`` (log10 Z / Zsun) is a Z in ``iso``'s range, as :meth:`check_z` rules."""
+    with np.errstate(over="ignore"):
+        try:
+            iso.check_z(iso.zsun * np.power(10.0, float(logzsol)))
+        except ValueError:
+            return False
+    return True
 
 
 def cli_isochrones(name, option="--isochrones"):

@@ -31,7 +31,8 @@ def test_z_and_logzsol_together_name_the_options(command, tmp_path, capsys):
 
 @pytest.mark.parametrize("family", ["parsec", "padova"])
 def test_cli_logzsol_follows_the_python_rule(family):
-    """--logzsol is converted by ssp_spectrum's own rule (_resolve_z), range-checked in the same words."""
+    """--logzsol is converted by ssp_spectrum's own rule (_resolve_z), range-checked by it; a value outside
+    is named as typed (--logzsol 5, not the Z = 1520 it makes)."""
     from smnet_sps.isochrones import resolve_isochrones
     from smnet_sps.ssp import _resolve_z, cli_metallicities
 
@@ -40,8 +41,10 @@ def test_cli_logzsol_follows_the_python_rule(family):
     np.testing.assert_array_equal(got, _resolve_z(iso, None, np.array([-0.5, 0.0])))
     assert cli_metallicities(argparse.Namespace(Z=0.004, logzsol=None), iso).tolist() == [0.004]
     assert cli_metallicities(argparse.Namespace(Z=None, logzsol=None), iso) is None
-    with pytest.raises(ValueError, match=r"outside the .* isochrone grid: valid Z"):
+    with pytest.raises(ValueError, match=r"--logzsol 5 outside the .* isochrone grid: valid --logzsol"):
         cli_metallicities(argparse.Namespace(Z=None, logzsol=[5.0]), iso)
+    with pytest.raises(ValueError, match=r"Z = 0.5 outside the .* isochrone grid: valid Z"):
+        cli_metallicities(argparse.Namespace(Z=0.5, logzsol=None), iso)
 
 
 @pytest.mark.parametrize("extra, named", [

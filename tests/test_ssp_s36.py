@@ -182,3 +182,24 @@ def test_ssp_fits_states_the_unlit_stars_below_the_isochrone(monkeypatch, tmp_pa
         assert h["UNCOVMHI"] == (unc[1] if unc else h["IMFMLOW"])
     assert whole.meta["mass_uncovered"] == 0 and part.meta["mass_uncovered"] > 0.2
     assert 0.4 < part.meta["uncovered_mass_range"][1] < 0.5
+
+
+@pytest.mark.parametrize("command", ["ssp", "ssp-grid"])
+@pytest.mark.parametrize("value", ["5", "-9", "1e300"])
+def test_cli_logzsol_out_of_range_names_the_logzsol_typed(capsys, tmp_path, command, value):
+    """`smnet-sps ssp --logzsol 5` said 'Z = 1520 outside the parsec isochrone grid', a number the user never
+    typed. The error now names the option and value typed and the valid --logzsol range (and --Z's); a
+    --Z outside still speaks in Z."""
+    from smnet_sps.cli import main
+    from smnet_sps.isochrones import resolve_isochrones
+
+    iso = resolve_isochrones("parsec")
+    age = ["--age", "1Gyr"] if command == "ssp" else ["--ages", "1Gyr"]
+    out = ["--out", str(tmp_path / "g.npz")] if command == "ssp-grid" else []
+    assert main([command, *age, f"--logzsol={value}", "--generator", "blackbody", *out]) == 1
+    err = capsys.readouterr().err
+    assert f"--logzsol {float(value):g} outside the parsec isochrone grid: valid --logzsol is " \
+           f"{iso.logzsol_range_text()}" in err, err
+    assert "Z = " not in err
+    assert main([command, *age, "--Z=5", "--generator", "blackbody", *out]) == 1
+    assert "Z = 5 outside the parsec isochrone grid" in capsys.readouterr().err
