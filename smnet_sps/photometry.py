@@ -1333,6 +1333,13 @@ def _with_comment_header(table):
     return out
 
 
+def _dask_options_given(args):
+    """The Dask options of ``mags`` given on the command line (they apply to Parquet --points tables only)."""
+    return [name for name, given in (("--workers", getattr(args, "workers", None) is not None),
+                                     ("--scheduler", getattr(args, "scheduler", None) is not None),
+                                     ("--chunk-rows", args.chunk_rows != 100_000)) if given]
+
+
 def _cli_points_table(args):
     """``smnet-sps mags --points stars.csv`` (or .ecsv / .fits / .txt, gzipped too): each star's absolute
     magnitudes in this process, written as a table (--out, default <table>_mags.ecsv) beside the input
@@ -1343,9 +1350,7 @@ def _cli_points_table(args):
     from .output_files import check_outputs, suffix_of
     from .star_tables import points_magnitudes, read_points_table
     refuse_ssp_options(args)
-    dask_only = [name for name, given in (("--workers", getattr(args, "workers", None) is not None),
-                                          ("--scheduler", getattr(args, "scheduler", None) is not None),
-                                          ("--chunk-rows", args.chunk_rows != 100_000)) if given]
+    dask_only = _dask_options_given(args)
     if dask_only:
         raise ValueError(f"{', '.join(dask_only)} apply to Parquet --points tables (run on Dask); a CSV, "
                          "ECSV or FITS table is computed in this process")
@@ -1397,9 +1402,7 @@ def _cli_mags(args):
     if args.points:                             # Parquet: chunk by chunk on Dask (smnet_sps.distributed)
         from .distributed import cli_points_mags
         return cli_points_mags(args)
-    points_only = [name for name, given in (("--workers", getattr(args, "workers", None) is not None),
-                                            ("--scheduler", getattr(args, "scheduler", None) is not None),
-                                            ("--chunk-rows", args.chunk_rows != 100_000)) if given]
+    points_only = _dask_options_given(args)
     if points_only:
         # they were silently ignored (an unreachable --scheduler ran in-process with exit status 0)
         raise ValueError(f"{', '.join(points_only)} apply to --points tables only; SSP magnitudes run in "
