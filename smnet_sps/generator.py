@@ -207,13 +207,18 @@ def column_quantity(value, name, expected, time=False):
     'percent', '1e-17 erg/s/cm2/Angstrom') is parsed again as the fit CLI reads it
     (:func:`smnet_sps.medium._reparse_unit`); one that still cannot be read is refused, the error naming
     ``expected``, what the caller's parameter takes (e.g. "a wavelength (e.g. u.AA, u.nm)"). ``time``: the
-    caller expects a time, where an age column's FITS TUNIT 'Gy' means Gyr, not the gray."""
+    caller expects a time, where an age column's FITS TUNIT 'Gy' means Gyr, not the gray. A Quantity whose
+    unit astropy did not read (``QTable.read`` of such a file) is parsed again the same way (it failed in the
+    first arithmetic: "The unit 'nanomaggies' is unrecognized")."""
     unit = getattr(value, "unit", None)
     if unit is None:
         return value
     from astropy.table import Column
-    if not isinstance(value, Column):
+    unread_quantity = isinstance(value, u.Quantity) and isinstance(unit, u.UnrecognizedUnit)
+    if not (isinstance(value, Column) or unread_quantity):
         return value
+    if unread_quantity:
+        value = value.value
     from .medium import _reparse_unit
     unit = _reparse_unit(unit, time)       # these were refused, where their numbers had been used before
     if isinstance(unit, u.UnrecognizedUnit):

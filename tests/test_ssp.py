@@ -377,6 +377,9 @@ def test_an_age_column_in_fits_gy_is_read_as_gyr_where_a_time_is_expected(tmp_pa
     expected = tabular_sfh(age, np.ones(4), 13.0).mass_formed()
     assert tabular_sfh(t["Gy"], np.ones(4), 13.0).mass_formed() == pytest.approx(expected, rel=1e-12)
     assert tabular_sfh(t["My"], np.ones(4), 13.0).mass_formed() == pytest.approx(expected, rel=1e-12)
+    from astropy.table import QTable
+    q = QTable.read(path)           # a QTable column: a Quantity with the unit astropy did not read
+    np.testing.assert_allclose(parse_age(q["Gy"][1:]), np.log10(age[1:] * 1e9), rtol=1e-12)
     assert _reparse_unit(t["Gy"].unit) == u.Gy                      # not a time expected: the gray
     with pytest.raises(ValueError, match="read as the gray.*write 'Gyr'"):
         parse_age(5.0 * u.Gy)
