@@ -542,7 +542,11 @@ def _architecture_mismatch(ckpt_path, ck, arch, arch_kwargs, grid):
         give.append("the --grid it was trained on")
     elif not diffs:          # the grid's pixel count or libraries (n_wave, n_libraries) with one sha256
         diffs.append(f"{ck['arch']} {theirs} in the checkpoint, {arch} {arch_kwargs} now")
-    advice = f"resume with {' '.join(give)}" if give else "resume with the checkpoint's options"
+    options_given = " ".join(g for g in give if g.startswith("--"))
+    grid_given = [g for g in give if not g.startswith("--")]
+    # "resume with --width 16 the --grid it was trained on" read as one option: the grid joined by "and"
+    advice = ("resume with " + " and ".join(filter(None, [options_given, *grid_given])) if give
+              else "resume with the checkpoint's options")
     return (f"--resume: {ckpt_path} was written for another network or grid ({'; '.join(diffs)}); {advice}, "
             "or train into a new --out")
 
@@ -685,6 +689,9 @@ def _sole_training_in(out):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            # the folder is the other run's, even if this call saw it missing a moment before it was made
+            # (two runs started together): removing it would leave that run writing an unlocked folder
+            made = []
             raise ValueError(f"{str(out)!r}: another training (smnet-sps train or train()) is writing "
                              "this model folder now; two runs in one folder overwrite each other's "
                              "checkpoint and model files. Wait for it to end (then --resume it or "

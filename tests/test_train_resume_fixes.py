@@ -828,6 +828,10 @@ def test_a_resume_with_another_network_or_grid_names_the_options_to_give(synth_g
                                          r".*other\.h5 [0-9a-f]{12}\.\.\.\); "
                                          r"resume with the --grid it was"):
         train(other, model_copy, resume=True, **TINY)
+    # both at once: the options, then "and" the grid (it read "resume with --width 16 the --grid it was ...")
+    bare = {k: v for k, v in TINY.items() if k not in ("width", "depth")}
+    with pytest.raises(ValueError, match=r"resume with --width 16 --depth 1 and the --grid it was trained"):
+        train(other, model_copy, resume=True, **bare)
 
 
 def test_a_model_folder_named_like_a_shipped_generator_is_not_taken_silently(trained, tmp_path, monkeypatch):
@@ -931,3 +935,26 @@ def test_a_resume_with_nothing_left_to_train_says_so(synth_grid, tmp_path, capsy
     assert train(synth_grid, timed, resume=True, minutes=float("inf"), epochs=run + 2,
                  **TINY)["training"]["epochs_run"] == run + 2
     assert "nothing to train" not in capsys.readouterr().out
+
+
+def test_a_refused_training_never_removes_the_folder_the_running_one_holds(tmp_path, monkeypatch):
+    """Two runs started together: B saw the folder missing, A made and locked it, B was refused on the lock
+    and then removed the (still empty) folder as one it had made, so A wrote an unlocked folder and a third
+    run got in. A refused run now leaves the folder alone."""
+    pytest.importorskip("fcntl")
+    from pathlib import Path
+
+    from smnet_sps.train import _sole_training_in
+    out = tmp_path / "race" / "model"
+    with _sole_training_in(out):                      # run A holds the lock on the folder it made
+        real_exists = Path.exists
+        # run B's look before A made the folder: both missing
+        monkeypatch.setattr(Path, "exists", lambda p: False if p in (out, out.parent) else real_exists(p))
+        with pytest.raises(ValueError, match="another training"):
+            with _sole_training_in(out):
+                pass
+        monkeypatch.setattr(Path, "exists", real_exists)
+        assert out.is_dir()                           # A's folder is still there, still locked
+        with pytest.raises(ValueError, match="another training"):
+            with _sole_training_in(out):
+                pass
