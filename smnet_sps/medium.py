@@ -285,21 +285,23 @@ def spectral_density_kind(unit, per=DENSITY_PER):
     counts, per pixel, a magnitude."""
     if unit is None or isinstance(unit, u.FunctionUnitBase):
         return None, None
-    if u.get_current_unit_registry().equivalencies:
-        # is_equivalent also uses globally enabled equivalencies (u.set_enabled_equivalencies): a result
-        # found with them (per sr read as plain under dimensionless_angles) must not be cached for outside
-        return _density_kind.__wrapped__(unit, tuple(per))
+    # is_equivalent also uses globally enabled equivalencies (u.set_enabled_equivalencies): a result found
+    # with them (per sr read as plain under dimensionless_angles) must not serve outside them, so they are
+    # part of the key (skipping the cache then made it useless after `import bagpipes`, which enables the
+    # redshift equivalency for good)
+    enabled = tuple((str(a), str(b), id(f), id(g)) for a, b, f, g in
+                    u.get_current_unit_registry().equivalencies)
     try:
-        return _density_kind(unit, tuple(per))
+        return _density_kind(unit, tuple(per), enabled)
     except TypeError:                       # an unhashable unit-like argument: not cached
-        return _density_kind.__wrapped__(unit, tuple(per))
+        return _density_kind.__wrapped__(unit, tuple(per), enabled)
 
 
 @functools.lru_cache(maxsize=256)
-def _density_kind(unit, per):
-    """:func:`spectral_density_kind`, cached per unit: its up to 16 astropy equivalence tests took ~2 ms, on
-    every magnitudes() call (four times each) of a fitter's loop. Not used while global equivalencies are
-    enabled (they change the answer)."""
+def _density_kind(unit, per, enabled=()):
+    """:func:`spectral_density_kind`, cached per unit and the globally enabled equivalencies (``enabled``, a
+    key only: they change the answer): its up to 16 astropy equivalence tests took ~2 ms, on every
+    magnitudes() call (four times each) of a fitter's loop."""
     unit = _maggies_as_jy(unit)
     products = [u.one]
     for factor in per:

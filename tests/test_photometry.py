@@ -1251,6 +1251,16 @@ def test_repeated_magnitudes_classify_the_flux_unit_once(monkeypatch):
     monkeypatch.undo()
     assert len(tests) <= 4
     assert np.array_equal(first["sdss2010-g"], again["sdss2010-g"])
+    # also with an equivalency enabled for good, as `import bagpipes` does (the redshift one): the cache was
+    # skipped whenever any was enabled, so the full suite (bagpipes imported earlier) saw 23 tests here
+    with u.add_enabled_equivalencies(u.dimensionless_angles()):
+        magnitudes(spec, ["sdss2010-g"], redshift=0.5)
+        tests.clear()
+        monkeypatch.setattr(u.UnitBase, "is_equivalent",
+                            lambda self, *a, **k: tests.append(self) or real(self, *a, **k))
+        magnitudes(spec, ["sdss2010-g"], redshift=0.5)
+        monkeypatch.undo()
+    assert len(tests) <= 4
     assert spectral_density_kind(SSP_UNIT) == ("luminosity", u.one)
     assert spectral_density_kind(SSP_UNIT / u.M_sun) == ("luminosity", u.M_sun)
     assert spectral_density_kind(u.Unit("MJy / sr")) == ("flux", u.sr)
