@@ -1607,8 +1607,9 @@ def add_cli(subparsers):
                         "--system (stated in the table's meta and column descriptions)")
     p.add_argument("--points", default=None,
                    help="table of stars (teff [K], logg, logz ([M/H]), and L [L_sun] or logl, not both): "
-                        "absolute magnitudes (10 pc) of each star. A CSV, ECSV or FITS table (.csv, .ecsv, "
-                        ".fits, .fit) is computed in this process and written with its columns as a table "
+                        "absolute magnitudes (10 pc) of each star. A CSV, ECSV, FITS or text table (.csv, "
+                        ".ecsv, .fits, .fit, .txt, .dat; gzipped too) is computed in this process and "
+                        "written with its columns as a table "
                         "(--out .ecsv/.csv/.txt/.fits, default <table>_mags.ecsv); a Parquet file or folder "
                         "is written chunk by chunk on Dask (smnet-sps[dask]) to the Zarr store --out "
                         "(default <table>_mags.zarr)")
