@@ -689,19 +689,10 @@ def test_every_option_of_every_command_says_what_it_is():
     grid info FILE; calibrate --seed; fit --uncertainty): every argument of every command has a help text."""
     import argparse
 
-    from smnet_sps.cli import build_parser
-
-    silent = []
-
-    def walk(parser, name):
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for sub_name, sub in action.choices.items():
-                    walk(sub, f"{name} {sub_name}")
-            elif not isinstance(action, argparse._HelpAction) and not (action.help or "").strip():
-                silent.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
-
-    walk(build_parser(), "smnet-sps")
+    from test_cli_options import _options
+    silent = [f"{name} {'/'.join(strings) or action.dest}"
+              for name, strings, action in _options(skip=(argparse._HelpAction,))
+              if not (action.help or "").strip()]
     assert not silent, silent
 
 

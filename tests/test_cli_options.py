@@ -63,8 +63,9 @@ def test_train_refuses_the_other_architectures_options(extra, named, tmp_path, c
     assert not (tmp_path / "m" / "config.json").exists()
 
 
-def _options():
-    """(command, option strings, action) of every option of every command."""
+def _options(skip=(argparse._HelpAction, argparse._VersionAction)):
+    """(command, option strings, action) of every option of every command, but actions of the ``skip``
+    types (also used by tests/test_cli_hardening.py)."""
     from smnet_sps.cli import build_parser
 
     found = []
@@ -74,7 +75,7 @@ def _options():
             if isinstance(action, argparse._SubParsersAction):
                 for sub_name, sub in action.choices.items():
                     walk(sub, f"{name} {sub_name}")
-            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            elif not isinstance(action, skip):
                 found.append((name, action.option_strings, action))
 
     walk(build_parser(), "smnet-sps")
