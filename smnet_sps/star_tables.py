@@ -15,9 +15,10 @@ import numpy as np
 from astropy import units as u
 from astropy.table import Column, Table
 
-from .backend import STATUS, _trapz_weights, star_rule
+from .backend import STATUS, _log_value, _trapz_weights, star_rule
 from .constants import L_SUN, LLAM_UNIT
-from .generator import _check_count, _quiet_coverage, validate_parameters
+from .generator import (_check_count, _logg_value, _logz_value, _quiet_coverage, _teff_value, column_quantity,
+                        validate_parameters)
 from .output_files import provenance, suffix_of
 from .filters import resolve_filters
 from .photometry import _system, add_colors, magnitudes, parse_colors
@@ -73,19 +74,34 @@ def check_points_columns(columns):
     return cols
 
 
-def _points_column(table, name, unit):
-    """Column ``name`` as floats in ``unit`` (None: a plain number or a logarithmic quantity such as dex);
-    a masked entry (an empty CSV cell) is NaN, which the row check then names."""
+def _points_column(table, name):
+    """Column ``name`` of a table of stars as floats: ``teff`` [K], ``logg`` [log10 cm s^-2], ``logz`` [dex],
+    ``logl`` [log10 L/L_sun] or ``L`` [L_sun]. A column with a unit is read by the generators' own rules
+    (:func:`smnet_sps.generator.column_quantity`: a FITS TUNIT astropy does not parse, 'Kelvin', 'Lsun',
+    'solLum', is parsed again; one that still cannot be read, or does not convert, is a ValueError naming the
+    column); a plain number is in the unit above. A masked entry (an empty CSV cell) is NaN, which the row
+    check then names."""
     col = table[name]
-    values = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan) if hasattr(col, "mask") else None
-    values = np.asarray(col, float) if values is None else values
-    have = getattr(col, "unit", None)
-    if unit is None or have is None or have == u.dimensionless_unscaled:
-        return values
-    try:
-        return (values * have).to_value(unit)
+    unit = getattr(col, "unit", None)
+    if hasattr(col, "mask"):              # column_quantity's np.asarray would use what lies under the mask
+        col = Column(np.ma.filled(np.ma.asarray(col, dtype=float), np.nan), unit=unit)
+    if name == "teff":                    # temperature equivalencies: deg_C converts, angle 'deg' is refused
+        return np.asarray(_teff_value(col), float)
+    if name == "logg":
+        return np.asarray(_logg_value(col), float)
+    if name == "logz":
+        return np.asarray(_logz_value(col), float)
+    if name == "logl":
+        return np.asarray(_log_value(col, "logl", u.L_sun, "log10(L / L_sun)"), float)
+    lum = column_quantity(col, "L", "a luminosity (e.g. u.L_sun, erg / s)")
+    if not isinstance(lum, u.Quantity) or lum.unit == u.dimensionless_unscaled:
+        return np.asarray(lum, float)     # plain numbers: L_sun
+    try:                                  # a linear luminosity, or a dex(L_sun) one (a log L in this column)
+        return np.asarray(lum.to_value(u.L_sun), float)
     except u.UnitConversionError:
-        raise ValueError(f"points column {name!r} is in {have}, which does not convert to {unit}") from None
+        raise ValueError(f"points column 'L' is in {lum.unit}, which is not a luminosity (L_sun, erg / s, "
+                         "W, or dex(L_sun)); a log10(L / L_sun) in plain dex goes in a column "
+                         "'logl'") from None
 
 
 def points_magnitudes(points, filters, system="AB", *, generator=None, colors=None, batch_size=4096,
@@ -101,7 +117,8 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     points : astropy Table (or anything ``Table()`` takes: a dict of columns, a pandas DataFrame), or the
         path of a CSV, ECSV or FITS table; columns ``teff`` [K], ``logg``, ``logz`` ([M/H], dex) and ``L``
         [L_sun] or ``logl`` = log10 L/L_sun (one of them). A column with a unit (ECSV, FITS) is converted
-        (``teff`` to K, ``L`` to L_sun). Other columns are kept in the result.
+        as the generators read it (``teff`` to K, ``L`` to L_sun, a linear ``logl`` or ``logg`` to its log;
+        :func:`_points_column`). Other columns are kept in the result.
     filters : filter names, files or ``SpectralElement``s (a list, or a comma-separated string)
     system : "AB", "ST" or "Vega"
     generator : None / "default" (the shipped model), "blackbody", a model path, or a loaded Generator
@@ -134,10 +151,9 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     if clash:
         raise ValueError(f"points table already has column(s) {', '.join(clash)}, which the result adds; "
                          "rename them")
-    lum = (_points_column(points, "L", u.L_sun) if "L" in cols
-           else 10.0 ** _points_column(points, "logl", None))
-    block = np.column_stack([_points_column(points, "teff", u.K), _points_column(points, "logg", None),
-                             _points_column(points, "logz", None), lum]) if len(points) else np.empty((0, 4))
+    lum = _points_column(points, "L") if "L" in cols else 10.0 ** _points_column(points, "logl")
+    block = np.column_stack([_points_column(points, "teff"), _points_column(points, "logg"),
+                             _points_column(points, "logz"), lum]) if len(points) else np.empty((0, 4))
     batch_size = _check_count(batch_size, "batch_size", 1, "stars per generator pass")
     from .ssp import resolve_generator
     gen = resolve_generator(generator, device)

@@ -61,12 +61,56 @@ def test_points_table_errors_name_the_columns(blackbody, tmp_path):
     bad = dict(STARS, teff=[5772.0, np.nan, 6530.0])
     with pytest.raises(ValueError, match="teff is not finite at row 1"):
         points_magnitudes(Table(bad), BANDS, generator=blackbody)
-    with pytest.raises(ValueError, match="does not convert to K"):
+    with pytest.raises(ValueError, match=r"teff must be a temperature \(K\), got unit m"):
         t = Table(STARS)
         t["teff"].unit = u.m
         points_magnitudes(t, BANDS, generator=blackbody)
     with pytest.raises(ValueError, match=r"\.csv, \.ecsv, \.fits, \.fit.*Parquet"):
         points_magnitudes(tmp_path / "stars.xlsx", BANDS, generator=blackbody)
+
+
+def test_points_columns_read_by_the_generators_unit_rules(blackbody, tmp_path):
+    """A column's unit is read as the generators read it (column_quantity, _teff_value, _logg_value,
+    _log_value): a FITS TUNIT 'Lsun' / 'Kelvin' was refused ("The unit 'Lsun' is unrecognized"), a Teff in
+    deg_C "does not convert to K", a logl column in L_sun (linear) was taken as the log (M_V off by -2.5 to
+    -419 mag) and a logg in m / s^2 as the log ("outside the physical domain"). All give the plain table's
+    magnitudes now; an angle 'deg' or an unknown unit is still a ValueError naming the column."""
+    from astropy.io import fits
+    ref = np.asarray(points_magnitudes(Table(STARS), BANDS, generator=blackbody)["M_bessell-V"])
+
+    def mags(table):
+        return np.asarray(points_magnitudes(table, BANDS, generator=blackbody)["M_bessell-V"])
+
+    def fits_table(teff_unit, lum_unit, lum=STARS["L"]):
+        cols = [fits.Column(name="teff", format="D", array=STARS["teff"], unit=teff_unit),
+                fits.Column(name="logg", format="D", array=STARS["logg"], unit="dex"),
+                fits.Column(name="logz", format="D", array=STARS["logz"]),
+                fits.Column(name="L", format="D", array=lum, unit=lum_unit)]
+        fits.BinTableHDU.from_columns(cols).writeto(tmp_path / "s.fits", overwrite=True)
+        return tmp_path / "s.fits"
+
+    for teff_unit, lum_unit in (("K", "Lsun"), ("Kelvin", "solLum"), ("K", "L_sun")):
+        assert np.allclose(mags(fits_table(teff_unit, lum_unit)), ref, rtol=0, atol=1e-9), teff_unit
+    erg = fits_table("K", "erg/s", (np.asarray(STARS["L"]) * u.L_sun).to_value(u.erg / u.s))
+    assert np.allclose(mags(erg), ref, rtol=0, atol=1e-9)
+    celsius = Table(STARS)
+    celsius["teff"] = (np.asarray(STARS["teff"]) * u.K).to(u.deg_C, u.temperature())
+    assert np.allclose(mags(celsius), ref, rtol=0, atol=1e-9)
+    linear_logl = Table(STARS)
+    linear_logl["logl"] = np.asarray(STARS["L"]) * u.L_sun             # a luminosity in a logl column
+    del linear_logl["L"]
+    assert np.allclose(mags(linear_logl), ref, rtol=0, atol=1e-9)
+    accel = Table(STARS)
+    accel["logg"] = (10 ** np.asarray(STARS["logg"]) * u.cm / u.s ** 2).to(u.m / u.s ** 2)
+    assert np.allclose(mags(accel), ref, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match=r"teff must be a temperature \(K\), got unit deg"):
+        mags(fits_table("deg", "Lsun"))                              # FITS 'deg' is the angle
+    with pytest.raises(ValueError, match=r"L: its column's unit 'Lsol' is not one astropy knows"):
+        mags(fits_table("K", "Lsol"))
+    log_in_l = Table(STARS)
+    log_in_l["L"] = np.log10(STARS["L"]) * u.dex
+    with pytest.raises(ValueError, match=r"'L' is in dex, which is not a luminosity.*column 'logl'"):
+        mags(log_in_l)
 
 
 def test_cli_points_csv_without_dask_or_pyarrow(tmp_path, capsys):
