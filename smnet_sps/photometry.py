@@ -69,6 +69,11 @@ __all__ = ["magnitudes", "ssp_magnitudes", "ssp_photometry", "add_colors", "pars
            "BandWeights", "vega_spectrum", "sun_spectrum", "sun_absolute_magnitudes", "SYSTEMS", "add_cli"]
 
 SYSTEMS = ("AB", "ST", "Vega")
+#: the unit of a magnitude column in each system (every table: magnitudes, ssp_magnitudes, points_magnitudes,
+#: smnet-sps mags): AB and ST as astropy's function units, which convert to a flux; Vega as a plain ``mag``,
+#: as astropy has no Vega-referenced unit (synphot's VEGAMAG needs synphot to read back): the system is in
+#: ``meta["system"]`` (FITS keyword SYSTEM) and each column's description
+MAG_UNITS = {"AB": u.ABmag, "ST": u.STmag, "Vega": u.mag}
 VEGA_FILE = PACKAGE_DATA / "vega" / "alpha_lyr_stis_011.fits"
 SUN_FILE = PACKAGE_DATA / "sun" / "sun_reference_stis_001.fits"
 AU_CM = (1 * u.au).to_value(u.cm)
@@ -810,7 +815,7 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     if n_inf:
         warnings.warn(f"{n_inf} magnitude(s) are +inf: zero flux in the band (extrapolate=True)", UserWarning,
                       stacklevel=2)
-    unit = {"AB": u.ABmag, "ST": u.STmag, "Vega": u.mag}[system]
+    unit = MAG_UNITS[system]
     table = Table()
     for k, bw in enumerate(bands):
         table[bw.name] = Column(mags[:, k], unit=unit, description=f"{system} magnitude, photon counting")

@@ -21,7 +21,7 @@ from .generator import (_check_count, _logg_value, _logz_value, _quiet_coverage,
                         validate_parameters)
 from .output_files import provenance, suffix_of
 from .filters import resolve_filters
-from .photometry import _system, add_colors, magnitudes, parse_colors
+from .photometry import MAG_UNITS, _system, add_colors, magnitudes, parse_colors
 
 __all__ = ["points_magnitudes", "read_points_table", "check_points_columns", "stars_block",
            "POINTS_TABLE_FORMATS", "PARQUET_SUFFIXES"]
@@ -128,7 +128,8 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     Returns
     -------
     astropy.table.Table
-        The input columns, then ``M_<filter>`` (absolute magnitude at 10 pc, unit mag(AB) / mag(ST) / mag),
+        The input columns, then ``M_<filter>`` (absolute magnitude at 10 pc, unit mag(AB) / mag(ST) / a plain
+        mag for Vega, :data:`smnet_sps.photometry.MAG_UNITS`),
         ``inside`` (True where the star lies inside the generator's coverage; NaN magnitudes where its
         spectrum is unusable) and the colours; ``meta["system"]`` names the magnitude system.
 
@@ -159,7 +160,7 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     gen = resolve_generator(generator, device)
     out = stars_block(block, gen, "magnitudes", tuple(bp for _, bp in named), system, None, batch_size, "f8")
     table = Table(points, copy=True)
-    unit = {"AB": u.ABmag, "ST": u.STmag, "Vega": u.mag}[system]
+    unit = MAG_UNITS[system]                     # the unit magnitudes() and ssp_magnitudes give
     for k, (fname, _) in enumerate(named):
         table[f"M_{fname}"] = Column(out[:, k], unit=unit,
                                      description=f"absolute {system} magnitude (10 pc), photon counting")

@@ -198,3 +198,20 @@ def test_cli_points_parq_goes_to_the_parquet_path(tmp_path, capsys):
     assert main(["mags", "--points", str(tmp_path / "stars.parq"), "--filters", "sdss2010-r"]) == 1
     err = capsys.readouterr().err
     assert "stars.parq" in err and "a table of stars is read from" not in err
+
+
+def test_points_magnitude_units_are_those_of_every_magnitude_table(blackbody, tmp_path):
+    """`mags --points` writes the magnitude units of magnitudes() and the SSP tables (MAG_UNITS): mag(AB),
+    mag(ST), and a plain mag for Vega, whose system the meta and each column's description name."""
+    from smnet_sps.photometry import MAG_UNITS
+    Table(STARS).write(tmp_path / "stars.csv")
+    spec, _ = blackbody.spectra(np.asarray(STARS["teff"]) * u.K, logg=STARS["logg"], logz=STARS["logz"])
+    for system in ("AB", "ST", "Vega"):
+        out = tmp_path / f"{system}.ecsv"
+        assert main(["mags", "--points", str(tmp_path / "stars.csv"), "--filters", "bessell-V", "--system",
+                     system, "--model", "blackbody", "--out", str(out)]) == 0
+        back = Table.read(out)
+        assert back["M_bessell-V"].unit == MAG_UNITS[system] == magnitudes(spec, ["bessell-V"],
+                                                                            system=system)["bessell-V"].unit
+        assert back.meta["system"] == system
+        assert f"absolute {system} magnitude" in back["M_bessell-V"].description
