@@ -42,7 +42,8 @@ POINTS_COLUMNS_DOC = ("teff [K], logg [log10 cm s^-2], logz ([M/H], dex) and L [
 
 def read_points_table(path):
     """A table of stars from a CSV, ECSV, FITS or whitespace-separated text file, gzipped or not
-    (``astropy.table.Table.read``; the format from the extension, :data:`POINTS_TABLE_FORMATS`)."""
+    (``astropy.table.Table.read``; the format from the extension, :data:`POINTS_TABLE_FORMATS`); lines that
+    begin with '#' in a CSV are comments."""
     path = Path(path)
     fmt = POINTS_TABLE_FORMATS.get(suffix_of(path))
     if fmt is None:
@@ -51,9 +52,12 @@ def read_points_table(path):
                          f"got {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(f"points table not found: {path}")
+    # astropy's CSV reader takes '#' lines as data ("Number of header columns (2) inconsistent with data
+    # columns"): a CSV's '#' comment lines are skipped, as the other text formats skip them
+    kwargs = {"comment": "#"} if fmt == "ascii.csv" else {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=u.UnitsWarning)   # a FITS unit astropy does not parse
-        return Table.read(path, format=fmt)
+        return Table.read(path, format=fmt, **kwargs)
 
 
 def check_points_columns(columns):

@@ -215,3 +215,22 @@ def test_points_magnitude_units_are_those_of_every_magnitude_table(blackbody, tm
                                                                             system=system)["bessell-V"].unit
         assert back.meta["system"] == system
         assert f"absolute {system} magnitude" in back["M_bessell-V"].description
+
+
+def test_points_csv_with_comment_lines(blackbody, tmp_path):
+    """A CSV whose first lines are '#' comments (a title, the columns' units) was refused by astropy's CSV
+    reader ("Number of header columns (2) inconsistent with data columns in data line 0"), gzipped too; its
+    '#' lines are comments now, as in the .txt / .dat tables, and the stars give the plain table's
+    magnitudes."""
+    import gzip
+    ref = points_magnitudes(Table(STARS), BANDS, generator=blackbody)
+    lines = ["# my sample: Sun, Arcturus, Procyon", "# columns: name, teff [K], logg, logz, L [Lsun]",
+             "name,teff,logg,logz,L"]
+    lines += [",".join(str(STARS[c][i]) for c in STARS) for i in range(3)]
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    with gzip.open(tmp_path / "s.csv.gz", "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    for name in ("s.csv", "s.csv.gz"):
+        t = points_magnitudes(tmp_path / name, BANDS, generator=blackbody)
+        assert list(t["name"]) == STARS["name"], name
+        assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9), name
