@@ -78,6 +78,14 @@ def check_points_columns(columns):
     return cols
 
 
+def _is_number(value):
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _points_column(table, name):
     """Column ``name`` of a table of stars as floats: ``teff`` [K], ``logg`` [log10 cm s^-2], ``logz`` [dex],
     ``logl`` [log10 L/L_sun] or ``L`` [L_sun]. A column with a unit is read by the generators' own rules
@@ -87,6 +95,19 @@ def _points_column(table, name):
     check then names."""
     col = table[name]
     unit = getattr(col, "unit", None)
+    kind = np.asarray(col).dtype.kind
+    if kind == "b":
+        raise ValueError(f"points column {name!r} holds booleans (True / False), not numbers")
+    if kind not in "iuf":
+        # a text cell ('n/a', '--') made the whole column text: "could not convert string to float", which
+        # named neither the column nor the row
+        cells = np.ma.filled(np.ma.asarray(col), "nan") if hasattr(col, "mask") else np.asarray(col)
+        rows = [i for i, v in enumerate(cells) if not _is_number(v)]
+        if rows:
+            raise ValueError(f"points column {name!r} must hold numbers; row {rows[0]} is '{cells[rows[0]]}' "
+                             f"({len(rows)} such row(s)): leave a missing value empty or write nan (the "
+                             "row check then names it), or remove the row")
+        col = Column(np.asarray(cells, float), unit=unit)          # numbers written as text ('5772')
     if hasattr(col, "mask"):              # column_quantity's np.asarray would use what lies under the mask
         col = Column(np.ma.filled(np.ma.asarray(col, dtype=float), np.nan), unit=unit)
     if name == "teff":                    # temperature equivalencies: deg_C converts, angle 'deg' is refused
@@ -183,7 +204,7 @@ def check_luminosity(lum, offset=0):
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"L must be a positive finite luminosity [L_sun]; row {offset + i} has "
-                         f"L = {lum[i]!r}")
+                         f"L = {float(lum[i])!r}")
 
 
 def stars_block(block, gen, what, filters, system, distance_cm, batch_size, out_dtype, offset=0, n_wave=None):

@@ -234,3 +234,22 @@ def test_points_csv_with_comment_lines(blackbody, tmp_path):
         t = points_magnitudes(tmp_path / name, BANDS, generator=blackbody)
         assert list(t["name"]) == STARS["name"], name
         assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9), name
+
+
+def test_points_text_cells_name_their_column_and_row(blackbody, tmp_path):
+    """A text cell ('n/a', '--') in a numeric column was "could not convert string to float: np.str_('n/a')",
+    naming neither the column nor the row; now a ValueError names both, an empty cell is the row check's
+    (row named, plain nan), a boolean column is refused and numbers written as text are read."""
+    lines = ["teff,logg,logz,L", "5772,4.44,0.0,1.0", "4286,1.66,-0.52,n/a", "6530,4.0,-0.02,--"]
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"points column 'L' must hold numbers; row 1 is 'n/a' \(2 such row"):
+        points_magnitudes(tmp_path / "s.csv", BANDS, generator=blackbody)
+    (tmp_path / "e.csv").write_text("\n".join(lines[:2] + ["4286,1.66,-0.52,"]) + "\n")
+    with pytest.raises(ValueError, match=r"row 1 has L = nan$"):
+        points_magnitudes(tmp_path / "e.csv", BANDS, generator=blackbody)
+    with pytest.raises(ValueError, match="points column 'teff' holds booleans"):
+        points_magnitudes(Table(dict(STARS, teff=[True, True, False])), BANDS, generator=blackbody)
+    as_text = points_magnitudes(Table(dict(STARS, teff=[str(t) for t in STARS["teff"]])), BANDS,
+                                generator=blackbody)
+    ref = points_magnitudes(Table(STARS), BANDS, generator=blackbody)
+    assert np.allclose(as_text["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
