@@ -78,6 +78,19 @@ def check_points_columns(columns):
     return cols
 
 
+def _as_table(points):
+    """An astropy Table of a dict of columns, a pandas DataFrame (``Table()`` refuses one: "Data type
+    DataFrame not allowed to init Table"; ``Table.from_pandas``) or anything else ``Table()`` takes."""
+    if type(points).__module__.split(".")[0] == "pandas" and hasattr(points, "columns"):
+        names = [str(c) for c in points.columns]
+        twice = sorted({c for c in names if names.count(c) > 1})
+        if twice:                        # from_pandas failed with an AttributeError on them
+            raise ValueError(f"points table has more than one column named {', '.join(map(repr, twice))}; "
+                             "keep one")
+        return Table.from_pandas(points)
+    return Table(points)
+
+
 def _is_number(value):
     try:
         float(value)
@@ -166,7 +179,7 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     """
     if not isinstance(points, Table):
         is_path = isinstance(points, str) or hasattr(points, "__fspath__")
-        points = read_points_table(points) if is_path else Table(points)
+        points = read_points_table(points) if is_path else _as_table(points)
     cols = check_points_columns(points.colnames)
     taken = [c for c in cols if c.startswith("M_") or c == "inside"]
     system = _system(system)

@@ -253,3 +253,17 @@ def test_points_text_cells_name_their_column_and_row(blackbody, tmp_path):
                                 generator=blackbody)
     ref = points_magnitudes(Table(STARS), BANDS, generator=blackbody)
     assert np.allclose(as_text["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
+
+
+def test_points_from_a_pandas_dataframe(blackbody):
+    """points_magnitudes documents a pandas DataFrame, but Table() refuses one ("Data type <class
+    'pandas.DataFrame'> not allowed to init Table"): it is read with Table.from_pandas now and gives the
+    Table's magnitudes, its other columns kept; a duplicated column name is a ValueError naming it."""
+    pd = pytest.importorskip("pandas")
+    ref = points_magnitudes(Table(STARS), BANDS, generator=blackbody)
+    t = points_magnitudes(pd.DataFrame(STARS), BANDS, generator=blackbody)
+    assert list(t["name"]) == STARS["name"]
+    assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
+    frame = pd.DataFrame([[5772.0, 4.44, 0.0, 1.0, 2.0]], columns=["teff", "logg", "logz", "L", "L"])
+    with pytest.raises(ValueError, match="more than one column named 'L'"):
+        points_magnitudes(frame, BANDS, generator=blackbody)
