@@ -589,16 +589,25 @@ def _cmd_header_names(words):
     return None
 
 
+#: what a MIST isochrone file given as ``isochrones=`` is told (:func:`_cmd_table`)
+_MIST_FILE_HINT = (". This is a MIST isochrone file (MIST's web interpolator, .iso / .cmd), which is not "
+                   "read as a file: isochrones='mist' is the MIST v2.5 grid (optional package "
+                   "lachesis-grids: pip install 'smnet-sps[mist]')")
+
+
 def _cmd_table(path):
     """The needed columns of a CMD file as {CMD name: float array} and the line number of each row.
 
     Comment lines ('#') are skipped; the column header is the line whose first word (after any '#') is
     ``Zini`` (CMD 3.x) or whose first two are ``Z log(age/yr)`` (CMD 2.x, :data:`_CMD2_ALIASES`): CMD repeats
     it before every isochrone, and every copy must be the same."""
-    header, idx, cols, line_nos = None, None, [], []
+    header, idx, cols, line_nos, mist = None, None, [], [], False
     with _open_text(path) as fh:
         for line_no, line in enumerate(fh, 1):
             words = line.lstrip("#").split()
+            # a MIST web-interpolator file (.iso, .cmd: '# MIST version number', 'log10_isochrone_age_yr')
+            # was told only that it is "not a CMD output"
+            mist = mist or "log10_isochrone_age_yr" in words or "MIST version" in line
             names = _cmd_header_names(words)
             if names is not None:
                 if header is None:
@@ -622,7 +631,7 @@ def _cmd_table(path):
                                  "'# Zini' or 'Zini': Zini MH logAge Mini int_IMF Mass logL logTe logg label "
                                  "... (CMD 3.x), or with '# Z log(age/yr)': Z log(age/yr) M_ini M_act "
                                  "logL/Lo logTe logG ... stage (CMD 2.x)). A table in FSPS's format: "
-                                 "convert_fsps_isochrones")
+                                 "convert_fsps_isochrones" + (_MIST_FILE_HINT if mist else ""))
             if len(words) != len(header):
                 raise ValueError(f"{path}, line {line_no}: {len(words)} values for the header's "
                                  f"{len(header)} columns; a damaged or hand-edited file?")
@@ -635,7 +644,7 @@ def _cmd_table(path):
     if header is None:
         raise ValueError(f"{path}: no CMD column header (a line starting with '# Zini' or 'Zini', CMD 3.x, "
                          "or '# Z log(age/yr)', CMD 2.x); not an output of PARSEC's CMD web form "
-                         "(http://stev.oapd.inaf.it/cgi-bin/cmd)")
+                         "(http://stev.oapd.inaf.it/cgi-bin/cmd)" + (_MIST_FILE_HINT if mist else ""))
     if not cols:
         raise ValueError(f"{path}: a CMD header but no isochrone rows")
     data = np.array(cols, float)

@@ -529,3 +529,26 @@ def test_a_cmd_2x_file_gives_the_same_set_as_its_3x_twin(tmp_path, hashed):
     no_stage = [line if line.startswith("# ") else line.rsplit("\t", 1)[0] for line in _cmd2_lines(hashed)]
     with pytest.raises(ValueError, match=r"lacks \['label'\].*CMD 2\.x: .*stage"):
         read_cmd_isochrones(_write(tmp_path, no_stage, "nostage.dat"))
+
+
+def test_mist_iso_file_is_told_to_use_the_mist_family(tmp_path):
+    """A MIST web-interpolator isochrone file (.iso) given as isochrones= was told only "data before the
+    column header; not a CMD output file"; the error now says it is a MIST file, not read as a file, and
+    that isochrones='mist' is the MIST grid. A non-MIST file gets no such hint."""
+    from smnet_sps.isochrones import resolve_isochrones
+    names = ["EEP", "log10_isochrone_age_yr", "initial_mass", "star_mass", "log_Teff", "log_g", "log_L",
+             "[Fe/H]_init", "[Fe/H]", "phase"]
+    iso = ["# MIST version number  = 1.2", "# number of isochrones =    1", "# " + "  ".join(names),
+           "   202   9.0   0.5   0.5   3.60   4.7  -1.3  0.0  0.0  0",
+           "   300   9.0   1.0   1.0   3.76   4.4   0.0  0.0  0.0  0"]
+    (tmp_path / "mist.iso").write_text("\n".join(iso) + "\n")
+    with pytest.raises(ValueError, match=r"line 4: data before the column header.*This is a MIST isochrone "
+                                         r"file.*isochrones='mist'"):
+        resolve_isochrones(tmp_path / "mist.iso")
+    (tmp_path / "header_only.iso").write_text("\n".join(iso[:3]) + "\n")
+    with pytest.raises(ValueError, match=r"no CMD column header.*This is a MIST isochrone file"):
+        resolve_isochrones(tmp_path / "header_only.iso")
+    (tmp_path / "hand.csv").write_text("logAge,Z,mass,logL,logTeff,logg\n9.0,0.0152,1.0,0.0,3.76,4.4\n")
+    with pytest.raises(ValueError, match="data before the column header") as err:
+        resolve_isochrones(tmp_path / "hand.csv")
+    assert "MIST" not in str(err.value)
