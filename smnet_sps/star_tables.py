@@ -8,6 +8,7 @@ the same function as one Dask task per chunk for Parquet catalogues of 10^8-10^9
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -70,12 +71,27 @@ def check_points_columns(columns):
     if not ("L" in cols or "logl" in cols):
         missing.append("L or logl")
     if missing:
+        renames = _rename_hints(cols)
+        hint = f"; rename {', '.join(renames)}" if renames else ""
         raise ValueError(f"points table needs columns {POINTS_COLUMNS_DOC}; missing {', '.join(missing)} "
-                         f"(columns found: {', '.join(cols) or 'none'})")
+                         f"(columns found: {', '.join(cols) or 'none'}){hint}")
     if "L" in cols and "logl" in cols:
         raise ValueError("points table has both an L [L_sun] and a logl [log10 L/L_sun] column; give one of "
                          "them")
     return cols
+
+
+def _rename_hints(cols):
+    """Hints such as "'Teff' to 'teff'" for columns that are a points column but for case, a unit in
+    brackets ('Teff[K]', 'L (Lsun)') or an underscore ('log_g'); names are matched exactly, never renamed
+    silently."""
+    wanted = {"teff": "teff", "logg": "logg", "logz": "logz", "l": "L", "logl": "logl"}
+    hints = []
+    for col in cols:
+        key = re.sub(r"\s*[\[(].*$", "", col).replace("_", "").replace(" ", "").lower()
+        if key in wanted and col != wanted[key] and wanted[key] not in cols:
+            hints.append(f"{col!r} to {wanted[key]!r}")
+    return hints
 
 
 def _as_table(points):

@@ -69,6 +69,18 @@ def test_points_table_errors_name_the_columns(blackbody, tmp_path):
         points_magnitudes(tmp_path / "stars.xlsx", BANDS, generator=blackbody)
 
 
+def test_points_columns_named_as_catalogues_do_get_a_rename_hint(blackbody):
+    """'Teff', 'log_g', 'L[Lsun]' are refused (names are matched exactly) with the rename that would work."""
+    named = Table({"Teff": STARS["teff"], "log_g": STARS["logg"], "logz": STARS["logz"],
+                   "L[Lsun]": STARS["L"]})
+    with pytest.raises(ValueError, match=r"rename 'Teff' to 'teff', 'log_g' to 'logg', 'L\[Lsun\]' to 'L'$"):
+        points_magnitudes(named, BANDS, generator=blackbody)
+    # no hint for a column that only looks alike
+    alike = Table({k: STARS[k] for k in ("teff", "logg", "L")} | {"Logz2": STARS["logz"]})
+    with pytest.raises(ValueError, match=r"\(columns found: teff, logg, L, Logz2\)$"):
+        points_magnitudes(alike, BANDS, generator=blackbody)
+
+
 def test_points_columns_read_by_the_generators_unit_rules(blackbody, tmp_path):
     """A column's unit is read as the generators read it (column_quantity, _teff_value, _logg_value,
     _log_value): a FITS TUNIT 'Lsun' / 'Kelvin' was refused ("The unit 'Lsun' is unrecognized"), a Teff in
