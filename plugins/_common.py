@@ -21,8 +21,10 @@ Each host then converts units and layout on its own side.
 """
 from __future__ import annotations
 
+import json
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,9 +114,29 @@ def _is_dsps_arrays(grid):
 def _get(grid, key):
     if grid is None:
         return None
-    if isinstance(grid, dict):
+    if isinstance(grid, Mapping):
+        # any mapping: a dict, or an .npz file as np.load opens it (an NpzFile, whose arrays are its keys,
+        # was said to miss 'ssp_lgmet')
         return grid.get(key)
     return getattr(grid, key, None)
+
+
+def _meta_dict(value):
+    """A grid's ``attrs`` / ``meta`` as a dict, or None: a dict as it is, the JSON text an ``.npz`` SSP grid
+    file stores them as (``save_ssp_grid``; a 0-d string array once read) decoded: it was dropped, and with
+    it the grid's solar Z and wavelength medium (a Padova grid's [M/H] came out +0.097 dex high, an air grid
+    was converted to air a second time, 1.4 A at 5000 A)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "US":
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("the SSP grid's attrs are text but not JSON; give them as a dict, or read the "
+                             "grid file with smnet_sps.ssp.load_ssp_grid(path)") from None
+    return value if isinstance(value, dict) else None
 
 
 def _as_1d_increasing(name, value, unit_hint):
@@ -136,8 +158,10 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     ----------
     grid : mapping or object, optional
         Anything with ``ssp_lgmet``, ``ssp_lg_age_gyr``, ``ssp_wave``, ``ssp_flux`` (keys or attributes);
-        explicit keyword arrays override it. A surviving-mass array is picked up under any of the names
-        ``surviving_mass``, ``ssp_surviving_mass``, ``ssp_mass``, ``mass_fraction``, ...
+        explicit keyword arrays override it. An ``.npz`` SSP grid file opened with ``np.load`` (or a dict of
+        it) works: its ``attrs``, JSON text there, are read as the grid's (solar Z, medium, LSF). A
+        surviving-mass array is picked up under any of the names ``surviving_mass``,
+        ``ssp_surviving_mass``, ``ssp_mass``, ``mass_fraction``, ...
     ssp_lgmet : array (n_met,), log10 Z (absolute)
     ssp_lg_age_gyr : array (n_age,), log10(age / Gyr)
     ssp_wave : array or Quantity (n_wave,), [Angstrom]
@@ -258,8 +282,8 @@ def as_ssp_arrays(grid=None, *, ssp_lgmet=None, ssp_lg_age_gyr=None, ssp_wave=No
     living = _mass_fraction("living_mass", living, expected[:2], "living stars")
     merged = {}
     for key in ("attrs", "meta"):             # SSPGrid.attrs (units, zsun, provenance) or a plain meta dict
-        extra = _get(grid, key)
-        if isinstance(extra, dict):
+        extra = _meta_dict(_get(grid, key))
+        if extra is not None:
             merged.update(extra)
     merged.update(meta or {})
     if is_dsps_ssp_data(grid) and "wavelength_medium" not in merged:

@@ -93,3 +93,27 @@ def test_h5_grid_read_into_a_dict_is_refused_as_l_nu(tmp_path):
     # the other way round: erg/s/A in place of L_sun/A
     with pytest.raises(ValueError, match="erg/s"):
         as_ssp_arrays({**per_angstrom, "ssp_flux": per_angstrom["ssp_flux"] * L_SUN})
+
+
+def test_npz_grid_file_keeps_its_solar_z_and_medium(tmp_path):
+    """An .npz SSP grid file (save_ssp_grid, `smnet-sps ssp-grid --out g.npz`) stores its attrs as JSON text.
+    np.load(path) was refused as missing 'ssp_lgmet', and a dict of it lost the attrs: a Padova grid's pPXF
+    [M/H] came out +0.097 dex high (zsun 0.0152 for 0.019), and an air grid written with medium="air" was
+    shifted a second time (-1.39 A at 5000 A). Both now give the file read with load_ssp_grid."""
+    from smnet_sps.medium import to_medium
+    from smnet_sps.ssp import load_ssp_grid, save_ssp_grid, ssp_grid
+    padova = ssp_grid([1e8, 1e9, 1e10], [0.008, 0.019], isochrones="padova", generator="blackbody",
+                      progress=False)
+    for name, g, medium in (("vac.npz", padova, "vacuum"), ("air.npz", to_medium(padova, "air"), "air")):
+        path = tmp_path / name
+        save_ssp_grid(g, path)
+        want = np.load(pb.write_sps_lib(tmp_path / f"want_{name}", load_ssp_grid(path), medium=medium))
+        assert np.allclose(want["metals"], np.log10(np.array([0.008, 0.019]) / 0.019))
+        with np.load(path) as opened:
+            for i, given in enumerate((opened, dict(opened))):
+                got = np.load(pb.write_sps_lib(tmp_path / f"got{i}_{name}", given, medium=medium))
+                np.testing.assert_allclose(got["metals"], want["metals"], rtol=0, atol=1e-12)
+                np.testing.assert_allclose(got["lam"], want["lam"], rtol=1e-12)
+                np.testing.assert_allclose(got["templates"], want["templates"], rtol=1e-12)
+    with pytest.raises(ValueError, match="attrs are text but not JSON"):
+        as_ssp_arrays({**dict(np.load(tmp_path / "vac.npz")), "attrs": np.array("zsun=0.019")})
