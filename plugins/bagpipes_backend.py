@@ -29,6 +29,9 @@ active, asking for ``"nebular"`` in ``model_components`` raises ``ValueError`` i
 from __future__ import annotations
 
 import contextlib
+import numbers
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -218,8 +221,9 @@ def use_smnet_grid(path):
 
     Patches ``bagpipes.config`` (``stellar_file``, ``metallicities``, ``wavelengths``, ``raw_stellar_ages``,
     ``live_frac``, ``raw_stellar_grid``, ``metallicity_bins``), which bagpipes' models read at construction
-    time, and makes nebular emission raise ``ValueError``. Undo with :func:`restore_bagpipes_grid`, or use
-    the context manager :func:`smnet_grid`.
+    time, makes nebular emission raise ``ValueError``, and has bagpipes' metallicity weights
+    (``chemical_enrichment_history``) warn about a metallicity outside the grid's range. Undo with
+    :func:`restore_bagpipes_grid`, or use the context manager :func:`smnet_grid`.
 
     Returns
     -------
@@ -229,7 +233,9 @@ def use_smnet_grid(path):
     -----
     UserWarning
         A grid of one metallicity: bagpipes gives every component its spectra, whatever ``metallicity`` the
-        component asks for (a free metallicity is degenerate).
+        component asks for (a free metallicity is degenerate). With several, a model built while the grid is
+        active warns (once) when a component asks for a metallicity outside the grid's range: bagpipes gives
+        it the spectra of the nearest edge.
 
     Raises
     ------
@@ -252,20 +258,53 @@ def use_smnet_grid(path):
     values = {"stellar_file": str(Path(path).resolve()), "metallicities": grid["metallicities"],
               "wavelengths": grid["wavelengths"], "raw_stellar_ages": grid["ages_yr"],
               "live_frac": grid["live_frac"], "raw_stellar_grid": images, "metallicity_bins": bins}
-    _saved_state.append(({k: getattr(config, k) for k in _CONFIG_KEYS}, mg.nebular))
+    ceh = importlib.import_module("bagpipes.models.chemical_enrichment_history").chemical_enrichment_history
+    _saved_state.append(({k: getattr(config, k) for k in _CONFIG_KEYS}, mg.nebular, ceh.__init__))
     for key, value in values.items():
         setattr(config, key, value)
     mg.nebular = _raise_nebular
-    if grid["metallicities"].size == 1:
+    if grid["metallicities"].size > 1:
+        ceh.__init__ = _warn_beyond_grid(ceh.__init__, grid["metallicities"], path)
+    else:
         # bagpipes gives the one bin weight 1 whatever a component asks for: a 'metallicity' (fixed or free
         # in a fit) was ignored without a word
-        import warnings
         zmet = float(grid["metallicities"][0])
         warnings.warn(f"{path} holds one metallicity (Z/Z_sun = {zmet:.4g}, Z = {zmet * grid['zsun']:.4g}): "
                       "every bagpipes component gets its spectra whatever 'metallicity' it asks for, so a "
                       "free metallicity in a fit is degenerate (fix it, or write a grid of several "
                       "metallicities)", UserWarning, stacklevel=2)
     return grid
+
+
+def _warn_beyond_grid(init, zmet, path):
+    """``chemical_enrichment_history.__init__`` that first warns (once per activation) when a component asks
+    for a metallicity (``metallicity``, ``metallicity1``, ... in Z / Z_sun) outside the grid's range: bagpipes
+    gives it the spectra of the nearest edge, so 2.5 and 1.5 made the same model on a grid ending at 1.5
+    (bagpipes' own grid reaches 5, and its examples' priors 2.5), without a word."""
+    init = getattr(init, "_smnet_original", init)       # nested activations: bagpipes' own method, once
+    lo, hi = float(zmet[0]), float(zmet[-1])
+    warned = []
+
+    def __init__(self, model_comp, sfh_weights, *args, **kwargs):
+        if not warned:
+            asked = [(comp, key, float(value)) for comp in sfh_weights if comp != "total"
+                     and isinstance(model_comp.get(comp), dict)
+                     for key, value in model_comp[comp].items()
+                     if re.fullmatch(r"metallicity\d*", key) and isinstance(value, numbers.Real)]
+            beyond = [a for a in asked if not lo * (1 - 1e-9) <= a[2] <= hi * (1 + 1e-9)]
+            if beyond:
+                warned.append(True)
+                comp, key, value = beyond[0]
+                warnings.warn(f"component {comp!r} asks for {key} = {value:g} (Z / Z_sun, bagpipes' Z_sun "
+                              f"= {BAGPIPES_ZSUN}), outside the grid's {lo:.4g}-{hi:.4g} ({path}): bagpipes "
+                              "gives it the spectra of the nearest edge, so every metallicity beyond it "
+                              "makes the same model (in a fit, limit the prior to this range, or write a "
+                              "grid that covers it); warned once per use_smnet_grid", UserWarning,
+                              stacklevel=2)
+        init(self, model_comp, sfh_weights, *args, **kwargs)
+
+    __init__._smnet_original = init
+    return __init__
 
 
 class _Image:
@@ -283,10 +322,12 @@ def restore_bagpipes_grid():
 
     from bagpipes import config
     mg = importlib.import_module("bagpipes.models.model_galaxy")
-    values, nebular = _saved_state.pop()
+    ceh = importlib.import_module("bagpipes.models.chemical_enrichment_history").chemical_enrichment_history
+    values, nebular, ceh_init = _saved_state.pop()
     for key, value in values.items():
         setattr(config, key, value)
     mg.nebular = nebular
+    ceh.__init__ = ceh_init
 
 
 @contextlib.contextmanager

@@ -77,12 +77,14 @@ def test_rejects_foreign_or_corrupt_files(tmp_path):
 
 
 def _bagpipes_state():
-    """bagpipes' grid as its models read it: the config values use_smnet_grid patches, the nebular hook."""
+    """bagpipes' grid as its models read it: the config values use_smnet_grid patches, the nebular hook and
+    the metallicity weights' constructor."""
     import importlib
 
     from bagpipes import config
     mg = importlib.import_module("bagpipes.models.model_galaxy")
-    return [getattr(config, k) for k in bb._CONFIG_KEYS] + [mg.nebular]
+    ceh = importlib.import_module("bagpipes.models.chemical_enrichment_history").chemical_enrichment_history
+    return [getattr(config, k) for k in bb._CONFIG_KEYS] + [mg.nebular, ceh.__init__]
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +120,38 @@ def test_grid_bagpipes_cannot_bin_is_refused_and_leaves_bagpipes_as_it_was(case,
             with bb.smnet_grid(legacy):
                 pass
         assert all(a is b for a, b in zip(_bagpipes_state(), outer))
+    assert all(a is b for a, b in zip(_bagpipes_state(), before))
+
+
+def test_a_metallicity_beyond_the_grid_is_flagged(grid_file):
+    """bagpipes gives a component whose metallicity lies outside the grid's Z / Z_sun range the spectra of
+    the nearest edge: on a grid ending at 1.5, metallicity 2.5 (the top of bagpipes' example priors; its own
+    grid reaches 5) made a model identical to 1.5, without a word. A model asking for it now warns, once per
+    activation; one inside the range does not, and leaving the grid restores bagpipes' own constructor."""
+    toy, path = grid_file
+    before = _bagpipes_state()
+    with bb.smnet_grid(path) as g:
+        zmet = g["metallicities"]
+        def model(z, name="burst"):
+            return bagpipes.model_galaxy({"redshift": 0.0, name: {"age": 1.0, "massformed": 10.0,
+                                                                  "metallicity": z}}).spectrum_full
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            inside = [model(z) for z in (zmet[0], zmet[-1], 0.5 * (zmet[0] + zmet[-1]))]
+            assert not [w for w in caught if "outside the grid" in str(w.message)]
+            beyond = model(1.7 * zmet[-1], "burst1")
+            model(0.5 * zmet[0])
+        ours = [str(w.message) for w in caught if "outside the grid" in str(w.message)]
+        assert len(ours) == 1 and f"component 'burst1' asks for metallicity = {1.7 * zmet[-1]:g}" in ours[0]
+        assert f"{zmet[0]:.4g}-{zmet[-1]:.4g}" in ours[0]
+        np.testing.assert_array_equal(beyond, inside[1])     # what the warning says: the edge's spectra
+        with pytest.warns(UserWarning, match="outside the grid"):          # a new activation warns again
+            with bb.smnet_grid(path):
+                model(0.5 * zmet[0])
+        with warnings.catch_warnings(record=True) as caught:   # the inner grid's wrapper is gone again
+            warnings.simplefilter("always")
+            model(zmet[-1])
+        assert not caught
     assert all(a is b for a, b in zip(_bagpipes_state(), before))
 
 
