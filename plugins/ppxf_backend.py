@@ -62,7 +62,8 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
         ``velscale`` km/s (:func:`smnet_sps.lsf.to_gaussian_lsf`), so that pPXF's sigma is the galaxy's own
         dispersion once the galaxy is degraded to the same FWHM. ``fwhm`` in the file is then this FWHM.
         A grid with NaN flux (an unfinished SSP store read with ``allow_incomplete``) is refused.
-    velscale : float [km/s], the log-lambda step for ``gaussian_fwhm`` (e.g. the galaxy's velscale)
+    velscale : float [km/s], the log-lambda step for ``gaussian_fwhm`` (e.g. the galaxy's velscale); only with
+        ``gaussian_fwhm`` (refused without it: sps_lib rebins the native grid with its own velscale)
     position_share : float in [0, 1], optional (with ``gaussian_fwhm``)
         Share of the sub-pixel position variance (pixel width^2 / 12) added to the templates' line profiles
         so that the fitted sigma is not inflated by the lines' unknown places inside the 20-A pixels;
@@ -115,6 +116,10 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     else:
         if position_share is not None:
             raise ValueError("position_share applies only with gaussian_fwhm (templates on a Gaussian LSF)")
+        if velscale is not None:        # sps_lib rebins with its own velscale: this one would do nothing
+            raise ValueError("velscale applies only with gaussian_fwhm (the log-lambda step of templates on "
+                             "a Gaussian LSF); without it give velscale to ppxf.sps_util.sps_lib / "
+                             "load_sps_lib")
         share = np.nan
         native, shape = template_lsf(ssp)
         if fwhm is None:

@@ -77,6 +77,10 @@ def test_bad_arguments(tmp_path, toy):
         pb.write_sps_lib(tmp_path / "x.npz", toy)
     with pytest.raises(FileNotFoundError):
         pb.load_sps_lib(tmp_path / "missing.npz", 300.0)
+    # velscale without gaussian_fwhm did nothing (sps_lib rebins with its own): refused, not ignored
+    with pytest.raises(ValueError, match="velscale applies only with gaussian_fwhm"):
+        pb.write_sps_lib(tmp_path / "v.npz", toy, velscale=70.0)
+    assert not (tmp_path / "v.npz").exists()
 
 
 def test_a_folder_given_as_path_is_refused_not_written_beside(tmp_path, toy):
