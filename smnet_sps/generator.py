@@ -466,8 +466,7 @@ class Generator(ABC):
         if not inside.all():
             n_out = int((~inside).sum())
             i = int(np.flatnonzero(~inside)[0])
-            where = (f"training box: {self.box.describe()}" if library is None
-                     else f"library {library!r} box: {self.library_boxes[library].describe()}")
+            where = self._outside_reason(teff[i], logg[i], logz[i], library)
             msg = (f"{n_out} of {inside.size} point(s) lie outside the coverage of generator '{self.name}'"
                    + (f" imitating {library!r}" if library is not None else "")
                    + f" (first: Teff={teff[i]:g} K, log g={logg[i]:g}, [M/H]={logz[i]:g}); {where}")
@@ -477,6 +476,34 @@ class Generator(ABC):
                 warnings.warn(msg + ". Their spectra are extrapolations; see the returned coverage flags.",
                               CoverageWarning, stacklevel=_user_stacklevel())
         return inside
+
+    def _coverage_boxes(self):
+        """The library boxes as the coverage flags use them (name -> :class:`ParameterBox`)."""
+        return self.library_boxes
+
+    def _outside_reason(self, teff, logg, logz, library=None):
+        """Why one point outside coverage is outside, with the boxes that count, for the warning / error.
+
+        Coverage is the union of the library boxes (not the overall box, which holds points no library
+        covers: 30,000 K, log g 8 lies inside "Teff 2000-180000 K, log g -1..8" and no library's box) and,
+        within a box, nearness to that library's training models (a hole of its grid is outside).
+        """
+        boxes = self._coverage_boxes()
+        if library is not None:
+            boxes = {library: boxes[library]}
+        elif not boxes:
+            return f"training box: {self.box.describe()}"
+        holding = [name for name, box in boxes.items() if box.contains(teff, logg, logz)]
+        listed = (f"library {library!r} box: {boxes[library].describe()}" if library is not None else
+                  "library boxes: " + "; ".join(f"{name}: {box.describe()}" for name, box in boxes.items()))
+        if holding:
+            return (f"it lies inside the box of {', '.join(holding)} but too far from "
+                    f"{'its' if len(holding) == 1 else 'their'} training models (a hole of the grid); "
+                    f"{listed}")
+        if library is not None:
+            return f"it lies outside that library's box; {listed}"
+        return (f"it lies in no library's box (coverage is their union, not the overall box "
+                f"{self.box.describe()}); {listed}")
 
     # ---- one batch ------------------------------------------------------------------------------
     def _check_library(self, library):

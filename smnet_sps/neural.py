@@ -910,6 +910,10 @@ class NeuralGenerator(_TorchGenerator):
         self._coverage_memo = (key, result)
         return result.copy()
 
+    def _coverage_boxes(self):
+        """The library boxes as coverage uses them: a single-metallicity box widened by its tolerance."""
+        return {name: _with_metallicity_tolerance(self.library_boxes[name]) for name in self.library_names}
+
     def _library_box_matrix(self, teff, logg, logz):
         """(n, n_libraries) bool: inside each library's box (single-metallicity boxes widened)."""
         lo = np.empty((len(self.library_names), 3))

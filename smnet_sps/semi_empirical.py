@@ -273,6 +273,9 @@ class SemiEmpiricalGenerator(Generator):
         self._check_library(library)
         return self.base.in_coverage(teff, logg, logz)
 
+    def _coverage_boxes(self):
+        return self.base._coverage_boxes()
+
     def target_fraction(self, teff):
         """The base model's (the correction only reshapes 3,540-7,410 A)."""
         return self.base.target_fraction(teff)

@@ -273,6 +273,26 @@ def test_imitation_coverage_is_its_own_librarys(tiny_model, default_generator):
         assert default_generator.in_coverage(1e5, 4.5, 0.0, library="ck04").tolist() == [False]
         assert default_generator.in_coverage(3e4, 4.0, 0.0, library="nextgen").tolist() == [False]
         assert default_generator.in_coverage(5777.0, 4.44, 0.0, library="ck04").tolist() == [True]
+
+
+def test_outside_coverage_message_says_why_the_point_is_outside(default_generator):
+    # a hot white dwarf (30 kK, log g 8) lies inside the overall box "Teff 2000-180000 K, log g -1..8", which
+    # the message quoted as if it were the coverage: it is in no library's box (CK04 and BaSeL stop at log g
+    # 5 / 5.5, CM87 starts at 60 kK), and the message must say so and list the boxes that count
+    with pytest.raises(ValueError) as err:
+        default_generator.surface_flux(30000.0, 8.0, 0.0, strict=True)
+    msg = str(err.value)
+    assert "in no library's box" in msg and "ck04: Teff 3500-50000 K, log g 0..5" in msg
+    assert "cm87: Teff 60000-180000 K, log g 4.5..8, [M/H] -0.25..0.25" in msg      # as coverage widens it
+    with pytest.warns(CoverageWarning, match="in no library's box"):
+        default_generator.surface_flux(30000.0, 8.0, 0.0)
+    # inside CK04's and BaSeL's boxes but in their hot low-gravity hole: named as a hole, not as "outside"
+    with pytest.raises(ValueError, match=r"inside the box of ck04, basel22 but too far from their training"):
+        default_generator.surface_flux(30000.0, 2.0, 0.0, strict=True)
+    with pytest.raises(ValueError, match=r"inside the box of ck04 but too far .*library 'ck04' box: Teff"):
+        default_generator.surface_flux(30000.0, 2.0, 0.0, strict=True, library="ck04")
+    with pytest.raises(ValueError, match=r"outside that library's box; library 'ck04' box"):
+        default_generator.surface_flux(30000.0, 8.0, 0.0, strict=True, library="ck04")
     with pytest.raises(ValueError, match="unknown library"):
         default_generator.in_coverage(5777.0, 4.44, 0.0, library="kurucz")
 
