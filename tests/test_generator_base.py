@@ -14,6 +14,25 @@ def test_blackbody_integrates_to_sigma_t4(blackbody):
     np.testing.assert_allclose(integral / (SIGMA_SB * teff**4), 1.0, rtol=0.01)
 
 
+def test_spectra_of_many_stars_hold_the_flux_once(blackbody):
+    # Spectrum(flux=flux * unit) copied the (n, n_wave) array: a call's peak memory was twice its result
+    # (2.4x for 30,000 stars of the default model, 706 MB for 293 MB); the batches' own work is small
+    import tracemalloc
+    teff = np.geomspace(3000.0, 30000.0, 4000)
+    blackbody.spectra(teff[:2], 4.0, 0.0)          # imports and caches outside the measurement
+    tracemalloc.start()
+    try:
+        spec, _ = blackbody.spectra(teff, 4.0, 0.0, batch_size=128)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    result = spec.flux.nbytes
+    assert result == teff.size * blackbody.wavelength.size * 8
+    assert peak < 1.5 * result, (peak, result)
+    flux, _ = blackbody.surface_flux(teff[:3], 4.0, 0.0)
+    np.testing.assert_array_equal(spec.flux.value[:3], flux)
+
+
 def test_spectra_returns_specutils_with_units(blackbody):
     spec, inside = blackbody.spectra([5000.0, 6000.0] * u.K, 4.4, 0.0)
     assert spec.flux.shape == (2, blackbody.wavelength.size)
