@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .constants import PARAMETER_DOMAINS
-from .medium import air_to_vacuum
+from .medium import _as_angstrom, air_to_vacuum
 
 __all__ = ["EmpiricalStars", "load_empirical", "ComparisonOperator", "EmpiricalScore", "COMPARISON_GRID",
            "COMPARISON_FWHM", "SHAPE_ORDER", "CLIP_SIGMA", "TEFF_CLASSES", "LOGG_SPLIT", "CLASS_NAMES",
@@ -301,16 +301,17 @@ class ComparisonOperator:
 
     Parameters
     ----------
-    pred_wavelength : ndarray, the prediction's pixel centres [A, vacuum, increasing]
-    obs_wavelength : ndarray, the observed pixel centres [A, vacuum, increasing]
+    pred_wavelength : ndarray [A] or Quantity, the prediction's pixel centres (vacuum, increasing)
+    obs_wavelength : ndarray [A] or Quantity, the observed pixel centres (vacuum, increasing)
     grid : ndarray, comparison points [A] (default :data:`COMPARISON_GRID`)
     fwhm : float or None, Gaussian FWHM [A]; None = max(:data:`COMPARISON_FWHM`, 2 x the prediction's step)
     """
 
     def __init__(self, pred_wavelength, obs_wavelength, grid=COMPARISON_GRID, fwhm=None):
         from scipy.special import ndtr
-        w = np.asarray(pred_wavelength, float)
-        ow = np.asarray(obs_wavelength, float)
+        # a Quantity axis in its unit (np.asarray read a Spectrum's axis in nm as Angstrom: scored, wrongly)
+        w = _as_angstrom(pred_wavelength, "pred_wavelength")[0]
+        ow = _as_angstrom(obs_wavelength, "obs_wavelength")[0]
         if w.ndim != 1 or w.size < 3 or np.any(np.diff(w) <= 0):
             raise ValueError("pred_wavelength must be a strictly increasing 1-d array of >= 3 pixels")
         if ow.ndim != 1 or ow.size < 3 or np.any(np.diff(ow) <= 0):
@@ -508,8 +509,9 @@ class EmpiricalScore:
 
 
 def score_spectra(name, pred_wavelength, pred_flux, stars, inside=None, fwhm=None):
-    """Score predictions ``pred_flux`` (n, n_pix) on ``pred_wavelength`` [A, vacuum] against ``stars`` (row i
-    against star i) -> :class:`EmpiricalScore`."""
+    """Score predictions ``pred_flux`` (n, n_pix) on ``pred_wavelength`` [A, vacuum; or a Quantity in any
+    wavelength unit, e.g. a Spectrum's ``spectral_axis``] against ``stars`` (row i against star i)
+    -> :class:`EmpiricalScore`."""
     pred_flux = np.atleast_2d(np.asarray(pred_flux, float))
     if pred_flux.shape[0] != len(stars):
         raise ValueError(f"pred_flux has {pred_flux.shape[0]} rows for {len(stars)} stars")

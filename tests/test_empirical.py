@@ -229,6 +229,21 @@ def test_invariant_to_a_smooth_factor(stars, default_generator):
     assert np.median(wobbly.score) > np.median(base.score) + 0.01
 
 
+def test_score_spectra_takes_a_spectrum_axis_in_its_unit(stars, default_generator):
+    """A Spectrum's spectral_axis in nm was read as Angstrom (np.asarray drops the unit): scored against the
+    wrong pixels, 1.67 % instead of 1.05 % median on the 20 fixture stars, without a word."""
+    from astropy import units as u
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec, _ = default_generator.spectra(stars.teff, stars.logg, stars.logz)
+    base = score_spectra("model", default_generator.wavelength, spec.flux.value, stars)
+    for axis in (spec.spectral_axis, spec.spectral_axis.to(u.nm), spec.spectral_axis.to(u.um)):
+        got = score_spectra("model", axis, spec.flux, stars)
+        np.testing.assert_allclose(got.score, base.score, rtol=1e-9)
+    with pytest.raises(ValueError, match="pred_wavelength must be a wavelength"):
+        score_spectra("model", default_generator.wavelength * u.s, spec.flux.value, stars)
+
+
 def test_model_beats_blackbody(stars, default_generator, blackbody):
     model = score_generator(default_generator, stars)
     bb = score_generator(blackbody, stars)
