@@ -106,11 +106,33 @@ RELEASED_META_TAU = {
 }
 
 
+# The libraries of the release's union models and their boxes (Teff [K], log g, [M/H] = logZ), as the
+# single-library meta files give them (shared/smnet_official/CHECKPOINT_FORMAT.md). A union model's meta box
+# is their bounding box, which holds large regions no library computed (a 5,000 K star at log g 8, a 100 kK
+# one at log g 1): its coverage is the union of these boxes, as for the default model's libraries.
+RELEASED_LIBRARY_BOXES = {
+    "husser": ParameterBox((2300.0, 12000.0), (0.0, 6.0), (-4.0, 1.0)),
+    "c3k": ParameterBox((2000.0, 50000.0), (-1.0, 5.5), (-2.1, 0.5)),
+    "tmap": ParameterBox((20000.0, 190000.0), (5.0, 9.0), (-4.0, 1.0)),
+    "ob_powr": ParameterBox((15000.0, 56000.0), (2.0, 4.2), (-4.0, 1.0)),
+}
+RELEASED_META_LIBRARIES = {
+    "phoenix_husser_c3k_all.meta.npz": ("husser", "c3k"),
+    "phoenix_husser_c3k_tmap_all.meta.npz": ("husser", "c3k", "tmap"),
+    "phoenix_husser_c3k_tmap_OB_all.meta.npz": ("husser", "c3k", "tmap", "ob_powr"),
+}
+
+
+def _released_meta_name(tau):
+    """The release's meta file whose flux scaling ``tau`` is (also when renamed), or None."""
+    return next((name for name, t in RELEASED_META_TAU.items() if abs(tau - t) <= 1e-6 * t), None)
+
+
 def _check_released_pair(weights, meta, tau):
     """ValueError where ``weights`` has a released checkpoint's name and ``meta`` (``tau``: its 'tau') is
     the meta file of another release; a checkpoint or meta the release does not list is not checked."""
     expected = RELEASED_CHECKPOINT_META.get(Path(weights).name)
-    found = next((name for name, t in RELEASED_META_TAU.items() if abs(tau - t) <= 1e-6 * t), None)
+    found = _released_meta_name(tau)
     if expected is None or found is None or found == expected:
         return
     renamed = "" if Path(meta).name == found else f" (its tau = {tau:.6g} is that of {found})"
@@ -1295,7 +1317,8 @@ class ReleasedSMNetGenerator(_TorchGenerator):
 
     Inputs (Teff [K, linear], log g, [M/H] = the release's logZ) are min-max scaled with the meta box and
     clipped to [0, 1], as the release does; points outside the box are flagged (CoverageWarning, or
-    ValueError with ``strict=True``).
+    ValueError with ``strict=True``), and for a union model (its meta recognised by ``tau``) points outside
+    every one of its libraries' boxes too (:data:`RELEASED_LIBRARY_BOXES`, ``library_boxes``).
     Output y (log1p01) -> x = tau * (exp(y * log1p(x_max / tau)) - 1); each spectrum is then rescaled so that
     its integral over the covered wavelengths equals sigma Teff^4 (``normalisation="covered"``), or equals
     sigma Teff^4 times the fraction of a blackbody's flux inside the covered range (``"blackbody"``).
@@ -1356,7 +1379,10 @@ class ReleasedSMNetGenerator(_TorchGenerator):
                              f"max {self._hi.tolist()}")
         self.box = ParameterBox((self._lo[0], self._hi[0]), (self._lo[1], self._hi[1]),
                                 (self._lo[2], self._hi[2]))
-        self.library_boxes = {}
+        # a union model (recognised by its tau, also when renamed) covers its libraries' boxes, not its whole
+        # meta box; a single-library model (or one the release does not list) covers its meta box
+        union = RELEASED_META_LIBRARIES.get(_released_meta_name(self.tau), ())
+        self.library_boxes = {name: RELEASED_LIBRARY_BOXES[name] for name in union}
         self.name = weights.stem
         self.B, self.L = model.B, model.L
         self._setup_torch(model, device, dtype)

@@ -79,6 +79,34 @@ def test_released_out_of_box_is_flagged_not_silently_clipped(released):
     assert np.trapezoid(f[0], bb.wavelength) < 0.5 * SIGMA_SB * 30000.0**4
 
 
+def test_released_union_model_covers_its_libraries_boxes_not_its_whole_meta_box(released, tmp_path):
+    """The union checkpoint's meta box (2,000-190,000 K, log g -1..9, [M/H] -4..1) is the bounding box of
+    Husser, C3K, TMAP and OB-PoWR; half of it (48.7 % of uniform points) lies in no library's box -- a
+    5,000 K star at log g 8, a 100 kK one at log g 1 -- and was flagged inside: such spectra came back
+    as covered."""
+    d, _, meta = released
+    gen = load_generator(d / "plain.pt", meta=d / "small.meta.npz", device="cpu")
+    assert sorted(gen.library_boxes) == ["c3k", "husser", "ob_powr", "tmap"]
+    teff = [5777.0, 40000.0, 100000.0, 30000.0, 5000.0, 100000.0, 30000.0]
+    logg = [4.44, 4.0, 8.0, 8.0, 8.0, 1.0, 4.5]
+    logz = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -3.0]
+    expected = [True, True, True, True, False, False, False]     # the last: C3K stops at -2.1, OB-PoWR at 4.2
+    assert gen.in_coverage(teff, logg, logz).tolist() == expected
+    with pytest.warns(CoverageWarning, match="3 of 7 point.*in no library's box.*tmap: Teff 20000-190000 K"):
+        _, inside = gen.surface_flux(teff, logg, logz)
+    assert inside.tolist() == expected
+    with pytest.raises(ValueError, match="Teff=5000 K, log g=8"):
+        gen.surface_flux(5000.0, 8.0, 0.0, strict=True)
+    # a single-library release covers its meta box (here C3K's flux scaling and box: no library boxes)
+    c3k = dict(meta, tau=np.float64(3.1264769419225846e-13), Teff_min=np.float32(2000),
+               Teff_max=np.float32(5e4), logG_min=np.float32(-1), logG_max=np.float32(5.5),
+               logZ_min=np.float32(-2.1), logZ_max=np.float32(0.5))
+    np.savez(tmp_path / "c3k.meta.npz", **c3k)
+    single = load_generator(d / "plain.pt", meta=tmp_path / "c3k.meta.npz", device="cpu")
+    assert single.library_boxes == {}
+    assert single.in_coverage([5000.0, 5000.0], [5.5, 5.6], [-2.1, 0.0]).tolist() == [True, False]
+
+
 def test_released_mismatched_meta_names_both(released, fixtures_dir):
     d, _, _ = released
     with pytest.raises(ValueError, match=r"L = 64.*11655"):
