@@ -29,7 +29,7 @@ from .wavegrid import (POINT_SAMPLE_WIDTH, WAVELENGTH_GRID_DOC, bin_edges, check
                        default_wavelength, resample)
 
 __all__ = ["UnionGrid", "PhaseLibrary", "build_grid", "check_stellar_parameters", "save_grid", "load_grid",
-           "grid_info", "skipped_libraries", "plot_coverage",
+           "grid_info", "skipped_libraries", "plot_coverage", "grid_content_sha256", "BUILD_RECORD_ATTRS",
            "export_phase_libraries", "load_phase_libraries", "PHASE_FILE", "add_cli"]
 
 FORMAT = "smnet-sps union grid"
@@ -543,6 +543,64 @@ def save_grid(grid, path):
                     else:
                         pg.attrs[mk] = mv if isinstance(mv, str) else json.dumps(mv)
     return path
+
+
+# attributes that record one build, not the data it made: two builds from the same library files differ in
+# them (the time, how long it took, where the libraries folder was), so the content hash leaves them out
+BUILD_RECORD_ATTRS = ("created", "build_seconds", "library_dir")
+
+
+def _json_value(value):
+    """An attribute or metadata value as JSON-able Python (numpy arrays and scalars, bytes decoded)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"cannot hash a grid attribute of type {type(value).__name__}")
+
+
+def grid_content_sha256(grid):
+    """Hex sha256 of what a union grid holds, not of its file: every array (as the file stores it: float64
+    parameters, int16 library ids, float32 flux, bool mask), the library names and records, the provenance,
+    the phase libraries and the file attributes, less :data:`BUILD_RECORD_ATTRS`. Two builds from the same
+    library files give the same hash though their files' sha256 differ (the build time is an attribute);
+    a grid whose data differ in any value gives another. ``grid``: a :class:`UnionGrid` (read with
+    :func:`load_grid`)."""
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def add_array(name, values, dtype):
+        a = np.ascontiguousarray(np.asarray(values, dtype=dtype))
+        h.update(f"{name} {a.dtype.str} {a.shape}\n".encode())
+        h.update(a.tobytes())
+
+    def add_json(name, value):
+        h.update(f"{name} ".encode())
+        h.update(json.dumps(value, sort_keys=True, default=_json_value).encode())
+        h.update(b"\n")
+
+    add_array("wavelength", grid.wavelength, float)
+    for k in ("teff", "logg", "logz"):
+        add_array(k, getattr(grid, k), float)
+    add_array("library_id", grid.library_id, np.int16)
+    add_array("flux", grid.flux, np.float32)
+    add_array("mask", grid.mask, bool)
+    add_json("source_file", [str(s) for s in np.asarray(grid.source_file, dtype=object)])
+    add_json("library_names", list(grid.library_names))
+    add_json("libraries", grid.libraries)
+    add_json("provenance", [str(s) for s in grid.provenance])
+    for name in sorted(grid.phase_libraries):
+        lib = grid.phase_libraries[name]
+        add_array(f"phase/{name}/teff", lib.teff, float)
+        add_array(f"phase/{name}/logz", lib.logz, float)
+        add_array(f"phase/{name}/flux", lib.flux, np.float32)
+        add_array(f"phase/{name}/mask", lib.mask, bool)
+        add_json(f"phase/{name}/meta", lib.meta)
+    add_json("attrs", {k: v for k, v in grid.attrs.items() if k not in BUILD_RECORD_ATTRS})
+    return h.hexdigest()
 
 
 def require_grid_file(path):

@@ -49,11 +49,14 @@ class TrainingGrid:
     path: str = ""
     sha256: str = ""
     libraries: dict = field(default_factory=dict)
+    content_sha256: str = ""       # of the grid's data, not its file (smnet_sps.grid.grid_content_sha256)
 
 
 def read_grid(path):
-    """Read a union grid file (:func:`smnet_sps.grid.load_grid`) into a TrainingGrid, with its sha256."""
-    from .grid import load_grid, require_grid_file
+    """Read a union grid file (:func:`smnet_sps.grid.load_grid`) into a TrainingGrid, with the sha256 of the
+    file and of its content (:func:`smnet_sps.grid.grid_content_sha256`: the same for two builds from the
+    same library files)."""
+    from .grid import grid_content_sha256, load_grid, require_grid_file
 
     path = require_grid_file(path)      # a missing file or a folder: its own error, not "not readable"
     try:
@@ -64,7 +67,7 @@ def read_grid(path):
                         logz=np.asarray(g.logz), library_id=np.asarray(g.library_id).astype(int),
                         library_names=list(g.library_names), flux=np.asarray(g.flux),
                         mask=np.asarray(g.mask, bool), path=str(path), sha256=file_sha256(path),
-                        libraries=dict(g.libraries or {}))
+                        libraries=dict(g.libraries or {}), content_sha256=grid_content_sha256(g))
     if grid.flux.shape != grid.mask.shape or grid.flux.shape != (grid.teff.size, grid.wavelength.size):
         raise ValueError(f"{path}: inconsistent shapes flux {grid.flux.shape}, mask {grid.mask.shape}, "
                          f"{grid.teff.size} nodes x {grid.wavelength.size} wavelengths")
@@ -519,6 +522,25 @@ def _recipe_mismatch(ckpt_path, recorded, recipe):
             f"checkpoint's options (only {RESUME_MAY_CHANGE} may change) or train into a new --out")
 
 
+def _grid_differs(ck, grid):
+    """Whether ``grid`` is not the one the checkpoint ``ck`` was trained on: by the grid's content hash where
+    both have one (a rebuild of the same grid from the same library files has another file sha256, its build
+    time being an attribute, and was refused), by the file's sha256 otherwise (checkpoints written before
+    2026-12-05 record that alone)."""
+    theirs = ck.get("grid_content_sha256")
+    if theirs and grid.content_sha256:
+        return theirs != grid.content_sha256
+    return ck["grid_sha256"] != grid.sha256
+
+
+def _grid_hashes(ck, grid):
+    """The checkpoint's grid and ``grid`` by the hashes :func:`_grid_differs` compares, for a message."""
+    theirs = ck.get("grid_content_sha256")
+    if theirs and grid.content_sha256:
+        return f"content sha256 {theirs[:12]}..., {grid.path or 'this grid'} {grid.content_sha256[:12]}..."
+    return f"sha256 {ck['grid_sha256'][:12]}..., {grid.path or 'this grid'} {grid.sha256[:12]}..."
+
+
 def _architecture_mismatch(ckpt_path, ck, arch, arch_kwargs, grid):
     """ValueError text for a resume whose network or grid is not the checkpoint's, naming the options to give.
 
@@ -536,11 +558,10 @@ def _architecture_mismatch(ckpt_path, ck, arch, arch_kwargs, grid):
             if ck["arch"] == arch:
                 diffs.append(f"{option} {theirs[key]} in the checkpoint, {arch_kwargs.get(key)} now")
             give.append(f"{option} {theirs[key]}")
-    if ck["grid_sha256"] != grid.sha256:
-        diffs.append(f"--grid: the checkpoint's has sha256 {ck['grid_sha256'][:12]}..., "
-                     f"{grid.path or 'this grid'} {grid.sha256[:12]}...")
+    if _grid_differs(ck, grid):
+        diffs.append(f"--grid: the checkpoint's has {_grid_hashes(ck, grid)}")
         give.append("the --grid it was trained on")
-    elif not diffs:          # the grid's pixel count or libraries (n_wave, n_libraries) with one sha256
+    elif not diffs:          # the grid's pixel count or libraries (n_wave, n_libraries) with one hash
         diffs.append(f"{ck['arch']} {theirs} in the checkpoint, {arch} {arch_kwargs} now")
     options_given = " ".join(g for g in give if g.startswith("--"))
     grid_given = [g for g in give if not g.startswith("--")]
@@ -1211,7 +1232,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
         ck = _read_checkpoint(ckpt_path, dev)
-        if ck["arch"] != arch or ck["arch_kwargs"] != arch_kwargs or ck["grid_sha256"] != grid.sha256:
+        if ck["arch"] != arch or ck["arch_kwargs"] != arch_kwargs or _grid_differs(ck, grid):
             raise ValueError(_architecture_mismatch(ckpt_path, ck, arch, arch_kwargs, grid))
         if ck.get("split_seed", split_seed) != split_seed:
             raise ValueError(f"--resume: {ckpt_path} was trained with split_seed={ck['split_seed']}; "
@@ -1267,7 +1288,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         with atomic_output(ckpt_path, overwrite=True, option="checkpoint") as partial:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                         "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,
-                        "grid_sha256": grid.sha256, "split_seed": int(split_seed), "recipe": recipe,
+                        "grid_sha256": grid.sha256, "grid_content_sha256": grid.content_sha256,
+                        "split_seed": int(split_seed), "recipe": recipe,
                         "draw_rng": epoch_start_rng, "epoch_progress": _progress_record(running),
                         "schedule": {"epochs": int(epochs), "minutes": minutes}}, partial)
 
@@ -1299,6 +1321,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                "log_ratio_floor": LOG_RATIO_FLOOR,
                "box": box, "library_names": list(grid.library_names), "library_boxes": lib_boxes,
                "grid_file": str(grid.path), "grid_sha256": grid.sha256,
+               "grid_content_sha256": grid.content_sha256,
                "split": {"rule": f"interior nodes, every {test_every}th held out for test "
                                  f"(seed {split_seed}); 5% validation", "n_train": int((split == 0).sum()),
                          "n_val": int((split == 1).sum()), "n_test": int((split == 2).sum()),

@@ -824,7 +824,7 @@ def test_a_resume_with_another_network_or_grid_names_the_options_to_give(synth_g
         train(synth_grid, model_copy, arch="smnet", resume=True,
               **{k: v for k, v in TINY.items() if k not in ("width", "depth")})
     other = make_synthetic_grid(tmp_path / "other.h5", seed=1)      # same nodes, other unknown pixels
-    with pytest.raises(ValueError, match=r"--grid: the checkpoint's has sha256 [0-9a-f]{12}\.\.\., "
+    with pytest.raises(ValueError, match=r"--grid: the checkpoint's has content sha256 [0-9a-f]{12}\.\.\., "
                                          r".*other\.h5 [0-9a-f]{12}\.\.\.\); "
                                          r"resume with the --grid it was"):
         train(other, model_copy, resume=True, **TINY)
