@@ -1320,7 +1320,10 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                                                               "known F/(sigma T^4) over training nodes"},
                "log_ratio_floor": LOG_RATIO_FLOOR,
                "box": box, "library_names": list(grid.library_names), "library_boxes": lib_boxes,
-               "grid_file": str(grid.path), "grid_sha256": grid.sha256,
+               # the grid's absolute path (the path as typed named another file, or none, from any other
+               # folder), and the path as typed
+               "grid_file": str(Path(grid.path).resolve()) if grid.path else "",
+               "grid_file_given": str(grid.path), "grid_sha256": grid.sha256,
                "grid_content_sha256": grid.content_sha256,
                "split": {"rule": f"interior nodes, every {test_every}th held out for test "
                                  f"(seed {split_seed}); 5% validation", "n_train": int((split == 0).sum()),

@@ -4,6 +4,8 @@ a resume continues with, and the generator behind every output file.
 Tiny runs (width 16, depth 1, one or two epochs) on the synthetic grid of test_train.
 """
 
+import json
+
 import h5py
 import pytest
 import torch
@@ -64,3 +66,18 @@ def test_a_checkpoint_with_the_file_sha256_only_still_resumes_onto_its_file(synt
     torch.save(old, ckpt)
     with pytest.raises(ValueError, match="sha256"):
         train(other, out, epochs=3, resume=True, **TINY)
+
+
+# 3. the grid's path
+
+def test_config_records_the_grid_file_as_an_absolute_path(synth_grid, tmp_path, monkeypatch):
+    """config.json's grid_file was the path as typed (`--grid grid.h5`), which names another file, or none,
+    from any other folder."""
+    import shutil
+    (tmp_path / "work").mkdir()
+    shutil.copy(synth_grid, tmp_path / "work" / "grid.h5")
+    monkeypatch.chdir(tmp_path)
+    cfg = train("work/grid.h5", "m", epochs=1, **TINY)
+    assert cfg["grid_file"] == str((tmp_path / "work" / "grid.h5").resolve())
+    assert cfg["grid_file_given"] == "work/grid.h5"
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["grid_file"] == cfg["grid_file"]
