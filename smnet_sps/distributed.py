@@ -238,11 +238,12 @@ def _generator_fingerprint(gen):
 
 
 def _generator_info(spec, device):
-    """(name, wavelength [A], fingerprint, tail filled) of a generator, computed where it is loaded (a
-    worker)."""
-    from .ssp import _tail_filled
+    """(name, wavelength [A], fingerprint, tail filled, weights' sha256 or None) of a generator, computed
+    where it is loaded (a worker)."""
+    from .ssp import _tail_filled, _weights_sha256
     gen = worker_generator(spec, device)
-    return gen.name, np.asarray(gen.wavelength, float), _generator_fingerprint(gen), _tail_filled(gen)
+    return (gen.name, np.asarray(gen.wavelength, float), _generator_fingerprint(gen), _tail_filled(gen),
+            _weights_sha256(gen))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -423,7 +424,7 @@ def _refuse_foreign_folder(path):
                          "store path or remove it")
 
 
-def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled):
+def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled, gen_sha=None):
     """Create the Zarr group of one grid, or reopen it after checking it holds the same grid."""
     import zarr
     from .output_files import provenance
@@ -437,6 +438,8 @@ def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled):
                              "store directory or delete it")
         _check_ssp_version(path, group)
         group.attrs.setdefault("tail_filled", bool(tail_filled))     # a store begun before it was recorded
+        if gen_sha:             # the same generator files (their fingerprint is in config_sha1)
+            group.attrs.setdefault("generator_sha256", gen_sha)
         return group
     _refuse_foreign_folder(path)
     group = zarr.open_group(str(path), mode="w")
@@ -464,7 +467,8 @@ def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled):
         "special_phases": desc["special_phases"], "outside": desc["outside"],
         "done": "1 where block (Z index, age block of age_chunk ages) is complete; written after its data",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "smnet_sps_version": provenance(gen_name)["smnet_sps_version"],     # the key of every output
+        # the version and the weights' sha256, under the keys of every output (the generator's name is above)
+        **{k: v for k, v in provenance(gen_name, gen_sha).items() if k != "generator"},
     })
     # what ssp_grid's attrs carry besides: the family's solar Z (a Padova grid read without it was taken
     # as Zsun = 0.0152, 0.1 dex off in [M/H]), its citation, and the grid's medium and LSF
@@ -565,18 +569,18 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
                           client.submit(_generator_info, cfg.generator, device, pure=False).result())
     stores = []
     for cfg, desc in resolved:
-        gen_name, wave, fingerprint, tail_filled = infos[_spec_key(cfg.generator, device)]
+        gen_name, wave, fingerprint, tail_filled, gen_sha = infos[_spec_key(cfg.generator, device)]
         desc = dict(desc, generator_sha1=fingerprint)
         digest = hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:10]
         name = cfg.name or f"ssp_{desc['isochrones']}_{desc['imf']}_{desc['generator']}_{digest}"
-        stores.append((cfg, desc, digest, root / f"{name}.zarr", gen_name, wave, tail_filled))
+        stores.append((cfg, desc, digest, root / f"{name}.zarr", gen_name, wave, tail_filled, gen_sha))
     paths = [st[3] for st in stores]
     if len(set(paths)) < len(paths):
         raise ValueError("two configs map to the same store: remove the duplicate or give distinct names")
     # one task per (generator, isochrones, options, Z, age block); grids that differ only in the IMF share it
     groups, specs, n_blocks, n_missing = {}, {}, 0, 0
-    for cfg, desc, digest, path, gen_name, wave, tail_filled in stores:
-        group = _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled)
+    for cfg, desc, digest, path, gen_name, wave, tail_filled, gen_sha in stores:
+        group = _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled, gen_sha)
         done = np.asarray(group["done"][:])
         n_blocks += done.size
         for iz, ib in zip(*np.nonzero(done == 0)):
@@ -876,7 +880,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
     # integer dtype failed inside zarr on its NaN fill value)
     out_dtype = _check_out_dtype(out_dtype or ("f8" if what == "magnitudes" else "f4"))
     batch_size = _check_batch_size(batch_size)
-    gen_name, wave, fingerprint, tail_filled = (
+    gen_name, wave, fingerprint, tail_filled, gen_sha = (
         _generator_info(generator, device) if client is None else
         client.submit(_generator_info, generator, device, pure=False).result())
     from .photometry import _positive_length
@@ -914,7 +918,7 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
              "inside": "1 where the star lies inside the generator's training coverage",
              "done": "1 where the chunk of chunk_rows stars is complete; written after its data",
              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             **provenance(gen_name)}          # the generator's name and the version, as every output
+             **provenance(gen_name, gen_sha)}     # name, version, weights' sha256, as every output
     blocks = arr.to_delayed().ravel()
     store = Path(store).absolute()                # workers may not share this process's working directory
     created = not store.exists()

@@ -599,12 +599,13 @@ def _fit_inputs(args):
                       "clip": "sigma (of the errors, inflated by sqrt(chi2_red) > 1)"}}
 
 
-def _fit_record(result, generator_name, inputs=None):
+def _fit_record(result, generator_name, inputs=None, generator_sha256=None):
     """The fit as JSON-ready dict, with the provenance every output records (the SSP grid's generator for
-    an SSP fit, whose result did not name one; the smnet-sps version) and, from the command, ``input``: the
-    files and options fitted (:func:`_fit_inputs`, with its own ``units``)."""
+    an SSP fit, whose result did not name one, and its weights' sha256 where it has one; the smnet-sps
+    version) and, from the command, ``input``: the files and options fitted (:func:`_fit_inputs`, with its
+    own ``units``)."""
     from .output_files import provenance
-    record = {**result.as_dict(json_safe=True), **provenance(generator_name)}
+    record = {**result.as_dict(json_safe=True), **provenance(generator_name, generator_sha256)}
     if inputs is not None:
         record["input"] = inputs
     return record
@@ -672,6 +673,7 @@ def _cmd_fit(args):
         templates = read_ssp_grid(args.ssp_grid)
         res = fit_ssp(wave, flux, ivar, templates=templates, redshift=args.redshift or 0.0, **common)
         generator_name = (getattr(templates, "attrs", None) or {}).get("generator", "unknown")
+        generator_sha = (getattr(templates, "attrs", None) or {}).get("generator_sha256")
     else:
         from .neural import load_generator_option
 
@@ -679,11 +681,13 @@ def _cmd_fit(args):
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior,
                        clip=args.clip, **common)
         generator_name = res.meta.get("generator", "unknown")
+        from .ssp import _weights_sha256
+        generator_sha = _weights_sha256(gen)
     # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
     wrote = write_out_and_plot(
         args, outputs,
-        lambda path: path.write_text(json.dumps(_fit_record(res, generator_name, _fit_inputs(args)), indent=1,
-                                                allow_nan=False)),
+        lambda path: path.write_text(json.dumps(
+            _fit_record(res, generator_name, _fit_inputs(args), generator_sha), indent=1, allow_nan=False)),
         lambda: plot_fit(res, generator=generator_name), dpi=120)
     print(res)
     # held without --fix: a model box or SSP grid of one value there (a grid from an isochrone file of one Z)

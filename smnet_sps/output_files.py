@@ -50,14 +50,21 @@ def json_safe(obj):
 # What every output file records about how it was made, under the same keys in every format (ECSV / text
 # meta, HDF5 / NPZ / Zarr attributes, JSON); FITS headers take 8-character keywords, the same in every FITS
 # output (`ssp --out`, `mags --out .fits`). The `mags` tables held only the --generator option ("default")
-# and no output held the package version.
-PROVENANCE_FITS_KEYS = {"generator": "GENERATR", "smnet_sps_version": "SMNETVER"}
+# and no output held the package version. generator_sha256 is the sha256 of the generator's weights (as its
+# config.json records it): a name alone does not tell a model retrained into the same folder from the old one.
+PROVENANCE_FITS_KEYS = {"generator": "GENERATR", "smnet_sps_version": "SMNETVER",
+                        "generator_sha256": "GENSHA"}
 
 
-def provenance(generator_name):
-    """``{"generator": <the generator's name>, "smnet_sps_version": <smnet_sps.__version__>}``."""
+def provenance(generator_name, generator_sha256=None):
+    """``{"generator": <the generator's name>, "smnet_sps_version": <smnet_sps.__version__>}``, and
+    ``"generator_sha256"`` where the generator's weights have one (:func:`smnet_sps.ssp._weights_sha256`;
+    None for the blackbody, a released checkpoint or a semi-empirical correction: the key is left out)."""
     from . import __version__
-    return {"generator": str(generator_name), "smnet_sps_version": __version__}
+    record = {"generator": str(generator_name), "smnet_sps_version": __version__}
+    if generator_sha256:
+        record["generator_sha256"] = str(generator_sha256)
+    return record
 
 
 def suffix_of(path):

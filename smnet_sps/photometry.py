@@ -1128,9 +1128,13 @@ def ssp_magnitudes(ages, Z=None, filters=None, system="AB", imf="kroupa", isochr
     attrs = get("attrs") or {}
     name = attrs.get("generator") or getattr(generator, "name", None) or str(generator)
     from .output_files import provenance
+    from .ssp import _weights_sha256
+    # and by its weights' sha256 (ssp_grid's attrs record it): a name alone told a model retrained into the
+    # same folder from the one it replaced only by nothing
+    sha = attrs.get("generator_sha256") if attrs else _weights_sha256(generator)
     # the set's name (an IsochroneSet or a file passed as isochrones= printed as its repr / path)
     table.meta.update({"Z": Z, "logzsol": float(np.log10(Z / iso.zsun)), "zsun": iso.zsun, "imf": str(imf),
-                       "isochrones": attrs.get("isochrones") or str(isochrones), **provenance(name)})
+                       "isochrones": attrs.get("isochrones") or str(isochrones), **provenance(name, sha)})
     return table
 
 

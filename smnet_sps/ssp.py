@@ -1256,7 +1256,7 @@ def save_ssp_grid(grid, path):
     attrs["format"] = _GRID_FORMAT_TAG
     from .output_files import provenance
     # the version that wrote the file; the generator's name as the grid recorded it
-    attrs.update(provenance(attrs.get("generator", "unknown")))
+    attrs.update(provenance(attrs.get("generator", "unknown"), attrs.get("generator_sha256")))
     h5 = path.suffix.lower() in (".h5", ".hdf5")
     # the unit of the ssp_flux written below: attrs_json describes the file, and the .h5 holds L_nu
     attrs["flux_unit"] = _H5_FLUX_PER_HZ if h5 else _FLUX_PER_AA
@@ -1392,7 +1392,7 @@ def _write_fits(spec, path):
              ("NPOINTS", m["n_points"], "isochrone points used"),
              (FITS_KEYS["generator"], m["generator"], "stellar spectrum generator"),
              (FITS_KEYS["smnet_sps_version"], __version__, "smnet-sps version that wrote this file"),
-             *([("GENSHA", m["generator_sha256"], "sha256 of the generator's weights")]
+             *([(FITS_KEYS["generator_sha256"], m["generator_sha256"], "sha256 of the generator's weights")]
                if m.get("generator_sha256") else []),
              ("TAILFILL", bool(m.get("tail_filled", False)), "untrained tails from training nodes"),
              ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),

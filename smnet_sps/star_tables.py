@@ -210,7 +210,7 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     block = np.column_stack([_points_column(points, "teff"), _points_column(points, "logg"),
                              _points_column(points, "logz"), lum]) if len(points) else np.empty((0, 4))
     batch_size = _check_count(batch_size, "batch_size", 1, "stars per generator pass")
-    from .ssp import resolve_generator
+    from .ssp import _weights_sha256, resolve_generator
     gen = resolve_generator(generator, device)
     out = stars_block(block, gen, "magnitudes", tuple(bp for _, bp in named), system, None, batch_size, "f8")
     table = Table(points, copy=True)
@@ -222,7 +222,7 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
                              description="True where the star lies inside the generator's coverage")
     table.meta.update({"system": system, "distance": "10 pc (absolute magnitudes)",
                        "star_rule": "smnet_sps.backend.star_rule (L f F_lambda / integral F_lambda)",
-                       **provenance(gen.name)})
+                       **provenance(gen.name, _weights_sha256(gen))})
     if colors:
         add_colors(table, colors)
     return table

@@ -5,6 +5,7 @@ Tiny runs (width 16, depth 1, one or two epochs) on the synthetic grid of test_t
 """
 
 import json
+import warnings
 
 import h5py
 import pytest
@@ -81,3 +82,68 @@ def test_config_records_the_grid_file_as_an_absolute_path(synth_grid, tmp_path, 
     assert cfg["grid_file"] == str((tmp_path / "work" / "grid.h5").resolve())
     assert cfg["grid_file_given"] == "work/grid.h5"
     assert json.loads((tmp_path / "m" / "config.json").read_text())["grid_file"] == cfg["grid_file"]
+
+
+# 4. the generator's weights behind every output
+
+@pytest.fixture(scope="module")
+def tiny_model(synth_grid, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "mine"
+    train(synth_grid, out, epochs=1, **TINY)
+    return out, json.loads((out / "config.json").read_text())["weights_sha256"]
+
+
+def test_mags_tables_record_the_generator_weights_sha256(tiny_model, tmp_path):
+    """SSP FITS files carried GENSHA / generator_sha256; the mags tables (SSP ages and --points stars) only
+    the generator's name, which a model retrained into the same folder keeps."""
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from smnet_sps.cli import main
+    model, sha = tiny_model
+    ecsv, fits_out = tmp_path / "mags.ecsv", tmp_path / "mags.fits"
+    for out in (ecsv, fits_out):
+        with pytest.warns(Warning):          # the synthetic model covers 4,000-20,000 K only
+            assert main(["mags", "--ages", "1Gyr", "--Z", "0.0152", "--filters", "sdss2010-g,sdss2010-r",
+                         "--generator", str(model), "--out", str(out)]) == 0
+    assert Table.read(ecsv).meta["generator_sha256"] == sha
+    assert fits.getheader(fits_out, 1)["GENSHA"] == sha
+    stars = tmp_path / "stars.csv"
+    stars.write_text("teff,logg,logz,logl\n5800,4.4,0.0,0.0\n9000,4.0,0.0,1.5\n")
+    points_out = tmp_path / "stars_mags.ecsv"
+    assert main(["mags", "--points", str(stars), "--filters", "sdss2010-g", "--generator", str(model),
+                 "--out", str(points_out)]) == 0
+    assert Table.read(points_out).meta["generator_sha256"] == sha
+    # the blackbody has no weights: no key (as ssp's GENSHA)
+    assert main(["mags", "--points", str(stars), "--filters", "sdss2010-g", "--generator", "blackbody",
+                 "--out", str(tmp_path / "bb.ecsv")]) == 0
+    assert "generator_sha256" not in Table.read(tmp_path / "bb.ecsv").meta
+
+
+def test_fit_json_records_the_generator_weights_sha256(tiny_model, tmp_path):
+    import numpy as np
+
+    from smnet_sps.cli import main
+    from smnet_sps.neural import load_generator
+    model, sha = tiny_model
+    gen = load_generator(model, device="cpu")
+    wave = np.asarray(gen.wavelength, float)
+    keep = (wave > 3500) & (wave < 9000)
+    flux = np.asarray(gen.spectra(6000.0, 4.0, 0.0)[0].flux.value, float).ravel()[keep]
+    spec = tmp_path / "star.txt"
+    np.savetxt(spec, np.column_stack([wave[keep], flux, 0.01 * flux]))
+    out = tmp_path / "fit.json"
+    with warnings.catch_warnings():      # a one-epoch model: the fit may end on a bound
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(spec), "--generator", str(model), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["generator"] == "mine" and record["generator_sha256"] == sha
+
+
+def test_zarr_ssp_stores_record_the_generator_weights_sha256(tiny_model, tmp_path):
+    pytest.importorskip("zarr")
+    import smnet_sps.distributed as D
+    model, sha = tiny_model
+    run = D.ssp_grids([D.SSPConfig("parsec", "kroupa", str(model), [1e9], [0.0152], name="g")],
+                      store=tmp_path, progress=False, device="cpu")
+    assert D.load_ssp_store(run.stores[0]).attrs["generator_sha256"] == sha
