@@ -424,6 +424,14 @@ def _refuse_foreign_folder(path):
                          "store path or remove it")
 
 
+def _imf_mass_range(imf):
+    """[m_low, m_up] [M_sun] of the IMF named ``imf``, as ssp_grid's attrs record it: a store held the name
+    alone, though the limits set the mass formed per M_sun and the light of the most massive stars."""
+    from .imf import get_imf
+    imf_obj = get_imf(imf)
+    return [float(imf_obj.m_low), float(imf_obj.m_up)]
+
+
 def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled, gen_sha=None):
     """Create the Zarr group of one grid, or reopen it after checking it holds the same grid."""
     import zarr
@@ -440,6 +448,7 @@ def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled, gen_sha=Non
         group.attrs.setdefault("tail_filled", bool(tail_filled))     # a store begun before it was recorded
         if gen_sha:             # the same generator files (their fingerprint is in config_sha1)
             group.attrs.setdefault("generator_sha256", gen_sha)
+        group.attrs.setdefault("imf_mass_range", _imf_mass_range(desc["imf"]))     # begun before it was
         return group
     _refuse_foreign_folder(path)
     group = zarr.open_group(str(path), mode="w")
@@ -463,7 +472,8 @@ def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled, gen_sha=Non
         "wavelength_medium": "vacuum", "ssp_lgmet": "log10 Z (metal mass fraction)",
         "ssp_lg_age_gyr": "log10(age / Gyr)", "generator": gen_name, "tail_filled": bool(tail_filled),
         "isochrones": desc["isochrones"],
-        "imf": desc["imf"], "generator_sha1": desc["generator_sha1"],
+        "imf": desc["imf"], "imf_mass_range": _imf_mass_range(desc["imf"]),
+        "generator_sha1": desc["generator_sha1"],
         "special_phases": desc["special_phases"], "outside": desc["outside"],
         "done": "1 where block (Z index, age block of age_chunk ages) is complete; written after its data",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -147,3 +147,18 @@ def test_zarr_ssp_stores_record_the_generator_weights_sha256(tiny_model, tmp_pat
     run = D.ssp_grids([D.SSPConfig("parsec", "kroupa", str(model), [1e9], [0.0152], name="g")],
                       store=tmp_path, progress=False, device="cpu")
     assert D.load_ssp_store(run.stores[0]).attrs["generator_sha256"] == sha
+
+
+# 5. the IMF's mass limits of a Dask SSP store
+
+def test_a_zarr_ssp_store_records_the_imf_mass_range_as_ssp_grid_does(tmp_path):
+    """A store recorded the IMF's name only (Dask runs take IMF names); ssp_grid's attrs hold its mass
+    limits (imf_mass_range), which set the mass formed per M_sun and the most massive stars' light."""
+    pytest.importorskip("zarr")
+    import smnet_sps.distributed as D
+    from smnet_sps.ssp import ssp_grid
+    here = ssp_grid([1e9], [0.0152], imf="salpeter", generator="blackbody", progress=False)
+    run = D.ssp_grids([D.SSPConfig("parsec", "salpeter", "blackbody", [1e9], [0.0152], name="g")],
+                      store=tmp_path, progress=False)
+    stored = D.load_ssp_store(run.stores[0]).attrs
+    assert stored["imf_mass_range"] == list(here.attrs["imf_mass_range"])
