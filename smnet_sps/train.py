@@ -772,7 +772,8 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         budget that runs out before the first epoch ends is a ValueError: no model is written.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``
     resume : continue from ``out/checkpoint.pt``. The checkpoint records the run's recipe (every option
-        that shapes the targets, the draws, the loss or the schedule); a resume with other values is refused.
+        that shapes the targets, the draws, the loss or the schedule); a resume with other values is refused
+        (give the run's: ``smnet-sps train --resume`` reads them from the checkpoint where they are left out).
         ``epochs`` (e.g. larger, to extend a run: the cosine schedule then stretches to the new total from
         the epoch reached; not below the epochs the checkpoint has run, or the epoch it is part way into:
         a ValueError), ``minutes``, ``patience``, ``keep``, ``threads`` and ``device`` may change;
@@ -1291,7 +1292,9 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                         "grid_sha256": grid.sha256, "grid_content_sha256": grid.content_sha256,
                         "split_seed": int(split_seed), "recipe": recipe,
                         "draw_rng": epoch_start_rng, "epoch_progress": _progress_record(running),
-                        "schedule": {"epochs": int(epochs), "minutes": minutes}}, partial)
+                        "schedule": {"epochs": int(epochs), "minutes": minutes, "patience": patience,
+                                     "keep": keep},
+                        "grid_file": str(Path(grid.path).resolve()) if grid.path else ""}, partial)
 
     def write(final=False):
         """Checkpoint, then the model files; each under a temporary name, renamed when complete (a kill
@@ -1343,7 +1346,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                "excluded_nodes": [] if exclude_nodes is None else exclude_nodes.tolist(),
                "init_from": str(Path(init_from).resolve()) if init_from else None,
                "trained_libraries": list(libraries) if libraries is not None else list(grid.library_names),
-               "training": {"epochs_run": state["epoch"], "kept": keep,
+               "training": {"epochs_run": state["epoch"], "kept": keep, "patience": patience,
                             "wall_seconds": round(state["elapsed"], 1), "best_epoch": state["best_epoch"],
                             "best_val_loss": state["best_val"],
                             "batch_size": batch_size, "lr": lr, "lr_final": float(lr_final),
@@ -1518,78 +1521,80 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
 def add_cli(sub):
     p = sub.add_parser("train", help="train a generator on a union grid file",
                        description="Train a neural stellar-spectrum generator on a union grid (HDF5).")
-    p.add_argument("--grid", required=True, help="union grid file (smnet-sps grid build)")
+    p.add_argument("--grid", default=None,
+                   help="union grid file (smnet-sps grid build); required, except with --resume: the run's")
     p.add_argument("--out", required=True, help="model directory to write, e.g. models/NAME")
-    p.add_argument("--arch", choices=["mlp", "smnet"], default="mlp",
+    p.add_argument("--arch", choices=["mlp", "smnet"], default=None,
                    help="mlp: the emulator the shipped model uses (default); smnet: the released SM-Net "
                         "architecture, base width --B")
-    p.add_argument("--width", type=int, default=256, help="MLP hidden width (default 256)")
-    p.add_argument("--depth", type=int, default=3, help="MLP hidden layers (default 3)")
-    p.add_argument("--B", type=int, default=64, help="SM-Net base width (default 64; released: 1024)")
+    p.add_argument("--width", type=int, default=None, help="MLP hidden width (default 256)")
+    p.add_argument("--depth", type=int, default=None, help="MLP hidden layers (default 3)")
+    p.add_argument("--B", type=int, default=None, help="SM-Net base width (default 64; released: 1024)")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"most epochs (default {DEFAULT_EPOCHS}; with --resume the checkpoint's)")
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-time budget [min] (default none; with --resume the checkpoint's: inf "
                         "removes it)")
-    p.add_argument("--batch-size", type=int, default=256, help="spectra per optimiser step (default 256)")
-    p.add_argument("--lr", type=float, default=2e-3,
+    p.add_argument("--batch-size", type=int, default=None, help="spectra per optimiser step (default 256)")
+    p.add_argument("--lr", type=float, default=None,
                    help="Adam's learning rate at the start of the cosine schedule (default 0.002)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available; the default), cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--patience", type=int, default=200,
+    p.add_argument("--patience", type=int, default=None,
                    help="early stopping: epochs without a better validation loss (default 200)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoint.pt with the same options (only " + RESUME_MAY_CHANGE
-                   + " may change)")
+                   help="continue the run in OUT (OUT/checkpoint.pt) with its own options and grid: they "
+                        "need not be given again, and one given with another value is refused (only "
+                        + RESUME_MAY_CHANGE + " may change)")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=int, default=None,
                    help="randomness of the optimisation (initial weights, draws, jitter); not of the split "
                         "(default 0)")
-    p.add_argument("--split-seed", type=int, default=0,
+    p.add_argument("--split-seed", type=int, default=None,
                    help="shuffle that picks the validation and test nodes (default 0, the shipped models' "
                         "split; a warm start must use its model's)")
-    p.add_argument("--tail-floor", type=float, default=1e-6,
+    p.add_argument("--tail-floor", type=float, default=None,
                    help="MLP: leave pixels fainter than this fraction of the spectrum's peak out of the loss "
                         "(in [0, 1); 0 keeps every pixel; default 1e-6)")
-    p.add_argument("--pixel-loss", choices=sorted(PIXEL_LOSS_POWERS), default="standardised",
+    p.add_argument("--pixel-loss", choices=sorted(PIXEL_LOSS_POWERS), default=None,
                    help="MLP loss: standardised per-pixel MSE (default), MSE in log10 flux (log), or half "
                         "way (mixed)")
     p.add_argument("--init-from", default=None, help="warm start from this model directory's weights")
-    p.add_argument("--library-balance", type=float, default=1.0,
+    p.add_argument("--library-balance", type=float, default=None,
                    help="library draw shares ~ n_library^BALANCE (1 natural mix, 0 equal; default 1)")
-    p.add_argument("--uv-weight", type=float, default=1.0,
+    p.add_argument("--uv-weight", type=float, default=None,
                    help="MLP loss weight of 1000-3000 A pixels (default 1)")
-    p.add_argument("--w-max", type=float, default=5.0,
+    p.add_argument("--w-max", type=float, default=None,
                    help="cap of the sampling weights: fast-changing nodes are drawn up to W_MAX times as "
                         "often (default 5; 1: every node of a library equally often)")
-    p.add_argument("--node-loss", choices=NODE_LOSSES, default="mse",
+    p.add_argument("--node-loss", choices=NODE_LOSSES, default=None,
                    help="training loss per spectrum: mse (default), or pseudo_huber (a node far off the "
                         "others pulls less)")
-    p.add_argument("--node-blend", type=float, default=0.0,
+    p.add_argument("--node-blend", type=float, default=None,
                    help="share of the draws replaced by blends of neighbouring training nodes (inputs and "
                         "log flux blended alike; where: --node-blend-kind; default 0)")
-    p.add_argument("--node-blend-kind", choices=("segments", "simplices"), default="segments",
+    p.add_argument("--node-blend-kind", choices=("segments", "simplices"), default=None,
                    help="where the blends lie: on segments between neighbouring nodes (default), or in the "
                         "Delaunay simplices of the nodes with the interpolation baseline's value as target")
-    p.add_argument("--lr-final", type=float, default=0.02,
+    p.add_argument("--lr-final", type=float, default=None,
                    help="cosine schedule ends at LR_FINAL x lr (default 0.02)")
-    p.add_argument("--ema-decay", type=float, default=0.0,
+    p.add_argument("--ema-decay", type=float, default=None,
                    help="validate and write an exponential moving average of the weights (e.g. 0.999; "
                         "default 0: off)")
     p.add_argument("--libraries", nargs="+", default=None, metavar="NAME",
                    help="train on these libraries' nodes only (e.g. a specialist: --init-from MODEL "
                         "--libraries nextgen)")
-    p.add_argument("--keep", choices=["best", "final"], default="best",
+    p.add_argument("--keep", choices=["best", "final"], default=None,
                    help="write the best-validation weights (default) or those at the end of the schedule")
-    p.add_argument("--input-jitter", type=float, nargs="+", default=[0.0], metavar="STEPS",
+    p.add_argument("--input-jitter", type=float, nargs="+", default=None, metavar="STEPS",
                    help="Gaussian noise on the training inputs, in grid steps (0.02 dex Teff, 0.5 dex log g "
                         "and [M/H]); one value, or three for Teff, log g and [M/H] on their own; smooths the "
                         "network between scattered nodes (default 0: off)")
-    p.add_argument("--jitter-floor", type=float, default=1.0, metavar="F",
+    p.add_argument("--jitter-floor", type=float, default=None, metavar="F",
                    help="scale each node's --input-jitter by its departure from the line through its "
                         "neighbours, over its library's --jitter-quantile of them, clipped to [F, 1] "
                         "(default 1: every node the whole jitter)")
-    p.add_argument("--jitter-quantile", type=float, default=0.5, metavar="Q",
+    p.add_argument("--jitter-quantile", type=float, default=None, metavar="Q",
                    help="the quantile of a library's departures that gets the whole jitter (default 0.5)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the bar shows the epoch and the training / validation losses)")
@@ -1665,11 +1670,112 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt("SIGTERM")
 
 
+# the options of `smnet-sps train` that a resume takes from the run where they are left out, with their
+# defaults for a new run (None in the parser, so that a given value is told from a default); every one but
+# --keep and --patience, which may change, is refused with a value other than the run's
+_CLI_DEFAULTS = {"arch": "mlp", "width": 256, "depth": 3, "B": 64, "batch_size": 256, "lr": 2e-3,
+                 "patience": 200, "seed": 0, "split_seed": 0, "tail_floor": 1e-6,
+                 "pixel_loss": "standardised", "library_balance": 1.0, "uv_weight": 1.0, "w_max": 5.0,
+                 "node_loss": "mse", "node_blend": 0.0, "node_blend_kind": "segments", "lr_final": 0.02,
+                 "ema_decay": 0.0, "keep": "best", "input_jitter": [0.0], "jitter_floor": 1.0,
+                 "jitter_quantile": 0.5, "init_from": None, "libraries": None}
+# the recipe's keys that are options of the command (reference, weight_decay, test_every and exclude_nodes are
+# the Python API's)
+_CLI_RECIPE = ("tail_floor", "pixel_loss", "uv_weight", "w_max", "library_balance", "libraries", "node_loss",
+               "node_blend", "node_blend_kind", "input_jitter", "jitter_floor", "jitter_quantile",
+               "batch_size", "lr", "lr_final", "ema_decay", "seed", "init_from")
+
+
+def _saved_options(out):
+    """``{option's dest: value}`` of the run in ``out`` that ``train --resume`` continues.
+
+    The architecture, split seed and recipe come from its checkpoint: what the resume is checked against,
+    and there also when config.json is not (an interruption before the first epoch ended). The grid's
+    (absolute) path, --keep and --patience come from the checkpoint, or for one written before it kept them
+    from config.json. Options the run does not use (SM-Net's MLP-only ones, no --init-from) are left out."""
+    out = Path(out)
+    ckpt_path = out / "checkpoint.pt"
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    ck = _read_checkpoint(ckpt_path, "cpu")
+    try:
+        cfg = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):       # none yet, or unreadable: the checkpoint's record alone
+        cfg = {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+    saved = {"arch": ck["arch"]}
+    saved.update({key: int(ck["arch_kwargs"][key]) for key in ("width", "depth", "B")
+                  if key in ck["arch_kwargs"]})
+    if "split_seed" in ck:
+        saved["split_seed"] = int(ck["split_seed"])
+    recipe = ck.get("recipe") or {}         # none before 2026-12: the options as given, as then
+    saved.update({key: recipe[key] for key in _CLI_RECIPE if recipe.get(key) is not None})
+    if "input_jitter" in saved:             # the option's spelling: one width for three equal ones
+        steps = [float(v) for v in saved["input_jitter"]]
+        saved["input_jitter"] = steps[:1] if len(set(steps)) == 1 else steps
+    if set(saved.get("libraries", [])) == set(cfg.get("library_names") or []):
+        del saved["libraries"]              # all the grid's: as trained, without --libraries
+    schedule, training = ck.get("schedule") or {}, cfg.get("training") or {}
+    for dest, value in (("keep", schedule.get("keep", training.get("kept"))),
+                        ("patience", schedule.get("patience", training.get("patience"))),
+                        ("grid", ck.get("grid_file") or cfg.get("grid_file"))):
+        if value is not None and value != "":
+            saved[dest] = value
+    return saved
+
+
+def _same_option(dest, given, saved):
+    """Whether an option given on the command line sets what the run's saved value does."""
+    if dest == "input_jitter":
+        return np.array_equal(_jitter_steps(given[0] if len(given) == 1 else given),
+                              _jitter_steps(saved[0] if len(saved) == 1 else saved))
+    if dest == "libraries":
+        return sorted(set(given)) == sorted(set(saved))
+    if dest == "init_from":
+        return str(Path(given).resolve()) == str(saved)
+    if isinstance(saved, float) or isinstance(given, float):
+        return float(given) == float(saved)
+    return given == saved
+
+
+def _cli_options(args):
+    """``args`` of ``smnet-sps train`` with the options left out filled in: with --resume the run's own
+    (:func:`_saved_options`; a resume needed every non-default option repeated, or was refused), an option
+    given with another value than the run's refused (but --keep and --patience); else the defaults."""
+    def spelled(value):
+        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    if args.resume:
+        saved = _saved_options(args.out)
+        conflicts = [f"--{dest.replace('_', '-')} {spelled(getattr(args, dest))} given, {spelled(value)} in "
+                     "the run" for dest, value in saved.items()
+                     if dest not in ("grid", "keep", "patience") and getattr(args, dest) is not None
+                     and not _same_option(dest, getattr(args, dest), value)]
+        if conflicts:
+            raise ValueError(f"--resume: {args.out} was trained with other options ({'; '.join(conflicts)}); "
+                             f"leave them out to continue the run with its own (only {RESUME_MAY_CHANGE} may "
+                             "change), or train into a new --out")
+        if args.grid is None and "grid" not in saved:
+            raise ValueError(f"--resume: {args.out} does not record its grid file (trained before it was "
+                             "recorded): give --grid")
+        for dest, value in saved.items():
+            if getattr(args, dest) is None:
+                setattr(args, dest, value)
+    elif args.grid is None:
+        raise ValueError("--grid is required: the union grid file to train on (smnet-sps grid build); only "
+                         "--resume takes the run's own")
+    for dest, default in _CLI_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+    return args
+
+
 def _cli(args):
     import signal
     import sys
     import threading
 
+    _cli_options(args)
     _check_model_dir(args)
     previous = None
     if threading.current_thread() is threading.main_thread():      # signal handlers live in the main thread
@@ -1682,8 +1788,7 @@ def _cli(args):
         if notes:
             message = notes[-1]
         elif ckpt.is_file():          # e.g. during the last write, after the loop: earlier files are kept
-            message = (f"interrupted; {ckpt} holds the last checkpoint: continue with the same options and "
-                       "--resume")
+            message = f"interrupted; {ckpt} holds the last checkpoint: continue it with --resume"
         else:
             message = "interrupted before training began; nothing written"
         print(f"smnet-sps train: {message}", file=sys.stderr)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from test_train import make_synthetic_grid
 
+from smnet_sps.cli import main
 from smnet_sps.grid import build_grid, save_grid
 from smnet_sps.train import read_grid, train
 
@@ -67,6 +68,77 @@ def test_a_checkpoint_with_the_file_sha256_only_still_resumes_onto_its_file(synt
     torch.save(old, ckpt)
     with pytest.raises(ValueError, match="sha256"):
         train(other, out, epochs=3, resume=True, **TINY)
+
+
+
+# 2. a resume continues the run's own options
+
+CLI_TINY = ["--device", "cpu", "--no-progress", "--threads", "1"]
+
+
+def test_cli_resume_takes_the_run_options_and_refuses_other_ones(synth_grid, tmp_path, capsys):
+    """`train --resume` needed every non-default option of the run repeated (--width 16 --depth 1 --lr 0.01
+    ... and the grid), or was refused: it now reads them from the run and refuses a given one that differs."""
+    out = tmp_path / "m"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--width", "16", "--depth", "1",
+                 "--batch-size", "32", "--lr", "0.01", "--input-jitter", "0.1", "--w-max", "3",
+                 "--library-balance", "0.5", "--seed", "3", "--split-seed", "2", "--keep", "final",
+                 "--patience", "40", "--epochs", "1", *CLI_TINY]) == 0
+    first = json.loads((out / "config.json").read_text())
+    capsys.readouterr()
+    # nothing but --resume and a longer run: no --grid, no options
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", *CLI_TINY]) == 0, \
+        capsys.readouterr().err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["epochs_run"] == 2
+    for key in ("arch_kwargs", "seed", "split", "input_jitter", "grid_file", "sampling_weights"):
+        assert cfg[key] == first[key], key
+    assert (cfg["training"]["lr"], cfg["training"]["batch_size"], cfg["training"]["kept"],
+            cfg["training"]["patience"]) == (0.01, 32, "final", 40)
+    # the same values given again are no conflict; --keep and --patience may change
+    assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--resume", "--epochs", "3",
+                 "--width", "16", "--lr", "0.01", "--input-jitter", "0.1", "0.1", "0.1", "--keep", "best",
+                 "--patience", "50", *CLI_TINY]) == 0, capsys.readouterr().err
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["training"]["epochs_run"], cfg["training"]["kept"], cfg["training"]["patience"]) == \
+        (3, "best", 50)
+    capsys.readouterr()
+    # another value: refused in one line, naming each option with both values
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "4", "--width", "256", "--lr", "0.002",
+                 "--split-seed", "0", *CLI_TINY]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "--width 256 given, 16 in the run" in err and "--lr 0.002 given, 0.01 in the run" in err
+    assert "--split-seed 0 given, 2 in the run" in err and "leave them out" in err
+    assert json.loads((out / "config.json").read_text())["training"]["epochs_run"] == 3
+    # a new run still needs its grid
+    assert main(["train", "--out", str(tmp_path / "new"), "--epochs", "1", *CLI_TINY]) == 1
+    assert "--grid is required" in capsys.readouterr().err
+
+
+def test_cli_resume_after_an_interruption_in_the_first_epoch(synth_grid, tmp_path, monkeypatch, capsys):
+    """Only the checkpoint is there (no config.json yet): its record is enough."""
+    import smnet_sps.train as train_module
+    real = train_module.masked_mse
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "masked_mse", interrupted)
+    out = tmp_path / "m"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--width", "8", "--depth", "1",
+                 "--batch-size", "16", "--epochs", "2", *CLI_TINY]) == 130
+    assert not (out / "config.json").exists() and (out / "checkpoint.pt").exists()
+    monkeypatch.setattr(train_module, "masked_mse", real)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", *CLI_TINY]) == 0, capsys.readouterr().err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["arch_kwargs"]["width"] == 8 and cfg["training"]["batch_size"] == 16
+    assert cfg["training"]["epochs_run"] == 2
 
 
 # 3. the grid's path

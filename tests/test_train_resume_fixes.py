@@ -650,7 +650,7 @@ def test_a_resume_without_minutes_keeps_the_time_budget(synth_grid, tmp_path, mo
     assert abs(resumed["training"]["epochs_run"] - n) <= 1
     assert "minutes 0.5 as in the checkpoint" in capsys.readouterr().out
     ck = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
-    assert ck["schedule"] == {"epochs": 2000, "minutes": 0.5}
+    assert ck["schedule"] == {"epochs": 2000, "minutes": 0.5, "patience": 200, "keep": "best"}
     more = train(synth_grid, tmp_path / "b", resume=True, minutes=float("inf"), epochs=n + 3, **TINY)
     assert "--minutes none replaces the checkpoint's 0.5" in capsys.readouterr().out
     assert more["training"]["epochs_run"] == n + 3
@@ -813,12 +813,16 @@ def test_a_resume_with_another_network_or_grid_names_the_options_to_give(synth_g
     from test_train import make_synthetic_grid
 
     from smnet_sps.cli import main
+    # the command line takes the run's own (a resume without them is the run it was); given, the defaults
+    # are other values, refused by name
     assert main(["train", "--grid", str(synth_grid), "--out", str(model_copy), "--resume", "--device", "cpu",
-                 "--no-progress", "--threads", "1", "--batch-size", "32"]) == 1
+                 "--no-progress", "--threads", "1", "--width", "256", "--depth", "3"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
-    assert "--width 16 in the checkpoint, 256 now; --depth 1 in the checkpoint, 3 now" in err
-    assert "resume with --width 16 --depth 1, or train into a new --out" in err
+    assert "--width 256 given, 16 in the run; --depth 3 given, 1 in the run" in err
+    with pytest.raises(ValueError, match=r"--width 16 in the checkpoint, 256 now; --depth 1 in the "
+                                         r"checkpoint, 3 now.*resume with --width 16 --depth 1, or train"):
+        train(synth_grid, model_copy, resume=True, **dict(TINY, width=256, depth=3))
     with pytest.raises(ValueError, match=r"\(--arch mlp in the checkpoint, smnet now\); "
                                          r"resume with --arch mlp --width 16 --depth 1,"):
         train(synth_grid, model_copy, arch="smnet", resume=True,
