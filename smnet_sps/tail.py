@@ -60,6 +60,7 @@ LOCATE_TOL = 1e-9      # barycentric coordinate by which a point may lie outside
 STAND_IN_DEPTH = 5     # [pixels] see UntrainedTails
 HOLD_BLEND = 0.02      # [dex of Teff] a stand-in's red block fades into the hold beyond its Teff range
 HOLD_SOFT = 0.03       # [dex of flux] a pixel moves from its own value to the held one this near the floor
+HOLD_DEPTH = 0.005     # [dex of flux] a crossing of the floor sets the level held once this deep below it
 NEAR_FACE = 1e-6       # a barycentric coordinate this small: the point may be on a face (see _find)
 PROJECT_FIRST = 24     # facets of lowest distance bound measured first per point (see _LibraryTail._project)
 PROJECT_CHUNK = 256    # points per block of _LibraryTail._project
@@ -946,9 +947,10 @@ class UntrainedTails:
 
     def _hold_plan(self, log_ratio, params, libs):
         """Where and at what the Rayleigh-Jeans tail of the libraries in :attr:`held_red` is held, read from
-        the network's own output (before any fill): per row, the first pixel redward of the peak fainter than
-        ``tail_floor`` x the peak (where training left out the nodes around it) and the network's log10(F /
-        pi B) where the floor is crossed, a constant ratio of brightness temperature to Teff from there on;
+        the network's own output (before any fill): per row, where redward of the peak it falls below
+        ``tail_floor`` x the peak (where training left out the nodes around it), the network's log10(F / pi B)
+        where that floor is first crossed (continuously: a crossing bluer than another weighs in as it
+        reaches deeper, up to HOLD_DEPTH), a constant ratio of brightness temperature to Teff from there on;
         with the weight of a stand-in's red block (1 inside its Teff range, 0 beyond HOLD_BLEND of it). None
         where there is nothing to hold (or an older caller gave no wavelengths or floor)."""
         held_libs = [j for j, held in enumerate(self.held_red) if held]
@@ -972,26 +974,34 @@ class UntrainedTails:
         # for a learned one and be held (a 2,082 K BaSeL dwarf held one: 2.4x at 80-160 um)
         low = torch.minimum(lr, torch.cat([lr[:, :1], lr[:, :-1]], 1))
         low_flux = low + log_planck
-        faint = (consts["cols"][None, :] > peak) & (low_flux.detach() < threshold.detach())
-        n = log_ratio.shape[1]
-        first = torch.where(faint.any(1, keepdim=True), faint.to(torch.int8).argmax(1, keepdim=True),
-                            torch.full_like(peak, n))
-        # the level held: the ratio where the floor is crossed, interpolated between the last pixel above it
-        # and the first below, so that it moves continuously when the crossing moves from one pixel to the
-        # next (the ratio of the pixel before jumped by up to 0.09 dex per K, a review found)
-        k = first.clamp(max=n - 1)
-        above, below = low_flux.gather(1, k - 1), low_flux.gather(1, k)
-        gap = above - below
-        u = torch.where(gap > 0, (above - threshold) / torch.where(gap > 0, gap, torch.ones_like(gap)),
+        red = consts["cols"][None, :] > peak
+        # the level held: the ratio where the floor is crossed, interpolated between the pixel before a
+        # crossing and the one after, so that it moves continuously when the crossing moves from one pixel to
+        # the next (the ratio of the pixel before jumped by up to 0.09 dex per K, a review found) ...
+        before_flux = torch.cat([low_flux[:, :1], low_flux[:, :-1]], 1)
+        before = torch.cat([low[:, :1], low[:, :-1]], 1)
+        gap = before_flux - low_flux
+        u = torch.where(gap > 0, (before_flux - threshold) / torch.where(gap > 0, gap, torch.ones_like(gap)),
                         torch.zeros_like(gap)).clamp(0.0, 1.0)
-        last_learned = low.gather(1, k - 1) + u * (low.gather(1, k) - low.gather(1, k - 1))
+        crossing = before + u * (low - before)
+        # ... of the first crossing, taken as each pixel's depth below the floor (up to HOLD_DEPTH) adds to
+        # the greatest depth bluer than it: one pixel as deep below it as that settles the level as before,
+        # while a pixel touching the floor bluer than the first crossing comes in from 0. Taking the first
+        # pixel below the floor outright jumped when another dipped below it (CM87 at 78 kK, log g 6.02:
+        # 0.0095 dex over 2-160 um, V-K 0.024 mag across 1e-12 dex of Teff)
+        depth = torch.where(red, ((threshold - low_flux) / HOLD_DEPTH).clamp(0.0, 1.0), torch.zeros_like(low))
+        reached = torch.cummax(depth, dim=1).values
+        gain = torch.diff(reached, dim=1, prepend=torch.zeros_like(reached[:, :1]))
+        total = reached[:, -1:]
+        last_learned = (gain * crossing).sum(1, keepdim=True) / torch.where(total > 0, total,
+                                                                            torch.ones_like(total))
         # how much each pixel is held: 0 above the floor by HOLD_SOFT dex, 1 below it by as much, linear
         # between and never less than at a bluer pixel of the red side, so that a pixel passing the floor
-        # moves continuously (pixel by pixel it jumped between its own value and the held one)
+        # moves continuously (pixel by pixel it jumped between its own value and the held one); times how
+        # deep the spectrum reaches below the floor, so that nothing jumps where it first touches it
         soft = ((threshold + HOLD_SOFT - low_flux) / (2 * HOLD_SOFT)).clamp(0.0, 1.0)
-        soft = torch.where(consts["cols"][None, :] > peak, soft, torch.zeros_like(soft))
-        soft = torch.where(first < n, soft, torch.zeros_like(soft))       # nothing below the floor: no hold
-        held = torch.cummax(soft, dim=1).values
+        soft = torch.where(red, soft, torch.zeros_like(soft))
+        held = torch.cummax(soft, dim=1).values * total
         # (the blend weight follows Teff with its derivative)
         weight = self._red_weight(libs[rows], params[rows, 0].to(torch.float64))
         return rows, held, last_learned, weight.to(lr.dtype)[:, None]
