@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1686,13 +1687,46 @@ _CLI_RECIPE = ("tail_floor", "pixel_loss", "uv_weight", "w_max", "library_balanc
                "batch_size", "lr", "lr_final", "ema_decay", "seed", "init_from")
 
 
+_MLP_ONLY = ("tail_floor", "pixel_loss", "uv_weight")      # options SM-Net does not use
+# config.json's record of the sampling weights' options (the recipe's w_max and library_balance)
+_SAMPLING_RECORD = re.compile(r"clipped to \[1, (?P<w_max>[^\]]+)\](?:; library shares ~ "
+                              r"n_library\^(?P<library_balance>\S+))?$")
+
+
+def _config_options(cfg, arch):
+    """The recipe's options as an older run's config.json records them (its checkpoint, written before
+    2026-12-02, records no recipe): ``{dest: value}`` of those it records, None where it records none
+    (``init_from``). The MLP-only options are left out for SM-Net."""
+    training = cfg.get("training") or {}
+    found = {key: training[key] for key in ("batch_size", "lr", "lr_final") if training.get(key) is not None}
+    keys = ("seed", "ema_decay", "node_loss", "node_blend", "node_blend_kind", "input_jitter", "jitter_floor",
+            "jitter_quantile") + (_MLP_ONLY if arch == "mlp" else ())
+    found.update({key: cfg[key] for key in keys if cfg.get(key) is not None})
+    if "input_jitter" in found:
+        found["input_jitter"] = [float(v) for v in np.atleast_1d(found["input_jitter"])]
+    if "init_from" in cfg:                  # recorded since warm starts exist: None is none
+        found["init_from"] = cfg["init_from"]
+    if cfg.get("trained_libraries") is not None:
+        found["libraries"] = sorted(set(cfg["trained_libraries"]))
+    # the sampling options are recorded in words only: "..., clipped to [1, 5.0]; library shares ~ ..."
+    match = _SAMPLING_RECORD.search(str(cfg.get("sampling_weights", "")))
+    for key in ("w_max", "library_balance"):
+        with contextlib.suppress(TypeError, ValueError):
+            found[key] = float(match[key])
+    return found
+
+
 def _saved_options(out):
-    """``{option's dest: value}`` of the run in ``out`` that ``train --resume`` continues.
+    """``({option's dest: value}, [dests not recorded])`` of the run in ``out`` that ``train --resume``
+    continues.
 
     The architecture, split seed and recipe come from its checkpoint: what the resume is checked against,
-    and there also when config.json is not (an interruption before the first epoch ended). The grid's
-    (absolute) path, --keep and --patience come from the checkpoint, or for one written before it kept them
-    from config.json. Options the run does not use (SM-Net's MLP-only ones, no --init-from) are left out."""
+    and there also when config.json is not (an interruption before the first epoch ended). A checkpoint
+    written before the recipe was recorded is not checked against one: its options come from config.json
+    (:func:`_config_options`), and those that neither records are listed as not recorded (a default in
+    their place resumed another run than the one interrupted, without a word). The grid's path, --keep and
+    --patience come from the checkpoint, or for one written before it kept them from config.json. Options
+    the run does not use (SM-Net's MLP-only ones, no --init-from) are left out."""
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
     if not ckpt_path.is_file():
@@ -1706,9 +1740,16 @@ def _saved_options(out):
     saved = {"arch": ck["arch"]}
     saved.update({key: int(ck["arch_kwargs"][key]) for key in ("width", "depth", "B")
                   if key in ck["arch_kwargs"]})
-    if "split_seed" in ck:
-        saved["split_seed"] = int(ck["split_seed"])
-    recipe = ck.get("recipe") or {}         # none before 2026-12: the options as given, as then
+    split_seed = ck.get("split_seed", (cfg.get("split") or {}).get("split_seed"))
+    if split_seed is not None:
+        saved["split_seed"] = int(split_seed)
+    unrecorded = [] if split_seed is not None else ["split_seed"]
+    recipe = ck.get("recipe") or {}
+    if not recipe:                          # none before 2026-12-02: config.json's record
+        recipe = _config_options(cfg, ck["arch"])
+        recipe = {**{key: before for key, before in _RECIPE_BEFORE.items() if key not in recipe}, **recipe}
+        unrecorded += [key for key in _CLI_RECIPE if key not in recipe
+                       and not (ck["arch"] != "mlp" and key in _MLP_ONLY)]
     saved.update({key: recipe[key] for key in _CLI_RECIPE if recipe.get(key) is not None})
     if "input_jitter" in saved:             # the option's spelling: one width for three equal ones
         steps = [float(v) for v in saved["input_jitter"]]
@@ -1721,7 +1762,7 @@ def _saved_options(out):
                         ("grid", ck.get("grid_file") or cfg.get("grid_file"))):
         if value is not None and value != "":
             saved[dest] = value
-    return saved
+    return saved, unrecorded
 
 
 def _same_option(dest, given, saved):
@@ -1746,7 +1787,7 @@ def _cli_options(args):
         return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
     if args.resume:
-        saved = _saved_options(args.out)
+        saved, unrecorded = _saved_options(args.out)
         conflicts = [f"--{dest.replace('_', '-')} {spelled(getattr(args, dest))} given, {spelled(value)} in "
                      "the run" for dest, value in saved.items()
                      if dest not in ("grid", "keep", "patience") and getattr(args, dest) is not None
@@ -1761,6 +1802,14 @@ def _cli_options(args):
         for dest, value in saved.items():
             if getattr(args, dest) is None:
                 setattr(args, dest, value)
+        # an older run whose checkpoint and config.json leave options out: a default in their place resumed
+        # another run than the one interrupted (--lr 0.01 --batch-size 16 went on with 0.002 and 256)
+        missing = [f"--{dest.replace('_', '-')}" for dest in unrecorded if getattr(args, dest) is None
+                   and not (dest == "node_blend_kind" and args.node_blend == 0)]
+        if missing:
+            raise ValueError(f"--resume: {args.out} predates recorded options: neither its checkpoint (no "
+                             f"recipe) nor its config.json records {', '.join(missing)}; give them with the "
+                             "run's values")
     elif args.grid is None:
         raise ValueError("--grid is required: the union grid file to train on (smnet-sps grid build); only "
                          "--resume takes the run's own")

@@ -141,6 +141,57 @@ def test_cli_resume_after_an_interruption_in_the_first_epoch(synth_grid, tmp_pat
     assert cfg["training"]["epochs_run"] == 2
 
 
+def _as_before_the_recipe(out, drop_config=(), drop_training=()):
+    """Make the run in ``out`` look like one trained before 2026-12-02: no recipe (and no grid path) in its
+    checkpoint, and config.json without ``drop_config`` / ``drop_training["..."]``."""
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    del ck["recipe"], ck["grid_file"]
+    torch.save(ck, out / "checkpoint.pt")
+    cfg = json.loads((out / "config.json").read_text())
+    for key in drop_config:
+        del cfg[key]
+    for key in drop_training:
+        del cfg["training"][key]
+    (out / "config.json").write_text(json.dumps(cfg))
+
+
+def test_cli_resume_of_a_run_without_a_recipe_takes_config_json_and_refuses_defaults(synth_grid, tmp_path,
+                                                                                     capsys):
+    """A checkpoint without a recorded recipe (older runs) resumed with the command's defaults: trained with
+    --lr 0.01 --batch-size 16, `train --out m --resume` went on with lr 0.002 and batches of 256 (rc 0). Its
+    options now come from config.json, and one that neither records is refused by name."""
+    out = tmp_path / "m"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--width", "16", "--depth", "1",
+                 "--batch-size", "16", "--lr", "0.01", "--lr-final", "0.1", "--w-max", "3",
+                 "--library-balance", "0.5", "--seed", "3", "--input-jitter", "0.1", "--epochs", "1",
+                 *CLI_TINY]) == 0
+    first = json.loads((out / "config.json").read_text())
+    _as_before_the_recipe(out)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--grid", str(synth_grid), "--resume", "--epochs", "2",
+                 *CLI_TINY]) == 0, capsys.readouterr().err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["epochs_run"] == 2
+    assert (cfg["training"]["lr"], cfg["training"]["batch_size"], cfg["training"]["lr_final"]) == \
+        (0.01, 16, 0.1)
+    for key in ("seed", "sampling_weights", "input_jitter", "split"):
+        assert cfg[key] == first[key], key
+    # an older config.json still: neither records --lr-final, --w-max or --library-balance
+    _as_before_the_recipe(out, drop_config=["sampling_weights"], drop_training=["lr_final"])
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--grid", str(synth_grid), "--resume", "--epochs", "3",
+                 "--lr-final", "0.1", *CLI_TINY]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "predates recorded options" in err
+    assert "records --w-max, --library-balance; give them with the run's values" in err
+    assert json.loads((out / "config.json").read_text())["training"]["epochs_run"] == 2
+    assert main(["train", "--out", str(out), "--grid", str(synth_grid), "--resume", "--epochs", "3",
+                 "--lr-final", "0.1", "--w-max", "3", "--library-balance", "0.5", *CLI_TINY]) == 0, \
+        capsys.readouterr().err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["epochs_run"] == 3 and cfg["sampling_weights"] == first["sampling_weights"]
+
+
 # 3. the grid's path
 
 def test_config_records_the_grid_file_as_an_absolute_path(synth_grid, tmp_path, monkeypatch):
