@@ -1799,6 +1799,13 @@ def _cli_options(args):
         if args.grid is None and "grid" not in saved:
             raise ValueError(f"--resume: {args.out} does not record its grid file (trained before it was "
                              "recorded): give --grid")
+        if args.grid is None and not Path(saved["grid"]).is_file():
+            # the run's grid, not one the user typed: "build it with 'smnet-sps grid build'" told them to
+            # rebuild a file that is there, named relative to another folder
+            where = ("its config.json records it relative to the folder the training ran in, not this one"
+                     if not Path(saved["grid"]).is_absolute() else "the file has moved or been removed")
+            raise ValueError(f"--resume: the grid file {saved['grid']} that {args.out} was trained on is not "
+                             f"found ({where}): give --grid with its path")
         for dest, value in saved.items():
             if getattr(args, dest) is None:
                 setattr(args, dest, value)

@@ -207,6 +207,34 @@ def test_config_records_the_grid_file_as_an_absolute_path(synth_grid, tmp_path, 
     assert json.loads((tmp_path / "m" / "config.json").read_text())["grid_file"] == cfg["grid_file"]
 
 
+def test_cli_resume_names_the_run_grid_recorded_relative_to_another_folder(synth_grid, tmp_path, monkeypatch,
+                                                                            capsys):
+    """An older run's config.json kept the grid's path as typed: resumed from another folder, `train --resume`
+    said "grid file work/grid.h5 does not exist (build it with 'smnet-sps grid build ...')", of a --grid the
+    user never typed. It now says where the path comes from and asks for --grid."""
+    import shutil
+    (tmp_path / "work").mkdir()
+    shutil.copy(synth_grid, tmp_path / "work" / "grid.h5")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--grid", "work/grid.h5", "--out", "m", "--width", "16", "--depth", "1",
+                 "--epochs", "1", *CLI_TINY]) == 0
+    ck = torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)
+    del ck["grid_file"]
+    torch.save(ck, tmp_path / "m" / "checkpoint.pt")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["grid_file"] = "work/grid.h5"                # as older runs recorded it
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.chdir(tmp_path / "work")
+    capsys.readouterr()
+    assert main(["train", "--out", "../m", "--resume", "--epochs", "2", *CLI_TINY]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "grid build" not in err
+    assert "its config.json records it relative to the folder the training ran in" in err
+    assert "give --grid" in err
+    assert main(["train", "--out", "../m", "--resume", "--epochs", "2", "--grid", "grid.h5", *CLI_TINY]) == 0
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["training"]["epochs_run"] == 2
+
+
 # 4. the generator's weights behind every output
 
 @pytest.fixture(scope="module")
