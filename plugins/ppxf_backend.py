@@ -103,10 +103,9 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
                              f"({wave[0]:g}-{wave[-1]:g} A)")
     else:
         keep = np.ones(wave.size, bool)
+    _check_lsf_options(gaussian_fwhm, velscale, position_share)
     # sps_lib wants (n_pix, n_age, n_met); ours is (n_met, n_age, n_pix)
     if gaussian_fwhm is not None:
-        if velscale is None:
-            raise ValueError("gaussian_fwhm needs velscale [km/s], the step of the log-lambda output grid")
         sel = wave[keep]
         rng = (max(sel[0], wave[3]), min(sel[-1], wave[-4]))
         share = POSITION_SHARE if position_share is None else float(position_share)
@@ -114,12 +113,6 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
                                               position_share=share)
         shape = "gaussian"
     else:
-        if position_share is not None:
-            raise ValueError("position_share applies only with gaussian_fwhm (templates on a Gaussian LSF)")
-        if velscale is not None:        # sps_lib rebins with its own velscale: this one would do nothing
-            raise ValueError("velscale applies only with gaussian_fwhm (the log-lambda step of templates on "
-                             "a Gaussian LSF); without it give velscale to ppxf.sps_util.sps_lib / "
-                             "load_sps_lib")
         share = np.nan
         native, shape = template_lsf(ssp)
         if fwhm is None:
@@ -147,6 +140,21 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
                             flux_unit="L_sun/Angstrom per M_sun formed",
                             creator="smnet_sps.plugins.ppxf_backend")
     return path
+
+
+def _check_lsf_options(gaussian_fwhm, velscale, position_share):
+    """ValueError for ``velscale`` / ``position_share`` without ``gaussian_fwhm``, or ``gaussian_fwhm``
+    without ``velscale``: the options of templates on a Gaussian LSF go together."""
+    if gaussian_fwhm is not None:
+        if velscale is None:
+            raise ValueError("gaussian_fwhm needs velscale [km/s], the step of the log-lambda output grid")
+        return
+    if position_share is not None:
+        raise ValueError("position_share applies only with gaussian_fwhm (templates on a Gaussian LSF)")
+    if velscale is not None:        # sps_lib rebins with its own velscale: this one would do nothing
+        raise ValueError("velscale applies only with gaussian_fwhm (the log-lambda step of templates on "
+                         "a Gaussian LSF); without it give velscale to ppxf.sps_util.sps_lib / "
+                         "load_sps_lib")
 
 
 def _lam_range(lam_range):
@@ -187,6 +195,8 @@ def from_smnet(path, ages, Zs, *, zsun=None, fwhm=None, lam_range=None, medium="
     ``generator="semi-empirical"`` (passed on to ``ssp_grid``) gives templates whose optical lines are
     calibrated on MILES stars: the better choice for kinematic fits (docs/plugins.md, "Fitting real
     galaxies")."""
+    # before the grid is computed (minutes for a full one), not after it
+    _check_lsf_options(gaussian_fwhm, velscale, position_share)
     return write_sps_lib(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, fwhm=fwhm, lam_range=lam_range,
                          medium=medium, gaussian_fwhm=gaussian_fwhm, velscale=velscale,
                          position_share=position_share, overwrite=overwrite)

@@ -83,6 +83,22 @@ def test_bad_arguments(tmp_path, toy):
     assert not (tmp_path / "v.npz").exists()
 
 
+def test_from_smnet_refuses_lsf_options_that_do_not_go_together_before_computing(tmp_path, monkeypatch):
+    """from_smnet(velscale=...) without gaussian_fwhm (or position_share without it, or gaussian_fwhm without
+    velscale) computed the whole SSP grid (23 s for 20 ages x 5 Z) before write_sps_lib refused."""
+    def computed(*args, **kwargs):
+        raise AssertionError("the SSP grid was computed before the options were checked")
+
+    monkeypatch.setattr(pb, "smnet_ssp_grid", computed)
+    ages, Zs = np.array([1e9, 5e9]), np.array([0.01, 0.02])
+    for kwargs, match in (({"velscale": 60.0}, "velscale applies only with gaussian_fwhm"),
+                          ({"position_share": 0.5}, "position_share applies only with gaussian_fwhm"),
+                          ({"gaussian_fwhm": 2.5}, "gaussian_fwhm needs velscale")):
+        with pytest.raises(ValueError, match=match):
+            pb.from_smnet(tmp_path / "t.npz", ages, Zs, **kwargs)
+    assert not (tmp_path / "t.npz").exists()
+
+
 def test_a_folder_given_as_path_is_refused_not_written_beside(tmp_path, toy):
     """np.savez's convention appends .npz to a bare name; a folder got it too: write_sps_lib('templates')
     with 'templates' a folder wrote 'templates.npz' beside it (for '/tmp': /tmp.npz at the root). The DSPS and
