@@ -301,8 +301,9 @@ class StellarPopulation:
     Parameters
     ----------
     compute_vega_mags : bool, Vega (True) or AB (False, default) magnitudes; fixed at creation. Vega is
-        CALSPEC's at 0 mag in every band, not FSPS's V-anchored Kurucz Vega: -0.03 mag in the IR, +0.1 in
-        the UV against FSPS (docs/population.md); compare with FSPS in AB
+        CALSPEC's at 0 mag in every band, not FSPS's V-anchored Kurucz Vega: against FSPS -0.02 to -0.045
+        mag in the IR, +0.07 to +0.12 below 3,000 A and +0.24 in GALEX FUV (docs/population.md); compare
+        with FSPS in AB
     vactoair_flag : bool, report wavelengths in air (default vacuum); fixed at creation. As FSPS's, it
         relabels the axis only (L_lambda per vacuum A); ``to_medium`` also rescales L_lambda
         (docs/population.md)
