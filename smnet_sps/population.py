@@ -153,6 +153,7 @@ FSPS_BANDS = {
 }
 
 _GRID_CACHE: dict = {}
+_UNSET = object()
 
 
 def fsps_cosmology():
@@ -300,11 +301,11 @@ class StellarPopulation:
 
     Parameters
     ----------
-    compute_vega_mags : bool, Vega (True) or AB (False, default) magnitudes; fixed at creation. Vega is
+    compute_vega_mags : bool, Vega (True) or AB (False, default) magnitudes. Vega is
         CALSPEC's at 0 mag in every band, not FSPS's V-anchored Kurucz Vega: against FSPS -0.02 to -0.045
         mag in the IR, +0.07 to +0.12 below 3,000 A and +0.24 in GALEX FUV (docs/population.md); compare
         with FSPS in AB
-    vactoair_flag : bool, report wavelengths in air (default vacuum); fixed at creation. As FSPS's, it
+    vactoair_flag : bool, report wavelengths in air (default vacuum). As FSPS's, it
         relabels the axis only (L_lambda per vacuum A); ``to_medium`` also rescales L_lambda
         (docs/population.md)
     zcontinuous : 0 (use the tabulated metallicity ``zmet``, 1-based) or 1 (interpolate to ``logzsol``)
@@ -322,12 +323,14 @@ class StellarPopulation:
     cosmology : astropy cosmology for apparent magnitudes and observed spectra, or the name of an astropy
         realization ("Planck18", "WMAP9", ...) (default :func:`fsps_cosmology`); anything else a ValueError
     **params : any python-fsps parameter (``params.all_params``)
+
+    Each of these is also an attribute (``isochrones`` as ``isochrone_set``), checked when set; a change
+    takes effect on the next call, as a changed parameter's (the results of the old model are dropped).
     """
 
     def __init__(self, compute_vega_mags=False, vactoair_flag=False, zcontinuous=0, cloudy_dust=False, *,
                  generator=None, isochrones="padova", special_phases="model", outside="extrapolate",
                  device="auto", cosmology=None, **kwargs):
-        from .isochrones import resolve_isochrones
         self.params = ParameterSet(**_DEFAULTS)
         for k in list(kwargs):
             if k in self.params:
@@ -341,23 +344,117 @@ class StellarPopulation:
                              f"{zcontinuous!r} (metallicity distributions, 2 and 3, are not available)")
         if cloudy_dust:
             raise ValueError("cloudy_dust=True needs nebular emission, which smnet-sps does not model")
-        # bool() read the string "False" as True (Vega magnitudes, air wavelengths)
-        self.compute_vega_mags = check_switch(compute_vega_mags, "compute_vega_mags", allow_01=True)
-        self.vactoair_flag = check_switch(vactoair_flag, "vactoair_flag", allow_01=True)
+        # checked by their setters (bool() read the string "False" as True: Vega magnitudes, air wavelengths)
+        self.compute_vega_mags = compute_vega_mags
+        self.vactoair_flag = vactoair_flag
         self._zcontinuous = int(zcontinuous)
+        self._backend = None
         # a family name, a set or an isochrone file (a CMD output, a converted .npz), as in ssp_spectrum
-        self.isochrone_set = resolve_isochrones(isochrones)
+        self.isochrone_set = isochrones
         self.generator = generator
         self.special_phases = special_phases
         self.outside = outside
         self.device = device
-        self.cosmology = as_cosmology(cosmology, default=fsps_cosmology())
+        self.cosmology = cosmology
         self._tabular = None
         self._results = {}
         self._unattenuated = {}          # per tage: the summed young / old light before dust, and its figures
         self._last_basis = None          # (Z, IMF, generator key), isochrone set, SSPs at that Z
         self._last = None
         self._backend = None
+
+    # ---- the model: set at creation, and a change takes effect on the next call (as a parameter's) ----
+    def _model_changed(self, name, value, backend=False):
+        """Store a model attribute; if it changed, drop every result computed with the old one (the next
+        call recomputes, as after a changed SSP parameter). ``sp.generator = other`` after a first call
+        returned the old generator's spectra silently: the cached results, the blended SSPs and the backend
+        were kept."""
+        old = self.__dict__.get("_" + name, _UNSET)
+        self.__dict__["_" + name] = value
+        if old is value or (isinstance(value, str) and isinstance(old, str) and old == value):
+            return
+        if backend:
+            self._backend = None
+        self._last_basis = self._last = None
+        self.params.dirtiness = 2              # _sync empties the cached results (the name is not in
+        self.params.changed.add(name)          # _NOT_IN_RESULTS) and checks zmet against a new set
+
+    @property
+    def generator(self):
+        """The stellar spectra (as ``generator=``); set it to change them (the next call recomputes)."""
+        return self._generator
+
+    @generator.setter
+    def generator(self, value):
+        self._model_changed("generator", value, backend=True)
+
+    @property
+    def special_phases(self):
+        """``special_phases=`` of the backend; set it to change it (the next call recomputes)."""
+        return self._special_phases
+
+    @special_phases.setter
+    def special_phases(self, value):
+        self._model_changed("special_phases", value, backend=True)
+
+    @property
+    def outside(self):
+        """``outside=`` of the backend; set it to change it (the next call recomputes)."""
+        return self._outside
+
+    @outside.setter
+    def outside(self, value):
+        self._model_changed("outside", value, backend=True)
+
+    @property
+    def device(self):
+        """Where a model named by ``generator`` runs; set it to change it (the next call recomputes)."""
+        return self._device
+
+    @device.setter
+    def device(self, value):
+        self._model_changed("device", value, backend=True)
+
+    @property
+    def isochrone_set(self):
+        """The :class:`~smnet_sps.isochrones.IsochroneSet` in use; set it (a set, a family name or a file, as
+        ``isochrones=``) to change it (the next call recomputes). Changing a set in place is not seen."""
+        return self._isochrone_set
+
+    @isochrone_set.setter
+    def isochrone_set(self, value):
+        from .isochrones import resolve_isochrones
+        self._model_changed("isochrone_set", resolve_isochrones(value))
+
+    @property
+    def cosmology(self):
+        """The astropy cosmology of apparent magnitudes and observed spectra (a realization's name is taken;
+        anything else is a ValueError, as at creation)."""
+        return self._cosmology
+
+    @cosmology.setter
+    def cosmology(self, value):
+        # read at every call (results do not depend on it): nothing to recompute, only to check
+        self._cosmology = as_cosmology(value, default=fsps_cosmology())
+
+    @property
+    def compute_vega_mags(self):
+        """Vega (True) or AB (False) magnitudes from :meth:`get_mags`; read at every call."""
+        return self._compute_vega_mags
+
+    @compute_vega_mags.setter
+    def compute_vega_mags(self, value):
+        # bool() read the string "False" as True (Vega magnitudes)
+        self._compute_vega_mags = check_switch(value, "compute_vega_mags", allow_01=True)
+
+    @property
+    def vactoair_flag(self):
+        """Report wavelengths in air (True) or vacuum (False); read at every call."""
+        return self._vactoair_flag
+
+    @vactoair_flag.setter
+    def vactoair_flag(self, value):
+        self._vactoair_flag = check_switch(value, "vactoair_flag", allow_01=True)
 
     # ---- static properties ----
     def _get_backend(self):

@@ -1038,3 +1038,39 @@ def test_a_fit_moving_tage_alone_keeps_a_bounded_number_of_ages(blackbody, monke
     assert len(sp._results) <= 5 and len(sp._unattenuated) <= 5
     sp.params["dust2"] = 0.0
     assert np.array_equal(sp.get_spectrum(tage=1.0, peraa=True)[1], first)
+
+
+@pytest.mark.filterwarnings("ignore:.*outside the generator's coverage")
+def test_a_changed_model_attribute_takes_effect_on_the_next_call(blackbody):
+    """sp.generator / isochrone_set / outside set after a first call were not seen: the next call returned
+    the old model's cached spectra. A change now recomputes, as a fresh population with it gives."""
+    from smnet_sps.generator import BlackbodyGenerator
+    coarse = BlackbodyGenerator(wavelength=np.geomspace(91.0, 1.6e6, 700))
+    narrow = BlackbodyGenerator(teff_range=(3000.0, 6000.0))
+    changes = [("isochrone_set", "parsec", dict(isochrones="parsec", generator=blackbody)),
+               ("generator", coarse, dict(generator=coarse)),
+               ("outside", "exclude", dict(generator=narrow, outside="exclude"))]
+    for sfh in (0, 1):
+        for name, value, fresh in changes:
+            first = dict(generator=narrow) if name == "outside" else dict(generator=blackbody)
+            sp = StellarPopulation(zcontinuous=1, sfh=sfh, **first)
+            before = sp.get_spectrum(tage=1.0, peraa=True)[1]
+            sp.get_mags(tage=0.5, bands=["v"])
+            setattr(sp, name, value)
+            after = sp.get_spectrum(tage=1.0, peraa=True)[1]
+            want = StellarPopulation(zcontinuous=1, sfh=sfh, **fresh).get_spectrum(tage=1.0, peraa=True)[1]
+            assert after.shape != before.shape or not np.array_equal(after, before), name
+            np.testing.assert_array_equal(after, want, err_msg=name)
+            assert sp.wavelengths.size == after.size
+    sp = StellarPopulation(zcontinuous=0, zmet=20, generator=blackbody)
+    sp.get_spectrum(tage=1.0)
+    with pytest.raises(ValueError, match="zmet=20 out of range"):        # PARSEC holds 15 Z
+        sp.isochrone_set = "parsec"
+        sp.get_spectrum(tage=1.0)
+    # the attributes read at every call are checked when set, as at creation
+    sp.cosmology = "Planck18"
+    assert sp.cosmology.name == "Planck18"
+    with pytest.raises(ValueError, match="cosmology must be"):
+        sp.cosmology = 0.7
+    with pytest.raises(ValueError, match="compute_vega_mags"):
+        sp.compute_vega_mags = "False"
