@@ -48,6 +48,8 @@ for measured figures.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 from astropy import units as u
 
@@ -233,6 +235,35 @@ def _sampled_width(sigma_pix, k):
     return s
 
 
+#: the last few kernel sets of :func:`_gaussian_kernels` (~0.2-1 MB each), by their sigma
+_KERNELS: OrderedDict = OrderedDict()
+_KERNELS_KEPT = 8
+
+
+def _gaussian_kernels(sig):
+    """``(half, k, kern)``: the offsets ``k`` (-half..half) and the normalised kernels (n_pix, n_k) of the
+    sigmas ``sig`` [pixels], read-only. Kept for the last few sigmas: a StellarPopulation with sigma_smooth
+    asks for the same kernels on every call, and solving the sub-pixel widths cost 4 of its 4.3 ms."""
+    key = (sig.shape, sig.tobytes())
+    hit = _KERNELS.get(key)
+    if hit is not None:
+        return hit
+    half = max(int(np.ceil(4 * sig.max())), _MIN_HALF_WIDTH)
+    k = np.arange(-half, half + 1)
+    safe = np.maximum(_sampled_width(sig, k), 1e-3)
+    kern = np.exp(-0.5 * (k[None, :] / safe[:, None]) ** 2)      # (n_pix, n_k), one kernel per output pixel
+    kern[sig < 1e-3] = (k == 0)
+    kern /= kern.sum(axis=1, keepdims=True)
+    k.flags.writeable = kern.flags.writeable = False
+    _KERNELS[key] = (half, k, kern)
+    while len(_KERNELS) > _KERNELS_KEPT:
+        try:
+            _KERNELS.popitem(last=False)
+        except KeyError:                    # another thread emptied it first
+            break
+    return half, k, kern
+
+
 def _gaussian_smooth_variable(flux, sigma_pix, good=None):
     """Convolve the last axis with a normalised Gaussian whose sigma [pixels] varies along it.
 
@@ -243,13 +274,7 @@ def _gaussian_smooth_variable(flux, sigma_pix, good=None):
     flux's shape), the mean is over the good pixels only (normalised convolution: the kernel weights of the
     pixels it covers that are good sum to 1), and bad pixels are NaN in the result.
     """
-    sig = np.asarray(sigma_pix, float)
-    half = max(int(np.ceil(4 * sig.max())), _MIN_HALF_WIDTH)
-    k = np.arange(-half, half + 1)
-    safe = np.maximum(_sampled_width(sig, k), 1e-3)
-    kern = np.exp(-0.5 * (k[None, :] / safe[:, None]) ** 2)      # (n_pix, n_k), one kernel per output pixel
-    kern[sig < 1e-3] = (k == 0)
-    kern /= kern.sum(axis=1, keepdims=True)
+    half, k, kern = _gaussian_kernels(np.asarray(sigma_pix, float))
     n = flux.shape[-1]
 
     def smooth(values):
