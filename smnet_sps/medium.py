@@ -269,6 +269,16 @@ def _maggies_as_jy(unit):
     any other unit, None or a magnitude as it is."""
     if unit is None or isinstance(unit, u.FunctionUnitBase):
         return unit
+    try:
+        return _maggies_as_jy_cached(unit)
+    except TypeError:                       # an unhashable unit-like argument: not cached
+        return _maggies_as_jy_cached.__wrapped__(unit)
+
+
+@functools.lru_cache(maxsize=256)
+def _maggies_as_jy_cached(unit):
+    """:func:`_maggies_as_jy` of a unit, cached: its decompositions took ~0.3 ms of every magnitudes() call
+    (StellarPopulation.get_mags in an SED fitter's loop)."""
     unit = u.Unit(unit)
     bases = unit.decompose().bases
     if u.mgy not in bases:
@@ -289,12 +299,36 @@ def spectral_density_kind(unit, per=DENSITY_PER):
     # with them (per sr read as plain under dimensionless_angles) must not serve outside them, so they are
     # part of the key (skipping the cache then made it useless after `import bagpipes`, which enables the
     # redshift equivalency for good)
-    enabled = tuple((str(a), str(b), id(f), id(g)) for a, b, f, g in
-                    u.get_current_unit_registry().equivalencies)
+    enabled = _enabled_equivalencies()
     try:
         return _density_kind(unit, tuple(per), enabled)
     except TypeError:                       # an unhashable unit-like argument: not cached
         return _density_kind.__wrapped__(unit, tuple(per), enabled)
+
+
+def _enabled_equivalencies():
+    """A hashable key of astropy's globally enabled equivalencies (they change unit tests and conversions)."""
+    return tuple((str(a), str(b), id(f), id(g)) for a, b, f, g in u.get_current_unit_registry().equivalencies)
+
+
+@functools.lru_cache(maxsize=256)
+def _factor_target(reference, per, kind, enabled=()):
+    """:func:`f_lambda_factor`'s target unit: ``reference * per`` if that is an energy per unit wavelength,
+    else F_lambda (``kind`` "flux") or L_lambda; cached as :func:`_plain_scale`."""
+    plain_ref = u.Unit(reference) * per
+    if plain_ref.is_equivalent(FLAM_UNIT) or plain_ref.is_equivalent(LLAM_UNIT):
+        return plain_ref
+    return FLAM_UNIT if kind == "flux" else LLAM_UNIT
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_scale(unit, per, target, enabled=()):
+    """The factor taking ``unit * per`` to ``target`` when it is a plain scale (no equivalency), else None;
+    cached per units and the enabled equivalencies (``enabled``, a key only): the equivalence test and the
+    conversion took ~0.4 ms of every magnitudes() call."""
+    if not (unit * per).is_equivalent(target):
+        return None
+    return (1.0 * unit * per).to_value(target)
 
 
 @functools.lru_cache(maxsize=256)
@@ -359,17 +393,21 @@ def f_lambda_factor(unit, wave, reference=None, per=DENSITY_PER, strict=True, na
             raise u.UnitConversionError(f"{name}: {unit} is no spectral density convertible to "
                                         f"{reference or 'F_lambda'}")
         return 1.0
-    plain_ref = u.Unit(reference or unit) * p
-    if plain_ref.is_equivalent(FLAM_UNIT) or plain_ref.is_equivalent(LLAM_UNIT):
-        target = plain_ref
-    else:
-        target = FLAM_UNIT if ref_kind == "flux" else LLAM_UNIT
+    enabled = _enabled_equivalencies()
+    try:
+        target = _factor_target(reference or unit, p, ref_kind, enabled)
+    except TypeError:                       # an unhashable unit-like argument: not cached
+        target = _factor_target.__wrapped__(reference or unit, p, ref_kind)
     # a plain scale (L_sun / A -> erg s^-1 A^-1) needs no equivalency: astropy takes the scale first anyway,
     # and building u.spectral_density on the pixel axis cost ~2 ms per call (half a fitter's get_mags)
-    equivalencies = ([] if (unit * p).is_equivalent(target)
-                     else u.spectral_density(np.asarray(wave) * u.AA))
     try:
-        factor = (1.0 * unit * p).to_value(target, equivalencies=equivalencies)
+        factor = _plain_scale(unit, p, target, enabled)
+    except TypeError:                       # an unhashable unit-like argument: not cached
+        factor = _plain_scale.__wrapped__(unit, p, target)
+    try:
+        if factor is None:
+            factor = (1.0 * unit * p).to_value(target,
+                                               equivalencies=u.spectral_density(np.asarray(wave) * u.AA))
     except u.UnitConversionError:
         if strict:
             raise

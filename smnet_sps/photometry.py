@@ -701,7 +701,7 @@ def _synphot_mags(w, f, bands, bps, system, extrapolate, progress):
 # ---------------------------------------------------------------------------------------------------
 def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapolate=False, *, radius=None,
                cosmology=None, igm=False, method="vectorised", progress=False, _dark_is_inf=False,
-               _outside_quiet=0.0):
+               _outside_quiet=0.0, _array=False):
     """Synthetic magnitudes of one or many spectra through one or many filters.
 
     Parameters
@@ -815,6 +815,8 @@ def magnitudes(spectra, filters, system="AB", distance=None, redshift=0, extrapo
     if n_inf:
         warnings.warn(f"{n_inf} magnitude(s) are +inf: zero flux in the band (extrapolate=True)", UserWarning,
                       stacklevel=2)
+    if _array:              # the bare (n, n_filters) magnitudes: the Table cost 0.3 ms (StellarPopulation)
+        return mags
     unit = MAG_UNITS[system]
     table = Table()
     for k, bw in enumerate(bands):

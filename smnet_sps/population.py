@@ -951,9 +951,8 @@ class StellarPopulation:
         formed = np.array([r["formed"] > 0 and np.any(r["flux"] > 0) for r in results])
         mags = np.full((len(results), len(filters)), EMPTY_MAGNITUDE)
         if formed.any():
-            table = magnitudes((wave * u.AA, flam[formed] * SSP_UNIT), filters, system=system, redshift=z,
-                               cosmology=self.cosmology, _dark_is_inf=True)
-            got = np.column_stack([np.asarray(table[c], float) for c in table.colnames])
+            got = magnitudes((wave * u.AA, flam[formed] * SSP_UNIT), filters, system=system, redshift=z,
+                             cosmology=self.cosmology, _dark_is_inf=True, _array=True)
             mags[formed] = np.where(np.isfinite(got) & (got < EMPTY_MAGNITUDE), got, EMPTY_MAGNITUDE)
         return mags if full else mags[0]
 
