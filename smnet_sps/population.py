@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -326,11 +327,20 @@ class StellarPopulation:
 
     Each of these is also an attribute (``isochrones`` as ``isochrone_set``), checked when set; a change
     takes effect on the next call, as a changed parameter's (the results of the old model are dropped).
+
+    Threads may share a population to compute different ages (python-fsps's may not be shared): one
+    computation runs at a time, and each call returns its own result. The properties (``stellar_mass``,
+    ``log_lbol``, ...) describe the last call of any thread, and ``params`` changed by one thread while
+    another computes apply to either; give each thread its own population for different parameters.
     """
 
     def __init__(self, compute_vega_mags=False, vactoair_flag=False, zcontinuous=0, cloudy_dust=False, *,
                  generator=None, isochrones="padova", special_phases="model", outside="extrapolate",
                  device="auto", cosmology=None, **kwargs):
+        # one computation at a time: each writes tage into the shared params and syncs the caches on its
+        # dirty flags, so two threads computing ages at once read each other's tage (a spectrum of the
+        # other age) or emptied each other's rows (KeyError)
+        self._lock = threading.RLock()
         self.params = ParameterSet(**_DEFAULTS)
         for k in list(kwargs):
             if k in self.params:
@@ -362,6 +372,15 @@ class StellarPopulation:
         self._last_basis = None          # (Z, IMF, generator key), isochrone set, SSPs at that Z
         self._last = None
         self._backend = None
+
+    def __getstate__(self):                 # a lock does not pickle (process pools, copy.deepcopy)
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ---- the model: set at creation, and a change takes effect on the next call (as a parameter's) ----
     def _model_changed(self, name, value, backend=False):
@@ -735,6 +754,10 @@ class StellarPopulation:
         return [tage], False
 
     def _results_for(self, tage):
+        with self._lock:
+            return self._results_for_unlocked(tage)
+
+    def _results_for_unlocked(self, tage):
         # a call that fails leaves no properties behind: stellar_mass & co. described the previous model
         # after a ValueError (logzsol outside the isochrones, tage beyond them)
         self._last = None
@@ -970,9 +993,10 @@ class StellarPopulation:
 
     # ---- properties of the last computation (as python-fsps) ----
     def _stat(self, key):
-        if self._last is None or self.params.dirty:
-            self._results_for(self.params["tage"])
-        out, full = self._last
+        with self._lock:            # another thread's call starts by clearing _last
+            if self._last is None or self.params.dirty:
+                self._results_for(self.params["tage"])
+            out, full = self._last
         vals = np.array([r[key] for r in out], float)
         return vals if full else float(vals[0])
 

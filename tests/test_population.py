@@ -1130,3 +1130,55 @@ def test_get_mags_in_a_fit_does_no_unit_algebra_after_the_first_call(blackbody, 
         monkeypatch.setattr(core.UnitBase, "is_equivalent",
                             lambda *a, **k: tests.append(1) or real(*a, **k))
     assert tests == []
+
+
+def test_threads_computing_different_ages_of_one_population(blackbody, monkeypatch):
+    """A population is shared by threads (a thread pool over ages): each call wrote its tage into the shared
+    params and emptied the caches on the other threads' dirty flags, so a thread's row vanished under it
+    (KeyError) or it read another thread's tage. A lock holds each computation now; the results are those
+    of the same calls made one after another."""
+    import sys
+    import threading
+    import time
+
+    from smnet_sps import population as P
+
+    ages = [0.5, 1.0, 2.0, 3.0, 5.0, 8.0]
+    serial = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, generator=blackbody)
+    want = {a: (serial.get_spectrum(tage=a, peraa=True)[1], serial.stellar_mass) for a in ages}
+    real_compute, real_set = P.StellarPopulation._compute, P.ParameterSet.__setitem__
+
+    def slow_compute(self, tage):           # thread switches inside every computation and parameter change
+        time.sleep(1e-3)
+        return real_compute(self, tage)
+
+    def slow_set(self, k, v):
+        real_set(self, k, v)
+        time.sleep(2e-4)
+
+    monkeypatch.setattr(P.StellarPopulation, "_compute", slow_compute)
+    monkeypatch.setattr(P.ParameterSet, "__setitem__", slow_set)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    errors = []
+    try:
+        for _ in range(5):
+            sp = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, generator=blackbody)
+
+            def work(mine):
+                try:
+                    for a in mine * 2:
+                        spec = sp.get_spectrum(tage=a, peraa=True)[1]
+                        if not np.array_equal(spec, want[a][0]):
+                            errors.append(f"the spectrum asked for at {a} Gyr is another")
+                except Exception as exc:            # noqa: BLE001 -- any failure of a thread is reported
+                    errors.append(repr(exc))
+
+            threads = [threading.Thread(target=work, args=(ages[i::3],)) for i in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
