@@ -491,6 +491,21 @@ def _check_device(device, generator, loaded):
                          f"device={str(device)!r})) or leave device='auto'")
 
 
+def _add_product(out, csc, x):
+    """``out += csc @ x`` (out C-contiguous float64 (n_rows, n_wave), ``csc`` a CSC matrix (n_rows, n),
+    ``x`` float64 (n, n_wave)), added into ``out`` point after point in column order: scipy's own kernel of
+    ``csc @ x`` (``csc_matvecs``), writing into ``out`` instead of zeros. A batch's product added to ``out``
+    grouped each row's sum by batch, so a sum streamed in batches differed from one made at once; added
+    point after point, it is the same bit for bit however the columns are batched."""
+    from scipy.sparse import _sparsetools
+    x = np.ascontiguousarray(x, float)
+    if not (out.flags.c_contiguous and out.dtype == np.float64):
+        raise ValueError("_add_product needs a C-contiguous float64 out")
+    csc = csc.astype(float, copy=False)
+    _sparsetools.csc_matvecs(csc.shape[0], csc.shape[1], x.shape[1], csc.indptr, csc.indices, csc.data,
+                             x.ravel(), out.ravel())
+
+
 def _new_timing():
     return {"generator_s": 0.0, "generator_cpu_s": 0.0, "coverage_s": 0.0, "n_generated": 0}
 
@@ -803,13 +818,11 @@ class StellarLibraryBackend:
         return teff, logg, logz
 
     # ---- computing unit spectra ----------------------------------------------------------------
-    def _compute(self, keys, progress=False, timing=None, normalise=True):
+    def _compute(self, keys, progress=False, timing=None):
         """Unit-integral spectra (n, n_wave) [1/A] + status, inside, correction for rounded keys.
 
         ``timing`` (dict, optional) accumulates ``generator_s`` (inside the generator's ``stream``),
-        ``coverage_s`` and ``n_generated``. ``normalise=False`` returns ``(flux, scale, status, inside,
-        correction)`` instead, with the unit spectra = ``flux * scale[:, None]`` (saves a pass over the
-        spectra when the caller folds ``scale`` into its weights).
+        ``coverage_s`` and ``n_generated``.
         """
         timing = _new_timing() if timing is None else timing
         teff, logg, logz = self._key_parameters(keys)
@@ -862,8 +875,6 @@ class StellarLibraryBackend:
         if bad.any():
             flux[bad] = 0.0                      # NaN rows must not leak through a product with weight 0
             scale[bad] = 0.0
-        if not normalise:
-            return flux, scale, status, inside, correction
         flux *= scale[:, None]
         return flux, status, inside, correction
 
@@ -1031,15 +1042,20 @@ class StellarLibraryBackend:
         flux = np.zeros((n_rows, self.wavelength.size))
         status = np.empty(nu, np.int8)
         corr = np.empty(nu)
+        # Both paths give the same numbers bit for bit, so that a result does not depend on which one made
+        # it (an SSP cached from a large grid's streamed pass differed from the same SSP made alone by up to
+        # 5e-8): the unit spectra as the per-point cache holds them (float32), and each row's sum taken point
+        # after point in key order, batch after batch (_add_product)
+        Wc = W.tocsc()
         if use_cache:
             f, status, _, corr = self._unit_spectra_keys(ukeys, True, timing=timing)
             t0 = time.perf_counter()
             # sparse product (about one weight per point), single-threaded: a dense BLAS product here woke
             # OpenBLAS's threads, measured +40 ms of CPU per new SSP next to the generator's own threads
-            flux = np.asarray(W @ f.astype(float))
+            # (float32 also without a cache, cache_size=0)
+            _add_product(flux, Wc, np.asarray(f, np.float32).astype(float))
             t_acc += time.perf_counter() - t0
         else:
-            Wc = W.tocsc()
             bar = None
             if progress and nu > self.batch_size:        # no bar for work done in one batch
                 from tqdm.auto import tqdm
@@ -1047,13 +1063,12 @@ class StellarLibraryBackend:
             try:
                 for s0 in range(0, nu, self.batch_size):
                     sl = slice(s0, min(s0 + self.batch_size, nu))
-                    f, scale, status[sl], _, corr[sl] = self._compute(ukeys[sl], timing=timing,
-                                                                      normalise=False)
+                    f, status[sl], _, corr[sl] = self._compute(ukeys[sl], timing=timing)
                     t0 = time.perf_counter()
-                    # unit spectra = f * scale: the scale goes into the (sparse) weights, not over the spectra
-                    flux += (Wc[:, sl] @ sp.diags(scale)) @ f
+                    unit = f.astype(np.float32).astype(float)          # as the per-point cache holds them
+                    _add_product(flux, Wc[:, sl], unit)
                     t_acc += time.perf_counter() - t0
-                    del f                                   # one batch of spectra alive at a time
+                    del f, unit                             # one batch of spectra alive at a time
                     if bar is not None:
                         bar.update(sl.stop - sl.start)
             finally:        # also on Ctrl-C or an error: the bar's line ends before the error's line
