@@ -379,6 +379,11 @@ class StellarPopulation:
         return state
 
     def __setstate__(self, state):
+        # a population pickled before the model attributes became properties held them under their names
+        for name in ("generator", "special_phases", "outside", "device", "isochrone_set", "cosmology",
+                     "compute_vega_mags", "vactoair_flag"):
+            if name in state:
+                state["_" + name] = state.pop(name)
         self.__dict__.update(state)
         self._lock = threading.RLock()
 

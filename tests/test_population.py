@@ -1074,6 +1074,14 @@ def test_a_changed_model_attribute_takes_effect_on_the_next_call(blackbody):
         sp.cosmology = 0.7
     with pytest.raises(ValueError, match="compute_vega_mags"):
         sp.compute_vega_mags = "False"
+    # a population pickled before these were properties (held under their own names) still loads
+    state = sp.__getstate__()
+    for name in ("generator", "isochrone_set", "cosmology", "special_phases", "outside", "device",
+                 "compute_vega_mags", "vactoair_flag"):
+        state[name] = state.pop("_" + name)
+    old = StellarPopulation.__new__(StellarPopulation)
+    old.__setstate__(state)
+    assert old.generator is blackbody and old.isochrone_set.name == "parsec"
 
 
 def test_a_fit_with_sigma_smooth_builds_its_kernels_once(blackbody, monkeypatch):
