@@ -235,9 +235,10 @@ def _sampled_width(sigma_pix, k):
     return s
 
 
-#: the last few kernel sets of :func:`_gaussian_kernels` (~0.2-1 MB each), by their sigma
+#: the last kernel sets of :func:`_gaussian_kernels` (a model's 1221 pixels: ~0.1-1 MB each), by their
+#: sigma, at most _KERNELS_BYTES in all; a larger set (n x 2n for the widest kernels) is not kept
 _KERNELS: OrderedDict = OrderedDict()
-_KERNELS_KEPT = 8
+_KERNELS_BYTES = 64 * 2**20
 
 
 def _gaussian_kernels(sig):
@@ -255,12 +256,13 @@ def _gaussian_kernels(sig):
     kern[sig < 1e-3] = (k == 0)
     kern /= kern.sum(axis=1, keepdims=True)
     k.flags.writeable = kern.flags.writeable = False
-    _KERNELS[key] = (half, k, kern)
-    while len(_KERNELS) > _KERNELS_KEPT:
-        try:
-            _KERNELS.popitem(last=False)
-        except KeyError:                    # another thread emptied it first
-            break
+    if kern.nbytes <= _KERNELS_BYTES // 4:
+        _KERNELS[key] = (half, k, kern)
+        while sum(v[2].nbytes for v in list(_KERNELS.values())) > _KERNELS_BYTES:
+            try:
+                _KERNELS.popitem(last=False)
+            except KeyError:                # another thread emptied it first
+                break
     return half, k, kern
 
 

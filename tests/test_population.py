@@ -1110,6 +1110,10 @@ def test_a_fit_with_sigma_smooth_builds_its_kernels_once(blackbody, monkeypatch)
     sp.params["sigma_smooth"] = 100.0                  # other smoothing: other kernels
     sp.get_spectrum(tage=2.0, peraa=True)
     assert len(solved) > 1 + 3
+    # the memory they hold is bounded: the widest kernels (n x 2n) are used once and not kept
+    wave = np.linspace(3000.0, 9000.0, 2000)
+    lsf.degrade_to_fwhm(wave, np.ones(wave.size), 0.0, 1000.0)        # 2000 x 1133 kernels, 18 MB
+    assert sum(v[2].nbytes for v in lsf._KERNELS.values()) < 2 * 2**20
 
 
 def test_get_mags_in_a_fit_does_no_unit_algebra_after_the_first_call(blackbody, monkeypatch):
