@@ -43,8 +43,8 @@ POINTS_COLUMNS_DOC = ("teff [K], logg [log10 cm s^-2], logz ([M/H], dex) and L [
 
 def read_points_table(path):
     """A table of stars from a CSV, ECSV, FITS or whitespace-separated text file, gzipped or not
-    (``astropy.table.Table.read``; the format from the extension, :data:`POINTS_TABLE_FORMATS`); lines that
-    begin with '#' in a CSV are comments."""
+    (``astropy.table.Table.read``; the format from the extension, :data:`POINTS_TABLE_FORMATS`); in a CSV, the
+    lines that begin with '#' before the header are comments (:func:`_read_csv`)."""
     path = Path(path)
     fmt = POINTS_TABLE_FORMATS.get(suffix_of(path))
     if fmt is None:
@@ -53,12 +53,42 @@ def read_points_table(path):
                          f"got {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(f"points table not found: {path}")
-    # astropy's CSV reader takes '#' lines as data ("Number of header columns (2) inconsistent with data
-    # columns"): a CSV's '#' comment lines are skipped, as the other text formats skip them
-    kwargs = {"comment": "#"} if fmt == "ascii.csv" else {}
+    if fmt == "ascii.csv":
+        return _read_csv(path)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=u.UnitsWarning)   # a FITS unit astropy does not parse
-        return Table.read(path, format=fmt, **kwargs)
+        return Table.read(path, format=fmt)
+
+
+def _read_csv(path):
+    """A CSV table of stars (gzipped too): its '#' lines before the header are comments (``meta["comments"]``;
+    astropy's CSV reader took them as the header: "Number of header columns (2) inconsistent with data
+    columns"); a '#' line after the header is a row, as in any CSV (astropy's ``comment="#"`` dropped those
+    too: ids '#1', '#2' gave a table of 0 rows, no error)."""
+    from astropy.utils.data import get_readable_fileobj
+    with get_readable_fileobj(str(path)) as f:        # decompresses .gz as Table.read does
+        lines = f.read().splitlines(keepends=True)
+    start = 0
+    while start < len(lines) and (not lines[start].strip() or lines[start].lstrip().startswith("#")):
+        start += 1
+    body = "".join(lines[start:])
+    from astropy.io.ascii import InconsistentTableError
+    try:          # a string with a newline is the table itself for Table.read (without one, a file name)
+        table = Table.read(body if body.endswith("\n") else body + "\n", format="ascii.csv")
+    except InconsistentTableError as exc:
+        import csv
+        width = len(next(csv.reader(lines[start:start + 1])))
+        odd = [start + i + 1 for i, line in enumerate(lines[start:]) if line.lstrip().startswith("#")
+               and len(next(csv.reader([line]))) != width]
+        if not odd:
+            raise
+        raise ValueError(f"{path}: {exc}; line {odd[0]} begins with '#' after the header: only the lines "
+                         "before the header are comments, a later one is a row (remove it, or give it every "
+                         "column)") from None
+    comments = [line.strip()[1:].strip() for line in lines[:start] if line.strip()]
+    if comments:
+        table.meta["comments"] = comments
+    return table
 
 
 def check_points_columns(columns):

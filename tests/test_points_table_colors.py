@@ -279,3 +279,24 @@ def test_points_from_a_pandas_dataframe(blackbody):
     frame = pd.DataFrame([[5772.0, 4.44, 0.0, 1.0, 2.0]], columns=["teff", "logg", "logz", "L", "L"])
     with pytest.raises(ValueError, match="more than one column named 'L'"):
         points_magnitudes(frame, BANDS, generator=blackbody)
+
+def test_points_csv_hash_lines_after_the_header_are_rows(blackbody, tmp_path):
+    """Only the '#' lines before a CSV's header are comments: comment="#" dropped every '#' line, rows too
+    (ids '#1,#2,#3' gave a table of 0 rows, no error). Such rows are read now; a '#' note between rows is a
+    row too, which the row check names (or, with more cells than the header, a ValueError naming its line),
+    never dropped silently."""
+    ref = points_magnitudes(Table(STARS), BANDS, generator=blackbody)
+    header = ["# three stars", "id,teff,logg,logz,L"]
+    rows = [",".join([f"#{i + 1}"] + [str(STARS[c][i]) for c in ("teff", "logg", "logz", "L")])
+            for i in range(3)]
+    (tmp_path / "ids.csv").write_text("\n".join(header + rows) + "\n")
+    t = points_magnitudes(tmp_path / "ids.csv", BANDS, generator=blackbody)
+    assert list(t["id"]) == ["#1", "#2", "#3"] and t.meta["comments"] == ["three stars"]
+    assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
+    (tmp_path / "note.csv").write_text("\n".join(header + rows[:1] + ["# the giants"] + rows[1:]) + "\n")
+    with pytest.raises(ValueError, match=r"teff is not finite at row 1"):
+        points_magnitudes(tmp_path / "note.csv", BANDS, generator=blackbody)
+    (tmp_path / "wide.csv").write_text("\n".join(header + rows[:1] + ["# a, b, c, d, e, f"] + rows[1:]))
+    with pytest.raises(ValueError, match=r"line 4 begins with '#' after the header"):
+        points_magnitudes(tmp_path / "wide.csv", BANDS, generator=blackbody)
+
