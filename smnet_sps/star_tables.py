@@ -157,18 +157,21 @@ def _points_column(table, name):
     kind = np.asarray(col).dtype.kind
     if kind == "b":
         raise ValueError(f"points column {name!r} holds booleans (True / False), not numbers")
+    mask = np.ma.getmaskarray(np.ma.asarray(col)) if hasattr(col, "mask") else np.zeros(len(col), bool)
     if kind not in "iuf":
         # a text cell ('n/a', '--') made the whole column text: "could not convert string to float", which
-        # named neither the column nor the row
-        cells = np.ma.filled(np.ma.asarray(col), "nan") if hasattr(col, "mask") else np.asarray(col)
-        rows = [i for i, v in enumerate(cells) if not _is_number(v)]
+        # named neither the column nor the row. Masked cells (empty) are not text: filling them with "nan"
+        # was cut to the column's width ('na'), and the empty cell blamed
+        cells = np.asarray(np.ma.getdata(col))
+        rows = [i for i, v in enumerate(cells) if not mask[i] and not _is_number(v)]
         if rows:
             raise ValueError(f"points column {name!r} must hold numbers; row {rows[0]} is '{cells[rows[0]]}' "
                              f"({len(rows)} such row(s)): leave a missing value empty or write nan (the "
                              "row check then names it), or remove the row")
-        col = Column(np.asarray(cells, float), unit=unit)          # numbers written as text ('5772')
-    if hasattr(col, "mask"):              # column_quantity's np.asarray would use what lies under the mask
-        col = Column(np.ma.filled(np.ma.asarray(col, dtype=float), np.nan), unit=unit)
+        values = np.array([np.nan if m else float(v) for v, m in zip(cells, mask)])   # '5772' read too
+    else:               # column_quantity's np.asarray would use what lies under the mask
+        values = np.where(mask, np.nan, np.asarray(np.ma.getdata(col), float))
+    col = Column(values, unit=unit)
     if name == "teff":                    # temperature equivalencies: deg_C converts, angle 'deg' is refused
         return np.asarray(_teff_value(col), float)
     if name == "logg":

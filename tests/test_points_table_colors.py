@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.constants import sigma_sb
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from smnet_sps.cli import main
 from smnet_sps.photometry import magnitudes, ssp_magnitudes
@@ -299,4 +299,23 @@ def test_points_csv_hash_lines_after_the_header_are_rows(blackbody, tmp_path):
     (tmp_path / "wide.csv").write_text("\n".join(header + rows[:1] + ["# a, b, c, d, e, f"] + rows[1:]))
     with pytest.raises(ValueError, match=r"line 4 begins with '#' after the header"):
         points_magnitudes(tmp_path / "wide.csv", BANDS, generator=blackbody)
+
+
+def test_points_empty_cells_of_a_text_column_are_missing_values(blackbody, tmp_path):
+    """An empty cell of a column made text by another cell was filled with "nan" cut to the column's width:
+    'na' in a 2-character column, so the empty (allowed) cell was blamed ("row 1 is 'na'") before the real
+    text cell. Only unmasked cells are checked now; an empty one is NaN for the row check."""
+    lines = ["teff,logg,logz,L", "5772,4.44,0.0,1", "4286,1.66,-0.52,", "6530,4.0,-0.02,xy"]
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"'L' must hold numbers; row 2 is 'xy' \(1 such row"):
+        points_magnitudes(tmp_path / "s.csv", BANDS, generator=blackbody)
+    text = Table(STARS)
+    text["L"] = MaskedColumn(["1", "9", "7"], mask=[False, True, False])        # numbers as 1-character text
+    with pytest.raises(ValueError, match=r"row 1 has L = nan$"):
+        points_magnitudes(text, BANDS, generator=blackbody)
+    text["L"].mask[1] = False
+    ok = points_magnitudes(text, BANDS, generator=blackbody)
+    assert np.allclose(ok["M_bessell-V"], points_magnitudes(Table(dict(STARS, L=[1.0, 9.0, 7.0])), BANDS,
+                                                            generator=blackbody)["M_bessell-V"], rtol=0,
+                       atol=1e-9)
 
