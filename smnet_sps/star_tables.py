@@ -145,13 +145,74 @@ def _is_number(value):
     return True
 
 
+#: a catalogue's log unit written out: 'log(cm.s**-2)' (Gaia DR3's logg), 'log(L/Lsun)', 'log10(Lsun)'
+_LOG_FORM = re.compile(r"log(?:10)?\s*\((.+)\)", re.IGNORECASE)
+#: what a logg / logl column is the log of (logz, [M/H], is the log of a ratio)
+_LOG_OF = {"logg": u.cm / u.s ** 2, "logl": u.L_sun}
+
+def _read_unit(text):
+    """``text`` as a unit: astropy's generic format with the spellings a FITS TUNIT needs
+    (:func:`smnet_sps.medium._reparse_unit`: 'Lsun', 'dex(L_sun)'), then FITS ('cm.s**-2'), then CDS; None
+    where none reads it."""
+    from .medium import _reparse_unit
+    for fmt in ("generic", "fits", "cds"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", u.UnitsWarning)
+            unit = u.Unit(text, format=fmt, parse_strict="silent")
+        if fmt == "generic":
+            unit = _reparse_unit(unit)
+        if not isinstance(unit, u.UnrecognizedUnit):
+            return unit
+    return None
+
+
+def _log_column_unit(name, text):
+    """The unit a catalogue means by ``text`` on a ``logg`` / ``logz`` / ``logl`` column that astropy's
+    reader did not read: CDS brackets (VizieR) '[cm/s2]', '[Lsun]' and log forms 'log(cm.s**-2)' (Gaia DR3),
+    'log(L/Lsun)' -> the dex of that unit ('L/' names the quantity); on logz '[Sun]', '[-]', '[dex]', '[M/H]',
+    '[Fe/H]' -> dex. None where the text is none of these (the caller takes the values as the log)."""
+    text = text.strip()
+    if name == "logz" and re.fullmatch(r"\[\s*(sun|-+|dex|\w+\s*/\s*h)?\s*\]", text, re.IGNORECASE):
+        return u.dex
+    form = re.fullmatch(r"\[(.+)\]", text) or _LOG_FORM.fullmatch(text)
+    if form is None:
+        return None
+    inner = form.group(1).strip()
+    read = [unit for unit in map(_read_unit, [inner] + inner.split("/", 1)[1:]) if unit is not None]
+    if not read:
+        return None
+    fits = [unit for unit in read if name in _LOG_OF and unit.is_equivalent(_LOG_OF[name])]
+    # dex of what was read: one of the wrong kind ('[K]' on logg) is refused by the column's own rule
+    return u.dex((fits or read)[0])
+
+
+def _log_column(name, values, unit):
+    """The values of a ``logg`` / ``logz`` / ``logl`` column with ``unit`` (astropy's reading of its file,
+    or None) as the generators' rules take them: a unit astropy did not read is read as a catalogue writes
+    it (:func:`_log_column_unit`), or else the values are taken as already the log, as they were before units
+    were read (a UnitsWarning names it)."""
+    if isinstance(unit, u.UnrecognizedUnit):
+        text = unit.name
+        unit = _log_column_unit(name, text) or _read_unit(text)
+        if unit is None:
+            warnings.warn(f"points column {name!r}: its unit {text!r} is not one astropy or a catalogue "
+                          "convention reads; its values are taken as the log, as a column without a unit",
+                          u.UnitsWarning, stacklevel=4)
+    values = values if unit is None else values * unit
+    if name == "logg":
+        return np.asarray(_logg_value(values), float)
+    if name == "logz":
+        return np.asarray(_logz_value(values), float)
+    return np.asarray(_log_value(values, "logl", u.L_sun, "log10(L / L_sun)"), float)
+
+
 def _points_column(table, name):
     """Column ``name`` of a table of stars as floats: ``teff`` [K], ``logg`` [log10 cm s^-2], ``logz`` [dex],
     ``logl`` [log10 L/L_sun] or ``L`` [L_sun]. A column with a unit is read by the generators' own rules
     (:func:`smnet_sps.generator.column_quantity`: a FITS TUNIT astropy does not parse, 'Kelvin', 'Lsun',
-    'solLum', is parsed again; one that still cannot be read, or does not convert, is a ValueError naming the
-    column); a plain number is in the unit above. A masked entry (an empty CSV cell) is NaN, which the row
-    check then names."""
+    'solLum', is parsed again; on teff and L one that still cannot be read, or does not convert, is a
+    ValueError naming the column; on logg, logz and logl see :func:`_log_column`); a plain number is in the
+    unit above. A masked entry (an empty CSV cell) is NaN, which the row check then names."""
     col = table[name]
     unit = getattr(col, "unit", None)
     kind = np.asarray(col).dtype.kind
@@ -171,15 +232,11 @@ def _points_column(table, name):
         values = np.array([np.nan if m else float(v) for v, m in zip(cells, mask)])   # '5772' read too
     else:               # column_quantity's np.asarray would use what lies under the mask
         values = np.where(mask, np.nan, np.asarray(np.ma.getdata(col), float))
+    if name in ("logg", "logz", "logl"):
+        return _log_column(name, values, unit)
     col = Column(values, unit=unit)
     if name == "teff":                    # temperature equivalencies: deg_C converts, angle 'deg' is refused
         return np.asarray(_teff_value(col), float)
-    if name == "logg":
-        return np.asarray(_logg_value(col), float)
-    if name == "logz":
-        return np.asarray(_logz_value(col), float)
-    if name == "logl":
-        return np.asarray(_log_value(col, "logl", u.L_sun, "log10(L / L_sun)"), float)
     lum = column_quantity(col, "L", "a luminosity (e.g. u.L_sun, erg / s)")
     if not isinstance(lum, u.Quantity) or lum.unit == u.dimensionless_unscaled:
         return np.asarray(lum, float)     # plain numbers: L_sun
@@ -204,8 +261,10 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     points : astropy Table (or anything ``Table()`` takes: a dict of columns, a pandas DataFrame), or the
         path of a CSV, ECSV or FITS table; columns ``teff`` [K], ``logg``, ``logz`` ([M/H], dex) and ``L``
         [L_sun] or ``logl`` = log10 L/L_sun (one of them). A column with a unit (ECSV, FITS) is converted
-        as the generators read it (``teff`` to K, ``L`` to L_sun, a linear ``logl`` or ``logg`` to its log;
-        :func:`_points_column`). Other columns are kept in the result.
+        as the generators read it (``teff`` to K, ``L`` to L_sun; :func:`_points_column`); ``logg``, ``logz``
+        and ``logl`` take dex or a catalogue's log unit ('[cm/s2]', 'log(cm.s**-2)', '[Lsun]'; one none reads
+        is taken as the log, with a UnitsWarning; :func:`_log_column`). Other columns are kept in the
+        result.
     filters : filter names, files or ``SpectralElement``s (a list, or a comma-separated string)
     system : "AB", "ST" or "Vega"
     generator : None / "default" (the shipped model), "blackbody", a model path, or a loaded Generator

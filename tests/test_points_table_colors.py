@@ -280,6 +280,41 @@ def test_points_from_a_pandas_dataframe(blackbody):
     with pytest.raises(ValueError, match="more than one column named 'L'"):
         points_magnitudes(frame, BANDS, generator=blackbody)
 
+def _fits_stars(path, units, lum="L"):
+    """STARS as a FITS table written by astropy with the TUNIT strings ``units`` (column -> text); ``lum``:
+    'L' [L_sun] or 'logl' (log10 L/L_sun)."""
+    from astropy.io import fits
+    values = dict(STARS, logl=np.log10(STARS["L"]))
+    cols = [fits.Column(name=c, format="D", array=values[c], unit=units.get(c))
+            for c in ("teff", "logg", "logz", lum)]
+    fits.BinTableHDU.from_columns(cols).writeto(path, overwrite=True)
+    return path
+
+
+def test_points_catalogue_log_units_gaia_and_vizier(blackbody, tmp_path):
+    """FITS tables of stars as catalogues write them: Gaia DR3 (logg 'log(cm.s**-2)', [M/H] 'dex', L 'solLum')
+    and VizieR (CDS brackets '[cm/s2]', '[Sun]', '[-]', '[Lsun]') or 'log(L/Lsun)', '[M/H]'. These units were
+    ignored on logg / logz / logl until the columns were read by the generators' unit rules, which refused
+    them ("its column's unit 'log(cm.s**-2)' is not one astropy knows"); they are read as the log of their
+    unit now: the plain table's magnitudes. A unit no convention reads ('[cgs]') is taken as the log, as
+    before, with a UnitsWarning naming it."""
+    ref = np.asarray(points_magnitudes(Table(STARS), BANDS, generator=blackbody)["M_bessell-V"])
+    tables = {"gaia": ({"teff": "K", "logg": "log(cm.s**-2)", "logz": "dex", "L": "solLum"}, "L"),
+              "vizier": ({"teff": "K", "logg": "[cm/s2]", "logz": "[Sun]", "logl": "[Lsun]"}, "logl"),
+              "vizier2": ({"logg": "[cm/s2]", "logz": "[-]", "logl": "log(L/Lsun)"}, "logl"),
+              "labels": ({"logg": "dex", "logz": "[M/H]", "logl": "[solLum]"}, "logl")}
+    for name, (units, lum) in tables.items():
+        path = _fits_stars(tmp_path / f"{name}.fits", units, lum)
+        t = points_magnitudes(path, BANDS, generator=blackbody)
+        assert np.allclose(t["M_bessell-V"], ref, rtol=0, atol=1e-9), name
+    cgs = _fits_stars(tmp_path / "cgs.fits", {"logg": "[cgs]"})
+    with pytest.warns(u.UnitsWarning, match=r"'logg': its unit '\[cgs\]' is not one.*taken as the log"):
+        t = points_magnitudes(cgs, BANDS, generator=blackbody)
+    assert np.allclose(t["M_bessell-V"], ref, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match=r"logg as a logarithmic quantity must be in dex of an acceleration"):
+        points_magnitudes(_fits_stars(tmp_path / "k.fits", {"logg": "[K]"}), BANDS, generator=blackbody)
+
+
 def test_points_csv_hash_lines_after_the_header_are_rows(blackbody, tmp_path):
     """Only the '#' lines before a CSV's header are comments: comment="#" dropped every '#' line, rows too
     (ids '#1,#2,#3' gave a table of 0 rows, no error). Such rows are read now; a '#' note between rows is a
