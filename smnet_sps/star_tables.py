@@ -149,6 +149,15 @@ def _is_number(value):
 _LOG_FORM = re.compile(r"log(?:10)?\s*\((.+)\)", re.IGNORECASE)
 #: what a logg / logl column is the log of (logz, [M/H], is the log of a ratio)
 _LOG_OF = {"logg": u.cm / u.s ** 2, "logl": u.L_sun}
+#: why a linear unit on a logg / logl column is refused, and what to give instead
+_LINEAR_ON_LOG = {
+    "logl": "a linear luminosity, on a column of log10(L / L_sun): 1.5 L_sun cannot be told from a log L of "
+            "1.5 (its log10 was 3.3 mag off); give a luminosity as a column 'L' [L_sun], or the log with "
+            "the unit dex(L_sun) ('[Lsun]' in CDS), dex or none",
+    "logg": "a linear acceleration, on a column of log10(g / cm s^-2): 4.44 cm / s2 cannot be told from a "
+            "log g of 4.44; give the log with the unit dex(cm / s2) ('[cm/s2]' in CDS, Gaia's "
+            "'log(cm.s**-2)'), dex or none"}
+
 
 def _read_unit(text):
     """``text`` as a unit: astropy's generic format with the spellings a FITS TUNIT needs
@@ -190,7 +199,8 @@ def _log_column(name, values, unit):
     """The values of a ``logg`` / ``logz`` / ``logl`` column with ``unit`` (astropy's reading of its file,
     or None) as the generators' rules take them: a unit astropy did not read is read as a catalogue writes
     it (:func:`_log_column_unit`), or else the values are taken as already the log, as they were before units
-    were read (a UnitsWarning names it)."""
+    were read (a UnitsWarning names it). A linear luminosity on ``logl`` or acceleration on ``logg`` is
+    refused (:data:`_LINEAR_ON_LOG`): 1.5 L_sun and log L = 1.5 cannot be told apart."""
     if isinstance(unit, u.UnrecognizedUnit):
         text = unit.name
         unit = _log_column_unit(name, text) or _read_unit(text)
@@ -198,6 +208,9 @@ def _log_column(name, values, unit):
             warnings.warn(f"points column {name!r}: its unit {text!r} is not one astropy or a catalogue "
                           "convention reads; its values are taken as the log, as a column without a unit",
                           u.UnitsWarning, stacklevel=4)
+    if name in _LOG_OF and unit is not None and not isinstance(unit, u.FunctionUnitBase) \
+            and unit.is_equivalent(_LOG_OF[name]):
+        raise ValueError(f"points column {name!r} is in {unit}, {_LINEAR_ON_LOG[name]}")
     values = values if unit is None else values * unit
     if name == "logg":
         return np.asarray(_logg_value(values), float)
@@ -263,8 +276,8 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
         [L_sun] or ``logl`` = log10 L/L_sun (one of them). A column with a unit (ECSV, FITS) is converted
         as the generators read it (``teff`` to K, ``L`` to L_sun; :func:`_points_column`); ``logg``, ``logz``
         and ``logl`` take dex or a catalogue's log unit ('[cm/s2]', 'log(cm.s**-2)', '[Lsun]'; one none reads
-        is taken as the log, with a UnitsWarning; :func:`_log_column`). Other columns are kept in the
-        result.
+        is taken as the log, with a UnitsWarning), never a linear one (:func:`_log_column`). Other columns
+        are kept in the result.
     filters : filter names, files or ``SpectralElement``s (a list, or a comma-separated string)
     system : "AB", "ST" or "Vega"
     generator : None / "default" (the shipped model), "blackbody", a model path, or a loaded Generator

@@ -83,10 +83,10 @@ def test_points_columns_named_as_catalogues_do_get_a_rename_hint(blackbody):
 
 def test_points_columns_read_by_the_generators_unit_rules(blackbody, tmp_path):
     """A column's unit is read as the generators read it (column_quantity, _teff_value, _logg_value,
-    _log_value): a FITS TUNIT 'Lsun' / 'Kelvin' was refused ("The unit 'Lsun' is unrecognized"), a Teff in
-    deg_C "does not convert to K", a logl column in L_sun (linear) was taken as the log (M_V off by -2.5 to
-    -419 mag) and a logg in m / s^2 as the log ("outside the physical domain"). All give the plain table's
-    magnitudes now; an angle 'deg' or an unknown unit is still a ValueError naming the column."""
+    _log_value): a FITS TUNIT 'Lsun' / 'Kelvin' was refused ("The unit 'Lsun' is unrecognized") and a Teff in
+    deg_C "does not convert to K": both give the plain table's magnitudes now; an angle 'deg' or an unknown
+    unit is still a ValueError naming the column. A linear unit on a logl / logg column is refused (see
+    test_points_linear_unit_on_a_log_column_is_refused)."""
     from astropy.io import fits
     ref = np.asarray(points_magnitudes(Table(STARS), BANDS, generator=blackbody)["M_bessell-V"])
 
@@ -108,13 +108,6 @@ def test_points_columns_read_by_the_generators_unit_rules(blackbody, tmp_path):
     celsius = Table(STARS)
     celsius["teff"] = (np.asarray(STARS["teff"]) * u.K).to(u.deg_C, u.temperature())
     assert np.allclose(mags(celsius), ref, rtol=0, atol=1e-9)
-    linear_logl = Table(STARS)
-    linear_logl["logl"] = np.asarray(STARS["L"]) * u.L_sun             # a luminosity in a logl column
-    del linear_logl["L"]
-    assert np.allclose(mags(linear_logl), ref, rtol=0, atol=1e-9)
-    accel = Table(STARS)
-    accel["logg"] = (10 ** np.asarray(STARS["logg"]) * u.cm / u.s ** 2).to(u.m / u.s ** 2)
-    assert np.allclose(mags(accel), ref, rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match=r"teff must be a temperature \(K\), got unit deg"):
         mags(fits_table("deg", "Lsun"))                              # FITS 'deg' is the angle
     with pytest.raises(ValueError, match=r"L: its column's unit 'Lsol' is not one astropy knows"):
@@ -280,6 +273,7 @@ def test_points_from_a_pandas_dataframe(blackbody):
     with pytest.raises(ValueError, match="more than one column named 'L'"):
         points_magnitudes(frame, BANDS, generator=blackbody)
 
+
 def _fits_stars(path, units, lum="L"):
     """STARS as a FITS table written by astropy with the TUNIT strings ``units`` (column -> text); ``lum``:
     'L' [L_sun] or 'logl' (log10 L/L_sun)."""
@@ -313,6 +307,29 @@ def test_points_catalogue_log_units_gaia_and_vizier(blackbody, tmp_path):
     assert np.allclose(t["M_bessell-V"], ref, rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match=r"logg as a logarithmic quantity must be in dex of an acceleration"):
         points_magnitudes(_fits_stars(tmp_path / "k.fits", {"logg": "[K]"}), BANDS, generator=blackbody)
+
+
+def test_points_linear_unit_on_a_log_column_is_refused(blackbody, tmp_path):
+    """A logl column with a linear luminosity unit (FITS TUNIT 'Lsun') was log10'ed: a log L of 1.5 became
+    log L = 0.18, 3.3 mag too faint, silently. 1.5 L_sun and log L = 1.5 cannot be told apart, so the column
+    is refused, pointing to an L column or a dex(L_sun) unit; likewise an acceleration on logg. The
+    catalogue log forms ('[Lsun]', test above) and the L column's linear units still read."""
+    with pytest.raises(ValueError, match=r"'logl' is in solLum, a linear lum.*column 'L'.*dex\(L_sun\)"):
+        points_magnitudes(_fits_stars(tmp_path / "l.fits", {"logl": "Lsun"}, "logl"), BANDS,
+                          generator=blackbody)
+    linear = Table(dict(STARS, logl=np.asarray(STARS["L"]) * u.L_sun))
+    del linear["L"]
+    with pytest.raises(ValueError, match=r"'logl' is in solLum, a linear luminosity"):
+        points_magnitudes(linear, BANDS, generator=blackbody)
+    accel = Table(STARS)
+    accel["logg"] = 10 ** np.asarray(STARS["logg"]) * u.cm / u.s ** 2
+    with pytest.raises(ValueError, match=r"'logg' is in cm / s2, a linear acceleration.*dex\(cm / s2\)"):
+        points_magnitudes(accel, BANDS, generator=blackbody)
+    ref = np.asarray(points_magnitudes(Table(STARS), BANDS, generator=blackbody)["M_bessell-V"])
+    erg = Table(STARS)
+    erg["L"] = (np.asarray(STARS["L"]) * u.L_sun).to(u.erg / u.s)
+    assert np.allclose(points_magnitudes(erg, BANDS, generator=blackbody)["M_bessell-V"], ref, rtol=0,
+                       atol=1e-9)
 
 
 def test_points_csv_hash_lines_after_the_header_are_rows(blackbody, tmp_path):
@@ -353,4 +370,3 @@ def test_points_empty_cells_of_a_text_column_are_missing_values(blackbody, tmp_p
     assert np.allclose(ok["M_bessell-V"], points_magnitudes(Table(dict(STARS, L=[1.0, 9.0, 7.0])), BANDS,
                                                             generator=blackbody)["M_bessell-V"], rtol=0,
                        atol=1e-9)
-
