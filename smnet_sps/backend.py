@@ -491,19 +491,40 @@ def _check_device(device, generator, loaded):
                          f"device={str(device)!r})) or leave device='auto'")
 
 
+def _scipy_csc_matvecs():
+    """scipy's kernel of ``csc @ x`` (private: ``scipy.sparse._sparsetools.csc_matvecs``), or None where a
+    scipy release no longer has it (then :func:`_add_product` adds column by column in numpy, the same
+    order)."""
+    try:
+        from scipy.sparse import _sparsetools
+        return _sparsetools.csc_matvecs
+    except (ImportError, AttributeError):
+        return None
+
+
 def _add_product(out, csc, x):
     """``out += csc @ x`` (out C-contiguous float64 (n_rows, n_wave), ``csc`` a CSC matrix (n_rows, n),
     ``x`` float64 (n, n_wave)), added into ``out`` point after point in column order: scipy's own kernel of
     ``csc @ x`` (``csc_matvecs``), writing into ``out`` instead of zeros. A batch's product added to ``out``
     grouped each row's sum by batch, so a sum streamed in batches differed from one made at once; added
     point after point, it is the same bit for bit however the columns are batched."""
-    from scipy.sparse import _sparsetools
     x = np.ascontiguousarray(x, float)
     if not (out.flags.c_contiguous and out.dtype == np.float64):
         raise ValueError("_add_product needs a C-contiguous float64 out")
     csc = csc.astype(float, copy=False)
-    _sparsetools.csc_matvecs(csc.shape[0], csc.shape[1], x.shape[1], csc.indptr, csc.indices, csc.data,
-                             x.ravel(), out.ravel())
+    csc.sum_duplicates()                   # one entry per (row, point): the column loop below adds each once
+    kernel = _scipy_csc_matvecs()
+    if kernel is not None:
+        try:
+            kernel(csc.shape[0], csc.shape[1], x.shape[1], csc.indptr, csc.indices, csc.data, x.ravel(),
+                   out.ravel())
+            return
+        except TypeError:                  # another signature in a later scipy: refused before adding
+            pass
+    for j in range(csc.shape[1]):          # the same order, in numpy: point after point
+        lo, hi = csc.indptr[j], csc.indptr[j + 1]
+        if hi > lo:
+            out[csc.indices[lo:hi]] += csc.data[lo:hi, None] * x[j]
 
 
 def _new_timing():

@@ -827,3 +827,30 @@ def test_an_ssp_is_the_same_bit_for_bit_whether_a_large_grid_made_it_or_it_was_m
     a = streamed.weighted_sum(keys, weights, use_cache=True)[0]
     b = streamed.weighted_sum(keys, weights, use_cache=False)[0]
     np.testing.assert_array_equal(a, b)
+
+
+def test_the_streamed_sum_does_not_need_scipys_private_kernel(monkeypatch):
+    """_add_product uses scipy's private csc_matvecs; a scipy without it (or with another signature) must get
+    the same sums from the numpy column loop, streamed or at once, not an AttributeError in every SSP."""
+    import scipy.sparse as sp
+
+    from smnet_sps import backend
+
+    rng = np.random.default_rng(5)
+    W = sp.random(6, 300, density=0.2, random_state=7, format="csc")
+    x = rng.uniform(0, 1, (300, 50))
+    with_kernel = np.zeros((6, 50))
+    backend._add_product(with_kernel, W, x)
+    np.testing.assert_allclose(with_kernel, W @ x, rtol=1e-13, atol=0)
+
+    def other_signature(*args):
+        raise TypeError("csc_matvecs() takes 9 arguments")
+    for replacement in (lambda: None, lambda: other_signature):
+        monkeypatch.setattr(backend, "_scipy_csc_matvecs", replacement)
+        at_once = np.zeros((6, 50))
+        backend._add_product(at_once, W, x)
+        np.testing.assert_allclose(at_once, with_kernel, rtol=1e-13, atol=0)
+        batched = np.zeros((6, 50))
+        for s0 in range(0, 300, 64):
+            backend._add_product(batched, W[:, s0:s0 + 64], x[s0:s0 + 64])
+        np.testing.assert_array_equal(batched, at_once)
