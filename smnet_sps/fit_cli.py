@@ -651,7 +651,8 @@ def _cmd_fit(args):
                          "--rv-guess / --max-rv")
     if args.ssp_grid and star_only:
         # they were silently ignored: an SSP fit uses the grid's spectra and no stellar prior
-        raise ValueError(f"{', '.join(star_only)} apply to star fits only; with --ssp-grid the templates "
+        verb = "applies" if len(star_only) == 1 else "apply"
+        raise ValueError(f"{', '.join(star_only)} {verb} to star fits only; with --ssp-grid the templates "
                          "come from the grid file")
     fixed = _parse_fix(args.fix)
     wave, flux, ivar = read_spectrum(args.spectrum, medium=args.medium)

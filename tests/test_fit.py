@@ -443,7 +443,7 @@ def _toy_fit_files(tmp_path, rng):
     return path, spec
 
 
-def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
+def test_cli_fit_ssp_with_grid_file(tmp_path, rng, capsys):
     from smnet_sps.cli import main
 
     path, spec = _toy_fit_files(tmp_path, rng)
@@ -452,8 +452,12 @@ def test_cli_fit_ssp_with_grid_file(tmp_path, rng):
     res = json.loads(out.read_text())
     assert res["log_age"] == pytest.approx(9.2, abs=0.03)
     assert res["logz"] == pytest.approx(-0.7, abs=0.03)
-    # star-fit options with an SSP grid were silently ignored
+    # star-fit options with an SSP grid were silently ignored; the refusal read "--prior apply to ..."
+    capsys.readouterr()
     assert main(["fit", str(spec), "--ssp-grid", str(path), "--prior", "parsec"]) == 1
+    assert "--prior applies to star fits only" in capsys.readouterr().err
+    assert main(["fit", str(spec), "--ssp-grid", str(path), "--prior", "parsec", "--clip", "4"]) == 1
+    assert "--prior, --clip apply to star fits only" in capsys.readouterr().err
 
 
 def test_cli_fit_takes_max_rv_and_rv_guess(tmp_path, rng, capsys):
