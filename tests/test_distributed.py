@@ -299,6 +299,24 @@ def test_ssp_store_keeps_top_cut_and_mass_uncovered(tmp_path, ages, Zs, age_chun
     np.testing.assert_array_equal(got.mass_uncovered, ref.mass_uncovered)
 
 
+def test_ssp_store_records_the_weights_sha256_as_ssp_grid(tmp_path, default_generator):
+    """README: the ssp-grid files record the sha256 of a model's weights (generator_sha256, FITS GENSHA).
+    A store (ssp_grids; `smnet-sps ssp-grid --workers / --scheduler` writes its .h5 from one) had no
+    generator_sha256 (None where ssp_grid's attrs hold the shipped model's 78930ded...); now it has
+    ssp_grid's, kept through load_ssp_store and save_ssp_grid, and None for the blackbody as there."""
+    from smnet_sps.ssp import load_ssp_grid, save_ssp_grid
+    ages, Zs = [1e9], [0.0152]
+    ref = ssp_grid(ages, Zs, generator=default_generator, progress=False)
+    assert isinstance(ref.attrs["generator_sha256"], str) and len(ref.attrs["generator_sha256"]) == 64
+    run = D.ssp_grids([("parsec", "kroupa", None, ages, Zs), ("parsec", "kroupa", "blackbody", ages, Zs)],
+                      client=None, store=tmp_path / "stores", progress=False)
+    got = D.load_ssp_store(run.stores[0])
+    assert got.attrs["generator_sha256"] == ref.attrs["generator_sha256"]
+    written = load_ssp_grid(save_ssp_grid(got, tmp_path / "grid.h5"))
+    assert written.attrs["generator_sha256"] == ref.attrs["generator_sha256"]
+    assert "generator_sha256" not in D.load_ssp_store(run.stores[1]).attrs      # the blackbody: none
+
+
 def test_ssp_store_of_an_older_layout_is_refused(tmp_path):
     """A version-1 store (without mass_uncovered and top_cut) is refused, naming its version, on load and on
     a rerun that would fill it in."""
