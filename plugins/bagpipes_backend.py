@@ -165,6 +165,7 @@ from_arrays = write_stellar_grid
 
 def from_smnet(path, ages, Zs, *, zsun=BAGPIPES_ZSUN, medium="vacuum", overwrite=False, **kwargs):
     """Run ``smnet_sps.ssp.ssp_grid(ages, Zs, **kwargs)`` and write the bagpipes grid file to ``path``."""
+    output_path(path, (".fits",), "bagpipes stellar grid", overwrite)    # before the grid is computed
     return write_stellar_grid(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, medium=medium,
                               overwrite=overwrite)
 

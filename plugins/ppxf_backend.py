@@ -197,6 +197,7 @@ def from_smnet(path, ages, Zs, *, zsun=None, fwhm=None, lam_range=None, medium="
     galaxies")."""
     # before the grid is computed (minutes for a full one), not after it
     _check_lsf_options(gaussian_fwhm, velscale, position_share)
+    output_path(path, (".npz",), "pPXF sps_lib file", overwrite, append=".npz")
     return write_sps_lib(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, fwhm=fwhm, lam_range=lam_range,
                          medium=medium, gaussian_fwhm=gaussian_fwhm, velscale=velscale,
                          position_share=position_share, overwrite=overwrite)

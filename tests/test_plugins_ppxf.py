@@ -99,6 +99,25 @@ def test_from_smnet_refuses_lsf_options_that_do_not_go_together_before_computing
     assert not (tmp_path / "t.npz").exists()
 
 
+def test_from_smnet_refuses_an_existing_or_misnamed_file_before_computing(tmp_path, monkeypatch):
+    """pPXF's and bagpipes' from_smnet computed the whole SSP grid, then refused to overwrite the file (or a
+    .txt name): minutes lost. The path is checked first now."""
+    from smnet_sps.plugins import bagpipes_backend as bb
+
+    def computed(*args, **kwargs):
+        raise AssertionError("the SSP grid was computed before the path was checked")
+
+    ages, Zs = np.array([1e9, 5e9]), np.array([0.01, 0.02])
+    for module, name in ((pb, "t.npz"), (bb, "t.fits")):
+        monkeypatch.setattr(module, "smnet_ssp_grid", computed)
+        (tmp_path / name).write_bytes(b"a user's file")
+        with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
+            module.from_smnet(tmp_path / name, ages, Zs)
+        assert (tmp_path / name).read_bytes() == b"a user's file"
+    with pytest.raises(ValueError, match="must end in .fits"):
+        bb.from_smnet(tmp_path / "grid.txt", ages, Zs)
+
+
 def test_a_folder_given_as_path_is_refused_not_written_beside(tmp_path, toy):
     """np.savez's convention appends .npz to a bare name; a folder got it too: write_sps_lib('templates')
     with 'templates' a folder wrote 'templates.npz' beside it (for '/tmp': /tmp.npz at the root). The DSPS and
