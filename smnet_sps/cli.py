@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import re
@@ -247,8 +248,35 @@ def show_progress(args=None):
 # `smnet-sps ... | head`: the reader stopped reading. Quiet, with the status of a Unix tool ended by SIGPIPE
 # (128 + 13), as the shell reports for `yes | head`; output files are written before anything is printed.
 PIPE_CLOSED_STATUS = 141
-# Ctrl-C: the status of a process ended by SIGINT (128 + 2), as the shell reports it
+# Ctrl-C: the status of a process ended by SIGINT (128 + 2), as the shell reports it; SIGTERM's 128 + 15
 INTERRUPTED_STATUS = 130
+TERMINATED_STATUS = 143
+
+
+def terminate_as_interrupt(signum, frame):
+    """SIGTERM (``kill PID``, a batch system's time limit) as Ctrl-C: the command's ``finally`` blocks run
+    (temporary files removed, a Dask cluster closed) and ``train`` saves its checkpoint before exiting."""
+    raise KeyboardInterrupt("SIGTERM")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt("SIGTERM") inside the block (main thread only, and only where it
+    still has the operating system's default action: a handler the caller set is kept). By default SIGTERM
+    ended the process at once: no message, status -15, the temporary file of a write in progress
+    (``.g.h5.XXXX.part.h5``) and a Dask cluster's semaphores left behind, a new stars store with no chunk
+    done kept."""
+    import signal
+    import threading
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate_as_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stdout_reader_gone():
@@ -312,7 +340,7 @@ def main(argv=None):
     """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, also for an argument
     argparse refuses; 2 with the usage when no command is given; 141 when stdout's reader stopped reading,
     as in ``| head``, after every output was written; 1 naming the outputs not written otherwise; 130 after
-    Ctrl-C, with one line naming the outputs not written)."""
+    Ctrl-C and 143 after SIGTERM, with one line naming the outputs not written)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -327,7 +355,8 @@ def main(argv=None):
     warnings.formatwarning = _warning_line(args.command)
     try:
         _use_file_backend(args)
-        status = args.func(args) or 0
+        with _sigterm_as_interrupt():
+            status = args.func(args) or 0
         sys.stdout.flush()              # a closed pipe shows here, not in the interpreter's exit
         return status
     except BrokenPipeError as exc:
@@ -345,13 +374,14 @@ def main(argv=None):
     except USER_ERRORS as exc:
         print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # one line, not the ~40-line traceback of wherever the work was; outputs are written under a
         # temporary name and renamed, so an output asked for is either complete or not there (nor replaced)
         unwritten = _unwritten_outputs(planned)
-        print(f"smnet-sps {args.command}: interrupted"
+        terminated = exc.args == ("SIGTERM",)
+        print(f"smnet-sps {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}"
               + (f"; not written: {', '.join(unwritten)}" if unwritten else ""), file=sys.stderr)
-        return INTERRUPTED_STATUS
+        return TERMINATED_STATUS if terminated else INTERRUPTED_STATUS
     finally:
         warnings.formatwarning = previous_format     # main may be called from Python (tests, notebooks)
 

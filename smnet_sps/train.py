@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from .checksums import check_zip_crc, file_sha256
+# SIGTERM (a batch system's kill, ``kill PID``) as Ctrl-C: train saves its checkpoint before exiting
+from .cli import terminate_as_interrupt as _terminate
 from .constants import NODE_STEPS, SIGMA_SB
 from .mixture import MIXTURE_FILE
 from .model import (LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, caller_torch_state_kept, fit_log1p01,
@@ -1664,11 +1666,6 @@ def _interrupts_held():
     if caught:                  # the block is complete: the interruption happens now
         signum, frame = caught[0]
         previous[signum](signum, frame)
-
-
-def _terminate(signum, frame):
-    """SIGTERM (a batch system's kill, ``kill PID``) as Ctrl-C: train saves its checkpoint before exiting."""
-    raise KeyboardInterrupt("SIGTERM")
 
 
 # the options of `smnet-sps train` that a resume takes from the run where they are left out, with their

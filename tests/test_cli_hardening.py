@@ -749,3 +749,30 @@ def test_every_imf_option_names_the_imfs_in_its_help(command, capsys):
     assert done.value.code == 0
     imf_help = text.split("--imf IMF ", 1)[1].split(" --", 1)[0]
     assert all(name in imf_help for name in IMF_NAMES), imf_help
+
+
+def test_sigterm_during_the_write_is_one_line_status_143_and_leaves_no_temporary_file(tmp_path):
+    """`kill PID` (a batch system's time limit) ended every command but train at once: status -15, no
+    message, and a kill during the write left its temporary file (.g.h5.XXXX.part.h5) beside the output
+    for good. SIGTERM now acts as Ctrl-C: one line, status 143, the older file intact and nothing else."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "g.h5"
+    out.write_text("an older result")
+    # a real SIGTERM to this process once the write has begun (part of the file on disk)
+    code = ("import os, signal, sys, time\nimport smnet_sps.ssp as ssp\n"
+            "def save(grid, path):\n"
+            "    open(path, 'wb').write(b'half a file')\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    time.sleep(30)\n"
+            "ssp.save_ssp_grid = save\n"
+            "from smnet_sps.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--overwrite",
+            "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-c", code, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, proc.stderr)
+    assert proc.stderr.strip() == f"smnet-sps ssp-grid: terminated (SIGTERM); not written: --out {out}"
+    assert out.read_text() == "an older result" and sorted(os.listdir(tmp_path)) == [out.name]
