@@ -259,6 +259,15 @@ def terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt("SIGTERM")
 
 
+def add_note(exc, note):
+    """``exc.add_note(note)`` (Python >= 3.11); on 3.10 the note is kept in ``__notes__`` as well, where
+    :func:`main` reads it for the one line it prints."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
     """SIGTERM raises KeyboardInterrupt("SIGTERM") inside the block (main thread only, and only where it
@@ -379,8 +388,11 @@ def main(argv=None):
         # temporary name and renamed, so an output asked for is either complete or not there (nor replaced)
         unwritten = _unwritten_outputs(planned)
         terminated = exc.args == ("SIGTERM",)
+        # and what was kept of the work, where the command keeps some (a Dask run's store: how to resume)
+        kept = [_one_line(note) for note in getattr(exc, "__notes__", None) or []]
         print(f"smnet-sps {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}"
-              + (f"; not written: {', '.join(unwritten)}" if unwritten else ""), file=sys.stderr)
+              + (f"; not written: {', '.join(unwritten)}" if unwritten else "")
+              + "".join(f"; {note}" for note in kept), file=sys.stderr)
         return TERMINATED_STATUS if terminated else INTERRUPTED_STATUS
     finally:
         warnings.formatwarning = previous_format     # main may be called from Python (tests, notebooks)

@@ -1071,9 +1071,13 @@ def cli_ssp_grid(args, out):
     spec = generator_spec_option(args.generator, getattr(args, "meta", None))
     cfg = SSPConfig(args.isochrones, args.imf, spec, ages, args.Z, args.special_phases, args.outside)
     store = Path(getattr(args, "store", None) or out.with_name(out.name + ".store"))
-    with _CliClient(args.scheduler, args.workers) as client:
-        run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
-                        device=args.device, progress=show_progress(args))
+    try:
+        with _CliClient(args.scheduler, args.workers) as client:
+            run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
+                            device=args.device, progress=show_progress(args))
+    except KeyboardInterrupt as exc:
+        _note_kept_blocks(exc, sorted(store.glob("*.zarr")), "block")
+        raise
     grid = load_ssp_store(run.stores[0])
     with atomic_output(out, overwrite=getattr(args, "overwrite", False)) as tmp:
         save_ssp_grid(grid, tmp)
@@ -1082,6 +1086,27 @@ def cli_ssp_grid(args, out):
           f"{run.n_computed} block(s) computed, {run.n_skipped} already in {run.stores[0]} "
           f"({run.seconds:.1f} s)")
     return 0
+
+
+def _note_kept_blocks(exc, stores, unit):
+    """On an interruption of a command that keeps its finished ``unit``s (blocks, chunks) in Zarr
+    ``stores``, a note for its one-line message: how many are kept where, and that the same command resumes
+    from them (the message said only "interrupted; not written: --out g.h5", and a user deleted the
+    store or started afresh elsewhere, the finished work lost). Nothing where none is kept."""
+    import zarr
+
+    from .cli import add_note
+    done = total = 0
+    for path in stores:
+        try:
+            flags = np.asarray(zarr.open_group(str(path), mode="r")["done"][:])
+        except Exception:           # noqa: BLE001 (a store too new to hold its flags: nothing to count)
+            continue
+        done, total = done + int(flags.sum()), total + flags.size
+    if done:
+        where = str(stores[0]) if len(stores) == 1 else str(Path(stores[0]).parent)
+        add_note(exc, f"{done} of {total} {unit}(s) finished are kept in {where}: the same command resumes "
+                      "from them")
 
 
 def refuse_ssp_options(args):
@@ -1143,11 +1168,13 @@ def cli_points_mags(args):
         else:
             run = write_points(points, out, filters, args.system, generator=spec, client=None,
                                chunk_rows=args.chunk_rows, progress=show_progress(args))
-    except BaseException:
+    except BaseException as exc:
         if replaced is not None:
             if out.exists():
                 shutil.rmtree(out)
             replaced.rename(out)
+        elif isinstance(exc, KeyboardInterrupt):
+            _note_kept_blocks(exc, [out] if out.exists() else [], "chunk")
         raise
     if replaced is not None:
         shutil.rmtree(replaced)
