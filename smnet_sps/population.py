@@ -330,8 +330,9 @@ class StellarPopulation:
 
     Threads may share a population to compute different ages (python-fsps's may not be shared): one
     computation runs at a time, and each call returns its own result. The properties (``stellar_mass``,
-    ``log_lbol``, ...) describe the last call of any thread, and ``params`` changed by one thread while
-    another computes apply to either; give each thread its own population for different parameters.
+    ``log_lbol``, ...) describe the last call of any thread; a model attribute set by one thread while
+    another computes waits for that computation, and ``params`` changed meanwhile apply to it or to the
+    next call (never lost); give each thread its own population for different parameters.
     """
 
     def __init__(self, compute_vega_mags=False, vactoair_flag=False, zcontinuous=0, cloudy_dust=False, *,
@@ -392,16 +393,18 @@ class StellarPopulation:
         """Store a model attribute; if it changed, drop every result computed with the old one (the next
         call recomputes, as after a changed SSP parameter). ``sp.generator = other`` after a first call
         returned the old generator's spectra silently: the cached results, the blended SSPs and the backend
-        were kept."""
-        old = self.__dict__.get("_" + name, _UNSET)
-        self.__dict__["_" + name] = value
-        if old is value or (isinstance(value, str) and isinstance(old, str) and old == value):
-            return
-        if backend:
-            self._backend = None
-        self._last_basis = self._last = None
-        self.params.dirtiness = 2              # _sync empties the cached results (the name is not in
-        self.params.changed.add(name)          # _NOT_IN_RESULTS) and checks zmet against a new set
+        were kept. Under the lock: a computation running in another thread finishes with the old model
+        first (set in the middle of one, the change was half seen)."""
+        with self._lock:
+            old = self.__dict__.get("_" + name, _UNSET)
+            self.__dict__["_" + name] = value
+            if old is value or (isinstance(value, str) and isinstance(old, str) and old == value):
+                return
+            if backend:
+                self._backend = None
+            self._last_basis = self._last = None
+            self.params.changed.add(name)          # _sync empties the cached results (the name is not in
+            self.params.dirtiness = 2              # _NOT_IN_RESULTS) and checks zmet against a new set
 
     @property
     def generator(self):
@@ -666,16 +669,30 @@ class StellarPopulation:
 
     # ---- computation ----
     def _sync(self):
-        if self.params.dirty:
+        p = self.params
+        # a name still in changed is pending even at dirtiness 0 (as python-fsps, dirtiness may be set by
+        # hand): the caches must not outlive a change
+        if p.dirty or p.changed:
+            # the names seen now are the ones synced: one added meanwhile (params[k] = v from another
+            # thread, which the lock does not hold) stays pending for the next call
+            seen = set(p.changed)
             self._check_params()
             # a change of unknown names (dirtiness set directly, a new tabular SFH) makes everything stale
-            changed = self.params.changed or {None}
+            changed = seen or {None}
             if changed - _NOT_IN_RESULTS:
                 self._results = {}
             if changed - _NOT_IN_RESULTS - _AFTER_THE_SUM:
                 self._unattenuated = {}
-            self.params.changed = set()
-            self.params.dirtiness = 0
+            self._synced(seen)
+
+    def _synced(self, names):
+        """Mark ``names`` as seen by the caches; the set stays dirty while a change made meanwhile is pending
+        (zeroing dirtiness outright lost it for good: sp.generator = other set by another thread between
+        a call's sync and its tage write was never seen, every later call returned the old results)."""
+        p = self.params
+        p.changed.difference_update(names)
+        if not p.changed:
+            p.dirtiness = 0
 
     def _compute(self, tage):
         """Dict with the attenuated rest-frame L_lambda (before IGM) and bookkeeping at one tage [Gyr]."""
@@ -771,8 +788,7 @@ class StellarPopulation:
         # stale: asking for a second age used to empty the cache of the first
         self.params["tage"] = tage
         tage = self.params["tage"]              # as stored: a Quantity converted to Gyr
-        self.params.dirtiness = 0
-        self.params.changed.discard("tage")
+        self._synced({"tage"})                  # tage's own mark only: another change stays pending
         ages, full = self._ages(tage)
         out = []
         for a in ages:

@@ -1194,3 +1194,38 @@ def test_threads_computing_different_ages_of_one_population(blackbody, monkeypat
     finally:
         sys.setswitchinterval(interval)
     assert errors == []
+
+
+def test_a_change_made_during_a_call_is_not_lost(blackbody, monkeypatch):
+    """A change made by another thread after a call's sync and before its tage write (sp.generator = other,
+    sp.params[k] = v) was lost for good: the call zeroed dirtiness while `changed` still held the name, so
+    every later call skipped the sync and returned the old cached results (1221 pixels after a 700-pixel
+    generator was set). The interleaving is replayed in one thread: the change is made inside the tage
+    write; the next call must use the new model, as a fresh population with it does."""
+    from smnet_sps import population as P
+    from smnet_sps.generator import BlackbodyGenerator
+    coarse = BlackbodyGenerator(wavelength=np.geomspace(91.0, 1.6e6, 700))
+    real_set = P.ParameterSet.__setitem__
+    for name, value, fresh in (("generator", coarse, dict(generator=coarse)),
+                               ("logzsol", -0.5, dict(generator=blackbody, logzsol=-0.5))):
+        sp = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, generator=blackbody)
+        old = sp.get_spectrum(tage=1.0, peraa=True)[1]
+
+        def change_during_the_tage_write(params, k, v, name=name, value=value, sp=sp):
+            real_set(params, k, v)
+            if k == "tage":
+                monkeypatch.setattr(P.ParameterSet, "__setitem__", real_set)
+                if name == "generator":
+                    sp.generator = value
+                else:
+                    sp.params[name] = value
+
+        monkeypatch.setattr(P.ParameterSet, "__setitem__", change_during_the_tage_write)
+        sp.get_spectrum(tage=2.0, peraa=True)
+        assert P.ParameterSet.__setitem__ is real_set                  # the change was made
+        assert sp.params.dirty and name in sp.params.changed           # and is still pending
+        got = sp.get_spectrum(tage=1.0, peraa=True)[1]
+        want = StellarPopulation(zcontinuous=1, sfh=4, tau=1.0, **fresh).get_spectrum(tage=1.0, peraa=True)[1]
+        assert not (got.shape == old.shape and np.array_equal(got, old)), name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        assert not sp.params.dirty and not sp.params.changed
