@@ -325,8 +325,13 @@ class StellarPopulation:
         realization ("Planck18", "WMAP9", ...) (default :func:`fsps_cosmology`); anything else a ValueError
     **params : any python-fsps parameter (``params.all_params``)
 
-    Each of these is also an attribute (``isochrones`` as ``isochrone_set``), checked when set; a change
-    takes effect on the next call, as a changed parameter's (the results of the old model are dropped).
+    ``compute_vega_mags``, ``vactoair_flag``, ``generator``, ``isochrone_set`` (``isochrones=``),
+    ``special_phases``, ``outside``, ``device`` and ``cosmology`` are also attributes, each checked when set
+    as at creation (a ValueError then); a change takes effect on the next call, as a changed parameter's
+    (the results of the old model are dropped). What depends on two of them (a ``device``, ``outside`` or
+    ``special_phases`` other than that of a Generator / backend passed in; ``zmet`` beyond a new set's Z)
+    or on loading a model directory is found by the next call, as are the values of ``params`` (a name or
+    unit, wrong, is refused when set). ``zcontinuous`` and ``cloudy_dust`` are fixed at creation.
 
     Threads may share a population to compute different ages (python-fsps's may not be shared): one
     computation runs at a time, and each call returns its own result. The properties (``stellar_mass``,
@@ -394,7 +399,12 @@ class StellarPopulation:
         call recomputes, as after a changed SSP parameter). ``sp.generator = other`` after a first call
         returned the old generator's spectra silently: the cached results, the blended SSPs and the backend
         were kept. Under the lock: a computation running in another thread finishes with the old model
-        first (set in the middle of one, the change was half seen)."""
+        first (set in the middle of one, the change was half seen). A backend option is checked alone
+        first, as the next call's get_backend would (``sp.outside = "bogus"`` was taken and failed only on
+        that call)."""
+        if backend:
+            from .ssp import _check_backend_option
+            _check_backend_option(name, value)
         with self._lock:
             old = self.__dict__.get("_" + name, _UNSET)
             self.__dict__["_" + name] = value

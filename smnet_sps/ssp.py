@@ -303,13 +303,9 @@ def _named_generator(name, device, accepts=("a Generator",)):
     if name == "blackbody":
         from .generator import BlackbodyGenerator
         return BlackbodyGenerator()
-    from pathlib import Path
-
     from .neural import load_generator
+    _check_generator(name, accepts)
     allowed = ["blackbody", *_generator_names()]
-    if name not in allowed and not Path(name).is_dir():
-        valid = _either([*map(repr, allowed), "a model directory", "None (the shipped default)", *accepts])
-        raise ValueError(f"unknown generator {name!r}; valid: {valid}")
     try:
         return load_generator(None if name == "default" else name, device=device)
     except FileNotFoundError as exc:
@@ -332,8 +328,6 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
     list them (:func:`get_backend`: ``("a Generator", "a StellarLibraryBackend")``; the default names no
     backend, which StellarLibraryBackend's own constructor does not take).
     """
-    from .generator import Generator
-
     if isinstance(generator, str) and generator in ("default", "blackbody"):
         from .neural import warn_if_model_folder_shadowed      # "semi-empirical": load_generator warns
         warn_if_model_folder_shadowed(generator)
@@ -362,11 +356,27 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
                     _forget_generator(hit[1])
                 _NAMED_GENERATORS[key] = hit = (version, gen)
         return hit[1]
-    if not isinstance(generator, Generator):
+    _check_generator(generator, accepts)
+    return generator
+
+
+def _check_generator(generator, accepts=("a Generator",)):
+    """Refuse, loading nothing, a ``generator`` no call can use: neither None, a name, a model directory
+    nor a Generator (a number, a list), or a string that is neither a shipped name nor a directory
+    (``accepts``: see :func:`resolve_generator`)."""
+    from pathlib import Path
+
+    from .generator import Generator
+    if isinstance(generator, str):
+        allowed = ["blackbody", *_generator_names()]
+        if generator not in allowed and not Path(generator).is_dir():
+            valid = _either([*map(repr, allowed), "a model directory", "None (the shipped default)",
+                             *accepts])
+            raise ValueError(f"unknown generator {generator!r}; valid: {valid}")
+    elif generator is not None and not isinstance(generator, Generator):
         names = ", ".join(["blackbody", *_generator_names()])
         valid = _either(["None", f"a name ({names})", "a model directory", *accepts])
         raise ValueError(f"generator must be {valid}; got {type(generator).__name__}")
-    return generator
 
 
 def _forget_generator(gen):
@@ -399,6 +409,31 @@ def _weights_sha256(generator):
     return sha if isinstance(sha, str) else None
 
 
+#: what get_backend takes as ``generator`` besides None, names and model directories (its messages say so)
+_BACKEND_ACCEPTS = ("a Generator", "a StellarLibraryBackend")
+
+
+def _check_backend_option(name, value):
+    """Check one of :func:`get_backend`'s arguments (``"generator"``, ``"special_phases"``, ``"outside"`` or
+    ``"device"``) alone, as get_backend does and with its messages, loading nothing: a ValueError for an
+    unknown value, a device unavailable here, a generator that is no name, directory, Generator or backend.
+    What depends on two of them (a device other than a Generator's own, an option other than a backend's
+    own) and a model that fails to load are found by get_backend."""
+    from .backend import OUTSIDE_MODES, SPECIAL_MODES, _check_device
+    if name in ("special_phases", "outside"):
+        allowed = SPECIAL_MODES if name == "special_phases" else OUTSIDE_MODES
+        if not isinstance(value, str) or value not in allowed:
+            raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(allowed)}")
+    elif name == "device":
+        _check_device(value, None, loaded=True)          # a name no generator runs on, or not available here
+    elif name == "generator":
+        if not isinstance(value, StellarLibraryBackend):
+            _check_generator(value, _BACKEND_ACCEPTS)
+    else:
+        raise ValueError(f"unknown get_backend option {name!r}; valid: generator, special_phases, outside, "
+                         "device")
+
+
 def get_backend(generator=None, special_phases="model", outside="extrapolate", device="auto"):
     """A shared :class:`StellarLibraryBackend` per (generator, options), so repeated SSPs hit its cache.
 
@@ -411,13 +446,11 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
     must only be a valid device, and with a Generator / backend passed in anything but "auto" must be the
     device it runs on (it is not moved), else a ValueError.
     """
-    from .backend import OUTSIDE_MODES, SPECIAL_MODES, _check_device
+    from .backend import _check_device
     # checked before they key the cache (a list raised TypeError: unhashable), and against a backend passed
     # in, whose own options apply (special_phases="dedicated" was ignored silently, "bogus" too)
-    for name, value, allowed in (("special_phases", special_phases, SPECIAL_MODES),
-                                 ("outside", outside, OUTSIDE_MODES)):
-        if not isinstance(value, str) or value not in allowed:
-            raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(allowed)}")
+    _check_backend_option("special_phases", special_phases)
+    _check_backend_option("outside", outside)
     if isinstance(generator, StellarLibraryBackend):
         for name, value, default, own in (
                 ("special_phases", special_phases, "model", generator.special_phases),
@@ -429,7 +462,7 @@ def get_backend(generator=None, special_phases="model", outside="extrapolate", d
         _check_device(device, generator.generator, loaded=False)
         return generator
     given = generator
-    generator = resolve_generator(generator, device, accepts=("a Generator", "a StellarLibraryBackend"))
+    generator = resolve_generator(generator, device, accepts=_BACKEND_ACCEPTS)
     # as StellarLibraryBackend(generator, device=...): device="gpu" with a Generator passed in went through
     _check_device(device, generator, loaded=generator is not given)
     key = (id(generator), special_phases, outside)

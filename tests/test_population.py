@@ -1229,3 +1229,28 @@ def test_a_change_made_during_a_call_is_not_lost(blackbody, monkeypatch):
         assert not (got.shape == old.shape and np.array_equal(got, old)), name
         np.testing.assert_array_equal(got, want, err_msg=name)
         assert not sp.params.dirty and not sp.params.changed
+
+
+def test_model_attributes_are_checked_when_set(blackbody):
+    """The docstring said each attribute is checked when set, but sp.outside = "bogus", special_phases = 5,
+    device = "gpu7" and generator = 3.5 were taken (at creation too) and failed only on the next call. Each
+    is refused now when set, with the ValueError get_backend gives, and the population keeps its model."""
+    from smnet_sps.ssp import get_backend
+    sp = StellarPopulation(zcontinuous=1, generator=blackbody)
+    before = sp.get_spectrum(tage=1.0, peraa=True)[1]
+    for name, bad in (("outside", "bogus"), ("special_phases", 5), ("device", "gpu7"), ("generator", 3.5),
+                      ("generator", "no-such-model")):
+        with pytest.raises(ValueError) as at_call:                      # the message of get_backend
+            get_backend(**{"generator": blackbody, name: bad})
+        with pytest.raises(ValueError) as when_set:
+            setattr(sp, name, bad)
+        assert str(when_set.value) == str(at_call.value), name
+        msg = str(when_set.value)                       # names what was wrong and what is allowed
+        assert name in msg and any(w in msg for w in ("valid:", "use 'auto'", "must be None")), msg
+        with pytest.raises(ValueError) as at_creation:
+            StellarPopulation(zcontinuous=1, **{"generator": blackbody, name: bad})
+        assert str(at_creation.value) == str(at_call.value), name
+        assert getattr(sp, name) == (blackbody if name == "generator" else
+                                     StellarPopulation.__init__.__kwdefaults__[name]), name
+    assert not sp.params.dirty
+    np.testing.assert_array_equal(sp.get_spectrum(tage=1.0, peraa=True)[1], before)
