@@ -44,7 +44,8 @@ POINTS_COLUMNS_DOC = ("teff [K], logg [log10 cm s^-2], logz ([M/H], dex) and L [
 def read_points_table(path):
     """A table of stars from a CSV, ECSV, FITS or whitespace-separated text file, gzipped or not
     (``astropy.table.Table.read``; the format from the extension, :data:`POINTS_TABLE_FORMATS`); in a CSV, the
-    lines that begin with '#' before the header are comments (:func:`_read_csv`)."""
+    lines that begin with '#' are comments, after the header with a warning unless they read as a row (an id
+    '#1'; :func:`_read_csv`)."""
     path = Path(path)
     fmt = POINTS_TABLE_FORMATS.get(suffix_of(path))
     if fmt is None:
@@ -61,34 +62,49 @@ def read_points_table(path):
 
 
 def _read_csv(path):
-    """A CSV table of stars (gzipped too): its '#' lines before the header are comments (``meta["comments"]``;
+    """A CSV table of stars (gzipped too). Its '#' lines before the header are comments (``meta["comments"]``;
     astropy's CSV reader took them as the header: "Number of header columns (2) inconsistent with data
-    columns"); a '#' line after the header is a row, as in any CSV (astropy's ``comment="#"`` dropped those
-    too: ids '#1', '#2' gave a table of 0 rows, no error)."""
+    columns"). After the header, a line whose first cell begins with '#' is a comment too (a commented-out
+    row '#6000,4.3,0,1.5', a note '# cluster B'), skipped with a warning that counts them, unless it reads
+    as a row (:func:`_hash_line_is_row`: an id '#1' in a column that is not a points column, numbers in the
+    points columns); a quoted value ('"#1"') is always data. astropy's ``comment="#"`` dropped every '#'
+    line, ids '#1', '#2' too (a table of 0 rows, no error)."""
+    import csv
     from astropy.utils.data import get_readable_fileobj
     with get_readable_fileobj(str(path)) as f:        # decompresses .gz as Table.read does
         lines = f.read().splitlines(keepends=True)
     start = 0
     while start < len(lines) and (not lines[start].strip() or lines[start].lstrip().startswith("#")):
         start += 1
-    body = "".join(lines[start:])
-    from astropy.io.ascii import InconsistentTableError
-    try:          # a string with a newline is the table itself for Table.read (without one, a file name)
-        table = Table.read(body if body.endswith("\n") else body + "\n", format="ascii.csv")
-    except InconsistentTableError as exc:
-        import csv
-        width = len(next(csv.reader(lines[start:start + 1])))
-        odd = [start + i + 1 for i, line in enumerate(lines[start:]) if line.lstrip().startswith("#")
-               and len(next(csv.reader([line]))) != width]
-        if not odd:
-            raise
-        raise ValueError(f"{path}: {exc}; line {odd[0]} begins with '#' after the header: only the lines "
-                         "before the header are comments, a later one is a row (remove it, or give it every "
-                         "column)") from None
+    header = [c.strip() for c in next(csv.reader(lines[start:start + 1]), [])]
+    kept, skipped = lines[start:start + 1], []
+    for number, line in enumerate(lines[start + 1:], start + 2):          # 1-based line numbers
+        if line.lstrip().startswith("#") and not _hash_line_is_row(next(csv.reader([line])), header):
+            skipped.append(number)
+        else:
+            kept.append(line)
+    if skipped:
+        warnings.warn(f"{path}: {len(skipped)} line(s) after the header begin with '#' (line {skipped[0]} "
+                      "first): read as comments and skipped; quote the value if it is data", UserWarning,
+                      stacklevel=3)
+    body = "".join(kept)
+    # a string with a newline is the table itself for Table.read (without one, a file name)
+    table = Table.read(body if body.endswith("\n") else body + "\n", format="ascii.csv")
     comments = [line.strip()[1:].strip() for line in lines[:start] if line.strip()]
     if comments:
         table.meta["comments"] = comments
     return table
+
+
+def _hash_line_is_row(cells, header):
+    """Whether a CSV line after the header whose first cell begins with '#' is a row of stars: as many cells
+    as the header, and a number (or an empty cell, a missing value) in each points column (teff, logg, logz,
+    L, logl). An id '#1' in an 'id' column is a row; a commented-out row ('#6000' in teff) or a note
+    ('# cluster B') is not."""
+    if len(cells) != len(header):
+        return False
+    points = {"teff", "logg", "logz", "L", "logl"}
+    return all(not cell.strip() or _is_number(cell) for name, cell in zip(header, cells) if name in points)
 
 
 def check_points_columns(columns):

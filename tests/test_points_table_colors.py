@@ -2,6 +2,7 @@
 columns (--colors, colors=) in the SSP and star tables."""
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -332,25 +333,39 @@ def test_points_linear_unit_on_a_log_column_is_refused(blackbody, tmp_path):
                        atol=1e-9)
 
 
-def test_points_csv_hash_lines_after_the_header_are_rows(blackbody, tmp_path):
-    """Only the '#' lines before a CSV's header are comments: comment="#" dropped every '#' line, rows too
-    (ids '#1,#2,#3' gave a table of 0 rows, no error). Such rows are read now; a '#' note between rows is a
-    row too, which the row check names (or, with more cells than the header, a ValueError naming its line),
-    never dropped silently."""
+def test_points_csv_hash_lines_after_the_header(blackbody, tmp_path):
+    """A CSV's '#' lines after the header: a commented-out row '#6000,4.3,0,1.5', a note '# cluster B'
+    between rows and a trailing '# end of table' were read as rows and the table refused ("points column
+    'teff' must hold numbers; row 1 is '#6000'"); comment="#" (7eded53) dropped them, and ids '#1,#2,#3' too
+    (a table of 0 rows, no error). Now a '#' line is skipped with a warning that counts them and names the
+    first, unless it reads as a row (an id '#1', numbers in the points columns); a quoted '#' value is
+    data."""
     ref = points_magnitudes(Table(STARS), BANDS, generator=blackbody)
-    header = ["# three stars", "id,teff,logg,logz,L"]
-    rows = [",".join([f"#{i + 1}"] + [str(STARS[c][i]) for c in ("teff", "logg", "logz", "L")])
-            for i in range(3)]
+    cols = ("teff", "logg", "logz", "L")
+    plain = [",".join(str(STARS[c][i]) for c in cols) for i in range(3)]
+    lines = ["# three stars", ",".join(cols), plain[0], "#6000,4.3,0,1.5", plain[1], "# cluster B", plain[2],
+             "# end of table"]
+    (tmp_path / "commented.csv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"3 line\(s\) after the header begin with '#' \(line 4 first\): "
+                      r"read as comments and skipped; quote the value if it is data"):
+        t = points_magnitudes(tmp_path / "commented.csv", BANDS, generator=blackbody)
+    assert len(t) == 3 and list(t["teff"]) == STARS["teff"] and t.meta["comments"] == ["three stars"]
+    assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
+    # ids '#1' in an 'id' column (not a points column) are rows, as is a quoted one; a note still skipped
+    header = ["# three stars", "id," + ",".join(cols)]
+    rows = [f"#{i + 1},{plain[i]}" for i in range(3)]
     (tmp_path / "ids.csv").write_text("\n".join(header + rows) + "\n")
-    t = points_magnitudes(tmp_path / "ids.csv", BANDS, generator=blackbody)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # no '#' line skipped
+        t = points_magnitudes(tmp_path / "ids.csv", BANDS, generator=blackbody)
     assert list(t["id"]) == ["#1", "#2", "#3"] and t.meta["comments"] == ["three stars"]
     assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
-    (tmp_path / "note.csv").write_text("\n".join(header + rows[:1] + ["# the giants"] + rows[1:]) + "\n")
-    with pytest.raises(ValueError, match=r"teff is not finite at row 1"):
-        points_magnitudes(tmp_path / "note.csv", BANDS, generator=blackbody)
-    (tmp_path / "wide.csv").write_text("\n".join(header + rows[:1] + ["# a, b, c, d, e, f"] + rows[1:]))
-    with pytest.raises(ValueError, match=r"line 4 begins with '#' after the header"):
-        points_magnitudes(tmp_path / "wide.csv", BANDS, generator=blackbody)
+    (tmp_path / "note.csv").write_text("\n".join(header + [f'"#1",{plain[0]}', "# giants, a, b, c, d"]
+                                                 + rows[1:] + ["# a, b, c, d, e, f"]) + "\n")
+    with pytest.warns(UserWarning, match=r"2 line\(s\) after the header begin with '#' \(line 4 first\)"):
+        t = points_magnitudes(tmp_path / "note.csv", BANDS, generator=blackbody)
+    assert list(t["id"]) == ["#1", "#2", "#3"]
+    assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
 
 
 def test_points_empty_cells_of_a_text_column_are_missing_values(blackbody, tmp_path):
