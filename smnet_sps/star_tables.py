@@ -163,8 +163,10 @@ def _is_number(value):
 
 #: a catalogue's log unit written out: 'log(cm.s**-2)' (Gaia DR3's logg), 'log(L/Lsun)', 'log10(Lsun)'
 _LOG_FORM = re.compile(r"log(?:10)?\s*\((.+)\)", re.IGNORECASE)
-#: what a logg / logl column is the log of (logz, [M/H], is the log of a ratio)
-_LOG_OF = {"logg": u.cm / u.s ** 2, "logl": u.L_sun}
+#: what a logg / logl / logz column is the log of (logz, [M/H], is the log of a ratio)
+_LOG_OF = {"logg": u.cm / u.s ** 2, "logl": u.L_sun, "logz": u.dimensionless_unscaled}
+#: the quantity of each, for the warning on a log unit of another one ('log(g)': g read as grams)
+_LOG_KIND = {"logg": "an acceleration", "logl": "a luminosity", "logz": "a ratio"}
 #: why a linear unit on a logg / logl column is refused, and what to give instead
 _LINEAR_ON_LOG = {
     "logl": "a linear luminosity, on a column of log10(L / L_sun): 1.5 L_sun cannot be told from a log L of "
@@ -193,38 +195,47 @@ def _read_unit(text):
 
 def _log_column_unit(name, text):
     """The unit a catalogue means by ``text`` on a ``logg`` / ``logz`` / ``logl`` column that astropy's
-    reader did not read: CDS brackets (VizieR) '[cm/s2]', '[Lsun]' and log forms 'log(cm.s**-2)' (Gaia DR3),
-    'log(L/Lsun)' -> the dex of that unit ('L/' names the quantity); on logz '[Sun]', '[-]', '[dex]', '[M/H]',
-    '[Fe/H]' -> dex. None where the text is none of these (the caller takes the values as the log)."""
+    reader did not read, and None or why the values are taken as the log instead. CDS brackets (VizieR)
+    '[cm/s2]', '[Lsun]' and log forms 'log(cm.s**-2)' (Gaia DR3), 'log(L/Lsun)' -> the dex of that unit ('L/'
+    names the quantity); on logz '[Sun]', '[-]', '[dex]', '[M/H]', '[Fe/H]' -> dex; on logl '[Sun]' ->
+    dex(L_sun).
+    A bracket or log form of a unit of another kind ('log(g)', g read as grams; 'log(L)', L as litres) names
+    the quantity, not its unit: (None, why). Any other text is read as a unit ('dex', or a linear one, which
+    :func:`_log_column` refuses); (None, None) where nothing reads it."""
     text = text.strip()
     if name == "logz" and re.fullmatch(r"\[\s*(sun|-+|dex|\w+\s*/\s*h)?\s*\]", text, re.IGNORECASE):
-        return u.dex
+        return u.dex, None
+    if name == "logl" and re.fullmatch(r"\[\s*sun\s*\]", text, re.IGNORECASE):    # VizieR: log L/L_sun
+        return u.dex(u.L_sun), None
     form = re.fullmatch(r"\[(.+)\]", text) or _LOG_FORM.fullmatch(text)
     if form is None:
-        return None
+        return _read_unit(text), None
     inner = form.group(1).strip()
     read = [unit for unit in map(_read_unit, [inner] + inner.split("/", 1)[1:]) if unit is not None]
+    fits = [unit for unit in read if unit.is_equivalent(_LOG_OF[name])]
+    if fits:
+        return u.dex(fits[0]), None
     if not read:
-        return None
-    fits = [unit for unit in read if name in _LOG_OF and unit.is_equivalent(_LOG_OF[name])]
-    # dex of what was read: one of the wrong kind ('[K]' on logg) is refused by the column's own rule
-    return u.dex((fits or read)[0])
+        return None, None
+    return None, f"the log of {read[0]} ({read[0].physical_type}), not of {_LOG_KIND[name]}"
 
 
 def _log_column(name, values, unit):
     """The values of a ``logg`` / ``logz`` / ``logl`` column with ``unit`` (astropy's reading of its file,
     or None) as the generators' rules take them: a unit astropy did not read is read as a catalogue writes
-    it (:func:`_log_column_unit`), or else the values are taken as already the log, as they were before units
-    were read (a UnitsWarning names it). A linear luminosity on ``logl`` or acceleration on ``logg`` is
-    refused (:data:`_LINEAR_ON_LOG`): 1.5 L_sun and log L = 1.5 cannot be told apart."""
+    it (:func:`_log_column_unit`); where none reads it, or it is the log of a unit of another kind ('log(g)',
+    '[L]': the symbol of the quantity, read as grams, litres), the values are taken as already the log, as
+    they were before units were read (a UnitsWarning names it). A linear luminosity on ``logl`` or
+    acceleration on ``logg`` is refused (:data:`_LINEAR_ON_LOG`): 1.5 L_sun and log L = 1.5 cannot be told
+    apart; a linear unit of another kind ('K' on logg) too, by the generators' rules."""
     if isinstance(unit, u.UnrecognizedUnit):
         text = unit.name
-        unit = _log_column_unit(name, text) or _read_unit(text)
+        unit, why = _log_column_unit(name, text)
         if unit is None:
-            warnings.warn(f"points column {name!r}: its unit {text!r} is not one astropy or a catalogue "
-                          "convention reads; its values are taken as the log, as a column without a unit",
-                          u.UnitsWarning, stacklevel=4)
-    if name in _LOG_OF and unit is not None and not isinstance(unit, u.FunctionUnitBase) \
+            why = f"is {why}" if why else "is not one astropy or a catalogue convention reads"
+            warnings.warn(f"points column {name!r}: its unit {text!r} {why}; its values are taken as the "
+                          "log, as a column without a unit", u.UnitsWarning, stacklevel=4)
+    if name in ("logg", "logl") and unit is not None and not isinstance(unit, u.FunctionUnitBase) \
             and unit.is_equivalent(_LOG_OF[name]):
         raise ValueError(f"points column {name!r} is in {unit}, {_LINEAR_ON_LOG[name]}")
     values = values if unit is None else values * unit
@@ -291,8 +302,9 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
         path of a CSV, ECSV or FITS table; columns ``teff`` [K], ``logg``, ``logz`` ([M/H], dex) and ``L``
         [L_sun] or ``logl`` = log10 L/L_sun (one of them). A column with a unit (ECSV, FITS) is converted
         as the generators read it (``teff`` to K, ``L`` to L_sun; :func:`_points_column`); ``logg``, ``logz``
-        and ``logl`` take dex or a catalogue's log unit ('[cm/s2]', 'log(cm.s**-2)', '[Lsun]'; one none reads
-        is taken as the log, with a UnitsWarning), never a linear one (:func:`_log_column`). Other columns
+        and ``logl`` take dex or a catalogue's log unit ('[cm/s2]', 'log(cm.s**-2)', '[Lsun]'; one none reads,
+        or the log of another kind's unit, 'log(g)', is taken as the log, with a UnitsWarning), never a linear
+        one (:func:`_log_column`). Other columns
         are kept in the result.
     filters : filter names, files or ``SpectralElement``s (a list, or a comma-separated string)
     system : "AB", "ST" or "Vega"

@@ -1,5 +1,6 @@
 """smnet-sps mags --points from a CSV / ECSV / FITS table in this process (no Dask, no Parquet), and colour
 columns (--colors, colors=) in the SSP and star tables."""
+import re
 import subprocess
 import sys
 import warnings
@@ -306,8 +307,35 @@ def test_points_catalogue_log_units_gaia_and_vizier(blackbody, tmp_path):
     with pytest.warns(u.UnitsWarning, match=r"'logg': its unit '\[cgs\]' is not one.*taken as the log"):
         t = points_magnitudes(cgs, BANDS, generator=blackbody)
     assert np.allclose(t["M_bessell-V"], ref, rtol=0, atol=1e-9)
-    with pytest.raises(ValueError, match=r"logg as a logarithmic quantity must be in dex of an acceleration"):
-        points_magnitudes(_fits_stars(tmp_path / "k.fits", {"logg": "[K]"}), BANDS, generator=blackbody)
+    with pytest.raises(ValueError, match=r"logg must be log10\(g / cm s\^-2\).*got unit K"):   # linear K
+        points_magnitudes(_fits_stars(tmp_path / "k.fits", {"logg": "K"}), BANDS, generator=blackbody)
+
+
+@pytest.mark.parametrize("units, lum, why", [
+    ({"logg": "log(g)"}, "L", r"'logg': its unit 'log\(g\)' is the log of g \(mass\), not of an accel"),
+    ({"logg": "[g]"}, "L", r"'logg': its unit '\[g\]' is the log of g \(mass\)"),
+    ({"logg": "[K]"}, "L", r"'logg': its unit '\[K\]' is the log of K \(temperature\)"),
+    ({"logl": "log(L)"}, "logl", r"'logl': its unit 'log\(L\)' is the log of l \(volume\), not of a lumin"),
+    ({"logl": "[L]"}, "logl", r"'logl': its unit '\[L\]' is the log of l \(volume\)"),
+    ({"logz": "[K]"}, "L", r"'logz': its unit '\[K\]' is the log of K \(temperature\), not of a ratio"),
+    ({"logl": "[Sun]"}, "logl", None), ({"logl": "log(Lsun)"}, "logl", None)])
+def test_points_log_unit_naming_the_quantity_is_the_log(blackbody, tmp_path, units, lum, why):
+    """'log(g)' / '[g]' on logg and 'log(L)' / '[L]' on logl name the quantity, but astropy reads g as grams
+    and L as litres: they were refused ("must be in dex of an acceleration ..., got dex(g)"; at 7eded53 read
+    as the log), as was '[Sun]' on logl, which the docs list (VizieR's log L/L_sun). A log form of a unit of
+    another kind is taken as the log now, with a UnitsWarning saying what was read; '[Sun]' on logl is
+    dex(L_sun), silently: the plain table's magnitudes either way."""
+    ref = np.asarray(points_magnitudes(Table(STARS), BANDS, generator=blackbody)["M_bessell-V"])
+    path = _fits_stars(tmp_path / "s.fits", dict({"teff": "K"}, **units), lum)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = points_magnitudes(path, BANDS, generator=blackbody)
+    said = [str(w.message) for w in caught if issubclass(w.category, u.UnitsWarning)]
+    if why is None:
+        assert not said
+    else:
+        assert len(said) == 1 and re.search(why, said[0]) and "taken as the log" in said[0], said
+    assert np.allclose(t["M_bessell-V"], ref, rtol=0, atol=1e-9)
 
 
 def test_points_linear_unit_on_a_log_column_is_refused(blackbody, tmp_path):
