@@ -487,9 +487,13 @@ def _show(value):
     return repr(value)
 
 
-# options added to the recipe after it was first recorded, with the behaviour of the runs before them: a
-# checkpoint that lacks one was trained with that value
-_RECIPE_BEFORE = {"jitter_floor": 1.0, "jitter_quantile": 0.5}
+# options added after a run's record (its checkpoint's recipe, or an older run's config.json) began, with the
+# behaviour of the runs before them: a record that lacks one was trained with that value, as the option came
+# into train() and config.json in one commit (git log -S): no EMA (ema_decay, b4fe558), the plain MSE
+# (node_loss, 248f5b1), no node blending (node_blend, 3756d90), whose draws were on segments until
+# node_blend_kind (529ebbe), no warm start (init_from, 368a656), the jitter shares (jitter_floor / _quantile)
+_RECIPE_BEFORE = {"jitter_floor": 1.0, "jitter_quantile": 0.5, "ema_decay": 0.0, "node_loss": "mse",
+                  "node_blend": 0.0, "node_blend_kind": "segments", "init_from": None}
 
 
 def _canonical_jitter_shares(input_jitter, floor, quantile):

@@ -192,6 +192,38 @@ def test_cli_resume_of_a_run_without_a_recipe_takes_config_json_and_refuses_defa
     assert cfg["training"]["epochs_run"] == 3 and cfg["sampling_weights"] == first["sampling_weights"]
 
 
+def test_cli_resume_of_a_run_older_than_an_option_takes_what_its_absence_meant(synth_grid, tmp_path, capsys):
+    """A run trained before --ema-decay, --node-loss, --node-blend(-kind) and --init-from existed records none
+    of them: `train --resume` refused it ("records --node-loss, --node-blend, --node-blend-kind, --ema-decay,
+    --init-from; give them with the run's values"), and no value of --init-from says "none". Each option came
+    into train() and config.json in one commit, so a config.json without it was trained as the option's
+    absence: no EMA, the MSE, no blending (blends on segments before --node-blend-kind), no warm start."""
+    out = tmp_path / "m"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--width", "16", "--depth", "1",
+                 "--batch-size", "16", "--epochs", "1", *CLI_TINY]) == 0
+    _as_before_the_recipe(out, drop_config=["ema_decay", "node_loss", "node_blend", "node_blend_kind",
+                                            "init_from"])
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--grid", str(synth_grid), "--resume", "--epochs", "2",
+                 *CLI_TINY]) == 0, capsys.readouterr().err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["epochs_run"] == 2
+    assert (cfg["ema_decay"], cfg["node_loss"], cfg["node_blend"]) == (0.0, "mse", 0.0)
+    assert cfg["init_from"] is None
+    # a blending run from before --node-blend-kind: its blends were on segments
+    blend = tmp_path / "b"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(blend), "--width", "16", "--depth", "1",
+                 "--batch-size", "16", "--node-blend", "0.25", "--ema-decay", "0.5", "--epochs", "1",
+                 *CLI_TINY]) == 0
+    _as_before_the_recipe(blend, drop_config=["node_blend_kind", "init_from"])
+    capsys.readouterr()
+    assert main(["train", "--out", str(blend), "--grid", str(synth_grid), "--resume", "--epochs", "2",
+                 *CLI_TINY]) == 0, capsys.readouterr().err
+    cfg = json.loads((blend / "config.json").read_text())
+    assert cfg["training"]["epochs_run"] == 2
+    assert (cfg["node_blend"], cfg["node_blend_kind"], cfg["ema_decay"]) == (0.25, "segments", 0.5)
+
+
 # 3. the grid's path
 
 def test_config_records_the_grid_file_as_an_absolute_path(synth_grid, tmp_path, monkeypatch):
