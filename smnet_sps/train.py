@@ -1748,7 +1748,12 @@ def _saved_options(out):
     recipe = ck.get("recipe") or {}
     if not recipe:                          # none before 2026-12-02: config.json's record
         recipe = _config_options(cfg, ck["arch"])
-        recipe = {**{key: before for key, before in _RECIPE_BEFORE.items() if key not in recipe}, **recipe}
+        if cfg.get("training"):
+            # an option absent from a config.json that records the run means the option did not exist yet;
+            # absent from one not read (none, unreadable) or reduced to a few keys it means nothing (a run
+            # with --ema-decay 0.5 --node-loss pseudo_huber went on with no EMA and the MSE)
+            recipe = {**{key: before for key, before in _RECIPE_BEFORE.items() if key not in recipe},
+                      **recipe}
         unrecorded += [key for key in _CLI_RECIPE if key not in recipe
                        and not (ck["arch"] != "mlp" and key in _MLP_ONLY)]
     saved.update({key: recipe[key] for key in _CLI_RECIPE if recipe.get(key) is not None})
@@ -1756,7 +1761,7 @@ def _saved_options(out):
         steps = [float(v) for v in saved["input_jitter"]]
         saved["input_jitter"] = steps[:1] if len(set(steps)) == 1 else steps
     if set(saved.get("libraries", [])) == set(cfg.get("library_names") or []):
-        del saved["libraries"]              # all the grid's: as trained, without --libraries
+        saved.pop("libraries", None)        # all the grid's: as trained, without --libraries
     schedule, training = ck.get("schedule") or {}, cfg.get("training") or {}
     for dest, value in (("keep", schedule.get("keep", training.get("kept"))),
                         ("patience", schedule.get("patience", training.get("patience"))),
@@ -1812,8 +1817,10 @@ def _cli_options(args):
                 setattr(args, dest, value)
         # an older run whose checkpoint and config.json leave options out: a default in their place resumed
         # another run than the one interrupted (--lr 0.01 --batch-size 16 went on with 0.002 and 256)
+        # (not --init-from: no value of it says "none", and a warm start acts at a run's start only, the
+        # resume's weights are the checkpoint's)
         missing = [f"--{dest.replace('_', '-')}" for dest in unrecorded if getattr(args, dest) is None
-                   and not (dest == "node_blend_kind" and args.node_blend == 0)]
+                   and not (dest == "node_blend_kind" and args.node_blend == 0) and dest != "init_from"]
         if missing:
             raise ValueError(f"--resume: {args.out} predates recorded options: neither its checkpoint (no "
                              f"recipe) nor its config.json records {', '.join(missing)}; give them with the "

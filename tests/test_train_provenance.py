@@ -224,6 +224,44 @@ def test_cli_resume_of_a_run_older_than_an_option_takes_what_its_absence_meant(s
     assert (cfg["node_blend"], cfg["node_blend_kind"], cfg["ema_decay"]) == (0.25, "segments", 0.5)
 
 
+def test_cli_resume_without_a_recipe_or_a_read_config_json_refuses_the_newer_options(synth_grid, tmp_path,
+                                                                                    capsys):
+    """The options' absence means "before the option" only in a config.json that records the run: trained
+    with --node-blend 0.25 --ema-decay 0.5 --node-loss pseudo_huber, a checkpoint without a recipe and a
+    config.json reduced to its library names resumed with no EMA, the MSE and no blending (rc 0); with no
+    config.json at all the resume raised a bare KeyError 'libraries'. Both now refuse, naming the options."""
+    out = tmp_path / "m"
+    assert main(["train", "--grid", str(synth_grid), "--out", str(out), "--width", "16", "--depth", "1",
+                 "--batch-size", "16", "--node-blend", "0.25", "--ema-decay", "0.5", "--node-loss",
+                 "pseudo_huber", "--epochs", "1", *CLI_TINY]) == 0
+    _as_before_the_recipe(out)
+    names = json.loads((out / "config.json").read_text())["library_names"]
+    for config in ({"library_names": names}, None):
+        if config is None:
+            (out / "config.json").unlink()
+        else:
+            (out / "config.json").write_text(json.dumps(config))
+        capsys.readouterr()
+        assert main(["train", "--out", str(out), "--grid", str(synth_grid), "--resume", "--epochs", "2",
+                     *CLI_TINY]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "predates recorded options" in err, err
+        for flag in ("--node-loss", "--node-blend", "--ema-decay", "--jitter-floor", "--batch-size"):
+            assert flag in err, (flag, err)
+        assert "--init-from" not in err
+    # given with the run's values, the run goes on with them
+    assert main(["train", "--out", str(out), "--grid", str(synth_grid), "--resume", "--epochs", "2",
+                 "--node-blend", "0.25", "--node-blend-kind", "segments", "--ema-decay", "0.5",
+                 "--node-loss", "pseudo_huber", "--batch-size", "16", "--lr", "0.002", "--lr-final", "0.02",
+                 "--seed", "0", "--input-jitter", "0", "--jitter-floor", "1", "--jitter-quantile", "0.5",
+                 "--w-max", "5", "--library-balance", "1", "--tail-floor", "1e-6", "--uv-weight", "1",
+                 "--pixel-loss", "standardised", "--libraries", *names, *CLI_TINY]) == 0, \
+        capsys.readouterr().err
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["epochs_run"] == 2
+    assert (cfg["node_blend"], cfg["ema_decay"], cfg["node_loss"]) == (0.25, 0.5, "pseudo_huber")
+
+
 # 3. the grid's path
 
 def test_config_records_the_grid_file_as_an_absolute_path(synth_grid, tmp_path, monkeypatch):
