@@ -45,7 +45,7 @@ def read_points_table(path):
     """A table of stars from a CSV, ECSV, FITS or whitespace-separated text file, gzipped or not
     (``astropy.table.Table.read``; the format from the extension, :data:`POINTS_TABLE_FORMATS`); in a CSV, the
     lines that begin with '#' are comments, after the header with a warning unless they read as a row (an id
-    '#1'; :func:`_read_csv`)."""
+    '#1', kept with a warning; :func:`_read_csv`)."""
     path = Path(path)
     fmt = POINTS_TABLE_FORMATS.get(suffix_of(path))
     if fmt is None:
@@ -65,9 +65,10 @@ def _read_csv(path):
     """A CSV table of stars (gzipped too). Its '#' lines before the header are comments (``meta["comments"]``;
     astropy's CSV reader took them as the header: "Number of header columns (2) inconsistent with data
     columns"). After the header, a line whose first cell begins with '#' is a comment too (a commented-out
-    row '#6000,4.3,0,1.5', a note '# cluster B'), skipped with a warning that counts them, unless it reads
-    as a row (:func:`_hash_line_is_row`: an id '#1' in a column that is not a points column, numbers in the
-    points columns); a quoted value ('"#1"') is always data. astropy's ``comment="#"`` dropped every '#'
+    row '#6000,4.3,0,1.5', a note '# cluster B' or '# cluster B,,,,'), skipped with a warning that counts
+    them, unless it reads as a row (:func:`_hash_line_is_row`: an id '#1' or a name '#Vega' in a column that
+    is not a points column, numbers in the points columns, not all empty), kept with a warning too; a quoted
+    value ('"#1"') is always data. astropy's ``comment="#"`` dropped every '#'
     line, ids '#1', '#2' too (a table of 0 rows, no error)."""
     import csv
     from astropy.utils.data import get_readable_fileobj
@@ -77,16 +78,26 @@ def _read_csv(path):
     while start < len(lines) and (not lines[start].strip() or lines[start].lstrip().startswith("#")):
         start += 1
     header = [c.strip() for c in next(csv.reader(lines[start:start + 1]), [])]
-    kept, skipped = lines[start:start + 1], []
+    kept, skipped, stars = lines[start:start + 1], [], []
     for number, line in enumerate(lines[start + 1:], start + 2):          # 1-based line numbers
-        if line.lstrip().startswith("#") and not _hash_line_is_row(next(csv.reader([line])), header):
-            skipped.append(number)
-        else:
-            kept.append(line)
+        if line.lstrip().startswith("#"):
+            if not _hash_line_is_row(next(csv.reader([line])), header):
+                skipped.append(number)
+                continue
+            stars.append(number)
+        kept.append(line)
     if skipped:
         warnings.warn(f"{path}: {len(skipped)} line(s) after the header begin with '#' (line {skipped[0]} "
                       "first): read as comments and skipped; quote the value if it is data", UserWarning,
                       stacklevel=3)
+    if stars:
+        # a commented-out star whose first cell is a name ('#Vega,9600,4.0,-0.5,40') reads as a star: said,
+        # as a row kept silently was a star the user meant to leave out
+        which = (f"line {stars[0]} begins with '#' but reads as a star: kept; delete it to skip it"
+                 if len(stars) == 1 else
+                 f"{len(stars)} lines begin with '#' but read as stars (line {stars[0]} first): kept; delete "
+                 "them to skip them")
+        warnings.warn(f"{path}: {which} (quote the value if it is data)", UserWarning, stacklevel=3)
     body = "".join(kept)
     # a string with a newline is the table itself for Table.read (without one, a file name)
     table = Table.read(body if body.endswith("\n") else body + "\n", format="ascii.csv")
@@ -98,13 +109,14 @@ def _read_csv(path):
 
 def _hash_line_is_row(cells, header):
     """Whether a CSV line after the header whose first cell begins with '#' is a row of stars: as many cells
-    as the header, and a number (or an empty cell, a missing value) in each points column (teff, logg, logz,
-    L, logl). An id '#1' in an 'id' column is a row; a commented-out row ('#6000' in teff) or a note
-    ('# cluster B') is not."""
+    as the header, a number (or an empty cell, a missing value) in each points column (teff, logg, logz, L,
+    logl) and not all of them empty. An id '#1' in an 'id' column is a row; a commented-out row ('#6000' in
+    teff) or a note ('# cluster B', or a spreadsheet's '# cluster B,,,,' under a name column) is not."""
     if len(cells) != len(header):
         return False
     points = {"teff", "logg", "logz", "L", "logl"}
-    return all(not cell.strip() or _is_number(cell) for name, cell in zip(header, cells) if name in points)
+    values = [cell.strip() for name, cell in zip(header, cells) if name in points]
+    return any(values) and all(not cell or _is_number(cell) for cell in values)
 
 
 def check_points_columns(columns):

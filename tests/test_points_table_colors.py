@@ -383,17 +383,42 @@ def test_points_csv_hash_lines_after_the_header(blackbody, tmp_path):
     header = ["# three stars", "id," + ",".join(cols)]
     rows = [f"#{i + 1},{plain[i]}" for i in range(3)]
     (tmp_path / "ids.csv").write_text("\n".join(header + rows) + "\n")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")                       # no '#' line skipped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         t = points_magnitudes(tmp_path / "ids.csv", BANDS, generator=blackbody)
+    said = [str(w.message) for w in caught if "'#'" in str(w.message)]
+    assert len(said) == 1 and "3 lines begin with '#' but read as stars (line 3 first): kept" in said[0], said
     assert list(t["id"]) == ["#1", "#2", "#3"] and t.meta["comments"] == ["three stars"]
     assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
     (tmp_path / "note.csv").write_text("\n".join(header + [f'"#1",{plain[0]}', "# giants, a, b, c, d"]
                                                  + rows[1:] + ["# a, b, c, d, e, f"]) + "\n")
-    with pytest.warns(UserWarning, match=r"2 line\(s\) after the header begin with '#' \(line 4 first\)"):
+    with pytest.warns(UserWarning, match=r"2 line\(s\) after the header begin with '#' \(line 4 first\)"), \
+            pytest.warns(UserWarning, match=r"2 lines begin with '#' but read as stars \(line 5 first\)"):
         t = points_magnitudes(tmp_path / "note.csv", BANDS, generator=blackbody)
     assert list(t["id"]) == ["#1", "#2", "#3"]
     assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
+
+
+def test_points_csv_hash_lines_under_a_name_column(blackbody, tmp_path):
+    """With a name column first (the docs' stars.csv layout) a commented-out star '#Vega,9600,4.0,-0.5,40'
+    was kept as a star without a word, and a spreadsheet's note '# cluster B,,,,' (empty points cells, as
+    missing values are allowed) was a row: the table refused, "teff is not finite at row 0". A '#' line
+    whose points cells are all empty is skipped with the counted warning; one kept as a star is said."""
+    ref = points_magnitudes(Table(STARS), BANDS, generator=blackbody)
+    cols = ("name", "teff", "logg", "logz", "L")
+    rows = [",".join(str(STARS[c][i]) for c in cols) for i in range(3)]
+    (tmp_path / "note.csv").write_text("\n".join([",".join(cols), "# cluster B,,,,", *rows]) + "\n")
+    with pytest.warns(UserWarning, match=r"1 line\(s\) after the header begin with '#' \(line 2 first\): "
+                      r"read as comments and skipped"):
+        t = points_magnitudes(tmp_path / "note.csv", BANDS, generator=blackbody)
+    assert list(t["name"]) == STARS["name"]
+    assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
+    (tmp_path / "vega.csv").write_text("\n".join([",".join(cols), *rows, "#Vega,9600,4.0,-0.5,40"]) + "\n")
+    with pytest.warns(UserWarning, match=r"line 5 begins with '#' but reads as a star: kept; delete it to "
+                      r"skip it"):
+        t = points_magnitudes(tmp_path / "vega.csv", BANDS, generator=blackbody)
+    assert list(t["name"]) == [*STARS["name"], "#Vega"] and list(t["teff"]) == [*STARS["teff"], 9600.0]
+    assert np.allclose(t["M_bessell-V"][:3], ref["M_bessell-V"], rtol=0, atol=1e-9)
 
 
 def test_points_empty_cells_of_a_text_column_are_missing_values(blackbody, tmp_path):
