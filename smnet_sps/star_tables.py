@@ -179,6 +179,9 @@ _LOG_FORM = re.compile(r"log(?:10)?\s*\((.+)\)", re.IGNORECASE)
 _LOG_OF = {"logg": u.cm / u.s ** 2, "logl": u.L_sun, "logz": u.dimensionless_unscaled}
 #: the quantity of each, for the warning on a log unit of another one ('log(g)': g read as grams)
 _LOG_KIND = {"logg": "an acceleration", "logl": "a luminosity", "logz": "a ratio"}
+#: the quantity's own symbol, which astropy reads as a unit of another kind ('g' grams, 'L' litres): its log
+#: form names the quantity, and the values are taken as the log
+_OWN_SYMBOL = {"logg": "g", "logl": "l"}
 #: why a linear unit on a logg / logl column is refused, and what to give instead
 _LINEAR_ON_LOG = {
     "logl": "a linear luminosity, on a column of log10(L / L_sun): 1.5 L_sun cannot be told from a log L of "
@@ -211,9 +214,10 @@ def _log_column_unit(name, text):
     '[cm/s2]', '[Lsun]' and log forms 'log(cm.s**-2)' (Gaia DR3), 'log(L/Lsun)' -> the dex of that unit ('L/'
     names the quantity); on logz '[Sun]', '[-]', '[dex]', '[M/H]', '[Fe/H]' -> dex; on logl '[Sun]' ->
     dex(L_sun).
-    A bracket or log form of a unit of another kind ('log(g)', g read as grams; 'log(L)', L as litres) names
-    the quantity, not its unit: (None, why). Any other text is read as a unit ('dex', or a linear one, which
-    :func:`_log_column` refuses); (None, None) where nothing reads it."""
+    A bracket or log form of the quantity's own symbol ('log(g)' / '[g]' on logg, g read as grams; 'log(L)'
+    / '[L]' on logl, L as litres) names the quantity, not its unit: (None, why). One of another unit ('[K]'
+    on logg or logz, '[Sun]' on logg) is its dex, which :func:`_log_column` refuses. Any other text is read
+    as a unit ('dex', or a linear one, refused too); (None, None) where nothing reads it."""
     text = text.strip()
     if name == "logz" and re.fullmatch(r"\[\s*(sun|-+|dex|\w+\s*/\s*h)?\s*\]", text, re.IGNORECASE):
         return u.dex, None
@@ -229,17 +233,21 @@ def _log_column_unit(name, text):
         return u.dex(fits[0]), None
     if not read:
         return None, None
-    return None, f"the log of {read[0]} ({read[0].physical_type}), not of {_LOG_KIND[name]}"
+    if inner.lower() == _OWN_SYMBOL.get(name):
+        return None, f"the log of {read[0]} ({read[0].physical_type}), not of {_LOG_KIND[name]}"
+    # the log of another unit ('[K]' on logg): refused by the column's rule, as a wrong unit is anywhere
+    return u.dex(read[0]), None
 
 
 def _log_column(name, values, unit):
     """The values of a ``logg`` / ``logz`` / ``logl`` column with ``unit`` (astropy's reading of its file,
     or None) as the generators' rules take them: a unit astropy did not read is read as a catalogue writes
-    it (:func:`_log_column_unit`); where none reads it, or it is the log of a unit of another kind ('log(g)',
-    '[L]': the symbol of the quantity, read as grams, litres), the values are taken as already the log, as
-    they were before units were read (a UnitsWarning names it). A linear luminosity on ``logl`` or
-    acceleration on ``logg`` is refused (:data:`_LINEAR_ON_LOG`): 1.5 L_sun and log L = 1.5 cannot be told
-    apart; a linear unit of another kind ('K' on logg) too, by the generators' rules."""
+    it (:func:`_log_column_unit`); where none reads it, or it is the log form of the quantity's own symbol
+    ('log(g)', '[L]', read as grams, litres), the values are taken as already the log, as they were before
+    units were read (a UnitsWarning names it); the log of another unit ('[K]' on logg) is refused. A linear
+    luminosity on ``logl`` or acceleration on ``logg`` is refused (:data:`_LINEAR_ON_LOG`): 1.5 L_sun and
+    log L = 1.5 cannot be told apart; a linear unit of another kind ('K' on logg) too, by the generators'
+    rules."""
     if isinstance(unit, u.UnrecognizedUnit):
         text = unit.name
         unit, why = _log_column_unit(name, text)
@@ -315,8 +323,8 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
         [L_sun] or ``logl`` = log10 L/L_sun (one of them). A column with a unit (ECSV, FITS) is converted
         as the generators read it (``teff`` to K, ``L`` to L_sun; :func:`_points_column`); ``logg``, ``logz``
         and ``logl`` take dex or a catalogue's log unit ('[cm/s2]', 'log(cm.s**-2)', '[Lsun]'; one none reads,
-        or the log of another kind's unit, 'log(g)', is taken as the log, with a UnitsWarning), never a linear
-        one (:func:`_log_column`). Other columns
+        or the quantity's symbol 'log(g)' / '[L]', is taken as the log, with a UnitsWarning), never a linear
+        one nor the log of another unit ('[K]' on logg) (:func:`_log_column`). Other columns
         are kept in the result.
     filters : filter names, files or ``SpectralElement``s (a list, or a comma-separated string)
     system : "AB", "ST" or "Vega"

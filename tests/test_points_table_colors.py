@@ -314,10 +314,8 @@ def test_points_catalogue_log_units_gaia_and_vizier(blackbody, tmp_path):
 @pytest.mark.parametrize("units, lum, why", [
     ({"logg": "log(g)"}, "L", r"'logg': its unit 'log\(g\)' is the log of g \(mass\), not of an accel"),
     ({"logg": "[g]"}, "L", r"'logg': its unit '\[g\]' is the log of g \(mass\)"),
-    ({"logg": "[K]"}, "L", r"'logg': its unit '\[K\]' is the log of K \(temperature\)"),
     ({"logl": "log(L)"}, "logl", r"'logl': its unit 'log\(L\)' is the log of l \(volume\), not of a lumin"),
     ({"logl": "[L]"}, "logl", r"'logl': its unit '\[L\]' is the log of l \(volume\)"),
-    ({"logz": "[K]"}, "L", r"'logz': its unit '\[K\]' is the log of K \(temperature\), not of a ratio"),
     ({"logl": "[Sun]"}, "logl", None), ({"logl": "log(Lsun)"}, "logl", None)])
 def test_points_log_unit_naming_the_quantity_is_the_log(blackbody, tmp_path, units, lum, why):
     """'log(g)' / '[g]' on logg and 'log(L)' / '[L]' on logl name the quantity, but astropy reads g as grams
@@ -336,6 +334,21 @@ def test_points_log_unit_naming_the_quantity_is_the_log(blackbody, tmp_path, uni
     else:
         assert len(said) == 1 and re.search(why, said[0]) and "taken as the log" in said[0], said
     assert np.allclose(t["M_bessell-V"], ref, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("units, lum, why", [
+    ({"logg": "[K]"}, "L", r"logg as a logarithmic quantity must be in dex of an acceleration.*got dex\(K\)"),
+    ({"logg": "[Sun]"}, "L", r"logg as a logarithmic quantity must be in dex of an acceleration.*dex\(Sun\)"),
+    ({"logz": "[K]"}, "L", r"logz \(\[M/H\]\) must be a number in dex.*got unit dex\(K\)"),
+    ({"logl": "log(g)"}, "logl", r"logl must be log10\(L / L_sun\).*got unit dex\(g\)"),
+    ({"logg": "log(L)"}, "L", r"logg as a logarithmic quantity must be in dex of an acceleration.*dex\(l\)")])
+def test_points_log_of_another_unit_is_refused(blackbody, tmp_path, units, lum, why):
+    """The "taken as the log" fallback is for the quantity's own symbol read as another unit ('g' on logg,
+    'L' on logl): '[K]' on logg or logz and '[Sun]' on logg ("the log of Sun (unknown)") were taken as the log
+    with only a UnitsWarning, where they had been refused naming the unit the column needs. Refused again."""
+    path = _fits_stars(tmp_path / "s.fits", dict({"teff": "K"}, **units), lum)
+    with pytest.raises(ValueError, match=why):
+        points_magnitudes(path, BANDS, generator=blackbody)
 
 
 def test_points_linear_unit_on_a_log_column_is_refused(blackbody, tmp_path):
