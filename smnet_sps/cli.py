@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import os
 import re
+import stat
 import sys
 import warnings
 
@@ -306,13 +307,20 @@ OUTPUT_OPTIONS = ("out", "plot", "phase_out", "write_mixture")
 
 
 def _file_state(path):
-    """(inode, mtime in ns) of a file or folder, None where there is none: a file written since (atomically,
-    a new inode) or a folder written into differs."""
+    """(inode, mtime in ns) of a file, None where there is none: a file written since (atomically, a new
+    inode) differs. A folder's state is that of its entries (name, inode, mtime), so that a folder written
+    into differs and one only checked does not: its own mtime changed when the output check created and
+    removed a probe file, or a write its temporary file, so an existing report folder interrupted before
+    anything was written into it was not named ("interrupted", no "not written: --out DIR")."""
     try:
         st = os.stat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            return st.st_ino, st.st_mtime_ns
+        with os.scandir(path) as entries:
+            return st.st_ino, frozenset((e.name, e.inode(), e.stat(follow_symlinks=False).st_mtime_ns)
+                                        for e in entries)
     except OSError:
         return None
-    return st.st_ino, st.st_mtime_ns
 
 
 def _output_states(args):

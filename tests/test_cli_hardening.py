@@ -661,6 +661,30 @@ def test_ctrl_c_is_one_line_status_130_and_keeps_the_old_file(argv, monkeypatch,
     assert out.read_text() == "an older result" and sorted(os.listdir(tmp_path)) == [out.name]
 
 
+@pytest.mark.parametrize("existing", ["empty folder", "older report"])
+def test_ctrl_c_names_an_existing_report_folder_as_not_written(existing, monkeypatch, tmp_path, capsys):
+    """A report folder that existed (made beforehand, or an older report under --overwrite) was left out of
+    the line ("validate: interrupted", no "not written: --out DIR"): the output check's probe file had
+    changed the folder's mtime, which was all that was compared."""
+    from pathlib import Path
+
+    import smnet_sps.validate as validate
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate, "score_generator", ctrl_c)       # in the scoring, after the checks
+    out = tmp_path / "report"
+    out.mkdir()
+    if existing == "older report":
+        (out / "classes.md").write_text("an older report")
+    fixture = Path(__file__).parent / "fixtures" / "empirical"
+    assert main(["validate", "--empirical", str(fixture), "--generator", "blackbody", "--overwrite",
+                 "--out", str(out)]) == 130
+    assert _error_line(capsys) == f"smnet-sps validate: interrupted; not written: --out {out}"
+    assert sorted(os.listdir(out)) == ([] if existing == "empty folder" else ["classes.md"])
+
+
 @pytest.mark.parametrize("argv", [
     ["ssp-grid", "--ages", "0.01-12Gyr", "--n-ages", "24", "--Z", "0.0152", "--generator", "blackbody",
      "--out", "{tmp}/g.h5"],
