@@ -389,7 +389,9 @@ def main(argv=None):
             return 1
         return PIPE_CLOSED_STATUS
     except USER_ERRORS as exc:
-        print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        # with what was kept of the work, where the command says (train's checkpoint after a full disk)
+        notes = "".join(f"; {_one_line(note)}" for note in getattr(exc, "__notes__", None) or [])
+        print(f"smnet-sps {args.command}: error: {_one_line(exc)}{notes}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         # one line, not the ~40-line traceback of wherever the work was; outputs are written under a

@@ -1291,8 +1291,18 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                 ema_state[k].copy_(v)
 
     cfg_tail = {}            # the tail table is written once per run (it does not depend on the weights)
+    # the epoch the checkpoint on disk holds of this run (None: none yet), for the message of a failed write
+    saved = {"epoch": state["epoch"] if resume else None}
 
     def write_checkpoint():
+        try:
+            _write_checkpoint()
+        except OSError as exc:
+            _note_what_is_kept(exc, ckpt_path, saved["epoch"])
+            raise
+        saved["epoch"] = state["epoch"]
+
+    def _write_checkpoint():
         with atomic_output(ckpt_path, overwrite=True, option="checkpoint") as partial:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                         "best_state": best_state, "ema": ema_state, "arch": arch, "arch_kwargs": arch_kwargs,
@@ -1305,8 +1315,16 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
 
     def write(final=False):
         """Checkpoint, then the model files; each under a temporary name, renamed when complete (a kill
-        mid-write leaves the previous file, never a truncated one)."""
+        mid-write leaves the previous file, never a truncated one). A failed write (a full disk) says what
+        the checkpoint on disk holds."""
         write_checkpoint()
+        try:
+            return write_model(final)
+        except OSError as exc:
+            _note_what_is_kept(exc, ckpt_path, saved["epoch"])
+            raise
+
+    def write_model(final):
         if state["best_epoch"] < 0 and state["epoch"] > 0:
             # no epoch gave a finite validation loss (the loss is NaN): there is no trained network to write;
             # the untrained weights were written as a valid model, exit status 0
@@ -1640,6 +1658,19 @@ def _remove_stale_mixture(out, overwrite, resume):
     if not recorded:
         stale.unlink()
         print(f"removed {stale}: the library preferences measured for the model that was replaced")
+
+
+def _note_what_is_kept(exc, ckpt_path, epoch):
+    """A note for the one-line message of a failed write ``exc`` (a full disk, a quota): what the checkpoint
+    ``ckpt_path`` holds of the run (``epoch``: None where it holds none of it) and how to go on. The message
+    was "[Errno 28] No space left on device" alone: no file named, nor that the run could be resumed."""
+    from .cli import add_note
+    if epoch is None:
+        add_note(exc, f"writing in {ckpt_path.parent} failed; no checkpoint of this run was saved: free "
+                      "space and run it again")
+    else:
+        add_note(exc, f"writing in {ckpt_path.parent} failed; {ckpt_path} holds the run at epoch {epoch}: "
+                      "free space, then continue with the same options and --resume")
 
 
 @contextlib.contextmanager

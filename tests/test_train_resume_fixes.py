@@ -224,6 +224,47 @@ def test_cli_interruption_is_one_line_and_says_how_to_continue(synth_grid, tmp_p
     assert _epoch(out / "checkpoint.pt") == 2
 
 
+@pytest.mark.parametrize("failing_save, kept", [(1, None), (2, 50)])
+def test_a_full_disk_says_what_is_kept_and_resume_gives_the_straight_run(synth_grid, tmp_path, monkeypatch,
+                                                                         capsys, failing_save, kept):
+    """A full disk at a periodic write (the 1st: the checkpoint of epoch 50; the 2nd: the model files after
+    it) said only "train: error: [Errno 28] No space left on device": no file named, nor that the checkpoint
+    on disk continues the run. The resume gives the uninterrupted run's weights."""
+    import errno
+    import os
+
+    from smnet_sps.cli import main
+    argv = ["train", "--grid", str(synth_grid), "--width", "16", "--depth", "1", "--epochs", "60",
+            "--device", "cpu", "--no-progress", "--threads", "1"]
+    assert main([*argv, "--out", str(tmp_path / "straight")]) == 0
+    real_save, calls = torch.save, []
+
+    def full_disk(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) == failing_save:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    out = tmp_path / "m"
+    assert main([*argv, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "No space left on device" in err, err
+    assert not [p.name for p in tmp_path.rglob("*") if ".part" in p.name]        # no temporary file left
+    if kept is None:
+        assert err.endswith("no checkpoint of this run was saved: free space and run it again"), err
+        return
+    assert err.endswith(f"{out / 'checkpoint.pt'} holds the run at epoch {kept}: free space, then continue "
+                        "with the same options and --resume"), err
+    assert _epoch(out / "checkpoint.pt") == kept
+    monkeypatch.undo()
+    assert main(["train", "--out", str(out), "--resume", "--no-progress", "--threads", "1",
+                 "--device", "cpu"]) == 0
+    straight = torch.load(tmp_path / "straight" / "weights.pt", weights_only=True)
+    resumed = torch.load(out / "weights.pt", weights_only=True)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
 # 4. clear errors for bad options and grids
 
 @pytest.mark.parametrize("threads", [-1, 0, 1.5, True])
