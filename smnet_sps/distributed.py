@@ -1075,12 +1075,16 @@ def cli_ssp_grid(args, out):
         with _CliClient(args.scheduler, args.workers) as client:
             run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
                             device=args.device, progress=show_progress(args))
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, OSError) as exc:       # OSError: a full disk, a quota
         _note_kept_blocks(exc, sorted(store.glob("*.zarr")), "block")
         raise
     grid = load_ssp_store(run.stores[0])
-    with atomic_output(out, overwrite=getattr(args, "overwrite", False)) as tmp:
-        save_ssp_grid(grid, tmp)
+    try:
+        with atomic_output(out, overwrite=getattr(args, "overwrite", False)) as tmp:
+            save_ssp_grid(grid, tmp)
+    except (KeyboardInterrupt, OSError) as exc:
+        _note_kept_blocks(exc, run.stores, "block")
+        raise
     n_z, n_age, n_wave = grid.ssp_flux.shape
     print(f"wrote {out}: {n_z} Z x {n_age} ages x {n_wave} wavelengths; "
           f"{run.n_computed} block(s) computed, {run.n_skipped} already in {run.stores[0]} "
@@ -1089,10 +1093,11 @@ def cli_ssp_grid(args, out):
 
 
 def _note_kept_blocks(exc, stores, unit):
-    """On an interruption of a command that keeps its finished ``unit``s (blocks, chunks) in Zarr
-    ``stores``, a note for its one-line message: how many are kept where, and that the same command resumes
-    from them (the message said only "interrupted; not written: --out g.h5", and a user deleted the
-    store or started afresh elsewhere, the finished work lost). Nothing where none is kept."""
+    """On an interruption (or a failed write: a full disk) of a command that keeps its finished ``unit``s
+    (blocks, chunks) in Zarr ``stores``, a note for its one-line message: how many are kept where, and that
+    the same command resumes from them (the message said only "interrupted; not written: --out g.h5", or
+    "error: [Errno 28] No space left on device", and a user deleted the store or started afresh elsewhere,
+    the finished work lost). Nothing where none is kept."""
     import zarr
 
     from .cli import add_note
@@ -1173,7 +1178,7 @@ def cli_points_mags(args):
             if out.exists():
                 shutil.rmtree(out)
             replaced.rename(out)
-        elif isinstance(exc, KeyboardInterrupt):
+        elif isinstance(exc, (KeyboardInterrupt, OSError)):        # OSError: a full disk, a quota
             _note_kept_blocks(exc, [out] if out.exists() else [], "chunk")
         raise
     if replaced is not None:

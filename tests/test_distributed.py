@@ -862,3 +862,70 @@ def test_cli_points_interrupted_says_what_is_kept_and_the_rerun_ends_it(tmp_path
     assert "2 chunk(s) computed, 2 already there" in capsys.readouterr().out
     (mags, inside, _), (ref, ref_inside, _) = D.load_points_store(out), D.load_points_store(whole)
     assert np.array_equal(mags, ref) and np.array_equal(inside, ref_inside)
+
+
+def test_cli_points_on_a_full_disk_says_what_is_kept(tmp_path, stars, capsys, monkeypatch):
+    """A full disk part way into `mags --points stars.parquet` said only "error: [Errno 28] No space left
+    on device": nothing of the chunks kept in the store, nor that the same command resumes from them (as an
+    interruption now says). The rerun computes only the missing chunks."""
+    import errno
+    import os
+
+    import pandas as pd
+    from smnet_sps.cli import main
+
+    table = tmp_path / "stars.parquet"
+    pd.DataFrame({"teff": stars[:200, 0], "logg": stars[:200, 1], "logz": stars[:200, 2],
+                  "logl": np.log10(stars[:200, 3])}).to_parquet(table)
+    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50",
+            "--filters", "sdss2010-g,sdss2010-r"]
+    write_block, calls = D._write_block, []
+
+    def full_disk_at_the_third(*args):
+        calls.append(args[3])
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_block(*args)
+
+    monkeypatch.setattr(D, "_write_block", full_disk_at_the_third)
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    out = tmp_path / "stars_mags.zarr"
+    capsys.readouterr()
+    assert main(base) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"smnet-sps mags: error: [Errno 28] {os.strerror(errno.ENOSPC)}; 2 of 4 chunk(s) finished "
+                   f"are kept in {out.absolute()}: the same command resumes from them"), err
+    monkeypatch.setattr(D, "_write_block", write_block)
+    assert main(base) == 0
+    assert "2 chunk(s) computed, 2 already there" in capsys.readouterr().out
+
+
+def test_cli_ssp_grid_on_a_full_disk_at_the_final_write_says_the_blocks_are_kept(tmp_path, capsys,
+                                                                                 monkeypatch):
+    """`ssp-grid --workers 1` whose blocks were all computed but whose .h5 write found the disk full said only
+    "error: [Errno 28] No space left on device", not that the blocks are kept in the store and the same
+    command writes the file from them without computing anything again."""
+    import errno
+    import os
+
+    import smnet_sps.ssp as ssp
+    from smnet_sps.cli import main
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "g.h5"
+    argv = ["ssp-grid", "--workers", "1", "--generator", "blackbody", "--ages", "1Gyr", "--Z", "0.0152",
+            "--out", str(out)]
+    save = ssp.save_ssp_grid
+    monkeypatch.setattr(ssp, "save_ssp_grid", full_disk)
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]        # after the line naming the Dask cluster
+    [kept] = (tmp_path / "g.h5.store").glob("*.zarr")                  # the run's store, beside --out
+    assert err == (f"smnet-sps ssp-grid: error: [Errno 28] {os.strerror(errno.ENOSPC)}; 1 of 1 block(s) "
+                   f"finished are kept in {kept}: the same command resumes from them"), err
+    assert not out.exists()
+    monkeypatch.setattr(ssp, "save_ssp_grid", save)
+    assert main(argv) == 0
+    assert "0 block(s) computed" in capsys.readouterr().out and out.is_file()
