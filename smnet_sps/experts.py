@@ -284,13 +284,17 @@ def _publish(partial, out, stale=()):
     ``stale`` names old files of ``out`` the new model does not have (removed before its config.json
     appears). Only renames and removals are left here: a crash between two leaves an old config.json beside
     new files, which load_generator refuses (sha256 mismatch) rather than running a model its config does
-    not describe."""
+    not describe. Ctrl-C / SIGTERM arriving during the renames takes effect once they are done: it left the
+    new weights beside the old config.json (neither model loads) and the rest of the new one removed with
+    its staging folder."""
+    from .train import _interrupts_held
     files = sorted(p.name for p in partial.iterdir() if p.name != "config.json")
-    for fname in files:
-        os.replace(partial / fname, out / fname)
-    for fname in set(stale) - set(files):
-        (out / fname).unlink(missing_ok=True)
-    os.replace(partial / "config.json", out / "config.json")
+    with _interrupts_held():
+        for fname in files:
+            os.replace(partial / fname, out / fname)
+        for fname in set(stale) - set(files):
+            (out / fname).unlink(missing_ok=True)
+        os.replace(partial / "config.json", out / "config.json")
 
 
 def _check_request(experts, names, model, out, overwrite):

@@ -450,6 +450,34 @@ def test_a_failed_rebuild_keeps_the_old_model_and_leaves_nothing_behind(models, 
     assert sorted(p.name for p in fresh.iterdir()) == sorted(before)
 
 
+def test_ctrl_c_during_the_renames_publishes_the_whole_new_model(models, tmp_path, monkeypatch):
+    """Ctrl-C landing between the renames of `experts --overwrite` (after weights.pt, before config.json)
+    left the new weights beside the old config.json, a model load_generator refuses (weights sha256), the
+    old one lost and the rest of the new one removed with the staging folder. The renames now finish first;
+    the interruption follows, and the folder holds the whole new model."""
+    import os
+    import signal
+    grid, base, spec, root = models
+    out = tmp_path / "experts_model"
+    build_expert_model(base, {"libb": spec}, out)
+    real_replace, renames = os.replace, []
+
+    def ctrl_c_after_the_first(src, dst):
+        real_replace(src, dst)
+        renames.append(dst)
+        if len(renames) == 1:
+            os.kill(os.getpid(), signal.SIGINT)      # Python's handler runs at once, here
+
+    monkeypatch.setattr(os, "replace", ctrl_c_after_the_first)
+    old_weights = (out / "weights.pt").read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        build_expert_model(base, {"libb": spec}, out, overwrite=True, half=True)     # other weights
+    monkeypatch.undo()
+    assert len(renames) > 1 and not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert (out / "weights.pt").read_bytes() != old_weights
+    load_generator(out, device="cpu")                   # the new model, whole: its files match its config
+
+
 def test_a_killed_runs_staging_folder_is_removed_by_the_rerun(models, tmp_path, capsys):
     """`experts` killed by SIGKILL (no cleanup runs) left its .partial.* staging folder, the new weights
     inside, in the model folder for good; every rerun added another. The rerun now removes the ones whose
