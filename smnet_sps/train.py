@@ -1519,10 +1519,14 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         if bar is not None:
             bar.close()
         state["elapsed"] = time.perf_counter() - t0
-        if state["best_epoch"] >= 0:
-            write()
-        else:                       # no validated epoch yet (e.g. Ctrl-C in the first validation)
-            write_checkpoint()
+        # a second Ctrl-C / SIGTERM (an impatient user, a batch system's second signal) waits for the write:
+        # landing between weights.pt and config.json it left new weights beside the old config, a model
+        # load_generator refuses
+        with _interrupts_held():
+            if state["best_epoch"] >= 0:
+                write()
+            else:                       # no validated epoch yet (e.g. Ctrl-C in the first validation)
+                write_checkpoint()
         note = (f"interrupted after {state['epoch']} epochs; the checkpoint is saved in {ckpt_path}: "
                 "continue with the same options and --resume")
         if hasattr(exc, "add_note"):

@@ -199,6 +199,35 @@ def test_an_interruption_saves_a_checkpoint_and_resume_continues(synth_grid, tmp
     assert train(synth_grid, out, epochs=3, resume=True, **TINY)["training"]["epochs_run"] == 3
 
 
+def test_a_second_ctrl_c_during_the_interruptions_write_leaves_a_loadable_model(synth_grid, tmp_path,
+                                                                               monkeypatch):
+    """Ctrl-C pressed again while the first one's checkpoint and model were written (landing right after
+    weights.pt was renamed) left the new weights beside the old config.json: a model load_generator refuses
+    (weights sha256). The write now finishes first; the folder holds the model of the checkpoint's epoch."""
+    import os
+    import signal
+
+    from smnet_sps.neural import load_generator
+    out = tmp_path / "m"
+    _interrupt_after(monkeypatch, 10)        # in the third epoch (4 batches each), after two written epochs
+    real_replace, weights_written = os.replace, []
+
+    def second_ctrl_c(src, dst):
+        real_replace(src, dst)
+        if os.path.basename(dst) == "weights.pt":
+            weights_written.append(dst)
+            if len(weights_written) == 3:           # epochs 1 and 2, then the first Ctrl-C's write
+                os.kill(os.getpid(), signal.SIGINT)          # Python's handler runs at once, here
+
+    monkeypatch.setattr(os, "replace", second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(synth_grid, out, epochs=50, save_every=1, keep="final", **TINY)     # new weights each write
+    monkeypatch.undo()
+    assert len(weights_written) == 3
+    assert load_generator(out, device="cpu") is not None       # weights.pt and config.json match
+    assert json.loads((out / "config.json").read_text())["training"]["epochs_run"] == 2
+
+
 def test_an_interruption_in_the_first_epoch_saves_the_checkpoint_only(synth_grid, tmp_path, monkeypatch):
     out = tmp_path / "m"
     _interrupt_after(monkeypatch, 2)
