@@ -1879,13 +1879,20 @@ def _cli(args):
     previous = None
     if threading.current_thread() is threading.main_thread():      # signal handlers live in the main thread
         previous = signal.signal(signal.SIGTERM, _terminate)
+    ckpt = Path(args.out) / "checkpoint.pt"
+    # the checkpoint of the model --overwrite replaces: not this run's, nor one to resume
+    replaced = None if args.resume else _checkpoint_stamp(ckpt)
     try:
         cfg = _cli_train(args)
     except KeyboardInterrupt as exc:
         notes = getattr(exc, "__notes__", None)
-        ckpt = Path(args.out) / "checkpoint.pt"
         if notes:
             message = notes[-1]
+        elif replaced is not None and _checkpoint_stamp(ckpt) == replaced:
+            # "OUT/checkpoint.pt holds the last checkpoint: continue it with --resume" named the replaced
+            # run's: its resume went on with that run's options, not the ones just given
+            message = (f"interrupted before training began; nothing written: {args.out} holds the model "
+                       "--overwrite was to replace, as it was")
         elif ckpt.is_file():          # e.g. during the last write, after the loop: earlier files are kept
             message = f"interrupted; {ckpt} holds the last checkpoint: continue it with --resume"
         else:
@@ -1900,6 +1907,16 @@ def _cli(args):
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
           f"{best} (epoch {t['best_epoch']})")
     return 0
+
+
+def _checkpoint_stamp(path):
+    """(inode, mtime in ns) of the checkpoint ``path``, None where there is none: a checkpoint written since
+    (atomically: a new inode) differs."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def _cli_train(args):

@@ -294,6 +294,29 @@ def test_a_full_disk_says_what_is_kept_and_resume_gives_the_straight_run(synth_g
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
+def test_ctrl_c_before_an_overwriting_run_trains_offers_no_old_checkpoint(synth_grid, model_copy, monkeypatch,
+                                                                          capsys):
+    """`train --overwrite` into a model folder, interrupted before training began (reading the grid), said
+    "OUT/checkpoint.pt holds the last checkpoint: continue it with --resume": the replaced run's checkpoint,
+    whose resume went on with that run's options, not the ones just given. It now says nothing was written
+    and the old model is as it was."""
+    from smnet_sps.cli import main
+    before = {p.name: p.read_bytes() for p in model_copy.iterdir()}
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "read_grid", ctrl_c)
+    capsys.readouterr()
+    assert main(["train", "--grid", str(synth_grid), "--out", str(model_copy), "--overwrite", "--width", "16",
+                 "--depth", "1", "--batch-size", "16", "--epochs", "5", "--device", "cpu", "--no-progress",
+                 "--threads", "1"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (f"smnet-sps train: interrupted before training began; nothing written: {model_copy} holds "
+                   "the model --overwrite was to replace, as it was"), err
+    assert {p.name: p.read_bytes() for p in model_copy.iterdir()} == before
+
+
 # 4. clear errors for bad options and grids
 
 @pytest.mark.parametrize("threads", [-1, 0, 1.5, True])
