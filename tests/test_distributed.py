@@ -825,49 +825,13 @@ def test_a_store_resumes_only_with_the_precision_it_was_begun_in(tmp_path):
     assert D.load_points_store(store)[0].dtype == np.float32
 
 
-def test_cli_points_interrupted_says_what_is_kept_and_the_rerun_ends_it(tmp_path, stars, capsys,
-                                                                        monkeypatch):
-    """Ctrl-C part way into `mags --points stars.parquet` said only "smnet-sps mags: interrupted": nothing
-    of the chunks already kept in the store, nor that the same command resumes from them. The line now says
-    both; the rerun computes only the missing chunks and gives the uninterrupted run's magnitudes exactly."""
-    import pandas as pd
-    from smnet_sps.cli import main
-
-    table = tmp_path / "stars.parquet"
-    pd.DataFrame({"teff": stars[:200, 0], "logg": stars[:200, 1], "logz": stars[:200, 2],
-                  "logl": np.log10(stars[:200, 3])}).to_parquet(table)
-    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50",
-            "--filters", "sdss2010-g,sdss2010-r"]
-    whole = tmp_path / "whole.zarr"
-    assert main([*base, "--out", str(whole)]) == 0
-    write_block, calls = D._write_block, []
-
-    def interrupted_at_the_third(*args):
-        calls.append(args[3])
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return write_block(*args)
-
-    monkeypatch.setattr(D, "_write_block", interrupted_at_the_third)
-    # in this process, as from a shell: not on the default Client this module's other tests may have left
-    monkeypatch.setattr(D, "get_client", lambda client=None: client)
-    out = tmp_path / "stars_mags.zarr"
-    capsys.readouterr()
-    assert main(base) == 130
-    err = capsys.readouterr().err.strip()
-    assert err == (f"smnet-sps mags: interrupted; 2 of 4 chunk(s) finished are kept in {out.absolute()}: "
-                   "the same command resumes from them"), err
-    monkeypatch.setattr(D, "_write_block", write_block)
-    assert main(base) == 0
-    assert "2 chunk(s) computed, 2 already there" in capsys.readouterr().out
-    (mags, inside, _), (ref, ref_inside, _) = D.load_points_store(out), D.load_points_store(whole)
-    assert np.array_equal(mags, ref) and np.array_equal(inside, ref_inside)
-
-
-def test_cli_points_on_a_full_disk_says_what_is_kept(tmp_path, stars, capsys, monkeypatch):
-    """A full disk part way into `mags --points stars.parquet` said only "error: [Errno 28] No space left
-    on device": nothing of the chunks kept in the store, nor that the same command resumes from them (as an
-    interruption now says). The rerun computes only the missing chunks."""
+@pytest.mark.parametrize("stop", ["ctrl-c", "full disk"])
+def test_cli_points_stopped_says_what_is_kept_and_the_rerun_ends_it(tmp_path, stars, capsys, monkeypatch,
+                                                                    stop):
+    """Ctrl-C, or a full disk, part way into `mags --points stars.parquet` said only "smnet-sps mags:
+    interrupted" / "error: [Errno 28] No space left on device": nothing of the chunks already kept in the
+    store, nor that the same command resumes from them. The line now says both; the rerun computes only the
+    missing chunks and gives the uninterrupted run's magnitudes exactly."""
     import errno
     import os
 
@@ -879,25 +843,32 @@ def test_cli_points_on_a_full_disk_says_what_is_kept(tmp_path, stars, capsys, mo
                   "logl": np.log10(stars[:200, 3])}).to_parquet(table)
     base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50",
             "--filters", "sdss2010-g,sdss2010-r"]
+    whole = tmp_path / "whole.zarr"
+    assert main([*base, "--out", str(whole)]) == 0
     write_block, calls = D._write_block, []
+    error = KeyboardInterrupt() if stop == "ctrl-c" else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def full_disk_at_the_third(*args):
+    def stopped_at_the_third(*args):
         calls.append(args[3])
         if len(calls) == 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise error
         return write_block(*args)
 
-    monkeypatch.setattr(D, "_write_block", full_disk_at_the_third)
+    monkeypatch.setattr(D, "_write_block", stopped_at_the_third)
+    # in this process, as from a shell: not on the default Client this module's other tests may have left
     monkeypatch.setattr(D, "get_client", lambda client=None: client)
     out = tmp_path / "stars_mags.zarr"
     capsys.readouterr()
-    assert main(base) == 1
+    said = "interrupted" if stop == "ctrl-c" else f"error: [Errno 28] {os.strerror(errno.ENOSPC)}"
+    assert main(base) == (130 if stop == "ctrl-c" else 1)
     err = capsys.readouterr().err.strip()
-    assert err == (f"smnet-sps mags: error: [Errno 28] {os.strerror(errno.ENOSPC)}; 2 of 4 chunk(s) finished "
-                   f"are kept in {out.absolute()}: the same command resumes from them"), err
+    assert err == (f"smnet-sps mags: {said}; 2 of 4 chunk(s) finished are kept in {out.absolute()}: "
+                   "the same command resumes from them"), err
     monkeypatch.setattr(D, "_write_block", write_block)
     assert main(base) == 0
     assert "2 chunk(s) computed, 2 already there" in capsys.readouterr().out
+    (mags, inside, _), (ref, ref_inside, _) = D.load_points_store(out), D.load_points_store(whole)
+    assert np.array_equal(mags, ref) and np.array_equal(inside, ref_inside)
 
 
 def test_cli_ssp_grid_on_a_full_disk_at_the_final_write_says_the_blocks_are_kept(tmp_path, capsys,
