@@ -357,7 +357,8 @@ def main(argv=None):
     """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, also for an argument
     argparse refuses; 2 with the usage when no command is given; 141 when stdout's reader stopped reading,
     as in ``| head``, after every output was written; 1 naming the outputs not written otherwise; 130 after
-    Ctrl-C and 143 after SIGTERM, with one line naming the outputs not written)."""
+    Ctrl-C and 143 after SIGTERM under ``console_main``, with one line naming the outputs not written).
+    Called from Python it leaves SIGTERM as the caller has it (by default it ends the process)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -372,8 +373,7 @@ def main(argv=None):
     warnings.formatwarning = _warning_line(args.command)
     try:
         _use_file_backend(args)
-        with _sigterm_as_interrupt():
-            status = args.func(args) or 0
+        status = args.func(args) or 0
         sys.stdout.flush()              # a closed pipe shows here, not in the interpreter's exit
         return status
     except BrokenPipeError as exc:
@@ -408,5 +408,16 @@ def main(argv=None):
         warnings.formatwarning = previous_format     # main may be called from Python (tests, notebooks)
 
 
+def console_main(argv=None):
+    """The ``smnet-sps`` console command (and ``python -m smnet_sps.cli``): ``main`` with SIGTERM acting as
+    Ctrl-C. Only here: a Python script calling ``main`` (docs/ssp.md) would otherwise no longer be ended by
+    SIGTERM; main returned 143 and the script went on."""
+    try:
+        with _sigterm_as_interrupt():
+            return main(argv)
+    except KeyboardInterrupt as exc:        # while the arguments were read, before main's own handling
+        return TERMINATED_STATUS if exc.args == ("SIGTERM",) else INTERRUPTED_STATUS
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -792,7 +792,7 @@ def test_sigterm_during_the_write_is_one_line_status_143_and_leaves_no_temporary
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "    time.sleep(30)\n"
             "ssp.save_ssp_grid = save\n"
-            "from smnet_sps.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+            "from smnet_sps.cli import console_main\nsys.exit(console_main(sys.argv[1:]))\n")
     argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--overwrite",
             "--out", str(out)]
     proc = subprocess.run([sys.executable, "-c", code, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -800,3 +800,26 @@ def test_sigterm_during_the_write_is_one_line_status_143_and_leaves_no_temporary
     assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, proc.stderr)
     assert proc.stderr.strip() == f"smnet-sps ssp-grid: terminated (SIGTERM); not written: --out {out}"
     assert out.read_text() == "an older result" and sorted(os.listdir(tmp_path)) == [out.name]
+
+
+def test_main_called_from_python_leaves_sigterm_ending_the_script(tmp_path):
+    """main() turned SIGTERM into KeyboardInterrupt whenever SIGTERM was at its default, so a script calling
+    main([...]) (docs/ssp.md) was no longer ended by `kill`: main returned 143 and the script went on to its
+    next call. Only the console command (console_main) does so now; main leaves SIGTERM to the caller."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys, time\nimport smnet_sps.ssp as ssp\n"
+            "def save(grid, path):\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    time.sleep(30)\n"
+            "ssp.save_ssp_grid = save\n"
+            "from smnet_sps.cli import main\n"
+            "print('main returned', main(sys.argv[1:]), flush=True)\n")
+    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody",
+            "--out", str(tmp_path / "g.h5")]
+    proc = subprocess.run([sys.executable, "-c", code, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGTERM, (proc.returncode, proc.stdout, proc.stderr)
+    assert "main returned" not in proc.stdout
