@@ -555,6 +555,8 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
     RunSummary
         ``stores`` in the order of ``configs``; read one with :func:`load_ssp_store` (an
         :class:`smnet_sps.ssp.SSPGrid`, ``ssp_flux`` in L_sun / A per M_sun formed, vacuum wavelengths [A]).
+        A KeyboardInterrupt (Ctrl-C) or an OSError (a full disk) part way carries a note of the blocks of
+        these configs kept (the rerun resumes from them).
     """
     _require_dask()
     progress = want_progress(progress)
@@ -589,19 +591,24 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
         raise ValueError("two configs map to the same store: remove the duplicate or give distinct names")
     # one task per (generator, isochrones, options, Z, age block); grids that differ only in the IMF share it
     groups, specs, n_blocks, n_missing = {}, {}, 0, 0
-    for cfg, desc, digest, path, gen_name, wave, tail_filled, gen_sha in stores:
-        group = _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled, gen_sha)
-        done = np.asarray(group["done"][:])
-        n_blocks += done.size
-        for iz, ib in zip(*np.nonzero(done == 0)):
-            ac = desc["age_chunk"]
-            key = (_spec_key(cfg.generator, device), desc["isochrones"], desc["special_phases"],
-                   desc["outside"], desc["Z"][iz], tuple(desc["ages_yr"][ib * ac:(ib + 1) * ac]))
-            groups.setdefault(key, []).append((str(path), desc, int(iz), int(ib)))
-            specs[key] = cfg.generator
-            n_missing += 1
-    tasks = [(_ssp_blocks, (items, specs[key], device)) for key, items in groups.items()]
-    n_computed = sum(len(r) for r in _run_tasks(tasks, client, progress, "SSP tasks"))
+    try:
+        for cfg, desc, digest, path, gen_name, wave, tail_filled, gen_sha in stores:
+            group = _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled, gen_sha)
+            done = np.asarray(group["done"][:])
+            n_blocks += done.size
+            for iz, ib in zip(*np.nonzero(done == 0)):
+                ac = desc["age_chunk"]
+                key = (_spec_key(cfg.generator, device), desc["isochrones"], desc["special_phases"],
+                       desc["outside"], desc["Z"][iz], tuple(desc["ages_yr"][ib * ac:(ib + 1) * ac]))
+                groups.setdefault(key, []).append((str(path), desc, int(iz), int(ib)))
+                specs[key] = cfg.generator
+                n_missing += 1
+        tasks = [(_ssp_blocks, (items, specs[key], device)) for key, items in groups.items()]
+        n_computed = sum(len(r) for r in _run_tasks(tasks, client, progress, "SSP tasks"))
+    except (KeyboardInterrupt, OSError) as exc:       # OSError: a full disk, a quota
+        # what is kept of these configs' stores only: the folder may hold other runs' (another IMF's)
+        _note_kept_blocks(exc, [p for p in paths if p.exists()], "block")
+        raise
     return RunSummary(paths, n_blocks, n_blocks - n_missing, n_computed, time.perf_counter() - t0,
                       getattr(client, "dashboard_link", None) if client is not None else None)
 
@@ -1071,13 +1078,10 @@ def cli_ssp_grid(args, out):
     spec = generator_spec_option(args.generator, getattr(args, "meta", None))
     cfg = SSPConfig(args.isochrones, args.imf, spec, ages, args.Z, args.special_phases, args.outside)
     store = Path(getattr(args, "store", None) or out.with_name(out.name + ".store"))
-    try:
-        with _CliClient(args.scheduler, args.workers) as client:
-            run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
-                            device=args.device, progress=show_progress(args))
-    except (KeyboardInterrupt, OSError) as exc:       # OSError: a full disk, a quota
-        _note_kept_blocks(exc, sorted(store.glob("*.zarr")), "block")
-        raise
+    # an interruption carries ssp_grids' note of the blocks kept in this config's store (in main's line)
+    with _CliClient(args.scheduler, args.workers) as client:
+        run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
+                        device=args.device, progress=show_progress(args))
     grid = load_ssp_store(run.stores[0])
     try:
         with atomic_output(out, overwrite=getattr(args, "overwrite", False)) as tmp:

@@ -900,3 +900,49 @@ def test_cli_ssp_grid_on_a_full_disk_at_the_final_write_says_the_blocks_are_kept
     monkeypatch.setattr(ssp, "save_ssp_grid", save)
     assert main(argv) == 0
     assert "0 block(s) computed" in capsys.readouterr().out and out.is_file()
+
+
+def test_cli_ssp_grid_interrupted_counts_only_its_own_store(tmp_path, capsys, monkeypatch):
+    """The line after an interrupted `ssp-grid --workers` counted the blocks of every store in OUT.store/:
+    after a kroupa run stopped at 4 of 5, a salpeter run to the same --out stopped at 2 of 5 said "6 of 10
+    block(s) finished are kept in OUT.store". It counts this config's store only now, and names it."""
+    from smnet_sps.cli import main
+
+    class Serial:                      # --workers without starting a cluster: the blocks run here, in order
+        def __init__(self, scheduler, workers):
+            pass
+
+        def __enter__(self):
+            return None
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(D, "_CliClient", Serial)
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    ssp_block = D._ssp_block
+
+    def interrupted_at(n):
+        calls = []
+
+        def block(*args):
+            calls.append(args)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return ssp_block(*args)
+        return block
+
+    out = tmp_path / "g.h5"
+    base = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.004", "0.008", "0.0152", "0.02", "0.03", "--generator",
+            "blackbody", "--out", str(out), "--workers", "1"]
+    monkeypatch.setattr(D, "_ssp_block", interrupted_at(5))
+    assert main([*base, "--imf", "kroupa"]) == 130
+    capsys.readouterr()
+    monkeypatch.setattr(D, "_ssp_block", interrupted_at(3))
+    assert main([*base, "--imf", "salpeter"]) == 130
+    err = capsys.readouterr().err.strip()
+    store = out.with_name(out.name + ".store").absolute()
+    salpeter = [p for p in store.glob("*.zarr") if "salpeter" in p.name]
+    assert len(salpeter) == 1 and len(list(store.glob("*.zarr"))) == 2
+    assert err == (f"smnet-sps ssp-grid: interrupted; not written: --out {out}; 2 of 5 block(s) finished are "
+                   f"kept in {salpeter[0]}: the same command resumes from them"), err
