@@ -39,8 +39,8 @@ import numpy as np
 from smnet_sps.constants import L_SUN
 from smnet_sps.output_files import atomic_output
 
-from ._common import (SSPArrays, as_ssp_arrays, in_medium, output_path, resolve_zsun, smnet_ssp_grid,
-                      template_lsf, warn_if_no_young_ssps)
+from ._common import (SSPArrays, as_ssp_arrays, check_medium, check_zsun, in_medium, output_path,
+                      resolve_zsun, smnet_ssp_grid, template_lsf, warn_if_no_young_ssps)
 
 HOST = "bagpipes"
 HOST_VERSIONS = ">=1.0,<1.4"
@@ -116,8 +116,8 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     _check_bagpipes_shape(ssp.n_age, ssp.n_met, "the SSP grid")
     # bagpipes stretches the youngest raw age bin down to age 0 (stellar_model._resample_in_age)
     warn_if_no_young_ssps(ssp, "bagpipes", "the spectrum of that SSP")
+    path = _check_arguments(path, zsun, medium, overwrite)
     zsun = resolve_zsun(ssp, zsun)
-    path = output_path(path, (".fits",), "bagpipes stellar grid", overwrite)
     zmet = 10.0 ** ssp.ssp_lgmet / zsun
     ages_yr = ssp.age_gyr * 1e9
     wave, flux, fwhm = in_medium(ssp, medium)
@@ -150,6 +150,15 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     return path
 
 
+def _check_arguments(path, zsun, medium, overwrite):
+    """:func:`write_stellar_grid`'s checks that need no grid, so that :func:`from_smnet` makes them before
+    the grid is computed (minutes for a full one): ``zsun``, ``medium`` and the output path (returned)."""
+    if zsun is not None:                # None: the grid's own, checked with it
+        check_zsun(zsun)
+    check_medium(medium)
+    return output_path(path, (".fits",), "bagpipes stellar grid", overwrite)
+
+
 def _live_fraction(ssp):
     """(mass fraction (n_met, n_age), LIVEFRAC card value, its comment) for LIV_MSTAR_FRAC: living stars
     as bagpipes' own grid holds them, else the best the grid carries."""
@@ -165,7 +174,7 @@ from_arrays = write_stellar_grid
 
 def from_smnet(path, ages, Zs, *, zsun=BAGPIPES_ZSUN, medium="vacuum", overwrite=False, **kwargs):
     """Run ``smnet_sps.ssp.ssp_grid(ages, Zs, **kwargs)`` and write the bagpipes grid file to ``path``."""
-    output_path(path, (".fits",), "bagpipes stellar grid", overwrite)    # before the grid is computed
+    _check_arguments(path, zsun, medium, overwrite)         # before the grid is computed, not after it
     return write_stellar_grid(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, medium=medium,
                               overwrite=overwrite)
 

@@ -19,8 +19,8 @@ from astropy import units as u
 
 from smnet_sps.output_files import atomic_output
 
-from ._common import (SSPArrays, as_ssp_arrays, check_conversion, grid_medium, output_path, resolve_zsun,
-                      smnet_ssp_grid, template_lsf)
+from ._common import (SSPArrays, as_ssp_arrays, check_conversion, check_medium, check_zsun, grid_medium,
+                      output_path, resolve_zsun, smnet_ssp_grid, template_lsf)
 
 HOST = "ppxf"
 HOST_VERSIONS = ">=9.0,<10"
@@ -89,21 +89,18 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     from smnet_sps.medium import convert_spectrum_medium
 
     ssp = grid if isinstance(grid, SSPArrays) and not arrays else as_ssp_arrays(grid, **arrays)
+    path, cut = _check_arguments(path, zsun, fwhm, lam_range, medium, gaussian_fwhm, velscale, position_share,
+                                 overwrite)
     zsun = resolve_zsun(ssp, zsun)
     check_conversion(ssp, medium)
-    path = output_path(path, (".npz",), "pPXF sps_lib file", overwrite, append=".npz")
     wave = ssp.ssp_wave
-    if lam_range is not None:
-        lo, hi = _lam_range(lam_range)
-        if not lo < hi:
-            raise ValueError(f"lam_range must be (min, max) with min < max in Angstrom; got {lam_range}")
-        keep = (wave >= lo) & (wave <= hi)
+    if cut is not None:
+        keep = (wave >= cut[0]) & (wave <= cut[1])
         if keep.sum() < 2:
             raise ValueError(f"lam_range {lam_range} keeps fewer than 2 pixels of the grid "
                              f"({wave[0]:g}-{wave[-1]:g} A)")
     else:
         keep = np.ones(wave.size, bool)
-    _check_lsf_options(gaussian_fwhm, velscale, position_share)
     # sps_lib wants (n_pix, n_age, n_met); ours is (n_met, n_age, n_pix)
     if gaussian_fwhm is not None:
         sel = wave[keep]
@@ -140,6 +137,29 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
                             flux_unit="L_sun/Angstrom per M_sun formed",
                             creator="smnet_sps.plugins.ppxf_backend")
     return path
+
+
+def _check_arguments(path, zsun, fwhm, lam_range, medium, gaussian_fwhm, velscale, position_share, overwrite):
+    """:func:`write_sps_lib`'s checks that need no grid, so that :func:`from_smnet` makes them before the
+    grid is computed (minutes for a full one): the output path, ``zsun``, ``medium``, ``lam_range``, the LSF
+    options and a single-number ``fwhm`` / ``gaussian_fwhm`` (an array needs the grid's pixels).
+    Returns (the output path, ``lam_range`` as (min, max) [A] or None)."""
+    from smnet_sps.lsf import _as_fwhm
+
+    if zsun is not None:                # None: the grid's own, checked with it
+        check_zsun(zsun)
+    check_medium(medium)
+    cut = None
+    if lam_range is not None:
+        cut = _lam_range(lam_range)
+        if not cut[0] < cut[1]:
+            raise ValueError(f"lam_range must be (min, max) with min < max in Angstrom; got {lam_range}")
+    _check_lsf_options(gaussian_fwhm, velscale, position_share)
+    # fwhm is ignored with gaussian_fwhm
+    for name, value in (("fwhm", fwhm if gaussian_fwhm is None else None), ("gaussian_fwhm", gaussian_fwhm)):
+        if value is not None and np.ndim(value) == 0:
+            _as_fwhm(value, name, np.ones(1))
+    return output_path(path, (".npz",), "pPXF sps_lib file", overwrite, append=".npz"), cut
 
 
 def _check_lsf_options(gaussian_fwhm, velscale, position_share):
@@ -196,8 +216,7 @@ def from_smnet(path, ages, Zs, *, zsun=None, fwhm=None, lam_range=None, medium="
     calibrated on MILES stars: the better choice for kinematic fits (docs/plugins.md, "Fitting real
     galaxies")."""
     # before the grid is computed (minutes for a full one), not after it
-    _check_lsf_options(gaussian_fwhm, velscale, position_share)
-    output_path(path, (".npz",), "pPXF sps_lib file", overwrite, append=".npz")
+    _check_arguments(path, zsun, fwhm, lam_range, medium, gaussian_fwhm, velscale, position_share, overwrite)
     return write_sps_lib(path, smnet_ssp_grid(ages, Zs, **kwargs), zsun=zsun, fwhm=fwhm, lam_range=lam_range,
                          medium=medium, gaussian_fwhm=gaussian_fwhm, velscale=velscale,
                          position_share=position_share, overwrite=overwrite)

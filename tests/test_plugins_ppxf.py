@@ -1,6 +1,7 @@
 """pPXF adapter checked against the real ppxf: sps_lib reads our file and a fit recovers a known mix."""
 import numpy as np
 import pytest
+from astropy import units as u
 
 from smnet_sps.plugins import ppxf_backend as pb
 from smnet_sps.plugins._toy import toy_ssp_arrays
@@ -225,3 +226,29 @@ def test_sfh_example_in_docs(tmp_path, monkeypatch):
     assert ns["lw_age"] == pytest.approx(age, abs=0.02)
     assert ns["lw_age_true"] == pytest.approx(age_true, abs=0.01)
     assert ns["lw_mh"] == pytest.approx(mh, abs=0.03)
+
+
+@pytest.mark.parametrize("backend, name, kwargs, match", [
+    ("ppxf", "t.npz", {"medium": "vaccum"}, "medium must be one of"),
+    ("ppxf", "t.npz", {"zsun": -1}, "zsun must be a metal mass fraction"),
+    ("ppxf", "t.npz", {"lam_range": (9000, 3000)}, "min < max"),
+    ("ppxf", "t.npz", {"lam_range": (3000 * u.m, 9000 * u.s)}, "lam_range must be wavelengths"),
+    ("ppxf", "t.npz", {"fwhm": -2.0}, "fwhm must be finite and >= 0"),
+    ("bagpipes", "t.fits", {"medium": "vaccum"}, "medium must be one of"),
+    ("bagpipes", "t.fits", {"zsun": -1}, "zsun must be a metal mass fraction")])
+def test_from_smnet_checks_every_argument_before_computing(tmp_path, monkeypatch, backend, name, kwargs,
+                                                           match):
+    """pPXF's and bagpipes' from_smnet computed the SSP grid (minutes for a full one) before write_* refused
+    medium='vaccum', zsun=-1 or pPXF's lam_range=(9000, 3000): every argument checked without the grid is
+    now checked first, by the one helper the writer uses too."""
+    import importlib
+
+    module = importlib.import_module(f"smnet_sps.plugins.{backend}_backend")
+
+    def computed(*args, **kwargs):
+        raise AssertionError("the SSP grid was computed before the arguments were checked")
+
+    monkeypatch.setattr(module, "smnet_ssp_grid", computed)
+    with pytest.raises(ValueError, match=match):
+        module.from_smnet(tmp_path / name, np.array([1e9, 5e9]), np.array([0.01, 0.02]), **kwargs)
+    assert not (tmp_path / name).exists()
