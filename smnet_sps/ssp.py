@@ -318,7 +318,7 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
     (a model directory again when its files change).
 
     None or ``"default"`` -> the shipped default model; another string: ``"blackbody"``, a shipped model name
-    (``"semi-empirical"``) or a model directory; a Generator is returned as it is.
+    (``"semi-empirical"``) or a model directory (a str or os.PathLike); a Generator is returned as it is.
 
     ``device``: where a named model (or the default) is loaded: "auto" (CUDA when available, else CPU),
     "cpu", "cuda" or "cuda:N" (:func:`smnet_sps.neural.resolve_device`); each name is loaded once per
@@ -328,6 +328,8 @@ def resolve_generator(generator=None, device="auto", accepts=("a Generator",)):
     list them (:func:`get_backend`: ``("a Generator", "a StellarLibraryBackend")``; the default names no
     backend, which StellarLibraryBackend's own constructor does not take).
     """
+    if isinstance(generator, os.PathLike):      # a pathlib.Path model directory, as its string
+        generator = os.fspath(generator)
     if isinstance(generator, str) and generator in ("default", "blackbody"):
         from .neural import warn_if_model_folder_shadowed      # "semi-empirical": load_generator warns
         warn_if_model_folder_shadowed(generator)
@@ -367,6 +369,8 @@ def _check_generator(generator, accepts=("a Generator",)):
     from pathlib import Path
 
     from .generator import Generator
+    if isinstance(generator, os.PathLike):      # a pathlib.Path model directory: its string
+        generator = os.fspath(generator)
     if isinstance(generator, str):
         allowed = ["blackbody", *_generator_names()]
         if generator not in allowed and not Path(generator).is_dir():

@@ -854,3 +854,25 @@ def test_the_streamed_sum_does_not_need_scipys_private_kernel(monkeypatch):
         for s0 in range(0, 300, 64):
             backend._add_product(batched, W[:, s0:s0 + 64], x[s0:s0 + 64])
         np.testing.assert_array_equal(batched, at_once)
+
+
+def test_a_model_directory_given_as_a_path_is_taken_as_its_name():
+    """_check_generator refused a pathlib.Path model directory ("generator must be None, a name (...), a
+    model directory or a Generator; got PosixPath"), so StellarPopulation(generator=Path(DIR)) failed at
+    creation and get_backend / resolve_generator refused it too. An os.PathLike is now the directory it
+    names: the same generator and backend as its string."""
+    from pathlib import Path
+
+    from smnet_sps.neural import default_model_path
+    from smnet_sps.population import StellarPopulation
+    from smnet_sps.ssp import get_backend, resolve_generator
+
+    d = Path(default_model_path())
+    sp = StellarPopulation(generator=d, device="cpu")
+    assert sp.generator == d
+    gen = resolve_generator(str(d), "cpu")
+    assert resolve_generator(d, "cpu") is gen
+    assert get_backend(d, device="cpu") is get_backend(str(d), device="cpu")
+    assert get_backend(d, device="cpu").generator is gen
+    with pytest.raises(ValueError, match="unknown generator '.*nowhere'; valid: .*a model directory"):
+        resolve_generator(d / "nowhere")
