@@ -51,17 +51,26 @@ def test_young_lbol_is_the_independent_isochrone_sum(log_age, Z, blackbody):
 
 
 def test_young_ionising_photons_default_model(default_generator):
-    """Q(H) per M_sun formed in the published range at 1 Myr, ~2.5 dex lower at 10 Myr; Q(He+) of PARSEC's
-    3 Myr solar SSP is dominated by its unflagged 100-150 kK stripped stars (the documented upper limit),
-    which ``special_phases="dedicated"`` does not reach: PARSEC flags no Wolf-Rayet star."""
+    """Q(H) per M_sun formed in the published range at 1 Myr (Starburst99 / BPASS / FSPS, Kroupa to 100-120
+    M_sun: log Q(H) ~ 46.5-47), ~2.5 dex lower at 10 Myr."""
     q1 = _photon_rate(ssp_spectrum(1 * u.Myr, logzsol=0.0, generator=default_generator), 912.0)
     q10 = _photon_rate(ssp_spectrum(10 * u.Myr, logzsol=0.0, generator=default_generator), 912.0)
     assert 46.5 < np.log10(q1) < 47.0 and 2.0 < np.log10(q1 / q10) < 3.0
+
+
+def test_known_limitation_he_ionising_photons_of_stripped_stars_as_documented(default_generator):
+    """A pin of a KNOWN LIMITATION, not a physics check: PARSEC's 3 Myr solar SSP gets log Q(He+)/Q(H) =
+    -1.29 (Starburst99 / BPASS: ~-3..-2) from its unflagged 100-150 kK stripped stars, which fall in CM87's
+    box (windless PN-nucleus spectra), and ``special_phases="dedicated"`` does not reach them (PARSEC flags no
+    Wolf-Rayet star). docs/ssp.md "Young populations" states these figures: when a change moves them (a fix
+    of the limitation), update that section and this test together."""
     model = ssp_spectrum(3 * u.Myr, logzsol=0.0, generator=default_generator)
     dedicated = ssp_spectrum(3 * u.Myr, logzsol=0.0, generator=default_generator, special_phases="dedicated")
-    ratio = _photon_rate(model, 228.0) / _photon_rate(model, 912.0)
-    assert ratio > 0.01                     # Starburst99 / BPASS: ~1e-3-1e-2 (docs/ssp.md)
-    assert np.array_equal(model.flux.value, dedicated.flux.value)
+    log_ratio = np.log10(_photon_rate(model, 228.0) / _photon_rate(model, 912.0))
+    assert -1.4 < log_ratio < -1.2, (f"log Q(He+)/Q(H) at 3 Myr is {log_ratio:.2f}, not the documented -1.3: "
+                                     "update docs/ssp.md 'Young populations' (toward -3..-2: the limitation "
+                                     "is fixed)")
+    assert np.array_equal(model.flux.value, dedicated.flux.value), "dedicated now reaches the stripped stars"
     iso = load_isochrones("parsec")
     assert not np.any(iso.columns["phase"] == 9)
 
