@@ -861,7 +861,9 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
 
     Returns
     -------
-    RunSummary (one store); read it with :func:`load_points_store`. The group holds ``magnitudes`` (n,
+    RunSummary (one store); read it with :func:`load_points_store`. A KeyboardInterrupt (Ctrl-C) or an
+    OSError (a full disk) while the chunks are computed and written carries a note of the chunks kept (the
+    rerun resumes from them). The group holds ``magnitudes`` (n,
     n_filters) [mag] or ``flux`` (n, n_wave) [erg s^-1 cm^-2 A^-1] with ``wavelength`` [A, vacuum],
     ``inside`` (n,) and ``done`` per chunk; attributes give units, filters, system, generator.
     """
@@ -957,12 +959,16 @@ def write_points(points, store, filters=None, system="AB", *, what="magnitudes",
                                                              int(starts[i]), *args) for i in todo]
             futures = client.compute(writes)
             n_computed = _collect(futures, progress, what)
-    except BaseException:
+    except BaseException as exc:
         # a store this call created and that holds no finished chunk is nothing to resume: removed, so that
         # a corrected table (e.g. one NaN Teff fixed) is not refused as "another run" next time
         if created and not np.asarray(group["done"][:]).any():
             import shutil
             shutil.rmtree(store, ignore_errors=True)
+        elif isinstance(exc, (KeyboardInterrupt, OSError)):    # OSError: a full disk, a quota
+            # here only, where the chunks are computed and written: an input that cannot be read (a
+            # missing points file) fails the same way when the command is run again
+            _note_kept_blocks(exc, [store], "chunk")
         raise
     return RunSummary([store], len(blocks), len(blocks) - todo.size, n_computed,
                       time.perf_counter() - t0,
@@ -1114,8 +1120,9 @@ def _note_kept_blocks(exc, stores, unit):
         done, total = done + int(flags.sum()), total + flags.size
     if done:
         where = str(stores[0]) if len(stores) == 1 else str(Path(stores[0]).parent)
-        add_note(exc, f"{done} of {total} {unit}(s) finished are kept in {where}: the same command resumes "
-                      "from them")
+        note = f"{done} of {total} {unit}(s) finished are kept in {where}: the same command resumes from them"
+        if note not in (getattr(exc, "__notes__", None) or []):       # noted once (the library, the CLI)
+            add_note(exc, note)
 
 
 def refuse_ssp_options(args):
@@ -1182,7 +1189,13 @@ def cli_points_mags(args):
             if out.exists():
                 shutil.rmtree(out)
             replaced.rename(out)
-        elif isinstance(exc, (KeyboardInterrupt, OSError)):        # OSError: a full disk, a quota
+            # the chunks write_points noted as kept went with the new run's store: the old one is back
+            kept = f"kept in {out.absolute()}:"
+            if getattr(exc, "__notes__", None):
+                exc.__notes__ = [note for note in exc.__notes__ if kept not in note]
+        elif isinstance(exc, KeyboardInterrupt):
+            # the chunks kept (write_points notes those of an interruption or a failed write while they were
+            # computed; an OSError before that, a missing --points file, is not one the rerun gets past)
             _note_kept_blocks(exc, [out] if out.exists() else [], "chunk")
         raise
     if replaced is not None:

@@ -946,3 +946,27 @@ def test_cli_ssp_grid_interrupted_counts_only_its_own_store(tmp_path, capsys, mo
     assert len(salpeter) == 1 and len(list(store.glob("*.zarr"))) == 2
     assert err == (f"smnet-sps ssp-grid: interrupted; not written: --out {out}; 2 of 5 block(s) finished are "
                    f"kept in {salpeter[0]}: the same command resumes from them"), err
+
+
+def test_cli_points_unreadable_input_says_no_chunks_kept(tmp_path, stars, capsys, monkeypatch):
+    """`mags --points` rerun into a finished store with a --points file that is not there said "error: ...
+    No such file ...; 4 of 4 chunk(s) finished are kept in OUT: the same command resumes from them": the
+    same command fails the same way. The kept chunks are told only of an error while they are computed and
+    written (the full disk and Ctrl-C of the test above)."""
+    import pandas as pd
+    from smnet_sps.cli import main
+
+    table = tmp_path / "stars.parquet"
+    pd.DataFrame({"teff": stars[:200, 0], "logg": stars[:200, 1], "logz": stars[:200, 2],
+                  "logl": np.log10(stars[:200, 3])}).to_parquet(table)
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    out = tmp_path / "mags.zarr"
+    base = ["mags", "--model", "blackbody", "--chunk-rows", "50", "--filters", "sdss2010-g,sdss2010-r",
+            "--out", str(out)]
+    assert main([*base, "--points", str(table)]) == 0
+    capsys.readouterr()
+    missing = tmp_path / "moved.parquet"
+    assert main([*base, "--points", str(missing)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("smnet-sps mags: error: ") and "moved.parquet" in err, err
+    assert "kept" not in err and "resumes" not in err, err
