@@ -287,9 +287,9 @@ def _publish(partial, out, stale=()):
     not describe. Ctrl-C / SIGTERM arriving during the renames takes effect once they are done: it left the
     new weights beside the old config.json (neither model loads) and the rest of the new one removed with
     its staging folder."""
-    from .train import _interrupts_held
+    from .interrupts import interrupts_held
     files = sorted(p.name for p in partial.iterdir() if p.name != "config.json")
-    with _interrupts_held():
+    with interrupts_held():
         for fname in files:
             os.replace(partial / fname, out / fname)
         for fname in set(stale) - set(files):
