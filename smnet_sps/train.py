@@ -21,8 +21,10 @@ import torch
 
 from .checksums import check_zip_crc, file_sha256
 # SIGTERM (a batch system's kill, ``kill PID``) as Ctrl-C: train saves its checkpoint before exiting
+from .cli import _file_state, add_note
 from .cli import terminate_as_interrupt as _terminate
 from .constants import NODE_STEPS, SIGMA_SB
+from .interrupts import interrupts_held
 from .mixture import MIXTURE_FILE
 from .model import (LOG_RATIO_FLOOR, blackbody_log_ratio, build_model, caller_torch_state_kept, fit_log1p01,
                     log1p01_forward)
@@ -1456,95 +1458,101 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
     last_write = time.perf_counter()
     model.train()
     try:
-        if _unvalidated_epoch(state):
-            # interrupted while its validation ran (the checkpoint holds the weights at its end and the draws
-            # of the next): validated now, as the uninterrupted run did (it was lost: no history row, best
-            # epoch 39 val 0.36405 instead of 40 val 0.36312)
-            validate()
-        while state["epoch"] < epochs:
-            # tested before an epoch, not only after one: a resumed run that stopped early stays finished
-            # (it trained on, 7 epochs with best 4 -> 23 with best 20 -> 52 with best 49)
-            if resumed_epoch is None:
-                if state["epoch"] - state["best_epoch"] > patience:
-                    break
-                elapsed = time.perf_counter() - t0
-                if budget and elapsed >= budget:
-                    break
-                frac = max(state["epoch"] / epochs, elapsed / budget if budget else 0.0)
-                # cosine decay over whichever budget (epochs or minutes) ends first
-                lr_now = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
-                draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
-                first = 0
-            else:
-                # the epoch an interruption cut short (it had passed the checks above), continued from the
-                # batch it stopped at with its draws, learning rate and generator: as the uninterrupted run
-                # (drawn again from its start, its first batches were trained on twice: val 2.7375 for
-                # 2.7421 six epochs in)
-                draw, first, lr_now = resumed_epoch["draw"], resumed_epoch["done"], resumed_epoch["lr"]
-                gen.set_state(resumed_epoch["rng"])
-                loss = torch.tensor(resumed_epoch["train_loss"])
-                resumed_epoch = None
-            for g in opt.param_groups:
-                g["lr"] = lr_now
-            for done, s in enumerate(range(first * batch_size, draw.size, batch_size), first + 1):
-                inputs, y, m, sigma = batch(idx_tr[draw[s:s + batch_size]])
-                loss = masked_mse(forward(*inputs, jitter=sigma), y, m, pixel_weights=PW,
-                                  node_loss=node_loss)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                # the step, the moving average and the record of it as one: an interruption in between
-                # left a step taken that the checkpoint said was not
-                with _interrupts_held():
-                    opt.step()
-                    if ema_model is not None:
-                        update_ema()
-                    # what the checkpoint of an interruption keeps of this epoch (the loss read only then)
-                    running = {"draw": draw, "done": done, "lr": lr_now, "rng": gen.get_state(),
-                               "loss": loss.detach()}
-            running = None
-            state["epoch"] += 1
-            epoch_start_rng = gen.get_state()
-            state["train_loss"] = float(loss.item())
-            v = validate()
+        try:
+            if _unvalidated_epoch(state):
+                # interrupted while its validation ran (the checkpoint holds the weights at its end and the
+                # draws of the next): validated now, as the uninterrupted run did (it was lost: no history
+                # row, best epoch 39 val 0.36405 instead of 40 val 0.36312)
+                validate()
+            while state["epoch"] < epochs:
+                # tested before an epoch, not only after one: a resumed run that stopped early stays finished
+                # (it trained on, 7 epochs with best 4 -> 23 with best 20 -> 52 with best 49)
+                if resumed_epoch is None:
+                    if state["epoch"] - state["best_epoch"] > patience:
+                        break
+                    elapsed = time.perf_counter() - t0
+                    if budget and elapsed >= budget:
+                        break
+                    frac = max(state["epoch"] / epochs, elapsed / budget if budget else 0.0)
+                    # cosine decay over whichever budget (epochs or minutes) ends first
+                    lr_now = lr * (lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+                    draw = torch.multinomial(W.cpu(), idx_tr.size, replacement=True, generator=gen).numpy()
+                    first = 0
+                else:
+                    # the epoch an interruption cut short (it had passed the checks above), continued from
+                    # the batch it stopped at with its draws, learning rate and generator: as the
+                    # uninterrupted run (drawn again from its start, its first batches were trained on twice:
+                    # val 2.7375 for 2.7421 six epochs in)
+                    draw, first, lr_now = resumed_epoch["draw"], resumed_epoch["done"], resumed_epoch["lr"]
+                    gen.set_state(resumed_epoch["rng"])
+                    loss = torch.tensor(resumed_epoch["train_loss"])
+                    resumed_epoch = None
+                for g in opt.param_groups:
+                    g["lr"] = lr_now
+                for done, s in enumerate(range(first * batch_size, draw.size, batch_size), first + 1):
+                    inputs, y, m, sigma = batch(idx_tr[draw[s:s + batch_size]])
+                    loss = masked_mse(forward(*inputs, jitter=sigma), y, m, pixel_weights=PW,
+                                      node_loss=node_loss)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    # the step, the moving average and the record of it as one: an interruption in between
+                    # left a step taken that the checkpoint said was not
+                    with interrupts_held():
+                        opt.step()
+                        if ema_model is not None:
+                            update_ema()
+                        # what the checkpoint of an interruption keeps of this epoch (the loss read only then)
+                        running = {"draw": draw, "done": done, "lr": lr_now, "rng": gen.get_state(),
+                                   "loss": loss.detach()}
+                running = None
+                state["epoch"] += 1
+                epoch_start_rng = gen.get_state()
+                state["train_loss"] = float(loss.item())
+                v = validate()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(train=f"{loss.item():.3g}", val=f"{v:.3g}",
+                                    best=f"{state['best_val']:.3g}")
+                # by epochs, and by time too: with a large network 50 epochs are half an hour of work
+                if state["epoch"] % save_every == 0 or time.perf_counter() - last_write >= save_minutes * 60:
+                    write()
+                    last_write = time.perf_counter()
+        except KeyboardInterrupt as exc:
+            # keep the work done: the checkpoint as of now (the weights part way into the next epoch) and,
+            # once an epoch is complete, the model; before that there is no validated model to write
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(train=f"{loss.item():.3g}", val=f"{v:.3g}", best=f"{state['best_val']:.3g}")
-            # by epochs, and by time too: with a large network 50 epochs are half an hour of work
-            if state["epoch"] % save_every == 0 or time.perf_counter() - last_write >= save_minutes * 60:
-                write()
-                last_write = time.perf_counter()
-    except KeyboardInterrupt as exc:
-        # keep the work done: the checkpoint as of now (the weights part way into the next epoch) and, once
-        # an epoch is complete, the model; before that there is no validated model to write
+                bar.close()
+            state["elapsed"] = time.perf_counter() - t0
+            # a second Ctrl-C / SIGTERM (an impatient user, a batch system's second signal) waits for the
+            # write: landing between weights.pt and config.json it left new weights beside the old config, a
+            # model load_generator refuses
+            with interrupts_held():
+                if state["best_epoch"] >= 0:
+                    write()
+                else:                       # no validated epoch yet (e.g. Ctrl-C in the first validation)
+                    write_checkpoint()
+            add_note(exc, f"interrupted after {state['epoch']} epochs; the checkpoint is saved in "
+                          f"{ckpt_path}: continue with the same options and --resume")
+            raise
         if bar is not None:
             bar.close()
         state["elapsed"] = time.perf_counter() - t0
-        # a second Ctrl-C / SIGTERM (an impatient user, a batch system's second signal) waits for the write:
-        # landing between weights.pt and config.json it left new weights beside the old config, a model
-        # load_generator refuses
-        with _interrupts_held():
-            if state["best_epoch"] >= 0:
-                write()
-            else:                       # no validated epoch yet (e.g. Ctrl-C in the first validation)
-                write_checkpoint()
-        note = (f"interrupted after {state['epoch']} epochs; the checkpoint is saved in {ckpt_path}: "
-                "continue with the same options and --resume")
-        if hasattr(exc, "add_note"):
-            exc.add_note(note)
-        else:                                   # Python 3.10 has no add_note; the CLI reads __notes__
-            exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+        if state["epoch"] == 0:
+            # the budget ran out inside the first epoch: the untrained network was written as a finished model
+            # (exit 0). Nothing is written; a checkpoint already there (a resume) stays as it was
+            if made_out and not any(out.iterdir()):
+                out.rmdir()
+            raise ValueError(f"minutes={minutes:g}: the time budget ran out before the first epoch ended "
+                             f"({state['elapsed']:.3g} s); no model written: give more minutes")
+        # held as the interruption's write is: a Ctrl-C landing between weights.pt and config.json left
+        # new weights beside the old config.json, a model load_generator refuses (weights sha256)
+        with interrupts_held():
+            return write(final=True)
+    except KeyboardInterrupt as exc:
+        # the CLI's message: once the loop began, a checkpoint left as it was (an --overwrite run with no
+        # periodic write yet) is not 'interrupted before training began'
+        exc.training_began = True
         raise
-    if bar is not None:
-        bar.close()
-    state["elapsed"] = time.perf_counter() - t0
-    if state["epoch"] == 0:
-        # the budget ran out inside the first epoch: the untrained network was written as a finished model
-        # (exit 0). Nothing is written; a checkpoint already there (a resume) stays as it was
-        if made_out and not any(out.iterdir()):
-            out.rmdir()
-        raise ValueError(f"minutes={minutes:g}: the time budget ran out before the first epoch ended "
-                         f"({state['elapsed']:.3g} s); no model written: give more minutes")
-    return write(final=True)
 
 
 def add_cli(sub):
@@ -1675,36 +1683,6 @@ def _note_what_is_kept(exc, ckpt_path, epoch):
     else:
         add_note(exc, f"writing in {ckpt_path.parent} failed; {ckpt_path} holds the run at epoch {epoch}: "
                       "free space, then continue with the same options and --resume")
-
-
-@contextlib.contextmanager
-def _interrupts_held():
-    """Ctrl-C / SIGTERM that arrive inside the block take effect when it ends (main thread only).
-
-    Around one batch's update (optimizer step, moving average, the record of the batches done): a signal
-    landing there raised KeyboardInterrupt with the step taken but not recorded, so the checkpoint named
-    the batch undone and the resume trained on it twice (cut right after the 6th step of 4 epochs: val
-    2.5559 for the uninterrupted 2.6037, weights 6.3e-3 apart). Only Python handlers (Ctrl-C's, the
-    command's SIGTERM) are held; a signal the operating system handles keeps its own behaviour.
-    """
-    import signal
-    import threading
-    if threading.current_thread() is not threading.main_thread():     # handlers live in the main thread
-        yield
-        return
-    caught, previous = [], {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if callable(handler):
-            previous[signum] = signal.signal(signum, lambda number, frame: caught.append((number, frame)))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if caught:                  # the block is complete: the interruption happens now
-        signum, frame = caught[0]
-        previous[signum](signum, frame)
 
 
 # the options of `smnet-sps train` that a resume takes from the run where they are left out, with their
@@ -1881,22 +1859,27 @@ def _cli(args):
         previous = signal.signal(signal.SIGTERM, _terminate)
     ckpt = Path(args.out) / "checkpoint.pt"
     # the checkpoint of the model --overwrite replaces: not this run's, nor one to resume
-    replaced = None if args.resume else _checkpoint_stamp(ckpt)
+    replaced = None if args.resume else _file_state(ckpt)
     try:
         cfg = _cli_train(args)
     except KeyboardInterrupt as exc:
         notes = getattr(exc, "__notes__", None)
+        # whether the training loop had begun, as train() says: the checkpoint's stamp alone called an
+        # --overwrite run interrupted as its first checkpoint was written "interrupted before training began"
+        began = getattr(exc, "training_began", False)
         if notes:
             message = notes[-1]
-        elif replaced is not None and _checkpoint_stamp(ckpt) == replaced:
+        elif replaced is not None and _file_state(ckpt) == replaced:
             # "OUT/checkpoint.pt holds the last checkpoint: continue it with --resume" named the replaced
             # run's: its resume went on with that run's options, not the ones just given
-            message = (f"interrupted before training began; nothing written: {args.out} holds the model "
-                       "--overwrite was to replace, as it was")
+            message = ("interrupted; nothing of this run was saved" if began else
+                       "interrupted before training began; nothing written")
+            message += f": {args.out} holds the model --overwrite was to replace, as it was"
         elif ckpt.is_file():          # e.g. during the last write, after the loop: earlier files are kept
             message = f"interrupted; {ckpt} holds the last checkpoint: continue it with --resume"
         else:
-            message = "interrupted before training began; nothing written"
+            message = ("interrupted; nothing of this run was saved" if began else
+                       "interrupted before training began; nothing written")
         print(f"smnet-sps train: {message}", file=sys.stderr)
         return 128 + int(signal.SIGTERM if exc.args == ("SIGTERM",) else signal.SIGINT)
     finally:
@@ -1907,16 +1890,6 @@ def _cli(args):
     print(f"wrote {args.out}: {t['epochs_run']} epochs in {t['wall_seconds']} s, best validation loss "
           f"{best} (epoch {t['best_epoch']})")
     return 0
-
-
-def _checkpoint_stamp(path):
-    """(inode, mtime in ns) of the checkpoint ``path``, None where there is none: a checkpoint written since
-    (atomically: a new inode) differs."""
-    try:
-        st = Path(path).stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
 
 
 def _cli_train(args):

@@ -317,6 +317,58 @@ def test_ctrl_c_before_an_overwriting_run_trains_offers_no_old_checkpoint(synth_
     assert {p.name: p.read_bytes() for p in model_copy.iterdir()} == before
 
 
+
+def test_a_ctrl_c_during_the_final_write_leaves_the_finished_model(synth_grid, model_copy, monkeypatch):
+    """Ctrl-C during the model write at the end of training (landing right after weights.pt was renamed)
+    left the new weights beside the replaced model's config.json: load_generator refused it ("weights file
+    ... does not match its config.json: sha256"). The write now finishes first: the new model loads."""
+    import os
+    import signal
+
+    from smnet_sps.neural import load_generator
+    real_replace = os.replace
+
+    def ctrl_c(src, dst):
+        real_replace(src, dst)
+        if os.path.basename(dst) == "weights.pt":           # only the final write (no periodic one)
+            os.kill(os.getpid(), signal.SIGINT)          # Python's handler runs at once, here
+
+    monkeypatch.setattr(os, "replace", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(synth_grid, model_copy, epochs=3, overwrite=True, seed=5, **TINY)
+    monkeypatch.undo()
+    assert load_generator(model_copy, device="cpu") is not None       # weights.pt and config.json match
+    cfg = json.loads((model_copy / "config.json").read_text())
+    assert cfg["seed"] == 5 and cfg["training"]["epochs_run"] == 3 and cfg["training"]["finished"]
+
+
+def test_ctrl_c_at_an_overwriting_runs_first_checkpoint_is_not_before_training(synth_grid, model_copy,
+                                                                               monkeypatch, capsys):
+    """`train --overwrite` that trained (3 epochs, no periodic write) and was interrupted while its final
+    checkpoint was written said "interrupted before training began": the checkpoint's stamp was unchanged.
+    It now says the run was interrupted with nothing of it saved, the replaced model as it was."""
+    import os
+
+    from smnet_sps.cli import main
+    before = {p.name: p.read_bytes() for p in model_copy.iterdir()}
+    real_save = torch.save
+
+    def ctrl_c_at_the_checkpoint(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)) and "checkpoint" in os.fspath(f):
+            raise KeyboardInterrupt
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", ctrl_c_at_the_checkpoint)
+    capsys.readouterr()
+    assert main(["train", "--grid", str(synth_grid), "--out", str(model_copy), "--overwrite", "--width", "16",
+                 "--depth", "1", "--batch-size", "32", "--epochs", "3", "--seed", "6", "--device", "cpu",
+                 "--no-progress", "--threads", "1"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (f"smnet-sps train: interrupted; nothing of this run was saved: {model_copy} holds the "
+                   "model --overwrite was to replace, as it was"), err
+    assert {p.name: p.read_bytes() for p in model_copy.iterdir()} == before
+
+
 # 4. clear errors for bad options and grids
 
 @pytest.mark.parametrize("threads", [-1, 0, 1.5, True])
