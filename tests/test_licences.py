@@ -42,7 +42,7 @@ def test_installed_distribution_has_one_top_level_name(tmp_path):
 def test_licence_file_is_mit_and_declared():
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License") and "THIRD_PARTY_NOTICES.md" in text
-    assert 'license = {text = "MIT"}' in (ROOT / "pyproject.toml").read_text()
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
 
 
 def _shipped_data_files():
