@@ -80,3 +80,17 @@ def test_wheel_ships_every_runtime_file_licence_and_readme(tmp_path):
     assert {f"{dist_info}/licenses/{f}" for f in LICENCE_FILES} <= names
     assert meta["Description-Content-Type"] == "text/markdown"
     assert meta.get_payload().strip() == (ROOT / "README.md").read_text().strip()
+
+
+def test_version_has_one_source():
+    """pyproject's version is read from smnet_sps.__version__ (what `smnet-sps --version` and the FITS / JSON
+    provenance headers print), so a release bump of one cannot leave pip's metadata saying another."""
+    import smnet_sps
+    dist = _distribution()
+    assert dist.metadata.version == smnet_sps.__version__
+    try:
+        import tomllib
+    except ModuleNotFoundError:                  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project.get("dynamic", [])
