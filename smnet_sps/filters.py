@@ -7,7 +7,7 @@ their curves inside their packages.
 Name conventions
 ----------------
 * speclite: ``"group-band"``, e.g. ``"sdss2010-r"``, ``"bessell-V"``, ``"twomass-Ks"``, ``"galex-nuv"``.
-* astro-sedpy (a dependency of the package): its own names, e.g. ``"sdss_r0"``, ``"bessell_V"``, ``"wise_w1"``.
+* astro-sedpy (installed with the package): its own names, e.g. ``"sdss_r0"``, ``"bessell_V"``, ``"wise_w1"``.
 * a path to a text file with two columns: wavelength and throughput (``#`` comments allowed; blanks or commas
   between them, a CSV header line allowed); the wavelength is Angstrom unless a comment line (or the CSV
   header) states nm or micron (``# wavelength [nm]``, :func:`read_filter_file`).
