@@ -358,7 +358,11 @@ def main(argv=None):
     argparse refuses; 2 with the usage when no command is given; 141 when stdout's reader stopped reading,
     as in ``| head``, after every output was written; 1 naming the outputs not written otherwise; 130 after
     Ctrl-C and 143 after SIGTERM under ``console_main``, with one line naming the outputs not written).
-    Called from Python it leaves SIGTERM as the caller has it (by default it ends the process)."""
+    Called from Python with a list it leaves SIGTERM as the caller has it (by default it ends the process);
+    without one (``main()`` reads sys.argv, as the console script pip wrote before ``console_main`` existed
+    does) it is :func:`console_main`, so that an older install keeps SIGTERM's one line and cleanup."""
+    if argv is None:
+        return console_main()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -412,6 +416,7 @@ def console_main(argv=None):
     """The ``smnet-sps`` console command (and ``python -m smnet_sps.cli``): ``main`` with SIGTERM acting as
     Ctrl-C. Only here: a Python script calling ``main`` (docs/ssp.md) would otherwise no longer be ended by
     SIGTERM; main returned 143 and the script went on."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with _sigterm_as_interrupt():
             return main(argv)

@@ -775,10 +775,13 @@ def test_every_imf_option_names_the_imfs_in_its_help(command, capsys):
     assert all(name in imf_help for name in IMF_NAMES), imf_help
 
 
-def test_sigterm_during_the_write_is_one_line_status_143_and_leaves_no_temporary_file(tmp_path):
+@pytest.mark.parametrize("entry", ["console_main(sys.argv[1:])", "main()"])
+def test_sigterm_during_the_write_is_one_line_status_143_and_leaves_no_temporary_file(tmp_path, entry):
     """`kill PID` (a batch system's time limit) ended every command but train at once: status -15, no
     message, and a kill during the write left its temporary file (.g.h5.XXXX.part.h5) beside the output
-    for good. SIGTERM now acts as Ctrl-C: one line, status 143, the older file intact and nothing else."""
+    for good. SIGTERM now acts as Ctrl-C: one line, status 143, the older file intact and nothing else --
+    also through ``main()`` reading sys.argv, the console script an install made before console_main
+    existed still calls (it lost the handler until reinstalled)."""
     import signal
     import subprocess
     import sys
@@ -792,7 +795,7 @@ def test_sigterm_during_the_write_is_one_line_status_143_and_leaves_no_temporary
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "    time.sleep(30)\n"
             "ssp.save_ssp_grid = save\n"
-            "from smnet_sps.cli import console_main\nsys.exit(console_main(sys.argv[1:]))\n")
+            f"from smnet_sps.cli import console_main, main\nsys.exit({entry})\n")
     argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--overwrite",
             "--out", str(out)]
     proc = subprocess.run([sys.executable, "-c", code, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
