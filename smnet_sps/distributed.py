@@ -1119,7 +1119,8 @@ def _note_kept_blocks(exc, stores, unit):
             continue
         done, total = done + int(flags.sum()), total + flags.size
     if done:
-        where = str(stores[0]) if len(stores) == 1 else str(Path(stores[0]).parent)
+        # absolute: the library notes the store by its absolute path, the CLI by --out as typed; one note
+        where = str(Path(stores[0]).absolute() if len(stores) == 1 else Path(stores[0]).absolute().parent)
         note = f"{done} of {total} {unit}(s) finished are kept in {where}: the same command resumes from them"
         if note not in (getattr(exc, "__notes__", None) or []):       # noted once (the library, the CLI)
             add_note(exc, note)

@@ -825,13 +825,14 @@ def test_a_store_resumes_only_with_the_precision_it_was_begun_in(tmp_path):
     assert D.load_points_store(store)[0].dtype == np.float32
 
 
-@pytest.mark.parametrize("stop", ["ctrl-c", "full disk"])
+@pytest.mark.parametrize("stop", ["ctrl-c", "full disk", "ctrl-c, relative path"])
 def test_cli_points_stopped_says_what_is_kept_and_the_rerun_ends_it(tmp_path, stars, capsys, monkeypatch,
                                                                     stop):
     """Ctrl-C, or a full disk, part way into `mags --points stars.parquet` said only "smnet-sps mags:
     interrupted" / "error: [Errno 28] No space left on device": nothing of the chunks already kept in the
     store, nor that the same command resumes from them. The line now says both; the rerun computes only the
-    missing chunks and gives the uninterrupted run's magnitudes exactly."""
+    missing chunks and gives the uninterrupted run's magnitudes exactly. With a relative path the note came
+    twice (the library's, absolute, and the CLI's, as typed)."""
     import errno
     import os
 
@@ -841,12 +842,16 @@ def test_cli_points_stopped_says_what_is_kept_and_the_rerun_ends_it(tmp_path, st
     table = tmp_path / "stars.parquet"
     pd.DataFrame({"teff": stars[:200, 0], "logg": stars[:200, 1], "logz": stars[:200, 2],
                   "logl": np.log10(stars[:200, 3])}).to_parquet(table)
-    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50",
+    if stop.endswith("relative path"):
+        monkeypatch.chdir(tmp_path)
+    base = ["mags", "--points", "stars.parquet" if stop.endswith("relative path") else str(table),
+            "--model", "blackbody", "--chunk-rows", "50",
             "--filters", "sdss2010-g,sdss2010-r"]
     whole = tmp_path / "whole.zarr"
     assert main([*base, "--out", str(whole)]) == 0
     write_block, calls = D._write_block, []
-    error = KeyboardInterrupt() if stop == "ctrl-c" else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    error = (KeyboardInterrupt() if stop.startswith("ctrl-c")
+             else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
 
     def stopped_at_the_third(*args):
         calls.append(args[3])
@@ -859,8 +864,8 @@ def test_cli_points_stopped_says_what_is_kept_and_the_rerun_ends_it(tmp_path, st
     monkeypatch.setattr(D, "get_client", lambda client=None: client)
     out = tmp_path / "stars_mags.zarr"
     capsys.readouterr()
-    said = "interrupted" if stop == "ctrl-c" else f"error: [Errno 28] {os.strerror(errno.ENOSPC)}"
-    assert main(base) == (130 if stop == "ctrl-c" else 1)
+    said = "interrupted" if stop.startswith("ctrl-c") else f"error: [Errno 28] {os.strerror(errno.ENOSPC)}"
+    assert main(base) == (130 if stop.startswith("ctrl-c") else 1)
     err = capsys.readouterr().err.strip()
     assert err == (f"smnet-sps mags: {said}; 2 of 4 chunk(s) finished are kept in {out.absolute()}: "
                    "the same command resumes from them"), err
