@@ -1546,8 +1546,16 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
                              f"({state['elapsed']:.3g} s); no model written: give more minutes")
         # held as the interruption's write is: a Ctrl-C landing between weights.pt and config.json left
         # new weights beside the old config.json, a model load_generator refuses (weights sha256)
-        with interrupts_held():
-            return write(final=True)
+        written = None
+        try:
+            with interrupts_held():
+                written = write(final=True)
+        except KeyboardInterrupt as exc:
+            if written is not None:     # held during the write, delivered after it: the model is complete
+                add_note(exc, f"interrupted after the model was written: {out} holds the finished run "
+                              "(nothing to resume)")
+            raise
+        return written
     except KeyboardInterrupt as exc:
         # the CLI's message: once the loop began, a checkpoint left as it was (an --overwrite run with no
         # periodic write yet) is not 'interrupted before training began'

@@ -334,9 +334,12 @@ def test_a_ctrl_c_during_the_final_write_leaves_the_finished_model(synth_grid, m
             os.kill(os.getpid(), signal.SIGINT)          # Python's handler runs at once, here
 
     monkeypatch.setattr(os, "replace", ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         train(synth_grid, model_copy, epochs=3, overwrite=True, seed=5, **TINY)
     monkeypatch.undo()
+    # the line the command prints (its last note): the model is complete, not "continue it with --resume"
+    assert stopped.value.__notes__[-1] == (f"interrupted after the model was written: {model_copy} holds the "
+                                           "finished run (nothing to resume)")
     assert load_generator(model_copy, device="cpu") is not None       # weights.pt and config.json match
     cfg = json.loads((model_copy / "config.json").read_text())
     assert cfg["seed"] == 5 and cfg["training"]["epochs_run"] == 3 and cfg["training"]["finished"]
