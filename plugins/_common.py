@@ -21,7 +21,6 @@ Each host then converts units and layout on its own side.
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from astropy import units as u
 
 from smnet_sps.generator import _WAVE_UNITS, column_quantity
 from smnet_sps.medium import check_medium, per_angstrom
+from smnet_sps.output_files import json_attr
 from smnet_sps.ssp import check_ssp_flux_scale, is_dsps_ssp_data
 from smnet_sps.isochrones import FAMILIES as ISOCHRONE_FAMILIES
 from smnet_sps.isochrones import check_zsun as _check_zsun
@@ -126,16 +126,11 @@ def _meta_dict(value):
     file stores them as (``save_ssp_grid``; a 0-d string array once read) decoded: it was dropped, and with
     it the grid's solar Z and wavelength medium (a Padova grid's [M/H] came out +0.097 dex high, an air grid
     was converted to air a second time, 1.4 A at 5000 A)."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "US":
-        value = value.item()
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ValueError("the SSP grid's attrs are text but not JSON; give them as a dict, or read the "
-                             "grid file with smnet_sps.ssp.load_ssp_grid(path)") from None
+    try:
+        value = json_attr(value)
+    except ValueError:
+        raise ValueError("the SSP grid's attrs are text but not JSON; give them as a dict, or read the "
+                         "grid file with smnet_sps.ssp.load_ssp_grid(path)") from None
     return value if isinstance(value, dict) else None
 
 

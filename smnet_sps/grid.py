@@ -23,7 +23,7 @@ from .constants import FLAM_UNIT, PACKAGE_DATA, PARAMETER_DOMAINS, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
 from .medium import air_to_vacuum, air_to_vacuum_derivative, check_medium
-from .output_files import atomic_output, save_plot
+from .output_files import atomic_output, json_attr, save_plot
 from .progress import want_progress
 from .wavegrid import (POINT_SAMPLE_WIDTH, WAVELENGTH_GRID_DOC, bin_edges, check_wavelength_grid,
                        default_wavelength, resample)
@@ -788,13 +788,10 @@ def grid_info(grid):
 def skipped_libraries(grid):
     """``{name: reason}`` of the libraries the build skipped (``attrs["skipped_libraries"]``; {} if none)."""
     value = grid.attrs.get("skipped_libraries", {})
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = {"?": value}
+    try:
+        value = json_attr(value)
+    except ValueError:                  # not JSON: the text as the one reason
+        value = {"?": value.decode() if isinstance(value, bytes) else str(value)}
     return dict(value or {})
 
 

@@ -16,6 +16,7 @@ folder of outputs: a model, a correction, a report) before any slow computation 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import tempfile
@@ -25,7 +26,17 @@ import numpy as np
 
 __all__ = ["PROVENANCE_FITS_KEYS", "atomic_output", "check_creatable_folder", "check_output",
            "check_output_folder", "matplotlib_formats", "provenance", "save_figure", "save_plot",
-           "staged_outputs", "suffix_of", "json_safe", "write_out_and_plot"]
+           "staged_outputs", "suffix_of", "json_attr", "json_safe", "write_out_and_plot"]
+
+
+def json_attr(value):
+    """A file attribute stored as JSON text (str, bytes, or the 0-d string array np.load / h5py give back)
+    decoded; any other value as it is. ValueError where the text is not JSON."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "US":
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode()
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def json_safe(obj):
