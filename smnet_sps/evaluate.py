@@ -39,12 +39,18 @@ __all__ = ["accuracy_table", "interpolation_baseline", "interpolate_grid_nodes",
 
 def grid_split_applies(gen, grid):
     """Whether the model's train/validation/test split can be used on ``grid``: "same file" (the grid the
-    model was trained on, by sha256), "same nodes" (another build of it with the same nodes in the same order,
-    e.g. rebuilt after a reader change: a new hash, the same split) or None (another grid). ``grid`` from
-    :func:`smnet_sps.train.read_grid` carries its sha256; one without it is compared by its nodes only."""
+    model was trained on, by sha256), "same content" (another file holding the same data,
+    by :func:`smnet_sps.grid.grid_content_sha256` and the model's ``grid_content_sha256``: a rebuild from the
+    same library files, whose build time differs), "same nodes" (another build of it with the same nodes in
+    the same order, e.g. rebuilt after a reader change: a new hash, the same split) or None (another grid).
+    ``grid`` from :func:`smnet_sps.train.read_grid` carries both hashes; one without them is compared by its
+    nodes only."""
     sha = getattr(grid, "sha256", None)
-    if sha is not None and gen.config.get("grid_sha256") == sha:
+    if sha and gen.config.get("grid_sha256") == sha:
         return "same file"
+    content = getattr(grid, "content_sha256", None)
+    if content and gen.config.get("grid_content_sha256") == content:
+        return "same content"
     nodes = getattr(gen, "nodes", None)
     if nodes is not None and len(nodes["teff"]) == len(grid.teff) and all(
             np.array_equal(nodes[k], np.asarray(getattr(grid, k))) for k in ("teff", "logg", "logz")):
@@ -69,7 +75,7 @@ def check_grid_wavelength(gen, grid):
 
 def grid_split_note(applies, grid_path):
     """One line for a report on what :func:`grid_split_applies` found for the grid at ``grid_path``, or None
-    where the grid is the model's own file."""
+    where the grid is the model's own file or holds its data ("same content")."""
     if applies == "same nodes":
         return (f"(grid {grid_path} differs from the training grid file by its hash but has the same nodes: "
                 "the model's split applies)")

@@ -559,7 +559,7 @@ def test_config_without_arch_and_unknown_model_names(tiny_model, tmp_path):
 
 def test_a_rebuilt_grid_with_the_same_nodes_keeps_the_split(tiny_model, tmp_path):
     """`evaluate` scores a grid rebuilt with the same nodes (new hash) on the model's split and refuses a grid
-    whose nodes differ."""
+    whose nodes differ; one with the training grid's content in another file is "same content", no note."""
     from smnet_sps.cli import main
     from smnet_sps.evaluate import grid_split_applies, grid_split_note
     from smnet_sps.grid import load_grid, save_grid
@@ -567,12 +567,24 @@ def test_a_rebuilt_grid_with_the_same_nodes_keeps_the_split(tiny_model, tmp_path
     from smnet_sps.train import read_grid                   # with the file's sha256
     gen = load_generator(tiny_model, device="cpu")
     assert grid_split_applies(gen, read_grid(tiny_model.parent / "grid.h5")) == "same file"
+    assert "split applies" in grid_split_note("same nodes", "g.h5")
+    assert grid_split_note("same file", "g.h5") is None
+    # a rebuild from the same library files: another file (its build record differs), the same content. It
+    # was "same nodes", with a note that it differs from the training grid
     grid = load_grid(tiny_model.parent / "grid.h5")
+    grid.attrs["created"] = "2031-01-01T00:00:00"
+    save_grid(grid, tmp_path / "same.h5")
+    same = read_grid(tmp_path / "same.h5")
+    assert same.sha256 != gen.config["grid_sha256"]
+    assert same.content_sha256 == gen.config["grid_content_sha256"]
+    assert grid_split_applies(gen, same) == "same content" and grid_split_note("same content", "g.h5") is None
+    assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "same.h5"),
+                 "--out", str(tmp_path / "r0.json"), "--device", "cpu", "--no-seams"]) == 0
+    report = json.loads((tmp_path / "r0.json").read_text())
+    assert report["grid_split"] == "same content" and report["grid_split_note"] is None
     grid.flux[0] *= 1.01                                     # a rebuild: other fluxes, same nodes
     save_grid(grid, tmp_path / "rebuilt.h5")
     assert grid_split_applies(gen, read_grid(tmp_path / "rebuilt.h5")) == "same nodes"
-    assert "split applies" in grid_split_note("same nodes", "g.h5")
-    assert grid_split_note("same file", "g.h5") is None
     assert main(["evaluate", "--model", str(tiny_model), "--grid", str(tmp_path / "rebuilt.h5"),
                  "--out", str(tmp_path / "r.json"), "--device", "cpu", "--no-seams"]) == 0
     grid.teff[0] += 1.0                                      # another grid
