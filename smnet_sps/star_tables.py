@@ -8,6 +8,8 @@ the same function as one Dask task per chunk for Parquet catalogues of 10^8-10^9
 """
 from __future__ import annotations
 
+import csv
+import io
 import re
 import warnings
 from pathlib import Path
@@ -43,9 +45,11 @@ POINTS_COLUMNS_DOC = ("teff [K], logg [log10 cm s^-2], logz ([M/H], dex) and L [
 
 def read_points_table(path):
     """A table of stars from a CSV, ECSV, FITS or whitespace-separated text file, gzipped or not
-    (``astropy.table.Table.read``; the format from the extension, :data:`POINTS_TABLE_FORMATS`); in a CSV, the
-    lines that begin with '#' are comments, after the header with a warning unless they read as a row (an id
-    '#1', kept with a warning; :func:`_read_csv`)."""
+    (``astropy.table.Table.read``; the format from the extension, :data:`POINTS_TABLE_FORMATS`); in a CSV or
+    text table, the lines that begin with '#' are comments, after the header with a warning unless they read
+    as a row (an id '#1', kept with a warning; :func:`_hash_lines`), and a commented header line ('#teff,logg,
+    logz,L', '# teff logg logz L') is the header where the table lacks the points columns without it
+    (:func:`_commented_header`)."""
     path = Path(path)
     fmt = POINTS_TABLE_FORMATS.get(suffix_of(path))
     if fmt is None:
@@ -58,30 +62,79 @@ def read_points_table(path):
         return _read_csv(path)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=u.UnitsWarning)   # a FITS unit astropy does not parse
-        return Table.read(path, format=fmt)
+        table = Table.read(path, format=fmt)
+    return _read_whitespace(path, table) if fmt == "ascii" else table
 
 
-def _read_csv(path):
-    """A CSV table of stars (gzipped too). Its '#' lines before the header are comments (``meta["comments"]``;
-    astropy's CSV reader took them as the header: "Number of header columns (2) inconsistent with data
-    columns"). After the header, a line whose first cell begins with '#' is a comment too (a commented-out
-    row '#6000,4.3,0,1.5', a note '# cluster B' or '# cluster B,,,,'), skipped with a warning that counts
-    them, unless it reads as a row (:func:`_hash_line_is_row`: an id '#1' or a name '#Vega' in a column that
-    is not a points column, numbers in the points columns, not all empty), kept with a warning too; a quoted
-    value ('"#1"') is always data. astropy's ``comment="#"`` dropped every '#'
-    line, ids '#1', '#2' too (a table of 0 rows, no error)."""
-    import csv
+def _text_lines(path):
+    """The lines of a text table (gzipped too: decompressed as Table.read does), with their ends."""
     from astropy.utils.data import get_readable_fileobj
-    with get_readable_fileobj(str(path)) as f:        # decompresses .gz as Table.read does
-        lines = f.read().splitlines(keepends=True)
+    with get_readable_fileobj(str(path)) as f:
+        return f.read().splitlines(keepends=True)
+
+
+def _first_data_line(lines):
+    """The index of the first line that is neither blank nor a '#' comment (len(lines) if none)."""
     start = 0
     while start < len(lines) and (not lines[start].strip() or lines[start].lstrip().startswith("#")):
         start += 1
-    header = [c.strip() for c in next(csv.reader(lines[start:start + 1]), [])]
-    kept, skipped, stars = lines[start:start + 1], [], []
-    for number, line in enumerate(lines[start + 1:], start + 2):          # 1-based line numbers
+    return start
+
+
+def _csv_cells(line):
+    return next(csv.reader([line]), [])
+
+
+def _whitespace_cells(line):
+    """A line of a whitespace-separated table split as astropy's basic reader does (blanks and tabs
+    separate, '"a b"' is one cell)."""
+    return next(csv.reader([line.replace("\t", " ").strip()], delimiter=" ", skipinitialspace=True), [])
+
+
+def _join_cells(cells, delimiter):
+    """One line of a table with ``cells`` separated by ``delimiter``, quoted where needed."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\n").writerow(cells)
+    return out.getvalue()
+
+
+def _has_points_columns(cols):
+    """Whether ``cols`` hold teff, logg, logz and L or logl (:data:`POINTS_COLUMNS_DOC`)."""
+    return {"teff", "logg", "logz"} <= set(cols) and ("L" in cols or "logl" in cols)
+
+
+def _commented_header(lines, start, columns, split):
+    """(index, names) of a commented header line, or None. A table whose header line is itself commented
+    ('#teff,logg,logz,L', '# teff logg logz L') was read with its first data row as the header (CSV: "missing
+    ... (columns found: 5772, 4.44, ...)") or with columns col1, col2, ... (a text table whose '#' title line
+    came first). The LAST '#' line before the data (``lines[start]``) is the header when the table as read
+    (``columns``) lacks the points columns, the line splits (``split``: the file's delimiter) into as many
+    names as the first data line has cells, those names include the points columns and the first data line
+    reads as a row under them (numbers in the points columns, :func:`_hash_line_is_row`); nothing else is
+    guessed."""
+    if start >= len(lines) or _has_points_columns(columns):
+        return None
+    notes = [i for i in range(start) if lines[i].lstrip().startswith("#")]
+    if not notes:
+        return None
+    names = [c.strip() for c in split(lines[notes[-1]].lstrip()[1:])]
+    cells = split(lines[start])
+    if len(names) != len(cells) or not _has_points_columns(names) or not _hash_line_is_row(cells, names):
+        return None
+    return notes[-1], names
+
+
+def _hash_lines(path, lines, first, header, split):
+    """``lines[first:]``, the lines after a text table's header, less the '#' lines that are comments: a line
+    whose first cell begins with '#' (a commented-out row '#6000,4.3,0,1.5', a note '# cluster B' or
+    '# cluster B,,,,') is skipped with a warning that counts them, unless it reads as a row
+    (:func:`_hash_line_is_row`: an id '#1' or a name '#Vega' in a column that is not a points column,
+    numbers in the points columns, not all empty), kept with a warning too. ``split``: a line -> its cells,
+    by the file's delimiter. Returns the kept lines and whether a '#' line was kept as a star."""
+    kept, skipped, stars = [], [], []
+    for number, line in enumerate(lines[first:], first + 1):          # 1-based line numbers
         if line.lstrip().startswith("#"):
-            if not _hash_line_is_row(next(csv.reader([line])), header):
+            if not _hash_line_is_row(split(line), header):
                 skipped.append(number)
                 continue
             stars.append(number)
@@ -89,7 +142,7 @@ def _read_csv(path):
     if skipped:
         warnings.warn(f"{path}: {len(skipped)} line(s) after the header begin with '#' (line {skipped[0]} "
                       "first): read as comments and skipped; quote the value if it is data", UserWarning,
-                      stacklevel=3)
+                      stacklevel=4)
     if stars:
         # a commented-out star whose first cell is a name ('#Vega,9600,4.0,-0.5,40') reads as a star: said,
         # as a row kept silently was a star the user meant to leave out
@@ -97,11 +150,71 @@ def _read_csv(path):
                  if len(stars) == 1 else
                  f"{len(stars)} lines begin with '#' but read as stars (line {stars[0]} first): kept; delete "
                  "them to skip them")
-        warnings.warn(f"{path}: {which} (quote the value if it is data)", UserWarning, stacklevel=3)
-    body = "".join(kept)
+        warnings.warn(f"{path}: {which} (quote the value if it is data)", UserWarning, stacklevel=4)
+    return kept, bool(stars)
+
+
+def _comments(lines):
+    """The '#' lines before a table's header, without the '#' (``meta["comments"]``)."""
+    return [line.strip()[1:].strip() for line in lines if line.strip()]
+
+
+def _read_csv(path):
+    """A CSV table of stars (gzipped too). Its '#' lines before the header are comments (``meta["comments"]``;
+    astropy's CSV reader took them as the header: "Number of header columns (2) inconsistent with data
+    columns"); the last one is the header where it names the columns and the first line does not
+    (:func:`_commented_header`). After the header, a '#' line is a comment too, skipped with a counted
+    warning, unless it reads as a row, kept with a warning (:func:`_hash_lines`); a quoted value ('"#1"') is
+    always data. astropy's ``comment="#"`` dropped every '#' line, ids '#1', '#2' too (a table of 0 rows, no
+    error)."""
+    lines = _text_lines(path)
+    start = _first_data_line(lines)
+    header = [c.strip() for c in _csv_cells(lines[start])] if start < len(lines) else []
+    found = _commented_header(lines, start, header, _csv_cells)
+    if found:
+        at, header = found
+        head, first = [_join_cells(header, ",")], start
+    else:
+        at, head, first = start, lines[start:start + 1], start + 1
+    kept, _ = _hash_lines(path, lines, first, header, _csv_cells)
+    body = "".join(head + kept)
     # a string with a newline is the table itself for Table.read (without one, a file name)
     table = Table.read(body if body.endswith("\n") else body + "\n", format="ascii.csv")
-    comments = [line.strip()[1:].strip() for line in lines[:start] if line.strip()]
+    comments = _comments(lines[:at])
+    if comments:
+        table.meta["comments"] = comments
+    return table
+
+
+def _read_whitespace(path, table):
+    """A whitespace-separated (.txt / .dat) table of stars, ``table`` as astropy's guessing reader read it.
+    Where its header is a plain line (astropy's basic layout) or a '#' line (commented header), the '#' lines
+    after it, which astropy dropped without a word (ids '#1', '#2' too: a table of 0 rows), are the CSV's
+    (:func:`_hash_lines`: comments skipped with a counted warning, a row kept with a warning); a commented
+    header that astropy missed ('# my sample' first, then '# teff logg logz L': columns col1, col2, ...) is
+    read as in a CSV (:func:`_commented_header`). Other layouts (IPAC, CDS, fixed width) are astropy's."""
+    lines = _text_lines(path)
+    start = _first_data_line(lines)
+    if start >= len(lines):
+        return table
+    split, cols = _whitespace_cells, list(table.colnames)
+    found = _commented_header(lines, start, cols, split)
+    if found:
+        at, names, first = found[0], found[1], start
+    elif [c.strip() for c in split(lines[start])] == cols:               # basic: the header line
+        at, names, first = start, cols, start + 1
+    else:                                                                  # astropy's commented header
+        at = next((i for i in range(start) if lines[i].lstrip().startswith("#")
+                   and [c.strip() for c in split(lines[i].lstrip()[1:])] == cols), None)
+        if at is None:
+            return table
+        names, first = cols, start
+    kept, stars = _hash_lines(path, lines, first, names, split)
+    if not (found or stars):
+        return table               # astropy dropped the same '#' lines, now counted
+    # '#' is data here: the kept '#' rows are stars
+    table = Table.read(_join_cells(names, " ") + "".join(kept), format="ascii.basic", comment=None)
+    comments = _comments(lines[:at])
     if comments:
         table.meta["comments"] = comments
     return table

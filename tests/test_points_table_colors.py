@@ -451,3 +451,53 @@ def test_points_empty_cells_of_a_text_column_are_missing_values(blackbody, tmp_p
     assert np.allclose(ok["M_bessell-V"], points_magnitudes(Table(dict(STARS, L=[1.0, 9.0, 7.0])), BANDS,
                                                             generator=blackbody)["M_bessell-V"], rtol=0,
                        atol=1e-9)
+
+
+def test_points_commented_header_line(blackbody, tmp_path):
+    """A header line that is itself commented, '#teff,logg,logz,L' (CSV) or '# teff logg logz L' after a
+    title line (.txt / .dat), was read with the first star as the header ("missing teff, ... (columns found:
+    5772.0, 4.44, ...)") or as columns col1..col4; the last '#' line before the data is the header when it
+    names the points columns and the first line reads as a star under it. Nothing else is guessed: a
+    commented 'Teff' header is not taken."""
+    ref = points_magnitudes(Table(STARS), BANDS, generator=blackbody)
+    cols = ("teff", "logg", "logz", "L")
+    rows = [[str(STARS[c][i]) for c in cols] for i in range(3)]
+    (tmp_path / "s.csv").write_text("\n".join(["#" + ",".join(cols)] + [",".join(r) for r in rows]) + "\n")
+    (tmp_path / "s.dat").write_text("\n".join(["# three stars", "# " + " ".join(cols)]
+                                              + [" ".join(r) for r in rows]) + "\n")
+    named = [f"{STARS['name'][i]},{','.join(r)}" for i, r in enumerate(rows)]
+    (tmp_path / "n.csv").write_text("\n".join(["# three stars", "# name, " + ", ".join(cols)] + named) + "\n")
+    for name in ("s.csv", "s.dat", "n.csv"):
+        t = points_magnitudes(tmp_path / name, BANDS, generator=blackbody)
+        assert list(t["teff"]) == STARS["teff"], name
+        assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9), name
+    assert t.meta["comments"] == ["three stars"] and list(t["name"]) == STARS["name"]
+    (tmp_path / "upper.txt").write_text("\n".join(["# title", "# Teff logg logz L"]
+                                                  + [" ".join(r) for r in rows]) + "\n")
+    with pytest.raises(ValueError, match=r"missing teff, logg, logz, L or logl \(columns found: col1, col2, "
+                       r"col3, col4\)"):
+        points_magnitudes(tmp_path / "upper.txt", BANDS, generator=blackbody)
+
+
+def test_points_text_table_hash_lines_after_the_header(blackbody, tmp_path):
+    """In a .txt / .dat table astropy dropped the '#' lines after the header without a word: a commented-out
+    star, and ids '#1', '#2', '#3' too (a table of 0 rows). They are the CSV's now: comments skipped with the
+    counted warning, a '#' line that reads as a star kept with a warning."""
+    ref = points_magnitudes(Table(STARS), BANDS, generator=blackbody)
+    cols = ("teff", "logg", "logz", "L")
+    plain = [" ".join(str(STARS[c][i]) for c in cols) for i in range(3)]
+    lines = ["# three stars", " ".join(cols), plain[0], "# 6000 4.3 0 1.5", plain[1], "# cluster B", plain[2]]
+    (tmp_path / "commented.txt").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"2 line\(s\) after the header begin with '#' \(line 4 first\): "
+                      r"read as comments and skipped"):
+        t = points_magnitudes(tmp_path / "commented.txt", BANDS, generator=blackbody)
+    assert list(t["teff"]) == STARS["teff"]
+    assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
+    rows = [f"#{i + 1} {plain[i]}" for i in range(3)]
+    (tmp_path / "ids.dat").write_text("\n".join(["id " + " ".join(cols), rows[0], "# cluster B", *rows[1:]])
+                                      + "\n")
+    with pytest.warns(UserWarning, match=r"1 line\(s\) after the header begin with '#' \(line 3 first\)"), \
+            pytest.warns(UserWarning, match=r"3 lines begin with '#' but read as stars \(line 2 first\)"):
+        t = points_magnitudes(tmp_path / "ids.dat", BANDS, generator=blackbody)
+    assert list(t["id"]) == ["#1", "#2", "#3"]
+    assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
