@@ -85,6 +85,12 @@ def _csv_cells(line):
     return next(csv.reader([line]), [])
 
 
+def _tab_cells(line):
+    """A line of a tab-separated table (a spreadsheet's "Text (Tab delimited)" export): a cell may hold
+    blanks, two tabs in a row are an empty cell."""
+    return next(csv.reader([line.rstrip("\r\n")], delimiter="\t"), [])
+
+
 def _whitespace_cells(line):
     """A line of a whitespace-separated table split as astropy's basic reader does (blanks and tabs
     separate, '"a b"' is one cell)."""
@@ -119,7 +125,16 @@ def _commented_header(lines, start, columns, split):
         return None
     names = [c.strip() for c in split(lines[notes[-1]].lstrip()[1:])]
     cells = split(lines[start])
-    if len(names) != len(cells) or not _has_points_columns(names) or not _hash_line_is_row(cells, names):
+    if len(names) != len(cells):
+        return None
+    renamed = [_renames(names).get(name, name) for name in names]
+    if not _has_points_columns(names) and _has_points_columns(renamed) and _hash_line_is_row(cells, renamed):
+        # '#Teff,logg,logz,L': a commented header but for its names; read with the first star as the header,
+        # the error listed the star's numbers as the columns found
+        raise ValueError(f"points table: line {notes[-1] + 1}, {lines[notes[-1]].strip()!r}, reads as a "
+                         f"commented header whose names are not the points columns {POINTS_COLUMNS_DOC} "
+                         f"(names are matched exactly); rename {', '.join(_rename_hints(names))}")
+    if not _has_points_columns(names) or not _hash_line_is_row(cells, names):
         return None
     return notes[-1], names
 
@@ -197,7 +212,10 @@ def _read_whitespace(path, table):
     start = _first_data_line(lines)
     if start >= len(lines):
         return table
-    split, cols = _whitespace_cells, list(table.colnames)
+    # tabs where the first line has one: split and re-read by tabs alone (blanks in a name, '' cells); by
+    # blanks too, 'Alpha Cen' was two cells and a '#' row kept as a star made the re-read fail
+    tabbed = "\t" in lines[start]
+    split, cols = (_tab_cells if tabbed else _whitespace_cells), list(table.colnames)
     found = _commented_header(lines, start, cols, split)
     if found:
         at, names, first = found[0], found[1], start
@@ -213,7 +231,8 @@ def _read_whitespace(path, table):
     if not (found or stars):
         return table               # astropy dropped the same '#' lines, now counted
     # '#' is data here: the kept '#' rows are stars
-    table = Table.read(_join_cells(names, " ") + "".join(kept), format="ascii.basic", comment=None)
+    table = Table.read(_join_cells(names, "\t" if tabbed else " ") + "".join(kept),
+                       format="ascii.tab" if tabbed else "ascii.basic", comment=None)
     comments = _comments(lines[:at])
     if comments:
         table.meta["comments"] = comments
@@ -252,17 +271,22 @@ def check_points_columns(columns):
     return cols
 
 
-def _rename_hints(cols):
-    """Hints such as "'Teff' to 'teff'" for columns that are a points column but for case, a unit in
-    brackets ('Teff[K]', 'L (Lsun)') or an underscore ('log_g'); names are matched exactly, never renamed
-    silently."""
+def _renames(cols):
+    """{column: points column} for columns that are a points column but for case, a unit in brackets
+    ('Teff[K]', 'L (Lsun)') or an underscore ('log_g'), where that points column is not there already."""
     wanted = {"teff": "teff", "logg": "logg", "logz": "logz", "l": "L", "logl": "logl"}
-    hints = []
+    renames = {}
     for col in cols:
         key = re.sub(r"\s*[\[(].*$", "", col).replace("_", "").replace(" ", "").lower()
         if key in wanted and col != wanted[key] and wanted[key] not in cols:
-            hints.append(f"{col!r} to {wanted[key]!r}")
-    return hints
+            renames[col] = wanted[key]
+    return renames
+
+
+def _rename_hints(cols):
+    """Hints such as "'Teff' to 'teff'" (:func:`_renames`); names are matched exactly, never renamed
+    silently."""
+    return [f"{col!r} to {name!r}" for col, name in _renames(cols).items()]
 
 
 def _as_table(points):

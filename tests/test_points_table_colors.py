@@ -472,11 +472,34 @@ def test_points_commented_header_line(blackbody, tmp_path):
         assert list(t["teff"]) == STARS["teff"], name
         assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9), name
     assert t.meta["comments"] == ["three stars"] and list(t["name"]) == STARS["name"]
+    # a commented header but for its names: not taken, the line and the renames named (a review found the
+    # star's numbers listed as the columns found, or col1..col4)
     (tmp_path / "upper.txt").write_text("\n".join(["# title", "# Teff logg logz L"]
                                                   + [" ".join(r) for r in rows]) + "\n")
-    with pytest.raises(ValueError, match=r"missing teff, logg, logz, L or logl \(columns found: col1, col2, "
-                       r"col3, col4\)"):
-        points_magnitudes(tmp_path / "upper.txt", BANDS, generator=blackbody)
+    (tmp_path / "upper.csv").write_text("\n".join(["#Teff,logg,logz,L"] + [",".join(r) for r in rows]) + "\n")
+    for name, line in (("upper.txt", 2), ("upper.csv", 1)):
+        with pytest.raises(ValueError,
+                           match=rf"line {line}, .*reads as a commented header .*rename 'Teff' to 'teff'$"):
+            points_magnitudes(tmp_path / name, BANDS, generator=blackbody)
+
+
+def test_points_tab_separated_text_table(blackbody, tmp_path):
+    """A tab-separated .txt (a spreadsheet's "Text (Tab delimited)" export) with a blank inside a name, an
+    empty cell and '#' ids read at 7eded53; the '#' rule's re-read split it by blanks too ('Alpha Cen' two
+    cells) and failed ("Unable to guess table format"). Tabs alone separate it now."""
+    cols = ("teff", "logg", "logz", "L")
+    head = "\t".join(("name", *cols, "note"))
+    rows = [["Alpha Cen", "5790", "4.3", "0.2", "1.5", ""], ["#Vega", "9600", "4.0", "-0.5", "40", "A0 V"],
+            ["#2", "6000", "", "0", "1.5", ""]]
+    (tmp_path / "tabs.txt").write_text("\n".join([head, *("\t".join(r) for r in rows)]) + "\n")
+    with pytest.warns(UserWarning, match=r"2 lines begin with '#' but read as stars \(line 3 first\)"):
+        with pytest.raises(ValueError, match="logg is not finite at row 2"):     # the empty cell, named
+            points_magnitudes(tmp_path / "tabs.txt", BANDS, generator=blackbody)
+    rows[2][2] = "4.3"
+    (tmp_path / "tabs.txt").write_text("\n".join([head, *("\t".join(r) for r in rows)]) + "\n")
+    with pytest.warns(UserWarning, match="read as stars"):
+        t = points_magnitudes(tmp_path / "tabs.txt", BANDS, generator=blackbody)
+    assert list(t["name"]) == ["Alpha Cen", "#Vega", "#2"] and list(t["teff"]) == [5790, 9600, 6000]
 
 
 def test_points_text_table_hash_lines_after_the_header(blackbody, tmp_path):
