@@ -297,6 +297,14 @@ def _scalar(name, v, kind=float):
 
 
 # ---- the population ----------------------------------------------------------------------------------------
+def _backend_attribute(name, what):
+    """A StellarPopulation model attribute that is also a backend option (generator, special_phases,
+    outside, device): read as stored, set through ``_model_changed`` (checked, old results dropped)."""
+    return property(lambda self: self.__dict__["_" + name],
+                    lambda self, value: self._model_changed(name, value, backend=True),
+                    doc=f"{what}; set it to change it (the next call recomputes).")
+
+
 class StellarPopulation:
     """A stellar population with python-fsps's parameters, methods and units (see the module docstring).
 
@@ -416,41 +424,10 @@ class StellarPopulation:
             self.params.changed.add(name)          # _sync empties the cached results (the name is not in
             self.params.dirtiness = 2              # _NOT_IN_RESULTS) and checks zmet against a new set
 
-    @property
-    def generator(self):
-        """The stellar spectra (as ``generator=``); set it to change them (the next call recomputes)."""
-        return self._generator
-
-    @generator.setter
-    def generator(self, value):
-        self._model_changed("generator", value, backend=True)
-
-    @property
-    def special_phases(self):
-        """``special_phases=`` of the backend; set it to change it (the next call recomputes)."""
-        return self._special_phases
-
-    @special_phases.setter
-    def special_phases(self, value):
-        self._model_changed("special_phases", value, backend=True)
-
-    @property
-    def outside(self):
-        """``outside=`` of the backend; set it to change it (the next call recomputes)."""
-        return self._outside
-
-    @outside.setter
-    def outside(self, value):
-        self._model_changed("outside", value, backend=True)
-
-    @property
-    def device(self):
-        """Where a model named by ``generator`` runs; set it to change it (the next call recomputes)."""
-        return self._device
-
-    @device.setter
-    def device(self, value):
-        self._model_changed("device", value, backend=True)
+    generator = _backend_attribute("generator", "The stellar spectra (as ``generator=``)")
+    special_phases = _backend_attribute("special_phases", "``special_phases=`` of the backend")
+    outside = _backend_attribute("outside", "``outside=`` of the backend")
+    device = _backend_attribute("device", "Where a model named by ``generator`` runs")
 
     @property
     def isochrone_set(self):
