@@ -264,15 +264,21 @@ LINEAR_FLUX_UNITS = ("F_lambda (e.g. erg / (s cm2 Angstrom)), f_nu (e.g. Jy, AB 
 AB_MAGGY = 3631.0 * u.Jy
 
 
+def _cached(fn, *args):
+    """``fn(*args)`` through its functools cache, or uncached where an argument cannot be a cache key (an
+    unhashable unit-like argument)."""
+    try:
+        return fn(*args)
+    except TypeError:
+        return fn.__wrapped__(*args)
+
+
 def _maggies_as_jy(unit):
     """``unit`` with its maggies (u.mgy, u.nmgy, in any power) as AB maggies of 3631 Jy (:data:`AB_MAGGY`);
     any other unit, None or a magnitude as it is."""
     if unit is None or isinstance(unit, u.FunctionUnitBase):
         return unit
-    try:
-        return _maggies_as_jy_cached(unit)
-    except TypeError:                       # an unhashable unit-like argument: not cached
-        return _maggies_as_jy_cached.__wrapped__(unit)
+    return _cached(_maggies_as_jy_cached, unit)
 
 
 @functools.lru_cache(maxsize=256)
@@ -300,10 +306,7 @@ def spectral_density_kind(unit, per=DENSITY_PER):
     # part of the key (skipping the cache then made it useless after `import bagpipes`, which enables the
     # redshift equivalency for good)
     enabled = _enabled_equivalencies()
-    try:
-        return _density_kind(unit, tuple(per), enabled)
-    except TypeError:                       # an unhashable unit-like argument: not cached
-        return _density_kind.__wrapped__(unit, tuple(per), enabled)
+    return _cached(_density_kind, unit, tuple(per), enabled)
 
 
 def _enabled_equivalencies():
@@ -394,16 +397,10 @@ def f_lambda_factor(unit, wave, reference=None, per=DENSITY_PER, strict=True, na
                                         f"{reference or 'F_lambda'}")
         return 1.0
     enabled = _enabled_equivalencies()
-    try:
-        target = _factor_target(reference or unit, p, ref_kind, enabled)
-    except TypeError:                       # an unhashable unit-like argument: not cached
-        target = _factor_target.__wrapped__(reference or unit, p, ref_kind)
+    target = _cached(_factor_target, reference or unit, p, ref_kind, enabled)
     # a plain scale (L_sun / A -> erg s^-1 A^-1) needs no equivalency: astropy takes the scale first anyway,
     # and building u.spectral_density on the pixel axis cost ~2 ms per call (half a fitter's get_mags)
-    try:
-        factor = _plain_scale(unit, p, target, enabled)
-    except TypeError:                       # an unhashable unit-like argument: not cached
-        factor = _plain_scale.__wrapped__(unit, p, target)
+    factor = _cached(_plain_scale, unit, p, target, enabled)
     try:
         if factor is None:
             factor = (1.0 * unit * p).to_value(target,
