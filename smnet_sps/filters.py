@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 
+from .igm import LYMAN_LIMIT
 from .medium import WAVE_UNIT_SPELLINGS, spelled_wave_unit
 
 __all__ = ["get_bandpass", "resolve_filters", "speclite_filter_names", "sedpy_filter_names",
@@ -187,7 +188,6 @@ _ANY_UNIT = "|".join(re.escape(s) for s in _SPELLINGS if s != "a")
 _UNIT_STATEMENT = re.compile(
     r"\b(?:wave\w*|lambda|wl)\b[\"'\s]*(?:[(\[]\s*(?P<bracket>" + _ANY_UNIT + r"|a)\s*[)\]]"
     r"|(?:(?:is\s+)?in|units?\s*[:=]?)\s*(?P<unit>" + _ANY_UNIT + r")\b)", re.IGNORECASE)
-LYMAN_LIMIT_AA = 911.75
 #: a curve stating no unit whose Angstrom reading has its mean below this could as well be a near-infrared
 #: curve in nm (1000-3200 nm): warned unless it looks like a built-in filter
 AMBIGUOUS_BELOW_AA = 3200.0
@@ -294,7 +294,7 @@ def _unstated_unit(path, wave, thr):
                          "wave_unit=...)), or give the filter by name")
     if not looks[u.AA]:
         mean = float(np.trapezoid(thr * wave, wave) / np.trapezoid(thr, wave))
-        if mean < LYMAN_LIMIT_AA:
+        if mean < LYMAN_LIMIT:
             warnings.warn(
                 f"filter file {str(path)!r} states no wavelength unit, and read as Angstrom its curve "
                 f"({wave[0]:.6g}-{wave[-1]:.6g} A, mean {mean:.4g} A) lies below the Lyman limit (912 A): "
