@@ -940,9 +940,9 @@ class NeuralGenerator(_TorchGenerator):
         """(n, n_libraries) bool: inside each library's box (single-metallicity boxes widened)."""
         lo = np.empty((len(self.library_names), 3))
         hi = np.empty_like(lo)
-        for j, name in enumerate(self.library_names):
+        for j, box in enumerate(self._coverage_boxes().values()):      # in library_names' order
             # the faces every coverage test uses (a Teff from a log Teff on a node is inside)
-            lo[j], hi[j] = box_edges(_with_metallicity_tolerance(self.library_boxes[name]))
+            lo[j], hi[j] = box_edges(box)
         p = np.stack([teff, logg, logz], 1)[:, None, :]
         return ((p >= lo[None]) & (p <= hi[None])).all(2)
 
