@@ -673,8 +673,8 @@ def _cmd_fit(args):
     if args.ssp_grid:
         templates = read_ssp_grid(args.ssp_grid)
         res = fit_ssp(wave, flux, ivar, templates=templates, redshift=args.redshift or 0.0, **common)
-        generator_name = (getattr(templates, "attrs", None) or {}).get("generator", "unknown")
-        generator_sha = (getattr(templates, "attrs", None) or {}).get("generator_sha256")
+        attrs = getattr(templates, "attrs", None) or {}
+        generator_name, generator_sha = attrs.get("generator", "unknown"), attrs.get("generator_sha256")
     else:
         from .neural import load_generator_option
 
@@ -682,8 +682,9 @@ def _cmd_fit(args):
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior,
                        clip=args.clip, **common)
         generator_name = res.meta.get("generator", "unknown")
-        from .ssp import _weights_sha256
-        generator_sha = _weights_sha256(gen)
+        from .ssp import _weights_sha256, resolve_generator
+        # the generator fit_star used: None is the shipped default (loaded once), its sha256 was not recorded
+        generator_sha = _weights_sha256(resolve_generator(gen))
     # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
     wrote = write_out_and_plot(
         args, outputs,

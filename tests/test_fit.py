@@ -372,6 +372,8 @@ def test_cli_fit_writes_json_and_plot(gen, tmp_path):
     res = json.loads(out.read_text())
     assert res["teff"] == pytest.approx(5800.0, rel=0.03)
     assert png.stat().st_size > 10000
+    # the shipped default's weights are named as ssp's files name them (fit recorded null for the default)
+    assert res["generator_sha256"] == gen.config["weights_sha256"] and len(res["generator_sha256"]) == 64
     # outputs are checked before the fit: an existing file needs --overwrite, a bad extension is refused
     before = out.read_text()
     assert main(["fit", str(spec), "--out", str(out)]) == 1
