@@ -1684,7 +1684,6 @@ def _note_what_is_kept(exc, ckpt_path, epoch):
     """A note for the one-line message of a failed write ``exc`` (a full disk, a quota): what the checkpoint
     ``ckpt_path`` holds of the run (``epoch``: None where it holds none of it) and how to go on. The message
     was "[Errno 28] No space left on device" alone: no file named, nor that the run could be resumed."""
-    from .cli import add_note
     if epoch is None:
         add_note(exc, f"writing in {ckpt_path.parent} failed; no checkpoint of this run was saved: free "
                       "space and run it again")
