@@ -9,6 +9,7 @@ details: docs/generator.md).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import re
@@ -1695,12 +1696,12 @@ def _note_what_is_kept(exc, ckpt_path, epoch):
 # the options of `smnet-sps train` that a resume takes from the run where they are left out, with their
 # defaults for a new run (None in the parser, so that a given value is told from a default); every one but
 # --keep and --patience, which may change, is refused with a value other than the run's
-_CLI_DEFAULTS = {"arch": "mlp", "width": 256, "depth": 3, "B": 64, "batch_size": 256, "lr": 2e-3,
-                 "patience": 200, "seed": 0, "split_seed": 0, "tail_floor": 1e-6,
-                 "pixel_loss": "standardised", "library_balance": 1.0, "uv_weight": 1.0, "w_max": 5.0,
-                 "node_loss": "mse", "node_blend": 0.0, "node_blend_kind": "segments", "lr_final": 0.02,
-                 "ema_decay": 0.0, "keep": "best", "input_jitter": [0.0], "jitter_floor": 1.0,
-                 "jitter_quantile": 0.5, "init_from": None, "libraries": None}
+# the command's defaults are train()'s own (one source; the command takes --input-jitter as a list)
+_CLI_DEFAULTS = {**{name: inspect.signature(train).parameters[name].default for name in (
+    "arch", "width", "depth", "B", "batch_size", "lr", "patience", "seed", "split_seed", "tail_floor",
+    "pixel_loss", "library_balance", "uv_weight", "w_max", "node_loss", "node_blend", "node_blend_kind",
+    "lr_final", "ema_decay", "keep", "jitter_floor", "jitter_quantile", "init_from", "libraries")},
+    "input_jitter": [0.0]}
 # the recipe's keys that are options of the command (reference, weight_decay, test_every and exclude_nodes are
 # the Python API's)
 _CLI_RECIPE = ("tail_floor", "pixel_loss", "uv_weight", "w_max", "library_balance", "libraries", "node_loss",
