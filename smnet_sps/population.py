@@ -17,11 +17,14 @@ Omega_m = 0.27). Wavelengths are vacuum (air with ``vactoair_flag=True``). Detai
 
 What differs from FSPS: the stellar spectra come from an smnet-sps generator (default: the shipped model),
 isochrones default to Padova 2007 (ages to 14.1 Gyr; ``isochrones="parsec"`` or ``"mist"`` for the others),
-and there is no nebular emission, dust emission, AGB dust, AGN or LSF smoothing (``smooth_lsf``):
+and there is no nebular emission, dust emission, AGB dust or AGN:
 those parameters default to off and switching them on raises ``ValueError`` (as does any other parameter this
 class cannot honour), never a silently different spectrum. ``sigma_smooth`` smooths as FSPS does (a Gaussian
 velocity dispersion in km/s, or a width in A with ``smooth_velocity=False``, between ``min_wave_smooth`` and
-``max_wave_smooth``), on top of the model's own 10-20 A pixels.
+``max_wave_smooth``), on top of the model's own 10-20 A pixels; so do ``smoothspec`` (any spectrum) and
+``set_lsf`` with ``smooth_lsf`` (a line-spread function in km/s on the SSPs). ``sfr_avg`` and
+``filter_data`` are python-fsps's too (``filter_data`` for ``available_bands``, Vega offsets in this
+class's Vega system).
 """
 from __future__ import annotations
 
@@ -39,8 +42,8 @@ from .dust import DUST_TYPES, attenuate
 from .generator import check_switch
 from .igm import igm_transmission
 from .photometry import as_cosmology
-from .sfh import (SFH_TYPES, born_young, check_tabular, parametric_sfh, ssp_weights, table_mass_fraction,
-                  tabular_sfh)
+from .sfh import (SFH_TYPES, _in_unit, born_young, check_tabular, parametric_sfh, ssp_weights,
+                  table_mass_fraction, tabular_sfh)
 
 __all__ = ["StellarPopulation", "ParameterSet", "FSPS_BANDS", "EMPTY_MAGNITUDE", "fsps_cosmology",
            "prospector_basis"]
@@ -82,7 +85,6 @@ _FIXED = {
     "add_agb_dust_model": (False, "the AGB circumstellar dust model (Villaume 2014) is not modelled"),
     "add_xrb_emission": (0, "X-ray binary emission is not modelled"),
     "compute_light_ages": (False, "light-weighted ages are not computed"),
-    "smooth_lsf": (False, "line-spread-function smoothing is not available"),
     "fagn": (0.0, "AGN emission is not modelled"),
     "dust_clumps": (-99.0, "clumpy dust is not supported (FSPS no longer supports it either)"),
     "afe": (0.0, "alpha enhancement is not available"),
@@ -296,6 +298,26 @@ def _scalar(name, v, kind=float):
     return x
 
 
+def _numbers_in(name, value, unit):
+    """``value`` (a number, an array or a Quantity) as a float array in ``unit``; text and booleans are
+    refused (np.asarray(..., float) read "0.1" as a number), as are NaN and infinities."""
+    arr = np.asarray(_in_unit(name, value, unit))
+    if arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite real numbers in {unit} (or a Quantity); got {value!r}")
+    return arr.astype(float)
+
+
+def _gaussian_smooth(wave, flux, sigma, velocity, lo, hi):
+    """FSPS's smoothspec: ``flux`` (..., n) on ``wave`` [A] convolved with a Gaussian of dispersion ``sigma``
+    [km/s] (sigma_lambda = lambda sigma / c) or, with ``velocity`` False, ``sigma`` [A], at the pixels inside
+    [lo, hi] [A], the pixels outside unchanged; smnet_sps.lsf.degrade_to_fwhm does the convolution."""
+    from .lsf import C_KMS, FWHM_PER_SIGMA, degrade_to_fwhm
+    wave = np.asarray(wave, float)
+    sigma_aa = wave * sigma / C_KMS if velocity else np.full(wave.shape, sigma)
+    inside = (wave >= lo) & (wave <= hi)
+    return degrade_to_fwhm(wave, flux, 0.0, np.where(inside, sigma_aa * FWHM_PER_SIGMA, 0.0))
+
+
 # ---- the population ----------------------------------------------------------------------------------------
 def _backend_attribute(name, what):
     """A StellarPopulation model attribute that is also a backend option (generator, special_phases,
@@ -346,6 +368,11 @@ class StellarPopulation:
     ``log_lbol``, ...) describe the last call of any thread; a model attribute set by one thread while
     another computes waits for that computation, and ``params`` changed meanwhile apply to it or to the
     next call (never lost); give each thread its own population for different parameters.
+
+    python-fsps's methods: ``get_spectrum``, ``get_mags``, ``set_tabular_sfh``, ``sfr_avg`` (also for
+    sfh=3 and ``sf_trunc``, which python-fsps refuses), ``smoothspec``, ``set_lsf`` (with ``smooth_lsf``
+    and ``smooth_velocity``) and ``filter_data`` (``(lambda_eff, magvega, magsun)`` for
+    ``available_bands``, alphabetical; ``magvega`` not V-relative: this class's Vega is 0 in every band).
     """
 
     def __init__(self, compute_vega_mags=False, vactoair_flag=False, zcontinuous=0, cloudy_dust=False, *,
@@ -381,6 +408,7 @@ class StellarPopulation:
         self.device = device
         self.cosmology = cosmology
         self._tabular = None
+        self._lsf = None                 # set_lsf's (wave [A], sigma [km/s], wmin, wmax)
         self._results = {}
         self._unattenuated = {}          # per tage: the summed young / old light before dust, and its figures
         self._last_basis = None          # (Z, IMF, generator key), isochrone set, SSPs at that Z
@@ -562,6 +590,7 @@ class StellarPopulation:
         if zred < 0:
             raise ValueError(f"zred must be >= 0; got {zred}")
         self._smoothing()                     # a negative / NaN sigma_smooth or an empty window refused
+        self._lsf_fwhm()                      # smooth_lsf without set_lsf, or with smooth_velocity off
         if self._zcontinuous == 0:
             zmet = _scalar("zmet", p["zmet"], int)
             if not 1 <= zmet <= self.zlegend.size:
@@ -586,19 +615,32 @@ class StellarPopulation:
         return sigma, velocity, lo, hi
 
     def _smooth(self, flux):
-        """FSPS's smoothspec on the rest-frame L_lambda ``flux`` (..., n_wave): a Gaussian of dispersion
-        sigma_smooth [km/s] (sigma_lambda = lambda sigma / c; with smooth_velocity=False sigma_smooth [A])
-        at the pixels inside [min_wave_smooth, max_wave_smooth], the pixels outside unchanged. It adds to
-        the model's own box LSF (as FSPS adds to its library's resolution); smnet_sps.lsf.degrade_to_fwhm
-        does the convolution (fwhm_in = 0)."""
+        """FSPS's smoothspec on the rest-frame L_lambda ``flux`` (..., n_wave) with sigma_smooth between
+        min_wave_smooth and max_wave_smooth (:func:`_gaussian_smooth`). It adds to the model's own box LSF
+        (as FSPS adds to its library's resolution)."""
         sigma, velocity, lo, hi = self._smoothing()
         if sigma == 0:
             return flux
-        from .lsf import C_KMS, FWHM_PER_SIGMA, degrade_to_fwhm
-        wave = np.asarray(self._get_backend().wavelength, float)
-        sigma_aa = wave * sigma / C_KMS if velocity else np.full(wave.shape, sigma)
-        inside = (wave >= lo) & (wave <= hi)
-        return degrade_to_fwhm(wave, flux, 0.0, np.where(inside, sigma_aa * FWHM_PER_SIGMA, 0.0))
+        return _gaussian_smooth(self._get_backend().wavelength, flux, sigma, velocity, lo, hi)
+
+    def _lsf_fwhm(self):
+        """FWHM [A] at each model pixel of the set_lsf Gaussian (0 outside its wmin..wmax), or None when
+        smooth_lsf is off; checked (smooth_lsf needs set_lsf and smooth_velocity)."""
+        p = self.params
+        if not check_switch(p["smooth_lsf"], "smooth_lsf", allow_01=True):
+            return None
+        lsf = getattr(self, "_lsf", None)
+        if lsf is None:
+            raise ValueError("smooth_lsf=True needs a line-spread function: call set_lsf(wave, sigma) first")
+        if not check_switch(p["smooth_velocity"], "smooth_velocity", allow_01=True):
+            # FSPS's SSP smoothing with smooth_velocity off is a 99 A Gaussian whatever set_lsf gave
+            raise ValueError("smooth_lsf=True needs smooth_velocity=True (set_lsf's sigma is in km/s; FSPS "
+                             "would smooth by a fixed 99 A instead)")
+        from .lsf import C_KMS, FWHM_PER_SIGMA
+        wave, sigma, lo, hi = lsf
+        w = self.wavelengths                       # the axis the caller sees (air with vactoair_flag)
+        kms = np.where((w >= lo) & (w <= hi), np.interp(w, wave, sigma), 0.0)
+        return np.asarray(self._get_backend().wavelength, float) * kms / C_KMS * FWHM_PER_SIGMA
 
     # ---- SSP basis ----
     def _metallicity(self):
@@ -747,6 +789,11 @@ class StellarPopulation:
                    "mass_remnants": float(w @ basis["mass_remnants"]),
                    "lbol": float(w @ basis["lbol"]), "formed": float(w.sum()),
                    "sfr": float(history.sfr(np.array([0.0]))[0])}
+        fwhm = self._lsf_fwhm()
+        if fwhm is not None:     # FSPS smooths each SSP (ssp_gen.f90), before dust: the sums alike (linear)
+            from .lsf import degrade_to_fwhm
+            wave = self._get_backend().wavelength
+            young, old = (degrade_to_fwhm(wave, f, 0.0, fwhm) for f in (young, old))
         return young, old, res
 
     def _ages(self, tage):
@@ -903,6 +950,8 @@ class StellarPopulation:
                          "lsf_shape": "box (lsf_fwhm), convolved with a Gaussian of sigma_smooth ("
                                       + ("km/s" if velocity else "Angstrom") + ") at rest-frame "
                                       "min_wave_smooth-max_wave_smooth"})
+        if self._lsf_fwhm() is not None:
+            meta["lsf_shape"] = meta["lsf_shape"] + ", convolved with set_lsf's Gaussian (km/s, rest frame)"
         return meta
 
     def get_observed_spectrum(self, tage=0.0, redshift=None, *, cosmology=None, as_spectrum=True):
@@ -998,6 +1047,110 @@ class StellarPopulation:
         if _scalar("sfh", self.params["sfh"], int) == 3:
             self.params.dirtiness = max(1, self.params.dirtiness)
             self.params.changed.add("set_tabular_sfh")
+
+    def sfr_avg(self, times=None, dt=0.1):
+        """python-fsps's sfr_avg: the SFR [M_sun / yr] averaged over the ``dt`` [Gyr] before ``times`` [Gyr,
+        forward times as ``tage``; default ``tage``]; the same shape as ``times`` (a float for one).
+
+        sfh 1 and 4: per M_sun formed by ``tage`` (by the oldest SSP age when ``tage`` = 0, as python-fsps);
+        sfh 3: the table's own M_sun / yr. As python-fsps: 0 for ``times > tage``, NaN where the window
+        starts before ``sf_start`` (sfh 1, 4), a burst counts when ``times - dt < tburst <= times``.
+        python-fsps refuses ``sf_trunc > 0`` and sfh 3; here they are averaged as the spectra form them.
+        sfh 0 (an SSP) raises ValueError. Quantities are converted to Gyr.
+        """
+        p = self.params
+        sfh = _scalar("sfh", p["sfh"], int)
+        if sfh not in (1, 3, 4):
+            raise ValueError(f"sfr_avg needs a star-formation history (sfh 1, 3 or 4); got sfh={sfh}, an SSP "
+                             "forms all its mass at once")
+        tage = _scalar("tage", p["tage"]) or 10.0 ** (self.ssp_ages[-1] - 9)
+        dt = _numbers_in("dt", dt, u.Gyr)
+        times = _numbers_in("times", tage if times is None else times, u.Gyr)
+        if dt.size != 1 or not dt > 0:
+            raise ValueError(f"dt must be one time interval > 0 [Gyr]; got {dt}")
+        if sfh == 3:
+            if self._tabular is None:
+                raise ValueError("sfh=3 needs a tabular SFH: call set_tabular_sfh(age, sfr) first")
+            history = tabular_sfh(*self._tabular, tage)
+        else:
+            names = ("tau", "const", "sf_start", "sf_trunc", "fburst", "tburst")
+            history = parametric_sfh(sfh, tage, **{k: _scalar(k, p[k]) for k in names})
+        window = float(dt) * 1e9                                   # [yr]
+        mass = [history.mass_between(t, t + window) for t in (tage - times.ravel()) * 1e9]
+        avg = np.where(times > tage, 0.0, np.reshape(mass, times.shape) / window)
+        if sfh != 3:
+            avg = np.where(times - dt < _scalar("sf_start", p["sf_start"]), np.nan, avg)
+        return float(avg) if avg.ndim == 0 else avg
+
+    def smoothspec(self, wave, spec, sigma, minw=None, maxw=None):
+        """python-fsps's smoothspec: ``spec`` (n,) or (..., n), any unit (kept), on ``wave`` [A, increasing,
+        any sampling] smoothed as ``sigma_smooth`` smooths a spectrum: a Gaussian of dispersion ``sigma``
+        [km/s with ``smooth_velocity`` on (sigma_lambda = lambda sigma / c), A with it off] at the pixels
+        between ``minw`` and ``maxw`` [A] (default: all of ``wave``), the others unchanged. ``sigma`` 0 gives
+        a copy; negative or NaN is a ValueError. Returns the smoothed spectrum on ``wave``."""
+        from .lsf import _as_aa
+        velocity = check_switch(self.params["smooth_velocity"], "smooth_velocity", allow_01=True)
+        wave = _as_aa(wave)
+        sigma = _numbers_in("sigma", sigma, u.km / u.s if velocity else u.AA)
+        if sigma.size != 1 or sigma < 0:
+            raise ValueError(f"sigma is one Gaussian dispersion >= 0 (km/s, or A with smooth_velocity off); "
+                             f"got {sigma}")
+        lo = wave[0] if minw is None else float(_numbers_in("minw", minw, u.AA))
+        hi = wave[-1] if maxw is None else float(_numbers_in("maxw", maxw, u.AA))
+        if np.shape(spec)[-1:] != wave.shape:
+            raise ValueError(f"spec must have one value per wavelength ({wave.size}) on its last axis; got "
+                             f"shape {np.shape(spec)}")
+        if sigma == 0:
+            return spec.copy() if isinstance(spec, u.Quantity) else np.array(spec, float)
+        return _gaussian_smooth(wave, spec, float(sigma), velocity, lo, hi)
+
+    def filter_data(self):
+        """python-fsps's filter_data, for :attr:`available_bands` in that order (alphabetical; FSPS's is its
+        filter index): ``(lambda_eff, magvega, magsun)``, each an array (n_bands,).
+
+        * lambda_eff [A]: the pivot wavelength sqrt(int T l dl / int T / l dl), as FSPS's filter_leff.
+        * magvega [mag]: the AB magnitude of Vega (CALSPEC alpha_lyr_stis_011), the offset of this class's
+          Vega magnitudes: m_Vega = m_AB - magvega (:meth:`get_mags`). FSPS's Vega system keeps V in AB, so
+          its magvega is relative to V (V's entry is 0); here V's is V_AB of Vega.
+        * magsun [mag]: absolute magnitude of the Sun (CALSPEC sun_reference_stis_001 at 10 pc), AB, or Vega
+          with ``compute_vega_mags``; NaN where that spectrum (1195 A - 2.70 micron) does not cover the band
+          (IRAC, WISE, MIPS, PACS, JWST F277W-F444W).
+        """
+        from .filters import get_bandpass
+        from .photometry import FLAM_UNIT, magnitudes, sun_absolute_magnitudes, vega_spectrum
+        names = [FSPS_BANDS[b] for b in self.available_bands]
+        lambda_eff = np.array([get_bandpass(n)[1].pivot().to_value(u.AA) for n in names])
+        wv, fv = vega_spectrum()
+        magvega = magnitudes((wv * u.AA, fv * FLAM_UNIT), names, system="AB", _array=True)[0]
+        with warnings.catch_warnings():        # the bands beyond the Sun's spectrum: NaN, as documented
+            warnings.filterwarnings("ignore", message="no solar magnitude")
+            sun = sun_absolute_magnitudes(names, "Vega" if self.compute_vega_mags else "AB")
+        return lambda_eff, np.asarray(magvega, float), np.array([sun[n] for n in names])
+
+    def set_lsf(self, wave, sigma, wmin=None, wmax=None):
+        """python-fsps's set_lsf: a Gaussian line-spread function of dispersion ``sigma`` [km/s, >= 0; 0: none
+        there] at ``wave`` [A, increasing, in the medium of :attr:`wavelengths`], interpolated linearly (held
+        beyond its ends) and applied between ``wmin`` and ``wmax`` [A] (default: the ends of ``wave``) when
+        ``smooth_lsf`` is on (it needs ``smooth_velocity``). As FSPS it smooths every SSP, before dust and
+        ``sigma_smooth``, on top of the model's own box LSF (its 10-20 A pixels: sigma ~350 km/s at 5,000 A,
+        so a narrower instrumental LSF changes little)."""
+        from .lsf import _as_aa
+        wave = _as_aa(wave)
+        sigma = _numbers_in("sigma", sigma, u.km / u.s)
+        if sigma.shape != wave.shape or np.any(sigma < 0):
+            raise ValueError(f"sigma [km/s] must be >= 0, one per wavelength ({wave.size}); got shape "
+                             f"{sigma.shape}, min {sigma.min() if sigma.size else None}")
+        lo = wave[0] if wmin is None else float(_numbers_in("wmin", wmin, u.AA))
+        hi = wave[-1] if wmax is None else float(_numbers_in("wmax", wmax, u.AA))
+        if not lo < hi:
+            raise ValueError(f"wmin must be below wmax [A]; got {lo}, {hi}")
+        self._lsf = (wave, sigma, lo, hi)
+        self.params.dirtiness = 2                      # SSP-level, as python-fsps: every result is stale
+        self.params.changed.add("set_lsf")
+        for name in ("smooth_lsf", "smooth_velocity"):
+            if not check_switch(self.params[name], name, allow_01=True):
+                warnings.warn(f"set_lsf: the LSF takes effect only with {name}=True", UserWarning,
+                              stacklevel=2)
 
     # ---- properties of the last computation (as python-fsps) ----
     def _stat(self, key):

@@ -73,6 +73,15 @@ class SFHistory:
             total += _gl_integral(f, lo, hi, self.breaks)
         return float(total)
 
+    def mass_between(self, t_lo, t_hi):
+        """Mass formed [M_sun] at lookback times t_lo <= t < t_hi [yr]: the pieces' integral there, and the
+        bursts at t_lo (forward time: the window's end, as python-fsps's sfr_avg counts them) but not at
+        t_hi."""
+        total = sum(m for t, m in self.bursts if t_lo <= t < t_hi)
+        for lo, hi, f in self.pieces:
+            total += _gl_integral(f, max(lo, t_lo), min(hi, t_hi), self.breaks)
+        return float(total)
+
 
 def _gl_integral(f, lo, hi, breaks=()):
     if hi <= lo:
