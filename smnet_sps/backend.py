@@ -47,12 +47,13 @@ same Teff scaled to the library's nearest covered pixels); the O-rich TP-AGB spe
 from the library's Teff(Z) table at the star's [M/H] (as FSPS; clipped to the table's -1.98 .. +0.2). The
 metallicity set is the nearest tabulated [M/H], except for post-AGB, which follows FSPS (``getspec.f90``:
 the solar set when Z/Zsun > 0.5, else the halo set): halo ([M/H] = -1) when [M/H] <= log10(0.5) = -0.30,
-solar otherwise. Outside a library's Teff range the generator is used. Why ``"model"`` is the default: it
-works with every generator (a released SM-Net checkpoint, a blackbody) without the extra data file, keeps
-the SSP a smooth function of the isochrone (fits, gradients), and the dedicated libraries have no log g, a
-narrow Teff range and a coarse metallicity mapping (two sets for post-AGB). Use ``"dedicated"`` to mimic
-FSPS's treatment of these phases, whose spectra (C-star bands, WR emission lines, post-AGB NLTE
-atmospheres) the union's hydrostatic log g libraries do not represent.
+solar otherwise. Outside a library's Teff range the generator is used, except above the CMFGEN WR grid's top
+(120 kK WN, 140 kK WC): hotter WR stars take its hottest spectrum, as FSPS holds them there. Why ``"model"``
+is the default: it works with every generator (a released SM-Net checkpoint, a blackbody) without the extra
+data file, keeps the SSP a smooth function of the isochrone (fits, gradients), and the dedicated libraries
+have no log g, a narrow Teff range and a coarse metallicity mapping (two sets for post-AGB). Use
+``"dedicated"`` to mimic FSPS's treatment of these phases, whose spectra (C-star bands, WR emission lines,
+post-AGB NLTE atmospheres) the union's hydrostatic log g libraries do not represent.
 """
 from __future__ import annotations
 
@@ -102,6 +103,14 @@ _CLASS_TPAGB_O, _CLASS_TPAGB_C, _CLASS_WN, _CLASS_WC, _CLASS_PAGB = 1, 2, 3, 4, 
 # the lowest set at [M/H] <= split, the highest above. Rauch post-AGB (halo [M/H] = -1, solar 0) follows
 # FSPS getspec.f90 (solar set only when Z/Zsun > 0.5).
 _LOGZ_SPLIT = {"rauch_pagb": float(np.log10(0.5))}
+# libraries whose hottest spectrum is used for hotter stars (the rest leave stars outside their Teff range to
+# the generator): the CMFGEN WR sets (tops 120 kK WN, 140 kK WC), as FSPS getspec.f90 holds phase-9 stars
+# at the WR grid's edges ("no extrapolation"). Above the tops the union has only CM87's windless
+# planetary-nebula nuclei and extrapolations of them, with no wind to absorb the He+-ionising flux (a 150 kK
+# WN star at [M/H] 0 / +0.3: log Q(He+)/Q(H) -0.55 / -0.55 from the model, -1.08 / -8.29 held at 120 kK).
+# Not at the cool end: there the union's O-star spectra (WM-basic, with winds) are the better guess, and
+# Padova's 16-30 kK phase-9 stars keep them.
+_HELD_AT_TOP = ("cmfgen_wn", "cmfgen_wc")
 
 
 @dataclass
@@ -745,11 +754,19 @@ class StellarLibraryBackend:
         linear in Teff (the spectra's Teff at the star's [M/H] for a library with a Teff(Z) table, see
         :meth:`_library_teff`), each integrating to its share of L on the grid (a blackbody's over the
         library's native range, times the part of the library's spectrum on the grid). Outside the Teff range
-        -> NaN, inside False."""
+        -> NaN, used and inside False; except that a WR star hotter than its library's top
+        (:data:`_HELD_AT_TOP`) takes the hottest spectrum: used, not inside.
+
+        Returns
+        -------
+        out : ndarray (n, n_wave) [1/A]; used : bool (n,), a spectrum was made; inside : bool (n,), within
+        the library's Teff range
+        """
         name = self._dedicated_name(cls)
         _, lz, lf, part = self._dedicated[name]
         share = np.zeros(teff.size)
         out = np.full((teff.size, self.wavelength.size), np.nan)
+        used = np.zeros(teff.size, bool)
         inside = np.zeros(teff.size, bool)
         zs = np.unique(lz)
         split = _LOGZ_SPLIT.get(name)
@@ -762,19 +779,24 @@ class StellarLibraryBackend:
             sel = np.flatnonzero(lz == z)
             order = sel[np.argsort(lt[sel])]
             t = lt[order]
-            if t.size == 0 or teff[i] < t[0] or teff[i] > t[-1]:
+            if t.size == 0 or teff[i] < t[0]:
                 continue
-            j = int(np.clip(np.searchsorted(t, teff[i]) - 1, 0, max(t.size - 2, 0)))
+            inside[i] = teff[i] <= t[-1]
+            if not inside[i] and name not in _HELD_AT_TOP:
+                continue
+            ti = min(teff[i], t[-1])
+            j = int(np.clip(np.searchsorted(t, ti) - 1, 0, max(t.size - 2, 0)))
             if t.size == 1:
                 out[i], share[i] = lf[order[0]], part[order[0]]
             else:
-                x = (teff[i] - t[j]) / (t[j + 1] - t[j]) if t[j + 1] > t[j] else 0.0
+                x = (ti - t[j]) / (t[j + 1] - t[j]) if t[j + 1] > t[j] else 0.0
                 out[i] = (1 - x) * lf[order[j]] + x * lf[order[j + 1]]
                 share[i] = (1 - x) * part[order[j]] + x * part[order[j + 1]]
-            inside[i] = True
+            used[i] = True
+        # the share of L on the grid is the star's own Teff's (a held spectrum keeps the star's L accounting)
         share = share * planck_fraction(*self._dedicated_range, teff)
         out = out * share[:, None]
-        return out, inside
+        return out, used, inside
 
     # ---- keys -----------------------------------------------------------------------------------
     def _classes(self, phase, co, n):
@@ -855,11 +877,11 @@ class StellarLibraryBackend:
         ordinary = cls == 0
         for c in np.unique(cls[~ordinary]):
             idx = np.flatnonzero(cls == c)
-            f, ins = self._dedicated_spectra(int(c), teff[idx], logz[idx])
-            flux[idx[ins]] = f[ins]
-            status[idx[ins]] = STATUS["dedicated"]
-            inside[idx[ins]] = True
-            ordinary[idx[~ins]] = True        # outside the dedicated library's Teff range: use the model
+            f, use, ins = self._dedicated_spectra(int(c), teff[idx], logz[idx])
+            flux[idx[use]] = f[use]
+            status[idx[use]] = STATUS["dedicated"]
+            inside[idx[use]] = ins[use]
+            ordinary[idx[~use]] = True        # outside the library's Teff range (not held): use the model
         if ordinary.any():
             idx = np.flatnonzero(ordinary)
             if self.outside == "extrapolate":
