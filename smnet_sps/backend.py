@@ -39,7 +39,9 @@ Special phases (``special_phases=``)
 ``"model"`` (default): TP-AGB (5), post-AGB (6) and Wolf-Rayet (9) stars are generated like any star by
 the generator at their (Teff, log g, [M/H]); the union model covers 2,000-180,000 K with log g (above
 50 kK only CM87's log g 4.5-8).
-``"dedicated"``: WR stars take CMFGEN WN/WC spectra (WC when C/O > 1), TP-AGB stars Lancon & Mouhcine
+``"dedicated"``: WR stars take CMFGEN WN/WC spectra (WC when C/O > 1) -- phase 9, and any star
+:func:`wr_like` finds massive (initial mass >= 8 M_sun) and hotter than 50 kK (the isochrones' stripped
+massive stars, which they flag as phases 0-3) --, TP-AGB stars Lancon & Mouhcine
 (O-rich) / Aringer (C-rich, C/O > 1) spectra and post-AGB stars Rauch (2003) H-Ni NLTE spectra
 (``rauch_pagb``, 50-190 kK), all linearly interpolated in Teff, read with
 :func:`smnet_sps.grid.load_phase_libraries` (pixels a library lacks are filled with a Planck spectrum of the
@@ -74,7 +76,8 @@ from .generator import (_as_float_array, _check_count, _check_finite, _logg_valu
 from .isochrones import PHASE_NAMES
 from .progress import want_progress
 
-__all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP"]
+__all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP",
+           "WR_LIKE_MIN_MASS", "WR_LIKE_MIN_TEFF", "wr_like"]
 
 OUTSIDE_MODES = ("exclude", "blackbody", "extrapolate")
 SPECIAL_MODES = ("model", "dedicated")
@@ -96,6 +99,21 @@ STATUS = {"generator": 0, "dedicated": 1, "blackbody": 2, "extrapolated": 3, "mi
 KEY_STEP = 1e-4
 _KEY_SCALE = np.array([1.0 / KEY_STEP] * 3)
 
+# Wolf-Rayet-like massive stars (wr_like, special_phases="dedicated" only): the isochrones hold stripped
+# massive stars at 80-220 kK, log g 4.4-6 that they flag as phases 0-3 (PARSEC has no phase 9; Padova flags
+# only 16-62 kK stars), docs/ssp.md "Young populations".
+#: Initial mass [M_sun] from which a star hotter than :data:`WR_LIKE_MIN_TEFF` is WR-like: ~8 M_sun, the
+#: smallest initial mass that ends in core collapse rather than as a white dwarf (Smartt 2009, ARA&A 47,
+#: 63: 8 +1/-1.5), i.e. the smallest massive star. Every hot star below it is a post-AGB star or white dwarf
+#: (shipped Padova tables: phase 6, initial mass <= 4.76 M_sun, log t >= 8.15), which keeps its own spectra;
+#: the shipped tables' massive stars above 50 kK have >= 28 M_sun.
+WR_LIKE_MIN_MASS = 8.0
+#: Teff [K] above which a massive star is WR-like: WM-basic's top, the hottest O-star (wind) spectra of the
+#: union and of FSPS (which holds hotter main-sequence stars at it). Above it the union has only CM87's
+#: windless planetary-nebula nuclei, whose He+-ionising flux (Q(He+)/Q(H) 0.13-0.29) is ~9 dex above the
+#: CMFGEN WR spectra's.
+WR_LIKE_MIN_TEFF = 50000.0
+
 # special-phase classes for the key (0 = ordinary star)
 _CLASS_TPAGB_O, _CLASS_TPAGB_C, _CLASS_WN, _CLASS_WC, _CLASS_PAGB = 1, 2, 3, 4, 5
 
@@ -111,6 +129,23 @@ _LOGZ_SPLIT = {"rauch_pagb": float(np.log10(0.5))}
 # Not at the cool end: there the union's O-star spectra (WM-basic, with winds) are the better guess, and
 # Padova's 16-30 kK phase-9 stars keep them.
 _HELD_AT_TOP = ("cmfgen_wn", "cmfgen_wc")
+
+
+def wr_like(mini, teff):
+    """Which stars ``special_phases="dedicated"`` treats as Wolf-Rayet stars (FSPS phase 9, CMFGEN spectra)
+    whatever their isochrone phase: massive (initial mass >= :data:`WR_LIKE_MIN_MASS`, 8 M_sun) and hotter
+    than :data:`WR_LIKE_MIN_TEFF` (50 kK, WM-basic's top). Phase-9 stars are WR stars anyway.
+
+    Parameters
+    ----------
+    mini : array, initial mass [M_sun]
+    teff : array, effective temperature [K] (broadcast with ``mini``)
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    return (np.asarray(mini, float) >= WR_LIKE_MIN_MASS) & (np.asarray(teff, float) > WR_LIKE_MIN_TEFF)
 
 
 @dataclass
@@ -311,9 +346,25 @@ def check_logt(logt, name="logt"):
                       f"a Teff in K goes in as teff=, or as {name}=np.log10(Teff)")
 
 
+def _mass_value(value):
+    """Initial masses in M_sun from numbers (taken as M_sun) or a mass Quantity (or an astropy Column with a
+    mass unit); None stays None."""
+    if value is None:
+        return None
+    value = column_quantity(value, "mini", "a mass unit")
+    if not isinstance(value, u.Quantity):
+        return value
+    try:
+        return np.asarray(value.to_value(u.M_sun), float)
+    except u.UnitConversionError:
+        raise ValueError(f"mini must be initial masses in M_sun as numbers or a mass quantity; got unit "
+                         f"{value.unit}") from None
+
+
 def _point_codes(values, name, n, meaning):
-    """``phase`` or ``co`` as n finite floats (one value or one per point), or None: a masked element, text,
-    NaN or a length that is not the points' was used as given or ignored (masked phases made TP-AGB stars)."""
+    """``phase``, ``co`` or ``mini`` as n finite floats (one value or one per point), or None: a masked
+    element, text, NaN or a length that is not the points' was used as given or ignored (masked phases made
+    TP-AGB stars)."""
     if values is None:
         return None
     _refuse_masked(values, name)
@@ -799,12 +850,16 @@ class StellarLibraryBackend:
         return out, used, inside
 
     # ---- keys -----------------------------------------------------------------------------------
-    def _classes(self, phase, co, n):
+    def _classes(self, phase, co, n, mini=None, teff=None):
         phase = _point_codes(phase, "phase", n, "FSPS phase codes")
         co = _point_codes(co, "co", n, "surface C/O ratios")
+        mini = _point_codes(_mass_value(mini), "mini", n, "initial masses [M_sun]")
         cls = np.zeros(n, np.int64)
-        if self.special_phases != "dedicated" or phase is None:
+        if self.special_phases != "dedicated" or (phase is None and mini is None):
             return cls
+        if mini is not None:
+            # massive stars hotter than WM-basic reach the WR spectra as phase-9 stars do (wr_like)
+            phase = np.where(wr_like(mini, teff), 9.0, 0.0 if phase is None else phase)
         crich = (co if co is not None else np.zeros(n)) > 1.0
         cls[(phase == 5) & ~crich] = _CLASS_TPAGB_O
         cls[(phase == 5) & crich] = _CLASS_TPAGB_C
@@ -971,7 +1026,7 @@ class StellarLibraryBackend:
         self._slot_of.update(zip(packed.tolist(), slots.tolist()))
 
     # ---- public API -----------------------------------------------------------------------------
-    def _prepare(self, teff, logt, logg, logz, logl, phase, co):
+    def _prepare(self, teff, logt, logg, logz, logl, phase, co, mini=None):
         if (teff is None) == (logt is None):
             raise ValueError("give exactly one of teff [K] or logt [log10 K]")
         # the generator's own checks: a string, a boolean (logl=True was taken as 10 L_sun) or a masked
@@ -999,10 +1054,11 @@ class StellarLibraryBackend:
         # keys: the index and value named were the keys'; and dedicated spectra never reached the check)
         teff, logg, logz = validate_parameters(teff, logg, logz)
         check_logl(logl)
-        cls = self._classes(phase, co, teff.size)
+        cls = self._classes(phase, co, teff.size, mini, teff)
         return teff, logg, logz, logl, cls
 
-    def point_spectra(self, *, logg, logz, logl, teff=None, logt=None, phase=None, co=None, use_cache=True):
+    def point_spectra(self, *, logg, logz, logl, teff=None, logt=None, phase=None, co=None, mini=None,
+                      use_cache=True):
         """L_lambda of isochrone points, in one batched generator call.
 
         Each point is generated at (log Teff, log g, [M/H]) rounded to :data:`KEY_STEP` (1e-4 dex; a value
@@ -1019,13 +1075,16 @@ class StellarLibraryBackend:
         phase : array of FSPS phase codes, -1 .. 9 (optional; used by ``special_phases="dedicated"``; another
             value is a ValueError)
         co : array of surface C/O >= 0 (optional; C/O > 1 selects WC / C-rich spectra)
+        mini : array of initial masses [M_sun] (or a mass Quantity; optional; with ``special_phases=
+            "dedicated"`` a star that :func:`wr_like` finds massive and hotter than 50 kK gets the WR spectra
+            of a phase-9 star, whatever its ``phase``)
 
         Returns
         -------
         PointSpectra (``.as_spectrum()`` gives a specutils.Spectrum in erg s^-1 A^-1)
         """
         use_cache = check_switch(use_cache, "use_cache")      # "False" was truthy: the cache was used
-        teff, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co)
+        teff, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co, mini)
         keys = self._keys(np.log10(teff), logg, logz, cls)
         ukeys, inv = _unique_rows(keys)
         f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache)
@@ -1124,7 +1183,8 @@ class StellarLibraryBackend:
                          seconds=time.perf_counter() - t_start, cpu_s=time.process_time() - c_start, **timing)
         return flux, covered, status[inv], corr[inv]
 
-    def point_keys(self, logt, logg, logz, phase=None, co=None):
-        """Cache keys (rounded log Teff, log g, [M/H], special-phase class) of points, shape (n, 4)."""
-        teff, logg, logz, _, cls = self._prepare(None, logt, logg, logz, 0.0, phase, co)
+    def point_keys(self, logt, logg, logz, phase=None, co=None, mini=None):
+        """Cache keys (rounded log Teff, log g, [M/H], special-phase class) of points, shape (n, 4);
+        ``phase``, ``co`` and ``mini`` [M_sun] as :meth:`point_spectra` takes them."""
+        teff, logg, logz, _, cls = self._prepare(None, logt, logg, logz, 0.0, phase, co, mini)
         return self._keys(np.log10(teff), logg, logz, cls)

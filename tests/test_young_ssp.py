@@ -60,17 +60,16 @@ def test_young_ionising_photons_default_model(default_generator):
 
 def test_known_limitation_he_ionising_photons_of_stripped_stars_as_documented(default_generator):
     """A pin of a KNOWN LIMITATION, not a physics check: PARSEC's 3 Myr solar SSP gets log Q(He+)/Q(H) =
-    -1.29 (Starburst99 / BPASS: ~-3..-2) from its unflagged 100-150 kK stripped stars, which fall in CM87's
-    box (windless PN-nucleus spectra), and ``special_phases="dedicated"`` does not reach them (PARSEC flags no
-    Wolf-Rayet star). docs/ssp.md "Young populations" states these figures: when a change moves them (a fix
-    of the limitation), update that section and this test together."""
+    -1.29 (Starburst99 / BPASS: ~-3..-2) from its unflagged 100-220 kK stripped stars, which fall in CM87's
+    box (windless PN-nucleus spectra) with the default ``special_phases="model"`` (PARSEC flags no
+    Wolf-Rayet star; ``"dedicated"`` gives them CMFGEN spectra: tests/test_young_wr.py). docs/ssp.md "Young
+    populations" states these figures: when a change moves them (a fix of the limitation), update that
+    section and this test together."""
     model = ssp_spectrum(3 * u.Myr, logzsol=0.0, generator=default_generator)
-    dedicated = ssp_spectrum(3 * u.Myr, logzsol=0.0, generator=default_generator, special_phases="dedicated")
     log_ratio = np.log10(_photon_rate(model, 228.0) / _photon_rate(model, 912.0))
     assert -1.4 < log_ratio < -1.2, (f"log Q(He+)/Q(H) at 3 Myr is {log_ratio:.2f}, not the documented -1.3: "
                                      "update docs/ssp.md 'Young populations' (toward -3..-2: the limitation "
                                      "is fixed)")
-    assert np.array_equal(model.flux.value, dedicated.flux.value), "dedicated now reaches the stripped stars"
     iso = load_isochrones("parsec")
     assert not np.any(iso.columns["phase"] == 9)
 

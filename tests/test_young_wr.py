@@ -40,3 +40,101 @@ def test_wr_star_hotter_than_the_cmfgen_top_takes_its_hottest_spectrum(dedicated
     share = planck_fraction(*dedicated_bb._dedicated_range, teff)
     # (rtol: Teff goes through 1e-4 dex keys)
     np.testing.assert_allclose(integral[1:3] / integral[0], share[1:3] / share[0], rtol=1e-4)
+
+
+def _ages(iso):
+    """log10(age / yr) of every row of an isochrone set."""
+    out = np.empty(iso.columns["mini"].size)
+    for iz in range(iso.Z.size):
+        for ia in range(iso.log_age.size):
+            out[iso.rows(iz, ia)] = iso.log_age[ia]
+    return out
+
+
+@pytest.mark.parametrize("family", ["parsec", "padova"])
+def test_wr_like_rule_on_the_shipped_tables(family):
+    """The rule catches every stripped star of docs/ssp.md's audit (80-150 kK, log g 4.4-6, up to 10 Myr)
+    and no post-AGB star or white dwarf: nothing older than 100 Myr or below the mass threshold, though
+    Padova holds thousands of > 50 kK points there (phase 6, <= 4.8 M_sun, log t >= 8.15)."""
+    from smnet_sps.backend import WR_LIKE_MIN_MASS, WR_LIKE_MIN_TEFF, wr_like
+    from smnet_sps.isochrones import load_isochrones
+    iso = load_isochrones(family)
+    c = iso.columns
+    teff, age = 10.0 ** c["logt"], _ages(iso)
+    caught = wr_like(c["mini"], teff)
+    stripped = (teff >= 80e3) & (teff <= 150e3) & (c["logg"] >= 4.4) & (c["logg"] <= 6.0) & (age <= 7.0)
+    assert stripped.sum() > 100 and caught[stripped].all()
+    assert not caught[(age > 8.0) | (c["mini"] < WR_LIKE_MIN_MASS)].any()
+    assert caught.sum() == (teff[c["mini"] >= WR_LIKE_MIN_MASS] > WR_LIKE_MIN_TEFF).sum()
+    if family == "padova":
+        old_hot = (age > 8.0) & (teff > WR_LIKE_MIN_TEFF)
+        assert old_hot.sum() > 1000 and set(np.unique(c["phase"][old_hot])) == {6}
+
+
+def test_dedicated_gives_wr_like_stars_the_phase9_spectra(dedicated_bb):
+    """PARSEC Z = 0.014, log t 6.5 (no phase 9 in PARSEC): with the initial masses, the massive stars above
+    50 kK get exactly what the same points flagged phase 9 get (CMFGEN, status "dedicated"); every other
+    point what it got without the masses."""
+    from smnet_sps.backend import wr_like
+    from smnet_sps.isochrones import load_isochrones
+    iso = load_isochrones("parsec")
+    iz, ia = int(np.argmin(abs(iso.Z - 0.014))), int(np.argmin(abs(iso.log_age - 6.5)))
+    sl = iso.rows(iz, ia)
+    c = {k: v[sl] for k, v in iso.columns.items()}
+    pts = dict(logt=c["logt"], logg=c["logg"], logz=np.log10(iso.Z[iz] / iso.zsun), logl=c["logl"],
+               co=c["co"])
+    caught = wr_like(c["mini"], 10.0 ** c["logt"])
+    assert caught.sum() > 20 and not np.any(c["phase"] == 9)
+    with_mass = dedicated_bb.point_spectra(phase=c["phase"], mini=c["mini"], **pts)
+    as_phase9 = dedicated_bb.point_spectra(phase=np.where(caught, 9, c["phase"]), **pts)
+    without = dedicated_bb.point_spectra(phase=c["phase"], **pts)
+    assert np.array_equal(with_mass.llam, as_phase9.llam)
+    assert np.array_equal(with_mass.status, as_phase9.status)
+    assert (with_mass.status[caught] == STATUS["dedicated"]).all()
+    assert np.array_equal(with_mass.llam[~caught], without.llam[~caught])
+    assert (without.status[caught] != STATUS["dedicated"]).all()
+
+
+def test_model_mode_keys_ignore_the_masses():
+    """special_phases="model" (the default): the initial masses change no key, so no spectrum: its SSPs are
+    bit-identical to those made before the rule (every young PARSEC and Padova point, log t <= 7)."""
+    from smnet_sps.isochrones import load_isochrones
+    be = StellarLibraryBackend("blackbody")
+    for family in ("parsec", "padova"):
+        iso = load_isochrones(family)
+        c = iso.columns
+        young = _ages(iso) <= 7.0
+        args = (c["logt"][young], c["logg"][young], np.zeros(young.sum()), c["phase"][young], c["co"][young])
+        assert np.array_equal(be.point_keys(*args, c["mini"][young]), be.point_keys(*args))
+
+
+def test_point_spectra_refuses_bad_masses(dedicated_bb):
+    from astropy import units as u
+    kw = dict(teff=[100e3, 100e3], logg=5.0, logz=0.0, logl=5.0, phase=0)
+    with pytest.raises(ValueError, match=r"mini = -3 \(index 1\) is negative"):
+        dedicated_bb.point_spectra(mini=[20.0, -3.0], **kw)
+    with pytest.raises(ValueError, match="mini has 3 values for 2 points"):
+        dedicated_bb.point_spectra(mini=[20.0, 20.0, 20.0], **kw)
+    with pytest.raises(ValueError, match="mini must be initial masses in M_sun"):
+        dedicated_bb.point_spectra(mini=[20.0, 20.0] * u.K, **kw)
+    in_kg = dedicated_bb.point_spectra(mini=(np.array([20.0, 5.0]) * u.M_sun).to(u.kg), **kw)
+    assert list(in_kg.status) == [STATUS["dedicated"], STATUS["generator"]]
+
+
+def test_dedicated_he_ionising_photons_of_young_parsec_ssps(default_generator):
+    """PARSEC 3 Myr: the stripped stars' CMFGEN spectra lower log Q(He+)/Q(H) of the SSP from the model's
+    -1.29 to -1.79 at [M/H] 0 and from -2.66 to -5.74 at +0.3 (docs/ssp.md, "Young populations"). At
+    [M/H] 0 it stays above Starburst99 / BPASS's -3..-2: the solar CMFGEN WN spectrum at 120 kK (held for
+    the 120-220 kK stars) has a thin He+ continuum, log Q(He+)/Q(H) -1.08."""
+    from astropy import units as u
+
+    from smnet_sps.ssp import ssp_spectrum
+    from test_young_ssp import _photon_rate
+    ratio = {}
+    for lz in (0.0, 0.3):
+        for mode in ("model", "dedicated"):
+            s = ssp_spectrum(3 * u.Myr, logzsol=lz, generator=default_generator, special_phases=mode)
+            ratio[lz, mode] = np.log10(_photon_rate(s, 228.0) / _photon_rate(s, 912.0))
+    assert ratio[0.0, "dedicated"] < ratio[0.0, "model"] - 0.4
+    assert ratio[0.3, "dedicated"] < -3.0 < ratio[0.3, "model"] + 0.5
+
