@@ -272,4 +272,11 @@ class SSPInterpolator:
         ok = self._int_pos[iz, ia] & self._int_pos[iz, ia + 1] & (got > 0)
         target = torch.exp((1 - t) * self._log_int[iz, ia] + t * self._log_int[iz, ia + 1])
         factor = torch.where(ok, target / torch.where(ok, got, torch.ones_like(got)), torch.ones_like(got))
-        return val * factor[:, None]
+        out = val * factor[:, None]
+        # at a node (t exactly 0 or 1) the tabulated spectrum bit for bit, as ssp_spectrum gives it:
+        # exp(log f) rescaled was f to 8e-15 (float32: 4e-6); ``out - out.detach()`` (0 in value) keeps the
+        # interpolation's derivative
+        for node, at in ((ia, t == 0), (ia + 1, t == 1)):
+            if bool(at.any()):
+                out = torch.where(at[:, None], f[iz, node] + (out - out.detach()), out)
+        return out

@@ -49,8 +49,8 @@ def _mock(interp, theta, seed, snr=100.0):
 def test_an_interpolator_of_one_metallicity_is_that_row_of_a_two_z_grid_and_differentiable_in_age(
         tmp_path, blackbody):
     """One Z: the grid's spectra exactly on the [M/H] axis (the Z = 0.017 row of the two-Z grid, at any age),
-    its nodes to rounding, the age derivative as finite differences, d/d[M/H] 0; another [M/H] is refused
-    naming the one value."""
+    its nodes bit for bit (the next test), the age derivative as finite differences, d/d[M/H] 0; another
+    [M/H] is refused naming the one value."""
     one, two = SSPInterpolator(_one_z(tmp_path, blackbody)), SSPInterpolator(_grid(CMD_FILE, blackbody))
     assert one.bounds[1] == (pytest.approx(LOGZ_017, abs=1e-12),) * 2 and one.logz.size == 1
     assert two.logz[1] == one.logz[0]
@@ -76,6 +76,25 @@ def test_an_interpolator_of_one_metallicity_is_that_row_of_a_two_z_grid_and_diff
     with pytest.raises(ValueError, match=r"the SSP grid holds one logz, 0\.04860533 \(\[M/H\], dex\): logz "
                                          r"must be that value; got \[0\.\]"):
         one(9.97, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_an_interpolator_gives_the_grids_spectra_bit_for_bit_at_its_nodes(tmp_path, blackbody, dtype):
+    """At the one [M/H] of a one-Z grid (and at every node of a grid of two Z) and a tabulated age, the
+    grid's spectrum bit for bit, as ssp_spectrum gives it: the geometric age step returned exp(log f) rescaled
+    by its integral, f to 8e-15 (float64). The age derivative there is still the interpolation's (that of
+    the interval above the node)."""
+    for grid in (_one_z(tmp_path, blackbody), _grid(CMD_FILE, blackbody)):
+        interp = SSPInterpolator(grid, dtype=dtype)
+        for iz, lz in enumerate(interp.logz):
+            got = interp(torch.as_tensor(interp.log_age), lz).numpy()
+            np.testing.assert_array_equal(got, grid.ssp_flux[iz].astype(got.dtype))
+    pixel = np.searchsorted(interp.wavelength, 5500.0)
+    slopes = []
+    for la in (interp.log_age[0], interp.log_age[0] + 1e-6):
+        x = torch.tensor([la], dtype=torch.float64, requires_grad=True)
+        slopes.append(torch.autograd.grad(interp(x, interp.logz[0])[0, pixel], x)[0].item())
+    assert slopes[0] != 0 and slopes[0] == pytest.approx(slopes[1], rel=1e-3)
 
 
 def test_an_interpolator_of_one_age_or_one_ssp_gives_the_grids_spectra(tmp_path, blackbody):
