@@ -246,7 +246,9 @@ class SSPInterpolator:
         for name, x, lo, hi, tol, what in (("log_age", la, a0, a1, tol_a, "log10 yr"),
                                            ("logz", lz, z0, z1, tol_z, "[M/H], dex")):
             if np.any(~np.isfinite(x)) or np.any(x < lo - tol) or np.any(x > hi + tol):
-                where = (f"the SSP grid holds one {name}, {lo:.7g} ({what}): {name} must be that value"
+                # 12 digits: the value typed back is taken (7 gave -0.1818436 for -0.18184358794, 1.2e-8 off,
+                # refused as "must be that value; got [-0.1818436]")
+                where = (f"the SSP grid holds one {name}, {lo:.12g} ({what}): {name} must be that value"
                          if lo == hi else f"{name} must lie inside the SSP grid, {lo:.3f}-{hi:.3f} ({what})")
                 raise ValueError(f"{where}; got {x}")
         ia, ta = self._weights(self._la, log_age)

@@ -73,7 +73,7 @@ def test_an_interpolator_of_one_metallicity_is_that_row_of_a_two_z_grid_and_diff
     lz = torch.tensor([one.logz[0]], dtype=torch.float64, requires_grad=True)
     d_age, d_mh = torch.autograd.grad(one(la, lz)[0, np.searchsorted(one.wavelength, 5500.0)], (la, lz))
     assert d_mh.item() == 0.0 and d_age.item() != 0.0
-    with pytest.raises(ValueError, match=r"the SSP grid holds one logz, 0\.04860533 \(\[M/H\], dex\): logz "
+    with pytest.raises(ValueError, match=r"the SSP grid holds one logz, 0\.0486053\d* \(\[M/H\], dex\): logz "
                                          r"must be that value; got \[0\.\]"):
         one(9.97, 0.0)
 
@@ -117,6 +117,29 @@ def test_an_interpolator_of_one_age_or_one_ssp_gives_the_grids_spectra(tmp_path,
                                   _one_age(tmp_path, blackbody, Z=(0.017,)).ssp_flux[0, 0])
     with pytest.raises(ValueError, match="the SSP grid holds one logz"):
         single(9.95, 0.0)
+
+
+@pytest.mark.parametrize("axis", ["logz", "log_age"])
+def test_the_one_value_an_error_names_is_taken_back(tmp_path, blackbody, axis):
+    """A one-Z grid of Z = 0.01 (a CMD download's Z) and a one-age grid of 13.7 Gyr: the error named the value
+    to 7 digits (-0.1818436, 10.13672), and that value typed back (float64) was refused as "must be that
+    value; got [-0.1818436]", 1.2e-8 (5.7e-7) off. The value named is now taken, giving the grid's spectra."""
+    import re
+    if axis == "logz":
+        grid = _one_z(tmp_path, blackbody)._replace(ssp_lgmet=np.array([np.log10(0.01)]))
+    else:
+        grid = _one_age(tmp_path, blackbody)._replace(ssp_lg_age_gyr=np.array([np.log10(13.7)]))
+    interp = SSPInterpolator(grid)
+    one = getattr(interp, axis)[0]
+    point = {"log_age": 9.97 if axis == "logz" else one, "logz": interp.logz[1] if axis == "log_age" else one}
+
+    def ask(value):          # float64 values, as a script passes numpy's
+        return interp(**{**{k: np.array([v]) for k, v in point.items()}, axis: np.array([value])})
+
+    with pytest.raises(ValueError, match=f"the SSP grid holds one {axis}, ") as refused:
+        ask(one + 0.1)
+    named = float(re.search(rf"holds one {axis}, (\S+) \(", str(refused.value)).group(1))
+    np.testing.assert_array_equal(ask(named).numpy(), ask(one).numpy())
 
 
 @pytest.fixture(scope="module")
