@@ -307,7 +307,8 @@ def _run_tasks(tasks, client, progress, desc):
 # SSP grid families
 # ---------------------------------------------------------------------------------------------------
 class SSPConfig(NamedTuple):
-    """One SSP grid: isochrone family, IMF, generator spec, ages [yr] and Z (metal mass fraction)."""
+    """One SSP grid: isochrone family (a name: parsec, padova, mist; a file of isochrones is
+    :func:`smnet_sps.ssp.ssp_grid`'s), IMF, generator spec, ages [yr] and Z (metal mass fraction)."""
 
     isochrones: str = "parsec"
     imf: str = "kroupa"
@@ -348,7 +349,7 @@ def _as_config(cfg):
 def _resolve_config(cfg, age_chunk):
     """Validated, JSON-able description of one grid (ages in yr, Z, ages per task) and its store name."""
     from .imf import get_imf
-    from .isochrones import load_isochrones
+    from .isochrones import FAMILY_CHOICES, is_family_name, load_isochrones
     from .ssp import parse_age
 
     cfg = _as_config(cfg)
@@ -360,6 +361,13 @@ def _resolve_config(cfg, age_chunk):
         raise ValueError(f"special_phases must be 'model' or 'dedicated', got {cfg.special_phases!r}")
     if cfg.outside not in ("extrapolate", "blackbody", "exclude"):
         raise ValueError(f"outside must be 'extrapolate', 'blackbody' or 'exclude', got {cfg.outside!r}")
+    if not is_family_name(cfg.isochrones):
+        # the workers load a family by name: a CMD file or an IsochroneSet was "unknown isochrone family
+        # '.../my_cmd.dat'", which did not say that a file is not taken here nor where it is
+        raise ValueError(f"isochrones {cfg.isochrones!r}: a distributed run takes an isochrone family "
+                         f"({FAMILY_CHOICES}); a file of isochrones (a CMD output, a converted .npz) or an "
+                         "IsochroneSet runs in one process: smnet_sps.ssp_grid(ages, Z, isochrones=...) "
+                         "(the command: ssp-grid without --scheduler / --workers)")
     iso = load_isochrones(cfg.isochrones)
     if cfg.ages is None:
         ages_yr = 10.0 ** iso.log_age

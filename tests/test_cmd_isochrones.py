@@ -552,3 +552,19 @@ def test_mist_iso_file_is_told_to_use_the_mist_family(tmp_path):
     with pytest.raises(ValueError, match="data before the column header") as err:
         resolve_isochrones(tmp_path / "hand.csv")
     assert "MIST" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["file", "set"])
+def test_ssp_grids_refuses_a_file_of_isochrones_naming_where_it_runs(tmp_path, kind):
+    """ssp_grids (the Python side of ssp-grid --workers) given a CMD file or an IsochroneSet said "unknown
+    isochrone family '.../cmd_parsec_small.dat.gz'; valid names are ...", not that a file is not taken in a
+    distributed run nor where it is: refused naming ssp_grid, before any grid's store is made."""
+    pytest.importorskip("distributed")
+    pytest.importorskip("zarr")
+    from smnet_sps.distributed import SSPConfig, ssp_grids
+    iso = str(CMD_FILE) if kind == "file" else read_cmd_isochrones(CMD_FILE)
+    store = tmp_path / "stores"
+    with pytest.raises(ValueError, match=r"a distributed run takes an isochrone family \(parsec .*\); a file "
+                                         r"of isochrones .* runs in one process: smnet_sps\.ssp_grid\("):
+        ssp_grids([SSPConfig(iso, "kroupa", "blackbody", [1e9], [0.017])], store=store, progress=False)
+    assert not list(store.glob("*.zarr"))
