@@ -369,6 +369,18 @@ def test_mags_age_range_errors_name_what_was_asked(tmp_path, capsys):
     (["ssp"], "the following arguments are required: --age"),
     (["grid", "build", "--out", "g.h5"], "required: --libraries"),
     (["nope"], "argument COMMAND: invalid choice: 'nope'"),
+    # every other command alike (a survey of each found none left with argparse's status 2); an unknown
+    # option after a command is the top parser's line (argparse: "smnet-sps: error: unrecognized ...")
+    (["grid", "info"], "required: file"),
+    (["train", "--out", "m", "--arch", "x"], "argument --arch: invalid choice: 'x'"),
+    (["experts", "--base", "b", "--out", "e"], "required: --expert"),
+    (["tail", "--grid", "g.h5"], "required: --model"),
+    (["evaluate", "--model", "m"], "required: --grid"),
+    (["validate", "--empirical", "e", "--kfold", "x"], "argument --kfold: invalid int value: 'x'"),
+    (["calibrate", "--empirical", "e"], "required: --out"),
+    (["mags", "--filters", "g", "--system", "XYZ"], "argument --system: unknown magnitude system 'XYZ'"),
+    (["plugins", "--bogus"], "unrecognized arguments: --bogus"),
+    (["fit"], "required: spectrum"),
 ])
 def test_argparse_errors_are_one_line_and_status_1(argv, option, capsys):
     """Values argparse refuses (a float 'Z=0.0152', an unknown choice, a missing option) ended with a usage
@@ -384,6 +396,7 @@ def test_help_and_a_missing_command_still_show_the_usage(capsys):
         main(["ssp", "--help"])
     assert done.value.code == 0 and "--age" in capsys.readouterr().out
     assert main([]) == 2 and "COMMAND" in capsys.readouterr().out
+    assert main(["grid"]) == 2 and "{build,info}" in capsys.readouterr().out     # a command's own, alike
 
 
 def test_ssp_into_a_closed_pipe_is_quiet(tmp_path):
