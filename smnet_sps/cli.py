@@ -249,15 +249,32 @@ def show_progress(args=None):
 # `smnet-sps ... | head`: the reader stopped reading. Quiet, with the status of a Unix tool ended by SIGPIPE
 # (128 + 13), as the shell reports for `yes | head`; output files are written before anything is printed.
 PIPE_CLOSED_STATUS = 141
-# Ctrl-C: the status of a process ended by SIGINT (128 + 2), as the shell reports it; SIGTERM's 128 + 15
+# Ctrl-C: the status of a process ended by SIGINT (128 + 2), as the shell reports it; a signal the console
+# command turns into an interruption (TERMINATING_SIGNALS) 128 + its number: SIGTERM 143, SIGHUP 129
 INTERRUPTED_STATUS = 130
-TERMINATED_STATUS = 143
+# SIGTERM (`kill PID`, a batch system's time limit) and SIGHUP (the terminal closed, an ssh link dropped)
+TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP")
 
 
 def terminate_as_interrupt(signum, frame):
-    """SIGTERM (``kill PID``, a batch system's time limit) as Ctrl-C: the command's ``finally`` blocks run
-    (temporary files removed, a Dask cluster closed) and ``train`` saves its checkpoint before exiting."""
-    raise KeyboardInterrupt("SIGTERM")
+    """SIGTERM (``kill PID``, a batch system's time limit) or SIGHUP (the terminal closed) as Ctrl-C: the
+    command's ``finally`` blocks run (temporary files removed, a Dask cluster closed) and ``train`` saves its
+    checkpoint before exiting. The KeyboardInterrupt carries the signal's name (``"SIGTERM"``)."""
+    import signal
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _terminating_signal(exc):
+    """The name of the signal (SIGTERM, SIGHUP) an interruption came from, None for Ctrl-C's."""
+    name = exc.args[0] if len(exc.args) == 1 else None
+    return name if name in TERMINATING_SIGNALS else None
+
+
+def interrupt_status(exc):
+    """The exit status of an interruption ``exc`` (KeyboardInterrupt): 128 + its signal's number, as the
+    shell reports a process that signal ended (Ctrl-C 130, SIGTERM 143, SIGHUP 129)."""
+    import signal
+    return 128 + int(getattr(signal, _terminating_signal(exc) or "SIGINT"))
 
 
 def add_note(exc, note):
@@ -271,22 +288,25 @@ def add_note(exc, note):
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt("SIGTERM") inside the block (main thread only, and only where it
-    still has the operating system's default action: a handler the caller set is kept). By default SIGTERM
-    ended the process at once: no message, status -15, the temporary file of a write in progress
+    """SIGTERM and SIGHUP raise KeyboardInterrupt("SIGTERM") / ("SIGHUP") inside the block (main thread only,
+    and each only where it still has the operating system's default action: a handler the caller set is
+    kept, and so is an ignored SIGHUP -- ``nohup smnet-sps ...`` goes on when the terminal closes). By default
+    SIGTERM ended the process at once: no message, status -15, the temporary file of a write in progress
     (``.g.h5.XXXX.part.h5``) and a Dask cluster's semaphores left behind, a new stars store with no chunk
-    done kept."""
+    done kept; SIGHUP (a closed terminal, a dropped ssh connection) alike, status -1."""
     import signal
     import threading
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, terminate_as_interrupt)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in TERMINATING_SIGNALS:
+            signum = getattr(signal, name, None)        # no SIGHUP on Windows
+            if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, terminate_as_interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _stdout_reader_gone():
@@ -357,7 +377,8 @@ def main(argv=None):
     """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, also for an argument
     argparse refuses; 2 with the usage when no command is given; 141 when stdout's reader stopped reading,
     as in ``| head``, after every output was written; 1 naming the outputs not written otherwise; 130 after
-    Ctrl-C and 143 after SIGTERM under ``console_main``, with one line naming the outputs not written).
+    Ctrl-C, 143 after SIGTERM and 129 after SIGHUP under ``console_main``, with one line naming the outputs
+    not written).
     Called from Python with a list it leaves SIGTERM as the caller has it (by default it ends the process);
     without one (``main()`` reads sys.argv, as the console script pip wrote before ``console_main`` existed
     does) it is :func:`console_main`, so that an older install keeps SIGTERM's one line and cleanup."""
@@ -401,27 +422,27 @@ def main(argv=None):
         # one line, not the ~40-line traceback of wherever the work was; outputs are written under a
         # temporary name and renamed, so an output asked for is either complete or not there (nor replaced)
         unwritten = _unwritten_outputs(planned)
-        terminated = exc.args == ("SIGTERM",)
+        signame = _terminating_signal(exc)
         # and what was kept of the work, where the command keeps some (a Dask run's store: how to resume)
         kept = [_one_line(note) for note in getattr(exc, "__notes__", None) or []]
-        print(f"smnet-sps {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}"
+        print(f"smnet-sps {args.command}: {f'terminated ({signame})' if signame else 'interrupted'}"
               + (f"; not written: {', '.join(unwritten)}" if unwritten else "")
               + "".join(f"; {note}" for note in kept), file=sys.stderr)
-        return TERMINATED_STATUS if terminated else INTERRUPTED_STATUS
+        return interrupt_status(exc)
     finally:
         warnings.formatwarning = previous_format     # main may be called from Python (tests, notebooks)
 
 
 def console_main(argv=None):
-    """The ``smnet-sps`` console command (and ``python -m smnet_sps.cli``): ``main`` with SIGTERM acting as
-    Ctrl-C. Only here: a Python script calling ``main`` (docs/ssp.md) would otherwise no longer be ended by
-    SIGTERM; main returned 143 and the script went on."""
+    """The ``smnet-sps`` console command (and ``python -m smnet_sps.cli``): ``main`` with SIGTERM and SIGHUP
+    (unless ignored, as under ``nohup``) acting as Ctrl-C. Only here: a Python script calling ``main``
+    (docs/ssp.md) would otherwise no longer be ended by SIGTERM; main returned 143 and the script went on."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with _sigterm_as_interrupt():
             return main(argv)
     except KeyboardInterrupt as exc:        # while the arguments were read, before main's own handling
-        return TERMINATED_STATUS if exc.args == ("SIGTERM",) else INTERRUPTED_STATUS
+        return interrupt_status(exc)
 
 
 if __name__ == "__main__":

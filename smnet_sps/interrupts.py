@@ -1,4 +1,5 @@
-"""Ctrl-C / SIGTERM held back while a group of writes that belong together is done (train, experts)."""
+"""Ctrl-C / SIGTERM / SIGHUP held back while a group of writes that belong together is done (train,
+experts)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +9,8 @@ __all__ = ["interrupts_held"]
 
 @contextlib.contextmanager
 def interrupts_held():
-    """Ctrl-C / SIGTERM that arrive inside the block take effect when it ends (main thread only).
+    """Ctrl-C / SIGTERM (/ SIGHUP under the command) that arrive inside the block take effect when it ends
+    (main thread only).
 
     Around one batch's update (optimizer step, moving average, the record of the batches done): a signal
     landing there raised KeyboardInterrupt with the step taken but not recorded, so the checkpoint named
@@ -27,8 +29,9 @@ def interrupts_held():
         yield
         return
     caught, previous = [], {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
+    # SIGHUP: the console command's too (a closed terminal); not on Windows
+    for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        handler = None if signum is None else signal.getsignal(signum)
         if callable(handler):
             previous[signum] = signal.signal(signum, lambda number, frame: caught.append((number, frame)))
     try:

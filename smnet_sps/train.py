@@ -22,7 +22,7 @@ import torch
 
 from .checksums import check_zip_crc, file_sha256
 # SIGTERM (a batch system's kill, ``kill PID``) as Ctrl-C: train saves its checkpoint before exiting
-from .cli import _file_state, add_note
+from .cli import _file_state, add_note, interrupt_status
 from .cli import terminate_as_interrupt as _terminate
 from .constants import NODE_STEPS, SIGMA_SB
 from .interrupts import interrupts_held
@@ -1889,7 +1889,7 @@ def _cli(args):
             message = ("interrupted; nothing of this run was saved" if began else
                        "interrupted before training began; nothing written")
         print(f"smnet-sps train: {message}", file=sys.stderr)
-        return 128 + int(signal.SIGTERM if exc.args == ("SIGTERM",) else signal.SIGINT)
+        return interrupt_status(exc)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

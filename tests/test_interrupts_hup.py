@@ -1,0 +1,55 @@
+"""The console command and the signals that end a run from outside: SIGHUP (a closed terminal, a dropped ssh
+connection), a signal during the start or the exit of the process, and an --overwrite run killed outright."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP (Windows)")
+
+# ssp-grid whose write stops part way (half a file on disk), says so on stdout and waits; after 3 s it
+# finishes the file, as a run that the signal did not stop
+_WRITE_THEN_WAIT = ("import os, signal, sys, time\nimport smnet_sps.ssp as ssp\n"
+                    "def save(grid, path):\n"
+                    "    open(path, 'wb').write(b'half a file')\n"
+                    "    print('writing', flush=True)\n"
+                    "    time.sleep(3)\n"
+                    "    open(path, 'wb').write(b'the new result')\n"
+                    "ssp.save_ssp_grid = save\n"
+                    "from smnet_sps.cli import console_main\nsys.exit(console_main(sys.argv[1:]))\n")
+
+
+def _ssp_grid_until_writing(tmp_path, code=_WRITE_THEN_WAIT, **popen):
+    out = tmp_path / "g.h5"
+    out.write_text("an older result")
+    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--overwrite",
+            "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    assert proc.stdout.readline().strip() == "writing", proc.communicate()
+    return proc, out
+
+
+def test_sighup_during_the_write_is_one_line_status_129_and_leaves_the_older_file(tmp_path):
+    """The terminal closed (or the ssh connection dropped) under `smnet-sps ssp-grid ...`: SIGHUP ended the
+    process at once, status -1, no line and the temporary file of the write left beside the output
+    (SIGTERM's behaviour before it became an interruption). Now as SIGTERM: one line, status 128 + 1."""
+    proc, out = _ssp_grid_until_writing(tmp_path)
+    proc.send_signal(signal.SIGHUP)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGHUP, (proc.returncode, stderr)
+    assert stderr.strip() == f"smnet-sps ssp-grid: terminated (SIGHUP); not written: --out {out}"
+    assert out.read_text() == "an older result" and sorted(os.listdir(tmp_path)) == [out.name]
+
+
+def test_sighup_ignored_as_by_nohup_stays_ignored(tmp_path):
+    """`nohup smnet-sps ...` ignores SIGHUP before the command starts: the command keeps it ignored and its
+    run completes when the terminal closes."""
+    proc, out = _ssp_grid_until_writing(
+        tmp_path, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    proc.send_signal(signal.SIGHUP)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (proc.returncode, stderr)
+    assert out.read_text() == "the new result" and f"wrote {out}" in stdout
