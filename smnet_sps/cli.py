@@ -270,6 +270,13 @@ def _terminating_signal(exc):
     return name if name in TERMINATING_SIGNALS else None
 
 
+def _interrupted(exc):
+    """What an interruption ``exc`` did, for the command's line: "interrupted" (Ctrl-C), "terminated
+    (SIGTERM)"."""
+    name = _terminating_signal(exc)
+    return f"terminated ({name})" if name else "interrupted"
+
+
 def interrupt_status(exc):
     """The exit status of an interruption ``exc`` (KeyboardInterrupt): 128 + its signal's number, as the
     shell reports a process that signal ended (Ctrl-C 130, SIGTERM 143, SIGHUP 129)."""
@@ -384,12 +391,17 @@ def main(argv=None):
     does) it is :func:`console_main`, so that an older install keeps SIGTERM's one line and cleanup."""
     if argv is None:
         return console_main()
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
     except BadArgument as exc:
         print(f"{exc.prog}: error: {_one_line(exc)} (see {exc.prog} --help)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:
+        # while the commands' modules are imported (~1.5 s of CPU: torch, astropy): the status came without
+        # a line, as if the run had ended on its own
+        print(f"smnet-sps: {_interrupted(exc)} while starting; nothing written", file=sys.stderr)
+        return interrupt_status(exc)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -422,10 +434,9 @@ def main(argv=None):
         # one line, not the ~40-line traceback of wherever the work was; outputs are written under a
         # temporary name and renamed, so an output asked for is either complete or not there (nor replaced)
         unwritten = _unwritten_outputs(planned)
-        signame = _terminating_signal(exc)
         # and what was kept of the work, where the command keeps some (a Dask run's store: how to resume)
         kept = [_one_line(note) for note in getattr(exc, "__notes__", None) or []]
-        print(f"smnet-sps {args.command}: {f'terminated ({signame})' if signame else 'interrupted'}"
+        print(f"smnet-sps {args.command}: {_interrupted(exc)}"
               + (f"; not written: {', '.join(unwritten)}" if unwritten else "")
               + "".join(f"; {note}" for note in kept), file=sys.stderr)
         return interrupt_status(exc)
@@ -441,7 +452,7 @@ def console_main(argv=None):
     try:
         with _sigterm_as_interrupt():
             return main(argv)
-    except KeyboardInterrupt as exc:        # while the arguments were read, before main's own handling
+    except KeyboardInterrupt as exc:        # a second one while main printed its line
         return interrupt_status(exc)
 
 

@@ -53,3 +53,24 @@ def test_sighup_ignored_as_by_nohup_stays_ignored(tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, (proc.returncode, stderr)
     assert out.read_text() == "the new result" and f"wrote {out}" in stdout
+
+
+@pytest.mark.parametrize("signame, said", [("SIGTERM", "terminated (SIGTERM)"), ("SIGINT", "interrupted")])
+def test_a_signal_while_the_commands_are_imported_says_so(tmp_path, signame, said):
+    """`smnet-sps ...` spends its first ~1.5 s of CPU importing the commands' modules (torch, astropy;
+    2-6 s on a busy machine), before the arguments are read: SIGTERM or Ctrl-C there ended the command with
+    status 143 / 130 and no line at all, as if the run had ended by itself. It now says so."""
+    (tmp_path / "slow_command.py").write_text(
+        "import time\nprint('importing', flush=True)\ntime.sleep(30)\n")
+    code = ("import sys\nfrom smnet_sps import cli\ncli.COMMAND_MODULES.insert(0, 'slow_command')\n"
+            "sys.exit(cli.console_main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, "ssp-grid", "--out", str(tmp_path / "g.h5")],
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+                                [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "importing", proc.communicate()
+    proc.send_signal(getattr(signal, signame))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + getattr(signal, signame), (proc.returncode, stderr)
+    assert stderr.strip() == f"smnet-sps: {said} while starting; nothing written"
+    assert not (tmp_path / "g.h5").exists()
