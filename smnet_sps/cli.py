@@ -444,16 +444,78 @@ def main(argv=None):
         warnings.formatwarning = previous_format     # main may be called from Python (tests, notebooks)
 
 
+# the status of the command that finished in this process (console_main), for a signal during the exit
+_FINISHED = {}
+
+
+def _exit_finished(signum, frame):
+    """After the command finished (its files written, its line printed), a signal while the interpreter exits
+    (Dask's and Zarr's threads and clean-ups, torch's teardown: a second or more after the last line) ends
+    the process at once with the command's status: Ctrl-C there ended a complete ``mags --points --workers``
+    with status -2 or a traceback of ``threading._shutdown``, as if the run had failed."""
+    import signal
+    status = _FINISHED["status"]
+    said = _interrupted(KeyboardInterrupt(signal.Signals(signum).name))
+    line = (f"smnet-sps: {said} while exiting, after the command had finished (status {status})"
+            + ("; its output is complete" if status == 0 else "") + "\n")
+    with contextlib.suppress(Exception):       # a buffered stream interrupted in a write of its own
+        sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        os.write(2, line.encode())
+    os._exit(status)
+
+
+def _signals_at_exit(stage):
+    """The signals the command handles (Ctrl-C with Python's handler, SIGTERM / SIGHUP at their default)
+    during the interpreter's exit once the command has finished: ``"exit"`` when it begins, as
+    :func:`_exit_finished`; ``"last"`` after the last clean-up, where Python puts the default actions back
+    for its own teardown (0.3 s and more with torch loaded), ignored."""
+    import signal
+    if "status" not in _FINISHED:          # no command finished here (an error's traceback): as Python does
+        return
+    for name in ("SIGINT", *TERMINATING_SIGNALS):
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        handler = signal.getsignal(signum)
+        ours = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL     # not a caller's
+        if stage == "exit" and handler is ours:
+            signal.signal(signum, _exit_finished)
+        elif stage == "last" and handler is _exit_finished:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def _at_exit(when):
+    """Registers :func:`_signals_at_exit` once per process: ``"last"`` with ``atexit`` before the commands'
+    modules (Dask, Zarr) register their clean-ups, so that it runs after them; ``"exit"`` where the
+    interpreter's exit begins (``threading``'s hooks, before the non-daemon threads are joined)."""
+    import atexit
+    import functools
+    import threading
+    if when in _FINISHED.setdefault("registered", set()):
+        return
+    _FINISHED["registered"].add(when)
+    if when == "last":
+        atexit.register(_signals_at_exit, "last")
+    else:
+        register = getattr(threading, "_register_atexit", atexit.register)    # Python >= 3.9: the first
+        register(functools.partial(_signals_at_exit, "exit"))
+
+
 def console_main(argv=None):
     """The ``smnet-sps`` console command (and ``python -m smnet_sps.cli``): ``main`` with SIGTERM and SIGHUP
     (unless ignored, as under ``nohup``) acting as Ctrl-C. Only here: a Python script calling ``main``
     (docs/ssp.md) would otherwise no longer be ended by SIGTERM; main returned 143 and the script went on."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    _at_exit("last")
     try:
         with _sigterm_as_interrupt():
-            return main(argv)
+            status = main(argv)
     except KeyboardInterrupt as exc:        # a second one while main printed its line
-        return interrupt_status(exc)
+        status = interrupt_status(exc)
+    _FINISHED["status"] = status            # a signal while the process exits ends it with this status
+    _at_exit("exit")
+    return status
 
 
 if __name__ == "__main__":
