@@ -1185,16 +1185,26 @@ def cli_points_mags(args):
         if replaced.exists():
             shutil.rmtree(replaced)
         out.rename(replaced)
+    finished = False
     try:
         if wants_cluster(args):
             with _CliClient(args.scheduler, args.workers) as client:
                 run = write_points(points, out, filters, args.system, generator=spec, client=client,
                                    chunk_rows=args.chunk_rows, progress=show_progress(args))
+                finished = True
         else:
             run = write_points(points, out, filters, args.system, generator=spec, client=None,
                                chunk_rows=args.chunk_rows, progress=show_progress(args))
     except BaseException as exc:
-        if replaced is not None:
+        if finished and isinstance(exc, KeyboardInterrupt):
+            # while the Dask cluster closed, the store complete: the old one put back over it (--overwrite) or
+            # "4 of 4 chunk(s) ... kept: the same command resumes from them" for a run with nothing to do
+            if replaced is not None:
+                shutil.rmtree(replaced)
+            from .cli import add_note
+            add_note(exc, f"{out} is complete: its {run.n_computed + run.n_skipped} chunk(s) were written "
+                          "before the interruption (while the Dask cluster closed)")
+        elif replaced is not None:
             if out.exists():
                 shutil.rmtree(out)
             replaced.rename(out)

@@ -109,3 +109,47 @@ def test_ctrl_c_while_exiting_after_a_complete_write_keeps_its_status(tmp_path, 
     assert proc.stderr.strip() == said
     from smnet_sps.ssp import load_ssp_grid
     assert load_ssp_grid(out).ssp_flux.shape[:2] == (1, 1)
+
+
+def _points_table(tmp_path, n=200):
+    """A Parquet table of ``n`` stars (Teff [K], log g, [M/H], log L [L_sun])."""
+    import numpy as np
+    import pandas as pd
+    rng = np.random.default_rng(7)
+    table = tmp_path / "stars.parquet"
+    pd.DataFrame({"teff": 10 ** rng.uniform(3.6, 4.2, n), "logg": rng.uniform(1.5, 5.0, n),
+                  "logz": rng.uniform(-1.5, 0.3, n), "logl": rng.uniform(-2, 3, n)}).to_parquet(table)
+    return table
+
+
+def test_ctrl_c_while_the_dask_cluster_closes_keeps_the_complete_store(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while `mags --points --workers N --overwrite` closed its Dask cluster (a second or two), the
+    new store complete: the old store was put back over it and the line said "interrupted", the run's
+    work gone. The complete store stays, and the line says so."""
+    pytest.importorskip("distributed")
+    from smnet_sps import distributed as D
+    from smnet_sps.cli import main
+
+    class ClosedByCtrlC:               # --workers without a cluster: Ctrl-C lands as it closes
+        def __init__(self, scheduler, workers):
+            pass
+
+        def __enter__(self):
+            return None
+
+        def __exit__(self, *exc):
+            raise KeyboardInterrupt
+
+    table, out = _points_table(tmp_path), tmp_path / "mags.zarr"
+    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50", "--out", str(out)]
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    assert main([*base, "--filters", "sdss2010-g"]) == 0
+    monkeypatch.setattr(D, "_CliClient", ClosedByCtrlC)
+    capsys.readouterr()
+    assert main([*base, "--filters", "sdss2010-r", "--workers", "1", "--overwrite"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (f"smnet-sps mags: interrupted; {out} is complete: its 4 chunk(s) were written before the "
+                   "interruption (while the Dask cluster closed)"), err
+    mags, inside, attrs = D.load_points_store(out)
+    assert mags.shape == (200, 1) and attrs["filters"] == ["sdss2010-r"]
+    assert sorted(os.listdir(tmp_path)) == ["mags.zarr", "stars.parquet"]
