@@ -1110,22 +1110,27 @@ def cli_ssp_grid(args, out):
     return 0
 
 
+def _units_done(path):
+    """(finished, all) blocks or chunks of a store, by its ``done`` flags; (0, 0) where it has none."""
+    import zarr
+    try:
+        flags = np.asarray(zarr.open_group(str(path), mode="r")["done"][:])
+    except Exception:           # noqa: BLE001 (no store, or one too new to hold its flags: nothing to count)
+        return 0, 0
+    return int(flags.sum()), int(flags.size)
+
+
 def _note_kept_blocks(exc, stores, unit):
     """On an interruption (or a failed write: a full disk) of a command that keeps its finished ``unit``s
     (blocks, chunks) in Zarr ``stores``, a note for its one-line message: how many are kept where, and that
     the same command resumes from them (the message said only "interrupted; not written: --out g.h5", or
     "error: [Errno 28] No space left on device", and a user deleted the store or started afresh elsewhere,
     the finished work lost). Nothing where none is kept."""
-    import zarr
-
     from .cli import add_note
     done = total = 0
     for path in stores:
-        try:
-            flags = np.asarray(zarr.open_group(str(path), mode="r")["done"][:])
-        except Exception:           # noqa: BLE001 (a store too new to hold its flags: nothing to count)
-            continue
-        done, total = done + int(flags.sum()), total + flags.size
+        d, t = _units_done(path)
+        done, total = done + d, total + t
     if done:
         # absolute: the library notes the store by its absolute path, the CLI by --out as typed; one note
         where = str(Path(stores[0]).absolute() if len(stores) == 1 else Path(stores[0]).absolute().parent)
@@ -1152,6 +1157,52 @@ def refuse_ssp_options(args):
                          "a Zarr store for Parquet)")
 
 
+def _set_aside(out, overwrite, check_inputs):
+    """``mags --points --overwrite``: the store at ``out`` renamed ``OUT.replaced`` (returned; None where
+    nothing is set aside), to be put back if the new run fails and removed once it succeeds; only a
+    magnitude store of this command (a run with other points or filters is refused otherwise; the same run
+    resumes), and once ``check_inputs()`` read the points and filters (it was deleted first: a failed rerun
+    lost it).
+
+    An ``OUT.replaced`` already there is left by an --overwrite run killed outright (SIGKILL, a power cut)
+    between setting the old store aside and removing it: the old store, maybe the user's only complete
+    copy, was removed without a word. Now: where ``out`` is complete (that run had finished) it is removed
+    with a warning; else it stays the copy set aside (``out``, that run's unfinished store, is what is
+    replaced), with a warning. Without --overwrite a warning says where it is."""
+    import shutil
+    replaced = out.with_name(out.name + ".replaced")
+    left = replaced.exists()
+    if not overwrite:
+        if left:
+            warnings.warn(f"{replaced} holds the store an earlier 'mags --points --overwrite' set aside "
+                          f"before it was killed ({out} is that run's); rename it back to keep it, else "
+                          "remove it", UserWarning, stacklevel=2)
+        return None
+    if not (out.exists() or left):
+        return None
+    for path in (out, replaced):
+        if path.exists() and not _is_points_store(path, "magnitudes"):
+            raise ValueError(f"--overwrite: {path} is not a magnitude store written by 'mags --points'; "
+                             "not removed" + (f" (it is where {out} is set aside while the new run computes: "
+                                              "move it)" if path == replaced else ""))
+    check_inputs()
+    if left:
+        done, total = _units_done(out)
+        if total and done == total:
+            warnings.warn(f"removed {replaced}: the store an earlier --overwrite run (killed before it "
+                          f"ended) replaced by the complete {out}", UserWarning, stacklevel=2)
+            shutil.rmtree(replaced)
+        else:
+            warnings.warn(f"{replaced} holds the store an earlier --overwrite run set aside before it was "
+                          f"killed: kept as the copy put back should this run fail; {out} (that run's, "
+                          f"{done} of {total} chunk(s)) is replaced", UserWarning, stacklevel=2)
+            if out.exists():
+                shutil.rmtree(out)
+            return replaced
+    out.rename(replaced)
+    return replaced
+
+
 def cli_points_mags(args):
     """``smnet-sps mags --points stars.parquet``: magnitudes of every star, chunk by chunk, to Zarr."""
     from .cli import show_progress
@@ -1170,21 +1221,10 @@ def cli_points_mags(args):
     from .neural import generator_spec_option
     spec = generator_spec_option(args.model, getattr(args, "meta", None))
     import shutil
-    replaced = None
-    if args.overwrite and out.exists():
-        # a magnitude store of this command only (a run with other points or filters is refused otherwise;
-        # the same run resumes); set aside once the points, filters and generator are known to be readable,
-        # and put back if the new run fails (it was deleted first: a failed rerun lost it)
-        if not _is_points_store(out, "magnitudes"):
-            raise ValueError(f"--overwrite: {out} is not a magnitude store written by 'mags --points'; "
-                             "not removed")
-        from .filters import resolve_filters
-        read_points(points, args.chunk_rows)
-        resolve_filters(filters)
-        replaced = out.with_name(out.name + ".replaced")
-        if replaced.exists():
-            shutil.rmtree(replaced)
-        out.rename(replaced)
+
+    from .filters import resolve_filters
+    replaced = _set_aside(out, args.overwrite, lambda: (read_points(points, args.chunk_rows),
+                                                        resolve_filters(filters)))
     finished = False
     try:
         if wants_cluster(args):

@@ -153,3 +153,55 @@ def test_ctrl_c_while_the_dask_cluster_closes_keeps_the_complete_store(tmp_path,
     mags, inside, attrs = D.load_points_store(out)
     assert mags.shape == (200, 1) and attrs["filters"] == ["sdss2010-r"]
     assert sorted(os.listdir(tmp_path)) == ["mags.zarr", "stars.parquet"]
+
+
+def test_overwrite_after_a_killed_overwrite_keeps_the_store_it_had_set_aside(tmp_path, capsys, monkeypatch):
+    """`mags --points --overwrite` killed outright (SIGKILL, a power cut) leaves the old store set aside as
+    OUT.replaced and its own unfinished store as OUT. The next --overwrite removed OUT.replaced without a
+    word -- the old store, the only complete copy -- then set the unfinished one aside, and put that back
+    when the run failed. It now keeps OUT.replaced as the copy set aside (put back on a failure), says so,
+    and removes a leftover only where OUT is complete."""
+    pytest.importorskip("distributed")
+    import errno
+    import shutil
+    import warnings
+
+    import numpy as np
+    from smnet_sps import distributed as D
+    from smnet_sps.cli import main
+
+    table, out = _points_table(tmp_path), tmp_path / "mags.zarr"
+    aside = tmp_path / "mags.zarr.replaced"
+    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50", "--out", str(out)]
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    assert main([*base, "--filters", "sdss2010-g"]) == 0
+    old, _, _ = D.load_points_store(out)
+    write_block, calls = D._write_block, []
+
+    def failing_at(n, error):
+        def block(*args):
+            calls.append(args)
+            if len(calls) == n:
+                raise error
+            return write_block(*args)
+        return block
+
+    # the killed --overwrite run: the old store set aside, its own store with 1 of 4 chunks
+    shutil.copytree(out, aside)
+    shutil.rmtree(out)
+    monkeypatch.setattr(D, "_write_block", failing_at(2, KeyboardInterrupt()))
+    assert main([*base, "--filters", "sdss2010-r"]) == 130
+    import zarr
+    assert np.asarray(zarr.open_group(str(out), mode="r")["done"][:]).tolist() == [1, 0, 0, 0]
+    # a rerun with --overwrite that fails (a full disk): the old store is back, and the warning said why
+    calls.clear()
+    monkeypatch.setattr(D, "_write_block", failing_at(1, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert main([*base, "--filters", "sdss2010-i", "--overwrite"]) == 1
+    assert [str(w.message) for w in said] == [
+        f"{aside} holds the store an earlier --overwrite run set aside before it was killed: kept as the "
+        f"copy put back should this run fail; {out} (that run's, 1 of 4 chunk(s)) is replaced"]
+    mags, _, attrs = D.load_points_store(out)
+    assert attrs["filters"] == ["sdss2010-g"] and np.array_equal(mags, old)
+    assert not aside.exists()
