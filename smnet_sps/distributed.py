@@ -51,7 +51,6 @@ import numpy as np
 from astropy import units as u
 
 from .generator import _check_count, _check_out_dtype, _quiet_coverage
-from .star_tables import check_points_columns, stars_block
 from .progress import want_progress
 
 __all__ = ["worker_generator", "ssp_grids", "load_ssp_store", "SSPConfig", "RunSummary", "surface_flux",
@@ -681,6 +680,7 @@ def points_array(points, chunk_rows=100_000):
     import pandas as pd
 
     if isinstance(points, (pd.DataFrame, dd.DataFrame)):
+        from .star_tables import check_points_columns
         cols = check_points_columns(points.columns)     # the rule (and message) of star_tables' tables
         need = ["teff", "logg", "logz"]
         if isinstance(points, pd.DataFrame):
@@ -709,6 +709,9 @@ def read_points(path, chunk_rows=100_000):
 
 def _points_block(block, spec, device, *args, **kwargs):
     """:func:`smnet_sps.star_tables.stars_block` with the generator ``spec`` loaded once per worker."""
+    # imported here, not with the module: star_tables brings astropy.table (~0.3-0.6 s of a worker's start),
+    # which the SSP tasks and the main process's import do not need
+    from .star_tables import stars_block
     return stars_block(block, worker_generator(spec, device), *args, **kwargs)
 
 

@@ -495,6 +495,18 @@ def test_points_column_rules_are_one_for_parquet_frames_and_tables(tmp_path):
         assert messages[0] == messages[1], drop
 
 
+def test_importing_the_module_leaves_star_tables_and_astropy_table_unloaded():
+    """star_tables (and with it astropy.table, ~0.3-0.6 s) was imported with this module: by every Dask
+    worker, the SSP tasks' too, which never use it. It is imported by the star tasks that use it."""
+    import subprocess
+    import sys
+    code = ("import sys, smnet_sps.distributed\n"
+            "print(sorted(m for m in ('smnet_sps.star_tables', 'astropy.table') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("chunk_rows", [0, -5, 2.5, True, "100"])
 def test_chunk_rows_not_a_positive_integer_is_refused_up_front(chunk_rows, tmp_path):
     """chunk_rows=0 was a ZeroDivisionError from magnitudes, write_points and points_array with a NumPy or
