@@ -532,23 +532,21 @@ def _recipe_mismatch(ckpt_path, recorded, recipe):
             f"checkpoint's options (only {RESUME_MAY_CHANGE} may change) or train into a new --out")
 
 
-def _grid_differs(ck, grid):
-    """Whether ``grid`` is not the one the checkpoint ``ck`` was trained on: by the grid's content hash where
-    both have one (a rebuild of the same grid from the same library files has another file sha256, its build
-    time being an attribute, and was refused), by the file's sha256 otherwise (checkpoints written before
-    2026-12-05 record that alone)."""
-    theirs = ck.get("grid_content_sha256")
-    if theirs and grid.content_sha256:
-        return theirs != grid.content_sha256
-    return ck["grid_sha256"] != grid.sha256
-
-
 def _grid_hashes(ck, grid):
-    """The checkpoint's grid and ``grid`` by the hashes :func:`_grid_differs` compares, for a message."""
+    """``(name, the checkpoint's, grid's)`` of the hash that tells whether ``grid`` is the one the checkpoint
+    ``ck`` was trained on: the grid's content hash where both have one (a rebuild of the same grid from the
+    same library files has another file sha256, its build time being an attribute, and was refused), the
+    file's sha256 otherwise (checkpoints written before 2026-12-05 record that alone)."""
     theirs = ck.get("grid_content_sha256")
     if theirs and grid.content_sha256:
-        return f"content sha256 {theirs[:12]}..., {grid.path or 'this grid'} {grid.content_sha256[:12]}..."
-    return f"sha256 {ck['grid_sha256'][:12]}..., {grid.path or 'this grid'} {grid.sha256[:12]}..."
+        return "content sha256", theirs, grid.content_sha256
+    return "sha256", ck["grid_sha256"], grid.sha256
+
+
+def _grid_differs(ck, grid):
+    """Whether ``grid`` is not the one the checkpoint ``ck`` was trained on (by :func:`_grid_hashes`)."""
+    _, theirs, ours = _grid_hashes(ck, grid)
+    return theirs != ours
 
 
 def _architecture_mismatch(ckpt_path, ck, arch, arch_kwargs, grid):
@@ -568,8 +566,10 @@ def _architecture_mismatch(ckpt_path, ck, arch, arch_kwargs, grid):
             if ck["arch"] == arch:
                 diffs.append(f"{option} {theirs[key]} in the checkpoint, {arch_kwargs.get(key)} now")
             give.append(f"{option} {theirs[key]}")
-    if _grid_differs(ck, grid):
-        diffs.append(f"--grid: the checkpoint's has {_grid_hashes(ck, grid)}")
+    hash_name, ck_hash, grid_hash = _grid_hashes(ck, grid)
+    if ck_hash != grid_hash:
+        diffs.append(f"--grid: the checkpoint's has {hash_name} {ck_hash[:12]}..., "
+                     f"{grid.path or 'this grid'} {grid_hash[:12]}...")
         give.append("the --grid it was trained on")
     elif not diffs:          # the grid's pixel count or libraries (n_wave, n_libraries) with one hash
         diffs.append(f"{ck['arch']} {theirs} in the checkpoint, {arch} {arch_kwargs} now")

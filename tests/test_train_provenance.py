@@ -66,7 +66,10 @@ def test_a_checkpoint_with_the_file_sha256_only_still_resumes_onto_its_file(synt
     old = torch.load(ckpt, weights_only=True)
     del old["grid_content_sha256"]
     torch.save(old, ckpt)
-    with pytest.raises(ValueError, match="sha256"):
+    # named by the file hashes the checkpoint and the grid both have (not the content hash only one has)
+    expected = (rf"--grid: the checkpoint's has sha256 {old['grid_sha256'][:12]}\.\.\., "
+                rf".*other\.h5 {read_grid(other).sha256[:12]}\.\.\.\)")
+    with pytest.raises(ValueError, match=expected):
         train(other, out, epochs=3, resume=True, **TINY)
 
 
