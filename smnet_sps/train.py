@@ -722,41 +722,46 @@ def _sole_training_in(out):
     run's checkpoint. The second is now refused at once with a ValueError. The lock is the operating
     system's (``flock`` on the folder), released when the run ends however it ends (a kill included), so no
     stale lock is ever left; where ``fcntl`` is missing (Windows) or the file system cannot lock a
-    folder (NFS, which emulates flock with byte-range locks) there is no lock. A folder this call
-    made is removed again if the run leaves it empty (a run refused for a bad option)."""
+    folder (NFS, which emulates flock with byte-range locks) there is no lock. On every platform, the
+    folders this call made (``out`` and its missing parents) are removed again where the run leaves them
+    empty (a run refused for a bad option, a time budget that ran out before the first epoch); one the run
+    wrote into is kept."""
     import os
     try:
         import fcntl
     except ImportError:
-        yield
-        return
+        fcntl = None
     folder = Path(out)
     made, p = [], folder
     while not p.exists() and p != p.parent:
         made.append(p)
         p = p.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:            # a file, an unwritable parent: train's own check names it
-        yield
-        return
+    fd = None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # the folder is the other run's, even if this call saw it missing a moment before it was made
-            # (two runs started together): removing it would leave that run writing an unlocked folder
-            made = []
-            raise ValueError(f"{str(out)!r}: another training (smnet-sps train or train()) is writing "
-                             "this model folder now; two runs in one folder overwrite each other's "
-                             "checkpoint and model files. Wait for it to end (then --resume it or "
-                             "--overwrite it), or train into another folder") from None
-        except OSError:        # a file system without flock on a folder (NFS emulates it: EBADF): no lock
+            folder.mkdir(parents=True, exist_ok=True)
+            if fcntl is not None:
+                fd = os.open(folder, os.O_RDONLY)
+        except OSError:        # a file, an unwritable parent: train's own check names it
             pass
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # the folder is the other run's, even if this call saw it missing a moment before it was
+                # made (two runs started together): removing it would leave that run writing an unlocked
+                # folder
+                made = []
+                raise ValueError(f"{str(out)!r}: another training (smnet-sps train or train()) is writing "
+                                 "this model folder now; two runs in one folder overwrite each other's "
+                                 "checkpoint and model files. Wait for it to end (then --resume it or "
+                                 "--overwrite it), or train into another folder") from None
+            except OSError:    # a file system without flock on a folder (NFS emulates it: EBADF): no lock
+                pass
         yield
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         for folder_made in made:          # deepest first; rmdir removes only an empty folder
             try:
                 folder_made.rmdir()
@@ -1465,9 +1470,7 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
             best_state = current_weights()
         return v
 
-    # made once every check has passed (a refused --resume or recipe left an empty folder behind)
-    made_out = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    # the folder is made (and removed again if left empty) by _sole_training_in, on every platform
     bar = None
     minutes = None if minutes == math.inf else minutes        # inf: no budget (resume's way to drop one)
     if want_progress(progress):
@@ -1569,8 +1572,6 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         if state["epoch"] == 0:
             # the budget ran out inside the first epoch: the untrained network was written as a finished model
             # (exit 0). Nothing is written; a checkpoint already there (a resume) stays as it was
-            if made_out and not any(out.iterdir()):
-                out.rmdir()
             raise ValueError(f"minutes={minutes:g}: the time budget ran out before the first epoch ended "
                              f"({state['elapsed']:.3g} s); no model written: give more minutes")
         # held as the interruption's write is: a Ctrl-C landing between weights.pt and config.json left

@@ -554,6 +554,41 @@ def test_a_refused_run_leaves_no_empty_model_folder(synth_grid, tmp_path, capsys
         assert not out.exists(), capsys.readouterr().err
 
 
+@pytest.mark.parametrize("lock", ["flock", "no fcntl"])
+def test_a_failed_run_into_new_folders_leaves_none_empty_and_keeps_what_it_wrote(synth_grid, tmp_path, lock,
+                                                                                monkeypatch):
+    """The folder was made and removed on two paths: by the lock where fcntl exists, with its missing
+    parents; by train itself where it is missing (Windows), ``out`` only: a time budget that ran out before
+    the first epoch left models/new behind there (out = models/new/m). One path now, on every platform: the
+    folders the run made are removed where it leaves them empty, and kept where it wrote into them."""
+    import sys
+    if lock == "no fcntl":
+        monkeypatch.setitem(sys.modules, "fcntl", None)        # `import fcntl` fails, as on Windows
+    else:
+        pytest.importorskip("fcntl")
+    runs = {"unknown library": dict(libraries=["nosuch"]), "no checkpoint": dict(resume=True),
+            "time budget": dict(minutes=1e-7)}
+    for what, options in runs.items():
+        top = tmp_path / what.replace(" ", "_")
+        with pytest.raises((ValueError, FileNotFoundError)):
+            train(synth_grid, top / "new" / "m", **{"epochs": 5, **TINY, **options})
+        assert not top.exists(), what
+    # interrupted in its first epoch: the checkpoint it wrote keeps the folder (and the folders above it)
+    real, calls = train_module.masked_mse, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "masked_mse", interrupted)
+    out = tmp_path / "kept" / "new" / "m"
+    with pytest.raises(KeyboardInterrupt):
+        train(synth_grid, out, epochs=2, **TINY)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
+
+
 def _rebuilt_grid(synth_grid, path):
     """The synthetic grid rebuilt with its far infrared (> 20,000 A) 1.5 x brighter: same nodes, moved
     targets, so a warm start's output scaling differs from this grid's fit."""
