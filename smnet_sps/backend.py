@@ -40,10 +40,10 @@ Special phases (``special_phases=``)
 the generator at their (Teff, log g, [M/H]); the union model covers 2,000-180,000 K with log g (above
 50 kK only CM87's log g 4.5-8).
 ``"dedicated"``: WR stars take CMFGEN WN/WC spectra (WC when C/O > 1) -- phase 9, and any star
-:func:`wr_like` finds massive (initial mass >= 8 M_sun) and hotter than 50 kK (the isochrones' stripped
-massive stars, which they flag as phases 0-3) --, TP-AGB stars Lancon & Mouhcine
-(O-rich) / Aringer (C-rich, C/O > 1) spectra and post-AGB stars Rauch (2003) H-Ni NLTE spectra
-(``rauch_pagb``, 50-190 kK), all linearly interpolated in Teff, read with
+:func:`wr_like` finds massive (initial mass >= 8 M_sun), hotter than 50 kK and stripped (current mass < 0.8
+of the initial: the isochrones' stripped massive stars, which they flag as phases 0-3) --, TP-AGB stars
+Lancon & Mouhcine (O-rich) / Aringer (C-rich, C/O > 1) spectra and post-AGB stars Rauch (2003) H-Ni NLTE
+spectra (``rauch_pagb``, 50-190 kK), all linearly interpolated in Teff, read with
 :func:`smnet_sps.grid.load_phase_libraries` (pixels a library lacks are filled with a Planck spectrum of the
 same Teff scaled to the library's nearest covered pixels); the O-rich TP-AGB spectra take their Teff
 from the library's Teff(Z) table at the star's [M/H] (as FSPS; clipped to the table's -1.98 .. +0.2). The
@@ -77,7 +77,7 @@ from .isochrones import PHASE_NAMES
 from .progress import want_progress
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP",
-           "WR_LIKE_MIN_MASS", "WR_LIKE_MIN_TEFF", "wr_like"]
+           "WR_LIKE_MIN_MASS", "WR_LIKE_MIN_TEFF", "WR_LIKE_MAX_MASS_RATIO", "wr_like"]
 
 OUTSIDE_MODES = ("exclude", "blackbody", "extrapolate")
 SPECIAL_MODES = ("model", "dedicated")
@@ -113,6 +113,14 @@ WR_LIKE_MIN_MASS = 8.0
 #: windless planetary-nebula nuclei, whose He+-ionising flux (Q(He+)/Q(H) 0.13-0.29) is ~9 dex above the
 #: CMFGEN WR spectra's.
 WR_LIKE_MIN_TEFF = 50000.0
+#: Current / initial mass below which a massive hot star is WR-like: a WR star has shed its hydrogen
+#: envelope, most of its mass; main-sequence O stars in the shipped tables keep > 0.85 of it (the 300 M_sun
+#: ones at Z 0.014 reach 0.85-0.89 within 1 Myr). Without it the rule caught the zero-age O stars at 50-69
+#: kK of metal-poor isochrones (PARSEC Z 1e-4 and 0.001, Padova 2e-4 and 0.001, log t <= 6.3: 34-340
+#: M_sun, log g 3.8-4.5, >= 0.98 of their mass; [M/H] -1, 1 Myr: 57 % of L_bol). The shipped tables'
+#: massive stars above 50 kK, log t <= 7.5, leave a gap there: Padova has none between 0.5 and 0.95; PARSEC
+#: 40 of 9246 between 0.8 and 0.9, against 6674 below 0.7 and 2435 above 0.9 (above 70 kK 7 above 0.8).
+WR_LIKE_MAX_MASS_RATIO = 0.8
 
 # special-phase classes for the key (0 = ordinary star)
 _CLASS_TPAGB_O, _CLASS_TPAGB_C, _CLASS_WN, _CLASS_WC, _CLASS_PAGB = 1, 2, 3, 4, 5
@@ -131,21 +139,26 @@ _LOGZ_SPLIT = {"rauch_pagb": float(np.log10(0.5))}
 _HELD_AT_TOP = ("cmfgen_wn", "cmfgen_wc")
 
 
-def wr_like(mini, teff):
+def wr_like(mini, mact, teff):
     """Which stars ``special_phases="dedicated"`` treats as Wolf-Rayet stars (FSPS phase 9, CMFGEN spectra)
-    whatever their isochrone phase: massive (initial mass >= :data:`WR_LIKE_MIN_MASS`, 8 M_sun) and hotter
-    than :data:`WR_LIKE_MIN_TEFF` (50 kK, WM-basic's top). Phase-9 stars are WR stars anyway.
+    whatever their isochrone phase: massive (initial mass >= :data:`WR_LIKE_MIN_MASS`, 8 M_sun), hotter
+    than :data:`WR_LIKE_MIN_TEFF` (50 kK, WM-basic's top) and stripped (current mass below
+    :data:`WR_LIKE_MAX_MASS_RATIO`, 0.8, of the initial; hot main-sequence O stars keep > 0.85). Phase-9
+    stars are WR stars anyway.
 
     Parameters
     ----------
     mini : array, initial mass [M_sun]
-    teff : array, effective temperature [K] (broadcast with ``mini``)
+    mact : array, current mass [M_sun]
+    teff : array, effective temperature [K] (the three broadcast together)
 
     Returns
     -------
     ndarray of bool
     """
-    return (np.asarray(mini, float) >= WR_LIKE_MIN_MASS) & (np.asarray(teff, float) > WR_LIKE_MIN_TEFF)
+    mini = np.asarray(mini, float)
+    return ((mini >= WR_LIKE_MIN_MASS) & (np.asarray(teff, float) > WR_LIKE_MIN_TEFF)
+            & (np.asarray(mact, float) < WR_LIKE_MAX_MASS_RATIO * mini))
 
 
 @dataclass
@@ -346,25 +359,25 @@ def check_logt(logt, name="logt"):
                       f"a Teff in K goes in as teff=, or as {name}=np.log10(Teff)")
 
 
-def _mass_value(value):
-    """Initial masses in M_sun from numbers (taken as M_sun) or a mass Quantity (or an astropy Column with a
-    mass unit); None stays None."""
+def _mass_value(value, name="mini", meaning="initial"):
+    """Masses (``name``: ``mini`` initial, ``mact`` current) in M_sun from numbers (taken as M_sun) or a mass
+    Quantity (or an astropy Column with a mass unit); None stays None."""
     if value is None:
         return None
-    value = column_quantity(value, "mini", "a mass unit")
+    value = column_quantity(value, name, "a mass unit")
     if not isinstance(value, u.Quantity):
         return value
     try:
         return np.asarray(value.to_value(u.M_sun), float)
     except u.UnitConversionError:
-        raise ValueError(f"mini must be initial masses in M_sun as numbers or a mass quantity; got unit "
+        raise ValueError(f"{name} must be {meaning} masses in M_sun as numbers or a mass quantity; got unit "
                          f"{value.unit}") from None
 
 
 def _point_codes(values, name, n, meaning):
-    """``phase``, ``co`` or ``mini`` as n finite floats (one value or one per point), or None: a masked
-    element, text, NaN or a length that is not the points' was used as given or ignored (masked phases made
-    TP-AGB stars)."""
+    """``phase``, ``co``, ``mini`` or ``mact`` as n finite floats (one value or one per point), or None: a
+    masked element, text, NaN or a length that is not the points' was used as given or ignored (masked phases
+    made TP-AGB stars)."""
     if values is None:
         return None
     _refuse_masked(values, name)
@@ -850,16 +863,24 @@ class StellarLibraryBackend:
         return out, used, inside
 
     # ---- keys -----------------------------------------------------------------------------------
-    def _classes(self, phase, co, n, mini=None, teff=None):
+    def _classes(self, phase, co, n, mini=None, mact=None, teff=None):
         phase = _point_codes(phase, "phase", n, "FSPS phase codes")
         co = _point_codes(co, "co", n, "surface C/O ratios")
         mini = _point_codes(_mass_value(mini), "mini", n, "initial masses [M_sun]")
+        mact = _point_codes(_mass_value(mact, "mact", "current"), "mact", n, "current masses [M_sun]")
         cls = np.zeros(n, np.int64)
-        if self.special_phases != "dedicated" or (phase is None and mini is None):
+        if self.special_phases != "dedicated" or (phase is None and mini is None and mact is None):
             return cls
+        if (mini is None) != (mact is None):
+            # one of the two would leave the rule half-applied: initial mass alone gave zero-age O stars WR
+            # spectra, and dropping the rule without a word would not give what the caller asked for
+            given, missing = ("mini", "mact") if mact is None else ("mact", "mini")
+            raise ValueError(f"{given} given without {missing}: special_phases='dedicated' needs both the "
+                             "initial (mini) and current (mact) masses [M_sun] to find the Wolf-Rayet-like "
+                             "stars (wr_like); give both, or neither (then only phase-9 stars are WR)")
         if mini is not None:
-            # massive stars hotter than WM-basic reach the WR spectra as phase-9 stars do (wr_like)
-            phase = np.where(wr_like(mini, teff), 9.0, 0.0 if phase is None else phase)
+            # massive, stripped stars hotter than WM-basic reach the WR spectra as phase-9 stars do (wr_like)
+            phase = np.where(wr_like(mini, mact, teff), 9.0, 0.0 if phase is None else phase)
         crich = (co if co is not None else np.zeros(n)) > 1.0
         cls[(phase == 5) & ~crich] = _CLASS_TPAGB_O
         cls[(phase == 5) & crich] = _CLASS_TPAGB_C
@@ -1026,7 +1047,7 @@ class StellarLibraryBackend:
         self._slot_of.update(zip(packed.tolist(), slots.tolist()))
 
     # ---- public API -----------------------------------------------------------------------------
-    def _prepare(self, teff, logt, logg, logz, logl, phase, co, mini=None):
+    def _prepare(self, teff, logt, logg, logz, logl, phase, co, mini=None, mact=None):
         if (teff is None) == (logt is None):
             raise ValueError("give exactly one of teff [K] or logt [log10 K]")
         # the generator's own checks: a string, a boolean (logl=True was taken as 10 L_sun) or a masked
@@ -1054,11 +1075,11 @@ class StellarLibraryBackend:
         # keys: the index and value named were the keys'; and dedicated spectra never reached the check)
         teff, logg, logz = validate_parameters(teff, logg, logz)
         check_logl(logl)
-        cls = self._classes(phase, co, teff.size, mini, teff)
+        cls = self._classes(phase, co, teff.size, mini, mact, teff)
         return teff, logg, logz, logl, cls
 
     def point_spectra(self, *, logg, logz, logl, teff=None, logt=None, phase=None, co=None, mini=None,
-                      use_cache=True):
+                      mact=None, use_cache=True):
         """L_lambda of isochrone points, in one batched generator call.
 
         Each point is generated at (log Teff, log g, [M/H]) rounded to :data:`KEY_STEP` (1e-4 dex; a value
@@ -1075,16 +1096,17 @@ class StellarLibraryBackend:
         phase : array of FSPS phase codes, -1 .. 9 (optional; used by ``special_phases="dedicated"``; another
             value is a ValueError)
         co : array of surface C/O >= 0 (optional; C/O > 1 selects WC / C-rich spectra)
-        mini : array of initial masses [M_sun] (or a mass Quantity; optional; with ``special_phases=
-            "dedicated"`` a star that :func:`wr_like` finds massive and hotter than 50 kK gets the WR spectra
-            of a phase-9 star, whatever its ``phase``)
+        mini, mact : arrays of initial and current masses [M_sun] (or mass Quantities; optional, both or
+            neither: one without the other is a ValueError under ``special_phases="dedicated"``; there a
+            star that :func:`wr_like` finds massive, hotter than 50 kK and stripped (mact < 0.8 mini) gets
+            the WR spectra of a phase-9 star, whatever its ``phase``; without them only phase 9 does)
 
         Returns
         -------
         PointSpectra (``.as_spectrum()`` gives a specutils.Spectrum in erg s^-1 A^-1)
         """
         use_cache = check_switch(use_cache, "use_cache")      # "False" was truthy: the cache was used
-        teff, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co, mini)
+        teff, logg, logz, logl, cls = self._prepare(teff, logt, logg, logz, logl, phase, co, mini, mact)
         keys = self._keys(np.log10(teff), logg, logz, cls)
         ukeys, inv = _unique_rows(keys)
         f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache)
@@ -1183,8 +1205,8 @@ class StellarLibraryBackend:
                          seconds=time.perf_counter() - t_start, cpu_s=time.process_time() - c_start, **timing)
         return flux, covered, status[inv], corr[inv]
 
-    def point_keys(self, logt, logg, logz, phase=None, co=None, mini=None):
+    def point_keys(self, logt, logg, logz, phase=None, co=None, mini=None, mact=None):
         """Cache keys (rounded log Teff, log g, [M/H], special-phase class) of points, shape (n, 4);
-        ``phase``, ``co`` and ``mini`` [M_sun] as :meth:`point_spectra` takes them."""
-        teff, logg, logz, _, cls = self._prepare(None, logt, logg, logz, 0.0, phase, co, mini)
+        ``phase``, ``co``, ``mini`` and ``mact`` [M_sun] as :meth:`point_spectra` takes them."""
+        teff, logg, logz, _, cls = self._prepare(None, logt, logg, logz, 0.0, phase, co, mini, mact)
         return self._keys(np.log10(teff), logg, logz, cls)

@@ -570,7 +570,7 @@ def _tabulated(iso, pairs, imf, backend, progress=False, by_phase=False, stats=N
     W = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.arange(cols.size))),
                       shape=(n_rows, cols.size))
     keys = backend.point_keys(c["logt"][cols], c["logg"][cols], logz_pts, c["phase"][cols], c["co"][cols],
-                              c["mini"][cols])
+                              c["mini"][cols], c["mact"][cols])
     # Points go through the backend's per-point cache when they fit in it (a new SSP, a grid block): isochrone
     # points do not repeat between ages, but the same isochrones with another IMF, by_phase or in a later
     # block of a Dask IMF family reuse them; a large grid streams past the cache.

@@ -1,5 +1,5 @@
 """Wolf-Rayet spectra under ``special_phases="dedicated"`` (smnet_sps.backend): WR stars hotter than the
-CMFGEN grid's top, and the massive hot stars the isochrones do not flag as WR (docs/ssp.md, "Young
+CMFGEN grid's top, and the massive hot stripped stars the isochrones do not flag as WR (docs/ssp.md, "Young
 populations")."""
 import numpy as np
 import pytest
@@ -54,27 +54,70 @@ def _ages(iso):
 @pytest.mark.parametrize("family", ["parsec", "padova"])
 def test_wr_like_rule_on_the_shipped_tables(family):
     """The rule catches every stripped star of docs/ssp.md's audit (80-150 kK, log g 4.4-6, up to 10 Myr)
-    and no post-AGB star or white dwarf: nothing older than 100 Myr or below the mass threshold, though
-    Padova holds thousands of > 50 kK points there (phase 6, <= 4.8 M_sun, log t >= 8.15)."""
-    from smnet_sps.backend import WR_LIKE_MIN_MASS, WR_LIKE_MIN_TEFF, wr_like
+    that the default IMF (to 120 M_sun) holds -- the only ones it leaves are 3 PARSEC points at Z 1e-4, log t
+    6.35, 300-305 M_sun, back from 6 kK with 0.93-0.94 of their mass -- and no post-AGB star or white dwarf:
+    nothing older than 100 Myr or below the mass threshold, though Padova holds thousands of > 50 kK points
+    there (phase 6, <= 4.8 M_sun, log t >= 8.15). Every star it catches has lost > 20 % of its mass."""
+    from smnet_sps.backend import WR_LIKE_MAX_MASS_RATIO, WR_LIKE_MIN_MASS, WR_LIKE_MIN_TEFF, wr_like
     from smnet_sps.isochrones import load_isochrones
     iso = load_isochrones(family)
     c = iso.columns
     teff, age = 10.0 ** c["logt"], _ages(iso)
-    caught = wr_like(c["mini"], teff)
+    caught = wr_like(c["mini"], c["mact"], teff)
     stripped = (teff >= 80e3) & (teff <= 150e3) & (c["logg"] >= 4.4) & (c["logg"] <= 6.0) & (age <= 7.0)
-    assert stripped.sum() > 100 and caught[stripped].all()
+    assert stripped.sum() > 100 and caught[stripped & (c["mini"] <= 120.0)].all()
+    missed = stripped & ~caught
+    assert missed.sum() == (3 if family == "parsec" else 0)
+    assert (c["mini"][missed] > 290.0).all() and (c["mact"][missed] > 0.9 * c["mini"][missed]).all()
     assert not caught[(age > 8.0) | (c["mini"] < WR_LIKE_MIN_MASS)].any()
-    assert caught.sum() == (teff[c["mini"] >= WR_LIKE_MIN_MASS] > WR_LIKE_MIN_TEFF).sum()
+    assert (teff[caught] > WR_LIKE_MIN_TEFF).all()
+    assert (c["mact"][caught] < WR_LIKE_MAX_MASS_RATIO * c["mini"][caught]).all()
     if family == "padova":
         old_hot = (age > 8.0) & (teff > WR_LIKE_MIN_TEFF)
         assert old_hot.sum() > 1000 and set(np.unique(c["phase"][old_hot])) == {6}
 
 
+@pytest.mark.parametrize("family", ["parsec", "padova"])
+def test_wr_like_rule_spares_metal_poor_zero_age_o_stars(family):
+    """The zero-age and main-sequence O stars above 50 kK of metal-poor isochrones (Z <= 0.001, log t <= 6.3:
+    PARSEC 34-349 M_sun, Padova 41-118 M_sun; >= 0.98 of their mass up to 120 M_sun) are not WR-like: the
+    rule on initial mass and Teff alone gave them all WN spectra (57 % of L_bol at [M/H] -1, 1 Myr)."""
+    from smnet_sps.backend import WR_LIKE_MIN_MASS, WR_LIKE_MIN_TEFF, wr_like
+    from smnet_sps.isochrones import load_isochrones
+    iso = load_isochrones(family)
+    c = iso.columns
+    teff, age = 10.0 ** c["logt"], _ages(iso)
+    zrow = np.empty(age.size)
+    for iz in range(iso.Z.size):
+        for ia in range(iso.log_age.size):
+            zrow[iso.rows(iz, ia)] = iso.Z[iz]
+    o_stars = (zrow <= 0.001) & (age <= 6.3) & (c["mini"] >= WR_LIKE_MIN_MASS) & (teff > WR_LIKE_MIN_TEFF)
+    assert o_stars.sum() > 1000
+    in_imf = o_stars & (c["mini"] <= 120.0)
+    assert (c["mact"][in_imf] >= 0.98 * c["mini"][in_imf]).all()
+    assert not wr_like(c["mini"], c["mact"], teff)[o_stars].any()
+
+
+def test_dedicated_leaves_metal_poor_zero_age_o_stars_to_the_model(default_generator):
+    """[M/H] -1, 1 Myr: the 50-55 kK zero-age O stars carry 57 % (PARSEC) / 42 % (Padova) of L_bol; with
+    ``special_phases="dedicated"`` they got WN spectra (outside_fraction 0) and now keep the model's
+    extrapolations: the SSP is the "model" one (docs/ssp.md, "Young populations"; to 5e-7: a "dedicated"
+    backend also snaps keys onto its libraries' Teff faces, within half a key step, as before the rule)."""
+    from astropy import units as u
+
+    from smnet_sps.ssp import ssp_spectrum
+    for family in ("parsec", "padova"):
+        model, dedicated = (ssp_spectrum(1 * u.Myr, logzsol=-1.0, isochrones=family,
+                                         generator=default_generator, special_phases=mode)
+                            for mode in ("model", "dedicated"))
+        np.testing.assert_allclose(dedicated.flux.value, model.flux.value, rtol=1e-5, atol=0)
+        assert dedicated.meta["outside_fraction"] == model.meta["outside_fraction"] > 0.4
+
+
 def test_dedicated_gives_wr_like_stars_the_phase9_spectra(dedicated_bb):
-    """PARSEC Z = 0.014, log t 6.5 (no phase 9 in PARSEC): with the initial masses, the massive stars above
-    50 kK get exactly what the same points flagged phase 9 get (CMFGEN, status "dedicated"); every other
-    point what it got without the masses."""
+    """PARSEC Z = 0.014, log t 6.5 (no phase 9 in PARSEC): with the initial and current masses, the massive
+    stripped stars above 50 kK get exactly what the same points flagged phase 9 get (CMFGEN, status
+    "dedicated"); every other point what it got without the masses."""
     from smnet_sps.backend import wr_like
     from smnet_sps.isochrones import load_isochrones
     iso = load_isochrones("parsec")
@@ -83,9 +126,9 @@ def test_dedicated_gives_wr_like_stars_the_phase9_spectra(dedicated_bb):
     c = {k: v[sl] for k, v in iso.columns.items()}
     pts = dict(logt=c["logt"], logg=c["logg"], logz=np.log10(iso.Z[iz] / iso.zsun), logl=c["logl"],
                co=c["co"])
-    caught = wr_like(c["mini"], 10.0 ** c["logt"])
+    caught = wr_like(c["mini"], c["mact"], 10.0 ** c["logt"])
     assert caught.sum() > 20 and not np.any(c["phase"] == 9)
-    with_mass = dedicated_bb.point_spectra(phase=c["phase"], mini=c["mini"], **pts)
+    with_mass = dedicated_bb.point_spectra(phase=c["phase"], mini=c["mini"], mact=c["mact"], **pts)
     as_phase9 = dedicated_bb.point_spectra(phase=np.where(caught, 9, c["phase"]), **pts)
     without = dedicated_bb.point_spectra(phase=c["phase"], **pts)
     assert np.array_equal(with_mass.llam, as_phase9.llam)
@@ -96,8 +139,8 @@ def test_dedicated_gives_wr_like_stars_the_phase9_spectra(dedicated_bb):
 
 
 def test_model_mode_keys_ignore_the_masses():
-    """special_phases="model" (the default): the initial masses change no key, so no spectrum: its SSPs are
-    bit-identical to those made before the rule (every young PARSEC and Padova point, log t <= 7)."""
+    """special_phases="model" (the default): the initial and current masses change no key, so no spectrum: its
+    SSPs are bit-identical to those made before the rule (every young PARSEC and Padova point, log t <= 7)."""
     from smnet_sps.isochrones import load_isochrones
     be = StellarLibraryBackend("blackbody")
     for family in ("parsec", "padova"):
@@ -105,20 +148,36 @@ def test_model_mode_keys_ignore_the_masses():
         c = iso.columns
         young = _ages(iso) <= 7.0
         args = (c["logt"][young], c["logg"][young], np.zeros(young.sum()), c["phase"][young], c["co"][young])
-        assert np.array_equal(be.point_keys(*args, c["mini"][young]), be.point_keys(*args))
+        assert np.array_equal(be.point_keys(*args, c["mini"][young], c["mact"][young]), be.point_keys(*args))
 
 
 def test_point_spectra_refuses_bad_masses(dedicated_bb):
     from astropy import units as u
     kw = dict(teff=[100e3, 100e3], logg=5.0, logz=0.0, logl=5.0, phase=0)
     with pytest.raises(ValueError, match=r"mini = -3 \(index 1\) is negative"):
-        dedicated_bb.point_spectra(mini=[20.0, -3.0], **kw)
+        dedicated_bb.point_spectra(mini=[20.0, -3.0], mact=5.0, **kw)
+    with pytest.raises(ValueError, match=r"mact = -1 \(index 0\) is negative"):
+        dedicated_bb.point_spectra(mini=20.0, mact=[-1.0, 5.0], **kw)
     with pytest.raises(ValueError, match="mini has 3 values for 2 points"):
-        dedicated_bb.point_spectra(mini=[20.0, 20.0, 20.0], **kw)
+        dedicated_bb.point_spectra(mini=[20.0, 20.0, 20.0], mact=5.0, **kw)
     with pytest.raises(ValueError, match="mini must be initial masses in M_sun"):
-        dedicated_bb.point_spectra(mini=[20.0, 20.0] * u.K, **kw)
-    in_kg = dedicated_bb.point_spectra(mini=(np.array([20.0, 5.0]) * u.M_sun).to(u.kg), **kw)
+        dedicated_bb.point_spectra(mini=[20.0, 20.0] * u.K, mact=5.0, **kw)
+    with pytest.raises(ValueError, match="mact must be current masses in M_sun"):
+        dedicated_bb.point_spectra(mini=20.0, mact=[5.0, 5.0] * u.K, **kw)
+    # the rule needs both masses: one alone was half the rule (zero-age O stars became WR stars)
+    for one in ({"mini": 20.0}, {"mact": 5.0}):
+        with pytest.raises(ValueError, match="needs both the initial .mini. and current .mact. masses"):
+            dedicated_bb.point_spectra(**one, **kw)
+        with pytest.raises(ValueError, match="give both, or neither"):
+            dedicated_bb.point_keys(np.log10([100e3, 100e3]), 5.0, 0.0, 0, **one)
+    in_kg = dedicated_bb.point_spectra(mini=(np.array([20.0, 5.0]) * u.M_sun).to(u.kg),
+                                       mact=(np.array([5.0, 2.0]) * u.M_sun).to(u.kg), **kw)
     assert list(in_kg.status) == [STATUS["dedicated"], STATUS["generator"]]
+    # massive and hot but holding 0.9 of its mass: an O star, not WR-like
+    kept = dedicated_bb.point_spectra(mini=[20.0, 20.0], mact=[18.0, 15.0], **kw)
+    assert list(kept.status) == [STATUS["generator"], STATUS["dedicated"]]
+    # "model" ignores the masses, one or both
+    assert StellarLibraryBackend("blackbody").point_spectra(mini=20.0, **kw).status[0] == STATUS["generator"]
 
 
 def test_dedicated_he_ionising_photons_of_young_parsec_ssps(default_generator):
