@@ -1373,9 +1373,7 @@ def _cli_points_table(args):
     table = read_points_table(points)           # a missing file or column fails before the model loads
     from .filters import split_filter_names
     filters = split_filter_names(args.filters, "--filters")
-    if args.colors:                             # an unknown band before the model loads
-        parse_colors(args.colors, [name for name, _ in resolve_filters(filters)])
-    _check_fits_columns(outputs["out"], filters, args.colors, ("M_",), args.system, kept=table.colnames)
+    _check_columns(outputs["out"], filters, args.colors, ("M_",), args.system, kept=table.colnames)
     from .neural import load_generator_option
     generator = load_generator_option(args.model, args.meta)
     table = points_magnitudes(table, filters, args.system, generator=generator, colors=args.colors)
@@ -1439,11 +1437,8 @@ def _cli_mags(args):
         raise ValueError("--igm applies to observed-frame magnitudes: give --redshift > 0 with it")
     from .filters import split_filter_names
     filters = split_filter_names(args.filters, "--filters")
-    if args.colors:                             # an unknown band before the model loads
-        parse_colors(args.colors, [name for name, _ in resolve_filters(filters)])
-    if "out" in outputs:
-        _check_fits_columns(outputs["out"], filters, args.colors,
-                            ("M_", "ML_") + (("m_obs_",) if args.redshift > 0 else ()), args.system)
+    _check_columns(outputs.get("out"), filters, args.colors,
+                   ("M_", "ML_") + (("m_obs_",) if args.redshift > 0 else ()), args.system)
     from .neural import load_generator_option
     # 'blackbody' (analytic) lets the command run without a trained model
     generator = load_generator_option(args.model, args.meta)
@@ -1480,18 +1475,30 @@ def _cli_mags(args):
 FITS_COLUMN_NAME_MAX = 68
 
 
-def _check_fits_columns(out, filters, colors, prefixes, system, kept=()):
-    """For a FITS ``--out``, refuse before the model loads the columns FITS cannot name: ``<prefix><filter>``
+def _check_columns(out, filters, colors, prefixes, system, kept=()):
+    """Before the model loads: a colour of an unknown band (:func:`parse_colors`) and, for a FITS ``out``
+    (None: no table written), the columns :func:`_check_fits_columns` refuses. The filters are resolved
+    once for both (a filter file read once), and only where one of the checks needs them."""
+    from .output_files import suffix_of
+    fits = out is not None and TABLE_FORMATS.get(suffix_of(out)) == "fits"
+    if not (colors or fits):
+        return
+    bands = [name for name, _ in resolve_filters(filters)]
+    if colors:
+        parse_colors(colors, bands)
+    if fits:
+        _check_fits_columns(out, bands, colors, prefixes, system, kept)
+
+
+def _check_fits_columns(out, bands, colors, prefixes, system, kept=()):
+    """For a FITS ``--out``, refuse before the model loads the columns FITS cannot name: ``<prefix><band>``
     for each of ``prefixes`` and each colour (``obs_<colour>`` too with ``m_obs_``) must be at most
     :data:`FITS_COLUMN_NAME_MAX` printable ASCII characters, as must ``kept`` (the columns of a ``--points``
     table, carried over); and an AB / ST magnitude column's unit keyword (``UNIT_<column>`` = ``mag(AB)``,
     :func:`_fits_ready`) must fit a header card. A filter file of a long name ended, after the work, in
     astropy's AssertionError traceback ('Column name must be a string able to fit in a single FITS card')
-    or, for a shorter one (59 characters and more), VerifyError ('Unparsable card'), nothing written."""
-    from .output_files import suffix_of
-    if TABLE_FORMATS.get(suffix_of(out)) != "fits":
-        return
-    bands = [name for name, _ in resolve_filters(filters)]
+    or, for a shorter one (59 characters and more), VerifyError ('Unparsable card'), nothing written.
+    ``bands``: the table's band names (:func:`~smnet_sps.filters.resolve_filters`' names, resolved once)."""
     names = list(kept) + [prefix + band for band in bands for prefix in prefixes]
     if colors:
         texts = [text for text, _, _ in parse_colors(colors, bands)]

@@ -243,6 +243,26 @@ def test_a_fits_table_refuses_a_filter_name_too_long_for_a_column_before_the_wor
         assert not out.exists()
 
 
+def test_the_checks_before_the_work_read_each_filter_file_once(tmp_path, capsys, monkeypatch, never_compute):
+    """mags --colors ... --out .fits resolved its filters for the colours and again for the FITS column
+    names: each filter file read twice before the work (then once more by the work itself)."""
+    import smnet_sps.filters as filters_module
+    read = []
+    real = filters_module.read_filter_file
+
+    def counting(path, *args, **kwargs):
+        read.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(filters_module, "read_filter_file", counting)
+    long, short = _filter_file(tmp_path, "f" * 66), _filter_file(tmp_path, "g")
+    argv = ["mags", "--Z", "0.0152", "--ages", "1Gyr", "--model", "blackbody", "--filters", f"{short},{long}",
+            "--colors", "g-" + "f" * 66, "--out", str(tmp_path / "m.fits")]
+    assert main(argv) == 1                      # ML_<66 f> is too long: refused before the work
+    assert "cannot hold the column" in _error_line(capsys)
+    assert sorted(read) == sorted([short, long])
+
+
 def test_the_longest_filter_names_a_fits_table_takes_are_written_and_read_back(tmp_path):
     """The check refuses no more than FITS does: a Vega table's ML_<65 characters> (68, FITS's limit) and an
     AB table's M_<58 characters> with its unit keyword are written and read back by astropy; .ecsv takes
