@@ -41,11 +41,9 @@ _X_LO, _X_HI = 0.3, 10.0     # dust_extinction's CCM89 / G03_SMCBar range [1/um]
 def _wave(wave):
     from .medium import _as_angstrom
 
-    # a Quantity or a table column with a unit, converted (a column was an AttributeError: no to_value)
-    w = _as_angstrom(wave, "wave")[0]
-    if np.any(~np.isfinite(w)) or np.any(w <= 0):
-        raise ValueError("wavelengths must be finite and > 0 (Angstrom)")
-    return w
+    # a Quantity or a table column with a unit, converted (a column was an AttributeError: no to_value);
+    # NaN, inf and wavelengths <= 0 refused
+    return _as_angstrom(wave, "wave", positive=True)[0]
 
 
 def power_law(wave, index=-0.7):

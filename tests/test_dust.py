@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 
-from smnet_sps.dust import attenuate, attenuation_curve, calzetti2000, ccm89, power_law, smc_bar
+from smnet_sps.dust import DUST_TYPES, attenuate, attenuation_curve, calzetti2000, ccm89, power_law, smc_bar
 
 pytest.importorskip("dust_extinction")
 WAVE = np.geomspace(91.0, 1.6e6, 400)          # the generator's range [A]
@@ -72,6 +72,16 @@ def test_every_dust_type_is_finite_and_one_near_v(dust_type):
 def test_curve_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         attenuation_curve(WAVE, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [-5500.0, 0.0, np.nan, np.inf])
+def test_a_wavelength_that_is_no_wavelength_is_named_with_the_first(bad):
+    """Every curve refuses NaN, inf and wavelengths <= 0 by the package's one rule (medium._as_angstrom),
+    which names the first bad value and how many there are."""
+    for dust_type in DUST_TYPES:
+        with pytest.raises(ValueError, match=rf"wave must be finite and > 0 \[Angstrom\]; got {bad!r} "
+                                             r"\(1 of 3 values"):
+            attenuation_curve([3000.0, bad, 8000.0], dust_type)
 
 
 def test_attenuate_errors():
