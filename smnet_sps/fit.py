@@ -440,11 +440,10 @@ def check_spectrum(wave, flux, ivar=None, mask=None):
     # a table column (Table.read of a FITS or ECSV spectrum) with a unit is the Quantity it stands for: its
     # unit was dropped (a wavelength column in nm fitted as Angstrom, a flux column in Jy as F_lambda) and a
     # column without one was an AttributeError; a masked column's mask is taken from it first
-    _, wave_mask = _unmask(wave)
+    wave, wave_mask = _column_unmasked(wave, "wave", _WAVE_UNITS)
     if wave_mask is not None and wave_mask.any():
         raise ValueError(f"wave is a masked array with {int(wave_mask.sum())} masked value(s): a pixel needs "
                          "a wavelength; mask bad pixels in flux (or with mask=) instead")
-    wave = _column_unmasked(wave, "wave", _WAVE_UNITS)[0]
     flux, flux_mask = _column_unmasked(flux, "flux", _FLUX_UNITS)
     ivar, ivar_mask = _column_unmasked(ivar, "ivar", "1 / (a spectral flux density)**2 (e.g. 1 / Jy2)")
     wave_in = wave
