@@ -396,6 +396,14 @@ def check_zsun(zsun, example="0.0152 (PARSEC) or 0.02"):
     return _check_zsun(zsun, "zsun", example)
 
 
+def check_zsun_and_medium(zsun, medium):
+    """A writer's checks of ``zsun`` (:func:`check_zsun`; None: the grid's own, checked with the grid) and
+    ``medium`` (:func:`smnet_sps.medium.check_medium`), which need no grid: made before one is computed."""
+    if zsun is not None:
+        check_zsun(zsun)
+    check_medium(medium)
+
+
 def smnet_ssp_grid(ages, Zs, **kwargs):
     """Compute an SSP grid with :func:`smnet_sps.ssp.ssp_grid` and return it as :class:`SSPArrays`.
 

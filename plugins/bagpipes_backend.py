@@ -39,8 +39,8 @@ import numpy as np
 from smnet_sps.constants import L_SUN
 from smnet_sps.output_files import atomic_output
 
-from ._common import (SSPArrays, as_ssp_arrays, check_medium, check_zsun, in_medium, output_path,
-                      resolve_zsun, smnet_ssp_grid, template_lsf, warn_if_no_young_ssps)
+from ._common import (SSPArrays, as_ssp_arrays, check_zsun_and_medium, in_medium, output_path, resolve_zsun,
+                      smnet_ssp_grid, template_lsf, warn_if_no_young_ssps)
 
 HOST = "bagpipes"
 HOST_VERSIONS = ">=1.0,<1.4"
@@ -153,9 +153,7 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
 def _check_arguments(path, zsun, medium, overwrite):
     """:func:`write_stellar_grid`'s checks that need no grid, so that :func:`from_smnet` makes them before
     the grid is computed (minutes for a full one): ``zsun``, ``medium`` and the output path (returned)."""
-    if zsun is not None:                # None: the grid's own, checked with it
-        check_zsun(zsun)
-    check_medium(medium)
+    check_zsun_and_medium(zsun, medium)
     return output_path(path, (".fits",), "bagpipes stellar grid", overwrite)
 
 

@@ -19,7 +19,7 @@ from astropy import units as u
 
 from smnet_sps.output_files import atomic_output
 
-from ._common import (SSPArrays, as_ssp_arrays, check_conversion, check_medium, check_zsun, grid_medium,
+from ._common import (SSPArrays, as_ssp_arrays, check_conversion, check_zsun_and_medium, grid_medium,
                       output_path, resolve_zsun, smnet_ssp_grid, template_lsf)
 
 HOST = "ppxf"
@@ -146,9 +146,7 @@ def _check_arguments(path, zsun, fwhm, lam_range, medium, gaussian_fwhm, velscal
     Returns (the output path, ``lam_range`` as (min, max) [A] or None)."""
     from smnet_sps.lsf import _as_fwhm
 
-    if zsun is not None:                # None: the grid's own, checked with it
-        check_zsun(zsun)
-    check_medium(medium)
+    check_zsun_and_medium(zsun, medium)
     cut = None
     if lam_range is not None:
         cut = _lam_range(lam_range)
