@@ -167,10 +167,9 @@ def read_spectrum(path, medium=None):
     if w_unit is not None and not w_unit.is_equivalent(u.AA, equivalencies=u.spectral()):
         # it stopped with astropy's bare "'A' (electrical current) and 'Angstrom' (length) are not
         # convertible", naming neither file nor column: FITS reads the TUNIT 'A' as the ampere
-        hint = (" (FITS reads 'A' as the ampere: write 'Angstrom' for Angstrom)"
-                if w_unit == u.A else "")
-        raise ValueError(f"{path}: column {w.info.name!r} is in {w_unit}, which is no wavelength{hint}; "
-                         f"allowed: {w_allowed}")
+        from .medium import _ampere_hint
+        raise ValueError(f"{path}: column {w.info.name!r} is in {w_unit}, which is no wavelength"
+                         f"{_ampere_hint(w_unit)}; allowed: {w_allowed}")
     wave = (
         (np.asarray(w.value, float) * w_unit).to_value(u.AA, equivalencies=u.spectral())
         if w_unit is not None
