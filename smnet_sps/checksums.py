@@ -1,11 +1,12 @@
-"""File checksums: the identity of grids, weights and source files (one helper for every stage)."""
+"""File checksums: the identity of grids, weights and source files (one helper for every stage); and
+reading an .npz that may be damaged, with an error that names it."""
 from __future__ import annotations
 
 import hashlib
 import zipfile
 import zlib
 
-__all__ = ["file_sha256", "check_recorded_sha256", "check_zip_crc"]
+__all__ = ["file_sha256", "check_recorded_sha256", "check_zip_crc", "read_npz"]
 
 
 def file_sha256(path):
@@ -63,3 +64,16 @@ def check_zip_crc(path, what="file", remedy="download or copy it again"):
         where = f"its member {member}" if member else "its zip directory"
         raise ValueError(f"{what} {path} is damaged: {where} does not read back as written ({exc}); "
                          f"{remedy}") from exc
+
+
+def read_npz(path, what, remedy="the file is corrupt or was replaced"):
+    """``{name: array}`` of every array in the .npz ``path`` (no pickles), or a ValueError naming the file,
+    ``what`` it should be (e.g. "tail table"), numpy's or zipfile's error and ``remedy``: a truncated or
+    damaged file raises zipfile.BadZipFile ('File is not a zip file', 'Bad CRC-32'), EOFError or
+    zlib.error, which name neither the file nor what it is."""
+    import numpy as np
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{path} is not a readable {what} ({type(exc).__name__}: {exc}); {remedy}") from exc

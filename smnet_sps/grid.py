@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 
-from .checksums import file_sha256
+from .checksums import file_sha256, read_npz
 from .constants import FLAM_UNIT, PACKAGE_DATA, PARAMETER_DOMAINS, SIGMA_SB
 from .libraries import DEFAULT_LIBRARIES, DEFAULT_NOTE, LIBRARIES, PHASE_LIBRARIES, read_library
 from .lsf import LSF_DOC, LSF_SHAPE, grid_lsf_fwhm
@@ -895,11 +895,9 @@ def load_phase_libraries(path=None):
     path = Path(PHASE_FILE if path is None else path)
     if not path.is_file():
         raise FileNotFoundError(f"phase-library file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a phase-library .npz ({exc})") from exc
+    # a truncated or damaged file was zipfile's bare BadZipFile ('File is not a zip file'), naming no file
+    data = read_npz(path, "phase-library .npz", "write it again with export_phase_libraries, or give "
+                    "path=None for the package's own")
     if "names" not in data or "wavelength" not in data:
         raise ValueError(f"{path}: not a phase-library .npz (no 'names'/'wavelength' arrays)")
     out = {"wavelength": data["wavelength"] * u.AA}
