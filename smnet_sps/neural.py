@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checksums import check_recorded_sha256, check_zip_crc, file_sha256
+from .checksums import check_recorded_sha256, check_zip_crc, file_sha256, read_npz
 from .constants import LOGG_DOMAIN, LOGZ_DOMAIN, NODE_STEPS, PACKAGE_DATA, SIGMA_SB, TEFF_DOMAIN
 from .generator import (Generator, ParameterBox, _torch_parameters, box_edges, check_switch, own_wavelength,
                         validate_parameters)
@@ -416,12 +416,7 @@ def _check_model_wavelength(wave, path, cfg, directory):
 
 def _load_nodes(path):
     """A model's training nodes (teff, logg, logz, library_id, split) from its .npz."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            nodes = {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path} is not a readable .npz of training nodes ({type(exc).__name__}: {exc}); "
-                         "the file is corrupt or was replaced") from exc
+    nodes = read_npz(path, ".npz of training nodes")
     shapes = {k: v.shape for k, v in nodes.items()}
     if len(set(shapes.values())) > 1 or any(len(shape) != 1 for shape in shapes.values()):
         raise ValueError(f"{path}: the arrays of training nodes must be 1-d and of one length (one entry per "

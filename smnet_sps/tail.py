@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checksums import read_npz
 from .constants import BOLTZMANN_K, LIGHT_C, NODE_STEPS, PLANCK_H
 from .output_files import atomic_output
 
@@ -364,12 +365,7 @@ def write_without_nodes(path, out, nodes):
 
 def _read_table(path, library_names, n_wave):
     """The arrays of a tail.npz, checked; ValueError naming the file otherwise."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path} is not a readable tail table ({type(exc).__name__}: {exc}); the file is "
-                         "corrupt or was replaced") from exc
+    data = read_npz(path, "tail table")
     if str(data.get("format", "")) != TAIL_FORMAT:
         raise ValueError(f"{path}: format {str(data.get('format'))!r}, expected {TAIL_FORMAT!r}")
     for name in library_names:
