@@ -70,10 +70,14 @@ def read_npz(path, what, remedy="the file is corrupt or was replaced"):
     """``{name: array}`` of every array in the .npz ``path`` (no pickles), or a ValueError naming the file,
     ``what`` it should be (e.g. "tail table"), numpy's or zipfile's error and ``remedy``: a truncated or
     damaged file raises zipfile.BadZipFile ('File is not a zip file', 'Bad CRC-32'), EOFError or
-    zlib.error, which name neither the file nor what it is."""
+    zlib.error, which name neither the file nor what it is; a .npy file (one array, no archive) is refused
+    alike."""
     import numpy as np
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not hasattr(loaded, "files"):        # a .npy: an array, which has no `with` (a raw TypeError)
+            raise ValueError("a single .npy array, not an .npz archive")
+        with loaded as f:
             return {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"{path} is not a readable {what} ({type(exc).__name__}: {exc}); {remedy}") from exc

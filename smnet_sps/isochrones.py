@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checksums import read_npz
 from .progress import want_progress
 
 __all__ = ["FAMILIES", "FAMILY_CHOICES", "PHASE_NAMES", "PRE_MS_PHASE", "UNFLAGGED_PHASE", "Isochrone",
@@ -333,11 +334,8 @@ def _load(name, path, version):
     if not path.is_file():
         raise FileNotFoundError(f"isochrone table {path} not found; rebuild it with "
                                 "smnet_sps.isochrones.convert_fsps_isochrones")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as exc:   # zip/npz corruption
-        raise ValueError(f"{path} is not a readable smnet-sps isochrone table ({exc})") from exc
+    arrays = read_npz(path, "smnet-sps isochrone table",
+                      "rebuild it with smnet_sps.isochrones.convert_fsps_isochrones")
     need = {"Z", "log_age", "start", "count", "phase", "format", *_SCALES}
     missing = need - set(arrays)
     if missing or str(arrays["format"]) != FORMAT:

@@ -47,6 +47,11 @@ def test_corrupt_and_wrong_format(tmp_path):
     bad.write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="not a readable"):
         load_isochrones("parsec", path=bad)
+    array = tmp_path / "array.npz"             # a .npy under an .npz name: np.load gives an array, no archive
+    with open(array, "wb") as fh:
+        np.save(fh, np.arange(3))
+    with pytest.raises(ValueError, match="not a readable smnet-sps isochrone table .*not an .npz archive"):
+        load_isochrones("parsec", path=array)
     other = tmp_path / "other.npz"
     np.savez(other, x=np.arange(3))
     with pytest.raises(ValueError, match="format"):
