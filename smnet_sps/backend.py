@@ -69,10 +69,10 @@ import numpy as np
 from astropy import units as u
 
 from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN, SIGMA_SB, TEFF_DOMAIN
-from .generator import (_as_float_array, _check_count, _check_finite, _logg_value, _logz_value,
-                        _quiet_coverage, _refuse_masked, _teff_value, check_switch, column_quantity,
-                        luminosity_scale, own_wavelength, planck_fraction, planck_surface_flux,
-                        validate_parameters)
+from .generator import (_as_float_array, _check_count, _check_finite, _check_in_range, _logg_value,
+                        _logz_value, _quiet_coverage, _refuse_masked, _teff_value, check_switch,
+                        column_quantity, luminosity_scale, own_wavelength, planck_fraction,
+                        planck_surface_flux, validate_parameters)
 from .isochrones import PHASE_NAMES
 from .progress import want_progress
 
@@ -332,31 +332,22 @@ def _log_value(value, name, unit, meaning):
     return np.log10(linear)
 
 
-def _check_log_domain(values, name, lo, hi, quantity, advice):
-    """Refuse non-finite ``values`` or ones outside [lo, hi], naming ``name``, the first offender, the
-    ``quantity`` the range is of and ``advice`` (how the likely slip goes in instead)."""
-    _check_finite(values, name)
-    out = (values < lo) | (values > hi)
-    if out.any():
-        i = int(np.flatnonzero(out)[0])
-        raise ValueError(f"{name} = {values[i]:g} (index {i}) is outside {lo:g} .. {hi:g}, {quantity} "
-                         f"({int(out.sum())} value(s) outside); {advice}")
-
-
 def check_logl(logl, name="logl"):
     """Refuse a non-finite log10(L / L_sun) or one outside :data:`~smnet_sps.constants.LOGL_DOMAIN`."""
     # e.g. L in L_sun given as logl: 1e5 made an inf spectrum flagged as good
-    _check_log_domain(logl, name, *LOGL_DOMAIN, "log10(L / L_sun)",
-                      f"a luminosity in L_sun goes in as {name}=np.log10(L) or as a Quantity (L * u.L_sun)")
+    _check_in_range(logl, name, *LOGL_DOMAIN, after=", log10(L / L_sun)",
+                    advice=f"a luminosity in L_sun goes in as {name}=np.log10(L) or as a Quantity "
+                           "(L * u.L_sun)")
 
 
 def check_logt(logt, name="logt"):
     """Refuse a non-finite log10(Teff / K) or one outside log10 of
     :data:`~smnet_sps.constants.TEFF_DOMAIN` (2.69897 .. 6), naming ``name``: a Teff in K given as logt
     (5777) overflowed 10**logt and was refused as a non-finite *teff*, a logt of 2 as "teff = 100"."""
-    _check_log_domain(logt, name, *np.log10(TEFF_DOMAIN),
-                      f"log10(Teff / K) of the physical domain {TEFF_DOMAIN[0]:g} .. {TEFF_DOMAIN[1]:g} K",
-                      f"a Teff in K goes in as teff=, or as {name}=np.log10(Teff)")
+    _check_in_range(logt, name, *np.log10(TEFF_DOMAIN),
+                    after=f", log10(Teff / K) of the physical domain {TEFF_DOMAIN[0]:g} .. "
+                          f"{TEFF_DOMAIN[1]:g} K",
+                    advice=f"a Teff in K goes in as teff=, or as {name}=np.log10(Teff)")
 
 
 def _mass_value(value, name="mini", meaning="initial"):

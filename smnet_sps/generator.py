@@ -304,6 +304,17 @@ def _check_finite(values, name):
                          f"{np.flatnonzero(bad)[0]}); NaN and inf are not valid stellar parameters")
 
 
+def _check_in_range(values, name, lo, hi, before="", after="", advice=None):
+    """Refuse NaN / inf (:func:`_check_finite`) and ``values`` outside [lo, hi], naming ``name``, the first
+    offender and its index, how many, and the range, as "{before}{lo} .. {hi}{after}", then ``advice``."""
+    _check_finite(values, name)
+    out = (values < lo) | (values > hi)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise ValueError(f"{name} = {values[i]:g} (index {i}) is outside {before}{lo:g} .. {hi:g}{after} "
+                         f"({int(out.sum())} value(s) outside)" + (f"; {advice}" if advice else ""))
+
+
 def own_wavelength(wavelength):
     """A generator's (or backend's) wavelength grid [A]: its own float copy, read-only. ``gen.wavelength`` is
     handed out as it is, and shared by the backend, the tail fill and every SSP: a caller's in-place
@@ -348,13 +359,8 @@ def validate_parameters(teff, logg, logz):
         raise ValueError(f"teff, logg, logz cannot be broadcast together: shapes {shapes}") from exc
     teff, logg, logz = (np.ascontiguousarray(a).ravel() for a in arrays)
     for name, arr in (("teff", teff), ("logg", logg), ("logz", logz)):
-        _check_finite(arr, name)
         (lo, hi), unit = PARAMETER_DOMAINS[name]
-        out = (arr < lo) | (arr > hi)
-        if out.any():
-            i = int(np.flatnonzero(out)[0])
-            raise ValueError(f"{name} = {arr[i]:g} (index {i}) is outside the physical domain {lo:g} .. "
-                             f"{hi:g} {unit} accepted by the generators ({int(out.sum())} value(s) outside)")
+        _check_in_range(arr, name, lo, hi, "the physical domain ", f" {unit} accepted by the generators")
     return teff, logg, logz
 
 
