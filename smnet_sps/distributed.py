@@ -577,7 +577,6 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
         # mkdir's bare "FileExistsError: [Errno 17] File exists" named neither the option nor what it needs
         raise ValueError(f"store={str(store)!r} is a file; ssp_grids needs a folder (one Zarr store per "
                          "config inside it): give a new or existing folder")
-    root.mkdir(parents=True, exist_ok=True)
     resolved = [_resolve_config(cfg, age_chunk) for cfg in configs]     # every config checked before any work
     # generator name, wavelengths and fingerprint, read on a worker (so the client never loads a model)
     infos = {}
@@ -596,6 +595,9 @@ def ssp_grids(configs, client=None, store="ssp_grids", *, age_chunk=None, device
     paths = [st[3] for st in stores]
     if len(set(paths)) < len(paths):
         raise ValueError("two configs map to the same store: remove the duplicate or give distinct names")
+    # made only now that every config is checked: a refused run (bad isochrones, age, option) left an
+    # empty folder behind
+    root.mkdir(parents=True, exist_ok=True)
     # one task per (generator, isochrones, options, Z, age block); grids that differ only in the IMF share it
     groups, specs, n_blocks, n_missing = {}, {}, 0, 0
     try:

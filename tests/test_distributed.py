@@ -572,6 +572,28 @@ def test_a_store_that_is_a_file_is_refused_with_what_is_needed(tmp_path):
         D.ssp_grids(config, store=path, progress=False)
     assert path.read_bytes() == b"not a folder"
 
+
+@pytest.mark.parametrize("config, match", [
+    (("nosuchfamily", "kroupa", "blackbody", [1e9], [0.0152]), "nosuchfamily"),
+    (("parsec", "kroupa", "blackbody", [1e14], [0.0152]), "age"),
+    (("parsec", "kroupa", "blackbody", [1e9], [0.0152], "bogus"), "special_phases"),
+])
+def test_a_refused_run_leaves_no_new_store_folder(tmp_path, config, match):
+    """ssp_grids made its store folder before it checked the configs: a refused run (an unknown isochrone
+    family, an age beyond the isochrones, a bad option) left an empty folder behind. Nothing is made now;
+    a folder that existed before is left as it was."""
+    new = tmp_path / "new" / "grids"
+    with pytest.raises(ValueError, match=match):
+        D.ssp_grids([config], store=new, progress=False)
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match=match):
+        D.ssp_grids([config], store=existing, progress=False)
+    assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
+    assert (existing / "notes.txt").read_text() == "keep"
+
 def test_star_magnitudes_scale_each_star_to_its_luminosity_as_the_ssp_backend_does(default_generator):
     """A star of luminosity L integrates to f L on the grid (f: a blackbody's share there), as in SSPs: scaled
     by L / sigma Teff^4, the emulator's bolometric error went into L (V 0.095 mag too faint at 150 kK,
