@@ -380,6 +380,13 @@ def _warning_line(command):
     return format_warning
 
 
+def _command_label(args):
+    """The command as its lines name it: ``ssp-grid``, or with its sub-command (``<command>_command``),
+    ``grid build``, as argparse's own errors name it (the one-line errors said ``smnet-sps grid:``)."""
+    sub = getattr(args, f"{args.command.replace('-', '_')}_command", None)
+    return f"{args.command} {sub}" if sub else args.command
+
+
 def main(argv=None):
     """Run ``smnet-sps``; returns the exit status (0 ok, 1 a clear one-line error, also for an argument
     argparse refuses; 2 with the usage when no command is given; 141 when stdout's reader stopped reading,
@@ -406,8 +413,9 @@ def main(argv=None):
         parser.print_help()
         return 2
     planned = _output_states(args)
+    command = _command_label(args)
     previous_format = warnings.formatwarning
-    warnings.formatwarning = _warning_line(args.command)
+    warnings.formatwarning = _warning_line(command)
     try:
         _use_file_backend(args)
         status = args.func(args) or 0
@@ -415,20 +423,20 @@ def main(argv=None):
         return status
     except BrokenPipeError as exc:
         if not _stdout_reader_gone():
-            print(f"smnet-sps {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            print(f"smnet-sps {command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
         _silence_stdout()
         unwritten = _unwritten_outputs(planned)
         if unwritten:
             # quiet only when nothing is lost: a command that printed before writing lost its files silently
-            print(f"smnet-sps {args.command}: error: stdout was closed (its reader stopped reading) before "
+            print(f"smnet-sps {command}: error: stdout was closed (its reader stopped reading) before "
                   f"the files were written; not written: {', '.join(unwritten)}", file=sys.stderr)
             return 1
         return PIPE_CLOSED_STATUS
     except USER_ERRORS as exc:
         # with what was kept of the work, where the command says (train's checkpoint after a full disk)
         notes = "".join(f"; {_one_line(note)}" for note in getattr(exc, "__notes__", None) or [])
-        print(f"smnet-sps {args.command}: error: {_one_line(exc)}{notes}", file=sys.stderr)
+        print(f"smnet-sps {command}: error: {_one_line(exc)}{notes}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         # one line, not the ~40-line traceback of wherever the work was; outputs are written under a
@@ -436,7 +444,7 @@ def main(argv=None):
         unwritten = _unwritten_outputs(planned)
         # and what was kept of the work, where the command keeps some (a Dask run's store: how to resume)
         kept = [_one_line(note) for note in getattr(exc, "__notes__", None) or []]
-        print(f"smnet-sps {args.command}: {_interrupted(exc)}"
+        print(f"smnet-sps {command}: {_interrupted(exc)}"
               + (f"; not written: {', '.join(unwritten)}" if unwritten else "")
               + "".join(f"; {note}" for note in kept), file=sys.stderr)
         return interrupt_status(exc)

@@ -411,6 +411,20 @@ def test_argparse_errors_are_one_line_and_status_1(argv, option, capsys):
     assert option in err and "usage:" not in err and err.startswith("smnet-sps")
 
 
+@pytest.mark.parametrize("argv, prefix", [
+    (["grid", "build", "--libraries", "{tmp}/none", "--out", "{tmp}/g.h5"], "smnet-sps grid build: error: "),
+    (["grid", "info", "{tmp}/none.h5"], "smnet-sps grid info: error: "),
+    (["grid", "build", "--out", "{tmp}/g.h5"], "smnet-sps grid build: error: "),    # argparse's, alike
+    (["ssp-grid", "--ages", "1Gyr", "--out", "{tmp}/g.txt"], "smnet-sps ssp-grid: error: "),
+])
+def test_a_sub_command_error_names_the_sub_command(argv, prefix, tmp_path, capsys):
+    """`grid build` / `grid info` errors began "smnet-sps grid: error:", while argparse's own for the same
+    command said "smnet-sps grid build: error:" and every other command names itself: now the sub-command
+    is named too."""
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 1
+    assert _error_line(capsys).startswith(prefix)
+
+
 def test_help_and_a_missing_command_still_show_the_usage(capsys):
     with pytest.raises(SystemExit) as done:
         main(["ssp", "--help"])
