@@ -737,9 +737,11 @@ def add_cli(sub):
     p.add_argument("--degree", type=int, default=3,
                    help="degree of the multiplicative continuum polynomial (default 3)")
     p.add_argument("--wmin", type=float, default=None,
-                   help="ignore wavelengths below this [A, vacuum, as read: the observed frame]")
+                   help="ignore wavelengths below this [A, vacuum, as read: the observed frame] (default: "
+                        "none, from the spectrum's first pixel)")
     p.add_argument("--wmax", type=float, default=None,
-                   help="ignore wavelengths above this [A, vacuum, as read: the observed frame]")
+                   help="ignore wavelengths above this [A, vacuum, as read: the observed frame] (default: "
+                        "none, to the spectrum's last pixel)")
     p.add_argument("--uncertainty", choices=["laplace", "emcee"], default="laplace",
                    help="errors from the Laplace approximation at the best fit (default), or from an emcee "
                         "ensemble (needs the emcee package; slower)")
@@ -758,7 +760,8 @@ def add_cli(sub):
                         "--redshift when given: a galaxy's known z goes there, not here)")
     p.add_argument("--redshift", type=float, default=None, metavar="REDSHIFT",
                    help="with --ssp-grid: the galaxy's known redshift; the fit works in its rest frame and "
-                        "rv (--rv-guess, --max-rv) is relative to it (z 0.5 through --max-rv took 15 min)")
+                        "rv (--rv-guess, --max-rv) is relative to it (z 0.5 through --max-rv took 15 min; "
+                        "default 0)")
     p.add_argument("--generator", default=None,
                    help="'default' (shipped model), 'semi-empirical', a model directory trained by "
                         "smnet-sps, or a released SM-Net checkpoint CHECKPOINT.pt with --meta "
@@ -776,8 +779,9 @@ def add_cli(sub):
     )
     p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                    help="hold a parameter at a known value (repeatable, or a comma list), in the units of "
-                        "the results: stars teff [K], logg, logz, rv [km/s]; with --ssp-grid log_age "
-                        "(log10 yr), logz, sigma [km/s], av [mag], rv. E.g. --fix logz=-0.3 --fix logg=2.45. "
+                        "the results: stars teff [K], logg [log10 cm s^-2], logz ([M/H], dex), rv [km/s]; "
+                        "with --ssp-grid log_age (log10 yr), logz, sigma [km/s], av [mag], rv. E.g. --fix "
+                        "logz=-0.3 --fix logg=2.45. "
                         "Error 0, the others' errors conditional on it; recorded as 'fixed' in the JSON")
     p.add_argument(
         "--ssp-grid", default=None, help="SSP grid file (.h5/.npz from smnet-sps ssp-grid): fit_ssp"

@@ -1624,8 +1624,10 @@ def add_cli(sub):
                        description="Spectrum of an SSP [L_sun/A per M_sun formed] -> FITS table and a plot.")
     p.add_argument("--age", required=True, help="age with unit, e.g. '10Gyr', '500 Myr', '1e9 yr'")
     p.add_argument("--Z", type=float, default=None,
-                   help="metal mass fraction (default: solar of the family; a file of one Z: its Z)")
-    p.add_argument("--logzsol", type=float, default=None, help="[M/H] = log10(Z/Zsun) [dex], instead of --Z")
+                   help="metal mass fraction (default: the family's solar Z, 0.0152 PARSEC, 0.019 Padova, "
+                        "0.0142 MIST; a file of one Z: its Z)")
+    p.add_argument("--logzsol", type=float, default=None,
+                   help="[M/H] = log10(Z/Zsun) [dex] with the family's Zsun, instead of --Z")
     _common_args(p)
     p.add_argument("--out", default=None,
                    help="output FITS table (WAVELENGTH, FLUX); extension .fits, .fit, .fts or .fits.gz")

@@ -1614,7 +1614,7 @@ def add_cli(sub):
     p.add_argument("--lr", type=float, default=None,
                    help="Adam's learning rate at the start of the cosine schedule (default 0.002)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available; the default), cpu, cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping: epochs without a better validation loss (default 200)")
     p.add_argument("--resume", action="store_true",

@@ -213,7 +213,8 @@ def add_cli(sub):
                                                 "baseline")
     p.add_argument("--imitations", action="store_true", help="also score every library imitation")
     p.add_argument("--kfold", type=int, default=0, metavar="K",
-                   help="held-out test of the default mixture: rank on K-1 folds, score the K-th")
+                   help="held-out test of the default mixture: rank on K-1 folds, score the K-th (default "
+                        "0: off)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the k-fold split (with --kfold; default 0)")
     p.add_argument("--rank-libraries", action="store_true",

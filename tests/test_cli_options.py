@@ -88,9 +88,51 @@ def test_every_option_with_a_default_states_it():
     ssp-grid, evaluate) and mags --redshift gave no default: every option whose default is a value says it."""
     silent = [f"{name} {'/'.join(strings)} (default {action.default!r})"
               for name, strings, action in _options()
-              if strings and action.default not in (None, False, [], argparse.SUPPRESS)
+              # a default of 0 is a value to state too (0 == False skipped it here)
+              if strings and action.default is not None and action.default is not False
+              and action.default != [] and action.default is not argparse.SUPPRESS
               and "default" not in (action.help or "").lower()]
     assert not silent, silent
+
+
+def _help_entries(argv, capsys, monkeypatch):
+    """``smnet-sps ARGV --help`` parsed: {option string: its help text on one line}, every option listed."""
+    import re
+    monkeypatch.setenv("COLUMNS", "1000")          # one line per option: no wrapping inside "0.01-12.5Gyr"
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    options = capsys.readouterr().out.split("\noptions:\n", 1)[1]
+    entries = {}
+    for entry in re.split(r"\n(?=  -)", options):
+        names, _, text = entry.strip().partition("  ")
+        for name in re.findall(r"--[\w-]+", names):
+            entries[name] = " ".join(text.split())
+    return entries
+
+
+def test_every_command_help_parses_and_names_units_and_defaults(capsys, monkeypatch):
+    """Every command's --help lists each of its options with a help text; the options that gave no default
+    or unit now do: ssp --Z (the solar Z it takes), ssp --logzsol (whose Zsun), fit --wmin / --wmax (no cut),
+    fit --redshift (0), fit --fix (logg and logz units), validate --kfold (0: off), train --threads."""
+    commands = {}
+    for name, strings, action in _options():
+        commands.setdefault(tuple(name.split()[1:]), []).extend(s for s in strings if s.startswith("--"))
+    for argv, options in commands.items():
+        helps = _help_entries(list(argv), capsys, monkeypatch)
+        missing = [o for o in options if not helps.get(o)]
+        assert not missing, (argv, missing)
+    ssp = _help_entries(["ssp"], capsys, monkeypatch)
+    assert "0.0152 PARSEC, 0.019 Padova, 0.0142 MIST" in ssp["--Z"]
+    assert "[dex] with the family's Zsun" in ssp["--logzsol"]
+    fit = _help_entries(["fit"], capsys, monkeypatch)
+    for option in ("--wmin", "--wmax"):
+        assert "[A, vacuum" in fit[option] and "(default: none" in fit[option], fit[option]
+    assert "default 0)" in fit["--redshift"]
+    assert "logg [log10 cm s^-2], logz ([M/H], dex)" in fit["--fix"]
+    assert "sigma [km/s], av [mag]" in fit["--fix"]
+    assert "(default 0: off)" in _help_entries(["validate"], capsys, monkeypatch)["--kfold"]
+    assert "(default: torch's own)" in _help_entries(["train"], capsys, monkeypatch)["--threads"]
 
 
 def test_no_option_but_a_metallicity_is_shown_as_z():
