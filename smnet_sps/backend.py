@@ -77,7 +77,8 @@ from .isochrones import PHASE_NAMES
 from .progress import want_progress
 
 __all__ = ["StellarLibraryBackend", "PointSpectra", "STATUS", "OUTSIDE_MODES", "SPECIAL_MODES", "KEY_STEP",
-           "WR_LIKE_MIN_MASS", "WR_LIKE_MIN_TEFF", "WR_LIKE_MAX_MASS_RATIO", "wr_like"]
+           "WR_LIKE_MIN_MASS", "WR_LIKE_MIN_TEFF", "WR_LIKE_MAX_MASS_RATIO", "WR_RULE_VERSION",
+           "wr_like"]
 
 OUTSIDE_MODES = ("exclude", "blackbody", "extrapolate")
 SPECIAL_MODES = ("model", "dedicated")
@@ -121,6 +122,12 @@ WR_LIKE_MIN_TEFF = 50000.0
 #: massive stars above 50 kK, log t <= 7.5, leave a gap there: Padova has none between 0.5 and 0.95; PARSEC
 #: 40 of 9246 between 0.8 and 0.9, against 6674 below 0.7 and 2435 above 0.9 (above 70 kK 7 above 0.8).
 WR_LIKE_MAX_MASS_RATIO = 0.8
+#: Version of special_phases="dedicated"'s Wolf-Rayet rule (wr_like and the CMFGEN sets held at their top),
+#: which a distributed SSP store records so that one begun under another rule is not resumed under this
+#: one (two rules in one grid). 1: 2026-12 (WR stars held at the CMFGEN top, stripped massive stars WR-like
+#: below WR_LIKE_MAX_MASS_RATIO; PARSEC Z 0.0304, 4 Myr: log Q(He+) 45.10 -> 38.07). Bump it whenever a
+#: change moves the "dedicated" spectra.
+WR_RULE_VERSION = 1
 
 # special-phase classes for the key (0 = ordinary star)
 _CLASS_TPAGB_O, _CLASS_TPAGB_C, _CLASS_WN, _CLASS_WC, _CLASS_PAGB = 1, 2, 3, 4, 5

@@ -392,6 +392,11 @@ def _resolve_config(cfg, age_chunk):
             "generator_id": _spec_id(cfg.generator),
             "special_phases": cfg.special_phases, "outside": cfg.outside,
             "age_chunk": int(min(age_chunk or ages_yr.size, ages_yr.size))}
+    if cfg.special_phases == "dedicated":
+        # the WR rule the spectra follow (a "model" store's output never depended on it: its config, and
+        # so its name and config_sha1, stay as before and it resumes)
+        from .backend import WR_RULE_VERSION
+        desc["wr_rule"] = WR_RULE_VERSION
     return cfg, desc
 
 
@@ -423,6 +428,24 @@ def _check_ssp_version(path, group, reading=False):
                          "would mix two mass rules); delete the store and rerun ssp_grids")
 
 
+def _check_wr_rule(path, group, desc):
+    """Refuse to resume a special_phases="dedicated" store begun under another Wolf-Rayet rule
+    (:data:`smnet_sps.backend.WR_RULE_VERSION`; none recorded: before 2026-12, when WR stars took the model's
+    spectra above the CMFGEN top and stripped massive stars kept planetary-nebula-nucleus spectra): its
+    remaining blocks would follow the new rule, two rules in one grid."""
+    stored = group.attrs.get("config") or {}
+    if (desc["special_phases"] != "dedicated" or stored.get("special_phases") != "dedicated"
+            or stored.get("wr_rule") == desc["wr_rule"]):
+        return
+    was = f"rule {stored['wr_rule']}" if "wr_rule" in stored else "no rule recorded: before 2026-12"
+    raise ValueError(f"{path}: a special_phases='dedicated' SSP grid store begun under another Wolf-Rayet "
+                     f"rule ({was}; this smnet-sps applies rule {desc['wr_rule']}: WR stars held at the "
+                     "CMFGEN grid's top, stripped massive stars given WR spectra, backend.wr_like, e.g. "
+                     "PARSEC Z 0.0304, 4 Myr: log Q(He+) 45.10 -> 38.07, docs/ssp.md); resumed, its "
+                     "remaining blocks would follow the new rule, two rules in one grid. Delete the store "
+                     "or give ssp_grids another store folder, and rerun")
+
+
 def _refuse_foreign_folder(path):
     """A store is created only where nothing is: zarr's mode "w" empties a folder, and an existing folder
     that is not a store (a user's results, a Zarr v2 store) was wiped without --overwrite."""
@@ -448,6 +471,8 @@ def _open_ssp_store(path, desc, digest, gen_name, wave, tail_filled, gen_sha=Non
     n_blocks = math.ceil(n_age / desc["age_chunk"])
     if (path / "zarr.json").exists():
         group = zarr.open_group(str(path), mode="r+")
+        if group.attrs.get("format") == SSP_STORE_FORMAT:
+            _check_wr_rule(path, group, desc)       # before config_sha1: the rule is part of the config
         if group.attrs.get("format") != SSP_STORE_FORMAT or group.attrs.get("config_sha1") != digest:
             raise ValueError(f"{path} holds another SSP grid (or is not an smnet-sps store); give another "
                              "store directory or delete it")
@@ -646,13 +671,21 @@ def load_ssp_store(path, allow_incomplete=False):
     :func:`ssp_grids`' ``seconds``. ``attrs["top_cut"]`` and ``mass_uncovered`` are ssp_grid's (the
     top cut over the computed blocks only, when ``allow_incomplete``). A store of an older layout
     (``format_version`` other than :data:`SSP_STORE_VERSION`) is refused, except a finished version-2 store,
-    read with a warning (its masses follow FSPS's first-interval rule, up to 1.7 % higher).
+    read with a warning (its masses follow FSPS's first-interval rule, up to 1.7 % higher). A
+    special_phases="dedicated" store that records no ``wr_rule`` (made before the current Wolf-Rayet rule) is
+    read with a warning too.
     """
     from .ssp import SSPGrid
 
     group, done = _open_finished_store(path, SSP_STORE_FORMAT, "SSP grid store", "blocks",
                                        "rerun ssp_grids with the same configs to finish it", allow_incomplete)
     _check_ssp_version(path, group, reading=True)
+    config = group.attrs.get("config") or {}
+    if config.get("special_phases") == "dedicated" and "wr_rule" not in config:
+        warnings.warn(f"{path}: a special_phases='dedicated' store made before the current Wolf-Rayet rule "
+                      "(WR stars held at the CMFGEN grid's top, stripped massive stars given WR spectra: "
+                      "PARSEC Z 0.0304, 4 Myr, log Q(He+) 45.10 -> 38.07, docs/ssp.md); rerun ssp_grids "
+                      "into a new store for the current rule", UserWarning, stacklevel=2)
     arr = {k: np.asarray(group[k][:]) for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux",
                                                  *_SSP_SCALARS)}
     attrs = dict(group.attrs)

@@ -343,6 +343,50 @@ def test_ssp_store_of_an_older_layout_is_refused(tmp_path):
     assert np.isfinite(old.ssp_flux).all()
 
 
+def test_dedicated_store_of_an_earlier_wr_rule_is_not_resumed(tmp_path):
+    """special_phases="dedicated" spectra changed with the Wolf-Rayet rule of 2026-12 (PARSEC Z 0.0304, 4 Myr:
+    log Q(He+) 45.10 -> 38.07), but a store recorded nothing of it: a partly written one from before was
+    resumed, its remaining blocks filled under the new rule (two rules in one grid). Now a dedicated store
+    records wr_rule and one without it is refused on resume (read with a warning when finished); a "model"
+    store, whose output did not change, keeps its config (so its name) and resumes."""
+    import hashlib
+    import json
+
+    from smnet_sps.backend import WR_RULE_VERSION
+
+    ages, Zs = [4e6, 1e9], [0.0152]
+    runs = {}
+    for phases in ("dedicated", "model"):
+        cfg = D.SSPConfig("parsec", "kroupa", "blackbody", ages, Zs, special_phases=phases, name=phases)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs[phases] = D.ssp_grids([cfg], client=None, store=tmp_path, age_chunk=1, progress=False)
+        group = zarr.open_group(str(runs[phases].stores[0]), mode="r+")
+        config = dict(group.attrs["config"])
+        assert config.get("wr_rule") == (WR_RULE_VERSION if phases == "dedicated" else None)
+        # as a store written before: no wr_rule in its config nor its config_sha1, its last block not done
+        config.pop("wr_rule", None)
+        group.attrs["config"] = config
+        old_sha1 = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+        group.attrs["config_sha1"] = old_sha1
+        group["done"][0, 1] = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if phases == "dedicated":
+                with pytest.raises(ValueError, match=r"another Wolf-Rayet rule \(no rule recorded.*two "
+                                                     r"rules in one grid\. Delete the store or give"):
+                    D.ssp_grids([cfg], client=None, store=tmp_path, age_chunk=1, progress=False)
+                assert np.asarray(group["done"][:]).tolist() == [[1, 0]]     # left as it was
+            else:
+                rerun = D.ssp_grids([cfg], client=None, store=tmp_path, age_chunk=1, progress=False)
+                assert (rerun.n_skipped, rerun.n_computed) == (1, 1)
+                assert np.asarray(group["done"][:]).all()
+    # a finished dedicated store of the earlier rule is read, with a warning naming it
+    zarr.open_group(str(runs["dedicated"].stores[0]), mode="r+")["done"][0, 1] = 1
+    with pytest.warns(UserWarning, match="dedicated' store made before the current Wolf-Rayet rule"):
+        old = D.load_ssp_store(runs["dedicated"].stores[0])
+    assert np.isfinite(old.ssp_flux).all()
+
 
 def test_contracts_state_the_store_versions_written():
     """docs/CONTRACTS.md gives each store's format_version; it said 2 for the SSP store after the mass rule of
