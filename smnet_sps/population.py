@@ -307,6 +307,15 @@ def _numbers_in(name, value, unit):
     return arr.astype(float)
 
 
+def _number_in(name, value, unit):
+    """One number in ``unit`` as a float: a number, a Quantity or a size-1 array, which python-fsps
+    broadcasts (float() of a 1-d array is a TypeError in numpy 2); more than one is a ValueError."""
+    arr = _numbers_in(name, value, unit)
+    if arr.size != 1:
+        raise ValueError(f"{name} must be one number in {unit} (or a Quantity); got {arr.size}: {value!r}")
+    return arr.item()
+
+
 def _gaussian_smooth(wave, flux, sigma, velocity, lo, hi):
     """FSPS's smoothspec: ``flux`` (..., n) on ``wave`` [A] convolved with a Gaussian of dispersion ``sigma``
     [km/s] (sigma_lambda = lambda sigma / c) or, with ``velocity`` False, ``sigma`` [A], at the pixels inside
@@ -1068,6 +1077,7 @@ class StellarPopulation:
         times = _numbers_in("times", tage if times is None else times, u.Gyr)
         if dt.size != 1 or not dt > 0:
             raise ValueError(f"dt must be one time interval > 0 [Gyr]; got {dt}")
+        dt = dt.item()             # a size-1 array (python-fsps broadcasts it) as a number, as 0.1 is
         if sfh == 3:
             if self._tabular is None:
                 raise ValueError("sfh=3 needs a tabular SFH: call set_tabular_sfh(age, sfr) first")
@@ -1075,7 +1085,7 @@ class StellarPopulation:
         else:
             names = ("tau", "const", "sf_start", "sf_trunc", "fburst", "tburst")
             history = parametric_sfh(sfh, tage, **{k: _scalar(k, p[k]) for k in names})
-        window = float(dt) * 1e9                                   # [yr]
+        window = dt * 1e9                                   # [yr]
         mass = [history.mass_between(t, t + window) for t in (tage - times.ravel()) * 1e9]
         avg = np.where(times > tage, 0.0, np.reshape(mass, times.shape) / window)
         if sfh != 3:
@@ -1095,14 +1105,15 @@ class StellarPopulation:
         if sigma.size != 1 or sigma < 0:
             raise ValueError(f"sigma is one Gaussian dispersion >= 0 (km/s, or A with smooth_velocity off); "
                              f"got {sigma}")
-        lo = wave[0] if minw is None else float(_numbers_in("minw", minw, u.AA))
-        hi = wave[-1] if maxw is None else float(_numbers_in("maxw", maxw, u.AA))
+        sigma = sigma.item()       # a size-1 array as a number (float() of it is a TypeError in numpy 2)
+        lo = wave[0] if minw is None else _number_in("minw", minw, u.AA)
+        hi = wave[-1] if maxw is None else _number_in("maxw", maxw, u.AA)
         if np.shape(spec)[-1:] != wave.shape:
             raise ValueError(f"spec must have one value per wavelength ({wave.size}) on its last axis; got "
                              f"shape {np.shape(spec)}")
         if sigma == 0:
             return spec.copy() if isinstance(spec, u.Quantity) else np.array(spec, float)
-        return _gaussian_smooth(wave, spec, float(sigma), velocity, lo, hi)
+        return _gaussian_smooth(wave, spec, sigma, velocity, lo, hi)
 
     def filter_data(self):
         """python-fsps's filter_data, for :attr:`available_bands` in that order (alphabetical; FSPS's is its
@@ -1140,8 +1151,8 @@ class StellarPopulation:
         if sigma.shape != wave.shape or np.any(sigma < 0):
             raise ValueError(f"sigma [km/s] must be >= 0, one per wavelength ({wave.size}); got shape "
                              f"{sigma.shape}, min {sigma.min() if sigma.size else None}")
-        lo = wave[0] if wmin is None else float(_numbers_in("wmin", wmin, u.AA))
-        hi = wave[-1] if wmax is None else float(_numbers_in("wmax", wmax, u.AA))
+        lo = wave[0] if wmin is None else _number_in("wmin", wmin, u.AA)
+        hi = wave[-1] if wmax is None else _number_in("wmax", wmax, u.AA)
         if not lo < hi:
             raise ValueError(f"wmin must be below wmax [A]; got {lo}, {hi}")
         self._lsf = (wave, sigma, lo, hi)

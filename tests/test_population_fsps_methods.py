@@ -118,6 +118,39 @@ def test_smoothspec_is_a_gaussian_convolution(blackbody, velocity, sigma):
         sp.smoothspec(wave, spec[:-1], sigma)
 
 
+def test_size_one_arrays_are_numbers_as_in_python_fsps(blackbody):
+    """sfr_avg's dt, smoothspec's sigma / minw / maxw and set_lsf's wmin / wmax took a size-1 array by their
+    size check (or none), then float() of it raised numpy 2's TypeError "only 0-dimensional arrays can be
+    converted to Python scalars"; python-fsps broadcasts them. Now each gives what the number gives, and
+    more than one value is a ValueError naming the parameter."""
+    sp = StellarPopulation(zcontinuous=1, generator=blackbody, sfh=4, tau=2.0, sf_start=1.0, tage=5.0)
+    one = sp.sfr_avg(dt=[0.1])
+    assert isinstance(one, float) and one == sp.sfr_avg(dt=0.1) > 0
+    times = [3.0, 4.0]
+    np.testing.assert_array_equal(sp.sfr_avg(times, dt=np.array([0.25])), sp.sfr_avg(times, dt=0.25))
+    wave = np.linspace(4000.0, 6000.0, 2001)
+    spec = 1.0 + 0.5 * np.sin(wave / 7.0)
+    ref = sp.smoothspec(wave, spec, 50.0, minw=4500.0, maxw=5500.0)
+    assert not np.array_equal(ref, spec)
+    got = sp.smoothspec(wave, spec, np.array([50.0]), minw=[4500], maxw=[5500.0])
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(sp.smoothspec(wave, spec, [0.0]), spec)
+    for name in ("minw", "maxw"):
+        with pytest.raises(ValueError, match=f"{name} must be one number in Angstrom.*got 2"):
+            sp.smoothspec(wave, spec, 50.0, **{name: [4500.0, 5000.0]})
+    lsf_wave, lsf_sigma = np.array([3000.0, 9000.0]), np.array([1500.0, 3000.0])          # [km/s]
+    kw = dict(zcontinuous=1, generator=blackbody, sfh=0, smooth_lsf=True)
+    spectra = []
+    for lo, hi in ((4000.0, 7000.0), ([4000.0], np.array([7000.0]))):
+        lsf = StellarPopulation(**kw)
+        lsf.set_lsf(lsf_wave, lsf_sigma, wmin=lo, wmax=hi)
+        spectra.append(lsf.get_spectrum(tage=1.0, peraa=True)[1])
+    np.testing.assert_array_equal(spectra[1], spectra[0])
+    for name in ("wmin", "wmax"):
+        with pytest.raises(ValueError, match=f"{name} must be one number in Angstrom.*got 2"):
+            lsf.set_lsf(lsf_wave, lsf_sigma, **{name: [4000.0, 5000.0]})
+
+
 def _ab_mag(wave, flam, band):
     """AB magnitude of f_lambda [erg s^-1 cm^-2 A^-1] on ``wave`` [A] through ``band``, by numpy trapezoids
     on a fine grid (photon counting: <f_nu> = int f_lambda T l dl / int T c / l dl)."""
