@@ -247,9 +247,11 @@ class SSPInterpolator:
                                            ("logz", lz, z0, z1, tol_z, "[M/H], dex")):
             if np.any(~np.isfinite(x)) or np.any(x < lo - tol) or np.any(x > hi + tol):
                 # 12 digits: the value typed back is taken (7 gave -0.1818436 for -0.18184358794, 1.2e-8 off,
-                # refused as "must be that value; got [-0.1818436]")
+                # refused as "must be that value; got [-0.1818436]"; the bounds' 3 decimals gave -2.182 for
+                # -2.18184, refused, and a refused -2.18199992 looked inside "-2.182-0.295")
                 where = (f"the SSP grid holds one {name}, {lo:.12g} ({what}): {name} must be that value"
-                         if lo == hi else f"{name} must lie inside the SSP grid, {lo:.3f}-{hi:.3f} ({what})")
+                         if lo == hi else
+                         f"{name} must lie inside the SSP grid, {lo:.12g} to {hi:.12g} ({what})")
                 raise ValueError(f"{where}; got {x}")
         ia, ta = self._weights(self._la, log_age)
         iz, tz = self._weights(self._lz, logz)

@@ -142,6 +142,36 @@ def test_the_one_value_an_error_names_is_taken_back(tmp_path, blackbody, axis):
     np.testing.assert_array_equal(ask(named).numpy(), ask(one).numpy())
 
 
+@pytest.mark.parametrize("axis", ["logz", "log_age"])
+def test_the_grid_bounds_an_error_names_are_taken_back(tmp_path, blackbody, axis):
+    """Grid Z 1e-4 - 0.03 with zsun 0.0152: "logz must lie inside the SSP grid, -2.182-0.295" (3 decimals) for
+    the true -2.18184, so the lower bound typed back was refused, and a refused -2.18199992 looked inside the
+    printed range. The bounds are named to 12 digits: each typed back is taken, giving the bound's spectra."""
+    import re
+    grid = _grid(CMD_FILE, blackbody)._replace(ssp_lgmet=np.log10([1e-4, 0.03]))
+    interp = SSPInterpolator(grid, zsun=0.0152)
+    lo, hi = interp.bounds[0 if axis == "log_age" else 1]
+    point = {"log_age": np.array([float(np.mean(interp.log_age))]), "logz": np.array([-1.0])}
+    # "LO to HI"; until 2026-12 "LO-HI" (read too, so the old message fails on its bound, not on this)
+    bounds_named = r"inside the SSP grid, (-?[\d.]+)(?: to |-)(-?[\d.]+) \("
+
+    def ask(value):          # float64 values, as a script passes numpy's
+        return interp(**{**point, axis: np.array([value])})
+
+    for outside, bound in ((lo - 0.1, lo), (hi + 0.1, hi)):
+        with pytest.raises(ValueError, match=f"{axis} must lie inside the SSP grid, ") as refused:
+            ask(outside)
+        named = re.search(bounds_named, str(refused.value)).groups()
+        typed = float(named[0] if bound == lo else named[1])
+        # 12 digits: within 5e-12 of the bound, so its spectra to ~1e-11 (the weight is not exactly 0)
+        ref = ask(bound).numpy()
+        np.testing.assert_allclose(ask(typed).numpy(), ref, rtol=1e-9, atol=1e-12 * ref.max())
+    if axis == "logz":           # the bound's 3 decimals, refused (below the grid), outside what is named
+        with pytest.raises(ValueError, match="SSP grid, ") as refused:
+            ask(round(lo, 3))
+        assert round(lo, 3) < float(re.search(bounds_named, str(refused.value)).group(1))
+
+
 @pytest.fixture(scope="module")
 def one_z_grid(tmp_path_factory, default_generator):
     torch.set_num_threads(1)
