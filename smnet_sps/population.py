@@ -17,13 +17,14 @@ Omega_m = 0.27). Wavelengths are vacuum (air with ``vactoair_flag=True``). Detai
 
 What differs from FSPS: the stellar spectra come from an smnet-sps generator (default: the shipped model),
 isochrones default to Padova 2007 (ages to 14.1 Gyr; ``isochrones="parsec"`` or ``"mist"`` for the others),
-and there is no nebular emission, dust emission, AGB dust or AGN:
-those parameters default to off and switching them on raises ``ValueError`` (as does any other parameter this
-class cannot honour), never a silently different spectrum. ``sigma_smooth`` smooths as FSPS does (a Gaussian
-velocity dispersion in km/s, or a width in A with ``smooth_velocity=False``, between ``min_wave_smooth`` and
-``max_wave_smooth``), on top of the model's own 10-20 A pixels; so do ``smoothspec`` (any spectrum) and
-``set_lsf`` with ``smooth_lsf`` (a line-spread function in km/s on the SSPs). ``sfr_avg`` and
-``filter_data`` are python-fsps's too (``filter_data`` for ``available_bands``, Vega offsets in this
+and there is no nebular emission, dust emission, AGB dust or AGN: those parameters default to off and
+switching them on raises ``ValueError`` (as does any other parameter this class cannot honour), never a
+silently different spectrum. FSPS's own default adds dust emission: with dust on and ``add_dust_emission``
+never set, ``get_mags`` warns for bands beyond 3 micron in the rest frame. ``sigma_smooth`` smooths as FSPS
+does (a Gaussian velocity dispersion in km/s, or a width in A with ``smooth_velocity=False``, between
+``min_wave_smooth`` and ``max_wave_smooth``), on top of the model's own 10-20 A pixels; so do ``smoothspec``
+(any spectrum) and ``set_lsf`` with ``smooth_lsf`` (a line-spread function in km/s on the SSPs). ``sfr_avg``
+and ``filter_data`` are python-fsps's too (``filter_data`` for ``available_bands``, Vega offsets in this
 class's Vega system).
 """
 from __future__ import annotations
@@ -120,6 +121,10 @@ _AFTER_THE_SUM = frozenset({"dust_type", "dust1", "dust2", "dust3", "dust_index"
 CACHED_AGES = 256
 #: get_mags of a population with no stars yet (FSPS getmags.f90 writes 99 where the band flux is ~0)
 EMPTY_MAGNITUDE = 99.0
+#: rest-frame pivot wavelength [A] from which FSPS's default dust emission (Draine & Li 2007: the 3.3 micron
+#: PAH feature and the warm dust beyond) adds light to get_mags; smnet-sps models none (see
+#: StellarPopulation._warn_no_dust_emission)
+DUST_EMISSION_FROM = 3.0e4
 
 # ---- FSPS band names -> smnet-sps filter names (speclite "group-band" or astro-sedpy names) ---------------
 FSPS_BANDS = {
@@ -229,6 +234,9 @@ class ParameterSet:
         self.dirtiness = 2
         # names changed since StellarPopulation last looked: which of its cached results they make stale
         self.changed = set()
+        # names the user gave (StellarPopulation(**params), params[k] = v), even at their default value:
+        # a default smnet-sps differs from FSPS's on (add_dust_emission) is warned about only when unset
+        self.user_set = set()
         self._params = {k: _own_value(_plain_value(k, v)) for k, v in kwargs.items()}
         self.iteritems = self._params.items
 
@@ -247,6 +255,7 @@ class ParameterSet:
         if k not in self._params:
             raise KeyError(f"{k!r} is not a python-fsps parameter; see StellarPopulation.params.all_params")
         v = _plain_value(k, v)
+        self.user_set.add(k)
         changed = np.any(np.asarray(self._params[k] != v))
         if changed:
             if k in self.ssp_params:
@@ -395,6 +404,7 @@ class StellarPopulation:
         for k in list(kwargs):
             if k in self.params:
                 self.params._params[k] = _own_value(_plain_value(k, kwargs.pop(k)))
+                self.params.user_set.add(k)
         if kwargs:
             raise TypeError(f"__init__() got an unexpected keyword argument {next(iter(kwargs))!r} (not a "
                             "python-fsps parameter; see StellarPopulation().params.all_params)")
@@ -887,6 +897,31 @@ class StellarPopulation:
                 warnings.warn(f"tage = {float(tage):g} Gyr exceeds the age of the universe at z = {z:g} "
                               f"({age_universe:.3g} Gyr in {cosmology.name})", UserWarning, stacklevel=3)
 
+    def _warn_no_dust_emission(self, names, filters, z):
+        """A UserWarning (at the caller of get_mags) naming the ``names`` whose rest-frame pivot (the
+        filter's pivot / (1 + ``z``)) is beyond :data:`DUST_EMISSION_FROM` when dust absorbs light (dust1,
+        dust2 or dust3 > 0) and ``add_dust_emission`` was never set: FSPS's default (True) re-emits the
+        absorbed light there, so a ported script that relies on it got magnitudes several magnitudes fainter
+        than FSPS's without a word (a 1 Gyr tau = 1 Gyr population with dust2 = 0.5: W3 / W4 the attenuated
+        starlight's, 4.5 / 6.7 mag fainter than that plus energy-balanced Draine & Li 2007 emission).
+        Setting ``add_dust_emission=False`` says the starlight alone is meant, and silences it."""
+        p = self.params
+        if "add_dust_emission" in getattr(p, "user_set", ()):
+            return
+        if not any(_scalar(k, p[k]) > 0 for k in ("dust1", "dust2", "dust3")):
+            return
+        from .filters import get_bandpass
+        far = [str(n) for n, f in zip(names, filters)
+               if get_bandpass(f)[1].pivot().to_value(u.AA) / (1 + z) > DUST_EMISSION_FROM]
+        if far:
+            warnings.warn(
+                f"get_mags: no dust emission in {', '.join(far)} (rest-frame pivot beyond "
+                f"{DUST_EMISSION_FROM / 1e4:g} micron): FSPS adds Draine & Li (2007) dust emission there "
+                "by default (add_dust_emission=True), the light the dust absorbs re-emitted, but smnet-sps "
+                "models none, so these magnitudes are the attenuated starlight alone, possibly magnitudes "
+                "fainter than FSPS's. Set add_dust_emission=False to say that is what you want (and silence "
+                "this warning)", UserWarning, stacklevel=3)
+
     def _igm(self, redshift):
         igm = check_switch(self.params["add_igm_absorption"], "add_igm_absorption", allow_01=True)
         if not igm or redshift <= 0:
@@ -1043,6 +1078,7 @@ class StellarPopulation:
             got = magnitudes((wave * u.AA, flam[formed] * SSP_UNIT), filters, system=system, redshift=z,
                              cosmology=self.cosmology, _dark_is_inf=True, _array=True)
             mags[formed] = np.where(np.isfinite(got) & (got < EMPTY_MAGNITUDE), got, EMPTY_MAGNITUDE)
+        self._warn_no_dust_emission(names, filters, z)
         return mags if full else mags[0]
 
     def set_tabular_sfh(self, age, sfr, Z=None):

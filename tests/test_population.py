@@ -1254,3 +1254,47 @@ def test_model_attributes_are_checked_when_set(blackbody):
                                      StellarPopulation.__init__.__kwdefaults__[name]), name
     assert not sp.params.dirty
     np.testing.assert_array_equal(sp.get_spectrum(tage=1.0, peraa=True)[1], before)
+
+
+def test_get_mags_warns_that_fsps_would_add_dust_emission_in_the_mid_infrared():
+    """python-fsps's add_dust_emission defaults to True, smnet-sps's to False (not modelled): a ported script
+    that sets dust and asks for W3 / W4 got the attenuated starlight alone, magnitudes fainter than FSPS's,
+    without a word. It warns, naming the bands, unless add_dust_emission was set, dust is off or no band's
+    rest-frame pivot is beyond 3 micron."""
+    import warnings
+
+    from smnet_sps.generator import BlackbodyGenerator
+    from smnet_sps.population import DUST_EMISSION_FROM
+    gen = BlackbodyGenerator()
+    ir = ["wise_w3", "wise_w4", "sdss_r"]
+
+    def quiet(pop, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            return pop.get_mags(tage=1.0, **kwargs)
+
+    ported = StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust_type=2, dust2=0.5, generator=gen)
+    said = r"no dust emission in wise_w3, wise_w4 \(rest-frame pivot beyond 3 micron\).*Draine & Li"
+    with pytest.warns(UserWarning, match=said) as rec:
+        mags = ported.get_mags(tage=1.0, bands=ir)
+    assert "sdss_r" not in str(rec[0].message) and rec[0].filename == __file__      # at the caller's line
+    for dust in ("dust1", "dust3"):                               # birth-cloud or old-star dust alike
+        with pytest.warns(UserWarning, match="Draine & Li"):
+            StellarPopulation(sfh=0, **{dust: 0.3}, generator=gen).get_mags(tage=1.0, bands=["irac_4"])
+    # the numbers are the same either way: the warning is all that changes
+    explicit = StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust_type=2, dust2=0.5,
+                                 add_dust_emission=False, generator=gen)
+    assert np.array_equal(quiet(explicit, bands=ir), mags)
+    # set after creation, at the value it already has, it counts as set as well
+    ported.params["add_dust_emission"] = False
+    assert np.array_equal(quiet(ported, bands=ir), mags)
+    quiet(StellarPopulation(zcontinuous=1, sfh=1, generator=gen), bands=ir)               # no dust
+    dusty = StellarPopulation(sfh=0, dust2=0.5, generator=gen)
+    quiet(dusty, bands=["sdss_r", "2mass_ks"])                                             # optical / NIR
+    # the rest frame decides (W1 at z = 0.2 is 2.8 micron there, W3 at z = 4 2.4 micron; IRAC ch4 at z = 1 is
+    # still 3.9 micron)
+    quiet(dusty, bands=["wise_w1"], redshift=0.2)
+    quiet(dusty, bands=["wise_w3"], redshift=4.0)
+    with pytest.warns(UserWarning, match="no dust emission in irac_4 "):
+        dusty.get_mags(tage=1.0, bands=["irac_4"], redshift=1.0)
+    assert DUST_EMISSION_FROM == 3.0e4
