@@ -1186,6 +1186,8 @@ def refuse_ssp_options(args):
         ("--n-ages", args.n_ages is not None),
         ("--redshift", args.redshift != 0), ("--imf", args.imf != "kroupa"),
         ("--isochrones", args.isochrones != "parsec"), ("--extrapolate", args.extrapolate),
+        ("--special-phases", getattr(args, "special_phases", "model") != "model"),
+        ("--outside", getattr(args, "outside", "extrapolate") != "extrapolate"),
         ("--igm", getattr(args, "igm", False)),
         ("--plot", args.plot is not None)) if given]
     if ssp_only:
@@ -1268,11 +1270,13 @@ def cli_points_mags(args):
         if wants_cluster(args):
             with _CliClient(args.scheduler, args.workers) as client:
                 run = write_points(points, out, filters, args.system, generator=spec, client=client,
-                                   chunk_rows=args.chunk_rows, progress=show_progress(args))
+                                   chunk_rows=args.chunk_rows, progress=show_progress(args),
+                                   device=getattr(args, "device", "auto"))
                 finished = True
         else:
             run = write_points(points, out, filters, args.system, generator=spec, client=None,
-                               chunk_rows=args.chunk_rows, progress=show_progress(args))
+                               chunk_rows=args.chunk_rows, progress=show_progress(args),
+                               device=getattr(args, "device", "auto"))
     except BaseException as exc:
         if finished and isinstance(exc, KeyboardInterrupt):
             # while the Dask cluster closed, the store complete: the old one put back over it (--overwrite) or

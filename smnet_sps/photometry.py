@@ -1061,7 +1061,7 @@ def ssp_photometry(ages, spectra, filters, system="AB", *, log_lbol=None, mstar=
 
 def ssp_magnitudes(ages, Z=None, filters=None, system="AB", imf="kroupa", isochrones="parsec", generator=None,
                    redshift=0, cosmology=None, extrapolate=False, igm=False, progress=None, colors=None, *,
-                   logzsol=None):
+                   logzsol=None, special_phases="model", outside="extrapolate", device="auto"):
     """SSP magnitudes vs age at metallicity Z from :func:`smnet_sps.ssp.ssp_grid` (one batched pass).
 
     Parameters
@@ -1072,7 +1072,8 @@ def ssp_magnitudes(ages, Z=None, filters=None, system="AB", imf="kroupa", isochr
     logzsol : float, log10(Z / Zsun) [dex] with the family's Zsun, as :func:`smnet_sps.ssp.ssp_spectrum`
         takes them (both given: ValueError; neither: solar, or the one Z of a set of one Z)
     filters : required, as :func:`magnitudes` takes them
-    imf, isochrones, generator : passed to ``ssp_grid``
+    imf, isochrones, generator, special_phases, outside, device : passed to ``ssp_grid`` (as
+        :func:`smnet_sps.ssp.ssp_spectrum` takes them; the table's meta records special_phases and outside)
     colors : e.g. ``"g-r,B-V"``: colour columns, as :func:`ssp_photometry`
     progress : bool or None, ``ssp_grid``'s tqdm progress bar over the generator batches (on stderr);
         None (default): on a terminal or in a Jupyter kernel only, never into a log file
@@ -1100,7 +1101,8 @@ def ssp_magnitudes(ages, Z=None, filters=None, system="AB", imf="kroupa", isochr
     Z = float(_resolve_z(iso, Z, logzsol))      # ssp_spectrum's rule: Z or logzsol, one of them
     # ssp_grid parses the ages itself (u.Quantity(ages, u.yr) first computed masked ages and failed on
     # ["1 Gyr", "5 Gyr"]); its errors name the family's valid range
-    grid = ssp_grid(ages, [Z], imf=imf, isochrones=iso, generator=generator, progress=progress)
+    grid = ssp_grid(ages, [Z], imf=imf, isochrones=iso, generator=generator, progress=progress,
+                    special_phases=special_phases, outside=outside, device=device)
     get = (lambda k: grid.get(k)) if isinstance(grid, dict) else (lambda k: getattr(grid, k, None))
     wave = np.asarray(get("ssp_wave"), float)
     flux = np.asarray(get("ssp_flux"), float)[0]                 # (n_age, n_wave) L_sun/A per M_sun formed
@@ -1136,7 +1138,10 @@ def ssp_magnitudes(ages, Z=None, filters=None, system="AB", imf="kroupa", isochr
     sha = attrs.get("generator_sha256") if attrs else _weights_sha256(generator)
     # the set's name (an IsochroneSet or a file passed as isochrones= printed as its repr / path)
     table.meta.update({"Z": Z, "logzsol": float(np.log10(Z / iso.zsun)), "zsun": iso.zsun, "imf": str(imf),
-                       "isochrones": attrs.get("isochrones") or str(isochrones), **provenance(name, sha)})
+                       "isochrones": attrs.get("isochrones") or str(isochrones),
+                       # the backend's rules (a Generator / backend passed in: its own)
+                       "special_phases": attrs.get("special_phases", special_phases),
+                       "outside": attrs.get("outside", outside), **provenance(name, sha)})
     return table
 
 
@@ -1375,8 +1380,9 @@ def _cli_points_table(args):
     filters = split_filter_names(args.filters, "--filters")
     _check_columns(outputs["out"], filters, args.colors, ("M_",), args.system, kept=table.colnames)
     from .neural import load_generator_option
-    generator = load_generator_option(args.model, args.meta)
-    table = points_magnitudes(table, filters, args.system, generator=generator, colors=args.colors)
+    generator = load_generator_option(args.model, args.meta, device=args.device)
+    table = points_magnitudes(table, filters, args.system, generator=generator, colors=args.colors,
+                              device=args.device)
     from .output_files import write_out_and_plot
     fmt = TABLE_FORMATS[suffix_of(outputs["out"])]
 
@@ -1441,11 +1447,12 @@ def _cli_mags(args):
                    ("M_", "ML_") + (("m_obs_",) if args.redshift > 0 else ()), args.system)
     from .neural import load_generator_option
     # 'blackbody' (analytic) lets the command run without a trained model
-    generator = load_generator_option(args.model, args.meta)
+    generator = load_generator_option(args.model, args.meta, device=args.device)
     table = ssp_magnitudes(ages * u.yr, float(zs[0]), filters, system=args.system, imf=args.imf,
                            isochrones=iso, generator=generator, redshift=args.redshift,
                            extrapolate=args.extrapolate, igm=args.igm, progress=show_progress(args),
-                           colors=args.colors)
+                           colors=args.colors, special_phases=args.special_phases, outside=args.outside,
+                           device=args.device)
     # the screen's format on a copy: written with it, .csv / .txt held 4 digits (ages 3e-4 off, M/L 0.2 %)
     shown = table.copy()
     for col in shown.colnames:
@@ -1609,6 +1616,8 @@ def add_cli(subparsers):
                    help="'default', 'semi-empirical', 'blackbody', a model directory or a released SM-Net "
                         "checkpoint (.pt, with --meta) (default: the shipped default model)")
     add_meta_option(p)
+    from .ssp import add_backend_options
+    add_backend_options(p)                      # --special-phases, --outside, --device (as ssp, ssp-grid)
     p.add_argument("--extrapolate", action="store_true",
                    help="treat the spectrum as zero where a filter reaches beyond it, with a warning naming "
                         "each such filter and its share of weight outside (default: error)")

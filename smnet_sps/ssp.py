@@ -1608,6 +1608,13 @@ def _common_args(p):
                    help="'default' (shipped model), 'semi-empirical' (calibrated on MILES stars), "
                         "'blackbody', a model directory or a released SM-Net checkpoint (.pt, with --meta)")
     add_meta_option(p)
+    add_backend_options(p)
+
+
+def add_backend_options(p):
+    """``--special-phases``, ``--outside`` and ``--device``: the backend options of every command that builds
+    SSPs (``ssp``, ``ssp-grid``, ``mags``), one definition (``mags`` had none of them: its SSPs were always
+    special_phases="model", outside="extrapolate")."""
     p.add_argument("--special-phases", default="model", choices=("model", "dedicated"),
                    help="TP-AGB, post-AGB and Wolf-Rayet stars: 'model' (default) generates them like any "
                         "star; 'dedicated' takes Lancon/Aringer, Rauch and CMFGEN spectra as FSPS does")

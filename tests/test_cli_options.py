@@ -174,3 +174,60 @@ def test_validate_worst_without_out_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(validate, "load_empirical", real_load)
     assert main([*base, "--worst", "3", "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "worst_residuals.png").stat().st_size > 0
+
+
+#: the options of the commands that build SSPs (ssp_spectrum / ssp_grid); `fit --ssp-grid` reads a grid file
+SSP_BUILDERS = ("ssp", "ssp-grid", "mags")
+SSP_OPTIONS = ("--imf", "--isochrones", "--generator", "--meta", "--special-phases", "--outside", "--device",
+               "--Z", "--logzsol")
+
+
+def test_every_ssp_building_command_has_the_same_backend_options():
+    """`mags` had no --special-phases, --outside or --device (ssp and ssp-grid had them): its SSPs were always
+    special_phases="model", outside="extrapolate" on the auto device. Each command now has every option of
+    SSP_OPTIONS, and the backend options are one definition: the same default, choices and help."""
+    by_command = {}
+    for name, strings, action in _options():
+        command = name.split()[-1]
+        if command in SSP_BUILDERS:
+            for s in strings:
+                by_command.setdefault(command, {})[s] = action
+    missing = {c: [o for o in SSP_OPTIONS if o not in by_command[c]] for c in SSP_BUILDERS}
+    assert not any(missing.values()), missing
+    for option in ("--special-phases", "--outside", "--device"):
+        seen = {(a.default, a.choices, a.help) for a in (by_command[c][option] for c in SSP_BUILDERS)}
+        assert len(seen) == 1, (option, seen)
+
+
+def test_mags_backend_options_reach_the_ssps(tmp_path, capsys):
+    """`mags --special-phases dedicated` was an unknown option; now it makes the SSPs with the dedicated
+    TP-AGB spectra, as ssp_magnitudes(special_phases="dedicated") does (blackbody model, 1 Gyr solar: Ks
+    4.282 -> 4.060 mag), and the table's meta records special_phases and outside. With --points (stars, no
+    SSP) the two are refused; --device is passed to the generator (a device this machine lacks is named)."""
+    from astropy import units as u
+    from astropy.table import Table
+
+    from smnet_sps.generator import BlackbodyGenerator
+    from smnet_sps.photometry import ssp_magnitudes
+    base = ["mags", "--Z", "0.0152", "--filters", "twomass_Ks", "--ages", "1Gyr", "--generator", "blackbody",
+            "--device", "cpu"]
+    tables = {}
+    for mode, outside in (("model", "extrapolate"), ("dedicated", "exclude")):
+        out = tmp_path / f"{mode}.ecsv"
+        assert main([*base, "--special-phases", mode, "--outside", outside, "--out", str(out)]) == 0
+        tables[mode] = t = Table.read(out)
+        assert (t.meta["special_phases"], t.meta["outside"]) == (mode, outside)
+        ref = ssp_magnitudes(1 * u.Gyr, 0.0152, ["twomass_Ks"], generator=BlackbodyGenerator(),
+                             special_phases=mode, outside=outside, progress=False)
+        np.testing.assert_allclose(np.asarray(t["M_twomass_Ks"].value), np.asarray(ref["M_twomass_Ks"].value),
+                                   rtol=0, atol=1e-9)
+    ks = {m: float(t["M_twomass_Ks"].value[0]) for m, t in tables.items()}
+    assert ks["dedicated"] < ks["model"] - 0.1, ks                  # the TP-AGB spectra: brighter in Ks
+    capsys.readouterr()
+    stars = tmp_path / "stars.csv"
+    stars.write_text("teff,logg,logz,L\n5000,4.5,0.0,0.5\n")
+    for extra in (["--special-phases", "dedicated"], ["--outside", "exclude"]):
+        assert main(["mags", "--points", str(stars), "--filters", "twomass_Ks", *extra]) == 1
+        assert f"{extra[0]} applies to SSP magnitudes only" in _error_line(capsys)
+    assert main([*base[:-1], "gpu", "--out", str(tmp_path / "gpu.ecsv")]) == 1
+    assert "gpu" in _error_line(capsys)
