@@ -240,6 +240,12 @@ class ParameterSet:
         self._params = {k: _own_value(_plain_value(k, v)) for k, v in kwargs.items()}
         self.iteritems = self._params.items
 
+    def __setstate__(self, state):
+        # a set pickled before user_set existed: nothing recorded as given (params[k] = v raised
+        # AttributeError on it)
+        state.setdefault("user_set", set())
+        self.__dict__.update(state)
+
     @property
     def all_params(self):
         return self.ssp_params + self.csp_params

@@ -1298,3 +1298,11 @@ def test_get_mags_warns_that_fsps_would_add_dust_emission_in_the_mid_infrared():
     with pytest.warns(UserWarning, match="no dust emission in irac_4 "):
         dusty.get_mags(tage=1.0, bands=["irac_4"], redshift=1.0)
     assert DUST_EMISSION_FROM == 3.0e4
+    # a population pickled before the set recorded the names given still takes new values
+    import pickle
+    state = pickle.dumps(dusty)
+    old = pickle.loads(state)
+    del old.params.__dict__["user_set"]
+    old = pickle.loads(pickle.dumps(old))
+    old.params["add_dust_emission"] = False
+    assert quiet(old, bands=["wise_w3"]).shape == (1,)
