@@ -458,7 +458,8 @@ _FINISHED = {}
 
 def _exit_finished(signum, frame):
     """After the command finished (its files written, its line printed), a signal while the interpreter exits
-    (Dask's and Zarr's threads and clean-ups, torch's teardown: a second or more after the last line) ends
+    (Dask's and Zarr's threads and clean-ups: a second or more after the last line, up to the end of the
+    ``atexit`` clean-ups) ends
     the process at once with the command's status: Ctrl-C there ended a complete ``mags --points --workers``
     with status -2 or a traceback of ``threading._shutdown``, as if the run had failed."""
     import signal
@@ -473,11 +474,13 @@ def _exit_finished(signum, frame):
     os._exit(status)
 
 
-def _signals_at_exit(stage):
+def _signals_at_exit():
     """The signals the command handles (Ctrl-C with Python's handler, SIGTERM / SIGHUP at their default)
-    during the interpreter's exit once the command has finished: ``"exit"`` when it begins, as
-    :func:`_exit_finished`; ``"last"`` after the last clean-up, where Python puts the default actions back
-    for its own teardown (0.3 s and more with torch loaded), ignored."""
+    during the interpreter's exit once the command has finished, as :func:`_exit_finished`, from where the
+    exit begins (``threading``'s hooks, before the non-daemon threads are joined) to the end of the
+    ``atexit`` clean-ups (Dask's, Zarr's). Python then puts the default actions back for its own teardown,
+    where they stay: a process hanging there (a torch / OpenMP destructor) is still ended by Ctrl-C, ``kill``
+    or a closed terminal (they were ignored there, and such a process could only be killed with SIGKILL)."""
     import signal
     if "status" not in _FINISHED:          # no command finished here (an error's traceback): as Python does
         return
@@ -485,29 +488,21 @@ def _signals_at_exit(stage):
         signum = getattr(signal, name, None)
         if signum is None:
             continue
-        handler = signal.getsignal(signum)
         ours = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL     # not a caller's
-        if stage == "exit" and handler is ours:
+        if signal.getsignal(signum) is ours:
             signal.signal(signum, _exit_finished)
-        elif stage == "last" and handler is _exit_finished:
-            signal.signal(signum, signal.SIG_IGN)
 
 
-def _at_exit(when):
-    """Registers :func:`_signals_at_exit` once per process: ``"last"`` with ``atexit`` before the commands'
-    modules (Dask, Zarr) register their clean-ups, so that it runs after them; ``"exit"`` where the
-    interpreter's exit begins (``threading``'s hooks, before the non-daemon threads are joined)."""
+def _at_exit():
+    """Registers :func:`_signals_at_exit` once per process where the interpreter's exit begins
+    (``threading``'s hooks, Python >= 3.9, before the non-daemon threads are joined and ``atexit`` runs)."""
     import atexit
-    import functools
     import threading
-    if when in _FINISHED.setdefault("registered", set()):
+    if _FINISHED.get("registered"):
         return
-    _FINISHED["registered"].add(when)
-    if when == "last":
-        atexit.register(_signals_at_exit, "last")
-    else:
-        register = getattr(threading, "_register_atexit", atexit.register)    # Python >= 3.9: the first
-        register(functools.partial(_signals_at_exit, "exit"))
+    _FINISHED["registered"] = True
+    register = getattr(threading, "_register_atexit", atexit.register)    # Python >= 3.9: the first
+    register(_signals_at_exit)
 
 
 def console_main(argv=None):
@@ -515,14 +510,13 @@ def console_main(argv=None):
     (unless ignored, as under ``nohup``) acting as Ctrl-C. Only here: a Python script calling ``main``
     (docs/ssp.md) would otherwise no longer be ended by SIGTERM; main returned 143 and the script went on."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    _at_exit("last")
     try:
         with _sigterm_as_interrupt():
             status = main(argv)
     except KeyboardInterrupt as exc:        # a second one while main printed its line
         status = interrupt_status(exc)
     _FINISHED["status"] = status            # a signal while the process exits ends it with this status
-    _at_exit("exit")
+    _at_exit()
     return status
 
 

@@ -1,5 +1,6 @@
 """The console command and the signals that end a run from outside: SIGHUP (a closed terminal, a dropped ssh
 connection), a signal during the start or the exit of the process, and an --overwrite run killed outright."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -96,19 +97,61 @@ def test_ctrl_c_while_exiting_after_a_complete_write_keeps_its_status(tmp_path, 
     """Ctrl-C after `smnet-sps mags --points stars.parquet --workers 1` had written its store and its line,
     while the interpreter exited (Dask's, Zarr's and torch's clean-ups take 0.2-2 s): status -2 with no
     line (0.1 or 0.3 s after the line, 2 of 3 tries), or 0 with a traceback of threading._shutdown -- the
-    output complete, the status saying the run was killed. Now the command's status, and a line that says
-    the output is complete."""
+    output complete, the status saying the run was killed. Now, in the clean-ups at exit, the command's
+    status, and a line that says the output is complete. In Python's last teardown (after the clean-ups)
+    Ctrl-C keeps its default action, so that a process hanging there can still be stopped."""
     out = tmp_path / "g.h5"
     argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]
     proc = subprocess.run([sys.executable, "-c", _SIGNAL_AT_EXIT, when, *argv], capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
-    assert proc.returncode == 0, (proc.returncode, proc.stderr)
     assert proc.stdout.startswith(f"wrote {out}")
-    said = ("smnet-sps: interrupted while exiting, after the command had finished (status 0); its output is "
-            "complete") if when == "clean-up" else ""          # in the last teardown: ignored
-    assert proc.stderr.strip() == said
+    if when == "clean-up":
+        assert proc.returncode == 0, (proc.returncode, proc.stderr)
+        assert proc.stderr.strip() == ("smnet-sps: interrupted while exiting, after the command had finished "
+                                       "(status 0); its output is complete")
+    else:
+        assert proc.returncode == -signal.SIGINT, (proc.returncode, proc.stderr)
+        assert proc.stderr.strip() == ""
     from smnet_sps.ssp import load_ssp_grid
     assert load_ssp_grid(out).ssp_flux.shape[:2] == (1, 1)
+
+
+# a complete `ssp-grid` run, then a process hanging in Python's last teardown (as a torch / OpenMP / C++
+# destructor can): a __del__ of a module-level object says so and sleeps 60 s
+_HANG_IN_TEARDOWN = ("import os, sys, time\nfrom smnet_sps.cli import console_main\n"
+                     "class Hang:\n"
+                     "    def __del__(self, write=os.write, sleep=time.sleep):\n"
+                     "        write(1, b'hanging\\n')\n"
+                     "        sleep(60)\n"
+                     "status = console_main(sys.argv[1:])\n"
+                     "hang = Hang()\n"
+                     "sys.exit(status)\n")
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_process_hanging_in_its_last_teardown_is_still_ended_by_a_signal(tmp_path, signame):
+    """After a complete `smnet-sps ...` run, Ctrl-C, SIGTERM and SIGHUP were ignored for the rest of the
+    process (Python's last teardown): one hanging there (a torch / OpenMP destructor) was still running 6 s
+    after each signal, and only SIGKILL ended it. Each now ends it at once, with that signal's default
+    action, as before the command ran."""
+    out = tmp_path / "g.h5"
+    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", _HANG_IN_TEARDOWN, *argv],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith(f"wrote {out}"), proc.communicate()
+        assert proc.stdout.readline().strip() == "hanging", proc.communicate()
+        proc.send_signal(getattr(signal, signame))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        still_running = proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert not still_running, f"still running 10 s after {signame}"
+    assert proc.returncode == -getattr(signal, signame), proc.returncode
 
 
 def _points_table(tmp_path, n=200):
