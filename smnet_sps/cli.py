@@ -406,8 +406,9 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt as exc:
         # while the commands' modules are imported (~1.5 s of CPU: torch, astropy): the status came without
-        # a line, as if the run had ended on its own
-        print(f"smnet-sps: {_interrupted(exc)} while starting; nothing written", file=sys.stderr)
+        # a line, as if the run had ended on its own; a terminal that closed (SIGHUP) fails the write (EIO)
+        with contextlib.suppress(OSError):
+            print(f"smnet-sps: {_interrupted(exc)} while starting; nothing written", file=sys.stderr)
         return interrupt_status(exc)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -444,9 +445,10 @@ def main(argv=None):
         unwritten = _unwritten_outputs(planned)
         # and what was kept of the work, where the command keeps some (a Dask run's store: how to resume)
         kept = [_one_line(note) for note in getattr(exc, "__notes__", None) or []]
-        print(f"smnet-sps {command}: {_interrupted(exc)}"
-              + (f"; not written: {', '.join(unwritten)}" if unwritten else "")
-              + "".join(f"; {note}" for note in kept), file=sys.stderr)
+        with contextlib.suppress(OSError):      # the terminal closed (SIGHUP): EIO, and still its status
+            print(f"smnet-sps {command}: {_interrupted(exc)}"
+                  + (f"; not written: {', '.join(unwritten)}" if unwritten else "")
+                  + "".join(f"; {note}" for note in kept), file=sys.stderr)
         return interrupt_status(exc)
     finally:
         warnings.formatwarning = previous_format     # main may be called from Python (tests, notebooks)

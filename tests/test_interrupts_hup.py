@@ -28,7 +28,7 @@ def _ssp_grid_until_writing(tmp_path, code=_WRITE_THEN_WAIT, **popen):
     argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--overwrite",
             "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+                            text=True, **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen})
     assert proc.stdout.readline().strip() == "writing", proc.communicate()
     return proc, out
 
@@ -42,6 +42,23 @@ def test_sighup_during_the_write_is_one_line_status_129_and_leaves_the_older_fil
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGHUP, (proc.returncode, stderr)
     assert stderr.strip() == f"smnet-sps ssp-grid: terminated (SIGHUP); not written: --out {out}"
+    assert out.read_text() == "an older result" and sorted(os.listdir(tmp_path)) == [out.name]
+
+
+def test_sighup_after_the_terminal_closed_is_status_129(tmp_path):
+    """The terminal of `smnet-sps ssp-grid ...` really closed (stderr on a pseudo-terminal whose other end
+    is gone), then SIGHUP: the line's write failed with OSError(5, EIO), which escaped -- status 1. Now the
+    interruption's status, 129, and the older file intact."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        proc, out = _ssp_grid_until_writing(tmp_path, stderr=slave)
+    finally:
+        os.close(slave)
+    os.close(master)
+    proc.send_signal(signal.SIGHUP)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGHUP, proc.returncode
     assert out.read_text() == "an older result" and sorted(os.listdir(tmp_path)) == [out.name]
 
 
@@ -248,3 +265,38 @@ def test_overwrite_after_a_killed_overwrite_keeps_the_store_it_had_set_aside(tmp
     mags, _, attrs = D.load_points_store(out)
     assert attrs["filters"] == ["sdss2010-g"] and np.array_equal(mags, old)
     assert not aside.exists()
+
+
+class _ClosedTerminal:
+    """stderr on a terminal that has closed: every write fails with EIO, as a tty's after its hang-up."""
+
+    def write(self, text):
+        import errno
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("where", ["while starting", "during the command"])
+@pytest.mark.parametrize("signame", ["SIGHUP", None])
+def test_the_interruption_line_on_a_closed_terminal_keeps_the_status(tmp_path, monkeypatch, where, signame):
+    """The terminal closed under `smnet-sps ssp-grid ...` (SIGHUP): the one line printed on its stderr
+    failed with OSError(5, EIO), which escaped main and console_main -- status 1 and a traceback (on the dead
+    terminal) instead of 129. The line is dropped there and the status is the interruption's: 129 (130 for
+    Ctrl-C)."""
+    import smnet_sps.ssp as ssp
+    from smnet_sps import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt(*[signame] if signame else [])
+
+    if where == "while starting":
+        monkeypatch.setattr(cli, "build_parser", interrupted)
+    else:
+        monkeypatch.setattr(ssp, "save_ssp_grid", interrupted)
+    monkeypatch.setattr(sys, "stderr", _ClosedTerminal())
+    out = tmp_path / "g.h5"
+    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]
+    assert cli.console_main(argv) == 128 + (signal.SIGHUP if signame else signal.SIGINT)
+    assert not out.exists()
