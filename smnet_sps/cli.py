@@ -510,15 +510,21 @@ def _at_exit():
 def console_main(argv=None):
     """The ``smnet-sps`` console command (and ``python -m smnet_sps.cli``): ``main`` with SIGTERM and SIGHUP
     (unless ignored, as under ``nohup``) acting as Ctrl-C. Only here: a Python script calling ``main``
-    (docs/ssp.md) would otherwise no longer be ended by SIGTERM; main returned 143 and the script went on."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    (docs/ssp.md) would otherwise no longer be ended by SIGTERM; main returned 143 and the script went on.
+    Without ``argv`` (sys.argv read, as by the console script, ``python -m smnet_sps.cli`` and ``main()``)
+    it is the process's command, whose status the process exits with: a signal during that exit ends it at
+    once with this status (:func:`_exit_finished`). Not with a list: a script calling ``console_main([...])``
+    goes on, and its exit (a later error) is its own, not the command's."""
+    entry = argv is None
+    argv = sys.argv[1:] if entry else list(argv)
     try:
         with _sigterm_as_interrupt():
             status = main(argv)
     except KeyboardInterrupt as exc:        # a second one while main printed its line
         status = interrupt_status(exc)
-    _FINISHED["status"] = status            # a signal while the process exits ends it with this status
-    _at_exit()
+    if entry:
+        _FINISHED["status"] = status        # a signal while the process exits ends it with this status
+        _at_exit()
     return status
 
 

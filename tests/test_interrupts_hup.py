@@ -101,8 +101,9 @@ _SIGNAL_AT_EXIT = ("import atexit, os, signal, sys, time\nfrom smnet_sps.cli imp
                    "    def __del__(self, kill=os.kill, pid=os.getpid(), sleep=time.sleep):\n"
                    "        kill(pid, signal.SIGINT)\n"
                    "        sleep(1)\n"
-                   "status = console_main(sys.argv[2:])\n"
-                   "if sys.argv[1] == 'clean-up':\n"
+                   "when = sys.argv.pop(1)\n"
+                   "status = console_main()\n"
+                   "if when == 'clean-up':\n"
                    "    atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(1)))\n"
                    "else:\n"
                    "    late = Late()\n"
@@ -133,6 +134,25 @@ def test_ctrl_c_while_exiting_after_a_complete_write_keeps_its_status(tmp_path, 
     assert load_ssp_grid(out).ssp_flux.shape[:2] == (1, 1)
 
 
+def test_a_script_that_goes_on_after_console_main_keeps_its_own_exit(tmp_path):
+    """A script calling console_main([...]) and then failing (a ValueError of its own): Ctrl-C while it
+    exited (in a clean-up at exit) ended it with os._exit and the earlier command's status, 0, and the line
+    "interrupted while exiting, after the command had finished (status 0); its output is complete" -- the
+    script's failure hidden. The exit is the script's now: status 1 and its traceback."""
+    out = tmp_path / "g.h5"
+    code = ("import atexit, os, signal, sys, time\nfrom smnet_sps.cli import console_main\n"
+            "assert console_main(sys.argv[1:]) == 0\n"
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(1)))\n"
+            "raise ValueError('the script failed after the command')\n")
+    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert proc.stdout.startswith(f"wrote {out}")
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "ValueError: the script failed after the command" in proc.stderr
+    assert "after the command had finished" not in proc.stderr, proc.stderr
+
+
 # a complete `ssp-grid` run, then a process hanging in Python's last teardown (as a torch / OpenMP / C++
 # destructor can): a __del__ of a module-level object says so and sleeps 60 s
 _HANG_IN_TEARDOWN = ("import os, sys, time\nfrom smnet_sps.cli import console_main\n"
@@ -140,7 +160,7 @@ _HANG_IN_TEARDOWN = ("import os, sys, time\nfrom smnet_sps.cli import console_ma
                      "    def __del__(self, write=os.write, sleep=time.sleep):\n"
                      "        write(1, b'hanging\\n')\n"
                      "        sleep(60)\n"
-                     "status = console_main(sys.argv[1:])\n"
+                     "status = console_main()\n"
                      "hang = Hang()\n"
                      "sys.exit(status)\n")
 
