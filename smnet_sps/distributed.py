@@ -1278,14 +1278,15 @@ def cli_points_mags(args):
                                chunk_rows=args.chunk_rows, progress=show_progress(args),
                                device=getattr(args, "device", "auto"))
     except BaseException as exc:
-        if finished and isinstance(exc, KeyboardInterrupt):
-            # while the Dask cluster closed, the store complete: the old one put back over it (--overwrite) or
-            # "4 of 4 chunk(s) ... kept: the same command resumes from them" for a run with nothing to do
+        if finished:
+            # while the Dask cluster closed (Ctrl-C, a close that timed out), the store complete: the old one
+            # put back over it (--overwrite) or "4 of 4 chunk(s) ... kept: the same command resumes from them"
             if replaced is not None:
                 shutil.rmtree(replaced)
             from .cli import add_note
+            what = "interruption" if isinstance(exc, KeyboardInterrupt) else "error"
             add_note(exc, f"{out} is complete: its {run.n_computed + run.n_skipped} chunk(s) were written "
-                          "before the interruption (while the Dask cluster closed)")
+                          f"before the {what} (while the Dask cluster closed)")
         elif replaced is not None:
             if out.exists():
                 shutil.rmtree(out)
