@@ -69,9 +69,10 @@ def check_zip_crc(path, what="file", remedy="download or copy it again"):
 def read_npz(path, what, remedy="the file is corrupt or was replaced"):
     """``{name: array}`` of every array in the .npz ``path`` (no pickles), or a ValueError naming the file,
     ``what`` it should be (e.g. "tail table"), numpy's or zipfile's error and ``remedy``: a truncated or
-    damaged file raises zipfile.BadZipFile ('File is not a zip file', 'Bad CRC-32'), EOFError or
-    zlib.error, which name neither the file nor what it is; a .npy file (one array, no archive) is refused
-    alike."""
+    damaged file raises zipfile.BadZipFile ('File is not a zip file', 'Bad CRC-32'), EOFError,
+    zlib.error, NotImplementedError (a damaged compression method) or RuntimeError (a damaged flag read as
+    'encrypted'), which name neither the file nor what it is; a .npy file (one array, no archive) is
+    refused alike."""
     import numpy as np
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -79,5 +80,6 @@ def read_npz(path, what, remedy="the file is corrupt or was replaced"):
             raise ValueError("a single .npy array, not an .npz archive")
         with loaded as f:
             return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+            RuntimeError) as exc:
         raise ValueError(f"{path} is not a readable {what} ({type(exc).__name__}: {exc}); {remedy}") from exc

@@ -407,20 +407,26 @@ def test_load_phase_libraries_errors(tmp_path):
         load_phase_libraries(tmp_path / "x.npz")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "method", "encrypted"])
 def test_a_damaged_phase_library_file_is_named(tmp_path, damage):
     """A truncated phase-library .npz (a copy cut short) raised zipfile's bare BadZipFile 'File is not a zip
     file', and one with damaged bytes zlib's 'Error -3 while decompressing data', naming neither the file
-    nor what it is."""
+    nor what it is; a damaged header's compression method (NotImplementedError) or 'encrypted' flag
+    (RuntimeError) still did."""
+    from zip_damage import damage_zip_member
     np.savez_compressed(tmp_path / "p.npz", names=np.array(["a"]), wavelength=np.linspace(1e3, 1e4, 5000))
     raw = bytearray((tmp_path / "p.npz").read_bytes())
     if damage == "truncated":
         raw = raw[:len(raw) // 2]
-    else:
+    elif damage == "flipped":
         raw[200:300] = bytes(b ^ 0xFF for b in raw[200:300])
     (tmp_path / "p.npz").write_bytes(bytes(raw))
+    if damage in ("method", "encrypted"):
+        damage_zip_member(tmp_path / "p.npz", tmp_path / "p.npz", "wavelength.npy",
+                          **({"method": 99} if damage == "method" else {"encrypted": True}))
     with pytest.raises(ValueError, match=r"p.npz is not a readable phase-library .npz "
-                                         r"\((BadZipFile|error): .*\); write it again with export_phase_"):
+                                         r"\((BadZipFile|error|NotImplementedError|RuntimeError): .*\); "
+                                         r"write it again with export_phase_"):
         load_phase_libraries(tmp_path / "p.npz")
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from smnet_sps.constants import shared_data_dir
 from smnet_sps.isochrones import FAMILIES, PHASE_NAMES, isochrone_dir, load_isochrones
+from zip_damage import damage_zip_member
 
 
 @pytest.mark.parametrize("name,nz,na,zsun", [("parsec", 15, 93, 0.0152), ("padova", 22, 94, 0.019)])
@@ -56,6 +57,14 @@ def test_corrupt_and_wrong_format(tmp_path):
     np.savez(other, x=np.arange(3))
     with pytest.raises(ValueError, match="format"):
         load_isochrones("parsec", path=other)
+    # a damaged header: zipfile's NotImplementedError (compression method) / RuntimeError (encrypted flag)
+    # were raw tracebacks naming no file
+    for case, damage in {"method": {"method": 99}, "encrypted": {"encrypted": True}}.items():
+        broken = tmp_path / f"{case}.npz"
+        damage_zip_member(isochrone_dir() / "parsec.npz", broken, "Z.npy", **damage)
+        with pytest.raises(ValueError, match=f"{broken.name} is not a readable smnet-sps isochrone table "
+                                             r"\((NotImplementedError|RuntimeError): .*rebuild it"):
+            load_isochrones("parsec", path=broken)
     with pytest.raises(FileNotFoundError):
         load_isochrones("parsec", path=tmp_path / "missing.npz")
 

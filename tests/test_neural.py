@@ -509,6 +509,7 @@ def test_damaged_model_files_raise_clear_errors(tiny_model, tmp_path):
     grid in microns or a missing nodes file silently changed the answer, a library list shorter than the
     network's input crashed inside torch at the first call."""
     import json
+    from zip_damage import damage_zip_member
     wave = np.load(tiny_model / "wavelength.npy")
     cases = {
         "reversed": (lambda d: np.save(d / "wavelength.npy", wave[::-1]), ValueError, "strictly increasing"),
@@ -517,6 +518,13 @@ def test_damaged_model_files_raise_clear_errors(tiny_model, tmp_path):
         "no_nodes": (lambda d: (d / "nodes.npz").unlink(), FileNotFoundError, "nodes.npz"),
         "truncated_nodes": (lambda d: (d / "nodes.npz").write_bytes((d / "nodes.npz").read_bytes()[:100]),
                             ValueError, "nodes.npz is not a readable"),
+        # a damaged header (compression method, 'encrypted' flag): zipfile's raw NotImplementedError and
+        # RuntimeError before
+        "method_nodes": (lambda d: damage_zip_member(d / "nodes.npz", d / "nodes.npz", "teff.npy", method=99),
+                         ValueError, r"nodes.npz is not a readable .*NotImplementedError"),
+        "encrypted_nodes": (lambda d: damage_zip_member(d / "nodes.npz", d / "nodes.npz", "teff.npy",
+                                                        encrypted=True),
+                            ValueError, r"nodes.npz is not a readable .*RuntimeError"),
     }
     for name, (damage, error, message) in cases.items():
         bad = _copy_model(tiny_model, tmp_path / name)

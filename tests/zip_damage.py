@@ -1,0 +1,32 @@
+"""Damage one member's header fields of a zip archive (an .npz) in both places zipfile reads them: the
+local file header and the central directory. Stands for a damaged download or disk where the archive still
+opens but the member cannot be read back."""
+import struct
+import zipfile
+
+
+def damage_zip_member(src, dst, member, method=None, encrypted=False):
+    """Copy the zip ``src`` to ``dst`` with ``member``'s compression method set to ``method`` (e.g. 99, which
+    zipfile does not know: NotImplementedError) and/or its 'encrypted' flag bit set (RuntimeError: password
+    required)."""
+    with zipfile.ZipFile(src) as z:
+        info = z.getinfo(member)
+    data = bytearray(open(src, "rb").read())
+    local = info.header_offset
+    assert data[local:local + 4] == b"PK\x03\x04"
+    central = data.find(b"PK\x05\x06")                 # end of central directory -> its start
+    central = struct.unpack_from("<I", data, central + 16)[0]
+    while True:                                         # the member's central directory entry
+        assert data[central:central + 4] == b"PK\x01\x02"
+        n_name, n_extra, n_comment = struct.unpack_from("<HHH", data, central + 28)
+        if data[central + 46:central + 46 + n_name].decode() == member:
+            break
+        central += 46 + n_name + n_extra + n_comment
+    # flag bits at +6 (local) / +8 (central), compression method at +8 / +10
+    for flags in (local + 6, central + 8):
+        if encrypted:
+            struct.pack_into("<H", data, flags, struct.unpack_from("<H", data, flags)[0] | 0x1)
+        if method is not None:
+            struct.pack_into("<H", data, flags + 2, method)
+    with open(dst, "wb") as fh:
+        fh.write(bytes(data))
