@@ -66,8 +66,9 @@ def check_zip_crc(path, what="file", remedy="download or copy it again"):
                          f"{remedy}") from exc
 
 
-def read_npz(path, what, remedy="the file is corrupt or was replaced"):
-    """``{name: array}`` of every array in the .npz ``path`` (no pickles), or a ValueError naming the file,
+def read_npz(path, what, remedy="the file is corrupt or was replaced", keys=None):
+    """``{name: array}`` of every array in the .npz ``path`` (no pickles; with ``keys``, only those of them
+    it holds, e.g. one tag of a large table, read without the rest), or a ValueError naming the file,
     ``what`` it should be (e.g. "tail table"), numpy's or zipfile's error and ``remedy``: a truncated or
     damaged file raises zipfile.BadZipFile ('File is not a zip file', 'Bad CRC-32'), EOFError,
     zlib.error, NotImplementedError (a damaged compression method) or RuntimeError (a damaged flag read as
@@ -79,7 +80,7 @@ def read_npz(path, what, remedy="the file is corrupt or was replaced"):
         if not hasattr(loaded, "files"):        # a .npy: an array, which has no `with` (a raw TypeError)
             raise ValueError("a single .npy array, not an .npz archive")
         with loaded as f:
-            return {k: f[k] for k in f.files}
+            return {k: f[k] for k in f.files if keys is None or k in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
             RuntimeError) as exc:
         raise ValueError(f"{path} is not a readable {what} ({type(exc).__name__}: {exc}); {remedy}") from exc

@@ -18,7 +18,6 @@ import json
 import math
 import re
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -403,10 +402,10 @@ def _check_model_wavelength(wave, path, cfg, directory):
     if tail is None or not tail.is_file():
         return
     try:
-        with np.load(tail, allow_pickle=False) as f:
-            own = np.asarray(f["wavelength"], float) if "wavelength" in f.files else None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        own = read_npz(tail, "tail table", keys=("wavelength",)).get("wavelength")
+    except ValueError:
         return                        # an unreadable tail table is named when the tail is loaded
+    own = None if own is None else np.asarray(own, float)
     if own is not None and (own.shape != wave.shape or not np.allclose(own, wave, rtol=1e-9, atol=0)):
         raise ValueError(f"wavelength grid {path} is not the model's: its tail table {tail.name} holds the "
                          f"grid the model was trained on ({own.size} values, {own[0]:g}-{own[-1]:g} A), the "

@@ -40,7 +40,6 @@ autograd follow the network's output).
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -278,12 +277,12 @@ def write_tail_table(model_dir, grid_path, libraries=None, stand_ins=None):
     nodes_path = model_dir / cfg.get("nodes_file", "nodes.npz")
     if not nodes_path.is_file():
         raise FileNotFoundError(f"{model_dir} has no {nodes_path.name} (its training nodes and split)")
-    try:
-        with np.load(nodes_path, allow_pickle=False) as f:
-            nodes = {k: f[k] for k in ("teff", "logg", "logz", "library_id", "split")}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{nodes_path} is not a readable nodes file ({type(exc).__name__}: {exc}); the file "
-                         "is truncated or corrupt: retrain the model or put back a good copy") from None
+    remedy = "the file is truncated or corrupt: retrain the model or put back a good copy"
+    need = ("teff", "logg", "logz", "library_id", "split")
+    nodes = read_npz(nodes_path, "nodes file", remedy, keys=need)
+    if len(nodes) < len(need):
+        raise ValueError(f"{nodes_path} is not a readable nodes file (no {sorted(set(need) - set(nodes))} "
+                         f"arrays); {remedy}")
     names = list(cfg["library_names"])
     if isinstance(libraries, str):
         libraries = [name.strip() for name in libraries.split(",") if name.strip()]
@@ -351,8 +350,7 @@ def write_without_nodes(path, out, nodes):
     """Copy the tail table ``path`` to ``out`` without the given node indices (nodes a member network was not
     trained on, e.g. a cross-validation fold), written atomically; returns ``out``'s sha256."""
     drop = np.asarray(sorted({int(i) for i in nodes}), np.int64)
-    with np.load(path, allow_pickle=False) as f:
-        data = {k: f[k] for k in f.files}
+    data = read_npz(path, "tail table")
     for key in [k for k in data if k.startswith("node:")]:
         name = key[len("node:"):]
         keep = ~np.isin(data[key], drop)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from smnet_sps.constants import shared_data_dir
-from smnet_sps.isochrones import FAMILIES, PHASE_NAMES, isochrone_dir, load_isochrones
+from smnet_sps.isochrones import FAMILIES, PHASE_NAMES, isochrone_dir, load_isochrones, resolve_isochrones
 from zip_damage import damage_zip_member
 
 
@@ -65,6 +65,15 @@ def test_corrupt_and_wrong_format(tmp_path):
         with pytest.raises(ValueError, match=f"{broken.name} is not a readable smnet-sps isochrone table "
                                              r"\((NotImplementedError|RuntimeError): .*rebuild it"):
             load_isochrones("parsec", path=broken)
+    # isochrones=<path> reads the family tag first: the same damage there gets the same message
+    tag = tmp_path / "tag.npz"
+    damage_zip_member(isochrone_dir() / "parsec.npz", tag, "family.npy", method=99)
+    with pytest.raises(ValueError) as direct:
+        load_isochrones("parsec", path=tag)
+    with pytest.raises(ValueError) as resolved:
+        resolve_isochrones(str(tag))
+    assert str(resolved.value) == str(direct.value)
+    assert "is not a readable smnet-sps isochrone table (NotImplementedError: " in str(direct.value)
     with pytest.raises(FileNotFoundError):
         load_isochrones("parsec", path=tmp_path / "missing.npz")
 

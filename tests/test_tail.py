@@ -422,6 +422,26 @@ def test_damaged_or_missing_tables_are_refused(model_copy):
     (model_copy / TAIL_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="tail.npz"):
         load_generator(model_copy, device="cpu")
+
+
+@pytest.mark.parametrize("damage", [{"method": 99}, {"encrypted": True}])
+def test_a_tail_table_with_a_damaged_header_is_named(model_copy, tmp_path, damage):
+    """Two hand-written readers of tail.npz caught less than checksums.read_npz: a damaged compression
+    method (NotImplementedError) or 'encrypted' flag (RuntimeError) of its wavelength array was a raw
+    traceback from load_generator (the model records no wavelength_sha256, so the grid is compared with the
+    tail table's), and any damage one from write_without_nodes (build_expert_model's copy)."""
+    from zip_damage import damage_zip_member
+    from smnet_sps.tail import write_without_nodes
+    cfg = json.loads((model_copy / "config.json").read_text())
+    del cfg["tail_sha256"]                      # as a model saved before the checksum was recorded
+    (model_copy / "config.json").write_text(json.dumps(cfg))
+    damage_zip_member(model_copy / TAIL_FILE, model_copy / TAIL_FILE, "wavelength.npy", **damage)
+    message = r"tail.npz is not a readable tail table \((NotImplementedError|RuntimeError): "
+    with pytest.raises(ValueError, match=message):
+        load_generator(model_copy, device="cpu")
+    with pytest.raises(ValueError, match=message):
+        write_without_nodes(model_copy / TAIL_FILE, tmp_path / "out.npz", [0])
+    assert not (tmp_path / "out.npz").exists()
     assert load_generator(model_copy, device="cpu", fill_tail=False).tail is None
     with pytest.raises(ValueError, match="fill_tail is a switch: True or False"):
         load_generator(model_copy, device="cpu", fill_tail="yes")
