@@ -123,14 +123,15 @@ def _reparse_unit(unit, time=False):
         return u.Unit(unit.name, format="generic", parse_strict="silent")
 
 
-def _ampere_hint(unit):
+def _ampere_hint(unit, example="erg/s/cm2/Angstrom"):
     """A hint for a wavelength or flux ``unit`` with the ampere in it, else '': FITS reads TUNIT 'A' (as in
-    the common 'erg/s/cm2/A') as the ampere, not Angstrom."""
+    the common 'erg/s/cm2/A') as the ampere, not Angstrom. ``example``: the unit to write instead (a flux's
+    by default)."""
     try:
         has_ampere = u.A in u.Unit(unit).decompose().bases
     except (TypeError, ValueError, AttributeError):
         return ""
-    return " (FITS reads 'A' as the ampere: write 'Angstrom', e.g. erg/s/cm2/Angstrom)" if has_ampere else ""
+    return f" (FITS reads 'A' as the ampere: write 'Angstrom', e.g. {example})" if has_ampere else ""
 
 
 def _as_angstrom(wavelength, name="wavelength", positive=False):

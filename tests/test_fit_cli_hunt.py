@@ -98,8 +98,13 @@ def test_isochrone_prior_refuses_non_finite_or_malformed_settings(kw, name):
         IsochronePrior(**kw)
 
 
-@pytest.mark.parametrize("unit, hint", [("A", "FITS reads 'A' as the ampere"), ("pix", "no wavelength;")])
+@pytest.mark.parametrize("unit, hint", [("A", "FITS reads 'A' as the ampere: write 'Angstrom', e.g. TUNIT "
+                                               "'Angstrom' on the wavelength column)"),
+                                        ("pix", "no wavelength;"), ("V", "no wavelength;"),
+                                        ("C", "no wavelength;")])
 def test_read_spectrum_names_a_wavelength_column_in_no_wavelength_unit(tmp_path, unit, hint):
+    """The ampere hint is for 'A' only, with a wavelength example (it had a flux unit's, and since c022511
+    fired for V and C too: the ampere is among their bases, though no 'A' was written)."""
     from astropy.io import fits
 
     from smnet_sps.fit_cli import read_spectrum
@@ -114,6 +119,7 @@ def test_read_spectrum_names_a_wavelength_column_in_no_wavelength_unit(tmp_path,
             as e:
         read_spectrum(path)
     assert hint in str(e.value) and "allowed: a wavelength, frequency or energy unit" in str(e.value)
+    assert ("ampere" in str(e.value)) == (unit == "A") and "erg/s" not in str(e.value)
 
 
 @pytest.mark.parametrize("kind", ["table", "image"])
