@@ -306,12 +306,15 @@ def _check_finite(values, name):
 
 def _check_in_range(values, name, lo, hi, before="", after="", advice=None):
     """Refuse NaN / inf (:func:`_check_finite`) and ``values`` outside [lo, hi], naming ``name``, the first
-    offender and its index, how many, and the range, as "{before}{lo} .. {hi}{after}", then ``advice``."""
+    offender and its index (flat, as :func:`_check_finite`'s, for an array of more than one dimension), how
+    many, and the range, as "{before}{lo} .. {hi}{after}", then ``advice``."""
     _check_finite(values, name)
     out = (values < lo) | (values > hi)
     if out.any():
         i = int(np.flatnonzero(out)[0])
-        raise ValueError(f"{name} = {values[i]:g} (index {i}) is outside {before}{lo:g} .. {hi:g}{after} "
+        # values[i] of a 2-d array (backend point_spectra(logt=[[3.6, 5777.0]])) was an IndexError
+        first = np.ravel(values)[i]
+        raise ValueError(f"{name} = {first:g} (index {i}) is outside {before}{lo:g} .. {hi:g}{after} "
                          f"({int(out.sum())} value(s) outside)" + (f"; {advice}" if advice else ""))
 
 

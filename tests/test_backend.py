@@ -838,6 +838,11 @@ def test_logt_out_of_range_is_named_as_logt(blackbody):
                 with pytest.raises(ValueError, match=rf"logt = {logt:g} \(index 1\) is outside 2.69897 .. 6, "
                                                      r"log10\(Teff / K\).*teff="):
                     call()
+    # a 2-d logt (the points are raveled after the check): values[i] with the flat index i was an IndexError
+    for call in (lambda: be.point_spectra(logt=[[3.6, 5777.0]], logg=4.4, logz=0.0, logl=0.0),
+                 lambda: be.point_keys([[3.7, 5777.0]], 4.4, 0.0)):
+        with pytest.raises(ValueError, match=r"logt = 5777 \(index 1\) is outside 2.69897 .. 6"):
+            call()
     ps = be.point_spectra(logt=[np.log10(500.0), 6.0], logg=4.4, logz=0.0, logl=0.0)
     assert np.all(ps.status == STATUS["generator"])
     np.testing.assert_allclose(integral(ps), L_SUN, rtol=1e-6)
