@@ -1138,8 +1138,9 @@ class StellarPopulation:
         """python-fsps's smoothspec: ``spec`` (n,) or (..., n), any unit (kept), on ``wave`` [A, increasing,
         any sampling] smoothed as ``sigma_smooth`` smooths a spectrum: a Gaussian of dispersion ``sigma``
         [km/s with ``smooth_velocity`` on (sigma_lambda = lambda sigma / c), A with it off] at the pixels
-        between ``minw`` and ``maxw`` [A] (default: all of ``wave``), the others unchanged. ``sigma`` 0 gives
-        a copy; negative or NaN is a ValueError. Returns the smoothed spectrum on ``wave``."""
+        between ``minw`` and ``maxw`` [A] (default: all of ``wave``; ``minw`` >= ``maxw`` is a ValueError),
+        the others unchanged. ``sigma`` 0 gives a copy; negative or NaN is a ValueError. Returns the smoothed
+        spectrum on ``wave``."""
         from .lsf import _as_aa
         velocity = check_switch(self.params["smooth_velocity"], "smooth_velocity", allow_01=True)
         wave = _as_aa(wave)
@@ -1150,6 +1151,9 @@ class StellarPopulation:
         sigma = sigma.item()       # a size-1 array as a number (float() of it is a TypeError in numpy 2)
         lo = wave[0] if minw is None else _number_in("minw", minw, u.AA)
         hi = wave[-1] if maxw is None else _number_in("maxw", maxw, u.AA)
+        if not lo < hi:         # FSPS smooths no pixel then (silently); sigma_smooth's window refuses it
+            raise ValueError(f"minw must be below maxw [Angstrom] (the window smoothed; by default the ends "
+                             f"of wave); got minw={lo!r}, maxw={hi!r}")
         if np.shape(spec)[-1:] != wave.shape:
             raise ValueError(f"spec must have one value per wavelength ({wave.size}) on its last axis; got "
                              f"shape {np.shape(spec)}")

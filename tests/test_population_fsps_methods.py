@@ -221,3 +221,17 @@ def test_set_lsf_smooths_the_ssps(default_generator):
     for bad in ((lsf_wave, -lsf_sigma), (lsf_wave[::-1], lsf_sigma), (lsf_wave, lsf_sigma[:1])):
         with pytest.raises(ValueError):
             plain.set_lsf(*bad)
+
+
+@pytest.mark.parametrize("minw, maxw", [(5500.0, 4500.0), (5000.0, 5000.0), (6500.0, None), (None, 3500.0)])
+def test_smoothspec_refuses_an_empty_or_reversed_window(blackbody, minw, maxw):
+    """smoothspec(minw=5500, maxw=4500) returned the spectrum unsmoothed without a word (as FSPS's Fortran
+    loop skips every pixel); min_wave_smooth / set_lsf's wmin already refuse such a window. Now a ValueError
+    naming both, whatever sigma (0 included)."""
+    wave = np.linspace(4000.0, 6000.0, 2001)
+    spec = 1.0 + 0.5 * np.sin(wave / 7.0)
+    sp = StellarPopulation(zcontinuous=1, generator=blackbody)
+    for sigma in (100.0, 0.0):
+        with pytest.raises(ValueError, match=r"minw must be below maxw .*got minw=.*maxw="):
+            sp.smoothspec(wave, spec, sigma, minw=minw, maxw=maxw)
+    assert not np.array_equal(sp.smoothspec(wave, spec, 100.0, minw=4500.0, maxw=5500.0), spec)
