@@ -651,6 +651,8 @@ def _cmd_fit(args):
     if args.redshift is not None and not args.ssp_grid:
         raise ValueError("--redshift applies to population fits (--ssp-grid) only; a star's velocity is "
                          "--rv-guess / --max-rv")
+    if args.ssp_grid and args.device != "auto":
+        star_only.append("--device")          # fit_ssp loads no model: the grid file holds the spectra
     if args.ssp_grid and star_only:
         # they were silently ignored: an SSP fit uses the grid's spectra and no stellar prior
         verb = "applies" if len(star_only) == 1 else "apply"
@@ -679,14 +681,15 @@ def _cmd_fit(args):
         generator_name, generator_sha = attrs.get("generator", "unknown"), attrs.get("generator_sha256")
     else:
         from .neural import load_generator_option
+        from .ssp import _weights_sha256, resolve_generator
 
-        gen = load_generator_option(args.generator, args.meta)
+        # the model on --device: the shipped default (None) was loaded on "auto" whatever the user had
+        gen = resolve_generator(load_generator_option(args.generator, args.meta, device=args.device),
+                                device=args.device)
         res = fit_star(wave, flux, ivar, generator=gen, library=args.library, prior=args.prior,
                        clip=args.clip, **common)
         generator_name = res.meta.get("generator", "unknown")
-        from .ssp import _weights_sha256, resolve_generator
-        # the generator fit_star used: None is the shipped default (loaded once), its sha256 was not recorded
-        generator_sha = _weights_sha256(resolve_generator(gen))
+        generator_sha = _weights_sha256(gen)
     # strict JSON: a NaN error (a parameter at a bound) is null, not the non-standard NaN
     wrote = write_out_and_plot(
         args, outputs,
@@ -718,6 +721,7 @@ def _cmd_fit(args):
 
 def add_cli(sub):
     from .neural import add_meta_option
+    from .ssp import add_device_option
     p = sub.add_parser(
         "fit",
         help="fit Teff, log g, [M/H], rv of a star (or an SSP with --ssp-grid) to a spectrum",
@@ -770,6 +774,7 @@ def add_cli(sub):
                         "smnet-sps, or a released SM-Net checkpoint CHECKPOINT.pt with --meta "
                         "(default: the shipped model)")
     add_meta_option(p)
+    add_device_option(p)
     p.add_argument("--library", default=None, help="library to imitate (default: the mixture)")
     p.add_argument("--clip", type=float, default=None, metavar="SIGMA",
                    help="stars: drop pixels whose residual exceeds SIGMA errors and refit, up to 3 times "

@@ -1622,6 +1622,11 @@ def add_backend_options(p):
                    help="stars outside the generator's coverage: 'extrapolate' (default, flagged), "
                         "'blackbody' (Planck spectrum of the same Teff and L) or 'exclude' (their L_bol "
                         "reported as missing)")
+    add_device_option(p)
+
+
+def add_device_option(p):
+    """``--device``: where a command's model runs (``ssp``, ``ssp-grid``, ``mags``, ``fit``)."""
     p.add_argument("--device", default="auto", help="auto (CUDA when present; the default), cpu or cuda")
 
 

@@ -589,3 +589,37 @@ def test_iraf_units_key_in_capitals_is_read(tmp_path):
     _image(path, np.ones_like(wave_nm), CRVAL1=wave_nm[0], CDELT1=wave_nm[1] - wave_nm[0], CRPIX1=1,
            WAT0_001="SYSTEM=EQUISPEC", WAT1_001="WTYPE=LINEAR LABEL=WAVELENGTH UNITS=NANOMETERS")
     np.testing.assert_allclose(read_spectrum(path)[0], wave_nm * 10.0, rtol=1e-9)
+
+
+def test_fit_loads_the_model_on_device(tmp_path, capsys):
+    """`smnet-sps fit` had no --device (ssp, ssp-grid, mags, evaluate have it): a star fit loaded the shipped
+    model on "auto", a GPU if there was one, whatever the user needed. Now the same option as theirs: the
+    model is loaded on it, a device the generators do not run on is refused, and with --ssp-grid (no model
+    loaded) a --device other than auto is refused as the other star-only options are."""
+    import json
+
+    import torch
+
+    from smnet_sps import ssp
+    from smnet_sps.cli import main
+
+    wave, flux = _miles_star()
+    path = tmp_path / "star.txt"
+    np.savetxt(path, np.column_stack([wave, flux, 0.01 * flux]))
+    ssp._DEFAULT_GENERATOR.pop("cpu", None)
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(path), "--medium", "air", "--resolution-fwhm", "2.5", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    gen = ssp._DEFAULT_GENERATOR["cpu"]                          # loaded for this device
+    assert gen.device.type == "cpu"
+    record = json.loads(out.read_text())
+    assert 4800 < record["teff"] < 5600 and record["generator_sha256"] == gen.config["weights_sha256"]
+    capsys.readouterr()
+    assert main(["fit", str(path), "--medium", "air", "--device", "mps"]) == 1
+    assert "no float64" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["fit", str(path), "--medium", "air", "--device", "cuda"]) == 1
+        assert "CUDA is not available" in capsys.readouterr().err
+    grid = tmp_path / "grid.npz"
+    assert main(["fit", str(path), "--ssp-grid", str(grid), "--device", "cpu"]) == 1
+    assert "--device applies to star fits only" in capsys.readouterr().err
