@@ -235,3 +235,22 @@ def test_smoothspec_refuses_an_empty_or_reversed_window(blackbody, minw, maxw):
         with pytest.raises(ValueError, match=r"minw must be below maxw .*got minw=.*maxw="):
             sp.smoothspec(wave, spec, sigma, minw=minw, maxw=maxw)
     assert not np.array_equal(sp.smoothspec(wave, spec, 100.0, minw=4500.0, maxw=5500.0), spec)
+
+
+def test_a_list_of_quantities_is_refused_naming_the_parameter(blackbody):
+    """sfr_avg(times=[1 * u.Gyr, 2 * u.Gyr]), dt=[100 * u.Myr], set_tabular_sfh with a list of Quantities and
+    smoothspec(minw=[4100 * u.AA]) raised numpy's TypeError "only dimensionless scalar quantities can be
+    converted to Python scalars" from np.asarray; now the package's ValueError for a list of Quantities (as
+    the generator's), and the one array Quantity it suggests gives the answer."""
+    sp = StellarPopulation(zcontinuous=1, generator=blackbody, sfh=1, tau=1.0, tage=5.0)
+    wave = np.linspace(4000.0, 5000.0, 101)
+    calls = {"times": lambda: sp.sfr_avg([1 * u.Gyr, 2 * u.Gyr]),
+             "dt": lambda: sp.sfr_avg(3.0, dt=[100 * u.Myr]),
+             "tabular age": lambda: sp.set_tabular_sfh([1 * u.Gyr, 5 * u.Gyr], [1.0, 1.0] * u.Msun / u.yr),
+             "minw": lambda: sp.smoothspec(wave, np.ones(wave.size), 50.0, minw=[4100 * u.AA])}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=f"^{name}: a list of Quantities loses their units; give one "
+                                             r"array Quantity"):
+            call()
+    np.testing.assert_array_equal(sp.sfr_avg(np.array([1.0, 2.0]) * u.Gyr), sp.sfr_avg([1.0, 2.0]))
+    assert sp.sfr_avg(3.0, dt=np.array([100.0]) * u.Myr) == sp.sfr_avg(3.0, dt=0.1)
