@@ -121,6 +121,8 @@ WR_LIKE_MIN_TEFF = 50000.0
 #: M_sun, log g 3.8-4.5, >= 0.98 of their mass; [M/H] -1, 1 Myr: 57 % of L_bol). The shipped tables'
 #: massive stars above 50 kK, log t <= 7.5, leave a gap there: Padova has none between 0.5 and 0.95; PARSEC
 #: 40 of 9246 between 0.8 and 0.9, against 6674 below 0.7 and 2435 above 0.9 (above 70 kK 7 above 0.8).
+#: MIST's super-solar main-sequence O stars (50-61 kK) lose 20-50 % on the main sequence and are caught
+#: (WNh-like very massive stars; docs/ssp.md).
 WR_LIKE_MAX_MASS_RATIO = 0.8
 #: Version of special_phases="dedicated"'s Wolf-Rayet rule (wr_like and the CMFGEN sets held at their top),
 #: which a distributed SSP store records so that one begun under another rule is not resumed under this
