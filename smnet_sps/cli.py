@@ -454,78 +454,18 @@ def main(argv=None):
         warnings.formatwarning = previous_format     # main may be called from Python (tests, notebooks)
 
 
-# the status of the command that finished in this process (console_main), for a signal during the exit
-_FINISHED = {}
-
-
-def _exit_finished(signum, frame):
-    """After the command finished (its files written, its line printed), a signal while the interpreter exits
-    (Dask's and Zarr's threads and clean-ups: a second or more after the last line, up to the end of the
-    ``atexit`` clean-ups) ends
-    the process at once with the command's status: Ctrl-C there ended a complete ``mags --points --workers``
-    with status -2 or a traceback of ``threading._shutdown``, as if the run had failed."""
-    import signal
-    status = _FINISHED["status"]
-    said = _interrupted(KeyboardInterrupt(signal.Signals(signum).name))
-    line = (f"smnet-sps: {said} while exiting, after the command had finished (status {status})"
-            + ("; its output is complete" if status == 0 else "") + "\n")
-    with contextlib.suppress(Exception):       # a buffered stream interrupted in a write of its own
-        sys.stdout.flush()
-    with contextlib.suppress(OSError):
-        os.write(2, line.encode())
-    os._exit(status)
-
-
-def _signals_at_exit():
-    """The signals the command handles (Ctrl-C with Python's handler, SIGTERM / SIGHUP at their default)
-    during the interpreter's exit once the command has finished, as :func:`_exit_finished`, from where the
-    exit begins (``threading``'s hooks, before the non-daemon threads are joined) to the end of the
-    ``atexit`` clean-ups (Dask's, Zarr's). Python then puts the default actions back for its own teardown,
-    where they stay: a process hanging there (a torch / OpenMP destructor) is still ended by Ctrl-C, ``kill``
-    or a closed terminal (they were ignored there, and such a process could only be killed with SIGKILL)."""
-    import signal
-    if "status" not in _FINISHED:          # no command finished here (an error's traceback): as Python does
-        return
-    for name in ("SIGINT", *TERMINATING_SIGNALS):
-        signum = getattr(signal, name, None)
-        if signum is None:
-            continue
-        ours = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL     # not a caller's
-        if signal.getsignal(signum) is ours:
-            signal.signal(signum, _exit_finished)
-
-
-def _at_exit():
-    """Registers :func:`_signals_at_exit` once per process where the interpreter's exit begins
-    (``threading``'s hooks, Python >= 3.9, before the non-daemon threads are joined and ``atexit`` runs)."""
-    import atexit
-    import threading
-    if _FINISHED.get("registered"):
-        return
-    _FINISHED["registered"] = True
-    register = getattr(threading, "_register_atexit", atexit.register)    # Python >= 3.9: the first
-    register(_signals_at_exit)
-
-
 def console_main(argv=None):
     """The ``smnet-sps`` console command (and ``python -m smnet_sps.cli``): ``main`` with SIGTERM and SIGHUP
     (unless ignored, as under ``nohup``) acting as Ctrl-C. Only here: a Python script calling ``main``
     (docs/ssp.md) would otherwise no longer be ended by SIGTERM; main returned 143 and the script went on.
-    Without ``argv`` (sys.argv read, as by the console script, ``python -m smnet_sps.cli`` and ``main()``)
-    it is the process's command, whose status the process exits with: a signal during that exit ends it at
-    once with this status (:func:`_exit_finished`). Not with a list: a script calling ``console_main([...])``
-    goes on, and its exit (a later error) is its own, not the command's."""
-    entry = argv is None
-    argv = sys.argv[1:] if entry else list(argv)
+    A signal after the command returned (while the interpreter exits) ends the process as Python does (its
+    status the signal's); the outputs named on the command's "wrote ..." line are complete by then."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with _sigterm_as_interrupt():
-            status = main(argv)
+            return main(argv)
     except KeyboardInterrupt as exc:        # a second one while main printed its line
-        status = interrupt_status(exc)
-    if entry:
-        _FINISHED["status"] = status        # a signal while the process exits ends it with this status
-        _at_exit()
-    return status
+        return interrupt_status(exc)
 
 
 if __name__ == "__main__":

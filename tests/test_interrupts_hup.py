@@ -1,5 +1,6 @@
 """The console command and the signals that end a run from outside: SIGHUP (a closed terminal, a dropped ssh
-connection), a signal during the start or the exit of the process, and an --overwrite run killed outright."""
+connection), a signal during the start of the process or after its command (a process hanging in its
+teardown), and an --overwrite run killed outright."""
 import contextlib
 import os
 import signal
@@ -94,65 +95,6 @@ def test_a_signal_while_the_commands_are_imported_says_so(tmp_path, signame, sai
     assert not (tmp_path / "g.h5").exists()
 
 
-# a complete `ssp-grid` run, then a Ctrl-C while the process exits: in a clean-up at exit (as Dask's and
-# Zarr's, a second or more after the last line) or in the interpreter's last teardown (torch's)
-_SIGNAL_AT_EXIT = ("import atexit, os, signal, sys, time\nfrom smnet_sps.cli import console_main\n"
-                   "class Late:\n"
-                   "    def __del__(self, kill=os.kill, pid=os.getpid(), sleep=time.sleep):\n"
-                   "        kill(pid, signal.SIGINT)\n"
-                   "        sleep(1)\n"
-                   "when = sys.argv.pop(1)\n"
-                   "status = console_main()\n"
-                   "if when == 'clean-up':\n"
-                   "    atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(1)))\n"
-                   "else:\n"
-                   "    late = Late()\n"
-                   "sys.exit(status)\n")
-
-
-@pytest.mark.parametrize("when", ["clean-up", "teardown"])
-def test_ctrl_c_while_exiting_after_a_complete_write_keeps_its_status(tmp_path, when):
-    """Ctrl-C after `smnet-sps mags --points stars.parquet --workers 1` had written its store and its line,
-    while the interpreter exited (Dask's, Zarr's and torch's clean-ups take 0.2-2 s): status -2 with no
-    line (0.1 or 0.3 s after the line, 2 of 3 tries), or 0 with a traceback of threading._shutdown -- the
-    output complete, the status saying the run was killed. Now, in the clean-ups at exit, the command's
-    status, and a line that says the output is complete. In Python's last teardown (after the clean-ups)
-    Ctrl-C keeps its default action, so that a process hanging there can still be stopped."""
-    out = tmp_path / "g.h5"
-    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]
-    proc = subprocess.run([sys.executable, "-c", _SIGNAL_AT_EXIT, when, *argv], capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
-    assert proc.stdout.startswith(f"wrote {out}")
-    if when == "clean-up":
-        assert proc.returncode == 0, (proc.returncode, proc.stderr)
-        assert proc.stderr.strip() == ("smnet-sps: interrupted while exiting, after the command had finished "
-                                       "(status 0); its output is complete")
-    else:
-        assert proc.returncode == -signal.SIGINT, (proc.returncode, proc.stderr)
-        assert proc.stderr.strip() == ""
-    from smnet_sps.ssp import load_ssp_grid
-    assert load_ssp_grid(out).ssp_flux.shape[:2] == (1, 1)
-
-
-def test_a_script_that_goes_on_after_console_main_keeps_its_own_exit(tmp_path):
-    """A script calling console_main([...]) and then failing (a ValueError of its own): Ctrl-C while it
-    exited (in a clean-up at exit) ended it with os._exit and the earlier command's status, 0, and the line
-    "interrupted while exiting, after the command had finished (status 0); its output is complete" -- the
-    script's failure hidden. The exit is the script's now: status 1 and its traceback."""
-    out = tmp_path / "g.h5"
-    code = ("import atexit, os, signal, sys, time\nfrom smnet_sps.cli import console_main\n"
-            "assert console_main(sys.argv[1:]) == 0\n"
-            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(1)))\n"
-            "raise ValueError('the script failed after the command')\n")
-    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]
-    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
-    assert proc.stdout.startswith(f"wrote {out}")
-    assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    assert "ValueError: the script failed after the command" in proc.stderr
-    assert "after the command had finished" not in proc.stderr, proc.stderr
-
-
 # a complete `ssp-grid` run, then a process hanging in Python's last teardown (as a torch / OpenMP / C++
 # destructor can): a __del__ of a module-level object says so and sleeps 60 s
 _HANG_IN_TEARDOWN = ("import os, sys, time\nfrom smnet_sps.cli import console_main\n"
@@ -167,10 +109,9 @@ _HANG_IN_TEARDOWN = ("import os, sys, time\nfrom smnet_sps.cli import console_ma
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_process_hanging_in_its_last_teardown_is_still_ended_by_a_signal(tmp_path, signame):
-    """After a complete `smnet-sps ...` run, Ctrl-C, SIGTERM and SIGHUP were ignored for the rest of the
-    process (Python's last teardown): one hanging there (a torch / OpenMP destructor) was still running 6 s
-    after each signal, and only SIGKILL ended it. Each now ends it at once, with that signal's default
-    action, as before the command ran."""
+    """After a complete `smnet-sps ...` run, a process hanging in Python's last teardown (a torch / OpenMP
+    destructor) is ended at once by Ctrl-C, SIGTERM or SIGHUP, with that signal's default action (an
+    earlier exit handling ignored them there: still running 6 s after each signal, only SIGKILL ended it)."""
     out = tmp_path / "g.h5"
     argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", _HANG_IN_TEARDOWN, *argv],
