@@ -1148,6 +1148,16 @@ def cli_ssp_grid(args, out):
     return 0
 
 
+def _warn_close_failed(exc, done):
+    """A command run on Dask whose cluster failed to close (a close that timed out) after its work was
+    complete (``done`` says where it is): a warning, and the command goes on to its "wrote" line and status 0.
+    It failed with status 1, and workflow tools (Snakemake, make's .DELETE_ON_ERROR) delete a failed job's
+    outputs: the complete store was lost."""
+    from .cli import _one_line
+    warnings.warn(f"the Dask cluster failed to close ({type(exc).__name__}: {_one_line(exc)}) after the "
+                  f"work was complete: {done}", UserWarning, stacklevel=3)
+
+
 def _units_done(path):
     """(finished, all) blocks or chunks of a store, by its ``done`` flags; (0, 0) where it has none."""
     import zarr
@@ -1278,15 +1288,19 @@ def cli_points_mags(args):
                                chunk_rows=args.chunk_rows, progress=show_progress(args),
                                device=getattr(args, "device", "auto"))
     except BaseException as exc:
-        if finished:
-            # while the Dask cluster closed (Ctrl-C, a close that timed out), the store complete: the old one
-            # put back over it (--overwrite) or "4 of 4 chunk(s) ... kept: the same command resumes from them"
+        # an error while the Dask cluster closed (a close that timed out), the store complete: warned, and
+        # the normal path below (the old store removed, the "wrote" line, status 0)
+        close_failed = finished and isinstance(exc, Exception)
+        if close_failed:
+            _warn_close_failed(exc, f"{out} holds its {run.n_computed + run.n_skipped} chunk(s)")
+        elif finished:
+            # Ctrl-C while the Dask cluster closed, the store complete: it stays (the old one was put back
+            # over it, --overwrite) and the line says so (it said "4 of 4 chunk(s) ... kept: ... resumes")
             if replaced is not None:
                 shutil.rmtree(replaced)
             from .cli import add_note
-            what = "interruption" if isinstance(exc, KeyboardInterrupt) else "error"
             add_note(exc, f"{out} is complete: its {run.n_computed + run.n_skipped} chunk(s) were written "
-                          f"before the {what} (while the Dask cluster closed)")
+                          "before the interruption (while the Dask cluster closed)")
         elif replaced is not None:
             if out.exists():
                 shutil.rmtree(out)
@@ -1299,7 +1313,8 @@ def cli_points_mags(args):
             # the chunks kept (write_points notes those of an interruption or a failed write while they were
             # computed; an OSError before that, a missing --points file, is not one the rerun gets past)
             _note_kept_blocks(exc, [out] if out.exists() else [], "chunk")
-        raise
+        if not close_failed:
+            raise
     if replaced is not None:
         shutil.rmtree(replaced)
     import zarr
