@@ -1131,9 +1131,21 @@ def cli_ssp_grid(args, out):
     cfg = SSPConfig(args.isochrones, args.imf, spec, ages, args.Z, args.special_phases, args.outside)
     store = Path(getattr(args, "store", None) or out.with_name(out.name + ".store"))
     # an interruption carries ssp_grids' note of the blocks kept in this config's store (in main's line)
-    with _CliClient(args.scheduler, args.workers) as client:
-        run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
-                        device=args.device, progress=show_progress(args))
+    run = None
+    try:
+        with _CliClient(args.scheduler, args.workers) as client:
+            run = ssp_grids([cfg], client=client, store=store, age_chunk=getattr(args, "age_chunk", None),
+                            device=args.device, progress=show_progress(args))
+    except BaseException as exc:
+        if run is None:
+            raise
+        if not isinstance(exc, Exception):
+            # Ctrl-C while the cluster closed, the store complete: the line said only "not written: --out",
+            # not that the store is complete and the same command writes --out from it
+            _note_kept_blocks(exc, run.stores, "block")
+            raise
+        _warn_close_failed(exc, f"{run.stores[0]} holds its {run.n_computed + run.n_skipped} block(s); "
+                                "--out is written from it")
     grid = load_ssp_store(run.stores[0])
     try:
         with atomic_output(out, overwrite=getattr(args, "overwrite", False)) as tmp:

@@ -199,6 +199,49 @@ def test_ctrl_c_while_the_dask_cluster_closes_keeps_the_complete_store(tmp_path,
     assert sorted(os.listdir(tmp_path)) == ["mags.zarr", "stars.parquet"]
 
 
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), _CLOSE_TIMED_OUT])
+def test_ssp_grid_when_the_dask_cluster_fails_to_close_keeps_the_complete_store(tmp_path, capsys, monkeypatch,
+                                                                                  error):
+    """`ssp-grid --workers N` with every block in OUT.store, then Ctrl-C while its Dask cluster closed: the
+    line said "interrupted; not written: --out g.h5", nothing of the complete store that the same command
+    writes --out from. It says so now (status 130). A close that failed otherwise (timed out) was status 1
+    with "error: the Dask cluster did not close within 20 s" and no --out: a warning naming the error now,
+    --out written and status 0."""
+    pytest.importorskip("distributed")
+    from smnet_sps import distributed as D
+    from smnet_sps.cli import main
+    from smnet_sps.ssp import load_ssp_grid
+
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    monkeypatch.setattr(_ClosedByError, "error", error)
+    monkeypatch.setattr(D, "_CliClient", _ClosedByError)
+    out = tmp_path / "g.h5"
+    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.004", "0.0152", "--generator", "blackbody", "--out",
+            str(out), "--workers", "1"]
+    if isinstance(error, KeyboardInterrupt):
+        assert main(argv) == 130
+        store = next(out.with_name(out.name + ".store").absolute().glob("*.zarr"))
+        err = capsys.readouterr().err.strip()
+        assert err == (f"smnet-sps ssp-grid: interrupted; not written: --out {out}; 2 of 2 block(s) finished "
+                       f"are kept in {store}: the same command resumes from them"), err
+        assert not out.exists()
+        monkeypatch.setattr(_ClosedByError, "error", None)
+        monkeypatch.setattr(_ClosedByError, "__exit__", lambda self, *exc: False)
+        assert main(argv) == 0              # the same command: --out from the store, nothing computed
+        assert "0 block(s) computed, 2 already in" in capsys.readouterr().out
+    else:
+        with pytest.warns(UserWarning) as record:
+            assert main(argv) == 0
+        store = next(out.with_name(out.name + ".store").glob("*.zarr"))
+        assert [str(w.message) for w in record] == [
+            "the Dask cluster failed to close (TimeoutError: the Dask cluster did not close within 20 s) "
+            f"after the work was complete: {store} holds its 2 block(s); --out is written from it"]
+        captured = capsys.readouterr()
+        assert captured.out.startswith(f"wrote {out}: 2 Z x 1 ages"), captured
+        assert captured.err == ""
+    assert load_ssp_grid(out).ssp_flux.shape[:2] == (2, 1)
+
+
 def test_overwrite_after_a_killed_overwrite_keeps_the_store_it_had_set_aside(tmp_path, capsys, monkeypatch):
     """`mags --points --overwrite` killed outright (SIGKILL, a power cut) leaves the old store set aside as
     OUT.replaced and its own unfinished store as OUT. The next --overwrite removed OUT.replaced without a
