@@ -3,6 +3,7 @@ reading an .npz that may be damaged, with an error that names it."""
 from __future__ import annotations
 
 import hashlib
+import tokenize
 import zipfile
 import zlib
 
@@ -71,9 +72,10 @@ def read_npz(path, what, remedy="the file is corrupt or was replaced", keys=None
     it holds, e.g. one tag of a large table, read without the rest), or a ValueError naming the file,
     ``what`` it should be (e.g. "tail table"), numpy's or zipfile's error and ``remedy``: a truncated or
     damaged file raises zipfile.BadZipFile ('File is not a zip file', 'Bad CRC-32'), EOFError,
-    zlib.error, NotImplementedError (a damaged compression method) or RuntimeError (a damaged flag read as
-    'encrypted'), which name neither the file nor what it is; a .npy file (one array, no archive) is
-    refused alike."""
+    zlib.error, NotImplementedError (a damaged compression method), RuntimeError (a damaged flag read as
+    'encrypted') or, from numpy's parser of a damaged .npy header (e.g. a shape "()" read as "( "),
+    tokenize.TokenError or SyntaxError, which name neither the file nor what it is; a .npy file (one
+    array, no archive) is refused alike."""
     import numpy as np
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -82,5 +84,5 @@ def read_npz(path, what, remedy="the file is corrupt or was replaced", keys=None
         with loaded as f:
             return {k: f[k] for k in f.files if keys is None or k in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-            RuntimeError) as exc:
+            RuntimeError, tokenize.TokenError, SyntaxError) as exc:
         raise ValueError(f"{path} is not a readable {what} ({type(exc).__name__}: {exc}); {remedy}") from exc

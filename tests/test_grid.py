@@ -407,13 +407,13 @@ def test_load_phase_libraries_errors(tmp_path):
         load_phase_libraries(tmp_path / "x.npz")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "flipped", "method", "encrypted"])
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "method", "encrypted", "npy_header"])
 def test_a_damaged_phase_library_file_is_named(tmp_path, damage):
     """A truncated phase-library .npz (a copy cut short) raised zipfile's bare BadZipFile 'File is not a zip
     file', and one with damaged bytes zlib's 'Error -3 while decompressing data', naming neither the file
     nor what it is; a damaged header's compression method (NotImplementedError) or 'encrypted' flag
-    (RuntimeError) still did."""
-    from zip_damage import damage_zip_member
+    (RuntimeError) still did, and a damaged .npy header numpy's tokenize.TokenError."""
+    from zip_damage import damage_npy_header, damage_zip_member
     np.savez_compressed(tmp_path / "p.npz", names=np.array(["a"]), wavelength=np.linspace(1e3, 1e4, 5000))
     raw = bytearray((tmp_path / "p.npz").read_bytes())
     if damage == "truncated":
@@ -424,8 +424,11 @@ def test_a_damaged_phase_library_file_is_named(tmp_path, damage):
     if damage in ("method", "encrypted"):
         damage_zip_member(tmp_path / "p.npz", tmp_path / "p.npz", "wavelength.npy",
                           **({"method": 99} if damage == "method" else {"encrypted": True}))
+    elif damage == "npy_header":
+        damage_npy_header(tmp_path / "p.npz", tmp_path / "p.npz", "wavelength.npy", old=b",)", new=b", ")
     with pytest.raises(ValueError, match=r"p.npz is not a readable phase-library .npz "
-                                         r"\((BadZipFile|error|NotImplementedError|RuntimeError): .*\); "
+                                         r"\((BadZipFile|error|NotImplementedError|RuntimeError|TokenError): "
+                                         r".*\); "
                                          r"write it again with export_phase_"):
         load_phase_libraries(tmp_path / "p.npz")
 

@@ -6,7 +6,7 @@ import pytest
 
 from smnet_sps.constants import shared_data_dir
 from smnet_sps.isochrones import FAMILIES, PHASE_NAMES, isochrone_dir, load_isochrones, resolve_isochrones
-from zip_damage import damage_zip_member
+from zip_damage import damage_npy_header, damage_zip_member
 
 
 @pytest.mark.parametrize("name,nz,na,zsun", [("parsec", 15, 93, 0.0152), ("padova", 22, 94, 0.019)])
@@ -43,7 +43,7 @@ def test_lossless_against_fsps_files(name, src, zfile, iz):
     assert np.allclose(got, raw, rtol=0, atol=1e-9)
 
 
-def test_corrupt_and_wrong_format(tmp_path):
+def test_corrupt_and_wrong_format(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="not a readable"):
@@ -74,6 +74,17 @@ def test_corrupt_and_wrong_format(tmp_path):
         resolve_isochrones(str(tag))
     assert str(resolved.value) == str(direct.value)
     assert "is not a readable smnet-sps isochrone table (NotImplementedError: " in str(direct.value)
+    # a damaged .npy header (family.npy's shape "()" read as "( "): numpy's parser raised tokenize.TokenError,
+    # a raw traceback from `smnet-sps ssp --isochrones` (it reads the tag first) since ed579c3
+    header = tmp_path / "header.npz"
+    damage_npy_header(isochrone_dir() / "parsec.npz", header, "family.npy")
+    for read in (lambda: load_isochrones("parsec", path=header), lambda: resolve_isochrones(str(header))):
+        with pytest.raises(ValueError, match=r"header.npz is not a readable smnet-sps isochrone table "
+                                             r"\(TokenError: .*rebuild it"):
+            read()
+    from smnet_sps.cli import main
+    assert main(["ssp", "--age", "1Gyr", "--isochrones", str(header), "--generator", "blackbody"]) == 1
+    assert "header.npz is not a readable smnet-sps isochrone table (TokenError: " in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         load_isochrones("parsec", path=tmp_path / "missing.npz")
 

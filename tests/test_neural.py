@@ -509,7 +509,7 @@ def test_damaged_model_files_raise_clear_errors(tiny_model, tmp_path):
     grid in microns or a missing nodes file silently changed the answer, a library list shorter than the
     network's input crashed inside torch at the first call."""
     import json
-    from zip_damage import damage_zip_member
+    from zip_damage import damage_npy_header, damage_zip_member
     wave = np.load(tiny_model / "wavelength.npy")
     cases = {
         "reversed": (lambda d: np.save(d / "wavelength.npy", wave[::-1]), ValueError, "strictly increasing"),
@@ -525,6 +525,11 @@ def test_damaged_model_files_raise_clear_errors(tiny_model, tmp_path):
         "encrypted_nodes": (lambda d: damage_zip_member(d / "nodes.npz", d / "nodes.npz", "teff.npy",
                                                         encrypted=True),
                             ValueError, r"nodes.npz is not a readable .*RuntimeError"),
+        # a damaged .npy header (a shape "(n,)" read as "(n, ", left open): numpy's parser raised
+        # tokenize.TokenError
+        "header_nodes": (lambda d: damage_npy_header(d / "nodes.npz", d / "nodes.npz", "teff.npy",
+                                                     old=b",)", new=b", "),
+                         ValueError, r"nodes.npz is not a readable .*TokenError"),
     }
     for name, (damage, error, message) in cases.items():
         bad = _copy_model(tiny_model, tmp_path / name)

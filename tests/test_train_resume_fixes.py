@@ -430,16 +430,19 @@ def test_tail_rebuild_leaves_out_the_excluded_nodes(synth_grid, tmp_path):
     assert nodes.size and not np.isin(held_out, nodes).any()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "method", "encrypted"])
+@pytest.mark.parametrize("damage", ["truncated", "method", "encrypted", "npy_header"])
 def test_tail_with_a_truncated_nodes_file_is_a_clear_error(synth_grid, model_copy, capsys, damage):
     """A damaged header (compression method, 'encrypted' flag) was zipfile's raw NotImplementedError /
-    RuntimeError, which the hand-written reader did not catch."""
-    from zip_damage import damage_zip_member
+    RuntimeError, which the hand-written reader did not catch; a damaged .npy header numpy's
+    tokenize.TokenError, which read_npz did not."""
+    from zip_damage import damage_npy_header, damage_zip_member
     from smnet_sps.cli import main
     from smnet_sps.tail import write_tail_table
     nodes = model_copy / "nodes.npz"
     if damage == "truncated":
         nodes.write_bytes(nodes.read_bytes()[:300])
+    elif damage == "npy_header":
+        damage_npy_header(nodes, nodes, "split.npy", old=b",)", new=b", ")
     else:
         damage_zip_member(nodes, nodes, "split.npy",
                           **({"method": 99} if damage == "method" else {"encrypted": True}))

@@ -30,3 +30,20 @@ def damage_zip_member(src, dst, member, method=None, encrypted=False):
             struct.pack_into("<H", data, flags + 2, method)
     with open(dst, "wb") as fh:
         fh.write(bytes(data))
+
+
+def damage_npy_header(src, dst, member, old=b"()", new=b"( "):
+    """Copy the .npz ``src`` to ``dst`` with ``old`` replaced by ``new`` in the .npy header of ``member`` (the
+    archive rewritten with valid CRCs, each member compressed as before): a header numpy's parser cannot read.
+    The default turns a 0-d array's shape "()" into "( " (for a 1-d array, ``old=b",)", new=b", "``), on
+    which numpy's header parser raises tokenize.TokenError (a byte corruption of a stored member does this
+    before its CRC is checked)."""
+    with zipfile.ZipFile(src) as z:
+        members = [(info, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(dst, "w") as out:
+        for info, data in members:
+            if info.filename == member:
+                end = data.index(b"\n")             # the header ends at the first newline
+                assert old in data[:end], f"{old!r} not in {member}'s header"
+                data = data[:end].replace(old, new, 1) + data[end:]
+            out.writestr(info, data, compress_type=info.compress_type)
