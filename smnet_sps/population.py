@@ -916,9 +916,8 @@ class StellarPopulation:
             return
         if not any(_scalar(k, p[k]) > 0 for k in ("dust1", "dust2", "dust3")):
             return
-        from .filters import get_bandpass
-        far = [str(n) for n, f in zip(names, filters)
-               if get_bandpass(f)[1].pivot().to_value(u.AA) / (1 + z) > DUST_EMISSION_FROM]
+        from .filters import pivot_wavelength
+        far = [str(n) for n, f in zip(names, filters) if pivot_wavelength(f) / (1 + z) > DUST_EMISSION_FROM]
         if far:
             warnings.warn(
                 f"get_mags: no dust emission in {', '.join(far)} (rest-frame pivot beyond "
