@@ -672,8 +672,8 @@ def load_ssp_store(path, allow_incomplete=False):
     top cut over the computed blocks only, when ``allow_incomplete``). A store of an older layout
     (``format_version`` other than :data:`SSP_STORE_VERSION`) is refused, except a finished version-2 store,
     read with a warning (its masses follow FSPS's first-interval rule, up to 1.7 % higher). A
-    special_phases="dedicated" store that records no ``wr_rule`` (made before the current Wolf-Rayet rule) is
-    read with a warning too.
+    special_phases="dedicated" store whose ``wr_rule`` is not :data:`smnet_sps.backend.WR_RULE_VERSION`
+    (none recorded: made before the current Wolf-Rayet rule) is read with a warning naming both rules too.
     """
     from .ssp import SSPGrid
 
@@ -681,11 +681,15 @@ def load_ssp_store(path, allow_incomplete=False):
                                        "rerun ssp_grids with the same configs to finish it", allow_incomplete)
     _check_ssp_version(path, group, reading=True)
     config = group.attrs.get("config") or {}
-    if config.get("special_phases") == "dedicated" and "wr_rule" not in config:
-        warnings.warn(f"{path}: a special_phases='dedicated' store made before the current Wolf-Rayet rule "
-                      "(WR stars held at the CMFGEN grid's top, stripped massive stars given WR spectra: "
-                      "PARSEC Z 0.0304, 4 Myr, log Q(He+) 45.10 -> 38.07, docs/ssp.md); rerun ssp_grids "
-                      "into a new store for the current rule", UserWarning, stacklevel=2)
+    from .backend import WR_RULE_VERSION
+    if config.get("special_phases") == "dedicated" and config.get("wr_rule") != WR_RULE_VERSION:
+        # the same test as _check_wr_rule, which refuses to resume such a store
+        was = (f"made under another Wolf-Rayet rule (rule {config['wr_rule']}" if "wr_rule" in config
+               else "made before the current Wolf-Rayet rule (no rule recorded")
+        warnings.warn(f"{path}: a special_phases='dedicated' store {was}; this smnet-sps applies rule "
+                      f"{WR_RULE_VERSION}: WR stars held at the CMFGEN grid's top, stripped massive stars "
+                      "given WR spectra: PARSEC Z 0.0304, 4 Myr, log Q(He+) 45.10 -> 38.07, docs/ssp.md); "
+                      "rerun ssp_grids into a new store for the current rule", UserWarning, stacklevel=2)
     arr = {k: np.asarray(group[k][:]) for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux",
                                                  *_SSP_SCALARS)}
     attrs = dict(group.attrs)

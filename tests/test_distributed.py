@@ -386,6 +386,22 @@ def test_dedicated_store_of_an_earlier_wr_rule_is_not_resumed(tmp_path):
     with pytest.warns(UserWarning, match="dedicated' store made before the current Wolf-Rayet rule"):
         old = D.load_ssp_store(runs["dedicated"].stores[0])
     assert np.isfinite(old.ssp_flux).all()
+    # one of another rule, as resuming it is refused: the warning named only a store with no rule (wr_rule 0
+    # was read without a word)
+    group = zarr.open_group(str(runs["dedicated"].stores[0]), mode="r+")
+    group.attrs["config"] = {**group.attrs["config"], "wr_rule": 0}
+    with pytest.warns(UserWarning, match=r"dedicated' store made under another Wolf-Rayet rule \(rule 0; "
+                                         rf"this smnet-sps applies rule {WR_RULE_VERSION}: "):
+        D.load_ssp_store(runs["dedicated"].stores[0])
+    group["done"][0, 1] = 0
+    with pytest.raises(ValueError, match=r"another Wolf-Rayet rule \(rule 0; "):
+        D.ssp_grids([D.SSPConfig("parsec", "kroupa", "blackbody", ages, Zs, special_phases="dedicated",
+                                 name="dedicated")], client=None, store=tmp_path, age_chunk=1, progress=False)
+    group.attrs["config"] = {**group.attrs["config"], "wr_rule": WR_RULE_VERSION}      # the current rule
+    group["done"][0, 1] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        D.load_ssp_store(runs["dedicated"].stores[0])
 
 
 def test_contracts_state_the_store_versions_written():
