@@ -1412,6 +1412,11 @@ def _cli_mags(args):
     # only Parquet goes to Dask: s.fits.gz, s.csv.gz or s.txt was read as Parquet ("Parquet magic bytes not
     # found"); any other extension is read_points_table's (its error lists the formats)
     parquet = args.points and (Path(args.points).is_dir() or suffix_of(args.points) in PARQUET_SUFFIXES)
+    if not parquet:
+        # both paths run the generator here: one check, one message ('blackbody' on a points table never
+        # read --device, so '--device gpu' wrote the table with status 0; the SSP path's backend refused it)
+        from .neural import resolve_device
+        resolve_device(args.device)
     if args.points and not parquet:
         return _cli_points_table(args)          # a CSV / ECSV / FITS / text table: here, no Dask or Parquet
     if args.points:                             # Parquet: chunk by chunk on Dask (smnet_sps.distributed)

@@ -199,6 +199,25 @@ def test_every_ssp_building_command_has_the_same_backend_options():
         assert len(seen) == 1, (option, seen)
 
 
+def test_mags_checks_the_device_for_points_tables_as_for_ssps(tmp_path, capsys):
+    """`mags --points stars.csv --model blackbody --device gpu` wrote the table with status 0 (the blackbody
+    never reads --device), while the SSP path said "unknown device 'gpu'": now one check, one message."""
+    stars = tmp_path / "stars.csv"
+    stars.write_text("teff,logg,logz,L\n5000,4.5,0.0,0.5\n")
+    said = {}
+    for path, args in (("points", ["--points", str(stars)]), ("ssp", ["--Z", "0.0152", "--ages", "1Gyr"])):
+        out = tmp_path / f"{path}.ecsv"
+        assert main(["mags", *args, "--filters", "twomass_Ks", "--model", "blackbody", "--device", "gpu",
+                     "--out", str(out)]) == 1
+        said[path] = _error_line(capsys)
+        assert not out.exists()
+    assert said["points"] == said["ssp"]
+    assert "unknown device 'gpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N'" in said["points"]
+    out = tmp_path / "cpu.ecsv"                                     # a device this machine has: written
+    assert main(["mags", "--points", str(stars), "--filters", "twomass_Ks", "--model", "blackbody",
+                 "--device", "cpu", "--out", str(out)]) == 0 and out.exists()
+
+
 def test_mags_backend_options_reach_the_ssps(tmp_path, capsys):
     """`mags --special-phases dedicated` was an unknown option; now it makes the SSPs with the dedicated
     TP-AGB spectra, as ssp_magnitudes(special_phases="dedicated") does (blackbody model, 1 Gyr solar: Ks
