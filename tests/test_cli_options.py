@@ -218,30 +218,34 @@ def test_mags_checks_the_device_for_points_tables_as_for_ssps(tmp_path, capsys):
                  "--device", "cpu", "--out", str(out)]) == 0 and out.exists()
 
 
-def test_mags_backend_options_reach_the_ssps(tmp_path, capsys):
+def test_mags_backend_options_reach_the_ssps(tmp_path, capsys, default_generator):
     """`mags --special-phases dedicated` was an unknown option; now it makes the SSPs with the dedicated
-    TP-AGB spectra, as ssp_magnitudes(special_phases="dedicated") does (blackbody model, 1 Gyr solar: Ks
-    4.282 -> 4.060 mag), and the table's meta records special_phases and outside. With --points (stars, no
-    SSP) the two are refused; --device is passed to the generator (a device this machine lacks is named)."""
+    TP-AGB spectra, as ssp_magnitudes(special_phases="dedicated") does, and --outside exclude drops the stars
+    outside the model's coverage, as ssp_magnitudes(outside="exclude") does (shipped model, 1 Gyr solar: Ks
+    3.963 -> 3.986 and 3.973 mag); the table's meta records special_phases and outside. Each run changes one
+    option from the defaults (the blackbody covers every star, so outside changed nothing there, and one run
+    changing both options could not tell which of them reached the SSPs). With --points (stars, no SSP) the
+    two are refused; --device is passed to the generator (a device this machine lacks is named)."""
     from astropy import units as u
     from astropy.table import Table
 
-    from smnet_sps.generator import BlackbodyGenerator
     from smnet_sps.photometry import ssp_magnitudes
-    base = ["mags", "--Z", "0.0152", "--filters", "twomass_Ks", "--ages", "1Gyr", "--generator", "blackbody",
+    base = ["mags", "--Z", "0.0152", "--filters", "twomass_Ks", "--ages", "1Gyr", "--generator", "default",
             "--device", "cpu"]
-    tables = {}
-    for mode, outside in (("model", "extrapolate"), ("dedicated", "exclude")):
-        out = tmp_path / f"{mode}.ecsv"
+    ks = {}
+    for mode, outside in (("model", "extrapolate"), ("dedicated", "extrapolate"), ("model", "exclude")):
+        out = tmp_path / f"{mode}_{outside}.ecsv"
         assert main([*base, "--special-phases", mode, "--outside", outside, "--out", str(out)]) == 0
-        tables[mode] = t = Table.read(out)
+        t = Table.read(out)
         assert (t.meta["special_phases"], t.meta["outside"]) == (mode, outside)
-        ref = ssp_magnitudes(1 * u.Gyr, 0.0152, ["twomass_Ks"], generator=BlackbodyGenerator(),
+        ref = ssp_magnitudes(1 * u.Gyr, 0.0152, ["twomass_Ks"], generator=default_generator,
                              special_phases=mode, outside=outside, progress=False)
         np.testing.assert_allclose(np.asarray(t["M_twomass_Ks"].value), np.asarray(ref["M_twomass_Ks"].value),
                                    rtol=0, atol=1e-9)
-    ks = {m: float(t["M_twomass_Ks"].value[0]) for m, t in tables.items()}
-    assert ks["dedicated"] < ks["model"] - 0.1, ks                  # the TP-AGB spectra: brighter in Ks
+        ks[mode, outside] = float(t["M_twomass_Ks"].value[0])
+    default = ks["model", "extrapolate"]
+    assert abs(ks["dedicated", "extrapolate"] - default) > 0.01, ks     # the dedicated TP-AGB spectra
+    assert abs(ks["model", "exclude"] - default) > 0.005, ks            # the stars outside dropped
     capsys.readouterr()
     stars = tmp_path / "stars.csv"
     stars.write_text("teff,logg,logz,L\n5000,4.5,0.0,0.5\n")
