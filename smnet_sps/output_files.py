@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PROVENANCE_FITS_KEYS", "atomic_output", "check_creatable_folder", "check_output",
-           "check_output_folder", "matplotlib_formats", "provenance", "save_figure", "save_plot",
-           "staged_outputs", "suffix_of", "json_attr", "json_safe", "write_out_and_plot"]
+__all__ = ["PROVENANCE_FITS_KEYS", "SSP_OPTION_FITS_KEYS", "atomic_output", "check_creatable_folder",
+           "check_output", "check_output_folder", "matplotlib_formats", "provenance", "save_figure",
+           "save_plot", "staged_outputs", "suffix_of", "json_attr", "json_safe", "write_out_and_plot"]
 
 
 def json_attr(value):
@@ -65,6 +65,11 @@ def json_safe(obj):
 # config.json records it): a name alone does not tell a model retrained into the same folder from the old one.
 PROVENANCE_FITS_KEYS = {"generator": "GENERATR", "smnet_sps_version": "SMNETVER",
                         "generator_sha256": "GENSHA"}
+
+# The FITS keywords of the SSP options, in every FITS output of SSPs (`ssp --out .fits`, `mags --out .fits`):
+# mags wrote its meta keys as astropy does (HIERARCH special_phases, HIERARCH isochrones) where ssp wrote
+# SPECIAL and ISOCHRON, so one setting had two keywords.
+SSP_OPTION_FITS_KEYS = {"isochrones": "ISOCHRON", "special_phases": "SPECIAL", "outside": "OUTSIDE"}
 
 
 def provenance(generator_name, generator_sha256=None):

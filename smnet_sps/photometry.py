@@ -1570,8 +1570,9 @@ def _fits_ready(table):
                                  f"keyword UNIT_{name} does not fit a header card; write .ecsv, or shorten "
                                  "the column's name")
             out.meta[f"UNIT_{name}"] = str(unit)
-    from .output_files import PROVENANCE_FITS_KEYS, fits_text
-    for key, fits_key in PROVENANCE_FITS_KEYS.items():     # the keywords of every FITS output (not HIERARCH)
+    from .output_files import PROVENANCE_FITS_KEYS, SSP_OPTION_FITS_KEYS, fits_text
+    # the keywords of every FITS output, `ssp --out .fits`'s (not HIERARCH special_phases)
+    for key, fits_key in {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS}.items():
         if key in out.meta:
             out.meta[fits_key] = out.meta.pop(key)
     for key, value in list(out.meta.items()):

@@ -1406,7 +1406,8 @@ def _write_fits(spec, path):
     flux_unit = u.L_sun / u.AA / u.M_sun
     t["FLUX"].unit = flux_unit
     from . import __version__
-    from .output_files import PROVENANCE_FITS_KEYS as FITS_KEYS
+    from .output_files import PROVENANCE_FITS_KEYS, SSP_OPTION_FITS_KEYS
+    FITS_KEYS = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS}
     hdu = fits.table_to_hdu(t)
     m = spec.meta
     h = hdu.header
@@ -1433,12 +1434,13 @@ def _write_fits(spec, path):
              *([(FITS_KEYS["generator_sha256"], m["generator_sha256"], "sha256 of the generator's weights")]
                if m.get("generator_sha256") else []),
              ("TAILFILL", bool(m.get("tail_filled", False)), "untrained tails from training nodes"),
-             ("ISOCHRON", m["isochrones"], "isochrone family"), ("IMF", m["imf"], "initial mass function"),
+             (FITS_KEYS["isochrones"], m["isochrones"], "isochrone family"),
+             ("IMF", m["imf"], "initial mass function"),
              # its limits: a Kroupa IMF to 40 Msun was written as IMF = 'kroupa', as the 0.08-120 default
              ("IMFMLOW", float(m["imf_mass_range"][0]), "IMF lower mass limit [Msun]"),
              ("IMFMUP", float(m["imf_mass_range"][1]), "IMF upper mass limit [Msun]"),
-             ("SPECIAL", m["special_phases"], "treatment of TP-AGB / WR stars"),
-             ("OUTSIDE", m["outside"], "rule for stars outside coverage"),
+             (FITS_KEYS["special_phases"], m["special_phases"], "treatment of TP-AGB / WR stars"),
+             (FITS_KEYS["outside"], m["outside"], "rule for stars outside coverage"),
              ("MEDIUM", m.get("wavelength_medium", "vacuum"), "wavelength medium of WAVELENGTH"),
              ("LSFSHAPE", m.get("lsf_shape", "box"), "line-spread function shape (column LSF_FWHM)"),
              # the FITS standard's spelling (astropy's format="fits" refused "Lsun/Angstrom/Msun")

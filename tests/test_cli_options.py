@@ -218,6 +218,23 @@ def test_mags_checks_the_device_for_points_tables_as_for_ssps(tmp_path, capsys):
                  "--device", "cpu", "--out", str(out)]) == 0 and out.exists()
 
 
+def test_ssp_and_mags_fits_headers_use_the_same_keywords(tmp_path):
+    """`ssp --out .fits` wrote SPECIAL and ISOCHRON, `mags --out .fits` its meta keys as astropy does,
+    HIERARCH special_phases and HIERARCH isochrones: one setting, two keywords. Now both write
+    output_files.SSP_OPTION_FITS_KEYS."""
+    from astropy.io import fits
+
+    common = ["--generator", "blackbody", "--special-phases", "dedicated", "--outside", "exclude",
+              "--isochrones", "padova", "--Z", "0.019"]
+    ssp, mags = tmp_path / "ssp.fits", tmp_path / "mags.fits"
+    assert main(["ssp", "--age", "1Gyr", *common, "--out", str(ssp)]) == 0
+    assert main(["mags", "--ages", "1Gyr", "--filters", "twomass_Ks", *common, "--out", str(mags)]) == 0
+    headers = {name: fits.getheader(path, 1) for name, path in (("ssp", ssp), ("mags", mags))}
+    for key, value in (("SPECIAL", "dedicated"), ("OUTSIDE", "exclude"), ("ISOCHRON", "padova")):
+        assert headers["ssp"][key] == headers["mags"][key] == value, key
+    assert not {"SPECIAL_PHASES", "ISOCHRONES"} & {k.upper() for k in headers["mags"]}       # no HIERARCH
+
+
 def test_mags_backend_options_reach_the_ssps(tmp_path, capsys, default_generator):
     """`mags --special-phases dedicated` was an unknown option; now it makes the SSPs with the dedicated
     TP-AGB spectra, as ssp_magnitudes(special_phases="dedicated") does, and --outside exclude drops the stars
