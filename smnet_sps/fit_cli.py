@@ -166,13 +166,11 @@ def read_spectrum(path, medium=None):
     w_unit = _unit_of(path, w, w_allowed)
     if w_unit is not None and not w_unit.is_equivalent(u.AA, equivalencies=u.spectral()):
         # it stopped with astropy's bare "'A' (electrical current) and 'Angstrom' (length) are not
-        # convertible", naming neither file nor column: FITS reads the TUNIT 'A' as the ampere. Only for
-        # 'A' itself: a column in V or C (the ampere among their bases) was told of an 'A' nobody wrote
-        from .medium import _ampere_hint
-        hint = (_ampere_hint(w_unit, example="TUNIT 'Angstrom' on the wavelength column")
-                if w_unit == u.A else "")
-        raise ValueError(f"{path}: column {w.info.name!r} is in {w_unit}, which is no wavelength{hint}; "
-                         f"allowed: {w_allowed}")
+        # convertible", naming neither file nor column: FITS reads the TUNIT 'A' as the ampere (the hint
+        # only for 'A' itself)
+        from .medium import _wavelength_ampere_hint
+        raise ValueError(f"{path}: column {w.info.name!r} is in {w_unit}, which is no wavelength"
+                         f"{_wavelength_ampere_hint(w_unit)}; allowed: {w_allowed}")
     wave = (
         (np.asarray(w.value, float) * w_unit).to_value(u.AA, equivalencies=u.spectral())
         if w_unit is not None

@@ -134,6 +134,17 @@ def _ampere_hint(unit, example="erg/s/cm2/Angstrom"):
     return f" (FITS reads 'A' as the ampere: write 'Angstrom', e.g. {example})" if has_ampere else ""
 
 
+def _wavelength_ampere_hint(unit):
+    """:func:`_ampere_hint` for a wavelength axis's ``unit``: only for 'A' itself (FITS's TUNIT 'A'; a 'V' or
+    'C' axis, the ampere among its bases, was told of an 'A' nobody wrote), with a wavelength's example (it
+    had a flux unit's)."""
+    try:
+        is_ampere = u.Unit(unit) == u.A
+    except (TypeError, ValueError):
+        return ""
+    return _ampere_hint(unit, example="TUNIT 'Angstrom' on the wavelength column") if is_ampere else ""
+
+
 def _as_angstrom(wavelength, name="wavelength", positive=False):
     """(wavelengths [A] as floats, whether a Quantity was given); a plain array is taken as Angstrom.
 
@@ -150,7 +161,7 @@ def _as_angstrom(wavelength, name="wavelength", positive=False):
             lam, is_quantity = wavelength.to_value(u.AA, equivalencies=u.spectral()), True
         except u.UnitConversionError:
             raise ValueError(f"{name} must be a wavelength (e.g. Angstrom, nm); got unit {wavelength.unit}"
-                             f"{_ampere_hint(wavelength.unit)}") from None
+                             f"{_wavelength_ampere_hint(wavelength.unit)}") from None
     else:
         lam, is_quantity = np.asarray(wavelength, dtype=float), False
     if positive:

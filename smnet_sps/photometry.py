@@ -448,9 +448,9 @@ def _split_input(spectra):
     try:
         wave_aa = wave.to(u.AA, equivalencies=u.spectral())
     except u.UnitConversionError as exc:
-        from .medium import _ampere_hint
+        from .medium import _wavelength_ampere_hint
         raise ValueError(f"spectral axis unit {wave.unit} is not a wavelength, frequency or energy"
-                         f"{_ampere_hint(wave.unit)}") from exc
+                         f"{_wavelength_ampere_hint(wave.unit)}") from exc
     if flux.dtype.kind not in "fiu" or wave_aa.dtype.kind not in "fiu":
         raise ValueError(f"wavelength and flux must be real numbers; got dtypes {wave_aa.dtype} and "
                          f"{flux.dtype} (complex or object arrays are not spectra)")

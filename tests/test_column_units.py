@@ -133,6 +133,26 @@ def test_a_wavelength_or_flux_unit_with_the_ampere_says_fits_reads_a_as_the_ampe
         magnitudes((t["wave_aa"], t["flux"]), "sdss2010-r")
 
 
+@pytest.mark.parametrize("unit", ["A", "V", "C", "mA"])
+def test_the_ampere_hint_of_a_wavelength_is_for_A_alone_with_a_wavelength_example(tmp_path, unit):
+    """medium._as_angstrom and magnitudes' spectral axis gave the hint for any unit with the ampere among its
+    bases (a 'V' axis was told "FITS reads 'A' as the ampere", though no 'A' was written), and a flux unit
+    (erg/s/cm2/Angstrom) as the example for a wavelength (fit_cli's reader was fixed in e65c327)."""
+    from smnet_sps.igm import igm_transmission
+    from smnet_sps.photometry import magnitudes
+
+    t = _fits_table(tmp_path / "s.fits", wave=(WAVE, unit), flux=(np.full(WAVE.size, 1e-16), "erg/s/cm2/nm"))
+    for call in (lambda: igm_transmission(t["wave"], 3.0), lambda: magnitudes((t["wave"], t["flux"]),
+                                                                                "sdss2010-r")):
+        with pytest.raises(ValueError, match=f"got unit {unit}|axis unit {unit} is not") as err:
+            call()
+        said = str(err.value)
+        assert ("ampere" in said) == (unit == "A"), said
+        assert "erg/s" not in said
+        if unit == "A":
+            assert "write 'Angstrom', e.g. TUNIT 'Angstrom' on the wavelength column" in said
+
+
 def test_a_logzsol_column_in_dex_is_its_metallicity(tmp_path):
     """logzsol given as a Table column in u.dex (ECSV) or with TUNIT 'dex' (FITS) was refused as "logzsol is
     dimensionless; got unit dex" (only a Quantity was read as the log); it gives the Z of the same numbers, as
