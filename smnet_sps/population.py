@@ -793,13 +793,7 @@ class StellarPopulation:
             res = {"mass_stars": m["mass_stars"], "mass_remnants": m["mass_remnants"], "lbol": m["lbol"],
                    "formed": 1.0, "sfr": 0.0}
         else:
-            if sfh == 3:
-                if self._tabular is None:
-                    raise ValueError("sfh=3 needs a tabular SFH: call set_tabular_sfh(age, sfr) first")
-                history = tabular_sfh(*self._tabular, tage)
-            else:
-                names = ("tau", "const", "sf_start", "sf_trunc", "fburst", "tburst")
-                history = parametric_sfh(sfh, tage, **{k: val(k) for k in names})
+            history = self._history(sfh, tage)
             if self.ssp_ages.size < 2:
                 # ssp_weights said "log_ages must be >= 2 ...", naming neither the set nor sfh
                 iso = self.isochrone_set
@@ -820,6 +814,16 @@ class StellarPopulation:
             wave = self._get_backend().wavelength
             young, old = (degrade_to_fwhm(wave, f, 0.0, fwhm) for f in (young, old))
         return young, old, res
+
+    def _history(self, sfh, tage):
+        """The star-formation history (:class:`smnet_sps.sfh.SFHistory`) of ``sfh`` 1, 3 or 4 observed at
+        ``tage`` [Gyr]: set_tabular_sfh's table for sfh 3, else the parametric parameters."""
+        if sfh == 3:
+            if self._tabular is None:
+                raise ValueError("sfh=3 needs a tabular SFH: call set_tabular_sfh(age, sfr) first")
+            return tabular_sfh(*self._tabular, tage)
+        names = ("tau", "const", "sf_start", "sf_trunc", "fburst", "tburst")
+        return parametric_sfh(sfh, tage, **{k: _scalar(k, self.params[k]) for k in names})
 
     def _ages(self, tage):
         """tage [Gyr] -> list of ages to compute (tage=0: every SSP age), and whether the output is 2-d."""
@@ -1119,13 +1123,7 @@ class StellarPopulation:
         if dt.size != 1 or not dt > 0:
             raise ValueError(f"dt must be one time interval > 0 [Gyr]; got {dt}")
         dt = dt.item()             # a size-1 array (python-fsps broadcasts it) as a number, as 0.1 is
-        if sfh == 3:
-            if self._tabular is None:
-                raise ValueError("sfh=3 needs a tabular SFH: call set_tabular_sfh(age, sfr) first")
-            history = tabular_sfh(*self._tabular, tage)
-        else:
-            names = ("tau", "const", "sf_start", "sf_trunc", "fburst", "tburst")
-            history = parametric_sfh(sfh, tage, **{k: _scalar(k, p[k]) for k in names})
+        history = self._history(sfh, tage)
         window = dt * 1e9                                   # [yr]
         mass = [history.mass_between(t, t + window) for t in (tage - times.ravel()) * 1e9]
         avg = np.where(times > tage, 0.0, np.reshape(mass, times.shape) / window)
