@@ -1118,11 +1118,10 @@ class StellarPopulation:
             raise ValueError(f"sfr_avg needs a star-formation history (sfh 1, 3 or 4); got sfh={sfh}, an SSP "
                              "forms all its mass at once")
         tage = _scalar("tage", p["tage"]) or 10.0 ** (self.ssp_ages[-1] - 9)
-        dt = _numbers_in("dt", dt, u.Gyr)
+        dt = _number_in("dt", dt, u.Gyr)           # a size-1 array too (python-fsps broadcasts it)
         times = _numbers_in("times", tage if times is None else times, u.Gyr)
-        if dt.size != 1 or not dt > 0:
-            raise ValueError(f"dt must be one time interval > 0 [Gyr]; got {dt}")
-        dt = dt.item()             # a size-1 array (python-fsps broadcasts it) as a number, as 0.1 is
+        if not dt > 0:
+            raise ValueError(f"dt must be a time interval > 0 [Gyr]; got {dt}")
         history = self._history(sfh, tage)
         window = dt * 1e9                                   # [yr]
         mass = [history.mass_between(t, t + window) for t in (tage - times.ravel()) * 1e9]
@@ -1141,11 +1140,10 @@ class StellarPopulation:
         from .lsf import _as_aa
         velocity = check_switch(self.params["smooth_velocity"], "smooth_velocity", allow_01=True)
         wave = _as_aa(wave)
-        sigma = _numbers_in("sigma", sigma, u.km / u.s if velocity else u.AA)
-        if sigma.size != 1 or sigma < 0:
-            raise ValueError(f"sigma is one Gaussian dispersion >= 0 (km/s, or A with smooth_velocity off); "
+        sigma = _number_in("sigma", sigma, u.km / u.s if velocity else u.AA)
+        if sigma < 0:
+            raise ValueError(f"sigma is a Gaussian dispersion >= 0 (km/s, or A with smooth_velocity off); "
                              f"got {sigma}")
-        sigma = sigma.item()       # a size-1 array as a number (float() of it is a TypeError in numpy 2)
         lo = wave[0] if minw is None else _number_in("minw", minw, u.AA)
         hi = wave[-1] if maxw is None else _number_in("maxw", maxw, u.AA)
         if not lo < hi:         # FSPS smooths no pixel then (silently); sigma_smooth's window refuses it
