@@ -1168,10 +1168,10 @@ class StellarPopulation:
           with ``compute_vega_mags``; NaN where that spectrum (1195 A - 2.70 micron) does not cover the band
           (IRAC, WISE, MIPS, PACS, JWST F277W-F444W).
         """
-        from .filters import get_bandpass
+        from .filters import pivot_wavelength
         from .photometry import FLAM_UNIT, magnitudes, sun_absolute_magnitudes, vega_spectrum
         names = [FSPS_BANDS[b] for b in self.available_bands]
-        lambda_eff = np.array([get_bandpass(n)[1].pivot().to_value(u.AA) for n in names])
+        lambda_eff = np.array([pivot_wavelength(n) for n in names])
         wv, fv = vega_spectrum()
         magvega = magnitudes((wv * u.AA, fv * FLAM_UNIT), names, system="AB", _array=True)[0]
         with warnings.catch_warnings():        # the bands beyond the Sun's spectrum: NaN, as documented
