@@ -451,6 +451,7 @@ class StellarPopulation:
                      "compute_vega_mags", "vactoair_flag"):
             if name in state:
                 state["_" + name] = state.pop(name)
+        state.setdefault("_lsf", None)          # one pickled before set_lsf existed
         self.__dict__.update(state)
         self._lock = threading.RLock()
 
@@ -654,7 +655,7 @@ class StellarPopulation:
         p = self.params
         if not check_switch(p["smooth_lsf"], "smooth_lsf", allow_01=True):
             return None
-        lsf = getattr(self, "_lsf", None)
+        lsf = self._lsf
         if lsf is None:
             raise ValueError("smooth_lsf=True needs a line-spread function: call set_lsf(wave, sigma) first")
         if not check_switch(p["smooth_velocity"], "smooth_velocity", allow_01=True):
@@ -916,7 +917,7 @@ class StellarPopulation:
         starlight's, 4.5 / 6.7 mag fainter than that plus energy-balanced Draine & Li 2007 emission).
         Setting ``add_dust_emission=False`` says the starlight alone is meant, and silences it."""
         p = self.params
-        if "add_dust_emission" in getattr(p, "user_set", ()):
+        if "add_dust_emission" in p.user_set:
             return
         if not any(_scalar(k, p[k]) > 0 for k in ("dust1", "dust2", "dust3")):
             return
