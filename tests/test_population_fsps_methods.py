@@ -2,11 +2,11 @@
 independent calculation (scipy quadrature, a direct Gaussian sum, numpy integrals over the filter curves)."""
 import numpy as np
 import pytest
+from astropy import constants
 from astropy import units as u
 from scipy.integrate import quad
 
 from smnet_sps import StellarPopulation
-from astropy import constants as const
 from smnet_sps.filters import get_bandpass
 from smnet_sps.lsf import C_KMS
 from smnet_sps.photometry import sun_spectrum, vega_spectrum
@@ -170,7 +170,7 @@ def test_filter_data_pivots_vega_and_sun(blackbody):
     assert lambda_eff.shape == magvega.shape == magsun.shape == (n,)
     wv, fv = vega_spectrum()
     ws, fs = sun_spectrum()
-    fs = fs * (const.au / (10 * const.pc)).decompose().value ** 2                         # the Sun at 10 pc
+    fs = fs * (constants.au / (10 * constants.pc)).decompose().value ** 2                 # the Sun at 10 pc
     for band in ("v", "sdss_r", "2mass_ks", "galex_fuv", "wfc3_ir_f160w", "irac_1"):
         i = sp.available_bands.index(band)
         bp = get_bandpass(FSPS_BANDS[band])[1]
