@@ -67,7 +67,7 @@ SINGLE_AGE_DEX = 1e-4
 # integer scales of the FSPS columns (decimals printed in the FSPS files)
 _SCALES = {"mini": 1e8, "mact": 1e4, "logl": 1e4, "logt": 1e4, "logg": 1e4, "co": 1e4}
 _DELTA = ("mini", "mact", "logl", "logt", "logg")
-_REBUILD = "rebuild it with smnet_sps.isochrones.convert_fsps_isochrones"   # a damaged table's remedy
+_REBUILD = "rebuild it with smnet_sps.isochrones.convert_fsps_isochrones"   # a missing or damaged table
 
 
 def isochrone_dir():
@@ -333,8 +333,7 @@ def _load(name, path, version):
     """The table at ``path`` (resolved); ``version`` (:func:`_file_version`) only keys the cache."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"isochrone table {path} not found; rebuild it with "
-                                "smnet_sps.isochrones.convert_fsps_isochrones")
+        raise FileNotFoundError(f"isochrone table {path} not found; {_REBUILD}")
     arrays = read_npz(path, "smnet-sps isochrone table", _REBUILD)
     need = {"Z", "log_age", "start", "count", "phase", "format", *_SCALES}
     missing = need - set(arrays)
