@@ -402,11 +402,13 @@ def _check_model_wavelength(wave, path, cfg, directory):
     if tail is None or not tail.is_file():
         return
     try:
-        own = read_npz(tail, "tail table", keys=("wavelength",)).get("wavelength")
+        stored = read_npz(tail, "tail table", keys=("wavelength",))
     except ValueError:
         return                        # an unreadable tail table is named when the tail is loaded
-    own = None if own is None else np.asarray(own, float)
-    if own is not None and (own.shape != wave.shape or not np.allclose(own, wave, rtol=1e-9, atol=0)):
+    if "wavelength" not in stored:
+        return
+    own = np.asarray(stored["wavelength"], float)
+    if own.shape != wave.shape or not np.allclose(own, wave, rtol=1e-9, atol=0):
         raise ValueError(f"wavelength grid {path} is not the model's: its tail table {tail.name} holds the "
                          f"grid the model was trained on ({own.size} values, {own[0]:g}-{own[-1]:g} A), the "
                          f"file {wave.size} values, {wave[0]:g}-{wave[-1]:g}; it was replaced (e.g. by "
