@@ -115,12 +115,13 @@ WR_LIKE_MIN_MASS = 8.0
 #: CMFGEN WR spectra's.
 WR_LIKE_MIN_TEFF = 50000.0
 #: Current / initial mass below which a massive hot star is WR-like: a WR star has shed its hydrogen
-#: envelope, most of its mass; main-sequence O stars in the shipped tables keep > 0.85 of it (the 300 M_sun
-#: ones at Z 0.014 reach 0.85-0.89 within 1 Myr). Without it the rule caught the zero-age O stars at 50-69
-#: kK of metal-poor isochrones (PARSEC Z 1e-4 and 0.001, Padova 2e-4 and 0.001, log t <= 6.3: 34-340
-#: M_sun, log g 3.8-4.5, >= 0.98 of their mass; [M/H] -1, 1 Myr: 57 % of L_bol). The shipped tables'
-#: massive stars above 50 kK, log t <= 7.5, leave a gap there: Padova has none between 0.5 and 0.95; PARSEC
-#: 40 of 9246 between 0.8 and 0.9, against 6674 below 0.7 and 2435 above 0.9 (above 70 kK 7 above 0.8).
+#: envelope, most of its mass; unstripped O stars in the shipped tables keep >= 0.9 of it up to 120 M_sun
+#: (the IMF's default top; 265-350 M_sun ones at Z 0.0005-0.02 fall to 0.80-0.84 by 1-2 Myr). Without it
+#: the rule caught the zero-age O stars at 50-75 kK of metal-poor isochrones (PARSEC Z 1e-4 - 0.001, Padova
+#: 2e-4 - 0.001, log t <= 6.3: 34-349 M_sun, log g 3.6-4.5, >= 0.98 of their mass up to 120 M_sun; [M/H]
+#: -1, 1 Myr: 57 % of L_bol). The shipped tables' massive stars above 50 kK, log t <= 7.5, leave a gap
+#: there: Padova has none between 0.58 and 0.95; PARSEC 40 of 9246 between 0.8 and 0.9, against 6674 below
+#: 0.7 and 2435 above 0.9 (above 70 kK 7 above 0.8).
 #: MIST's super-solar main-sequence O stars (50-61 kK) lose 20-50 % on the main sequence and are caught
 #: (WNh-like very massive stars; docs/ssp.md).
 WR_LIKE_MAX_MASS_RATIO = 0.8
@@ -152,8 +153,8 @@ def wr_like(mini, mact, teff):
     """Which stars ``special_phases="dedicated"`` treats as Wolf-Rayet stars (FSPS phase 9, CMFGEN spectra)
     whatever their isochrone phase: massive (initial mass >= :data:`WR_LIKE_MIN_MASS`, 8 M_sun), hotter
     than :data:`WR_LIKE_MIN_TEFF` (50 kK, WM-basic's top) and stripped (current mass below
-    :data:`WR_LIKE_MAX_MASS_RATIO`, 0.8, of the initial; hot main-sequence O stars keep > 0.85). Phase-9
-    stars are WR stars anyway.
+    :data:`WR_LIKE_MAX_MASS_RATIO`, 0.8, of the initial; unstripped O stars up to 120 M_sun keep >= 0.9).
+    Phase-9 stars are WR stars anyway.
 
     Parameters
     ----------
