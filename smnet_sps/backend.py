@@ -864,7 +864,8 @@ class StellarLibraryBackend:
         return out, used, inside
 
     # ---- keys -----------------------------------------------------------------------------------
-    def _classes(self, phase, co, n, mini=None, mact=None, teff=None):
+    def _classes(self, phase, co, teff, mini=None, mact=None):
+        n = teff.size
         phase = _point_codes(phase, "phase", n, "FSPS phase codes")
         co = _point_codes(co, "co", n, "surface C/O ratios")
         mini = _point_codes(_mass_value(mini), "mini", n, "initial masses [M_sun]")
@@ -1076,7 +1077,7 @@ class StellarLibraryBackend:
         # keys: the index and value named were the keys'; and dedicated spectra never reached the check)
         teff, logg, logz = validate_parameters(teff, logg, logz)
         check_logl(logl)
-        cls = self._classes(phase, co, teff.size, mini, mact, teff)
+        cls = self._classes(phase, co, teff, mini, mact)
         return teff, logg, logz, logl, cls
 
     def point_spectra(self, *, logg, logz, logl, teff=None, logt=None, phase=None, co=None, mini=None,
