@@ -182,7 +182,7 @@ def test_point_spectra_refuses_bad_masses(dedicated_bb):
 
 def test_dedicated_he_ionising_photons_of_young_parsec_ssps(default_generator):
     """PARSEC 3 Myr: the stripped stars' CMFGEN spectra lower log Q(He+)/Q(H) of the SSP from the model's
-    -1.29 to -1.79 at [M/H] 0 and from -2.66 to -5.74 at +0.3 (docs/ssp.md, "Young populations"). At
+    -1.29 to -1.79 at [M/H] 0 and from -2.65 to -5.74 at +0.3 (docs/ssp.md, "Young populations"). At
     [M/H] 0 it stays above Starburst99 / BPASS's -3..-2: the solar CMFGEN WN spectrum at 120 kK (held for
     the 120-220 kK stars) has a thin He+ continuum, log Q(He+)/Q(H) -1.08."""
     from astropy import units as u
