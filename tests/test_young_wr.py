@@ -42,13 +42,13 @@ def test_wr_star_hotter_than_the_cmfgen_top_takes_its_hottest_spectrum(dedicated
     np.testing.assert_allclose(integral[1:3] / integral[0], share[1:3] / share[0], rtol=1e-4)
 
 
-def _ages(iso):
-    """log10(age / yr) of every row of an isochrone set."""
-    out = np.empty(iso.columns["mini"].size)
+def _ages(iso, z=False):
+    """log10(age / yr) of every row of an isochrone set (with ``z``: and its Z)."""
+    age, zrow = np.empty((2, iso.columns["mini"].size))
     for iz in range(iso.Z.size):
         for ia in range(iso.log_age.size):
-            out[iso.rows(iz, ia)] = iso.log_age[ia]
-    return out
+            age[iso.rows(iz, ia)], zrow[iso.rows(iz, ia)] = iso.log_age[ia], iso.Z[iz]
+    return (age, zrow) if z else age
 
 
 @pytest.mark.parametrize("family", ["parsec", "padova"])
@@ -86,11 +86,7 @@ def test_wr_like_rule_spares_metal_poor_zero_age_o_stars(family):
     from smnet_sps.isochrones import load_isochrones
     iso = load_isochrones(family)
     c = iso.columns
-    teff, age = 10.0 ** c["logt"], _ages(iso)
-    zrow = np.empty(age.size)
-    for iz in range(iso.Z.size):
-        for ia in range(iso.log_age.size):
-            zrow[iso.rows(iz, ia)] = iso.Z[iz]
+    teff, (age, zrow) = 10.0 ** c["logt"], _ages(iso, z=True)
     o_stars = (zrow <= 0.001) & (age <= 6.3) & (c["mini"] >= WR_LIKE_MIN_MASS) & (teff > WR_LIKE_MIN_TEFF)
     assert o_stars.sum() > 1000
     in_imf = o_stars & (c["mini"] <= 120.0)
