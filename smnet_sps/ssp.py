@@ -1619,7 +1619,9 @@ def add_backend_options(p):
     special_phases="model", outside="extrapolate")."""
     p.add_argument("--special-phases", default="model", choices=("model", "dedicated"),
                    help="TP-AGB, post-AGB and Wolf-Rayet stars: 'model' (default) generates them like any "
-                        "star; 'dedicated' takes Lancon/Aringer, Rauch and CMFGEN spectra as FSPS does")
+                        "star; 'dedicated' takes Lancon/Aringer, Rauch and CMFGEN spectra as FSPS does, "
+                        "CMFGEN also for the hot stripped massive stars the isochrones do not flag as WR "
+                        "(docs/ssp.md, 'Young populations')")
     p.add_argument("--outside", default="extrapolate", choices=("exclude", "blackbody", "extrapolate"),
                    help="stars outside the generator's coverage: 'extrapolate' (default, flagged), "
                         "'blackbody' (Planck spectrum of the same Teff and L) or 'exclude' (their L_bol "
