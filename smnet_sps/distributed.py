@@ -428,22 +428,30 @@ def _check_ssp_version(path, group, reading=False):
                          "would mix two mass rules); delete the store and rerun ssp_grids")
 
 
+def _other_wr_rule(config):
+    """For the ``config`` of an SSP grid store: None unless it is special_phases="dedicated" and made under
+    another Wolf-Rayet rule than :data:`smnet_sps.backend.WR_RULE_VERSION` (none recorded: before 2026-12,
+    when WR stars took the model's spectra above the CMFGEN top and stripped massive stars kept
+    planetary-nebula-nucleus spectra); then the words naming both rules, for the refusal and the warning."""
+    from .backend import WR_RULE_VERSION
+    if config.get("special_phases") != "dedicated" or config.get("wr_rule") == WR_RULE_VERSION:
+        return None
+    was = f"rule {config['wr_rule']}" if "wr_rule" in config else "no rule recorded: before 2026-12"
+    return (f"{was}; this smnet-sps applies rule {WR_RULE_VERSION}: WR stars held at the CMFGEN grid's top, "
+            "stripped massive stars given WR spectra, backend.wr_like, e.g. PARSEC Z 0.0304, 4 Myr: "
+            "log Q(He+) 45.10 -> 38.07, docs/ssp.md")
+
+
 def _check_wr_rule(path, group, desc):
     """Refuse to resume a special_phases="dedicated" store begun under another Wolf-Rayet rule
-    (:data:`smnet_sps.backend.WR_RULE_VERSION`; none recorded: before 2026-12, when WR stars took the model's
-    spectra above the CMFGEN top and stripped massive stars kept planetary-nebula-nucleus spectra): its
-    remaining blocks would follow the new rule, two rules in one grid."""
-    stored = group.attrs.get("config") or {}
-    if (desc["special_phases"] != "dedicated" or stored.get("special_phases") != "dedicated"
-            or stored.get("wr_rule") == desc["wr_rule"]):
-        return
-    was = f"rule {stored['wr_rule']}" if "wr_rule" in stored else "no rule recorded: before 2026-12"
-    raise ValueError(f"{path}: a special_phases='dedicated' SSP grid store begun under another Wolf-Rayet "
-                     f"rule ({was}; this smnet-sps applies rule {desc['wr_rule']}: WR stars held at the "
-                     "CMFGEN grid's top, stripped massive stars given WR spectra, backend.wr_like, e.g. "
-                     "PARSEC Z 0.0304, 4 Myr: log Q(He+) 45.10 -> 38.07, docs/ssp.md); resumed, its "
-                     "remaining blocks would follow the new rule, two rules in one grid. Delete the store "
-                     "or give ssp_grids another store folder, and rerun")
+    (:func:`_other_wr_rule`): its remaining blocks would follow the new rule, two rules in one grid."""
+    # a config of another special_phases is another grid: config_sha1's refusal names it
+    other = desc["special_phases"] == "dedicated" and _other_wr_rule(group.attrs.get("config") or {})
+    if other:
+        raise ValueError(f"{path}: a special_phases='dedicated' SSP grid store begun under another "
+                         f"Wolf-Rayet rule ({other}); resumed, its remaining blocks would follow the new "
+                         "rule, two rules in one grid. Delete the store or give ssp_grids another store "
+                         "folder, and rerun")
 
 
 def _refuse_foreign_folder(path):
@@ -673,23 +681,18 @@ def load_ssp_store(path, allow_incomplete=False):
     (``format_version`` other than :data:`SSP_STORE_VERSION`) is refused, except a finished version-2 store,
     read with a warning (its masses follow FSPS's first-interval rule, up to 1.7 % higher). A
     special_phases="dedicated" store whose ``wr_rule`` is not :data:`smnet_sps.backend.WR_RULE_VERSION`
-    (none recorded: made before the current Wolf-Rayet rule) is read with a warning naming both rules too.
+    (none recorded: made before 2026-12) is read with a warning naming both rules too.
     """
     from .ssp import SSPGrid
 
     group, done = _open_finished_store(path, SSP_STORE_FORMAT, "SSP grid store", "blocks",
                                        "rerun ssp_grids with the same configs to finish it", allow_incomplete)
     _check_ssp_version(path, group, reading=True)
-    config = group.attrs.get("config") or {}
-    from .backend import WR_RULE_VERSION
-    if config.get("special_phases") == "dedicated" and config.get("wr_rule") != WR_RULE_VERSION:
-        # the same test as _check_wr_rule, which refuses to resume such a store
-        was = (f"made under another Wolf-Rayet rule (rule {config['wr_rule']}" if "wr_rule" in config
-               else "made before the current Wolf-Rayet rule (no rule recorded")
-        warnings.warn(f"{path}: a special_phases='dedicated' store {was}; this smnet-sps applies rule "
-                      f"{WR_RULE_VERSION}: WR stars held at the CMFGEN grid's top, stripped massive stars "
-                      "given WR spectra: PARSEC Z 0.0304, 4 Myr, log Q(He+) 45.10 -> 38.07, docs/ssp.md); "
-                      "rerun ssp_grids into a new store for the current rule", UserWarning, stacklevel=2)
+    other = _other_wr_rule(group.attrs.get("config") or {})
+    if other:           # as _check_wr_rule refuses to resume
+        warnings.warn(f"{path}: a special_phases='dedicated' store made under another Wolf-Rayet rule "
+                      f"({other}); rerun ssp_grids into a new store for the current rule", UserWarning,
+                      stacklevel=2)
     arr = {k: np.asarray(group[k][:]) for k in ("ssp_lgmet", "ssp_lg_age_gyr", "ssp_wave", "ssp_flux",
                                                  *_SSP_SCALARS)}
     attrs = dict(group.attrs)

@@ -383,7 +383,8 @@ def test_dedicated_store_of_an_earlier_wr_rule_is_not_resumed(tmp_path):
                 assert np.asarray(group["done"][:]).all()
     # a finished dedicated store of the earlier rule is read, with a warning naming it
     zarr.open_group(str(runs["dedicated"].stores[0]), mode="r+")["done"][0, 1] = 1
-    with pytest.warns(UserWarning, match="dedicated' store made before the current Wolf-Rayet rule"):
+    with pytest.warns(UserWarning, match=r"dedicated' store made under another Wolf-Rayet rule \(no rule "
+                                         r"recorded: before 2026-12; "):
         old = D.load_ssp_store(runs["dedicated"].stores[0])
     assert np.isfinite(old.ssp_flux).all()
     # one of another rule, as resuming it is refused: the warning named only a store with no rule (wr_rule 0
