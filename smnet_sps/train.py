@@ -1917,7 +1917,8 @@ def _cli(args):
         else:
             message = ("interrupted; nothing of this run was saved" if began else
                        "interrupted before training began; nothing written")
-        print(f"smnet-sps train: {message}", file=sys.stderr)
+        with contextlib.suppress(OSError):    # the terminal closed (SIGHUP): EIO, and still its status
+            print(f"smnet-sps train: {message}", file=sys.stderr)
         return interrupt_status(exc)
     finally:
         if previous is not None:

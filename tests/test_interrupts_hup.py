@@ -327,3 +327,22 @@ def test_the_interruption_line_on_a_closed_terminal_keeps_the_status(tmp_path, m
     argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]
     assert cli.console_main(argv) == 128 + (signal.SIGHUP if signame else signal.SIGINT)
     assert not out.exists()
+
+
+def test_train_interrupted_on_a_closed_terminal_keeps_the_status(tmp_path, monkeypatch):
+    """`smnet-sps train` (its own interruption line, not main's) under a terminal that closed: the line's
+    print failed with OSError(5, EIO), which escaped console_main -- a traceback and status 1 instead of
+    129, for the command an ssh connection that dropped most often ends."""
+    from test_train import make_synthetic_grid
+
+    import smnet_sps.train as train_module
+    from smnet_sps import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt("SIGHUP")
+
+    grid = make_synthetic_grid(tmp_path / "grid.h5")
+    monkeypatch.setattr(train_module, "_cli_train", interrupted)
+    monkeypatch.setattr(sys, "stderr", _ClosedTerminal())
+    argv = ["train", "--grid", str(grid), "--out", str(tmp_path / "m")]
+    assert cli.console_main(argv) == 128 + signal.SIGHUP
