@@ -249,9 +249,6 @@ def show_progress(args=None):
 # `smnet-sps ... | head`: the reader stopped reading. Quiet, with the status of a Unix tool ended by SIGPIPE
 # (128 + 13), as the shell reports for `yes | head`; output files are written before anything is printed.
 PIPE_CLOSED_STATUS = 141
-# Ctrl-C: the status of a process ended by SIGINT (128 + 2), as the shell reports it; a signal the console
-# command turns into an interruption (TERMINATING_SIGNALS) 128 + its number: SIGTERM 143, SIGHUP 129
-INTERRUPTED_STATUS = 130
 # SIGTERM (`kill PID`, a batch system's time limit) and SIGHUP (the terminal closed, an ssh link dropped)
 TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP")
 
@@ -294,7 +291,7 @@ def add_note(exc, note):
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
+def _signals_as_interrupt():
     """SIGTERM and SIGHUP raise KeyboardInterrupt("SIGTERM") / ("SIGHUP") inside the block (main thread only,
     and each only where it still has the operating system's default action: a handler the caller set is
     kept, and so is an ignored SIGHUP -- ``nohup smnet-sps ...`` goes on when the terminal closes). By default
@@ -462,7 +459,7 @@ def console_main(argv=None):
     status the signal's); the outputs named on the command's "wrote ..." line are complete by then."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        with _sigterm_as_interrupt():
+        with _signals_as_interrupt():
             return main(argv)
     except KeyboardInterrupt as exc:        # a second one while main printed its line
         return interrupt_status(exc)
