@@ -390,7 +390,8 @@ def main(argv=None):
     as in ``| head``, after every output was written; 1 naming the outputs not written otherwise; 130 after
     Ctrl-C, 143 after SIGTERM and 129 after SIGHUP under ``console_main``, with one line naming the outputs
     not written).
-    Called from Python with a list it leaves SIGTERM as the caller has it (by default it ends the process);
+    Called from Python with a list it leaves SIGTERM and SIGHUP as the caller has them (by default they end
+    the process);
     without one (``main()`` reads sys.argv, as the console script pip wrote before ``console_main`` existed
     does) it is :func:`console_main`, so that an older install keeps SIGTERM's one line and cleanup."""
     if argv is None:
