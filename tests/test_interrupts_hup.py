@@ -346,3 +346,20 @@ def test_train_interrupted_on_a_closed_terminal_keeps_the_status(tmp_path, monke
     monkeypatch.setattr(sys, "stderr", _ClosedTerminal())
     argv = ["train", "--grid", str(grid), "--out", str(tmp_path / "m")]
     assert cli.console_main(argv) == 128 + signal.SIGHUP
+
+
+def test_sighup_is_held_in_a_block_of_writes_that_belong_together():
+    """The console command turns SIGHUP into an interruption (1f2c428), and interrupts_held holds it as it
+    holds Ctrl-C and SIGTERM: the block (a batch's update, a model's files) completes, then the command's
+    "terminated (SIGHUP)" interruption happens."""
+    from smnet_sps.cli import _signals_as_interrupt
+    from smnet_sps.interrupts import interrupts_held
+
+    done = []
+    with _signals_as_interrupt():
+        with pytest.raises(KeyboardInterrupt) as err:
+            with interrupts_held():
+                os.kill(os.getpid(), signal.SIGHUP)
+                done.append("rest of the block")
+    assert done == ["rest of the block"] and err.value.args == ("SIGHUP",)
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
