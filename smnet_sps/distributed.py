@@ -1241,11 +1241,13 @@ def _set_aside(out, overwrite, check_inputs):
     import shutil
     replaced = out.with_name(out.name + ".replaced")
     left = replaced.exists()
+    # what that run left at OUT: nothing where it was killed before it began its store
+    its_store = f"{out} is that run's" if out.exists() else f"that run had not begun {out}"
     if not overwrite:
         if left:
             warnings.warn(f"{replaced} holds the store an earlier 'mags --points --overwrite' set aside "
-                          f"before it was killed ({out} is that run's); rename it back to keep it, else "
-                          "remove it", UserWarning, stacklevel=2)
+                          f"before it was killed ({its_store}); rename it back to keep it, else remove it",
+                          UserWarning, stacklevel=2)
         return None
     if not (out.exists() or left):
         return None
@@ -1263,8 +1265,9 @@ def _set_aside(out, overwrite, check_inputs):
             shutil.rmtree(replaced)
         else:
             warnings.warn(f"{replaced} holds the store an earlier --overwrite run set aside before it was "
-                          f"killed: kept as the copy put back should this run fail; {out} (that run's, "
-                          f"{done} of {total} chunk(s)) is replaced", UserWarning, stacklevel=2)
+                          f"killed: kept as the copy put back should this run fail; {its_store}"
+                          + (f", {done} of {total} chunk(s), and is replaced" if out.exists() else ""),
+                          UserWarning, stacklevel=2)
             if out.exists():
                 shutil.rmtree(out)
             return replaced

@@ -288,10 +288,48 @@ def test_overwrite_after_a_killed_overwrite_keeps_the_store_it_had_set_aside(tmp
         assert main([*base, "--filters", "sdss2010-i", "--overwrite"]) == 1
     assert [str(w.message) for w in said] == [
         f"{aside} holds the store an earlier --overwrite run set aside before it was killed: kept as the "
-        f"copy put back should this run fail; {out} (that run's, 1 of 4 chunk(s)) is replaced"]
+        f"copy put back should this run fail; {out} is that run's, 1 of 4 chunk(s), and is replaced"]
     mags, _, attrs = D.load_points_store(out)
     assert attrs["filters"] == ["sdss2010-g"] and np.array_equal(mags, old)
     assert not aside.exists()
+
+
+
+def test_a_killed_overwrite_that_had_not_begun_its_store_is_named_so(tmp_path, monkeypatch):
+    """An --overwrite run killed after setting the old store aside and before making its own leaves
+    OUT.replaced and no OUT: the warnings said "OUT (that run's, 0 of 0 chunk(s)) is replaced" and
+    "(OUT is that run's)" of a store that was not there."""
+    pytest.importorskip("distributed")
+    import errno
+    import shutil
+    import warnings
+
+    from smnet_sps import distributed as D
+    from smnet_sps.cli import main
+
+    table, out = _points_table(tmp_path), tmp_path / "mags.zarr"
+    aside = tmp_path / "mags.zarr.replaced"
+    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50", "--out", str(out)]
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    assert main([*base, "--filters", "sdss2010-g"]) == 0
+    shutil.move(out, aside)
+    full_disk = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with monkeypatch.context() as failing:
+        failing.setattr(D, "_write_block", lambda *args: (_ for _ in ()).throw(full_disk))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            assert main([*base, "--filters", "sdss2010-i", "--overwrite"]) == 1
+    assert [str(w.message) for w in said] == [
+        f"{aside} holds the store an earlier --overwrite run set aside before it was killed: kept as the "
+        f"copy put back should this run fail; that run had not begun {out}"]
+    assert D.load_points_store(out)[2]["filters"] == ["sdss2010-g"] and not aside.exists()
+    shutil.move(out, aside)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert main([*base, "--filters", "sdss2010-r"]) == 0
+    assert [str(w.message) for w in said] == [
+        f"{aside} holds the store an earlier 'mags --points --overwrite' set aside before it was killed "
+        f"(that run had not begun {out}); rename it back to keep it, else remove it"]
 
 
 class _ClosedTerminal:
