@@ -42,13 +42,7 @@ SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 @dataclass
 class TrainingGrid:
-    """The arrays training needs (a subset of :class:`smnet_sps.grid.UnionGrid`).
-
-    ``content_sha256`` is the hash of the grid's data, not of its file
-    (:func:`smnet_sps.grid.grid_content_sha256`). Given ``_content_of`` (the UnionGrid read,
-    :func:`read_grid`) instead, it is computed when first asked for: a second full pass over the grid
-    (0.08 s of read_grid's 0.45 s on the default grid) that only train and a model's split check on another
-    file of the grid need."""
+    """The arrays training needs (a subset of :class:`smnet_sps.grid.UnionGrid`)."""
 
     wavelength: np.ndarray
     teff: np.ndarray
@@ -61,33 +55,14 @@ class TrainingGrid:
     path: str = ""
     sha256: str = ""
     libraries: dict = field(default_factory=dict)
-    content_sha256: str = ""
-    _content_of: object = field(default=None, repr=False, compare=False)
-
-
-def _content_sha256(grid):
-    """``grid.content_sha256``, computed from ``grid._content_of`` the first time (then kept)."""
-    if not grid._content_sha256 and grid._content_of is not None:
-        from .grid import grid_content_sha256
-        grid._content_sha256, grid._content_of = grid_content_sha256(grid._content_of), None
-    return grid._content_sha256
-
-
-def _set_content_sha256(grid, value):
-    grid._content_sha256 = value
-
-
-# a property under the field's name, set after the dataclass is made: TrainingGrid(..., content_sha256=...)
-# still sets it
-TrainingGrid.content_sha256 = property(_content_sha256, _set_content_sha256,
-                                       doc="hex sha256 of the grid's data (TrainingGrid's docstring)")
+    content_sha256: str = ""       # of the grid's data, not its file (smnet_sps.grid.grid_content_sha256)
 
 
 def read_grid(path):
     """Read a union grid file (:func:`smnet_sps.grid.load_grid`) into a TrainingGrid, with the sha256 of the
     file and of its content (:func:`smnet_sps.grid.grid_content_sha256`: the same for two builds from the
-    same library files; computed when first asked for)."""
-    from .grid import load_grid, require_grid_file
+    same library files)."""
+    from .grid import grid_content_sha256, load_grid, require_grid_file
 
     path = require_grid_file(path)      # a missing file or a folder: its own error, not "not readable"
     try:
@@ -98,7 +73,7 @@ def read_grid(path):
                         logz=np.asarray(g.logz), library_id=np.asarray(g.library_id).astype(int),
                         library_names=list(g.library_names), flux=np.asarray(g.flux),
                         mask=np.asarray(g.mask, bool), path=str(path), sha256=file_sha256(path),
-                        libraries=dict(g.libraries or {}), _content_of=g)
+                        libraries=dict(g.libraries or {}), content_sha256=grid_content_sha256(g))
     if grid.flux.shape != grid.mask.shape or grid.flux.shape != (grid.teff.size, grid.wavelength.size):
         raise ValueError(f"{path}: inconsistent shapes flux {grid.flux.shape}, mask {grid.mask.shape}, "
                          f"{grid.teff.size} nodes x {grid.wavelength.size} wavelengths")
@@ -1028,9 +1003,6 @@ def train(grid, out, *, arch="mlp", width=256, depth=3, B=64, epochs=None, minut
         torch.set_num_threads(int(threads))
     if not isinstance(grid, TrainingGrid):
         grid = read_grid(grid)
-    # the data's hash as they came in (read_grid leaves it to be computed when asked for): not while a
-    # checkpoint is written, nor after a caller's change to the arrays
-    _content_sha256(grid)
     if grid.teff.size == 0:
         raise ValueError(f"{grid.path or 'the grid'} holds no stellar spectra (0 nodes; a grid of phase-only "
                          "libraries such as cmfgen_wn, built with --only, has none); train on a grid built "

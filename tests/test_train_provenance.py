@@ -53,24 +53,6 @@ def test_resume_onto_a_rebuild_of_the_same_grid(fixtures_dir, tmp_path):
     assert b.content_sha256[:12] in str(info.value) and changed.content_sha256[:12] in str(info.value)
 
 
-def test_read_grid_hashes_the_grid_content_only_when_asked(synth_grid, monkeypatch):
-    """read_grid hashed every grid's data besides its file (0.08 s of its 0.45 s on the default grid) for
-    callers that never use it (validate, evaluate on the model's own grid file). It is computed when first
-    asked for now, once, with the same value."""
-    from types import SimpleNamespace
-
-    import smnet_sps.grid as grid_module
-    from smnet_sps.evaluate import grid_split_applies
-    expected = grid_module.grid_content_sha256(grid_module.load_grid(synth_grid))
-    real, calls = grid_module.grid_content_sha256, []
-    monkeypatch.setattr(grid_module, "grid_content_sha256", lambda g: calls.append(1) or real(g))
-    grid = read_grid(synth_grid)
-    assert grid_split_applies(SimpleNamespace(config={"grid_sha256": grid.sha256}), grid) == "same file"
-    assert calls == []
-    assert grid.content_sha256 == expected and grid.content_sha256 == expected
-    assert calls == [1]
-
-
 def test_a_checkpoint_with_the_file_sha256_only_still_resumes_onto_its_file(synth_grid, tmp_path):
     out = tmp_path / "m"
     train(synth_grid, out, epochs=1, **TINY)
