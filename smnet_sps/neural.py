@@ -152,12 +152,13 @@ _DEVICE_TYPES = ("cpu", "cuda")
 _DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 
 
-def resolve_device(device="auto"):
-    """``"auto"`` (or None) -> CUDA when available, else CPU; otherwise ``"cpu"``, ``"cuda"`` or
-    ``"cuda:N"`` (a string or torch.device), available here; anything else ("mps", "meta", "xpu", ...) is a
-    ValueError."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def check_device_name(device="auto"):
+    """The torch.device a ``device`` names (None for ``"auto"`` or None), without asking whether this
+    machine has it: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (a string or torch.device); anything else ("gpu",
+    "mps", "meta", "xpu", ...) is a ValueError. For a client that sends work to Dask workers, which may have
+    CUDA where it has none; :func:`resolve_device` also checks the hardware."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return None
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -168,6 +169,16 @@ def resolve_device(device="auto"):
                          f"{_DEVICE_CHOICES}")
     if dev.type not in _DEVICE_TYPES:
         raise ValueError(f"device {device!r} is not one the generators run on; use {_DEVICE_CHOICES}")
+    return dev
+
+
+def resolve_device(device="auto"):
+    """``"auto"`` (or None) -> CUDA when available, else CPU; otherwise ``"cpu"``, ``"cuda"`` or
+    ``"cuda:N"`` (a string or torch.device), available here; anything else ("mps", "meta", "xpu", ...) is a
+    ValueError."""
+    dev = check_device_name(device)
+    if dev is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'")
     return dev

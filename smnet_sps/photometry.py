@@ -1412,11 +1412,15 @@ def _cli_mags(args):
     # only Parquet goes to Dask: s.fits.gz, s.csv.gz or s.txt was read as Parquet ("Parquet magic bytes not
     # found"); any other extension is read_points_table's (its error lists the formats)
     parquet = args.points and (Path(args.points).is_dir() or suffix_of(args.points) in PARQUET_SUFFIXES)
+    from .neural import check_device_name, resolve_device
     if not parquet:
         # both paths run the generator here: one check, one message ('blackbody' on a points table never
         # read --device, so '--device gpu' wrote the table with status 0; the SSP path's backend refused it)
-        from .neural import resolve_device
         resolve_device(args.device)
+    else:
+        # Dask workers run it, and may have CUDA where this client has none: the name only ('--device gpu'
+        # wrote the store with status 0, the blackbody never reading it, or failed on each worker)
+        check_device_name(args.device)
     if args.points and not parquet:
         return _cli_points_table(args)          # a CSV / ECSV / FITS / text table: here, no Dask or Parquet
     if args.points:                             # Parquet: chunk by chunk on Dask (smnet_sps.distributed)

@@ -466,6 +466,36 @@ def test_cli_points_refuses_ssp_options_and_overwrites_its_own_store(tmp_path, s
     assert D.load_points_store(tmp_path / "stars_mags.zarr")[0].shape[0] == 50
 
 
+def test_parquet_points_check_the_device_name_on_the_client(tmp_path, stars, capsys):
+    """`mags --points stars.parquet --workers N --device gpu` never checked --device on the client: with the
+    blackbody the store was written with status 0, with a model each worker failed. The client may lack
+    CUDA while the workers have it, so the name only is checked, with the in-process paths' message."""
+    import pandas as pd
+    from smnet_sps.cli import main
+
+    table = tmp_path / "stars.parquet"
+    pd.DataFrame({"teff": stars[:5, 0], "logg": stars[:5, 1], "logz": stars[:5, 2],
+                  "logl": np.log10(stars[:5, 3])}).to_parquet(table)
+    said = []
+    for extra in (["--workers", "1"], []):
+        out = tmp_path / "gpu.zarr"
+        assert main(["mags", "--points", str(table), "--model", "blackbody", "--filters", "twomass_Ks",
+                     "--device", "gpu", *extra, "--out", str(out)]) == 1
+        said.append(capsys.readouterr().err.strip())
+        assert not out.exists()
+    csv = tmp_path / "stars.csv"
+    csv.write_text("teff,logg,logz,L\n5000,4.5,0.0,0.5\n")
+    assert main(["mags", "--points", str(csv), "--model", "blackbody", "--filters", "twomass_Ks",
+                 "--device", "gpu", "--out", str(tmp_path / "t.ecsv")]) == 1
+    said.append(capsys.readouterr().err.strip())
+    assert len(set(said)) == 1, said
+    assert "unknown device 'gpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N'" in said[0]
+    # a name the workers may have (no CUDA asked of this client): the blackbody's store is written
+    out = tmp_path / "cuda.zarr"
+    assert main(["mags", "--points", str(table), "--model", "blackbody", "--filters", "twomass_Ks",
+                 "--device", "cuda", "--out", str(out)]) == 0 and out.exists()
+
+
 def test_points_stores_never_wipe_what_is_not_theirs(tmp_path, stars, capsys, monkeypatch):
     """`mags --points --out X.zarr` emptied an existing folder that was not a store (zarr's mode "w"),
     without --overwrite; --overwrite deleted the old store before the generator was checked, so a failed
