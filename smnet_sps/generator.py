@@ -134,6 +134,27 @@ def _has_quantity(value):
                                                     for v in value)
 
 
+def _first_quantity(value):
+    """The first Quantity of a (nested) list or tuple that :func:`_has_quantity` found one in."""
+    for v in value:
+        if isinstance(v, u.Quantity):
+            return v
+        if _has_quantity(v):
+            return _first_quantity(v)
+
+
+def _refuse_quantity_list(value, name, unit=None):
+    """Refuse a (nested) list or tuple holding Quantities: np.asarray takes their numbers with the units
+    dropped (3000 Myr read as 3000 Gyr, [u.Dex(-0.5)] as +0.316) or raises numpy's TypeError. The hint
+    names ``unit``, the one the caller expects (its plain numbers are in it), else the list's own unit."""
+    if not _has_quantity(value):
+        return
+    hint = unit if unit is not None else _first_quantity(value).unit
+    raise ValueError(f"{name}: a list of Quantities loses their units; give one array Quantity (e.g. "
+                     f"np.array([...]) * u.Unit('{hint}')) or plain numbers"
+                     + (f" in {unit}" if unit is not None else ""))
+
+
 def _check_tensor(value, name):
     """Refuse a torch tensor that holds no real numbers: booleans (a logg of True ran as log g 1, where the
     same True in a list or array is refused), complex values (torch dropped the imaginary part with a
@@ -156,10 +177,7 @@ def _as_float_array(value, name):
     if _has_bool(value):
         raise ValueError(f"{name} must be a number or array of numbers, got a boolean ({value!r:.60}); "
                          "True is not a stellar parameter")
-    if _has_quantity(value):
-        # np.asarray of a list of Quantities takes their linear values ([u.Dex(-0.5)] became +0.316)
-        raise ValueError(f"{name}: a list of Quantities loses their units; give one array Quantity (e.g. "
-                         "np.array([...]) * u.dex) or plain numbers")
+    _refuse_quantity_list(value, name)      # ([u.Dex(-0.5)] became +0.316, its linear value)
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         # a torch tensor (one that requires grad, or on a GPU, ended in torch's own RuntimeError): its values;
         # the differentiable path is torch_surface_flux

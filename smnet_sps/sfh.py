@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-from .generator import _has_quantity, _refuse_masked, column_quantity
+from .generator import _refuse_masked, _refuse_quantity_list, column_quantity
 from .medium import _gray_hint
 
 __all__ = ["SFH_TYPES", "SFHistory", "parametric_sfh", "tabular_sfh", "check_tabular", "ssp_weights",
@@ -237,11 +237,9 @@ def _in_unit(name, value, unit):
     one expected. A masked element is refused (np.asarray used the value under the mask: 5 masked rows of a
     tabular SFR holding 1e3 formed 2.6e12 M_sun instead of 9.9e9)."""
     _refuse_masked(value, name)
-    if _has_quantity(value):
-        # np.asarray of [1 * u.Gyr, 2 * u.Gyr] raised numpy's TypeError "only dimensionless scalar quantities
-        # can be converted to Python scalars" (and took a dimensionless one's number, its unit dropped)
-        raise ValueError(f"{name}: a list of Quantities loses their units; give one array Quantity (e.g. "
-                         f"np.array([...]) * u.Unit('{unit}')) or plain numbers in {unit}")
+    # np.asarray of [1 * u.Gyr, 2 * u.Gyr] raised numpy's TypeError "only dimensionless scalar quantities
+    # can be converted to Python scalars" (and took a dimensionless one's number, its unit dropped)
+    _refuse_quantity_list(value, name, unit)
     # a table column's unit (np.asarray dropped it: Myr read as Gyr)
     time = not isinstance(unit, u.FunctionUnitBase) and u.Unit(unit).is_equivalent(u.yr)
     value = column_quantity(value, name, f"one convertible to {unit}", time=time)

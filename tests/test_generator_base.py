@@ -248,3 +248,25 @@ def test_parameter_box_contains_takes_parameters_as_the_generators_do(blackbody)
     assert box.contains(5777.0, 10**4.44 * u.cm / u.s**2, 0.0 * u.dex)
     assert not box.contains(5777.0, 10**9 * u.cm / u.s**2, 0.0)          # log g 9: above the box
     assert not box.contains(5777.0, 4.44, 2.0 * u.dex)
+
+
+def test_a_list_of_quantities_has_one_message_naming_the_right_unit(blackbody):
+    """The generator said a list of Quantities "loses their units" with the hint "np.array([...]) * u.dex"
+    for every parameter (teff=[5000 K] too), while sfh wrote its own text naming the unit it expects. Now one
+    helper: the caller's name, the unit it expects (sfh) or else the list's own unit (teff -> K)."""
+    from smnet_sps.sfh import _in_unit
+
+    with pytest.raises(ValueError) as teff:
+        blackbody.surface_flux([5000.0 * u.K], 4.4, 0.0)
+    with pytest.raises(ValueError) as logz:
+        blackbody.surface_flux(5000.0, 4.4, [u.Dex(-0.5)])
+    with pytest.raises(ValueError) as times:
+        _in_unit("times", [1 * u.Myr, 2 * u.Myr], u.Gyr)
+    text = ("{}: a list of Quantities loses their units; give one array Quantity (e.g. np.array([...]) * "
+            "u.Unit('{}')) or plain numbers")
+    assert str(teff.value) == text.format("teff", "K")
+    assert str(logz.value) == text.format("logz", "dex")
+    assert str(times.value) == text.format("times", "Gyr") + " in Gyr"
+    # the array Quantity the hint suggests gives the answer
+    np.testing.assert_array_equal(blackbody.surface_flux(np.array([5000.0]) * u.K, 4.4, 0.0)[0],
+                                  blackbody.surface_flux(5000.0, 4.4, 0.0)[0])
