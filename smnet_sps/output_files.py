@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PROVENANCE_FITS_KEYS", "SSP_OPTION_FITS_KEYS", "atomic_output", "check_creatable_folder",
-           "check_output", "check_output_folder", "matplotlib_formats", "provenance", "save_figure",
-           "save_plot", "staged_outputs", "suffix_of", "json_attr", "json_safe", "write_out_and_plot"]
+__all__ = ["IMF_RANGE_FITS_KEYS", "PROVENANCE_FITS_KEYS", "SSP_OPTION_FITS_KEYS", "atomic_output",
+           "check_creatable_folder", "check_output", "check_output_folder", "matplotlib_formats",
+           "provenance", "save_figure", "save_plot", "staged_outputs", "suffix_of", "json_attr", "json_safe",
+           "write_out_and_plot"]
 
 
 def json_attr(value):
@@ -70,6 +71,10 @@ PROVENANCE_FITS_KEYS = {"generator": "GENERATR", "smnet_sps_version": "SMNETVER"
 # mags wrote its meta keys as astropy does (HIERARCH special_phases, HIERARCH isochrones) where ssp wrote
 # SPECIAL and ISOCHRON, so one setting had two keywords.
 SSP_OPTION_FITS_KEYS = {"isochrones": "ISOCHRON", "special_phases": "SPECIAL", "outside": "OUTSIDE"}
+
+# The IMF's lower and upper mass limits [M_sun] (meta / attrs "imf_mass_range"), in both FITS outputs of SSPs:
+# `mags --out .fits` recorded the IMF's name only, so a Kroupa IMF to 40 M_sun read as the 0.08-120 default.
+IMF_RANGE_FITS_KEYS = ("IMFMLOW", "IMFMUP")
 
 
 def provenance(generator_name, generator_sha256=None):

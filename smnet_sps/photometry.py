@@ -1137,7 +1137,15 @@ def ssp_magnitudes(ages, Z=None, filters=None, system="AB", imf="kroupa", isochr
     # same folder from the one it replaced only by nothing
     sha = attrs.get("generator_sha256") if attrs else _weights_sha256(generator)
     # the set's name (an IsochroneSet or a file passed as isochrones= printed as its repr / path)
+    # the IMF's limits, as ssp_grid used them (its attrs; `ssp --out .fits` writes them): the name alone
+    # left a Kroupa IMF to 40 M_sun reading as the 0.08-120 default
+    mass_range = attrs.get("imf_mass_range")
+    if mass_range is None:
+        from .imf import get_imf
+        imf_obj = get_imf(imf)
+        mass_range = [imf_obj.m_low, imf_obj.m_up]
     table.meta.update({"Z": Z, "logzsol": float(np.log10(Z / iso.zsun)), "zsun": iso.zsun, "imf": str(imf),
+                       "imf_mass_range": [float(m) for m in mass_range],
                        "isochrones": attrs.get("isochrones") or str(isochrones),
                        # the backend's rules (a Generator / backend passed in: its own)
                        "special_phases": attrs.get("special_phases", special_phases),
@@ -1574,11 +1582,14 @@ def _fits_ready(table):
                                  f"keyword UNIT_{name} does not fit a header card; write .ecsv, or shorten "
                                  "the column's name")
             out.meta[f"UNIT_{name}"] = str(unit)
-    from .output_files import PROVENANCE_FITS_KEYS, SSP_OPTION_FITS_KEYS, fits_text
+    from .output_files import IMF_RANGE_FITS_KEYS, PROVENANCE_FITS_KEYS, SSP_OPTION_FITS_KEYS, fits_text
     # the keywords of every FITS output, `ssp --out .fits`'s (not HIERARCH special_phases)
     for key, fits_key in {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS}.items():
         if key in out.meta:
             out.meta[fits_key] = out.meta.pop(key)
+    if "imf_mass_range" in out.meta:            # two numbers, as `ssp` writes them (not JSON text)
+        for fits_key, limit in zip(IMF_RANGE_FITS_KEYS, out.meta.pop("imf_mass_range")):
+            out.meta[fits_key] = float(limit)
     for key, value in list(out.meta.items()):
         if isinstance(value, (dict, list, tuple)):
             out.meta[key] = fits_text(json.dumps(value, default=str))

@@ -1406,7 +1406,7 @@ def _write_fits(spec, path):
     flux_unit = u.L_sun / u.AA / u.M_sun
     t["FLUX"].unit = flux_unit
     from . import __version__
-    from .output_files import PROVENANCE_FITS_KEYS, SSP_OPTION_FITS_KEYS
+    from .output_files import IMF_RANGE_FITS_KEYS, PROVENANCE_FITS_KEYS, SSP_OPTION_FITS_KEYS
     FITS_KEYS = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS}
     hdu = fits.table_to_hdu(t)
     m = spec.meta
@@ -1437,8 +1437,8 @@ def _write_fits(spec, path):
              (FITS_KEYS["isochrones"], m["isochrones"], "isochrone family"),
              ("IMF", m["imf"], "initial mass function"),
              # its limits: a Kroupa IMF to 40 Msun was written as IMF = 'kroupa', as the 0.08-120 default
-             ("IMFMLOW", float(m["imf_mass_range"][0]), "IMF lower mass limit [Msun]"),
-             ("IMFMUP", float(m["imf_mass_range"][1]), "IMF upper mass limit [Msun]"),
+             (IMF_RANGE_FITS_KEYS[0], float(m["imf_mass_range"][0]), "IMF lower mass limit [Msun]"),
+             (IMF_RANGE_FITS_KEYS[1], float(m["imf_mass_range"][1]), "IMF upper mass limit [Msun]"),
              (FITS_KEYS["special_phases"], m["special_phases"], "treatment of TP-AGB / WR stars"),
              (FITS_KEYS["outside"], m["outside"], "rule for stars outside coverage"),
              ("MEDIUM", m.get("wavelength_medium", "vacuum"), "wavelength medium of WAVELENGTH"),

@@ -235,6 +235,31 @@ def test_ssp_and_mags_fits_headers_use_the_same_keywords(tmp_path):
     assert not {"SPECIAL_PHASES", "ISOCHRONES"} & {k.upper() for k in headers["mags"]}       # no HIERARCH
 
 
+def test_ssp_and_mags_fits_headers_record_the_same_imf_mass_range(tmp_path, blackbody):
+    """`ssp --out .fits` wrote IMFMLOW / IMFMUP, `mags --out .fits` the IMF's name only: a Kroupa IMF to
+    40 M_sun read as the 0.08-120 default there. Now mags writes both keywords, from the IMF ssp_grid used."""
+    from astropy.io import fits
+
+    from smnet_sps.imf import get_imf
+    from smnet_sps.photometry import _write_table, ssp_magnitudes
+
+    common = ["--generator", "blackbody", "--imf", "salpeter", "--isochrones", "padova", "--Z", "0.019"]
+    ssp, mags = tmp_path / "ssp.fits", tmp_path / "mags.fits"
+    assert main(["ssp", "--age", "1Gyr", *common, "--out", str(ssp)]) == 0
+    assert main(["mags", "--ages", "1Gyr", "--filters", "twomass_Ks", *common, "--out", str(mags)]) == 0
+    headers = {name: fits.getheader(path, 1) for name, path in (("ssp", ssp), ("mags", mags))}
+    imf = get_imf("salpeter")
+    for key, value in (("IMF", "salpeter"), ("IMFMLOW", imf.m_low), ("IMFMUP", imf.m_up)):
+        assert headers["ssp"][key] == headers["mags"][key] == value, key
+    # an IMF with other limits (the API takes one): its limits, not the default's
+    short = get_imf("kroupa", m_up=40.0)
+    table = ssp_magnitudes([1e7], 0.0152, ["twomass_Ks"], imf=short, generator=blackbody, progress=False)
+    assert table.meta["imf_mass_range"] == [0.08, 40.0]
+    _write_table(table, tmp_path / "short.fits", "fits")
+    h = fits.getheader(tmp_path / "short.fits", 1)
+    assert (h["IMFMLOW"], h["IMFMUP"]) == (0.08, 40.0) and "IMF_MASS_RANGE" not in h
+
+
 def test_mags_backend_options_reach_the_ssps(tmp_path, capsys, default_generator):
     """`mags --special-phases dedicated` was an unknown option; now it makes the SSPs with the dedicated
     TP-AGB spectra, as ssp_magnitudes(special_phases="dedicated") does, and --outside exclude drops the stars
