@@ -143,6 +143,21 @@ def _points_table(tmp_path, n=200):
     return table
 
 
+def _first_points_store(tmp_path, monkeypatch):
+    """`mags --points` of :func:`_points_table` (4 chunks, sdss2010-g) written to tmp_path/mags.zarr with the
+    work run here (no Dask client): (the distributed module, cli.main, the store, the command without
+    --filters)."""
+    pytest.importorskip("distributed")
+    from smnet_sps import distributed as D
+    from smnet_sps.cli import main
+
+    table, out = _points_table(tmp_path), tmp_path / "mags.zarr"
+    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50", "--out", str(out)]
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    assert main([*base, "--filters", "sdss2010-g"]) == 0
+    return D, main, out, base
+
+
 class _ClosedByError:
     """--workers without a cluster (the work runs here), whose close raises ``_ClosedByError.error``."""
     error = None
@@ -168,14 +183,7 @@ def test_ctrl_c_while_the_dask_cluster_closes_keeps_the_complete_store(tmp_path,
     that timed out) gave status 1 and no "wrote" line, and workflow tools (Snakemake, make's
     .DELETE_ON_ERROR) delete a failed job's outputs: the complete store lost. It is a warning naming the
     error now, then the "wrote" line and status 0."""
-    pytest.importorskip("distributed")
-    from smnet_sps import distributed as D
-    from smnet_sps.cli import main
-
-    table, out = _points_table(tmp_path), tmp_path / "mags.zarr"
-    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50", "--out", str(out)]
-    monkeypatch.setattr(D, "get_client", lambda client=None: client)
-    assert main([*base, "--filters", "sdss2010-g"]) == 0
+    D, main, out, base = _first_points_store(tmp_path, monkeypatch)
     monkeypatch.setattr(_ClosedByError, "error", error)
     monkeypatch.setattr(D, "_CliClient", _ClosedByError)
     capsys.readouterr()
@@ -248,20 +256,14 @@ def test_overwrite_after_a_killed_overwrite_keeps_the_store_it_had_set_aside(tmp
     word -- the old store, the only complete copy -- then set the unfinished one aside, and put that back
     when the run failed. It now keeps OUT.replaced as the copy set aside (put back on a failure), says so,
     and removes a leftover only where OUT is complete."""
-    pytest.importorskip("distributed")
     import errno
     import shutil
     import warnings
 
     import numpy as np
-    from smnet_sps import distributed as D
-    from smnet_sps.cli import main
 
-    table, out = _points_table(tmp_path), tmp_path / "mags.zarr"
+    D, main, out, base = _first_points_store(tmp_path, monkeypatch)
     aside = tmp_path / "mags.zarr.replaced"
-    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50", "--out", str(out)]
-    monkeypatch.setattr(D, "get_client", lambda client=None: client)
-    assert main([*base, "--filters", "sdss2010-g"]) == 0
     old, _, _ = D.load_points_store(out)
     write_block, calls = D._write_block, []
 
@@ -299,19 +301,12 @@ def test_a_killed_overwrite_that_had_not_begun_its_store_is_named_so(tmp_path, m
     """An --overwrite run killed after setting the old store aside and before making its own leaves
     OUT.replaced and no OUT: the warnings said "OUT (that run's, 0 of 0 chunk(s)) is replaced" and
     "(OUT is that run's)" of a store that was not there."""
-    pytest.importorskip("distributed")
     import errno
     import shutil
     import warnings
 
-    from smnet_sps import distributed as D
-    from smnet_sps.cli import main
-
-    table, out = _points_table(tmp_path), tmp_path / "mags.zarr"
+    D, main, out, base = _first_points_store(tmp_path, monkeypatch)
     aside = tmp_path / "mags.zarr.replaced"
-    base = ["mags", "--points", str(table), "--model", "blackbody", "--chunk-rows", "50", "--out", str(out)]
-    monkeypatch.setattr(D, "get_client", lambda client=None: client)
-    assert main([*base, "--filters", "sdss2010-g"]) == 0
     shutil.move(out, aside)
     full_disk = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     with monkeypatch.context() as failing:
