@@ -585,15 +585,7 @@ def test_a_failed_run_into_new_folders_leaves_none_empty_and_keeps_what_it_wrote
             train(synth_grid, top / "new" / "m", **{"epochs": 5, **TINY, **options})
         assert not top.exists(), what
     # interrupted in its first epoch: the checkpoint it wrote keeps the folder (and the folders above it)
-    real, calls = train_module.masked_mse, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "masked_mse", interrupted)
+    _interrupt_after(monkeypatch, 2)
     out = tmp_path / "kept" / "new" / "m"
     with pytest.raises(KeyboardInterrupt):
         train(synth_grid, out, epochs=2, **TINY)
