@@ -5,9 +5,11 @@ An SSP is the IMF-weighted sum of the spectra of the stars on one isochrone:
     L_lambda(t, Z) = sum_i w_i L_i f_i(lambda)       [L_sun / A per M_sun formed]
 
 with FSPS's point weights ``w_i`` (:mod:`smnet_sps.imf`), the isochrone luminosities ``L_i``, and the
-unit-integral stellar spectra ``f_i`` from the :class:`~smnet_sps.backend.StellarLibraryBackend` (so the
-spectrum integrates to the isochrone's L_bol minus the luminosity of stars without a spectrum, which is
-reported as ``missing_fraction``). Stars outside the generator's coverage are, by default
+stellar spectra ``f_i`` from the :class:`~smnet_sps.backend.StellarLibraryBackend`, each integrating to the
+share of its star's light a blackbody of its Teff emits on the wavelength grid (so the spectrum integrates to
+the isochrone's L_bol minus the luminosity of stars without a spectrum, reported as ``missing_fraction``, and
+minus the light beyond the grid, ``beyond_grid_fraction``: < 4e-4 on the default 91 A - 160 um grid, 0.90 of
+a 3 Myr SSP on a 3,000 A - 10 um grid). Stars outside the generator's coverage are, by default
 (``outside="extrapolate"``), still generated (a smooth, luminosity-conserving extrapolation of the learned
 manifold); the fraction of L_bol they carry is always reported as ``outside_fraction``. The generator's
 metallicity is [M/H] = log10(Z / Zsun) with the family's Zsun (PARSEC 0.0152, Padova 0.019).
@@ -867,7 +869,9 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     specutils.Spectrum
         flux in L_sun / A **per M_sun formed**; ``meta`` holds: ``log_lbol`` (isochrone, L_sun per M_sun
         formed), ``mass_stars``, ``mass_remnants``, ``log_mass`` (log10 of stars + remnants, as FSPS),
-        ``missing_fraction`` (of L_bol from stars without a spectrum), ``phase_luminosity`` (dict phase
+        ``missing_fraction`` (of L_bol from stars without a spectrum), ``beyond_grid_fraction`` (of L_bol
+        emitted outside the spectrum's wavelength range: spectrum integral + missing + beyond = L_bol),
+        ``phase_luminosity`` (dict phase
         name -> L_sun), ``n_points``, ``generator``, ``tail_filled`` (the generator fills its untrained
         tails from its training nodes: docs/generator.md), ``isochrones``, ``imf`` (its name),
         ``imf_mass_range`` ([m_low, m_up] M_sun: the IMF's limits, 0.08-120 unless given an IMF with others),
@@ -886,7 +890,8 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
     pairs = _pairs(plan)
     tab = _tabulated_cached(iso, pairs, imf_obj, imf, backend, by_phase=by_phase)
     index = {p: i for i, p in enumerate(pairs)}
-    res = _combine(tab, index, plan, _trapz_weights(backend.wavelength))
+    wave_weights = _trapz_weights(backend.wavelength)
+    res = _combine(tab, index, plan, wave_weights)
     lbol = float(res["lbol"])
     _require_living_stars(iso, plan, imf_obj, lbol, log_age, Z)
     mass = float(res["mass_stars"] + res["mass_remnants"])
@@ -899,6 +904,9 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         "uncovered_mass_range": _uncovered_range(tab, index, plan, imf_obj),
         "missing_fraction": float(res["missing_lum"] / lbol),
         "outside_fraction": float(res["outside_lum"] / lbol),
+        # light the stars emit beyond the grid (each spectrum holds its blackbody share there): unreported, a
+        # 3,000 A - 10 um generator's 3 Myr SSP integrated to 10 % of L_bol with missing_fraction 0
+        "beyond_grid_fraction": max(0.0, 1.0 - float(res["flux"] @ wave_weights + res["missing_lum"]) / lbol),
         # the set's names: Padova's unflagged code 0 is not called "main sequence"
         "phase_luminosity": {iso.phase_names[p]: float(res["phase_lum"][i]) for i, p in enumerate(_PHASES)
                              if res["phase_lum"][i] > 0},
