@@ -400,7 +400,8 @@ def main(argv=None):
         parser = build_parser()
         args = parser.parse_args(argv)
     except BadArgument as exc:
-        print(f"{exc.prog}: error: {_one_line(exc)} (see {exc.prog} --help)", file=sys.stderr)
+        with contextlib.suppress(OSError):      # the terminal closed: EIO, and still the status
+            print(f"{exc.prog}: error: {_one_line(exc)} (see {exc.prog} --help)", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         # while the commands' modules are imported (~1.5 s of CPU: torch, astropy): the status came without
@@ -422,20 +423,24 @@ def main(argv=None):
         return status
     except BrokenPipeError as exc:
         if not _stdout_reader_gone():
-            print(f"smnet-sps {command}: error: {_one_line(exc)}", file=sys.stderr)
+            with contextlib.suppress(OSError):      # the terminal closed: EIO, and still the status
+                print(f"smnet-sps {command}: error: {_one_line(exc)}", file=sys.stderr)
             return 1
         _silence_stdout()
         unwritten = _unwritten_outputs(planned)
         if unwritten:
             # quiet only when nothing is lost: a command that printed before writing lost its files silently
-            print(f"smnet-sps {command}: error: stdout was closed (its reader stopped reading) before "
-                  f"the files were written; not written: {', '.join(unwritten)}", file=sys.stderr)
+            with contextlib.suppress(OSError):
+                print(f"smnet-sps {command}: error: stdout was closed (its reader stopped reading) before "
+                      f"the files were written; not written: {', '.join(unwritten)}", file=sys.stderr)
             return 1
         return PIPE_CLOSED_STATUS
     except USER_ERRORS as exc:
         # with what was kept of the work, where the command says (train's checkpoint after a full disk)
         notes = "".join(f"; {_one_line(note)}" for note in getattr(exc, "__notes__", None) or [])
-        print(f"smnet-sps {command}: error: {_one_line(exc)}{notes}", file=sys.stderr)
+        # a terminal that closed under the run (ssh dropped) fails the write with EIO: still status 1
+        with contextlib.suppress(OSError):
+            print(f"smnet-sps {command}: error: {_one_line(exc)}{notes}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         # one line, not the ~40-line traceback of wherever the work was; outputs are written under a

@@ -362,6 +362,32 @@ def test_the_interruption_line_on_a_closed_terminal_keeps_the_status(tmp_path, m
     assert not out.exists()
 
 
+@pytest.mark.parametrize("error", ["a ValueError", "an argument refused", "a BrokenPipeError"])
+def test_the_error_line_on_a_closed_terminal_keeps_status_1(tmp_path, monkeypatch, error):
+    """The terminal closed (ssh dropped) under `smnet-sps ssp-grid ...` which then failed: its one error
+    line's print raised OSError(5, EIO), which escaped main and console_main -- a traceback (on the dead
+    terminal) and Python's status, not the command's. The line is dropped there, as the interruption's is,
+    and the status is the error's: 1."""
+    import smnet_sps.ssp as ssp
+    from smnet_sps import cli
+
+    out = tmp_path / "g.h5"
+    argv = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody", "--out", str(out)]
+    if error == "a ValueError":
+        argv[4] = "-5"                                   # Z < 0: the command's own ValueError
+    elif error == "an argument refused":
+        argv.append("--no-such-option")
+    else:                                                # from elsewhere than stdout: stays an error
+
+        def broken(*args, **kwargs):
+            raise BrokenPipeError("a worker's pipe")
+
+        monkeypatch.setattr(ssp, "save_ssp_grid", broken)
+    monkeypatch.setattr(sys, "stderr", _ClosedTerminal())
+    assert cli.console_main(argv) == 1
+    assert not out.exists()
+
+
 def test_train_interrupted_on_a_closed_terminal_keeps_the_status(tmp_path, monkeypatch):
     """`smnet-sps train` (its own interruption line, not main's) under a terminal that closed: the line's
     print failed with OSError(5, EIO), which escaped console_main -- a traceback and status 1 instead of
