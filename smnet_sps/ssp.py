@@ -1589,6 +1589,10 @@ def _cmd_ssp_grid(args):
             # "unknown isochrone family", after the cluster had started
             raise ValueError("--scheduler / --workers take an isochrone family (parsec, padova, mist); a "
                              "file of isochrones runs in this process: leave out --scheduler / --workers")
+        # the workers run the generator and may have CUDA where this client has none: the name only, as
+        # 'mags --points' checks it ('--device gpu' started the cluster, each worker failed, a store was left)
+        from .neural import check_device_name
+        check_device_name(args.device)
         # handed over parsed (exact float text in years): a range's --n-ages and --logzsol are applied here
         import argparse
         cluster_args = argparse.Namespace(**{

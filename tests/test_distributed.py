@@ -496,6 +496,42 @@ def test_parquet_points_check_the_device_name_on_the_client(tmp_path, stars, cap
                  "--device", "cuda", "--out", str(out)]) == 0 and out.exists()
 
 
+def test_ssp_grid_on_dask_checks_the_device_name_on_the_client(tmp_path, capsys, monkeypatch):
+    """`ssp-grid --workers N --device gpu` started the cluster before --device was checked: each worker
+    failed with a traceback in the log, and an empty store was left beside --out. The name is checked on
+    the client first, as `mags --points` does, with the in-process path's message; a name the workers may
+    have ('cuda', which this client need not have) still goes to them."""
+    from smnet_sps.cli import main
+
+    started = []
+
+    class Serial:                      # --workers without starting a cluster: the blocks run here, in order
+        def __init__(self, scheduler, workers):
+            started.append(workers)
+
+        def __enter__(self):
+            return None
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(D, "_CliClient", Serial)
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    base = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody"]
+    said = []
+    for extra in (["--workers", "1"], []):
+        out = tmp_path / "gpu.h5"
+        assert main([*base, "--device", "gpu", *extra, "--out", str(out)]) == 1
+        said.append(capsys.readouterr().err.strip())
+        assert sorted(os.listdir(tmp_path)) == []
+    assert started == [] and len(set(said)) == 1, said
+    assert "unknown device 'gpu'; use 'auto', 'cpu', 'cuda' or 'cuda:N'" in said[0]
+    # the name a worker with CUDA runs: the check lets it through to the cluster (here, no CUDA: the block
+    # itself refuses it where it runs, the worker's error)
+    main([*base, "--device", "cuda", "--workers", "1", "--out", str(tmp_path / "cuda.h5")])
+    assert started == [1]
+
+
 def test_points_stores_never_wipe_what_is_not_theirs(tmp_path, stars, capsys, monkeypatch):
     """`mags --points --out X.zarr` emptied an existing folder that was not a store (zarr's mode "w"),
     without --overwrite; --overwrite deleted the old store before the generator was checked, so a failed
