@@ -1139,12 +1139,14 @@ def ssp_magnitudes(ages, Z=None, filters=None, system="AB", imf="kroupa", isochr
     # the set's name (an IsochroneSet or a file passed as isochrones= printed as its repr / path)
     # the IMF's limits, as ssp_grid used them (its attrs; `ssp --out .fits` writes them): the name alone
     # left a Kroupa IMF to 40 M_sun reading as the 0.08-120 default
-    mass_range = attrs.get("imf_mass_range")
-    if mass_range is None:
+    mass_range, imf_name = attrs.get("imf_mass_range"), attrs.get("imf")
+    if mass_range is None or imf_name is None:
         from .imf import get_imf
         imf_obj = get_imf(imf)
-        mass_range = [imf_obj.m_low, imf_obj.m_up]
-    table.meta.update({"Z": Z, "logzsol": float(np.log10(Z / iso.zsun)), "zsun": iso.zsun, "imf": str(imf),
+        mass_range, imf_name = [imf_obj.m_low, imf_obj.m_up], imf_obj.name
+    # the IMF's name, as `ssp --out .fits` writes it: str() of an IMF passed in wrote its repr,
+    # "IMF('kroupa', 0.08-40 Msun)", of a callable "<function f at 0x...>"
+    table.meta.update({"Z": Z, "logzsol": float(np.log10(Z / iso.zsun)), "zsun": iso.zsun, "imf": imf_name,
                        "imf_mass_range": [float(m) for m in mass_range],
                        "isochrones": attrs.get("isochrones") or str(isochrones),
                        # the backend's rules (a Generator / backend passed in: its own)

@@ -260,6 +260,28 @@ def test_ssp_and_mags_fits_headers_record_the_same_imf_mass_range(tmp_path, blac
     assert (h["IMFMLOW"], h["IMFMUP"]) == (0.08, 40.0) and "IMF_MASS_RANGE" not in h
 
 
+def test_ssp_and_mags_fits_headers_name_an_imf_passed_in_alike(tmp_path, blackbody):
+    """ssp_magnitudes given an IMF (not a name, which the command line passes) recorded str(imf): the mags
+    FITS card IMF read "IMF('kroupa', 0.08-40 Msun)", for a callable "<function steep at 0x...>", where the
+    SSP spectrum's FITS (ssp_spectrum, the `ssp` writer) says the IMF's name. Now both say the name."""
+    from astropy.io import fits
+
+    from smnet_sps.imf import get_imf
+    from smnet_sps.photometry import _write_table, ssp_magnitudes
+    from smnet_sps.ssp import _write_fits, ssp_spectrum
+
+    def steep(m):                                       # a callable dN/dm
+        return np.asarray(m, float) ** -2.7
+
+    for imf, name in ((get_imf("kroupa", m_up=40.0), "kroupa"), (steep, "steep")):
+        table = ssp_magnitudes([1e9], 0.0152, ["twomass_Ks"], imf=imf, generator=blackbody, progress=False)
+        files = tmp_path / f"mags_{name}.fits", tmp_path / f"ssp_{name}.fits"
+        _write_table(table, files[0], "fits")
+        _write_fits(ssp_spectrum(1e9, 0.0152, imf=imf, generator=blackbody), files[1])
+        cards = [fits.getheader(f, 1)["IMF"] for f in files]
+        assert table.meta["imf"] == cards[0] == cards[1] == name, cards
+
+
 def test_mags_backend_options_reach_the_ssps(tmp_path, capsys, default_generator):
     """`mags --special-phases dedicated` was an unknown option; now it makes the SSPs with the dedicated
     TP-AGB spectra, as ssp_magnitudes(special_phases="dedicated") does, and --outside exclude drops the stars
