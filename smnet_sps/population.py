@@ -20,8 +20,9 @@ isochrones default to Padova 2007 (ages to 14.1 Gyr; ``isochrones="parsec"`` or 
 and there is no nebular emission, dust emission, AGB dust or AGN: those parameters default to off and
 switching them on raises ``ValueError`` (as does any other parameter this class cannot honour), never a
 silently different spectrum. FSPS's own default adds dust emission: with dust on and ``add_dust_emission``
-never set, ``get_mags`` warns for bands beyond 3 micron in the rest frame. ``sigma_smooth`` smooths as FSPS
-does (a Gaussian velocity dispersion in km/s, or a width in A with ``smooth_velocity=False``, between
+never set, ``get_mags`` warns for bands beyond 3 micron in the rest frame, and ``get_spectrum`` once per
+population. ``sigma_smooth`` smooths as FSPS does (a Gaussian velocity dispersion in km/s, or a width in A
+with ``smooth_velocity=False``, between
 ``min_wave_smooth`` and ``max_wave_smooth``), on top of the model's own 10-20 A pixels; so do ``smoothspec``
 (any spectrum) and ``set_lsf`` with ``smooth_lsf`` (a line-spread function in km/s on the SSPs). ``sfr_avg``
 and ``filter_data`` are python-fsps's too (``filter_data`` for ``available_bands``, Vega offsets in this
@@ -439,6 +440,7 @@ class StellarPopulation:
         self._last_basis = None          # (Z, IMF, generator key), isochrone set, SSPs at that Z
         self._last = None
         self._backend = None
+        self._spectrum_dust_warned = False      # get_spectrum's no-dust-emission warning: said once
 
     def __getstate__(self):                 # a lock does not pickle (process pools, copy.deepcopy)
         state = self.__dict__.copy()
@@ -452,6 +454,7 @@ class StellarPopulation:
             if name in state:
                 state["_" + name] = state.pop(name)
         state.setdefault("_lsf", None)          # one pickled before set_lsf existed
+        state.setdefault("_spectrum_dust_warned", False)
         self.__dict__.update(state)
         self._lock = threading.RLock()
 
@@ -908,6 +911,33 @@ class StellarPopulation:
                 warnings.warn(f"tage = {float(tage):g} Gyr exceeds the age of the universe at z = {z:g} "
                               f"({age_universe:.3g} Gyr in {cosmology.name})", UserWarning, stacklevel=3)
 
+    def _fsps_would_add_dust_emission(self):
+        """Whether FSPS, with these parameters, would add dust emission that smnet-sps does not model: dust
+        absorbs light (dust1, dust2 or dust3 > 0) and ``add_dust_emission`` was never set (FSPS's default is
+        True; False, given, says the starlight alone is meant)."""
+        p = self.params
+        return ("add_dust_emission" not in p.user_set
+                and any(_scalar(k, p[k]) > 0 for k in ("dust1", "dust2", "dust3")))
+
+    def _warn_no_dust_emission_in_spectrum(self):
+        """get_spectrum's form of :meth:`_warn_no_dust_emission`: a UserWarning (at its caller) that the
+        spectrum beyond :data:`DUST_EMISSION_FROM` is the attenuated starlight alone where FSPS would add
+        Draine & Li (2007) emission, once per population: prospector calls get_spectrum at every likelihood
+        step (with its own filters, so get_mags' warning never showed) and leaves add_dust_emission at
+        FSPS's default unless the model names it."""
+        if self._spectrum_dust_warned or not self._fsps_would_add_dust_emission():
+            return
+        if self._get_backend().wavelength[-1] <= DUST_EMISSION_FROM:
+            return
+        self._spectrum_dust_warned = True
+        warnings.warn(
+            f"get_spectrum: no dust emission beyond {DUST_EMISSION_FROM / 1e4:g} micron (rest frame): FSPS "
+            "adds Draine & Li (2007) dust emission there by default (add_dust_emission=True), the light the "
+            "dust absorbs re-emitted, but smnet-sps models none, so the spectrum's mid- and far-infrared "
+            "(and magnitudes computed from it) are the attenuated starlight alone, possibly magnitudes "
+            "fainter than FSPS's. Set add_dust_emission=False to say that is what you want (and silence this "
+            "warning); said once per StellarPopulation", UserWarning, stacklevel=3)
+
     def _warn_no_dust_emission(self, names, filters, z):
         """A UserWarning (at the caller of get_mags) naming the ``names`` whose rest-frame pivot (the
         filter's pivot / (1 + ``z``)) is beyond :data:`DUST_EMISSION_FROM` when dust absorbs light (dust1,
@@ -916,10 +946,7 @@ class StellarPopulation:
         than FSPS's without a word (a 1 Gyr tau = 1 Gyr population with dust2 = 0.5: W3 / W4 the attenuated
         starlight's, 4.5 / 6.7 mag fainter than that plus energy-balanced Draine & Li 2007 emission).
         Setting ``add_dust_emission=False`` says the starlight alone is meant, and silences it."""
-        p = self.params
-        if "add_dust_emission" in p.user_set:
-            return
-        if not any(_scalar(k, p[k]) > 0 for k in ("dust1", "dust2", "dust3")):
+        if not self._fsps_would_add_dust_emission():
             return
         from .filters import pivot_wavelength
         far = [str(n) for n, f in zip(names, filters) if pivot_wavelength(f) / (1 + z) > DUST_EMISSION_FROM]
@@ -961,6 +988,7 @@ class StellarPopulation:
             self.params["zmet"] = zmet
         results, full = self._results_for(tage)
         self._warn_older_than_universe(tage, _scalar("zred", self.params["zred"]))
+        self._warn_no_dust_emission_in_spectrum()
         trans = self._igm(_scalar("zred", self.params["zred"]))
         flam = np.array([r["flux"] for r in results]) * trans        # L_sun / A
         wave = self.wavelengths

@@ -1292,6 +1292,47 @@ def test_the_dust_emission_warning_computes_each_pivot_once(monkeypatch):
     assert filters.pivot_wavelength("wise_w3") == w3
 
 
+def test_get_spectrum_warns_once_that_fsps_would_add_dust_emission():
+    """get_mags warned that FSPS (add_dust_emission=True by default) adds Draine & Li emission in the mid-IR
+    bands; get_spectrum, which prospector calls at every likelihood step (its photometry made from the
+    spectrum), said nothing: the ported fit got the attenuated starlight beyond 3 micron without a word. It
+    warns now, once per population, unless add_dust_emission was set or dust is off; get_mags unchanged."""
+    import warnings
+
+    from smnet_sps.generator import BlackbodyGenerator
+    gen = BlackbodyGenerator()
+
+    def said(pop, call=lambda pop: pop.get_spectrum(tage=1.0, peraa=True)):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            call(pop)
+        dust = [w for w in rec if "dust emission" in str(w.message)]
+        return [str(w.message) for w in dust], [w.filename for w in dust]
+
+    ported = StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust_type=2, dust2=0.5, generator=gen)
+    first, where = said(ported)
+    assert len(first) == 1 and where == [__file__]                          # at the caller's line
+    assert first[0].startswith("get_spectrum: no dust emission beyond 3 micron (rest frame)")
+    assert "Draine & Li" in first[0] and "add_dust_emission=False" in first[0]
+    assert said(ported)[0] == []                                 # once: not at every likelihood step
+    assert said(ported, lambda pop: pop.get_spectrum(tage=2.0))[0] == []      # another age, L_nu alike
+    # get_mags keeps its own warning, on every call, naming the bands
+    for _ in range(2):
+        mags, _ = said(ported, lambda pop: pop.get_mags(tage=1.0, bands=["wise_w4"]))
+        assert len(mags) == 1 and mags[0].startswith("get_mags: no dust emission in wise_w4")
+    # a population of its own warns once of its own; a copy of a warned one does not again
+    import copy
+    assert said(copy.deepcopy(ported))[0] == []
+    assert len(said(StellarPopulation(sfh=0, dust1=0.3, generator=gen))[0]) == 1
+    # add_dust_emission set by the user (at creation or later), or no dust: nothing
+    assert said(StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust_type=2, dust2=0.5,
+                                  add_dust_emission=False, generator=gen))[0] == []
+    later = StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust2=0.5, generator=gen)
+    later.params["add_dust_emission"] = False
+    assert said(later)[0] == []
+    assert said(StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, generator=gen))[0] == []
+
+
 def test_get_mags_warns_that_fsps_would_add_dust_emission_in_the_mid_infrared():
     """python-fsps's add_dust_emission defaults to True, smnet-sps's to False (not modelled): a ported script
     that sets dust and asks for W3 / W4 got the attenuated starlight alone, magnitudes fainter than FSPS's,
