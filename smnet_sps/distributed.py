@@ -1297,14 +1297,14 @@ def cli_points_mags(args):
     from .filters import resolve_filters
     replaced = _set_aside(out, args.overwrite, lambda: (read_points(points, args.chunk_rows),
                                                         resolve_filters(filters)))
-    finished = False
+    # write_points' run, None until it returned (as cli_ssp_grid): an error after it is the cluster's close
+    run = None
     try:
         if wants_cluster(args):
             with _CliClient(args.scheduler, args.workers) as client:
                 run = write_points(points, out, filters, args.system, generator=spec, client=client,
                                    chunk_rows=args.chunk_rows, progress=show_progress(args),
                                    device=getattr(args, "device", "auto"))
-                finished = True
         else:
             run = write_points(points, out, filters, args.system, generator=spec, client=None,
                                chunk_rows=args.chunk_rows, progress=show_progress(args),
@@ -1312,10 +1312,10 @@ def cli_points_mags(args):
     except BaseException as exc:
         # an error while the Dask cluster closed (a close that timed out), the store complete: warned, and
         # the normal path below (the old store removed, the "wrote" line, status 0)
-        close_failed = finished and isinstance(exc, Exception)
+        close_failed = run is not None and isinstance(exc, Exception)
         if close_failed:
             _warn_close_failed(exc, f"{out} holds its {run.n_computed + run.n_skipped} chunk(s)")
-        elif finished:
+        elif run is not None:
             # Ctrl-C while the Dask cluster closed, the store complete: it stays (the old one was put back
             # over it, --overwrite) and the line says so (it said "4 of 4 chunk(s) ... kept: ... resumes")
             if replaced is not None:
