@@ -1251,7 +1251,11 @@ def parse_ages(text, n_ages=None):
 
 
 def plot_colour_evolution(table, path=None, filter_names=None):
-    """Magnitudes and the first colour vs log age, from an :func:`ssp_magnitudes` table.
+    """Magnitudes and colours vs log age, from an :func:`ssp_magnitudes` table.
+
+    The colour panel shows the table's rest-frame colour columns (:func:`add_colors`, ``mags --colors``,
+    recorded in ``meta["colors"]``), else the colour of the first two filters; in the table's magnitude
+    system, which its axis names.
 
     Parameters
     ----------
@@ -1277,7 +1281,14 @@ def plot_colour_evolution(table, path=None, filter_names=None):
         problem = f"no M_ column for {missing}" if missing else "no filters"
         raise ValueError(f"plot_colour_evolution needs an ssp_magnitudes table with log_age and M_<filter> "
                          f"columns; {problem}")
-    n_panels = 2 if len(filter_names) >= 2 else 1
+    # the colours asked for (mags --colors g-r,nuv-r): the panel showed the first two filters' colour instead
+    defined = table.meta.get("colors") or {}            # name -> "M_a - M_b" (observed frame: "m_obs_...")
+    colours = [(name, np.asarray(table[name], float)) for name, rule in defined.items()
+               if name in table.colnames and str(rule).startswith("M_")]
+    if not colours and len(filter_names) >= 2:
+        a, b = filter_names[:2]
+        colours = [(f"{a} - {b}", np.asarray(table[f"M_{a}"], float) - np.asarray(table[f"M_{b}"], float))]
+    n_panels = 2 if colours else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.2), squeeze=False)
     ax = axes[0, 0]
     for name in filter_names:
@@ -1297,12 +1308,15 @@ def plot_colour_evolution(table, path=None, filter_names=None):
         ylabel += f" ({system})"
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
-    if n_panels == 2:
-        a, b = filter_names[:2]
+    if colours:
         ax2 = axes[0, 1]
-        ax2.plot(table["log_age"], np.asarray(table[f"M_{a}"]) - np.asarray(table[f"M_{b}"]), "C3o-", ms=3)
+        for k, (name, values) in enumerate(colours):
+            ax2.plot(table["log_age"], values, f"C{k}o-", ms=3, label=name)
         ax2.set_xlabel("log age [yr]")
-        ax2.set_ylabel(f"{a} - {b} [mag]")
+        where = f" ({system})" if system else ""
+        ax2.set_ylabel(f"{colours[0][0]} [mag]{where}" if len(colours) == 1 else f"colour [mag]{where}")
+        if len(colours) > 1:
+            ax2.legend(fontsize=8)
     z = table.meta.get("Z")
     gen = table.meta.get("generator")
     fig.suptitle("SSP colour evolution" + (f", Z = {z:g}" if z is not None else "")
@@ -1649,7 +1663,8 @@ def add_cli(subparsers):
                    + "; .ecsv and .fits keep units and metadata (system, redshift, Z), .txt as comment "
                    "lines, .csv neither")
     p.add_argument("--plot", default=None,
-                   help="save a magnitude / colour vs log age plot (e.g. colours.png)")
+                   help="save a plot of magnitudes and colours (those of --colors, else the first two "
+                        "filters') vs log age (e.g. colours.png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--colors", default=None,
                    help="colours to add as columns, comma-separated, e.g. g-r,B-V: each band a filter of "

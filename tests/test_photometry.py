@@ -1294,3 +1294,43 @@ def test_a_luminosity_spectrum_is_scaled_without_a_per_pixel_equivalency(monkeyp
     assert np.ndim(factor) == 0 and factor == (1.0 * SSP_UNIT).to_value(u.Unit("erg s-1 AA-1"))
     per_hz = medium.f_lambda_factor(u.Unit("erg s-1 Hz-1"), wave)
     assert per_hz.shape == wave.shape and np.allclose(per_hz, C_ANGSTROM / wave ** 2, rtol=1e-12)
+
+
+def test_colour_plot_shows_the_colours_asked_for(tmp_path):
+    """`mags --filters sdss2010-u,sdss2010-g,sdss2010-r --colors g-r --plot p.png` drew u-g, the first two
+    filters' colour, in its colour panel (the g-r asked for, a column of the table, nowhere), labelled
+    without the magnitude system. The panel now draws the table's colour columns, each labelled, in the
+    system the table says (also read back from .ecsv), and the first two filters' colour only without any."""
+    import matplotlib.pyplot as plt
+    from astropy.table import Table
+
+    from smnet_sps.photometry import plot_colour_evolution, ssp_magnitudes
+    filters = ["sdss2010-u", "sdss2010-g", "sdss2010-r"]
+    table = ssp_magnitudes([0.1, 1.0, 3.0] * u.Gyr, 0.0152, filters, system="Vega", generator="blackbody",
+                           colors="g-r,u-r")
+    fig = plot_colour_evolution(table)
+    ax = fig.axes[1]
+    assert [line.get_label() for line in ax.get_lines()] == ["g-r", "u-r"]
+    for line, name in zip(ax.get_lines(), ("g-r", "u-r")):
+        assert np.allclose(line.get_ydata(), table[name])
+    assert ax.get_ylabel() == "colour [mag] (Vega)"
+    plt.close(fig)
+    table.write(tmp_path / "m.ecsv")                         # as `mags --out m.ecsv` writes it
+    fig = plot_colour_evolution(Table.read(tmp_path / "m.ecsv"))
+    assert [line.get_label() for line in fig.axes[1].get_lines()] == ["g-r", "u-r"]
+    assert fig.axes[1].get_ylabel() == "colour [mag] (Vega)"
+    plt.close(fig)
+    table.meta["colors"] = {"g-r": table.meta["colors"]["g-r"]}      # one colour: the axis names it
+    del table["u-r"]
+    fig = plot_colour_evolution(table)
+    assert fig.axes[1].get_ylabel() == "g-r [mag] (Vega)"
+    assert np.allclose(fig.axes[1].get_lines()[0].get_ydata(), table["g-r"])
+    plt.close(fig)
+    plain = Table(table, copy=True)                         # no colour columns: the first two filters'
+    del plain["g-r"], plain.meta["colors"]
+    fig = plot_colour_evolution(plain)
+    line, = fig.axes[1].get_lines()
+    u_g = np.asarray(plain["M_sdss2010-u"]) - np.asarray(plain["M_sdss2010-g"])
+    assert np.allclose(line.get_ydata(), u_g)
+    assert fig.axes[1].get_ylabel() == "sdss2010-u - sdss2010-g [mag] (Vega)"
+    plt.close(fig)
