@@ -676,8 +676,8 @@ class StellarPopulation:
         iso = self.isochrone_set
         if self._zcontinuous == 0:
             return float(iso.Z[_scalar("zmet", self.params["zmet"], int) - 1])
-        Z = iso.zsun * 10.0 ** _scalar("logzsol", self.params["logzsol"])
-        return float(iso.check_z(Z))
+        from .ssp import _resolve_z        # the SSP functions' rule: a logzsol out of range named as given
+        return float(_resolve_z(iso, None, _scalar("logzsol", self.params["logzsol"])))
 
     def _imf(self):
         return IMF_TYPES[_scalar("imf_type", self.params["imf_type"], int)]

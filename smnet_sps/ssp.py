@@ -162,18 +162,7 @@ def cli_metallicities(args, iso):
     except ValueError as exc:           # a NaN or a word: the error says what is valid, as _resolve_z's do
         raise ValueError(f"{exc}; valid --Z for {iso.name} is {iso.z_range_text()} (--logzsol "
                          f"{iso.logzsol_range_text()})") from None
-    try:
-        return np.atleast_1d(_resolve_z(iso, Z, logzsol)).astype(float)
-    except ValueError:
-        if logzsol is None or iso.Z.size == 1:      # a set of one Z names the logzsol typed already
-            raise
-        # _resolve_z speaks in Z: '--logzsol 5' was 'Z = 1520 outside the grid', a number never typed
-        bad = [v for v in np.atleast_1d(logzsol) if not _z_in_grid(iso, v)]
-        if not bad:
-            raise
-        raise ValueError(f"--logzsol {bad[0]:g} outside the {iso.name} isochrone grid: valid --logzsol is "
-                         f"{iso.logzsol_range_text()} (--Z {iso.z_range_text()}, Zsun = {iso.zsun:g})"
-                         ) from None
+    return np.atleast_1d(_resolve_z(iso, Z, logzsol, z_name="--Z", logzsol_name="--logzsol")).astype(float)
 
 
 def _z_in_grid(iso, logzsol):
@@ -240,12 +229,13 @@ def _scalar(value, name):
     return value
 
 
-def _resolve_z(iso, Z, logzsol, z_name="Z"):
+def _resolve_z(iso, Z, logzsol, z_name="Z", logzsol_name="logzsol"):
     """Metal mass fraction(s) from ``Z`` or ``logzsol`` (log10 Z / Zsun with the family's Zsun), checked
-    against the family's range: the one rule of every SSP entry point (``z_name``: the caller's name for Z,
-    "Zs" for ssp_grid)."""
+    against the family's range: the one rule of every SSP entry point (``z_name``, ``logzsol_name``: the
+    caller's names, "Zs" for ssp_grid, "--Z" / "--logzsol" on the command line). A logzsol outside the
+    range is named as given, not as the Z it makes."""
     if Z is not None and logzsol is not None:
-        raise ValueError(f"give {z_name} (metal mass fraction) or logzsol (log10 Z/Zsun), not both")
+        raise ValueError(f"give {z_name} (metal mass fraction) or {logzsol_name} (log10 Z/Zsun), not both")
     if Z is None and logzsol is None and iso.Z.size == 1:
         Z = iso.Z[0]                  # neither given: solar, but a set of one Z has that Z only
     if Z is None:
@@ -264,6 +254,13 @@ def _resolve_z(iso, Z, logzsol, z_name="Z"):
         if not np.all(np.isfinite(logzsol)):
             raise ValueError(f"logzsol must be finite; valid logzsol for {iso.name} is "
                              f"{iso.logzsol_range_text()}")
+        # speak in the logzsol given: logzsol=-5 was "Z = 1.52e-07 outside the grid", a number never typed
+        # (a set of one Z names the logzsol in check_z's own message)
+        bad = [v for v in np.atleast_1d(logzsol) if not _z_in_grid(iso, v)]
+        if bad and iso.Z.size > 1:
+            raise ValueError(f"{logzsol_name} {bad[0]:g} outside the {iso.name} isochrone grid: valid "
+                             f"{logzsol_name} is {iso.logzsol_range_text()} ({z_name.rstrip('s')} "  # Zs: Z
+                             f"{iso.z_range_text()}, Zsun = {iso.zsun:g})")
         with np.errstate(over="ignore"):
             Z = iso.zsun * 10.0**logzsol
     try:

@@ -27,7 +27,7 @@ def test_ssp_grid_takes_logzsol_as_ssp_spectrum_does():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(Zs=[0.01], logzsol=[0.0]), r"give Zs \(metal mass fraction\) or logzsol .*not both"),
     (dict(logzsol=[]), r"logzsol is empty.*-2\.18\.\.\+0\.59"),
-    (dict(logzsol=[1.0]), r"outside the parsec isochrone grid.*logzsol -2\.18\.\.\+0\.59"),
+    (dict(logzsol=[1.0]), r"logzsol 1 outside the parsec isochrone grid.*logzsol is -2\.18\.\.\+0\.59"),
     (dict(logzsol=[np.nan]), r"logzsol must be finite"),
     (dict(logzsol=[0.0] * u.Gyr), r"logzsol \(log10 Z / Zsun\) must be a number or a u\.dex quantity"),
 ])
@@ -102,3 +102,23 @@ def test_names_and_units_table_matches_the_signatures():
     star = rows["metallicity of a star"]
     assert "`logz` = [M/H] [dex]" in star and "fit_star" in star
     assert "log10 Z (absolute, not [M/H])" in rows["metallicity, DSPS layout"]
+
+
+def test_a_logzsol_outside_the_isochrones_is_named_as_given_in_python_too():
+    """`smnet-sps ssp --logzsol -5` named '--logzsol -5' (cli_metallicities), but ssp_spectrum(age,
+    logzsol=-5), ssp_grid, ssp_magnitudes and StellarPopulation(logzsol=-5) said 'Z = 1.52e-07 outside the
+    parsec isochrone grid' (1.9e-07 for Padova), a number never given. Each now names the logzsol given and
+    the valid logzsol (and Z) range, through the one rule (_resolve_z)."""
+    from smnet_sps import StellarPopulation
+    parsec = (r"^logzsol -5 outside the parsec isochrone grid: valid logzsol is -2\.18\.\.\+0\.59 "
+              r"\(Z 0\.0001-0\.06")
+    calls = [lambda: ssp_spectrum(1e9, logzsol=-5, generator="blackbody"),
+             lambda: ssp_grid([1e9], logzsol=[0.0, -5], generator="blackbody", progress=False),
+             lambda: ssp_magnitudes([1e9], filters=["sdss2010-g"], logzsol=-5, generator="blackbody")]
+    for call in calls:
+        with pytest.raises(ValueError, match=parsec):
+            call()
+    sp = StellarPopulation(zcontinuous=1, logzsol=-5, generator="blackbody")       # Padova 2007 by default
+    with pytest.raises(ValueError, match=r"^logzsol -5 outside the padova isochrone grid: valid logzsol is "
+                                         r"-1\.97\.\.\+0\.19 \(Z 0\.0002-0\.03"):
+        sp.get_spectrum(tage=1.0)
