@@ -161,11 +161,17 @@ def _check_arguments(path, zsun, fwhm, lam_range, medium, gaussian_fwhm, velscal
 
 
 def _check_lsf_options(gaussian_fwhm, velscale, position_share):
-    """ValueError for ``velscale`` / ``position_share`` without ``gaussian_fwhm``, or ``gaussian_fwhm``
-    without ``velscale``: the options of templates on a Gaussian LSF go together."""
+    """ValueError for ``velscale`` / ``position_share`` without ``gaussian_fwhm``, ``gaussian_fwhm``
+    without ``velscale`` (the options of templates on a Gaussian LSF go together), or a value of theirs
+    :func:`smnet_sps.lsf.to_gaussian_lsf` would refuse."""
+    from smnet_sps.lsf import check_position_share, check_velscale
     if gaussian_fwhm is not None:
         if velscale is None:
             raise ValueError("gaussian_fwhm needs velscale [km/s], the step of the log-lambda output grid")
+        # their values too, before from_smnet computes the grid (a bad velscale was refused only after it)
+        check_velscale(velscale)
+        if position_share is not None:
+            check_position_share(position_share)
         return
     if position_share is not None:
         raise ValueError("position_share applies only with gaussian_fwhm (templates on a Gaussian LSF)")

@@ -57,7 +57,8 @@ from .medium import _as_angstrom
 from .wavegrid import bin_edges, resample
 
 __all__ = ["LSF_SHAPE", "LSF_DOC", "C_KMS", "FWHM_PER_SIGMA", "POSITION_SHARE", "grid_lsf_fwhm", "lsf_meta",
-           "stated_lsf_fwhm", "measure_grid_lsf", "to_gaussian_lsf", "degrade_to_fwhm"]
+           "stated_lsf_fwhm", "measure_grid_lsf", "to_gaussian_lsf", "degrade_to_fwhm", "check_velscale",
+           "check_position_share"]
 
 C_KMS = 299792.458                       # speed of light [km/s]
 FWHM_PER_SIGMA = np.sqrt(8.0 * np.log(2.0))  # 2.3548: Gaussian FWHM / sigma
@@ -343,6 +344,38 @@ def _check_finite_flux(wave, flux):
                          "before putting the spectra on a Gaussian LSF")
 
 
+def check_velscale(velscale):
+    """``velscale`` as one float [km/s] > 0: a number, a one-element array (``c * np.diff(ln_lam[:2])``, as
+    pPXF users compute it) or a speed Quantity; anything else is a ValueError naming ``velscale`` (a
+    one-element array stopped in float()'s TypeError, a length in astropy's UnitConversionError)."""
+    given = velscale
+    if isinstance(velscale, u.Quantity):
+        try:
+            velscale = velscale.to_value(u.km / u.s)
+        except u.UnitConversionError:
+            raise ValueError(f"velscale must be a velocity step [km/s, or a speed Quantity]; got unit "
+                             f"{velscale.unit}") from None
+    try:
+        values = np.asarray(velscale, dtype=float).ravel()
+    except (TypeError, ValueError):
+        values = np.array([np.nan, np.nan])
+    if values.size != 1 or not (np.isfinite(values[0]) and values[0] > 0):
+        raise ValueError(f"velscale must be one positive velocity step [km/s]; got {given!r}")
+    return float(values[0])
+
+
+def check_position_share(position_share):
+    """``position_share`` as a float in [0, 1] (share of the sub-pixel position variance), else ValueError."""
+    try:
+        share = float(position_share)
+    except (TypeError, ValueError):
+        share = np.nan
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"position_share must be in [0, 1] (share of the sub-pixel position variance); got "
+                         f"{position_share!r}")
+    return share
+
+
 def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=POSITION_SHARE):
     """Put grid spectra on a Gaussian LSF of FWHM ``fwhm`` on a log-lambda grid of ``velscale`` km/s.
 
@@ -356,8 +389,9 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
     fwhm : float, array (n,) on ``wave``, or Quantity
         Target Gaussian FWHM [Angstrom]; must be >= the native box FWHM (:func:`grid_lsf_fwhm`) at every kept
         pixel: information finer than a pixel does not exist in the templates.
-    velscale : float or Quantity
-        Pixel size of the output grid [km/s] (ln-lambda step x c), e.g. the galaxy's velscale or a fraction.
+    velscale : float, one-element array or Quantity
+        Pixel size of the output grid [km/s] (ln-lambda step x c), e.g. the galaxy's velscale or a fraction
+        (:func:`check_velscale`).
     lam_range : (min, max) [Angstrom] or Quantities (any spectral unit), optional
         Output range (default: the whole input range minus 3 native pixels at each end).
     position_share : float in [0, 1], default :data:`POSITION_SHARE` (0.45)
@@ -386,16 +420,9 @@ def to_gaussian_lsf(wave, flux, fwhm, velscale, lam_range=None, position_share=P
         raise ValueError(f"flux must have last axis of length {wave.size} (the wavelength grid); got "
                          f"{flux.shape}")
     _check_finite_flux(wave, flux)
-    if isinstance(velscale, u.Quantity):
-        velscale = velscale.to_value(u.km / u.s)
-    velscale = float(velscale)
-    if not (np.isfinite(velscale) and velscale > 0):
-        raise ValueError(f"velscale must be a positive velocity step [km/s]; got {velscale}")
+    velscale = check_velscale(velscale)
     fwhm_in = _as_fwhm(fwhm, "fwhm", wave)
-    position_share = float(position_share)
-    if not 0.0 <= position_share <= 1.0:
-        raise ValueError(f"position_share must be in [0, 1] (share of the sub-pixel position variance); got "
-                         f"{position_share}")
+    position_share = check_position_share(position_share)
     native = grid_lsf_fwhm(wave)
     if lam_range is None:
         lam_range = (wave[3], wave[-4])

@@ -234,13 +234,19 @@ def test_sfh_example_in_docs(tmp_path, monkeypatch):
     ("ppxf", "t.npz", {"lam_range": (9000, 3000)}, "min < max"),
     ("ppxf", "t.npz", {"lam_range": (3000 * u.m, 9000 * u.s)}, "lam_range must be wavelengths"),
     ("ppxf", "t.npz", {"fwhm": -2.0}, "fwhm must be finite and >= 0"),
+    ("ppxf", "t.npz", {"gaussian_fwhm": 20.0, "velscale": -5.0}, "velscale must be one positive velocity"),
+    ("ppxf", "t.npz", {"gaussian_fwhm": 20.0, "velscale": 150 * u.AA}, "velscale must be a velocity step"),
+    ("ppxf", "t.npz", {"gaussian_fwhm": 20.0, "velscale": [150.0, 75.0]}, "velscale must be one positive"),
+    ("ppxf", "t.npz", {"gaussian_fwhm": 20.0, "velscale": 150.0, "position_share": 2.0},
+     r"position_share must be in \[0, 1\]"),
     ("bagpipes", "t.fits", {"medium": "vaccum"}, "medium must be one of"),
     ("bagpipes", "t.fits", {"zsun": -1}, "zsun must be a metal mass fraction")])
 def test_from_smnet_checks_every_argument_before_computing(tmp_path, monkeypatch, backend, name, kwargs,
                                                            match):
     """pPXF's and bagpipes' from_smnet computed the SSP grid (minutes for a full one) before write_* refused
     medium='vaccum', zsun=-1 or pPXF's lam_range=(9000, 3000): every argument checked without the grid is
-    now checked first, by the one helper the writer uses too."""
+    now checked first, by the one helper the writer uses too. So are the values of velscale and
+    position_share (a negative velscale was refused after the grid: 7.9 s for 6 ages x 2 Z)."""
     import importlib
 
     module = importlib.import_module(f"smnet_sps.plugins.{backend}_backend")
@@ -252,3 +258,18 @@ def test_from_smnet_checks_every_argument_before_computing(tmp_path, monkeypatch
     with pytest.raises(ValueError, match=match):
         module.from_smnet(tmp_path / name, np.array([1e9, 5e9]), np.array([0.01, 0.02]), **kwargs)
     assert not (tmp_path / name).exists()
+
+
+def test_a_one_element_velscale_is_taken_as_its_value(tmp_path, toy):
+    """velscale = c * np.diff(ln_lam[:2]), a one-element array as pPXF users compute it, stopped in float()'s
+    TypeError ('only 0-dimensional arrays can be converted to Python scalars'); now it is its value."""
+    from smnet_sps.lsf import C_KMS
+    ln_lam = np.log(np.geomspace(3600.0, 7400.0, 500))
+    velscale = C_KMS * np.diff(ln_lam[:2])
+    assert velscale.shape == (1,)
+    one = pb.write_sps_lib(tmp_path / "one.npz", toy, gaussian_fwhm=20.0, velscale=velscale,
+                           lam_range=(3300, 7800))
+    plain = pb.write_sps_lib(tmp_path / "plain.npz", toy, gaussian_fwhm=20.0, velscale=float(velscale[0]),
+                             lam_range=(3300, 7800))
+    a, b = np.load(one), np.load(plain)
+    assert np.array_equal(a["lam"], b["lam"]) and np.array_equal(a["templates"], b["templates"])
