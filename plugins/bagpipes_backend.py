@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from smnet_sps.constants import L_SUN
-from smnet_sps.output_files import atomic_output
+from smnet_sps.output_files import atomic_output, ssp_provenance_cards, ssp_provenance_from_header
 
 from ._common import (SSPArrays, as_ssp_arrays, check_zsun_and_medium, in_medium, output_path, resolve_zsun,
                       smnet_ssp_grid, template_lsf, warn_if_no_young_ssps)
@@ -129,6 +129,10 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     hdr["CREATOR"] = f"smnet-sps {__version__}"
     hdr["FLUXUNIT"] = "L_sun/Angstrom per M_sun formed"
     hdr["ZSUN"] = (zsun, "Z_sun used for the Z/Z_sun metallicities")
+    # how the grid was made (generator, isochrones, IMF, options), as `smnet-sps ssp --out .fits` records it:
+    # the file said only "smnet-sps 0.1.0", so two grids from different models or IMFs could not be told apart
+    for key, value, comment in ssp_provenance_cards(ssp.meta):
+        hdr[key] = (value, comment)
     hdr["NMET"] = ssp.n_met
     for i, z in enumerate(zmet):
         hdr[f"ZMET{i}"] = (float(z), "Z/Z_sun of image HDU %d" % (i + 1))
@@ -184,7 +188,10 @@ def read_stellar_grid(path):
     -------
     dict with ``metallicities`` (Z/Z_sun), ``ages_yr``, ``wavelengths`` [A], ``flux`` (n_met, n_age, n_wave)
     [L_sun/A per M_sun formed], ``live_frac`` (n_age, n_met), ``zsun``, ``medium``, ``lsf_fwhm`` [A] (or
-    None), ``lsf_shape``, ``outside_fraction`` (n_met, n_age) (or None).
+    None), ``lsf_shape``, ``outside_fraction`` (n_met, n_age) (or None), ``provenance`` (the grid's
+    ``generator``, ``generator_sha256``, ``isochrones``, ``imf``, ``imf_mass_range``, ``special_phases``,
+    ``outside`` and the ``smnet_sps_version`` that wrote the file, where recorded:
+    :func:`smnet_sps.output_files.ssp_provenance_from_header`).
     """
     from astropy.io import fits
     path = Path(path)
@@ -208,7 +215,8 @@ def read_stellar_grid(path):
                    "ages_yr": np.asarray(hdul[-2].data, float),
                    "wavelengths": np.asarray(hdul[-1].data, float),
                    "medium": hdr.get("MEDIUM", "vacuum"), "lsf_shape": hdr.get("LSFSHAPE"),
-                   "lsf_fwhm": None if hdul[0].data is None else np.asarray(hdul[0].data, float)}
+                   "lsf_fwhm": None if hdul[0].data is None else np.asarray(hdul[0].data, float),
+                   "provenance": ssp_provenance_from_header(hdr)}
             n_age = out["ages_yr"].size
             have = all(f"OUTF{j:04d}" in hdul[i + 1].header for i in range(n_met) for j in range(n_age))
             out["outside_fraction"] = (np.array([[hdul[i + 1].header[f"OUTF{j:04d}"] for j in range(n_age)]

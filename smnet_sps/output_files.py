@@ -26,8 +26,8 @@ import numpy as np
 
 __all__ = ["IMF_RANGE_FITS_KEYS", "PROVENANCE_FITS_KEYS", "SSP_OPTION_FITS_KEYS", "atomic_output",
            "check_creatable_folder", "check_output", "check_output_folder", "matplotlib_formats",
-           "provenance", "save_figure", "save_plot", "staged_outputs", "suffix_of", "json_attr", "json_safe",
-           "write_out_and_plot"]
+           "provenance", "save_figure", "save_plot", "ssp_provenance_cards", "ssp_provenance_from_header",
+           "staged_outputs", "suffix_of", "json_attr", "json_safe", "write_out_and_plot"]
 
 
 def json_attr(value):
@@ -86,6 +86,48 @@ def provenance(generator_name, generator_sha256=None):
     if generator_sha256:
         record["generator_sha256"] = str(generator_sha256)
     return record
+
+
+def ssp_provenance_cards(meta):
+    """FITS header cards ``(keyword, value, comment)`` saying how an SSP grid was made, from its ``attrs`` /
+    ``meta``: the generator and the sha256 of its weights, the isochrones, the IMF and its mass limits
+    [M_sun], the special-phase and outside-coverage rules, under the keywords ``smnet-sps ssp --out .fits``
+    writes (GENERATR, GENSHA, ISOCHRON, IMF, IMFMLOW / IMFMUP, SPECIAL, OUTSIDE), and SMNETVER, the
+    smnet-sps version writing the file. A key ``meta`` lacks gives no card; text is made FITS-safe
+    (:func:`fits_text`), and a value too long for its comment keeps its card without one."""
+    from . import __version__
+    keys = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF"}
+    comments = {"generator": "stellar spectrum generator",
+                "generator_sha256": "sha256 of the generator's weights",
+                "isochrones": "isochrone family", "imf": "initial mass function",
+                "special_phases": "treatment of TP-AGB / WR stars",
+                "outside": "rule for stars outside coverage"}
+    cards = [(keys[k], meta[k], comments[k]) for k in comments if meta.get(k) not in (None, "")]
+    limits = meta.get("imf_mass_range")
+    if limits is not None and len(limits) == 2:
+        cards += [(IMF_RANGE_FITS_KEYS[0], float(limits[0]), "IMF lower mass limit [Msun]"),
+                  (IMF_RANGE_FITS_KEYS[1], float(limits[1]), "IMF upper mass limit [Msun]")]
+    cards.append((PROVENANCE_FITS_KEYS["smnet_sps_version"], __version__,
+                  "smnet-sps version that wrote this file"))
+    out = []
+    for key, value, comment in cards:
+        if not isinstance(value, (bool, int, float, np.number)):
+            value = fits_text(value)
+        if isinstance(value, str) and len(value) + len(comment) > 64:
+            comment = ""
+        out.append((key, value, comment))
+    return out
+
+
+def ssp_provenance_from_header(header):
+    """The ``meta`` keys :func:`ssp_provenance_cards` wrote, read back from a FITS ``header`` (``generator``,
+    ``generator_sha256``, ``isochrones``, ``imf``, ``imf_mass_range``, ``special_phases``, ``outside``,
+    ``smnet_sps_version``); those it lacks are left out."""
+    keys = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF"}
+    meta = {k: header[card] for k, card in keys.items() if card in header}
+    if all(card in header for card in IMF_RANGE_FITS_KEYS):
+        meta["imf_mass_range"] = [float(header[card]) for card in IMF_RANGE_FITS_KEYS]
+    return meta
 
 
 def suffix_of(path):

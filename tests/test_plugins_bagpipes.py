@@ -273,3 +273,26 @@ def test_a_grid_without_young_ssps_is_flagged(grid_file, fixtures_dir, tmp_path)
     old = toy_ssp_arrays(np.linspace(-2.0, 1.1, 12), d["logz"], d["teff"], d["flux"], d["wavelength"])
     with pytest.warns(UserWarning, match=r"youngest SSP of this grid is 10 Myr old: bagpipes gives"):
         bb.write_stellar_grid(tmp_path / "from_10myr.fits", old)
+
+
+def test_the_file_records_how_its_grid_was_made(tmp_path):
+    """The header names the generator (and its weights' sha256), the isochrones, the IMF and its limits and
+    the options, under the keywords of `smnet-sps ssp --out .fits`, and read_stellar_grid reads them back: the
+    file said only CREATOR 'smnet-sps 0.1.0', so grids from two models or IMFs could not be told apart."""
+    from astropy.io import fits
+    from smnet_sps.imf import get_imf
+    from smnet_sps.ssp import ssp_grid
+    grid = ssp_grid([10 ** 5.5, 1e9, 1e10], [0.0152], imf=get_imf("salpeter", m_low=0.1, m_up=100.0),
+                    progress=False)
+    path = bb.write_stellar_grid(tmp_path / "made.fits", grid)
+    with fits.open(path) as hdul:
+        hdul.verify("exception")
+        hdr = hdul[0].header
+    assert hdr["GENERATR"] == grid.attrs["generator"] and len(hdr["GENSHA"]) == 64
+    assert (hdr["ISOCHRON"], hdr["IMF"], hdr["IMFMLOW"], hdr["IMFMUP"]) == ("parsec", "salpeter", 0.1, 100.0)
+    assert (hdr["SPECIAL"], hdr["OUTSIDE"]) == (grid.attrs["special_phases"], grid.attrs["outside"])
+    prov = bb.read_stellar_grid(path)["provenance"]
+    assert prov["generator_sha256"] == grid.attrs["generator_sha256"] == hdr["GENSHA"]
+    assert prov["imf"] == "salpeter" and prov["imf_mass_range"] == [0.1, 100.0]
+    from smnet_sps import __version__
+    assert prov["smnet_sps_version"] == __version__
