@@ -1598,7 +1598,8 @@ def _fits_ready(table):
                                  f"keyword UNIT_{name} does not fit a header card; write .ecsv, or shorten "
                                  "the column's name")
             out.meta[f"UNIT_{name}"] = str(unit)
-    from .output_files import IMF_RANGE_FITS_KEYS, PROVENANCE_FITS_KEYS, SSP_OPTION_FITS_KEYS, fits_text
+    from .output_files import (IMF_RANGE_FITS_KEYS, PROVENANCE_FITS_KEYS, SSP_OPTION_FITS_KEYS, fits_text,
+                               json_safe)
     # the keywords of every FITS output, `ssp --out .fits`'s (not HIERARCH special_phases)
     for key, fits_key in {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS}.items():
         if key in out.meta:
@@ -1608,7 +1609,9 @@ def _fits_ready(table):
             out.meta[fits_key] = float(limit)
     for key, value in list(out.meta.items()):
         if isinstance(value, (dict, list, tuple)):
-            out.meta[key] = fits_text(json.dumps(value, default=str))
+            # strict JSON: a band the Sun's spectrum does not cover (M_sun NaN) wrote the token NaN, which
+            # JSON parsers other than Python's refuse; null as in every JSON the package writes
+            out.meta[key] = fits_text(json.dumps(json_safe(value), default=str, allow_nan=False))
         elif isinstance(value, str):
             out.meta[key] = fits_text(value)       # a non-ASCII model name was dropped from the header
     return out

@@ -1334,3 +1334,23 @@ def test_colour_plot_shows_the_colours_asked_for(tmp_path):
     assert np.allclose(line.get_ydata(), u_g)
     assert fig.axes[1].get_ylabel() == "sdss2010-u - sdss2010-g [mag] (Vega)"
     plt.close(fig)
+
+
+def test_mags_fits_metadata_is_strict_json_where_the_sun_does_not_cover_a_band(tmp_path):
+    """The Sun's CALSPEC spectrum ends at 2.7 um, so M_sun in WISE W4 (22 um) is NaN: the FITS card M_SUN was
+    the JSON text '{"wise2010-W4": NaN}', which JSON parsers other than Python's refuse. Now null."""
+    import json
+
+    from astropy.io import fits
+    from smnet_sps.cli import main
+    out = tmp_path / "m.fits"
+    assert main(["mags", "--Z", "0.0152", "--filters", "sdss2010-r,wise2010-W4", "--ages", "1Gyr", "10Gyr",
+                 "--model", "blackbody", "--out", str(out)]) == 0
+    with fits.open(out) as hdul:
+        hdul.verify("exception")
+        text = hdul[1].header["M_SUN"]
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    m_sun = json.loads(text, parse_constant=refuse)
+    assert m_sun["wise2010-W4"] is None and 4.0 < m_sun["sdss2010-r"] < 5.0
