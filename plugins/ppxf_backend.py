@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from astropy import units as u
 
-from smnet_sps.output_files import atomic_output
+from smnet_sps.output_files import atomic_output, ssp_provenance
 
 from ._common import (SSPArrays, as_ssp_arrays, check_conversion, check_zsun_and_medium, grid_medium,
                       output_path, resolve_zsun, smnet_ssp_grid, template_lsf)
@@ -129,8 +129,12 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
     masses = np.ones((ssp.n_age, ssp.n_met)) if masses_are_formed else ssp.surviving_mass.T.copy()
     outside = (np.full((ssp.n_age, ssp.n_met), np.nan) if ssp.outside_fraction is None
                else ssp.outside_fraction.T.copy())
+    # how the grid was made (generator, its sha256, isochrones, IMF, options; as the DSPS file's meta_*
+    # attributes): the file named only its creator, so templates from two models could not be told apart
+    record = {k: np.asarray(v if isinstance(v, (list, tuple, int, float)) else str(v))
+              for k, v in ssp_provenance(ssp.meta).items()}
     with atomic_output(path, overwrite=overwrite, option="path") as tmp:     # never a half-written file
-        np.savez_compressed(tmp, templates=templates, masses=masses, lam=np.asarray(lam_out, float),
+        np.savez_compressed(tmp, **record, templates=templates, masses=masses, lam=np.asarray(lam_out, float),
                             ages=ssp.age_gyr, metals=ssp.logzsol(zsun), fwhm=np.asarray(fwhm_arr, float),
                             zsun=zsun, masses_are_formed_mass=masses_are_formed, wavelength_medium=medium,
                             lsf_shape=shape, lsf_position_share=share, outside_fraction=outside,

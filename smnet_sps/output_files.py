@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMF_RANGE_FITS_KEYS", "PROVENANCE_FITS_KEYS", "SSP_OPTION_FITS_KEYS", "atomic_output",
-           "check_creatable_folder", "check_output", "check_output_folder", "matplotlib_formats",
-           "provenance", "save_figure", "save_plot", "ssp_provenance_cards", "ssp_provenance_from_header",
-           "staged_outputs", "suffix_of", "json_attr", "json_safe", "write_out_and_plot"]
+__all__ = ["IMF_RANGE_FITS_KEYS", "PROVENANCE_FITS_KEYS", "SSP_OPTION_FITS_KEYS", "SSP_PROVENANCE_KEYS",
+           "atomic_output", "check_creatable_folder", "check_output", "check_output_folder",
+           "matplotlib_formats", "provenance", "save_figure", "save_plot", "ssp_provenance",
+           "ssp_provenance_cards", "ssp_provenance_from_header", "staged_outputs", "suffix_of", "json_attr",
+           "json_safe", "write_out_and_plot"]
 
 
 def json_attr(value):
@@ -88,6 +89,22 @@ def provenance(generator_name, generator_sha256=None):
     return record
 
 
+#: The keys of an SSP grid's ``attrs`` / ``meta`` that say how it was made (the generator, its weights'
+#: sha256, the isochrones, the IMF and its mass limits, the special-phase and outside-coverage rules), which
+#: the files written from a grid carry over
+SSP_PROVENANCE_KEYS = ("generator", "generator_sha256", "isochrones", "imf", "imf_mass_range",
+                       "special_phases", "outside")
+
+
+def ssp_provenance(meta):
+    """The :data:`SSP_PROVENANCE_KEYS` of an SSP grid's ``meta`` that it holds (not None), with
+    ``smnet_sps_version``, the smnet-sps version writing the file (:func:`provenance`)."""
+    from . import __version__
+    record = {k: meta[k] for k in SSP_PROVENANCE_KEYS if meta.get(k) is not None}
+    record["smnet_sps_version"] = __version__
+    return record
+
+
 def ssp_provenance_cards(meta):
     """FITS header cards ``(keyword, value, comment)`` saying how an SSP grid was made, from its ``attrs`` /
     ``meta``: the generator and the sha256 of its weights, the isochrones, the IMF and its mass limits
@@ -95,20 +112,19 @@ def ssp_provenance_cards(meta):
     writes (GENERATR, GENSHA, ISOCHRON, IMF, IMFMLOW / IMFMUP, SPECIAL, OUTSIDE), and SMNETVER, the
     smnet-sps version writing the file. A key ``meta`` lacks gives no card; text is made FITS-safe
     (:func:`fits_text`), and a value too long for its comment keeps its card without one."""
-    from . import __version__
     keys = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF"}
     comments = {"generator": "stellar spectrum generator",
                 "generator_sha256": "sha256 of the generator's weights",
                 "isochrones": "isochrone family", "imf": "initial mass function",
                 "special_phases": "treatment of TP-AGB / WR stars",
-                "outside": "rule for stars outside coverage"}
-    cards = [(keys[k], meta[k], comments[k]) for k in comments if meta.get(k) not in (None, "")]
-    limits = meta.get("imf_mass_range")
+                "outside": "rule for stars outside coverage",
+                "smnet_sps_version": "smnet-sps version that wrote this file"}
+    record = ssp_provenance(meta)
+    cards = [(keys[k], record[k], comments[k]) for k in comments if record.get(k) not in (None, "")]
+    limits = record.get("imf_mass_range")
     if limits is not None and len(limits) == 2:
-        cards += [(IMF_RANGE_FITS_KEYS[0], float(limits[0]), "IMF lower mass limit [Msun]"),
-                  (IMF_RANGE_FITS_KEYS[1], float(limits[1]), "IMF upper mass limit [Msun]")]
-    cards.append((PROVENANCE_FITS_KEYS["smnet_sps_version"], __version__,
-                  "smnet-sps version that wrote this file"))
+        cards[-1:-1] = [(IMF_RANGE_FITS_KEYS[0], float(limits[0]), "IMF lower mass limit [Msun]"),
+                        (IMF_RANGE_FITS_KEYS[1], float(limits[1]), "IMF upper mass limit [Msun]")]
     out = []
     for key, value, comment in cards:
         if not isinstance(value, (bool, int, float, np.number)):

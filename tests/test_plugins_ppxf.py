@@ -273,3 +273,26 @@ def test_a_one_element_velscale_is_taken_as_its_value(tmp_path, toy):
                              lam_range=(3300, 7800))
     a, b = np.load(one), np.load(plain)
     assert np.array_equal(a["lam"], b["lam"]) and np.array_equal(a["templates"], b["templates"])
+
+
+def test_the_file_records_how_its_grid_was_made(tmp_path):
+    """The templates file names the generator (and its weights' sha256), the isochrones, the IMF and its
+    limits and the options, as the DSPS file's meta_* attributes do: it named only its creator
+    (smnet_sps.plugins.ppxf_backend), so templates from two models or IMFs could not be told apart. pPXF's
+    own loader still reads it."""
+    from smnet_sps import __version__
+    from smnet_sps.imf import get_imf
+    from smnet_sps.ssp import ssp_grid
+    grid = ssp_grid([10 ** 5.5, 1e9, 1e10], [0.004, 0.0152], imf=get_imf("salpeter", m_low=0.1, m_up=100.0),
+                    progress=False)
+    path = pb.write_sps_lib(tmp_path / "made.npz", grid, lam_range=(3000, 9000))
+    with np.load(path, allow_pickle=False) as a:
+        assert str(a["generator"]) == grid.attrs["generator"] and len(str(a["generator_sha256"])) == 64
+        assert str(a["generator_sha256"]) == grid.attrs["generator_sha256"]
+        assert (str(a["isochrones"]), str(a["imf"])) == ("parsec", "salpeter")
+        np.testing.assert_array_equal(a["imf_mass_range"], [0.1, 100.0])
+        assert (str(a["special_phases"]), str(a["outside"])) == (grid.attrs["special_phases"],
+                                                                  grid.attrs["outside"])
+        assert str(a["smnet_sps_version"]) == __version__
+    sps = pb.load_sps_lib(path, 300.0, lam_range=(3600, 7400))
+    assert sps.templates.shape[1:] == (3, 2)
