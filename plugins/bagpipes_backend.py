@@ -57,6 +57,8 @@ BAGPIPES_ZSUN = 0.02
 BAGPIPES_L_SUN = 3.826e33
 _CONFIG_KEYS = ("stellar_file", "metallicities", "wavelengths", "raw_stellar_ages", "live_frac",
                 "raw_stellar_grid", "metallicity_bins")
+#: the flux images' BUNIT: L_sun / Angstrom per M_sun formed, in the FITS standard's spelling
+FLUX_BUNIT = "solLum Angstrom-1 solMass-1"
 _saved_state = []       # stack of saved config states (use_smnet_grid may be called more than once)
 
 
@@ -139,6 +141,9 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     hdus = [primary]
     for i, z in enumerate(zmet):
         img = fits.ImageHDU(flux[i], name=f"ZMET_{z:.4g}ZSOL")
+        # the unit in the FITS standard's spelling, as `ssp --out .fits` has it (FLUXUNIT is free text, and
+        # the images had none: astropy's CCDData / Spectrum readers found no flux unit)
+        img.header["BUNIT"] = (FLUX_BUNIT, "per M_sun formed")
         if ssp.outside_fraction is not None:
             for j, f in enumerate(ssp.outside_fraction[i]):
                 img.header[f"OUTF{j:04d}"] = (float(f), f"L_bol share outside coverage, age {j}")
@@ -148,7 +153,9 @@ def write_stellar_grid(path, grid=None, *, zsun=BAGPIPES_ZSUN, medium="vacuum", 
     table = np.column_stack([np.log10(ages_yr), live.T])
     hdus.append(fits.ImageHDU(table, name="LIV_MSTAR_FRAC"))
     hdus.append(fits.ImageHDU(ages_yr, name="STELLAR_AGE_YR"))
+    hdus[-1].header["BUNIT"] = "yr"
     hdus.append(fits.ImageHDU(wave, name="WAVELENGTHS_AA"))
+    hdus[-1].header["BUNIT"] = "Angstrom"
     with atomic_output(path, overwrite=overwrite, option="path") as tmp:     # never a half-written file
         fits.HDUList(hdus).writeto(tmp)
     return path

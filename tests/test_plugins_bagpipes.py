@@ -296,3 +296,20 @@ def test_the_file_records_how_its_grid_was_made(tmp_path):
     assert prov["imf"] == "salpeter" and prov["imf_mass_range"] == [0.1, 100.0]
     from smnet_sps import __version__
     assert prov["smnet_sps_version"] == __version__
+
+
+def test_the_images_state_their_units_as_fits_readers_parse_them(grid_file):
+    """Each flux image says its unit in BUNIT (L_sun / A per M_sun formed), the ages and wavelengths theirs;
+    the flux images had none (only the primary's free-text FLUXUNIT): a FITS reader saw unitless numbers."""
+    import warnings
+
+    from astropy import units as u
+    from astropy.io import fits
+    toy, path = grid_file
+    with fits.open(path) as hdul, warnings.catch_warnings():
+        warnings.simplefilter("error")             # a unit astropy's FITS format parses only with a warning
+        hdul.verify("exception")
+        units = {h.name: u.Unit(h.header["BUNIT"], format="fits") for h in hdul if "BUNIT" in h.header}
+    for z in 10 ** toy.ssp_lgmet / 0.02:
+        assert units[f"ZMET_{z:.4g}ZSOL"] == u.L_sun / u.AA / u.M_sun
+    assert units["STELLAR_AGE_YR"] == u.yr and units["WAVELENGTHS_AA"] == u.AA and units["PRIMARY"] == u.AA
