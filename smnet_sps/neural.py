@@ -591,6 +591,16 @@ class NeuralGenerator(_TorchGenerator):
                           "--write-mixture DIR --overwrite` measures and records one for this model",
                           stacklevel=3)
         self.mixture_policy = MixturePolicy.load(mix_path) if recorded else None
+        # train writes the model files part way (every 50 epochs, and on Ctrl-C / SIGTERM): such a model
+        # loaded without a word, so a run interrupted and never resumed (or one still training) was used as
+        # if it were the trained model
+        training = cfg.get("training")
+        if isinstance(training, dict) and training.get("finished") is False:
+            warnings.warn(f"{directory} is a model whose training has not finished "
+                          f"({training.get('epochs_run')} epochs run; interrupted, or still running): its "
+                          "weights are those of the run so far; finish it with "
+                          f"`smnet-sps train --out {directory} --resume`",
+                          UserWarning, stacklevel=3)
         self._library_mixture = None
         self.log1p01 = cfg.get("log1p01")
         self.renormalise = check_switch(renormalise, "renormalise")

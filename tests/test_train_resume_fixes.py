@@ -199,6 +199,26 @@ def test_an_interruption_saves_a_checkpoint_and_resume_continues(synth_grid, tmp
     assert train(synth_grid, out, epochs=3, resume=True, **TINY)["training"]["epochs_run"] == 3
 
 
+def test_a_model_of_an_unfinished_training_loads_with_a_warning(synth_grid, tmp_path, monkeypatch, recwarn):
+    """The model files an interrupted run leaves (its weights after 2 of 50 epochs) loaded without a word, as
+    if trained: a run never resumed was used silently. Now a warning says so and how to finish it; the
+    finished run loads without one."""
+    import warnings
+
+    from smnet_sps.neural import load_generator
+    out = tmp_path / "m"
+    _interrupt_after(monkeypatch, 10)        # in the third epoch (4 batches each)
+    with pytest.raises(KeyboardInterrupt):
+        train(synth_grid, out, epochs=50, **TINY)
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match=r"training has not finished \(2 epochs run.*--resume"):
+        load_generator(out, device="cpu")
+    train(synth_grid, out, epochs=3, resume=True, **TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_generator(out, device="cpu")
+
+
 def test_a_second_ctrl_c_during_the_interruptions_write_leaves_a_loadable_model(synth_grid, tmp_path,
                                                                                monkeypatch):
     """Ctrl-C pressed again while the first one's checkpoint and model were written (landing right after
@@ -224,7 +244,8 @@ def test_a_second_ctrl_c_during_the_interruptions_write_leaves_a_loadable_model(
         train(synth_grid, out, epochs=50, save_every=1, keep="final", **TINY)     # new weights each write
     monkeypatch.undo()
     assert len(weights_written) == 3
-    assert load_generator(out, device="cpu") is not None       # weights.pt and config.json match
+    with pytest.warns(UserWarning, match="has not finished"):                  # 2 of 50 epochs
+        assert load_generator(out, device="cpu") is not None   # weights.pt and config.json match
     assert json.loads((out / "config.json").read_text())["training"]["epochs_run"] == 2
 
 
