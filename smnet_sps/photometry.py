@@ -1282,7 +1282,13 @@ def plot_colour_evolution(table, path=None, filter_names=None):
         raise ValueError(f"plot_colour_evolution needs an ssp_magnitudes table with log_age and M_<filter> "
                          f"columns; {problem}")
     # the colours asked for (mags --colors g-r,nuv-r): the panel showed the first two filters' colour instead
-    defined = table.meta.get("colors") or {}            # name -> "M_a - M_b" (observed frame: "m_obs_...")
+    # name -> "M_a - M_b" (observed frame: "m_obs_..."); read back from .fits / .txt it is JSON text (these
+    # fell back to the first two filters' colour); an older .txt holds Python's repr: the fallback
+    from .output_files import json_attr
+    try:
+        defined = json_attr(_mags_meta(table, "colors")) or {}
+    except ValueError:
+        defined = {}
     colours = [(name, np.asarray(table[name], float)) for name, rule in defined.items()
                if name in table.colnames and str(rule).startswith("M_")]
     if not colours and len(filter_names) >= 2:
@@ -1326,22 +1332,35 @@ def plot_colour_evolution(table, path=None, filter_names=None):
     return save_plot(fig, path, dpi=110)
 
 
+def _mags_meta(table, key):
+    """``meta[key]`` of an :func:`ssp_magnitudes` table, also as read back from the files of ``smnet-sps mags
+    --out``: under the key in any case (FITS writes upper case), else a ``key: value`` comment line (.txt);
+    None where neither has it. Dicts and lists come back from .fits and .txt as JSON text:
+    :func:`~smnet_sps.output_files.json_attr` decodes them."""
+    key = key.lower()
+    meta = {str(k).lower(): v for k, v in table.meta.items()}
+    value = meta.get(key)
+    if value is not None and not (isinstance(value, str) and not value.strip()):
+        return value
+    for line in meta.get("comments") or []:
+        name, sep, value = str(line).partition(":")
+        if sep and name.strip().lower() == key and value.strip():
+            return value.strip()
+    return None
+
+
 def _magnitude_system(table, filter_names):
     """The magnitude system of an :func:`ssp_magnitudes` table, also as read back from the files of
     ``smnet-sps mags --out``: ``meta["system"]`` in any case (FITS writes SYSTEM), a ``system: ...`` comment
     line (.txt), else the M_ columns' unit (mag(AB), mag(ST); FITS keeps it in UNIT_M_<filter>). None where
     nothing says (a .csv; Vega magnitudes in plain mag without metadata): a guessed "AB" labelled Vega
     magnitudes AB."""
-    meta = {str(k).lower(): v for k, v in table.meta.items()}
-    if meta.get("system"):
-        return str(meta["system"])
-    for line in meta.get("comments") or []:
-        key, sep, value = str(line).partition(":")
-        if sep and key.strip().lower() == "system" and value.strip():
-            return value.strip()
+    system = _mags_meta(table, "system")
+    if system:
+        return str(system)
     systems = set()
     for name in filter_names:
-        unit = meta.get(f"unit_m_{name}"[:68].lower()) or table[f"M_{name}"].unit
+        unit = _mags_meta(table, f"unit_m_{name}"[:68]) or table[f"M_{name}"].unit
         found = re.fullmatch(r"mag\((\w+)\)", str(unit)) if unit is not None else None
         systems.add(found.group(1) if found else None)
     return systems.pop() if len(systems) == 1 else None
@@ -1366,7 +1385,12 @@ def _with_comment_header(table):
     """A copy whose meta is comment lines (``# key: value``, then each column's unit and description): the
     plain-text table keeps the magnitude system, redshift, Z and units, and reads back with astropy."""
     out = table.copy(copy_data=False)
-    lines = [f"{k}: {v}" for k, v in table.meta.items()]
+    import json
+
+    from .output_files import json_safe
+    # dicts and lists as strict JSON, as in FITS (Python's repr was no format a reader could parse back)
+    lines = [f"{k}: " + (json.dumps(json_safe(v), default=str, allow_nan=False)
+                         if isinstance(v, (dict, list, tuple)) else f"{v}") for k, v in table.meta.items()]
     lines += [f"column {c}:" + (f" [{table[c].unit}]" if table[c].unit is not None else "")
               + (f" {table[c].description}" if table[c].description else "") for c in table.colnames]
     out.meta = {"comments": lines}

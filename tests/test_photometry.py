@@ -1300,11 +1300,13 @@ def test_colour_plot_shows_the_colours_asked_for(tmp_path):
     """`mags --filters sdss2010-u,sdss2010-g,sdss2010-r --colors g-r --plot p.png` drew u-g, the first two
     filters' colour, in its colour panel (the g-r asked for, a column of the table, nowhere), labelled
     without the magnitude system. The panel now draws the table's colour columns, each labelled, in the
-    system the table says (also read back from .ecsv), and the first two filters' colour only without any."""
+    system the table says (also read back from .ecsv, .fits and .txt: these two drew u-g, their colours being
+    JSON text in meta COLORS / a Python repr in a `colors:` comment line), and the first two filters' colour
+    only without any."""
     import matplotlib.pyplot as plt
     from astropy.table import Table
 
-    from smnet_sps.photometry import plot_colour_evolution, ssp_magnitudes
+    from smnet_sps.photometry import TABLE_FORMATS, _write_table, plot_colour_evolution, ssp_magnitudes
     filters = ["sdss2010-u", "sdss2010-g", "sdss2010-r"]
     table = ssp_magnitudes([0.1, 1.0, 3.0] * u.Gyr, 0.0152, filters, system="Vega", generator="blackbody",
                            colors="g-r,u-r")
@@ -1315,11 +1317,15 @@ def test_colour_plot_shows_the_colours_asked_for(tmp_path):
         assert np.allclose(line.get_ydata(), table[name])
     assert ax.get_ylabel() == "colour [mag] (Vega)"
     plt.close(fig)
-    table.write(tmp_path / "m.ecsv")                         # as `mags --out m.ecsv` writes it
-    fig = plot_colour_evolution(Table.read(tmp_path / "m.ecsv"))
-    assert [line.get_label() for line in fig.axes[1].get_lines()] == ["g-r", "u-r"]
-    assert fig.axes[1].get_ylabel() == "colour [mag] (Vega)"
-    plt.close(fig)
+    for ext in (".ecsv", ".fits", ".txt"):
+        path = tmp_path / f"m{ext}"
+        _write_table(table, path, TABLE_FORMATS[ext])         # as `mags --out m.<ext>` writes it
+        fig = plot_colour_evolution(Table.read(path, format=TABLE_FORMATS[ext]))
+        assert [line.get_label() for line in fig.axes[1].get_lines()] == ["g-r", "u-r"], ext
+        for line, name in zip(fig.axes[1].get_lines(), ("g-r", "u-r")):
+            assert np.allclose(line.get_ydata(), table[name]), ext
+        assert fig.axes[1].get_ylabel() == "colour [mag] (Vega)", ext
+        plt.close(fig)
     table.meta["colors"] = {"g-r": table.meta["colors"]["g-r"]}      # one colour: the axis names it
     del table["u-r"]
     fig = plot_colour_evolution(table)
