@@ -919,19 +919,20 @@ class StellarPopulation:
         return ("add_dust_emission" not in p.user_set
                 and any(_scalar(k, p[k]) > 0 for k in ("dust1", "dust2", "dust3")))
 
-    def _warn_no_dust_emission_in_spectrum(self):
-        """get_spectrum's form of :meth:`_warn_no_dust_emission`: a UserWarning (at its caller) that the
-        spectrum beyond :data:`DUST_EMISSION_FROM` is the attenuated starlight alone where FSPS would add
-        Draine & Li (2007) emission, once per population: prospector calls get_spectrum at every likelihood
-        step (with its own filters, so get_mags' warning never showed) and leaves add_dust_emission at
-        FSPS's default unless the model names it."""
+    def _warn_no_dust_emission_in_spectrum(self, method="get_spectrum"):
+        """The spectra's form of :meth:`_warn_no_dust_emission`: a UserWarning (at the caller of ``method``,
+        get_spectrum or get_observed_spectrum) that the spectrum beyond :data:`DUST_EMISSION_FROM` (rest
+        frame) is the attenuated starlight alone where FSPS would add Draine & Li (2007) emission, once per
+        population for both: prospector calls get_spectrum at every likelihood step (with its own filters,
+        so get_mags' warning never showed) and leaves add_dust_emission at FSPS's default unless the model
+        names it."""
         if self._spectrum_dust_warned or not self._fsps_would_add_dust_emission():
             return
         if self._get_backend().wavelength[-1] <= DUST_EMISSION_FROM:
             return
         self._spectrum_dust_warned = True
         warnings.warn(
-            f"get_spectrum: no dust emission beyond {DUST_EMISSION_FROM / 1e4:g} micron (rest frame): FSPS "
+            f"{method}: no dust emission beyond {DUST_EMISSION_FROM / 1e4:g} micron (rest frame): FSPS "
             "adds Draine & Li (2007) dust emission there by default (add_dust_emission=True), the light the "
             "dust absorbs re-emitted, but smnet-sps models none, so the spectrum's mid- and far-infrared "
             "(and magnitudes computed from it) are the attenuated starlight alone, possibly magnitudes "
@@ -1051,6 +1052,7 @@ class StellarPopulation:
         results, full = self._results_for(tage)
         cosmo = as_cosmology(cosmology, default=self.cosmology)
         self._warn_older_than_universe(tage, z, cosmo)
+        self._warn_no_dust_emission_in_spectrum("get_observed_spectrum")     # the same mid-IR light missing
         d = cosmo.luminosity_distance(z).to_value(u.cm) if z > 0 else 10 * PC_CM
         flam = np.array([r["flux"] for r in results]) * self._igm(z) * L_SUN / (4 * np.pi * d ** 2) / (1 + z)
         wave = np.asarray(self._get_backend().wavelength, float) * (1 + z)      # vacuum, observed frame

@@ -1333,6 +1333,34 @@ def test_get_spectrum_warns_once_that_fsps_would_add_dust_emission():
     assert said(StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, generator=gen))[0] == []
 
 
+def test_get_observed_spectrum_warns_once_that_fsps_would_add_dust_emission():
+    """get_observed_spectrum lacks the same mid-IR dust emission as get_spectrum (FSPS's add_dust_emission
+    defaults to True) but said nothing. It now warns as get_spectrum does, naming itself, at the caller's
+    line, once per population for both methods; not with add_dust_emission set or without dust."""
+    import warnings
+
+    from smnet_sps.generator import BlackbodyGenerator
+    gen = BlackbodyGenerator()
+
+    def said(pop, call=lambda pop: pop.get_observed_spectrum(tage=1.0, redshift=0.1, as_spectrum=False)):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            call(pop)
+        dust = [w for w in rec if "dust emission" in str(w.message)]
+        return [str(w.message) for w in dust], [w.filename for w in dust]
+
+    ported = StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust_type=2, dust2=0.5, generator=gen)
+    first, where = said(ported)
+    assert len(first) == 1 and where == [__file__]
+    assert first[0].startswith("get_observed_spectrum: no dust emission beyond 3 micron (rest frame)")
+    assert "add_dust_emission=False" in first[0]
+    assert said(ported)[0] == []                                            # once
+    assert said(ported, lambda pop: pop.get_spectrum(tage=1.0))[0] == []   # once for both methods
+    assert said(StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust2=0.5, add_dust_emission=False,
+                                  generator=gen))[0] == []
+    assert said(StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, generator=gen))[0] == []
+
+
 def test_get_mags_warns_that_fsps_would_add_dust_emission_in_the_mid_infrared():
     """python-fsps's add_dust_emission defaults to True, smnet-sps's to False (not modelled): a ported script
     that sets dust and asks for W3 / W4 got the attenuated starlight alone, magnitudes fainter than FSPS's,
