@@ -131,7 +131,7 @@ def write_sps_lib(path, grid=None, *, zsun=None, fwhm=None, lam_range=None, medi
                else ssp.outside_fraction.T.copy())
     # how the grid was made (generator, its sha256, isochrones, IMF, options; as the DSPS file's meta_*
     # attributes): the file named only its creator, so templates from two models could not be told apart
-    record = {k: np.asarray(v if isinstance(v, (list, tuple, int, float)) else str(v))
+    record = {k: np.asarray(v if isinstance(v, (list, tuple, int, float, np.generic)) else str(v))
               for k, v in ssp_provenance(ssp.meta).items()}
     with atomic_output(path, overwrite=overwrite, option="path") as tmp:     # never a half-written file
         np.savez_compressed(tmp, **record, templates=templates, masses=masses, lam=np.asarray(lam_out, float),

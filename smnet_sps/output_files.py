@@ -90,9 +90,9 @@ def provenance(generator_name, generator_sha256=None):
 
 
 #: The keys of an SSP grid's ``attrs`` / ``meta`` that say how it was made (the generator, its weights'
-#: sha256, the isochrones, the IMF and its mass limits, the special-phase and outside-coverage rules), which
-#: the files written from a grid carry over
-SSP_PROVENANCE_KEYS = ("generator", "generator_sha256", "isochrones", "imf", "imf_mass_range",
+#: sha256, whether it fills its untrained tails from its nodes, the isochrones, the IMF and its mass limits,
+#: the special-phase and outside-coverage rules), which the files written from a grid carry over
+SSP_PROVENANCE_KEYS = ("generator", "generator_sha256", "tail_filled", "isochrones", "imf", "imf_mass_range",
                        "special_phases", "outside")
 
 
@@ -107,24 +107,34 @@ def ssp_provenance(meta):
 
 def ssp_provenance_cards(meta):
     """FITS header cards ``(keyword, value, comment)`` saying how an SSP grid was made, from its ``attrs`` /
-    ``meta``: the generator and the sha256 of its weights, the isochrones, the IMF and its mass limits
-    [M_sun], the special-phase and outside-coverage rules, under the keywords ``smnet-sps ssp --out .fits``
-    writes (GENERATR, GENSHA, ISOCHRON, IMF, IMFMLOW / IMFMUP, SPECIAL, OUTSIDE), and SMNETVER, the
-    smnet-sps version writing the file. A key ``meta`` lacks gives no card; text is made FITS-safe
-    (:func:`fits_text`), and a value too long for its comment keeps its card without one."""
-    keys = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF"}
+    ``meta``: the generator, SMNETVER (the smnet-sps version writing the file), the sha256 of the generator's
+    weights, whether it fills its untrained tails, the isochrones, the IMF and its mass limits [M_sun], the
+    special-phase and outside-coverage rules, under the keywords and in the order ``smnet-sps ssp --out
+    .fits`` writes them (GENERATR, SMNETVER, GENSHA, TAILFILL, ISOCHRON, IMF, IMFMLOW / IMFMUP, SPECIAL,
+    OUTSIDE). A key ``meta`` lacks gives no card; text is made FITS-safe (:func:`fits_text`), and a value too
+    long for its comment keeps its card without one."""
+    keys = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF", "tail_filled": "TAILFILL"}
     comments = {"generator": "stellar spectrum generator",
+                "smnet_sps_version": "smnet-sps version that wrote this file",
                 "generator_sha256": "sha256 of the generator's weights",
+                "tail_filled": "untrained tails from training nodes",
                 "isochrones": "isochrone family", "imf": "initial mass function",
+                "imf_mass_range": None,             # two cards: IMF_RANGE_FITS_KEYS
                 "special_phases": "treatment of TP-AGB / WR stars",
-                "outside": "rule for stars outside coverage",
-                "smnet_sps_version": "smnet-sps version that wrote this file"}
+                "outside": "rule for stars outside coverage"}
     record = ssp_provenance(meta)
-    cards = [(keys[k], record[k], comments[k]) for k in comments if record.get(k) not in (None, "")]
-    limits = record.get("imf_mass_range")
-    if limits is not None and len(limits) == 2:
-        cards[-1:-1] = [(IMF_RANGE_FITS_KEYS[0], float(limits[0]), "IMF lower mass limit [Msun]"),
-                        (IMF_RANGE_FITS_KEYS[1], float(limits[1]), "IMF upper mass limit [Msun]")]
+    cards = []
+    for k, comment in comments.items():
+        value = record.get(k)
+        if k == "imf_mass_range":
+            if value is not None and len(value) == 2:
+                cards += [(IMF_RANGE_FITS_KEYS[0], float(value[0]), "IMF lower mass limit [Msun]"),
+                          (IMF_RANGE_FITS_KEYS[1], float(value[1]), "IMF upper mass limit [Msun]")]
+        elif k == "tail_filled":
+            if value is not None:
+                cards.append((keys[k], bool(value), comment))   # a numpy bool (read from HDF5) as FITS T / F
+        elif value is not None and not (isinstance(value, str) and not value):
+            cards.append((keys[k], value, comment))
     out = []
     for key, value, comment in cards:
         if not isinstance(value, (bool, int, float, np.number)):
@@ -137,9 +147,9 @@ def ssp_provenance_cards(meta):
 
 def ssp_provenance_from_header(header):
     """The ``meta`` keys :func:`ssp_provenance_cards` wrote, read back from a FITS ``header`` (``generator``,
-    ``generator_sha256``, ``isochrones``, ``imf``, ``imf_mass_range``, ``special_phases``, ``outside``,
-    ``smnet_sps_version``); those it lacks are left out."""
-    keys = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF"}
+    ``generator_sha256``, ``tail_filled``, ``isochrones``, ``imf``, ``imf_mass_range``, ``special_phases``,
+    ``outside``, ``smnet_sps_version``); those it lacks are left out."""
+    keys = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF", "tail_filled": "TAILFILL"}
     meta = {k: header[card] for k, card in keys.items() if card in header}
     if all(card in header for card in IMF_RANGE_FITS_KEYS):
         meta["imf_mass_range"] = [float(header[card]) for card in IMF_RANGE_FITS_KEYS]

@@ -1411,9 +1411,7 @@ def _write_fits(spec, path):
     t["WAVELENGTH"].unit = "Angstrom"
     flux_unit = u.L_sun / u.AA / u.M_sun
     t["FLUX"].unit = flux_unit
-    from . import __version__
-    from .output_files import IMF_RANGE_FITS_KEYS, PROVENANCE_FITS_KEYS, SSP_OPTION_FITS_KEYS
-    FITS_KEYS = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS}
+    from .output_files import ssp_provenance_cards
     hdu = fits.table_to_hdu(t)
     m = spec.meta
     h = hdu.header
@@ -1435,18 +1433,9 @@ def _write_fits(spec, path):
              ("MISSFRAC", m["missing_fraction"], "fraction of Lbol without a spectrum"),
              ("OUTFRAC", m["outside_fraction"], "fraction of Lbol from stars outside coverage"),
              ("NPOINTS", m["n_points"], "isochrone points used"),
-             (FITS_KEYS["generator"], m["generator"], "stellar spectrum generator"),
-             (FITS_KEYS["smnet_sps_version"], __version__, "smnet-sps version that wrote this file"),
-             *([(FITS_KEYS["generator_sha256"], m["generator_sha256"], "sha256 of the generator's weights")]
-               if m.get("generator_sha256") else []),
-             ("TAILFILL", bool(m.get("tail_filled", False)), "untrained tails from training nodes"),
-             (FITS_KEYS["isochrones"], m["isochrones"], "isochrone family"),
-             ("IMF", m["imf"], "initial mass function"),
-             # its limits: a Kroupa IMF to 40 Msun was written as IMF = 'kroupa', as the 0.08-120 default
-             (IMF_RANGE_FITS_KEYS[0], float(m["imf_mass_range"][0]), "IMF lower mass limit [Msun]"),
-             (IMF_RANGE_FITS_KEYS[1], float(m["imf_mass_range"][1]), "IMF upper mass limit [Msun]"),
-             (FITS_KEYS["special_phases"], m["special_phases"], "treatment of TP-AGB / WR stars"),
-             (FITS_KEYS["outside"], m["outside"], "rule for stars outside coverage"),
+             # generator, version, weights' sha256, TAILFILL, isochrones, IMF and its limits (a Kroupa IMF to
+             # 40 Msun read as the 0.08-120 default without them), options: as every FITS output of SSPs
+             *ssp_provenance_cards(m),
              ("MEDIUM", m.get("wavelength_medium", "vacuum"), "wavelength medium of WAVELENGTH"),
              ("LSFSHAPE", m.get("lsf_shape", "box"), "line-spread function shape (column LSF_FWHM)"),
              # the FITS standard's spelling (astropy's format="fits" refused "Lsun/Angstrom/Msun")

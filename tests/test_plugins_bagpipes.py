@@ -291,7 +291,9 @@ def test_the_file_records_how_its_grid_was_made(tmp_path):
     assert hdr["GENERATR"] == grid.attrs["generator"] and len(hdr["GENSHA"]) == 64
     assert (hdr["ISOCHRON"], hdr["IMF"], hdr["IMFMLOW"], hdr["IMFMUP"]) == ("parsec", "salpeter", 0.1, 100.0)
     assert (hdr["SPECIAL"], hdr["OUTSIDE"]) == (grid.attrs["special_phases"], grid.attrs["outside"])
+    assert hdr["TAILFILL"] is grid.attrs["tail_filled"] is True         # as `ssp --out .fits` (and DSPS's)
     prov = bb.read_stellar_grid(path)["provenance"]
+    assert prov["tail_filled"] is True
     assert prov["generator_sha256"] == grid.attrs["generator_sha256"] == hdr["GENSHA"]
     assert prov["imf"] == "salpeter" and prov["imf_mass_range"] == [0.1, 100.0]
     from smnet_sps import __version__

@@ -294,5 +294,7 @@ def test_the_file_records_how_its_grid_was_made(tmp_path):
         assert (str(a["special_phases"]), str(a["outside"])) == (grid.attrs["special_phases"],
                                                                   grid.attrs["outside"])
         assert str(a["smnet_sps_version"]) == __version__
+        # whether the generator fills its untrained tails (the far UV depends on it), as TAILFILL / meta_
+        assert a["tail_filled"].dtype == bool and bool(a["tail_filled"]) is grid.attrs["tail_filled"] is True
     sps = pb.load_sps_lib(path, 300.0, lam_range=(3600, 7400))
     assert sps.templates.shape[1:] == (3, 2)

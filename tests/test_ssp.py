@@ -455,6 +455,27 @@ def test_upper_case_npz_and_a_non_ascii_generator_name_are_written(tmp_path):
     assert fits.getheader(tmp_path / "s.fits", 1)["GENERATR"] == "mod\\xe8le \\u03b1"
 
 
+def test_ssp_fits_provenance_cards_are_the_shared_ones(tmp_path):
+    """`ssp --out .fits` wrote GENERATR, SMNETVER, GENSHA, TAILFILL, ISOCHRON, IMF, IMFMLOW / IMFMUP, SPECIAL
+    and OUTSIDE by hand beside output_files.ssp_provenance_cards (the bagpipes header's): two lists to keep
+    alike. They are now those cards, keyword, value and comment, in that order."""
+    from astropy.io import fits
+
+    from smnet_sps.imf import get_imf
+    from smnet_sps.output_files import ssp_provenance_cards
+    from smnet_sps.ssp import _write_fits
+    spec = ssp_spectrum(1e9, Z=0.019, isochrones="padova", imf=get_imf("kroupa", m_up=40.0))
+    _write_fits(spec, tmp_path / "s.fits")
+    cards = [(c.keyword, c.value, c.comment) for c in fits.getheader(tmp_path / "s.fits", 1).cards]
+    shared = ssp_provenance_cards(spec.meta)
+    keys = [k for k, _, _ in shared]
+    assert keys == ["GENERATR", "SMNETVER", "GENSHA", "TAILFILL", "ISOCHRON", "IMF", "IMFMLOW", "IMFMUP",
+                    "SPECIAL", "OUTSIDE"]
+    start = [k for k, _, _ in cards].index("GENERATR")
+    assert cards[start:start + len(shared)] == shared
+    assert dict((k, v) for k, v, _ in shared)["IMFMUP"] == 40.0
+
+
 def test_logzsol_as_a_log_quantity_is_read_in_dex(blackbody):
     """ssp_spectrum(logzsol=u.Dex(-1)) took the Dex's linear value 0.1 as logzsol (Z 12.6x too high, no
     warning), and -1 * u.dex was refused as "logzsol is dimensionless; got unit dex" although
