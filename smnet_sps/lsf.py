@@ -344,6 +344,17 @@ def _check_finite_flux(wave, flux):
                          "before putting the spectra on a Gaussian LSF")
 
 
+def _one_float(value):
+    """``value`` -- a number, numeric text or a one-element array of any shape -- as one float; NaN for
+    anything else (several elements, none, not a number), for the caller's ValueError to name. A Quantity
+    must be converted to the caller's unit first (its number would be taken whatever its unit)."""
+    try:
+        values = np.asarray(value, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return np.nan
+    return float(values[0]) if values.size == 1 else np.nan
+
+
 def check_velscale(velscale):
     """``velscale`` as one float [km/s] > 0: a number, a one-element array (``c * np.diff(ln_lam[:2])``, as
     pPXF users compute it) or a speed Quantity; anything else is a ValueError naming ``velscale`` (a
@@ -355,24 +366,26 @@ def check_velscale(velscale):
         except u.UnitConversionError:
             raise ValueError(f"velscale must be a velocity step [km/s, or a speed Quantity]; got unit "
                              f"{velscale.unit}") from None
-    try:
-        values = np.asarray(velscale, dtype=float).ravel()
-    except (TypeError, ValueError):
-        values = np.array([np.nan, np.nan])
-    if values.size != 1 or not (np.isfinite(values[0]) and values[0] > 0):
+    step = _one_float(velscale)
+    if not (np.isfinite(step) and step > 0):
         raise ValueError(f"velscale must be one positive velocity step [km/s]; got {given!r}")
-    return float(values[0])
+    return step
 
 
 def check_position_share(position_share):
-    """``position_share`` as a float in [0, 1] (share of the sub-pixel position variance), else ValueError."""
-    try:
-        share = float(position_share)
-    except (TypeError, ValueError):
-        share = np.nan
+    """``position_share`` as a float in [0, 1] (share of the sub-pixel position variance): a number, a
+    one-element array (as :func:`check_velscale`; np.array([0.4]) was refused as not in [0, 1]) or a
+    dimensionless Quantity; else ValueError."""
+    share = position_share
+    if isinstance(share, u.Quantity):
+        try:
+            share = share.to_value(u.dimensionless_unscaled)
+        except u.UnitConversionError:
+            share = np.nan
+    share = _one_float(share)
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"position_share must be in [0, 1] (share of the sub-pixel position variance); got "
-                         f"{position_share!r}")
+        raise ValueError(f"position_share must be one number in [0, 1] (share of the sub-pixel position "
+                         f"variance); got {position_share!r}")
     return share
 
 

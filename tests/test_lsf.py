@@ -88,6 +88,24 @@ def test_to_gaussian_lsf_adds_the_position_share_of_the_box_variance(share):
     assert np.allclose(flat, 1.0, atol=1e-12)
 
 
+def test_position_share_takes_a_one_element_array_as_velscale_does():
+    """check_position_share(np.array([0.4])) was refused with "must be in [0, 1] ... got array([0.4])" (0.4
+    is in range; float() of a 1-d array fails in numpy 2) while check_velscale takes a one-element array.
+    Both read one number the same way now; several, none, out of range or a unit stay refused."""
+    import astropy.units as u
+    assert lsf.check_position_share(np.array([0.4])) == 0.4
+    assert lsf.check_position_share(np.array([[0.25]])) == 0.25
+    assert lsf.check_position_share(np.array([0.3]) * u.one) == 0.3
+    assert lsf.check_position_share(0.45) == 0.45 and lsf.check_velscale(np.array([70.0])) == 70.0
+    m = (WAVE > 4000) & (WAVE < 6000)
+    as_array = lsf.to_gaussian_lsf(WAVE[m], np.ones(m.sum()), 25.0, 30.0, position_share=np.array([0.4]))
+    as_float = lsf.to_gaussian_lsf(WAVE[m], np.ones(m.sum()), 25.0, 30.0, position_share=0.4)
+    assert all(np.array_equal(a, b) for a, b in zip(as_array, as_float))
+    for bad in ([0.4, 0.5], [], np.array([1.5]), 0.4 * u.m, None, "x"):
+        with pytest.raises(ValueError, match=r"position_share must be one number in \[0, 1\]"):
+            lsf.check_position_share(bad)
+
+
 def test_to_gaussian_lsf_and_degrade_refuse_bad_input():
     with pytest.raises(ValueError, match="native box FWHM"):
         lsf.to_gaussian_lsf(WAVE, np.ones(WAVE.size), 15.0, 30.0, lam_range=(4000, 6000))

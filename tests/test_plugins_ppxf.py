@@ -238,7 +238,7 @@ def test_sfh_example_in_docs(tmp_path, monkeypatch):
     ("ppxf", "t.npz", {"gaussian_fwhm": 20.0, "velscale": 150 * u.AA}, "velscale must be a velocity step"),
     ("ppxf", "t.npz", {"gaussian_fwhm": 20.0, "velscale": [150.0, 75.0]}, "velscale must be one positive"),
     ("ppxf", "t.npz", {"gaussian_fwhm": 20.0, "velscale": 150.0, "position_share": 2.0},
-     r"position_share must be in \[0, 1\]"),
+     r"position_share must be one number in \[0, 1\]"),
     ("bagpipes", "t.fits", {"medium": "vaccum"}, "medium must be one of"),
     ("bagpipes", "t.fits", {"zsun": -1}, "zsun must be a metal mass fraction")])
 def test_from_smnet_checks_every_argument_before_computing(tmp_path, monkeypatch, backend, name, kwargs,
