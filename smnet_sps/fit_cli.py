@@ -82,6 +82,12 @@ def read_spectrum(path, medium=None):
     NaN marks a pixel without data (ivar 0); a negative error is a ValueError (as a negative ivar is in
     :func:`smnet_sps.fit.fit_star`).
     """
+    return _read_spectrum(path, medium)[:3]
+
+
+def _read_spectrum(path, medium=None):
+    """:func:`read_spectrum`'s (wave [A, vacuum], flux, ivar or None) and the medium the file's wavelengths
+    were taken in: "air" (``medium`` "air", or a file that states it: CTYPE1 AWAV), else "vacuum"."""
     import astropy.units as u
 
     if medium is not None:
@@ -307,12 +313,13 @@ def _fits_image_table(path):
 
 
 def _in_vacuum(medium, wave, flux, ivar):
-    """The spectrum with air wavelengths (``medium`` "air") taken to vacuum; others as they are."""
+    """(wave, flux, ivar, medium read): air wavelengths (``medium`` "air") taken to vacuum; others as they
+    are, read as "vacuum"."""
     if medium == "air":
         from .medium import air_to_vacuum
 
-        wave = air_to_vacuum(wave)
-    return wave, flux, ivar
+        return air_to_vacuum(wave), flux, ivar, "air"
+    return wave, flux, ivar, "vacuum"
 
 
 def _text_header(path):
@@ -582,14 +589,16 @@ def plot_fit(result, title=None, generator=None):
     return fig
 
 
-def _fit_inputs(args):
+def _fit_inputs(args, medium):
     """What the command fitted and how: the files (as given and resolved) and the options that change the
     result. The JSON named neither the spectrum nor the SSP grid, nor the wavelength cut, degree or LSF: two
     fits of one galaxy with different --wmin / --ssp-grid wrote files that could not be told apart (nor, until
-    the review, --max-rv, --rv-guess or --clip)."""
+    the review, --max-rv, --rv-guess or --clip). ``medium``: that the spectrum's wavelengths were read in
+    (:func:`_read_spectrum`), not ``--medium`` as given: null for a FITS image whose CTYPE1 AWAV had them
+    converted from air, the JSON could not tell that fit from one of the same numbers as vacuum."""
     def path(p):
         return None if p is None else str(Path(p).resolve())
-    return {"spectrum": path(args.spectrum), "ssp_grid": path(args.ssp_grid), "medium": args.medium,
+    return {"spectrum": path(args.spectrum), "ssp_grid": path(args.ssp_grid), "medium": medium,
             "wmin": args.wmin, "wmax": args.wmax, "degree": args.degree,
             # None: the default guess from the pixel width (--help); the value used is in the fit's meta
             "resolution_fwhm": args.resolution_fwhm, "uncertainty": args.uncertainty,
@@ -657,7 +666,7 @@ def _cmd_fit(args):
         raise ValueError(f"{', '.join(star_only)} {verb} to star fits only; with --ssp-grid the templates "
                          "come from the grid file")
     fixed = _parse_fix(args.fix)
-    wave, flux, ivar = read_spectrum(args.spectrum, medium=args.medium)
+    wave, flux, ivar, medium = _read_spectrum(args.spectrum, medium=args.medium)
     mask = ~np.isfinite(flux)
     if ivar is not None:
         mask |= ~np.isfinite(ivar)
@@ -692,7 +701,8 @@ def _cmd_fit(args):
     wrote = write_out_and_plot(
         args, outputs,
         lambda path: path.write_text(json.dumps(
-            _fit_record(res, generator_name, _fit_inputs(args), generator_sha), indent=1, allow_nan=False)),
+            _fit_record(res, generator_name, _fit_inputs(args, medium), generator_sha), indent=1,
+            allow_nan=False)),
         lambda: plot_fit(res, generator=generator_name), dpi=120)
     print(res)
     # held without --fix: a model box or SSP grid of one value there (a grid from an isochrone file of one Z)
@@ -705,6 +715,8 @@ def _cmd_fit(args):
     if "age_of_universe" in res.meta and res.age > res.meta["age_of_universe"]:
         print(f"  (the fitted age exceeds the age of the universe at the galaxy's redshift, "
               f"{res.meta['age_of_universe']:.3g} Gyr)")
+    if medium == "air" and args.medium is None:
+        print("  (the file states air wavelengths (CTYPE1 AWAV): converted to vacuum before the fit)")
     if res.meta.get("template_medium") == "air":
         print("  (the SSP grid states air wavelengths: converted to vacuum before the fit, as the "
               "spectrum's are)")

@@ -98,7 +98,7 @@ def test_fit_json_names_the_files_and_options_it_fitted(tmp_path, rng):
                  "--resolution-fwhm", "5", "--wmin", str(wave[20]), "--degree", "2", "--max-rv", "800"]) == 0
     res = _strict(out.read_text())
     assert res["input"] == {"spectrum": str((tmp_path / "gal.txt").resolve()),
-                            "ssp_grid": str(path.resolve()), "medium": None, "wmin": float(wave[20]),
+                            "ssp_grid": str(path.resolve()), "medium": "vacuum", "wmin": float(wave[20]),
                             "wmax": None, "degree": 2,
                             "resolution_fwhm": 5.0, "uncertainty": "laplace", "max_rv": 800.0,
                             "rv_guess": 0.0, "clip": None,
@@ -106,3 +106,30 @@ def test_fit_json_names_the_files_and_options_it_fitted(tmp_path, rng):
                                       "max_rv": "km / s", "rv_guess": "km / s",
                                       "clip": "sigma (of the errors, inflated by sqrt(chi2_red) > 1)"}}
     assert res["log_age"] == pytest.approx(9.2, abs=0.05)
+
+
+def test_fit_json_says_the_file_stated_air(tmp_path, capsys):
+    """MILES star 208 as a 1-d FITS image whose CTYPE1 AWAV states air: the command converted it to vacuum
+    (right), but the JSON's input said "medium": null, as for a vacuum file, so the fit could not be told
+    from one of the same numbers taken as vacuum (rv ~85 km/s apart). Now it says what the wavelengths were
+    read as, and the command prints the conversion."""
+    from smnet_sps.cli import main
+    from smnet_sps.fit_cli import read_spectrum
+    from smnet_sps.medium import air_to_vacuum
+    from test_fit_cli_hunt import _image, _miles_star
+
+    torch.set_num_threads(1)
+    wave, flux = _miles_star()
+    keep = (wave > 5000) & (wave < 6000)
+    wave, flux = wave[keep], flux[keep]
+    runs = {}
+    for ctype in ("AWAV", "WAVE"):
+        spec = _image(tmp_path / f"{ctype}.fits", flux, extra=[("ERR", 0.01 * flux, "")], CTYPE1=ctype,
+                      CUNIT1="Angstrom", CRVAL1=wave[0], CDELT1=wave[1] - wave[0], CRPIX1=1)
+        out = tmp_path / f"{ctype}.json"
+        assert main(["fit", str(spec), "--resolution-fwhm", "2.5", "--out", str(out)]) == 0
+        runs[ctype] = (_strict(out.read_text()), capsys.readouterr().out)
+    np.testing.assert_allclose(read_spectrum(tmp_path / "AWAV.fits")[0], air_to_vacuum(wave), rtol=1e-10)
+    (air, air_said), (vac, vac_said) = runs["AWAV"], runs["WAVE"]
+    assert air["input"]["medium"] == "air" and vac["input"]["medium"] == "vacuum"
+    assert "states air wavelengths" in air_said and "states air" not in vac_said
