@@ -1261,6 +1261,9 @@ def _reduced_chi2(chi2, prob):
 
 
 _AT_BOUND_UNITS = 0.1      # a value this many optimisation units (_Problem.scale) from a bound is on it
+# chi^2 / dof below this with a given ivar: the errors are over 10x the residuals' scatter -- an error (sigma)
+# passed as ivar, or a text file's columns wave, err, flux -- and the quoted errors that much too large
+_TINY_CHI2_RED = 0.01
 
 
 def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, samples_kw, meta,
@@ -1334,6 +1337,16 @@ def _finish(cls, prob, theta, chi2, starts, t0, uncertainty, scale_errors, sampl
         at_bound,
         meta,
     )
+    if not from_scatter and chi2_red < _TINY_CHI2_RED:
+        # MILES star 207 (S/N 100) with its error passed as ivar: Teff 5264 +- 4500 K, log g 3.4 +- 2.6,
+        # chi^2 0.0 for 182, without a word
+        warnings.warn(
+            f"chi^2 / dof = {chi2_red:.2g}: the residuals are {1 / np.sqrt(max(chi2_red, 1e-300)):.3g}x "
+            "smaller than the errors say, and the quoted errors are that much too large; is ivar an error "
+            "(sigma), or in another unit than the flux? (a noise-free mock: expected)",
+            FitWarning,
+            stacklevel=3,
+        )
     if at_bound:
         warnings.warn(
             f"the fit ended on the bound of {', '.join(at_bound)}: the value is a limit and its error "

@@ -623,3 +623,33 @@ def test_fit_loads_the_model_on_device(tmp_path, capsys):
     grid = tmp_path / "grid.npz"
     assert main(["fit", str(path), "--ssp-grid", str(grid), "--device", "cpu"]) == 1
     assert "--device applies to star fits only" in capsys.readouterr().err
+
+
+def test_fit_warns_when_the_errors_are_far_larger_than_the_residuals(tmp_path, capsys):
+    """MILES star 208 with its error (1 % of the flux) passed as ivar, or a text file's columns in the order
+    wave, err, flux: Teff came out +- thousands of K, log g +- 2.6, chi^2 0.0 for ~50 dof, without a word.
+    Now a FitWarning says the residuals are far smaller than the errors say; the right ivar gives none."""
+    import warnings
+
+    import torch
+
+    from smnet_sps.cli import main
+    from smnet_sps.fit import FitWarning, fit_star
+    from smnet_sps.medium import air_to_vacuum
+
+    torch.set_num_threads(1)
+    wave, flux = _miles_star()
+    keep = (wave > 5000) & (wave < 6000)
+    wave, flux = air_to_vacuum(wave[keep]), flux[keep]
+    err = 0.01 * flux
+    with pytest.warns(FitWarning, match="smaller than the errors say") as caught:
+        slip = fit_star(wave, flux, err, resolution_fwhm=2.5, degree=1)
+    assert slip.chi2 / slip.dof < 0.01 and slip.teff_err > 500          # what the warning is about
+    assert any("is ivar an error" in str(w.message) for w in caught)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FitWarning)
+        right = fit_star(wave, flux, 1 / err ** 2, resolution_fwhm=2.5, degree=1)
+    assert right.chi2 / right.dof > 1 and right.teff_err < 200
+    np.savetxt(tmp_path / "swapped.txt", np.column_stack([wave, err, flux]))
+    with pytest.warns(FitWarning, match="smaller than the errors say"):
+        assert main(["fit", str(tmp_path / "swapped.txt"), "--resolution-fwhm", "2.5", "--degree", "1"]) == 0
