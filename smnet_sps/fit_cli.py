@@ -107,6 +107,7 @@ def _read_spectrum(path, medium=None):
             # a fourth column (a mask, an ivar after the error) was ignored without a word
             raise ValueError(f"{path}: a text spectrum has columns wave, flux[, error]; this one has "
                              f"{a.shape[1]}: use a table (FITS, ECSV, CSV) with named columns for more")
+        _check_column_order(path, a)
         a[:, 0] = _text_wavelengths(path, header, a[:, 0])
         third = header[2] if header is not None and len(header) == a.shape[1] == 3 else None
         if third in _IVAR_NAMES:
@@ -343,6 +344,23 @@ def _text_header(path):
                     names, skip = [w.lower() for w in words], i + 1
             break
     return names, skip
+
+
+def _check_column_order(path, a):
+    """Refuse a text spectrum whose first column is not monotonic but another is: its wavelengths are not
+    first. Columns flux, wave, err were refused as 'wavelengths end at 1.1, ... if they are nm or um' (a
+    flux of ~1), and with a flux above 1000 as an axis 'neither increasing nor decreasing': neither named the
+    column order. Only from 20 rows (as many as a fit needs): a few pixels of a smooth flux are monotonic."""
+    def monotonic(col):
+        d = np.diff(col[np.isfinite(col)])
+        return d.size > 0 and (np.all(d > 0) or np.all(d < 0))
+    if a.shape[0] < 20 or monotonic(a[:, 0]):
+        return
+    for k in range(1, a.shape[1]):
+        if monotonic(a[:, k]):
+            raise ValueError(f"{path}: column {k + 1} runs monotonically from {a[0, k]:g} to {a[-1, k]:g}, "
+                             "column 1 does not: a text spectrum's columns are wave, flux[, error], in that "
+                             "order; reorder them (or use a table with named columns)")
 
 
 def _text_wavelengths(path, header, wave):

@@ -653,3 +653,22 @@ def test_fit_warns_when_the_errors_are_far_larger_than_the_residuals(tmp_path, c
     np.savetxt(tmp_path / "swapped.txt", np.column_stack([wave, err, flux]))
     with pytest.warns(FitWarning, match="smaller than the errors say"):
         assert main(["fit", str(tmp_path / "swapped.txt"), "--resolution-fwhm", "2.5", "--degree", "1"]) == 0
+
+
+@pytest.mark.parametrize("order, scale", [((1, 0, 2), 1.0), ((1, 0, 2), 1e4), ((2, 1, 0), 1.0)])
+def test_read_spectrum_names_a_text_file_whose_columns_are_in_another_order(tmp_path, order, scale):
+    """MILES star 208 written as flux, wave, err (or err, flux, wave): refused as 'the wavelengths end at
+    1.1 ... if they are nm or um' (a flux of ~1), or with a flux above 1000 as a wavelength axis 'neither
+    increasing nor decreasing'; neither said the columns were out of order. Now the wavelength column is
+    named."""
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave, flux = _miles_star()
+    cols = [wave, flux * scale, 0.01 * flux * scale]
+    np.savetxt(tmp_path / "s.txt", np.column_stack([cols[k] for k in order]))
+    where = order.index(0) + 1
+    with pytest.raises(ValueError, match=rf"column {where} runs monotonically from 3540.5 to 7409.6.*wave, "
+                                         r"flux\[, error\], in that order"):
+        read_spectrum(tmp_path / "s.txt")
+    np.savetxt(tmp_path / "ok.txt", np.column_stack(cols))                 # the right order reads
+    np.testing.assert_allclose(read_spectrum(tmp_path / "ok.txt")[0], wave)
