@@ -350,14 +350,16 @@ def _check_column_order(path, a):
     """Refuse a text spectrum whose first column is not monotonic but another is: its wavelengths are not
     first. Columns flux, wave, err were refused as 'wavelengths end at 1.1, ... if they are nm or um' (a
     flux of ~1), and with a flux above 1000 as an axis 'neither increasing nor decreasing': neither named the
-    column order. Only from 20 rows (as many as a fit needs): a few pixels of a smooth flux are monotonic."""
-    def monotonic(col):
+    column order. Only from 20 rows (as many as a fit needs): a few pixels of a smooth flux are monotonic;
+    and only where column 1 runs against its direction in over 10 % of its steps (a flux): wavelengths with
+    a step out of order (a repeated one, two arms joined) are left to :func:`_increasing`, naming the row."""
+    def share_along(col):               # the share of the column's steps in its main direction
         d = np.diff(col[np.isfinite(col)])
-        return d.size > 0 and (np.all(d > 0) or np.all(d < 0))
-    if a.shape[0] < 20 or monotonic(a[:, 0]):
+        return max(np.mean(d > 0), np.mean(d < 0)) if d.size else 0.0
+    if a.shape[0] < 20 or share_along(a[:, 0]) >= 0.9:
         return
     for k in range(1, a.shape[1]):
-        if monotonic(a[:, k]):
+        if share_along(a[:, k]) == 1.0:
             raise ValueError(f"{path}: column {k + 1} runs monotonically from {a[0, k]:g} to {a[-1, k]:g}, "
                              "column 1 does not: a text spectrum's columns are wave, flux[, error], in that "
                              "order; reorder them (or use a table with named columns)")

@@ -672,3 +672,21 @@ def test_read_spectrum_names_a_text_file_whose_columns_are_in_another_order(tmp_
         read_spectrum(tmp_path / "s.txt")
     np.savetxt(tmp_path / "ok.txt", np.column_stack(cols))                 # the right order reads
     np.testing.assert_allclose(read_spectrum(tmp_path / "ok.txt")[0], wave)
+
+
+@pytest.mark.parametrize("case", ["repeated", "two arms"])
+def test_read_spectrum_names_the_row_of_wavelengths_out_of_order_beside_a_smooth_error(tmp_path, case):
+    """Wavelengths with one step out of order (a repeated wavelength; two overlapping arms joined) beside a
+    smooth, monotonic error column were refused as columns in another order ('column 3 runs monotonically
+    ... reorder them'), which they were not. Now the row out of order is named."""
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave = np.linspace(4000.0, 6000.0, 200)
+    if case == "repeated":
+        wave[100] = wave[99]
+    else:
+        wave = np.concatenate([np.linspace(3700.0, 5600.0, 100), np.linspace(5500.0, 9000.0, 100)])
+    flux = 1 + 0.01 * np.random.default_rng(0).standard_normal(200)
+    np.savetxt(tmp_path / "s.txt", np.column_stack([wave, flux, np.linspace(0.01, 0.02, 200)]))
+    with pytest.raises(ValueError, match=r"wavelengths must increase \(or decrease\) strictly; row \d+ "):
+        read_spectrum(tmp_path / "s.txt")
