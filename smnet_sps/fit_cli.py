@@ -408,7 +408,8 @@ def _increasing(path, wave, flux, ivar):
         return wave[::-1], flux[::-1], None if ivar is None else ivar[::-1]
     bad = np.flatnonzero(~(step > 0))
     if bad.size:
-        raise ValueError(f"{path}: wavelengths must increase (or decrease) strictly; row {int(bad[0]) + 1} "
+        # the row (1-based, of the data) of the wavelength out of order: bad[0] + 1 named the one before it
+        raise ValueError(f"{path}: wavelengths must increase (or decrease) strictly; row {int(bad[0]) + 2} "
                          f"({wave[bad[0] + 1]:g}) follows {wave[bad[0]]:g}")
     return wave, flux, ivar
 

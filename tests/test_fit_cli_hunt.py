@@ -678,7 +678,8 @@ def test_read_spectrum_names_a_text_file_whose_columns_are_in_another_order(tmp_
 def test_read_spectrum_names_the_row_of_wavelengths_out_of_order_beside_a_smooth_error(tmp_path, case):
     """Wavelengths with one step out of order (a repeated wavelength; two overlapping arms joined) beside a
     smooth, monotonic error column were refused as columns in another order ('column 3 runs monotonically
-    ... reorder them'), which they were not. Now the row out of order is named."""
+    ... reorder them'), which they were not. Now the row out of order is named: 101, the 1-based row of
+    wave[100] (it said 100, the row before)."""
     from smnet_sps.fit_cli import read_spectrum
 
     wave = np.linspace(4000.0, 6000.0, 200)
@@ -688,5 +689,5 @@ def test_read_spectrum_names_the_row_of_wavelengths_out_of_order_beside_a_smooth
         wave = np.concatenate([np.linspace(3700.0, 5600.0, 100), np.linspace(5500.0, 9000.0, 100)])
     flux = 1 + 0.01 * np.random.default_rng(0).standard_normal(200)
     np.savetxt(tmp_path / "s.txt", np.column_stack([wave, flux, np.linspace(0.01, 0.02, 200)]))
-    with pytest.raises(ValueError, match=r"wavelengths must increase \(or decrease\) strictly; row \d+ "):
+    with pytest.raises(ValueError, match=r"wavelengths must increase \(or decrease\) strictly; row 101 \("):
         read_spectrum(tmp_path / "s.txt")
