@@ -95,6 +95,9 @@ def provenance(generator_name, generator_sha256=None):
 SSP_PROVENANCE_KEYS = ("generator", "generator_sha256", "tail_filled", "isochrones", "imf", "imf_mass_range",
                        "special_phases", "outside")
 
+# their FITS keywords (imf_mass_range: the two cards IMF_RANGE_FITS_KEYS), for the writer and the reader
+_SSP_FITS_KEYS = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF", "tail_filled": "TAILFILL"}
+
 
 def ssp_provenance(meta):
     """The :data:`SSP_PROVENANCE_KEYS` of an SSP grid's ``meta`` that it holds (not None), with
@@ -113,7 +116,6 @@ def ssp_provenance_cards(meta):
     .fits`` writes them (GENERATR, SMNETVER, GENSHA, TAILFILL, ISOCHRON, IMF, IMFMLOW / IMFMUP, SPECIAL,
     OUTSIDE). A key ``meta`` lacks gives no card; text is made FITS-safe (:func:`fits_text`), and a value too
     long for its comment keeps its card without one."""
-    keys = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF", "tail_filled": "TAILFILL"}
     comments = {"generator": "stellar spectrum generator",
                 "smnet_sps_version": "smnet-sps version that wrote this file",
                 "generator_sha256": "sha256 of the generator's weights",
@@ -132,9 +134,9 @@ def ssp_provenance_cards(meta):
                           (IMF_RANGE_FITS_KEYS[1], float(value[1]), "IMF upper mass limit [Msun]")]
         elif k == "tail_filled":
             if value is not None:
-                cards.append((keys[k], bool(value), comment))   # a numpy bool (read from HDF5) as FITS T / F
+                cards.append((_SSP_FITS_KEYS[k], bool(value), comment))     # a numpy bool as FITS T / F
         elif value is not None and not (isinstance(value, str) and not value):
-            cards.append((keys[k], value, comment))
+            cards.append((_SSP_FITS_KEYS[k], value, comment))
     out = []
     for key, value, comment in cards:
         if not isinstance(value, (bool, int, float, np.number)):
@@ -149,8 +151,7 @@ def ssp_provenance_from_header(header):
     """The ``meta`` keys :func:`ssp_provenance_cards` wrote, read back from a FITS ``header`` (``generator``,
     ``generator_sha256``, ``tail_filled``, ``isochrones``, ``imf``, ``imf_mass_range``, ``special_phases``,
     ``outside``, ``smnet_sps_version``); those it lacks are left out."""
-    keys = {**PROVENANCE_FITS_KEYS, **SSP_OPTION_FITS_KEYS, "imf": "IMF", "tail_filled": "TAILFILL"}
-    meta = {k: header[card] for k, card in keys.items() if card in header}
+    meta = {k: header[card] for k, card in _SSP_FITS_KEYS.items() if card in header}
     if all(card in header for card in IMF_RANGE_FITS_KEYS):
         meta["imf_mass_range"] = [float(header[card]) for card in IMF_RANGE_FITS_KEYS]
     return meta
