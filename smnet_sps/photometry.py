@@ -1289,6 +1289,8 @@ def plot_colour_evolution(table, path=None, filter_names=None):
         defined = json_attr(_mags_meta(table, "colors")) or {}
     except ValueError:
         defined = {}
+    if not isinstance(defined, dict):      # a hand-made table's list of colours: no rules, the fallback
+        defined = {}
     colours = [(name, np.asarray(table[name], float)) for name, rule in defined.items()
                if name in table.colnames and str(rule).startswith("M_")]
     if not colours and len(filter_names) >= 2:

@@ -1334,12 +1334,15 @@ def test_colour_plot_shows_the_colours_asked_for(tmp_path):
     plt.close(fig)
     plain = Table(table, copy=True)                         # no colour columns: the first two filters'
     del plain["g-r"], plain.meta["colors"]
-    fig = plot_colour_evolution(plain)
-    line, = fig.axes[1].get_lines()
     u_g = np.asarray(plain["M_sdss2010-u"]) - np.asarray(plain["M_sdss2010-g"])
-    assert np.allclose(line.get_ydata(), u_g)
-    assert fig.axes[1].get_ylabel() == "sdss2010-u - sdss2010-g [mag] (Vega)"
-    plt.close(fig)
+    listed = Table(plain, copy=True)                # a hand-made table naming its colours in a list, not
+    listed.meta["colors"] = ["g-r"]                 # the rules' dict: the same fallback (was AttributeError)
+    for tab in (plain, listed):
+        fig = plot_colour_evolution(tab)
+        line, = fig.axes[1].get_lines()
+        assert np.allclose(line.get_ydata(), u_g)
+        assert fig.axes[1].get_ylabel() == "sdss2010-u - sdss2010-g [mag] (Vega)"
+        plt.close(fig)
 
 
 def test_mags_fits_metadata_is_strict_json_where_the_sun_does_not_cover_a_band(tmp_path):
