@@ -1227,6 +1227,10 @@ class StellarPopulation:
         hi = wave[-1] if wmax is None else _number_in("wmax", wmax, u.AA)
         if not lo < hi:
             raise ValueError(f"wmin must be below wmax [A]; got {lo}, {hi}")
+        # its own read-only copies, as set_tabular_sfh keeps: the caller's wave array was kept, so editing it
+        # afterwards (wave /= 1.5) moved the LSF of ages computed later but not of those cached (31 % apart)
+        wave, sigma = np.array(wave, float), np.array(sigma, float)
+        wave.flags.writeable = sigma.flags.writeable = False
         self._lsf = (wave, sigma, lo, hi)
         self.params.dirtiness = 2                      # SSP-level, as python-fsps: every result is stale
         self.params.changed.add("set_lsf")

@@ -254,3 +254,21 @@ def test_a_list_of_quantities_is_refused_naming_the_parameter(blackbody):
             call()
     np.testing.assert_array_equal(sp.sfr_avg(np.array([1.0, 2.0]) * u.Gyr), sp.sfr_avg([1.0, 2.0]))
     assert sp.sfr_avg(3.0, dt=np.array([100.0]) * u.Myr) == sp.sfr_avg(3.0, dt=0.1)
+
+
+def test_set_lsf_keeps_its_own_copy_so_the_callers_arrays_do_not_change_it(blackbody):
+    """set_lsf kept the caller's wave array: ``wave /= 1.5`` afterwards moved the LSF of every age computed
+    later while the ages already cached kept the old one (default model, tage = 3 Gyr: 31 % off a fresh
+    population's spectrum in one pixel). Now the population holds read-only copies of wave and sigma."""
+    kw = dict(zcontinuous=1, generator=blackbody, smooth_lsf=True, sfh=0)
+    wave, sigma = np.linspace(3000.0, 9000.0, 50), np.linspace(100.0, 3000.0, 50)     # [A], [km/s]
+    sp = StellarPopulation(**kw)
+    sp.set_lsf(wave, sigma)
+    sp.get_spectrum(tage=1.0, peraa=True)
+    wave /= 1.5                                # the caller's arrays, reused
+    sigma *= 3.0
+    fresh = StellarPopulation(**kw)
+    fresh.set_lsf(np.linspace(3000.0, 9000.0, 50), np.linspace(100.0, 3000.0, 50))
+    for tage in (3.0, 1.0):
+        np.testing.assert_array_equal(sp.get_spectrum(tage=tage, peraa=True)[1],
+                                      fresh.get_spectrum(tage=tage, peraa=True)[1])
