@@ -423,33 +423,51 @@ def read_filter_file(path, name=None, wave_unit=None):
     return _element(wave * unit.to(u.AA), thr, name)
 
 
-@functools.lru_cache(maxsize=256)
 def _named_bandpass(name):
-    """A named filter, made once and handed to every caller (the photometry weight cache knows it by
+    """A named filter, made once per curve and handed to every caller (the photometry weight cache knows it by
     identity), so its curve is a read-only copy: a caller's in-place edit of ``bp.model.lookup_table`` changed
     the filter of every later call in the process (and speclite's own cached curve), but not the weights
-    already cached for it."""
+    already cached for it.
+
+    A speclite name is resolved as speclite resolves it at the time of the call: a ``FilterResponse`` the user
+    makes under a shipped name replaces that curve in speclite's registry, and here from then on. The name
+    alone was the cache key, so whether a session saw the user's curve depended on which came first, the
+    registration or smnet-sps' first use of the name (sdss2010-r: 0.11 mag apart on an F_lambda ~ lambda^-4
+    spectrum)."""
     if name in speclite_filter_names():
         import speclite.filters as sf
-        f = sf.load_filter(name)
-        wave, thr = f.wavelength, f.response
-    elif name in sedpy_filter_names():
+        return _filter_element(name, sf.load_filter(name))
+    if name in sedpy_filter_names():
+        return _filter_element(name, None)
+    raise KeyError(name)
+
+
+@functools.lru_cache(maxsize=256)
+def _filter_element(name, response):
+    """:func:`_named_bandpass`'s element of speclite's ``response`` (a FilterResponse: it keys the cache,
+    which holds it, so its id is never reused for another curve) or, with None, of sedpy's ``name``."""
+    if response is not None:
+        wave, thr = response.wavelength, response.response
+    else:
         import sedpy.observate as ob
         f = ob.Filter(name)
         wave, thr = f.wavelength, f.transmission
-    else:
-        raise KeyError(name)
     bp = _element(np.array(wave, float), np.array(thr, float), name)
     for a in (bp.model.lookup_table, *bp.model.points):
         a.flags.writeable = False
     return bp
 
 
-@functools.lru_cache(maxsize=256)
 def _named_pivot(name):
-    """The pivot wavelength [A] of the named filter ``name`` (KeyError for another name), computed once:
-    synphot's pivot() took ~0.3 ms a filter, 31 ms for get_mags' 109 default bands on every call."""
-    return float(_named_bandpass(name).pivot().to_value(u.AA))
+    """The pivot wavelength [A] of the named filter ``name`` (KeyError for another name), computed once per
+    curve: synphot's pivot() took ~0.3 ms a filter, 31 ms for get_mags' 109 default bands on every call."""
+    return _element_pivot(_named_bandpass(name))
+
+
+@functools.lru_cache(maxsize=256)
+def _element_pivot(bp):
+    """The pivot wavelength [A] of a named filter's element (held by :func:`_filter_element`'s cache)."""
+    return float(bp.pivot().to_value(u.AA))
 
 
 def pivot_wavelength(spec):

@@ -78,3 +78,34 @@ def test_a_callers_bandpass_edited_in_place_gets_weights_of_its_new_curve():
     assert abs(narrow[0] - wide[0]) > 1e-3                    # the edit matters
     assert float(magnitudes(spec, [bp]).columns[0][0]) == narrow[0]
     assert list(sun_absolute_magnitudes([bp]).values()) == list(narrow[1].values())
+
+
+def test_a_speclite_filter_registered_under_a_shipped_name_is_used_whatever_came_first(monkeypatch):
+    """A speclite FilterResponse made under a shipped name (sdss2010-r) replaces that curve in speclite's
+    registry. smnet-sps cached the element by name: a session that used the name before the registration
+    kept the shipped curve for good, one that used it after got the user's (0.11 mag apart on F_lambda ~
+    lambda^-4). Now the name is resolved as speclite resolves it at each call, so both orders agree."""
+    import speclite.filters as sf
+
+    from smnet_sps.filters import get_bandpass, pivot_wavelength
+    from smnet_sps.photometry import magnitudes
+    monkeypatch.setattr(sf, "_filter_cache", dict(sf._filter_cache))     # the registry restored afterwards
+    wave = np.linspace(1000.0, 30000.0, 5000) * u.AA
+    spec = (wave, (wave.value / 5000.0) ** -4 * 1e-15 * u.erg / u.s / u.cm ** 2 / u.AA)
+
+    def mag():
+        return float(np.asarray(magnitudes(spec, ["sdss2010-r"])["sdss2010-r"])[0])
+    shipped, shipped_pivot = mag(), pivot_wavelength("sdss2010-r")      # the name used first
+    lam = np.linspace(6000.0, 7000.0, 50) * u.AA
+    box = np.r_[0.0, np.ones(48), 0.0]
+    sf.FilterResponse(lam, box, meta=dict(group_name="sdss2010", band_name="r"))
+    bp = get_bandpass("sdss2010-r")[1]
+    assert bp.waveset.min() == 6000.0 * u.AA and bp.waveset.max() == 7000.0 * u.AA
+    mine = mag()
+    assert abs(mine - shipped) > 0.05
+    assert pivot_wavelength("sdss2010-r") == pytest.approx(float(bp.pivot().to_value(u.AA)), rel=1e-12)
+    assert pivot_wavelength("sdss2010-r") != shipped_pivot
+    # the registration made before any use: the same magnitude as after one
+    monkeypatch.setattr(sf, "_filter_cache", {})
+    sf.FilterResponse(lam, box, meta=dict(group_name="sdss2010", band_name="r"))
+    assert mag() == mine

@@ -1270,7 +1270,7 @@ def test_the_dust_emission_warning_computes_each_pivot_once(monkeypatch):
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(SpectralElement, "pivot", counted)
-    filters._named_pivot.cache_clear()
+    filters._element_pivot.cache_clear()
     pop = StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust_type=2, dust2=0.5,
                             generator=BlackbodyGenerator())
     said, ir = r"no dust emission in wise_w3, wise_w4 \(rest-frame pivot", ["wise_w3", "wise_w4", "sdss_r"]
