@@ -109,3 +109,17 @@ def test_a_speclite_filter_registered_under_a_shipped_name_is_used_whatever_came
     monkeypatch.setattr(sf, "_filter_cache", {})
     sf.FilterResponse(lam, box, meta=dict(group_name="sdss2010", band_name="r"))
     assert mag() == mine
+
+
+def test_a_shipped_speclite_file_is_read_once_also_when_its_curve_registers_under_another_name(monkeypatch):
+    """Resolving speclite names at every call (for curves users register under shipped names) re-read the
+    files whose curve registers under another name (lsst2016-i as lsst-i: speclite's cache never finds it),
+    ~4 ms a band on every get_mags call. The shipped file is read once; a registered curve still wins."""
+    import speclite.filters as sf
+
+    from smnet_sps import filters as F
+    first = F._named_bandpass("lsst2016-i")
+    reads = []
+    monkeypatch.setattr(sf, "load_filter", lambda *a, **k: reads.append(a))
+    assert F._named_bandpass("lsst2016-i") is first and F._named_pivot("lsst2016-i") > 0
+    assert reads == []
