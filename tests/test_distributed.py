@@ -66,6 +66,26 @@ def _assert_same_flux(mags, ref):
     np.testing.assert_allclose(flux, ref_flux, rtol=1e-6, atol=0)
 
 
+def _run_cli_blocks_here(monkeypatch):
+    """`--workers N` without starting a cluster: the CLI's blocks run in this process, in order. Returns the
+    list of the worker counts a cluster was asked for, one entry per cluster the command would start."""
+    started = []
+
+    class Serial:
+        def __init__(self, scheduler, workers):
+            started.append(workers)
+
+        def __enter__(self):
+            return None
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(D, "_CliClient", Serial)
+    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    return started
+
+
 def _single_process_magnitudes(gen, pts, filters, system="AB"):
     """The reference: the generator's surface flux -> L_lambda (CONTRACTS: L f F / integral(F)) ->
     photometry.magnitudes."""
@@ -503,20 +523,7 @@ def test_ssp_grid_on_dask_checks_the_device_name_on_the_client(tmp_path, capsys,
     have ('cuda', which this client need not have) still goes to them."""
     from smnet_sps.cli import main
 
-    started = []
-
-    class Serial:                      # --workers without starting a cluster: the blocks run here, in order
-        def __init__(self, scheduler, workers):
-            started.append(workers)
-
-        def __enter__(self):
-            return None
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(D, "_CliClient", Serial)
-    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    started = _run_cli_blocks_here(monkeypatch)
     base = ["ssp-grid", "--ages", "1Gyr", "--Z", "0.0152", "--generator", "blackbody"]
     said = []
     for extra in (["--workers", "1"], []):
@@ -1074,18 +1081,7 @@ def test_cli_ssp_grid_interrupted_counts_only_its_own_store(tmp_path, capsys, mo
     block(s) finished are kept in OUT.store". It counts this config's store only now, and names it."""
     from smnet_sps.cli import main
 
-    class Serial:                      # --workers without starting a cluster: the blocks run here, in order
-        def __init__(self, scheduler, workers):
-            pass
-
-        def __enter__(self):
-            return None
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(D, "_CliClient", Serial)
-    monkeypatch.setattr(D, "get_client", lambda client=None: client)
+    _run_cli_blocks_here(monkeypatch)
     ssp_block = D._ssp_block
 
     def interrupted_at(n):
