@@ -1292,22 +1292,26 @@ def test_the_dust_emission_warning_computes_each_pivot_once(monkeypatch):
     assert filters.pivot_wavelength("wise_w3") == w3
 
 
+def _dust_emission_warnings(pop, call):
+    """(messages, filenames) of the dust-emission warnings call(pop) raises, every one recorded."""
+    import warnings
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        call(pop)
+    dust = [w for w in rec if "dust emission" in str(w.message)]
+    return [str(w.message) for w in dust], [w.filename for w in dust]
+
+
 def test_get_spectrum_warns_once_that_fsps_would_add_dust_emission():
     """get_mags warned that FSPS (add_dust_emission=True by default) adds Draine & Li emission in the mid-IR
     bands; get_spectrum, which prospector calls at every likelihood step (its photometry made from the
     spectrum), said nothing: the ported fit got the attenuated starlight beyond 3 micron without a word. It
     warns now, once per population, unless add_dust_emission was set or dust is off; get_mags unchanged."""
-    import warnings
-
     from smnet_sps.generator import BlackbodyGenerator
     gen = BlackbodyGenerator()
 
     def said(pop, call=lambda pop: pop.get_spectrum(tage=1.0, peraa=True)):
-        with warnings.catch_warnings(record=True) as rec:
-            warnings.simplefilter("always")
-            call(pop)
-        dust = [w for w in rec if "dust emission" in str(w.message)]
-        return [str(w.message) for w in dust], [w.filename for w in dust]
+        return _dust_emission_warnings(pop, call)
 
     ported = StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust_type=2, dust2=0.5, generator=gen)
     first, where = said(ported)
@@ -1337,17 +1341,11 @@ def test_get_observed_spectrum_warns_once_that_fsps_would_add_dust_emission():
     """get_observed_spectrum lacks the same mid-IR dust emission as get_spectrum (FSPS's add_dust_emission
     defaults to True) but said nothing. It now warns as get_spectrum does, naming itself, at the caller's
     line, once per population for both methods; not with add_dust_emission set or without dust."""
-    import warnings
-
     from smnet_sps.generator import BlackbodyGenerator
     gen = BlackbodyGenerator()
 
     def said(pop, call=lambda pop: pop.get_observed_spectrum(tage=1.0, redshift=0.1, as_spectrum=False)):
-        with warnings.catch_warnings(record=True) as rec:
-            warnings.simplefilter("always")
-            call(pop)
-        dust = [w for w in rec if "dust emission" in str(w.message)]
-        return [str(w.message) for w in dust], [w.filename for w in dust]
+        return _dust_emission_warnings(pop, call)
 
     ported = StellarPopulation(zcontinuous=1, sfh=1, tau=1.0, dust_type=2, dust2=0.5, generator=gen)
     first, where = said(ported)
