@@ -199,7 +199,7 @@ def test_an_interruption_saves_a_checkpoint_and_resume_continues(synth_grid, tmp
     assert train(synth_grid, out, epochs=3, resume=True, **TINY)["training"]["epochs_run"] == 3
 
 
-def test_a_model_of_an_unfinished_training_loads_with_a_warning(synth_grid, tmp_path, monkeypatch, recwarn):
+def test_a_model_of_an_unfinished_training_loads_with_a_warning(synth_grid, tmp_path, monkeypatch):
     """The model files an interrupted run leaves (its weights after 2 of 50 epochs) loaded without a word, as
     if trained: a run never resumed was used silently. Now a warning says so and how to finish it; the
     finished run loads without one."""
