@@ -38,6 +38,34 @@ def test_load_refuses_what_is_not_an_empirical_set(tmp_path):
             load_empirical(tmp_path / name)
 
 
+def test_load_names_the_file_of_a_damaged_or_object_array_set(tmp_path):
+    """A set whose .npz is damaged inside (a copy cut short in a member, flipped bytes) stopped validate and
+    calibrate with a traceback naming neither the file nor the key ("zipfile.BadZipFile: Bad CRC-32 for file
+    'wave.npy'", or zlib's "Error -3 while decompressing data"), and a key saved as a Python object array
+    with numpy's bare "Object arrays cannot be loaded when allow_pickle=False"."""
+    raw = dict(np.load(next(FIXTURE.glob("*.npz"))))
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, **raw)
+    data = good.read_bytes()
+    import zipfile
+    members = {i.filename: i for i in zipfile.ZipFile(good).infolist()}
+    # flipped bytes inside the compressed data of a member: its start (zlib's error), its middle (a CRC error)
+    starts = [members[m].header_offset + 30 + len(m) + len(members[m].extra) + off
+              for m, off in (("teff.npy", 20), ("flux.npy", members["flux.npy"].compress_size // 2))]
+    for n, (start, length) in enumerate(zip(starts, (20, 40))):
+        damaged = bytearray(data)
+        damaged[start:start + length] = bytes(b ^ 0xFF for b in damaged[start:start + length])
+        path = tmp_path / f"damaged{n}.npz"
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(ValueError, match=rf"damaged{n}\.npz: key '\w+' cannot be read .*damaged"):
+            load_empirical(path)
+    objects = dict(raw, miles_id=np.array(list(raw["miles_id"]), dtype=object))
+    np.savez(tmp_path / "objects.npz", **objects)
+    with pytest.raises(ValueError, match=r"objects\.npz: key 'miles_id' cannot be read .*Object arrays"):
+        load_empirical(tmp_path / "objects.npz")
+    assert len(load_empirical(good)) == 20
+
+
 def test_load_refuses_a_repeated_star_number(tmp_path):
     """Two stars with one number (miles_id) loaded: lookups by number reached only the last, so calibrate's
     cross-validation gave the other no fold (fold 4607182418800017408 in cv_per_star.csv, uninitialised
