@@ -332,6 +332,27 @@ def test_nearest_star_never_itself(stars):
     assert np.all(s.score > 1e-4)
 
 
+def test_nearest_star_skips_a_neighbour_without_data(stars):
+    """A star of the set with no usable data (a row of gaps: NaN or 0 in the file, or negative flux) was
+    still every near star's 'nearest other star': its NaN prediction left them without a baseline score (a
+    damaged MILES copy, rows 3 and 7 blanked: 6 of 30 stars unscored, 4 of them with good data). It is
+    passed over for the nearest star with data; it keeps none itself."""
+    from smnet_sps.baselines import nearest_star_flux
+    _, first = nearest_star_flux(stars)
+    blank = int(np.bincount(stars.rows(first)).argmax())          # the star that most stars draw on
+    drew = np.flatnonzero(stars.rows(first) == blank)
+    damaged = EmpiricalStars(stars.star_id, stars.teff, stars.logg, stars.logz, stars.wavelength,
+                             stars.flux.copy(), stars.name)
+    damaged.flux[blank] = np.nan
+    flux, ids = nearest_star_flux(damaged)
+    assert np.all(ids != damaged.star_id) and not np.any(ids == damaged.star_id[blank])
+    keep = np.setdiff1d(np.arange(len(stars)), drew)
+    assert np.array_equal(ids[keep], first[keep])               # the others' neighbours are unchanged
+    s = score_spectra("nearest", damaged.wavelength, flux, damaged)
+    assert drew.size >= 1 and np.all(np.isfinite(s.score[drew[drew != blank]]))
+    assert np.isnan(s.score[blank])
+
+
 @pytest.mark.parametrize("ids", [[2.5], ["3"], [True]])
 def test_select_refuses_star_numbers_that_are_not_whole(stars, ids):
     """EmpiricalStars.select / rows cast ids with int: star 2.5 silently became star 2 (and '3' star 3)."""
