@@ -191,10 +191,10 @@ def load_empirical(directory):
 
     Keys: ``miles_id``, ``teff``, ``logg``, ``feh``, ``wave`` (air, A), ``flux`` (n, n_pix; exact 0 = gap).
     Wavelengths are converted to vacuum; gaps become NaN. A ``miles_id`` given twice is refused
-    (ValueError), as are a key that cannot be read (a damaged file, an object array: ValueError naming the
-    file and the key) and arrays that do not fit together (:func:`_check_star_arrays`: n >= 1 stars, one
-    ``miles_id`` / ``teff`` / ``logg`` / ``feh`` each, finite and in the generators' domain, ``wave`` finite
-    and strictly increasing, ``flux`` of shape (n, len(wave)), whole star numbers).
+    (ValueError), as are a file that cannot be read (damaged, object arrays: ValueError naming it) and
+    arrays that do not fit together (:func:`_check_star_arrays`: n >= 1 stars, one ``miles_id`` / ``teff``
+    / ``logg`` / ``feh`` each, finite and in the generators' domain, ``wave`` finite and strictly
+    increasing, ``flux`` of shape (n, len(wave)), whole star numbers).
     """
     path = Path(directory)
     if path.is_dir():
@@ -208,23 +208,15 @@ def load_empirical(directory):
     if path.suffix.lower() != ".npz" or not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: an empirical set is a .npz in the MILES calibration layout (or a "
                          "directory holding one); see shared/data/empirical/miles_calibration/README.md")
-    import zlib
+    from .checksums import read_npz
     need = ("miles_id", "teff", "logg", "feh", "wave", "flux")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in need if k not in z.files]
-        if missing:
-            raise ValueError(f"{path} lacks keys {missing}; an empirical set needs {list(need)}")
-        d = {}
-        for k in need:
-            try:
-                d[k] = np.asarray(z[k])
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-                # a damaged member was a traceback naming neither the file ("Bad CRC-32 for file
-                # 'wave.npy'"), and an object array numpy's bare "Object arrays cannot be loaded when
-                # allow_pickle=False"
-                raise ValueError(f"{path}: key '{k}' cannot be read ({type(exc).__name__}: {exc}); the file "
-                                 "is damaged or not in the MILES calibration layout (numeric arrays, no "
-                                 "Python objects): re-write or re-copy it") from exc
+    # a damaged member (zlib's error, a bad CRC) or an object array stopped validate / calibrate with a
+    # traceback naming neither the file nor the key: read_npz names the file, as for every .npz read here
+    d = read_npz(path, "empirical set in the MILES calibration layout",
+                 remedy="re-write or re-copy it (numeric arrays, no Python objects)", keys=need)
+    missing = [k for k in need if k not in d]
+    if missing:
+        raise ValueError(f"{path} lacks keys {missing}; an empirical set needs {list(need)}")
     _check_star_arrays(path, d)
     ids, counts = np.unique(d["miles_id"].astype(int), return_counts=True)
     if (counts > 1).any():

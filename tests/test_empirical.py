@@ -57,11 +57,11 @@ def test_load_names_the_file_of_a_damaged_or_object_array_set(tmp_path):
         damaged[start:start + length] = bytes(b ^ 0xFF for b in damaged[start:start + length])
         path = tmp_path / f"damaged{n}.npz"
         path.write_bytes(bytes(damaged))
-        with pytest.raises(ValueError, match=rf"damaged{n}\.npz: key '\w+' cannot be read .*damaged"):
+        with pytest.raises(ValueError, match=rf"damaged{n}\.npz is not a readable empirical set .*re-copy"):
             load_empirical(path)
     objects = dict(raw, miles_id=np.array(list(raw["miles_id"]), dtype=object))
     np.savez(tmp_path / "objects.npz", **objects)
-    with pytest.raises(ValueError, match=r"objects\.npz: key 'miles_id' cannot be read .*Object arrays"):
+    with pytest.raises(ValueError, match=r"objects\.npz is not a readable empirical set .*Object arrays"):
         load_empirical(tmp_path / "objects.npz")
     assert len(load_empirical(good)) == 20
 
