@@ -19,7 +19,7 @@ from astropy import units as u
 from astropy.table import Column, Table
 
 from .backend import STATUS, _log_value, _trapz_weights, star_rule
-from .constants import L_SUN, LLAM_UNIT
+from .constants import L_SUN, LLAM_UNIT, LOGL_DOMAIN
 from .generator import (_check_count, _logg_value, _logz_value, _quiet_coverage, _teff_value, column_quantity,
                         validate_parameters)
 from .output_files import provenance, suffix_of
@@ -481,7 +481,8 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     ------
     ValueError
         A missing column (named, with the columns found), both ``L`` and ``logl``, a non-finite parameter
-        or a non-positive L (naming its row), an unknown filter or system.
+        or an L that is not positive or lies outside 1e-10 .. 1e10 L_sun (naming its row), an unknown
+        filter or system.
     """
     if not isinstance(points, Table):
         is_path = isinstance(points, str) or hasattr(points, "__fspath__")
@@ -496,7 +497,11 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     if clash:
         raise ValueError(f"points table already has column(s) {', '.join(clash)}, which the result adds; "
                          "rename them")
-    lum = _points_column(points, "L") if "L" in cols else 10.0 ** _points_column(points, "logl")
+    if "L" in cols:
+        lum = _points_column(points, "L")
+    else:
+        with np.errstate(over="ignore"):    # a logl past 308 is inf, which check_luminosity names
+            lum = 10.0 ** _points_column(points, "logl")
     block = np.column_stack([_points_column(points, "teff"), _points_column(points, "logg"),
                              _points_column(points, "logz"), lum]) if len(points) else np.empty((0, 4))
     batch_size = _check_count(batch_size, "batch_size", 1, "stars per generator pass")
@@ -519,11 +524,24 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
 
 
 def check_luminosity(lum, offset=0):
-    bad = ~np.isfinite(lum) | (lum <= 0)
+    """Refuse an L [L_sun] that is not positive, or outside 10** :data:`~smnet_sps.constants.LOGL_DOMAIN`
+    (1e-10 .. 1e10 L_sun, the range the backend takes as logl), naming the row of the table (``offset``:
+    the block's first row). L values in a logl column (10**150 L_sun, or inf past 10**308) made magnitudes
+    of -369 mag flagged inside, where the backend refused the same star."""
+    lum = np.asarray(lum, float)
+    bad = ~(lum > 0)                    # NaN, zero, negative; +inf is out of range below
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"L must be a positive finite luminosity [L_sun]; row {offset + i} has "
                          f"L = {float(lum[i])!r}")
+    lo, hi = 10.0 ** np.asarray(LOGL_DOMAIN)
+    out = (lum < lo) | (lum > hi)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise ValueError(f"L = {float(lum[i]):g} L_sun at row {offset + i} is outside {lo:g} .. {hi:g} L_sun "
+                         f"(log10(L / L_sun) {LOGL_DOMAIN[0]:g} .. {LOGL_DOMAIN[1]:g}, the backend's range; "
+                         f"{int(out.sum())} such row(s)): a log10(L / L_sun) goes in a column 'logl', a "
+                         "luminosity in L_sun in a column 'L'")
 
 
 def stars_block(block, gen, what, filters, system, distance_cm, batch_size, out_dtype, offset=0, n_wave=None):

@@ -524,3 +524,34 @@ def test_points_text_table_hash_lines_after_the_header(blackbody, tmp_path):
         t = points_magnitudes(tmp_path / "ids.dat", BANDS, generator=blackbody)
     assert list(t["id"]) == ["#1", "#2", "#3"]
     assert np.allclose(t["M_bessell-V"], ref["M_bessell-V"], rtol=0, atol=1e-9)
+
+
+def test_points_luminosity_outside_the_backends_range_is_refused(blackbody):
+    """L values put in a logl column (150 for a giant of 150 L_sun) were taken as 10^150 L_sun: M_V of
+    -369 mag flagged inside, where the backend refuses the same star (logl outside -10 .. 10); a logl past
+    308 overflowed to inf and the message blamed 'L = inf' after a RuntimeWarning. The star tables (and the
+    Dask path's blocks, stars_block) now refuse L outside 1e-10 .. 1e10 L_sun, naming the row."""
+    from smnet_sps.backend import StellarLibraryBackend
+    from smnet_sps.star_tables import stars_block
+    as_logl = Table({k: v for k, v in STARS.items() if k != "L"} | {"logl": [1.0, 150.0, 6.93]})
+    with pytest.raises(ValueError, match=r"L = 1e\+150 L_sun at row 1 is outside 1e-10 \.\. 1e\+10 L_sun.*"
+                                         r"column 'logl'"):
+        points_magnitudes(as_logl, BANDS, generator=blackbody)
+    with pytest.raises(ValueError, match=r"logl = 150 .* is outside -10 \.\. 10"):     # the backend's rule
+        StellarLibraryBackend(blackbody).point_spectra(teff=STARS["teff"], logg=STARS["logg"],
+                                                       logz=STARS["logz"], logl=as_logl["logl"])
+    as_logl["logl"][2] = 400.0                                 # 10**400: inf, no overflow warning
+    as_logl["logl"][1] = 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match=r"L = inf L_sun at row 2 is outside"):
+            points_magnitudes(as_logl, BANDS, generator=blackbody)
+    for lum, row in (([1.0, 1e11, 6.93], 1), ([1.0, 170.0, 1e-12], 2)):
+        with pytest.raises(ValueError, match=rf"at row {row} is outside"):
+            points_magnitudes(Table(dict(STARS, L=lum)), BANDS, generator=blackbody)
+    block = np.column_stack([STARS["teff"], STARS["logg"], STARS["logz"], [1.0, 170.0, 1e30]])
+    with pytest.raises(ValueError, match=r"L = 1e\+30 L_sun at row 1002 is outside"):      # a Dask chunk's
+        stars_block(block, blackbody, "magnitudes", tuple(BANDS), "AB", None, 10, "f8", offset=1000)
+    # the edges of the range are stars
+    edge = points_magnitudes(Table(dict(STARS, L=[1e-10, 170.0, 1e10])), BANDS, generator=blackbody)
+    assert np.isfinite(edge["M_bessell-V"]).all()
