@@ -1431,8 +1431,9 @@ def _cli_points_table(args):
     _check_columns(outputs["out"], filters, args.colors, ("M_",), args.system, kept=table.colnames)
     from .neural import load_generator_option
     generator = load_generator_option(args.model, args.meta, device=args.device)
+    from .cli import show_progress
     table = points_magnitudes(table, filters, args.system, generator=generator, colors=args.colors,
-                              device=args.device)
+                              device=args.device, progress=show_progress(args))
     from .output_files import write_out_and_plot
     fmt = TABLE_FORMATS[suffix_of(outputs["out"])]
 

@@ -25,6 +25,7 @@ from .generator import (_check_count, _logg_value, _logz_value, _quiet_coverage,
 from .output_files import provenance, suffix_of
 from .filters import resolve_filters
 from .photometry import MAG_UNITS, _system, add_colors, magnitudes, parse_colors
+from .progress import want_progress
 
 __all__ = ["points_magnitudes", "read_points_table", "check_points_columns", "stars_block",
            "POINTS_TABLE_FORMATS", "PARQUET_SUFFIXES"]
@@ -446,7 +447,7 @@ def _points_column(table, name):
 
 
 def points_magnitudes(points, filters, system="AB", *, generator=None, colors=None, batch_size=4096,
-                      device="auto"):
+                      device="auto", progress=None):
     """Absolute magnitudes (10 pc) of the stars of a table, in this process (no Dask, no Parquet).
 
     Each star's spectrum follows the SSP backend's rule, as in :func:`smnet_sps.distributed.magnitudes`
@@ -468,6 +469,8 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     generator : None / "default" (the shipped model), "blackbody", a model path, or a loaded Generator
     colors : colours to add, e.g. ``"g-r,B-V"`` or ``["g-r"]``: see :func:`add_colors`
     batch_size : stars per generator pass (memory ~ batch_size x n_wave x 8 bytes)
+    progress : bool or None, a tqdm bar over the generator's batches (none for a table of one batch); None:
+        on a terminal or in a notebook only (:func:`smnet_sps.progress.want_progress`), as ``ssp_grid``
 
     Returns
     -------
@@ -505,9 +508,11 @@ def points_magnitudes(points, filters, system="AB", *, generator=None, colors=No
     block = np.column_stack([_points_column(points, "teff"), _points_column(points, "logg"),
                              _points_column(points, "logz"), lum]) if len(points) else np.empty((0, 4))
     batch_size = _check_count(batch_size, "batch_size", 1, "stars per generator pass")
+    progress = want_progress(progress)
     from .ssp import _weights_sha256, resolve_generator
     gen = resolve_generator(generator, device)
-    out = stars_block(block, gen, "magnitudes", tuple(bp for _, bp in named), system, None, batch_size, "f8")
+    out = stars_block(block, gen, "magnitudes", tuple(bp for _, bp in named), system, None, batch_size, "f8",
+                      progress=progress)
     table = Table(points, copy=True)
     unit = MAG_UNITS[system]                     # the unit magnitudes() and ssp_magnitudes give
     for k, (fname, _) in enumerate(named):
@@ -544,7 +549,8 @@ def check_luminosity(lum, offset=0):
                          "luminosity in L_sun in a column 'L'")
 
 
-def stars_block(block, gen, what, filters, system, distance_cm, batch_size, out_dtype, offset=0, n_wave=None):
+def stars_block(block, gen, what, filters, system, distance_cm, batch_size, out_dtype, offset=0, n_wave=None,
+                progress=False):
     """(n, k + 1) for one block of stars (rows Teff [K], log g, [M/H], L [L_sun]) through the generator
     ``gen``: k magnitudes (``what="magnitudes"``: of ``filters`` in ``system``, at ``distance_cm`` or 10 pc)
     or k = n_wave fluxes (``what="spectra"``), then the coverage flag. One Dask task's work
@@ -552,7 +558,8 @@ def stars_block(block, gen, what, filters, system, distance_cm, batch_size, out_
 
     ``offset``: the block's first row in the table (errors name table rows). ``n_wave``: the number of pixels
     the caller sized its output for (surface_flux's ``wavelength``); another generator grid is refused (its
-    fluxes were cut and a flux column read as the coverage flag)."""
+    fluxes were cut and a flux column read as the coverage flag). ``progress``: a bar over the generator's
+    batches where there is more than one (a Dask task draws none; :func:`points_magnitudes` does)."""
     if what == "spectra" and n_wave is not None and gen.wavelength.size != n_wave:
         raise ValueError(f"surface_flux: wavelength has {n_wave} values but the generator {gen.name!r} has "
                          f"{gen.wavelength.size} pixels; give its own grid (generator.wavelength) or "
@@ -579,7 +586,9 @@ def stars_block(block, gen, what, filters, system, distance_cm, batch_size, out_
     wint = _trapz_weights(wave.value)
     distance = None if distance_cm is None else distance_cm * u.cm
     with _quiet_coverage():                      # coverage goes into the returned flag column
-        for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch_size):
+        # a bar only where there is more than one batch (as the backend's weighted_sum)
+        for sl, flux, inside in gen.stream(teff, logg, logz, batch_size=batch_size,
+                                           progress=bool(progress) and block.shape[0] > batch_size):
             if what == "magnitudes":
                 # CONTRACTS, star: the SSP backend's whole per-star rule (backend.star_rule): L f F /
                 # integral(F), and a blackbody for an extrapolation > 2x off its target (the rescaled
