@@ -675,7 +675,23 @@ def test_read_spectrum_names_a_text_file_whose_columns_are_in_another_order(tmp_
     np.testing.assert_allclose(read_spectrum(tmp_path / "ok.txt")[0], wave)
 
 
-@pytest.mark.parametrize("case", ["repeated", "two arms"])
+def test_a_smooth_flux_written_first_is_named_as_columns_out_of_order(tmp_path):
+    """A hot star's smooth continuum with a few lines, written flux, wave[, err], turns back in ~4 % of its
+    steps; the rule of 8f03810 (column 1 taken as wavelengths when 90 % of its steps go one way) let it
+    through to the misleading 'the wavelengths end at 2.28 ... if they are nm or um' (review B)."""
+    from smnet_sps.fit_cli import read_spectrum
+
+    wave = np.linspace(3600.0, 7600.0, 1601)
+    flux = (wave / 5000.0) ** -3
+    for line in (4102.0, 4341.0, 4861.0, 6563.0):
+        flux *= 1 - 0.4 * np.exp(-0.5 * ((wave - line) / 8.0) ** 2)
+    for cols in ([flux, wave], [flux, wave, 0.01 * flux]):
+        np.savetxt(tmp_path / "s.txt", np.column_stack(cols))
+        with pytest.raises(ValueError, match=r"column 2 runs monotonically from 3600 to 7600"):
+            read_spectrum(tmp_path / "s.txt")
+
+
+@pytest.mark.parametrize("case", ["repeated", "two arms", "rounded"])
 def test_read_spectrum_names_the_row_of_wavelengths_out_of_order_beside_a_smooth_error(tmp_path, case):
     """Wavelengths with one step out of order (a repeated wavelength; two overlapping arms joined) beside a
     smooth, monotonic error column were refused as columns in another order ('column 3 runs monotonically
@@ -686,9 +702,12 @@ def test_read_spectrum_names_the_row_of_wavelengths_out_of_order_beside_a_smooth
     wave = np.linspace(4000.0, 6000.0, 200)
     if case == "repeated":
         wave[100] = wave[99]
-    else:
+    elif case == "two arms":
         wave = np.concatenate([np.linspace(3700.0, 5600.0, 100), np.linspace(5500.0, 9000.0, 100)])
+    else:                               # printed to 1 A at 0.5 A sampling: every other step a tie
+        wave = np.round(np.arange(4000.0, 4100.0, 0.5))
     flux = 1 + 0.01 * np.random.default_rng(0).standard_normal(200)
     np.savetxt(tmp_path / "s.txt", np.column_stack([wave, flux, np.linspace(0.01, 0.02, 200)]))
-    with pytest.raises(ValueError, match=r"wavelengths must increase \(or decrease\) strictly; row 101 \("):
+    row = 2 if case == "rounded" else 101
+    with pytest.raises(ValueError, match=rf"must increase \(or decrease\) strictly; row {row} \("):
         read_spectrum(tmp_path / "s.txt")
