@@ -222,6 +222,13 @@ class PointSpectra:
         return Spectrum(flux=self.llam * LLAM_UNIT, spectral_axis=self.wavelength * u.AA, meta=meta)
 
 
+def _cache_precision(flux):
+    """Unit spectra as the per-point cache holds them: rounded to float32, returned as float64. The one
+    rounding every path takes (point_spectra with and without the cache, both of weighted_sum's), so that one
+    key gives one answer bit for bit (uncached, point_spectra returned the float64 spectra: 6e-8 apart)."""
+    return np.asarray(flux, np.float32).astype(float)
+
+
 def _trapz_weights(wave):
     """Trapezoid weights so that ``flux @ w`` is the integral over the grid."""
     d = np.diff(wave)
@@ -1112,8 +1119,9 @@ class StellarLibraryBackend:
         keys = self._keys(np.log10(teff), logg, logz, cls)
         ukeys, inv = _unique_rows(keys)
         f, s, ins, c = self._unit_spectra_keys(ukeys, use_cache)
+        f = _cache_precision(f)       # the float32 of the cache also without it (use_cache=False)
         lum = 10.0**logl
-        llam = f[inv].astype(float) * (lum * L_SUN)[:, None]
+        llam = f[inv] * (lum * L_SUN)[:, None]
         status = s[inv]
         # the share of each star's light on the grid: what its unit spectrum integrates to (a blackbody's
         # share for the generator's spectra, a dedicated library's own; none for a point without a spectrum)
@@ -1179,7 +1187,7 @@ class StellarLibraryBackend:
             # sparse product (about one weight per point), single-threaded: a dense BLAS product here woke
             # OpenBLAS's threads, measured +40 ms of CPU per new SSP next to the generator's own threads
             # (float32 also without a cache, cache_size=0)
-            _add_product(flux, Wc, np.asarray(f, np.float32).astype(float))
+            _add_product(flux, Wc, _cache_precision(f))
             t_acc += time.perf_counter() - t0
         else:
             bar = None
@@ -1191,7 +1199,7 @@ class StellarLibraryBackend:
                     sl = slice(s0, min(s0 + self.batch_size, nu))
                     f, status[sl], _, corr[sl] = self._compute(ukeys[sl], timing=timing)
                     t0 = time.perf_counter()
-                    unit = f.astype(np.float32).astype(float)          # as the per-point cache holds them
+                    unit = _cache_precision(f)                 # as the per-point cache holds them
                     _add_product(flux, Wc[:, sl], unit)
                     t_acc += time.perf_counter() - t0
                     del f, unit                             # one batch of spectra alive at a time

@@ -908,3 +908,33 @@ def test_an_analytic_generator_runs_wherever_the_device_is(blackbody, monkeypatc
 
     with pytest.raises(ValueError, match="runs on cpu, and the backend does not move it"):
         get_backend(CpuGenerator(), device="cuda")
+
+
+def test_a_point_gets_one_spectrum_with_or_without_the_cache(default_generator):
+    """point_spectra without the cache (use_cache=False, or cache_size=0) returned the float64 unit spectra,
+    with it (and weighted_sum) the float32 ones the cache holds: a PARSEC isochrone's L_lambda 6e-8 apart.
+    All paths now round the same way (docs/ssp.md: one answer per key)."""
+    import torch
+
+    from smnet_sps.isochrones import load_isochrones
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        iso = load_isochrones("parsec")
+        star = iso.isochrone(11, 60)
+        logz = float(iso.logz[11])
+        kw = dict(logt=star.logt, logg=star.logg, logz=logz, logl=star.logl)
+        cached = StellarLibraryBackend(default_generator).point_spectra(**kw)
+        uncached = StellarLibraryBackend(default_generator).point_spectra(**kw, use_cache=False)
+        no_cache = StellarLibraryBackend(default_generator, cache_size=0).point_spectra(**kw)
+        be = StellarLibraryBackend(default_generator, cache_size=0)
+        keys = be.point_keys(star.logt, star.logg, logz)
+        summed, *_ = be.weighted_sum(keys, np.diag(10**star.logl * L_SUN))
+    finally:
+        torch.set_num_threads(threads)
+    assert (cached.status == STATUS["generator"]).mean() > 0.9
+    for other in (uncached, no_cache):
+        assert np.array_equal(other.llam, cached.llam)
+        assert np.array_equal(other.grid_fraction, cached.grid_fraction)
+        assert np.array_equal(other.correction, cached.correction, equal_nan=True)
+    assert np.array_equal(summed, cached.llam)
