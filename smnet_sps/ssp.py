@@ -53,6 +53,9 @@ SSP_FLUX_UNIT = SSP_UNIT                           # L_sun / Angstrom, per M_sun
 # the flag meta["outside_fraction"] is always there, but a spectrum made mostly of extrapolations (PARSEC's
 # Z = 0.06: all of it) should not pass unnoticed
 OUTSIDE_WARN_FRACTION = 0.5
+# share of L_bol emitted beyond the wavelength grid above which `smnet-sps ssp` prints it (the default 91 A -
+# 160 um grid stays below 7.5e-4; a released checkpoint's 3,000 A - 10 um grid misses 0.90 at 3 Myr)
+BEYOND_GRID_PRINT_FRACTION = 1e-3
 _PHASES = sorted(PHASE_NAMES)                      # FSPS phase codes, -1 .. 9
 _PHASE_INDEX = {p: i for i, p in enumerate(_PHASES)}
 _BACKENDS = {}
@@ -1432,6 +1435,9 @@ def _write_fits(spec, path):
              ("UNCOVMHI", uncovered_to, "MUNCOV: IMFMLOW up to this mass [Msun]"),
              ("MISSFRAC", m["missing_fraction"], "fraction of Lbol without a spectrum"),
              ("OUTFRAC", m["outside_fraction"], "fraction of Lbol from stars outside coverage"),
+             # the light the stars emit outside WAVELENGTH's range (a 3,000 A - 10 um grid: 0.90 at 3 Myr):
+             # FLUX integrates to Lbol x (1 - MISSFRAC - BEYFRAC)
+             ("BEYFRAC", m["beyond_grid_fraction"], "fraction of Lbol emitted beyond WAVELENGTH"),
              ("NPOINTS", m["n_points"], "isochrone points used"),
              # generator, version, weights' sha256, TAILFILL, isochrones, IMF and its limits (a Kroupa IMF to
              # 40 Msun read as the 0.08-120 default without them), options: as every FITS output of SSPs
@@ -1535,6 +1541,8 @@ def _cmd_ssp(args):
                         isochrones=iso, generator=gen, special_phases=args.special_phases,
                         outside=args.outside, by_phase=bool(args.plot), device=args.device)
     m = spec.meta
+    wave = spec.spectral_axis.to_value(u.AA)
+    wave_range = f"{wave.min():,.0f}-{wave.max():,.0f} A"
     top = sorted(m["phase_luminosity"].items(), key=lambda kv: -kv[1])[:4]
     lines = [f"SSP {m['isochrones']} / {m['imf']} / {m['generator']}: age {m['age_yr'] / 1e9:.4g} Gyr "
              f"(log t = {m['log_age']:.3f}), Z = {m['Z']:.4g} (logzsol {m['logzsol']:+.2f})",
@@ -1542,7 +1550,10 @@ def _cmd_ssp(args):
              f"(stars {m['mass_stars']:.4f} + remnants {m['mass_remnants']:.4f} Msun per Msun formed)",
              f"  {m['n_points']} isochrone points; Lbol fraction from stars outside coverage "
              f"{m['outside_fraction']:.3g} (outside={m['outside']}), "
-             f"without a spectrum {m['missing_fraction']:.3g}",
+             f"without a spectrum {m['missing_fraction']:.3g}"
+             # said only where it matters (a short grid's SSP is not the bolometric light it looks like)
+             + (f", emitted beyond the {wave_range} wavelength grid {m['beyond_grid_fraction']:.3g}"
+                if m["beyond_grid_fraction"] > BEYOND_GRID_PRINT_FRACTION else ""),
              "  Lbol by phase: " + ", ".join(f"{k} {v / m['lbol']:.1%}" for k, v in top)]
     wrote = write_out_and_plot(args, outputs, lambda path: _write_fits(spec, path), lambda: plot_ssp(spec))
     lines += [f"  wrote {path}" for path in wrote.values()]

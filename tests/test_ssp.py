@@ -948,3 +948,33 @@ def test_light_beyond_the_wavelength_grid_is_reported(age):
     assert full.meta["beyond_grid_fraction"] < 1e-3
     if age in (10.0**6.5, "3 Myr"):
         assert m["beyond_grid_fraction"] > 0.8
+
+
+def test_cli_ssp_reports_light_beyond_a_short_grid(tmp_path, monkeypatch, capsys):
+    """`smnet-sps ssp --out` wrote MISSFRAC and OUTFRAC but not the light beyond the wavelength grid: a
+    3,000 A - 10 um generator's 3 Myr SSP (a released checkpoint's grid) held 10 % of L_bol with MISSFRAC 0
+    and the summary said nothing. BEYFRAC is written always; the summary names it only where it exceeds
+    BEYOND_GRID_PRINT_FRACTION (the default grid's < 7.5e-4 is not printed)."""
+    from astropy.io import fits
+    from smnet_sps import neural
+    from smnet_sps.cli import main
+    from smnet_sps.generator import BlackbodyGenerator
+    from smnet_sps.ssp import BEYOND_GRID_PRINT_FRACTION  # noqa
+
+    short = BlackbodyGenerator(np.geomspace(3000, 1e5, 4000))
+    monkeypatch.setattr(neural, "load_generator_option", lambda *a, **k: short)
+    out = tmp_path / "short.fits"
+    assert main(["ssp", "--age", "3Myr", "--Z", "0.0152", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    with fits.open(out) as h:
+        head, t = h["SSP"].header, h["SSP"].data
+    held = np.trapezoid(t["FLUX"], t["WAVELENGTH"]) / 10**head["LOGLBOL"]
+    assert head["BEYFRAC"] > 0.8
+    assert held + head["MISSFRAC"] + head["BEYFRAC"] == pytest.approx(1.0, abs=1e-6)
+    assert f"emitted beyond the 3,000-100,000 A wavelength grid {head['BEYFRAC']:.3g}" in text
+    # the default-like full grid: the card is there, the summary stays quiet
+    monkeypatch.setattr(neural, "load_generator_option", lambda *a, **k: BlackbodyGenerator())
+    out = tmp_path / "full.fits"
+    assert main(["ssp", "--age", "3Myr", "--Z", "0.0152", "--out", str(out)]) == 0
+    assert "beyond" not in capsys.readouterr().out
+    assert 0 <= fits.getheader(out, "SSP")["BEYFRAC"] < BEYOND_GRID_PRINT_FRACTION  # noqa
