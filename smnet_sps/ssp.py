@@ -707,6 +707,16 @@ def _interpolated_share(a, b, lbol_a, lbol_b, w0, w1):
     return lbol * (w0 * a / lbol_a + w1 * b / lbol_b)         # all light missing at an age: linear
 
 
+def beyond_grid_fraction(flux, wave_weights, lbol, missing_fraction):
+    """Share of L_bol the stars emit outside the wavelength grid (``meta["beyond_grid_fraction"]``).
+
+    ``flux`` (..., n_wave) [L_sun / A per M_sun formed] with the grid's trapezoid ``wave_weights`` [A],
+    ``lbol`` the isochrone's L_bol [L_sun per M_sun formed] and ``missing_fraction`` its share without a
+    spectrum: the spectrum integrates to L_bol x (1 - missing - beyond); negative rounding is clipped to 0.
+    """
+    return np.maximum(0.0, 1.0 - (np.asarray(flux, float) @ wave_weights) / lbol - missing_fraction)
+
+
 def _combine(tab, index, plan, wave_weights):
     """Interpolate tabulated results: in log age, luminosities (spectrum, L_bol, per phase, missing)
     geometrically (log-linear) and masses linearly, then linearly between metallicities with log Z weights.
@@ -907,7 +917,8 @@ def ssp_spectrum(age, Z=None, *, logzsol=None, imf="kroupa", isochrones="parsec"
         "outside_fraction": float(res["outside_lum"] / lbol),
         # light the stars emit beyond the grid (each spectrum holds its blackbody share there): unreported, a
         # 3,000 A - 10 um generator's 3 Myr SSP integrated to 10 % of L_bol with missing_fraction 0
-        "beyond_grid_fraction": max(0.0, 1.0 - float(res["flux"] @ wave_weights + res["missing_lum"]) / lbol),
+        "beyond_grid_fraction": float(beyond_grid_fraction(res["flux"], wave_weights, lbol,
+                                                           res["missing_lum"] / lbol)),
         # the set's names: Padova's unflagged code 0 is not called "main sequence"
         "phase_luminosity": {iso.phase_names[p]: float(res["phase_lum"][i]) for i, p in enumerate(_PHASES)
                              if res["phase_lum"][i] > 0},

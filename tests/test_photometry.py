@@ -697,6 +697,25 @@ def test_ssp_magnitudes_report_the_light_outside_coverage(default_generator):
     assert "without a spectrum" in table["missing_fraction"].description
 
 
+def test_ssp_magnitudes_report_the_light_beyond_the_wavelength_grid():
+    """A 3,000 A - 10 um generator's table had missing_fraction 0 and nothing of the 0.90 of L_bol its 3 Myr
+    SSP emits beyond the grid (ssp_spectrum's meta["beyond_grid_fraction"]): the column gives the same
+    share, in the order the ages were given; the bands inside the grid lack nothing of it."""
+    from smnet_sps.photometry import ssp_magnitudes
+    from smnet_sps.ssp import ssp_spectrum
+    short = BlackbodyGenerator(np.geomspace(3000, 1e5, 4000))
+    ages = ["1 Gyr", "3 Myr"]                               # unsorted, and 3 Myr lies between tabulated ages
+    table = ssp_magnitudes(ages, 0.0152, ["sdss2010-r"], generator=short)
+    full = ssp_magnitudes(ages, 0.0152, ["sdss2010-r"], generator=BlackbodyGenerator())
+    expected = [ssp_spectrum(a, 0.0152, generator=short).meta["beyond_grid_fraction"] for a in ages]
+    np.testing.assert_allclose(table["beyond_grid_fraction"], expected, atol=1e-6)
+    assert table["beyond_grid_fraction"][1] > 0.8
+    assert np.all(full["beyond_grid_fraction"] < 1e-3)
+    assert "wavelength grid" in table["beyond_grid_fraction"].description
+    # at a tabulated age the short grid's r magnitude is the full grid's: no band lacks the light beyond
+    assert table["M_sdss2010-r"][0] == pytest.approx(full["M_sdss2010-r"][0], abs=1e-4)
+
+
 def test_a_photon_luminosity_density_and_magnitudes_per_pixel_are_read_as_their_flux():
     """magnitudes() refused a photon luminosity density (photon / s / A: 'neither a flux density nor a
     luminosity density') that measure_index converted; one rule (smnet_sps.medium.f_lambda_factor) reads it
