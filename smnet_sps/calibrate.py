@@ -34,8 +34,8 @@ import torch
 from .generator import _quiet_coverage
 from .model import caller_torch_state_kept
 from .progress import want_progress
-from .semi_empirical import (FORMAT, PROBE_PARAMS, CorrectionNet, base_fingerprint, file_sha256,
-                             low_order_basis, probe_ln_flux, wavelength_taper)
+from .semi_empirical import (FORMAT, PROBE_PARAMS, CorrectionNet, SemiEmpiricalGenerator, base_fingerprint,
+                             file_sha256, low_order_basis, probe_ln_flux, wavelength_taper)
 
 __all__ = ["CalibrationSettings", "CalibrationData", "prepare", "fit_correction", "check_correction_folder",
            "write_correction",
@@ -447,6 +447,13 @@ def plot_ssp_comparison(wavelength, theory, semi, labels, wave_range=(3000.0, 90
     import matplotlib.pyplot as plt
     w = np.asarray(wavelength, float)
     theory, semi = np.atleast_2d(theory), np.atleast_2d(semi)
+    labels = list(labels)
+    # checked before the figure exists: an IndexError from inside the loop left the figure open in pyplot
+    if w.ndim != 1 or theory.shape != semi.shape or theory.shape[1] != w.size or len(labels) != len(theory):
+        raise ValueError(f"plot_ssp_comparison needs theory and semi of shape (n_ssp, n_wave) = "
+                         f"({len(labels)}, {w.size}) (one label per SSP, one column per wavelength); got "
+                         f"theory {theory.shape}, semi {semi.shape}, {len(labels)} labels, "
+                         f"wavelength {w.shape}")
     sel = (w >= wave_range[0]) & (w <= wave_range[1])
     j = int(np.argmin(np.abs(w - 5500.0)))
     fig, (ax, axr) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
@@ -472,8 +479,21 @@ def plot_ssp_comparison(wavelength, theory, semi, labels, wave_range=(3000.0, 90
 
 def plot_empirical_weight(gen, logz_values=(-1.0, 0.0), n=160):
     """Figure: the empirical weight of a :class:`~smnet_sps.semi_empirical.SemiEmpiricalGenerator` over
-    (Teff, log g) at a few [M/H], with the calibration stars within 0.25 dex of each [M/H] overplotted."""
+    (Teff, log g) at a few [M/H], with the calibration stars within 0.25 dex of each [M/H] overplotted.
+
+    Teff [K] 2,500-40,000 and log g [cgs] -0.5..6 on an ``n`` x ``n`` grid; ``logz_values``: [M/H] [dex] of
+    the panels, one or more."""
     import matplotlib.pyplot as plt
+    # checked before the figure exists: the default (theoretical) model has no calibration stars, and its
+    # AttributeError ('_stars') left the figure open in pyplot
+    if not isinstance(gen, SemiEmpiricalGenerator):
+        raise ValueError(f"plot_empirical_weight needs the semi-empirical generator "
+                         f"(load_generator(\"semi-empirical\")); got {type(gen).__name__}")
+    logz_values = np.atleast_1d(np.asarray(logz_values, float))
+    if logz_values.ndim != 1 or not logz_values.size or isinstance(n, bool) or int(n) != n or n < 2:
+        raise ValueError(f"plot_empirical_weight needs one or more [M/H] values and n >= 2 grid points per "
+                         f"axis; got logz_values {logz_values.tolist()}, n {n!r}")
+    n = int(n)
     lt = np.linspace(np.log10(2500.0), np.log10(40000.0), n)
     lg = np.linspace(-0.5, 6.0, n)
     T, G = np.meshgrid(lt, lg)

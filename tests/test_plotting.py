@@ -307,3 +307,28 @@ def test_coverage_count_is_a_title_not_a_note_over_the_cool_giants(svg_backend, 
     ax = fig.axes[-1]
     assert len(ax.texts) == 0
     assert ax.get_title() == f"union grid: {len(grid)} spectra"
+
+
+def test_calibration_plots_refuse_bad_input_before_a_figure_exists(default_generator):
+    """plot_empirical_weight of the default (theoretical) model died with AttributeError '_stars', and
+    plot_ssp_comparison with one label too many with an IndexError, each leaving its figure open in pyplot;
+    both are now ValueErrors naming what is needed, raised before a figure exists."""
+    import matplotlib.pyplot as plt
+
+    from smnet_sps.calibrate import plot_empirical_weight, plot_ssp_comparison
+    from smnet_sps.generator import BlackbodyGenerator
+    plt.close("all")
+    with pytest.raises(ValueError, match="needs the semi-empirical generator.*got NeuralGenerator"):
+        plot_empirical_weight(default_generator, n=10)
+    with pytest.raises(ValueError, match="needs the semi-empirical generator.*got BlackbodyGenerator"):
+        plot_empirical_weight(BlackbodyGenerator())
+    wave = np.linspace(3000.0, 9000.0, 200)
+    flux = 1.0 + wave[None, :] / 9000.0
+    with pytest.raises(ValueError, match=r"\(2, 200\).*theory \(1, 200\), semi \(1, 200\), 2 labels"):
+        plot_ssp_comparison(wave, flux, flux, ["1 Gyr", "10 Gyr"])
+    with pytest.raises(ValueError, match=r"theory \(1, 100\)"):
+        plot_ssp_comparison(wave, flux[:, :100], flux, ["1 Gyr"])
+    assert plt.get_fignums() == []
+    fig = plot_ssp_comparison(wave, flux, 1.01 * flux, ["1 Gyr"])   # good input still draws
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+    plt.close(fig)
