@@ -646,12 +646,20 @@ def plot_mixture_map(mixture, logz_values=(-1.0, -0.3, 0.0, 0.3), teff_range=(20
     """Figure: the library with the largest default weight over Teff x log g, one panel per [M/H].
 
     Colour = dominant library; pale where its weight < 0.9 (a handover); white where no library supports
-    the point (outside coverage).
+    the point (outside coverage). ``logz_values``: the panels' [M/H] [dex], one or more; ``teff_range`` [K]
+    and ``logg_range`` [cgs] span an ``n`` x ``n`` grid (n >= 2).
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_rgb
     from matplotlib.patches import Patch
 
+    # checked before the figure exists: no [M/H] (ValueError from matplotlib) or n = 0 (IndexError) left the
+    # figure open in pyplot
+    logz_values = np.atleast_1d(np.asarray(logz_values, float))
+    if logz_values.ndim != 1 or not logz_values.size or isinstance(n, bool) or int(n) != n or n < 2:
+        raise ValueError(f"plot_mixture_map needs one or more [M/H] values (one panel each) and n >= 2 grid "
+                         f"points per axis; got logz_values {logz_values.tolist()}, n {n!r}")
+    n = int(n)
     lt = np.linspace(np.log10(teff_range[0]), np.log10(teff_range[1]), n)
     lg = np.linspace(logg_range[0], logg_range[1], n)
     LT, LG = np.meshgrid(lt, lg)

@@ -332,3 +332,20 @@ def test_calibration_plots_refuse_bad_input_before_a_figure_exists(default_gener
     fig = plot_ssp_comparison(wave, flux, 1.01 * flux, ["1 Gyr"])   # good input still draws
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
     plt.close(fig)
+
+
+def test_mixture_map_refuses_bad_input_before_a_figure_exists(default_generator):
+    """plot_mixture_map with no [M/H] raised matplotlib's "Number of columns must be a positive integer" and
+    with n=0 an IndexError, each leaving its figure open in pyplot: now a ValueError naming what is needed."""
+    from smnet_sps.mixture import LibraryMixture, plot_mixture_map
+    g = default_generator
+    mixture = LibraryMixture(g.library_names, g.library_boxes, g.nodes, g.mixture_policy)
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"one or more \[M/H\] values.*got logz_values \[\], n 20"):
+        plot_mixture_map(mixture, logz_values=(), n=20)
+    with pytest.raises(ValueError, match="n >= 2 grid points per axis; got logz_values \\[0.0\\], n 0"):
+        plot_mixture_map(mixture, logz_values=(0.0,), n=0)
+    assert plt.get_fignums() == []
+    fig = plot_mixture_map(mixture, logz_values=0.0, n=10)     # one [M/H] as a number: one panel
+    assert [ax.get_title() for ax in fig.axes] == ["[M/H] = +0.00"]
+    plt.close(fig)
