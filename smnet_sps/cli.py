@@ -23,7 +23,7 @@ COMMAND_MODULES = [
     "smnet_sps.evaluate",     # evaluate
     "smnet_sps.validate",     # validate (observed stars, mixture ranking)
     "smnet_sps.calibrate",    # calibrate (semi-empirical correction)
-    "smnet_sps.ssp",          # ssp / ssp-grid
+    "smnet_sps.ssp_cli",      # ssp / ssp-grid
     "smnet_sps.photometry",   # mags
     "smnet_sps.plugin_registry",  # plugins
     "smnet_sps.fit_cli",      # fit (stars, SSPs)

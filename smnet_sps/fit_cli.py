@@ -755,7 +755,7 @@ def _cmd_fit(args):
 
 def add_cli(sub):
     from .neural import add_meta_option
-    from .ssp import add_device_option
+    from .ssp_cli import add_device_option
     p = sub.add_parser(
         "fit",
         help="fit Teff, log g, [M/H], rv of a star (or an SSP with --ssp-grid) to a spectrum",

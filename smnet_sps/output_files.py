@@ -476,8 +476,8 @@ def save_figure(fig, path, *, overwrite=False, option="--plot", dpi=110):
 
 
 def save_plot(fig, path, *, dpi=110, option="path"):
-    """For the plotting functions' ``path=`` (:func:`~smnet_sps.ssp.plot_ssp`, ...): save the Figure they drew
-    to ``path`` when it is given, and return the figure, open (the caller closes it).
+    """For the plotting functions' ``path=`` (:func:`~smnet_sps.ssp_cli.plot_ssp`, ...): save the Figure they
+    drew to ``path`` when it is given, and return the figure, open (the caller closes it).
 
     A path (str or path-like) is written as the command line's plots are: the format comes from the extension
     (one matplotlib can write here, or a ValueError naming them), a missing folder is created and the file is

@@ -1694,7 +1694,7 @@ def add_cli(subparsers):
                    help="'default', 'semi-empirical', 'blackbody', a model directory or a released SM-Net "
                         "checkpoint (.pt, with --meta) (default: the shipped default model)")
     add_meta_option(p)
-    from .ssp import add_backend_options
+    from .ssp_cli import add_backend_options
     add_backend_options(p)                      # --special-phases, --outside, --device (as ssp, ssp-grid)
     p.add_argument("--extrapolate", action="store_true",
                    help="treat the spectrum as zero where a filter reaches beyond it, with a warning naming "

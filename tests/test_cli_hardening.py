@@ -163,7 +163,7 @@ def test_ssp_never_overwrites_without_flag_and_atomically_with_it(tmp_path, caps
 
 def test_failed_write_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch, capsys):
     """A writer that dies half way (disk full) must not leave a truncated file under the target name."""
-    import smnet_sps.ssp as sspmod
+    import smnet_sps.ssp_cli as ssp_cli
     out = tmp_path / "s.fits"
     out.write_bytes(b"previous result")
 
@@ -172,7 +172,7 @@ def test_failed_write_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch, c
             f.write(b"SIMPLE  =  T" * 10)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sspmod, "_write_fits", half_write)
+    monkeypatch.setattr(ssp_cli, "_write_fits", half_write)
     assert main(SSP + ["--out", str(out), "--overwrite"]) == 1
     assert "No space left" in _error_line(capsys)
     assert out.read_bytes() == b"previous result"

@@ -268,7 +268,8 @@ def test_ssp_and_mags_fits_headers_name_an_imf_passed_in_alike(tmp_path, blackbo
 
     from smnet_sps.imf import get_imf
     from smnet_sps.photometry import _write_table, ssp_magnitudes
-    from smnet_sps.ssp import _write_fits, ssp_spectrum
+    from smnet_sps.ssp import ssp_spectrum
+    from smnet_sps.ssp_cli import _write_fits
 
     def steep(m):                                       # a callable dN/dm
         return np.asarray(m, float) ** -2.7

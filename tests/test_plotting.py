@@ -31,7 +31,8 @@ def _check(fig, backend, tmp_path):
 
 
 def test_plot_ssp(svg_backend, blackbody, tmp_path):
-    from smnet_sps.ssp import plot_ssp, ssp_spectrum
+    from smnet_sps.ssp import ssp_spectrum
+    from smnet_sps.ssp_cli import plot_ssp
     spec = ssp_spectrum(1 * u.Gyr, Z=0.0152, generator=blackbody, by_phase=True)
     _check(plot_ssp(spec), svg_backend, tmp_path)
     out = tmp_path / "ssp.pdf"
@@ -81,7 +82,8 @@ def test_bad_input_to_the_plots_is_refused_before_a_figure_exists():
     from astropy.table import Table
 
     from smnet_sps.photometry import plot_colour_evolution
-    from smnet_sps.ssp import plot_ssp, ssp_spectrum
+    from smnet_sps.ssp import ssp_spectrum
+    from smnet_sps.ssp_cli import plot_ssp
     plt.close("all")
     spec = ssp_spectrum(1e9, Z=0.0152, generator="blackbody")
     broken = spec.__class__(flux=spec.flux * np.nan, spectral_axis=spec.spectral_axis, meta=dict(spec.meta))
@@ -159,7 +161,8 @@ def test_a_failed_save_closes_the_figure_and_a_missing_folder_is_made(blackbody,
     closed before the error propagates, a missing folder is made, an unknown extension is refused."""
     from smnet_sps.grid import build_grid, plot_coverage
     from smnet_sps.photometry import plot_colour_evolution, ssp_magnitudes
-    from smnet_sps.ssp import plot_ssp, ssp_spectrum
+    from smnet_sps.ssp import ssp_spectrum
+    from smnet_sps.ssp_cli import plot_ssp
     spec = ssp_spectrum(1 * u.Gyr, Z=0.0152, generator=blackbody, by_phase=True)
     table = ssp_magnitudes([0.1, 1.0] * u.Gyr, 0.0152, ["sdss2010-g", "sdss2010-r"], generator=blackbody)
     grid = build_grid(fixtures_dir / "libraries", only="ck04,basel22", progress=False)
@@ -192,7 +195,8 @@ def test_plots_write_to_a_file_object(svg_backend, blackbody):
     writer: a file object goes to ``fig.savefig`` as it is."""
     import io
 
-    from smnet_sps.ssp import plot_ssp, ssp_spectrum
+    from smnet_sps.ssp import ssp_spectrum
+    from smnet_sps.ssp_cli import plot_ssp
     buffer = io.BytesIO()
     fig = plot_ssp(ssp_spectrum(1 * u.Gyr, Z=0.0152, generator=blackbody), buffer)
     # matplotlib's default format for a file object (the svg backend's own here)

@@ -261,7 +261,7 @@ def test_padova_unflagged_phase_is_not_called_main_sequence(blackbody, capsys):
 
     from smnet_sps.cli import main
     from smnet_sps.isochrones import PHASE_NAMES, UNFLAGGED_PHASE, load_isochrones
-    from smnet_sps.ssp import plot_ssp
+    from smnet_sps.ssp_cli import plot_ssp
 
     assert load_isochrones("padova").phase_names[0] == UNFLAGGED_PHASE
     assert UNFLAGGED_PHASE == "not flagged (main sequence to E-AGB)"
@@ -444,7 +444,8 @@ def test_upper_case_npz_and_a_non_ascii_generator_name_are_written(tmp_path):
     "modèle" failed the FITS write of `ssp --out` after the whole computation."""
     from astropy.io import fits
 
-    from smnet_sps.ssp import _write_fits, load_ssp_grid, save_ssp_grid
+    from smnet_sps.ssp import load_ssp_grid, save_ssp_grid
+    from smnet_sps.ssp_cli import _write_fits
     grid = ssp_grid([1e9], [0.0152], generator="blackbody", progress=False)
     path = save_ssp_grid(grid, tmp_path / "x.NPZ")
     assert path.is_file()
@@ -463,7 +464,7 @@ def test_ssp_fits_provenance_cards_are_the_shared_ones(tmp_path):
 
     from smnet_sps.imf import get_imf
     from smnet_sps.output_files import ssp_provenance_cards
-    from smnet_sps.ssp import _write_fits
+    from smnet_sps.ssp_cli import _write_fits
     spec = ssp_spectrum(1e9, Z=0.019, isochrones="padova", imf=get_imf("kroupa", m_up=40.0))
     _write_fits(spec, tmp_path / "s.fits")
     cards = [(c.keyword, c.value, c.comment) for c in fits.getheader(tmp_path / "s.fits", 1).cards]
@@ -514,7 +515,7 @@ def test_ssp_fits_bunit_is_a_fits_standard_unit(tmp_path):
     from astropy.io import fits
     from astropy.table import QTable
 
-    from smnet_sps.ssp import _write_fits
+    from smnet_sps.ssp_cli import _write_fits
     spec = ssp_spectrum(1e9, Z=0.0152, generator="blackbody")
     _write_fits(spec, tmp_path / "s.fits")
     bunit = u.Unit(fits.getheader(tmp_path / "s.fits", "SSP")["BUNIT"], format="fits")
@@ -978,3 +979,22 @@ def test_cli_ssp_reports_light_beyond_a_short_grid(tmp_path, monkeypatch, capsys
     assert main(["ssp", "--age", "3Myr", "--Z", "0.0152", "--out", str(out)]) == 0
     assert "beyond" not in capsys.readouterr().out
     assert 0 <= fits.getheader(out, "SSP")["BEYFRAC"] < BEYOND_GRID_PRINT_FRACTION  # noqa
+
+
+def test_plot_ssp_still_reached_through_ssp_without_loading_the_cli():
+    """The command line, FITS writer and plot moved to smnet_sps.ssp_cli: ``smnet_sps.ssp.plot_ssp`` (the
+    documented name) still resolves, to ssp_cli's function, and ``import smnet_sps.ssp`` loads neither
+    matplotlib nor ssp_cli until it is asked for; other CLI names are not re-exported."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport smnet_sps.ssp as S\n"
+            "before = [m for m in ('matplotlib', 'smnet_sps.ssp_cli') if m in sys.modules]\n"
+            "from smnet_sps.ssp import plot_ssp\nimport smnet_sps.ssp_cli as C\n"
+            "try:\n    S._write_fits\n    missing = False\nexcept AttributeError:\n    missing = True\n"
+            "print(before, plot_ssp is C.plot_ssp is S.plot_ssp, missing)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[] True True"

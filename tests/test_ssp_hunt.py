@@ -89,7 +89,8 @@ def test_ssp_fits_keeps_every_phase_name_whole(tmp_path, blackbody):
     exists to avoid. PHNAMEn now holds each name whole, and the header gives back meta['phase_luminosity']."""
     from astropy.io import fits
 
-    from smnet_sps.ssp import _write_fits, ssp_spectrum
+    from smnet_sps.ssp import ssp_spectrum
+    from smnet_sps.ssp_cli import _write_fits
     spec = ssp_spectrum(1e9, Z=0.008, isochrones="padova", generator=blackbody)
     assert "not flagged (main sequence to E-AGB)" in spec.meta["phase_luminosity"]
     _write_fits(spec, tmp_path / "s.fits")
@@ -107,7 +108,8 @@ def test_ssp_outputs_record_the_imf_mass_limits(tmp_path, blackbody):
     from astropy.io import fits
 
     from smnet_sps.imf import get_imf
-    from smnet_sps.ssp import _write_fits, load_ssp_grid, save_ssp_grid, ssp_spectrum
+    from smnet_sps.ssp import load_ssp_grid, save_ssp_grid, ssp_spectrum
+    from smnet_sps.ssp_cli import _write_fits
     short = get_imf("kroupa", m_up=40.0)
     default = ssp_spectrum(1e7, Z=0.0152, generator=blackbody)
     spec = ssp_spectrum(1e7, Z=0.0152, generator=blackbody, imf=short)

@@ -159,7 +159,8 @@ def test_ssp_fits_states_the_unlit_stars_below_the_isochrone(monkeypatch, tmp_pa
     from astropy.io import fits
     from test_isochrones import _parsec_rows, _set_of, _use_set
 
-    from smnet_sps.ssp import _write_fits, clear_ssp_cache, ssp_spectrum
+    from smnet_sps.ssp import clear_ssp_cache, ssp_spectrum
+    from smnet_sps.ssp_cli import _write_fits
 
     def cut(c):
         keep = c.mini >= 0.5
