@@ -489,11 +489,8 @@ def plot_empirical_weight(gen, logz_values=(-1.0, 0.0), n=160):
     if not isinstance(gen, SemiEmpiricalGenerator):
         raise ValueError(f"plot_empirical_weight needs the semi-empirical generator "
                          f"(load_generator(\"semi-empirical\")); got {type(gen).__name__}")
-    logz_values = np.atleast_1d(np.asarray(logz_values, float))
-    if logz_values.ndim != 1 or not logz_values.size or isinstance(n, bool) or int(n) != n or n < 2:
-        raise ValueError(f"plot_empirical_weight needs one or more [M/H] values and n >= 2 grid points per "
-                         f"axis; got logz_values {logz_values.tolist()}, n {n!r}")
-    n = int(n)
+    from .mixture import panel_grid
+    logz_values, n = panel_grid("plot_empirical_weight", logz_values, n)
     lt = np.linspace(np.log10(2500.0), np.log10(40000.0), n)
     lg = np.linspace(-0.5, 6.0, n)
     T, G = np.meshgrid(lt, lg)

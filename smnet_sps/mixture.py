@@ -641,6 +641,17 @@ def rank_libraries(library_names, scores, teff, logg, supported, teff_edges=TEFF
 
 
 # ------------------------------------------------------------------------------------------ plot
+def panel_grid(what, logz_values, n):
+    """The [M/H] [dex] of a map's panels (one or more, as a 1-d array) and its ``n`` x ``n`` grid size (an
+    integer >= 2), or a ValueError naming ``what`` needs them (the Teff x log g maps here and in calibrate)
+    """
+    logz_values = np.atleast_1d(np.asarray(logz_values, float))
+    if logz_values.ndim != 1 or not logz_values.size or isinstance(n, bool) or int(n) != n or n < 2:
+        raise ValueError(f"{what} needs one or more [M/H] values (one panel each) and n >= 2 grid points per "
+                         f"axis; got logz_values {logz_values.tolist()}, n {n!r}")
+    return logz_values, int(n)
+
+
 def plot_mixture_map(mixture, logz_values=(-1.0, -0.3, 0.0, 0.3), teff_range=(2000.0, 60000.0),
                      logg_range=(-1.0, 6.0), n=240):
     """Figure: the library with the largest default weight over Teff x log g, one panel per [M/H].
@@ -655,11 +666,7 @@ def plot_mixture_map(mixture, logz_values=(-1.0, -0.3, 0.0, 0.3), teff_range=(20
 
     # checked before the figure exists: no [M/H] (ValueError from matplotlib) or n = 0 (IndexError) left the
     # figure open in pyplot
-    logz_values = np.atleast_1d(np.asarray(logz_values, float))
-    if logz_values.ndim != 1 or not logz_values.size or isinstance(n, bool) or int(n) != n or n < 2:
-        raise ValueError(f"plot_mixture_map needs one or more [M/H] values (one panel each) and n >= 2 grid "
-                         f"points per axis; got logz_values {logz_values.tolist()}, n {n!r}")
-    n = int(n)
+    logz_values, n = panel_grid("plot_mixture_map", logz_values, n)
     lt = np.linspace(np.log10(teff_range[0]), np.log10(teff_range[1]), n)
     lg = np.linspace(logg_range[0], logg_range[1], n)
     LT, LG = np.meshgrid(lt, lg)
