@@ -52,9 +52,6 @@ SSP_FLUX_UNIT = SSP_UNIT                           # L_sun / Angstrom, per M_sun
 # the flag meta["outside_fraction"] is always there, but a spectrum made mostly of extrapolations (PARSEC's
 # Z = 0.06: all of it) should not pass unnoticed
 OUTSIDE_WARN_FRACTION = 0.5
-# share of L_bol emitted beyond the wavelength grid above which `smnet-sps ssp` prints it (the default 91 A -
-# 160 um grid stays below 7.5e-4; a released checkpoint's 3,000 A - 10 um grid misses 0.90 at 3 Myr)
-BEYOND_GRID_PRINT_FRACTION = 1e-3
 _PHASES = sorted(PHASE_NAMES)                      # FSPS phase codes, -1 .. 9
 _PHASE_INDEX = {p: i for i, p in enumerate(_PHASES)}
 _BACKENDS = {}

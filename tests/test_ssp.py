@@ -960,7 +960,7 @@ def test_cli_ssp_reports_light_beyond_a_short_grid(tmp_path, monkeypatch, capsys
     from smnet_sps import neural
     from smnet_sps.cli import main
     from smnet_sps.generator import BlackbodyGenerator
-    from smnet_sps.ssp import BEYOND_GRID_PRINT_FRACTION  # noqa
+    from smnet_sps.ssp_cli import BEYOND_GRID_PRINT_FRACTION  # noqa
 
     short = BlackbodyGenerator(np.geomspace(3000, 1e5, 4000))
     monkeypatch.setattr(neural, "load_generator_option", lambda *a, **k: short)
